@@ -1,0 +1,1 @@
+"""Identity: JWT issue and verification, claims, permissions and access rules."""

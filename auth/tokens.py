@@ -1,0 +1,90 @@
+"""JWT issue and verification with a pinned algorithm."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import jwt
+from pydantic import ValidationError
+
+from auth.claims import Claims, Permission
+from auth.errors import AuthError
+
+SUPPORTED_ALGORITHMS = ("HS256", "RS256")
+
+
+@dataclass(frozen=True, slots=True)
+class TokenConfig:
+    """How tokens are signed and checked.
+
+    ``verify_key`` is the HS256 secret or the RS256 public key (PEM); ``signing_key`` is the
+    secret or the RS256 private key, None when this node may verify but not mint.
+    """
+
+    algorithm: str
+    verify_key: str
+    signing_key: str | None
+    issuer: str | None = None
+    audience: str | None = None
+
+    def __post_init__(self) -> None:
+        if self.algorithm not in SUPPORTED_ALGORITHMS:
+            raise ValueError(f"unsupported JWT algorithm {self.algorithm!r}; use one of {SUPPORTED_ALGORITHMS}")
+
+
+class TokenService:
+    """Mints and verifies tokens; only the configured algorithm is ever accepted."""
+
+    def __init__(self, config: TokenConfig) -> None:
+        self._config = config
+
+    @property
+    def can_mint(self) -> bool:
+        """True when a signing key is configured."""
+        return self._config.signing_key is not None
+
+    def mint(
+        self,
+        *,
+        user_id: str,
+        now_s: float,
+        ttl_s: int,
+        perms: tuple[Permission, ...],
+        name: str = "",
+        telegram_user_id: str = "",
+        guest: bool = False,
+    ) -> tuple[str, int]:
+        """A signed token and its expiry (unix s); claims are validated before signing."""
+        if self._config.signing_key is None:
+            raise AuthError("unauthorized", "this server has no signing key")
+        exp = int(now_s) + ttl_s
+        claims = Claims(sub=user_id, exp=exp, name=name, telegram_user_id=telegram_user_id, perms=perms, guest=guest)
+        payload: dict[str, Any] = claims.model_dump(mode="json")
+        payload["iat"] = int(now_s)
+        if self._config.issuer:
+            payload["iss"] = self._config.issuer
+        if self._config.audience:
+            payload["aud"] = self._config.audience
+        token = jwt.encode(payload, self._config.signing_key, algorithm=self._config.algorithm)
+        return token, exp
+
+    def verify(self, token: object) -> Claims:
+        """Verified claims, or ``unauthorized`` for anything wrong with the token."""
+        if not isinstance(token, str) or not token or len(token) > 8192:
+            raise AuthError("unauthorized", "a bearer token is required")
+        required = ["exp", "sub"] + (["iss"] if self._config.issuer else []) + (["aud"] if self._config.audience else [])
+        try:
+            payload = jwt.decode(
+                token,
+                self._config.verify_key,
+                algorithms=[self._config.algorithm],
+                issuer=self._config.issuer,
+                audience=self._config.audience,
+                options={"require": required, "verify_aud": self._config.audience is not None},
+            )
+            return Claims.model_validate(payload)
+        except jwt.ExpiredSignatureError as exc:
+            raise AuthError("unauthorized", "token expired") from exc
+        except (jwt.InvalidTokenError, ValidationError) as exc:
+            raise AuthError("unauthorized", "invalid token") from exc

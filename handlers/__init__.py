@@ -1,0 +1,1 @@
+"""One module per capability: HTTP routes and Socket.IO events, thin by design."""

@@ -1,0 +1,59 @@
+"""Per-connection state: who is connected, and how fast they may send."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from auth.claims import Claims
+
+
+@dataclass(slots=True)
+class TokenBucket:
+    """Events allowed per second with a burst; refilled lazily on each take."""
+
+    rate_per_s: float
+    burst: int
+    tokens: float = -1.0
+    updated_s: float = 0.0
+
+    def take(self, now_s: float) -> bool:
+        """Spend one token; False when the connection is over its rate."""
+        if self.tokens < 0:
+            self.tokens, self.updated_s = float(self.burst), now_s
+        self.tokens = min(float(self.burst), self.tokens + (now_s - self.updated_s) * self.rate_per_s)
+        self.updated_s = now_s
+        if self.tokens < 1.0:
+            return False
+        self.tokens -= 1.0
+        return True
+
+
+@dataclass(slots=True)
+class Connection:
+    """One Socket.IO connection's identity and rate budget."""
+
+    sid: str
+    claims: Claims
+    bucket: TokenBucket = field(default_factory=lambda: TokenBucket(20.0, 40))
+
+
+class Connections:
+    """The node's connected clients, by Socket.IO sid."""
+
+    def __init__(self) -> None:
+        self._by_sid: dict[str, Connection] = {}
+
+    def add(self, connection: Connection) -> None:
+        """Register a freshly authenticated connection."""
+        self._by_sid[connection.sid] = connection
+
+    def get(self, sid: str) -> Connection | None:
+        """The connection, or None once it has gone."""
+        return self._by_sid.get(sid)
+
+    def remove(self, sid: str) -> None:
+        """Forget a disconnected connection."""
+        self._by_sid.pop(sid, None)
+
+    def __len__(self) -> int:
+        return len(self._by_sid)

@@ -1,0 +1,47 @@
+"""Socket.IO ``connect`` / ``disconnect``: the JWT decides who a connection is."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import socketio
+from socketio.exceptions import ConnectionRefusedError as Refused
+
+from auth.errors import AuthError
+from handlers.connection import Connection, Connections, TokenBucket
+from handlers.context import Services
+
+log = logging.getLogger(__name__)
+
+
+class ConnectionEvents:
+    """Authenticates connections from ``auth.token`` and cleans up after them."""
+
+    def __init__(self, services: Services, connections: Connections) -> None:
+        self._s = services
+        self._connections = connections
+
+    def register(self, sio: socketio.AsyncServer) -> None:
+        """Attach the handlers to ``sio``."""
+        sio.on("connect", self.connect)
+        sio.on("disconnect", self.disconnect)
+
+    async def connect(self, sid: str, environ: dict[str, Any], auth: Any = None) -> None:
+        """Refuse with ``connect_error`` data ``{error: "unauthorized"}`` unless the token verifies."""
+        token = auth.get("token") if isinstance(auth, dict) else None
+        try:
+            claims = self._s.tokens.verify(token)
+            if claims.exp <= self._s.clock.now_s():
+                raise AuthError("unauthorized", "token expired")
+        except AuthError as exc:
+            raise Refused("unauthorized", {"error": "unauthorized", "message": exc.message}) from None
+        limits = self._s.limits
+        self._connections.add(
+            Connection(sid=sid, claims=claims, bucket=TokenBucket(limits.event_rate_per_s, limits.event_burst))
+        )
+
+    async def disconnect(self, sid: str, reason: Any = None) -> None:
+        """Leave every room and forget the connection."""
+        self._s.bus.leave_all(sid)
+        self._connections.remove(sid)

@@ -1,0 +1,35 @@
+"""``/healthz`` (the process is up) and ``/readyz`` (Redis answers and the bus listens)."""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+
+from aiohttp import web
+
+
+class HealthRoutes:
+    """Liveness and readiness probes."""
+
+    def __init__(self, *, redis_ping: Callable[[], Awaitable[object]], bus_alive: Callable[[], bool]) -> None:
+        self._redis_ping = redis_ping
+        self._bus_alive = bus_alive
+
+    def register(self, app: web.Application) -> None:
+        """Attach the routes to ``app``."""
+        app.router.add_get("/healthz", self.healthz)
+        app.router.add_get("/readyz", self.readyz)
+
+    async def healthz(self, request: web.Request) -> web.Response:
+        """Always 200 while the process serves requests."""
+        return web.json_response({"ok": True})
+
+    async def readyz(self, request: web.Request) -> web.Response:
+        """200 when Redis answers a PING and the bus listener is alive, else 503."""
+        try:
+            await self._redis_ping()
+            redis_ok = True
+        except Exception:  # any failure to reach Redis means not ready
+            redis_ok = False
+        bus_ok = self._bus_alive()
+        ready = redis_ok and bus_ok
+        return web.json_response({"ok": ready, "redis": redis_ok, "bus": bus_ok}, status=200 if ready else 503)

@@ -1,0 +1,62 @@
+"""Shared HTTP edge helpers: bearer identity, bounded JSON bodies, error wrapping."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from aiohttp import web
+
+from auth.claims import Claims
+from auth.tokens import TokenService
+from handlers.errors import ProtocolError, to_http
+from storage.clock import Clock
+
+RouteHandler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+
+def bearer_claims(request: web.Request, tokens: TokenService, clock: Clock) -> Claims:
+    """Claims of the ``Authorization: Bearer`` token, or ``unauthorized``."""
+    header = request.headers.get("Authorization", "")
+    scheme, _, token = header.partition(" ")
+    if scheme.lower() != "bearer" or not token.strip():
+        raise ProtocolError("unauthorized", "an Authorization: Bearer token is required")
+    claims = tokens.verify(token.strip())
+    if claims.exp <= clock.now_s():
+        raise ProtocolError("unauthorized", "token expired")
+    return claims
+
+
+async def json_body(request: web.Request, *, max_bytes: int, optional: bool = False) -> dict[str, Any]:
+    """The request's JSON object body, bounded in size (``payload_too_large``)."""
+    if request.content_length is not None and request.content_length > max_bytes:
+        raise ProtocolError("payload_too_large", f"the body is limited to {max_bytes} bytes")
+    raw = await request.content.read(max_bytes + 1)
+    if len(raw) > max_bytes:
+        raise ProtocolError("payload_too_large", f"the body is limited to {max_bytes} bytes")
+    if not raw.strip():
+        if optional:
+            return {}
+        raise ProtocolError("invalid_payload", "a JSON object body is required")
+    try:
+        body = json.loads(raw)
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise ProtocolError("invalid_payload", "the body is not valid JSON") from exc
+    if not isinstance(body, dict):
+        raise ProtocolError("invalid_payload", "the body must be a JSON object")
+    return body
+
+
+def guarded(handler: RouteHandler) -> RouteHandler:
+    """Turn every exception of ``handler`` into the JSON error response of its code."""
+
+    async def wrapper(request: web.Request) -> web.StreamResponse:
+        try:
+            return await handler(request)
+        except web.HTTPException:
+            raise
+        except Exception as exc:
+            return to_http(exc)
+
+    return wrapper

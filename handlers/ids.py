@@ -1,0 +1,29 @@
+"""Session ids at the edge: UUID v4 in canonical form, or a link that ends in one."""
+
+from __future__ import annotations
+
+import re
+
+from handlers.errors import ProtocolError
+
+_UUID4 = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$")
+_LINK = re.compile(r"^(?:https?://[^/\s]+)?/session/([0-9A-Fa-f-]{36})/?$")
+
+
+def parse_session_id(value: object) -> str:
+    """The canonical (lower-case) id, or ``invalid_session_id``."""
+    if isinstance(value, str) and len(value) == 36:
+        candidate = value.lower()
+        if _UUID4.match(candidate):
+            return candidate
+    raise ProtocolError("invalid_session_id", "session_id must be a UUID v4")
+
+
+def parse_session_ref(value: object) -> str:
+    """An id or a session link (``https://host/session/<id>``, any host), as a canonical id."""
+    if isinstance(value, str):
+        match = _LINK.match(value.strip())
+        if match:
+            return parse_session_id(match.group(1))
+        return parse_session_id(value.strip())
+    return parse_session_id(value)

@@ -1,0 +1,71 @@
+"""Payload models at the edge: strict types, bounded sizes, no unknown fields."""
+
+from __future__ import annotations
+
+from typing import Annotated, TypeVar
+
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints, ValidationError
+
+from handlers.errors import ProtocolError
+from storage.voice import STATUSES
+
+ChunkId = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9_\-]{1,64}$")]
+SessionName = Annotated[str, StringConstraints(max_length=200, strip_whitespace=True)]
+
+
+class Payload(BaseModel):
+    """Base of every payload: unknown fields are refused, strings are not coerced."""
+
+    model_config = ConfigDict(extra="forbid", strict=True, frozen=True)
+
+
+class SessionRef(Payload):
+    """``{session_id}``: the id itself is checked first, by handlers.ids."""
+
+    session_id: str
+
+
+class Subscribe(SessionRef):
+    """``subscribe_on_session``: ``epoch`` and ``offset`` together ask for a replay."""
+
+    epoch: str | None = Field(default=None, max_length=64)
+    offset: int | None = Field(default=None, ge=0)
+
+
+class ChunkList(SessionRef):
+    """``create_tasks_from_chunks``."""
+
+    chunk_ids: list[ChunkId] = Field(min_length=1, max_length=100)
+
+
+class StatusRequest(SessionRef):
+    """``set_session_status``."""
+
+    status: str = Field(pattern="^(" + "|".join(STATUSES) + ")$")
+
+
+class CreateSession(Payload):
+    """``POST /voicebot/create_session``."""
+
+    session_name: SessionName = ""
+
+
+class ActivateSession(Payload):
+    """``POST /voicebot/activate_session``."""
+
+    session_id: str
+
+
+M = TypeVar("M", bound=BaseModel)
+
+
+def validate(model: type[M], data: object) -> M:
+    """The payload as ``model``, or ``invalid_payload`` naming the first problem."""
+    try:
+        return model.model_validate(data)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        where = ".".join(str(p) for p in first.get("loc", ())) or "payload"
+        raise ProtocolError("invalid_payload", f"{where}: {first.get('msg', 'invalid')}") from exc
+    except ValueError as exc:
+        raise ProtocolError("invalid_payload", str(exc)) from exc

@@ -1,0 +1,82 @@
+"""``subscribe_on_session`` / ``unsubscribe_from_session``: live events with recovery.
+
+A subscriber that sends the ``(epoch, offset)`` it last saw receives exactly the events it
+missed, in order, as ordinary events; when they are no longer in the log (or the epoch
+changed) it receives a ``session_snapshot`` instead and the ack says ``recovered: false``.
+Everything arrives before the ack, and live events follow without a gap or a duplicate.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from handlers.connection import Connection
+from handlers.context import Services
+from handlers.errors import ProtocolError
+from handlers.payloads import SessionRef, Subscribe, validate
+from handlers.socket_router import SocketRouter
+from handlers.voice_access import readable
+
+SNAPSHOT_EVENT = "session_snapshot"
+
+
+class SubscriptionEvents:
+    """Handlers for joining and leaving a session's live event stream."""
+
+    def __init__(self, services: Services) -> None:
+        self._s = services
+
+    def register(self, router: SocketRouter) -> None:
+        """Attach the events to ``router``."""
+        router.on("subscribe_on_session", self.subscribe)
+        router.on("unsubscribe_from_session", self.unsubscribe)
+
+    async def subscribe(self, conn: Connection, data: dict[str, Any]) -> dict[str, Any]:
+        """Join the session's room; replay or snapshot first (see the module docstring)."""
+        request = validate(Subscribe, data)
+        session_id = request.session_id
+        await readable(self._s.voice, conn.claims, session_id)
+        bus = self._s.bus
+        if session_id not in bus.sessions_of(conn.sid) and len(bus.sessions_of(conn.sid)) >= self._s.limits.max_subscriptions:
+            raise ProtocolError("rate_limited", "too many subscriptions on one connection")
+        await bus.open(session_id, conn.sid)
+        try:
+            if request.epoch is not None and request.offset is not None:
+                recovery = await self._s.log.read_after(session_id, request.epoch, request.offset)
+                if recovery.recovered:
+                    for event in recovery.events:
+                        bus.send(conn.sid, event.type, event.raw)
+                    bus.go_live(session_id, conn.sid, recovery.position.offset)
+                    return self._ack(session_id, recovery.position.epoch, recovery.position.offset, True, len(recovery.events))
+            return await self._snapshot(conn, session_id, recovered=False if request.offset is not None else None)
+        except BaseException:
+            bus.leave(session_id, conn.sid)
+            raise
+
+    async def _snapshot(self, conn: Connection, session_id: str, *, recovered: bool | None) -> dict[str, Any]:
+        session, position = await self._s.voice.snapshot(session_id)
+        if session is None:
+            raise ProtocolError("session_not_found", "no such session")
+        body = {
+            "session_id": session_id,
+            "epoch": position.epoch,
+            "offset": position.offset,
+            "session": {**session.public(), "url": self._s.session_url(session_id)},
+        }
+        self._s.bus.send(conn.sid, SNAPSHOT_EVENT, json.dumps(body, separators=(",", ":")))
+        self._s.bus.go_live(session_id, conn.sid, position.offset)
+        return self._ack(session_id, position.epoch, position.offset, recovered, 0)
+
+    @staticmethod
+    def _ack(session_id: str, epoch: str, offset: int, recovered: bool | None, missed: int) -> dict[str, Any]:
+        ack: dict[str, Any] = {"session_id": session_id, "epoch": epoch, "offset": offset, "missed": missed}
+        if recovered is not None:
+            ack["recovered"] = recovered
+        return ack
+
+    async def unsubscribe(self, conn: Connection, data: dict[str, Any]) -> dict[str, Any]:
+        """Leave the session's room (not being subscribed is not an error)."""
+        request = validate(SessionRef, data)
+        was = self._s.bus.leave(request.session_id, conn.sid)
+        return {"session_id": request.session_id, "was_subscribed": was}

@@ -1,0 +1,99 @@
+"""Voice-session REST endpoints of seed 002, plus listing and reading one's sessions."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from aiohttp import web
+
+from auth.access import require_permission
+from auth.claims import Claims, Permission
+from handlers.context import Services
+from handlers.errors import ProtocolError
+from handlers.http_common import bearer_claims, guarded, json_body
+from handlers.ids import parse_session_id, parse_session_ref
+from handlers.payloads import ActivateSession, CreateSession, validate
+from handlers.voice_access import readable, updatable
+from storage.voice import VoiceSession
+
+
+class VoiceRoutes:
+    """``/voicebot/*``: every route needs a bearer token."""
+
+    def __init__(self, services: Services) -> None:
+        self._s = services
+
+    def register(self, app: web.Application) -> None:
+        """Attach the routes to ``app``."""
+        app.router.add_post("/voicebot/create_session", guarded(self.create_session))
+        app.router.add_post("/voicebot/active_session", guarded(self.active_session))
+        app.router.add_post("/voicebot/activate_session", guarded(self.activate_session))
+        app.router.add_get("/voicebot/sessions", guarded(self.list_sessions))
+        app.router.add_get("/voicebot/sessions/{session_id}", guarded(self.get_session))
+
+    def _claims(self, request: web.Request) -> Claims:
+        return bearer_claims(request, self._s.tokens, self._s.clock)
+
+    def _brief(self, session: VoiceSession) -> dict[str, Any]:
+        return {
+            "session_id": session.id,
+            "session_name": session.name,
+            "is_active": session.is_active,
+            "url": self._s.session_url(session.id),
+        }
+
+    def _full(self, session: VoiceSession) -> dict[str, Any]:
+        return {**session.public(), "url": self._s.session_url(session.id)}
+
+    async def create_session(self, request: web.Request) -> web.Response:
+        """Create a session and make it the caller's active session."""
+        claims = self._claims(request)
+        require_permission(claims, Permission.CREATE)
+        body = validate(CreateSession, await json_body(request, max_bytes=self._s.limits.max_payload_bytes, optional=True))
+        if not await self._s.limiter.hit("create", claims.sub, limit=self._s.limits.creates_per_min, window_s=60):
+            raise ProtocolError("rate_limited", "too many sessions created; wait a minute")
+        session = await self._s.voice.create(
+            owner_id=claims.sub, telegram_user_id=claims.telegram_user_id, name=body.session_name
+        )
+        await self._s.voice.set_active(claims.sub, session.id)
+        return web.json_response({"success": True, **self._brief(session)}, status=201)
+
+    async def active_session(self, request: web.Request) -> web.Response:
+        """The caller's active session, or null."""
+        claims = self._claims(request)
+        active_id = await self._s.voice.active_id(claims.sub)
+        session = await self._s.voice.get(active_id) if active_id else None
+        return web.json_response({"active_session": self._brief(session) if session else None})
+
+    async def activate_session(self, request: web.Request) -> web.Response:
+        """Make a session the caller's active session (access checked)."""
+        claims = self._claims(request)
+        body = await json_body(request, max_bytes=self._s.limits.max_payload_bytes)
+        session_id = parse_session_ref(body.get("session_id"))
+        validate(ActivateSession, {**body, "session_id": session_id})
+        session = await updatable(self._s.voice, claims, session_id)
+        await self._s.voice.set_active(claims.sub, session.id)
+        return web.json_response({"success": True, **self._brief(session)})
+
+    async def list_sessions(self, request: web.Request) -> web.Response:
+        """The caller's sessions, newest first (``?limit=`` up to the configured maximum)."""
+        claims = self._claims(request)
+        if not claims.has(Permission.READ_ALL):
+            require_permission(claims, Permission.READ_OWN)
+        try:
+            limit = int(request.query.get("limit", "50"))
+        except ValueError as exc:
+            raise ProtocolError("invalid_payload", "limit must be a whole number") from exc
+        if not 1 <= limit <= self._s.limits.list_limit:
+            raise ProtocolError("invalid_payload", f"limit must be 1..{self._s.limits.list_limit}")
+        sessions = await self._s.voice.list_for_user(claims.sub, limit=limit)
+        active_id = await self._s.voice.active_id(claims.sub)
+        return web.json_response({"sessions": [self._full(s) for s in sessions], "active_session_id": active_id})
+
+    async def get_session(self, request: web.Request) -> web.Response:
+        """One session the caller may read."""
+        session_id = parse_session_id(request.match_info["session_id"])
+        claims = self._claims(request)
+        session = await readable(self._s.voice, claims, session_id)
+        position = await self._s.log.position(session_id)
+        return web.json_response({**self._full(session), "epoch": position.epoch, "offset": position.offset})

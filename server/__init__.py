@@ -1,0 +1,1 @@
+"""Composition root: settings, app factory, Socket.IO and HTTP wiring, the bus, CLI."""

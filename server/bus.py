@@ -1,0 +1,317 @@
+"""The node's bus: session channels in, local Socket.IO members out, nothing missed.
+
+Each node subscribes only to the channels of sessions that have local subscribers. Every
+event carries ``(epoch, offset)``; the bus remembers, per session room, the last offset it
+delivered. A jump in offsets (a message lost while the pub/sub link was down, or a silent
+reconnect) is filled from the session's log before anything newer is delivered; a gap the log
+can no longer fill, or a new epoch, tells the room's members to resynchronise.
+
+A member joins a room in two steps so that nothing falls between its catch-up and live
+delivery: :meth:`Bus.open` adds it in *joining* mode (live events are kept for it), the
+handler sends the catch-up (replay or snapshot) with :meth:`Bus.send`, then :meth:`Bus.go_live`
+flushes the kept events newer than the catch-up and switches it to live delivery.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from redis.asyncio import Redis
+from redis.asyncio.client import PubSub
+from redis.exceptions import RedisError
+
+from server.outlet import Packet, deliver
+from storage.events import EventLog
+from storage.keys import Keys
+
+log = logging.getLogger(__name__)
+
+SUBSCRIBE_TIMEOUT_S = 5.0
+RESYNC_EVENT = "session_resync"
+
+
+class _PubSub(PubSub):
+    """redis-py's PubSub, telling the bus each time it (re)connects: a gap may precede it."""
+
+    reconnected = True
+
+    async def on_connect(self, connection: Any) -> None:
+        await super().on_connect(connection)
+        self.reconnected = True
+
+
+@dataclass(slots=True)
+class _Parsed:
+    epoch: str
+    offset: int
+    type: str
+    raw: str
+
+
+@dataclass(slots=True)
+class Room:
+    """Local members of one session and how far the room has been delivered."""
+
+    session_id: str
+    channel: str
+    members: dict[str, Any] = field(default_factory=dict)  # sid -> engine.io socket
+    joining: dict[str, list[tuple[int, Packet]]] = field(default_factory=dict)
+    epoch: str = ""
+    offset: int | None = None  # None while the room is being initialised
+    early: list[_Parsed] = field(default_factory=list)  # messages received during initialisation
+    ready: asyncio.Event = field(default_factory=asyncio.Event)
+
+
+class Bus:
+    """Pub/sub listener and local fan-out for session events."""
+
+    def __init__(
+        self,
+        *,
+        redis: Redis,
+        keys: Keys,
+        log: EventLog,
+        resolve: Callable[[str], Any | None],
+    ) -> None:
+        self._redis = redis
+        self._keys = keys
+        self._log = log
+        self._resolve = resolve  # Socket.IO sid -> engine.io socket
+        self._rooms: dict[str, Room] = {}
+        self._by_channel: dict[str, Room] = {}
+        self._by_sid: dict[str, set[str]] = {}
+        self._confirm: dict[str, asyncio.Future[None]] = {}
+        self._pubsub: _PubSub = _PubSub(connection_pool=redis.connection_pool, ignore_subscribe_messages=False)
+        self._task: asyncio.Task[None] | None = None
+        self._alive = False
+        self.delivered = 0
+
+    # --- lifecycle ---------------------------------------------------------------------
+    @property
+    def alive(self) -> bool:
+        """True while the listener runs and its Redis link works."""
+        return self._alive and self._task is not None and not self._task.done()
+
+    async def start(self) -> None:
+        """Connect the pub/sub link and start listening."""
+        await self._pubsub.connect()
+        self._alive = True
+        self._task = asyncio.create_task(self._listen(), name="sessionhub-bus")
+
+    async def stop(self) -> None:
+        """Stop listening and release the pub/sub link."""
+        if self._task is not None:
+            self._task.cancel()
+            await asyncio.gather(self._task, return_exceptions=True)
+            self._task = None
+        await self._pubsub.aclose()
+        self._alive = False
+
+    # --- membership --------------------------------------------------------------------
+    def sessions_of(self, sid: str) -> set[str]:
+        """Sessions the connection is subscribed to."""
+        return self._by_sid.get(sid, set())
+
+    async def open(self, session_id: str, sid: str) -> None:
+        """Add ``sid`` to the session's room in joining mode (see the module docstring)."""
+        room = self._rooms.get(session_id)
+        if room is None:
+            room = Room(session_id=session_id, channel=self._keys.channel(session_id))
+            self._rooms[session_id] = room
+            self._by_channel[room.channel] = room
+            try:
+                await self._initialise(room)
+            except BaseException:
+                self._drop_room(room)
+                room.ready.set()
+                raise
+        else:
+            await room.ready.wait()
+            if self._rooms.get(session_id) is not room:
+                raise RedisError("subscription to the session failed")
+        room.joining[sid] = []
+        room.members.setdefault(sid, None)
+        self._by_sid.setdefault(sid, set()).add(session_id)
+
+    def send(self, sid: str, event: str, data_json: str) -> None:
+        """Send one event to one connection, in order with everything the bus sends it."""
+        eio_socket = self._resolve(sid)
+        if eio_socket is not None:
+            deliver(eio_socket, Packet(event, data_json))
+
+    def go_live(self, session_id: str, sid: str, after_offset: int) -> None:
+        """Flush events kept for ``sid`` that are newer than its catch-up, then deliver live."""
+        room = self._rooms.get(session_id)
+        if room is None or sid not in room.joining:
+            return
+        kept = room.joining.pop(sid)
+        eio_socket = self._resolve(sid)
+        if eio_socket is None:
+            self.leave(session_id, sid)
+            return
+        room.members[sid] = eio_socket
+        for offset, packet in kept:
+            if offset > after_offset:
+                deliver(eio_socket, packet)
+
+    def leave(self, session_id: str, sid: str) -> bool:
+        """Remove ``sid`` from the session's room; True when it was a member."""
+        room = self._rooms.get(session_id)
+        sessions = self._by_sid.get(sid)
+        if sessions is not None:
+            sessions.discard(session_id)
+            if not sessions:
+                del self._by_sid[sid]
+        if room is None or sid not in room.members:
+            return False
+        del room.members[sid]
+        room.joining.pop(sid, None)
+        if not room.members and room.ready.is_set():
+            self._drop_room(room)
+            asyncio.create_task(self._unsubscribe(room.channel))
+        return True
+
+    def leave_all(self, sid: str) -> None:
+        """Remove a disconnected connection from every room."""
+        for session_id in list(self._by_sid.get(sid, ())):
+            self.leave(session_id, sid)
+
+    # --- internals: rooms ----------------------------------------------------------------
+    async def _initialise(self, room: Room) -> None:
+        loop = asyncio.get_running_loop()
+        confirmed = loop.create_future()
+        self._confirm[room.channel] = confirmed
+        try:
+            await self._pubsub.subscribe(room.channel)
+            await asyncio.wait_for(confirmed, SUBSCRIBE_TIMEOUT_S)
+        finally:
+            self._confirm.pop(room.channel, None)
+        position = await self._log.position(room.session_id)
+        room.epoch, room.offset = position.epoch, position.offset
+        early, room.early = room.early, []
+        for parsed in early:
+            self._accept_in_order(room, parsed)
+        room.ready.set()
+
+    def _drop_room(self, room: Room) -> None:
+        if self._rooms.get(room.session_id) is room:
+            del self._rooms[room.session_id]
+        if self._by_channel.get(room.channel) is room:
+            del self._by_channel[room.channel]
+
+    async def _unsubscribe(self, channel: str) -> None:
+        if channel in self._by_channel:  # a new room took the channel meanwhile
+            return
+        try:
+            await self._pubsub.unsubscribe(channel)
+        except (RedisError, OSError) as exc:  # the reconnect will not resubscribe it anyway
+            log.info("unsubscribe from %s failed: %s", channel, exc)
+
+    # --- internals: the listener -----------------------------------------------------------
+    async def _listen(self) -> None:
+        backoff_s = 0.1
+        while True:
+            try:
+                message = await self._pubsub.get_message(timeout=1.0)
+                self._alive = True
+                backoff_s = 0.1
+                if self._pubsub.reconnected:
+                    self._pubsub.reconnected = False
+                    await self._backfill_all()
+                if message is not None:
+                    await self._on_message(message)
+            except asyncio.CancelledError:
+                raise
+            except (RedisError, OSError) as exc:
+                if self._alive:
+                    log.warning("bus lost its Redis link: %s; reconnecting", exc)
+                self._alive = False
+                await asyncio.sleep(backoff_s)
+                backoff_s = min(backoff_s * 2, 5.0)
+            except Exception:  # a bug must not stop delivery for every session on the node
+                log.exception("bus listener error")
+
+    async def _on_message(self, message: dict[str, Any]) -> None:
+        kind = message["type"]
+        channel = message["channel"]
+        if isinstance(channel, bytes):
+            channel = channel.decode()
+        if kind == "subscribe":
+            waiter = self._confirm.get(channel)
+            if waiter is not None and not waiter.done():
+                waiter.set_result(None)
+            return
+        if kind != "message":
+            return
+        room = self._by_channel.get(channel)
+        if room is None:
+            return
+        data = message["data"]
+        parsed = _parse(data.decode() if isinstance(data, bytes) else data)
+        if room.offset is None:
+            room.early.append(parsed)
+        elif parsed.epoch == room.epoch and parsed.offset == room.offset + 1:
+            self._fan_out(room, parsed)
+        else:
+            await self._catch_up(room, parsed)
+
+    def _accept_in_order(self, room: Room, parsed: _Parsed) -> None:
+        if room.offset is not None and parsed.epoch == room.epoch and parsed.offset == room.offset + 1:
+            self._fan_out(room, parsed)
+
+    async def _catch_up(self, room: Room, parsed: _Parsed) -> None:
+        if parsed.epoch == room.epoch and room.offset is not None and parsed.offset <= room.offset:
+            return  # already delivered (a backfill got there first)
+        if parsed.epoch != room.epoch:
+            self._resync(room, parsed.epoch, parsed.offset)
+            return
+        await self._backfill(room)
+        if room.offset is not None and parsed.offset == room.offset + 1:
+            self._fan_out(room, parsed)
+
+    async def _backfill_all(self) -> None:
+        for room in list(self._rooms.values()):
+            if room.offset is not None:
+                await self._backfill(room)
+
+    async def _backfill(self, room: Room) -> None:
+        assert room.offset is not None
+        recovery = await self._log.read_after(room.session_id, room.epoch, room.offset)
+        if not recovery.recovered:
+            self._resync(room, recovery.position.epoch, recovery.position.offset)
+            return
+        for event in recovery.events:
+            self._fan_out(room, _Parsed(room.epoch, event.offset, event.type, event.raw))
+
+    def _resync(self, room: Room, epoch: str, offset: int) -> None:
+        """Tell every member its history has a gap the log cannot fill."""
+        log.info("session %s: resync to epoch %s offset %d", room.session_id, epoch, offset)
+        room.epoch, room.offset = epoch, offset
+        packet = Packet(RESYNC_EVENT, json.dumps({"session_id": room.session_id, "epoch": epoch, "offset": offset}))
+        for sid, eio_socket in room.members.items():
+            kept = room.joining.get(sid)
+            if kept is not None:
+                kept.append((offset, packet))
+            elif eio_socket is not None:
+                deliver(eio_socket, packet)
+
+    def _fan_out(self, room: Room, parsed: _Parsed) -> None:
+        room.offset = parsed.offset
+        packet = Packet(parsed.type, parsed.raw)
+        joining = room.joining
+        for sid, eio_socket in room.members.items():
+            if joining and sid in joining:
+                joining[sid].append((parsed.offset, packet))
+            else:
+                deliver(eio_socket, packet)
+        self.delivered += len(room.members)
+
+
+def _parse(raw: str) -> _Parsed:
+    doc = json.loads(raw)
+    return _Parsed(epoch=str(doc["epoch"]), offset=int(doc["offset"]), type=str(doc["type"]), raw=raw)

@@ -1,0 +1,47 @@
+"""Configuration from environment variables (every one is listed in README.md)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pydantic import AliasChoices, Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class Settings(BaseSettings):
+    """sessionhub settings; ``SESSIONHUB_*`` variables, plus ``REDIS_URL`` and ``PORT``."""
+
+    model_config = SettingsConfigDict(env_prefix="SESSIONHUB_", extra="ignore")
+
+    host: str = "127.0.0.1"
+    port: int = Field(default=8080, validation_alias=AliasChoices("SESSIONHUB_PORT", "PORT"))
+    redis_url: str | None = Field(default=None, validation_alias=AliasChoices("REDIS_URL", "SESSIONHUB_REDIS_URL"))
+    data_dir: Path = Path("./var")
+    key_prefix: str = Field(default="sh", pattern=r"^[A-Za-z0-9_.\-]{1,32}$")
+    public_url: str = ""
+    web_dir: Path = Path(__file__).resolve().parent.parent / "web"
+    log_level: str = "INFO"
+
+    jwt_algorithm: str = "HS256"
+    jwt_secret: str | None = None
+    jwt_public_key: str | None = None
+    jwt_private_key: str | None = None
+    jwt_issuer: str | None = None
+    jwt_audience: str | None = None
+    guest_token_ttl_s: int = Field(default=3600, ge=60, le=7 * 86400)
+    guests_per_min: int = Field(default=30, ge=1)
+    creates_per_min: int = Field(default=10, ge=1)
+
+    stream_maxlen: int = Field(default=1000, ge=10)
+    max_payload_bytes: int = Field(default=16384, ge=256)
+    event_rate_per_s: float = Field(default=20.0, gt=0)
+    event_burst: int = Field(default=40, ge=1)
+    slow_client_buffer_bytes: int = Field(default=1 << 20, ge=65536)
+    ping_interval_s: float = Field(default=25.0, gt=0)
+    ping_timeout_s: float = Field(default=20.0, gt=0)
+
+    job_max_attempts: int = Field(default=5, ge=1)
+    job_backoff_base_ms: int = Field(default=1000, ge=1)
+    job_visibility_ms: int = Field(default=60_000, ge=1000)
+    inprocess_workers: int = Field(default=1, ge=0, le=16)
+    processors: str | None = None

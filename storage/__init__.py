@@ -1,0 +1,1 @@
+"""Redis storage: key builders, repositories, Lua scripts and the event log."""

@@ -1,0 +1,138 @@
+"""The post-processing job queue: a Redis stream with a consumer group, retries, dead letters.
+
+A job is delivered to one worker of the group at a time. It is acknowledged only once its
+outcome is stored; a worker that dies holding a job loses it to another worker after
+``visibility_ms`` (XAUTOCLAIM). A failed attempt is parked in a delayed set and comes back
+after an exponential back-off; after ``max_attempts`` it goes to the dead-letter list.
+"""
+
+from __future__ import annotations
+
+import json
+import uuid
+from dataclasses import asdict, dataclass, field, replace
+from typing import Any
+
+from redis.asyncio import Redis
+from redis.exceptions import ResponseError
+
+from storage.clock import Clock
+from storage.keys import Keys
+from storage.scripts import Scripts
+
+JOB_STREAM_MAXLEN = 100_000
+
+
+@dataclass(frozen=True, slots=True)
+class Job:
+    """One unit of post-processing work."""
+
+    type: str
+    session_id: str
+    performer_id: str
+    telegram_user_id: str = ""
+    payload: dict[str, Any] = field(default_factory=dict)
+    attempts: int = 0
+    job_id: str = field(default_factory=lambda: str(uuid.uuid4()))
+    enqueued_at: int = 0
+    last_error: str = ""
+
+    def to_json(self) -> str:
+        """Serialised form stored in the stream, the delayed set and the dead list."""
+        return json.dumps(asdict(self), separators=(",", ":"), sort_keys=True)
+
+    @classmethod
+    def from_json(cls, text: str) -> Job:
+        """Inverse of :meth:`to_json`."""
+        return cls(**json.loads(text))
+
+
+@dataclass(frozen=True, slots=True)
+class Delivery:
+    """A job handed to a worker, with the stream entry id to acknowledge."""
+
+    entry_id: str
+    job: Job
+
+
+class JobQueue:
+    """Producer and consumer side of the job queue."""
+
+    def __init__(self, *, redis: Redis, keys: Keys, scripts: Scripts, clock: Clock) -> None:
+        self._redis = redis
+        self._keys = keys
+        self._scripts = scripts
+        self._clock = clock
+
+    async def enqueue(self, job: Job) -> Job:
+        """Queue a job; returns it with its enqueue time set."""
+        queued = replace(job, enqueued_at=self._clock.now_ms())
+        await self._redis.xadd(
+            self._keys.jobs(), {"job": queued.to_json()}, maxlen=JOB_STREAM_MAXLEN, approximate=True
+        )
+        return queued
+
+    async def ensure_group(self) -> None:
+        """Create the consumer group (from the stream's start) unless it exists."""
+        try:
+            await self._redis.xgroup_create(self._keys.jobs(), self._keys.jobs_group(), id="0", mkstream=True)
+        except ResponseError as exc:
+            if "BUSYGROUP" not in str(exc):
+                raise
+
+    async def claim(self, consumer: str, *, count: int, block_ms: int, visibility_ms: int) -> list[Delivery]:
+        """Jobs for ``consumer``: first any abandoned by a dead worker, then new ones."""
+        await self._scripts.jobs_promote(
+            keys=[self._keys.jobs_delayed(), self._keys.jobs()],
+            args=[self._clock.now_ms(), count, JOB_STREAM_MAXLEN],
+        )
+        _, stale, _ = await self._redis.xautoclaim(
+            self._keys.jobs(), self._keys.jobs_group(), consumer, min_idle_time=visibility_ms, count=count
+        )
+        entries = [e for e in stale if e[1]]
+        if not entries:
+            reply = await self._redis.xreadgroup(
+                self._keys.jobs_group(), consumer, {self._keys.jobs(): ">"}, count=count, block=block_ms
+            )
+            entries = [e for _, stream_entries in reply for e in stream_entries]
+        return [Delivery(entry_id=entry_id, job=Job.from_json(fields["job"])) for entry_id, fields in entries]
+
+    async def ack(self, delivery: Delivery) -> None:
+        """The job is done: drop it from the pending list and the stream."""
+        async with self._redis.pipeline(transaction=True) as pipe:
+            pipe.xack(self._keys.jobs(), self._keys.jobs_group(), delivery.entry_id)
+            pipe.xdel(self._keys.jobs(), delivery.entry_id)
+            await pipe.execute()
+
+    async def retry_later(self, delivery: Delivery, *, delay_ms: int, error: str) -> Job:
+        """Park a failed attempt until ``delay_ms`` from now, atomically with its ack."""
+        job = replace(delivery.job, attempts=delivery.job.attempts + 1, last_error=error[:500])
+        async with self._redis.pipeline(transaction=True) as pipe:
+            pipe.zadd(self._keys.jobs_delayed(), {job.to_json(): self._clock.now_ms() + delay_ms})
+            pipe.xack(self._keys.jobs(), self._keys.jobs_group(), delivery.entry_id)
+            pipe.xdel(self._keys.jobs(), delivery.entry_id)
+            await pipe.execute()
+        return job
+
+    async def bury(self, delivery: Delivery, *, error: str) -> Job:
+        """Move a job that ran out of attempts to the dead-letter list."""
+        job = replace(delivery.job, attempts=delivery.job.attempts + 1, last_error=error[:500])
+        async with self._redis.pipeline(transaction=True) as pipe:
+            pipe.lpush(self._keys.jobs_dead(), job.to_json())
+            pipe.xack(self._keys.jobs(), self._keys.jobs_group(), delivery.entry_id)
+            pipe.xdel(self._keys.jobs(), delivery.entry_id)
+            await pipe.execute()
+        return job
+
+    async def dead(self, *, limit: int = 100) -> list[Job]:
+        """The newest dead-lettered jobs."""
+        return [Job.from_json(t) for t in await self._redis.lrange(self._keys.jobs_dead(), 0, limit - 1)]
+
+    async def counts(self) -> dict[str, int]:
+        """Queue depth figures for operators."""
+        async with self._redis.pipeline(transaction=False) as pipe:
+            pipe.xlen(self._keys.jobs())
+            pipe.zcard(self._keys.jobs_delayed())
+            pipe.llen(self._keys.jobs_dead())
+            queued, delayed, dead = await pipe.execute()
+        return {"queued": int(queued), "delayed": int(delayed), "dead": int(dead)}

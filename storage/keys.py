@@ -1,0 +1,82 @@
+"""Every Redis key and channel name sessionhub uses, built in one place.
+
+One session's keys share the hash tag ``{<session_id>}`` so that every atomic step on a
+session (a Lua script touching its state, log and log metadata) stays valid on Redis
+Cluster. Per-user keys share ``{u:<user_id>}`` for the same reason.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True, slots=True)
+class Keys:
+    """Key and channel builders under one configurable prefix."""
+
+    prefix: str = "sh"
+
+    # --- one session -------------------------------------------------------------------
+    def session(self, session_id: str) -> str:
+        """Hash holding the session record."""
+        return f"{self.prefix}:{{{session_id}}}:session"
+
+    def log(self, session_id: str) -> str:
+        """Capped stream of the session's events; entry ids are ``<offset>-0``."""
+        return f"{self.prefix}:{{{session_id}}}:log"
+
+    def log_meta(self, session_id: str) -> str:
+        """Hash with the log's ``epoch`` and last ``offset``."""
+        return f"{self.prefix}:{{{session_id}}}:logmeta"
+
+    def channel(self, session_id: str) -> str:
+        """Pub/sub channel on which every event of the session is published."""
+        return f"{self.prefix}:{{{session_id}}}:events"
+
+    def channel_prefix(self) -> str:
+        """Common start of every session channel (used to parse a channel back to an id)."""
+        return f"{self.prefix}:{{"
+
+    def session_id_from_channel(self, channel: str) -> str:
+        """Inverse of :meth:`channel`."""
+        start = len(self.channel_prefix())
+        return channel[start : channel.index("}", start)]
+
+    # --- one user ----------------------------------------------------------------------
+    def user_sessions(self, user_id: str) -> str:
+        """Sorted set of the user's voice session ids, scored by creation time (ms)."""
+        return f"{self.prefix}:{{u:{user_id}}}:voice_sessions"
+
+    def active_session(self, user_id: str) -> str:
+        """String: the user's active voice session id (seed 002 ``active-session``)."""
+        return f"{self.prefix}:{{u:{user_id}}}:active_session"
+
+    # --- global ------------------------------------------------------------------------
+    def all_sessions(self) -> str:
+        """Sorted set of every session id, scored by creation time (ms), for listings."""
+        return f"{self.prefix}:sessions"
+
+    # The job keys share the hash tag {jobs} so that moving a job between them is one script.
+    def jobs(self) -> str:
+        """Stream of queued post-processing jobs (consumer group :meth:`jobs_group`)."""
+        return f"{self.prefix}:{{jobs}}:stream"
+
+    def jobs_group(self) -> str:
+        """Consumer group name of the job stream."""
+        return "workers"
+
+    def jobs_delayed(self) -> str:
+        """Sorted set of jobs waiting for a retry, scored by the time they are due (ms)."""
+        return f"{self.prefix}:{{jobs}}:delayed"
+
+    def jobs_dead(self) -> str:
+        """List of jobs that exhausted their attempts (the dead-letter list)."""
+        return f"{self.prefix}:{{jobs}}:dead"
+
+    def rate(self, bucket: str, subject: str, window: int) -> str:
+        """Fixed-window rate-limit counter for ``subject`` in ``bucket``."""
+        return f"{self.prefix}:rate:{bucket}:{subject}:{window}"
+
+    def login_token(self, token_hash: str) -> str:
+        """One-time login token (stored by hash, never in clear)."""
+        return f"{self.prefix}:login:{token_hash}"

@@ -1,0 +1,226 @@
+"""Voice sessions (seed 002): the record, the per-user active session and the status pictogram."""
+
+from __future__ import annotations
+
+import json
+import uuid
+from dataclasses import dataclass
+from typing import Any
+
+from redis.asyncio import Redis
+
+from storage.clock import Clock
+from storage.errors import StorageError
+from storage.events import EventLog, Position
+from storage.keys import Keys
+from storage.scripts import Scripts
+
+STATUSES: tuple[str, ...] = (
+    "ready",
+    "recording",
+    "cutting",
+    "paused",
+    "final_uploading",
+    "closed",
+    "error",
+)
+
+# Which statuses each status may be entered from by the owner's recorder. `closed` is not
+# here: only Done closes a session, and a closed session takes no more recording.
+TRANSITIONS: dict[str, frozenset[str]] = {
+    "ready": frozenset({"recording", "cutting", "paused", "final_uploading", "error"}),
+    "recording": frozenset({"ready", "cutting", "paused", "error"}),
+    "cutting": frozenset({"recording"}),
+    "paused": frozenset({"recording", "cutting"}),
+    "final_uploading": frozenset({"recording", "cutting", "paused"}),
+    "error": frozenset({"ready", "recording", "cutting", "paused", "final_uploading"}),
+}
+
+
+@dataclass(frozen=True, slots=True)
+class VoiceSession:
+    """A voice session as stored."""
+
+    id: str
+    owner_id: str
+    telegram_user_id: str
+    name: str
+    status: str
+    is_active: bool
+    done_count: int
+    created_at: int
+    updated_at: int
+    closed_at: int | None
+
+    @classmethod
+    def from_hash(cls, fields: dict[str, str]) -> VoiceSession:
+        """Build from the stored hash (``decode_responses=True``)."""
+        closed_at = fields.get("closed_at") or ""
+        return cls(
+            id=fields["id"],
+            owner_id=fields["owner_id"],
+            telegram_user_id=fields.get("telegram_user_id", ""),
+            name=fields.get("name", ""),
+            status=fields.get("status", "ready"),
+            is_active=fields.get("is_active") == "1",
+            done_count=int(fields.get("done_count") or 0),
+            created_at=int(fields["created_at"]),
+            updated_at=int(fields.get("updated_at") or fields["created_at"]),
+            closed_at=int(closed_at) if closed_at else None,
+        )
+
+    def public(self) -> dict[str, Any]:
+        """The fields clients see (no URL: that is the handlers' business)."""
+        return {
+            "session_id": self.id,
+            "session_name": self.name,
+            "owner_id": self.owner_id,
+            "status": self.status,
+            "is_active": self.is_active,
+            "done_count": self.done_count,
+            "created_at": self.created_at,
+            "updated_at": self.updated_at,
+            "closed_at": self.closed_at,
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class StatusChange:
+    """Outcome of a status request: ``offset`` is 0 when nothing changed."""
+
+    status: str
+    previous: str
+    offset: int
+
+
+@dataclass(frozen=True, slots=True)
+class DoneResult:
+    """Outcome of a Done: the new count and the status the session had before."""
+
+    done_count: int
+    previous_status: str
+    offset: int
+
+
+class VoiceSessions:
+    """Repository of voice sessions and users' active-session pointers."""
+
+    def __init__(self, *, redis: Redis, keys: Keys, scripts: Scripts, log: EventLog, clock: Clock) -> None:
+        self._redis = redis
+        self._keys = keys
+        self._scripts = scripts
+        self._log = log
+        self._clock = clock
+
+    async def create(self, *, owner_id: str, telegram_user_id: str, name: str) -> VoiceSession:
+        """Create an open session owned by ``owner_id``, status ``ready``."""
+        now = self._clock.now_ms()
+        session = VoiceSession(
+            id=str(uuid.uuid4()),
+            owner_id=owner_id,
+            telegram_user_id=telegram_user_id,
+            name=name,
+            status="ready",
+            is_active=True,
+            done_count=0,
+            created_at=now,
+            updated_at=now,
+            closed_at=None,
+        )
+        # The user's index is written first: if the second step fails, a listing skips an id
+        # without a record, whereas the other order could leave a session nobody can list.
+        await self._redis.zadd(self._keys.user_sessions(owner_id), {session.id: now})
+        fields = _fields(session)
+        await self._log.run(
+            self._scripts.session_create,
+            session.id,
+            keys=[self._keys.session(session.id), self._keys.all_sessions()],
+            args=[json.dumps(session.public(), separators=(",", ":")), *fields],
+            now_ms=now,
+        )
+        return session
+
+    async def get(self, session_id: str) -> VoiceSession | None:
+        """The session, or None when there is none of kind voice with that id."""
+        fields = await self._redis.hgetall(self._keys.session(session_id))
+        return VoiceSession.from_hash(fields) if fields.get("kind") == "voice" else None
+
+    async def snapshot(self, session_id: str) -> tuple[VoiceSession | None, Position]:
+        """The record and the log position it reflects, read in one transaction."""
+        async with self._redis.pipeline(transaction=True) as pipe:
+            pipe.hgetall(self._keys.session(session_id))
+            pipe.hmget(self._keys.log_meta(session_id), "epoch", "offset")
+            fields, (epoch, offset) = await pipe.execute()
+        session = VoiceSession.from_hash(fields) if fields.get("kind") == "voice" else None
+        return session, Position(epoch=epoch or "", offset=int(offset or 0))
+
+    async def list_for_user(self, owner_id: str, *, limit: int) -> list[VoiceSession]:
+        """The user's sessions, newest first."""
+        ids = await self._redis.zrevrange(self._keys.user_sessions(owner_id), 0, limit - 1)
+        async with self._redis.pipeline(transaction=False) as pipe:
+            for session_id in ids:
+                pipe.hgetall(self._keys.session(session_id))
+            records = await pipe.execute()
+        return [VoiceSession.from_hash(r) for r in records if r.get("kind") == "voice"]
+
+    async def active_id(self, user_id: str) -> str | None:
+        """The user's active session id, if any."""
+        value = await self._redis.get(self._keys.active_session(user_id))
+        return value or None
+
+    async def set_active(self, user_id: str, session_id: str) -> None:
+        """Make ``session_id`` the user's active session."""
+        await self._redis.set(self._keys.active_session(user_id), session_id)
+
+    async def clear_active_if(self, user_id: str, session_id: str) -> bool:
+        """Clear the user's active session only when it still is ``session_id``."""
+        cleared = await self._scripts.active_clear(keys=[self._keys.active_session(user_id)], args=[session_id])
+        return bool(cleared)
+
+    async def set_status(self, session_id: str, status: str) -> StatusChange:
+        """Move the status pictogram, refusing transitions the table does not allow."""
+        allowed = TRANSITIONS.get(status)
+        if allowed is None:
+            raise StorageError("invalid_state", f"status {status!r} cannot be set directly")
+        result = await self._log.run(
+            self._scripts.voice_set_status,
+            session_id,
+            keys=[self._keys.session(session_id)],
+            args=[status, "," + ",".join(sorted(allowed)) + ","],
+        )
+        return StatusChange(status=status, previous=str(result[1]), offset=int(result[0]))
+
+    async def done(self, session_id: str) -> DoneResult:
+        """Close the session; repeated calls are allowed and each one counts."""
+        result = await self._log.run(
+            self._scripts.voice_done, session_id, keys=[self._keys.session(session_id)]
+        )
+        return DoneResult(offset=int(result[0]), done_count=int(result[1]), previous_status=str(result[2]))
+
+    async def record_outcome(self, session_id: str, fields: dict[str, str], data: dict[str, Any]) -> int:
+        """Store job results on the record and publish them as one ``session_update``."""
+        pairs = [item for pair in fields.items() for item in pair]
+        result = await self._log.run(
+            self._scripts.session_update,
+            session_id,
+            keys=[self._keys.session(session_id)],
+            args=["session_update", json.dumps(data, separators=(",", ":")), *pairs],
+        )
+        return int(result[0])
+
+
+def _fields(session: VoiceSession) -> list[str]:
+    values = {
+        "id": session.id,
+        "kind": "voice",
+        "owner_id": session.owner_id,
+        "telegram_user_id": session.telegram_user_id,
+        "name": session.name,
+        "status": session.status,
+        "is_active": "1" if session.is_active else "0",
+        "done_count": str(session.done_count),
+        "created_at": str(session.created_at),
+        "updated_at": str(session.updated_at),
+        "closed_at": "",
+    }
+    return [item for pair in values.items() for item in pair]
