@@ -1,0 +1,40 @@
+#!/usr/bin/env bash
+# Installs what sessionhub needs from the project's own files, idempotently:
+#   scripts/bootstrap.sh serve   the Python environment (.venv) with the package
+#   scripts/bootstrap.sh test    the same with the dev extras, plus redis-server and chromium
+#                                (Debian packages, installed when missing and we are root)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+mode="${1:-serve}"
+PY="${PYTHON:-python3}"
+
+need_apt=()
+if [ "$mode" = "test" ]; then
+  command -v redis-server >/dev/null 2>&1 || need_apt+=(redis-server)
+  command -v chromium >/dev/null 2>&1 || need_apt+=(chromium)
+  command -v taskset >/dev/null 2>&1 || need_apt+=(util-linux)
+fi
+if [ "${#need_apt[@]}" -gt 0 ]; then
+  if [ "$(id -u)" = "0" ] && command -v apt-get >/dev/null 2>&1; then
+    echo "bootstrap: installing ${need_apt[*]} (Debian packages)" >&2
+    export DEBIAN_FRONTEND=noninteractive
+    apt-get update -qq >/dev/null
+    apt-get install -y -qq --no-install-recommends "${need_apt[@]}" >/dev/null
+  else
+    echo "bootstrap: missing ${need_apt[*]}; install them (not root, or no apt-get)" >&2
+  fi
+fi
+
+if [ ! -x .venv/bin/python ]; then
+  "$PY" -m venv .venv
+fi
+stamp=".venv/.installed-$mode"
+if [ ! -f "$stamp" ] || [ pyproject.toml -nt "$stamp" ]; then
+  .venv/bin/python -m pip install -q --upgrade pip >/dev/null 2>&1 || true
+  if [ "$mode" = "test" ]; then
+    .venv/bin/python -m pip install -q -e '.[dev]'
+  else
+    .venv/bin/python -m pip install -q -e .
+  fi
+  touch "$stamp"
+fi

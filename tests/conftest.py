@@ -1,0 +1,67 @@
+"""Fixtures: one real redis-server per run, flushed before each test; servers on loopback."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+
+import pytest
+import pytest_asyncio
+from aiohttp import web
+from redis.asyncio import Redis
+
+from server.app import Storage, build_app, connect_redis
+from server.identity import token_service
+from tests.helpers import Client, RedisProcess, ServerUnderTest, test_settings
+
+
+@pytest.fixture(scope="session")
+def redis_process(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisProcess]:
+    process = RedisProcess(tmp_path_factory.mktemp("redis"))
+    process.start()
+    yield process
+    process.stop()
+
+
+@pytest_asyncio.fixture
+async def redis(redis_process: RedisProcess) -> AsyncIterator[Redis]:
+    client = connect_redis(redis_process.url)
+    await client.flushall()
+    yield client
+    await client.aclose()
+
+
+async def start_server(redis_url: str, data_dir: Path, **overrides: object) -> ServerUnderTest:
+    """Build and start a server under test on a free loopback port."""
+    settings = test_settings(redis_url, data_dir, **overrides)
+    redis = connect_redis(redis_url)
+    storage = Storage.build(redis, settings)
+    tokens = token_service(settings)
+    app = build_app(settings, storage=storage, tokens=tokens)
+
+    async def close_redis(_: web.Application) -> None:
+        await redis.aclose()
+
+    app.on_cleanup.append(close_redis)
+    runner = web.AppRunner(app, access_log=None)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    port = runner.addresses[0][1]
+    return ServerUnderTest(url=f"http://127.0.0.1:{port}", storage=storage, tokens=tokens, app=app, runner=runner)
+
+
+@pytest_asyncio.fixture
+async def server(redis: Redis, redis_process: RedisProcess, tmp_path: Path) -> AsyncIterator[ServerUnderTest]:
+    srv = await start_server(redis_process.url, tmp_path)
+    yield srv
+    await srv.stop()
+
+
+@pytest_asyncio.fixture
+async def clients(server: ServerUnderTest) -> AsyncIterator[list[Client]]:
+    """A list the test appends its clients to; all are closed afterwards."""
+    made: list[Client] = []
+    yield made
+    for client in made:
+        await client.close()

