@@ -69,7 +69,13 @@ class VoiceEvents:
         if session.owner_id != conn.claims.sub:
             raise AuthError("forbidden", "only the owner's recorder sets the status")
         change = await self._s.voice.set_status(request.session_id, request.status)
-        return {"session_id": request.session_id, "status": change.status, "previous": change.previous, "changed": change.offset > 0}
+        return {
+            "session_id": request.session_id,
+            "status": change.status,
+            "previous": change.previous,
+            "changed": change.offset > 0,
+            "offset": change.offset,
+        }
 
     @staticmethod
     def _job(kind: str, conn: Connection, session_id: str, payload: dict[str, Any]) -> Job:
