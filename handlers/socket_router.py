@@ -52,7 +52,7 @@ class SocketRouter:
         connection = self._connections.get(sid)
         if connection is None:
             raise ProtocolError("unauthorized", "not connected")
-        if not connection.bucket.take(self._services.clock.now_s()):
+        if not connection.bucket.take(self._services.clock.monotonic_s()):
             raise ProtocolError("rate_limited", "too many events; slow down")
         return connection
 

@@ -19,3 +19,8 @@ class Clock:
     def now_s(self) -> float:
         """Current time, unix seconds."""
         return time.time() + self.shift_ms / 1000
+
+    @staticmethod
+    def monotonic_s() -> float:
+        """Seconds on a clock that never jumps (for rates and intervals, not timestamps)."""
+        return time.monotonic()

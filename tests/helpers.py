@@ -21,7 +21,7 @@ from auth.tokens import TokenService
 from server.app import Storage
 from server.settings import Settings
 
-SECRET = "test-secret-for-sessionhub-tests-only-0123456789"
+SECRET = "test-secret-for-sessionhub-tests-only-0123456789-0123456789-0123456789"
 ALL_PERMS = (Permission.READ_OWN, Permission.CREATE, Permission.UPDATE)
 
 

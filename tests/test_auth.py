@@ -1,0 +1,142 @@
+"""Identity: pinned algorithms, required claims, refused connections, guest tokens."""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+import json
+import time
+
+import aiohttp
+import jwt
+import pytest
+import socketio
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import rsa
+
+from auth.claims import Permission
+from auth.errors import AuthError
+from auth.tokens import TokenConfig, TokenService
+from tests.helpers import SECRET, Client, ServerUnderTest
+
+HS = TokenService(TokenConfig(algorithm="HS256", verify_key=SECRET, signing_key=SECRET))
+
+
+def _rsa_pair() -> tuple[str, str]:
+    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    private = key.private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+    ).decode()
+    public = key.public_key().public_bytes(
+        serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
+    ).decode()
+    return private, public
+
+
+def _hs256_by_hand(claims: dict[str, object], key: bytes) -> str:
+    def b64(data: bytes) -> str:
+        return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
+
+    signing_input = b64(b'{"alg":"HS256","typ":"JWT"}') + "." + b64(json.dumps(claims).encode())
+    signature = hmac.new(key, signing_input.encode(), hashlib.sha256).digest()
+    return signing_input + "." + b64(signature)
+
+
+def test_round_trip_keeps_claims() -> None:
+    token, exp = HS.mint(user_id="u1", now_s=time.time(), ttl_s=60, perms=(Permission.READ_OWN,), telegram_user_id="42")
+    claims = HS.verify(token)
+    assert (claims.sub, claims.exp, claims.perms, claims.telegram_user_id) == ("u1", exp, (Permission.READ_OWN,), "42")
+
+
+@pytest.mark.parametrize(
+    "payload, why",
+    [
+        ({"sub": "u1"}, "no exp"),
+        ({"exp": int(time.time()) + 60}, "no sub"),
+        ({"sub": "u1", "exp": int(time.time()) - 1}, "expired"),
+        ({"sub": "bad{id}", "exp": int(time.time()) + 60}, "sub unsafe for keys"),
+        ({"sub": "u1", "exp": int(time.time()) + 60, "perms": ["root"]}, "unknown permission"),
+    ],
+)
+def test_bad_claims_are_unauthorized(payload: dict[str, object], why: str) -> None:
+    token = jwt.encode(payload, SECRET, algorithm="HS256")
+    with pytest.raises(AuthError) as info:
+        HS.verify(token)
+    assert info.value.code == "unauthorized", why
+
+
+def test_algorithm_is_pinned() -> None:
+    claims = {"sub": "u1", "exp": int(time.time()) + 60}
+    unsigned = jwt.encode(claims, None, algorithm="none")
+    other_alg = jwt.encode(claims, SECRET, algorithm="HS512")
+    for token in (unsigned, other_alg, "not-a-token", "", None, 42):
+        with pytest.raises(AuthError):
+            HS.verify(token)
+
+
+def test_rs256_verifies_and_refuses_hs256_made_with_the_public_key() -> None:
+    private, public = _rsa_pair()
+    rs = TokenService(TokenConfig(algorithm="RS256", verify_key=public, signing_key=private))
+    token, _ = rs.mint(user_id="u1", now_s=time.time(), ttl_s=60, perms=())
+    assert rs.verify(token).sub == "u1"
+    # The classic key-confusion attack: an HS256 token "signed" with the public key.
+    forged = _hs256_by_hand({"sub": "admin", "exp": int(time.time()) + 60, "perms": ["admin"]}, public.encode())
+    with pytest.raises(AuthError):
+        rs.verify(forged)
+
+
+def test_issuer_and_audience_are_checked_when_configured() -> None:
+    strict = TokenService(TokenConfig(algorithm="HS256", verify_key=SECRET, signing_key=SECRET, issuer="me", audience="us"))
+    good, _ = strict.mint(user_id="u1", now_s=time.time(), ttl_s=60, perms=())
+    assert strict.verify(good).sub == "u1"
+    plain, _ = HS.mint(user_id="u1", now_s=time.time(), ttl_s=60, perms=())
+    with pytest.raises(AuthError):
+        strict.verify(plain)  # no iss / aud
+    wrong = jwt.encode({"sub": "u1", "exp": int(time.time()) + 60, "iss": "me", "aud": "them"}, SECRET, algorithm="HS256")
+    with pytest.raises(AuthError):
+        strict.verify(wrong)
+
+
+@pytest.mark.parametrize("token", [None, "garbage", "expired"])
+async def test_connection_without_a_valid_token_is_refused(server: ServerUnderTest, token: str | None) -> None:
+    if token == "expired":
+        token = jwt.encode({"sub": "alice", "exp": int(time.time()) - 5}, SECRET, algorithm="HS256")
+    client = Client(server.url, token)
+    refused: list[object] = []
+    client.sio.on("connect_error", lambda data: refused.append(data))
+    with pytest.raises(socketio.exceptions.ConnectionError):
+        await client.connect()
+    assert len(refused) == 1
+    assert refused[0]["message"] == "unauthorized"  # type: ignore[index]
+    assert refused[0]["data"]["error"] == "unauthorized"  # type: ignore[index]
+
+
+async def test_guest_token_works_for_its_own_sessions(server: ServerUnderTest) -> None:
+    async with aiohttp.ClientSession() as http:
+        async with http.post(f"{server.url}/api/auth/guest") as resp:
+            assert resp.status == 201
+            body = await resp.json()
+        claims = server.tokens.verify(body["token"])
+        assert claims.guest and claims.sub == body["user_id"] and claims.sub.startswith("guest-")
+        assert set(claims.perms) == {Permission.READ_OWN, Permission.CREATE, Permission.UPDATE}
+        assert body["expires_at"] - time.time() <= 3600 + 5
+        headers = {"Authorization": f"Bearer {body['token']}"}
+        async with http.post(f"{server.url}/voicebot/create_session", headers=headers, json={}) as resp:
+            assert resp.status == 201
+
+
+async def test_guest_tokens_are_rate_limited_per_address(redis_process: object, redis: object, tmp_path: object) -> None:
+    from tests.conftest import start_server
+
+    srv = await start_server(redis_process.url, tmp_path, guests_per_min=2)  # type: ignore[attr-defined]
+    try:
+        async with aiohttp.ClientSession() as http:
+            statuses = []
+            for _ in range(3):
+                async with http.post(f"{srv.url}/api/auth/guest") as resp:
+                    statuses.append(resp.status)
+                    last = await resp.json()
+        assert statuses == [201, 201, 429] and last["error"] == "rate_limited"
+    finally:
+        await srv.stop()
