@@ -30,6 +30,14 @@ class SessionServer(socketio.AsyncServer):
             return
         await super()._handle_eio_message(eio_sid, data)
 
+    async def _handle_eio_disconnect(self, eio_sid: str, reason: Any) -> None:
+        await super()._handle_eio_disconnect(eio_sid, reason)
+        # A client that leaves while its long-poll GET is pending would otherwise keep that
+        # request open until the ping timeout; an empty batch ends it now.
+        eio_socket = self.eio.sockets.get(eio_sid)
+        if eio_socket is not None and not eio_socket.upgraded:
+            eio_socket.queue.put_nowait(None)
+
     async def _refuse_oversized(self, eio_sid: str, data: str | bytes) -> None:
         head = data[:64] if isinstance(data, str) else data[:64].decode("latin-1")
         match = _HEADER.match(head)
