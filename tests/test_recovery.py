@@ -1,0 +1,124 @@
+"""Replay on resubscribe: exactly the missed events in order, or a snapshot when they are gone."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+from tests.conftest import start_server
+from tests.helpers import Client, ServerUnderTest
+
+STATUSES = ["recording", "paused"]
+
+
+async def toggle(server: ServerUnderTest, session_id: str, count: int, start: int = 0) -> None:
+    for i in range(start, start + count):
+        await server.storage.voice.set_status(session_id, STATUSES[i % 2])
+
+
+async def test_resubscribe_replays_exactly_the_missed_events(server: ServerUnderTest, clients: list[Client]) -> None:
+    session_id = await server.create_session("alice")
+    first = Client(server.url, server.token("alice"))
+    clients.append(first)
+    await first.connect()
+    ack = await first.call("subscribe_on_session", {"session_id": session_id})
+    await toggle(server, session_id, 3)
+    await first.wait_for(lambda: first.offsets(session_id) == [2, 3, 4])
+    epoch, last = ack["epoch"], first.offsets(session_id)[-1]
+    await first.close()
+
+    await toggle(server, session_id, 5, start=3)  # offsets 5..9 happen while away
+
+    again = Client(server.url, server.token("alice"))
+    clients.append(again)
+    await again.connect()
+    ack = await again.call("subscribe_on_session", {"session_id": session_id, "epoch": epoch, "offset": last})
+    assert ack == {"ok": True, "session_id": session_id, "epoch": epoch, "offset": 9, "missed": 5, "recovered": True}
+    assert again.offsets(session_id) == [5, 6, 7, 8, 9]  # all before the ack, in order
+    assert again.named("session_snapshot") == []
+    assert [e["data"]["status"] for e in again.named("session_status")] == ["paused", "recording", "paused", "recording", "paused"]
+    await toggle(server, session_id, 1, start=8)
+    await again.wait_for(lambda: again.offsets(session_id)[-1:] == [10])
+    assert again.offsets(session_id) == list(range(5, 11))
+
+
+async def test_up_to_date_resubscribe_replays_nothing(server: ServerUnderTest, clients: list[Client]) -> None:
+    session_id = await server.create_session("alice")
+    client = Client(server.url, server.token("alice"))
+    clients.append(client)
+    await client.connect()
+    ack = await client.call("subscribe_on_session", {"session_id": session_id})
+    ack2 = await client.call("subscribe_on_session", {"session_id": session_id, "epoch": ack["epoch"], "offset": ack["offset"]})
+    assert ack2["recovered"] is True and ack2["missed"] == 0
+
+
+async def test_offset_older_than_the_log_gets_a_snapshot(redis_process: Any, redis: Any, tmp_path: Any) -> None:
+    srv = await start_server(redis_process.url, tmp_path, stream_maxlen=10)
+    client = Client(srv.url, srv.token("alice"))
+    try:
+        session_id = await srv.create_session("alice")
+        epoch = (await srv.storage.log.position(session_id)).epoch
+        await toggle(srv, session_id, 300)  # the capped log keeps only the newest ~10..100
+        oldest = int((await redis.xrange(srv.storage.keys.log(session_id), count=1))[0][0].split("-")[0])
+        assert oldest > 2
+        await client.connect()
+        ack = await client.call("subscribe_on_session", {"session_id": session_id, "epoch": epoch, "offset": 1})
+        assert ack["ok"] and ack["recovered"] is False and ack["offset"] == 301 and ack["missed"] == 0
+        snapshots = client.named("session_snapshot")
+        assert len(snapshots) == 1 and snapshots[0]["offset"] == 301 and snapshots[0]["session"]["status"] == "paused"
+        assert client.offsets(session_id) == []
+    finally:
+        await client.close()
+        await srv.stop()
+
+
+async def test_wrong_epoch_gets_a_snapshot(server: ServerUnderTest, clients: list[Client]) -> None:
+    session_id = await server.create_session("alice")
+    client = Client(server.url, server.token("alice"))
+    clients.append(client)
+    await client.connect()
+    ack = await client.call("subscribe_on_session", {"session_id": session_id, "epoch": "not-the-epoch", "offset": 1})
+    assert ack["recovered"] is False and len(client.named("session_snapshot")) == 1
+
+
+async def test_lost_log_starts_a_new_epoch_and_live_members_resync(server: ServerUnderTest, clients: list[Client], redis: Any) -> None:
+    session_id = await server.create_session("alice")
+    client = Client(server.url, server.token("alice"))
+    clients.append(client)
+    await client.connect()
+    old = await client.call("subscribe_on_session", {"session_id": session_id})
+    await redis.delete(server.storage.keys.log(session_id))  # the log is lost (e.g. restored without it)
+    await toggle(server, session_id, 1)
+    position = await server.storage.log.position(session_id)
+    assert position.epoch != old["epoch"] and position.offset == 1
+    await client.wait_for(lambda: bool(client.named("session_resync")))
+    assert client.named("session_resync")[0] == {"session_id": session_id, "epoch": position.epoch, "offset": 1}
+    ack = await client.call("subscribe_on_session", {"session_id": session_id, "epoch": old["epoch"], "offset": old["offset"]})
+    assert ack["recovered"] is False and ack["epoch"] == position.epoch
+
+
+async def test_no_gap_and_no_duplicate_when_subscribing_during_a_burst(server: ServerUnderTest, clients: list[Client]) -> None:
+    session_id = await server.create_session("alice")
+    writer_done = asyncio.Event()
+
+    async def writer() -> None:
+        for i in range(200):
+            await toggle(server, session_id, 1, start=i)
+            await asyncio.sleep(0.001)  # long enough for subscriptions to land mid-burst
+        writer_done.set()
+
+    task = asyncio.create_task(writer())
+    subscribers = []
+    for _ in range(8):
+        client = Client(server.url, server.token("alice"))
+        clients.append(client)
+        await client.connect()
+        ack = await client.call("subscribe_on_session", {"session_id": session_id})
+        subscribers.append((client, ack["offset"]))
+        await asyncio.sleep(0.005)
+    await task
+    assert any(1 < start < 201 for _, start in subscribers), "no subscription landed mid-burst"
+    for client, start in subscribers:
+        expected = list(range(start + 1, 202))
+        await client.wait_for(lambda c=client, e=expected: c.offsets(session_id) == e)
+        assert client.named("session_snapshot")[0]["offset"] == start
