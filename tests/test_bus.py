@@ -1,0 +1,84 @@
+"""The bus survives its pub/sub link dropping: no event is missed, readiness tells the truth."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+
+from tests.conftest import start_server
+from tests.helpers import Client, RedisProcess, ServerUnderTest
+
+STATUSES = ["recording", "paused"]
+
+
+async def test_killing_the_pubsub_connection_loses_no_event(server: ServerUnderTest, clients: list[Client], redis: Any) -> None:
+    session_id = await server.create_session("alice")
+    watchers = []
+    for _ in range(3):
+        watcher = Client(server.url, server.token("alice"))
+        clients.append(watcher)
+        await watcher.connect()
+        await watcher.call("subscribe_on_session", {"session_id": session_id})
+        watchers.append(watcher)
+
+    killed = 0
+    for i in range(300):
+        await server.storage.voice.set_status(session_id, STATUSES[i % 2])
+        if i % 60 == 30:
+            killed += await redis.client_kill_filter(_type="pubsub")
+        elif i % 60 == 59:  # let the bus come back before the next kill
+            await _until(lambda: _pubsub_clients(redis), 1)
+        await asyncio.sleep(0)
+    assert killed == 5
+    for watcher in watchers:
+        await watcher.wait_for(lambda w=watcher: w.offsets(session_id) == list(range(2, 302)), timeout=10)
+
+
+async def test_quiet_room_is_backfilled_after_a_reconnect(server: ServerUnderTest, clients: list[Client], redis: Any) -> None:
+    """Events published while the link is down, with nothing after them, still arrive."""
+    session_id = await server.create_session("alice")
+    watcher = Client(server.url, server.token("alice"))
+    clients.append(watcher)
+    await watcher.connect()
+    await watcher.call("subscribe_on_session", {"session_id": session_id})
+    assert await redis.client_kill_filter(_type="pubsub") >= 1
+    # Published right after the kill, before the bus has resubscribed: no live copy reaches it.
+    await server.storage.voice.set_status(session_id, "recording")
+    await server.storage.voice.set_status(session_id, "paused")
+    await watcher.wait_for(lambda: watcher.offsets(session_id) == [2, 3], timeout=10)
+
+
+async def test_readyz_follows_redis(tmp_path: Path, clients: list[Client]) -> None:
+    own = RedisProcess(tmp_path / "redis", appendonly=True)
+    own.start()
+    srv = await start_server(own.url, tmp_path / "srv")
+    try:
+        async with aiohttp.ClientSession() as http:
+            async def ready() -> int:
+                async with http.get(f"{srv.url}/readyz") as resp:
+                    return resp.status
+
+            assert await ready() == 200
+            own.stop()
+            await _until(lambda: ready(), 503)
+            async with http.get(f"{srv.url}/healthz") as resp:
+                assert resp.status == 200
+            own.start()
+            await _until(lambda: ready(), 200)
+    finally:
+        await srv.stop()
+        own.stop()
+
+
+async def _pubsub_clients(redis: Any) -> int:
+    return min(1, len(await redis.client_list(_type="pubsub")))
+
+
+async def _until(probe: Any, want: int, timeout_s: float = 15) -> None:
+    deadline = asyncio.get_running_loop().time() + timeout_s
+    while (got := await probe()) != want:
+        assert asyncio.get_running_loop().time() < deadline, f"stayed {got}"
+        await asyncio.sleep(0.1)
