@@ -1,0 +1,159 @@
+"""Real `sessionhub` processes: two nodes on one Redis, the embedded Redis across a restart,
+fail-fast start-up, the worker and token commands."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import subprocess
+import sys
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+
+from tests.helpers import SECRET, Client, RedisProcess, free_port
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def node_env(data_dir: Path, redis_url: str | None, **extra: str) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("SESSIONHUB_") and k != "REDIS_URL"}
+    env.update({"SESSIONHUB_JWT_SECRET": SECRET, "SESSIONHUB_DATA_DIR": str(data_dir), "SESSIONHUB_LOG_LEVEL": "WARNING"})
+    if redis_url:
+        env["REDIS_URL"] = redis_url
+    env.update(extra)
+    return env
+
+
+@asynccontextmanager
+async def node(data_dir: Path, redis_url: str | None, **extra: str) -> AsyncIterator[str]:
+    """A `python -m server serve` process; yields its base URL once /readyz says ready."""
+    port = free_port()
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "server", "serve", "--port", str(port)],
+        cwd=ROOT,
+        env=node_env(data_dir, redis_url, **extra),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
+    url = f"http://127.0.0.1:{port}"
+    try:
+        await _wait_ready(url, proc)
+        yield url
+    finally:
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGTERM)
+            await asyncio.to_thread(proc.wait, 20)
+        assert proc.stderr is not None
+        proc.stderr.close()
+
+
+async def _wait_ready(url: str, proc: subprocess.Popen[bytes]) -> None:
+    deadline = asyncio.get_running_loop().time() + 20
+    async with aiohttp.ClientSession() as http:
+        while True:
+            assert proc.poll() is None, proc.stderr.read().decode() if proc.stderr else "exited"
+            try:
+                async with http.get(f"{url}/readyz") as resp:
+                    if resp.status == 200:
+                        return
+            except aiohttp.ClientError:
+                pass
+            assert asyncio.get_running_loop().time() < deadline, "node did not become ready"
+            await asyncio.sleep(0.1)
+
+
+def mint(user: str, *perms: str) -> str:
+    args = [sys.executable, "-m", "server", "token", "--user", user]
+    for perm in perms:
+        args += ["--perm", perm]
+    out = subprocess.run(args, cwd=ROOT, env=node_env(Path("/nonexistent"), None), capture_output=True, text=True, check=True)
+    return out.stdout.strip()
+
+
+async def post(url: str, token: str, body: dict[str, Any] | None = None) -> tuple[int, Any]:
+    async with aiohttp.ClientSession() as http:
+        async with http.post(url, json=body or {}, headers={"Authorization": f"Bearer {token}"}) as resp:
+            return resp.status, await resp.json()
+
+
+async def get(url: str, token: str) -> tuple[int, Any]:
+    async with aiohttp.ClientSession() as http:
+        async with http.get(url, headers={"Authorization": f"Bearer {token}"}) as resp:
+            return resp.status, await resp.json()
+
+
+async def test_client_on_node_a_sees_events_caused_on_node_b(redis_process: RedisProcess, redis: Any, tmp_path: Path) -> None:
+    token = mint("alice", "read_own", "create", "update")
+    async with node(tmp_path / "a", redis_process.url) as node_a, node(tmp_path / "b", redis_process.url) as node_b:
+        status, created = await post(f"{node_b}/voicebot/create_session", token)
+        assert status == 201
+        session_id = created["session_id"]
+        watcher, actor = Client(node_a, token), Client(node_b, token)
+        try:
+            await watcher.connect()
+            await actor.connect()
+            await watcher.call("subscribe_on_session", {"session_id": session_id})
+            assert (await actor.call("set_session_status", {"session_id": session_id, "status": "recording"}))["ok"]
+            assert (await actor.call("session_done", {"session_id": session_id}))["ok"]
+            await watcher.wait_for(lambda: watcher.offsets(session_id) == [2, 3, 4], timeout=10)
+            assert [e["data"]["status"] for e in watcher.named("session_status")] == ["recording", "closed"]
+            # The in-process worker of one of the nodes runs the queued DONE_MULTIPROMPT job.
+            await watcher.wait_for(lambda: bool(watcher.named("job_result")), timeout=10)
+            assert watcher.named("job_result")[0]["data"]["status"] == "succeeded"
+        finally:
+            await watcher.close()
+            await actor.close()
+
+
+async def test_embedded_redis_keeps_data_across_a_restart(tmp_path: Path) -> None:
+    token = mint("alice", "read_own", "create", "update")
+    async with node(tmp_path, None) as url:
+        status, created = await post(f"{url}/voicebot/create_session", token, {"session_name": "kept"})
+        assert status == 201
+    assert not (tmp_path / "redis.url").exists()  # the embedded server was stopped with the node
+    assert any((tmp_path / "redis" / "appendonlydir").iterdir())
+    async with node(tmp_path, None) as url:
+        status, body = await get(f"{url}/voicebot/sessions/{created['session_id']}", token)
+        assert status == 200 and body["session_name"] == "kept"
+        status, active = await post(f"{url}/voicebot/active_session", token)
+        assert active["active_session"]["session_id"] == created["session_id"]
+
+
+async def test_unreachable_redis_fails_fast_with_one_line(tmp_path: Path) -> None:
+    dead = f"redis://:secret@127.0.0.1:{free_port()}/0"
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "server", "serve", "--port", str(free_port()),
+        cwd=ROOT, env=node_env(tmp_path, dead), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+    )
+    _, stderr = await asyncio.wait_for(proc.communicate(), 20)
+    lines = stderr.decode().strip().splitlines()
+    assert proc.returncode == 1
+    assert len(lines) == 1 and lines[0].startswith("sessionhub: cannot reach Redis at redis://***@127.0.0.1:")
+    assert "secret" not in lines[0]
+
+
+async def test_worker_command_processes_jobs(redis_process: RedisProcess, redis: Any, tmp_path: Path) -> None:
+    token = mint("alice", "read_own", "create", "update")
+    async with node(tmp_path / "web", redis_process.url, SESSIONHUB_INPROCESS_WORKERS="0") as url:
+        _, created = await post(f"{url}/voicebot/create_session", token)
+        session_id = created["session_id"]
+        client = Client(url, token)
+        worker = subprocess.Popen(
+            [sys.executable, "-m", "server", "worker"], cwd=ROOT,
+            env=node_env(tmp_path / "w", redis_process.url), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        )
+        try:
+            await client.connect()
+            await client.call("subscribe_on_session", {"session_id": session_id})
+            await client.call("post_process_session", {"session_id": session_id})
+            await client.wait_for(lambda: bool(client.named("job_result")), timeout=15)
+            assert client.named("job_result")[0]["data"]["job_type"] == "POST_PROCESS_SESSION"
+        finally:
+            await client.close()
+            worker.send_signal(signal.SIGTERM)
+            assert await asyncio.to_thread(worker.wait, 15) == 0
