@@ -1,5 +1,5 @@
 # The two commands of README.md, and the benchmark.
-.PHONY: serve test bench
+.PHONY: serve test lint bench
 
 serve:
 	@scripts/bootstrap.sh serve
@@ -7,7 +7,14 @@ serve:
 
 test:
 	@scripts/bootstrap.sh test
+	.venv/bin/ruff check server handlers auth storage
+	.venv/bin/mypy
 	.venv/bin/python -m pytest -q
+
+lint:
+	@scripts/bootstrap.sh test
+	.venv/bin/ruff check server handlers auth storage
+	.venv/bin/mypy
 
 bench:
 	@scripts/bootstrap.sh test

@@ -73,7 +73,9 @@ class TokenService:
         """Verified claims, or ``unauthorized`` for anything wrong with the token."""
         if not isinstance(token, str) or not token or len(token) > 8192:
             raise AuthError("unauthorized", "a bearer token is required")
-        required = ["exp", "sub"] + (["iss"] if self._config.issuer else []) + (["aud"] if self._config.audience else [])
+        required = ["exp", "sub"]
+        required += ["iss"] if self._config.issuer else []
+        required += ["aud"] if self._config.audience else []
         try:
             payload = jwt.decode(
                 token,

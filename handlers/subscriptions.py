@@ -38,7 +38,8 @@ class SubscriptionEvents:
         session_id = request.session_id
         await readable(self._s.voice, conn.claims, session_id)
         bus = self._s.bus
-        if session_id not in bus.sessions_of(conn.sid) and len(bus.sessions_of(conn.sid)) >= self._s.limits.max_subscriptions:
+        mine = bus.sessions_of(conn.sid)
+        if session_id not in mine and len(mine) >= self._s.limits.max_subscriptions:
             raise ProtocolError("rate_limited", "too many subscriptions on one connection")
         await bus.open(session_id, conn.sid)
         try:
@@ -48,7 +49,8 @@ class SubscriptionEvents:
                     for event in recovery.events:
                         bus.send(conn.sid, event.type, event.raw)
                     bus.go_live(session_id, conn.sid, recovery.position.offset)
-                    return self._ack(session_id, recovery.position.epoch, recovery.position.offset, True, len(recovery.events))
+                    position = recovery.position
+                    return self._ack(session_id, position.epoch, position.offset, True, len(recovery.events))
             return await self._snapshot(conn, session_id, recovered=False if request.offset is not None else None)
         except BaseException:
             bus.leave(session_id, conn.sid)

@@ -36,7 +36,9 @@ class VoiceEvents:
         await updatable(self._s.voice, conn.claims, session_id)
         result = await self._s.voice.done(session_id)
         cleared = await self._s.voice.clear_active_if(conn.claims.sub, session_id)
-        job = await self._s.jobs.enqueue(self._job(DONE_MULTIPROMPT, conn, session_id, {"done_count": result.done_count}))
+        job = await self._s.jobs.enqueue(
+            self._job(DONE_MULTIPROMPT, conn, session_id, {"done_count": result.done_count})
+        )
         return {
             "session_id": session_id,
             "done_count": result.done_count,

@@ -49,7 +49,8 @@ class VoiceRoutes:
         """Create a session and make it the caller's active session."""
         claims = self._claims(request)
         require_permission(claims, Permission.CREATE)
-        body = validate(CreateSession, await json_body(request, max_bytes=self._s.limits.max_payload_bytes, optional=True))
+        raw = await json_body(request, max_bytes=self._s.limits.max_payload_bytes, optional=True)
+        body = validate(CreateSession, raw)
         if not await self._s.limiter.hit("create", claims.sub, limit=self._s.limits.creates_per_min, window_s=60):
             raise ProtocolError("rate_limited", "too many sessions created; wait a minute")
         session = await self._s.voice.create(

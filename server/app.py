@@ -93,7 +93,7 @@ def build_app(settings: Settings, *, storage: Storage, tokens: TokenService) -> 
         engineio_logger=False,
     )
     DirectWebSocket.slow_limit_bytes = settings.slow_client_buffer_bytes
-    sio.eio._async["websocket"] = DirectWebSocket  # noqa: SLF001 - the documented driver hook
+    sio.eio._async["websocket"] = DirectWebSocket
 
     def resolve(sid: str) -> Any | None:
         eio_sid = sio.manager.eio_sid_from_sid(sid, "/")

@@ -88,6 +88,7 @@ class Bus:
         self._confirm: dict[str, asyncio.Future[None]] = {}
         self._pubsub: _PubSub = _PubSub(connection_pool=redis.connection_pool, ignore_subscribe_messages=False)
         self._task: asyncio.Task[None] | None = None
+        self._background: set[asyncio.Task[None]] = set()
         self._alive = False
         self.delivered = 0
 
@@ -173,7 +174,9 @@ class Bus:
         room.joining.pop(sid, None)
         if not room.members and room.ready.is_set():
             self._drop_room(room)
-            asyncio.create_task(self._unsubscribe(room.channel))
+            task = asyncio.create_task(self._unsubscribe(room.channel))
+            self._background.add(task)
+            task.add_done_callback(self._background.discard)
         return True
 
     def leave_all(self, sid: str) -> None:

