@@ -86,10 +86,11 @@ class JobQueue:
             keys=[self._keys.jobs_delayed(), self._keys.jobs()],
             args=[self._clock.now_ms(), count, JOB_STREAM_MAXLEN],
         )
-        _, stale, _ = await self._redis.xautoclaim(
+        claimed: Any = await self._redis.xautoclaim(
             self._keys.jobs(), self._keys.jobs_group(), consumer, min_idle_time=visibility_ms, count=count
         )
-        entries = [e for e in stale if e[1]]
+        # Redis 6.2 answers [cursor, entries], 7.0+ adds a third element (deleted ids).
+        entries = [e for e in claimed[1] if e[1]]
         if not entries:
             reply: Any = await self._redis.xreadgroup(
                 self._keys.jobs_group(), consumer, {self._keys.jobs(): ">"}, count=count, block=block_ms
