@@ -1,0 +1,162 @@
+"""Browser fixtures: Playwright driving Debian's chromium, one browser per run, a context per test.
+
+Import the fixtures into a test module (``from tests.browser import browser, tab``). Without
+chromium the tests are skipped, except on CI (``CI=true``), where a missing browser fails them.
+``playwright install`` is never needed: the browser is the system one.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import time
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+
+import pytest
+import pytest_asyncio
+
+try:
+    from playwright.async_api import Browser, ConsoleMessage, Page, WebSocketRoute, async_playwright, expect
+except ImportError:  # the dev extra is not installed
+    if os.environ.get("CI") == "true":
+        raise
+    pytest.skip("browser tests need the playwright package (pip install -e '.[dev]')", allow_module_level=True)
+
+from tests.helpers import ServerUnderTest
+
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
+LAUNCH_TIMEOUT_MS = 30_000
+ACTION_TIMEOUT_MS = 10_000
+TOKEN_KEY = "sessionhub.token"  # web/js/client.js
+
+expect.set_options(timeout=ACTION_TIMEOUT_MS)
+
+
+def chromium_path() -> str:
+    """Debian's chromium, or skip (fail on CI) naming what is missing."""
+    path = shutil.which("chromium")
+    if path is None:
+        reason = "browser tests need Debian's chromium on PATH (apt-get install chromium)"
+        if os.environ.get("CI") == "true":
+            pytest.fail(reason)
+        pytest.skip(reason)
+    return path
+
+
+@dataclass
+class Tab:
+    """One page in its own browser context, and what it reported while the test ran."""
+
+    page: Page
+    base_url: str
+    console: list[str] = field(default_factory=list)
+    errors: list[str] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        self.page.on("console", self._on_console)
+        self.page.on("pageerror", lambda exc: self.errors.append(f"uncaught: {exc}"))
+
+    def _on_console(self, message: ConsoleMessage) -> None:
+        line = f"{message.type}: {message.text}"
+        self.console.append(line)
+        if "Content Security Policy" in message.text:
+            self.errors.append(line)
+
+    async def use_token(self, token: str, *, guest: bool = False, ttl_s: int = 3600) -> None:
+        """Pre-set the stored token, as a sign-in would leave it, before the first page loads."""
+        record = json.dumps({"token": token, "expires_at": int(time.time()) + ttl_s, "guest": guest})
+        # Only when absent: a token the page renews itself must survive the next navigation.
+        await self.page.add_init_script(
+            f"if (location.origin === {json.dumps(self.base_url)} && localStorage.getItem({json.dumps(TOKEN_KEY)}) === null)"
+            f" localStorage.setItem({json.dumps(TOKEN_KEY)}, {json.dumps(record)});"
+        )
+
+    async def open(self, path: str) -> Page:
+        """Load ``path`` of the server under test."""
+        await self.page.goto(self.base_url + path, wait_until="domcontentloaded")
+        return self.page
+
+    async def stored_token(self) -> dict[str, object] | None:
+        """The token record the page keeps in localStorage."""
+        raw = await self.page.evaluate(f"localStorage.getItem({json.dumps(TOKEN_KEY)})")
+        return json.loads(raw) if raw else None
+
+
+class SocketGate:
+    """Routes a page's Socket.IO WebSockets through the test, which can cut them and hold back
+    the reconnection until it has changed something the page must then catch up on."""
+
+    def __init__(self) -> None:
+        self.connected: list[tuple[WebSocketRoute, WebSocketRoute]] = []  # (page side, server side)
+        self.held: list[WebSocketRoute] = []
+        self.holding = False
+
+    async def install(self, page: Page) -> None:
+        """Route the page's connections to ``/socket.io/`` (before the page loads)."""
+        await page.route_web_socket(re.compile(r"/socket\.io/"), self._route)
+
+    def _route(self, ws: WebSocketRoute) -> None:
+        # Never block here: Playwright runs route handlers on its dispatch path.
+        if self.holding:
+            self.held.append(ws)
+        else:
+            self._connect(ws)
+
+    def _connect(self, ws: WebSocketRoute) -> None:
+        self.connected.append((ws, ws.connect_to_server()))
+
+    async def cut(self) -> None:
+        """Close every open connection on both sides, holding back the ones that follow."""
+        self.holding = True
+        cutting, self.connected = self.connected, []
+        for page_side, server_side in cutting:
+            await server_side.close(code=1001, reason="cut by the test")
+            await page_side.close(code=1001, reason="cut by the test")
+
+    def release(self) -> None:
+        """Let held and later connections through to the server."""
+        self.holding = False
+        held, self.held = self.held, []
+        for ws in held:
+            self._connect(ws)
+
+
+@pytest_asyncio.fixture(scope="session", loop_scope="session")
+async def browser() -> AsyncIterator[Browser]:
+    """Headless Debian chromium for the whole run."""
+    path = chromium_path()
+    async with async_playwright() as playwright:
+        launched = await playwright.chromium.launch(
+            executable_path=path, headless=True, args=CHROMIUM_ARGS, timeout=LAUNCH_TIMEOUT_MS
+        )
+        try:
+            yield launched
+        finally:
+            await launched.close()
+
+
+async def new_tab(browser: Browser, server: ServerUnderTest, *, bypass_csp: bool = False) -> Tab:
+    """A page in a fresh context (empty localStorage) pointed at ``server``."""
+    context = await browser.new_context(bypass_csp=bypass_csp)
+    context.set_default_timeout(ACTION_TIMEOUT_MS)
+    return Tab(page=await context.new_page(), base_url=server.url)
+
+
+@pytest_asyncio.fixture
+async def tab(browser: Browser, server: ServerUnderTest) -> AsyncIterator[Tab]:
+    """A fresh page; after the test, no uncaught error or CSP violation may have happened."""
+    opened = await new_tab(browser, server)
+    yield opened
+    await opened.page.context.close()
+    assert not opened.errors, "the page reported errors:\n" + "\n".join(opened.errors + opened.console)

@@ -1,0 +1,222 @@
+"""The voice-session page and the landing page in a real browser against a real server."""
+
+from __future__ import annotations
+
+import re
+
+from playwright.async_api import Browser, Page, expect
+
+from tests.browser import SocketGate, Tab, browser, new_tab, tab  # noqa: F401 - fixtures used by name
+from tests.helpers import Client, ServerUnderTest
+
+UUID = r"[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}"
+XSS_NAME = '<img src=x onerror="window.__xss=1">'
+
+
+async def open_live(tab: Tab, path: str) -> Page:
+    """Open ``path`` and wait until the page follows its session live."""
+    page = await tab.open(path)
+    await expect(page.locator("#connection")).to_have_attribute("data-state", "live")
+    return page
+
+
+def count_navigations(page: Page) -> list[str]:
+    """URLs the main frame navigates to from now on (same-document ones included)."""
+    seen: list[str] = []
+    page.on("framenavigated", lambda frame: seen.append(frame.url) if frame == page.main_frame else None)
+    return seen
+
+
+async def test_page_follows_done_from_another_client(server: ServerUnderTest, tab: Tab, clients: list[Client]) -> None:
+    session_id = await server.create_session("alice", "Standup")
+    token = server.token("alice")
+    await tab.use_token(token)
+    page = await open_live(tab, f"/session/{session_id}")
+    await expect(page.locator("#status-pictogram")).to_have_attribute("data-status", "ready")
+    await expect(page.locator("#done-count")).to_have_text("0")
+    await expect(page.locator("#session-name")).to_have_text("Standup")
+    await page.evaluate("window.__sameDocument = true")
+    navigations = count_navigations(page)
+
+    other = Client(server.url, token)
+    clients.append(other)
+    await other.connect()
+    ack = await other.call("session_done", {"session_id": session_id})
+    assert ack["ok"] is True and ack["done_count"] == 1
+
+    await expect(page.locator("#status-pictogram")).to_have_attribute("data-status", "closed")
+    await expect(page.locator("#done-count")).to_have_text("1")
+    await expect(page.locator("#session-state")).to_have_text("Closed")
+    assert navigations == []
+    assert await page.evaluate("window.__sameDocument") is True
+    # Opening a page session never makes it the active one.
+    assert await server.storage.voice.active_id("alice") is None
+
+
+async def test_done_button_closes_the_page_session(server: ServerUnderTest, tab: Tab) -> None:
+    session_id = await server.create_session("alice", "Planning")
+    await tab.use_token(server.token("alice"))
+    page = await open_live(tab, f"/session/{session_id}")
+
+    await page.locator("#done-button").click()
+
+    await expect(page.locator("#status-pictogram")).to_have_attribute("data-status", "closed")
+    await expect(page.locator("#done-count")).to_have_text("1")
+    stored = await server.storage.voice.get(session_id)
+    assert stored is not None
+    assert (stored.is_active, stored.status, stored.done_count) == (False, "closed", 1)
+
+
+async def test_session_without_id_shows_empty_state_then_the_active_session(server: ServerUnderTest, tab: Tab) -> None:
+    token = server.token("alice")
+    await tab.use_token(token)
+    page = await tab.open("/session")
+    await expect(page.locator("#empty-state")).to_be_visible()
+    await expect(page.locator("#empty-state h1")).to_have_text("Активная сессия не найдена")
+
+    response = await page.request.post(
+        f"{server.url}/voicebot/create_session",
+        headers={"Authorization": f"Bearer {token}"},
+        data={"session_name": "Active one"},
+    )
+    assert response.status == 201
+    active_id = (await response.json())["session_id"]
+
+    await tab.open("/session")
+    await expect(page).to_have_url(f"{server.url}/session/{active_id}")
+    await expect(page.locator("#session-name")).to_have_text("Active one")
+    await expect(page.locator("#status-pictogram")).to_have_attribute("data-status", "ready")
+    await expect(page.locator("#empty-state")).to_be_hidden()
+
+    other_id = await server.create_session("alice", "Another")
+    await open_live(tab, f"/session/{other_id}")
+    assert await server.storage.voice.active_id("alice") == active_id
+
+
+async def test_session_name_is_shown_as_text(server: ServerUnderTest, browser: Browser) -> None:  # noqa: F811
+    session_id = await server.create_session("alice", XSS_NAME)
+    # Without the page's CSP, so that only the rendering stands between the name and the DOM.
+    unprotected = await new_tab(browser, server, bypass_csp=True)
+    try:
+        await unprotected.use_token(server.token("alice"))
+        page = await open_live(unprotected, f"/session/{session_id}")
+        await expect(page.locator("#session-name")).to_have_text(XSS_NAME)
+        assert await page.locator("img").count() == 0
+        assert await page.evaluate("typeof window.__xss") == "undefined"
+        assert await page.title() == f"{XSS_NAME} · sessionhub"
+        assert not unprotected.errors, unprotected.errors
+    finally:
+        await unprotected.page.context.close()
+
+
+async def test_job_results_are_listed(server: ServerUnderTest, tab: Tab) -> None:
+    session_id = await server.create_session("alice", "With jobs")
+    await tab.use_token(server.token("alice"))
+    page = await open_live(tab, f"/session/{session_id}")
+    storage = server.storage
+
+    for status in ("retrying", "succeeded"):
+        data = {"job_id": "j1", "job_type": "DONE_MULTIPROMPT", "status": status}
+        await storage.log.append(storage.scripts.append, session_id, "job_result", data)
+
+    items = page.locator("#activity li")
+    await expect(items).to_have_count(2)
+    await expect(items.first.locator(".job-status")).to_have_text("succeeded")
+    await expect(items.first.locator(".job-type")).to_have_text("DONE_MULTIPROMPT")
+    await expect(page.locator("#activity-empty")).to_be_hidden()
+
+
+async def test_landing_page_gets_a_guest_token_and_creates_a_session(server: ServerUnderTest, tab: Tab) -> None:
+    page = await tab.open("/")
+    assert await tab.stored_token() is None
+
+    await page.locator("#new-session").click()
+
+    await expect(page).to_have_url(re.compile(rf"^{re.escape(server.url)}/session/{UUID}$"))
+    await expect(page.locator("#connection")).to_have_attribute("data-state", "live")
+    await expect(page.locator("#status-pictogram")).to_have_attribute("data-status", "ready")
+    stored = await tab.stored_token()
+    assert stored is not None and stored["guest"] is True
+    session_id = page.url.rsplit("/", 1)[1]
+    session = await server.storage.voice.get(session_id)
+    assert session is not None and session.owner_id.startswith("guest-")
+    assert await server.storage.voice.active_id(session.owner_id) == session_id
+
+
+async def test_refused_guest_token_is_replaced(server: ServerUnderTest, tab: Tab) -> None:
+    await tab.use_token("not-a-token", guest=True)
+    page = await tab.open("/")
+    await page.locator("#session-name-input").fill("Renewed")
+    await page.locator("#new-session").click()
+
+    await expect(page.locator("#session-name")).to_have_text("Renewed")
+    stored = await tab.stored_token()
+    assert stored is not None and stored["guest"] is True and stored["token"] != "not-a-token"
+
+
+async def test_socket_refusing_a_guest_token_gets_a_new_one(server: ServerUnderTest, tab: Tab) -> None:
+    session_id = await server.create_session("alice", "Not the guest's")
+    stored = await server.storage.voice.get(session_id)
+    assert stored is not None
+    # The REST read is answered by the test, so that the socket is the first to refuse the token.
+    body = {**stored.public(), "url": f"/session/{session_id}", "epoch": "", "offset": 0}
+    await tab.page.route(f"**/voicebot/sessions/{session_id}", lambda route: route.fulfill(json=body))
+    await tab.use_token("refused-by-the-socket", guest=True)
+    page = await tab.open(f"/session/{session_id}")
+
+    # Connected with a new guest token, the page is then refused the session it is not owner of.
+    await expect(page.locator("#notice")).to_contain_text("Live updates stopped")
+    renewed = await tab.stored_token()
+    assert renewed is not None and renewed["guest"] is True and renewed["token"] != "refused-by-the-socket"
+
+
+async def test_expired_sign_in_is_not_replaced_by_a_guest(server: ServerUnderTest, tab: Tab) -> None:
+    session_id = await server.create_session("alice")
+    expired = server.token("alice", ttl_s=-60)
+    await tab.use_token(expired, ttl_s=-60)
+    page = await tab.open(f"/session/{session_id}")
+
+    await expect(page.locator("#page-error")).to_have_attribute("data-code", "unauthorized")
+    stored = await tab.stored_token()
+    assert stored is not None and stored["token"] == expired and stored["guest"] is False
+
+
+async def test_errors_are_shown(server: ServerUnderTest, tab: Tab) -> None:
+    bobs = await server.create_session("bob", "Bob's")
+    await tab.use_token(server.token("alice"))
+    page = await tab.open(f"/session/{bobs}")
+    await expect(page.locator("#page-error")).to_have_attribute("data-code", "forbidden")
+    await expect(page.locator("#page-error-title")).to_have_text("No access to this session")
+    await expect(page.locator("#session")).to_be_hidden()
+
+    await tab.open("/session/00000000-0000-4000-8000-000000000000")
+    await expect(page.locator("#page-error")).to_have_attribute("data-code", "session_not_found")
+    await expect(page.locator("#page-error-title")).to_have_text("Session not found")
+
+    await tab.open("/session/not-a-session")
+    await expect(page.locator("#page-error")).to_have_attribute("data-code", "invalid_session_id")
+
+
+async def test_reconnect_replays_what_was_missed(server: ServerUnderTest, tab: Tab, clients: list[Client]) -> None:
+    session_id = await server.create_session("alice", "Flaky network")
+    token = server.token("alice")
+    await tab.use_token(token)
+    gate = SocketGate()
+    await gate.install(tab.page)
+    page = await open_live(tab, f"/session/{session_id}")
+    await expect(page.locator("#connection")).to_have_attribute("data-recovered", "")
+    navigations = count_navigations(page)
+
+    await gate.cut()
+    await expect(page.locator("#connection")).to_have_attribute("data-state", "offline")
+    other = Client(server.url, token)
+    clients.append(other)
+    await other.connect()
+    assert (await other.call("session_done", {"session_id": session_id}))["ok"] is True
+    gate.release()
+
+    await expect(page.locator("#connection")).to_have_attribute("data-missed", "2")
+    await expect(page.locator("#connection")).to_have_attribute("data-recovered", "true")
+    await expect(page.locator("#status-pictogram")).to_have_attribute("data-status", "closed")
+    await expect(page.locator("#done-count")).to_have_text("1")
+    assert navigations == []

@@ -1,0 +1,312 @@
+/**
+ * sessionhub's shared browser module: the bearer token, JSON calls to the REST API, the
+ * Socket.IO connection, and session subscriptions that survive reconnects without a gap or a
+ * duplicate. Plain ES module; every page imports what it needs from here.
+ */
+import { io } from "../vendor/socket.io.esm.min.js";
+
+/** localStorage key of the token record `{token, expires_at, guest}` (expires_at: unix s). */
+export const TOKEN_KEY = "sessionhub.token";
+
+// Treat a token as expired a little early, so that a request in flight does not race the expiry.
+const EXPIRY_MARGIN_S = 30;
+const ACK_TIMEOUT_MS = 10_000;
+// Refusals in a row after which the socket stops fetching new guest tokens: a server that
+// refuses every token must not be hammered.
+const MAX_RENEWALS = 2;
+
+/** A refusal from the server, carrying its wire code (`session_not_found`, `forbidden`, ...). */
+export class ApiError extends Error {
+  constructor(code, message, status = 0) {
+    super(message || code);
+    this.name = "ApiError";
+    this.code = code;
+    this.status = status;
+  }
+}
+
+// --- token ------------------------------------------------------------------------------
+
+function storedToken() {
+  try {
+    const record = JSON.parse(localStorage.getItem(TOKEN_KEY) ?? "null");
+    return record && typeof record.token === "string" && record.token ? record : null;
+  } catch {
+    return null;
+  }
+}
+
+function isFresh(record) {
+  // A record without expires_at (put there by a sign-in flow) is tried; the server decides.
+  return typeof record.expires_at !== "number" || record.expires_at - EXPIRY_MARGIN_S > Date.now() / 1000;
+}
+
+// Only a guest token this page fetched itself may be replaced: swapping a signed-in user's
+// expired token for a guest one would silently turn them into somebody else.
+function renewable(record) {
+  return record === null || record.guest === true;
+}
+
+let guestRequest = null;
+
+function fetchGuestToken() {
+  // One request serves every caller that finds the token missing at the same moment.
+  guestRequest ??= (async () => {
+    const response = await request("/api/auth/guest", { method: "POST" });
+    const body = await readJson(response);
+    if (!response.ok) throw toError(response, body);
+    const record = { token: body.token, expires_at: body.expires_at, guest: true };
+    localStorage.setItem(TOKEN_KEY, JSON.stringify(record));
+    return record.token;
+  })().finally(() => {
+    guestRequest = null;
+  });
+  return guestRequest;
+}
+
+/** The bearer token: the stored one while fresh, else a new guest token (see `renewable`). */
+export async function getToken() {
+  const record = storedToken();
+  if (record && isFresh(record)) return record.token;
+  if (!renewable(record)) throw new ApiError("unauthorized", "Your sign-in has expired; sign in again.", 401);
+  return fetchGuestToken();
+}
+
+/** Forget `token` after the server refused it; false when it is not ours to replace. */
+function dropRefused(token) {
+  const record = storedToken();
+  if (!renewable(record)) return false;
+  if (record && record.token === token) localStorage.removeItem(TOKEN_KEY);
+  return true;
+}
+
+// --- REST -------------------------------------------------------------------------------
+
+async function request(path, init) {
+  try {
+    return await fetch(path, init);
+  } catch {
+    throw new ApiError("unavailable", "The server cannot be reached.");
+  }
+}
+
+async function readJson(response) {
+  try {
+    return await response.json();
+  } catch {
+    return null;
+  }
+}
+
+function toError(response, body) {
+  const code = typeof body?.error === "string" ? body.error : `http_${response.status}`;
+  const message = typeof body?.message === "string" ? body.message : response.statusText;
+  return new ApiError(code, message, response.status);
+}
+
+/**
+ * Call the JSON API with the bearer token; resolves to the parsed body, rejects with ApiError.
+ * A refused guest token is replaced once and the call repeated.
+ */
+export async function api(path, { method = "GET", body } = {}) {
+  for (let attempt = 0; ; attempt += 1) {
+    const token = await getToken();
+    const headers = { Authorization: `Bearer ${token}`, Accept: "application/json" };
+    if (body !== undefined) headers["Content-Type"] = "application/json";
+    const response = await request(path, {
+      method,
+      headers,
+      body: body === undefined ? undefined : JSON.stringify(body),
+    });
+    const data = await readJson(response);
+    if (response.ok) return data;
+    if (response.status === 401 && attempt === 0 && dropRefused(token)) continue;
+    throw toError(response, data);
+  }
+}
+
+// --- Socket.IO --------------------------------------------------------------------------
+
+/**
+ * Open the page's Socket.IO connection to this server.
+ *
+ * `onState(state, detail)` hears "connecting", "connected", "offline" and "unauthorized".
+ */
+export function connect({ onState = () => {} } = {}) {
+  let sentToken = null;
+  let renewals = 0;
+  const socket = io({
+    transports: ["websocket", "polling"],
+    tryAllTransports: true,
+    // The callback form runs on every (re)connect, so each attempt presents a current token.
+    auth: (send) => {
+      getToken().then(
+        (token) => {
+          sentToken = token;
+          send({ token });
+        },
+        () => {
+          sentToken = null;
+          send({});
+        },
+      );
+    },
+  });
+  socket.on("connect", () => {
+    renewals = 0;
+    onState("connected");
+  });
+  socket.on("disconnect", (reason) => onState("offline", reason));
+  socket.on("connect_error", (err) => {
+    if (err?.message !== "unauthorized") {
+      onState("offline", err?.message); // the manager retries by itself
+      return;
+    }
+    // A refused token is final for socket.io-client: renew (a guest token only) and retry here.
+    if (renewals < MAX_RENEWALS && dropRefused(sentToken)) {
+      renewals += 1;
+      onState("connecting");
+      socket.connect();
+      return;
+    }
+    onState("unauthorized", err?.data?.message ?? err.message);
+  });
+  onState("connecting");
+  return socket;
+}
+
+/** Emit `event` and resolve to its `{ok: true}` ack; reject with ApiError otherwise. */
+export async function call(socket, event, payload, timeoutMs = ACK_TIMEOUT_MS) {
+  let ack;
+  try {
+    ack = await socket.timeout(timeoutMs).emitWithAck(event, payload);
+  } catch (err) {
+    // socket.io-client rejects on a timeout and on a disconnect; only the message differs.
+    if (/disconnected/.test(err?.message ?? "")) {
+      throw new ApiError("disconnected", "The connection was lost before the server answered.");
+    }
+    throw new ApiError("timeout", "The server did not answer in time.");
+  }
+  if (ack && ack.ok === true) return ack;
+  if (ack?.error === "unauthorized" && socket.connected) {
+    // The token expired on an open connection: reconnecting presents a fresh one.
+    socket.disconnect().connect();
+  }
+  throw new ApiError(ack?.error ?? "invalid_response", ack?.message ?? "");
+}
+
+function isLogEvent(sessionId, data) {
+  return (
+    data !== null &&
+    typeof data === "object" &&
+    data.session_id === sessionId &&
+    typeof data.epoch === "string" &&
+    Number.isInteger(data.offset)
+  );
+}
+
+/**
+ * Follow one session's events on `socket` across reconnects, in order, each exactly once.
+ *
+ * Tracks the last applied `(epoch, offset)`: events at or below it are dropped, a reconnect
+ * resubscribes from it (the server replays what was missed), and a `session_resync`, a new
+ * epoch or an unrecovered resubscribe start over from a `session_snapshot`.
+ *
+ * handlers (all optional): `onSnapshot(session, snapshot)`, `onEvent(event)`,
+ * `onSubscribed(ack)`, `onError(apiError)`. Returns `{close()}`.
+ */
+export function subscribeSession(socket, sessionId, handlers = {}) {
+  let epoch = null; // null until a snapshot: events before it are not ours to apply
+  let offset = null;
+  let inFlight = false;
+  let queued = null; // "resume" | "fresh": what to ask for once the request in flight is answered
+  let generation = 0; // acks of requests sent before a disconnect are stale
+  let snapshotSeen = false;
+  let closed = false;
+
+  function subscribe(mode) {
+    if (mode === "fresh") {
+      epoch = null;
+      offset = null;
+    }
+    if (closed || !socket.connected) return; // the "connect" listener resubscribes
+    if (inFlight) {
+      // Concurrent subscribes of one session would race on the server: one at a time.
+      queued = queued === "fresh" || mode === "fresh" ? "fresh" : "resume";
+      return;
+    }
+    const payload = epoch === null ? { session_id: sessionId } : { session_id: sessionId, epoch, offset };
+    const mine = ++generation;
+    inFlight = true;
+    snapshotSeen = false;
+    call(socket, "subscribe_on_session", payload).then(
+      (ack) => mine === generation && answered(ack, null),
+      (err) => mine === generation && answered(null, err),
+    );
+  }
+
+  function answered(ack, err) {
+    inFlight = false;
+    // The server answers an unrecoverable resume with a snapshot; ask again if it did not.
+    if (ack?.recovered === false && !snapshotSeen) queued = "fresh";
+    if (err?.code === "timeout" && !queued) queued = "resume";
+    if (queued) {
+      const mode = queued;
+      queued = null;
+      subscribe(mode);
+    }
+    if (ack) handlers.onSubscribed?.(ack);
+    if (err) handlers.onError?.(err);
+  }
+
+  function onSnapshot(data) {
+    if (!isLogEvent(sessionId, data)) return;
+    epoch = data.epoch;
+    offset = data.offset;
+    snapshotSeen = true;
+    handlers.onSnapshot?.(data.session, data);
+  }
+
+  function onLogEvent(data) {
+    if (epoch === null) return; // a fresh subscribe is on its way: its snapshot comes first
+    if (data.epoch !== epoch) {
+      subscribe("fresh"); // the log restarted: our history is void
+    } else if (data.offset <= offset) {
+      // seen already: a replay overlapping live delivery
+    } else if (data.offset !== offset + 1) {
+      subscribe("resume"); // a gap: the server replays it from the log
+    } else {
+      offset = data.offset;
+      handlers.onEvent?.(data);
+    }
+  }
+
+  function onAny(name, data) {
+    if (closed) return;
+    if (name === "session_snapshot") onSnapshot(data);
+    else if (name === "session_resync") data?.session_id === sessionId && subscribe("fresh");
+    else if (isLogEvent(sessionId, data)) onLogEvent(data);
+  }
+
+  const onConnect = () => subscribe("resume");
+  const onDisconnect = () => {
+    generation += 1;
+    inFlight = false;
+    queued = null;
+  };
+
+  socket.onAny(onAny);
+  socket.on("connect", onConnect);
+  socket.on("disconnect", onDisconnect);
+  subscribe("fresh");
+
+  return {
+    close() {
+      closed = true;
+      socket.offAny(onAny);
+      socket.off("connect", onConnect);
+      socket.off("disconnect", onDisconnect);
+      if (socket.connected) socket.emit("unsubscribe_from_session", { session_id: sessionId }, () => {});
+    },
+  };
+}
