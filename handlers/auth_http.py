@@ -1,4 +1,4 @@
-"""``POST /api/auth/guest``: a short-lived token for a browser without an account."""
+"""Guest identity for browsers without an account: ``/api/auth/guest`` and ``/api/auth/refresh``."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from aiohttp import web
 from auth.claims import GUEST_PERMISSIONS
 from handlers.context import Services
 from handlers.errors import ProtocolError
-from handlers.http_common import guarded
+from handlers.http_common import bearer_claims, client_address, guarded
 
 
 class AuthRoutes:
@@ -21,15 +21,29 @@ class AuthRoutes:
     def register(self, app: web.Application) -> None:
         """Attach the routes to ``app``."""
         app.router.add_post("/api/auth/guest", guarded(self.guest))
+        app.router.add_post("/api/auth/refresh", guarded(self.refresh))
 
     async def guest(self, request: web.Request) -> web.Response:
         """Issue a guest token (rate limited per client address)."""
-        allowed = await self._s.limiter.hit(
-            "guest", request.remote or "unknown", limit=self._s.limits.guests_per_min, window_s=60
-        )
+        address = client_address(request, trust_forwarded_for=self._s.trust_forwarded_for)
+        allowed = await self._s.limiter.hit("guest", address, limit=self._s.limits.guests_per_min, window_s=60)
         if not allowed:
             raise ProtocolError("rate_limited", "too many guest tokens from this address; wait a minute")
-        user_id = f"guest-{uuid.uuid4().hex}"
+        return self._issue(f"guest-{uuid.uuid4().hex}", status=201)
+
+    async def refresh(self, request: web.Request) -> web.Response:
+        """A new guest token for the same guest, while the presented one is still valid.
+
+        Without it a guest would lose access to their own sessions when the token expires.
+        """
+        claims = bearer_claims(request, self._s.tokens, self._s.clock)
+        if not claims.guest:
+            raise ProtocolError("forbidden", "only guest tokens are refreshed here")
+        if not await self._s.limiter.hit("refresh", claims.sub, limit=self._s.limits.guests_per_min, window_s=60):
+            raise ProtocolError("rate_limited", "too many refreshes; wait a minute")
+        return self._issue(claims.sub, status=200)
+
+    def _issue(self, user_id: str, *, status: int) -> web.Response:
         token, exp = self._s.tokens.mint(
             user_id=user_id,
             now_s=self._s.clock.now_s(),
@@ -38,4 +52,4 @@ class AuthRoutes:
             name="Guest",
             guest=True,
         )
-        return web.json_response({"token": token, "user_id": user_id, "expires_at": exp}, status=201)
+        return web.json_response({"token": token, "user_id": user_id, "expires_at": exp}, status=status)

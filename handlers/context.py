@@ -56,6 +56,7 @@ class Services:
     bus: Subscriptions
     limits: Limits
     public_url: str = ""
+    trust_forwarded_for: bool = False
 
     def session_url(self, session_id: str) -> str:
         """Canonical link of a voice session page (absolute when a public URL is set)."""

@@ -48,6 +48,15 @@ async def json_body(request: web.Request, *, max_bytes: int, optional: bool = Fa
     return body
 
 
+def client_address(request: web.Request, *, trust_forwarded_for: bool) -> str:
+    """The client's address; the first ``X-Forwarded-For`` hop only behind a trusted proxy."""
+    if trust_forwarded_for:
+        forwarded = request.headers.get("X-Forwarded-For", "").split(",")[0].strip()
+        if forwarded:
+            return forwarded[:64]
+    return request.remote or "unknown"
+
+
 def guarded(handler: RouteHandler) -> RouteHandler:
     """Turn every exception of ``handler`` into the JSON error response of its code."""
 

@@ -40,6 +40,9 @@ class WebPages:
     async def _headers(request: web.Request, response: web.StreamResponse) -> None:
         response.headers.setdefault("X-Content-Type-Options", "nosniff")
         response.headers.setdefault("Referrer-Policy", "no-referrer")
+        if request.path.startswith("/static/"):
+            # Revalidate on every load so a deploy never pairs a new page with an old script.
+            response.headers.setdefault("Cache-Control", "no-cache")
         if request.path == "/" or request.path.startswith("/session"):
             response.headers.setdefault("Content-Security-Policy", CSP)
             response.headers.setdefault("X-Frame-Options", "DENY")

@@ -117,6 +117,7 @@ def build_app(settings: Settings, *, storage: Storage, tokens: TokenService) -> 
             creates_per_min=settings.creates_per_min,
         ),
         public_url=settings.public_url,
+        trust_forwarded_for=settings.trust_forwarded_for,
     )
     connections = Connections()
     ConnectionEvents(services, connections).register(sio)

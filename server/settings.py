@@ -19,6 +19,7 @@ class Settings(BaseSettings):
     data_dir: Path = Path("./var")
     key_prefix: str = Field(default="sh", pattern=r"^[A-Za-z0-9_.\-]{1,32}$")
     public_url: str = ""
+    trust_forwarded_for: bool = False
     web_dir: Path = Path(__file__).resolve().parent.parent / "web"
     log_level: str = "INFO"
 

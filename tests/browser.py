@@ -73,9 +73,14 @@ class Tab:
         if "Content Security Policy" in message.text:
             self.errors.append(line)
 
-    async def use_token(self, token: str, *, guest: bool = False, ttl_s: int = 3600) -> None:
+    async def use_token(
+        self, token: str, *, guest: bool = False, ttl_s: int = 3600, obtained_s_ago: int | None = None
+    ) -> None:
         """Pre-set the stored token, as a sign-in would leave it, before the first page loads."""
-        record = json.dumps({"token": token, "expires_at": int(time.time()) + ttl_s, "guest": guest})
+        fields: dict[str, object] = {"token": token, "expires_at": int(time.time()) + ttl_s, "guest": guest}
+        if obtained_s_ago is not None:
+            fields["obtained_at"] = int(time.time()) - obtained_s_ago
+        record = json.dumps(fields)
         # Only when absent: a token the page renews itself must survive the next navigation.
         await self.page.add_init_script(
             f"if (location.origin === {json.dumps(self.base_url)} && localStorage.getItem({json.dumps(TOKEN_KEY)}) === null)"

@@ -140,3 +140,36 @@ async def test_guest_tokens_are_rate_limited_per_address(redis_process: object, 
         assert statuses == [201, 201, 429] and last["error"] == "rate_limited"
     finally:
         await srv.stop()
+
+
+async def test_refresh_keeps_the_guest_and_refuses_others(server: ServerUnderTest) -> None:
+    guest, _ = server.tokens.mint(user_id="guest-1", now_s=time.time(), ttl_s=120, perms=(Permission.READ_OWN,), guest=True)
+    async with aiohttp.ClientSession() as http:
+        async def refresh(token: str) -> tuple[int, dict[str, object]]:
+            async with http.post(f"{server.url}/api/auth/refresh", headers={"Authorization": f"Bearer {token}"}) as resp:
+                return resp.status, await resp.json()
+
+        status, body = await refresh(guest)
+        assert status == 200 and body["user_id"] == "guest-1"
+        claims = server.tokens.verify(body["token"])
+        assert claims.sub == "guest-1" and claims.guest and claims.exp > time.time() + 3000
+        assert (await refresh(server.token("alice")))[1]["error"] == "forbidden"  # not a guest token
+        expired = jwt.encode({"sub": "guest-1", "exp": int(time.time()) - 1, "guest": True}, SECRET, algorithm="HS256")
+        assert (await refresh(expired))[0] == 401
+
+
+async def test_forwarded_for_is_used_only_when_trusted(redis_process: object, redis: object, tmp_path: object) -> None:
+    from tests.conftest import start_server
+
+    for trusted, expected in ((False, [201, 201, 429]), (True, [201, 201, 201])):
+        await redis.flushall()  # type: ignore[attr-defined]
+        srv = await start_server(redis_process.url, tmp_path, guests_per_min=2, trust_forwarded_for=trusted)  # type: ignore[attr-defined]
+        try:
+            async with aiohttp.ClientSession() as http:
+                statuses = []
+                for i in range(3):
+                    async with http.post(f"{srv.url}/api/auth/guest", headers={"X-Forwarded-For": f"10.0.0.{i}, 127.0.0.1"}) as resp:
+                        statuses.append(resp.status)
+            assert statuses == expected, trusted
+        finally:
+            await srv.stop()

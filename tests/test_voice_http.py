@@ -123,3 +123,11 @@ async def test_create_is_rate_limited(api: Api, redis_process: Any, redis: Any, 
         assert statuses == [201, 201, 429]
     finally:
         await srv.stop()
+
+
+async def test_static_files_are_revalidated_and_pages_are_locked_down(api: Api, server: ServerUnderTest) -> None:
+    async with api.http.get(f"{server.url}/static/js/client.js") as resp:
+        assert resp.status == 200 and resp.headers["Cache-Control"] == "no-cache"
+    async with api.http.get(f"{server.url}/session") as resp:
+        assert "script-src 'self'" in resp.headers["Content-Security-Policy"]
+        assert resp.headers["X-Frame-Options"] == "DENY"

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import re
+import time
 
 from playwright.async_api import Browser, Page, expect
 
+from auth.claims import GUEST_PERMISSIONS
 from tests.browser import SocketGate, Tab, browser, new_tab, tab  # noqa: F401 - fixtures used by name
 from tests.helpers import Client, ServerUnderTest
 
@@ -220,3 +222,16 @@ async def test_reconnect_replays_what_was_missed(server: ServerUnderTest, tab: T
     await expect(page.locator("#status-pictogram")).to_have_attribute("data-status", "closed")
     await expect(page.locator("#done-count")).to_have_text("1")
     assert navigations == []
+
+
+async def test_a_guest_past_half_its_token_life_renews_it_for_the_same_guest(server: ServerUnderTest, tab: Tab) -> None:
+    old, _ = server.tokens.mint(user_id="guest-refresh", now_s=time.time(), ttl_s=600, perms=GUEST_PERMISSIONS, guest=True)
+    await tab.use_token(old, guest=True, ttl_s=600, obtained_s_ago=3000)
+    session_id = await server.create_session("guest-refresh", "Mine")
+    page = await open_live(tab, f"/session/{session_id}")
+    await page.wait_for_function(
+        "(old) => JSON.parse(localStorage.getItem('sessionhub.token')).token !== old", arg=old, timeout=10_000
+    )
+    record = await tab.stored_token()
+    assert record is not None and record["guest"] is True
+    assert server.tokens.verify(record["token"]).sub == "guest-refresh"

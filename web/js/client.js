@@ -5,7 +5,9 @@
  */
 import { io } from "../vendor/socket.io.esm.min.js";
 
-/** localStorage key of the token record `{token, expires_at, guest}` (expires_at: unix s). */
+/**
+ * localStorage key of the token record `{token, expires_at, guest, obtained_at}` (unix s).
+ */
 export const TOKEN_KEY = "sessionhub.token";
 
 // Treat a token as expired a little early, so that a request in flight does not race the expiry.
@@ -49,13 +51,13 @@ function renewable(record) {
 
 let guestRequest = null;
 
-function fetchGuestToken() {
-  // One request serves every caller that finds the token missing at the same moment.
+function guestTokenFrom(path, headers = {}) {
+  // One request serves every caller that needs a guest token at the same moment.
   guestRequest ??= (async () => {
-    const response = await request("/api/auth/guest", { method: "POST" });
+    const response = await request(path, { method: "POST", headers });
     const body = await readJson(response);
     if (!response.ok) throw toError(response, body);
-    const record = { token: body.token, expires_at: body.expires_at, guest: true };
+    const record = { token: body.token, expires_at: body.expires_at, guest: true, obtained_at: Date.now() / 1000 };
     localStorage.setItem(TOKEN_KEY, JSON.stringify(record));
     return record.token;
   })().finally(() => {
@@ -64,10 +66,26 @@ function fetchGuestToken() {
   return guestRequest;
 }
 
+function fetchGuestToken() {
+  return guestTokenFrom("/api/auth/guest");
+}
+
+// A guest past half its token's life renews it for the same guest id, so that it keeps
+// access to its own sessions; once expired it could only become a new guest.
+function dueForRefresh(record) {
+  if (record.guest !== true || typeof record.obtained_at !== "number") return false;
+  return Date.now() / 1000 > (record.obtained_at + record.expires_at) / 2;
+}
+
 /** The bearer token: the stored one while fresh, else a new guest token (see `renewable`). */
 export async function getToken() {
   const record = storedToken();
-  if (record && isFresh(record)) return record.token;
+  if (record && isFresh(record)) {
+    if (dueForRefresh(record)) {
+      guestTokenFrom("/api/auth/refresh", { Authorization: `Bearer ${record.token}` }).catch(() => {});
+    }
+    return record.token;
+  }
   if (!renewable(record)) throw new ApiError("unauthorized", "Your sign-in has expired; sign in again.", 401);
   return fetchGuestToken();
 }
