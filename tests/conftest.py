@@ -12,6 +12,7 @@ from redis.asyncio import Redis
 
 from server.app import Storage, build_app, connect_redis
 from server.identity import token_service
+from tests.browser import browser, tab  # noqa: F401 - the Playwright fixtures, shared with every test module
 from tests.helpers import Client, RedisProcess, ServerUnderTest, test_settings
 
 

@@ -125,6 +125,14 @@ class ServerUnderTest:
         session = await self.storage.voice.create(owner_id=user, telegram_user_id="", name=name)
         return session.id
 
+    async def subscriber(self, clients: list[Client], session_id: str, user: str = "alice") -> Client:
+        """A connected client subscribed to ``session_id`` (registered in ``clients`` for cleanup)."""
+        client = Client(self.url, self.token(user))
+        clients.append(client)
+        await client.connect()
+        await client.call("subscribe_on_session", {"session_id": session_id})
+        return client
+
     async def stop(self) -> None:
         await self.runner.cleanup()
 

@@ -16,13 +16,7 @@ STATUSES = ["recording", "paused"]
 
 async def test_killing_the_pubsub_connection_loses_no_event(server: ServerUnderTest, clients: list[Client], redis: Any) -> None:
     session_id = await server.create_session("alice")
-    watchers = []
-    for _ in range(3):
-        watcher = Client(server.url, server.token("alice"))
-        clients.append(watcher)
-        await watcher.connect()
-        await watcher.call("subscribe_on_session", {"session_id": session_id})
-        watchers.append(watcher)
+    watchers = [await server.subscriber(clients, session_id) for _ in range(3)]
 
     killed = 0
     for i in range(300):
@@ -40,10 +34,7 @@ async def test_killing_the_pubsub_connection_loses_no_event(server: ServerUnderT
 async def test_quiet_room_is_backfilled_after_a_reconnect(server: ServerUnderTest, clients: list[Client], redis: Any) -> None:
     """Events published while the link is down, with nothing after them, still arrive."""
     session_id = await server.create_session("alice")
-    watcher = Client(server.url, server.token("alice"))
-    clients.append(watcher)
-    await watcher.connect()
-    await watcher.call("subscribe_on_session", {"session_id": session_id})
+    watcher = await server.subscriber(clients, session_id)
     assert await redis.client_kill_filter(_type="pubsub") >= 1
     # Published right after the kill, before the bus has resubscribed: no live copy reaches it.
     await server.storage.voice.set_status(session_id, "recording")

@@ -79,8 +79,7 @@ async def test_done_closes_counts_clears_active_and_queues_job(server: ServerUnd
     alice = Client(server.url, server.token("alice", telegram_user_id="777"))
     clients.append(alice)
     await alice.connect()
-    watcher = await connected(server, clients, "alice")
-    await watcher.call("subscribe_on_session", {"session_id": session_id})
+    watcher = await server.subscriber(clients, session_id)
 
     ack = await alice.call("session_done", {"session_id": session_id})
     assert ack["ok"] and ack["done_count"] == 1 and ack["is_active"] is False and ack["active_session_cleared"] is True
@@ -165,9 +164,7 @@ async def test_status_transitions(server: ServerUnderTest, clients: list[Client]
 
 async def test_status_is_broadcast_to_every_subscriber(server: ServerUnderTest, clients: list[Client]) -> None:
     session_id = await server.create_session("alice")
-    watchers = [await connected(server, clients, "alice") for _ in range(3)]
-    for watcher in watchers:
-        await watcher.call("subscribe_on_session", {"session_id": session_id})
+    watchers = [await server.subscriber(clients, session_id) for _ in range(3)]
     recorder = await connected(server, clients, "alice")
     await recorder.call("set_session_status", {"session_id": session_id, "status": "recording"})
     await recorder.call("set_session_status", {"session_id": session_id, "status": "error"})

@@ -8,7 +8,7 @@ import time
 from playwright.async_api import Browser, Page, expect
 
 from auth.claims import GUEST_PERMISSIONS
-from tests.browser import SocketGate, Tab, browser, new_tab, tab  # noqa: F401 - fixtures used by name
+from tests.browser import SocketGate, Tab, new_tab
 from tests.helpers import Client, ServerUnderTest
 
 UUID = r"[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}"

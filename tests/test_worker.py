@@ -32,17 +32,9 @@ async def drain(worker: Worker, server: ServerUnderTest, rounds: int = 20) -> No
             return
 
 
-async def watch(server: ServerUnderTest, clients: list[Client], session_id: str) -> Client:
-    watcher = Client(server.url, server.token("alice"))
-    clients.append(watcher)
-    await watcher.connect()
-    await watcher.call("subscribe_on_session", {"session_id": session_id})
-    return watcher
-
-
 async def test_done_job_runs_and_its_outcome_is_published(server: ServerUnderTest, clients: list[Client]) -> None:
     session_id = await server.create_session("alice")
-    watcher = await watch(server, clients, session_id)
+    watcher = await server.subscriber(clients, session_id)
     await server.storage.voice.set_active("alice", session_id)
     ack = await watcher.call("session_done", {"session_id": session_id})
     # The handler already cleared the pointer; make it point here again to see the job's own cleanup.
@@ -63,7 +55,7 @@ async def test_done_job_runs_and_its_outcome_is_published(server: ServerUnderTes
 
 async def test_post_process_records_a_summary(server: ServerUnderTest, clients: list[Client]) -> None:
     session_id = await server.create_session("alice")
-    watcher = await watch(server, clients, session_id)
+    watcher = await server.subscriber(clients, session_id)
     await watcher.call("session_done", {"session_id": session_id})
     await watcher.call("post_process_session", {"session_id": session_id})
     await drain(make_worker(server), server)
@@ -74,7 +66,7 @@ async def test_post_process_records_a_summary(server: ServerUnderTest, clients: 
 
 async def test_tasks_from_chunks(server: ServerUnderTest, clients: list[Client]) -> None:
     session_id = await server.create_session("alice")
-    watcher = await watch(server, clients, session_id)
+    watcher = await server.subscriber(clients, session_id)
     await watcher.call("create_tasks_from_chunks", {"session_id": session_id, "chunk_ids": ["c1", "c2"]})
     await drain(make_worker(server), server)
     await watcher.wait_for(lambda: bool(watcher.named("job_result")))
@@ -84,7 +76,7 @@ async def test_tasks_from_chunks(server: ServerUnderTest, clients: list[Client])
 
 async def test_failing_job_retries_then_is_dead_lettered(server: ServerUnderTest, clients: list[Client]) -> None:
     session_id = await server.create_session("alice")
-    watcher = await watch(server, clients, session_id)
+    watcher = await server.subscriber(clients, session_id)
     calls: list[int] = []
 
     async def flaky(ctx: ProcessorContext, job: Job) -> dict[str, Any]:
