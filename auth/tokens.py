@@ -8,7 +8,7 @@ from typing import Any
 import jwt
 from pydantic import ValidationError
 
-from auth.claims import Claims, Permission
+from auth.claims import CLAIMS_ADAPTER, Claims, Permission
 from auth.errors import AuthError
 
 SUPPORTED_ALGORITHMS = ("HS256", "RS256")
@@ -59,8 +59,9 @@ class TokenService:
         if self._config.signing_key is None:
             raise AuthError("unauthorized", "this server has no signing key")
         exp = int(now_s) + ttl_s
-        claims = Claims(sub=user_id, exp=exp, name=name, telegram_user_id=telegram_user_id, perms=perms, guest=guest)
-        payload: dict[str, Any] = claims.model_dump(mode="json")
+        fields = {"sub": user_id, "exp": exp, "name": name, "telegram_user_id": telegram_user_id}
+        claims = CLAIMS_ADAPTER.validate_python({**fields, "perms": perms, "guest": guest})
+        payload: dict[str, Any] = claims.to_payload()
         payload["iat"] = int(now_s)
         if self._config.issuer:
             payload["iss"] = self._config.issuer
@@ -85,7 +86,7 @@ class TokenService:
                 audience=self._config.audience,
                 options={"require": required, "verify_aud": self._config.audience is not None},
             )
-            return Claims.model_validate(payload)
+            return CLAIMS_ADAPTER.validate_python(payload)
         except jwt.ExpiredSignatureError as exc:
             raise AuthError("unauthorized", "token expired") from exc
         except (jwt.InvalidTokenError, ValidationError) as exc:

@@ -38,6 +38,8 @@ class WebPages:
 
     @staticmethod
     async def _headers(request: web.Request, response: web.StreamResponse) -> None:
+        if response.status == 101:
+            return  # a WebSocket upgrade: nothing is rendered, and these would live per connection
         response.headers.setdefault("X-Content-Type-Options", "nosniff")
         response.headers.setdefault("Referrer-Policy", "no-referrer")
         if request.path.startswith("/static/"):

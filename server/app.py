@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from aiohttp import web
-from redis.asyncio import Redis
+from redis.asyncio import BlockingConnectionPool, Redis
 
 from auth.tokens import TokenService
 from handlers.auth_http import AuthRoutes
@@ -75,9 +75,21 @@ class Storage:
         )
 
 
-def connect_redis(url: str) -> Redis:
-    """The Redis client every component shares."""
-    return Redis.from_url(url, decode_responses=True, socket_connect_timeout=5, health_check_interval=30)
+def connect_redis(url: str, *, max_connections: int = 512) -> Redis:
+    """The Redis client every component shares.
+
+    The pool blocks (up to 5 s) when all its connections are busy, instead of failing: a burst
+    of reconnecting clients must wait its turn, not get ``internal_error``.
+    """
+    pool = BlockingConnectionPool.from_url(
+        url,
+        max_connections=max_connections,
+        timeout=5,
+        decode_responses=True,
+        socket_connect_timeout=5,
+        health_check_interval=30,
+    )
+    return Redis.from_pool(pool)
 
 
 def build_app(settings: Settings, *, storage: Storage, tokens: TokenService) -> web.Application:

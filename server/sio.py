@@ -8,6 +8,8 @@ from typing import Any
 import socketio
 from socketio import packet as sio_packet
 
+from server.engine import LightEngineServer
+
 # type, optional binary count, optional namespace, optional ack id (Socket.IO v5 framing)
 _HEADER = re.compile(r"^(\d)(?:\d+-)?(/[^,]*,)?(\d+)?")
 PROTOCOL_ERROR_EVENT = "protocol_error"
@@ -23,6 +25,9 @@ class SessionServer(socketio.AsyncServer):
     def __init__(self, *, max_payload_bytes: int, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self.max_payload_bytes = max_payload_bytes
+
+    def _engineio_server_class(self) -> type:
+        return LightEngineServer
 
     async def _handle_eio_message(self, eio_sid: str, data: Any) -> None:
         if len(data) > self.max_payload_bytes and eio_sid not in self._binary_packet:
