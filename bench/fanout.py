@@ -1,0 +1,151 @@
+"""Fan-out benchmark: N subscribers on one session, sessionhub against stock python-socketio.
+
+    .venv/bin/python bench/fanout.py            # N = 100 and 1000, both servers (~2 min)
+    .venv/bin/python bench/fanout.py --quick    # shorter windows (smoke run)
+    .venv/bin/python bench/fanout.py --n 1000 --servers sessionhub
+
+For each server and N: a fresh redis-server and server, N subscribers connected and subscribed
+by the lean load generator, a saturation window and a fixed-rate window. Prints the tables and
+the verdict on the issue's targets; writes the figures to bench/out/. Loopback only; every
+process it starts is stopped, every wait is bounded. See bench/README.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import harness
+import report
+
+OUT_DIR = harness.BENCH / "out"
+DRAIN_S = 20.0
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    """Command-line options."""
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--quick", action="store_true", help="short windows (2 s saturation, 3 s fixed rate)")
+    p.add_argument("--n", type=int, action="append", help="subscriber count (repeatable; default 100 and 1000)")
+    p.add_argument("--servers", default="sessionhub,stock", help="comma-separated: sessionhub, stock")
+    p.add_argument("--outstanding", type=int, default=8, help="events in flight at saturation")
+    p.add_argument("--concurrency", type=int, default=64, help="handshakes in flight while connecting")
+    p.add_argument("--rate", type=float, default=50.0, help="events/s of the fixed-rate phase")
+    p.add_argument("--sat-s", type=float, help="saturation window (default 5, quick 2)")
+    p.add_argument("--fixed-s", type=float, help="fixed-rate window (default 10, quick 3)")
+    p.add_argument("--out", type=Path, default=OUT_DIR, help="folder for the JSON figures")
+    args = p.parse_args(argv)
+    args.n = args.n or [100, 1000]
+    args.servers = [s.strip() for s in args.servers.split(",") if s.strip()]
+    unknown = [s for s in args.servers if s not in harness.STARTERS]
+    if unknown:
+        p.error(f"unknown server(s) {unknown}; choose from {sorted(harness.STARTERS)}")
+    args.warmup_s = 0.5 if args.quick else 1.0
+    args.sat_s = args.sat_s if args.sat_s is not None else (2.0 if args.quick else 5.0)
+    args.fixed_s = args.fixed_s if args.fixed_s is not None else (3.0 if args.quick else 10.0)
+    return args
+
+
+def generator_options(args: argparse.Namespace, n: int) -> list[str]:
+    """What lean_client.py is told for one run."""
+    return [
+        "--n",
+        str(n),
+        "--outstanding",
+        str(args.outstanding),
+        "--concurrency",
+        str(args.concurrency),
+        "--warmup-s",
+        str(args.warmup_s),
+        "--sat-s",
+        str(args.sat_s),
+        "--rate",
+        str(args.rate),
+        "--fixed-s",
+        str(args.fixed_s),
+        "--drain-s",
+        str(DRAIN_S),
+    ]
+
+
+def one_run(kind: str, n: int, args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
+    """A fresh redis-server and server, one generator run, everything stopped afterwards."""
+    print(f"== {kind}, N={n}", file=sys.stderr, flush=True)
+    redis, redis_url = harness.start_redis(workdir)
+    server = None
+    try:
+        server = harness.STARTERS[kind](workdir, redis_url)
+        budget_s = 60 + args.warmup_s + args.sat_s + args.fixed_s + 2 * DRAIN_S + n / 50
+        result = harness.run_generator(server, redis, generator_options(args, n), timeout_s=budget_s)
+        if "error" in result:
+            print(f"   {kind} N={n} failed: {result['error']}\n{server.child.log_tail()}", file=sys.stderr)
+        elif result.get("connect", {}).get("failed"):
+            print(
+                f"   {kind} N={n}: {result['connect']['failed']} subscriptions failed; server log:\n"
+                f"{server.child.log_tail(40)}",
+                file=sys.stderr,
+            )
+        return {"server": kind, **result, "n": n}
+    except RuntimeError as exc:
+        print(f"   {kind} N={n} could not start: {exc}", file=sys.stderr)
+        return {"server": kind, "n": n, "error": str(exc)}
+    finally:
+        if server is not None:
+            server.child.stop()
+        redis.stop()
+
+
+def write_json(args: argparse.Namespace, results: list[dict[str, Any]], checks: dict[str, Any]) -> Path:
+    """bench/out/fanout-<time>.json and bench/out/fanout-latest.json."""
+    args.out.mkdir(parents=True, exist_ok=True)
+    document = {
+        "when": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        "machine": {"cpus": os.cpu_count(), "python": platform.python_version(), "platform": platform.platform()},
+        "options": {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()},
+        "results": results,
+        "targets": checks,
+    }
+    text = json.dumps(document, indent=2)
+    path = args.out / f"fanout-{time.strftime('%Y%m%d-%H%M%S')}.json"
+    path.write_text(text)
+    (args.out / "fanout-latest.json").write_text(text)
+    return path
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run every (server, N), print the tables and the verdict; 0 unless a run failed."""
+    args = parse_args(argv)
+    if hasattr(os, "sched_setaffinity") and (os.cpu_count() or 1) > 1:
+        os.sched_setaffinity(0, {int(harness.LOAD_CORE)})  # keep this (mostly idle) process off the server's core
+    started = time.monotonic()
+    try:
+        with tempfile.TemporaryDirectory(prefix="sessionhub-bench-") as tmp:
+            results = [one_run(kind, n, args, Path(tmp)) for kind in args.servers for n in args.n]
+    except RuntimeError as exc:  # a missing tool or a process that would not start
+        print(f"fanout: {exc}", file=sys.stderr)
+        return 2
+    print()
+    print(report.connect_table(results))
+    print()
+    print(report.saturation_table(results))
+    print()
+    print(report.fixed_table(results))
+    lines, checks = report.verdict(results)
+    print()
+    cores = f"server on core {harness.SERVER_CORE}, generator and redis on core {harness.LOAD_CORE}"
+    print(f"TARGETS (N={report.TARGET_N}; {cores})")
+    print("\n".join(lines) if lines else "  (no N=1000 sessionhub run to judge)")
+    path = write_json(args, results, checks)
+    print(f"\nfigures: {path.relative_to(harness.ROOT)}  ({time.monotonic() - started:.0f} s)")
+    return 1 if any("error" in r for r in results) else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

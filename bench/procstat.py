@@ -1,0 +1,46 @@
+"""CPU time and resident memory of a process, from /proc (Linux only)."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+
+_TICKS_PER_S = os.sysconf("SC_CLK_TCK")
+
+
+@dataclass(frozen=True, slots=True)
+class CpuSample:
+    """A process's user+system CPU seconds at a wall-clock instant."""
+
+    cpu_s: float
+    wall_s: float
+
+    def percent_since(self, earlier: CpuSample) -> float:
+        """CPU use between two samples, in % of one core."""
+        wall_s = self.wall_s - earlier.wall_s
+        return 100.0 * (self.cpu_s - earlier.cpu_s) / wall_s if wall_s > 0 else 0.0
+
+
+def cpu_sample(pid: int, now_s: float) -> CpuSample:
+    """CPU seconds used so far by ``pid`` (utime + stime of /proc/<pid>/stat)."""
+    with open(f"/proc/{pid}/stat", "rb") as stat:
+        text = stat.read()
+    # the command name (field 2) may hold spaces: count fields after its closing parenthesis
+    fields = text[text.rindex(b")") + 2 :].split()
+    utime, stime = int(fields[11]), int(fields[12])
+    return CpuSample(cpu_s=(utime + stime) / _TICKS_PER_S, wall_s=now_s)
+
+
+def own_cpu_sample(now_s: float) -> CpuSample:
+    """CPU seconds used so far by this process (finer grained than /proc ticks)."""
+    times = os.times()
+    return CpuSample(cpu_s=times.user + times.system, wall_s=now_s)
+
+
+def rss_kib(pid: int) -> int:
+    """Resident set size of ``pid`` in KiB (VmRSS of /proc/<pid>/status)."""
+    with open(f"/proc/{pid}/status", encoding="ascii", errors="replace") as status:
+        for line in status:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1])
+    raise RuntimeError(f"no VmRSS for pid {pid}")
