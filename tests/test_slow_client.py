@@ -1,0 +1,95 @@
+"""A client that stops reading is cut loose; everyone else keeps receiving."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import json
+import os
+import socket
+import struct
+from pathlib import Path
+from typing import Any
+
+from server.app import BUS_KEY
+from tests.conftest import start_server
+from tests.helpers import Client
+
+
+class RawSocketIO:
+    """Just enough Engine.IO/Socket.IO over a raw WebSocket to subscribe and then go silent."""
+
+    def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        self.reader, self.writer = reader, writer
+
+    @classmethod
+    async def connect(cls, port: int) -> RawSocketIO:
+        sock = socket.socket()
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)  # fill up quickly
+        sock.setblocking(False)
+        await asyncio.get_running_loop().sock_connect(sock, ("127.0.0.1", port))
+        reader, writer = await asyncio.open_connection(sock=sock, limit=4096)
+        key = base64.b64encode(os.urandom(16)).decode()
+        writer.write(
+            f"GET /socket.io/?EIO=4&transport=websocket HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\n"
+            f"Upgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: {key}\r\n"
+            "Sec-WebSocket-Version: 13\r\n\r\n".encode()
+        )
+        await reader.readuntil(b"\r\n\r\n")
+        return cls(reader, writer)
+
+    def send(self, text: str) -> None:
+        payload = text.encode()
+        assert len(payload) < 65536
+        if len(payload) < 126:
+            header = struct.pack("!BB", 0x81, 0x80 | len(payload))
+        else:
+            header = struct.pack("!BBH", 0x81, 0x80 | 126, len(payload))
+        self.writer.write(header + b"\0\0\0\0" + payload)  # masked with a zero key
+
+    async def receive(self) -> str:
+        first, second = await self.reader.readexactly(2)
+        size = second & 0x7F
+        if size == 126:
+            (size,) = struct.unpack("!H", await self.reader.readexactly(2))
+        elif size == 127:
+            (size,) = struct.unpack("!Q", await self.reader.readexactly(8))
+        return (await self.reader.readexactly(size)).decode()
+
+    async def receive_until(self, prefix: str) -> str:
+        while not (text := await self.receive()).startswith(prefix):
+            pass
+        return text
+
+
+async def test_a_client_that_does_not_read_is_disconnected(redis_process: Any, redis: Any, tmp_path: Path) -> None:
+    srv = await start_server(redis_process.url, tmp_path, slow_client_buffer_bytes=65536)
+    port = int(srv.url.rsplit(":", 1)[1])
+    session_id = await srv.create_session("alice")
+    reader_client = Client(srv.url, srv.token("alice"))
+    slow = await RawSocketIO.connect(port)
+    try:
+        await slow.receive_until("0{")
+        slow.send('40{"token":"' + srv.token("alice") + '"}')
+        sid = json.loads((await slow.receive_until("40"))[2:])["sid"]
+        slow.send('421["subscribe_on_session",{"session_id":"' + session_id + '"}]')
+        await slow.receive_until("431")
+        bus = srv.app[BUS_KEY]
+        assert bus.sessions_of(sid) == {session_id}
+        await reader_client.connect()
+        await reader_client.call("subscribe_on_session", {"session_id": session_id})
+
+        big = {"blob": "x" * 60_000}
+        for _ in range(120):  # ~7 MB: more than the kernel buffers plus the 64 KiB allowance
+            await srv.storage.log.append(srv.storage.scripts.append, session_id, "job_result", big)
+            await asyncio.sleep(0)
+        await reader_client.wait_for(lambda: len(reader_client.named("job_result")) == 120, timeout=20)
+        deadline = asyncio.get_running_loop().time() + 10
+        while bus.sessions_of(sid):
+            assert asyncio.get_running_loop().time() < deadline, "the silent client was never cut"
+            await asyncio.sleep(0.05)
+        assert reader_client.sio.connected
+    finally:
+        slow.writer.close()
+        await reader_client.close()
+        await srv.stop()
