@@ -6,10 +6,11 @@ import uuid
 
 from aiohttp import web
 
-from auth.claims import GUEST_PERMISSIONS
+from auth.claims import GUEST_PERMISSIONS, Permission
 from handlers.context import Services
 from handlers.errors import ProtocolError
-from handlers.http_common import bearer_claims, client_address, guarded
+from handlers.http_common import bearer_claims, client_address, guarded, json_body
+from handlers.payloads import OneTimeLogin, validate
 
 
 class AuthRoutes:
@@ -22,6 +23,7 @@ class AuthRoutes:
         """Attach the routes to ``app``."""
         app.router.add_post("/api/auth/guest", guarded(self.guest))
         app.router.add_post("/api/auth/refresh", guarded(self.refresh))
+        app.router.add_post("/api/auth/one_time", guarded(self.one_time))
 
     async def guest(self, request: web.Request) -> web.Response:
         """Issue a guest token (rate limited per client address)."""
@@ -42,6 +44,25 @@ class AuthRoutes:
         if not await self._s.limiter.hit("refresh", claims.sub, limit=self._s.limits.guests_per_min, window_s=60):
             raise ProtocolError("rate_limited", "too many refreshes; wait a minute")
         return self._issue(claims.sub, status=200)
+
+    async def one_time(self, request: web.Request) -> web.Response:
+        """Exchange a ``/login`` link's one-time token for a token of the user who asked for it."""
+        address = client_address(request, trust_forwarded_for=self._s.trust_forwarded_for)
+        if not await self._s.limiter.hit("login", address, limit=self._s.limits.guests_per_min, window_s=60):
+            raise ProtocolError("rate_limited", "too many login attempts; wait a minute")
+        body = validate(OneTimeLogin, await json_body(request, max_bytes=1024))
+        claims = await self._s.login_tokens.redeem(body.token)
+        if claims is None:
+            raise ProtocolError("unauthorized", "this login link was used already or has expired")
+        token, exp = self._s.tokens.mint(
+            user_id=claims["sub"],
+            now_s=self._s.clock.now_s(),
+            ttl_s=self._s.limits.login_token_ttl_s,
+            perms=tuple(Permission(p) for p in claims.get("perms", ())),
+            name=claims.get("name", ""),
+            telegram_user_id=claims.get("telegram_user_id", ""),
+        )
+        return web.json_response({"token": token, "user_id": claims["sub"], "expires_at": exp})
 
     def _issue(self, user_id: str, *, status: int) -> web.Response:
         token, exp = self._s.tokens.mint(

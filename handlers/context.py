@@ -9,6 +9,7 @@ from auth.tokens import TokenService
 from storage.clock import Clock
 from storage.events import EventLog
 from storage.jobs import JobQueue
+from storage.login_tokens import LoginTokens
 from storage.ratelimit import RateLimiter
 from storage.voice import VoiceSessions
 
@@ -41,6 +42,9 @@ class Limits:
     guests_per_min: int = 30
     creates_per_min: int = 10
     list_limit: int = 200
+    max_materials: int = 10_000
+    login_link_ttl_s: int = 600
+    login_token_ttl_s: int = 86400
 
 
 @dataclass(frozen=True, slots=True)
@@ -54,6 +58,7 @@ class Services:
     jobs: JobQueue
     limiter: RateLimiter
     bus: Subscriptions
+    login_tokens: LoginTokens
     limits: Limits
     public_url: str = ""
     trust_forwarded_for: bool = False

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Annotated, TypeVar
+from typing import Annotated, Literal, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, ValidationError
 
@@ -48,6 +48,34 @@ class CreateSession(Payload):
     """``POST /voicebot/create_session``."""
 
     session_name: SessionName = ""
+
+
+class BotCommand(Payload):
+    """``POST /voicebot/bot/command``: a chat message starting with a command."""
+
+    text: str = Field(min_length=1, max_length=4096)
+    reply_to_text: str | None = Field(default=None, max_length=4096)
+
+
+class Material(Payload):
+    """``POST /voicebot/materials``: what a chat user sent (the file itself stays with the chat)."""
+
+    kind: Literal["voice", "text", "photo", "document"]
+    text: str = Field(default="", max_length=4096)
+    file_id: str | None = Field(default=None, pattern=r"^[A-Za-z0-9_\-:.]{1,256}$")
+    duration_s: float | None = Field(default=None, ge=0, le=86400)
+
+    def model_post_init(self, context: object) -> None:
+        if self.kind == "text" and not self.text.strip():
+            raise ValueError("a text material needs text")
+        if self.kind != "text" and not self.file_id:
+            raise ValueError(f"a {self.kind} material needs file_id")
+
+
+class OneTimeLogin(Payload):
+    """``POST /api/auth/one_time``."""
+
+    token: str = Field(min_length=16, max_length=128)
 
 
 class ActivateSession(Payload):

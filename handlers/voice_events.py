@@ -10,11 +10,7 @@ from handlers.context import Services
 from handlers.payloads import ChunkList, SessionRef, StatusRequest, validate
 from handlers.socket_router import SocketRouter
 from handlers.voice_access import updatable
-from storage.jobs import Job
-
-DONE_MULTIPROMPT = "DONE_MULTIPROMPT"
-POST_PROCESS_SESSION = "POST_PROCESS_SESSION"
-CREATE_TASKS_FROM_CHUNKS = "CREATE_TASKS_FROM_CHUNKS"
+from handlers.voice_actions import CREATE_TASKS_FROM_CHUNKS, POST_PROCESS_SESSION, close, job_for
 
 
 class VoiceEvents:
@@ -32,26 +28,13 @@ class VoiceEvents:
 
     async def done(self, conn: Connection, data: dict[str, Any]) -> dict[str, Any]:
         """Close the session (repeat allowed), clear the performer's active pointer, queue the job."""
-        session_id = validate(SessionRef, data).session_id
-        await updatable(self._s.voice, conn.claims, session_id)
-        result = await self._s.voice.done(session_id)
-        cleared = await self._s.voice.clear_active_if(conn.claims.sub, session_id)
-        job = await self._s.jobs.enqueue(
-            self._job(DONE_MULTIPROMPT, conn, session_id, {"done_count": result.done_count})
-        )
-        return {
-            "session_id": session_id,
-            "done_count": result.done_count,
-            "is_active": False,
-            "active_session_cleared": cleared,
-            "job_id": job.job_id,
-        }
+        return await close(self._s, conn.claims, validate(SessionRef, data).session_id)
 
     async def post_process(self, conn: Connection, data: dict[str, Any]) -> dict[str, Any]:
         """Queue post-processing of the session."""
         session_id = validate(SessionRef, data).session_id
         await updatable(self._s.voice, conn.claims, session_id)
-        job = await self._s.jobs.enqueue(self._job(POST_PROCESS_SESSION, conn, session_id, {}))
+        job = await self._s.jobs.enqueue(job_for(POST_PROCESS_SESSION, conn.claims, session_id, {}))
         return {"session_id": session_id, "job_id": job.job_id}
 
     async def create_tasks(self, conn: Connection, data: dict[str, Any]) -> dict[str, Any]:
@@ -60,7 +43,7 @@ class VoiceEvents:
         await updatable(self._s.voice, conn.claims, request.session_id)
         chunk_ids = list(dict.fromkeys(request.chunk_ids))  # de-duplicated, order kept
         job = await self._s.jobs.enqueue(
-            self._job(CREATE_TASKS_FROM_CHUNKS, conn, request.session_id, {"chunk_ids": chunk_ids})
+            job_for(CREATE_TASKS_FROM_CHUNKS, conn.claims, request.session_id, {"chunk_ids": chunk_ids})
         )
         return {"session_id": request.session_id, "job_id": job.job_id, "chunk_count": len(chunk_ids)}
 
@@ -78,14 +61,3 @@ class VoiceEvents:
             "changed": change.offset > 0,
             "offset": change.offset,
         }
-
-    @staticmethod
-    def _job(kind: str, conn: Connection, session_id: str, payload: dict[str, Any]) -> Job:
-        # The telegram id comes from the verified token, never from the client's payload.
-        return Job(
-            type=kind,
-            session_id=session_id,
-            performer_id=conn.claims.sub,
-            telegram_user_id=conn.claims.telegram_user_id,
-            payload=payload,
-        )

@@ -14,6 +14,7 @@ from handlers.http_common import bearer_claims, guarded, json_body
 from handlers.ids import parse_session_id, parse_session_ref
 from handlers.payloads import ActivateSession, CreateSession, validate
 from handlers.voice_access import readable, updatable
+from handlers.voice_actions import brief, create_active
 from storage.voice import VoiceSession
 
 
@@ -35,12 +36,7 @@ class VoiceRoutes:
         return bearer_claims(request, self._s.tokens, self._s.clock)
 
     def _brief(self, session: VoiceSession) -> dict[str, Any]:
-        return {
-            "session_id": session.id,
-            "session_name": session.name,
-            "is_active": session.is_active,
-            "url": self._s.session_url(session.id),
-        }
+        return brief(self._s, session)
 
     def _full(self, session: VoiceSession) -> dict[str, Any]:
         return {**session.public(), "url": self._s.session_url(session.id)}
@@ -50,13 +46,7 @@ class VoiceRoutes:
         claims = self._claims(request)
         require_permission(claims, Permission.CREATE)
         raw = await json_body(request, max_bytes=self._s.limits.max_payload_bytes, optional=True)
-        body = validate(CreateSession, raw)
-        if not await self._s.limiter.hit("create", claims.sub, limit=self._s.limits.creates_per_min, window_s=60):
-            raise ProtocolError("rate_limited", "too many sessions created; wait a minute")
-        session = await self._s.voice.create(
-            owner_id=claims.sub, telegram_user_id=claims.telegram_user_id, name=body.session_name
-        )
-        await self._s.voice.set_active(claims.sub, session.id)
+        session = await create_active(self._s, claims, validate(CreateSession, raw).session_name)
         return web.json_response({"success": True, **self._brief(session)}, status=201)
 
     async def active_session(self, request: web.Request) -> web.Response:

@@ -25,6 +25,7 @@ class WebPages:
         app.router.add_get("/", self._page("index.html"))
         app.router.add_get("/session", self._page("session.html"))
         app.router.add_get(r"/session/{session_id}", self._page("session.html"))
+        app.router.add_get("/tg_auth", self._page("tg_auth.html"))
         app.router.add_static("/static/", self._dir, follow_symlinks=False)
         app.on_response_prepare.append(self._headers)
 
@@ -45,7 +46,7 @@ class WebPages:
         if request.path.startswith("/static/"):
             # Revalidate on every load so a deploy never pairs a new page with an old script.
             response.headers.setdefault("Cache-Control", "no-cache")
-        if request.path == "/" or request.path.startswith("/session"):
+        if request.path in ("/", "/tg_auth") or request.path.startswith("/session"):
             response.headers.setdefault("Content-Security-Policy", CSP)
             response.headers.setdefault("X-Frame-Options", "DENY")
             response.headers.setdefault("Cache-Control", "no-store")

@@ -18,6 +18,7 @@ from handlers.health import HealthRoutes
 from handlers.socket_router import SocketRouter
 from handlers.subscriptions import SubscriptionEvents
 from handlers.voice_events import VoiceEvents
+from handlers.voice_bot import BotRoutes
 from handlers.voice_http import VoiceRoutes
 from handlers.web_pages import WebPages
 from server.bus import Bus
@@ -28,6 +29,7 @@ from storage.clock import Clock
 from storage.events import EventLog
 from storage.jobs import JobQueue
 from storage.keys import Keys
+from storage.login_tokens import LoginTokens
 from storage.ratelimit import RateLimiter
 from storage.scripts import Scripts
 from storage.voice import VoiceSessions
@@ -120,6 +122,7 @@ def build_app(settings: Settings, *, storage: Storage, tokens: TokenService) -> 
         jobs=storage.jobs,
         limiter=storage.limiter,
         bus=bus,
+        login_tokens=LoginTokens(redis=redis, keys=storage.keys),
         limits=Limits(
             max_payload_bytes=settings.max_payload_bytes,
             event_rate_per_s=settings.event_rate_per_s,
@@ -127,6 +130,8 @@ def build_app(settings: Settings, *, storage: Storage, tokens: TokenService) -> 
             guest_token_ttl_s=settings.guest_token_ttl_s,
             guests_per_min=settings.guests_per_min,
             creates_per_min=settings.creates_per_min,
+            login_link_ttl_s=settings.login_link_ttl_s,
+            login_token_ttl_s=settings.login_token_ttl_s,
         ),
         public_url=settings.public_url,
         trust_forwarded_for=settings.trust_forwarded_for,
@@ -144,6 +149,7 @@ def build_app(settings: Settings, *, storage: Storage, tokens: TokenService) -> 
     sio.attach(app)
     AuthRoutes(services).register(app)
     VoiceRoutes(services).register(app)
+    BotRoutes(services).register(app)
     HealthRoutes(redis_ping=redis.ping, bus_alive=lambda: bus.alive).register(app)
     WebPages(settings.web_dir).register(app)
 

@@ -32,6 +32,8 @@ class Settings(BaseSettings):
     jwt_audience: str | None = None
     guest_token_ttl_s: int = Field(default=3600, ge=60, le=7 * 86400)
     guests_per_min: int = Field(default=30, ge=1)
+    login_link_ttl_s: int = Field(default=600, ge=30, le=86400)
+    login_token_ttl_s: int = Field(default=86400, ge=60, le=30 * 86400)
     creates_per_min: int = Field(default=10, ge=1)
 
     stream_maxlen: int = Field(default=1000, ge=10)

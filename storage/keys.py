@@ -29,6 +29,10 @@ class Keys:
         """Hash with the log's ``epoch`` and last ``offset``."""
         return f"{self.prefix}:{{{session_id}}}:logmeta"
 
+    def materials(self, session_id: str) -> str:
+        """List of the materials attached to a voice session (JSON objects, oldest first)."""
+        return f"{self.prefix}:{{{session_id}}}:materials"
+
     def channel(self, session_id: str) -> str:
         """Pub/sub channel on which every event of the session is published."""
         return f"{self.prefix}:{{{session_id}}}:events"

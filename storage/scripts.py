@@ -24,6 +24,7 @@ class Scripts:
     session_update: AsyncScript
     voice_set_status: AsyncScript
     voice_done: AsyncScript
+    material_add: AsyncScript
     active_clear: AsyncScript
     jobs_promote: AsyncScript
 
@@ -41,6 +42,7 @@ class Scripts:
             session_update=event_script("session_update.lua"),
             voice_set_status=event_script("voice_set_status.lua"),
             voice_done=event_script("voice_done.lua"),
+            material_add=event_script("material_add.lua"),
             active_clear=redis.register_script(_source("active_clear.lua")),
             jobs_promote=redis.register_script(_source("jobs_promote.lua")),
         )

@@ -197,6 +197,21 @@ class VoiceSessions:
         )
         return DoneResult(offset=int(result[0]), done_count=int(result[1]), previous_status=str(result[2]))
 
+    async def add_material(self, session_id: str, material: dict[str, Any], *, max_count: int) -> tuple[int, int]:
+        """Attach a material to an open session; returns (event offset, materials held)."""
+        result = await self._log.run(
+            self._scripts.material_add,
+            session_id,
+            keys=[self._keys.session(session_id), self._keys.materials(session_id)],
+            args=[json.dumps(material, separators=(",", ":")), max_count],
+        )
+        return int(result[0]), int(result[1])
+
+    async def materials(self, session_id: str, *, limit: int) -> list[dict[str, Any]]:
+        """The session's materials, oldest first."""
+        texts: Any = await self._redis.lrange(self._keys.materials(session_id), 0, limit - 1)
+        return [json.loads(t) for t in texts]
+
     async def record_outcome(self, session_id: str, fields: dict[str, str], data: dict[str, Any]) -> int:
         """Store job results on the record and publish them as one ``session_update``."""
         pairs = [item for pair in fields.items() for item in pair]

@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 import time
 
+import aiohttp
 from playwright.async_api import Browser, Page, expect
 
 from auth.claims import GUEST_PERMISSIONS
@@ -235,3 +236,21 @@ async def test_a_guest_past_half_its_token_life_renews_it_for_the_same_guest(ser
     record = await tab.stored_token()
     assert record is not None and record["guest"] is True
     assert server.tokens.verify(record["token"]).sub == "guest-refresh"
+
+
+async def test_login_link_signs_the_browser_in_and_opens_the_active_session(server: ServerUnderTest, tab: Tab) -> None:
+    session_id = await server.create_session("alice", "From the bot")
+    await server.storage.voice.set_active("alice", session_id)
+    async with aiohttp.ClientSession() as http:
+        headers = {"Authorization": f"Bearer {server.token('alice')}"}
+        async with http.post(f"{server.url}/voicebot/bot/command", json={"text": "/login"}, headers=headers) as resp:
+            login_url = (await resp.json())["login_url"]
+    page = await tab.open(login_url)
+    await expect(page).to_have_url(re.compile(rf"/session/{session_id}$"))
+    await expect(page.locator("#session-name")).to_have_text("From the bot")
+    record = await tab.stored_token()
+    assert record is not None and record["guest"] is False
+    assert server.tokens.verify(record["token"]).sub == "alice"
+    # The link is spent: opening it again says so instead of signing in.
+    again = await tab.open(login_url)
+    await expect(again.locator("#login-status")).to_contain_text("used already or has expired")

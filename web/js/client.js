@@ -90,6 +90,23 @@ export async function getToken() {
   return fetchGuestToken();
 }
 
+/**
+ * Exchange a one-time login link's token (chat bot `/login`) for this user's token and keep it.
+ * Rejects with ApiError (`unauthorized` when the link was used or has expired).
+ */
+export async function signInWithLoginToken(loginToken) {
+  const response = await request("/api/auth/one_time", {
+    method: "POST",
+    headers: { "Content-Type": "application/json" },
+    body: JSON.stringify({ token: loginToken }),
+  });
+  const body = await readJson(response);
+  if (!response.ok) throw toError(response, body);
+  const record = { token: body.token, expires_at: body.expires_at, guest: false, obtained_at: Date.now() / 1000 };
+  localStorage.setItem(TOKEN_KEY, JSON.stringify(record));
+  return body.user_id;
+}
+
 /** Forget `token` after the server refused it; false when it is not ours to replace. */
 function dropRefused(token) {
   const record = storedToken();

@@ -1,0 +1,63 @@
+"""Voice-session actions shared by the Socket.IO events, the REST routes and the bot."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from auth.access import require_permission
+from auth.claims import Claims, Permission
+from handlers.context import Services
+from handlers.errors import ProtocolError
+from handlers.voice_access import updatable
+from storage.jobs import Job
+from storage.voice import VoiceSession
+
+DONE_MULTIPROMPT = "DONE_MULTIPROMPT"
+POST_PROCESS_SESSION = "POST_PROCESS_SESSION"
+CREATE_TASKS_FROM_CHUNKS = "CREATE_TASKS_FROM_CHUNKS"
+
+
+def job_for(kind: str, claims: Claims, session_id: str, payload: dict[str, Any]) -> Job:
+    """A job on behalf of the performer; its telegram id comes from the verified token only."""
+    return Job(
+        type=kind,
+        session_id=session_id,
+        performer_id=claims.sub,
+        telegram_user_id=claims.telegram_user_id,
+        payload=payload,
+    )
+
+
+def brief(services: Services, session: VoiceSession) -> dict[str, Any]:
+    """The short session shape of seed 002's REST answers."""
+    return {
+        "session_id": session.id,
+        "session_name": session.name,
+        "is_active": session.is_active,
+        "url": services.session_url(session.id),
+    }
+
+
+async def create_active(services: Services, claims: Claims, name: str) -> VoiceSession:
+    """Create a session owned by the performer and make it their active session."""
+    require_permission(claims, Permission.CREATE)
+    if not await services.limiter.hit("create", claims.sub, limit=services.limits.creates_per_min, window_s=60):
+        raise ProtocolError("rate_limited", "too many sessions created; wait a minute")
+    session = await services.voice.create(owner_id=claims.sub, telegram_user_id=claims.telegram_user_id, name=name)
+    await services.voice.set_active(claims.sub, session.id)
+    return session
+
+
+async def close(services: Services, claims: Claims, session_id: str) -> dict[str, Any]:
+    """Done: close the session (repeat allowed), clear the performer's pointer, queue the job."""
+    await updatable(services.voice, claims, session_id)
+    result = await services.voice.done(session_id)
+    cleared = await services.voice.clear_active_if(claims.sub, session_id)
+    job = await services.jobs.enqueue(job_for(DONE_MULTIPROMPT, claims, session_id, {"done_count": result.done_count}))
+    return {
+        "session_id": session_id,
+        "done_count": result.done_count,
+        "is_active": False,
+        "active_session_cleared": cleared,
+        "job_id": job.job_id,
+    }

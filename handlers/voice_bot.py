@@ -1,0 +1,138 @@
+"""The chat-bot side of seed 002: commands and incoming materials, for the token's user.
+
+A bot adapter (Telegram or another chat) forwards what its user typed or sent, with a token
+for that user; replies carry the text the bot should answer with. The active session changes
+only through ``/start``, ``/session <id|link>`` and the creation a material may cause when no
+open session is active; ``/done`` closes the active session and clears it.
+"""
+
+from __future__ import annotations
+
+import re
+import uuid
+from dataclasses import asdict
+from typing import Any
+
+from aiohttp import web
+
+from auth.claims import Claims
+from handlers.context import Services
+from handlers.errors import ProtocolError
+from handlers.http_common import bearer_claims, guarded, json_body
+from handlers.ids import parse_session_ref
+from handlers.payloads import BotCommand, Material, validate
+from handlers.voice_access import updatable
+from handlers.voice_actions import brief, close, create_active
+from storage.errors import StorageError
+from storage.voice import VoiceSession
+
+NO_ACTIVE_SESSION = "Активная сессия не найдена..."
+_COMMAND = re.compile(r"^/([a-z_]+)(?:@\w+)?(?:\s+(.*))?$", re.DOTALL)
+_REF_IN_TEXT = re.compile(r"(?:https?://\S+?)?/session/[0-9A-Fa-f-]{36}|[0-9A-Fa-f]{8}-[0-9A-Fa-f-]{27}")
+
+
+class BotRoutes:
+    """``POST /voicebot/bot/command`` and ``POST /voicebot/materials``."""
+
+    def __init__(self, services: Services) -> None:
+        self._s = services
+
+    def register(self, app: web.Application) -> None:
+        """Attach the routes to ``app``."""
+        app.router.add_post("/voicebot/bot/command", guarded(self.command))
+        app.router.add_post("/voicebot/materials", guarded(self.material))
+
+    async def _request(self, request: web.Request) -> tuple[Claims, dict[str, Any]]:
+        claims = bearer_claims(request, self._s.tokens, self._s.clock)
+        return claims, await json_body(request, max_bytes=self._s.limits.max_payload_bytes)
+
+    async def command(self, request: web.Request) -> web.Response:
+        """Run one of ``/start``, ``/session [id|link]``, ``/done``, ``/login``."""
+        claims, body = await self._request(request)
+        message = validate(BotCommand, body)
+        match = _COMMAND.match(message.text.strip())
+        if match is None:
+            raise ProtocolError("invalid_payload", "text must start with a command")
+        name, argument = match.group(1), (match.group(2) or "").strip()
+        handler = {"start": self._start, "session": self._session, "done": self._done, "login": self._login}.get(name)
+        if handler is None:
+            raise ProtocolError("invalid_payload", f"unknown command /{name}")
+        result = await handler(claims, argument, message.reply_to_text)
+        return web.json_response({"command": f"/{name}", **result})
+
+    async def _start(self, claims: Claims, argument: str, reply_to: str | None) -> dict[str, Any]:
+        session = await create_active(self._s, claims, argument[:200])
+        return {"reply": f"Новая сессия: {self._s.session_url(session.id)}", "active_session": brief(self._s, session)}
+
+    async def _session(self, claims: Claims, argument: str, reply_to: str | None) -> dict[str, Any]:
+        reference = argument or _find_reference(reply_to)
+        if reference:
+            session = await updatable(self._s.voice, claims, parse_session_ref(reference))
+            await self._s.voice.set_active(claims.sub, session.id)
+        else:
+            active_id = await self._s.voice.active_id(claims.sub)
+            found = await self._s.voice.get(active_id) if active_id else None
+            if found is None:
+                return {"reply": NO_ACTIVE_SESSION, "active_session": None}
+            session = found
+        url = self._s.session_url(session.id)
+        return {"reply": f"Активная сессия: {url}", "active_session": brief(self._s, session)}
+
+    async def _done(self, claims: Claims, argument: str, reply_to: str | None) -> dict[str, Any]:
+        active_id = await self._s.voice.active_id(claims.sub)
+        if active_id is None or await self._s.voice.get(active_id) is None:
+            return {"reply": NO_ACTIVE_SESSION, "active_session": None}
+        closed = await close(self._s, claims, active_id)
+        url = self._s.session_url(active_id)
+        return {"reply": f"Сессия закрыта: {url}", "active_session": None, "closed": closed}
+
+    async def _login(self, claims: Claims, argument: str, reply_to: str | None) -> dict[str, Any]:
+        token = await self._s.login_tokens.issue(asdict(claims), ttl_s=self._s.limits.login_link_ttl_s)
+        url = f"{self._s.public_url.rstrip('/')}/tg_auth?token={token}"
+        return {"reply": url, "login_url": url, "expires_in_s": self._s.limits.login_link_ttl_s}
+
+    async def material(self, request: web.Request) -> web.Response:
+        """Attach a material to the open active session, or to a new one made active."""
+        claims, body = await self._request(request)
+        material = validate(Material, body)
+        record = {
+            "material_id": str(uuid.uuid4()),
+            "kind": material.kind,
+            "text": material.text,
+            "file_id": material.file_id,
+            "duration_s": material.duration_s,
+            "added_by": claims.sub,
+            "added_at": self._s.clock.now_ms(),
+        }
+        session = await self._open_active(claims)
+        if session is not None:
+            try:
+                return self._attached(session, record, await self._attach(session.id, record), created=False)
+            except StorageError as exc:
+                if exc.code != "invalid_state":
+                    raise  # closed meanwhile: a new session takes the material, as with none open
+        session = await create_active(self._s, claims, "")
+        return self._attached(session, record, await self._attach(session.id, record), created=True)
+
+    async def _open_active(self, claims: Claims) -> VoiceSession | None:
+        active_id = await self._s.voice.active_id(claims.sub)
+        session = await self._s.voice.get(active_id) if active_id else None
+        if session is None or not session.is_active:
+            return None
+        return await updatable(self._s.voice, claims, session.id)
+
+    async def _attach(self, session_id: str, record: dict[str, Any]) -> int:
+        _, count = await self._s.voice.add_material(session_id, record, max_count=self._s.limits.max_materials)
+        return count
+
+    def _attached(self, session: VoiceSession, record: dict[str, Any], count: int, *, created: bool) -> web.Response:
+        body = {**brief(self._s, session), "material_id": record["material_id"], "created_session": created}
+        return web.json_response({**body, "count": count}, status=201)
+
+
+def _find_reference(text: str | None) -> str:
+    """A session link or id quoted in a message the command replied to."""
+    if not text:
+        return ""
+    match = _REF_IN_TEXT.search(text)
+    return match.group(0) if match else ""

@@ -1,0 +1,24 @@
+/**
+ * The page behind a chat bot's `/login` link (`/tg_auth?token=...`): trade the one-time token
+ * for this user's token, then open the user's active session.
+ */
+import { signInWithLoginToken } from "./client.js";
+
+const status = document.getElementById("login-status");
+const loginToken = new URLSearchParams(location.search).get("token");
+// The link works once; keep it out of the history and of any later Referer.
+history.replaceState(null, "", "/tg_auth");
+
+if (!loginToken) {
+  status.textContent = "This login link is incomplete. Ask the bot for a new one with /login.";
+} else {
+  signInWithLoginToken(loginToken).then(
+    () => location.replace("/session"),
+    (err) => {
+      status.textContent =
+        err.code === "unauthorized"
+          ? "This login link was used already or has expired. Ask the bot for a new one with /login."
+          : `Signing in failed: ${err.message}`;
+    },
+  );
+}
