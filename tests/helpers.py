@@ -43,7 +43,7 @@ def redis_binary() -> str:
 
 
 class RedisProcess:
-    """A private redis-server on a free loopback port (never 6379)."""
+    """A private redis-server on a free loopback port chosen by the kernel (never the default one)."""
 
     def __init__(self, data_dir: Path, *, appendonly: bool = False) -> None:
         self.port = free_port()
