@@ -90,7 +90,6 @@ class Bus:
         self._task: asyncio.Task[None] | None = None
         self._background: set[asyncio.Task[None]] = set()
         self._alive = False
-        self.delivered = 0
 
     # --- lifecycle ---------------------------------------------------------------------
     @property
@@ -312,7 +311,6 @@ class Bus:
                 joining[sid].append((parsed.offset, packet))
             else:
                 deliver(eio_socket, packet)
-        self.delivered += len(room.members)
 
 
 def _parse(raw: str) -> _Parsed:

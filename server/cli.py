@@ -20,6 +20,7 @@ from server.identity import token_service
 from server.redis_embed import EmbeddedRedis
 from server.settings import Settings
 from server.worker import Worker
+from storage.clock import Clock
 
 log = logging.getLogger("sessionhub")
 
@@ -134,11 +135,9 @@ def mint(settings: Settings, args: argparse.Namespace) -> None:
     """Print a token for ``--user`` with the given permissions."""
     tokens = token_service(settings)
     perms = tuple(Permission(p) for p in (args.perm or []))
-    import time
-
     token, _ = tokens.mint(
         user_id=args.user,
-        now_s=time.time(),
+        now_s=Clock().now_s(),
         ttl_s=args.ttl,
         perms=perms,
         name=args.name or "",
