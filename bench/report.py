@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 SATURATION_RATIO_TARGET = 3.0
@@ -34,102 +35,73 @@ def _table(title: str, header: list[str], rows: list[list[str]]) -> str:
     return "\n".join(lines)
 
 
-def connect_table(results: list[dict[str, Any]]) -> str:
-    """Connect+subscribe time and memory per client."""
+# A column: its header and how to read its cell from one phase's figures.
+Column = tuple[str, Callable[[dict[str, Any]], str]]
+
+
+def _key(name: str, spec: str = "") -> Callable[[dict[str, Any]], str]:
+    return lambda block: _fmt(block.get(name), spec)
+
+
+def _latency(kind: str, which: str) -> Callable[[dict[str, Any]], str]:
+    return lambda block: _lat(block, kind, which)
+
+
+CONNECT_COLUMNS: list[Column] = [
+    ("subscribed", _key("subscribed")),
+    ("connect s", _key("connect_s", ".3f")),
+    ("RSS0 KiB", _key("rss_before_kib")),
+    ("RSS1 KiB", _key("rss_after_kib")),
+    ("KiB/client", _key("rss_per_client_kib", ".1f")),
+]
+SATURATION_COLUMNS: list[Column] = [
+    ("deliv/s", _key("deliveries_per_s", ".0f")),
+    ("events/s", _key("events_per_s", ".1f")),
+    ("ack p50", _latency("ack", "p50_ms")),
+    ("ack p99", _latency("ack", "p99_ms")),
+    ("dlv p50", _latency("delivery", "p50_ms")),
+    ("dlv p99", _latency("delivery", "p99_ms")),
+    ("missing", _key("missing")),
+    ("srv CPU%", _key("server_cpu_pct", ".0f")),
+    ("gen CPU%", _key("gen_cpu_pct", ".0f")),
+    ("redis CPU%", _key("redis_cpu_pct", ".0f")),
+]
+FIXED_COLUMNS: list[Column] = [
+    ("rate", _key("rate", ".0f")),
+    ("events/s", _key("events_per_s", ".1f")),
+    ("deliv/s", _key("deliveries_per_s", ".0f")),
+    ("dlv p50", _latency("delivery", "p50_ms")),
+    ("dlv p99", _latency("delivery", "p99_ms")),
+    ("dlv max", _latency("delivery", "max_ms")),
+    ("ack p50", _latency("ack", "p50_ms")),
+    ("ack p99", _latency("ack", "p99_ms")),
+    ("missing", _key("missing")),
+    ("srv CPU%", _key("server_cpu_pct", ".0f")),
+    ("gen CPU%", _key("gen_cpu_pct", ".0f")),
+]
+
+
+def _phase_table(title: str, phase: str, columns: list[Column], results: list[dict[str, Any]]) -> str:
     rows = []
     for r in results:
-        c = r.get("connect", {})
-        rows.append(
-            [
-                r["server"],
-                str(r["n"]),
-                _fmt(c.get("subscribed")),
-                _fmt(c.get("connect_s"), ".3f"),
-                _fmt(c.get("rss_before_kib")),
-                _fmt(c.get("rss_after_kib")),
-                _fmt(c.get("rss_per_client_kib"), ".1f"),
-            ]
-        )
-    header = ["server", "N", "subscribed", "connect s", "RSS0 KiB", "RSS1 KiB", "KiB/client"]
-    return _table("CONNECT + SUBSCRIBE (all N clients; server RSS before/after)", header, rows)
+        block = r.get(phase) or {}
+        rows.append([r["server"], str(r["n"]), *(cell(block) for _, cell in columns)])
+    return _table(title, ["server", "N", *(header for header, _ in columns)], rows)
+
+
+def connect_table(results: list[dict[str, Any]]) -> str:
+    """Connect+subscribe time and memory per client."""
+    return _phase_table("CONNECT + SUBSCRIBE (all N clients; server RSS before/after)", "connect", CONNECT_COLUMNS, results)
 
 
 def saturation_table(results: list[dict[str, Any]]) -> str:
     """Saturation: deliveries/s, latencies, loss, CPU."""
-    rows = []
-    for r in results:
-        s = r.get("saturation") or {}
-        rows.append(
-            [
-                r["server"],
-                str(r["n"]),
-                _fmt(s.get("deliveries_per_s"), ".0f"),
-                _fmt(s.get("events_per_s"), ".1f"),
-                _lat(s, "ack", "p50_ms"),
-                _lat(s, "ack", "p99_ms"),
-                _lat(s, "delivery", "p50_ms"),
-                _lat(s, "delivery", "p99_ms"),
-                _fmt(s.get("missing")),
-                _fmt(s.get("server_cpu_pct"), ".0f"),
-                _fmt(s.get("gen_cpu_pct"), ".0f"),
-                _fmt(s.get("redis_cpu_pct"), ".0f"),
-            ]
-        )
-    header = [
-        "server",
-        "N",
-        "deliv/s",
-        "events/s",
-        "ack p50",
-        "ack p99",
-        "dlv p50",
-        "dlv p99",
-        "missing",
-        "srv CPU%",
-        "gen CPU%",
-        "redis CPU%",
-    ]
-    return _table("SATURATION (latencies in ms)", header, rows)
+    return _phase_table("SATURATION (latencies in ms)", "saturation", SATURATION_COLUMNS, results)
 
 
 def fixed_table(results: list[dict[str, Any]]) -> str:
     """Fixed rate: latencies, loss, CPU."""
-    rows = []
-    for r in results:
-        f = r.get("fixed") or {}
-        rows.append(
-            [
-                r["server"],
-                str(r["n"]),
-                _fmt(f.get("rate"), ".0f"),
-                _fmt(f.get("events_per_s"), ".1f"),
-                _fmt(f.get("deliveries_per_s"), ".0f"),
-                _lat(f, "delivery", "p50_ms"),
-                _lat(f, "delivery", "p99_ms"),
-                _lat(f, "delivery", "max_ms"),
-                _lat(f, "ack", "p50_ms"),
-                _lat(f, "ack", "p99_ms"),
-                _fmt(f.get("missing")),
-                _fmt(f.get("server_cpu_pct"), ".0f"),
-                _fmt(f.get("gen_cpu_pct"), ".0f"),
-            ]
-        )
-    header = [
-        "server",
-        "N",
-        "rate",
-        "events/s",
-        "deliv/s",
-        "dlv p50",
-        "dlv p99",
-        "dlv max",
-        "ack p50",
-        "ack p99",
-        "missing",
-        "srv CPU%",
-        "gen CPU%",
-    ]
-    return _table("FIXED RATE (latencies in ms)", header, rows)
+    return _phase_table("FIXED RATE (latencies in ms)", "fixed", FIXED_COLUMNS, results)
 
 
 def _find(results: list[dict[str, Any]], server: str, n: int) -> dict[str, Any] | None:
