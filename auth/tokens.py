@@ -9,7 +9,7 @@ import jwt
 from pydantic import ValidationError
 
 from auth.claims import CLAIMS_ADAPTER, Claims, Permission
-from auth.errors import AuthError
+from protocol.errors import CodedError, ErrorCode
 
 SUPPORTED_ALGORITHMS = ("HS256", "RS256")
 
@@ -57,7 +57,7 @@ class TokenService:
     ) -> tuple[str, int]:
         """A signed token and its expiry (unix s); claims are validated before signing."""
         if self._config.signing_key is None:
-            raise AuthError("unauthorized", "this server has no signing key")
+            raise CodedError(ErrorCode.UNAUTHORIZED, "this server has no signing key")
         exp = int(now_s) + ttl_s
         fields = {"sub": user_id, "exp": exp, "name": name, "telegram_user_id": telegram_user_id}
         claims = CLAIMS_ADAPTER.validate_python({**fields, "perms": perms, "guest": guest})
@@ -73,7 +73,7 @@ class TokenService:
     def verify(self, token: object) -> Claims:
         """Verified claims, or ``unauthorized`` for anything wrong with the token."""
         if not isinstance(token, str) or not token or len(token) > 8192:
-            raise AuthError("unauthorized", "a bearer token is required")
+            raise CodedError(ErrorCode.UNAUTHORIZED, "a bearer token is required")
         required = ["exp", "sub"]
         required += ["iss"] if self._config.issuer else []
         required += ["aud"] if self._config.audience else []
@@ -88,6 +88,6 @@ class TokenService:
             )
             return CLAIMS_ADAPTER.validate_python(payload)
         except jwt.ExpiredSignatureError as exc:
-            raise AuthError("unauthorized", "token expired") from exc
+            raise CodedError(ErrorCode.UNAUTHORIZED, "token expired") from exc
         except (jwt.InvalidTokenError, ValidationError) as exc:
-            raise AuthError("unauthorized", "invalid token") from exc
+            raise CodedError(ErrorCode.UNAUTHORIZED, "invalid token") from exc

@@ -8,9 +8,9 @@ from aiohttp import web
 
 from auth.claims import GUEST_PERMISSIONS, Permission
 from handlers.context import Services
-from handlers.errors import ProtocolError
 from handlers.http_common import bearer_claims, client_address, guarded, json_body
 from handlers.payloads import OneTimeLogin, validate
+from protocol.errors import CodedError, ErrorCode
 
 
 class AuthRoutes:
@@ -30,7 +30,7 @@ class AuthRoutes:
         address = client_address(request, trust_forwarded_for=self._s.trust_forwarded_for)
         allowed = await self._s.limiter.hit("guest", address, limit=self._s.limits.guests_per_min, window_s=60)
         if not allowed:
-            raise ProtocolError("rate_limited", "too many guest tokens from this address; wait a minute")
+            raise CodedError(ErrorCode.RATE_LIMITED, "too many guest tokens from this address; wait a minute")
         return self._issue(f"guest-{uuid.uuid4().hex}", status=201)
 
     async def refresh(self, request: web.Request) -> web.Response:
@@ -40,20 +40,20 @@ class AuthRoutes:
         """
         claims = bearer_claims(request, self._s.tokens, self._s.clock)
         if not claims.guest:
-            raise ProtocolError("forbidden", "only guest tokens are refreshed here")
+            raise CodedError(ErrorCode.FORBIDDEN, "only guest tokens are refreshed here")
         if not await self._s.limiter.hit("refresh", claims.sub, limit=self._s.limits.guests_per_min, window_s=60):
-            raise ProtocolError("rate_limited", "too many refreshes; wait a minute")
+            raise CodedError(ErrorCode.RATE_LIMITED, "too many refreshes; wait a minute")
         return self._issue(claims.sub, status=200)
 
     async def one_time(self, request: web.Request) -> web.Response:
         """Exchange a ``/login`` link's one-time token for a token of the user who asked for it."""
         address = client_address(request, trust_forwarded_for=self._s.trust_forwarded_for)
         if not await self._s.limiter.hit("login", address, limit=self._s.limits.guests_per_min, window_s=60):
-            raise ProtocolError("rate_limited", "too many login attempts; wait a minute")
+            raise CodedError(ErrorCode.RATE_LIMITED, "too many login attempts; wait a minute")
         body = validate(OneTimeLogin, await json_body(request, max_bytes=1024))
         claims = await self._s.login_tokens.redeem(body.token)
         if claims is None:
-            raise ProtocolError("unauthorized", "this login link was used already or has expired")
+            raise CodedError(ErrorCode.UNAUTHORIZED, "this login link was used already or has expired")
         token, exp = self._s.tokens.mint(
             user_id=claims["sub"],
             now_s=self._s.clock.now_s(),

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from auth.claims import Claims
 
@@ -34,7 +34,7 @@ class Connection:
 
     sid: str
     claims: Claims
-    bucket: TokenBucket = field(default_factory=lambda: TokenBucket(20.0, 40))
+    bucket: TokenBucket
 
 
 class Connections:

@@ -8,9 +8,9 @@ from typing import Any
 import socketio
 from socketio.exceptions import ConnectionRefusedError as Refused
 
-from auth.errors import AuthError
 from handlers.connection import Connection, Connections, TokenBucket
 from handlers.context import Services
+from protocol.errors import CodedError, ErrorCode
 
 log = logging.getLogger(__name__)
 
@@ -33,8 +33,8 @@ class ConnectionEvents:
         try:
             claims = self._s.tokens.verify(token)
             if claims.exp <= self._s.clock.now_s():
-                raise AuthError("unauthorized", "token expired")
-        except AuthError as exc:
+                raise CodedError(ErrorCode.UNAUTHORIZED, "token expired")
+        except CodedError as exc:
             raise Refused("unauthorized", {"error": "unauthorized", "message": exc.message}) from None
         limits = self._s.limits
         self._connections.add(

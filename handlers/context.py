@@ -1,16 +1,26 @@
-"""What handlers are given: services built once in server/, and the limits they enforce."""
+"""The one dependency bundle handlers and job processors get, and the limits they enforce.
+
+Everything here is built once in ``server/`` (``server.services``) and passed in; no module
+keeps a client or other process-wide state of its own.
+"""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from typing import Protocol
 
+from redis.asyncio import Redis
+
 from auth.tokens import TokenService
+from handlers.kinds import KindRegistry
 from storage.clock import Clock
 from storage.events import EventLog
 from storage.jobs import JobQueue
+from storage.keys import Keys
 from storage.login_tokens import LoginTokens
 from storage.ratelimit import RateLimiter
+from storage.scripts import Scripts
+from storage.sessions import SessionDirectory
 from storage.voice import VoiceSessions
 
 
@@ -29,40 +39,73 @@ class Subscriptions(Protocol):
 
     def sessions_of(self, sid: str) -> set[str]: ...
 
+    def hold(self, session_id: str) -> object | None: ...
+
+    def release(self, session_id: str, hold: object | None) -> None: ...
+
+
+class NoSubscriptions:
+    """The bus of a process that serves no Socket.IO clients (``sessionhub worker``)."""
+
+    async def open(self, session_id: str, sid: str) -> None:
+        raise RuntimeError("this process serves no subscriptions")
+
+    def send(self, sid: str, event: str, data_json: str) -> None:
+        """Nobody is connected here."""
+
+    def go_live(self, session_id: str, sid: str, after_offset: int) -> None:
+        """Nobody is connected here."""
+
+    def leave(self, session_id: str, sid: str) -> bool:
+        return False
+
+    def leave_all(self, sid: str) -> None:
+        """Nobody is connected here."""
+
+    def sessions_of(self, sid: str) -> set[str]:
+        return set()
+
+    def hold(self, session_id: str) -> object | None:
+        return None
+
+    def release(self, session_id: str, hold: object | None) -> None:
+        """Nothing is held here."""
+
 
 @dataclass(frozen=True, slots=True)
 class Limits:
-    """Caps and rates enforced at the edge."""
+    """Caps and rates enforced at the edge (built from Settings by server.services only)."""
 
-    max_payload_bytes: int = 16384
-    event_rate_per_s: float = 20.0
-    event_burst: int = 40
-    max_subscriptions: int = 100
-    guest_token_ttl_s: int = 3600
-    guests_per_min: int = 30
-    creates_per_min: int = 10
-    list_limit: int = 200
-    max_materials: int = 10_000
-    login_link_ttl_s: int = 600
-    login_token_ttl_s: int = 86400
+    max_payload_bytes: int
+    event_rate_per_s: float
+    event_burst: int
+    max_subscriptions: int
+    guest_token_ttl_s: int
+    guests_per_min: int
+    creates_per_min: int
+    list_limit: int
+    max_materials: int
+    login_link_ttl_s: int
+    login_token_ttl_s: int
 
 
 @dataclass(frozen=True, slots=True)
 class Services:
-    """Everything a handler may call."""
+    """Everything a handler or a job processor may use."""
 
+    redis: Redis
+    keys: Keys
     clock: Clock
-    tokens: TokenService
-    voice: VoiceSessions
+    scripts: Scripts
     log: EventLog
+    sessions: SessionDirectory
+    kinds: KindRegistry
+    voice: VoiceSessions
     jobs: JobQueue
     limiter: RateLimiter
-    bus: Subscriptions
     login_tokens: LoginTokens
+    tokens: TokenService
     limits: Limits
-    public_url: str = ""
-    trust_forwarded_for: bool = False
-
-    def session_url(self, session_id: str) -> str:
-        """Canonical link of a voice session page (absolute when a public URL is set)."""
-        return f"{self.public_url.rstrip('/')}/session/{session_id}"
+    bus: Subscriptions
+    public_url: str
+    trust_forwarded_for: bool

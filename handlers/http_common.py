@@ -10,7 +10,8 @@ from aiohttp import web
 
 from auth.claims import Claims
 from auth.tokens import TokenService
-from handlers.errors import ProtocolError, to_http
+from handlers.errors import to_http
+from protocol.errors import CodedError, ErrorCode
 from storage.clock import Clock
 
 RouteHandler = Callable[[web.Request], Awaitable[web.StreamResponse]]
@@ -21,31 +22,41 @@ def bearer_claims(request: web.Request, tokens: TokenService, clock: Clock) -> C
     header = request.headers.get("Authorization", "")
     scheme, _, token = header.partition(" ")
     if scheme.lower() != "bearer" or not token.strip():
-        raise ProtocolError("unauthorized", "an Authorization: Bearer token is required")
+        raise CodedError(ErrorCode.UNAUTHORIZED, "an Authorization: Bearer token is required")
     claims = tokens.verify(token.strip())
     if claims.exp <= clock.now_s():
-        raise ProtocolError("unauthorized", "token expired")
+        raise CodedError(ErrorCode.UNAUTHORIZED, "token expired")
     return claims
 
 
 async def json_body(request: web.Request, *, max_bytes: int, optional: bool = False) -> dict[str, Any]:
     """The request's JSON object body, bounded in size (``payload_too_large``)."""
     if request.content_length is not None and request.content_length > max_bytes:
-        raise ProtocolError("payload_too_large", f"the body is limited to {max_bytes} bytes")
+        raise CodedError(ErrorCode.PAYLOAD_TOO_LARGE, f"the body is limited to {max_bytes} bytes")
     raw = await request.content.read(max_bytes + 1)
     if len(raw) > max_bytes:
-        raise ProtocolError("payload_too_large", f"the body is limited to {max_bytes} bytes")
+        raise CodedError(ErrorCode.PAYLOAD_TOO_LARGE, f"the body is limited to {max_bytes} bytes")
     if not raw.strip():
         if optional:
             return {}
-        raise ProtocolError("invalid_payload", "a JSON object body is required")
+        raise CodedError(ErrorCode.INVALID_PAYLOAD, "a JSON object body is required")
     try:
         body = json.loads(raw)
     except (ValueError, UnicodeDecodeError) as exc:
-        raise ProtocolError("invalid_payload", "the body is not valid JSON") from exc
+        raise CodedError(ErrorCode.INVALID_PAYLOAD, "the body is not valid JSON") from exc
     if not isinstance(body, dict):
-        raise ProtocolError("invalid_payload", "the body must be a JSON object")
+        raise CodedError(ErrorCode.INVALID_PAYLOAD, "the body must be a JSON object")
     return body
+
+
+def query_int(request: web.Request, name: str, *, default: int, low: int, high: int) -> int:
+    """A whole-number query parameter within ``low..high``, or ``invalid_payload``."""
+    raw = request.query.get(name)
+    if raw is None:
+        return default
+    if not raw.isdigit() or not low <= int(raw) <= high:
+        raise CodedError(ErrorCode.INVALID_PAYLOAD, f"{name} must be a whole number in {low}..{high}")
+    return int(raw)
 
 
 def client_address(request: web.Request, *, trust_forwarded_for: bool) -> str:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 
-from handlers.errors import ProtocolError
+from protocol.errors import CodedError, ErrorCode
 
 _UUID4 = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$")
 _LINK = re.compile(r"^(?:https?://[^/\s]+)?/session/([0-9A-Fa-f-]{36})/?$")
@@ -16,7 +16,7 @@ def parse_session_id(value: object) -> str:
         candidate = value.lower()
         if _UUID4.match(candidate):
             return candidate
-    raise ProtocolError("invalid_session_id", "session_id must be a UUID v4")
+    raise CodedError(ErrorCode.INVALID_SESSION_ID, "session_id must be a UUID v4")
 
 
 def parse_session_ref(value: object) -> str:

@@ -6,7 +6,7 @@ from typing import Annotated, Literal, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, ValidationError
 
-from handlers.errors import ProtocolError
+from protocol.errors import CodedError, ErrorCode
 from storage.voice import STATUSES
 
 ChunkId = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9_\-]{1,64}$")]
@@ -94,6 +94,6 @@ def validate(model: type[M], data: object) -> M:
     except ValidationError as exc:
         first = exc.errors()[0]
         where = ".".join(str(p) for p in first.get("loc", ())) or "payload"
-        raise ProtocolError("invalid_payload", f"{where}: {first.get('msg', 'invalid')}") from exc
+        raise CodedError(ErrorCode.INVALID_PAYLOAD, f"{where}: {first.get('msg', 'invalid')}") from exc
     except ValueError as exc:
-        raise ProtocolError("invalid_payload", str(exc)) from exc
+        raise CodedError(ErrorCode.INVALID_PAYLOAD, str(exc)) from exc

@@ -4,10 +4,16 @@ Every event gets an ack: ``{"ok": true, ...}`` from the handler's result, or
 ``{"ok": false, "error": code, "message": ...}`` from the exception it raised. Checks run in the
 order of seed 002: ``invalid_session_id`` -> ``unauthorized`` -> ``session_not_found`` ->
 ``forbidden`` (the last two inside the handlers, where the session is loaded).
+
+Events of one connection arrive here one after another, in the order sent (the server runs
+them inline, see ``server.sio``). An event registered with ``changes=True`` holds its session's
+local fan-out until its ack has left (``Subscriptions.hold``): the ack is written in the same
+loop step as the handler's result, and the release runs on the next one.
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import Awaitable, Callable
 from typing import Any
@@ -16,8 +22,9 @@ import socketio
 
 from handlers.connection import Connection, Connections
 from handlers.context import Services
-from handlers.errors import ProtocolError, error_ack, to_ack
+from handlers.errors import to_ack
 from handlers.ids import parse_session_id
+from protocol.errors import CodedError, ErrorCode
 
 log = logging.getLogger(__name__)
 
@@ -33,27 +40,41 @@ class SocketRouter:
         self._connections = connections
         sio.on("*", self._unknown)
 
-    def on(self, event: str, handler: Handler, *, session_scoped: bool = True) -> None:
-        """Register ``handler`` for ``event``; ``session_scoped`` checks ``session_id`` first."""
+    def on(self, event: str, handler: Handler, *, session_scoped: bool = True, changes: bool = False) -> None:
+        """Register ``handler`` for ``event``.
+
+        ``session_scoped`` checks ``session_id`` first; ``changes`` marks an event that appends
+        to that session's log (its ack must not trail its fan-out).
+        """
+        bus = self._services.bus
 
         async def guarded(sid: str, data: Any = None, *extra: Any) -> dict[str, Any]:
+            hold: object | None = None
+            session_id = ""
             try:
                 connection = self._admit(sid)
                 payload = self._payload(data, extra, session_scoped)
                 self._check_token(connection)
+                if changes:
+                    session_id = payload["session_id"]
+                    hold = bus.hold(session_id)
                 result = await handler(connection, payload)
                 return {"ok": True, **result}
             except Exception as exc:  # every failure becomes an ack, never a stack trace
                 return to_ack(exc)
+            finally:
+                if hold is not None:
+                    # After the ack: python-socketio writes it before this task yields again.
+                    asyncio.get_running_loop().call_soon(bus.release, session_id, hold)
 
         self._sio.on(event, guarded)
 
     def _admit(self, sid: str) -> Connection:
         connection = self._connections.get(sid)
         if connection is None:
-            raise ProtocolError("unauthorized", "not connected")
+            raise CodedError(ErrorCode.UNAUTHORIZED, "not connected")
         if not connection.bucket.take(self._services.clock.monotonic_s()):
-            raise ProtocolError("rate_limited", "too many events; slow down")
+            raise CodedError(ErrorCode.RATE_LIMITED, "too many events; slow down")
         return connection
 
     @staticmethod
@@ -61,14 +82,14 @@ class SocketRouter:
         if data is None:
             data = {}
         if extra or not isinstance(data, dict):
-            raise ProtocolError("invalid_payload", "the payload must be one JSON object")
+            raise CodedError(ErrorCode.INVALID_PAYLOAD, "the payload must be one JSON object")
         if session_scoped:
             data = {**data, "session_id": parse_session_id(data.get("session_id"))}
         return data
 
     def _check_token(self, connection: Connection) -> None:
         if connection.claims.exp <= self._services.clock.now_s():
-            raise ProtocolError("unauthorized", "token expired; reconnect with a fresh token")
+            raise CodedError(ErrorCode.UNAUTHORIZED, "token expired; reconnect with a fresh token")
 
     async def _unknown(self, event: str, sid: str, *args: Any) -> dict[str, Any]:
-        return error_ack("unknown_event", f"unknown event {event[:64]!r}")
+        return to_ack(CodedError(ErrorCode.UNKNOWN_EVENT, f"unknown event {event[:64]!r}"))

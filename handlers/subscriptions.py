@@ -1,9 +1,10 @@
-"""``subscribe_on_session`` / ``unsubscribe_from_session``: live events with recovery.
+"""``subscribe_on_session`` / ``unsubscribe_from_session``: live events with recovery, any kind.
 
 A subscriber that sends the ``(epoch, offset)`` it last saw receives exactly the events it
 missed, in order, as ordinary events; when they are no longer in the log (or the epoch
 changed) it receives a ``session_snapshot`` instead and the ack says ``recovered: false``.
 Everything arrives before the ack, and live events follow without a gap or a duplicate.
+The session's kind (``handlers.kinds``) decides who may read it and what its snapshot holds.
 """
 
 from __future__ import annotations
@@ -13,12 +14,11 @@ from typing import Any
 
 from handlers.connection import Connection
 from handlers.context import Services
-from handlers.errors import ProtocolError
+from handlers.kinds import SessionKind
 from handlers.payloads import SessionRef, Subscribe, validate
 from handlers.socket_router import SocketRouter
-from handlers.voice_access import readable
-
-SNAPSHOT_EVENT = "session_snapshot"
+from protocol.errors import CodedError, ErrorCode
+from protocol.events import SESSION_SNAPSHOT
 
 
 class SubscriptionEvents:
@@ -36,11 +36,11 @@ class SubscriptionEvents:
         """Join the session's room; replay or snapshot first (see the module docstring)."""
         request = validate(Subscribe, data)
         session_id = request.session_id
-        await readable(self._s.voice, conn.claims, session_id)
+        kind, _ = await self._s.kinds.readable(conn.claims, session_id)
         bus = self._s.bus
         mine = bus.sessions_of(conn.sid)
         if session_id not in mine and len(mine) >= self._s.limits.max_subscriptions:
-            raise ProtocolError("rate_limited", "too many subscriptions on one connection")
+            raise CodedError(ErrorCode.RATE_LIMITED, "too many subscriptions on one connection")
         await bus.open(session_id, conn.sid)
         try:
             if request.epoch is not None and request.offset is not None:
@@ -51,22 +51,28 @@ class SubscriptionEvents:
                     bus.go_live(session_id, conn.sid, recovery.position.offset)
                     position = recovery.position
                     return self._ack(session_id, position.epoch, position.offset, True, len(recovery.events))
-            return await self._snapshot(conn, session_id, recovered=False if request.offset is not None else None)
+            recovered = False if request.offset is not None else None
+            return await self._snapshot(conn, kind, session_id, recovered=recovered)
         except BaseException:
             bus.leave(session_id, conn.sid)
             raise
 
-    async def _snapshot(self, conn: Connection, session_id: str, *, recovered: bool | None) -> dict[str, Any]:
-        session, position = await self._s.voice.snapshot(session_id)
-        if session is None:
-            raise ProtocolError("session_not_found", "no such session")
+    async def _snapshot(
+        self, conn: Connection, kind: SessionKind, session_id: str, *, recovered: bool | None
+    ) -> dict[str, Any]:
+        snapshot = await kind.snapshot(session_id)
+        if snapshot is None:
+            raise CodedError(ErrorCode.SESSION_NOT_FOUND, "no such session")
+        position = snapshot.position
         body = {
+            **snapshot.extra,
             "session_id": session_id,
+            "kind": kind.name,
             "epoch": position.epoch,
             "offset": position.offset,
-            "session": {**session.public(), "url": self._s.session_url(session_id)},
+            "session": snapshot.session,
         }
-        self._s.bus.send(conn.sid, SNAPSHOT_EVENT, json.dumps(body, separators=(",", ":")))
+        self._s.bus.send(conn.sid, SESSION_SNAPSHOT, json.dumps(body, separators=(",", ":")))
         self._s.bus.go_live(session_id, conn.sid, position.offset)
         return self._ack(session_id, position.epoch, position.offset, recovered, 0)
 

@@ -9,14 +9,27 @@ can no longer fill, or a new epoch, tells the room's members to resynchronise.
 A member joins a room in two steps so that nothing falls between its catch-up and live
 delivery: :meth:`Bus.open` adds it in *joining* mode (live events are kept for it), the
 handler sends the catch-up (replay or snapshot) with :meth:`Bus.send`, then :meth:`Bus.go_live`
-flushes the kept events newer than the catch-up and switches it to live delivery.
+flushes the kept events newer than the catch-up and switches it to live delivery. A member
+whose catch-up is ahead of the room (the snapshot saw offsets the room has not delivered yet)
+keeps a floor: the room skips it for those offsets, so nothing the snapshot covered repeats.
+
+The ack of a change leaves no later than the change's fan-out. A handler about to change a
+session *holds* its room (:meth:`Bus.hold`) until its ack has been written
+(:meth:`Bus.release`). While a hold is pending, an arriving event that could be the held
+change (its offset is above every offset the room had seen when the hold was taken) waits in
+the room's inbox; older events, and everything once the hold is released, go out in order.
+Messages are queued per room, so a room that has to catch up from the log (a gap) does it in
+its own task while the listener goes on with every other room.
 """
 
 from __future__ import annotations
 
 import asyncio
+import itertools
 import json
 import logging
+import time
+from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -25,14 +38,17 @@ from redis.asyncio import Redis
 from redis.asyncio.client import PubSub
 from redis.exceptions import RedisError
 
+from protocol.events import SESSION_RESYNC
 from server.outlet import Packet, deliver
 from storage.events import EventLog
 from storage.keys import Keys
 
 log = logging.getLogger(__name__)
 
+
 SUBSCRIBE_TIMEOUT_S = 5.0
-RESYNC_EVENT = "session_resync"
+# A hold outlives its handler only if the handler hangs; past this it no longer delays anyone.
+HOLD_MAX_S = 2.0
 
 
 class _PubSub(PubSub):
@@ -65,6 +81,11 @@ class Room:
     offset: int | None = None  # None while the room is being initialised
     early: list[_Parsed] = field(default_factory=list)  # messages received during initialisation
     ready: asyncio.Event = field(default_factory=asyncio.Event)
+    inbox: deque[_Parsed] = field(default_factory=deque)  # received, not yet delivered (in order)
+    seen: int = 0  # highest offset received in the current epoch (delivered or in the inbox)
+    holds: dict[int, tuple[int, float]] = field(default_factory=dict)  # token -> (seen then, monotonic s)
+    floors: dict[str, int] = field(default_factory=dict)  # sid -> offset its catch-up already covered
+    catching_up: bool = False
 
 
 class Bus:
@@ -90,6 +111,7 @@ class Bus:
         self._task: asyncio.Task[None] | None = None
         self._background: set[asyncio.Task[None]] = set()
         self._alive = False
+        self._hold_ids = itertools.count(1)
 
     # --- lifecycle ---------------------------------------------------------------------
     @property
@@ -158,6 +180,25 @@ class Bus:
         for offset, packet in kept:
             if offset > after_offset:
                 deliver(eio_socket, packet)
+        if room.offset is not None and after_offset > room.offset:
+            room.floors[sid] = after_offset
+
+    def hold(self, session_id: str) -> object | None:
+        """Keep the session's next local fan-out until :meth:`release` (see the module docstring)."""
+        room = self._rooms.get(session_id)
+        if room is None:
+            return None  # nobody here to deliver to, so nobody to be ahead of the ack
+        token = next(self._hold_ids)
+        room.holds[token] = (max(room.seen, room.offset or 0), time.monotonic())
+        return token
+
+    def release(self, session_id: str, hold: object | None) -> None:
+        """End a hold taken by :meth:`hold` and deliver what it kept."""
+        room = self._rooms.get(session_id)
+        if room is None or hold is None:
+            return
+        room.holds.pop(hold, None)  # type: ignore[call-overload]
+        self._drain(room)
 
     def leave(self, session_id: str, sid: str) -> bool:
         """Remove ``sid`` from the session's room; True when it was a member."""
@@ -171,6 +212,7 @@ class Bus:
             return False
         del room.members[sid]
         room.joining.pop(sid, None)
+        room.floors.pop(sid, None)
         if not room.members and room.ready.is_set():
             self._drop_room(room)
             task = asyncio.create_task(self._unsubscribe(room.channel))
@@ -195,9 +237,10 @@ class Bus:
             self._confirm.pop(room.channel, None)
         position = await self._log.position(room.session_id)
         room.epoch, room.offset = position.epoch, position.offset
+        room.seen = position.offset
         early, room.early = room.early, []
-        for parsed in early:
-            self._accept_in_order(room, parsed)
+        for parsed in early:  # what the position already covers is dropped by the drain
+            self._receive(room, parsed)
         room.ready.set()
 
     def _drop_room(self, room: Room) -> None:
@@ -224,9 +267,9 @@ class Bus:
                 backoff_s = 0.1
                 if self._pubsub.reconnected:
                     self._pubsub.reconnected = False
-                    await self._backfill_all()
+                    self._backfill_all()
                 if message is not None:
-                    await self._on_message(message)
+                    self._on_message(message)
             except asyncio.CancelledError:
                 raise
             except (RedisError, OSError) as exc:
@@ -238,7 +281,7 @@ class Bus:
             except Exception:  # a bug must not stop delivery for every session on the node
                 log.exception("bus listener error")
 
-    async def _on_message(self, message: dict[str, Any]) -> None:
+    def _on_message(self, message: dict[str, Any]) -> None:
         kind = message["type"]
         channel = message["channel"]
         if isinstance(channel, bytes):
@@ -254,32 +297,75 @@ class Bus:
         if room is None:
             return
         data = message["data"]
-        parsed = _parse(data.decode() if isinstance(data, bytes) else data)
+        try:
+            parsed = _parse(data.decode() if isinstance(data, bytes) else data)
+        except (ValueError, KeyError, TypeError):
+            log.warning("session %s: dropped a malformed message", room.session_id)
+            return
         if room.offset is None:
             room.early.append(parsed)
-        elif parsed.epoch == room.epoch and parsed.offset == room.offset + 1:
-            self._fan_out(room, parsed)
         else:
-            await self._catch_up(room, parsed)
+            self._receive(room, parsed)
 
-    def _accept_in_order(self, room: Room, parsed: _Parsed) -> None:
-        if room.offset is not None and parsed.epoch == room.epoch and parsed.offset == room.offset + 1:
-            self._fan_out(room, parsed)
+    def _receive(self, room: Room, parsed: _Parsed) -> None:
+        if parsed.epoch == room.epoch and parsed.offset > room.seen:
+            room.seen = parsed.offset
+        room.inbox.append(parsed)
+        self._drain(room)
 
-    async def _catch_up(self, room: Room, parsed: _Parsed) -> None:
-        if parsed.epoch == room.epoch and room.offset is not None and parsed.offset <= room.offset:
-            return  # already delivered (a backfill got there first)
-        if parsed.epoch != room.epoch:
-            self._resync(room, parsed.epoch, parsed.offset)
-            return
-        await self._backfill(room)
-        if room.offset is not None and parsed.offset == room.offset + 1:
-            self._fan_out(room, parsed)
+    def _held(self, room: Room, parsed: _Parsed) -> bool:
+        """True while a pending hold may own ``parsed`` (it was not seen when the hold began)."""
+        if not room.holds:
+            return False
+        now = time.monotonic()
+        for token, (seen, since) in list(room.holds.items()):
+            if now - since > HOLD_MAX_S:
+                del room.holds[token]
+            elif parsed.offset > seen or parsed.epoch != room.epoch:
+                return True
+        return False
 
-    async def _backfill_all(self) -> None:
+    def _drain(self, room: Room) -> None:
+        """Deliver the room's inbox in order, up to a held event or a gap (caught up in a task)."""
+        inbox = room.inbox
+        while inbox and not room.catching_up and room.offset is not None:
+            parsed = inbox[0]
+            if self._held(room, parsed):
+                return
+            if parsed.epoch == room.epoch and parsed.offset <= room.offset:
+                inbox.popleft()  # already delivered (a backfill got there first)
+            elif parsed.epoch == room.epoch and parsed.offset == room.offset + 1:
+                inbox.popleft()
+                self._fan_out(room, parsed)
+            elif parsed.epoch != room.epoch:
+                inbox.popleft()
+                self._resync(room, parsed.epoch, parsed.offset)
+            else:
+                self._start_catch_up(room)
+
+    def _start_catch_up(self, room: Room) -> None:
+        room.catching_up = True
+        task = asyncio.create_task(self._catch_up(room))
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
+
+    async def _catch_up(self, room: Room) -> None:
+        """Fill a gap from the log in the room's own task, then go on with its inbox."""
+        try:
+            await self._backfill(room)
+        except (RedisError, OSError) as exc:  # the reconnect's backfill will try again
+            log.info("session %s: backfill failed: %s", room.session_id, exc)
+        except Exception:  # a bug must not stop delivery for the room for good
+            log.exception("session %s: backfill error", room.session_id)
+        finally:
+            room.catching_up = False
+        if self._rooms.get(room.session_id) is room:
+            self._drain(room)
+
+    def _backfill_all(self) -> None:
         for room in list(self._rooms.values()):
-            if room.offset is not None:
-                await self._backfill(room)
+            if room.offset is not None and not room.catching_up:
+                self._start_catch_up(room)
 
     async def _backfill(self, room: Room) -> None:
         assert room.offset is not None
@@ -288,13 +374,15 @@ class Bus:
             self._resync(room, recovery.position.epoch, recovery.position.offset)
             return
         for event in recovery.events:
-            self._fan_out(room, _Parsed(room.epoch, event.offset, event.type, event.raw))
+            if event.offset == room.offset + 1:
+                self._fan_out(room, _Parsed(room.epoch, event.offset, event.type, event.raw))
 
     def _resync(self, room: Room, epoch: str, offset: int) -> None:
         """Tell every member its history has a gap the log cannot fill."""
         log.info("session %s: resync to epoch %s offset %d", room.session_id, epoch, offset)
-        room.epoch, room.offset = epoch, offset
-        packet = Packet(RESYNC_EVENT, json.dumps({"session_id": room.session_id, "epoch": epoch, "offset": offset}))
+        room.epoch, room.offset, room.seen = epoch, offset, offset
+        room.floors.clear()
+        packet = Packet(SESSION_RESYNC, json.dumps({"session_id": room.session_id, "epoch": epoch, "offset": offset}))
         for sid, eio_socket in room.members.items():
             kept = room.joining.get(sid)
             if kept is not None:
@@ -303,14 +391,19 @@ class Bus:
                 deliver(eio_socket, packet)
 
     def _fan_out(self, room: Room, parsed: _Parsed) -> None:
-        room.offset = parsed.offset
+        offset = room.offset = parsed.offset
         packet = Packet(parsed.type, parsed.raw)
-        joining = room.joining
+        joining, floors = room.joining, room.floors
         for sid, eio_socket in room.members.items():
             if joining and sid in joining:
-                joining[sid].append((parsed.offset, packet))
+                joining[sid].append((offset, packet))
+            elif floors and floors.get(sid, 0) >= offset:
+                continue  # its catch-up covered this offset already
             else:
                 deliver(eio_socket, packet)
+        if floors:
+            for sid in [sid for sid, floor in floors.items() if floor <= offset]:
+                del floors[sid]
 
 
 def _parse(raw: str) -> _Parsed:

@@ -14,10 +14,12 @@ from aiohttp import web
 from redis.asyncio import Redis
 
 from auth.claims import Permission
-from handlers.processors import ProcessorContext, load_processors
-from server.app import Storage, build_app, connect_redis
+from handlers.context import Services
+from jobs.processors import load_processors
+from server.app import build_app
 from server.identity import token_service
 from server.redis_embed import EmbeddedRedis
+from server.services import build_services, connect_redis
 from server.settings import Settings
 from server.worker import Worker
 from storage.clock import Clock
@@ -77,12 +79,9 @@ async def _wait_for_signal() -> None:
     await stop.wait()
 
 
-def _worker(storage: Storage, settings: Settings) -> Worker:
+def _worker(services: Services, settings: Settings) -> Worker:
     return Worker(
-        jobs=storage.jobs,
-        event_log=storage.log,
-        scripts=storage.scripts,
-        context=ProcessorContext(voice=storage.voice, log=storage.log, clock=storage.clock),
+        services=services,
         processors=load_processors(settings.processors),
         max_attempts=settings.job_max_attempts,
         backoff_base_ms=settings.job_backoff_base_ms,
@@ -93,15 +92,15 @@ def _worker(storage: Storage, settings: Settings) -> Worker:
 async def serve(settings: Settings) -> None:
     """Run the HTTP + Socket.IO server (and its in-process workers) until SIGINT/SIGTERM."""
     async with redis_for(settings, may_embed=True) as redis:
-        storage = Storage.build(redis, settings)
-        app = build_app(settings, storage=storage, tokens=token_service(settings))
+        services = build_services(settings, redis=redis, tokens=token_service(settings))
+        app = build_app(settings, services=services)
         runner = web.AppRunner(app, access_log=None)
         await runner.setup()
         site = web.TCPSite(runner, settings.host, settings.port)
         await site.start()
         stop_workers = asyncio.Event()
         workers = [
-            asyncio.create_task(_worker(storage, settings).run(stop_workers))
+            asyncio.create_task(_worker(services, settings).run(stop_workers))
             for _ in range(settings.inprocess_workers)
         ]
         log.info("sessionhub serving on http://%s:%d", settings.host, settings.port)
@@ -119,7 +118,7 @@ async def serve(settings: Settings) -> None:
 async def work(settings: Settings) -> None:
     """Run one job worker until SIGINT/SIGTERM."""
     async with redis_for(settings, may_embed=False) as redis:
-        worker = _worker(Storage.build(redis, settings), settings)
+        worker = _worker(build_services(settings, redis=redis, tokens=token_service(settings)), settings)
         stop = asyncio.Event()
         task = asyncio.create_task(worker.run(stop))
         print(f"sessionhub worker {worker.consumer} running", flush=True)

@@ -17,6 +17,8 @@ import engineio
 from engineio import packet as eio_packet
 from engineio.async_socket import AsyncSocket
 
+from server.outlet import direct_writer
+
 
 class LightQueue:
     """The subset of ``asyncio.Queue`` that Engine.IO uses, without eager allocations.
@@ -40,6 +42,10 @@ class LightQueue:
     def empty(self) -> bool:
         """True when no item waits."""
         return not self._items
+
+    def idle(self) -> bool:
+        """True when every item put has been taken *and* marked done (see server.outlet)."""
+        return self._unfinished == 0
 
     def put_nowait(self, item: Any) -> None:
         """Add an item and wake one getter."""
@@ -97,7 +103,18 @@ class LightQueue:
 
 
 class LightEngineServer(engineio.AsyncServer):
-    """Engine.IO server with :class:`LightQueue` queues and timer-driven pings."""
+    """Engine.IO server with :class:`LightQueue` queues, timer-driven pings and direct sends."""
+
+    async def send_packet(self, sid: str, pkt: eio_packet.Packet) -> None:
+        # Written straight to the WebSocket when nothing of the socket's is queued, so an ack
+        # leaves in the same loop step as its handler's result (see server.outlet).
+        socket = self.sockets.get(sid)
+        if socket is not None and not socket.closed and not socket.closing:
+            ws = direct_writer(socket)
+            if ws is not None:
+                await ws.send(pkt.encode())
+                return
+        await super().send_packet(sid, pkt)
 
     def create_queue(self, *args: Any, **kwargs: Any) -> LightQueue:
         return LightQueue()

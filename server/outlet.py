@@ -5,10 +5,17 @@ a room broadcast creates one task per recipient; at a thousand recipients that m
 the network, is the limit. For session events the bus encodes the Engine.IO/Socket.IO packet
 and its WebSocket frame once, then writes the same bytes to each recipient's transport.
 
-Ordering with python-engineio's own queue (acks, pings) is kept by one rule: a socket whose
-queue is not empty gets the event through that queue too. The writer task never suspends in
-the middle of a batch, because :class:`DirectWebSocket` writes synchronously, so an empty queue
-means nothing of that socket is waiting to be written.
+Ordering with python-engineio's own queue (pings, anything queued during an upgrade) is kept
+by one rule: a socket whose queue is not *idle* gets the packet through that queue too. Idle
+means every packet ever put has been marked done (``LightQueue.idle``), not merely that the
+queue is empty: on Python 3.11 ``wait_for`` takes an item in a separate task one or two loop
+turns before the writer resumes, and during those turns the queue is empty while that item is
+still unwritten. The writer marks items done and writes them in one step without suspending
+(:class:`DirectWebSocket` writes synchronously), so an idle queue means nothing of that socket
+is waiting to be written.
+
+Acks and other packets python-socketio sends go the same way (``LightEngineServer.send_packet``),
+so the ack of a change is on the wire before the handler's task yields to the loop.
 """
 
 from __future__ import annotations
@@ -94,12 +101,20 @@ class DirectWebSocket(EngineIoWebSocket):
         return True
 
 
+def direct_writer(eio_socket: Any) -> DirectWebSocket | None:
+    """The socket's WebSocket when a frame may be written to it now, in order; else None."""
+    ws: DirectWebSocket | None = getattr(eio_socket, "sh_ws", None)
+    if ws is not None and eio_socket.upgraded and not eio_socket.upgrading and eio_socket.queue.idle():
+        return ws
+    return None
+
+
 def deliver(eio_socket: Any, packet: Packet) -> None:
     """Send ``packet`` to one Engine.IO socket, keeping its order with queued packets."""
     if eio_socket.closed or eio_socket.closing:
         return
-    ws: DirectWebSocket | None = getattr(eio_socket, "sh_ws", None)
-    if ws is not None and eio_socket.upgraded and not eio_socket.upgrading and eio_socket.queue.empty():
+    ws = direct_writer(eio_socket)
+    if ws is not None:
         ws.write_frame(packet.frame)
     else:
         eio_socket.queue.put_nowait(eio_packet.Packet(eio_packet.MESSAGE, data=packet.text))

@@ -9,19 +9,17 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import socket
 import os
+import socket
 from typing import Any
 
-from handlers.processors import PermanentJobError, Processor, ProcessorContext
-from storage.errors import StorageError
-from storage.events import EventLog
-from storage.jobs import Delivery, JobQueue
-from storage.scripts import Scripts
+from handlers.context import Services
+from jobs.processors import PermanentJobError, Processor
+from protocol.errors import CodedError
+from protocol.events import JOB_RESULT
+from storage.jobs import Delivery
 
 log = logging.getLogger(__name__)
-
-JOB_RESULT_EVENT = "job_result"
 
 
 class Worker:
@@ -30,20 +28,15 @@ class Worker:
     def __init__(
         self,
         *,
-        jobs: JobQueue,
-        event_log: EventLog,
-        scripts: Scripts,
-        context: ProcessorContext,
+        services: Services,
         processors: dict[str, Processor],
         max_attempts: int,
         backoff_base_ms: int,
         visibility_ms: int,
         consumer: str | None = None,
     ) -> None:
-        self._jobs = jobs
-        self._log = event_log
-        self._scripts = scripts
-        self._ctx = context
+        self._s = services
+        self._jobs = services.jobs
         self._processors = processors
         self._max_attempts = max_attempts
         self._backoff_base_ms = backoff_base_ms
@@ -80,7 +73,7 @@ class Worker:
         try:
             if processor is None:
                 raise PermanentJobError(f"no processor for job type {job.type!r}")
-            result = await processor(self._ctx, job)
+            result = await processor(self._s, job)
         except Exception as exc:  # any processor failure is a failed attempt
             await self._failed(delivery, exc)
             return
@@ -103,5 +96,5 @@ class Worker:
     async def _publish(self, delivery: Delivery, status: str, **fields: Any) -> None:
         job = delivery.job
         data = {"job_id": job.job_id, "job_type": job.type, "status": status, **fields}
-        with contextlib.suppress(StorageError):  # the session is gone; nobody is left to tell
-            await self._log.append(self._scripts.append, job.session_id, JOB_RESULT_EVENT, data)
+        with contextlib.suppress(CodedError):  # the session is gone; nobody is left to tell
+            await self._s.log.append(self._s.scripts.append, job.session_id, JOB_RESULT, data)

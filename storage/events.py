@@ -8,6 +8,7 @@ recovering one replays are the same text.
 
 from __future__ import annotations
 
+import itertools
 import json
 import secrets
 from dataclasses import dataclass
@@ -16,8 +17,8 @@ from typing import Any
 from redis.asyncio import Redis
 from redis.commands.core import AsyncScript
 
+from protocol.errors import CodedError
 from storage.clock import Clock
-from storage.errors import StorageError
 from storage.keys import Keys
 
 
@@ -53,9 +54,22 @@ class Recovery:
     recovered: bool
 
 
-def new_epoch() -> str:
-    """A fresh, unguessable epoch label."""
-    return secrets.token_hex(6)
+class EpochSource:
+    """Epoch labels, unique across processes (a random prefix) and calls (a counter).
+
+    An epoch is offered to every script call but used only when a log starts anew; drawing
+    random bytes for each call would cost more than the rest of the call's Python side.
+    """
+
+    __slots__ = ("_count", "_prefix")
+
+    def __init__(self) -> None:
+        self._prefix = secrets.token_hex(4)
+        self._count = itertools.count(1)
+
+    def next(self) -> str:
+        """A label no other call of any process has been offered."""
+        return f"{self._prefix}{next(self._count):x}"
 
 
 class EventLog:
@@ -69,6 +83,7 @@ class EventLog:
         self._keys = keys
         self._clock = clock
         self._maxlen = maxlen
+        self._epochs = EpochSource()
 
     async def run(
         self,
@@ -79,20 +94,20 @@ class EventLog:
         args: list[Any] | None = None,
         now_ms: int | None = None,
     ) -> list[Any]:
-        """Run an event-appending script; raise StorageError on a refusal it returns."""
+        """Run an event-appending script; raise the coded error of a refusal it returns."""
         now = self._clock.now_ms() if now_ms is None else now_ms
         all_keys = [self._keys.log(session_id), self._keys.log_meta(session_id), *(keys or [])]
         all_args = [
             self._keys.channel(session_id),
             session_id,
-            new_epoch(),
+            self._epochs.next(),
             now,
             self._maxlen,
             *(args or []),
         ]
         result = await script(keys=all_keys, args=all_args)
         if result and result[0] is None:
-            raise StorageError(str(result[1]))
+            raise CodedError.from_wire(str(result[1]))
         return list(result)
 
     async def append(self, script: AsyncScript, session_id: str, etype: str, data: dict[str, Any]) -> int:

@@ -18,7 +18,7 @@ from redis.exceptions import ResponseError
 
 from storage.clock import Clock
 from storage.keys import Keys
-from storage.scripts import Scripts
+from storage.scripts import plain_script
 
 JOB_STREAM_MAXLEN = 100_000
 
@@ -58,11 +58,11 @@ class Delivery:
 class JobQueue:
     """Producer and consumer side of the job queue."""
 
-    def __init__(self, *, redis: Redis, keys: Keys, scripts: Scripts, clock: Clock) -> None:
+    def __init__(self, *, redis: Redis, keys: Keys, clock: Clock) -> None:
         self._redis = redis
         self._keys = keys
-        self._scripts = scripts
         self._clock = clock
+        self._promote = plain_script(redis, "jobs/promote.lua")
 
     async def enqueue(self, job: Job) -> Job:
         """Queue a job; returns it with its enqueue time set."""
@@ -82,7 +82,7 @@ class JobQueue:
 
     async def claim(self, consumer: str, *, count: int, block_ms: int, visibility_ms: int) -> list[Delivery]:
         """Jobs for ``consumer``: first any abandoned by a dead worker, then new ones."""
-        await self._scripts.jobs_promote(
+        await self._promote(
             keys=[self._keys.jobs_delayed(), self._keys.jobs()],
             args=[self._clock.now_ms(), count, JOB_STREAM_MAXLEN],
         )

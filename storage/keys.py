@@ -37,19 +37,14 @@ class Keys:
         """Pub/sub channel on which every event of the session is published."""
         return f"{self.prefix}:{{{session_id}}}:events"
 
-    def channel_prefix(self) -> str:
-        """Common start of every session channel (used to parse a channel back to an id)."""
-        return f"{self.prefix}:{{"
-
-    def session_id_from_channel(self, channel: str) -> str:
-        """Inverse of :meth:`channel`."""
-        start = len(self.channel_prefix())
-        return channel[start : channel.index("}", start)]
-
     # --- one user ----------------------------------------------------------------------
     def user_sessions(self, user_id: str) -> str:
         """Sorted set of the user's voice session ids, scored by creation time (ms)."""
         return f"{self.prefix}:{{u:{user_id}}}:voice_sessions"
+
+    def user_recent(self, user_id: str) -> str:
+        """Sorted set of the user's sessions of every kind, scored by creation time (ms)."""
+        return f"{self.prefix}:{{u:{user_id}}}:recent"
 
     def active_session(self, user_id: str) -> str:
         """String: the user's active voice session id (seed 002 ``active-session``)."""

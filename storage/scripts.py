@@ -1,4 +1,9 @@
-"""Loads the Lua scripts: each operation file is prefixed with the shared event prologue."""
+"""Loads the Lua scripts under ``storage/lua/<capability>/``.
+
+A script that changes a session is prefixed with the shared event prologue
+(``core/_event.lua``: the log append and the owner access rule). Each repository registers the
+scripts it runs; registering costs no round trip (EVALSHA with a transparent NOSCRIPT reload).
+"""
 
 from __future__ import annotations
 
@@ -8,41 +13,36 @@ from importlib import resources
 from redis.asyncio import Redis
 from redis.commands.core import AsyncScript
 
-_PROLOGUE = "_event.lua"
+_PROLOGUE = "core/_event.lua"
 
 
-def _source(name: str) -> str:
-    return resources.files("storage").joinpath("lua", name).read_text(encoding="utf-8")
+def _source(path: str) -> str:
+    return resources.files("storage").joinpath("lua", path).read_text(encoding="utf-8")
+
+
+def event_script(redis: Redis, path: str) -> AsyncScript:
+    """A session-changing script (``lua/<path>``) with the event prologue in front of it."""
+    return redis.register_script(_source(_PROLOGUE) + "\n" + _source(path))
+
+
+def plain_script(redis: Redis, path: str) -> AsyncScript:
+    """A script that appends no event."""
+    return redis.register_script(_source(path))
 
 
 @dataclass(frozen=True, slots=True)
 class Scripts:
-    """Every registered script, by operation."""
+    """The scripts every kind shares: create a record, update it, append a notice."""
 
     append: AsyncScript
     session_create: AsyncScript
     session_update: AsyncScript
-    voice_set_status: AsyncScript
-    voice_done: AsyncScript
-    material_add: AsyncScript
-    active_clear: AsyncScript
-    jobs_promote: AsyncScript
 
     @classmethod
     def load(cls, redis: Redis) -> Scripts:
-        """Register every script on ``redis`` (EVALSHA with a transparent NOSCRIPT reload)."""
-        prologue = _source(_PROLOGUE)
-
-        def event_script(name: str) -> AsyncScript:
-            return redis.register_script(prologue + "\n" + _source(name))
-
+        """Register the shared scripts on ``redis``."""
         return cls(
-            append=event_script("append.lua"),
-            session_create=event_script("session_create.lua"),
-            session_update=event_script("session_update.lua"),
-            voice_set_status=event_script("voice_set_status.lua"),
-            voice_done=event_script("voice_done.lua"),
-            material_add=event_script("material_add.lua"),
-            active_clear=redis.register_script(_source("active_clear.lua")),
-            jobs_promote=redis.register_script(_source("jobs_promote.lua")),
+            append=event_script(redis, "core/append.lua"),
+            session_create=event_script(redis, "core/session_create.lua"),
+            session_update=event_script(redis, "core/session_update.lua"),
         )

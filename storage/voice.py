@@ -9,11 +9,15 @@ from typing import Any
 
 from redis.asyncio import Redis
 
+from protocol import events as etypes
+from protocol.errors import CodedError, ErrorCode
 from storage.clock import Clock
-from storage.errors import StorageError
 from storage.events import EventLog, Position
 from storage.keys import Keys
-from storage.scripts import Scripts
+from storage.scripts import Scripts, event_script, plain_script
+from storage.sessions import SessionDirectory
+
+KIND = "voice"
 
 STATUSES: tuple[str, ...] = (
     "ready",
@@ -85,6 +89,19 @@ class VoiceSession:
 
 
 @dataclass(frozen=True, slots=True)
+class Performer:
+    """Who asks for a change, as the access rule in the scripts needs it (from verified claims)."""
+
+    user_id: str
+    read_scope: str  # "all", "own" or "none"
+    may_update: bool
+
+    def args(self) -> list[str]:
+        """The three script arguments that carry the performer."""
+        return [self.user_id, self.read_scope, "1" if self.may_update else "0"]
+
+
+@dataclass(frozen=True, slots=True)
 class StatusChange:
     """Outcome of a status request: ``offset`` is 0 when nothing changed."""
 
@@ -105,12 +122,19 @@ class DoneResult:
 class VoiceSessions:
     """Repository of voice sessions and users' active-session pointers."""
 
-    def __init__(self, *, redis: Redis, keys: Keys, scripts: Scripts, log: EventLog, clock: Clock) -> None:
+    def __init__(
+        self, *, redis: Redis, keys: Keys, scripts: Scripts, log: EventLog, clock: Clock, sessions: SessionDirectory
+    ) -> None:
         self._redis = redis
         self._keys = keys
         self._scripts = scripts
         self._log = log
         self._clock = clock
+        self._sessions = sessions
+        self._set_status = event_script(redis, "voice/set_status.lua")
+        self._done = event_script(redis, "voice/done.lua")
+        self._material_add = event_script(redis, "voice/material_add.lua")
+        self._active_clear = plain_script(redis, "voice/active_clear.lua")
 
     async def create(self, *, owner_id: str, telegram_user_id: str, name: str) -> VoiceSession:
         """Create an open session owned by ``owner_id``, status ``ready``."""
@@ -127,15 +151,14 @@ class VoiceSessions:
             updated_at=now,
             closed_at=None,
         )
-        # The user's index is written first: if the second step fails, a listing skips an id
-        # without a record, whereas the other order could leave a session nobody can list.
+        # The indexes are written first (see storage/sessions.py for why).
         await self._redis.zadd(self._keys.user_sessions(owner_id), {session.id: now})
-        fields = _fields(session)
+        await self._sessions.index(session_id=session.id, owner_id=owner_id, created_ms=now)
         await self._log.run(
             self._scripts.session_create,
             session.id,
-            keys=[self._keys.session(session.id), self._keys.all_sessions()],
-            args=[json.dumps(session.public(), separators=(",", ":")), *fields],
+            keys=[self._keys.session(session.id)],
+            args=[etypes.SESSION_UPDATE, json.dumps(session.public(), separators=(",", ":")), *_fields(session)],
             now_ms=now,
         )
         return session
@@ -143,7 +166,7 @@ class VoiceSessions:
     async def get(self, session_id: str) -> VoiceSession | None:
         """The session, or None when there is none of kind voice with that id."""
         fields: dict[str, str] = await self._redis.hgetall(self._keys.session(session_id))  # type: ignore[assignment]  # decode_responses=True
-        return VoiceSession.from_hash(fields) if fields.get("kind") == "voice" else None
+        return VoiceSession.from_hash(fields) if fields.get("kind") == KIND else None
 
     async def snapshot(self, session_id: str) -> tuple[VoiceSession | None, Position]:
         """The record and the log position it reflects, read in one transaction."""
@@ -151,7 +174,7 @@ class VoiceSessions:
             pipe.hgetall(self._keys.session(session_id))
             pipe.hmget(self._keys.log_meta(session_id), "epoch", "offset")
             fields, (epoch, offset) = await pipe.execute()
-        session = VoiceSession.from_hash(fields) if fields.get("kind") == "voice" else None
+        session = VoiceSession.from_hash(fields) if fields.get("kind") == KIND else None
         return session, Position(epoch=epoch or "", offset=int(offset or 0))
 
     async def list_for_user(self, owner_id: str, *, limit: int) -> list[VoiceSession]:
@@ -161,7 +184,7 @@ class VoiceSessions:
             for session_id in ids:
                 pipe.hgetall(self._keys.session(session_id))
             records = await pipe.execute()
-        return [VoiceSession.from_hash(r) for r in records if r.get("kind") == "voice"]
+        return [VoiceSession.from_hash(r) for r in records if r.get("kind") == KIND]
 
     async def active_id(self, user_id: str) -> str | None:
         """The user's active session id, if any."""
@@ -174,36 +197,42 @@ class VoiceSessions:
 
     async def clear_active_if(self, user_id: str, session_id: str) -> bool:
         """Clear the user's active session only when it still is ``session_id``."""
-        cleared = await self._scripts.active_clear(keys=[self._keys.active_session(user_id)], args=[session_id])
+        cleared = await self._active_clear(keys=[self._keys.active_session(user_id)], args=[session_id])
         return bool(cleared)
 
-    async def set_status(self, session_id: str, status: str) -> StatusChange:
-        """Move the status pictogram, refusing transitions the table does not allow."""
+    async def set_status(self, session_id: str, status: str, performer: Performer) -> StatusChange:
+        """Move the status pictogram: the owner only, and only along the transition table.
+
+        Access, ownership and the transition are checked inside the script that changes it.
+        """
         allowed = TRANSITIONS.get(status)
         if allowed is None:
-            raise StorageError("invalid_state", f"status {status!r} cannot be set directly")
+            raise CodedError(ErrorCode.INVALID_STATE, f"status {status!r} cannot be set directly")
         result = await self._log.run(
-            self._scripts.voice_set_status,
+            self._set_status,
             session_id,
             keys=[self._keys.session(session_id)],
-            args=[status, "," + ",".join(sorted(allowed)) + ","],
+            args=[*performer.args(), status, "," + ",".join(sorted(allowed)) + ",", etypes.SESSION_STATUS],
         )
         return StatusChange(status=status, previous=str(result[1]), offset=int(result[0]))
 
-    async def done(self, session_id: str) -> DoneResult:
-        """Close the session; repeated calls are allowed and each one counts."""
+    async def done(self, session_id: str, performer: Performer) -> DoneResult:
+        """Close the session (access checked in the same step); repeated calls each count."""
         result = await self._log.run(
-            self._scripts.voice_done, session_id, keys=[self._keys.session(session_id)]
+            self._done,
+            session_id,
+            keys=[self._keys.session(session_id)],
+            args=[*performer.args(), etypes.SESSION_UPDATE, etypes.SESSION_STATUS],
         )
         return DoneResult(offset=int(result[0]), done_count=int(result[1]), previous_status=str(result[2]))
 
     async def add_material(self, session_id: str, material: dict[str, Any], *, max_count: int) -> tuple[int, int]:
         """Attach a material to an open session; returns (event offset, materials held)."""
         result = await self._log.run(
-            self._scripts.material_add,
+            self._material_add,
             session_id,
             keys=[self._keys.session(session_id), self._keys.materials(session_id)],
-            args=[json.dumps(material, separators=(",", ":")), max_count],
+            args=[json.dumps(material, separators=(",", ":")), max_count, etypes.MATERIAL_ADDED],
         )
         return int(result[0]), int(result[1])
 
@@ -219,7 +248,7 @@ class VoiceSessions:
             self._scripts.session_update,
             session_id,
             keys=[self._keys.session(session_id)],
-            args=["session_update", json.dumps(data, separators=(",", ":")), *pairs],
+            args=[etypes.SESSION_UPDATE, json.dumps(data, separators=(",", ":")), *pairs],
         )
         return int(result[0])
 
@@ -227,7 +256,7 @@ class VoiceSessions:
 def _fields(session: VoiceSession) -> list[str]:
     values = {
         "id": session.id,
-        "kind": "voice",
+        "kind": KIND,
         "owner_id": session.owner_id,
         "telegram_user_id": session.telegram_user_id,
         "name": session.name,

@@ -10,8 +10,9 @@ import pytest_asyncio
 from aiohttp import web
 from redis.asyncio import Redis
 
-from server.app import Storage, build_app, connect_redis
+from server.app import SERVICES_KEY, build_app
 from server.identity import token_service
+from server.services import build_services, connect_redis
 from tests.browser import browser, tab  # noqa: F401 - the Playwright fixtures, shared with every test module
 from tests.helpers import Client, RedisProcess, ServerUnderTest, test_settings
 
@@ -36,9 +37,8 @@ async def start_server(redis_url: str, data_dir: Path, **overrides: object) -> S
     """Build and start a server under test on a free loopback port."""
     settings = test_settings(redis_url, data_dir, **overrides)
     redis = connect_redis(redis_url)
-    storage = Storage.build(redis, settings)
     tokens = token_service(settings)
-    app = build_app(settings, storage=storage, tokens=tokens)
+    app = build_app(settings, services=build_services(settings, redis=redis, tokens=tokens))
 
     async def close_redis(_: web.Application) -> None:
         await redis.aclose()
@@ -49,7 +49,7 @@ async def start_server(redis_url: str, data_dir: Path, **overrides: object) -> S
     site = web.TCPSite(runner, "127.0.0.1", 0)
     await site.start()
     port = runner.addresses[0][1]
-    return ServerUnderTest(url=f"http://127.0.0.1:{port}", storage=storage, tokens=tokens, app=app, runner=runner)
+    return ServerUnderTest(url=f"http://127.0.0.1:{port}", services=app[SERVICES_KEY], tokens=tokens, app=app, runner=runner)
 
 
 @pytest_asyncio.fixture

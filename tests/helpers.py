@@ -18,11 +18,14 @@ from redis import Redis as SyncRedis
 
 from auth.claims import Permission
 from auth.tokens import TokenService
-from server.app import Storage
+from handlers.context import Services
 from server.settings import Settings
+from storage.voice import Performer
 
 SECRET = "test-secret-for-sessionhub-tests-only-0123456789-0123456789-0123456789"
 ALL_PERMS = (Permission.READ_OWN, Permission.CREATE, Permission.UPDATE)
+# The owner of the sessions ``create_session`` makes by default, as storage calls take a performer.
+OWNER = Performer(user_id="alice", read_scope="own", may_update=True)
 
 
 def free_port() -> int:
@@ -112,7 +115,7 @@ class ServerUnderTest:
     """An in-process server on a real loopback port."""
 
     url: str
-    storage: Storage
+    services: Services
     tokens: TokenService
     app: web.Application
     runner: web.AppRunner
@@ -122,7 +125,7 @@ class ServerUnderTest:
         return token
 
     async def create_session(self, user: str = "alice", name: str = "test") -> str:
-        session = await self.storage.voice.create(owner_id=user, telegram_user_id="", name=name)
+        session = await self.services.voice.create(owner_id=user, telegram_user_id="", name=name)
         return session.id
 
     async def subscriber(self, clients: list[Client], session_id: str, user: str = "alice") -> Client:

@@ -16,8 +16,8 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 
 from auth.claims import Permission
-from auth.errors import AuthError
 from auth.tokens import TokenConfig, TokenService
+from protocol.errors import CodedError
 from tests.helpers import SECRET, Client, ServerUnderTest
 
 HS = TokenService(TokenConfig(algorithm="HS256", verify_key=SECRET, signing_key=SECRET))
@@ -61,7 +61,7 @@ def test_round_trip_keeps_claims() -> None:
 )
 def test_bad_claims_are_unauthorized(payload: dict[str, object], why: str) -> None:
     token = jwt.encode(payload, SECRET, algorithm="HS256")
-    with pytest.raises(AuthError) as info:
+    with pytest.raises(CodedError) as info:
         HS.verify(token)
     assert info.value.code == "unauthorized", why
 
@@ -71,7 +71,7 @@ def test_algorithm_is_pinned() -> None:
     unsigned = jwt.encode(claims, None, algorithm="none")
     other_alg = jwt.encode(claims, SECRET, algorithm="HS512")
     for token in (unsigned, other_alg, "not-a-token", "", None, 42):
-        with pytest.raises(AuthError):
+        with pytest.raises(CodedError):
             HS.verify(token)
 
 
@@ -82,7 +82,7 @@ def test_rs256_verifies_and_refuses_hs256_made_with_the_public_key() -> None:
     assert rs.verify(token).sub == "u1"
     # The classic key-confusion attack: an HS256 token "signed" with the public key.
     forged = _hs256_by_hand({"sub": "admin", "exp": int(time.time()) + 60, "perms": ["admin"]}, public.encode())
-    with pytest.raises(AuthError):
+    with pytest.raises(CodedError):
         rs.verify(forged)
 
 
@@ -91,10 +91,10 @@ def test_issuer_and_audience_are_checked_when_configured() -> None:
     good, _ = strict.mint(user_id="u1", now_s=time.time(), ttl_s=60, perms=())
     assert strict.verify(good).sub == "u1"
     plain, _ = HS.mint(user_id="u1", now_s=time.time(), ttl_s=60, perms=())
-    with pytest.raises(AuthError):
+    with pytest.raises(CodedError):
         strict.verify(plain)  # no iss / aud
     wrong = jwt.encode({"sub": "u1", "exp": int(time.time()) + 60, "iss": "me", "aud": "them"}, SECRET, algorithm="HS256")
-    with pytest.raises(AuthError):
+    with pytest.raises(CodedError):
         strict.verify(wrong)
 
 

@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from tests.helpers import Client, ServerUnderTest
+from tests.helpers import OWNER, Client, ServerUnderTest
 
 
 async def snapshot_of_redis(redis: Any) -> dict[str, Any]:
@@ -113,6 +113,6 @@ async def test_polling_transport_works_too(server: ServerUnderTest, clients: lis
     clients.append(client)
     await client.connect(transports=["polling"])
     await client.call("subscribe_on_session", {"session_id": session_id})
-    await server.storage.voice.set_status(session_id, "recording")
+    await server.services.voice.set_status(session_id, "recording", OWNER)
     await client.wait_for(lambda: bool(client.named("session_status")))
     assert client.offsets(session_id) == [2]

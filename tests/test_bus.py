@@ -9,7 +9,7 @@ from typing import Any
 import aiohttp
 
 from tests.conftest import start_server
-from tests.helpers import Client, RedisProcess, ServerUnderTest
+from tests.helpers import OWNER, Client, RedisProcess, ServerUnderTest
 
 STATUSES = ["recording", "paused"]
 
@@ -20,7 +20,7 @@ async def test_killing_the_pubsub_connection_loses_no_event(server: ServerUnderT
 
     killed = 0
     for i in range(300):
-        await server.storage.voice.set_status(session_id, STATUSES[i % 2])
+        await server.services.voice.set_status(session_id, STATUSES[i % 2], OWNER)
         if i % 60 == 30:
             killed += await redis.client_kill_filter(_type="pubsub")
         elif i % 60 == 59:  # let the bus come back before the next kill
@@ -37,8 +37,8 @@ async def test_quiet_room_is_backfilled_after_a_reconnect(server: ServerUnderTes
     watcher = await server.subscriber(clients, session_id)
     assert await redis.client_kill_filter(_type="pubsub") >= 1
     # Published right after the kill, before the bus has resubscribed: no live copy reaches it.
-    await server.storage.voice.set_status(session_id, "recording")
-    await server.storage.voice.set_status(session_id, "paused")
+    await server.services.voice.set_status(session_id, "recording", OWNER)
+    await server.services.voice.set_status(session_id, "paused", OWNER)
     await watcher.wait_for(lambda: watcher.offsets(session_id) == [2, 3], timeout=10)
 
 

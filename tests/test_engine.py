@@ -10,7 +10,7 @@ import pytest
 
 from server.engine import LightQueue
 from tests.conftest import start_server
-from tests.helpers import Client
+from tests.helpers import OWNER, Client
 
 
 async def test_queue_is_fifo_and_get_waits() -> None:
@@ -77,7 +77,7 @@ async def test_timer_pings_keep_live_clients_and_events_flowing(redis_process: A
         await client.call("subscribe_on_session", {"session_id": session_id})
         await asyncio.sleep(1.5)  # three times the ping timeout
         assert client.sio.connected and len(pongs) >= 4
-        await srv.storage.voice.set_status(session_id, "recording")
+        await srv.services.voice.set_status(session_id, "recording", OWNER)
         await client.wait_for(lambda: client.offsets(session_id) == [2])
     finally:
         await client.close()

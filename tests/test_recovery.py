@@ -6,14 +6,14 @@ import asyncio
 from typing import Any
 
 from tests.conftest import start_server
-from tests.helpers import Client, ServerUnderTest
+from tests.helpers import OWNER, Client, ServerUnderTest
 
 STATUSES = ["recording", "paused"]
 
 
 async def toggle(server: ServerUnderTest, session_id: str, count: int, start: int = 0) -> None:
     for i in range(start, start + count):
-        await server.storage.voice.set_status(session_id, STATUSES[i % 2])
+        await server.services.voice.set_status(session_id, STATUSES[i % 2], OWNER)
 
 
 async def test_resubscribe_replays_exactly_the_missed_events(server: ServerUnderTest, clients: list[Client]) -> None:
@@ -57,9 +57,9 @@ async def test_offset_older_than_the_log_gets_a_snapshot(redis_process: Any, red
     client = Client(srv.url, srv.token("alice"))
     try:
         session_id = await srv.create_session("alice")
-        epoch = (await srv.storage.log.position(session_id)).epoch
+        epoch = (await srv.services.log.position(session_id)).epoch
         await toggle(srv, session_id, 300)  # the capped log keeps only the newest ~10..100
-        oldest = int((await redis.xrange(srv.storage.keys.log(session_id), count=1))[0][0].split("-")[0])
+        oldest = int((await redis.xrange(srv.services.keys.log(session_id), count=1))[0][0].split("-")[0])
         assert oldest > 2
         await client.connect()
         ack = await client.call("subscribe_on_session", {"session_id": session_id, "epoch": epoch, "offset": 1})
@@ -87,9 +87,9 @@ async def test_lost_log_starts_a_new_epoch_and_live_members_resync(server: Serve
     clients.append(client)
     await client.connect()
     old = await client.call("subscribe_on_session", {"session_id": session_id})
-    await redis.delete(server.storage.keys.log(session_id))  # the log is lost (e.g. restored without it)
+    await redis.delete(server.services.keys.log(session_id))  # the log is lost (e.g. restored without it)
     await toggle(server, session_id, 1)
-    position = await server.storage.log.position(session_id)
+    position = await server.services.log.position(session_id)
     assert position.epoch != old["epoch"] and position.offset == 1
     await client.wait_for(lambda: bool(client.named("session_resync")))
     assert client.named("session_resync")[0] == {"session_id": session_id, "epoch": position.epoch, "offset": 1}

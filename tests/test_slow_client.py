@@ -81,7 +81,7 @@ async def test_a_client_that_does_not_read_is_disconnected(redis_process: Any, r
 
         big = {"blob": "x" * 60_000}
         for _ in range(120):  # ~7 MB: more than the kernel buffers plus the 64 KiB allowance
-            await srv.storage.log.append(srv.storage.scripts.append, session_id, "job_result", big)
+            await srv.services.log.append(srv.services.scripts.append, session_id, "job_result", big)
             await asyncio.sleep(0)
         await reader_client.wait_for(lambda: len(reader_client.named("job_result")) == 120, timeout=20)
         deadline = asyncio.get_running_loop().time() + 10

@@ -9,7 +9,7 @@ import aiohttp
 import pytest_asyncio
 
 from auth.claims import Permission
-from tests.helpers import Client, ServerUnderTest
+from tests.helpers import OWNER, Client, ServerUnderTest
 
 NOT_FOUND = "Активная сессия не найдена..."
 
@@ -54,8 +54,8 @@ async def test_start_always_creates_and_activates_without_closing_the_old_one(bo
     first = (await bot.say("/start"))["active_session"]
     second = (await bot.say("/start@strato_voice_bot"))["active_session"]
     assert first["session_id"] != second["session_id"]
-    assert await server.storage.voice.active_id("alice") == second["session_id"]
-    old = await server.storage.voice.get(first["session_id"])
+    assert await server.services.voice.active_id("alice") == second["session_id"]
+    old = await server.services.voice.get(first["session_id"])
     assert old is not None and old.is_active  # not closed
     answer = await bot.say("/session")
     assert answer["active_session"]["session_id"] == second["session_id"]
@@ -68,7 +68,7 @@ async def test_session_switches_by_id_link_or_reply(bot: Bot, server: ServerUnde
     assert (await bot.say(f"/session https://voice.stratospace.fun/session/{b}"))["active_session"]["session_id"] == b
     answer = await bot.say("/session", reply_to_text=f"here: https://voice.example.org/session/{a} ok")
     assert answer["active_session"]["session_id"] == a
-    assert await server.storage.voice.active_id("alice") == a
+    assert await server.services.voice.active_id("alice") == a
 
 
 async def test_session_checks_access_and_ids(bot: Bot, server: ServerUnderTest) -> None:
@@ -77,7 +77,7 @@ async def test_session_checks_access_and_ids(bot: Bot, server: ServerUnderTest) 
     assert (status, body["error"]) == (403, "forbidden")
     status, body = await bot.post("/voicebot/bot/command", {"text": "/session not-an-id"})
     assert (status, body["error"]) == (400, "invalid_session_id")
-    assert await server.storage.voice.active_id("alice") is None
+    assert await server.services.voice.active_id("alice") is None
     for text in ("/frobnicate", "hello", ""):
         status, body = await bot.post("/voicebot/bot/command", {"text": text})
         assert (status, body["error"]) == (400, "invalid_payload"), text
@@ -88,11 +88,11 @@ async def test_done_closes_only_the_active_session_and_clears_it(bot: Bot, serve
     active = (await bot.say("/start"))["active_session"]["session_id"]
     answer = await bot.say("/done")
     assert answer["closed"]["session_id"] == active and answer["closed"]["done_count"] == 1
-    assert await server.storage.voice.active_id("alice") is None
-    closed, untouched = await server.storage.voice.get(active), await server.storage.voice.get(page_session)
+    assert await server.services.voice.active_id("alice") is None
+    closed, untouched = await server.services.voice.get(active), await server.services.voice.get(page_session)
     assert closed is not None and not closed.is_active
     assert untouched is not None and untouched.is_active
-    jobs = await redis.xrange(server.storage.keys.jobs())
+    jobs = await redis.xrange(server.services.keys.jobs())
     assert any('"telegram_user_id":"4242"' in fields["job"] for _, fields in jobs)
     assert (await bot.say("/done"))["reply"] == NOT_FOUND
 
@@ -106,22 +106,22 @@ async def test_materials_go_to_the_open_active_session_or_a_new_one(bot: Bot, se
     assert (second["session_id"], second["created_session"], second["count"]) == (session_id, False, 2)
     await watcher.wait_for(lambda: bool(watcher.named("material_added")))
     assert watcher.named("material_added")[0]["data"]["file_id"] == "file-1"
-    stored = await server.storage.voice.materials(session_id, limit=10)
+    stored = await server.services.voice.materials(session_id, limit=10)
     assert [m["kind"] for m in stored] == ["text", "voice"]
 
     await bot.say("/done")  # no open active session any more: the next material starts one
     third = await bot.send(kind="photo", file_id="p1")
     assert third["created_session"] is True and third["session_id"] != session_id
-    assert await server.storage.voice.active_id("alice") == third["session_id"]
+    assert await server.services.voice.active_id("alice") == third["session_id"]
 
 
 async def test_a_closed_active_session_is_not_attached_to(bot: Bot, server: ServerUnderTest) -> None:
     closed = await server.create_session("alice")
-    await server.storage.voice.done(closed)
+    await server.services.voice.done(closed, OWNER)
     await bot.say(f"/session {closed}")  # explicitly activated, but closed
     answer = await bot.send(kind="document", file_id="d1")
     assert answer["created_session"] is True and answer["session_id"] != closed
-    assert await server.storage.voice.materials(closed, limit=10) == []
+    assert await server.services.voice.materials(closed, limit=10) == []
 
 
 async def test_bad_materials_change_nothing(bot: Bot, server: ServerUnderTest, redis: Any) -> None:
@@ -148,5 +148,5 @@ async def test_login_link_works_once(bot: Bot, server: ServerUnderTest) -> None:
             assert resp.status == 401 and (await resp.json())["error"] == "unauthorized"
         async with http.post(f"{server.url}/api/auth/one_time", json={"token": "x" * 43}) as resp:
             assert resp.status == 401
-    stored = [k for k in await server.storage.redis.keys("*login*")]
+    stored = [k for k in await server.services.redis.keys("*login*")]
     assert token not in "".join(stored)  # only hashes are kept

@@ -27,7 +27,7 @@ async def connected(server: ServerUnderTest, clients: list[Client], user: str = 
 
 
 async def queued_jobs(redis: Any, server: ServerUnderTest) -> list[dict[str, Any]]:
-    entries = await redis.xrange(server.storage.keys.jobs())
+    entries = await redis.xrange(server.services.keys.jobs())
     return [json.loads(fields["job"]) for _, fields in entries]
 
 
@@ -36,7 +36,7 @@ async def test_access_check_order(server: ServerUnderTest, clients: list[Client]
     own = await server.create_session("alice")
     other = await server.create_session("carol")
     alice = await connected(server, clients, "alice")
-    before = await redis.xlen(server.storage.keys.jobs())
+    before = await redis.xlen(server.services.keys.jobs())
 
     assert (await alice.call(event, {"session_id": "bad", **extra}))["error"] == "invalid_session_id"
     assert (await alice.call(event, {**extra}))["error"] == "invalid_session_id"
@@ -44,15 +44,15 @@ async def test_access_check_order(server: ServerUnderTest, clients: list[Client]
     assert (await alice.call(event, {"session_id": other, **extra}))["error"] == "forbidden"
     # An expired token is noticed on the next event, before the session is even looked up;
     # a malformed id still comes first.
-    server.storage.clock.shift_ms = 2 * 3600 * 1000
+    server.services.clock.shift_ms = 2 * 3600 * 1000
     try:
         assert (await alice.call(event, {"session_id": MISSING, **extra}))["error"] == "unauthorized"
         assert (await alice.call(event, {"session_id": "bad", **extra}))["error"] == "invalid_session_id"
     finally:
-        server.storage.clock.shift_ms = 0
+        server.services.clock.shift_ms = 0
     assert (await alice.call(event, {"session_id": own, **extra}))["ok"] is True
     # Refused calls queued nothing.
-    assert await redis.xlen(server.storage.keys.jobs()) - before == (1 if event in {"session_done", "post_process_session", "create_tasks_from_chunks"} else 0)
+    assert await redis.xlen(server.services.keys.jobs()) - before == (1 if event in {"session_done", "post_process_session", "create_tasks_from_chunks"} else 0)
 
 
 @pytest.mark.parametrize("event, extra", MUTATING)
@@ -73,7 +73,7 @@ async def test_read_all_may_read_but_only_owner_sets_status(server: ServerUnderT
 
 
 async def test_done_closes_counts_clears_active_and_queues_job(server: ServerUnderTest, clients: list[Client], redis: Any) -> None:
-    voice = server.storage.voice
+    voice = server.services.voice
     session_id = await server.create_session("alice")
     await voice.set_active("alice", session_id)
     alice = Client(server.url, server.token("alice", telegram_user_id="777"))
@@ -100,7 +100,7 @@ async def test_done_closes_counts_clears_active_and_queues_job(server: ServerUnd
 
 
 async def test_done_leaves_another_active_session_alone(server: ServerUnderTest, clients: list[Client]) -> None:
-    voice = server.storage.voice
+    voice = server.services.voice
     closing, other = await server.create_session("alice"), await server.create_session("alice")
     await voice.set_active("alice", other)
     alice = await connected(server, clients, "alice")
@@ -158,7 +158,7 @@ async def test_status_transitions(server: ServerUnderTest, clients: list[Client]
     assert (await to("banana"))["error"] == "invalid_payload"
     await alice.call("session_done", {"session_id": session_id})
     assert (await to("recording"))["error"] == "invalid_state"  # a closed session records no more
-    session = await server.storage.voice.get(session_id)
+    session = await server.services.voice.get(session_id)
     assert session is not None and session.status == "closed"
 
 

@@ -66,7 +66,7 @@ async def test_activate_switches_only_through_explicit_action(api: Api, server: 
 async def test_activate_checks_access(api: Api, server: ServerUnderTest) -> None:
     session_id = await server.create_session("alice")
     assert (await api.call("POST", "/voicebot/activate_session", server.token("bob"), json={"session_id": session_id}))[0] == 403
-    assert await server.storage.voice.active_id("bob") is None
+    assert await server.services.voice.active_id("bob") is None
     missing = "00000000-0000-4000-8000-000000000000"
     status, body = await api.call("POST", "/voicebot/activate_session", server.token("bob"), json={"session_id": missing})
     assert (status, body["error"]) == (404, "session_not_found")

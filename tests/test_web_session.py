@@ -53,7 +53,7 @@ async def test_page_follows_done_from_another_client(server: ServerUnderTest, ta
     assert navigations == []
     assert await page.evaluate("window.__sameDocument") is True
     # Opening a page session never makes it the active one.
-    assert await server.storage.voice.active_id("alice") is None
+    assert await server.services.voice.active_id("alice") is None
 
 
 async def test_done_button_closes_the_page_session(server: ServerUnderTest, tab: Tab) -> None:
@@ -65,7 +65,7 @@ async def test_done_button_closes_the_page_session(server: ServerUnderTest, tab:
 
     await expect(page.locator("#status-pictogram")).to_have_attribute("data-status", "closed")
     await expect(page.locator("#done-count")).to_have_text("1")
-    stored = await server.storage.voice.get(session_id)
+    stored = await server.services.voice.get(session_id)
     assert stored is not None
     assert (stored.is_active, stored.status, stored.done_count) == (False, "closed", 1)
 
@@ -93,7 +93,7 @@ async def test_session_without_id_shows_empty_state_then_the_active_session(serv
 
     other_id = await server.create_session("alice", "Another")
     await open_live(tab, f"/session/{other_id}")
-    assert await server.storage.voice.active_id("alice") == active_id
+    assert await server.services.voice.active_id("alice") == active_id
 
 
 async def test_session_name_is_shown_as_text(server: ServerUnderTest, browser: Browser) -> None:  # noqa: F811
@@ -116,11 +116,11 @@ async def test_job_results_are_listed(server: ServerUnderTest, tab: Tab) -> None
     session_id = await server.create_session("alice", "With jobs")
     await tab.use_token(server.token("alice"))
     page = await open_live(tab, f"/session/{session_id}")
-    storage = server.storage
+    services = server.services
 
     for status in ("retrying", "succeeded"):
         data = {"job_id": "j1", "job_type": "DONE_MULTIPROMPT", "status": status}
-        await storage.log.append(storage.scripts.append, session_id, "job_result", data)
+        await services.log.append(services.scripts.append, session_id, "job_result", data)
 
     items = page.locator("#activity li")
     await expect(items).to_have_count(2)
@@ -141,9 +141,9 @@ async def test_landing_page_gets_a_guest_token_and_creates_a_session(server: Ser
     stored = await tab.stored_token()
     assert stored is not None and stored["guest"] is True
     session_id = page.url.rsplit("/", 1)[1]
-    session = await server.storage.voice.get(session_id)
+    session = await server.services.voice.get(session_id)
     assert session is not None and session.owner_id.startswith("guest-")
-    assert await server.storage.voice.active_id(session.owner_id) == session_id
+    assert await server.services.voice.active_id(session.owner_id) == session_id
 
 
 async def test_refused_guest_token_is_replaced(server: ServerUnderTest, tab: Tab) -> None:
@@ -159,7 +159,7 @@ async def test_refused_guest_token_is_replaced(server: ServerUnderTest, tab: Tab
 
 async def test_socket_refusing_a_guest_token_gets_a_new_one(server: ServerUnderTest, tab: Tab) -> None:
     session_id = await server.create_session("alice", "Not the guest's")
-    stored = await server.storage.voice.get(session_id)
+    stored = await server.services.voice.get(session_id)
     assert stored is not None
     # The REST read is answered by the test, so that the socket is the first to refuse the token.
     body = {**stored.public(), "url": f"/session/{session_id}", "epoch": "", "offset": 0}
@@ -240,7 +240,7 @@ async def test_a_guest_past_half_its_token_life_renews_it_for_the_same_guest(ser
 
 async def test_login_link_signs_the_browser_in_and_opens_the_active_session(server: ServerUnderTest, tab: Tab) -> None:
     session_id = await server.create_session("alice", "From the bot")
-    await server.storage.voice.set_active("alice", session_id)
+    await server.services.voice.set_active("alice", session_id)
     async with aiohttp.ClientSession() as http:
         headers = {"Authorization": f"Bearer {server.token('alice')}"}
         async with http.post(f"{server.url}/voicebot/bot/command", json={"text": "/login"}, headers=headers) as resp:

@@ -5,20 +5,17 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
-from handlers.processors import BUILT_IN, ProcessorContext, load_processors
+from handlers.context import Services
+from jobs.processors import BUILT_IN, load_processors
 from server.worker import Worker
 from storage.jobs import Job
 from tests.helpers import Client, ServerUnderTest
 
 
 def make_worker(server: ServerUnderTest, processors: dict[str, Any] | None = None, **kw: Any) -> Worker:
-    storage = server.storage
     options = {"max_attempts": 3, "backoff_base_ms": 1, "visibility_ms": 60_000, **kw}
     return Worker(
-        jobs=storage.jobs,
-        event_log=storage.log,
-        scripts=storage.scripts,
-        context=ProcessorContext(voice=storage.voice, log=storage.log, clock=storage.clock),
+        services=server.services,
         processors=processors if processors is not None else dict(BUILT_IN),
         **options,
     )
@@ -26,7 +23,7 @@ def make_worker(server: ServerUnderTest, processors: dict[str, Any] | None = Non
 
 async def drain(worker: Worker, server: ServerUnderTest, rounds: int = 20) -> None:
     """Run until a batch comes back empty (jobs are queued before this is called)."""
-    await server.storage.jobs.ensure_group()
+    await server.services.jobs.ensure_group()
     for _ in range(rounds):
         if not await worker.run_once(block_ms=1):
             return
@@ -35,10 +32,10 @@ async def drain(worker: Worker, server: ServerUnderTest, rounds: int = 20) -> No
 async def test_done_job_runs_and_its_outcome_is_published(server: ServerUnderTest, clients: list[Client]) -> None:
     session_id = await server.create_session("alice")
     watcher = await server.subscriber(clients, session_id)
-    await server.storage.voice.set_active("alice", session_id)
+    await server.services.voice.set_active("alice", session_id)
     ack = await watcher.call("session_done", {"session_id": session_id})
     # The handler already cleared the pointer; make it point here again to see the job's own cleanup.
-    await server.storage.voice.set_active("alice", session_id)
+    await server.services.voice.set_active("alice", session_id)
     await drain(make_worker(server), server)
     await watcher.wait_for(lambda: bool(watcher.named("job_result")))
     result = watcher.named("job_result")[0]["data"]
@@ -49,8 +46,8 @@ async def test_done_job_runs_and_its_outcome_is_published(server: ServerUnderTes
         "attempts": 1,
         "result": {"done_count": 1, "active_session_cleared": True},
     }
-    assert await server.storage.voice.active_id("alice") is None
-    assert (await server.storage.jobs.counts()) == {"queued": 0, "delayed": 0, "dead": 0}
+    assert await server.services.voice.active_id("alice") is None
+    assert (await server.services.jobs.counts()) == {"queued": 0, "delayed": 0, "dead": 0}
 
 
 async def test_post_process_records_a_summary(server: ServerUnderTest, clients: list[Client]) -> None:
@@ -79,19 +76,19 @@ async def test_failing_job_retries_then_is_dead_lettered(server: ServerUnderTest
     watcher = await server.subscriber(clients, session_id)
     calls: list[int] = []
 
-    async def flaky(ctx: ProcessorContext, job: Job) -> dict[str, Any]:
+    async def flaky(ctx: Services, job: Job) -> dict[str, Any]:
         calls.append(job.attempts)
         raise RuntimeError("boom")
 
-    await server.storage.jobs.enqueue(Job(type="FLAKY", session_id=session_id, performer_id="alice"))
+    await server.services.jobs.enqueue(Job(type="FLAKY", session_id=session_id, performer_id="alice"))
     worker = make_worker(server, {"FLAKY": flaky}, max_attempts=3, backoff_base_ms=1)
-    await server.storage.jobs.ensure_group()
+    await server.services.jobs.ensure_group()
     for _ in range(200):
         await worker.run_once(block_ms=1)
-        if (await server.storage.jobs.counts())["dead"]:
+        if (await server.services.jobs.counts())["dead"]:
             break
     assert calls == [0, 1, 2]
-    dead = await server.storage.jobs.dead()
+    dead = await server.services.jobs.dead()
     assert len(dead) == 1 and dead[0].attempts == 3 and dead[0].last_error == "RuntimeError: boom"
     await watcher.wait_for(lambda: len(watcher.named("job_result")) == 3)
     assert [e["data"]["status"] for e in watcher.named("job_result")] == ["retrying", "retrying", "failed"]
@@ -100,14 +97,14 @@ async def test_failing_job_retries_then_is_dead_lettered(server: ServerUnderTest
 
 async def test_unknown_job_type_goes_straight_to_dead_letters(server: ServerUnderTest) -> None:
     session_id = await server.create_session("alice")
-    await server.storage.jobs.enqueue(Job(type="NOPE", session_id=session_id, performer_id="alice"))
+    await server.services.jobs.enqueue(Job(type="NOPE", session_id=session_id, performer_id="alice"))
     await drain(make_worker(server, {}), server, rounds=2)
-    assert [j.type for j in await server.storage.jobs.dead()] == ["NOPE"]
+    assert [j.type for j in await server.services.jobs.dead()] == ["NOPE"]
 
 
 async def test_a_job_held_by_a_dead_worker_is_reclaimed(server: ServerUnderTest) -> None:
     session_id = await server.create_session("alice")
-    jobs = server.storage.jobs
+    jobs = server.services.jobs
     await jobs.ensure_group()
     await jobs.enqueue(Job(type="POST_PROCESS_SESSION", session_id=session_id, performer_id="alice"))
     taken = await jobs.claim("crashed-worker", count=1, block_ms=1, visibility_ms=1000)
@@ -116,7 +113,7 @@ async def test_a_job_held_by_a_dead_worker_is_reclaimed(server: ServerUnderTest)
     await asyncio.sleep(0.01)  # longer than the survivor's visibility timeout
     assert await survivor.run_once(block_ms=1) == 1
     assert (await jobs.counts())["queued"] == 0
-    session = await server.storage.voice.get(session_id)
+    session = await server.services.voice.get(session_id)
     assert session is not None
 
 
@@ -126,7 +123,7 @@ def test_processors_can_be_plugged_in() -> None:
 
 
 def _extra_processors() -> dict[str, Any]:
-    async def extra(ctx: ProcessorContext, job: Job) -> dict[str, Any]:
+    async def extra(ctx: Services, job: Job) -> dict[str, Any]:
         return {}
 
     return {"EXTRA": extra}

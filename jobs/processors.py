@@ -11,47 +11,36 @@ from __future__ import annotations
 import importlib
 import uuid
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
 from typing import Any
 
-from handlers.voice_actions import CREATE_TASKS_FROM_CHUNKS, DONE_MULTIPROMPT, POST_PROCESS_SESSION
-from storage.clock import Clock
-from storage.events import EventLog
+from handlers.context import Services
+from handlers.voice.actions import CREATE_TASKS_FROM_CHUNKS, DONE_MULTIPROMPT, POST_PROCESS_SESSION
 from storage.jobs import Job
-from storage.voice import VoiceSessions
 
 
 class PermanentJobError(Exception):
     """A failure that retrying cannot fix: the job goes straight to the dead letters."""
 
 
-@dataclass(frozen=True, slots=True)
-class ProcessorContext:
-    """What processors may use."""
-
-    voice: VoiceSessions
-    log: EventLog
-    clock: Clock
+# A processor gets the same dependency bundle as every handler.
+Processor = Callable[[Services, Job], Awaitable[dict[str, Any]]]
 
 
-Processor = Callable[[ProcessorContext, Job], Awaitable[dict[str, Any]]]
-
-
-async def _session_or_fail(ctx: ProcessorContext, job: Job) -> Any:
+async def _session_or_fail(ctx: Services, job: Job) -> Any:
     session = await ctx.voice.get(job.session_id)
     if session is None:
         raise PermanentJobError("the session no longer exists")
     return session
 
 
-async def done_multiprompt(ctx: ProcessorContext, job: Job) -> dict[str, Any]:
+async def done_multiprompt(ctx: Services, job: Job) -> dict[str, Any]:
     """After a Done: clear the performer's active session if it still points here (seed 002)."""
     session = await _session_or_fail(ctx, job)
     cleared = await ctx.voice.clear_active_if(job.performer_id, job.session_id)
     return {"done_count": session.done_count, "active_session_cleared": cleared}
 
 
-async def post_process_session(ctx: ProcessorContext, job: Job) -> dict[str, Any]:
+async def post_process_session(ctx: Services, job: Job) -> dict[str, Any]:
     """Summarise the session from its own record and log: no transcription is done here."""
     session = await _session_or_fail(ctx, job)
     position = await ctx.log.position(job.session_id)
@@ -64,7 +53,7 @@ async def post_process_session(ctx: ProcessorContext, job: Job) -> dict[str, Any
     return {"summary": summary}
 
 
-async def create_tasks_from_chunks(ctx: ProcessorContext, job: Job) -> dict[str, Any]:
+async def create_tasks_from_chunks(ctx: Services, job: Job) -> dict[str, Any]:
     """One open task per chunk id, in the given order; the chunks' content is not analysed."""
     await _session_or_fail(ctx, job)
     chunk_ids = [str(c) for c in job.payload.get("chunk_ids", [])]

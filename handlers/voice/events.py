@@ -4,13 +4,12 @@ from __future__ import annotations
 
 from typing import Any
 
-from auth.errors import AuthError
 from handlers.connection import Connection
 from handlers.context import Services
 from handlers.payloads import ChunkList, SessionRef, StatusRequest, validate
 from handlers.socket_router import SocketRouter
-from handlers.voice_access import updatable
-from handlers.voice_actions import CREATE_TASKS_FROM_CHUNKS, POST_PROCESS_SESSION, close, job_for
+from handlers.voice.access import performer, updatable
+from handlers.voice.actions import CREATE_TASKS_FROM_CHUNKS, POST_PROCESS_SESSION, close, job_for
 
 
 class VoiceEvents:
@@ -21,10 +20,10 @@ class VoiceEvents:
 
     def register(self, router: SocketRouter) -> None:
         """Attach the events to ``router``."""
-        router.on("session_done", self.done)
+        router.on("session_done", self.done, changes=True)
         router.on("post_process_session", self.post_process)
         router.on("create_tasks_from_chunks", self.create_tasks)
-        router.on("set_session_status", self.set_status)
+        router.on("set_session_status", self.set_status, changes=True)
 
     async def done(self, conn: Connection, data: dict[str, Any]) -> dict[str, Any]:
         """Close the session (repeat allowed), clear the performer's active pointer, queue the job."""
@@ -50,10 +49,7 @@ class VoiceEvents:
     async def set_status(self, conn: Connection, data: dict[str, Any]) -> dict[str, Any]:
         """The owner's recorder moves the status pictogram (valid transitions only)."""
         request = validate(StatusRequest, data)
-        session = await updatable(self._s.voice, conn.claims, request.session_id)
-        if session.owner_id != conn.claims.sub:
-            raise AuthError("forbidden", "only the owner's recorder sets the status")
-        change = await self._s.voice.set_status(request.session_id, request.status)
+        change = await self._s.voice.set_status(request.session_id, request.status, performer(conn.claims))
         return {
             "session_id": request.session_id,
             "status": change.status,

@@ -4,19 +4,26 @@
 --   KEYS[4]  the session's materials list
 --   ARGV[6]  the material, JSON object (also the event data)
 --   ARGV[7]  most materials a session may hold
+--   ARGV[8]  event type (material_added)
 -- Returns {offset, count} or {false, code}: session_not_found, invalid_state (closed),
 -- rate_limited (full).
-local open = redis.call('HGET', KEYS[3], 'is_active')
+local session_key = KEYS[3]
+local materials_key = KEYS[4]
+local material_json = ARGV[6]
+local max_count = tonumber(ARGV[7])
+local event_type = ARGV[8]
+
+local open = redis.call('HGET', session_key, 'is_active')
 if not open then
   return {false, 'session_not_found'}
 end
 if open ~= '1' then
   return {false, 'invalid_state'}
 end
-local count = redis.call('LLEN', KEYS[4])
-if count >= tonumber(ARGV[7]) then
+local count = redis.call('LLEN', materials_key)
+if count >= max_count then
   return {false, 'rate_limited'}
 end
-redis.call('RPUSH', KEYS[4], ARGV[6])
-redis.call('HSET', KEYS[3], 'updated_at', ARGV[4])
-return {append_event('material_added', ARGV[6]), count + 1}
+redis.call('RPUSH', materials_key, material_json)
+redis.call('HSET', session_key, 'updated_at', now_ms)
+return {append_event(event_type, material_json), count + 1}

@@ -4,7 +4,11 @@
 --   ARGV[6]  event type
 --   ARGV[7]  event data, JSON object
 -- Returns {offset} or {false, 'session_not_found'}.
-if redis.call('EXISTS', KEYS[3]) == 0 then
+local session_key = KEYS[3]
+local event_type = ARGV[6]
+local data_json = ARGV[7]
+
+if redis.call('EXISTS', session_key) == 0 then
   return {false, 'session_not_found'}
 end
-return {append_event(ARGV[6], ARGV[7])}
+return {append_event(event_type, data_json)}

@@ -2,16 +2,16 @@
 
 from __future__ import annotations
 
-from auth.access import require_read, require_update
-from auth.claims import Claims
-from handlers.errors import ProtocolError
-from storage.voice import VoiceSession, VoiceSessions
+from auth.access import read_scope, require_read, require_update
+from auth.claims import Claims, Permission
+from protocol.errors import CodedError, ErrorCode
+from storage.voice import Performer, VoiceSession, VoiceSessions
 
 
 async def _existing(voice: VoiceSessions, session_id: str) -> VoiceSession:
     session = await voice.get(session_id)
     if session is None:
-        raise ProtocolError("session_not_found", "no such session")
+        raise CodedError(ErrorCode.SESSION_NOT_FOUND, "no such session")
     return session
 
 
@@ -27,3 +27,8 @@ async def updatable(voice: VoiceSessions, claims: Claims, session_id: str) -> Vo
     session = await _existing(voice, session_id)
     require_update(claims, session.owner_id)
     return session
+
+
+def performer(claims: Claims) -> Performer:
+    """The performer as the voice scripts check it (the same rule as ``updatable``)."""
+    return Performer(user_id=claims.sub, read_scope=read_scope(claims), may_update=claims.has(Permission.UPDATE))

@@ -7,8 +7,8 @@ from typing import Any
 from auth.access import require_permission
 from auth.claims import Claims, Permission
 from handlers.context import Services
-from handlers.errors import ProtocolError
-from handlers.voice_access import updatable
+from handlers.voice.access import performer
+from protocol.errors import CodedError, ErrorCode
 from storage.jobs import Job
 from storage.voice import VoiceSession
 
@@ -28,13 +28,18 @@ def job_for(kind: str, claims: Claims, session_id: str, payload: dict[str, Any])
     )
 
 
+def session_url(services: Services, session_id: str) -> str:
+    """Canonical link of a voice session page (absolute when a public URL is set)."""
+    return f"{services.public_url.rstrip('/')}/session/{session_id}"
+
+
 def brief(services: Services, session: VoiceSession) -> dict[str, Any]:
     """The short session shape of seed 002's REST answers."""
     return {
         "session_id": session.id,
         "session_name": session.name,
         "is_active": session.is_active,
-        "url": services.session_url(session.id),
+        "url": session_url(services, session.id),
     }
 
 
@@ -42,7 +47,7 @@ async def create_active(services: Services, claims: Claims, name: str) -> VoiceS
     """Create a session owned by the performer and make it their active session."""
     require_permission(claims, Permission.CREATE)
     if not await services.limiter.hit("create", claims.sub, limit=services.limits.creates_per_min, window_s=60):
-        raise ProtocolError("rate_limited", "too many sessions created; wait a minute")
+        raise CodedError(ErrorCode.RATE_LIMITED, "too many sessions created; wait a minute")
     session = await services.voice.create(owner_id=claims.sub, telegram_user_id=claims.telegram_user_id, name=name)
     await services.voice.set_active(claims.sub, session.id)
     return session
@@ -50,8 +55,7 @@ async def create_active(services: Services, claims: Claims, name: str) -> VoiceS
 
 async def close(services: Services, claims: Claims, session_id: str) -> dict[str, Any]:
     """Done: close the session (repeat allowed), clear the performer's pointer, queue the job."""
-    await updatable(services.voice, claims, session_id)
-    result = await services.voice.done(session_id)
+    result = await services.voice.done(session_id, performer(claims))
     cleared = await services.voice.clear_active_if(claims.sub, session_id)
     job = await services.jobs.enqueue(job_for(DONE_MULTIPROMPT, claims, session_id, {"done_count": result.done_count}))
     return {

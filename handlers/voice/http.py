@@ -9,12 +9,11 @@ from aiohttp import web
 from auth.access import require_permission
 from auth.claims import Claims, Permission
 from handlers.context import Services
-from handlers.errors import ProtocolError
-from handlers.http_common import bearer_claims, guarded, json_body
+from handlers.http_common import bearer_claims, guarded, json_body, query_int
 from handlers.ids import parse_session_id, parse_session_ref
 from handlers.payloads import ActivateSession, CreateSession, validate
-from handlers.voice_access import readable, updatable
-from handlers.voice_actions import brief, create_active
+from handlers.voice.access import readable, updatable
+from handlers.voice.actions import brief, create_active, session_url
 from storage.voice import VoiceSession
 
 
@@ -39,7 +38,7 @@ class VoiceRoutes:
         return brief(self._s, session)
 
     def _full(self, session: VoiceSession) -> dict[str, Any]:
-        return {**session.public(), "url": self._s.session_url(session.id)}
+        return {**session.public(), "url": session_url(self._s, session.id)}
 
     async def create_session(self, request: web.Request) -> web.Response:
         """Create a session and make it the caller's active session."""
@@ -71,12 +70,7 @@ class VoiceRoutes:
         claims = self._claims(request)
         if not claims.has(Permission.READ_ALL):
             require_permission(claims, Permission.READ_OWN)
-        try:
-            limit = int(request.query.get("limit", "50"))
-        except ValueError as exc:
-            raise ProtocolError("invalid_payload", "limit must be a whole number") from exc
-        if not 1 <= limit <= self._s.limits.list_limit:
-            raise ProtocolError("invalid_payload", f"limit must be 1..{self._s.limits.list_limit}")
+        limit = query_int(request, "limit", default=50, low=1, high=self._s.limits.list_limit)
         sessions = await self._s.voice.list_for_user(claims.sub, limit=limit)
         active_id = await self._s.voice.active_id(claims.sub)
         return web.json_response({"sessions": [self._full(s) for s in sessions], "active_session_id": active_id})

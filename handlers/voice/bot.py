@@ -17,13 +17,12 @@ from aiohttp import web
 
 from auth.claims import Claims
 from handlers.context import Services
-from handlers.errors import ProtocolError
 from handlers.http_common import bearer_claims, guarded, json_body
 from handlers.ids import parse_session_ref
 from handlers.payloads import BotCommand, Material, validate
-from handlers.voice_access import updatable
-from handlers.voice_actions import brief, close, create_active
-from storage.errors import StorageError
+from handlers.voice.access import updatable
+from handlers.voice.actions import brief, close, create_active, session_url
+from protocol.errors import CodedError, ErrorCode
 from storage.voice import VoiceSession
 
 NO_ACTIVE_SESSION = "Активная сессия не найдена..."
@@ -52,17 +51,17 @@ class BotRoutes:
         message = validate(BotCommand, body)
         match = _COMMAND.match(message.text.strip())
         if match is None:
-            raise ProtocolError("invalid_payload", "text must start with a command")
+            raise CodedError(ErrorCode.INVALID_PAYLOAD, "text must start with a command")
         name, argument = match.group(1), (match.group(2) or "").strip()
         handler = {"start": self._start, "session": self._session, "done": self._done, "login": self._login}.get(name)
         if handler is None:
-            raise ProtocolError("invalid_payload", f"unknown command /{name}")
+            raise CodedError(ErrorCode.INVALID_PAYLOAD, f"unknown command /{name}")
         result = await handler(claims, argument, message.reply_to_text)
         return web.json_response({"command": f"/{name}", **result})
 
     async def _start(self, claims: Claims, argument: str, reply_to: str | None) -> dict[str, Any]:
         session = await create_active(self._s, claims, argument[:200])
-        return {"reply": f"Новая сессия: {self._s.session_url(session.id)}", "active_session": brief(self._s, session)}
+        return {"reply": f"Новая сессия: {session_url(self._s, session.id)}", "active_session": brief(self._s, session)}
 
     async def _session(self, claims: Claims, argument: str, reply_to: str | None) -> dict[str, Any]:
         reference = argument or _find_reference(reply_to)
@@ -75,7 +74,7 @@ class BotRoutes:
             if found is None:
                 return {"reply": NO_ACTIVE_SESSION, "active_session": None}
             session = found
-        url = self._s.session_url(session.id)
+        url = session_url(self._s, session.id)
         return {"reply": f"Активная сессия: {url}", "active_session": brief(self._s, session)}
 
     async def _done(self, claims: Claims, argument: str, reply_to: str | None) -> dict[str, Any]:
@@ -83,7 +82,7 @@ class BotRoutes:
         if active_id is None or await self._s.voice.get(active_id) is None:
             return {"reply": NO_ACTIVE_SESSION, "active_session": None}
         closed = await close(self._s, claims, active_id)
-        url = self._s.session_url(active_id)
+        url = session_url(self._s, active_id)
         return {"reply": f"Сессия закрыта: {url}", "active_session": None, "closed": closed}
 
     async def _login(self, claims: Claims, argument: str, reply_to: str | None) -> dict[str, Any]:
@@ -108,8 +107,8 @@ class BotRoutes:
         if session is not None:
             try:
                 return self._attached(session, record, await self._attach(session.id, record), created=False)
-            except StorageError as exc:
-                if exc.code != "invalid_state":
+            except CodedError as exc:
+                if exc.code is not ErrorCode.INVALID_STATE:
                     raise  # closed meanwhile: a new session takes the material, as with none open
         session = await create_active(self._s, claims, "")
         return self._attached(session, record, await self._attach(session.id, record), created=True)

@@ -5,9 +5,15 @@
 --   ARGV[2]  how many jobs to move at most
 --   ARGV[3]  approximate maximum length of the job stream
 -- Returns the number of jobs moved.
-local due = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', ARGV[1], 'LIMIT', 0, tonumber(ARGV[2]))
+local delayed_key = KEYS[1]
+local stream_key = KEYS[2]
+local now_ms = ARGV[1]
+local batch = tonumber(ARGV[2])
+local stream_maxlen = ARGV[3]
+
+local due = redis.call('ZRANGEBYSCORE', delayed_key, '-inf', now_ms, 'LIMIT', 0, batch)
 for _, job in ipairs(due) do
-  redis.call('XADD', KEYS[2], 'MAXLEN', '~', ARGV[3], '*', 'job', job)
-  redis.call('ZREM', KEYS[1], job)
+  redis.call('XADD', stream_key, 'MAXLEN', '~', stream_maxlen, '*', 'job', job)
+  redis.call('ZREM', delayed_key, job)
 end
 return #due

@@ -5,8 +5,12 @@
 --   ARGV[7]  event data, JSON object
 --   ARGV[8..] field, value pairs to set
 -- Returns {offset} or {false, 'session_not_found'}.
-if redis.call('EXISTS', KEYS[3]) == 0 then
+local session_key = KEYS[3]
+local event_type = ARGV[6]
+local data_json = ARGV[7]
+
+if redis.call('EXISTS', session_key) == 0 then
   return {false, 'session_not_found'}
 end
-redis.call('HSET', KEYS[3], unpack(ARGV, 8))
-return {append_event(ARGV[6], ARGV[7])}
+redis.call('HSET', session_key, unpack(ARGV, 8))
+return {append_event(event_type, data_json)}

@@ -3,8 +3,11 @@
 --   KEYS[1]  the user's active-session key
 --   ARGV[1]  the session id that was closed
 -- Returns 1 when cleared, 0 otherwise.
-if redis.call('GET', KEYS[1]) == ARGV[1] then
-  redis.call('DEL', KEYS[1])
+local active_key = KEYS[1]
+local closed_id = ARGV[1]
+
+if redis.call('GET', active_key) == closed_id then
+  redis.call('DEL', active_key)
   return 1
 end
 return 0

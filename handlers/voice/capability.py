@@ -1,0 +1,20 @@
+"""Installs voice sessions on a server: the kind, the socket events, the REST and bot routes."""
+
+from __future__ import annotations
+
+from aiohttp import web
+
+from handlers.context import Services
+from handlers.socket_router import SocketRouter
+from handlers.voice.bot import BotRoutes
+from handlers.voice.events import VoiceEvents
+from handlers.voice.http import VoiceRoutes
+from handlers.voice.kind import VoiceKind
+
+
+def install(services: Services, router: SocketRouter, app: web.Application) -> None:
+    """Register everything voice sessions serve."""
+    services.kinds.register(VoiceKind(services))
+    VoiceEvents(services).register(router)
+    VoiceRoutes(services).register(app)
+    BotRoutes(services).register(app)

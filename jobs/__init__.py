@@ -1,0 +1,1 @@
+"""Job processors the worker runs (post-processing of sessions)."""

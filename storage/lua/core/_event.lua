@@ -1,0 +1,60 @@
+-- Shared prologue of every script that changes a session: appends events to the session's
+-- log and publishes them, in the same atomic step as the state change, so state and log
+-- can never disagree. Prepended to each operation script by storage/scripts.py.
+--
+-- Common KEYS and ARGV (every operation script takes these first):
+--   KEYS[1]  the session's log stream            (sh:{id}:log)
+--   KEYS[2]  the session's log metadata hash     (sh:{id}:logmeta: epoch, offset)
+--   ARGV[1]  the session's pub/sub channel
+--   ARGV[2]  the session id
+--   ARGV[3]  a fresh epoch, used only when the log has to start anew
+--   ARGV[4]  now, unix ms
+--   ARGV[5]  approximate maximum length of the log stream
+-- Operation-specific KEYS start at KEYS[3], ARGV at ARGV[6].
+local log_key = KEYS[1]
+local log_meta_key = KEYS[2]
+local channel = ARGV[1]
+local session_id = ARGV[2]
+local fresh_epoch = ARGV[3]
+local now_ms = tonumber(ARGV[4])
+local log_maxlen = ARGV[5]
+
+-- Appends one event; `data_json` is a JSON object encoded by the caller (Python's json.dumps
+-- or cjson.encode here). The envelope is encoded by cjson and the data spliced in as is, so
+-- that Python's encoding of the data (floats, empty lists) reaches clients unchanged.
+local function append_event(etype, data_json)
+  local epoch = redis.call('HGET', log_meta_key, 'epoch')
+  local offset = 0
+  if (not epoch) or redis.call('EXISTS', log_key) == 0 then
+    -- The log (or its metadata) is gone: start a new epoch so that every client holding an
+    -- offset of the old one is told its history cannot be recovered.
+    epoch = fresh_epoch
+    redis.call('DEL', log_key)
+  else
+    offset = tonumber(redis.call('HGET', log_meta_key, 'offset') or '0')
+  end
+  offset = offset + 1
+  redis.call('HSET', log_meta_key, 'epoch', epoch, 'offset', offset)
+  local envelope = cjson.encode({session_id = session_id, epoch = epoch, offset = offset, type = etype, ts = now_ms})
+  local event = string.sub(envelope, 1, -2) .. ',"data":' .. data_json .. '}'
+  redis.call('XADD', log_key, 'MAXLEN', '~', log_maxlen, offset .. '-0', 'e', event)
+  redis.call('PUBLISH', channel, event)
+  return offset
+end
+
+-- The owner-based access rule (auth/access.py states the same in Python): read with scope
+-- 'all', or 'own' on one's own session; changes also need the update permission.
+-- Returns nil when allowed, else the error code.
+local function check_owner_access(record_key, kind, performer, read_scope, may_update)
+  local found = redis.call('HMGET', record_key, 'kind', 'owner_id')
+  if found[1] ~= kind then
+    return 'session_not_found'
+  end
+  if not (read_scope == 'all' or (read_scope == 'own' and found[2] == performer)) then
+    return 'forbidden'
+  end
+  if may_update ~= '1' then
+    return 'forbidden'
+  end
+  return nil
+end
