@@ -7,6 +7,7 @@ keeps a client or other process-wide state of its own.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Protocol
 
 from redis.asyncio import Redis
@@ -109,3 +110,4 @@ class Services:
     bus: Subscriptions
     public_url: str
     trust_forwarded_for: bool
+    web_dir: Path

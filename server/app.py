@@ -67,7 +67,7 @@ def attach_bus(services: Services, sio: SessionServer) -> tuple[Services, Bus]:
     return replace(services, bus=bus), bus
 
 
-def add_routes(app: web.Application, services: Services, sio: SessionServer, bus: Bus, settings: Settings) -> None:
+def add_routes(app: web.Application, services: Services, sio: SessionServer, bus: Bus) -> None:
     """Socket.IO events and HTTP routes of the shared parts and of every capability."""
     connections = Connections()
     ConnectionEvents(services, connections).register(sio)
@@ -78,7 +78,7 @@ def add_routes(app: web.Application, services: Services, sio: SessionServer, bus
     AuthRoutes(services).register(app)
     HomeRoutes(services).register(app)
     HealthRoutes(redis_ping=services.redis.ping, bus_alive=lambda: bus.alive).register(app)
-    WebPages(settings.web_dir).register(app)
+    WebPages(services.web_dir).register(app)
 
 
 def build_app(settings: Settings, *, services: Services) -> web.Application:
@@ -93,7 +93,7 @@ def build_app(settings: Settings, *, services: Services) -> web.Application:
     app[BUS_KEY] = bus
     app[SIO_KEY] = sio
     sio.attach(app)
-    add_routes(app, services, sio, bus, settings)
+    add_routes(app, services, sio, bus)
 
     async def start_bus(_: web.Application) -> None:
         await bus.start()

@@ -84,4 +84,5 @@ def build_services(
         bus=bus if bus is not None else NoSubscriptions(),
         public_url=settings.public_url,
         trust_forwarded_for=settings.trust_forwarded_for,
+        web_dir=settings.web_dir,
     )

@@ -1,13 +1,17 @@
 /**
- * The landing page: "New voice session" creates a session (which becomes the user's active
- * one, per seed 002) and opens its page. A visitor without a token gets a guest token first.
+ * The landing page: one entry per capability, and the signed-in user's recent sessions of
+ * every kind. "New voice session" creates a session (which becomes the user's active one, per
+ * seed 002) and opens its page. A visitor without a token gets a guest token first.
  */
-import { api } from "./client.js";
+import { TOKEN_KEY, api } from "./client.js";
 
 const form = document.getElementById("new-session-form");
 const nameInput = document.getElementById("session-name-input");
 const button = document.getElementById("new-session");
 const errorLine = document.getElementById("index-error");
+const recentList = document.getElementById("recent-list");
+const recentEmpty = document.getElementById("recent-empty");
+const recentError = document.getElementById("recent-error");
 
 async function createSession(event) {
   event.preventDefault();
@@ -26,4 +30,53 @@ async function createSession(event) {
   }
 }
 
+/** A same-origin path for a listed session (entries may carry absolute public URLs). */
+function localPath(url) {
+  try {
+    const parsed = new URL(url, location.origin);
+    return parsed.pathname + parsed.search;
+  } catch {
+    return "/";
+  }
+}
+
+function recentItem(entry) {
+  const item = document.createElement("li");
+  item.className = "recent-item";
+  item.dataset.kind = entry.kind;
+  const kind = document.createElement("span");
+  kind.className = "kind-badge";
+  kind.textContent = entry.kind;
+  const link = document.createElement("a");
+  link.href = localPath(entry.url);
+  link.textContent = entry.title;
+  const when = document.createElement("span");
+  when.className = "muted";
+  when.textContent = new Date(entry.created_at).toLocaleString();
+  item.append(kind, link, when);
+  if (entry.status) {
+    const status = document.createElement("span");
+    status.className = "muted";
+    status.textContent = entry.status;
+    item.append(status);
+  }
+  return item;
+}
+
+async function loadRecent() {
+  if (localStorage.getItem(TOKEN_KEY) === null) {
+    recentEmpty.hidden = false; // a first visit: no identity yet, so nothing to list (and no guest minted)
+    return;
+  }
+  try {
+    const { sessions } = await api("/api/me/sessions?limit=20");
+    recentList.replaceChildren(...sessions.map(recentItem));
+    recentEmpty.hidden = sessions.length > 0;
+  } catch (err) {
+    recentError.textContent = `Could not load your sessions: ${err.message}`;
+    recentError.hidden = false;
+  }
+}
+
 form.addEventListener("submit", createSession);
+loadRecent();
