@@ -39,11 +39,6 @@ class TokenService:
     def __init__(self, config: TokenConfig) -> None:
         self._config = config
 
-    @property
-    def can_mint(self) -> bool:
-        """True when a signing key is configured."""
-        return self._config.signing_key is not None
-
     def mint(
         self,
         *,
