@@ -131,3 +131,12 @@ async def test_static_files_are_revalidated_and_pages_are_locked_down(api: Api, 
     async with api.http.get(f"{server.url}/session") as resp:
         assert "script-src 'self'" in resp.headers["Content-Security-Policy"]
         assert resp.headers["X-Frame-Options"] == "DENY"
+
+
+async def test_every_html_response_carries_the_page_headers(api: Api, server: ServerUnderTest) -> None:
+    # The same files reached under /static/ must be as locked down as under their own routes.
+    for path in ("/", "/tg_auth", "/static/session.html", "/static/index.html", "/static/tg_auth.html"):
+        async with api.http.get(f"{server.url}{path}") as resp:
+            assert resp.status == 200 and resp.content_type == "text/html", path
+            assert "frame-ancestors 'none'" in resp.headers.get("Content-Security-Policy", ""), path
+            assert resp.headers.get("X-Frame-Options") == "DENY", path

@@ -1,0 +1,45 @@
+"""The landing page in a real browser: navigation, capability entries, recent sessions of every kind."""
+
+from __future__ import annotations
+
+from playwright.async_api import Browser, expect
+
+from tests.browser import Tab, new_tab
+from tests.helpers import ServerUnderTest
+from tests.test_web_session import XSS_NAME
+
+
+async def test_landing_page_lists_my_recent_sessions(server: ServerUnderTest, tab: Tab) -> None:
+    older = await server.create_session("alice", "Morning notes")
+    newer = await server.create_session("alice", "Evening notes")
+    await server.create_session("bob", "Not mine")
+    await tab.use_token(server.token("alice"))
+    page = await tab.open("/")
+
+    items = page.locator("#recent-list li")
+    await expect(items).to_have_count(2)
+    await expect(items.nth(0).locator("a")).to_have_text("Evening notes")
+    await expect(items.nth(0).locator("a")).to_have_attribute("href", f"/session/{newer}")
+    await expect(items.nth(1).locator("a")).to_have_attribute("href", f"/session/{older}")
+    await expect(items.nth(0).locator(".kind-badge")).to_have_text("voice")
+    await expect(page.locator("nav.nav a")).to_have_count(await page.locator("article.capability").count())
+    assert not tab.errors, tab.errors
+
+
+async def test_a_first_visit_lists_nothing_and_mints_no_guest(server: ServerUnderTest, tab: Tab) -> None:
+    page = await tab.open("/")
+    await expect(page.locator("#recent-empty")).to_be_visible()
+    assert await tab.stored_token() is None
+
+
+async def test_recent_session_titles_are_text(server: ServerUnderTest, browser: Browser) -> None:
+    await server.create_session("alice", XSS_NAME)
+    unprotected = await new_tab(browser, server, bypass_csp=True)
+    try:
+        await unprotected.use_token(server.token("alice"))
+        page = await unprotected.open("/")
+        await expect(page.locator("#recent-list li a")).to_have_text(XSS_NAME)
+        assert await page.locator("#recent-list img").count() == 0
+        assert await page.evaluate("typeof window.__xss") == "undefined"
+    finally:
+        await unprotected.page.context.close()
