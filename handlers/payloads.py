@@ -26,10 +26,15 @@ class SessionRef(Payload):
 
 
 class Subscribe(SessionRef):
-    """``subscribe_on_session``: ``epoch`` and ``offset`` together ask for a replay."""
+    """``subscribe_on_session``: ``epoch`` and ``offset`` together ask for a replay.
+
+    ``last_id``, the id of the event the client saw at ``offset``, lets the server notice a
+    history that Redis rewrote (see storage/events.py).
+    """
 
     epoch: str | None = Field(default=None, max_length=64)
-    offset: int | None = Field(default=None, ge=0)
+    offset: int | None = Field(default=None, ge=0, le=2**53)
+    last_id: str | None = Field(default=None, max_length=64)
 
 
 class ChunkList(SessionRef):

@@ -19,6 +19,7 @@ from handlers.payloads import SessionRef, Subscribe, validate
 from handlers.socket_router import SocketRouter
 from protocol.errors import CodedError, ErrorCode
 from protocol.events import SESSION_SNAPSHOT
+from storage.events import Position
 
 
 class SubscriptionEvents:
@@ -44,13 +45,16 @@ class SubscriptionEvents:
         await bus.open(session_id, conn.sid)
         try:
             if request.epoch is not None and request.offset is not None:
-                recovery = await self._s.log.read_after(session_id, request.epoch, request.offset)
+                recovery = await self._s.log.read_after(session_id, request.epoch, request.offset, request.last_id)
                 if recovery.recovered:
                     for event in recovery.events:
                         bus.send(conn.sid, event.type, event.raw)
                     bus.go_live(session_id, conn.sid, recovery.position.offset)
                     position = recovery.position
-                    return self._ack(session_id, position.epoch, position.offset, True, len(recovery.events))
+                    return self._ack(session_id, position, True, len(recovery.events))
+                if recovery.rolled_back:
+                    # Redis lost writes this client saw: a new epoch, and a snapshot of what is.
+                    await self._s.log.reset_epoch(session_id, request.epoch)
             recovered = False if request.offset is not None else None
             return await self._snapshot(conn, kind, session_id, recovered=recovered)
         except BaseException:
@@ -70,15 +74,22 @@ class SubscriptionEvents:
             "kind": kind.name,
             "epoch": position.epoch,
             "offset": position.offset,
+            "last_id": position.last_id,
             "session": snapshot.session,
         }
         self._s.bus.send(conn.sid, SESSION_SNAPSHOT, json.dumps(body, separators=(",", ":")))
         self._s.bus.go_live(session_id, conn.sid, position.offset)
-        return self._ack(session_id, position.epoch, position.offset, recovered, 0)
+        return self._ack(session_id, position, recovered, 0)
 
     @staticmethod
-    def _ack(session_id: str, epoch: str, offset: int, recovered: bool | None, missed: int) -> dict[str, Any]:
-        ack: dict[str, Any] = {"session_id": session_id, "epoch": epoch, "offset": offset, "missed": missed}
+    def _ack(session_id: str, position: Position, recovered: bool | None, missed: int) -> dict[str, Any]:
+        ack: dict[str, Any] = {
+            "session_id": session_id,
+            "epoch": position.epoch,
+            "offset": position.offset,
+            "last_id": position.last_id,
+            "missed": missed,
+        }
         if recovered is not None:
             ack["recovered"] = recovered
         return ack

@@ -20,6 +20,11 @@ change (its offset is above every offset the room had seen when the hold was tak
 the room's inbox; older events, and everything once the hold is released, go out in order.
 Messages are queued per room, so a room that has to catch up from the log (a gap) does it in
 its own task while the listener goes on with every other room.
+
+A room remembers the ids of the events it delivered last. An offset it delivered coming back
+with another id, or a log that holds less than the room delivered, means Redis lost writes and
+is handing out the same offsets again: the room stops delivering that epoch and has the log
+start a new one (``EventLog.reset_epoch``), whose notice tells every node's members to resync.
 """
 
 from __future__ import annotations
@@ -49,6 +54,8 @@ log = logging.getLogger(__name__)
 SUBSCRIBE_TIMEOUT_S = 5.0
 # A hold outlives its handler only if the handler hangs; past this it no longer delays anyone.
 HOLD_MAX_S = 2.0
+# Ids of this many recent deliveries are kept per room to tell a duplicate from a rewrite.
+RECENT_IDS = 256
 
 
 class _PubSub(PubSub):
@@ -67,6 +74,7 @@ class _Parsed:
     offset: int
     type: str
     raw: str
+    id: str = ""
 
 
 @dataclass(slots=True)
@@ -86,6 +94,8 @@ class Room:
     holds: dict[int, tuple[int, float]] = field(default_factory=dict)  # token -> (seen then, monotonic s)
     floors: dict[str, int] = field(default_factory=dict)  # sid -> offset its catch-up already covered
     catching_up: bool = False
+    recent: dict[int, str] = field(default_factory=dict)  # offset -> id of recent deliveries
+    rewritten: bool = False  # this epoch's history was rewritten; waiting for the new epoch
 
 
 class Bus:
@@ -332,8 +342,11 @@ class Bus:
             parsed = inbox[0]
             if self._held(room, parsed):
                 return
-            if parsed.epoch == room.epoch and parsed.offset <= room.offset:
-                inbox.popleft()  # already delivered (a backfill got there first)
+            if parsed.epoch == room.epoch and (room.rewritten or parsed.offset <= room.offset):
+                inbox.popleft()
+                if not room.rewritten and room.recent.get(parsed.offset, parsed.id) != parsed.id:
+                    self._rewritten(room)  # the same offset, another event: Redis lost writes
+                # else already delivered (a backfill got there first)
             elif parsed.epoch == room.epoch and parsed.offset == room.offset + 1:
                 inbox.popleft()
                 self._fan_out(room, parsed)
@@ -369,19 +382,46 @@ class Bus:
 
     async def _backfill(self, room: Room) -> None:
         assert room.offset is not None
-        recovery = await self._log.read_after(room.session_id, room.epoch, room.offset)
+        if room.rewritten:
+            return
+        last_id = room.recent.get(room.offset)
+        recovery = await self._log.read_after(room.session_id, room.epoch, room.offset, last_id)
+        if recovery.rolled_back:
+            self._rewritten(room)
+            return
         if not recovery.recovered:
             self._resync(room, recovery.position.epoch, recovery.position.offset)
             return
         for event in recovery.events:
             if event.offset == room.offset + 1:
-                self._fan_out(room, _Parsed(room.epoch, event.offset, event.type, event.raw))
+                self._fan_out(room, _Parsed(room.epoch, event.offset, event.type, event.raw, event.id))
+
+    def _rewritten(self, room: Room) -> None:
+        """Stop delivering the room's epoch and have the log start a new one (see the docstring)."""
+        log.warning("session %s: epoch %s was rewritten (Redis lost writes); new epoch", room.session_id, room.epoch)
+        room.rewritten = True
+        task = asyncio.create_task(self._reset(room, room.epoch))
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
+
+    async def _reset(self, room: Room, epoch: str) -> None:
+        try:
+            position = await self._log.reset_epoch(room.session_id, epoch)
+        except (RedisError, OSError) as exc:  # the next event or reconnect notices it again
+            log.warning("session %s: could not reset the epoch: %s", room.session_id, exc)
+            room.rewritten = False
+            return
+        if room.epoch == epoch and self._rooms.get(room.session_id) is room:
+            # The notice also comes through pub/sub; whichever is first resyncs the room.
+            self._resync(room, position.epoch, position.offset)
 
     def _resync(self, room: Room, epoch: str, offset: int) -> None:
         """Tell every member its history has a gap the log cannot fill."""
         log.info("session %s: resync to epoch %s offset %d", room.session_id, epoch, offset)
         room.epoch, room.offset, room.seen = epoch, offset, offset
         room.floors.clear()
+        room.recent.clear()
+        room.rewritten = False
         packet = Packet(SESSION_RESYNC, json.dumps({"session_id": room.session_id, "epoch": epoch, "offset": offset}))
         for sid, eio_socket in room.members.items():
             kept = room.joining.get(sid)
@@ -392,6 +432,11 @@ class Bus:
 
     def _fan_out(self, room: Room, parsed: _Parsed) -> None:
         offset = room.offset = parsed.offset
+        recent = room.recent
+        recent[offset] = parsed.id
+        if len(recent) > 2 * RECENT_IDS:
+            for old in [o for o in recent if o <= offset - RECENT_IDS]:
+                del recent[old]
         packet = Packet(parsed.type, parsed.raw)
         joining, floors = room.joining, room.floors
         for sid, eio_socket in room.members.items():
@@ -408,4 +453,6 @@ class Bus:
 
 def _parse(raw: str) -> _Parsed:
     doc = json.loads(raw)
-    return _Parsed(epoch=str(doc["epoch"]), offset=int(doc["offset"]), type=str(doc["type"]), raw=raw)
+    return _Parsed(
+        epoch=str(doc["epoch"]), offset=int(doc["offset"]), type=str(doc["type"]), raw=raw, id=str(doc.get("id") or "")
+    )

@@ -1,9 +1,16 @@
 """The per-session event log: atomic appends (through the Lua scripts) and recovery reads.
 
-An event is the JSON object ``{session_id, epoch, offset, type, ts, data}``. It is built once,
+An event is the JSON object ``{session_id, epoch, offset, id, type, ts, data}``. It is built once,
 inside the script that commits it, then stored in the session's capped stream and published
 on the session's channel byte for byte, so what a live subscriber receives and what a
 recovering one replays are the same text.
+
+Redis can come back with less than it acknowledged (an OS crash under ``appendfsync everysec``,
+a failover to a lagging replica): the log's offsets go backwards within one epoch and would be
+handed out again for other events. Whoever notices (a resuming client whose offset is ahead of
+the log or whose last event id is not the stored one at that offset, a node whose bus saw more
+than the log now holds) calls :meth:`EventLog.reset_epoch`, which starts a new epoch, so every
+client takes a snapshot instead of a rewritten history.
 """
 
 from __future__ import annotations
@@ -18,8 +25,10 @@ from redis.asyncio import Redis
 from redis.commands.core import AsyncScript
 
 from protocol.errors import CodedError
+from protocol.events import SESSION_RESYNC
 from storage.clock import Clock
 from storage.keys import Keys
+from storage.scripts import plain_script
 
 
 @dataclass(frozen=True, slots=True)
@@ -29,20 +38,32 @@ class Event:
     offset: int
     type: str
     raw: str
+    id: str = ""
 
     @classmethod
     def parse(cls, raw: str) -> Event:
-        """Read offset and type out of an event's JSON text."""
+        """Read offset, type and id out of an event's JSON text."""
         doc = json.loads(raw)
-        return cls(offset=int(doc["offset"]), type=str(doc["type"]), raw=raw)
+        return cls(offset=int(doc["offset"]), type=str(doc["type"]), raw=raw, id=str(doc.get("id") or ""))
 
 
 @dataclass(frozen=True, slots=True)
 class Position:
-    """Where a session's log stands: its epoch and last offset."""
+    """Where a session's log stands: its epoch, last offset and the id of the event there."""
 
     epoch: str
     offset: int
+    last_id: str = ""
+
+    @classmethod
+    def from_meta(cls, values: list[Any]) -> Position:
+        """From the log metadata fields :data:`POSITION_FIELDS`, as HMGET returns them."""
+        epoch, offset, last_id = values
+        return cls(epoch=str(epoch or ""), offset=int(offset or 0), last_id=str(last_id or ""))
+
+
+# The log metadata fields a position is read from (HMGET order of Position.from_meta).
+POSITION_FIELDS = ("epoch", "offset", "id")
 
 
 @dataclass(frozen=True, slots=True)
@@ -52,6 +73,7 @@ class Recovery:
     position: Position
     events: list[Event]
     recovered: bool
+    rolled_back: bool = False  # the log holds less than the asker saw: its epoch must be reset
 
 
 class EpochSource:
@@ -84,6 +106,7 @@ class EventLog:
         self._clock = clock
         self._maxlen = maxlen
         self._epochs = EpochSource()
+        self._reset = plain_script(redis, "core/log_reset.lua")
 
     async def run(
         self,
@@ -121,22 +144,51 @@ class EventLog:
         return int(result[0])
 
     async def position(self, session_id: str) -> Position:
-        """The log's current epoch and offset (``("", 0)`` for a log that never started)."""
-        epoch, offset = await self._redis.hmget(self._keys.log_meta(session_id), "epoch", "offset")
-        return Position(epoch=str(epoch or ""), offset=int(offset or 0))
+        """The log's current position (``("", 0)`` for a log that never started)."""
+        return Position.from_meta(await self._redis.hmget(self._keys.log_meta(session_id), *POSITION_FIELDS))
 
-    async def read_after(self, session_id: str, epoch: str, offset: int) -> Recovery:
-        """Events after ``offset`` of ``epoch``, or ``recovered=False`` when they are gone."""
+    async def read_after(self, session_id: str, epoch: str, offset: int, last_id: str | None = None) -> Recovery:
+        """Events after ``offset`` of ``epoch``, or ``recovered=False`` when they are gone.
+
+        ``last_id``, when given, is the id of the event the asker saw at ``offset``; a stored
+        event with another id there (or a log behind ``offset``) means the history was
+        rewritten: ``rolled_back`` is then True.
+        """
         async with self._redis.pipeline(transaction=True) as pipe:
-            pipe.hmget(self._keys.log_meta(session_id), "epoch", "offset")
-            pipe.xrange(self._keys.log(session_id), min=f"{offset + 1}-0", max="+", count=self._maxlen * 2)
-            (meta_epoch, meta_offset), entries = await pipe.execute()
-        position = Position(epoch=str(meta_epoch or ""), offset=int(meta_offset or 0))
+            pipe.hmget(self._keys.log_meta(session_id), *POSITION_FIELDS)
+            # From `offset` itself (when still stored): its id is checked against `last_id`.
+            pipe.xrange(self._keys.log(session_id), min=f"{offset}-0", max="+", count=self._maxlen * 2 + 1)
+            meta, entries = await pipe.execute()
+        position = Position.from_meta(meta)
         events = [Event.parse(fields["e"]) for _, fields in entries]
+        at_offset = events[0] if events and events[0].offset == offset else None
+        after = events[1:] if at_offset is not None else events
+        rolled_back = position.epoch == epoch and _rewritten(position, offset, last_id, at_offset)
         complete = (
             position.epoch == epoch
+            and not rolled_back
             and offset <= position.offset
-            and (not events or events[0].offset == offset + 1)
-            and (events[-1].offset if events else offset) == position.offset
+            and (not after or after[0].offset == offset + 1)
+            and (after[-1].offset if after else offset) == position.offset
         )
-        return Recovery(position=position, events=events if complete else [], recovered=complete)
+        events = after if complete else []
+        return Recovery(position=position, events=events, recovered=complete, rolled_back=rolled_back)
+
+    async def reset_epoch(self, session_id: str, rewritten_epoch: str) -> Position:
+        """Start a new epoch if the log is still in ``rewritten_epoch`` (see the module docstring)."""
+        epoch, offset = await self._reset(
+            keys=[self._keys.log(session_id), self._keys.log_meta(session_id)],
+            args=[self._keys.channel(session_id), session_id, rewritten_epoch, self._epochs.next(), SESSION_RESYNC],
+        )
+        return Position(epoch=str(epoch), offset=int(offset))
+
+
+def _rewritten(position: Position, offset: int, last_id: str | None, at_offset: Event | None) -> bool:
+    """True when the log of the same epoch contradicts what the asker saw."""
+    if offset > position.offset:
+        return True  # the asker saw offsets the log no longer has
+    if not last_id or offset == 0:
+        return False  # nothing to compare (a client that does not send ids)
+    if at_offset is not None:
+        return at_offset.id != last_id
+    return offset == position.offset and position.last_id not in ("", last_id)

@@ -12,7 +12,7 @@ from redis.asyncio import Redis
 from protocol import events as etypes
 from protocol.errors import CodedError, ErrorCode
 from storage.clock import Clock
-from storage.events import EventLog, Position
+from storage.events import POSITION_FIELDS, EventLog, Position
 from storage.keys import Keys
 from storage.scripts import Scripts, event_script, plain_script
 from storage.sessions import SessionDirectory
@@ -172,10 +172,10 @@ class VoiceSessions:
         """The record and the log position it reflects, read in one transaction."""
         async with self._redis.pipeline(transaction=True) as pipe:
             pipe.hgetall(self._keys.session(session_id))
-            pipe.hmget(self._keys.log_meta(session_id), "epoch", "offset")
-            fields, (epoch, offset) = await pipe.execute()
+            pipe.hmget(self._keys.log_meta(session_id), *POSITION_FIELDS)
+            fields, meta = await pipe.execute()
         session = VoiceSession.from_hash(fields) if fields.get("kind") == KIND else None
-        return session, Position(epoch=epoch or "", offset=int(offset or 0))
+        return session, Position.from_meta(meta)
 
     async def list_for_user(self, owner_id: str, *, limit: int) -> list[VoiceSession]:
         """The user's sessions, newest first."""

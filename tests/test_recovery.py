@@ -33,8 +33,11 @@ async def test_resubscribe_replays_exactly_the_missed_events(server: ServerUnder
     clients.append(again)
     await again.connect()
     ack = await again.call("subscribe_on_session", {"session_id": session_id, "epoch": epoch, "offset": last})
-    assert ack == {"ok": True, "session_id": session_id, "epoch": epoch, "offset": 9, "missed": 5, "recovered": True}
     assert again.offsets(session_id) == [5, 6, 7, 8, 9]  # all before the ack, in order
+    last_id = again.named("session_status")[-1]["id"]
+    assert ack == {
+        "ok": True, "session_id": session_id, "epoch": epoch, "offset": 9, "last_id": last_id, "missed": 5, "recovered": True
+    }
     assert again.named("session_snapshot") == []
     assert [e["data"]["status"] for e in again.named("session_status")] == ["paused", "recording", "paused", "recording", "paused"]
     await toggle(server, session_id, 1, start=8)

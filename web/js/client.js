@@ -243,9 +243,10 @@ function isLogEvent(sessionId, data) {
 /**
  * Follow one session's events on `socket` across reconnects, in order, each exactly once.
  *
- * Tracks the last applied `(epoch, offset)`: events at or below it are dropped, a reconnect
- * resubscribes from it (the server replays what was missed), and a `session_resync`, a new
- * epoch or an unrecovered resubscribe start over from a `session_snapshot`.
+ * Tracks the last applied `(epoch, offset)` and the id of the event there: events at or below
+ * it are dropped, a reconnect resubscribes from it (the server replays what was missed, after
+ * checking that the event at that offset is still the one we saw), and a `session_resync`, a
+ * new epoch or an unrecovered resubscribe start over from a `session_snapshot`.
  *
  * handlers (all optional): `onSnapshot(session, snapshot)`, `onEvent(event)`,
  * `onSubscribed(ack)`, `onError(apiError)`. Returns `{close()}`.
@@ -253,6 +254,7 @@ function isLogEvent(sessionId, data) {
 export function subscribeSession(socket, sessionId, handlers = {}) {
   let epoch = null; // null until a snapshot: events before it are not ours to apply
   let offset = null;
+  let lastId = null; // id of the event at `offset`: lets the server notice a rewritten history
   let inFlight = false;
   let queued = null; // "resume" | "fresh": what to ask for once the request in flight is answered
   let generation = 0; // acks of requests sent before a disconnect are stale
@@ -263,6 +265,7 @@ export function subscribeSession(socket, sessionId, handlers = {}) {
     if (mode === "fresh") {
       epoch = null;
       offset = null;
+      lastId = null;
     }
     if (closed || !socket.connected) return; // the "connect" listener resubscribes
     if (inFlight) {
@@ -271,6 +274,7 @@ export function subscribeSession(socket, sessionId, handlers = {}) {
       return;
     }
     const payload = epoch === null ? { session_id: sessionId } : { session_id: sessionId, epoch, offset };
+    if (epoch !== null && lastId) payload.last_id = lastId;
     const mine = ++generation;
     inFlight = true;
     snapshotSeen = false;
@@ -298,6 +302,7 @@ export function subscribeSession(socket, sessionId, handlers = {}) {
     if (!isLogEvent(sessionId, data)) return;
     epoch = data.epoch;
     offset = data.offset;
+    lastId = typeof data.last_id === "string" ? data.last_id : null;
     snapshotSeen = true;
     handlers.onSnapshot?.(data.session, data);
   }
@@ -312,6 +317,7 @@ export function subscribeSession(socket, sessionId, handlers = {}) {
       subscribe("resume"); // a gap: the server replays it from the log
     } else {
       offset = data.offset;
+      lastId = typeof data.id === "string" ? data.id : null;
       handlers.onEvent?.(data);
     }
   }

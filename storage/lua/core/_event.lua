@@ -7,7 +7,8 @@
 --   KEYS[2]  the session's log metadata hash     (sh:{id}:logmeta: epoch, offset)
 --   ARGV[1]  the session's pub/sub channel
 --   ARGV[2]  the session id
---   ARGV[3]  a fresh epoch, used only when the log has to start anew
+--   ARGV[3]  a token no other call has: the epoch if the log has to start anew, and the stem of
+--            this call's event ids (`<token>.<n>`)
 --   ARGV[4]  now, unix ms
 --   ARGV[5]  approximate maximum length of the log stream
 -- Operation-specific KEYS start at KEYS[3], ARGV at ARGV[6].
@@ -15,27 +16,33 @@ local log_key = KEYS[1]
 local log_meta_key = KEYS[2]
 local channel = ARGV[1]
 local session_id = ARGV[2]
-local fresh_epoch = ARGV[3]
+local call_token = ARGV[3]
 local now_ms = tonumber(ARGV[4])
 local log_maxlen = ARGV[5]
+local events_in_call = 0
 
 -- Appends one event; `data_json` is a JSON object encoded by the caller (Python's json.dumps
 -- or cjson.encode here). The envelope is encoded by cjson and the data spliced in as is, so
 -- that Python's encoding of the data (floats, empty lists) reaches clients unchanged.
+-- Every event has an `id` no other event has: a client resuming from an offset names the id
+-- it saw there, so history rewritten by a Redis that lost writes is noticed (storage/events.py).
 local function append_event(etype, data_json)
   local epoch = redis.call('HGET', log_meta_key, 'epoch')
   local offset = 0
   if (not epoch) or redis.call('EXISTS', log_key) == 0 then
     -- The log (or its metadata) is gone: start a new epoch so that every client holding an
     -- offset of the old one is told its history cannot be recovered.
-    epoch = fresh_epoch
+    epoch = call_token
     redis.call('DEL', log_key)
   else
     offset = tonumber(redis.call('HGET', log_meta_key, 'offset') or '0')
   end
   offset = offset + 1
-  redis.call('HSET', log_meta_key, 'epoch', epoch, 'offset', offset)
-  local envelope = cjson.encode({session_id = session_id, epoch = epoch, offset = offset, type = etype, ts = now_ms})
+  events_in_call = events_in_call + 1
+  local event_id = call_token .. '.' .. events_in_call
+  redis.call('HSET', log_meta_key, 'epoch', epoch, 'offset', offset, 'id', event_id)
+  local envelope = cjson.encode({session_id = session_id, epoch = epoch, offset = offset, id = event_id,
+    type = etype, ts = now_ms})
   local event = string.sub(envelope, 1, -2) .. ',"data":' .. data_json .. '}'
   redis.call('XADD', log_key, 'MAXLEN', '~', log_maxlen, offset .. '-0', 'e', event)
   redis.call('PUBLISH', channel, event)

@@ -1,0 +1,161 @@
+"""Redis losing its last writes: the rewritten history is noticed and every client told to resync.
+
+What Redis losing writes looks like from outside (an OS crash under ``appendfsync everysec``, a
+failover to a lagging replica) is reproduced by DUMPing a session's keys and RESTOREing them
+behind the server's back: the log goes back to an older offset of the same epoch.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from redis.asyncio import Redis
+
+from tests.conftest import start_server
+from tests.helpers import OWNER, Client, RedisProcess, ServerUnderTest
+
+STATUSES = ["recording", "paused"]
+
+
+class Snapshot:
+    """A session's keys as they were: what a Redis that loses writes comes back with."""
+
+    def __init__(self, raw: Redis, keys: list[str]) -> None:
+        self._raw = raw
+        self._keys = keys
+        self._dumps: dict[str, bytes] = {}
+
+    async def take(self) -> None:
+        for key in self._keys:
+            self._dumps[key] = await self._raw.dump(key)
+
+    async def restore(self) -> None:
+        for key, value in self._dumps.items():
+            await self._raw.restore(key, 0, value, replace=True)
+
+
+async def toggle(server: ServerUnderTest, session_id: str, count: int) -> None:
+    for i in range(count):
+        await server.services.voice.set_status(session_id, STATUSES[i % 2], OWNER)
+
+
+def session_keys(server: ServerUnderTest, session_id: str) -> list[str]:
+    keys = server.services.keys
+    return [keys.session(session_id), keys.log(session_id), keys.log_meta(session_id)]
+
+
+async def test_live_subscribers_on_two_nodes_are_told_and_resync_to_what_redis_holds(
+    server: ServerUnderTest, clients: list[Client], redis: Any, redis_process: RedisProcess, tmp_path: Path
+) -> None:
+    other = await start_server(redis_process.url, tmp_path / "node2")
+    raw = Redis.from_url(redis_process.url)
+    try:
+        session_id = await server.create_session("alice")
+        first = await server.subscriber(clients, session_id)
+        second = await other.subscriber(clients, session_id)
+        old_epoch = (await server.services.log.position(session_id)).epoch
+        await toggle(server, session_id, 2)  # offsets 2, 3: recording, paused
+        lost = Snapshot(raw, session_keys(server, session_id))
+        await lost.take()
+        await toggle(server, session_id, 3)  # offsets 4..6, acknowledged and delivered
+        for watcher in (first, second):
+            await watcher.wait_for(lambda w=watcher: w.offsets(session_id)[-1:] == [6])
+
+        await lost.restore()  # Redis is back at offset 3 of the same epoch
+        await server.services.voice.set_status(session_id, "recording", OWNER)  # offset 4 again, another event
+
+        for watcher in (first, second):
+            await watcher.wait_for(lambda w=watcher: bool(w.named("session_resync")))
+            [notice] = watcher.named("session_resync")
+            assert notice["epoch"] != old_epoch
+            # The rewritten offset 4 was never delivered as if it followed 6.
+            assert watcher.offsets(session_id) == [2, 3, 4, 5, 6]
+            ack = await watcher.call("subscribe_on_session", {"session_id": session_id})
+            assert ack["epoch"] == notice["epoch"]
+            snapshot = watcher.named("session_snapshot")[-1]
+            stored = await server.services.voice.get(session_id)
+            assert stored is not None and snapshot["session"]["status"] == stored.status == "recording"
+            assert snapshot["offset"] == 4
+    finally:
+        await raw.aclose()
+        for client in clients:  # before its server stops, which waits for open connections
+            await client.close()
+        await other.stop()
+
+
+async def test_a_resuming_client_whose_events_were_rewritten_gets_a_snapshot(
+    server: ServerUnderTest, clients: list[Client], redis_process: RedisProcess
+) -> None:
+    raw = Redis.from_url(redis_process.url)
+    try:
+        session_id = await server.create_session("alice")
+        client = await server.subscriber(clients, session_id)
+        await toggle(server, session_id, 2)
+        lost = Snapshot(raw, session_keys(server, session_id))
+        await lost.take()  # at offset 3
+        await toggle(server, session_id, 3)  # offsets 4..6
+        await client.wait_for(lambda: client.offsets(session_id)[-1:] == [6])
+        last = [data for name, data in client.events if name == "session_status"][-1]
+        await client.close()
+
+        await lost.restore()
+        # Redis goes on from offset 3 with other events, past the client's offset 6.
+        for status in ("recording", "cutting", "recording", "ready"):
+            await server.services.voice.set_status(session_id, status, OWNER)
+
+        again = Client(server.url, server.token("alice"))
+        clients.append(again)
+        await again.connect()
+        resume = {"session_id": session_id, "epoch": last["epoch"], "offset": 6, "last_id": last["id"]}
+        ack = await again.call("subscribe_on_session", resume)
+        assert ack["recovered"] is False and ack["epoch"] != last["epoch"]
+        [snapshot] = again.named("session_snapshot")
+        assert snapshot["session"]["status"] == "ready" and snapshot["offset"] == 7
+        assert again.offsets(session_id) == []  # no replay of a history that is not the one it saw
+    finally:
+        await raw.aclose()
+
+
+async def test_a_client_ahead_of_the_log_gets_a_snapshot_in_a_new_epoch(
+    server: ServerUnderTest, clients: list[Client], redis_process: RedisProcess
+) -> None:
+    raw = Redis.from_url(redis_process.url)
+    try:
+        session_id = await server.create_session("alice")
+        lost = Snapshot(raw, session_keys(server, session_id))
+        await lost.take()  # at offset 1
+        await toggle(server, session_id, 2)
+        epoch = (await server.services.log.position(session_id)).epoch
+        await lost.restore()
+        client = Client(server.url, server.token("alice"))
+        clients.append(client)
+        await client.connect()
+        ack = await client.call("subscribe_on_session", {"session_id": session_id, "epoch": epoch, "offset": 3})
+        assert ack["recovered"] is False and ack["epoch"] != epoch and ack["offset"] == 1
+        # The next change numbers on in the new epoch: nobody can mistake it for the lost offset 2.
+        await server.services.voice.set_status(session_id, "recording", OWNER)
+        assert (await server.services.log.position(session_id)).epoch == ack["epoch"]
+    finally:
+        await raw.aclose()
+
+
+async def test_a_node_reconnecting_to_a_redis_that_lost_writes_resyncs_its_room(
+    server: ServerUnderTest, clients: list[Client], redis: Any, redis_process: RedisProcess
+) -> None:
+    raw = Redis.from_url(redis_process.url)
+    try:
+        session_id = await server.create_session("alice")
+        watcher = await server.subscriber(clients, session_id)
+        lost = Snapshot(raw, session_keys(server, session_id))
+        await lost.take()
+        await toggle(server, session_id, 3)
+        await watcher.wait_for(lambda: watcher.offsets(session_id)[-1:] == [4])
+        epoch = (await server.services.log.position(session_id)).epoch
+        # A restart of Redis: its data goes back, and every pub/sub link drops.
+        await lost.restore()
+        assert await redis.client_kill_filter(_type="pubsub") >= 1
+        await watcher.wait_for(lambda: bool(watcher.named("session_resync")), timeout=10)
+        assert watcher.named("session_resync")[0]["epoch"] != epoch
+    finally:
+        await raw.aclose()
