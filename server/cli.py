@@ -16,6 +16,7 @@ from redis.asyncio import Redis
 from auth.claims import Permission
 from handlers.context import Services
 from jobs.processors import load_processors
+from protocol.errors import CodedError
 from server.app import build_app
 from server.identity import token_service
 from server.redis_embed import EmbeddedRedis
@@ -93,6 +94,10 @@ async def serve(settings: Settings) -> None:
     """Run the HTTP + Socket.IO server (and its in-process workers) until SIGINT/SIGTERM."""
     async with redis_for(settings, may_embed=True) as redis:
         services = build_services(settings, redis=redis, tokens=token_service(settings))
+        try:
+            await services.log.check_durability()
+        except CodedError as exc:
+            raise StartupError(exc.message) from exc
         app = build_app(settings, services=services)
         runner = web.AppRunner(app, access_log=None)
         await runner.setup()

@@ -65,7 +65,14 @@ def build_services(
     clock = clock or Clock()
     keys = Keys(settings.key_prefix)
     scripts = Scripts.load(redis)
-    event_log = EventLog(redis=redis, keys=keys, clock=clock, maxlen=settings.stream_maxlen)
+    event_log = EventLog(
+        redis=redis,
+        keys=keys,
+        clock=clock,
+        maxlen=settings.stream_maxlen,
+        durability=settings.durability,
+        durability_timeout_ms=settings.durability_timeout_ms,
+    )
     sessions = SessionDirectory(redis=redis, keys=keys)
     return Services(
         redis=redis,

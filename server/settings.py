@@ -7,6 +7,8 @@ from pathlib import Path
 from pydantic import AliasChoices, Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from storage.events import Durability
+
 
 class Settings(BaseSettings):
     """sessionhub settings; ``SESSIONHUB_*`` variables, plus ``REDIS_URL`` and ``PORT``."""
@@ -37,6 +39,8 @@ class Settings(BaseSettings):
     creates_per_min: int = Field(default=10, ge=1)
 
     stream_maxlen: int = Field(default=1000, ge=10)
+    durability: Durability = Durability.MEMORY
+    durability_timeout_ms: int = Field(default=1000, ge=1, le=60_000)
     max_payload_bytes: int = Field(default=16384, ge=256)
     event_rate_per_s: float = Field(default=20.0, gt=0)
     event_burst: int = Field(default=40, ge=1)

@@ -19,12 +19,14 @@ import itertools
 import json
 import secrets
 from dataclasses import dataclass
+from enum import StrEnum
 from typing import Any
 
 from redis.asyncio import Redis
 from redis.commands.core import AsyncScript
+from redis.exceptions import RedisError
 
-from protocol.errors import CodedError
+from protocol.errors import CodedError, ErrorCode
 from protocol.events import SESSION_RESYNC
 from storage.clock import Clock
 from storage.keys import Keys
@@ -94,19 +96,48 @@ class EpochSource:
         return f"{self._prefix}{next(self._count):x}"
 
 
+class Durability(StrEnum):
+    """When a change counts as acknowledged (``SESSIONHUB_DURABILITY``)."""
+
+    MEMORY = "memory"  # applied in Redis (and its AOF within a second, under appendfsync everysec)
+    AOF = "aof"  # fsynced to the local AOF: WAITAOF 1 0 (Redis 7.2+, appendonly yes)
+    REPLICA = "replica"  # received by at least one replica: WAIT 1
+
+
 class EventLog:
     """Runs session-changing scripts with the common event arguments and reads the log.
 
     Expects a Redis client built with ``decode_responses=True``.
     """
 
-    def __init__(self, *, redis: Redis, keys: Keys, clock: Clock, maxlen: int) -> None:
+    def __init__(
+        self,
+        *,
+        redis: Redis,
+        keys: Keys,
+        clock: Clock,
+        maxlen: int,
+        durability: Durability = Durability.MEMORY,
+        durability_timeout_ms: int = 1000,
+    ) -> None:
         self._redis = redis
         self._keys = keys
         self._clock = clock
         self._maxlen = maxlen
         self._epochs = EpochSource()
         self._reset = plain_script(redis, "core/log_reset.lua")
+        self._durability = durability
+        self._durability_timeout_ms = durability_timeout_ms
+
+    async def check_durability(self) -> None:
+        """Raise ``unavailable`` at start-up when the Redis cannot give the configured durability."""
+        if self._durability is Durability.AOF:
+            try:
+                await self._redis.execute_command("WAITAOF", 1, 0, 1)
+            except RedisError as exc:
+                raise CodedError(
+                    ErrorCode.UNAVAILABLE, f"SESSIONHUB_DURABILITY=aof needs Redis 7.2+ with appendonly yes: {exc}"
+                ) from exc
 
     async def run(
         self,
@@ -128,10 +159,33 @@ class EventLog:
             self._maxlen,
             *(args or []),
         ]
-        result = await script(keys=all_keys, args=all_args)
+        if self._durability is Durability.MEMORY:
+            result = await script(keys=all_keys, args=all_args)
+        else:
+            result = await self._run_durably(script, all_keys, all_args)
         if result and result[0] is None:
             raise CodedError.from_wire(str(result[1]))
         return list(result)
+
+    async def _run_durably(self, script: AsyncScript, keys: list[str], args: list[Any]) -> Any:
+        # WAIT / WAITAOF count the writes of their own connection: the script and the wait go
+        # in one pipeline, which holds one connection for both.
+        async with self._redis.pipeline(transaction=False) as pipe:
+            await script(keys=keys, args=args, client=pipe)
+            if self._durability is Durability.AOF:
+                pipe.execute_command("WAITAOF", 1, 0, self._durability_timeout_ms)
+            else:
+                pipe.execute_command("WAIT", 1, self._durability_timeout_ms)
+            result, confirmed = await pipe.execute()
+        refused = bool(result) and result[0] is None
+        count = confirmed[0] if isinstance(confirmed, list) else confirmed
+        if not refused and int(count) < 1:
+            raise CodedError(
+                ErrorCode.UNAVAILABLE,
+                f"the change was applied but not confirmed {self._durability.value}-durable within "
+                f"{self._durability_timeout_ms} ms",
+            )
+        return result
 
     async def append(self, script: AsyncScript, session_id: str, etype: str, data: dict[str, Any]) -> int:
         """Append one state-less event (``append.lua``) to an existing session."""

@@ -1,0 +1,77 @@
+"""SESSIONHUB_DURABILITY: a change is acknowledged only once a replica (or the AOF) has it."""
+
+from __future__ import annotations
+
+import asyncio
+import subprocess
+from pathlib import Path
+from typing import Any
+
+import pytest
+from redis.asyncio import Redis
+
+from protocol.errors import CodedError, ErrorCode
+from tests.conftest import start_server
+from tests.helpers import Client, RedisProcess, ServerUnderTest, free_port, redis_binary
+
+
+async def set_status(client: Client, session_id: str, status: str) -> dict[str, Any]:
+    return await client.call("set_session_status", {"session_id": session_id, "status": status})  # type: ignore[no-any-return]
+
+
+async def test_replica_durability_waits_for_a_replica(
+    server: ServerUnderTest, redis_process: RedisProcess, redis: Any, tmp_path: Path
+) -> None:
+    session_id = await server.create_session("alice")  # on a node without the setting
+    srv = await start_server(redis_process.url, tmp_path, durability="replica", durability_timeout_ms=200)
+    client = Client(srv.url, srv.token("alice"))
+    replica: subprocess.Popen[bytes] | None = None
+    try:
+        await client.connect()
+        ack = await set_status(client, session_id, "recording")
+        # No replica: applied, but not acknowledged as durable.
+        assert ack["ok"] is False and ack["error"] == "unavailable"
+
+        port = free_port()
+        replica = subprocess.Popen(
+            [redis_binary(), "--bind", "127.0.0.1", "--port", str(port), "--save", "", "--dir", str(tmp_path),
+             "--replicaof", "127.0.0.1", str(redis_process.port)],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        follower = Redis(port=port, decode_responses=True)
+        try:
+            for _ in range(100):
+                try:
+                    if (await follower.info("replication")).get("master_link_status") == "up":
+                        break
+                except OSError:
+                    pass
+                await asyncio.sleep(0.05)
+            ack = await set_status(client, session_id, "paused")
+            assert ack["ok"] is True and ack["changed"] is True
+            assert await follower.hget(srv.services.keys.session(session_id), "status") == "paused"
+        finally:
+            await follower.aclose()
+    finally:
+        await client.close()
+        await srv.stop()
+        if replica is not None:
+            replica.terminate()
+            replica.wait(10)
+        await redis.execute_command("REPLICAOF", "NO", "ONE")
+
+
+async def test_aof_durability_is_refused_at_start_by_a_redis_without_waitaof(
+    redis_process: RedisProcess, redis: Any, tmp_path: Path
+) -> None:
+    info = await redis.info("server")
+    if tuple(int(p) for p in info["redis_version"].split(".")[:2]) >= (7, 2):
+        pytest.skip("this redis-server has WAITAOF; the refusal is for Redis before 7.2 or without appendonly")
+    srv = await start_server(redis_process.url, tmp_path, durability="aof")
+    try:
+        with pytest.raises(CodedError) as refused:
+            await srv.services.log.check_durability()
+        assert refused.value.code is ErrorCode.UNAVAILABLE and "7.2" in refused.value.message
+    finally:
+        await srv.stop()
