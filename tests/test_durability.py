@@ -23,7 +23,7 @@ async def test_replica_durability_waits_for_a_replica(
     server: ServerUnderTest, redis_process: RedisProcess, redis: Any, tmp_path: Path
 ) -> None:
     session_id = await server.create_session("alice")  # on a node without the setting
-    srv = await start_server(redis_process.url, tmp_path, durability="replica", durability_timeout_ms=200)
+    srv = await start_server(redis_process.url, tmp_path, durability="replica", durability_timeout_ms=1000)
     client = Client(srv.url, srv.token("alice"))
     replica: subprocess.Popen[bytes] | None = None
     try:
@@ -41,13 +41,16 @@ async def test_replica_durability_waits_for_a_replica(
         )
         follower = Redis(port=port, decode_responses=True)
         try:
-            for _ in range(100):
+            link = ""
+            for _ in range(300):  # a full sync, bounded at 15 s
                 try:
-                    if (await follower.info("replication")).get("master_link_status") == "up":
-                        break
+                    link = (await follower.info("replication")).get("master_link_status", "")
                 except OSError:
                     pass
+                if link == "up":
+                    break
                 await asyncio.sleep(0.05)
+            assert link == "up"
             ack = await set_status(client, session_id, "paused")
             assert ack["ok"] is True and ack["changed"] is True
             assert await follower.hget(srv.services.keys.session(session_id), "status") == "paused"
@@ -59,7 +62,6 @@ async def test_replica_durability_waits_for_a_replica(
         if replica is not None:
             replica.terminate()
             replica.wait(10)
-        await redis.execute_command("REPLICAOF", "NO", "ONE")
 
 
 async def test_aof_durability_is_refused_at_start_by_a_redis_without_waitaof(
