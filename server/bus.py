@@ -52,6 +52,16 @@ log = logging.getLogger(__name__)
 
 
 SUBSCRIBE_TIMEOUT_S = 5.0
+# The listener owns the pub/sub connection; it applies queued (un)subscriptions between reads
+# that wait at most this long, so a new room waits no longer than this for its SUBSCRIBE.
+POLL_S = 0.02
+# Pauses between failed listener rounds, doubling up to a short cap and reset by any round that
+# works: a link that keeps dropping must be retried promptly (rooms wait for their SUBSCRIBE),
+# and a dead Redis refuses a reconnect at once, so even the cap is no busy loop.
+BACKOFF_MIN_S = 0.02
+BACKOFF_MAX_S = 0.5
+# A room whose catch-up failed (Redis unreachable, a bug) tries again after this pause.
+CATCH_UP_RETRY_S = 0.5
 # A hold outlives its handler only if the handler hangs; past this it no longer delays anyone.
 HOLD_MAX_S = 2.0
 # Ids of this many recent deliveries are kept per room to tell a duplicate from a rewrite.
@@ -118,6 +128,10 @@ class Bus:
         self._by_sid: dict[str, set[str]] = {}
         self._confirm: dict[str, asyncio.Future[None]] = {}
         self._pubsub: _PubSub = _PubSub(connection_pool=redis.connection_pool, ignore_subscribe_messages=False)
+        # (un)subscriptions for the listener, which alone uses the pub/sub connection: redis-py's
+        # PubSub is not safe for a reader and writers at once (a reconnect by one under the
+        # other's read has spun the listener at 100% CPU).
+        self._commands: deque[tuple[str, str]] = deque()
         self._task: asyncio.Task[None] | None = None
         self._background: set[asyncio.Task[None]] = set()
         self._alive = False
@@ -225,9 +239,7 @@ class Bus:
         room.floors.pop(sid, None)
         if not room.members and room.ready.is_set():
             self._drop_room(room)
-            task = asyncio.create_task(self._unsubscribe(room.channel))
-            self._background.add(task)
-            task.add_done_callback(self._background.discard)
+            self._commands.append(("unsubscribe", room.channel))
         return True
 
     def leave_all(self, sid: str) -> None:
@@ -241,7 +253,7 @@ class Bus:
         confirmed = loop.create_future()
         self._confirm[room.channel] = confirmed
         try:
-            await self._pubsub.subscribe(room.channel)
+            self._commands.append(("subscribe", room.channel))
             await asyncio.wait_for(confirmed, SUBSCRIBE_TIMEOUT_S)
         finally:
             self._confirm.pop(room.channel, None)
@@ -259,22 +271,28 @@ class Bus:
         if self._by_channel.get(room.channel) is room:
             del self._by_channel[room.channel]
 
-    async def _unsubscribe(self, channel: str) -> None:
-        if channel in self._by_channel:  # a new room took the channel meanwhile
-            return
-        try:
-            await self._pubsub.unsubscribe(channel)
-        except (RedisError, OSError) as exc:  # the reconnect will not resubscribe it anyway
-            log.info("unsubscribe from %s failed: %s", channel, exc)
+    async def _apply_commands(self) -> None:
+        """Send the queued (un)subscriptions, in order; on failure they stay queued."""
+        while self._commands:
+            op, channel = self._commands[0]
+            if op == "unsubscribe" and channel in self._by_channel:
+                self._commands.popleft()  # a new room took the channel meanwhile
+                continue
+            if op == "subscribe" and channel not in self._by_channel:
+                self._commands.popleft()  # the room is gone already
+                continue
+            await (self._pubsub.subscribe if op == "subscribe" else self._pubsub.unsubscribe)(channel)
+            self._commands.popleft()
 
     # --- internals: the listener -----------------------------------------------------------
     async def _listen(self) -> None:
-        backoff_s = 0.1
+        backoff_s = BACKOFF_MIN_S
         while True:
             try:
-                message = await self._pubsub.get_message(timeout=1.0)
+                await self._apply_commands()
+                message = await self._pubsub.get_message(timeout=POLL_S)
                 self._alive = True
-                backoff_s = 0.1
+                backoff_s = BACKOFF_MIN_S
                 if self._pubsub.reconnected:
                     self._pubsub.reconnected = False
                     self._backfill_all()
@@ -282,14 +300,14 @@ class Bus:
                     self._on_message(message)
             except asyncio.CancelledError:
                 raise
-            except (RedisError, OSError) as exc:
-                if self._alive:
+            except Exception as exc:  # Redis away, or a bug: never stop delivering, never spin
+                if not isinstance(exc, RedisError | OSError):
+                    log.exception("bus listener error")
+                elif self._alive:
                     log.warning("bus lost its Redis link: %s; reconnecting", exc)
                 self._alive = False
                 await asyncio.sleep(backoff_s)
-                backoff_s = min(backoff_s * 2, 5.0)
-            except Exception:  # a bug must not stop delivery for every session on the node
-                log.exception("bus listener error")
+                backoff_s = min(backoff_s * 2, BACKOFF_MAX_S)
 
     def _on_message(self, message: dict[str, Any]) -> None:
         kind = message["type"]
@@ -366,10 +384,12 @@ class Bus:
         """Fill a gap from the log in the room's own task, then go on with its inbox."""
         try:
             await self._backfill(room)
-        except (RedisError, OSError) as exc:  # the reconnect's backfill will try again
-            log.info("session %s: backfill failed: %s", room.session_id, exc)
-        except Exception:  # a bug must not stop delivery for the room for good
-            log.exception("session %s: backfill error", room.session_id)
+        except Exception as exc:  # Redis away, or a bug: try again after a pause, never in a spin
+            if isinstance(exc, RedisError | OSError):
+                log.info("session %s: backfill failed: %s", room.session_id, exc)
+            else:
+                log.exception("session %s: backfill error", room.session_id)
+            await asyncio.sleep(CATCH_UP_RETRY_S)
         finally:
             room.catching_up = False
         if self._rooms.get(room.session_id) is room:

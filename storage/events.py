@@ -214,7 +214,11 @@ class EventLog:
             pipe.xrange(self._keys.log(session_id), min=f"{offset}-0", max="+", count=self._maxlen * 2 + 1)
             meta, entries = await pipe.execute()
         position = Position.from_meta(meta)
-        events = [Event.parse(fields["e"]) for _, fields in entries]
+        try:
+            events = [Event.parse(fields["e"]) for _, fields in entries]
+        except (ValueError, KeyError, TypeError):
+            # A malformed entry cannot be replayed: the asker takes a snapshot instead of stalling.
+            return Recovery(position=position, events=[], recovered=False)
         at_offset = events[0] if events and events[0].offset == offset else None
         after = events[1:] if at_offset is not None else events
         rolled_back = position.epoch == epoch and _rewritten(position, offset, last_id, at_offset)

@@ -1,0 +1,68 @@
+"""Subscribe/unsubscribe churn while the pub/sub link is killed again and again (issue: a 30 s spin)."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from typing import Any
+
+import aiohttp
+
+from tests.helpers import OWNER, Client, ServerUnderTest
+
+WINDOW_S = 3.0
+STATUSES = ["recording", "paused"]
+
+
+async def test_churn_and_pubsub_kills_keep_a_steady_subscriber_live(
+    server: ServerUnderTest, clients: list[Client], redis: Any
+) -> None:
+    steady_id = await server.create_session("alice")
+    steady = await server.subscriber(clients, steady_id)
+    churn_ids = [await server.create_session("alice") for _ in range(8)]
+    churners = []
+    for _ in churn_ids:
+        churner = Client(server.url, server.token("alice"))
+        clients.append(churner)
+        churners.append(await churner.connect())
+    deadline = time.monotonic() + WINDOW_S
+    written = 0
+    ready_waits: list[float] = []
+    refusals: list[str] = []
+
+    async def churn(client: Client, session_id: str) -> None:
+        while time.monotonic() < deadline:
+            for event in ("subscribe_on_session", "unsubscribe_from_session"):
+                ack = await client.call(event, {"session_id": session_id}, timeout=10)
+                if not ack["ok"]:
+                    refusals.append(ack["error"])
+
+    async def kill() -> None:
+        while time.monotonic() < deadline:
+            await redis.client_kill_filter(_type="pubsub")
+            await asyncio.sleep(0.1)
+
+    async def write() -> None:
+        nonlocal written
+        while time.monotonic() < deadline:
+            await server.services.voice.set_status(steady_id, STATUSES[written % 2], OWNER)
+            written += 1
+            await asyncio.sleep(0.03)
+
+    async def probe(http: aiohttp.ClientSession) -> None:
+        while time.monotonic() < deadline:
+            started = time.monotonic()
+            async with http.get(f"{server.url}/readyz", timeout=aiohttp.ClientTimeout(total=5)):
+                ready_waits.append(time.monotonic() - started)
+            await asyncio.sleep(0.2)
+
+    cpu_before = time.process_time()
+    async with aiohttp.ClientSession() as http:
+        await asyncio.gather(*(churn(c, s) for c, s in zip(churners, churn_ids, strict=True)), kill(), write(), probe(http))
+
+    await steady.wait_for(lambda: steady.offsets(steady_id) == list(range(2, 2 + written)), timeout=10)
+    assert written > 20 and max(ready_waits) < 1.0, (written, max(ready_waits))
+    assert refusals == [], refusals[:5]
+    # Clients, server and test share this process: a spinning listener would take all of it.
+    cpu_s = time.process_time() - cpu_before
+    assert cpu_s < 0.9 * (WINDOW_S + 1), cpu_s
