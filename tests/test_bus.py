@@ -73,3 +73,29 @@ async def _until(probe: Any, want: int, timeout_s: float = 15) -> None:
     while (got := await probe()) != want:
         assert asyncio.get_running_loop().time() < deadline, f"stayed {got}"
         await asyncio.sleep(0.1)
+
+
+async def test_a_member_whose_snapshot_is_ahead_of_the_room_gets_no_repeat(
+    server: ServerUnderTest, clients: list[Client], redis: Any
+) -> None:
+    """The room lags (its link dropped) while a new member's snapshot already covers the lag."""
+    session_id = await server.create_session("alice")
+    first = await server.subscriber(clients, session_id)
+    late = Client(server.url, server.token("alice"))
+    clients.append(late)
+    await late.connect()
+    repeats = 0
+    changes = 0
+    for round_ in range(5):
+        assert await redis.client_kill_filter(_type="pubsub") >= 1
+        for _ in range(3):  # published while the bus is away: the room is behind the log
+            await server.services.voice.set_status(session_id, STATUSES[changes % 2], OWNER)
+            changes += 1
+        ack = await late.call("subscribe_on_session", {"session_id": session_id})
+        end = 1 + 3 * (round_ + 1)
+        await first.wait_for(lambda end=end: first.offsets(session_id)[-1:] == [end], timeout=10)
+        await asyncio.sleep(0.05)
+        repeats += len([o for o in late.offsets(session_id) if o <= ack["offset"]])
+        await late.call("unsubscribe_from_session", {"session_id": session_id})
+        late.events.clear()
+    assert repeats == 0
