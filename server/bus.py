@@ -40,10 +40,10 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from redis.asyncio import Redis
-from redis.asyncio.client import PubSub
 from redis.exceptions import RedisError
 
 from protocol.events import SESSION_RESYNC
+from server.channels import CONFIRMATIONS, MESSAGES, Channels
 from server.outlet import Packet, deliver
 from storage.events import EventLog
 from storage.keys import Keys
@@ -66,16 +66,6 @@ CATCH_UP_RETRY_S = 0.5
 HOLD_MAX_S = 2.0
 # Ids of this many recent deliveries are kept per room to tell a duplicate from a rewrite.
 RECENT_IDS = 256
-
-
-class _PubSub(PubSub):
-    """redis-py's PubSub, telling the bus each time it (re)connects: a gap may precede it."""
-
-    reconnected = True
-
-    async def on_connect(self, connection: Any) -> None:
-        await super().on_connect(connection)
-        self.reconnected = True
 
 
 @dataclass(slots=True)
@@ -127,7 +117,7 @@ class Bus:
         self._by_channel: dict[str, Room] = {}
         self._by_sid: dict[str, set[str]] = {}
         self._confirm: dict[str, asyncio.Future[None]] = {}
-        self._pubsub: _PubSub = _PubSub(connection_pool=redis.connection_pool, ignore_subscribe_messages=False)
+        self._pubsub = Channels(redis)
         # (un)subscriptions for the listener, which alone uses the pub/sub connection: redis-py's
         # PubSub is not safe for a reader and writers at once (a reconnect by one under the
         # other's read has spun the listener at 100% CPU).
@@ -290,12 +280,9 @@ class Bus:
         while True:
             try:
                 await self._apply_commands()
-                message = await self._pubsub.get_message(timeout=POLL_S)
+                message = await self._pubsub.get_message(POLL_S)
                 self._alive = True
                 backoff_s = BACKOFF_MIN_S
-                if self._pubsub.reconnected:
-                    self._pubsub.reconnected = False
-                    self._backfill_all()
                 if message is not None:
                     self._on_message(message)
             except asyncio.CancelledError:
@@ -314,12 +301,10 @@ class Bus:
         channel = message["channel"]
         if isinstance(channel, bytes):
             channel = channel.decode()
-        if kind == "subscribe":
-            waiter = self._confirm.get(channel)
-            if waiter is not None and not waiter.done():
-                waiter.set_result(None)
+        if kind in CONFIRMATIONS:
+            self._confirmed(channel)
             return
-        if kind != "message":
+        if kind not in MESSAGES:
             return
         room = self._by_channel.get(channel)
         if room is None:
@@ -334,6 +319,22 @@ class Bus:
             room.early.append(parsed)
         else:
             self._receive(room, parsed)
+
+    def _confirmed(self, channel: str) -> None:
+        """A channel is subscribed: a new room's wait ends, or the link came back.
+
+        redis-py resubscribes every channel after a reconnect, so a confirmation for a room that
+        is live already means messages may have been missed meanwhile: it catches up from the
+        log (a quiet room would otherwise not notice until its next event).
+        """
+        waiter = self._confirm.get(channel)
+        if waiter is not None:
+            if not waiter.done():
+                waiter.set_result(None)
+            return
+        room = self._by_channel.get(channel)
+        if room is not None and room.offset is not None and not room.catching_up:
+            self._start_catch_up(room)
 
     def _receive(self, room: Room, parsed: _Parsed) -> None:
         if parsed.epoch == room.epoch and parsed.offset > room.seen:
@@ -394,11 +395,6 @@ class Bus:
             room.catching_up = False
         if self._rooms.get(room.session_id) is room:
             self._drain(room)
-
-    def _backfill_all(self) -> None:
-        for room in list(self._rooms.values()):
-            if room.offset is not None and not room.catching_up:
-                self._start_catch_up(room)
 
     async def _backfill(self, room: Room) -> None:
         assert room.offset is not None

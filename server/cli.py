@@ -51,7 +51,7 @@ async def redis_for(settings: Settings, *, may_embed: bool) -> AsyncIterator[Red
             url_file = settings.data_dir / REDIS_URL_FILE
             url_file.touch(mode=0o600)
             url_file.write_text(url + "\n", encoding="utf-8")
-    redis = connect_redis(url, max_connections=settings.redis_max_connections)
+    redis = connect_redis(url, max_connections=settings.redis_max_connections, cluster=settings.redis_cluster)
     try:
         try:
             await asyncio.wait_for(redis.ping(), 5)

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+from typing import cast
+
 from redis.asyncio import BlockingConnectionPool, Redis
+from redis.asyncio.cluster import RedisCluster
 
 from auth.tokens import TokenService
 from handlers.context import Limits, NoSubscriptions, Services, Subscriptions
@@ -19,12 +22,21 @@ from storage.sessions import SessionDirectory
 from storage.voice import VoiceSessions
 
 
-def connect_redis(url: str, *, max_connections: int = 512) -> Redis:
+def connect_redis(url: str, *, max_connections: int = 512, cluster: bool = False) -> Redis:
     """The Redis client every component shares.
 
     The pool blocks (up to 5 s) when all its connections are busy, instead of failing: a burst
-    of reconnecting clients must wait its turn, not get ``internal_error``.
+    of reconnecting clients must wait its turn, not get ``internal_error``. With ``cluster``,
+    ``url`` names any node of a Redis Cluster and redis-py's cluster client routes every command
+    by its keys' slot (every script touches one slot: a session's keys share a hash tag).
     """
+    if cluster:
+        client = RedisCluster.from_url(
+            url, decode_responses=True, max_connections=max_connections, socket_connect_timeout=5
+        )
+        # The cluster client offers the commands of a single-node client; typed as one for the
+        # repositories, which never depend on which it is (storage.scripts adapts PUBLISH).
+        return cast(Redis, client)
     pool = BlockingConnectionPool.from_url(
         url,
         max_connections=max_connections,

@@ -19,6 +19,7 @@ class Settings(BaseSettings):
     port: int = Field(default=8080, validation_alias=AliasChoices("SESSIONHUB_PORT", "PORT"))
     redis_url: str | None = Field(default=None, validation_alias=AliasChoices("REDIS_URL", "SESSIONHUB_REDIS_URL"))
     redis_max_connections: int = Field(default=512, ge=8)
+    redis_cluster: bool = False
     data_dir: Path = Path("./var")
     key_prefix: str = Field(default="sh", pattern=r"^[A-Za-z0-9_.\-]{1,32}$")
     public_url: str = ""

@@ -23,6 +23,7 @@ from enum import StrEnum
 from typing import Any
 
 from redis.asyncio import Redis
+from redis.asyncio.cluster import RedisCluster
 from redis.commands.core import AsyncScript
 from redis.exceptions import RedisError
 
@@ -131,6 +132,10 @@ class EventLog:
 
     async def check_durability(self) -> None:
         """Raise ``unavailable`` at start-up when the Redis cannot give the configured durability."""
+        if self._durability is not Durability.MEMORY and isinstance(self._redis, RedisCluster):
+            # WAIT/WAITAOF count the writes of one connection to one node; a cluster pipeline
+            # does not promise to send them to the node that ran the script.
+            raise CodedError(ErrorCode.UNAVAILABLE, "SESSIONHUB_DURABILITY needs a single Redis, not a cluster")
         if self._durability is Durability.AOF:
             try:
                 await self._redis.execute_command("WAITAOF", 1, 0, 1)

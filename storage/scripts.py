@@ -3,6 +3,9 @@
 A script that changes a session is prefixed with the shared event prologue
 (``core/_event.lua``: the log append and the owner access rule). Each repository registers the
 scripts it runs; registering costs no round trip (EVALSHA with a transparent NOSCRIPT reload).
+
+On Redis Cluster the scripts publish with ``SPUBLISH`` (sharded pub/sub: the session's channel
+shares its hash tag, so it lives on the shard that runs the script) instead of ``PUBLISH``.
 """
 
 from __future__ import annotations
@@ -11,6 +14,7 @@ from dataclasses import dataclass
 from importlib import resources
 
 from redis.asyncio import Redis
+from redis.asyncio.cluster import RedisCluster
 from redis.commands.core import AsyncScript
 
 _PROLOGUE = "core/_event.lua"
@@ -20,14 +24,20 @@ def _source(path: str) -> str:
     return resources.files("storage").joinpath("lua", path).read_text(encoding="utf-8")
 
 
+def _for(redis: Redis, source: str) -> str:
+    if isinstance(redis, RedisCluster):
+        return source.replace("redis.call('PUBLISH',", "redis.call('SPUBLISH',")
+    return source
+
+
 def event_script(redis: Redis, path: str) -> AsyncScript:
     """A session-changing script (``lua/<path>``) with the event prologue in front of it."""
-    return redis.register_script(_source(_PROLOGUE) + "\n" + _source(path))
+    return redis.register_script(_for(redis, _source(_PROLOGUE) + "\n" + _source(path)))
 
 
 def plain_script(redis: Redis, path: str) -> AsyncScript:
     """A script that appends no event."""
-    return redis.register_script(_source(path))
+    return redis.register_script(_for(redis, _source(path)))
 
 
 @dataclass(frozen=True, slots=True)

@@ -36,7 +36,7 @@ async def redis(redis_process: RedisProcess) -> AsyncIterator[Redis]:
 async def start_server(redis_url: str, data_dir: Path, **overrides: object) -> ServerUnderTest:
     """Build and start a server under test on a free loopback port."""
     settings = test_settings(redis_url, data_dir, **overrides)
-    redis = connect_redis(redis_url)
+    redis = connect_redis(redis_url, cluster=settings.redis_cluster)
     tokens = token_service(settings)
     app = build_app(settings, services=build_services(settings, redis=redis, tokens=tokens))
 
