@@ -312,9 +312,9 @@ def report(
           f"{args.watchers} watchers, one session ==")
     print(f"operations sent {wanted}, acknowledged {figures.acked}, refused {figures.refused or 0}, "
           f"throughput {figures.acked / elapsed:.0f} ops/s")
-    print(f"ack round trip      p50 {percentile(figures.ack_ms, 0.5):6.1f} ms   p99 {percentile(figures.ack_ms, 0.99):6.1f} ms"
-          f"   max {max(figures.ack_ms, default=float('nan')):6.1f} ms")
-    print(f"own event echoed    p50 {percentile(figures.echo_ms, 0.5):6.1f} ms   p99 {percentile(figures.echo_ms, 0.99):6.1f} ms")
+    for label, values in (("ack round trip", figures.ack_ms), ("own event echoed", figures.echo_ms)):
+        print(f"{label:<18}  p50 {percentile(values, 0.5):6.1f} ms   p99 {percentile(values, 0.99):6.1f} ms"
+              f"   max {max(values, default=float('nan')):6.1f} ms")
     print(f"clients whose state equals Redis: {same}/{len(followers)}; "
           f"clients with every acknowledged op, in order, no gap: {complete}/{len(followers)}")
     if figures.ack_ms:
