@@ -184,3 +184,24 @@ async def test_orphan_banner_shows_once_and_dismisses(server: ServerUnderTest, t
     await page.reload()
     await expect(page.locator("#editor")).to_be_visible()
     await expect(page.locator("#orphan-banner")).to_be_hidden()  # the first load revived it
+
+
+async def test_play_moves_the_playhead_and_stop_clears_it(server: ServerUnderTest, tab: Tab) -> None:
+    session_id = await new_pattern(server)
+    page = await open_live(tab, f"/s/{session_id}")
+    await page.locator("#play").click()
+    await expect(page.locator("#play")).to_have_attribute("aria-pressed", "true")
+    await expect(page.locator(".step.playing").first).to_be_visible()
+    await page.locator("#play").click()
+    await expect(page.locator("#play")).to_have_text("Play")
+    await expect(page.locator(".step.playing")).to_have_count(0)
+
+
+async def test_names_are_shown_as_text(server: ServerUnderTest, tab: Tab) -> None:
+    name = "Tom & \"Jerry's\" {{x}} &lt;b&gt;"
+    parent = await new_pattern(server, name=name, state={"tracks": [track("t1", name="A&B \"q\"")]})
+    child = (await api(server, "POST", f"/api/sessions/{parent}/remix"))["id"]
+    page = await open_live(tab, f"/s/{child}")
+    await expect(page.locator("#parent-link")).to_have_text(f'"{name}"')
+    await expect(page.locator(".track-name")).to_have_value('A&B "q"')
+    assert await page.locator("#lineage b").count() == 0

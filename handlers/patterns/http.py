@@ -245,7 +245,11 @@ class PatternRoutes:
         """A new editable copy whose lineage names this one; the parent's count goes up by one."""
         parent, _ = await self._existing(parse_id(request))
         record = await self._create(request, state=parent.state, name=parent.name, lineage=Lineage(parent))
-        await self._patterns.count_remix(parent.id)
+        try:
+            await self._patterns.count_remix(parent.id)
+        except CodedError as exc:
+            if exc.code is not ErrorCode.SESSION_NOT_FOUND:
+                raise  # the parent was deleted meanwhile: the copy stands, its lineage says "Unknown Session"
         body = {"id": record.id, "remixedFrom": parent.id, "url": session_url(record.id)}
         return web.json_response(body, status=201)
 
