@@ -208,8 +208,19 @@ class Stack:
         redis_bin = shutil.which("redis-server") or str(ROOT / ".venv/bin/redis-server")
         self.procs.append(
             subprocess.Popen(
-                [redis_bin, "--bind", "127.0.0.1", "--port", str(self.redis_port), "--save", "", "--appendonly", "no",
-                 "--dir", str(self.tmp)],
+                [
+                    redis_bin,
+                    "--bind",
+                    "127.0.0.1",
+                    "--port",
+                    str(self.redis_port),
+                    "--save",
+                    "",
+                    "--appendonly",
+                    "no",
+                    "--dir",
+                    str(self.tmp),
+                ],
                 stdout=subprocess.DEVNULL,
             )
         )
@@ -299,24 +310,38 @@ async def run(nodes: int, args: argparse.Namespace) -> bool:
 
 
 def report(
-    nodes: int, args: argparse.Namespace, figures: Figures, elapsed: float, followers: list[Follower | LeanWatcher],
+    nodes: int,
+    args: argparse.Namespace,
+    figures: Figures,
+    elapsed: float,
+    followers: list[Follower | LeanWatcher],
     stored: dict[str, Any],
 ) -> bool:
     wanted = args.players * int(args.rate * args.seconds)
     same = sum(1 for f in followers if f.state is not None and f.state["tracks"] == stored["tracks"])
     complete = sum(
-        1 for f in followers if f.offsets == list(range(f.first_offset + 1, f.first_offset + 1 + len(f.offsets)))
+        1
+        for f in followers
+        if f.offsets == list(range(f.first_offset + 1, f.first_offset + 1 + len(f.offsets)))
         and len(f.offsets) == figures.acked
     )
-    print(f"\n== {nodes} node(s): {args.players} players x {args.rate:g} ops/s for {args.seconds:g} s, "
-          f"{args.watchers} watchers, one session ==")
-    print(f"operations sent {wanted}, acknowledged {figures.acked}, refused {figures.refused or 0}, "
-          f"throughput {figures.acked / elapsed:.0f} ops/s")
+    print(
+        f"\n== {nodes} node(s): {args.players} players x {args.rate:g} ops/s for {args.seconds:g} s, "
+        f"{args.watchers} watchers, one session =="
+    )
+    print(
+        f"operations sent {wanted}, acknowledged {figures.acked}, refused {figures.refused or 0}, "
+        f"throughput {figures.acked / elapsed:.0f} ops/s"
+    )
     for label, values in (("ack round trip", figures.ack_ms), ("own event echoed", figures.echo_ms)):
-        print(f"{label:<18}  p50 {percentile(values, 0.5):6.1f} ms   p99 {percentile(values, 0.99):6.1f} ms"
-              f"   max {max(values, default=float('nan')):6.1f} ms")
-    print(f"clients whose state equals Redis: {same}/{len(followers)}; "
-          f"clients with every acknowledged op, in order, no gap: {complete}/{len(followers)}")
+        print(
+            f"{label:<18}  p50 {percentile(values, 0.5):6.1f} ms   p99 {percentile(values, 0.99):6.1f} ms"
+            f"   max {max(values, default=float('nan')):6.1f} ms"
+        )
+    print(
+        f"clients whose state equals Redis: {same}/{len(followers)}; "
+        f"clients with every acknowledged op, in order, no gap: {complete}/{len(followers)}"
+    )
     if figures.ack_ms:
         print(f"(mean ack {statistics.fmean(figures.ack_ms):.1f} ms)")
     return same == len(followers) and complete == len(followers) and figures.acked == wanted

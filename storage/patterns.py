@@ -326,4 +326,3 @@ def _fields(record: PatternRecord) -> list[str]:
         "state": _compact(record.state),
     }
     return [item for pair in values.items() for item in pair]
-

@@ -17,10 +17,10 @@ from tests.test_patterns_http import full_state, track
 
 
 async def new_pattern(server: ServerUnderTest, body: Any = None) -> str:
-    async with aiohttp.ClientSession(base_url=server.url) as http:
-        async with http.post("/api/sessions", json=body if body is not None else {"state": full_state()}) as r:
-            assert r.status == 201
-            return str((await r.json())["id"])
+    payload = body if body is not None else {"state": full_state()}
+    async with aiohttp.ClientSession(base_url=server.url) as http, http.post("/api/sessions", json=payload) as r:
+        assert r.status == 201
+        return str((await r.json())["id"])
 
 
 async def player(server: ServerUnderTest, clients: list[Client], session_id: str, user: str = "guest-1") -> Client:
@@ -53,7 +53,8 @@ async def test_snapshot_then_ops_live_to_every_player_with_the_senders_seq(
     assert snapshot["session"]["state"]["tracks"][0]["id"] == "t1"
 
     ack = await alice.call(
-        "pattern_op", {"session_id": session_id, "seq": 7, "op": {"type": "set_step", "trackId": "t1", "step": 5, "on": True}}
+        "pattern_op",
+        {"session_id": session_id, "seq": 7, "op": {"type": "set_step", "trackId": "t1", "step": 5, "on": True}},
     )
     assert ack["ok"] is True and ack["seq"] == 7 and ack["offset"] == snapshot["offset"] + 1
     for client in (alice, bob):
@@ -96,14 +97,24 @@ async def test_every_kind_of_operation_changes_the_stored_state(server: ServerUn
     assert t2["steps"][3] is True and t2["parameterLocks"][3] == {"pitch": -5}
     assert (state["tempo"], state["swing"], state["loopRegion"]) == (150, 30, {"start": 0, "end": 15})
     assert (t2["name"], t2["sampleId"], t2["volume"], t2["pan"]) == ("Sub", "synth:lead", 0.5, -0.25)
-    assert (t2["muted"], t2["soloed"], t2["transpose"], t2["stepCount"], t2["playbackMode"]) == (True, True, -12, 32, "gate")
+    assert (t2["muted"], t2["soloed"], t2["transpose"], t2["stepCount"], t2["playbackMode"]) == (
+        True,
+        True,
+        -12,
+        32,
+        "gate",
+    )
     toggled = [e for e in ops_seen(alice) if e["op"]["type"] == "toggle_step"]
     assert toggled[0]["on"] is True
     name = await server.services.redis.hget(server.services.keys.session(session_id), "name")  # type: ignore[misc]
     assert name == "Jam"
 
-    ack = await alice.call("pattern_op", {"session_id": session_id, "seq": 99, "op": {"type": "delete_track", "trackId": "t1"}})
-    ack = await alice.call("pattern_op", {"session_id": session_id, "seq": 100, "op": {"type": "delete_track", "trackId": "t2"}})
+    ack = await alice.call(
+        "pattern_op", {"session_id": session_id, "seq": 99, "op": {"type": "delete_track", "trackId": "t1"}}
+    )
+    ack = await alice.call(
+        "pattern_op", {"session_id": session_id, "seq": 100, "op": {"type": "delete_track", "trackId": "t2"}}
+    )
     assert ack["ok"] is True
     async with aiohttp.ClientSession(base_url=server.url) as http, http.get(f"/api/sessions/{session_id}") as r:
         assert (await r.json())["state"]["tracks"] == []
@@ -151,16 +162,22 @@ async def test_refused_operations_change_nothing_and_keep_the_connection(
         ({"session_id": session_id, "op": {"type": "set_tempo", "tempo": 100}}, "invalid_payload"),
         ({"session_id": session_id, "seq": -1, "op": {"type": "set_tempo", "tempo": 100}}, "invalid_payload"),
         ({"session_id": "forged", "seq": 1, "op": {"type": "set_tempo", "tempo": 100}}, "invalid_session_id"),
-        ({"session_id": "00000000-0000-4000-8000-000000000000", "seq": 1, "op": {"type": "set_tempo", "tempo": 100}},
-         "session_not_found"),
-        ({"session_id": session_id, "seq": 1, "op": {"type": "set_tempo", "tempo": 100}, "big": "x" * 20000},
-         "payload_too_large"),
+        (
+            {"session_id": "00000000-0000-4000-8000-000000000000", "seq": 1, "op": {"type": "set_tempo", "tempo": 100}},
+            "session_not_found",
+        ),
+        (
+            {"session_id": session_id, "seq": 1, "op": {"type": "set_tempo", "tempo": 100}, "big": "x" * 20000},
+            "payload_too_large",
+        ),
     ):
         ack = await alice.call("pattern_op", payload)
         assert (ack["ok"], ack["error"]) == (False, code), (payload.get("seq"), ack)
     assert await stored_state(server, session_id) == before
     assert (await server.services.log.position(session_id)).offset == offset_before
-    ack = await alice.call("pattern_op", {"session_id": session_id, "seq": 2, "op": {"type": "set_tempo", "tempo": 100}})
+    ack = await alice.call(
+        "pattern_op", {"session_id": session_id, "seq": 2, "op": {"type": "set_tempo", "tempo": 100}}
+    )
     assert ack["ok"] is True
 
 
@@ -168,8 +185,13 @@ async def test_an_operation_on_a_deleted_track_is_not_found(server: ServerUnderT
     session_id = await new_pattern(server)
     alice = await player(server, clients, session_id, "alice")
     bob = await player(server, clients, session_id, "bob")
-    await alice.call("pattern_op", {"session_id": session_id, "seq": 1, "op": {"type": "delete_track", "trackId": "t1"}})
-    ack = await bob.call("pattern_op", {"session_id": session_id, "seq": 1, "op": {"type": "set_step", "trackId": "t1", "step": 0, "on": True}})
+    await alice.call(
+        "pattern_op", {"session_id": session_id, "seq": 1, "op": {"type": "delete_track", "trackId": "t1"}}
+    )
+    ack = await bob.call(
+        "pattern_op",
+        {"session_id": session_id, "seq": 1, "op": {"type": "set_step", "trackId": "t1", "step": 0, "on": True}},
+    )
     assert (ack["ok"], ack["error"], ack["seq"]) == (False, "not_found", 1)
     assert (await stored_state(server, session_id))["tracks"] in ([], {})
 
@@ -177,7 +199,9 @@ async def test_an_operation_on_a_deleted_track_is_not_found(server: ServerUnderT
 async def test_sixteen_tracks_at_most(server: ServerUnderTest, clients: list[Client]) -> None:
     session_id = await new_pattern(server, {"state": {"tracks": [track(f"t{i}") for i in range(16)]}})
     alice = await player(server, clients, session_id)
-    ack = await alice.call("pattern_op", {"session_id": session_id, "seq": 1, "op": {"type": "add_track", "track": track("new")}})
+    ack = await alice.call(
+        "pattern_op", {"session_id": session_id, "seq": 1, "op": {"type": "add_track", "track": track("new")}}
+    )
     assert ack["error"] == "limit_reached"
 
 
@@ -202,8 +226,13 @@ async def test_rest_put_reaches_players_and_a_stale_if_match_does_not_clobber(
     async with aiohttp.ClientSession(base_url=server.url) as http:
         async with http.get(f"/api/sessions/{session_id}") as r:
             tag = r.headers["ETag"]
-        await alice.call("pattern_op", {"session_id": session_id, "seq": 1, "op": {"type": "set_step", "trackId": "t1", "step": 9, "on": True}})
-        async with http.put(f"/api/sessions/{session_id}", json={"state": full_state(tempo=70)}, headers={"If-Match": tag}) as r:
+        await alice.call(
+            "pattern_op",
+            {"session_id": session_id, "seq": 1, "op": {"type": "set_step", "trackId": "t1", "step": 9, "on": True}},
+        )
+        async with http.put(
+            f"/api/sessions/{session_id}", json={"state": full_state(tempo=70)}, headers={"If-Match": tag}
+        ) as r:
             assert r.status == 412
         assert (await stored_state(server, session_id))["tracks"][0]["steps"][9] is True
         async with http.put(f"/api/sessions/{session_id}", json={"state": full_state(tempo=70)}) as r:
@@ -223,7 +252,9 @@ async def test_presence_join_cursor_leave_and_snapshot(server: ServerUnderTest, 
     assert (first["throttled"], second["throttled"]) == (False, True)
     bob = await player(server, clients, session_id, "bob")
     players = bob.named("session_snapshot")[0]["players"]
-    assert [(p["name"], p["colour"], p["cursor"]) for p in players] == [("Alice", "#112233", {"trackId": "t1", "step": 4})]
+    assert [(p["name"], p["colour"], p["cursor"]) for p in players] == [
+        ("Alice", "#112233", {"trackId": "t1", "step": 4})
+    ]
     await alice.call("pattern_leave", {"session_id": session_id})
     await bob.wait_for(lambda: any(e["data"]["action"] == "leave" for e in bob.named("pattern_presence")))
 
@@ -250,7 +281,10 @@ async def test_the_eleventh_player_is_refused_and_may_still_watch(
 ) -> None:
     session_id = await new_pattern(server)
     players = [await player(server, clients, session_id, f"u{i}") for i in range(11)]
-    acks = [await p.call("pattern_join", {"session_id": session_id, "name": f"P{i}", "colour": "#000000"}) for i, p in enumerate(players)]
+    acks = [
+        await p.call("pattern_join", {"session_id": session_id, "name": f"P{i}", "colour": "#000000"})
+        for i, p in enumerate(players)
+    ]
     assert [a["ok"] for a in acks] == [True] * 10 + [False]
     assert acks[10]["error"] == "session_full"
     await players[0].call("pattern_op", {"session_id": session_id, "seq": 1, "op": {"type": "set_tempo", "tempo": 111}})
@@ -284,11 +318,20 @@ async def test_a_reconnecting_player_replays_missed_operations(server: ServerUnd
     snap = alice.named("session_snapshot")[0]
     writer = await player(server, clients, session_id, "writer")
     for step in range(3):
-        await writer.call("pattern_op", {"session_id": session_id, "seq": step, "op": {"type": "set_step", "trackId": "t1", "step": step + 20, "on": True}})
+        await writer.call(
+            "pattern_op",
+            {
+                "session_id": session_id,
+                "seq": step,
+                "op": {"type": "set_step", "trackId": "t1", "step": step + 20, "on": True},
+            },
+        )
     late = Client(server.url, server.token("late", perms=GUEST_PERMISSIONS))
     clients.append(late)
     await late.connect()
-    ack = await late.call("subscribe_on_session", {"session_id": session_id, "epoch": snap["epoch"], "offset": snap["offset"]})
+    ack = await late.call(
+        "subscribe_on_session", {"session_id": session_id, "epoch": snap["epoch"], "offset": snap["offset"]}
+    )
     assert ack["recovered"] is True and ack["missed"] == 3
     assert [e["data"]["op"]["step"] for e in late.named("pattern_op")] == [20, 21, 22]
 
@@ -321,7 +364,9 @@ async def test_two_nodes_editing_one_session_converge(
         await two.stop()
 
 
-@pytest.mark.parametrize("event", ["pattern_op", "pattern_join", "pattern_cursor", "pattern_heartbeat", "pattern_leave"])
+@pytest.mark.parametrize(
+    "event", ["pattern_op", "pattern_join", "pattern_cursor", "pattern_heartbeat", "pattern_leave"]
+)
 async def test_events_on_a_voice_session_are_session_not_found(
     server: ServerUnderTest, clients: list[Client], event: str
 ) -> None:
@@ -334,3 +379,36 @@ async def test_events_on_a_voice_session_are_session_not_found(
     }
     ack = await client.call(event, {"session_id": voice_id, **payloads.get(event, {})})
     assert ack["error"] == "session_not_found"
+
+
+async def test_a_flood_is_rate_limited_and_the_connection_stays_usable(
+    redis_process: RedisProcess, redis: Any, tmp_path: Path, clients: list[Client]
+) -> None:
+    server = await start_server(redis_process.url, tmp_path, event_rate_per_s=5.0, event_burst=5)
+    try:
+        session_id = await new_pattern(server, {"state": {"tracks": [track("t1", steps=[False] * 16)]}})
+        flooder = await player(server, clients, session_id)
+        acks = [
+            await flooder.call(
+                "pattern_op",
+                {
+                    "session_id": session_id,
+                    "seq": i,
+                    "op": {"type": "set_step", "trackId": "t1", "step": i, "on": True},
+                },
+            )
+            for i in range(12)
+        ]
+        accepted = [i for i, ack in enumerate(acks) if ack["ok"]]
+        assert len(accepted) < 12 and {a["error"] for a in acks if not a["ok"]} == {"rate_limited"}
+        steps = (await stored_state(server, session_id))["tracks"][0]["steps"]
+        assert [i for i in range(12) if steps[i]] == accepted
+        await asyncio.sleep(0.5)
+        ack = await flooder.call(
+            "pattern_op", {"session_id": session_id, "seq": 99, "op": {"type": "set_tempo", "tempo": 99}}
+        )
+        assert ack["ok"] is True
+    finally:
+        for client in clients:
+            await client.close()
+        await server.stop()

@@ -67,11 +67,22 @@ async def test_create_with_defaults_and_get_the_whole_session(http: aiohttp.Clie
     status, body, tag = await fetch(http, session_id)
     assert status == 200 and tag.startswith('"') and tag.endswith(':1"')
     assert set(body) >= {
-        "id", "name", "createdAt", "updatedAt", "lastAccessedAt", "remixedFrom",
-        "remixedFromName", "remixCount", "immutable", "state",
+        "id",
+        "name",
+        "createdAt",
+        "updatedAt",
+        "lastAccessedAt",
+        "remixedFrom",
+        "remixedFromName",
+        "remixCount",
+        "immutable",
+        "state",
     }
     assert body["state"] == {
-        "tracks": [], "tempo": 140, "swing": 0, "version": 1,
+        "tracks": [],
+        "tempo": 140,
+        "swing": 0,
+        "version": 1,
         "scale": {"root": "C", "scaleId": "minor-pentatonic", "locked": True},
     }
     assert (body["remixedFrom"], body["remixCount"], body["immutable"], body["orphaned"]) == (None, 0, False, False)
@@ -190,10 +201,14 @@ async def test_patch_renames_and_needs_something(http: aiohttp.ClientSession) ->
 async def test_if_match_refuses_a_stale_write_with_the_current_state(http: aiohttp.ClientSession) -> None:
     session_id = await create(http)
     _, _, stale = await fetch(http, session_id)
-    async with http.put(f"/api/sessions/{session_id}", json={"state": full_state(tempo=100)}, headers={"If-Match": stale}) as r:
+    async with http.put(
+        f"/api/sessions/{session_id}", json={"state": full_state(tempo=100)}, headers={"If-Match": stale}
+    ) as r:
         assert r.status == 200
         fresh = r.headers["ETag"]
-    async with http.put(f"/api/sessions/{session_id}", json={"state": full_state(tempo=61)}, headers={"If-Match": stale}) as r:
+    async with http.put(
+        f"/api/sessions/{session_id}", json={"state": full_state(tempo=61)}, headers={"If-Match": stale}
+    ) as r:
         assert r.status == 412
         answer = await r.json()
         assert answer["etag"] == fresh and answer["session"]["state"]["tempo"] == 100
@@ -351,7 +366,9 @@ async def test_unknown_api_routes_and_methods_are_json_404_and_old_routes_work(
 
 
 async def test_cors_preflight_and_headers(http: aiohttp.ClientSession) -> None:
-    async with http.options("/api/sessions", headers={"Origin": "https://x.example", "Access-Control-Request-Method": "POST"}) as r:
+    async with http.options(
+        "/api/sessions", headers={"Origin": "https://x.example", "Access-Control-Request-Method": "POST"}
+    ) as r:
         assert r.status == 204
         assert r.headers["Access-Control-Allow-Origin"] == "*"
         assert "If-Match" in r.headers["Access-Control-Allow-Headers"]
@@ -360,7 +377,9 @@ async def test_cors_preflight_and_headers(http: aiohttp.ClientSession) -> None:
         assert r.headers["Access-Control-Allow-Origin"] == "*" and "ETag" in r.headers["Access-Control-Expose-Headers"]
 
 
-async def test_a_token_names_the_author_and_lists_the_pattern(server: ServerUnderTest, http: aiohttp.ClientSession) -> None:
+async def test_a_token_names_the_author_and_lists_the_pattern(
+    server: ServerUnderTest, http: aiohttp.ClientSession
+) -> None:
     token = server.token("bob")
     async with http.post("/api/sessions", json={"name": "Bob's"}, headers={"Authorization": f"Bearer {token}"}) as r:
         session_id = (await r.json())["id"]

@@ -198,8 +198,8 @@ async def test_play_moves_the_playhead_and_stop_clears_it(server: ServerUnderTes
 
 
 async def test_names_are_shown_as_text(server: ServerUnderTest, tab: Tab) -> None:
-    name = "Tom & \"Jerry's\" {{x}} &lt;b&gt;"
-    parent = await new_pattern(server, name=name, state={"tracks": [track("t1", name="A&B \"q\"")]})
+    name = 'Tom & "Jerry\'s" {{x}} &lt;b&gt;'
+    parent = await new_pattern(server, name=name, state={"tracks": [track("t1", name='A&B "q"')]})
     child = (await api(server, "POST", f"/api/sessions/{parent}/remix"))["id"]
     page = await open_live(tab, f"/s/{child}")
     await expect(page.locator("#parent-link")).to_have_text(f'"{name}"')

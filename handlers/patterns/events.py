@@ -16,13 +16,13 @@ from handlers.connection import Connection
 from handlers.context import Services
 from handlers.patterns.config import PatternConfig
 from handlers.patterns.ops import Op, stored, wire
-from handlers.patterns.state import StepIndex, Strict, TrackId, _text
+from handlers.patterns.state import StepIndex, Strict, TrackId, bounded_text
 from handlers.payloads import SessionRef, validate
 from handlers.socket_router import SocketRouter
 from protocol.errors import CodedError, ErrorCode
 from storage.patterns import PatternSessions
 
-PlayerName = _text(32)
+PlayerName = bounded_text(32)
 Colour = Annotated[str, Field(strict=True, pattern=r"^#[0-9a-fA-F]{6}$")]
 
 # Refusals of the scripts, told in words (the scripts return only the code).
@@ -86,9 +86,7 @@ class PatternEvents:
         request = validate(OpRequest, data)
         event = {"seq": request.seq, "client": conn.sid, "by": conn.claims.sub, "op": wire(request.op)}
         try:
-            position = await self._patterns.apply(
-                request.session_id, stored(request.op), event=event, max_tracks=16
-            )
+            position = await self._patterns.apply(request.session_id, stored(request.op), event=event, max_tracks=16)
         except CodedError as exc:
             raise _worded(exc, seq=request.seq) from None
         ack = {"session_id": request.session_id, "seq": request.seq}
@@ -109,9 +107,7 @@ class PatternEvents:
             )
         except CodedError as exc:
             if exc.code is ErrorCode.SESSION_FULL:
-                raise CodedError(
-                    exc.code, f"at most {self._config.max_players} players; you can still watch"
-                ) from None
+                raise CodedError(exc.code, f"at most {self._config.max_players} players; you can still watch") from None
             raise _worded(exc) from None
         return {"session_id": request.session_id, "player_id": conn.sid, "present": presence.present}
 

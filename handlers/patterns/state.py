@@ -68,7 +68,9 @@ def _whole(low: int, high: int) -> Any:
     return Annotated[int, PlainValidator(check)]
 
 
-def _text(max_length: int) -> Any:
+def bounded_text(max_length: int) -> Any:
+    """A trimmed string of at most ``max_length`` characters with no markup, control characters or script URLs."""
+
     def check(value: object) -> str:
         if not isinstance(value, str):
             raise ValueError("must be a string")
@@ -90,8 +92,8 @@ def _step_count(value: object) -> int:
 
 TrackId = Annotated[str, Field(strict=True, pattern=r"^[A-Za-z0-9_\-.:]{1,64}$")]
 SampleId = Annotated[str, Field(strict=True, pattern=r"^[A-Za-z0-9_\-.:]{1,64}$")]
-TrackName = _text(32)
-SessionName = _text(100)
+TrackName = bounded_text(32)
+SessionName = bounded_text(100)
 StepIndex = _whole(0, STEPS - 1)
 StepCount = Annotated[int, PlainValidator(_step_count)]
 Volume = _number(0, 1)
