@@ -205,3 +205,26 @@ async def test_names_are_shown_as_text(server: ServerUnderTest, tab: Tab) -> Non
     await expect(page.locator("#parent-link")).to_have_text(f'"{name}"')
     await expect(page.locator(".track-name")).to_have_value('A&B "q"')
     assert await page.locator("#lineage b").count() == 0
+
+
+async def test_cursors_and_rest_replacements_reach_the_page(
+    server: ServerUnderTest, tab: Tab, browser: Browser
+) -> None:
+    session_id = await new_pattern(server)
+    other = await new_tab(browser, server)
+    try:
+        first = await open_live(tab, f"/s/{session_id}")
+        second = await open_live(other, f"/s/{session_id}")
+        await expect(second.locator("#players .avatar")).to_have_count(2)
+        await step(first, "t1", 6).focus()
+        await expect(step(second, "t1", 6)).to_have_class(re.compile("remote-cursor"))
+        await api(server, "PUT", f"/api/sessions/{session_id}", {"state": full_state(tempo=99)})
+        await expect(second.locator("#tempo")).to_have_value("99")
+        await api(server, "PATCH", f"/api/sessions/{session_id}", {"name": "Renamed"})
+        await expect(first.locator("#pattern-name")).to_have_value("Renamed")
+        await other.page.close()  # pagehide: the player leaves
+        await expect(first.locator("#players .avatar")).to_have_count(1)
+        await api(server, "DELETE", f"/api/sessions/{session_id}")
+        await expect(first.locator("#not-found")).to_be_visible()
+    finally:
+        await other.page.context.close()
