@@ -247,6 +247,7 @@ class PatternSessions:
         ttl_ms: int = 0,
         max_players: int = 0,
         cursor_interval_ms: int = 0,
+        replaces: str = "",
     ) -> Presence:
         """Join, beat (with an optional cursor JSON) or leave; see ``lua/patterns/presence.lua``."""
         result = await self._log.run(
@@ -262,6 +263,7 @@ class PatternSessions:
                 max_players,
                 cursor_interval_ms,
                 etypes.PATTERN_PRESENCE,
+                replaces,
             ],
         )
         return Presence(offset=int(result[0]), present=int(result[1]))

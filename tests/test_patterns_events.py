@@ -412,3 +412,24 @@ async def test_a_flood_is_rate_limited_and_the_connection_stays_usable(
         for client in clients:
             await client.close()
         await server.stop()
+
+
+async def test_a_reconnecting_player_replaces_only_its_own_old_entry(
+    server: ServerUnderTest, clients: list[Client]
+) -> None:
+    session_id = await new_pattern(server)
+    alice = await player(server, clients, session_id, "alice")
+    mallory = await player(server, clients, session_id, "mallory")
+    first = await alice.call("pattern_join", {"session_id": session_id, "name": "Alice", "colour": "#112233"})
+    old_id = first["player_id"]
+    ack = await mallory.call(
+        "pattern_join", {"session_id": session_id, "name": "M", "colour": "#000000", "replaces": old_id}
+    )
+    assert ack["present"] == 2  # another user's entry is not hers to drop
+    again = await player(server, clients, session_id, "alice")
+    ack = await again.call(
+        "pattern_join", {"session_id": session_id, "name": "Alice", "colour": "#112233", "replaces": old_id}
+    )
+    assert ack["present"] == 2
+    players = await server.services.redis.hkeys(server.services.keys.pattern_players(session_id))  # type: ignore[misc]
+    assert old_id not in players and ack["player_id"] in players

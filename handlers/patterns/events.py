@@ -47,6 +47,8 @@ class JoinRequest(SessionRef):
 
     name: PlayerName  # type: ignore[valid-type]
     colour: Colour
+    # The player id this client had before a reconnect: that entry goes if it is the same user's.
+    replaces: str | None = Field(default=None, pattern=r"^[A-Za-z0-9_\-]{1,64}$")
 
 
 class Cursor(Strict):
@@ -104,6 +106,7 @@ class PatternEvents:
                 payload=json.dumps(player),
                 ttl_ms=self._config.presence_ttl_s * 1000,
                 max_players=self._config.max_players,
+                replaces=request.replaces or "",
             )
         except CodedError as exc:
             if exc.code is ErrorCode.SESSION_FULL:

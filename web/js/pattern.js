@@ -185,9 +185,14 @@ function onPresence(data) {
   else if (data.action === "cursor" && players.has(data.player_id)) players.get(data.player_id).cursor = data.cursor;
 }
 
+let joinedAs = null; // our player id (socket id) when we last joined
+
 async function join() {
+  const payload = { session_id: sessionId, name: me.name, colour: me.colour };
+  if (joinedAs && joinedAs !== socket.id) payload.replaces = joinedAs; // a reconnect: drop the old us
   try {
-    await call(socket, "pattern_join", { session_id: sessionId, name: me.name, colour: me.colour });
+    const ack = await call(socket, "pattern_join", payload);
+    joinedAs = ack.player_id;
   } catch (err) {
     if (err.code === "session_full") toast("This session is full: you can watch and listen.");
   }

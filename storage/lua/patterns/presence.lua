@@ -14,6 +14,8 @@
 --   ARGV[11] most players a session holds (join)
 --   ARGV[12] least ms between two logged cursor moves of one player (beat)
 --   ARGV[13] event type (pattern_presence)
+--   ARGV[14] join: the id this player had before a reconnect ('' for none); that entry is
+--            dropped when it belongs to the same user, so a reconnect does not show twice
 -- Returns {offset (0 when nothing was logged), players present} or {false, code}:
 -- session_not_found, session_full (join), not_found (beat from a player not present).
 local session_key = KEYS[3]
@@ -26,6 +28,7 @@ local expires_at = tonumber(ARGV[10])
 local max_players = tonumber(ARGV[11])
 local cursor_interval_ms = tonumber(ARGV[12])
 local event_type = ARGV[13]
+local replaced_id = ARGV[14]
 
 if redis.call('HGET', session_key, 'kind') ~= kind then
   return {false, 'session_not_found'}
@@ -53,10 +56,18 @@ if action == 'leave' then
 end
 
 if action == 'join' then
+  local player = cjson.decode(payload)
+  if replaced_id ~= '' and replaced_id ~= player_id then
+    local old = redis.call('HGET', players_key, replaced_id)
+    if old and cjson.decode(old).user == player.user then
+      redis.call('HDEL', players_key, replaced_id)
+      append_event(event_type, cjson.encode({action = 'leave', player_id = replaced_id, reason = 'replaced'}))
+      present = present - 1
+    end
+  end
   if not stored and present >= max_players then
     return {false, 'session_full'}
   end
-  local player = cjson.decode(payload)
   player.expires_at = expires_at
   player.cursor = cjson.null
   player.cursor_at = 0
