@@ -228,3 +228,24 @@ async def test_cursors_and_rest_replacements_reach_the_page(
         await expect(first.locator("#not-found")).to_be_visible()
     finally:
         await other.page.context.close()
+
+
+async def test_a_page_that_was_offline_catches_up_on_live_edits(
+    server: ServerUnderTest, tab: Tab, clients: list[Client]
+) -> None:
+    session_id = await new_pattern(server, state={"tracks": [track("t1", steps=[False] * 16)]})
+    gate = SocketGate()
+    await gate.install(tab.page)
+    page = await open_live(tab, f"/s/{session_id}")
+    await gate.cut()
+    live = Client(server.url, server.token("live-player"))
+    clients.append(live)
+    await live.connect()
+    for seq, index in enumerate((3, 7, 11)):
+        op = {"type": "set_step", "trackId": "t1", "step": index, "on": True}
+        assert (await live.call("pattern_op", {"session_id": session_id, "seq": seq, "op": op}))["ok"] is True
+    await expect(step(page, "t1", 7)).to_have_attribute("aria-pressed", "false")
+    gate.release()
+    await expect(page.locator("#connection")).to_have_attribute("data-state", "live")
+    for index in (3, 7, 11):
+        await expect(step(page, "t1", index)).to_have_attribute("aria-pressed", "true")
