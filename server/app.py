@@ -15,9 +15,9 @@ from handlers.connection_events import ConnectionEvents
 from handlers.context import Services
 from handlers.health import HealthRoutes
 from handlers.home import HomeRoutes
+from handlers.patterns import capability as patterns
 from handlers.socket_router import SocketRouter
 from handlers.subscriptions import SubscriptionEvents
-from handlers.patterns import capability as patterns
 from handlers.voice import capability as voice
 from handlers.web_pages import WebPages
 from server.bus import Bus
