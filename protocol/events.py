@@ -19,3 +19,11 @@ MATERIAL_ADDED: Final = "material_added"
 SESSION_SNAPSHOT: Final = "session_snapshot"
 SESSION_RESYNC: Final = "session_resync"
 PROTOCOL_ERROR: Final = "protocol_error"
+
+# Log entries of pattern sessions.
+PATTERN_CREATED: Final = "pattern_created"
+PATTERN_OP: Final = "pattern_op"
+PATTERN_STATE: Final = "pattern_state"
+PATTERN_META: Final = "pattern_meta"
+PATTERN_DELETED: Final = "pattern_deleted"
+PATTERN_PRESENCE: Final = "pattern_presence"

@@ -15,6 +15,7 @@ from handlers.connection_events import ConnectionEvents
 from handlers.context import Services
 from handlers.health import HealthRoutes
 from handlers.home import HomeRoutes
+from handlers.patterns import capability as patterns
 from handlers.socket_router import SocketRouter
 from handlers.subscriptions import SubscriptionEvents
 from handlers.voice import capability as voice
@@ -37,7 +38,7 @@ SIO_KEY = web.AppKey("sio", SessionServer)
 Capability = Callable[[Services, SocketRouter, web.Application], None]
 
 # Every capability the server serves: each installs its session kind, events and routes.
-CAPABILITIES: Sequence[Capability] = (voice.install,)
+CAPABILITIES: Sequence[Capability] = (voice.install, patterns.install)
 
 
 def build_sio(settings: Settings) -> SessionServer:

@@ -79,3 +79,8 @@ class Keys:
     def login_token(self, token_hash: str) -> str:
         """One-time login token (stored by hash, never in clear)."""
         return f"{self.prefix}:login:{token_hash}"
+
+    # --- patterns ----------------------------------------------------------------------
+    def pattern_players(self, session_id: str) -> str:
+        """Hash of the players present in a pattern session: player id -> JSON (name, colour, expiry)."""
+        return f"{self.prefix}:{{{session_id}}}:players"

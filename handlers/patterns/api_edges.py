@@ -1,0 +1,45 @@
+"""What every ``/api`` answer shares: JSON 404s for unknown routes and methods, and CORS.
+
+A middleware rather than a catch-all route: routes match in registration order, so a
+catch-all installed by one capability would shadow every route registered after it.
+"""
+
+from __future__ import annotations
+
+from aiohttp import web
+from aiohttp.typedefs import Handler
+
+CORS_HEADERS = {
+    "Access-Control-Allow-Origin": "*",
+    "Access-Control-Allow-Methods": "GET, POST, PUT, PATCH, DELETE, OPTIONS",
+    "Access-Control-Allow-Headers": "Content-Type, If-Match, Authorization",
+    "Access-Control-Expose-Headers": "ETag, Retry-After",
+    "Access-Control-Max-Age": "600",
+}
+
+
+def _is_api(path: str) -> bool:
+    return path == "/api" or path.startswith("/api/")
+
+
+def _is_pattern_api(path: str) -> bool:
+    return path in ("/api/health", "/api/sessions") or path.startswith("/api/sessions/")
+
+
+@web.middleware
+async def api_edges(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """JSON ``{"error": "Not found"}`` for any unknown route or method under ``/api``; CORS on
+    the pattern routes (preflights included) and on those 404s."""
+    path = request.path
+    if not _is_api(path):
+        return await handler(request)
+    cors = _is_pattern_api(path)
+    if cors and request.method == "OPTIONS":
+        return web.Response(status=204, headers=CORS_HEADERS)
+    try:
+        response = await handler(request)
+    except (web.HTTPNotFound, web.HTTPMethodNotAllowed):
+        response, cors = web.json_response({"error": "Not found"}, status=404), True
+    if cors and not response.prepared:
+        response.headers.update(CORS_HEADERS)
+    return response

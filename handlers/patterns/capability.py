@@ -1,0 +1,35 @@
+"""Installs pattern sessions on a server: the kind, the live events, the API and the pages."""
+
+from __future__ import annotations
+
+from aiohttp import web
+
+from handlers.context import Services
+from handlers.patterns.api_edges import api_edges
+from handlers.patterns.config import PatternConfig
+from handlers.patterns.events import PatternEvents
+from handlers.patterns.http import PatternRoutes
+from handlers.patterns.kind import PatternKind
+from handlers.socket_router import SocketRouter
+from handlers.web_pages import add_page
+from storage.patterns import PatternSessions
+
+
+def install(services: Services, router: SocketRouter, app: web.Application) -> None:
+    """Register everything pattern sessions serve."""
+    config = PatternConfig()
+    patterns = PatternSessions(
+        redis=services.redis,
+        keys=services.keys,
+        scripts=services.scripts,
+        log=services.log,
+        clock=services.clock,
+        sessions=services.sessions,
+    )
+    services.kinds.register(PatternKind(patterns))
+    PatternEvents(services, patterns, config).register(router)
+    PatternRoutes(services, patterns, config).register(app)
+    app.middlewares.append(api_edges)
+    page = services.web_dir / "pattern.html"
+    add_page(app, "/patterns", page)
+    add_page(app, "/s/{session_id}", page)

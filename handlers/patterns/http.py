@@ -1,0 +1,264 @@
+"""The pattern sharing API, compatible with the seed's origin app (Keyboardia).
+
+Its error bodies are the origin app's (``{"error": "Validation failed", "details": [...]}``,
+``{"error": "Session not found"}``), not sessionhub's ``{error: code, message}``: the app's own
+clients read them. The API takes no token; one, when sent and valid, only names the author.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+import re
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from aiohttp import web
+from pydantic import ValidationError
+
+from handlers.context import Services
+from handlers.http_common import client_address
+from handlers.patterns.api_errors import ApiError, validation_failed
+from handlers.patterns.config import PatternConfig
+from handlers.patterns.requests import CreateBody, PatchBody, PutBody
+from handlers.patterns.state import DEFAULTS
+from handlers.patterns.views import etag, full_view, session_url
+from protocol.errors import CodedError, ErrorCode
+from storage.events import Position
+from storage.patterns import Lineage, PatternRecord, PatternSessions
+
+log = logging.getLogger(__name__)
+
+_UUID4 = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$")
+IMMUTABLE_MESSAGE = "This session is published and cannot be edited. Remix it to make your own copy."
+
+Route = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+
+_CODED: dict[ErrorCode, tuple[int, dict[str, Any]]] = {
+    ErrorCode.SESSION_NOT_FOUND: (404, {"error": "Session not found"}),
+    ErrorCode.FORBIDDEN: (403, {"error": "Session is immutable", "immutable": True, "message": IMMUTABLE_MESSAGE}),
+    ErrorCode.PAYLOAD_TOO_LARGE: (413, {"error": "Request body too large"}),
+}
+
+
+def answering(handler: Route) -> Route:
+    """Every failure as a JSON answer in the origin app's shape; never a stack trace."""
+
+    async def wrapper(request: web.Request) -> web.StreamResponse:
+        try:
+            return await handler(request)
+        except ApiError as exc:
+            return exc.response()
+        except ValidationError as exc:
+            return validation_failed(exc).response()
+        except CodedError as exc:
+            status, body = _CODED.get(exc.code, (exc.code.http_status, {"error": exc.message}))
+            return web.json_response(body, status=status)
+        except Exception:
+            log.exception("pattern API failure")
+            return web.json_response({"error": "Internal server error"}, status=500)
+
+    return wrapper
+
+
+def parse_id(request: web.Request) -> str:
+    """The path's session id (UUID v4), or 400 ``Invalid session ID format``."""
+    value = request.match_info["session_id"].lower()
+    if not _UUID4.match(value):
+        raise ApiError(400, "Invalid session ID format")
+    return value
+
+
+def if_match(request: web.Request) -> Position | None:
+    """The ``If-Match`` precondition as a log position; None when absent or ``*``."""
+    raw = request.headers.get("If-Match")
+    if raw is None or raw.strip() == "*":
+        return None
+    tag = raw.strip().removeprefix("W/").strip('"')
+    epoch, _, offset = tag.rpartition(":")
+    # A malformed tag matches no position, so the write is refused with 412 like a stale one.
+    return Position(epoch=epoch or "\x00", offset=int(offset) if offset.isdigit() else -1)
+
+
+class PatternRoutes:
+    """``/api/sessions`` and ``/api/health``."""
+
+    def __init__(self, services: Services, patterns: PatternSessions, config: PatternConfig) -> None:
+        self._s = services
+        self._patterns = patterns
+        self._config = config
+
+    def register(self, app: web.Application) -> None:
+        """Attach the routes to ``app``."""
+        app.router.add_get("/api/health", self.health)
+        app.router.add_post("/api/sessions", answering(self.create))
+        app.router.add_get("/api/sessions/{session_id}", answering(self.get))
+        app.router.add_put("/api/sessions/{session_id}", answering(self.put))
+        app.router.add_patch("/api/sessions/{session_id}", answering(self.patch))
+        app.router.add_delete("/api/sessions/{session_id}", answering(self.delete))
+        app.router.add_post("/api/sessions/{session_id}/remix", answering(self.remix))
+        app.router.add_post("/api/sessions/{session_id}/publish", answering(self.publish))
+
+    async def health(self, request: web.Request) -> web.Response:
+        """The origin app's health probe."""
+        return web.json_response({"status": "ok"})
+
+    # --- edges -----------------------------------------------------------------------------
+    async def _body(self, request: web.Request, *, json_only: bool) -> Any:
+        """The parsed JSON body; None when absent or (``json_only``) not declared as JSON."""
+        limit = self._config.max_body_bytes
+        if request.content_length is not None and request.content_length > limit:
+            raise ApiError(413, "Request body too large", maxBytes=limit)  # decided before reading
+        if json_only and request.content_type != "application/json":
+            return None
+        raw = await request.content.read(limit + 1)
+        if len(raw) > limit:
+            raise ApiError(413, "Request body too large", maxBytes=limit)
+        if not raw.strip():
+            return None
+        try:
+            # NaN and Infinity parse here, to be refused by the validators naming their field.
+            return json.loads(raw)
+        except (ValueError, UnicodeDecodeError):
+            raise ApiError(400, "Invalid JSON") from None
+
+    def _author(self, request: web.Request) -> str:
+        header = request.headers.get("Authorization", "")
+        scheme, _, token = header.partition(" ")
+        if scheme.lower() != "bearer" or not token.strip():
+            return ""
+        try:
+            claims = self._s.tokens.verify(token.strip())
+        except CodedError:
+            return ""  # the API takes no token: a bad one names nobody, it refuses nothing
+        return claims.sub if claims.exp > self._s.clock.now_s() else ""
+
+    async def _counted(self, request: web.Request) -> str:
+        """The client address, after counting one creation for it (429 past the limit)."""
+        address = client_address(request, trust_forwarded_for=self._s.trust_forwarded_for)
+        retry_after = await self._patterns.creation_allowed(address, limit=self._config.creates_per_min)
+        if retry_after:
+            raise ApiError(
+                429,
+                "Too many requests",
+                headers={"Retry-After": str(retry_after)},
+                message=f"At most {self._config.creates_per_min} sessions a minute; try again later.",
+                retryAfter=retry_after,
+            )
+        return address
+
+    async def _create(self, request: web.Request, **kwargs: Any) -> PatternRecord:
+        address = await self._counted(request)
+        try:
+            return await self._patterns.create(author_id=self._author(request), **kwargs)
+        except BaseException:
+            await self._patterns.creation_failed(address)  # only accepted creations count
+            raise
+
+    async def _existing(self, session_id: str, *, touch: bool = False) -> tuple[PatternRecord, Position]:
+        loaded = await self._patterns.load(session_id, touch=touch)
+        if loaded is None:
+            raise ApiError(404, "Session not found")
+        return loaded
+
+    # --- routes ----------------------------------------------------------------------------
+    async def create(self, request: web.Request) -> web.Response:
+        """``{name?, state?}`` or a bare state; a body not declared as JSON gives a default session."""
+        body = CreateBody.parse(await self._body(request, json_only=True))
+        state = body.state.to_json(DEFAULTS) if body.state is not None else dict(DEFAULTS)
+        record = await self._create(request, state=state, name=body.name)
+        return web.json_response({"id": record.id, "url": session_url(record.id)}, status=201)
+
+    async def get(self, request: web.Request) -> web.Response:
+        """The whole session; loading marks it accessed (the orphan flag is from before)."""
+        session_id = parse_id(request)
+        now = self._s.clock.now_ms()
+        record, position = await self._existing(session_id, touch=True)
+        orphaned = now - record.last_accessed_at >= self._config.orphan_days * 86_400_000
+        parent_gone = bool(record.remixed_from) and not await self._patterns.exists(record.remixed_from or "")
+        view = full_view(dataclasses.replace(record, last_accessed_at=now), orphaned=orphaned, parent_gone=parent_gone)
+        return web.json_response(view, headers={"ETag": etag(position), "Cache-Control": "no-store"})
+
+    async def put(self, request: web.Request) -> web.Response:
+        """Replace the whole state (``If-Match`` guards against clobbering live edits)."""
+        session_id = parse_id(request)
+        body = PutBody.parse(await self._body(request, json_only=False))
+        state = body.state.to_json()
+        now = self._s.clock.now_ms()
+        position = await self._replace(request, session_id, state=state, name=None, now_ms=now)
+        body_out = {"id": session_id, "updatedAt": now, "trackCount": len(state["tracks"])}
+        return web.json_response(body_out, headers={"ETag": etag(position)})
+
+    async def patch(self, request: web.Request) -> web.Response:
+        """Rename and/or replace the state; the name trimmed, empty meaning none."""
+        session_id = parse_id(request)
+        body = PatchBody.parse(await self._body(request, json_only=False))
+        state = body.state.to_json() if body.state is not None else None
+        name = (body.name or None,) if "name" in body.model_fields_set else None
+        now = self._s.clock.now_ms()
+        position = await self._replace(request, session_id, state=state, name=name, now_ms=now)
+        if name is None:
+            record, _ = await self._existing(session_id)
+            name = (record.name,)
+        body_out = {"id": session_id, "name": name[0], "updatedAt": now}
+        return web.json_response(body_out, headers={"ETag": etag(position)})
+
+    async def _replace(
+        self,
+        request: web.Request,
+        session_id: str,
+        *,
+        state: dict[str, Any] | None,
+        name: tuple[str | None] | None,
+        now_ms: int,
+    ) -> Position:
+        event: dict[str, Any] = {"by": self._author(request)}
+        if state is not None:
+            event["state"] = state
+        if name is not None:
+            event["name"] = name[0]
+        try:
+            return await self._patterns.replace(
+                session_id, state=state, name=name, expected=if_match(request), event=event, now_ms=now_ms
+            )
+        except CodedError as exc:
+            if exc.code is not ErrorCode.PRECONDITION_FAILED:
+                raise
+        record, position = await self._existing(session_id)
+        raise ApiError(
+            412,
+            "Precondition failed",
+            headers={"ETag": etag(position)},
+            message="The session changed since your copy; merge with the current state and retry.",
+            etag=etag(position),
+            session=full_view(record, orphaned=False),
+        )
+
+    async def delete(self, request: web.Request) -> web.Response:
+        """Delete the session (a published one cannot be)."""
+        await self._patterns.delete(parse_id(request))
+        return web.Response(status=204)
+
+    async def remix(self, request: web.Request) -> web.Response:
+        """A new editable copy whose lineage names this one; the parent's count goes up by one."""
+        parent, _ = await self._existing(parse_id(request))
+        record = await self._create(request, state=parent.state, name=parent.name, lineage=Lineage(parent))
+        try:
+            await self._patterns.count_remix(parent.id)
+        except CodedError as exc:
+            if exc.code is not ErrorCode.SESSION_NOT_FOUND:
+                raise  # the parent was deleted meanwhile: the copy stands, its lineage says "Unknown Session"
+        body = {"id": record.id, "remixedFrom": parent.id, "url": session_url(record.id)}
+        return web.json_response(body, status=201)
+
+    async def publish(self, request: web.Request) -> web.Response:
+        """A new read-only copy; the source stays editable."""
+        source, _ = await self._existing(parse_id(request))
+        if source.immutable:
+            raise ApiError(400, "Session is already published", message="Remix it to make an editable copy.")
+        lineage = Lineage(source, immutable=True)
+        record = await self._create(request, state=source.state, name=source.name, lineage=lineage)
+        body = {"id": record.id, "immutable": True, "url": session_url(record.id), "sourceId": source.id}
+        return web.json_response(body, status=201)

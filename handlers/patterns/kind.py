@@ -1,0 +1,37 @@
+"""Pattern sessions in the kind registry: the link is the capability, the snapshot has players."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from auth.claims import Claims
+from handlers.kinds import SessionKind, Snapshot
+from handlers.patterns.views import full_view, session_url
+from storage.patterns import KIND, PatternSessions
+from storage.sessions import SessionMeta
+
+
+class PatternKind(SessionKind):
+    """Any valid token (guests included) may read and write; a published session refuses
+    operations inside its scripts (``forbidden``), not here, so presence still works."""
+
+    name = KIND
+
+    def __init__(self, patterns: PatternSessions) -> None:
+        self._patterns = patterns
+
+    def check_read(self, claims: Claims, meta: SessionMeta) -> None:
+        """The unguessable id is the capability: holding it is enough."""
+
+    def check_write(self, claims: Claims, meta: SessionMeta) -> None:
+        """As for reading; immutability is checked atomically with each change."""
+
+    async def snapshot(self, session_id: str) -> Snapshot | None:
+        record, players, position = await self._patterns.snapshot(session_id)
+        if record is None:
+            return None
+        session = full_view(record, orphaned=False)
+        return Snapshot(session=session, position=position, extra={"players": players})
+
+    def summary(self, record: dict[str, str]) -> dict[str, Any]:
+        return {"title": record.get("name") or "Untitled pattern", "url": session_url(record.get("id", ""))}

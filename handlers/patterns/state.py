@@ -1,0 +1,258 @@
+"""The pattern state of seed 004 (plus what the origin app grew since), validated strictly.
+
+Whole numbers are whole (``1.5`` and ``true`` are not step counts), numbers are finite and in
+range, unknown fields are refused (which also refuses prototype names such as ``__proto__``),
+and names refuse markup, ``javascript:`` and control characters. Validation errors carry the
+offending field's path, which the HTTP API reports as ``loopRegion.end`` and the live events
+as part of their ``invalid_payload`` message.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, PlainValidator, StrictBool, ValidationInfo, field_validator
+
+STEPS = 128
+MAX_TRACKS = 16
+STEP_COUNTS = frozenset({*range(3, 17), 18, 20, 21, 24, 27, 28, 32, 36, 48, 64, 96, 128})
+ROOTS = ("C", "C#", "D", "D#", "E", "F", "F#", "G", "G#", "A", "A#", "B")
+SCALE_IDS = (
+    "chromatic",
+    "major",
+    "minor",
+    "dorian",
+    "phrygian",
+    "lydian",
+    "mixolydian",
+    "locrian",
+    "harmonic-minor",
+    "melodic-minor",
+    "major-pentatonic",
+    "minor-pentatonic",
+    "blues",
+    "whole-tone",
+)
+DELAY_TIMES = ("1n", "2n", "4n", "8n", "16n", "32n", "2t", "4t", "8t", "16t", "4n.", "8n.", "16n.")
+DEFAULT_SCALE: dict[str, Any] = {"root": "C", "scaleId": "minor-pentatonic", "locked": True}
+DEFAULTS: dict[str, Any] = {"tracks": [], "tempo": 120, "swing": 0, "version": 1, "scale": DEFAULT_SCALE}
+COMPLETE = ("tracks", "tempo", "swing", "version")
+
+_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029]")
+_SCRIPT_URL = re.compile(r"javascript\s*:", re.IGNORECASE)
+
+
+def _number(low: float, high: float) -> Any:
+    def check(value: object) -> int | float:
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            raise ValueError("must be a number")
+        if not math.isfinite(value):
+            raise ValueError("must be a finite number")
+        if not low <= value <= high:
+            raise ValueError(f"must be between {low:g} and {high:g}")
+        return value
+
+    return Annotated[int | float, PlainValidator(check)]
+
+
+def _whole(low: int, high: int) -> Any:
+    def check(value: object) -> int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise ValueError("must be a whole number")
+        if not low <= value <= high:
+            raise ValueError(f"must be between {low} and {high}")
+        return value
+
+    return Annotated[int, PlainValidator(check)]
+
+
+def bounded_text(max_length: int) -> Any:
+    """A trimmed string of at most ``max_length`` characters with no markup, control characters or script URLs."""
+
+    def check(value: object) -> str:
+        if not isinstance(value, str):
+            raise ValueError("must be a string")
+        text = value.strip()
+        if len(text) > max_length:
+            raise ValueError(f"must be at most {max_length} characters")
+        if _CONTROL.search(text) or "<" in text or ">" in text or _SCRIPT_URL.search(text):
+            raise ValueError("must not contain markup, control characters or script URLs")
+        return text
+
+    return Annotated[str, PlainValidator(check)]
+
+
+def _step_count(value: object) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value not in STEP_COUNTS:
+        raise ValueError(f"must be one of {sorted(STEP_COUNTS)}")
+    return value
+
+
+TrackId = Annotated[str, Field(strict=True, pattern=r"^[A-Za-z0-9_\-.:]{1,64}$")]
+SampleId = Annotated[str, Field(strict=True, pattern=r"^[A-Za-z0-9_\-.:]{1,64}$")]
+TrackName = bounded_text(32)
+SessionName = bounded_text(100)
+StepIndex = _whole(0, STEPS - 1)
+StepCount = Annotated[int, PlainValidator(_step_count)]
+Volume = _number(0, 1)
+Pan = _number(-1, 1)
+Transpose = _whole(-24, 24)
+Tempo = _number(60, 180)
+Swing = _number(0, 100)
+PlaybackMode = Literal["oneshot", "gate"]
+
+
+class Strict(BaseModel):
+    """Unknown fields refused, no coercion."""
+
+    model_config = ConfigDict(extra="forbid", strict=True)
+
+
+class ParameterLock(Strict):
+    """A step's override of pitch (semitones) and volume (multiplier)."""
+
+    pitch: _whole(-24, 24) | None = None  # type: ignore[valid-type]
+    volume: _number(0, 2) | None = None  # type: ignore[valid-type]
+
+    def to_json(self) -> dict[str, Any] | None:
+        """Only the fields given; an empty lock is no lock."""
+        out = self.model_dump(exclude_none=True)
+        return out or None
+
+
+class Track(Strict):
+    """One instrument row."""
+
+    id: TrackId
+    name: TrackName  # type: ignore[valid-type]
+    sampleId: SampleId
+    steps: list[StrictBool] = Field(max_length=STEPS)
+    parameterLocks: list[ParameterLock | None] = Field(default_factory=list, max_length=STEPS)
+    volume: Volume  # type: ignore[valid-type]
+    muted: StrictBool = False
+    soloed: StrictBool = False
+    transpose: Transpose = 0  # type: ignore[valid-type]
+    stepCount: StepCount = 16
+    pan: Pan | None = None  # type: ignore[valid-type]
+    playbackMode: PlaybackMode | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        """The stored shape: steps and locks padded to 128, optional fields only when given."""
+        steps = [*self.steps, *([False] * (STEPS - len(self.steps)))]
+        locks = [lock.to_json() if lock else None for lock in self.parameterLocks]
+        locks += [None] * (STEPS - len(locks))
+        out: dict[str, Any] = {
+            "id": self.id,
+            "name": self.name,
+            "sampleId": self.sampleId,
+            "steps": steps,
+            "parameterLocks": locks,
+            "volume": self.volume,
+            "muted": self.muted,
+            "soloed": self.soloed,
+            "transpose": self.transpose,
+            "stepCount": self.stepCount,
+        }
+        if self.pan is not None:
+            out["pan"] = self.pan
+        if self.playbackMode is not None:
+            out["playbackMode"] = self.playbackMode
+        return out
+
+
+class Reverb(Strict):
+    decay: _number(0.1, 10)  # type: ignore[valid-type]
+    wet: _number(0, 1)  # type: ignore[valid-type]
+
+
+class Delay(Strict):
+    time: Literal[DELAY_TIMES]  # type: ignore[valid-type]
+    feedback: _number(0, 0.95)  # type: ignore[valid-type]
+    wet: _number(0, 1)  # type: ignore[valid-type]
+
+
+class Chorus(Strict):
+    frequency: _number(0.1, 10)  # type: ignore[valid-type]
+    depth: _number(0, 1)  # type: ignore[valid-type]
+    wet: _number(0, 1)  # type: ignore[valid-type]
+
+
+class Distortion(Strict):
+    amount: _number(0, 1)  # type: ignore[valid-type]
+    wet: _number(0, 1)  # type: ignore[valid-type]
+
+
+class Effects(Strict):
+    """All four effects, each an object of bounded numbers."""
+
+    reverb: Reverb
+    delay: Delay
+    chorus: Chorus
+    distortion: Distortion
+    bypass: StrictBool | None = None
+
+
+class Scale(Strict):
+    root: Literal[ROOTS]  # type: ignore[valid-type]
+    scaleId: Literal[SCALE_IDS]  # type: ignore[valid-type]
+    locked: StrictBool
+
+
+class LoopRegion(Strict):
+    start: StepIndex  # type: ignore[valid-type]
+    end: StepIndex  # type: ignore[valid-type]
+
+    @field_validator("end")
+    @classmethod
+    def _ordered(cls, end: int, info: ValidationInfo) -> int:
+        start = info.data.get("start")
+        if isinstance(start, int) and end < start:
+            raise ValueError("must not be before start")
+        return end
+
+
+class PatternState(Strict):
+    """A state as sent: every field optional here; ``complete`` says which a PUT needs."""
+
+    # Absent fields stay None; an explicit null is refused by the field's own validator.
+    tracks: list[Track] = Field(default=None, max_length=MAX_TRACKS)  # type: ignore[arg-type]
+    tempo: Tempo = Field(default=None)  # type: ignore[valid-type]
+    swing: Swing = Field(default=None)  # type: ignore[valid-type]
+    effects: Effects = Field(default=None)  # type: ignore[assignment]
+    scale: Scale = Field(default=None)  # type: ignore[assignment]
+    loopRegion: LoopRegion | None = None
+    version: _whole(1, 1_000_000) = Field(default=None)  # type: ignore[valid-type]
+
+    @field_validator("tracks")
+    @classmethod
+    def _first_of_each_id(cls, tracks: list[Track] | None) -> list[Track] | None:
+        if tracks is None:
+            return None
+        seen: set[str] = set()
+        kept = []
+        for track in tracks:
+            if track.id not in seen:  # a duplicate id keeps the first
+                seen.add(track.id)
+                kept.append(track)
+        return kept
+
+    def missing(self) -> list[str]:
+        """The fields a complete state needs that this one lacks."""
+        return [name for name in COMPLETE if name not in self.model_fields_set]
+
+    def to_json(self, base: dict[str, Any] | None = None) -> dict[str, Any]:
+        """The given fields over ``base`` (the defaults for a new session)."""
+        out: dict[str, Any] = dict(base or {})
+        for name in self.model_fields_set:
+            value = getattr(self, name)
+            if name == "tracks":
+                out[name] = [track.to_json() for track in value or []]
+            elif name == "loopRegion":
+                out[name] = value.model_dump() if value is not None else None
+            elif isinstance(value, BaseModel):
+                out[name] = value.model_dump(exclude_none=True)
+            else:
+                out[name] = value
+        return out

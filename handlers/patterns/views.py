@@ -1,0 +1,40 @@
+"""The shapes the pattern API answers with (the origin app's field names, ms timestamps)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from storage.events import Position
+from storage.patterns import PatternRecord
+
+UNKNOWN_PARENT = "Unknown Session"
+
+
+def session_url(session_id: str) -> str:
+    """Every pattern URL is relative, exactly ``/s/<id>``."""
+    return f"/s/{session_id}"
+
+
+def etag(position: Position) -> str:
+    """The session's log position as an ETag: ``"<epoch>:<offset>"``."""
+    return f'"{position.epoch}:{position.offset}"'
+
+
+def full_view(record: PatternRecord, *, orphaned: bool, parent_gone: bool = False) -> dict[str, Any]:
+    """``GET /api/sessions/<id>``: the whole session."""
+    parent_name = record.remixed_from_name
+    if record.remixed_from and parent_gone:
+        parent_name = UNKNOWN_PARENT
+    return {
+        "id": record.id,
+        "name": record.name,
+        "createdAt": record.created_at,
+        "updatedAt": record.updated_at,
+        "lastAccessedAt": record.last_accessed_at,
+        "remixedFrom": record.remixed_from,
+        "remixedFromName": parent_name,
+        "remixCount": record.remix_count,
+        "immutable": record.immutable,
+        "orphaned": orphaned,
+        "state": record.state,
+    }

@@ -1,0 +1,47 @@
+-- Replaces a pattern's state and/or name (HTTP PUT and PATCH), checking the caller's
+-- If-Match against the log position in the same step: a REST write that has not seen the
+-- latest live operation is refused instead of silently clobbering it.
+--   KEYS[1..2], ARGV[1..5]  see _event.lua
+--   KEYS[3]  the session hash
+--   ARGV[6]  the kind ('pattern')
+--   ARGV[7]  expected epoch; '' when the caller sent no If-Match (last write wins)
+--   ARGV[8]  expected offset
+--   ARGV[9]  the new state, JSON; '' keeps the state
+--   ARGV[10] '1' when the name is set
+--   ARGV[11] the new name ('' for none)
+--   ARGV[12] event type (pattern_state)
+--   ARGV[13] event data, JSON object
+-- Returns {offset, epoch} or {false, code}: session_not_found, forbidden (published),
+-- precondition_failed (If-Match is stale).
+local session_key = KEYS[3]
+local kind = ARGV[6]
+local expected_epoch = ARGV[7]
+local expected_offset = tonumber(ARGV[8])
+local state_json = ARGV[9]
+local name_set = ARGV[10]
+local name = ARGV[11]
+local event_type = ARGV[12]
+local data_json = ARGV[13]
+
+local found = redis.call('HMGET', session_key, 'kind', 'immutable')
+if found[1] ~= kind then
+  return {false, 'session_not_found'}
+end
+if found[2] == '1' then
+  return {false, 'forbidden'}
+end
+if expected_epoch ~= '' then
+  local meta = redis.call('HMGET', log_meta_key, 'epoch', 'offset')
+  if meta[1] ~= expected_epoch or tonumber(meta[2] or '0') ~= expected_offset then
+    return {false, 'precondition_failed'}
+  end
+end
+if state_json ~= '' then
+  redis.call('HSET', session_key, 'state', state_json)
+end
+if name_set == '1' then
+  redis.call('HSET', session_key, 'name', name)
+end
+redis.call('HSET', session_key, 'updated_at', now_ms, 'last_accessed_at', now_ms)
+local offset = append_event(event_type, data_json)
+return {offset, redis.call('HGET', log_meta_key, 'epoch')}

@@ -1,0 +1,330 @@
+"""Pattern sessions (seeds 001/004): the record, its state, lineage, live operations, presence.
+
+A pattern session is the hash ``keys.session(id)`` of kind ``pattern`` with no owner (the UUID
+v4 link is the capability). Its state is one JSON document in the hash field ``state``; every
+change (an HTTP replacement, a live operation, a remix counted, a player joining) is one Lua
+step that checks, changes and appends the event. The state arrives here already validated
+(``handlers.patterns.state``); this module only stores and reads it.
+"""
+
+from __future__ import annotations
+
+import json
+import uuid
+from dataclasses import dataclass
+from typing import Any
+
+from redis.asyncio import Redis
+
+from protocol import events as etypes
+from storage.clock import Clock
+from storage.events import EventLog, Position
+from storage.keys import Keys
+from storage.scripts import Scripts, event_script, plain_script
+from storage.sessions import SessionDirectory
+
+KIND = "pattern"
+# A deleted session's log stays this long, so subscribers and late recoveries see the deletion.
+DELETED_LOG_RETENTION_MS = 24 * 3600 * 1000
+
+
+def _compact(value: Any) -> str:
+    return json.dumps(value, separators=(",", ":"), allow_nan=False)
+
+
+def _state_from(raw: str) -> dict[str, Any]:
+    state: dict[str, Any] = json.loads(raw) if raw else {}
+    # Lua's cjson cannot tell an empty list from an empty object: a pattern whose last track
+    # was deleted comes back as {"tracks": {}}.
+    if state.get("tracks") == {}:
+        state["tracks"] = []
+    return state
+
+
+@dataclass(frozen=True, slots=True)
+class PatternRecord:
+    """A pattern session as stored."""
+
+    id: str
+    name: str | None
+    author_id: str
+    created_at: int
+    updated_at: int
+    last_accessed_at: int
+    remixed_from: str | None
+    remixed_from_name: str | None
+    remix_count: int
+    immutable: bool
+    source_id: str | None
+    state: dict[str, Any]
+
+    @classmethod
+    def from_hash(cls, fields: dict[str, str]) -> PatternRecord:
+        """Build from the stored hash (``decode_responses=True``)."""
+        created = int(fields.get("created_at") or 0)
+        return cls(
+            id=fields["id"],
+            name=fields.get("name") or None,
+            author_id=fields.get("author_id", ""),
+            created_at=created,
+            updated_at=int(fields.get("updated_at") or created),
+            last_accessed_at=int(fields.get("last_accessed_at") or created),
+            remixed_from=fields.get("remixed_from") or None,
+            remixed_from_name=fields.get("remixed_from_name") or None,
+            remix_count=int(fields.get("remix_count") or 0),
+            immutable=fields.get("immutable") == "1",
+            source_id=fields.get("source_id") or None,
+            state=_state_from(fields.get("state", "")),
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class Lineage:
+    """Where a new session comes from: a remix of, or the published copy of, ``parent``."""
+
+    parent: PatternRecord
+    immutable: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class Operation:
+    """One live operation as the script applies it (see ``lua/patterns/op.lua``)."""
+
+    kind: str
+    track_id: str = ""
+    target: str = ""
+    value_json: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class Presence:
+    """Outcome of a presence call: ``offset`` 0 when nothing was logged."""
+
+    offset: int
+    present: int
+
+
+class PatternSessions:
+    """Repository of pattern sessions."""
+
+    def __init__(
+        self, *, redis: Redis, keys: Keys, scripts: Scripts, log: EventLog, clock: Clock, sessions: SessionDirectory
+    ) -> None:
+        self._redis = redis
+        self._keys = keys
+        self._scripts = scripts
+        self._log = log
+        self._clock = clock
+        self._sessions = sessions
+        self._touch = plain_script(redis, "patterns/touch.lua")
+        self._replace = event_script(redis, "patterns/replace.lua")
+        self._op = event_script(redis, "patterns/op.lua")
+        self._delete = event_script(redis, "patterns/delete.lua")
+        self._remix_count = event_script(redis, "patterns/remix_count.lua")
+        self._presence = event_script(redis, "patterns/presence.lua")
+
+    # --- records ---------------------------------------------------------------------------
+    async def create(
+        self, *, state: dict[str, Any], name: str | None, author_id: str, lineage: Lineage | None = None
+    ) -> PatternRecord:
+        """Store a new session (a remix or published copy when ``lineage`` is given)."""
+        now = self._clock.now_ms()
+        parent = lineage.parent if lineage else None
+        record = PatternRecord(
+            id=str(uuid.uuid4()),
+            name=name,
+            author_id=author_id,
+            created_at=now,
+            updated_at=now,
+            last_accessed_at=now,
+            remixed_from=parent.id if parent else None,
+            remixed_from_name=(parent.name or None) if parent else None,
+            remix_count=0,
+            immutable=bool(lineage and lineage.immutable),
+            source_id=parent.id if parent and lineage and lineage.immutable else None,
+            state=state,
+        )
+        # The indexes first (see storage/sessions.py); the author's list shows it on the landing page.
+        await self._sessions.index(session_id=record.id, owner_id=author_id, created_ms=now)
+        await self._log.run(
+            self._scripts.session_create,
+            record.id,
+            keys=[self._keys.session(record.id)],
+            args=[etypes.PATTERN_CREATED, _compact({"id": record.id, "name": name}), *_fields(record)],
+            now_ms=now,
+        )
+        return record
+
+    async def load(self, session_id: str, *, touch: bool) -> tuple[PatternRecord, Position] | None:
+        """The record as it was before this load, and its log position; ``touch`` marks it accessed."""
+        now = str(self._clock.now_ms()) if touch else ""
+        keys = [self._keys.session(session_id), self._keys.log_meta(session_id)]
+        found = await self._touch(keys=keys, args=[KIND, now])
+        if not found:
+            return None
+        flat, epoch, offset = found
+        fields = dict(zip(flat[::2], flat[1::2], strict=True))
+        return PatternRecord.from_hash(fields), Position(epoch=str(epoch), offset=int(offset))
+
+    async def exists(self, session_id: str) -> bool:
+        """True while a pattern session with that id is stored."""
+        return bool(await self._redis.hget(self._keys.session(session_id), "kind") == KIND)  # type: ignore[misc]
+
+    async def replace(
+        self,
+        session_id: str,
+        *,
+        state: dict[str, Any] | None,
+        name: tuple[str | None] | None,
+        expected: Position | None,
+        event: dict[str, Any],
+        now_ms: int,
+    ) -> Position:
+        """Replace state and/or name (``name`` is a 1-tuple when set); ``expected`` is If-Match."""
+        result = await self._log.run(
+            self._replace,
+            session_id,
+            keys=[self._keys.session(session_id)],
+            args=[
+                KIND,
+                expected.epoch if expected else "",
+                expected.offset if expected else 0,
+                _compact(state) if state is not None else "",
+                "1" if name is not None else "0",
+                (name[0] or "") if name is not None else "",
+                etypes.PATTERN_STATE,
+                _compact(event),
+            ],
+            now_ms=now_ms,
+        )
+        return Position(epoch=str(result[1]), offset=int(result[0]))
+
+    async def delete(self, session_id: str) -> None:
+        """Delete the session (``forbidden`` for a published one) and drop it from the indexes."""
+        author = await self._redis.hget(self._keys.session(session_id), "author_id")  # type: ignore[misc]
+        await self._log.run(
+            self._delete,
+            session_id,
+            keys=[self._keys.session(session_id), self._keys.pattern_players(session_id)],
+            args=[KIND, etypes.PATTERN_DELETED, _compact({"id": session_id}), DELETED_LOG_RETENTION_MS],
+        )
+        await self._sessions.unindex(session_id=session_id, owner_id=str(author or ""))
+
+    async def count_remix(self, parent_id: str) -> int:
+        """One more remix of ``parent_id``; returns the new count."""
+        result = await self._log.run(
+            self._remix_count, parent_id, keys=[self._keys.session(parent_id)], args=[KIND, etypes.PATTERN_META]
+        )
+        return int(result[1])
+
+    # --- live editing ----------------------------------------------------------------------
+    async def apply(self, session_id: str, operation: Operation, *, event: dict[str, Any], max_tracks: int) -> Position:
+        """Apply one operation atomically; returns the position of its event."""
+        result = await self._log.run(
+            self._op,
+            session_id,
+            keys=[self._keys.session(session_id)],
+            args=[
+                KIND,
+                operation.kind,
+                operation.track_id,
+                operation.target,
+                operation.value_json,
+                max_tracks,
+                etypes.PATTERN_OP,
+                _compact(event),
+            ],
+        )
+        return Position(epoch=str(result[1]), offset=int(result[0]))
+
+    async def presence(
+        self,
+        session_id: str,
+        action: str,
+        player_id: str,
+        *,
+        payload: str = "",
+        ttl_ms: int = 0,
+        max_players: int = 0,
+        cursor_interval_ms: int = 0,
+        replaces: str = "",
+    ) -> Presence:
+        """Join, beat (with an optional cursor JSON) or leave; see ``lua/patterns/presence.lua``."""
+        result = await self._log.run(
+            self._presence,
+            session_id,
+            keys=[self._keys.session(session_id), self._keys.pattern_players(session_id)],
+            args=[
+                KIND,
+                action,
+                player_id,
+                payload,
+                self._clock.now_ms() + ttl_ms,
+                max_players,
+                cursor_interval_ms,
+                etypes.PATTERN_PRESENCE,
+                replaces,
+            ],
+        )
+        return Presence(offset=int(result[0]), present=int(result[1]))
+
+    async def snapshot(self, session_id: str) -> tuple[PatternRecord | None, list[dict[str, Any]], Position]:
+        """Record, players present and the log position they reflect, read in one transaction."""
+        async with self._redis.pipeline(transaction=True) as pipe:
+            pipe.hgetall(self._keys.session(session_id))
+            pipe.hvals(self._keys.pattern_players(session_id))
+            pipe.hmget(self._keys.log_meta(session_id), "epoch", "offset")
+            fields, players_raw, (epoch, offset) = await pipe.execute()
+        record = PatternRecord.from_hash(fields) if fields.get("kind") == KIND else None
+        now = self._clock.now_ms()
+        players = []
+        for raw in players_raw:
+            player = json.loads(raw)
+            if int(player.pop("expires_at", 0)) > now:  # expired ones leave on the next presence call
+                player.pop("cursor_at", None)
+                players.append(player)
+        players.sort(key=lambda p: str(p.get("id", "")))
+        return record, players, Position(epoch=epoch or "", offset=int(offset or 0))
+
+    # --- creation rate ---------------------------------------------------------------------
+    async def creation_allowed(self, address: str, *, limit: int) -> int:
+        """Count one creation for ``address``; 0 when allowed, else the seconds until it is.
+
+        Counted before the creation so that concurrent requests cannot all slip under the limit;
+        a creation that then fails is given back with :meth:`creation_failed`.
+        """
+        now_ms = self._clock.now_ms()
+        key = self._keys.rate("pattern_create", address, now_ms // 60_000)
+        async with self._redis.pipeline(transaction=True) as pipe:
+            pipe.incr(key)
+            pipe.expire(key, 120)
+            count, _ = await pipe.execute()
+        if int(count) <= limit:
+            return 0
+        await self._redis.decr(key)
+        return max(1, 60 - (now_ms % 60_000) // 1000)
+
+    async def creation_failed(self, address: str) -> None:
+        """Give back the count of a creation that was refused after being counted."""
+        key = self._keys.rate("pattern_create", address, self._clock.now_ms() // 60_000)
+        await self._redis.decr(key)
+
+
+def _fields(record: PatternRecord) -> list[str]:
+    values = {
+        "id": record.id,
+        "kind": KIND,
+        "owner_id": "",
+        "author_id": record.author_id,
+        "name": record.name or "",
+        "created_at": str(record.created_at),
+        "updated_at": str(record.updated_at),
+        "last_accessed_at": str(record.last_accessed_at),
+        "remixed_from": record.remixed_from or "",
+        "remixed_from_name": record.remixed_from_name or "",
+        "remix_count": "0",
+        "immutable": "1" if record.immutable else "0",
+        "source_id": record.source_id or "",
+        "state": _compact(record.state),
+    }
+    return [item for pair in values.items() for item in pair]

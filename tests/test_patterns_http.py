@@ -1,0 +1,393 @@
+"""The pattern sharing API (seeds 001/004), as the origin app's clients use it."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import pytest
+import pytest_asyncio
+
+from tests.conftest import start_server
+from tests.helpers import RedisProcess, ServerUnderTest
+
+UUID_GONE = "00000000-0000-4000-8000-000000000000"
+
+
+def track(track_id: str = "t1", **fields: Any) -> dict[str, Any]:
+    base: dict[str, Any] = {
+        "id": track_id,
+        "name": "Kick",
+        "sampleId": "kick",
+        "steps": [True, False, False, False] * 4,
+        "parameterLocks": [None] * 16,
+        "volume": 0.8,
+        "muted": False,
+        "soloed": False,
+        "transpose": 0,
+        "stepCount": 16,
+    }
+    return {**base, **fields}
+
+
+def full_state(**fields: Any) -> dict[str, Any]:
+    return {"tracks": [track()], "tempo": 120, "swing": 0, "version": 1, **fields}
+
+
+@pytest_asyncio.fixture
+async def http(server: ServerUnderTest) -> AsyncIterator[aiohttp.ClientSession]:
+    async with aiohttp.ClientSession(base_url=server.url) as session:
+        yield session
+
+
+async def create(http: aiohttp.ClientSession, body: Any = None) -> str:
+    async with http.post("/api/sessions", json=body if body is not None else {}) as response:
+        assert response.status == 201, await response.text()
+        created = await response.json()
+    assert created["url"] == f"/s/{created['id']}"
+    return str(created["id"])
+
+
+async def fetch(http: aiohttp.ClientSession, session_id: str) -> tuple[int, Any, str]:
+    async with http.get(f"/api/sessions/{session_id}") as response:
+        return response.status, await response.json(), response.headers.get("ETag", "")
+
+
+async def stored_fields(server: ServerUnderTest, session_id: str) -> dict[str, str]:
+    fields: dict[str, str] = await server.services.redis.hgetall(server.services.keys.session(session_id))  # type: ignore[misc]
+    return fields
+
+
+async def test_create_with_defaults_and_get_the_whole_session(http: aiohttp.ClientSession) -> None:
+    session_id = await create(http, {"tempo": 140})
+    status, body, tag = await fetch(http, session_id)
+    assert status == 200 and tag.startswith('"') and tag.endswith(':1"')
+    assert set(body) >= {
+        "id",
+        "name",
+        "createdAt",
+        "updatedAt",
+        "lastAccessedAt",
+        "remixedFrom",
+        "remixedFromName",
+        "remixCount",
+        "immutable",
+        "state",
+    }
+    assert body["state"] == {
+        "tracks": [],
+        "tempo": 140,
+        "swing": 0,
+        "version": 1,
+        "scale": {"root": "C", "scaleId": "minor-pentatonic", "locked": True},
+    }
+    assert (body["remixedFrom"], body["remixCount"], body["immutable"], body["orphaned"]) == (None, 0, False, False)
+
+
+async def test_create_wrapped_pads_steps_and_keeps_the_first_of_duplicate_tracks(http: aiohttp.ClientSession) -> None:
+    state = {"tracks": [track("a", steps=[True]), track("a", name="Dup"), track("b", name=" Snare ")]}
+    session_id = await create(http, {"name": "  Funky Beat ", "state": state})
+    _, body, _ = await fetch(http, session_id)
+    assert body["name"] == "Funky Beat"
+    tracks = body["state"]["tracks"]
+    assert [t["id"] for t in tracks] == ["a", "b"] and tracks[0]["name"] == "Kick" and tracks[1]["name"] == "Snare"
+    assert len(tracks[0]["steps"]) == 128 and tracks[0]["steps"][:2] == [True, False]
+    assert tracks[0]["parameterLocks"] == [None] * 128
+
+
+async def test_a_body_that_is_not_json_gives_a_default_session(http: aiohttp.ClientSession) -> None:
+    async with http.post("/api/sessions", data="tempo=999", headers={"Content-Type": "text/plain"}) as response:
+        assert response.status == 201
+        session_id = (await response.json())["id"]
+    _, body, _ = await fetch(http, session_id)
+    assert body["state"]["tempo"] == 120
+
+
+@pytest.mark.parametrize(
+    ("body", "field"),
+    [
+        ({"tempo": 250}, "tempo"),
+        ({"tempo": True}, "tempo"),
+        ({"swing": "10"}, "swing"),
+        ({"loopRegion": {"start": 9, "end": 2}}, "loopRegion.end"),
+        ({"loopRegion": {"start": 1.5, "end": 2}}, "loopRegion.start"),
+        ({"effects": {"reverb": 1}}, "effects.reverb"),
+        ({"scale": {"root": "H", "scaleId": "minor", "locked": True}}, "scale.root"),
+        ({"tracks": [track(stepCount=17)]}, "tracks.0.stepCount"),
+        ({"tracks": [track(transpose=1.0)]}, "tracks.0.transpose"),
+        ({"tracks": [track(steps=[1, 0])]}, "tracks.0.steps.0"),
+        ({"tracks": [track(steps=[False] * 129)]}, "tracks.0.steps"),
+        ({"tracks": [track(name="<script>x</script>")]}, "tracks.0.name"),
+        ({"tracks": [track(name="javascript:alert(1)")]}, "tracks.0.name"),
+        ({"tracks": [track(name="a\x00b")]}, "tracks.0.name"),
+        ({"tracks": [track(str(i)) for i in range(17)]}, "tracks"),
+        ({"tracks": [track(parameterLocks=[{"pitch": 30}])]}, "tracks.0.parameterLocks.0.pitch"),
+        ({"tracks": [track(playbackMode="loop")]}, "tracks.0.playbackMode"),
+        ({"__proto__": {"x": 1}}, "__proto__"),
+        ({"name": "x", "state": {"constructor": 1}}, "state.constructor"),
+        ({"name": "<b>hi</b>"}, "name"),
+    ],
+)
+async def test_hostile_states_are_refused_naming_the_field(
+    server: ServerUnderTest, http: aiohttp.ClientSession, body: dict[str, Any], field: str
+) -> None:
+    async with http.post("/api/sessions", json=body) as response:
+        assert response.status == 400
+        answer = await response.json()
+    assert answer["error"] == "Validation failed"
+    assert any(detail.startswith(f"{field}:") for detail in answer["details"]), answer
+    assert await server.services.redis.zcard(server.services.keys.all_sessions()) == 0
+
+
+async def test_nan_is_refused_naming_the_field(http: aiohttp.ClientSession) -> None:
+    raw = '{"tempo": NaN}'
+    async with http.post("/api/sessions", data=raw, headers={"Content-Type": "application/json"}) as response:
+        assert response.status == 400
+        assert (await response.json())["details"][0].startswith("tempo:")
+
+
+async def test_invalid_json_bad_ids_and_unknown_sessions(http: aiohttp.ClientSession) -> None:
+    async with http.post("/api/sessions", data="{nope", headers={"Content-Type": "application/json"}) as response:
+        assert (response.status, await response.json()) == (400, {"error": "Invalid JSON"})
+    async with http.get("/api/sessions/not-a-uuid") as response:
+        assert (response.status, await response.json()) == (400, {"error": "Invalid session ID format"})
+    async with http.get(f"/api/sessions/{UUID_GONE}") as response:
+        assert (response.status, await response.json()) == (404, {"error": "Session not found"})
+    for method in ("PUT", "PATCH"):
+        async with http.request(method, f"/api/sessions/{UUID_GONE}", json={"state": full_state()}) as response:
+            assert response.status == 404
+    async with http.delete(f"/api/sessions/{UUID_GONE}") as response:
+        assert response.status == 404
+
+
+async def test_put_replaces_the_state_and_refuses_incomplete_or_unknown(
+    server: ServerUnderTest, http: aiohttp.ClientSession
+) -> None:
+    session_id = await create(http)
+    async with http.put(f"/api/sessions/{session_id}", json={"state": full_state(tempo=99)}) as response:
+        assert response.status == 200
+        answer = await response.json()
+        assert answer["id"] == session_id and answer["trackCount"] == 1 and answer["updatedAt"] > 0
+        assert response.headers["ETag"].endswith(':2"')
+    before = await stored_fields(server, session_id)
+    async with http.put(f"/api/sessions/{session_id}", json={"state": {"tracks": []}}) as response:
+        assert response.status == 400
+        assert "state.tempo: Field required" in (await response.json())["details"]
+    async with http.put(f"/api/sessions/{session_id}", json={"state": full_state(), "extra": 1}) as response:
+        assert response.status == 400
+    assert await stored_fields(server, session_id) == before
+    _, body, _ = await fetch(http, session_id)
+    assert body["state"]["tempo"] == 99 and len(body["state"]["tracks"][0]["steps"]) == 128
+
+
+async def test_patch_renames_and_needs_something(http: aiohttp.ClientSession) -> None:
+    session_id = await create(http, {"name": "Old"})
+    async with http.patch(f"/api/sessions/{session_id}", json={"name": "  New name  "}) as response:
+        assert response.status == 200
+        answer = await response.json()
+        assert (answer["id"], answer["name"]) == (session_id, "New name")
+    async with http.patch(f"/api/sessions/{session_id}", json={"name": "   "}) as response:
+        assert (await response.json())["name"] is None
+    async with http.patch(f"/api/sessions/{session_id}", json={}) as response:
+        assert response.status == 400 and (await response.json())["error"] == "Validation failed"
+    _, body, _ = await fetch(http, session_id)
+    assert body["name"] is None
+
+
+async def test_if_match_refuses_a_stale_write_with_the_current_state(http: aiohttp.ClientSession) -> None:
+    session_id = await create(http)
+    _, _, stale = await fetch(http, session_id)
+    async with http.put(
+        f"/api/sessions/{session_id}", json={"state": full_state(tempo=100)}, headers={"If-Match": stale}
+    ) as r:
+        assert r.status == 200
+        fresh = r.headers["ETag"]
+    async with http.put(
+        f"/api/sessions/{session_id}", json={"state": full_state(tempo=61)}, headers={"If-Match": stale}
+    ) as r:
+        assert r.status == 412
+        answer = await r.json()
+        assert answer["etag"] == fresh and answer["session"]["state"]["tempo"] == 100
+    async with http.patch(f"/api/sessions/{session_id}", json={"name": "x"}, headers={"If-Match": '"garbage"'}) as r:
+        assert r.status == 412
+    _, body, tag = await fetch(http, session_id)
+    assert (body["state"]["tempo"], body["name"], tag) == (100, None, fresh)
+
+
+async def test_delete_then_gone(http: aiohttp.ClientSession) -> None:
+    session_id = await create(http)
+    async with http.delete(f"/api/sessions/{session_id}") as response:
+        assert response.status == 204
+    status, _, _ = await fetch(http, session_id)
+    assert status == 404
+
+
+async def test_remix_lineage_and_unknown_parent(http: aiohttp.ClientSession) -> None:
+    parent = await create(http, {"name": "Funky Beat", "state": full_state()})
+    async with http.post(f"/api/sessions/{parent}/remix") as response:
+        assert response.status == 201
+        remix = await response.json()
+    assert remix["remixedFrom"] == parent and remix["url"] == f"/s/{remix['id']}"
+    _, child, _ = await fetch(http, remix["id"])
+    assert (child["remixedFrom"], child["remixedFromName"]) == (parent, "Funky Beat")
+    assert child["state"]["tracks"][0]["id"] == "t1"
+    _, parent_body, _ = await fetch(http, parent)
+    assert parent_body["remixCount"] == 1
+    async with http.delete(f"/api/sessions/{parent}") as response:
+        assert response.status == 204
+    _, child, _ = await fetch(http, remix["id"])
+    assert child["remixedFromName"] == "Unknown Session"
+
+
+async def test_publish_makes_an_immutable_copy(http: aiohttp.ClientSession) -> None:
+    source = await create(http, {"state": full_state()})
+    async with http.post(f"/api/sessions/{source}/publish") as response:
+        assert response.status == 201
+        published = await response.json()
+    assert published["immutable"] is True and published["sourceId"] == source
+    pid = published["id"]
+    for method, body in (("PUT", {"state": full_state()}), ("PATCH", {"name": "x"}), ("DELETE", None)):
+        async with http.request(method, f"/api/sessions/{pid}", json=body) as response:
+            assert response.status == 403
+            answer = await response.json()
+            assert answer["immutable"] is True and "Remix" in answer["message"]
+    async with http.post(f"/api/sessions/{pid}/publish") as response:
+        assert response.status == 400
+    async with http.post(f"/api/sessions/{pid}/remix") as response:
+        assert response.status == 201
+        remix_id = (await response.json())["id"]
+    _, remix, _ = await fetch(http, remix_id)
+    assert remix["immutable"] is False
+    _, source_body, _ = await fetch(http, source)
+    assert source_body["immutable"] is False
+
+
+async def test_hundred_concurrent_remixes_count_exactly(
+    redis_process: RedisProcess, redis: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("SESSIONHUB_PATTERNS_CREATES_PER_MIN", "1000")
+    server = await start_server(redis_process.url, tmp_path)
+    try:
+        async with aiohttp.ClientSession(base_url=server.url) as http:
+            parent = await create(http)
+
+            async def remix() -> int:
+                async with http.post(f"/api/sessions/{parent}/remix") as response:
+                    return response.status
+
+            statuses = await asyncio.gather(*(remix() for _ in range(100)))
+            assert statuses == [201] * 100
+            _, body, _ = await fetch(http, parent)
+            assert body["remixCount"] == 100
+    finally:
+        await server.stop()
+
+
+async def test_loading_marks_access_and_flags_orphans(server: ServerUnderTest, http: aiohttp.ClientSession) -> None:
+    session_id = await create(http)
+    server.services.clock.shift_ms = 91 * 86_400_000
+    try:
+        _, body, _ = await fetch(http, session_id)
+        assert body["orphaned"] is True
+        assert body["lastAccessedAt"] >= server.services.clock.now_ms() - 5000
+        _, body, _ = await fetch(http, session_id)
+        assert body["orphaned"] is False  # the load revived it; never deleted
+    finally:
+        server.services.clock.shift_ms = 0
+
+
+async def test_rate_limit_counts_only_accepted_creations(
+    redis_process: RedisProcess, redis: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("SESSIONHUB_PATTERNS_CREATES_PER_MIN", "3")
+    server = await start_server(redis_process.url, tmp_path)
+    try:
+        async with aiohttp.ClientSession(base_url=server.url) as http:
+            for _ in range(5):
+                async with http.post("/api/sessions", json={"tempo": 1000}) as response:
+                    assert response.status == 400  # refused: not counted
+            first = await create(http)
+            await create(http)
+            async with http.post(f"/api/sessions/{first}/remix") as response:
+                assert response.status == 201
+            for path in ("/api/sessions", f"/api/sessions/{first}/remix", f"/api/sessions/{first}/publish"):
+                async with http.post(path, json={}) as response:
+                    assert response.status == 429
+                    answer = await response.json()
+                    assert 1 <= answer["retryAfter"] <= 60
+                    assert response.headers["Retry-After"] == str(answer["retryAfter"])
+            # Reads and edits are not limited.
+            async with http.put(f"/api/sessions/{first}", json={"state": full_state()}) as response:
+                assert response.status == 200
+    finally:
+        await server.stop()
+
+
+async def test_body_over_64_kib_is_413_before_parsing(http: aiohttp.ClientSession) -> None:
+    session_id = await create(http)
+    big = b"{" + b" " * (64 * 1024 + 10) + b"}"
+    async with http.put(f"/api/sessions/{session_id}", data=big, headers={"Content-Type": "application/json"}) as r:
+        assert r.status == 413 and (await r.json())["error"] == "Request body too large"
+    # A real, large state under the limit is accepted.
+    tracks = [track(f"t{i}", steps=[True] * 128, parameterLocks=[{"pitch": 1, "volume": 1.5}] * 128) for i in range(12)]
+    body = json.dumps({"state": full_state(tracks=tracks)})
+    assert 40_000 < len(body) < 64 * 1024
+    async with http.put(f"/api/sessions/{session_id}", data=body, headers={"Content-Type": "application/json"}) as r:
+        assert r.status == 200, await r.text()
+
+
+async def test_unknown_api_routes_and_methods_are_json_404_and_old_routes_work(
+    server: ServerUnderTest, http: aiohttp.ClientSession
+) -> None:
+    for method, path in (
+        ("GET", "/api/nope"),
+        ("GET", "/api/sessions"),
+        ("POST", "/api/health"),
+        ("DELETE", "/api/me/sessions"),
+        ("GET", f"/api/sessions/{UUID_GONE}/remix"),
+    ):
+        async with http.request(method, path) as response:
+            assert response.status == 404, (method, path)
+            assert await response.json() == {"error": "Not found"}
+            assert response.headers["Access-Control-Allow-Origin"] == "*"
+    async with http.get("/api/health") as response:
+        assert await response.json() == {"status": "ok"}
+    async with http.post("/api/auth/guest") as response:
+        assert response.status == 201
+        token = (await response.json())["token"]
+    async with http.get("/api/me/sessions", headers={"Authorization": f"Bearer {token}"}) as response:
+        assert response.status == 200
+    async with http.get("/no-such-page") as response:
+        assert response.status == 404 and "Access-Control-Allow-Origin" not in response.headers
+
+
+async def test_cors_preflight_and_headers(http: aiohttp.ClientSession) -> None:
+    async with http.options(
+        "/api/sessions", headers={"Origin": "https://x.example", "Access-Control-Request-Method": "POST"}
+    ) as r:
+        assert r.status == 204
+        assert r.headers["Access-Control-Allow-Origin"] == "*"
+        assert "If-Match" in r.headers["Access-Control-Allow-Headers"]
+    session_id = await create(http)
+    async with http.get(f"/api/sessions/{session_id}") as r:
+        assert r.headers["Access-Control-Allow-Origin"] == "*" and "ETag" in r.headers["Access-Control-Expose-Headers"]
+
+
+async def test_a_token_names_the_author_and_lists_the_pattern(
+    server: ServerUnderTest, http: aiohttp.ClientSession
+) -> None:
+    token = server.token("bob")
+    async with http.post("/api/sessions", json={"name": "Bob's"}, headers={"Authorization": f"Bearer {token}"}) as r:
+        session_id = (await r.json())["id"]
+    async with http.post("/api/sessions", json={}, headers={"Authorization": "Bearer forged"}) as r:
+        assert r.status == 201  # the API takes no token: a bad one only names nobody
+    async with http.get("/api/me/sessions", headers={"Authorization": f"Bearer {token}"}) as r:
+        listed = (await r.json())["sessions"]
+    assert [(s["session_id"], s["kind"], s["title"], s["url"]) for s in listed] == [
+        (session_id, "pattern", "Bob's", f"/s/{session_id}")
+    ]
+    assert (await stored_fields(server, session_id))["owner_id"] == ""

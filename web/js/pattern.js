@@ -1,0 +1,651 @@
+/**
+ * The pattern editor (seeds 001/004): `/s/<id>` loads a session, `/patterns` creates one.
+ *
+ * The page keeps the server's state (`confirmed`: the snapshot plus every logged operation, in
+ * log order) and shows it with the player's own operations that the log has not yet confirmed
+ * on top. Edits go out live as operations; while the connection is down they wait, and an
+ * auto-save PUTs them with If-Match, merging over the current state when the server answers
+ * 412, so an offline edit never erases a live one. Server data reaches the DOM through
+ * textContent, value and dataset only.
+ */
+import { call, connect, getToken, subscribeSession } from "./client.js";
+import { Player } from "./pattern_audio.js";
+import { STEP_COUNTS, applyOp, clone, newTrack } from "./pattern_state.js";
+
+const SAVE_DEBOUNCE_MS = 2000;
+const HEARTBEAT_MS = 10_000;
+const CURSOR_MS = 120;
+const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$/;
+const TOAST_KEY = "sessionhub.pattern.toast";
+const COLOURS = ["#e03131", "#2b9348", "#1e6fd9", "#f08c00", "#9c36b5", "#0c8599", "#c2255c", "#5c940d"];
+const SAMPLE_NAMES = {
+  kick: "Kick",
+  snare: "Snare",
+  hihat: "Hi-hat",
+  clap: "Clap",
+  "synth:bass": "Bass",
+  "synth:lead": "Lead",
+  "synth:pad": "Pad",
+  "synth:pluck": "Pluck",
+};
+
+const $ = (id) => document.getElementById(id);
+
+let sessionId = null;
+let meta = null; // the session's GET body, minus state
+let confirmed = null; // {state, name}: the server's, as of `position`
+let position = null; // {epoch, offset} of `confirmed`
+let pending = []; // [{seq, op, acked}]: sent live, not yet seen in the log
+let offline = []; // ops made while not live, waiting for the connection or the auto-save
+let seq = 0;
+let live = false;
+let socket = null;
+let readOnly = false;
+let saveTimer = null;
+let saving = false;
+let players = new Map();
+let gridSignature = "";
+let cursorTimer = null;
+let cursorNext = undefined;
+const me = { name: "", colour: "" };
+const player = new Player(() => view()?.state, showPlayhead);
+
+// --- the document --------------------------------------------------------------------------
+
+function view() {
+  if (!confirmed) return null;
+  const doc = clone(confirmed);
+  for (const item of pending) applyOp(doc, item.op);
+  for (const op of offline) applyOp(doc, op);
+  return doc;
+}
+
+function etag() {
+  return position ? `"${position.epoch}:${position.offset}"` : null;
+}
+
+function edit(op) {
+  if (readOnly || !confirmed) return;
+  $("orphan-banner").hidden = true; // editing makes it active again
+  if (live && offline.length === 0) {
+    send(op);
+  } else {
+    offline.push(op);
+    scheduleSave();
+  }
+  render();
+}
+
+function send(op) {
+  const item = { seq: ++seq, op, acked: false };
+  pending.push(item);
+  call(socket, "pattern_op", { session_id: sessionId, seq: item.seq, op }).then(
+    () => {
+      item.acked = true;
+    },
+    (err) => {
+      pending = pending.filter((p) => p !== item);
+      if (err.code === "disconnected" || err.code === "timeout") offline.push(op);
+      else toast(err.message || "That change was refused.");
+      render();
+    },
+  );
+}
+
+function onLogEvent(event) {
+  position = { epoch: event.epoch, offset: event.offset };
+  const data = event.data ?? {};
+  switch (event.type) {
+    case "pattern_op":
+      applyOp(confirmed, data.op, data);
+      if (socket && data.client === socket.id) pending = pending.filter((p) => p.seq !== data.seq);
+      break;
+    case "pattern_state":
+      if (data.state) confirmed.state = data.state;
+      if ("name" in data) confirmed.name = data.name;
+      break;
+    case "pattern_meta":
+      meta.remixCount = data.remixCount;
+      break;
+    case "pattern_presence":
+      onPresence(data);
+      break;
+    case "pattern_deleted":
+      showNotFound();
+      return;
+    default:
+      return;
+  }
+  render();
+}
+
+function onSnapshot(session, snapshot) {
+  confirmed = { state: session.state, name: session.name };
+  position = { epoch: snapshot.epoch, offset: snapshot.offset };
+  meta = { ...meta, remixCount: session.remixCount, immutable: session.immutable };
+  pending = pending.filter((p) => !p.acked); // the snapshot holds the acknowledged ones
+  players = new Map((snapshot.players ?? []).map((p) => [p.id, p]));
+  render();
+}
+
+// --- auto-save: only for edits made while not live ---------------------------------------
+
+function scheduleSave() {
+  clearTimeout(saveTimer);
+  saveTimer = setTimeout(save, SAVE_DEBOUNCE_MS);
+}
+
+async function save() {
+  if (saving || offline.length === 0 || readOnly) return;
+  saving = true;
+  try {
+    for (let attempt = 0; attempt < 3 && offline.length; attempt += 1) {
+      const sent = offline.slice();
+      const doc = clone(confirmed);
+      for (const op of sent) applyOp(doc, op);
+      const answer = await request(`/api/sessions/${sessionId}`, "PUT", { state: doc.state }, { "If-Match": etag() });
+      if (answer.status === 200) {
+        confirmed.state = doc.state;
+        position = parseEtag(answer.headers.get("ETag")) ?? position;
+        offline = offline.slice(sent.length);
+      } else if (answer.status === 412) {
+        // Someone edited meanwhile: take their state and put our edits on top of it.
+        confirmed = { state: answer.body.session.state, name: answer.body.session.name };
+        position = parseEtag(answer.body.etag) ?? position;
+        continue;
+      } else {
+        toast(answer.body?.message ?? answer.body?.error ?? "Could not save.");
+      }
+      break;
+    }
+  } finally {
+    saving = false;
+    render();
+    if (offline.length && live) flushOffline();
+  }
+}
+
+function flushOffline() {
+  if (saving) return;
+  const ops = offline;
+  offline = [];
+  ops.forEach(send);
+}
+
+function parseEtag(tag) {
+  const match = /^"?(.*):(\d+)"?$/.exec(tag ?? "");
+  return match ? { epoch: match[1], offset: Number(match[2]) } : null;
+}
+
+// --- presence -----------------------------------------------------------------------------
+
+function onPresence(data) {
+  if (data.action === "join") players.set(data.player.id, data.player);
+  else if (data.action === "leave") players.delete(data.player_id);
+  else if (data.action === "cursor" && players.has(data.player_id)) players.get(data.player_id).cursor = data.cursor;
+}
+
+let joinedAs = null; // our player id (socket id) when we last joined
+
+async function join() {
+  const payload = { session_id: sessionId, name: me.name, colour: me.colour };
+  if (joinedAs && joinedAs !== socket.id) payload.replaces = joinedAs; // a reconnect: drop the old us
+  try {
+    const ack = await call(socket, "pattern_join", payload);
+    joinedAs = ack.player_id;
+  } catch (err) {
+    if (err.code === "session_full") toast("This session is full: you can watch and listen.");
+  }
+}
+
+function moveCursor(cursor) {
+  cursorNext = cursor;
+  if (cursorTimer) return; // trailing send: the last position always goes out
+  cursorTimer = setTimeout(() => {
+    cursorTimer = null;
+    if (live && cursorNext !== undefined) {
+      call(socket, "pattern_cursor", { session_id: sessionId, cursor: cursorNext }).catch(() => {});
+    }
+    cursorNext = undefined;
+  }, CURSOR_MS);
+}
+
+function identity() {
+  const stored = sessionStorage.getItem("sessionhub.pattern.me");
+  if (stored) return JSON.parse(stored);
+  const made = {
+    name: `Player ${Math.floor(Math.random() * 900 + 100)}`,
+    colour: COLOURS[Math.floor(Math.random() * COLOURS.length)],
+  };
+  sessionStorage.setItem("sessionhub.pattern.me", JSON.stringify(made));
+  return made;
+}
+
+// --- HTTP ---------------------------------------------------------------------------------
+
+async function request(path, method = "GET", body = undefined, extra = {}) {
+  const headers = { Accept: "application/json", ...extra };
+  try {
+    headers.Authorization = `Bearer ${await getToken()}`; // names the author; the API needs none
+  } catch {
+    // no token: anonymous
+  }
+  if (body !== undefined) headers["Content-Type"] = "application/json";
+  for (const [name, value] of Object.entries(headers)) if (value === null) delete headers[name];
+  let response;
+  try {
+    response = await fetch(path, { method, headers, body: body === undefined ? undefined : JSON.stringify(body) });
+  } catch {
+    return { status: 0, body: { error: "The server cannot be reached." }, headers: new Headers() };
+  }
+  let data = null;
+  try {
+    data = await response.json();
+  } catch {
+    data = null;
+  }
+  return { status: response.status, body: data, headers: response.headers };
+}
+
+async function createSession(path = "/api/sessions") {
+  const answer = await request(path, "POST", {});
+  if (answer.status === 201) return answer.body;
+  if (answer.status === 429) toast(`Too many new sessions; try again in ${answer.body.retryAfter} s.`);
+  else toast(answer.body?.message ?? answer.body?.error ?? "Something went wrong.");
+  return null;
+}
+
+// --- sharing buttons ----------------------------------------------------------------------
+
+async function copy(text) {
+  try {
+    await navigator.clipboard.writeText(text);
+    return true;
+  } catch {
+    toast(`Copy this link: ${text}`);
+    return false;
+  }
+}
+
+async function onInvite() {
+  if (await copy(location.href)) toast("Session link copied! Anyone with this link can edit.");
+}
+
+async function onSendCopy() {
+  const button = $("send-copy");
+  button.disabled = true;
+  const created = await createSession(`/api/sessions/${sessionId}/remix`);
+  button.disabled = false;
+  if (created && (await copy(new URL(created.url, location.origin).href))) {
+    toast("Copy link sent! Recipients get their own version to remix.");
+  }
+}
+
+async function onRemix() {
+  for (const id of ["remix", "readonly-remix"]) $(id).disabled = true;
+  const created = await createSession(`/api/sessions/${sessionId}/remix`);
+  if (!created) {
+    for (const id of ["remix", "readonly-remix"]) $(id).disabled = false;
+    return;
+  }
+  sessionStorage.setItem(TOAST_KEY, "Remixed! You're now editing a copy.");
+  location.assign(created.url); // a new history entry: Back returns to the original
+}
+
+async function onNew() {
+  const created = await createSession();
+  if (created) location.assign(created.url);
+}
+
+// --- rendering ----------------------------------------------------------------------------
+
+function toast(text) {
+  const box = $("toast");
+  box.textContent = text;
+  box.hidden = false;
+  clearTimeout(toast.timer);
+  toast.timer = setTimeout(() => {
+    box.hidden = true;
+  }, 4000);
+}
+
+function show(section) {
+  for (const id of ["loading", "not-found", "editor"]) $(id).hidden = id !== section;
+}
+
+function showNotFound() {
+  show("not-found");
+  $("orphan-banner").hidden = true;
+  $("readonly-banner").hidden = true;
+  player.stop();
+}
+
+function showConnection(state) {
+  const el = $("connection");
+  el.dataset.state = state;
+  el.textContent = { live: "Live", offline: "Offline — reconnecting…", unauthorized: "Not signed in" }[state] ?? "Connecting…";
+}
+
+function render() {
+  const doc = view();
+  if (!doc) return;
+  document.title = `${doc.name || "Untitled Session"} · sessionhub`;
+  const nameInput = $("pattern-name");
+  if (document.activeElement !== nameInput) nameInput.value = doc.name ?? "";
+  renderLineage();
+  renderTransport(doc.state);
+  renderGrid(doc.state);
+  renderPlayers();
+}
+
+function renderLineage() {
+  const parent = $("lineage-parent");
+  parent.hidden = !meta.remixedFrom;
+  if (meta.remixedFrom) {
+    const link = $("parent-link");
+    link.textContent = `"${meta.remixedFromName ?? "Unknown Session"}"`;
+    link.href = `/s/${meta.remixedFrom}`;
+  }
+  const count = $("remix-count");
+  count.hidden = !(meta.remixCount > 0);
+  count.textContent = `${meta.remixCount} ${meta.remixCount === 1 ? "remix" : "remixes"}`;
+  $("lineage-separator").hidden = parent.hidden || count.hidden;
+}
+
+function renderTransport(state) {
+  const tempo = $("tempo");
+  if (document.activeElement !== tempo) tempo.value = String(state.tempo);
+  const swing = $("swing");
+  if (document.activeElement !== swing) swing.value = String(state.swing);
+  $("swing-value").textContent = `${state.swing}%`;
+}
+
+function element(tag, props = {}, ...children) {
+  const el = document.createElement(tag);
+  for (const [key, value] of Object.entries(props)) {
+    if (key === "dataset") Object.assign(el.dataset, value);
+    else if (key.startsWith("aria") || key === "role") el.setAttribute(key.replace(/^aria/, "aria-").toLowerCase(), value);
+    else el[key] = value;
+  }
+  el.append(...children);
+  return el;
+}
+
+function buildRow(track) {
+  const steps = element("div", { className: "steps", role: "row" });
+  for (let i = 0; i < track.stepCount; i += 1) {
+    steps.append(
+      element("button", {
+        type: "button",
+        className: i % 4 === 0 ? "step beat" : "step",
+        dataset: { track: track.id, step: String(i) },
+        ariaLabel: `${track.name} step ${i + 1}`,
+      }),
+    );
+  }
+  const countSelect = element("select", { className: "step-count", ariaLabel: `${track.name} steps` });
+  for (const count of new Set([...STEP_COUNTS, track.stepCount])) {
+    countSelect.append(element("option", { value: String(count), textContent: String(count) }));
+  }
+  return element(
+    "div",
+    { className: "track-row", dataset: { track: track.id } },
+    element("input", { type: "text", className: "track-name", maxLength: 32, ariaLabel: "Track name" }),
+    element("button", { type: "button", className: "button small mute", textContent: "M", ariaLabel: "Mute" }),
+    element("button", { type: "button", className: "button small solo", textContent: "S", ariaLabel: "Solo" }),
+    element("input", { type: "range", className: "volume", min: "0", max: "1", step: "0.05", ariaLabel: "Volume" }),
+    countSelect,
+    steps,
+    element("button", { type: "button", className: "button small clear-track", textContent: "Clear" }),
+    element("button", { type: "button", className: "button small delete-track", textContent: "✕", ariaLabel: "Delete track" }),
+  );
+}
+
+function renderGrid(state) {
+  const grid = $("grid");
+  const signature = `${readOnly}|${state.tracks.map((t) => `${t.id}:${t.stepCount}`).join(",")}`;
+  if (signature !== gridSignature) {
+    const focused = document.activeElement?.dataset ?? {};
+    grid.replaceChildren(...state.tracks.map(buildRow));
+    if (state.tracks.length === 0) grid.append(element("p", { className: "muted", textContent: "No tracks yet." }));
+    gridSignature = signature;
+    if (focused.step !== undefined) grid.querySelector(stepSelector(focused.track, focused.step))?.focus();
+  }
+  for (const track of state.tracks) {
+    const row = grid.querySelector(`.track-row[data-track="${CSS.escape(track.id)}"]`);
+    const name = row.querySelector(".track-name");
+    if (document.activeElement !== name) name.value = track.name;
+    row.querySelector(".mute").setAttribute("aria-pressed", String(track.muted));
+    row.querySelector(".solo").setAttribute("aria-pressed", String(track.soloed));
+    const volume = row.querySelector(".volume");
+    if (document.activeElement !== volume) volume.value = String(track.volume);
+    row.querySelector(".step-count").value = String(track.stepCount);
+    row.querySelectorAll(".step").forEach((cell, i) => {
+      cell.setAttribute("aria-pressed", String(track.steps[i] === true));
+      cell.classList.toggle("locked", Boolean(track.parameterLocks[i]));
+      cell.classList.remove("remote-cursor");
+    });
+  }
+  for (const el of grid.querySelectorAll("input, select, button")) el.disabled = readOnly;
+  for (const el of grid.querySelectorAll(".step")) el.disabled = false; // focusable; clicks ignored when read-only
+  for (const p of players.values()) {
+    if (!p.cursor || (socket && p.id === socket.id)) continue;
+    const cell = grid.querySelector(stepSelector(p.cursor.trackId, p.cursor.step));
+    if (cell) {
+      cell.classList.add("remote-cursor");
+      cell.style.outlineColor = p.colour;
+    }
+  }
+}
+
+function stepSelector(trackId, step) {
+  return `.step[data-track="${CSS.escape(String(trackId))}"][data-step="${Number(step)}"]`;
+}
+
+function renderPlayers() {
+  const list = $("players");
+  list.replaceChildren(
+    ...[...players.values()].map((p) => {
+      const item = element("li", { className: "avatar", title: p.name, textContent: (p.name || "?").slice(0, 1).toUpperCase() });
+      item.style.backgroundColor = /^#[0-9a-fA-F]{6}$/.test(p.colour) ? p.colour : "#667085";
+      if (socket && p.id === socket.id) item.classList.add("me");
+      item.setAttribute("aria-label", p.name);
+      return item;
+    }),
+  );
+}
+
+function showPlayhead(step) {
+  for (const cell of document.querySelectorAll(".step.playing")) cell.classList.remove("playing");
+  if (step === null) return;
+  const state = view()?.state;
+  if (!state) return;
+  for (const track of state.tracks) {
+    document.querySelector(stepSelector(track.id, step % track.stepCount))?.classList.add("playing");
+  }
+}
+
+// --- input --------------------------------------------------------------------------------
+
+function trackOf(el) {
+  const row = el.closest(".track-row");
+  return row ? view().state.tracks.find((t) => t.id === row.dataset.track) : null;
+}
+
+function onGridClick(event) {
+  const el = event.target;
+  const track = trackOf(el);
+  if (!track || readOnly) return;
+  if (el.classList.contains("step")) {
+    const step = Number(el.dataset.step);
+    edit({ type: "set_step", trackId: track.id, step, on: !track.steps[step] });
+  } else if (el.classList.contains("mute")) {
+    edit({ type: "set_track_mute", trackId: track.id, muted: !track.muted });
+  } else if (el.classList.contains("solo")) {
+    edit({ type: "set_track_solo", trackId: track.id, soloed: !track.soloed });
+  } else if (el.classList.contains("clear-track")) {
+    edit({ type: "clear_track", trackId: track.id });
+  } else if (el.classList.contains("delete-track")) {
+    edit({ type: "delete_track", trackId: track.id });
+  }
+}
+
+function onGridChange(event) {
+  const el = event.target;
+  const track = trackOf(el);
+  if (!track || readOnly) return;
+  if (el.classList.contains("track-name")) {
+    const name = el.value.trim().slice(0, 32);
+    if (name && name !== track.name) edit({ type: "rename_track", trackId: track.id, name });
+    else el.value = track.name;
+  } else if (el.classList.contains("volume")) {
+    edit({ type: "set_track_volume", trackId: track.id, volume: Number(el.value) });
+  } else if (el.classList.contains("step-count")) {
+    edit({ type: "set_track_step_count", trackId: track.id, stepCount: Number(el.value) });
+  }
+}
+
+function onGridKey(event) {
+  const cell = event.target;
+  if (!cell.classList?.contains("step")) return;
+  const moves = { ArrowLeft: [0, -1], ArrowRight: [0, 1], ArrowUp: [-1, 0], ArrowDown: [1, 0] };
+  const move = moves[event.key];
+  if (!move) return;
+  event.preventDefault();
+  const rows = [...document.querySelectorAll(".track-row")];
+  const rowIndex = rows.indexOf(cell.closest(".track-row")) + move[0];
+  if (rowIndex < 0 || rowIndex >= rows.length) return;
+  const cells = rows[rowIndex].querySelectorAll(".step");
+  const index = Math.min(Math.max(Number(cell.dataset.step) + move[1], 0), cells.length - 1);
+  cells[index]?.focus();
+}
+
+function onGridPoint(event) {
+  const cell = event.target;
+  if (cell.classList?.contains("step")) moveCursor({ trackId: cell.dataset.track, step: Number(cell.dataset.step) });
+}
+
+function bindInputs() {
+  const grid = $("grid");
+  grid.addEventListener("click", onGridClick);
+  grid.addEventListener("change", onGridChange);
+  grid.addEventListener("keydown", onGridKey);
+  grid.addEventListener("focusin", onGridPoint);
+  grid.addEventListener("pointerover", onGridPoint);
+  $("tempo").addEventListener("change", (e) => {
+    const tempo = Math.round(Number(e.target.value));
+    if (tempo >= 60 && tempo <= 180) edit({ type: "set_tempo", tempo });
+    else render();
+  });
+  $("swing").addEventListener("change", (e) => edit({ type: "set_swing", swing: Math.round(Number(e.target.value)) }));
+  $("pattern-name").addEventListener("change", (e) => {
+    const name = e.target.value.trim().slice(0, 100);
+    edit({ type: "set_name", name: name || null });
+  });
+  $("add-track-form").addEventListener("submit", (e) => {
+    e.preventDefault();
+    const sampleId = $("add-sample").value;
+    if (view().state.tracks.length >= 16) return toast("A pattern holds at most 16 tracks.");
+    edit({ type: "add_track", track: newTrack(sampleId, SAMPLE_NAMES[sampleId] ?? sampleId) });
+  });
+  $("play").addEventListener("click", () => {
+    if (player.playing) player.stop();
+    else player.start();
+    $("play").textContent = player.playing ? "Stop" : "Play";
+    $("play").setAttribute("aria-pressed", String(player.playing));
+  });
+  $("invite").addEventListener("click", onInvite);
+  $("send-copy").addEventListener("click", onSendCopy);
+  $("remix").addEventListener("click", onRemix);
+  $("readonly-remix").addEventListener("click", onRemix);
+  $("new").addEventListener("click", onNew);
+  $("create-new").addEventListener("click", onNew);
+  $("orphan-dismiss").addEventListener("click", () => {
+    $("orphan-banner").hidden = true;
+  });
+}
+
+// --- page load ----------------------------------------------------------------------------
+
+function pathId() {
+  const match = /^\/s\/([^/]+)\/?$/.exec(location.pathname);
+  return match ? decodeURIComponent(match[1]).toLowerCase() : null;
+}
+
+async function load(id) {
+  const answer = await request(`/api/sessions/${encodeURIComponent(id)}`);
+  if (answer.status !== 200) {
+    if (answer.status === 0) toast(answer.body.error);
+    showNotFound();
+    return;
+  }
+  sessionId = id;
+  history.replaceState(null, "", `/s/${id}`); // Load replaces
+  const { state, name, ...rest } = answer.body;
+  meta = rest;
+  confirmed = { state, name };
+  position = parseEtag(answer.headers.get("ETag"));
+  readOnly = meta.immutable === true;
+  $("readonly-banner").hidden = !readOnly;
+  $("orphan-banner").hidden = !meta.orphaned;
+  for (const id2 of ["pattern-name", "tempo", "swing", "add-sample", "add-track"]) $(id2).disabled = readOnly;
+  show("editor");
+  render();
+  goLive();
+}
+
+function goLive() {
+  Object.assign(me, identity());
+  socket = connect({
+    onState: (state) => {
+      if (state !== "connected") {
+        live = false;
+        showConnection(state);
+      }
+    },
+  });
+  subscribeSession(socket, sessionId, {
+    onSnapshot,
+    onEvent: onLogEvent,
+    onSubscribed: () => {
+      live = true;
+      showConnection("live");
+      join();
+      if (offline.length) flushOffline();
+    },
+    onError: (err) => {
+      if (err.code === "session_not_found") showNotFound();
+    },
+  });
+  setInterval(() => {
+    if (live) call(socket, "pattern_heartbeat", { session_id: sessionId }).then(() => {}, join);
+  }, HEARTBEAT_MS);
+  addEventListener("pagehide", () => {
+    if (socket.connected) socket.emit("pattern_leave", { session_id: sessionId });
+  });
+}
+
+async function main() {
+  bindInputs();
+  const queued = sessionStorage.getItem(TOAST_KEY);
+  if (queued) {
+    sessionStorage.removeItem(TOAST_KEY);
+    toast(queued);
+  }
+  if (location.pathname === "/patterns") {
+    const created = await createSession();
+    if (!created) {
+      showNotFound();
+      return;
+    }
+    history.replaceState(null, "", created.url);
+  }
+  const id = pathId();
+  if (!id || !UUID.test(id)) {
+    showNotFound();
+    return;
+  }
+  await load(id);
+}
+
+main();
