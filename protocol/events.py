@@ -19,3 +19,11 @@ MATERIAL_ADDED: Final = "material_added"
 SESSION_SNAPSHOT: Final = "session_snapshot"
 SESSION_RESYNC: Final = "session_resync"
 PROTOCOL_ERROR: Final = "protocol_error"
+
+# --- voice: audio chunks and post-processing ----------------------------------------------
+# An audio chunk stored for a voice session (seed 002's per-chunk message).
+NEW_MESSAGE: Final = "new_message"
+# A step of a running post-processing job (results follow as job_result / session_update).
+JOB_PROGRESS: Final = "job_progress"
+# A stored chunk changed (a transcript was added): data {"chunk": {...}}.
+CHUNK_UPDATED: Final = "chunk_updated"

@@ -79,3 +79,20 @@ class Keys:
     def login_token(self, token_hash: str) -> str:
         """One-time login token (stored by hash, never in clear)."""
         return f"{self.prefix}:login:{token_hash}"
+
+    # --- voice ---------------------------------------------------------------------------
+    def voice_chunks(self, session_id: str) -> str:
+        """Hash of a voice session's audio chunks: chunk id -> chunk JSON."""
+        return f"{self.prefix}:{{{session_id}}}:chunks"
+
+    def voice_chunk_order(self, session_id: str) -> str:
+        """Sorted set of the session's chunk ids, scored by chunk start (ms); ties by id (upload order)."""
+        return f"{self.prefix}:{{{session_id}}}:chunk_order"
+
+    def voice_chunk_digests(self, session_id: str) -> str:
+        """Hash sha256 -> chunk id: the same audio uploaded twice is one chunk."""
+        return f"{self.prefix}:{{{session_id}}}:chunk_sha"
+
+    def voice_audio_link_key(self) -> str:
+        """String: the random key that signs short-lived audio links (shared by every node)."""
+        return f"{self.prefix}:voice:audio_link_key"

@@ -16,6 +16,7 @@ from storage.events import EventLog, Position
 from storage.keys import Keys
 from storage.scripts import Scripts, event_script, plain_script
 from storage.sessions import SessionDirectory
+from storage.voice_config import VoiceConfig
 
 KIND = "voice"
 
@@ -35,7 +36,8 @@ TRANSITIONS: dict[str, frozenset[str]] = {
     "ready": frozenset({"recording", "cutting", "paused", "final_uploading", "error"}),
     "recording": frozenset({"ready", "cutting", "paused", "error"}),
     "cutting": frozenset({"recording"}),
-    "paused": frozenset({"recording", "cutting"}),
+    # From final_uploading: the FAB's Done could not close the session and hands it back paused.
+    "paused": frozenset({"recording", "cutting", "final_uploading"}),
     "final_uploading": frozenset({"recording", "cutting", "paused"}),
     "error": frozenset({"ready", "recording", "cutting", "paused", "final_uploading"}),
 }
@@ -55,6 +57,11 @@ class VoiceSession:
     created_at: int
     updated_at: int
     closed_at: int | None
+    chunk_count: int = 0
+    audio_ms: int = 0
+    storage_bytes: int = 0
+    digest: dict[str, Any] | None = None
+    tasks: list[Any] | None = None
 
     @classmethod
     def from_hash(cls, fields: dict[str, str]) -> VoiceSession:
@@ -71,6 +78,11 @@ class VoiceSession:
             created_at=int(fields["created_at"]),
             updated_at=int(fields.get("updated_at") or fields["created_at"]),
             closed_at=int(closed_at) if closed_at else None,
+            chunk_count=int(fields.get("chunk_count") or 0),
+            audio_ms=int(fields.get("audio_ms") or 0),
+            storage_bytes=int(fields.get("storage_bytes") or 0),
+            digest=json.loads(fields["digest"]) if fields.get("digest") else None,
+            tasks=json.loads(fields["tasks"]) if fields.get("tasks") else None,
         )
 
     def public(self) -> dict[str, Any]:
@@ -85,6 +97,11 @@ class VoiceSession:
             "created_at": self.created_at,
             "updated_at": self.updated_at,
             "closed_at": self.closed_at,
+            "chunk_count": self.chunk_count,
+            "audio_ms": self.audio_ms,
+            "storage_bytes": self.storage_bytes,
+            "digest": self.digest,
+            "tasks": self.tasks,
         }
 
 
@@ -123,8 +140,17 @@ class VoiceSessions:
     """Repository of voice sessions and users' active-session pointers."""
 
     def __init__(
-        self, *, redis: Redis, keys: Keys, scripts: Scripts, log: EventLog, clock: Clock, sessions: SessionDirectory
+        self,
+        *,
+        redis: Redis,
+        keys: Keys,
+        scripts: Scripts,
+        log: EventLog,
+        clock: Clock,
+        sessions: SessionDirectory,
+        config: VoiceConfig | None = None,
     ) -> None:
+        self.config = config or VoiceConfig()
         self._redis = redis
         self._keys = keys
         self._scripts = scripts
