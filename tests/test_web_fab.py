@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 
 from playwright.async_api import Browser, Page, expect
 
@@ -27,12 +28,20 @@ async def fab_ready(page: Page) -> None:
     await expect(page.locator("#fab-new")).to_be_enabled()
 
 
-async def test_new_cut_pause_resume_done_with_a_second_tab_watching(server: ServerUnderTest, browser: Browser, tab: Tab) -> None:
+async def test_new_cut_pause_resume_done_with_a_second_tab_watching(
+    server: ServerUnderTest, browser: Browser, tab: Tab
+) -> None:
     token = server.token("alice")
     await tab.use_token(token)
     page = await tab.open("/")
     await fab_ready(page)
-    assert [await b.text_content() for b in await page.locator(".fab-buttons button").all()] == ["New", "Rec", "Cut", "Pause", "Done"]
+    assert [await b.text_content() for b in await page.locator(".fab-buttons button").all()] == [
+        "New",
+        "Rec",
+        "Cut",
+        "Pause",
+        "Done",
+    ]
     for action in ("cut", "pause"):
         await expect(page.locator(f"#fab-{action}")).to_be_disabled()
 
@@ -53,7 +62,7 @@ async def test_new_cut_pause_resume_done_with_a_second_tab_watching(server: Serv
         await page.locator("#fab-cut").click()
         await expect(watcher.locator("#chunk-list li")).to_have_count(1)
         chunks = await server.services.redis.hgetall(server.services.keys.voice_chunks(session_id))
-        [chunk] = [__import__("json").loads(v) for v in chunks.values()]
+        [chunk] = [json.loads(v) for v in chunks.values()]
         assert chunk["duration_ms"] > 500 and chunk["duration_source"] == "webm", chunk
         await expect(watcher.locator("#chunk-list li audio")).to_have_count(1)
         await expect(page.locator("#fab-status")).to_have_attribute("data-status", "recording")
