@@ -12,6 +12,7 @@ from handlers.voice.chunks import ChunkRoutes
 from handlers.voice.events import VoiceEvents
 from handlers.voice.http import VoiceRoutes
 from handlers.voice.kind import VoiceKind
+from handlers.voice.telegram import TelegramWebhook
 
 
 def install(services: Services, router: SocketRouter, app: web.Application) -> None:
@@ -19,5 +20,7 @@ def install(services: Services, router: SocketRouter, app: web.Application) -> N
     services.kinds.register(VoiceKind(services))
     VoiceEvents(services).register(router)
     VoiceRoutes(services).register(app)
-    BotRoutes(services).register(app)
+    bot = BotRoutes(services)
+    bot.register(app)
     ChunkRoutes(services).register(app)
+    TelegramWebhook(services, bot).register(app)
