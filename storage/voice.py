@@ -161,6 +161,7 @@ class VoiceSessions:
         self._done = event_script(redis, "voice/done.lua")
         self._material_add = event_script(redis, "voice/material_add.lua")
         self._active_clear = plain_script(redis, "voice/active_clear.lua")
+        self._delete = event_script(redis, "voice/session_delete.lua")
 
     async def create(self, *, owner_id: str, telegram_user_id: str, name: str) -> VoiceSession:
         """Create an open session owned by ``owner_id``, status ``ready``."""
@@ -251,6 +252,30 @@ class VoiceSessions:
             args=[*performer.args(), etypes.SESSION_UPDATE, etypes.SESSION_STATUS],
         )
         return DoneResult(offset=int(result[0]), done_count=int(result[1]), previous_status=str(result[2]))
+
+    async def delete(self, session_id: str, performer: Performer, *, log_ttl_s: int = 86400) -> int:
+        """Delete the owner's session and its stored data; returns the audio bytes it held.
+
+        The record goes first and the indexes after (a leftover index entry is skipped by
+        listings, see storage/sessions.py); the blob files are the caller's to remove.
+        """
+        k = self._keys
+        result = await self._log.run(
+            self._delete,
+            session_id,
+            keys=[
+                k.session(session_id),
+                k.materials(session_id),
+                k.voice_chunks(session_id),
+                k.voice_chunk_order(session_id),
+                k.voice_chunk_digests(session_id),
+            ],
+            args=[*performer.args(), etypes.SESSION_UPDATE, log_ttl_s],
+        )
+        await self._sessions.unindex(session_id=session_id, owner_id=performer.user_id)
+        await self._redis.zrem(k.user_sessions(performer.user_id), session_id)
+        await self.clear_active_if(performer.user_id, session_id)
+        return int(result[1])
 
     async def add_material(self, session_id: str, material: dict[str, Any], *, max_count: int) -> tuple[int, int]:
         """Attach a material to an open session; returns (event offset, materials held)."""

@@ -272,3 +272,44 @@ async def test_an_announced_oversize_body_is_refused_before_it_is_sent(small: Se
     status_line = await asyncio.wait_for(reader.readline(), 5)
     writer.close()
     assert status_line.startswith(b"HTTP/1.1 413")
+
+
+async def delete(server: ServerUnderTest, session_id: str, token: str) -> tuple[int, Any]:
+    async with aiohttp.ClientSession() as http, http.delete(
+        f"{server.url}/voicebot/sessions/{session_id}", headers={"Authorization": f"Bearer {token}"}
+    ) as response:
+        return response.status, await response.json()
+
+
+async def test_deleting_a_session_removes_its_blobs_and_tells_subscribers(server: ServerUnderTest, clients: list[Client]) -> None:
+    session_id = await server.create_session("alice")
+    kept = await server.create_session("alice")
+    token = server.token("alice")
+    sizes = []
+    for ms in (700, 900):
+        audio = webm(ms)
+        sizes.append(len(audio))
+        await upload(server, token, chunk_form(session_id, audio))
+    await upload(server, token, chunk_form(kept, webm(300)))
+    _, listed = await get_json(server, f"/voicebot/sessions/{session_id}/chunks", token)
+    link = listed["chunks"][0]["audio_url"]
+    watcher = await server.subscriber(clients, session_id)
+    await server.services.voice.set_active("alice", session_id)
+
+    assert (await delete(server, session_id, server.token("bob")))[0] == 403
+    status, body = await delete(server, session_id, token)
+
+    assert (status, body) == (200, {"deleted": True, "session_id": session_id, "freed_bytes": sum(sizes)})
+    assert [p.parent.name for p in blob_files(server)] == [kept]
+    await watcher.wait_for(lambda: any(e["data"].get("deleted") for e in watcher.named("session_update")))
+    assert (await get_json(server, f"/voicebot/sessions/{session_id}", token))[0] == 404
+    assert (await get_json(server, f"/voicebot/sessions/{session_id}/chunks", token))[0] == 404
+    _, mine = await get_json(server, "/voicebot/sessions", token)
+    assert [s["session_id"] for s in mine["sessions"]] == [kept]
+    assert await server.services.voice.active_id("alice") is None
+    async with aiohttp.ClientSession() as http, http.get(server.url + link) as response:
+        assert response.status == 404
+    assert (await delete(server, session_id, token))[0] == 404
+    keys = await server.services.redis.keys(f"*{session_id}*")
+    assert sorted(keys) == sorted([server.services.keys.log(session_id), server.services.keys.log_meta(session_id)])
+    assert await server.services.redis.ttl(server.services.keys.log(session_id)) > 0

@@ -12,6 +12,7 @@ from handlers.voice.chunks import ChunkRoutes
 from handlers.voice.events import VoiceEvents
 from handlers.voice.http import VoiceRoutes
 from handlers.voice.kind import VoiceKind
+from handlers.voice.retention import RetentionRoutes
 from handlers.voice.telegram import TelegramWebhook
 
 
@@ -23,4 +24,5 @@ def install(services: Services, router: SocketRouter, app: web.Application) -> N
     bot = BotRoutes(services)
     bot.register(app)
     ChunkRoutes(services).register(app)
+    RetentionRoutes(services).register(app)
     TelegramWebhook(services, bot).register(app)

@@ -157,6 +157,7 @@ function follow(sessionId, { open = true, status = null } = {}) {
         onEvent: (event) => {
           if (event.type === "session_status") state.status = event.data?.status ?? state.status;
           if (event.type === "session_update" && "is_active" in (event.data ?? {})) state.sessionOpen = Boolean(event.data.is_active);
+          if (event.type === "session_update" && event.data?.deleted === true && state.mode === "idle") follow(null);
           render();
         },
       });

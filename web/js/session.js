@@ -3,7 +3,7 @@
  * empty state; `/session/<id>` opens that page session only and never changes the active one.
  * Server data reaches the DOM through textContent and dataset only.
  */
-import { api, call, connect, subscribeSession } from "./client.js";
+import { api, ApiError, call, connect, subscribeSession } from "./client.js";
 
 const STATUS_LABELS = {
   ready: "Ready",
@@ -36,6 +36,7 @@ const ERROR_TEXT = {
   forbidden: ["No access to this session", "This session belongs to another user."],
   invalid_session_id: ["Invalid session link", "The link does not contain a valid session id."],
   unauthorized: ["Not signed in", "Your sign-in is missing or has expired. Sign in again to open this session."],
+  deleted: ["Session deleted", "This session was deleted by its owner, with its recordings."],
   unavailable: ["Server unreachable", "The server cannot be reached. Check the connection and reload the page."],
 };
 
@@ -258,7 +259,10 @@ function renderResults() {
 
 function apply(event) {
   const data = event.data ?? {};
-  if (event.type === "session_update") {
+  if (event.type === "session_update" && data.deleted === true) {
+    ui.connection.hidden = true;
+    showError(new ApiError("deleted", ""));
+  } else if (event.type === "session_update") {
     const changed = Object.fromEntries(SESSION_FIELDS.filter((key) => key in data).map((key) => [key, data[key]]));
     render({ ...session, ...changed });
   } else if (event.type === "session_status" && typeof data.status === "string") {
