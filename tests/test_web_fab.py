@@ -94,3 +94,112 @@ async def test_new_cut_pause_resume_done_with_a_second_tab_watching(
     assert (session.status, session.done_count, session.chunk_count) == ("closed", 1, 3)
     assert session.audio_ms > 1500
     assert await server.services.voice.active_id("alice") is None
+
+
+async def test_rec_on_a_session_page_activates_it_and_the_list_follows_live(
+    server: ServerUnderTest, browser: Browser, tab: Tab
+) -> None:
+    token = server.token("alice")
+    other = await server.create_session("alice", "Other")
+    session_id = await server.create_session("alice", "Page session")
+    assert await server.services.voice.active_id("alice") is None
+    lister = await new_tab(browser, server)
+    try:
+        await lister.use_token(token)
+        listing = await lister.open("/session")
+        await expect(listing.locator("#empty-state")).to_be_visible()
+        item = listing.locator(f'.my-session[data-session-id="{session_id}"] .pictogram')
+        await expect(item).to_have_attribute("data-status", "ready")
+        await expect(listing.locator(".my-session")).to_have_count(2)
+
+        await tab.use_token(token)
+        page = await tab.open(f"/session/{session_id}")
+        await expect(page.locator("#fab-rec")).to_be_enabled()
+        await page.locator("#fab-rec").click()
+        await expect(page.locator("#fab-status")).to_have_attribute("data-status", "recording")
+        await expect(page.locator("#status-pictogram")).to_have_attribute("data-status", "recording")
+        await expect(item).to_have_attribute("data-status", "recording")
+        assert await server.services.voice.active_id("alice") == session_id
+
+        await asyncio.sleep(0.6)
+        await page.locator("#fab-done").click()
+        await expect(item).to_have_attribute("data-status", "closed")
+        await expect(page.locator("#chunk-list li")).to_have_count(1)
+        await expect(page.locator("#chunk-total")).to_contain_text("1 chunk")
+        other_item = listing.locator(f'.my-session[data-session-id="{other}"] .pictogram')
+        await expect(other_item).to_have_attribute("data-status", "ready")
+        assert not lister.errors, lister.errors
+    finally:
+        await lister.page.context.close()
+
+
+async def test_a_failed_close_returns_to_paused_with_the_error_shown(server: ServerUnderTest, tab: Tab) -> None:
+    await tab.use_token(server.token("alice"))
+    page = await tab.open("/")
+    await fab_ready(page)
+    await page.locator("#fab-new").click()
+    await expect(page.locator("#fab-status")).to_have_attribute("data-status", "recording")
+    session_id = await server.services.voice.active_id("alice")
+    assert session_id is not None
+    # Another device closes the session under the recorder: the FAB's Done cannot finish it.
+    from storage.voice import Performer
+
+    await server.services.voice.done(session_id, Performer(user_id="alice", read_scope="own", may_update=True))
+    await page.locator("#fab-done").click()
+    await expect(page.locator("#fab-message")).to_have_attribute("data-kind", "error")
+    await expect(page.locator("#fab-rec")).to_have_text("Resume")
+    await expect(page.locator("#fab-done")).to_be_enabled()
+
+
+async def test_a_failed_upload_survives_a_reload(server: ServerUnderTest, tab: Tab) -> None:
+    await tab.use_token(server.token("alice"))
+    page = await tab.open("/")
+    await fab_ready(page)
+    await page.route("**/voicebot/chunks", lambda route: route.abort())
+    await page.locator("#fab-new").click()
+    await expect(page.locator("#fab-status")).to_have_attribute("data-status", "recording")
+    session_id = await server.services.voice.active_id("alice")
+    assert session_id is not None
+    await asyncio.sleep(0.8)
+    await page.locator("#fab-pause").click()
+    await expect(page.locator("#fab-pending")).to_have_text("1 upload pending")
+    await expect(page.locator("#fab-message")).to_contain_text("retrying")
+    session = await server.services.voice.get(session_id)
+    assert session is not None and session.chunk_count == 0
+
+    await page.unroute("**/voicebot/chunks")
+    await page.reload(wait_until="domcontentloaded")
+    await expect(page.locator("#fab-pending")).to_be_hidden()
+    for _ in range(50):
+        session = await server.services.voice.get(session_id)
+        if session is not None and session.chunk_count == 1:
+            break
+        await asyncio.sleep(0.1)
+    assert session is not None and session.chunk_count == 1 and session.audio_ms > 300
+
+
+async def test_digest_and_tasks_show_on_the_session_page(server: ServerUnderTest, tab: Tab) -> None:
+    from jobs.processors import BUILT_IN
+    from server.worker import Worker
+
+    session_id = await server.create_session("alice", "Review")
+    await server.services.voice.add_material(
+        session_id, {"material_id": "m1", "kind": "text", "text": "TODO: <b>ship</b> it"}, max_count=10
+    )
+    await tab.use_token(server.token("alice"))
+    page = await tab.open(f"/session/{session_id}")
+    await expect(page.locator("#connection")).to_have_attribute("data-state", "live")
+    await expect(page.locator("#digest-empty")).to_be_visible()
+    await page.locator("#done-button").click()
+    await expect(page.locator("#status-pictogram")).to_have_attribute("data-status", "closed")
+    worker = Worker(
+        services=server.services, processors=dict(BUILT_IN), max_attempts=1, backoff_base_ms=1, visibility_ms=60_000
+    )
+    await server.services.jobs.ensure_group()
+    while await worker.run_once(block_ms=1):
+        pass
+    await expect(page.locator("#digest")).to_be_visible()
+    await expect(page.locator("#digest")).to_contain_text("not configured")
+    await expect(page.locator("#digest-texts li")).to_have_text(["TODO: <b>ship</b> it"])
+    await expect(page.locator("#task-list li")).to_have_text(["<b>ship</b> it"])
+    await expect(page.locator("#activity")).to_contain_text("DONE_MULTIPROMPT")
