@@ -38,7 +38,8 @@ TRANSITIONS: dict[str, frozenset[str]] = {
     "cutting": frozenset({"recording"}),
     # From final_uploading: the FAB's Done could not close the session and hands it back paused.
     "paused": frozenset({"recording", "cutting", "final_uploading"}),
-    "final_uploading": frozenset({"recording", "cutting", "paused"}),
+    # From ready and error too: Done on a session that never recorded, or after a failure.
+    "final_uploading": frozenset({"ready", "recording", "cutting", "paused", "error"}),
     "error": frozenset({"ready", "recording", "cutting", "paused", "final_uploading"}),
 }
 
