@@ -33,6 +33,7 @@ _CLUSTER_TIMECODE = 0xE7
 _SIMPLE_BLOCK = 0xA3
 _BLOCK_GROUP = 0xA0
 _BLOCK = 0xA1
+_BLOCKS = frozenset({0xA3, 0xA1})
 # Masters whose children are scanned in place (their size may be "unknown" in live streams).
 _DESCEND = frozenset({_SEGMENT, _INFO, _CLUSTER, _BLOCK_GROUP})
 _MAX_ELEMENTS = 2_000_000  # a hostile file of tiny elements must not spin for long
@@ -157,7 +158,8 @@ def _webm_duration_ms(data: bytes) -> int | None:
         if size[2]:
             break  # an unknown-size element we cannot skip
         end = start + size[0]
-        scan.element(element_id, data[start:end])
+        # A block's header (track, timecode) is all that is read of it: no copy of the frame.
+        scan.element(element_id, data[start : min(end, start + 16)] if element_id in _BLOCKS else data[start:end])
         pos = end
     if scan.doctype not in ("webm", "matroska"):
         return None
