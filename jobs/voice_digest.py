@@ -13,9 +13,11 @@ import re
 from collections import Counter
 from typing import Any
 
-# How many text materials and transcripts a digest quotes (the rest are counted, not quoted).
-DIGEST_TEXT_LIMIT = 200
-MAX_TASKS = 500
+# How many text materials and transcripts a digest quotes, and how much of each: the digest
+# travels in snapshots and events, so it stays well under the slow-client buffer (1 MiB).
+DIGEST_TEXT_LIMIT = 100
+DIGEST_TEXT_CHARS = 1000
+MAX_TASKS = 200
 
 # A line is a task when it starts with one of these (after list bullets and spaces). The rule's
 # name is stored with the task, so a reader sees why a line was taken.
@@ -94,11 +96,15 @@ def digest(materials: list[dict[str, Any]], chunks: list[dict[str, Any]], *, tra
     """The session digest (chunks in start order, materials in arrival order)."""
     kinds = Counter(str(m.get("kind")) for m in materials)
     texts = [
-        {"material_id": m["material_id"], "text": m["text"], "added_at": m.get("added_at")}
+        {"material_id": m["material_id"], "text": str(m["text"])[:DIGEST_TEXT_CHARS], "added_at": m.get("added_at")}
         for m in materials
         if m.get("kind") == "text"
     ]
-    transcripts = [{"chunk_id": c["chunk_id"], "text": c["transcript"]} for c in chunks if c.get("transcript")]
+    transcripts = [
+        {"chunk_id": c["chunk_id"], "text": str(c["transcript"])[:DIGEST_TEXT_CHARS]}
+        for c in chunks
+        if c.get("transcript")
+    ]
     return {
         "chunk_count": len(chunks),
         "audio_ms": sum(int(c.get("duration_ms") or 0) for c in chunks),

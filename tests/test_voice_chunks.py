@@ -264,7 +264,7 @@ async def test_an_announced_oversize_body_is_refused_before_it_is_sent(small: Se
     head = (
         f"POST /voicebot/chunks HTTP/1.1\r\nHost: {host}\r\nAuthorization: Bearer {small.token('alice')}\r\n"
         f"Content-Type: multipart/form-data; boundary=xyz\r\nContent-Length: {50 * 1024 * 1024}\r\n\r\n"
-        f"--xyz\r\nContent-Disposition: form-data; name=\"session_id\"\r\n\r\n{session_id}\r\n"
+        f'--xyz\r\nContent-Disposition: form-data; name="session_id"\r\n\r\n{session_id}\r\n'
     )
     writer.write(head.encode())
     await writer.drain()
@@ -275,13 +275,18 @@ async def test_an_announced_oversize_body_is_refused_before_it_is_sent(small: Se
 
 
 async def delete(server: ServerUnderTest, session_id: str, token: str) -> tuple[int, Any]:
-    async with aiohttp.ClientSession() as http, http.delete(
-        f"{server.url}/voicebot/sessions/{session_id}", headers={"Authorization": f"Bearer {token}"}
-    ) as response:
+    async with (
+        aiohttp.ClientSession() as http,
+        http.delete(
+            f"{server.url}/voicebot/sessions/{session_id}", headers={"Authorization": f"Bearer {token}"}
+        ) as response,
+    ):
         return response.status, await response.json()
 
 
-async def test_deleting_a_session_removes_its_blobs_and_tells_subscribers(server: ServerUnderTest, clients: list[Client]) -> None:
+async def test_deleting_a_session_removes_its_blobs_and_tells_subscribers(
+    server: ServerUnderTest, clients: list[Client]
+) -> None:
     session_id = await server.create_session("alice")
     kept = await server.create_session("alice")
     token = server.token("alice")
@@ -313,3 +318,43 @@ async def test_deleting_a_session_removes_its_blobs_and_tells_subscribers(server
     keys = await server.services.redis.keys(f"*{session_id}*")
     assert sorted(keys) == sorted([server.services.keys.log(session_id), server.services.keys.log_meta(session_id)])
     assert await server.services.redis.ttl(server.services.keys.log(session_id)) > 0
+
+
+async def test_two_tabs_racing_the_same_chunk_store_it_once(server: ServerUnderTest, clients: list[Client]) -> None:
+    session_id = await server.create_session("alice")
+    watcher = await server.subscriber(clients, session_id)
+    token = server.token("alice")
+    same = webm(1500)
+    results = await asyncio.gather(*(upload(server, token, chunk_form(session_id, same)) for _ in range(6)))
+    assert sorted(status for status, _ in results) == [200, 200, 200, 200, 200, 201]
+    assert {body["chunk"]["chunk_id"] for _, body in results} == {"ch000001"}
+    distinct = await asyncio.gather(
+        *(upload(server, token, chunk_form(session_id, webm(100 + 20 * i))) for i in range(6))
+    )
+    assert sorted(body["chunk"]["chunk_id"] for _, body in distinct) == [f"ch{n:06d}" for n in range(2, 8)]
+    assert len(blob_files(server)) == 7
+    await watcher.wait_for(lambda: len(watcher.named("new_message")) == 7)
+    assert [e["data"]["chunk_count"] for e in watcher.named("new_message")] == list(range(1, 8))
+
+
+async def test_an_upload_flood_is_rate_limited(server: ServerUnderTest) -> None:
+    session_id = await server.create_session("alice")
+    token = server.token("alice")
+    audio = webm(100)
+    statuses = []
+    async with aiohttp.ClientSession() as http:
+        for _ in range(125):  # bounded: the limit is 120 a minute
+            async with http.post(
+                f"{server.url}/voicebot/chunks",
+                data=chunk_form(session_id, audio),
+                headers={"Authorization": f"Bearer {token}"},
+            ) as response:
+                statuses.append(response.status)
+                if response.status == 429:
+                    body = await response.json()
+                    break
+    assert statuses[-1] == 429 and body["error"] == "rate_limited" and body["retry_after_s"] == 60
+    assert statuses[:-1] == [201] + [200] * (len(statuses) - 2)
+    # Another user is not affected.
+    other = await server.create_session("bob")
+    assert (await upload(server, server.token("bob"), chunk_form(other, audio)))[0] == 201

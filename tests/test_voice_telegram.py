@@ -201,3 +201,12 @@ def test_user_map_must_be_well_formed(spec: str) -> None:
 
     with pytest.raises(ValueError):
         parse_user_map(spec)
+
+
+async def test_a_malformed_mapped_user_id_fails_at_start(
+    redis: Redis, redis_process: RedisProcess, tmp_path: Path
+) -> None:
+    with pytest.raises(ValueError, match="not a valid user id"):
+        await start_server(
+            redis_process.url, tmp_path, voice_telegram_webhook_path=PATH, voice_telegram_users="1:bad user{x}"
+        )

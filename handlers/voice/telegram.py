@@ -15,12 +15,13 @@ ignored here (types and sizes of the fields read are still checked strictly).
 from __future__ import annotations
 
 import hmac
+import re
 from typing import Any
 
 from aiohttp import web
 from pydantic import BaseModel, ConfigDict, Field
 
-from auth.claims import CLAIMS_ADAPTER, Claims, Permission
+from auth.claims import CLAIMS_ADAPTER, USER_ID_PATTERN, Claims, Permission
 from handlers.context import Services
 from handlers.http_common import guarded, json_body
 from handlers.payloads import Material, validate
@@ -105,6 +106,10 @@ class TelegramWebhook:
         self._s = services
         self._bot = bot
         self._config = services.voice.config
+        for user_id in self._config.telegram_users.values():
+            # A mapped id that could never be a token's subject is a configuration error: say so now.
+            if not re.match(USER_ID_PATTERN, user_id):
+                raise ValueError(f"SESSIONHUB_VOICE_TELEGRAM_USERS: {user_id!r} is not a valid user id")
 
     def register(self, app: web.Application) -> None:
         """Attach the webhook route when a webhook path is configured."""
