@@ -4,11 +4,15 @@ from __future__ import annotations
 
 import asyncio
 import json
+from pathlib import Path
 
 from playwright.async_api import Browser, Page, expect
+from redis.asyncio import Redis
 
+from handlers.voice.chunks import chunk_repository
 from tests.browser import Tab, new_tab
-from tests.helpers import ServerUnderTest
+from tests.conftest import start_server
+from tests.helpers import RedisProcess, ServerUnderTest
 
 WATCH_STATUSES = """
 (selector) => {
@@ -203,3 +207,33 @@ async def test_digest_and_tasks_show_on_the_session_page(server: ServerUnderTest
     await expect(page.locator("#digest-texts li")).to_have_text(["TODO: <b>ship</b> it"])
     await expect(page.locator("#task-list li")).to_have_text(["<b>ship</b> it"])
     await expect(page.locator("#activity")).to_contain_text("DONE_MULTIPROMPT")
+
+
+async def test_chunks_are_cut_automatically_at_the_configured_length(
+    redis: Redis, redis_process: RedisProcess, tmp_path: Path, browser: Browser
+) -> None:
+    server = await start_server(redis_process.url, tmp_path, voice_max_chunk_ms=1000)
+    tab = await new_tab(browser, server)
+    try:
+        await tab.use_token(server.token("alice"))
+        page = await tab.open("/")
+        await fab_ready(page)
+        await page.locator("#fab-new").click()
+        await expect(page.locator("#fab-status")).to_have_attribute("data-status", "recording")
+        session_id = await server.services.voice.active_id("alice")
+        assert session_id is not None
+        await asyncio.sleep(2.6)
+        await page.locator("#fab-pause").click()
+        await expect(page.locator("#fab-status")).to_have_attribute("data-status", "paused")
+        for _ in range(50):
+            session = await server.services.voice.get(session_id)
+            if session is not None and session.chunk_count >= 3:
+                break
+            await asyncio.sleep(0.1)
+        chunks = await chunk_repository(server.services).list(session_id, limit=10)
+        assert len(chunks) >= 3, chunks
+        assert all(c["duration_ms"] <= 1600 for c in chunks[:-1]), [c["duration_ms"] for c in chunks]
+        assert not tab.errors, tab.errors
+    finally:
+        await tab.page.context.close()
+        await server.stop()

@@ -211,7 +211,17 @@ function startChunk() {
   recorder.start(TIMESLICE_MS);
   state.recorder = recorder;
   clearTimeout(state.autoCut);
-  state.autoCut = setTimeout(() => state.mode === "recording" && run("cut"), state.maxChunkMs);
+  state.autoCut = setTimeout(autoCut, state.maxChunkMs);
+}
+
+/** The automatic cut at `max_chunk_ms`; if another action is running, it comes right after. */
+function autoCut() {
+  if (state.mode !== "recording") return;
+  if (running) {
+    state.autoCut = setTimeout(autoCut, 250);
+    return;
+  }
+  run("cut");
 }
 
 /** Stop the current recorder; resolves once its chunk is queued for upload. */
