@@ -358,3 +358,25 @@ async def test_an_upload_flood_is_rate_limited(server: ServerUnderTest) -> None:
     # Another user is not affected.
     other = await server.create_session("bob")
     assert (await upload(server, server.token("bob"), chunk_form(other, audio)))[0] == 201
+
+
+@pytest.mark.parametrize(
+    ("body", "content_type"),
+    [
+        (b"abc", "multipart/form-data"),
+        (b"garbage without boundary lines", "multipart/form-data; boundary=xyz"),
+        (
+            b'--xyz\r\nContent-Disposition: form-data; name="session_id"\r\n\r\n6f1c2d3e-4a5b',
+            "multipart/form-data; boundary=xyz",
+        ),
+        (
+            b"--xyz\r\nContent-Type: multipart/mixed; boundary=abc\r\n\r\n--abc--\r\n--xyz--\r\n",
+            "multipart/form-data; boundary=xyz",
+        ),
+        (b"--xyz\r\nContent-Disposition: form-data\r\n\r\nx\r\n--xyz--\r\n", "multipart/form-data; boundary=xyz"),
+    ],
+)
+async def test_malformed_multipart_is_a_bad_request(server: ServerUnderTest, body: bytes, content_type: str) -> None:
+    status, answer = await upload(server, server.token("alice"), body, headers={"Content-Type": content_type})
+    assert (status, answer["error"]) == (400, "invalid_payload")
+    assert blob_files(server) == []

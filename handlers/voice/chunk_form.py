@@ -90,12 +90,14 @@ async def read_chunk_form(
     """Read the form; ``admit`` checks access once the fields are known, before the file is read."""
     if not request.content_type.startswith("multipart/form-data"):
         raise CodedError(ErrorCode.INVALID_PAYLOAD, "the upload must be multipart/form-data")
-    reader = await request.multipart()
     fields: dict[str, str] = {}
     form: ChunkForm | None = None
     try:
+        reader = await request.multipart()
         while (part := await reader.next()) is not None:
-            if not isinstance(part, BodyPartReader) or form is not None:
+            if not isinstance(part, BodyPartReader):
+                raise CodedError(ErrorCode.INVALID_PAYLOAD, "nested multipart parts are not accepted")
+            if form is not None:
                 raise CodedError(ErrorCode.INVALID_PAYLOAD, "the file must be the last part of the form")
             if part.name == "file":
                 if "session_id" not in fields:
@@ -107,9 +109,11 @@ async def read_chunk_form(
                 fields[part.name] = await _small(part)
             else:
                 raise CodedError(ErrorCode.INVALID_PAYLOAD, f"unexpected form field {str(part.name)[:32]!r}")
-    except BaseException:
+    except BaseException as exc:
         if form is not None:
             form.blob.discard()
+        if isinstance(exc, ValueError):  # aiohttp's word for a malformed multipart body
+            raise CodedError(ErrorCode.INVALID_PAYLOAD, "malformed multipart body") from exc
         raise
     if form is None:
         raise CodedError(ErrorCode.INVALID_PAYLOAD, "file: the audio file part is required")
