@@ -380,3 +380,39 @@ async def test_malformed_multipart_is_a_bad_request(server: ServerUnderTest, bod
     status, answer = await upload(server, server.token("alice"), body, headers={"Content-Type": content_type})
     assert (status, answer["error"]) == (400, "invalid_payload")
     assert blob_files(server) == []
+
+
+async def test_an_upload_cut_off_midway_leaves_no_file(server: ServerUnderTest) -> None:
+    session_id = await server.create_session("alice")
+    host, port = server.url.removeprefix("http://").split(":")
+    audio = webm(3000)
+    parts = [
+        f'--xyz\r\nContent-Disposition: form-data; name="{name}"\r\n\r\n{value}\r\n'.encode()
+        for name, value in (("session_id", session_id), ("start_ms", 0), ("end_ms", 1), ("duration_ms", 1))
+    ]
+    head = b'--xyz\r\nContent-Disposition: form-data; name="file"; filename="a.webm"\r\n\r\n'
+    body = b"".join(parts) + head + audio[: len(audio) // 2]  # the rest never comes
+    request = (
+        f"POST /voicebot/chunks HTTP/1.1\r\nHost: {host}\r\nAuthorization: Bearer {server.token('alice')}\r\n"
+        f"Content-Type: multipart/form-data; boundary=xyz\r\nContent-Length: {len(body) + len(audio)}\r\n\r\n"
+    ).encode()
+    reader, writer = await asyncio.open_connection(host, int(port))
+    writer.write(request + body)
+    await writer.drain()
+    incoming = server.services.voice.config.blob_dir / ".incoming"
+    started = False
+    for _ in range(100):  # wait until the server is writing the file
+        started = incoming.exists() and any(incoming.iterdir())
+        if started:
+            break
+        await asyncio.sleep(0.02)
+    assert started
+    writer.close()
+    await writer.wait_closed()
+    for _ in range(100):
+        if not blob_files(server):
+            break
+        await asyncio.sleep(0.05)
+    assert blob_files(server) == []
+    session = await server.services.voice.get(session_id)
+    assert session is not None and session.chunk_count == 0
