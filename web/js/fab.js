@@ -6,7 +6,8 @@
  * optionally with `data-token="<JWT>"` (else the stored sign-in, else a guest token). Buttons
  * New / Rec / Cut / Pause / Done, each enabled only when it makes sense (seed 002):
  *
- * - New creates a session, makes it the active one and records into it.
+ * - New creates a session, makes it the active one and records into it (a paused session is
+ *   left paused).
  * - Rec records into the active session; on `/session/<id>` it first activates that page
  *   session (the server checks access). While paused, Rec resumes.
  * - Cut ends the current chunk and uploads it (also done automatically every `max_chunk_ms`).
@@ -122,7 +123,7 @@ function render() {
   const { mode } = state;
   const canRecordInto = Boolean(state.pageSessionId || (state.sessionId && state.sessionOpen));
   const enabled = {
-    new: mode === "idle",
+    new: mode === "idle" || mode === "paused", // a paused session stays as it is
     rec: (mode === "idle" && canRecordInto) || mode === "paused",
     cut: mode === "recording",
     pause: mode === "recording",
@@ -320,6 +321,9 @@ const actions = {
       state.sessionOpen = false;
       say(`Session closed (Done × ${ack.done_count}).`);
     } catch (err) {
+      // Paused for real: the recorder stops (its chunk stays queued) and the microphone is freed.
+      await endChunk().catch(() => {});
+      releaseStream();
       state.mode = "paused";
       await setStatus("paused").catch(() => {});
       throw err;
