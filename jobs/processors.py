@@ -66,9 +66,8 @@ async def _transcribe_chunks(ctx: Services, job: Job, chunks: list[dict[str, Any
     return f"{len(chunks) - failed} of {len(chunks)} chunks transcribed" + (f", {failed} failed" if failed else "")
 
 
-async def _build_digest(
-    ctx: Services, job: Job, session: VoiceSession
-) -> tuple[dict[str, Any], list[dict[str, Any]], list[dict[str, Any]]]:
+async def _build_digest(ctx: Services, job: Job) -> tuple[dict[str, Any], list[dict[str, Any]], list[dict[str, Any]]]:
+    """Transcribe (when configured), then digest; returns the digest, the materials and the chunks."""
     materials = await ctx.voice.materials(job.session_id, limit=ctx.limits.max_materials)
     chunks = await chunk_repository(ctx).list(job.session_id, limit=ctx.voice.config.max_chunks)
     transcription = await _transcribe_chunks(ctx, job, chunks)
@@ -98,7 +97,7 @@ async def done_multiprompt(ctx: Services, job: Job) -> dict[str, Any]:
     """After a Done: clear the performer's active pointer, then digest and collect every task."""
     session = await _session_or_fail(ctx, job)
     cleared = await ctx.voice.clear_active_if(job.performer_id, job.session_id)
-    result, materials, chunks = await _build_digest(ctx, job, session)
+    result, materials, chunks = await _build_digest(ctx, job)
     found = [
         t
         for source_id, (source, text) in texts_of(materials, chunks).items()
@@ -122,7 +121,7 @@ async def done_multiprompt(ctx: Services, job: Job) -> dict[str, Any]:
 async def post_process_session(ctx: Services, job: Job) -> dict[str, Any]:
     """Transcribe (when configured) and digest the session; the digest lands on the record."""
     session = await _session_or_fail(ctx, job)
-    result, _, _ = await _build_digest(ctx, job, session)
+    result, _, _ = await _build_digest(ctx, job)
     position = await ctx.log.position(job.session_id)
     end = session.closed_at or ctx.clock.now_ms()
     summary = {"events": position.offset, "done_count": session.done_count, "open_ms": max(0, end - session.created_at)}
