@@ -244,3 +244,20 @@ async def test_chunks_are_cut_automatically_at_the_configured_length(
     finally:
         await tab.page.context.close()
         await server.stop()
+
+
+async def test_a_guest_records_after_the_first_click(server: ServerUnderTest, tab: Tab) -> None:
+    page = await tab.open("/")
+    await fab_ready(page)
+    await expect(page.locator("#fab-rec")).to_be_disabled()  # no active session to record into
+    assert await tab.stored_token() is None  # a visit alone mints nothing
+    await page.locator("#fab-new").click()
+    await expect(page.locator("#fab-status")).to_have_attribute("data-status", "recording")
+    stored = await tab.stored_token()
+    assert stored is not None and stored["guest"] is True
+    await asyncio.sleep(0.5)
+    await page.locator("#fab-done").click()
+    await expect(page.locator("#fab-status")).to_have_attribute("data-status", "closed")
+    claims = server.tokens.verify(str(stored["token"]))
+    [session] = await server.services.voice.list_for_user(claims.sub, limit=5)
+    assert (session.status, session.done_count, session.chunk_count) == ("closed", 1, 1)
