@@ -9,13 +9,19 @@ returning a ``{job_type: processor}`` mapping).
 from __future__ import annotations
 
 import importlib
-import uuid
+import json
 from collections.abc import Awaitable, Callable
 from typing import Any
 
 from handlers.context import Services
 from handlers.voice.actions import CREATE_TASKS_FROM_CHUNKS, DONE_MULTIPROMPT, POST_PROCESS_SESSION
+from handlers.voice.chunks import chunk_repository
+from jobs.transcription import NOT_CONFIGURED, transcribe
+from jobs.voice_digest import MAX_TASKS, digest, task_records, texts_of
+from protocol.events import JOB_PROGRESS
+from storage.blobs import BlobStore
 from storage.jobs import Job
+from storage.voice import VoiceSession
 
 
 class PermanentJobError(Exception):
@@ -26,39 +32,123 @@ class PermanentJobError(Exception):
 Processor = Callable[[Services, Job], Awaitable[dict[str, Any]]]
 
 
-async def _session_or_fail(ctx: Services, job: Job) -> Any:
+async def _session_or_fail(ctx: Services, job: Job) -> VoiceSession:
     session = await ctx.voice.get(job.session_id)
     if session is None:
         raise PermanentJobError("the session no longer exists")
     return session
 
 
+async def _progress(ctx: Services, job: Job, step: str, done: int, total: int) -> None:
+    data = {"job_id": job.job_id, "job_type": job.type, "step": step, "done": done, "total": total}
+    await ctx.log.append(ctx.scripts.append, job.session_id, JOB_PROGRESS, data)
+
+
+async def _transcribe_chunks(ctx: Services, job: Job, chunks: list[dict[str, Any]]) -> str:
+    """Run the transcription hook on every audio chunk without a transcript; say what happened."""
+    config = ctx.voice.config
+    if not config.transcribe_command:
+        return NOT_CONFIGURED
+    repository = chunk_repository(ctx)
+    blobs = BlobStore(config.blob_dir)
+    todo = [c for c in chunks if not c.get("transcript")]
+    failed = 0
+    for done, chunk in enumerate(todo, start=1):
+        path = blobs.path(job.session_id, str(chunk["sha256"]))
+        outcome = await transcribe(
+            config.transcribe_command, path, str(chunk["mime"]), timeout_s=config.transcribe_timeout_s
+        )
+        fields = {"transcript": outcome.text, "transcript_error": outcome.error}
+        await repository.annotate(job.session_id, str(chunk["chunk_id"]), fields)
+        chunk.update(fields)
+        failed += bool(outcome.error)
+        await _progress(ctx, job, "transcribe", done, len(todo))
+    return f"{len(chunks) - failed} of {len(chunks)} chunks transcribed" + (f", {failed} failed" if failed else "")
+
+
+async def _build_digest(ctx: Services, job: Job) -> tuple[dict[str, Any], list[dict[str, Any]], list[dict[str, Any]]]:
+    """Transcribe (when configured), then digest; returns the digest, the materials and the chunks."""
+    materials = await ctx.voice.materials(job.session_id, limit=ctx.limits.max_materials)
+    chunks = await chunk_repository(ctx).list(job.session_id, limit=ctx.voice.config.max_chunks)
+    transcription = await _transcribe_chunks(ctx, job, chunks)
+    result = digest(materials, chunks, transcription=transcription)
+    await _progress(ctx, job, "digest", 1, 1)
+    return result, materials, chunks
+
+
+async def _store_tasks(
+    ctx: Services, job: Job, session: VoiceSession, found: list[dict[str, Any]]
+) -> list[dict[str, Any]]:
+    """Merge new tasks into the session's (same id: same task) and publish the whole list."""
+    merged = {t["task_id"]: t for t in session.tasks or []}
+    for task in found:
+        merged.setdefault(task["task_id"], task)
+    tasks = list(merged.values())[:MAX_TASKS]
+    await ctx.voice.record_outcome(job.session_id, {"tasks": _json(tasks)}, {"tasks": tasks})
+    await _progress(ctx, job, "tasks", 1, 1)
+    return tasks
+
+
+def _json(value: object) -> str:
+    return json.dumps(value, separators=(",", ":"), ensure_ascii=False)
+
+
 async def done_multiprompt(ctx: Services, job: Job) -> dict[str, Any]:
-    """After a Done: clear the performer's active session if it still points here (seed 002)."""
+    """After a Done: clear the performer's active pointer, then digest and collect every task."""
     session = await _session_or_fail(ctx, job)
     cleared = await ctx.voice.clear_active_if(job.performer_id, job.session_id)
-    return {"done_count": session.done_count, "active_session_cleared": cleared}
+    result, materials, chunks = await _build_digest(ctx, job)
+    found = [
+        t
+        for source_id, (source, text) in texts_of(materials, chunks).items()
+        for t in task_records(source_id, source, text)
+    ]
+    now = ctx.clock.now_ms()
+    await ctx.voice.record_outcome(
+        job.session_id, {"digest": _json(result), "processed_at": str(now)}, {"digest": result, "processed_at": now}
+    )
+    tasks = await _store_tasks(ctx, job, session, found)
+    return {
+        "done_count": session.done_count,
+        "active_session_cleared": cleared,
+        "chunk_count": result["chunk_count"],
+        "audio_ms": result["audio_ms"],
+        "task_count": len(tasks),
+        "transcription": result["transcription"],
+    }
 
 
 async def post_process_session(ctx: Services, job: Job) -> dict[str, Any]:
-    """Summarise the session from its own record and log: no transcription is done here."""
+    """Transcribe (when configured) and digest the session; the digest lands on the record."""
     session = await _session_or_fail(ctx, job)
+    result, _, _ = await _build_digest(ctx, job)
     position = await ctx.log.position(job.session_id)
     end = session.closed_at or ctx.clock.now_ms()
     summary = {"events": position.offset, "done_count": session.done_count, "open_ms": max(0, end - session.created_at)}
     now = ctx.clock.now_ms()
     await ctx.voice.record_outcome(
-        job.session_id, {"processed_at": str(now)}, {"processed_at": now, "summary": summary}
+        job.session_id,
+        {"digest": _json(result), "processed_at": str(now)},
+        {"digest": result, "processed_at": now, "summary": summary},
     )
-    return {"summary": summary}
+    return {
+        "summary": summary,
+        "chunk_count": result["chunk_count"],
+        "audio_ms": result["audio_ms"],
+        "transcription": result["transcription"],
+    }
 
 
 async def create_tasks_from_chunks(ctx: Services, job: Job) -> dict[str, Any]:
-    """One open task per chunk id, in the given order; the chunks' content is not analysed."""
-    await _session_or_fail(ctx, job)
+    """Tasks from the named text materials and transcribed chunks, by the rules of voice_digest."""
+    session = await _session_or_fail(ctx, job)
+    materials = await ctx.voice.materials(job.session_id, limit=ctx.limits.max_materials)
+    chunks = await chunk_repository(ctx).list(job.session_id, limit=ctx.voice.config.max_chunks)
+    texts = texts_of(materials, chunks)
     chunk_ids = [str(c) for c in job.payload.get("chunk_ids", [])]
-    tasks = [{"task_id": str(uuid.uuid4()), "chunk_id": chunk_id, "status": "open"} for chunk_id in chunk_ids]
-    return {"tasks": tasks}
+    found = [t for cid in chunk_ids if cid in texts for t in task_records(cid, texts[cid][0], texts[cid][1])]
+    await _store_tasks(ctx, job, session, found)
+    return {"tasks": found, "missing": [cid for cid in chunk_ids if cid not in texts], "scanned": len(chunk_ids)}
 
 
 BUILT_IN: dict[str, Processor] = {

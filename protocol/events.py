@@ -27,3 +27,11 @@ PATTERN_STATE: Final = "pattern_state"
 PATTERN_META: Final = "pattern_meta"
 PATTERN_DELETED: Final = "pattern_deleted"
 PATTERN_PRESENCE: Final = "pattern_presence"
+
+# --- voice: audio chunks and post-processing ----------------------------------------------
+# An audio chunk stored for a voice session (seed 002's per-chunk message).
+NEW_MESSAGE: Final = "new_message"
+# A step of a running post-processing job (results follow as job_result / session_update).
+JOB_PROGRESS: Final = "job_progress"
+# A stored chunk changed (a transcript was added): data {"chunk": {...}}.
+CHUNK_UPDATED: Final = "chunk_updated"

@@ -20,6 +20,7 @@ from storage.ratelimit import RateLimiter
 from storage.scripts import Scripts
 from storage.sessions import SessionDirectory
 from storage.voice import VoiceSessions
+from storage.voice_config import VoiceConfig, parse_user_map
 
 
 def connect_redis(url: str, *, max_connections: int = 512, cluster: bool = False) -> Redis:
@@ -65,6 +66,22 @@ def limits_from(settings: Settings) -> Limits:
     )
 
 
+def voice_config_from(settings: Settings) -> VoiceConfig:
+    """The voice capability's configuration (chunks, blob folder, Telegram, transcription)."""
+    return VoiceConfig(
+        blob_dir=settings.voice_blob_dir or settings.data_dir / "blobs",
+        max_chunk_bytes=settings.voice_max_chunk_bytes,
+        max_chunks=settings.voice_max_chunks,
+        max_chunk_ms=settings.voice_max_chunk_ms,
+        audio_link_ttl_s=settings.voice_audio_link_ttl_s,
+        telegram_webhook_path=settings.voice_telegram_webhook_path,
+        telegram_secret_token=settings.voice_telegram_secret_token,
+        telegram_users=parse_user_map(settings.voice_telegram_users),
+        transcribe_command=settings.voice_transcribe_command,
+        transcribe_timeout_s=settings.voice_transcribe_timeout_s,
+    )
+
+
 def build_services(
     settings: Settings,
     *,
@@ -94,7 +111,15 @@ def build_services(
         log=event_log,
         sessions=sessions,
         kinds=KindRegistry(sessions),
-        voice=VoiceSessions(redis=redis, keys=keys, scripts=scripts, log=event_log, clock=clock, sessions=sessions),
+        voice=VoiceSessions(
+            redis=redis,
+            keys=keys,
+            scripts=scripts,
+            log=event_log,
+            clock=clock,
+            sessions=sessions,
+            config=voice_config_from(settings),
+        ),
         jobs=JobQueue(redis=redis, keys=keys, clock=clock),
         limiter=RateLimiter(redis=redis, keys=keys, clock=clock),
         login_tokens=LoginTokens(redis=redis, keys=keys),

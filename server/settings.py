@@ -57,3 +57,16 @@ class Settings(BaseSettings):
     job_visibility_ms: int = Field(default=60_000, ge=1000)
     inprocess_workers: int = Field(default=1, ge=0, le=16)
     processors: str | None = None
+
+    # --- voice: audio chunks, the FAB, Telegram, post-processing ---------------------------
+    voice_blob_dir: Path | None = None  # default: DATA_DIR/blobs
+    voice_max_chunk_bytes: int = Field(default=10 * 1024 * 1024, ge=1024, le=512 * 1024 * 1024)
+    voice_max_chunks: int = Field(default=2000, ge=1)
+    voice_max_chunk_ms: int = Field(default=60_000, ge=1000, le=3_600_000)
+    voice_audio_link_ttl_s: int = Field(default=600, ge=10, le=86400)
+    voice_telegram_webhook_path: str = Field(default="", pattern=r"^[A-Za-z0-9_\-]{0,128}$")
+    voice_telegram_secret_token: str = Field(default="", pattern=r"^[A-Za-z0-9_\-]{0,256}$")
+    voice_telegram_users: str = ""
+    voice_transcribe_command: str = ""
+    voice_transcribe_timeout_s: float = Field(default=120.0, gt=0, le=3600)
+

@@ -84,3 +84,20 @@ class Keys:
     def pattern_players(self, session_id: str) -> str:
         """Hash of the players present in a pattern session: player id -> JSON (name, colour, expiry)."""
         return f"{self.prefix}:{{{session_id}}}:players"
+
+    # --- voice ---------------------------------------------------------------------------
+    def voice_chunks(self, session_id: str) -> str:
+        """Hash of a voice session's audio chunks: chunk id -> chunk JSON."""
+        return f"{self.prefix}:{{{session_id}}}:chunks"
+
+    def voice_chunk_order(self, session_id: str) -> str:
+        """Sorted set of the session's chunk ids, scored by chunk start (ms); ties by id (upload order)."""
+        return f"{self.prefix}:{{{session_id}}}:chunk_order"
+
+    def voice_chunk_digests(self, session_id: str) -> str:
+        """Hash sha256 -> chunk id: the same audio uploaded twice is one chunk."""
+        return f"{self.prefix}:{{{session_id}}}:chunk_sha"
+
+    def voice_audio_link_key(self) -> str:
+        """String: the random key that signs short-lived audio links (shared by every node)."""
+        return f"{self.prefix}:voice:audio_link_key"

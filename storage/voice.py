@@ -16,6 +16,7 @@ from storage.events import POSITION_FIELDS, EventLog, Position
 from storage.keys import Keys
 from storage.scripts import Scripts, event_script, plain_script
 from storage.sessions import SessionDirectory
+from storage.voice_config import VoiceConfig
 
 KIND = "voice"
 
@@ -35,8 +36,10 @@ TRANSITIONS: dict[str, frozenset[str]] = {
     "ready": frozenset({"recording", "cutting", "paused", "final_uploading", "error"}),
     "recording": frozenset({"ready", "cutting", "paused", "error"}),
     "cutting": frozenset({"recording"}),
-    "paused": frozenset({"recording", "cutting"}),
-    "final_uploading": frozenset({"recording", "cutting", "paused"}),
+    # From final_uploading: the FAB's Done could not close the session and hands it back paused.
+    "paused": frozenset({"recording", "cutting", "final_uploading"}),
+    # From ready and error too: Done on a session that never recorded, or after a failure.
+    "final_uploading": frozenset({"ready", "recording", "cutting", "paused", "error"}),
     "error": frozenset({"ready", "recording", "cutting", "paused", "final_uploading"}),
 }
 
@@ -55,6 +58,11 @@ class VoiceSession:
     created_at: int
     updated_at: int
     closed_at: int | None
+    chunk_count: int = 0
+    audio_ms: int = 0
+    storage_bytes: int = 0
+    digest: dict[str, Any] | None = None
+    tasks: list[Any] | None = None
 
     @classmethod
     def from_hash(cls, fields: dict[str, str]) -> VoiceSession:
@@ -71,6 +79,11 @@ class VoiceSession:
             created_at=int(fields["created_at"]),
             updated_at=int(fields.get("updated_at") or fields["created_at"]),
             closed_at=int(closed_at) if closed_at else None,
+            chunk_count=int(fields.get("chunk_count") or 0),
+            audio_ms=int(fields.get("audio_ms") or 0),
+            storage_bytes=int(fields.get("storage_bytes") or 0),
+            digest=json.loads(fields["digest"]) if fields.get("digest") else None,
+            tasks=json.loads(fields["tasks"]) if fields.get("tasks") else None,
         )
 
     def public(self) -> dict[str, Any]:
@@ -85,6 +98,11 @@ class VoiceSession:
             "created_at": self.created_at,
             "updated_at": self.updated_at,
             "closed_at": self.closed_at,
+            "chunk_count": self.chunk_count,
+            "audio_ms": self.audio_ms,
+            "storage_bytes": self.storage_bytes,
+            "digest": self.digest,
+            "tasks": self.tasks,
         }
 
 
@@ -123,8 +141,17 @@ class VoiceSessions:
     """Repository of voice sessions and users' active-session pointers."""
 
     def __init__(
-        self, *, redis: Redis, keys: Keys, scripts: Scripts, log: EventLog, clock: Clock, sessions: SessionDirectory
+        self,
+        *,
+        redis: Redis,
+        keys: Keys,
+        scripts: Scripts,
+        log: EventLog,
+        clock: Clock,
+        sessions: SessionDirectory,
+        config: VoiceConfig | None = None,
     ) -> None:
+        self.config = config or VoiceConfig()
         self._redis = redis
         self._keys = keys
         self._scripts = scripts
@@ -135,6 +162,7 @@ class VoiceSessions:
         self._done = event_script(redis, "voice/done.lua")
         self._material_add = event_script(redis, "voice/material_add.lua")
         self._active_clear = plain_script(redis, "voice/active_clear.lua")
+        self._delete = event_script(redis, "voice/session_delete.lua")
 
     async def create(self, *, owner_id: str, telegram_user_id: str, name: str) -> VoiceSession:
         """Create an open session owned by ``owner_id``, status ``ready``."""
@@ -225,6 +253,30 @@ class VoiceSessions:
             args=[*performer.args(), etypes.SESSION_UPDATE, etypes.SESSION_STATUS],
         )
         return DoneResult(offset=int(result[0]), done_count=int(result[1]), previous_status=str(result[2]))
+
+    async def delete(self, session_id: str, performer: Performer, *, log_ttl_s: int = 86400) -> int:
+        """Delete the owner's session and its stored data; returns the audio bytes it held.
+
+        The record goes first and the indexes after (a leftover index entry is skipped by
+        listings, see storage/sessions.py); the blob files are the caller's to remove.
+        """
+        k = self._keys
+        result = await self._log.run(
+            self._delete,
+            session_id,
+            keys=[
+                k.session(session_id),
+                k.materials(session_id),
+                k.voice_chunks(session_id),
+                k.voice_chunk_order(session_id),
+                k.voice_chunk_digests(session_id),
+            ],
+            args=[*performer.args(), etypes.SESSION_UPDATE, log_ttl_s],
+        )
+        await self._sessions.unindex(session_id=session_id, owner_id=performer.user_id)
+        await self._redis.zrem(k.user_sessions(performer.user_id), session_id)
+        await self.clear_active_if(performer.user_id, session_id)
+        return int(result[1])
 
     async def add_material(self, session_id: str, material: dict[str, Any], *, max_count: int) -> tuple[int, int]:
         """Attach a material to an open session; returns (event offset, materials held)."""

@@ -101,7 +101,9 @@ async def test_client_on_node_a_sees_events_caused_on_node_b(redis_process: Redi
             await watcher.call("subscribe_on_session", {"session_id": session_id})
             assert (await actor.call("set_session_status", {"session_id": session_id, "status": "recording"}))["ok"]
             assert (await actor.call("session_done", {"session_id": session_id}))["ok"]
-            await watcher.wait_for(lambda: watcher.offsets(session_id) == [2, 3, 4], timeout=10)
+            # The job's own events may follow at once: compare the first three, not the whole list.
+            await watcher.wait_for(lambda: len(watcher.offsets(session_id)) >= 3, timeout=10)
+            assert watcher.offsets(session_id)[:3] == [2, 3, 4]
             assert [e["data"]["status"] for e in watcher.named("session_status")] == ["recording", "closed"]
             # The in-process worker of one of the nodes runs the queued DONE_MULTIPROMPT job.
             await watcher.wait_for(lambda: bool(watcher.named("job_result")), timeout=10)
@@ -133,7 +135,8 @@ async def test_embedded_redis_keeps_data_across_a_restart(tmp_path: Path, binary
     async with node(tmp_path, None, **extra) as url:
         status, body = await get(f"{url}/voicebot/sessions/{created['session_id']}", token)
         assert status == 200 and body["session_name"] == "kept"
-        assert body["done_count"] == 1 and body["offset"] == 4
+        # Every event the client saw before the restart is still in the log (job_result came last).
+        assert body["done_count"] == 1 and body["offset"] == client.offsets(created["session_id"])[-1]
 
 
 async def test_unreachable_redis_fails_fast_with_one_line(tmp_path: Path) -> None:

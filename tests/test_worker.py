@@ -7,6 +7,7 @@ from typing import Any
 
 from handlers.context import Services
 from jobs.processors import BUILT_IN, load_processors
+from jobs.transcription import NOT_CONFIGURED
 from server.worker import Worker
 from storage.jobs import Job
 from tests.helpers import Client, ServerUnderTest
@@ -44,7 +45,14 @@ async def test_done_job_runs_and_its_outcome_is_published(server: ServerUnderTes
         "job_type": "DONE_MULTIPROMPT",
         "status": "succeeded",
         "attempts": 1,
-        "result": {"done_count": 1, "active_session_cleared": True},
+        "result": {
+            "done_count": 1,
+            "active_session_cleared": True,
+            "chunk_count": 0,
+            "audio_ms": 0,
+            "task_count": 0,
+            "transcription": NOT_CONFIGURED,
+        },
     }
     assert await server.services.voice.active_id("alice") is None
     assert (await server.services.jobs.counts()) == {"queued": 0, "delayed": 0, "dead": 0}
@@ -64,11 +72,15 @@ async def test_post_process_records_a_summary(server: ServerUnderTest, clients: 
 async def test_tasks_from_chunks(server: ServerUnderTest, clients: list[Client]) -> None:
     session_id = await server.create_session("alice")
     watcher = await server.subscriber(clients, session_id)
-    await watcher.call("create_tasks_from_chunks", {"session_id": session_id, "chunk_ids": ["c1", "c2"]})
+    for material_id, text in (("c1", "TODO: call Bob"), ("c2", "- [ ] book a room\nno task here")):
+        material = {"material_id": material_id, "kind": "text", "text": text}
+        await server.services.voice.add_material(session_id, material, max_count=10)
+    await watcher.call("create_tasks_from_chunks", {"session_id": session_id, "chunk_ids": ["c1", "c2", "c3"]})
     await drain(make_worker(server), server)
     await watcher.wait_for(lambda: bool(watcher.named("job_result")))
-    tasks = watcher.named("job_result")[0]["data"]["result"]["tasks"]
-    assert [(t["chunk_id"], t["status"]) for t in tasks] == [("c1", "open"), ("c2", "open")]
+    result = watcher.named("job_result")[0]["data"]["result"]
+    assert [(t["chunk_id"], t["text"], t["status"]) for t in result["tasks"]] == [("c1", "call Bob", "open"), ("c2", "book a room", "open")]
+    assert result["missing"] == ["c3"]
 
 
 async def test_failing_job_retries_then_is_dead_lettered(server: ServerUnderTest, clients: list[Client]) -> None:

@@ -49,15 +49,19 @@ class BotRoutes:
         """Run one of ``/start``, ``/session [id|link]``, ``/done``, ``/login``."""
         claims, body = await self._request(request)
         message = validate(BotCommand, body)
-        match = _COMMAND.match(message.text.strip())
+        return web.json_response(await self.run_command(claims, message.text, message.reply_to_text))
+
+    async def run_command(self, claims: Claims, text: str, reply_to_text: str | None) -> dict[str, Any]:
+        """A command for the user of ``claims`` (shared by this route and chat adapters)."""
+        match = _COMMAND.match(text.strip())
         if match is None:
             raise CodedError(ErrorCode.INVALID_PAYLOAD, "text must start with a command")
         name, argument = match.group(1), (match.group(2) or "").strip()
         handler = {"start": self._start, "session": self._session, "done": self._done, "login": self._login}.get(name)
         if handler is None:
             raise CodedError(ErrorCode.INVALID_PAYLOAD, f"unknown command /{name}")
-        result = await handler(claims, argument, message.reply_to_text)
-        return web.json_response({"command": f"/{name}", **result})
+        result = await handler(claims, argument, reply_to_text)
+        return {"command": f"/{name}", **result}
 
     async def _start(self, claims: Claims, argument: str, reply_to: str | None) -> dict[str, Any]:
         session = await create_active(self._s, claims, argument[:200])
@@ -93,7 +97,11 @@ class BotRoutes:
     async def material(self, request: web.Request) -> web.Response:
         """Attach a material to the open active session, or to a new one made active."""
         claims, body = await self._request(request)
-        material = validate(Material, body)
+        body, status = await self.attach_material(claims, validate(Material, body))
+        return web.json_response(body, status=status)
+
+    async def attach_material(self, claims: Claims, material: Material) -> tuple[dict[str, Any], int]:
+        """Route a material as seed 002 says (shared by this route and chat adapters)."""
         record = {
             "material_id": str(uuid.uuid4()),
             "kind": material.kind,
@@ -124,9 +132,11 @@ class BotRoutes:
         _, count = await self._s.voice.add_material(session_id, record, max_count=self._s.limits.max_materials)
         return count
 
-    def _attached(self, session: VoiceSession, record: dict[str, Any], count: int, *, created: bool) -> web.Response:
+    def _attached(
+        self, session: VoiceSession, record: dict[str, Any], count: int, *, created: bool
+    ) -> tuple[dict[str, Any], int]:
         body = {**brief(self._s, session), "material_id": record["material_id"], "created_session": created}
-        return web.json_response({**body, "count": count}, status=201)
+        return {**body, "count": count}, 201
 
 
 def _find_reference(text: str | None) -> str:

@@ -1,4 +1,5 @@
-"""Installs voice sessions on a server: the kind, the socket events, the REST and bot routes."""
+"""Installs voice sessions on a server: the kind, the socket events, the REST and bot routes,
+audio chunks and the Telegram webhook."""
 
 from __future__ import annotations
 
@@ -7,9 +8,12 @@ from aiohttp import web
 from handlers.context import Services
 from handlers.socket_router import SocketRouter
 from handlers.voice.bot import BotRoutes
+from handlers.voice.chunks import ChunkRoutes
 from handlers.voice.events import VoiceEvents
 from handlers.voice.http import VoiceRoutes
 from handlers.voice.kind import VoiceKind
+from handlers.voice.retention import RetentionRoutes
+from handlers.voice.telegram import TelegramWebhook
 
 
 def install(services: Services, router: SocketRouter, app: web.Application) -> None:
@@ -17,4 +21,8 @@ def install(services: Services, router: SocketRouter, app: web.Application) -> N
     services.kinds.register(VoiceKind(services))
     VoiceEvents(services).register(router)
     VoiceRoutes(services).register(app)
-    BotRoutes(services).register(app)
+    bot = BotRoutes(services)
+    bot.register(app)
+    ChunkRoutes(services).register(app)
+    RetentionRoutes(services).register(app)
+    TelegramWebhook(services, bot).register(app)

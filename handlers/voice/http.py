@@ -73,7 +73,9 @@ class VoiceRoutes:
         limit = query_int(request, "limit", default=50, low=1, high=self._s.limits.list_limit)
         sessions = await self._s.voice.list_for_user(claims.sub, limit=limit)
         active_id = await self._s.voice.active_id(claims.sub)
-        return web.json_response({"sessions": [self._full(s) for s in sessions], "active_session_id": active_id})
+        # A listing carries no digests or task lists: those can be large; the session itself has them.
+        listed = [{k: v for k, v in self._full(s).items() if k not in ("digest", "tasks")} for s in sessions]
+        return web.json_response({"sessions": listed, "active_session_id": active_id})
 
     async def get_session(self, request: web.Request) -> web.Response:
         """One session the caller may read."""

@@ -3,7 +3,7 @@
  * empty state; `/session/<id>` opens that page session only and never changes the active one.
  * Server data reaches the DOM through textContent and dataset only.
  */
-import { api, call, connect, subscribeSession } from "./client.js";
+import { api, ApiError, call, connect, subscribeSession } from "./client.js";
 
 const STATUS_LABELS = {
   ready: "Ready",
@@ -16,13 +16,27 @@ const STATUS_LABELS = {
 };
 
 // Fields a session_update may change; anything else in its data is not page state.
-const SESSION_FIELDS = ["session_name", "status", "is_active", "done_count", "created_at", "updated_at", "closed_at"];
+const SESSION_FIELDS = [
+  "session_name",
+  "status",
+  "is_active",
+  "done_count",
+  "created_at",
+  "updated_at",
+  "closed_at",
+  "chunk_count",
+  "audio_ms",
+  "storage_bytes",
+  "digest",
+  "tasks",
+];
 
 const ERROR_TEXT = {
   session_not_found: ["Session not found", "There is no session with this link. It may have been mistyped."],
   forbidden: ["No access to this session", "This session belongs to another user."],
   invalid_session_id: ["Invalid session link", "The link does not contain a valid session id."],
   unauthorized: ["Not signed in", "Your sign-in is missing or has expired. Sign in again to open this session."],
+  deleted: ["Session deleted", "This session was deleted by its owner, with its recordings."],
   unavailable: ["Server unreachable", "The server cannot be reached. Check the connection and reload the page."],
 };
 
@@ -59,7 +73,23 @@ const ui = {
   activity: $("activity"),
   activityEmpty: $("activity-empty"),
   connection: $("connection"),
+  chunkTotal: $("chunk-total"),
+  storageUsed: $("storage-used"),
+  chunksEmpty: $("chunks-empty"),
+  chunkList: $("chunk-list"),
+  process: $("process-button"),
+  digestEmpty: $("digest-empty"),
+  digest: $("digest"),
+  digestTexts: $("digest-texts"),
+  tasksTitle: $("tasks-title"),
+  taskList: $("task-list"),
+  mySessions: $("my-sessions"),
+  mySessionsEmpty: $("my-sessions-empty"),
+  mySessionList: $("my-session-list"),
 };
+
+const chunks = new Map(); // chunk_id -> chunk, as listed (with its player link) or announced
+let chunkRefresh = null;
 
 let session = null; // the page session as last rendered
 let socket = null;
@@ -102,19 +132,153 @@ function render(next) {
   ui.closedLine.hidden = typeof session.closed_at !== "number";
   ui.closedAt.textContent = formatTime(session.closed_at);
   ui.sessionId.textContent = session.session_id;
+  renderTotals();
+  renderResults();
   show(ui.card);
   updateDoneButton();
 }
 
+// --- recordings -----------------------------------------------------------------------------
+
+function formatDuration(ms) {
+  const totalS = Math.max(0, Math.round((Number(ms) || 0) / 100) / 10);
+  const minutes = Math.floor(totalS / 60);
+  const seconds = (totalS - minutes * 60).toFixed(1).padStart(4, "0");
+  return `${minutes}:${seconds}`;
+}
+
+function formatBytes(bytes) {
+  const n = Number(bytes) || 0;
+  if (n < 1024) return `${n} B`;
+  if (n < 1024 * 1024) return `${(n / 1024).toFixed(1)} KiB`;
+  return `${(n / 1024 / 1024).toFixed(1)} MiB`;
+}
+
+function renderTotals() {
+  const count = session.chunk_count ?? 0;
+  ui.chunkTotal.textContent = `${count} chunk${count === 1 ? "" : "s"} · ${formatDuration(session.audio_ms)}`;
+  ui.chunkTotal.dataset.audioMs = String(session.audio_ms ?? 0);
+  ui.storageUsed.textContent = `${formatBytes(session.storage_bytes)} stored`;
+}
+
+function chunkItem(chunk, index) {
+  const item = document.createElement("li");
+  item.className = "chunk";
+  item.dataset.chunkId = String(chunk.chunk_id);
+  item.dataset.durationMs = String(chunk.duration_ms ?? 0);
+  const head = document.createElement("div");
+  head.className = "chunk-head";
+  const title = document.createElement("span");
+  title.className = "chunk-title";
+  title.textContent = `#${index + 1} · ${formatDuration(chunk.duration_ms)}`;
+  const detail = document.createElement("span");
+  detail.className = "muted";
+  detail.textContent = [chunk.speaker, formatBytes(chunk.size_bytes), formatTime(chunk.start_ms)].filter(Boolean).join(" · ");
+  head.append(title, detail);
+  item.append(head);
+  if (typeof chunk.audio_url === "string" && chunk.audio_url.startsWith("/voicebot/audio/")) {
+    const player = document.createElement("audio");
+    player.controls = true;
+    player.preload = "none";
+    player.src = chunk.audio_url;
+    item.append(player);
+  }
+  if (typeof chunk.transcript === "string" && chunk.transcript) {
+    const transcript = document.createElement("p");
+    transcript.className = "transcript";
+    transcript.textContent = chunk.transcript;
+    item.append(transcript);
+  }
+  return item;
+}
+
+function renderChunks() {
+  const ordered = [...chunks.values()].sort((a, b) => a.start_ms - b.start_ms || a.seq - b.seq);
+  ui.chunkList.replaceChildren(...ordered.map(chunkItem));
+  ui.chunksEmpty.hidden = ordered.length > 0;
+}
+
+async function loadChunks() {
+  const listed = await api(`/voicebot/sessions/${encodeURIComponent(session.session_id)}/chunks`);
+  chunks.clear();
+  for (const chunk of listed.chunks) chunks.set(chunk.chunk_id, chunk);
+  renderChunks();
+}
+
+/** A new chunk shows at once; its player link (signed, short-lived) comes with a re-list. */
+function refreshChunksSoon() {
+  clearTimeout(chunkRefresh);
+  chunkRefresh = setTimeout(() => loadChunks().catch(() => {}), 300);
+}
+
+// --- digest and tasks ---------------------------------------------------------------------
+
+function fact(term, value) {
+  const row = document.createElement("div");
+  const dt = document.createElement("dt");
+  dt.textContent = term;
+  const dd = document.createElement("dd");
+  dd.textContent = value;
+  row.append(dt, dd);
+  return row;
+}
+
+function renderResults() {
+  const digest = session.digest && typeof session.digest === "object" ? session.digest : null;
+  ui.digestEmpty.hidden = Boolean(digest);
+  ui.digest.hidden = !digest;
+  ui.digest.replaceChildren();
+  ui.digestTexts.replaceChildren();
+  if (digest) {
+    const speakers = Array.isArray(digest.speakers) ? digest.speakers : [];
+    ui.digest.append(
+      fact("Audio chunks", String(digest.chunk_count ?? 0)),
+      fact("Audio", formatDuration(digest.audio_ms)),
+      fact("Materials", String(digest.material_count ?? 0)),
+      fact("Speakers", speakers.map((s) => `${s.speaker || "unnamed"} (${formatDuration(s.audio_ms)})`).join(", ") || "—"),
+      fact("Transcription", String(digest.transcription ?? "—")),
+    );
+    for (const text of Array.isArray(digest.texts) ? digest.texts : []) {
+      const item = document.createElement("li");
+      item.textContent = String(text.text ?? "");
+      ui.digestTexts.append(item);
+    }
+  }
+  const tasks = Array.isArray(session.tasks) ? session.tasks : [];
+  ui.tasksTitle.hidden = tasks.length === 0;
+  ui.taskList.replaceChildren(
+    ...tasks.map((task) => {
+      const item = document.createElement("li");
+      item.className = "task";
+      item.dataset.chunkId = String(task.chunk_id ?? "");
+      item.textContent = String(task.text ?? "");
+      return item;
+    }),
+  );
+}
+
 function apply(event) {
   const data = event.data ?? {};
-  if (event.type === "session_update") {
+  if (event.type === "session_update" && data.deleted === true) {
+    ui.connection.hidden = true;
+    showError(new ApiError("deleted", ""));
+  } else if (event.type === "session_update") {
     const changed = Object.fromEntries(SESSION_FIELDS.filter((key) => key in data).map((key) => [key, data[key]]));
     render({ ...session, ...changed });
   } else if (event.type === "session_status" && typeof data.status === "string") {
     render({ ...session, status: data.status });
   } else if (event.type === "job_result") {
     addActivity(data, event.ts);
+  } else if (event.type === "job_progress") {
+    addActivity({ job_type: data.job_type, status: `${data.step ?? "step"} ${data.done ?? ""}/${data.total ?? ""}` }, event.ts);
+  } else if (event.type === "new_message" && data.chunk?.chunk_id) {
+    chunks.set(data.chunk.chunk_id, { ...chunks.get(data.chunk.chunk_id), ...data.chunk });
+    render({ ...session, chunk_count: data.chunk_count, audio_ms: data.audio_ms, storage_bytes: data.storage_bytes });
+    renderChunks();
+    refreshChunksSoon();
+  } else if (event.type === "chunk_updated" && data.chunk?.chunk_id) {
+    chunks.set(data.chunk.chunk_id, { ...chunks.get(data.chunk.chunk_id), ...data.chunk });
+    renderChunks();
   }
 }
 
@@ -164,6 +328,20 @@ function showConnection(state, ack) {
 
 function updateDoneButton() {
   ui.done.disabled = !(live && session);
+  ui.process.disabled = !(live && session);
+}
+
+async function onProcess() {
+  if (!socket || !session) return;
+  ui.process.disabled = true;
+  try {
+    await call(socket, "post_process_session", { session_id: session.session_id });
+    showNotice("Processing queued.", { source: "process" });
+  } catch (err) {
+    showNotice(`Processing failed: ${err.message}`, { kind: "error", source: "process" });
+  } finally {
+    updateDoneButton();
+  }
 }
 
 async function onDone() {
@@ -190,6 +368,7 @@ async function activeSessionId() {
 
 async function open(sessionId) {
   render(await api(`/voicebot/sessions/${encodeURIComponent(sessionId)}`));
+  loadChunks().catch((err) => showNotice(`Recordings could not be listed: ${err.message}`, { kind: "error", source: "chunks" }));
   socket = connect({ onState: (state) => showConnection(state) });
   subscribeSession(socket, session.session_id, {
     onSnapshot: (snapshot) => render(snapshot),
@@ -198,23 +377,71 @@ async function open(sessionId) {
       showConnection("live", ack);
       if (ui.notice.dataset.source === "live") showNotice("");
     },
+
     onError: (err) => showNotice(`Live updates stopped: ${err.message}`, { kind: "error", source: "live" }),
   });
 }
 
+// --- the user's voice sessions, with live pictograms (on /session without an id) -------------
+
+const LIST_LIMIT = 20;
+
+function sessionItem(entry) {
+  const item = document.createElement("li");
+  item.className = "my-session";
+  item.dataset.sessionId = entry.session_id;
+  const pictogram = document.createElement("span");
+  pictogram.className = "pictogram small";
+  pictogram.setAttribute("role", "img");
+  const link = document.createElement("a");
+  link.href = `/session/${encodeURIComponent(entry.session_id)}`;
+  link.textContent = entry.session_name || "Untitled session";
+  const label = document.createElement("span");
+  label.className = "muted status-text";
+  item.append(pictogram, link, label);
+  const show = (status) => {
+    pictogram.dataset.status = status;
+    pictogram.setAttribute("aria-label", `Status: ${STATUS_LABELS[status] ?? status}`);
+    label.textContent = STATUS_LABELS[status] ?? status;
+  };
+  show(entry.status);
+  return { item, show };
+}
+
+async function listMySessions() {
+  const { sessions } = await api(`/voicebot/sessions?limit=${LIST_LIMIT}`);
+  ui.mySessions.hidden = false;
+  ui.mySessionsEmpty.hidden = sessions.length > 0;
+  const listSocket = socket ?? connect();
+  for (const entry of sessions) {
+    const { item, show } = sessionItem(entry);
+    ui.mySessionList.append(item);
+    subscribeSession(listSocket, entry.session_id, {
+      onSnapshot: (snapshot) => show(snapshot.status),
+      onEvent: (event) => event.type === "session_status" && show(event.data?.status),
+    });
+  }
+}
+
 async function main() {
   ui.done.addEventListener("click", onDone);
+  ui.process.addEventListener("click", onProcess);
+  const requested = pathSessionId();
   try {
-    const sessionId = pathSessionId() ?? (await activeSessionId());
+    const sessionId = requested ?? (await activeSessionId());
     if (sessionId === null) {
       ui.connection.hidden = true;
       show(ui.empty);
-      return;
+    } else {
+      await open(sessionId);
     }
-    await open(sessionId);
   } catch (err) {
     ui.connection.hidden = true;
     showError(err);
+    return;
+  }
+  if (requested === null) {
+    listMySessions().catch((err) => showNotice(`Your sessions could not be listed: ${err.message}`, { kind: "error", source: "list" }));
   }
 }
 

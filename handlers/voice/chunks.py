@@ -1,0 +1,164 @@
+"""Audio chunks over HTTP: upload (multipart), the ordered list with players, the audio itself."""
+
+from __future__ import annotations
+
+import asyncio
+import re
+from typing import Any
+
+from aiohttp import web
+
+from auth.claims import Claims
+from handlers.context import Services
+from handlers.http_common import bearer_claims, guarded
+from handlers.ids import parse_session_id
+from handlers.voice.access import performer, readable, updatable
+from handlers.voice.audio_links import AudioLinks
+from handlers.voice.chunk_form import FORM_OVERHEAD_BYTES, ChunkForm, ChunkMeta, read_chunk_form
+from protocol.errors import CodedError, ErrorCode
+from storage.audio_format import probe
+from storage.blobs import BlobStore
+from storage.voice_chunks import ChunkAdded, NewChunk, VoiceChunks
+
+# The FAB tries these in order and records with the first the browser supports (issue 10).
+FAB_MIME_TYPES = (
+    "audio/webm;codecs=opus",
+    "audio/webm",
+    "audio/ogg;codecs=opus",
+    "audio/ogg",
+    "audio/mp4",
+    "audio/aac",
+)
+UPLOADS_PER_MIN = 120
+_CHUNK_ID = re.compile(r"^ch[0-9]{6,9}$")
+
+
+def chunk_repository(services: Services) -> VoiceChunks:
+    """The chunk repository on the services' Redis (cheap: scripts register without a round trip)."""
+    return VoiceChunks(redis=services.redis, keys=services.keys, log=services.log)
+
+
+class ChunkRoutes:
+    """``POST /voicebot/chunks``, ``GET /voicebot/sessions/{id}/chunks``, ``GET /voicebot/audio/…``."""
+
+    def __init__(self, services: Services) -> None:
+        self._s = services
+        self._config = services.voice.config
+        self._chunks = chunk_repository(services)
+        self._blobs = BlobStore(self._config.blob_dir)
+        self._links = AudioLinks(
+            redis=services.redis, keys=services.keys, clock=services.clock, ttl_s=self._config.audio_link_ttl_s
+        )
+
+    def register(self, app: web.Application) -> None:
+        """Attach the routes to ``app``."""
+        app.router.add_post("/voicebot/chunks", guarded(self.upload))
+        app.router.add_get("/voicebot/sessions/{session_id}/chunks", guarded(self.list_chunks))
+        app.router.add_get("/voicebot/audio/{session_id}/{chunk_id}", guarded(self.audio))
+        app.router.add_get("/voicebot/fab/config", guarded(self.fab_config))
+
+    def _claims(self, request: web.Request) -> Claims:
+        return bearer_claims(request, self._s.tokens, self._s.clock)
+
+    async def upload(self, request: web.Request) -> web.Response:
+        """Store one audio chunk of an open session the caller may change."""
+        claims = self._claims(request)
+        limit = self._config.max_chunk_bytes
+        # Decided from the headers when they say it, before a byte of the body is read.
+        if request.content_length is not None and request.content_length > limit + FORM_OVERHEAD_BYTES:
+            raise CodedError(ErrorCode.PAYLOAD_TOO_LARGE, f"a chunk is limited to {limit} bytes", max_bytes=limit)
+        if not await self._s.limiter.hit("voice_chunk", claims.sub, limit=UPLOADS_PER_MIN, window_s=60):
+            raise CodedError(ErrorCode.RATE_LIMITED, "too many uploads; wait a minute", retry_after_s=60)
+
+        async def admit(meta: ChunkMeta) -> None:
+            await updatable(self._s.voice, claims, meta.session_id)
+
+        form = await read_chunk_form(request, blobs=self._blobs, max_bytes=limit, admit=admit)
+        try:
+            chunk = await self._describe(form, claims)
+        except BaseException:
+            form.blob.discard()
+            raise
+        added = await self._store(form, chunk, claims)
+        stored = await self._chunks.get(form.meta.session_id, added.chunk_id)
+        body = {"chunk": stored, "duplicate": added.duplicate, "offset": added.offset, **_totals(added)}
+        return web.json_response(body, status=200 if added.duplicate else 201)
+
+    async def _describe(self, form: ChunkForm, claims: Claims) -> NewChunk:
+        info = await asyncio.to_thread(probe, form.blob.temp_path)
+        if info is None:
+            raise CodedError(ErrorCode.INVALID_PAYLOAD, "file: not an audio format this server stores")
+        meta = form.meta
+        return NewChunk(
+            sha256=form.blob.sha256,
+            mime=info.mime,
+            size_bytes=form.blob.size,
+            start_ms=meta.start_ms,
+            end_ms=meta.end_ms,
+            duration_ms=info.duration_ms if info.duration_ms is not None else meta.duration_ms,
+            client_duration_ms=meta.duration_ms,
+            duration_source=info.parser if info.duration_ms is not None and info.parser else "client",
+            speaker=meta.speaker,
+            uploaded_by=claims.sub,
+            uploaded_at=self._s.clock.now_ms(),
+        )
+
+    async def _store(self, form: ChunkForm, chunk: NewChunk, claims: Claims) -> ChunkAdded:
+        session_id = form.meta.session_id
+        # The file goes into place first, so no subscriber hears of a chunk it cannot play yet.
+        await asyncio.to_thread(self._blobs.commit, form.blob, session_id)
+        try:
+            return await self._chunks.add(session_id, chunk, performer(claims), max_chunks=self._config.max_chunks)
+        except BaseException:
+            if not await self._chunks.is_referenced(session_id, chunk.sha256):
+                self._blobs.remove(session_id, chunk.sha256)
+            raise
+
+    async def list_chunks(self, request: web.Request) -> web.Response:
+        """The session's chunks in order, each with a short-lived player link, and the totals."""
+        session_id = parse_session_id(request.match_info["session_id"])
+        session = await readable(self._s.voice, self._claims(request), session_id)
+        chunks = await self._chunks.list(session_id, limit=self._config.max_chunks)
+        for chunk in chunks:
+            chunk["audio_url"], chunk["audio_url_expires_at"] = await self._links.link(session_id, chunk["chunk_id"])
+        return web.json_response(
+            {
+                "session_id": session_id,
+                "chunks": chunks,
+                "chunk_count": session.chunk_count,
+                "audio_ms": session.audio_ms,
+                "storage_bytes": session.storage_bytes,
+            }
+        )
+
+    async def audio(self, request: web.Request) -> web.StreamResponse:
+        """One chunk's audio, for a signed link (Range requests work: players seek)."""
+        session_id = parse_session_id(request.match_info["session_id"])
+        chunk_id = request.match_info["chunk_id"]
+        if not _CHUNK_ID.match(chunk_id):
+            raise CodedError(ErrorCode.NOT_FOUND, "no such chunk")
+        await self._links.check(session_id, chunk_id, request.query.get("exp", ""), request.query.get("sig", ""))
+        chunk = await self._chunks.get(session_id, chunk_id)
+        path = self._blobs.path(session_id, str(chunk["sha256"])) if chunk else None
+        if chunk is None or path is None or not path.is_file():
+            raise CodedError(ErrorCode.NOT_FOUND, "no such chunk")
+        headers = {
+            "Content-Type": str(chunk["mime"]),
+            "Cache-Control": "private, max-age=300",
+            "Content-Disposition": "inline",
+        }
+        return web.FileResponse(path, headers=headers)
+
+    async def fab_config(self, request: web.Request) -> web.Response:
+        """What the FAB needs to know before it records (no token needed: nothing private)."""
+        return web.json_response(
+            {
+                "max_chunk_ms": self._config.max_chunk_ms,
+                "max_chunk_bytes": self._config.max_chunk_bytes,
+                "mime_types": list(FAB_MIME_TYPES),
+            }
+        )
+
+
+def _totals(added: ChunkAdded) -> dict[str, Any]:
+    return {"chunk_count": added.chunk_count, "audio_ms": added.audio_ms, "storage_bytes": added.storage_bytes}

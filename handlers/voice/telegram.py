@@ -1,0 +1,207 @@
+"""A Telegram-compatible webhook: updates become the bot commands and materials of seed 002.
+
+``POST /telegram/<SESSIONHUB_VOICE_TELEGRAM_WEBHOOK_PATH>`` (registered only when that path is
+set; it is a secret of its own, as Telegram advises). When
+``SESSIONHUB_VOICE_TELEGRAM_SECRET_TOKEN`` is set, the ``X-Telegram-Bot-Api-Secret-Token``
+header must carry it. Telegram users map to sessionhub users through
+``SESSIONHUB_VOICE_TELEGRAM_USERS``; anyone else is told their account is not linked.
+
+Replies go back in the webhook response as a ``sendMessage`` method call. Updates the bot has
+nothing to say to (edits, callback queries, bots, service messages) get an empty 200: Telegram
+must not retry them. Telegram adds fields to its updates over time, so unknown fields are
+ignored here (types and sizes of the fields read are still checked strictly).
+"""
+
+from __future__ import annotations
+
+import hmac
+import re
+from typing import Any
+
+from aiohttp import web
+from pydantic import BaseModel, ConfigDict, Field
+
+from auth.claims import CLAIMS_ADAPTER, USER_ID_PATTERN, Claims, Permission
+from handlers.context import Services
+from handlers.http_common import guarded, json_body
+from handlers.payloads import Material, validate
+from handlers.voice.bot import BotRoutes
+from protocol.errors import CodedError, ErrorCode
+
+MAX_UPDATE_BYTES = 256 * 1024
+MESSAGES_PER_MIN = 60
+CLAIMS_TTL_S = 300
+TELEGRAM_PERMISSIONS = (Permission.READ_OWN, Permission.CREATE, Permission.UPDATE)
+
+NOT_LINKED = (
+    "Этот Telegram-аккаунт не связан с пользователем sessionhub. "  # noqa: RUF001 - Russian text
+    "This Telegram account is not linked to a sessionhub user; ask the administrator to add it."
+)
+UNKNOWN_COMMAND = "Неизвестная команда. Commands: /start, /session [id | link], /done, /login"
+UNSUPPORTED = "Этот тип сообщения не поддерживается. Send text, a voice message, a photo or a document."
+SLOW_DOWN = "Слишком много сообщений; подождите минуту. Too many messages; wait a minute."
+REFUSALS = {
+    ErrorCode.SESSION_NOT_FOUND: "Сессия не найдена. Session not found.",
+    ErrorCode.FORBIDDEN: "Нет доступа к этой сессии. You have no access to this session.",
+    ErrorCode.INVALID_SESSION_ID: "Это не ссылка на сессию. That is not a session id or link.",
+    ErrorCode.RATE_LIMITED: SLOW_DOWN,
+    ErrorCode.INVALID_STATE: "Сессия закрыта. The session is closed.",
+}
+
+
+class _Telegram(BaseModel):
+    model_config = ConfigDict(extra="ignore", strict=True, frozen=True, populate_by_name=True)
+
+
+class TgUser(_Telegram):
+    id: int
+    is_bot: bool = False
+
+
+class TgChat(_Telegram):
+    id: int
+
+
+class TgFile(_Telegram):
+    """A voice, audio or document attachment."""
+
+    file_id: str = Field(max_length=256)
+    duration: int | None = Field(default=None, ge=0, le=86400)
+
+
+class TgPhotoSize(_Telegram):
+    file_id: str = Field(max_length=256)
+    width: int = 0
+    height: int = 0
+
+
+class TgReplied(_Telegram):
+    text: str | None = Field(default=None, max_length=4096)
+    caption: str | None = Field(default=None, max_length=1024)
+
+
+class TgMessage(_Telegram):
+    message_id: int
+    sender: TgUser | None = Field(default=None, alias="from")
+    chat: TgChat
+    text: str | None = Field(default=None, max_length=4096)
+    caption: str | None = Field(default=None, max_length=1024)
+    voice: TgFile | None = None
+    audio: TgFile | None = None
+    document: TgFile | None = None
+    photo: list[TgPhotoSize] | None = Field(default=None, max_length=32)
+    reply_to_message: TgReplied | None = None
+
+
+class TgUpdate(_Telegram):
+    update_id: int
+    message: TgMessage | None = None
+    edited_message: TgMessage | None = None
+
+
+class TelegramWebhook:
+    """Maps one Telegram update onto :class:`BotRoutes` for the mapped user."""
+
+    def __init__(self, services: Services, bot: BotRoutes) -> None:
+        self._s = services
+        self._bot = bot
+        self._config = services.voice.config
+        for user_id in self._config.telegram_users.values():
+            # A mapped id that could never be a token's subject is a configuration error: say so now.
+            if not re.match(USER_ID_PATTERN, user_id):
+                raise ValueError(f"SESSIONHUB_VOICE_TELEGRAM_USERS: {user_id!r} is not a valid user id")
+
+    def register(self, app: web.Application) -> None:
+        """Attach the webhook route when a webhook path is configured."""
+        if self._config.telegram_webhook_path:
+            app.router.add_post(f"/telegram/{self._config.telegram_webhook_path}", guarded(self.update))
+
+    def _check_secret(self, request: web.Request) -> None:
+        expected = self._config.telegram_secret_token
+        if not expected:
+            return
+        given = request.headers.get("X-Telegram-Bot-Api-Secret-Token", "")
+        if not hmac.compare_digest(given.encode(), expected.encode()):
+            raise CodedError(ErrorCode.UNAUTHORIZED, "bad or missing X-Telegram-Bot-Api-Secret-Token")
+
+    async def update(self, request: web.Request) -> web.Response:
+        """Handle one update; the reply, if any, is the response body."""
+        self._check_secret(request)
+        update = validate(TgUpdate, await json_body(request, max_bytes=MAX_UPDATE_BYTES))
+        message = update.message  # edits are not replayed: a material is never changed after the fact
+        if message is None or message.sender is None or message.sender.is_bot:
+            return web.Response(status=200)
+        return web.json_response(
+            {
+                "method": "sendMessage",
+                "chat_id": message.chat.id,
+                "text": (await self._reply(message, message.sender))[:4096],
+                "reply_to_message_id": message.message_id,
+            }
+        )
+
+    async def _reply(self, message: TgMessage, sender: TgUser) -> str:
+        user_id = self._config.telegram_users.get(str(sender.id))
+        if user_id is None:
+            return NOT_LINKED
+        if not await self._s.limiter.hit("telegram", str(sender.id), limit=MESSAGES_PER_MIN, window_s=60):
+            return SLOW_DOWN
+        claims = self._claims(user_id, sender.id)
+        try:
+            if message.text is not None and message.text.lstrip().startswith("/"):
+                return await self._command(claims, message)
+            material = _material(message)
+            if material is None:
+                return UNSUPPORTED
+            body, _ = await self._bot.attach_material(claims, material)
+            verb = "Новая сессия" if body["created_session"] else "Добавлено в сессию"
+            return f"{verb}: {body['url']}"
+        except CodedError as exc:
+            return REFUSALS.get(exc.code, f"Ошибка / error: {exc.message}")
+
+    def _claims(self, user_id: str, telegram_id: int) -> Claims:
+        # Validated like a token's claims: a malformed mapped user id fails here, not in Redis.
+        return CLAIMS_ADAPTER.validate_python(
+            {
+                "sub": user_id,
+                "exp": int(self._s.clock.now_s()) + CLAIMS_TTL_S,
+                "telegram_user_id": str(telegram_id),
+                "perms": TELEGRAM_PERMISSIONS,
+            }
+        )
+
+    async def _command(self, claims: Claims, message: TgMessage) -> str:
+        replied = message.reply_to_message
+        quoted = (replied.text or replied.caption) if replied else None
+        try:
+            result: dict[str, Any] = await self._bot.run_command(claims, message.text or "", quoted)
+        except CodedError as exc:
+            if exc.code is ErrorCode.INVALID_PAYLOAD:
+                return UNKNOWN_COMMAND
+            raise
+        return str(result["reply"])
+
+
+def _material(message: TgMessage) -> Material | None:
+    """The material a message carries, or None for kinds the bot does not take."""
+    caption = message.caption or ""
+    if message.voice or message.audio:
+        attached = message.voice or message.audio
+        assert attached is not None
+        return validate(
+            Material,
+            {
+                "kind": "voice",
+                "file_id": attached.file_id,
+                "duration_s": float(attached.duration or 0),
+                "text": caption,
+            },
+        )
+    if message.photo:
+        largest = max(message.photo, key=lambda p: p.width * p.height)
+        return validate(Material, {"kind": "photo", "file_id": largest.file_id, "text": caption})
+    if message.document:
+        return validate(Material, {"kind": "document", "file_id": message.document.file_id, "text": caption})
+    if message.text and message.text.strip():
+        return validate(Material, {"kind": "text", "text": message.text})
+    return None

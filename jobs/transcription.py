@@ -1,0 +1,60 @@
+"""The transcription hook: runs the configured command once per audio chunk.
+
+``SESSIONHUB_VOICE_TRANSCRIBE_COMMAND`` is split like a shell line (no shell runs it); the
+chunk's file path is substituted for ``{path}`` and its type for ``{mime}``, or the path is
+appended when neither placeholder appears. The command's standard output (UTF-8, at most
+64 KiB, trimmed) is the transcript. A non-zero exit or a run longer than
+``SESSIONHUB_VOICE_TRANSCRIBE_TIMEOUT_S`` marks that chunk's ``transcript_error``; the other
+chunks go on. With no command set, nothing runs and the job says so.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import shlex
+from dataclasses import dataclass
+from pathlib import Path
+
+MAX_TRANSCRIPT_BYTES = 64 * 1024
+NOT_CONFIGURED = "not configured: no transcription command is set (SESSIONHUB_VOICE_TRANSCRIBE_COMMAND)"
+
+
+@dataclass(frozen=True, slots=True)
+class Transcript:
+    """One run's outcome: the text, or why there is none."""
+
+    text: str = ""
+    error: str = ""
+
+
+def command_line(template: str, path: Path, mime: str) -> list[str]:
+    """The argv for one chunk."""
+    argv = shlex.split(template)
+    if not any("{path}" in a or "{mime}" in a for a in argv):
+        return [*argv, str(path)]
+    return [a.replace("{path}", str(path)).replace("{mime}", mime) for a in argv]
+
+
+async def transcribe(template: str, path: Path, mime: str, *, timeout_s: float) -> Transcript:
+    """Run the command on one file."""
+    try:
+        process = await asyncio.create_subprocess_exec(
+            *command_line(template, path, mime),
+            stdin=asyncio.subprocess.DEVNULL,
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.PIPE,
+        )
+    except OSError as exc:
+        return Transcript(error=f"cannot run the transcription command: {exc.strerror or exc}")
+    try:
+        out, err = await asyncio.wait_for(process.communicate(), timeout_s)
+    except TimeoutError:
+        with contextlib.suppress(ProcessLookupError):
+            process.kill()
+        await process.wait()
+        return Transcript(error=f"the transcription command ran longer than {timeout_s:g} s")
+    if process.returncode != 0:
+        detail = err.decode("utf-8", "replace").strip()[-300:]
+        return Transcript(error=f"the transcription command exited with {process.returncode}: {detail}")
+    return Transcript(text=out[:MAX_TRANSCRIPT_BYTES].decode("utf-8", "replace").strip())

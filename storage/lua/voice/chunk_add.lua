@@ -1,0 +1,68 @@
+-- Adds one audio chunk to a voice session: access, dedupe, open state and the cap are checked
+-- in the same step as the change, then the chunk is published as a new_message event.
+--   KEYS[1..2], ARGV[1..5]  see _event.lua
+--   KEYS[3]  the session hash
+--   KEYS[4]  the session's chunks hash (chunk id -> chunk JSON)
+--   KEYS[5]  the session's chunk order (sorted set scored by start ms)
+--   KEYS[6]  the session's digest index (sha256 -> chunk id)
+--   ARGV[6]  the performer's user id
+--   ARGV[7]  the performer's read scope: 'all', 'own' or 'none'
+--   ARGV[8]  '1' when the performer has the update permission
+--   ARGV[9]  the audio's sha256 (hex)
+--   ARGV[10] the chunk, a JSON object without chunk_id/seq (spliced in here)
+--   ARGV[11] the chunk's start, ms (the order score)
+--   ARGV[12] the file's size, bytes
+--   ARGV[13] the chunk's duration, ms
+--   ARGV[14] most chunks a session may hold
+--   ARGV[15] event type (new_message)
+-- Returns {offset, chunk_id, duplicate (0|1), chunk_count, audio_ms, storage_bytes}
+-- or {false, code}: session_not_found, forbidden, invalid_state (closed), limit_reached.
+local session_key = KEYS[3]
+local chunks_key = KEYS[4]
+local order_key = KEYS[5]
+local digests_key = KEYS[6]
+local performer = ARGV[6]
+local read_scope = ARGV[7]
+local may_update = ARGV[8]
+local sha256 = ARGV[9]
+local chunk_json = ARGV[10]
+local start_ms = tonumber(ARGV[11])
+local size_bytes = tonumber(ARGV[12])
+local duration_ms = tonumber(ARGV[13])
+local max_chunks = tonumber(ARGV[14])
+local event_type = ARGV[15]
+
+local function totals()
+  local t = redis.call('HMGET', session_key, 'chunk_count', 'audio_ms', 'storage_bytes')
+  return tonumber(t[1] or '0'), tonumber(t[2] or '0'), tonumber(t[3] or '0')
+end
+
+local refused = check_owner_access(session_key, 'voice', performer, read_scope, may_update)
+if refused then
+  return {false, refused}
+end
+-- A retried upload whose first ack was lost is the same chunk, even after the session closed.
+local existing = redis.call('HGET', digests_key, sha256)
+if existing then
+  local count, audio, bytes = totals()
+  return {0, existing, 1, count, audio, bytes}
+end
+if redis.call('HGET', session_key, 'is_active') ~= '1' then
+  return {false, 'invalid_state'}
+end
+if redis.call('HLEN', chunks_key) >= max_chunks then
+  return {false, 'limit_reached'}
+end
+local seq = redis.call('HINCRBY', session_key, 'chunk_seq', 1)
+local chunk_id = string.format('ch%06d', seq)
+local stored = string.format('{"chunk_id":"%s","seq":%d,', chunk_id, seq) .. string.sub(chunk_json, 2)
+redis.call('HSET', chunks_key, chunk_id, stored)
+redis.call('ZADD', order_key, start_ms, chunk_id)
+redis.call('HSET', digests_key, sha256, chunk_id)
+redis.call('HINCRBY', session_key, 'chunk_count', 1)
+redis.call('HINCRBY', session_key, 'audio_ms', duration_ms)
+redis.call('HINCRBY', session_key, 'storage_bytes', size_bytes)
+redis.call('HSET', session_key, 'updated_at', now_ms)
+local count, audio, bytes = totals()
+local data = string.format('{"chunk":%s,"chunk_count":%d,"audio_ms":%d,"storage_bytes":%d}', stored, count, audio, bytes)
+return {append_event(event_type, data), chunk_id, 0, count, audio, bytes}

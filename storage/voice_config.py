@@ -1,0 +1,35 @@
+"""Voice-capability configuration, built from settings once (``server.services``) and carried
+by the voice repository, so that handlers and job processors read it from one place."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+
+@dataclass(frozen=True, slots=True)
+class VoiceConfig:
+    """Audio chunks, the FAB, the Telegram webhook and the transcription hook."""
+
+    blob_dir: Path = Path("./var/blobs")
+    max_chunk_bytes: int = 10 * 1024 * 1024
+    max_chunks: int = 2000
+    max_chunk_ms: int = 60_000
+    audio_link_ttl_s: int = 600
+    telegram_webhook_path: str = ""
+    telegram_secret_token: str = ""
+    # Telegram user id -> sessionhub user id.
+    telegram_users: dict[str, str] = field(default_factory=dict)
+    transcribe_command: str = ""
+    transcribe_timeout_s: float = 120.0
+
+
+def parse_user_map(spec: str) -> dict[str, str]:
+    """``"123:alice,456:bob"`` as ``{"123": "alice", "456": "bob"}``; malformed entries raise."""
+    mapping: dict[str, str] = {}
+    for entry in filter(None, (part.strip() for part in spec.split(","))):
+        telegram_id, sep, user_id = entry.partition(":")
+        if not sep or not telegram_id.strip().isdigit() or not user_id.strip():
+            raise ValueError(f"telegram user map entry {entry!r} is not <telegram id>:<user id>")
+        mapping[telegram_id.strip()] = user_id.strip()
+    return mapping

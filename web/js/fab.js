@@ -1,0 +1,433 @@
+/**
+ * The voice FAB: a floating recorder any page of this origin embeds with one tag,
+ *
+ *     <script type="module" src="/static/js/fab.js"></script>
+ *
+ * optionally with `data-token="<JWT>"` (else the stored sign-in, else a guest token). Buttons
+ * New / Rec / Cut / Pause / Done, each enabled only when it makes sense (seed 002):
+ *
+ * - New creates a session, makes it the active one and records into it (a paused session is
+ *   left paused).
+ * - Rec records into the active session; on `/session/<id>` it first activates that page
+ *   session (the server checks access). While paused, Rec resumes.
+ * - Cut ends the current chunk and uploads it (also done automatically every `max_chunk_ms`).
+ * - Pause ends the current chunk, uploads it and releases the microphone.
+ * - Done sets `final_uploading`, waits (bounded) for pending uploads, then closes the active
+ *   session; if that fails the FAB goes back to `paused` with the error shown.
+ *
+ * The recorder's state drives the session's status pictogram through `set_session_status`,
+ * and the FAB's own pictogram follows the server, so every tab of the user agrees.
+ * Each chunk is a complete file (a fresh MediaRecorder per chunk), kept in IndexedDB until the
+ * server acknowledges it. Everything is rendered with textContent.
+ */
+import { api, ApiError, call, connect, subscribeSession, TOKEN_KEY } from "./client.js";
+import { UploadQueue } from "./upload_queue.js";
+
+const MIME_TYPES = ["audio/webm;codecs=opus", "audio/webm", "audio/ogg;codecs=opus", "audio/ogg", "audio/mp4", "audio/aac"];
+const TIMESLICE_MS = 1000;
+const CUTTING_SHOWN_MS = 1000;
+const DONE_WAIT_MS = 20_000;
+const BUTTONS = [
+  ["new", "New"],
+  ["rec", "Rec"],
+  ["cut", "Cut"],
+  ["pause", "Pause"],
+  ["done", "Done"],
+];
+const STATUS_LABELS = {
+  ready: "Ready",
+  recording: "Recording",
+  cutting: "Cutting",
+  paused: "Paused",
+  final_uploading: "Final upload",
+  closed: "Closed",
+  error: "Error",
+};
+
+const state = {
+  mode: "idle", // idle | busy | recording | paused | finishing
+  sessionId: null, // the FAB's session: the user's active session
+  sessionOpen: false,
+  status: null, // the FAB session's status as the server last said
+  pageSessionId: null,
+  maxChunkMs: 60_000,
+  mimeType: undefined,
+  stream: null,
+  recorder: null,
+  autoCut: null,
+  pending: 0,
+};
+
+let socket = null;
+let subscription = null;
+let queue = null;
+const ui = {};
+
+// --- rendering --------------------------------------------------------------------------
+
+function build() {
+  const root = document.createElement("div");
+  root.className = "fab";
+  root.id = "sessionhub-fab";
+  root.setAttribute("role", "region");
+  root.setAttribute("aria-label", "Voice recorder");
+  const head = document.createElement("div");
+  head.className = "fab-head";
+  ui.pictogram = document.createElement("span");
+  ui.pictogram.id = "fab-status";
+  ui.pictogram.className = "pictogram";
+  ui.pictogram.setAttribute("role", "img");
+  ui.label = document.createElement("span");
+  ui.label.className = "fab-label";
+  ui.pendingBadge = document.createElement("span");
+  ui.pendingBadge.id = "fab-pending";
+  ui.pendingBadge.className = "fab-pending";
+  head.append(ui.pictogram, ui.label, ui.pendingBadge);
+  const buttons = document.createElement("div");
+  buttons.className = "fab-buttons";
+  ui.buttons = {};
+  for (const [action, text] of BUTTONS) {
+    const button = document.createElement("button");
+    button.type = "button";
+    button.id = `fab-${action}`;
+    button.className = "button fab-button";
+    button.dataset.action = action;
+    button.textContent = text;
+    button.addEventListener("click", () => run(action));
+    ui.buttons[action] = button;
+    buttons.append(button);
+  }
+  ui.message = document.createElement("p");
+  ui.message.id = "fab-message";
+  ui.message.className = "fab-message";
+  ui.message.setAttribute("role", "status");
+  ui.message.hidden = true;
+  root.append(head, buttons, ui.message);
+  document.body.append(root);
+}
+
+function shownStatus() {
+  // The FAB's session shows the FAB's state; with no session, the neutral ring.
+  if (state.mode === "recording" && state.status !== "cutting") return "recording";
+  return state.status ?? "ready";
+}
+
+function render() {
+  const status = shownStatus();
+  const label = STATUS_LABELS[status] ?? status;
+  ui.pictogram.dataset.status = status;
+  ui.pictogram.setAttribute("aria-label", `Recorder status: ${label}`);
+  ui.label.textContent = state.sessionId ? label : "No active session";
+  ui.pendingBadge.textContent = state.pending ? `${state.pending} upload${state.pending > 1 ? "s" : ""} pending` : "";
+  ui.pendingBadge.hidden = state.pending === 0;
+  const { mode } = state;
+  const canRecordInto = Boolean(state.pageSessionId || (state.sessionId && state.sessionOpen));
+  const enabled = {
+    new: mode === "idle" || mode === "paused", // a paused session stays as it is
+    rec: (mode === "idle" && canRecordInto) || mode === "paused",
+    cut: mode === "recording",
+    pause: mode === "recording",
+    done: mode === "recording" || mode === "paused" || (mode === "idle" && Boolean(state.sessionId) && state.sessionOpen),
+  };
+  for (const [action, button] of Object.entries(ui.buttons)) button.disabled = !enabled[action];
+  ui.buttons.rec.textContent = mode === "paused" ? "Resume" : "Rec";
+  ui.buttons.rec.setAttribute("aria-label", mode === "paused" ? "Resume recording (Rec)" : "Record (Rec)");
+}
+
+function say(text, kind = "info") {
+  ui.message.textContent = text;
+  ui.message.dataset.kind = kind;
+  ui.message.hidden = !text;
+}
+
+// --- the FAB's session --------------------------------------------------------------------
+
+function follow(sessionId, { open = true, status = null } = {}) {
+  if (sessionId !== state.sessionId) {
+    subscription?.close();
+    subscription = null;
+    state.sessionId = sessionId;
+    state.status = status;
+    if (sessionId) {
+      subscription = subscribeSession(ensureSocket(), sessionId, {
+        onSnapshot: (session) => {
+          state.status = session.status;
+          state.sessionOpen = Boolean(session.is_active);
+          render();
+        },
+        onEvent: (event) => {
+          if (event.type === "session_status") state.status = event.data?.status ?? state.status;
+          if (event.type === "session_update" && "is_active" in (event.data ?? {})) state.sessionOpen = Boolean(event.data.is_active);
+          if (event.type === "session_update" && event.data?.deleted === true && state.mode === "idle") follow(null);
+          render();
+        },
+      });
+    }
+  }
+  state.sessionOpen = open;
+  render();
+}
+
+async function setStatus(status) {
+  if (!state.sessionId) return null;
+  const ack = await call(ensureSocket(), "set_session_status", { session_id: state.sessionId, status });
+  state.status = ack.status;
+  render();
+  return ack;
+}
+
+// --- recording ----------------------------------------------------------------------------
+
+function pickMimeType() {
+  if (typeof MediaRecorder === "undefined") throw new ApiError("unsupported", "This browser cannot record audio.");
+  return MIME_TYPES.find((type) => MediaRecorder.isTypeSupported(type));
+}
+
+async function ensureStream() {
+  if (state.stream) return;
+  try {
+    state.stream = await navigator.mediaDevices.getUserMedia({ audio: true });
+  } catch (err) {
+    throw new ApiError("microphone", `The microphone is not available: ${err?.message ?? err}`);
+  }
+}
+
+function releaseStream() {
+  for (const track of state.stream?.getTracks() ?? []) track.stop();
+  state.stream = null;
+}
+
+function startChunk() {
+  const recorder = new MediaRecorder(state.stream, state.mimeType ? { mimeType: state.mimeType } : {});
+  const parts = [];
+  const sessionId = state.sessionId;
+  const startedAt = Date.now();
+  recorder.ondataavailable = (event) => {
+    if (event.data && event.data.size > 0) parts.push(event.data);
+  };
+  recorder.onerror = (event) => fail(new ApiError("recorder", `Recording failed: ${event.error?.message ?? "unknown"}`));
+  recorder.finished = new Promise((resolve) => {
+    recorder.onstop = () => resolve(store(sessionId, parts, recorder.mimeType, startedAt));
+  });
+  recorder.start(TIMESLICE_MS);
+  state.recorder = recorder;
+  clearTimeout(state.autoCut);
+  state.autoCut = setTimeout(autoCut, state.maxChunkMs);
+}
+
+/** The automatic cut at `max_chunk_ms`; if another action is running, it comes right after. */
+function autoCut() {
+  if (state.mode !== "recording") return;
+  if (running) {
+    state.autoCut = setTimeout(autoCut, 250);
+    return;
+  }
+  run("cut");
+}
+
+/** Stop the current recorder; resolves once its chunk is queued for upload. */
+async function endChunk() {
+  clearTimeout(state.autoCut);
+  const recorder = state.recorder;
+  state.recorder = null;
+  if (!recorder || recorder.state === "inactive") return;
+  recorder.stop();
+  await recorder.finished;
+}
+
+async function store(sessionId, parts, mimeType, startedAt) {
+  if (parts.length === 0) return;
+  const endedAt = Date.now();
+  const type = mimeType || parts[0].type || "audio/webm";
+  const extension = type.includes("ogg") ? "ogg" : type.includes("mp4") ? "m4a" : type.includes("aac") ? "aac" : "webm";
+  await queue.add({
+    session_id: sessionId,
+    blob: new Blob(parts, { type }),
+    filename: `chunk-${startedAt}.${extension}`,
+    start_ms: startedAt,
+    end_ms: endedAt,
+    duration_ms: endedAt - startedAt,
+  });
+}
+
+async function record() {
+  await setStatus("recording");
+  try {
+    state.mimeType = pickMimeType();
+    await ensureStream();
+    startChunk();
+  } catch (err) {
+    await setStatus("error").catch(() => {});
+    throw err;
+  }
+  state.mode = "recording";
+}
+
+// --- the buttons ----------------------------------------------------------------------------
+
+const actions = {
+  async new() {
+    const created = await api("/voicebot/create_session", { method: "POST", body: {} });
+    follow(created.session_id, { open: true, status: "ready" });
+    await record();
+    say("Recording into a new session.");
+  },
+
+  async rec() {
+    if (state.mode === "paused") {
+      await record();
+      say("");
+      return;
+    }
+    if (state.pageSessionId) {
+      const activated = await api("/voicebot/activate_session", { method: "POST", body: { session_id: state.pageSessionId } });
+      follow(activated.session_id, { open: activated.is_active });
+      if (!activated.is_active) throw new ApiError("invalid_state", "This session is closed; it records no more.");
+    }
+    await record();
+    say("");
+  },
+
+  async cut() {
+    await setStatus("cutting");
+    const previous = state.recorder;
+    startChunk(); // the next chunk starts at once: nothing said during the cut is lost
+    await stopRecorder(previous);
+    setTimeout(() => {
+      if (state.mode === "recording" && state.status === "cutting") setStatus("recording").catch(() => {});
+    }, CUTTING_SHOWN_MS);
+  },
+
+  async pause() {
+    await setStatus("paused");
+    await endChunk();
+    releaseStream();
+    state.mode = "paused";
+  },
+
+  async done() {
+    state.mode = "finishing";
+    render();
+    try {
+      await setStatus("final_uploading");
+      await endChunk();
+      releaseStream();
+      if (!(await queue.settled(DONE_WAIT_MS))) {
+        throw new ApiError("uploads_pending", "Some chunks are not uploaded yet; they are kept and retried.");
+      }
+      const ack = await call(ensureSocket(), "session_done", { session_id: state.sessionId });
+      state.mode = "idle";
+      state.status = "closed";
+      state.sessionOpen = false;
+      say(`Session closed (Done × ${ack.done_count}).`);
+    } catch (err) {
+      // Paused for real: the recorder stops (its chunk stays queued) and the microphone is freed.
+      await endChunk().catch(() => {});
+      releaseStream();
+      state.mode = "paused";
+      await setStatus("paused").catch(() => {});
+      throw err;
+    }
+  },
+};
+
+async function stopRecorder(recorder) {
+  if (!recorder || recorder.state === "inactive") return;
+  recorder.stop();
+  await recorder.finished;
+}
+
+let running = false;
+
+async function run(action) {
+  if (running) return; // one action at a time, in the order clicked
+  running = true;
+  const before = state.mode;
+  if (action !== "cut" && action !== "done") state.mode = "busy"; // a cut keeps recording
+  render();
+  try {
+    await actions[action]();
+    if (state.mode === "busy") state.mode = before;
+  } catch (err) {
+    if (action !== "done") {
+      // Whatever failed, the mode follows what is really there: a live recorder or none.
+      if (!state.recorder) releaseStream();
+      state.mode = state.recorder ? "recording" : before === "recording" || before === "paused" ? "paused" : "idle";
+    }
+    say(err?.message ?? String(err), "error");
+  } finally {
+    running = false;
+    render();
+  }
+}
+
+function fail(err) {
+  clearTimeout(state.autoCut);
+  state.recorder = null;
+  releaseStream();
+  state.mode = "paused";
+  setStatus("error").catch(() => {});
+  say(err.message, "error");
+  render();
+}
+
+// --- start-up -------------------------------------------------------------------------------
+
+/** The FAB's connection, opened on first use: a first visit mints no guest token by itself. */
+function ensureSocket() {
+  socket ??= connect();
+  return socket;
+}
+
+function hasStoredToken() {
+  try {
+    return Boolean(JSON.parse(localStorage.getItem(TOKEN_KEY) ?? "null")?.token);
+  } catch {
+    return false;
+  }
+}
+
+function adoptToken() {
+  const tag = document.querySelector('script[type="module"][src*="/static/js/fab.js"][data-token]');
+  const token = tag?.dataset.token;
+  if (!token) return;
+  const record = JSON.parse(localStorage.getItem(TOKEN_KEY) ?? "null");
+  if (record?.token !== token) localStorage.setItem(TOKEN_KEY, JSON.stringify({ token, guest: false }));
+}
+
+function pageSessionId() {
+  const match = /^\/session\/([0-9a-fA-F-]{36})\/?$/.exec(location.pathname);
+  return match ? match[1].toLowerCase() : null;
+}
+
+async function start() {
+  build();
+  render();
+  adoptToken();
+  state.pageSessionId = pageSessionId();
+  queue = new UploadQueue({
+    onChange: (count) => {
+      state.pending = count;
+      render();
+    },
+    onRefused: (err) => say(`A chunk was refused: ${err.message}`, "error"),
+    onRetry: (err, delayMs) => say(`Upload failed; retrying in ${Math.round(delayMs / 1000)} s.`, "error"),
+    onUploaded: () => {
+      if (ui.message.dataset.kind === "error" && /^Upload failed/.test(ui.message.textContent)) say("");
+    },
+  });
+  try {
+    const config = await fetch("/voicebot/fab/config").then((r) => r.json());
+    if (Number.isInteger(config?.max_chunk_ms)) state.maxChunkMs = config.max_chunk_ms;
+    if (hasStoredToken()) {
+      const { active_session: active } = await api("/voicebot/active_session", { method: "POST" });
+      if (active) follow(active.session_id, { open: Boolean(active.is_active) });
+      queue.kick(); // chunks a previous page load left behind
+    }
+  } catch (err) {
+    say(err?.message ?? String(err), "error");
+  }
+  render();
+}
+
+start();
