@@ -20,14 +20,13 @@ from handlers.subscriptions import SubscriptionEvents
 from handlers.voice import capability as voice
 from handlers.web_pages import WebPages
 from server.bus import Bus
-from server.outlet import DirectWebSocket
+from server.fastpath import SessionServer, check_versions
 from server.settings import Settings
-from server.sio import SessionServer
 
 log = logging.getLogger(__name__)
 
 # Engine.IO's hard limit: a message above it closes the connection. The soft, answering
-# limit is Settings.max_payload_bytes (see server.sio).
+# limit is Settings.max_payload_bytes (see server.fastpath).
 HARD_MESSAGE_LIMIT_BYTES = 1 << 20
 
 SERVICES_KEY = web.AppKey("services", Services)
@@ -41,9 +40,12 @@ CAPABILITIES: Sequence[Capability] = (voice.install,)
 
 
 def build_sio(settings: Settings) -> SessionServer:
-    """The Socket.IO server with the direct WebSocket fan-out."""
+    """The Socket.IO server with the direct WebSocket fan-out (``UnsupportedVersions`` when the
+    installed libraries are outside the range the fast path was tested with)."""
+    check_versions()
     sio = SessionServer(
         max_payload_bytes=settings.max_payload_bytes,
+        slow_limit_bytes=settings.slow_client_buffer_bytes,
         async_mode="aiohttp",
         max_http_buffer_size=HARD_MESSAGE_LIMIT_BYTES,
         ping_interval=settings.ping_interval_s,
@@ -51,8 +53,6 @@ def build_sio(settings: Settings) -> SessionServer:
         logger=False,
         engineio_logger=False,
     )
-    DirectWebSocket.slow_limit_bytes = settings.slow_client_buffer_bytes
-    sio.eio._async["websocket"] = DirectWebSocket
     return sio
 
 

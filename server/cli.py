@@ -17,6 +17,7 @@ from auth.claims import Permission
 from handlers.context import Services
 from jobs.processors import load_processors
 from server.app import build_app
+from server.fastpath import UnsupportedVersions, check_versions
 from server.identity import token_service
 from server.redis_embed import EmbeddedRedis
 from server.services import build_services, connect_redis
@@ -91,6 +92,10 @@ def _worker(services: Services, settings: Settings) -> Worker:
 
 async def serve(settings: Settings) -> None:
     """Run the HTTP + Socket.IO server (and its in-process workers) until SIGINT/SIGTERM."""
+    try:
+        check_versions()  # before anything starts (the embedded Redis included)
+    except UnsupportedVersions as exc:
+        raise StartupError(str(exc)) from None
     async with redis_for(settings, may_embed=True) as redis:
         services = build_services(settings, redis=redis, tokens=token_service(settings))
         app = build_app(settings, services=services)

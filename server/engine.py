@@ -1,23 +1,14 @@
-"""python-engineio's AsyncServer, lighter per connection.
+"""The per-socket queue of the fast path (``server.fastpath``), lighter than ``asyncio.Queue``.
 
 A thousand idle connections should cost little memory. Stock Engine.IO gives every socket an
-``asyncio.Queue`` (four deques and an Event) and a task that sleeps through each ping interval.
-Here a socket's queue is a small list-based queue with the same interface, and pings are
-timer callbacks instead of sleeping tasks.
+``asyncio.Queue`` (four deques and an Event); here a socket's queue is a small list-based queue
+with the same interface. It uses no private API of any library.
 """
 
 from __future__ import annotations
 
 import asyncio
-import time
-from collections.abc import Callable
 from typing import Any
-
-import engineio
-from engineio import packet as eio_packet
-from engineio.async_socket import AsyncSocket
-
-from server.outlet import direct_writer
 
 
 class LightQueue:
@@ -100,36 +91,3 @@ class LightQueue:
             self._joiners = []
         self._joiners.append(waiter)
         await waiter
-
-
-class LightEngineServer(engineio.AsyncServer):
-    """Engine.IO server with :class:`LightQueue` queues, timer-driven pings and direct sends."""
-
-    async def send_packet(self, sid: str, pkt: eio_packet.Packet) -> None:
-        # Written straight to the WebSocket when nothing of the socket's is queued, so an ack
-        # leaves in the same loop step as its handler's result (see server.outlet).
-        socket = self.sockets.get(sid)
-        if socket is not None and not socket.closed and not socket.closing:
-            ws = direct_writer(socket)
-            if ws is not None:
-                await ws.send(pkt.encode())
-                return
-        await super().send_packet(sid, pkt)
-
-    def create_queue(self, *args: Any, **kwargs: Any) -> LightQueue:
-        return LightQueue()
-
-    def start_background_task(self, target: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
-        # AsyncSocket.schedule_ping starts `_send_ping`, which only sleeps one interval and then
-        # queues a PING: a timer does the same without keeping a task alive per connection.
-        if getattr(target, "__func__", None) is AsyncSocket._send_ping and not args and not kwargs:
-            socket: AsyncSocket = target.__self__  # type: ignore[attr-defined]
-            asyncio.get_running_loop().call_later(self.ping_interval, _ping, socket)
-            return None
-        return super().start_background_task(target, *args, **kwargs)
-
-
-def _ping(socket: AsyncSocket) -> None:
-    if not socket.closing and not socket.closed:
-        socket.last_ping = time.time()
-        socket.queue.put_nowait(eio_packet.Packet(eio_packet.PING))

@@ -1,0 +1,247 @@
+"""The fast path: the one module that reaches into python-socketio's, python-engineio's and
+aiohttp's private parts (STYLE.md item 12).
+
+What it buys: per-connection memory (a list-based queue, pings as timer callbacks instead of a
+sleeping task per socket), acks and session events written straight to the WebSocket transport
+(see ``server.outlet``), events handled in order per connection, and answers instead of silent
+drops for oversized, malformed and reserved-name messages.
+
+The contract, i.e. everything relied on beyond the libraries' documented API (a test in
+``tests/test_fastpath.py`` fails when any of it stops being in effect):
+
+- ``engineio.AsyncServer``: ``_async`` (the driver's table; *copied* per instance, never
+  written), ``create_queue()`` building each socket's queue, ``start_background_task`` being
+  how ``AsyncSocket.schedule_ping`` starts ``AsyncSocket._send_ping``, ``_trigger_event``.
+- ``engineio.async_socket.AsyncSocket``: ``queue``, ``upgraded``, ``upgrading``, ``closed``,
+  ``closing``, ``last_ping``, ``close(wait=, abort=)``, ``handler.__self__`` being the socket.
+- ``engineio.async_drivers.aiohttp.WebSocket``: built as ``(handler, server)``, ``_sock``.
+- ``socketio.AsyncServer``: ``_engineio_server_class``, ``_handle_eio_message``,
+  ``_handle_eio_disconnect``, ``_handle_event``, ``_send_packet``, ``_binary_packet``.
+- aiohttp: ``request.transport`` of a prepared ``WebSocketResponse`` is the connection's.
+
+It was tested with the versions in :data:`TESTED`; :func:`check_versions` refuses to start
+outside them (widen a range only after ``make test`` passes on the new version).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import re
+import time
+from collections.abc import Callable, Mapping
+from importlib.metadata import PackageNotFoundError, version
+from typing import Any
+
+import engineio
+import socketio
+from aiohttp.web import WebSocketResponse
+from engineio import packet as eio_packet
+from engineio.async_drivers.aiohttp import WebSocket as EngineIoWebSocket
+from engineio.async_socket import AsyncSocket
+from socketio import packet as sio_packet
+
+from protocol.errors import ErrorCode
+from protocol.events import PROTOCOL_ERROR
+from server.engine import LightQueue
+from server.outlet import direct_writer, ws_frame
+
+log = logging.getLogger(__name__)
+
+# distribution -> (lowest tested, first untested): the range the contract above was tested in.
+TESTED: Mapping[str, tuple[tuple[int, int], tuple[int, int]]] = {
+    "python-socketio": ((5, 18), (5, 19)),
+    "python-engineio": ((4, 15), (4, 16)),
+    "aiohttp": ((3, 14), (3, 15)),
+}
+
+_OP_BINARY = 0x2
+# type, optional binary count, optional namespace, optional ack id (Socket.IO v5 framing)
+_HEADER = re.compile(r"^(\d)(?:\d+-)?(/[^,]*,)?(\d+)?")
+# Names python-socketio dispatches to its own lifecycle handlers: a client sending an event so
+# named must not run them (it would reset its rate budget or fake a disconnect).
+RESERVED_EVENTS = frozenset({"connect", "disconnect", "connect_error"})
+
+
+class UnsupportedVersions(RuntimeError):
+    """An installed library is outside the range the fast path was tested with."""
+
+
+def installed_versions() -> dict[str, str]:
+    """The installed version of each library the fast path depends on ("" when missing)."""
+    found: dict[str, str] = {}
+    for name in TESTED:
+        try:
+            found[name] = version(name)
+        except PackageNotFoundError:
+            found[name] = ""
+    return found
+
+
+def check_versions(installed: Mapping[str, str] | None = None) -> None:
+    """Raise :class:`UnsupportedVersions` (one line) unless every library is in its tested range."""
+    installed = installed_versions() if installed is None else installed
+    wrong = [
+        f"{name} {installed.get(name) or 'missing'} (tested: >={_dotted(low)},<{_dotted(high)})"
+        for name, (low, high) in TESTED.items()
+        if not low <= _major_minor(installed.get(name, "")) < high
+    ]
+    if wrong:
+        raise UnsupportedVersions("the fast path was not tested with " + "; ".join(wrong))
+
+
+def _major_minor(text: str) -> tuple[int, int]:
+    match = re.match(r"(\d+)\.(\d+)", text)
+    return (int(match.group(1)), int(match.group(2))) if match else (-1, -1)
+
+
+def _dotted(pair: tuple[int, int]) -> str:
+    return f"{pair[0]}.{pair[1]}"
+
+
+def _frame_of(message: str | bytes) -> bytes:
+    if isinstance(message, bytes):
+        return ws_frame(message, _OP_BINARY)
+    return ws_frame(message.encode())
+
+
+class DirectWebSocket(EngineIoWebSocket):
+    """python-engineio's aiohttp WebSocket wrapper without compression, writing synchronously.
+
+    Compression is off (as in the reference socket.io server) so that one frame fits every
+    recipient. A client that stops reading is disconnected once its server's
+    ``slow_limit_bytes`` wait in its transport; it resumes from its offset when it reconnects.
+    """
+
+    async def __call__(self, environ: dict[str, Any]) -> WebSocketResponse:
+        request = environ["aiohttp.request"]
+        self._sock = WebSocketResponse(max_msg_size=self.server.max_http_buffer_size, compress=False)
+        await self._sock.prepare(request)
+        self.environ = environ
+        self.transport = request.transport
+        self.slow_limit_bytes: int = self.server.slow_limit_bytes
+        eio_socket = self.handler.__self__
+        eio_socket.sh_ws = self
+        try:
+            await self.handler(self)
+        finally:
+            eio_socket.sh_ws = None
+        return self._sock
+
+    async def send(self, message: str | bytes) -> None:
+        self.write_frame(_frame_of(message))
+
+    def write_frame(self, frame: bytes) -> bool:
+        """Write one frame now; False when the connection is gone or has been cut as slow."""
+        transport = self.transport
+        if transport is None or transport.is_closing():
+            return False
+        if transport.get_write_buffer_size() > self.slow_limit_bytes:
+            log.warning("closing a client that does not read (%d bytes waiting)", transport.get_write_buffer_size())
+            transport.abort()
+            return False
+        transport.write(frame)
+        return True
+
+
+class LightEngineServer(engineio.AsyncServer):
+    """Engine.IO server with :class:`LightQueue` queues, timer-driven pings and direct sends."""
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        # A per-instance copy of the driver table: the aiohttp driver's module-level dict is
+        # shared by every Engine.IO server in the process, so writing into it would hand the
+        # direct WebSocket to a stock server built later.
+        driver: dict[str, Any] = self._async  # type: ignore[has-type]
+        self._async = {**driver, "websocket": DirectWebSocket}
+        self.slow_limit_bytes = 1 << 20
+
+    async def send_packet(self, sid: str, pkt: eio_packet.Packet) -> None:
+        # Written straight to the WebSocket when nothing of the socket's is queued, so an ack
+        # leaves in the same loop step as its handler's result (see server.outlet).
+        socket = self.sockets.get(sid)
+        if socket is not None and not socket.closed and not socket.closing:
+            ws = direct_writer(socket)
+            if ws is not None:
+                ws.write_frame(_frame_of(pkt.encode()))
+                return
+        await super().send_packet(sid, pkt)
+
+    def create_queue(self, *args: Any, **kwargs: Any) -> LightQueue:
+        return LightQueue()
+
+    def start_background_task(self, target: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+        # AsyncSocket.schedule_ping starts `_send_ping`, which only sleeps one interval and then
+        # queues a PING: a timer does the same without keeping a task alive per connection.
+        if getattr(target, "__func__", None) is AsyncSocket._send_ping and not args and not kwargs:
+            socket: AsyncSocket = target.__self__  # type: ignore[attr-defined]
+            asyncio.get_running_loop().call_later(self.ping_interval, _ping, socket)
+            return None
+        return super().start_background_task(target, *args, **kwargs)
+
+
+def _ping(socket: AsyncSocket) -> None:
+    if not socket.closing and not socket.closed:
+        socket.last_ping = time.time()
+        socket.queue.put_nowait(eio_packet.Packet(eio_packet.PING))
+
+
+class SessionServer(socketio.AsyncServer):
+    """Socket.IO server on :class:`LightEngineServer`: events in order per connection, a payload
+    cap that answers instead of disconnecting, and reserved event names refused.
+
+    Engine.IO's own ``max_http_buffer_size`` stays as the hard limit (it closes the
+    connection); the softer ``max_payload_bytes`` below it answers the client and drops only
+    the message.
+    """
+
+    def __init__(self, *, max_payload_bytes: int, slow_limit_bytes: int, **kwargs: Any) -> None:
+        # async_handlers=False: each connection's events run one after another, in the order
+        # they arrived, inside that connection's reader (Engine.IO already runs its message
+        # handler inline). A slow handler holds back its own connection only; a client that
+        # sends faster than it is served is held by TCP flow control, not by a growing queue.
+        super().__init__(async_handlers=False, **kwargs)
+        self.max_payload_bytes = max_payload_bytes
+        self.eio.slow_limit_bytes = slow_limit_bytes
+
+    def _engineio_server_class(self) -> type:
+        return LightEngineServer
+
+    async def _handle_event(self, eio_sid: str, namespace: str | None, id: int | None, data: Any) -> None:
+        if data and data[0] in RESERVED_EVENTS:
+            if id is not None:
+                body = {"ok": False, "error": ErrorCode.UNKNOWN_EVENT.value, "message": f"{data[0]!r} is reserved"}
+                await self._send_packet(
+                    eio_sid, self.packet_class(sio_packet.ACK, namespace=namespace or "/", data=[body], id=id)
+                )
+            return
+        await super()._handle_event(eio_sid, namespace, id, data)
+
+    async def _handle_eio_message(self, eio_sid: str, data: Any) -> None:
+        if len(data) > self.max_payload_bytes and eio_sid not in self._binary_packet:
+            await self._refuse_oversized(eio_sid, data)
+            return
+        await super()._handle_eio_message(eio_sid, data)
+
+    async def _handle_eio_disconnect(self, eio_sid: str, reason: Any) -> None:
+        await super()._handle_eio_disconnect(eio_sid, reason)
+        # A client that leaves while its long-poll GET is pending would otherwise keep that
+        # request open until the ping timeout; an empty batch ends it now.
+        eio_socket = self.eio.sockets.get(eio_sid)
+        if eio_socket is not None and not eio_socket.upgraded:
+            eio_socket.queue.put_nowait(None)
+
+    async def _refuse_oversized(self, eio_sid: str, data: str | bytes) -> None:
+        head = data[:64] if isinstance(data, str) else data[:64].decode("latin-1")
+        match = _HEADER.match(head)
+        namespace = (match.group(2) or "/,")[:-1] if match else "/"
+        body = {
+            "ok": False,
+            "error": ErrorCode.PAYLOAD_TOO_LARGE.value,
+            "message": f"messages are limited to {self.max_payload_bytes} bytes",
+        }
+        if match and match.group(1) in ("2", "5") and match.group(3):
+            reply = self.packet_class(sio_packet.ACK, namespace=namespace, data=[body], id=int(match.group(3)))
+        else:
+            reply = self.packet_class(sio_packet.EVENT, namespace=namespace, data=[PROTOCOL_ERROR, body])
+        await self._send_packet(eio_sid, reply)
