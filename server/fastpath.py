@@ -57,7 +57,9 @@ TESTED: Mapping[str, tuple[tuple[int, int], tuple[int, int]]] = {
 
 _OP_BINARY = 0x2
 # type, optional binary count, optional namespace, optional ack id (Socket.IO v5 framing)
-_HEADER = re.compile(r"^(\d)(?:\d+-)?(/[^,]*,)?(\d+)?")
+_HEADER = re.compile(r"^(\d)(?:(\d{1,10})-)?(/[^,]*,)?(\d{1,18})?")
+# Binary attachments one message may declare (our protocol sends none; a client library may).
+MAX_ATTACHMENTS = 10
 # Names python-socketio dispatches to its own lifecycle handlers: a client sending an event so
 # named must not run them (it would reset its rate budget or fake a disconnect).
 RESERVED_EVENTS = frozenset({"connect", "disconnect", "connect_error"})
@@ -203,6 +205,8 @@ class SessionServer(socketio.AsyncServer):
         super().__init__(async_handlers=False, **kwargs)
         self.max_payload_bytes = max_payload_bytes
         self.eio.slow_limit_bytes = slow_limit_bytes
+        self._binary_bytes: dict[str, int] = {}  # bytes so far of each pending binary message
+        self._skipping: dict[str, int] = {}  # attachments still to drop of each refused message
 
     def _engineio_server_class(self) -> type:
         return LightEngineServer
@@ -218,30 +222,94 @@ class SessionServer(socketio.AsyncServer):
         await super()._handle_event(eio_sid, namespace, id, data)
 
     async def _handle_eio_message(self, eio_sid: str, data: Any) -> None:
-        if len(data) > self.max_payload_bytes and eio_sid not in self._binary_packet:
-            await self._refuse_oversized(eio_sid, data)
+        # Caps count the whole message: the header plus every binary attachment, which arrive
+        # as separate Engine.IO messages after it. A refused message's remaining attachments
+        # are dropped as they arrive, unparsed and unkept.
+        if isinstance(data, bytes) and self._skipping.get(eio_sid):
+            self._skipping[eio_sid] -= 1
+            return
+        self._skipping.pop(eio_sid, None)
+        size = _size_of(data)
+        pending = self._binary_packet.get(eio_sid)
+        if pending is not None:
+            total = self._binary_bytes.get(eio_sid, 0) + size
+            if total > self.max_payload_bytes:
+                del self._binary_packet[eio_sid]
+                self._binary_bytes.pop(eio_sid, None)
+                self._skipping[eio_sid] = pending.attachment_count - len(pending.attachments) - 1
+                await self._refuse(eio_sid, pending.namespace, pending.id, self._too_large())
+                return
+            self._binary_bytes[eio_sid] = total
+        elif size > self.max_payload_bytes:
+            header = _Header.of(data)
+            self._skipping[eio_sid] = header.attachments
+            await self._refuse(eio_sid, header.namespace, header.ack_id, self._too_large())
             return
         await super()._handle_eio_message(eio_sid, data)
+        if pending is None and eio_sid in self._binary_packet:
+            await self._admit_binary_header(eio_sid, size)
+        elif eio_sid not in self._binary_packet:
+            self._binary_bytes.pop(eio_sid, None)
+
+    async def _admit_binary_header(self, eio_sid: str, size: int) -> None:
+        header = self._binary_packet[eio_sid]
+        if header.attachment_count <= MAX_ATTACHMENTS:
+            self._binary_bytes[eio_sid] = size
+            return
+        del self._binary_packet[eio_sid]
+        self._skipping[eio_sid] = header.attachment_count
+        error = (ErrorCode.PAYLOAD_TOO_LARGE, f"messages are limited to {MAX_ATTACHMENTS} binary attachments")
+        await self._refuse(eio_sid, header.namespace, header.id, error)
+
+    def _too_large(self) -> tuple[ErrorCode, str]:
+        return ErrorCode.PAYLOAD_TOO_LARGE, f"messages are limited to {self.max_payload_bytes} bytes"
+
+    async def _refuse(
+        self, eio_sid: str, namespace: str | None, ack_id: int | None, error: tuple[ErrorCode, str]
+    ) -> None:
+        """Answer a message that will not be handled: its ack when it asked for one, else a
+        ``protocol_error`` event (never a silent drop)."""
+        body = {"ok": False, "error": error[0].value, "message": error[1]}
+        namespace = namespace or "/"
+        if ack_id is not None:
+            reply = self.packet_class(sio_packet.ACK, namespace=namespace, data=[body], id=ack_id)
+        else:
+            reply = self.packet_class(sio_packet.EVENT, namespace=namespace, data=[PROTOCOL_ERROR, body])
+        await self._send_packet(eio_sid, reply)
 
     async def _handle_eio_disconnect(self, eio_sid: str, reason: Any) -> None:
         await super()._handle_eio_disconnect(eio_sid, reason)
+        self._binary_bytes.pop(eio_sid, None)
+        self._skipping.pop(eio_sid, None)
         # A client that leaves while its long-poll GET is pending would otherwise keep that
         # request open until the ping timeout; an empty batch ends it now.
         eio_socket = self.eio.sockets.get(eio_sid)
         if eio_socket is not None and not eio_socket.upgraded:
             eio_socket.queue.put_nowait(None)
 
-    async def _refuse_oversized(self, eio_sid: str, data: str | bytes) -> None:
+
+def _size_of(data: str | bytes) -> int:
+    """Bytes of an Engine.IO message (UTF-8 for text; a character is at most 4 bytes)."""
+    if isinstance(data, str) and not data.isascii():
+        return len(data.encode())
+    return len(data)
+
+
+class _Header:
+    """What a refusal needs from a message it will not parse: namespace, ack id, attachments."""
+
+    __slots__ = ("ack_id", "attachments", "namespace")
+
+    def __init__(self, namespace: str, ack_id: int | None, attachments: int) -> None:
+        self.namespace, self.ack_id, self.attachments = namespace, ack_id, attachments
+
+    @classmethod
+    def of(cls, data: str | bytes) -> _Header:
         head = data[:64] if isinstance(data, str) else data[:64].decode("latin-1")
         match = _HEADER.match(head)
-        namespace = (match.group(2) or "/,")[:-1] if match else "/"
-        body = {
-            "ok": False,
-            "error": ErrorCode.PAYLOAD_TOO_LARGE.value,
-            "message": f"messages are limited to {self.max_payload_bytes} bytes",
-        }
-        if match and match.group(1) in ("2", "5") and match.group(3):
-            reply = self.packet_class(sio_packet.ACK, namespace=namespace, data=[body], id=int(match.group(3)))
-        else:
-            reply = self.packet_class(sio_packet.EVENT, namespace=namespace, data=[PROTOCOL_ERROR, body])
-        await self._send_packet(eio_sid, reply)
+        if match is None:
+            return cls("/", None, 0)
+        namespace = (match.group(3) or "/,")[:-1]
+        has_ack = match.group(1) in ("2", "5") and match.group(4) is not None
+        binary = match.group(1) in ("5", "6") and match.group(2) is not None
+        return cls(namespace, int(match.group(4)) if has_ack else None, int(match.group(2)) if binary else 0)
