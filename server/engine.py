@@ -8,6 +8,7 @@ with the same interface. It uses no private API of any library.
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 from typing import Any
 
 
@@ -16,15 +17,24 @@ class LightQueue:
 
     Waiters are woken, not handed items: an item stays in the queue until a getter takes it,
     so a cancelled ``get`` (Engine.IO wraps it in ``wait_for``) can never lose one.
+
+    The queue counts the bytes it holds: once they exceed ``limit_bytes`` it calls
+    ``on_overflow`` (once) and from then on drops what is put, but the end marker ``None``.
+    That is the slow-client cut for a socket whose packets wait here (a long-polling client
+    that stops polling), as the WebSocket transport's buffer limit is for the rest.
     """
 
-    __slots__ = ("_getters", "_items", "_joiners", "_unfinished")
+    __slots__ = ("_bytes", "_getters", "_items", "_joiners", "_overflowed", "_unfinished", "limit_bytes", "on_overflow")
 
-    def __init__(self) -> None:
+    def __init__(self, limit_bytes: int = 1 << 62) -> None:
         self._items: list[Any] = []
         self._getters: list[asyncio.Future[None]] | None = None
         self._joiners: list[asyncio.Future[None]] | None = None
         self._unfinished = 0
+        self._bytes = 0
+        self._overflowed = False
+        self.limit_bytes = limit_bytes
+        self.on_overflow: Callable[[], None] | None = None
 
     def qsize(self) -> int:
         """Items waiting."""
@@ -38,8 +48,19 @@ class LightQueue:
         """True when every item put has been taken *and* marked done (see server.outlet)."""
         return self._unfinished == 0
 
+    def pending_bytes(self) -> int:
+        """Bytes of packet data waiting."""
+        return self._bytes
+
     def put_nowait(self, item: Any) -> None:
-        """Add an item and wake one getter."""
+        """Add an item and wake one getter (dropped, after an overflow, unless it is ``None``)."""
+        if item is not None:
+            if self._overflowed:
+                return
+            self._bytes += _weight(item)
+            if self._bytes > self.limit_bytes:
+                self._overflow()
+                return
         self._items.append(item)
         self._unfinished += 1
         if self._getters:
@@ -56,7 +77,7 @@ class LightQueue:
         """Take the oldest item, or raise ``asyncio.QueueEmpty``."""
         if not self._items:
             raise asyncio.QueueEmpty
-        return self._items.pop(0)
+        return self._take()
 
     async def get(self) -> Any:
         """Take the oldest item, waiting for one."""
@@ -69,7 +90,26 @@ class LightQueue:
                 await waiter
             finally:
                 self._getters.remove(waiter)
-        return self._items.pop(0)
+        return self._take()
+
+    def _take(self) -> Any:
+        item = self._items.pop(0)
+        if item is not None:
+            self._bytes -= _weight(item)
+        return item
+
+    def _overflow(self) -> None:
+        # Everything waiting is dropped (marked done, so nobody joins on it forever): the
+        # socket is being cut, and its client will resume from its offset.
+        self._overflowed = True
+        dropped = [item for item in self._items if item is not None]
+        self._items = [item for item in self._items if item is None]
+        self._bytes = 0
+        for _ in dropped:
+            self.task_done()
+        callback, self.on_overflow = self.on_overflow, None
+        if callback is not None:
+            callback()
 
     def task_done(self) -> None:
         """Mark one taken item as processed."""
@@ -91,3 +131,8 @@ class LightQueue:
             self._joiners = []
         self._joiners.append(waiter)
         await waiter
+
+
+def _weight(item: Any) -> int:
+    data = getattr(item, "data", None)
+    return len(data) if isinstance(data, str | bytes) else 0

@@ -11,7 +11,8 @@ The contract, i.e. everything relied on beyond the libraries' documented API (a 
 
 - ``engineio.AsyncServer``: ``_async`` (the driver's table; *copied* per instance, never
   written), ``create_queue()`` building each socket's queue, ``start_background_task`` being
-  how ``AsyncSocket.schedule_ping`` starts ``AsyncSocket._send_ping``, ``_trigger_event``.
+  how ``AsyncSocket.schedule_ping`` starts ``AsyncSocket._send_ping``, ``_trigger_event``
+  (``connect`` runs with the new socket already in ``sockets``).
 - ``engineio.async_socket.AsyncSocket``: ``queue``, ``upgraded``, ``upgrading``, ``closed``,
   ``closing``, ``last_ping``, ``close(wait=, abort=)``, ``handler.__self__`` being the socket.
 - ``engineio.async_drivers.aiohttp.WebSocket``: built as ``(handler, server)``, ``_sock``.
@@ -26,6 +27,7 @@ outside them (widen a range only after ``make test`` passes on the new version).
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import re
 import time
@@ -157,6 +159,7 @@ class LightEngineServer(engineio.AsyncServer):
         driver: dict[str, Any] = self._async  # type: ignore[has-type]
         self._async = {**driver, "websocket": DirectWebSocket}
         self.slow_limit_bytes = 1 << 20
+        self._cuts: set[asyncio.Task[None]] = set()
 
     async def send_packet(self, sid: str, pkt: eio_packet.Packet) -> None:
         # Written straight to the WebSocket when nothing of the socket's is queued, so an ack
@@ -170,7 +173,26 @@ class LightEngineServer(engineio.AsyncServer):
         await super().send_packet(sid, pkt)
 
     def create_queue(self, *args: Any, **kwargs: Any) -> LightQueue:
-        return LightQueue()
+        return LightQueue(limit_bytes=self.slow_limit_bytes)
+
+    async def _trigger_event(self, event: str, *args: Any, **kwargs: Any) -> Any:
+        if event == "connect":
+            socket = self.sockets.get(args[0])
+            if socket is not None:
+                socket.queue.on_overflow = functools.partial(self._cut, socket)
+        return await super()._trigger_event(event, *args, **kwargs)
+
+    def _cut(self, socket: AsyncSocket) -> None:
+        """Disconnect a client whose queue outgrew the slow-client limit (one that stopped
+        polling, or a WebSocket whose queued packets pile up)."""
+        log.warning("closing a client that does not take its packets (over %d bytes queued)", self.slow_limit_bytes)
+        ws = getattr(socket, "sh_ws", None)
+        if ws is not None and ws.transport is not None:
+            ws.transport.abort()  # the WebSocket handler then closes the socket itself
+            return
+        task = asyncio.ensure_future(socket.close(wait=False, abort=True))
+        self._cuts.add(task)
+        task.add_done_callback(self._cuts.discard)
 
     def start_background_task(self, target: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
         # AsyncSocket.schedule_ping starts `_send_ping`, which only sleeps one interval and then

@@ -11,6 +11,8 @@ import socket
 import struct
 from typing import Any
 
+import aiohttp
+
 
 def port_of(url: str) -> int:
     return int(url.rsplit(":", 1)[1])
@@ -118,3 +120,38 @@ async def http_exchange(port: int, request: bytes, *, timeout: float = 5) -> tup
         writer.close()
     head, _, body = raw.partition(b"\r\n\r\n")
     return int(head.split(b" ", 2)[1]), body
+
+
+class RawPoller:
+    """A raw Engine.IO v4 long-polling client: each GET and POST is sent by hand."""
+
+    def __init__(self, http: aiohttp.ClientSession, base: str, eio_sid: str) -> None:
+        self.http, self.base, self.eio_sid = http, base, eio_sid
+
+    @classmethod
+    async def open(cls, http: aiohttp.ClientSession, url: str) -> RawPoller:
+        base = f"{url}/socket.io/?EIO=4&transport=polling"
+        async with http.get(base) as resp:
+            opened = await resp.text()
+        assert opened.startswith("0{"), opened
+        return cls(http, base, json.loads(opened[1:])["sid"])
+
+    @property
+    def url(self) -> str:
+        return f"{self.base}&sid={self.eio_sid}"
+
+    async def post(self, *packets: str, timeout: float = 5) -> int:
+        async with asyncio.timeout(timeout), self.http.post(self.url, data="\x1e".join(packets).encode()) as resp:
+            await resp.read()
+            return resp.status
+
+    async def get(self, timeout: float = 5) -> list[str]:
+        async with asyncio.timeout(timeout), self.http.get(self.url) as resp:
+            body = await resp.text()
+        return body.split("\x1e") if resp.status == 200 else [f"HTTP {resp.status}"]
+
+    async def socketio(self, token: str) -> str:
+        """Authenticate on namespace ``/``; the Socket.IO sid."""
+        await self.post('40{"token":"' + token + '"}')
+        packets = await self.get()
+        return str(json.loads(next(p for p in packets if p.startswith("40"))[2:])["sid"])
