@@ -28,6 +28,9 @@ from storage.clock import Clock
 log = logging.getLogger("sessionhub")
 
 REDIS_URL_FILE = "redis.url"
+# How long a stopping server waits for requests in flight (a client that ignores the close,
+# an upload that trickles) before it closes their connections.
+SHUTDOWN_TIMEOUT_S = 3.0
 
 
 class StartupError(Exception):
@@ -99,7 +102,7 @@ async def serve(settings: Settings) -> None:
     async with redis_for(settings, may_embed=True) as redis:
         services = build_services(settings, redis=redis, tokens=token_service(settings))
         app = build_app(settings, services=services)
-        runner = web.AppRunner(app, access_log=None)
+        runner = web.AppRunner(app, access_log=None, shutdown_timeout=SHUTDOWN_TIMEOUT_S)
         await runner.setup()
         site = web.TCPSite(runner, settings.host, settings.port)
         await site.start()

@@ -11,6 +11,9 @@ import asyncio
 from collections.abc import Callable
 from typing import Any
 
+# How long closing a socket waits for its queued packets to be taken (see LightQueue.join).
+JOIN_TIMEOUT_S = 5.0
+
 
 class LightQueue:
     """The subset of ``asyncio.Queue`` that Engine.IO uses, without eager allocations.
@@ -22,9 +25,19 @@ class LightQueue:
     ``on_overflow`` (once) and from then on drops what is put, but the end marker ``None``.
     That is the slow-client cut for a socket whose packets wait here (a long-polling client
     that stops polling), as the WebSocket transport's buffer limit is for the rest.
+
+    The end marker ``None`` (Engine.IO's "stop writing") is terminal: nothing put after it is
+    ever written (a poll returns at it, the WebSocket writer exits at it), so such items are
+    dropped, and the marker itself is not waited for by ``join``. ``join`` is bounded too
+    (:data:`JOIN_TIMEOUT_S`): Engine.IO closes a socket by waiting for its queue to drain, and a
+    long-polling client that never polls again must not hold that close (and so an HTTP
+    answer, and the server's shutdown) forever.
     """
 
-    __slots__ = ("_bytes", "_getters", "_items", "_joiners", "_overflowed", "_unfinished", "limit_bytes", "on_overflow")
+    __slots__ = (
+        "_bytes", "_ended", "_free_done", "_getters", "_items", "_joiners", "_overflowed", "_unfinished",
+        "limit_bytes", "on_overflow",
+    )
 
     def __init__(self, limit_bytes: int = 1 << 62) -> None:
         self._items: list[Any] = []
@@ -33,6 +46,8 @@ class LightQueue:
         self._unfinished = 0
         self._bytes = 0
         self._overflowed = False
+        self._ended = False  # an end marker was put
+        self._free_done = 0  # end markers taken, whose task_done() counts for nothing
         self.limit_bytes = limit_bytes
         self.on_overflow: Callable[[], None] | None = None
 
@@ -54,15 +69,18 @@ class LightQueue:
 
     def put_nowait(self, item: Any) -> None:
         """Add an item and wake one getter (dropped, after an overflow, unless it is ``None``)."""
-        if item is not None:
-            if self._overflowed:
+        if item is None:
+            self._ended = True
+            self._items.append(item)
+        else:
+            if self._overflowed or self._ended:
                 return
             self._bytes += _weight(item)
             if self._bytes > self.limit_bytes:
                 self._overflow()
                 return
-        self._items.append(item)
-        self._unfinished += 1
+            self._items.append(item)
+            self._unfinished += 1
         if self._getters:
             for waiter in self._getters:
                 if not waiter.done():
@@ -94,7 +112,9 @@ class LightQueue:
 
     def _take(self) -> Any:
         item = self._items.pop(0)
-        if item is not None:
+        if item is None:
+            self._free_done += 1
+        else:
             self._bytes -= _weight(item)
         return item
 
@@ -105,17 +125,22 @@ class LightQueue:
         dropped = [item for item in self._items if item is not None]
         self._items = [item for item in self._items if item is None]
         self._bytes = 0
-        for _ in dropped:
-            self.task_done()
+        self._done(len(dropped))
         callback, self.on_overflow = self.on_overflow, None
         if callback is not None:
             callback()
 
     def task_done(self) -> None:
         """Mark one taken item as processed."""
+        if self._free_done:
+            self._free_done -= 1
+            return
         if self._unfinished <= 0:
             raise ValueError("task_done() called too many times")
-        self._unfinished -= 1
+        self._done(1)
+
+    def _done(self, count: int) -> None:
+        self._unfinished -= count
         if self._unfinished == 0 and self._joiners:
             for waiter in self._joiners:
                 if not waiter.done():
@@ -123,14 +148,18 @@ class LightQueue:
             self._joiners = None
 
     async def join(self) -> None:
-        """Wait until every item put has been marked done."""
+        """Wait until every item put has been marked done, or :data:`JOIN_TIMEOUT_S` passed."""
         if self._unfinished == 0:
             return
         waiter = asyncio.get_running_loop().create_future()
         if self._joiners is None:
             self._joiners = []
         self._joiners.append(waiter)
-        await waiter
+        try:
+            await asyncio.wait_for(waiter, JOIN_TIMEOUT_S)
+        except TimeoutError:
+            if self._joiners is not None and waiter in self._joiners:
+                self._joiners.remove(waiter)
 
 
 def _weight(item: Any) -> int:

@@ -233,6 +233,20 @@ class SessionServer(socketio.AsyncServer):
     def _engineio_server_class(self) -> type:
         return LightEngineServer
 
+    def attach(self, app: Any, socketio_path: str = "socket.io") -> None:
+        """Serve on ``app``, ending every Engine.IO session when ``app`` shuts down."""
+        super().attach(app, socketio_path)
+        app.on_shutdown.append(self._end_sessions)
+
+    async def _end_sessions(self, _app: Any) -> None:
+        # A pending long-poll GET would otherwise hold the server's shutdown for up to a ping
+        # interval plus timeout; closing without waiting ends it (an empty batch) right away.
+        for socket in list(self.eio.sockets.values()):
+            try:
+                await socket.close(wait=False)
+            except Exception:  # one socket must not keep the others open
+                log.exception("closing an Engine.IO session at shutdown")
+
     async def _handle_event(self, eio_sid: str, namespace: str | None, id: int | None, data: Any) -> None:
         if data and data[0] in RESERVED_EVENTS:
             if id is not None:

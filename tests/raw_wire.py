@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import io
 import json
 import os
 import socket
@@ -141,7 +142,8 @@ class RawPoller:
         return f"{self.base}&sid={self.eio_sid}"
 
     async def post(self, *packets: str, timeout: float = 5) -> int:
-        async with asyncio.timeout(timeout), self.http.post(self.url, data="\x1e".join(packets).encode()) as resp:
+        body = io.BytesIO("\x1e".join(packets).encode())
+        async with asyncio.timeout(timeout), self.http.post(self.url, data=body) as resp:
             await resp.read()
             return resp.status
 
