@@ -46,6 +46,9 @@ def build_sio(settings: Settings) -> SessionServer:
     sio = SessionServer(
         max_payload_bytes=settings.max_payload_bytes,
         slow_limit_bytes=settings.slow_client_buffer_bytes,
+        connect_timeout_s=settings.connect_timeout_s,
+        max_connections_per_address=settings.max_connections_per_address,
+        trust_forwarded_for=settings.trust_forwarded_for,
         async_mode="aiohttp",
         max_http_buffer_size=HARD_MESSAGE_LIMIT_BYTES,
         ping_interval=settings.ping_interval_s,
@@ -88,7 +91,11 @@ def build_app(settings: Settings, *, services: Services) -> web.Application:
     """
     sio = build_sio(settings)
     services, bus = attach_bus(services, sio)
-    app = web.Application(client_max_size=HARD_MESSAGE_LIMIT_BYTES)
+    # keepalive_timeout also closes a connection that sends nothing, or trickles its headers,
+    # for that long (aiohttp starts the timer when the connection is made).
+    app = web.Application(
+        client_max_size=HARD_MESSAGE_LIMIT_BYTES, handler_args={"keepalive_timeout": settings.http_idle_timeout_s}
+    )
     app[SERVICES_KEY] = services
     app[BUS_KEY] = bus
     app[SIO_KEY] = sio

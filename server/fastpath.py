@@ -37,13 +37,16 @@ from typing import Any
 
 import engineio
 import socketio
+from aiohttp import web
 from aiohttp.web import WebSocketResponse
 from engineio import packet as eio_packet
 from engineio.async_drivers.aiohttp import WebSocket as EngineIoWebSocket
 from engineio.async_socket import AsyncSocket
 from socketio import packet as sio_packet
 
-from protocol.errors import ErrorCode
+from handlers.errors import to_http
+from handlers.http_common import client_address
+from protocol.errors import CodedError, ErrorCode
 from protocol.events import PROTOCOL_ERROR
 from server.engine import LightQueue
 from server.outlet import direct_writer, ws_frame
@@ -159,7 +162,11 @@ class LightEngineServer(engineio.AsyncServer):
         driver: dict[str, Any] = self._async  # type: ignore[has-type]
         self._async = {**driver, "websocket": DirectWebSocket}
         self.slow_limit_bytes = 1 << 20
+        self.max_per_address = 1 << 30
+        self.trust_forwarded_for = False
         self._cuts: set[asyncio.Task[None]] = set()
+        self._per_address: dict[str, int] = {}  # open Engine.IO sessions per client address
+        self._address_of: dict[str, str] = {}
 
     async def send_packet(self, sid: str, pkt: eio_packet.Packet) -> None:
         # Written straight to the WebSocket when nothing of the socket's is queued, so an ack
@@ -175,12 +182,47 @@ class LightEngineServer(engineio.AsyncServer):
     def create_queue(self, *args: Any, **kwargs: Any) -> LightQueue:
         return LightQueue(limit_bytes=self.slow_limit_bytes)
 
+    async def handle_request(self, request: web.Request) -> web.StreamResponse:
+        """The Engine.IO route: a new session from an address that has too many is refused."""
+        if request.method == "GET" and "sid" not in request.query:
+            address = client_address(request, trust_forwarded_for=self.trust_forwarded_for)
+            # No await between this check and the count in _trigger_event("connect"): the
+            # handshake runs up to there without yielding, so concurrent ones cannot overshoot.
+            if self._per_address.get(address, 0) >= self.max_per_address:
+                error = CodedError(ErrorCode.RATE_LIMITED, "too many connections from this address")
+                return to_http(error)
+        response: web.StreamResponse = await super().handle_request(request)
+        return response
+
     async def _trigger_event(self, event: str, *args: Any, **kwargs: Any) -> Any:
         if event == "connect":
-            socket = self.sockets.get(args[0])
+            sid, environ = args[0], args[1]
+            socket = self.sockets.get(sid)
             if socket is not None:
                 socket.queue.on_overflow = functools.partial(self._cut, socket)
+            address = client_address(environ["aiohttp.request"], trust_forwarded_for=self.trust_forwarded_for)
+            self._address_of[sid] = address
+            self._per_address[address] = self._per_address.get(address, 0) + 1
+        elif event == "disconnect":
+            self._forget_address(args[0])
         return await super()._trigger_event(event, *args, **kwargs)
+
+    def _forget_address(self, sid: str) -> None:
+        address = self._address_of.pop(sid, None)
+        if address is not None:
+            left = self._per_address.pop(address) - 1
+            if left > 0:
+                self._per_address[address] = left
+
+    async def end(self, sid: str) -> None:
+        """Close one session now, its TCP connection included (a client may ignore CLOSE)."""
+        socket = self.sockets.get(sid)
+        if socket is None:
+            return
+        await self.disconnect(sid)
+        ws = getattr(socket, "sh_ws", None)
+        if ws is not None and ws.transport is not None:
+            ws.transport.close()  # after the CLOSE packet already written to it
 
     def _cut(self, socket: AsyncSocket) -> None:
         """Disconnect a client whose queue outgrew the slow-client limit (one that stopped
@@ -219,7 +261,16 @@ class SessionServer(socketio.AsyncServer):
     the message.
     """
 
-    def __init__(self, *, max_payload_bytes: int, slow_limit_bytes: int, **kwargs: Any) -> None:
+    def __init__(
+        self,
+        *,
+        max_payload_bytes: int,
+        slow_limit_bytes: int,
+        connect_timeout_s: float = 10.0,
+        max_connections_per_address: int = 1 << 30,
+        trust_forwarded_for: bool = False,
+        **kwargs: Any,
+    ) -> None:
         # async_handlers=False: each connection's events run one after another, in the order
         # they arrived, inside that connection's reader (Engine.IO already runs its message
         # handler inline). A slow handler holds back its own connection only; a client that
@@ -227,6 +278,10 @@ class SessionServer(socketio.AsyncServer):
         super().__init__(async_handlers=False, **kwargs)
         self.max_payload_bytes = max_payload_bytes
         self.eio.slow_limit_bytes = slow_limit_bytes
+        self.eio.max_per_address = max_connections_per_address
+        self.eio.trust_forwarded_for = trust_forwarded_for
+        self.connect_timeout_s = connect_timeout_s
+        self._deadlines: set[asyncio.Task[None]] = set()
         self._binary_bytes: dict[str, int] = {}  # bytes so far of each pending binary message
         self._skipping: dict[str, int] = {}  # attachments still to drop of each refused message
 
@@ -246,6 +301,19 @@ class SessionServer(socketio.AsyncServer):
                 await socket.close(wait=False)
             except Exception:  # one socket must not keep the others open
                 log.exception("closing an Engine.IO session at shutdown")
+
+    async def _handle_eio_connect(self, eio_sid: str, environ: dict[str, Any]) -> None:
+        await super()._handle_eio_connect(eio_sid, environ)
+        asyncio.get_running_loop().call_later(self.connect_timeout_s, self._connect_deadline, eio_sid)
+
+    def _connect_deadline(self, eio_sid: str) -> None:
+        # An Engine.IO session that has not joined namespace "/" (never sent CONNECT, or was
+        # refused) by now costs memory and a connection for nothing: close it.
+        if eio_sid not in self.eio.sockets or self.manager.sid_from_eio_sid(eio_sid, "/") is not None:
+            return
+        task = asyncio.ensure_future(self.eio.end(eio_sid))
+        self._deadlines.add(task)
+        task.add_done_callback(self._deadlines.discard)
 
     async def _handle_event(self, eio_sid: str, namespace: str | None, id: int | None, data: Any) -> None:
         if data and data[0] in RESERVED_EVENTS:

@@ -112,14 +112,20 @@ class RawWebSocket:
 
 
 async def http_exchange(port: int, request: bytes, *, timeout: float = 5) -> tuple[int, bytes]:
-    """Send one raw HTTP/1.1 request (``Connection: close``); the status and the body."""
+    """Send one raw HTTP/1.1 request; the status and the body (by its Content-Length)."""
     reader, writer = await asyncio.open_connection("127.0.0.1", port)
     try:
         writer.write(request)
-        raw = await asyncio.wait_for(reader.read(-1), timeout)
+        async with asyncio.timeout(timeout):
+            head = await reader.readuntil(b"\r\n\r\n")
+            length = 0
+            for line in head.split(b"\r\n")[1:]:
+                name, _, value = line.partition(b":")
+                if name.strip().lower() == b"content-length":
+                    length = int(value)
+            body = await reader.readexactly(length)
     finally:
         writer.close()
-    head, _, body = raw.partition(b"\r\n\r\n")
     return int(head.split(b" ", 2)[1]), body
 
 
