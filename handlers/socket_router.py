@@ -79,10 +79,14 @@ class SocketRouter:
 
     @staticmethod
     def _payload(data: Any, extra: tuple[Any, ...], session_scoped: bool) -> dict[str, Any]:
-        if data is None:
+        if data is None and not session_scoped:
             data = {}
+        # A missing or null payload is not one JSON object: invalid_payload, before the id.
         if extra or not isinstance(data, dict):
             raise CodedError(ErrorCode.INVALID_PAYLOAD, "the payload must be one JSON object")
+        # Seed 002: a client-sent telegram_user_id is ignored (the token's is the one used),
+        # not refused as an unknown field.
+        data = {k: v for k, v in data.items() if k != "telegram_user_id"}
         if session_scoped:
             data = {**data, "session_id": parse_session_id(data.get("session_id"))}
         return data

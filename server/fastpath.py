@@ -30,6 +30,7 @@ import asyncio
 import functools
 import logging
 import re
+import sys
 import time
 from collections.abc import Callable, Mapping
 from importlib.metadata import PackageNotFoundError, version
@@ -46,6 +47,7 @@ from socketio import packet as sio_packet
 
 from handlers.errors import to_http
 from handlers.http_common import client_address
+from handlers.log_throttle import LogThrottle
 from protocol.errors import CodedError, ErrorCode
 from protocol.events import PROTOCOL_ERROR
 from server.engine import LightQueue
@@ -68,6 +70,14 @@ MAX_ATTACHMENTS = 10
 # Names python-socketio dispatches to its own lifecycle handlers: a client sending an event so
 # named must not run them (it would reset its rate budget or fake a disconnect).
 RESERVED_EVENTS = frozenset({"connect", "disconnect", "connect_error"})
+
+
+# Hostile clients can send malformed frames by the thousand: one traceback per cause, then counts.
+_MALFORMED_LOG = LogThrottle(log, level=logging.WARNING)
+
+
+class MalformedMessage(ValueError):
+    """A Socket.IO message that decodes but is not a valid event."""
 
 
 class UnsupportedVersions(RuntimeError):
@@ -151,6 +161,29 @@ class DirectWebSocket(EngineIoWebSocket):
         return True
 
 
+class _EngineLog:
+    """python-engineio's logger for this server: errors only, and the traceback of a failure a
+    client can cause (an undecodable frame logs "Unknown receive error") once per cause."""
+
+    def debug(self, *args: Any, **kwargs: Any) -> None:
+        pass
+
+    info = debug
+
+    def warning(self, message: str, *args: Any, **kwargs: Any) -> None:
+        log.warning("engineio: " + message, *args)
+
+    def error(self, message: str, *args: Any, **kwargs: Any) -> None:
+        log.error("engineio: " + message, *args)
+
+    def exception(self, message: str, *args: Any, **kwargs: Any) -> None:
+        exc = sys.exc_info()[1]
+        if exc is None:
+            self.error(message, *args)
+        else:
+            _MALFORMED_LOG.exception("engineio: " + (message % args if args else message), exc)
+
+
 class LightEngineServer(engineio.AsyncServer):
     """Engine.IO server with :class:`LightQueue` queues, timer-driven pings and direct sends."""
 
@@ -161,6 +194,7 @@ class LightEngineServer(engineio.AsyncServer):
         # direct WebSocket to a stock server built later.
         driver: dict[str, Any] = self._async  # type: ignore[has-type]
         self._async = {**driver, "websocket": DirectWebSocket}
+        self.logger = _EngineLog()
         self.slow_limit_bytes = 1 << 20
         self.max_per_address = 1 << 30
         self.trust_forwarded_for = False
@@ -316,7 +350,9 @@ class SessionServer(socketio.AsyncServer):
         task.add_done_callback(self._deadlines.discard)
 
     async def _handle_event(self, eio_sid: str, namespace: str | None, id: int | None, data: Any) -> None:
-        if data and data[0] in RESERVED_EVENTS:
+        if not isinstance(data, list) or not data or not isinstance(data[0], str):
+            raise MalformedMessage("an event is a JSON array starting with the event's name")
+        if data[0] in RESERVED_EVENTS:
             if id is not None:
                 body = {"ok": False, "error": ErrorCode.UNKNOWN_EVENT.value, "message": f"{data[0]!r} is reserved"}
                 await self._send_packet(
@@ -349,7 +385,12 @@ class SessionServer(socketio.AsyncServer):
             self._skipping[eio_sid] = header.attachments
             await self._refuse(eio_sid, header.namespace, header.ack_id, self._too_large())
             return
-        await super()._handle_eio_message(eio_sid, data)
+        try:
+            await super()._handle_eio_message(eio_sid, data)
+        except Exception as exc:  # a frame python-socketio cannot take: answered, never dropped
+            self._binary_packet.pop(eio_sid, None)
+            await self._malformed(eio_sid, data, pending, exc)
+            return
         if pending is None and eio_sid in self._binary_packet:
             await self._admit_binary_header(eio_sid, size)
         elif eio_sid not in self._binary_packet:
@@ -364,6 +405,17 @@ class SessionServer(socketio.AsyncServer):
         self._skipping[eio_sid] = header.attachment_count
         error = (ErrorCode.PAYLOAD_TOO_LARGE, f"messages are limited to {MAX_ATTACHMENTS} binary attachments")
         await self._refuse(eio_sid, header.namespace, header.id, error)
+
+    async def _malformed(self, eio_sid: str, data: str | bytes, pending: Any, exc: Exception) -> None:
+        _MALFORMED_LOG.exception("malformed Socket.IO message", exc)
+        if pending is not None:  # the failing part was an attachment: the header asked
+            namespace, ack_id = pending.namespace, pending.id
+        else:
+            header = _Header.of(data)
+            namespace, ack_id = header.namespace, header.ack_id
+        detail = f": {exc}" if isinstance(exc, MalformedMessage) else " (not a Socket.IO v5 message)"
+        error = (ErrorCode.INVALID_PAYLOAD, "the message is malformed" + detail)
+        await self._refuse(eio_sid, namespace, ack_id, error)
 
     def _too_large(self) -> tuple[ErrorCode, str]:
         return ErrorCode.PAYLOAD_TOO_LARGE, f"messages are limited to {self.max_payload_bytes} bytes"
