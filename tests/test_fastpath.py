@@ -108,3 +108,42 @@ def test_serve_refuses_untested_versions_with_one_line() -> None:
     assert done.returncode == 1
     lines = done.stderr.strip().splitlines()
     assert len(lines) == 1 and "python-engineio 4.9.0" in lines[0], done.stderr
+
+
+async def test_a_packet_taken_but_not_yet_written_blocks_direct_writes() -> None:
+    """Python 3.11's wait_for takes the item in another task, turns before the writer resumes:
+    the queue is empty then, yet a direct write would overtake that item."""
+    from types import SimpleNamespace
+
+    queue = LightQueue()
+    socket = SimpleNamespace(sh_ws=object(), upgraded=True, upgrading=False, queue=queue)
+    assert direct_writer(socket) is socket.sh_ws
+    getter = asyncio.create_task(asyncio.wait_for(queue.get(), 10))  # as Engine.IO's poll does
+    await asyncio.sleep(0)
+    queue.put_nowait("ack")
+    for _ in range(3):  # let the inner task take it
+        await asyncio.sleep(0)
+    assert queue.empty()
+    assert direct_writer(socket) is None  # taken, not yet written: packets must queue behind it
+    assert await getter == "ack"
+    queue.task_done()
+    assert direct_writer(socket) is socket.sh_ws
+
+
+async def test_events_keep_their_order_across_the_websocket_upgrade(server: ServerUnderTest, clients: list[Client]) -> None:
+    from tests.helpers import OWNER
+
+    session_id = await server.create_session("alice")
+    for _ in range(3):
+        client = Client(server.url, server.token("alice"))
+        clients.append(client)
+        await client.connect(transports=["polling", "websocket"])
+        await client.call("subscribe_on_session", {"session_id": session_id})
+        statuses = ["recording", "paused"] * 30
+        for status in statuses:  # while the client upgrades from polling to WebSocket
+            await server.services.voice.set_status(session_id, status, OWNER)
+            await asyncio.sleep(0)
+        await client.wait_for(lambda c=client: len(c.named("session_status")) == len(statuses), timeout=10)
+        offsets = client.offsets(session_id)
+        assert offsets == list(range(offsets[0], offsets[0] + len(offsets))), offsets
+        assert client.sio.transport() == "websocket"
