@@ -69,7 +69,7 @@ def mib(kib: int) -> str:
 async def attachments(child: harness.Child, port: int, token: str, total_mib: int) -> str:
     ws, _ = await RawWebSocket.socketio(port, token)
     before = procstat.rss_kib(child.pid)
-    chunk = b"\0" * (1 << 20)
+    chunk = b"\0" * ((1 << 20) - 1024)  # just under Engine.IO's 1 MiB hard limit
     ack_id = 0
     for sent in range(0, total_mib, 8):  # messages of 8 attachments of 1 MiB each
         ack_id += 1
@@ -178,6 +178,9 @@ async def main(args: argparse.Namespace) -> None:
             print(await pre_auth(port, args.sessions), flush=True)
             print(await malformed(child, port, token), flush=True)
             print(await sigterm(child, port, token), flush=True)
+        except Exception:
+            print(child.log_tail(40), file=sys.stderr)
+            raise
         finally:
             child.stop()
             redis.stop()
