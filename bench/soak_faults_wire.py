@@ -72,8 +72,10 @@ async def attachments(child: harness.Child, port: int, token: str, total_mib: in
     before = procstat.rss_kib(child.pid)
     chunk = b"\0" * ((1 << 20) - 1024)  # just under Engine.IO's 1 MiB hard limit
     ws.send(f'45{total_mib}-1["session_done",{{"_placeholder":true,"num":0}}]')
-    for _ in range(total_mib):
+    for number in range(total_mib):
         ws.send_binary(chunk)
+        if number % 16 == 0:
+            ws.send("3")  # a pong now and then: too busy sending to read the pings
         await ws.writer.drain()
     ws.send('422["no_such_event",{}]')  # answered once everything before it was read
     await ws.ack(2, timeout=60)

@@ -168,10 +168,9 @@ class _EngineLog:
     def debug(self, *args: Any, **kwargs: Any) -> None:
         pass
 
-    info = debug
-
-    def warning(self, message: str, *args: Any, **kwargs: Any) -> None:
-        log.warning("engineio: " + message, *args)
+    # Engine.IO's warnings are about what clients send (unsupported methods, unknown sids):
+    # dropped, as its own logger at level ERROR would, so that a client cannot flood the log.
+    info = warning = debug
 
     def error(self, message: str, *args: Any, **kwargs: Any) -> None:
         log.error("engineio: " + message, *args)
@@ -239,7 +238,10 @@ class LightEngineServer(engineio.AsyncServer):
             self._per_address[address] = self._per_address.get(address, 0) + 1
         elif event == "disconnect":
             self._forget_address(args[0])
-        return await super()._trigger_event(event, *args, **kwargs)
+        result = await super()._trigger_event(event, *args, **kwargs)
+        if event == "connect" and result is not None and result is not True:
+            self._forget_address(args[0])  # refused: Engine.IO drops the socket without a disconnect
+        return result
 
     def _forget_address(self, sid: str) -> None:
         address = self._address_of.pop(sid, None)
