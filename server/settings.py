@@ -48,7 +48,7 @@ class Settings(BaseSettings):
     ping_timeout_s: float = Field(default=20.0, gt=0)
     connect_timeout_s: float = Field(default=10.0, gt=0)
     http_idle_timeout_s: float = Field(default=15.0, gt=0)
-    max_connections_per_address: int = Field(default=100, ge=1)
+    max_connections_per_address: int = Field(default=2000, ge=1)
 
     job_max_attempts: int = Field(default=5, ge=1)
     job_backoff_base_ms: int = Field(default=1000, ge=1)
