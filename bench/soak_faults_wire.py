@@ -2,7 +2,8 @@
 
     .venv/bin/python bench/soak_faults_wire.py [--attachment-mib 512] [--sessions 1000]
 
-- attachments: server RSS growth after a client sends N MiB of binary attachments (issue: +515 MiB)
+- attachments: server peak RSS growth while a client sends N MiB of binary attachments in one
+               message (issue: +515 MiB)
 - poller:      a long-poller that stops polling but keeps ponging while events pile up: cut or not,
                server RSS growth (issue: +36 MiB in 90 s, no cut)
 - pre-auth:    Engine.IO sessions that never CONNECT, and TCP connections that send nothing,
@@ -17,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import os
 import signal
 import subprocess
@@ -30,7 +32,7 @@ import harness
 import procstat
 
 sys.path.insert(0, str(harness.ROOT))
-from tests.raw_wire import RawPoller, RawWebSocket  # noqa: E402 - the hostile-client helpers of the tests
+from tests.raw_wire import RawPoller, RawWebSocket  # the hostile-client helpers of the tests
 
 CONNECT_TIMEOUT_S = 2.0
 IDLE_TIMEOUT_S = 2.0
@@ -53,13 +55,20 @@ def start_server(workdir: Path, redis_url: str) -> tuple[harness.Child, int]:
         "SESSIONHUB_CONNECT_TIMEOUT_S": str(CONNECT_TIMEOUT_S),
         "SESSIONHUB_HTTP_IDLE_TIMEOUT_S": str(IDLE_TIMEOUT_S),
         "SESSIONHUB_MAX_CONNECTIONS_PER_ADDRESS": "100000",
-        "SESSIONHUB_PING_INTERVAL_S": "1",
-        "SESSIONHUB_PING_TIMEOUT_S": "5",
     }
     argv = [harness.PYTHON, "-m", "server", "serve", "--host", "127.0.0.1", "--port", str(port)]
     child = harness.start(f"sessionhub-{port}", argv, workdir=workdir, env=env)
     harness._wait_ready(child, port)
     return child, port
+
+
+def peak_rss_kib(pid: int) -> int:
+    """The process's resident-memory high-water mark (VmHWM), in KiB."""
+    with open(f"/proc/{pid}/status", encoding="ascii", errors="replace") as status:
+        for line in status:
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1])
+    raise RuntimeError(f"no VmHWM for pid {pid}")
 
 
 def mib(kib: int) -> str:
@@ -69,7 +78,7 @@ def mib(kib: int) -> str:
 async def attachments(child: harness.Child, port: int, token: str, total_mib: int) -> str:
     """One message declaring ``total_mib`` attachments of (almost) 1 MiB each, all sent."""
     ws, _ = await RawWebSocket.socketio(port, token)
-    before = procstat.rss_kib(child.pid)
+    before = peak_rss_kib(child.pid)
     chunk = b"\0" * ((1 << 20) - 1024)  # just under Engine.IO's 1 MiB hard limit
     ws.send(f'45{total_mib}-1["session_done",{{"_placeholder":true,"num":0}}]')
     for number in range(total_mib):
@@ -79,9 +88,9 @@ async def attachments(child: harness.Child, port: int, token: str, total_mib: in
         await ws.writer.drain()
     ws.send('422["no_such_event",{}]')  # answered once everything before it was read
     await ws.ack(2, timeout=60)
-    after = procstat.rss_kib(child.pid)
+    after = peak_rss_kib(child.pid)
     ws.close()
-    return f"attachments: {total_mib} MiB in one message, server RSS {mib(after - before)} with the connection open"
+    return f"attachments: {total_mib} MiB in one message, server peak RSS {mib(after - before)}"
 
 
 async def poller(child: harness.Child, port: int, token: str, session_id: str, seconds: float) -> str:
@@ -97,8 +106,9 @@ async def poller(child: harness.Child, port: int, token: str, session_id: str, s
         deadline = time.monotonic() + seconds
         posted = 0
         while time.monotonic() < deadline:
-            async with http.post(f"{url}/voicebot/materials", json={"kind": "text", "text": text}, headers=headers) as r:
-                await r.read()
+            material = {"kind": "text", "text": text}
+            async with http.post(f"{url}/voicebot/materials", json=material, headers=headers) as answer:
+                await answer.read()
             posted += 1
             if posted % 20 == 0:
                 await raw.post("3")  # a pong; never a GET
@@ -139,10 +149,16 @@ async def malformed(child: harness.Child, port: int, token: str) -> str:
     size = child.log_path.stat().st_size
     for number in range(1, 5001):
         ws.send(f'42{number}["session_done"')
-    await ws.ack(5000, timeout=30)
+    ws.send('425001["no_such_event",{}]')  # answered once every frame before it was handled
+    answered = 0
+    while not isinstance(message := await ws.receive(30), str) or not message.startswith("435001"):
+        if message == "2":
+            ws.send("3")
+        elif isinstance(message, str) and message.startswith("43"):
+            answered += 1
     await asyncio.sleep(0.5)
     ws.close()
-    return f"malformed: 5000 frames, all answered; {child.log_path.stat().st_size - size} bytes of log"
+    return f"malformed: 5000 frames, {answered} answered; {child.log_path.stat().st_size - size} bytes of log"
 
 
 async def sigterm(child: harness.Child, port: int, token: str) -> str:
@@ -156,10 +172,8 @@ async def sigterm(child: harness.Child, port: int, token: str) -> str:
             status = 0
         started = time.monotonic()
         child.process.send_signal(signal.SIGTERM)
-        try:
+        with contextlib.suppress(subprocess.TimeoutExpired):
             await asyncio.to_thread(child.process.wait, 150)
-        except subprocess.TimeoutExpired:
-            pass
         took = time.monotonic() - started
         await asyncio.gather(pending, return_exceptions=True)
     answered = f"answered {status}" if status else "not answered in 30 s"
