@@ -6,7 +6,7 @@ order of seed 002: ``invalid_session_id`` -> ``unauthorized`` -> ``session_not_f
 ``forbidden`` (the last two inside the handlers, where the session is loaded).
 
 Events of one connection arrive here one after another, in the order sent (the server runs
-them inline, see ``server.sio``). An event registered with ``changes=True`` holds its session's
+them inline, see ``server.fastpath``). An event registered with ``changes=True`` holds its session's
 local fan-out until its ack has left (``Subscriptions.hold``): the ack is written in the same
 loop step as the handler's result, and the release runs on the next one.
 """

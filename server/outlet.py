@@ -14,8 +14,10 @@ still unwritten. The writer marks items done and writes them in one step without
 (``server.fastpath.DirectWebSocket`` writes synchronously), so an idle queue means nothing of that socket
 is waiting to be written.
 
-Acks and other packets python-socketio sends go the same way (``server.fastpath.LightEngineServer.send_packet``),
-so the ack of a change is on the wire before the handler's task yields to the loop.
+Acks and other packets python-socketio sends go the same way
+(``server.fastpath.LightEngineServer.send_packet``), so the ack of a change is on the wire before
+the handler's task yields to the loop. This module uses no private API of any library: that is
+all in ``server.fastpath``.
 """
 
 from __future__ import annotations
