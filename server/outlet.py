@@ -16,8 +16,8 @@ is waiting to be written.
 
 Acks and other packets python-socketio sends go the same way
 (``server.fastpath.LightEngineServer.send_packet``), so the ack of a change is on the wire before
-the handler's task yields to the loop. This module uses no private API of any library: that is
-all in ``server.fastpath``.
+the handler's task yields to the loop. This module touches no private name of any library; the
+socket attributes it reads are part of the contract listed in ``server.fastpath``.
 """
 
 from __future__ import annotations
