@@ -103,7 +103,11 @@ async def test_connections_per_address_are_capped(redis_process: Any, redis: Any
         )
         assert status == 429
         await clients[0].close()
-        await asyncio.sleep(0.1)
+        eio = srv.app[SIO_KEY].eio
+        deadline = asyncio.get_running_loop().time() + 5
+        while len(eio.sockets) > 2:  # the server has seen the disconnect
+            assert asyncio.get_running_loop().time() < deadline
+            await asyncio.sleep(0.02)
         clients[0] = Client(srv.url, srv.token("alice"))
         await clients[0].connect()  # a freed place can be taken again
         assert all(c.sio.connected for c in clients)
