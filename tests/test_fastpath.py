@@ -6,6 +6,7 @@ import asyncio
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 import socketio
@@ -43,10 +44,12 @@ async def test_the_fast_path_is_in_effect(server: ServerUnderTest, clients: list
     assert (await clients[0].call("no_such_event", {}))["error"] == "unknown_event"
 
 
-async def test_the_slow_client_limit_is_per_instance(server: ServerUnderTest, tmp_path: Path, redis_process: object) -> None:
+async def test_the_slow_client_limit_is_per_instance(
+    server: ServerUnderTest, tmp_path: Path, redis_process: Any
+) -> None:
     from tests.conftest import start_server
 
-    other = await start_server(redis_process.url, tmp_path / "b", slow_client_buffer_bytes=65536)  # type: ignore[attr-defined]
+    other = await start_server(redis_process.url, tmp_path / "b", slow_client_buffer_bytes=65536)
     try:
         assert other.app[SIO_KEY].eio.slow_limit_bytes == 65536
         assert server.app[SIO_KEY].eio.slow_limit_bytes == 1 << 20
@@ -130,20 +133,22 @@ async def test_a_packet_taken_but_not_yet_written_blocks_direct_writes() -> None
     assert direct_writer(socket) is socket.sh_ws
 
 
-async def test_events_keep_their_order_across_the_websocket_upgrade(server: ServerUnderTest, clients: list[Client]) -> None:
+async def test_events_keep_their_order_across_the_websocket_upgrade(
+    server: ServerUnderTest, clients: list[Client]
+) -> None:
     from tests.helpers import OWNER
 
     session_id = await server.create_session("alice")
+    count = 60
     for _ in range(3):
         client = Client(server.url, server.token("alice"))
         clients.append(client)
         await client.connect(transports=["polling", "websocket"])
         await client.call("subscribe_on_session", {"session_id": session_id})
-        statuses = ["recording", "paused"] * 30
-        for status in statuses:  # while the client upgrades from polling to WebSocket
+        for status in ["recording", "paused"] * (count // 2):  # while the client upgrades from polling to WebSocket
             await server.services.voice.set_status(session_id, status, OWNER)
             await asyncio.sleep(0)
-        await client.wait_for(lambda c=client: len(c.named("session_status")) == len(statuses), timeout=10)
+        await client.wait_for(lambda c=client: len(c.named("session_status")) == count, timeout=10)
         offsets = client.offsets(session_id)
         assert offsets == list(range(offsets[0], offsets[0] + len(offsets))), offsets
         assert client.sio.transport() == "websocket"

@@ -117,7 +117,9 @@ async def test_connections_per_address_are_capped(redis_process: Any, redis: Any
         await srv.stop()
 
 
-async def test_the_idle_timeout_spares_long_polls_and_websockets(redis_process: Any, redis: Any, tmp_path: Path) -> None:
+async def test_the_idle_timeout_spares_long_polls_and_websockets(
+    redis_process: Any, redis: Any, tmp_path: Path
+) -> None:
     srv = await start_server(redis_process.url, tmp_path, http_idle_timeout_s=0.3, ping_interval_s=1.0)
     polling = Client(srv.url, srv.token("alice"))
     websocket = Client(srv.url, srv.token("alice"))
