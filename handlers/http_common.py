@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 from collections.abc import Awaitable, Callable
 from typing import Any
@@ -15,6 +16,9 @@ from protocol.errors import CodedError, ErrorCode
 from storage.clock import Clock
 
 RouteHandler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+# A JSON body (at most SESSIONHUB_MAX_PAYLOAD_BYTES) that takes longer than this is refused.
+BODY_READ_TIMEOUT_S = 10.0
 
 
 def bearer_claims(request: web.Request, tokens: TokenService, clock: Clock) -> Claims:
@@ -51,14 +55,20 @@ async def json_body(request: web.Request, *, max_bytes: int, optional: bool = Fa
 
 async def _read_body(request: web.Request, max_bytes: int) -> bytes:
     # One read() returns what has arrived so far, not the body: a body split over TCP
-    # segments must be read to its end (or until it is over the cap).
+    # segments must be read to its end (or until it is over the cap), and within a deadline,
+    # or a client trickling its body holds the handler forever.
     chunks: list[bytes] = []
     size = 0
-    while chunk := await request.content.read(max_bytes + 1 - size):
-        chunks.append(chunk)
-        size += len(chunk)
-        if size > max_bytes:
-            raise CodedError(ErrorCode.PAYLOAD_TOO_LARGE, f"the body is limited to {max_bytes} bytes")
+    try:
+        async with asyncio.timeout(BODY_READ_TIMEOUT_S):
+            while chunk := await request.content.read(max_bytes + 1 - size):
+                chunks.append(chunk)
+                size += len(chunk)
+                if size > max_bytes:
+                    raise CodedError(ErrorCode.PAYLOAD_TOO_LARGE, f"the body is limited to {max_bytes} bytes")
+    except TimeoutError:
+        message = f"the body did not arrive within {BODY_READ_TIMEOUT_S:g} s"
+        raise CodedError(ErrorCode.INVALID_PAYLOAD, message) from None
     return b"".join(chunks)
 
 

@@ -5,6 +5,10 @@ from __future__ import annotations
 import asyncio
 import json
 
+import pytest
+
+from handlers import http_common
+
 from tests.helpers import ServerUnderTest
 from tests.raw_wire import http_exchange, port_of
 
@@ -47,3 +51,19 @@ async def test_deeply_nested_json_is_400_not_500(server: ServerUnderTest) -> Non
         port_of(server.url), post_head("/voicebot/create_session", server.token("alice"), len(body)) + body
     )
     assert status == 400 and json.loads(answer)["error"] == "invalid_payload", answer
+
+
+async def test_a_trickled_body_is_refused_after_the_deadline(
+    server: ServerUnderTest, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(http_common, "BODY_READ_TIMEOUT_S", 0.3, raising=False)
+    body = json.dumps({"session_name": "never finished"}).encode()
+    reader, writer = await asyncio.open_connection("127.0.0.1", port_of(server.url))
+    try:
+        writer.write(post_head("/voicebot/create_session", server.token("alice"), len(body)) + body[:5])
+        head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 5)  # the rest never comes
+        length = int(head.lower().split(b"content-length:")[1].split(b"\r\n")[0])
+        answer = await asyncio.wait_for(reader.readexactly(length), 5)
+    finally:
+        writer.close()
+    assert head.startswith(b"HTTP/1.1 400") and json.loads(answer)["error"] == "invalid_payload", head
