@@ -1,5 +1,5 @@
 # The two commands of README.md, and the benchmark.
-.PHONY: serve test lint bench
+.PHONY: serve test lint bench soak
 
 serve:
 	@scripts/bootstrap.sh serve
@@ -19,3 +19,8 @@ lint:
 bench:
 	@scripts/bootstrap.sh test
 	.venv/bin/python bench/fanout.py
+
+# Long fault-and-abuse soaks (not part of `make test`); each prints its figures.
+soak:
+	@scripts/bootstrap.sh test
+	cd bench && ../.venv/bin/python soak_faults_wire.py

@@ -6,17 +6,28 @@ import logging
 from typing import Any
 
 from aiohttp import web
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import TimeoutError as RedisTimeoutError
 
+from handlers.log_throttle import LogThrottle
 from protocol.errors import CodedError, ErrorCode
 
 log = logging.getLogger(__name__)
 
 
+# An outage fails every request the same way: one traceback per cause, then a count.
+_throttle = LogThrottle(log)
+
+
 def classify(exc: BaseException) -> CodedError:
-    """The coded error for ``exc``; anything unexpected is logged and hidden as ``internal_error``."""
+    """The coded error for ``exc``; Redis not answering is ``unavailable``; anything else
+    unexpected is logged (once per cause) and hidden as ``internal_error``."""
     if isinstance(exc, CodedError):
         return exc
-    log.exception("internal error", exc_info=exc)
+    if isinstance(exc, RedisConnectionError | RedisTimeoutError):
+        _throttle.exception("Redis does not answer", exc)
+        return CodedError(ErrorCode.UNAVAILABLE, "a dependency does not answer; try again")
+    _throttle.exception("internal error", exc)
     return CodedError(ErrorCode.INTERNAL_ERROR, "internal error")
 
 

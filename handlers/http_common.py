@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 from collections.abc import Awaitable, Callable
 from typing import Any
@@ -15,6 +16,9 @@ from protocol.errors import CodedError, ErrorCode
 from storage.clock import Clock
 
 RouteHandler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+# A JSON body (at most SESSIONHUB_MAX_PAYLOAD_BYTES) that takes longer than this is refused.
+BODY_READ_TIMEOUT_S = 10.0
 
 
 def bearer_claims(request: web.Request, tokens: TokenService, clock: Clock) -> Claims:
@@ -33,9 +37,7 @@ async def json_body(request: web.Request, *, max_bytes: int, optional: bool = Fa
     """The request's JSON object body, bounded in size (``payload_too_large``)."""
     if request.content_length is not None and request.content_length > max_bytes:
         raise CodedError(ErrorCode.PAYLOAD_TOO_LARGE, f"the body is limited to {max_bytes} bytes")
-    raw = await request.content.read(max_bytes + 1)
-    if len(raw) > max_bytes:
-        raise CodedError(ErrorCode.PAYLOAD_TOO_LARGE, f"the body is limited to {max_bytes} bytes")
+    raw = await _read_body(request, max_bytes)
     if not raw.strip():
         if optional:
             return {}
@@ -44,9 +46,30 @@ async def json_body(request: web.Request, *, max_bytes: int, optional: bool = Fa
         body = json.loads(raw)
     except (ValueError, UnicodeDecodeError) as exc:
         raise CodedError(ErrorCode.INVALID_PAYLOAD, "the body is not valid JSON") from exc
+    except RecursionError as exc:
+        raise CodedError(ErrorCode.INVALID_PAYLOAD, "the body is nested too deeply") from exc
     if not isinstance(body, dict):
         raise CodedError(ErrorCode.INVALID_PAYLOAD, "the body must be a JSON object")
     return body
+
+
+async def _read_body(request: web.Request, max_bytes: int) -> bytes:
+    # One read() returns what has arrived so far, not the body: a body split over TCP
+    # segments must be read to its end (or until it is over the cap), and within a deadline,
+    # or a client trickling its body holds the handler forever.
+    chunks: list[bytes] = []
+    size = 0
+    try:
+        async with asyncio.timeout(BODY_READ_TIMEOUT_S):
+            while chunk := await request.content.read(max_bytes + 1 - size):
+                chunks.append(chunk)
+                size += len(chunk)
+                if size > max_bytes:
+                    raise CodedError(ErrorCode.PAYLOAD_TOO_LARGE, f"the body is limited to {max_bytes} bytes")
+    except TimeoutError:
+        message = f"the body did not arrive within {BODY_READ_TIMEOUT_S:g} s"
+        raise CodedError(ErrorCode.INVALID_PAYLOAD, message) from None
+    return b"".join(chunks)
 
 
 def query_int(request: web.Request, name: str, *, default: int, low: int, high: int) -> int:

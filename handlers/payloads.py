@@ -9,6 +9,10 @@ from pydantic import BaseModel, ConfigDict, Field, StringConstraints, Validation
 from protocol.errors import CodedError, ErrorCode
 from storage.voice import STATUSES
 
+# Offsets are Redis stream ids, unsigned 64-bit; far beyond any real log, and bounded so that a
+# huge number is a bad payload rather than a Redis error.
+MAX_OFFSET = (1 << 63) - 1
+
 ChunkId = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9_\-]{1,64}$")]
 SessionName = Annotated[str, StringConstraints(max_length=200, strip_whitespace=True)]
 
@@ -33,7 +37,7 @@ class Subscribe(SessionRef):
     """
 
     epoch: str | None = Field(default=None, max_length=64)
-    offset: int | None = Field(default=None, ge=0, le=2**53)
+    offset: int | None = Field(default=None, ge=0, le=MAX_OFFSET)
     last_id: str | None = Field(default=None, max_length=64)
 
 

@@ -6,7 +6,7 @@ order of seed 002: ``invalid_session_id`` -> ``unauthorized`` -> ``session_not_f
 ``forbidden`` (the last two inside the handlers, where the session is loaded).
 
 Events of one connection arrive here one after another, in the order sent (the server runs
-them inline, see ``server.sio``). An event registered with ``changes=True`` holds its session's
+them inline, see ``server.fastpath``). An event registered with ``changes=True`` holds its session's
 local fan-out until its ack has left (``Subscriptions.hold``): the ack is written in the same
 loop step as the handler's result, and the release runs on the next one.
 """
@@ -79,10 +79,14 @@ class SocketRouter:
 
     @staticmethod
     def _payload(data: Any, extra: tuple[Any, ...], session_scoped: bool) -> dict[str, Any]:
-        if data is None:
+        if data is None and not session_scoped:
             data = {}
+        # A missing or null payload is not one JSON object: invalid_payload, before the id.
         if extra or not isinstance(data, dict):
             raise CodedError(ErrorCode.INVALID_PAYLOAD, "the payload must be one JSON object")
+        # Seed 002: a client-sent telegram_user_id is ignored (the token's is the one used),
+        # not refused as an unknown field.
+        data = {k: v for k, v in data.items() if k != "telegram_user_id"}
         if session_scoped:
             data = {**data, "session_id": parse_session_id(data.get("session_id"))}
         return data

@@ -21,14 +21,13 @@ from handlers.subscriptions import SubscriptionEvents
 from handlers.voice import capability as voice
 from handlers.web_pages import WebPages
 from server.bus import Bus
-from server.outlet import DirectWebSocket
+from server.fastpath import SessionServer, check_versions
 from server.settings import Settings
-from server.sio import SessionServer
 
 log = logging.getLogger(__name__)
 
 # Engine.IO's hard limit: a message above it closes the connection. The soft, answering
-# limit is Settings.max_payload_bytes (see server.sio).
+# limit is Settings.max_payload_bytes (see server.fastpath).
 HARD_MESSAGE_LIMIT_BYTES = 1 << 20
 
 SERVICES_KEY = web.AppKey("services", Services)
@@ -42,9 +41,15 @@ CAPABILITIES: Sequence[Capability] = (voice.install, patterns.install)
 
 
 def build_sio(settings: Settings) -> SessionServer:
-    """The Socket.IO server with the direct WebSocket fan-out."""
+    """The Socket.IO server with the direct WebSocket fan-out (``UnsupportedVersions`` when the
+    installed libraries are outside the range the fast path was tested with)."""
+    check_versions()
     sio = SessionServer(
         max_payload_bytes=settings.max_payload_bytes,
+        slow_limit_bytes=settings.slow_client_buffer_bytes,
+        connect_timeout_s=settings.connect_timeout_s,
+        max_connections_per_address=settings.max_connections_per_address,
+        trust_forwarded_for=settings.trust_forwarded_for,
         async_mode="aiohttp",
         max_http_buffer_size=HARD_MESSAGE_LIMIT_BYTES,
         ping_interval=settings.ping_interval_s,
@@ -52,8 +57,6 @@ def build_sio(settings: Settings) -> SessionServer:
         logger=False,
         engineio_logger=False,
     )
-    DirectWebSocket.slow_limit_bytes = settings.slow_client_buffer_bytes
-    sio.eio._async["websocket"] = DirectWebSocket
     return sio
 
 
@@ -89,7 +92,11 @@ def build_app(settings: Settings, *, services: Services) -> web.Application:
     """
     sio = build_sio(settings)
     services, bus = attach_bus(services, sio)
-    app = web.Application(client_max_size=HARD_MESSAGE_LIMIT_BYTES)
+    # keepalive_timeout also closes a connection that sends nothing, or trickles its headers,
+    # for that long (aiohttp starts the timer when the connection is made).
+    app = web.Application(
+        client_max_size=HARD_MESSAGE_LIMIT_BYTES, handler_args={"keepalive_timeout": settings.http_idle_timeout_s}
+    )
     app[SERVICES_KEY] = services
     app[BUS_KEY] = bus
     app[SIO_KEY] = sio

@@ -18,6 +18,7 @@ from handlers.context import Services
 from jobs.processors import load_processors
 from protocol.errors import CodedError
 from server.app import build_app
+from server.fastpath import UnsupportedVersions, check_versions
 from server.identity import token_service
 from server.redis_embed import EmbeddedRedis
 from server.services import build_services, connect_redis
@@ -28,6 +29,9 @@ from storage.clock import Clock
 log = logging.getLogger("sessionhub")
 
 REDIS_URL_FILE = "redis.url"
+# How long a stopping server waits for requests in flight (a client that ignores the close,
+# an upload that trickles) before it closes their connections.
+SHUTDOWN_TIMEOUT_S = 3.0
 
 
 class StartupError(Exception):
@@ -92,6 +96,10 @@ def _worker(services: Services, settings: Settings) -> Worker:
 
 async def serve(settings: Settings) -> None:
     """Run the HTTP + Socket.IO server (and its in-process workers) until SIGINT/SIGTERM."""
+    try:
+        check_versions()  # before anything starts (the embedded Redis included)
+    except UnsupportedVersions as exc:
+        raise StartupError(str(exc)) from None
     async with redis_for(settings, may_embed=True) as redis:
         services = build_services(settings, redis=redis, tokens=token_service(settings))
         try:
@@ -99,7 +107,7 @@ async def serve(settings: Settings) -> None:
         except CodedError as exc:
             raise StartupError(exc.message) from exc
         app = build_app(settings, services=services)
-        runner = web.AppRunner(app, access_log=None)
+        runner = web.AppRunner(app, access_log=None, shutdown_timeout=SHUTDOWN_TIMEOUT_S)
         await runner.setup()
         site = web.TCPSite(runner, settings.host, settings.port)
         await site.start()

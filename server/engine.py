@@ -1,23 +1,18 @@
-"""python-engineio's AsyncServer, lighter per connection.
+"""The per-socket queue of the fast path (``server.fastpath``), lighter than ``asyncio.Queue``.
 
 A thousand idle connections should cost little memory. Stock Engine.IO gives every socket an
-``asyncio.Queue`` (four deques and an Event) and a task that sleeps through each ping interval.
-Here a socket's queue is a small list-based queue with the same interface, and pings are
-timer callbacks instead of sleeping tasks.
+``asyncio.Queue`` (four deques and an Event); here a socket's queue is a small list-based queue
+with the same interface. It uses no private API of any library.
 """
 
 from __future__ import annotations
 
 import asyncio
-import time
 from collections.abc import Callable
 from typing import Any
 
-import engineio
-from engineio import packet as eio_packet
-from engineio.async_socket import AsyncSocket
-
-from server.outlet import direct_writer
+# How long closing a socket waits for its queued packets to be taken (see LightQueue.join).
+JOIN_TIMEOUT_S = 5.0
 
 
 class LightQueue:
@@ -25,15 +20,36 @@ class LightQueue:
 
     Waiters are woken, not handed items: an item stays in the queue until a getter takes it,
     so a cancelled ``get`` (Engine.IO wraps it in ``wait_for``) can never lose one.
+
+    The queue counts the bytes it holds: once they exceed ``limit_bytes`` it calls
+    ``on_overflow`` (once) and from then on drops what is put, but the end marker ``None``.
+    That is the slow-client cut for a socket whose packets wait here (a long-polling client
+    that stops polling), as the WebSocket transport's buffer limit is for the rest.
+
+    The end marker ``None`` (Engine.IO's "stop writing") is terminal: nothing put after it is
+    ever written (a poll returns at it, the WebSocket writer exits at it), so such items are
+    dropped, and the marker itself is not waited for by ``join``. ``join`` is bounded too
+    (:data:`JOIN_TIMEOUT_S`): Engine.IO closes a socket by waiting for its queue to drain, and a
+    long-polling client that never polls again must not hold that close (and so an HTTP
+    answer, and the server's shutdown) forever.
     """
 
-    __slots__ = ("_getters", "_items", "_joiners", "_unfinished")
+    __slots__ = (
+        "_bytes", "_ended", "_free_done", "_getters", "_items", "_joiners", "_overflowed", "_unfinished",
+        "limit_bytes", "on_overflow",
+    )
 
-    def __init__(self) -> None:
+    def __init__(self, limit_bytes: int = 1 << 62) -> None:
         self._items: list[Any] = []
         self._getters: list[asyncio.Future[None]] | None = None
         self._joiners: list[asyncio.Future[None]] | None = None
         self._unfinished = 0
+        self._bytes = 0
+        self._overflowed = False
+        self._ended = False  # an end marker was put
+        self._free_done = 0  # end markers taken, whose task_done() counts for nothing
+        self.limit_bytes = limit_bytes
+        self.on_overflow: Callable[[], None] | None = None
 
     def qsize(self) -> int:
         """Items waiting."""
@@ -47,10 +63,24 @@ class LightQueue:
         """True when every item put has been taken *and* marked done (see server.outlet)."""
         return self._unfinished == 0
 
+    def pending_bytes(self) -> int:
+        """Bytes of packet data waiting."""
+        return self._bytes
+
     def put_nowait(self, item: Any) -> None:
-        """Add an item and wake one getter."""
-        self._items.append(item)
-        self._unfinished += 1
+        """Add an item and wake one getter (dropped, after an overflow, unless it is ``None``)."""
+        if item is None:
+            self._ended = True
+            self._items.append(item)
+        else:
+            if self._overflowed or self._ended:
+                return
+            self._bytes += _weight(item)
+            if self._bytes > self.limit_bytes:
+                self._overflow()
+                return
+            self._items.append(item)
+            self._unfinished += 1
         if self._getters:
             for waiter in self._getters:
                 if not waiter.done():
@@ -65,7 +95,7 @@ class LightQueue:
         """Take the oldest item, or raise ``asyncio.QueueEmpty``."""
         if not self._items:
             raise asyncio.QueueEmpty
-        return self._items.pop(0)
+        return self._take()
 
     async def get(self) -> Any:
         """Take the oldest item, waiting for one."""
@@ -78,13 +108,39 @@ class LightQueue:
                 await waiter
             finally:
                 self._getters.remove(waiter)
-        return self._items.pop(0)
+        return self._take()
+
+    def _take(self) -> Any:
+        item = self._items.pop(0)
+        if item is None:
+            self._free_done += 1
+        else:
+            self._bytes -= _weight(item)
+        return item
+
+    def _overflow(self) -> None:
+        # Everything waiting is dropped (marked done, so nobody joins on it forever): the
+        # socket is being cut, and its client will resume from its offset.
+        self._overflowed = True
+        dropped = [item for item in self._items if item is not None]
+        self._items = [item for item in self._items if item is None]
+        self._bytes = 0
+        self._done(len(dropped))
+        callback, self.on_overflow = self.on_overflow, None
+        if callback is not None:
+            callback()
 
     def task_done(self) -> None:
         """Mark one taken item as processed."""
+        if self._free_done:
+            self._free_done -= 1
+            return
         if self._unfinished <= 0:
             raise ValueError("task_done() called too many times")
-        self._unfinished -= 1
+        self._done(1)
+
+    def _done(self, count: int) -> None:
+        self._unfinished -= count
         if self._unfinished == 0 and self._joiners:
             for waiter in self._joiners:
                 if not waiter.done():
@@ -92,44 +148,20 @@ class LightQueue:
             self._joiners = None
 
     async def join(self) -> None:
-        """Wait until every item put has been marked done."""
+        """Wait until every item put has been marked done, or :data:`JOIN_TIMEOUT_S` passed."""
         if self._unfinished == 0:
             return
         waiter = asyncio.get_running_loop().create_future()
         if self._joiners is None:
             self._joiners = []
         self._joiners.append(waiter)
-        await waiter
+        try:
+            await asyncio.wait_for(waiter, JOIN_TIMEOUT_S)
+        except TimeoutError:
+            if self._joiners is not None and waiter in self._joiners:
+                self._joiners.remove(waiter)
 
 
-class LightEngineServer(engineio.AsyncServer):
-    """Engine.IO server with :class:`LightQueue` queues, timer-driven pings and direct sends."""
-
-    async def send_packet(self, sid: str, pkt: eio_packet.Packet) -> None:
-        # Written straight to the WebSocket when nothing of the socket's is queued, so an ack
-        # leaves in the same loop step as its handler's result (see server.outlet).
-        socket = self.sockets.get(sid)
-        if socket is not None and not socket.closed and not socket.closing:
-            ws = direct_writer(socket)
-            if ws is not None:
-                await ws.send(pkt.encode())
-                return
-        await super().send_packet(sid, pkt)
-
-    def create_queue(self, *args: Any, **kwargs: Any) -> LightQueue:
-        return LightQueue()
-
-    def start_background_task(self, target: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
-        # AsyncSocket.schedule_ping starts `_send_ping`, which only sleeps one interval and then
-        # queues a PING: a timer does the same without keeping a task alive per connection.
-        if getattr(target, "__func__", None) is AsyncSocket._send_ping and not args and not kwargs:
-            socket: AsyncSocket = target.__self__  # type: ignore[attr-defined]
-            asyncio.get_running_loop().call_later(self.ping_interval, _ping, socket)
-            return None
-        return super().start_background_task(target, *args, **kwargs)
-
-
-def _ping(socket: AsyncSocket) -> None:
-    if not socket.closing and not socket.closed:
-        socket.last_ping = time.time()
-        socket.queue.put_nowait(eio_packet.Packet(eio_packet.PING))
+def _weight(item: Any) -> int:
+    data = getattr(item, "data", None)
+    return len(data) if isinstance(data, str | bytes) else 0

@@ -11,27 +11,23 @@ means every packet ever put has been marked done (``LightQueue.idle``), not mere
 queue is empty: on Python 3.11 ``wait_for`` takes an item in a separate task one or two loop
 turns before the writer resumes, and during those turns the queue is empty while that item is
 still unwritten. The writer marks items done and writes them in one step without suspending
-(:class:`DirectWebSocket` writes synchronously), so an idle queue means nothing of that socket
+(``server.fastpath.DirectWebSocket`` writes synchronously), so an idle queue means nothing of that socket
 is waiting to be written.
 
-Acks and other packets python-socketio sends go the same way (``LightEngineServer.send_packet``),
-so the ack of a change is on the wire before the handler's task yields to the loop.
+Acks and other packets python-socketio sends go the same way
+(``server.fastpath.LightEngineServer.send_packet``), so the ack of a change is on the wire before
+the handler's task yields to the loop. This module touches no private name of any library; the
+socket attributes it reads are part of the contract listed in ``server.fastpath``.
 """
 
 from __future__ import annotations
 
-import logging
 import struct
-from typing import Any
+from typing import Any, Protocol
 
-from aiohttp.web import WebSocketResponse
 from engineio import packet as eio_packet
-from engineio.async_drivers.aiohttp import WebSocket as EngineIoWebSocket
-
-log = logging.getLogger(__name__)
 
 _OP_TEXT = 0x1
-_OP_BINARY = 0x2
 
 
 def ws_frame(payload: bytes, opcode: int = _OP_TEXT) -> bytes:
@@ -58,52 +54,17 @@ class Packet:
         self.frame = ws_frame(b"4" + self.text.encode())
 
 
-class DirectWebSocket(EngineIoWebSocket):
-    """python-engineio's aiohttp WebSocket wrapper without compression, writing synchronously.
-
-    Compression is off (as in the reference socket.io server) so that one frame fits every
-    recipient. A client that stops reading is disconnected once ``slow_limit_bytes`` wait in
-    its transport; it resumes from its offset when it reconnects.
-    """
-
-    slow_limit_bytes = 1 << 20
-
-    async def __call__(self, environ: dict[str, Any]) -> WebSocketResponse:
-        request = environ["aiohttp.request"]
-        self._sock = WebSocketResponse(max_msg_size=self.server.max_http_buffer_size, compress=False)
-        await self._sock.prepare(request)
-        self.environ = environ
-        self.transport = request.transport
-        eio_socket = self.handler.__self__
-        eio_socket.sh_ws = self
-        try:
-            await self.handler(self)
-        finally:
-            eio_socket.sh_ws = None
-        return self._sock
-
-    async def send(self, message: str | bytes) -> None:
-        if isinstance(message, bytes):
-            self.write_frame(ws_frame(message, _OP_BINARY))
-        else:
-            self.write_frame(ws_frame(message.encode()))
+class FrameWriter(Protocol):
+    """A socket's WebSocket transport that takes whole frames (``server.fastpath.DirectWebSocket``)."""
 
     def write_frame(self, frame: bytes) -> bool:
         """Write one frame now; False when the connection is gone or has been cut as slow."""
-        transport = self.transport
-        if transport is None or transport.is_closing():
-            return False
-        if transport.get_write_buffer_size() > self.slow_limit_bytes:
-            log.warning("closing a client that does not read (%d bytes waiting)", transport.get_write_buffer_size())
-            transport.abort()
-            return False
-        transport.write(frame)
-        return True
+        ...
 
 
-def direct_writer(eio_socket: Any) -> DirectWebSocket | None:
+def direct_writer(eio_socket: Any) -> FrameWriter | None:
     """The socket's WebSocket when a frame may be written to it now, in order; else None."""
-    ws: DirectWebSocket | None = getattr(eio_socket, "sh_ws", None)
+    ws: FrameWriter | None = getattr(eio_socket, "sh_ws", None)
     if ws is not None and eio_socket.upgraded and not eio_socket.upgrading and eio_socket.queue.idle():
         return ws
     return None

@@ -51,6 +51,9 @@ class Settings(BaseSettings):
     slow_client_buffer_bytes: int = Field(default=1 << 20, ge=65536)
     ping_interval_s: float = Field(default=25.0, gt=0)
     ping_timeout_s: float = Field(default=20.0, gt=0)
+    connect_timeout_s: float = Field(default=10.0, gt=0)
+    http_idle_timeout_s: float = Field(default=15.0, gt=0)
+    max_connections_per_address: int = Field(default=2000, ge=1)
 
     job_max_attempts: int = Field(default=5, ge=1)
     job_backoff_base_ms: int = Field(default=1000, ge=1)

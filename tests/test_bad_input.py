@@ -31,7 +31,7 @@ def cases() -> list[tuple[str, Any, str]]:
     sid = "{sid}"
     return [
         ("no_such_event", {"session_id": sid}, "unknown_event"),
-        ("session_done", None, "invalid_session_id"),
+        ("session_done", None, "invalid_payload"),
         ("session_done", "just a string", "invalid_payload"),
         ("session_done", [sid], "invalid_payload"),
         ("session_done", {"session_id": 12345}, "invalid_session_id"),
@@ -44,6 +44,9 @@ def cases() -> list[tuple[str, Any, str]]:
         ("subscribe_on_session", {"session_id": sid, "offset": "7", "epoch": "x"}, "invalid_payload"),
         ("subscribe_on_session", {"session_id": sid, "offset": -1, "epoch": "x"}, "invalid_payload"),
         ("subscribe_on_session", {"session_id": sid, "offset": 1, "epoch": "e" * 100}, "invalid_payload"),
+        ("subscribe_on_session", {"session_id": sid, "offset": 2**64, "epoch": "x"}, "invalid_payload"),
+        ("subscribe_on_session", {"session_id": sid, "offset": 10**30, "epoch": "x"}, "invalid_payload"),
+        ("session_done", {"session_id": sid, "telegram_user_id": "1", "user_id": "bob"}, "invalid_payload"),
         ("create_tasks_from_chunks", {"session_id": sid, "chunk_ids": {"a": 1}}, "invalid_payload"),
         ("session_done", {"session_id": sid, "pad": "x" * 40_000}, "payload_too_large"),
     ]
@@ -116,3 +119,25 @@ async def test_polling_transport_works_too(server: ServerUnderTest, clients: lis
     await server.services.voice.set_status(session_id, "recording", OWNER)
     await client.wait_for(lambda: bool(client.named("session_status")))
     assert client.offsets(session_id) == [2]
+
+
+async def test_a_missing_payload_is_invalid_payload(server: ServerUnderTest, clients: list[Client]) -> None:
+    client = Client(server.url, server.token("alice"))
+    clients.append(client)
+    await client.connect()
+    ack = await client.sio.call("session_done", timeout=5)
+    assert ack["error"] == "invalid_payload", ack
+
+
+async def test_a_client_sent_telegram_user_id_is_ignored(server: ServerUnderTest, clients: list[Client]) -> None:
+    """Seed 002: ignored for authorization and routing, not refused; the token's id is used."""
+    session_id = await server.create_session("alice")
+    client = Client(server.url, server.token("alice", telegram_user_id="777"))
+    clients.append(client)
+    await client.connect()
+    ack = await client.call("session_done", {"session_id": session_id, "telegram_user_id": "999"})
+    assert ack["ok"] is True, ack
+    jobs = server.services.jobs
+    await jobs.ensure_group()
+    [delivery] = await jobs.claim("test", count=10, block_ms=10, visibility_ms=60_000)
+    assert delivery.job.job_id == ack["job_id"] and delivery.job.telegram_user_id == "777"

@@ -82,3 +82,44 @@ async def test_timer_pings_keep_live_clients_and_events_flowing(redis_process: A
     finally:
         await client.close()
         await srv.stop()
+
+
+async def test_an_overflowing_queue_calls_back_once_and_drops_what_waits() -> None:
+    from engineio import packet as eio_packet
+
+    queue = LightQueue(limit_bytes=100)
+    cuts: list[int] = []
+    queue.on_overflow = lambda: cuts.append(queue.qsize())
+    queue.put_nowait(eio_packet.Packet(eio_packet.MESSAGE, data="x" * 60))
+    assert queue.pending_bytes() == 60 and cuts == []
+    queue.put_nowait(eio_packet.Packet(eio_packet.MESSAGE, data="y" * 60))
+    assert cuts == [0] and queue.qsize() == 0 and queue.pending_bytes() == 0
+    queue.put_nowait(eio_packet.Packet(eio_packet.MESSAGE, data="z"))  # dropped: the socket is being cut
+    queue.put_nowait(None)  # the end marker still gets through
+    assert cuts == [0] and queue.qsize() == 1
+    assert await queue.get() is None
+    queue.task_done()
+    await asyncio.wait_for(queue.join(), 1)  # nothing dropped is waited for
+
+
+async def test_nothing_after_the_end_marker_is_waited_for() -> None:
+    from engineio import packet as eio_packet
+
+    queue = LightQueue()
+    queue.put_nowait(None)  # a poll will return at it: what follows is never written
+    queue.put_nowait(eio_packet.Packet(eio_packet.CLOSE))
+    assert queue.qsize() == 1 and queue.idle()
+    await asyncio.wait_for(queue.join(), 1)  # the marker is not waited for either
+    assert await queue.get() is None
+    queue.task_done()
+    with pytest.raises(ValueError):
+        queue.task_done()
+
+
+async def test_join_is_bounded(monkeypatch: pytest.MonkeyPatch) -> None:
+    import server.engine
+
+    monkeypatch.setattr(server.engine, "JOIN_TIMEOUT_S", 0.05)
+    queue = LightQueue()
+    queue.put_nowait("never taken")
+    await asyncio.wait_for(queue.join(), 1)

@@ -11,9 +11,12 @@ import struct
 from pathlib import Path
 from typing import Any
 
-from server.app import BUS_KEY
+import aiohttp
+
+from server.app import BUS_KEY, SIO_KEY
 from tests.conftest import start_server
 from tests.helpers import Client
+from tests.raw_wire import RawPoller
 
 
 class RawSocketIO:
@@ -93,3 +96,33 @@ async def test_a_client_that_does_not_read_is_disconnected(redis_process: Any, r
         slow.writer.close()
         await reader_client.close()
         await srv.stop()
+
+
+async def test_a_poller_that_stops_polling_is_disconnected(redis_process: Any, redis: Any, tmp_path: Path) -> None:
+    """It keeps sending pongs, so only the byte limit can tell that it takes nothing."""
+    srv = await start_server(
+        redis_process.url, tmp_path, slow_client_buffer_bytes=65536, ping_interval_s=0.3, ping_timeout_s=2
+    )
+    session_id = await srv.create_session("alice")
+    bus = srv.app[BUS_KEY]
+    async with aiohttp.ClientSession() as http:
+        poller = await RawPoller.open(http, srv.url)
+        sid = await poller.socketio(srv.token("alice"))
+        await poller.post('421["subscribe_on_session",{"session_id":"' + session_id + '"}]')
+        assert any(p.startswith("431") for p in await poller.get())
+        assert bus.sessions_of(sid) == {session_id}
+        eio_socket = srv.app[SIO_KEY].eio.sockets[poller.eio_sid]
+
+        big = {"blob": "x" * 20_000}
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + 6  # three times the ping timeout: pongs keep it alive
+        appended = 0
+        while bus.sessions_of(sid):
+            assert loop.time() < deadline, f"the poller was never cut ({appended} events of 20 KB queued)"
+            if appended < 50:  # 1 MB at most; the poller never polls again
+                await srv.services.log.append(srv.services.scripts.append, session_id, "job_result", big)
+                appended += 1
+            await poller.post("3")  # a pong: the client looks alive
+            await asyncio.sleep(0.02)
+        assert eio_socket.closed and eio_socket.queue.pending_bytes() <= 65536
+    await srv.stop()

@@ -112,8 +112,11 @@ async def test_client_sent_user_ids_are_ignored(server: ServerUnderTest, clients
     session_id = await server.create_session("alice")
     alice = await connected(server, clients, "alice")
     ack = await alice.call("session_done", {"session_id": session_id, "telegram_user_id": "999"})
-    assert ack["error"] == "invalid_payload"  # unknown fields are refused outright
-    assert await queued_jobs(redis, server) == []
+    assert ack["ok"] is True  # seed 002: a client-sent telegram_user_id is ignored, not refused
+    [job] = await queued_jobs(redis, server)
+    assert job["telegram_user_id"] != "999"  # the token's (none here), never the payload's
+    ack = await alice.call("session_done", {"session_id": session_id, "user_id": "bob"})
+    assert ack["error"] == "invalid_payload"  # any other unknown field is refused outright
 
 
 async def test_post_process_and_tasks_queue_jobs(server: ServerUnderTest, clients: list[Client], redis: Any) -> None:

@@ -164,6 +164,8 @@ async def test_socket_refusing_a_guest_token_gets_a_new_one(server: ServerUnderT
     # The REST read is answered by the test, so that the socket is the first to refuse the token.
     body = {**stored.public(), "url": f"/session/{session_id}", "epoch": "", "offset": 0}
     await tab.page.route(f"**/voicebot/sessions/{session_id}", lambda route: route.fulfill(json=body))
+    chunks = {"session_id": session_id, "chunks": [], "chunk_count": 0, "audio_ms": 0, "storage_bytes": 0}
+    await tab.page.route(f"**/voicebot/sessions/{session_id}/chunks", lambda route: route.fulfill(json=chunks))
     await tab.use_token("refused-by-the-socket", guest=True)
     page = await tab.open(f"/session/{session_id}")
 

@@ -1,0 +1,473 @@
+"""The fast path: the one module that reaches into python-socketio's, python-engineio's and
+aiohttp's private parts (STYLE.md item 12).
+
+What it buys: per-connection memory (a list-based queue, pings as timer callbacks instead of a
+sleeping task per socket), acks and session events written straight to the WebSocket transport
+(see ``server.outlet``), events handled in order per connection, and answers instead of silent
+drops for oversized, malformed and reserved-name messages.
+
+The contract, i.e. everything relied on beyond the libraries' documented API (a test in
+``tests/test_fastpath.py`` fails when any of it stops being in effect):
+
+- ``engineio.AsyncServer``: ``_async`` (the driver's table; *copied* per instance, never
+  written), ``create_queue()`` building each socket's queue, ``start_background_task`` being
+  how ``AsyncSocket.schedule_ping`` starts ``AsyncSocket._send_ping``, ``_trigger_event``
+  (``connect`` runs with the new socket already in ``sockets``).
+- ``engineio.async_socket.AsyncSocket``: ``queue``, ``upgraded``, ``upgrading``, ``closed``,
+  ``closing``, ``last_ping``, ``close(wait=, abort=)``, ``handler.__self__`` being the socket.
+- ``engineio.async_drivers.aiohttp.WebSocket``: built as ``(handler, server)``, ``_sock``.
+- ``socketio.AsyncServer``: ``_engineio_server_class``, ``_handle_eio_message``,
+  ``_handle_eio_disconnect``, ``_handle_event``, ``_send_packet``, ``_binary_packet``.
+- aiohttp: ``request.transport`` of a prepared ``WebSocketResponse`` is the connection's.
+
+It was tested with the versions in :data:`TESTED`; :func:`check_versions` refuses to start
+outside them (widen a range only after ``make test`` passes on the new version).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import logging
+import re
+import sys
+import time
+from collections.abc import Callable, Mapping
+from importlib.metadata import PackageNotFoundError, version
+from typing import Any
+
+import engineio
+import socketio
+from aiohttp import web
+from aiohttp.web import WebSocketResponse
+from engineio import packet as eio_packet
+from engineio.async_drivers.aiohttp import WebSocket as EngineIoWebSocket
+from engineio.async_socket import AsyncSocket
+from socketio import packet as sio_packet
+
+from handlers.errors import to_http
+from handlers.http_common import client_address
+from handlers.log_throttle import LogThrottle
+from protocol.errors import CodedError, ErrorCode
+from protocol.events import PROTOCOL_ERROR
+from server.engine import LightQueue
+from server.outlet import direct_writer, ws_frame
+
+log = logging.getLogger(__name__)
+
+# distribution -> (lowest tested, first untested): the range the contract above was tested in.
+TESTED: Mapping[str, tuple[tuple[int, int], tuple[int, int]]] = {
+    "python-socketio": ((5, 18), (5, 19)),
+    "python-engineio": ((4, 15), (4, 16)),
+    "aiohttp": ((3, 14), (3, 15)),
+}
+
+_OP_BINARY = 0x2
+# type, optional binary count, optional namespace, optional ack id (Socket.IO v5 framing)
+_HEADER = re.compile(r"^(\d)(?:(\d{1,10})-)?(/[^,]*,)?(\d{1,18})?")
+# Binary attachments one message may declare (our protocol sends none; a client library may).
+MAX_ATTACHMENTS = 10
+# Names python-socketio dispatches to its own lifecycle handlers: a client sending an event so
+# named must not run them (it would reset its rate budget or fake a disconnect).
+RESERVED_EVENTS = frozenset({"connect", "disconnect", "connect_error"})
+
+
+# Hostile clients can send malformed frames by the thousand: one traceback per cause, then counts.
+_MALFORMED_LOG = LogThrottle(log, level=logging.WARNING)
+
+
+class MalformedMessage(ValueError):
+    """A Socket.IO message that decodes but is not a valid event."""
+
+
+class UnsupportedVersions(RuntimeError):
+    """An installed library is outside the range the fast path was tested with."""
+
+
+def installed_versions() -> dict[str, str]:
+    """The installed version of each library the fast path depends on ("" when missing)."""
+    found: dict[str, str] = {}
+    for name in TESTED:
+        try:
+            found[name] = version(name)
+        except PackageNotFoundError:
+            found[name] = ""
+    return found
+
+
+def check_versions(installed: Mapping[str, str] | None = None) -> None:
+    """Raise :class:`UnsupportedVersions` (one line) unless every library is in its tested range."""
+    installed = installed_versions() if installed is None else installed
+    wrong = [
+        f"{name} {installed.get(name) or 'missing'} (tested: >={_dotted(low)},<{_dotted(high)})"
+        for name, (low, high) in TESTED.items()
+        if not low <= _major_minor(installed.get(name, "")) < high
+    ]
+    if wrong:
+        raise UnsupportedVersions("the fast path was not tested with " + "; ".join(wrong))
+
+
+def _major_minor(text: str) -> tuple[int, int]:
+    match = re.match(r"(\d+)\.(\d+)", text)
+    return (int(match.group(1)), int(match.group(2))) if match else (-1, -1)
+
+
+def _dotted(pair: tuple[int, int]) -> str:
+    return f"{pair[0]}.{pair[1]}"
+
+
+def _frame_of(message: str | bytes) -> bytes:
+    if isinstance(message, bytes):
+        return ws_frame(message, _OP_BINARY)
+    return ws_frame(message.encode())
+
+
+class DirectWebSocket(EngineIoWebSocket):
+    """python-engineio's aiohttp WebSocket wrapper without compression, writing synchronously.
+
+    Compression is off (as in the reference socket.io server) so that one frame fits every
+    recipient. A client that stops reading is disconnected once its server's
+    ``slow_limit_bytes`` wait in its transport; it resumes from its offset when it reconnects.
+    """
+
+    async def __call__(self, environ: dict[str, Any]) -> WebSocketResponse:
+        request = environ["aiohttp.request"]
+        self._sock = WebSocketResponse(max_msg_size=self.server.max_http_buffer_size, compress=False)
+        await self._sock.prepare(request)
+        self.environ = environ
+        self.transport = request.transport
+        self.slow_limit_bytes: int = self.server.slow_limit_bytes
+        eio_socket = self.handler.__self__
+        eio_socket.sh_ws = self
+        try:
+            await self.handler(self)
+        finally:
+            eio_socket.sh_ws = None
+        return self._sock
+
+    async def send(self, message: str | bytes) -> None:
+        self.write_frame(_frame_of(message))
+
+    def write_frame(self, frame: bytes) -> bool:
+        """Write one frame now; False when the connection is gone or has been cut as slow."""
+        transport = self.transport
+        if transport is None or transport.is_closing():
+            return False
+        if transport.get_write_buffer_size() > self.slow_limit_bytes:
+            log.warning("closing a client that does not read (%d bytes waiting)", transport.get_write_buffer_size())
+            transport.abort()
+            return False
+        transport.write(frame)
+        return True
+
+
+class _EngineLog:
+    """python-engineio's logger for this server: errors only, and the traceback of a failure a
+    client can cause (an undecodable frame logs "Unknown receive error") once per cause."""
+
+    def debug(self, *args: Any, **kwargs: Any) -> None:
+        pass
+
+    # Engine.IO's warnings are about what clients send (unsupported methods, unknown sids):
+    # dropped, as its own logger at level ERROR would, so that a client cannot flood the log.
+    info = warning = debug
+
+    def error(self, message: str, *args: Any, **kwargs: Any) -> None:
+        log.error("engineio: " + message, *args)
+
+    def exception(self, message: str, *args: Any, **kwargs: Any) -> None:
+        exc = sys.exc_info()[1]
+        if exc is None:
+            self.error(message, *args)
+        else:
+            _MALFORMED_LOG.exception("engineio: " + (message % args if args else message), exc)
+
+
+class LightEngineServer(engineio.AsyncServer):
+    """Engine.IO server with :class:`LightQueue` queues, timer-driven pings and direct sends."""
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        # A per-instance copy of the driver table: the aiohttp driver's module-level dict is
+        # shared by every Engine.IO server in the process, so writing into it would hand the
+        # direct WebSocket to a stock server built later.
+        driver: dict[str, Any] = self._async  # type: ignore[has-type]
+        self._async = {**driver, "websocket": DirectWebSocket}
+        self.logger = _EngineLog()
+        self.slow_limit_bytes = 1 << 20
+        self.max_per_address = 1 << 30
+        self.trust_forwarded_for = False
+        self._cuts: set[asyncio.Task[None]] = set()
+        self._per_address: dict[str, int] = {}  # open Engine.IO sessions per client address
+        self._address_of: dict[str, str] = {}
+
+    async def send_packet(self, sid: str, pkt: eio_packet.Packet) -> None:
+        # Written straight to the WebSocket when nothing of the socket's is queued, so an ack
+        # leaves in the same loop step as its handler's result (see server.outlet).
+        socket = self.sockets.get(sid)
+        if socket is not None and not socket.closed and not socket.closing:
+            ws = direct_writer(socket)
+            if ws is not None:
+                ws.write_frame(_frame_of(pkt.encode()))
+                return
+        await super().send_packet(sid, pkt)
+
+    def create_queue(self, *args: Any, **kwargs: Any) -> LightQueue:
+        return LightQueue(limit_bytes=self.slow_limit_bytes)
+
+    async def handle_request(self, request: web.Request) -> web.StreamResponse:
+        """The Engine.IO route: a new session from an address that has too many is refused."""
+        if request.method == "GET" and "sid" not in request.query:
+            address = client_address(request, trust_forwarded_for=self.trust_forwarded_for)
+            # No await between this check and the count in _trigger_event("connect"): the
+            # handshake runs up to there without yielding, so concurrent ones cannot overshoot.
+            if self._per_address.get(address, 0) >= self.max_per_address:
+                error = CodedError(ErrorCode.RATE_LIMITED, "too many connections from this address")
+                return to_http(error)
+        response: web.StreamResponse = await super().handle_request(request)
+        return response
+
+    async def _trigger_event(self, event: str, *args: Any, **kwargs: Any) -> Any:
+        if event == "connect":
+            sid, environ = args[0], args[1]
+            socket = self.sockets.get(sid)
+            if socket is not None:
+                socket.queue.on_overflow = functools.partial(self._cut, socket)
+            address = client_address(environ["aiohttp.request"], trust_forwarded_for=self.trust_forwarded_for)
+            self._address_of[sid] = address
+            self._per_address[address] = self._per_address.get(address, 0) + 1
+        elif event == "disconnect":
+            self._forget_address(args[0])
+        result = await super()._trigger_event(event, *args, **kwargs)
+        if event == "connect" and result is not None and result is not True:
+            self._forget_address(args[0])  # refused: Engine.IO drops the socket without a disconnect
+        return result
+
+    def _forget_address(self, sid: str) -> None:
+        address = self._address_of.pop(sid, None)
+        if address is not None:
+            left = self._per_address.pop(address) - 1
+            if left > 0:
+                self._per_address[address] = left
+
+    async def end(self, sid: str) -> None:
+        """Close one session now, its TCP connection included (a client may ignore CLOSE)."""
+        socket = self.sockets.get(sid)
+        if socket is None:
+            return
+        await self.disconnect(sid)
+        ws = getattr(socket, "sh_ws", None)
+        if ws is not None and ws.transport is not None:
+            ws.transport.close()  # after the CLOSE packet already written to it
+
+    def _cut(self, socket: AsyncSocket) -> None:
+        """Disconnect a client whose queue outgrew the slow-client limit (one that stopped
+        polling, or a WebSocket whose queued packets pile up)."""
+        log.warning("closing a client that does not take its packets (over %d bytes queued)", self.slow_limit_bytes)
+        ws = getattr(socket, "sh_ws", None)
+        if ws is not None and ws.transport is not None:
+            ws.transport.abort()  # the WebSocket handler then closes the socket itself
+            return
+        task = asyncio.ensure_future(socket.close(wait=False, abort=True))
+        self._cuts.add(task)
+        task.add_done_callback(self._cuts.discard)
+
+    def start_background_task(self, target: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+        # AsyncSocket.schedule_ping starts `_send_ping`, which only sleeps one interval and then
+        # queues a PING: a timer does the same without keeping a task alive per connection.
+        if getattr(target, "__func__", None) is AsyncSocket._send_ping and not args and not kwargs:
+            socket: AsyncSocket = target.__self__  # type: ignore[attr-defined]
+            asyncio.get_running_loop().call_later(self.ping_interval, _ping, socket)
+            return None
+        return super().start_background_task(target, *args, **kwargs)
+
+
+def _ping(socket: AsyncSocket) -> None:
+    if not socket.closing and not socket.closed:
+        socket.last_ping = time.time()
+        socket.queue.put_nowait(eio_packet.Packet(eio_packet.PING))
+
+
+class SessionServer(socketio.AsyncServer):
+    """Socket.IO server on :class:`LightEngineServer`: events in order per connection, a payload
+    cap that answers instead of disconnecting, and reserved event names refused.
+
+    Engine.IO's own ``max_http_buffer_size`` stays as the hard limit (it closes the
+    connection); the softer ``max_payload_bytes`` below it answers the client and drops only
+    the message.
+    """
+
+    def __init__(
+        self,
+        *,
+        max_payload_bytes: int,
+        slow_limit_bytes: int,
+        connect_timeout_s: float = 10.0,
+        max_connections_per_address: int = 1 << 30,
+        trust_forwarded_for: bool = False,
+        **kwargs: Any,
+    ) -> None:
+        # async_handlers=False: each connection's events run one after another, in the order
+        # they arrived, inside that connection's reader (Engine.IO already runs its message
+        # handler inline). A slow handler holds back its own connection only; a client that
+        # sends faster than it is served is held by TCP flow control, not by a growing queue.
+        super().__init__(async_handlers=False, **kwargs)
+        self.max_payload_bytes = max_payload_bytes
+        self.eio.slow_limit_bytes = slow_limit_bytes
+        self.eio.max_per_address = max_connections_per_address
+        self.eio.trust_forwarded_for = trust_forwarded_for
+        self.connect_timeout_s = connect_timeout_s
+        self._deadlines: set[asyncio.Task[None]] = set()
+        self._binary_bytes: dict[str, int] = {}  # bytes so far of each pending binary message
+        self._skipping: dict[str, int] = {}  # attachments still to drop of each refused message
+
+    def _engineio_server_class(self) -> type:
+        return LightEngineServer
+
+    def attach(self, app: Any, socketio_path: str = "socket.io") -> None:
+        """Serve on ``app``, ending every Engine.IO session when ``app`` shuts down."""
+        super().attach(app, socketio_path)
+        app.on_shutdown.append(self._end_sessions)
+
+    async def _end_sessions(self, _app: Any) -> None:
+        # A pending long-poll GET would otherwise hold the server's shutdown for up to a ping
+        # interval plus timeout; closing without waiting ends it (an empty batch) right away.
+        for socket in list(self.eio.sockets.values()):
+            try:
+                await socket.close(wait=False)
+            except Exception:  # one socket must not keep the others open
+                log.exception("closing an Engine.IO session at shutdown")
+
+    async def _handle_eio_connect(self, eio_sid: str, environ: dict[str, Any]) -> None:
+        await super()._handle_eio_connect(eio_sid, environ)
+        asyncio.get_running_loop().call_later(self.connect_timeout_s, self._connect_deadline, eio_sid)
+
+    def _connect_deadline(self, eio_sid: str) -> None:
+        # An Engine.IO session that has not joined namespace "/" (never sent CONNECT, or was
+        # refused) by now costs memory and a connection for nothing: close it.
+        if eio_sid not in self.eio.sockets or self.manager.sid_from_eio_sid(eio_sid, "/") is not None:
+            return
+        task = asyncio.ensure_future(self.eio.end(eio_sid))
+        self._deadlines.add(task)
+        task.add_done_callback(self._deadlines.discard)
+
+    async def _handle_event(self, eio_sid: str, namespace: str | None, id: int | None, data: Any) -> None:
+        if not isinstance(data, list) or not data or not isinstance(data[0], str):
+            raise MalformedMessage("an event is a JSON array starting with the event's name")
+        if data[0] in RESERVED_EVENTS:
+            if id is not None:
+                body = {"ok": False, "error": ErrorCode.UNKNOWN_EVENT.value, "message": f"{data[0]!r} is reserved"}
+                await self._send_packet(
+                    eio_sid, self.packet_class(sio_packet.ACK, namespace=namespace or "/", data=[body], id=id)
+                )
+            return
+        await super()._handle_event(eio_sid, namespace, id, data)
+
+    async def _handle_eio_message(self, eio_sid: str, data: Any) -> None:
+        # Caps count the whole message: the header plus every binary attachment, which arrive
+        # as separate Engine.IO messages after it. A refused message's remaining attachments
+        # are dropped as they arrive, unparsed and unkept.
+        if isinstance(data, bytes) and self._skipping.get(eio_sid):
+            self._skipping[eio_sid] -= 1
+            return
+        self._skipping.pop(eio_sid, None)
+        size = _size_of(data)
+        pending = self._binary_packet.get(eio_sid)
+        if pending is not None:
+            total = self._binary_bytes.get(eio_sid, 0) + size
+            if total > self.max_payload_bytes:
+                del self._binary_packet[eio_sid]
+                self._binary_bytes.pop(eio_sid, None)
+                self._skipping[eio_sid] = pending.attachment_count - len(pending.attachments) - 1
+                await self._refuse(eio_sid, pending.namespace, pending.id, self._too_large())
+                return
+            self._binary_bytes[eio_sid] = total
+        elif size > self.max_payload_bytes:
+            header = _Header.of(data)
+            self._skipping[eio_sid] = header.attachments
+            await self._refuse(eio_sid, header.namespace, header.ack_id, self._too_large())
+            return
+        try:
+            await super()._handle_eio_message(eio_sid, data)
+        except Exception as exc:  # a frame python-socketio cannot take: answered, never dropped
+            self._binary_packet.pop(eio_sid, None)
+            await self._malformed(eio_sid, data, pending, exc)
+            return
+        if pending is None and eio_sid in self._binary_packet:
+            await self._admit_binary_header(eio_sid, size)
+        elif eio_sid not in self._binary_packet:
+            self._binary_bytes.pop(eio_sid, None)
+
+    async def _admit_binary_header(self, eio_sid: str, size: int) -> None:
+        header = self._binary_packet[eio_sid]
+        if header.attachment_count <= MAX_ATTACHMENTS:
+            self._binary_bytes[eio_sid] = size
+            return
+        del self._binary_packet[eio_sid]
+        self._skipping[eio_sid] = header.attachment_count
+        error = (ErrorCode.PAYLOAD_TOO_LARGE, f"messages are limited to {MAX_ATTACHMENTS} binary attachments")
+        await self._refuse(eio_sid, header.namespace, header.id, error)
+
+    async def _malformed(self, eio_sid: str, data: str | bytes, pending: Any, exc: Exception) -> None:
+        _MALFORMED_LOG.exception("malformed Socket.IO message", exc)
+        if pending is not None:  # the failing part was an attachment: the header asked
+            namespace, ack_id = pending.namespace, pending.id
+        else:
+            header = _Header.of(data)
+            namespace, ack_id = header.namespace, header.ack_id
+        detail = f": {exc}" if isinstance(exc, MalformedMessage) else " (not a Socket.IO v5 message)"
+        error = (ErrorCode.INVALID_PAYLOAD, "the message is malformed" + detail)
+        await self._refuse(eio_sid, namespace, ack_id, error)
+
+    def _too_large(self) -> tuple[ErrorCode, str]:
+        return ErrorCode.PAYLOAD_TOO_LARGE, f"messages are limited to {self.max_payload_bytes} bytes"
+
+    async def _refuse(
+        self, eio_sid: str, namespace: str | None, ack_id: int | None, error: tuple[ErrorCode, str]
+    ) -> None:
+        """Answer a message that will not be handled: its ack when it asked for one, else a
+        ``protocol_error`` event (never a silent drop)."""
+        body = {"ok": False, "error": error[0].value, "message": error[1]}
+        namespace = namespace or "/"
+        if ack_id is not None:
+            reply = self.packet_class(sio_packet.ACK, namespace=namespace, data=[body], id=ack_id)
+        else:
+            reply = self.packet_class(sio_packet.EVENT, namespace=namespace, data=[PROTOCOL_ERROR, body])
+        await self._send_packet(eio_sid, reply)
+
+    async def _handle_eio_disconnect(self, eio_sid: str, reason: Any) -> None:
+        await super()._handle_eio_disconnect(eio_sid, reason)
+        self._binary_bytes.pop(eio_sid, None)
+        self._skipping.pop(eio_sid, None)
+        # A client that leaves while its long-poll GET is pending would otherwise keep that
+        # request open until the ping timeout; an empty batch ends it now.
+        eio_socket = self.eio.sockets.get(eio_sid)
+        if eio_socket is not None and not eio_socket.upgraded:
+            eio_socket.queue.put_nowait(None)
+
+
+def _size_of(data: str | bytes) -> int:
+    """Bytes of an Engine.IO message (UTF-8 for text; a character is at most 4 bytes)."""
+    if isinstance(data, str) and not data.isascii():
+        return len(data.encode())
+    return len(data)
+
+
+class _Header:
+    """What a refusal needs from a message it will not parse: namespace, ack id, attachments."""
+
+    __slots__ = ("ack_id", "attachments", "namespace")
+
+    def __init__(self, namespace: str, ack_id: int | None, attachments: int) -> None:
+        self.namespace, self.ack_id, self.attachments = namespace, ack_id, attachments
+
+    @classmethod
+    def of(cls, data: str | bytes) -> _Header:
+        head = data[:64] if isinstance(data, str) else data[:64].decode("latin-1")
+        match = _HEADER.match(head)
+        if match is None:
+            return cls("/", None, 0)
+        namespace = (match.group(3) or "/,")[:-1]
+        has_ack = match.group(1) in ("2", "5") and match.group(4) is not None
+        binary = match.group(1) in ("5", "6") and match.group(2) is not None
+        return cls(namespace, int(match.group(4)) if has_ack else None, int(match.group(2)) if binary else 0)

@@ -1,0 +1,136 @@
+"""Before authentication: sessions that never CONNECT, silent or trickling HTTP connections,
+and too many connections from one address are all bounded (raw sockets, small settings)."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+
+from server.app import SIO_KEY
+from tests.conftest import start_server
+from tests.helpers import Client
+from tests.raw_wire import RawPoller, RawWebSocket, http_exchange, port_of
+
+
+async def test_sessions_that_never_connect_are_closed(redis_process: Any, redis: Any, tmp_path: Path) -> None:
+    srv = await start_server(redis_process.url, tmp_path, connect_timeout_s=0.5)
+    port = port_of(srv.url)
+    eio = srv.app[SIO_KEY].eio
+    client = Client(srv.url, srv.token("alice"))
+    silent: list[RawWebSocket] = []
+    try:
+        await client.connect()
+        for _ in range(5):
+            ws = await RawWebSocket.open(port)
+            await ws.receive_until("0{")  # the Engine.IO OPEN, then nothing from the client
+            silent.append(ws)
+        async with aiohttp.ClientSession() as http:
+            poller = await RawPoller.open(http, srv.url)
+            refused = await RawWebSocket.open(port)
+            refused.send('40{"token":"forged"}')
+            await refused.receive_until("44")  # CONNECT_ERROR; the client lingers anyway
+            silent.append(refused)
+            assert len(eio.sockets) == 8
+            for ws in silent:
+                assert await ws.closed(3), "a session without CONNECT was kept open"
+            assert (await poller.get())[0] in ("", "HTTP 400", "1")
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + 3
+        while len(eio.sockets) > 1:
+            assert loop.time() < deadline, list(eio.sockets)
+            await asyncio.sleep(0.05)
+        assert client.sio.connected  # the authenticated one is not touched
+        assert (await client.call("no_such_event", {}))["error"] == "unknown_event"
+    finally:
+        for ws in silent:
+            ws.close()
+        await client.close()
+        await srv.stop()
+
+
+async def test_silent_and_trickling_http_connections_are_closed(redis_process: Any, redis: Any, tmp_path: Path) -> None:
+    srv = await start_server(redis_process.url, tmp_path, http_idle_timeout_s=0.5)
+    port = port_of(srv.url)
+    try:
+        silent = [await asyncio.open_connection("127.0.0.1", port) for _ in range(3)]
+        trickling = [await asyncio.open_connection("127.0.0.1", port) for _ in range(3)]
+        header = b"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Slow: " + b"a" * 100
+
+        async def trickle(writer: asyncio.StreamWriter) -> None:
+            for byte in header:
+                if writer.is_closing():
+                    return
+                writer.write(bytes([byte]))
+                await asyncio.sleep(0.05)
+
+        trickles = [asyncio.create_task(trickle(w)) for _, w in trickling]
+        for reader, _ in silent + trickling:
+            try:
+                data = await asyncio.wait_for(reader.read(-1), 4)  # EOF: the server closed it
+            except ConnectionResetError:  # or reset it, with our unread trickle in its buffer
+                data = b""
+            assert b"200" not in data
+        for task in trickles:
+            task.cancel()
+        await asyncio.gather(*trickles, return_exceptions=True)
+        for _, writer in silent + trickling:
+            writer.close()
+        status, _ = await http_exchange(port, b"GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        assert status == 200
+    finally:
+        await srv.stop()
+
+
+async def test_connections_per_address_are_capped(redis_process: Any, redis: Any, tmp_path: Path) -> None:
+    srv = await start_server(redis_process.url, tmp_path, max_connections_per_address=3)
+    port = port_of(srv.url)
+    clients = [Client(srv.url, srv.token("alice")) for _ in range(3)]
+    try:
+        for client in clients:
+            await client.connect()
+        status, body = await http_exchange(
+            port, b"GET /socket.io/?EIO=4&transport=polling HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
+        )
+        assert status == 429 and json.loads(body)["error"] == "rate_limited"
+        status, _ = await http_exchange(
+            port,
+            b"GET /socket.io/?EIO=4&transport=websocket HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\n"
+            b"Connection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n",
+        )
+        assert status == 429
+        await clients[0].close()
+        eio = srv.app[SIO_KEY].eio
+        deadline = asyncio.get_running_loop().time() + 5
+        while len(eio.sockets) > 2:  # the server has seen the disconnect
+            assert asyncio.get_running_loop().time() < deadline
+            await asyncio.sleep(0.02)
+        clients[0] = Client(srv.url, srv.token("alice"))
+        await clients[0].connect()  # a freed place can be taken again
+        assert all(c.sio.connected for c in clients)
+    finally:
+        for client in clients:
+            await client.close()
+        await srv.stop()
+
+
+async def test_the_idle_timeout_spares_long_polls_and_websockets(
+    redis_process: Any, redis: Any, tmp_path: Path
+) -> None:
+    srv = await start_server(redis_process.url, tmp_path, http_idle_timeout_s=0.3, ping_interval_s=1.0)
+    polling = Client(srv.url, srv.token("alice"))
+    websocket = Client(srv.url, srv.token("alice"))
+    try:
+        await polling.connect(transports=["polling"])
+        await websocket.connect()
+        await asyncio.sleep(2.5)  # GETs held for a whole ping interval, WebSocket frames rarer than that
+        for client in (polling, websocket):
+            assert client.sio.connected
+            assert (await client.call("no_such_event", {}))["error"] == "unknown_event"
+    finally:
+        await polling.close()
+        await websocket.close()
+        await srv.stop()
