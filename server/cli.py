@@ -114,6 +114,7 @@ def _worker(services: Services, settings: Settings) -> Worker:
         max_attempts=settings.job_max_attempts,
         backoff_base_ms=settings.job_backoff_base_ms,
         visibility_ms=settings.job_visibility_ms,
+        timeout_s=settings.job_timeout_s,
     )
 
 

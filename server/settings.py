@@ -50,5 +50,6 @@ class Settings(BaseSettings):
     job_max_attempts: int = Field(default=5, ge=1)
     job_backoff_base_ms: int = Field(default=1000, ge=1)
     job_visibility_ms: int = Field(default=60_000, ge=1000)
+    job_timeout_s: float = Field(default=300.0, gt=0)
     inprocess_workers: int = Field(default=1, ge=0, le=16)
     processors: str | None = None

@@ -127,3 +127,65 @@ def _extra_processors() -> dict[str, Any]:
         return {}
 
     return {"EXTRA": extra}
+
+
+async def test_a_hanging_processor_is_cancelled_and_retried(server: ServerUnderTest, clients: list[Client]) -> None:
+    session_id = await server.create_session("alice")
+    watcher = await server.subscriber(clients, session_id)
+    started: list[int] = []
+    cancelled: list[int] = []
+
+    async def hangs_once(ctx: Services, job: Job) -> dict[str, Any]:
+        started.append(job.attempts)
+        if job.attempts == 0:
+            try:
+                await asyncio.Event().wait()  # a stuck call: never returns by itself
+            except asyncio.CancelledError:
+                cancelled.append(job.attempts)
+                raise
+        return {"ok": True}
+
+    await server.services.jobs.enqueue(Job(type="HANGS", session_id=session_id, performer_id="alice"))
+    worker = make_worker(server, {"HANGS": hangs_once}, timeout_s=0.3, backoff_base_ms=1)
+    await server.services.jobs.ensure_group()
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + 5
+    while len(watcher.named("job_result")) < 2 and loop.time() < deadline:
+        await asyncio.wait_for(worker.run_once(block_ms=1), 2)  # before the time limit this hung forever
+        await asyncio.sleep(0.01)
+    assert started == [0, 1] and cancelled == [0]
+    results = [e["data"] for e in watcher.named("job_result")]
+    assert [r["status"] for r in results] == ["retrying", "succeeded"]
+    assert results[0]["error"] == "JobTimeout: the processor ran longer than 0.3 s and was cancelled"
+    assert (await server.services.jobs.counts()) == {"queued": 0, "delayed": 0, "dead": 0}
+
+
+async def test_a_job_longer_than_the_visibility_timeout_runs_once(server: ServerUnderTest) -> None:
+    """Two workers with a 300 ms visibility timeout and a job that works for 1.5 s."""
+    session_id = await server.create_session("alice")
+    starts: list[str] = []
+    finished = asyncio.Event()
+
+    def slow(consumer: str) -> Any:
+        async def run(ctx: Services, job: Job) -> dict[str, Any]:
+            starts.append(consumer)
+            await asyncio.sleep(1.5)
+            finished.set()
+            return {}
+
+        return run
+
+    workers = [
+        make_worker(server, {"SLOW": slow(name)}, visibility_ms=300, consumer=name) for name in ("w1", "w2")
+    ]
+    stop = asyncio.Event()
+    tasks = [asyncio.create_task(w.run(stop, block_ms=20)) for w in workers]
+    try:
+        await server.services.jobs.enqueue(Job(type="SLOW", session_id=session_id, performer_id="alice"))
+        await asyncio.wait_for(finished.wait(), 10)
+        await asyncio.sleep(0.6)  # two visibility timeouts more: a reclaim would have started it again
+    finally:
+        stop.set()
+        await asyncio.wait_for(asyncio.gather(*tasks), 5)
+    assert len(starts) == 1, f"started by {starts}"
+    assert (await server.services.jobs.counts()) == {"queued": 0, "delayed": 0, "dead": 0}
