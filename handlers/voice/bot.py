@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import re
 import uuid
-from dataclasses import asdict
 from typing import Any
 
 from aiohttp import web
@@ -86,9 +85,20 @@ class BotRoutes:
         return {"reply": f"Сессия закрыта: {url}", "active_session": None, "closed": closed}
 
     async def _login(self, claims: Claims, argument: str, reply_to: str | None) -> dict[str, Any]:
-        token = await self._s.login_tokens.issue(asdict(claims), ttl_s=self._s.limits.login_link_ttl_s)
+        """A one-time link that signs a browser in as this token's user, never beyond this token.
+
+        The link stands for these very claims (``exp`` included): the token it is exchanged for
+        expires no later and grants no more. A guest gets none: a guest token exchanged for a
+        login link would otherwise be a way to shed the guest mark or renew it forever.
+        """
+        if claims.guest:
+            raise CodedError(ErrorCode.FORBIDDEN, "guest tokens get no login links; sign in with your account")
+        ttl_s = min(self._s.limits.login_link_ttl_s, claims.exp - int(self._s.clock.now_s()))
+        if ttl_s < 1:
+            raise CodedError(ErrorCode.UNAUTHORIZED, "this token expires too soon to ask for a login link")
+        token = await self._s.login_tokens.issue(claims.to_payload(), ttl_s=ttl_s)
         url = f"{self._s.public_url.rstrip('/')}/tg_auth?token={token}"
-        return {"reply": url, "login_url": url, "expires_in_s": self._s.limits.login_link_ttl_s}
+        return {"reply": url, "login_url": url, "expires_in_s": ttl_s}
 
     async def material(self, request: web.Request) -> web.Response:
         """Attach a material to the open active session, or to a new one made active."""
