@@ -35,6 +35,7 @@ class Settings(BaseSettings):
     login_link_ttl_s: int = Field(default=600, ge=30, le=86400)
     login_token_ttl_s: int = Field(default=86400, ge=60, le=30 * 86400)
     creates_per_min: int = Field(default=10, ge=1)
+    creates_per_min_per_address: int = Field(default=30, ge=1)
 
     stream_maxlen: int = Field(default=1000, ge=10)
     max_payload_bytes: int = Field(default=16384, ge=256)

@@ -16,7 +16,7 @@ from aiohttp import web
 
 from auth.claims import Claims
 from handlers.context import Services
-from handlers.http_common import bearer_claims, guarded, json_body
+from handlers.http_common import bearer_claims, client_address, guarded, json_body
 from handlers.ids import parse_session_ref
 from handlers.payloads import BotCommand, Material, validate
 from handlers.voice.access import updatable
@@ -44,6 +44,11 @@ class BotRoutes:
         claims = bearer_claims(request, self._s.tokens, self._s.clock)
         return claims, await json_body(request, max_bytes=self._s.limits.max_payload_bytes)
 
+    def _address(self, request: web.Request) -> str:
+        # The bot adapter's address when it calls for its users: the per-address create limit
+        # then caps the adapter as a whole, as it should cap any one client.
+        return client_address(request, trust_forwarded_for=self._s.trust_forwarded_for)
+
     async def command(self, request: web.Request) -> web.Response:
         """Run one of ``/start``, ``/session [id|link]``, ``/done``, ``/login``."""
         claims, body = await self._request(request)
@@ -55,14 +60,14 @@ class BotRoutes:
         handler = {"start": self._start, "session": self._session, "done": self._done, "login": self._login}.get(name)
         if handler is None:
             raise CodedError(ErrorCode.INVALID_PAYLOAD, f"unknown command /{name}")
-        result = await handler(claims, argument, message.reply_to_text)
+        result = await handler(claims, argument, message.reply_to_text, self._address(request))
         return web.json_response({"command": f"/{name}", **result})
 
-    async def _start(self, claims: Claims, argument: str, reply_to: str | None) -> dict[str, Any]:
-        session = await create_active(self._s, claims, argument[:200])
+    async def _start(self, claims: Claims, argument: str, reply_to: str | None, address: str) -> dict[str, Any]:
+        session = await create_active(self._s, claims, argument[:200], address=address)
         return {"reply": f"Новая сессия: {session_url(self._s, session.id)}", "active_session": brief(self._s, session)}
 
-    async def _session(self, claims: Claims, argument: str, reply_to: str | None) -> dict[str, Any]:
+    async def _session(self, claims: Claims, argument: str, reply_to: str | None, address: str) -> dict[str, Any]:
         reference = argument or _find_reference(reply_to)
         if reference:
             session = await updatable(self._s.voice, claims, parse_session_ref(reference))
@@ -76,7 +81,7 @@ class BotRoutes:
         url = session_url(self._s, session.id)
         return {"reply": f"Активная сессия: {url}", "active_session": brief(self._s, session)}
 
-    async def _done(self, claims: Claims, argument: str, reply_to: str | None) -> dict[str, Any]:
+    async def _done(self, claims: Claims, argument: str, reply_to: str | None, address: str) -> dict[str, Any]:
         active_id = await self._s.voice.active_id(claims.sub)
         if active_id is None or await self._s.voice.get(active_id) is None:
             return {"reply": NO_ACTIVE_SESSION, "active_session": None}
@@ -84,7 +89,7 @@ class BotRoutes:
         url = session_url(self._s, active_id)
         return {"reply": f"Сессия закрыта: {url}", "active_session": None, "closed": closed}
 
-    async def _login(self, claims: Claims, argument: str, reply_to: str | None) -> dict[str, Any]:
+    async def _login(self, claims: Claims, argument: str, reply_to: str | None, address: str) -> dict[str, Any]:
         """A one-time link that signs a browser in as this token's user, never beyond this token.
 
         The link stands for these very claims (``exp`` included): the token it is exchanged for
@@ -120,7 +125,7 @@ class BotRoutes:
             except CodedError as exc:
                 if exc.code is not ErrorCode.INVALID_STATE:
                     raise  # closed meanwhile: a new session takes the material, as with none open
-        session = await create_active(self._s, claims, "")
+        session = await create_active(self._s, claims, "", address=self._address(request))
         return self._attached(session, record, await self._attach(session.id, record), created=True)
 
     async def _open_active(self, claims: Claims) -> VoiceSession | None:
