@@ -19,7 +19,7 @@ from redis.asyncio import Redis
 
 from server.redis_embed import EmbeddedRedis
 from tests.helpers import Client, free_port
-from tests.test_processes import ROOT, _wait_ready, mint, node_env, post
+from tests.test_processes import ROOT, _wait_ready, assert_ran_once, mint, node_env, post
 
 
 def redis_servers_on(data_dir: Path) -> list[int]:
@@ -139,7 +139,7 @@ async def test_a_worker_follows_serve_to_its_new_redis_server(tmp_path: Path) ->
                 await client.call("post_process_session", {"session_id": created["session_id"]})
                 # No worker in serve: only the separate worker process can run the job.
                 await client.wait_for(lambda: bool(client.named("job_result")), timeout=15)
-                assert client.named("job_result")[0]["data"]["status"] == "succeeded"
+                await assert_ran_once(client, None, "POST_PROCESS_SESSION")
             finally:
                 await client.close()
     finally:
