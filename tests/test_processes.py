@@ -100,8 +100,8 @@ async def assert_ran_once(client: Client, redis: Any, job_type: str) -> None:
     assert [(r["job_type"], r["status"], r["attempts"]) for r in results] == [(job_type, "succeeded", 1)]
     if redis is not None:
         keys = Keys("sh")
-        depths = [await redis.xlen(keys.jobs()), await redis.zcard(keys.jobs_delayed()), await redis.llen(keys.jobs_dead())]
-        assert depths == [0, 0, 0]
+        queued, delayed = await redis.xlen(keys.jobs()), await redis.zcard(keys.jobs_delayed())
+        assert (queued, delayed, await redis.llen(keys.jobs_dead())) == (0, 0, 0)
 
 
 async def test_client_on_node_a_sees_events_caused_on_node_b(redis_process: RedisProcess, redis: Any, tmp_path: Path) -> None:

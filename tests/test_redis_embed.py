@@ -11,7 +11,7 @@ import os
 import signal
 import subprocess
 import sys
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from pathlib import Path
 
@@ -66,9 +66,9 @@ async def serving(data_dir: Path, **extra: str) -> AsyncIterator[tuple[subproces
         await stop(proc)
 
 
-async def wait_until(predicate: object, timeout_s: float) -> bool:
+async def wait_until(predicate: Callable[[], bool], timeout_s: float) -> bool:
     deadline = asyncio.get_running_loop().time() + timeout_s
-    while not predicate():  # type: ignore[operator]
+    while not predicate():
         if asyncio.get_running_loop().time() > deadline:
             return False
         await asyncio.sleep(0.05)
@@ -95,7 +95,8 @@ async def test_a_second_serve_on_the_same_folder_is_refused_with_one_line(tmp_pa
             await stop(second)  # when it did not refuse
         lines = stderr.decode().strip().splitlines()
         assert second.returncode == 1
-        assert lines == [f"sessionhub: the data folder {tmp_path} is in use by another sessionhub serve (pid {first.pid})"]
+        busy = f"the data folder {tmp_path} is in use by another sessionhub serve (pid {first.pid})"
+        assert lines == [f"sessionhub: {busy}"]
         assert len(redis_servers_on(tmp_path)) == 1
 
 

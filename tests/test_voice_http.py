@@ -160,7 +160,8 @@ async def test_one_address_cannot_mass_create_through_many_guest_tokens(
             headers = {"Authorization": f"Bearer {srv.token('bob')}"}
             async with http.post(f"{srv.url}/voicebot/bot/command", json={"text": "/start"}, headers=headers) as resp:
                 assert resp.status == 429
-            async with http.post(f"{srv.url}/voicebot/materials", json={"kind": "text", "text": "hi"}, headers=headers) as resp:
+            material = {"kind": "text", "text": "hi"}
+            async with http.post(f"{srv.url}/voicebot/materials", json=material, headers=headers) as resp:
                 assert resp.status == 429
     finally:
         await srv.stop()
