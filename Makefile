@@ -1,5 +1,5 @@
 # The two commands of README.md, and the benchmark.
-.PHONY: serve test lint bench
+.PHONY: serve test lint bench soak
 
 serve:
 	@scripts/bootstrap.sh serve
@@ -19,3 +19,8 @@ lint:
 bench:
 	@scripts/bootstrap.sh test
 	.venv/bin/python bench/fanout.py
+
+# Long fault soaks that print figures (not part of `make test`).
+soak:
+	@scripts/bootstrap.sh test
+	.venv/bin/python bench/soak_faults_ops.py --rounds 5
