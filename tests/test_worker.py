@@ -178,7 +178,8 @@ async def test_jobs_longer_than_the_visibility_timeout_run_once(server: ServerUn
         return run
 
     for n in ("first", "second"):
-        await server.services.jobs.enqueue(Job(type="SLOW", session_id=session_id, performer_id="alice", payload={"n": n}))
+        job = Job(type="SLOW", session_id=session_id, performer_id="alice", payload={"n": n})
+        await server.services.jobs.enqueue(job)
     workers = [make_worker(server, {"SLOW": slow(name)}, visibility_ms=300, consumer=name) for name in ("w1", "w2")]
     stop = asyncio.Event()
     tasks = [asyncio.create_task(w.run(stop, block_ms=20)) for w in workers]
