@@ -24,3 +24,4 @@ bench:
 soak:
 	@scripts/bootstrap.sh test
 	cd bench && ../.venv/bin/python soak_faults_wire.py
+	.venv/bin/python bench/soak_faults_ops.py --rounds 5

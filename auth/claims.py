@@ -6,7 +6,7 @@ from dataclasses import dataclass
 from enum import StrEnum
 from typing import Annotated, Any
 
-from pydantic import ConfigDict, Field, TypeAdapter
+from pydantic import ConfigDict, Field, Strict, TypeAdapter
 
 
 class Permission(StrEnum):
@@ -35,11 +35,13 @@ class Claims:
     __pydantic_config__ = ConfigDict(extra="ignore")
 
     sub: Annotated[str, Field(pattern=USER_ID_PATTERN)]
-    exp: int
+    # Strict: pydantic would turn "1700000000" into an int, and a token is signed text we do not
+    # repair; RFC 7519 says NumericDate is a JSON number.
+    exp: Annotated[int, Strict()]
     name: Annotated[str, Field(max_length=200)] = ""
     telegram_user_id: Annotated[str, Field(max_length=64, pattern=r"^[0-9]*$")] = ""
     perms: tuple[Permission, ...] = ()
-    guest: bool = False
+    guest: Annotated[bool, Strict()] = False  # "no" would be read as False, "yes" as True
 
     def has(self, permission: Permission) -> bool:
         """True when the token grants ``permission`` (``admin`` grants all)."""

@@ -46,7 +46,11 @@ class AuthRoutes:
         return self._issue(claims.sub, status=200)
 
     async def one_time(self, request: web.Request) -> web.Response:
-        """Exchange a ``/login`` link's one-time token for a token of the user who asked for it."""
+        """Exchange a ``/login`` link's one-time token for a token of the user who asked for it.
+
+        The new token is capped by the asking token: same permissions, same guest mark, and an
+        expiry no later than the asking token's ``exp`` (else every link would renew a token).
+        """
         address = client_address(request, trust_forwarded_for=self._s.trust_forwarded_for)
         if not await self._s.limiter.hit("login", address, limit=self._s.limits.guests_per_min, window_s=60):
             raise CodedError(ErrorCode.RATE_LIMITED, "too many login attempts; wait a minute")
@@ -54,13 +58,18 @@ class AuthRoutes:
         claims = await self._s.login_tokens.redeem(body.token)
         if claims is None:
             raise CodedError(ErrorCode.UNAUTHORIZED, "this login link was used already or has expired")
+        now_s = self._s.clock.now_s()
+        ttl_s = min(self._s.limits.login_token_ttl_s, int(claims["exp"]) - int(now_s))
+        if ttl_s < 1:
+            raise CodedError(ErrorCode.UNAUTHORIZED, "the token that asked for this login link has expired")
         token, exp = self._s.tokens.mint(
             user_id=claims["sub"],
-            now_s=self._s.clock.now_s(),
-            ttl_s=self._s.limits.login_token_ttl_s,
+            now_s=now_s,
+            ttl_s=ttl_s,
             perms=tuple(Permission(p) for p in claims.get("perms", ())),
             name=claims.get("name", ""),
             telegram_user_id=claims.get("telegram_user_id", ""),
+            guest=bool(claims.get("guest", False)),
         )
         return web.json_response({"token": token, "user_id": claims["sub"], "expires_at": exp})
 

@@ -84,6 +84,7 @@ class Limits:
     guest_token_ttl_s: int
     guests_per_min: int
     creates_per_min: int
+    creates_per_min_per_address: int
     list_limit: int
     max_materials: int
     login_link_ttl_s: int

@@ -29,12 +29,13 @@ if [ ! -x .venv/bin/python ]; then
   "$PY" -m venv .venv
 fi
 stamp=".venv/.installed-$mode"
-if [ ! -f "$stamp" ] || [ pyproject.toml -nt "$stamp" ]; then
+# constraints.txt pins every package to the version CI tests with (pyproject.toml only bounds them).
+if [ ! -f "$stamp" ] || [ pyproject.toml -nt "$stamp" ] || [ constraints.txt -nt "$stamp" ]; then
   .venv/bin/python -m pip install -q --upgrade pip >/dev/null 2>&1 || true
   if [ "$mode" = "test" ]; then
-    .venv/bin/python -m pip install -q -e '.[dev]'
+    .venv/bin/python -m pip install -q -c constraints.txt -e '.[dev]'
   else
-    .venv/bin/python -m pip install -q -e .
+    .venv/bin/python -m pip install -q -c constraints.txt -e .
   fi
   touch "$stamp"
 fi

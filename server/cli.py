@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import logging
 import signal
 import sys
@@ -20,7 +21,7 @@ from protocol.errors import CodedError
 from server.app import build_app
 from server.fastpath import UnsupportedVersions, check_versions
 from server.identity import token_service
-from server.redis_embed import EmbeddedRedis
+from server.redis_embed import URL_FILE, DataDirBusy, DataDirLock, EmbeddedRedis
 from server.services import build_services, connect_redis
 from server.settings import Settings
 from server.worker import Worker
@@ -28,7 +29,7 @@ from storage.clock import Clock
 
 log = logging.getLogger("sessionhub")
 
-REDIS_URL_FILE = "redis.url"
+WORKER_FOLLOW_INTERVAL_S = 1.0
 # How long a stopping server waits for requests in flight (a client that ignores the close,
 # an upload that trickles) before it closes their connections.
 SHUTDOWN_TIMEOUT_S = 3.0
@@ -41,20 +42,35 @@ class StartupError(Exception):
 @asynccontextmanager
 async def redis_for(settings: Settings, *, may_embed: bool) -> AsyncIterator[Redis]:
     """The configured Redis, or an embedded one; fails fast when it does not answer."""
-    embedded: EmbeddedRedis | None = None
-    url = settings.redis_url
-    if not url:
-        if not may_embed:
-            url_file = settings.data_dir / REDIS_URL_FILE
-            if not url_file.exists():
-                raise StartupError("REDIS_URL is not set and no embedded Redis of `sessionhub serve` was found")
-            url = url_file.read_text(encoding="utf-8").strip()
-        else:
-            embedded = EmbeddedRedis(settings.data_dir)
-            url = await embedded.start()
-            url_file = settings.data_dir / REDIS_URL_FILE
-            url_file.touch(mode=0o600)
-            url_file.write_text(url + "\n", encoding="utf-8")
+    if settings.redis_url:
+        async with _connected(settings, settings.redis_url) as redis:
+            yield redis
+    elif may_embed:
+        async with _embedded(settings) as url, _connected(settings, url) as redis:
+            yield redis
+    else:
+        async with _connected(settings, _recorded_url(settings)) as redis:
+            yield redis
+
+
+@asynccontextmanager
+async def _embedded(settings: Settings) -> AsyncIterator[str]:
+    """Own the data folder (lock), start its redis-server, yield its URL; stop both at the end."""
+    lock = DataDirLock(settings.data_dir)
+    try:
+        lock.acquire()
+    except DataDirBusy as exc:
+        raise StartupError(str(exc)) from exc
+    embedded = EmbeddedRedis(settings.data_dir)
+    try:
+        yield await embedded.start()
+    finally:
+        await embedded.stop()
+        lock.release()
+
+
+@asynccontextmanager
+async def _connected(settings: Settings, url: str) -> AsyncIterator[Redis]:
     redis = connect_redis(url, max_connections=settings.redis_max_connections, cluster=settings.redis_cluster)
     try:
         try:
@@ -64,9 +80,21 @@ async def redis_for(settings: Settings, *, may_embed: bool) -> AsyncIterator[Red
         yield redis
     finally:
         await redis.aclose()
-        if embedded is not None:
-            (settings.data_dir / REDIS_URL_FILE).unlink(missing_ok=True)
-            await embedded.stop()
+
+
+def _recorded_url(settings: Settings) -> str:
+    """The URL ``sessionhub serve`` recorded for its embedded Redis."""
+    url = _read_recorded_url(settings)
+    if url is None:
+        raise StartupError("REDIS_URL is not set and no embedded Redis of `sessionhub serve` was found")
+    return url
+
+
+def _read_recorded_url(settings: Settings) -> str | None:
+    try:
+        return (settings.data_dir / URL_FILE).read_text(encoding="utf-8").strip() or None
+    except OSError:
+        return None
 
 
 def _redacted(url: str) -> str:
@@ -91,6 +119,7 @@ def _worker(services: Services, settings: Settings) -> Worker:
         max_attempts=settings.job_max_attempts,
         backoff_base_ms=settings.job_backoff_base_ms,
         visibility_ms=settings.job_visibility_ms,
+        timeout_s=settings.job_timeout_s,
     )
 
 
@@ -129,18 +158,62 @@ async def serve(settings: Settings) -> None:
 
 
 async def work(settings: Settings) -> None:
-    """Run one job worker until SIGINT/SIGTERM."""
-    async with redis_for(settings, may_embed=False) as redis:
-        worker = _worker(build_services(settings, redis=redis, tokens=token_service(settings)), settings)
-        stop = asyncio.Event()
-        task = asyncio.create_task(worker.run(stop))
-        print(f"sessionhub worker {worker.consumer} running", flush=True)
+    """Run one job worker until SIGINT/SIGTERM.
+
+    On the embedded Redis of a ``serve`` (no ``REDIS_URL``), the worker follows ``redis.url``:
+    a restarted ``serve`` starts a new redis-server (new port, new password), and a worker
+    left on the old address would wait forever on a server that no longer exists.
+    """
+    stop = asyncio.Event()
+    follow = not settings.redis_url
+    url = settings.redis_url or _recorded_url(settings)
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    first = True
+    while not stop.is_set():
         try:
-            await _wait_for_signal()
-        finally:
-            stop.set()
-            task.cancel()
-            await asyncio.gather(task, return_exceptions=True)
+            async with _connected(settings, url) as redis:
+                worker = _worker(build_services(settings, redis=redis, tokens=token_service(settings)), settings)
+                if first:
+                    print(f"sessionhub worker {worker.consumer} running", flush=True)
+                    first = False
+                url = await _work_until(worker, stop, settings, url if follow else None)
+        except StartupError:
+            if first:
+                raise
+            log.warning("worker: Redis at %s does not answer; waiting for serve to record a new one", _redacted(url))
+            url = await _next_url(settings, url, stop)
+
+
+async def _work_until(worker: Worker, stop: asyncio.Event, settings: Settings, followed: str | None) -> str:
+    """Run ``worker`` until ``stop``, or until ``redis.url`` names another server; returns that URL."""
+    worker_stop = asyncio.Event()
+    task = asyncio.create_task(worker.run(worker_stop))
+    try:
+        while not stop.is_set():
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), WORKER_FOLLOW_INTERVAL_S)
+            recorded = _read_recorded_url(settings) if followed is not None else None
+            if recorded is not None and recorded != followed:
+                log.warning("worker: redis.url changed; reconnecting to %s", _redacted(recorded))
+                return recorded
+        return followed or ""
+    finally:
+        worker_stop.set()
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+
+
+async def _next_url(settings: Settings, current: str, stop: asyncio.Event) -> str:
+    """Wait (bounded only by ``stop``) until ``redis.url`` records a server; the current one by default."""
+    while not stop.is_set():
+        recorded = _read_recorded_url(settings)
+        if recorded is not None and recorded != current:
+            return recorded
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(stop.wait(), WORKER_FOLLOW_INTERVAL_S)
+    return current
 
 
 def mint(settings: Settings, args: argparse.Namespace) -> None:

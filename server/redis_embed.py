@@ -3,17 +3,39 @@
 It listens on a free loopback port with a random password (nothing else on the machine can
 use it), keeps an append-only file (``appendfsync everysec``) under the data folder so data
 survives a restart, and is stopped with SIGTERM, which makes Redis flush and exit cleanly.
+
+Two redis-servers writing one append-only folder would hand out the same log offsets twice,
+so the data folder has exactly one owner at a time:
+
+- ``serve.lock``: an exclusive ``flock`` held by ``sessionhub serve`` for its whole life (the
+  kernel drops it when the process dies, however it dies); a second ``serve`` is refused.
+- ``redis.pid`` and ``redis.url``: the running child, recorded so a worker can find it and so
+  that a child left behind by a ``serve`` that could not stop it is found and stopped before a
+  new one starts on the same folder.
+- On Linux the child gets ``PR_SET_PDEATHSIG`` = SIGTERM, so ``kill -9`` of ``serve`` stops its
+  redis-server too. Elsewhere (macOS has no such call) the orphan keeps running until the next
+  ``serve`` on the folder stops it at start.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import ctypes
+import ctypes.util
+import errno
+import fcntl
 import logging
+import os
 import secrets
 import shutil
+import signal
 import socket
 import subprocess
+import sys
+from collections.abc import Callable
 from pathlib import Path
+from typing import IO
 
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
@@ -21,6 +43,15 @@ from redis.exceptions import RedisError
 log = logging.getLogger(__name__)
 
 START_TIMEOUT_S = 15.0
+STOP_TIMEOUT_S = 15.0
+LOCK_FILE = "serve.lock"
+PID_FILE = "redis.pid"
+URL_FILE = "redis.url"
+_PR_SET_PDEATHSIG = 1
+
+
+class DataDirBusy(Exception):
+    """Another live ``sessionhub serve`` holds the data folder."""
 
 
 def find_redis_server() -> str:
@@ -43,11 +74,74 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
+class DataDirLock:
+    """The exclusive ``flock`` on ``<data_dir>/serve.lock``; the holder's pid is written inside."""
+
+    def __init__(self, data_dir: Path) -> None:
+        self.path = data_dir / LOCK_FILE
+        self._file: IO[str] | None = None
+
+    def acquire(self) -> None:
+        """Take the lock or raise :class:`DataDirBusy` naming the holder's pid."""
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        handle = open(self.path, "a+", encoding="utf-8")  # noqa: SIM115 - held open until release()
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError as exc:
+            handle.seek(0)
+            holder = handle.read().strip() or "?"
+            handle.close()
+            if exc.errno not in (errno.EAGAIN, errno.EACCES):
+                raise
+            message = f"the data folder {self.path.parent} is in use by another sessionhub serve (pid {holder})"
+            raise DataDirBusy(message) from None
+        handle.seek(0)
+        handle.truncate()
+        handle.write(f"{os.getpid()}\n")
+        handle.flush()
+        self._file = handle
+
+    def release(self) -> None:
+        """Drop the lock (closing the file releases it)."""
+        handle, self._file = self._file, None
+        if handle is not None:
+            handle.close()
+
+
+def _die_with_parent() -> Callable[[], None] | None:
+    """A ``preexec_fn`` asking Linux to SIGTERM the child when its parent dies; None elsewhere."""
+    if not sys.platform.startswith("linux"):
+        return None
+    libc = ctypes.CDLL(ctypes.util.find_library("c") or None, use_errno=True)  # loaded before fork
+    parent = os.getpid()
+
+    def preexec() -> None:
+        libc.prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
+        # The parent may have died between fork and prctl: then nobody would ever send the signal.
+        if os.getppid() != parent:
+            os._exit(1)
+
+    return preexec
+
+
+def _is_redis_in(pid: int, folder: Path) -> bool:
+    """True when ``pid`` is a live (not zombie) process working in ``folder``.
+
+    redis-server overwrites its command line with its address, but it ``chdir``s to its ``dir``:
+    the working directory tells our redis-server from an unrelated process that reused the pid.
+    """
+    try:
+        return Path(os.readlink(f"/proc/{pid}/cwd")) == folder  # unreadable for zombies
+    except OSError:
+        return False
+
+
 class EmbeddedRedis:
     """A private redis-server child process with its data under ``data_dir``."""
 
     def __init__(self, data_dir: Path, *, binary: str | None = None) -> None:
-        self._dir = (data_dir / "redis").resolve()
+        self._data_dir = data_dir.resolve()
+        self._dir = self._data_dir / "redis"
         self._binary = binary or find_redis_server()
         self._password = secrets.token_hex(16)
         self._port = 0
@@ -58,16 +152,44 @@ class EmbeddedRedis:
         """Connection URL (valid once started)."""
         return f"redis://:{self._password}@127.0.0.1:{self._port}/0"
 
+    @property
+    def pid(self) -> int | None:
+        """The child's pid while it runs."""
+        return self._process.pid if self._process is not None else None
+
+    @property
+    def _config(self) -> Path:
+        return self._dir / "redis.conf"
+
     async def start(self) -> str:
-        """Start the server, wait until it answers, return its URL."""
+        """Stop any orphan left on the folder, start the server, record it, return its URL.
+
+        The caller holds the :class:`DataDirLock`, so no other ``serve`` races this.
+        """
         self._dir.mkdir(parents=True, exist_ok=True)
+        await self._stop_orphan()
         self._port = free_port()
+        self._write_config()
+        # Started from the event loop's thread on purpose: PDEATHSIG fires when the *thread* that
+        # forked the child exits, so a child forked from a short-lived worker thread would die early.
+        self._process = subprocess.Popen(
+            [self._binary, str(self._config)],
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            preexec_fn=_die_with_parent(),
+        )
+        self._record(PID_FILE, str(self._process.pid))
+        await self._wait_ready()
+        self._record(URL_FILE, self.url)
+        log.info("embedded redis-server %s on 127.0.0.1:%d, data in %s", self._binary, self._port, self._dir)
+        return self.url
+
+    def _write_config(self) -> None:
         # The settings go through a config file readable by this user only, so the password
         # never shows in `ps`.
-        config = self._dir / "redis.conf"
-        config.touch(mode=0o600)
-        config.chmod(0o600)
-        config.write_text(
+        self._config.touch(mode=0o600)
+        self._config.chmod(0o600)
+        self._config.write_text(
             "\n".join(
                 [
                     "bind 127.0.0.1",
@@ -83,12 +205,31 @@ class EmbeddedRedis:
                 ]
             )
         )
-        self._process = subprocess.Popen(
-            [self._binary, str(config)], stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL
-        )
-        await self._wait_ready()
-        log.info("embedded redis-server %s on 127.0.0.1:%d, data in %s", self._binary, self._port, self._dir)
-        return self.url
+
+    def _record(self, name: str, value: str) -> None:
+        path = self._data_dir / name
+        path.touch(mode=0o600)
+        path.write_text(value + "\n", encoding="utf-8")
+
+    async def _stop_orphan(self) -> None:
+        """Stop a redis-server left running on this folder by a ``serve`` that died (never two on one AOF)."""
+        await _shutdown_at(self._data_dir / URL_FILE)  # works where /proc does not exist
+        pid_file = self._data_dir / PID_FILE
+        try:
+            pid = int(pid_file.read_text(encoding="utf-8").strip())
+        except (OSError, ValueError):
+            return
+        # The pid may have been reused by an unrelated process: only one working in our folder is ours.
+        if _is_redis_in(pid, self._dir):
+            log.warning("stopping redis-server pid %d left running on %s by an earlier serve", pid, self._dir)
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGTERM)  # Redis flushes its append-only file, then exits
+            if not await _gone(pid, self._dir, STOP_TIMEOUT_S):
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(pid, signal.SIGKILL)
+                await _gone(pid, self._dir, STOP_TIMEOUT_S)
+        pid_file.unlink(missing_ok=True)
+        (self._data_dir / URL_FILE).unlink(missing_ok=True)
 
     async def _wait_ready(self) -> None:
         loop = asyncio.get_running_loop()
@@ -113,12 +254,42 @@ class EmbeddedRedis:
     async def stop(self) -> None:
         """SIGTERM and wait: Redis fsyncs its append-only file before it exits."""
         process, self._process = self._process, None
-        if process is None or process.poll() is not None:
+        (self._data_dir / URL_FILE).unlink(missing_ok=True)
+        if process is None:
             return
-        process.terminate()
-        try:
-            await asyncio.to_thread(process.wait, 15)
-        except subprocess.TimeoutExpired:
-            log.warning("embedded redis-server did not stop in time; killing it")
-            process.kill()
-            await asyncio.to_thread(process.wait)
+        if process.poll() is None:
+            process.terminate()
+            try:
+                await asyncio.to_thread(process.wait, STOP_TIMEOUT_S)
+            except subprocess.TimeoutExpired:
+                log.warning("embedded redis-server did not stop in time; killing it")
+                process.kill()
+                await asyncio.to_thread(process.wait)
+        (self._data_dir / PID_FILE).unlink(missing_ok=True)
+
+
+async def _shutdown_at(url_file: Path) -> None:
+    """``SHUTDOWN`` the redis-server recorded in ``url_file`` if it still answers its password."""
+    try:
+        url = url_file.read_text(encoding="utf-8").strip()
+    except OSError:
+        return
+    client = Redis.from_url(url, socket_connect_timeout=2, socket_timeout=5)
+    try:
+        await client.execute_command("SHUTDOWN")
+        log.warning("stopped the redis-server an earlier serve left at %s", url.rpartition("@")[2])
+    except (OSError, RedisError):
+        pass  # gone already, or it closed the connection while shutting down
+    finally:
+        await client.aclose()
+
+
+async def _gone(pid: int, folder: Path, timeout_s: float) -> bool:
+    """Wait until ``pid`` is no longer our redis-server; False on timeout."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout_s
+    while _is_redis_in(pid, folder):
+        if loop.time() > deadline:
+            return False
+        await asyncio.sleep(0.05)
+    return True

@@ -59,6 +59,7 @@ def limits_from(settings: Settings) -> Limits:
         guest_token_ttl_s=settings.guest_token_ttl_s,
         guests_per_min=settings.guests_per_min,
         creates_per_min=settings.creates_per_min,
+        creates_per_min_per_address=settings.creates_per_min_per_address,
         list_limit=settings.list_limit,
         max_materials=settings.max_materials,
         login_link_ttl_s=settings.login_link_ttl_s,

@@ -38,6 +38,7 @@ class Settings(BaseSettings):
     login_link_ttl_s: int = Field(default=600, ge=30, le=86400)
     login_token_ttl_s: int = Field(default=86400, ge=60, le=30 * 86400)
     creates_per_min: int = Field(default=10, ge=1)
+    creates_per_min_per_address: int = Field(default=30, ge=1)
 
     stream_maxlen: int = Field(default=1000, ge=10)
     durability: Durability = Durability.MEMORY
@@ -58,6 +59,7 @@ class Settings(BaseSettings):
     job_max_attempts: int = Field(default=5, ge=1)
     job_backoff_base_ms: int = Field(default=1000, ge=1)
     job_visibility_ms: int = Field(default=60_000, ge=1000)
+    job_timeout_s: float = Field(default=300.0, gt=0)
     inprocess_workers: int = Field(default=1, ge=0, le=16)
     processors: str | None = None
 

@@ -1,5 +1,12 @@
 """The job runner: claims jobs, runs their processor, acknowledges, retries, dead-letters.
 
+A processor runs under a time limit (``timeout_s``: past it, it is cancelled and the attempt
+fails and retries like any other failure). While a batch is in hand, a heartbeat extends the
+claim of every job of it not finished yet (the one running and those waiting their turn) every
+third of the visibility timeout, so a job that is slow but alive is never reclaimed and run a
+second time by another worker. Should a claim be lost anyway (a heartbeat blocked for longer
+than the visibility timeout), this worker drops the job: the one that took it decides.
+
 Every outcome is published to the job's session as a ``job_result`` event, so a page shows
 "processing", "retrying" and "failed" as they happen.
 """
@@ -7,6 +14,7 @@ Every outcome is published to the job's session as a ``job_result`` event, so a 
 from __future__ import annotations
 
 import asyncio
+from asyncio import FIRST_COMPLETED
 import contextlib
 import logging
 import os
@@ -17,9 +25,52 @@ from handlers.context import Services
 from jobs.processors import PermanentJobError, Processor
 from protocol.errors import CodedError
 from protocol.events import JOB_RESULT
-from storage.jobs import Delivery
+from storage.jobs import Delivery, JobQueue
 
 log = logging.getLogger(__name__)
+
+DEFAULT_JOB_TIMEOUT_S = 300.0
+
+
+class JobTimeout(Exception):
+    """The processor ran longer than the per-job time limit and was cancelled."""
+
+
+class ClaimLost(Exception):
+    """Another worker took the job over (our heartbeat came too late): it is theirs now."""
+
+
+class _Leases:
+    """The claims of one batch, kept alive by :meth:`keep` until each job is released."""
+
+    def __init__(self, jobs: JobQueue, consumer: str, deliveries: list[Delivery], interval_s: float) -> None:
+        self._jobs = jobs
+        self._consumer = consumer
+        self._interval_s = interval_s
+        self._held = {d.entry_id: d for d in deliveries}
+        self._lost = {d.entry_id: asyncio.Event() for d in deliveries}
+
+    def lost(self, delivery: Delivery) -> asyncio.Event:
+        """Set when another worker has taken ``delivery`` over."""
+        return self._lost[delivery.entry_id]
+
+    def release(self, delivery: Delivery) -> None:
+        """Stop extending ``delivery`` (its outcome is about to be stored)."""
+        self._held.pop(delivery.entry_id, None)
+
+    async def keep(self) -> None:
+        """Extend every held claim each interval, until cancelled."""
+        while self._held:
+            await asyncio.sleep(self._interval_s)
+            for delivery in list(self._held.values()):
+                try:
+                    still_ours = await self._jobs.extend(self._consumer, delivery)
+                except Exception as exc:  # a Redis blip: the job goes on, the next beat may get through
+                    log.warning("job %s heartbeat failed: %s", delivery.job.job_id, exc)
+                    continue
+                if not still_ours and delivery.entry_id in self._held:  # not released meanwhile
+                    self.release(delivery)
+                    self._lost[delivery.entry_id].set()
 
 
 class Worker:
@@ -33,6 +84,7 @@ class Worker:
         max_attempts: int,
         backoff_base_ms: int,
         visibility_ms: int,
+        timeout_s: float = DEFAULT_JOB_TIMEOUT_S,
         consumer: str | None = None,
     ) -> None:
         self._s = services
@@ -41,6 +93,9 @@ class Worker:
         self._max_attempts = max_attempts
         self._backoff_base_ms = backoff_base_ms
         self._visibility_ms = visibility_ms
+        self._timeout_s = timeout_s
+        # A third of the visibility timeout: two heartbeats may be late before a reclaim is possible.
+        self._heartbeat_s = max(visibility_ms / 3, 10) / 1000
         self.consumer = consumer or f"{socket.gethostname()}-{os.getpid()}-{id(self):x}"
 
     async def run(self, stop: asyncio.Event, *, block_ms: int = 1000) -> None:
@@ -63,22 +118,54 @@ class Worker:
         deliveries = await self._jobs.claim(
             self.consumer, count=count, block_ms=block_ms, visibility_ms=self._visibility_ms
         )
-        for delivery in deliveries:
-            await self._handle(delivery)
+        if not deliveries:
+            return 0
+        leases = _Leases(self._jobs, self.consumer, deliveries, self._heartbeat_s)
+        heartbeat = asyncio.create_task(leases.keep())
+        try:
+            for delivery in deliveries:
+                await self._handle(delivery, leases)
+        finally:
+            heartbeat.cancel()
+            await asyncio.gather(heartbeat, return_exceptions=True)
         return len(deliveries)
 
-    async def _handle(self, delivery: Delivery) -> None:
+    async def _handle(self, delivery: Delivery, leases: _Leases) -> None:
         job = delivery.job
         processor = self._processors.get(job.type)
         try:
             if processor is None:
                 raise PermanentJobError(f"no processor for job type {job.type!r}")
-            result = await processor(self._s, job)
+            result = await self._run(processor, delivery, leases.lost(delivery))
+        except ClaimLost:
+            log.warning("job %s (%s) was reclaimed by another worker; dropped here", job.job_id, job.type)
+            return  # neither ack nor retry: the worker that holds it now decides
         except Exception as exc:  # any processor failure is a failed attempt
+            leases.release(delivery)
             await self._failed(delivery, exc)
             return
+        leases.release(delivery)
         await self._jobs.ack(delivery)
         await self._publish(delivery, "succeeded", attempts=job.attempts + 1, result=result)
+
+    async def _run(self, processor: Processor, delivery: Delivery, lost: asyncio.Event) -> dict[str, Any]:
+        """The processor's result, within the time limit, unless the claim is lost first."""
+        if lost.is_set():  # taken over while it waited its turn in the batch
+            raise ClaimLost
+        work: asyncio.Future[dict[str, Any]] = asyncio.ensure_future(processor(self._s, delivery.job))
+        taken: asyncio.Future[bool] = asyncio.ensure_future(lost.wait())
+        try:
+            racers: list[asyncio.Future[Any]] = [work, taken]
+            done, _ = await asyncio.wait(racers, timeout=self._timeout_s, return_when=FIRST_COMPLETED)
+            if work in done:
+                return work.result()
+            if taken in done:
+                raise ClaimLost
+            raise JobTimeout(f"the processor ran longer than {self._timeout_s:g} s and was cancelled")
+        finally:
+            work.cancel()
+            taken.cancel()
+            await asyncio.gather(work, taken, return_exceptions=True)
 
     async def _failed(self, delivery: Delivery, exc: Exception) -> None:
         error = f"{type(exc).__name__}: {exc}"

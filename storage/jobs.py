@@ -2,7 +2,9 @@
 
 A job is delivered to one worker of the group at a time. It is acknowledged only once its
 outcome is stored; a worker that dies holding a job loses it to another worker after
-``visibility_ms`` (XAUTOCLAIM). A failed attempt is parked in a delayed set and comes back
+``visibility_ms`` (XAUTOCLAIM). A worker still running a job extends its claim (a heartbeat,
+:meth:`JobQueue.extend`) well within ``visibility_ms``, so a slow job is never handed to a second
+worker while the first still runs it. A failed attempt is parked in a delayed set and comes back
 after an exponential back-off; after ``max_attempts`` it goes to the dead-letter list.
 """
 
@@ -63,6 +65,7 @@ class JobQueue:
         self._keys = keys
         self._clock = clock
         self._promote = plain_script(redis, "jobs/promote.lua")
+        self._extend = plain_script(redis, "jobs/extend.lua")
 
     async def enqueue(self, job: Job) -> Job:
         """Queue a job; returns it with its enqueue time set."""
@@ -97,6 +100,13 @@ class JobQueue:
             )
             entries = [e for _, stream_entries in reply for e in stream_entries]
         return [Delivery(entry_id=entry_id, job=Job.from_json(fields["job"])) for entry_id, fields in entries]
+
+    async def extend(self, consumer: str, delivery: Delivery) -> bool:
+        """Reset the idle time of a job ``consumer`` still runs; False when it holds it no more."""
+        held = await self._extend(
+            keys=[self._keys.jobs()], args=[self._keys.jobs_group(), consumer, delivery.entry_id]
+        )
+        return bool(held)
 
     async def ack(self, delivery: Delivery) -> None:
         """The job is done: drop it from the pending list and the stream."""

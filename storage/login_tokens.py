@@ -20,7 +20,13 @@ class LoginTokens:
         self._keys = keys
 
     async def issue(self, claims: dict[str, Any], *, ttl_s: int) -> str:
-        """A fresh token for ``claims``, valid for ``ttl_s`` seconds."""
+        """A fresh token for ``claims``, valid for ``ttl_s`` seconds.
+
+        ``claims`` are the asking token's, ``exp`` included: whoever redeems the link must cap
+        what it mints by them.
+        """
+        if "exp" not in claims:
+            raise ValueError("login token claims must carry the asking token's exp")
         token = secrets.token_urlsafe(32)
         await self._redis.set(self._keys.login_token(_digest(token)), json.dumps(claims), ex=ttl_s)
         return token

@@ -104,6 +104,7 @@ def test_settings(redis_url: str, data_dir: Path, **overrides: Any) -> Settings:
         "event_burst": 1000,
         "guests_per_min": 1000,
         "creates_per_min": 1000,
+        "creates_per_min_per_address": 1000,
         "inprocess_workers": 0,
     }
     values.update(overrides)

@@ -7,6 +7,7 @@ import hashlib
 import hmac
 import json
 import time
+from typing import Any
 
 import aiohttp
 import jwt
@@ -49,21 +50,30 @@ def test_round_trip_keeps_claims() -> None:
     assert (claims.sub, claims.exp, claims.perms, claims.telegram_user_id) == ("u1", exp, (Permission.READ_OWN,), "42")
 
 
+def _fresh() -> int:
+    """An expiry a minute ahead of *now*: computed when the case runs, not when the module is imported
+    (a payload built at import time is expired once the run passes the one-minute mark, and then
+    every case "passes" for the wrong reason)."""
+    return int(time.time()) + 60
+
+
 @pytest.mark.parametrize(
-    "payload, why",
+    "payload, why, message",
     [
-        ({"sub": "u1"}, "no exp"),
-        ({"exp": int(time.time()) + 60}, "no sub"),
-        ({"sub": "u1", "exp": int(time.time()) - 1}, "expired"),
-        ({"sub": "bad{id}", "exp": int(time.time()) + 60}, "sub unsafe for keys"),
-        ({"sub": "u1", "exp": int(time.time()) + 60, "perms": ["root"]}, "unknown permission"),
+        (lambda: {"sub": "u1"}, "no exp", "invalid token"),
+        (lambda: {"exp": _fresh()}, "no sub", "invalid token"),
+        (lambda: {"sub": "u1", "exp": int(time.time()) - 1}, "expired", "token expired"),
+        (lambda: {"sub": "bad{id}", "exp": _fresh()}, "sub unsafe for keys", "invalid token"),
+        (lambda: {"sub": "u1", "exp": _fresh(), "perms": ["root"]}, "unknown permission", "invalid token"),
+        (lambda: {"sub": "u1", "exp": str(_fresh())}, "exp as a numeric string", "invalid token"),
+        (lambda: {"sub": "u1", "exp": _fresh(), "guest": "yes"}, "guest not a boolean", "invalid token"),
     ],
 )
-def test_bad_claims_are_unauthorized(payload: dict[str, object], why: str) -> None:
-    token = jwt.encode(payload, SECRET, algorithm="HS256")
+def test_bad_claims_are_unauthorized(payload: Any, why: str, message: str) -> None:
+    token = jwt.encode(payload(), SECRET, algorithm="HS256")
     with pytest.raises(CodedError) as info:
         HS.verify(token)
-    assert info.value.code == "unauthorized", why
+    assert (info.value.code, info.value.message) == ("unauthorized", message), why
 
 
 def test_algorithm_is_pinned() -> None:

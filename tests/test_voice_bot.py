@@ -150,3 +150,36 @@ async def test_login_link_works_once(bot: Bot, server: ServerUnderTest) -> None:
             assert resp.status == 401
     stored = [k for k in await server.services.redis.keys("*login*")]
     assert token not in "".join(stored)  # only hashes are kept
+
+
+async def _redeem(server: ServerUnderTest, http: aiohttp.ClientSession, login_url: str) -> tuple[int, Any]:
+    async with http.post(f"{server.url}/api/auth/one_time", json={"token": login_url.split("token=", 1)[1]}) as resp:
+        return resp.status, await resp.json()
+
+
+async def test_a_login_link_never_outlives_or_outranks_the_token_that_asked(server: ServerUnderTest) -> None:
+    asking = server.token("bob", perms=(Permission.READ_OWN,), ttl_s=120)
+    asking_exp = server.tokens.verify(asking).exp
+    async with aiohttp.ClientSession() as http:
+        answer = await Bot(http, server, asking).say("/login")
+        assert 0 < answer["expires_in_s"] <= 120  # the link itself ends with the token
+        status, body = await _redeem(server, http, answer["login_url"])
+        assert status == 200, body
+        minted = server.tokens.verify(body["token"])
+        # Before: a fresh 24-hour token, whatever the asking token's expiry.
+        assert minted.exp <= asking_exp and body["expires_at"] <= asking_exp
+        assert (minted.sub, minted.perms, minted.guest) == ("bob", (Permission.READ_OWN,), False)
+        # Exchanging again and again does not walk the expiry forward either.
+        again = await Bot(http, server, body["token"]).say("/login")
+        status, body = await _redeem(server, http, again["login_url"])
+        assert status == 200 and server.tokens.verify(body["token"]).exp <= asking_exp
+
+
+async def test_guests_get_no_login_link(server: ServerUnderTest) -> None:
+    async with aiohttp.ClientSession() as http:
+        async with http.post(f"{server.url}/api/auth/guest") as resp:
+            guest_token = (await resp.json())["token"]
+        status, answer = await Bot(http, server, guest_token).post("/voicebot/bot/command", {"text": "/login"})
+        assert (status, answer["error"]) == (403, "forbidden")
+        assert "guest" in answer["message"]
+    assert not await server.services.redis.keys("*login*")

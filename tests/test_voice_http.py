@@ -9,6 +9,7 @@ import aiohttp
 import pytest_asyncio
 
 from auth.claims import Permission
+from server.settings import Settings
 from tests.helpers import ServerUnderTest
 
 
@@ -121,6 +122,47 @@ async def test_create_is_rate_limited(api: Api, redis_process: Any, redis: Any, 
                 async with http.post(f"{srv.url}/voicebot/create_session", json={}, headers={"Authorization": f"Bearer {token}"}) as resp:
                     statuses.append(resp.status)
         assert statuses == [201, 201, 429]
+    finally:
+        await srv.stop()
+
+
+async def test_one_address_cannot_mass_create_through_many_guest_tokens(
+    redis_process: Any, redis: Any, tmp_path: Any
+) -> None:
+    """The issue's figure: 30 guest tokens x 10 creates from one address (300 created before)."""
+    from tests.conftest import start_server
+
+    defaults = Settings()
+    srv = await start_server(
+        redis_process.url,
+        tmp_path,
+        guests_per_min=defaults.guests_per_min,
+        creates_per_min=defaults.creates_per_min,
+        creates_per_min_per_address=defaults.creates_per_min_per_address,
+    )
+    try:
+        async with aiohttp.ClientSession() as http:
+            tokens = []
+            for _ in range(30):
+                async with http.post(f"{srv.url}/api/auth/guest") as resp:
+                    assert resp.status == 201
+                    tokens.append((await resp.json())["token"])
+            statuses: list[int] = []
+            for token in tokens:
+                for _ in range(10):
+                    headers = {"Authorization": f"Bearer {token}"}
+                    async with http.post(f"{srv.url}/voicebot/create_session", json={}, headers=headers) as resp:
+                        statuses.append(resp.status)
+                        body = await resp.json()
+            assert statuses.count(201) == defaults.creates_per_min_per_address == 30
+            assert statuses.count(429) == 270 and "this address" in body["message"]
+            # The bot route counts against the same address.
+            headers = {"Authorization": f"Bearer {srv.token('bob')}"}
+            async with http.post(f"{srv.url}/voicebot/bot/command", json={"text": "/start"}, headers=headers) as resp:
+                assert resp.status == 429
+            material = {"kind": "text", "text": "hi"}
+            async with http.post(f"{srv.url}/voicebot/materials", json=material, headers=headers) as resp:
+                assert resp.status == 429
     finally:
         await srv.stop()
 

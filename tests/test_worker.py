@@ -139,3 +139,99 @@ def _extra_processors() -> dict[str, Any]:
         return {}
 
     return {"EXTRA": extra}
+
+
+async def test_a_hanging_processor_is_cancelled_and_retried(server: ServerUnderTest, clients: list[Client]) -> None:
+    session_id = await server.create_session("alice")
+    watcher = await server.subscriber(clients, session_id)
+    started: list[int] = []
+    cancelled: list[int] = []
+
+    async def hangs_once(ctx: Services, job: Job) -> dict[str, Any]:
+        started.append(job.attempts)
+        if job.attempts == 0:
+            try:
+                await asyncio.Event().wait()  # a stuck call: never returns by itself
+            except asyncio.CancelledError:
+                cancelled.append(job.attempts)
+                raise
+        return {"ok": True}
+
+    await server.services.jobs.enqueue(Job(type="HANGS", session_id=session_id, performer_id="alice"))
+    worker = make_worker(server, {"HANGS": hangs_once}, timeout_s=0.3, backoff_base_ms=1)
+    await server.services.jobs.ensure_group()
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + 5
+    while len(watcher.named("job_result")) < 2 and loop.time() < deadline:
+        await asyncio.wait_for(worker.run_once(block_ms=1), 2)  # before the time limit this hung forever
+        await asyncio.sleep(0.01)
+    assert started == [0, 1] and cancelled == [0]
+    results = [e["data"] for e in watcher.named("job_result")]
+    assert [r["status"] for r in results] == ["retrying", "succeeded"]
+    assert results[0]["error"] == "JobTimeout: the processor ran longer than 0.3 s and was cancelled"
+    assert (await server.services.jobs.counts()) == {"queued": 0, "delayed": 0, "dead": 0}
+
+
+async def test_jobs_longer_than_the_visibility_timeout_run_once(server: ServerUnderTest) -> None:
+    """Two workers with a 300 ms visibility timeout and two jobs that work for 0.8 s each.
+
+    Both jobs are queued before the workers start, so the first worker claims both in one batch:
+    the second waits its turn there and must not be reclaimed meanwhile either.
+    """
+    session_id = await server.create_session("alice")
+    starts: list[tuple[str, str]] = []
+
+    def slow(consumer: str) -> Any:
+        async def run(ctx: Services, job: Job) -> dict[str, Any]:
+            starts.append((consumer, job.payload["n"]))
+            await asyncio.sleep(0.8)
+            return {}
+
+        return run
+
+    for n in ("first", "second"):
+        job = Job(type="SLOW", session_id=session_id, performer_id="alice", payload={"n": n})
+        await server.services.jobs.enqueue(job)
+    workers = [make_worker(server, {"SLOW": slow(name)}, visibility_ms=300, consumer=name) for name in ("w1", "w2")]
+    stop = asyncio.Event()
+    tasks = [asyncio.create_task(w.run(stop, block_ms=20)) for w in workers]
+    try:
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + 10
+        while (await server.services.jobs.counts())["queued"] and loop.time() < deadline:
+            await asyncio.sleep(0.05)
+        await asyncio.sleep(0.6)  # two visibility timeouts more: a reclaim would have started one again
+    finally:
+        stop.set()
+        await asyncio.wait_for(asyncio.gather(*tasks), 5)
+    assert sorted(n for _, n in starts) == ["first", "second"], f"starts: {starts}"
+    assert (await server.services.jobs.counts()) == {"queued": 0, "delayed": 0, "dead": 0}
+
+
+async def test_a_job_taken_over_by_another_worker_is_dropped_not_finished(server: ServerUnderTest) -> None:
+    """If a heartbeat comes too late and another worker has the job, the first stops and stores nothing."""
+    session_id = await server.create_session("alice")
+    jobs, keys, redis = server.services.jobs, server.services.keys, server.services.redis
+    cancelled = asyncio.Event()
+
+    async def stuck(ctx: Services, job: Job) -> dict[str, Any]:
+        try:
+            await asyncio.sleep(30)
+        except asyncio.CancelledError:
+            cancelled.set()
+            raise
+        return {}
+
+    await jobs.enqueue(Job(type="STUCK", session_id=session_id, performer_id="alice"))
+    worker = make_worker(server, {"STUCK": stuck}, visibility_ms=300, consumer="slowpoke")
+    await jobs.ensure_group()
+    running = asyncio.create_task(worker.run_once(block_ms=1))
+    await asyncio.sleep(0.05)
+    [entry] = await redis.xpending_range(keys.jobs(), keys.jobs_group(), "-", "+", 10)
+    # What XAUTOCLAIM does for a worker whose heartbeat stalled past the visibility timeout.
+    await redis.xclaim(keys.jobs(), keys.jobs_group(), "thief", 0, [entry["message_id"]], justid=True)
+    assert await asyncio.wait_for(running, 2) == 1
+    assert cancelled.is_set()
+    [after] = await redis.xpending_range(keys.jobs(), keys.jobs_group(), "-", "+", 10)
+    assert after["consumer"] == "thief"  # not acknowledged, not retried: the thief's to finish
+    assert (await jobs.counts()) == {"queued": 1, "delayed": 0, "dead": 0}

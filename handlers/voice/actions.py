@@ -43,11 +43,18 @@ def brief(services: Services, session: VoiceSession) -> dict[str, Any]:
     }
 
 
-async def create_active(services: Services, claims: Claims, name: str) -> VoiceSession:
-    """Create a session owned by the performer and make it their active session."""
+async def create_active(services: Services, claims: Claims, name: str, *, address: str) -> VoiceSession:
+    """Create a session owned by the performer and make it their active session.
+
+    Limited per user and per client ``address``: guest tokens are cheap (one address gets
+    ``guests_per_min`` of them), so a per-user limit alone multiplies by the guests one makes.
+    """
     require_permission(claims, Permission.CREATE)
-    if not await services.limiter.hit("create", claims.sub, limit=services.limits.creates_per_min, window_s=60):
+    limits = services.limits
+    if not await services.limiter.hit("create", claims.sub, limit=limits.creates_per_min, window_s=60):
         raise CodedError(ErrorCode.RATE_LIMITED, "too many sessions created; wait a minute")
+    if not await services.limiter.hit("create-addr", address, limit=limits.creates_per_min_per_address, window_s=60):
+        raise CodedError(ErrorCode.RATE_LIMITED, "too many sessions created from this address; wait a minute")
     session = await services.voice.create(owner_id=claims.sub, telegram_user_id=claims.telegram_user_id, name=name)
     await services.voice.set_active(claims.sub, session.id)
     return session

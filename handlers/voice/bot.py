@@ -10,14 +10,13 @@ from __future__ import annotations
 
 import re
 import uuid
-from dataclasses import asdict
 from typing import Any
 
 from aiohttp import web
 
 from auth.claims import Claims
 from handlers.context import Services
-from handlers.http_common import bearer_claims, guarded, json_body
+from handlers.http_common import bearer_claims, client_address, guarded, json_body
 from handlers.ids import parse_session_ref
 from handlers.payloads import BotCommand, Material, validate
 from handlers.voice.access import updatable
@@ -45,14 +44,22 @@ class BotRoutes:
         claims = bearer_claims(request, self._s.tokens, self._s.clock)
         return claims, await json_body(request, max_bytes=self._s.limits.max_payload_bytes)
 
+    def _address(self, request: web.Request) -> str:
+        # The bot adapter's address when it calls for its users: the per-address create limit
+        # then caps the adapter as a whole, as it should cap any one client.
+        return client_address(request, trust_forwarded_for=self._s.trust_forwarded_for)
+
     async def command(self, request: web.Request) -> web.Response:
         """Run one of ``/start``, ``/session [id|link]``, ``/done``, ``/login``."""
         claims, body = await self._request(request)
         message = validate(BotCommand, body)
-        return web.json_response(await self.run_command(claims, message.text, message.reply_to_text))
+        result = await self.run_command(claims, message.text, message.reply_to_text, address=self._address(request))
+        return web.json_response(result)
 
-    async def run_command(self, claims: Claims, text: str, reply_to_text: str | None) -> dict[str, Any]:
-        """A command for the user of ``claims`` (shared by this route and chat adapters)."""
+    async def run_command(
+        self, claims: Claims, text: str, reply_to_text: str | None, *, address: str
+    ) -> dict[str, Any]:
+        """A command for the user of ``claims`` from ``address`` (shared by this route and chat adapters)."""
         match = _COMMAND.match(text.strip())
         if match is None:
             raise CodedError(ErrorCode.INVALID_PAYLOAD, "text must start with a command")
@@ -60,14 +67,14 @@ class BotRoutes:
         handler = {"start": self._start, "session": self._session, "done": self._done, "login": self._login}.get(name)
         if handler is None:
             raise CodedError(ErrorCode.INVALID_PAYLOAD, f"unknown command /{name}")
-        result = await handler(claims, argument, reply_to_text)
+        result = await handler(claims, argument, reply_to_text, address)
         return {"command": f"/{name}", **result}
 
-    async def _start(self, claims: Claims, argument: str, reply_to: str | None) -> dict[str, Any]:
-        session = await create_active(self._s, claims, argument[:200])
+    async def _start(self, claims: Claims, argument: str, reply_to: str | None, address: str) -> dict[str, Any]:
+        session = await create_active(self._s, claims, argument[:200], address=address)
         return {"reply": f"Новая сессия: {session_url(self._s, session.id)}", "active_session": brief(self._s, session)}
 
-    async def _session(self, claims: Claims, argument: str, reply_to: str | None) -> dict[str, Any]:
+    async def _session(self, claims: Claims, argument: str, reply_to: str | None, address: str) -> dict[str, Any]:
         reference = argument or _find_reference(reply_to)
         if reference:
             session = await updatable(self._s.voice, claims, parse_session_ref(reference))
@@ -81,7 +88,7 @@ class BotRoutes:
         url = session_url(self._s, session.id)
         return {"reply": f"Активная сессия: {url}", "active_session": brief(self._s, session)}
 
-    async def _done(self, claims: Claims, argument: str, reply_to: str | None) -> dict[str, Any]:
+    async def _done(self, claims: Claims, argument: str, reply_to: str | None, address: str) -> dict[str, Any]:
         active_id = await self._s.voice.active_id(claims.sub)
         if active_id is None or await self._s.voice.get(active_id) is None:
             return {"reply": NO_ACTIVE_SESSION, "active_session": None}
@@ -89,18 +96,31 @@ class BotRoutes:
         url = session_url(self._s, active_id)
         return {"reply": f"Сессия закрыта: {url}", "active_session": None, "closed": closed}
 
-    async def _login(self, claims: Claims, argument: str, reply_to: str | None) -> dict[str, Any]:
-        token = await self._s.login_tokens.issue(asdict(claims), ttl_s=self._s.limits.login_link_ttl_s)
+    async def _login(self, claims: Claims, argument: str, reply_to: str | None, address: str) -> dict[str, Any]:
+        """A one-time link that signs a browser in as this token's user, never beyond this token.
+
+        The link stands for these very claims (``exp`` included): the token it is exchanged for
+        expires no later and grants no more. A guest gets none: a guest token exchanged for a
+        login link would otherwise be a way to shed the guest mark or renew it forever.
+        """
+        if claims.guest:
+            raise CodedError(ErrorCode.FORBIDDEN, "guest tokens get no login links; sign in with your account")
+        ttl_s = min(self._s.limits.login_link_ttl_s, claims.exp - int(self._s.clock.now_s()))
+        if ttl_s < 1:
+            raise CodedError(ErrorCode.UNAUTHORIZED, "this token expires too soon to ask for a login link")
+        token = await self._s.login_tokens.issue(claims.to_payload(), ttl_s=ttl_s)
         url = f"{self._s.public_url.rstrip('/')}/tg_auth?token={token}"
-        return {"reply": url, "login_url": url, "expires_in_s": self._s.limits.login_link_ttl_s}
+        return {"reply": url, "login_url": url, "expires_in_s": ttl_s}
 
     async def material(self, request: web.Request) -> web.Response:
         """Attach a material to the open active session, or to a new one made active."""
         claims, body = await self._request(request)
-        body, status = await self.attach_material(claims, validate(Material, body))
+        body, status = await self.attach_material(claims, validate(Material, body), address=self._address(request))
         return web.json_response(body, status=status)
 
-    async def attach_material(self, claims: Claims, material: Material) -> tuple[dict[str, Any], int]:
+    async def attach_material(
+        self, claims: Claims, material: Material, *, address: str
+    ) -> tuple[dict[str, Any], int]:
         """Route a material as seed 002 says (shared by this route and chat adapters)."""
         record = {
             "material_id": str(uuid.uuid4()),
@@ -118,7 +138,7 @@ class BotRoutes:
             except CodedError as exc:
                 if exc.code is not ErrorCode.INVALID_STATE:
                     raise  # closed meanwhile: a new session takes the material, as with none open
-        session = await create_active(self._s, claims, "")
+        session = await create_active(self._s, claims, "", address=address)
         return self._attached(session, record, await self._attach(session.id, record), created=True)
 
     async def _open_active(self, claims: Claims) -> VoiceSession | None:

@@ -9,7 +9,7 @@ from aiohttp import web
 from auth.access import require_permission
 from auth.claims import Claims, Permission
 from handlers.context import Services
-from handlers.http_common import bearer_claims, guarded, json_body, query_int
+from handlers.http_common import bearer_claims, client_address, guarded, json_body, query_int
 from handlers.ids import parse_session_id, parse_session_ref
 from handlers.payloads import ActivateSession, CreateSession, validate
 from handlers.voice.access import readable, updatable
@@ -45,7 +45,9 @@ class VoiceRoutes:
         claims = self._claims(request)
         require_permission(claims, Permission.CREATE)
         raw = await json_body(request, max_bytes=self._s.limits.max_payload_bytes, optional=True)
-        session = await create_active(self._s, claims, validate(CreateSession, raw).session_name)
+        name = validate(CreateSession, raw).session_name
+        address = client_address(request, trust_forwarded_for=self._s.trust_forwarded_for)
+        session = await create_active(self._s, claims, name, address=address)
         return web.json_response({"success": True, **self._brief(session)}, status=201)
 
     async def active_session(self, request: web.Request) -> web.Response:

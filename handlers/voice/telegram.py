@@ -147,13 +147,16 @@ class TelegramWebhook:
         if not await self._s.limiter.hit("telegram", str(sender.id), limit=MESSAGES_PER_MIN, window_s=60):
             return SLOW_DOWN
         claims = self._claims(user_id, sender.id)
+        # Every update comes from Telegram's servers: the per-address create limit counts each
+        # Telegram user as one client, not all of them as one.
+        address = f"telegram:{sender.id}"
         try:
             if message.text is not None and message.text.lstrip().startswith("/"):
-                return await self._command(claims, message)
+                return await self._command(claims, message, address)
             material = _material(message)
             if material is None:
                 return UNSUPPORTED
-            body, _ = await self._bot.attach_material(claims, material)
+            body, _ = await self._bot.attach_material(claims, material, address=address)
             verb = "Новая сессия" if body["created_session"] else "Добавлено в сессию"
             return f"{verb}: {body['url']}"
         except CodedError as exc:
@@ -170,11 +173,11 @@ class TelegramWebhook:
             }
         )
 
-    async def _command(self, claims: Claims, message: TgMessage) -> str:
+    async def _command(self, claims: Claims, message: TgMessage, address: str) -> str:
         replied = message.reply_to_message
         quoted = (replied.text or replied.caption) if replied else None
         try:
-            result: dict[str, Any] = await self._bot.run_command(claims, message.text or "", quoted)
+            result: dict[str, Any] = await self._bot.run_command(claims, message.text or "", quoted, address=address)
         except CodedError as exc:
             if exc.code is ErrorCode.INVALID_PAYLOAD:
                 return UNKNOWN_COMMAND
