@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable, Sequence
 from dataclasses import replace
+from functools import partial
 from typing import Any
 
 from aiohttp import web
@@ -22,6 +23,7 @@ from handlers.voice import capability as voice
 from handlers.web_pages import WebPages
 from server.bus import Bus
 from server.fastpath import SessionServer, check_versions
+from server.services import pattern_config_from
 from server.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -36,8 +38,13 @@ SIO_KEY = web.AppKey("sio", SessionServer)
 
 Capability = Callable[[Services, SocketRouter, web.Application], None]
 
-# Every capability the server serves: each installs its session kind, events and routes.
-CAPABILITIES: Sequence[Capability] = (voice.install, patterns.install)
+
+def capabilities(settings: Settings) -> Sequence[Capability]:
+    """Every capability the server serves, each with its limits: it installs its kind, events, routes."""
+    return (
+        voice.install,
+        partial(patterns.install, config=pattern_config_from(settings)),
+    )
 
 
 def build_sio(settings: Settings) -> SessionServer:
@@ -71,13 +78,15 @@ def attach_bus(services: Services, sio: SessionServer) -> tuple[Services, Bus]:
     return replace(services, bus=bus), bus
 
 
-def add_routes(app: web.Application, services: Services, sio: SessionServer, bus: Bus) -> None:
+def add_routes(
+    app: web.Application, services: Services, sio: SessionServer, bus: Bus, installs: Sequence[Capability]
+) -> None:
     """Socket.IO events and HTTP routes of the shared parts and of every capability."""
     connections = Connections()
     ConnectionEvents(services, connections).register(sio)
     router = SocketRouter(sio, services, connections)
     SubscriptionEvents(services).register(router)
-    for install in CAPABILITIES:
+    for install in installs:
         install(services, router, app)
     AuthRoutes(services).register(app)
     HomeRoutes(services).register(app)
@@ -101,7 +110,7 @@ def build_app(settings: Settings, *, services: Services) -> web.Application:
     app[BUS_KEY] = bus
     app[SIO_KEY] = sio
     sio.attach(app)
-    add_routes(app, services, sio, bus)
+    add_routes(app, services, sio, bus, capabilities(settings))
 
     async def start_bus(_: web.Application) -> None:
         await bus.start()

@@ -10,6 +10,7 @@ from redis.asyncio.cluster import RedisCluster
 from auth.tokens import TokenService
 from handlers.context import Limits, NoSubscriptions, Services, Subscriptions
 from handlers.kinds import KindRegistry
+from handlers.patterns.config import PatternConfig
 from server.settings import Settings
 from storage.clock import Clock
 from storage.events import EventLog
@@ -80,6 +81,18 @@ def voice_config_from(settings: Settings) -> VoiceConfig:
         telegram_users=parse_user_map(settings.voice_telegram_users),
         transcribe_command=settings.voice_transcribe_command,
         transcribe_timeout_s=settings.voice_transcribe_timeout_s,
+    )
+
+
+def pattern_config_from(settings: Settings) -> PatternConfig:
+    """The pattern capability's limits."""
+    return PatternConfig(
+        creates_per_min=settings.patterns_creates_per_min,
+        max_body_bytes=settings.patterns_max_body_bytes,
+        orphan_days=settings.patterns_orphan_days,
+        max_players=settings.patterns_max_players,
+        presence_ttl_s=settings.patterns_presence_ttl_s,
+        cursor_interval_ms=settings.patterns_cursor_interval_ms,
     )
 
 

@@ -64,6 +64,13 @@ class Settings(BaseSettings):
     processors: str | None = None
 
     # --- voice: audio chunks, the FAB, Telegram, post-processing ---------------------------
+    patterns_creates_per_min: int = Field(default=10, ge=1)
+    patterns_max_body_bytes: int = Field(default=64 * 1024, ge=1024)
+    patterns_orphan_days: int = Field(default=90, ge=1)
+    patterns_max_players: int = Field(default=10, ge=1, le=1000)
+    patterns_presence_ttl_s: int = Field(default=30, ge=5, le=3600)
+    patterns_cursor_interval_ms: int = Field(default=100, ge=0, le=10_000)
+
     voice_blob_dir: Path | None = None  # default: DATA_DIR/blobs
     voice_max_chunk_bytes: int = Field(default=10 * 1024 * 1024, ge=1024, le=512 * 1024 * 1024)
     voice_max_chunks: int = Field(default=2000, ge=1)

@@ -267,10 +267,8 @@ async def test_publish_makes_an_immutable_copy(http: aiohttp.ClientSession) -> N
 
 
 async def test_hundred_concurrent_remixes_count_exactly(
-    redis_process: RedisProcess, redis: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    monkeypatch.setenv("SESSIONHUB_PATTERNS_CREATES_PER_MIN", "1000")
-    server = await start_server(redis_process.url, tmp_path)
+    redis_process: RedisProcess, redis: Any, tmp_path: Path) -> None:
+    server = await start_server(redis_process.url, tmp_path, patterns_creates_per_min=1000)
     try:
         async with aiohttp.ClientSession(base_url=server.url) as http:
             parent = await create(http)
@@ -301,10 +299,8 @@ async def test_loading_marks_access_and_flags_orphans(server: ServerUnderTest, h
 
 
 async def test_rate_limit_counts_only_accepted_creations(
-    redis_process: RedisProcess, redis: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    monkeypatch.setenv("SESSIONHUB_PATTERNS_CREATES_PER_MIN", "3")
-    server = await start_server(redis_process.url, tmp_path)
+    redis_process: RedisProcess, redis: Any, tmp_path: Path) -> None:
+    server = await start_server(redis_process.url, tmp_path, patterns_creates_per_min=3)
     try:
         async with aiohttp.ClientSession(base_url=server.url) as http:
             for _ in range(5):

@@ -15,9 +15,8 @@ from handlers.web_pages import add_page
 from storage.patterns import PatternSessions
 
 
-def install(services: Services, router: SocketRouter, app: web.Application) -> None:
-    """Register everything pattern sessions serve."""
-    config = PatternConfig()
+def install(services: Services, router: SocketRouter, app: web.Application, *, config: PatternConfig) -> None:
+    """Register everything pattern sessions serve, within ``config``'s limits."""
     patterns = PatternSessions(
         redis=services.redis,
         keys=services.keys,
