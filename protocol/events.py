@@ -19,3 +19,11 @@ MATERIAL_ADDED: Final = "material_added"
 SESSION_SNAPSHOT: Final = "session_snapshot"
 SESSION_RESYNC: Final = "session_resync"
 PROTOCOL_ERROR: Final = "protocol_error"
+
+# Log entries of stream sessions (clips).
+STREAM_STATE: Final = "stream_state"
+SEGMENT_OPENED: Final = "segment_opened"
+SEGMENT_CLOSED: Final = "segment_closed"
+CLIP_ADDED: Final = "clip_added"
+CLIP_UPDATED: Final = "clip_updated"
+CLIP_REMOVED: Final = "clip_removed"

@@ -10,6 +10,7 @@ from typing import Any
 from aiohttp import web
 
 from handlers.auth_http import AuthRoutes
+from handlers.clips import capability as clips
 from handlers.connection import Connections
 from handlers.connection_events import ConnectionEvents
 from handlers.context import Services
@@ -37,7 +38,7 @@ SIO_KEY = web.AppKey("sio", SessionServer)
 Capability = Callable[[Services, SocketRouter, web.Application], None]
 
 # Every capability the server serves: each installs its session kind, events and routes.
-CAPABILITIES: Sequence[Capability] = (voice.install,)
+CAPABILITIES: Sequence[Capability] = (voice.install, clips.install)
 
 
 def build_sio(settings: Settings) -> SessionServer:

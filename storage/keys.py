@@ -79,3 +79,24 @@ class Keys:
     def login_token(self, token_hash: str) -> str:
         """One-time login token (stored by hash, never in clear)."""
         return f"{self.prefix}:login:{token_hash}"
+
+    # --- clips -------------------------------------------------------------------------
+    def stream_segments(self, session_id: str) -> str:
+        """List of a stream session's segments (JSON objects, index order)."""
+        return f"{self.prefix}:{{{session_id}}}:segments"
+
+    def stream_clips(self, session_id: str) -> str:
+        """Hash of a stream session's clips: clip id -> clip JSON."""
+        return f"{self.prefix}:{{{session_id}}}:clips"
+
+    def stream_submissions(self, session_id: str) -> str:
+        """Hash of client submission ids (``<user>|<submission id>``) -> clip id (idempotency)."""
+        return f"{self.prefix}:{{{session_id}}}:clip_submissions"
+
+    def stream_cooldown(self, session_id: str, user_id: str) -> str:
+        """String: when ``user_id`` may clip this session again (unix ms; expires with it)."""
+        return f"{self.prefix}:{{{session_id}}}:clip_cooldown:{user_id}"
+
+    def user_streams(self, user_id: str) -> str:
+        """Sorted set of the user's stream session ids, scored by creation time (ms)."""
+        return f"{self.prefix}:{{u:{user_id}}}:stream_sessions"

@@ -1,0 +1,260 @@
+"""Stream sessions over Socket.IO: states and segments, clips, offsets, idempotency, races."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import pytest
+
+from tests.clips_helpers import connect, create_stream, http, started
+from tests.helpers import Client, ServerUnderTest
+
+MISSING = "00000000-0000-4000-8000-000000000000"
+
+
+def events_of(client: Client, name: str) -> list[dict[str, Any]]:
+    return [e for e in client.named(name) if isinstance(e, dict)]
+
+
+async def test_state_flow_opens_and_closes_segments_live(server: ServerUnderTest, clients: list[Client]) -> None:
+    session_id = await create_stream(server)
+    owner = await connect(server, clients, "alice")
+    viewer = await server.subscriber(clients, session_id, user="viewer-1")
+
+    for action, state in [("start", "active"), ("pause", "paused"), ("resume", "active"), ("end", "ended")]:
+        ack = await owner.call("stream_set_state", {"session_id": session_id, "action": action})
+        assert ack["ok"] is True and ack["state"] == state, ack
+
+    await viewer.wait_for(lambda: len(events_of(viewer, "stream_state")) == 4)
+    states = [e["data"]["state"] for e in events_of(viewer, "stream_state")]
+    assert states == ["active", "paused", "active", "ended"]
+    opened = [e["data"]["segment"]["index"] for e in events_of(viewer, "segment_opened")]
+    closed = [e["data"]["segment"]["index"] for e in events_of(viewer, "segment_closed")]
+    assert opened == [1, 2] and closed == [1, 2]
+    offsets = viewer.offsets(session_id)
+    assert offsets == list(range(offsets[0], offsets[0] + len(offsets)))
+
+    status, record = await http(server, "GET", f"/api/streams/{session_id}", user="viewer-1")
+    assert status == 200 and record["state"] == "ended" and record["is_owner"] is False
+    assert [s["index"] for s in record["segments"]] == [1, 2]
+    assert all(isinstance(s["ended_at"], int) for s in record["segments"])
+    assert "owner_id" not in record
+
+
+@pytest.mark.parametrize(
+    "path, action",
+    [(["start", "end"], "pause"), (["start", "end"], "resume"), (["start", "end"], "start"), ([], "pause"),
+     ([], "resume"), (["start"], "start"), (["start"], "resume"), (["start", "pause"], "pause")],
+)
+async def test_invalid_transitions_change_nothing(
+    server: ServerUnderTest, clients: list[Client], redis: Any, path: list[str], action: str
+) -> None:
+    session_id = await create_stream(server)
+    owner = await connect(server, clients, "alice")
+    for step in path:
+        assert (await owner.call("stream_set_state", {"session_id": session_id, "action": step}))["ok"] is True
+    log_before = await redis.xlen(server.services.keys.log(session_id))
+    before = await redis.hgetall(server.services.keys.session(session_id))
+
+    ack = await owner.call("stream_set_state", {"session_id": session_id, "action": action})
+
+    assert ack["ok"] is False and ack["error"] == "invalid_state" and ack["state"] == before["state"]
+    assert await redis.hgetall(server.services.keys.session(session_id)) == before
+    assert await redis.xlen(server.services.keys.log(session_id)) == log_before
+
+
+async def test_only_the_owner_changes_state(server: ServerUnderTest, clients: list[Client], redis: Any) -> None:
+    session_id = await create_stream(server)
+    mallory = await connect(server, clients, "mallory")
+    ack = await mallory.call("stream_set_state", {"session_id": session_id, "action": "start"})
+    assert ack["error"] == "forbidden"
+    status, body = await http(server, "POST", f"/api/streams/{session_id}/state", user="mallory", json={"action": "start"})
+    assert (status, body["error"]) == (403, "forbidden")
+    assert (await redis.hget(server.services.keys.session(session_id), "state")) == "created"
+    # The refused connection is still usable: it may subscribe (it holds the link).
+    assert (await mallory.call("subscribe_on_session", {"session_id": session_id}))["ok"] is True
+
+
+async def test_two_tabs_pausing_at_once_close_one_segment(server: ServerUnderTest, clients: list[Client]) -> None:
+    session_id, _ = await started(server, clients)
+    tabs = [await connect(server, clients, "alice") for _ in range(4)]
+    acks = await asyncio.gather(*(t.call("stream_set_state", {"session_id": session_id, "action": "pause"}) for t in tabs))
+    assert sorted(a["ok"] for a in acks) == [False, False, False, True]
+    assert {a["error"] for a in acks if not a["ok"]} == {"invalid_state"}
+    session = await server.services.kinds.get("stream").snapshot(session_id)  # type: ignore[union-attr]
+    assert session is not None
+    segments = session.session["segments"]
+    assert len(segments) == 1 and segments[0]["ended_at"] is not None
+
+
+async def test_clip_offsets_follow_the_server_clock(server: ServerUnderTest, clients: list[Client]) -> None:
+    clock = server.services.clock
+    session_id, owner = await started(server, clients, viewer_delay_s=5)
+    viewer = await connect(server, clients, "viewer-1")
+    try:
+        clock.shift_ms = 2_000  # 2 s in, 5 s delay: the viewer has not seen the start yet
+        early = await viewer.call("clip_submit", {"session_id": session_id})
+        clock.shift_ms = 65_000
+        late = await viewer.call("clip_submit", {"session_id": session_id, "note": "  what a play  "})
+        clock.shift_ms = 95_000
+        assert (await owner.call("stream_set_state", {"session_id": session_id, "action": "pause"}))["ok"]
+        clock.shift_ms = 500_000  # the break is not part of the VOD
+        assert (await owner.call("stream_set_state", {"session_id": session_id, "action": "resume"}))["ok"]
+        clock.shift_ms = 520_000
+        second = await viewer.call("clip_submit", {"session_id": session_id})
+    finally:
+        clock.shift_ms = 0
+    assert early["clip"]["offset_ms"] == 0
+    assert late["clip"]["note"] == "what a play"
+    assert abs(late["clip"]["offset_ms"] - 60_000) < 1_000
+    assert second["clip"]["segment_index"] == 2
+    assert abs(second["clip"]["offset_ms"] - 15_000) < 1_000
+    assert abs(second["clip"]["stream_offset_ms"] - (95_000 + 15_000)) < 2_000
+    assert "submitted_by" not in late["clip"]
+
+
+async def test_clip_event_hides_who_clicked(server: ServerUnderTest, clients: list[Client]) -> None:
+    session_id, _ = await started(server, clients)
+    watcher = await server.subscriber(clients, session_id, user="viewer-2")
+    viewer = await connect(server, clients, "viewer-1")
+    ack = await viewer.call("clip_submit", {"session_id": session_id, "note": "gg"})
+    await watcher.wait_for(lambda: len(events_of(watcher, "clip_added")) == 1)
+    event = events_of(watcher, "clip_added")[0]
+    assert "viewer-1" not in str(event)
+    assert event["data"]["viewer_tag"] == ack["clip"]["viewer_tag"] and len(ack["clip"]["viewer_tag"]) == 12
+    assert event["data"]["count"] == 1 and event["data"]["note"] == "gg"
+    # The owner sees who clicked over the owner-only review route.
+    status, review = await http(server, "GET", f"/api/streams/{session_id}/clips")
+    assert status == 200 and review["segments"][0]["clips"][0]["submitted_by"] == "viewer-1"
+    status, body = await http(server, "GET", f"/api/streams/{session_id}/clips", user="viewer-1")
+    assert (status, body["error"]) == (403, "forbidden")
+
+
+async def test_submission_id_makes_a_retry_return_the_same_clip(server: ServerUnderTest, clients: list[Client], redis: Any) -> None:
+    session_id, _ = await started(server, clients)
+    viewer = await connect(server, clients, "viewer-1")
+    other = await connect(server, clients, "viewer-2")
+    payload = {"session_id": session_id, "submission_id": "tab-1-click-0001", "note": "first"}
+    first = await viewer.call("clip_submit", payload)
+    again = await viewer.call("clip_submit", {**payload, "note": "changed"})
+    over_http = await http(server, "POST", f"/api/streams/{session_id}/clips", user="viewer-1", json={"submission_id": "tab-1-click-0001"})
+    theirs = await other.call("clip_submit", payload)  # another viewer's ids are their own
+    assert first["created"] is True and again["created"] is False
+    assert again["clip"] == first["clip"] and over_http[0] == 200 and over_http[1]["clip"] == first["clip"]
+    assert theirs["created"] is True and theirs["clip"]["clip_id"] != first["clip"]["clip_id"]
+    assert await redis.hlen(server.services.keys.stream_clips(session_id)) == 2
+
+
+async def test_cooldown_and_cap(server: ServerUnderTest, clients: list[Client], redis: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    session_id, _ = await started(server, clients)
+    viewer = await connect(server, clients, "viewer-1")
+    assert (await viewer.call("clip_submit", {"session_id": session_id}))["ok"] is True
+    refused = await viewer.call("clip_submit", {"session_id": session_id})
+    assert refused["error"] == "rate_limited" and 0 < refused["retry_after_s"] <= 2
+    server.services.clock.shift_ms = 2_001
+    try:
+        assert (await viewer.call("clip_submit", {"session_id": session_id}))["ok"] is True
+    finally:
+        server.services.clock.shift_ms = 0
+    assert await redis.hlen(server.services.keys.stream_clips(session_id)) == 2
+
+
+async def test_cap_answers_limit_reached(
+    redis: Any, redis_process: Any, tmp_path: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from tests.conftest import start_server
+
+    monkeypatch.setenv("SESSIONHUB_CLIPS_MAX_PER_SESSION", "3")
+    monkeypatch.setenv("SESSIONHUB_CLIPS_COOLDOWN_S", "0")
+    server = await start_server(redis_process.url, tmp_path)
+    made: list[Client] = []
+    try:
+        session_id, _ = await started(server, made)
+        viewer = await connect(server, made, "viewer-1")
+        acks = [await viewer.call("clip_submit", {"session_id": session_id}) for _ in range(5)]
+        assert [a["ok"] for a in acks] == [True, True, True, False, False]
+        assert acks[3]["error"] == "limit_reached" and acks[3]["limit"] == 3
+        assert await redis.hlen(server.services.keys.stream_clips(session_id)) == 3
+    finally:
+        for client in made:
+            await client.close()
+        await server.stop()
+
+
+@pytest.mark.parametrize("steps, state", [([], "created"), (["pause"], "paused"), (["end"], "ended")])
+async def test_clips_only_while_active(
+    server: ServerUnderTest, clients: list[Client], redis: Any, steps: list[str], state: str
+) -> None:
+    session_id = await create_stream(server)
+    owner = await connect(server, clients, "alice")
+    if steps:
+        assert (await owner.call("stream_set_state", {"session_id": session_id, "action": "start"}))["ok"]
+    for step in steps:
+        assert (await owner.call("stream_set_state", {"session_id": session_id, "action": step}))["ok"]
+    viewer = await connect(server, clients, "viewer-1")
+    ack = await viewer.call("clip_submit", {"session_id": session_id, "note": "late"})
+    assert (ack["error"], ack["state"]) == ("invalid_state", state)
+    status, body = await http(server, "POST", f"/api/streams/{session_id}/clips", user="viewer-1", json={})
+    assert (status, body["error"], body["state"]) == (409, "invalid_state", state)
+    assert await redis.hlen(server.services.keys.stream_clips(session_id)) == 0
+
+
+async def test_a_raid_of_clicks_is_stored_once_each(server: ServerUnderTest, clients: list[Client], redis: Any) -> None:
+    session_id, _ = await started(server, clients)
+    dashboard = await server.subscriber(clients, session_id, user="alice")
+    viewers = [await connect(server, clients, f"viewer-{n}") for n in range(40)]
+    acks = await asyncio.gather(
+        *(v.call("clip_submit", {"session_id": session_id, "submission_id": f"raid-click-{n:04d}"}) for n, v in enumerate(viewers))
+    )
+    assert all(a["ok"] and a["created"] for a in acks)
+    await dashboard.wait_for(lambda: len(events_of(dashboard, "clip_added")) == 40)
+    counts = sorted(e["data"]["count"] for e in events_of(dashboard, "clip_added"))
+    assert counts == list(range(1, 41))
+    assert await redis.hlen(server.services.keys.stream_clips(session_id)) == 40
+
+
+async def test_review_actions_are_events(server: ServerUnderTest, clients: list[Client], redis: Any) -> None:
+    session_id, owner = await started(server, clients)
+    viewer = await connect(server, clients, "viewer-1")
+    watcher = await server.subscriber(clients, session_id, user="viewer-2")
+    clip_id = (await viewer.call("clip_submit", {"session_id": session_id, "note": "one"}))["clip"]["clip_id"]
+
+    marked = await owner.call("clip_update", {"session_id": session_id, "clip_id": clip_id, "clipped": True, "note": "edited"})
+    assert marked["clip"]["clipped"] is True and marked["clip"]["note"] == "edited"
+    for event, extra in [("clip_update", {"clipped": False}), ("clip_delete", {})]:
+        refused = await viewer.call(event, {"session_id": session_id, "clip_id": clip_id, **extra})
+        assert refused["error"] == "forbidden"
+    status, _ = await http(server, "PATCH", f"/api/streams/{session_id}/clips/{clip_id}", json={"clipped": False})
+    assert status == 200
+    status, _ = await http(server, "DELETE", f"/api/streams/{session_id}/clips/{clip_id}")
+    assert status == 200
+    again = await owner.call("clip_delete", {"session_id": session_id, "clip_id": clip_id})
+    assert again["error"] == "not_found"
+
+    await watcher.wait_for(lambda: len(events_of(watcher, "clip_removed")) == 1)
+    updates = [e["data"] for e in events_of(watcher, "clip_updated")]
+    assert [(u["clipped"], u["note"], u["clipped_count"]) for u in updates] == [(True, "edited", 1), (False, "edited", 0)]
+    assert events_of(watcher, "clip_removed")[0]["data"] == {
+        "clip_id": clip_id, "segment_index": 1, "count": 0, "clipped_count": 0
+    }
+    assert await redis.hlen(server.services.keys.stream_clips(session_id)) == 0
+
+
+async def test_missed_clip_events_are_replayed_by_offset(server: ServerUnderTest, clients: list[Client]) -> None:
+    session_id, owner = await started(server, clients)
+    viewer = await server.subscriber(clients, session_id, user="viewer-2")
+    await viewer.wait_for(lambda: len(viewer.named("session_snapshot")) == 1)
+    snapshot = viewer.named("session_snapshot")[0]
+    assert snapshot["session"]["state"] == "active" and snapshot["kind"] == "stream"
+    epoch, offset = snapshot["epoch"], snapshot["offset"]
+    await viewer.close()
+
+    clicker = await connect(server, clients, "viewer-1")
+    await clicker.call("clip_submit", {"session_id": session_id, "note": "missed"})
+    await owner.call("stream_set_state", {"session_id": session_id, "action": "pause"})
+
+    back = await connect(server, clients, "viewer-2")
+    ack = await back.call("subscribe_on_session", {"session_id": session_id, "epoch": epoch, "offset": offset})
+    assert ack["recovered"] is True and ack["missed"] == 3
+    assert [name for name, _ in back.events] == ["clip_added", "segment_closed", "stream_state"]
