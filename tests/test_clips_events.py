@@ -44,8 +44,16 @@ async def test_state_flow_opens_and_closes_segments_live(server: ServerUnderTest
 
 @pytest.mark.parametrize(
     "path, action",
-    [(["start", "end"], "pause"), (["start", "end"], "resume"), (["start", "end"], "start"), ([], "pause"),
-     ([], "resume"), (["start"], "start"), (["start"], "resume"), (["start", "pause"], "pause")],
+    [
+        (["start", "end"], "pause"),
+        (["start", "end"], "resume"),
+        (["start", "end"], "start"),
+        ([], "pause"),
+        ([], "resume"),
+        (["start"], "start"),
+        (["start"], "resume"),
+        (["start", "pause"], "pause"),
+    ],
 )
 async def test_invalid_transitions_change_nothing(
     server: ServerUnderTest, clients: list[Client], redis: Any, path: list[str], action: str
@@ -69,7 +77,9 @@ async def test_only_the_owner_changes_state(server: ServerUnderTest, clients: li
     mallory = await connect(server, clients, "mallory")
     ack = await mallory.call("stream_set_state", {"session_id": session_id, "action": "start"})
     assert ack["error"] == "forbidden"
-    status, body = await http(server, "POST", f"/api/streams/{session_id}/state", user="mallory", json={"action": "start"})
+    status, body = await http(
+        server, "POST", f"/api/streams/{session_id}/state", user="mallory", json={"action": "start"}
+    )
     assert (status, body["error"]) == (403, "forbidden")
     assert (await redis.hget(server.services.keys.session(session_id), "state")) == "created"
     # The refused connection is still usable: it may subscribe (it holds the link).
@@ -79,7 +89,9 @@ async def test_only_the_owner_changes_state(server: ServerUnderTest, clients: li
 async def test_two_tabs_pausing_at_once_close_one_segment(server: ServerUnderTest, clients: list[Client]) -> None:
     session_id, _ = await started(server, clients)
     tabs = [await connect(server, clients, "alice") for _ in range(4)]
-    acks = await asyncio.gather(*(t.call("stream_set_state", {"session_id": session_id, "action": "pause"}) for t in tabs))
+    acks = await asyncio.gather(
+        *(t.call("stream_set_state", {"session_id": session_id, "action": "pause"}) for t in tabs)
+    )
     assert sorted(a["ok"] for a in acks) == [False, False, False, True]
     assert {a["error"] for a in acks if not a["ok"]} == {"invalid_state"}
     session = await server.services.kinds.get("stream").snapshot(session_id)  # type: ignore[union-attr]
@@ -131,14 +143,18 @@ async def test_clip_event_hides_who_clicked(server: ServerUnderTest, clients: li
     assert (status, body["error"]) == (403, "forbidden")
 
 
-async def test_submission_id_makes_a_retry_return_the_same_clip(server: ServerUnderTest, clients: list[Client], redis: Any) -> None:
+async def test_submission_id_makes_a_retry_return_the_same_clip(
+    server: ServerUnderTest, clients: list[Client], redis: Any
+) -> None:
     session_id, _ = await started(server, clients)
     viewer = await connect(server, clients, "viewer-1")
     other = await connect(server, clients, "viewer-2")
     payload = {"session_id": session_id, "submission_id": "tab-1-click-0001", "note": "first"}
     first = await viewer.call("clip_submit", payload)
     again = await viewer.call("clip_submit", {**payload, "note": "changed"})
-    over_http = await http(server, "POST", f"/api/streams/{session_id}/clips", user="viewer-1", json={"submission_id": "tab-1-click-0001"})
+    over_http = await http(
+        server, "POST", f"/api/streams/{session_id}/clips", user="viewer-1", json={"submission_id": "tab-1-click-0001"}
+    )
     theirs = await other.call("clip_submit", payload)  # another viewer's ids are their own
     assert first["created"] is True and again["created"] is False
     assert again["clip"] == first["clip"] and over_http[0] == 200 and over_http[1]["clip"] == first["clip"]
@@ -146,7 +162,7 @@ async def test_submission_id_makes_a_retry_return_the_same_clip(server: ServerUn
     assert await redis.hlen(server.services.keys.stream_clips(session_id)) == 2
 
 
-async def test_cooldown_and_cap(server: ServerUnderTest, clients: list[Client], redis: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+async def test_cooldown_per_viewer(server: ServerUnderTest, clients: list[Client], redis: Any) -> None:
     session_id, _ = await started(server, clients)
     viewer = await connect(server, clients, "viewer-1")
     assert (await viewer.call("clip_submit", {"session_id": session_id}))["ok"] is True
@@ -205,7 +221,10 @@ async def test_a_raid_of_clicks_is_stored_once_each(server: ServerUnderTest, cli
     dashboard = await server.subscriber(clients, session_id, user="alice")
     viewers = [await connect(server, clients, f"viewer-{n}") for n in range(40)]
     acks = await asyncio.gather(
-        *(v.call("clip_submit", {"session_id": session_id, "submission_id": f"raid-click-{n:04d}"}) for n, v in enumerate(viewers))
+        *(
+            v.call("clip_submit", {"session_id": session_id, "submission_id": f"raid-click-{n:04d}"})
+            for n, v in enumerate(viewers)
+        )
     )
     assert all(a["ok"] and a["created"] for a in acks)
     await dashboard.wait_for(lambda: len(events_of(dashboard, "clip_added")) == 40)
@@ -220,7 +239,9 @@ async def test_review_actions_are_events(server: ServerUnderTest, clients: list[
     watcher = await server.subscriber(clients, session_id, user="viewer-2")
     clip_id = (await viewer.call("clip_submit", {"session_id": session_id, "note": "one"}))["clip"]["clip_id"]
 
-    marked = await owner.call("clip_update", {"session_id": session_id, "clip_id": clip_id, "clipped": True, "note": "edited"})
+    marked = await owner.call(
+        "clip_update", {"session_id": session_id, "clip_id": clip_id, "clipped": True, "note": "edited"}
+    )
     assert marked["clip"]["clipped"] is True and marked["clip"]["note"] == "edited"
     for event, extra in [("clip_update", {"clipped": False}), ("clip_delete", {})]:
         refused = await viewer.call(event, {"session_id": session_id, "clip_id": clip_id, **extra})
@@ -234,9 +255,15 @@ async def test_review_actions_are_events(server: ServerUnderTest, clients: list[
 
     await watcher.wait_for(lambda: len(events_of(watcher, "clip_removed")) == 1)
     updates = [e["data"] for e in events_of(watcher, "clip_updated")]
-    assert [(u["clipped"], u["note"], u["clipped_count"]) for u in updates] == [(True, "edited", 1), (False, "edited", 0)]
+    assert [(u["clipped"], u["note"], u["clipped_count"]) for u in updates] == [
+        (True, "edited", 1),
+        (False, "edited", 0),
+    ]
     assert events_of(watcher, "clip_removed")[0]["data"] == {
-        "clip_id": clip_id, "segment_index": 1, "count": 0, "clipped_count": 0
+        "clip_id": clip_id,
+        "segment_index": 1,
+        "count": 0,
+        "clipped_count": 0,
     }
     assert await redis.hlen(server.services.keys.stream_clips(session_id)) == 0
 

@@ -172,8 +172,6 @@ def cmx3600(title: str, markers: list[Marker], *, fps: str) -> str:
     for number, m in enumerate(markers, start=1):
         start = _record_in(m, fps)
         color = "GREEN" if m.clipped else "YELLOW"
-        lines += [
-            _edl_event(number, "AX", start, fps),
-            f"* LOC: {timecode.smpte(start, fps)} {color:<7} {m.label}".rstrip(),
-        ]
+        label = m.label or f"Clip {number}"
+        lines += [_edl_event(number, "AX", start, fps), f"* LOC: {timecode.smpte(start, fps)} {color:<7} {label}"]
     return "\n".join(lines) + "\n"
