@@ -1,0 +1,162 @@
+"""The stream pages in Chromium: the streamer's dashboard and a guest viewer's Clip Moment page."""
+
+from __future__ import annotations
+
+import csv
+import re
+from pathlib import Path
+from typing import Any
+
+from playwright.async_api import Browser, Dialog, Page, expect
+
+from tests.browser import SocketGate, Tab, new_tab
+from tests.clips_helpers import create_stream, http
+from tests.helpers import Client, ServerUnderTest
+
+UUID = r"[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}"
+XSS_NOTE = '<img src=x onerror="window.__xss=1">gg'
+
+
+async def live(tab: Tab, path: str) -> Page:
+    page = await tab.open(path)
+    await expect(page.locator("#connection")).to_have_attribute("data-state", "live")
+    return page
+
+
+async def test_streamer_and_viewer_from_start_to_csv(
+    server: ServerUnderTest, tab: Tab, browser: Browser, tmp_path: Path
+) -> None:
+    clock = server.services.clock
+    await tab.use_token(server.token("alice"))
+    dash = await tab.open("/streams")
+    await dash.locator("#title-input").fill("Speedrun night")
+    await dash.locator("#create-button").click()
+    await expect(dash).to_have_url(re.compile(rf"/streams/{UUID}$"))
+    await expect(dash.locator("#connection")).to_have_attribute("data-state", "live")
+    session_id = dash.url.rsplit("/", 1)[1]
+    await expect(dash.locator("#viewer-link")).to_have_value(f"{server.url}/watch/{session_id}")
+    await expect(dash.locator("#action-start")).to_be_visible()
+    await expect(dash.locator("#action-pause")).to_be_hidden()
+    await expect(dash.locator("#action-resume")).to_be_hidden()
+
+    viewer_tab = await new_tab(browser, server)  # no token: the page gets a guest one
+    try:
+        viewer = await live(viewer_tab, f"/watch/{session_id}")
+        button = viewer.locator("#clip-button")
+        await expect(button).to_be_disabled()
+        await expect(viewer.locator("#clip-reason")).to_contain_text("not started")
+
+        await dash.locator("#action-start").click()
+        await expect(dash.locator("#stream-state")).to_have_text("Live")
+        await expect(dash.locator("#action-start")).to_be_hidden()
+        await expect(dash.locator("#action-resume")).to_be_hidden()
+        await expect(button).to_be_enabled()
+
+        clock.shift_ms = 100_000  # 1:40 into segment 1
+        await viewer.locator("#note-input").fill(XSS_NOTE)
+        await expect(viewer.locator("#note-counter")).to_have_text(f"{len(XSS_NOTE)}/100")
+        await button.click()
+        await expect(viewer.locator("#confirmation")).to_contain_text("Segment 1 at 0:01:40")
+        await expect(viewer.locator("#mine li .note")).to_have_text(XSS_NOTE)
+        await expect(viewer.locator("#clip-reason")).to_contain_text("Cooldown")
+        await expect(button).to_be_disabled()
+
+        # The streamer sees it live, as text.
+        await expect(dash.locator("#feed li .note")).to_have_text(XSS_NOTE)
+        await expect(dash.locator("#clip-count")).to_have_text("1")
+        await expect(dash.locator('.segment[data-index="1"] .review-clip .offset')).to_have_text("0:01:40")
+        await expect(dash.locator(".moment")).to_have_count(1)
+
+        await dash.locator("#action-pause").click()
+        await expect(viewer.locator("#clip-reason")).to_contain_text("paused")
+        await expect(button).to_be_disabled()
+        await expect(dash.locator("#action-resume")).to_be_visible()
+        await expect(dash.locator("#action-pause")).to_be_hidden()
+
+        clock.shift_ms = 400_000  # the break is long; segment 2's offsets start again from 0
+        await dash.locator("#action-resume").click()
+        await expect(button).to_be_enabled()  # after the 2 s cooldown too
+        await viewer.locator("#note-input").fill("second half")
+        await button.click()
+        await expect(viewer.locator("#confirmation")).to_contain_text("Segment 2 at 0:00:0")
+        await expect(dash.locator('.segment[data-index="2"] .review-clip .note')).to_have_text("second half")
+
+        dash.once("dialog", lambda dialog: _accept(dialog))
+        await dash.locator("#action-end").click()
+        await expect(dash.locator("#stream-state")).to_have_text("Ended")
+        await expect(viewer.locator("#clip-reason")).to_contain_text("ended")
+        await expect(button).to_be_disabled()
+        for action in ("start", "pause", "resume", "end"):
+            await expect(dash.locator(f"#action-{action}")).to_be_hidden()
+
+        await dash.locator("#format-select").select_option("csv")
+        async with dash.expect_download() as download_info:
+            await dash.locator("#export-button").click()
+        download = await download_info.value
+        assert download.suggested_filename == "speedrun-night-clips.csv"
+        saved = tmp_path / "export.csv"
+        await download.save_as(saved)
+        rows = list(csv.reader(saved.read_text(encoding="utf-8").splitlines()))
+        assert rows[0] == ["segment_index", "offset_hms", "note", "submitted_by", "created_at"]
+        assert [r[:3] for r in rows[1:]] == [["1", "0:01:40", XSS_NOTE], ["2", rows[2][1], "second half"]]
+        assert re.fullmatch(r"0:00:0\d", rows[2][1])
+        stored = await viewer_tab.stored_token()
+        assert stored is not None and stored["guest"] is True
+        assert rows[1][3] == rows[2][3] and rows[1][3].startswith("guest-")
+
+        for page in (dash, viewer):
+            assert await page.locator("img").count() == 0
+            assert await page.evaluate("typeof window.__xss") == "undefined"
+        assert not viewer_tab.errors, viewer_tab.errors
+    finally:
+        clock.shift_ms = 0
+        await viewer_tab.page.context.close()
+
+
+def _accept(dialog: Dialog) -> Any:
+    return dialog.accept()
+
+
+async def test_viewer_catches_up_after_a_reconnect(server: ServerUnderTest, tab: Tab, clients: list[Client]) -> None:
+    session_id = await create_stream(server, title="Flaky")
+    await http(server, "POST", f"/api/streams/{session_id}/state", json={"action": "start"})
+    gate = SocketGate()
+    await gate.install(tab.page)
+    viewer = await live(tab, f"/watch/{session_id}")
+    await expect(viewer.locator("#clip-button")).to_be_enabled()
+
+    await gate.cut()
+    await expect(viewer.locator("#connection")).to_have_attribute("data-state", "offline")
+    await expect(viewer.locator("#clip-button")).to_be_disabled()
+    status, _ = await http(server, "POST", f"/api/streams/{session_id}/state", json={"action": "pause"})
+    assert status == 200
+    gate.release()
+
+    await expect(viewer.locator("#connection")).to_have_attribute("data-recovered", "true")
+    await expect(viewer.locator("#connection")).to_have_attribute("data-missed", "2")
+    await expect(viewer.locator("#stream-state")).to_have_text("Paused")
+    await expect(viewer.locator("#clip-reason")).to_contain_text("paused")
+
+    await http(server, "POST", f"/api/streams/{session_id}/state", json={"action": "resume"})
+    await expect(viewer.locator("#clip-button")).to_be_enabled()
+    await viewer.locator("#clip-button").click()
+    await expect(viewer.locator("#mine li")).to_have_count(1)
+    assert await server.services.redis.hlen(server.services.keys.stream_clips(session_id)) == 1
+
+
+async def test_dashboard_is_the_owners_and_bad_links_say_so(server: ServerUnderTest, tab: Tab) -> None:
+    session_id = await create_stream(server, user="bob", title="Bob's stream")
+    await tab.use_token(server.token("alice"))
+    page = await tab.open(f"/streams/{session_id}")
+    await expect(page.locator("#page-error-title")).to_have_text("This is not your stream")
+    await expect(page.locator("#page-error-link")).to_have_attribute("href", f"/watch/{session_id}")
+    page = await tab.open("/watch/00000000-0000-4000-8000-000000000000")
+    await expect(page.locator("#page-error")).to_have_attribute("data-code", "session_not_found")
+    page = await tab.open("/watch/nope")
+    await expect(page.locator("#page-error")).to_have_attribute("data-code", "invalid_session_id")
+
+
+async def test_landing_page_links_to_streams(server: ServerUnderTest, tab: Tab) -> None:
+    page = await tab.open("/")
+    await expect(page.locator('nav.nav a[href="/streams"]')).to_have_text("Streams")
+    await expect(page.locator("#capability-clips h2")).to_have_text("Stream clips")
