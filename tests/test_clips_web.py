@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import asyncio
 import csv
 import re
 from pathlib import Path
 from typing import Any
 
-from playwright.async_api import Browser, Dialog, Page, expect
+from playwright.async_api import Browser, Dialog, Page, WebSocketRoute, expect
 
 from tests.browser import SocketGate, Tab, new_tab
 from tests.clips_helpers import create_stream, http
@@ -160,3 +161,56 @@ async def test_landing_page_links_to_streams(server: ServerUnderTest, tab: Tab) 
     page = await tab.open("/")
     await expect(page.locator('nav.nav a[href="/streams"]')).to_have_text("Streams")
     await expect(page.locator("#capability-clips h2")).to_have_text("Stream clips")
+
+
+class AckDropper:
+    """Forwards a page's Socket.IO traffic, but swallows the ack of the first stored clip and
+    then cuts that connection: the click reached the server, its answer never reached the page."""
+
+    def __init__(self) -> None:
+        self.dropped = 0
+        self._tasks: list[asyncio.Task[None]] = []
+
+    async def install(self, page: Page) -> None:
+        await page.route_web_socket(re.compile(r"/socket\.io/"), self._route)
+
+    def _route(self, ws: WebSocketRoute) -> None:
+        server_side = ws.connect_to_server()
+
+        def from_server(message: str | bytes) -> None:
+            if (
+                self.dropped == 0
+                and isinstance(message, str)
+                and message.startswith("43")
+                and '"created":true' in message
+            ):
+                self.dropped += 1
+                self._tasks.append(asyncio.get_running_loop().create_task(self._cut(ws, server_side)))
+                return
+            ws.send(message)
+
+        server_side.on_message(from_server)
+
+    @staticmethod
+    async def _cut(page_side: WebSocketRoute, server_side: WebSocketRoute) -> None:
+        await server_side.close(code=1001, reason="cut by the test")
+        await page_side.close(code=1001, reason="cut by the test")
+
+
+async def test_a_click_whose_answer_was_lost_is_stored_once(server: ServerUnderTest, tab: Tab) -> None:
+    session_id = await create_stream(server, title="Lossy")
+    await http(server, "POST", f"/api/streams/{session_id}/state", json={"action": "start"})
+    dropper = AckDropper()
+    await dropper.install(tab.page)
+    viewer = await live(tab, f"/watch/{session_id}")
+
+    await viewer.locator("#note-input").fill("once only")
+    await viewer.locator("#clip-button").click()
+
+    # The page re-sends the same submission id after reconnecting and gets the stored clip back.
+    await expect(viewer.locator("#confirmation")).to_contain_text("Clipped! Segment 1")
+    await expect(viewer.locator("#mine li")).to_have_count(1)
+    await expect(viewer.locator("#mine li .note")).to_have_text("once only")
+    assert dropper.dropped == 1
+    assert await server.services.redis.hlen(server.services.keys.stream_clips(session_id)) == 1
+    assert await server.services.redis.hget(server.services.keys.session(session_id), "clip_count") == "1"
