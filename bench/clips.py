@@ -82,7 +82,7 @@ def percentile(values: list[float], q: float) -> float:
     if not values:
         return float("nan")
     ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, int(round(q * (len(ordered) - 1))))]
+    return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
 
 
 # --- processes ---------------------------------------------------------------------------------
@@ -107,9 +107,21 @@ class Stack:
         if binary is None:
             raise SystemExit("redis-server is not on PATH")
         self.redis = subprocess.Popen(
-            [binary, "--bind", "127.0.0.1", "--port", str(self.redis_port), "--save", "", "--appendonly", "no",
-             "--dir", str(self.workdir)],
-            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+            [
+                binary,
+                "--bind",
+                "127.0.0.1",
+                "--port",
+                str(self.redis_port),
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+                "--dir",
+                str(self.workdir),
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
         )
         pin(self.redis.pid, GENERATOR_CORE)
         self._wait_redis()
@@ -124,8 +136,11 @@ class Stack:
             **env_extra,
         }
         self.server = subprocess.Popen(
-            [sys.executable, "-m", "server", "serve"], cwd=ROOT, env=env,
-            stdout=subprocess.DEVNULL, stderr=open(self.workdir / "server.log", "wb"),  # noqa: SIM115
+            [sys.executable, "-m", "server", "serve"],
+            cwd=ROOT,
+            env=env,
+            stdout=subprocess.DEVNULL,
+            stderr=open(self.workdir / "server.log", "wb"),  # noqa: SIM115
         )
         pin(self.server.pid, SERVER_CORE)
         self._wait_http()

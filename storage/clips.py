@@ -28,6 +28,10 @@ KIND = "stream"
 
 STATES: tuple[str, ...] = ("created", "active", "paused", "ended")
 
+# Every snapshot carries all segments: a streamer pausing and resuming without end must not
+# grow what each viewer receives without bound.
+MAX_SEGMENTS = 500
+
 
 @dataclass(frozen=True, slots=True)
 class Action:
@@ -148,7 +152,7 @@ class Submission:
     offset: int
 
 
-def _checked(result: list[Any]) -> list[Any]:
+def _checked(result: list[Any], *, limit_of: str = "clips") -> list[Any]:
     """A script's answer, or the coded error (with its detail) it refused with."""
     status = str(result[0])
     if status in ("ok", "duplicate"):
@@ -161,7 +165,7 @@ def _checked(result: list[Any]) -> list[Any]:
         raise CodedError(ErrorCode.RATE_LIMITED, f"wait {wait_s} s before clipping again", retry_after_s=wait_s)
     if status == "limit_reached":
         raise CodedError(
-            ErrorCode.LIMIT_REACHED, f"this session holds its maximum of {detail} clips", limit=int(detail)
+            ErrorCode.LIMIT_REACHED, f"this session holds its maximum of {detail} {limit_of}", limit=int(detail)
         )
     messages = {
         "session_not_found": "no such session",
@@ -175,8 +179,17 @@ class StreamSessions:
     """Repository of stream sessions, their segments and clips."""
 
     def __init__(
-        self, *, redis: Redis, keys: Keys, scripts: Scripts, log: EventLog, clock: Clock, sessions: SessionDirectory
+        self,
+        *,
+        redis: Redis,
+        keys: Keys,
+        scripts: Scripts,
+        log: EventLog,
+        clock: Clock,
+        sessions: SessionDirectory,
+        max_segments: int = MAX_SEGMENTS,
     ) -> None:
+        self._max_segments = max_segments
         self._redis = redis
         self._keys = keys
         self._scripts = scripts
@@ -278,8 +291,10 @@ class StreamSessions:
                     etypes.STREAM_STATE,
                     etypes.SEGMENT_OPENED,
                     etypes.SEGMENT_CLOSED,
+                    self._max_segments,
                 ],
-            )
+            ),
+            limit_of="segments",
         )
         return int(result[1]), str(result[2]), step.to
 

@@ -7,6 +7,8 @@ from typing import Any
 
 import pytest
 
+from protocol.errors import CodedError
+from storage.clips import StreamSessions
 from tests.clips_helpers import connect, create_stream, http, started
 from tests.helpers import Client, ServerUnderTest
 
@@ -285,3 +287,25 @@ async def test_missed_clip_events_are_replayed_by_offset(server: ServerUnderTest
     ack = await back.call("subscribe_on_session", {"session_id": session_id, "epoch": epoch, "offset": offset})
     assert ack["recovered"] is True and ack["missed"] == 3
     assert [name for name, _ in back.events] == ["clip_added", "segment_closed", "stream_state"]
+
+
+async def test_segments_are_capped(server: ServerUnderTest, redis: Any) -> None:
+    services = server.services
+    streams = StreamSessions(
+        redis=redis,
+        keys=services.keys,
+        scripts=services.scripts,
+        log=services.log,
+        clock=services.clock,
+        sessions=services.sessions,
+        max_segments=2,
+    )
+    session_id = await create_stream(server)
+    for action in ("start", "pause", "resume", "pause"):
+        await streams.transition(session_id, action, "alice")
+    with pytest.raises(CodedError) as refused:
+        await streams.transition(session_id, "resume", "alice")
+    assert refused.value.code.value == "limit_reached" and refused.value.details["limit"] == 2
+    assert await redis.hget(services.keys.session(session_id), "state") == "paused"
+    assert await redis.llen(services.keys.stream_segments(session_id)) == 2
+    await streams.transition(session_id, "end", "alice")

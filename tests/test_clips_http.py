@@ -171,7 +171,7 @@ async def test_json_export_and_stream_offsets(server: ServerUnderTest, clients: 
 
 async def test_youtube_chapters_or_the_reason_why_not(server: ServerUnderTest, clients: list[Client]) -> None:
     session_id, _ = await raid(server, clients)
-    status, headers, body = await download(server, session_id, "format=youtube")
+    status, _, body = await download(server, session_id, "format=youtube")
     assert status == 200 and body.splitlines() == ["0:00 Start", '0:12 wow, "that"', "1:30 Clip 3"]
     status, _, body = await download(server, session_id, "format=youtube&only=clipped")
     answer = json.loads(body)

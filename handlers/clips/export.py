@@ -13,7 +13,7 @@ from handlers.clips import formats, timecode
 from handlers.clips.actions import owned
 from handlers.clips.formats import Marker
 from handlers.clips.moments import Moment, group_moments
-from handlers.clips.review import _choice, frame_rate, moments_window, only_clipped, sort_order, subject
+from handlers.clips.queries import choice, frame_rate, moments_window, only_clipped, sort_order, subject
 from handlers.clips.settings import ClipSettings
 from handlers.context import Services
 from handlers.http_common import bearer_claims, guarded
@@ -135,7 +135,7 @@ class ExportRoutes:
         """``?format=csv|json|txt|youtube|premiere|resolve|edl&of=clips|moments&only=all|clipped&fps=``."""
         session_id = parse_session_id(request.match_info["session_id"])
         claims = self._claims(request)
-        name = _choice(request, "format", tuple(FORMATS), "csv")
+        name = choice(request, "format", tuple(FORMATS), "csv")
         export = await self._collect(request, session_id, claims)
         fmt = FORMATS[name]
         body = fmt.render(export)

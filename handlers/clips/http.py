@@ -8,10 +8,10 @@ from aiohttp import web
 
 from auth.access import require_permission
 from auth.claims import Claims, Permission
-from handlers.clips.actions import existing, full, owned, set_state, submit_clip, streamer_url, viewer_url
+from handlers.clips.actions import full, owned, set_state, submit_clip, streamer_url, viewer_url
 from handlers.clips.moments import group_moments
 from handlers.clips.payloads import ClipEdit, ClipRequest, CreateStream, StateRequest
-from handlers.clips.review import moments_window, only_clipped, sort_order
+from handlers.clips.queries import moments_window, only_clipped, sort_order
 from handlers.clips.settings import ClipSettings
 from handlers.context import Services
 from handlers.http_common import bearer_claims, guarded, json_body, query_int
@@ -167,6 +167,5 @@ class StreamRoutes:
         session_id = parse_session_id(request.match_info["session_id"])
         clip_id = clip_id_of(request)
         claims = self._claims(request)
-        await existing(self._streams, session_id)
         clip = await self._streams.delete_clip(session_id, clip_id, claims.sub)
         return web.json_response({"session_id": session_id, "clip_id": clip.clip_id, "deleted": True})

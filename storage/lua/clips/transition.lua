@@ -12,8 +12,9 @@
 --   ARGV[11] event type of a state change (stream_state)
 --   ARGV[12] event type of an opened segment (segment_opened)
 --   ARGV[13] event type of a closed segment (segment_closed)
--- Returns {'ok', last offset, previous state} or {code, 0, current state}: session_not_found,
--- forbidden, invalid_state.
+--   ARGV[14] most segments a session may have (every snapshot carries them all)
+-- Returns {'ok', last offset, previous state} or {code, 0, detail}: session_not_found,
+-- forbidden, invalid_state (detail: the current state), limit_reached (detail: the cap).
 local session_key = KEYS[3]
 local segments_key = KEYS[4]
 local performer = ARGV[6]
@@ -24,6 +25,7 @@ local opens_segment = ARGV[10] == '1'
 local state_event = ARGV[11]
 local opened_event = ARGV[12]
 local closed_event = ARGV[13]
+local max_segments = tonumber(ARGV[14])
 
 local found = redis.call('HMGET', session_key, 'kind', 'owner_id', 'state', 'seg_index', 'seg_started_at', 'seg_closed_ms')
 if found[1] ~= 'stream' then
@@ -37,8 +39,12 @@ if not string.find(allowed_from, ',' .. previous .. ',', 1, true) then
   return {'invalid_state', 0, previous}
 end
 
-local offset = 0
 local seg_index = tonumber(found[4] or '0')
+if opens_segment and seg_index >= max_segments then
+  return {'limit_reached', 0, max_segments}
+end
+
+local offset = 0
 -- A segment is open exactly while the session is active; every move out of active closes it.
 if found[5] and found[5] ~= '' then
   local started_at = tonumber(found[5])

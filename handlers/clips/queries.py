@@ -13,7 +13,8 @@ from protocol.errors import CodedError, ErrorCode
 MAX_WINDOW_S = 600
 
 
-def _choice(request: web.Request, name: str, choices: tuple[str, ...], default: str) -> str:
+def choice(request: web.Request, name: str, choices: tuple[str, ...], default: str) -> str:
+    """The query parameter ``name``, one of ``choices``, or ``invalid_payload``."""
     value = request.query.get(name, default)
     if value not in choices:
         raise CodedError(ErrorCode.INVALID_PAYLOAD, f"{name} must be one of {', '.join(choices)}")
@@ -22,12 +23,12 @@ def _choice(request: web.Request, name: str, choices: tuple[str, ...], default: 
 
 def only_clipped(request: web.Request) -> bool:
     """``?only=clipped`` (default ``all``)."""
-    return _choice(request, "only", ("all", "clipped"), "all") == "clipped"
+    return choice(request, "only", ("all", "clipped"), "all") == "clipped"
 
 
 def sort_order(request: web.Request) -> MomentSort:
     """``?sort=time|count`` (default ``time``)."""
-    return "count" if _choice(request, "sort", ("time", "count"), "time") == "count" else "time"
+    return "count" if choice(request, "sort", ("time", "count"), "time") == "count" else "time"
 
 
 def moments_window(request: web.Request, settings: ClipSettings) -> int:
@@ -37,9 +38,9 @@ def moments_window(request: web.Request, settings: ClipSettings) -> int:
 
 def frame_rate(request: web.Request) -> str:
     """``?fps=`` one of 23.976, 25, 29.97, 30, 60 (default 30)."""
-    return _choice(request, "fps", tuple(FRAME_RATES), DEFAULT_FPS)
+    return choice(request, "fps", tuple(FRAME_RATES), DEFAULT_FPS)
 
 
 def subject(request: web.Request) -> str:
     """``?of=clips|moments`` (default ``clips``)."""
-    return _choice(request, "of", ("clips", "moments"), "clips")
+    return choice(request, "of", ("clips", "moments"), "clips")
