@@ -309,3 +309,37 @@ async def test_segments_are_capped(server: ServerUnderTest, redis: Any) -> None:
     assert await redis.hget(services.keys.session(session_id), "state") == "paused"
     assert await redis.llen(services.keys.stream_segments(session_id)) == 2
     await streams.transition(session_id, "end", "alice")
+
+
+async def test_a_raid_past_the_log_gives_a_snapshot_with_the_counts(
+    redis: Any, redis_process: Any, tmp_path: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from tests.conftest import start_server
+
+    monkeypatch.setenv("SESSIONHUB_CLIPS_COOLDOWN_S", "0")
+    server = await start_server(redis_process.url, tmp_path, stream_maxlen=10)
+    made: list[Client] = []
+    try:
+        session_id, _ = await started(server, made)
+        away = await server.subscriber(made, session_id, user="dashboard-tab")
+        snapshot = away.named("session_snapshot")[0]
+        await away.close()
+        viewer = await connect(server, made, "viewer-1")
+        for _ in range(60):  # far more than the log keeps
+            assert (await viewer.call("clip_submit", {"session_id": session_id}))["ok"] is True
+
+        back = await connect(server, made, "dashboard-tab")
+        ack = await back.call(
+            "subscribe_on_session", {"session_id": session_id, "epoch": snapshot["epoch"], "offset": snapshot["offset"]}
+        )
+        assert ack["recovered"] is False
+        fresh = back.named("session_snapshot")[0]["session"]
+        assert fresh["clip_count"] == 60 and fresh["state"] == "active"
+        assert set(fresh) == {
+            "session_id", "kind", "title", "game", "viewer_delay_s", "state", "clip_count", "clipped_count",
+            "created_at", "updated_at", "ended_at", "segments", "viewer_url",
+        }  # fmt: skip
+    finally:
+        for client in made:
+            await client.close()
+        await server.stop()

@@ -214,3 +214,65 @@ async def test_a_click_whose_answer_was_lost_is_stored_once(server: ServerUnderT
     assert dropper.dropped == 1
     assert await server.services.redis.hlen(server.services.keys.stream_clips(session_id)) == 1
     assert await server.services.redis.hget(server.services.keys.session(session_id), "clip_count") == "1"
+
+
+async def test_dashboard_review_mark_edit_delete_and_exports(
+    server: ServerUnderTest, tab: Tab, clients: list[Client], tmp_path: Path
+) -> None:
+    clock = server.services.clock
+    session_id = await create_stream(server, title="Review me")
+    await http(server, "POST", f"/api/streams/{session_id}/state", json={"action": "start"})
+    try:
+        for user, at_ms, note in [("v1", 10_000, "first"), ("v2", 12_000, "second"), ("v3", 40_000, "third")]:
+            clock.shift_ms = at_ms
+            viewer = Client(server.url, server.token(user))
+            clients.append(viewer)
+            await viewer.connect()
+            assert (await viewer.call("clip_submit", {"session_id": session_id, "note": note}))["ok"] is True
+    finally:
+        clock.shift_ms = 0
+    await tab.page.context.grant_permissions(["clipboard-read", "clipboard-write"], origin=server.url)
+    await tab.use_token(server.token("alice"))
+    page = await live(tab, f"/streams/{session_id}")
+
+    clips = page.locator('.segment[data-index="1"] .review-clip')
+    await expect(clips).to_have_count(3)
+    await expect(clips.locator(".who")).to_have_text(["v1", "v2", "v3"])
+    await expect(page.locator(".moment .count")).to_have_text(["2 clicks", "1 click"])
+    await page.locator("#window-input").fill("60")
+    await page.locator("#window-input").dispatch_event("change")
+    await expect(page.locator(".moment .count")).to_have_text(["3 clicks"])
+
+    await clips.nth(2).locator(".clip-toggle").click()
+    await expect(clips.nth(2)).to_have_attribute("data-clipped", "true")
+    await expect(page.locator("#clipped-count")).to_have_text("1")
+    await clips.nth(0).locator(".clip-edit").click()
+    await clips.nth(0).locator(".note-edit input").fill("renamed")
+    await clips.nth(0).locator(".note-edit button").click()
+    await expect(clips.nth(0).locator(".note")).to_have_text("renamed")
+    await clips.nth(1).locator(".clip-delete").click()
+    await expect(clips).to_have_count(2)
+    await expect(page.locator("#clip-count")).to_have_text("2")
+
+    await page.locator("#format-select").select_option("youtube")
+    await page.locator("#only-select").select_option("clipped")
+    await page.locator("#export-button").click()
+    await expect(page.locator("#export-error")).to_contain_text("at least 3 chapters")
+
+    await page.locator("#format-select").select_option("resolve")
+    await page.locator("#only-select").select_option("all")
+    async with page.expect_download() as download_info:
+        await page.locator("#export-button").click()
+    download = await download_info.value
+    assert download.suggested_filename == "review-me-clips-resolve-markers.edl"
+    saved = tmp_path / "markers.edl"
+    await download.save_as(saved)
+    text = saved.read_text(encoding="utf-8")
+    assert text.startswith("TITLE: Review me\nFCM: NON-DROP FRAME\n")
+    assert " |C:ResolveColorBlue |M:renamed |D:1" in text and " |C:ResolveColorGreen |M:third |D:1" in text
+
+    await page.locator("#copy-link").click()
+    await expect(page.locator("#notice")).to_have_text("Viewer link copied.")
+    assert await page.evaluate("navigator.clipboard.readText()") == f"{server.url}/watch/{session_id}"
+    stored = await server.services.redis.hlen(server.services.keys.stream_clips(session_id))
+    assert stored == 2
