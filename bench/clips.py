@@ -8,10 +8,13 @@ aiohttp WebSockets (one asyncio process for all viewers and the dashboard). Prin
 - ack latency (click sent -> ack read) p50/p95/p99/max;
 - the dashboard's delivery latency (click sent -> its ``clip_added`` read by the owner's
   subscribed connection) p50/p99/max, and how many events it got;
+- what the viewers received: by default each viewer follows the stream's audience session, as
+  the ``/watch`` page does (state changes only); ``--follow stream`` subscribes them to the
+  stream's own log instead, where every clip reaches every viewer;
 - CPU seconds of the server, of Redis and of this generator during the click window, so a
   saturated generator is visible rather than silently blamed on the server.
 
-Run: ``.venv/bin/python bench/clips.py`` (``--viewers 1000 --window-s 1``). Everything is
+Run: ``.venv/bin/python bench/clips.py`` (``--viewers 1000 --window-s 1 --follow audience``). Everything is
 bounded: connection phase, click phase and drain each have a deadline; every process this
 starts is stopped by its pid.
 """
@@ -196,6 +199,7 @@ class LeanClient:
         self._next_id = 0
         self._reader: asyncio.Task[None] | None = None
         self.on_event: Any = None  # callable(name, data, t_read)
+        self.events_seen = 0  # events counted without decoding (viewers)
 
     async def connect(self) -> None:
         self._ws = await self._http.ws_connect(self._url, autoping=False, max_msg_size=0)
@@ -222,9 +226,11 @@ class LeanClient:
                 future = self._acks.pop(int(text[2:bracket]), None)
                 if future is not None and not future.done():
                     future.set_result((now, json.loads(text[bracket:])[0]))
-            elif text.startswith("42") and self.on_event is not None:
-                name, data = json.loads(text[2:])
-                self.on_event(name, data, now)
+            elif text.startswith("42"):
+                self.events_seen += 1
+                if self.on_event is not None:
+                    name, data = json.loads(text[2:])
+                    self.on_event(name, data, now)
         for future in self._acks.values():
             if not future.done():
                 future.set_exception(ConnectionError("closed"))
@@ -261,13 +267,19 @@ class Click:
     error: str = ""
 
 
-async def connect_all(http: aiohttp.ClientSession, url: str, tokens: list[str]) -> list[LeanClient]:
+async def connect_all(
+    http: aiohttp.ClientSession, url: str, tokens: list[str], subscribe_to: str | None
+) -> list[LeanClient]:
     gate = asyncio.Semaphore(CONNECT_CONCURRENCY)
 
     async def one(token: str) -> LeanClient:
         async with gate:
             client = LeanClient(http, url, token)
             await client.connect()
+            if subscribe_to is not None:
+                _, _, ack = await client.call("subscribe_on_session", {"session_id": subscribe_to})
+                if not ack.get("ok"):
+                    raise RuntimeError(f"subscribe refused: {ack}")
             return client
 
     return list(await asyncio.wait_for(asyncio.gather(*(one(t) for t in tokens)), CONNECT_DEADLINE_S))
@@ -296,7 +308,8 @@ async def run(args: argparse.Namespace, stack: Stack) -> dict[str, Any]:
     async with aiohttp.ClientSession(connector=connector) as http:
         headers = {"Authorization": f"Bearer {owner_token}"}
         async with http.post(f"{stack.url}/api/streams", json={"title": "Bench raid"}, headers=headers) as r:
-            session_id = (await r.json())["session"]["session_id"]
+            created = (await r.json())["session"]
+            session_id, audience_id = created["session_id"], created["audience_id"]
 
         dashboard = LeanClient(http, stack.url, owner_token)
         await dashboard.connect()
@@ -311,7 +324,8 @@ async def run(args: argparse.Namespace, stack: Stack) -> dict[str, Any]:
         await dashboard.call("stream_set_state", {"session_id": session_id, "action": "start"})
 
         t0 = time.perf_counter()
-        viewers = await connect_all(http, stack.url, viewer_tokens)
+        follow = {"audience": audience_id, "stream": session_id, "none": None}[args.follow]
+        viewers = await connect_all(http, stack.url, viewer_tokens, follow)
         connect_s = time.perf_counter() - t0
 
         cpu_before = (cpu_s(stack.server.pid), cpu_s(stack.redis.pid), own_cpu_s())  # type: ignore[union-attr]
@@ -324,8 +338,13 @@ async def run(args: argparse.Namespace, stack: Stack) -> dict[str, Any]:
         window_end = time.perf_counter()
         acked_ids = {c.ack["clip"]["clip_id"] for c in clicks if c.ack.get("ok")}
         deadline = time.monotonic() + DRAIN_DEADLINE_S
-        while not acked_ids <= delivered.keys() and time.monotonic() < deadline:
+        # Viewers following the stream itself get every clip; the audience log gets none.
+        expected_views = len(acked_ids) * len(viewers) if args.follow == "stream" else 0
+        while time.monotonic() < deadline and not (
+            acked_ids <= delivered.keys() and sum(v.events_seen for v in viewers) >= expected_views
+        ):
             await asyncio.sleep(0.05)
+        drained_s = time.perf_counter() - start
         cpu_after = (cpu_s(stack.server.pid), cpu_s(stack.redis.pid), own_cpu_s())  # type: ignore[union-attr]
 
         for client in [*viewers, dashboard]:
@@ -356,6 +375,9 @@ async def run(args: argparse.Namespace, stack: Stack) -> dict[str, Any]:
         "duplicates": sum(1 for n in stored_counter.values() if n > 1),
         "ack_ms": {q: round(percentile(ack_ms, p), 1) for q, p in (("p50", 0.5), ("p95", 0.95), ("p99", 0.99))}
         | {"max": round(max(ack_ms, default=float("nan")), 1)},
+        "viewers_follow": args.follow,
+        "viewer_deliveries": sum(v.events_seen for v in viewers),
+        "all_delivered_after_s": round(drained_s, 2),
         "dashboard_events": len(delivered),
         "dashboard_missing": len(acked_ids - delivered.keys()),
         "delivery_ms": {q: round(percentile(delivery_ms, p), 1) for q, p in (("p50", 0.5), ("p99", 0.99))}
@@ -374,6 +396,13 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--viewers", type=int, default=1000)
     parser.add_argument("--window-s", type=float, default=1.0, help="the clicks are spread over this many seconds")
+    parser.add_argument(
+        "--follow",
+        choices=("audience", "stream", "none"),
+        default="audience",
+        help="what each viewer subscribes to: the audience session (as /watch does), the stream's own log "
+        "(every clip reaches every viewer: N x N deliveries), or nothing",
+    )
     args = parser.parse_args()
     if not 1 <= args.viewers <= 5000 or not 0 < args.window_s <= 60:
         raise SystemExit("--viewers 1..5000, --window-s up to 60")

@@ -18,6 +18,7 @@ from redis.asyncio import Redis
 
 from protocol import events as etypes
 from protocol.errors import CodedError, ErrorCode
+from storage.clips_audience import StreamAudiences
 from storage.clock import Clock
 from storage.events import EventLog, Position
 from storage.keys import Keys
@@ -67,6 +68,7 @@ class StreamSession:
     created_at: int
     updated_at: int
     ended_at: int | None
+    audience_id: str
     segments: tuple[dict[str, Any], ...]
 
     @classmethod
@@ -85,6 +87,7 @@ class StreamSession:
             created_at=int(fields["created_at"]),
             updated_at=int(fields.get("updated_at") or fields["created_at"]),
             ended_at=int(ended_at) if ended_at else None,
+            audience_id=fields.get("audience_id", ""),
             segments=tuple(json.loads(s) for s in segments),
         )
 
@@ -102,6 +105,7 @@ class StreamSession:
             "created_at": self.created_at,
             "updated_at": self.updated_at,
             "ended_at": self.ended_at,
+            "audience_id": self.audience_id,
             "segments": list(self.segments),
         }
 
@@ -141,6 +145,15 @@ class Clip:
 
 
 _CLIP_FIELDS: tuple[str, ...] = tuple(f.name for f in fields(Clip))
+
+
+@dataclass(frozen=True, slots=True)
+class Transition:
+    """Outcome of a state action."""
+
+    offset: int
+    previous: str
+    state: str
 
 
 @dataclass(frozen=True, slots=True)
@@ -200,11 +213,15 @@ class StreamSessions:
         self._submit = event_script(redis, "clips/submit.lua")
         self._update = event_script(redis, "clips/clip_update.lua")
         self._delete = event_script(redis, "clips/clip_delete.lua")
+        self.audiences = StreamAudiences(
+            redis=redis, keys=keys, scripts=scripts, log=log, clock=clock, sessions=sessions
+        )
 
     async def create(self, *, owner_id: str, title: str, game: str, viewer_delay_s: int) -> StreamSession:
         """Create a session in state ``created``, owned by ``owner_id``."""
         now = self._clock.now_ms()
         session_id = str(uuid.uuid4())
+        audience_id = self.audiences.new_id()
         fields = {
             "id": session_id,
             "kind": KIND,
@@ -224,6 +241,8 @@ class StreamSessions:
             "created_at": str(now),
             "updated_at": str(now),
             "ended_at": "",
+            "audience_id": audience_id,
+            "state_seq": "0",
         }
         session = StreamSession.from_hash(fields, [])
         # The indexes are written first (see storage/sessions.py for why).
@@ -236,6 +255,8 @@ class StreamSessions:
             args=[etypes.SESSION_UPDATE, _dumps(session.public()), *[x for pair in fields.items() for x in pair]],
             now_ms=now,
         )
+        # After the stream: an audience without its stream would be an orphan nobody can reach.
+        await self.audiences.create(audience_id=audience_id, stream_id=session_id, owner_id=owner_id, now_ms=now)
         return session
 
     async def get(self, session_id: str) -> StreamSession | None:
@@ -274,8 +295,8 @@ class StreamSessions:
             records = await pipe.execute()
         return [StreamSession.from_hash(r, []) for r in records if r.get("kind") == KIND]
 
-    async def transition(self, session_id: str, action: str, performer_id: str) -> tuple[int, str, str]:
-        """Take a state action as ``performer_id``; returns (last event offset, previous, new state)."""
+    async def transition(self, session_id: str, action: str, performer_id: str) -> Transition:
+        """Take a state action as ``performer_id``, then copy it onto the audience session."""
         step = ACTIONS[action]
         result = _checked(
             await self._log.run(
@@ -296,7 +317,17 @@ class StreamSessions:
             ),
             limit_of="segments",
         )
-        return int(result[1]), str(result[2]), step.to
+        change = Transition(offset=int(result[1]), previous=str(result[2]), state=step.to)
+        if result[5]:
+            await self.audiences.mirror(
+                str(result[5]),
+                seq=int(result[3]),
+                state=change.state,
+                previous=change.previous,
+                action=action,
+                segment_index=int(result[4]),
+            )
+        return change
 
     async def submit(
         self, session_id: str, *, viewer_id: str, submission_id: str, note: str, cooldown_ms: int, max_clips: int

@@ -337,9 +337,74 @@ async def test_a_raid_past_the_log_gives_a_snapshot_with_the_counts(
         assert fresh["clip_count"] == 60 and fresh["state"] == "active"
         assert set(fresh) == {
             "session_id", "kind", "title", "game", "viewer_delay_s", "state", "clip_count", "clipped_count",
-            "created_at", "updated_at", "ended_at", "segments", "viewer_url",
+            "created_at", "updated_at", "ended_at", "segments", "viewer_url", "audience_id",
         }  # fmt: skip
     finally:
         for client in made:
             await client.close()
         await server.stop()
+
+
+async def audience_of(server: ServerUnderTest, session_id: str) -> str:
+    status, record = await http(server, "GET", f"/api/streams/{session_id}", user="viewer-1")
+    assert status == 200
+    return str(record["audience_id"])
+
+
+async def test_the_audience_follows_the_state_but_gets_no_clips(server: ServerUnderTest, clients: list[Client]) -> None:
+    session_id, owner = await started(server, clients)
+    audience_id = await audience_of(server, session_id)
+    viewer = await server.subscriber(clients, audience_id, user="viewer-1")
+    snapshot = viewer.named("session_snapshot")[0]
+    assert snapshot["kind"] == "stream_audience"
+    assert snapshot["session"] == {
+        "session_id": audience_id, "stream_id": session_id, "title": "Raid night", "game": "",
+        "viewer_delay_s": 0, "state": "active", "segment_index": 1,
+    }  # fmt: skip
+    clicker = await connect(server, clients, "viewer-2")
+    assert (await clicker.call("clip_submit", {"session_id": session_id, "note": "x"}))["ok"] is True
+    for action in ("pause", "resume", "end"):
+        assert (await owner.call("stream_set_state", {"session_id": session_id, "action": action}))["ok"] is True
+    await viewer.wait_for(lambda: len(viewer.named("stream_state")) == 3)
+    assert [name for name, _ in viewer.events] == ["session_snapshot", "stream_state", "stream_state", "stream_state"]
+    changes = [e["data"] for e in viewer.named("stream_state")]
+    assert [(c["state"], c["previous"], c["segment_index"]) for c in changes] == [
+        ("paused", "active", 0),
+        ("active", "paused", 2),
+        ("ended", "active", 0),
+    ]
+    # Nothing is written to it from outside.
+    for event, extra in [("clip_submit", {}), ("stream_set_state", {"action": "start"})]:
+        ack = await viewer.call(event, {"session_id": audience_id, **extra})
+        assert ack["error"] == "session_not_found"
+
+
+async def test_the_audience_ends_on_the_streams_state_whatever_the_order(
+    server: ServerUnderTest, clients: list[Client], redis: Any
+) -> None:
+    session_id, _ = await started(server, clients)
+    audience_id = await audience_of(server, session_id)
+    tabs = [await connect(server, clients, "alice") for _ in range(6)]
+    actions = ["pause", "resume", "pause", "end", "resume", "pause"]
+    for _ in range(3):
+        await asyncio.gather(
+            *(
+                t.call("stream_set_state", {"session_id": session_id, "action": a})
+                for t, a in zip(tabs, actions, strict=True)
+            )
+        )
+    state = await redis.hget(server.services.keys.session(session_id), "state")
+    assert await redis.hget(server.services.keys.session(audience_id), "state") == state
+    # A late copy of an older change is dropped, without an event.
+    audiences = StreamSessions(
+        redis=redis,
+        keys=server.services.keys,
+        scripts=server.services.scripts,
+        log=server.services.log,
+        clock=server.services.clock,
+        sessions=server.services.sessions,
+    ).audiences
+    offset = await audiences.mirror(
+        audience_id, seq=1, state="active", previous="created", action="start", segment_index=1
+    )
+    assert offset == 0 and await redis.hget(server.services.keys.session(audience_id), "state") == state

@@ -134,7 +134,7 @@ async def test_viewer_catches_up_after_a_reconnect(server: ServerUnderTest, tab:
     gate.release()
 
     await expect(viewer.locator("#connection")).to_have_attribute("data-recovered", "true")
-    await expect(viewer.locator("#connection")).to_have_attribute("data-missed", "2")
+    await expect(viewer.locator("#connection")).to_have_attribute("data-missed", "1")
     await expect(viewer.locator("#stream-state")).to_have_text("Paused")
     await expect(viewer.locator("#clip-reason")).to_contain_text("paused")
 

@@ -49,8 +49,8 @@ async def owned(streams: StreamSessions, claims: Claims, session_id: str) -> Str
 
 async def set_state(streams: StreamSessions, claims: Claims, session_id: str, action: str) -> dict[str, Any]:
     """Take a state action (the owner check and the transition run in one script)."""
-    offset, previous, state = await streams.transition(session_id, action, claims.sub)
-    return {"session_id": session_id, "state": state, "previous": previous, "offset": offset}
+    change = await streams.transition(session_id, action, claims.sub)
+    return {"session_id": session_id, "state": change.state, "previous": change.previous, "offset": change.offset}
 
 
 async def submit_clip(

@@ -7,7 +7,7 @@ from aiohttp import web
 from handlers.clips.events import StreamEvents
 from handlers.clips.export import ExportRoutes
 from handlers.clips.http import StreamRoutes
-from handlers.clips.kind import StreamKind
+from handlers.clips.kind import StreamAudienceKind, StreamKind
 from handlers.clips.settings import ClipSettings
 from handlers.context import Services
 from handlers.socket_router import SocketRouter
@@ -27,6 +27,7 @@ def install(services: Services, router: SocketRouter, app: web.Application) -> N
         sessions=services.sessions,
     )
     services.kinds.register(StreamKind(services, streams))
+    services.kinds.register(StreamAudienceKind(streams))
     StreamEvents(streams, settings).register(router)
     StreamRoutes(services, streams, settings).register(app)
     ExportRoutes(services, streams, settings).register(app)

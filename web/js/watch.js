@@ -1,8 +1,9 @@
 /**
  * The viewer's Clip Moment page (`/watch/<id>`). A guest token is enough (client.js gets one).
  * Each click carries a fresh submission id; when the connection drops before the answer, the
- * same id is sent again after the reconnect, so one click is stored once. State changes arrive
- * live; a reconnect catches up by offset (subscribeSession). Text goes in via textContent only.
+ * same id is sent again after the reconnect, so one click is stored once. The page follows the
+ * stream's audience session, whose log carries state changes only (not every viewer's clip);
+ * a reconnect catches up by offset (subscribeSession). Text goes in via textContent only.
  */
 import { api, call, connect, subscribeSession } from "./client.js";
 import { STATE_LABELS, freshId, hms, idFromPath } from "./clip_format.js";
@@ -20,7 +21,6 @@ const ui = {
   title: $("stream-title"),
   state: $("stream-state"),
   game: $("stream-game"),
-  count: $("clip-count"),
   form: $("clip-form"),
   note: $("note-input"),
   counter: $("note-counter"),
@@ -89,7 +89,6 @@ function render() {
   ui.state.dataset.state = session.state;
   ui.game.textContent = session.game || "";
   ui.game.hidden = !session.game;
-  ui.count.textContent = String(session.clip_count ?? 0);
   updateButton();
 }
 
@@ -152,11 +151,23 @@ async function send() {
       setTimeout(send, RETRY_AFTER_TIMEOUT_MS);
     } else {
       pending = null;
+      if (err.code === "invalid_state") refreshState();
       if (err.code === "rate_limited") cooldownUntil = performance.now() + 1000;
       confirm(`Not clipped: ${err.message}`, "error");
     }
   } finally {
     updateButton();
+  }
+}
+
+/** The stream's state from the server, when a refusal says the page's one is out of date. */
+async function refreshState() {
+  try {
+    const fresh = await api(`/api/streams/${encodeURIComponent(sessionId)}`);
+    session = { ...session, state: fresh.state };
+    render();
+  } catch {
+    // the live subscription will bring it
   }
 }
 
@@ -169,21 +180,10 @@ function onSubmit(event) {
 }
 
 function apply(event) {
-  const data = event.data ?? {};
-  if (event.type === "stream_state") {
-    session = { ...session, state: data.state };
-  } else if (event.type === "clip_added" || event.type === "clip_removed") {
-    session = { ...session, clip_count: data.count };
-    if (event.type === "clip_removed") {
-      mine.get(data.clip_id)?.remove();
-      mine.delete(data.clip_id);
-      ui.mineEmpty.hidden = mine.size > 0;
-    }
-  } else if (event.type === "clip_updated") {
-    const note = mine.get(data.clip_id)?.querySelector(".note");
-    if (note) note.textContent = data.note;
+  if (event.type === "stream_state" && typeof event.data?.state === "string") {
+    session = { ...session, state: event.data.state };
+    render();
   }
-  render();
 }
 
 function showConnection(state) {
@@ -204,9 +204,9 @@ async function main() {
     show(ui.card);
     render();
     socket = connect({ onState: (state) => showConnection(state) });
-    subscribeSession(socket, sessionId, {
+    subscribeSession(socket, session.audience_id, {
       onSnapshot: (snapshot) => {
-        session = { ...session, ...snapshot };
+        session = { ...session, state: snapshot.state };
         render();
       },
       onEvent: apply,

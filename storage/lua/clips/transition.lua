@@ -13,8 +13,10 @@
 --   ARGV[12] event type of an opened segment (segment_opened)
 --   ARGV[13] event type of a closed segment (segment_closed)
 --   ARGV[14] most segments a session may have (every snapshot carries them all)
--- Returns {'ok', last offset, previous state} or {code, 0, detail}: session_not_found,
--- forbidden, invalid_state (detail: the current state), limit_reached (detail: the cap).
+-- Returns {'ok', last offset, previous state, state sequence number, open segment index (0: none),
+-- audience session id} or {code, 0, detail}: session_not_found, forbidden, invalid_state
+-- (detail: the current state), limit_reached (detail: the cap). The sequence number orders the
+-- copies of state changes on the audience session (see audience_state.lua).
 local session_key = KEYS[3]
 local segments_key = KEYS[4]
 local performer = ARGV[6]
@@ -27,7 +29,8 @@ local opened_event = ARGV[12]
 local closed_event = ARGV[13]
 local max_segments = tonumber(ARGV[14])
 
-local found = redis.call('HMGET', session_key, 'kind', 'owner_id', 'state', 'seg_index', 'seg_started_at', 'seg_closed_ms')
+local found = redis.call('HMGET', session_key, 'kind', 'owner_id', 'state', 'seg_index', 'seg_started_at', 'seg_closed_ms',
+  'audience_id')
 if found[1] ~= 'stream' then
   return {'session_not_found', 0, ''}
 end
@@ -68,4 +71,5 @@ if opens_segment then
   redis.call('HSET', session_key, 'seg_index', seg_index, 'seg_started_at', now_ms)
   offset = append_event(opened_event, cjson.encode({segment = segment}))
 end
-return {'ok', offset, previous}
+local state_seq = redis.call('HINCRBY', session_key, 'state_seq', 1)
+return {'ok', offset, previous, state_seq, next_state == 'active' and seg_index or 0, found[7] or ''}
