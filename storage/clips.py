@@ -9,6 +9,7 @@ instead of the core's ``{false, code}``; :func:`_checked` turns that into a code
 from __future__ import annotations
 
 import json
+import logging
 import secrets
 import uuid
 from dataclasses import dataclass, fields
@@ -24,6 +25,8 @@ from storage.events import EventLog, Position
 from storage.keys import Keys
 from storage.scripts import Scripts, event_script
 from storage.sessions import SessionDirectory
+
+log = logging.getLogger(__name__)
 
 KIND = "stream"
 
@@ -319,15 +322,27 @@ class StreamSessions:
         )
         change = Transition(offset=int(result[1]), previous=str(result[2]), state=step.to)
         if result[5]:
+            await self._copy_to_audience(str(result[5]), change, action, seq=int(result[3]), segment=int(result[4]))
+        return change
+
+    async def _copy_to_audience(
+        self, audience_id: str, change: Transition, action: str, *, seq: int, segment: int
+    ) -> None:
+        # The stream's change is committed: failing the streamer's request now would make them
+        # retry a change that is done. A lost copy heals: the audience snapshot reads the
+        # stream, the next copy carries the newer state, and a refused click makes the viewer
+        # page read the state again.
+        try:
             await self.audiences.mirror(
-                str(result[5]),
-                seq=int(result[3]),
+                audience_id,
+                seq=seq,
                 state=change.state,
                 previous=change.previous,
                 action=action,
-                segment_index=int(result[4]),
+                segment_index=segment,
             )
-        return change
+        except Exception:
+            log.exception("could not copy a state change (%s) to audience session %s", action, audience_id)
 
     async def submit(
         self, session_id: str, *, viewer_id: str, submission_id: str, note: str, cooldown_ms: int, max_clips: int

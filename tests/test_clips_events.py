@@ -408,3 +408,25 @@ async def test_the_audience_ends_on_the_streams_state_whatever_the_order(
         audience_id, seq=1, state="active", previous="created", action="start", segment_index=1
     )
     assert offset == 0 and await redis.hget(server.services.keys.session(audience_id), "state") == state
+
+
+async def test_a_lost_audience_copy_heals_through_the_snapshot(
+    server: ServerUnderTest, clients: list[Client], redis: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    services = server.services
+    streams = StreamSessions(
+        redis=redis, keys=services.keys, scripts=services.scripts, log=services.log, clock=services.clock,
+        sessions=services.sessions,
+    )  # fmt: skip
+    session_id = await create_stream(server)
+    audience_id = await audience_of(server, session_id)
+
+    async def crash(*args: Any, **kwargs: Any) -> int:
+        raise ConnectionError("the process died between the two steps")
+
+    monkeypatch.setattr(streams.audiences, "mirror", crash)
+    change = await streams.transition(session_id, "start", "alice")  # the streamer's request succeeds
+    assert change.state == "active"
+    assert await redis.hget(services.keys.session(audience_id), "state") == "created"  # the copy was lost
+    viewer = await server.subscriber(clients, audience_id, user="viewer-1")
+    assert viewer.named("session_snapshot")[0]["session"]["state"] == "active"
