@@ -430,3 +430,15 @@ async def test_a_lost_audience_copy_heals_through_the_snapshot(
     assert await redis.hget(services.keys.session(audience_id), "state") == "created"  # the copy was lost
     viewer = await server.subscriber(clients, audience_id, user="viewer-1")
     assert viewer.named("session_snapshot")[0]["session"]["state"] == "active"
+
+
+async def test_two_tabs_sending_one_submission_at_once_store_one_clip(
+    server: ServerUnderTest, clients: list[Client], redis: Any
+) -> None:
+    session_id, _ = await started(server, clients)
+    tabs = [await connect(server, clients, "viewer-1") for _ in range(5)]
+    payload = {"session_id": session_id, "submission_id": "same-click-0001", "note": "once"}
+    acks = await asyncio.gather(*(t.call("clip_submit", payload) for t in tabs))
+    assert sorted(a["created"] for a in acks) == [False, False, False, False, True]
+    assert len({a["clip"]["clip_id"] for a in acks}) == 1
+    assert await redis.hlen(server.services.keys.stream_clips(session_id)) == 1
