@@ -389,6 +389,10 @@ async def run(args: argparse.Namespace, stack: Stack) -> dict[str, Any]:
             "wall": round(window_end - start, 2),
         },
         "mean_ack_ms": round(statistics.fmean(ack_ms), 1) if ack_ms else None,
+        # What one click costs the server (its ack, the Lua step, the dashboard's delivery):
+        # the figure that does not depend on what else the machine is running.
+        "server_cpu_ms_per_click": round((cpu_after[0] - cpu_before[0]) * 1000 / max(1, len(clicks)), 3),
+        "load_average_1m": round(os.getloadavg()[0], 2),
     }
 
 
@@ -424,7 +428,8 @@ def main() -> None:
         f"ack p50 {result['ack_ms']['p50']} ms / p99 {result['ack_ms']['p99']} ms, "
         f"dashboard p50 {result['delivery_ms']['p50']} ms / p99 {result['delivery_ms']['p99']} ms "
         f"({result['dashboard_events']} events); CPU s during the clicks: server {result['cpu_s']['server']}, "
-        f"redis {result['cpu_s']['redis']}, generator {result['cpu_s']['generator']} over {result['cpu_s']['wall']} s"
+        f"redis {result['cpu_s']['redis']}, generator {result['cpu_s']['generator']} over {result['cpu_s']['wall']} s "
+        f"({result['server_cpu_ms_per_click']} ms of server CPU per click; load average {result['load_average_1m']})"
     )
 
 
