@@ -35,3 +35,11 @@ NEW_MESSAGE: Final = "new_message"
 JOB_PROGRESS: Final = "job_progress"
 # A stored chunk changed (a transcript was added): data {"chunk": {...}}.
 CHUNK_UPDATED: Final = "chunk_updated"
+
+# Log entries of stream sessions (clips).
+STREAM_STATE: Final = "stream_state"
+SEGMENT_OPENED: Final = "segment_opened"
+SEGMENT_CLOSED: Final = "segment_closed"
+CLIP_ADDED: Final = "clip_added"
+CLIP_UPDATED: Final = "clip_updated"
+CLIP_REMOVED: Final = "clip_removed"

@@ -11,6 +11,7 @@ from typing import Any
 from aiohttp import web
 
 from handlers.auth_http import AuthRoutes
+from handlers.clips import capability as clips
 from handlers.connection import Connections
 from handlers.connection_events import ConnectionEvents
 from handlers.context import Services
@@ -23,7 +24,7 @@ from handlers.voice import capability as voice
 from handlers.web_pages import WebPages
 from server.bus import Bus
 from server.fastpath import SessionServer, check_versions
-from server.services import pattern_config_from
+from server.services import clip_settings_from, pattern_config_from
 from server.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -39,11 +40,13 @@ SIO_KEY = web.AppKey("sio", SessionServer)
 Capability = Callable[[Services, SocketRouter, web.Application], None]
 
 
+
 def capabilities(settings: Settings) -> Sequence[Capability]:
     """Every capability the server serves, each with its limits: it installs its kind, events, routes."""
     return (
         voice.install,
         partial(patterns.install, config=pattern_config_from(settings)),
+        partial(clips.install, settings=clip_settings_from(settings)),
     )
 
 

@@ -9,6 +9,7 @@ from redis.asyncio.cluster import RedisCluster
 
 from auth.tokens import TokenService
 from handlers.context import Limits, NoSubscriptions, Services, Subscriptions
+from handlers.clips.settings import ClipSettings
 from handlers.kinds import KindRegistry
 from handlers.patterns.config import PatternConfig
 from server.settings import Settings
@@ -81,6 +82,15 @@ def voice_config_from(settings: Settings) -> VoiceConfig:
         telegram_users=parse_user_map(settings.voice_telegram_users),
         transcribe_command=settings.voice_transcribe_command,
         transcribe_timeout_s=settings.voice_transcribe_timeout_s,
+    )
+
+
+def clip_settings_from(settings: Settings) -> ClipSettings:
+    """The stream capability's limits."""
+    return ClipSettings(
+        cooldown_s=settings.clips_cooldown_s,
+        max_per_session=settings.clips_max_per_session,
+        moment_window_s=settings.clips_moment_window_s,
     )
 
 

@@ -64,6 +64,10 @@ class Settings(BaseSettings):
     processors: str | None = None
 
     # --- voice: audio chunks, the FAB, Telegram, post-processing ---------------------------
+    clips_cooldown_s: float = Field(default=2.0, ge=0, le=3600)
+    clips_max_per_session: int = Field(default=10_000, ge=1, le=1_000_000)
+    clips_moment_window_s: int = Field(default=10, ge=1, le=600)
+
     patterns_creates_per_min: int = Field(default=10, ge=1)
     patterns_max_body_bytes: int = Field(default=64 * 1024, ge=1024)
     patterns_orphan_days: int = Field(default=90, ge=1)

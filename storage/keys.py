@@ -101,3 +101,24 @@ class Keys:
     def voice_audio_link_key(self) -> str:
         """String: the random key that signs short-lived audio links (shared by every node)."""
         return f"{self.prefix}:voice:audio_link_key"
+
+    # --- clips -------------------------------------------------------------------------
+    def stream_segments(self, session_id: str) -> str:
+        """List of a stream session's segments (JSON objects, index order)."""
+        return f"{self.prefix}:{{{session_id}}}:segments"
+
+    def stream_clips(self, session_id: str) -> str:
+        """Hash of a stream session's clips: clip id -> clip JSON."""
+        return f"{self.prefix}:{{{session_id}}}:clips"
+
+    def stream_submissions(self, session_id: str) -> str:
+        """Hash of client submission ids (``<user>|<submission id>``) -> clip id (idempotency)."""
+        return f"{self.prefix}:{{{session_id}}}:clip_submissions"
+
+    def stream_cooldown(self, session_id: str, user_id: str) -> str:
+        """String: when ``user_id`` may clip this session again (unix ms; expires with it)."""
+        return f"{self.prefix}:{{{session_id}}}:clip_cooldown:{user_id}"
+
+    def user_streams(self, user_id: str) -> str:
+        """Sorted set of the user's stream session ids, scored by creation time (ms)."""
+        return f"{self.prefix}:{{u:{user_id}}}:stream_sessions"

@@ -1,0 +1,437 @@
+"""Clip raid benchmark: N viewers connected, each clicks "Clip Moment" once within one second.
+
+Self-contained: starts a private redis-server on a free loopback port and ``python -m server
+serve`` against it, then drives the real event path with a lean Engine.IO/Socket.IO client over
+aiohttp WebSockets (one asyncio process for all viewers and the dashboard). Prints:
+
+- every acknowledged clip stored exactly once (counted in Redis, ids compared);
+- ack latency (click sent -> ack read) p50/p95/p99/max;
+- the dashboard's delivery latency (click sent -> its ``clip_added`` read by the owner's
+  subscribed connection) p50/p99/max, and how many events it got;
+- what the viewers received: by default each viewer follows the stream's audience session, as
+  the ``/watch`` page does (state changes only); ``--follow stream`` subscribes them to the
+  stream's own log instead, where every clip reaches every viewer;
+- CPU seconds of the server, of Redis and of this generator during the click window, so a
+  saturated generator is visible rather than silently blamed on the server.
+
+Run: ``.venv/bin/python bench/clips.py`` (``--viewers 1000 --window-s 1 --follow audience``). Everything is
+bounded: connection phase, click phase and drain each have a deadline; every process this
+starts is stopped by its pid.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import json
+import os
+import resource
+import shutil
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+from redis import Redis as SyncRedis
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from auth.claims import GUEST_PERMISSIONS  # noqa: E402
+from server.identity import token_service  # noqa: E402
+from server.settings import Settings  # noqa: E402
+from storage.keys import Keys  # noqa: E402
+
+SECRET = "bench-secret-for-clips-only-0123456789-0123456789-0123456789-0123"
+CONNECT_CONCURRENCY = 50
+CONNECT_DEADLINE_S = 60.0
+DRAIN_DEADLINE_S = 15.0
+SERVER_CORE, GENERATOR_CORE = 0, 1
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def pin(pid: int, core: int) -> None:
+    """Keep a process on one core when the machine has two (the figures then mean something)."""
+    if os.cpu_count() and os.cpu_count() >= 2:  # type: ignore[operator]
+        with contextlib.suppress(OSError):
+            os.sched_setaffinity(pid, {core})
+
+
+def cpu_s(pid: int) -> float:
+    """User + system CPU seconds of a process, from /proc."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def own_cpu_s() -> float:
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
+
+
+def percentile(values: list[float], q: float) -> float:
+    if not values:
+        return float("nan")
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
+
+
+# --- processes ---------------------------------------------------------------------------------
+
+
+@dataclass
+class Stack:
+    """redis-server and the sessionhub server under test."""
+
+    workdir: Path
+    redis_port: int = field(default_factory=free_port)
+    http_port: int = field(default_factory=free_port)
+    redis: subprocess.Popen[bytes] | None = None
+    server: subprocess.Popen[bytes] | None = None
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.http_port}"
+
+    def start(self, env_extra: dict[str, str]) -> None:
+        binary = shutil.which("redis-server")
+        if binary is None:
+            raise SystemExit("redis-server is not on PATH")
+        self.redis = subprocess.Popen(
+            [
+                binary,
+                "--bind",
+                "127.0.0.1",
+                "--port",
+                str(self.redis_port),
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+                "--dir",
+                str(self.workdir),
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        pin(self.redis.pid, GENERATOR_CORE)
+        self._wait_redis()
+        env = {
+            **os.environ,
+            "REDIS_URL": f"redis://127.0.0.1:{self.redis_port}/0",
+            "SESSIONHUB_PORT": str(self.http_port),
+            "SESSIONHUB_JWT_SECRET": SECRET,
+            "SESSIONHUB_DATA_DIR": str(self.workdir),
+            "SESSIONHUB_INPROCESS_WORKERS": "0",
+            "SESSIONHUB_LOG_LEVEL": "WARNING",
+            **env_extra,
+        }
+        self.server = subprocess.Popen(
+            [sys.executable, "-m", "server", "serve"],
+            cwd=ROOT,
+            env=env,
+            stdout=subprocess.DEVNULL,
+            stderr=open(self.workdir / "server.log", "wb"),  # noqa: SIM115
+        )
+        pin(self.server.pid, SERVER_CORE)
+        self._wait_http()
+
+    def _wait_redis(self) -> None:
+        client = SyncRedis(port=self.redis_port)
+        deadline = time.monotonic() + 10
+        try:
+            while True:
+                try:
+                    client.ping()
+                    return
+                except Exception:
+                    if time.monotonic() > deadline:
+                        raise
+                    time.sleep(0.05)
+        finally:
+            client.close()
+
+    def _wait_http(self) -> None:
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            if self.server is not None and self.server.poll() is not None:
+                raise SystemExit(f"the server exited; see {self.workdir / 'server.log'}")
+            with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", self.http_port), timeout=0.2):
+                return
+            time.sleep(0.1)
+        raise SystemExit("the server did not start listening in 30 s")
+
+    def stop(self) -> None:
+        for process in (self.server, self.redis):
+            if process is not None and process.poll() is None:
+                process.terminate()
+                try:
+                    process.wait(10)
+                except subprocess.TimeoutExpired:
+                    process.kill()
+                    process.wait(5)
+
+
+# --- lean Socket.IO client ---------------------------------------------------------------------
+
+
+class LeanClient:
+    """Engine.IO v4 / Socket.IO v5 over one WebSocket: connect with auth, emit with ack, events."""
+
+    def __init__(self, http: aiohttp.ClientSession, url: str, token: str) -> None:
+        self._http = http
+        self._url = url.replace("http://", "ws://") + "/socket.io/?EIO=4&transport=websocket"
+        self._token = token
+        self._ws: aiohttp.ClientWebSocketResponse | None = None
+        self._acks: dict[int, asyncio.Future[tuple[float, Any]]] = {}
+        self._next_id = 0
+        self._reader: asyncio.Task[None] | None = None
+        self.on_event: Any = None  # callable(name, data, t_read)
+        self.events_seen = 0  # events counted without decoding (viewers)
+
+    async def connect(self) -> None:
+        self._ws = await self._http.ws_connect(self._url, autoping=False, max_msg_size=0)
+        opened = await self._ws.receive_str(timeout=10)
+        if not opened.startswith("0"):
+            raise RuntimeError(f"unexpected Engine.IO open {opened[:60]!r}")
+        await self._ws.send_str("40" + json.dumps({"token": self._token}))
+        answer = await self._ws.receive_str(timeout=10)
+        if not answer.startswith("40"):
+            raise RuntimeError(f"Socket.IO connect refused: {answer[:120]!r}")
+        self._reader = asyncio.create_task(self._read())
+
+    async def _read(self) -> None:
+        assert self._ws is not None
+        async for message in self._ws:
+            if message.type != aiohttp.WSMsgType.TEXT:
+                break
+            text: str = message.data
+            now = time.perf_counter()
+            if text == "2":
+                await self._ws.send_str("3")
+            elif text.startswith("43"):
+                bracket = text.index("[")
+                future = self._acks.pop(int(text[2:bracket]), None)
+                if future is not None and not future.done():
+                    future.set_result((now, json.loads(text[bracket:])[0]))
+            elif text.startswith("42"):
+                self.events_seen += 1
+                if self.on_event is not None:
+                    name, data = json.loads(text[2:])
+                    self.on_event(name, data, now)
+        for future in self._acks.values():
+            if not future.done():
+                future.set_exception(ConnectionError("closed"))
+
+    async def call(self, event: str, data: dict[str, Any], timeout_s: float = 10) -> tuple[float, float, Any]:
+        """Emit with an ack; returns (sent at, ack read at, ack) in perf_counter seconds."""
+        assert self._ws is not None
+        self._next_id += 1
+        ack_id = self._next_id
+        future: asyncio.Future[tuple[float, Any]] = asyncio.get_running_loop().create_future()
+        self._acks[ack_id] = future
+        sent = time.perf_counter()
+        await self._ws.send_str(f"42{ack_id}" + json.dumps([event, data], separators=(",", ":")))
+        read_at, ack = await asyncio.wait_for(future, timeout_s)
+        return sent, read_at, ack
+
+    async def close(self) -> None:
+        if self._ws is not None:
+            await self._ws.close()
+        if self._reader is not None:
+            self._reader.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await self._reader
+
+
+# --- the run -------------------------------------------------------------------------------------
+
+
+@dataclass
+class Click:
+    sent: float = 0.0
+    acked: float = 0.0
+    ack: dict[str, Any] = field(default_factory=dict)
+    error: str = ""
+
+
+async def connect_all(
+    http: aiohttp.ClientSession, url: str, tokens: list[str], subscribe_to: str | None
+) -> list[LeanClient]:
+    gate = asyncio.Semaphore(CONNECT_CONCURRENCY)
+
+    async def one(token: str) -> LeanClient:
+        async with gate:
+            client = LeanClient(http, url, token)
+            await client.connect()
+            if subscribe_to is not None:
+                _, _, ack = await client.call("subscribe_on_session", {"session_id": subscribe_to})
+                if not ack.get("ok"):
+                    raise RuntimeError(f"subscribe refused: {ack}")
+            return client
+
+    return list(await asyncio.wait_for(asyncio.gather(*(one(t) for t in tokens)), CONNECT_DEADLINE_S))
+
+
+async def click(client: LeanClient, session_id: str, at: float, n: int) -> Click:
+    await asyncio.sleep(max(0.0, at - time.perf_counter()))
+    result = Click()
+    try:
+        payload = {"session_id": session_id, "submission_id": f"bench-click-{n:06d}", "note": f"raid {n}"}
+        result.sent, result.acked, result.ack = await client.call("clip_submit", payload)
+    except Exception as exc:  # a lost ack is a figure, not a crash
+        result.error = type(exc).__name__
+    return result
+
+
+async def run(args: argparse.Namespace, stack: Stack) -> dict[str, Any]:
+    tokens = token_service(Settings(jwt_secret=SECRET))
+    now = time.time()
+    owner_token, _ = tokens.mint(user_id="bench-streamer", now_s=now, ttl_s=3600, perms=GUEST_PERMISSIONS)
+    viewer_tokens = [
+        tokens.mint(user_id=f"bench-viewer-{n}", now_s=now, ttl_s=3600, perms=GUEST_PERMISSIONS, guest=True)[0]
+        for n in range(args.viewers)
+    ]
+    connector = aiohttp.TCPConnector(limit=0)
+    async with aiohttp.ClientSession(connector=connector) as http:
+        headers = {"Authorization": f"Bearer {owner_token}"}
+        async with http.post(f"{stack.url}/api/streams", json={"title": "Bench raid"}, headers=headers) as r:
+            created = (await r.json())["session"]
+            session_id, audience_id = created["session_id"], created["audience_id"]
+
+        dashboard = LeanClient(http, stack.url, owner_token)
+        await dashboard.connect()
+        delivered: dict[str, float] = {}
+
+        def on_event(name: str, data: Any, read_at: float) -> None:
+            if name == "clip_added":
+                delivered[data["data"]["clip_id"]] = read_at
+
+        dashboard.on_event = on_event
+        await dashboard.call("subscribe_on_session", {"session_id": session_id})
+        await dashboard.call("stream_set_state", {"session_id": session_id, "action": "start"})
+
+        t0 = time.perf_counter()
+        follow = {"audience": audience_id, "stream": session_id, "none": None}[args.follow]
+        viewers = await connect_all(http, stack.url, viewer_tokens, follow)
+        connect_s = time.perf_counter() - t0
+
+        cpu_before = (cpu_s(stack.server.pid), cpu_s(stack.redis.pid), own_cpu_s())  # type: ignore[union-attr]
+        start = time.perf_counter() + 0.2
+        step = args.window_s / max(1, len(viewers))
+        clicks = await asyncio.wait_for(
+            asyncio.gather(*(click(v, session_id, start + n * step, n) for n, v in enumerate(viewers))),
+            args.window_s + 30,
+        )
+        window_end = time.perf_counter()
+        acked_ids = {c.ack["clip"]["clip_id"] for c in clicks if c.ack.get("ok")}
+        deadline = time.monotonic() + DRAIN_DEADLINE_S
+        # Viewers following the stream itself get every clip; the audience log gets none.
+        expected_views = len(acked_ids) * len(viewers) if args.follow == "stream" else 0
+        while time.monotonic() < deadline and not (
+            acked_ids <= delivered.keys() and sum(v.events_seen for v in viewers) >= expected_views
+        ):
+            await asyncio.sleep(0.05)
+        drained_s = time.perf_counter() - start
+        cpu_after = (cpu_s(stack.server.pid), cpu_s(stack.redis.pid), own_cpu_s())  # type: ignore[union-attr]
+
+        for client in [*viewers, dashboard]:
+            await client.close()
+
+    redis = SyncRedis(port=stack.redis_port, decode_responses=True)
+    try:
+        stored = redis.hkeys(Keys().stream_clips(session_id))
+        stored_count = int(redis.hget(Keys().session(session_id), "clip_count") or 0)
+    finally:
+        redis.close()
+    stored_counter = Counter(stored)
+    sent_at = {c.ack["clip"]["clip_id"]: c.sent for c in clicks if c.ack.get("ok")}
+    ack_ms = [(c.acked - c.sent) * 1000 for c in clicks if c.ack]
+    delivery_ms = [(delivered[i] - sent_at[i]) * 1000 for i in sent_at if i in delivered]
+    outcomes = Counter("ok" if c.ack.get("ok") else (c.ack.get("error") or c.error) for c in clicks)
+    click_span_s = max(c.sent for c in clicks if c.sent) - min(c.sent for c in clicks if c.sent)
+    return {
+        "viewers": len(viewers),
+        "connect_s": round(connect_s, 2),
+        "click_span_s": round(click_span_s, 3),
+        "outcomes": dict(outcomes),
+        "acked": len(acked_ids),
+        "stored": len(stored),
+        "clip_count_field": stored_count,
+        "acked_not_stored": len(acked_ids - set(stored)),
+        "stored_not_acked": len(set(stored) - acked_ids),
+        "duplicates": sum(1 for n in stored_counter.values() if n > 1),
+        "ack_ms": {q: round(percentile(ack_ms, p), 1) for q, p in (("p50", 0.5), ("p95", 0.95), ("p99", 0.99))}
+        | {"max": round(max(ack_ms, default=float("nan")), 1)},
+        "viewers_follow": args.follow,
+        "viewer_deliveries": sum(v.events_seen for v in viewers),
+        "all_delivered_after_s": round(drained_s, 2),
+        "dashboard_events": len(delivered),
+        "dashboard_missing": len(acked_ids - delivered.keys()),
+        "delivery_ms": {q: round(percentile(delivery_ms, p), 1) for q, p in (("p50", 0.5), ("p99", 0.99))}
+        | {"max": round(max(delivery_ms, default=float("nan")), 1)},
+        "cpu_s": {
+            "server": round(cpu_after[0] - cpu_before[0], 2),
+            "redis": round(cpu_after[1] - cpu_before[1], 2),
+            "generator": round(cpu_after[2] - cpu_before[2], 2),
+            "wall": round(window_end - start, 2),
+        },
+        "mean_ack_ms": round(statistics.fmean(ack_ms), 1) if ack_ms else None,
+        # What one click costs the server (its ack, the Lua step, the dashboard's delivery):
+        # the figure that does not depend on what else the machine is running.
+        "server_cpu_ms_per_click": round((cpu_after[0] - cpu_before[0]) * 1000 / max(1, len(clicks)), 3),
+        "load_average_1m": round(os.getloadavg()[0], 2),
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--viewers", type=int, default=1000)
+    parser.add_argument("--window-s", type=float, default=1.0, help="the clicks are spread over this many seconds")
+    parser.add_argument(
+        "--follow",
+        choices=("audience", "stream", "none"),
+        default="audience",
+        help="what each viewer subscribes to: the audience session (as /watch does), the stream's own log "
+        "(every clip reaches every viewer: N x N deliveries), or nothing",
+    )
+    args = parser.parse_args()
+    if not 1 <= args.viewers <= 5000 or not 0 < args.window_s <= 60:
+        raise SystemExit("--viewers 1..5000, --window-s up to 60")
+    pin(os.getpid(), GENERATOR_CORE)
+    with tempfile.TemporaryDirectory(prefix="clips-bench-") as workdir:
+        stack = Stack(Path(workdir))
+        try:
+            # The per-connection event rate is not what this measures; the clip cooldown stays on.
+            stack.start({"SESSIONHUB_EVENT_RATE_PER_S": "1000", "SESSIONHUB_EVENT_BURST": "1000"})
+            result = asyncio.run(run(args, stack))
+        finally:
+            stack.stop()
+    print(json.dumps(result, indent=2))
+    lost = result["acked_not_stored"] + result["duplicates"] + result["dashboard_missing"]
+    verdict = "PASS" if lost == 0 and result["acked"] == args.viewers and result["ack_ms"]["p99"] <= 100 else "MISS"
+    print(
+        f"{verdict}: {result['acked']}/{args.viewers} clicks acknowledged, {result['stored']} stored "
+        f"(lost {result['acked_not_stored']}, duplicated {result['duplicates']}), "
+        f"ack p50 {result['ack_ms']['p50']} ms / p99 {result['ack_ms']['p99']} ms, "
+        f"dashboard p50 {result['delivery_ms']['p50']} ms / p99 {result['delivery_ms']['p99']} ms "
+        f"({result['dashboard_events']} events); CPU s during the clicks: server {result['cpu_s']['server']}, "
+        f"redis {result['cpu_s']['redis']}, generator {result['cpu_s']['generator']} over {result['cpu_s']['wall']} s "
+        f"({result['server_cpu_ms_per_click']} ms of server CPU per click; load average {result['load_average_1m']})"
+    )
+
+
+if __name__ == "__main__":
+    main()

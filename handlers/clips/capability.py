@@ -1,0 +1,35 @@
+"""Installs stream sessions on a server: the kind, the socket events, the HTTP routes, the pages."""
+
+from __future__ import annotations
+
+from aiohttp import web
+
+from handlers.clips.events import StreamEvents
+from handlers.clips.export import ExportRoutes
+from handlers.clips.http import StreamRoutes
+from handlers.clips.kind import StreamAudienceKind, StreamKind
+from handlers.clips.settings import ClipSettings
+from handlers.context import Services
+from handlers.socket_router import SocketRouter
+from handlers.web_pages import add_page
+from storage.clips import StreamSessions
+
+
+def install(services: Services, router: SocketRouter, app: web.Application, *, settings: ClipSettings) -> None:
+    """Register everything stream sessions serve, within ``settings``' limits."""
+    streams = StreamSessions(
+        redis=services.redis,
+        keys=services.keys,
+        scripts=services.scripts,
+        log=services.log,
+        clock=services.clock,
+        sessions=services.sessions,
+    )
+    services.kinds.register(StreamKind(services, streams))
+    services.kinds.register(StreamAudienceKind(streams))
+    StreamEvents(streams, settings).register(router)
+    StreamRoutes(services, streams, settings).register(app)
+    ExportRoutes(services, streams, settings).register(app)
+    add_page(app, "/streams", services.web_dir / "streams.html")
+    add_page(app, r"/streams/{session_id}", services.web_dir / "stream.html")
+    add_page(app, r"/watch/{session_id}", services.web_dir / "watch.html")

@@ -1,0 +1,98 @@
+"""Payload models of stream sessions: strict, bounded, unknown fields refused, text cleaned."""
+
+from __future__ import annotations
+
+import re
+from typing import Annotated, Literal
+
+from pydantic import AfterValidator, Field, StringConstraints
+
+from handlers.payloads import Payload, SessionRef
+
+NOTE_MAX_CHARS = 100
+TITLE_MAX_CHARS = 200
+GAME_MAX_CHARS = 100
+
+# Control characters (category Cc: C0, DEL, C1), line and paragraph separators, and the
+# invisible characters that reorder text (bidi embeddings, overrides, isolates): a note is one
+# line of plain text. One compiled class: this runs on every click of a raid.
+_NOT_PLAIN = re.compile("[\x00-\x1f\x7f-\x9f\u2028\u2029\u202a-\u202e\u2066-\u2069]")
+
+
+def _plain_text(value: str) -> str:
+    """Refuse the characters of ``_NOT_PLAIN``."""
+    found = _NOT_PLAIN.search(value)
+    if found is not None:
+        raise ValueError(f"control character U+{ord(found.group()):04X} is not allowed")
+    return value
+
+
+# Trimmed first, then measured: "at most 100 characters" is about what is stored and shown.
+Note = Annotated[str, StringConstraints(strip_whitespace=True, max_length=NOTE_MAX_CHARS), AfterValidator(_plain_text)]
+Title = Annotated[
+    str, StringConstraints(strip_whitespace=True, min_length=1, max_length=TITLE_MAX_CHARS), AfterValidator(_plain_text)
+]
+Game = Annotated[str, StringConstraints(strip_whitespace=True, max_length=GAME_MAX_CHARS), AfterValidator(_plain_text)]
+SubmissionId = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9_\-]{8,64}$")]
+ClipId = Annotated[
+    str, StringConstraints(pattern=r"^[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$")
+]
+StateAction = Literal["start", "pause", "resume", "end"]
+
+
+class CreateStream(Payload):
+    """``POST /api/streams``."""
+
+    title: Title
+    game: Game = ""
+    viewer_delay_s: int = Field(default=0, ge=0, le=600)
+
+
+class StateRequest(Payload):
+    """``POST /api/streams/{id}/state`` (the session id comes from the path)."""
+
+    action: StateAction
+
+
+class StateEvent(SessionRef, StateRequest):
+    """``stream_set_state``."""
+
+
+class ClipRequest(Payload):
+    """``POST /api/streams/{id}/clips``: an optional note and an optional client submission id."""
+
+    note: Note = ""
+    submission_id: SubmissionId | None = None
+
+
+class ClipEvent(SessionRef, ClipRequest):
+    """``clip_submit``."""
+
+
+class ClipEdit(Payload):
+    """``PATCH /api/streams/{id}/clips/{clip_id}``: at least one of the two."""
+
+    clipped: bool | None = None
+    note: Note | None = None
+
+    def model_post_init(self, context: object) -> None:
+        if self.clipped is None and self.note is None:
+            raise ValueError("give clipped, note or both")
+
+
+class ClipEditEvent(SessionRef):
+    """``clip_update``."""
+
+    clip_id: ClipId
+    clipped: bool | None = None
+    note: Note | None = None
+
+    def model_post_init(self, context: object) -> None:
+        if self.clipped is None and self.note is None:
+            raise ValueError("give clipped, note or both")
+
+
+class ClipRef(SessionRef):
+    """``clip_delete``."""
+
+    clip_id: ClipId

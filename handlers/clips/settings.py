@@ -1,0 +1,18 @@
+"""Stream-session limits (``SESSIONHUB_CLIPS_*`` settings, listed in README.md).
+
+Built from the server's settings by ``server.services.clip_settings_from``, the one place where
+settings become limits, and handed to ``install``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True, slots=True)
+class ClipSettings:
+    """Cooldown, cap and review defaults of stream sessions."""
+
+    cooldown_s: float
+    max_per_session: int
+    moment_window_s: int

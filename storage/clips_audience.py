@@ -1,0 +1,90 @@
+"""The audience of a stream session: a companion session that viewer pages follow.
+
+A stream session's log carries every clip: at a raid of a thousand viewers, a thousand clicks
+in a second. If every viewer page followed that log, each click would reach every viewer (a
+million deliveries for that one second) while a viewer needs only the state (live, paused,
+ended). So each stream session has an audience session (kind ``stream_audience``) whose log
+carries the state changes only; ``/watch/<id>`` subscribes to it. Its snapshot reads the
+stream's record, so a viewer that (re)subscribes always gets the current state.
+"""
+
+from __future__ import annotations
+
+import json
+import uuid
+from typing import Any
+
+from redis.asyncio import Redis
+
+from protocol import events as etypes
+from storage.clock import Clock
+from storage.events import EventLog, Position
+from storage.keys import Keys
+from storage.scripts import Scripts, event_script
+from storage.sessions import SessionDirectory
+
+AUDIENCE_KIND = "stream_audience"
+
+
+class StreamAudiences:
+    """Creates audience sessions, copies state changes onto them, reads their snapshots."""
+
+    def __init__(
+        self, *, redis: Redis, keys: Keys, scripts: Scripts, log: EventLog, clock: Clock, sessions: SessionDirectory
+    ) -> None:
+        self._redis = redis
+        self._keys = keys
+        self._scripts = scripts
+        self._log = log
+        self._sessions = sessions
+        self._mirror = event_script(redis, "clips/audience_state.lua")
+
+    @staticmethod
+    def new_id() -> str:
+        """A fresh audience session id (given to the stream's record before either is written)."""
+        return str(uuid.uuid4())
+
+    async def create(self, *, audience_id: str, stream_id: str, owner_id: str, now_ms: int) -> None:
+        """Write the audience record and open its log; only the global index lists it."""
+        fields = {
+            "id": audience_id,
+            "kind": AUDIENCE_KIND,
+            "owner_id": owner_id,
+            "stream_id": stream_id,
+            "state": "created",
+            "segment_index": "0",
+            "state_seq": "0",
+            "created_at": str(now_ms),
+            "updated_at": str(now_ms),
+        }
+        # Not in the owner's own list: it is a part of the stream session, not a session they made.
+        await self._sessions.index(session_id=audience_id, owner_id="", created_ms=now_ms)
+        data = json.dumps({"stream_id": stream_id, "state": "created"}, separators=(",", ":"))
+        await self._log.run(
+            self._scripts.session_create,
+            audience_id,
+            keys=[self._keys.session(audience_id)],
+            args=[etypes.SESSION_UPDATE, data, *[x for pair in fields.items() for x in pair]],
+            now_ms=now_ms,
+        )
+
+    async def mirror(
+        self, audience_id: str, *, seq: int, state: str, previous: str, action: str, segment_index: int
+    ) -> int:
+        """Copy one state change (see ``audience_state.lua``); 0 when a later one is there already."""
+        result = await self._log.run(
+            self._mirror,
+            audience_id,
+            keys=[self._keys.session(audience_id)],
+            args=[seq, state, previous, action, segment_index, etypes.STREAM_STATE],
+        )
+        return int(result[0])
+
+    async def position_and_stream(self, audience_id: str) -> tuple[str | None, Position]:
+        """The stream id of an audience session (None when there is none) and its log position."""
+        async with self._redis.pipeline(transaction=True) as pipe:
+            pipe.hmget(self._keys.session(audience_id), "kind", "stream_id")
+            pipe.hmget(self._keys.log_meta(audience_id), "epoch", "offset")
+            (kind, stream_id), (epoch, offset) = await pipe.execute()
+        found: Any = stream_id if kind == AUDIENCE_KIND else None
+        return found, Position(epoch=epoch or "", offset=int(offset or 0))

@@ -1,0 +1,33 @@
+-- The owner deletes a clip. Its submission id stays known, so a late retry of the same click
+-- is answered as a duplicate and does not bring the clip back.
+--   KEYS[1..2], ARGV[1..5]  see _event.lua
+--   KEYS[3]  the session hash
+--   KEYS[4]  the session's clips hash
+--   ARGV[6]  the performer's user id (the owner only)
+--   ARGV[7]  the clip id
+--   ARGV[8]  event type (clip_removed)
+-- Returns {'ok', offset, clip JSON} or {code, 0, ''}: session_not_found, forbidden, not_found.
+local session_key = KEYS[3]
+local clips_key = KEYS[4]
+local performer = ARGV[6]
+local clip_id = ARGV[7]
+local event_type = ARGV[8]
+
+local found = redis.call('HMGET', session_key, 'kind', 'owner_id', 'clip_count', 'clipped_count')
+if found[1] ~= 'stream' then
+  return {'session_not_found', 0, ''}
+end
+if found[2] ~= performer then
+  return {'forbidden', 0, ''}
+end
+local stored = redis.call('HGET', clips_key, clip_id)
+if not stored then
+  return {'not_found', 0, ''}
+end
+local clip = cjson.decode(stored)
+local count = tonumber(found[3] or '0') - 1
+local clipped_count = tonumber(found[4] or '0') - (clip.clipped and 1 or 0)
+redis.call('HDEL', clips_key, clip_id)
+redis.call('HSET', session_key, 'clip_count', count, 'clipped_count', clipped_count, 'updated_at', now_ms)
+local data = {clip_id = clip_id, segment_index = clip.segment_index, count = count, clipped_count = clipped_count}
+return {'ok', append_event(event_type, cjson.encode(data)), stored}

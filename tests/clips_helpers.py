@@ -1,0 +1,45 @@
+"""Helpers of the stream-session tests: create sessions, connect viewers, call the HTTP API."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import aiohttp
+
+from tests.helpers import Client, ServerUnderTest
+
+
+async def http(
+    server: ServerUnderTest, method: str, path: str, *, user: str | None = "alice", token: str | None = None, **kw: Any
+) -> tuple[int, Any]:
+    """One HTTP call as ``user`` (or with ``token``); returns (status, parsed JSON or text)."""
+    headers = dict(kw.pop("headers", {}))
+    bearer = token if token is not None else (server.token(user) if user else None)
+    if bearer:
+        headers["Authorization"] = f"Bearer {bearer}"
+    async with aiohttp.ClientSession() as client, client.request(method, server.url + path, headers=headers, **kw) as r:
+        body: Any = await r.json() if r.content_type == "application/json" else await r.text()
+        return r.status, body
+
+
+async def create_stream(server: ServerUnderTest, user: str = "alice", **fields: Any) -> str:
+    """A new stream session owned by ``user``; returns its id."""
+    status, body = await http(server, "POST", "/api/streams", user=user, json={"title": "Raid night", **fields})
+    assert status == 201, body
+    return str(body["session"]["session_id"])
+
+
+async def connect(server: ServerUnderTest, clients: list[Client], user: str) -> Client:
+    """A connected Socket.IO client as ``user``."""
+    client = Client(server.url, server.token(user))
+    clients.append(client)
+    return await client.connect()
+
+
+async def started(server: ServerUnderTest, clients: list[Client], **fields: Any) -> tuple[str, Client]:
+    """An active session owned by alice, and alice's connection."""
+    session_id = await create_stream(server, **fields)
+    owner = await connect(server, clients, "alice")
+    ack = await owner.call("stream_set_state", {"session_id": session_id, "action": "start"})
+    assert ack["ok"] is True, ack
+    return session_id, owner

@@ -1,0 +1,399 @@
+/**
+ * The streamer's dashboard (`/streams/<id>`): state actions (only the valid ones shown), the
+ * viewer link, the live clip feed, review by segment with moments, mark / edit / delete, and
+ * exports as file downloads. Owner-only data (who clicked) comes from the HTTP review route;
+ * live events after the review's offset are applied on top of it. Text goes in via textContent.
+ */
+import { ApiError, api, call, connect, getToken, subscribeSession } from "./client.js";
+import { STATE_LABELS, hms, idFromPath } from "./clip_format.js";
+
+const FEED_LIMIT = 50;
+const MOMENTS_DELAY_MS = 400;
+const VALID_ACTIONS = { created: ["start", "end"], active: ["pause", "end"], paused: ["resume", "end"], ended: [] };
+const ACTION_CONFIRM = { end: "End the stream session? Viewers can no longer clip, and this is final." };
+
+const $ = (id) => document.getElementById(id);
+const ui = {
+  loading: $("loading"),
+  error: $("page-error"),
+  errorTitle: $("page-error-title"),
+  errorMessage: $("page-error-message"),
+  errorLink: $("page-error-link"),
+  card: $("dashboard"),
+  review: $("review"),
+  title: $("stream-title"),
+  state: $("stream-state"),
+  game: $("stream-game"),
+  delay: $("viewer-delay"),
+  count: $("clip-count"),
+  clippedCount: $("clipped-count"),
+  notice: $("notice"),
+  link: $("viewer-link"),
+  copy: $("copy-link"),
+  feed: $("feed"),
+  feedEmpty: $("feed-empty"),
+  segments: $("segments"),
+  window: $("window-input"),
+  sort: $("sort-select"),
+  exportForm: $("export-form"),
+  exportError: $("export-error"),
+  connection: $("connection"),
+};
+
+let sessionId = null;
+let session = null;
+let socket = null;
+const clips = new Map(); // clip id -> clip (owner shape; live ones lack submitted_by until reloaded)
+let reviewOffset = null; // the log offset the review reflects; null while it loads
+let buffered = [];
+let momentsTimer = null;
+let moments = [];
+
+function show(...sections) {
+  for (const element of [ui.loading, ui.error, ui.card, ui.review]) element.hidden = !sections.includes(element);
+}
+
+function showError(title, message, link = null) {
+  ui.errorTitle.textContent = title;
+  ui.errorMessage.textContent = message;
+  if (link) ui.errorLink.href = link.href;
+  if (link) ui.errorLink.textContent = link.text;
+  ui.connection.hidden = true;
+  show(ui.error);
+}
+
+function notice(text, kind = "info") {
+  ui.notice.textContent = text;
+  ui.notice.dataset.kind = kind;
+  ui.notice.hidden = !text;
+}
+
+function el(tag, className, text) {
+  const element = document.createElement(tag);
+  if (className) element.className = className;
+  if (text !== undefined) element.textContent = text;
+  return element;
+}
+
+// --- header and actions -------------------------------------------------------------------
+
+function renderHeader() {
+  document.title = `${session.title} · Stream dashboard`;
+  ui.title.textContent = session.title;
+  ui.state.textContent = STATE_LABELS[session.state] ?? session.state;
+  ui.state.dataset.state = session.state;
+  ui.game.textContent = session.game || "";
+  ui.game.hidden = !session.game;
+  ui.delay.textContent = String(session.viewer_delay_s);
+  ui.count.textContent = String(session.clip_count ?? clips.size);
+  ui.clippedCount.textContent = String(session.clipped_count ?? 0);
+  const valid = VALID_ACTIONS[session.state] ?? [];
+  for (const button of document.querySelectorAll("[data-action]")) {
+    button.hidden = !valid.includes(button.dataset.action);
+  }
+}
+
+async function onAction(event) {
+  const action = event.currentTarget.dataset.action;
+  if (ACTION_CONFIRM[action] && !window.confirm(ACTION_CONFIRM[action])) return;
+  const buttons = document.querySelectorAll("[data-action]");
+  for (const button of buttons) button.disabled = true;
+  try {
+    await call(socket, "stream_set_state", { session_id: sessionId, action });
+    notice("");
+  } catch (err) {
+    notice(`${action} failed: ${err.message}`, "error");
+  } finally {
+    for (const button of buttons) button.disabled = false;
+  }
+}
+
+async function copyLink() {
+  try {
+    await navigator.clipboard.writeText(ui.link.value);
+  } catch {
+    ui.link.select(); // clipboard API refused (insecure context): leave it selected to copy by hand
+    notice("Press Ctrl+C to copy the selected link.");
+    return;
+  }
+  notice("Viewer link copied.");
+}
+
+// --- live feed ------------------------------------------------------------------------------
+
+function feedItem(clip) {
+  const li = el("li", "feed-item");
+  li.dataset.clipId = clip.clip_id;
+  li.append(
+    el("span", "offset", `S${clip.segment_index} · ${hms(clip.offset_ms)}`),
+    el("span", "note", clip.note),
+    el("span", "muted", `#${clip.count ?? ""}`),
+  );
+  return li;
+}
+
+function addToFeed(clip) {
+  ui.feed.prepend(feedItem(clip));
+  while (ui.feed.children.length > FEED_LIMIT) ui.feed.lastElementChild.remove();
+  ui.feedEmpty.hidden = true;
+}
+
+// --- review ---------------------------------------------------------------------------------
+
+function clipItem(clip) {
+  const li = el("li", "review-clip");
+  li.dataset.clipId = clip.clip_id;
+  li.dataset.clipped = String(clip.clipped);
+  const note = el("span", "note", clip.note);
+  const who = el("span", "muted who", clip.submitted_by ?? `viewer ${clip.viewer_tag}`);
+  const toggle = el("button", "button small clip-toggle", clip.clipped ? "Unmark" : "Mark clipped");
+  toggle.type = "button";
+  toggle.addEventListener("click", () => update(clip.clip_id, { clipped: !clip.clipped }));
+  const edit = el("button", "button small clip-edit", "Edit note");
+  edit.type = "button";
+  edit.addEventListener("click", () => editNote(li, clip));
+  const remove = el("button", "button small danger clip-delete", "Delete");
+  remove.type = "button";
+  remove.addEventListener("click", () => update(clip.clip_id, null));
+  li.append(el("span", "offset", hms(clip.offset_ms)), note, who, toggle, edit, remove);
+  return li;
+}
+
+function editNote(li, clip) {
+  const form = el("form", "row note-edit");
+  const input = el("input");
+  input.type = "text";
+  input.maxLength = 100;
+  input.value = clip.note;
+  input.setAttribute("aria-label", "Note");
+  const save = el("button", "button small primary", "Save");
+  save.type = "submit";
+  form.append(input, save);
+  form.addEventListener("submit", (event) => {
+    event.preventDefault();
+    update(clip.clip_id, { note: input.value });
+  });
+  li.querySelector(".note").replaceWith(form);
+  input.focus();
+}
+
+async function update(clipId, change) {
+  try {
+    if (change === null) await call(socket, "clip_delete", { session_id: sessionId, clip_id: clipId });
+    else await call(socket, "clip_update", { session_id: sessionId, clip_id: clipId, ...change });
+  } catch (err) {
+    notice(`Could not change the clip: ${err.message}`, "error");
+  }
+}
+
+function momentItem(moment) {
+  const li = el("li", "moment");
+  li.dataset.count = String(moment.count);
+  li.append(
+    el("span", "offset", hms(moment.first_offset_ms)),
+    el("span", "count", `${moment.count} click${moment.count === 1 ? "" : "s"}`),
+    el("span", "muted", `median ${hms(moment.median_offset_ms)}`),
+    el("span", "note", moment.notes.join(" / ")),
+  );
+  return li;
+}
+
+function renderReview() {
+  const bySegment = new Map();
+  for (const clip of clips.values()) {
+    if (!bySegment.has(clip.segment_index)) bySegment.set(clip.segment_index, []);
+    bySegment.get(clip.segment_index).push(clip);
+  }
+  const sections = (session.segments ?? []).map((segment) => {
+    const section = el("section", "segment");
+    section.dataset.index = String(segment.index);
+    const length = segment.length_ms == null ? "open" : hms(segment.length_ms);
+    section.append(el("h3", "", `Segment ${segment.index}`), el("p", "muted", `length ${length}`));
+    const ofSegment = moments.filter((m) => m.segment_index === segment.index);
+    const momentList = el("ol", "moment-list");
+    momentList.append(...ofSegment.map(momentItem));
+    const items = (bySegment.get(segment.index) ?? []).sort((a, b) => a.offset_ms - b.offset_ms || a.seq - b.seq);
+    const clipList = el("ol", "clip-list");
+    clipList.append(...items.map(clipItem));
+    section.append(el("h4", "", "Moments"), momentList, el("h4", "", `Clips (${items.length})`), clipList);
+    return section;
+  });
+  ui.segments.replaceChildren(...sections);
+  if (sections.length === 0) ui.segments.append(el("p", "muted", "Start the stream to open its first segment."));
+}
+
+function scheduleMoments() {
+  clearTimeout(momentsTimer);
+  momentsTimer = setTimeout(loadMoments, MOMENTS_DELAY_MS);
+}
+
+async function loadMoments() {
+  const windowS = Math.min(600, Math.max(1, Number.parseInt(ui.window.value, 10) || 10));
+  try {
+    const body = await api(`/api/streams/${sessionId}/moments?window_s=${windowS}&sort=${ui.sort.value}`);
+    moments = body.moments;
+    renderReview();
+  } catch (err) {
+    notice(`Could not group moments: ${err.message}`, "error");
+  }
+}
+
+async function loadReview() {
+  reviewOffset = null;
+  buffered = [];
+  const body = await api(`/api/streams/${sessionId}/clips`);
+  clips.clear();
+  for (const segment of body.segments) for (const clip of segment.clips) clips.set(clip.clip_id, clip);
+  session = { ...session, ...body.session };
+  reviewOffset = body.offset;
+  const later = buffered.filter((event) => event.offset > reviewOffset);
+  buffered = [];
+  renderHeader();
+  renderReview();
+  for (const event of later) apply(event);
+  scheduleMoments();
+}
+
+// --- live events ----------------------------------------------------------------------------
+
+function apply(event) {
+  const data = event.data ?? {};
+  switch (event.type) {
+    case "stream_state":
+      session = { ...session, state: data.state };
+      break;
+    case "segment_opened":
+      session = { ...session, segments: [...(session.segments ?? []), data.segment] };
+      break;
+    case "segment_closed":
+      session = { ...session, segments: (session.segments ?? []).map((s) => (s.index === data.segment.index ? data.segment : s)) };
+      break;
+    case "clip_added":
+      clips.set(data.clip_id, data);
+      session = { ...session, clip_count: data.count };
+      addToFeed(data);
+      scheduleMoments();
+      break;
+    case "clip_updated": {
+      const clip = clips.get(data.clip_id);
+      if (clip) clips.set(data.clip_id, { ...clip, clipped: data.clipped, note: data.note });
+      session = { ...session, clipped_count: data.clipped_count };
+      scheduleMoments();
+      break;
+    }
+    case "clip_removed":
+      clips.delete(data.clip_id);
+      session = { ...session, clip_count: data.count, clipped_count: data.clipped_count };
+      scheduleMoments();
+      break;
+    default:
+      return;
+  }
+  renderHeader();
+  scheduleRender();
+}
+
+// At a raid, hundreds of clips arrive in a second: redraw the review once per frame at most.
+let renderQueued = false;
+function scheduleRender() {
+  if (renderQueued) return;
+  renderQueued = true;
+  requestAnimationFrame(() => {
+    renderQueued = false;
+    renderReview();
+  });
+}
+
+function onEvent(event) {
+  if (reviewOffset === null) buffered.push(event);
+  else if (event.offset > reviewOffset) apply(event);
+}
+
+function onSnapshot(snapshot) {
+  session = { ...session, ...snapshot };
+  renderHeader();
+  loadReview().catch((err) => notice(`Could not load the clips: ${err.message}`, "error"));
+}
+
+function showConnection(state) {
+  ui.connection.dataset.state = state;
+  ui.connection.textContent = state === "live" ? "Live" : state === "offline" ? "Offline — reconnecting…" : "Connecting…";
+}
+
+// --- export ---------------------------------------------------------------------------------
+
+function filenameOf(response) {
+  const match = /filename="([^"]+)"/.exec(response.headers.get("Content-Disposition") ?? "");
+  return match ? match[1] : "export.txt";
+}
+
+async function onExport(event) {
+  event.preventDefault();
+  ui.exportError.hidden = true;
+  const query = new URLSearchParams({
+    format: $("format-select").value,
+    of: $("of-select").value,
+    only: $("only-select").value,
+    fps: $("fps-select").value,
+    window_s: String(Math.min(600, Math.max(1, Number.parseInt(ui.window.value, 10) || 10))),
+    sort: ui.sort.value,
+  });
+  try {
+    // A plain link cannot carry the bearer token: fetch, then hand the file to the browser.
+    const response = await fetch(`/api/streams/${sessionId}/export?${query}`, {
+      headers: { Authorization: `Bearer ${await getToken()}` },
+    });
+    if (!response.ok) {
+      const body = await response.json().catch(() => null);
+      throw new ApiError(body?.error ?? `http_${response.status}`, body?.message ?? response.statusText, response.status);
+    }
+    const url = URL.createObjectURL(await response.blob());
+    const link = el("a");
+    link.href = url;
+    link.download = filenameOf(response);
+    document.body.append(link);
+    link.click();
+    link.remove();
+    setTimeout(() => URL.revokeObjectURL(url), 10_000);
+  } catch (err) {
+    ui.exportError.textContent = `Export failed: ${err.message}`;
+    ui.exportError.hidden = false;
+  }
+}
+
+// --- start ----------------------------------------------------------------------------------
+
+async function main() {
+  for (const button of document.querySelectorAll("[data-action]")) button.addEventListener("click", onAction);
+  ui.copy.addEventListener("click", copyLink);
+  ui.window.addEventListener("change", scheduleMoments);
+  ui.sort.addEventListener("change", scheduleMoments);
+  ui.exportForm.addEventListener("submit", onExport);
+  sessionId = idFromPath("streams");
+  try {
+    session = await api(`/api/streams/${encodeURIComponent(sessionId ?? "")}`);
+  } catch (err) {
+    showError(err.code === "session_not_found" ? "Stream not found" : "Cannot open this stream", err.message);
+    return;
+  }
+  sessionId = session.session_id;
+  if (!session.is_owner) {
+    showError("This is not your stream", "Only the streamer can open its dashboard.", {
+      href: `/watch/${encodeURIComponent(sessionId)}`,
+      text: "Open the viewer page instead",
+    });
+    return;
+  }
+  ui.link.value = new URL(`/watch/${sessionId}`, location.origin).href;
+  renderHeader();
+  show(ui.card, ui.review);
+  socket = connect({ onState: showConnection });
+  subscribeSession(socket, sessionId, {
+    onSnapshot,
+    onEvent,
+    onSubscribed: () => showConnection("live"),
+    onError: (err) => notice(`Live updates stopped: ${err.message}`, "error"),
+  });
+}
+
+main();

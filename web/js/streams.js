@@ -1,0 +1,70 @@
+/**
+ * `/streams`: the streamer's stream sessions, newest first, and the form that creates one.
+ * A visitor without a token gets a guest token first (client.js). Text reaches the DOM through
+ * textContent only.
+ */
+import { TOKEN_KEY, api } from "./client.js";
+
+const $ = (id) => document.getElementById(id);
+const form = $("create-form");
+const button = $("create-button");
+const createError = $("create-error");
+const list = $("stream-list");
+const listEmpty = $("list-empty");
+const listError = $("list-error");
+
+const STATE_LABELS = { created: "Not started", active: "Live", paused: "Paused", ended: "Ended" };
+
+async function create(event) {
+  event.preventDefault();
+  button.disabled = true;
+  createError.hidden = true;
+  const delay = Number.parseInt($("delay-input").value || "0", 10);
+  const body = { title: $("title-input").value, game: $("game-input").value, viewer_delay_s: Number.isNaN(delay) ? 0 : delay };
+  try {
+    const created = await api("/api/streams", { method: "POST", body });
+    location.assign(`/streams/${encodeURIComponent(created.session.session_id)}`);
+  } catch (err) {
+    createError.textContent = `Could not create the session: ${err.message}`;
+    createError.hidden = false;
+    button.disabled = false;
+  }
+}
+
+function item(session) {
+  const li = document.createElement("li");
+  li.className = "recent-item";
+  const state = document.createElement("span");
+  state.className = "state-badge";
+  state.dataset.state = session.state;
+  state.textContent = STATE_LABELS[session.state] ?? session.state;
+  const link = document.createElement("a");
+  link.href = `/streams/${encodeURIComponent(session.session_id)}`;
+  link.textContent = session.title;
+  const when = document.createElement("span");
+  when.className = "muted";
+  when.textContent = new Date(session.created_at).toLocaleString();
+  const clips = document.createElement("span");
+  clips.className = "muted";
+  clips.textContent = `${session.clip_count} clips`;
+  li.append(state, link, when, clips);
+  return li;
+}
+
+async function load() {
+  if (localStorage.getItem(TOKEN_KEY) === null) {
+    listEmpty.hidden = false; // no identity yet: nothing to list, and no guest minted just to look
+    return;
+  }
+  try {
+    const { sessions } = await api("/api/streams?limit=50");
+    list.replaceChildren(...sessions.map(item));
+    listEmpty.hidden = sessions.length > 0;
+  } catch (err) {
+    listError.textContent = `Could not load your sessions: ${err.message}`;
+    listError.hidden = false;
+  }
+}
+
+form.addEventListener("submit", create);
+load();

@@ -1,0 +1,226 @@
+/**
+ * The viewer's Clip Moment page (`/watch/<id>`). A guest token is enough (client.js gets one).
+ * Each click carries a fresh submission id; when the connection drops before the answer, the
+ * same id is sent again after the reconnect, so one click is stored once. The page follows the
+ * stream's audience session, whose log carries state changes only (not every viewer's clip);
+ * a reconnect catches up by offset (subscribeSession). Text goes in via textContent only.
+ */
+import { api, call, connect, subscribeSession } from "./client.js";
+import { STATE_LABELS, freshId, hms, idFromPath } from "./clip_format.js";
+
+const NOTE_MAX = 100;
+const RETRY_AFTER_TIMEOUT_MS = 1000;
+
+const $ = (id) => document.getElementById(id);
+const ui = {
+  loading: $("loading"),
+  error: $("page-error"),
+  errorTitle: $("page-error-title"),
+  errorMessage: $("page-error-message"),
+  card: $("watch"),
+  title: $("stream-title"),
+  state: $("stream-state"),
+  game: $("stream-game"),
+  form: $("clip-form"),
+  note: $("note-input"),
+  counter: $("note-counter"),
+  button: $("clip-button"),
+  reason: $("clip-reason"),
+  confirmation: $("confirmation"),
+  mine: $("mine"),
+  mineEmpty: $("mine-empty"),
+  connection: $("connection"),
+};
+
+const ERROR_TEXT = {
+  session_not_found: ["Stream not found", "There is no stream session with this link. It may have been mistyped."],
+  invalid_session_id: ["Invalid link", "The link does not contain a valid session id."],
+  unauthorized: ["Not signed in", "Your sign-in is missing or has expired."],
+  unavailable: ["Server unreachable", "The server cannot be reached. Check the connection and reload the page."],
+};
+
+const REASONS = {
+  created: "The stream has not started yet.",
+  paused: "The stream is paused: clips are off during the break.",
+  ended: "The stream has ended.",
+};
+
+let sessionId = null;
+let session = null;
+let socket = null;
+let live = false;
+let pending = null; // {submission_id, note}: sent, not answered yet
+let cooldownUntil = 0; // performance.now() ms
+const mine = new Map(); // clip id -> list item
+
+function show(section) {
+  for (const element of [ui.loading, ui.error, ui.card]) element.hidden = element !== section;
+}
+
+function showError(err) {
+  const [title, text] = ERROR_TEXT[err?.code] ?? ["Something went wrong", ""];
+  ui.errorTitle.textContent = title;
+  ui.errorMessage.textContent = text || err?.message || String(err);
+  ui.error.dataset.code = err?.code ?? "error";
+  ui.connection.hidden = true;
+  show(ui.error);
+}
+
+function cooldownLeftS() {
+  return Math.max(0, Math.ceil((cooldownUntil - performance.now()) / 1000));
+}
+
+/** Why the button is disabled right now, or "" when a click would be taken. */
+function reason() {
+  if (!session) return "Loading…";
+  if (pending) return live ? "Sending your clip…" : "Offline: your clip will be sent when the connection is back.";
+  if (!live) return "Reconnecting…";
+  if (session.state !== "active") return REASONS[session.state] ?? `The stream is ${session.state}.`;
+  const wait = cooldownLeftS();
+  if (wait > 0) return `Cooldown: you can clip again in ${wait} s.`;
+  return "";
+}
+
+function render() {
+  if (!session) return;
+  document.title = `${session.title} · Clip Moment`;
+  ui.title.textContent = session.title;
+  ui.state.textContent = STATE_LABELS[session.state] ?? session.state;
+  ui.state.dataset.state = session.state;
+  ui.game.textContent = session.game || "";
+  ui.game.hidden = !session.game;
+  updateButton();
+}
+
+function updateButton() {
+  const why = reason();
+  ui.button.disabled = why !== "";
+  ui.reason.textContent = why;
+  ui.card.dataset.state = session?.state ?? "";
+}
+
+function updateCounter() {
+  const length = ui.note.value.length;
+  ui.counter.textContent = `${length}/${NOTE_MAX}`;
+  ui.counter.dataset.full = String(length >= NOTE_MAX);
+}
+
+function confirm(text, kind = "info") {
+  ui.confirmation.textContent = text;
+  ui.confirmation.dataset.kind = kind;
+  ui.confirmation.hidden = !text;
+}
+
+function addMine(clip) {
+  if (!clip || mine.has(clip.clip_id)) return;
+  const li = document.createElement("li");
+  li.dataset.clipId = clip.clip_id;
+  const when = document.createElement("span");
+  when.className = "offset";
+  when.textContent = `Segment ${clip.segment_index} · ${hms(clip.offset_ms)}`;
+  const note = document.createElement("span");
+  note.className = "note";
+  note.textContent = clip.note;
+  li.append(when, note);
+  ui.mine.prepend(li);
+  mine.set(clip.clip_id, li);
+  ui.mineEmpty.hidden = true;
+}
+
+async function send() {
+  if (!pending || !socket?.connected) return; // the next subscribe sends it
+  const attempt = pending;
+  updateButton();
+  try {
+    const ack = await call(socket, "clip_submit", { session_id: sessionId, ...attempt });
+    pending = null;
+    cooldownUntil = performance.now() + ack.cooldown_s * 1000;
+    if (ack.clip) {
+      addMine(ack.clip);
+      confirm(`Clipped! Segment ${ack.clip.segment_index} at ${hms(ack.clip.offset_ms)}.`);
+    } else {
+      confirm("That clip was already saved, and the streamer has removed it since.");
+    }
+    ui.note.value = "";
+    updateCounter();
+  } catch (err) {
+    if (pending !== attempt) return;
+    if (err.code === "disconnected") {
+      confirm("Connection lost: your clip will be sent again when the connection is back.", "error");
+    } else if (err.code === "timeout") {
+      setTimeout(send, RETRY_AFTER_TIMEOUT_MS);
+    } else {
+      pending = null;
+      if (err.code === "invalid_state") refreshState();
+      if (err.code === "rate_limited") cooldownUntil = performance.now() + 1000;
+      confirm(`Not clipped: ${err.message}`, "error");
+    }
+  } finally {
+    updateButton();
+  }
+}
+
+/** The stream's state from the server, when a refusal says the page's one is out of date. */
+async function refreshState() {
+  try {
+    const fresh = await api(`/api/streams/${encodeURIComponent(sessionId)}`);
+    session = { ...session, state: fresh.state };
+    render();
+  } catch {
+    // the live subscription will bring it
+  }
+}
+
+function onSubmit(event) {
+  event.preventDefault();
+  if (pending || reason() !== "") return;
+  pending = { submission_id: freshId(), note: ui.note.value.trim() };
+  confirm("");
+  send();
+}
+
+function apply(event) {
+  if (event.type === "stream_state" && typeof event.data?.state === "string") {
+    session = { ...session, state: event.data.state };
+    render();
+  }
+}
+
+function showConnection(state) {
+  live = state === "live";
+  ui.connection.dataset.state = state;
+  ui.connection.textContent = live ? "Live" : state === "offline" ? "Offline — reconnecting…" : "Connecting…";
+  updateButton();
+}
+
+async function main() {
+  ui.form.addEventListener("submit", onSubmit);
+  ui.note.addEventListener("input", updateCounter);
+  setInterval(() => cooldownUntil > 0 && updateButton(), 250);
+  try {
+    sessionId = idFromPath("watch");
+    session = await api(`/api/streams/${encodeURIComponent(sessionId ?? "")}`);
+    sessionId = session.session_id;
+    show(ui.card);
+    render();
+    socket = connect({ onState: (state) => showConnection(state) });
+    subscribeSession(socket, session.audience_id, {
+      onSnapshot: (snapshot) => {
+        session = { ...session, state: snapshot.state };
+        render();
+      },
+      onEvent: apply,
+      onSubscribed: (ack) => {
+        showConnection("live");
+        ui.connection.dataset.recovered = String(ack.recovered ?? "");
+        ui.connection.dataset.missed = String(ack.missed ?? 0);
+        send();
+      },
+      onError: (err) => confirm(`Live updates stopped: ${err.message}`, "error"),
+    });
+  } catch (err) {
+    showError(err);
+  }
+}
+
+main();
