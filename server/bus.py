@@ -44,7 +44,7 @@ from redis.exceptions import RedisError
 
 from protocol.events import SESSION_RESYNC
 from server.channels import CONFIRMATIONS, MESSAGES, Channels
-from server.outlet import Packet, deliver
+from server.outlet import Packet, deliver, direct_writer
 from storage.events import EventLog
 from storage.keys import Keys
 
@@ -64,6 +64,8 @@ BACKOFF_MAX_S = 0.5
 CATCH_UP_RETRY_S = 0.5
 # A hold outlives its handler only if the handler hangs; past this it no longer delays anyone.
 HOLD_MAX_S = 2.0
+# A round of fan-out yields to the loop after this many members (acks and pings keep flowing).
+ROUND_YIELD_EVERY = 64
 # Ids of this many recent deliveries are kept per room to tell a duplicate from a rewrite.
 RECENT_IDS = 256
 
@@ -75,6 +77,15 @@ class _Parsed:
     type: str
     raw: str
     id: str = ""
+
+
+@dataclass(slots=True)
+class _Outgoing:
+    """One packet of a round, with where it stands in the log (for floors)."""
+
+    epoch: str
+    offset: int
+    packet: Packet
 
 
 @dataclass(slots=True)
@@ -92,10 +103,13 @@ class Room:
     inbox: deque[_Parsed] = field(default_factory=deque)  # received, not yet delivered (in order)
     seen: int = 0  # highest offset received in the current epoch (delivered or in the inbox)
     holds: dict[int, tuple[int, float]] = field(default_factory=dict)  # token -> (seen then, monotonic s)
-    floors: dict[str, int] = field(default_factory=dict)  # sid -> offset its catch-up already covered
+    floors: dict[str, tuple[str, int]] = field(default_factory=dict)  # sid -> (epoch, offset) its catch-up covered
     catching_up: bool = False
     recent: dict[int, str] = field(default_factory=dict)  # offset -> id of recent deliveries
     rewritten: bool = False  # this epoch's history was rewritten; waiting for the new epoch
+    pending: list[_Outgoing] = field(default_factory=list)  # accepted, not yet written (next round)
+    writer: asyncio.Task[None] | None = None  # the task writing the room's rounds, while it runs
+    written: int = 0  # offset of the last event a round has handed to the members
 
 
 class Bus:
@@ -194,8 +208,9 @@ class Bus:
         for offset, packet in kept:
             if offset > after_offset:
                 deliver(eio_socket, packet)
-        if room.offset is not None and after_offset > room.offset:
-            room.floors[sid] = after_offset
+        # A round not yet written to it (pending, or under way) may hold offsets its catch-up
+        # covered: it skips those. The floor goes once a round has passed it.
+        room.floors[sid] = (room.epoch, after_offset)
 
     def hold(self, session_id: str) -> object | None:
         """Keep the session's next local fan-out until :meth:`release` (see the module docstring)."""
@@ -435,36 +450,75 @@ class Bus:
         """Tell every member its history has a gap the log cannot fill."""
         log.info("session %s: resync to epoch %s offset %d", room.session_id, epoch, offset)
         room.epoch, room.offset, room.seen = epoch, offset, offset
-        room.floors.clear()
         room.recent.clear()
         room.rewritten = False
         packet = Packet(SESSION_RESYNC, json.dumps({"session_id": room.session_id, "epoch": epoch, "offset": offset}))
-        for sid, eio_socket in room.members.items():
-            kept = room.joining.get(sid)
-            if kept is not None:
-                kept.append((offset, packet))
-            elif eio_socket is not None:
-                deliver(eio_socket, packet)
+        self._enqueue(room, _Outgoing(epoch, offset, packet))  # in order behind what is pending
 
     def _fan_out(self, room: Room, parsed: _Parsed) -> None:
+        """Accept the room's next event: it goes out with the room's next round."""
         offset = room.offset = parsed.offset
         recent = room.recent
         recent[offset] = parsed.id
         if len(recent) > 2 * RECENT_IDS:
             for old in [o for o in recent if o <= offset - RECENT_IDS]:
                 del recent[old]
-        packet = Packet(parsed.type, parsed.raw)
-        joining, floors = room.joining, room.floors
-        for sid, eio_socket in room.members.items():
-            if joining and sid in joining:
-                joining[sid].append((offset, packet))
-            elif floors and floors.get(sid, 0) >= offset:
-                continue  # its catch-up covered this offset already
-            else:
-                deliver(eio_socket, packet)
-        if floors:
-            for sid in [sid for sid, floor in floors.items() if floor <= offset]:
-                del floors[sid]
+        self._enqueue(room, _Outgoing(parsed.epoch, offset, Packet(parsed.type, parsed.raw)))
+
+    def _enqueue(self, room: Room, outgoing: _Outgoing) -> None:
+        room.pending.append(outgoing)
+        if room.writer is None:
+            room.writer = asyncio.create_task(self._write_rounds(room))
+
+    async def _write_rounds(self, room: Room) -> None:
+        """Write the room's pending events in rounds: one write per member per round.
+
+        Everything accepted while a round is written (or before the task first runs) goes out
+        in the next round, so under load a member gets many events in one ``write()`` — the
+        kernel's cost is per write, not per byte. The task yields every ``ROUND_YIELD_EVERY``
+        members so acks, pings and new events keep flowing. What a member receives is decided
+        when the round reaches it: a joining member keeps the round for its ``go_live``, a
+        member whose catch-up covered some offsets skips those, a member gone is skipped.
+        """
+        try:
+            while room.pending:
+                batch, room.pending = room.pending, []
+                blob = b"".join(item.packet.frame for item in batch)
+                room.written = max(room.written, batch[-1].offset)
+                for count, sid in enumerate(list(room.members)):
+                    if count and count % ROUND_YIELD_EVERY == 0:
+                        await asyncio.sleep(0)
+                    self._write_round_to(room, sid, batch, blob)
+                if room.floors:
+                    top = batch[-1]
+                    for sid in [s for s, (e, o) in room.floors.items() if e != top.epoch or o <= top.offset]:
+                        del room.floors[sid]
+        finally:
+            room.writer = None
+            if room.pending and self._rooms.get(room.session_id) is room:
+                room.writer = asyncio.create_task(self._write_rounds(room))
+
+    @staticmethod
+    def _write_round_to(room: Room, sid: str, batch: list[_Outgoing], blob: bytes) -> None:
+        kept = room.joining.get(sid) if room.joining else None
+        if kept is not None:
+            kept.extend((item.offset, item.packet) for item in batch)
+            return
+        eio_socket = room.members.get(sid)
+        if eio_socket is None or eio_socket.closed or eio_socket.closing:
+            return
+        floor = room.floors.get(sid) if room.floors else None
+        if floor is not None:
+            batch = [i for i in batch if i.epoch != floor[0] or i.offset > floor[1]]
+            if not batch:
+                return
+            blob = b"".join(item.packet.frame for item in batch)
+        ws = direct_writer(eio_socket)
+        if ws is not None:
+            ws.write_frame(blob)  # several frames back to back: one write, one syscall
+        else:
+            for item in batch:
+                deliver(eio_socket, item.packet)
 
 
 def _parse(raw: str) -> _Parsed:
