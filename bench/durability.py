@@ -77,9 +77,9 @@ def percentile(values: list[float], q: float) -> float:
 
 async def measure(url: str, changes: int) -> dict[str, float]:
     headers = {"Authorization": f"Bearer {token('alice')}"}
-    async with aiohttp.ClientSession() as http:
-        async with http.post(f"{url}/voicebot/create_session", json={}, headers=headers) as response:
-            session_id = (await response.json())["session_id"]
+    create = f"{url}/voicebot/create_session"
+    async with aiohttp.ClientSession() as http, http.post(create, json={}, headers=headers) as response:
+        session_id = (await response.json())["session_id"]
     client = socketio.AsyncClient(reconnection=False)
     await client.connect(url, auth={"token": token("alice")}, transports=["websocket"], wait_timeout=10)
     latencies: list[float] = []
