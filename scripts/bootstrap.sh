@@ -11,6 +11,7 @@ PY="${PYTHON:-python3}"
 need_apt=()
 if [ "$mode" = "test" ]; then
   command -v redis-server >/dev/null 2>&1 || need_apt+=(redis-server)
+  command -v redis-cli >/dev/null 2>&1 || need_apt+=(redis-tools)  # forms the test cluster
   command -v chromium >/dev/null 2>&1 || need_apt+=(chromium)
   command -v taskset >/dev/null 2>&1 || need_apt+=(util-linux)
 fi
