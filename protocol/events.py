@@ -19,3 +19,8 @@ MATERIAL_ADDED: Final = "material_added"
 SESSION_SNAPSHOT: Final = "session_snapshot"
 SESSION_RESYNC: Final = "session_resync"
 PROTOCOL_ERROR: Final = "protocol_error"
+
+# Log entries of listening histories.
+LISTENING_SESSION: Final = "listening_session"
+LISTENING_REMOVED: Final = "listening_removed"
+LISTENING_CLEARED: Final = "listening_cleared"

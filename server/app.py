@@ -14,6 +14,7 @@ from handlers.connection import Connections
 from handlers.connection_events import ConnectionEvents
 from handlers.context import Services
 from handlers.health import HealthRoutes
+from handlers.listening import capability as listening
 from handlers.home import HomeRoutes
 from handlers.socket_router import SocketRouter
 from handlers.subscriptions import SubscriptionEvents
@@ -37,7 +38,7 @@ SIO_KEY = web.AppKey("sio", SessionServer)
 Capability = Callable[[Services, SocketRouter, web.Application], None]
 
 # Every capability the server serves: each installs its session kind, events and routes.
-CAPABILITIES: Sequence[Capability] = (voice.install,)
+CAPABILITIES: Sequence[Capability] = (voice.install, listening.install)
 
 
 def build_sio(settings: Settings) -> SessionServer:

@@ -1,0 +1,87 @@
+"""Listening actions shared by the Socket.IO events and the HTTP routes."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from auth.access import require_permission
+from auth.claims import Claims, Permission
+from handlers.listening.payloads import ClearBody, ReportBody, UploadBody
+from protocol.errors import CodedError, ErrorCode
+from storage.clock import Clock
+from storage.listening import ListeningHistories, Outcome, Report, Upload
+
+HISTORY_URL = "/history"
+
+
+def writer(claims: Claims) -> None:
+    """Reporting needs the update permission; ownership is checked inside each script."""
+    require_permission(claims, Permission.UPDATE)
+
+
+def _meta(body: ReportBody | UploadBody) -> dict[str, Any] | None:
+    return body.item.model_dump(exclude_none=True) if body.item is not None else None
+
+
+def outcome_ack(history_id: str, outcome: Outcome, meta: dict[str, Any] | None) -> dict[str, Any]:
+    """The ack of a report or an upload."""
+    return {
+        "session_id": history_id,
+        "action": outcome.action,
+        "changed": outcome.offset > 0,
+        "offset": outcome.offset,
+        "listening": outcome.session.public(meta) if outcome.session is not None else None,
+    }
+
+
+async def report(histories: ListeningHistories, claims: Claims, history_id: str, body: ReportBody) -> dict[str, Any]:
+    """Apply one status report to the caller's history."""
+    writer(claims)
+    meta = _meta(body)
+    outcome = await histories.report(
+        history_id,
+        claims.sub,
+        Report(
+            item_id=body.item_id, status=body.status, device_id=body.device_id, position_s=body.position_s, meta=meta
+        ),
+    )
+    return outcome_ack(history_id, outcome, meta)
+
+
+async def upload(
+    histories: ListeningHistories, clock: Clock, claims: Claims, history_id: str, body: UploadBody
+) -> dict[str, Any]:
+    """Store an offline player's finished session (idempotent by ``client_id``)."""
+    writer(claims)
+    if body.ended_at > clock.now_ms():
+        raise CodedError(ErrorCode.INVALID_PAYLOAD, "ended_at is in the future")
+    meta = _meta(body)
+    outcome = await histories.upload(
+        history_id,
+        claims.sub,
+        Upload(
+            item_id=body.item_id,
+            device_id=body.device_id,
+            client_id=body.client_id,
+            started_at=body.started_at,
+            ended_at=body.ended_at,
+            meta=meta,
+        ),
+    )
+    ack = outcome_ack(history_id, outcome, meta)
+    ack["duplicate"] = outcome.action == "duplicate"
+    return ack
+
+
+async def delete(histories: ListeningHistories, claims: Claims, history_id: str, listening_id: str) -> dict[str, Any]:
+    """Delete one listening session."""
+    writer(claims)
+    offset = await histories.remove(history_id, claims.sub, listening_id)
+    return {"session_id": history_id, "id": listening_id, "offset": offset}
+
+
+async def clear(histories: ListeningHistories, claims: Claims, history_id: str, body: ClearBody) -> dict[str, Any]:
+    """Delete the whole history (``body.confirm`` is true by validation)."""
+    writer(claims)
+    offset, removed = await histories.clear(history_id, claims.sub)
+    return {"session_id": history_id, "removed": removed, "offset": offset}
