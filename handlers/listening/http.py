@@ -119,12 +119,12 @@ class ListeningRoutes:
         from_ms = query_int(request, "from", default=0, low=0, high=_MAX_MS)
         to_ms = query_int(request, "to", default=_MAX_MS, low=0, high=_MAX_MS)
         cursor = _cursor(request.query.get("cursor"))
+        raw_item = request.query.get("item_id")
+        item = validate(ItemFilter, {"item_id": raw_item}).item_id if raw_item is not None else None
         history_id = await self._h.find(claims.sub)
         if history_id is None:
             return web.json_response({"sessions": [], "next_cursor": None})
-        item_id = request.query.get("item_id")
-        if item_id is not None:
-            item = validate(ItemFilter, {"item_id": item_id}).item_id
+        if item is not None:
             page, after = await self._h.page_for_item(
                 history_id, item, limit=limit, cursor=cursor, from_ms=from_ms, to_ms=to_ms
             )
