@@ -127,7 +127,7 @@ function renderChart(days) {
       const label = document.createElementNS(SVG, "text");
       label.setAttribute("x", String(i * slot + slot / 2));
       label.setAttribute("y", String(height - 5));
-      label.setAttribute("class", "axis");
+      label.setAttribute("class", i === days.length - 1 ? "axis last" : "axis");
       label.textContent = day.date.slice(5);
       svg.append(label);
     }

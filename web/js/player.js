@@ -174,7 +174,7 @@ function build() {
 
 function showConnection(state) {
   ui.connection.dataset.state = state;
-  ui.connection.textContent = { connected: "Connected", offline: "Offline — reconnecting…" }[state] ?? state;
+  ui.connection.textContent = { connecting: "Connecting…", connected: "Connecting…", live: "Live", offline: "Offline — reconnecting…" }[state] ?? state;
 }
 
 async function main() {
