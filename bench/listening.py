@@ -44,6 +44,7 @@ sys.path.insert(0, str(ROOT))
 from auth.claims import GUEST_PERMISSIONS  # noqa: E402
 from server.identity import token_service  # noqa: E402
 from server.settings import Settings  # noqa: E402
+from storage.keys import Keys  # noqa: E402
 
 SECRET = "bench-secret-for-the-listening-benchmark-only-0123456789-abcdef"
 # Commands that change data (PUBLISH is counted apart: it stores nothing).
@@ -51,7 +52,8 @@ WRITE_COMMANDS = {
     "hset", "hdel", "hincrby", "zadd", "zrem", "zincrby", "xadd", "xtrim", "set", "del", "incr", "expire",
     "hsetnx", "setnx", "unlink", "zremrangebyscore",
 }
-DEADLINE_S = 600  # no run lasts longer than this, whatever the options
+DEADLINE_S = 600
+KEYS = Keys()  # the server runs with the default key prefix  # no run lasts longer than this, whatever the options
 
 
 def free_port() -> int:
@@ -63,6 +65,7 @@ def free_port() -> int:
 @dataclass
 class Stats:
     latencies_ms: list[float] = field(default_factory=list)
+    sent_at: list[float] = field(default_factory=list)  # monotonic send time of each latency
     actions: Counter[str] = field(default_factory=Counter)
     errors: Counter[str] = field(default_factory=Counter)
 
@@ -158,6 +161,7 @@ async def report(listener: Listener, item: str, status: str, stats: Stats, meta:
         stats.errors["timeout"] += 1
         return
     stats.latencies_ms.append((time.perf_counter() - sent) * 1000)
+    stats.sent_at.append(time.monotonic())
     if ack.get("ok"):
         stats.actions[ack["action"]] += 1
     else:
@@ -175,6 +179,14 @@ def cpu_s(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
+def timeline(stats: Stats, start: float) -> dict[str, float]:
+    """ack p99 per 10-second window of the run (where a tail comes from)."""
+    buckets: dict[int, list[float]] = {}
+    for at, ms in zip(stats.sent_at, stats.latencies_ms, strict=True):
+        buckets.setdefault(int((at - start) // 10), []).append(ms)
+    return {f"{k * 10}-{k * 10 + 10}s": round(percentile(v, 0.99), 1) for k, v in sorted(buckets.items())}
+
+
 def percentile(values: list[float], q: float) -> float:
     if not values:
         return float("nan")
@@ -182,16 +194,19 @@ def percentile(values: list[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
 
 
-async def listening_bytes(redis: Redis, prefix: str, history_ids: list[str]) -> tuple[int, int, int]:
+async def listening_bytes(redis: Redis, history_ids: list[str]) -> tuple[int, int, int]:
     """(bytes of listening keys, bytes of the history logs, listening sessions) for a sample."""
     data = log = sessions = 0
-    for history_id in history_ids:
-        for suffix in ("l:recs", "l:by_start", "l:by_item", "l:items", "l:meta", "l:open", "l:last", "l:stats"):
-            data += int(await redis.memory_usage(f"{prefix}:{{{history_id}}}:{suffix}") or 0)
-        data += int(await redis.memory_usage(f"{prefix}:{{{history_id}}}:session") or 0)
-        log += int(await redis.memory_usage(f"{prefix}:{{{history_id}}}:log") or 0)
-        log += int(await redis.memory_usage(f"{prefix}:{{{history_id}}}:logmeta") or 0)
-        sessions += int(await redis.hlen(f"{prefix}:{{{history_id}}}:l:recs"))
+    for h in history_ids:
+        for key in (
+            KEYS.session(h), KEYS.listening_records(h), KEYS.listening_by_start(h), KEYS.listening_by_item(h),
+            KEYS.listening_items(h), KEYS.listening_meta(h), KEYS.listening_open(h), KEYS.listening_last(h),
+            KEYS.listening_stats(h), KEYS.listening_clients(h),
+        ):
+            data += int(await redis.memory_usage(key) or 0)
+        for key in (KEYS.log(h), KEYS.log_meta(h)):
+            log += int(await redis.memory_usage(key) or 0)
+        sessions += int(await redis.hlen(KEYS.listening_records(h)))  # type: ignore[misc]
     return data, log, sessions
 
 
@@ -281,10 +296,10 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
                 load_1min = os.getloadavg()[0]
                 memory_after = int((await redis.info("memory"))["used_memory"])
                 sample = [lis.history_id for lis in listeners[: min(100, len(listeners))]]
-                data_bytes, log_bytes, sample_sessions = await listening_bytes(redis, "sh", sample)
+                data_bytes, log_bytes, sample_sessions = await listening_bytes(redis, sample)
                 total_sessions = 0
                 for lis in listeners:
-                    total_sessions += int(await redis.hlen(f"sh:{{{lis.history_id}}}:l:recs"))
+                    total_sessions += int(await redis.hlen(KEYS.listening_records(lis.history_id)))  # type: ignore[misc]
                 for lis in listeners:
                     await lis.close()
         finally:
@@ -321,6 +336,7 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
         "ack_ms_p50": round(percentile(stats.latencies_ms, 0.50), 2),
         "ack_ms_p99": round(percentile(stats.latencies_ms, 0.99), 2),
         "ack_ms_max": round(max(stats.latencies_ms, default=float("nan")), 2),
+        "ack_ms_p99_by_10s": timeline(stats, started),
         "listening_sessions": total_sessions,
         "bytes_per_listening_session": round(data_bytes / max(sample_sessions, 1)),
         "log_bytes_per_history": round(log_bytes / max(len(sample), 1)),
@@ -352,6 +368,7 @@ def main() -> int:
         f" ({result['redis_write_commands_per_report']} per report; per simulated s:"
         f" {result['redis_write_commands_per_s'] / scale:.1f})\n"
         f"  ack p50 {result['ack_ms_p50']} ms, p99 {result['ack_ms_p99']} ms, max {result['ack_ms_max']} ms\n"
+        f"  ack p99 by 10 s window: {result['ack_ms_p99_by_10s']}\n"
         f"  CPU per report: server {result['server_cpu_ms_per_report']} ms,"
         f" redis {result['redis_cpu_ms_per_report']} ms"
         f" (machine load {result['load_avg_1min_at_end']} at the end)\n"
