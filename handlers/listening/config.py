@@ -9,7 +9,7 @@ from __future__ import annotations
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from storage.listening import ListeningRules
+from storage.listening_model import ListeningRules
 
 
 class ListeningSettings(BaseSettings):

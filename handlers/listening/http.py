@@ -23,7 +23,8 @@ from handlers.listening.payloads import UUID4, ClearBody, ItemId, ReportBody, Up
 from handlers.listening.stats import day_start_ms, day_totals, local_day, streaks, time_zone
 from handlers.payloads import Payload, validate
 from protocol.errors import CodedError, ErrorCode
-from storage.listening import ListeningHistories, ListeningSession
+from storage.listening import ListeningHistories
+from storage.listening_model import ListeningSession
 
 _CURSOR = re.compile(r"([0-9]{1,15}):([0-9a-f-]{36})")
 # A later instant than any listening session (year 2286), and the bounds of ``from``/``to``.
