@@ -103,3 +103,20 @@ async def test_history_page_escapes_deletes_and_clears(
     await expect(rows).to_have_count(0)
     await expect(history.locator("#sessions-empty")).to_be_visible()
     await expect(history.locator("#total")).to_have_text("0 s")
+
+
+async def test_a_guest_can_try_the_player(tab: Tab, server: ServerUnderTest) -> None:
+    """No sign-in: the page takes a guest token and its reports land in the guest's history."""
+    page = await tab.open("/player")
+    await expect(page.locator("#connection")).to_have_attribute("data-state", "live")
+    await click_and_wait(page, "demo-song-3", "play", "started")
+    await expect(page.locator("#now-playing")).to_have_text("Playing: Four Forty — Tone Band")
+    stored = await tab.stored_token()
+    assert stored is not None and stored["guest"] is True
+    history_id = await page.locator("body").get_attribute("data-history-id")
+    assert history_id is not None
+    kind = server.services.kinds.get("listening")
+    assert kind is not None
+    snapshot = await kind.snapshot(history_id)
+    assert snapshot is not None
+    assert [s["item_id"] for s in snapshot.session["open"]] == ["demo-song-3"]
