@@ -14,8 +14,8 @@ from handlers.connection import Connections
 from handlers.connection_events import ConnectionEvents
 from handlers.context import Services
 from handlers.health import HealthRoutes
-from handlers.listening import capability as listening
 from handlers.home import HomeRoutes
+from handlers.listening import capability as listening
 from handlers.socket_router import SocketRouter
 from handlers.subscriptions import SubscriptionEvents
 from handlers.voice import capability as voice
