@@ -93,6 +93,8 @@ async def test_read_all_may_watch_but_never_report(lserver: ServerUnderTest, cli
     own = await reader.call("listening_history", {})
     ack = await reader.call("listening_report", {"session_id": own["session_id"], "item_id": "b", "status": "playing"})
     assert ack["error"] == "forbidden"  # reporting needs the update permission
+    missing = {"session_id": "00000000-0000-4000-8000-000000000000", "item_id": "b", "status": "playing"}
+    assert (await reader.call("listening_report", missing))["error"] == "session_not_found"  # checked first
 
 
 @pytest.mark.parametrize("tz", ["Mars/Olympus_Mons", "../../etc/passwd", "", "Europe/Berlin\n", "UTC" * 30, "/usr/share/zoneinfo/UTC"])
