@@ -234,7 +234,7 @@ def start_processes(workdir: Path, args: argparse.Namespace) -> Processes:
         "SESSIONHUB_LOG_LEVEL": "WARNING",
         "SESSIONHUB_LISTENING_THROTTLE_S": str(args.throttle_s / scale),
         "SESSIONHUB_LISTENING_WINDOW_S": str(300 / scale),
-        "SESSIONHUB_LISTENING_SILENCE_S": str(60 / scale),
+        "SESSIONHUB_LISTENING_SILENCE_S": str(args.silence_s / scale),
     }
     server = subprocess.Popen(
         [sys.executable, "-m", "server", "serve"], cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
@@ -350,6 +350,7 @@ def main() -> int:
     parser.add_argument("--interval-s", type=float, default=5.0, help="playing report interval (default 5)")
     parser.add_argument("--throttle-s", type=float, default=5.0, help="server throttle (default 5)")
     parser.add_argument("--duration-s", type=float, default=60.0, help="simulated run length (default 60)")
+    parser.add_argument("--silence-s", type=float, default=60.0, help="server silence before a sweep (default 60)")
     parser.add_argument("--time-scale", type=float, default=1.0, help="run K times faster (default 1)")
     parser.add_argument("--concurrency", type=int, default=50, help="handshakes in flight while connecting")
     parser.add_argument("--quick", action="store_true", help="200 listeners for 20 s")
