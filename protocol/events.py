@@ -43,3 +43,8 @@ SEGMENT_CLOSED: Final = "segment_closed"
 CLIP_ADDED: Final = "clip_added"
 CLIP_UPDATED: Final = "clip_updated"
 CLIP_REMOVED: Final = "clip_removed"
+
+# Log entries of listening histories.
+LISTENING_SESSION: Final = "listening_session"
+LISTENING_REMOVED: Final = "listening_removed"
+LISTENING_CLEARED: Final = "listening_cleared"

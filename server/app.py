@@ -18,13 +18,14 @@ from handlers.context import Services
 from handlers.health import HealthRoutes
 from handlers.home import HomeRoutes
 from handlers.patterns import capability as patterns
+from handlers.listening import capability as listening
 from handlers.socket_router import SocketRouter
 from handlers.subscriptions import SubscriptionEvents
 from handlers.voice import capability as voice
 from handlers.web_pages import WebPages
 from server.bus import Bus
 from server.fastpath import SessionServer, check_versions
-from server.services import clip_settings_from, pattern_config_from
+from server.services import clip_settings_from, listening_settings_from, pattern_config_from
 from server.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -47,6 +48,7 @@ def capabilities(settings: Settings) -> Sequence[Capability]:
         voice.install,
         partial(patterns.install, config=pattern_config_from(settings)),
         partial(clips.install, settings=clip_settings_from(settings)),
+        partial(listening.install, settings=listening_settings_from(settings)),
     )
 
 

@@ -11,6 +11,7 @@ from auth.tokens import TokenService
 from handlers.context import Limits, NoSubscriptions, Services, Subscriptions
 from handlers.clips.settings import ClipSettings
 from handlers.kinds import KindRegistry
+from handlers.listening.config import ListeningSettings
 from handlers.patterns.config import PatternConfig
 from server.settings import Settings
 from storage.clock import Clock
@@ -91,6 +92,21 @@ def clip_settings_from(settings: Settings) -> ClipSettings:
         cooldown_s=settings.clips_cooldown_s,
         max_per_session=settings.clips_max_per_session,
         moment_window_s=settings.clips_moment_window_s,
+    )
+
+
+def listening_settings_from(settings: Settings) -> ListeningSettings:
+    """The listening capability's rules and caps."""
+    return ListeningSettings(
+        window_s=settings.listening_window_s,
+        throttle_s=settings.listening_throttle_s,
+        min_session_ms=settings.listening_min_session_ms,
+        silence_s=settings.listening_silence_s,
+        sweep_interval_s=settings.listening_sweep_interval_s,
+        max_devices=settings.listening_max_devices,
+        max_items=settings.listening_max_items,
+        max_sessions=settings.listening_max_sessions,
+        http_reports_per_min=settings.listening_http_reports_per_min,
     )
 
 

@@ -68,6 +68,16 @@ class Settings(BaseSettings):
     clips_max_per_session: int = Field(default=10_000, ge=1, le=1_000_000)
     clips_moment_window_s: int = Field(default=10, ge=1, le=600)
 
+    listening_window_s: float = Field(default=300.0, gt=0, le=86400)
+    listening_throttle_s: float = Field(default=5.0, ge=0, le=3600)
+    listening_min_session_ms: int = Field(default=1000, ge=0, le=3_600_000)
+    listening_silence_s: float = Field(default=60.0, gt=0, le=86400)
+    listening_sweep_interval_s: float = Field(default=5.0, gt=0, le=3600)
+    listening_max_devices: int = Field(default=16, ge=1, le=1000)
+    listening_max_items: int = Field(default=10_000, ge=1)
+    listening_max_sessions: int = Field(default=100_000, ge=1)
+    listening_http_reports_per_min: int = Field(default=600, ge=1)
+
     patterns_creates_per_min: int = Field(default=10, ge=1)
     patterns_max_body_bytes: int = Field(default=64 * 1024, ge=1024)
     patterns_orphan_days: int = Field(default=90, ge=1)

@@ -122,3 +122,50 @@ class Keys:
     def user_streams(self, user_id: str) -> str:
         """Sorted set of the user's stream session ids, scored by creation time (ms)."""
         return f"{self.prefix}:{{u:{user_id}}}:stream_sessions"
+
+    # --- listening ---------------------------------------------------------------------
+    # A user's listening history is one session (kind ``listening``); everything it holds
+    # shares that session's hash tag, so each report is one atomic script on one slot.
+    def listening_history(self, user_id: str) -> str:
+        """String: the id of the user's listening-history session (created on first use)."""
+        return f"{self.prefix}:{{u:{user_id}}}:listening"
+
+    def listening_records(self, history_id: str) -> str:
+        """Hash: listening session id -> its record (JSON)."""
+        return f"{self.prefix}:{{{history_id}}}:l:recs"
+
+    def listening_by_start(self, history_id: str) -> str:
+        """Sorted set of listening session ids, scored by ``started_at`` (ms)."""
+        return f"{self.prefix}:{{{history_id}}}:l:by_start"
+
+    def listening_by_item(self, history_id: str) -> str:
+        """Sorted set (all scores 0, read by lex range): ``item_id NUL started_at(15 digits) NUL id``."""
+        return f"{self.prefix}:{{{history_id}}}:l:by_item"
+
+    def listening_items(self, history_id: str) -> str:
+        """Sorted set: item id -> total listened ms (the per-item totals)."""
+        return f"{self.prefix}:{{{history_id}}}:l:items"
+
+    def listening_meta(self, history_id: str) -> str:
+        """Hash: item id -> item metadata (JSON), stored once per item."""
+        return f"{self.prefix}:{{{history_id}}}:l:meta"
+
+    def listening_open(self, history_id: str) -> str:
+        """Hash: device id -> the device's open listening session id."""
+        return f"{self.prefix}:{{{history_id}}}:l:open"
+
+    def listening_last(self, history_id: str) -> str:
+        """Hash: device id -> the device's last finalized listening session id (resume candidate)."""
+        return f"{self.prefix}:{{{history_id}}}:l:last"
+
+    def listening_stats(self, history_id: str) -> str:
+        """Hash: ``total_ms``, ``count``, ``max_span_ms`` (longest session, bounds range reads)."""
+        return f"{self.prefix}:{{{history_id}}}:l:stats"
+
+    def listening_clients(self, history_id: str) -> str:
+        """Hash: offline upload ``client_id`` -> listening session id (idempotent uploads)."""
+        return f"{self.prefix}:{{{history_id}}}:l:clients"
+
+    def listening_due(self) -> str:
+        """Sorted set of history ids with open sessions, scored by when the sweeper should look (ms)."""
+        return f"{self.prefix}:listening:due"

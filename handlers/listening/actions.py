@@ -1,0 +1,87 @@
+"""Listening actions shared by the Socket.IO events and the HTTP routes."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from auth.claims import Claims, Permission
+from handlers.listening.payloads import ClearBody, ReportBody, UploadBody
+from protocol.errors import CodedError, ErrorCode
+from storage.clock import Clock
+from storage.listening import ListeningHistories
+from storage.listening_model import Outcome, Report, Upload
+
+HISTORY_URL = "/history"
+
+
+def writer(claims: Claims) -> str:
+    """Who the scripts check as the history's owner.
+
+    A token without the update permission writes as nobody, so the script itself refuses it
+    with ``forbidden``, after ``session_not_found`` (the platform's check order).
+    """
+    return claims.sub if claims.has(Permission.UPDATE) else ""
+
+
+def _meta(body: ReportBody | UploadBody) -> dict[str, Any] | None:
+    return body.item.model_dump(exclude_none=True) if body.item is not None else None
+
+
+def outcome_ack(history_id: str, outcome: Outcome, meta: dict[str, Any] | None) -> dict[str, Any]:
+    """The ack of a report or an upload."""
+    return {
+        "session_id": history_id,
+        "action": outcome.action,
+        "changed": outcome.offset > 0,
+        "offset": outcome.offset,
+        "listening": outcome.session.public(meta) if outcome.session is not None else None,
+    }
+
+
+async def report(histories: ListeningHistories, claims: Claims, history_id: str, body: ReportBody) -> dict[str, Any]:
+    """Apply one status report to the caller's history."""
+    meta = _meta(body)
+    outcome = await histories.report(
+        history_id,
+        writer(claims),
+        Report(
+            item_id=body.item_id, status=body.status, device_id=body.device_id, position_s=body.position_s, meta=meta
+        ),
+    )
+    return outcome_ack(history_id, outcome, meta)
+
+
+async def upload(
+    histories: ListeningHistories, clock: Clock, claims: Claims, history_id: str, body: UploadBody
+) -> dict[str, Any]:
+    """Store an offline player's finished session (idempotent by ``client_id``)."""
+    if body.ended_at > clock.now_ms():
+        raise CodedError(ErrorCode.INVALID_PAYLOAD, "ended_at is in the future")
+    meta = _meta(body)
+    outcome = await histories.upload(
+        history_id,
+        writer(claims),
+        Upload(
+            item_id=body.item_id,
+            device_id=body.device_id,
+            client_id=body.client_id,
+            started_at=body.started_at,
+            ended_at=body.ended_at,
+            meta=meta,
+        ),
+    )
+    ack = outcome_ack(history_id, outcome, meta)
+    ack["duplicate"] = outcome.action == "duplicate"
+    return ack
+
+
+async def delete(histories: ListeningHistories, claims: Claims, history_id: str, listening_id: str) -> dict[str, Any]:
+    """Delete one listening session."""
+    offset = await histories.remove(history_id, writer(claims), listening_id)
+    return {"session_id": history_id, "id": listening_id, "offset": offset}
+
+
+async def clear(histories: ListeningHistories, claims: Claims, history_id: str, body: ClearBody) -> dict[str, Any]:
+    """Delete the whole history (``body.confirm`` is true by validation)."""
+    offset, removed = await histories.clear(history_id, writer(claims))
+    return {"session_id": history_id, "removed": removed, "offset": offset}

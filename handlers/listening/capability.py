@@ -1,0 +1,33 @@
+"""Installs listening histories on a server: the kind, events, routes, pages and the sweeper."""
+
+from __future__ import annotations
+
+from aiohttp import web
+
+from handlers.context import Services
+from handlers.listening.config import ListeningSettings
+from handlers.listening.events import ListeningEvents
+from handlers.listening.http import ListeningRoutes
+from handlers.listening.kind import ListeningKind
+from handlers.listening.sweeper import Sweeper
+from handlers.socket_router import SocketRouter
+from handlers.web_pages import add_page
+from storage.listening import ListeningHistories
+
+
+def install(services: Services, router: SocketRouter, app: web.Application, *, settings: ListeningSettings) -> None:
+    """Register everything listening histories serve, with ``settings``' rules and caps."""
+    histories = ListeningHistories(
+        redis=services.redis,
+        keys=services.keys,
+        log=services.log,
+        clock=services.clock,
+        sessions=services.sessions,
+        rules=settings.rules(),
+    )
+    services.kinds.register(ListeningKind(histories))
+    ListeningEvents(histories, services.clock).register(router)
+    ListeningRoutes(services, histories, reports_per_min=settings.http_reports_per_min).register(app)
+    add_page(app, "/history", services.web_dir / "history.html")
+    add_page(app, "/player", services.web_dir / "player.html")
+    Sweeper(histories, interval_s=settings.sweep_interval_s).register(app)

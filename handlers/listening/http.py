@@ -1,0 +1,245 @@
+"""Listening HTTP routes: report, upload, history pages, stats, export, deletion.
+
+Every route needs a bearer token and serves the caller's own history only.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import re
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from aiohttp import web
+
+from auth.access import require_permission
+from auth.claims import Claims, Permission
+from handlers.context import Services
+from handlers.http_common import bearer_claims, guarded, json_body, query_int
+from handlers.listening import actions
+from handlers.listening.payloads import UUID4, ClearBody, ItemId, ReportBody, UploadBody
+from handlers.listening.stats import day_start_ms, day_totals, local_day, streaks, time_zone
+from handlers.payloads import Payload, validate
+from protocol.errors import CodedError, ErrorCode
+from storage.listening import ListeningHistories
+from storage.listening_model import ListeningSession
+
+_CURSOR = re.compile(r"([0-9]{1,15}):([0-9a-f-]{36})")
+# A later instant than any listening session (year 2286), and the bounds of ``from``/``to``.
+_MAX_MS = 9_999_999_999_999
+# Streaks look back a year; the chart shows up to that.
+STREAK_DAYS = 366
+# Sessions read for one stats answer (a year of heavy listening fits many times over).
+STATS_READ_CAP = 50_000
+EXPORT_CAP = 100_000
+TOP_ITEMS = 20
+CSV_COLUMNS = (
+    "id", "item_id", "title", "artist", "album", "device_id", "started_at", "ended_at", "duration_ms",
+    "started_at_utc", "ended_at_utc", "start_position_s", "end_position_s", "source", "client_id",
+)
+
+
+class ItemFilter(Payload):
+    """``?item_id=`` of the session list."""
+
+    item_id: ItemId
+
+
+class ListeningRoutes:
+    """``/api/listening/*``."""
+
+    def __init__(self, services: Services, histories: ListeningHistories, *, reports_per_min: int) -> None:
+        self._s = services
+        self._h = histories
+        self._reports_per_min = reports_per_min
+
+    def register(self, app: web.Application) -> None:
+        """Attach the routes to ``app``."""
+        app.router.add_get("/api/listening", guarded(self.history))
+        app.router.add_post("/api/listening/report", guarded(self.report))
+        app.router.add_post("/api/listening/upload", guarded(self.upload))
+        app.router.add_get("/api/listening/sessions", guarded(self.sessions))
+        app.router.add_delete("/api/listening/sessions/{id}", guarded(self.delete))
+        app.router.add_post("/api/listening/clear", guarded(self.clear))
+        app.router.add_get("/api/listening/stats", guarded(self.stats))
+        app.router.add_get("/api/listening/export", guarded(self.export))
+
+    def _claims(self, request: web.Request) -> Claims:
+        claims = bearer_claims(request, self._s.tokens, self._s.clock)
+        if not claims.has(Permission.READ_ALL):
+            require_permission(claims, Permission.READ_OWN)
+        return claims
+
+    async def _body(self, request: web.Request) -> dict[str, Any]:
+        return await json_body(request, max_bytes=self._s.limits.max_payload_bytes)
+
+    async def _write_budget(self, claims: Claims) -> None:
+        if not await self._s.limiter.hit("listening", claims.sub, limit=self._reports_per_min, window_s=60):
+            raise CodedError(ErrorCode.RATE_LIMITED, "too many listening writes; wait a minute", retry_after_s=60)
+
+    async def history(self, request: web.Request) -> web.Response:
+        """The caller's history session (created on first use), totals and open sessions."""
+        claims = self._claims(request)
+        history_id = await self._h.ensure(claims.sub)
+        snapshot, position = await self._h.snapshot(history_id)
+        assert snapshot is not None  # ensured just now
+        return web.json_response(
+            {
+                "session_id": history_id,
+                "epoch": position.epoch,
+                "offset": position.offset,
+                "total_ms": snapshot.total_ms,
+                "count": snapshot.count,
+                "open": [s.public() for s in snapshot.open],
+            }
+        )
+
+    async def report(self, request: web.Request) -> web.Response:
+        """A status report (the socket event's HTTP twin)."""
+        claims = self._claims(request)
+        body = validate(ReportBody, await self._body(request))
+        await self._write_budget(claims)
+        history_id = await self._h.ensure(claims.sub)
+        return web.json_response(await actions.report(self._h, claims, history_id, body))
+
+    async def upload(self, request: web.Request) -> web.Response:
+        """An offline player's finished session: 201 when stored, 200 for a repeat."""
+        claims = self._claims(request)
+        body = validate(UploadBody, await self._body(request))
+        await self._write_budget(claims)
+        history_id = await self._h.ensure(claims.sub)
+        ack = await actions.upload(self._h, self._s.clock, claims, history_id, body)
+        return web.json_response(ack, status=200 if ack["duplicate"] else 201)
+
+    async def sessions(self, request: web.Request) -> web.Response:
+        """Sessions newest first: ``?limit``, ``?cursor``, ``?item_id``, ``?from``/``?to`` (ms)."""
+        claims = self._claims(request)
+        limit = query_int(request, "limit", default=50, low=1, high=self._s.limits.list_limit)
+        from_ms = query_int(request, "from", default=0, low=0, high=_MAX_MS)
+        to_ms = query_int(request, "to", default=_MAX_MS, low=0, high=_MAX_MS)
+        cursor = _cursor(request.query.get("cursor"))
+        raw_item = request.query.get("item_id")
+        item = validate(ItemFilter, {"item_id": raw_item}).item_id if raw_item is not None else None
+        history_id = await self._h.find(claims.sub)
+        if history_id is None:
+            return web.json_response({"sessions": [], "next_cursor": None})
+        if item is not None:
+            page, after = await self._h.page_for_item(
+                history_id, item, limit=limit, cursor=cursor, from_ms=from_ms, to_ms=to_ms
+            )
+        else:
+            page, after = await self._h.page(history_id, limit=limit, cursor=cursor, from_ms=from_ms, to_ms=to_ms)
+        next_cursor = f"{after[0]}:{after[1]}" if after else None
+        return web.json_response({"sessions": await self._public(history_id, page), "next_cursor": next_cursor})
+
+    async def _public(self, history_id: str, sessions: list[ListeningSession]) -> list[dict[str, Any]]:
+        meta = await self._h.metadata(history_id, [s.item_id for s in sessions])
+        return [s.public(meta.get(s.item_id)) for s in sessions]
+
+    async def delete(self, request: web.Request) -> web.Response:
+        """Delete one listening session."""
+        claims = self._claims(request)
+        listening_id = request.match_info["id"]
+        if not re.fullmatch(UUID4, listening_id):
+            raise CodedError(ErrorCode.INVALID_PAYLOAD, "the listening session id must be a UUID v4")
+        history_id = await self._h.find(claims.sub)
+        if history_id is None:
+            raise CodedError(ErrorCode.NOT_FOUND, "no such listening session")
+        return web.json_response(await actions.delete(self._h, claims, history_id, listening_id))
+
+    async def clear(self, request: web.Request) -> web.Response:
+        """Delete the whole history; the body must be ``{"confirm": true}``."""
+        claims = self._claims(request)
+        body = validate(ClearBody, await self._body(request))
+        history_id = await self._h.ensure(claims.sub)
+        return web.json_response(await actions.clear(self._h, claims, history_id, body))
+
+    async def stats(self, request: web.Request) -> web.Response:
+        """Totals, per item, per local day (``?tz``, ``?days`` 1..366), streaks, last 10."""
+        claims = self._claims(request)
+        tz = time_zone(request.query.get("tz", "UTC"))
+        days = query_int(request, "days", default=30, low=1, high=STREAK_DAYS)
+        history_id = await self._h.find(claims.sub)
+        now = self._s.clock.now_ms()
+        today = local_day(now, tz)
+        first = today - timedelta(days=STREAK_DAYS - 1)
+        if history_id is None:
+            sessions: list[ListeningSession] = []
+            total_ms = count = 0
+            items: list[tuple[str, int]] = []
+            last: list[ListeningSession] = []
+        else:
+            sessions = await self._h.overlapping(history_id, day_start_ms(first, tz), now + 1, cap=STATS_READ_CAP)
+            total_ms, count = await self._h.totals(history_id)
+            items = await self._h.item_totals(history_id, limit=TOP_ITEMS)
+            last, _ = await self._h.page(history_id, limit=10, cursor=None, from_ms=0, to_ms=_MAX_MS)
+        totals = day_totals(sessions, tz, first, today)
+        current, longest = streaks(totals, today)
+        shown = sorted(totals)[-days:]
+        meta = await self._h.metadata(history_id, [i for i, _ in items]) if history_id else {}
+        return web.json_response(
+            {
+                "tz": tz.key,
+                "today": today.isoformat(),
+                "total_ms": total_ms,
+                "count": count,
+                "items": [
+                    {
+                        "item_id": item,
+                        "title": meta.get(item, {}).get("title") or item,
+                        "artist": meta.get(item, {}).get("artist"),
+                        "total_ms": ms,
+                    }
+                    for item, ms in items
+                ],
+                "days": [{"date": day.isoformat(), "total_ms": totals[day]} for day in shown],
+                "streak": {"current": current, "longest": longest, "window_days": STREAK_DAYS},
+                "last": await self._public(history_id, last) if history_id else [],
+            }
+        )
+
+    async def export(self, request: web.Request) -> web.StreamResponse:
+        """The caller's whole history as ``?format=json`` (default) or ``csv``, as a download."""
+        claims = self._claims(request)
+        fmt = request.query.get("format", "json")
+        if fmt not in ("json", "csv"):
+            raise CodedError(ErrorCode.INVALID_PAYLOAD, "format must be json or csv")
+        history_id = await self._h.find(claims.sub)
+        records = await self._h.all_sessions(history_id, cap=EXPORT_CAP) if history_id else []
+        rows = await self._public(history_id, records) if history_id else []
+        headers = {"Content-Disposition": f'attachment; filename="listening-history.{fmt}"'}
+        if fmt == "json":
+            body = json.dumps({"user_id": claims.sub, "sessions": rows}, separators=(",", ":"))
+            return web.Response(text=body, content_type="application/json", headers=headers)
+        return web.Response(text=_csv(rows), content_type="text/csv", headers=headers)
+
+
+def _cursor(raw: str | None) -> tuple[int, str] | None:
+    if raw is None:
+        return None
+    match = _CURSOR.fullmatch(raw)
+    if match is None:
+        raise CodedError(ErrorCode.INVALID_PAYLOAD, "cursor must be a next_cursor value from a previous page")
+    return int(match.group(1)), match.group(2)
+
+
+def _iso(ms: int) -> str:
+    return datetime.fromtimestamp(ms / 1000, UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def _cell(value: Any) -> str:
+    text = "" if value is None else str(value)
+    # A cell starting like a formula would run in a spreadsheet: keep it text.
+    return "'" + text if text[:1] in ("=", "+", "-", "@") else text
+
+
+def _csv(rows: list[dict[str, Any]]) -> str:
+    out = io.StringIO()
+    writer = csv.writer(out, lineterminator="\r\n")
+    writer.writerow(CSV_COLUMNS)
+    for row in rows:
+        extended = {**row, "started_at_utc": _iso(row["started_at"]), "ended_at_utc": _iso(row["ended_at"])}
+        writer.writerow([_cell(extended.get(column)) for column in CSV_COLUMNS])
+    return out.getvalue()

@@ -1,0 +1,93 @@
+"""Listening payloads at the edge: strict types, bounded sizes and numbers, no unknown fields."""
+
+from __future__ import annotations
+
+from typing import Annotated, Literal
+
+from pydantic import Field, StringConstraints
+
+from handlers.payloads import Payload
+
+# Printable text: no C0/C1 control characters (they would end up in CSV exports and pages).
+_PRINTABLE = r"^[^\x00-\x1f\x7f-\x9f]*$"
+ItemId = Annotated[str, StringConstraints(min_length=1, max_length=200, pattern=r"^[^\x00-\x1f\x7f-\x9f]+$")]
+DeviceId = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9_.:\-]{1,64}$")]
+ClientId = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9_.:\-]{1,128}$")]
+Text = Annotated[str, StringConstraints(max_length=300, pattern=_PRINTABLE)]
+UUID4 = r"[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}"
+UUID4_PATTERN = f"^{UUID4}$"
+ListeningId = Annotated[str, StringConstraints(pattern=UUID4_PATTERN)]
+ArtworkUrl = Annotated[str, StringConstraints(max_length=2000, pattern=r"^(https://|http://|/)[^\s\x00-\x1f\x7f]*$")]
+
+# A position or an item length past a week is not an audiobook, it is a bug.
+MAX_POSITION_S = 7 * 86400
+# An offline session longer than a day is refused: no player plays unattended that long.
+MAX_UPLOAD_SPAN_MS = 86_400_000
+
+
+class ItemMeta(Payload):
+    """What a player knows about the item; stored once per item."""
+
+    title: Text | None = None
+    artist: Text | None = None
+    album: Text | None = None
+    artwork_url: ArtworkUrl | None = None
+    duration_s: float | None = Field(default=None, ge=0, le=MAX_POSITION_S, allow_inf_nan=False)
+
+
+class ReportBody(Payload):
+    """``POST /api/listening/report``."""
+
+    item_id: ItemId
+    status: Literal["playing", "paused", "stopped"]
+    device_id: DeviceId = "default"
+    position_s: float | None = Field(default=None, ge=0, le=MAX_POSITION_S, allow_inf_nan=False)
+    item: ItemMeta | None = None
+
+
+class ReportEvent(ReportBody):
+    """``listening_report``: the history session id names the log the change goes to."""
+
+    session_id: str
+
+
+class UploadBody(Payload):
+    """``POST /api/listening/upload``: one finished session of an offline player."""
+
+    item_id: ItemId
+    device_id: DeviceId
+    client_id: ClientId
+    started_at: int = Field(ge=0)
+    ended_at: int = Field(ge=0)
+    item: ItemMeta | None = None
+
+    def model_post_init(self, context: object) -> None:
+        if self.ended_at <= self.started_at:
+            raise ValueError("ended_at must be after started_at")
+        if self.ended_at - self.started_at > MAX_UPLOAD_SPAN_MS:
+            raise ValueError("an uploaded session may last at most 24 hours")
+
+
+class UploadEvent(UploadBody):
+    """``listening_upload``."""
+
+    session_id: str
+
+
+class DeleteEvent(Payload):
+    """``listening_delete``."""
+
+    session_id: str
+    id: ListeningId
+
+
+class ClearBody(Payload):
+    """``POST /api/listening/clear``: ``confirm`` must be literally true."""
+
+    confirm: Literal[True]
+
+
+class ClearEvent(ClearBody):
+    """``listening_clear``."""
+
+    session_id: str

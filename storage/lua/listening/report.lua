@@ -1,0 +1,116 @@
+-- A player's status report (seed 003's rules, per user + device + item), in one atomic step:
+-- `playing` extends the device's open session of this item (at most once per throttle
+-- interval), or closes the device's open session of another item and then resumes the
+-- device's last session of this item when it ended within the window, or starts a new one;
+-- any other status finalizes the device's open session of this item at once.
+--   KEYS[1..12], ARGV[1..8]  see core/_event.lua and _history.lua
+--   ARGV[9]   device id
+--   ARGV[10]  item id
+--   ARGV[11]  status: 'playing', 'paused' or 'stopped'
+--   ARGV[12]  position in seconds, or '' when not reported
+--   ARGV[13]  id for a new session (used only when one starts)
+--   ARGV[14]  item metadata JSON, or '' when not reported
+--   ARGV[15]  resume window, ms
+--   ARGV[16]  throttle interval, ms
+--   ARGV[17]  minimum session length, ms
+--   ARGV[18]  most devices playing at once
+--   ARGV[19]  most distinct items per history
+--   ARGV[20]  most sessions per history
+-- Returns {offset, action, record JSON or ''} where action is 'started', 'resumed',
+-- 'extended', 'throttled', 'finalized', 'deleted' or 'none' (offset 0: nothing changed),
+-- or {false, code}.
+local device = ARGV[9]
+local item = ARGV[10]
+local status = ARGV[11]
+local position = tonumber(ARGV[12])
+local new_id = ARGV[13]
+local meta_json = ARGV[14]
+local window_ms = tonumber(ARGV[15])
+local throttle_ms = tonumber(ARGV[16])
+local min_ms = tonumber(ARGV[17])
+local max_devices = tonumber(ARGV[18])
+local max_items = tonumber(ARGV[19])
+local max_sessions = tonumber(ARGV[20])
+
+local refused = owner_refusal()
+if refused then
+  return {false, refused}
+end
+
+local current = load(redis.call('HGET', open_key, device))
+
+if status ~= 'playing' then
+  if current and current.item_id == item then
+    local action, offset = finalize(current, now_ms, position, status, min_ms)
+    return {offset, action, action == 'finalized' and cjson.encode(current) or ''}
+  end
+  return {0, 'none', ''}
+end
+
+if current and current.item_id == item then
+  -- Coalescing: a player reports several times a second; the range moves every throttle_ms.
+  if now_ms - current.written_at < throttle_ms then
+    return {0, 'throttled', cjson.encode(current)}
+  end
+  add_time(current, now_ms - current.ended_at)
+  current.ended_at = now_ms
+  current.written_at = now_ms
+  if position then
+    current.end_position_s = position
+  end
+  save(current)
+  note_span(current)
+  return {session_changed('extended', nil, current), 'extended', cjson.encode(current)}
+end
+
+-- Only the device's last session may resume (and only when nothing else is open on the
+-- device): resuming an older one would stretch its range over what the device played since.
+local previous = nil
+if not current then
+  previous = load(redis.call('HGET', last_key, device))
+  if not (previous and previous.item_id == item and now_ms >= previous.ended_at
+      and now_ms - previous.ended_at < window_ms) then
+    previous = nil
+  end
+end
+
+-- Every limit is checked before anything changes: a refusal leaves the history as it was.
+if not current and redis.call('HLEN', open_key) >= max_devices then
+  return {false, 'limit_reached'}
+end
+if not redis.call('ZSCORE', items_key, item) and redis.call('ZCARD', items_key) >= max_items then
+  return {false, 'limit_reached'}
+end
+if not previous and redis.call('HLEN', records_key) >= max_sessions then
+  return {false, 'limit_reached'}
+end
+
+if current then
+  finalize(current, now_ms, nil, 'switched', min_ms)
+end
+if meta_json ~= '' and redis.call('HGET', meta_key, item) ~= meta_json then
+  redis.call('HSET', meta_key, item, meta_json)
+end
+
+if previous then
+  add_time(previous, now_ms - previous.ended_at)
+  previous.ended_at = now_ms
+  previous.written_at = now_ms
+  previous.open = true
+  if position then
+    previous.end_position_s = position
+  end
+  save(previous)
+  note_span(previous)
+  redis.call('HSET', open_key, device, previous.id)
+  return {session_changed('resumed', nil, previous), 'resumed', cjson.encode(previous)}
+end
+
+local rec = {
+  id = new_id, item_id = item, device_id = device, source = 'live', open = true,
+  started_at = now_ms, ended_at = now_ms, written_at = now_ms,
+  start_position_s = position, end_position_s = position,
+}
+insert(rec)
+redis.call('HSET', open_key, device, new_id)
+return {session_changed('started', nil, rec), 'started', cjson.encode(rec)}

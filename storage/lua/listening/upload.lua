@@ -1,0 +1,65 @@
+-- An offline player's finished session, stored once per client_id: a repeat returns the
+-- stored one; a range overlapping one of the same device's sessions is refused.
+--   KEYS[1..12], ARGV[1..8]  see core/_event.lua and _history.lua
+--   ARGV[9]   device id
+--   ARGV[10]  item id
+--   ARGV[11]  started_at, ms
+--   ARGV[12]  ended_at, ms (the caller checked started_at < ended_at <= now)
+--   ARGV[13]  client id
+--   ARGV[14]  id for the new session
+--   ARGV[15]  item metadata JSON, or ''
+--   ARGV[16]  most distinct items per history
+--   ARGV[17]  most sessions per history
+-- Returns {offset, 'uploaded' | 'duplicate', record JSON} or {false, code}.
+local device = ARGV[9]
+local item = ARGV[10]
+local started_at = tonumber(ARGV[11])
+local ended_at = tonumber(ARGV[12])
+local client_id = ARGV[13]
+local new_id = ARGV[14]
+local meta_json = ARGV[15]
+local max_items = tonumber(ARGV[16])
+local max_sessions = tonumber(ARGV[17])
+
+local refused = owner_refusal()
+if refused then
+  return {false, refused}
+end
+
+local known = redis.call('HGET', clients_key, client_id)
+if known then
+  local stored = redis.call('HGET', records_key, known)
+  return {0, 'duplicate', stored or ''}
+end
+
+-- Any session overlapping [started_at, ended_at) starts before ended_at and at most the
+-- longest span before started_at.
+local max_span = tonumber(redis.call('HGET', stats_key, 'max_span_ms') or '0')
+local nearby = redis.call('ZRANGEBYSCORE', by_start_key, started_at - max_span, '(' .. ended_at)
+for _, id in ipairs(nearby) do
+  local other = load(id)
+  if other and other.device_id == device then
+    -- An open session runs until now, whatever its last written end.
+    local other_end = other.open and now_ms or other.ended_at
+    if other.started_at < ended_at and other_end > started_at then
+      return {false, 'conflict'}
+    end
+  end
+end
+
+if not redis.call('ZSCORE', items_key, item) and redis.call('ZCARD', items_key) >= max_items then
+  return {false, 'limit_reached'}
+end
+if redis.call('HLEN', records_key) >= max_sessions then
+  return {false, 'limit_reached'}
+end
+if meta_json ~= '' and redis.call('HGET', meta_key, item) ~= meta_json then
+  redis.call('HSET', meta_key, item, meta_json)
+end
+local rec = {
+  id = new_id, item_id = item, device_id = device, source = 'upload', open = false,
+  started_at = started_at, ended_at = ended_at, written_at = now_ms, client_id = client_id,
+}
+insert(rec)
+redis.call('HSET', clients_key, client_id, new_id)
+return {session_changed('uploaded', nil, rec), 'uploaded', cjson.encode(rec)}

@@ -1,0 +1,107 @@
+"""Shared parts of the listening tests: a clock that stands still, servers on it, listeners."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pytest
+import pytest_asyncio
+from aiohttp import web
+from redis.asyncio import Redis
+
+from server.app import SERVICES_KEY, build_app
+from server.identity import token_service
+from server.services import build_services, connect_redis
+from storage.clock import Clock
+from tests.helpers import Client, RedisProcess, ServerUnderTest, test_settings
+
+DAY_MS = 86_400_000
+# Tokens outlive every clock move a test makes.
+TOKEN_TTL_S = 30 * 86400
+
+
+@dataclass(slots=True)
+class FrozenClock(Clock):
+    """A clock that moves only when a test shifts it, so 999 ms means 999 ms."""
+
+    base_ms: int = field(default_factory=lambda: int(time.time() * 1000))
+
+    def now_ms(self) -> int:
+        return self.base_ms + self.shift_ms
+
+    def now_s(self) -> float:
+        return (self.base_ms + self.shift_ms) / 1000
+
+
+async def start_on_clock(redis_url: str, data_dir: Path, clock: Clock) -> ServerUnderTest:
+    """``tests.conftest.start_server`` with the given clock (several servers may share one).
+
+    The sweeper looks often, so that a crash sweep shows within a test's patience.
+    """
+    settings = test_settings(redis_url, data_dir, listening_sweep_interval_s=0.05)
+    redis = connect_redis(redis_url)
+    tokens = token_service(settings)
+    app = build_app(settings, services=build_services(settings, redis=redis, tokens=tokens, clock=clock))
+
+    async def close_redis(_: web.Application) -> None:
+        await redis.aclose()
+
+    app.on_cleanup.append(close_redis)
+    runner = web.AppRunner(app, access_log=None)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    port = runner.addresses[0][1]
+    return ServerUnderTest(url=f"http://127.0.0.1:{port}", services=app[SERVICES_KEY], tokens=tokens, app=app, runner=runner)
+
+
+@pytest.fixture
+def clock() -> FrozenClock:
+    return FrozenClock()
+
+
+@pytest_asyncio.fixture
+async def lserver(redis: Redis, redis_process: RedisProcess, tmp_path: Path, clock: FrozenClock) -> AsyncIterator[ServerUnderTest]:
+    srv = await start_on_clock(redis_process.url, tmp_path, clock)
+    yield srv
+    await srv.stop()
+
+
+@dataclass
+class Listener:
+    """A connected player: its socket, its history session id, a device id."""
+
+    client: Client
+    history_id: str
+    device_id: str = "phone"
+
+    async def report(self, item_id: str, status: str, **fields: Any) -> dict[str, Any]:
+        payload = {"session_id": self.history_id, "item_id": item_id, "status": status, "device_id": self.device_id}
+        payload.update(fields)
+        ack: dict[str, Any] = await self.client.call("listening_report", payload)
+        return ack
+
+    def log_events(self) -> list[tuple[str, Any]]:
+        return [(n, d) for n, d in self.client.events if n.startswith("listening_")]
+
+
+async def listener(
+    server: ServerUnderTest, clients: list[Client], user: str = "alice", *, device_id: str = "phone", subscribe: bool = True
+) -> Listener:
+    client = Client(server.url, server.token(user, ttl_s=TOKEN_TTL_S))
+    clients.append(client)
+    await client.connect()
+    ack = await client.call("listening_history", {})
+    assert ack["ok"] is True, ack
+    if subscribe:
+        sub = await client.call("subscribe_on_session", {"session_id": ack["session_id"]})
+        assert sub["ok"] is True, sub
+    return Listener(client=client, history_id=ack["session_id"], device_id=device_id)
+
+
+def auth(server: ServerUnderTest, user: str = "alice", **kw: Any) -> dict[str, str]:
+    return {"Authorization": f"Bearer {server.token(user, ttl_s=TOKEN_TTL_S, **kw)}"}

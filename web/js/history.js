@@ -1,0 +1,293 @@
+/**
+ * The listening history page: totals, streaks, a per-day bar chart (inline SVG) in the
+ * browser's time zone, per-item totals and the session list, live while something plays
+ * anywhere (the page follows the user's history session and refreshes on each event).
+ * Server data reaches the DOM through textContent and attributes only.
+ */
+import { api, call, connect, getToken, subscribeSession } from "./client.js";
+
+const SVG = "http://www.w3.org/2000/svg";
+const PAGE_SIZE = 20;
+const CHART_DAYS = 30;
+const REFRESH_DELAY_MS = 150;
+
+const $ = (id) => document.getElementById(id);
+const ui = {
+  connection: $("connection"),
+  total: $("total"),
+  count: $("count"),
+  streakCurrent: $("streak-current"),
+  streakLongest: $("streak-longest"),
+  nowPlaying: $("now-playing"),
+  tz: $("tz"),
+  chart: $("chart"),
+  error: $("history-error"),
+  items: $("items"),
+  itemsEmpty: $("items-empty"),
+  sessions: $("sessions"),
+  sessionsEmpty: $("sessions-empty"),
+  more: $("more"),
+  filter: $("filter"),
+  filterName: $("filter-name"),
+  filterClear: $("filter-clear"),
+  clear: $("clear"),
+  clearConfirm: $("clear-confirm"),
+  clearYes: $("clear-yes"),
+  clearNo: $("clear-no"),
+  exportCsv: $("export-csv"),
+  exportJson: $("export-json"),
+};
+
+const timeZone = Intl.DateTimeFormat().resolvedOptions().timeZone || "UTC";
+let socket = null;
+let historyId = null;
+let filterItem = null; // {item_id, title}
+let cursor = null;
+let refreshTimer = null;
+
+/** "1 h 05 min", "4 min 09 s", "12 s". */
+export function formatDuration(ms) {
+  const total = Math.max(0, Math.round(ms / 1000));
+  const h = Math.floor(total / 3600);
+  const m = Math.floor((total % 3600) / 60);
+  const s = total % 60;
+  if (h > 0) return `${h} h ${String(m).padStart(2, "0")} min`;
+  if (m > 0) return `${m} min ${String(s).padStart(2, "0")} s`;
+  return `${s} s`;
+}
+
+function formatWhen(ms) {
+  return new Date(ms).toLocaleString(undefined, { month: "short", day: "numeric", hour: "numeric", minute: "2-digit" });
+}
+
+function showError(text) {
+  ui.error.textContent = text;
+  ui.error.hidden = !text;
+}
+
+function plural(n, word) {
+  return `${n} ${word}${n === 1 ? "" : "s"}`;
+}
+
+function renderStats(stats) {
+  ui.total.textContent = formatDuration(stats.total_ms);
+  ui.count.textContent = String(stats.count);
+  ui.streakCurrent.textContent = plural(stats.streak.current, "day");
+  ui.streakLongest.textContent = plural(stats.streak.longest, "day");
+  ui.tz.textContent = `(${stats.tz})`;
+  renderChart(stats.days);
+  ui.items.replaceChildren(
+    ...stats.items.map((item) => {
+      const li = document.createElement("li");
+      const pick = document.createElement("button");
+      pick.type = "button";
+      pick.className = "link-button";
+      pick.textContent = item.title;
+      pick.addEventListener("click", () => setFilter(item));
+      const artist = document.createElement("span");
+      artist.className = "muted";
+      artist.textContent = item.artist ? ` ${item.artist}` : "";
+      const total = document.createElement("span");
+      total.className = "item-total";
+      total.textContent = formatDuration(item.total_ms);
+      li.append(pick, artist, total);
+      return li;
+    }),
+  );
+  ui.itemsEmpty.hidden = stats.items.length > 0;
+}
+
+function renderChart(days) {
+  const width = 600;
+  const height = 140;
+  const top = 10;
+  const bottom = 20;
+  const slot = width / days.length;
+  const max = Math.max(60_000, ...days.map((d) => d.total_ms));
+  const svg = document.createElementNS(SVG, "svg");
+  svg.setAttribute("viewBox", `0 0 ${width} ${height}`);
+  svg.setAttribute("role", "img");
+  svg.setAttribute("aria-label", "Listening time per day");
+  svg.classList.add("day-chart-svg");
+  days.forEach((day, i) => {
+    const barHeight = Math.round(((height - top - bottom) * day.total_ms) / max);
+    const rect = document.createElementNS(SVG, "rect");
+    rect.setAttribute("x", String(i * slot + 2));
+    rect.setAttribute("y", String(height - bottom - barHeight));
+    rect.setAttribute("width", String(Math.max(1, slot - 4)));
+    rect.setAttribute("height", String(barHeight));
+    rect.setAttribute("class", day.total_ms > 0 ? "bar" : "bar empty");
+    rect.dataset.date = day.date;
+    rect.dataset.ms = String(day.total_ms);
+    const tip = document.createElementNS(SVG, "title");
+    tip.textContent = `${day.date}: ${formatDuration(day.total_ms)}`;
+    rect.append(tip);
+    svg.append(rect);
+    if (i % 7 === days.length % 7 || i === days.length - 1) {
+      const label = document.createElementNS(SVG, "text");
+      label.setAttribute("x", String(i * slot + slot / 2));
+      label.setAttribute("y", String(height - 5));
+      label.setAttribute("class", i === days.length - 1 ? "axis last" : "axis");
+      label.textContent = day.date.slice(5);
+      svg.append(label);
+    }
+  });
+  ui.chart.replaceChildren(svg);
+}
+
+function sessionRow(s) {
+  const li = document.createElement("li");
+  li.className = "listening-row";
+  li.dataset.id = s.id;
+  li.dataset.itemId = s.item_id;
+  li.dataset.durationMs = String(s.duration_ms);
+  li.dataset.open = String(s.open);
+  const main = document.createElement("div");
+  const title = document.createElement("strong");
+  title.className = "title";
+  title.textContent = s.title;
+  const artist = document.createElement("span");
+  artist.className = "muted artist";
+  artist.textContent = s.artist ? ` ${s.artist}` : "";
+  const meta = document.createElement("div");
+  meta.className = "muted meta-line";
+  const duration = document.createElement("span");
+  duration.className = "duration";
+  duration.textContent = formatDuration(s.duration_ms);
+  meta.append(`${formatWhen(s.started_at)} · `, duration, s.open ? " · playing" : "", ` · ${s.device_id}`);
+  main.append(title, artist, meta);
+  const remove = document.createElement("button");
+  remove.type = "button";
+  remove.className = "button small delete";
+  remove.textContent = "Delete";
+  remove.setAttribute("aria-label", `Delete session of ${s.title}`);
+  remove.addEventListener("click", () => deleteOne(s.id));
+  li.append(main, remove);
+  return li;
+}
+
+async function loadSessions({ append = false } = {}) {
+  const params = new URLSearchParams({ limit: String(PAGE_SIZE) });
+  if (filterItem) params.set("item_id", filterItem.item_id);
+  if (append && cursor) params.set("cursor", cursor);
+  const page = await api(`/api/listening/sessions?${params}`);
+  const rows = page.sessions.map(sessionRow);
+  if (append) ui.sessions.append(...rows);
+  else ui.sessions.replaceChildren(...rows);
+  cursor = page.next_cursor;
+  ui.more.hidden = !cursor;
+  ui.sessionsEmpty.hidden = ui.sessions.children.length > 0;
+}
+
+async function refresh() {
+  try {
+    const [stats, history] = await Promise.all([
+      api(`/api/listening/stats?tz=${encodeURIComponent(timeZone)}&days=${CHART_DAYS}`),
+      api("/api/listening"),
+      loadSessions(),
+    ]);
+    renderStats(stats);
+    renderOpen(history.open);
+    showError("");
+    document.body.dataset.loaded = String(Number(document.body.dataset.loaded ?? 0) + 1);
+  } catch (err) {
+    showError(`Could not load the history: ${err.message}`);
+  }
+}
+
+function refreshSoon() {
+  clearTimeout(refreshTimer);
+  refreshTimer = setTimeout(refresh, REFRESH_DELAY_MS);
+}
+
+function renderOpen(open) {
+  ui.nowPlaying.hidden = open.length === 0;
+  ui.nowPlaying.textContent = open.length ? `Playing now on ${plural(open.length, "device")}.` : "";
+}
+
+function setFilter(item) {
+  filterItem = item;
+  ui.filter.hidden = !item;
+  ui.filterName.textContent = item ? item.title : "";
+  loadSessions().catch((err) => showError(err.message));
+}
+
+async function deleteOne(id) {
+  try {
+    await call(socket, "listening_delete", { session_id: historyId, id });
+  } catch (err) {
+    showError(`Delete failed: ${err.message}`);
+  }
+}
+
+async function clearAll() {
+  ui.clearConfirm.hidden = true;
+  try {
+    await call(socket, "listening_clear", { session_id: historyId, confirm: true });
+  } catch (err) {
+    showError(`Delete failed: ${err.message}`);
+  }
+}
+
+async function download(format) {
+  try {
+    const body = await exportBody(format);
+    const url = URL.createObjectURL(body);
+    const link = document.createElement("a");
+    link.href = url;
+    link.download = `listening-history.${format}`;
+    link.click();
+    setTimeout(() => URL.revokeObjectURL(url), 10_000);
+  } catch (err) {
+    showError(`Export failed: ${err.message}`);
+  }
+}
+
+async function exportBody(format) {
+  // `api` parses JSON; an export is a file, fetched as a blob with the same token.
+  const response = await fetch(`/api/listening/export?format=${format}`, {
+    headers: { Authorization: `Bearer ${await getToken()}` },
+  });
+  if (!response.ok) throw new Error(`HTTP ${response.status}`);
+  return response.blob();
+}
+
+function showConnection(state) {
+  ui.connection.dataset.state = state;
+  ui.connection.textContent = { connected: "Connecting…", live: "Live", offline: "Offline — reconnecting…" }[state] ?? state;
+}
+
+async function main() {
+  ui.more.addEventListener("click", () => loadSessions({ append: true }).catch((err) => showError(err.message)));
+  ui.filterClear.addEventListener("click", () => setFilter(null));
+  ui.clear.addEventListener("click", () => (ui.clearConfirm.hidden = false));
+  ui.clearNo.addEventListener("click", () => (ui.clearConfirm.hidden = true));
+  ui.clearYes.addEventListener("click", clearAll);
+  ui.exportCsv.addEventListener("click", () => download("csv"));
+  ui.exportJson.addEventListener("click", () => download("json"));
+  try {
+    const history = await api("/api/listening");
+    historyId = history.session_id;
+    document.body.dataset.historyId = historyId;
+    renderOpen(history.open);
+    await refresh();
+    socket = connect({ onState: showConnection });
+    subscribeSession(socket, historyId, {
+      onSnapshot: (session) => {
+        renderOpen(session.open ?? []);
+        refreshSoon();
+      },
+      onEvent: (event) => {
+        if (event.type === "listening_session" || event.type === "listening_removed" || event.type === "listening_cleared") {
+          refreshSoon();
+        }
+      },
+      onSubscribed: () => showConnection("live"),
+      onError: (err) => showError(`Live updates stopped: ${err.message}`),
+    });
+  } catch (err) {
+    showError(`Could not open your history: ${err.message}`);
+  }
+}
+
+main();

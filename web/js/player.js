@@ -1,0 +1,200 @@
+/**
+ * The listening player: a few items that play a Web Audio tone and report play, pause and
+ * stop to the server (`listening_report`). While an item plays the page reports `playing`
+ * every few seconds; the server coalesces those to one write per throttle interval.
+ * Server data reaches the DOM through textContent only.
+ */
+import { call, connect } from "./client.js";
+
+const ITEMS = [
+  { item_id: "demo-audiobook-1", title: "The Quiet Hour", artist: "A. Narrator", album: "Demo Books", duration_s: 3600, hz: 220 },
+  { item_id: "demo-podcast-7", title: "Episode 7: Time Ranges", artist: "The Redis Show", album: "Demo Casts", duration_s: 1800, hz: 330 },
+  { item_id: "demo-song-3", title: "Four Forty", artist: "Tone Band", album: "Sine Waves", duration_s: 240, hz: 440 },
+];
+const HEARTBEAT_MS = 2000;
+const DEVICE_KEY = "sessionhub.listening.device";
+
+const $ = (id) => document.getElementById(id);
+const ui = { items: $("items"), now: $("now-playing"), notice: $("player-notice"), connection: $("connection") };
+
+let socket = null;
+let historyId = null;
+let current = null; // {item, startedMs (page clock), basePosition}
+let heartbeat = null;
+let audio = null; // {context, oscillator, gain}
+const positions = new Map(); // item_id -> seconds already played
+const rows = new Map(); // item_id -> {row, state}
+
+function deviceId() {
+  let id = localStorage.getItem(DEVICE_KEY);
+  if (!id || !/^[A-Za-z0-9_.:-]{1,64}$/.test(id)) {
+    id = `web-${crypto.randomUUID().slice(0, 8)}`;
+    localStorage.setItem(DEVICE_KEY, id);
+  }
+  return id;
+}
+
+function notice(text) {
+  ui.notice.textContent = text;
+  ui.notice.hidden = !text;
+}
+
+function position(item) {
+  const base = positions.get(item.item_id) ?? 0;
+  if (current?.item === item) return base + (performance.now() - current.startedMs) / 1000;
+  return base;
+}
+
+async function report(item, status) {
+  if (!socket?.connected || !historyId) throw new Error("not connected yet");
+  const payload = {
+    session_id: historyId,
+    item_id: item.item_id,
+    status,
+    device_id: deviceId(),
+    position_s: Math.round(Math.min(position(item), item.duration_s) * 10) / 10,
+    item: { title: item.title, artist: item.artist, album: item.album, duration_s: item.duration_s },
+  };
+  return call(socket, "listening_report", payload);
+}
+
+function startTone(hz) {
+  try {
+    const context = audio?.context ?? new AudioContext();
+    const oscillator = context.createOscillator();
+    const gain = context.createGain();
+    oscillator.frequency.value = hz;
+    gain.gain.value = 0.04;
+    oscillator.connect(gain).connect(context.destination);
+    oscillator.start();
+    audio = { context, oscillator, gain };
+  } catch {
+    audio = null; // no audio output: the reports still tell the story
+  }
+}
+
+function stopTone() {
+  try {
+    audio?.oscillator.stop();
+  } catch {
+    // already stopped
+  }
+}
+
+function render() {
+  for (const item of ITEMS) {
+    const { row } = rows.get(item.item_id);
+    const playing = current?.item === item;
+    row.dataset.state = playing ? "playing" : rows.get(item.item_id).state;
+    row.querySelector(".play").disabled = playing;
+    row.querySelector(".pause").disabled = !playing;
+    row.querySelector(".stop").disabled = !playing && rows.get(item.item_id).state !== "paused";
+  }
+  ui.now.textContent = current ? `Playing: ${current.item.title} — ${current.item.artist}` : "Nothing playing.";
+  ui.now.dataset.state = current ? "playing" : "idle";
+}
+
+function settle(item, state) {
+  positions.set(item.item_id, state === "stopped" ? 0 : position(item));
+  rows.get(item.item_id).state = state;
+}
+
+async function play(item) {
+  if (current && current.item !== item) {
+    // The server closes the other item's session itself when this one starts.
+    settle(current.item, "paused");
+    stopTone();
+  }
+  current = { item, startedMs: performance.now() };
+  startTone(item.hz);
+  render();
+  clearInterval(heartbeat);
+  heartbeat = setInterval(() => current && report(current.item, "playing").catch((err) => notice(err.message)), HEARTBEAT_MS);
+  await send(item, "playing");
+}
+
+async function halt(item, status) {
+  if (current?.item === item) {
+    settle(item, status);
+    current = null;
+    clearInterval(heartbeat);
+    stopTone();
+  } else {
+    settle(item, status);
+  }
+  render();
+  await send(item, status);
+}
+
+async function send(item, status) {
+  try {
+    const ack = await report(item, status);
+    notice("");
+    const row = rows.get(item.item_id).row;
+    row.dataset.lastAction = ack.action;
+  } catch (err) {
+    notice(`Report failed: ${err.message}`);
+  }
+}
+
+function button(label, className, onClick) {
+  const el = document.createElement("button");
+  el.type = "button";
+  el.className = `button ${className}`;
+  el.textContent = label;
+  el.addEventListener("click", onClick);
+  return el;
+}
+
+function build() {
+  for (const item of ITEMS) {
+    const row = document.createElement("li");
+    row.className = "player-item";
+    row.dataset.itemId = item.item_id;
+    const text = document.createElement("div");
+    const title = document.createElement("strong");
+    title.textContent = item.title;
+    const artist = document.createElement("span");
+    artist.className = "muted";
+    artist.textContent = ` ${item.artist}`;
+    text.append(title, artist);
+    const controls = document.createElement("div");
+    controls.className = "player-controls";
+    controls.append(
+      button("Play", "play primary", () => play(item)),
+      button("Pause", "pause", () => halt(item, "paused")),
+      button("Stop", "stop", () => halt(item, "stopped")),
+    );
+    row.append(text, controls);
+    ui.items.append(row);
+    rows.set(item.item_id, { row, state: "idle" });
+  }
+  render();
+}
+
+function showConnection(state) {
+  ui.connection.dataset.state = state;
+  ui.connection.textContent = { connecting: "Connecting…", connected: "Connecting…", live: "Live", offline: "Offline — reconnecting…" }[state] ?? state;
+}
+
+async function main() {
+  build();
+  for (const el of ui.items.querySelectorAll("button")) el.disabled = true;
+  socket = connect({ onState: showConnection });
+  socket.on("connect", async () => {
+    try {
+      historyId = (await call(socket, "listening_history", {})).session_id;
+      document.body.dataset.historyId = historyId;
+      showConnection("live");
+      render();
+    } catch (err) {
+      notice(`Cannot open your history: ${err.message}`);
+    }
+  });
+  // A closed tab stops reporting; the server's sweeper ends its session at the last report.
+  window.addEventListener("pagehide", () => {
+    if (current) report(current.item, "paused").catch(() => {});
+  });
+}
+
+main();
