@@ -36,7 +36,7 @@ class LightQueue:
 
     __slots__ = (
         "_bytes", "_ended", "_free_done", "_getters", "_items", "_joiners", "_overflowed", "_unfinished",
-        "limit_bytes", "on_overflow",
+        "limit_bytes", "on_overflow", "sink",
     )
 
     def __init__(self, limit_bytes: int = 1 << 62) -> None:
@@ -50,6 +50,21 @@ class LightQueue:
         self._free_done = 0  # end markers taken, whose task_done() counts for nothing
         self.limit_bytes = limit_bytes
         self.on_overflow: Callable[[], None] | None = None
+        # Write-through: while set (a socket upgraded to the direct WebSocket), what is put is
+        # handed to it at once, in order, and nothing waits here: no writer task is needed.
+        self.sink: Callable[[Any], None] | None = None
+
+    def attach(self, sink: Callable[[Any], None]) -> None:
+        """Hand what waits now, then everything put from now on, straight to ``sink``."""
+        while self._items:
+            item = self._take()
+            self.task_done()
+            sink(item)
+        self.sink = sink
+
+    def detach(self) -> None:
+        """Keep items here again (the socket's WebSocket is gone)."""
+        self.sink = None
 
     def qsize(self) -> int:
         """Items waiting."""
@@ -69,6 +84,14 @@ class LightQueue:
 
     def put_nowait(self, item: Any) -> None:
         """Add an item and wake one getter (dropped, after an overflow, unless it is ``None``)."""
+        sink = self.sink
+        if sink is not None and not self._items:
+            if item is None:
+                self._ended = True
+            elif self._overflowed or self._ended:
+                return
+            sink(item)
+            return
         if item is None:
             self._ended = True
             self._items.append(item)

@@ -140,7 +140,7 @@ class DirectWebSocket(EngineIoWebSocket):
         eio_socket = self.handler.__self__
         eio_socket.sh_ws = self
         try:
-            await self.handler(self)
+            await _serve_websocket(eio_socket, self)
         finally:
             eio_socket.sh_ws = None
         return self._sock
@@ -159,6 +159,81 @@ class DirectWebSocket(EngineIoWebSocket):
             return False
         transport.write(frame)
         return True
+
+
+async def _serve_websocket(socket: AsyncSocket, ws: DirectWebSocket) -> None:
+    """python-engineio's ``AsyncSocket._websocket_handler``, leaner: one task per connection.
+
+    The stock handler starts a writer task per connection and, for every message received, a
+    task plus a ``wait_for``. Here the connection's own handler task reads with the ping
+    deadline as a timeout, and the socket's queue writes through to the WebSocket
+    (``LightQueue.attach``), so nothing else runs per connection or per message. The upgrade
+    from long-polling and the close follow the stock handler step by step.
+    """
+    server = socket.server
+    if socket.connected:
+        if not await _upgrade(socket, ws):
+            return
+    else:
+        socket.connected = True
+        socket.upgraded = True
+    socket.queue.attach(functools.partial(_write_through, ws))
+    deadline_s = server.ping_interval + server.ping_timeout
+    try:
+        while True:
+            try:
+                async with asyncio.timeout(deadline_s):
+                    data = await ws.wait()
+            except Exception:  # closed, reset, timed out: the connection is over
+                break
+            if data is None or len(data) > server.max_http_buffer_size:
+                break
+            try:
+                await socket.receive(eio_packet.Packet(encoded_packet=data))
+            except engineio.exceptions.UnknownPacketError:
+                pass
+            except engineio.exceptions.SocketIsClosedError:
+                break
+            except Exception:
+                server.logger.exception("Unknown receive error")
+    finally:
+        socket.queue.detach()
+    await ws.close()
+    await socket.close(wait=False, abort=True, reason=server.reason.TRANSPORT_CLOSE)
+
+
+async def _upgrade(socket: AsyncSocket, ws: DirectWebSocket) -> bool:
+    """The long-polling -> WebSocket probe exchange of the stock handler; False when it fails."""
+    socket.upgrading = True  # hold packet sends during the upgrade
+    try:
+        probe = eio_packet.Packet(encoded_packet=await ws.wait())
+    except OSError:
+        socket.upgrading = False
+        return False
+    if probe.packet_type != eio_packet.PING or probe.data != "probe":
+        socket.upgrading = False
+        return False
+    await ws.send(eio_packet.Packet(eio_packet.PONG, data="probe").encode())
+    await socket.queue.put(eio_packet.Packet(eio_packet.NOOP))  # ends the pending poll
+    try:
+        upgrade = eio_packet.Packet(encoded_packet=await ws.wait())
+    except OSError:
+        socket.upgrading = False
+        return False
+    socket.upgrading = False
+    if upgrade.packet_type != eio_packet.UPGRADE:
+        socket.upgraded = False
+        return False
+    socket.upgraded = True
+    return True
+
+
+def _write_through(ws: DirectWebSocket, item: Any) -> None:
+    if item is None:  # Engine.IO's "stop writing": the connection ends
+        if ws.transport is not None:
+            ws.transport.close()
+        return
+    ws.write_frame(_frame_of(item.encode()))
 
 
 class _EngineLog:

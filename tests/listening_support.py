@@ -51,7 +51,7 @@ async def start_on_clock(redis_url: str, data_dir: Path, clock: Clock) -> Server
         await redis.aclose()
 
     app.on_cleanup.append(close_redis)
-    runner = web.AppRunner(app, access_log=None)
+    runner = web.AppRunner(app, access_log=None, shutdown_timeout=3)  # as `serve`: a lingering client must not hold the teardown
     await runner.setup()
     site = web.TCPSite(runner, "127.0.0.1", 0)
     await site.start()

@@ -44,6 +44,27 @@ async def test_the_fast_path_is_in_effect(server: ServerUnderTest, clients: list
     assert (await clients[0].call("no_such_event", {}))["error"] == "unknown_event"
 
 
+def server_tasks() -> list[str]:
+    """Names of the running tasks that belong to a connection on the server side."""
+    names = [getattr(t.get_coro(), "__qualname__", "") for t in asyncio.all_tasks()]
+    return [n for n in names if n.startswith(("AsyncSocket.", "RequestHandler.", "_serve_websocket"))]
+
+
+async def test_one_task_per_connection_and_none_per_message(server: ServerUnderTest, clients: list[Client]) -> None:
+    session_id = await server.create_session("alice")
+    before = server_tasks()
+    for _ in range(10):
+        await server.subscriber(clients, session_id)
+    during = server_tasks()
+    # aiohttp's two (its connection loop, and the request handler running the WebSocket):
+    # no Engine.IO writer task beside them.
+    assert len(during) - len(before) == 2 * 10, during
+    assert not [n for n in during if n.startswith("AsyncSocket.")], during
+    for _ in range(20):  # messages keep flowing without a task or a wait_for per message
+        assert (await clients[0].call("unsubscribe_from_session", {"session_id": session_id}))["ok"]
+    assert sorted(server_tasks()) == sorted(during)
+
+
 async def test_the_slow_client_limit_is_per_instance(
     server: ServerUnderTest, tmp_path: Path, redis_process: Any
 ) -> None:
@@ -68,7 +89,7 @@ async def test_a_stock_server_built_later_is_unaffected(server: ServerUnderTest)
 
     app = web.Application()
     stock.attach(app)
-    runner = web.AppRunner(app, access_log=None)
+    runner = web.AppRunner(app, access_log=None, shutdown_timeout=3)  # as `serve`: a lingering client must not hold the teardown
     await runner.setup()
     site = web.TCPSite(runner, "127.0.0.1", 0)
     await site.start()
