@@ -1,5 +1,8 @@
 """The benchmark's processes: a private redis-server, the server under test, the load generator.
 
+Servers: sessionhub, stock python-socketio (bench/stock_server.py) and Node socket.io with its
+Redis adapter (bench/node/server.js). Generators: the compiled one (bench/cgen, ``c``) or
+bench/lean_client.py (``py``); both take the same options and print the same ``RESULT`` line.
 Everything listens on 127.0.0.1 only, on free ports (never 6379); the server is pinned to
 core 0, redis-server and the generator to core 1. Every wait is bounded and every process
 started here is stopped here, by its own pid.
@@ -9,6 +12,7 @@ from __future__ import annotations
 
 import json
 import os
+import uuid
 import shutil
 import signal
 import socket
@@ -20,6 +24,8 @@ import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+
+import toolchain
 
 ROOT = Path(__file__).resolve().parent.parent
 BENCH = ROOT / "bench"
@@ -204,8 +210,6 @@ def start_sessionhub(workdir: Path, redis_url: str) -> ServerUnderTest:
 
 def start_stock(workdir: Path, redis_url: str) -> ServerUnderTest:
     """bench/stock_server.py pinned to the server core."""
-    import uuid
-
     port = free_port()
     env = {**os.environ, "SESSIONHUB_JWT_SECRET": JWT_SECRET}
     argv = pinned(SERVER_CORE, [PYTHON, str(BENCH / "stock_server.py"), "--port", str(port), "--redis-url", redis_url])
@@ -214,16 +218,42 @@ def start_stock(workdir: Path, redis_url: str) -> ServerUnderTest:
     return ServerUnderTest("stock", child, port, mint_token(), str(uuid.uuid4()))
 
 
-STARTERS = {"sessionhub": start_sessionhub, "stock": start_stock}
+def start_node(workdir: Path, redis_url: str) -> ServerUnderTest:
+    """bench/node/server.js (socket.io + @socket.io/redis-adapter) pinned to the server core.
+
+    Its packages must be installed first (toolchain.install_node_packages).
+    """
+    node = toolchain.node_binary()
+    if node is None:
+        raise RuntimeError("node not found on PATH")
+    port = free_port()
+    env = {**os.environ, "SESSIONHUB_JWT_SECRET": JWT_SECRET, "NODE_ENV": "production"}
+    script = str(toolchain.NODE_DIR / "server.js")
+    argv = pinned(SERVER_CORE, [node, script, "--port", str(port), "--redis-url", redis_url])
+    child = start(f"node-{port}", argv, workdir=workdir, env=env)
+    _wait_ready(child, port)
+    return ServerUnderTest("node", child, port, mint_token(), str(uuid.uuid4()))
 
 
-def run_generator(server: ServerUnderTest, redis: Child, options: list[str], *, timeout_s: float) -> dict[str, Any]:
-    """bench/lean_client.py pinned to the load core; its ``RESULT`` line as a dict."""
+STARTERS = {"sessionhub": start_sessionhub, "stock": start_stock, "node": start_node}
+GENERATORS = ("c", "py")
+
+
+def generator_argv(generator: str) -> list[str]:
+    """The command of a load generator: ``c`` (built by toolchain.build_cgen) or ``py``."""
+    if generator == "c":
+        return [str(toolchain.CGEN_BINARY)]
+    return [PYTHON, str(BENCH / "lean_client.py")]
+
+
+def run_generator(
+    server: ServerUnderTest, redis: Child, options: list[str], *, timeout_s: float, generator: str = "py"
+) -> dict[str, Any]:
+    """The load generator pinned to the load core; its ``RESULT`` line as a dict."""
     argv = pinned(
         LOAD_CORE,
         [
-            PYTHON,
-            str(BENCH / "lean_client.py"),
+            *generator_argv(generator),
             "--port",
             str(server.port),
             "--token",
@@ -242,9 +272,9 @@ def run_generator(server: ServerUnderTest, redis: Child, options: list[str], *, 
     try:
         done = subprocess.run(argv, cwd=ROOT, capture_output=True, timeout=timeout_s + 30)
     except subprocess.TimeoutExpired as exc:
-        return {"error": f"generator timed out after {exc.timeout:.0f} s"}
+        return {"generator": generator, "error": f"generator timed out after {exc.timeout:.0f} s"}
     sys.stderr.write(done.stderr.decode(errors="replace"))
     for line in done.stdout.decode(errors="replace").splitlines():
         if line.startswith("RESULT "):
-            return dict(json.loads(line[len("RESULT ") :]))
-    return {"error": f"generator exited {done.returncode} without a result"}
+            return {"generator": generator, **json.loads(line[len("RESULT ") :])}
+    return {"generator": generator, "error": f"generator exited {done.returncode} without a result"}
