@@ -178,6 +178,11 @@ def main(argv: list[str] | None = None) -> int:
     print(report.saturation_table(results))
     print()
     print(report.fixed_table(results))
+    print()
+    print(report.ratio_table(results))
+    print()
+    print(f"GENERATOR ({args.gen}; generator-bound when its core is at >= {report.GEN_BOUND_PCT:.0f}% in saturation)")
+    print("\n".join(report.generator_check(results)) or "  (no saturation figures)")
     lines, checks = report.verdict(results)
     print()
     cores = f"server on core {harness.SERVER_CORE}, generator and redis on core {harness.LOAD_CORE}"

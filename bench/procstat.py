@@ -31,6 +31,18 @@ def cpu_sample(pid: int, now_s: float) -> CpuSample:
     return CpuSample(cpu_s=(utime + stime) / _TICKS_PER_S, wall_s=now_s)
 
 
+def machine_cpu_sample(now_s: float) -> CpuSample:
+    """CPU seconds used so far by every process on the machine (user + nice + system of /proc/stat).
+
+    Compared with what the benchmark's own processes used, it shows foreign load: on a shared
+    machine another process on the same cores skews every figure.
+    """
+    with open("/proc/stat", "rb") as stat:
+        fields = stat.readline().split()
+    user, nice, system = int(fields[1]), int(fields[2]), int(fields[3])
+    return CpuSample(cpu_s=(user + nice + system) / _TICKS_PER_S, wall_s=now_s)
+
+
 def own_cpu_sample(now_s: float) -> CpuSample:
     """CPU seconds used so far by this process (finer grained than /proc ticks)."""
     times = os.times()

@@ -41,6 +41,19 @@ CpuSample own_cpu_sample(double wall_s) {
     return (CpuSample){user + sys, wall_s, 1};
 }
 
+CpuSample machine_cpu_sample(double wall_s) {
+    CpuSample sample = {0.0, wall_s, 0};
+    FILE *f = fopen("/proc/stat", "r");
+    if (!f) return sample;
+    unsigned long long user = 0, nice = 0, system = 0;
+    if (fscanf(f, "cpu %llu %llu %llu", &user, &nice, &system) == 3) {
+        sample.cpu_s = (double)(user + nice + system) / (double)sysconf(_SC_CLK_TCK);
+        sample.valid = 1;
+    }
+    fclose(f);
+    return sample;
+}
+
 double cpu_percent(CpuSample earlier, CpuSample later) {
     double wall = later.wall_s - earlier.wall_s;
     return wall > 0 ? 100.0 * (later.cpu_s - earlier.cpu_s) / wall : 0.0;

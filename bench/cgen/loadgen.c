@@ -130,11 +130,11 @@ static void connect_phase(Bytes *out) {
 /* --- measuring ----------------------------------------------------------------------------- */
 
 typedef struct {
-    CpuSample gen, server, redis;
+    CpuSample gen, server, redis, machine;
 } CpuSet;
 
 static CpuSet cpu_now(double now) {
-    CpuSet set = {own_cpu_sample(now), cpu_sample(G.opt.server_pid, now), {0, now, 0}};
+    CpuSet set = {own_cpu_sample(now), cpu_sample(G.opt.server_pid, now), {0, now, 0}, machine_cpu_sample(now)};
     if (G.opt.redis_pid) set.redis = cpu_sample(G.opt.redis_pid, now);
     return set;
 }
@@ -199,6 +199,7 @@ static void figures(Bytes *out, double t0, double t1, CpuSet c0, CpuSet c1) {
     bytes_printf(out, ", \"gen_cpu_pct\": %.1f, \"server_cpu_pct\": %.1f", cpu_percent(c0.gen, c1.gen),
                  cpu_percent(c0.server, c1.server));
     if (G.opt.redis_pid) bytes_printf(out, ", \"redis_cpu_pct\": %.1f", cpu_percent(c0.redis, c1.redis));
+    bytes_printf(out, ", \"machine_cpu_pct\": %.1f", cpu_percent(c0.machine, c1.machine));
     doubles_free(&delivery);
     doubles_free(&acks);
 }
