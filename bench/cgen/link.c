@@ -80,10 +80,11 @@ static void settle(Link *link, int ready) {
 
 static void link_fail(Link *link, const char *format, const char *detail, size_t detail_len) {
     if (link->ready == 0) {
-        Bytes text = {0};
-        bytes_put_json_string(&text, detail, detail_len < 160 ? detail_len : 160);
-        snprintf(link->reason, sizeof link->reason, format, text.data ? text.data : "");
-        bytes_free(&text);
+        char text[161];
+        size_t len = detail_len < 160 ? detail_len : 160;
+        for (size_t i = 0; i < len; i++) text[i] = (detail[i] >= 0x20 && detail[i] < 0x7f) ? detail[i] : '.';
+        text[len] = '\0';
+        snprintf(link->reason, sizeof link->reason, format, text);
         settle(link, -1);
     }
     link->closed = 1;
