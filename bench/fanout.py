@@ -113,7 +113,10 @@ def generator_options(args: argparse.Namespace, n: int) -> list[str]:
 
 def one_run(kind: str, n: int, args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
     """A fresh redis-server and server, one generator run, everything stopped afterwards."""
-    print(f"== {kind}, N={n}", file=sys.stderr, flush=True)
+    quiet = harness.wait_for_quiet()
+    note = f" (machine busy: {quiet['foreign_cpu_pct']:.0f}% of a core after {quiet['waited_s']:.0f} s)"
+    busy = quiet["foreign_cpu_pct"] >= harness.QUIET_PCT
+    print(f"== {kind}, N={n}{note if busy else ''}", file=sys.stderr, flush=True)
     redis, redis_url = harness.start_redis(workdir)
     server = None
     try:
@@ -129,7 +132,7 @@ def one_run(kind: str, n: int, args: argparse.Namespace, workdir: Path) -> dict[
                 f"{server.child.log_tail(40)}",
                 file=sys.stderr,
             )
-        return {"server": kind, **result, "n": n}
+        return {"server": kind, **result, "n": n, "before": quiet}
     except RuntimeError as exc:
         print(f"   {kind} N={n} could not start: {exc}", file=sys.stderr)
         return {"server": kind, "n": n, "generator": args.gen, "error": str(exc)}
