@@ -45,9 +45,10 @@ CpuSample machine_cpu_sample(double wall_s) {
     CpuSample sample = {0.0, wall_s, 0};
     FILE *f = fopen("/proc/stat", "r");
     if (!f) return sample;
-    unsigned long long user = 0, nice = 0, system = 0;
-    if (fscanf(f, "cpu %llu %llu %llu", &user, &nice, &system) == 3) {
-        sample.cpu_s = (double)(user + nice + system) / (double)sysconf(_SC_CLK_TCK);
+    unsigned long long user = 0, nice = 0, system = 0, idle = 0, iowait = 0, irq = 0, softirq = 0;
+    if (fscanf(f, "cpu %llu %llu %llu %llu %llu %llu %llu", &user, &nice, &system, &idle, &iowait, &irq, &softirq) == 7) {
+        /* irq and softirq are busy: tick accounting charges them to the interrupted process too */
+        sample.cpu_s = (double)(user + nice + system + irq + softirq) / (double)sysconf(_SC_CLK_TCK);
         sample.valid = 1;
     }
     fclose(f);

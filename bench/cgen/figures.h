@@ -20,7 +20,7 @@ typedef struct {
 
 CpuSample cpu_sample(int pid, double wall_s); /* from /proc/<pid>/stat */
 CpuSample own_cpu_sample(double wall_s);      /* from getrusage(RUSAGE_SELF) */
-CpuSample machine_cpu_sample(double wall_s);  /* every process: user + nice + system of /proc/stat */
+CpuSample machine_cpu_sample(double wall_s);  /* every process: the busy columns of /proc/stat */
 double cpu_percent(CpuSample earlier, CpuSample later);
 long rss_kib(int pid); /* VmRSS of /proc/<pid>/status, -1 when unreadable */
 
