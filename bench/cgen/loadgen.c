@@ -17,6 +17,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/epoll.h>
+#include <sys/resource.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -367,6 +368,11 @@ static void parse_options(int argc, char **argv) {
 int main(int argc, char **argv) {
     parse_options(argc, argv);
     signal(SIGPIPE, SIG_IGN);
+    struct rlimit files; /* one descriptor per subscriber: N may exceed the default soft limit */
+    if (getrlimit(RLIMIT_NOFILE, &files) == 0 && files.rlim_cur < files.rlim_max) {
+        files.rlim_cur = files.rlim_max;
+        setrlimit(RLIMIT_NOFILE, &files);
+    }
     srand((unsigned)time(NULL) ^ (unsigned)getpid());
     alarm((unsigned)G.opt.deadline_s + 15); /* a backstop: the loop's own deadline check comes first */
     G.deadline_s = now_s() + G.opt.deadline_s;
