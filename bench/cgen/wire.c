@@ -34,7 +34,8 @@ void bytes_puts(Bytes *b, const char *text) { bytes_put(b, text, strlen(text)); 
 void bytes_printf(Bytes *b, const char *format, ...) {
     va_list args;
     va_start(args, format);
-    int need = vsnprintf(NULL, 0, format, args);
+    char probe[1];
+    int need = vsnprintf(probe, sizeof probe, format, args);
     va_end(args);
     if (need < 0) return;
     bytes_reserve(b, (size_t)need + 1);
