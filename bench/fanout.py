@@ -37,7 +37,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--quick", action="store_true", help="short windows (2 s saturation, 3 s fixed rate)")
     p.add_argument("--n", type=int, action="append", help="subscriber count (repeatable; default 100 and 1000)")
-    p.add_argument("--servers", help="comma-separated: sessionhub, stock, node (default all three when node exists)")
+    p.add_argument(
+        "--servers",
+        help="comma-separated: sessionhub, stock, node (default: these three, node when it exists), ceiling",
+    )
     p.add_argument("--gen", choices=harness.GENERATORS, help="load generator: c (default when it builds) or py")
     p.add_argument("--outstanding", type=int, default=8, help="events in flight at saturation")
     p.add_argument("--concurrency", type=int, default=64, help="handshakes in flight while connecting")
@@ -48,7 +51,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     args = p.parse_args(argv)
     args.n = args.n or [100, 1000]
     args.servers_given = args.servers is not None
-    args.servers = [s.strip() for s in (args.servers or ",".join(harness.STARTERS)).split(",") if s.strip()]
+    args.servers = [s.strip() for s in (args.servers or ",".join(harness.DEFAULT_SERVERS)).split(",") if s.strip()]
     unknown = [s for s in args.servers if s not in harness.STARTERS]
     if unknown:
         p.error(f"unknown server(s) {unknown}; choose from {sorted(harness.STARTERS)}")

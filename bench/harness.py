@@ -1,8 +1,9 @@
 """The benchmark's processes: a private redis-server, the server under test, the load generator.
 
 Servers: sessionhub, stock python-socketio (bench/stock_server.py) and Node socket.io with its
-Redis adapter (bench/node/server.js). Generators: the compiled one (bench/cgen, ``c``) or
-bench/lean_client.py (``py``); both take the same options and print the same ``RESULT`` line.
+Redis adapter (bench/node/server.js); bench/ceiling_server.py calibrates the generator.
+Generators: the compiled one (bench/cgen, ``c``) or bench/lean_client.py (``py``); both take
+the same options and print the same ``RESULT`` line.
 Everything listens on 127.0.0.1 only, on free ports (never 6379); the server is pinned to
 core 0, redis-server and the generator to core 1. Every wait is bounded and every process
 started here is stopped here, by its own pid.
@@ -258,7 +259,18 @@ def start_node(workdir: Path, redis_url: str) -> ServerUnderTest:
     return ServerUnderTest("node", child, port, mint_token(), str(uuid.uuid4()))
 
 
-STARTERS = {"sessionhub": start_sessionhub, "stock": start_stock, "node": start_node}
+def start_ceiling(workdir: Path, redis_url: str) -> ServerUnderTest:
+    """bench/ceiling_server.py pinned to the server core: the generator's calibration (no Redis)."""
+    port = free_port()
+    argv = pinned(SERVER_CORE, [PYTHON, str(BENCH / "ceiling_server.py"), "--port", str(port)])
+    child = start(f"ceiling-{port}", argv, workdir=workdir)
+    _wait_ready(child, port)
+    return ServerUnderTest("ceiling", child, port, "any-token", "ceiling")
+
+
+STARTERS = {"sessionhub": start_sessionhub, "stock": start_stock, "node": start_node, "ceiling": start_ceiling}
+DEFAULT_SERVERS = ("sessionhub", "stock", "node")
+PEERS = ("stock", "node")  # the references sessionhub is compared with
 GENERATORS = ("c", "py")
 
 
