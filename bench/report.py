@@ -54,7 +54,7 @@ def _latency(kind: str, which: str) -> Callable[[dict[str, Any]], str]:
 def other_cpu_pct(block: dict[str, Any]) -> float | None:
     """CPU used during a window by processes other than the server, generator and redis (% of a core).
 
-    The machine's user+system time less theirs; /proc/stat counts in 10 ms ticks, so a few %
+    The machine's busy time less theirs; /proc/stat counts in 10 ms ticks, so a few %
     either way is noise. None for figures without the machine's sample.
     """
     machine = block.get("machine_cpu_pct")
