@@ -195,7 +195,8 @@ def main(argv: list[str] | None = None) -> int:
     print(f"TARGETS (N={report.TARGET_N}; {cores})")
     print("\n".join(lines) if lines else "  (no N=1000 sessionhub run to judge)")
     path = write_json(args, results, checks)
-    print(f"\nfigures: {path.relative_to(harness.ROOT)}  ({time.monotonic() - started:.0f} s)")
+    shown = path.relative_to(harness.ROOT) if path.is_relative_to(harness.ROOT) else path  # --out may be elsewhere
+    print(f"\nfigures: {shown}  ({time.monotonic() - started:.0f} s)")
     return 1 if any("error" in r for r in results) else 0
 
 
