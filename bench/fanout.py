@@ -48,6 +48,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--sat-s", type=float, help="saturation window (default 5, quick 2)")
     p.add_argument("--fixed-s", type=float, help="fixed-rate window (default 10, quick 3)")
     p.add_argument("--out", type=Path, default=OUT_DIR, help="folder for the JSON figures")
+    p.add_argument(
+        "--quiet-wait-s",
+        type=float,
+        default=harness.QUIET_WAIT_S,
+        help="longest wait before each run for other processes to calm down (default 30)",
+    )
     args = p.parse_args(argv)
     args.n = args.n or [100, 1000]
     args.servers_given = args.servers is not None
@@ -116,7 +122,7 @@ def generator_options(args: argparse.Namespace, n: int) -> list[str]:
 
 def one_run(kind: str, n: int, args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
     """A fresh redis-server and server, one generator run, everything stopped afterwards."""
-    quiet = harness.wait_for_quiet()
+    quiet = harness.wait_for_quiet(max_wait_s=args.quiet_wait_s)
     note = f" (machine busy: {quiet['foreign_cpu_pct']:.0f}% of a core after {quiet['waited_s']:.0f} s)"
     busy = quiet["foreign_cpu_pct"] >= harness.QUIET_PCT
     print(f"== {kind}, N={n}{note if busy else ''}", file=sys.stderr, flush=True)
