@@ -1,5 +1,9 @@
 """The benchmark's processes: a private redis-server, the server under test, the load generator.
 
+Servers: sessionhub, stock python-socketio (bench/stock_server.py) and Node socket.io with its
+Redis adapter (bench/node/server.js); bench/ceiling_server.py calibrates the generator.
+Generators: the compiled one (bench/cgen, ``c``) or bench/lean_client.py (``py``); both take
+the same options and print the same ``RESULT`` line.
 Everything listens on 127.0.0.1 only, on free ports (never 6379); the server is pinned to
 core 0, redis-server and the generator to core 1. Every wait is bounded and every process
 started here is stopped here, by its own pid.
@@ -9,6 +13,7 @@ from __future__ import annotations
 
 import json
 import os
+import uuid
 import shutil
 import signal
 import socket
@@ -21,6 +26,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import toolchain
+
 ROOT = Path(__file__).resolve().parent.parent
 BENCH = ROOT / "bench"
 PYTHON = str(ROOT / ".venv" / "bin" / "python") if (ROOT / ".venv" / "bin" / "python").exists() else sys.executable
@@ -28,6 +35,29 @@ SERVER_CORE = "0"
 LOAD_CORE = "1"
 JWT_SECRET = "bench-secret-for-the-fanout-benchmark-only-0123456789-0123456789"
 READY_TIMEOUT_S = 20.0
+
+
+QUIET_PCT = 25.0  # other processes busier than this (% of a core) skew a run
+QUIET_WAIT_S = 30.0
+
+
+def wait_for_quiet(*, threshold_pct: float = QUIET_PCT, max_wait_s: float = QUIET_WAIT_S) -> dict[str, float]:
+    """Wait (bounded) until the machine's other processes use less than ``threshold_pct`` of a core.
+
+    The machine may be shared (tests, a browser): a run started under foreign load measures
+    that load as much as the server. Samples /proc/stat over 1 s at a time; nothing of the
+    benchmark runs meanwhile. Returns the last load seen and how long it waited.
+    """
+    from procstat import machine_cpu_sample
+
+    started = time.monotonic()
+    while True:
+        before = machine_cpu_sample(time.monotonic())
+        time.sleep(1.0)
+        load_pct = machine_cpu_sample(time.monotonic()).percent_since(before)
+        waited_s = time.monotonic() - started
+        if load_pct < threshold_pct or waited_s >= max_wait_s:
+            return {"foreign_cpu_pct": round(load_pct, 1), "waited_s": round(waited_s, 1)}
 
 
 def free_port() -> int:
@@ -204,8 +234,6 @@ def start_sessionhub(workdir: Path, redis_url: str) -> ServerUnderTest:
 
 def start_stock(workdir: Path, redis_url: str) -> ServerUnderTest:
     """bench/stock_server.py pinned to the server core."""
-    import uuid
-
     port = free_port()
     env = {**os.environ, "SESSIONHUB_JWT_SECRET": JWT_SECRET}
     argv = pinned(SERVER_CORE, [PYTHON, str(BENCH / "stock_server.py"), "--port", str(port), "--redis-url", redis_url])
@@ -214,16 +242,53 @@ def start_stock(workdir: Path, redis_url: str) -> ServerUnderTest:
     return ServerUnderTest("stock", child, port, mint_token(), str(uuid.uuid4()))
 
 
-STARTERS = {"sessionhub": start_sessionhub, "stock": start_stock}
+def start_node(workdir: Path, redis_url: str) -> ServerUnderTest:
+    """bench/node/server.js (socket.io + @socket.io/redis-adapter) pinned to the server core.
+
+    Its packages must be installed first (toolchain.install_node_packages).
+    """
+    node = toolchain.node_binary()
+    if node is None:
+        raise RuntimeError("node not found on PATH")
+    port = free_port()
+    env = {**os.environ, "SESSIONHUB_JWT_SECRET": JWT_SECRET, "NODE_ENV": "production"}
+    script = str(toolchain.NODE_DIR / "server.js")
+    argv = pinned(SERVER_CORE, [node, script, "--port", str(port), "--redis-url", redis_url])
+    child = start(f"node-{port}", argv, workdir=workdir, env=env)
+    _wait_ready(child, port)
+    return ServerUnderTest("node", child, port, mint_token(), str(uuid.uuid4()))
 
 
-def run_generator(server: ServerUnderTest, redis: Child, options: list[str], *, timeout_s: float) -> dict[str, Any]:
-    """bench/lean_client.py pinned to the load core; its ``RESULT`` line as a dict."""
+def start_ceiling(workdir: Path, redis_url: str) -> ServerUnderTest:
+    """bench/ceiling_server.py pinned to the server core: the generator's calibration (no Redis)."""
+    port = free_port()
+    argv = pinned(SERVER_CORE, [PYTHON, str(BENCH / "ceiling_server.py"), "--port", str(port)])
+    child = start(f"ceiling-{port}", argv, workdir=workdir)
+    _wait_ready(child, port)
+    return ServerUnderTest("ceiling", child, port, "any-token", "ceiling")
+
+
+STARTERS = {"sessionhub": start_sessionhub, "stock": start_stock, "node": start_node, "ceiling": start_ceiling}
+DEFAULT_SERVERS = ("sessionhub", "stock", "node")
+PEERS = ("stock", "node")  # the references sessionhub is compared with
+GENERATORS = ("c", "py")
+
+
+def generator_argv(generator: str) -> list[str]:
+    """The command of a load generator: ``c`` (built by toolchain.build_cgen) or ``py``."""
+    if generator == "c":
+        return [str(toolchain.CGEN_BINARY)]
+    return [PYTHON, str(BENCH / "lean_client.py")]
+
+
+def run_generator(
+    server: ServerUnderTest, redis: Child, options: list[str], *, timeout_s: float, generator: str = "py"
+) -> dict[str, Any]:
+    """The load generator pinned to the load core; its ``RESULT`` line as a dict."""
     argv = pinned(
         LOAD_CORE,
         [
-            PYTHON,
-            str(BENCH / "lean_client.py"),
+            *generator_argv(generator),
             "--port",
             str(server.port),
             "--token",
@@ -242,9 +307,9 @@ def run_generator(server: ServerUnderTest, redis: Child, options: list[str], *, 
     try:
         done = subprocess.run(argv, cwd=ROOT, capture_output=True, timeout=timeout_s + 30)
     except subprocess.TimeoutExpired as exc:
-        return {"error": f"generator timed out after {exc.timeout:.0f} s"}
+        return {"generator": generator, "error": f"generator timed out after {exc.timeout:.0f} s"}
     sys.stderr.write(done.stderr.decode(errors="replace"))
     for line in done.stdout.decode(errors="replace").splitlines():
         if line.startswith("RESULT "):
-            return dict(json.loads(line[len("RESULT ") :]))
-    return {"error": f"generator exited {done.returncode} without a result"}
+            return {"generator": generator, **json.loads(line[len("RESULT ") :])}
+    return {"generator": generator, "error": f"generator exited {done.returncode} without a result"}

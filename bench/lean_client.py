@@ -30,7 +30,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from procstat import CpuSample, cpu_sample, own_cpu_sample, rss_kib
+from procstat import CpuSample, cpu_sample, machine_cpu_sample, own_cpu_sample, rss_kib
 from wire import (
     EIO_MESSAGE,
     EIO_OPEN,
@@ -55,6 +55,7 @@ EVENT_PREFIX = b'42["session_status",'
 OFFSET_KEY = b'"offset":'
 SUBSCRIBE_ACK_ID = 1
 STATUSES = ("recording", "paused")  # ready -> recording -> paused -> recording ... all valid
+MAX_SKIPPED = 1_000_000  # a jump further than this is not tracked for duplicates (a garbled offset)
 
 
 def log(message: str) -> None:
@@ -99,6 +100,11 @@ class Link(asyncio.BufferedProtocol):
         self.on_ack: Callable[[int, Any, float], None] = lambda ack_id, body, t: None
         self.last_offset = -1
         self.gaps = 0  # offsets not one above the previous (a loss or a reordering)
+        self.duplicates = 0  # offsets received more than once
+        self._base_offset = -1  # the offset the subscription started from
+        self._high = -1  # the highest offset received, while replaying (below it)
+        self._replaying = False  # the last offset went backwards: later ones may be repeats
+        self._skipped: set[int] = set()  # offsets jumped over, not (yet) received
         self.closed = False
 
     # --- asyncio.Protocol ----------------------------------------------------------------
@@ -156,8 +162,8 @@ class Link(asyncio.BufferedProtocol):
                 tally.counts[offset] = count
                 tally.rx_off.append(offset)
                 tally.rx_t.append(t)
-                if offset != self.last_offset + 1 and self.last_offset >= 0:
-                    self.gaps += 1
+                if self._replaying or (offset != self.last_offset + 1 and self.last_offset >= 0):
+                    self._irregular(offset)
                 self.last_offset = offset
                 if count == tally.full:
                     tally.on_full(offset)
@@ -166,6 +172,27 @@ class Link(asyncio.BufferedProtocol):
             pos = end
         if pos < size:
             self._buf = bytes(data[pos:])
+
+    def _irregular(self, offset: int) -> None:
+        """An offset out of sequence: count the gap, and a duplicate when it was already received.
+
+        Off the hot path: in sequence, every offset up to ``last_offset`` has been received.
+        Only a jump (whose skipped offsets are remembered) or a step back needs more.
+        """
+        if offset != self.last_offset + 1 and self.last_offset >= 0:
+            self.gaps += 1
+        high = self._high if self._replaying else self.last_offset
+        if offset > high:
+            if offset - high <= MAX_SKIPPED:
+                self._skipped.update(range(max(high, self._base_offset) + 1, offset))
+            self._high = offset
+        elif offset in self._skipped:
+            self._skipped.discard(offset)  # late, not lost
+            self._high = high
+        elif offset > self._base_offset:
+            self.duplicates += 1
+            self._high = high
+        self._replaying = offset < self._high
 
     # --- handshake and control frames ----------------------------------------------------------
     def _upgrade(self, data: bytes | bytearray) -> bytes:
@@ -220,6 +247,7 @@ class Link(asyncio.BufferedProtocol):
     def _subscribed(self, body: Any) -> None:
         if isinstance(body, dict) and body.get("ok", True) is not False:
             self.last_offset = int(body.get("offset", 0))
+            self._base_offset = self.last_offset
             if not self.ready.done():
                 self.ready.set_result(body)
         else:
@@ -446,6 +474,7 @@ class Run:
         samples = {"gen": own_cpu_sample(now), "server": cpu_sample(self.args.server_pid, now)}
         if self.args.redis_pid:
             samples["redis"] = cpu_sample(self.args.redis_pid, now)
+        samples["machine"] = machine_cpu_sample(now)
         return samples
 
     async def _watch_stalls(self, until: float) -> None:
@@ -511,6 +540,7 @@ class Run:
             "committed": len(pub.committed) - first_committed,
             "missing": pub.missing_since(first_committed),
             "gaps": sum(link.gaps for link in self.links),
+            "duplicates": sum(link.duplicates for link in self.links),
             "closed_subscribers": sum(1 for link in self.links if link.closed),
             "noop_acks": pub.noop - noop0,
             "error_acks": len(pub.errors) - errors0,

@@ -31,6 +31,20 @@ def cpu_sample(pid: int, now_s: float) -> CpuSample:
     return CpuSample(cpu_s=(utime + stime) / _TICKS_PER_S, wall_s=now_s)
 
 
+def machine_cpu_sample(now_s: float) -> CpuSample:
+    """CPU seconds used so far by every process on the machine (the busy columns of /proc/stat).
+
+    Compared with what the benchmark's own processes used, it shows foreign load: on a shared
+    machine another process on the same cores skews every figure. irq and softirq count as
+    busy because tick accounting also charges them to the process that was interrupted (on
+    loopback the receiver's TCP work runs in the sender's softirq); steal does not.
+    """
+    with open("/proc/stat", "rb") as stat:
+        fields = stat.readline().split()
+    user, nice, system, irq, softirq = (int(fields[i]) for i in (1, 2, 3, 6, 7))
+    return CpuSample(cpu_s=(user + nice + system + irq + softirq) / _TICKS_PER_S, wall_s=now_s)
+
+
 def own_cpu_sample(now_s: float) -> CpuSample:
     """CPU seconds used so far by this process (finer grained than /proc ticks)."""
     times = os.times()
