@@ -35,3 +35,7 @@ NEW_MESSAGE: Final = "new_message"
 JOB_PROGRESS: Final = "job_progress"
 # A stored chunk changed (a transcript was added): data {"chunk": {...}}.
 CHUNK_UPDATED: Final = "chunk_updated"
+
+# --- admin -----------------------------------------------------------------------------------
+# An operator deleted the session from the admin dashboard: data {"id", "by": "admin"}.
+SESSION_DELETED: Final = "session_deleted"

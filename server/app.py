@@ -9,6 +9,7 @@ from typing import Any
 
 from aiohttp import web
 
+from handlers.admin import capability as admin
 from handlers.auth_http import AuthRoutes
 from handlers.connection import Connections
 from handlers.connection_events import ConnectionEvents
@@ -38,7 +39,7 @@ SIO_KEY = web.AppKey("sio", SessionServer)
 Capability = Callable[[Services, SocketRouter, web.Application], None]
 
 # Every capability the server serves: each installs its session kind, events and routes.
-CAPABILITIES: Sequence[Capability] = (voice.install, patterns.install)
+CAPABILITIES: Sequence[Capability] = (voice.install, patterns.install, admin.install)
 
 
 def build_sio(settings: Settings) -> SessionServer:

@@ -102,7 +102,7 @@ def build_services(
         durability=settings.durability,
         durability_timeout_ms=settings.durability_timeout_ms,
     )
-    sessions = SessionDirectory(redis=redis, keys=keys)
+    sessions = SessionDirectory(redis=redis, keys=keys, clock=clock)
     return Services(
         redis=redis,
         keys=keys,

@@ -6,16 +6,43 @@ The global and per-user indexes live in other hash slots, so they are written in
 (never in a session's Lua script: that would cross slots on Redis Cluster). They are written
 *before* the session itself: a failure between the two leaves an index entry without a record,
 which listings skip, never a record no listing can find.
+
+The admin counters and indexes (counts by kind, creation, last access, last change, size;
+``storage/admin.py`` reads them) share the ``{admin}`` hash tag and are updated in a separate
+step right after each of these: :meth:`SessionDirectory.index` and ``unindex`` on create and
+delete, :meth:`SessionDirectory.touch` when a session is looked up through the kind registry
+(at most once a minute per session and node). So the admin metrics never scan every key; an
+admin ``recalculate`` rebuilds them from the data when they drift.
 """
 
 from __future__ import annotations
 
+import datetime
+import json
+import logging
 from dataclasses import dataclass
 from typing import Any
 
 from redis.asyncio import Redis
+from redis.exceptions import RedisError
 
+from storage.clock import Clock
 from storage.keys import Keys
+from storage.scripts import plain_script
+
+log = logging.getLogger(__name__)
+
+# A session's access time and size are refreshed at most this often per node: a lookup on
+# every event must not cost a write on every event.
+TOUCH_INTERVAL_MS = 60_000
+# Sessions whose last touch a node remembers; past it, the memory is dropped and started anew.
+TOUCH_MEMORY = 10_000
+
+
+def month_field(prefix: str, now_ms: int) -> str:
+    """The operation counter field of ``now_ms``'s month (``reads:202611``)."""
+    moment = datetime.datetime.fromtimestamp(now_ms / 1000, tz=datetime.UTC)
+    return f"{prefix}:{moment:%Y%m}"
 
 
 @dataclass(frozen=True, slots=True)
@@ -30,32 +57,104 @@ class SessionMeta:
 class SessionDirectory:
     """Kind lookup and the cross-kind indexes (all sessions, each user's recent sessions)."""
 
-    def __init__(self, *, redis: Redis, keys: Keys) -> None:
+    def __init__(self, *, redis: Redis, keys: Keys, clock: Clock | None = None) -> None:
         self._redis = redis
         self._keys = keys
+        self._clock = clock or Clock()
+        self._admin_index = plain_script(redis, "admin/index.lua")
+        self._admin_remove = plain_script(redis, "admin/remove.lua")
+        self._admin_touch = plain_script(redis, "admin/touch.lua")
+        self._touched_ms: dict[str, int] = {}
 
     async def meta(self, session_id: str) -> SessionMeta | None:
-        """Kind and owner of a session, or None when there is no such session."""
-        kind, owner_id = await self._redis.hmget(self._keys.session(session_id), "kind", "owner_id")  # type: ignore[misc]
+        """Kind and owner of a session, or None when there is no such session.
+
+        A lookup is an access: it refreshes the session's admin access time (see :meth:`touch`).
+        """
+        found: Any = await self._redis.hmget(self._keys.session(session_id), "kind", "owner_id", "created_at")  # type: ignore[misc]
+        kind, owner_id, created_at = found
         if not kind:
             return None
+        await self.touch(session_id, str(kind), created_ms=int(created_at or 0))
         return SessionMeta(session_id=session_id, kind=str(kind), owner_id=str(owner_id or ""))
 
-    async def index(self, *, session_id: str, owner_id: str, created_ms: int) -> None:
-        """Add a new session to the global index and, when it has an owner, to theirs."""
+    async def index(self, *, session_id: str, owner_id: str, created_ms: int, kind: str = "") -> None:
+        """Add a new session to the global index, its owner's and (given its ``kind``) the admin ones.
+
+        Without ``kind`` the admin indexes add the session at its first lookup (:meth:`touch`).
+        """
         async with self._redis.pipeline(transaction=False) as pipe:
             pipe.zadd(self._keys.all_sessions(), {session_id: created_ms})
             if owner_id:
                 pipe.zadd(self._keys.user_recent(owner_id), {session_id: created_ms})
             await pipe.execute()
+        if not kind:
+            return
+        k = self._keys
+        await self._admin_index(
+            keys=[
+                k.admin_kind_of(), k.admin_created(kind), k.admin_created("*"), k.admin_accessed(kind),
+                k.admin_accessed("*"), k.admin_updated(), k.admin_ops(), k.admin_size(),
+            ],
+            args=[session_id, kind, created_ms, month_field("writes", created_ms)],
+        )
 
     async def unindex(self, *, session_id: str, owner_id: str) -> None:
-        """Drop a deleted session from the indexes."""
+        """Drop a deleted session from the indexes (the admin ones included)."""
         async with self._redis.pipeline(transaction=False) as pipe:
             pipe.zrem(self._keys.all_sessions(), session_id)
             if owner_id:
                 pipe.zrem(self._keys.user_recent(owner_id), session_id)
             await pipe.execute()
+        self._touched_ms.pop(session_id, None)
+        found: Any = await self._redis.hget(self._keys.admin_kind_of(), session_id)  # type: ignore[misc]
+        if found is None:
+            return
+        kind = str(found)
+        k = self._keys
+        await self._admin_remove(
+            keys=[
+                k.admin_kind_of(), k.admin_created(kind), k.admin_created("*"), k.admin_accessed(kind),
+                k.admin_accessed("*"), k.admin_updated(), k.admin_size(), k.admin_bytes(),
+            ],
+            args=[session_id, kind],
+        )
+
+    async def touch(self, session_id: str, kind: str, *, created_ms: int, force: bool = False) -> None:
+        """Record an access now, with the session's last event time and stored size.
+
+        At most once per :data:`TOUCH_INTERVAL_MS` per session on this node unless ``force``;
+        a failure is logged, never raised: bookkeeping must not refuse the lookup it follows.
+        """
+        now_ms = self._clock.now_ms()
+        if not force and now_ms - self._touched_ms.get(session_id, -TOUCH_INTERVAL_MS) < TOUCH_INTERVAL_MS:
+            return
+        if len(self._touched_ms) >= TOUCH_MEMORY:
+            self._touched_ms.clear()
+        self._touched_ms[session_id] = now_ms
+        try:
+            updated_ms, size = await self.measure(session_id)
+            k = self._keys
+            await self._admin_touch(
+                keys=[
+                    k.admin_kind_of(), k.admin_accessed(kind), k.admin_accessed("*"), k.admin_updated(),
+                    k.admin_size(), k.admin_bytes(), k.admin_ops(), k.admin_created(kind), k.admin_created("*"),
+                ],
+                args=[session_id, kind, now_ms, updated_ms or "", size, month_field("reads", now_ms), created_ms],
+            )
+        except RedisError as exc:
+            log.warning("admin touch of %s failed: %s", session_id, exc)
+
+    async def measure(self, session_id: str, extra_keys: tuple[str, ...] = ()) -> tuple[int, int]:
+        """The session's last event time (0 without events) and stored size in bytes."""
+        k = self._keys
+        stored = (k.session(session_id), k.log(session_id), k.log_meta(session_id), *extra_keys)
+        async with self._redis.pipeline(transaction=False) as pipe:
+            pipe.xrevrange(k.log(session_id), count=1)
+            for key in stored:
+                pipe.memory_usage(key)
+            last, *sizes = await pipe.execute()
+        return _event_ms(last), sum(int(size or 0) for size in sizes)
 
     async def recent(self, owner_id: str, *, limit: int) -> list[dict[str, str]]:
         """The user's sessions of every kind, newest first, as stored records."""
@@ -65,3 +164,13 @@ class SessionDirectory:
                 pipe.hgetall(self._keys.session(session_id))
             records: list[dict[str, str]] = await pipe.execute()
         return [record for record in records if record.get("kind")]
+
+
+def _event_ms(entries: list[Any]) -> int:
+    """The ``ts`` of the last log entry XREVRANGE returned, or 0."""
+    if not entries:
+        return 0
+    try:
+        return int(json.loads(entries[0][1]["e"])["ts"])
+    except (ValueError, KeyError, TypeError, IndexError):
+        return 0
