@@ -152,7 +152,7 @@ class SessionDirectory:
         async with self._redis.pipeline(transaction=False) as pipe:
             pipe.xrevrange(k.log(session_id), count=1)
             for key in stored:
-                pipe.memory_usage(key)
+                pipe.memory_usage(key, samples=0)  # every element: a sample can miss the one big field
             last, *sizes = await pipe.execute()
         return _event_ms(last), sum(int(size or 0) for size in sizes)
 
