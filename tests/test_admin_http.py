@@ -296,3 +296,23 @@ async def test_a_kind_that_indexes_without_naming_itself_is_counted_at_first_loo
     assert await services.sessions.meta(session_id) is not None
     _, after = await call(http, "GET", "/admin/metrics", admin_token(server))
     assert after["total"]["sessions"] == 1 and after["kinds"]["later"]["sessions"] == 1
+
+
+async def test_paging_through_sessions_created_in_the_same_millisecond(
+    server: ServerUnderTest, http: aiohttp.ClientSession
+) -> None:
+    token = admin_token(server)
+    made = {await server.create_session("alice") for _ in range(8)}
+    redis, keys = server.services.redis, server.services.keys
+    await redis.zadd(keys.admin_created("*"), dict.fromkeys(made, 1_700_000_000_000))  # one tie for all
+    for order in ("desc", "asc"):
+        seen: list[str] = []
+        cursor: str | None = None
+        for _ in range(10):
+            params: dict[str, Any] = {"limit": "3", "order": order, **({"cursor": cursor} if cursor else {})}
+            _, page = await call(http, "GET", "/admin/sessions", token, **params)
+            seen += [row["session_id"] for row in page["sessions"]]
+            cursor = page["next_cursor"]
+            if cursor is None:
+                break
+        assert sorted(seen) == sorted(made), order
