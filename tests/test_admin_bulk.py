@@ -66,7 +66,9 @@ async def test_orphans_are_deleted_only_after_a_dry_run_count_is_confirmed(
     ):
         status, answer = await call(http, "POST", "/admin/orphans/delete", token, body)
         assert (status, answer["error"]) == (400, "invalid_payload"), body
-    status, answer = await call(http, "POST", "/admin/orphans/delete", token, {"older_than_days": 90, "confirm_count": 5})
+    status, answer = await call(
+        http, "POST", "/admin/orphans/delete", token, {"older_than_days": 90, "confirm_count": 5}
+    )
     assert (status, answer["error"], answer["count"]) == (409, "conflict", 2)
     _, metrics = await call(http, "GET", "/admin/metrics", token)
     assert metrics["total"]["sessions"] == 3  # nothing deleted by a refused request

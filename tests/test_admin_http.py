@@ -77,7 +77,9 @@ async def test_every_admin_route_needs_a_token_with_the_admin_permission(
     assert status == 200
 
 
-async def test_metrics_count_sessions_per_kind_and_in_total(server: ServerUnderTest, http: aiohttp.ClientSession) -> None:
+async def test_metrics_count_sessions_per_kind_and_in_total(
+    server: ServerUnderTest, http: aiohttp.ClientSession
+) -> None:
     token = admin_token(server)
     for user in ("alice", "bob"):
         await server.create_session(user)
@@ -272,11 +274,12 @@ async def test_recalculate_rebuilds_the_counters_and_reports_the_drift(
     _, metrics = await call(http, "GET", "/admin/metrics", token)
     assert metrics["kinds"]["voice"]["sessions"] == 3 and metrics["total"]["sessions"] == 4
     sizes = await redis.zrange(keys.admin_size(), 0, -1, withscores=True)
-    assert int(await redis.hget(keys.admin_bytes(), "voice")) == sum(
-        int(score) for sid, score in sizes if sid in ids
-    )
+    assert int(await redis.hget(keys.admin_bytes(), "voice")) == sum(int(score) for sid, score in sizes if sid in ids)
     _, second = await call(http, "POST", "/admin/recalculate", token)
     assert second["drift"] is False, second
+    await redis.hincrby(keys.admin_bytes(), "pattern", -7)  # only a byte total drifted
+    _, third = await call(http, "POST", "/admin/recalculate", token)
+    assert (third["drift"], third["added"], third["removed"], third["corrected"]) == (True, 0, 0, 0), third
     _, audit = await call(http, "GET", "/admin/audit", token, limit="1")
     assert audit["entries"][0]["action"] == "recalculate"
 
@@ -289,7 +292,8 @@ async def test_a_kind_that_indexes_without_naming_itself_is_counted_at_first_loo
     now = services.clock.now_ms()
     await services.sessions.index(session_id=session_id, owner_id="alice", created_ms=now)
     await services.redis.hset(
-        services.keys.session(session_id), mapping={"id": session_id, "kind": "later", "owner_id": "alice", "created_at": now}
+        services.keys.session(session_id),
+        mapping={"id": session_id, "kind": "later", "owner_id": "alice", "created_at": now},
     )
     _, before = await call(http, "GET", "/admin/metrics", admin_token(server))
     assert before["total"]["sessions"] == 0
