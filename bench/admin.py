@@ -105,20 +105,15 @@ async def run(args: argparse.Namespace, url: str) -> None:
     async with aiohttp.ClientSession(base_url=url) as http:
         rate = await create_sessions(http, args.sessions, args.concurrency, deadline)
         print(f"create (voice + pattern, admin counters included): {rate:.0f} sessions/s over {args.sessions}")
-        print(
-            f"GET /admin/metrics:                   {percentiles(await timed(http, 'GET', '/admin/metrics', admin, 100))}"
-        )
-        print(
-            f"GET /admin/sessions (50, created):    {percentiles(await timed(http, 'GET', '/admin/sessions?limit=50', admin, 100))}"
-        )
-        print(
-            f"GET /admin/sessions (50, size, pattern): "
-            f"{percentiles(await timed(http, 'GET', '/admin/sessions?limit=50&sort=size&kind=pattern', admin, 50))}"
-        )
-        print(
-            f"GET /admin/sessions (orphaned, none): {percentiles(await timed(http, 'GET', '/admin/sessions?state=orphaned', admin, 50))}"
-        )
-        print(f"GET /metrics:                         {percentiles(await timed(http, 'GET', '/metrics', admin, 50))}")
+        reads = [
+            ("GET /admin/metrics", "/admin/metrics", 100),
+            ("GET /admin/sessions (50, created)", "/admin/sessions?limit=50", 100),
+            ("GET /admin/sessions (50, size, pattern)", "/admin/sessions?limit=50&sort=size&kind=pattern", 50),
+            ("GET /admin/sessions (orphaned, none)", "/admin/sessions?state=orphaned", 50),
+            ("GET /metrics", "/metrics", 50),
+        ]
+        for label, path, rounds in reads:
+            print(f"{label:42s} {percentiles(await timed(http, 'GET', path, admin, rounds))}")
         started = time.perf_counter()
         async with http.get("/admin/export", headers=admin) as response:
             body = await response.read()
