@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Literal
 
 from pydantic import AliasChoices, Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -70,3 +71,5 @@ class Settings(BaseSettings):
     voice_transcribe_command: str = ""
     voice_transcribe_timeout_s: float = Field(default=120.0, gt=0, le=3600)
 
+    # --- admin and operations ------------------------------------------------------------
+    log_format: Literal["text", "json"] = "text"  # json: one JSON object per line, with request ids
