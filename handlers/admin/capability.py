@@ -9,6 +9,7 @@ from handlers.admin.bulk import BulkRoutes
 from handlers.admin.config import AdminConfig
 from handlers.admin.http import AdminRoutes
 from handlers.admin.nodes import NodeHeartbeat
+from handlers.admin.openapi import OpenApiRoutes
 from handlers.admin.prom import PrometheusRoutes
 from handlers.admin.request_log import add_request_id, request_log
 from handlers.context import Services
@@ -36,6 +37,7 @@ def install(services: Services, router: SocketRouter, app: web.Application) -> N
     AdminRoutes(services, store=store, recalc=recalc, config=config, nodes=nodes, alerts=alerts).register(app)
     BulkRoutes(services, store=store, recalc=recalc, config=config).register(app)
     PrometheusRoutes(services, store=store, config=config, alerts=alerts).register(app)
+    OpenApiRoutes(services.web_dir).register(app)
     app.middlewares.append(request_log)
     app.on_response_prepare.append(add_request_id)
     add_page(app, "/admin", services.web_dir / "admin.html")

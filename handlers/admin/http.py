@@ -192,4 +192,5 @@ class AdminRoutes:
     async def alerts(self, request: web.Request) -> web.Response:
         """The alerts raised now."""
         self._admin(request)
+        parse_query(NoFields, request.query)
         return web.json_response({"alerts": await self._alerts.check()})
