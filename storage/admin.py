@@ -108,6 +108,7 @@ class AdminStore:
     # --- metrics ----------------------------------------------------------------------
     async def counts(self, kinds: list[str]) -> dict[str, dict[str, int]]:
         """Per kind (and ``*`` for all): sessions, active, created today, orphaned, bytes."""
+        await self._sessions.settle()  # this node's pending touches first
         now = self._clock.now_ms()
         k = self._keys
         known: list[str] = list(kinds)
@@ -138,6 +139,13 @@ class AdminStore:
                 "average_bytes": stored // sessions if sessions else 0,
             }
         return result
+
+    async def remix_depth(self) -> dict[str, int | None]:
+        """The deepest remix chain as of the last recalculation (``as_of`` None: never computed)."""
+        depth, as_of = await self._redis.hmget(  # type: ignore[misc]
+            self._keys.admin_stats(), "deepest_remix", "deepest_remix_at"
+        )
+        return {"depth": int(depth or 0), "as_of": int(as_of) if as_of else None}
 
     async def operations(self) -> dict[str, int]:
         """Reads and writes counted this month (the cost estimate's basis)."""
@@ -179,6 +187,7 @@ class AdminStore:
 
     async def count_larger(self, min_bytes: int) -> int:
         """How many sessions are stored in at least ``min_bytes``."""
+        await self._sessions.settle()  # this node's pending touches first
         return int(await self._redis.zcount(self._keys.admin_size(), min_bytes, "+inf"))
 
     async def created_between(self, start_ms: int, end_ms: int) -> int:
@@ -211,6 +220,7 @@ class AdminStore:
 
     async def page(self, query: ListQuery) -> tuple[list[dict[str, Any]], str | None, int]:
         """One page of sessions: their rows, the next cursor (None at the end), entries scanned."""
+        await self._sessions.settle()  # this node's pending touches first
         key, low, high = self._base(query)
         desc = query.order == "desc"
         cursor = Cursor.decode(query.cursor)
@@ -254,6 +264,7 @@ class AdminStore:
 
     async def describe(self, session_ids: list[str]) -> list[dict[str, Any] | None]:
         """Listing rows for ``session_ids`` (None where the record is gone), in that order."""
+        await self._sessions.settle()  # this node's pending touches first
         k = self._keys
         now = self._clock.now_ms()
         async with self._redis.pipeline(transaction=False) as pipe:

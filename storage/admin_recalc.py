@@ -32,6 +32,8 @@ class Drift:
     bytes_before: dict[str, int] = field(default_factory=dict)
     bytes_after: dict[str, int] = field(default_factory=dict)
     indexed_sizes: dict[str, int] = field(default_factory=dict)  # per kind, the sizes the index held
+    parents: dict[str, str] = field(default_factory=dict)  # session -> the session it was remixed from
+    deepest_remix: int = 0
 
     def bytes_drift(self) -> bool:
         kinds = set(self.bytes_before) | set(self.indexed_sizes)
@@ -44,6 +46,7 @@ class Drift:
             "removed": self.removed,
             "corrected": self.corrected,
             "resized": self.resized,
+            "deepest_remix": self.deepest_remix,
             "bytes_before": self.bytes_before,
             "bytes_after": self.bytes_after,
             # Byte totals drifted when they disagree with the sizes the index held (not with the
@@ -72,6 +75,7 @@ class AdminRecalc:
 
     async def recalculate(self) -> Drift:
         """Rebuild every admin index entry and the byte totals from the records and logs."""
+        await self._sessions.settle()  # this node's pending touches first
         drift = Drift()
         k = self._keys
         drift.bytes_before = {key: int(v) for key, v in (await self._redis.hgetall(k.admin_bytes())).items()}  # type: ignore[misc]
@@ -79,6 +83,10 @@ class AdminRecalc:
         ids = await self._all_ids()
         for start in range(0, len(ids), BATCH):
             await self._batch(ids[start : start + BATCH], drift, totals)
+        drift.deepest_remix = deepest(drift.parents)
+        await self._redis.hset(  # type: ignore[misc]
+            k.admin_stats(), mapping={"deepest_remix": drift.deepest_remix, "deepest_remix_at": self._clock.now_ms()}
+        )
         async with self._redis.pipeline(transaction=True) as pipe:
             pipe.delete(k.admin_bytes())
             if totals:
@@ -92,14 +100,16 @@ class AdminRecalc:
         k = self._keys
         async with self._redis.pipeline(transaction=False) as pipe:
             for session_id in ids:
-                pipe.hmget(k.session(session_id), "kind", "created_at", "last_accessed_at")
+                pipe.hmget(k.session(session_id), "kind", "created_at", "last_accessed_at", "remixed_from")
             pipe.hmget(k.admin_kind_of(), ids)
             pipe.zmscore(k.admin_created("*"), ids)
             pipe.zmscore(k.admin_accessed("*"), ids)
             pipe.zmscore(k.admin_size(), ids)
             *records, kinds, created, accessed, sizes = await pipe.execute()
         for i, session_id in enumerate(ids):
-            kind, created_at, last_accessed = records[i]
+            kind, created_at, last_accessed, remixed_from = records[i]
+            if kind and remixed_from:
+                drift.parents[session_id] = str(remixed_from)
             if not kind:
                 if kinds[i] is not None:
                     gone_kind = str(kinds[i])
@@ -144,6 +154,7 @@ class AdminRecalc:
 
     async def count_orphans(self, older_than_days: int) -> int:
         """Sessions not accessed for ``older_than_days`` days."""
+        await self._sessions.settle()  # this node's pending touches first
         bound = self._orphan_bound(older_than_days)
         return int(await self._redis.zcount(self._keys.admin_accessed("*"), "-inf", bound))
 
@@ -154,6 +165,7 @@ class AdminRecalc:
 
     async def orphan_ids(self, older_than_days: int) -> list[str]:
         """Ids of the sessions not accessed for ``older_than_days`` days, oldest access first."""
+        await self._sessions.settle()  # this node's pending touches first
         found: Any = await self._redis.zrange(
             self._keys.admin_accessed("*"), "-inf", self._orphan_bound(older_than_days), byscore=True
         )
@@ -173,3 +185,21 @@ class AdminRecalc:
                     pipe.hgetall(self._keys.session(session_id))
                 found = await pipe.execute()
             yield [(sid, record) for sid, record in zip(chunk, found, strict=True) if record.get("kind")]
+
+
+def deepest(parents: dict[str, str]) -> int:
+    """The longest chain of remixes: a remix of an original is depth 1 (a cycle is cut once)."""
+    depth: dict[str, int] = {}
+    for start in parents:
+        path: list[str] = []
+        seen: set[str] = set()
+        current = start
+        while current in parents and current not in depth and current not in seen:
+            seen.add(current)
+            path.append(current)
+            current = parents[current]
+        base = depth.get(current, 0)
+        for session_id in reversed(path):
+            base += 1
+            depth[session_id] = base
+    return max(depth.values(), default=0)

@@ -140,3 +140,7 @@ class Keys:
     def admin_nodes(self) -> str:
         """Hash node id -> JSON heartbeat (bus live, clients, when), written by every serve node."""
         return f"{self.prefix}:{{admin}}:nodes"
+
+    def admin_stats(self) -> str:
+        """Hash of figures only a recalculation can know (``deepest_remix``, ``deepest_remix_at``)."""
+        return f"{self.prefix}:{{admin}}:stats"

@@ -17,6 +17,7 @@ admin ``recalculate`` rebuilds them from the data when they drift.
 
 from __future__ import annotations
 
+import asyncio
 import datetime
 import json
 import logging
@@ -65,17 +66,22 @@ class SessionDirectory:
         self._admin_remove = plain_script(redis, "admin/remove.lua")
         self._admin_touch = plain_script(redis, "admin/touch.lua")
         self._touched_ms: dict[str, int] = {}
+        self._pending: set[asyncio.Task[None]] = set()
 
     async def meta(self, session_id: str) -> SessionMeta | None:
         """Kind and owner of a session, or None when there is no such session.
 
-        A lookup is an access: it refreshes the session's admin access time (see :meth:`touch`).
+        A lookup is an access: it refreshes the session's admin access time (see :meth:`touch`)
+        in the background, so that the lookup never waits for bookkeeping.
         """
         found: Any = await self._redis.hmget(self._keys.session(session_id), "kind", "owner_id", "created_at")  # type: ignore[misc]
         kind, owner_id, created_at = found
         if not kind:
             return None
-        await self.touch(session_id, str(kind), created_ms=int(created_at or 0))
+        if self._due(session_id):
+            task = asyncio.create_task(self._record(session_id, str(kind), created_ms=int(created_at or 0)))
+            self._pending.add(task)
+            task.add_done_callback(self._pending.discard)
         return SessionMeta(session_id=session_id, kind=str(kind), owner_id=str(owner_id or ""))
 
     async def index(self, *, session_id: str, owner_id: str, created_ms: int, kind: str = "") -> None:
@@ -120,18 +126,32 @@ class SessionDirectory:
             args=[session_id, kind],
         )
 
-    async def touch(self, session_id: str, kind: str, *, created_ms: int, force: bool = False) -> None:
-        """Record an access now, with the session's last event time and stored size.
+    async def settle(self) -> None:
+        """Wait for the touches this node has started (a reader that must see them calls this)."""
+        while self._pending:
+            await asyncio.gather(*list(self._pending), return_exceptions=True)
 
-        At most once per :data:`TOUCH_INTERVAL_MS` per session on this node unless ``force``;
-        a failure is logged, never raised: bookkeeping must not refuse the lookup it follows.
-        """
+    def _due(self, session_id: str) -> bool:
+        """Whether the session's touch is due on this node; if so, it counts as done from now."""
         now_ms = self._clock.now_ms()
-        if not force and now_ms - self._touched_ms.get(session_id, -TOUCH_INTERVAL_MS) < TOUCH_INTERVAL_MS:
-            return
+        if now_ms - self._touched_ms.get(session_id, -TOUCH_INTERVAL_MS) < TOUCH_INTERVAL_MS:
+            return False
         if len(self._touched_ms) >= TOUCH_MEMORY:
             self._touched_ms.clear()
         self._touched_ms[session_id] = now_ms
+        return True
+
+    async def touch(self, session_id: str, kind: str, *, created_ms: int, force: bool = False) -> None:
+        """Record an access now, with the session's last event time and stored size.
+
+        At most once per :data:`TOUCH_INTERVAL_MS` per session on this node unless ``force``.
+        """
+        if self._due(session_id) or force:
+            await self._record(session_id, kind, created_ms=created_ms)
+
+    async def _record(self, session_id: str, kind: str, *, created_ms: int) -> None:
+        # A failure is logged, never raised: bookkeeping must not refuse the lookup it follows.
+        now_ms = self._clock.now_ms()
         try:
             updated_ms, size = await self.measure(session_id)
             k = self._keys
@@ -142,7 +162,7 @@ class SessionDirectory:
                 ],
                 args=[session_id, kind, now_ms, updated_ms or "", size, month_field("reads", now_ms), created_ms],
             )
-        except RedisError as exc:
+        except (RedisError, OSError) as exc:
             log.warning("admin touch of %s failed: %s", session_id, exc)
 
     async def measure(self, session_id: str, extra_keys: tuple[str, ...] = ()) -> tuple[int, int]:

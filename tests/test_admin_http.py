@@ -221,6 +221,12 @@ async def test_detail_shows_the_record_its_events_and_lineage(
     assert detail["events"][0]["type"] == "pattern_created"
     _, parent_detail = await call(http, "GET", f"/admin/sessions/{parent}", token, events="0")
     assert parent_detail["remix"]["remix_count"] == 1 and parent_detail["events"] == []
+    _, metrics = await call(http, "GET", "/admin/metrics", token)
+    assert metrics["total"]["deepest_remix"] == {"depth": 0, "as_of": None}
+    _, drift = await call(http, "POST", "/admin/recalculate", token)
+    assert drift["deepest_remix"] == 1
+    _, metrics = await call(http, "GET", "/admin/metrics", token)
+    assert metrics["total"]["deepest_remix"]["depth"] == 1
     assert (await call(http, "GET", f"/admin/sessions/{UUID_GONE}", token))[0] == 404
     assert (await call(http, "GET", "/admin/sessions/not-a-uuid", token))[0] == 400
     assert (await call(http, "GET", f"/admin/sessions/{child}", token, events="5000"))[0] == 400

@@ -33,6 +33,11 @@ def install(services: Services, router: SocketRouter, app: web.Application) -> N
     recalc = AdminRecalc(redis=services.redis, keys=services.keys, clock=services.clock, sessions=services.sessions)
     nodes = NodeHeartbeat(services, interval_s=config.node_heartbeat_s)
     nodes.register(app)
+
+    async def settle_touches(_: web.Application) -> None:
+        await services.sessions.settle()  # before the Redis client closes
+
+    app.on_cleanup.append(settle_touches)
     alerts = Alerts(services, store, config, nodes)
     AdminRoutes(services, store=store, recalc=recalc, config=config, nodes=nodes, alerts=alerts).register(app)
     BulkRoutes(services, store=store, recalc=recalc, config=config).register(app)

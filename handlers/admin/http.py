@@ -97,6 +97,7 @@ class AdminRoutes:
                 "total": {
                     **total,
                     "operations_this_month": ops,
+                    "deepest_remix": await self._store.remix_depth(),
                     "monthly_cost": self._store.monthly_cost(
                         total["storage_bytes"], ops, rates, month_fraction=fraction
                     ),

@@ -60,6 +60,9 @@ function renderMetrics(metrics) {
   $("m-orphaned").textContent = total.orphaned;
   $("m-storage").textContent = formatBytes(total.storage_bytes);
   $("m-cost").textContent = `$${total.monthly_cost.total.toFixed(2)}`;
+  const remix = total.deepest_remix;
+  $("m-remix").textContent = remix.as_of === null ? "— (recalculate)" : String(remix.depth);
+  $("m-remix").title = remix.as_of === null ? "" : `as of ${formatTime(remix.as_of)}`;
   const body = $("kinds");
   body.replaceChildren();
   const select = $("f-kind");
