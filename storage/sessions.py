@@ -107,6 +107,7 @@ class SessionDirectory:
 
     async def unindex(self, *, session_id: str, owner_id: str) -> None:
         """Drop a deleted session from the indexes (the admin ones included)."""
+        await self.settle()  # a touch still running must not re-add what this removes
         async with self._redis.pipeline(transaction=False) as pipe:
             pipe.zrem(self._keys.all_sessions(), session_id)
             if owner_id:
@@ -154,6 +155,8 @@ class SessionDirectory:
         now_ms = self._clock.now_ms()
         try:
             updated_ms, size = await self.measure(session_id)
+            if size == 0:
+                return  # the record is gone (deleted meanwhile): never index it again
             k = self._keys
             await self._admin_touch(
                 keys=[
@@ -166,7 +169,7 @@ class SessionDirectory:
             log.warning("admin touch of %s failed: %s", session_id, exc)
 
     async def measure(self, session_id: str, extra_keys: tuple[str, ...] = ()) -> tuple[int, int]:
-        """The session's last event time (0 without events) and stored size in bytes."""
+        """The session's last event time (0 without events) and stored size in bytes (0: no record)."""
         k = self._keys
         stored = (k.session(session_id), k.log(session_id), k.log_meta(session_id), *extra_keys)
         async with self._redis.pipeline(transaction=False) as pipe:
@@ -174,6 +177,8 @@ class SessionDirectory:
             for key in stored:
                 pipe.memory_usage(key, samples=0)  # every element: a sample can miss the one big field
             last, *sizes = await pipe.execute()
+        if not sizes[0]:
+            return _event_ms(last), 0
         return _event_ms(last), sum(int(size or 0) for size in sizes)
 
     async def recent(self, owner_id: str, *, limit: int) -> list[dict[str, str]]:
