@@ -25,6 +25,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from redis.asyncio import Redis
+from redis.asyncio.cluster import RedisCluster
 from redis.exceptions import RedisError
 
 from storage.clock import Clock
@@ -89,21 +90,24 @@ class SessionDirectory:
 
         Without ``kind`` the admin indexes add the session at its first lookup (:meth:`touch`).
         """
-        async with self._redis.pipeline(transaction=False) as pipe:
-            pipe.zadd(self._keys.all_sessions(), {session_id: created_ms})
-            if owner_id:
-                pipe.zadd(self._keys.user_recent(owner_id), {session_id: created_ms})
-            await pipe.execute()
-        if not kind:
-            return
         k = self._keys
-        await self._admin_index(
-            keys=[
-                k.admin_kind_of(), k.admin_created(kind), k.admin_created("*"), k.admin_accessed(kind),
-                k.admin_accessed("*"), k.admin_updated(), k.admin_ops(), k.admin_size(),
-            ],
-            args=[session_id, kind, created_ms, month_field("writes", created_ms)],
-        )
+        admin_keys = [
+            k.admin_kind_of(), k.admin_created(kind), k.admin_created("*"), k.admin_accessed(kind),
+            k.admin_accessed("*"), k.admin_updated(), k.admin_ops(), k.admin_size(),
+        ]
+        admin_args: list[str | int] = [session_id, kind, created_ms, month_field("writes", created_ms)]
+        # A single Redis takes the admin step (its own script: its keys share {admin}) in the same
+        # round trip as the other indexes; a cluster pipeline cannot carry scripts.
+        together = bool(kind) and not isinstance(self._redis, RedisCluster)
+        async with self._redis.pipeline(transaction=False) as pipe:
+            pipe.zadd(k.all_sessions(), {session_id: created_ms})
+            if owner_id:
+                pipe.zadd(k.user_recent(owner_id), {session_id: created_ms})
+            if together:
+                await self._admin_index(keys=admin_keys, args=admin_args, client=pipe)
+            await pipe.execute()
+        if kind and not together:
+            await self._admin_index(keys=admin_keys, args=admin_args)
 
     async def unindex(self, *, session_id: str, owner_id: str) -> None:
         """Drop a deleted session from the indexes (the admin ones included)."""
