@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+
 from aiohttp import web
 
 from handlers.admin.alerts import Alerts
@@ -17,6 +20,9 @@ from handlers.socket_router import SocketRouter
 from handlers.web_pages import add_page
 from storage.admin import AdminStore
 from storage.admin_recalc import AdminRecalc
+
+
+SETTLE_ON_EXIT_S = 5.0
 
 
 def install(services: Services, router: SocketRouter, app: web.Application) -> None:
@@ -35,7 +41,9 @@ def install(services: Services, router: SocketRouter, app: web.Application) -> N
     nodes.register(app)
 
     async def settle_touches(_: web.Application) -> None:
-        await services.sessions.settle()  # before the Redis client closes
+        # Before the Redis client closes; bounded, so a stuck Redis never holds up a shutdown.
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(services.sessions.settle(), SETTLE_ON_EXIT_S)
 
     app.on_cleanup.append(settle_touches)
     alerts = Alerts(services, store, config, nodes)

@@ -46,8 +46,9 @@ class NodeHeartbeat:
         task.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await task
-        with contextlib.suppress(RedisError, OSError):
-            await self._s.redis.hdel(self._s.keys.admin_nodes(), self.node_id)  # type: ignore[misc]
+        with contextlib.suppress(RedisError, OSError, TimeoutError):
+            # Bounded: a stuck Redis must not hold up a shutdown (the entry then goes stale).
+            await asyncio.wait_for(self._s.redis.hdel(self._s.keys.admin_nodes(), self.node_id), 2)  # type: ignore[arg-type]
 
     def bus_live(self) -> bool:
         """Whether this node's bus listener is up (a process without a bus has none to be down)."""
