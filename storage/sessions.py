@@ -68,6 +68,7 @@ class SessionDirectory:
         self._admin_touch = plain_script(redis, "admin/touch.lua")
         self._touched_ms: dict[str, int] = {}
         self._pending: set[asyncio.Task[None]] = set()
+        self._closing = False
 
     async def meta(self, session_id: str) -> SessionMeta | None:
         """Kind and owner of a session, or None when there is no such session.
@@ -79,7 +80,7 @@ class SessionDirectory:
         kind, owner_id, created_at = found
         if not kind:
             return None
-        if self._due(session_id):
+        if not self._closing and self._due(session_id):
             task = asyncio.create_task(self._record(session_id, str(kind), created_ms=int(created_at or 0)))
             self._pending.add(task)
             task.add_done_callback(self._pending.discard)
@@ -130,6 +131,11 @@ class SessionDirectory:
             ],
             args=[session_id, kind],
         )
+
+    async def close(self) -> None:
+        """Start no more background touches and wait for those running (before Redis closes)."""
+        self._closing = True
+        await self.settle()
 
     async def settle(self) -> None:
         """Wait for the touches this node has started (a reader that must see them calls this)."""

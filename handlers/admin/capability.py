@@ -43,7 +43,7 @@ def install(services: Services, router: SocketRouter, app: web.Application) -> N
     async def settle_touches(_: web.Application) -> None:
         # Before the Redis client closes; bounded, so a stuck Redis never holds up a shutdown.
         with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(services.sessions.settle(), SETTLE_ON_EXIT_S)
+            await asyncio.wait_for(services.sessions.close(), SETTLE_ON_EXIT_S)
 
     app.on_cleanup.append(settle_touches)
     alerts = Alerts(services, store, config, nodes)
