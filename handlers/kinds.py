@@ -48,6 +48,10 @@ class SessionKind(ABC):
     def summary(self, record: dict[str, str]) -> dict[str, Any]:
         """A stored record as a listing entry: at least ``title`` and ``url``."""
 
+    def owned_keys(self, session_id: str) -> list[str]:
+        """The session's keys besides its record and log, deleted with it by an operator."""
+        return []
+
 
 class KindRegistry:
     """Kinds by name, and the lookup of a session's kind with the read check."""

@@ -48,3 +48,7 @@ CLIP_REMOVED: Final = "clip_removed"
 LISTENING_SESSION: Final = "listening_session"
 LISTENING_REMOVED: Final = "listening_removed"
 LISTENING_CLEARED: Final = "listening_cleared"
+
+# --- admin -----------------------------------------------------------------------------------
+# An operator deleted the session from the admin dashboard: data {"id", "by": "admin"}.
+SESSION_DELETED: Final = "session_deleted"

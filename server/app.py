@@ -10,6 +10,7 @@ from typing import Any
 
 from aiohttp import web
 
+from handlers.admin import capability as admin
 from handlers.auth_http import AuthRoutes
 from handlers.clips import capability as clips
 from handlers.connection import Connections
@@ -25,7 +26,7 @@ from handlers.voice import capability as voice
 from handlers.web_pages import WebPages
 from server.bus import Bus
 from server.fastpath import SessionServer, check_versions
-from server.services import clip_settings_from, listening_settings_from, pattern_config_from
+from server.services import admin_config_from, clip_settings_from, listening_settings_from, pattern_config_from
 from server.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -49,6 +50,7 @@ def capabilities(settings: Settings) -> Sequence[Capability]:
         partial(patterns.install, config=pattern_config_from(settings)),
         partial(clips.install, settings=clip_settings_from(settings)),
         partial(listening.install, settings=listening_settings_from(settings)),
+        partial(admin.install, config=admin_config_from(settings)),
     )
 
 

@@ -1,4 +1,4 @@
-"""``sessionhub serve | worker | token``."""
+"""``sessionhub serve | worker | token | admin``."""
 
 from __future__ import annotations
 
@@ -18,6 +18,7 @@ from auth.claims import Permission
 from handlers.context import Services
 from jobs.processors import load_processors
 from protocol.errors import CodedError
+from server import admin_cli, logs
 from server.app import build_app
 from server.fastpath import UnsupportedVersions, check_versions
 from server.identity import token_service
@@ -244,6 +245,7 @@ def _parser() -> argparse.ArgumentParser:
     token_p.add_argument("--ttl", type=int, default=3600, help="seconds (default 3600)")
     token_p.add_argument("--name")
     token_p.add_argument("--telegram-user-id")
+    admin_cli.add_parser(sub)
     return parser
 
 
@@ -255,12 +257,14 @@ def main(argv: list[str] | None = None) -> int:
         settings.host = args.host
     if getattr(args, "port", None):
         settings.port = args.port
-    logging.basicConfig(level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logs.configure(settings.log_level, settings.log_format)
     try:
         if args.command == "serve":
             asyncio.run(serve(settings))
         elif args.command == "worker":
             asyncio.run(work(settings))
+        elif args.command == "admin":
+            return admin_cli.run(settings, args)
         else:
             mint(settings, args)
     except StartupError as exc:

@@ -9,6 +9,7 @@ from redis.asyncio.cluster import RedisCluster
 
 from auth.tokens import TokenService
 from handlers.context import Limits, NoSubscriptions, Services, Subscriptions
+from handlers.admin.config import AdminConfig
 from handlers.clips.settings import ClipSettings
 from handlers.kinds import KindRegistry
 from handlers.listening.config import ListeningSettings
@@ -86,6 +87,26 @@ def voice_config_from(settings: Settings) -> VoiceConfig:
     )
 
 
+def admin_config_from(settings: Settings) -> AdminConfig:
+    """The admin capability's thresholds, rates and alert limits."""
+    return AdminConfig(
+        orphan_days=settings.admin_orphan_days,
+        storage_cost_per_gb_month=settings.admin_storage_cost_per_gb_month,
+        read_cost_per_million=settings.admin_read_cost_per_million,
+        write_cost_per_million=settings.admin_write_cost_per_million,
+        memory_budget_bytes=settings.admin_memory_budget_bytes,
+        memory_alert_ratio=settings.admin_memory_alert_ratio,
+        large_session_bytes=settings.admin_large_session_bytes,
+        creation_spike_factor=settings.admin_creation_spike_factor,
+        creation_spike_min=settings.admin_creation_spike_min,
+        job_stuck_s=settings.admin_job_stuck_s,
+        dead_letter_alert=settings.admin_dead_letter_alert,
+        node_heartbeat_s=settings.admin_node_heartbeat_s,
+        metrics_public=settings.admin_metrics_public,
+        actions_per_min=settings.admin_actions_per_min,
+    )
+
+
 def clip_settings_from(settings: Settings) -> ClipSettings:
     """The stream capability's limits."""
     return ClipSettings(
@@ -142,7 +163,7 @@ def build_services(
         durability=settings.durability,
         durability_timeout_ms=settings.durability_timeout_ms,
     )
-    sessions = SessionDirectory(redis=redis, keys=keys)
+    sessions = SessionDirectory(redis=redis, keys=keys, clock=clock)
     return Services(
         redis=redis,
         keys=keys,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Literal
 
 from pydantic import AliasChoices, Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -68,6 +69,21 @@ class Settings(BaseSettings):
     clips_max_per_session: int = Field(default=10_000, ge=1, le=1_000_000)
     clips_moment_window_s: int = Field(default=10, ge=1, le=600)
 
+    admin_orphan_days: int = Field(default=90, ge=1, le=36_500)
+    admin_storage_cost_per_gb_month: float = Field(default=0.5, ge=0)
+    admin_read_cost_per_million: float = Field(default=0.5, ge=0)
+    admin_write_cost_per_million: float = Field(default=5.0, ge=0)
+    admin_memory_budget_bytes: int = Field(default=0, ge=0)
+    admin_memory_alert_ratio: float = Field(default=0.8, gt=0, le=1)
+    admin_large_session_bytes: int = Field(default=100 * 1024, ge=1)
+    admin_creation_spike_factor: float = Field(default=5.0, gt=1)
+    admin_creation_spike_min: int = Field(default=20, ge=1)
+    admin_job_stuck_s: int = Field(default=600, ge=1)
+    admin_dead_letter_alert: int = Field(default=1, ge=1)
+    admin_node_heartbeat_s: float = Field(default=5.0, gt=0, le=300)
+    admin_metrics_public: bool = False
+    admin_actions_per_min: int = Field(default=30, ge=1)
+
     listening_window_s: float = Field(default=300.0, gt=0, le=86400)
     listening_throttle_s: float = Field(default=5.0, ge=0, le=3600)
     listening_min_session_ms: int = Field(default=1000, ge=0, le=3_600_000)
@@ -96,3 +112,5 @@ class Settings(BaseSettings):
     voice_transcribe_command: str = ""
     voice_transcribe_timeout_s: float = Field(default=120.0, gt=0, le=3600)
 
+    # --- admin and operations ------------------------------------------------------------
+    log_format: Literal["text", "json"] = "text"  # json: one JSON object per line, with request ids

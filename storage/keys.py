@@ -169,3 +169,46 @@ class Keys:
     def listening_due(self) -> str:
         """Sorted set of history ids with open sessions, scored by when the sweeper should look (ms)."""
         return f"{self.prefix}:listening:due"
+
+    # --- admin ---------------------------------------------------------------------------
+    # Every admin index shares the hash tag {admin}, so one script updates them all atomically
+    # (on Redis Cluster they live on one shard, apart from any session's keys).
+    def admin_kind_of(self) -> str:
+        """Hash session id -> kind of every indexed session (its size is the session count)."""
+        return f"{self.prefix}:{{admin}}:kind_of"
+
+    def admin_created(self, scope: str) -> str:
+        """Sorted set of session ids scored by creation (ms); ``scope`` is a kind or ``*`` (all)."""
+        return f"{self.prefix}:{{admin}}:created:{scope}"
+
+    def admin_accessed(self, scope: str) -> str:
+        """Sorted set of session ids scored by last access (ms); ``scope`` is a kind or ``*``."""
+        return f"{self.prefix}:{{admin}}:accessed:{scope}"
+
+    def admin_updated(self) -> str:
+        """Sorted set of session ids scored by their last event's time (ms)."""
+        return f"{self.prefix}:{{admin}}:updated"
+
+    def admin_size(self) -> str:
+        """Sorted set of session ids scored by their stored size (bytes)."""
+        return f"{self.prefix}:{{admin}}:size"
+
+    def admin_bytes(self) -> str:
+        """Hash kind -> total stored bytes of that kind's sessions."""
+        return f"{self.prefix}:{{admin}}:bytes"
+
+    def admin_ops(self) -> str:
+        """Hash ``reads:<yyyymm>`` / ``writes:<yyyymm>`` -> operations counted that month."""
+        return f"{self.prefix}:{{admin}}:ops"
+
+    def admin_audit(self) -> str:
+        """Capped stream of admin actions that changed data: who, what, when."""
+        return f"{self.prefix}:{{admin}}:audit"
+
+    def admin_nodes(self) -> str:
+        """Hash node id -> JSON heartbeat (bus live, clients, when), written by every serve node."""
+        return f"{self.prefix}:{{admin}}:nodes"
+
+    def admin_stats(self) -> str:
+        """Hash of figures only a recalculation can know (``deepest_remix``, ``deepest_remix_at``)."""
+        return f"{self.prefix}:{{admin}}:stats"

@@ -145,7 +145,7 @@ class PatternSessions:
             state=state,
         )
         # The indexes first (see storage/sessions.py); the author's list shows it on the landing page.
-        await self._sessions.index(session_id=record.id, owner_id=author_id, created_ms=now)
+        await self._sessions.index(session_id=record.id, owner_id=author_id, created_ms=now, kind=KIND)
         await self._log.run(
             self._scripts.session_create,
             record.id,
@@ -165,6 +165,10 @@ class PatternSessions:
         flat, epoch, offset = found
         fields = dict(zip(flat[::2], flat[1::2], strict=True))
         return PatternRecord.from_hash(fields), Position(epoch=str(epoch), offset=int(offset))
+
+    def owned_keys(self, session_id: str) -> list[str]:
+        """The session's keys besides its record and log (deleted with it by an operator)."""
+        return [self._keys.pattern_players(session_id)]
 
     async def exists(self, session_id: str) -> bool:
         """True while a pattern session with that id is stored."""

@@ -6,16 +6,45 @@ The global and per-user indexes live in other hash slots, so they are written in
 (never in a session's Lua script: that would cross slots on Redis Cluster). They are written
 *before* the session itself: a failure between the two leaves an index entry without a record,
 which listings skip, never a record no listing can find.
+
+The admin counters and indexes (counts by kind, creation, last access, last change, size;
+``storage/admin.py`` reads them) share the ``{admin}`` hash tag and are updated in a separate
+step right after each of these: :meth:`SessionDirectory.index` and ``unindex`` on create and
+delete, :meth:`SessionDirectory.touch` when a session is looked up through the kind registry
+(at most once a minute per session and node). So the admin metrics never scan every key; an
+admin ``recalculate`` rebuilds them from the data when they drift.
 """
 
 from __future__ import annotations
 
+import asyncio
+import datetime
+import json
+import logging
 from dataclasses import dataclass
 from typing import Any
 
 from redis.asyncio import Redis
+from redis.asyncio.cluster import RedisCluster
+from redis.exceptions import RedisError
 
+from storage.clock import Clock
 from storage.keys import Keys
+from storage.scripts import plain_script
+
+log = logging.getLogger(__name__)
+
+# A session's access time and size are refreshed at most this often per node: a lookup on
+# every event must not cost a write on every event.
+TOUCH_INTERVAL_MS = 60_000
+# Sessions whose last touch a node remembers; past it, the memory is dropped and started anew.
+TOUCH_MEMORY = 10_000
+
+
+def month_field(prefix: str, now_ms: int) -> str:
+    """The operation counter field of ``now_ms``'s month (``reads:202611``)."""
+    moment = datetime.datetime.fromtimestamp(now_ms / 1000, tz=datetime.UTC)
+    return f"{prefix}:{moment:%Y%m}"
 
 
 @dataclass(frozen=True, slots=True)
@@ -30,32 +59,137 @@ class SessionMeta:
 class SessionDirectory:
     """Kind lookup and the cross-kind indexes (all sessions, each user's recent sessions)."""
 
-    def __init__(self, *, redis: Redis, keys: Keys) -> None:
+    def __init__(self, *, redis: Redis, keys: Keys, clock: Clock | None = None) -> None:
         self._redis = redis
         self._keys = keys
+        self._clock = clock or Clock()
+        self._admin_index = plain_script(redis, "admin/index.lua")
+        self._admin_remove = plain_script(redis, "admin/remove.lua")
+        self._admin_touch = plain_script(redis, "admin/touch.lua")
+        self._touched_ms: dict[str, int] = {}
+        self._pending: set[asyncio.Task[None]] = set()
+        self._closing = False
 
     async def meta(self, session_id: str) -> SessionMeta | None:
-        """Kind and owner of a session, or None when there is no such session."""
-        kind, owner_id = await self._redis.hmget(self._keys.session(session_id), "kind", "owner_id")  # type: ignore[misc]
+        """Kind and owner of a session, or None when there is no such session.
+
+        A lookup is an access: it refreshes the session's admin access time (see :meth:`touch`)
+        in the background, so that the lookup never waits for bookkeeping.
+        """
+        found: Any = await self._redis.hmget(self._keys.session(session_id), "kind", "owner_id", "created_at")  # type: ignore[misc]
+        kind, owner_id, created_at = found
         if not kind:
             return None
+        if not self._closing and self._due(session_id):
+            task = asyncio.create_task(self._record(session_id, str(kind), created_ms=int(created_at or 0)))
+            self._pending.add(task)
+            task.add_done_callback(self._pending.discard)
         return SessionMeta(session_id=session_id, kind=str(kind), owner_id=str(owner_id or ""))
 
-    async def index(self, *, session_id: str, owner_id: str, created_ms: int) -> None:
-        """Add a new session to the global index and, when it has an owner, to theirs."""
+    async def index(self, *, session_id: str, owner_id: str, created_ms: int, kind: str = "") -> None:
+        """Add a new session to the global index, its owner's and (given its ``kind``) the admin ones.
+
+        Without ``kind`` the admin indexes add the session at its first lookup (:meth:`touch`).
+        """
+        k = self._keys
+        admin_keys = [
+            k.admin_kind_of(), k.admin_created(kind), k.admin_created("*"), k.admin_accessed(kind),
+            k.admin_accessed("*"), k.admin_updated(), k.admin_ops(), k.admin_size(),
+        ]
+        admin_args: list[str | int] = [session_id, kind, created_ms, month_field("writes", created_ms)]
+        # A single Redis takes the admin step (its own script: its keys share {admin}) in the same
+        # round trip as the other indexes; a cluster pipeline cannot carry scripts.
+        together = bool(kind) and not isinstance(self._redis, RedisCluster)
         async with self._redis.pipeline(transaction=False) as pipe:
-            pipe.zadd(self._keys.all_sessions(), {session_id: created_ms})
+            pipe.zadd(k.all_sessions(), {session_id: created_ms})
             if owner_id:
-                pipe.zadd(self._keys.user_recent(owner_id), {session_id: created_ms})
+                pipe.zadd(k.user_recent(owner_id), {session_id: created_ms})
+            if together:
+                await self._admin_index(keys=admin_keys, args=admin_args, client=pipe)
             await pipe.execute()
+        if kind and not together:
+            await self._admin_index(keys=admin_keys, args=admin_args)
 
     async def unindex(self, *, session_id: str, owner_id: str) -> None:
-        """Drop a deleted session from the indexes."""
+        """Drop a deleted session from the indexes (the admin ones included)."""
+        await self.settle()  # a touch still running must not re-add what this removes
         async with self._redis.pipeline(transaction=False) as pipe:
             pipe.zrem(self._keys.all_sessions(), session_id)
             if owner_id:
                 pipe.zrem(self._keys.user_recent(owner_id), session_id)
             await pipe.execute()
+        self._touched_ms.pop(session_id, None)
+        found: Any = await self._redis.hget(self._keys.admin_kind_of(), session_id)  # type: ignore[misc]
+        if found is None:
+            return
+        kind = str(found)
+        k = self._keys
+        await self._admin_remove(
+            keys=[
+                k.admin_kind_of(), k.admin_created(kind), k.admin_created("*"), k.admin_accessed(kind),
+                k.admin_accessed("*"), k.admin_updated(), k.admin_size(), k.admin_bytes(),
+            ],
+            args=[session_id, kind],
+        )
+
+    async def close(self) -> None:
+        """Start no more background touches and wait for those running (before Redis closes)."""
+        self._closing = True
+        await self.settle()
+
+    async def settle(self) -> None:
+        """Wait for the touches this node has started (a reader that must see them calls this)."""
+        while self._pending:
+            await asyncio.gather(*list(self._pending), return_exceptions=True)
+
+    def _due(self, session_id: str) -> bool:
+        """Whether the session's touch is due on this node; if so, it counts as done from now."""
+        now_ms = self._clock.now_ms()
+        if now_ms - self._touched_ms.get(session_id, -TOUCH_INTERVAL_MS) < TOUCH_INTERVAL_MS:
+            return False
+        if len(self._touched_ms) >= TOUCH_MEMORY:
+            self._touched_ms.clear()
+        self._touched_ms[session_id] = now_ms
+        return True
+
+    async def touch(self, session_id: str, kind: str, *, created_ms: int, force: bool = False) -> None:
+        """Record an access now, with the session's last event time and stored size.
+
+        At most once per :data:`TOUCH_INTERVAL_MS` per session on this node unless ``force``.
+        """
+        if self._due(session_id) or force:
+            await self._record(session_id, kind, created_ms=created_ms)
+
+    async def _record(self, session_id: str, kind: str, *, created_ms: int) -> None:
+        # A failure is logged, never raised: bookkeeping must not refuse the lookup it follows.
+        now_ms = self._clock.now_ms()
+        try:
+            updated_ms, size = await self.measure(session_id)
+            if size == 0:
+                return  # the record is gone (deleted meanwhile): never index it again
+            k = self._keys
+            await self._admin_touch(
+                keys=[
+                    k.admin_kind_of(), k.admin_accessed(kind), k.admin_accessed("*"), k.admin_updated(),
+                    k.admin_size(), k.admin_bytes(), k.admin_ops(), k.admin_created(kind), k.admin_created("*"),
+                ],
+                args=[session_id, kind, now_ms, updated_ms or "", size, month_field("reads", now_ms), created_ms],
+            )
+        except (RedisError, OSError) as exc:
+            log.warning("admin touch of %s failed: %s", session_id, exc)
+
+    async def measure(self, session_id: str, extra_keys: tuple[str, ...] = ()) -> tuple[int, int]:
+        """The session's last event time (0 without events) and stored size in bytes (0: no record)."""
+        k = self._keys
+        stored = (k.session(session_id), k.log(session_id), k.log_meta(session_id), *extra_keys)
+        async with self._redis.pipeline(transaction=False) as pipe:
+            pipe.xrevrange(k.log(session_id), count=1)
+            for key in stored:
+                pipe.memory_usage(key, samples=0)  # every element: a sample can miss the one big field
+            last, *sizes = await pipe.execute()
+        if not sizes[0]:
+            return _event_ms(last), 0
+        return _event_ms(last), sum(int(size or 0) for size in sizes)
 
     async def recent(self, owner_id: str, *, limit: int) -> list[dict[str, str]]:
         """The user's sessions of every kind, newest first, as stored records."""
@@ -65,3 +199,13 @@ class SessionDirectory:
                 pipe.hgetall(self._keys.session(session_id))
             records: list[dict[str, str]] = await pipe.execute()
         return [record for record in records if record.get("kind")]
+
+
+def _event_ms(entries: list[Any]) -> int:
+    """The ``ts`` of the last log entry XREVRANGE returned, or 0."""
+    if not entries:
+        return 0
+    try:
+        return int(json.loads(entries[0][1]["e"])["ts"])
+    except (ValueError, KeyError, TypeError, IndexError):
+        return 0

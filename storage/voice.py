@@ -181,7 +181,7 @@ class VoiceSessions:
         )
         # The indexes are written first (see storage/sessions.py for why).
         await self._redis.zadd(self._keys.user_sessions(owner_id), {session.id: now})
-        await self._sessions.index(session_id=session.id, owner_id=owner_id, created_ms=now)
+        await self._sessions.index(session_id=session.id, owner_id=owner_id, created_ms=now, kind=KIND)
         await self._log.run(
             self._scripts.session_create,
             session.id,

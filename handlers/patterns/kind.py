@@ -33,5 +33,8 @@ class PatternKind(SessionKind):
         session = full_view(record, orphaned=False)
         return Snapshot(session=session, position=position, extra={"players": players})
 
+    def owned_keys(self, session_id: str) -> list[str]:
+        return self._patterns.owned_keys(session_id)
+
     def summary(self, record: dict[str, str]) -> dict[str, Any]:
         return {"title": record.get("name") or "Untitled pattern", "url": session_url(record.get("id", ""))}

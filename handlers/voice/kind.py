@@ -33,6 +33,15 @@ class VoiceKind(SessionKind):
             return None
         return Snapshot(session={**session.public(), "url": session_url(self._s, session_id)}, position=position)
 
+    def owned_keys(self, session_id: str) -> list[str]:
+        k = self._s.keys
+        return [
+            k.materials(session_id),
+            k.voice_chunks(session_id),
+            k.voice_chunk_order(session_id),
+            k.voice_chunk_digests(session_id),
+        ]
+
     def summary(self, record: dict[str, str]) -> dict[str, Any]:
         return {
             "title": record.get("name") or "Untitled voice session",

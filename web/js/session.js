@@ -368,7 +368,11 @@ async function activeSessionId() {
 
 async function open(sessionId) {
   render(await api(`/voicebot/sessions/${encodeURIComponent(sessionId)}`));
-  loadChunks().catch((err) => showNotice(`Recordings could not be listed: ${err.message}`, { kind: "error", source: "chunks" }));
+  loadChunks().catch((err) => {
+    // Live updates stopping says more than the listing failing (both race on a refused token).
+    if (ui.notice.dataset.source === "live" && !ui.notice.hidden) return;
+    showNotice(`Recordings could not be listed: ${err.message}`, { kind: "error", source: "chunks" });
+  });
   socket = connect({ onState: (state) => showConnection(state) });
   subscribeSession(socket, session.session_id, {
     onSnapshot: (snapshot) => render(snapshot),

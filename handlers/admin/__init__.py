@@ -1,0 +1,1 @@
+"""Admin and operations: metrics, session listings, orphans, alerts, Prometheus (issue 11)."""

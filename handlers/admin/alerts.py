@@ -1,0 +1,119 @@
+"""Operator alerts, computed on demand from the admin counters, Redis INFO and the job queue."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from redis.exceptions import RedisError, ResponseError
+
+from handlers.admin.config import AdminConfig
+from handlers.admin.nodes import NodeHeartbeat
+from handlers.context import Services
+from storage.admin import AdminStore
+
+HOUR_MS = 3_600_000
+LARGEST_SHOWN = 5
+
+
+def _alert(name: str, message: str, **values: Any) -> dict[str, Any]:
+    return {"alert": name, "severity": "warning", "message": message, **values}
+
+
+class Alerts:
+    """Every alert check; each returns the alerts it raises (none when all is well)."""
+
+    def __init__(self, services: Services, store: AdminStore, config: AdminConfig, nodes: NodeHeartbeat) -> None:
+        self._s = services
+        self._store = store
+        self._config = config
+        self._nodes = nodes
+
+    async def check(self, node_list: list[dict[str, Any]] | None = None) -> list[dict[str, Any]]:
+        """The alerts raised now."""
+        found: list[dict[str, Any]] = []
+        found += await self.memory()
+        found += await self.creation_rate()
+        found += await self.large_sessions()
+        found += await self.jobs()
+        found += self.buses(node_list if node_list is not None else await self._nodes.nodes())
+        return found
+
+    async def memory(self) -> list[dict[str, Any]]:
+        """Redis memory near ``maxmemory`` (or the configured budget)."""
+        try:
+            info = await self._s.redis.info("memory")
+        except RedisError:
+            return [_alert("redis_unreachable", "Redis did not answer INFO memory")]
+        used = int(info.get("used_memory", 0))
+        budget = self._config.memory_budget_bytes or int(info.get("maxmemory", 0) or 0)
+        if budget <= 0 or used < budget * self._config.memory_alert_ratio:
+            return []
+        return [
+            _alert(
+                "memory", f"Redis uses {used / budget:.0%} of its memory budget", used_bytes=used, budget_bytes=budget
+            )
+        ]
+
+    async def creation_rate(self) -> list[dict[str, Any]]:
+        """Sessions created in the last hour far above the hourly average of the 24 before it."""
+        now = self._s.clock.now_ms()
+        last_hour = await self._store.created_between(now - HOUR_MS, now + 1)
+        before = await self._store.created_between(now - 25 * HOUR_MS, now - HOUR_MS)
+        average = before / 24
+        limit = max(average * self._config.creation_spike_factor, self._config.creation_spike_min)
+        if last_hour < limit:
+            return []
+        return [
+            _alert(
+                "creation_rate",
+                f"{last_hour} sessions created in the last hour (hourly average {average:.1f})",
+                last_hour=last_hour,
+                hourly_average=round(average, 2),
+            )
+        ]
+
+    async def large_sessions(self) -> list[dict[str, Any]]:
+        """Sessions stored in more than the configured size (100 KB)."""
+        limit = self._config.large_session_bytes
+        count = await self._store.count_larger(limit + 1)
+        if count == 0:
+            return []
+        largest = await self._store.largest(min_bytes=limit + 1, limit=LARGEST_SHOWN)
+        return [
+            _alert(
+                "large_sessions",
+                f"{count} session(s) over {limit // 1024} KB",
+                count=count,
+                largest=[{"session_id": sid, "size_bytes": size} for sid, size in largest],
+            )
+        ]
+
+    async def jobs(self) -> list[dict[str, Any]]:
+        """A job delivered long ago and never finished, or dead-lettered jobs."""
+        found: list[dict[str, Any]] = []
+        counts = await self._s.jobs.counts()
+        if counts["dead"] >= self._config.dead_letter_alert:
+            dead = counts["dead"]
+            found.append(_alert("dead_letters", f"{dead} job(s) in the dead-letter list", dead=dead))
+        keys = self._s.keys
+        try:
+            stuck = await self._s.redis.xpending_range(
+                keys.jobs(), keys.jobs_group(), min="-", max="+", count=1, idle=self._config.job_stuck_s * 1000
+            )
+        except ResponseError:
+            stuck = []  # no consumer group yet: no job was ever claimed
+        if stuck:
+            found.append(
+                _alert("jobs_stuck", f"a job has been running for over {self._config.job_stuck_s} s", oldest=stuck[0])
+            )
+        return found
+
+    @staticmethod
+    def buses(node_list: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        """Nodes whose bus is down or whose heartbeat stopped."""
+        return [
+            _alert("bus_down", f"node {node['node']}: {'heartbeat stopped' if node['stale'] else 'bus not live'}",
+                   node=node["node"])
+            for node in node_list
+            if node["stale"] or not node["bus_live"]
+        ]

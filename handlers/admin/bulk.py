@@ -1,0 +1,124 @@
+"""Bulk admin actions: streamed export (all sessions or orphans) and deleting orphans.
+
+Both stream their answer as they go, so a large store never sits in memory and the page can
+show progress: the export is JSON lines (a header line with the total, then one session per
+line), the deletion NDJSON progress lines. Orphans are never deleted automatically: only by
+this route, after a dry-run count that the deletion must repeat.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from aiohttp import web
+
+from auth.claims import Claims
+from handlers.admin.access import admin_claims
+from handlers.admin.config import AdminConfig
+from handlers.admin.requests import ExportQuery, OrphanDelete, parse_body, parse_query
+from handlers.context import Services
+from handlers.http_common import guarded, json_body
+from protocol.errors import CodedError, ErrorCode
+from storage.admin import AdminStore
+from storage.admin_recalc import AdminRecalc
+
+PROGRESS_EVERY = 50
+
+
+def _line(value: dict[str, Any]) -> bytes:
+    return (json.dumps(value, separators=(",", ":")) + "\n").encode()
+
+
+class BulkRoutes:
+    """``GET /admin/export`` and ``POST /admin/orphans/delete``."""
+
+    def __init__(self, services: Services, *, store: AdminStore, recalc: AdminRecalc, config: AdminConfig) -> None:
+        self._s = services
+        self._store = store
+        self._recalc = recalc
+        self._config = config
+
+    def register(self, app: web.Application) -> None:
+        """Attach the routes to ``app``."""
+        app.router.add_get("/admin/export", guarded(self.export))
+        app.router.add_post("/admin/orphans/delete", guarded(self.delete_orphans))
+
+    async def _action_allowed(self, claims: Claims) -> None:
+        allowed = await self._s.limiter.hit("admin_action", claims.sub, limit=self._config.actions_per_min, window_s=60)
+        if not allowed:
+            raise CodedError(ErrorCode.RATE_LIMITED, "too many admin actions; wait a minute", retry_after_s=60)
+
+    async def export(self, request: web.Request) -> web.StreamResponse:
+        """Every session, or only orphans, as a JSON-lines download."""
+        claims = admin_claims(request, self._s)
+        q = parse_query(ExportQuery, request.query)
+        days = q.older_than_days or self._store.orphan_days
+        ids = await self._recalc.orphan_ids(days) if q.scope == "orphans" else await self._recalc.all_ids()
+        response = web.StreamResponse(
+            headers={
+                "Content-Type": "application/x-ndjson",
+                "Content-Disposition": f'attachment; filename="sessionhub-{q.scope}.jsonl"',
+                "X-Total-Count": str(len(ids)),
+                "Cache-Control": "no-store",
+            }
+        )
+        await response.prepare(request)
+        header = {"export": q.scope, "total": len(ids), "exported_at": self._s.clock.now_ms(), "by": claims.sub}
+        if q.scope == "orphans":
+            header["older_than_days"] = days
+        await response.write(_line(header))
+        async for batch in self._recalc.records(ids):
+            for session_id, record in batch:
+                await response.write(_line({"session_id": session_id, "session": record}))
+        await response.write_eof()
+        return response
+
+    async def delete_orphans(self, request: web.Request) -> web.StreamResponse:
+        """A dry run answers the count; a deletion must repeat it, then streams its progress."""
+        claims = admin_claims(request, self._s)
+        body = parse_body(OrphanDelete, await json_body(request, max_bytes=1024))
+        count = await self._recalc.count_orphans(body.older_than_days)
+        if body.dry_run:
+            return web.json_response({"dry_run": True, "older_than_days": body.older_than_days, "count": count})
+        if body.confirm_count != count:
+            raise CodedError(
+                ErrorCode.CONFLICT, "the number of orphans changed since the dry run; count again", count=count
+            )
+        await self._action_allowed(claims)
+        ids = await self._recalc.orphan_ids(body.older_than_days)
+        response = web.StreamResponse(headers={"Content-Type": "application/x-ndjson", "Cache-Control": "no-store"})
+        await response.prepare(request)
+        deleted = await self._delete_each(ids, body.older_than_days, claims, response)
+        await self._store.audit(
+            actor=claims.sub,
+            action="delete_orphans",
+            target="*",
+            detail={"older_than_days": body.older_than_days, "confirmed": count, "deleted": deleted},
+        )
+        await response.write(_line({"done": True, "deleted": deleted, "total": len(ids)}))
+        await response.write_eof()
+        return response
+
+    async def _delete_each(
+        self, ids: list[str], older_than_days: int, claims: Claims, response: web.StreamResponse
+    ) -> int:
+        deleted = 0
+        for done, session_id in enumerate(ids, start=1):
+            if done % PROGRESS_EVERY == 0:
+                await response.write(_line({"deleted": deleted, "done": done - 1, "total": len(ids)}))
+            # Accessed since the count (a user came back to it): no longer an orphan, kept.
+            if not await self._recalc.still_orphan(session_id, older_than_days):
+                continue
+            kind_name = await self._s.redis.hget(self._s.keys.session(session_id), "kind")  # type: ignore[misc]
+            kind = self._s.kinds.get(str(kind_name or ""))
+            try:
+                extra = kind.owned_keys(session_id) if kind else []
+                await self._store.delete(session_id, extra_keys=extra, actor=claims.sub)
+                deleted += 1
+            except CodedError as exc:
+                if exc.code is not ErrorCode.SESSION_NOT_FOUND:
+                    raise
+                # Gone meanwhile (deleted by its owner): drop any index entry it left.
+                await self._s.sessions.unindex(session_id=session_id, owner_id="")
+        return deleted

@@ -1,0 +1,55 @@
+"""Installs admin and operations on a server: the admin API and page, Prometheus, heartbeats."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+
+from aiohttp import web
+
+from handlers.admin.alerts import Alerts
+from handlers.admin.bulk import BulkRoutes
+from handlers.admin.config import AdminConfig
+from handlers.admin.http import AdminRoutes
+from handlers.admin.nodes import NodeHeartbeat
+from handlers.admin.openapi import OpenApiRoutes
+from handlers.admin.prom import PrometheusRoutes
+from handlers.admin.request_log import add_request_id, request_log
+from handlers.context import Services
+from handlers.socket_router import SocketRouter
+from handlers.web_pages import add_page
+from storage.admin import AdminStore
+from storage.admin_recalc import AdminRecalc
+
+
+SETTLE_ON_EXIT_S = 5.0
+
+
+def install(services: Services, router: SocketRouter, app: web.Application, *, config: AdminConfig) -> None:
+    """Register everything admin serves (no session kind: admin reads every kind's sessions)."""
+    store = AdminStore(
+        redis=services.redis,
+        keys=services.keys,
+        log=services.log,
+        clock=services.clock,
+        sessions=services.sessions,
+        orphan_days=config.orphan_days,
+    )
+    recalc = AdminRecalc(redis=services.redis, keys=services.keys, clock=services.clock, sessions=services.sessions)
+    nodes = NodeHeartbeat(services, interval_s=config.node_heartbeat_s)
+    nodes.register(app)
+
+    async def settle_touches(_: web.Application) -> None:
+        # Before the Redis client closes; bounded, so a stuck Redis never holds up a shutdown.
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(services.sessions.close(), SETTLE_ON_EXIT_S)
+
+    app.on_cleanup.append(settle_touches)
+    alerts = Alerts(services, store, config, nodes)
+    AdminRoutes(services, store=store, recalc=recalc, config=config, nodes=nodes, alerts=alerts).register(app)
+    BulkRoutes(services, store=store, recalc=recalc, config=config).register(app)
+    PrometheusRoutes(services, store=store, config=config, alerts=alerts).register(app)
+    OpenApiRoutes(services.web_dir).register(app)
+    app.middlewares.append(request_log)
+    app.on_response_prepare.append(add_request_id)
+    add_page(app, "/admin", services.web_dir / "admin.html")

@@ -1,0 +1,197 @@
+"""``/admin/*`` JSON routes: metrics, sessions (list, detail, delete), recalculate, audit.
+
+Every route checks the admin permission first (``unauthorized`` / ``forbidden``); every
+action that changes data is rate limited per admin and written to the audit log.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from aiohttp import web
+
+from auth.claims import Claims
+from handlers.admin.access import admin_claims
+from handlers.admin.alerts import Alerts
+from handlers.admin.config import AdminConfig
+from handlers.admin.nodes import NodeHeartbeat
+from handlers.admin.requests import (
+    AuditQuery,
+    DeleteSession,
+    DetailQuery,
+    NoFields,
+    SessionsQuery,
+    parse_body,
+    parse_query,
+)
+from handlers.context import Services
+from handlers.http_common import guarded, json_body
+from handlers.ids import parse_session_id
+from protocol.errors import CodedError, ErrorCode
+from storage.admin import AdminStore, ListQuery
+from storage.admin_recalc import AdminRecalc
+
+
+class AdminRoutes:
+    """The admin JSON API."""
+
+    def __init__(
+        self,
+        services: Services,
+        *,
+        store: AdminStore,
+        recalc: AdminRecalc,
+        config: AdminConfig,
+        nodes: NodeHeartbeat,
+        alerts: Alerts,
+    ) -> None:
+        self._s = services
+        self._store = store
+        self._recalc = recalc
+        self._config = config
+        self._nodes = nodes
+        self._alerts = alerts
+
+    def register(self, app: web.Application) -> None:
+        """Attach the routes to ``app``."""
+        app.router.add_get("/admin/metrics", guarded(self.metrics))
+        app.router.add_get("/admin/sessions", guarded(self.sessions))
+        app.router.add_get("/admin/sessions/{session_id}", guarded(self.detail))
+        app.router.add_delete("/admin/sessions/{session_id}", guarded(self.delete))
+        app.router.add_post("/admin/recalculate", guarded(self.recalculate))
+        app.router.add_get("/admin/audit", guarded(self.audit))
+        app.router.add_get("/admin/alerts", guarded(self.alerts))
+
+    def _admin(self, request: web.Request) -> Claims:
+        return admin_claims(request, self._s)
+
+    async def _action_allowed(self, claims: Claims) -> None:
+        allowed = await self._s.limiter.hit("admin_action", claims.sub, limit=self._config.actions_per_min, window_s=60)
+        if not allowed:
+            raise CodedError(ErrorCode.RATE_LIMITED, "too many admin actions; wait a minute", retry_after_s=60)
+
+    async def metrics(self, request: web.Request) -> web.Response:
+        """Counts per kind and in total, cost estimate, nodes and alerts."""
+        self._admin(request)
+        parse_query(NoFields, request.query)
+        counts = await self._store.counts(self._s.kinds.names())
+        ops = await self._store.operations()
+        rates = self._config.rates()
+        fraction = self._store.month_fraction()
+        kinds = {
+            name: {
+                **figures,
+                "monthly_cost": self._store.monthly_cost(
+                    figures["storage_bytes"], {}, rates, month_fraction=fraction
+                ),
+            }
+            for name, figures in counts.items()
+            if name != "*"
+        }
+        node_list = await self._nodes.nodes()
+        total = counts["*"]
+        return web.json_response(
+            {
+                "generated_at": self._s.clock.now_ms(),
+                "orphan_days": self._store.orphan_days,
+                "total": {
+                    **total,
+                    "operations_this_month": ops,
+                    "deepest_remix": await self._store.remix_depth(),
+                    "monthly_cost": self._store.monthly_cost(
+                        total["storage_bytes"], ops, rates, month_fraction=fraction
+                    ),
+                },
+                "kinds": kinds,
+                "nodes": node_list,
+                "alerts": await self._alerts.check(node_list),
+            }
+        )
+
+    async def sessions(self, request: web.Request) -> web.Response:
+        """One page of sessions: ``{sessions, next_cursor, scanned}``."""
+        self._admin(request)
+        q = parse_query(SessionsQuery, request.query)
+        query = ListQuery(
+            sort=q.sort,
+            order=q.order,
+            kind=q.kind or "",
+            state=q.state or "",
+            created_from_ms=q.created_from,
+            created_to_ms=q.created_to,
+            owner=q.owner or "",
+            limit=q.limit,
+            cursor=q.cursor or "",
+        )
+        rows, next_cursor, scanned = await self._store.page(query)
+        return web.json_response(
+            {"sessions": [self._row(row) for row in rows], "next_cursor": next_cursor, "scanned": scanned}
+        )
+
+    def _row(self, row: dict[str, Any]) -> dict[str, Any]:
+        record = row.pop("record")
+        summary = self._s.kinds.summarise(record) or {}
+        return {**row, "title": summary.get("title", ""), "url": summary.get("url", "")}
+
+    async def detail(self, request: web.Request) -> web.Response:
+        """One session: its record, admin figures, log position, latest events, remix lineage."""
+        self._admin(request)
+        session_id = parse_session_id(request.match_info["session_id"])
+        q = parse_query(DetailQuery, request.query)
+        (row,) = await self._store.describe([session_id])
+        if row is None:
+            raise CodedError(ErrorCode.SESSION_NOT_FOUND, "no such session")
+        record = dict(row["record"])
+        position = await self._s.log.position(session_id)
+        return web.json_response(
+            {
+                **self._row(row),
+                "session": record,
+                "epoch": position.epoch,
+                "offset": position.offset,
+                "events": await self._store.events(session_id, limit=q.events) if q.events else [],
+                "remix": {
+                    "remix_count": row["remix_count"],
+                    "ancestors": await self._store.ancestors(session_id),
+                },
+            }
+        )
+
+    async def delete(self, request: web.Request) -> web.Response:
+        """Delete a session of any kind; the body repeats its id as the confirmation."""
+        claims = self._admin(request)
+        session_id = parse_session_id(request.match_info["session_id"])
+        body = parse_body(DeleteSession, await json_body(request, max_bytes=self._s.limits.max_payload_bytes))
+        if body.confirm.strip().lower() != session_id:
+            raise CodedError(ErrorCode.PRECONDITION_FAILED, "confirm must repeat the session id")
+        kind, meta = await self._s.kinds.resolve(session_id)
+        await self._action_allowed(claims)
+        offset = await self._store.delete(session_id, extra_keys=kind.owned_keys(session_id), actor=claims.sub)
+        await self._store.audit(
+            actor=claims.sub,
+            action="delete_session",
+            target=session_id,
+            detail={"kind": meta.kind, "owner_id": meta.owner_id},
+        )
+        return web.json_response({"deleted": session_id, "kind": meta.kind, "offset": offset})
+
+    async def recalculate(self, request: web.Request) -> web.Response:
+        """Rebuild the counters and indexes from the data; report the drift corrected."""
+        claims = self._admin(request)
+        parse_body(NoFields, await json_body(request, max_bytes=1024, optional=True))
+        await self._action_allowed(claims)
+        drift = (await self._recalc.recalculate()).as_dict()
+        await self._store.audit(actor=claims.sub, action="recalculate", target="*", detail=drift)
+        return web.json_response(drift)
+
+    async def audit(self, request: web.Request) -> web.Response:
+        """The latest audit entries, newest first."""
+        self._admin(request)
+        q = parse_query(AuditQuery, request.query)
+        return web.json_response({"entries": await self._store.audit_entries(limit=q.limit)})
+
+    async def alerts(self, request: web.Request) -> web.Response:
+        """The alerts raised now."""
+        self._admin(request)
+        parse_query(NoFields, request.query)
+        return web.json_response({"alerts": await self._alerts.check()})

@@ -1,0 +1,88 @@
+"""Per-node heartbeats: each serve node says every few seconds whether its bus is live.
+
+The dashboard lists the nodes and raises an alert for a node whose bus is down or whose
+heartbeat stopped (a node that died leaves its last heartbeat behind, which then goes stale).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import os
+import socket
+import secrets
+from collections.abc import AsyncIterator
+from typing import Any
+
+from aiohttp import web
+from redis.exceptions import RedisError
+
+from handlers.context import Services
+
+log = logging.getLogger(__name__)
+
+# A heartbeat older than this many intervals counts as stale; past STALE_DROP it is removed.
+STALE_INTERVALS = 3
+DROP_AFTER_S = 3600
+
+
+class NodeHeartbeat:
+    """Writes this node's heartbeat while the app runs; reads every node's."""
+
+    def __init__(self, services: Services, *, interval_s: float) -> None:
+        self._s = services
+        self.interval_s = interval_s
+        self.node_id = f"{socket.gethostname()[:40]}:{os.getpid()}:{secrets.token_hex(3)}"
+
+    def register(self, app: web.Application) -> None:
+        """Run the heartbeat for the app's lifetime."""
+        app.cleanup_ctx.append(self._lifetime)
+
+    async def _lifetime(self, _: web.Application) -> AsyncIterator[None]:
+        task = asyncio.create_task(self._beat_forever())
+        yield
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+        with contextlib.suppress(RedisError, OSError, TimeoutError):
+            # Bounded: a stuck Redis must not hold up a shutdown (the entry then goes stale).
+            await asyncio.wait_for(self._s.redis.hdel(self._s.keys.admin_nodes(), self.node_id), 2)  # type: ignore[arg-type]
+
+    def bus_live(self) -> bool:
+        """Whether this node's bus listener is up (a process without a bus has none to be down)."""
+        return bool(getattr(self._s.bus, "alive", True))
+
+    async def beat(self) -> None:
+        """Write this node's heartbeat now."""
+        heartbeat = {"bus_live": self.bus_live(), "ts": self._s.clock.now_ms(), "pid": os.getpid()}
+        await self._s.redis.hset(self._s.keys.admin_nodes(), self.node_id, json.dumps(heartbeat))  # type: ignore[misc]
+
+    async def _beat_forever(self) -> None:
+        while True:
+            try:
+                await self.beat()
+            except (RedisError, OSError) as exc:
+                log.warning("node heartbeat failed: %s", exc)
+            await asyncio.sleep(self.interval_s)
+
+    async def nodes(self) -> list[dict[str, Any]]:
+        """Every node's last heartbeat (this node's written now), ``stale`` when it stopped beating."""
+        await self.beat()
+        raw: Any = await self._s.redis.hgetall(self._s.keys.admin_nodes())  # type: ignore[misc]
+        now = self._s.clock.now_ms()
+        found: list[dict[str, Any]] = []
+        for node_id, text in sorted(raw.items()):
+            try:
+                beat = json.loads(text)
+                age_ms = now - int(beat["ts"])
+                live = bool(beat["bus_live"])
+            except (ValueError, KeyError, TypeError):
+                continue
+            if age_ms > DROP_AFTER_S * 1000:
+                await self._s.redis.hdel(self._s.keys.admin_nodes(), node_id)  # type: ignore[misc]
+                continue
+            stale = age_ms > STALE_INTERVALS * self.interval_s * 1000
+            found.append({"node": node_id, "bus_live": live, "stale": stale, "age_ms": max(age_ms, 0)})
+        return found

@@ -1,0 +1,132 @@
+"""``/metrics`` in Prometheus text format.
+
+Two parts. Per-process figures (HTTP requests by route and status, their latency) are
+prometheus-client counters in this app's own registry; with ``PROMETHEUS_MULTIPROC_DIR`` set
+(before the process starts, as prometheus-client requires) every ``serve`` process writes
+them to that folder and a scrape of any one process sums all of them. Store-wide figures
+(sessions by kind, orphans, bytes, job queue, alerts, nodes) are read from the admin counters
+in Redis at scrape time: every node answers the same, so they are gauges without a process
+label.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Iterable
+from typing import Any
+
+from aiohttp import web
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Histogram, generate_latest
+from prometheus_client.core import GaugeMetricFamily, Metric
+from prometheus_client.multiprocess import MultiProcessCollector
+
+from handlers.admin.access import admin_claims
+from handlers.admin.alerts import Alerts
+from handlers.admin.config import AdminConfig
+from handlers.admin.requests import NoFields, parse_query
+from handlers.context import Services
+from handlers.http_common import guarded
+from storage.admin import AdminStore
+
+MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
+ALERT_NAMES = (
+    "memory", "creation_rate", "large_sessions", "dead_letters", "jobs_stuck", "bus_down", "redis_unreachable"
+)
+
+
+class _Snapshot:
+    """A collector that yields families computed beforehand (collectors are synchronous)."""
+
+    def __init__(self, families: list[Metric]) -> None:
+        self._families = families
+
+    def collect(self) -> Iterable[Metric]:
+        return self._families
+
+
+class PrometheusRoutes:
+    """The ``/metrics`` route and the middleware that counts HTTP requests."""
+
+    def __init__(self, services: Services, *, store: AdminStore, config: AdminConfig, alerts: Alerts) -> None:
+        self._s = services
+        self._store = store
+        self._config = config
+        self._alerts = alerts
+        self.registry = CollectorRegistry()
+        self.requests = Counter(
+            "sessionhub_http_requests", "HTTP requests by route, method and status", ["route", "method", "status"],
+            registry=self.registry,
+        )
+        self.latency = Histogram(
+            "sessionhub_http_request_seconds", "HTTP request handling time by route", ["route"], registry=self.registry
+        )
+
+    def register(self, app: web.Application) -> None:
+        """Attach ``/metrics`` and the request-counting middleware to ``app``."""
+        app.middlewares.append(self._count)
+        app.router.add_get("/metrics", guarded(self.metrics))
+
+    @web.middleware
+    async def _count(self, request: web.Request, handler: Any) -> web.StreamResponse:
+        resource = request.match_info.route.resource
+        route = resource.canonical if resource is not None else "unmatched"
+        started = time.perf_counter()
+        status = 500
+        try:
+            response: web.StreamResponse = await handler(request)
+            status = response.status
+            return response
+        except web.HTTPException as exc:
+            status = exc.status
+            raise
+        finally:
+            self.requests.labels(route, request.method, str(status)).inc()
+            if not route.startswith("/socket.io"):  # a WebSocket lives for minutes: not a latency
+                self.latency.labels(route).observe(time.perf_counter() - started)
+
+    async def metrics(self, request: web.Request) -> web.Response:
+        """Every figure in the Prometheus text exposition format."""
+        if not self._config.metrics_public:
+            admin_claims(request, self._s)
+        parse_query(NoFields, request.query)
+        process_part = generate_latest(self._process_registry())
+        store_registry = CollectorRegistry()
+        store_registry.register(_Snapshot(await self._store_families()))
+        body = process_part + generate_latest(store_registry)
+        return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})
+
+    def _process_registry(self) -> CollectorRegistry:
+        folder = os.environ.get(MULTIPROC_ENV)
+        if not folder:
+            return self.registry
+        # Every process's files in the folder, summed: the figures of the whole deployment.
+        registry = CollectorRegistry()
+        MultiProcessCollector(registry, path=folder)
+        return registry
+
+    async def _store_families(self) -> list[Metric]:
+        counts = await self._store.counts(self._s.kinds.names())
+        families: list[Metric] = []
+        for name, field, text in (
+            ("sessionhub_sessions", "sessions", "Sessions stored, by kind"),
+            ("sessionhub_sessions_active", "active", "Sessions accessed in the last 24 hours, by kind"),
+            ("sessionhub_sessions_created_today", "created_today", "Sessions created today (UTC), by kind"),
+            ("sessionhub_sessions_orphaned", "orphaned", "Sessions not accessed for the orphan threshold, by kind"),
+            ("sessionhub_storage_bytes", "storage_bytes", "Stored bytes of the sessions, by kind"),
+        ):
+            family = GaugeMetricFamily(name, text, labels=["kind"])
+            for kind, figures in counts.items():
+                if kind != "*":
+                    family.add_metric([kind], figures[field])
+            families.append(family)
+        jobs = GaugeMetricFamily("sessionhub_jobs", "Post-processing jobs by state", labels=["state"])
+        for state, value in (await self._s.jobs.counts()).items():
+            jobs.add_metric([state], value)
+        families.append(jobs)
+        raised = await self._alerts.check()
+        alerts = GaugeMetricFamily("sessionhub_alerts", "Alerts raised now (1) or not (0), by alert", labels=["alert"])
+        for alert in ALERT_NAMES:
+            alerts.add_metric([alert], sum(1 for a in raised if a["alert"] == alert))
+        families.append(alerts)
+        return families

@@ -1,0 +1,68 @@
+"""One log line per HTTP request, with a request id the response carries (``X-Request-Id``).
+
+A caller's own ``X-Request-Id`` is kept when it is a plain token, so one id follows a request
+through a proxy; otherwise the server draws one. The fields go to the log record as extras:
+with ``SESSIONHUB_LOG_FORMAT=json`` each is a JSON field (see ``server/logs.py``).
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import secrets
+import time
+from typing import Any
+
+from aiohttp import web
+
+log = logging.getLogger("sessionhub.request")
+
+REQUEST_ID_HEADER = "X-Request-Id"
+_ACCEPTED_ID = re.compile(r"^[A-Za-z0-9._\-]{1,64}$")
+REQUEST_ID_KEY = web.RequestKey("request_id", str)
+
+
+def request_id_of(request: web.Request) -> str:
+    """The caller's request id when it is a plain token, else a fresh one."""
+    offered = request.headers.get(REQUEST_ID_HEADER, "")
+    return offered if _ACCEPTED_ID.match(offered) else secrets.token_hex(8)
+
+
+@web.middleware
+async def request_log(request: web.Request, handler: Any) -> web.StreamResponse:
+    """Tag the request with an id, answer it in ``X-Request-Id``, log one line when done."""
+    request_id = request_id_of(request)
+    request[REQUEST_ID_KEY] = request_id
+    started = time.perf_counter()
+    status = 500
+    try:
+        response: web.StreamResponse = await handler(request)
+        status = response.status
+        return response
+    except web.HTTPException as exc:
+        status = exc.status
+        raise
+    finally:
+        resource = request.match_info.route.resource
+        log.info(
+            "%s %s %d",
+            request.method,
+            request.path[:200],
+            status,
+            extra={
+                "request_id": request_id,
+                "method": request.method,
+                "path": request.path[:200],
+                "route": resource.canonical if resource is not None else "unmatched",
+                "status": status,
+                "duration_ms": round((time.perf_counter() - started) * 1000, 2),
+                "remote": request.remote or "",
+            },
+        )
+
+
+async def add_request_id(request: web.Request, response: web.StreamResponse) -> None:
+    """``on_response_prepare``: every response, streamed ones included, names its request id."""
+    request_id = request.get(REQUEST_ID_KEY)
+    if request_id and response.status != 101:
+        response.headers.setdefault(REQUEST_ID_HEADER, str(request_id))

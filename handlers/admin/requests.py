@@ -1,0 +1,114 @@
+"""Admin request models: strict, bounded, unknown fields refused (query strings included)."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Literal, TypeVar
+
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints, ValidationError, model_validator
+
+from auth.claims import USER_ID_PATTERN
+from protocol.errors import CodedError, ErrorCode
+
+KindName = Annotated[str, StringConstraints(pattern=r"^[a-z][a-z0-9_]{0,31}$")]
+Millis = Annotated[int, Field(ge=0, le=2**53)]
+
+
+class AdminModel(BaseModel):
+    """Base of every admin request model."""
+
+    model_config = ConfigDict(extra="forbid", strict=True, frozen=True)
+
+
+class SessionsQuery(AdminModel):
+    """``GET /admin/sessions`` query: sort, order, filters, page size and cursor."""
+
+    sort: Literal["created", "updated", "accessed", "size"] = "created"
+    order: Literal["asc", "desc"] = "desc"
+    kind: KindName | None = None
+    state: Literal["active", "orphaned"] | None = None
+    created_from: Millis | None = None
+    created_to: Millis | None = None
+    owner: Annotated[str, StringConstraints(pattern=USER_ID_PATTERN)] | None = None
+    limit: int = Field(default=50, ge=1, le=100)
+    cursor: Annotated[str, StringConstraints(max_length=64, pattern=r"^[0-9eE.+\-inf]+:[0-9]{1,9}$")] | None = None
+
+    @model_validator(mode="after")
+    def _owner_sorts_by_created(self) -> SessionsQuery:
+        if self.created_from is not None and self.created_to is not None and self.created_from > self.created_to:
+            raise ValueError("created_from is after created_to")
+        return self
+
+
+class DetailQuery(AdminModel):
+    """``GET /admin/sessions/{id}`` query: how many of the latest events to include."""
+
+    events: int = Field(default=100, ge=0, le=1000)
+
+
+class DeleteSession(AdminModel):
+    """``DELETE /admin/sessions/{id}`` body: the id typed again, as the confirmation."""
+
+    confirm: Annotated[str, StringConstraints(max_length=64)]
+
+
+class AuditQuery(AdminModel):
+    """``GET /admin/audit`` query."""
+
+    limit: int = Field(default=50, ge=1, le=500)
+
+
+class ExportQuery(AdminModel):
+    """``GET /admin/export`` query: every session, or only orphans."""
+
+    scope: Literal["all", "orphans"] = "all"
+    older_than_days: int | None = Field(default=None, ge=1, le=36_500)
+
+
+class OrphanDelete(AdminModel):
+    """``POST /admin/orphans/delete``: a dry run counts; the deletion repeats that count."""
+
+    older_than_days: int = Field(ge=1, le=36_500)
+    dry_run: bool = False
+    confirm_count: int | None = Field(default=None, ge=0, le=10_000_000)
+
+    @model_validator(mode="after")
+    def _confirmed(self) -> OrphanDelete:
+        if not self.dry_run and self.confirm_count is None:
+            raise ValueError("confirm_count (the count of a dry run) is required to delete")
+        return self
+
+
+class NoFields(AdminModel):
+    """A request that takes no fields (``GET /admin/metrics``, ``POST /admin/recalculate``)."""
+
+
+M = TypeVar("M", bound=AdminModel)
+
+# Query parameters that are whole numbers (query strings carry text only).
+_INT_FIELDS = {"created_from", "created_to", "limit", "events", "older_than_days"}
+
+
+def parse_query(model: type[M], query: Any) -> M:
+    """A query string as ``model``: each name once, numbers as whole numbers, else ``invalid_payload``."""
+    values: dict[str, Any] = {}
+    for name in query:
+        if name in values or len(query.getall(name)) != 1:
+            raise CodedError(ErrorCode.INVALID_PAYLOAD, f"{name[:32]!r} is given more than once")
+        raw = query[name]
+        if name in _INT_FIELDS:
+            if not (raw.isascii() and raw.isdigit() and len(raw) <= 16):
+                raise CodedError(ErrorCode.INVALID_PAYLOAD, f"{name} must be a whole number")
+            values[name] = int(raw)
+        else:
+            values[name] = raw
+    return parse_body(model, values)
+
+
+def parse_body(model: type[M], values: dict[str, Any]) -> M:
+    """``values`` as ``model``, or ``invalid_payload`` naming the first problem."""
+    try:
+        return model.model_validate(values)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        where = ".".join(str(part) for part in first["loc"]) or "body"
+        raise CodedError(ErrorCode.INVALID_PAYLOAD, f"{where}: {first['msg']}"[:200]) from exc

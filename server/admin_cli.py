@@ -1,0 +1,121 @@
+"""``sessionhub admin metrics | export | orphans``: the admin API for operators without a browser.
+
+Talks to a running server over HTTP (``--url``, default this configuration's address) with
+``--token`` / ``SESSIONHUB_ADMIN_TOKEN``, or a five-minute admin token minted from the
+configured signing key.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import sys
+from typing import Any, TextIO
+
+import aiohttp
+
+from auth.claims import Permission
+from server.identity import token_service
+from server.settings import Settings
+from storage.clock import Clock
+
+CLI_TOKEN_TTL_S = 300
+TIMEOUT = aiohttp.ClientTimeout(total=3600, sock_connect=10)
+
+
+def add_parser(sub: Any) -> None:
+    """Add ``admin`` and its commands to the ``sessionhub`` parser."""
+    admin = sub.add_parser("admin", help="admin metrics, export and orphans over HTTP")
+    admin.add_argument("--url", help="the server (default: SESSIONHUB_PUBLIC_URL or http://HOST:PORT)")
+    admin.add_argument("--token", help="an admin token (default: SESSIONHUB_ADMIN_TOKEN, or one minted here)")
+    commands = admin.add_subparsers(dest="admin_command", required=True)
+    commands.add_parser("metrics", help="print GET /admin/metrics")
+    export = commands.add_parser("export", help="stream every session (or only orphans) as JSON lines")
+    export.add_argument("--orphans", action="store_true")
+    export.add_argument("--days", type=int, help="orphans: not accessed for this many days")
+    export.add_argument("--output", "-o", help="file to write (default: standard output)")
+    orphans = commands.add_parser("orphans", help="count orphans; --delete --confirm N deletes them")
+    orphans.add_argument("--days", type=int, default=90)
+    orphans.add_argument("--delete", action="store_true")
+    orphans.add_argument("--confirm", type=int, help="the count of a dry run (required with --delete)")
+
+
+def run(settings: Settings, args: argparse.Namespace) -> int:
+    """Run one admin command; the exit status."""
+    url = (args.url or settings.public_url or f"http://{settings.host}:{settings.port}").rstrip("/")
+    token = args.token or os.environ.get("SESSIONHUB_ADMIN_TOKEN") or _mint(settings)
+    return asyncio.run(_dispatch(args, url, token))
+
+
+def _mint(settings: Settings) -> str:
+    minted, _ = token_service(settings).mint(
+        user_id="cli-admin", now_s=Clock().now_s(), ttl_s=CLI_TOKEN_TTL_S, perms=(Permission.ADMIN,)
+    )
+    return minted
+
+
+async def _dispatch(args: argparse.Namespace, url: str, token: str) -> int:
+    headers = {"Authorization": f"Bearer {token}"}
+    async with aiohttp.ClientSession(base_url=url, headers=headers, timeout=TIMEOUT) as http:
+        try:
+            if args.admin_command == "metrics":
+                return await _print_json(http, "GET", "/admin/metrics")
+            if args.admin_command == "export":
+                return await _export(http, args)
+            return await _orphans(http, args)
+        except aiohttp.ClientError as exc:
+            print(f"sessionhub admin: {url}: {exc}", file=sys.stderr)
+            return 1
+
+
+async def _failed(response: aiohttp.ClientResponse) -> int:
+    print(f"sessionhub admin: HTTP {response.status}: {await response.text()}", file=sys.stderr)
+    return 1
+
+
+async def _print_json(http: aiohttp.ClientSession, method: str, path: str, body: Any = None) -> int:
+    async with http.request(method, path, json=body) as response:
+        if response.status != 200:
+            return await _failed(response)
+        print(json.dumps(await response.json(), indent=2))
+        return 0
+
+
+async def _export(http: aiohttp.ClientSession, args: argparse.Namespace) -> int:
+    params = {"scope": "orphans" if args.orphans else "all"}
+    if args.days:
+        params["older_than_days"] = str(args.days)
+    async with http.get("/admin/export", params=params) as response:
+        if response.status != 200:
+            return await _failed(response)
+        total = int(response.headers.get("X-Total-Count", "0"))
+        out: TextIO = open(args.output, "w", encoding="utf-8") if args.output else sys.stdout  # noqa: SIM115
+        try:
+            written = -1  # the header line is not a session
+            async for line in response.content:
+                out.write(line.decode())
+                written += 1
+                if args.output and written % 500 == 0:
+                    print(f"exported {max(written, 0)} / {total}", file=sys.stderr)
+        finally:
+            if args.output:
+                out.close()
+        print(f"exported {max(written, 0)} session(s)", file=sys.stderr)
+        return 0
+
+
+async def _orphans(http: aiohttp.ClientSession, args: argparse.Namespace) -> int:
+    if not args.delete:
+        return await _print_json(http, "POST", "/admin/orphans/delete", {"older_than_days": args.days, "dry_run": True})
+    if args.confirm is None:
+        print("sessionhub admin: --delete needs --confirm <the count of a dry run>", file=sys.stderr)
+        return 2
+    body = {"older_than_days": args.days, "confirm_count": args.confirm}
+    async with http.post("/admin/orphans/delete", json=body) as response:
+        if response.status != 200:
+            return await _failed(response)
+        async for line in response.content:
+            print(line.decode().rstrip(), flush=True)
+    return 0

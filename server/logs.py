@@ -1,0 +1,38 @@
+"""Process logging: plain text, or one JSON object per line (``SESSIONHUB_LOG_FORMAT=json``)."""
+
+from __future__ import annotations
+
+import datetime
+import json
+import logging
+
+# Fields a log call may add with ``extra=`` that the JSON lines carry (request lines use them).
+EXTRA_FIELDS = ("request_id", "method", "path", "route", "status", "duration_ms", "remote")
+
+
+class JsonFormatter(logging.Formatter):
+    """One JSON object per record: time, level, logger, message, the known extras, any error."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        line: dict[str, object] = {
+            "ts": datetime.datetime.fromtimestamp(record.created, tz=datetime.UTC).isoformat(timespec="milliseconds"),
+            "level": record.levelname,
+            "logger": record.name,
+            "message": record.getMessage(),
+        }
+        for name in EXTRA_FIELDS:
+            if hasattr(record, name):
+                line[name] = getattr(record, name)
+        if record.exc_info:
+            line["error"] = self.formatException(record.exc_info)
+        return json.dumps(line, ensure_ascii=False, default=str)
+
+
+def configure(level: str, log_format: str) -> None:
+    """Set up the root logger once, for the whole process."""
+    handler = logging.StreamHandler()
+    if log_format == "json":
+        handler.setFormatter(JsonFormatter())
+    else:
+        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    logging.basicConfig(level=level.upper(), handlers=[handler], force=True)

@@ -1,0 +1,205 @@
+"""Rebuilding the admin indexes from the data, and walking orphans for export and deletion.
+
+``recalculate`` is the one admin step that reads every session: it is run on purpose by an
+operator, in batches, and reports the drift it corrected.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from typing import Any
+
+from redis.asyncio import Redis
+
+from storage.clock import Clock
+from storage.keys import Keys
+from storage.scripts import plain_script
+from storage.sessions import SessionDirectory
+
+BATCH = 200
+
+
+@dataclass(slots=True)
+class Drift:
+    """What a recalculation found wrong and corrected."""
+
+    sessions: int = 0
+    added: int = 0  # sessions with a record that the admin indexes did not have
+    removed: int = 0  # index entries whose session is gone
+    corrected: int = 0  # entries with a wrong kind or creation time
+    resized: int = 0  # sizes measured anew (sizes are refreshed at touches, so these are expected)
+    bytes_before: dict[str, int] = field(default_factory=dict)
+    bytes_after: dict[str, int] = field(default_factory=dict)
+    indexed_sizes: dict[str, int] = field(default_factory=dict)  # per kind, the sizes the index held
+    parents: dict[str, str] = field(default_factory=dict)  # session -> the session it was remixed from
+    deepest_remix: int = 0
+
+    def bytes_drift(self) -> bool:
+        kinds = set(self.bytes_before) | set(self.indexed_sizes)
+        return any(self.bytes_before.get(kind, 0) != self.indexed_sizes.get(kind, 0) for kind in kinds)
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "sessions": self.sessions,
+            "added": self.added,
+            "removed": self.removed,
+            "corrected": self.corrected,
+            "resized": self.resized,
+            "deepest_remix": self.deepest_remix,
+            "bytes_before": self.bytes_before,
+            "bytes_after": self.bytes_after,
+            # Byte totals drifted when they disagree with the sizes the index held (not with the
+            # sizes measured now: those change as sessions grow).
+            "drift": bool(self.added or self.removed or self.corrected or self.bytes_drift()),
+        }
+
+
+class AdminRecalc:
+    """Recalculation of the admin indexes and the orphan walk."""
+
+    def __init__(self, *, redis: Redis, keys: Keys, clock: Clock, sessions: SessionDirectory) -> None:
+        self._redis = redis
+        self._keys = keys
+        self._clock = clock
+        self._sessions = sessions
+        self._set = plain_script(redis, "admin/set.lua")
+        self._remove = plain_script(redis, "admin/remove.lua")
+
+    async def _all_ids(self) -> list[str]:
+        """Every id that a record index or the admin index knows."""
+        k = self._keys
+        indexed: Any = await self._redis.zrange(k.all_sessions(), 0, -1)
+        admin: Any = await self._redis.hkeys(k.admin_kind_of())  # type: ignore[misc]
+        return sorted(set(indexed) | set(admin))
+
+    async def recalculate(self) -> Drift:
+        """Rebuild every admin index entry and the byte totals from the records and logs."""
+        await self._sessions.settle()  # this node's pending touches first
+        drift = Drift()
+        k = self._keys
+        drift.bytes_before = {key: int(v) for key, v in (await self._redis.hgetall(k.admin_bytes())).items()}  # type: ignore[misc]
+        totals: dict[str, int] = {}
+        ids = await self._all_ids()
+        for start in range(0, len(ids), BATCH):
+            await self._batch(ids[start : start + BATCH], drift, totals)
+        drift.deepest_remix = deepest(drift.parents)
+        await self._redis.hset(  # type: ignore[misc]
+            k.admin_stats(), mapping={"deepest_remix": drift.deepest_remix, "deepest_remix_at": self._clock.now_ms()}
+        )
+        async with self._redis.pipeline(transaction=True) as pipe:
+            pipe.delete(k.admin_bytes())
+            if totals:
+                pipe.hset(k.admin_bytes(), mapping={kind: str(total) for kind, total in totals.items()})
+            await pipe.execute()
+        drift.bytes_after = {kind: total for kind, total in totals.items()}
+        drift.bytes_before = {kind: v for kind, v in drift.bytes_before.items() if v or kind in totals}
+        return drift
+
+    async def _batch(self, ids: list[str], drift: Drift, totals: dict[str, int]) -> None:
+        k = self._keys
+        async with self._redis.pipeline(transaction=False) as pipe:
+            for session_id in ids:
+                pipe.hmget(k.session(session_id), "kind", "created_at", "last_accessed_at", "remixed_from")
+            pipe.hmget(k.admin_kind_of(), ids)
+            pipe.zmscore(k.admin_created("*"), ids)
+            pipe.zmscore(k.admin_accessed("*"), ids)
+            pipe.zmscore(k.admin_size(), ids)
+            *records, kinds, created, accessed, sizes = await pipe.execute()
+        for i, session_id in enumerate(ids):
+            kind, created_at, last_accessed, remixed_from = records[i]
+            if kind and remixed_from:
+                drift.parents[session_id] = str(remixed_from)
+            if not kind:
+                if kinds[i] is not None:
+                    gone_kind = str(kinds[i])
+                    drift.indexed_sizes[gone_kind] = drift.indexed_sizes.get(gone_kind, 0) + int(sizes[i] or 0)
+                    await self._remove(keys=self._remove_keys(gone_kind), args=[session_id, gone_kind])
+                    drift.removed += 1
+                continue
+            drift.sessions += 1
+            updated_ms, size = await self._sessions.measure(session_id)
+            created_ms = int(created_at or 0)
+            access_ms = max(int(accessed[i] or 0), int(last_accessed or 0), created_ms)
+            if kinds[i] is not None:
+                indexed_kind = str(kinds[i])
+                drift.indexed_sizes[indexed_kind] = drift.indexed_sizes.get(indexed_kind, 0) + int(sizes[i] or 0)
+            if kinds[i] is None:
+                drift.added += 1
+            elif kinds[i] != kind or int(created[i] or 0) != created_ms:
+                drift.corrected += 1
+            elif int(sizes[i] or 0) != size:
+                drift.resized += 1
+            if kinds[i] is not None and kinds[i] != kind:
+                await self._remove(keys=self._remove_keys(kinds[i]), args=[session_id, kinds[i]])
+            await self._set(
+                keys=[
+                    k.admin_kind_of(), k.admin_created(kind), k.admin_created("*"), k.admin_accessed(kind),
+                    k.admin_accessed("*"), k.admin_updated(), k.admin_size(),
+                ],
+                args=[session_id, kind, created_ms, access_ms, max(updated_ms, created_ms), size],
+            )
+            totals[kind] = totals.get(kind, 0) + size
+
+    def _remove_keys(self, kind: str) -> list[str]:
+        k = self._keys
+        return [
+            k.admin_kind_of(), k.admin_created(kind), k.admin_created("*"), k.admin_accessed(kind),
+            k.admin_accessed("*"), k.admin_updated(), k.admin_size(), k.admin_bytes(),
+        ]
+
+    # --- orphans ----------------------------------------------------------------------
+    def _orphan_bound(self, older_than_days: int) -> str:
+        return f"({self._clock.now_ms() - older_than_days * 86_400_000}"
+
+    async def count_orphans(self, older_than_days: int) -> int:
+        """Sessions not accessed for ``older_than_days`` days."""
+        await self._sessions.settle()  # this node's pending touches first
+        bound = self._orphan_bound(older_than_days)
+        return int(await self._redis.zcount(self._keys.admin_accessed("*"), "-inf", bound))
+
+    async def still_orphan(self, session_id: str, older_than_days: int) -> bool:
+        """Whether ``session_id`` is still unaccessed for ``older_than_days`` days."""
+        score = await self._redis.zscore(self._keys.admin_accessed("*"), session_id)
+        return score is not None and score < self._clock.now_ms() - older_than_days * 86_400_000
+
+    async def orphan_ids(self, older_than_days: int) -> list[str]:
+        """Ids of the sessions not accessed for ``older_than_days`` days, oldest access first."""
+        await self._sessions.settle()  # this node's pending touches first
+        found: Any = await self._redis.zrange(
+            self._keys.admin_accessed("*"), "-inf", self._orphan_bound(older_than_days), byscore=True
+        )
+        return [str(session_id) for session_id in found]
+
+    async def all_ids(self) -> list[str]:
+        """Every indexed session id, oldest first."""
+        found: Any = await self._redis.zrange(self._keys.admin_created("*"), 0, -1)
+        return [str(session_id) for session_id in found]
+
+    async def records(self, ids: list[str]) -> AsyncIterator[list[tuple[str, dict[str, str]]]]:
+        """The stored records of ``ids`` in batches (sessions gone meanwhile are left out)."""
+        for start in range(0, len(ids), BATCH):
+            chunk = ids[start : start + BATCH]
+            async with self._redis.pipeline(transaction=False) as pipe:
+                for session_id in chunk:
+                    pipe.hgetall(self._keys.session(session_id))
+                found = await pipe.execute()
+            yield [(sid, record) for sid, record in zip(chunk, found, strict=True) if record.get("kind")]
+
+
+def deepest(parents: dict[str, str]) -> int:
+    """The longest chain of remixes: a remix of an original is depth 1 (a cycle is cut once)."""
+    depth: dict[str, int] = {}
+    for start in parents:
+        path: list[str] = []
+        seen: set[str] = set()
+        current = start
+        while current in parents and current not in depth and current not in seen:
+            seen.add(current)
+            path.append(current)
+            current = parents[current]
+        base = depth.get(current, 0)
+        for session_id in reversed(path):
+            base += 1
+            depth[session_id] = base
+    return max(depth.values(), default=0)

@@ -1,0 +1,382 @@
+/**
+ * The admin dashboard: metric cards and alerts refreshed every few seconds, the sessions table
+ * with filters, sort and cursor paging, one session's detail with deletion, bulk export and
+ * orphan deletion with progress, and the audit log. Everything shown is set with textContent.
+ */
+import { ApiError, TOKEN_KEY, api, getToken } from "./client.js";
+
+const REFRESH_MS = 2000;
+const PAGE_SIZE = 25;
+
+const $ = (id) => document.getElementById(id);
+
+let cursor = null; // the cursor of the next page, null at the end
+let pageStart = null; // the cursor the shown page started at
+let selected = null; // the session id shown in the detail view
+let pendingOrphans = null; // {days, count} of the last dry run
+let refreshing = false;
+
+function formatBytes(bytes) {
+  if (bytes < 1024) return `${bytes} B`;
+  if (bytes < 1024 * 1024) return `${(bytes / 1024).toFixed(1)} KB`;
+  if (bytes < 1024 ** 3) return `${(bytes / 1024 / 1024).toFixed(1)} MB`;
+  return `${(bytes / 1024 ** 3).toFixed(2)} GB`;
+}
+
+function formatTime(ms) {
+  return ms ? new Date(ms).toISOString().replace("T", " ").slice(0, 19) : "—";
+}
+
+function cell(row, text) {
+  const td = document.createElement("td");
+  td.textContent = String(text);
+  row.append(td);
+  return td;
+}
+
+function showForbidden(error) {
+  $("loading").hidden = true;
+  $("dashboard").hidden = true;
+  $("forbidden").hidden = false;
+  if (error.code === "unauthorized") $("forbidden-message").textContent = "Sign in with a token that has the admin permission.";
+}
+
+function handle(error, where) {
+  if (error instanceof ApiError && (error.code === "forbidden" || error.code === "unauthorized")) {
+    showForbidden(error);
+    return;
+  }
+  where.textContent = error.message || String(error);
+  where.hidden = false;
+}
+
+// --- metrics, alerts, audit -------------------------------------------------------------
+
+function renderMetrics(metrics) {
+  const total = metrics.total;
+  $("m-sessions").textContent = total.sessions;
+  $("m-active").textContent = total.active;
+  $("m-today").textContent = total.created_today;
+  $("m-orphaned").textContent = total.orphaned;
+  $("m-storage").textContent = formatBytes(total.storage_bytes);
+  $("m-cost").textContent = `$${total.monthly_cost.total.toFixed(2)}`;
+  const remix = total.deepest_remix;
+  $("m-remix").textContent = remix.as_of === null ? "— (recalculate)" : String(remix.depth);
+  $("m-remix").title = remix.as_of === null ? "" : `as of ${formatTime(remix.as_of)}`;
+  const body = $("kinds");
+  body.replaceChildren();
+  const select = $("f-kind");
+  for (const [kind, figures] of Object.entries(metrics.kinds)) {
+    const row = document.createElement("tr");
+    row.dataset.kind = kind;
+    for (const value of [kind, figures.sessions, figures.active, figures.created_today, figures.orphaned]) cell(row, value);
+    cell(row, formatBytes(figures.storage_bytes));
+    cell(row, formatBytes(figures.average_bytes));
+    body.append(row);
+    if (![...select.options].some((option) => option.value === kind)) select.append(new Option(kind, kind));
+  }
+  $("nodes").textContent =
+    metrics.nodes.map((node) => `${node.node} (${node.bus_live && !node.stale ? "bus live" : "bus down"})`).join(", ") || "none";
+  const alerts = $("alerts");
+  alerts.replaceChildren();
+  for (const alert of metrics.alerts) {
+    const item = document.createElement("li");
+    item.dataset.alert = alert.alert;
+    item.textContent = alert.message;
+    alerts.append(item);
+  }
+  $("alerts-none").hidden = metrics.alerts.length > 0;
+}
+
+function renderAudit(entries) {
+  const list = $("audit");
+  list.replaceChildren();
+  for (const entry of entries) {
+    const item = document.createElement("li");
+    item.textContent = `${formatTime(entry.ts)} · ${entry.actor} · ${entry.action} · ${entry.target} · ${JSON.stringify(entry.detail)}`;
+    list.append(item);
+  }
+}
+
+async function refresh() {
+  if (refreshing) return;
+  refreshing = true;
+  try {
+    const [metrics, audit] = await Promise.all([api("/admin/metrics"), api("/admin/audit?limit=20")]);
+    renderMetrics(metrics);
+    renderAudit(audit.entries);
+    $("loading").hidden = true;
+    $("dashboard").hidden = false;
+    $("refreshed").textContent = `updated ${formatTime(metrics.generated_at)}`;
+  } catch (error) {
+    if (error instanceof ApiError && (error.code === "forbidden" || error.code === "unauthorized")) showForbidden(error);
+    else $("refreshed").textContent = `refresh failed: ${error.message}`;
+  } finally {
+    refreshing = false;
+  }
+}
+
+// --- sessions table ---------------------------------------------------------------------
+
+function dayMs(value, endOfDay) {
+  if (!value) return null;
+  const ms = Date.parse(`${value}T00:00:00Z`);
+  return Number.isNaN(ms) ? null : ms + (endOfDay ? 86_400_000 - 1 : 0);
+}
+
+function listQuery(from) {
+  const params = new URLSearchParams({ limit: String(PAGE_SIZE), sort: $("f-sort").value, order: $("f-order").value });
+  if ($("f-kind").value) params.set("kind", $("f-kind").value);
+  if ($("f-state").value) params.set("state", $("f-state").value);
+  const owner = $("f-owner").value.trim();
+  if (owner) params.set("owner", owner);
+  const createdFrom = dayMs($("f-from").value, false);
+  const createdTo = dayMs($("f-to").value, true);
+  if (createdFrom !== null) params.set("created_from", String(createdFrom));
+  if (createdTo !== null) params.set("created_to", String(createdTo));
+  if (from) params.set("cursor", from);
+  return params;
+}
+
+async function loadPage(from) {
+  $("sessions-error").hidden = true;
+  try {
+    const page = await api(`/admin/sessions?${listQuery(from)}`);
+    pageStart = from;
+    cursor = page.next_cursor;
+    renderSessions(page.sessions);
+  } catch (error) {
+    handle(error, $("sessions-error"));
+  }
+}
+
+function renderSessions(rows) {
+  const body = $("sessions");
+  body.replaceChildren();
+  for (const row of rows) {
+    const tr = document.createElement("tr");
+    tr.dataset.id = row.session_id;
+    tr.dataset.orphaned = String(row.orphaned);
+    cell(tr, row.title ? `${row.title} · ${row.session_id.slice(0, 8)}` : row.session_id);
+    cell(tr, row.kind);
+    cell(tr, row.owner_id || "—");
+    cell(tr, formatTime(row.created_at));
+    cell(tr, formatTime(row.accessed_at));
+    cell(tr, formatBytes(row.size_bytes));
+    cell(tr, row.remix_count);
+    tr.addEventListener("click", () => showDetail(row.session_id));
+    body.append(tr);
+  }
+  $("sessions-empty").hidden = rows.length > 0;
+  $("page-next").disabled = cursor === null;
+}
+
+// --- detail -----------------------------------------------------------------------------
+
+async function showDetail(sessionId) {
+  selected = sessionId;
+  const notice = $("detail-notice");
+  notice.hidden = true;
+  try {
+    const detail = await api(`/admin/sessions/${encodeURIComponent(sessionId)}?events=100`);
+    $("detail-id").textContent = detail.session_id;
+    $("detail-kind").textContent = detail.kind;
+    $("detail-link").href = detail.url || "/";
+    $("detail-position").textContent = `epoch ${detail.epoch || "—"}, offset ${detail.offset}, ${formatBytes(detail.size_bytes)}`;
+    const ancestors = detail.remix.ancestors.map((a) => a.session_id.slice(0, 8) + (a.exists === "yes" ? "" : " (deleted)"));
+    $("detail-lineage").textContent =
+      `${ancestors.length ? `remixed from ${ancestors.join(" ← ")}` : "an original"}; remixed ${detail.remix.remix_count} time(s)`;
+    $("detail-json").textContent = JSON.stringify(detail.session, null, 2);
+    const events = $("detail-events");
+    events.replaceChildren();
+    for (const event of detail.events) {
+      const item = document.createElement("li");
+      item.textContent = `#${event.offset} ${formatTime(event.ts)} ${event.type} ${JSON.stringify(event.data ?? {})}`;
+      events.append(item);
+    }
+    $("delete-confirm").value = "";
+    $("delete-button").disabled = true;
+    $("detail").hidden = false;
+  } catch (error) {
+    handle(error, notice);
+  }
+}
+
+async function deleteSelected(event) {
+  event.preventDefault();
+  const confirm = $("delete-confirm").value.trim();
+  if (!selected || confirm !== selected) return;
+  const notice = $("detail-notice");
+  try {
+    await api(`/admin/sessions/${encodeURIComponent(selected)}`, { method: "DELETE", body: { confirm } });
+    notice.textContent = `Deleted ${selected}.`;
+    notice.dataset.kind = "";
+    notice.hidden = false;
+    $("delete-button").disabled = true;
+    await Promise.all([loadPage(pageStart), refresh()]);
+  } catch (error) {
+    notice.dataset.kind = "error";
+    handle(error, notice);
+  }
+}
+
+// --- bulk -------------------------------------------------------------------------------
+
+function progress(done, total) {
+  const bar = $("bulk-progress");
+  bar.hidden = false;
+  bar.max = Math.max(total, 1);
+  bar.value = done;
+}
+
+async function streamLines(path, init, onLine) {
+  const token = await getToken();
+  const response = await fetch(path, { ...init, headers: { ...(init.headers ?? {}), Authorization: `Bearer ${token}` } });
+  if (!response.ok) {
+    const body = await response.json().catch(() => null);
+    throw new ApiError(body?.error ?? `http_${response.status}`, body?.message ?? response.statusText, response.status);
+  }
+  const reader = response.body.getReader();
+  const decoder = new TextDecoder();
+  let buffered = "";
+  const chunks = [];
+  for (;;) {
+    const { done, value } = await reader.read();
+    if (done) break;
+    chunks.push(value);
+    buffered += decoder.decode(value, { stream: true });
+    const lines = buffered.split("\n");
+    buffered = lines.pop();
+    for (const line of lines) if (line) onLine(JSON.parse(line));
+  }
+  return chunks;
+}
+
+async function exportSessions(scope) {
+  const status = $("bulk-status");
+  let total = 0;
+  let count = 0;
+  try {
+    const chunks = await streamLines(`/admin/export?scope=${scope}`, {}, (line) => {
+      if ("total" in line && "export" in line) total = line.total;
+      else count += 1;
+      progress(count, total);
+      status.textContent = `Exporting ${scope}: ${count} / ${total}`;
+    });
+    const url = URL.createObjectURL(new Blob(chunks, { type: "application/x-ndjson" }));
+    const link = document.createElement("a");
+    link.href = url;
+    link.download = `sessionhub-${scope}.jsonl`;
+    document.body.append(link);
+    link.click();
+    link.remove();
+    setTimeout(() => URL.revokeObjectURL(url), 10_000);
+    status.textContent = `Exported ${count} session(s) (${scope}).`;
+  } catch (error) {
+    handle(error, status);
+  }
+}
+
+function orphanDays() {
+  const value = $("orphan-days").value.trim();
+  return /^[0-9]{1,5}$/.test(value) && Number(value) >= 1 ? Number(value) : null;
+}
+
+async function countOrphans(event) {
+  event.preventDefault();
+  const status = $("bulk-status");
+  const days = orphanDays();
+  const confirmButton = $("orphans-confirm");
+  confirmButton.hidden = true;
+  if (days === null) {
+    status.textContent = "Enter a whole number of days (1 or more).";
+    return;
+  }
+  try {
+    const dry = await api("/admin/orphans/delete", { method: "POST", body: { older_than_days: days, dry_run: true } });
+    pendingOrphans = { days, count: dry.count };
+    status.textContent = `${dry.count} orphan(s) not accessed for ${days} days.`;
+    if (dry.count > 0) {
+      confirmButton.textContent = `Delete ${dry.count} orphan(s)`;
+      confirmButton.hidden = false;
+    }
+  } catch (error) {
+    handle(error, status);
+  }
+}
+
+async function deleteOrphans() {
+  const status = $("bulk-status");
+  if (!pendingOrphans) return;
+  const { days, count } = pendingOrphans;
+  pendingOrphans = null;
+  $("orphans-confirm").hidden = true;
+  try {
+    await streamLines(
+      "/admin/orphans/delete",
+      { method: "POST", headers: { "Content-Type": "application/json" }, body: JSON.stringify({ older_than_days: days, confirm_count: count }) },
+      (line) => {
+        progress(line.done === true ? line.total : line.done, line.total);
+        status.textContent = line.done === true ? `Deleted ${line.deleted} orphan(s).` : `Deleting: ${line.done} / ${line.total}`;
+      },
+    );
+    await Promise.all([loadPage(null), refresh()]);
+  } catch (error) {
+    handle(error, status);
+  }
+}
+
+async function recalculate() {
+  const status = $("bulk-status");
+  try {
+    const drift = await api("/admin/recalculate", { method: "POST", body: {} });
+    status.textContent = drift.drift
+      ? `Recalculated ${drift.sessions} session(s): ${drift.added} added, ${drift.removed} removed, ${drift.corrected} corrected.`
+      : `Recalculated ${drift.sessions} session(s): no drift.`;
+    await refresh();
+  } catch (error) {
+    handle(error, status);
+  }
+}
+
+// --- token ------------------------------------------------------------------------------
+
+function useToken(event) {
+  event.preventDefault();
+  const token = $("token-input").value.trim();
+  let exp;
+  try {
+    const payload = JSON.parse(atob(token.split(".")[1].replace(/-/g, "+").replace(/_/g, "/")));
+    exp = Number(payload.exp);
+  } catch {
+    $("forbidden-message").textContent = "That is not a token.";
+    return;
+  }
+  localStorage.setItem(TOKEN_KEY, JSON.stringify({ token, expires_at: exp, guest: false, obtained_at: Date.now() / 1000 }));
+  location.reload();
+}
+
+function start() {
+  $("filters").addEventListener("submit", (event) => {
+    event.preventDefault();
+    loadPage(null);
+  });
+  $("page-first").addEventListener("click", () => loadPage(null));
+  $("page-next").addEventListener("click", () => cursor && loadPage(cursor));
+  $("delete-confirm").addEventListener("input", () => {
+    $("delete-button").disabled = $("delete-confirm").value.trim() !== selected;
+  });
+  $("delete-form").addEventListener("submit", deleteSelected);
+  $("export-all").addEventListener("click", () => exportSessions("all"));
+  $("export-orphans").addEventListener("click", () => exportSessions("orphans"));
+  $("recalculate").addEventListener("click", recalculate);
+  $("orphans-form").addEventListener("submit", countOrphans);
+  $("orphans-confirm").addEventListener("click", deleteOrphans);
+  $("token-form").addEventListener("submit", useToken);
+  refresh().then(() => {
+    if (!$("dashboard").hidden) loadPage(null);
+  });
+  setInterval(refresh, REFRESH_MS);
+}
+
+start();
