@@ -11,22 +11,26 @@ from typing import Any
 from aiohttp import web
 
 from handlers.admin import capability as admin
+from handlers.admin.config import AdminConfig
 from handlers.auth_http import AuthRoutes
 from handlers.clips import capability as clips
+from handlers.clips.settings import ClipSettings
 from handlers.connection import Connections
 from handlers.connection_events import ConnectionEvents
 from handlers.context import Services
 from handlers.health import HealthRoutes
 from handlers.home import HomeRoutes
 from handlers.patterns import capability as patterns
+from handlers.patterns.config import PatternConfig
 from handlers.listening import capability as listening
+from handlers.listening.config import ListeningSettings
 from handlers.socket_router import SocketRouter
 from handlers.subscriptions import SubscriptionEvents
 from handlers.voice import capability as voice
 from handlers.web_pages import WebPages
 from server.bus import Bus
 from server.fastpath import SessionServer, check_versions
-from server.services import admin_config_from, clip_settings_from, listening_settings_from, pattern_config_from
+from server.services import limits_section
 from server.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -47,10 +51,10 @@ def capabilities(settings: Settings) -> Sequence[Capability]:
     """Every capability the server serves, each with its limits: it installs its kind, events, routes."""
     return (
         voice.install,
-        partial(patterns.install, config=pattern_config_from(settings)),
-        partial(clips.install, settings=clip_settings_from(settings)),
-        partial(listening.install, settings=listening_settings_from(settings)),
-        partial(admin.install, config=admin_config_from(settings)),
+        partial(patterns.install, config=limits_section(settings, "patterns_", PatternConfig)),
+        partial(clips.install, settings=limits_section(settings, "clips_", ClipSettings)),
+        partial(listening.install, settings=limits_section(settings, "listening_", ListeningSettings)),
+        partial(admin.install, config=limits_section(settings, "admin_", AdminConfig)),
     )
 
 

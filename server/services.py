@@ -2,18 +2,15 @@
 
 from __future__ import annotations
 
-from typing import cast
+from dataclasses import fields
+from typing import Any, TypeVar, cast
 
 from redis.asyncio import BlockingConnectionPool, Redis
 from redis.asyncio.cluster import RedisCluster
 
 from auth.tokens import TokenService
 from handlers.context import Limits, NoSubscriptions, Services, Subscriptions
-from handlers.admin.config import AdminConfig
-from handlers.clips.settings import ClipSettings
 from handlers.kinds import KindRegistry
-from handlers.listening.config import ListeningSettings
-from handlers.patterns.config import PatternConfig
 from server.settings import Settings
 from storage.clock import Clock
 from storage.events import EventLog
@@ -25,6 +22,10 @@ from storage.scripts import Scripts
 from storage.sessions import SessionDirectory
 from storage.voice import VoiceSessions
 from storage.voice_config import VoiceConfig, parse_user_map
+
+
+# A capability's frozen dataclass of limits (see limits_section).
+C = TypeVar("C", bound=Any)
 
 
 def connect_redis(url: str, *, max_connections: int = 512, cluster: bool = False) -> Redis:
@@ -87,60 +88,9 @@ def voice_config_from(settings: Settings) -> VoiceConfig:
     )
 
 
-def admin_config_from(settings: Settings) -> AdminConfig:
-    """The admin capability's thresholds, rates and alert limits."""
-    return AdminConfig(
-        orphan_days=settings.admin_orphan_days,
-        storage_cost_per_gb_month=settings.admin_storage_cost_per_gb_month,
-        read_cost_per_million=settings.admin_read_cost_per_million,
-        write_cost_per_million=settings.admin_write_cost_per_million,
-        memory_budget_bytes=settings.admin_memory_budget_bytes,
-        memory_alert_ratio=settings.admin_memory_alert_ratio,
-        large_session_bytes=settings.admin_large_session_bytes,
-        creation_spike_factor=settings.admin_creation_spike_factor,
-        creation_spike_min=settings.admin_creation_spike_min,
-        job_stuck_s=settings.admin_job_stuck_s,
-        dead_letter_alert=settings.admin_dead_letter_alert,
-        node_heartbeat_s=settings.admin_node_heartbeat_s,
-        metrics_public=settings.admin_metrics_public,
-        actions_per_min=settings.admin_actions_per_min,
-    )
-
-
-def clip_settings_from(settings: Settings) -> ClipSettings:
-    """The stream capability's limits."""
-    return ClipSettings(
-        cooldown_s=settings.clips_cooldown_s,
-        max_per_session=settings.clips_max_per_session,
-        moment_window_s=settings.clips_moment_window_s,
-    )
-
-
-def listening_settings_from(settings: Settings) -> ListeningSettings:
-    """The listening capability's rules and caps."""
-    return ListeningSettings(
-        window_s=settings.listening_window_s,
-        throttle_s=settings.listening_throttle_s,
-        min_session_ms=settings.listening_min_session_ms,
-        silence_s=settings.listening_silence_s,
-        sweep_interval_s=settings.listening_sweep_interval_s,
-        max_devices=settings.listening_max_devices,
-        max_items=settings.listening_max_items,
-        max_sessions=settings.listening_max_sessions,
-        http_reports_per_min=settings.listening_http_reports_per_min,
-    )
-
-
-def pattern_config_from(settings: Settings) -> PatternConfig:
-    """The pattern capability's limits."""
-    return PatternConfig(
-        creates_per_min=settings.patterns_creates_per_min,
-        max_body_bytes=settings.patterns_max_body_bytes,
-        orphan_days=settings.patterns_orphan_days,
-        max_players=settings.patterns_max_players,
-        presence_ttl_s=settings.patterns_presence_ttl_s,
-        cursor_interval_ms=settings.patterns_cursor_interval_ms,
-    )
+def limits_section(settings: Settings, prefix: str, section: type[C]) -> C:
+    """A capability's limits: the dataclass ``section`` filled from the settings ``<prefix><field>``."""
+    return section(**{f.name: getattr(settings, prefix + f.name) for f in fields(section)})  # type: ignore[call-arg]
 
 
 def build_services(

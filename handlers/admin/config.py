@@ -1,6 +1,6 @@
 """Admin thresholds and rates (``SESSIONHUB_ADMIN_*`` settings, listed in README.md).
 
-Built from the server's settings by ``server.services.admin_config_from``, the one place where
+Built from the server's settings by ``server.services.limits_section``, the one place where
 settings become limits, and handed to ``install``.
 """
 

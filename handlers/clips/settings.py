@@ -1,6 +1,6 @@
 """Stream-session limits (``SESSIONHUB_CLIPS_*`` settings, listed in README.md).
 
-Built from the server's settings by ``server.services.clip_settings_from``, the one place where
+Built from the server's settings by ``server.services.limits_section``, the one place where
 settings become limits, and handed to ``install``.
 """
 

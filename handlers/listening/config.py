@@ -1,6 +1,6 @@
 """Listening-history limits (``SESSIONHUB_LISTENING_*`` settings; every one is listed in README.md).
 
-Built from the server's settings by ``server.services.listening_settings_from``, the one place
+Built from the server's settings by ``server.services.limits_section``, the one place
 where settings become limits, and handed to ``install``.
 """
 

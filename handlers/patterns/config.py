@@ -1,6 +1,6 @@
 """Pattern-session limits (``SESSIONHUB_PATTERNS_*`` settings, listed in README.md).
 
-Built from the server's settings by ``server.services.pattern_config_from``, the one place
+Built from the server's settings by ``server.services.limits_section``, the one place
 where settings become limits, and handed to ``install``.
 """
 
