@@ -42,6 +42,7 @@ from typing import Any
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
+from handlers.background import cancelled, stop_if_cancelled
 from protocol.events import SESSION_RESYNC
 from server.channels import CONFIRMATIONS, MESSAGES, Channels
 from server.outlet import Packet, deliver, direct_writer
@@ -292,7 +293,7 @@ class Bus:
     # --- internals: the listener -----------------------------------------------------------
     async def _listen(self) -> None:
         backoff_s = BACKOFF_MIN_S
-        while True:
+        while not cancelled():
             try:
                 await self._apply_commands()
                 message = await self._pubsub.get_message(POLL_S)
@@ -303,6 +304,7 @@ class Bus:
             except asyncio.CancelledError:
                 raise
             except Exception as exc:  # Redis away, or a bug: never stop delivering, never spin
+                stop_if_cancelled(exc)
                 if not isinstance(exc, RedisError | OSError):
                     log.exception("bus listener error")
                 elif self._alive:

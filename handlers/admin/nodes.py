@@ -17,6 +17,8 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 from aiohttp import web
+
+from handlers.background import STOP_WAIT_S, cancelled, stop_if_cancelled
 from redis.exceptions import RedisError
 
 from handlers.context import Services
@@ -44,8 +46,7 @@ class NodeHeartbeat:
         task = asyncio.create_task(self._beat_forever())
         yield
         task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await task
+        await asyncio.wait({task}, timeout=STOP_WAIT_S)
         with contextlib.suppress(RedisError, OSError, TimeoutError):
             # Bounded: a stuck Redis must not hold up a shutdown (the entry then goes stale).
             await asyncio.wait_for(self._s.redis.hdel(self._s.keys.admin_nodes(), self.node_id), 2)  # type: ignore[arg-type]
@@ -60,10 +61,11 @@ class NodeHeartbeat:
         await self._s.redis.hset(self._s.keys.admin_nodes(), self.node_id, json.dumps(heartbeat))  # type: ignore[misc]
 
     async def _beat_forever(self) -> None:
-        while True:
+        while not cancelled():
             try:
                 await self.beat()
             except (RedisError, OSError) as exc:
+                stop_if_cancelled(exc)
                 log.warning("node heartbeat failed: %s", exc)
             await asyncio.sleep(self.interval_s)
 

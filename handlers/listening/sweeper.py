@@ -7,10 +7,11 @@ Nodes do not coordinate beyond Redis: each history due for a sweep is claimed un
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 
 from aiohttp import web
+
+from handlers.background import STOP_WAIT_S, cancelled, stop_if_cancelled
 
 from storage.listening import ListeningHistories
 
@@ -38,18 +39,18 @@ class Sweeper:
     async def _stop(self, _: web.Application) -> None:
         if self._task is not None:
             self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+            await asyncio.wait({self._task}, timeout=STOP_WAIT_S)
             self._task = None
 
     async def _run(self) -> None:
-        while True:
+        while not cancelled():
             try:
                 # Keep going while a full batch came back: a backlog drains at once.
                 while (await self._histories.sweep_due(limit=BATCH))[0] >= BATCH:
                     pass
             except asyncio.CancelledError:
                 raise
-            except Exception:  # Redis away for a moment: the next round retries
+            except Exception as exc:  # Redis away for a moment: the next round retries
+                stop_if_cancelled(exc)
                 log.exception("listening sweep failed")
             await asyncio.sleep(self._interval_s)

@@ -1,0 +1,30 @@
+"""What every background loop of the server (heartbeats, sweepers) shares about stopping."""
+
+from __future__ import annotations
+
+import asyncio
+
+# How long a stopping loop is waited for before shutdown goes on without it.
+STOP_WAIT_S = 5.0
+
+
+def cancelled() -> bool:
+    """True once the running task has been asked to stop (even if a library swallowed it).
+
+    redis-py may catch the ``CancelledError`` of a task cancelled during a call and return or
+    raise something else: a loop checks this between rounds, so that it still stops.
+    """
+    task = asyncio.current_task()
+    return task is not None and task.cancelling() > 0
+
+
+def stop_if_cancelled(exc: BaseException) -> None:
+    """Re-raise a cancellation that a library turned into another error.
+
+    A task cancelled in the middle of a Redis call may see the cancellation come back as a
+    connection error (redis-py closes the connection under it); a loop that logs such errors and
+    goes on would then never stop, and hold the server's shutdown.
+    """
+    task = asyncio.current_task()
+    if task is not None and task.cancelling():
+        raise asyncio.CancelledError from exc
