@@ -22,7 +22,7 @@ from typing import Any
 import socketio
 from aiohttp import web
 
-from auth.errors import AuthError
+from protocol.errors import CodedError
 from auth.tokens import TokenConfig, TokenService
 
 EPOCH = "stock"
@@ -57,7 +57,7 @@ class StockServer:
         token = auth.get("token") if isinstance(auth, dict) else None
         try:
             self._tokens.verify(token)
-        except AuthError as exc:
+        except CodedError as exc:
             raise socketio.exceptions.ConnectionRefusedError("unauthorized", {"message": exc.message}) from None
 
     async def subscribe(self, sid: str, data: dict[str, Any]) -> dict[str, Any]:
