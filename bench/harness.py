@@ -210,8 +210,14 @@ def create_session(port: int, token: str) -> str:
         return str(json.loads(response.read())["session_id"])
 
 
-def start_sessionhub(workdir: Path, redis_url: str) -> ServerUnderTest:
-    """``python -m server serve`` pinned to the server core, with the benchmark's settings."""
+def start_sessionhub(
+    workdir: Path, redis_url: str, *, snapshots: Path | None = None, settings: dict[str, str] | None = None
+) -> ServerUnderTest:
+    """``python -m server serve`` pinned to the server core, with the benchmark's settings.
+
+    With ``snapshots``, the server runs under tracemalloc (bench/traced_server.py) and writes a
+    snapshot there on each SIGUSR1. ``settings`` adds or overrides environment settings.
+    """
     port = free_port()
     data_dir = workdir / f"data-{port}"
     data_dir.mkdir()
@@ -224,8 +230,15 @@ def start_sessionhub(workdir: Path, redis_url: str) -> ServerUnderTest:
         "SESSIONHUB_INPROCESS_WORKERS": "0",
         "SESSIONHUB_LOG_LEVEL": "WARNING",
         "SESSIONHUB_DATA_DIR": str(data_dir),
+        # every benchmark client comes from 127.0.0.1: the per-address cap would refuse them
+        "SESSIONHUB_MAX_CONNECTIONS_PER_ADDRESS": "1000000",
+        **(settings or {}),
     }
-    argv = pinned(SERVER_CORE, [PYTHON, "-m", "server", "serve", "--host", "127.0.0.1", "--port", str(port)])
+    launcher = ["-m", "server"]
+    if snapshots is not None:
+        env["SESSIONHUB_BENCH_SNAPSHOTS"] = str(snapshots)
+        launcher = [str(BENCH / "traced_server.py")]
+    argv = pinned(SERVER_CORE, [PYTHON, *launcher, "serve", "--host", "127.0.0.1", "--port", str(port)])
     child = start(f"sessionhub-{port}", argv, workdir=workdir, env=env)
     _wait_ready(child, port)
     token = mint_token()

@@ -639,6 +639,8 @@ async def main_async(args: argparse.Namespace) -> dict[str, Any]:
         gc.collect()
         gc.freeze()
         gc.disable()  # nothing here builds reference cycles; no pauses in the windows
+        if args.hold_s > 0:  # connections held open (bench/connections.py reads memory meanwhile)
+            await asyncio.sleep(args.hold_s)
         if args.sat_s > 0:
             result["saturation"] = await run.saturation()
             await asyncio.sleep(0.5)
@@ -671,6 +673,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--handshake-timeout-s", type=float, default=20.0)
     p.add_argument("--plain-asyncio", action="store_true", help="read subscribers through asyncio transports")
     p.add_argument("--deadline-s", type=float, default=120.0, help="hard limit on the whole run")
+    p.add_argument("--hold-s", type=float, default=0.0, help="after connecting, keep every connection open this long")
     return p.parse_args(argv)
 
 

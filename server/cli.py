@@ -22,6 +22,7 @@ from server import admin_cli, logs
 from server.app import build_app
 from server.fastpath import UnsupportedVersions, check_versions
 from server.identity import token_service
+from server.process import raise_open_files_limit, tune_gc
 from server.redis_embed import URL_FILE, DataDirBusy, DataDirLock, EmbeddedRedis
 from server.services import build_services, connect_redis
 from server.settings import Settings
@@ -141,12 +142,14 @@ async def serve(settings: Settings) -> None:
         await runner.setup()
         site = web.TCPSite(runner, settings.host, settings.port)
         await site.start()
+        open_files = raise_open_files_limit()
+        tune_gc(settings.gc_gen0_threshold)  # after start-up: what exists now is frozen
         stop_workers = asyncio.Event()
         workers = [
             asyncio.create_task(_worker(services, settings).run(stop_workers))
             for _ in range(settings.inprocess_workers)
         ]
-        log.info("sessionhub serving on http://%s:%d", settings.host, settings.port)
+        log.info("sessionhub serving on http://%s:%d (up to %d open files)", settings.host, settings.port, open_files)
         print(f"sessionhub serving on http://{settings.host}:{settings.port}", flush=True)
         try:
             await _wait_for_signal()

@@ -56,6 +56,8 @@ class Settings(BaseSettings):
     connect_timeout_s: float = Field(default=10.0, gt=0)
     http_idle_timeout_s: float = Field(default=15.0, gt=0)
     max_connections_per_address: int = Field(default=2000, ge=1)
+    # Young-generation threshold of the garbage collector (0 keeps CPython's; server/process.py).
+    gc_gen0_threshold: int = Field(default=50_000, ge=0)
 
     job_max_attempts: int = Field(default=5, ge=1)
     job_backoff_base_ms: int = Field(default=1000, ge=1)

@@ -317,7 +317,8 @@ static void usage(const char *program) {
     fprintf(stderr,
             "usage: %s --port P --token T --session S --server-pid PID [--redis-pid PID] [--host H] [--n N]\n"
             "       [--concurrency 64] [--outstanding 8] [--warmup-s 1] [--sat-s 5] [--rate 50] [--fixed-s 10]\n"
-            "       [--stall-s 3] [--drain-s 20] [--idle-s 2] [--handshake-timeout-s 20] [--deadline-s 120]\n",
+            "       [--stall-s 3] [--drain-s 20] [--idle-s 2] [--handshake-timeout-s 20] [--deadline-s 120]\n"
+            "       [--hold-s 0]\n",
             program);
     exit(2);
 }
@@ -334,7 +335,7 @@ static void parse_options(int argc, char **argv) {
         {"warmup-s", 1, 0, 'w'},    {"sat-s", 1, 0, 'a'},         {"rate", 1, 0, 'r'},
         {"fixed-s", 1, 0, 'f'},     {"stall-s", 1, 0, 'l'},       {"drain-s", 1, 0, 'd'},
         {"idle-s", 1, 0, 'i'},      {"handshake-timeout-s", 1, 0, 'H'}, {"deadline-s", 1, 0, 'D'},
-        {"plain-asyncio", 0, 0, 'P'}, {0, 0, 0, 0}};
+        {"plain-asyncio", 0, 0, 'P'}, {"hold-s", 1, 0, 'k'},  {0, 0, 0, 0}};
     int c;
     while ((c = getopt_long_only(argc, argv, "", long_options, NULL)) != -1) {
         switch (c) {
@@ -356,6 +357,7 @@ static void parse_options(int argc, char **argv) {
         case 'i': o->idle_s = atof(optarg); break;
         case 'H': o->handshake_timeout_s = atof(optarg); break;
         case 'D': o->deadline_s = atof(optarg); break;
+        case 'k': o->hold_s = atof(optarg); break;
         case 'P': break; /* lean_client's reader switch; nothing to switch here */
         default: usage(argv[0]);
         }
@@ -386,6 +388,7 @@ int main(int argc, char **argv) {
     Bytes out = {0};
     bytes_printf(&out, "{\"n\": %d, \"generator\": \"c\", ", G.opt.n);
     connect_phase(&out);
+    if (G.opt.hold_s > 0) run_until(now_s() + G.opt.hold_s);
     if (G.opt.sat_s > 0) {
         bytes_puts(&out, ", ");
         saturation(&out);

@@ -20,6 +20,7 @@ typedef struct {
     int concurrency;
     int outstanding;
     double warmup_s, sat_s, rate, fixed_s, stall_s, drain_s, idle_s, handshake_timeout_s, deadline_s;
+    double hold_s; /* after connecting, keep every connection open this long (memory reports) */
 } Options;
 
 /* One client connection: WebSocket upgrade, Engine.IO/Socket.IO handshake, then frames. */
