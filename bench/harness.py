@@ -169,8 +169,8 @@ class ServerUnderTest:
     extra: dict[str, Any] = field(default_factory=dict)
 
 
-def _wait_ready(child: Child, port: int) -> None:
-    deadline = time.monotonic() + READY_TIMEOUT_S
+def _wait_ready(child: Child, port: int, timeout_s: float = READY_TIMEOUT_S) -> None:
+    deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
         if child.process.poll() is not None:
             break
@@ -240,7 +240,7 @@ def start_sessionhub(
         launcher = [str(BENCH / "traced_server.py")]
     argv = pinned(SERVER_CORE, [PYTHON, *launcher, "serve", "--host", "127.0.0.1", "--port", str(port)])
     child = start(f"sessionhub-{port}", argv, workdir=workdir, env=env)
-    _wait_ready(child, port)
+    _wait_ready(child, port, READY_TIMEOUT_S * (4 if snapshots is not None else 1))  # tracemalloc is slow
     token = mint_token()
     return ServerUnderTest("sessionhub", child, port, token, create_session(port, token))
 

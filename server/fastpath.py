@@ -13,12 +13,18 @@ The contract, i.e. everything relied on beyond the libraries' documented API (a 
   written), ``create_queue()`` building each socket's queue, ``start_background_task`` being
   how ``AsyncSocket.schedule_ping`` starts ``AsyncSocket._send_ping``, ``_trigger_event``
   (``connect`` runs with the new socket already in ``sockets``).
-- ``engineio.async_socket.AsyncSocket``: ``queue``, ``upgraded``, ``upgrading``, ``closed``,
-  ``closing``, ``last_ping``, ``close(wait=, abort=)``, ``handler.__self__`` being the socket.
-- ``engineio.async_drivers.aiohttp.WebSocket``: built as ``(handler, server)``, ``_sock``.
+- ``engineio.async_socket.AsyncSocket``: ``queue``, ``connected``, ``upgraded``, ``upgrading``,
+  ``closed``, ``closing``, ``last_ping``, ``close(wait=, abort=)``, ``receive()``,
+  ``schedule_ping()``, ``handler.__self__`` being the socket; the ``websocket`` driver entry
+  built as ``(handler, server)`` and awaited with the environ, its result being the HTTP answer.
+- ``engineio.AsyncServer._handle_connect`` and ``handle_request`` leaving a socket whose
+  WebSocket handler returned while it is still open in ``sockets``.
 - ``socketio.AsyncServer``: ``_engineio_server_class``, ``_handle_eio_message``,
   ``_handle_eio_disconnect``, ``_handle_event``, ``_send_packet``, ``_binary_packet``.
-- aiohttp: ``request.transport`` of a prepared ``WebSocketResponse`` is the connection's.
+- aiohttp: the request handler (``request.protocol``) keeps bytes read after an upgrade
+  request in ``_message_tail``, lets go of a connection whose ``transport`` is set to None,
+  and tracks it in ``_manager`` (``connection_lost``); a response whose ``prepare`` raises
+  ``ConnectionResetError`` ends its handler without writing (see :func:`_take_over`).
 
 It was tested with the versions in :data:`TESTED`; :func:`check_versions` refuses to start
 outside them (widen a range only after ``make test`` passes on the new version).
@@ -39,9 +45,7 @@ from typing import Any
 import engineio
 import socketio
 from aiohttp import web
-from aiohttp.web import WebSocketResponse
 from engineio import packet as eio_packet
-from engineio.async_drivers.aiohttp import WebSocket as EngineIoWebSocket
 from engineio.async_socket import AsyncSocket
 from socketio import packet as sio_packet
 
@@ -51,6 +55,7 @@ from handlers.log_throttle import LogThrottle
 from protocol.errors import CodedError, ErrorCode
 from protocol.events import PROTOCOL_ERROR
 from server.engine import LightQueue
+from server.leanws import CLOSE_PROTOCOL, FrameError, HandshakeError, LeanWebSocket, accept_key, switching_protocols
 from server.outlet import direct_writer, ws_frame
 
 log = logging.getLogger(__name__)
@@ -122,116 +127,156 @@ def _frame_of(message: str | bytes) -> bytes:
     return ws_frame(message.encode())
 
 
-class DirectWebSocket(EngineIoWebSocket):
-    """python-engineio's aiohttp WebSocket wrapper without compression, writing synchronously.
+class DirectWebSocket:
+    """What python-engineio calls to serve a WebSocket: the connection is taken from aiohttp.
 
-    Compression is off (as in the reference socket.io server) so that one frame fits every
-    recipient. A client that stops reading is disconnected once its server's
-    ``slow_limit_bytes`` wait in its transport; it resumes from its offset when it reconnects.
+    Built by Engine.IO as ``(handler, server)``, where ``handler.__self__`` is the Engine.IO
+    socket. It answers the opening handshake itself, hands the transport to an
+    :class:`EngineWebSocket` and detaches aiohttp's request handler (:func:`_take_over`), so
+    the request, its headers and its handler coroutines are freed at once instead of living as
+    long as the connection.
     """
 
-    async def __call__(self, environ: dict[str, Any]) -> WebSocketResponse:
-        request = environ["aiohttp.request"]
-        self._sock = WebSocketResponse(max_msg_size=self.server.max_http_buffer_size, compress=False)
-        await self._sock.prepare(request)
-        self.environ = environ
-        self.transport = request.transport
-        self.slow_limit_bytes: int = self.server.slow_limit_bytes
-        eio_socket = self.handler.__self__
-        eio_socket.sh_ws = self
+    def __init__(self, handler: Any, server: LightEngineServer) -> None:
+        self.handler = handler
+        self.server = server
+
+    async def __call__(self, environ: dict[str, Any]) -> web.StreamResponse:
+        request: web.Request = environ["aiohttp.request"]
+        eio_socket: AsyncSocket = self.handler.__self__
+        server = self.server
+        transport = request.transport
         try:
-            await _serve_websocket(eio_socket, self)
-        finally:
-            eio_socket.sh_ws = None
-        return self._sock
+            accept = accept_key(request.headers)
+        except HandshakeError as exc:
+            await server.drop(eio_socket)
+            return to_http(CodedError(ErrorCode.INVALID_PAYLOAD, f"not a WebSocket opening handshake: {exc}"))
+        if not isinstance(transport, asyncio.Transport) or transport.is_closing():
+            await server.drop(eio_socket)
+            return web.Response(status=400)
+        ws = EngineWebSocket(transport, eio_socket, server)
+        transport.write(switching_protocols(accept))
+        if eio_socket.connected:  # from long-polling: the probe exchange comes first
+            eio_socket.upgrading = True  # packets wait in the queue meanwhile
+            ws.in_prelude = True
+        else:
+            eio_socket.connected = True
+            ws.start()
+        _take_over(request, ws)
+        # What the connection needed from its request has been read: the rest goes with it
+        # (python-socketio keeps this dict for the life of the connection).
+        kept = {key: environ[key] for key in KEPT_ENVIRON if key in environ}
+        environ.clear()
+        environ.update(kept)
+        return _TakenOver()
 
-    async def send(self, message: str | bytes) -> None:
-        self.write_frame(_frame_of(message))
 
-    def write_frame(self, frame: bytes) -> bool:
-        """Write one frame now; False when the connection is gone or has been cut as slow."""
-        transport = self.transport
-        if transport is None or transport.is_closing():
-            return False
-        if transport.get_write_buffer_size() > self.slow_limit_bytes:
-            log.warning("closing a client that does not read (%d bytes waiting)", transport.get_write_buffer_size())
-            transport.abort()
-            return False
-        transport.write(frame)
-        return True
+# The parts of a WebSocket's WSGI environ kept after its handshake.
+KEPT_ENVIRON = ("REQUEST_METHOD", "PATH_INFO", "QUERY_STRING", "REMOTE_ADDR", "HTTP_ORIGIN", "HTTP_USER_AGENT")
 
 
-async def _serve_websocket(socket: AsyncSocket, ws: DirectWebSocket) -> None:
-    """python-engineio's ``AsyncSocket._websocket_handler``, leaner: one task per connection.
+class _TakenOver(web.StreamResponse):
+    """The answer aiohttp gets for a connection taken over: nothing is left for it to write.
 
-    The stock handler starts a writer task per connection and, for every message received, a
-    task plus a ``wait_for``. Here the connection's own handler task reads with the ping
-    deadline as a timeout, and the socket's queue writes through to the WebSocket
-    (``LightQueue.attach``), so nothing else runs per connection or per message. The upgrade
-    from long-polling and the close follow the stock handler step by step.
+    aiohttp treats the failed ``prepare`` as a client gone away and ends its handler without
+    touching the connection (its transport was detached by :func:`_take_over`).
     """
-    server = socket.server
-    if socket.connected:
-        if not await _upgrade(socket, ws):
-            return
-    else:
-        socket.connected = True
+
+    def __init__(self) -> None:
+        super().__init__(status=101)
+
+    async def prepare(self, request: web.BaseRequest) -> None:
+        raise ConnectionResetError("the connection was taken over by its WebSocket")
+
+
+def _take_over(request: web.Request, protocol: asyncio.Protocol) -> None:
+    """Give the request's connection to ``protocol``; aiohttp's handler lets go of it.
+
+    aiohttp private parts (the fast path's contract): the request handler's ``_message_tail``
+    (bytes that came after the upgrade request), ``transport`` (None: aiohttp neither writes
+    to nor closes the connection any more) and ``_manager`` (its server's list of connections,
+    which must forget this one: nothing will report it lost).
+    """
+    handler: Any = request.protocol
+    transport = request.transport
+    assert transport is not None
+    tail: bytes = handler._message_tail
+    handler._message_tail = b""
+    handler.transport = None
+    manager = handler._manager
+    if manager is not None:
+        manager.connection_lost(handler, None)
+    transport.set_protocol(protocol)
+    if not transport.is_reading():
+        transport.resume_reading()
+    if tail:
+        protocol.data_received(tail)
+
+
+class EngineWebSocket(LeanWebSocket):
+    """An Engine.IO socket's WebSocket: messages to the socket, its queue written through."""
+
+    __slots__ = ("probed", "server", "socket")
+
+    def __init__(self, transport: asyncio.Transport, socket: AsyncSocket, server: LightEngineServer) -> None:
+        super().__init__(
+            transport, max_message_bytes=server.max_http_buffer_size, slow_limit_bytes=server.slow_limit_bytes
+        )
+        self.socket = socket
+        self.server = server
+        self.probed = False
+
+    def start(self) -> None:
+        """Become the socket's transport: what it queued, then everything it sends, goes out here."""
+        socket = self.socket
         socket.upgraded = True
-    socket.queue.attach(functools.partial(_write_through, ws))
-    deadline_s = server.ping_interval + server.ping_timeout
-    try:
-        while True:
-            try:
-                async with asyncio.timeout(deadline_s):
-                    data = await ws.wait()
-            except Exception:  # closed, reset, timed out: the connection is over
-                break
-            if data is None or len(data) > server.max_http_buffer_size:
-                break
-            try:
-                await socket.receive(eio_packet.Packet(encoded_packet=data))
-            except engineio.exceptions.UnknownPacketError:
-                pass
-            except engineio.exceptions.SocketIsClosedError:
-                break
-            except Exception:
-                server.logger.exception("Unknown receive error")
-    finally:
+        socket.sh_ws = self
+        socket.queue.attach(functools.partial(_write_through, self))
+
+    async def handle_message(self, message: str | bytes) -> None:
+        socket = self.socket
+        try:
+            await socket.receive(eio_packet.Packet(encoded_packet=message))
+        except engineio.exceptions.UnknownPacketError:
+            pass
+        except engineio.exceptions.SocketIsClosedError:
+            self.close()
+        except Exception:
+            self.server.logger.exception("Unknown receive error")
+
+    def handle_pong(self) -> None:
+        self.socket.schedule_ping()  # all that Engine.IO does for a PONG
+
+    def handle_prelude(self, message: str | bytes) -> bool:
+        """The long-polling -> WebSocket probe exchange of Engine.IO's stock handler."""
+        socket = self.socket
+        if not self.probed:
+            if message != "2probe":
+                socket.upgrading = False
+                raise FrameError(CLOSE_PROTOCOL, "expected the Engine.IO upgrade probe")
+            self.probed = True
+            self.write_frame(ws_frame(b"3probe"))
+            socket.queue.put_nowait(eio_packet.Packet(eio_packet.NOOP))  # ends the pending poll
+            return True
+        socket.upgrading = False
+        if message != "5":
+            socket.upgraded = False
+            raise FrameError(CLOSE_PROTOCOL, "expected the Engine.IO upgrade")
+        self.start()
+        return False
+
+    def handle_closed(self) -> None:
+        socket = self.socket
+        if getattr(socket, "sh_ws", None) is not self:
+            socket.upgrading = False  # an upgrade that did not happen: long-polling goes on
+            return
         socket.queue.detach()
-    await ws.close()
-    await socket.close(wait=False, abort=True, reason=server.reason.TRANSPORT_CLOSE)
+        self.server.close_later(socket)
 
 
-async def _upgrade(socket: AsyncSocket, ws: DirectWebSocket) -> bool:
-    """The long-polling -> WebSocket probe exchange of the stock handler; False when it fails."""
-    socket.upgrading = True  # hold packet sends during the upgrade
-    try:
-        probe = eio_packet.Packet(encoded_packet=await ws.wait())
-    except OSError:
-        socket.upgrading = False
-        return False
-    if probe.packet_type != eio_packet.PING or probe.data != "probe":
-        socket.upgrading = False
-        return False
-    await ws.send(eio_packet.Packet(eio_packet.PONG, data="probe").encode())
-    await socket.queue.put(eio_packet.Packet(eio_packet.NOOP))  # ends the pending poll
-    try:
-        upgrade = eio_packet.Packet(encoded_packet=await ws.wait())
-    except OSError:
-        socket.upgrading = False
-        return False
-    socket.upgrading = False
-    if upgrade.packet_type != eio_packet.UPGRADE:
-        socket.upgraded = False
-        return False
-    socket.upgraded = True
-    return True
-
-
-def _write_through(ws: DirectWebSocket, item: Any) -> None:
+def _write_through(ws: EngineWebSocket, item: Any) -> None:
     if item is None:  # Engine.IO's "stop writing": the connection ends
-        if ws.transport is not None:
-            ws.transport.close()
+        ws.close()
         return
     ws.write_frame(_frame_of(item.encode()))
 
@@ -269,7 +314,7 @@ class LightEngineServer(engineio.AsyncServer):
         driver: dict[str, Any] = self._async  # type: ignore[has-type]
         self._async = {**driver, "websocket": DirectWebSocket}
         self.logger = _EngineLog()
-        self.slow_limit_bytes = 1 << 20
+        self.slow_limit_bytes: int = 1 << 20
         self.max_per_address = 1 << 30
         self.trust_forwarded_for = False
         self._cuts: set[asyncio.Task[None]] = set()
@@ -334,6 +379,27 @@ class LightEngineServer(engineio.AsyncServer):
         ws = getattr(socket, "sh_ws", None)
         if ws is not None and ws.transport is not None:
             ws.transport.close()  # after the CLOSE packet already written to it
+
+    async def drop(self, socket: AsyncSocket) -> None:
+        """Close and forget a socket whose WebSocket never opened (a refused handshake)."""
+        await socket.close(wait=False, abort=True, reason=self.reason.TRANSPORT_ERROR)
+        self.sockets.pop(socket.sid, None)
+
+    def close_later(self, socket: AsyncSocket) -> None:
+        """Close a socket whose connection is gone, in a task (its disconnect handlers await)."""
+        if socket.closed:
+            self.sockets.pop(socket.sid, None)
+            return
+        task = asyncio.ensure_future(self._close_gone(socket))
+        self._cuts.add(task)
+        task.add_done_callback(self._cuts.discard)
+
+    async def _close_gone(self, socket: AsyncSocket) -> None:
+        try:
+            await socket.close(wait=False, abort=True, reason=self.reason.TRANSPORT_CLOSE)
+        finally:
+            if socket.closed:
+                self.sockets.pop(socket.sid, None)
 
     def _cut(self, socket: AsyncSocket) -> None:
         """Disconnect a client whose queue outgrew the slow-client limit (one that stopped
@@ -412,6 +478,18 @@ class SessionServer(socketio.AsyncServer):
                 await socket.close(wait=False)
             except Exception:  # one socket must not keep the others open
                 log.exception("closing an Engine.IO session at shutdown")
+
+    async def disconnect(self, sid: str, namespace: str | None = None, ignore_queue: bool = False) -> None:
+        """Disconnect a client, its Engine.IO session and TCP connection included.
+
+        python-socketio only leaves the namespace and trusts the client to close on the
+        DISCONNECT packet; one that does not would keep its connection (and pongs) forever:
+        ``/`` is the only namespace served, so nothing is left to keep it for.
+        """
+        eio_sid = self.manager.eio_sid_from_sid(sid, namespace or "/")
+        await super().disconnect(sid, namespace=namespace, ignore_queue=ignore_queue)
+        if eio_sid is not None:
+            await self.eio.end(eio_sid)
 
     async def _handle_eio_connect(self, eio_sid: str, environ: dict[str, Any]) -> None:
         await super()._handle_eio_connect(eio_sid, environ)
@@ -514,9 +592,14 @@ class SessionServer(socketio.AsyncServer):
         await super()._handle_eio_disconnect(eio_sid, reason)
         self._binary_bytes.pop(eio_sid, None)
         self._skipping.pop(eio_sid, None)
+        eio_socket = self.eio.sockets.get(eio_sid)
+        ws = getattr(eio_socket, "sh_ws", None)
+        if ws is not None:
+            # The connection ends with its session: after the CLOSE packet Engine.IO writes
+            # next, in this same step, so a client that ignores CLOSE is not left half-open.
+            asyncio.get_running_loop().call_soon(ws.close)
         # A client that leaves while its long-poll GET is pending would otherwise keep that
         # request open until the ping timeout; an empty batch ends it now.
-        eio_socket = self.eio.sockets.get(eio_sid)
         if eio_socket is not None and not eio_socket.upgraded:
             eio_socket.queue.put_nowait(None)
 

@@ -19,11 +19,27 @@ def port_of(url: str) -> int:
     return int(url.rsplit(":", 1)[1])
 
 
+def client_frame(opcode: int, payload: bytes, *, final: bool = True, mask: bytes = b"\0\0\0\0") -> bytes:
+    """A client-to-server WebSocket frame: masked with ``mask`` (RFC 6455 section 5.3)."""
+    size = len(payload)
+    first = (0x80 if final else 0) | opcode
+    if size < 126:
+        header = struct.pack("!BB", first, 0x80 | size)
+    elif size < 65536:
+        header = struct.pack("!BBH", first, 0x80 | 126, size)
+    else:
+        header = struct.pack("!BBQ", first, 0x80 | 127, size)
+    masked = bytes(b ^ mask[i % 4] for i, b in enumerate(payload))
+    return header + mask + masked
+
+
 class RawWebSocket:
     """A raw Engine.IO v4 WebSocket connection; frames are sent masked with a zero key."""
 
     def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         self.reader, self.writer = reader, writer
+        self.close_code: int | None = None  # of the server's close frame, once received
+        self.pongs: list[bytes] = []  # WebSocket pongs received (skipped by receive)
 
     @classmethod
     async def open(cls, port: int, *, rcvbuf: int | None = None) -> RawWebSocket:
@@ -53,14 +69,11 @@ class RawWebSocket:
         return ws, sid
 
     def _frame(self, opcode: int, payload: bytes) -> None:
-        size = len(payload)
-        if size < 126:
-            header = struct.pack("!BB", 0x80 | opcode, 0x80 | size)
-        elif size < 65536:
-            header = struct.pack("!BBH", 0x80 | opcode, 0x80 | 126, size)
-        else:
-            header = struct.pack("!BBQ", 0x80 | opcode, 0x80 | 127, size)
-        self.writer.write(header + b"\0\0\0\0" + payload)
+        self.writer.write(client_frame(opcode, payload))
+
+    def send_frame(self, opcode: int, payload: bytes, *, final: bool = True, mask: bytes | None = None) -> None:
+        """One frame as given (a fragment when not ``final``), masked with ``mask`` (random if None)."""
+        self.writer.write(client_frame(opcode, payload, final=final, mask=os.urandom(4) if mask is None else mask))
 
     def send(self, text: str) -> None:
         self._frame(0x1, text.encode())
@@ -78,7 +91,11 @@ class RawWebSocket:
         payload = await self.reader.readexactly(size)
         opcode = first & 0x0F
         if opcode == 0x8:
+            self.close_code = struct.unpack("!H", payload[:2])[0] if len(payload) >= 2 else None
             raise ConnectionError("closed by the server")
+        if opcode == 0xA:
+            self.pongs.append(payload)
+            return await self.receive(timeout)
         return payload.decode() if opcode == 0x1 else payload
 
     async def receive_until(self, prefix: str, timeout: float = 5) -> str:
