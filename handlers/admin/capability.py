@@ -20,6 +20,7 @@ from handlers.socket_router import SocketRouter
 from handlers.web_pages import add_page
 from storage.admin import AdminStore
 from storage.admin_recalc import AdminRecalc
+from storage.remix_tree import RemixTree
 
 
 SETTLE_ON_EXIT_S = 5.0
@@ -46,7 +47,9 @@ def install(services: Services, router: SocketRouter, app: web.Application, *, c
 
     app.on_cleanup.append(settle_touches)
     alerts = Alerts(services, store, config, nodes)
-    AdminRoutes(services, store=store, recalc=recalc, config=config, nodes=nodes, alerts=alerts).register(app)
+    tree = RemixTree(redis=services.redis, keys=services.keys)
+    routes = AdminRoutes(services, store=store, recalc=recalc, config=config, nodes=nodes, alerts=alerts, tree=tree)
+    routes.register(app)
     BulkRoutes(services, store=store, recalc=recalc, config=config).register(app)
     PrometheusRoutes(services, store=store, config=config, alerts=alerts).register(app)
     OpenApiRoutes(services.web_dir).register(app)

@@ -30,6 +30,7 @@ from handlers.ids import parse_session_id
 from protocol.errors import CodedError, ErrorCode
 from storage.admin import AdminStore, ListQuery
 from storage.admin_recalc import AdminRecalc
+from storage.remix_tree import RemixTree
 
 
 class AdminRoutes:
@@ -44,9 +45,11 @@ class AdminRoutes:
         config: AdminConfig,
         nodes: NodeHeartbeat,
         alerts: Alerts,
+        tree: RemixTree,
     ) -> None:
         self._s = services
         self._store = store
+        self._tree = tree
         self._recalc = recalc
         self._config = config
         self._nodes = nodes
@@ -134,7 +137,7 @@ class AdminRoutes:
         return {**row, "title": summary.get("title", ""), "url": summary.get("url", "")}
 
     async def detail(self, request: web.Request) -> web.Response:
-        """One session: its record, admin figures, log position, latest events, remix lineage."""
+        """One session: its record, admin figures, log position, latest events, remix tree."""
         self._admin(request)
         session_id = parse_session_id(request.match_info["session_id"])
         q = parse_query(DetailQuery, request.query)
@@ -152,7 +155,8 @@ class AdminRoutes:
                 "events": await self._store.events(session_id, limit=q.events) if q.events else [],
                 "remix": {
                     "remix_count": row["remix_count"],
-                    "ancestors": await self._store.ancestors(session_id),
+                    "ancestors": await self._tree.ancestors(session_id),
+                    "descendants": await self._tree.descendants(session_id),
                 },
             }
         )
