@@ -98,7 +98,7 @@ class AdminStore:
         self._clock = clock
         self._sessions = sessions
         self.orphan_days = orphan_days
-        self._delete = event_script(redis, "admin/delete.lua")
+        self._delete = event_script(redis, "core/session_delete.lua")
 
     @property
     def orphan_ms(self) -> int:

@@ -14,6 +14,7 @@ from auth.claims import Claims
 from handlers.admin.access import admin_claims
 from handlers.admin.alerts import Alerts
 from handlers.admin.config import AdminConfig
+from handlers.admin.deletion import SessionDeleter
 from handlers.admin.nodes import NodeHeartbeat
 from handlers.admin.requests import (
     AuditQuery,
@@ -46,10 +47,12 @@ class AdminRoutes:
         nodes: NodeHeartbeat,
         alerts: Alerts,
         tree: RemixTree,
+        deleter: SessionDeleter,
     ) -> None:
         self._s = services
         self._store = store
         self._tree = tree
+        self._deleter = deleter
         self._recalc = recalc
         self._config = config
         self._nodes = nodes
@@ -168,16 +171,13 @@ class AdminRoutes:
         body = parse_body(DeleteSession, await json_body(request, max_bytes=self._s.limits.max_payload_bytes))
         if body.confirm.strip().lower() != session_id:
             raise CodedError(ErrorCode.PRECONDITION_FAILED, "confirm must repeat the session id")
-        kind, meta = await self._s.kinds.resolve(session_id)
+        await self._s.kinds.resolve(session_id)  # session_not_found before the rate limit counts
         await self._action_allowed(claims)
-        offset = await self._store.delete(session_id, extra_keys=kind.owned_keys(session_id), actor=claims.sub)
+        deleted = await self._deleter.delete(session_id, actor=claims.sub)
         await self._store.audit(
-            actor=claims.sub,
-            action="delete_session",
-            target=session_id,
-            detail={"kind": meta.kind, "owner_id": meta.owner_id},
+            actor=claims.sub, action="delete_session", target=session_id, detail=self._deleter.summary(deleted)
         )
-        return web.json_response({"deleted": session_id, "kind": meta.kind, "offset": offset})
+        return web.json_response({"deleted": session_id, "kind": deleted.kind, "offset": deleted.offset})
 
     async def recalculate(self, request: web.Request) -> web.Response:
         """Rebuild the counters and indexes from the data; report the drift corrected."""
