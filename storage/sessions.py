@@ -62,6 +62,11 @@ class Access:
 
     previous_ms: int
     orphaned: bool
+    orphan_days: int
+
+    def public(self) -> dict[str, Any]:
+        """The fields a session page's load answers with (its orphan banner reads them)."""
+        return {"orphaned": self.orphaned, "orphan_days": self.orphan_days}
 
 
 @dataclass(frozen=True, slots=True)
@@ -189,9 +194,10 @@ class SessionDirectory:
             return None
         self._due(session_id)  # counts as this node's touch: the subscription right after adds none
         previous_ms = await self._record(session_id, str(kind), created_ms=int(created_at or 0))
-        if previous_ms is None:
-            return Access(previous_ms=0, orphaned=False)  # bookkeeping failed: no banner rather than an error
-        return Access(previous_ms=previous_ms, orphaned=self._clock.now_ms() - previous_ms >= self.orphan_ms)
+        if previous_ms is None:  # bookkeeping failed: no banner rather than an error
+            return Access(previous_ms=0, orphaned=False, orphan_days=self.orphan_days)
+        orphaned = self._clock.now_ms() - previous_ms >= self.orphan_ms
+        return Access(previous_ms=previous_ms, orphaned=orphaned, orphan_days=self.orphan_days)
 
     async def _record(self, session_id: str, kind: str, *, created_ms: int) -> int | None:
         """Touch the admin indexes; the access time before this one, or None when nothing was recorded."""
