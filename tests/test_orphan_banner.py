@@ -17,12 +17,13 @@ BANNER = "#orphan-banner"
 
 async def make_orphan(server: ServerUnderTest, session_id: str, *, days: int = 91) -> None:
     """Move the session's last access ``days`` back, as if nobody had opened it since."""
-    services = server.services
-    await services.sessions.access(session_id)  # indexed (streams and histories are at their first access)
-    kind = await services.redis.hget(services.keys.admin_kind_of(), session_id)  # type: ignore[misc]
-    long_ago = services.clock.now_ms() - days * DAY_MS
-    for scope in (str(kind), "*"):
-        await services.redis.zadd(services.keys.admin_accessed(scope), {session_id: long_ago})
+    redis, keys = server.services.redis, server.services.keys
+    kind = str(await redis.hget(keys.session(session_id), "kind"))  # type: ignore[misc]
+    # Indexed as its first lookup would (streams and histories are indexed without their kind).
+    await redis.hset(keys.admin_kind_of(), session_id, kind)  # type: ignore[misc]
+    long_ago = server.services.clock.now_ms() - days * DAY_MS
+    for scope in (kind, "*"):
+        await redis.zadd(keys.admin_accessed(scope), {session_id: long_ago})
 
 
 async def load(server: ServerUnderTest, path: str, user: str = "alice") -> dict[str, Any]:
