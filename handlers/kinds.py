@@ -52,6 +52,15 @@ class SessionKind(ABC):
         """The session's keys besides its record and log, deleted with it by an operator."""
         return []
 
+    async def on_delete(self, session_id: str, record: dict[str, str]) -> None:
+        """Remove what the session owns outside its own hash slot, once an operator deleted it.
+
+        ``record`` is the record as it was just before the deletion. It runs after the deletion's
+        script (other slots cannot join it), so what it removes may be gone already: each step
+        must be a no-op then. A kind that keeps nothing elsewhere keeps this default.
+        """
+        return None
+
 
 class KindRegistry:
     """Kinds by name, and the lookup of a session's kind with the read check."""

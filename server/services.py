@@ -113,7 +113,7 @@ def build_services(
         durability=settings.durability,
         durability_timeout_ms=settings.durability_timeout_ms,
     )
-    sessions = SessionDirectory(redis=redis, keys=keys, clock=clock)
+    sessions = SessionDirectory(redis=redis, keys=keys, clock=clock, orphan_days=settings.admin_orphan_days)
     return Services(
         redis=redis,
         keys=keys,

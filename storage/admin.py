@@ -30,7 +30,6 @@ DELETED_LOG_RETENTION_MS = DAY_MS
 # Entries a listing request looks at before it answers with what it found and a cursor.
 SCAN_BUDGET = 2_000
 SCAN_BATCH = 200
-REMIX_DEPTH_LIMIT = 50
 GB = 1024**3
 
 
@@ -99,7 +98,7 @@ class AdminStore:
         self._clock = clock
         self._sessions = sessions
         self.orphan_days = orphan_days
-        self._delete = event_script(redis, "admin/delete.lua")
+        self._delete = event_script(redis, "core/session_delete.lua")
 
     @property
     def orphan_ms(self) -> int:
@@ -214,6 +213,8 @@ class AdminStore:
                 high = now - self.orphan_ms - 1
         elif query.sort == "updated":
             key = k.admin_updated()
+        elif query.sort == "remixes":
+            key = k.admin_remixes()
         else:
             key = k.admin_size()
         return key, low, high
@@ -310,22 +311,6 @@ class AdminStore:
             except (ValueError, KeyError, TypeError):
                 events.append({"malformed": True})
         return events
-
-    async def ancestors(self, session_id: str) -> list[dict[str, str]]:  # exists: "yes" | "no"
-        """The remix lineage above ``session_id``, parent first (``remixed_from`` links)."""
-        chain: list[dict[str, str]] = []
-        seen = {session_id}
-        current = session_id
-        for _ in range(REMIX_DEPTH_LIMIT):
-            found: Any = await self._redis.hget(self._keys.session(current), "remixed_from")  # type: ignore[misc]
-            parent = str(found or "")
-            if not parent or parent in seen:
-                break
-            seen.add(parent)
-            name, kind = await self._redis.hmget(self._keys.session(parent), "name", "kind")  # type: ignore[misc]
-            chain.append({"session_id": parent, "name": str(name or ""), "exists": "yes" if kind else "no"})
-            current = parent
-        return chain
 
     async def delete(self, session_id: str, *, extra_keys: list[str], actor: str) -> int:
         """Delete a session of any kind (an event on its log first); returns that event's offset."""

@@ -15,7 +15,7 @@ from redis.asyncio import Redis
 from storage.clock import Clock
 from storage.keys import Keys
 from storage.scripts import plain_script
-from storage.sessions import SessionDirectory
+from storage.sessions import SessionDirectory, admin_remove_keys
 
 BATCH = 200
 
@@ -33,6 +33,10 @@ class Drift:
     bytes_after: dict[str, int] = field(default_factory=dict)
     indexed_sizes: dict[str, int] = field(default_factory=dict)  # per kind, the sizes the index held
     parents: dict[str, str] = field(default_factory=dict)  # session -> the session it was remixed from
+    child_created: dict[str, int] = field(default_factory=dict)  # those sessions' creation times (ms)
+    with_children: set[str] = field(default_factory=set)  # sessions that have a children index
+    remixes_corrected: int = 0  # remix-count index entries that disagreed with the record's count
+    children_corrected: int = 0  # children indexes that missed a remix or named a deleted one
     deepest_remix: int = 0
 
     def bytes_drift(self) -> bool:
@@ -46,12 +50,21 @@ class Drift:
             "removed": self.removed,
             "corrected": self.corrected,
             "resized": self.resized,
+            "remixes_corrected": self.remixes_corrected,
+            "children_corrected": self.children_corrected,
             "deepest_remix": self.deepest_remix,
             "bytes_before": self.bytes_before,
             "bytes_after": self.bytes_after,
             # Byte totals drifted when they disagree with the sizes the index held (not with the
             # sizes measured now: those change as sessions grow).
-            "drift": bool(self.added or self.removed or self.corrected or self.bytes_drift()),
+            "drift": bool(
+                self.added
+                or self.removed
+                or self.corrected
+                or self.remixes_corrected
+                or self.children_corrected
+                or self.bytes_drift()
+            ),
         }
 
 
@@ -83,6 +96,7 @@ class AdminRecalc:
         ids = await self._all_ids()
         for start in range(0, len(ids), BATCH):
             await self._batch(ids[start : start + BATCH], drift, totals)
+        await self._children(drift)
         drift.deepest_remix = deepest(drift.parents)
         await self._redis.hset(  # type: ignore[misc]
             k.admin_stats(), mapping={"deepest_remix": drift.deepest_remix, "deepest_remix_at": self._clock.now_ms()}
@@ -100,16 +114,24 @@ class AdminRecalc:
         k = self._keys
         async with self._redis.pipeline(transaction=False) as pipe:
             for session_id in ids:
-                pipe.hmget(k.session(session_id), "kind", "created_at", "last_accessed_at", "remixed_from")
+                pipe.hmget(
+                    k.session(session_id), "kind", "created_at", "last_accessed_at", "remixed_from", "remix_count"
+                )
+                pipe.exists(k.remix_children(session_id))
             pipe.hmget(k.admin_kind_of(), ids)
             pipe.zmscore(k.admin_created("*"), ids)
             pipe.zmscore(k.admin_accessed("*"), ids)
             pipe.zmscore(k.admin_size(), ids)
-            *records, kinds, created, accessed, sizes = await pipe.execute()
+            pipe.zmscore(k.admin_remixes(), ids)
+            *per_session, kinds, created, accessed, sizes, remixes = await pipe.execute()
+        records, children = per_session[::2], per_session[1::2]
         for i, session_id in enumerate(ids):
-            kind, created_at, last_accessed, remixed_from = records[i]
+            kind, created_at, last_accessed, remixed_from, remix_count = records[i]
+            if children[i]:
+                drift.with_children.add(session_id)
             if kind and remixed_from:
                 drift.parents[session_id] = str(remixed_from)
+                drift.child_created[session_id] = int(created_at or 0)
             if not kind:
                 if kinds[i] is not None:
                     gone_kind = str(kinds[i])
@@ -130,23 +152,66 @@ class AdminRecalc:
                 drift.corrected += 1
             elif int(sizes[i] or 0) != size:
                 drift.resized += 1
+            if kinds[i] is not None and (remixes[i] is None or int(remixes[i]) != int(remix_count or 0)):
+                drift.remixes_corrected += 1
             if kinds[i] is not None and kinds[i] != kind:
                 await self._remove(keys=self._remove_keys(kinds[i]), args=[session_id, kinds[i]])
             await self._set(
                 keys=[
                     k.admin_kind_of(), k.admin_created(kind), k.admin_created("*"), k.admin_accessed(kind),
-                    k.admin_accessed("*"), k.admin_updated(), k.admin_size(),
+                    k.admin_accessed("*"), k.admin_updated(), k.admin_size(), k.admin_remixes(),
                 ],
-                args=[session_id, kind, created_ms, access_ms, max(updated_ms, created_ms), size],
+                args=[
+                    session_id, kind, created_ms, access_ms, max(updated_ms, created_ms), size, int(remix_count or 0)
+                ],
             )
             totals[kind] = totals.get(kind, 0) + size
 
+    async def _children(self, drift: Drift) -> None:
+        """Make each session's children index name its remixes (``remixed_from`` links) that exist.
+
+        Only adds what is missing and removes entries whose session is gone: a remix made while
+        this runs is in its parent's index but not in ``drift.parents``, and must stay.
+        """
+        expected: dict[str, set[str]] = {}
+        for child, parent in drift.parents.items():
+            expected.setdefault(parent, set()).add(child)
+        parents = sorted(set(expected) | drift.with_children)
+        for start in range(0, len(parents), BATCH):
+            chunk = parents[start : start + BATCH]
+            async with self._redis.pipeline(transaction=False) as pipe:
+                for parent in chunk:
+                    pipe.hget(self._keys.session(parent), "kind")
+                    pipe.zrange(self._keys.remix_children(parent), 0, -1)
+                found = await pipe.execute()
+            for j, parent in enumerate(chunk):
+                indexed = set(found[2 * j + 1])
+                if found[2 * j]:
+                    await self._fix_children(parent, expected.get(parent, set()), indexed, drift)
+                elif indexed:  # a deleted session keeps no children index
+                    await self._redis.delete(self._keys.remix_children(parent))
+                    drift.children_corrected += 1
+
+    async def _fix_children(self, parent: str, expected: set[str], indexed: set[str], drift: Drift) -> None:
+        missing = expected - indexed
+        others = sorted(indexed - expected)
+        async with self._redis.pipeline(transaction=False) as pipe:
+            for child in others:
+                pipe.exists(self._keys.session(child))
+            unknown = [child for child, exists in zip(others, await pipe.execute(), strict=True) if not exists]
+        if not missing and not unknown:
+            return
+        drift.children_corrected += 1
+        key = self._keys.remix_children(parent)
+        async with self._redis.pipeline(transaction=True) as pipe:
+            if missing:
+                pipe.zadd(key, {child: drift.child_created[child] for child in missing})
+            if unknown:
+                pipe.zrem(key, *unknown)
+            await pipe.execute()
+
     def _remove_keys(self, kind: str) -> list[str]:
-        k = self._keys
-        return [
-            k.admin_kind_of(), k.admin_created(kind), k.admin_created("*"), k.admin_accessed(kind),
-            k.admin_accessed("*"), k.admin_updated(), k.admin_size(), k.admin_bytes(),
-        ]
+        return admin_remove_keys(self._keys, kind)
 
     # --- orphans ----------------------------------------------------------------------
     def _orphan_bound(self, older_than_days: int) -> str:

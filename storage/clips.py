@@ -158,6 +158,23 @@ class StreamSessions:
         await self.audiences.create(audience_id=audience_id, stream_id=session_id, owner_id=owner_id, now_ms=now)
         return session
 
+    def owned_keys(self, session_id: str) -> list[str]:
+        """The session's keys besides its record and log (deleted with it by an operator).
+
+        The viewers' clip cooldowns are left to expire (seconds): finding them would take a scan.
+        """
+        k = self._keys
+        return [k.stream_segments(session_id), k.stream_clips(session_id), k.stream_submissions(session_id)]
+
+    async def forget(self, session_id: str, record: dict[str, str]) -> None:
+        """After an operator deleted the stream: its owner's list, then its audience session."""
+        owner_id = record.get("owner_id", "")
+        if owner_id:
+            await self._redis.zrem(self._keys.user_streams(owner_id), session_id)
+        audience_id = record.get("audience_id", "")
+        if audience_id:
+            await self.audiences.delete(audience_id, stream_id=session_id)
+
     async def get(self, session_id: str) -> StreamSession | None:
         """The session with its segments, or None when there is no stream session with that id."""
         session, _ = await self.snapshot(session_id)

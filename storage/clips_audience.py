@@ -17,6 +17,7 @@ from typing import Any
 from redis.asyncio import Redis
 
 from protocol import events as etypes
+from protocol.errors import CodedError, ErrorCode
 from storage.clock import Clock
 from storage.events import EventLog, Position
 from storage.keys import Keys
@@ -24,6 +25,8 @@ from storage.scripts import Scripts, event_script
 from storage.sessions import SessionDirectory
 
 AUDIENCE_KIND = "stream_audience"
+# A deleted audience's log stays this long, so a viewer resuming from an offset learns of it.
+DELETED_LOG_RETENTION_MS = 86_400_000
 
 
 class StreamAudiences:
@@ -38,6 +41,7 @@ class StreamAudiences:
         self._log = log
         self._sessions = sessions
         self._mirror = event_script(redis, "clips/audience_state.lua")
+        self._delete = event_script(redis, "core/session_delete.lua")
 
     @staticmethod
     def new_id() -> str:
@@ -79,6 +83,21 @@ class StreamAudiences:
             args=[seq, state, previous, action, segment_index, etypes.STREAM_STATE],
         )
         return int(result[0])
+
+    async def delete(self, audience_id: str, *, stream_id: str) -> None:
+        """Delete the audience of a deleted stream: viewers get ``session_deleted`` on its log."""
+        data = json.dumps({"id": audience_id, "stream_id": stream_id, "by": "stream_deleted"}, separators=(",", ":"))
+        try:
+            await self._log.run(
+                self._delete,
+                audience_id,
+                keys=[self._keys.session(audience_id)],
+                args=[etypes.SESSION_DELETED, data, DELETED_LOG_RETENTION_MS],
+            )
+        except CodedError as exc:
+            if exc.code is not ErrorCode.SESSION_NOT_FOUND:
+                raise  # gone already (a retried cleanup): only the indexes are left to drop
+        await self._sessions.unindex(session_id=audience_id, owner_id="")
 
     async def position_and_stream(self, audience_id: str) -> tuple[str | None, Position]:
         """The stream id of an audience session (None when there is none) and its log position."""

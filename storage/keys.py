@@ -85,6 +85,13 @@ class Keys:
         """Hash of the players present in a pattern session: player id -> JSON (name, colour, expiry)."""
         return f"{self.prefix}:{{{session_id}}}:players"
 
+    def remix_children(self, session_id: str) -> str:
+        """Sorted set of the sessions remixed (or published) from this one, scored by their creation (ms).
+
+        In the parent's hash slot, so the step that counts a remix records the child with it.
+        """
+        return f"{self.prefix}:{{{session_id}}}:children"
+
     # --- voice ---------------------------------------------------------------------------
     def voice_chunks(self, session_id: str) -> str:
         """Hash of a voice session's audio chunks: chunk id -> chunk JSON."""
@@ -192,6 +199,10 @@ class Keys:
     def admin_size(self) -> str:
         """Sorted set of session ids scored by their stored size (bytes)."""
         return f"{self.prefix}:{{admin}}:size"
+
+    def admin_remixes(self) -> str:
+        """Sorted set of session ids scored by their ``remix_count`` (0 for every new session)."""
+        return f"{self.prefix}:{{admin}}:remixes"
 
     def admin_bytes(self) -> str:
         """Hash kind -> total stored bytes of that kind's sessions."""

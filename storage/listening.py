@@ -29,6 +29,7 @@ from storage.listening_model import (
     Report,
     Upload,
 )
+from storage.scripts import plain_script
 from storage.sessions import SessionDirectory
 
 # A sweep lease: how long a claimed history stays away from other nodes' sweeps.
@@ -83,6 +84,7 @@ class ListeningHistories:
         self._snapshot = redis.register_script(_lua("listening/snapshot.lua"))
         self._claim = redis.register_script(_lua("listening/due_claim.lua"))
         self._settle = redis.register_script(_lua("listening/due_settle.lua"))
+        self._pointer_clear = plain_script(redis, "core/pointer_clear.lua")
 
     # --- the history session --------------------------------------------------------------
     async def find(self, user_id: str) -> str | None:
@@ -115,6 +117,19 @@ class ListeningHistories:
             args=[etypes.SESSION_UPDATE, json.dumps(public), *[v for pair in record.items() for v in pair]],
             now_ms=now,
         )
+
+    def owned_keys(self, history_id: str) -> list[str]:
+        """The history's keys besides its record and log (deleted with it by an operator)."""
+        return self._history_keys(history_id)[1:]
+
+    async def forget(self, history_id: str, *, owner_id: str) -> None:
+        """After an operator deleted the history: the owner's pointer (if still this one) and the sweep queue.
+
+        The owner's next use starts a new, empty history.
+        """
+        if owner_id:
+            await self._pointer_clear(keys=[self._keys.listening_history(owner_id)], args=[history_id])
+        await self._redis.zrem(self._keys.listening_due(), history_id)
 
     def _history_keys(self, history_id: str) -> list[str]:
         k = self._keys

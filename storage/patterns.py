@@ -121,6 +121,7 @@ class PatternSessions:
         self._op = event_script(redis, "patterns/op.lua")
         self._delete = event_script(redis, "patterns/delete.lua")
         self._remix_count = event_script(redis, "patterns/remix_count.lua")
+        self._child_add = plain_script(redis, "patterns/child_add.lua")
         self._presence = event_script(redis, "patterns/presence.lua")
 
     # --- records ---------------------------------------------------------------------------
@@ -168,7 +169,7 @@ class PatternSessions:
 
     def owned_keys(self, session_id: str) -> list[str]:
         """The session's keys besides its record and log (deleted with it by an operator)."""
-        return [self._keys.pattern_players(session_id)]
+        return [self._keys.pattern_players(session_id), self._keys.remix_children(session_id)]
 
     async def exists(self, session_id: str) -> bool:
         """True while a pattern session with that id is stored."""
@@ -205,21 +206,41 @@ class PatternSessions:
 
     async def delete(self, session_id: str) -> None:
         """Delete the session (``forbidden`` for a published one) and drop it from the indexes."""
-        author = await self._redis.hget(self._keys.session(session_id), "author_id")  # type: ignore[misc]
+        found: Any = await self._redis.hmget(self._keys.session(session_id), "author_id", "remixed_from")  # type: ignore[misc]
+        author, parent_id = found
         await self._log.run(
             self._delete,
             session_id,
-            keys=[self._keys.session(session_id), self._keys.pattern_players(session_id)],
+            keys=[self._keys.session(session_id), *self.owned_keys(session_id)],
             args=[KIND, etypes.PATTERN_DELETED, _compact({"id": session_id}), DELETED_LOG_RETENTION_MS],
         )
         await self._sessions.unindex(session_id=session_id, owner_id=str(author or ""))
+        if parent_id:
+            await self.forget_child(str(parent_id), session_id)
 
-    async def count_remix(self, parent_id: str) -> int:
-        """One more remix of ``parent_id``; returns the new count."""
+    async def count_remix(self, parent_id: str, *, child: PatternRecord) -> int:
+        """One more remix of ``parent_id`` (``child``, recorded among its children); the new count."""
         result = await self._log.run(
-            self._remix_count, parent_id, keys=[self._keys.session(parent_id)], args=[KIND, etypes.PATTERN_META]
+            self._remix_count,
+            parent_id,
+            keys=[self._keys.session(parent_id), self._keys.remix_children(parent_id)],
+            args=[KIND, etypes.PATTERN_META, child.id, child.created_at],
         )
-        return int(result[1])
+        count = int(result[1])
+        # The admin sort index lives in the {admin} slot, so it follows in a step of its own:
+        # XX leaves a session deleted meanwhile out, GT keeps the highest count when two remixes
+        # race; a crash in between is what ``admin recalculate`` repairs.
+        await self._redis.zadd(self._keys.admin_remixes(), {parent_id: count}, xx=True, gt=True)
+        return count
+
+    async def add_child(self, parent_id: str, *, child: PatternRecord) -> bool:
+        """Record a published copy among its source's children; False when the source is gone."""
+        keys = [self._keys.session(parent_id), self._keys.remix_children(parent_id)]
+        return bool(await self._child_add(keys=keys, args=[KIND, child.id, child.created_at]))
+
+    async def forget_child(self, parent_id: str, child_id: str) -> None:
+        """Drop a deleted session from its parent's children (another slot than the child's)."""
+        await self._redis.zrem(self._keys.remix_children(parent_id), child_id)
 
     # --- live editing ----------------------------------------------------------------------
     async def apply(self, session_id: str, operation: Operation, *, event: dict[str, Any], max_tracks: int) -> Position:

@@ -39,12 +39,34 @@ log = logging.getLogger(__name__)
 TOUCH_INTERVAL_MS = 60_000
 # Sessions whose last touch a node remembers; past it, the memory is dropped and started anew.
 TOUCH_MEMORY = 10_000
+DAY_MS = 86_400_000
 
 
 def month_field(prefix: str, now_ms: int) -> str:
     """The operation counter field of ``now_ms``'s month (``reads:202611``)."""
     moment = datetime.datetime.fromtimestamp(now_ms / 1000, tz=datetime.UTC)
     return f"{prefix}:{moment:%Y%m}"
+
+
+def admin_remove_keys(keys: Keys, kind: str) -> list[str]:
+    """The keys of ``admin/remove.lua`` for a session of ``kind``."""
+    return [
+        keys.admin_kind_of(), keys.admin_created(kind), keys.admin_created("*"), keys.admin_accessed(kind),
+        keys.admin_accessed("*"), keys.admin_updated(), keys.admin_size(), keys.admin_bytes(), keys.admin_remixes(),
+    ]
+
+
+@dataclass(frozen=True, slots=True)
+class Access:
+    """A page load's access: the access before it and whether that made the session an orphan."""
+
+    previous_ms: int
+    orphaned: bool
+    orphan_days: int
+
+    def public(self) -> dict[str, Any]:
+        """The fields a session page's load answers with (its orphan banner reads them)."""
+        return {"orphaned": self.orphaned, "orphan_days": self.orphan_days}
 
 
 @dataclass(frozen=True, slots=True)
@@ -59,15 +81,16 @@ class SessionMeta:
 class SessionDirectory:
     """Kind lookup and the cross-kind indexes (all sessions, each user's recent sessions)."""
 
-    def __init__(self, *, redis: Redis, keys: Keys, clock: Clock | None = None) -> None:
+    def __init__(self, *, redis: Redis, keys: Keys, clock: Clock | None = None, orphan_days: int = 90) -> None:
         self._redis = redis
         self._keys = keys
         self._clock = clock or Clock()
+        self.orphan_days = orphan_days
         self._admin_index = plain_script(redis, "admin/index.lua")
         self._admin_remove = plain_script(redis, "admin/remove.lua")
         self._admin_touch = plain_script(redis, "admin/touch.lua")
         self._touched_ms: dict[str, int] = {}
-        self._pending: set[asyncio.Task[None]] = set()
+        self._pending: set[asyncio.Task[int | None]] = set()
         self._closing = False
 
     async def meta(self, session_id: str) -> SessionMeta | None:
@@ -94,7 +117,7 @@ class SessionDirectory:
         k = self._keys
         admin_keys = [
             k.admin_kind_of(), k.admin_created(kind), k.admin_created("*"), k.admin_accessed(kind),
-            k.admin_accessed("*"), k.admin_updated(), k.admin_ops(), k.admin_size(),
+            k.admin_accessed("*"), k.admin_updated(), k.admin_ops(), k.admin_size(), k.admin_remixes(),
         ]
         admin_args: list[str | int] = [session_id, kind, created_ms, month_field("writes", created_ms)]
         # A single Redis takes the admin step (its own script: its keys share {admin}) in the same
@@ -123,14 +146,12 @@ class SessionDirectory:
         if found is None:
             return
         kind = str(found)
-        k = self._keys
-        await self._admin_remove(
-            keys=[
-                k.admin_kind_of(), k.admin_created(kind), k.admin_created("*"), k.admin_accessed(kind),
-                k.admin_accessed("*"), k.admin_updated(), k.admin_size(), k.admin_bytes(),
-            ],
-            args=[session_id, kind],
-        )
+        await self._admin_remove(keys=admin_remove_keys(self._keys, kind), args=[session_id, kind])
+
+    @property
+    def orphan_ms(self) -> int:
+        """Not accessed for this long: an orphan (``SESSIONHUB_ADMIN_ORPHAN_DAYS``)."""
+        return self.orphan_days * DAY_MS
 
     async def close(self) -> None:
         """Start no more background touches and wait for those running (before Redis closes)."""
@@ -160,23 +181,45 @@ class SessionDirectory:
         if self._due(session_id) or force:
             await self._record(session_id, kind, created_ms=created_ms)
 
-    async def _record(self, session_id: str, kind: str, *, created_ms: int) -> None:
+    async def access(self, session_id: str) -> Access | None:
+        """Mark a session accessed now, for a page that loads it; None when there is no such session.
+
+        Says whether it was an orphan *before* this access (the access revives it), so the page
+        can show its banner. A session page calls this before it subscribes: a subscription's
+        lookup is an access too, and would hide the orphan from the page that revived it.
+        """
+        found: Any = await self._redis.hmget(self._keys.session(session_id), "kind", "created_at")  # type: ignore[misc]
+        kind, created_at = found
+        if not kind:
+            return None
+        self._due(session_id)  # counts as this node's touch: the subscription right after adds none
+        previous_ms = await self._record(session_id, str(kind), created_ms=int(created_at or 0))
+        if previous_ms is None:  # bookkeeping failed: no banner rather than an error
+            return Access(previous_ms=0, orphaned=False, orphan_days=self.orphan_days)
+        orphaned = self._clock.now_ms() - previous_ms >= self.orphan_ms
+        return Access(previous_ms=previous_ms, orphaned=orphaned, orphan_days=self.orphan_days)
+
+    async def _record(self, session_id: str, kind: str, *, created_ms: int) -> int | None:
+        """Touch the admin indexes; the access time before this one, or None when nothing was recorded."""
         # A failure is logged, never raised: bookkeeping must not refuse the lookup it follows.
         now_ms = self._clock.now_ms()
         try:
             updated_ms, size = await self.measure(session_id)
             if size == 0:
-                return  # the record is gone (deleted meanwhile): never index it again
+                return None  # the record is gone (deleted meanwhile): never index it again
             k = self._keys
-            await self._admin_touch(
+            recorded, previous = await self._admin_touch(
                 keys=[
                     k.admin_kind_of(), k.admin_accessed(kind), k.admin_accessed("*"), k.admin_updated(),
                     k.admin_size(), k.admin_bytes(), k.admin_ops(), k.admin_created(kind), k.admin_created("*"),
+                    k.admin_remixes(),
                 ],
                 args=[session_id, kind, now_ms, updated_ms or "", size, month_field("reads", now_ms), created_ms],
             )
         except (RedisError, OSError) as exc:
             log.warning("admin touch of %s failed: %s", session_id, exc)
+            return None
+        return int(float(previous)) if recorded else None
 
     async def measure(self, session_id: str, extra_keys: tuple[str, ...] = ()) -> tuple[int, int]:
         """The session's last event time (0 without events) and stored size in bytes (0: no record)."""

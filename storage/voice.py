@@ -161,7 +161,7 @@ class VoiceSessions:
         self._set_status = event_script(redis, "voice/set_status.lua")
         self._done = event_script(redis, "voice/done.lua")
         self._material_add = event_script(redis, "voice/material_add.lua")
-        self._active_clear = plain_script(redis, "voice/active_clear.lua")
+        self._active_clear = plain_script(redis, "core/pointer_clear.lua")
         self._delete = event_script(redis, "voice/session_delete.lua")
 
     async def create(self, *, owner_id: str, telegram_user_id: str, name: str) -> VoiceSession:
@@ -274,9 +274,13 @@ class VoiceSessions:
             args=[*performer.args(), etypes.SESSION_UPDATE, log_ttl_s],
         )
         await self._sessions.unindex(session_id=session_id, owner_id=performer.user_id)
-        await self._redis.zrem(k.user_sessions(performer.user_id), session_id)
-        await self.clear_active_if(performer.user_id, session_id)
+        await self.forget(session_id, owner_id=performer.user_id)
         return int(result[1])
+
+    async def forget(self, session_id: str, *, owner_id: str) -> None:
+        """Drop a deleted session from its owner's list and active pointer (the owner's slot)."""
+        await self._redis.zrem(self._keys.user_sessions(owner_id), session_id)
+        await self.clear_active_if(owner_id, session_id)
 
     async def add_material(self, session_id: str, material: dict[str, Any], *, max_count: int) -> tuple[int, int]:
         """Attach a material to an open session; returns (event offset, materials held)."""

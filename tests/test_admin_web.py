@@ -5,12 +5,13 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import aiohttp
 from playwright.async_api import expect
 
 from auth.claims import Permission
 from tests.browser import Tab
 from tests.helpers import ServerUnderTest
-from tests.test_admin_http import DAY_MS, LONG_TTL_S, admin_token
+from tests.test_admin_http import DAY_MS, LONG_TTL_S, admin_token, new_pattern
 
 
 async def test_an_admin_sees_the_counts_change_live_when_a_session_is_created_elsewhere(
@@ -92,3 +93,32 @@ async def test_filter_open_detail_and_delete_with_confirmation(tab: Tab, server:
     await expect(page.locator("#m-sessions")).to_have_text("1")
     await expect(page.locator("#audit li").first).to_contain_text("delete_session")
     assert await server.services.sessions.meta(doomed) is None
+
+
+async def test_sort_by_remix_count_and_see_the_remix_tree(tab: Tab, server: ServerUnderTest) -> None:
+    async with aiohttp.ClientSession(base_url=server.url) as http:
+        root = await new_pattern(http)
+        await server.create_session("alice")
+        children = []
+        for _ in range(2):
+            async with http.post(f"/api/sessions/{root}/remix", json={}) as response:
+                children.append(str((await response.json())["id"]))
+        async with http.post(f"/api/sessions/{children[0]}/remix", json={}) as response:
+            grandchild = str((await response.json())["id"])
+    await tab.use_token(admin_token(server), ttl_s=LONG_TTL_S)
+    page = await tab.open("/admin")
+    await expect(page.locator("#sessions tr")).to_have_count(5)
+    await page.select_option("#f-sort", "remixes")
+    await page.click("#filters button[type=submit]")
+    await expect(page.locator("#sessions tr").first).to_have_attribute("data-id", root)
+    await expect(page.locator("#sessions tr").nth(1)).to_have_attribute("data-id", children[0])
+    await page.click(f'#sessions tr[data-id="{root}"]')
+    await expect(page.locator("#detail-id")).to_have_text(root)
+    tree = page.locator("#detail-tree")
+    await expect(tree.locator(":scope > li")).to_have_count(2)
+    await expect(tree.locator(f':scope > li[data-id="{children[0]}"] li[data-id="{grandchild}"]')).to_have_count(1)
+    await expect(page.locator("#detail-tree-empty")).to_be_hidden()
+    await tree.locator(f'li[data-id="{grandchild}"] a').click()
+    await expect(page.locator("#detail-id")).to_have_text(grandchild)
+    await expect(page.locator("#detail-lineage")).to_contain_text(f"remixed from {children[0][:8]} ← {root[:8]}")
+    await expect(page.locator("#detail-tree-empty")).to_be_visible()

@@ -16,6 +16,7 @@ from aiohttp import web
 from auth.claims import Claims
 from handlers.admin.access import admin_claims
 from handlers.admin.config import AdminConfig
+from handlers.admin.deletion import SessionDeleter
 from handlers.admin.requests import ExportQuery, OrphanDelete, parse_body, parse_query
 from handlers.context import Services
 from handlers.http_common import guarded, json_body
@@ -33,9 +34,18 @@ def _line(value: dict[str, Any]) -> bytes:
 class BulkRoutes:
     """``GET /admin/export`` and ``POST /admin/orphans/delete``."""
 
-    def __init__(self, services: Services, *, store: AdminStore, recalc: AdminRecalc, config: AdminConfig) -> None:
+    def __init__(
+        self,
+        services: Services,
+        *,
+        store: AdminStore,
+        recalc: AdminRecalc,
+        config: AdminConfig,
+        deleter: SessionDeleter,
+    ) -> None:
         self._s = services
         self._store = store
+        self._deleter = deleter
         self._recalc = recalc
         self._config = config
 
@@ -110,11 +120,8 @@ class BulkRoutes:
             # Accessed since the count (a user came back to it): no longer an orphan, kept.
             if not await self._recalc.still_orphan(session_id, older_than_days):
                 continue
-            kind_name = await self._s.redis.hget(self._s.keys.session(session_id), "kind")  # type: ignore[misc]
-            kind = self._s.kinds.get(str(kind_name or ""))
             try:
-                extra = kind.owned_keys(session_id) if kind else []
-                await self._store.delete(session_id, extra_keys=extra, actor=claims.sub)
+                await self._deleter.delete(session_id, actor=claims.sub, known_kinds_only=False)
                 deleted += 1
             except CodedError as exc:
                 if exc.code is not ErrorCode.SESSION_NOT_FOUND:

@@ -10,6 +10,7 @@ from aiohttp import web
 from handlers.admin.alerts import Alerts
 from handlers.admin.bulk import BulkRoutes
 from handlers.admin.config import AdminConfig
+from handlers.admin.deletion import SessionDeleter
 from handlers.admin.http import AdminRoutes
 from handlers.admin.nodes import NodeHeartbeat
 from handlers.admin.openapi import OpenApiRoutes
@@ -20,6 +21,7 @@ from handlers.socket_router import SocketRouter
 from handlers.web_pages import add_page
 from storage.admin import AdminStore
 from storage.admin_recalc import AdminRecalc
+from storage.remix_tree import RemixTree
 
 
 SETTLE_ON_EXIT_S = 5.0
@@ -46,8 +48,12 @@ def install(services: Services, router: SocketRouter, app: web.Application, *, c
 
     app.on_cleanup.append(settle_touches)
     alerts = Alerts(services, store, config, nodes)
-    AdminRoutes(services, store=store, recalc=recalc, config=config, nodes=nodes, alerts=alerts).register(app)
-    BulkRoutes(services, store=store, recalc=recalc, config=config).register(app)
+    tree = RemixTree(redis=services.redis, keys=services.keys)
+    deleter = SessionDeleter(services, store)
+    AdminRoutes(
+        services, store=store, recalc=recalc, config=config, nodes=nodes, alerts=alerts, tree=tree, deleter=deleter
+    ).register(app)
+    BulkRoutes(services, store=store, recalc=recalc, config=config, deleter=deleter).register(app)
     PrometheusRoutes(services, store=store, config=config, alerts=alerts).register(app)
     OpenApiRoutes(services.web_dir).register(app)
     app.middlewares.append(request_log)

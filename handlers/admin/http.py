@@ -14,6 +14,7 @@ from auth.claims import Claims
 from handlers.admin.access import admin_claims
 from handlers.admin.alerts import Alerts
 from handlers.admin.config import AdminConfig
+from handlers.admin.deletion import SessionDeleter
 from handlers.admin.nodes import NodeHeartbeat
 from handlers.admin.requests import (
     AuditQuery,
@@ -30,6 +31,7 @@ from handlers.ids import parse_session_id
 from protocol.errors import CodedError, ErrorCode
 from storage.admin import AdminStore, ListQuery
 from storage.admin_recalc import AdminRecalc
+from storage.remix_tree import RemixTree
 
 
 class AdminRoutes:
@@ -44,9 +46,13 @@ class AdminRoutes:
         config: AdminConfig,
         nodes: NodeHeartbeat,
         alerts: Alerts,
+        tree: RemixTree,
+        deleter: SessionDeleter,
     ) -> None:
         self._s = services
         self._store = store
+        self._tree = tree
+        self._deleter = deleter
         self._recalc = recalc
         self._config = config
         self._nodes = nodes
@@ -134,7 +140,7 @@ class AdminRoutes:
         return {**row, "title": summary.get("title", ""), "url": summary.get("url", "")}
 
     async def detail(self, request: web.Request) -> web.Response:
-        """One session: its record, admin figures, log position, latest events, remix lineage."""
+        """One session: its record, admin figures, log position, latest events, remix tree."""
         self._admin(request)
         session_id = parse_session_id(request.match_info["session_id"])
         q = parse_query(DetailQuery, request.query)
@@ -152,7 +158,8 @@ class AdminRoutes:
                 "events": await self._store.events(session_id, limit=q.events) if q.events else [],
                 "remix": {
                     "remix_count": row["remix_count"],
-                    "ancestors": await self._store.ancestors(session_id),
+                    "ancestors": await self._tree.ancestors(session_id),
+                    "descendants": await self._tree.descendants(session_id),
                 },
             }
         )
@@ -164,16 +171,13 @@ class AdminRoutes:
         body = parse_body(DeleteSession, await json_body(request, max_bytes=self._s.limits.max_payload_bytes))
         if body.confirm.strip().lower() != session_id:
             raise CodedError(ErrorCode.PRECONDITION_FAILED, "confirm must repeat the session id")
-        kind, meta = await self._s.kinds.resolve(session_id)
+        await self._s.kinds.resolve(session_id)  # session_not_found before the rate limit counts
         await self._action_allowed(claims)
-        offset = await self._store.delete(session_id, extra_keys=kind.owned_keys(session_id), actor=claims.sub)
+        deleted = await self._deleter.delete(session_id, actor=claims.sub)
         await self._store.audit(
-            actor=claims.sub,
-            action="delete_session",
-            target=session_id,
-            detail={"kind": meta.kind, "owner_id": meta.owner_id},
+            actor=claims.sub, action="delete_session", target=session_id, detail=self._deleter.summary(deleted)
         )
-        return web.json_response({"deleted": session_id, "kind": meta.kind, "offset": offset})
+        return web.json_response({"deleted": session_id, "kind": deleted.kind, "offset": deleted.offset})
 
     async def recalculate(self, request: web.Request) -> web.Response:
         """Rebuild the counters and indexes from the data; report the drift corrected."""

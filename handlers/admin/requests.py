@@ -22,7 +22,7 @@ class AdminModel(BaseModel):
 class SessionsQuery(AdminModel):
     """``GET /admin/sessions`` query: sort, order, filters, page size and cursor."""
 
-    sort: Literal["created", "updated", "accessed", "size"] = "created"
+    sort: Literal["created", "updated", "accessed", "size", "remixes"] = "created"
     order: Literal["asc", "desc"] = "desc"
     kind: KindName | None = None
     state: Literal["active", "orphaned"] | None = None

@@ -81,13 +81,16 @@ class StreamRoutes:
         return web.json_response({"sessions": [full(self._s, s, claims) for s in sessions]})
 
     async def get_session(self, request: web.Request) -> web.Response:
-        """One session with its segments (anyone holding the id)."""
+        """One session with its segments (anyone holding the id); loading it is an access
+        (``orphaned`` is from before)."""
         session_id = parse_session_id(request.match_info["session_id"])
         claims = self._claims(request)
         session, position = await self._streams.snapshot(session_id)
         if session is None:
             raise CodedError(ErrorCode.SESSION_NOT_FOUND, "no such session")
-        return web.json_response({**full(self._s, session, claims), "epoch": position.epoch, "offset": position.offset})
+        access = await self._s.sessions.access(session_id)
+        body = {**full(self._s, session, claims), "epoch": position.epoch, "offset": position.offset}
+        return web.json_response({**body, **(access.public() if access else {})})
 
     async def state(self, request: web.Request) -> web.Response:
         """start / pause / resume / end, by the owner."""

@@ -36,6 +36,13 @@ class StreamKind(SessionKind):
             return None
         return Snapshot(session={**session.public(), "viewer_url": viewer_url(self._s, session_id)}, position=position)
 
+    def owned_keys(self, session_id: str) -> list[str]:
+        return self._streams.owned_keys(session_id)
+
+    async def on_delete(self, session_id: str, record: dict[str, str]) -> None:
+        """The owner's stream list and the audience session that viewer pages follow."""
+        await self._streams.forget(session_id, record)
+
     def summary(self, record: dict[str, str]) -> dict[str, Any]:
         return {
             "title": record.get("title") or "Untitled stream",

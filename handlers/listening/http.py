@@ -80,9 +80,11 @@ class ListeningRoutes:
             raise CodedError(ErrorCode.RATE_LIMITED, "too many listening writes; wait a minute", retry_after_s=60)
 
     async def history(self, request: web.Request) -> web.Response:
-        """The caller's history session (created on first use), totals and open sessions."""
+        """The caller's history session (created on first use), totals and open sessions; loading
+        it is an access (``orphaned`` is from before)."""
         claims = self._claims(request)
         history_id = await self._h.ensure(claims.sub)
+        access = await self._s.sessions.access(history_id)
         snapshot, position = await self._h.snapshot(history_id)
         assert snapshot is not None  # ensured just now
         return web.json_response(
@@ -93,6 +95,7 @@ class ListeningRoutes:
                 "total_ms": snapshot.total_ms,
                 "count": snapshot.count,
                 "open": [s.public() for s in snapshot.open],
+                **(access.public() if access else {}),
             }
         )
 

@@ -44,5 +44,12 @@ class ListeningKind(SessionKind):
         }
         return Snapshot(session=session, position=position)
 
+    def owned_keys(self, session_id: str) -> list[str]:
+        return self._histories.owned_keys(session_id)
+
+    async def on_delete(self, session_id: str, record: dict[str, str]) -> None:
+        """The owner's pointer to this history and its place in the sweeper's queue."""
+        await self._histories.forget(session_id, owner_id=record.get("owner_id", ""))
+
     def summary(self, record: dict[str, str]) -> dict[str, Any]:
         return {"title": "Listening history", "url": HISTORY_URL}

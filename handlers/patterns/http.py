@@ -246,7 +246,7 @@ class PatternRoutes:
         parent, _ = await self._existing(parse_id(request))
         record = await self._create(request, state=parent.state, name=parent.name, lineage=Lineage(parent))
         try:
-            await self._patterns.count_remix(parent.id)
+            await self._patterns.count_remix(parent.id, child=record)
         except CodedError as exc:
             if exc.code is not ErrorCode.SESSION_NOT_FOUND:
                 raise  # the parent was deleted meanwhile: the copy stands, its lineage says "Unknown Session"
@@ -260,5 +260,6 @@ class PatternRoutes:
             raise ApiError(400, "Session is already published", message="Remix it to make an editable copy.")
         lineage = Lineage(source, immutable=True)
         record = await self._create(request, state=source.state, name=source.name, lineage=lineage)
+        await self._patterns.add_child(source.id, child=record)  # a source deleted meanwhile: no tree to join
         body = {"id": record.id, "immutable": True, "url": session_url(record.id), "sourceId": source.id}
         return web.json_response(body, status=201)

@@ -36,5 +36,11 @@ class PatternKind(SessionKind):
     def owned_keys(self, session_id: str) -> list[str]:
         return self._patterns.owned_keys(session_id)
 
+    async def on_delete(self, session_id: str, record: dict[str, str]) -> None:
+        """Leave the parent's children index (the parent's slot); the remix count stays: it is history."""
+        parent_id = record.get("remixed_from") or ""
+        if parent_id:
+            await self._patterns.forget_child(parent_id, session_id)
+
     def summary(self, record: dict[str, str]) -> dict[str, Any]:
         return {"title": record.get("name") or "Untitled pattern", "url": session_url(record.get("id", ""))}

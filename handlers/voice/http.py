@@ -80,9 +80,11 @@ class VoiceRoutes:
         return web.json_response({"sessions": listed, "active_session_id": active_id})
 
     async def get_session(self, request: web.Request) -> web.Response:
-        """One session the caller may read."""
+        """One session the caller may read; loading it is an access (``orphaned`` is from before)."""
         session_id = parse_session_id(request.match_info["session_id"])
         claims = self._claims(request)
         session = await readable(self._s.voice, claims, session_id)
+        access = await self._s.sessions.access(session_id)
         position = await self._s.log.position(session_id)
-        return web.json_response({**self._full(session), "epoch": position.epoch, "offset": position.offset})
+        body = {**self._full(session), "epoch": position.epoch, "offset": position.offset}
+        return web.json_response({**body, **(access.public() if access else {})})

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 from auth.access import require_read, require_update
@@ -9,6 +10,7 @@ from auth.claims import Claims
 from handlers.context import Services
 from handlers.kinds import SessionKind, Snapshot
 from handlers.voice.actions import session_url
+from storage.blobs import BlobStore
 from storage.sessions import SessionMeta
 from storage.voice import KIND
 
@@ -41,6 +43,13 @@ class VoiceKind(SessionKind):
             k.voice_chunk_order(session_id),
             k.voice_chunk_digests(session_id),
         ]
+
+    async def on_delete(self, session_id: str, record: dict[str, str]) -> None:
+        """The owner's list and active pointer, then the audio files on disk."""
+        owner_id = record.get("owner_id", "")
+        if owner_id:
+            await self._s.voice.forget(session_id, owner_id=owner_id)
+        await asyncio.to_thread(BlobStore(self._s.voice.config.blob_dir).remove_session, session_id)
 
     def summary(self, record: dict[str, str]) -> dict[str, Any]:
         return {

@@ -186,6 +186,8 @@ async function showDetail(sessionId) {
     const ancestors = detail.remix.ancestors.map((a) => a.session_id.slice(0, 8) + (a.exists === "yes" ? "" : " (deleted)"));
     $("detail-lineage").textContent =
       `${ancestors.length ? `remixed from ${ancestors.join(" ← ")}` : "an original"}; remixed ${detail.remix.remix_count} time(s)`;
+    renderTree($("detail-tree"), detail.remix.descendants);
+    $("detail-tree-empty").hidden = detail.remix.descendants.children.length > 0 || detail.remix.descendants.more > 0;
     $("detail-json").textContent = JSON.stringify(detail.session, null, 2);
     const events = $("detail-events");
     events.replaceChildren();
@@ -199,6 +201,39 @@ async function showDetail(sessionId) {
     $("detail").hidden = false;
   } catch (error) {
     handle(error, notice);
+  }
+}
+
+// The descendants as nested lists: each node links to its own detail; `more` counts the
+// children the server left out (its depth and width bounds).
+function renderTree(list, node) {
+  list.replaceChildren();
+  for (const child of node.children) {
+    const item = document.createElement("li");
+    item.dataset.id = child.session_id;
+    const link = document.createElement("a");
+    link.href = "#detail";
+    link.textContent = `${child.name || "Untitled"} · ${child.session_id.slice(0, 8)}`;
+    link.addEventListener("click", (event) => {
+      event.preventDefault();
+      showDetail(child.session_id);
+    });
+    const facts = document.createElement("span");
+    facts.className = "muted";
+    facts.textContent = ` ${child.remix_count} remix(es)${child.immutable ? ", published" : ""}`;
+    item.append(link, facts);
+    if (child.children.length || child.more) {
+      const nested = document.createElement("ul");
+      renderTree(nested, child);
+      item.append(nested);
+    }
+    list.append(item);
+  }
+  if (node.more) {
+    const more = document.createElement("li");
+    more.className = "tree-more";
+    more.textContent = `${node.more} more`;
+    list.append(more);
   }
 }
 

@@ -5,11 +5,13 @@
  * Server data reaches the DOM through textContent and attributes only.
  */
 import { api, call, connect, getToken, subscribeSession } from "./client.js";
+import { OrphanBanner } from "./orphan_banner.js";
 
 const SVG = "http://www.w3.org/2000/svg";
 const PAGE_SIZE = 20;
 const CHART_DAYS = 30;
 const REFRESH_DELAY_MS = 150;
+const orphanBanner = new OrphanBanner();
 
 const $ = (id) => document.getElementById(id);
 const ui = {
@@ -268,6 +270,7 @@ async function main() {
   try {
     const history = await api("/api/listening");
     historyId = history.session_id;
+    orphanBanner.show(historyId, history);
     document.body.dataset.historyId = historyId;
     renderOpen(history.open);
     await refresh();
@@ -278,6 +281,7 @@ async function main() {
         refreshSoon();
       },
       onEvent: (event) => {
+        orphanBanner.edited(); // listened to, removed or cleared: active again
         if (event.type === "listening_session" || event.type === "listening_removed" || event.type === "listening_cleared") {
           refreshSoon();
         }

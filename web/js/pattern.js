@@ -9,6 +9,7 @@
  * textContent, value and dataset only.
  */
 import { call, connect, getToken, subscribeSession } from "./client.js";
+import { OrphanBanner } from "./orphan_banner.js";
 import { Player } from "./pattern_audio.js";
 import { STEP_COUNTS, applyOp, clone, newTrack } from "./pattern_state.js";
 
@@ -49,6 +50,7 @@ let cursorTimer = null;
 let cursorNext = undefined;
 const me = { name: "", colour: "" };
 const player = new Player(() => view()?.state, showPlayhead);
+const orphanBanner = new OrphanBanner();
 
 // --- the document --------------------------------------------------------------------------
 
@@ -66,7 +68,7 @@ function etag() {
 
 function edit(op) {
   if (readOnly || !confirmed) return;
-  $("orphan-banner").hidden = true; // editing makes it active again
+  orphanBanner.edited(); // editing makes it active again
   if (live && offline.length === 0) {
     send(op);
   } else {
@@ -315,7 +317,7 @@ function show(section) {
 
 function showNotFound() {
   show("not-found");
-  $("orphan-banner").hidden = true;
+  orphanBanner.hide();
   $("readonly-banner").hidden = true;
   player.stop();
 }
@@ -560,9 +562,6 @@ function bindInputs() {
   $("readonly-remix").addEventListener("click", onRemix);
   $("new").addEventListener("click", onNew);
   $("create-new").addEventListener("click", onNew);
-  $("orphan-dismiss").addEventListener("click", () => {
-    $("orphan-banner").hidden = true;
-  });
 }
 
 // --- page load ----------------------------------------------------------------------------
@@ -587,7 +586,7 @@ async function load(id) {
   position = parseEtag(answer.headers.get("ETag"));
   readOnly = meta.immutable === true;
   $("readonly-banner").hidden = !readOnly;
-  $("orphan-banner").hidden = !meta.orphaned;
+  orphanBanner.show(id, { orphaned: meta.orphaned });
   for (const id2 of ["pattern-name", "tempo", "swing", "add-sample", "add-track"]) $(id2).disabled = readOnly;
   show("editor");
   render();

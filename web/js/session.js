@@ -4,6 +4,7 @@
  * Server data reaches the DOM through textContent and dataset only.
  */
 import { api, ApiError, call, connect, subscribeSession } from "./client.js";
+import { OrphanBanner } from "./orphan_banner.js";
 
 const STATUS_LABELS = {
   ready: "Ready",
@@ -92,6 +93,7 @@ const chunks = new Map(); // chunk_id -> chunk, as listed (with its player link)
 let chunkRefresh = null;
 
 let session = null; // the page session as last rendered
+const orphanBanner = new OrphanBanner();
 let socket = null;
 let live = false;
 
@@ -259,6 +261,7 @@ function renderResults() {
 
 function apply(event) {
   const data = event.data ?? {};
+  orphanBanner.edited(); // a logged change: the session is active again
   if (event.type === "session_update" && data.deleted === true) {
     ui.connection.hidden = true;
     showError(new ApiError("deleted", ""));
@@ -367,7 +370,9 @@ async function activeSessionId() {
 }
 
 async function open(sessionId) {
-  render(await api(`/voicebot/sessions/${encodeURIComponent(sessionId)}`));
+  const loaded = await api(`/voicebot/sessions/${encodeURIComponent(sessionId)}`);
+  render(loaded);
+  orphanBanner.show(loaded.session_id, loaded);
   loadChunks().catch((err) => {
     // Live updates stopping says more than the listing failing (both race on a refused token).
     if (ui.notice.dataset.source === "live" && !ui.notice.hidden) return;

@@ -6,8 +6,10 @@
  */
 import { ApiError, api, call, connect, getToken, subscribeSession } from "./client.js";
 import { STATE_LABELS, hms, idFromPath } from "./clip_format.js";
+import { OrphanBanner } from "./orphan_banner.js";
 
 const FEED_LIMIT = 50;
+const orphanBanner = new OrphanBanner();
 const MOMENTS_DELAY_MS = 400;
 const VALID_ACTIONS = { created: ["start", "end"], active: ["pause", "end"], paused: ["resume", "end"], ended: [] };
 const ACTION_CONFIRM = { end: "End the stream session? Viewers can no longer clip, and this is final." };
@@ -305,6 +307,7 @@ function scheduleRender() {
 }
 
 function onEvent(event) {
+  orphanBanner.edited(); // a logged change (a state action, a viewer's clip): active again
   if (reviewOffset === null) buffered.push(event);
   else if (event.offset > reviewOffset) apply(event);
 }
@@ -387,6 +390,7 @@ async function main() {
   ui.link.value = new URL(`/watch/${sessionId}`, location.origin).href;
   renderHeader();
   show(ui.card, ui.review);
+  orphanBanner.show(sessionId, session);
   socket = connect({ onState: showConnection });
   subscribeSession(socket, sessionId, {
     onSnapshot,

@@ -7,8 +7,10 @@
  */
 import { api, call, connect, subscribeSession } from "./client.js";
 import { STATE_LABELS, freshId, hms, idFromPath } from "./clip_format.js";
+import { OrphanBanner } from "./orphan_banner.js";
 
 const NOTE_MAX = 100;
+const orphanBanner = new OrphanBanner();
 const RETRY_AFTER_TIMEOUT_MS = 1000;
 
 const $ = (id) => document.getElementById(id);
@@ -134,6 +136,7 @@ async function send() {
   try {
     const ack = await call(socket, "clip_submit", { session_id: sessionId, ...attempt });
     pending = null;
+    orphanBanner.edited(); // a clip is a change to the stream: active again
     cooldownUntil = performance.now() + ack.cooldown_s * 1000;
     if (ack.clip) {
       addMine(ack.clip);
@@ -180,6 +183,7 @@ function onSubmit(event) {
 }
 
 function apply(event) {
+  orphanBanner.edited(); // the streamer changed the stream: active again
   if (event.type === "stream_state" && typeof event.data?.state === "string") {
     session = { ...session, state: event.data.state };
     render();
@@ -203,6 +207,7 @@ async function main() {
     sessionId = session.session_id;
     show(ui.card);
     render();
+    orphanBanner.show(sessionId, session);
     socket = connect({ onState: (state) => showConnection(state) });
     subscribeSession(socket, session.audience_id, {
       onSnapshot: (snapshot) => {

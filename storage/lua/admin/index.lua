@@ -6,6 +6,7 @@
 --   KEYS[3]  created, every kind             KEYS[4]  accessed, this kind
 --   KEYS[5]  accessed, every kind            KEYS[6]  updated (last event time)
 --   KEYS[7]  operation counters hash        KEYS[8]  size (bytes) per session
+--   KEYS[9]  remix count per session
 --   ARGV[1]  session id    ARGV[2]  kind    ARGV[3]  creation time, unix ms
 --   ARGV[4]  the month's writes counter field (writes:<yyyymm>)
 -- Returns 1 when added, 0 when it was indexed already.
@@ -17,6 +18,7 @@ local accessed_all_key = KEYS[5]
 local updated_key = KEYS[6]
 local ops_key = KEYS[7]
 local size_key = KEYS[8]
+local remixes_key = KEYS[9]
 local session_id = ARGV[1]
 local kind = ARGV[2]
 local created_ms = ARGV[3]
@@ -32,5 +34,8 @@ redis.call('ZADD', accessed_all_key, created_ms, session_id)
 redis.call('ZADD', updated_key, created_ms, session_id)
 -- Sized 0 until first touched (the record is written after this step), so size sorts list it.
 redis.call('ZADD', size_key, 0, session_id)
+-- Every session is in the remix index from the start, so a sort by remix count lists all of
+-- them; a remix later raises its score (PatternSessions.count_remix, ZADD XX GT).
+redis.call('ZADD', remixes_key, 0, session_id)
 redis.call('HINCRBY', ops_key, writes_field, 1)
 return 1

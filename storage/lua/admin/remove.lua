@@ -5,6 +5,7 @@
 --   KEYS[3]  created, every kind             KEYS[4]  accessed, this kind
 --   KEYS[5]  accessed, every kind            KEYS[6]  updated
 --   KEYS[7]  size (bytes) per session        KEYS[8]  hash kind -> total bytes
+--   KEYS[9]  remix count per session
 --   ARGV[1]  session id    ARGV[2]  kind (as HGET KEYS[1] gave it)
 -- Returns 1 when removed, 0 when there was nothing to remove.
 local kind_of_key = KEYS[1]
@@ -15,6 +16,7 @@ local accessed_all_key = KEYS[5]
 local updated_key = KEYS[6]
 local size_key = KEYS[7]
 local bytes_key = KEYS[8]
+local remixes_key = KEYS[9]
 local session_id = ARGV[1]
 local kind = ARGV[2]
 
@@ -29,6 +31,7 @@ redis.call('ZREM', accessed_kind_key, session_id)
 redis.call('ZREM', accessed_all_key, session_id)
 redis.call('ZREM', updated_key, session_id)
 redis.call('ZREM', size_key, session_id)
+redis.call('ZREM', remixes_key, session_id)
 if size ~= 0 then
   redis.call('HINCRBY', bytes_key, kind, -size)
 end

@@ -3,9 +3,9 @@
 --   KEYS[1]  hash id -> kind                 KEYS[2]  created, this kind
 --   KEYS[3]  created, every kind             KEYS[4]  accessed, this kind
 --   KEYS[5]  accessed, every kind            KEYS[6]  updated
---   KEYS[7]  size (bytes) per session
+--   KEYS[7]  size (bytes) per session        KEYS[8]  remix count per session
 --   ARGV[1]  session id    ARGV[2]  kind    ARGV[3]  created ms    ARGV[4]  accessed ms
---   ARGV[5]  updated ms    ARGV[6]  size, bytes
+--   ARGV[5]  updated ms    ARGV[6]  size, bytes    ARGV[7]  the record's remix_count
 -- Returns 1.
 local kind_of_key = KEYS[1]
 local created_kind_key = KEYS[2]
@@ -14,12 +14,14 @@ local accessed_kind_key = KEYS[4]
 local accessed_all_key = KEYS[5]
 local updated_key = KEYS[6]
 local size_key = KEYS[7]
+local remixes_key = KEYS[8]
 local session_id = ARGV[1]
 local kind = ARGV[2]
 local created_ms = ARGV[3]
 local accessed_ms = ARGV[4]
 local updated_ms = ARGV[5]
 local size = ARGV[6]
+local remix_count = ARGV[7]
 
 redis.call('HSET', kind_of_key, session_id, kind)
 redis.call('ZADD', created_kind_key, created_ms, session_id)
@@ -28,4 +30,5 @@ redis.call('ZADD', accessed_kind_key, accessed_ms, session_id)
 redis.call('ZADD', accessed_all_key, accessed_ms, session_id)
 redis.call('ZADD', updated_key, updated_ms, session_id)
 redis.call('ZADD', size_key, size, session_id)
+redis.call('ZADD', remixes_key, remix_count, session_id)
 return 1

@@ -7,14 +7,16 @@
 --   KEYS[3]  accessed, every kind            KEYS[4]  updated
 --   KEYS[5]  size (bytes) per session        KEYS[6]  hash kind -> total bytes
 --   KEYS[7]  operation counters hash        KEYS[8]  created, this kind
---   KEYS[9]  created, every kind
+--   KEYS[9]  created, every kind             KEYS[10] remix count per session
 --   ARGV[1]  session id    ARGV[2]  kind
 --   ARGV[3]  access time, unix ms ('' leaves it)
 --   ARGV[4]  last event time, unix ms ('' leaves it)
 --   ARGV[5]  stored size, bytes ('' leaves it)
 --   ARGV[6]  the month's reads counter field ('' counts nothing)
 --   ARGV[7]  the record's creation time, unix ms (used when the session is added here)
--- Returns 1 when recorded, 0 when the session is indexed under another kind.
+-- Returns {1, last access before this one (ms)} when recorded (the creation time for a session
+-- added here; what SessionDirectory.access judges orphans by), {0, ''} when the session is
+-- indexed under another kind.
 local kind_of_key = KEYS[1]
 local accessed_kind_key = KEYS[2]
 local accessed_all_key = KEYS[3]
@@ -24,6 +26,7 @@ local bytes_key = KEYS[6]
 local ops_key = KEYS[7]
 local created_kind_key = KEYS[8]
 local created_all_key = KEYS[9]
+local remixes_key = KEYS[10]
 local session_id = ARGV[1]
 local kind = ARGV[2]
 local accessed_ms = ARGV[3]
@@ -33,7 +36,9 @@ local reads_field = ARGV[6]
 local created_ms = ARGV[7]
 
 local indexed_as = redis.call('HGET', kind_of_key, session_id)
+local previous_ms = redis.call('ZSCORE', accessed_all_key, session_id)
 if not indexed_as then
+  previous_ms = created_ms
   redis.call('HSET', kind_of_key, session_id, kind)
   redis.call('ZADD', created_kind_key, created_ms, session_id)
   redis.call('ZADD', created_all_key, created_ms, session_id)
@@ -41,8 +46,9 @@ if not indexed_as then
   redis.call('ZADD', accessed_all_key, created_ms, session_id)
   redis.call('ZADD', updated_key, created_ms, session_id)
   redis.call('ZADD', size_key, 0, session_id)
+  redis.call('ZADD', remixes_key, 'NX', 0, session_id)
 elseif indexed_as ~= kind then
-  return 0
+  return {0, ''}
 end
 if accessed_ms ~= '' then
   redis.call('ZADD', accessed_kind_key, 'GT', accessed_ms, session_id)
@@ -59,4 +65,4 @@ end
 if reads_field ~= '' then
   redis.call('HINCRBY', ops_key, reads_field, 1)
 end
-return 1
+return {1, previous_ms or created_ms}

@@ -1,17 +1,25 @@
--- Counts one more remix of a pattern session. Its own atomic step (the new copy lives in
--- another hash slot), so concurrent remixes each count exactly once. Published sessions
+-- Counts one more remix of a pattern session and records the remix among its children. Its
+-- own atomic step (the new copy lives in another hash slot), so concurrent remixes each count
+-- exactly once, and the children index never disagrees with the count. Published sessions
 -- count their remixes too: the count is lineage, not content.
 --   KEYS[1..2], ARGV[1..5]  see _event.lua
 --   KEYS[3]  the parent session hash
+--   KEYS[4]  the parent's children (sorted set: child id -> its creation, ms)
 --   ARGV[6]  the kind ('pattern')
 --   ARGV[7]  event type (pattern_meta)
+--   ARGV[8]  the remix's session id
+--   ARGV[9]  the remix's creation time, unix ms
 -- Returns {offset, remix count} or {false, 'session_not_found'}.
 local session_key = KEYS[3]
+local children_key = KEYS[4]
 local kind = ARGV[6]
 local event_type = ARGV[7]
+local child_id = ARGV[8]
+local child_created_ms = ARGV[9]
 
 if redis.call('HGET', session_key, 'kind') ~= kind then
   return {false, 'session_not_found'}
 end
 local count = redis.call('HINCRBY', session_key, 'remix_count', 1)
+redis.call('ZADD', children_key, child_created_ms, child_id)
 return {append_event(event_type, cjson.encode({remixCount = count})), count}

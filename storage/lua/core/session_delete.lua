@@ -1,6 +1,7 @@
--- An operator deletes a session of any kind: the deletion is an event on the session's log
--- (subscribers see it live), then the record and the kind's own keys go and the log is kept
--- a little while, so that a client resuming from an offset learns what happened.
+-- Deletes a session of any kind (an operator's deletion, or a companion session going with the
+-- session it belongs to): the deletion is an event on the session's log (subscribers see it
+-- live), then the record and the kind's own keys go and the log is kept a little while, so
+-- that a client resuming from an offset learns what happened.
 --   KEYS[1..2], ARGV[1..5]  see _event.lua
 --   KEYS[3]     the session hash
 --   KEYS[4..]   the kind's other keys of this session (deleted with it)

@@ -1,0 +1,54 @@
+"""An operator's deletion of one session, whatever its kind, leaving nothing of it behind.
+
+The session's own keys go in one script (``AdminStore.delete``: its record, the keys its kind
+names in ``owned_keys``, an event on its log); what the kind keeps elsewhere (other hash slots,
+files on disk, companion sessions) goes next, in the kind's ``on_delete``. ``DELETE
+/admin/sessions/{id}`` and the bulk orphan deletion both come here.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from handlers.context import Services
+from protocol.errors import CodedError, ErrorCode
+from storage.admin import AdminStore
+
+
+@dataclass(frozen=True, slots=True)
+class Deleted:
+    """What was deleted: the session's kind and owner, and the offset of its deletion event."""
+
+    kind: str
+    owner_id: str
+    offset: int
+
+
+class SessionDeleter:
+    """Deletes sessions for an operator (no access check here: the routes check the admin)."""
+
+    def __init__(self, services: Services, store: AdminStore) -> None:
+        self._s = services
+        self._store = store
+
+    async def delete(self, session_id: str, *, actor: str, known_kinds_only: bool = True) -> Deleted:
+        """Delete the session and what it owns; ``session_not_found`` when there is none.
+
+        With ``known_kinds_only``, a kind this server does not serve is ``session_not_found``
+        too (as for every route); without, its record and log are deleted all the same.
+        """
+        record: dict[str, str] = await self._s.redis.hgetall(self._s.keys.session(session_id))  # type: ignore[assignment,misc]
+        kind = self._s.kinds.get(record.get("kind", ""))
+        if not record.get("kind") or (kind is None and known_kinds_only):
+            raise CodedError(ErrorCode.SESSION_NOT_FOUND, "no such session")
+        extra = kind.owned_keys(session_id) if kind else []
+        offset = await self._store.delete(session_id, extra_keys=extra, actor=actor)
+        if kind is not None:
+            await kind.on_delete(session_id, record)
+        return Deleted(kind=record["kind"], owner_id=record.get("owner_id", ""), offset=offset)
+
+    @staticmethod
+    def summary(deleted: Deleted) -> dict[str, Any]:
+        """The audit detail of a deletion."""
+        return {"kind": deleted.kind, "owner_id": deleted.owner_id}
