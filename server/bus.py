@@ -67,6 +67,14 @@ CATCH_UP_RETRY_S = 0.5
 HOLD_MAX_S = 2.0
 # A round of fan-out yields to the loop after this many members (acks and pings keep flowing).
 ROUND_YIELD_EVERY = 64
+# Under load (a round starting within BACK_TO_BACK_S of the last one's end) a room lingers for
+# LINGER_SHARE of its last round's duration, at most LINGER_MAX_S, before taking the next batch:
+# the events of changes in flight join it, and the kernel's cost is per write, not per byte.
+# Bounded by a share of the round, the wait adds at most that share to a delivery's latency,
+# and nothing when events come one at a time (50 events/s x 1,000 members never lingers).
+BACK_TO_BACK_S = 0.001
+LINGER_SHARE = 0.25
+LINGER_MAX_S = 0.003
 # Ids of this many recent deliveries are kept per room to tell a duplicate from a rewrite.
 RECENT_IDS = 256
 
@@ -111,6 +119,8 @@ class Room:
     pending: list[_Outgoing] = field(default_factory=list)  # accepted, not yet written (next round)
     writer: asyncio.Task[None] | None = None  # the task writing the room's rounds, while it runs
     written: int = 0  # offset of the last event a round has handed to the members
+    round_ended: float = 0.0  # monotonic time the last round ended
+    round_s: float = 0.0  # how long the last round took
 
 
 class Bus:
@@ -484,6 +494,10 @@ class Bus:
         """
         try:
             while room.pending:
+                started = time.monotonic()
+                if started - room.round_ended < BACK_TO_BACK_S:
+                    await asyncio.sleep(min(LINGER_MAX_S, LINGER_SHARE * room.round_s))
+                    started = time.monotonic()
                 batch, room.pending = room.pending, []
                 blob = b"".join(item.packet.frame for item in batch)
                 room.written = max(room.written, batch[-1].offset)
@@ -491,6 +505,8 @@ class Bus:
                     if count and count % ROUND_YIELD_EVERY == 0:
                         await asyncio.sleep(0)
                     self._write_round_to(room, sid, batch, blob)
+                room.round_ended = time.monotonic()
+                room.round_s = room.round_ended - started
                 if room.floors:
                     top = batch[-1]
                     for sid in [s for s, (e, o) in room.floors.items() if e != top.epoch or o <= top.offset]:
@@ -502,6 +518,14 @@ class Bus:
 
     @staticmethod
     def _write_round_to(room: Room, sid: str, batch: list[_Outgoing], blob: bytes) -> None:
+        if not room.joining and not room.floors:
+            # The common case, kept lean: a live member on its own WebSocket gets the round
+            # in one transport write (its slow-client cut is the transport's flow control).
+            ws = getattr(room.members.get(sid), "sh_ws", None)
+            transport = ws.transport if ws is not None else None
+            if transport is not None:
+                transport.write(blob)
+                return
         kept = room.joining.get(sid) if room.joining else None
         if kept is not None:
             kept.extend((item.offset, item.packet) for item in batch)

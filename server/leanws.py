@@ -190,6 +190,9 @@ class LeanWebSocket(asyncio.Protocol):
         self.lost = False
         self.in_prelude = False
         self.slow_limit_bytes = slow_limit_bytes
+        # The slow-client cut rides on asyncio's flow control: pause_writing() is called once
+        # the bytes waiting for the client exceed this, so no write has to check for it.
+        transport.set_write_buffer_limits(high=slow_limit_bytes)
 
     # --- what a subclass gives meaning to ---------------------------------------------------
     async def handle_message(self, message: str | bytes) -> None:
@@ -210,10 +213,6 @@ class LeanWebSocket(asyncio.Protocol):
         """Write whole frames now; False when the connection is gone or has been cut as slow."""
         transport = self.transport
         if transport is None or transport.is_closing():
-            return False
-        if transport.get_write_buffer_size() > self.slow_limit_bytes:
-            log.warning("closing a client that does not read (%d bytes waiting)", transport.get_write_buffer_size())
-            transport.abort()
             return False
         transport.write(data)
         return True
@@ -260,7 +259,12 @@ class LeanWebSocket(asyncio.Protocol):
             self._finish()
 
     def pause_writing(self) -> None:
-        pass  # the slow-client limit in write_frame decides; nothing waits for a drain
+        # Over slow_limit_bytes wait for a client that does not read: it is cut (nothing here
+        # waits for a drain); it resumes from its offset when it reconnects.
+        transport = self.transport
+        if transport is not None:
+            log.warning("closing a client that does not read (%d bytes waiting)", transport.get_write_buffer_size())
+            transport.abort()
 
     def resume_writing(self) -> None:
         pass
