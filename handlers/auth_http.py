@@ -9,8 +9,38 @@ from aiohttp import web
 from auth.claims import GUEST_PERMISSIONS, Permission
 from handlers.context import Services
 from handlers.http_common import bearer_claims, client_address, guarded, json_body
+from handlers.openapi_registry import Auth, Operation, document
 from handlers.payloads import OneTimeLogin, validate
 from protocol.errors import CodedError, ErrorCode
+
+TAG = "auth"
+OPERATIONS = (
+    Operation(
+        "post",
+        "/api/auth/guest",
+        "Issue a guest token (rate limited per client address)",
+        tag=TAG,
+        auth=Auth.NONE,
+        statuses=(429, 503),
+        ok=(201,),
+    ),
+    Operation(
+        "post",
+        "/api/auth/refresh",
+        "A new token for the same guest, while the presented guest token is valid",
+        tag=TAG,
+        statuses=(403, 429, 503),
+    ),
+    Operation(
+        "post",
+        "/api/auth/one_time",
+        "Exchange a /login link's one-time token for a token",
+        tag=TAG,
+        auth=Auth.NONE,
+        body=OneTimeLogin,
+        statuses=(400, 401, 413, 429, 503),
+    ),
+)
 
 
 class AuthRoutes:
@@ -24,6 +54,7 @@ class AuthRoutes:
         app.router.add_post("/api/auth/guest", guarded(self.guest))
         app.router.add_post("/api/auth/refresh", guarded(self.refresh))
         app.router.add_post("/api/auth/one_time", guarded(self.one_time))
+        document(app, OPERATIONS)
 
     async def guest(self, request: web.Request) -> web.Response:
         """Issue a guest token (rate limited per client address)."""

@@ -6,6 +6,20 @@ from collections.abc import Awaitable, Callable
 
 from aiohttp import web
 
+from handlers.openapi_registry import Auth, Operation, document
+
+OPERATIONS = (
+    Operation("get", "/healthz", "Liveness: 200 while the process serves requests", tag="health", auth=Auth.NONE),
+    Operation(
+        "get",
+        "/readyz",
+        "Readiness: 200 when Redis answers and the bus listens, else 503",
+        tag="health",
+        auth=Auth.NONE,
+        ok=(200, 503),  # both with the probe's own body, {ok, redis, bus}
+    ),
+)
+
 
 class HealthRoutes:
     """Liveness and readiness probes."""
@@ -18,6 +32,7 @@ class HealthRoutes:
         """Attach the routes to ``app``."""
         app.router.add_get("/healthz", self.healthz)
         app.router.add_get("/readyz", self.readyz)
+        document(app, OPERATIONS)
 
     async def healthz(self, request: web.Request) -> web.Response:
         """Always 200 while the process serves requests."""

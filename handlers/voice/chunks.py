@@ -12,8 +12,9 @@ from auth.claims import Claims
 from handlers.context import Services
 from handlers.http_common import bearer_claims, guarded
 from handlers.ids import parse_session_id
+from handlers.query import parse_query
 from handlers.voice.access import performer, readable, updatable
-from handlers.voice.audio_links import AudioLinks
+from handlers.voice.audio_links import AudioLinkQuery, AudioLinks
 from handlers.voice.chunk_form import FORM_OVERHEAD_BYTES, ChunkForm, ChunkMeta, read_chunk_form
 from protocol.errors import CodedError, ErrorCode
 from storage.audio_format import probe
@@ -137,7 +138,8 @@ class ChunkRoutes:
         chunk_id = request.match_info["chunk_id"]
         if not _CHUNK_ID.match(chunk_id):
             raise CodedError(ErrorCode.NOT_FOUND, "no such chunk")
-        await self._links.check(session_id, chunk_id, request.query.get("exp", ""), request.query.get("sig", ""))
+        link = parse_query(AudioLinkQuery, request)
+        await self._links.check(session_id, chunk_id, link.exp, link.sig)
         chunk = await self._chunks.get(session_id, chunk_id)
         path = self._blobs.path(session_id, str(chunk["sha256"])) if chunk else None
         if chunk is None or path is None or not path.is_file():
