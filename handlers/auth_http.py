@@ -5,6 +5,7 @@ from __future__ import annotations
 import uuid
 
 from aiohttp import web
+from pydantic import BaseModel
 
 from auth.claims import GUEST_PERMISSIONS, Permission
 from handlers.context import Services
@@ -12,6 +13,15 @@ from handlers.http_common import bearer_claims, client_address, guarded, json_bo
 from handlers.openapi_registry import Auth, Operation, document
 from handlers.payloads import OneTimeLogin, validate
 from protocol.errors import CodedError, ErrorCode
+
+
+class TokenAnswer(BaseModel):
+    """A token issued: its user and expiry (unix s)."""
+
+    token: str
+    user_id: str
+    expires_at: int
+
 
 TAG = "auth"
 OPERATIONS = (
@@ -23,6 +33,7 @@ OPERATIONS = (
         auth=Auth.NONE,
         statuses=(429, 503),
         ok=(201,),
+        response=TokenAnswer,
     ),
     Operation(
         "post",
@@ -30,6 +41,7 @@ OPERATIONS = (
         "A new token for the same guest, while the presented guest token is valid",
         tag=TAG,
         statuses=(403, 429, 503),
+        response=TokenAnswer,
     ),
     Operation(
         "post",
@@ -39,6 +51,7 @@ OPERATIONS = (
         auth=Auth.NONE,
         body=OneTimeLogin,
         statuses=(400, 401, 413, 429, 503),
+        response=TokenAnswer,
     ),
 )
 
@@ -102,7 +115,7 @@ class AuthRoutes:
             telegram_user_id=claims.get("telegram_user_id", ""),
             guest=bool(claims.get("guest", False)),
         )
-        return web.json_response({"token": token, "user_id": claims["sub"], "expires_at": exp})
+        return web.json_response(TokenAnswer(token=token, user_id=claims["sub"], expires_at=exp).model_dump())
 
     def _issue(self, user_id: str, *, status: int) -> web.Response:
         token, exp = self._s.tokens.mint(
@@ -113,4 +126,4 @@ class AuthRoutes:
             name="Guest",
             guest=True,
         )
-        return web.json_response({"token": token, "user_id": user_id, "expires_at": exp}, status=status)
+        return web.json_response(TokenAnswer(token=token, user_id=user_id, expires_at=exp).model_dump(), status=status)

@@ -10,6 +10,7 @@ from functools import partial
 
 from handlers.openapi_registry import Auth, ErrorShape, Header, Operation
 from handlers.patterns.requests import CreateBody, PatchBody, PutBody
+from handlers.patterns.views import Created, Published, Remixed, Renamed, Replaced
 
 TAG = "patterns"
 IF_MATCH = Header("If-Match", 'the ETag of a read ("<epoch>:<offset>"); a stale one is refused with 412')
@@ -28,6 +29,7 @@ OPERATIONS: tuple[Operation, ...] = (
         body_required=False,
         statuses=(400, 413, 429),
         ok=(201,),
+        response=Created,
     ),
     _pattern(
         "get", "/api/sessions/{session_id}", "The whole session, with its ETag", auth=Auth.NONE, statuses=(400, 404)
@@ -39,6 +41,7 @@ OPERATIONS: tuple[Operation, ...] = (
         body=PutBody,
         headers=(IF_MATCH,),
         statuses=WRITE,
+        response=Replaced,
     ),
     _pattern(
         "patch",
@@ -47,6 +50,7 @@ OPERATIONS: tuple[Operation, ...] = (
         body=PatchBody,
         headers=(IF_MATCH,),
         statuses=WRITE,
+        response=Renamed,
     ),
     _pattern(
         "delete",
@@ -62,6 +66,7 @@ OPERATIONS: tuple[Operation, ...] = (
         "A new editable copy whose lineage names this one",
         statuses=(400, 404, 429),
         ok=(201,),
+        response=Remixed,
     ),
     _pattern(
         "post",
@@ -69,5 +74,6 @@ OPERATIONS: tuple[Operation, ...] = (
         "A new read-only copy; the source stays editable",
         statuses=(400, 404, 429),
         ok=(201,),
+        response=Published,
     ),
 )

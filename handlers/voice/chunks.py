@@ -7,6 +7,7 @@ import re
 from typing import Any
 
 from aiohttp import web
+from pydantic import BaseModel
 
 from auth.claims import Claims
 from handlers.context import Services
@@ -32,6 +33,14 @@ FAB_MIME_TYPES = (
 )
 UPLOADS_PER_MIN = 120
 _CHUNK_ID = re.compile(r"^ch[0-9]{6,9}$")
+
+
+class FabConfig(BaseModel):
+    """``GET /voicebot/fab/config``: the chunk limits, and the recording types to try in order."""
+
+    max_chunk_ms: int
+    max_chunk_bytes: int
+    mime_types: list[str]
 
 
 def chunk_repository(services: Services) -> VoiceChunks:
@@ -153,13 +162,12 @@ class ChunkRoutes:
 
     async def fab_config(self, request: web.Request) -> web.Response:
         """What the FAB needs to know before it records (no token needed: nothing private)."""
-        return web.json_response(
-            {
-                "max_chunk_ms": self._config.max_chunk_ms,
-                "max_chunk_bytes": self._config.max_chunk_bytes,
-                "mime_types": list(FAB_MIME_TYPES),
-            }
+        config = FabConfig(
+            max_chunk_ms=self._config.max_chunk_ms,
+            max_chunk_bytes=self._config.max_chunk_bytes,
+            mime_types=list(FAB_MIME_TYPES),
         )
+        return web.json_response(config.model_dump())
 
 
 def _totals(added: ChunkAdded) -> dict[str, Any]:

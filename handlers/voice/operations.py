@@ -9,6 +9,7 @@ from handlers.payloads import ActivateSession, BotCommand, CreateSession, Materi
 from handlers.query import LimitQuery
 from handlers.voice.audio_links import AudioLinkQuery
 from handlers.voice.chunk_form import ChunkMeta
+from handlers.voice.chunks import FabConfig
 
 TAG = "voice"
 # The media types the server stores a chunk as (storage/audio_format.py recognises them).
@@ -87,5 +88,7 @@ OPERATIONS: tuple[Operation, ...] = (
         ok=(200, 206),
         ok_types=AUDIO_TYPES,
     ),
-    _voice("get", "/voicebot/fab/config", "What the recording button needs to know", auth=Auth.NONE),
+    _voice(
+        "get", "/voicebot/fab/config", "What the recording button needs to know", auth=Auth.NONE, response=FabConfig
+    ),
 )
