@@ -199,3 +199,15 @@ def test_the_document_is_generated_from_the_models(tmp_path: Path) -> None:
     put = spec["paths"]["/api/sessions/{session_id}"]["put"]
     assert put["responses"]["412"]["content"]["application/json"]["schema"]["$ref"].endswith("/PatternError")
     assert any(p["name"] == "If-Match" and p["in"] == "header" for p in put["parameters"])
+    guest = spec["paths"]["/api/auth/guest"]["post"]["responses"]["201"]["content"]["application/json"]["schema"]
+    assert spec["components"]["schemas"][guest["$ref"].rsplit("/", 1)[1]]["required"] == [
+        "token",
+        "user_id",
+        "expires_at",
+    ]
+    pages = [
+        path
+        for path, methods in spec["paths"].items()
+        if "text/html" in methods.get("get", {}).get("responses", {}).get("200", {}).get("content", {})
+    ]
+    assert {"/", "/admin", "/api-docs", "/patterns", "/streams", "/history", "/player"} <= set(pages)
