@@ -5,12 +5,55 @@ from __future__ import annotations
 import uuid
 
 from aiohttp import web
+from pydantic import BaseModel
 
 from auth.claims import GUEST_PERMISSIONS, Permission
 from handlers.context import Services
 from handlers.http_common import bearer_claims, client_address, guarded, json_body
+from handlers.openapi_registry import Auth, Operation, document
 from handlers.payloads import OneTimeLogin, validate
 from protocol.errors import CodedError, ErrorCode
+
+
+class TokenAnswer(BaseModel):
+    """A token issued: its user and expiry (unix s)."""
+
+    token: str
+    user_id: str
+    expires_at: int
+
+
+TAG = "auth"
+OPERATIONS = (
+    Operation(
+        "post",
+        "/api/auth/guest",
+        "Issue a guest token (rate limited per client address)",
+        tag=TAG,
+        auth=Auth.NONE,
+        statuses=(429, 503),
+        ok=(201,),
+        response=TokenAnswer,
+    ),
+    Operation(
+        "post",
+        "/api/auth/refresh",
+        "A new token for the same guest, while the presented guest token is valid",
+        tag=TAG,
+        statuses=(403, 429, 503),
+        response=TokenAnswer,
+    ),
+    Operation(
+        "post",
+        "/api/auth/one_time",
+        "Exchange a /login link's one-time token for a token",
+        tag=TAG,
+        auth=Auth.NONE,
+        body=OneTimeLogin,
+        statuses=(400, 401, 413, 429, 503),
+        response=TokenAnswer,
+    ),
+)
 
 
 class AuthRoutes:
@@ -24,6 +67,7 @@ class AuthRoutes:
         app.router.add_post("/api/auth/guest", guarded(self.guest))
         app.router.add_post("/api/auth/refresh", guarded(self.refresh))
         app.router.add_post("/api/auth/one_time", guarded(self.one_time))
+        document(app, OPERATIONS)
 
     async def guest(self, request: web.Request) -> web.Response:
         """Issue a guest token (rate limited per client address)."""
@@ -71,7 +115,7 @@ class AuthRoutes:
             telegram_user_id=claims.get("telegram_user_id", ""),
             guest=bool(claims.get("guest", False)),
         )
-        return web.json_response({"token": token, "user_id": claims["sub"], "expires_at": exp})
+        return web.json_response(TokenAnswer(token=token, user_id=claims["sub"], expires_at=exp).model_dump())
 
     def _issue(self, user_id: str, *, status: int) -> web.Response:
         token, exp = self._s.tokens.mint(
@@ -82,4 +126,4 @@ class AuthRoutes:
             name="Guest",
             guest=True,
         )
-        return web.json_response({"token": token, "user_id": user_id, "expires_at": exp}, status=status)
+        return web.json_response(TokenAnswer(token=token, user_id=user_id, expires_at=exp).model_dump(), status=status)

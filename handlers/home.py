@@ -3,9 +3,30 @@
 from __future__ import annotations
 
 from aiohttp import web
+from pydantic import Field
 
 from handlers.context import Services
-from handlers.http_common import bearer_claims, guarded, query_int
+from handlers.http_common import bearer_claims, guarded
+from handlers.openapi_registry import Operation, document
+from handlers.query import QueryModel, at_most, parse_query
+
+
+class RecentQuery(QueryModel):
+    """``?limit=`` of the landing page's list (at most SESSIONHUB_LIST_LIMIT)."""
+
+    limit: int = Field(default=20, ge=1)
+
+
+OPERATIONS = (
+    Operation(
+        "get",
+        "/api/me/sessions",
+        "The caller's recent sessions of every kind, newest first",
+        tag="home",
+        query=RecentQuery,
+        statuses=(400, 503),
+    ),
+)
 
 
 class HomeRoutes:
@@ -17,11 +38,12 @@ class HomeRoutes:
     def register(self, app: web.Application) -> None:
         """Attach the routes to ``app``."""
         app.router.add_get("/api/me/sessions", guarded(self.recent))
+        document(app, OPERATIONS)
 
     async def recent(self, request: web.Request) -> web.Response:
         """The caller's sessions of every registered kind, newest first (``?limit=`` 1..list limit)."""
         claims = bearer_claims(request, self._s.tokens, self._s.clock)
-        limit = query_int(request, "limit", default=20, low=1, high=self._s.limits.list_limit)
+        limit = at_most("limit", parse_query(RecentQuery, request).limit, self._s.limits.list_limit)
         records = await self._s.sessions.recent(claims.sub, limit=limit)
         entries = [entry for entry in map(self._s.kinds.summarise, records) if entry is not None]
         return web.json_response({"sessions": entries, "kinds": self._s.kinds.names()})

@@ -72,16 +72,6 @@ async def _read_body(request: web.Request, max_bytes: int) -> bytes:
     return b"".join(chunks)
 
 
-def query_int(request: web.Request, name: str, *, default: int, low: int, high: int) -> int:
-    """A whole-number query parameter within ``low..high``, or ``invalid_payload``."""
-    raw = request.query.get(name)
-    if raw is None:
-        return default
-    if not raw.isdigit() or not low <= int(raw) <= high:
-        raise CodedError(ErrorCode.INVALID_PAYLOAD, f"{name} must be a whole number in {low}..{high}")
-    return int(raw)
-
-
 def client_address(request: web.Request, *, trust_forwarded_for: bool) -> str:
     """The client's address; the first ``X-Forwarded-For`` hop only behind a trusted proxy."""
     if trust_forwarded_for:

@@ -12,6 +12,8 @@ from pathlib import Path
 
 from aiohttp import web
 
+from handlers.openapi_registry import HTML, Auth, Operation, document
+
 # Pages load only their own scripts and talk only to this server.
 CSP = (
     "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
@@ -32,8 +34,11 @@ def page(path: Path) -> PageHandler:
 
 
 def add_page(app: web.Application, route: str, path: Path) -> None:
-    """Serve the HTML file ``path`` at ``route`` (an aiohttp route pattern)."""
+    """Serve the HTML file ``path`` at ``route`` (an aiohttp route pattern), documented as a page."""
     app.router.add_get(route, page(path))
+    # A page's data comes over the documented API and Socket.IO: its id is not checked here.
+    summary = f"The page {path.name} (HTML; the session id, if any, is read by the page)"
+    document(app, (Operation("get", route, summary, tag="pages", auth=Auth.NONE, ok_types=(HTML,)),))
 
 
 class WebPages:

@@ -174,6 +174,17 @@ async def test_updates_without_a_reply(bot: ServerUnderTest) -> None:
     assert await bot.services.voice.materials(session_id, limit=10) == []
 
 
+async def test_an_update_without_a_reply_is_an_empty_typed_200(bot: ServerUnderTest) -> None:
+    # Found by schemathesis (tests/test_openapi.py): the empty answer had no Content-Type at all.
+    update = {"update_id": next(_ids), "edited_message": message(text="edited", edit_date=1732190100)}
+    headers = {"X-Telegram-Bot-Api-Secret-Token": SECRET}
+    async with (
+        aiohttp.ClientSession() as http,
+        http.post(f"{bot.url}/telegram/{PATH}", json=update, headers=headers) as response,
+    ):
+        assert (response.status, response.content_type, await response.read()) == (200, "text/plain", b"")
+
+
 async def test_secret_token_path_and_bad_bodies(bot: ServerUnderTest) -> None:
     update = {"update_id": 1, "message": message(text="hello")}
     assert (await post(bot, update, secret=None))[0] == 401

@@ -14,9 +14,11 @@ from handlers.admin.deletion import SessionDeleter
 from handlers.admin.http import AdminRoutes
 from handlers.admin.nodes import NodeHeartbeat
 from handlers.admin.openapi import OpenApiRoutes
+from handlers.admin.operations import OPERATIONS
 from handlers.admin.prom import PrometheusRoutes
 from handlers.admin.request_log import add_request_id, request_log
 from handlers.context import Services
+from handlers.openapi_registry import document
 from handlers.socket_router import SocketRouter
 from handlers.web_pages import add_page
 from storage.admin import AdminStore
@@ -56,6 +58,7 @@ def install(services: Services, router: SocketRouter, app: web.Application, *, c
     BulkRoutes(services, store=store, recalc=recalc, config=config, deleter=deleter).register(app)
     PrometheusRoutes(services, store=store, config=config, alerts=alerts).register(app)
     OpenApiRoutes(services.web_dir).register(app)
+    document(app, OPERATIONS)
     app.middlewares.append(request_log)
     app.on_response_prepare.append(add_request_id)
     add_page(app, "/admin", services.web_dir / "admin.html")

@@ -8,8 +8,10 @@ from handlers.clips.events import StreamEvents
 from handlers.clips.export import ExportRoutes
 from handlers.clips.http import StreamRoutes
 from handlers.clips.kind import StreamAudienceKind, StreamKind
+from handlers.clips.operations import OPERATIONS
 from handlers.clips.settings import ClipSettings
 from handlers.context import Services
+from handlers.openapi_registry import document
 from handlers.socket_router import SocketRouter
 from handlers.web_pages import add_page
 from storage.clips import StreamSessions
@@ -30,6 +32,7 @@ def install(services: Services, router: SocketRouter, app: web.Application, *, s
     StreamEvents(streams, settings).register(router)
     StreamRoutes(services, streams, settings).register(app)
     ExportRoutes(services, streams, settings).register(app)
+    document(app, OPERATIONS)
     add_page(app, "/streams", services.web_dir / "streams.html")
     add_page(app, r"/streams/{session_id}", services.web_dir / "stream.html")
     add_page(app, r"/watch/{session_id}", services.web_dir / "watch.html")

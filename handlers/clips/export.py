@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import get_args
 
 from aiohttp import web
 
@@ -13,11 +14,12 @@ from handlers.clips import formats, timecode
 from handlers.clips.actions import owned
 from handlers.clips.formats import Marker
 from handlers.clips.moments import Moment, group_moments
-from handlers.clips.queries import choice, frame_rate, moments_window, only_clipped, sort_order, subject
+from handlers.clips.queries import ExportFormat, ExportQuery
 from handlers.clips.settings import ClipSettings
 from handlers.context import Services
 from handlers.http_common import bearer_claims, guarded
 from handlers.ids import parse_session_id
+from handlers.query import parse_query
 from protocol.errors import CodedError, ErrorCode
 from storage.clips import Clip, StreamSession, StreamSessions
 
@@ -48,7 +50,7 @@ def _timeline(export: Export) -> list[Marker]:
     return sorted(export.markers, key=lambda m: m.stream_offset_ms)
 
 
-FORMATS: dict[str, Format] = {
+FORMATS: dict[ExportFormat, Format] = {
     "csv": Format(
         ".csv",
         "text/csv",
@@ -71,6 +73,9 @@ FORMATS: dict[str, Format] = {
     ),
     "edl": Format("-cmx3600.edl", "text/plain", lambda e: formats.cmx3600(e.session.title, _timeline(e), fps=e.fps)),
 }
+
+
+assert set(FORMATS) == set(get_args(ExportFormat)), "ExportFormat must list FORMATS"
 
 
 def _total_ms(session: StreamSession) -> int | None:
@@ -135,9 +140,9 @@ class ExportRoutes:
         """``?format=csv|json|txt|youtube|premiere|resolve|edl&of=clips|moments&only=all|clipped&fps=``."""
         session_id = parse_session_id(request.match_info["session_id"])
         claims = self._claims(request)
-        name = choice(request, "format", tuple(FORMATS), "csv")
-        export = await self._collect(request, session_id, claims)
-        fmt = FORMATS[name]
+        query = parse_query(ExportQuery, request)
+        export = await self._collect(query, session_id, claims)
+        fmt = FORMATS[query.format]
         body = fmt.render(export)
         what = ("clipped-" if export.clipped_only else "") + ("moments" if export.moments else "clips")
         disposition = f'attachment; filename="{filename(export.session.title, what, fmt.suffix)}"'
@@ -148,13 +153,13 @@ class ExportRoutes:
             headers={"Content-Disposition": disposition, "Cache-Control": "no-store"},
         )
 
-    async def _collect(self, request: web.Request, session_id: str, claims: Claims) -> Export:
+    async def _collect(self, query: ExportQuery, session_id: str, claims: Claims) -> Export:
         await owned(self._streams, claims, session_id)
-        moments_wanted = subject(request) == "moments"
-        clipped_only = only_clipped(request)
-        fps = frame_rate(request)
-        window_s = moments_window(request, self._settings)
-        sort = sort_order(request)
+        moments_wanted = query.of == "moments"
+        clipped_only = query.clipped_only
+        fps = query.fps
+        window_s = query.window(self._settings)
+        sort = query.sort
         session, clips, _ = await self._streams.clips(session_id)
         if session is None:
             raise CodedError(ErrorCode.SESSION_NOT_FOUND, "no such session")

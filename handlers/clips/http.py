@@ -11,12 +11,13 @@ from auth.claims import Claims, Permission
 from handlers.clips.actions import full, owned, set_state, submit_clip, streamer_url, viewer_url
 from handlers.clips.moments import group_moments
 from handlers.clips.payloads import ClipEdit, ClipRequest, CreateStream, StateRequest
-from handlers.clips.queries import moments_window, only_clipped, sort_order
+from handlers.clips.queries import MomentsQuery, ReviewQuery
 from handlers.clips.settings import ClipSettings
 from handlers.context import Services
-from handlers.http_common import bearer_claims, guarded, json_body, query_int
+from handlers.http_common import bearer_claims, guarded, json_body
 from handlers.ids import parse_session_id
 from handlers.payloads import validate
+from handlers.query import LimitQuery, at_most, parse_query
 from protocol.errors import CodedError, ErrorCode
 from storage.clips import StreamSessions
 
@@ -76,7 +77,7 @@ class StreamRoutes:
     async def list_sessions(self, request: web.Request) -> web.Response:
         """The caller's stream sessions, newest first (``?limit=``)."""
         claims = self._claims(request)
-        limit = query_int(request, "limit", default=50, low=1, high=self._s.limits.list_limit)
+        limit = at_most("limit", parse_query(LimitQuery, request).limit, self._s.limits.list_limit)
         sessions = await self._streams.list_for_user(claims.sub, limit=limit)
         return web.json_response({"sessions": [full(self._s, s, claims) for s in sessions]})
 
@@ -114,10 +115,11 @@ class StreamRoutes:
         session_id = parse_session_id(request.match_info["session_id"])
         claims = self._claims(request)
         await owned(self._streams, claims, session_id)
+        query = parse_query(ReviewQuery, request)
         session, clips, position = await self._streams.clips(session_id)
         if session is None:
             raise CodedError(ErrorCode.SESSION_NOT_FOUND, "no such session")
-        if only_clipped(request):
+        if query.clipped_only:
             clips = [c for c in clips if c.clipped]
         segments = [
             {**segment, "clips": [c.for_owner() for c in clips if c.segment_index == segment["index"]]}
@@ -137,10 +139,10 @@ class StreamRoutes:
         session_id = parse_session_id(request.match_info["session_id"])
         claims = self._claims(request)
         await owned(self._streams, claims, session_id)
-        window_s = moments_window(request, self._settings)
-        sort = sort_order(request)
+        query = parse_query(MomentsQuery, request)
+        window_s, sort = query.window(self._settings), query.sort
         _, clips, position = await self._streams.clips(session_id)
-        if only_clipped(request):
+        if query.clipped_only:
             clips = [c for c in clips if c.clipped]
         moments = group_moments(clips, window_s=window_s, sort=sort)
         return web.json_response(

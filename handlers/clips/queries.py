@@ -1,46 +1,47 @@
-"""Query parameters of the owner's review and export routes, checked at the edge."""
+"""Query strings of the stream routes: one model per route, checked at the edge (handlers.query)."""
 
 from __future__ import annotations
 
-from aiohttp import web
+from typing import Literal, get_args
 
-from handlers.clips.moments import MomentSort
+from pydantic import Field
+
 from handlers.clips.settings import ClipSettings
 from handlers.clips.timecode import DEFAULT_FPS, FRAME_RATES
-from handlers.http_common import query_int
-from protocol.errors import CodedError, ErrorCode
+from handlers.query import QueryModel
 
 MAX_WINDOW_S = 600
+ExportFormat = Literal["csv", "json", "txt", "youtube", "premiere", "resolve", "edl"]
+FrameRate = Literal["23.976", "25", "29.97", "30", "60"]
+# The literal above is what the document lists; the table is what the timecodes use.
+assert set(get_args(FrameRate)) == set(FRAME_RATES), "FrameRate must list timecode.FRAME_RATES"
 
 
-def choice(request: web.Request, name: str, choices: tuple[str, ...], default: str) -> str:
-    """The query parameter ``name``, one of ``choices``, or ``invalid_payload``."""
-    value = request.query.get(name, default)
-    if value not in choices:
-        raise CodedError(ErrorCode.INVALID_PAYLOAD, f"{name} must be one of {', '.join(choices)}")
-    return value
+class ReviewQuery(QueryModel):
+    """``GET /api/streams/{id}/clips``: ``?only=clipped`` keeps the clips marked clipped."""
+
+    only: Literal["all", "clipped"] = "all"
+
+    @property
+    def clipped_only(self) -> bool:
+        """Only the clips the streamer marked clipped."""
+        return self.only == "clipped"
 
 
-def only_clipped(request: web.Request) -> bool:
-    """``?only=clipped`` (default ``all``)."""
-    return choice(request, "only", ("all", "clipped"), "all") == "clipped"
+class MomentsQuery(ReviewQuery):
+    """``GET /api/streams/{id}/moments``: clips grouped within ``window_s``, sorted."""
+
+    window_s: int | None = Field(default=None, ge=1, le=MAX_WINDOW_S, description="default from the settings")
+    sort: Literal["time", "count"] = "time"
+
+    def window(self, settings: ClipSettings) -> int:
+        """The grouping window: the query's, else the configured default."""
+        return self.window_s if self.window_s is not None else settings.moment_window_s
 
 
-def sort_order(request: web.Request) -> MomentSort:
-    """``?sort=time|count`` (default ``time``)."""
-    return "count" if choice(request, "sort", ("time", "count"), "time") == "count" else "time"
+class ExportQuery(MomentsQuery):
+    """``GET /api/streams/{id}/export``: the file format, of clips or moments, and frame rate."""
 
-
-def moments_window(request: web.Request, settings: ClipSettings) -> int:
-    """``?window_s=`` 1..600, default from the settings."""
-    return query_int(request, "window_s", default=settings.moment_window_s, low=1, high=MAX_WINDOW_S)
-
-
-def frame_rate(request: web.Request) -> str:
-    """``?fps=`` one of 23.976, 25, 29.97, 30, 60 (default 30)."""
-    return choice(request, "fps", tuple(FRAME_RATES), DEFAULT_FPS)
-
-
-def subject(request: web.Request) -> str:
-    """``?of=clips|moments`` (default ``clips``)."""
-    return choice(request, "of", ("clips", "moments"), "clips")
+    format: ExportFormat = "csv"
+    of: Literal["clips", "moments"] = "clips"
+    fps: FrameRate = DEFAULT_FPS  # type: ignore[assignment]

@@ -9,7 +9,9 @@ from handlers.listening.config import ListeningSettings
 from handlers.listening.events import ListeningEvents
 from handlers.listening.http import ListeningRoutes
 from handlers.listening.kind import ListeningKind
+from handlers.listening.operations import OPERATIONS
 from handlers.listening.sweeper import Sweeper
+from handlers.openapi_registry import document
 from handlers.socket_router import SocketRouter
 from handlers.web_pages import add_page
 from storage.listening import ListeningHistories
@@ -28,6 +30,7 @@ def install(services: Services, router: SocketRouter, app: web.Application, *, s
     services.kinds.register(ListeningKind(histories))
     ListeningEvents(histories, services.clock).register(router)
     ListeningRoutes(services, histories, reports_per_min=settings.http_reports_per_min).register(app)
+    document(app, OPERATIONS)
     add_page(app, "/history", services.web_dir / "history.html")
     add_page(app, "/player", services.web_dir / "player.html")
     Sweeper(histories, interval_s=settings.sweep_interval_s).register(app)

@@ -17,18 +17,26 @@ from aiohttp import web
 from auth.access import require_permission
 from auth.claims import Claims, Permission
 from handlers.context import Services
-from handlers.http_common import bearer_claims, guarded, json_body, query_int
+from handlers.http_common import bearer_claims, guarded, json_body
 from handlers.listening import actions
-from handlers.listening.payloads import UUID4, ClearBody, ItemId, ReportBody, UploadBody
+from handlers.listening.payloads import (
+    CURSOR_PATTERN,
+    MAX_MS,
+    UUID4,
+    ClearBody,
+    ExportQuery,
+    PageQuery,
+    ReportBody,
+    StatsQuery,
+    UploadBody,
+)
 from handlers.listening.stats import day_start_ms, day_totals, local_day, streaks, time_zone
-from handlers.payloads import Payload, validate
+from handlers.payloads import validate
+from handlers.query import at_most, parse_query
 from protocol.errors import CodedError, ErrorCode
 from storage.listening import ListeningHistories
 from storage.listening_model import ListeningSession
 
-_CURSOR = re.compile(r"([0-9]{1,15}):([0-9a-f-]{36})")
-# A later instant than any listening session (year 2286), and the bounds of ``from``/``to``.
-_MAX_MS = 9_999_999_999_999
 # Streaks look back a year; the chart shows up to that.
 STREAK_DAYS = 366
 # Sessions read for one stats answer (a year of heavy listening fits many times over).
@@ -39,12 +47,6 @@ CSV_COLUMNS = (
     "id", "item_id", "title", "artist", "album", "device_id", "started_at", "ended_at", "duration_ms",
     "started_at_utc", "ended_at_utc", "start_position_s", "end_position_s", "source", "client_id",
 )
-
-
-class ItemFilter(Payload):
-    """``?item_id=`` of the session list."""
-
-    item_id: ItemId
 
 
 class ListeningRoutes:
@@ -119,12 +121,10 @@ class ListeningRoutes:
     async def sessions(self, request: web.Request) -> web.Response:
         """Sessions newest first: ``?limit``, ``?cursor``, ``?item_id``, ``?from``/``?to`` (ms)."""
         claims = self._claims(request)
-        limit = query_int(request, "limit", default=50, low=1, high=self._s.limits.list_limit)
-        from_ms = query_int(request, "from", default=0, low=0, high=_MAX_MS)
-        to_ms = query_int(request, "to", default=_MAX_MS, low=0, high=_MAX_MS)
-        cursor = _cursor(request.query.get("cursor"))
-        raw_item = request.query.get("item_id")
-        item = validate(ItemFilter, {"item_id": raw_item}).item_id if raw_item is not None else None
+        q = parse_query(PageQuery, request)
+        limit = at_most("limit", q.limit, self._s.limits.list_limit)
+        from_ms, to_ms, item = q.from_ms, q.to_ms, q.item_id
+        cursor = _cursor(q.cursor)
         history_id = await self._h.find(claims.sub)
         if history_id is None:
             return web.json_response({"sessions": [], "next_cursor": None})
@@ -162,8 +162,8 @@ class ListeningRoutes:
     async def stats(self, request: web.Request) -> web.Response:
         """Totals, per item, per local day (``?tz``, ``?days`` 1..366), streaks, last 10."""
         claims = self._claims(request)
-        tz = time_zone(request.query.get("tz", "UTC"))
-        days = query_int(request, "days", default=30, low=1, high=STREAK_DAYS)
+        q = parse_query(StatsQuery, request)
+        tz, days = time_zone(q.tz), q.days
         history_id = await self._h.find(claims.sub)
         now = self._s.clock.now_ms()
         today = local_day(now, tz)
@@ -177,7 +177,7 @@ class ListeningRoutes:
             sessions = await self._h.overlapping(history_id, day_start_ms(first, tz), now + 1, cap=STATS_READ_CAP)
             total_ms, count = await self._h.totals(history_id)
             items = await self._h.item_totals(history_id, limit=TOP_ITEMS)
-            last, _ = await self._h.page(history_id, limit=10, cursor=None, from_ms=0, to_ms=_MAX_MS)
+            last, _ = await self._h.page(history_id, limit=10, cursor=None, from_ms=0, to_ms=MAX_MS)
         totals = day_totals(sessions, tz, first, today)
         current, longest = streaks(totals, today)
         shown = sorted(totals)[-days:]
@@ -206,9 +206,7 @@ class ListeningRoutes:
     async def export(self, request: web.Request) -> web.StreamResponse:
         """The caller's whole history as ``?format=json`` (default) or ``csv``, as a download."""
         claims = self._claims(request)
-        fmt = request.query.get("format", "json")
-        if fmt not in ("json", "csv"):
-            raise CodedError(ErrorCode.INVALID_PAYLOAD, "format must be json or csv")
+        fmt = parse_query(ExportQuery, request).format
         history_id = await self._h.find(claims.sub)
         records = await self._h.all_sessions(history_id, cap=EXPORT_CAP) if history_id else []
         rows = await self._public(history_id, records) if history_id else []
@@ -220,12 +218,8 @@ class ListeningRoutes:
 
 
 def _cursor(raw: str | None) -> tuple[int, str] | None:
-    if raw is None:
-        return None
-    match = _CURSOR.fullmatch(raw)
-    if match is None:
-        raise CodedError(ErrorCode.INVALID_PAYLOAD, "cursor must be a next_cursor value from a previous page")
-    return int(match.group(1)), match.group(2)
+    match = re.fullmatch(CURSOR_PATTERN, raw) if raw is not None else None
+    return (int(match.group(1)), match.group(2)) if match else None  # the model checked its pattern
 
 
 def _iso(ms: int) -> str:

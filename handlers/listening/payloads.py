@@ -7,6 +7,7 @@ from typing import Annotated, Literal
 from pydantic import Field, StringConstraints
 
 from handlers.payloads import Payload
+from handlers.query import QueryModel
 
 # Printable text: no C0/C1 control characters (they would end up in CSV exports and pages).
 _PRINTABLE = r"^[^\x00-\x1f\x7f-\x9f]*$"
@@ -18,6 +19,10 @@ UUID4 = r"[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}"
 UUID4_PATTERN = f"^{UUID4}$"
 ListeningId = Annotated[str, StringConstraints(pattern=UUID4_PATTERN)]
 ArtworkUrl = Annotated[str, StringConstraints(max_length=2000, pattern=r"^(https://|http://|/)[^\s\x00-\x1f\x7f]*$")]
+
+# A later instant than any listening session (year 2286): the bound of ``from``/``to``.
+MAX_MS = 9_999_999_999_999
+CURSOR_PATTERN = r"^([0-9]{1,15}):([0-9a-f-]{36})$"
 
 # A position or an item length past a week is not an audiobook, it is a bug.
 MAX_POSITION_S = 7 * 86400
@@ -91,3 +96,26 @@ class ClearEvent(ClearBody):
     """``listening_clear``."""
 
     session_id: str
+
+
+class PageQuery(QueryModel):
+    """``GET /api/listening/sessions``: newest first, by cursor, by item, within ``from``..``to`` (ms)."""
+
+    limit: int = Field(default=50, ge=1, description="at most SESSIONHUB_LIST_LIMIT")
+    from_ms: int = Field(default=0, ge=0, le=MAX_MS, alias="from")
+    to_ms: int = Field(default=MAX_MS, ge=0, le=MAX_MS, alias="to")
+    cursor: str | None = Field(default=None, pattern=CURSOR_PATTERN, description="next_cursor of the previous page")
+    item_id: ItemId | None = None
+
+
+class StatsQuery(QueryModel):
+    """``GET /api/listening/stats``: the days shown, split at midnight in ``tz``."""
+
+    tz: str = Field(default="UTC", max_length=64, description="an IANA time zone name, e.g. Europe/Berlin")
+    days: int = Field(default=30, ge=1, le=366)
+
+
+class ExportQuery(QueryModel):
+    """``GET /api/listening/export``."""
+
+    format: Literal["json", "csv"] = "json"

@@ -5,11 +5,13 @@ from __future__ import annotations
 from aiohttp import web
 
 from handlers.context import Services
+from handlers.openapi_registry import document
 from handlers.patterns.api_edges import api_edges
 from handlers.patterns.config import PatternConfig
 from handlers.patterns.events import PatternEvents
 from handlers.patterns.http import PatternRoutes
 from handlers.patterns.kind import PatternKind
+from handlers.patterns.operations import OPERATIONS
 from handlers.socket_router import SocketRouter
 from handlers.web_pages import add_page
 from storage.patterns import PatternSessions
@@ -28,6 +30,7 @@ def install(services: Services, router: SocketRouter, app: web.Application, *, c
     services.kinds.register(PatternKind(patterns))
     PatternEvents(services, patterns, config).register(router)
     PatternRoutes(services, patterns, config).register(app)
+    document(app, OPERATIONS)
     app.middlewares.append(api_edges)
     page = services.web_dir / "pattern.html"
     add_page(app, "/patterns", page)

@@ -23,7 +23,7 @@ from handlers.patterns.api_errors import ApiError, validation_failed
 from handlers.patterns.config import PatternConfig
 from handlers.patterns.requests import CreateBody, PatchBody, PutBody
 from handlers.patterns.state import DEFAULTS
-from handlers.patterns.views import etag, full_view, session_url
+from handlers.patterns.views import Created, Published, Remixed, Renamed, Replaced, etag, full_view, session_url
 from protocol.errors import CodedError, ErrorCode
 from storage.events import Position
 from storage.patterns import Lineage, PatternRecord, PatternSessions
@@ -169,7 +169,7 @@ class PatternRoutes:
         body = CreateBody.parse(await self._body(request, json_only=True))
         state = body.state.to_json(DEFAULTS) if body.state is not None else dict(DEFAULTS)
         record = await self._create(request, state=state, name=body.name)
-        return web.json_response({"id": record.id, "url": session_url(record.id)}, status=201)
+        return web.json_response(Created(id=record.id, url=session_url(record.id)).model_dump(), status=201)
 
     async def get(self, request: web.Request) -> web.Response:
         """The whole session; loading marks it accessed (the orphan flag is from before)."""
@@ -188,8 +188,8 @@ class PatternRoutes:
         state = body.state.to_json()
         now = self._s.clock.now_ms()
         position = await self._replace(request, session_id, state=state, name=None, now_ms=now)
-        body_out = {"id": session_id, "updatedAt": now, "trackCount": len(state["tracks"])}
-        return web.json_response(body_out, headers={"ETag": etag(position)})
+        body_out = Replaced(id=session_id, updatedAt=now, trackCount=len(state["tracks"]))
+        return web.json_response(body_out.model_dump(), headers={"ETag": etag(position)})
 
     async def patch(self, request: web.Request) -> web.Response:
         """Rename and/or replace the state; the name trimmed, empty meaning none."""
@@ -202,8 +202,8 @@ class PatternRoutes:
         if name is None:
             record, _ = await self._existing(session_id)
             name = (record.name,)
-        body_out = {"id": session_id, "name": name[0], "updatedAt": now}
-        return web.json_response(body_out, headers={"ETag": etag(position)})
+        body_out = Renamed(id=session_id, name=name[0], updatedAt=now)
+        return web.json_response(body_out.model_dump(), headers={"ETag": etag(position)})
 
     async def _replace(
         self,
@@ -250,8 +250,8 @@ class PatternRoutes:
         except CodedError as exc:
             if exc.code is not ErrorCode.SESSION_NOT_FOUND:
                 raise  # the parent was deleted meanwhile: the copy stands, its lineage says "Unknown Session"
-        body = {"id": record.id, "remixedFrom": parent.id, "url": session_url(record.id)}
-        return web.json_response(body, status=201)
+        body = Remixed(id=record.id, remixedFrom=parent.id, url=session_url(record.id))
+        return web.json_response(body.model_dump(), status=201)
 
     async def publish(self, request: web.Request) -> web.Response:
         """A new read-only copy; the source stays editable."""
@@ -261,5 +261,5 @@ class PatternRoutes:
         lineage = Lineage(source, immutable=True)
         record = await self._create(request, state=source.state, name=source.name, lineage=lineage)
         await self._patterns.add_child(source.id, child=record)  # a source deleted meanwhile: no tree to join
-        body = {"id": record.id, "immutable": True, "url": session_url(record.id), "sourceId": source.id}
-        return web.json_response(body, status=201)
+        body = Published(id=record.id, immutable=True, url=session_url(record.id), sourceId=source.id)
+        return web.json_response(body.model_dump(), status=201)

@@ -4,10 +4,54 @@ from __future__ import annotations
 
 from typing import Any
 
+from pydantic import BaseModel, ConfigDict
+
 from storage.events import Position
 from storage.patterns import PatternRecord
 
 UNKNOWN_PARENT = "Unknown Session"
+
+
+class Answer(BaseModel):
+    """Base of the API's success bodies (the origin app's camelCase names)."""
+
+    model_config = ConfigDict(frozen=True)
+
+
+class Created(Answer):
+    """``POST /api/sessions``."""
+
+    id: str
+    url: str
+
+
+class Remixed(Created):
+    """``POST /api/sessions/<id>/remix``."""
+
+    remixedFrom: str
+
+
+class Published(Created):
+    """``POST /api/sessions/<id>/publish``."""
+
+    immutable: bool
+    sourceId: str
+
+
+class Replaced(Answer):
+    """``PUT /api/sessions/<id>``."""
+
+    id: str
+    updatedAt: int
+    trackCount: int
+
+
+class Renamed(Answer):
+    """``PATCH /api/sessions/<id>``."""
+
+    id: str
+    name: str | None
+    updatedAt: int
 
 
 def session_url(session_id: str) -> str:

@@ -12,11 +12,20 @@ import hashlib
 import hmac
 import secrets
 
+from pydantic import Field
 from redis.asyncio import Redis
 
+from handlers.query import QueryModel
 from protocol.errors import CodedError, ErrorCode
 from storage.clock import Clock
 from storage.keys import Keys
+
+
+class AudioLinkQuery(QueryModel):
+    """``?exp=&sig=`` of a signed link; a malformed one is a bad signature (403), not a 400."""
+
+    exp: str = Field(default="", description="expiry, unix seconds")
+    sig: str = Field(default="", description="HMAC-SHA256, 64 hex digits")
 
 
 class AudioLinks:

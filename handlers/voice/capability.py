@@ -6,12 +6,14 @@ from __future__ import annotations
 from aiohttp import web
 
 from handlers.context import Services
+from handlers.openapi_registry import document
 from handlers.socket_router import SocketRouter
 from handlers.voice.bot import BotRoutes
 from handlers.voice.chunks import ChunkRoutes
 from handlers.voice.events import VoiceEvents
 from handlers.voice.http import VoiceRoutes
 from handlers.voice.kind import VoiceKind
+from handlers.voice.operations import OPERATIONS
 from handlers.voice.retention import RetentionRoutes
 from handlers.voice.telegram import TelegramWebhook
 
@@ -26,3 +28,4 @@ def install(services: Services, router: SocketRouter, app: web.Application) -> N
     ChunkRoutes(services).register(app)
     RetentionRoutes(services).register(app)
     TelegramWebhook(services, bot).register(app)
+    document(app, OPERATIONS)

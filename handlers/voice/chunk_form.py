@@ -12,6 +12,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
 from aiohttp import BodyPartReader, web
+from aiohttp.http_exceptions import HttpProcessingError
 from pydantic import Field, model_validator
 
 from handlers.ids import parse_session_id
@@ -112,7 +113,9 @@ async def read_chunk_form(
     except BaseException as exc:
         if form is not None:
             form.blob.discard()
-        if isinstance(exc, ValueError):  # aiohttp's word for a malformed multipart body
+        # aiohttp's words for a malformed multipart body: ValueError, or HttpProcessingError for
+        # a part header it cannot parse (a field name that is not Latin-1, a bare CR...).
+        if isinstance(exc, ValueError | HttpProcessingError):
             raise CodedError(ErrorCode.INVALID_PAYLOAD, "malformed multipart body") from exc
         raise
     if form is None:

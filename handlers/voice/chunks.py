@@ -7,13 +7,15 @@ import re
 from typing import Any
 
 from aiohttp import web
+from pydantic import BaseModel
 
 from auth.claims import Claims
 from handlers.context import Services
 from handlers.http_common import bearer_claims, guarded
 from handlers.ids import parse_session_id
+from handlers.query import parse_query
 from handlers.voice.access import performer, readable, updatable
-from handlers.voice.audio_links import AudioLinks
+from handlers.voice.audio_links import AudioLinkQuery, AudioLinks
 from handlers.voice.chunk_form import FORM_OVERHEAD_BYTES, ChunkForm, ChunkMeta, read_chunk_form
 from protocol.errors import CodedError, ErrorCode
 from storage.audio_format import probe
@@ -31,6 +33,14 @@ FAB_MIME_TYPES = (
 )
 UPLOADS_PER_MIN = 120
 _CHUNK_ID = re.compile(r"^ch[0-9]{6,9}$")
+
+
+class FabConfig(BaseModel):
+    """``GET /voicebot/fab/config``: the chunk limits, and the recording types to try in order."""
+
+    max_chunk_ms: int
+    max_chunk_bytes: int
+    mime_types: list[str]
 
 
 def chunk_repository(services: Services) -> VoiceChunks:
@@ -137,7 +147,8 @@ class ChunkRoutes:
         chunk_id = request.match_info["chunk_id"]
         if not _CHUNK_ID.match(chunk_id):
             raise CodedError(ErrorCode.NOT_FOUND, "no such chunk")
-        await self._links.check(session_id, chunk_id, request.query.get("exp", ""), request.query.get("sig", ""))
+        link = parse_query(AudioLinkQuery, request)
+        await self._links.check(session_id, chunk_id, link.exp, link.sig)
         chunk = await self._chunks.get(session_id, chunk_id)
         path = self._blobs.path(session_id, str(chunk["sha256"])) if chunk else None
         if chunk is None or path is None or not path.is_file():
@@ -151,13 +162,12 @@ class ChunkRoutes:
 
     async def fab_config(self, request: web.Request) -> web.Response:
         """What the FAB needs to know before it records (no token needed: nothing private)."""
-        return web.json_response(
-            {
-                "max_chunk_ms": self._config.max_chunk_ms,
-                "max_chunk_bytes": self._config.max_chunk_bytes,
-                "mime_types": list(FAB_MIME_TYPES),
-            }
+        config = FabConfig(
+            max_chunk_ms=self._config.max_chunk_ms,
+            max_chunk_bytes=self._config.max_chunk_bytes,
+            mime_types=list(FAB_MIME_TYPES),
         )
+        return web.json_response(config.model_dump())
 
 
 def _totals(added: ChunkAdded) -> dict[str, Any]:

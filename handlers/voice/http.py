@@ -9,9 +9,10 @@ from aiohttp import web
 from auth.access import require_permission
 from auth.claims import Claims, Permission
 from handlers.context import Services
-from handlers.http_common import bearer_claims, client_address, guarded, json_body, query_int
+from handlers.http_common import bearer_claims, client_address, guarded, json_body
 from handlers.ids import parse_session_id, parse_session_ref
 from handlers.payloads import ActivateSession, CreateSession, validate
+from handlers.query import LimitQuery, at_most, parse_query
 from handlers.voice.access import readable, updatable
 from handlers.voice.actions import brief, create_active, session_url
 from storage.voice import VoiceSession
@@ -72,7 +73,7 @@ class VoiceRoutes:
         claims = self._claims(request)
         if not claims.has(Permission.READ_ALL):
             require_permission(claims, Permission.READ_OWN)
-        limit = query_int(request, "limit", default=50, low=1, high=self._s.limits.list_limit)
+        limit = at_most("limit", parse_query(LimitQuery, request).limit, self._s.limits.list_limit)
         sessions = await self._s.voice.list_for_user(claims.sub, limit=limit)
         active_id = await self._s.voice.active_id(claims.sub)
         # A listing carries no digests or task lists: those can be large; the session itself has them.

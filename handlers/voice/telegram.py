@@ -24,6 +24,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from auth.claims import CLAIMS_ADAPTER, USER_ID_PATTERN, Claims, Permission
 from handlers.context import Services
 from handlers.http_common import guarded, json_body
+from handlers.openapi_registry import JSON, TEXT, Auth, Header, Operation, document
 from handlers.payloads import Material, validate
 from handlers.voice.bot import BotRoutes
 from protocol.errors import CodedError, ErrorCode
@@ -99,6 +100,21 @@ class TgUpdate(_Telegram):
     edited_message: TgMessage | None = None
 
 
+# Registered only when SESSIONHUB_VOICE_TELEGRAM_WEBHOOK_PATH is set; the path is a secret, so
+# the document names it as a parameter.
+OPERATION = Operation(
+    "post",
+    "/telegram/{webhook_path}",
+    "A Telegram update; the reply is a sendMessage call in the body (empty for ignored updates)",
+    body=TgUpdate,
+    headers=(Header("X-Telegram-Bot-Api-Secret-Token", "required when SESSIONHUB_VOICE_TELEGRAM_SECRET_TOKEN is set"),),
+    auth=Auth.NONE,
+    statuses=(400, 401, 413, 503),
+    ok_types=(JSON, TEXT),
+    tag="voice",
+)
+
+
 class TelegramWebhook:
     """Maps one Telegram update onto :class:`BotRoutes` for the mapped user."""
 
@@ -115,6 +131,7 @@ class TelegramWebhook:
         """Attach the webhook route when a webhook path is configured."""
         if self._config.telegram_webhook_path:
             app.router.add_post(f"/telegram/{self._config.telegram_webhook_path}", guarded(self.update))
+            document(app, (OPERATION,))
 
     def _check_secret(self, request: web.Request) -> None:
         expected = self._config.telegram_secret_token
@@ -130,7 +147,8 @@ class TelegramWebhook:
         update = validate(TgUpdate, await json_body(request, max_bytes=MAX_UPDATE_BYTES))
         message = update.message  # edits are not replayed: a material is never changed after the fact
         if message is None or message.sender is None or message.sender.is_bot:
-            return web.Response(status=200)
+            # Empty, but typed: an answer without a Content-Type leaves a client guessing.
+            return web.Response(status=200, text="")
         return web.json_response(
             {
                 "method": "sendMessage",

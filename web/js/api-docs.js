@@ -1,4 +1,4 @@
-/** Renders /openapi.json as a list of operations: parameters, body schema, statuses (as text). */
+/** Renders /openapi.json as a list of operations by tag: parameters, body schema, statuses (as text). */
 
 function element(tag, text, className) {
   const node = document.createElement(tag);
@@ -7,11 +7,34 @@ function element(tag, text, className) {
   return node;
 }
 
-function renderOperation(path, method, op) {
+/** A schema with a top-level $ref replaced by the component it names (nested refs stay as names). */
+function resolved(spec, schema) {
+  const ref = schema && schema.$ref;
+  if (!ref || !ref.startsWith("#/components/schemas/")) return schema;
+  const name = ref.slice("#/components/schemas/".length);
+  return { title: name, ...spec.components.schemas[name] };
+}
+
+function who(op) {
+  if (!op.security.length) return "no token";
+  if (op.security.some((scheme) => Object.keys(scheme).length === 0)) return "token optional";
+  return "bearer token";
+}
+
+function renderBody(spec, body) {
+  const parts = [element("h3", `Body${body.required ? "" : " (optional)"}`)];
+  for (const [media, content] of Object.entries(body.content)) {
+    parts.push(element("p", media, "muted"));
+    parts.push(element("pre", JSON.stringify(resolved(spec, content.schema), null, 2), "admin-json"));
+  }
+  return parts;
+}
+
+function renderOperation(spec, path, method, op) {
   const section = element("section", undefined, "panel");
   section.dataset.operation = `${method.toUpperCase()} ${path}`;
   section.append(element("h2", `${method.toUpperCase()} ${path}`));
-  section.append(element("p", `${op.summary}${op.security?.length ? " · admin token" : ""}`, "muted"));
+  section.append(element("p", `${op.summary} · ${who(op)}`, "muted"));
   if (op.parameters.length) {
     const list = element("ul");
     for (const param of op.parameters) {
@@ -19,11 +42,12 @@ function renderOperation(path, method, op) {
     }
     section.append(element("h3", "Parameters"), list);
   }
-  if (op.requestBody) {
-    section.append(element("h3", "Body"), element("pre", JSON.stringify(op.requestBody.content["application/json"].schema, null, 2), "admin-json"));
-  }
+  if (op.requestBody) section.append(...renderBody(spec, op.requestBody));
   const statuses = element("ul");
-  for (const [status, response] of Object.entries(op.responses)) statuses.append(element("li", `${status}: ${response.description}`));
+  for (const [status, response] of Object.entries(op.responses)) {
+    const types = Object.keys(response.content || {}).join(", ");
+    statuses.append(element("li", `${status}: ${response.description}${types ? ` (${types})` : ""}`));
+  }
   section.append(element("h3", "Responses"), statuses);
   return section;
 }
@@ -33,10 +57,22 @@ async function start() {
   const spec = await response.json();
   document.getElementById("api-title").textContent = spec.info.title;
   document.getElementById("api-description").textContent = spec.info.description;
-  const container = document.getElementById("operations");
+  const byTag = new Map();
   for (const [path, methods] of Object.entries(spec.paths)) {
-    for (const [method, op] of Object.entries(methods)) container.append(renderOperation(path, method, op));
+    for (const [method, op] of Object.entries(methods)) {
+      const tag = (op.tags && op.tags[0]) || "other";
+      if (!byTag.has(tag)) byTag.set(tag, []);
+      byTag.get(tag).push(renderOperation(spec, path, method, op));
+    }
   }
+  const container = document.getElementById("operations");
+  for (const [tag, sections] of byTag) {
+    const group = element("div");
+    group.dataset.tag = tag;
+    group.append(element("h2", tag), ...sections);
+    container.append(group);
+  }
+  container.dataset.ready = "true";
 }
 
 start();

@@ -1,0 +1,79 @@
+"""The admin and operations routes as documented in /openapi.json (see handlers.openapi_registry)."""
+
+from __future__ import annotations
+
+from functools import partial
+
+from handlers.admin.requests import (
+    AuditQuery,
+    DeleteSession,
+    DetailQuery,
+    ExportQuery,
+    NoFields,
+    OrphanDelete,
+    SessionsQuery,
+)
+from handlers.openapi_registry import JSON, NDJSON, TEXT, Auth, Operation
+
+TAG = "admin"
+# Every admin route validates its query or body (400) and reads Redis (503 when it does not answer).
+BASE = (400, 503)
+ACTION = (*BASE, 413, 429)
+
+
+_admin = partial(Operation, tag=TAG, auth=Auth.ADMIN)
+
+
+OPERATIONS: tuple[Operation, ...] = (
+    _admin("get", "/admin/metrics", "Counts per kind and in total, cost, nodes, alerts", query=NoFields, statuses=BASE),
+    _admin("get", "/admin/sessions", "Sessions, sorted, filtered, by cursor", query=SessionsQuery, statuses=BASE),
+    _admin(
+        "get",
+        "/admin/sessions/{session_id}",
+        "One session: record, events, lineage",
+        query=DetailQuery,
+        statuses=(*BASE, 404),
+    ),
+    _admin(
+        "delete",
+        "/admin/sessions/{session_id}",
+        "Delete a session (confirm repeats its id)",
+        body=DeleteSession,
+        statuses=(*ACTION, 404, 412),
+    ),
+    _admin(
+        "post",
+        "/admin/recalculate",
+        "Rebuild the counters; report the drift",
+        body=NoFields,
+        body_required=False,
+        statuses=ACTION,
+    ),
+    _admin("get", "/admin/audit", "The audit log, newest first", query=AuditQuery, statuses=BASE),
+    _admin("get", "/admin/alerts", "The alerts raised now", query=NoFields, statuses=BASE),
+    _admin(
+        "get",
+        "/admin/export",
+        "Stream sessions (all or orphans) as JSON lines",
+        query=ExportQuery,
+        statuses=BASE,
+        ok_types=(NDJSON,),
+    ),
+    _admin(
+        "post",
+        "/admin/orphans/delete",
+        "Count orphans (dry run) or delete them (confirmed count)",
+        body=OrphanDelete,
+        statuses=(*ACTION, 409),
+        ok_types=(JSON, NDJSON),
+    ),
+    _admin(
+        "get",
+        "/metrics",
+        "Prometheus text format (no token needed when SESSIONHUB_ADMIN_METRICS_PUBLIC)",
+        query=NoFields,
+        statuses=BASE,
+        ok_types=(TEXT,),
+    ),
+    Operation("get", "/openapi.json", "This document", tag=TAG, auth=Auth.NONE),
+)

@@ -1,0 +1,229 @@
+"""The OpenAPI 3.1 document of the operations a server has installed, generated from their models.
+
+Query, path, header and body schemas are the JSON Schemas of the pydantic models the routes
+validate with (nested models become ``#/components/schemas/<Name>``), so the document cannot
+drift from what is accepted; the statuses per route are the ones its code can answer.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import Any, Literal
+
+from pydantic import BaseModel
+
+from handlers.openapi_registry import BINARY, HTML, JSON, MULTIPART, Auth, ErrorShape, Operation
+from protocol.errors import ErrorCode
+
+REF_TEMPLATE = "#/components/schemas/{model}"
+UUID4_PATTERN = "^[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$"
+_UUID4 = {"type": "string", "pattern": UUID4_PATTERN, "description": "a UUID v4"}
+# Every path parameter a route uses, by name (a route with another name fails the build).
+PATH_PARAMETERS: dict[str, dict[str, Any]] = {
+    "session_id": _UUID4,
+    "clip_id": _UUID4,
+    "id": _UUID4,
+    "chunk_id": {"type": "string", "pattern": "^ch[0-9]{6,9}$", "description": "a chunk id (ch + digits)"},
+    "webhook_path": {"type": "string", "description": "SESSIONHUB_VOICE_TELEGRAM_WEBHOOK_PATH (a secret)"},
+}
+STATUS_TEXT = {
+    200: "OK",
+    201: "Created",
+    204: "No content",
+    206: "Partial content (a Range request)",
+    400: "the request does not validate (invalid_payload, invalid_session_id)",
+    401: "unauthorized: no valid bearer token (or an expired link)",
+    403: "forbidden: the token lacks a permission or access to the session",
+    404: "not found (session_not_found, not_found)",
+    409: "the session's state refuses it (invalid_state, conflict, limit_reached, session_full)",
+    412: "precondition_failed: the request's precondition does not hold",
+    413: "payload_too_large",
+    429: "rate_limited: too many requests; wait",
+    503: "unavailable: a dependency does not answer (or, for /readyz, not ready)",
+}
+ERROR_SCHEMAS: dict[str, dict[str, Any]] = {
+    ErrorShape.CODED.value: {
+        "type": "object",
+        "required": ["error", "message"],
+        "properties": {
+            "error": {"type": "string", "enum": [code.value for code in ErrorCode]},
+            "message": {"type": "string"},
+        },
+        "description": "sessionhub's error: a code of docs/PROTOCOL.md and a message; some add details",
+    },
+    ErrorShape.PATTERNS.value: {
+        "type": "object",
+        "required": ["error"],
+        "properties": {
+            "error": {"type": "string", "description": "the origin app's text, e.g. 'Session not found'"},
+            "message": {"type": "string"},
+            "details": {"type": "array", "items": {"type": "string"}},
+            "immutable": {"type": "boolean"},
+            "retryAfter": {"type": "integer"},
+            "maxBytes": {"type": "integer"},
+            "etag": {"type": "string"},
+            "session": {"type": "object"},
+        },
+        "description": "the pattern API's error, in the shape of the app it is compatible with",
+    },
+}
+
+
+class Components:
+    """``components.schemas``: every model's schema once, under its class name."""
+
+    def __init__(self) -> None:
+        self.schemas: dict[str, dict[str, Any]] = {name: dict(schema) for name, schema in ERROR_SCHEMAS.items()}
+
+    def _add(self, name: str, schema: dict[str, Any]) -> None:
+        if self.schemas.setdefault(name, schema) != schema:
+            raise ValueError(f"two different models are both named {name!r}: rename one")
+
+    def model(self, model: type[BaseModel], mode: Literal["validation", "serialization"]) -> dict[str, Any]:
+        """The model's schema, inline, with its nested models moved to the components."""
+        schema = model.model_json_schema(ref_template=REF_TEMPLATE, mode=mode)
+        for name, nested in schema.pop("$defs", {}).items():
+            self._add(name, nested)
+        return schema
+
+    def ref(self, model: type[BaseModel], mode: Literal["validation", "serialization"]) -> dict[str, Any]:
+        """A ``$ref`` to the model's schema in the components."""
+        schema = self.model(model, mode)
+        self._add(model.__name__, schema)
+        return {"$ref": REF_TEMPLATE.format(model=model.__name__)}
+
+
+def _without_null(schema: dict[str, Any]) -> dict[str, Any]:
+    """A query parameter's schema: an optional field is an absent parameter, never a null."""
+    branches = schema.get("anyOf")
+    if branches:
+        kept = [branch for branch in branches if branch.get("type") != "null"]
+        if len(kept) == 1:
+            schema = {**{k: v for k, v in schema.items() if k != "anyOf"}, **kept[0]}
+    return {k: v for k, v in schema.items() if k not in ("default", "title")}
+
+
+def _path_names(path: str) -> list[str]:
+    return [part[1:-1] for part in path.split("/") if part.startswith("{") and part.endswith("}")]
+
+
+def _parameters(op: Operation, components: Components) -> list[dict[str, Any]]:
+    params: list[dict[str, Any]] = []
+    for name in _path_names(op.path):
+        if name not in PATH_PARAMETERS:
+            raise ValueError(f"{op.path}: path parameter {name!r} has no schema in PATH_PARAMETERS")
+        params.append({"name": name, "in": "path", "required": True, "schema": PATH_PARAMETERS[name]})
+    if op.query is not None:
+        schema = components.model(op.query, "validation")
+        for name, field in schema.get("properties", {}).items():
+            required = name in schema.get("required", [])
+            params.append({"name": name, "in": "query", "required": required, "schema": _without_null(field)})
+    for header in op.headers:
+        params.append(
+            {
+                "name": header.name,
+                "in": "header",
+                "required": header.required,
+                "description": header.description,
+                "schema": {"type": "string"},
+            }
+        )
+    return params
+
+
+def _request_body(op: Operation, components: Components) -> dict[str, Any] | None:
+    if op.body is None:
+        return None
+    if op.body_type != MULTIPART:
+        return {
+            "required": op.body_required,
+            "content": {op.body_type: {"schema": components.ref(op.body, "validation")}},
+        }
+    schema = components.model(op.body, "validation")
+    encoding: dict[str, Any] = {}
+    for name, media_types in op.files:
+        schema["properties"][name] = {"type": "string", "contentMediaType": BINARY, "description": "the file"}
+        schema.setdefault("required", []).append(name)
+        encoding[name] = {"contentType": ", ".join(media_types)}
+    return {"required": True, "content": {MULTIPART: {"schema": schema, "encoding": encoding}}}
+
+
+def _ok_schema(op: Operation, media: str, components: Components) -> dict[str, Any]:
+    if media == JSON:
+        return components.ref(op.response, "serialization") if op.response is not None else {"type": "object"}
+    if media == HTML:
+        return {"type": "string", "contentMediaType": HTML}
+    return {"type": "string"}
+
+
+def _auth_statuses(auth: Auth) -> set[int]:
+    return {Auth.BEARER: {401}, Auth.ADMIN: {401, 403}}.get(auth, set())
+
+
+def _responses(op: Operation, components: Components) -> dict[str, Any]:
+    responses: dict[str, Any] = {}
+    for status in op.ok:
+        content = {media: {"schema": _ok_schema(op, media, components)} for media in op.ok_types}
+        responses[str(status)] = {"description": STATUS_TEXT[status], **({"content": content} if status != 204 else {})}
+    error_ref = {"$ref": REF_TEMPLATE.format(model=op.errors.value)}
+    for status in sorted(set(op.statuses) | _auth_statuses(op.auth)):
+        responses[str(status)] = {"description": STATUS_TEXT[status], "content": {JSON: {"schema": error_ref}}}
+    return responses
+
+
+def _security(auth: Auth) -> list[dict[str, list[str]]]:
+    if auth is Auth.NONE:
+        return []
+    if auth is Auth.OPTIONAL:
+        return [{"bearer": []}, {}]
+    return [{"bearer": []}]
+
+
+def _operation_id(op: Operation) -> str:
+    words = op.path.strip("/").replace("{", "").replace("}", "").replace(".", "_").replace("-", "_")
+    return f"{op.method}_{words.replace('/', '_') or 'root'}"
+
+
+def _operation(op: Operation, components: Components) -> dict[str, Any]:
+    summary = op.summary + (" (admin token)" if op.auth is Auth.ADMIN else "")
+    doc: dict[str, Any] = {
+        "summary": summary,
+        "operationId": _operation_id(op),
+        "tags": [op.tag],
+        "parameters": _parameters(op, components),
+        "responses": _responses(op, components),
+        "security": _security(op.auth),
+    }
+    body = _request_body(op, components)
+    if body is not None:
+        doc["requestBody"] = body
+    return doc
+
+
+def build_document(operations: Iterable[Operation], server_url: str = "") -> dict[str, Any]:
+    """The OpenAPI 3.1 document of ``operations`` (a route declared twice fails the build)."""
+    components = Components()
+    paths: dict[str, dict[str, Any]] = {}
+    for op in operations:
+        methods = paths.setdefault(op.path, {})
+        if op.method in methods:
+            raise ValueError(f"{op.method.upper()} {op.path} is declared twice")
+        methods[op.method] = _operation(op, components)
+    spec: dict[str, Any] = {
+        "openapi": "3.1.0",
+        "info": {
+            "title": "sessionhub HTTP API",
+            "version": "1",
+            "description": "Every HTTP route of this server. Most need a bearer JWT (POST /api/auth/guest "
+            "issues a guest's); admin routes need the admin permission. The Socket.IO protocol is in "
+            "docs/PROTOCOL.md.",
+        },
+        "paths": paths,
+        "components": {
+            "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer", "bearerFormat": "JWT"}},
+            "schemas": dict(sorted(components.schemas.items())),
+        },
+    }
+    if server_url:
+        spec["servers"] = [{"url": server_url}]
+    return spec

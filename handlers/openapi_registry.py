@@ -1,0 +1,96 @@
+"""Which HTTP operations a server serves: each capability declares its own, next to its routes.
+
+A capability's ``install`` (and each shared route class's ``register``) hands its tuple of
+:class:`Operation` to :func:`document` on the app it registers routes on, so the OpenAPI
+document (``handlers/openapi_document.py``) holds exactly the routes that are installed. An
+operation names the pydantic models its route validates with; the document is generated from
+them, never written by hand.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+from enum import StrEnum
+
+from aiohttp import web
+from pydantic import BaseModel
+
+JSON = "application/json"
+NDJSON = "application/x-ndjson"
+HTML = "text/html"
+CSV = "text/csv"
+TEXT = "text/plain"
+MULTIPART = "multipart/form-data"
+BINARY = "application/octet-stream"
+
+
+class Auth(StrEnum):
+    """How a route identifies its caller."""
+
+    NONE = "none"
+    BEARER = "bearer"  # Authorization: Bearer <JWT>, any permission the route then checks
+    ADMIN = "admin"  # a bearer token with the admin permission
+    OPTIONAL = "optional"  # a valid token only names the author; none is refused
+
+
+class ErrorShape(StrEnum):
+    """The body of an error answer."""
+
+    CODED = "Error"  # {error: <ErrorCode>, message}
+    PATTERNS = "PatternError"  # the Keyboardia-compatible API's {error: "<text>", ...}
+
+
+@dataclass(frozen=True, slots=True)
+class Header:
+    """A request header a route reads."""
+
+    name: str
+    description: str
+    required: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class Operation:
+    """One route as documented: the models it validates with, what it answers, who may call it.
+
+    ``statuses`` are the error statuses its code can answer (the shape is ``errors``); ``ok``
+    its success statuses, whose body is ``response``'s schema (any JSON object when None) in
+    each of ``ok_types``. ``files`` names the binary parts of a multipart ``body`` with the
+    media types they may carry.
+    """
+
+    method: str
+    path: str
+    summary: str
+    tag: str = ""
+    query: type[BaseModel] | None = None
+    body: type[BaseModel] | None = None
+    body_required: bool = True
+    body_type: str = JSON
+    files: tuple[tuple[str, tuple[str, ...]], ...] = ()
+    headers: tuple[Header, ...] = ()
+    auth: Auth = Auth.BEARER
+    statuses: tuple[int, ...] = ()
+    errors: ErrorShape = ErrorShape.CODED
+    ok: tuple[int, ...] = (200,)
+    ok_types: tuple[str, ...] = (JSON,)
+    response: type[BaseModel] | None = None
+
+
+OPERATIONS_KEY = web.AppKey("openapi_operations", list[Operation])
+
+
+def document(app: web.Application, operations: Iterable[Operation]) -> None:
+    """Declare ``operations`` as served by ``app`` (call it where the routes are added)."""
+    if OPERATIONS_KEY not in app:
+        app[OPERATIONS_KEY] = []
+    app[OPERATIONS_KEY].extend(operations)
+
+
+def installed(app: web.Application) -> tuple[Operation, ...]:
+    """Every operation declared on ``app``, in declaration order."""
+    if OPERATIONS_KEY not in app:
+        return ()
+    declared: list[Operation] = app[OPERATIONS_KEY]
+    return tuple(declared)

@@ -1,0 +1,79 @@
+"""The pattern API's routes as documented in /openapi.json (see handlers.openapi_registry).
+
+Its errors are the origin app's shape (``PatternError``); its writes take ``If-Match`` with the
+ETag of a read, answered with 412 and the current session when the session moved on.
+"""
+
+from __future__ import annotations
+
+from functools import partial
+
+from handlers.openapi_registry import Auth, ErrorShape, Header, Operation
+from handlers.patterns.requests import CreateBody, PatchBody, PutBody
+from handlers.patterns.views import Created, Published, Remixed, Renamed, Replaced
+
+TAG = "patterns"
+IF_MATCH = Header("If-Match", 'the ETag of a read ("<epoch>:<offset>"); a stale one is refused with 412')
+WRITE = (400, 403, 404, 412, 413)
+
+# The API takes no token: a valid one only names the author of what it creates or changes.
+_pattern = partial(Operation, tag=TAG, auth=Auth.OPTIONAL, errors=ErrorShape.PATTERNS)
+
+OPERATIONS: tuple[Operation, ...] = (
+    _pattern("get", "/api/health", "The origin app's health probe", auth=Auth.NONE),
+    _pattern(
+        "post",
+        "/api/sessions",
+        "Create a session from {name?, state?} or a bare state; no JSON body gives the default session",
+        body=CreateBody,
+        body_required=False,
+        statuses=(400, 413, 429),
+        ok=(201,),
+        response=Created,
+    ),
+    _pattern(
+        "get", "/api/sessions/{session_id}", "The whole session, with its ETag", auth=Auth.NONE, statuses=(400, 404)
+    ),
+    _pattern(
+        "put",
+        "/api/sessions/{session_id}",
+        "Replace the whole state",
+        body=PutBody,
+        headers=(IF_MATCH,),
+        statuses=WRITE,
+        response=Replaced,
+    ),
+    _pattern(
+        "patch",
+        "/api/sessions/{session_id}",
+        "Rename and/or replace the state",
+        body=PatchBody,
+        headers=(IF_MATCH,),
+        statuses=WRITE,
+        response=Renamed,
+    ),
+    _pattern(
+        "delete",
+        "/api/sessions/{session_id}",
+        "Delete a session (a published one cannot be)",
+        auth=Auth.NONE,
+        statuses=(400, 403, 404),
+        ok=(204,),
+    ),
+    _pattern(
+        "post",
+        "/api/sessions/{session_id}/remix",
+        "A new editable copy whose lineage names this one",
+        statuses=(400, 404, 429),
+        ok=(201,),
+        response=Remixed,
+    ),
+    _pattern(
+        "post",
+        "/api/sessions/{session_id}/publish",
+        "A new read-only copy; the source stays editable",
+        statuses=(400, 404, 429),
+        ok=(201,),
+        response=Published,
+    ),
+)

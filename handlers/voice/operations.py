@@ -1,0 +1,94 @@
+"""Voice sessions' HTTP routes as documented in /openapi.json (see handlers.openapi_registry)."""
+
+from __future__ import annotations
+
+from functools import partial
+
+from handlers.openapi_registry import MULTIPART, Auth, Operation
+from handlers.payloads import ActivateSession, BotCommand, CreateSession, Material
+from handlers.query import LimitQuery
+from handlers.voice.audio_links import AudioLinkQuery
+from handlers.voice.chunk_form import ChunkMeta
+from handlers.voice.chunks import FabConfig
+
+TAG = "voice"
+# The media types the server stores a chunk as (storage/audio_format.py recognises them).
+AUDIO_TYPES = ("audio/webm", "audio/ogg", "audio/wav", "audio/mp4", "audio/mpeg", "audio/aac")
+READ = (400, 403, 404, 503)
+WRITE = (400, 403, 404, 409, 413, 429, 503)
+
+_voice = partial(Operation, tag=TAG)
+
+OPERATIONS: tuple[Operation, ...] = (
+    _voice(
+        "post",
+        "/voicebot/create_session",
+        "Create a session and make it the caller's active one",
+        body=CreateSession,
+        body_required=False,
+        statuses=(400, 403, 413, 429, 503),
+        ok=(201,),
+    ),
+    _voice("post", "/voicebot/active_session", "The caller's active session, or null", statuses=(503,)),
+    _voice(
+        "post",
+        "/voicebot/activate_session",
+        "Make a session (id or link) the caller's active one",
+        body=ActivateSession,
+        statuses=(400, 403, 404, 413, 503),
+    ),
+    _voice(
+        "get", "/voicebot/sessions", "The caller's sessions, newest first", query=LimitQuery, statuses=(400, 403, 503)
+    ),
+    _voice("get", "/voicebot/sessions/{session_id}", "One session the caller may read", statuses=READ),
+    _voice(
+        "delete",
+        "/voicebot/sessions/{session_id}",
+        "Delete a session with its materials, chunks and audio (the owner)",
+        statuses=(*READ, 409),
+    ),
+    _voice(
+        "post",
+        "/voicebot/bot/command",
+        "Run a chat command: /start, /session [id|link], /done, /login",
+        body=BotCommand,
+        statuses=WRITE,
+    ),
+    _voice(
+        "post",
+        "/voicebot/materials",
+        "Attach a chat material to the active session (or a new one)",
+        body=Material,
+        statuses=WRITE,
+        ok=(201,),
+    ),
+    _voice(
+        "post",
+        "/voicebot/chunks",
+        "Upload one audio chunk (multipart: the fields, then the file); 200 for a repeat",
+        body=ChunkMeta,
+        body_type=MULTIPART,
+        files=(("file", AUDIO_TYPES),),
+        statuses=WRITE,
+        ok=(200, 201),
+    ),
+    _voice(
+        "get",
+        "/voicebot/sessions/{session_id}/chunks",
+        "The session's chunks in order, each with a short-lived audio link",
+        statuses=READ,
+    ),
+    _voice(
+        "get",
+        "/voicebot/audio/{session_id}/{chunk_id}",
+        "One chunk's audio, by the signed link of the chunk list (Range requests work)",
+        query=AudioLinkQuery,
+        auth=Auth.NONE,
+        statuses=(400, 401, 403, 404, 503),
+        ok=(200, 206),
+        ok_types=AUDIO_TYPES,
+    ),
+    _voice(
+        "get", "/voicebot/fab/config", "What the recording button needs to know", auth=Auth.NONE, response=FabConfig
+    ),
+)

@@ -1,0 +1,213 @@
+"""OpenAPI 3.1 of the whole HTTP API, generated from the request models; schemathesis holds a
+live server to it, route by route."""
+
+from __future__ import annotations
+
+import itertools
+import json
+import os
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import pytest
+import schemathesis
+from hypothesis import HealthCheck, settings
+from schemathesis.checks import not_a_server_error
+from schemathesis.specs.openapi.checks import (
+    content_type_conformance,
+    response_schema_conformance,
+    status_code_conformance,
+)
+
+from auth.claims import Permission
+from handlers.openapi_document import build_document
+from handlers.openapi_registry import installed
+from handlers.voice.operations import AUDIO_TYPES
+from server.app import build_app
+from server.identity import token_service
+from server.services import build_services, connect_redis
+from tests import helpers
+from tests.conftest import start_server
+from tests.helpers import ALL_PERMS, SECRET, RedisProcess, free_port
+
+ROOT = Path(__file__).resolve().parent.parent
+# Small, so the whole run stays well under a minute; raise it for a longer hunt.
+EXAMPLES_PER_ROUTE = int(os.environ.get("OPENAPI_FUZZ_EXAMPLES", "10"))
+WEBHOOK_PATH = "hook-0123456789"
+# Routes that are no HTTP API: the Socket.IO transport and the page assets.
+EXCLUDED_PREFIXES = ("/socket.io/", "/static")
+# The live server's settings that differ from the defaults (the webhook makes its route exist).
+LIVE_ENV = {
+    "SESSIONHUB_VOICE_TELEGRAM_WEBHOOK_PATH": WEBHOOK_PATH,
+    "SESSIONHUB_ADMIN_ACTIONS_PER_MIN": "100000",
+    "SESSIONHUB_CREATES_PER_MIN": "100000",
+    "SESSIONHUB_CREATES_PER_MIN_PER_ADDRESS": "100000",
+    "SESSIONHUB_GUESTS_PER_MIN": "100000",
+    "SESSIONHUB_PATTERNS_CREATES_PER_MIN": "100000",
+}
+
+
+def document_of(tmp: Path, **overrides: Any) -> dict[str, Any]:
+    """The document a server with these settings serves (building the app needs no Redis)."""
+    server_settings = helpers.test_settings("redis://127.0.0.1:9/0", tmp, **overrides)
+    services = build_services(
+        server_settings, redis=connect_redis(server_settings.redis_url), tokens=token_service(server_settings)
+    )
+    return build_document(installed(build_app(server_settings, services=services)))
+
+
+def _operations(spec: dict[str, Any]) -> set[tuple[str, str]]:
+    return {(method.upper(), path) for path, methods in spec["paths"].items() for method in methods}
+
+
+def _registered(app: Any, webhook_path: str = "") -> set[tuple[str, str]]:
+    routes = set()
+    for route in app.router.routes():
+        path = route.resource.canonical if route.resource is not None else ""
+        if route.method == "HEAD" or path.startswith(EXCLUDED_PREFIXES):
+            continue
+        if webhook_path and path == f"/telegram/{webhook_path}":
+            path = "/telegram/{webhook_path}"  # the secret path is a parameter in the document
+        routes.add((route.method, path))
+    return routes
+
+
+# The chunk upload's file part: any audio type goes out as bytes (schemathesis knows none of them).
+schemathesis.serializer.alias(list(AUDIO_TYPES), "application/octet-stream")
+schema = schemathesis.openapi.from_dict(document_of(Path("/nonexistent"), voice_telegram_webhook_path=WEBHOOK_PATH))
+
+
+@pytest.fixture(scope="module")
+def live_url(redis_process: RedisProcess, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    port = free_port()
+    env = {
+        **os.environ,
+        **LIVE_ENV,
+        "REDIS_URL": redis_process.url,
+        "SESSIONHUB_PORT": str(port),
+        "SESSIONHUB_JWT_SECRET": SECRET,
+        "SESSIONHUB_DATA_DIR": str(tmp_path_factory.mktemp("openapi")),
+        "SESSIONHUB_INPROCESS_WORKERS": "0",
+        "SESSIONHUB_LOG_LEVEL": "WARNING",
+    }
+    process = subprocess.Popen([sys.executable, "-m", "server", "serve"], cwd=ROOT, env=env, stdout=subprocess.DEVNULL)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        for _ in range(200):
+            try:
+                with urllib.request.urlopen(url + "/healthz", timeout=1):
+                    break
+            except OSError:
+                time.sleep(0.05)
+        yield url
+    finally:
+        process.terminate()
+        process.wait(10)
+
+
+@pytest.fixture(scope="module")
+def fuzzer_headers(redis_process: RedisProcess, tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
+    """A token with every permission, admin included: every route is reachable past its auth."""
+    tokens = token_service(helpers.test_settings(redis_process.url, tmp_path_factory.mktemp("t")))
+    token, _ = tokens.mint(user_id="fuzzer", now_s=time.time(), ttl_s=3600, perms=(*ALL_PERMS, Permission.ADMIN))
+    return {"Authorization": f"Bearer {token}"}
+
+
+def _post(url: str, headers: dict[str, str], body: bytes) -> dict[str, Any]:
+    request = urllib.request.Request(url, data=body, headers={**headers, "Content-Type": "application/json"})
+    with urllib.request.urlopen(request, timeout=10) as response:
+        answer: dict[str, Any] = json.loads(response.read())
+        return answer
+
+
+@pytest.fixture(scope="module")
+def real_ids(live_url: str, fuzzer_headers: dict[str, str]) -> dict[str, str]:
+    """One session of each kind the fuzzer owns, by the path prefix that serves it."""
+    voice = _post(live_url + "/voicebot/create_session", fuzzer_headers, b"{}")
+    stream = _post(live_url + "/api/streams", fuzzer_headers, b'{"title": "fuzzed"}')
+    pattern = _post(live_url + "/api/sessions", fuzzer_headers, b"{}")
+    return {
+        "/voicebot/": voice["session_id"],
+        "/api/streams/": stream["session"]["session_id"],
+        "/api/sessions/": pattern["id"],
+        "/admin/": voice["session_id"],
+    }
+
+
+_turns = itertools.count()
+
+
+def _aim(case: schemathesis.Case, real_ids: dict[str, str]) -> None:
+    """Every other case names a session that exists, so the routes past the 404 are fuzzed too."""
+    params = case.path_parameters or {}
+    if "webhook_path" in params:
+        params["webhook_path"] = WEBHOOK_PATH
+    if "session_id" in params and next(_turns) % 2 == 0:
+        for prefix, session_id in real_ids.items():
+            if case.path.startswith(prefix):
+                params["session_id"] = session_id
+
+
+@schema.parametrize()
+@settings(max_examples=EXAMPLES_PER_ROUTE, deadline=None, suppress_health_check=list(HealthCheck))
+def test_every_route_holds_its_schema(
+    case: schemathesis.Case, live_url: str, fuzzer_headers: dict[str, str], real_ids: dict[str, str]
+) -> None:
+    _aim(case, real_ids)
+    case.call_and_validate(
+        base_url=live_url,
+        headers=fuzzer_headers,
+        checks=[not_a_server_error, status_code_conformance, content_type_conformance, response_schema_conformance],
+        timeout=30,
+    )
+
+
+async def test_the_document_covers_every_route_and_only_those(redis_process: RedisProcess, tmp_path: Path) -> None:
+    server = await start_server(redis_process.url, tmp_path, voice_telegram_webhook_path=WEBHOOK_PATH)
+    try:
+        async with aiohttp.ClientSession() as http, http.get(server.url + "/openapi.json") as response:
+            assert response.status == 200
+            served = await response.json()
+        assert served["openapi"] == "3.1.0"
+        assert _operations(served) == _registered(server.app, WEBHOOK_PATH)
+        assert WEBHOOK_PATH not in str(served)  # the webhook's secret path is never published
+    finally:
+        await server.stop()
+
+
+def test_a_route_not_installed_is_not_documented(tmp_path: Path) -> None:
+    spec = document_of(tmp_path)  # no webhook path: no webhook route
+    assert not any(path.startswith("/telegram/") for path in spec["paths"])
+    assert ("POST", "/voicebot/chunks") in _operations(spec)
+
+
+def test_the_document_is_generated_from_the_models(tmp_path: Path) -> None:
+    spec = document_of(tmp_path)
+    body = spec["paths"]["/admin/orphans/delete"]["post"]["requestBody"]["content"]["application/json"]["schema"]
+    assert spec["components"]["schemas"][body["$ref"].rsplit("/", 1)[1]]["additionalProperties"] is False
+    stats = {p["name"]: p["schema"] for p in spec["paths"]["/api/listening/stats"]["get"]["parameters"]}
+    assert stats["days"] == {"type": "integer", "minimum": 1, "maximum": 366}  # StatsQuery's Field(ge, le)
+    upload = spec["paths"]["/voicebot/chunks"]["post"]["requestBody"]["content"]["multipart/form-data"]
+    assert "audio/webm" in upload["encoding"]["file"]["contentType"]
+    assert upload["schema"]["properties"]["end_ms"]["minimum"] == 0  # ChunkMeta's
+    put = spec["paths"]["/api/sessions/{session_id}"]["put"]
+    assert put["responses"]["412"]["content"]["application/json"]["schema"]["$ref"].endswith("/PatternError")
+    assert any(p["name"] == "If-Match" and p["in"] == "header" for p in put["parameters"])
+    guest = spec["paths"]["/api/auth/guest"]["post"]["responses"]["201"]["content"]["application/json"]["schema"]
+    assert spec["components"]["schemas"][guest["$ref"].rsplit("/", 1)[1]]["required"] == [
+        "token",
+        "user_id",
+        "expires_at",
+    ]
+    pages = [
+        path
+        for path, methods in spec["paths"].items()
+        if "text/html" in methods.get("get", {}).get("responses", {}).get("200", {}).get("content", {})
+    ]
+    assert {"/", "/admin", "/api-docs", "/patterns", "/streams", "/history", "/player"} <= set(pages)
