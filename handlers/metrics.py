@@ -7,7 +7,9 @@ mapping), and ``/metrics`` (``handlers.admin.prom``) serves :attr:`Metrics.regis
 With ``PROMETHEUS_MULTIPROC_DIR`` set before the process starts, prometheus-client writes
 every value to a file of that folder and a scrape of any process sums them: counters and
 histograms over every process that ever ran, gauges (``livesum``) over the live ones only,
-which is why a stopping process calls :meth:`Metrics.close`.
+which is why a stopping process calls :meth:`Metrics.close`, and why a scrape first drops the
+live gauges of processes that are gone without it (killed, crashed: :func:`forget_dead_processes`;
+the folder belongs to the processes of one host, as prometheus-client requires).
 
 Label values come from bounded sets only: registered event names (anything a client invents is
 ``unknown``), error codes, redis-py exception classes, job types of the known processors.
@@ -17,6 +19,7 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass, field
+from pathlib import Path
 
 from aiohttp import web
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
@@ -137,6 +140,24 @@ class Metrics:
         """Drop this process's live gauges from the multiprocess folder (the process is stopping)."""
         if os.environ.get(MULTIPROC_ENV):
             mark_process_dead(os.getpid())
+
+
+def forget_dead_processes(folder: str) -> None:
+    """Drop the live gauges that processes no longer running left in ``folder`` (killed, crashed)."""
+    for path in Path(folder).glob("gauge_live*_*.db"):
+        pid = path.stem.rsplit("_", 1)[-1]
+        if pid.isdigit() and not _running(int(pid)):
+            mark_process_dead(int(pid), folder)
+
+
+def _running(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)  # signal 0: only asks whether the process exists
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True  # it exists, under another user
+    return True
 
 
 METRICS_KEY = web.AppKey("metrics", Metrics)

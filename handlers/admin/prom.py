@@ -29,7 +29,7 @@ from handlers.admin.config import AdminConfig
 from handlers.admin.requests import NoFields, parse_query
 from handlers.context import Services
 from handlers.http_common import guarded
-from handlers.metrics import MULTIPROC_ENV
+from handlers.metrics import MULTIPROC_ENV, forget_dead_processes
 from storage.admin import AdminStore
 
 ALERT_NAMES = (
@@ -103,6 +103,7 @@ class PrometheusRoutes:
         if not folder:
             return self.registry
         # Every process's files in the folder, summed: the figures of the whole deployment.
+        forget_dead_processes(folder)
         registry = CollectorRegistry()
         MultiProcessCollector(registry, path=folder)
         return registry
