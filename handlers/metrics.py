@@ -146,11 +146,11 @@ def forget_dead_processes(folder: str) -> None:
     """Drop the live gauges that processes no longer running left in ``folder`` (killed, crashed)."""
     for path in Path(folder).glob("gauge_live*_*.db"):
         pid = path.stem.rsplit("_", 1)[-1]
-        if pid.isdigit() and not _running(int(pid)):
+        if pid.isdigit() and not _process_exists(int(pid)):
             mark_process_dead(int(pid), folder)
 
 
-def _running(pid: int) -> bool:
+def _process_exists(pid: int) -> bool:
     try:
         os.kill(pid, 0)  # signal 0: only asks whether the process exists
     except ProcessLookupError:
