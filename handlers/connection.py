@@ -51,9 +51,9 @@ class Connections:
         """The connection, or None once it has gone."""
         return self._by_sid.get(sid)
 
-    def remove(self, sid: str) -> None:
-        """Forget a disconnected connection."""
-        self._by_sid.pop(sid, None)
+    def remove(self, sid: str) -> bool:
+        """Forget a disconnected connection; False when it was not (or no longer) known."""
+        return self._by_sid.pop(sid, None) is not None
 
     def __len__(self) -> int:
         return len(self._by_sid)

@@ -40,8 +40,10 @@ class ConnectionEvents:
         self._connections.add(
             Connection(sid=sid, claims=claims, bucket=TokenBucket(limits.event_rate_per_s, limits.event_burst))
         )
+        self._s.metrics.connected()
 
     async def disconnect(self, sid: str, reason: Any = None) -> None:
         """Leave every room and forget the connection."""
         self._s.bus.leave_all(sid)
-        self._connections.remove(sid)
+        if self._connections.remove(sid):  # a refused connection was never counted
+            self._s.metrics.disconnected()

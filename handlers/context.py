@@ -14,6 +14,7 @@ from redis.asyncio import Redis
 
 from auth.tokens import TokenService
 from handlers.kinds import KindRegistry
+from handlers.metrics import Metrics
 from storage.clock import Clock
 from storage.events import EventLog
 from storage.jobs import JobQueue
@@ -109,6 +110,7 @@ class Services:
     tokens: TokenService
     limits: Limits
     bus: Subscriptions
+    metrics: Metrics
     public_url: str
     trust_forwarded_for: bool
     web_dir: Path

@@ -10,6 +10,7 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from handlers.log_throttle import LogThrottle
+from handlers.metrics import Metrics
 from protocol.errors import CodedError, ErrorCode
 
 log = logging.getLogger(__name__)
@@ -36,12 +37,17 @@ def error_body(error: CodedError) -> dict[str, Any]:
     return {**error.details, "error": error.code.value, "message": error.message}
 
 
-def to_ack(exc: BaseException) -> dict[str, Any]:
-    """The error ack for ``exc``."""
+def to_ack(exc: BaseException, *, metrics: Metrics | None = None) -> dict[str, Any]:
+    """The error ack for ``exc`` (a Redis failure is counted on ``metrics``)."""
+    if metrics is not None:
+        metrics.redis_error("socket", exc)
     return {"ok": False, **error_body(classify(exc))}
 
 
-def to_http(exc: BaseException) -> web.Response:
-    """The JSON error response for ``exc``, with the status its code carries."""
+def to_http(exc: BaseException, *, metrics: Metrics | None = None) -> web.Response:
+    """The JSON error response for ``exc``, with the status its code carries (a Redis failure
+    is counted on ``metrics``)."""
+    if metrics is not None:
+        metrics.redis_error("http", exc)
     error = classify(exc)
     return web.json_response(error_body(error), status=error.code.http_status)

@@ -12,6 +12,7 @@ from aiohttp import web
 from auth.claims import Claims
 from auth.tokens import TokenService
 from handlers.errors import to_http
+from handlers.metrics import METRICS_KEY
 from protocol.errors import CodedError, ErrorCode
 from storage.clock import Clock
 
@@ -90,6 +91,6 @@ def guarded(handler: RouteHandler) -> RouteHandler:
         except web.HTTPException:
             raise
         except Exception as exc:
-            return to_http(exc)
+            return to_http(exc, metrics=request.app.get(METRICS_KEY))
 
     return wrapper

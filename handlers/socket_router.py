@@ -5,6 +5,9 @@ Every event gets an ack: ``{"ok": true, ...}`` from the handler's result, or
 order of seed 002: ``invalid_session_id`` -> ``unauthorized`` -> ``session_not_found`` ->
 ``forbidden`` (the last two inside the handlers, where the session is loaded).
 
+Being the one place every event passes, the guard also counts it (``handlers.metrics``: by
+registered name and outcome, with its ack time) and logs its line (``handlers.socket_log``).
+
 Events of one connection arrive here one after another, in the order sent (the server runs
 them inline, see ``server.fastpath``). An event registered with ``changes=True`` holds its session's
 local fan-out until its ack has left (``Subscriptions.hold``): the ack is written in the same
@@ -15,6 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -24,6 +28,8 @@ from handlers.connection import Connection, Connections
 from handlers.context import Services
 from handlers.errors import to_ack
 from handlers.ids import parse_session_id
+from handlers.metrics import CANCELLED, OK, UNKNOWN, EventMeter
+from handlers.socket_log import SocketEventLog
 from protocol.errors import CodedError, ErrorCode
 
 log = logging.getLogger(__name__)
@@ -38,6 +44,8 @@ class SocketRouter:
         self._sio = sio
         self._services = services
         self._connections = connections
+        self._event_log = SocketEventLog()
+        self._unknown_meter = services.metrics.unknown_event()
         sio.on("*", self._unknown)
 
     def on(self, event: str, handler: Handler, *, session_scoped: bool = True, changes: bool = False) -> None:
@@ -47,27 +55,43 @@ class SocketRouter:
         to that session's log (its ack must not trail its fan-out).
         """
         bus = self._services.bus
+        metrics = self._services.metrics
+        meter = metrics.event(event)
 
         async def guarded(sid: str, data: Any = None, *extra: Any) -> dict[str, Any]:
+            started = time.perf_counter()
             hold: object | None = None
             session_id = ""
+            outcome = CANCELLED  # unless it returns or raises: the server is stopping
             try:
                 connection = self._admit(sid)
                 payload = self._payload(data, extra, session_scoped)
+                if session_scoped:  # parsed; an unscoped event's field is the client's, unchecked
+                    session_id = payload["session_id"]
                 self._check_token(connection)
                 if changes:
                     session_id = payload["session_id"]
                     hold = bus.hold(session_id)
                 result = await handler(connection, payload)
+                outcome = OK
                 return {"ok": True, **result}
             except Exception as exc:  # every failure becomes an ack, never a stack trace
-                return to_ack(exc)
+                ack = to_ack(exc, metrics=metrics)
+                outcome = ack["error"]
+                return ack
             finally:
                 if hold is not None:
                     # After the ack: python-socketio writes it before this task yields again.
                     asyncio.get_running_loop().call_soon(bus.release, session_id, hold)
+                self._done(meter, event, sid, session_id, outcome, started)
 
         self._sio.on(event, guarded)
+
+    def _done(self, meter: EventMeter, event: str, sid: str, session_id: str, outcome: str, started: float) -> None:
+        elapsed_s = time.perf_counter() - started
+        meter.done(outcome, elapsed_s)
+        if self._event_log.enabled():
+            self._event_log.write(event, sid, session_id, outcome, elapsed_s)
 
     def _admit(self, sid: str) -> Connection:
         connection = self._connections.get(sid)
@@ -96,4 +120,6 @@ class SocketRouter:
             raise CodedError(ErrorCode.UNAUTHORIZED, "token expired; reconnect with a fresh token")
 
     async def _unknown(self, event: str, sid: str, *args: Any) -> dict[str, Any]:
+        # A client picks the name: counted and logged as "unknown", never as a label of its own.
+        self._done(self._unknown_meter, UNKNOWN, sid, "", ErrorCode.UNKNOWN_EVENT.value, time.perf_counter())
         return to_ack(CodedError(ErrorCode.UNKNOWN_EVENT, f"unknown event {event[:64]!r}"))

@@ -24,6 +24,7 @@ from handlers.patterns import capability as patterns
 from handlers.patterns.config import PatternConfig
 from handlers.listening import capability as listening
 from handlers.listening.config import ListeningSettings
+from handlers.metrics import METRICS_KEY
 from handlers.socket_router import SocketRouter
 from handlers.subscriptions import SubscriptionEvents
 from handlers.voice import capability as voice
@@ -85,7 +86,14 @@ def attach_bus(services: Services, sio: SessionServer) -> tuple[Services, Bus]:
         eio_sid = sio.manager.eio_sid_from_sid(sid, "/")
         return sio.eio.sockets.get(eio_sid) if eio_sid else None
 
-    bus = Bus(redis=services.redis, keys=services.keys, log=services.log, resolve=resolve)
+    bus = Bus(
+        redis=services.redis,
+        keys=services.keys,
+        log=services.log,
+        resolve=resolve,
+        metrics=services.metrics,
+        clock=services.clock,
+    )
     return replace(services, bus=bus), bus
 
 
@@ -120,6 +128,7 @@ def build_app(settings: Settings, *, services: Services) -> web.Application:
     app[SERVICES_KEY] = services
     app[BUS_KEY] = bus
     app[SIO_KEY] = sio
+    app[METRICS_KEY] = services.metrics
     sio.attach(app)
     add_routes(app, services, sio, bus, capabilities(settings))
 

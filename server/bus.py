@@ -43,9 +43,11 @@ from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
 from handlers.background import cancelled, stop_if_cancelled
+from handlers.metrics import Metrics
 from protocol.events import SESSION_RESYNC
 from server.channels import CONFIRMATIONS, MESSAGES, Channels
 from server.outlet import Packet, deliver, direct_writer
+from storage.clock import Clock
 from storage.events import EventLog
 from storage.keys import Keys
 
@@ -86,6 +88,7 @@ class _Parsed:
     type: str
     raw: str
     id: str = ""
+    ts_ms: float = 0.0  # the event's creation (its envelope's ts), for the fan-out latency
 
 
 @dataclass(slots=True)
@@ -95,6 +98,7 @@ class _Outgoing:
     epoch: str
     offset: int
     packet: Packet
+    ts_ms: float = 0.0
 
 
 @dataclass(slots=True)
@@ -133,11 +137,15 @@ class Bus:
         keys: Keys,
         log: EventLog,
         resolve: Callable[[str], Any | None],
+        metrics: Metrics,
+        clock: Clock,
     ) -> None:
         self._redis = redis
         self._keys = keys
         self._log = log
         self._resolve = resolve  # Socket.IO sid -> engine.io socket
+        self._metrics = metrics
+        self._clock = clock
         self._rooms: dict[str, Room] = {}
         self._by_channel: dict[str, Room] = {}
         self._by_sid: dict[str, set[str]] = {}
@@ -197,7 +205,10 @@ class Bus:
                 raise RedisError("subscription to the session failed")
         room.joining[sid] = []
         room.members.setdefault(sid, None)
-        self._by_sid.setdefault(sid, set()).add(session_id)
+        sessions = self._by_sid.setdefault(sid, set())
+        if session_id not in sessions:
+            sessions.add(session_id)
+            self._metrics.subscribed()
 
     def send(self, sid: str, event: str, data_json: str) -> None:
         """Send one event to one connection, in order with everything the bus sends it."""
@@ -244,8 +255,9 @@ class Bus:
         """Remove ``sid`` from the session's room; True when it was a member."""
         room = self._rooms.get(session_id)
         sessions = self._by_sid.get(sid)
-        if sessions is not None:
-            sessions.discard(session_id)
+        if sessions is not None and session_id in sessions:
+            sessions.remove(session_id)
+            self._metrics.unsubscribed()
             if not sessions:
                 del self._by_sid[sid]
         if room is None or sid not in room.members:
@@ -307,6 +319,8 @@ class Bus:
             try:
                 await self._apply_commands()
                 message = await self._pubsub.get_message(POLL_S)
+                if not self._alive:
+                    self._metrics.bus_reconnects.inc()
                 self._alive = True
                 backoff_s = BACKOFF_MIN_S
                 if message is not None:
@@ -315,6 +329,7 @@ class Bus:
                 raise
             except Exception as exc:  # Redis away, or a bug: never stop delivering, never spin
                 stop_if_cancelled(exc)
+                self._metrics.redis_error("bus", exc)
                 if not isinstance(exc, RedisError | OSError):
                     log.exception("bus listener error")
                 elif self._alive:
@@ -437,6 +452,7 @@ class Bus:
             return
         for event in recovery.events:
             if event.offset == room.offset + 1:
+                self._metrics.backfilled.inc()
                 self._fan_out(room, _Parsed(room.epoch, event.offset, event.type, event.raw, event.id))
 
     def _rewritten(self, room: Room) -> None:
@@ -475,7 +491,7 @@ class Bus:
         if len(recent) > 2 * RECENT_IDS:
             for old in [o for o in recent if o <= offset - RECENT_IDS]:
                 del recent[old]
-        self._enqueue(room, _Outgoing(parsed.epoch, offset, Packet(parsed.type, parsed.raw)))
+        self._enqueue(room, _Outgoing(parsed.epoch, offset, Packet(parsed.type, parsed.raw), parsed.ts_ms))
 
     def _enqueue(self, room: Room, outgoing: _Outgoing) -> None:
         room.pending.append(outgoing)
@@ -507,6 +523,8 @@ class Bus:
                     self._write_round_to(room, sid, batch, blob)
                 room.round_ended = time.monotonic()
                 room.round_s = room.round_ended - started
+                if batch[0].ts_ms:  # once per round, never per member: this loop is the hot path
+                    self._metrics.fanout_seconds.observe(max(self._clock.now_s() - batch[0].ts_ms / 1000, 0.0))
                 if room.floors:
                     top = batch[-1]
                     for sid in [s for s, (e, o) in room.floors.items() if e != top.epoch or o <= top.offset]:
@@ -550,5 +568,6 @@ class Bus:
 def _parse(raw: str) -> _Parsed:
     doc = json.loads(raw)
     return _Parsed(
-        epoch=str(doc["epoch"]), offset=int(doc["offset"]), type=str(doc["type"]), raw=raw, id=str(doc.get("id") or "")
+        epoch=str(doc["epoch"]), offset=int(doc["offset"]), type=str(doc["type"]), raw=raw, id=str(doc.get("id") or ""),
+        ts_ms=float(doc.get("ts") or 0),
     )

@@ -16,6 +16,7 @@ from redis.asyncio import Redis
 
 from auth.claims import Permission
 from handlers.context import Services
+from handlers.metrics import Metrics
 from jobs.processors import load_processors
 from protocol.errors import CodedError
 from server import admin_cli, logs
@@ -158,7 +159,10 @@ async def serve(settings: Settings) -> None:
             for task in workers:
                 task.cancel()
             await asyncio.gather(*workers, return_exceptions=True)
-            await runner.cleanup()
+            try:
+                await runner.cleanup()
+            finally:
+                services.metrics.close()
 
 
 async def work(settings: Settings) -> None:
@@ -174,11 +178,21 @@ async def work(settings: Settings) -> None:
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
+    metrics = Metrics()  # one per process, kept across reconnections (its counters go on)
+    try:
+        await _work_while(settings, stop, url, follow=follow, metrics=metrics)
+    finally:
+        metrics.close()
+
+
+async def _work_while(settings: Settings, stop: asyncio.Event, url: str, *, follow: bool, metrics: Metrics) -> None:
+    """The worker on ``url``, reconnected to the recorded URL whenever it changes (``follow``)."""
     first = True
     while not stop.is_set():
         try:
             async with _connected(settings, url) as redis:
-                worker = _worker(build_services(settings, redis=redis, tokens=token_service(settings)), settings)
+                services = build_services(settings, redis=redis, tokens=token_service(settings), metrics=metrics)
+                worker = _worker(services, settings)
                 if first:
                     print(f"sessionhub worker {worker.consumer} running", flush=True)
                     first = False

@@ -6,8 +6,10 @@ import datetime
 import json
 import logging
 
-# Fields a log call may add with ``extra=`` that the JSON lines carry (request lines use them).
-EXTRA_FIELDS = ("request_id", "method", "path", "route", "status", "duration_ms", "remote")
+# Fields a log call may add with ``extra=`` that the JSON lines carry (request and event lines).
+EXTRA_FIELDS = (
+    "request_id", "method", "path", "route", "status", "duration_ms", "remote", "event", "sid", "session_id", "outcome"
+)
 
 
 class JsonFormatter(logging.Formatter):

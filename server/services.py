@@ -11,6 +11,7 @@ from redis.asyncio.cluster import RedisCluster
 from auth.tokens import TokenService
 from handlers.context import Limits, NoSubscriptions, Services, Subscriptions
 from handlers.kinds import KindRegistry
+from handlers.metrics import Metrics
 from server.settings import Settings
 from storage.clock import Clock
 from storage.events import EventLog
@@ -100,8 +101,12 @@ def build_services(
     tokens: TokenService,
     bus: Subscriptions | None = None,
     clock: Clock | None = None,
+    metrics: Metrics | None = None,
 ) -> Services:
-    """Every repository on ``redis`` (which must decode responses), with the node's bus."""
+    """Every repository on ``redis`` (which must decode responses), with the node's bus.
+
+    ``metrics`` is the process's one :class:`Metrics` (a new one when not given).
+    """
     clock = clock or Clock()
     keys = Keys(settings.key_prefix)
     scripts = Scripts.load(redis)
@@ -137,6 +142,7 @@ def build_services(
         tokens=tokens,
         limits=limits_from(settings),
         bus=bus if bus is not None else NoSubscriptions(),
+        metrics=metrics if metrics is not None else Metrics(),
         public_url=settings.public_url,
         trust_forwarded_for=settings.trust_forwarded_for,
         web_dir=settings.web_dir,

@@ -109,6 +109,7 @@ class Worker:
             except asyncio.CancelledError:
                 raise
             except Exception as exc:  # keep the worker alive through outages and bugs
+                self._s.metrics.redis_error("worker", exc)
                 log.warning("worker loop error: %s", exc)
                 await asyncio.sleep(backoff_s)
                 backoff_s = min(backoff_s * 2, 5.0)
@@ -136,7 +137,7 @@ class Worker:
         try:
             if processor is None:
                 raise PermanentJobError(f"no processor for job type {job.type!r}")
-            result = await self._run(processor, delivery, leases.lost(delivery))
+            result = await self._running(processor, delivery, leases.lost(delivery))
         except ClaimLost:
             log.warning("job %s (%s) was reclaimed by another worker; dropped here", job.job_id, job.type)
             return  # neither ack nor retry: the worker that holds it now decides
@@ -147,6 +148,14 @@ class Worker:
         leases.release(delivery)
         await self._jobs.ack(delivery)
         await self._publish(delivery, "succeeded", attempts=job.attempts + 1, result=result)
+
+    async def _running(self, processor: Processor, delivery: Delivery, lost: asyncio.Event) -> dict[str, Any]:
+        """:meth:`_run`, counted in the running-jobs gauge while it runs."""
+        self._s.metrics.jobs_running.inc()
+        try:
+            return await self._run(processor, delivery, lost)
+        finally:
+            self._s.metrics.jobs_running.dec()
 
     async def _run(self, processor: Processor, delivery: Delivery, lost: asyncio.Event) -> dict[str, Any]:
         """The processor's result, within the time limit, unless the claim is lost first."""
@@ -172,12 +181,14 @@ class Worker:
         attempts = delivery.job.attempts + 1
         if isinstance(exc, PermanentJobError) or attempts >= self._max_attempts:
             await self._jobs.bury(delivery, error=error)
+            self._s.metrics.jobs_dead.inc()
             job = delivery.job
             log.warning("job %s (%s) dead-lettered after %d attempts: %s", job.job_id, job.type, attempts, error)
             await self._publish(delivery, "failed", attempts=attempts, error=error)
             return
         delay_ms = self._backoff_base_ms * 2 ** (attempts - 1)
         await self._jobs.retry_later(delivery, delay_ms=delay_ms, error=error)
+        self._s.metrics.jobs_retried.inc()
         await self._publish(delivery, "retrying", attempts=attempts, error=error, retry_in_ms=delay_ms)
 
     async def _publish(self, delivery: Delivery, status: str, **fields: Any) -> None:

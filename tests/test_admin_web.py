@@ -10,7 +10,7 @@ from playwright.async_api import expect
 
 from auth.claims import Permission
 from tests.browser import Tab
-from tests.helpers import ServerUnderTest
+from tests.helpers import Client, ServerUnderTest
 from tests.test_admin_http import DAY_MS, LONG_TTL_S, admin_token, new_pattern
 
 
@@ -122,3 +122,24 @@ async def test_sort_by_remix_count_and_see_the_remix_tree(tab: Tab, server: Serv
     await expect(page.locator("#detail-id")).to_have_text(grandchild)
     await expect(page.locator("#detail-lineage")).to_contain_text(f"remixed from {children[0][:8]} ← {root[:8]}")
     await expect(page.locator("#detail-tree-empty")).to_be_visible()
+
+
+async def test_the_nodes_table_shows_each_nodes_clients_and_subscriptions(tab: Tab, server: ServerUnderTest) -> None:
+    session_id = await server.create_session("alice")
+    client = Client(server.url, server.token("alice"))
+    try:
+        await client.connect()
+        assert (await client.call("subscribe_on_session", {"session_id": session_id}))["ok"] is True
+        await tab.use_token(admin_token(server), ttl_s=LONG_TTL_S)
+        page = await tab.open("/admin")
+        row = page.locator("#nodes tr")
+        await expect(row).to_have_count(1)
+        await expect(row.locator('[data-field="clients"]')).to_have_text("1")
+        await expect(row.locator('[data-field="subscriptions"]')).to_have_text("1")
+        await expect(row.locator("td").nth(1)).to_have_text("live")
+        await expect(page.locator("#nodes-none")).to_be_hidden()
+        await client.close()  # the page polls: the figures follow
+        await expect(row.locator('[data-field="clients"]')).to_have_text("0")
+        await expect(row.locator('[data-field="subscriptions"]')).to_have_text("0")
+    finally:
+        await client.close()

@@ -1,4 +1,5 @@
-"""Per-node heartbeats: each serve node says every few seconds whether its bus is live.
+"""Per-node heartbeats: each serve node says every few seconds whether its bus is live, and how
+many clients and subscriptions it serves (from its ``Metrics``).
 
 The dashboard lists the nodes and raises an alert for a node whose bus is down or whose
 heartbeat stopped (a node that died leaves its last heartbeat behind, which then goes stale).
@@ -57,7 +58,14 @@ class NodeHeartbeat:
 
     async def beat(self) -> None:
         """Write this node's heartbeat now."""
-        heartbeat = {"bus_live": self.bus_live(), "ts": self._s.clock.now_ms(), "pid": os.getpid()}
+        metrics = self._s.metrics
+        heartbeat = {
+            "bus_live": self.bus_live(),
+            "ts": self._s.clock.now_ms(),
+            "pid": os.getpid(),
+            "clients": metrics.clients_now,
+            "subscriptions": metrics.subscriptions_now,
+        }
         await self._s.redis.hset(self._s.keys.admin_nodes(), self.node_id, json.dumps(heartbeat))  # type: ignore[misc]
 
     async def _beat_forever(self) -> None:
@@ -86,5 +94,20 @@ class NodeHeartbeat:
                 await self._s.redis.hdel(self._s.keys.admin_nodes(), node_id)  # type: ignore[misc]
                 continue
             stale = age_ms > STALE_INTERVALS * self.interval_s * 1000
-            found.append({"node": node_id, "bus_live": live, "stale": stale, "age_ms": max(age_ms, 0)})
+            found.append(
+                {
+                    "node": node_id,
+                    "bus_live": live,
+                    "stale": stale,
+                    "age_ms": max(age_ms, 0),
+                    # None from a node that does not report them yet (an older version mid-deploy)
+                    "clients": _count(beat.get("clients")),
+                    "subscriptions": _count(beat.get("subscriptions")),
+                }
+            )
         return found
+
+
+def _count(value: Any) -> int | None:
+    """A count from a heartbeat, None when absent or not a whole number."""
+    return value if isinstance(value, int) and not isinstance(value, bool) else None

@@ -1,9 +1,11 @@
 """``/metrics`` in Prometheus text format.
 
-Two parts. Per-process figures (HTTP requests by route and status, their latency) are
-prometheus-client counters in this app's own registry; with ``PROMETHEUS_MULTIPROC_DIR`` set
-(before the process starts, as prometheus-client requires) every ``serve`` process writes
-them to that folder and a scrape of any one process sums all of them. Store-wide figures
+Two parts. Per-process figures (HTTP requests by route and status, their latency, and the
+figures of ``handlers.metrics``: clients, subscriptions, events, ack and fan-out latency, bus,
+Redis errors, jobs) are prometheus-client metrics in the process's ``Metrics`` registry; with
+``PROMETHEUS_MULTIPROC_DIR`` set (before the process starts, as prometheus-client requires)
+every ``serve`` and ``worker`` process writes them to that folder and a scrape of any one
+process sums all of them (live gauges over the processes still running). Store-wide figures
 (sessions by kind, orphans, bytes, job queue, alerts, nodes) are read from the admin counters
 in Redis at scrape time: every node answers the same, so they are gauges without a process
 label.
@@ -27,9 +29,9 @@ from handlers.admin.config import AdminConfig
 from handlers.admin.requests import NoFields, parse_query
 from handlers.context import Services
 from handlers.http_common import guarded
+from handlers.metrics import MULTIPROC_ENV, forget_dead_processes
 from storage.admin import AdminStore
 
-MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
 ALERT_NAMES = (
     "memory", "creation_rate", "large_sessions", "dead_letters", "jobs_stuck", "bus_down", "redis_unreachable"
 )
@@ -53,7 +55,7 @@ class PrometheusRoutes:
         self._store = store
         self._config = config
         self._alerts = alerts
-        self.registry = CollectorRegistry()
+        self.registry = services.metrics.registry
         self.requests = Counter(
             "sessionhub_http_requests", "HTTP requests by route, method and status", ["route", "method", "status"],
             registry=self.registry,
@@ -101,6 +103,7 @@ class PrometheusRoutes:
         if not folder:
             return self.registry
         # Every process's files in the folder, summed: the figures of the whole deployment.
+        forget_dead_processes(folder)
         registry = CollectorRegistry()
         MultiProcessCollector(registry, path=folder)
         return registry

@@ -75,8 +75,7 @@ function renderMetrics(metrics) {
     body.append(row);
     if (![...select.options].some((option) => option.value === kind)) select.append(new Option(kind, kind));
   }
-  $("nodes").textContent =
-    metrics.nodes.map((node) => `${node.node} (${node.bus_live && !node.stale ? "bus live" : "bus down"})`).join(", ") || "none";
+  renderNodes(metrics.nodes);
   const alerts = $("alerts");
   alerts.replaceChildren();
   for (const alert of metrics.alerts) {
@@ -86,6 +85,24 @@ function renderMetrics(metrics) {
     alerts.append(item);
   }
   $("alerts-none").hidden = metrics.alerts.length > 0;
+}
+
+// One row per serve node: its bus, and the clients and subscriptions it serves (from its heartbeat;
+// "—" for a node that does not report them).
+function renderNodes(nodes) {
+  const body = $("nodes");
+  body.replaceChildren();
+  for (const node of nodes) {
+    const row = document.createElement("tr");
+    row.dataset.node = node.node;
+    cell(row, node.node);
+    cell(row, node.bus_live && !node.stale ? "live" : "down");
+    cell(row, node.clients ?? "—").dataset.field = "clients";
+    cell(row, node.subscriptions ?? "—").dataset.field = "subscriptions";
+    cell(row, `${(node.age_ms / 1000).toFixed(1)} s ago`);
+    body.append(row);
+  }
+  $("nodes-none").hidden = nodes.length > 0;
 }
 
 function renderAudit(entries) {

@@ -1,0 +1,163 @@
+"""The running process's Prometheus figures: clients, subscriptions, events, latencies, bus, jobs.
+
+One :class:`Metrics` per process, built by ``server.services`` and carried by ``Services``; each
+hook sits where its figure is decided (the socket router, the bus, the worker, the error
+mapping), and ``/metrics`` (``handlers.admin.prom``) serves :attr:`Metrics.registry`.
+
+With ``PROMETHEUS_MULTIPROC_DIR`` set before the process starts, prometheus-client writes
+every value to a file of that folder and a scrape of any process sums them: counters and
+histograms over every process that ever ran, gauges (``livesum``) over the live ones only,
+which is why a stopping process calls :meth:`Metrics.close`, and why a scrape first drops the
+live gauges of processes that are gone without it (killed, crashed: :func:`forget_dead_processes`;
+the folder belongs to the processes of one host, as prometheus-client requires).
+
+Label values come from bounded sets only: registered event names (anything a client invents is
+``unknown``), error codes, redis-py exception classes, job types of the known processors.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from aiohttp import web
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client.multiprocess import mark_process_dead
+from redis.exceptions import RedisError
+
+MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
+# The label of every event name that no handler registered (a client may send any name).
+UNKNOWN = "unknown"
+OK = "ok"
+# The outcome of a handler cancelled before it answered (a stopping server, a lost connection).
+CANCELLED = "cancelled"
+# Acks take a few ms, a fan-out round up to seconds under load: buckets cover both ends.
+LATENCY_BUCKETS_S = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
+
+
+@dataclass(slots=True)
+class EventMeter:
+    """The figures of one event name, label children bound once (``labels()`` costs a few µs)."""
+
+    metrics: Metrics
+    name: str
+    outcomes: dict[str, Counter] = field(default_factory=dict)
+    ack: Histogram | None = None
+
+    def done(self, outcome: str, elapsed_s: float) -> None:
+        """Count one handled event with its outcome (``ok`` or an error code) and its ack time."""
+        counter = self.outcomes.get(outcome)
+        if counter is None:  # error codes are one enum: this dict stays small
+            counter = self.outcomes[outcome] = self.metrics.events.labels(self.name, outcome)
+        counter.inc()
+        if self.ack is None:
+            self.ack = self.metrics.ack_seconds.labels(self.name)
+        self.ack.observe(elapsed_s)
+
+
+class Metrics:
+    """Every figure this process updates while it runs (one object per process)."""
+
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry()
+        r = self.registry
+        self.clients = Gauge(
+            "sessionhub_connected_clients", "Connected Socket.IO clients", registry=r, multiprocess_mode="livesum"
+        )
+        self.subscriptions = Gauge(
+            "sessionhub_subscriptions", "Subscriptions of connected clients to sessions", registry=r,
+            multiprocess_mode="livesum",
+        )
+        self.events = Counter(
+            "sessionhub_socket_events", "Socket.IO events handled, by event and outcome (ok or error code)",
+            ["event", "outcome"], registry=r,
+        )
+        self.ack_seconds = Histogram(
+            "sessionhub_ack_seconds", "Socket.IO event handling time, from the handler's start to its ack",
+            ["event"], buckets=LATENCY_BUCKETS_S, registry=r,
+        )
+        self.fanout_seconds = Histogram(
+            "sessionhub_fanout_seconds",
+            "From an event's creation (its ts) to the local fan-out round that wrote it, one per round",
+            buckets=LATENCY_BUCKETS_S, registry=r,
+        )
+        self.bus_reconnects = Counter("sessionhub_bus_reconnects", "Times the bus's pub/sub link came back", registry=r)
+        self.backfilled = Counter(
+            "sessionhub_bus_backfilled_events", "Events the bus read from the log to fill a gap", registry=r
+        )
+        self.redis_errors = Counter(
+            "sessionhub_redis_errors", "Redis failures turned into a wire error or a reconnect, by source and class",
+            ["source", "error"], registry=r,
+        )
+        self.jobs_running = Gauge(
+            "sessionhub_jobs_running", "Jobs being processed now", registry=r, multiprocess_mode="livesum"
+        )
+        self.jobs_retried = Counter("sessionhub_jobs_retried", "Failed job attempts scheduled again", registry=r)
+        self.jobs_dead = Counter("sessionhub_jobs_dead_lettered", "Jobs moved to the dead-letter list", registry=r)
+        self._meters: dict[str, EventMeter] = {}
+        # Plain counts of this process, for its node heartbeat (a gauge's value is not public API).
+        self.clients_now = 0
+        self.subscriptions_now = 0
+
+    def event(self, name: str) -> EventMeter:
+        """The meter of a registered event name (call at registration, never with a client's name)."""
+        meter = self._meters.get(name)
+        if meter is None:
+            meter = self._meters[name] = EventMeter(self, name)
+        return meter
+
+    def unknown_event(self) -> EventMeter:
+        """The one meter of every event name no handler registered."""
+        return self.event(UNKNOWN)
+
+    def connected(self) -> None:
+        """A Socket.IO client was admitted."""
+        self.clients_now += 1
+        self.clients.inc()
+
+    def disconnected(self) -> None:
+        """An admitted client went away."""
+        self.clients_now -= 1
+        self.clients.dec()
+
+    def subscribed(self) -> None:
+        """A client joined a session's room."""
+        self.subscriptions_now += 1
+        self.subscriptions.inc()
+
+    def unsubscribed(self) -> None:
+        """A client left a session's room (unsubscribed, failed to join, or disconnected)."""
+        self.subscriptions_now -= 1
+        self.subscriptions.dec()
+
+    def redis_error(self, source: str, exc: BaseException) -> None:
+        """Count ``exc`` when it is a Redis failure (a class of redis-py's, so a bounded label)."""
+        if isinstance(exc, RedisError):
+            self.redis_errors.labels(source, type(exc).__name__).inc()
+
+    def close(self) -> None:
+        """Drop this process's live gauges from the multiprocess folder (the process is stopping)."""
+        if os.environ.get(MULTIPROC_ENV):
+            mark_process_dead(os.getpid())
+
+
+def forget_dead_processes(folder: str) -> None:
+    """Drop the live gauges that processes no longer running left in ``folder`` (killed, crashed)."""
+    for path in Path(folder).glob("gauge_live*_*.db"):
+        pid = path.stem.rsplit("_", 1)[-1]
+        if pid.isdigit() and not _process_exists(int(pid)):
+            mark_process_dead(int(pid), folder)
+
+
+def _process_exists(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)  # signal 0: only asks whether the process exists
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True  # it exists, under another user
+    return True
+
+
+METRICS_KEY = web.AppKey("metrics", Metrics)
