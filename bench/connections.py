@@ -17,6 +17,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import signal
 import subprocess
 import sys
 import tempfile
@@ -110,7 +111,7 @@ def traced(args: argparse.Namespace, n: int, workdir: Path) -> None:
 
 
 def _snapshot(server: harness.ServerUnderTest, folder: Path, number: int) -> tracemalloc.Snapshot:
-    os.kill(server.child.pid, harness.signal.SIGUSR1)
+    os.kill(server.child.pid, signal.SIGUSR1)
     path = folder / f"{number}.snap"
     deadline = time.monotonic() + SNAPSHOT_WAIT_S
     while not path.exists():

@@ -571,6 +571,10 @@ class Bus:
 def _parse(raw: str) -> _Parsed:
     doc = json.loads(raw)
     return _Parsed(
-        epoch=str(doc["epoch"]), offset=int(doc["offset"]), type=str(doc["type"]), raw=raw, id=str(doc.get("id") or ""),
+        epoch=str(doc["epoch"]),
+        offset=int(doc["offset"]),
+        type=str(doc["type"]),
+        raw=raw,
+        id=str(doc.get("id") or ""),
         ts_ms=float(doc.get("ts") or 0),
     )

@@ -1,8 +1,9 @@
 """The fast path: the one module that reaches into python-socketio's, python-engineio's and
 aiohttp's private parts (STYLE.md item 12).
 
-What it buys: per-connection memory (a list-based queue, pings as timer callbacks instead of a
-sleeping task per socket), acks and session events written straight to the WebSocket transport
+What it buys: per-connection memory (the connection taken from aiohttp after the WebSocket
+handshake and served by ``server.leanws``, a list-based queue, pings as timer callbacks instead
+of a sleeping task per socket), acks and session events written straight to the WebSocket transport
 (see ``server.outlet``), events handled in order per connection, and answers instead of silent
 drops for oversized, malformed and reserved-name messages.
 
@@ -172,7 +173,7 @@ class DirectWebSocket:
 
 
 # The parts of a WebSocket's WSGI environ kept after its handshake.
-KEPT_ENVIRON = ("REQUEST_METHOD", "PATH_INFO", "QUERY_STRING", "REMOTE_ADDR", "HTTP_ORIGIN", "HTTP_USER_AGENT")
+KEPT_ENVIRON = ("REQUEST_METHOD", "RAW_URI", "QUERY_STRING", "REMOTE_ADDR", "HTTP_ORIGIN", "HTTP_USER_AGENT")
 
 
 class _TakenOver(web.StreamResponse):

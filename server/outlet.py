@@ -11,7 +11,7 @@ means every packet ever put has been marked done (``LightQueue.idle``), not mere
 queue is empty: on Python 3.11 ``wait_for`` takes an item in a separate task one or two loop
 turns before the writer resumes, and during those turns the queue is empty while that item is
 still unwritten. The writer marks items done and writes them in one step without suspending
-(``server.fastpath.DirectWebSocket`` writes synchronously), so an idle queue means nothing of that socket
+(``server.fastpath.EngineWebSocket`` writes synchronously), so an idle queue means nothing of that socket
 is waiting to be written.
 
 Acks and other packets python-socketio sends go the same way
@@ -55,7 +55,7 @@ class Packet:
 
 
 class FrameWriter(Protocol):
-    """A socket's WebSocket transport that takes whole frames (``server.fastpath.DirectWebSocket``)."""
+    """A socket's WebSocket transport that takes whole frames (``server.fastpath.EngineWebSocket``)."""
 
     def write_frame(self, frame: bytes) -> bool:
         """Write one frame now; False when the connection is gone or has been cut as slow."""

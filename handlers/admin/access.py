@@ -1,4 +1,5 @@
-"""The admin check every admin route and page call makes: a bearer token with ``admin``."""
+"""The admin check every admin route and page call makes (a bearer token with ``admin``), and
+the rate of admin actions that change data."""
 
 from __future__ import annotations
 
@@ -16,3 +17,10 @@ def admin_claims(request: web.Request, services: Services) -> Claims:
     if Permission.ADMIN not in claims.perms:
         raise CodedError(ErrorCode.FORBIDDEN, "the admin permission is required")
     return claims
+
+
+async def take_admin_action(services: Services, claims: Claims, *, per_min: int) -> None:
+    """Count one data-changing admin action of ``claims``; ``rate_limited`` past ``per_min``."""
+    allowed = await services.limiter.hit("admin_action", claims.sub, limit=per_min, window_s=60)
+    if not allowed:
+        raise CodedError(ErrorCode.RATE_LIMITED, "too many admin actions; wait a minute", retry_after_s=60)

@@ -14,7 +14,7 @@ from typing import Any
 from aiohttp import web
 
 from auth.claims import Claims
-from handlers.admin.access import admin_claims
+from handlers.admin.access import admin_claims, take_admin_action
 from handlers.admin.config import AdminConfig
 from handlers.admin.deletion import SessionDeleter
 from handlers.admin.requests import ExportQuery, OrphanDelete, parse_body, parse_query
@@ -55,9 +55,7 @@ class BulkRoutes:
         app.router.add_post("/admin/orphans/delete", guarded(self.delete_orphans))
 
     async def _action_allowed(self, claims: Claims) -> None:
-        allowed = await self._s.limiter.hit("admin_action", claims.sub, limit=self._config.actions_per_min, window_s=60)
-        if not allowed:
-            raise CodedError(ErrorCode.RATE_LIMITED, "too many admin actions; wait a minute", retry_after_s=60)
+        await take_admin_action(self._s, claims, per_min=self._config.actions_per_min)
 
     async def export(self, request: web.Request) -> web.StreamResponse:
         """Every session, or only orphans, as a JSON-lines download."""

@@ -11,7 +11,7 @@ from typing import Any
 from aiohttp import web
 
 from auth.claims import Claims
-from handlers.admin.access import admin_claims
+from handlers.admin.access import admin_claims, take_admin_action
 from handlers.admin.alerts import Alerts
 from handlers.admin.config import AdminConfig
 from handlers.admin.deletion import SessionDeleter
@@ -72,9 +72,7 @@ class AdminRoutes:
         return admin_claims(request, self._s)
 
     async def _action_allowed(self, claims: Claims) -> None:
-        allowed = await self._s.limiter.hit("admin_action", claims.sub, limit=self._config.actions_per_min, window_s=60)
-        if not allowed:
-            raise CodedError(ErrorCode.RATE_LIMITED, "too many admin actions; wait a minute", retry_after_s=60)
+        await take_admin_action(self._s, claims, per_min=self._config.actions_per_min)
 
     async def metrics(self, request: web.Request) -> web.Response:
         """Counts per kind and in total, cost estimate, nodes and alerts."""
