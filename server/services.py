@@ -16,6 +16,7 @@ from server.settings import Settings
 from storage.clock import Clock
 from storage.events import EventLog
 from storage.jobs import JobQueue
+from storage.lean_redis import LeanRedis
 from storage.keys import Keys
 from storage.login_tokens import LoginTokens
 from storage.ratelimit import RateLimiter
@@ -36,6 +37,8 @@ def connect_redis(url: str, *, max_connections: int = 512, cluster: bool = False
     of reconnecting clients must wait its turn, not get ``internal_error``. With ``cluster``,
     ``url`` names any node of a Redis Cluster and redis-py's cluster client routes every command
     by its keys' slot (every script touches one slot: a session's keys share a hash tag).
+    On a single Redis, the hot path's reads and script calls share one pipelined connection
+    (``storage.lean_redis``); everything else uses the pool.
     """
     if cluster:
         client = RedisCluster.from_url(
@@ -52,7 +55,7 @@ def connect_redis(url: str, *, max_connections: int = 512, cluster: bool = False
         socket_connect_timeout=5,
         health_check_interval=30,
     )
-    return Redis.from_pool(pool)
+    return LeanRedis.from_pool(pool)
 
 
 def limits_from(settings: Settings) -> Limits:

@@ -1,0 +1,346 @@
+"""redis-py's client with one pipelined connection for the commands on the hot path.
+
+redis-py's asyncio client checks a connection out of its pool for every command, under a
+lock, through observability hooks, a retry wrapper and a timeout: 90-150 µs of CPU per command
+on the benchmark machine (``bench/redis_client.py``), far more than Redis takes to answer, and
+every connect and every event pays it two or three times. :class:`LeanRedis` is that client
+with one change: the reads and script calls in :data:`LEAN_COMMANDS`, and MULTI/EXEC pipelines
+made only of such reads, go over one long-lived connection (:class:`LeanLink`) on which
+requests are written back to back and replies are matched to them in order (Redis answers a
+connection's commands in the order they arrive). Requests made in the same loop iteration
+share one write. Blocking commands, pub/sub, WATCH, and everything else keep redis-py's pool.
+
+When the connection drops, every request waiting on it fails with redis-py's
+``ConnectionError``, so the callers' error mapping is unchanged, and the next request
+reconnects. A read that lost its reply is tried once more on a new connection; a script is not
+(it may have run), so its caller sees the error rather than a change applied twice.
+
+This module subclasses redis-py's ``Redis`` and ``Pipeline`` and reads a few of their
+attributes (``command_stack``, ``watching``, ``scripts``, the pool's ``connection_kwargs``): the
+one place that does. :data:`TESTED` is the redis-py range it was written against; outside it,
+:func:`lean_link_for` declines and the client is plain redis-py.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+import re
+from collections import deque
+from collections.abc import Mapping
+from importlib.metadata import version
+from typing import Any
+
+import hiredis
+from redis._parsers.base import BaseParser  # private: see the module docstring
+from redis.asyncio import Redis
+from redis.asyncio.client import Pipeline
+from redis.asyncio.connection import Connection, ConnectionPool
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import RedisError, ResponseError, WatchError
+from redis.exceptions import TimeoutError as RedisTimeoutError
+
+# redis-py releases this module was written and tested against (major, minor), high exclusive.
+TESTED = ((6, 0), (9, 0))
+
+# Commands whose reply can be read without blocking the connection, and which change nothing.
+READS = frozenset({"GET", "HGET", "HMGET", "HGETALL", "HVALS", "EXISTS", "LRANGE", "XRANGE", "XREVRANGE"})
+# Those plus script calls (never blocking, but not safe to repeat).
+LEAN_COMMANDS = READS | {"EVALSHA"}
+# Options redis-py's command methods pass that change how a reply is parsed; "keys" only feeds
+# its client-side cache, which this client does not use.
+_PLAIN_OPTIONS = frozenset({"keys"})
+CLIENT_NAME = "sessionhub-lean"
+
+
+def _pack(args: tuple[Any, ...]) -> bytes:
+    """One command in RESP (hiredis's stub types the tuple as having a single element)."""
+    return hiredis.pack_command(args)  # type: ignore[arg-type]
+
+
+_MULTI = _pack(("MULTI",))
+_EXEC = _pack(("EXEC",))
+
+
+class _Request:
+    __slots__ = ("count", "future", "replies")
+
+    def __init__(self, count: int, future: asyncio.Future[list[Any]]) -> None:
+        self.count = count
+        self.future = future
+        self.replies: list[Any] = []
+
+
+class _Replies(asyncio.Protocol):
+    """One connection: requests in the order written, each completed by its ``count`` replies."""
+
+    def __init__(self, encoding: str | None, encoding_errors: str) -> None:
+        # Error replies become the exceptions redis-py raises (NoScriptError and the like), as
+        # in redis-py's own hiredis parser; they are values here, raised by whoever reads them.
+        if encoding:
+            self._reader = hiredis.Reader(replyError=BaseParser.parse_error, encoding=encoding, errors=encoding_errors)
+        else:
+            self._reader = hiredis.Reader(replyError=BaseParser.parse_error)
+        self._waiting: deque[_Request] = deque()
+        self._transport: asyncio.Transport | None = None
+        self.open = False
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        assert isinstance(transport, asyncio.Transport)
+        self._transport = transport
+        self.open = True
+
+    def send(self, packed: bytes, request: _Request) -> None:
+        """Write one request; its replies complete it."""
+        assert self._transport is not None and self.open
+        self._waiting.append(request)
+        self._transport.write(packed)
+
+    def data_received(self, data: bytes) -> None:
+        self._reader.feed(data)
+        try:
+            while (reply := self._reader.gets()) is not False:
+                if not self._waiting:  # a reply nobody asked for: the stream cannot be trusted
+                    raise hiredis.ProtocolError("unexpected reply from Redis")
+                request = self._waiting[0]
+                request.replies.append(reply)
+                if len(request.replies) == request.count:
+                    self._waiting.popleft()
+                    if not request.future.done():  # a cancelled caller's replies are still read off
+                        request.future.set_result(request.replies)
+        except hiredis.ProtocolError:
+            self.abort()
+
+    def abort(self) -> None:
+        """Drop the connection; waiting requests fail in :meth:`connection_lost`."""
+        self.open = False
+        if self._transport is not None:
+            self._transport.abort()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.open = False
+        error = RedisConnectionError(f"Connection to Redis lost: {exc or 'closed by server'}")
+        while self._waiting:
+            request = self._waiting.popleft()
+            if not request.future.done():
+                request.future.set_exception(error)
+
+
+class LeanLink:
+    """One pipelined connection to a single Redis, opened on first use and after each drop."""
+
+    def __init__(
+        self,
+        *,
+        host: str,
+        port: int,
+        username: str | None = None,
+        password: str | None = None,
+        db: int = 0,
+        connect_timeout_s: float | None = None,
+        encoding: str | None = None,
+        encoding_errors: str = "strict",
+        protocol: int = 3,
+    ) -> None:
+        self._address = (host, port)
+        self._hello = _hello_commands(protocol, username, password, db)
+        self._connect_timeout_s = connect_timeout_s
+        self._encoding = encoding
+        self._encoding_errors = encoding_errors
+        self._replies: _Replies | None = None
+        self._connecting: asyncio.Task[_Replies] | None = None
+        self.requests = 0  # served here, for tests that check this path is in use
+
+    async def request(self, packed: bytes, count: int, *, repeatable: bool) -> list[Any]:
+        """Send ``packed`` (``count`` commands) and return their replies, error replies included.
+
+        A ``repeatable`` request whose connection dropped before its replies came is sent once
+        more on a new connection.
+        """
+        try:
+            return await self._request_once(packed, count)
+        except RedisConnectionError:
+            if not repeatable:
+                raise
+            return await self._request_once(packed, count)
+
+    async def _request_once(self, packed: bytes, count: int) -> list[Any]:
+        replies = self._replies
+        if replies is None or not replies.open:
+            replies = await self._connection()
+        future: asyncio.Future[list[Any]] = asyncio.get_running_loop().create_future()
+        replies.send(packed, _Request(count, future))
+        self.requests += 1
+        return await future
+
+    async def _connection(self) -> _Replies:
+        # Concurrent first requests share one connection attempt.
+        if self._connecting is None:
+            self._connecting = asyncio.ensure_future(self._open())
+            self._connecting.add_done_callback(self._opened)
+        return await asyncio.shield(self._connecting)
+
+    def _opened(self, task: asyncio.Task[_Replies]) -> None:
+        self._connecting = None
+        if not task.cancelled() and task.exception() is None:
+            self._replies = task.result()
+
+    async def _open(self) -> _Replies:
+        loop = asyncio.get_running_loop()
+        host, port = self._address
+        replies = _Replies(self._encoding, self._encoding_errors)
+        try:
+            async with asyncio.timeout(self._connect_timeout_s):
+                await loop.create_connection(lambda: replies, host, port)
+                future: asyncio.Future[list[Any]] = loop.create_future()
+                replies.send(b"".join(_pack(c) for c in self._hello), _Request(len(self._hello), future))
+                answers = await future
+        except TimeoutError as exc:
+            replies.abort()  # connected, but no answer to the hello in time
+            raise RedisTimeoutError(f"Timeout connecting to Redis at {host}:{port}") from exc
+        except OSError as exc:
+            raise RedisConnectionError(f"Error connecting to Redis at {host}:{port}: {exc}") from exc
+        refused = next((a for a in answers if isinstance(a, RedisError)), None)
+        if refused is not None:
+            replies.abort()
+            raise refused
+        return replies
+
+    def close(self) -> None:
+        """Close the connection (requests waiting on it fail); a later request opens a new one."""
+        if self._replies is not None:
+            self._replies.abort()
+            self._replies = None
+
+
+def _hello_commands(protocol: int, username: str | None, password: str | None, db: int) -> list[tuple[Any, ...]]:
+    # The same protocol as redis-py's own connections (RESP3 unless told otherwise), so that its
+    # reply callbacks see the same shapes; the name tells this connection apart in CLIENT LIST.
+    hello: list[tuple[Any, ...]] = []
+    if protocol == 3:
+        login = ("AUTH", username or "default", password) if password else ()
+        hello.append(("HELLO", 3, *login, "SETNAME", CLIENT_NAME))
+    else:
+        if password:
+            hello.append(("AUTH", username, password) if username else ("AUTH", password))
+        hello.append(("CLIENT", "SETNAME", CLIENT_NAME))
+    if db:
+        hello.append(("SELECT", db))
+    return hello
+
+
+def _packable(args: tuple[Any, ...]) -> bool:
+    # redis-py refuses booleans and None, and writes floats with repr(): leave those to it.
+    return all(type(a) in (str, bytes, int) for a in args)
+
+
+def lean_link_for(pool: ConnectionPool) -> LeanLink | None:
+    """A link to the pool's Redis, or None when the pool is not plain TCP or redis-py is untested."""
+    if not TESTED[0] <= _major_minor(version("redis")) < TESTED[1]:
+        return None
+    if pool.connection_class is not Connection:  # TLS, Unix sockets, sentinels: redis-py only
+        return None
+    kwargs = pool.connection_kwargs
+    protocol = kwargs.get("protocol")
+    if protocol not in (None, 2, 3, "2", "3") or kwargs.get("credential_provider") is not None:
+        return None
+    if not kwargs.get("legacy_responses", True):
+        return None
+    return LeanLink(
+        host=kwargs.get("host", "localhost"),
+        port=int(kwargs.get("port", 6379)),
+        username=kwargs.get("username"),
+        password=kwargs.get("password"),
+        db=int(kwargs.get("db") or 0),
+        connect_timeout_s=kwargs.get("socket_connect_timeout"),
+        encoding=kwargs.get("encoding", "utf-8") if kwargs.get("decode_responses") else None,
+        encoding_errors=kwargs.get("encoding_errors", "strict"),
+        protocol=int(protocol or 3),
+    )
+
+
+def _major_minor(text: str) -> tuple[int, int]:
+    match = re.match(r"(\d+)\.(\d+)", text)
+    return (int(match.group(1)), int(match.group(2))) if match else (-1, -1)
+
+
+async def _parsed(callbacks: Mapping[Any, Any], name: Any, reply: Any, options: Mapping[str, Any]) -> Any:
+    if isinstance(reply, RedisError):
+        raise reply
+    callback = callbacks.get(name)
+    if callback is None:
+        return reply
+    value = callback(reply, **{k: v for k, v in options.items() if k not in _PLAIN_OPTIONS})
+    return await value if inspect.isawaitable(value) else value
+
+
+class LeanRedis(Redis):
+    """redis-py's client; :data:`LEAN_COMMANDS` go over a :class:`LeanLink` (module docstring)."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.lean: LeanLink | None = None if self.single_connection_client else lean_link_for(self.connection_pool)
+
+    async def execute_command(self, *args: Any, **options: Any) -> Any:
+        name = args[0]
+        lean = self.lean
+        if lean is None or name not in LEAN_COMMANDS or not options.keys() <= _PLAIN_OPTIONS or not _packable(args):
+            return await super().execute_command(*args, **options)
+        (reply,) = await lean.request(_pack(args), 1, repeatable=name in READS)
+        return await _parsed(self.response_callbacks, name, reply, options)
+
+    def pipeline(self, transaction: bool = True, shard_hint: str | None = None) -> Pipeline:
+        return LeanPipeline(self.connection_pool, self.response_callbacks, transaction, shard_hint, lean=self.lean)
+
+    async def aclose(self, close_connection_pool: bool | None = None) -> None:
+        if self.lean is not None:
+            self.lean.close()
+        await super().aclose(close_connection_pool)
+
+
+class LeanPipeline(Pipeline):
+    """A MULTI/EXEC of reads only goes over the link; any other pipeline is redis-py's."""
+
+    def __init__(self, *args: Any, lean: LeanLink | None, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._lean = lean
+
+    def _fits_link(self, raise_on_error: bool) -> bool:
+        stack = self.command_stack
+        return (
+            self._lean is not None
+            and bool(stack)
+            and raise_on_error
+            and self.is_transaction
+            and not self.explicit_transaction
+            and not self.watching
+            and not self.scripts
+            and all(
+                args[0] in READS and options.keys() <= _PLAIN_OPTIONS and _packable(args) for args, options in stack
+            )
+        )
+
+    async def execute(self, raise_on_error: bool = True) -> list[Any]:
+        if not self._fits_link(raise_on_error):
+            return await super().execute(raise_on_error)
+        assert self._lean is not None
+        stack = self.command_stack
+        try:
+            packed = b"".join([_MULTI, *(_pack(args) for args, _ in stack), _EXEC])
+            replies = await self._lean.request(packed, len(stack) + 2, repeatable=True)
+        finally:
+            await self.reset()
+        refused = next((r for r in replies[:-1] if isinstance(r, RedisError)), None)
+        if refused is not None:  # a command Redis would not queue: EXEC was aborted
+            raise refused
+        results = replies[-1]
+        if isinstance(results, RedisError):
+            raise results
+        if results is None:
+            raise WatchError("Watched variable changed.")
+        if len(results) != len(stack):
+            raise ResponseError("Wrong number of response items from pipeline execution")
+        callbacks = self.response_callbacks
+        return [
+            await _parsed(callbacks, args[0], r, options) for r, (args, options) in zip(results, stack, strict=True)
+        ]

@@ -1,0 +1,206 @@
+"""storage.lean_redis: the hot path's reads and scripts over one pipelined connection.
+
+Each test compares with what plain redis-py answers, against a real redis-server; the fault
+tests drop the connection (from this side, and with CLIENT KILL) and stop the server.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+import pytest_asyncio
+from redis.asyncio import BlockingConnectionPool, ConnectionPool, Redis
+from redis.asyncio.connection import UnixDomainSocketConnection
+from redis.exceptions import AuthenticationError, ConnectionError, ResponseError
+
+from server.services import connect_redis
+from storage.lean_redis import CLIENT_NAME, LeanLink, LeanRedis, lean_link_for
+from tests.helpers import Client, RedisProcess, ServerUnderTest
+
+pytestmark = pytest.mark.timeout(30)
+
+
+@pytest_asyncio.fixture
+async def plain(redis: Redis, redis_process: RedisProcess) -> AsyncIterator[Redis]:
+    """Plain redis-py on the same server, for the expected answers."""
+    client = Redis.from_url(redis_process.url, decode_responses=True)
+    yield client
+    await client.aclose()
+
+
+def link_of(client: Redis) -> LeanLink:
+    assert isinstance(client, LeanRedis) and client.lean is not None
+    return client.lean
+
+
+async def lean_clients(admin: Redis) -> list[dict[str, str]]:
+    return [c for c in await admin.client_list() if c.get("name") == CLIENT_NAME]
+
+
+async def test_reads_go_over_the_link_and_answer_as_redis_py_does(redis: Redis, plain: Redis) -> None:
+    await plain.hset("h", mapping={"a": "1", "b": "é"})
+    await plain.set("s", "v")
+    await plain.rpush("l", "x", "y")
+    await plain.xadd("x", {"e": "1"}, id="1-0")
+    link = link_of(redis)
+    before = link.requests
+    calls = [
+        ("hgetall", ("h",)), ("hgetall", ("missing",)), ("hmget", ("h", "a", "zz")), ("hget", ("h", "b")),
+        ("hvals", ("h",)), ("get", ("s",)), ("get", ("missing",)), ("exists", ("h", "s", "missing")),
+        ("lrange", ("l", 0, -1)), ("xrange", ("x",)), ("xrevrange", ("x",)),
+    ]  # fmt: skip
+    for name, args in calls:
+        assert await getattr(redis, name)(*args) == await getattr(plain, name)(*args), name
+    assert link.requests - before == len(calls)
+
+
+async def test_a_read_only_transaction_goes_over_the_link_and_a_write_does_not(redis: Redis, plain: Redis) -> None:
+    await plain.hset("h", mapping={"kind": "voice"})
+    link = link_of(redis)
+    before = link.requests
+    async with redis.pipeline(transaction=True) as pipe:
+        pipe.hgetall("h")
+        pipe.hmget("meta", "epoch", "offset")
+        record, meta = await pipe.execute()
+    assert (record, meta) == ({"kind": "voice"}, [None, None])
+    assert link.requests - before == 1
+    async with redis.pipeline(transaction=True) as pipe:
+        pipe.hset("h", "name", "n")
+        pipe.hgetall("h")
+        _, record = await pipe.execute()
+    assert record == {"kind": "voice", "name": "n"}
+    assert link.requests - before == 1  # the write went through redis-py's pool
+
+
+async def test_scripts_load_on_first_use_and_run_once(redis: Redis, plain: Redis) -> None:
+    await plain.script_flush()
+    script = redis.register_script("return redis.call('INCR', KEYS[1])")
+    link = link_of(redis)
+    before = link.requests
+    assert [await script(keys=["n"]) for _ in range(3)] == [1, 2, 3]
+    assert await plain.get("n") == "3"
+    assert link.requests - before >= 3  # NOSCRIPT, then the loaded script, over the link
+
+
+async def test_error_replies_raise_what_redis_py_raises(redis: Redis, plain: Redis) -> None:
+    await plain.set("s", "v")
+    with pytest.raises(ResponseError) as lean_error:
+        await redis.hgetall("s")
+    with pytest.raises(ResponseError) as plain_error:
+        await plain.hgetall("s")
+    assert str(lean_error.value) == str(plain_error.value)
+    async with redis.pipeline(transaction=True) as pipe:
+        pipe.get("s")
+        pipe.hgetall("s")
+        with pytest.raises(ResponseError, match="WRONGTYPE"):
+            await pipe.execute()
+    assert await redis.get("s") == "v"  # the connection is still in step
+
+
+async def test_concurrent_requests_get_their_own_replies(redis: Redis, plain: Redis) -> None:
+    await plain.mset({f"k{i}": str(i) for i in range(500)})
+    link = link_of(redis)
+    before = link.requests
+    answers = await asyncio.gather(*(redis.get(f"k{i}") for i in range(500)))
+    assert answers == [str(i) for i in range(500)]
+    assert link.requests - before == 500
+    assert len(await lean_clients(plain)) == 1  # one connection carried them all
+
+
+async def test_a_cancelled_request_leaves_the_next_ones_in_step(redis: Redis, plain: Redis) -> None:
+    await plain.set("a", "1")
+    await plain.set("b", "2")
+    first = asyncio.ensure_future(redis.get("a"))
+    await asyncio.sleep(0)  # written, not answered
+    first.cancel()
+    assert await redis.get("b") == "2"
+
+
+async def test_a_read_in_flight_when_the_connection_drops_is_asked_again(redis: Redis, plain: Redis) -> None:
+    await plain.set("k", "v")
+    assert await redis.get("k") == "v"  # connected
+    pending = asyncio.ensure_future(redis.get("k"))
+    await asyncio.sleep(0)  # the request is written
+    link_of(redis).close()
+    assert await pending == "v"
+
+
+async def test_a_script_in_flight_when_the_connection_drops_is_not_run_twice(redis: Redis, plain: Redis) -> None:
+    script = redis.register_script("return redis.call('INCR', KEYS[1])")
+    assert await script(keys=["n"]) == 1
+    pending = asyncio.ensure_future(script(keys=["n"]))
+    await asyncio.sleep(0)
+    link_of(redis).close()
+    with pytest.raises(ConnectionError):
+        await pending
+    assert await plain.get("n") in ("1", "2")  # ran once or not at all, never twice
+    assert await script(keys=["m"]) == 1  # and the next call reconnects
+
+
+async def test_a_killed_connection_is_replaced_on_the_next_request(redis: Redis, plain: Redis) -> None:
+    await plain.set("k", "v")
+    assert await redis.get("k") == "v"
+    killed = await plain.execute_command("CLIENT", "KILL", "ID", (await lean_clients(plain))[0]["id"])
+    assert killed in (1, True)
+    await asyncio.sleep(0.05)
+    assert await redis.get("k") == "v"
+    assert len(await lean_clients(plain)) == 1
+
+
+async def test_a_stopped_redis_fails_fast_and_a_restarted_one_is_used_again(tmp_path: Path) -> None:
+    process = RedisProcess(tmp_path / "r")
+    process.start()
+    client = connect_redis(process.url)
+    try:
+        await client.set("k", "v")
+        assert await client.get("k") == "v"
+        process.stop()
+        with pytest.raises(ConnectionError):
+            await asyncio.wait_for(client.get("k"), 5)
+        process.start()  # empty: it saves nothing
+        assert await client.hgetall("h") == {}
+    finally:
+        await client.aclose()
+        process.stop()
+
+
+async def test_a_password_is_sent_and_a_wrong_one_refused(tmp_path: Path) -> None:
+    process = RedisProcess(tmp_path / "r")
+    process.start()
+    admin = Redis(port=process.port)
+    try:
+        await admin.config_set("requirepass", "s3cret")
+        good = connect_redis(f"redis://:s3cret@127.0.0.1:{process.port}/2")
+        bad = connect_redis(f"redis://:wrong@127.0.0.1:{process.port}/0")
+        try:
+            await good.set("k", "v")
+            assert await good.get("k") == "v"  # and on database 2, where the SET went
+            assert link_of(good).requests == 1
+            with pytest.raises(AuthenticationError):
+                await link_of(bad).request(b"*1\r\n$4\r\nPING\r\n", 1, repeatable=False)
+        finally:
+            await good.aclose()
+            await bad.aclose()
+    finally:
+        await admin.aclose()
+        process.stop()
+
+
+def test_pools_the_link_cannot_serve_keep_plain_redis_py(tmp_path: Path) -> None:
+    unix = ConnectionPool(connection_class=UnixDomainSocketConnection, path=str(tmp_path / "redis.sock"))
+    assert lean_link_for(unix) is None
+    assert lean_link_for(ConnectionPool.from_url("redis://127.0.0.1:1/0", protocol=2)) is not None
+    assert lean_link_for(BlockingConnectionPool.from_url("redis://127.0.0.1:1/0")) is not None
+
+
+async def test_the_server_uses_the_link(server: ServerUnderTest, clients: list[Client]) -> None:
+    link = link_of(server.services.redis)
+    session_id = await server.create_session("alice")
+    before = link.requests
+    owner = await server.subscriber(clients, session_id)
+    ack = await owner.call("set_session_status", {"session_id": session_id, "status": "recording"})
+    assert ack["ok"] is True
+    assert link.requests - before >= 3  # meta, snapshot, status script
