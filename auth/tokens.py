@@ -9,6 +9,7 @@ import jwt
 from pydantic import ValidationError
 
 from auth.claims import CLAIMS_ADAPTER, Claims, Permission
+from auth.hs256 import Expired, HS256Verifier, Refused
 from protocol.errors import CodedError, ErrorCode
 
 SUPPORTED_ALGORITHMS = ("HS256", "RS256")
@@ -38,6 +39,13 @@ class TokenService:
 
     def __init__(self, config: TokenConfig) -> None:
         self._config = config
+        self._required = ("exp", "sub", *(("iss",) if config.issuer else ()), *(("aud",) if config.audience else ()))
+        # HS256, the common case, skips PyJWT's layers (auth.hs256); RS256 stays with PyJWT.
+        self._hs256 = (
+            HS256Verifier(config.verify_key, required=self._required, issuer=config.issuer, audience=config.audience)
+            if config.algorithm == "HS256"
+            else None
+        )
 
     def mint(
         self,
@@ -69,20 +77,20 @@ class TokenService:
         """Verified claims, or ``unauthorized`` for anything wrong with the token."""
         if not isinstance(token, str) or not token or len(token) > 8192:
             raise CodedError(ErrorCode.UNAUTHORIZED, "a bearer token is required")
-        required = ["exp", "sub"]
-        required += ["iss"] if self._config.issuer else []
-        required += ["aud"] if self._config.audience else []
         try:
-            payload = jwt.decode(
-                token,
-                self._config.verify_key,
-                algorithms=[self._config.algorithm],
-                issuer=self._config.issuer,
-                audience=self._config.audience,
-                options={"require": required, "verify_aud": self._config.audience is not None},
-            )
+            if self._hs256 is not None:
+                payload = self._hs256.payload(token)
+            else:
+                payload = jwt.decode(
+                    token,
+                    self._config.verify_key,
+                    algorithms=[self._config.algorithm],
+                    issuer=self._config.issuer,
+                    audience=self._config.audience,
+                    options={"require": list(self._required), "verify_aud": self._config.audience is not None},
+                )
             return CLAIMS_ADAPTER.validate_python(payload)
-        except jwt.ExpiredSignatureError as exc:
+        except (jwt.ExpiredSignatureError, Expired) as exc:
             raise CodedError(ErrorCode.UNAUTHORIZED, "token expired") from exc
-        except (jwt.InvalidTokenError, ValidationError) as exc:
+        except (jwt.InvalidTokenError, Refused, ValidationError) as exc:
             raise CodedError(ErrorCode.UNAUTHORIZED, "invalid token") from exc
