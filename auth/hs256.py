@@ -1,7 +1,7 @@
 """HS256 token verification without PyJWT's layers, with PyJWT's rules for what sessionhub uses.
 
-Every connection verifies a token; PyJWT spends about 40 µs on one (its option merging, key
-preparation and claim dispatch), this about 8. It accepts a strict subset of what
+Every connection verifies a token; with PyJWT (its option merging, key preparation and claim
+dispatch) ``TokenService.verify`` took about 40 µs, with this about 19, claims model included. It accepts a strict subset of what
 ``jwt.decode(token, key, algorithms=["HS256"], ...)`` accepts with sessionhub's options: a
 header that is a JSON object with ``alg`` exactly ``HS256``, no ``crit`` or ``b64`` (RFC 7797
 payloads are refused) and a string ``kid`` if any; an HMAC-SHA256 signature compared in
