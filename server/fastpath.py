@@ -58,6 +58,7 @@ from protocol.events import PROTOCOL_ERROR
 from server.engine import LightQueue
 from server.leanws import CLOSE_PROTOCOL, FrameError, HandshakeError, LeanWebSocket, accept_key, switching_protocols
 from server.outlet import direct_writer, ws_frame
+from server.random_ids import IDS
 
 log = logging.getLogger(__name__)
 
@@ -335,6 +336,10 @@ class LightEngineServer(engineio.AsyncServer):
 
     def create_queue(self, *args: Any, **kwargs: Any) -> LightQueue:
         return LightQueue(limit_bytes=self.slow_limit_bytes)
+
+    def generate_id(self) -> str:
+        # Engine.IO's and Socket.IO's ids both come from here (server.random_ids).
+        return IDS.next()
 
     async def handle_request(self, request: web.Request) -> web.StreamResponse:
         """The Engine.IO route: a new session from an address that has too many is refused."""

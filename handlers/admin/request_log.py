@@ -7,6 +7,7 @@ with ``SESSIONHUB_LOG_FORMAT=json`` each is a JSON field (see ``server/logs.py``
 
 from __future__ import annotations
 
+import itertools
 import logging
 import re
 import secrets
@@ -20,12 +21,16 @@ log = logging.getLogger("sessionhub.request")
 REQUEST_ID_HEADER = "X-Request-Id"
 _ACCEPTED_ID = re.compile(r"^[A-Za-z0-9._\-]{1,64}$")
 REQUEST_ID_KEY = web.RequestKey("request_id", str)
+# Drawn ids are a process prefix and a count: unique enough to follow one request through the
+# logs, and free (a random draw per request is a getrandom() call on every WebSocket handshake).
+_PREFIX = secrets.token_hex(4)
+_COUNT = itertools.count(1)
 
 
 def request_id_of(request: web.Request) -> str:
     """The caller's request id when it is a plain token, else a fresh one."""
     offered = request.headers.get(REQUEST_ID_HEADER, "")
-    return offered if _ACCEPTED_ID.match(offered) else secrets.token_hex(8)
+    return offered if _ACCEPTED_ID.match(offered) else f"{_PREFIX}{next(_COUNT):08x}"
 
 
 @web.middleware
