@@ -157,13 +157,13 @@ class DirectWebSocket:
             await server.drop(eio_socket)
             return web.Response(status=400)
         ws = EngineWebSocket(transport, eio_socket, server)
-        transport.write(switching_protocols(accept))
         if eio_socket.connected:  # from long-polling: the probe exchange comes first
+            transport.write(switching_protocols(accept))
             eio_socket.upgrading = True  # packets wait in the queue meanwhile
             ws.in_prelude = True
         else:
             eio_socket.connected = True
-            ws.start()
+            ws.start(preface=switching_protocols(accept))  # the 101 and Engine.IO's OPEN: one write
         _take_over(request, ws)
         # What the connection needed from its request has been read: the rest goes with it
         # (python-socketio keeps this dict for the life of the connection).
@@ -228,11 +228,21 @@ class EngineWebSocket(LeanWebSocket):
         self.server = server
         self.probed = False
 
-    def start(self) -> None:
-        """Become the socket's transport: what it queued, then everything it sends, goes out here."""
+    def start(self, preface: bytes = b"") -> None:
+        """Become the socket's transport: what it queued, then everything it sends, goes out here.
+
+        ``preface`` (the handshake's answer) and what the socket queued leave in one write.
+        """
         socket = self.socket
         socket.upgraded = True
         socket.sh_ws = self
+        waiting: list[Any] = []
+        socket.queue.attach(waiting.append)
+        frames = [preface, *(_frame_of(item.encode()) for item in waiting if item is not None)]
+        if len(frames) > 1 or preface:
+            self.write_frame(b"".join(frames))
+        if any(item is None for item in waiting):  # Engine.IO's "stop writing" was queued
+            self.close()
         socket.queue.attach(functools.partial(_write_through, self))
 
     async def handle_message(self, message: str | bytes) -> None:

@@ -174,3 +174,27 @@ async def test_events_keep_their_order_across_the_websocket_upgrade(
         offsets = client.offsets(session_id)
         assert offsets == list(range(offsets[0], offsets[0] + len(offsets))), offsets
         assert client.sio.transport() == "websocket"
+
+
+async def test_the_handshake_answer_and_engineio_open_leave_in_one_write(
+    server: ServerUnderTest, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from asyncio import selector_events
+
+    from tests.raw_wire import RawWebSocket, port_of
+
+    written: list[bytes] = []
+    write = selector_events._SelectorSocketTransport.write
+
+    def counting(self: Any, data: Any) -> None:
+        written.append(bytes(data))
+        write(self, data)
+
+    monkeypatch.setattr(selector_events._SelectorSocketTransport, "write", counting)
+    ws = await RawWebSocket.open(port_of(server.url))
+    try:
+        assert (await ws.receive()).startswith('0{"sid"')  # type: ignore[union-attr]
+    finally:
+        ws.close()
+    answer = next(data for data in written if data.startswith(b"HTTP/1.1 101"))
+    assert b'0{"sid"' in answer  # the OPEN packet rode with the 101
