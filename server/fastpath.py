@@ -247,6 +247,9 @@ class EngineWebSocket(LeanWebSocket):
 
     async def handle_message(self, message: str | bytes) -> None:
         socket = self.socket
+        # What the message's handling writes (a snapshot and its ack, replayed events) leaves
+        # in one write when it is done.
+        self.gather()
         try:
             await socket.receive(eio_packet.Packet(encoded_packet=message))
         except engineio.exceptions.UnknownPacketError:
@@ -255,6 +258,8 @@ class EngineWebSocket(LeanWebSocket):
             self.close()
         except Exception:
             self.server.logger.exception("Unknown receive error")
+        finally:
+            self.release()
 
     def handle_pong(self) -> None:
         self.socket.schedule_ping()  # all that Engine.IO does for a PONG

@@ -27,6 +27,7 @@ import logging
 import struct
 from collections import deque
 from collections.abc import Mapping
+from typing import Any, cast
 
 from server.outlet import ws_frame
 
@@ -37,6 +38,8 @@ OP_CONTINUATION, OP_TEXT, OP_BINARY, OP_CLOSE, OP_PING, OP_PONG = 0x0, 0x1, 0x2,
 CLOSE_NORMAL, CLOSE_PROTOCOL, CLOSE_INVALID_DATA, CLOSE_TOO_BIG = 1000, 1002, 1007, 1009
 # The inbox length at which a connection stops reading until its messages are handled.
 INBOX_PAUSE = 32
+# What a message's handling may hold back before writing it anyway (see _Gathered).
+GATHER_LIMIT_BYTES = 64 * 1024
 # Engine.IO's PONG: answered without a task (it only re-arms the ping timer).
 _PONG = "3"
 
@@ -164,6 +167,51 @@ class FrameParser:
         return None
 
 
+class _Gathered:
+    """Stands in for a transport while a message is handled: its writes leave as one.
+
+    Whatever writes to the connection meanwhile (the handler's frames, its ack, a fan-out
+    round) writes here, in the order it happens, so order is kept. Past ``limit_bytes`` what is
+    gathered goes out at once, so a long handler holds no more than that back. Anything else
+    asked of it is the transport's.
+    """
+
+    __slots__ = ("limit_bytes", "parts", "size", "transport")
+
+    def __init__(self, transport: asyncio.Transport, limit_bytes: int) -> None:
+        self.transport = transport
+        self.limit_bytes = limit_bytes
+        self.parts: list[bytes] = []
+        self.size = 0
+
+    def write(self, data: bytes) -> None:
+        self.parts.append(data)
+        self.size += len(data)
+        if self.size >= self.limit_bytes:
+            self.flush()
+
+    def flush(self) -> None:
+        if self.parts:
+            data = self.parts[0] if len(self.parts) == 1 else b"".join(self.parts)
+            self.parts = []
+            self.size = 0
+            self.transport.write(data)
+
+    def is_closing(self) -> bool:
+        return self.transport.is_closing()
+
+    def close(self) -> None:
+        self.flush()
+        self.transport.close()
+
+    def abort(self) -> None:
+        self.parts = []
+        self.transport.abort()
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.transport, name)
+
+
 class LeanWebSocket(asyncio.Protocol):
     """One upgraded connection: frames in, whole messages to :meth:`handle_message`, frames out.
 
@@ -216,6 +264,19 @@ class LeanWebSocket(asyncio.Protocol):
             return False
         transport.write(data)
         return True
+
+    def gather(self) -> None:
+        """Hold what is written from now until :meth:`release`, then write it all at once."""
+        transport = self.transport
+        if transport is not None and not isinstance(transport, _Gathered):
+            self.transport = cast(asyncio.Transport, _Gathered(transport, GATHER_LIMIT_BYTES))
+
+    def release(self) -> None:
+        """Write what :meth:`gather` held (nothing when the connection was lost meanwhile)."""
+        gathered = self.transport
+        if isinstance(gathered, _Gathered):
+            self.transport = gathered.transport
+            gathered.flush()
 
     def close(self, code: int = CLOSE_NORMAL, reason: str = "") -> None:
         """Send a close frame (after what is already written) and close the connection."""

@@ -198,3 +198,27 @@ async def test_the_handshake_answer_and_engineio_open_leave_in_one_write(
         ws.close()
     answer = next(data for data in written if data.startswith(b"HTTP/1.1 101"))
     assert b'0{"sid"' in answer  # the OPEN packet rode with the 101
+
+
+async def test_a_snapshot_and_its_ack_leave_in_one_write(server: ServerUnderTest, monkeypatch: pytest.MonkeyPatch) -> None:
+    from asyncio import selector_events
+
+    from tests.raw_wire import RawWebSocket, port_of
+
+    session_id = await server.create_session("alice")
+    written: list[bytes] = []
+    write = selector_events._SelectorSocketTransport.write
+
+    def counting(self: Any, data: Any) -> None:
+        written.append(bytes(data))
+        write(self, data)
+
+    ws, _ = await RawWebSocket.socketio(port_of(server.url), server.token("alice"))
+    try:
+        monkeypatch.setattr(selector_events._SelectorSocketTransport, "write", counting)
+        ws.send('421["subscribe_on_session",{"session_id":"' + session_id + '"}]')
+        assert (await ws.ack(1))["ok"] is True
+    finally:
+        ws.close()
+    together = [data for data in written if b"session_snapshot" in data]
+    assert len(together) == 1 and b"431[" in together[0]  # the ack rode with the snapshot
