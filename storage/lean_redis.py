@@ -41,7 +41,7 @@ from redis.exceptions import RedisError, ResponseError, WatchError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 # redis-py releases this module was written and tested against (major, minor), high exclusive.
-TESTED = ((6, 0), (9, 0))
+TESTED = ((8, 0), (9, 0))
 
 # Commands whose reply can be read without blocking the connection, and which change nothing.
 READS = frozenset({"GET", "HGET", "HMGET", "HGETALL", "HVALS", "EXISTS", "LRANGE", "XRANGE", "XREVRANGE"})
