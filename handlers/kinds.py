@@ -97,6 +97,19 @@ class KindRegistry:
         kind.check_read(claims, meta)
         return kind, meta
 
+    async def subscribable(self, claims: Claims, session_id: str) -> tuple[SessionKind, SessionMeta]:
+        """:meth:`readable` from the node's memory of the session (``SessionDirectory.known``).
+
+        Only for a subscription: its snapshot or replay, read next, finds out whether the
+        session is still there, and writes nothing for one that is gone.
+        """
+        meta = await self._directory.known(session_id)
+        kind = self._kinds.get(meta.kind) if meta is not None else None
+        if meta is None or kind is None:
+            raise CodedError(ErrorCode.SESSION_NOT_FOUND, "no such session")
+        kind.check_read(claims, meta)
+        return kind, meta
+
     def summarise(self, record: dict[str, str]) -> dict[str, Any] | None:
         """A listing entry for a stored record of any registered kind (None for unknown kinds)."""
         kind = self._kinds.get(record.get("kind", ""))

@@ -39,6 +39,8 @@ log = logging.getLogger(__name__)
 TOUCH_INTERVAL_MS = 60_000
 # Sessions whose last touch a node remembers; past it, the memory is dropped and started anew.
 TOUCH_MEMORY = 10_000
+# Sessions whose kind and owner a node remembers for subscriptions (see SessionDirectory.known).
+KNOWN_MEMORY = 10_000
 DAY_MS = 86_400_000
 
 
@@ -51,8 +53,15 @@ def month_field(prefix: str, now_ms: int) -> str:
 def admin_remove_keys(keys: Keys, kind: str) -> list[str]:
     """The keys of ``admin/remove.lua`` for a session of ``kind``."""
     return [
-        keys.admin_kind_of(), keys.admin_created(kind), keys.admin_created("*"), keys.admin_accessed(kind),
-        keys.admin_accessed("*"), keys.admin_updated(), keys.admin_size(), keys.admin_bytes(), keys.admin_remixes(),
+        keys.admin_kind_of(),
+        keys.admin_created(kind),
+        keys.admin_created("*"),
+        keys.admin_accessed(kind),
+        keys.admin_accessed("*"),
+        keys.admin_updated(),
+        keys.admin_size(),
+        keys.admin_bytes(),
+        keys.admin_remixes(),
     ]
 
 
@@ -71,11 +80,12 @@ class Access:
 
 @dataclass(frozen=True, slots=True)
 class SessionMeta:
-    """The part of a record that access rules need."""
+    """The part of a record that access rules need (neither changes in a session's life)."""
 
     session_id: str
     kind: str
     owner_id: str
+    created_ms: int = 0
 
 
 class SessionDirectory:
@@ -90,6 +100,7 @@ class SessionDirectory:
         self._admin_remove = plain_script(redis, "admin/remove.lua")
         self._admin_touch = plain_script(redis, "admin/touch.lua")
         self._touched_ms: dict[str, int] = {}
+        self._known: dict[str, SessionMeta] = {}
         self._pending: set[asyncio.Task[int | None]] = set()
         self._closing = False
 
@@ -103,11 +114,36 @@ class SessionDirectory:
         kind, owner_id, created_at = found
         if not kind:
             return None
-        if not self._closing and self._due(session_id):
-            task = asyncio.create_task(self._record(session_id, str(kind), created_ms=int(created_at or 0)))
+        owner = str(owner_id or "")
+        meta = SessionMeta(session_id=session_id, kind=str(kind), owner_id=owner, created_ms=int(created_at or 0))
+        self._accessed(meta)
+        return meta
+
+    async def known(self, session_id: str) -> SessionMeta | None:
+        """:meth:`meta`, remembered by this node; only for reads that find a deleted session gone.
+
+        A session's kind and owner never change, so what was read once stays true for as long
+        as the session exists; a session deleted since is found missing by the read that
+        follows (its snapshot or log), which is why only such reads may use this. Many clients
+        subscribing to one session (a stream's viewers, a pattern's players, reconnects after a
+        restart) then cost one lookup per node instead of one each.
+        """
+        meta = self._known.get(session_id)
+        if meta is None:
+            meta = await self.meta(session_id)
+            if meta is not None:
+                if len(self._known) >= KNOWN_MEMORY:
+                    self._known.clear()
+                self._known[session_id] = meta
+        else:
+            self._accessed(meta)
+        return meta
+
+    def _accessed(self, meta: SessionMeta) -> None:
+        if not self._closing and self._due(meta.session_id):
+            task = asyncio.create_task(self._record(meta.session_id, meta.kind, created_ms=meta.created_ms))
             self._pending.add(task)
             task.add_done_callback(self._pending.discard)
-        return SessionMeta(session_id=session_id, kind=str(kind), owner_id=str(owner_id or ""))
 
     async def index(self, *, session_id: str, owner_id: str, created_ms: int, kind: str = "") -> None:
         """Add a new session to the global index, its owner's and (given its ``kind``) the admin ones.
@@ -116,8 +152,15 @@ class SessionDirectory:
         """
         k = self._keys
         admin_keys = [
-            k.admin_kind_of(), k.admin_created(kind), k.admin_created("*"), k.admin_accessed(kind),
-            k.admin_accessed("*"), k.admin_updated(), k.admin_ops(), k.admin_size(), k.admin_remixes(),
+            k.admin_kind_of(),
+            k.admin_created(kind),
+            k.admin_created("*"),
+            k.admin_accessed(kind),
+            k.admin_accessed("*"),
+            k.admin_updated(),
+            k.admin_ops(),
+            k.admin_size(),
+            k.admin_remixes(),
         ]
         admin_args: list[str | int] = [session_id, kind, created_ms, month_field("writes", created_ms)]
         # A single Redis takes the admin step (its own script: its keys share {admin}) in the same
@@ -142,6 +185,7 @@ class SessionDirectory:
                 pipe.zrem(self._keys.user_recent(owner_id), session_id)
             await pipe.execute()
         self._touched_ms.pop(session_id, None)
+        self._known.pop(session_id, None)
         found: Any = await self._redis.hget(self._keys.admin_kind_of(), session_id)  # type: ignore[misc]
         if found is None:
             return
@@ -210,8 +254,15 @@ class SessionDirectory:
             k = self._keys
             recorded, previous = await self._admin_touch(
                 keys=[
-                    k.admin_kind_of(), k.admin_accessed(kind), k.admin_accessed("*"), k.admin_updated(),
-                    k.admin_size(), k.admin_bytes(), k.admin_ops(), k.admin_created(kind), k.admin_created("*"),
+                    k.admin_kind_of(),
+                    k.admin_accessed(kind),
+                    k.admin_accessed("*"),
+                    k.admin_updated(),
+                    k.admin_size(),
+                    k.admin_bytes(),
+                    k.admin_ops(),
+                    k.admin_created(kind),
+                    k.admin_created("*"),
                     k.admin_remixes(),
                 ],
                 args=[session_id, kind, now_ms, updated_ms or "", size, month_field("reads", now_ms), created_ms],
