@@ -9,7 +9,6 @@ The session's kind (``handlers.kinds``) decides who may read it and what its sna
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
 from handlers.connection import Connection
@@ -17,6 +16,7 @@ from handlers.context import Services
 from handlers.kinds import SessionKind
 from handlers.payloads import SessionRef, Subscribe, validate
 from handlers.socket_router import SocketRouter
+from protocol import wire_json
 from protocol.errors import CodedError, ErrorCode
 from protocol.events import SESSION_SNAPSHOT
 from storage.events import Position
@@ -77,7 +77,7 @@ class SubscriptionEvents:
             "last_id": position.last_id,
             "session": snapshot.session,
         }
-        self._s.bus.send(conn.sid, SESSION_SNAPSHOT, json.dumps(body, separators=(",", ":")))
+        self._s.bus.send(conn.sid, SESSION_SNAPSHOT, wire_json.dumps(body))
         self._s.bus.go_live(session_id, conn.sid, position.offset)
         return self._ack(session_id, position, recovered, 0)
 

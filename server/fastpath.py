@@ -53,6 +53,7 @@ from socketio import packet as sio_packet
 from handlers.errors import to_http
 from handlers.http_common import client_address
 from handlers.log_throttle import LogThrottle
+from protocol import wire_json
 from protocol.errors import CodedError, ErrorCode
 from protocol.events import PROTOCOL_ERROR
 from server.engine import LightQueue
@@ -450,6 +451,13 @@ def _ping(socket: AsyncSocket) -> None:
         socket.queue.put_nowait(eio_packet.Packet(eio_packet.PING))
 
 
+class WirePacket(sio_packet.Packet):
+    """Socket.IO packets encoded with :mod:`protocol.wire_json` (python-socketio's ``serializer``
+    hook takes a packet class; its ``json`` attribute is what packets encode and decode with)."""
+
+    json = wire_json
+
+
 class SessionServer(socketio.AsyncServer):
     """Socket.IO server on :class:`LightEngineServer`: events in order per connection, a payload
     cap that answers instead of disconnecting, and reserved event names refused.
@@ -473,7 +481,7 @@ class SessionServer(socketio.AsyncServer):
         # they arrived, inside that connection's reader (Engine.IO already runs its message
         # handler inline). A slow handler holds back its own connection only; a client that
         # sends faster than it is served is held by TCP flow control, not by a growing queue.
-        super().__init__(async_handlers=False, **kwargs)
+        super().__init__(async_handlers=False, serializer=WirePacket, **kwargs)
         self.max_payload_bytes = max_payload_bytes
         self.eio.slow_limit_bytes = slow_limit_bytes
         self.eio.max_per_address = max_connections_per_address
