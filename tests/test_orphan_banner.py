@@ -18,6 +18,8 @@ BANNER = "#orphan-banner"
 async def make_orphan(server: ServerUnderTest, session_id: str, *, days: int = 91) -> None:
     """Move the session's last access ``days`` back, as if nobody had opened it since."""
     redis, keys = server.services.redis, server.services.keys
+    # A subscription's access bookkeeping still running would write "now" over "long ago".
+    await server.services.sessions.settle()
     kind = str(await redis.hget(keys.session(session_id), "kind"))  # type: ignore[misc]
     # Indexed as its first lookup would (streams and histories are indexed without their kind).
     await redis.hset(keys.admin_kind_of(), session_id, kind)  # type: ignore[misc]
