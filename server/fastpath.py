@@ -481,7 +481,9 @@ class SessionServer(socketio.AsyncServer):
         # they arrived, inside that connection's reader (Engine.IO already runs its message
         # handler inline). A slow handler holds back its own connection only; a client that
         # sends faster than it is served is held by TCP flow control, not by a growing queue.
-        super().__init__(async_handlers=False, serializer=WirePacket, **kwargs)
+        # json: Engine.IO encodes its OPEN packet with it too (python-engineio keeps it on its
+        # Packet class, for every Engine.IO server of the process: the output is the same JSON).
+        super().__init__(async_handlers=False, serializer=WirePacket, json=wire_json, **kwargs)
         self.max_payload_bytes = max_payload_bytes
         self.eio.slow_limit_bytes = slow_limit_bytes
         self.eio.max_per_address = max_connections_per_address

@@ -32,6 +32,9 @@ def test_what_orjson_refuses_goes_to_the_standard_library() -> None:
 
 
 async def test_socketio_packets_and_snapshots_are_written_with_it(server: ServerUnderTest) -> None:
+    import engineio.packet
+
+    assert engineio.packet.Packet.json is wire_json  # Engine.IO's OPEN packet too
     session_id = await server.create_session("alice", name="Überstunden")
     ws, _ = await RawWebSocket.socketio(port_of(server.url), server.token("alice"))
     try:
