@@ -26,6 +26,7 @@ from __future__ import annotations
 import asyncio
 import inspect
 import re
+import socket
 from collections import deque
 from collections.abc import Mapping
 from importlib.metadata import version
@@ -51,6 +52,7 @@ LEAN_COMMANDS = READS | {"EVALSHA"}
 # its client-side cache, which this client does not use.
 _PLAIN_OPTIONS = frozenset({"keys"})
 CLIENT_NAME = "sessionhub-lean"
+KEEPALIVE_IDLE_S = 30
 
 
 def _pack(args: tuple[Any, ...]) -> bytes:
@@ -89,6 +91,9 @@ class _Replies(asyncio.Protocol):
         assert isinstance(transport, asyncio.Transport)
         self._transport = transport
         self.open = True
+        sock = transport.get_extra_info("socket")
+        if sock is not None:
+            _keep_alive(sock)
 
     def send(self, packed: bytes, request: _Request) -> None:
         """Write one request; its replies complete it."""
@@ -124,6 +129,16 @@ class _Replies(asyncio.Protocol):
             request = self._waiting.popleft()
             if not request.future.done():
                 request.future.set_exception(error)
+
+
+def _keep_alive(sock: Any) -> None:
+    # A Redis that vanished without a reset (a host gone, a partition) would leave requests
+    # waiting forever: TCP keepalive ends such a connection within about a minute (redis-py's
+    # pool pinged its idle connections every 30 s for the same reason).
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE, 1)
+    for option, value in (("TCP_KEEPIDLE", KEEPALIVE_IDLE_S), ("TCP_KEEPINTVL", 10), ("TCP_KEEPCNT", 3)):
+        if hasattr(socket, option):
+            sock.setsockopt(socket.IPPROTO_TCP, getattr(socket, option), value)
 
 
 class LeanLink:

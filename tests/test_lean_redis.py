@@ -7,6 +7,7 @@ tests drop the connection (from this side, and with CLIENT KILL) and stop the se
 from __future__ import annotations
 
 import asyncio
+import socket
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -17,7 +18,7 @@ from redis.asyncio.connection import UnixDomainSocketConnection
 from redis.exceptions import AuthenticationError, ConnectionError, ResponseError
 
 from server.services import connect_redis
-from storage.lean_redis import CLIENT_NAME, LeanLink, LeanRedis, lean_link_for
+from storage.lean_redis import CLIENT_NAME, KEEPALIVE_IDLE_S, LeanLink, LeanRedis, lean_link_for
 from tests.helpers import Client, RedisProcess, ServerUnderTest
 
 pytestmark = pytest.mark.timeout(30)
@@ -108,6 +109,15 @@ async def test_concurrent_requests_get_their_own_replies(redis: Redis, plain: Re
     assert answers == [str(i) for i in range(500)]
     assert link.requests - before == 500
     assert len(await lean_clients(plain)) == 1  # one connection carried them all
+
+
+async def test_the_link_keeps_its_connection_alive(redis: Redis) -> None:
+    await redis.get("k")
+    replies = link_of(redis)._replies
+    assert replies is not None and replies._transport is not None
+    sock = replies._transport.get_extra_info("socket")
+    assert sock.getsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE) == 1
+    assert sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_KEEPIDLE) == KEEPALIVE_IDLE_S
 
 
 async def test_a_cancelled_request_leaves_the_next_ones_in_step(redis: Redis, plain: Redis) -> None:
