@@ -1,8 +1,10 @@
 """HS256 token verification without PyJWT's layers, with PyJWT's rules for what sessionhub uses.
 
 Every connection verifies a token; with PyJWT (its option merging, key preparation and claim
-dispatch) ``TokenService.verify`` took about 40 µs, with this about 19, claims model included. It accepts a strict subset of what
-``jwt.decode(token, key, algorithms=["HS256"], ...)`` accepts with sessionhub's options: a
+dispatch) ``TokenService.verify`` took about 40 µs, with this about 19, claims model included.
+
+It accepts a strict subset of what ``jwt.decode(token, key, algorithms=["HS256"], ...)``
+accepts with sessionhub's options: a
 header that is a JSON object with ``alg`` exactly ``HS256``, no ``crit`` or ``b64`` (RFC 7797
 payloads are refused) and a string ``kid`` if any; an HMAC-SHA256 signature compared in
 constant time; a payload that is a JSON object whose ``iat``, ``nbf`` and ``exp`` read as
