@@ -387,3 +387,28 @@ async def test_a_token_names_the_author_and_lists_the_pattern(
         (session_id, "pattern", "Bob's", f"/s/{session_id}")
     ]
     assert (await stored_fields(server, session_id))["owner_id"] == ""
+
+
+async def test_redis_down_is_503_with_retry_after_and_counted(tmp_path: Path) -> None:
+    own = RedisProcess(tmp_path / "redis")
+    own.start()
+    srv = await start_server(own.url, tmp_path / "srv")
+    try:
+        async with aiohttp.ClientSession() as http:
+            async with http.post(f"{srv.url}/api/sessions", json={"name": "kept"}) as r:
+                assert r.status == 201
+                session_id = (await r.json())["id"]
+            own.stop()
+            for method, path in (("GET", f"/api/sessions/{session_id}"), ("POST", "/api/sessions")):
+                async with http.request(method, f"{srv.url}{path}", json={}) as r:
+                    assert (r.status, await r.json()) == (503, {"error": "Service unavailable"}), path
+                    assert r.headers["Retry-After"] == "1"
+            registry = srv.services.metrics.registry
+            labels = {"source": "http", "error": "ConnectionError"}
+            assert (registry.get_sample_value("sessionhub_redis_errors_total", labels) or 0) >= 2
+            own.start()  # an empty Redis (it saves nothing): the server answers again
+            async with http.get(f"{srv.url}/api/sessions/{session_id}") as r:
+                assert r.status == 404
+    finally:
+        await srv.stop()
+        own.stop()

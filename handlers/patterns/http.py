@@ -18,7 +18,9 @@ from aiohttp import web
 from pydantic import ValidationError
 
 from handlers.context import Services
+from handlers.errors import classify
 from handlers.http_common import client_address
+from handlers.metrics import Metrics
 from handlers.patterns.api_errors import ApiError, validation_failed
 from handlers.patterns.config import PatternConfig
 from handlers.patterns.requests import CreateBody, PatchBody, PutBody
@@ -36,6 +38,8 @@ IMMUTABLE_MESSAGE = "This session is published and cannot be edited. Remix it to
 Route = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 
+# Seconds a client is told to wait when Redis does not answer (503).
+UNAVAILABLE_RETRY_AFTER_S = 1
 _CODED: dict[ErrorCode, tuple[int, dict[str, Any]]] = {
     ErrorCode.SESSION_NOT_FOUND: (404, {"error": "Session not found"}),
     ErrorCode.FORBIDDEN: (403, {"error": "Session is immutable", "immutable": True, "message": IMMUTABLE_MESSAGE}),
@@ -43,8 +47,12 @@ _CODED: dict[ErrorCode, tuple[int, dict[str, Any]]] = {
 }
 
 
-def answering(handler: Route) -> Route:
-    """Every failure as a JSON answer in the origin app's shape; never a stack trace."""
+def answering(handler: Route, metrics: Metrics | None = None) -> Route:
+    """Every failure as a JSON answer in the origin app's shape; never a stack trace.
+
+    Redis not answering is ``503 {"error": "Service unavailable"}`` with ``Retry-After``, as
+    elsewhere in the server (``handlers.errors.classify``), counted on ``metrics``.
+    """
 
     async def wrapper(request: web.Request) -> web.StreamResponse:
         try:
@@ -56,8 +64,12 @@ def answering(handler: Route) -> Route:
         except CodedError as exc:
             status, body = _CODED.get(exc.code, (exc.code.http_status, {"error": exc.message}))
             return web.json_response(body, status=status)
-        except Exception:
-            log.exception("pattern API failure")
+        except Exception as exc:
+            if metrics is not None:
+                metrics.redis_error("http", exc)
+            if classify(exc).code is ErrorCode.UNAVAILABLE:  # classify logs it, once per cause
+                headers = {"Retry-After": str(UNAVAILABLE_RETRY_AFTER_S)}
+                return web.json_response({"error": "Service unavailable"}, status=503, headers=headers)
             return web.json_response({"error": "Internal server error"}, status=500)
 
     return wrapper
@@ -93,13 +105,14 @@ class PatternRoutes:
     def register(self, app: web.Application) -> None:
         """Attach the routes to ``app``."""
         app.router.add_get("/api/health", self.health)
-        app.router.add_post("/api/sessions", answering(self.create))
-        app.router.add_get("/api/sessions/{session_id}", answering(self.get))
-        app.router.add_put("/api/sessions/{session_id}", answering(self.put))
-        app.router.add_patch("/api/sessions/{session_id}", answering(self.patch))
-        app.router.add_delete("/api/sessions/{session_id}", answering(self.delete))
-        app.router.add_post("/api/sessions/{session_id}/remix", answering(self.remix))
-        app.router.add_post("/api/sessions/{session_id}/publish", answering(self.publish))
+        metrics = self._s.metrics
+        app.router.add_post("/api/sessions", answering(self.create, metrics))
+        app.router.add_get("/api/sessions/{session_id}", answering(self.get, metrics))
+        app.router.add_put("/api/sessions/{session_id}", answering(self.put, metrics))
+        app.router.add_patch("/api/sessions/{session_id}", answering(self.patch, metrics))
+        app.router.add_delete("/api/sessions/{session_id}", answering(self.delete, metrics))
+        app.router.add_post("/api/sessions/{session_id}/remix", answering(self.remix, metrics))
+        app.router.add_post("/api/sessions/{session_id}/publish", answering(self.publish, metrics))
 
     async def health(self, request: web.Request) -> web.Response:
         """The origin app's health probe."""

@@ -14,7 +14,8 @@ from handlers.patterns.views import Created, Published, Remixed, Renamed, Replac
 
 TAG = "patterns"
 IF_MATCH = Header("If-Match", 'the ETag of a read ("<epoch>:<offset>"); a stale one is refused with 412')
-WRITE = (400, 403, 404, 412, 413)
+# Every route but /api/health reads or writes Redis: 503 when it does not answer.
+WRITE = (400, 403, 404, 412, 413, 503)
 
 # The API takes no token: a valid one only names the author of what it creates or changes.
 _pattern = partial(Operation, tag=TAG, auth=Auth.OPTIONAL, errors=ErrorShape.PATTERNS)
@@ -27,12 +28,16 @@ OPERATIONS: tuple[Operation, ...] = (
         "Create a session from {name?, state?} or a bare state; no JSON body gives the default session",
         body=CreateBody,
         body_required=False,
-        statuses=(400, 413, 429),
+        statuses=(400, 413, 429, 503),
         ok=(201,),
         response=Created,
     ),
     _pattern(
-        "get", "/api/sessions/{session_id}", "The whole session, with its ETag", auth=Auth.NONE, statuses=(400, 404)
+        "get",
+        "/api/sessions/{session_id}",
+        "The whole session, with its ETag",
+        auth=Auth.NONE,
+        statuses=(400, 404, 503),
     ),
     _pattern(
         "put",
@@ -57,14 +62,14 @@ OPERATIONS: tuple[Operation, ...] = (
         "/api/sessions/{session_id}",
         "Delete a session (a published one cannot be)",
         auth=Auth.NONE,
-        statuses=(400, 403, 404),
+        statuses=(400, 403, 404, 503),
         ok=(204,),
     ),
     _pattern(
         "post",
         "/api/sessions/{session_id}/remix",
         "A new editable copy whose lineage names this one",
-        statuses=(400, 404, 429),
+        statuses=(400, 404, 429, 503),
         ok=(201,),
         response=Remixed,
     ),
@@ -72,7 +77,7 @@ OPERATIONS: tuple[Operation, ...] = (
         "post",
         "/api/sessions/{session_id}/publish",
         "A new read-only copy; the source stays editable",
-        statuses=(400, 404, 429),
+        statuses=(400, 404, 429, 503),
         ok=(201,),
         response=Published,
     ),
