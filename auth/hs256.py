@@ -78,16 +78,18 @@ class HS256Verifier:
         if len(parts) != 3:
             raise Refused("not three segments")
         header_b64, payload_b64, signature_b64 = parts
-        header = _object(_segment(header_b64))
+        # Every segment is checked to be base64url (so ASCII) before anything else reads it.
+        header_raw, payload_raw, signature = _segment(header_b64), _segment(payload_b64), _segment(signature_b64)
+        header = _object(header_raw)
         if header.get("alg") != "HS256" or "crit" in header or "b64" in header:
             raise Refused("not a plain HS256 token")
         if "kid" in header and not isinstance(header["kid"], str):
             raise Refused("kid is not a string")
         signed = f"{header_b64}.{payload_b64}".encode("ascii")
         expected = hmac.new(self._secret, signed, hashlib.sha256).digest()
-        if not hmac.compare_digest(expected, _segment(signature_b64)):
+        if not hmac.compare_digest(expected, signature):
             raise Refused("bad signature")
-        payload = _object(_segment(payload_b64))
+        payload = _object(payload_raw)
         self._check_claims(payload, time.time() if now_s is None else now_s)
         return payload
 

@@ -96,8 +96,9 @@ class _Replies(asyncio.Protocol):
             _keep_alive(sock)
 
     def send(self, packed: bytes, request: _Request) -> None:
-        """Write one request; its replies complete it."""
-        assert self._transport is not None and self.open
+        """Write one request; its replies complete it (``ConnectionError`` once the connection is gone)."""
+        if self._transport is None or not self.open:
+            raise RedisConnectionError("Connection to Redis lost")
         self._waiting.append(request)
         self._transport.write(packed)
 

@@ -104,6 +104,9 @@ def good_payload(**extra: Any) -> dict[str, Any]:
         lambda t: t.replace(t.split(".")[2], "*" + t.split(".")[2][1:]),
         lambda t: "",
         lambda t: "a.b.c",
+        lambda t: t.split(".")[0] + ".é." + t.split(".")[2],  # not ASCII: refused, not an internal error
+        lambda t: t.split(".")[0] + "." + t.split(".")[1] + ".\u00e9",
+        lambda t: "é" + t,
     ],
 )
 def test_tampered_tokens_are_refused_by_both(mangle: Any) -> None:
@@ -140,3 +143,12 @@ def test_the_service_answers_the_same_errors_as_before() -> None:
         service.verify(forged({"alg": "HS256"}, good_payload(sub="has space")))  # the claims' own rules
     with pytest.raises(CodedError, match="invalid token"):
         service.verify(token[:-1])
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.text(alphabet=st.sampled_from("aA0_-.=+/é\u2028\x00 eyJ"), max_size=60))
+def test_any_text_is_refused_with_a_coded_error(text: str) -> None:
+    service = TokenService(TokenConfig(algorithm="HS256", verify_key=SECRET, signing_key=SECRET))
+    with pytest.raises(CodedError):
+        service.verify(text)
+    assert lean_verdict(text, issuer=None, audience=None) == "refused"
