@@ -83,30 +83,25 @@ class KindRegistry:
         """The kind registered under ``name``."""
         return self._kinds.get(name)
 
-    async def resolve(self, session_id: str) -> tuple[SessionKind, SessionMeta]:
-        """The session's kind and meta, or ``session_not_found`` (also for a kind not served here)."""
-        meta = await self._directory.meta(session_id)
-        kind = self._kinds.get(meta.kind) if meta is not None else None
-        if meta is None or kind is None:
-            raise CodedError(ErrorCode.SESSION_NOT_FOUND, "no such session")
-        return kind, meta
+    async def resolve(self, session_id: str, *, remembered: bool = False) -> tuple[SessionKind, SessionMeta]:
+        """The session's kind and meta, or ``session_not_found`` (also for a kind not served here).
 
-    async def readable(self, claims: Claims, session_id: str) -> tuple[SessionKind, SessionMeta]:
-        """Resolve the session, then check read access: ``session_not_found`` before ``forbidden``."""
-        kind, meta = await self.resolve(session_id)
-        kind.check_read(claims, meta)
-        return kind, meta
-
-    async def subscribable(self, claims: Claims, session_id: str) -> tuple[SessionKind, SessionMeta]:
-        """:meth:`readable` from the node's memory of the session (``SessionDirectory.known``).
-
-        Only for a subscription: its snapshot or replay, read next, finds out whether the
-        session is still there, and writes nothing for one that is gone.
+        ``remembered`` takes them from the node's memory (``SessionDirectory.known``): only for
+        a subscription, whose snapshot or replay, read next, finds out whether the session is
+        still there and writes nothing for one that is gone.
         """
-        meta = await self._directory.known(session_id)
+        directory = self._directory
+        meta = await (directory.known(session_id) if remembered else directory.meta(session_id))
         kind = self._kinds.get(meta.kind) if meta is not None else None
         if meta is None or kind is None:
             raise CodedError(ErrorCode.SESSION_NOT_FOUND, "no such session")
+        return kind, meta
+
+    async def readable(
+        self, claims: Claims, session_id: str, *, remembered: bool = False
+    ) -> tuple[SessionKind, SessionMeta]:
+        """Resolve the session, then check read access: ``session_not_found`` before ``forbidden``."""
+        kind, meta = await self.resolve(session_id, remembered=remembered)
         kind.check_read(claims, meta)
         return kind, meta
 

@@ -37,7 +37,7 @@ class SubscriptionEvents:
         """Join the session's room; replay or snapshot first (see the module docstring)."""
         request = validate(Subscribe, data)
         session_id = request.session_id
-        kind, _ = await self._s.kinds.subscribable(conn.claims, session_id)
+        kind, _ = await self._s.kinds.readable(conn.claims, session_id, remembered=True)
         bus = self._s.bus
         mine = bus.sessions_of(conn.sid)
         if session_id not in mine and len(mine) >= self._s.limits.max_subscriptions:

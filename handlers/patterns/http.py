@@ -9,8 +9,6 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import logging
-import re
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -20,6 +18,7 @@ from pydantic import ValidationError
 from handlers.context import Services
 from handlers.errors import classify
 from handlers.http_common import client_address
+from handlers.ids import parse_session_id
 from handlers.metrics import Metrics
 from handlers.patterns.api_errors import ApiError, validation_failed
 from handlers.patterns.config import PatternConfig
@@ -30,9 +29,6 @@ from protocol.errors import CodedError, ErrorCode
 from storage.events import Position
 from storage.patterns import Lineage, PatternRecord, PatternSessions
 
-log = logging.getLogger(__name__)
-
-_UUID4 = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$")
 IMMUTABLE_MESSAGE = "This session is published and cannot be edited. Remix it to make your own copy."
 
 Route = Callable[[web.Request], Awaitable[web.StreamResponse]]
@@ -77,10 +73,10 @@ def answering(handler: Route, metrics: Metrics | None = None) -> Route:
 
 def parse_id(request: web.Request) -> str:
     """The path's session id (UUID v4), or 400 ``Invalid session ID format``."""
-    value = request.match_info["session_id"].lower()
-    if not _UUID4.match(value):
-        raise ApiError(400, "Invalid session ID format")
-    return value
+    try:
+        return parse_session_id(request.match_info["session_id"])
+    except CodedError as exc:
+        raise ApiError(400, "Invalid session ID format") from exc
 
 
 def if_match(request: web.Request) -> Position | None:
