@@ -23,6 +23,7 @@ from storage.login_tokens import LoginTokens
 from storage.ratelimit import RateLimiter
 from storage.scripts import Scripts
 from storage.sessions import SessionDirectory
+from storage.store import Store
 from storage.voice import VoiceSessions
 
 
@@ -114,3 +115,15 @@ class Services:
     public_url: str
     trust_forwarded_for: bool
     web_dir: Path
+
+    @property
+    def store(self) -> Store:
+        """What a session kind's repository is built on."""
+        return Store(
+            redis=self.redis,
+            keys=self.keys,
+            scripts=self.scripts,
+            log=self.log,
+            clock=self.clock,
+            sessions=self.sessions,
+        )

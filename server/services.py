@@ -22,6 +22,7 @@ from storage.login_tokens import LoginTokens
 from storage.ratelimit import RateLimiter
 from storage.scripts import Scripts
 from storage.sessions import SessionDirectory
+from storage.store import Store
 from storage.voice import VoiceSessions
 from storage.voice_config import VoiceConfig, parse_user_map
 
@@ -122,6 +123,7 @@ def build_services(
         durability_timeout_ms=settings.durability_timeout_ms,
     )
     sessions = SessionDirectory(redis=redis, keys=keys, clock=clock, orphan_days=settings.admin_orphan_days)
+    store = Store(redis=redis, keys=keys, scripts=scripts, log=event_log, clock=clock, sessions=sessions)
     return Services(
         redis=redis,
         keys=keys,
@@ -130,15 +132,7 @@ def build_services(
         log=event_log,
         sessions=sessions,
         kinds=KindRegistry(sessions),
-        voice=VoiceSessions(
-            redis=redis,
-            keys=keys,
-            scripts=scripts,
-            log=event_log,
-            clock=clock,
-            sessions=sessions,
-            config=voice_config_from(settings),
-        ),
+        voice=VoiceSessions(store, config=voice_config_from(settings)),
         jobs=JobQueue(redis=redis, keys=keys, clock=clock),
         limiter=RateLimiter(redis=redis, keys=keys, clock=clock),
         login_tokens=LoginTokens(redis=redis, keys=keys),

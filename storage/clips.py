@@ -16,17 +16,14 @@ import uuid
 from dataclasses import dataclass
 from typing import Any
 
-from redis.asyncio import Redis
 
 from protocol import events as etypes
 from protocol.errors import CodedError, ErrorCode
 from storage.clips_audience import StreamAudiences
 from storage.clips_records import KIND, Clip, StreamSession, Submission, Transition
-from storage.clock import Clock
-from storage.events import EventLog, Position
-from storage.keys import Keys
-from storage.scripts import Scripts, event_script
-from storage.sessions import SessionDirectory
+from storage.events import Position
+from storage.scripts import event_script
+from storage.store import Store
 
 __all__ = ["ACTIONS", "KIND", "Clip", "StreamSession", "StreamSessions", "Submission", "Transition"]
 
@@ -89,32 +86,20 @@ def _checked(result: list[Any], *, limit_of: str = "clips") -> list[Any]:
 class StreamSessions:
     """Repository of stream sessions, their segments and clips."""
 
-    def __init__(
-        self,
-        *,
-        redis: Redis,
-        keys: Keys,
-        scripts: Scripts,
-        log: EventLog,
-        clock: Clock,
-        sessions: SessionDirectory,
-        max_segments: int = MAX_SEGMENTS,
-    ) -> None:
+    def __init__(self, store: Store, *, max_segments: int = MAX_SEGMENTS) -> None:
         self._max_segments = max_segments
         self._submitting = asyncio.Semaphore(SUBMIT_CONCURRENCY)
-        self._redis = redis
-        self._keys = keys
-        self._scripts = scripts
-        self._log = log
-        self._clock = clock
-        self._sessions = sessions
+        redis = self._redis = store.redis
+        self._keys = store.keys
+        self._scripts = store.scripts
+        self._log = store.log
+        self._clock = store.clock
+        self._sessions = store.sessions
         self._transition = event_script(redis, "clips/transition.lua")
         self._submit = event_script(redis, "clips/submit.lua")
         self._update = event_script(redis, "clips/clip_update.lua")
         self._delete = event_script(redis, "clips/clip_delete.lua")
-        self.audiences = StreamAudiences(
-            redis=redis, keys=keys, scripts=scripts, log=log, clock=clock, sessions=sessions
-        )
+        self.audiences = StreamAudiences(store)
 
     async def create(self, *, owner_id: str, title: str, game: str, viewer_delay_s: int) -> StreamSession:
         """Create a session in state ``created``, owned by ``owner_id``."""

@@ -14,15 +14,11 @@ import json
 import uuid
 from typing import Any
 
-from redis.asyncio import Redis
-
 from protocol import events as etypes
 from protocol.errors import CodedError, ErrorCode
-from storage.clock import Clock
-from storage.events import EventLog, Position
-from storage.keys import Keys
-from storage.scripts import Scripts, event_script
-from storage.sessions import SessionDirectory
+from storage.events import Position
+from storage.scripts import event_script
+from storage.store import Store
 
 AUDIENCE_KIND = "stream_audience"
 # A deleted audience's log stays this long, so a viewer resuming from an offset learns of it.
@@ -32,14 +28,12 @@ DELETED_LOG_RETENTION_MS = 86_400_000
 class StreamAudiences:
     """Creates audience sessions, copies state changes onto them, reads their snapshots."""
 
-    def __init__(
-        self, *, redis: Redis, keys: Keys, scripts: Scripts, log: EventLog, clock: Clock, sessions: SessionDirectory
-    ) -> None:
-        self._redis = redis
-        self._keys = keys
-        self._scripts = scripts
-        self._log = log
-        self._sessions = sessions
+    def __init__(self, store: Store) -> None:
+        redis = self._redis = store.redis
+        self._keys = store.keys
+        self._scripts = store.scripts
+        self._log = store.log
+        self._sessions = store.sessions
         self._mirror = event_script(redis, "clips/audience_state.lua")
         self._delete = event_script(redis, "core/session_delete.lua")
 

@@ -16,9 +16,7 @@ from redis.asyncio import Redis
 from redis.commands.core import AsyncScript
 
 from protocol import events as etypes
-from storage.clock import Clock
-from storage.events import EventLog, Position
-from storage.keys import Keys
+from storage.events import Position
 from storage.listening_model import (
     KIND,
     META_FIELDS,
@@ -30,7 +28,7 @@ from storage.listening_model import (
     Upload,
 )
 from storage.scripts import plain_script
-from storage.sessions import SessionDirectory
+from storage.store import Store
 
 # A sweep lease: how long a claimed history stays away from other nodes' sweeps.
 SWEEP_LEASE_MS = 30_000
@@ -59,21 +57,12 @@ def _position_arg(position_s: float | None) -> str:
 class ListeningHistories:
     """Repository of users' listening histories."""
 
-    def __init__(
-        self,
-        *,
-        redis: Redis,
-        keys: Keys,
-        log: EventLog,
-        clock: Clock,
-        sessions: SessionDirectory,
-        rules: ListeningRules,
-    ) -> None:
-        self._redis = redis
-        self._keys = keys
-        self._log = log
-        self._clock = clock
-        self._sessions = sessions
+    def __init__(self, store: Store, *, rules: ListeningRules) -> None:
+        redis = self._redis = store.redis
+        self._keys = store.keys
+        self._log = store.log
+        self._clock = store.clock
+        self._sessions = store.sessions
         self.rules = rules
         self._create = _history_script(redis, "listening/history_create.lua")
         self._report = _history_script(redis, "listening/report.lua")
@@ -228,9 +217,7 @@ class ListeningHistories:
         claimed: Any = await self._claim(keys=[due_key], args=[now, lease_until, limit])
         swept = 0
         for history_id in claimed:
-            result = await self._run(
-                self._sweep, history_id, "", [self.rules.silence_ms, self.rules.min_ms]
-            )
+            result = await self._run(self._sweep, history_id, "", [self.rules.silence_ms, self.rules.min_ms])
             swept += int(result[0])
             await self._settle(keys=[due_key], args=[history_id, lease_until, str(result[1] or "")])
         return len(claimed), swept

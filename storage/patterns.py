@@ -14,14 +14,11 @@ import uuid
 from dataclasses import dataclass
 from typing import Any
 
-from redis.asyncio import Redis
 
 from protocol import events as etypes
-from storage.clock import Clock
-from storage.events import EventLog, Position
-from storage.keys import Keys
-from storage.scripts import Scripts, event_script, plain_script
-from storage.sessions import SessionDirectory
+from storage.events import Position
+from storage.scripts import event_script, plain_script
+from storage.store import Store
 
 KIND = "pattern"
 # A deleted session's log stays this long, so subscribers and late recoveries see the deletion.
@@ -107,15 +104,13 @@ class Presence:
 class PatternSessions:
     """Repository of pattern sessions."""
 
-    def __init__(
-        self, *, redis: Redis, keys: Keys, scripts: Scripts, log: EventLog, clock: Clock, sessions: SessionDirectory
-    ) -> None:
-        self._redis = redis
-        self._keys = keys
-        self._scripts = scripts
-        self._log = log
-        self._clock = clock
-        self._sessions = sessions
+    def __init__(self, store: Store) -> None:
+        redis = self._redis = store.redis
+        self._keys = store.keys
+        self._scripts = store.scripts
+        self._log = store.log
+        self._clock = store.clock
+        self._sessions = store.sessions
         self._touch = plain_script(redis, "patterns/touch.lua")
         self._replace = event_script(redis, "patterns/replace.lua")
         self._op = event_script(redis, "patterns/op.lua")

@@ -7,15 +7,12 @@ import uuid
 from dataclasses import dataclass
 from typing import Any
 
-from redis.asyncio import Redis
 
 from protocol import events as etypes
 from protocol.errors import CodedError, ErrorCode
-from storage.clock import Clock
-from storage.events import POSITION_FIELDS, EventLog, Position
-from storage.keys import Keys
-from storage.scripts import Scripts, event_script, plain_script
-from storage.sessions import SessionDirectory
+from storage.events import POSITION_FIELDS, Position
+from storage.scripts import event_script, plain_script
+from storage.store import Store
 from storage.voice_config import VoiceConfig
 
 KIND = "voice"
@@ -140,24 +137,14 @@ class DoneResult:
 class VoiceSessions:
     """Repository of voice sessions and users' active-session pointers."""
 
-    def __init__(
-        self,
-        *,
-        redis: Redis,
-        keys: Keys,
-        scripts: Scripts,
-        log: EventLog,
-        clock: Clock,
-        sessions: SessionDirectory,
-        config: VoiceConfig | None = None,
-    ) -> None:
+    def __init__(self, store: Store, *, config: VoiceConfig | None = None) -> None:
         self.config = config or VoiceConfig()
-        self._redis = redis
-        self._keys = keys
-        self._scripts = scripts
-        self._log = log
-        self._clock = clock
-        self._sessions = sessions
+        redis = self._redis = store.redis
+        self._keys = store.keys
+        self._scripts = store.scripts
+        self._log = store.log
+        self._clock = store.clock
+        self._sessions = store.sessions
         self._set_status = event_script(redis, "voice/set_status.lua")
         self._done = event_script(redis, "voice/done.lua")
         self._material_add = event_script(redis, "voice/material_add.lua")

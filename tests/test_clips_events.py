@@ -288,15 +288,7 @@ async def test_missed_clip_events_are_replayed_by_offset(server: ServerUnderTest
 
 async def test_segments_are_capped(server: ServerUnderTest, redis: Any) -> None:
     services = server.services
-    streams = StreamSessions(
-        redis=redis,
-        keys=services.keys,
-        scripts=services.scripts,
-        log=services.log,
-        clock=services.clock,
-        sessions=services.sessions,
-        max_segments=2,
-    )
+    streams = StreamSessions(services.store, max_segments=2)
     session_id = await create_stream(server)
     for action in ("start", "pause", "resume", "pause"):
         await streams.transition(session_id, action, "alice")
@@ -391,14 +383,7 @@ async def test_the_audience_ends_on_the_streams_state_whatever_the_order(
     state = await redis.hget(server.services.keys.session(session_id), "state")
     assert await redis.hget(server.services.keys.session(audience_id), "state") == state
     # A late copy of an older change is dropped, without an event.
-    audiences = StreamSessions(
-        redis=redis,
-        keys=server.services.keys,
-        scripts=server.services.scripts,
-        log=server.services.log,
-        clock=server.services.clock,
-        sessions=server.services.sessions,
-    ).audiences
+    audiences = StreamSessions(server.services.store).audiences
     offset = await audiences.mirror(
         audience_id, seq=1, state="active", previous="created", action="start", segment_index=1
     )
@@ -409,10 +394,7 @@ async def test_a_lost_audience_copy_heals_through_the_snapshot(
     server: ServerUnderTest, clients: list[Client], redis: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     services = server.services
-    streams = StreamSessions(
-        redis=redis, keys=services.keys, scripts=services.scripts, log=services.log, clock=services.clock,
-        sessions=services.sessions,
-    )  # fmt: skip
+    streams = StreamSessions(services.store)
     session_id = await create_stream(server)
     audience_id = await audience_of(server, session_id)
 

@@ -19,14 +19,7 @@ from storage.clips import StreamSessions
 
 def install(services: Services, router: SocketRouter, app: web.Application, *, settings: ClipSettings) -> None:
     """Register everything stream sessions serve, within ``settings``' limits."""
-    streams = StreamSessions(
-        redis=services.redis,
-        keys=services.keys,
-        scripts=services.scripts,
-        log=services.log,
-        clock=services.clock,
-        sessions=services.sessions,
-    )
+    streams = StreamSessions(services.store)
     services.kinds.register(StreamKind(services, streams))
     services.kinds.register(StreamAudienceKind(streams))
     StreamEvents(streams, settings).register(router)

@@ -19,14 +19,7 @@ from storage.listening import ListeningHistories
 
 def install(services: Services, router: SocketRouter, app: web.Application, *, settings: ListeningSettings) -> None:
     """Register everything listening histories serve, with ``settings``' rules and caps."""
-    histories = ListeningHistories(
-        redis=services.redis,
-        keys=services.keys,
-        log=services.log,
-        clock=services.clock,
-        sessions=services.sessions,
-        rules=settings.rules(),
-    )
+    histories = ListeningHistories(services.store, rules=settings.rules())
     services.kinds.register(ListeningKind(histories))
     ListeningEvents(histories, services.clock).register(router)
     ListeningRoutes(services, histories, reports_per_min=settings.http_reports_per_min).register(app)

@@ -19,14 +19,7 @@ from storage.patterns import PatternSessions
 
 def install(services: Services, router: SocketRouter, app: web.Application, *, config: PatternConfig) -> None:
     """Register everything pattern sessions serve, within ``config``'s limits."""
-    patterns = PatternSessions(
-        redis=services.redis,
-        keys=services.keys,
-        scripts=services.scripts,
-        log=services.log,
-        clock=services.clock,
-        sessions=services.sessions,
-    )
+    patterns = PatternSessions(services.store)
     services.kinds.register(PatternKind(patterns))
     PatternEvents(services, patterns, config).register(router)
     PatternRoutes(services, patterns, config).register(app)
