@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from typing import Any
 
 from aiohttp import web
@@ -75,11 +76,30 @@ async def _read_body(request: web.Request, max_bytes: int) -> bytes:
 
 def client_address(request: web.Request, *, trust_forwarded_for: bool) -> str:
     """The client's address; the first ``X-Forwarded-For`` hop only behind a trusted proxy."""
+    return address_of(request.remote, request.headers.get("X-Forwarded-For", ""), trust_forwarded_for)
+
+
+def address_of(remote: str | None, forwarded_for: str, trust_forwarded_for: bool) -> str:
+    """:func:`client_address` from the connection's remote address and its ``X-Forwarded-For``."""
     if trust_forwarded_for:
-        forwarded = request.headers.get("X-Forwarded-For", "").split(",")[0].strip()
+        forwarded = forwarded_for.split(",")[0].strip()
         if forwarded:
             return forwarded[:64]
-    return request.remote or "unknown"
+    return remote or "unknown"
+
+
+@dataclass(frozen=True, slots=True)
+class AnsweredUpgrade:
+    """A WebSocket opening handshake answered before aiohttp saw it (``server.front``): what the
+    HTTP middlewares would have counted and logged for it, had it gone through them."""
+
+    path: str
+    remote: str
+    request_id: str  # the caller's X-Request-Id header ("" when none)
+
+
+# Called once per such handshake: whatever counts or logs HTTP requests registers here too.
+UPGRADE_HOOKS = web.AppKey("upgrade_hooks", list[Callable[[AnsweredUpgrade], None]])
 
 
 def guarded(handler: RouteHandler) -> RouteHandler:

@@ -19,6 +19,7 @@ from handlers.connection import Connections
 from handlers.connection_events import ConnectionEvents
 from handlers.context import Services
 from handlers.health import HealthRoutes
+from handlers.http_common import UPGRADE_HOOKS
 from handlers.home import HomeRoutes
 from handlers.patterns import capability as patterns
 from handlers.patterns.config import PatternConfig
@@ -30,12 +31,14 @@ from handlers.subscriptions import SubscriptionEvents
 from handlers.voice import capability as voice
 from handlers.web_pages import WebPages
 from server.bus import Bus
-from server.fastpath import SessionServer, check_versions
+from server.fastpath import FrontSite, SessionServer, check_versions
 from server.services import limits_section
 from server.settings import Settings
 
 log = logging.getLogger(__name__)
 
+# Where Socket.IO is served (python-socketio's default path, as its clients expect).
+SOCKETIO_PATH = "/socket.io/"
 # Engine.IO's hard limit: a message above it closes the connection. The soft, answering
 # limit is Settings.max_payload_bytes (see server.fastpath).
 HARD_MESSAGE_LIMIT_BYTES = 1 << 20
@@ -43,9 +46,9 @@ HARD_MESSAGE_LIMIT_BYTES = 1 << 20
 SERVICES_KEY = web.AppKey("services", Services)
 BUS_KEY = web.AppKey("bus", Bus)
 SIO_KEY = web.AppKey("sio", SessionServer)
+IDLE_TIMEOUT_KEY = web.AppKey("http_idle_timeout_s", float)
 
 Capability = Callable[[Services, SocketRouter, web.Application], None]
-
 
 
 def capabilities(settings: Settings) -> Sequence[Capability]:
@@ -129,7 +132,9 @@ def build_app(settings: Settings, *, services: Services) -> web.Application:
     app[BUS_KEY] = bus
     app[SIO_KEY] = sio
     app[METRICS_KEY] = services.metrics
-    sio.attach(app)
+    app[UPGRADE_HOOKS] = []
+    app[IDLE_TIMEOUT_KEY] = settings.http_idle_timeout_s
+    sio.attach(app, SOCKETIO_PATH.strip("/"))
     add_routes(app, services, sio, bus, capabilities(settings))
 
     async def start_bus(_: web.Application) -> None:
@@ -141,3 +146,18 @@ def build_app(settings: Settings, *, services: Services) -> web.Application:
     app.on_startup.append(start_bus)
     app.on_cleanup.append(stop_bus)
     return app
+
+
+def front_site(runner: web.AppRunner, host: str, port: int) -> FrontSite:
+    """The listening site of a :func:`build_app` application (``runner`` set up): WebSocket opens
+    answered by ``server.front``, everything else by aiohttp."""
+    app = runner.app
+    return FrontSite(
+        runner,
+        host,
+        port,
+        upgrader=app[SIO_KEY].eio,
+        path=SOCKETIO_PATH,
+        idle_timeout_s=app[IDLE_TIMEOUT_KEY],
+        observers=app[UPGRADE_HOOKS],
+    )

@@ -20,7 +20,7 @@ from handlers.metrics import Metrics
 from jobs.processors import load_processors
 from protocol.errors import CodedError
 from server import admin_cli, logs
-from server.app import build_app
+from server.app import build_app, front_site
 from server.fastpath import UnsupportedVersions, check_versions
 from server.identity import token_service
 from server.process import raise_open_files_limit, tune_gc
@@ -141,7 +141,7 @@ async def serve(settings: Settings) -> None:
         app = build_app(settings, services=services)
         runner = web.AppRunner(app, access_log=None, shutdown_timeout=SHUTDOWN_TIMEOUT_S)
         await runner.setup()
-        site = web.TCPSite(runner, settings.host, settings.port)
+        site = front_site(runner, settings.host, settings.port)
         await site.start()
         open_files = raise_open_files_limit()
         tune_gc(settings.gc_gen0_threshold)  # after start-up: what exists now is frozen

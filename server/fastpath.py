@@ -19,10 +19,19 @@ The contract, i.e. everything relied on beyond the libraries' documented API (a 
   ``schedule_ping()``, ``handler.__self__`` being the socket; the ``websocket`` driver entry
   built as ``(handler, server)`` and awaited with the environ, its result being the HTTP answer.
 - ``engineio.AsyncServer._handle_connect`` and ``handle_request`` leaving a socket whose
-  WebSocket handler returned while it is still open in ``sockets``.
+  WebSocket handler returned while it is still open in ``sockets``; ``_handle_connect(environ,
+  "websocket")`` opening a session from an environ alone, returning the WebSocket handler's
+  answer or, when a connect handler refuses, an answer dict (``status``, ``headers``,
+  ``response``); ``_cors_allowed_origins(environ)`` being the origin check of
+  ``handle_request`` (a handshake read by ``server.front`` goes through both, see
+  :meth:`LightEngineServer.upgrade`).
 - ``socketio.AsyncServer``: ``_engineio_server_class``, ``_handle_eio_message``,
   ``_handle_eio_disconnect``, ``_handle_event``, ``_send_packet``, ``_binary_packet``.
-- aiohttp: the request handler (``request.protocol``) keeps bytes read after an upgrade
+- aiohttp: ``web.TCPSite`` keeps its settings in ``_host``, ``_port``, ``_backlog``,
+  ``_reuse_address``, ``_reuse_port`` and its listening server in ``_server`` and
+  ``_bound_port`` (``server.front.FrontSite`` starts it), and ``runner.server`` builds a request
+  handler that takes a connection through ``connection_made`` and ``data_received`` at any
+  time; the request handler (``request.protocol``) keeps bytes read after an upgrade
   request in ``_message_tail``, lets go of a connection whose ``transport`` is set to None,
   and tracks it in ``_manager`` (``connection_lost``); a response whose ``prepare`` raises
   ``ConnectionResetError`` ends its handler without writing (see :func:`_take_over`).
@@ -51,12 +60,13 @@ from engineio.async_socket import AsyncSocket
 from socketio import packet as sio_packet
 
 from handlers.errors import to_http
-from handlers.http_common import client_address
+from handlers.http_common import AnsweredUpgrade, address_of, client_address
 from handlers.log_throttle import LogThrottle
 from protocol import wire_json
 from protocol.errors import CodedError, ErrorCode
 from protocol.events import PROTOCOL_ERROR
 from server.engine import LightQueue
+from server.front import Front, FrontProtocol, Upgrader, UpgradeRequest
 from server.leanws import CLOSE_PROTOCOL, FrameError, HandshakeError, LeanWebSocket, accept_key, switching_protocols
 from server.outlet import direct_writer, ws_frame
 from server.random_ids import IDS
@@ -145,15 +155,21 @@ class DirectWebSocket:
         self.server = server
 
     async def __call__(self, environ: dict[str, Any]) -> web.StreamResponse:
-        request: web.Request = environ["aiohttp.request"]
         eio_socket: AsyncSocket = self.handler.__self__
         server = self.server
-        transport = request.transport
-        try:
-            accept = accept_key(request.headers)
-        except HandshakeError as exc:
-            await server.drop(eio_socket)
-            return to_http(CodedError(ErrorCode.INVALID_PAYLOAD, f"not a WebSocket opening handshake: {exc}"))
+        front: _FrontOpen | None = environ.get(FRONT_OPEN)
+        request: web.Request | None = None
+        if front is not None:  # checked by server.front; aiohttp never saw this connection
+            transport: Any = front.transport
+            accept = front.accept
+        else:
+            request = environ["aiohttp.request"]
+            transport = request.transport
+            try:
+                accept = accept_key(request.headers)
+            except HandshakeError as exc:
+                await server.drop(eio_socket)
+                return to_http(CodedError(ErrorCode.INVALID_PAYLOAD, f"not a WebSocket opening handshake: {exc}"))
         if not isinstance(transport, asyncio.Transport) or transport.is_closing():
             await server.drop(eio_socket)
             return web.Response(status=400)
@@ -165,7 +181,11 @@ class DirectWebSocket:
         else:
             eio_socket.connected = True
             ws.start(preface=switching_protocols(accept))  # the 101 and Engine.IO's OPEN: one write
-        _take_over(request, ws)
+        if request is not None:
+            _take_over(request, ws)
+        else:
+            transport.set_protocol(ws)
+            transport.resume_reading()  # paused by LightEngineServer.upgrade
         # What the connection needed from its request has been read: the rest goes with it
         # (python-socketio keeps this dict for the life of the connection).
         kept = {key: environ[key] for key in KEPT_ENVIRON if key in environ}
@@ -176,6 +196,23 @@ class DirectWebSocket:
 
 # The parts of a WebSocket's WSGI environ kept after its handshake.
 KEPT_ENVIRON = ("REQUEST_METHOD", "RAW_URI", "QUERY_STRING", "REMOTE_ADDR", "HTTP_ORIGIN", "HTTP_USER_AGENT")
+
+
+# Environ keys of a handshake answered from server.front: the connection to take over, and the
+# client's address (already counted against its per-address limit).
+FRONT_OPEN = "sessionhub.front_open"
+FRONT_ADDRESS = "sessionhub.front_address"
+
+
+class _FrontOpen:
+    """A front handshake's connection (paused) and its ``Sec-WebSocket-Accept``."""
+
+    __slots__ = ("accept", "counted", "transport")
+
+    def __init__(self, transport: asyncio.Transport, accept: str) -> None:
+        self.transport = transport
+        self.accept = accept
+        self.counted = True  # in the per-address count until the connect event takes it over
 
 
 class _TakenOver(web.StreamResponse):
@@ -369,15 +406,69 @@ class LightEngineServer(engineio.AsyncServer):
         response: web.StreamResponse = await super().handle_request(request)
         return response
 
+    def upgrade(self, request: UpgradeRequest, transport: asyncio.Transport) -> bool:
+        """Open a session for a handshake read by ``server.front``; False leaves it to aiohttp.
+
+        The checks of :meth:`handle_request` and Engine.IO's own, made here without a request
+        object: a client over its per-address limit, or an origin Engine.IO would refuse, goes
+        the normal way, which answers it. The rest of the handshake is Engine.IO's, in a task;
+        the connection does not read meanwhile.
+        """
+        headers = request.headers
+        address = address_of(request.peer, headers.get("X-Forwarded-For", ""), self.trust_forwarded_for)
+        if self._per_address.get(address, 0) >= self.max_per_address:
+            return False
+        environ = request.environ()
+        origin = environ.get("HTTP_ORIGIN")
+        if origin and self.cors_allowed_origins != []:
+            allowed = self._cors_allowed_origins(environ)
+            if allowed is not None and origin not in allowed:
+                return False
+        # Counted now, not in the connect event: handshakes between here and their task's
+        # first step must not overshoot the limit.
+        self._per_address[address] = self._per_address.get(address, 0) + 1
+        front = _FrontOpen(transport, request.accept)
+        environ[FRONT_OPEN] = front
+        environ[FRONT_ADDRESS] = address
+        transport.pause_reading()
+        task = asyncio.ensure_future(self._open_front(environ, front, address))
+        self._cuts.add(task)
+        task.add_done_callback(self._cuts.discard)
+        return True
+
+    async def _open_front(self, environ: dict[str, Any], front: _FrontOpen, address: str) -> None:
+        transport = front.transport
+        try:
+            answer = await self._handle_connect(environ, "websocket")
+        except Exception:
+            log.exception("opening a WebSocket session")
+            answer = None
+        finally:
+            if front.counted:  # the connect event never ran: the count is given back
+                front.counted = False
+                self._release_address(address)
+        if isinstance(answer, _TakenOver):
+            return
+        if isinstance(answer, dict) and not transport.is_closing():  # refused by a connect handler
+            transport.write(_http_answer(answer))
+            transport.close()
+        else:
+            transport.abort()
+
     async def _trigger_event(self, event: str, *args: Any, **kwargs: Any) -> Any:
         if event == "connect":
             sid, environ = args[0], args[1]
             socket = self.sockets.get(sid)
             if socket is not None:
                 socket.queue.on_overflow = functools.partial(self._cut, socket)
-            address = client_address(environ["aiohttp.request"], trust_forwarded_for=self.trust_forwarded_for)
-            self._address_of[sid] = address
-            self._per_address[address] = self._per_address.get(address, 0) + 1
+            front: _FrontOpen | None = environ.get(FRONT_OPEN)
+            if front is not None and front.counted:
+                front.counted = False  # counted by upgrade(): from now on the session's
+                self._address_of[sid] = environ[FRONT_ADDRESS]
+            else:
+                address = client_address(environ["aiohttp.request"], trust_forwarded_for=self.trust_forwarded_for)
+                self._address_of[sid] = address
+                self._per_address[address] = self._per_address.get(address, 0) + 1
         elif event == "disconnect":
             self._forget_address(args[0])
         result = await super()._trigger_event(event, *args, **kwargs)
@@ -388,9 +479,12 @@ class LightEngineServer(engineio.AsyncServer):
     def _forget_address(self, sid: str) -> None:
         address = self._address_of.pop(sid, None)
         if address is not None:
-            left = self._per_address.pop(address) - 1
-            if left > 0:
-                self._per_address[address] = left
+            self._release_address(address)
+
+    def _release_address(self, address: str) -> None:
+        left = self._per_address.pop(address) - 1
+        if left > 0:
+            self._per_address[address] = left
 
     async def end(self, sid: str) -> None:
         """Close one session now, its TCP connection included (a client may ignore CLOSE)."""
@@ -443,6 +537,16 @@ class LightEngineServer(engineio.AsyncServer):
             asyncio.get_running_loop().call_later(self.ping_interval, _ping, socket)
             return None
         return super().start_background_task(target, *args, **kwargs)
+
+
+def _http_answer(answer: Mapping[str, Any]) -> bytes:
+    """An Engine.IO answer dict (``status``, ``headers``, ``response``) as a closing HTTP/1.1 response."""
+    body = answer.get("response") or b""
+    body = body if isinstance(body, bytes) else str(body).encode()
+    lines = [f"HTTP/1.1 {answer['status']}"]
+    lines += [f"{name}: {value}" for name, value in answer.get("headers") or [] if name.lower() != "content-length"]
+    lines += [f"Content-Length: {len(body)}", "Connection: close", "", ""]
+    return "\r\n".join(lines).encode("latin-1") + body
 
 
 def _ping(socket: AsyncSocket) -> None:
@@ -660,3 +764,44 @@ class _Header:
         has_ack = match.group(1) in ("2", "5") and match.group(4) is not None
         binary = match.group(1) in ("5", "6") and match.group(2) is not None
         return cls(namespace, int(match.group(4)) if has_ack else None, int(match.group(2)) if binary else 0)
+
+
+class FrontSite(web.TCPSite):
+    """aiohttp's TCP site with a ``server.front.FrontProtocol`` reading each connection first
+    (TCPSite's private settings are part of the contract above)."""
+
+    def __init__(
+        self,
+        runner: web.BaseRunner,
+        host: str,
+        port: int,
+        *,
+        upgrader: Upgrader,
+        path: str,
+        idle_timeout_s: float,
+        observers: list[Callable[[AnsweredUpgrade], None]],
+    ) -> None:
+        super().__init__(runner, host, port)
+        self._upgrader = upgrader
+        self._path = path
+        self._idle_timeout_s = idle_timeout_s
+        self._observers = observers
+        self._waiting: set[FrontProtocol] = set()
+
+    async def start(self) -> None:
+        # TCPSite.start, with the front in front of aiohttp's handler factory.
+        await web.BaseSite.start(self)
+        http = self._runner.server
+        assert http is not None
+        front = Front(http, self._upgrader, self._path, self._idle_timeout_s, self._waiting, self._observers)
+        self._server = await asyncio.get_running_loop().create_server(
+            lambda: FrontProtocol(front), self._host, self._port, backlog=self._backlog,
+            reuse_address=self._reuse_address, reuse_port=self._reuse_port,
+        )  # fmt: skip
+        sockets = self._server.sockets
+        self._bound_port = sockets[0].getsockname()[1] if sockets else self._port
+
+    async def stop(self) -> None:
+        await super().stop()
+        for waiting in list(self._waiting):
+            waiting.close()

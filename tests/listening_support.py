@@ -13,7 +13,7 @@ import pytest_asyncio
 from aiohttp import web
 from redis.asyncio import Redis
 
-from server.app import SERVICES_KEY, build_app
+from server.app import SERVICES_KEY, build_app, front_site
 from server.identity import token_service
 from server.services import build_services, connect_redis
 from storage.clock import Clock
@@ -53,7 +53,7 @@ async def start_on_clock(redis_url: str, data_dir: Path, clock: Clock) -> Server
     app.on_cleanup.append(close_redis)
     runner = web.AppRunner(app, access_log=None, shutdown_timeout=3)  # as `serve`: a lingering client must not hold the teardown
     await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
+    site = front_site(runner, "127.0.0.1", 0)
     await site.start()
     port = runner.addresses[0][1]
     return ServerUnderTest(url=f"http://127.0.0.1:{port}", services=app[SERVICES_KEY], tokens=tokens, app=app, runner=runner)

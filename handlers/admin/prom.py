@@ -28,7 +28,7 @@ from handlers.admin.alerts import Alerts
 from handlers.admin.config import AdminConfig
 from handlers.admin.requests import NoFields, parse_query
 from handlers.context import Services
-from handlers.http_common import guarded
+from handlers.http_common import UPGRADE_HOOKS, AnsweredUpgrade, guarded
 from handlers.metrics import MULTIPROC_ENV, forget_dead_processes
 from storage.admin import AdminStore
 
@@ -67,7 +67,12 @@ class PrometheusRoutes:
     def register(self, app: web.Application) -> None:
         """Attach ``/metrics`` and the request-counting middleware to ``app``."""
         app.middlewares.append(self._count)
+        app.setdefault(UPGRADE_HOOKS, []).append(self._count_upgrade)
         app.router.add_get("/metrics", guarded(self.metrics))
+
+    def _count_upgrade(self, upgrade: AnsweredUpgrade) -> None:
+        # What _count records for a WebSocket open that aiohttp never saw (server.front).
+        self.requests.labels(upgrade.path, "GET", "101").inc()
 
     @web.middleware
     async def _count(self, request: web.Request, handler: Any) -> web.StreamResponse:

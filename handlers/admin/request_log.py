@@ -16,6 +16,8 @@ from typing import Any
 
 from aiohttp import web
 
+from handlers.http_common import AnsweredUpgrade
+
 log = logging.getLogger("sessionhub.request")
 
 REQUEST_ID_HEADER = "X-Request-Id"
@@ -29,7 +31,10 @@ _COUNT = itertools.count(1)
 
 def request_id_of(request: web.Request) -> str:
     """The caller's request id when it is a plain token, else a fresh one."""
-    offered = request.headers.get(REQUEST_ID_HEADER, "")
+    return _id_from(request.headers.get(REQUEST_ID_HEADER, ""))
+
+
+def _id_from(offered: str) -> str:
     return offered if _ACCEPTED_ID.match(offered) else f"{_PREFIX}{next(_COUNT):08x}"
 
 
@@ -49,21 +54,32 @@ async def request_log(request: web.Request, handler: Any) -> web.StreamResponse:
         raise
     finally:
         resource = request.match_info.route.resource
-        log.info(
-            "%s %s %d",
-            request.method,
-            request.path[:200],
-            status,
-            extra={
-                "request_id": request_id,
-                "method": request.method,
-                "path": request.path[:200],
-                "route": resource.canonical if resource is not None else "unmatched",
-                "status": status,
-                "duration_ms": round((time.perf_counter() - started) * 1000, 2),
-                "remote": request.remote or "",
-            },
-        )
+        route = resource.canonical if resource is not None else "unmatched"
+        _line(request_id, request.method, request.path, route, status, started, request.remote or "")
+
+
+def log_upgrade(upgrade: AnsweredUpgrade) -> None:
+    """The line :func:`request_log` writes, for a WebSocket open answered by ``server.front``."""
+    if log.isEnabledFor(logging.INFO):
+        _line(_id_from(upgrade.request_id), "GET", upgrade.path, upgrade.path, 101, time.perf_counter(), upgrade.remote)
+
+
+def _line(request_id: str, method: str, path: str, route: str, status: int, started: float, remote: str) -> None:
+    log.info(
+        "%s %s %d",
+        method,
+        path[:200],
+        status,
+        extra={
+            "request_id": request_id,
+            "method": method,
+            "path": path[:200],
+            "route": route,
+            "status": status,
+            "duration_ms": round((time.perf_counter() - started) * 1000, 2),
+            "remote": remote,
+        },
+    )
 
 
 async def add_request_id(request: web.Request, response: web.StreamResponse) -> None:
