@@ -29,7 +29,7 @@ The contract, i.e. everything relied on beyond the libraries' documented API (a 
   ``_handle_eio_disconnect``, ``_handle_event``, ``_send_packet``, ``_binary_packet``.
 - aiohttp: ``web.TCPSite`` keeps its settings in ``_host``, ``_port``, ``_backlog``,
   ``_reuse_address``, ``_reuse_port`` and its listening server in ``_server`` and
-  ``_bound_port`` (``server.front.FrontSite`` starts it), and ``runner.server`` builds a request
+  ``_bound_port`` (:class:`FrontSite` starts it), and ``runner.server`` builds a request
   handler that takes a connection through ``connection_made`` and ``data_received`` at any
   time; the request handler (``request.protocol``) keeps bytes read after an upgrade
   request in ``_message_tail``, lets go of a connection whose ``transport`` is set to None,
@@ -207,12 +207,13 @@ FRONT_ADDRESS = "sessionhub.front_address"
 class _FrontOpen:
     """A front handshake's connection (paused) and its ``Sec-WebSocket-Accept``."""
 
-    __slots__ = ("accept", "counted", "transport")
+    __slots__ = ("accept", "counted", "sid", "transport")
 
     def __init__(self, transport: asyncio.Transport, accept: str) -> None:
         self.transport = transport
         self.accept = accept
         self.counted = True  # in the per-address count until the connect event takes it over
+        self.sid = ""  # the Engine.IO session, once the connect event has run
 
 
 class _TakenOver(web.StreamResponse):
@@ -443,6 +444,9 @@ class LightEngineServer(engineio.AsyncServer):
         except Exception:
             log.exception("opening a WebSocket session")
             answer = None
+            opened = self.sockets.get(front.sid) if front.sid else None
+            if opened is not None and getattr(opened, "sh_ws", None) is None:
+                await self.drop(opened)  # registered, never served: not left in `sockets`
         finally:
             if front.counted:  # the connect event never ran: the count is given back
                 front.counted = False
@@ -463,7 +467,7 @@ class LightEngineServer(engineio.AsyncServer):
                 socket.queue.on_overflow = functools.partial(self._cut, socket)
             front: _FrontOpen | None = environ.get(FRONT_OPEN)
             if front is not None and front.counted:
-                front.counted = False  # counted by upgrade(): from now on the session's
+                front.counted, front.sid = False, sid  # counted by upgrade(): now the session's
                 self._address_of[sid] = environ[FRONT_ADDRESS]
             else:
                 address = client_address(environ["aiohttp.request"], trust_forwarded_for=self.trust_forwarded_for)

@@ -236,3 +236,26 @@ async def test_connections_that_sent_nothing_are_closed_when_the_server_stops(
     for reader, writer in idle:
         assert await asyncio.wait_for(reader.read(-1), 5) == b""
         writer.close()
+
+
+async def test_a_session_refused_after_the_front_took_the_connection_gets_a_whole_answer(
+    server: ServerUnderTest,
+) -> None:
+    # No Engine.IO connect handler refuses today; one that fails is a refusal (Engine.IO logs it
+    # and answers 401), and the fast path, with no aiohttp response to hand it to, writes it.
+    eio = server.app[SIO_KEY].eio
+    served = eio.handlers["connect"]
+
+    async def failing(sid: str, environ: dict[str, Any]) -> None:
+        raise RuntimeError("refused by the test")
+
+    eio.handlers["connect"] = failing
+    try:
+        status, body = await http_exchange(port_of(server.url), open_request())
+    finally:
+        eio.handlers["connect"] = served
+    assert status == 401 and json.loads(body) == "Unauthorized"
+    assert not eio.sockets and not eio._per_address  # noqa: SLF001  # nothing kept, the place given back
+    client = Client(server.url, server.token("alice"))
+    await client.connect()
+    await client.close()
