@@ -11,7 +11,8 @@ from typing import Any
 from playwright.async_api import Browser, Dialog, Page, WebSocketRoute, expect
 
 from tests.browser import SocketGate, Tab, new_tab
-from tests.clips_helpers import create_stream, http
+from tests.clips_helpers import create_stream, http, started
+from tests.conftest import start_server
 from tests.helpers import Client, ServerUnderTest
 
 UUID = r"[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}"
@@ -276,3 +277,33 @@ async def test_dashboard_review_mark_edit_delete_and_exports(
     assert await page.evaluate("navigator.clipboard.readText()") == f"{server.url}/watch/{session_id}"
     stored = await server.services.redis.hlen(server.services.keys.stream_clips(session_id))
     assert stored == 2
+
+
+async def test_a_refused_clip_waits_as_long_as_the_server_asks(
+    redis_process: Any, redis: Any, tmp_path: Path, browser: Browser
+) -> None:
+    # The viewer clipped from another tab: this page has no cooldown of its own, so its click
+    # is refused, and the refusal's retry_after_s (not a guess) is how long the button waits.
+    srv = await start_server(redis_process.url, tmp_path, clips_cooldown_s=40)
+    clients: list[Client] = []
+    viewer_tab = await new_tab(browser, srv)
+    try:
+        session_id, _ = await started(srv, clients)
+        viewer = await live(viewer_tab, f"/watch/{session_id}")
+        token = await viewer.evaluate("JSON.parse(localStorage.getItem('sessionhub.token')).token")
+        other_tab = Client(srv.url, token)
+        clients.append(other_tab)
+        await other_tab.connect()
+        assert (await other_tab.call("clip_submit", {"session_id": session_id}))["ok"] is True
+        button = viewer.locator("#clip-button")
+        await expect(button).to_be_enabled()
+        await button.click()
+        await expect(viewer.locator("#confirmation")).to_contain_text("Not clipped")
+        await expect(viewer.locator("#clip-reason")).to_have_text(re.compile(r"Cooldown: you can clip again in (3\d|40) s\."))
+        await expect(button).to_be_disabled()
+        assert not viewer_tab.errors, viewer_tab.errors
+    finally:
+        await viewer_tab.page.context.close()
+        for client in clients:
+            await client.close()
+        await srv.stop()

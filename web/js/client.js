@@ -17,14 +17,24 @@ const ACK_TIMEOUT_MS = 10_000;
 // refuses every token must not be hammered.
 const MAX_RENEWALS = 2;
 
-/** A refusal from the server, carrying its wire code (`session_not_found`, `forbidden`, ...). */
+/**
+ * A refusal from the server, carrying its wire code (`session_not_found`, `forbidden`, ...) and
+ * `details`: whatever else the refusal said (`retry_after_s`, `limit`, `state`, `details`, ...).
+ */
 export class ApiError extends Error {
-  constructor(code, message, status = 0) {
+  constructor(code, message, status = 0, details = {}) {
     super(message || code);
     this.name = "ApiError";
     this.code = code;
     this.status = status;
+    this.details = details;
   }
+}
+
+/** The fields of an error body or ack beyond the ones ApiError names. */
+function extraFields(body, named) {
+  if (!body || typeof body !== "object" || Array.isArray(body)) return {};
+  return Object.fromEntries(Object.entries(body).filter(([key]) => !named.includes(key)));
 }
 
 // --- token ------------------------------------------------------------------------------
@@ -136,7 +146,7 @@ async function readJson(response) {
 function toError(response, body) {
   const code = typeof body?.error === "string" ? body.error : `http_${response.status}`;
   const message = typeof body?.message === "string" ? body.message : response.statusText;
-  return new ApiError(code, message, response.status);
+  return new ApiError(code, message, response.status, extraFields(body, ["error", "message"]));
 }
 
 /**
@@ -227,7 +237,7 @@ export async function call(socket, event, payload, timeoutMs = ACK_TIMEOUT_MS) {
     // The token expired on an open connection: reconnecting presents a fresh one.
     socket.disconnect().connect();
   }
-  throw new ApiError(ack?.error ?? "invalid_response", ack?.message ?? "");
+  throw new ApiError(ack?.error ?? "invalid_response", ack?.message ?? "", 0, extraFields(ack, ["ok", "error", "message"]));
 }
 
 function isLogEvent(sessionId, data) {

@@ -12,6 +12,8 @@ import { OrphanBanner } from "./orphan_banner.js";
 const NOTE_MAX = 100;
 const orphanBanner = new OrphanBanner();
 const RETRY_AFTER_TIMEOUT_MS = 1000;
+// A cooldown the page honours at most (the server's is 3,600 s at most: SESSIONHUB_CLIPS_COOLDOWN_S).
+const MAX_COOLDOWN_S = 3600;
 
 const $ = (id) => document.getElementById(id);
 const ui = {
@@ -66,6 +68,12 @@ function showError(err) {
   ui.error.dataset.code = err?.code ?? "error";
   ui.connection.hidden = true;
   show(ui.error);
+}
+
+/** How long a `rate_limited` refusal asks to wait (its `retry_after_s`; 1 s when it names none). */
+function retryAfterMs(err) {
+  const seconds = Number(err.details?.retry_after_s);
+  return Number.isFinite(seconds) && seconds > 0 ? Math.min(seconds, MAX_COOLDOWN_S) * 1000 : 1000;
 }
 
 function cooldownLeftS() {
@@ -155,7 +163,7 @@ async function send() {
     } else {
       pending = null;
       if (err.code === "invalid_state") refreshState();
-      if (err.code === "rate_limited") cooldownUntil = performance.now() + 1000;
+      if (err.code === "rate_limited") cooldownUntil = performance.now() + retryAfterMs(err);
       confirm(`Not clipped: ${err.message}`, "error");
     }
   } finally {
