@@ -34,6 +34,8 @@ from server.leanws import HandshakeError, accept_key
 # A request head larger than this goes to aiohttp (whose own limits then apply).
 MAX_HEAD_BYTES = 8192
 MAX_HEADERS = 64
+# What a client may send between its WebSocket open and the answer (it should send nothing).
+MAX_EARLY_BYTES = 65536
 _END = b"\r\n\r\n"
 _PRINTABLE = re.compile(rb"[\t\x20-\x7e]*")
 _REQUEST_LINE = re.compile(r"GET (/[!-~]*) HTTP/1\.1")
@@ -115,8 +117,12 @@ def parse_upgrade(data: bytes, path: str, peer: str) -> UpgradeRequest | None:
 class Upgrader(Protocol):
     """What opens Engine.IO sessions from the front (``server.fastpath.LightEngineServer``)."""
 
-    def upgrade(self, request: UpgradeRequest, transport: asyncio.Transport) -> bool:
-        """Take the connection (True), or leave it to aiohttp (False, nothing done)."""
+    def upgrade(self, request: UpgradeRequest, transport: asyncio.Transport, early: bytearray) -> bool:
+        """Take the connection (True), or leave it to aiohttp (False, nothing done).
+
+        Bytes that arrive after a taken request, until the upgrader serves the connection,
+        collect in ``early`` (at most :data:`MAX_EARLY_BYTES`; past it the connection is cut).
+        """
         ...
 
 
@@ -135,12 +141,14 @@ class Front:
 class FrontProtocol(asyncio.Protocol):
     """One new connection until its first bytes say where it goes (see the module docstring)."""
 
-    __slots__ = ("_front", "_timer", "_transport")
+    __slots__ = ("_early", "_front", "_taken", "_timer", "_transport")
 
     def __init__(self, front: Front) -> None:
         self._front = front
         self._transport: asyncio.Transport | None = None
         self._timer: asyncio.TimerHandle | None = None
+        self._taken: asyncio.Transport | None = None  # given to the upgrader, not served yet
+        self._early = bytearray()
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         assert isinstance(transport, asyncio.Transport)
@@ -149,6 +157,12 @@ class FrontProtocol(asyncio.Protocol):
         self._timer = asyncio.get_running_loop().call_later(self._front.idle_timeout_s, self.close)
 
     def data_received(self, data: bytes) -> None:
+        taken = self._taken
+        if taken is not None:  # the upgrader has not served the connection yet: it gets these
+            self._early += data
+            if len(self._early) > MAX_EARLY_BYTES:
+                taken.abort()
+            return
         transport = self._transport
         if transport is None:
             return
@@ -156,7 +170,8 @@ class FrontProtocol(asyncio.Protocol):
         front = self._front
         peer = transport.get_extra_info("peername")
         request = parse_upgrade(data, front.path, str(peer[0]) if peer else "")
-        if request is not None and front.upgrader.upgrade(request, transport):
+        if request is not None and front.upgrader.upgrade(request, transport, self._early):
+            self._taken = transport
             if front.observers:
                 answered = AnsweredUpgrade(front.path, request.peer, request.headers.get("X-Request-Id", ""))
                 for observe in front.observers:
@@ -171,6 +186,7 @@ class FrontProtocol(asyncio.Protocol):
         return None  # closes the connection: it never sent a request
 
     def connection_lost(self, exc: Exception | None) -> None:
+        self._taken = None
         self._settle()
 
     def close(self) -> None:

@@ -19,7 +19,7 @@ from typing import Any
 import pytest
 
 from server.app import SIO_KEY
-from server.front import parse_upgrade
+from server.front import MAX_EARLY_BYTES, parse_upgrade
 from tests.conftest import start_server
 from tests.helpers import Client, ServerUnderTest
 from tests.test_admin_http import admin_token
@@ -259,3 +259,41 @@ async def test_a_session_refused_after_the_front_took_the_connection_gets_a_whol
     client = Client(server.url, server.token("alice"))
     await client.connect()
     await client.close()
+
+
+async def test_bytes_sent_before_the_answer_reach_the_session_and_are_capped(server: ServerUnderTest) -> None:
+    # A slow connect step (a Redis-bound handler would be one) leaves the front holding the
+    # connection for a while; what the client sends meanwhile is kept for it, up to a cap.
+    eio = server.app[SIO_KEY].eio
+    served = eio.handlers["connect"]
+
+    async def slow(sid: str, environ: dict[str, Any]) -> Any:
+        await asyncio.sleep(0.3)
+        return await served(sid, environ)
+
+    eio.handlers["connect"] = slow
+    port = port_of(server.url)
+    try:
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        writer.write(open_request())
+        await asyncio.sleep(0.1)  # taken by the front, its connect step still sleeping
+        writer.write(client_frame(0x1, b'40{"token":"' + server.token("alice").encode() + b'"}'))
+        head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 5)
+        assert head.startswith(b"HTTP/1.1 101 ")
+        await _engineio_open(reader)
+        first = await asyncio.wait_for(reader.readexactly(2), 5)
+        assert (await reader.readexactly(first[1] & 0x7F)).startswith(b"40{")  # the early CONNECT
+        writer.close()
+
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        writer.write(open_request())
+        await asyncio.sleep(0.1)
+        writer.write(b"x" * (MAX_EARLY_BYTES + 1))
+        try:
+            answer = await asyncio.wait_for(reader.read(-1), 5)
+        except ConnectionResetError:  # the cut, seen as a reset
+            answer = b""
+        assert answer == b""  # cut, never answered
+        writer.close()
+    finally:
+        eio.handlers["connect"] = served
