@@ -83,6 +83,7 @@ class Settings(BaseSettings):
     admin_job_stuck_s: int = Field(default=600, ge=1)
     admin_dead_letter_alert: int = Field(default=1, ge=1)
     admin_node_heartbeat_s: float = Field(default=5.0, gt=0, le=300)
+    admin_cleanup_retry_s: float = Field(default=60.0, gt=0, le=3600)
     admin_metrics_public: bool = False
     admin_actions_per_min: int = Field(default=30, ge=1)
 

@@ -216,6 +216,11 @@ class Keys:
         """Capped stream of admin actions that changed data: who, what, when."""
         return f"{self.prefix}:{{admin}}:audit"
 
+    def admin_cleanups(self) -> str:
+        """Hash session id -> JSON (kind, record, since) of deletions whose follow-up
+        (``SessionKind.on_delete``) has not finished yet; retried until it does."""
+        return f"{self.prefix}:{{admin}}:cleanups"
+
     def admin_nodes(self) -> str:
         """Hash node id -> JSON heartbeat (bus live, clients, when), written by every serve node."""
         return f"{self.prefix}:{{admin}}:nodes"
