@@ -134,6 +134,41 @@ def test_smpte_non_drop_frame(ms: int, fps: str, expected: str) -> None:
     assert timecode.smpte(timecode.frames(ms, fps), fps) == expected
 
 
+@pytest.mark.parametrize(
+    "frame, fps, expected",
+    [
+        (1799, "29.97DF", "00:00:59;29"),
+        (1800, "29.97DF", "00:01:00;02"),  # ;00 and ;01 are skipped at the start of a minute
+        (17982, "29.97DF", "00:10:00;00"),  # but not of every tenth
+        (17981, "29.97DF", "00:09:59;29"),
+        (3600, "59.94DF", "00:01:00;04"),  # four skipped at 59.94
+        (35964, "59.94DF", "00:10:00;00"),
+        (3600, "59.94", "00:01:00:00"),
+    ],
+)
+def test_smpte_drop_frame(frame: int, fps: str, expected: str) -> None:
+    assert timecode.smpte(frame, fps) == expected
+
+
+def test_drop_frame_keeps_to_the_clock_where_non_drop_frame_falls_behind() -> None:
+    hour = 3_600_000
+    assert timecode.smpte(timecode.frames(hour, "29.97DF"), "29.97DF") == "01:00:00;00"
+    assert timecode.smpte(timecode.frames(hour, "59.94DF"), "59.94DF") == "01:00:00;00"
+    assert timecode.smpte(timecode.frames(hour, "29.97"), "29.97") == "00:59:56:12"  # 3.6 s behind
+    assert timecode.smpte(timecode.frames_at_hour(1, "29.97DF"), "29.97DF") == "01:00:00;00"
+
+
+def test_drop_frame_editor_files_say_so() -> None:
+    edl = formats.cmx3600("Raid night", ROWS, fps="29.97DF")
+    assert "FCM: DROP FRAME" in edl.splitlines()
+    events = [line for line in edl.splitlines() if line[:3].isdigit()]
+    assert events[0].split()[4:6] == ["01:00:04;29", "01:00:05;00"]  # 5 s in, then one frame on
+    assert all(";" in field for line in events for field in line.split()[4:8])
+    assert "FCM: DROP FRAME" in formats.resolve_markers("Raid night", ROWS, fps="59.94DF").splitlines()
+    premiere = formats.premiere_markers(ROWS, fps="29.97DF")
+    assert all(row.endswith("00:00:00;00,Comment") for row in premiere.splitlines()[1:])
+
+
 def test_hms() -> None:
     assert [timecode.hms(ms) for ms in (0, 59_999, 61_000, 3_600_000, 36_000_000 + 61_500)] == [
         "0:00:00",

@@ -106,6 +106,17 @@ async def test_streamer_and_viewer_from_start_to_csv(
         assert stored is not None and stored["guest"] is True
         assert rows[1][3] == rows[2][3] and rows[1][3].startswith("guest-")
 
+        await dash.locator("#format-select").select_option("edl")
+        await dash.locator("#fps-select").select_option("29.97DF")
+        async with dash.expect_download() as download_info:
+            await dash.locator("#export-button").click()
+        edl_file = tmp_path / "export.edl"
+        await (await download_info.value).save_as(edl_file)
+        edl = edl_file.read_text(encoding="utf-8").splitlines()
+        assert edl[1] == "FCM: DROP FRAME"
+        located = [line for line in edl if line.endswith(XSS_NOTE)]  # the clip at 1:40 of the VOD
+        assert len(located) == 1 and re.fullmatch(r"\* LOC: 01:01:(39|40);\d\d YELLOW  .*", located[0]), located
+
         for page in (dash, viewer):
             assert await page.locator("img").count() == 0
             assert await page.evaluate("typeof window.__xss") == "undefined"

@@ -129,7 +129,7 @@ def premiere_markers(markers: list[Marker], *, fps: str) -> str:
                 _describe(m),
                 at,
                 at,
-                "00:00:00:00",
+                timecode.smpte(0, fps),  # a marker lasts no frame
                 "Comment",
             ]
         )
@@ -141,13 +141,12 @@ def _describe(m: Marker) -> str:
     return f"segment {m.segment_index} at {timecode.hms(m.offset_ms)}{clicks}"
 
 
-def _edl_title(title: str) -> list[str]:
-    return [f"TITLE: {title}", "FCM: NON-DROP FRAME", ""]
+def _edl_title(title: str, fps: str) -> list[str]:
+    return [f"TITLE: {title}", "FCM: DROP FRAME" if timecode.is_drop_frame(fps) else "FCM: NON-DROP FRAME", ""]
 
 
 def _record_in(m: Marker, fps: str) -> int:
-    base, _ = timecode.FRAME_RATES[fps]
-    return EDL_START_FRAMES_H * 3600 * base + timecode.frames(m.stream_offset_ms, fps)
+    return timecode.frames_at_hour(EDL_START_FRAMES_H, fps) + timecode.frames(m.stream_offset_ms, fps)
 
 
 def _edl_event(number: int, reel: str, start: int, fps: str) -> str:
@@ -158,7 +157,7 @@ def _edl_event(number: int, reel: str, start: int, fps: str) -> str:
 
 def resolve_markers(title: str, markers: list[Marker], *, fps: str) -> str:
     """DaVinci Resolve's timeline-marker EDL: one-frame events from 01:00:00:00, ``|C: |M: |D:``."""
-    lines = _edl_title(title)
+    lines = _edl_title(title, fps)
     for number, m in enumerate(markers, start=1):
         color = "ResolveColorGreen" if m.clipped else "ResolveColorBlue"
         name = (m.label or f"Clip {number}").replace("|", "/")
@@ -168,7 +167,7 @@ def resolve_markers(title: str, markers: list[Marker], *, fps: str) -> str:
 
 def cmx3600(title: str, markers: list[Marker], *, fps: str) -> str:
     """A CMX3600 EDL with one one-frame event per row and its ``* LOC:`` locator."""
-    lines = _edl_title(title)
+    lines = _edl_title(title, fps)
     for number, m in enumerate(markers, start=1):
         start = _record_in(m, fps)
         color = "GREEN" if m.clipped else "YELLOW"

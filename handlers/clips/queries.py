@@ -12,7 +12,7 @@ from handlers.query import QueryModel
 
 MAX_WINDOW_S = 600
 ExportFormat = Literal["csv", "json", "txt", "youtube", "premiere", "resolve", "edl"]
-FrameRate = Literal["23.976", "25", "29.97", "30", "60"]
+FrameRate = Literal["23.976", "25", "29.97", "29.97DF", "30", "59.94", "59.94DF", "60"]
 # The literal above is what the document lists; the table is what the timecodes use.
 assert set(get_args(FrameRate)) == set(FRAME_RATES), "FrameRate must list timecode.FRAME_RATES"
 

@@ -2,16 +2,32 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from fractions import Fraction
 
-# Frame rate label -> (timecode base, real frames per second). 23.976 and 29.97 count frames
-# at 24 and 30 per timecode second (non-drop-frame), so a real second is not a timecode second.
-FRAME_RATES: dict[str, tuple[int, Fraction]] = {
-    "23.976": (24, Fraction(24000, 1001)),
-    "25": (25, Fraction(25)),
-    "29.97": (30, Fraction(30000, 1001)),
-    "30": (30, Fraction(30)),
-    "60": (60, Fraction(60)),
+
+@dataclass(frozen=True, slots=True)
+class FrameRate:
+    """How a frame rate counts: ``base`` frames per timecode second, ``real`` per real second,
+    and ``drop`` frame numbers skipped each minute but every tenth (drop-frame timecode)."""
+
+    base: int
+    real: Fraction
+    drop: int = 0
+
+
+# 23.976, 29.97 and 59.94 count frames at 24, 30 and 60 per timecode second: non-drop-frame,
+# their timecode runs slower than the clock (3.6 s an hour). Drop-frame ("DF") skips frame
+# numbers (never frames) so that 29.97 and 59.94 timecode keeps to the clock: SMPTE 12M.
+FRAME_RATES: dict[str, FrameRate] = {
+    "23.976": FrameRate(24, Fraction(24000, 1001)),
+    "25": FrameRate(25, Fraction(25)),
+    "29.97": FrameRate(30, Fraction(30000, 1001)),
+    "29.97DF": FrameRate(30, Fraction(30000, 1001), drop=2),
+    "30": FrameRate(30, Fraction(30)),
+    "59.94": FrameRate(60, Fraction(60000, 1001)),
+    "59.94DF": FrameRate(60, Fraction(60000, 1001), drop=4),
+    "60": FrameRate(60, Fraction(60)),
 }
 DEFAULT_FPS = "30"
 
@@ -32,12 +48,30 @@ def youtube(ms: int) -> str:
 
 def frames(ms: int, fps: str) -> int:
     """The frame that shows the moment ``ms`` after the start (rounded down)."""
-    _, rate = FRAME_RATES[fps]
-    return int(Fraction(ms, 1000) * rate)
+    return int(Fraction(ms, 1000) * FRAME_RATES[fps].real)
+
+
+def frames_at_hour(hours: int, fps: str) -> int:
+    """The frame number whose timecode is ``HH:00:00:00`` (a timeline's usual start)."""
+    rate = FRAME_RATES[fps]
+    per_ten_minutes = rate.base * 600 - rate.drop * 9
+    return hours * 6 * per_ten_minutes
+
+
+def is_drop_frame(fps: str) -> bool:
+    """True for a drop-frame rate (its timecodes are ``HH:MM:SS;FF``)."""
+    return FRAME_RATES[fps].drop > 0
 
 
 def smpte(frame: int, fps: str) -> str:
-    """``HH:MM:SS:FF`` non-drop-frame timecode of frame number ``frame``."""
-    base, _ = FRAME_RATES[fps]
+    """``HH:MM:SS:FF`` timecode of frame number ``frame`` (``HH:MM:SS;FF`` when drop-frame)."""
+    rate = FRAME_RATES[fps]
+    base, drop = rate.base, rate.drop
+    if drop:
+        # Frame numbers 0..drop-1 are skipped at the start of every minute but each tenth.
+        per_minute = base * 60 - drop
+        tens, within = divmod(frame, base * 600 - drop * 9)
+        frame += drop * 9 * tens + (drop * ((within - drop) // per_minute) if within > drop else 0)
     seconds, ff = divmod(frame, base)
-    return f"{seconds // 3600:02d}:{seconds // 60 % 60:02d}:{seconds % 60:02d}:{ff:02d}"
+    separator = ";" if drop else ":"
+    return f"{seconds // 3600:02d}:{seconds // 60 % 60:02d}:{seconds % 60:02d}{separator}{ff:02d}"
