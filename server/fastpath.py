@@ -187,7 +187,8 @@ class DirectWebSocket:
         else:
             transport.set_protocol(ws)
             if front.early:  # sent before the answer (a client should not): the socket's now
-                early, front.early = bytes(front.early), bytearray()
+                early = bytes(front.early)
+                front.early.clear()
                 ws.data_received(early)
         # What the connection needed from its request has been read: the rest goes with it
         # (python-socketio keeps this dict for the life of the connection).
