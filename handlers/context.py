@@ -15,6 +15,7 @@ from redis.asyncio import Redis
 from auth.tokens import TokenService
 from handlers.kinds import KindRegistry
 from handlers.metrics import Metrics
+from storage.cleanups import OwedCleanups
 from storage.clock import Clock
 from storage.events import EventLog
 from storage.jobs import JobQueue
@@ -108,6 +109,7 @@ class Services:
     jobs: JobQueue
     limiter: RateLimiter
     login_tokens: LoginTokens
+    cleanups: OwedCleanups
     tokens: TokenService
     limits: Limits
     bus: Subscriptions

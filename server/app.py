@@ -15,6 +15,7 @@ from handlers.admin.config import AdminConfig
 from handlers.auth_http import AuthRoutes
 from handlers.clips import capability as clips
 from handlers.clips.settings import ClipSettings
+from handlers.cleanups import CleanupRetry
 from handlers.connection import Connections
 from handlers.connection_events import ConnectionEvents
 from handlers.context import Services
@@ -145,6 +146,7 @@ def build_app(settings: Settings, *, services: Services) -> web.Application:
 
     app.on_startup.append(start_bus)
     app.on_cleanup.append(stop_bus)
+    CleanupRetry(services, interval_s=settings.cleanup_retry_s).register(app)
     return app
 
 

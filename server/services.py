@@ -13,6 +13,7 @@ from handlers.context import Limits, NoSubscriptions, Services, Subscriptions
 from handlers.kinds import KindRegistry
 from handlers.metrics import Metrics
 from server.settings import Settings
+from storage.cleanups import OwedCleanups
 from storage.clock import Clock
 from storage.events import EventLog
 from storage.jobs import JobQueue
@@ -136,6 +137,7 @@ def build_services(
         jobs=JobQueue(redis=redis, keys=keys, clock=clock),
         limiter=RateLimiter(redis=redis, keys=keys, clock=clock),
         login_tokens=LoginTokens(redis=redis, keys=keys),
+        cleanups=OwedCleanups(redis=redis, keys=keys, clock=clock),
         tokens=tokens,
         limits=limits_from(settings),
         bus=bus if bus is not None else NoSubscriptions(),

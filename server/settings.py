@@ -55,6 +55,7 @@ class Settings(BaseSettings):
     ping_timeout_s: float = Field(default=20.0, gt=0)
     connect_timeout_s: float = Field(default=10.0, gt=0)
     http_idle_timeout_s: float = Field(default=15.0, gt=0)
+    cleanup_retry_s: float = Field(default=60.0, gt=0, le=3600)
     max_connections_per_address: int = Field(default=2000, ge=1)
     # Young-generation threshold of the garbage collector (0 keeps CPython's; server/process.py).
     gc_gen0_threshold: int = Field(default=50_000, ge=0)
@@ -83,7 +84,6 @@ class Settings(BaseSettings):
     admin_job_stuck_s: int = Field(default=600, ge=1)
     admin_dead_letter_alert: int = Field(default=1, ge=1)
     admin_node_heartbeat_s: float = Field(default=5.0, gt=0, le=300)
-    admin_cleanup_retry_s: float = Field(default=60.0, gt=0, le=3600)
     admin_metrics_public: bool = False
     admin_actions_per_min: int = Field(default=30, ge=1)
 

@@ -324,38 +324,6 @@ class AdminStore:
         await self._sessions.unindex(session_id=session_id, owner_id=str(result[2]))
         return int(result[0])
 
-    # --- follow-ups of deletions --------------------------------------------------------
-    async def note_cleanup(self, session_id: str, record: dict[str, str]) -> None:
-        """Record, before a deletion, that its follow-up is owed (see ``handlers.admin.deletion``)."""
-        entry = {"record": record, "since_ms": self._clock.now_ms()}
-        await self._redis.hset(self._keys.admin_cleanups(), session_id, json.dumps(entry, separators=(",", ":")))  # type: ignore[misc]
-
-    async def cleanup_done(self, session_id: str) -> None:
-        """The deletion's follow-up finished (or nothing was deleted): nothing is owed any more."""
-        await self._redis.hdel(self._keys.admin_cleanups(), session_id)  # type: ignore[misc]
-
-    async def owed_cleanups(self, *, older_than_ms: int, limit: int) -> list[tuple[str, dict[str, str]]]:
-        """Up to ``limit`` owed follow-ups noted more than ``older_than_ms`` ago: (session id, record).
-
-        An entry that does not parse is dropped (it names nothing that could be cleaned).
-        """
-        raw: Any = await self._redis.hgetall(self._keys.admin_cleanups())  # type: ignore[misc]
-        cutoff = self._clock.now_ms() - older_than_ms
-        owed: list[tuple[str, dict[str, str]]] = []
-        for session_id, text in sorted(raw.items()):
-            try:
-                entry = json.loads(text)
-                record = {str(k): str(v) for k, v in dict(entry["record"]).items()}
-                since_ms = int(entry["since_ms"])
-            except (ValueError, KeyError, TypeError):
-                await self.cleanup_done(session_id)
-                continue
-            if since_ms <= cutoff:
-                owed.append((session_id, record))
-                if len(owed) >= limit:
-                    break
-        return owed
-
     # --- audit ------------------------------------------------------------------------
     async def audit(self, *, actor: str, action: str, target: str, detail: dict[str, Any]) -> None:
         """Record an admin action that changed data: who, what, when."""

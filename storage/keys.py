@@ -216,10 +216,10 @@ class Keys:
         """Capped stream of admin actions that changed data: who, what, when."""
         return f"{self.prefix}:{{admin}}:audit"
 
-    def admin_cleanups(self) -> str:
-        """Hash session id -> JSON (kind, record, since) of deletions whose follow-up
-        (``SessionKind.on_delete``) has not finished yet; retried until it does."""
-        return f"{self.prefix}:{{admin}}:cleanups"
+    def cleanups(self) -> str:
+        """Hash session id -> JSON (record, since) of deletions whose follow-up outside the
+        session's keys (``SessionKind.on_delete``) has not finished yet (storage/cleanups.py)."""
+        return f"{self.prefix}:cleanups"
 
     def admin_nodes(self) -> str:
         """Hash node id -> JSON heartbeat (bus live, clients, when), written by every serve node."""

@@ -245,7 +245,9 @@ class VoiceSessions:
         """Delete the owner's session and its stored data; returns the audio bytes it held.
 
         The record goes first and the indexes after (a leftover index entry is skipped by
-        listings, see storage/sessions.py); the blob files are the caller's to remove.
+        listings, see storage/sessions.py). The owner's list and active pointer (the owner's
+        slot, :meth:`forget`) and the blob files are the caller's to remove: the voice kind's
+        ``on_delete``, owed and retried (``handlers.cleanups``).
         """
         k = self._keys
         result = await self._log.run(
@@ -261,7 +263,6 @@ class VoiceSessions:
             args=[*performer.args(), etypes.SESSION_UPDATE, log_ttl_s],
         )
         await self._sessions.unindex(session_id=session_id, owner_id=performer.user_id)
-        await self.forget(session_id, owner_id=performer.user_id)
         return int(result[1])
 
     async def forget(self, session_id: str, *, owner_id: str) -> None:

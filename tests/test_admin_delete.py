@@ -10,7 +10,7 @@ from typing import Any
 import aiohttp
 import pytest_asyncio
 
-from handlers.admin.deletion import SessionDeleter
+from handlers.cleanups import retry_owed
 from storage.admin import AdminStore
 from tests.audio_samples import webm
 from tests.conftest import start_server
@@ -43,7 +43,7 @@ async def assert_nothing_left(server: ServerUnderTest, session_id: str) -> None:
     for index in (keys.all_sessions(), keys.admin_created("*"), keys.admin_accessed("*"), keys.admin_remixes()):
         assert await redis.zscore(index, session_id) is None, index
     assert await redis.hget(keys.admin_kind_of(), session_id) is None
-    assert await redis.hget(keys.admin_cleanups(), session_id) is None  # nothing owed
+    assert await redis.hget(keys.cleanups(), session_id) is None  # nothing owed
 
 
 def blob_files(server: ServerUnderTest) -> list[str]:
@@ -169,13 +169,6 @@ async def test_admin_delete_of_a_remix_leaves_its_parents_children(
     await assert_nothing_left(server, child)
 
 
-def deleter_of(server: ServerUnderTest) -> tuple[SessionDeleter, AdminStore]:
-    """A deleter over the server's own services (what the admin routes use)."""
-    s = server.services
-    store = AdminStore(redis=s.redis, keys=s.keys, log=s.log, clock=s.clock, sessions=s.sessions, orphan_days=90)
-    return SessionDeleter(s, store), store
-
-
 async def test_a_follow_up_that_failed_is_owed_and_finished_later(
     server: ServerUnderTest, http: aiohttp.ClientSession
 ) -> None:
@@ -187,41 +180,61 @@ async def test_a_follow_up_that_failed_is_owed_and_finished_later(
     token = admin_token(server)
     status, answer = await call(http, "DELETE", f"/admin/sessions/{session_id}", token, {"confirm": session_id})
     assert status == 200 and answer["deleted"] == session_id, answer  # the deletion stands
-    assert await redis.hget(keys.admin_cleanups(), session_id) is not None
+    assert await redis.hget(keys.cleanups(), session_id) is not None
     assert [path for path in blob_files(server) if session_id in path]  # not removed yet
-    deleter, _ = deleter_of(server)
-    assert await deleter.retry_owed(grace_s=0) == 0  # still in the way: still owed
-    assert await redis.hget(keys.admin_cleanups(), session_id) is not None
+    assert await retry_owed(server.services, grace_s=0) == 0  # still in the way: still owed
+    assert await redis.hget(keys.cleanups(), session_id) is not None
     await redis.delete(keys.user_sessions("alice"))
-    assert await deleter.retry_owed(grace_s=60) == 0  # too recent: its deletion may be running
-    assert await deleter.retry_owed(grace_s=0) == 1
+    assert await retry_owed(server.services, grace_s=60) == 0  # too recent: its deletion may be running
+    assert await retry_owed(server.services, grace_s=0) == 1
+    await assert_voice_forgotten(server, session_id, "alice")
+
+
+async def test_the_owners_deletion_owes_its_follow_up_too(server: ServerUnderTest, http: aiohttp.ClientSession) -> None:
+    keys, redis = server.services.keys, server.services.redis
+    session_id = await voice_with_chunks(server, http, "alice")
+    await redis.delete(keys.user_sessions("alice"))
+    await redis.set(keys.user_sessions("alice"), "in the way")
+    headers = {"Authorization": f"Bearer {server.token('alice', ttl_s=LONG_TTL_S)}"}
+    stranger = {"Authorization": f"Bearer {server.token('mallory', ttl_s=LONG_TTL_S)}"}
+    async with http.delete(f"/voicebot/sessions/{session_id}", headers=stranger) as response:
+        assert response.status == 403
+    assert await redis.hget(keys.cleanups(), session_id) is None  # refused: nothing owed
+    async with http.delete(f"/voicebot/sessions/{session_id}", headers=headers) as response:
+        assert response.status == 200, await response.text()
+    assert await redis.hget(keys.cleanups(), session_id) is not None
+    await redis.delete(keys.user_sessions("alice"))
+    assert await retry_owed(server.services, grace_s=0) == 1
     await assert_voice_forgotten(server, session_id, "alice")
 
 
 async def test_a_deletion_killed_between_its_two_steps_is_finished_by_every_nodes_retry(
     redis_process: Any, redis: Any, tmp_path: Path
 ) -> None:
-    srv = await start_server(redis_process.url, tmp_path, admin_cleanup_retry_s=0.1)
+    srv = await start_server(redis_process.url, tmp_path, cleanup_retry_s=0.1)
     try:
         async with aiohttp.ClientSession(base_url=srv.url) as http:
             deleted = await voice_with_chunks(srv, http, "alice")
             untouched = await voice_with_chunks(srv, http, "bob")
-        _, store = deleter_of(srv)
-        keys, client = srv.services.keys, srv.services.redis
+        s = srv.services
+        store = AdminStore(redis=s.redis, keys=s.keys, log=s.log, clock=s.clock, sessions=s.sessions, orphan_days=90)
+        keys, client = s.keys, s.redis
         record: dict[str, str] = await client.hgetall(keys.session(deleted))  # type: ignore[misc]
-        await store.note_cleanup(deleted, record)  # as SessionDeleter.delete does, then killed
-        await store.delete(deleted, extra_keys=srv.services.kinds.get("voice").owned_keys(deleted), actor="root")
+        await s.cleanups.note(deleted, record)  # as SessionDeleter.delete does, then killed
+        voice = s.kinds.get("voice")
+        assert voice is not None
+        await store.delete(deleted, extra_keys=voice.owned_keys(deleted), actor="root")
         bob: dict[str, str] = await client.hgetall(keys.session(untouched))  # type: ignore[misc]
-        await store.note_cleanup(untouched, bob)  # killed before its script: nothing was deleted
+        await s.cleanups.note(untouched, bob)  # killed before its script: nothing was deleted
         await asyncio.sleep(0.5)
-        assert await client.hlen(keys.admin_cleanups()) == 2  # younger than the grace period
-        srv.services.clock.shift_ms = 61_000
+        assert await client.hlen(keys.cleanups()) == 2  # younger than the grace period
+        s.clock.shift_ms = 61_000
         deadline = asyncio.get_running_loop().time() + 5
-        while await client.hlen(keys.admin_cleanups()):
+        while await client.hlen(keys.cleanups()):
             assert asyncio.get_running_loop().time() < deadline
             await asyncio.sleep(0.05)
         await assert_voice_forgotten(srv, deleted, "alice")
         assert len([path for path in blob_files(srv) if untouched in path]) == 2
-        assert await srv.services.voice.active_id("bob") == untouched
+        assert await s.voice.active_id("bob") == untouched
     finally:
         await srv.stop()

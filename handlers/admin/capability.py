@@ -10,7 +10,7 @@ from aiohttp import web
 from handlers.admin.alerts import Alerts
 from handlers.admin.bulk import BulkRoutes
 from handlers.admin.config import AdminConfig
-from handlers.admin.deletion import CleanupRetry, SessionDeleter
+from handlers.admin.deletion import SessionDeleter
 from handlers.admin.http import AdminRoutes
 from handlers.admin.nodes import NodeHeartbeat
 from handlers.admin.openapi import OpenApiRoutes
@@ -53,7 +53,6 @@ def install(services: Services, router: SocketRouter, app: web.Application, *, c
     alerts = Alerts(services, store, config, nodes)
     tree = RemixTree(redis=services.redis, keys=services.keys)
     deleter = SessionDeleter(services, store)
-    CleanupRetry(deleter, interval_s=config.cleanup_retry_s).register(app)
     AdminRoutes(
         services, store=store, recalc=recalc, config=config, nodes=nodes, alerts=alerts, tree=tree, deleter=deleter
     ).register(app)

@@ -27,7 +27,6 @@ class AdminConfig:
     job_stuck_s: int
     dead_letter_alert: int
     node_heartbeat_s: float
-    cleanup_retry_s: float  # how often owed deletion follow-ups are retried (handlers.admin.deletion)
     metrics_public: bool  # /metrics without an admin token (a scraper on a private network)
     actions_per_min: int
 

@@ -1,16 +1,20 @@
-"""Deleting a voice session: its record, materials, chunks and audio files go together."""
+"""Deleting a voice session: its record, materials, chunks and audio files go together.
+
+The script deletes what lives in the session's hash slot; the owner's list, active pointer
+and the audio files on disk follow in the kind's ``on_delete``, owed before the script runs
+and retried if they fail or are cut off (``handlers.cleanups``).
+"""
 
 from __future__ import annotations
 
-import asyncio
-
 from aiohttp import web
 
+from handlers.cleanups import settle
 from handlers.context import Services
 from handlers.http_common import bearer_claims, guarded
 from handlers.ids import parse_session_id
 from handlers.voice.access import performer
-from storage.blobs import BlobStore
+from protocol.errors import CodedError
 
 
 class RetentionRoutes:
@@ -18,7 +22,6 @@ class RetentionRoutes:
 
     def __init__(self, services: Services) -> None:
         self._s = services
-        self._blobs = BlobStore(services.voice.config.blob_dir)
 
     def register(self, app: web.Application) -> None:
         """Attach the route to ``app``."""
@@ -28,6 +31,16 @@ class RetentionRoutes:
         """Delete the session; subscribers get a last ``session_update`` with ``deleted: true``."""
         session_id = parse_session_id(request.match_info["session_id"])
         claims = bearer_claims(request, self._s.tokens, self._s.clock)
-        freed = await self._s.voice.delete(session_id, performer(claims))
-        await asyncio.to_thread(self._blobs.remove_session, session_id)
+        record: dict[str, str] = await self._s.redis.hgetall(self._s.keys.session(session_id))  # type: ignore[assignment,misc]
+        if record.get("kind"):
+            await self._s.cleanups.note(session_id, record)
+        try:
+            freed = await self._s.voice.delete(session_id, performer(claims))
+        except CodedError:
+            # Refused (not the owner, not a voice session): nothing was deleted, nothing is
+            # owed. A session already gone keeps the note: another deletion may own it.
+            if await self._s.redis.exists(self._s.keys.session(session_id)):
+                await self._s.cleanups.done(session_id)
+            raise
+        await settle(self._s, session_id, record)
         return web.json_response({"deleted": True, "session_id": session_id, "freed_bytes": freed})

@@ -1,0 +1,88 @@
+"""Finishing deletions: what a session's kind keeps outside its own keys goes, or is retried.
+
+Every deletion of a session notes what it will owe before its script runs
+(``storage.cleanups.OwedCleanups.note``, with the record as it was), then, once the script
+has deleted the session's keys, runs the kind's ``on_delete`` (its place in other hash slots,
+its files on disk) and clears the note (:func:`settle`). A note left behind -- ``on_delete``
+failed (Redis away for a moment, a disk error) or never ran (the process was killed between
+the two steps) -- is finished by :class:`CleanupRetry`, which every node runs. ``on_delete``
+is safe to repeat. A note whose session still exists is a deletion that never happened: it
+is dropped and nothing is touched.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import AsyncIterator
+
+from aiohttp import web
+from redis.exceptions import RedisError
+
+from handlers.background import STOP_WAIT_S, cancelled, stop_if_cancelled
+from handlers.context import Services
+
+log = logging.getLogger(__name__)
+
+# A note younger than this is left to the deletion that wrote it (it may still be running).
+RETRY_GRACE_S = 60.0
+# Notes finished per pass, so that one pass stays short however many are owed.
+RETRY_BATCH = 100
+
+
+async def settle(services: Services, session_id: str, record: dict[str, str]) -> bool:
+    """The deleted session's ``on_delete``, then its note cleared; False when that failed
+    (logged; the note stays for :class:`CleanupRetry`)."""
+    kind = services.kinds.get(record.get("kind", ""))
+    try:
+        if kind is not None:
+            await kind.on_delete(session_id, record)
+        await services.cleanups.done(session_id)
+    except Exception:  # the session is gone, and stays gone: the rest is retried
+        log.exception("session %s: deleted; what it kept elsewhere will be removed later", session_id)
+        return False
+    return True
+
+
+async def retry_owed(services: Services, *, grace_s: float = RETRY_GRACE_S) -> int:
+    """Finish the follow-ups noted more than ``grace_s`` ago; how many were settled."""
+    settled = 0
+    owed = await services.cleanups.owed(older_than_ms=int(grace_s * 1000), limit=RETRY_BATCH)
+    for session_id, record in owed:
+        if await services.redis.exists(services.keys.session(session_id)):
+            await services.cleanups.done(session_id)  # never deleted: nothing is owed
+            settled += 1
+        elif await settle(services, session_id, record):
+            settled += 1
+    return settled
+
+
+class CleanupRetry:
+    """Runs :func:`retry_owed` every ``interval_s`` while the app runs."""
+
+    def __init__(self, services: Services, *, interval_s: float) -> None:
+        self._s = services
+        self.interval_s = interval_s
+
+    def register(self, app: web.Application) -> None:
+        """Run the retries for the app's lifetime."""
+        app.cleanup_ctx.append(self._lifetime)
+
+    async def _lifetime(self, _: web.Application) -> AsyncIterator[None]:
+        task = asyncio.create_task(self._retry_forever())
+        yield
+        task.cancel()
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait({task}, timeout=STOP_WAIT_S)
+
+    async def _retry_forever(self) -> None:
+        while not cancelled():
+            await asyncio.sleep(self.interval_s)
+            try:
+                settled = await retry_owed(self._s)
+                if settled:
+                    log.info("settled %d owed deletion follow-up(s)", settled)
+            except (RedisError, OSError) as exc:
+                stop_if_cancelled(exc)
+                log.warning("deletion follow-ups: %s", exc)
