@@ -16,12 +16,12 @@ import uuid
 from dataclasses import dataclass
 from typing import Any
 
-
 from protocol import events as etypes
 from protocol.errors import CodedError, ErrorCode
 from storage.clips_audience import StreamAudiences
 from storage.clips_records import KIND, Clip, StreamSession, Submission, Transition
 from storage.events import Position
+from storage.lean_redis import read_together
 from storage.scripts import event_script
 from storage.store import Store
 
@@ -167,22 +167,24 @@ class StreamSessions:
 
     async def snapshot(self, session_id: str) -> tuple[StreamSession | None, Position]:
         """The session and the log position it reflects, read in one transaction."""
-        async with self._redis.pipeline(transaction=True) as pipe:
-            pipe.hgetall(self._keys.session(session_id))
-            pipe.lrange(self._keys.stream_segments(session_id), 0, -1)
-            pipe.hmget(self._keys.log_meta(session_id), "epoch", "offset")
-            fields, segments, (epoch, offset) = await pipe.execute()
+        fields, segments, (epoch, offset) = await read_together(
+            self._redis,
+            ("HGETALL", self._keys.session(session_id)),
+            ("LRANGE", self._keys.stream_segments(session_id), 0, -1),
+            ("HMGET", self._keys.log_meta(session_id), "epoch", "offset"),
+        )
         session = StreamSession.from_hash(fields, segments) if fields.get("kind") == KIND else None
         return session, Position(epoch=epoch or "", offset=int(offset or 0))
 
     async def clips(self, session_id: str) -> tuple[StreamSession | None, list[Clip], Position]:
         """The session, all its clips in order and the log position they reflect (one transaction)."""
-        async with self._redis.pipeline(transaction=True) as pipe:
-            pipe.hgetall(self._keys.session(session_id))
-            pipe.lrange(self._keys.stream_segments(session_id), 0, -1)
-            pipe.hvals(self._keys.stream_clips(session_id))
-            pipe.hmget(self._keys.log_meta(session_id), "epoch", "offset")
-            fields, segments, texts, (epoch, offset) = await pipe.execute()
+        fields, segments, texts, (epoch, offset) = await read_together(
+            self._redis,
+            ("HGETALL", self._keys.session(session_id)),
+            ("LRANGE", self._keys.stream_segments(session_id), 0, -1),
+            ("HVALS", self._keys.stream_clips(session_id)),
+            ("HMGET", self._keys.log_meta(session_id), "epoch", "offset"),
+        )
         session = StreamSession.from_hash(fields, segments) if fields.get("kind") == KIND else None
         clips = sorted((Clip.parse(t) for t in texts), key=Clip.sort_key) if session else []
         return session, clips, Position(epoch=epoch or "", offset=int(offset or 0))

@@ -31,6 +31,7 @@ from protocol.errors import CodedError, ErrorCode
 from protocol.events import SESSION_RESYNC
 from storage.clock import Clock
 from storage.keys import Keys
+from storage.lean_redis import read_together
 from storage.scripts import plain_script
 
 
@@ -213,11 +214,12 @@ class EventLog:
         event with another id there (or a log behind ``offset``) means the history was
         rewritten: ``rolled_back`` is then True.
         """
-        async with self._redis.pipeline(transaction=True) as pipe:
-            pipe.hmget(self._keys.log_meta(session_id), *POSITION_FIELDS)
+        meta, entries = await read_together(
+            self._redis,
+            ("HMGET", self._keys.log_meta(session_id), *POSITION_FIELDS),
             # From `offset` itself (when still stored): its id is checked against `last_id`.
-            pipe.xrange(self._keys.log(session_id), min=f"{offset}-0", max="+", count=self._maxlen * 2 + 1)
-            meta, entries = await pipe.execute()
+            ("XRANGE", self._keys.log(session_id), f"{offset}-0", "+", "COUNT", self._maxlen * 2 + 1),
+        )
         position = Position.from_meta(meta)
         try:
             events = [Event.parse(fields["e"]) for _, fields in entries]

@@ -14,9 +14,9 @@ import uuid
 from dataclasses import dataclass
 from typing import Any
 
-
 from protocol import events as etypes
 from storage.events import Position
+from storage.lean_redis import read_together
 from storage.scripts import event_script, plain_script
 from storage.store import Store
 
@@ -290,11 +290,12 @@ class PatternSessions:
 
     async def snapshot(self, session_id: str) -> tuple[PatternRecord | None, list[dict[str, Any]], Position]:
         """Record, players present and the log position they reflect, read in one transaction."""
-        async with self._redis.pipeline(transaction=True) as pipe:
-            pipe.hgetall(self._keys.session(session_id))
-            pipe.hvals(self._keys.pattern_players(session_id))
-            pipe.hmget(self._keys.log_meta(session_id), "epoch", "offset")
-            fields, players_raw, (epoch, offset) = await pipe.execute()
+        fields, players_raw, (epoch, offset) = await read_together(
+            self._redis,
+            ("HGETALL", self._keys.session(session_id)),
+            ("HVALS", self._keys.pattern_players(session_id)),
+            ("HMGET", self._keys.log_meta(session_id), "epoch", "offset"),
+        )
         record = PatternRecord.from_hash(fields) if fields.get("kind") == KIND else None
         now = self._clock.now_ms()
         players = []

@@ -7,10 +7,10 @@ import uuid
 from dataclasses import dataclass
 from typing import Any
 
-
 from protocol import events as etypes
 from protocol.errors import CodedError, ErrorCode
 from storage.events import POSITION_FIELDS, Position
+from storage.lean_redis import read_together
 from storage.scripts import event_script, plain_script
 from storage.store import Store
 from storage.voice_config import VoiceConfig
@@ -185,10 +185,11 @@ class VoiceSessions:
 
     async def snapshot(self, session_id: str) -> tuple[VoiceSession | None, Position]:
         """The record and the log position it reflects, read in one transaction."""
-        async with self._redis.pipeline(transaction=True) as pipe:
-            pipe.hgetall(self._keys.session(session_id))
-            pipe.hmget(self._keys.log_meta(session_id), *POSITION_FIELDS)
-            fields, meta = await pipe.execute()
+        fields, meta = await read_together(
+            self._redis,
+            ("HGETALL", self._keys.session(session_id)),
+            ("HMGET", self._keys.log_meta(session_id), *POSITION_FIELDS),
+        )
         session = VoiceSession.from_hash(fields) if fields.get("kind") == KIND else None
         return session, Position.from_meta(meta)
 

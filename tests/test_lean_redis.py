@@ -18,7 +18,7 @@ from redis.asyncio.connection import UnixDomainSocketConnection
 from redis.exceptions import AuthenticationError, ConnectionError, ResponseError
 
 from server.services import connect_redis
-from storage.lean_redis import CLIENT_NAME, KEEPALIVE_IDLE_S, LeanLink, LeanRedis, lean_link_for
+from storage.lean_redis import CLIENT_NAME, KEEPALIVE_IDLE_S, LeanLink, LeanRedis, lean_link_for, read_together
 from tests.helpers import Client, RedisProcess, ServerUnderTest
 
 pytestmark = pytest.mark.timeout(30)
@@ -74,6 +74,43 @@ async def test_a_read_only_transaction_goes_over_the_link_and_a_write_does_not(r
         _, record = await pipe.execute()
     assert record == {"kind": "voice", "name": "n"}
     assert link.requests - before == 1  # the write went through redis-py's pool
+
+
+async def test_read_together_answers_as_a_redis_py_transaction_on_any_client(redis: Redis, plain: Redis) -> None:
+    await plain.hset("h", mapping={"kind": "voice", "name": "é"})
+    await plain.rpush("l", "a", "b")
+    await plain.xadd("x", {"e": "1"}, id="3-0")
+    await plain.set("s", "v")
+    commands = [("HGETALL", "h"), ("HMGET", "meta", "epoch", "offset"), ("LRANGE", "l", 0, -1), ("HVALS", "h"),
+                ("XRANGE", "x", "2-0", "+", "COUNT", 5), ("HGETALL", "missing")]  # fmt: skip
+    async with plain.pipeline(transaction=True) as pipe:
+        for args in commands:
+            pipe.execute_command(*args)
+        expected = await pipe.execute()
+    link = link_of(redis)
+    before = link.requests
+    assert await read_together(redis, *commands) == expected
+    assert link.requests - before == 1
+    assert await read_together(plain, *commands) == expected  # redis-py's own pipeline
+    for client in (redis, plain):
+        with pytest.raises(ResponseError, match="WRONGTYPE"):
+            await read_together(client, ("GET", "s"), ("HGETALL", "s"))
+    assert await redis.get("s") == "v"  # the link is still in step
+
+
+async def test_requests_of_one_loop_iteration_leave_in_one_write(redis: Redis, plain: Redis) -> None:
+    """Redis counts the reads it does per connection: fifty gathered requests arrive in one."""
+    await plain.set("s", "v")
+    assert await redis.get("s") == "v"  # the link is open
+
+    async def reads_processed() -> int:
+        return int((await plain.info("stats"))["total_reads_processed"])
+
+    before = await reads_processed()
+    answers = await asyncio.gather(*(redis.get("s") for _ in range(50)))
+    after = await reads_processed()
+    assert answers == ["v"] * 50
+    assert after - before <= 2  # the fifty on the link, and the second INFO itself
 
 
 async def test_scripts_load_on_first_use_and_run_once(redis: Redis, plain: Redis) -> None:
