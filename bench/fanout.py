@@ -133,6 +133,9 @@ def one_run(kind: str, n: int, args: argparse.Namespace, workdir: Path) -> dict[
         budget_s = 60 + args.warmup_s + args.sat_s + args.fixed_s + 2 * DRAIN_S + n / 50
         options = generator_options(args, n)
         result = harness.run_generator(server, redis, options, timeout_s=budget_s, generator=args.gen)
+        if kind == "sessionhub" and result.get("last_status_sent"):
+            # Per-connection order's last word: the session ends in the state sent last.
+            result["final_status"] = harness.session_status(server.port, server.token, server.session_id)
         if "error" in result:
             print(f"   {kind} N={n} failed: {result['error']}\n{server.child.log_tail()}", file=sys.stderr)
         elif result.get("connect", {}).get("failed"):

@@ -210,6 +210,15 @@ def create_session(port: int, token: str) -> str:
         return str(json.loads(response.read())["session_id"])
 
 
+def session_status(port: int, token: str, session_id: str) -> str:
+    """GET /voicebot/sessions/{id}: the session's status as the server now has it."""
+    request = urllib.request.Request(
+        f"http://127.0.0.1:{port}/voicebot/sessions/{session_id}", headers={"Authorization": f"Bearer {token}"}
+    )
+    with urllib.request.urlopen(request, timeout=5.0) as response:
+        return str(json.loads(response.read())["status"])
+
+
 def start_sessionhub(
     workdir: Path, redis_url: str, *, snapshots: Path | None = None, settings: dict[str, str] | None = None
 ) -> ServerUnderTest:

@@ -345,6 +345,11 @@ class Publisher:
         self.noop = 0
         self.errors: list[Any] = []
         self.stalled = 0
+        # Per-connection order: acks in send order, and a change sent later commits later.
+        self.last_ack_id = 0
+        self.last_changed_offset = 0
+        self.acks_out_of_order = 0
+        self.offsets_out_of_order = 0
         self.on_slot: Callable[[], None] | None = None
         link.on_ack = self._on_ack
         tally.on_full = self._on_full
@@ -363,15 +368,23 @@ class Publisher:
         sent = self.sent_t.get(ack_id)
         if sent is None:
             return
+        if ack_id < self.last_ack_id:
+            self.acks_out_of_order += 1
+        else:
+            self.last_ack_id = ack_id
         self.acks.append((sent, t - sent))
         if not isinstance(body, dict) or not body.get("ok"):
             self.errors.append(body)
             self._close(ack_id)
         elif not body.get("changed"):
-            self.noop += 1  # handlers run concurrently: two status requests may swap
+            self.noop += 1  # "recording" and "paused" alternate: a no-op means two requests swapped
             self._close(ack_id)
         else:
             offset = int(body["offset"])
+            if offset <= self.last_changed_offset:
+                self.offsets_out_of_order += 1
+            else:
+                self.last_changed_offset = offset
             self.offset_sent_t[offset] = sent
             self.committed.append(offset)
             if self._tally.counts.get(offset, 0) >= self._tally.full:
@@ -533,7 +546,16 @@ class Run:
             figures[f"{name}_cpu_pct"] = round(cpu1[name].percent_since(cpu0[name]), 1)
         return figures
 
-    def _loss(self, first_committed: int, noop0: int, errors0: int, stalled0: int) -> dict[str, Any]:
+    def marks(self) -> tuple[int, ...]:
+        """The publisher's counters at the start of a phase (``_loss`` reports their growth)."""
+        pub = self.publisher
+        assert pub is not None
+        return (len(pub.committed), pub.noop, len(pub.errors), pub.stalled, pub.acks_out_of_order,
+                pub.offsets_out_of_order)  # fmt: skip
+
+    def _loss(
+        self, first_committed: int, noop0: int, errors0: int, stalled0: int, acks_ooo0: int, offsets_ooo0: int
+    ) -> dict[str, Any]:
         pub = self.publisher
         assert pub is not None
         return {
@@ -546,14 +568,16 @@ class Run:
             "error_acks": len(pub.errors) - errors0,
             "first_errors": [repr(e)[:200] for e in pub.errors[errors0 : errors0 + 3]],
             "stalled": pub.stalled - stalled0,
+            "acks_out_of_order": pub.acks_out_of_order - acks_ooo0,
+            "offsets_out_of_order": pub.offsets_out_of_order - offsets_ooo0,
         }
 
     # --- phases --------------------------------------------------------------------------
     async def _prime(self) -> None:
         """Send the first status change alone: "paused" is refused while the session is "ready".
 
-        Later, concurrent handlers may still swap two requests; that costs a no-op ack, never
-        an error, because "recording" and "paused" may each follow the other.
+        Later, a server that ran one connection's requests out of order would swap two of them:
+        a no-op ack, never an error, because "recording" and "paused" may each follow the other.
         """
         pub = self.publisher
         assert pub is not None
@@ -567,7 +591,7 @@ class Run:
         """Keep ``--outstanding`` events in flight for warm-up + window; figures over the window."""
         args, pub = self.args, self.publisher
         assert pub is not None
-        marks = (len(pub.committed), pub.noop, len(pub.errors), pub.stalled)
+        marks = self.marks()
         self.tally.clear_samples()
         await self._prime()
         end = perf() + args.warmup_s + args.sat_s
@@ -596,7 +620,7 @@ class Run:
         """One event every 1/``--rate`` s for ``--fixed-s`` s, on an absolute schedule."""
         args, pub = self.args, self.publisher
         assert pub is not None
-        marks = (len(pub.committed), pub.noop, len(pub.errors), pub.stalled)
+        marks = self.marks()
         self.tally.clear_samples()
         total = int(args.rate * args.fixed_s)
         t0 = perf() + 0.05
@@ -646,6 +670,8 @@ async def main_async(args: argparse.Namespace) -> dict[str, Any]:
             await asyncio.sleep(0.5)
         if args.fixed_s > 0:
             result["fixed"] = await run.fixed_rate()
+        if run.publisher is not None and run.publisher.seq:
+            result["last_status_sent"] = STATUSES[(run.publisher.seq - 1) % 2]
     finally:
         await run.close()
     return result

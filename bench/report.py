@@ -296,6 +296,8 @@ def verdict(results: list[dict[str, Any]]) -> tuple[list[str], dict[str, Any]]:
             checks["fixed_ack_p99_ms"] = ack_p99
             text = f"ack p99 {ack_p99} ms vs delivery p99 {p99} ms"
             lines.append(_check(text, ack_p99 <= p99, "ack p99 <= delivery p99"))
+    if hub and hub.get("saturation"):
+        lines.append(_order_check(hub, checks))
     if hub and hub.get("connect"):
         c = hub["connect"]
         checks["rss_per_client_kib"] = c["rss_per_client_kib"]
@@ -331,6 +333,22 @@ def verdict(results: list[dict[str, Any]]) -> tuple[list[str], dict[str, Any]]:
                     f"({why}), {block.get('stalled') or 0} events stalled"
                 )
     return lines, checks
+
+
+def _order_check(hub: dict[str, Any], checks: dict[str, Any]) -> str:
+    """The publisher's connection at saturation: acks in send order, each change committed after
+    the one sent before it (no swap, so no no-op), and the session left in the last sent state."""
+    s = hub["saturation"]
+    acks, offsets, noop = s.get("acks_out_of_order"), s.get("offsets_out_of_order"), s.get("noop_acks")
+    final, last = hub.get("final_status"), hub.get("last_status_sent")
+    checks["order"] = {"acks_out_of_order": acks, "offsets_out_of_order": offsets, "noop_acks": noop,
+                       "final_status": final, "last_status_sent": last}  # fmt: skip
+    ok = acks == 0 and offsets == 0 and noop == 0 and final is not None and final == last
+    text = (
+        f"per-connection order at saturation ({s.get('committed')} changes): {acks} acks and {offsets} offsets "
+        f"out of order, {noop} no-ops; final status {final!r}, last sent {last!r}"
+    )
+    return _check(text, ok, "0 out of order, final = last sent")
 
 
 def _check(text: str, ok: bool, target: str, *, unsure: bool = False) -> str:

@@ -202,6 +202,11 @@ static void subscribed(Link *link, const AckBody *body, const char *arg, size_t 
 
 static void publisher_ack(int64_t seq, const AckBody *body, const char *arg, size_t arg_len, double t) {
     if (seq < 1 || seq > G.seq) return;
+    if (seq < G.last_ack_seq) {
+        G.acks_out_of_order++;
+    } else {
+        G.last_ack_seq = seq;
+    }
     double sent = G.sent_s.v[seq - 1];
     doubles_push(&G.ack_sent_s, sent);
     doubles_push(&G.ack_lat_s, t - sent);
@@ -212,13 +217,18 @@ static void publisher_ack(int64_t seq, const AckBody *body, const char *arg, siz
         G.errors++;
         publisher_close(seq);
     } else if (!body->changed_truthy) {
-        G.noop++; /* sessionhub runs handlers concurrently: two status requests may swap */
+        G.noop++; /* "recording" and "paused" alternate: a no-op means two requests swapped */
         publisher_close(seq);
     } else {
         int64_t offset = body->offset;
         if (offset < 0 || offset >= MAX_OFFSET) {
             publisher_close(seq);
             return;
+        }
+        if (offset <= G.last_changed_offset) {
+            G.offsets_out_of_order++;
+        } else {
+            G.last_changed_offset = offset;
         }
         offsets_ensure(offset);
         G.off.sent_s[offset] = sent;
@@ -356,6 +366,8 @@ void link_event(int index, uint32_t events) {
 
 /* --- the publisher ---------------------------------------------------------------------- */
 
+const char *publisher_status(int64_t seq) { return STATUSES[(seq - 1) % 2]; }
+
 void publisher_send(void) {
     Link *link = &G.links[0];
     int64_t seq = ++G.seq;
@@ -367,7 +379,7 @@ void publisher_send(void) {
     char packet[512];
     int len = snprintf(packet, sizeof packet,
                        "42%lld[\"set_session_status\",{\"session_id\":\"%s\",\"status\":\"%s\"}]", (long long)seq,
-                       G.opt.session, STATUSES[(seq - 1) % 2]);
+                       G.opt.session, publisher_status(seq));
     double now = now_s();
     doubles_push(&G.sent_s, now);
     G.is_open[seq] = 1;

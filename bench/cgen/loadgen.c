@@ -142,10 +142,12 @@ static CpuSet cpu_now(double now) {
 
 typedef struct {
     size_t committed;
-    long noop, errors, stalled;
+    long noop, errors, stalled, acks_out_of_order, offsets_out_of_order;
 } Marks;
 
-static Marks marks_now(void) { return (Marks){G.committed.len, G.noop, G.errors, G.stalled}; }
+static Marks marks_now(void) {
+    return (Marks){G.committed.len, G.noop, G.errors, G.stalled, G.acks_out_of_order, G.offsets_out_of_order};
+}
 
 static void clear_samples(void) {
     G.rx_off.len = 0;
@@ -227,7 +229,9 @@ static void loss(Bytes *out, Marks m) {
         if (i > m.errors) bytes_puts(out, ", ");
         bytes_put_json_string(out, G.error_text[i].data ? G.error_text[i].data : "", G.error_text[i].len);
     }
-    bytes_printf(out, "], \"stalled\": %ld", G.stalled - m.stalled);
+    bytes_printf(out, "], \"stalled\": %ld, \"acks_out_of_order\": %ld, \"offsets_out_of_order\": %ld",
+                 G.stalled - m.stalled, G.acks_out_of_order - m.acks_out_of_order,
+                 G.offsets_out_of_order - m.offsets_out_of_order);
 }
 
 /* --- phases -------------------------------------------------------------------------------- */
@@ -398,6 +402,7 @@ int main(int argc, char **argv) {
         bytes_puts(&out, ", ");
         fixed_rate(&out);
     }
+    if (G.seq > 0) bytes_printf(&out, ", \"last_status_sent\": \"%s\"", publisher_status(G.seq));
     bytes_puts(&out, "}");
     for (int i = 0; i < G.n_links; i++) link_close(&G.links[i]);
     printf("RESULT %s\n", out.data);

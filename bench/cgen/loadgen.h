@@ -78,6 +78,10 @@ typedef struct {
     Doubles ack_sent_s, ack_lat_s;
     Ints committed; /* offsets, in ack order */
     long noop, errors, stalled;
+    /* Per-connection order: acks come back in send order, and a change sent later commits
+     * later (a higher offset). Counted against the highest ack id / offset seen so far. */
+    int64_t last_ack_seq, last_changed_offset;
+    long acks_out_of_order, offsets_out_of_order;
     Bytes error_text[64]; /* the first error acks' bodies */
     int filling;          /* an event leaving the window sends the next one */
     double fill_end_s;
@@ -94,6 +98,7 @@ void link_event(int index, uint32_t events);
 void link_close(Link *link);
 void link_send(Link *link, int opcode, const char *payload, size_t len);
 void publisher_send(void);
+const char *publisher_status(int64_t seq); /* the status the seq-th change asks for */
 void publisher_fill(void);
 void publisher_expire(double now);
 void offsets_ensure(int64_t offset);
