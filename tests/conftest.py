@@ -13,6 +13,7 @@ from redis.asyncio import Redis
 from server.app import SERVICES_KEY, build_app, front_site
 from server.identity import token_service
 from server.services import build_services, connect_redis
+from storage.clock import Clock
 from tests.browser import browser, tab  # noqa: F401 - the Playwright fixtures, shared with every test module
 from tests.helpers import Client, RedisProcess, ServerUnderTest, test_settings
 
@@ -33,12 +34,14 @@ async def redis(redis_process: RedisProcess) -> AsyncIterator[Redis]:
     await client.aclose()
 
 
-async def start_server(redis_url: str, data_dir: Path, **overrides: object) -> ServerUnderTest:
-    """Build and start a server under test on a free loopback port."""
+async def start_server(
+    redis_url: str, data_dir: Path, *, clock: Clock | None = None, **overrides: object
+) -> ServerUnderTest:
+    """Build and start a server under test on a free loopback port (on ``clock`` when given)."""
     settings = test_settings(redis_url, data_dir, **overrides)
     redis = connect_redis(redis_url, cluster=settings.redis_cluster)
     tokens = token_service(settings)
-    app = build_app(settings, services=build_services(settings, redis=redis, tokens=tokens))
+    app = build_app(settings, services=build_services(settings, redis=redis, tokens=tokens, clock=clock))
 
     async def close_redis(_: web.Application) -> None:
         await redis.aclose()

@@ -10,14 +10,10 @@ from typing import Any
 
 import pytest
 import pytest_asyncio
-from aiohttp import web
 from redis.asyncio import Redis
 
-from server.app import SERVICES_KEY, build_app, front_site
-from server.identity import token_service
-from server.services import build_services, connect_redis
 from storage.clock import Clock
-from tests.helpers import Client, RedisProcess, ServerUnderTest, test_settings
+from tests.helpers import Client, RedisProcess, ServerUnderTest
 
 DAY_MS = 86_400_000
 # Tokens outlive every clock move a test makes.
@@ -42,21 +38,9 @@ async def start_on_clock(redis_url: str, data_dir: Path, clock: Clock) -> Server
 
     The sweeper looks often, so that a crash sweep shows within a test's patience.
     """
-    settings = test_settings(redis_url, data_dir, listening_sweep_interval_s=0.05)
-    redis = connect_redis(redis_url)
-    tokens = token_service(settings)
-    app = build_app(settings, services=build_services(settings, redis=redis, tokens=tokens, clock=clock))
+    from tests.conftest import start_server
 
-    async def close_redis(_: web.Application) -> None:
-        await redis.aclose()
-
-    app.on_cleanup.append(close_redis)
-    runner = web.AppRunner(app, access_log=None, shutdown_timeout=3)  # as `serve`: a lingering client must not hold the teardown
-    await runner.setup()
-    site = front_site(runner, "127.0.0.1", 0)
-    await site.start()
-    port = runner.addresses[0][1]
-    return ServerUnderTest(url=f"http://127.0.0.1:{port}", services=app[SERVICES_KEY], tokens=tokens, app=app, runner=runner)
+    return await start_server(redis_url, data_dir, clock=clock, listening_sweep_interval_s=0.05)
 
 
 @pytest.fixture
