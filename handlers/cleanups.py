@@ -7,7 +7,9 @@ its files on disk) and clears the note (:func:`settle`). A note left behind -- `
 failed (Redis away for a moment, a disk error) or never ran (the process was killed between
 the two steps) -- is finished by :class:`CleanupRetry`, which every node runs. ``on_delete``
 is safe to repeat. A note whose session still exists is a deletion that never happened: it
-is dropped and nothing is touched.
+is dropped and nothing is touched. Every deletion of a whole session goes through
+:func:`delete_owing`: an operator's (``handlers.admin.deletion``), a voice owner's
+(``handlers.voice.retention``) and a pattern's (``handlers.patterns.http``).
 """
 
 from __future__ import annotations
@@ -15,13 +17,15 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import TypeVar
 
 from aiohttp import web
 from redis.exceptions import RedisError
 
 from handlers.background import STOP_WAIT_S, cancelled, stop_if_cancelled
 from handlers.context import Services
+from protocol.errors import CodedError
 
 log = logging.getLogger(__name__)
 
@@ -29,6 +33,38 @@ log = logging.getLogger(__name__)
 RETRY_GRACE_S = 60.0
 # Notes finished per pass, so that one pass stays short however many are owed.
 RETRY_BATCH = 100
+
+T = TypeVar("T")
+
+
+async def delete_owing(
+    services: Services,
+    session_id: str,
+    delete: Callable[[], Awaitable[T]],
+    *,
+    record: dict[str, str] | None = None,
+) -> T:
+    """Run ``delete`` (a script removing the session's own keys) with its kind's follow-up owed.
+
+    ``record`` is the session's hash as it was (read here when not given): ``on_delete`` needs
+    it once the script has removed it. A deletion refused with a coded error (not allowed, a
+    published pattern, gone) owes nothing; when the session has gone meanwhile the note stays,
+    since the deletion that removed it may own it (a retry then finds nothing left to do).
+    """
+    if record is None:
+        record = await services.redis.hgetall(services.keys.session(session_id))  # type: ignore[assignment,misc]
+    assert record is not None
+    if not record.get("kind"):
+        return await delete()  # nothing to owe: the deletion answers for the missing session
+    await services.cleanups.note(session_id, record)
+    try:
+        result = await delete()
+    except CodedError:
+        if await services.redis.exists(services.keys.session(session_id)):
+            await services.cleanups.done(session_id)
+        raise
+    await settle(services, session_id, record)  # a failure is retried, the deletion stands
+    return result
 
 
 async def settle(services: Services, session_id: str, record: dict[str, str]) -> bool:

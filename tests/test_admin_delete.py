@@ -208,6 +208,33 @@ async def test_the_owners_deletion_owes_its_follow_up_too(server: ServerUnderTes
     await assert_voice_forgotten(server, session_id, "alice")
 
 
+async def test_a_remix_deleted_through_the_pattern_api_owes_its_place_among_the_parents_children(
+    server: ServerUnderTest, http: aiohttp.ClientSession
+) -> None:
+    keys, redis = server.services.keys, server.services.redis
+    parent = await new_pattern(http)
+    async with http.post(f"/api/sessions/{parent}/remix", json={}) as response:
+        child = str((await response.json())["id"])
+    async with http.post(f"/api/sessions/{parent}/publish", json={}) as response:
+        published = str((await response.json())["id"])
+    async with http.delete(f"/api/sessions/{published}") as response:
+        assert response.status == 403  # a published pattern cannot be deleted: nothing owed
+    assert await redis.hget(keys.cleanups(), published) is None
+    children = dict(await redis.zrange(keys.remix_children(parent), 0, -1, withscores=True))
+    assert set(children) == {child, published}
+    # The parent's children are not a sorted set any more: the follow-up's ZREM fails (WRONGTYPE).
+    await redis.delete(keys.remix_children(parent))
+    await redis.set(keys.remix_children(parent), "in the way")
+    async with http.delete(f"/api/sessions/{child}") as response:
+        assert response.status == 204  # the deletion stands
+    assert await redis.hget(keys.cleanups(), child) is not None
+    await redis.delete(keys.remix_children(parent))
+    await redis.zadd(keys.remix_children(parent), children)
+    assert await retry_owed(server.services, grace_s=0) == 1
+    assert await redis.zrange(keys.remix_children(parent), 0, -1) == [published]
+    await assert_nothing_left(server, child)
+
+
 async def test_a_deletion_killed_between_its_two_steps_is_finished_by_every_nodes_retry(
     redis_process: Any, redis: Any, tmp_path: Path
 ) -> None:

@@ -14,7 +14,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from handlers.cleanups import settle
+from handlers.cleanups import delete_owing
 from handlers.context import Services
 from protocol.errors import CodedError, ErrorCode
 from storage.admin import AdminStore
@@ -46,12 +46,16 @@ class SessionDeleter:
         kind = self._s.kinds.get(record.get("kind", ""))
         if not record.get("kind") or (kind is None and known_kinds_only):
             raise CodedError(ErrorCode.SESSION_NOT_FOUND, "no such session")
-        extra = kind.owned_keys(session_id) if kind else []
-        if kind is not None:
-            await self._s.cleanups.note(session_id, record)  # owed from here (handlers.cleanups)
-        offset = await self._store.delete(session_id, extra_keys=extra, actor=actor)
-        if kind is not None:
-            await settle(self._s, session_id, record)  # a failure is retried, the deletion stands
+        if kind is None:  # a kind this server does not serve: its record and log only
+            offset = await self._store.delete(session_id, extra_keys=[], actor=actor)
+        else:
+            extra = kind.owned_keys(session_id)
+            offset = await delete_owing(
+                self._s,
+                session_id,
+                lambda: self._store.delete(session_id, extra_keys=extra, actor=actor),
+                record=record,
+            )
         return Deleted(kind=record["kind"], owner_id=record.get("owner_id", ""), offset=offset)
 
     @staticmethod

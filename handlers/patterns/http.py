@@ -15,6 +15,7 @@ from typing import Any
 from aiohttp import web
 from pydantic import ValidationError
 
+from handlers.cleanups import delete_owing
 from handlers.context import Services
 from handlers.errors import classify
 from handlers.http_common import client_address
@@ -247,7 +248,8 @@ class PatternRoutes:
 
     async def delete(self, request: web.Request) -> web.Response:
         """Delete the session (a published one cannot be)."""
-        await self._patterns.delete(parse_id(request))
+        session_id = parse_id(request)
+        await delete_owing(self._s, session_id, lambda: self._patterns.delete(session_id))
         return web.Response(status=204)
 
     async def remix(self, request: web.Request) -> web.Response:

@@ -9,12 +9,11 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from handlers.cleanups import settle
+from handlers.cleanups import delete_owing
 from handlers.context import Services
 from handlers.http_common import bearer_claims, guarded
 from handlers.ids import parse_session_id
 from handlers.voice.access import performer
-from protocol.errors import CodedError
 
 
 class RetentionRoutes:
@@ -31,16 +30,5 @@ class RetentionRoutes:
         """Delete the session; subscribers get a last ``session_update`` with ``deleted: true``."""
         session_id = parse_session_id(request.match_info["session_id"])
         claims = bearer_claims(request, self._s.tokens, self._s.clock)
-        record: dict[str, str] = await self._s.redis.hgetall(self._s.keys.session(session_id))  # type: ignore[assignment,misc]
-        if record.get("kind"):
-            await self._s.cleanups.note(session_id, record)
-        try:
-            freed = await self._s.voice.delete(session_id, performer(claims))
-        except CodedError:
-            # Refused (not the owner, not a voice session): nothing was deleted, nothing is
-            # owed. A session already gone keeps the note: another deletion may own it.
-            if await self._s.redis.exists(self._s.keys.session(session_id)):
-                await self._s.cleanups.done(session_id)
-            raise
-        await settle(self._s, session_id, record)
+        freed = await delete_owing(self._s, session_id, lambda: self._s.voice.delete(session_id, performer(claims)))
         return web.json_response({"deleted": True, "session_id": session_id, "freed_bytes": freed})
