@@ -52,8 +52,7 @@ async def delete_owing(
     since the deletion that removed it may own it (a retry then finds nothing left to do).
     """
     if record is None:
-        record = await services.redis.hgetall(services.keys.session(session_id))  # type: ignore[assignment,misc]
-    assert record is not None
+        record = await _record(services, session_id)
     if not record.get("kind"):
         return await delete()  # nothing to owe: the deletion answers for the missing session
     await services.cleanups.note(session_id, record)
@@ -65,6 +64,11 @@ async def delete_owing(
         raise
     await settle(services, session_id, record)  # a failure is retried, the deletion stands
     return result
+
+
+async def _record(services: Services, session_id: str) -> dict[str, str]:
+    found: dict[str, str] = await services.redis.hgetall(services.keys.session(session_id))  # type: ignore[assignment,misc]
+    return found
 
 
 async def settle(services: Services, session_id: str, record: dict[str, str]) -> bool:
