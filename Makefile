@@ -7,13 +7,13 @@ serve:
 
 test:
 	@scripts/bootstrap.sh test
-	.venv/bin/ruff check server handlers jobs auth storage protocol
+	.venv/bin/ruff check server handlers jobs auth storage protocol tests bench
 	.venv/bin/mypy
 	.venv/bin/python -m pytest -q
 
 lint:
 	@scripts/bootstrap.sh test
-	.venv/bin/ruff check server handlers jobs auth storage protocol
+	.venv/bin/ruff check server handlers jobs auth storage protocol tests bench
 	.venv/bin/mypy
 
 bench:

@@ -17,6 +17,9 @@ from storage.clock import Clock
 from tests.browser import browser, tab  # noqa: F401 - the Playwright fixtures, shared with every test module
 from tests.helpers import Client, RedisProcess, ServerUnderTest, test_settings
 
+# The listening tests' fixtures (clock, lserver), found by every test module.
+pytest_plugins = ["tests.listening_support"]
+
 
 @pytest.fixture(scope="session")
 def redis_process(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisProcess]:

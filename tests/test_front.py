@@ -200,7 +200,7 @@ async def test_refusals_still_come_from_the_normal_path(redis_process: Any, redi
             writer.close()
         eio = srv.app[SIO_KEY].eio
         deadline = asyncio.get_running_loop().time() + 5
-        while eio.sockets or eio._per_address:  # noqa: SLF001  # every place is given back
+        while eio.sockets or eio._per_address:  # every place is given back
             assert asyncio.get_running_loop().time() < deadline
             await asyncio.sleep(0.02)
         client = Client(srv.url, srv.token("alice"))
@@ -255,7 +255,7 @@ async def test_a_session_refused_after_the_front_took_the_connection_gets_a_whol
     finally:
         eio.handlers["connect"] = served
     assert status == 401 and json.loads(body) == "Unauthorized"
-    assert not eio.sockets and not eio._per_address  # noqa: SLF001  # nothing kept, the place given back
+    assert not eio.sockets and not eio._per_address  # nothing kept, the place given back
     client = Client(server.url, server.token("alice"))
     await client.connect()
     await client.close()

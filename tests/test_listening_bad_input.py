@@ -10,7 +10,7 @@ import pytest
 
 from auth.claims import Permission
 from tests.helpers import Client, ServerUnderTest
-from tests.listening_support import FrozenClock, Listener, auth, clock, listener, lserver  # noqa: F401
+from tests.listening_support import FrozenClock, Listener, auth, listener
 from tests.test_listening_report import sessions
 
 BAD_REPORTS: list[tuple[str, dict[str, Any]]] = [

@@ -11,7 +11,7 @@ from typing import Any
 import aiohttp
 
 from tests.helpers import Client, ServerUnderTest
-from tests.listening_support import DAY_MS, FrozenClock, auth, clock, listener, lserver  # noqa: F401
+from tests.listening_support import FrozenClock, auth, listener
 from tests.test_listening_report import sessions
 
 HOUR = 3_600_000
@@ -67,6 +67,7 @@ async def test_midnight_split_in_two_time_zones_on_dst_days(lserver: ServerUnder
     assert await days("carol", "America/New_York") == {"2026-11-01": 25 * HOUR}
     assert await days("carol", "Europe/Berlin") == {"2026-11-01": 19 * HOUR, "2026-11-02": 6 * HOUR}
     status, body = await get(lserver, "/api/listening/stats", "carol", tz="America/New_York")
+    assert status == 200, body
     assert len(body["days"]) == 30 and body["days"][-1] == {"date": "2026-11-21", "total_ms": 0}
     assert body["total_ms"] == 25 * HOUR and body["count"] == 2
 

@@ -9,7 +9,7 @@ from typing import Any
 import aiohttp
 
 from tests.helpers import Client, RedisProcess, ServerUnderTest
-from tests.listening_support import TOKEN_TTL_S, FrozenClock, Listener, auth, clock, listener, lserver, start_on_clock  # noqa: F401
+from tests.listening_support import TOKEN_TTL_S, FrozenClock, Listener, auth, listener, start_on_clock
 
 
 async def test_racing_first_uses_on_two_nodes_make_one_history(

@@ -7,7 +7,7 @@ from typing import Any
 import aiohttp
 
 from tests.helpers import Client, ServerUnderTest
-from tests.listening_support import FrozenClock, Listener, auth, clock, listener, lserver  # noqa: F401
+from tests.listening_support import FrozenClock, Listener, auth, listener
 
 MIN = 60_000
 

@@ -9,7 +9,7 @@ from typing import Any
 import aiohttp
 
 from tests.helpers import Client, RedisProcess, ServerUnderTest
-from tests.listening_support import FrozenClock, auth, clock, listener, lserver, start_on_clock  # noqa: F401
+from tests.listening_support import FrozenClock, auth, listener, start_on_clock
 from tests.test_listening_report import sessions
 
 MIN = 60_000

@@ -10,7 +10,7 @@ from playwright.async_api import Browser, Page, expect
 
 from tests.browser import Tab, new_tab
 from tests.helpers import ServerUnderTest
-from tests.listening_support import TOKEN_TTL_S, FrozenClock, auth, clock, lserver  # noqa: F401
+from tests.listening_support import TOKEN_TTL_S, FrozenClock, auth
 
 XSS_TITLE = '<img src=x onerror="window.__xss=1">'
 

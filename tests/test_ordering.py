@@ -10,6 +10,7 @@ from typing import Any
 from tests.helpers import Client, ServerUnderTest
 
 CHANGES = 50
+_SENDERS: set[asyncio.Task[None]] = set()
 
 
 def pipeline(client: Client, event: str, payloads: list[dict[str, Any]]) -> asyncio.Future[list[Any]]:
@@ -31,7 +32,14 @@ def pipeline(client: Client, event: str, payloads: list[dict[str, Any]]) -> asyn
         for index, payload in enumerate(payloads):
             await client.sio.emit(event, payload, callback=on_ack(index))
 
-    loop.create_task(send_all())
+    def sent(task: asyncio.Task[None]) -> None:
+        _SENDERS.discard(task)
+        if not task.cancelled() and task.exception() is not None and not done.done():
+            done.set_exception(task.exception())  # type: ignore[arg-type]  # an emit failed: say so
+
+    sender = loop.create_task(send_all())
+    _SENDERS.add(sender)  # the loop keeps only a weak reference to a task
+    sender.add_done_callback(sent)
     return done
 
 

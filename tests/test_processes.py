@@ -84,9 +84,8 @@ async def post(url: str, token: str, body: dict[str, Any] | None = None) -> tupl
 
 
 async def get(url: str, token: str) -> tuple[int, Any]:
-    async with aiohttp.ClientSession() as http:
-        async with http.get(url, headers={"Authorization": f"Bearer {token}"}) as resp:
-            return resp.status, await resp.json()
+    async with aiohttp.ClientSession() as http, http.get(url, headers={"Authorization": f"Bearer {token}"}) as resp:
+        return resp.status, await resp.json()
 
 
 async def assert_ran_once(client: Client, redis: Any, job_type: str) -> None:

@@ -51,7 +51,7 @@ class RawSocketIO:
         self.writer.write(header + b"\0\0\0\0" + payload)  # masked with a zero key
 
     async def receive(self) -> str:
-        first, second = await self.reader.readexactly(2)
+        _, second = await self.reader.readexactly(2)
         size = second & 0x7F
         if size == 126:
             (size,) = struct.unpack("!H", await self.reader.readexactly(2))

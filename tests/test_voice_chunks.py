@@ -406,7 +406,7 @@ async def test_an_upload_cut_off_midway_leaves_no_file(server: ServerUnderTest) 
         f"POST /voicebot/chunks HTTP/1.1\r\nHost: {host}\r\nAuthorization: Bearer {server.token('alice')}\r\n"
         f"Content-Type: multipart/form-data; boundary=xyz\r\nContent-Length: {len(body) + len(audio)}\r\n\r\n"
     ).encode()
-    reader, writer = await asyncio.open_connection(host, int(port))
+    _, writer = await asyncio.open_connection(host, int(port))
     writer.write(request + body)
     await writer.drain()
     incoming = server.services.voice.config.blob_dir / ".incoming"

@@ -125,11 +125,12 @@ async def test_session_by_reply_to_a_message_with_a_link_and_login(bot: ServerUn
         "text": f"see https://x.example/session/{first.id}",
     }
     status, reply = await send(bot, command("/session", reply_to_message=quoted))
+    assert status == 200
     assert reply["text"].endswith(first.id) and await bot.services.voice.active_id("alice") == first.id
     status, reply = await send(bot, command("/session@sessionhub_bot"))
-    assert reply["text"] == f"Активная сессия: /session/{first.id}"
+    assert status == 200 and reply["text"] == f"Активная сессия: /session/{first.id}"
     status, reply = await send(bot, command("/login"))
-    assert "/tg_auth?token=" in reply["text"]
+    assert status == 200 and "/tg_auth?token=" in reply["text"]
 
 
 async def test_refusals_become_clear_replies(bot: ServerUnderTest) -> None:

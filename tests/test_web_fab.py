@@ -82,7 +82,7 @@ async def test_new_cut_pause_resume_done_with_a_second_tab_watching(
         await asyncio.sleep(0.6)
         await page.locator("#fab-done").click()
         await expect(page.locator("#fab-status")).to_have_attribute("data-status", "closed")
-        await expect(page.locator("#fab-message")).to_contain_text("Done × 1")
+        await expect(page.locator("#fab-message")).to_contain_text("Done \u00d7 1")
 
         await expect(watcher.locator("#status-pictogram")).to_have_attribute("data-status", "closed")
         await expect(watcher.locator("#done-count")).to_have_text("1")

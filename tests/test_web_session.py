@@ -96,7 +96,7 @@ async def test_session_without_id_shows_empty_state_then_the_active_session(serv
     assert await server.services.voice.active_id("alice") == active_id
 
 
-async def test_session_name_is_shown_as_text(server: ServerUnderTest, browser: Browser) -> None:  # noqa: F811
+async def test_session_name_is_shown_as_text(server: ServerUnderTest, browser: Browser) -> None:
     session_id = await server.create_session("alice", XSS_NAME)
     # Without the page's CSP, so that only the rendering stands between the name and the DOM.
     unprotected = await new_tab(browser, server, bypass_csp=True)
