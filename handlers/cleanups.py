@@ -40,24 +40,25 @@ T = TypeVar("T")
 async def delete_owing(
     services: Services,
     session_id: str,
-    delete: Callable[[], Awaitable[T]],
+    delete: Callable[[dict[str, str]], Awaitable[T]],
     *,
     record: dict[str, str] | None = None,
 ) -> T:
     """Run ``delete`` (a script removing the session's own keys) with its kind's follow-up owed.
 
     ``record`` is the session's hash as it was (read here when not given): ``on_delete`` needs
-    it once the script has removed it. A deletion refused with a coded error (not allowed, a
-    published pattern, gone) owes nothing; when the session has gone meanwhile the note stays,
-    since the deletion that removed it may own it (a retry then finds nothing left to do).
+    it once the script has removed it, and ``delete`` gets it ({} for no session). A deletion
+    refused with a coded error (not allowed, a published pattern, gone) owes nothing; when the
+    session has gone meanwhile the note stays, since the deletion that removed it may own it (a
+    retry then finds nothing left to do).
     """
     if record is None:
         record = await _record(services, session_id)
     if not record.get("kind"):
-        return await delete()  # nothing to owe: the deletion answers for the missing session
+        return await delete(record)  # nothing to owe: the deletion answers for the missing session
     await services.cleanups.note(session_id, record)
     try:
-        result = await delete()
+        result = await delete(record)
     except CodedError:
         if await services.redis.exists(services.keys.session(session_id)):
             await services.cleanups.done(session_id)

@@ -199,20 +199,20 @@ class PatternSessions:
         )
         return Position(epoch=str(result[1]), offset=int(result[0]))
 
-    async def delete(self, session_id: str) -> None:
-        """Delete the session (``forbidden`` for a published one) and drop it from the indexes.
+    async def delete(self, session_id: str, *, author_id: str) -> None:
+        """Delete the session (``forbidden`` for a published one) and drop it from the indexes
+        (``author_id``: from its record, which the caller has read).
 
         Its place among its parent's children (another slot) is the caller's to remove: the
         pattern kind's ``on_delete``, owed and retried (``handlers.cleanups``).
         """
-        author: Any = await self._redis.hget(self._keys.session(session_id), "author_id")  # type: ignore[misc]
         await self._log.run(
             self._delete,
             session_id,
             keys=[self._keys.session(session_id), *self.owned_keys(session_id)],
             args=[KIND, etypes.PATTERN_DELETED, _compact({"id": session_id}), DELETED_LOG_RETENTION_MS],
         )
-        await self._sessions.unindex(session_id=session_id, owner_id=str(author or ""))
+        await self._sessions.unindex(session_id=session_id, owner_id=author_id)
 
     async def count_remix(self, parent_id: str, *, child: PatternRecord) -> int:
         """One more remix of ``parent_id`` (``child``, recorded among its children); the new count."""

@@ -53,7 +53,7 @@ class SessionDeleter:
             offset = await delete_owing(
                 self._s,
                 session_id,
-                lambda: self._store.delete(session_id, extra_keys=extra, actor=actor),
+                lambda _: self._store.delete(session_id, extra_keys=extra, actor=actor),
                 record=record,
             )
         return Deleted(kind=record["kind"], owner_id=record.get("owner_id", ""), offset=offset)

@@ -249,7 +249,9 @@ class PatternRoutes:
     async def delete(self, request: web.Request) -> web.Response:
         """Delete the session (a published one cannot be)."""
         session_id = parse_id(request)
-        await delete_owing(self._s, session_id, lambda: self._patterns.delete(session_id))
+        await delete_owing(
+            self._s, session_id, lambda record: self._patterns.delete(session_id, author_id=record.get("author_id", ""))
+        )
         return web.Response(status=204)
 
     async def remix(self, request: web.Request) -> web.Response:

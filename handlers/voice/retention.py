@@ -30,5 +30,5 @@ class RetentionRoutes:
         """Delete the session; subscribers get a last ``session_update`` with ``deleted: true``."""
         session_id = parse_session_id(request.match_info["session_id"])
         claims = bearer_claims(request, self._s.tokens, self._s.clock)
-        freed = await delete_owing(self._s, session_id, lambda: self._s.voice.delete(session_id, performer(claims)))
+        freed = await delete_owing(self._s, session_id, lambda _: self._s.voice.delete(session_id, performer(claims)))
         return web.json_response({"deleted": True, "session_id": session_id, "freed_bytes": freed})
