@@ -25,7 +25,7 @@ from storage.ratelimit import RateLimiter
 from storage.scripts import Scripts
 from storage.sessions import SessionDirectory
 from storage.store import Store
-from storage.voice import VoiceSessions
+from storage.voice.repository import VoiceSessions
 
 
 class Subscriptions(Protocol):

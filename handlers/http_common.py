@@ -90,7 +90,7 @@ def address_of(remote: str | None, forwarded_for: str, trust_forwarded_for: bool
 
 @dataclass(frozen=True, slots=True)
 class AnsweredUpgrade:
-    """A WebSocket opening handshake answered before aiohttp saw it (``server.front``): what the
+    """A WebSocket opening handshake answered before aiohttp saw it (``server.transport.front``): what the
     HTTP middlewares would have counted and logged for it, had it gone through them."""
 
     path: str

@@ -7,7 +7,7 @@ from typing import Annotated, Literal, TypeVar
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, ValidationError
 
 from protocol.errors import CodedError, ErrorCode
-from storage.voice import STATUSES
+from storage.voice.repository import STATUSES
 
 # Offsets are Redis stream ids, unsigned 64-bit; far beyond any real log, and bounded so that a
 # huge number is a bad payload rather than a Redis error.

@@ -9,7 +9,7 @@ Being the one place every event passes, the guard also counts it (``handlers.met
 registered name and outcome, with its ack time) and logs its line (``handlers.socket_log``).
 
 Events of one connection arrive here one after another, in the order sent (the server runs
-them inline, see ``server.fastpath``). An event registered with ``changes=True`` holds its session's
+them inline, see ``server.transport.fastpath``). An event registered with ``changes=True`` holds its session's
 local fan-out until its ack has left (``Subscriptions.hold``): the ack is written in the same
 loop step as the handler's result, and the release runs on the next one.
 """

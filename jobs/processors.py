@@ -19,9 +19,9 @@ from handlers.voice.chunks import chunk_repository
 from jobs.transcription import NOT_CONFIGURED, transcribe
 from jobs.voice_digest import MAX_TASKS, digest, task_records, texts_of
 from protocol.events import JOB_PROGRESS
-from storage.blobs import BlobStore
+from storage.voice.blobs import BlobStore
 from storage.jobs import Job
-from storage.voice import VoiceSession
+from storage.voice.repository import VoiceSession
 
 
 class PermanentJobError(Exception):

@@ -13,8 +13,8 @@ from aiohttp import web
 from handlers.admin import capability as admin
 from handlers.admin.config import AdminConfig
 from handlers.auth_http import AuthRoutes
-from handlers.clips import capability as clips
-from handlers.clips.settings import ClipSettings
+from handlers.streams import capability as clips
+from handlers.streams.settings import ClipSettings
 from handlers.cleanups import CleanupRetry
 from handlers.connection import Connections
 from handlers.connection_events import ConnectionEvents
@@ -32,7 +32,7 @@ from handlers.subscriptions import SubscriptionEvents
 from handlers.voice import capability as voice
 from handlers.web_pages import WebPages
 from server.bus import Bus
-from server.fastpath import FrontSite, SessionServer, check_versions
+from server.transport.fastpath import FrontSite, SessionServer, check_versions
 from server.services import limits_section
 from server.settings import Settings
 
@@ -41,7 +41,7 @@ log = logging.getLogger(__name__)
 # Where Socket.IO is served (python-socketio's default path, as its clients expect).
 SOCKETIO_PATH = "/socket.io/"
 # Engine.IO's hard limit: a message above it closes the connection. The soft, answering
-# limit is Settings.max_payload_bytes (see server.fastpath).
+# limit is Settings.max_payload_bytes (see server.transport.fastpath).
 HARD_MESSAGE_LIMIT_BYTES = 1 << 20
 
 SERVICES_KEY = web.AppKey("services", Services)
@@ -152,7 +152,7 @@ def build_app(settings: Settings, *, services: Services) -> web.Application:
 
 def front_site(runner: web.AppRunner, host: str, port: int) -> FrontSite:
     """The listening site of a :func:`build_app` application (``runner`` set up): WebSocket opens
-    answered by ``server.front``, everything else by aiohttp."""
+    answered by ``server.transport.front``, everything else by aiohttp."""
     app = runner.app
     return FrontSite(
         runner,

@@ -46,7 +46,7 @@ from handlers.background import cancelled, stop_if_cancelled
 from handlers.metrics import Metrics
 from protocol.events import SESSION_RESYNC
 from server.channels import CONFIRMATIONS, MESSAGES, Channels
-from server.outlet import Packet, deliver, direct_writer
+from server.transport.outlet import Packet, deliver, direct_writer
 from storage.clock import Clock
 from storage.events import EventLog
 from storage.keys import Keys

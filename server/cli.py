@@ -21,7 +21,7 @@ from jobs.processors import load_processors
 from protocol.errors import CodedError
 from server import admin_cli, logs
 from server.app import build_app, front_site
-from server.fastpath import UnsupportedVersions, check_versions
+from server.transport.fastpath import UnsupportedVersions, check_versions
 from server.identity import token_service
 from server.process import raise_open_files_limit, tune_gc
 from server.redis_embed import URL_FILE, DataDirBusy, DataDirLock, EmbeddedRedis

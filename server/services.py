@@ -24,8 +24,8 @@ from storage.ratelimit import RateLimiter
 from storage.scripts import Scripts
 from storage.sessions import SessionDirectory
 from storage.store import Store
-from storage.voice import VoiceSessions
-from storage.voice_config import VoiceConfig, parse_user_map
+from storage.voice.repository import VoiceSessions
+from storage.voice.config import VoiceConfig, parse_user_map
 
 
 # A capability's frozen dataclass of limits (see limits_section).

@@ -1,4 +1,6 @@
-"""Loads the Lua scripts under ``storage/lua/<capability>/``.
+"""Loads the Lua scripts: a capability's under ``storage/<capability>/lua/``, the shared ones
+(``core``, ``jobs``) under ``storage/lua/<group>/``. A script is named ``<capability or
+group>/<file>.lua`` either way.
 
 A script that changes a session is prefixed with the shared event prologue
 (``core/_event.lua``: the log append and the owner access rule). Each repository registers the
@@ -20,8 +22,12 @@ from redis.commands.core import AsyncScript
 _PROLOGUE = "core/_event.lua"
 
 
-def _source(path: str) -> str:
-    return resources.files("storage").joinpath("lua", path).read_text(encoding="utf-8")
+def source(path: str) -> str:
+    """The text of script ``<capability or group>/<file>.lua``."""
+    package, _, name = path.partition("/")
+    own = resources.files("storage").joinpath(package, "lua", name)
+    shared = resources.files("storage").joinpath("lua", path)
+    return (own if own.is_file() else shared).read_text(encoding="utf-8")
 
 
 def _for(redis: Redis, source: str) -> str:
@@ -32,12 +38,12 @@ def _for(redis: Redis, source: str) -> str:
 
 def event_script(redis: Redis, path: str) -> AsyncScript:
     """A session-changing script (``lua/<path>``) with the event prologue in front of it."""
-    return redis.register_script(_for(redis, _source(_PROLOGUE) + "\n" + _source(path)))
+    return redis.register_script(_for(redis, source(_PROLOGUE) + "\n" + source(path)))
 
 
 def plain_script(redis: Redis, path: str) -> AsyncScript:
     """A script that appends no event."""
-    return redis.register_script(_for(redis, _source(path)))
+    return redis.register_script(_for(redis, source(path)))
 
 
 @dataclass(frozen=True, slots=True)

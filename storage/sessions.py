@@ -8,7 +8,7 @@ The global and per-user indexes live in other hash slots, so they are written in
 which listings skip, never a record no listing can find.
 
 The admin counters and indexes (counts by kind, creation, last access, last change, size;
-``storage/admin.py`` reads them) share the ``{admin}`` hash tag and are updated in a separate
+``storage/admin/repository.py`` reads them) share the ``{admin}`` hash tag and are updated in a separate
 step right after each of these: :meth:`SessionDirectory.index` and ``unindex`` on create and
 delete, :meth:`SessionDirectory.touch` when a session is looked up through the kind registry
 (at most once a minute per session and node). So the admin metrics never scan every key; an

@@ -18,7 +18,7 @@ from tests.browser import browser, tab  # noqa: F401 - the Playwright fixtures, 
 from tests.helpers import Client, RedisProcess, ServerUnderTest, test_settings
 
 # The listening tests' fixtures (clock, lserver), found by every test module.
-pytest_plugins = ["tests.listening_support"]
+pytest_plugins = ["tests.listening.support"]
 
 
 @pytest.fixture(scope="session")

@@ -21,7 +21,7 @@ from auth.claims import Permission
 from auth.tokens import TokenService
 from handlers.context import Services
 from server.settings import Settings
-from storage.voice import Performer
+from storage.voice.repository import Performer
 
 SECRET = "test-secret-for-sessionhub-tests-only-0123456789-0123456789-0123456789"
 ALL_PERMS = (Permission.READ_OWN, Permission.CREATE, Permission.UPDATE)

@@ -19,7 +19,7 @@ from server.logs import JsonFormatter
 from storage.jobs import Job
 from tests.conftest import start_server
 from tests.helpers import OWNER, Client, RedisProcess, ServerUnderTest
-from tests.test_admin_http import admin_token
+from tests.admin.test_http import admin_token
 from tests.test_worker import make_worker
 
 Samples = dict[tuple[str, tuple[tuple[str, str], ...]], float]

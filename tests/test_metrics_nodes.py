@@ -10,8 +10,8 @@ import aiohttp
 
 from tests.conftest import start_server
 from tests.helpers import Client, RedisProcess, ServerUnderTest, free_port
-from tests.test_admin_http import admin_token
-from tests.test_admin_prometheus import ready, serve
+from tests.admin.test_http import admin_token
+from tests.admin.test_prometheus import ready, serve
 from tests.test_metrics import scrape_url, value
 
 async def admin_metrics(node: ServerUnderTest) -> dict[str, Any]:

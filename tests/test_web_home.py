@@ -6,7 +6,7 @@ from playwright.async_api import Browser, expect
 
 from tests.browser import Tab, new_tab
 from tests.helpers import ServerUnderTest
-from tests.test_web_session import XSS_NAME
+from tests.voice.test_web_session import XSS_NAME
 
 
 async def test_landing_page_lists_my_recent_sessions(server: ServerUnderTest, tab: Tab) -> None:

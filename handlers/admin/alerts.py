@@ -9,7 +9,7 @@ from redis.exceptions import RedisError, ResponseError
 from handlers.admin.config import AdminConfig
 from handlers.admin.nodes import NodeHeartbeat
 from handlers.context import Services
-from storage.admin import AdminStore
+from storage.admin.repository import AdminStore
 
 HOUR_MS = 3_600_000
 LARGEST_SHOWN = 5

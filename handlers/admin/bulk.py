@@ -21,8 +21,8 @@ from handlers.admin.requests import ExportQuery, OrphanDelete, parse_body, parse
 from handlers.context import Services
 from handlers.http_common import guarded, json_body
 from protocol.errors import CodedError, ErrorCode
-from storage.admin import AdminStore
-from storage.admin_recalc import AdminRecalc
+from storage.admin.repository import AdminStore
+from storage.admin.recalc import AdminRecalc
 
 PROGRESS_EVERY = 50
 

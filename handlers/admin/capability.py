@@ -22,9 +22,9 @@ from handlers.context import Services
 from handlers.openapi_registry import document
 from handlers.socket_router import SocketRouter
 from handlers.web_pages import add_page
-from storage.admin import AdminStore
-from storage.admin_recalc import AdminRecalc
-from storage.remix_tree import RemixTree
+from storage.admin.repository import AdminStore
+from storage.admin.recalc import AdminRecalc
+from storage.patterns.remix_tree import RemixTree
 
 
 SETTLE_ON_EXIT_S = 5.0

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from storage.admin import CostRates
+from storage.admin.repository import CostRates
 
 
 @dataclass(frozen=True, slots=True)

@@ -17,7 +17,7 @@ from typing import Any
 from handlers.cleanups import delete_owing
 from handlers.context import Services
 from protocol.errors import CodedError, ErrorCode
-from storage.admin import AdminStore
+from storage.admin.repository import AdminStore
 
 
 @dataclass(frozen=True, slots=True)

@@ -29,9 +29,9 @@ from handlers.context import Services
 from handlers.http_common import guarded, json_body
 from handlers.ids import parse_session_id
 from protocol.errors import CodedError, ErrorCode
-from storage.admin import AdminStore, ListQuery
-from storage.admin_recalc import AdminRecalc
-from storage.remix_tree import RemixTree
+from storage.admin.repository import AdminStore, ListQuery
+from storage.admin.recalc import AdminRecalc
+from storage.patterns.remix_tree import RemixTree
 
 
 class AdminRoutes:

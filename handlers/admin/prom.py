@@ -30,7 +30,7 @@ from handlers.admin.requests import NoFields, parse_query
 from handlers.context import Services
 from handlers.http_common import UPGRADE_HOOKS, AnsweredUpgrade, guarded
 from handlers.metrics import MULTIPROC_ENV, forget_dead_processes
-from storage.admin import AdminStore
+from storage.admin.repository import AdminStore
 
 ALERT_NAMES = (
     "memory", "creation_rate", "large_sessions", "dead_letters", "jobs_stuck", "bus_down", "redis_unreachable"
@@ -71,7 +71,7 @@ class PrometheusRoutes:
         app.router.add_get("/metrics", guarded(self.metrics))
 
     def _count_upgrade(self, upgrade: AnsweredUpgrade) -> None:
-        # What _count records for a WebSocket open that aiohttp never saw (server.front).
+        # What _count records for a WebSocket open that aiohttp never saw (server.transport.front).
         self.requests.labels(upgrade.path, "GET", "101").inc()
 
     @web.middleware

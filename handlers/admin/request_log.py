@@ -59,7 +59,7 @@ async def request_log(request: web.Request, handler: Any) -> web.StreamResponse:
 
 
 def log_upgrade(upgrade: AnsweredUpgrade) -> None:
-    """The line :func:`request_log` writes, for a WebSocket open answered by ``server.front``."""
+    """The line :func:`request_log` writes, for a WebSocket open answered by ``server.transport.front``."""
     if log.isEnabledFor(logging.INFO):
         _line(_id_from(upgrade.request_id), "GET", upgrade.path, upgrade.path, 101, time.perf_counter(), upgrade.remote)
 

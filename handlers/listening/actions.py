@@ -8,8 +8,8 @@ from auth.claims import Claims, Permission
 from handlers.listening.payloads import ClearBody, ReportBody, UploadBody
 from protocol.errors import CodedError, ErrorCode
 from storage.clock import Clock
-from storage.listening import ListeningHistories
-from storage.listening_model import Outcome, Report, Upload
+from storage.listening.repository import ListeningHistories
+from storage.listening.model import Outcome, Report, Upload
 
 HISTORY_URL = "/history"
 

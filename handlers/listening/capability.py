@@ -14,7 +14,7 @@ from handlers.listening.sweeper import Sweeper
 from handlers.openapi_registry import document
 from handlers.socket_router import SocketRouter
 from handlers.web_pages import add_page
-from storage.listening import ListeningHistories
+from storage.listening.repository import ListeningHistories
 
 
 def install(services: Services, router: SocketRouter, app: web.Application, *, settings: ListeningSettings) -> None:

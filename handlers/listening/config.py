@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from storage.listening_model import ListeningRules
+from storage.listening.model import ListeningRules
 
 
 @dataclass(frozen=True, slots=True)

@@ -16,7 +16,7 @@ from handlers.payloads import validate
 from handlers.socket_router import SocketRouter
 from protocol.errors import CodedError, ErrorCode
 from storage.clock import Clock
-from storage.listening import ListeningHistories
+from storage.listening.repository import ListeningHistories
 
 
 class ListeningEvents:

@@ -34,8 +34,8 @@ from handlers.listening.stats import day_start_ms, day_totals, local_day, streak
 from handlers.payloads import validate
 from handlers.query import at_most, parse_query
 from protocol.errors import CodedError, ErrorCode
-from storage.listening import ListeningHistories
-from storage.listening_model import ListeningSession
+from storage.listening.repository import ListeningHistories
+from storage.listening.model import ListeningSession
 
 # Streaks look back a year; the chart shows up to that.
 STREAK_DAYS = 366

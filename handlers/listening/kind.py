@@ -9,8 +9,8 @@ from auth.claims import Claims, Permission
 from handlers.kinds import SessionKind, Snapshot
 from handlers.listening.actions import HISTORY_URL
 from protocol.errors import CodedError, ErrorCode
-from storage.listening import ListeningHistories
-from storage.listening_model import KIND
+from storage.listening.repository import ListeningHistories
+from storage.listening.model import KIND
 from storage.sessions import SessionMeta
 
 

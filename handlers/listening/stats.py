@@ -14,7 +14,7 @@ from datetime import date, datetime, time, timedelta
 from functools import cache
 
 from protocol.errors import CodedError, ErrorCode
-from storage.listening_model import ListeningSession
+from storage.listening.model import ListeningSession
 
 _TZ_NAME = re.compile(r"[A-Za-z][A-Za-z0-9_+\-]*(/[A-Za-z0-9_+\-]+){0,2}")
 

@@ -13,7 +13,7 @@ from aiohttp import web
 
 from handlers.background import STOP_WAIT_S, cancelled, stop_if_cancelled
 
-from storage.listening import ListeningHistories
+from storage.listening.repository import ListeningHistories
 
 log = logging.getLogger(__name__)
 

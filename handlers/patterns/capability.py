@@ -14,7 +14,7 @@ from handlers.patterns.kind import PatternKind
 from handlers.patterns.operations import OPERATIONS
 from handlers.socket_router import SocketRouter
 from handlers.web_pages import add_page
-from storage.patterns import PatternSessions
+from storage.patterns.repository import PatternSessions
 
 
 def install(services: Services, router: SocketRouter, app: web.Application, *, config: PatternConfig) -> None:

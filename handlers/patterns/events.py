@@ -20,7 +20,7 @@ from handlers.patterns.state import StepIndex, Strict, TrackId, bounded_text
 from handlers.payloads import SessionRef, validate
 from handlers.socket_router import SocketRouter
 from protocol.errors import CodedError, ErrorCode
-from storage.patterns import PatternSessions
+from storage.patterns.repository import PatternSessions
 
 PlayerName = bounded_text(32)
 Colour = Annotated[str, Field(strict=True, pattern=r"^#[0-9a-fA-F]{6}$")]

@@ -28,7 +28,7 @@ from handlers.patterns.state import DEFAULTS
 from handlers.patterns.views import Created, Published, Remixed, Renamed, Replaced, etag, full_view, session_url
 from protocol.errors import CodedError, ErrorCode
 from storage.events import Position
-from storage.patterns import Lineage, PatternRecord, PatternSessions
+from storage.patterns.repository import Lineage, PatternRecord, PatternSessions
 
 IMMUTABLE_MESSAGE = "This session is published and cannot be edited. Remix it to make your own copy."
 

@@ -7,7 +7,7 @@ from typing import Any
 from auth.claims import Claims
 from handlers.kinds import SessionKind, Snapshot
 from handlers.patterns.views import full_view, session_url
-from storage.patterns import KIND, PatternSessions
+from storage.patterns.repository import KIND, PatternSessions
 from storage.sessions import SessionMeta
 
 

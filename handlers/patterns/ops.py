@@ -32,7 +32,7 @@ from handlers.patterns.state import (
     Transpose,
     Volume,
 )
-from storage.patterns import Operation
+from storage.patterns.repository import Operation
 
 
 def _json(value: Any) -> str:

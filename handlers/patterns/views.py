@@ -7,7 +7,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict
 
 from storage.events import Position
-from storage.patterns import PatternRecord
+from storage.patterns.repository import PatternRecord
 
 UNKNOWN_PARENT = "Unknown Session"
 

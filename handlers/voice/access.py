@@ -5,7 +5,7 @@ from __future__ import annotations
 from auth.access import read_scope, require_read, require_update
 from auth.claims import Claims, Permission
 from protocol.errors import CodedError, ErrorCode
-from storage.voice import Performer, VoiceSession, VoiceSessions
+from storage.voice.repository import Performer, VoiceSession, VoiceSessions
 
 
 async def _existing(voice: VoiceSessions, session_id: str) -> VoiceSession:

@@ -10,7 +10,7 @@ from handlers.context import Services
 from handlers.voice.access import performer
 from protocol.errors import CodedError, ErrorCode
 from storage.jobs import Job
-from storage.voice import VoiceSession
+from storage.voice.repository import VoiceSession
 
 DONE_MULTIPROMPT = "DONE_MULTIPROMPT"
 POST_PROCESS_SESSION = "POST_PROCESS_SESSION"

@@ -22,7 +22,7 @@ from handlers.payloads import BotCommand, Material, validate
 from handlers.voice.access import updatable
 from handlers.voice.actions import brief, close, create_active, session_url
 from protocol.errors import CodedError, ErrorCode
-from storage.voice import VoiceSession
+from storage.voice.repository import VoiceSession
 
 NO_ACTIVE_SESSION = "Активная сессия не найдена..."
 _COMMAND = re.compile(r"^/([a-z_]+)(?:@\w+)?(?:\s+(.*))?$", re.DOTALL)

@@ -18,7 +18,7 @@ from pydantic import Field, model_validator
 from handlers.ids import parse_session_id
 from handlers.payloads import Payload, validate
 from protocol.errors import CodedError, ErrorCode
-from storage.blobs import BlobStore, BlobTooLarge, BlobWriter
+from storage.voice.blobs import BlobStore, BlobTooLarge, BlobWriter
 
 FIELD_NAMES = frozenset({"session_id", "start_ms", "end_ms", "duration_ms", "speaker"})
 MAX_FIELD_BYTES = 256

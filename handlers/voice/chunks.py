@@ -18,9 +18,9 @@ from handlers.voice.access import performer, readable, updatable
 from handlers.voice.audio_links import AudioLinkQuery, AudioLinks
 from handlers.voice.chunk_form import FORM_OVERHEAD_BYTES, ChunkForm, ChunkMeta, read_chunk_form
 from protocol.errors import CodedError, ErrorCode
-from storage.audio_format import probe
-from storage.blobs import BlobStore
-from storage.voice_chunks import ChunkAdded, NewChunk, VoiceChunks
+from storage.voice.audio_format import probe
+from storage.voice.blobs import BlobStore
+from storage.voice.chunks import ChunkAdded, NewChunk, VoiceChunks
 
 # The FAB tries these in order and records with the first the browser supports (issue 10).
 FAB_MIME_TYPES = (

@@ -15,7 +15,7 @@ from handlers.payloads import ActivateSession, CreateSession, validate
 from handlers.query import LimitQuery, at_most, parse_query
 from handlers.voice.access import readable, updatable
 from handlers.voice.actions import brief, create_active, session_url
-from storage.voice import VoiceSession
+from storage.voice.repository import VoiceSession
 
 
 class VoiceRoutes:

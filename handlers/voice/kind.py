@@ -10,9 +10,9 @@ from auth.claims import Claims
 from handlers.context import Services
 from handlers.kinds import SessionKind, Snapshot
 from handlers.voice.actions import session_url
-from storage.blobs import BlobStore
+from storage.voice.blobs import BlobStore
 from storage.sessions import SessionMeta
-from storage.voice import KIND
+from storage.voice.repository import KIND
 
 
 class VoiceKind(SessionKind):

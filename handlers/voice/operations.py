@@ -12,7 +12,7 @@ from handlers.voice.chunk_form import ChunkMeta
 from handlers.voice.chunks import FabConfig
 
 TAG = "voice"
-# The media types the server stores a chunk as (storage/audio_format.py recognises them).
+# The media types the server stores a chunk as (storage/voice/audio_format.py recognises them).
 AUDIO_TYPES = ("audio/webm", "audio/ogg", "audio/wav", "audio/mp4", "audio/mpeg", "audio/aac")
 READ = (400, 403, 404, 503)
 WRITE = (400, 403, 404, 409, 413, 429, 503)

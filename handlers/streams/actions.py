@@ -1,0 +1,82 @@
+"""Stream-session actions shared by the Socket.IO events and the HTTP routes."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from auth.claims import Claims
+from handlers.streams.settings import ClipSettings
+from handlers.context import Services
+from protocol.errors import CodedError, ErrorCode
+from storage.streams.repository import StreamSession, StreamSessions, Submission
+
+
+def viewer_url(services: Services, session_id: str) -> str:
+    """The link viewers open to clip (absolute when a public URL is set)."""
+    return f"{services.public_url.rstrip('/')}/watch/{session_id}"
+
+
+def streamer_url(services: Services, session_id: str) -> str:
+    """The streamer's dashboard of the session."""
+    return f"{services.public_url.rstrip('/')}/streams/{session_id}"
+
+
+def full(services: Services, session: StreamSession, claims: Claims) -> dict[str, Any]:
+    """The record with its links, and whether the caller owns it."""
+    return {
+        **session.public(),
+        "viewer_url": viewer_url(services, session.id),
+        "streamer_url": streamer_url(services, session.id),
+        "is_owner": claims.sub == session.owner_id,
+    }
+
+
+async def existing(streams: StreamSessions, session_id: str) -> StreamSession:
+    """The stream session, or ``session_not_found``."""
+    session = await streams.get(session_id)
+    if session is None:
+        raise CodedError(ErrorCode.SESSION_NOT_FOUND, "no such session")
+    return session
+
+
+async def owned(streams: StreamSessions, claims: Claims, session_id: str) -> StreamSession:
+    """The stream session if the caller owns it: ``session_not_found`` before ``forbidden``."""
+    session = await existing(streams, session_id)
+    if claims.sub != session.owner_id:
+        raise CodedError(ErrorCode.FORBIDDEN, "only the streamer may do this")
+    return session
+
+
+async def set_state(streams: StreamSessions, claims: Claims, session_id: str, action: str) -> dict[str, Any]:
+    """Take a state action (the owner check and the transition run in one script)."""
+    change = await streams.transition(session_id, action, claims.sub)
+    return {"session_id": session_id, "state": change.state, "previous": change.previous, "offset": change.offset}
+
+
+async def submit_clip(
+    streams: StreamSessions,
+    settings: ClipSettings,
+    claims: Claims,
+    session_id: str,
+    *,
+    note: str,
+    submission_id: str | None,
+) -> dict[str, Any]:
+    """Store a viewer's click; the answer never names other viewers."""
+    result: Submission = await streams.submit(
+        session_id,
+        viewer_id=claims.sub,
+        submission_id=submission_id or "",
+        note=note,
+        cooldown_ms=int(settings.cooldown_s * 1000),
+        max_clips=settings.max_per_session,
+    )
+    clip = result.clip.for_viewer() if result.clip is not None else None
+    return {
+        "session_id": session_id,
+        "clip": clip,
+        "created": result.created,
+        "deleted": not result.created and clip is None,
+        "offset": result.offset,
+        "cooldown_s": settings.cooldown_s,
+    }

@@ -1,0 +1,31 @@
+"""Installs stream sessions on a server: the kind, the socket events, the HTTP routes, the pages."""
+
+from __future__ import annotations
+
+from aiohttp import web
+
+from handlers.streams.events import StreamEvents
+from handlers.streams.export import ExportRoutes
+from handlers.streams.http import StreamRoutes
+from handlers.streams.kind import StreamAudienceKind, StreamKind
+from handlers.streams.operations import OPERATIONS
+from handlers.streams.settings import ClipSettings
+from handlers.context import Services
+from handlers.openapi_registry import document
+from handlers.socket_router import SocketRouter
+from handlers.web_pages import add_page
+from storage.streams.repository import StreamSessions
+
+
+def install(services: Services, router: SocketRouter, app: web.Application, *, settings: ClipSettings) -> None:
+    """Register everything stream sessions serve, within ``settings``' limits."""
+    streams = StreamSessions(services.store)
+    services.kinds.register(StreamKind(services, streams))
+    services.kinds.register(StreamAudienceKind(streams))
+    StreamEvents(streams, settings).register(router)
+    StreamRoutes(services, streams, settings).register(app)
+    ExportRoutes(services, streams, settings).register(app)
+    document(app, OPERATIONS)
+    add_page(app, "/streams", services.web_dir / "streams.html")
+    add_page(app, r"/streams/{session_id}", services.web_dir / "stream.html")
+    add_page(app, r"/watch/{session_id}", services.web_dir / "watch.html")

@@ -1,0 +1,199 @@
+"""``GET /api/streams/{id}/export``: clips or moments as a file download (the owner only)."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import get_args
+
+from aiohttp import web
+
+from auth.claims import Claims
+from handlers.streams import formats, timecode
+from handlers.streams.actions import owned
+from handlers.streams.formats import Marker
+from handlers.streams.moments import Moment, group_moments
+from handlers.streams.queries import ExportFormat, ExportQuery
+from handlers.streams.settings import ClipSettings
+from handlers.context import Services
+from handlers.http_common import bearer_claims, guarded
+from handlers.ids import parse_session_id
+from handlers.query import parse_query
+from protocol.errors import CodedError, ErrorCode
+from storage.streams.repository import Clip, StreamSession, StreamSessions
+
+
+@dataclass(frozen=True, slots=True)
+class Export:
+    """What one request asks for."""
+
+    session: StreamSession
+    markers: list[Marker]
+    moments: bool
+    clipped_only: bool
+    fps: str
+    document: dict[str, object]
+
+
+@dataclass(frozen=True, slots=True)
+class Format:
+    """A file format: its name suffix, media type and renderer."""
+
+    suffix: str
+    content_type: str
+    render: Callable[[Export], str]
+
+
+def _timeline(export: Export) -> list[Marker]:
+    # Editors' markers and chapters follow the VOD timeline, whatever order the list was in.
+    return sorted(export.markers, key=lambda m: m.stream_offset_ms)
+
+
+FORMATS: dict[ExportFormat, Format] = {
+    "csv": Format(
+        ".csv",
+        "text/csv",
+        lambda e: formats.moments_csv(e.markers) if e.moments else formats.clips_csv(e.markers),
+    ),
+    "json": Format(".json", "application/json", lambda e: formats.as_json(e.document)),
+    "txt": Format(".txt", "text/plain", lambda e: formats.text(e.session.title, e.markers, moments=e.moments)),
+    "youtube": Format(
+        "-youtube-chapters.txt",
+        "text/plain",
+        lambda e: formats.youtube_chapters(_timeline(e), total_ms=_total_ms(e.session), moments=e.moments),
+    ),
+    "premiere": Format(
+        "-premiere-markers.csv", "text/csv", lambda e: formats.premiere_markers(_timeline(e), fps=e.fps)
+    ),
+    "resolve": Format(
+        "-resolve-markers.edl",
+        "text/plain",
+        lambda e: formats.resolve_markers(e.session.title, _timeline(e), fps=e.fps),
+    ),
+    "edl": Format("-cmx3600.edl", "text/plain", lambda e: formats.cmx3600(e.session.title, _timeline(e), fps=e.fps)),
+}
+
+
+assert set(FORMATS) == set(get_args(ExportFormat)), "ExportFormat must list FORMATS"
+
+
+def _total_ms(session: StreamSession) -> int | None:
+    """The VOD's length once the stream has ended (its segments' summed lengths)."""
+    if session.state != "ended":
+        return None
+    return sum(int(s.get("length_ms") or 0) for s in session.segments)
+
+
+def clip_marker(clip: Clip) -> Marker:
+    """A clip as an export row."""
+    return Marker(
+        segment_index=clip.segment_index,
+        offset_ms=clip.offset_ms,
+        stream_offset_ms=clip.stream_offset_ms,
+        label=clip.note,
+        submitted_by=clip.submitted_by,
+        created_at=clip.created_at,
+        count=1,
+        clipped=clip.clipped,
+        median_offset_ms=clip.offset_ms,
+    )
+
+
+def moment_marker(moment: Moment, created_at: int) -> Marker:
+    """A moment as an export row (its notes joined with `` / ``)."""
+    return Marker(
+        segment_index=moment.segment_index,
+        offset_ms=moment.first_offset_ms,
+        stream_offset_ms=moment.first_stream_offset_ms,
+        label=" / ".join(moment.notes),
+        submitted_by="",
+        created_at=created_at,
+        count=moment.count,
+        clipped=moment.clipped,
+        median_offset_ms=moment.median_offset_ms,
+    )
+
+
+def filename(title: str, what: str, suffix: str) -> str:
+    """An ASCII file name from the title: ``my-stream-clips.csv``."""
+    slug = re.sub(r"[^A-Za-z0-9]+", "-", title).strip("-").lower()[:60] or "stream"
+    return f"{slug}-{what}{suffix}"
+
+
+class ExportRoutes:
+    """File downloads of the owner's clips and moments."""
+
+    def __init__(self, services: Services, streams: StreamSessions, settings: ClipSettings) -> None:
+        self._s = services
+        self._streams = streams
+        self._settings = settings
+
+    def register(self, app: web.Application) -> None:
+        """Attach the route to ``app``."""
+        app.router.add_get("/api/streams/{session_id}/export", guarded(self.export))
+
+    def _claims(self, request: web.Request) -> Claims:
+        return bearer_claims(request, self._s.tokens, self._s.clock)
+
+    async def export(self, request: web.Request) -> web.Response:
+        """``?format=csv|json|txt|youtube|premiere|resolve|edl&of=clips|moments&only=all|clipped&fps=``."""
+        session_id = parse_session_id(request.match_info["session_id"])
+        claims = self._claims(request)
+        query = parse_query(ExportQuery, request)
+        export = await self._collect(query, session_id, claims)
+        fmt = FORMATS[query.format]
+        body = fmt.render(export)
+        what = ("clipped-" if export.clipped_only else "") + ("moments" if export.moments else "clips")
+        disposition = f'attachment; filename="{filename(export.session.title, what, fmt.suffix)}"'
+        return web.Response(
+            text=body,
+            content_type=fmt.content_type,
+            charset="utf-8",
+            headers={"Content-Disposition": disposition, "Cache-Control": "no-store"},
+        )
+
+    async def _collect(self, query: ExportQuery, session_id: str, claims: Claims) -> Export:
+        await owned(self._streams, claims, session_id)
+        moments_wanted = query.of == "moments"
+        clipped_only = query.clipped_only
+        fps = query.fps
+        window_s = query.window(self._settings)
+        sort = query.sort
+        session, clips, _ = await self._streams.clips(session_id)
+        if session is None:
+            raise CodedError(ErrorCode.SESSION_NOT_FOUND, "no such session")
+        if clipped_only:
+            clips = [c for c in clips if c.clipped]
+        document: dict[str, object] = {"session": session.public(), "of": "moments" if moments_wanted else "clips"}
+        if moments_wanted:
+            created = {c.clip_id: c.created_at for c in clips}
+            moments = group_moments(clips, window_s=window_s, sort=sort)
+            markers = [moment_marker(m, created[m.clip_ids[0]]) for m in moments]
+            document["window_s"] = window_s
+            document["moments"] = [
+                {
+                    **m.public(),
+                    "offset_hms": timecode.hms(m.first_offset_ms),
+                    "median_offset_hms": timecode.hms(m.median_offset_ms),
+                }
+                for m in moments
+            ]
+        else:
+            markers = [clip_marker(c) for c in clips]
+            document["clips"] = [
+                {
+                    **c.for_owner(),
+                    "offset_hms": timecode.hms(c.offset_ms),
+                    "stream_offset_hms": timecode.hms(c.stream_offset_ms),
+                }
+                for c in clips
+            ]
+        return Export(
+            session=session,
+            markers=markers,
+            moments=moments_wanted,
+            clipped_only=clipped_only,
+            fps=fps,
+            document=document,
+        )

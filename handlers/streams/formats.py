@@ -1,0 +1,176 @@
+"""Export formats of clips and moments: CSV, JSON, text, YouTube chapters, editor markers.
+
+Every function takes :class:`Marker` rows (a clip or a moment, in export order) and returns the
+file's text. Each format follows its published definition; the tests hold hand-written files.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from handlers.streams import timecode
+from protocol.errors import CodedError, ErrorCode
+
+YOUTUBE_MIN_CHAPTERS = 3
+YOUTUBE_MIN_CHAPTER_MS = 10_000
+# NLE timelines (Resolve's default, and CMX3600 practice) start at one hour.
+EDL_START_FRAMES_H = 1
+# A spreadsheet runs a cell that starts with one of these as a formula (CSV injection).
+_FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
+
+
+@dataclass(frozen=True, slots=True)
+class Marker:
+    """One exported row: a clip, or a moment (``count`` clicks, ``label`` its notes)."""
+
+    segment_index: int
+    offset_ms: int
+    stream_offset_ms: int
+    label: str
+    submitted_by: str
+    created_at: int
+    count: int
+    clipped: bool
+    median_offset_ms: int
+
+
+def _cell(value: object) -> str:
+    text = str(value)
+    return "'" + text if text.startswith(_FORMULA_START) else text
+
+
+def _csv(header: list[str], rows: list[list[object]]) -> str:
+    # RFC 4180: CRLF after every record, fields quoted when they hold , " CR or LF.
+    out = io.StringIO()
+    writer = csv.writer(out, lineterminator="\r\n", quoting=csv.QUOTE_MINIMAL)
+    writer.writerow(header)
+    writer.writerows([[_cell(v) for v in row] for row in rows])
+    return out.getvalue()
+
+
+def _iso(ms: int) -> str:
+    return datetime.fromtimestamp(ms / 1000, UTC).strftime("%Y-%m-%dT%H:%M:%S.") + f"{ms % 1000:03d}Z"
+
+
+def clips_csv(markers: list[Marker]) -> str:
+    """``segment_index,offset_hms,note,submitted_by,created_at``, one clip per record."""
+    rows: list[list[object]] = [
+        [m.segment_index, timecode.hms(m.offset_ms), m.label, m.submitted_by, _iso(m.created_at)] for m in markers
+    ]
+    return _csv(["segment_index", "offset_hms", "note", "submitted_by", "created_at"], rows)
+
+
+def moments_csv(markers: list[Marker]) -> str:
+    """``segment_index,offset_hms,median_offset_hms,count,notes``, one moment per record."""
+    rows: list[list[object]] = [
+        [m.segment_index, timecode.hms(m.offset_ms), timecode.hms(m.median_offset_ms), m.count, m.label]
+        for m in markers
+    ]
+    return _csv(["segment_index", "offset_hms", "median_offset_hms", "count", "notes"], rows)
+
+
+def as_json(document: dict[str, Any]) -> str:
+    """Pretty JSON, UTF-8 kept as is."""
+    return json.dumps(document, ensure_ascii=False, indent=2) + "\n"
+
+
+def text(title: str, markers: list[Marker], *, moments: bool) -> str:
+    """Plain text to paste anywhere: a heading per segment, one ``H:MM:SS note`` line per row."""
+    lines = [title]
+    segment = None
+    for m in markers:
+        if m.segment_index != segment:
+            segment = m.segment_index
+            lines += ["", f"Segment {segment}"]
+        count = f" ({m.count} clicks)" if moments else ""
+        lines.append(f"{timecode.hms(m.offset_ms)}{count} {m.label}".rstrip())
+    return "\n".join(lines) + "\n"
+
+
+def youtube_chapters(markers: list[Marker], *, total_ms: int | None, moments: bool) -> str:
+    """YouTube chapters on the VOD with the breaks cut out (stream offsets).
+
+    YouTube's rules: the first chapter starts at 0:00, there are at least three, in ascending
+    order, each at least 10 seconds long. A row closer than that to the chapter before it joins
+    that chapter; a last chapter shorter than 10 s before the known end is dropped. When fewer
+    than three chapters remain, ``invalid_state`` says why.
+    """
+    chapters: list[tuple[int, str]] = [(0, "Start")]
+    for number, m in enumerate(sorted(markers, key=lambda m: m.stream_offset_ms), start=1):
+        start_ms = m.stream_offset_ms // 1000 * 1000
+        if start_ms - chapters[-1][0] >= YOUTUBE_MIN_CHAPTER_MS:
+            chapters.append((start_ms, m.label or (f"Moment {number}" if moments else f"Clip {number}")))
+    if total_ms is not None and len(chapters) > 1 and total_ms - chapters[-1][0] < YOUTUBE_MIN_CHAPTER_MS:
+        chapters.pop()
+    if len(chapters) < YOUTUBE_MIN_CHAPTERS:
+        raise CodedError(
+            ErrorCode.INVALID_STATE,
+            f"YouTube needs at least {YOUTUBE_MIN_CHAPTERS} chapters from 0:00, each at least 10 s long; "
+            f"these clips make {len(chapters)} (clips closer than 10 s to the previous chapter are merged into it)",
+            reason="too_few_chapters",
+            chapters=len(chapters),
+        )
+    return "".join(f"{timecode.youtube(at)} {label}\n" for at, label in chapters)
+
+
+def premiere_markers(markers: list[Marker], *, fps: str) -> str:
+    """Premiere Pro's marker list (File > Export > Markers, CSV), on the sequence from 00:00:00:00."""
+    rows: list[list[object]] = []
+    for m in markers:
+        at = timecode.smpte(timecode.frames(m.stream_offset_ms, fps), fps)
+        rows.append(
+            [
+                m.label or f"Segment {m.segment_index} {timecode.hms(m.offset_ms)}",
+                _describe(m),
+                at,
+                at,
+                timecode.smpte(0, fps),  # a marker lasts no frame
+                "Comment",
+            ]
+        )
+    return _csv(["Marker Name", "Description", "In", "Out", "Duration", "Marker Type"], rows)
+
+
+def _describe(m: Marker) -> str:
+    clicks = f", {m.count} clicks" if m.count > 1 else ""
+    return f"segment {m.segment_index} at {timecode.hms(m.offset_ms)}{clicks}"
+
+
+def _edl_title(title: str, fps: str) -> list[str]:
+    return [f"TITLE: {title}", "FCM: DROP FRAME" if timecode.is_drop_frame(fps) else "FCM: NON-DROP FRAME", ""]
+
+
+def _record_in(m: Marker, fps: str) -> int:
+    return timecode.frames_at_hour(EDL_START_FRAMES_H, fps) + timecode.frames(m.stream_offset_ms, fps)
+
+
+def _edl_event(number: int, reel: str, start: int, fps: str) -> str:
+    # CMX3600 columns: event, reel (8), track, transition, source in/out, record in/out.
+    tc_in, tc_out = timecode.smpte(start, fps), timecode.smpte(start + 1, fps)
+    return f"{number:03d}  {reel:<8} V     C        {tc_in} {tc_out} {tc_in} {tc_out}"
+
+
+def resolve_markers(title: str, markers: list[Marker], *, fps: str) -> str:
+    """DaVinci Resolve's timeline-marker EDL: one-frame events from 01:00:00:00, ``|C: |M: |D:``."""
+    lines = _edl_title(title, fps)
+    for number, m in enumerate(markers, start=1):
+        color = "ResolveColorGreen" if m.clipped else "ResolveColorBlue"
+        name = (m.label or f"Clip {number}").replace("|", "/")
+        lines += [_edl_event(number, "001", _record_in(m, fps), fps), f" |C:{color} |M:{name} |D:1", ""]
+    return "\n".join(lines) + "\n"
+
+
+def cmx3600(title: str, markers: list[Marker], *, fps: str) -> str:
+    """A CMX3600 EDL with one one-frame event per row and its ``* LOC:`` locator."""
+    lines = _edl_title(title, fps)
+    for number, m in enumerate(markers, start=1):
+        start = _record_in(m, fps)
+        color = "GREEN" if m.clipped else "YELLOW"
+        label = m.label or f"Clip {number}"
+        lines += [_edl_event(number, "AX", start, fps), f"* LOC: {timecode.smpte(start, fps)} {color:<7} {label}"]
+    return "\n".join(lines) + "\n"

@@ -1,0 +1,176 @@
+"""``/api/streams``: create, list, read, state actions, clips, review, moments (HTTP)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from aiohttp import web
+
+from auth.access import require_permission
+from auth.claims import Claims, Permission
+from handlers.streams.actions import full, owned, set_state, submit_clip, streamer_url, viewer_url
+from handlers.streams.moments import group_moments
+from handlers.streams.payloads import ClipEdit, ClipRequest, CreateStream, StateRequest
+from handlers.streams.queries import MomentsQuery, ReviewQuery
+from handlers.streams.settings import ClipSettings
+from handlers.context import Services
+from handlers.http_common import bearer_claims, guarded, json_body
+from handlers.ids import parse_session_id
+from handlers.payloads import validate
+from handlers.query import LimitQuery, at_most, parse_query
+from protocol.errors import CodedError, ErrorCode
+from storage.streams.repository import StreamSessions
+
+
+def clip_id_of(request: web.Request) -> str:
+    """The clip id in the path (a UUID v4), or ``invalid_payload``."""
+    try:
+        return parse_session_id(request.match_info["clip_id"])
+    except CodedError as exc:
+        raise CodedError(ErrorCode.INVALID_PAYLOAD, "clip_id must be a UUID v4") from exc
+
+
+class StreamRoutes:
+    """Every route needs a bearer token; state, review and export need the owner's."""
+
+    def __init__(self, services: Services, streams: StreamSessions, settings: ClipSettings) -> None:
+        self._s = services
+        self._streams = streams
+        self._settings = settings
+
+    def register(self, app: web.Application) -> None:
+        """Attach the routes to ``app``."""
+        add = app.router
+        add.add_post("/api/streams", guarded(self.create))
+        add.add_get("/api/streams", guarded(self.list_sessions))
+        add.add_get("/api/streams/{session_id}", guarded(self.get_session))
+        add.add_post("/api/streams/{session_id}/state", guarded(self.state))
+        add.add_post("/api/streams/{session_id}/clips", guarded(self.submit))
+        add.add_get("/api/streams/{session_id}/clips", guarded(self.review))
+        add.add_get("/api/streams/{session_id}/moments", guarded(self.moments))
+        add.add_patch("/api/streams/{session_id}/clips/{clip_id}", guarded(self.edit))
+        add.add_delete("/api/streams/{session_id}/clips/{clip_id}", guarded(self.delete))
+
+    def _claims(self, request: web.Request) -> Claims:
+        return bearer_claims(request, self._s.tokens, self._s.clock)
+
+    async def _body(self, request: web.Request, *, optional: bool = False) -> dict[str, Any]:
+        return await json_body(request, max_bytes=self._s.limits.max_payload_bytes, optional=optional)
+
+    async def create(self, request: web.Request) -> web.Response:
+        """Create a session owned by the caller; the answer carries both links."""
+        claims = self._claims(request)
+        require_permission(claims, Permission.CREATE)
+        payload = validate(CreateStream, await self._body(request))
+        if not await self._s.limiter.hit("create", claims.sub, limit=self._s.limits.creates_per_min, window_s=60):
+            raise CodedError(ErrorCode.RATE_LIMITED, "too many sessions created; wait a minute", retry_after_s=60)
+        session = await self._streams.create(
+            owner_id=claims.sub, title=payload.title, game=payload.game, viewer_delay_s=payload.viewer_delay_s
+        )
+        body = {
+            "session": full(self._s, session, claims),
+            "viewer_url": viewer_url(self._s, session.id),
+            "streamer_url": streamer_url(self._s, session.id),
+        }
+        return web.json_response(body, status=201)
+
+    async def list_sessions(self, request: web.Request) -> web.Response:
+        """The caller's stream sessions, newest first (``?limit=``)."""
+        claims = self._claims(request)
+        limit = at_most("limit", parse_query(LimitQuery, request).limit, self._s.limits.list_limit)
+        sessions = await self._streams.list_for_user(claims.sub, limit=limit)
+        return web.json_response({"sessions": [full(self._s, s, claims) for s in sessions]})
+
+    async def get_session(self, request: web.Request) -> web.Response:
+        """One session with its segments (anyone holding the id); loading it is an access
+        (``orphaned`` is from before)."""
+        session_id = parse_session_id(request.match_info["session_id"])
+        claims = self._claims(request)
+        session, position = await self._streams.snapshot(session_id)
+        if session is None:
+            raise CodedError(ErrorCode.SESSION_NOT_FOUND, "no such session")
+        access = await self._s.sessions.access(session_id)
+        body = {**full(self._s, session, claims), "epoch": position.epoch, "offset": position.offset}
+        return web.json_response({**body, **(access.public() if access else {})})
+
+    async def state(self, request: web.Request) -> web.Response:
+        """start / pause / resume / end, by the owner."""
+        session_id = parse_session_id(request.match_info["session_id"])
+        claims = self._claims(request)
+        payload = validate(StateRequest, await self._body(request))
+        return web.json_response(await set_state(self._streams, claims, session_id, payload.action))
+
+    async def submit(self, request: web.Request) -> web.Response:
+        """A viewer's Clip Moment over HTTP (201 when stored, 200 for a retry)."""
+        session_id = parse_session_id(request.match_info["session_id"])
+        claims = self._claims(request)
+        payload = validate(ClipRequest, await self._body(request, optional=True))
+        answer = await submit_clip(
+            self._streams, self._settings, claims, session_id, note=payload.note, submission_id=payload.submission_id
+        )
+        return web.json_response(answer, status=201 if answer["created"] else 200)
+
+    async def review(self, request: web.Request) -> web.Response:
+        """Every clip, grouped by segment, with who clicked (the owner only)."""
+        session_id = parse_session_id(request.match_info["session_id"])
+        claims = self._claims(request)
+        await owned(self._streams, claims, session_id)
+        query = parse_query(ReviewQuery, request)
+        session, clips, position = await self._streams.clips(session_id)
+        if session is None:
+            raise CodedError(ErrorCode.SESSION_NOT_FOUND, "no such session")
+        if query.clipped_only:
+            clips = [c for c in clips if c.clipped]
+        segments = [
+            {**segment, "clips": [c.for_owner() for c in clips if c.segment_index == segment["index"]]}
+            for segment in session.segments
+        ]
+        body = {
+            "session": full(self._s, session, claims),
+            "segments": segments,
+            "clip_count": len(clips),
+            "epoch": position.epoch,
+            "offset": position.offset,
+        }
+        return web.json_response(body)
+
+    async def moments(self, request: web.Request) -> web.Response:
+        """Clips grouped into moments (``?window_s=``, ``?sort=count|time``, ``?only=clipped``)."""
+        session_id = parse_session_id(request.match_info["session_id"])
+        claims = self._claims(request)
+        await owned(self._streams, claims, session_id)
+        query = parse_query(MomentsQuery, request)
+        window_s, sort = query.window(self._settings), query.sort
+        _, clips, position = await self._streams.clips(session_id)
+        if query.clipped_only:
+            clips = [c for c in clips if c.clipped]
+        moments = group_moments(clips, window_s=window_s, sort=sort)
+        return web.json_response(
+            {
+                "session_id": session_id,
+                "window_s": window_s,
+                "sort": sort,
+                "moments": [m.public() for m in moments],
+                "epoch": position.epoch,
+                "offset": position.offset,
+            }
+        )
+
+    async def edit(self, request: web.Request) -> web.Response:
+        """Mark clipped / unclipped or edit the note (the owner only)."""
+        session_id = parse_session_id(request.match_info["session_id"])
+        clip_id = clip_id_of(request)
+        claims = self._claims(request)
+        payload = validate(ClipEdit, await self._body(request))
+        clip = await self._streams.update_clip(
+            session_id, clip_id, claims.sub, clipped=payload.clipped, note=payload.note
+        )
+        return web.json_response({"session_id": session_id, "clip": clip.for_owner()})
+
+    async def delete(self, request: web.Request) -> web.Response:
+        """Delete a clip (the owner only)."""
+        session_id = parse_session_id(request.match_info["session_id"])
+        clip_id = clip_id_of(request)
+        claims = self._claims(request)
+        clip = await self._streams.delete_clip(session_id, clip_id, claims.sub)
+        return web.json_response({"session_id": session_id, "clip_id": clip.clip_id, "deleted": True})

@@ -1,0 +1,83 @@
+"""Stream sessions' HTTP routes as documented in /openapi.json (see handlers.openapi_registry).
+
+Every route needs a bearer token; state, review, moments, edits and export need the owner's.
+"""
+
+from __future__ import annotations
+
+from functools import partial
+
+from handlers.streams.payloads import ClipEdit, ClipRequest, CreateStream, StateRequest
+from handlers.streams.queries import ExportQuery, MomentsQuery, ReviewQuery
+from handlers.openapi_registry import CSV, JSON, TEXT, Operation
+from handlers.query import LimitQuery
+
+TAG = "streams"
+OWNER_READ = (400, 403, 404, 503)
+WRITE = (400, 403, 404, 409, 413, 429, 503)
+
+_stream = partial(Operation, tag=TAG)
+
+OPERATIONS: tuple[Operation, ...] = (
+    _stream(
+        "post",
+        "/api/streams",
+        "Create a stream session owned by the caller (with viewer and streamer links)",
+        body=CreateStream,
+        statuses=(400, 403, 413, 429, 503),
+        ok=(201,),
+    ),
+    _stream("get", "/api/streams", "The caller's stream sessions, newest first", query=LimitQuery, statuses=(400, 503)),
+    _stream("get", "/api/streams/{session_id}", "One session with its segments", statuses=(400, 404, 503)),
+    _stream(
+        "post",
+        "/api/streams/{session_id}/state",
+        "start / pause / resume / end (the owner)",
+        body=StateRequest,
+        statuses=WRITE,
+    ),
+    _stream(
+        "post",
+        "/api/streams/{session_id}/clips",
+        "A viewer's Clip Moment (200 for a retry of the same submission_id)",
+        body=ClipRequest,
+        body_required=False,
+        statuses=WRITE,
+        ok=(200, 201),
+    ),
+    _stream(
+        "get",
+        "/api/streams/{session_id}/clips",
+        "Every clip by segment, with who clicked (the owner)",
+        query=ReviewQuery,
+        statuses=OWNER_READ,
+    ),
+    _stream(
+        "get",
+        "/api/streams/{session_id}/moments",
+        "Clips grouped into moments (the owner)",
+        query=MomentsQuery,
+        statuses=OWNER_READ,
+    ),
+    _stream(
+        "patch",
+        "/api/streams/{session_id}/clips/{clip_id}",
+        "Mark clipped or edit the note (the owner)",
+        body=ClipEdit,
+        statuses=WRITE,
+    ),
+    _stream(
+        "delete",
+        "/api/streams/{session_id}/clips/{clip_id}",
+        "Delete a clip (the owner)",
+        statuses=(400, 403, 404, 409, 503),
+    ),
+    _stream(
+        "get",
+        "/api/streams/{session_id}/export",
+        "Clips or moments as a file: CSV, JSON, text, YouTube chapters, Premiere, Resolve, CMX 3600",
+        query=ExportQuery,
+        statuses=(*OWNER_READ, 409),
+        ok_types=(CSV, JSON, TEXT),
+    ),
+)

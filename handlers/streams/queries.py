@@ -1,0 +1,47 @@
+"""Query strings of the stream routes: one model per route, checked at the edge (handlers.query)."""
+
+from __future__ import annotations
+
+from typing import Literal, get_args
+
+from pydantic import Field
+
+from handlers.streams.settings import ClipSettings
+from handlers.streams.timecode import DEFAULT_FPS, FRAME_RATES
+from handlers.query import QueryModel
+
+MAX_WINDOW_S = 600
+ExportFormat = Literal["csv", "json", "txt", "youtube", "premiere", "resolve", "edl"]
+FrameRate = Literal["23.976", "25", "29.97", "29.97DF", "30", "59.94", "59.94DF", "60"]
+# The literal above is what the document lists; the table is what the timecodes use.
+assert set(get_args(FrameRate)) == set(FRAME_RATES), "FrameRate must list timecode.FRAME_RATES"
+
+
+class ReviewQuery(QueryModel):
+    """``GET /api/streams/{id}/clips``: ``?only=clipped`` keeps the clips marked clipped."""
+
+    only: Literal["all", "clipped"] = "all"
+
+    @property
+    def clipped_only(self) -> bool:
+        """Only the clips the streamer marked clipped."""
+        return self.only == "clipped"
+
+
+class MomentsQuery(ReviewQuery):
+    """``GET /api/streams/{id}/moments``: clips grouped within ``window_s``, sorted."""
+
+    window_s: int | None = Field(default=None, ge=1, le=MAX_WINDOW_S, description="default from the settings")
+    sort: Literal["time", "count"] = "time"
+
+    def window(self, settings: ClipSettings) -> int:
+        """The grouping window: the query's, else the configured default."""
+        return self.window_s if self.window_s is not None else settings.moment_window_s
+
+
+class ExportQuery(MomentsQuery):
+    """``GET /api/streams/{id}/export``: the file format, of clips or moments, and frame rate."""
+
+    format: ExportFormat = "csv"
+    of: Literal["clips", "moments"] = "clips"
+    fps: FrameRate = DEFAULT_FPS  # type: ignore[assignment]

@@ -1,0 +1,823 @@
+"""The fast path: the one module that reaches into python-socketio's, python-engineio's and
+aiohttp's private parts (STYLE.md item 12).
+
+What it buys: per-connection memory (the connection taken from aiohttp after the WebSocket
+handshake and served by ``server.transport.leanws``, a list-based queue, pings as timer callbacks instead
+of a sleeping task per socket), acks and session events written straight to the WebSocket transport
+(see ``server.transport.outlet``), events handled in order per connection, and answers instead of silent
+drops for oversized, malformed and reserved-name messages.
+
+The contract, i.e. everything relied on beyond the libraries' documented API (a test in
+``tests/transport/test_fastpath.py`` fails when any of it stops being in effect):
+
+- ``engineio.AsyncServer``: ``_async`` (the driver's table; *copied* per instance, never
+  written), ``create_queue()`` building each socket's queue, ``start_background_task`` being
+  how ``AsyncSocket.schedule_ping`` starts ``AsyncSocket._send_ping``, ``_trigger_event``
+  (``connect`` runs with the new socket already in ``sockets``).
+- ``engineio.async_socket.AsyncSocket``: ``queue``, ``connected``, ``upgraded``, ``upgrading``,
+  ``closed``, ``closing``, ``last_ping``, ``close(wait=, abort=)``, ``receive()``,
+  ``schedule_ping()``, ``handler.__self__`` being the socket; the ``websocket`` driver entry
+  built as ``(handler, server)`` and awaited with the environ, its result being the HTTP answer.
+- ``engineio.AsyncServer._handle_connect`` and ``handle_request`` leaving a socket whose
+  WebSocket handler returned while it is still open in ``sockets``; ``_handle_connect(environ,
+  "websocket")`` opening a session from an environ alone, returning the WebSocket handler's
+  answer or, when a connect handler refuses, an answer dict (``status``, ``headers``,
+  ``response``); ``_cors_allowed_origins(environ)`` being the origin check of
+  ``handle_request`` (a handshake read by ``server.transport.front`` goes through both, see
+  :meth:`LightEngineServer.upgrade`).
+- ``socketio.AsyncServer``: ``_engineio_server_class``, ``_handle_eio_message``,
+  ``_handle_eio_disconnect``, ``_handle_event``, ``_send_packet``, ``_binary_packet``.
+- aiohttp: ``web.TCPSite`` keeps its settings in ``_host``, ``_port``, ``_backlog``,
+  ``_reuse_address``, ``_reuse_port`` and its listening server in ``_server`` and
+  ``_bound_port`` (:class:`FrontSite` starts it), and ``runner.server`` builds a request
+  handler that takes a connection through ``connection_made`` and ``data_received`` at any
+  time; the request handler (``request.protocol``) keeps bytes read after an upgrade
+  request in ``_message_tail``, lets go of a connection whose ``transport`` is set to None,
+  and tracks it in ``_manager`` (``connection_lost``); a response whose ``prepare`` raises
+  ``ConnectionResetError`` ends its handler without writing (see :func:`_take_over`).
+
+It was tested with the versions in :data:`TESTED`; :func:`check_versions` refuses to start
+outside them (widen a range only after ``make test`` passes on the new version).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import logging
+import re
+import sys
+import time
+from collections.abc import Callable, Mapping
+from importlib.metadata import PackageNotFoundError, version
+from typing import Any
+
+import engineio
+import socketio
+from aiohttp import web
+from engineio import packet as eio_packet
+from engineio.async_socket import AsyncSocket
+from socketio import packet as sio_packet
+
+from handlers.errors import to_http
+from handlers.http_common import AnsweredUpgrade, address_of, client_address
+from handlers.log_throttle import LogThrottle
+from protocol import wire_json
+from protocol.errors import CodedError, ErrorCode
+from protocol.events import PROTOCOL_ERROR
+from server.transport.engine import LightQueue
+from server.transport.front import Front, FrontProtocol, Upgrader, UpgradeRequest
+from server.transport.leanws import (
+    CLOSE_PROTOCOL,
+    FrameError,
+    HandshakeError,
+    LeanWebSocket,
+    accept_key,
+    switching_protocols,
+)
+from server.transport.outlet import direct_writer, ws_frame
+from server.random_ids import IDS
+
+log = logging.getLogger(__name__)
+
+# distribution -> (lowest tested, first untested): the range the contract above was tested in.
+TESTED: Mapping[str, tuple[tuple[int, int], tuple[int, int]]] = {
+    "python-socketio": ((5, 18), (5, 19)),
+    "python-engineio": ((4, 15), (4, 16)),
+    "aiohttp": ((3, 14), (3, 15)),
+}
+
+_OP_BINARY = 0x2
+# type, optional binary count, optional namespace, optional ack id (Socket.IO v5 framing)
+_HEADER = re.compile(r"^(\d)(?:(\d{1,10})-)?(/[^,]*,)?(\d{1,18})?")
+# Binary attachments one message may declare (our protocol sends none; a client library may).
+MAX_ATTACHMENTS = 10
+# Names python-socketio dispatches to its own lifecycle handlers: a client sending an event so
+# named must not run them (it would reset its rate budget or fake a disconnect).
+RESERVED_EVENTS = frozenset({"connect", "disconnect", "connect_error"})
+
+
+# Hostile clients can send malformed frames by the thousand: one traceback per cause, then counts.
+_MALFORMED_LOG = LogThrottle(log, level=logging.WARNING)
+
+
+class MalformedMessage(ValueError):
+    """A Socket.IO message that decodes but is not a valid event."""
+
+
+class UnsupportedVersions(RuntimeError):
+    """An installed library is outside the range the fast path was tested with."""
+
+
+def installed_versions() -> dict[str, str]:
+    """The installed version of each library the fast path depends on ("" when missing)."""
+    found: dict[str, str] = {}
+    for name in TESTED:
+        try:
+            found[name] = version(name)
+        except PackageNotFoundError:
+            found[name] = ""
+    return found
+
+
+def check_versions(installed: Mapping[str, str] | None = None) -> None:
+    """Raise :class:`UnsupportedVersions` (one line) unless every library is in its tested range."""
+    installed = installed_versions() if installed is None else installed
+    wrong = [
+        f"{name} {installed.get(name) or 'missing'} (tested: >={_dotted(low)},<{_dotted(high)})"
+        for name, (low, high) in TESTED.items()
+        if not low <= _major_minor(installed.get(name, "")) < high
+    ]
+    if wrong:
+        raise UnsupportedVersions("the fast path was not tested with " + "; ".join(wrong))
+
+
+def _major_minor(text: str) -> tuple[int, int]:
+    match = re.match(r"(\d+)\.(\d+)", text)
+    return (int(match.group(1)), int(match.group(2))) if match else (-1, -1)
+
+
+def _dotted(pair: tuple[int, int]) -> str:
+    return f"{pair[0]}.{pair[1]}"
+
+
+def _frame_of(message: str | bytes) -> bytes:
+    if isinstance(message, bytes):
+        return ws_frame(message, _OP_BINARY)
+    return ws_frame(message.encode())
+
+
+class DirectWebSocket:
+    """What python-engineio calls to serve a WebSocket: the connection is taken from aiohttp.
+
+    Built by Engine.IO as ``(handler, server)``, where ``handler.__self__`` is the Engine.IO
+    socket. It answers the opening handshake itself, hands the transport to an
+    :class:`EngineWebSocket` and detaches aiohttp's request handler (:func:`_take_over`), so
+    the request, its headers and its handler coroutines are freed at once instead of living as
+    long as the connection.
+    """
+
+    def __init__(self, handler: Any, server: LightEngineServer) -> None:
+        self.handler = handler
+        self.server = server
+
+    async def __call__(self, environ: dict[str, Any]) -> web.StreamResponse:
+        eio_socket: AsyncSocket = self.handler.__self__
+        server = self.server
+        front: _FrontOpen | None = environ.get(FRONT_OPEN)
+        request: web.Request | None = None
+        if front is not None:  # checked by server.transport.front; aiohttp never saw this connection
+            transport: Any = front.transport
+            accept = front.accept
+        else:
+            request = environ["aiohttp.request"]
+            transport = request.transport
+            try:
+                accept = accept_key(request.headers)
+            except HandshakeError as exc:
+                await server.drop(eio_socket)
+                return to_http(CodedError(ErrorCode.INVALID_PAYLOAD, f"not a WebSocket opening handshake: {exc}"))
+        if not isinstance(transport, asyncio.Transport) or transport.is_closing():
+            await server.drop(eio_socket)
+            return web.Response(status=400)
+        ws = EngineWebSocket(transport, eio_socket, server)
+        if eio_socket.connected:  # from long-polling: the probe exchange comes first
+            transport.write(switching_protocols(accept))
+            eio_socket.upgrading = True  # packets wait in the queue meanwhile
+            ws.in_prelude = True
+        else:
+            eio_socket.connected = True
+            ws.start(preface=switching_protocols(accept))  # the 101 and Engine.IO's OPEN: one write
+        if front is None:
+            assert request is not None
+            _take_over(request, ws)
+        else:
+            transport.set_protocol(ws)
+            if front.early:  # sent before the answer (a client should not): the socket's now
+                early = bytes(front.early)
+                front.early.clear()
+                ws.data_received(early)
+        # What the connection needed from its request has been read: the rest goes with it
+        # (python-socketio keeps this dict for the life of the connection).
+        kept = {key: environ[key] for key in KEPT_ENVIRON if key in environ}
+        environ.clear()
+        environ.update(kept)
+        return _TakenOver()
+
+
+# The parts of a WebSocket's WSGI environ kept after its handshake.
+KEPT_ENVIRON = ("REQUEST_METHOD", "RAW_URI", "QUERY_STRING", "REMOTE_ADDR", "HTTP_ORIGIN", "HTTP_USER_AGENT")
+
+
+# Environ keys of a handshake answered from server.transport.front: the connection to take over, and the
+# client's address (already counted against its per-address limit).
+FRONT_OPEN = "sessionhub.front_open"
+FRONT_ADDRESS = "sessionhub.front_address"
+
+
+class _FrontOpen:
+    """A front handshake's connection, its ``Sec-WebSocket-Accept`` and what arrived after it."""
+
+    __slots__ = ("accept", "counted", "early", "sid", "transport")
+
+    def __init__(self, transport: asyncio.Transport, accept: str, early: bytearray) -> None:
+        self.transport = transport
+        self.accept = accept
+        self.early = early
+        self.counted = True  # in the per-address count until the connect event takes it over
+        self.sid = ""  # the Engine.IO session, once the connect event has run
+
+
+class _TakenOver(web.StreamResponse):
+    """The answer aiohttp gets for a connection taken over: nothing is left for it to write.
+
+    aiohttp treats the failed ``prepare`` as a client gone away and ends its handler without
+    touching the connection (its transport was detached by :func:`_take_over`).
+    """
+
+    def __init__(self) -> None:
+        super().__init__(status=101)
+
+    async def prepare(self, request: web.BaseRequest) -> None:
+        raise ConnectionResetError("the connection was taken over by its WebSocket")
+
+
+def _take_over(request: web.Request, protocol: asyncio.Protocol) -> None:
+    """Give the request's connection to ``protocol``; aiohttp's handler lets go of it.
+
+    aiohttp private parts (the fast path's contract): the request handler's ``_message_tail``
+    (bytes that came after the upgrade request), ``transport`` (None: aiohttp neither writes
+    to nor closes the connection any more) and ``_manager`` (its server's list of connections,
+    which must forget this one: nothing will report it lost).
+    """
+    handler: Any = request.protocol
+    transport = request.transport
+    assert transport is not None
+    tail: bytes = handler._message_tail
+    handler._message_tail = b""
+    handler.transport = None
+    manager = handler._manager
+    if manager is not None:
+        manager.connection_lost(handler, None)
+    transport.set_protocol(protocol)
+    if not transport.is_reading():
+        transport.resume_reading()
+    if tail:
+        protocol.data_received(tail)
+
+
+class EngineWebSocket(LeanWebSocket):
+    """An Engine.IO socket's WebSocket: messages to the socket, its queue written through."""
+
+    __slots__ = ("probed", "server", "socket")
+
+    def __init__(self, transport: asyncio.Transport, socket: AsyncSocket, server: LightEngineServer) -> None:
+        super().__init__(
+            transport, max_message_bytes=server.max_http_buffer_size, slow_limit_bytes=server.slow_limit_bytes
+        )
+        self.socket = socket
+        self.server = server
+        self.probed = False
+
+    def start(self, preface: bytes = b"") -> None:
+        """Become the socket's transport: what it queued, then everything it sends, goes out here.
+
+        ``preface`` (the handshake's answer) and what the socket queued leave in one write.
+        """
+        socket = self.socket
+        socket.upgraded = True
+        socket.sh_ws = self
+        waiting: list[Any] = []
+        socket.queue.attach(waiting.append)
+        frames = [preface, *(_frame_of(item.encode()) for item in waiting if item is not None)]
+        if len(frames) > 1 or preface:
+            self.write_frame(b"".join(frames))
+        if any(item is None for item in waiting):  # Engine.IO's "stop writing" was queued
+            self.close()
+        socket.queue.attach(functools.partial(_write_through, self))
+
+    async def handle_message(self, message: str | bytes) -> None:
+        socket = self.socket
+        # What the message's handling writes (a snapshot and its ack, replayed events) leaves
+        # in one write when it is done.
+        self.gather()
+        try:
+            await socket.receive(eio_packet.Packet(encoded_packet=message))
+        except engineio.exceptions.UnknownPacketError:
+            pass
+        except engineio.exceptions.SocketIsClosedError:
+            self.close()
+        except Exception:
+            self.server.logger.exception("Unknown receive error")
+        finally:
+            self.release()
+
+    def handle_pong(self) -> None:
+        self.socket.schedule_ping()  # all that Engine.IO does for a PONG
+
+    def handle_prelude(self, message: str | bytes) -> bool:
+        """The long-polling -> WebSocket probe exchange of Engine.IO's stock handler."""
+        socket = self.socket
+        if not self.probed:
+            if message != "2probe":
+                socket.upgrading = False
+                raise FrameError(CLOSE_PROTOCOL, "expected the Engine.IO upgrade probe")
+            self.probed = True
+            self.write_frame(ws_frame(b"3probe"))
+            socket.queue.put_nowait(eio_packet.Packet(eio_packet.NOOP))  # ends the pending poll
+            return True
+        socket.upgrading = False
+        if message != "5":
+            socket.upgraded = False
+            raise FrameError(CLOSE_PROTOCOL, "expected the Engine.IO upgrade")
+        self.start()
+        return False
+
+    def handle_closed(self) -> None:
+        socket = self.socket
+        if getattr(socket, "sh_ws", None) is not self:
+            socket.upgrading = False  # an upgrade that did not happen: long-polling goes on
+            return
+        socket.queue.detach()
+        self.server.close_later(socket)
+
+
+def _write_through(ws: EngineWebSocket, item: Any) -> None:
+    if item is None:  # Engine.IO's "stop writing": the connection ends
+        ws.close()
+        return
+    ws.write_frame(_frame_of(item.encode()))
+
+
+class _EngineLog:
+    """python-engineio's logger for this server: errors only, and the traceback of a failure a
+    client can cause (an undecodable frame logs "Unknown receive error") once per cause."""
+
+    def debug(self, *args: Any, **kwargs: Any) -> None:
+        pass
+
+    # Engine.IO's warnings are about what clients send (unsupported methods, unknown sids):
+    # dropped, as its own logger at level ERROR would, so that a client cannot flood the log.
+    info = warning = debug
+
+    def error(self, message: str, *args: Any, **kwargs: Any) -> None:
+        log.error("engineio: " + message, *args)
+
+    def exception(self, message: str, *args: Any, **kwargs: Any) -> None:
+        exc = sys.exc_info()[1]
+        if exc is None:
+            self.error(message, *args)
+        else:
+            _MALFORMED_LOG.exception("engineio: " + (message % args if args else message), exc)
+
+
+class LightEngineServer(engineio.AsyncServer):
+    """Engine.IO server with :class:`LightQueue` queues, timer-driven pings and direct sends."""
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        # A per-instance copy of the driver table: the aiohttp driver's module-level dict is
+        # shared by every Engine.IO server in the process, so writing into it would hand the
+        # direct WebSocket to a stock server built later.
+        driver: dict[str, Any] = self._async  # type: ignore[has-type]
+        self._async = {**driver, "websocket": DirectWebSocket}
+        self.logger = _EngineLog()
+        self.slow_limit_bytes: int = 1 << 20
+        self.max_per_address = 1 << 30
+        self.trust_forwarded_for = False
+        self._cuts: set[asyncio.Task[None]] = set()
+        self._per_address: dict[str, int] = {}  # open Engine.IO sessions per client address
+        self._address_of: dict[str, str] = {}
+
+    async def send_packet(self, sid: str, pkt: eio_packet.Packet) -> None:
+        # Written straight to the WebSocket when nothing of the socket's is queued, so an ack
+        # leaves in the same loop step as its handler's result (see server.transport.outlet).
+        socket = self.sockets.get(sid)
+        if socket is not None and not socket.closed and not socket.closing:
+            ws = direct_writer(socket)
+            if ws is not None:
+                ws.write_frame(_frame_of(pkt.encode()))
+                return
+        await super().send_packet(sid, pkt)
+
+    def create_queue(self, *args: Any, **kwargs: Any) -> LightQueue:
+        return LightQueue(limit_bytes=self.slow_limit_bytes)
+
+    def generate_id(self) -> str:
+        # Engine.IO's and Socket.IO's ids both come from here (server.random_ids).
+        return IDS.next()
+
+    async def handle_request(self, request: web.Request) -> web.StreamResponse:
+        """The Engine.IO route: a new session from an address that has too many is refused."""
+        if request.method == "GET" and "sid" not in request.query:
+            address = client_address(request, trust_forwarded_for=self.trust_forwarded_for)
+            # No await between this check and the count in _trigger_event("connect"): the
+            # handshake runs up to there without yielding, so concurrent ones cannot overshoot.
+            if self._per_address.get(address, 0) >= self.max_per_address:
+                error = CodedError(ErrorCode.RATE_LIMITED, "too many connections from this address")
+                return to_http(error)
+        response: web.StreamResponse = await super().handle_request(request)
+        return response
+
+    def upgrade(self, request: UpgradeRequest, transport: asyncio.Transport, early: bytearray) -> bool:
+        """Open a session for a handshake read by ``server.transport.front``; False leaves it to aiohttp.
+
+        The checks of :meth:`handle_request` and Engine.IO's own, made here without a request
+        object: a client over its per-address limit, or an origin Engine.IO would refuse, goes
+        the normal way, which answers it. The rest of the handshake is Engine.IO's, in a task;
+        what the connection receives meanwhile waits in ``early`` (no pause and resume of
+        reading: two epoll changes per connection).
+        """
+        headers = request.headers
+        address = address_of(request.peer, headers.get("X-Forwarded-For", ""), self.trust_forwarded_for)
+        if self._per_address.get(address, 0) >= self.max_per_address:
+            return False
+        environ = request.environ()
+        origin = environ.get("HTTP_ORIGIN")
+        if origin and self.cors_allowed_origins != []:
+            allowed = self._cors_allowed_origins(environ)
+            if allowed is not None and origin not in allowed:
+                return False
+        # Counted now, not in the connect event: handshakes between here and their task's
+        # first step must not overshoot the limit.
+        self._per_address[address] = self._per_address.get(address, 0) + 1
+        front = _FrontOpen(transport, request.accept, early)
+        environ[FRONT_OPEN] = front
+        environ[FRONT_ADDRESS] = address
+        task = asyncio.ensure_future(self._open_front(environ, front, address))
+        self._cuts.add(task)
+        task.add_done_callback(self._cuts.discard)
+        return True
+
+    async def _open_front(self, environ: dict[str, Any], front: _FrontOpen, address: str) -> None:
+        transport = front.transport
+        try:
+            answer = await self._handle_connect(environ, "websocket")
+        except Exception:
+            log.exception("opening a WebSocket session")
+            answer = None
+            opened = self.sockets.get(front.sid) if front.sid else None
+            if opened is not None and getattr(opened, "sh_ws", None) is None:
+                await self.drop(opened)  # registered, never served: not left in `sockets`
+        finally:
+            if front.counted:  # the connect event never ran: the count is given back
+                front.counted = False
+                self._release_address(address)
+        if isinstance(answer, _TakenOver):
+            return
+        if isinstance(answer, dict) and not transport.is_closing():  # refused by a connect handler
+            transport.write(_http_answer(answer))
+            transport.close()
+        else:
+            transport.abort()
+
+    async def _trigger_event(self, event: str, *args: Any, **kwargs: Any) -> Any:
+        if event == "connect":
+            sid, environ = args[0], args[1]
+            socket = self.sockets.get(sid)
+            if socket is not None:
+                socket.queue.on_overflow = functools.partial(self._cut, socket)
+            front: _FrontOpen | None = environ.get(FRONT_OPEN)
+            if front is not None and front.counted:
+                front.counted, front.sid = False, sid  # counted by upgrade(): now the session's
+                self._address_of[sid] = environ[FRONT_ADDRESS]
+            else:
+                address = client_address(environ["aiohttp.request"], trust_forwarded_for=self.trust_forwarded_for)
+                self._address_of[sid] = address
+                self._per_address[address] = self._per_address.get(address, 0) + 1
+        elif event == "disconnect":
+            self._forget_address(args[0])
+        result = await super()._trigger_event(event, *args, **kwargs)
+        if event == "connect" and result is not None and result is not True:
+            self._forget_address(args[0])  # refused: Engine.IO drops the socket without a disconnect
+        return result
+
+    def _forget_address(self, sid: str) -> None:
+        address = self._address_of.pop(sid, None)
+        if address is not None:
+            self._release_address(address)
+
+    def _release_address(self, address: str) -> None:
+        left = self._per_address.pop(address) - 1
+        if left > 0:
+            self._per_address[address] = left
+
+    async def end(self, sid: str) -> None:
+        """Close one session now, its TCP connection included (a client may ignore CLOSE)."""
+        socket = self.sockets.get(sid)
+        if socket is None:
+            return
+        await self.disconnect(sid)
+        ws = getattr(socket, "sh_ws", None)
+        if ws is not None and ws.transport is not None:
+            ws.transport.close()  # after the CLOSE packet already written to it
+
+    async def drop(self, socket: AsyncSocket) -> None:
+        """Close and forget a socket whose WebSocket never opened (a refused handshake)."""
+        await socket.close(wait=False, abort=True, reason=self.reason.TRANSPORT_ERROR)
+        self.sockets.pop(socket.sid, None)
+
+    def close_later(self, socket: AsyncSocket) -> None:
+        """Close a socket whose connection is gone, in a task (its disconnect handlers await)."""
+        if socket.closed:
+            self.sockets.pop(socket.sid, None)
+            return
+        task = asyncio.ensure_future(self._close_gone(socket))
+        self._cuts.add(task)
+        task.add_done_callback(self._cuts.discard)
+
+    async def _close_gone(self, socket: AsyncSocket) -> None:
+        try:
+            await socket.close(wait=False, abort=True, reason=self.reason.TRANSPORT_CLOSE)
+        finally:
+            if socket.closed:
+                self.sockets.pop(socket.sid, None)
+
+    def _cut(self, socket: AsyncSocket) -> None:
+        """Disconnect a client whose queue outgrew the slow-client limit (one that stopped
+        polling, or a WebSocket whose queued packets pile up)."""
+        log.warning("closing a client that does not take its packets (over %d bytes queued)", self.slow_limit_bytes)
+        ws = getattr(socket, "sh_ws", None)
+        if ws is not None and ws.transport is not None:
+            ws.transport.abort()  # the WebSocket handler then closes the socket itself
+            return
+        task = asyncio.ensure_future(socket.close(wait=False, abort=True))
+        self._cuts.add(task)
+        task.add_done_callback(self._cuts.discard)
+
+    def start_background_task(self, target: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+        # AsyncSocket.schedule_ping starts `_send_ping`, which only sleeps one interval and then
+        # queues a PING: a timer does the same without keeping a task alive per connection.
+        if getattr(target, "__func__", None) is AsyncSocket._send_ping and not args and not kwargs:
+            socket: AsyncSocket = target.__self__  # type: ignore[attr-defined]
+            asyncio.get_running_loop().call_later(self.ping_interval, _ping, socket)
+            return None
+        return super().start_background_task(target, *args, **kwargs)
+
+
+def _http_answer(answer: Mapping[str, Any]) -> bytes:
+    """An Engine.IO answer dict (``status``, ``headers``, ``response``) as a closing HTTP/1.1 response."""
+    body = answer.get("response") or b""
+    body = body if isinstance(body, bytes) else str(body).encode()
+    lines = [f"HTTP/1.1 {answer['status']}"]
+    lines += [f"{name}: {value}" for name, value in answer.get("headers") or [] if name.lower() != "content-length"]
+    lines += [f"Content-Length: {len(body)}", "Connection: close", "", ""]
+    return "\r\n".join(lines).encode("latin-1") + body
+
+
+def _ping(socket: AsyncSocket) -> None:
+    if not socket.closing and not socket.closed:
+        socket.last_ping = time.time()
+        socket.queue.put_nowait(eio_packet.Packet(eio_packet.PING))
+
+
+class WirePacket(sio_packet.Packet):
+    """Socket.IO packets encoded with :mod:`protocol.wire_json` (python-socketio's ``serializer``
+    hook takes a packet class; its ``json`` attribute is what packets encode and decode with)."""
+
+    json = wire_json
+
+
+class SessionServer(socketio.AsyncServer):
+    """Socket.IO server on :class:`LightEngineServer`: events in order per connection, a payload
+    cap that answers instead of disconnecting, and reserved event names refused.
+
+    Engine.IO's own ``max_http_buffer_size`` stays as the hard limit (it closes the
+    connection); the softer ``max_payload_bytes`` below it answers the client and drops only
+    the message.
+    """
+
+    def __init__(
+        self,
+        *,
+        max_payload_bytes: int,
+        slow_limit_bytes: int,
+        connect_timeout_s: float = 10.0,
+        max_connections_per_address: int = 1 << 30,
+        trust_forwarded_for: bool = False,
+        **kwargs: Any,
+    ) -> None:
+        # async_handlers=False: each connection's events run one after another, in the order
+        # they arrived, inside that connection's reader (Engine.IO already runs its message
+        # handler inline). A slow handler holds back its own connection only; a client that
+        # sends faster than it is served is held by TCP flow control, not by a growing queue.
+        # json: Engine.IO encodes its OPEN packet with it too (python-engineio keeps it on its
+        # Packet class, for every Engine.IO server of the process: the output is the same JSON).
+        super().__init__(async_handlers=False, serializer=WirePacket, json=wire_json, **kwargs)
+        self.max_payload_bytes = max_payload_bytes
+        self.eio.slow_limit_bytes = slow_limit_bytes
+        self.eio.max_per_address = max_connections_per_address
+        self.eio.trust_forwarded_for = trust_forwarded_for
+        self.connect_timeout_s = connect_timeout_s
+        self._deadlines: set[asyncio.Task[None]] = set()
+        self._binary_bytes: dict[str, int] = {}  # bytes so far of each pending binary message
+        self._skipping: dict[str, int] = {}  # attachments still to drop of each refused message
+
+    def _engineio_server_class(self) -> type:
+        return LightEngineServer
+
+    def attach(self, app: Any, socketio_path: str = "socket.io") -> None:
+        """Serve on ``app``, ending every Engine.IO session when ``app`` shuts down."""
+        super().attach(app, socketio_path)
+        app.on_shutdown.append(self._end_sessions)
+
+    async def _end_sessions(self, _app: Any) -> None:
+        # A pending long-poll GET would otherwise hold the server's shutdown for up to a ping
+        # interval plus timeout; closing without waiting ends it (an empty batch) right away.
+        for socket in list(self.eio.sockets.values()):
+            try:
+                await socket.close(wait=False)
+            except Exception:  # one socket must not keep the others open
+                log.exception("closing an Engine.IO session at shutdown")
+
+    async def disconnect(self, sid: str, namespace: str | None = None, ignore_queue: bool = False) -> None:
+        """Disconnect a client, its Engine.IO session and TCP connection included.
+
+        python-socketio only leaves the namespace and trusts the client to close on the
+        DISCONNECT packet; one that does not would keep its connection (and pongs) forever:
+        ``/`` is the only namespace served, so nothing is left to keep it for.
+        """
+        eio_sid = self.manager.eio_sid_from_sid(sid, namespace or "/")
+        await super().disconnect(sid, namespace=namespace, ignore_queue=ignore_queue)
+        if eio_sid is not None:
+            await self.eio.end(eio_sid)
+
+    async def _handle_eio_connect(self, eio_sid: str, environ: dict[str, Any]) -> None:
+        await super()._handle_eio_connect(eio_sid, environ)
+        asyncio.get_running_loop().call_later(self.connect_timeout_s, self._connect_deadline, eio_sid)
+
+    def _connect_deadline(self, eio_sid: str) -> None:
+        # An Engine.IO session that has not joined namespace "/" (never sent CONNECT, or was
+        # refused) by now costs memory and a connection for nothing: close it.
+        if eio_sid not in self.eio.sockets or self.manager.sid_from_eio_sid(eio_sid, "/") is not None:
+            return
+        task = asyncio.ensure_future(self.eio.end(eio_sid))
+        self._deadlines.add(task)
+        task.add_done_callback(self._deadlines.discard)
+
+    async def _handle_event(self, eio_sid: str, namespace: str | None, id: int | None, data: Any) -> None:
+        if not isinstance(data, list) or not data or not isinstance(data[0], str):
+            raise MalformedMessage("an event is a JSON array starting with the event's name")
+        if data[0] in RESERVED_EVENTS:
+            if id is not None:
+                body = {"ok": False, "error": ErrorCode.UNKNOWN_EVENT.value, "message": f"{data[0]!r} is reserved"}
+                await self._send_packet(
+                    eio_sid, self.packet_class(sio_packet.ACK, namespace=namespace or "/", data=[body], id=id)
+                )
+            return
+        await super()._handle_event(eio_sid, namespace, id, data)
+
+    async def _handle_eio_message(self, eio_sid: str, data: Any) -> None:
+        # Caps count the whole message: the header plus every binary attachment, which arrive
+        # as separate Engine.IO messages after it. A refused message's remaining attachments
+        # are dropped as they arrive, unparsed and unkept.
+        if isinstance(data, bytes) and self._skipping.get(eio_sid):
+            self._skipping[eio_sid] -= 1
+            return
+        self._skipping.pop(eio_sid, None)
+        size = _size_of(data)
+        pending = self._binary_packet.get(eio_sid)
+        if pending is not None:
+            total = self._binary_bytes.get(eio_sid, 0) + size
+            if total > self.max_payload_bytes:
+                del self._binary_packet[eio_sid]
+                self._binary_bytes.pop(eio_sid, None)
+                self._skipping[eio_sid] = pending.attachment_count - len(pending.attachments) - 1
+                await self._refuse(eio_sid, pending.namespace, pending.id, self._too_large())
+                return
+            self._binary_bytes[eio_sid] = total
+        elif size > self.max_payload_bytes:
+            header = _Header.of(data)
+            self._skipping[eio_sid] = header.attachments
+            await self._refuse(eio_sid, header.namespace, header.ack_id, self._too_large())
+            return
+        try:
+            await super()._handle_eio_message(eio_sid, data)
+        except Exception as exc:  # a frame python-socketio cannot take: answered, never dropped
+            self._binary_packet.pop(eio_sid, None)
+            await self._malformed(eio_sid, data, pending, exc)
+            return
+        if pending is None and eio_sid in self._binary_packet:
+            await self._admit_binary_header(eio_sid, size)
+        elif eio_sid not in self._binary_packet:
+            self._binary_bytes.pop(eio_sid, None)
+
+    async def _admit_binary_header(self, eio_sid: str, size: int) -> None:
+        header = self._binary_packet[eio_sid]
+        if header.attachment_count <= MAX_ATTACHMENTS:
+            self._binary_bytes[eio_sid] = size
+            return
+        del self._binary_packet[eio_sid]
+        self._skipping[eio_sid] = header.attachment_count
+        error = (ErrorCode.PAYLOAD_TOO_LARGE, f"messages are limited to {MAX_ATTACHMENTS} binary attachments")
+        await self._refuse(eio_sid, header.namespace, header.id, error)
+
+    async def _malformed(self, eio_sid: str, data: str | bytes, pending: Any, exc: Exception) -> None:
+        _MALFORMED_LOG.exception("malformed Socket.IO message", exc)
+        if pending is not None:  # the failing part was an attachment: the header asked
+            namespace, ack_id = pending.namespace, pending.id
+        else:
+            header = _Header.of(data)
+            namespace, ack_id = header.namespace, header.ack_id
+        detail = f": {exc}" if isinstance(exc, MalformedMessage) else " (not a Socket.IO v5 message)"
+        error = (ErrorCode.INVALID_PAYLOAD, "the message is malformed" + detail)
+        await self._refuse(eio_sid, namespace, ack_id, error)
+
+    def _too_large(self) -> tuple[ErrorCode, str]:
+        return ErrorCode.PAYLOAD_TOO_LARGE, f"messages are limited to {self.max_payload_bytes} bytes"
+
+    async def _refuse(
+        self, eio_sid: str, namespace: str | None, ack_id: int | None, error: tuple[ErrorCode, str]
+    ) -> None:
+        """Answer a message that will not be handled: its ack when it asked for one, else a
+        ``protocol_error`` event (never a silent drop)."""
+        body = {"ok": False, "error": error[0].value, "message": error[1]}
+        namespace = namespace or "/"
+        if ack_id is not None:
+            reply = self.packet_class(sio_packet.ACK, namespace=namespace, data=[body], id=ack_id)
+        else:
+            reply = self.packet_class(sio_packet.EVENT, namespace=namespace, data=[PROTOCOL_ERROR, body])
+        await self._send_packet(eio_sid, reply)
+
+    async def _handle_eio_disconnect(self, eio_sid: str, reason: Any) -> None:
+        await super()._handle_eio_disconnect(eio_sid, reason)
+        self._binary_bytes.pop(eio_sid, None)
+        self._skipping.pop(eio_sid, None)
+        eio_socket = self.eio.sockets.get(eio_sid)
+        ws = getattr(eio_socket, "sh_ws", None)
+        if ws is not None:
+            # The connection ends with its session: after the CLOSE packet Engine.IO writes
+            # next, in this same step, so a client that ignores CLOSE is not left half-open.
+            asyncio.get_running_loop().call_soon(ws.close)
+        # A client that leaves while its long-poll GET is pending would otherwise keep that
+        # request open until the ping timeout; an empty batch ends it now.
+        if eio_socket is not None and not eio_socket.upgraded:
+            eio_socket.queue.put_nowait(None)
+
+
+def _size_of(data: str | bytes) -> int:
+    """Bytes of an Engine.IO message (UTF-8 for text; a character is at most 4 bytes)."""
+    if isinstance(data, str) and not data.isascii():
+        return len(data.encode())
+    return len(data)
+
+
+class _Header:
+    """What a refusal needs from a message it will not parse: namespace, ack id, attachments."""
+
+    __slots__ = ("ack_id", "attachments", "namespace")
+
+    def __init__(self, namespace: str, ack_id: int | None, attachments: int) -> None:
+        self.namespace, self.ack_id, self.attachments = namespace, ack_id, attachments
+
+    @classmethod
+    def of(cls, data: str | bytes) -> _Header:
+        head = data[:64] if isinstance(data, str) else data[:64].decode("latin-1")
+        match = _HEADER.match(head)
+        if match is None:
+            return cls("/", None, 0)
+        namespace = (match.group(3) or "/,")[:-1]
+        has_ack = match.group(1) in ("2", "5") and match.group(4) is not None
+        binary = match.group(1) in ("5", "6") and match.group(2) is not None
+        return cls(namespace, int(match.group(4)) if has_ack else None, int(match.group(2)) if binary else 0)
+
+
+class FrontSite(web.TCPSite):
+    """aiohttp's TCP site with a ``server.transport.front.FrontProtocol`` reading each connection first
+    (TCPSite's private settings are part of the contract above)."""
+
+    def __init__(
+        self,
+        runner: web.BaseRunner,
+        host: str,
+        port: int,
+        *,
+        upgrader: Upgrader,
+        path: str,
+        idle_timeout_s: float,
+        observers: list[Callable[[AnsweredUpgrade], None]],
+    ) -> None:
+        super().__init__(runner, host, port)
+        self._upgrader = upgrader
+        self._path = path
+        self._idle_timeout_s = idle_timeout_s
+        self._observers = observers
+        self._waiting: set[FrontProtocol] = set()
+
+    async def start(self) -> None:
+        # TCPSite.start, with the front in front of aiohttp's handler factory.
+        await web.BaseSite.start(self)
+        http = self._runner.server
+        assert http is not None
+        front = Front(http, self._upgrader, self._path, self._idle_timeout_s, self._waiting, self._observers)
+        self._server = await asyncio.get_running_loop().create_server(
+            lambda: FrontProtocol(front), self._host, self._port, backlog=self._backlog,
+            reuse_address=self._reuse_address, reuse_port=self._reuse_port,
+        )  # fmt: skip
+        sockets = self._server.sockets
+        self._bound_port = sockets[0].getsockname()[1] if sockets else self._port
+
+    async def stop(self) -> None:
+        await super().stop()
+        for waiting in list(self._waiting):
+            waiting.close()

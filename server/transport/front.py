@@ -1,0 +1,204 @@
+"""The listening socket's first reader: Engine.IO WebSocket opens answered before aiohttp.
+
+Opening a Socket.IO connection over WebSocket is one HTTP request, ``GET
+/socket.io/?EIO=4&transport=websocket`` with the upgrade headers, answered ``101``. Through
+aiohttp that request costs a request handler with its task and timers, a request object,
+every middleware, and Engine.IO's translation of the request into a WSGI environ, all thrown
+away a moment later when the connection is taken over (``server.transport.fastpath``): about a fifth of
+the server's CPU per new connection (``bench/connections.py``).
+
+A :class:`FrontProtocol` reads each new connection's first bytes. When they are a complete
+request of exactly that shape, and every check the normal path would make passes (see
+:func:`parse_upgrade` and ``LightEngineServer.upgrade``), the connection goes straight to
+Engine.IO. Anything else -- another route, a request split over several reads, bytes after
+the request, a header that is repeated, folded or not ASCII, a body, an origin or address the
+normal path refuses -- is handed to aiohttp unchanged, with the bytes already read, so every
+refusal and every other request is answered by the one path that is tested for it. A
+connection that sends nothing is closed after the HTTP idle timeout, as aiohttp would.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import re
+import urllib.parse
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+from multidict import CIMultiDict, CIMultiDictProxy
+
+from handlers.http_common import AnsweredUpgrade
+from server.transport.leanws import HandshakeError, accept_key
+
+# A request head larger than this goes to aiohttp (whose own limits then apply).
+MAX_HEAD_BYTES = 8192
+MAX_HEADERS = 64
+# What a client may send between its WebSocket open and the answer (it should send nothing).
+MAX_EARLY_BYTES = 65536
+_END = b"\r\n\r\n"
+_PRINTABLE = re.compile(rb"[\t\x20-\x7e]*")
+_REQUEST_LINE = re.compile(r"GET (/[!-~]*) HTTP/1\.1")
+_TOKEN = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
+# A GET that announces a body is left to aiohttp (and its request smuggling defences).
+_BODY_HEADERS = frozenset({"content-length", "transfer-encoding"})
+
+
+@dataclass(frozen=True, slots=True)
+class UpgradeRequest:
+    """A complete, plain Engine.IO v4 WebSocket open (see :func:`parse_upgrade`)."""
+
+    target: str  # path and query, as sent
+    query_string: str
+    headers: CIMultiDictProxy[str]
+    accept: str  # the Sec-WebSocket-Accept answering its key
+    peer: str  # the connection's remote address ("" when unknown)
+
+    def environ(self) -> dict[str, Any]:
+        """The WSGI environ Engine.IO and Socket.IO read, as the aiohttp driver would build it."""
+        environ: dict[str, Any] = {
+            "REQUEST_METHOD": "GET",
+            "QUERY_STRING": self.query_string,
+            "RAW_URI": self.target,
+            "SERVER_PROTOCOL": "HTTP/1.1",
+            "REMOTE_ADDR": self.peer or "unknown",
+            "PATH_INFO": self.target.split("?", 1)[0],
+            "SCRIPT_NAME": "",
+        }
+        for name, value in self.headers.items():
+            environ["HTTP_" + name.upper().replace("-", "_")] = value
+        environ["wsgi.url_scheme"] = environ.get("HTTP_X_FORWARDED_PROTO", "http")
+        return environ
+
+
+def parse_upgrade(data: bytes, path: str, peer: str) -> UpgradeRequest | None:
+    """``data`` as an Engine.IO WebSocket open on ``path``; None for anything else.
+
+    None is not a refusal: it means "not for the fast path", and aiohttp gets the bytes.
+    Taken only: one whole request and nothing after it, ``GET <path>?...`` over HTTP/1.1,
+    printable ASCII, at most :data:`MAX_HEADERS` headers none of them repeated or folded, no
+    body, a ``Host``, ``EIO=4`` and ``transport=websocket`` without ``sid`` (a new session),
+    and a valid WebSocket opening handshake.
+    """
+    end = data.find(_END)
+    if end < 0 or end + len(_END) != len(data) or end > MAX_HEAD_BYTES:
+        return None
+    head = data[:end]
+    if not _PRINTABLE.fullmatch(head.replace(b"\r\n", b"")):
+        return None
+    lines = head.decode("ascii").split("\r\n")
+    match = _REQUEST_LINE.fullmatch(lines[0])
+    if match is None or len(lines) - 1 > MAX_HEADERS:
+        return None
+    target = match.group(1)
+    route, _, query_string = target.partition("?")
+    if route != path:
+        return None
+    headers: CIMultiDict[str] = CIMultiDict()
+    for line in lines[1:]:
+        name, colon, value = line.partition(":")
+        if not colon or not _TOKEN.fullmatch(name) or name in headers:
+            return None  # folded (leading blank), malformed or repeated
+        headers[name] = value.strip(" \t")
+    if "Host" not in headers or not _BODY_HEADERS.isdisjoint(name.lower() for name in headers):
+        return None
+    query = urllib.parse.parse_qs(query_string)
+    if query.get("EIO") != ["4"] or query.get("transport") != ["websocket"] or "sid" in query or "j" in query:
+        return None
+    if headers.get("Upgrade", "").lower() != "websocket":  # Engine.IO's own test: exactly this
+        return None
+    try:
+        accept = accept_key(headers)
+    except HandshakeError:
+        return None
+    return UpgradeRequest(target, query_string, CIMultiDictProxy(headers), accept, peer)
+
+
+class Upgrader(Protocol):
+    """What opens Engine.IO sessions from the front (``server.transport.fastpath.LightEngineServer``)."""
+
+    def upgrade(self, request: UpgradeRequest, transport: asyncio.Transport, early: bytearray) -> bool:
+        """Take the connection (True), or leave it to aiohttp (False, nothing done).
+
+        Bytes that arrive after a taken request, until the upgrader serves the connection,
+        collect in ``early`` (at most :data:`MAX_EARLY_BYTES`; past it the connection is cut).
+        """
+        ...
+
+
+@dataclass(slots=True)
+class Front:
+    """What every front connection of one listening socket shares."""
+
+    http: Callable[[], asyncio.Protocol]  # aiohttp's request handler factory (web.Server)
+    upgrader: Upgrader
+    path: str
+    idle_timeout_s: float
+    waiting: set[FrontProtocol]  # connected, nothing read yet (closed when the site stops)
+    observers: list[Callable[[AnsweredUpgrade], None]]  # what counts and logs HTTP requests
+
+
+class FrontProtocol(asyncio.Protocol):
+    """One new connection until its first bytes say where it goes (see the module docstring)."""
+
+    __slots__ = ("_early", "_front", "_taken", "_timer", "_transport")
+
+    def __init__(self, front: Front) -> None:
+        self._front = front
+        self._transport: asyncio.Transport | None = None
+        self._timer: asyncio.TimerHandle | None = None
+        self._taken: asyncio.Transport | None = None  # given to the upgrader, not served yet
+        self._early = bytearray()
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        assert isinstance(transport, asyncio.Transport)
+        self._transport = transport
+        self._front.waiting.add(self)
+        self._timer = asyncio.get_running_loop().call_later(self._front.idle_timeout_s, self.close)
+
+    def data_received(self, data: bytes) -> None:
+        taken = self._taken
+        if taken is not None:  # the upgrader has not served the connection yet: it gets these
+            self._early += data
+            if len(self._early) > MAX_EARLY_BYTES:
+                taken.abort()
+            return
+        transport = self._transport
+        if transport is None:
+            return
+        self._settle()
+        front = self._front
+        peer = transport.get_extra_info("peername")
+        request = parse_upgrade(data, front.path, str(peer[0]) if peer else "")
+        if request is not None and front.upgrader.upgrade(request, transport, self._early):
+            self._taken = transport
+            if front.observers:
+                answered = AnsweredUpgrade(front.path, request.peer, request.headers.get("X-Request-Id", ""))
+                for observe in front.observers:
+                    observe(answered)
+            return
+        handler = front.http()
+        transport.set_protocol(handler)
+        handler.connection_made(transport)
+        handler.data_received(data)
+
+    def eof_received(self) -> bool | None:
+        return None  # closes the connection: it never sent a request
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._taken = None
+        self._settle()
+
+    def close(self) -> None:
+        """Close a connection that has not sent its request (idle timeout or shutdown)."""
+        transport = self._transport
+        self._settle()
+        if transport is not None:
+            transport.close()
+
+    def _settle(self) -> None:
+        self._transport = None
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        self._front.waiting.discard(self)

@@ -1,0 +1,369 @@
+"""The server side of an Engine.IO WebSocket on the bare transport: handshake, frames, messages.
+
+Once a connection is upgraded, everything it needs is here, in one object per connection:
+the frame parser (client frames are masked, may be fragmented, and carry pings and closes),
+the Engine.IO upgrade probe, and the hand-off of each message to the Engine.IO socket. A
+connection that sends nothing costs this object and its transport: no task, no timer, no
+request object. aiohttp's ``WebSocketResponse`` kept the whole HTTP request (headers, parser,
+handler coroutines) alive for the life of the connection, about 10 KiB each
+(``bench/connections.py --trace``).
+
+Messages of one connection are handled one after another, in the order they arrived: the
+first starts a task that takes the connection's inbox until it is empty, then ends. While
+that task is behind by :data:`INBOX_PAUSE` messages the transport stops reading, so a client
+that sends faster than it is served is held back by TCP, not by a growing queue.
+
+This module uses only documented parts of asyncio and python-engineio's packet encoding; the
+taking over of aiohttp's connection lives in ``server.transport.fastpath`` with the rest of the contract.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import binascii
+import hashlib
+import logging
+import struct
+from collections import deque
+from collections.abc import Mapping
+from typing import Any, cast
+
+from server.transport.outlet import ws_frame
+
+log = logging.getLogger(__name__)
+
+_GUID = b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11"  # RFC 6455 section 1.3
+OP_CONTINUATION, OP_TEXT, OP_BINARY, OP_CLOSE, OP_PING, OP_PONG = 0x0, 0x1, 0x2, 0x8, 0x9, 0xA
+CLOSE_NORMAL, CLOSE_PROTOCOL, CLOSE_INVALID_DATA, CLOSE_TOO_BIG = 1000, 1002, 1007, 1009
+# The inbox length at which a connection stops reading until its messages are handled.
+INBOX_PAUSE = 32
+# What a message's handling may hold back before writing it anyway (see _Gathered).
+GATHER_LIMIT_BYTES = 64 * 1024
+# Engine.IO's PONG: answered without a task (it only re-arms the ping timer).
+_PONG = "3"
+
+
+class HandshakeError(ValueError):
+    """An upgrade request that is not a valid WebSocket opening handshake."""
+
+
+def accept_key(headers: Mapping[str, str]) -> str:
+    """The ``Sec-WebSocket-Accept`` answering ``headers``, or :class:`HandshakeError`."""
+    if "websocket" not in headers.get("Upgrade", "").lower():
+        raise HandshakeError("no 'Upgrade: websocket' header")
+    if "upgrade" not in [token.strip() for token in headers.get("Connection", "").lower().split(",")]:
+        raise HandshakeError("no 'Connection: upgrade' header")
+    if headers.get("Sec-WebSocket-Version", "") != "13":
+        raise HandshakeError("unsupported WebSocket version (13 is)")
+    key = headers.get("Sec-WebSocket-Key", "").strip()
+    try:
+        if len(base64.b64decode(key, validate=True)) != 16:
+            raise HandshakeError("Sec-WebSocket-Key is not 16 bytes")
+    except binascii.Error:
+        raise HandshakeError("Sec-WebSocket-Key is not base64") from None
+    return base64.b64encode(hashlib.sha1(key.encode() + _GUID).digest()).decode()
+
+
+def switching_protocols(accept: str) -> bytes:
+    """The 101 response completing the handshake (no subprotocol, no compression)."""
+    return (
+        "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+        f"Sec-WebSocket-Accept: {accept}\r\n\r\n"
+    ).encode()
+
+
+def _unmask(mask: bytes, payload: bytes) -> bytes:
+    size = len(payload)
+    if not size:
+        return b""
+    key = (mask * (size // 4 + 1))[:size]
+    return (int.from_bytes(payload, "little") ^ int.from_bytes(key, "little")).to_bytes(size, "little")
+
+
+class FrameError(ValueError):
+    """A frame that breaks RFC 6455 or a limit; ``code`` is the close code to answer with."""
+
+    def __init__(self, code: int, reason: str) -> None:
+        super().__init__(reason)
+        self.code = code
+
+
+class FrameParser:
+    """Client frames in, whole messages and control frames out (RFC 6455 section 5)."""
+
+    __slots__ = ("_buffer", "_fragments", "_fragments_op", "_fragments_size", "max_message_bytes")
+
+    def __init__(self, max_message_bytes: int) -> None:
+        self._buffer = bytearray()
+        self._fragments: list[bytes] = []
+        self._fragments_op = 0
+        self._fragments_size = 0
+        self.max_message_bytes = max_message_bytes
+
+    def feed(self, data: bytes) -> list[tuple[int, bytes]]:
+        """``(opcode, payload)`` of every message and control frame completed by ``data``."""
+        buffer = self._buffer
+        buffer += data
+        found: list[tuple[int, bytes]] = []
+        at = 0
+        end = len(buffer)
+        while end - at >= 2:
+            first, second = buffer[at], buffer[at + 1]
+            if first & 0x70:
+                raise FrameError(CLOSE_PROTOCOL, "reserved bits set (no extension was agreed)")
+            if not second & 0x80:
+                raise FrameError(CLOSE_PROTOCOL, "a client frame must be masked")
+            opcode, final, size = first & 0x0F, first & 0x80, second & 0x7F
+            head = 2
+            if size == 126:
+                if end - at < 4:
+                    break
+                size = int.from_bytes(buffer[at + 2 : at + 4], "big")
+                head = 4
+            elif size == 127:
+                if end - at < 10:
+                    break
+                size = int.from_bytes(buffer[at + 2 : at + 10], "big")
+                head = 10
+            if opcode >= OP_CLOSE and (size > 125 or not final):
+                raise FrameError(CLOSE_PROTOCOL, "a control frame must be final and at most 125 bytes")
+            if size > self.max_message_bytes or self._fragments_size + size > self.max_message_bytes:
+                raise FrameError(CLOSE_TOO_BIG, f"messages are limited to {self.max_message_bytes} bytes")
+            if end - at < head + 4 + size:
+                break
+            mask = bytes(buffer[at + head : at + head + 4])
+            payload = _unmask(mask, bytes(buffer[at + head + 4 : at + head + 4 + size]))
+            at += head + 4 + size
+            message = self._assemble(opcode, bool(final), payload)
+            if message is not None:
+                found.append(message)
+        if at:
+            del buffer[:at]
+        return found
+
+    def _assemble(self, opcode: int, final: bool, payload: bytes) -> tuple[int, bytes] | None:
+        if opcode >= OP_CLOSE:
+            if opcode not in (OP_CLOSE, OP_PING, OP_PONG):
+                raise FrameError(CLOSE_PROTOCOL, f"unknown control opcode {opcode}")
+            return opcode, payload  # control frames may come between fragments
+        if opcode == OP_CONTINUATION:
+            if not self._fragments_op:
+                raise FrameError(CLOSE_PROTOCOL, "a continuation frame without a message to continue")
+            self._fragments.append(payload)
+            self._fragments_size += len(payload)
+            if not final:
+                return None
+            whole = (self._fragments_op, b"".join(self._fragments))
+            self._fragments, self._fragments_op, self._fragments_size = [], 0, 0
+            return whole
+        if opcode not in (OP_TEXT, OP_BINARY):
+            raise FrameError(CLOSE_PROTOCOL, f"unknown data opcode {opcode}")
+        if self._fragments_op:
+            raise FrameError(CLOSE_PROTOCOL, "a new message before the last one ended")
+        if final:
+            return opcode, payload
+        self._fragments, self._fragments_op, self._fragments_size = [payload], opcode, len(payload)
+        return None
+
+
+class _Gathered:
+    """Stands in for a transport while a message is handled: its writes leave as one.
+
+    Whatever writes to the connection meanwhile (the handler's frames, its ack, a fan-out
+    round) writes here, in the order it happens, so order is kept. Past ``limit_bytes`` what is
+    gathered goes out at once, so a long handler holds no more than that back. Anything else
+    asked of it is the transport's.
+    """
+
+    __slots__ = ("limit_bytes", "parts", "size", "transport")
+
+    def __init__(self, transport: asyncio.Transport, limit_bytes: int) -> None:
+        self.transport = transport
+        self.limit_bytes = limit_bytes
+        self.parts: list[bytes] = []
+        self.size = 0
+
+    def write(self, data: bytes) -> None:
+        self.parts.append(data)
+        self.size += len(data)
+        if self.size >= self.limit_bytes:
+            self.flush()
+
+    def flush(self) -> None:
+        if self.parts:
+            data = self.parts[0] if len(self.parts) == 1 else b"".join(self.parts)
+            self.parts = []
+            self.size = 0
+            self.transport.write(data)
+
+    def is_closing(self) -> bool:
+        return self.transport.is_closing()
+
+    def close(self) -> None:
+        self.flush()
+        self.transport.close()
+
+    def abort(self) -> None:
+        self.parts = []
+        self.transport.abort()
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.transport, name)
+
+
+class LeanWebSocket(asyncio.Protocol):
+    """One upgraded connection: frames in, whole messages to :meth:`handle_message`, frames out.
+
+    A subclass says what a message means. :meth:`handle_message` gets each text message as
+    ``str`` and each binary one as ``bytes``, one at a time and in order. :meth:`handle_pong`
+    gets Engine.IO PONGs that arrive while nothing else is pending (they need no task).
+    :meth:`handle_closed` runs once, when the connection is over *and* the message being
+    handled (if any) has finished, so a handler never sees its connection's cleanup before it
+    returns. While ``in_prelude`` is set, messages go to :meth:`handle_prelude` synchronously
+    instead (the Engine.IO upgrade probe); it may raise :class:`FrameError` to end the
+    connection.
+    """
+
+    __slots__ = ("_closed_called", "_consumer", "_inbox", "_parser", "_paused", "in_prelude", "lost",
+                 "slow_limit_bytes", "transport")  # fmt: skip
+
+    def __init__(self, transport: asyncio.Transport, *, max_message_bytes: int, slow_limit_bytes: int) -> None:
+        self.transport: asyncio.Transport | None = transport
+        self._parser = FrameParser(max_message_bytes)
+        self._inbox: deque[str | bytes] = deque()
+        self._consumer: asyncio.Task[None] | None = None
+        self._paused = False
+        self._closed_called = False
+        self.lost = False
+        self.in_prelude = False
+        self.slow_limit_bytes = slow_limit_bytes
+        # The slow-client cut rides on asyncio's flow control: pause_writing() is called once
+        # the bytes waiting for the client exceed this, so no write has to check for it.
+        transport.set_write_buffer_limits(high=slow_limit_bytes)
+
+    # --- what a subclass gives meaning to ---------------------------------------------------
+    async def handle_message(self, message: str | bytes) -> None:
+        """One whole message, after every earlier one was handled."""
+
+    def handle_pong(self) -> None:
+        """An Engine.IO PONG that arrived while no message was pending."""
+
+    def handle_prelude(self, message: str | bytes) -> bool:
+        """A message while ``in_prelude``; False ends the prelude."""
+        return False
+
+    def handle_closed(self) -> None:
+        """The connection is over and no handler of it is running."""
+
+    # --- writing ---------------------------------------------------------------------------
+    def write_frame(self, data: bytes) -> bool:
+        """Write whole frames now; False when the connection is gone or has been cut as slow."""
+        transport = self.transport
+        if transport is None or transport.is_closing():
+            return False
+        transport.write(data)
+        return True
+
+    def gather(self) -> None:
+        """Hold what is written from now until :meth:`release`, then write it all at once."""
+        transport = self.transport
+        if transport is not None and not isinstance(transport, _Gathered):
+            self.transport = cast(asyncio.Transport, _Gathered(transport, GATHER_LIMIT_BYTES))
+
+    def release(self) -> None:
+        """Write what :meth:`gather` held (nothing when the connection was lost meanwhile)."""
+        gathered = self.transport
+        if isinstance(gathered, _Gathered):
+            self.transport = gathered.transport
+            gathered.flush()
+
+    def close(self, code: int = CLOSE_NORMAL, reason: str = "") -> None:
+        """Send a close frame (after what is already written) and close the connection."""
+        transport = self.transport
+        if transport is not None and not transport.is_closing():
+            transport.write(ws_frame(struct.pack("!H", code) + reason.encode()[:120], OP_CLOSE))
+            transport.close()
+
+    # --- asyncio.Protocol -------------------------------------------------------------------
+    def data_received(self, data: bytes) -> None:
+        try:
+            messages = self._parser.feed(data)
+        except FrameError as exc:
+            self.close(exc.code, str(exc))
+            return
+        for opcode, payload in messages:
+            if opcode == OP_TEXT:
+                try:
+                    text = payload.decode()
+                except UnicodeDecodeError:
+                    self.close(CLOSE_INVALID_DATA, "a text message must be UTF-8")
+                    return
+                self._message(text)
+            elif opcode == OP_BINARY:
+                self._message(payload)
+            elif opcode == OP_PING:
+                self.write_frame(ws_frame(payload, OP_PONG))
+            elif opcode == OP_CLOSE:
+                code = struct.unpack("!H", payload[:2])[0] if len(payload) >= 2 else CLOSE_NORMAL
+                self.close(code if 1000 <= code < 5000 else CLOSE_PROTOCOL)
+                return
+            # OP_PONG: an answer to nothing we sent; ignored
+            if self.transport is None or self.transport.is_closing():
+                return
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.lost = True
+        self.transport = None
+        self._inbox.clear()  # what was not handled yet is dropped with the connection
+        if self._consumer is None:
+            self._finish()
+
+    def pause_writing(self) -> None:
+        # Over slow_limit_bytes wait for a client that does not read: it is cut (nothing here
+        # waits for a drain); it resumes from its offset when it reconnects.
+        transport = self.transport
+        if transport is not None:
+            log.warning("closing a client that does not read (%d bytes waiting)", transport.get_write_buffer_size())
+            transport.abort()
+
+    def resume_writing(self) -> None:
+        pass
+
+    # --- messages -------------------------------------------------------------------------
+    def _message(self, message: str | bytes) -> None:
+        if self.in_prelude:
+            try:
+                self.in_prelude = self.handle_prelude(message)
+            except FrameError as exc:
+                self.close(exc.code, str(exc))
+            return
+        if self._consumer is None:
+            if message == _PONG:
+                self.handle_pong()
+                return
+            self._inbox.append(message)
+            self._consumer = asyncio.get_running_loop().create_task(self._consume())
+            return
+        self._inbox.append(message)
+        if len(self._inbox) >= INBOX_PAUSE and not self._paused and self.transport is not None:
+            self._paused = True
+            self.transport.pause_reading()
+
+    async def _consume(self) -> None:
+        inbox = self._inbox
+        try:
+            while inbox:
+                await self.handle_message(inbox.popleft())
+        finally:
+            self._consumer = None
+            if self.lost:
+                self._finish()
+            elif self._paused and self.transport is not None:
+                self._paused = False
+                self.transport.resume_reading()
+
+    def _finish(self) -> None:
+        if not self._closed_called:
+            self._closed_called = True
+            self.handle_closed()

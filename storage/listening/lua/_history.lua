@@ -1,0 +1,125 @@
+-- Shared part of every script that changes a listening history (prepended after the core
+-- prologue by storage/listening/repository.py). Every listening script takes the same keys, all under the
+-- history session's hash tag, so one report is one atomic step on one slot.
+--   KEYS[3]   the history session hash          (kind, owner_id)
+--   KEYS[4]   records: hash id -> JSON record
+--   KEYS[5]   by_start: zset id by started_at
+--   KEYS[6]   by_item: zset of 'item NUL started_at(15 digits) NUL id', read by lex range
+--   KEYS[7]   items: zset item id -> total ms
+--   KEYS[8]   meta: hash item id -> JSON metadata
+--   KEYS[9]   open: hash device id -> open session id
+--   KEYS[10]  last: hash device id -> last finalized session id (the resume candidate)
+--   KEYS[11]  stats: hash total_ms, count, max_span_ms
+--   KEYS[12]  clients: hash upload client_id -> session id
+-- Every script's ARGV[6] is the performer's user id ('' for a token without the update
+-- permission, which owns nothing) and ARGV[7] the event type of a session change, ARGV[8] of a
+-- removal; the script's own arguments start at ARGV[9].
+local history_key = KEYS[3]
+local records_key = KEYS[4]
+local by_start_key = KEYS[5]
+local by_item_key = KEYS[6]
+local items_key = KEYS[7]
+local meta_key = KEYS[8]
+local open_key = KEYS[9]
+local last_key = KEYS[10]
+local stats_key = KEYS[11]
+local clients_key = KEYS[12]
+local performer = ARGV[6]
+local session_event = ARGV[7]
+local removed_event = ARGV[8]
+
+-- Writing is for the history's owner only (a read_all token may read, never report).
+local function owner_refusal()
+  local found = redis.call('HMGET', history_key, 'kind', 'owner_id')
+  if found[1] ~= 'listening' then
+    return 'session_not_found'
+  end
+  if found[2] ~= performer then
+    return 'forbidden'
+  end
+  return nil
+end
+
+local function load(id)
+  if not id then
+    return nil
+  end
+  local raw = redis.call('HGET', records_key, id)
+  if not raw then
+    return nil
+  end
+  return cjson.decode(raw)
+end
+
+local function save(rec)
+  redis.call('HSET', records_key, rec.id, cjson.encode(rec))
+end
+
+local function item_member(rec)
+  return rec.item_id .. '\0' .. string.format('%015d', rec.started_at) .. '\0' .. rec.id
+end
+
+-- Totals move with every change of a range, so stats never scan sessions.
+local function add_time(rec, delta_ms)
+  if delta_ms ~= 0 then
+    redis.call('HINCRBY', stats_key, 'total_ms', delta_ms)
+    redis.call('ZINCRBY', items_key, delta_ms, rec.item_id)
+  end
+end
+
+-- The longest span bounds how far back a time-range read must look for overlapping sessions.
+local function note_span(rec)
+  local span = rec.ended_at - rec.started_at
+  if span > tonumber(redis.call('HGET', stats_key, 'max_span_ms') or '0') then
+    redis.call('HSET', stats_key, 'max_span_ms', span)
+  end
+end
+
+local function insert(rec)
+  save(rec)
+  redis.call('ZADD', by_start_key, rec.started_at, rec.id)
+  redis.call('ZADD', by_item_key, 0, item_member(rec))
+  redis.call('ZINCRBY', items_key, 0, rec.item_id)
+  redis.call('HINCRBY', stats_key, 'count', 1)
+  add_time(rec, rec.ended_at - rec.started_at)
+  note_span(rec)
+end
+
+local function remove(rec)
+  redis.call('HDEL', records_key, rec.id)
+  redis.call('ZREM', by_start_key, rec.id)
+  redis.call('ZREM', by_item_key, item_member(rec))
+  redis.call('HINCRBY', stats_key, 'count', -1)
+  add_time(rec, rec.started_at - rec.ended_at)
+  if redis.call('HGET', open_key, rec.device_id) == rec.id then
+    redis.call('HDEL', open_key, rec.device_id)
+  end
+  if redis.call('HGET', last_key, rec.device_id) == rec.id then
+    redis.call('HDEL', last_key, rec.device_id)
+  end
+end
+
+local function session_changed(action, reason, rec)
+  return append_event(session_event, cjson.encode({action = action, reason = reason, session = rec}))
+end
+
+-- Closes an open session at `at_ms`: under `min_ms` from its start it was an accidental tap and
+-- is deleted, else its range ends at `at_ms`. Returns the action and the event offset.
+local function finalize(rec, at_ms, position, reason, min_ms)
+  redis.call('HDEL', open_key, rec.device_id)
+  if at_ms - rec.started_at < min_ms then
+    remove(rec)
+    return 'deleted', append_event(removed_event, cjson.encode({id = rec.id, item_id = rec.item_id, reason = 'short'}))
+  end
+  add_time(rec, at_ms - rec.ended_at)
+  rec.ended_at = at_ms
+  rec.written_at = at_ms
+  if position then
+    rec.end_position_s = position
+  end
+  rec.open = false
+  save(rec)
+  note_span(rec)
+  redis.call('HSET', last_key, rec.device_id, rec.id)
+  return 'finalized', session_changed('finalized', reason, rec)
+end

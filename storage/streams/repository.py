@@ -1,0 +1,298 @@
+"""Stream sessions (seed 000): the record, its segments, viewers' clips and their review.
+
+The state machine, the segments and every clip change run as one Lua step each
+(``storage/streams/lua/``), check and change and event together. Scripts that need to tell the
+caller more than a code (the current state, the seconds to wait) answer ``{code, 0, detail}``
+instead of the core's ``{false, code}``; :func:`_checked` turns that into a coded error.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import secrets
+import uuid
+from dataclasses import dataclass
+from typing import Any
+
+from protocol import events as etypes
+from protocol.errors import CodedError, ErrorCode
+from storage.streams.audience import StreamAudiences
+from storage.streams.records import KIND, Clip, StreamSession, Submission, Transition
+from storage.events import Position
+from storage.lean_redis import read_together
+from storage.scripts import event_script
+from storage.store import Store
+
+__all__ = ["ACTIONS", "KIND", "Clip", "StreamSession", "StreamSessions", "Submission", "Transition"]
+
+log = logging.getLogger(__name__)
+
+# Clip submissions in flight to Redis at once, per process. A raid is a thousand concurrent
+# clicks; without a bound each would hold one pooled Redis connection, growing the shared pool
+# by hundreds of fresh connections (about 5 ms of CPU each in redis-py) in the very second
+# that matters, and leaving none for the other capabilities. Queued clicks wait here instead,
+# in arrival order; Redis runs each script in well under a millisecond.
+SUBMIT_CONCURRENCY = 32
+
+# Every snapshot carries all segments: a streamer pausing and resuming without end must not
+# grow what each viewer receives without bound.
+MAX_SEGMENTS = 500
+
+
+@dataclass(frozen=True, slots=True)
+class Action:
+    """A state action: the states it may be taken from, where it leads, whether it opens a segment."""
+
+    allowed_from: frozenset[str]
+    to: str
+    opens_segment: bool
+
+
+# created -> active <-> paused -> ended. Ending a session that never went live is allowed (a
+# cancelled stream); ended is final. Every move out of active closes the open segment.
+ACTIONS: dict[str, Action] = {
+    "start": Action(frozenset({"created"}), "active", True),
+    "pause": Action(frozenset({"active"}), "paused", False),
+    "resume": Action(frozenset({"paused"}), "active", True),
+    "end": Action(frozenset({"created", "active", "paused"}), "ended", False),
+}
+
+
+def _checked(result: list[Any], *, limit_of: str = "clips") -> list[Any]:
+    """A script's answer, or the coded error (with its detail) it refused with."""
+    status = str(result[0])
+    if status in ("ok", "duplicate"):
+        return result
+    detail = str(result[2]) if len(result) > 2 else ""
+    if status == "invalid_state":
+        raise CodedError(ErrorCode.INVALID_STATE, f"the stream session is {detail}", state=detail)
+    if status == "rate_limited":
+        wait_s = round(int(detail) / 1000, 3)
+        raise CodedError(ErrorCode.RATE_LIMITED, f"wait {wait_s} s before clipping again", retry_after_s=wait_s)
+    if status == "limit_reached":
+        raise CodedError(
+            ErrorCode.LIMIT_REACHED, f"this session holds its maximum of {detail} {limit_of}", limit=int(detail)
+        )
+    messages = {
+        "session_not_found": "no such session",
+        "forbidden": "only the streamer may do this",
+        "not_found": "no such clip",
+    }
+    raise CodedError.from_wire(status, messages.get(status, status))
+
+
+class StreamSessions:
+    """Repository of stream sessions, their segments and clips."""
+
+    def __init__(self, store: Store, *, max_segments: int = MAX_SEGMENTS) -> None:
+        self._max_segments = max_segments
+        self._submitting = asyncio.Semaphore(SUBMIT_CONCURRENCY)
+        redis = self._redis = store.redis
+        self._keys = store.keys
+        self._scripts = store.scripts
+        self._log = store.log
+        self._clock = store.clock
+        self._sessions = store.sessions
+        self._transition = event_script(redis, "streams/transition.lua")
+        self._submit = event_script(redis, "streams/submit.lua")
+        self._update = event_script(redis, "streams/clip_update.lua")
+        self._delete = event_script(redis, "streams/clip_delete.lua")
+        self.audiences = StreamAudiences(store)
+
+    async def create(self, *, owner_id: str, title: str, game: str, viewer_delay_s: int) -> StreamSession:
+        """Create a session in state ``created``, owned by ``owner_id``."""
+        now = self._clock.now_ms()
+        session_id = str(uuid.uuid4())
+        audience_id = self.audiences.new_id()
+        fields = {
+            "id": session_id,
+            "kind": KIND,
+            "owner_id": owner_id,
+            "title": title,
+            "game": game,
+            "viewer_delay_s": str(viewer_delay_s),
+            "state": "created",
+            "seg_index": "0",
+            "seg_started_at": "",
+            "seg_closed_ms": "0",
+            "clip_count": "0",
+            "clipped_count": "0",
+            "clip_seq": "0",
+            # Salt of the viewer tags: without it a tag would be a hash of a guessable user id.
+            "tag_salt": secrets.token_hex(16),
+            "created_at": str(now),
+            "updated_at": str(now),
+            "ended_at": "",
+            "audience_id": audience_id,
+            "state_seq": "0",
+        }
+        session = StreamSession.from_hash(fields, [])
+        # The indexes are written first (see storage/sessions.py for why).
+        await self._redis.zadd(self._keys.user_streams(owner_id), {session_id: now})
+        await self._sessions.index(session_id=session_id, owner_id=owner_id, created_ms=now)
+        await self._log.run(
+            self._scripts.session_create,
+            session_id,
+            keys=[self._keys.session(session_id)],
+            args=[etypes.SESSION_UPDATE, _dumps(session.public()), *[x for pair in fields.items() for x in pair]],
+            now_ms=now,
+        )
+        # After the stream: an audience without its stream would be an orphan nobody can reach.
+        await self.audiences.create(audience_id=audience_id, stream_id=session_id, owner_id=owner_id, now_ms=now)
+        return session
+
+    def owned_keys(self, session_id: str) -> list[str]:
+        """The session's keys besides its record and log (deleted with it by an operator).
+
+        The viewers' clip cooldowns are left to expire (seconds): finding them would take a scan.
+        """
+        k = self._keys
+        return [k.stream_segments(session_id), k.stream_clips(session_id), k.stream_submissions(session_id)]
+
+    async def forget(self, session_id: str, record: dict[str, str]) -> None:
+        """After an operator deleted the stream: its owner's list, then its audience session."""
+        owner_id = record.get("owner_id", "")
+        if owner_id:
+            await self._redis.zrem(self._keys.user_streams(owner_id), session_id)
+        audience_id = record.get("audience_id", "")
+        if audience_id:
+            await self.audiences.delete(audience_id, stream_id=session_id)
+
+    async def get(self, session_id: str) -> StreamSession | None:
+        """The session with its segments, or None when there is no stream session with that id."""
+        session, _ = await self.snapshot(session_id)
+        return session
+
+    async def snapshot(self, session_id: str) -> tuple[StreamSession | None, Position]:
+        """The session and the log position it reflects, read in one transaction."""
+        fields, segments, (epoch, offset) = await read_together(
+            self._redis,
+            ("HGETALL", self._keys.session(session_id)),
+            ("LRANGE", self._keys.stream_segments(session_id), 0, -1),
+            ("HMGET", self._keys.log_meta(session_id), "epoch", "offset"),
+        )
+        session = StreamSession.from_hash(fields, segments) if fields.get("kind") == KIND else None
+        return session, Position(epoch=epoch or "", offset=int(offset or 0))
+
+    async def clips(self, session_id: str) -> tuple[StreamSession | None, list[Clip], Position]:
+        """The session, all its clips in order and the log position they reflect (one transaction)."""
+        fields, segments, texts, (epoch, offset) = await read_together(
+            self._redis,
+            ("HGETALL", self._keys.session(session_id)),
+            ("LRANGE", self._keys.stream_segments(session_id), 0, -1),
+            ("HVALS", self._keys.stream_clips(session_id)),
+            ("HMGET", self._keys.log_meta(session_id), "epoch", "offset"),
+        )
+        session = StreamSession.from_hash(fields, segments) if fields.get("kind") == KIND else None
+        clips = sorted((Clip.parse(t) for t in texts), key=Clip.sort_key) if session else []
+        return session, clips, Position(epoch=epoch or "", offset=int(offset or 0))
+
+    async def list_for_user(self, owner_id: str, *, limit: int) -> list[StreamSession]:
+        """The user's stream sessions, newest first (segments not loaded)."""
+        ids: Any = await self._redis.zrevrange(self._keys.user_streams(owner_id), 0, limit - 1)
+        async with self._redis.pipeline(transaction=False) as pipe:
+            for session_id in ids:
+                pipe.hgetall(self._keys.session(session_id))
+            records = await pipe.execute()
+        return [StreamSession.from_hash(r, []) for r in records if r.get("kind") == KIND]
+
+    async def transition(self, session_id: str, action: str, performer_id: str) -> Transition:
+        """Take a state action as ``performer_id``, then copy it onto the audience session."""
+        step = ACTIONS[action]
+        result = _checked(
+            await self._log.run(
+                self._transition,
+                session_id,
+                keys=[self._keys.session(session_id), self._keys.stream_segments(session_id)],
+                args=[
+                    performer_id,
+                    action,
+                    "," + ",".join(sorted(step.allowed_from)) + ",",
+                    step.to,
+                    "1" if step.opens_segment else "0",
+                    etypes.STREAM_STATE,
+                    etypes.SEGMENT_OPENED,
+                    etypes.SEGMENT_CLOSED,
+                    self._max_segments,
+                ],
+            ),
+            limit_of="segments",
+        )
+        change = Transition(offset=int(result[1]), previous=str(result[2]), state=step.to)
+        if result[5]:
+            await self._copy_to_audience(str(result[5]), change, action, seq=int(result[3]), segment=int(result[4]))
+        return change
+
+    async def _copy_to_audience(
+        self, audience_id: str, change: Transition, action: str, *, seq: int, segment: int
+    ) -> None:
+        # The stream's change is committed: failing the streamer's request now would make them
+        # retry a change that is done. A lost copy heals: the audience snapshot reads the
+        # stream, the next copy carries the newer state, and a refused click makes the viewer
+        # page read the state again.
+        try:
+            await self.audiences.mirror(
+                audience_id,
+                seq=seq,
+                state=change.state,
+                previous=change.previous,
+                action=action,
+                segment_index=segment,
+            )
+        except Exception:
+            log.exception("could not copy a state change (%s) to audience session %s", action, audience_id)
+
+    async def submit(
+        self, session_id: str, *, viewer_id: str, submission_id: str, note: str, cooldown_ms: int, max_clips: int
+    ) -> Submission:
+        """Store one click (see ``submit.lua``); a known submission id returns its clip instead."""
+        keys = [
+            self._keys.session(session_id),
+            self._keys.stream_clips(session_id),
+            self._keys.stream_submissions(session_id),
+            self._keys.stream_cooldown(session_id, viewer_id),
+        ]
+        args = [viewer_id, submission_id, note, cooldown_ms, max_clips, str(uuid.uuid4()), etypes.CLIP_ADDED]
+        async with self._submitting:
+            result = _checked(await self._log.run(self._submit, session_id, keys=keys, args=args))
+        clip = Clip.parse(result[2]) if result[2] else None
+        return Submission(clip=clip, created=result[0] == "ok", offset=int(result[1]))
+
+    async def update_clip(
+        self, session_id: str, clip_id: str, performer_id: str, *, clipped: bool | None, note: str | None
+    ) -> Clip:
+        """Mark a clip (un)clipped and/or replace its note, as the owner."""
+        result = _checked(
+            await self._log.run(
+                self._update,
+                session_id,
+                keys=[self._keys.session(session_id), self._keys.stream_clips(session_id)],
+                args=[
+                    performer_id,
+                    clip_id,
+                    "" if clipped is None else ("1" if clipped else "0"),
+                    "0" if note is None else "1",
+                    note or "",
+                    etypes.CLIP_UPDATED,
+                ],
+            )
+        )
+        return Clip.parse(result[2])
+
+    async def delete_clip(self, session_id: str, clip_id: str, performer_id: str) -> Clip:
+        """Delete a clip, as the owner."""
+        result = _checked(
+            await self._log.run(
+                self._delete,
+                session_id,
+                keys=[self._keys.session(session_id), self._keys.stream_clips(session_id)],
+                args=[performer_id, clip_id, etypes.CLIP_REMOVED],
+            )
+        )
+        return Clip.parse(result[2])
+
+
+def _dumps(value: Any) -> str:
+    return json.dumps(value, separators=(",", ":"))

@@ -1,0 +1,139 @@
+"""Audio chunks of voice sessions: metadata in Redis (the files live in the blob store).
+
+A chunk is stored once per session per sha256; each new one is a ``new_message`` event with the
+session's running totals (chunks, audio ms, bytes stored), so a page keeps them without a read.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from typing import Any
+
+from redis.asyncio import Redis
+
+from protocol import events as etypes
+from storage.events import EventLog
+from storage.keys import Keys
+from storage.scripts import event_script
+from storage.voice.repository import Performer
+
+
+@dataclass(frozen=True, slots=True)
+class NewChunk:
+    """What the upload route learned about one chunk before storing it."""
+
+    sha256: str
+    mime: str
+    size_bytes: int
+    start_ms: int
+    end_ms: int
+    duration_ms: int
+    client_duration_ms: int
+    duration_source: str  # "webm", "ogg", "wav" (read from the file) or "client"
+    speaker: str
+    uploaded_by: str
+    uploaded_at: int
+
+    def to_json(self) -> str:
+        """The stored JSON (chunk id and sequence number are added by the script)."""
+        fields = {
+            "sha256": self.sha256,
+            "mime": self.mime,
+            "size_bytes": self.size_bytes,
+            "start_ms": self.start_ms,
+            "end_ms": self.end_ms,
+            "duration_ms": self.duration_ms,
+            "client_duration_ms": self.client_duration_ms,
+            "duration_source": self.duration_source,
+            "speaker": self.speaker,
+            "uploaded_by": self.uploaded_by,
+            "uploaded_at": self.uploaded_at,
+        }
+        return json.dumps(fields, separators=(",", ":"), ensure_ascii=False)
+
+
+@dataclass(frozen=True, slots=True)
+class ChunkAdded:
+    """Outcome of an upload: ``duplicate`` when the same audio was stored before (offset 0)."""
+
+    chunk_id: str
+    duplicate: bool
+    offset: int
+    chunk_count: int
+    audio_ms: int
+    storage_bytes: int
+
+
+class VoiceChunks:
+    """Repository of a voice session's audio chunks."""
+
+    def __init__(self, *, redis: Redis, keys: Keys, log: EventLog) -> None:
+        self._redis = redis
+        self._keys = keys
+        self._log = log
+        self._add = event_script(redis, "voice/chunk_add.lua")
+        self._note = event_script(redis, "voice/chunk_note.lua")
+
+    def _session_keys(self, session_id: str) -> list[str]:
+        k = self._keys
+        return [
+            k.session(session_id),
+            k.voice_chunks(session_id),
+            k.voice_chunk_order(session_id),
+            k.voice_chunk_digests(session_id),
+        ]
+
+    async def add(self, session_id: str, chunk: NewChunk, performer: Performer, *, max_chunks: int) -> ChunkAdded:
+        """Store a chunk (access, open state, dedupe and cap checked in the same step)."""
+        result = await self._log.run(
+            self._add,
+            session_id,
+            keys=self._session_keys(session_id),
+            args=[
+                *performer.args(),
+                chunk.sha256,
+                chunk.to_json(),
+                chunk.start_ms,
+                chunk.size_bytes,
+                chunk.duration_ms,
+                max_chunks,
+                etypes.NEW_MESSAGE,
+            ],
+        )
+        offset, chunk_id, duplicate, count, audio_ms, stored = result
+        return ChunkAdded(
+            chunk_id=str(chunk_id),
+            duplicate=bool(int(duplicate)),
+            offset=int(offset),
+            chunk_count=int(count),
+            audio_ms=int(audio_ms),
+            storage_bytes=int(stored),
+        )
+
+    async def list(self, session_id: str, *, limit: int) -> list[dict[str, Any]]:
+        """The session's chunks in order (start time, then upload order)."""
+        ids: Any = await self._redis.zrange(self._keys.voice_chunk_order(session_id), 0, limit - 1)
+        if not ids:
+            return []
+        texts: Any = await self._redis.hmget(self._keys.voice_chunks(session_id), ids)
+        return [json.loads(t) for t in texts if t]
+
+    async def get(self, session_id: str, chunk_id: str) -> dict[str, Any] | None:
+        """One chunk, or None."""
+        text: Any = await self._redis.hget(self._keys.voice_chunks(session_id), chunk_id)
+        return json.loads(text) if text else None
+
+    async def is_referenced(self, session_id: str, sha256: str) -> bool:
+        """True when a stored chunk of the session points at this audio."""
+        return bool(await self._redis.hexists(self._keys.voice_chunk_digests(session_id), sha256))
+
+    async def annotate(self, session_id: str, chunk_id: str, fields: dict[str, Any]) -> int:
+        """Merge ``fields`` into a stored chunk and publish it as ``chunk_updated``."""
+        result = await self._log.run(
+            self._note,
+            session_id,
+            keys=[self._keys.session(session_id), self._keys.voice_chunks(session_id)],
+            args=[chunk_id, json.dumps(fields, separators=(",", ":")), etypes.CHUNK_UPDATED],
+        )
+        return int(result[0])

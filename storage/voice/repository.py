@@ -1,0 +1,315 @@
+"""Voice sessions (seed 002): the record, the per-user active session and the status pictogram."""
+
+from __future__ import annotations
+
+import json
+import uuid
+from dataclasses import dataclass
+from typing import Any
+
+from protocol import events as etypes
+from protocol.errors import CodedError, ErrorCode
+from storage.events import POSITION_FIELDS, Position
+from storage.lean_redis import read_together
+from storage.scripts import event_script, plain_script
+from storage.store import Store
+from storage.voice.config import VoiceConfig
+
+KIND = "voice"
+
+STATUSES: tuple[str, ...] = (
+    "ready",
+    "recording",
+    "cutting",
+    "paused",
+    "final_uploading",
+    "closed",
+    "error",
+)
+
+# Which statuses each status may be entered from by the owner's recorder. `closed` is not
+# here: only Done closes a session, and a closed session takes no more recording.
+TRANSITIONS: dict[str, frozenset[str]] = {
+    "ready": frozenset({"recording", "cutting", "paused", "final_uploading", "error"}),
+    "recording": frozenset({"ready", "cutting", "paused", "error"}),
+    "cutting": frozenset({"recording"}),
+    # From final_uploading: the FAB's Done could not close the session and hands it back paused.
+    "paused": frozenset({"recording", "cutting", "final_uploading"}),
+    # From ready and error too: Done on a session that never recorded, or after a failure.
+    "final_uploading": frozenset({"ready", "recording", "cutting", "paused", "error"}),
+    "error": frozenset({"ready", "recording", "cutting", "paused", "final_uploading"}),
+}
+
+
+@dataclass(frozen=True, slots=True)
+class VoiceSession:
+    """A voice session as stored."""
+
+    id: str
+    owner_id: str
+    telegram_user_id: str
+    name: str
+    status: str
+    is_active: bool
+    done_count: int
+    created_at: int
+    updated_at: int
+    closed_at: int | None
+    chunk_count: int = 0
+    audio_ms: int = 0
+    storage_bytes: int = 0
+    digest: dict[str, Any] | None = None
+    tasks: list[Any] | None = None
+
+    @classmethod
+    def from_hash(cls, fields: dict[str, str]) -> VoiceSession:
+        """Build from the stored hash (``decode_responses=True``)."""
+        closed_at = fields.get("closed_at") or ""
+        return cls(
+            id=fields["id"],
+            owner_id=fields["owner_id"],
+            telegram_user_id=fields.get("telegram_user_id", ""),
+            name=fields.get("name", ""),
+            status=fields.get("status", "ready"),
+            is_active=fields.get("is_active") == "1",
+            done_count=int(fields.get("done_count") or 0),
+            created_at=int(fields["created_at"]),
+            updated_at=int(fields.get("updated_at") or fields["created_at"]),
+            closed_at=int(closed_at) if closed_at else None,
+            chunk_count=int(fields.get("chunk_count") or 0),
+            audio_ms=int(fields.get("audio_ms") or 0),
+            storage_bytes=int(fields.get("storage_bytes") or 0),
+            digest=json.loads(fields["digest"]) if fields.get("digest") else None,
+            tasks=json.loads(fields["tasks"]) if fields.get("tasks") else None,
+        )
+
+    def public(self) -> dict[str, Any]:
+        """The fields clients see (no URL: that is the handlers' business)."""
+        return {
+            "session_id": self.id,
+            "session_name": self.name,
+            "owner_id": self.owner_id,
+            "status": self.status,
+            "is_active": self.is_active,
+            "done_count": self.done_count,
+            "created_at": self.created_at,
+            "updated_at": self.updated_at,
+            "closed_at": self.closed_at,
+            "chunk_count": self.chunk_count,
+            "audio_ms": self.audio_ms,
+            "storage_bytes": self.storage_bytes,
+            "digest": self.digest,
+            "tasks": self.tasks,
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class Performer:
+    """Who asks for a change, as the access rule in the scripts needs it (from verified claims)."""
+
+    user_id: str
+    read_scope: str  # "all", "own" or "none"
+    may_update: bool
+
+    def args(self) -> list[str]:
+        """The three script arguments that carry the performer."""
+        return [self.user_id, self.read_scope, "1" if self.may_update else "0"]
+
+
+@dataclass(frozen=True, slots=True)
+class StatusChange:
+    """Outcome of a status request: ``offset`` is 0 when nothing changed."""
+
+    status: str
+    previous: str
+    offset: int
+
+
+@dataclass(frozen=True, slots=True)
+class DoneResult:
+    """Outcome of a Done: the new count and the status the session had before."""
+
+    done_count: int
+    previous_status: str
+    offset: int
+
+
+class VoiceSessions:
+    """Repository of voice sessions and users' active-session pointers."""
+
+    def __init__(self, store: Store, *, config: VoiceConfig | None = None) -> None:
+        self.config = config or VoiceConfig()
+        redis = self._redis = store.redis
+        self._keys = store.keys
+        self._scripts = store.scripts
+        self._log = store.log
+        self._clock = store.clock
+        self._sessions = store.sessions
+        self._set_status = event_script(redis, "voice/set_status.lua")
+        self._done = event_script(redis, "voice/done.lua")
+        self._material_add = event_script(redis, "voice/material_add.lua")
+        self._active_clear = plain_script(redis, "core/pointer_clear.lua")
+        self._delete = event_script(redis, "voice/session_delete.lua")
+
+    async def create(self, *, owner_id: str, telegram_user_id: str, name: str) -> VoiceSession:
+        """Create an open session owned by ``owner_id``, status ``ready``."""
+        now = self._clock.now_ms()
+        session = VoiceSession(
+            id=str(uuid.uuid4()),
+            owner_id=owner_id,
+            telegram_user_id=telegram_user_id,
+            name=name,
+            status="ready",
+            is_active=True,
+            done_count=0,
+            created_at=now,
+            updated_at=now,
+            closed_at=None,
+        )
+        # The indexes are written first (see storage/sessions.py for why).
+        await self._redis.zadd(self._keys.user_sessions(owner_id), {session.id: now})
+        await self._sessions.index(session_id=session.id, owner_id=owner_id, created_ms=now, kind=KIND)
+        await self._log.run(
+            self._scripts.session_create,
+            session.id,
+            keys=[self._keys.session(session.id)],
+            args=[etypes.SESSION_UPDATE, json.dumps(session.public(), separators=(",", ":")), *_fields(session)],
+            now_ms=now,
+        )
+        return session
+
+    async def get(self, session_id: str) -> VoiceSession | None:
+        """The session, or None when there is none of kind voice with that id."""
+        fields: dict[str, str] = await self._redis.hgetall(self._keys.session(session_id))  # type: ignore[assignment]  # decode_responses=True
+        return VoiceSession.from_hash(fields) if fields.get("kind") == KIND else None
+
+    async def snapshot(self, session_id: str) -> tuple[VoiceSession | None, Position]:
+        """The record and the log position it reflects, read in one transaction."""
+        fields, meta = await read_together(
+            self._redis,
+            ("HGETALL", self._keys.session(session_id)),
+            ("HMGET", self._keys.log_meta(session_id), *POSITION_FIELDS),
+        )
+        session = VoiceSession.from_hash(fields) if fields.get("kind") == KIND else None
+        return session, Position.from_meta(meta)
+
+    async def list_for_user(self, owner_id: str, *, limit: int) -> list[VoiceSession]:
+        """The user's sessions, newest first."""
+        ids: Any = await self._redis.zrevrange(self._keys.user_sessions(owner_id), 0, limit - 1)
+        async with self._redis.pipeline(transaction=False) as pipe:
+            for session_id in ids:
+                pipe.hgetall(self._keys.session(session_id))
+            records = await pipe.execute()
+        return [VoiceSession.from_hash(r) for r in records if r.get("kind") == KIND]
+
+    async def active_id(self, user_id: str) -> str | None:
+        """The user's active session id, if any."""
+        value = await self._redis.get(self._keys.active_session(user_id))
+        return str(value) if value else None
+
+    async def set_active(self, user_id: str, session_id: str) -> None:
+        """Make ``session_id`` the user's active session."""
+        await self._redis.set(self._keys.active_session(user_id), session_id)
+
+    async def clear_active_if(self, user_id: str, session_id: str) -> bool:
+        """Clear the user's active session only when it still is ``session_id``."""
+        cleared = await self._active_clear(keys=[self._keys.active_session(user_id)], args=[session_id])
+        return bool(cleared)
+
+    async def set_status(self, session_id: str, status: str, performer: Performer) -> StatusChange:
+        """Move the status pictogram: the owner only, and only along the transition table.
+
+        Access, ownership and the transition are checked inside the script that changes it.
+        """
+        allowed = TRANSITIONS.get(status)
+        if allowed is None:
+            raise CodedError(ErrorCode.INVALID_STATE, f"status {status!r} cannot be set directly")
+        result = await self._log.run(
+            self._set_status,
+            session_id,
+            keys=[self._keys.session(session_id)],
+            args=[*performer.args(), status, "," + ",".join(sorted(allowed)) + ",", etypes.SESSION_STATUS],
+        )
+        return StatusChange(status=status, previous=str(result[1]), offset=int(result[0]))
+
+    async def done(self, session_id: str, performer: Performer) -> DoneResult:
+        """Close the session (access checked in the same step); repeated calls each count."""
+        result = await self._log.run(
+            self._done,
+            session_id,
+            keys=[self._keys.session(session_id)],
+            args=[*performer.args(), etypes.SESSION_UPDATE, etypes.SESSION_STATUS],
+        )
+        return DoneResult(offset=int(result[0]), done_count=int(result[1]), previous_status=str(result[2]))
+
+    async def delete(self, session_id: str, performer: Performer, *, log_ttl_s: int = 86400) -> int:
+        """Delete the owner's session and its stored data; returns the audio bytes it held.
+
+        The record goes first and the indexes after (a leftover index entry is skipped by
+        listings, see storage/sessions.py). The owner's list and active pointer (the owner's
+        slot, :meth:`forget`) and the blob files are the caller's to remove: the voice kind's
+        ``on_delete``, owed and retried (``handlers.cleanups``).
+        """
+        k = self._keys
+        result = await self._log.run(
+            self._delete,
+            session_id,
+            keys=[
+                k.session(session_id),
+                k.materials(session_id),
+                k.voice_chunks(session_id),
+                k.voice_chunk_order(session_id),
+                k.voice_chunk_digests(session_id),
+            ],
+            args=[*performer.args(), etypes.SESSION_UPDATE, log_ttl_s],
+        )
+        await self._sessions.unindex(session_id=session_id, owner_id=performer.user_id)
+        return int(result[1])
+
+    async def forget(self, session_id: str, *, owner_id: str) -> None:
+        """Drop a deleted session from its owner's list and active pointer (the owner's slot)."""
+        await self._redis.zrem(self._keys.user_sessions(owner_id), session_id)
+        await self.clear_active_if(owner_id, session_id)
+
+    async def add_material(self, session_id: str, material: dict[str, Any], *, max_count: int) -> tuple[int, int]:
+        """Attach a material to an open session; returns (event offset, materials held)."""
+        result = await self._log.run(
+            self._material_add,
+            session_id,
+            keys=[self._keys.session(session_id), self._keys.materials(session_id)],
+            args=[json.dumps(material, separators=(",", ":")), max_count, etypes.MATERIAL_ADDED],
+        )
+        return int(result[0]), int(result[1])
+
+    async def materials(self, session_id: str, *, limit: int) -> list[dict[str, Any]]:
+        """The session's materials, oldest first."""
+        texts: Any = await self._redis.lrange(self._keys.materials(session_id), 0, limit - 1)
+        return [json.loads(t) for t in texts]
+
+    async def record_outcome(self, session_id: str, fields: dict[str, str], data: dict[str, Any]) -> int:
+        """Store job results on the record and publish them as one ``session_update``."""
+        pairs = [item for pair in fields.items() for item in pair]
+        result = await self._log.run(
+            self._scripts.session_update,
+            session_id,
+            keys=[self._keys.session(session_id)],
+            args=[etypes.SESSION_UPDATE, json.dumps(data, separators=(",", ":")), *pairs],
+        )
+        return int(result[0])
+
+
+def _fields(session: VoiceSession) -> list[str]:
+    values = {
+        "id": session.id,
+        "kind": KIND,
+        "owner_id": session.owner_id,
+        "telegram_user_id": session.telegram_user_id,
+        "name": session.name,
+        "status": session.status,
+        "is_active": "1" if session.is_active else "0",
+        "done_count": str(session.done_count),
+        "created_at": str(session.created_at),
+        "updated_at": str(session.updated_at),
+        "closed_at": "",
+    }
+    return [item for pair in values.items() for item in pair]

@@ -1,0 +1,133 @@
+"""Bulk admin actions (export, deleting orphans), alerts and the Prometheus endpoint."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import AsyncIterator
+from typing import Any
+
+import aiohttp
+import pytest_asyncio
+
+from tests.helpers import Client, ServerUnderTest
+from tests.admin.test_http import DAY_MS, LONG_TTL_S, admin_token, call
+
+
+@pytest_asyncio.fixture
+async def http(server: ServerUnderTest) -> AsyncIterator[aiohttp.ClientSession]:
+    async with aiohttp.ClientSession(base_url=server.url) as session:
+        yield session
+
+
+async def orphans_and_fresh(server: ServerUnderTest) -> tuple[list[str], list[str]]:
+    """Two sessions left alone for 100 days, then one created 'now'."""
+    old = [await server.create_session("alice"), await server.create_session("bob")]
+    server.services.clock.shift_ms = 100 * DAY_MS
+    fresh = [await server.create_session("alice")]
+    return old, fresh
+
+
+async def export_lines(http: aiohttp.ClientSession, token: str, **params: str) -> tuple[dict[str, str], list[Any]]:
+    headers = {"Authorization": f"Bearer {token}"}
+    async with http.get("/admin/export", headers=headers, params=params) as response:
+        assert response.status == 200, await response.text()
+        text = await response.text()
+        return dict(response.headers), [json.loads(line) for line in text.splitlines()]
+
+
+async def test_export_streams_every_session_or_exactly_the_orphans(
+    server: ServerUnderTest, http: aiohttp.ClientSession
+) -> None:
+    token = admin_token(server)
+    old, fresh = await orphans_and_fresh(server)
+    headers, lines = await export_lines(http, token, scope="orphans")
+    assert headers["Content-Disposition"] == 'attachment; filename="sessionhub-orphans.jsonl"'
+    assert lines[0]["export"] == "orphans" and lines[0]["total"] == 2
+    assert sorted(line["session_id"] for line in lines[1:]) == sorted(old)
+    assert all(line["session"]["kind"] == "voice" for line in lines[1:])
+    _, everything = await export_lines(http, token)
+    assert sorted(line["session_id"] for line in everything[1:]) == sorted(old + fresh)
+    status, answer = await call(http, "GET", "/admin/export", token, scope="some")
+    assert (status, answer["error"]) == (400, "invalid_payload")
+
+
+async def test_orphans_are_deleted_only_after_a_dry_run_count_is_confirmed(
+    server: ServerUnderTest, http: aiohttp.ClientSession, clients: list[Client]
+) -> None:
+    token = admin_token(server)
+    old, fresh = await orphans_and_fresh(server)
+    status, dry = await call(http, "POST", "/admin/orphans/delete", token, {"older_than_days": 90, "dry_run": True})
+    assert (status, dry["count"]) == (200, 2)
+    for body in (
+        {"older_than_days": 90},
+        {"older_than_days": 0, "dry_run": True},
+        {"older_than_days": "90", "dry_run": True},
+        {"older_than_days": 90, "confirm_count": 2, "force": True},
+    ):
+        status, answer = await call(http, "POST", "/admin/orphans/delete", token, body)
+        assert (status, answer["error"]) == (400, "invalid_payload"), body
+    status, answer = await call(
+        http, "POST", "/admin/orphans/delete", token, {"older_than_days": 90, "confirm_count": 5}
+    )
+    assert (status, answer["error"], answer["count"]) == (409, "conflict", 2)
+    _, metrics = await call(http, "GET", "/admin/metrics", token)
+    assert metrics["total"]["sessions"] == 3  # nothing deleted by a refused request
+    watcher = Client(server.url, server.token("alice", ttl_s=LONG_TTL_S))
+    clients.append(watcher)
+    await watcher.connect()
+    assert (await watcher.call("subscribe_on_session", {"session_id": fresh[0]}))["ok"] is True
+    headers = {"Authorization": f"Bearer {token}"}
+    async with http.post(
+        "/admin/orphans/delete", headers=headers, json={"older_than_days": 90, "confirm_count": 2}
+    ) as response:
+        assert response.status == 200
+        progress = [json.loads(line) for line in (await response.text()).splitlines()]
+    assert progress[-1] == {"done": True, "deleted": 2, "total": 2}
+    for session_id in old:
+        assert await server.services.sessions.meta(session_id) is None
+    assert await server.services.sessions.meta(fresh[0]) is not None
+    _, metrics = await call(http, "GET", "/admin/metrics", token)
+    assert (metrics["total"]["sessions"], metrics["total"]["orphaned"]) == (1, 0)
+    _, audit = await call(http, "GET", "/admin/audit", token)
+    assert audit["entries"][0]["action"] == "delete_orphans"
+    assert audit["entries"][0]["detail"] == {"older_than_days": 90, "confirmed": 2, "deleted": 2}
+    assert watcher.named("session_deleted") == []
+
+
+async def test_alerts_for_large_sessions_dead_letters_and_a_creation_spike(
+    server: ServerUnderTest, http: aiohttp.ClientSession
+) -> None:
+    token = admin_token(server)
+    _, quiet = await call(http, "GET", "/admin/alerts", token)
+    assert quiet["alerts"] == []
+    big = await server.create_session("alice")
+    redis, keys = server.services.redis, server.services.keys
+    await redis.hset(keys.session(big), "name", "x" * 150_000)
+    await server.services.sessions.touch(big, "voice", created_ms=0, force=True)
+    await redis.lpush(keys.jobs_dead(), "{}")
+    for _ in range(20):
+        await server.create_session("bob")
+    _, loud = await call(http, "GET", "/admin/alerts", token)
+    names = {alert["alert"]: alert for alert in loud["alerts"]}
+    assert set(names) == {"large_sessions", "dead_letters", "creation_rate"}
+    assert names["large_sessions"]["largest"][0]["session_id"] == big
+    _, metrics = await call(http, "GET", "/admin/metrics", token)
+    assert {alert["alert"] for alert in metrics["alerts"]} == set(names)
+
+
+async def test_prometheus_endpoint_counts_requests_and_sessions(
+    server: ServerUnderTest, http: aiohttp.ClientSession
+) -> None:
+    token = admin_token(server)
+    await server.create_session("alice")
+    await call(http, "GET", "/admin/sessions/not-a-uuid", token)
+    headers = {"Authorization": f"Bearer {token}"}
+    async with http.get("/metrics", headers=headers) as response:
+        assert response.status == 200
+        assert response.headers["Content-Type"].startswith("text/plain")
+        text = await response.text()
+    assert 'sessionhub_sessions{kind="voice"} 1.0' in text
+    assert 'sessionhub_sessions{kind="pattern"} 0.0' in text
+    assert 'sessionhub_http_requests_total{method="GET",route="/admin/sessions/{session_id}",status="400"} 1.0' in text
+    assert 'sessionhub_jobs{state="dead"} 0.0' in text
+    assert 'sessionhub_alerts{alert="bus_down"} 0.0' in text

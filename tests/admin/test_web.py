@@ -1,0 +1,145 @@
+"""The /admin page in real Chromium against a real server."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import aiohttp
+from playwright.async_api import expect
+
+from auth.claims import Permission
+from tests.browser import Tab
+from tests.helpers import Client, ServerUnderTest
+from tests.admin.test_http import DAY_MS, LONG_TTL_S, admin_token, new_pattern
+
+
+async def test_an_admin_sees_the_counts_change_live_when_a_session_is_created_elsewhere(
+    tab: Tab, server: ServerUnderTest
+) -> None:
+    await server.create_session("alice")
+    await tab.use_token(admin_token(server), ttl_s=LONG_TTL_S)
+    page = await tab.open("/admin")
+    await expect(page.locator("#m-sessions")).to_have_text("1")
+    await expect(page.locator("#sessions tr")).to_have_count(1)
+    await server.create_session("bob")
+    await expect(page.locator("#m-sessions")).to_have_text("2")
+    await expect(page.locator("#m-today")).to_have_text("2")
+    await expect(page.locator('#kinds tr[data-kind="voice"] td').nth(1)).to_have_text("2")
+    await expect(page.locator("#forbidden")).to_be_hidden()
+
+
+async def test_a_non_admin_gets_the_403_page(tab: Tab, server: ServerUnderTest) -> None:
+    user = server.token("alice", perms=(Permission.READ_ALL, Permission.UPDATE))
+    await tab.use_token(user)
+    page = await tab.open("/admin")
+    await expect(page.locator("#forbidden h1")).to_have_text("403 — Forbidden")
+    await expect(page.locator("#dashboard")).to_be_hidden()
+    await expect(page.locator("#m-sessions")).to_have_text("")
+
+
+async def test_a_visitor_without_a_token_gets_the_403_page_and_can_paste_an_admin_token(
+    tab: Tab, server: ServerUnderTest
+) -> None:
+    page = await tab.open("/admin")
+    await expect(page.locator("#forbidden")).to_be_visible()
+    await page.fill("#token-input", admin_token(server))
+    await page.click("#token-form button")
+    await expect(page.locator("#dashboard")).to_be_visible()
+    await expect(page.locator("#m-sessions")).to_have_text("0")
+
+
+async def test_exporting_orphans_downloads_a_file_with_exactly_the_orphans(
+    tab: Tab, server: ServerUnderTest, tmp_path: Path
+) -> None:
+    orphans = {await server.create_session("alice"), await server.create_session("bob")}
+    server.services.clock.shift_ms = 100 * DAY_MS
+    fresh = await server.create_session("carol")
+    await tab.use_token(admin_token(server), ttl_s=LONG_TTL_S)
+    page = await tab.open("/admin")
+    await expect(page.locator("#m-orphaned")).to_have_text("2")
+    async with page.expect_download() as download_info:
+        await page.click("#export-orphans")
+    download = await download_info.value
+    assert download.suggested_filename == "sessionhub-orphans.jsonl"
+    target = tmp_path / "orphans.jsonl"
+    await download.save_as(target)
+    lines = [json.loads(line) for line in target.read_text().splitlines()]
+    assert lines[0]["total"] == 2
+    assert {line["session_id"] for line in lines[1:]} == orphans
+    assert fresh not in {line["session_id"] for line in lines[1:]}
+    await expect(page.locator("#bulk-status")).to_have_text("Exported 2 session(s) (orphans).")
+
+
+async def test_filter_open_detail_and_delete_with_confirmation(tab: Tab, server: ServerUnderTest) -> None:
+    await server.create_session("alice", name="keep me")
+    doomed = await server.create_session("bob", name="<b>doomed</b>")
+    await tab.use_token(admin_token(server), ttl_s=LONG_TTL_S)
+    page = await tab.open("/admin")
+    await expect(page.locator("#sessions tr")).to_have_count(2)
+    await page.fill("#f-owner", "bob")
+    await page.click("#filters button[type=submit]")
+    await expect(page.locator("#sessions tr")).to_have_count(1)
+    await page.click(f'#sessions tr[data-id="{doomed}"]')
+    await expect(page.locator("#detail-id")).to_have_text(doomed)
+    await expect(page.locator("#detail-json")).to_contain_text('"name": "<b>doomed</b>"')  # shown as text
+    await expect(page.locator("#delete-button")).to_be_disabled()
+    await page.fill("#delete-confirm", doomed[:-1])
+    await expect(page.locator("#delete-button")).to_be_disabled()
+    await page.fill("#delete-confirm", doomed)
+    await page.click("#delete-button")
+    await expect(page.locator("#detail-notice")).to_have_text(f"Deleted {doomed}.")
+    await expect(page.locator("#sessions tr")).to_have_count(0)
+    await expect(page.locator("#m-sessions")).to_have_text("1")
+    await expect(page.locator("#audit li").first).to_contain_text("delete_session")
+    assert await server.services.sessions.meta(doomed) is None
+
+
+async def test_sort_by_remix_count_and_see_the_remix_tree(tab: Tab, server: ServerUnderTest) -> None:
+    async with aiohttp.ClientSession(base_url=server.url) as http:
+        root = await new_pattern(http)
+        await server.create_session("alice")
+        children = []
+        for _ in range(2):
+            async with http.post(f"/api/sessions/{root}/remix", json={}) as response:
+                children.append(str((await response.json())["id"]))
+        async with http.post(f"/api/sessions/{children[0]}/remix", json={}) as response:
+            grandchild = str((await response.json())["id"])
+    await tab.use_token(admin_token(server), ttl_s=LONG_TTL_S)
+    page = await tab.open("/admin")
+    await expect(page.locator("#sessions tr")).to_have_count(5)
+    await page.select_option("#f-sort", "remixes")
+    await page.click("#filters button[type=submit]")
+    await expect(page.locator("#sessions tr").first).to_have_attribute("data-id", root)
+    await expect(page.locator("#sessions tr").nth(1)).to_have_attribute("data-id", children[0])
+    await page.click(f'#sessions tr[data-id="{root}"]')
+    await expect(page.locator("#detail-id")).to_have_text(root)
+    tree = page.locator("#detail-tree")
+    await expect(tree.locator(":scope > li")).to_have_count(2)
+    await expect(tree.locator(f':scope > li[data-id="{children[0]}"] li[data-id="{grandchild}"]')).to_have_count(1)
+    await expect(page.locator("#detail-tree-empty")).to_be_hidden()
+    await tree.locator(f'li[data-id="{grandchild}"] a').click()
+    await expect(page.locator("#detail-id")).to_have_text(grandchild)
+    await expect(page.locator("#detail-lineage")).to_contain_text(f"remixed from {children[0][:8]} ← {root[:8]}")
+    await expect(page.locator("#detail-tree-empty")).to_be_visible()
+
+
+async def test_the_nodes_table_shows_each_nodes_clients_and_subscriptions(tab: Tab, server: ServerUnderTest) -> None:
+    session_id = await server.create_session("alice")
+    client = Client(server.url, server.token("alice"))
+    try:
+        await client.connect()
+        assert (await client.call("subscribe_on_session", {"session_id": session_id}))["ok"] is True
+        await tab.use_token(admin_token(server), ttl_s=LONG_TTL_S)
+        page = await tab.open("/admin")
+        row = page.locator("#nodes tr")
+        await expect(row).to_have_count(1)
+        await expect(row.locator('[data-field="clients"]')).to_have_text("1")
+        await expect(row.locator('[data-field="subscriptions"]')).to_have_text("1")
+        await expect(row.locator("td").nth(1)).to_have_text("live")
+        await expect(page.locator("#nodes-none")).to_be_hidden()
+        await client.close()  # the page polls: the figures follow
+        await expect(row.locator('[data-field="clients"]')).to_have_text("0")
+        await expect(row.locator('[data-field="subscriptions"]')).to_have_text("0")
+    finally:
+        await client.close()

@@ -1,0 +1,136 @@
+"""Hostile and careless clients: every bad report is refused, stores nothing, and the connection
+stays usable; foreign histories are out of reach."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import aiohttp
+import pytest
+
+from auth.claims import Permission
+from tests.helpers import Client, ServerUnderTest
+from tests.listening.support import FrozenClock, Listener, auth, listener
+from tests.listening.test_report import sessions
+
+BAD_REPORTS: list[tuple[str, dict[str, Any]]] = [
+    ("unknown status", {"item_id": "b", "status": "rewinding"}),
+    ("missing item id", {"status": "playing"}),
+    ("empty item id", {"item_id": "", "status": "playing"}),
+    ("item id with a control character", {"item_id": "b\x00c", "status": "playing"}),
+    ("huge item id", {"item_id": "b" * 201, "status": "playing"}),
+    ("item id of the wrong type", {"item_id": 7, "status": "playing"}),
+    ("negative position", {"item_id": "b", "status": "playing", "position_s": -1}),
+    ("absurd position", {"item_id": "b", "status": "playing", "position_s": 1e12}),
+    ("position as text", {"item_id": "b", "status": "playing", "position_s": "12"}),
+    ("position as a boolean", {"item_id": "b", "status": "playing", "position_s": True}),
+    ("device id with spaces", {"item_id": "b", "status": "playing", "device_id": "my phone"}),
+    ("unknown field", {"item_id": "b", "status": "playing", "user_id": "bob"}),
+    ("unknown metadata field", {"item_id": "b", "status": "playing", "item": {"title": "t", "html": "<b>"}}),
+    ("huge title", {"item_id": "b", "status": "playing", "item": {"title": "t" * 301}}),
+    ("title with a newline", {"item_id": "b", "status": "playing", "item": {"title": "a\nb"}}),
+    ("script artwork", {"item_id": "b", "status": "playing", "item": {"artwork_url": "javascript:alert(1)"}}),
+    ("negative item length", {"item_id": "b", "status": "playing", "item": {"duration_s": -5}}),
+]
+
+
+async def log_offset(server: ServerUnderTest, history_id: str) -> int:
+    return (await server.services.log.position(history_id)).offset
+
+
+@pytest.mark.parametrize("case, fields", BAD_REPORTS, ids=[c for c, _ in BAD_REPORTS])
+async def test_bad_reports_are_refused_and_change_nothing(
+    lserver: ServerUnderTest, clients: list[Client], case: str, fields: dict[str, Any]
+) -> None:
+    alice = await listener(lserver, clients)
+    before = await log_offset(lserver, alice.history_id)
+    ack = await alice.client.call("listening_report", {"session_id": alice.history_id, **fields})
+    assert ack["ok"] is False and ack["error"] == "invalid_payload", ack
+    async with aiohttp.ClientSession() as http:
+        async with http.post(f"{lserver.url}/api/listening/report", json=fields, headers=auth(lserver)) as r:
+            assert r.status == 400 and (await r.json())["error"] == "invalid_payload"
+    assert await log_offset(lserver, alice.history_id) == before
+    assert await sessions(lserver) == []
+    assert (await alice.report("b", "playing"))["action"] == "started"  # still usable
+
+
+async def test_reports_to_foreign_or_missing_histories(lserver: ServerUnderTest, clients: list[Client]) -> None:
+    alice = await listener(lserver, clients)
+    mallory = await listener(lserver, clients, "mallory")
+    forged = Listener(client=mallory.client, history_id=alice.history_id)
+    assert (await forged.report("b", "playing"))["error"] == "forbidden"
+    missing = Listener(client=mallory.client, history_id="00000000-0000-4000-8000-000000000000")
+    assert (await missing.report("b", "playing"))["error"] == "session_not_found"
+    voice_id = await lserver.create_session("mallory")  # a session of another kind is no history
+    assert (await Listener(client=mallory.client, history_id=voice_id).report("b", "playing"))["error"] == "session_not_found"
+    assert (await Listener(client=mallory.client, history_id="not-a-uuid").report("b", "playing"))["error"] == "invalid_session_id"
+    for event, extra in (
+        ("listening_delete", {"id": "00000000-0000-4000-8000-000000000001"}),
+        ("listening_clear", {"confirm": True}),
+        ("listening_upload", {"item_id": "b", "device_id": "d", "client_id": "c", "started_at": 1, "ended_at": 2000}),
+    ):
+        ack = await mallory.client.call(event, {"session_id": alice.history_id, **extra})
+        assert ack["error"] == "forbidden", (event, ack)
+    assert (await mallory.client.call("subscribe_on_session", {"session_id": alice.history_id}))["error"] == "forbidden"
+    assert await sessions(lserver) == []
+    assert (await mallory.client.call("listening_history", {"user": "alice"}))["error"] == "invalid_payload"
+
+
+async def test_read_all_may_watch_but_never_report(lserver: ServerUnderTest, clients: list[Client]) -> None:
+    alice = await listener(lserver, clients)
+    auditor = Client(lserver.url, lserver.token("auditor", perms=(Permission.READ_ALL, Permission.UPDATE)))
+    clients.append(auditor)
+    await auditor.connect()
+    sub = await auditor.call("subscribe_on_session", {"session_id": alice.history_id})
+    assert sub["ok"] is True
+    ack = await auditor.call("listening_report", {"session_id": alice.history_id, "item_id": "b", "status": "playing"})
+    assert ack["error"] == "forbidden"
+    await alice.report("b", "playing")
+    await auditor.wait_for(lambda: bool(auditor.named("listening_session")))
+    reader = Client(lserver.url, lserver.token("reader", perms=(Permission.READ_OWN,)))
+    clients.append(reader)
+    await reader.connect()
+    own = await reader.call("listening_history", {})
+    ack = await reader.call("listening_report", {"session_id": own["session_id"], "item_id": "b", "status": "playing"})
+    assert ack["error"] == "forbidden"  # reporting needs the update permission
+    missing = {"session_id": "00000000-0000-4000-8000-000000000000", "item_id": "b", "status": "playing"}
+    assert (await reader.call("listening_report", missing))["error"] == "session_not_found"  # checked first
+
+
+@pytest.mark.parametrize("tz", ["Mars/Olympus_Mons", "../../etc/passwd", "", "Europe/Berlin\n", "UTC" * 30, "/usr/share/zoneinfo/UTC"])
+async def test_time_zones_that_do_not_exist(lserver: ServerUnderTest, tz: str) -> None:
+    async with aiohttp.ClientSession() as http:
+        async with http.get(f"{lserver.url}/api/listening/stats", params={"tz": tz}, headers=auth(lserver)) as r:
+            assert r.status == 400 and (await r.json())["error"] == "invalid_payload"
+
+
+@pytest.mark.parametrize(
+    "query",
+    [{"limit": "0"}, {"limit": "x"}, {"cursor": "nonsense"}, {"from": "-1"}, {"item_id": "a\x01b"}, {"days": "400"}],
+)
+async def test_bad_queries(lserver: ServerUnderTest, query: dict[str, str]) -> None:
+    path = "/api/listening/stats" if "days" in query else "/api/listening/sessions"
+    async with aiohttp.ClientSession() as http:
+        async with http.get(f"{lserver.url}{path}", params=query, headers=auth(lserver)) as r:
+            assert r.status == 400, await r.text()
+
+
+async def test_http_needs_a_token_and_bounded_bodies(lserver: ServerUnderTest) -> None:
+    async with aiohttp.ClientSession() as http:
+        async with http.post(f"{lserver.url}/api/listening/report", json={"item_id": "b", "status": "playing"}) as r:
+            assert r.status == 401
+        big = {"item_id": "b", "status": "playing", "item": {"title": "x" * 20000}}
+        async with http.post(f"{lserver.url}/api/listening/report", json=big, headers=auth(lserver)) as r:
+            assert r.status == 413
+        async with http.post(f"{lserver.url}/api/listening/report", data="[1,2]", headers=auth(lserver)) as r:
+            assert r.status == 400
+        async with http.delete(f"{lserver.url}/api/listening/sessions/zzz", headers=auth(lserver)) as r:
+            assert r.status == 400
+    assert await sessions(lserver) == []
+
+
+async def test_a_flood_is_coalesced_and_rate_limited(lserver: ServerUnderTest, clients: list[Client], clock: FrozenClock) -> None:
+    alice = await listener(lserver, clients)
+    acks = [await alice.report("b", "playing") for _ in range(50)]
+    assert [a["action"] for a in acks] == ["started"] + ["throttled"] * 49
+    assert await log_offset(lserver, alice.history_id) == 2  # the history's creation and one start

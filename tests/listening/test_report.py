@@ -1,0 +1,159 @@
+"""Listening reports: the seed's rules at their boundaries, with a clock that only tests move."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import aiohttp
+
+from tests.helpers import Client, ServerUnderTest
+from tests.listening.support import FrozenClock, Listener, auth, listener
+
+MIN = 60_000
+
+
+async def sessions(server: ServerUnderTest, user: str = "alice", **query: Any) -> list[dict[str, Any]]:
+    async with aiohttp.ClientSession() as http:
+        async with http.get(f"{server.url}/api/listening/sessions", params=query, headers=auth(server, user)) as r:
+            assert r.status == 200, await r.text()
+            body = await r.json()
+    return list(body["sessions"])
+
+
+async def test_under_a_second_is_deleted_a_second_is_kept(lserver: ServerUnderTest, clients: list[Client], clock: FrozenClock) -> None:
+    alice = await listener(lserver, clients)
+    started = await alice.report("book-1", "playing")
+    assert started["ok"] and started["action"] == "started"
+    clock.shift_ms += 999
+    paused = await alice.report("book-1", "paused")
+    assert paused["action"] == "deleted"
+    assert await sessions(lserver) == []
+
+    await alice.report("book-1", "playing")
+    clock.shift_ms += 1000
+    paused = await alice.report("book-1", "paused")
+    assert paused["action"] == "finalized"
+    [kept] = await sessions(lserver)
+    assert kept["duration_ms"] == 1000 and kept["open"] is False
+    await alice.client.wait_for(lambda: len(alice.log_events()) == 4)
+    kinds = [(n, d.get("data", {}).get("action") or d.get("data", {}).get("reason")) for n, d in alice.log_events()]
+    assert kinds == [
+        ("listening_session", "started"),
+        ("listening_removed", "short"),
+        ("listening_session", "started"),
+        ("listening_session", "finalized"),
+    ]
+
+
+async def test_resume_within_the_window_extends_after_it_starts_anew(
+    lserver: ServerUnderTest, clients: list[Client], clock: FrozenClock
+) -> None:
+    alice = await listener(lserver, clients)
+    await alice.report("book-1", "playing", position_s=10.0)
+    clock.shift_ms += 10 * MIN
+    await alice.report("book-1", "paused", position_s=610.0)
+    clock.shift_ms += 4 * MIN + 59_000
+    resumed = await alice.report("book-1", "playing", position_s=610.0)
+    assert resumed["action"] == "resumed"
+    clock.shift_ms += MIN
+    await alice.report("book-1", "paused", position_s=670.0)
+    [one] = await sessions(lserver)
+    assert one["duration_ms"] == 10 * MIN + 4 * MIN + 59_000 + MIN
+    assert (one["start_position_s"], one["end_position_s"]) == (10.0, 670.0)
+
+    clock.shift_ms += 5 * MIN + 1000
+    again = await alice.report("book-1", "playing")
+    assert again["action"] == "started"
+    assert len(await sessions(lserver)) == 2
+
+
+async def test_playing_reports_are_throttled_per_item(
+    lserver: ServerUnderTest, clients: list[Client], clock: FrozenClock, redis: Any
+) -> None:
+    alice = await listener(lserver, clients)
+    assert (await alice.report("book-1", "playing"))["action"] == "started"
+    offsets = []
+    for _ in range(4):
+        clock.shift_ms += 1000
+        ack = await alice.report("book-1", "playing")
+        offsets.append(ack["offset"])
+        assert ack["action"] == "throttled" and ack["changed"] is False
+    clock.shift_ms += 1000  # 5 s after the last write
+    extended = await alice.report("book-1", "playing", position_s=5.0)
+    assert extended["action"] == "extended" and extended["listening"]["duration_ms"] == 5000
+    clock.shift_ms += 4999
+    assert (await alice.report("book-1", "playing"))["action"] == "throttled"
+    clock.shift_ms += 1
+    assert (await alice.report("book-1", "playing"))["action"] == "extended"
+    # A pause is never throttled: it ends the range where it happens.
+    clock.shift_ms += 300
+    paused = await alice.report("book-1", "paused")
+    assert paused["listening"]["duration_ms"] == 10_300
+    # A different item passes at once.
+    assert (await alice.report("book-2", "playing"))["action"] == "started"
+
+
+async def test_switching_items_finalizes_the_previous_first(
+    lserver: ServerUnderTest, clients: list[Client], clock: FrozenClock
+) -> None:
+    alice = await listener(lserver, clients)
+    await alice.report("book-1", "playing", item={"title": "First book", "artist": "Ann"})
+    clock.shift_ms += 2 * MIN
+    switched = await alice.report("book-2", "playing", item={"title": "Second book"})
+    assert switched["action"] == "started"
+    clock.shift_ms += MIN
+    # Back to the first item within the window: the device played book 2 in between, so the
+    # first range is not stretched over it.
+    back = await alice.report("book-1", "playing")
+    assert back["action"] == "started"
+    rows = await sessions(lserver)
+    assert [(r["item_id"], r["duration_ms"], r["open"]) for r in rows] == [
+        ("book-1", 0, True),
+        ("book-2", MIN, False),
+        ("book-1", 2 * MIN, False),
+    ]
+    assert rows[2]["title"] == "First book" and rows[2]["artist"] == "Ann"
+    await alice.client.wait_for(lambda: len(alice.log_events()) == 5)
+    reasons = [d["data"].get("reason") for n, d in alice.log_events() if d["data"].get("action") == "finalized"]
+    assert reasons == ["switched", "switched"]
+
+
+async def test_two_devices_play_at_once_and_a_pause_ends_only_its_own(
+    lserver: ServerUnderTest, clients: list[Client], clock: FrozenClock
+) -> None:
+    phone = await listener(lserver, clients, device_id="phone")
+    laptop = Listener(client=phone.client, history_id=phone.history_id, device_id="laptop")
+    await phone.report("book-1", "playing")
+    await laptop.report("song-9", "playing")
+    clock.shift_ms += 3000
+    assert (await laptop.report("song-9", "stopped"))["action"] == "finalized"
+    # A pause for an item the device is not playing changes nothing.
+    assert (await phone.report("book-7", "paused"))["action"] == "none"
+    rows = await sessions(lserver)
+    assert {(r["device_id"], r["open"]) for r in rows} == {("phone", True), ("laptop", False)}
+
+
+async def test_metadata_is_stored_once_and_kept(lserver: ServerUnderTest, clients: list[Client], clock: FrozenClock) -> None:
+    alice = await listener(lserver, clients)
+    meta = {"title": "Dune", "artist": "Frank Herbert", "album": "Dune", "artwork_url": "https://x.example/a.jpg", "duration_s": 3600.5}
+    await alice.report("dune", "playing", item=meta)
+    clock.shift_ms += 5000
+    await alice.report("dune", "stopped")  # no metadata this time: the stored one stays
+    [row] = await sessions(lserver)
+    assert (row["title"], row["artist"], row["album"], row["artwork_url"], row["item_duration_s"]) == (
+        "Dune", "Frank Herbert", "Dune", "https://x.example/a.jpg", 3600.5,
+    )
+
+
+async def test_http_report_is_the_same_action(lserver: ServerUnderTest, clock: FrozenClock) -> None:
+    async with aiohttp.ClientSession() as http:
+        url = f"{lserver.url}/api/listening/report"
+        async with http.post(url, json={"item_id": "b", "status": "playing"}, headers=auth(lserver)) as r:
+            assert r.status == 200
+            body = await r.json()
+            assert body["action"] == "started" and body["listening"]["device_id"] == "default"
+        clock.shift_ms += 2000
+        async with http.post(url, json={"item_id": "b", "status": "stopped"}, headers=auth(lserver)) as r:
+            assert (await r.json())["action"] == "finalized"
+    [row] = await sessions(lserver)
+    assert row["duration_ms"] == 2000

@@ -1,0 +1,132 @@
+"""Silent players, offline uploads and two nodes on one Redis."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+
+from tests.helpers import Client, RedisProcess, ServerUnderTest
+from tests.listening.support import FrozenClock, auth, listener, start_on_clock
+from tests.listening.test_report import sessions
+
+MIN = 60_000
+
+
+async def test_a_silent_player_is_finalized_at_its_last_update(
+    lserver: ServerUnderTest, clients: list[Client], clock: FrozenClock, redis: Any
+) -> None:
+    alice = await listener(lserver, clients)
+    await alice.report("book-1", "playing")
+    clock.shift_ms += 5000
+    await alice.report("book-1", "playing")  # the last update: 5 s in
+    clock.shift_ms += 3000
+    await alice.report("book-1", "playing")  # throttled: never written
+    clock.shift_ms += 56_000  # 59 s after the last write: not silent yet
+    await asyncio.sleep(0.3)
+    [row] = await sessions(lserver)
+    assert row["open"] is True
+    clock.shift_ms += 2000
+    await alice.client.wait_for(
+        lambda: any(d["data"].get("reason") == "silent" for n, d in alice.log_events() if n == "listening_session")
+    )
+    [row] = await sessions(lserver)
+    assert row["open"] is False and row["duration_ms"] == 5000
+    # Nothing is open any more, so the history leaves the due set.
+    for _ in range(50):
+        if await redis.zscore(lserver.services.keys.listening_due(), alice.history_id) is None:
+            break
+        await asyncio.sleep(0.05)
+    assert await redis.zscore(lserver.services.keys.listening_due(), alice.history_id) is None
+    # A silent session shorter than the minimum is an accidental tap: deleted.
+    await alice.report("book-2", "playing")
+    clock.shift_ms += 2 * MIN
+    await alice.client.wait_for(
+        lambda: any(d["data"].get("reason") == "short" for n, d in alice.log_events() if n == "listening_removed")
+    )
+    assert [r["item_id"] for r in await sessions(lserver)] == ["book-1"]
+
+
+async def test_offline_upload_is_idempotent_and_checked(
+    lserver: ServerUnderTest, clients: list[Client], clock: FrozenClock
+) -> None:
+    alice = await listener(lserver, clients)
+    now = clock.now_ms()
+    upload = {
+        "session_id": alice.history_id, "item_id": "pod-3", "device_id": "car",
+        "client_id": "car-0001", "started_at": now - 40 * MIN, "ended_at": now - 10 * MIN,
+        "item": {"title": "Episode 3"},
+    }
+    first = await alice.client.call("listening_upload", upload)
+    assert first["ok"] and first["action"] == "uploaded" and first["duplicate"] is False
+    again = await alice.client.call("listening_upload", upload)
+    assert again["ok"] and again["duplicate"] is True and again["offset"] == 0
+    assert again["listening"]["id"] == first["listening"]["id"]
+    # The HTTP twin answers 200 for the repeat.
+    async with aiohttp.ClientSession() as http:
+        body = {k: v for k, v in upload.items() if k != "session_id"}
+        async with http.post(f"{lserver.url}/api/listening/upload", json=body, headers=auth(lserver)) as r:
+            assert r.status == 200 and (await r.json())["duplicate"] is True
+
+    overlapping = {**upload, "client_id": "car-0002", "started_at": now - 20 * MIN, "ended_at": now - 5 * MIN}
+    assert (await alice.client.call("listening_upload", overlapping))["error"] == "conflict"
+    other_device = {**overlapping, "device_id": "watch"}
+    assert (await alice.client.call("listening_upload", other_device))["ok"] is True
+    future = {**upload, "client_id": "car-0003", "started_at": now + MIN, "ended_at": now + 2 * MIN}
+    assert (await alice.client.call("listening_upload", future))["error"] == "invalid_payload"
+    backwards = {**upload, "client_id": "car-0004", "started_at": now - MIN, "ended_at": now - 2 * MIN}
+    assert (await alice.client.call("listening_upload", backwards))["error"] == "invalid_payload"
+    # An upload overlapping the device's open session (which runs until now) is refused too.
+    car = alice.__class__(client=alice.client, history_id=alice.history_id, device_id="car")
+    await car.report("pod-4", "playing")
+    clock.shift_ms += 10_000
+    live_overlap = {**upload, "client_id": "car-0005", "started_at": now + 2000, "ended_at": now + 8000}
+    assert (await alice.client.call("listening_upload", live_overlap))["error"] == "conflict"
+
+    rows = await sessions(lserver)
+    assert sorted((r["device_id"], r["source"], r["title"]) for r in rows) == [
+        ("car", "live", "pod-4"), ("car", "upload", "Episode 3"), ("watch", "upload", "Episode 3"),
+    ]
+
+
+async def test_two_nodes_keep_one_users_reports_atomic_and_ordered(
+    lserver: ServerUnderTest, clients: list[Client], clock: FrozenClock, redis_process: RedisProcess, tmp_path: Path
+) -> None:
+    second = await start_on_clock(redis_process.url, tmp_path / "second", clock)
+    try:
+        a = await listener(lserver, clients, device_id="phone")
+        b = await listener(second, clients, device_id="phone", subscribe=False)
+        assert a.history_id == b.history_id
+        # Both nodes receive "playing" for the same device and item at the same instant: exactly
+        # one session starts, the other report finds it open (and is throttled).
+        acks = await asyncio.gather(*(p.report("book-1", "playing") for p in (a, b) for _ in range(5)))
+        assert sorted(ack["action"] for ack in acks) == ["started"] + ["throttled"] * 9
+        clock.shift_ms += 6000
+        acks = await asyncio.gather(a.report("book-1", "playing"), b.report("book-1", "playing"))
+        assert sorted(ack["action"] for ack in acks) == ["extended", "throttled"]
+        clock.shift_ms += 1000
+        acks = await asyncio.gather(a.report("book-1", "paused"), b.report("book-1", "stopped"))
+        assert sorted(ack["action"] for ack in acks) == ["finalized", "none"]
+        [row] = await sessions(lserver)
+        assert row["duration_ms"] == 7000
+        # The subscriber on the first node saw every change once, in offset order.
+        await a.client.wait_for(lambda: len(a.log_events()) == 3)
+        offsets = [d["offset"] for _, d in a.log_events()]
+        assert offsets == sorted(offsets) and len(set(offsets)) == 3
+        # Both sweepers run on one Redis; a silent session is finalized once.
+        await a.report("book-2", "playing")
+        clock.shift_ms += 5000
+        await b.report("book-2", "playing")
+        clock.shift_ms += 2 * MIN
+        await a.client.wait_for(
+            lambda: any(d["data"].get("reason") == "silent" for n, d in a.log_events() if n == "listening_session")
+        )
+        await asyncio.sleep(0.3)
+        silent = [d for n, d in a.log_events() if n == "listening_session" and d["data"].get("reason") == "silent"]
+        assert len(silent) == 1
+    finally:
+        for client in clients:  # an open WebSocket would hold the server's shutdown
+            await client.close()
+        await second.stop()

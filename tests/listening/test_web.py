@@ -1,0 +1,122 @@
+"""The /player and /history pages in a real Chromium against a real server (clock moved by the test)."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+
+import aiohttp
+import pytest_asyncio
+from playwright.async_api import Browser, Page, expect
+
+from tests.browser import Tab, new_tab
+from tests.helpers import ServerUnderTest
+from tests.listening.support import TOKEN_TTL_S, FrozenClock, auth
+
+XSS_TITLE = '<img src=x onerror="window.__xss=1">'
+
+
+@pytest_asyncio.fixture
+async def tabs(lserver: ServerUnderTest) -> AsyncIterator[list[Tab]]:
+    """Tabs the test opens on the frozen-clock server; none may report an error or a CSP violation."""
+    opened: list[Tab] = []
+    yield opened
+    for tab in opened:
+        await tab.page.context.close()
+        assert not tab.errors, "the page reported errors:\n" + "\n".join(tab.errors + tab.console)
+
+
+async def open_tab(browser: Browser, server: ServerUnderTest, tabs: list[Tab], path: str) -> Page:
+    tab = await new_tab(browser, server)
+    await tab.use_token(server.token("alice", ttl_s=TOKEN_TTL_S), ttl_s=TOKEN_TTL_S)
+    tabs.append(tab)
+    page = await tab.open(path)
+    await expect(page.locator("#connection")).to_have_attribute("data-state", "live")
+    return page
+
+
+async def click_and_wait(player: Page, item_id: str, button: str, action: str) -> None:
+    row = player.locator(f'li[data-item-id="{item_id}"]')
+    await row.locator(f"button.{button}").click()
+    await expect(row).to_have_attribute("data-last-action", action)
+
+
+async def test_play_pause_resume_switch_show_on_the_history_page(
+    browser: Browser, lserver: ServerUnderTest, clock: FrozenClock, tabs: list[Tab]
+) -> None:
+    history = await open_tab(browser, lserver, tabs, "/history")
+    await expect(history.locator("#sessions-empty")).to_be_visible()
+    player = await open_tab(browser, lserver, tabs, "/player")
+
+    await click_and_wait(player, "demo-audiobook-1", "play", "started")
+    await expect(history.locator("#now-playing")).to_have_text("Playing now on 1 device.")
+    clock.shift_ms += 30_000
+    await click_and_wait(player, "demo-audiobook-1", "pause", "finalized")
+    clock.shift_ms += 60_000  # within the 5-minute window: the same session resumes
+    await click_and_wait(player, "demo-audiobook-1", "play", "resumed")
+    clock.shift_ms += 20_000
+    await click_and_wait(player, "demo-audiobook-1", "pause", "finalized")
+
+    await click_and_wait(player, "demo-podcast-7", "play", "started")
+    clock.shift_ms += 45_000
+    await click_and_wait(player, "demo-song-3", "play", "started")  # switches: the podcast ends here
+    clock.shift_ms += 5_000
+    await click_and_wait(player, "demo-song-3", "stop", "finalized")
+
+    rows = history.locator("#sessions li.listening-row")
+    await expect(rows).to_have_count(3)
+    await expect(rows.locator(".title")).to_have_text(["Four Forty", "Episode 7: Time Ranges", "The Quiet Hour"])
+    await expect(rows.locator(".duration")).to_have_text(["5 s", "45 s", "1 min 50 s"])
+    await expect(history.locator("#total")).to_have_text("2 min 40 s")
+    await expect(history.locator("#count")).to_have_text("3")
+    await expect(history.locator("#streak-current")).to_have_text("1 day")
+    await expect(history.locator("#now-playing")).to_be_hidden()
+    bars = history.locator("#chart rect.bar:not(.empty)")
+    await expect(bars).to_have_count(1)
+    await expect(bars).to_have_attribute("data-ms", "160000")
+
+
+async def test_history_page_escapes_deletes_and_clears(
+    browser: Browser, lserver: ServerUnderTest, clock: FrozenClock, tabs: list[Tab]
+) -> None:
+    now = clock.now_ms()
+    async with aiohttp.ClientSession() as http:
+        for i, title in enumerate((XSS_TITLE, "Second")):
+            body = {
+                "item_id": f"item-{i}", "device_id": "car", "client_id": f"c{i}",
+                "started_at": now - (i + 2) * 3_600_000, "ended_at": now - (i + 1) * 3_600_000, "item": {"title": title},
+            }
+            async with http.post(f"{lserver.url}/api/listening/upload", json=body, headers=auth(lserver)) as r:
+                assert r.status == 201
+    history = await open_tab(browser, lserver, tabs, "/history")
+    rows = history.locator("#sessions li.listening-row")
+    await expect(rows.locator(".title")).to_have_text([XSS_TITLE, "Second"])
+    assert await history.evaluate("window.__xss") is None
+
+    await rows.nth(1).locator("button.delete").click()
+    await expect(rows).to_have_count(1)
+    await history.locator("#clear").click()
+    await expect(history.locator("#clear-confirm")).to_be_visible()
+    await history.locator("#clear-no").click()
+    await expect(rows).to_have_count(1)
+    await history.locator("#clear").click()
+    await history.locator("#clear-yes").click()
+    await expect(rows).to_have_count(0)
+    await expect(history.locator("#sessions-empty")).to_be_visible()
+    await expect(history.locator("#total")).to_have_text("0 s")
+
+
+async def test_a_guest_can_try_the_player(tab: Tab, server: ServerUnderTest) -> None:
+    """No sign-in: the page takes a guest token and its reports land in the guest's history."""
+    page = await tab.open("/player")
+    await expect(page.locator("#connection")).to_have_attribute("data-state", "live")
+    await click_and_wait(page, "demo-song-3", "play", "started")
+    await expect(page.locator("#now-playing")).to_have_text("Playing: Four Forty — Tone Band")
+    stored = await tab.stored_token()
+    assert stored is not None and stored["guest"] is True
+    history_id = await page.locator("body").get_attribute("data-history-id")
+    assert history_id is not None
+    kind = server.services.kinds.get("listening")
+    assert kind is not None
+    snapshot = await kind.snapshot(history_id)
+    assert snapshot is not None
+    assert [s["item_id"] for s in snapshot.session["open"]] == ["demo-song-3"]

@@ -1,0 +1,251 @@
+"""The pattern editor page in real Chromium against a real server."""
+
+from __future__ import annotations
+
+import json
+import re
+from typing import Any
+
+import aiohttp
+from playwright.async_api import Browser, Page, expect
+
+from tests.browser import SocketGate, Tab, new_tab
+from tests.helpers import Client, ServerUnderTest
+from tests.patterns.test_http import full_state, track
+
+UUID = r"[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}"
+
+
+async def api(server: ServerUnderTest, method: str, path: str, body: Any = None) -> Any:
+    async with aiohttp.ClientSession(base_url=server.url) as http, http.request(method, path, json=body) as r:
+        assert r.status < 300, await r.text()
+        return await r.json() if r.status != 204 else None
+
+
+async def new_pattern(server: ServerUnderTest, **body: Any) -> str:
+    created = await api(server, "POST", "/api/sessions", body or {"name": "Funky Beat", "state": full_state()})
+    return str(created["id"])
+
+
+async def open_live(tab: Tab, path: str) -> Page:
+    page = await tab.open(path)
+    await expect(page.locator("#connection")).to_have_attribute("data-state", "live")
+    return page
+
+
+def step(page: Page, track_id: str, index: int) -> Any:
+    return page.locator(f'.step[data-track="{track_id}"][data-step="{index}"]')
+
+
+async def stored_steps(server: ServerUnderTest, session_id: str) -> list[bool]:
+    raw = await server.services.redis.hget(server.services.keys.session(session_id), "state")  # type: ignore[misc]
+    steps: list[bool] = json.loads(raw)["tracks"][0]["steps"]
+    return steps
+
+
+async def test_two_browsers_see_each_others_edits_within_a_second(
+    server: ServerUnderTest, tab: Tab, browser: Browser
+) -> None:
+    session_id = await new_pattern(server)
+    other = await new_tab(browser, server)
+    try:
+        first = await open_live(tab, f"/s/{session_id}")
+        second = await open_live(other, f"/s/{session_id}")
+        await expect(first.locator("#pattern-name")).to_have_value("Funky Beat")
+        await expect(first.locator("#players .avatar")).to_have_count(2)
+
+        await step(first, "t1", 1).click()
+        await expect(step(second, "t1", 1)).to_have_attribute("aria-pressed", "true", timeout=1000)
+        await step(second, "t1", 0).press("Enter")  # keyboard: the first step was on, now off
+        await expect(step(first, "t1", 0)).to_have_attribute("aria-pressed", "false", timeout=1000)
+        await second.locator("#tempo").fill("133")
+        await second.locator("#tempo").press("Enter")
+        await expect(first.locator("#tempo")).to_have_value("133", timeout=1000)
+        await first.locator("#add-sample").select_option("synth:bass")
+        await first.locator("#add-track").click()
+        await expect(second.locator(".track-row")).to_have_count(2, timeout=1000)
+        steps = await stored_steps(server, session_id)
+        assert steps[:2] == [False, True]
+        assert not other.errors, other.errors
+    finally:
+        await other.page.context.close()
+
+
+async def test_remix_navigates_and_back_returns(server: ServerUnderTest, tab: Tab) -> None:
+    session_id = await new_pattern(server)
+    page = await open_live(tab, f"/s/{session_id}")
+    await page.locator("#remix").click()
+    await expect(page).not_to_have_url(re.compile(session_id))
+    await expect(page).to_have_url(re.compile(rf"/s/{UUID}$"))
+    await expect(page.locator("#toast")).to_have_text("Remixed! You're now editing a copy.")
+    await expect(page.locator("#parent-link")).to_have_text('"Funky Beat"')
+    await expect(page.locator("#parent-link")).to_have_attribute("href", f"/s/{session_id}")
+    await page.go_back()
+    await expect(page).to_have_url(re.compile(f"/s/{session_id}$"))
+    await expect(page.locator("#remix-count")).to_have_text("1 remix")
+
+
+async def test_send_copy_keeps_the_url_and_copies_the_new_link(server: ServerUnderTest, tab: Tab) -> None:
+    await tab.page.context.grant_permissions(["clipboard-read", "clipboard-write"], origin=server.url)
+    session_id = await new_pattern(server)
+    page = await open_live(tab, f"/s/{session_id}")
+    await page.locator("#send-copy").click()
+    await expect(page.locator("#toast")).to_have_text("Copy link sent! Recipients get their own version to remix.")
+    copied = await page.evaluate("navigator.clipboard.readText()")
+    assert re.fullmatch(rf"{re.escape(server.url)}/s/{UUID}", copied) and session_id not in copied
+    assert page.url.endswith(f"/s/{session_id}")
+    copy_id = copied.rsplit("/", 1)[1]
+    body = await api(server, "GET", f"/api/sessions/{copy_id}")
+    assert body["remixedFrom"] == session_id
+    await page.locator("#invite").click()
+    await expect(page.locator("#toast")).to_have_text("Session link copied! Anyone with this link can edit.")
+    assert await page.evaluate("navigator.clipboard.readText()") == f"{server.url}/s/{session_id}"
+
+
+async def test_a_stale_auto_save_does_not_erase_a_live_edit(
+    server: ServerUnderTest, tab: Tab, clients: list[Client]
+) -> None:
+    session_id = await new_pattern(server, state={"tracks": [track("t1", steps=[False] * 16)]})
+    gate = SocketGate()
+    await gate.install(tab.page)
+    page = await open_live(tab, f"/s/{session_id}")
+    await gate.cut()  # the page is offline; its edits wait for the auto-save
+    await expect(page.locator("#connection")).not_to_have_attribute("data-state", "live")
+
+    live = Client(server.url, server.token("live-player"))
+    clients.append(live)
+    await live.connect()
+    op = {"type": "set_step", "trackId": "t1", "step": 0, "on": True}
+    assert (await live.call("pattern_op", {"session_id": session_id, "seq": 1, "op": op}))["ok"] is True
+
+    await step(page, "t1", 5).click()  # made offline, saved by PUT with a now stale If-Match
+    await expect(step(page, "t1", 5)).to_have_attribute("aria-pressed", "true")
+    for _ in range(50):
+        steps = await stored_steps(server, session_id)
+        if steps[5]:
+            break
+        await page.wait_for_timeout(100)
+    assert steps[0] is True and steps[5] is True  # the live edit survived, the offline one landed
+    await expect(step(page, "t1", 0)).to_have_attribute("aria-pressed", "true")
+    gate.release()
+    await expect(page.locator("#connection")).to_have_attribute("data-state", "live")
+    assert (await stored_steps(server, session_id))[0] is True
+
+
+async def test_a_published_session_is_read_only_with_a_remix_button(server: ServerUnderTest, tab: Tab) -> None:
+    source = await new_pattern(server)
+    published = (await api(server, "POST", f"/api/sessions/{source}/publish"))["id"]
+    page = await open_live(tab, f"/s/{published}")
+    await expect(page.locator("#readonly-banner")).to_be_visible()
+    await expect(page.locator("#tempo")).to_be_disabled()
+    await expect(page.locator("#add-track")).to_be_disabled()
+    await step(page, "t1", 2).click()
+    await page.wait_for_timeout(300)
+    await expect(step(page, "t1", 2)).to_have_attribute("aria-pressed", "false")
+    assert (await stored_steps(server, published))[2] is False
+    await page.locator("#readonly-remix").click()
+    await expect(page).to_have_url(re.compile(rf"/s/{UUID}$"))
+    await expect(page).not_to_have_url(re.compile(published))
+    await expect(page.locator("#readonly-banner")).to_be_hidden()
+    await expect(page.locator("#tempo")).to_be_enabled()
+
+
+async def test_not_found_page_offers_create_new_and_go_home(server: ServerUnderTest, tab: Tab) -> None:
+    page = await tab.open("/s/00000000-0000-4000-8000-000000000000")
+    await expect(page.locator("#not-found h1")).to_have_text("This session doesn't exist")
+    await expect(page.locator("#go-home")).to_have_attribute("href", "/")
+    await page.locator("#create-new").click()
+    await expect(page).to_have_url(re.compile(rf"/s/{UUID}$"))
+    await expect(page.locator("#editor")).to_be_visible()
+    page = await tab.open("/s/not-an-id")
+    await expect(page.locator("#not-found")).to_be_visible()
+
+
+async def test_nav_and_new_pattern_from_the_landing_page(server: ServerUnderTest, tab: Tab) -> None:
+    page = await tab.open("/")
+    await expect(page.locator("#capability-patterns h2")).to_have_text("Pattern sessions")
+    await page.locator("nav.nav a", has_text="Patterns").click()
+    await expect(page).to_have_url(re.compile(rf"/s/{UUID}$"))
+    await expect(page.locator("#connection")).to_have_attribute("data-state", "live")
+    await expect(page.locator("#pattern-name")).to_have_value("")
+    await expect(page.locator(".track-row")).to_have_count(0)
+    await page.go_back()
+    await expect(page).to_have_url(f"{server.url}/")
+
+
+async def test_orphan_banner_shows_once_and_dismisses(server: ServerUnderTest, tab: Tab) -> None:
+    session_id = await new_pattern(server)
+    long_ago = server.services.clock.now_ms() - 91 * 86_400_000
+    await server.services.redis.hset(server.services.keys.session(session_id), "last_accessed_at", long_ago)  # type: ignore[misc]
+    page = await open_live(tab, f"/s/{session_id}")
+    await expect(page.locator("#orphan-banner")).to_be_visible()
+    await page.locator("#orphan-dismiss").click()
+    await expect(page.locator("#orphan-banner")).to_be_hidden()
+    await page.reload()
+    await expect(page.locator("#editor")).to_be_visible()
+    await expect(page.locator("#orphan-banner")).to_be_hidden()  # the first load revived it
+
+
+async def test_play_moves_the_playhead_and_stop_clears_it(server: ServerUnderTest, tab: Tab) -> None:
+    session_id = await new_pattern(server)
+    page = await open_live(tab, f"/s/{session_id}")
+    await page.locator("#play").click()
+    await expect(page.locator("#play")).to_have_attribute("aria-pressed", "true")
+    await expect(page.locator(".step.playing").first).to_be_visible()
+    await page.locator("#play").click()
+    await expect(page.locator("#play")).to_have_text("Play")
+    await expect(page.locator(".step.playing")).to_have_count(0)
+
+
+async def test_names_are_shown_as_text(server: ServerUnderTest, tab: Tab) -> None:
+    name = 'Tom & "Jerry\'s" {{x}} &lt;b&gt;'
+    parent = await new_pattern(server, name=name, state={"tracks": [track("t1", name='A&B "q"')]})
+    child = (await api(server, "POST", f"/api/sessions/{parent}/remix"))["id"]
+    page = await open_live(tab, f"/s/{child}")
+    await expect(page.locator("#parent-link")).to_have_text(f'"{name}"')
+    await expect(page.locator(".track-name")).to_have_value('A&B "q"')
+    assert await page.locator("#lineage b").count() == 0
+
+
+async def test_cursors_and_rest_replacements_reach_the_page(
+    server: ServerUnderTest, tab: Tab, browser: Browser
+) -> None:
+    session_id = await new_pattern(server)
+    other = await new_tab(browser, server)
+    try:
+        first = await open_live(tab, f"/s/{session_id}")
+        second = await open_live(other, f"/s/{session_id}")
+        await expect(second.locator("#players .avatar")).to_have_count(2)
+        await step(first, "t1", 6).focus()
+        await expect(step(second, "t1", 6)).to_have_class(re.compile("remote-cursor"))
+        await api(server, "PUT", f"/api/sessions/{session_id}", {"state": full_state(tempo=99)})
+        await expect(second.locator("#tempo")).to_have_value("99")
+        await api(server, "PATCH", f"/api/sessions/{session_id}", {"name": "Renamed"})
+        await expect(first.locator("#pattern-name")).to_have_value("Renamed")
+        await other.page.close()  # pagehide: the player leaves
+        await expect(first.locator("#players .avatar")).to_have_count(1)
+        await api(server, "DELETE", f"/api/sessions/{session_id}")
+        await expect(first.locator("#not-found")).to_be_visible()
+    finally:
+        await other.page.context.close()
+
+
+async def test_a_page_that_was_offline_catches_up_on_live_edits(
+    server: ServerUnderTest, tab: Tab, clients: list[Client]
+) -> None:
+    session_id = await new_pattern(server, state={"tracks": [track("t1", steps=[False] * 16)]})
+    gate = SocketGate()
+    await gate.install(tab.page)
+    page = await open_live(tab, f"/s/{session_id}")
+    await gate.cut()
+    live = Client(server.url, server.token("live-player"))
+    clients.append(live)
+    await live.connect()
+    for seq, index in enumerate((3, 7, 11)):
+        op = {"type": "set_step", "trackId": "t1", "step": index, "on": True}
+        assert (await live.call("pattern_op", {"session_id": session_id, "seq": seq, "op": op}))["ok"] is True
+    await expect(step(page, "t1", 7)).to_have_attribute("aria-pressed", "false")
+    gate.release()
+    await expect(page.locator("#connection")).to_have_attribute("data-state", "live")
+    for index in (3, 7, 11):
+        await expect(step(page, "t1", index)).to_have_attribute("aria-pressed", "true")

@@ -1,0 +1,207 @@
+"""Export formats against files written by hand from each format's definition.
+
+RFC 4180 (CSV: CRLF records, quotes doubled inside quoted fields), YouTube's chapter rules
+(0:00 first, three or more, ascending, 10 s or longer), Premiere Pro's marker list columns,
+DaVinci Resolve's marker EDL (one-frame events from 01:00:00:00, ``|C: |M: |D:``) and CMX3600
+with ``* LOC:`` locators; SMPTE non-drop-frame timecode.
+"""
+
+from __future__ import annotations
+
+import pytest
+
+from handlers.streams import formats, timecode
+from handlers.streams.formats import Marker
+from handlers.streams.moments import group_moments
+from protocol.errors import CodedError
+from storage.streams.repository import Clip
+
+NEW_YEAR_MS = 1_767_225_600_000  # 2026-01-01T00:00:00Z
+
+
+def marker(segment: int, offset_ms: int, stream_ms: int, label: str, by: str, created_ms: int, clipped: bool) -> Marker:
+    return Marker(segment, offset_ms, stream_ms, label, by, NEW_YEAR_MS + created_ms, 1, clipped, offset_ms)
+
+
+ROWS = [
+    marker(1, 5_000, 5_000, 'Nice, "clean" shot', "viewer-1", 5_000, False),
+    marker(1, 72_500, 72_500, "=cmd|' /C calc'!A0", "guest-abc", 72_500, True),
+    marker(2, 3_700_250, 3_795_250, "", "@evil", 3_795_250, False),
+]
+
+CLIPS_CSV = (
+    "segment_index,offset_hms,note,submitted_by,created_at\r\n"
+    '1,0:00:05,"Nice, ""clean"" shot",viewer-1,2026-01-01T00:00:05.000Z\r\n'
+    "1,0:01:12,'=cmd|' /C calc'!A0,guest-abc,2026-01-01T00:01:12.500Z\r\n"
+    "2,1:01:40,,'@evil,2026-01-01T01:03:15.250Z\r\n"
+)
+
+TEXT = """Raid night
+
+Segment 1
+0:00:05 Nice, "clean" shot
+0:01:12 =cmd|' /C calc'!A0
+
+Segment 2
+1:01:40
+"""
+
+YOUTUBE = """0:00 Start
+1:12 =cmd|' /C calc'!A0
+1:03:15 Clip 3
+"""
+
+PREMIERE_30 = (
+    "Marker Name,Description,In,Out,Duration,Marker Type\r\n"
+    '"Nice, ""clean"" shot",segment 1 at 0:00:05,00:00:05:00,00:00:05:00,00:00:00:00,Comment\r\n'
+    "'=cmd|' /C calc'!A0,segment 1 at 0:01:12,00:01:12:15,00:01:12:15,00:00:00:00,Comment\r\n"
+    "Segment 2 1:01:40,segment 2 at 1:01:40,01:03:15:07,01:03:15:07,00:00:00:00,Comment\r\n"
+)
+
+RESOLVE_25 = """TITLE: Raid night
+FCM: NON-DROP FRAME
+
+001  001      V     C        01:00:05:00 01:00:05:01 01:00:05:00 01:00:05:01
+ |C:ResolveColorBlue |M:Nice, "clean" shot |D:1
+
+002  001      V     C        01:01:12:12 01:01:12:13 01:01:12:12 01:01:12:13
+ |C:ResolveColorGreen |M:=cmd/' /C calc'!A0 |D:1
+
+003  001      V     C        02:03:15:06 02:03:15:07 02:03:15:06 02:03:15:07
+ |C:ResolveColorBlue |M:Clip 3 |D:1
+
+"""
+
+CMX3600_30 = """TITLE: Raid night
+FCM: NON-DROP FRAME
+
+001  AX       V     C        01:00:05:00 01:00:05:01 01:00:05:00 01:00:05:01
+* LOC: 01:00:05:00 YELLOW  Nice, "clean" shot
+002  AX       V     C        01:01:12:15 01:01:12:16 01:01:12:15 01:01:12:16
+* LOC: 01:01:12:15 GREEN   =cmd|' /C calc'!A0
+003  AX       V     C        02:03:15:07 02:03:15:08 02:03:15:07 02:03:15:08
+* LOC: 02:03:15:07 YELLOW  Clip 3
+"""
+
+
+def test_clips_csv() -> None:
+    assert formats.clips_csv(ROWS) == CLIPS_CSV
+
+
+def test_plain_text() -> None:
+    assert formats.text("Raid night", ROWS, moments=False) == TEXT
+
+
+def test_youtube_chapters() -> None:
+    assert formats.youtube_chapters(ROWS, total_ms=None, moments=False) == YOUTUBE
+
+
+def test_youtube_refuses_what_cannot_make_chapters() -> None:
+    close = [marker(1, ms, ms, "x", "v", 0, False) for ms in (3_000, 9_000, 15_000)]
+    with pytest.raises(CodedError) as refused:
+        formats.youtube_chapters(close, total_ms=None, moments=False)
+    assert refused.value.code.value == "invalid_state" and refused.value.details["chapters"] == 2
+    # A last chapter under 10 s before the end of the VOD is dropped, then there are too few.
+    spread = [marker(1, ms, ms, "x", "v", 0, False) for ms in (20_000, 40_000)]
+    assert formats.youtube_chapters(spread, total_ms=60_000, moments=False) == "0:00 Start\n0:20 x\n0:40 x\n"
+    with pytest.raises(CodedError):
+        formats.youtube_chapters(spread, total_ms=45_000, moments=False)
+
+
+def test_premiere_markers() -> None:
+    assert formats.premiere_markers(ROWS, fps="30") == PREMIERE_30
+
+
+def test_resolve_marker_edl() -> None:
+    assert formats.resolve_markers("Raid night", ROWS, fps="25") == RESOLVE_25
+
+
+def test_cmx3600_with_locators() -> None:
+    assert formats.cmx3600("Raid night", ROWS, fps="30") == CMX3600_30
+
+
+@pytest.mark.parametrize(
+    "ms, fps, expected",
+    [
+        (5_000, "23.976", "00:00:04:23"),  # 119.88 real frames: 23.976 counts at 24 per tc second
+        (72_500, "29.97", "00:01:12:12"),
+        (3_600_000, "60", "01:00:00:00"),
+        (999, "25", "00:00:00:24"),
+        (0, "30", "00:00:00:00"),
+    ],
+)
+def test_smpte_non_drop_frame(ms: int, fps: str, expected: str) -> None:
+    assert timecode.smpte(timecode.frames(ms, fps), fps) == expected
+
+
+@pytest.mark.parametrize(
+    "frame, fps, expected",
+    [
+        (1799, "29.97DF", "00:00:59;29"),
+        (1800, "29.97DF", "00:01:00;02"),  # ;00 and ;01 are skipped at the start of a minute
+        (17982, "29.97DF", "00:10:00;00"),  # but not of every tenth
+        (17981, "29.97DF", "00:09:59;29"),
+        (3600, "59.94DF", "00:01:00;04"),  # four skipped at 59.94
+        (35964, "59.94DF", "00:10:00;00"),
+        (3600, "59.94", "00:01:00:00"),
+    ],
+)
+def test_smpte_drop_frame(frame: int, fps: str, expected: str) -> None:
+    assert timecode.smpte(frame, fps) == expected
+
+
+def test_drop_frame_keeps_to_the_clock_where_non_drop_frame_falls_behind() -> None:
+    hour = 3_600_000
+    assert timecode.smpte(timecode.frames(hour, "29.97DF"), "29.97DF") == "01:00:00;00"
+    assert timecode.smpte(timecode.frames(hour, "59.94DF"), "59.94DF") == "01:00:00;00"
+    assert timecode.smpte(timecode.frames(hour, "29.97"), "29.97") == "00:59:56:12"  # 3.6 s behind
+    assert timecode.smpte(timecode.frames_at_hour(1, "29.97DF"), "29.97DF") == "01:00:00;00"
+
+
+def test_drop_frame_editor_files_say_so() -> None:
+    edl = formats.cmx3600("Raid night", ROWS, fps="29.97DF")
+    assert "FCM: DROP FRAME" in edl.splitlines()
+    events = [line for line in edl.splitlines() if line[:3].isdigit()]
+    assert events[0].split()[4:6] == ["01:00:04;29", "01:00:05;00"]  # 5 s in, then one frame on
+    assert all(";" in field for line in events for field in line.split()[4:8])
+    assert "FCM: DROP FRAME" in formats.resolve_markers("Raid night", ROWS, fps="59.94DF").splitlines()
+    premiere = formats.premiere_markers(ROWS, fps="29.97DF")
+    assert all(row.endswith("00:00:00;00,Comment") for row in premiere.splitlines()[1:])
+
+
+def test_hms() -> None:
+    assert [timecode.hms(ms) for ms in (0, 59_999, 61_000, 3_600_000, 36_000_000 + 61_500)] == [
+        "0:00:00",
+        "0:00:59",
+        "0:01:01",
+        "1:00:00",
+        "10:01:01",
+    ]
+
+
+def clip(seq: int, segment: int, offset_s: int, note: str = "", clipped: bool = False) -> Clip:
+    return Clip(f"id-{seq}", segment, offset_s * 1000, offset_s * 1000, note, f"v{seq}", "tag", seq, clipped, 0)
+
+
+def test_moments_group_within_the_window_of_their_first_click() -> None:
+    clips = [clip(1, 1, 0, "a"), clip(2, 1, 4), clip(3, 1, 9, "b"), clip(4, 1, 11, "c"), clip(5, 2, 1, clipped=True)]
+    by_time = group_moments(list(reversed(clips)), window_s=10)
+    assert [(m.segment_index, m.count, m.first_offset_ms, m.median_offset_ms) for m in by_time] == [
+        (1, 3, 0, 4_000),
+        (1, 1, 11_000, 11_000),
+        (2, 1, 1_000, 1_000),
+    ]
+    assert by_time[0].notes == ("a", "b") and by_time[2].clipped and not by_time[0].clipped
+    assert [m.first_offset_ms for m in group_moments(clips, window_s=10, sort="count")] == [0, 11_000, 1_000]
+    assert [m.count for m in group_moments(clips, window_s=30)] == [4, 1]
+
+
+def test_moments_csv() -> None:
+    moments = group_moments([clip(1, 1, 0, "a, b"), clip(2, 1, 4), clip(3, 1, 9, "-x")], window_s=10)
+    rows = [
+        formats.Marker(1, m.first_offset_ms, 0, " / ".join(m.notes), "", 0, m.count, False, m.median_offset_ms)
+        for m in moments
+    ]
+    assert formats.moments_csv(rows) == (
+        'segment_index,offset_hms,median_offset_hms,count,notes\r\n1,0:00:00,0:00:04,3,"a, b / -x"\r\n'
+    )

@@ -1,0 +1,320 @@
+"""The stream pages in Chromium: the streamer's dashboard and a guest viewer's Clip Moment page."""
+
+from __future__ import annotations
+
+import asyncio
+import csv
+import re
+from pathlib import Path
+from typing import Any
+
+from playwright.async_api import Browser, Dialog, Page, WebSocketRoute, expect
+
+from tests.browser import SocketGate, Tab, new_tab
+from tests.streams.helpers import create_stream, http, started
+from tests.conftest import start_server
+from tests.helpers import Client, ServerUnderTest
+
+UUID = r"[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}"
+XSS_NOTE = '<img src=x onerror="window.__xss=1">gg'
+
+
+async def live(tab: Tab, path: str) -> Page:
+    page = await tab.open(path)
+    await expect(page.locator("#connection")).to_have_attribute("data-state", "live")
+    return page
+
+
+async def test_streamer_and_viewer_from_start_to_csv(
+    server: ServerUnderTest, tab: Tab, browser: Browser, tmp_path: Path
+) -> None:
+    clock = server.services.clock
+    await tab.use_token(server.token("alice"))
+    dash = await tab.open("/streams")
+    await dash.locator("#title-input").fill("Speedrun night")
+    await dash.locator("#create-button").click()
+    await expect(dash).to_have_url(re.compile(rf"/streams/{UUID}$"))
+    await expect(dash.locator("#connection")).to_have_attribute("data-state", "live")
+    session_id = dash.url.rsplit("/", 1)[1]
+    await expect(dash.locator("#viewer-link")).to_have_value(f"{server.url}/watch/{session_id}")
+    await expect(dash.locator("#action-start")).to_be_visible()
+    await expect(dash.locator("#action-pause")).to_be_hidden()
+    await expect(dash.locator("#action-resume")).to_be_hidden()
+
+    viewer_tab = await new_tab(browser, server)  # no token: the page gets a guest one
+    try:
+        viewer = await live(viewer_tab, f"/watch/{session_id}")
+        button = viewer.locator("#clip-button")
+        await expect(button).to_be_disabled()
+        await expect(viewer.locator("#clip-reason")).to_contain_text("not started")
+
+        await dash.locator("#action-start").click()
+        await expect(dash.locator("#stream-state")).to_have_text("Live")
+        await expect(dash.locator("#action-start")).to_be_hidden()
+        await expect(dash.locator("#action-resume")).to_be_hidden()
+        await expect(button).to_be_enabled()
+
+        clock.shift_ms = 100_000  # 1:40 into segment 1
+        await viewer.locator("#note-input").fill(XSS_NOTE)
+        await expect(viewer.locator("#note-counter")).to_have_text(f"{len(XSS_NOTE)}/100")
+        await button.click()
+        await expect(viewer.locator("#confirmation")).to_contain_text("Segment 1 at 0:01:40")
+        await expect(viewer.locator("#mine li .note")).to_have_text(XSS_NOTE)
+        await expect(viewer.locator("#clip-reason")).to_contain_text("Cooldown")
+        await expect(button).to_be_disabled()
+
+        # The streamer sees it live, as text.
+        await expect(dash.locator("#feed li .note")).to_have_text(XSS_NOTE)
+        await expect(dash.locator("#clip-count")).to_have_text("1")
+        await expect(dash.locator('.segment[data-index="1"] .review-clip .offset')).to_have_text("0:01:40")
+        await expect(dash.locator(".moment")).to_have_count(1)
+
+        await dash.locator("#action-pause").click()
+        await expect(viewer.locator("#clip-reason")).to_contain_text("paused")
+        await expect(button).to_be_disabled()
+        await expect(dash.locator("#action-resume")).to_be_visible()
+        await expect(dash.locator("#action-pause")).to_be_hidden()
+
+        clock.shift_ms = 400_000  # the break is long; segment 2's offsets start again from 0
+        await dash.locator("#action-resume").click()
+        await expect(button).to_be_enabled()  # after the 2 s cooldown too
+        await viewer.locator("#note-input").fill("second half")
+        await button.click()
+        await expect(viewer.locator("#confirmation")).to_contain_text("Segment 2 at 0:00:0")
+        await expect(dash.locator('.segment[data-index="2"] .review-clip .note')).to_have_text("second half")
+
+        dash.once("dialog", lambda dialog: _accept(dialog))
+        await dash.locator("#action-end").click()
+        await expect(dash.locator("#stream-state")).to_have_text("Ended")
+        await expect(viewer.locator("#clip-reason")).to_contain_text("ended")
+        await expect(button).to_be_disabled()
+        for action in ("start", "pause", "resume", "end"):
+            await expect(dash.locator(f"#action-{action}")).to_be_hidden()
+
+        await dash.locator("#format-select").select_option("csv")
+        async with dash.expect_download() as download_info:
+            await dash.locator("#export-button").click()
+        download = await download_info.value
+        assert download.suggested_filename == "speedrun-night-clips.csv"
+        saved = tmp_path / "export.csv"
+        await download.save_as(saved)
+        rows = list(csv.reader(saved.read_text(encoding="utf-8").splitlines()))
+        assert rows[0] == ["segment_index", "offset_hms", "note", "submitted_by", "created_at"]
+        assert [r[:3] for r in rows[1:]] == [["1", "0:01:40", XSS_NOTE], ["2", rows[2][1], "second half"]]
+        assert re.fullmatch(r"0:00:0\d", rows[2][1])
+        stored = await viewer_tab.stored_token()
+        assert stored is not None and stored["guest"] is True
+        assert rows[1][3] == rows[2][3] and rows[1][3].startswith("guest-")
+
+        await dash.locator("#format-select").select_option("edl")
+        await dash.locator("#fps-select").select_option("29.97DF")
+        async with dash.expect_download() as download_info:
+            await dash.locator("#export-button").click()
+        edl_file = tmp_path / "export.edl"
+        await (await download_info.value).save_as(edl_file)
+        edl = edl_file.read_text(encoding="utf-8").splitlines()
+        assert edl[1] == "FCM: DROP FRAME"
+        located = [line for line in edl if line.endswith(XSS_NOTE)]  # the clip at 1:40 of the VOD
+        assert len(located) == 1 and re.fullmatch(r"\* LOC: 01:01:(39|40);\d\d YELLOW  .*", located[0]), located
+
+        for page in (dash, viewer):
+            assert await page.locator("img").count() == 0
+            assert await page.evaluate("typeof window.__xss") == "undefined"
+        assert not viewer_tab.errors, viewer_tab.errors
+    finally:
+        clock.shift_ms = 0
+        await viewer_tab.page.context.close()
+
+
+def _accept(dialog: Dialog) -> Any:
+    return dialog.accept()
+
+
+async def test_viewer_catches_up_after_a_reconnect(server: ServerUnderTest, tab: Tab, clients: list[Client]) -> None:
+    session_id = await create_stream(server, title="Flaky")
+    await http(server, "POST", f"/api/streams/{session_id}/state", json={"action": "start"})
+    gate = SocketGate()
+    await gate.install(tab.page)
+    viewer = await live(tab, f"/watch/{session_id}")
+    await expect(viewer.locator("#clip-button")).to_be_enabled()
+
+    await gate.cut()
+    await expect(viewer.locator("#connection")).to_have_attribute("data-state", "offline")
+    await expect(viewer.locator("#clip-button")).to_be_disabled()
+    status, _ = await http(server, "POST", f"/api/streams/{session_id}/state", json={"action": "pause"})
+    assert status == 200
+    gate.release()
+
+    await expect(viewer.locator("#connection")).to_have_attribute("data-recovered", "true")
+    await expect(viewer.locator("#connection")).to_have_attribute("data-missed", "1")
+    await expect(viewer.locator("#stream-state")).to_have_text("Paused")
+    await expect(viewer.locator("#clip-reason")).to_contain_text("paused")
+
+    await http(server, "POST", f"/api/streams/{session_id}/state", json={"action": "resume"})
+    await expect(viewer.locator("#clip-button")).to_be_enabled()
+    await viewer.locator("#clip-button").click()
+    await expect(viewer.locator("#mine li")).to_have_count(1)
+    assert await server.services.redis.hlen(server.services.keys.stream_clips(session_id)) == 1
+
+
+async def test_dashboard_is_the_owners_and_bad_links_say_so(server: ServerUnderTest, tab: Tab) -> None:
+    session_id = await create_stream(server, user="bob", title="Bob's stream")
+    await tab.use_token(server.token("alice"))
+    page = await tab.open(f"/streams/{session_id}")
+    await expect(page.locator("#page-error-title")).to_have_text("This is not your stream")
+    await expect(page.locator("#page-error-link")).to_have_attribute("href", f"/watch/{session_id}")
+    page = await tab.open("/watch/00000000-0000-4000-8000-000000000000")
+    await expect(page.locator("#page-error")).to_have_attribute("data-code", "session_not_found")
+    page = await tab.open("/watch/nope")
+    await expect(page.locator("#page-error")).to_have_attribute("data-code", "invalid_session_id")
+
+
+async def test_landing_page_links_to_streams(server: ServerUnderTest, tab: Tab) -> None:
+    page = await tab.open("/")
+    await expect(page.locator('nav.nav a[href="/streams"]')).to_have_text("Streams")
+    await expect(page.locator("#capability-clips h2")).to_have_text("Stream clips")
+
+
+class AckDropper:
+    """Forwards a page's Socket.IO traffic, but swallows the ack of the first stored clip and
+    then cuts that connection: the click reached the server, its answer never reached the page."""
+
+    def __init__(self) -> None:
+        self.dropped = 0
+        self._tasks: list[asyncio.Task[None]] = []
+
+    async def install(self, page: Page) -> None:
+        await page.route_web_socket(re.compile(r"/socket\.io/"), self._route)
+
+    def _route(self, ws: WebSocketRoute) -> None:
+        server_side = ws.connect_to_server()
+
+        def from_server(message: str | bytes) -> None:
+            if (
+                self.dropped == 0
+                and isinstance(message, str)
+                and message.startswith("43")
+                and '"created":true' in message
+            ):
+                self.dropped += 1
+                self._tasks.append(asyncio.get_running_loop().create_task(self._cut(ws, server_side)))
+                return
+            ws.send(message)
+
+        server_side.on_message(from_server)
+
+    @staticmethod
+    async def _cut(page_side: WebSocketRoute, server_side: WebSocketRoute) -> None:
+        await server_side.close(code=1001, reason="cut by the test")
+        await page_side.close(code=1001, reason="cut by the test")
+
+
+async def test_a_click_whose_answer_was_lost_is_stored_once(server: ServerUnderTest, tab: Tab) -> None:
+    session_id = await create_stream(server, title="Lossy")
+    await http(server, "POST", f"/api/streams/{session_id}/state", json={"action": "start"})
+    dropper = AckDropper()
+    await dropper.install(tab.page)
+    viewer = await live(tab, f"/watch/{session_id}")
+
+    await viewer.locator("#note-input").fill("once only")
+    await viewer.locator("#clip-button").click()
+
+    # The page re-sends the same submission id after reconnecting and gets the stored clip back.
+    await expect(viewer.locator("#confirmation")).to_contain_text("Clipped! Segment 1")
+    await expect(viewer.locator("#mine li")).to_have_count(1)
+    await expect(viewer.locator("#mine li .note")).to_have_text("once only")
+    assert dropper.dropped == 1
+    assert await server.services.redis.hlen(server.services.keys.stream_clips(session_id)) == 1
+    assert await server.services.redis.hget(server.services.keys.session(session_id), "clip_count") == "1"
+
+
+async def test_dashboard_review_mark_edit_delete_and_exports(
+    server: ServerUnderTest, tab: Tab, clients: list[Client], tmp_path: Path
+) -> None:
+    clock = server.services.clock
+    session_id = await create_stream(server, title="Review me")
+    await http(server, "POST", f"/api/streams/{session_id}/state", json={"action": "start"})
+    try:
+        for user, at_ms, note in [("v1", 10_000, "first"), ("v2", 12_000, "second"), ("v3", 40_000, "third")]:
+            clock.shift_ms = at_ms
+            viewer = Client(server.url, server.token(user))
+            clients.append(viewer)
+            await viewer.connect()
+            assert (await viewer.call("clip_submit", {"session_id": session_id, "note": note}))["ok"] is True
+    finally:
+        clock.shift_ms = 0
+    await tab.page.context.grant_permissions(["clipboard-read", "clipboard-write"], origin=server.url)
+    await tab.use_token(server.token("alice"))
+    page = await live(tab, f"/streams/{session_id}")
+
+    clips = page.locator('.segment[data-index="1"] .review-clip')
+    await expect(clips).to_have_count(3)
+    await expect(clips.locator(".who")).to_have_text(["v1", "v2", "v3"])
+    await expect(page.locator(".moment .count")).to_have_text(["2 clicks", "1 click"])
+    await page.locator("#window-input").fill("60")
+    await page.locator("#window-input").dispatch_event("change")
+    await expect(page.locator(".moment .count")).to_have_text(["3 clicks"])
+
+    await clips.nth(2).locator(".clip-toggle").click()
+    await expect(clips.nth(2)).to_have_attribute("data-clipped", "true")
+    await expect(page.locator("#clipped-count")).to_have_text("1")
+    await clips.nth(0).locator(".clip-edit").click()
+    await clips.nth(0).locator(".note-edit input").fill("renamed")
+    await clips.nth(0).locator(".note-edit button").click()
+    await expect(clips.nth(0).locator(".note")).to_have_text("renamed")
+    await clips.nth(1).locator(".clip-delete").click()
+    await expect(clips).to_have_count(2)
+    await expect(page.locator("#clip-count")).to_have_text("2")
+
+    await page.locator("#format-select").select_option("youtube")
+    await page.locator("#only-select").select_option("clipped")
+    await page.locator("#export-button").click()
+    await expect(page.locator("#export-error")).to_contain_text("at least 3 chapters")
+
+    await page.locator("#format-select").select_option("resolve")
+    await page.locator("#only-select").select_option("all")
+    async with page.expect_download() as download_info:
+        await page.locator("#export-button").click()
+    download = await download_info.value
+    assert download.suggested_filename == "review-me-clips-resolve-markers.edl"
+    saved = tmp_path / "markers.edl"
+    await download.save_as(saved)
+    text = saved.read_text(encoding="utf-8")
+    assert text.startswith("TITLE: Review me\nFCM: NON-DROP FRAME\n")
+    assert " |C:ResolveColorBlue |M:renamed |D:1" in text and " |C:ResolveColorGreen |M:third |D:1" in text
+
+    await page.locator("#copy-link").click()
+    await expect(page.locator("#notice")).to_have_text("Viewer link copied.")
+    assert await page.evaluate("navigator.clipboard.readText()") == f"{server.url}/watch/{session_id}"
+    stored = await server.services.redis.hlen(server.services.keys.stream_clips(session_id))
+    assert stored == 2
+
+
+async def test_a_refused_clip_waits_as_long_as_the_server_asks(
+    redis_process: Any, redis: Any, tmp_path: Path, browser: Browser
+) -> None:
+    # The viewer clipped from another tab: this page has no cooldown of its own, so its click
+    # is refused, and the refusal's retry_after_s (not a guess) is how long the button waits.
+    srv = await start_server(redis_process.url, tmp_path, clips_cooldown_s=40)
+    clients: list[Client] = []
+    viewer_tab = await new_tab(browser, srv)
+    try:
+        session_id, _ = await started(srv, clients)
+        viewer = await live(viewer_tab, f"/watch/{session_id}")
+        token = await viewer.evaluate("JSON.parse(localStorage.getItem('sessionhub.token')).token")
+        other_tab = Client(srv.url, token)
+        clients.append(other_tab)
+        await other_tab.connect()
+        assert (await other_tab.call("clip_submit", {"session_id": session_id}))["ok"] is True
+        button = viewer.locator("#clip-button")
+        await expect(button).to_be_enabled()
+        await button.click()
+        await expect(viewer.locator("#confirmation")).to_contain_text("Not clipped")
+        await expect(viewer.locator("#clip-reason")).to_have_text(re.compile(r"Cooldown: you can clip again in (3\d|40) s\."))
+        await expect(button).to_be_disabled()
+        assert not viewer_tab.errors, viewer_tab.errors
+    finally:
+        await viewer_tab.page.context.close()
+        for client in clients:
+            await client.close()
+        await srv.stop()
