@@ -69,7 +69,9 @@ async def test_a_moments_offset_and_count_do_not_run_together(
     assert count["x"] >= offset["x"] + offset["width"] + 4, (offset, count)
 
 
-async def test_export_controls_stay_inside_their_panel(server: ServerUnderTest, tab: Tab, clients: list[Client]) -> None:
+async def test_export_controls_stay_inside_their_panel(
+    server: ServerUnderTest, tab: Tab, clients: list[Client]
+) -> None:
     page = await _dashboard_with_moments(server, tab, clients)
     for size in ({"width": 1280, "height": 800}, PHONE):
         await page.set_viewport_size(size)

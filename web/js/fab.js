@@ -411,7 +411,7 @@ async function start() {
       render();
     },
     onRefused: (err) => say(`A chunk was refused: ${err.message}`, "error"),
-    onRetry: (err, delayMs) => say(`Upload failed; retrying in ${Math.round(delayMs / 1000)} s.`, "error"),
+    onRetry: (_err, delayMs) => say(`Upload failed; retrying in ${Math.round(delayMs / 1000)} s.`, "error"),
     onUploaded: () => {
       if (ui.message.dataset.kind === "error" && /^Upload failed/.test(ui.message.textContent)) say("");
     },

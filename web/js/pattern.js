@@ -47,7 +47,7 @@ let saving = false;
 let players = new Map();
 let gridSignature = "";
 let cursorTimer = null;
-let cursorNext = undefined;
+let cursorNext;
 const me = { name: "", colour: "" };
 const player = new Player(() => view()?.state, showPlayhead);
 const orphanBanner = new OrphanBanner();
