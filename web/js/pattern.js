@@ -8,7 +8,7 @@
  * 412, so an offline edit never erases a live one. Server data reaches the DOM through
  * textContent, value and dataset only.
  */
-import { call, connect, getToken, subscribeSession } from "./client.js";
+import { $, call, connect, getToken, showConnection, subscribeSession } from "./client.js";
 import { OrphanBanner } from "./orphan_banner.js";
 import { Player } from "./pattern_audio.js";
 import { STEP_COUNTS, applyOp, clone, newTrack } from "./pattern_state.js";
@@ -30,7 +30,6 @@ const SAMPLE_NAMES = {
   "synth:pluck": "Pluck",
 };
 
-const $ = (id) => document.getElementById(id);
 
 let sessionId = null;
 let meta = null; // the session's GET body, minus state
@@ -322,12 +321,6 @@ function showNotFound() {
   player.stop();
 }
 
-function showConnection(state) {
-  const el = $("connection");
-  el.dataset.state = state;
-  el.textContent = { live: "Live", offline: "Offline — reconnecting…", unauthorized: "Not signed in" }[state] ?? "Connecting…";
-}
-
 function render() {
   const doc = view();
   if (!doc) return;
@@ -599,7 +592,7 @@ function goLive() {
     onState: (state) => {
       if (state !== "connected") {
         live = false;
-        showConnection(state);
+        showConnection($("connection"), state);
       }
     },
   });
@@ -608,7 +601,7 @@ function goLive() {
     onEvent: onLogEvent,
     onSubscribed: () => {
       live = true;
-      showConnection("live");
+      showConnection($("connection"), "live");
       join();
       if (offline.length) flushOffline();
     },
