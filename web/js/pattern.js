@@ -410,6 +410,7 @@ function renderGrid(state) {
     const row = grid.querySelector(`.track-row[data-track="${CSS.escape(track.id)}"]`);
     const name = row.querySelector(".track-name");
     if (document.activeElement !== name) name.value = track.name;
+    name.title = track.name; // the whole name where a phone's narrow column cuts it short
     row.querySelector(".mute").setAttribute("aria-pressed", String(track.muted));
     row.querySelector(".solo").setAttribute("aria-pressed", String(track.soloed));
     const volume = row.querySelector(".volume");
