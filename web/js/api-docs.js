@@ -25,7 +25,9 @@ function renderBody(spec, body) {
   const parts = [element("h3", `Body${body.required ? "" : " (optional)"}`)];
   for (const [media, content] of Object.entries(body.content)) {
     parts.push(element("p", media, "muted"));
-    parts.push(element("pre", JSON.stringify(resolved(spec, content.schema), null, 2), "admin-json"));
+    const schema = element("pre", JSON.stringify(resolved(spec, content.schema), null, 2), "admin-json");
+    schema.tabIndex = 0; // it scrolls: a keyboard must reach it
+    parts.push(schema);
   }
   return parts;
 }

@@ -131,7 +131,8 @@ function render() {
   };
   for (const [action, button] of Object.entries(ui.buttons)) button.disabled = !enabled[action];
   ui.buttons.rec.textContent = mode === "paused" ? "Resume" : "Rec";
-  ui.buttons.rec.setAttribute("aria-label", mode === "paused" ? "Resume recording (Rec)" : "Record (Rec)");
+  // The accessible name starts with the visible word, so a voice command "click Rec" finds it.
+  ui.buttons.rec.setAttribute("aria-label", mode === "paused" ? "Resume recording" : "Rec: record");
 }
 
 function say(text, kind = "info") {

@@ -367,7 +367,7 @@ function element(tag, props = {}, ...children) {
 }
 
 function buildRow(track) {
-  const steps = element("div", { className: "steps", role: "row" });
+  const steps = element("div", { className: "steps", role: "group", ariaLabel: `${track.name} step buttons` });
   for (let i = 0; i < track.stepCount; i += 1) {
     steps.append(
       element("button", {
