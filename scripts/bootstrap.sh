@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Installs what sessionhub needs from the project's own files, idempotently:
 #   scripts/bootstrap.sh serve   the Python environment (.venv) with the package
-#   scripts/bootstrap.sh test    the same with the dev extras, plus redis-server and chromium
-#                                (Debian packages, installed when missing and we are root)
+#   scripts/bootstrap.sh test    the same with the dev extras, plus redis-server, chromium and npm
+#                                (Debian packages, installed when missing and we are root), and the
+#                                web tooling of tools/web (Biome, axe-core) from its package-lock.json
 set -euo pipefail
 cd "$(dirname "$0")/.."
 mode="${1:-serve}"
@@ -14,6 +15,7 @@ if [ "$mode" = "test" ]; then
   command -v redis-cli >/dev/null 2>&1 || need_apt+=(redis-tools)  # forms the test cluster
   command -v chromium >/dev/null 2>&1 || need_apt+=(chromium)
   command -v taskset >/dev/null 2>&1 || need_apt+=(util-linux)
+  command -v npm >/dev/null 2>&1 || need_apt+=(npm)  # brings nodejs: runs Biome's launcher
 fi
 if [ "${#need_apt[@]}" -gt 0 ]; then
   if [ "$(id -u)" = "0" ] && command -v apt-get >/dev/null 2>&1; then
@@ -39,4 +41,13 @@ if [ ! -f "$stamp" ] || [ pyproject.toml -nt "$stamp" ] || [ constraints.txt -nt
     .venv/bin/python -m pip install -q -c constraints.txt -e .
   fi
   touch "$stamp"
+fi
+
+if [ "$mode" = "test" ]; then
+  # Exact versions from the lock; reinstalled when the lock changes (npm ci empties node_modules first).
+  web_stamp="tools/web/node_modules/.installed"
+  if [ ! -f "$web_stamp" ] || [ tools/web/package-lock.json -nt "$web_stamp" ]; then
+    (cd tools/web && npm ci --no-audit --no-fund --loglevel=error)
+    touch "$web_stamp"
+  fi
 fi

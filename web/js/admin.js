@@ -3,12 +3,11 @@
  * with filters, sort and cursor paging, one session's detail with deletion, bulk export and
  * orphan deletion with progress, and the audit log. Everything shown is set with textContent.
  */
-import { ApiError, TOKEN_KEY, api, getToken } from "./client.js";
+import { $, ApiError, api, authorizedFetch, keepToken, saveFile } from "./client.js";
 
 const REFRESH_MS = 2000;
 const PAGE_SIZE = 25;
 
-const $ = (id) => document.getElementById(id);
 
 let cursor = null; // the cursor of the next page, null at the end
 let pageStart = null; // the cursor the shown page started at
@@ -282,12 +281,7 @@ function progress(done, total) {
 }
 
 async function streamLines(path, init, onLine) {
-  const token = await getToken();
-  const response = await fetch(path, { ...init, headers: { ...(init.headers ?? {}), Authorization: `Bearer ${token}` } });
-  if (!response.ok) {
-    const body = await response.json().catch(() => null);
-    throw new ApiError(body?.error ?? `http_${response.status}`, body?.message ?? response.statusText, response.status);
-  }
+  const response = await authorizedFetch(path, init);
   const reader = response.body.getReader();
   const decoder = new TextDecoder();
   let buffered = "";
@@ -315,14 +309,7 @@ async function exportSessions(scope) {
       progress(count, total);
       status.textContent = `Exporting ${scope}: ${count} / ${total}`;
     });
-    const url = URL.createObjectURL(new Blob(chunks, { type: "application/x-ndjson" }));
-    const link = document.createElement("a");
-    link.href = url;
-    link.download = `sessionhub-${scope}.jsonl`;
-    document.body.append(link);
-    link.click();
-    link.remove();
-    setTimeout(() => URL.revokeObjectURL(url), 10_000);
+    saveFile(new Blob(chunks, { type: "application/x-ndjson" }), `sessionhub-${scope}.jsonl`);
     status.textContent = `Exported ${count} session(s) (${scope}).`;
   } catch (error) {
     handle(error, status);
@@ -404,7 +391,7 @@ function useToken(event) {
     $("forbidden-message").textContent = "That is not a token.";
     return;
   }
-  localStorage.setItem(TOKEN_KEY, JSON.stringify({ token, expires_at: exp, guest: false, obtained_at: Date.now() / 1000 }));
+  keepToken(token, { expiresAt: exp });
   location.reload();
 }
 

@@ -9,8 +9,8 @@ function element(tag, text, className) {
 
 /** A schema with a top-level $ref replaced by the component it names (nested refs stay as names). */
 function resolved(spec, schema) {
-  const ref = schema && schema.$ref;
-  if (!ref || !ref.startsWith("#/components/schemas/")) return schema;
+  const ref = schema?.$ref;
+  if (!ref?.startsWith("#/components/schemas/")) return schema;
   const name = ref.slice("#/components/schemas/".length);
   return { title: name, ...spec.components.schemas[name] };
 }
@@ -25,7 +25,9 @@ function renderBody(spec, body) {
   const parts = [element("h3", `Body${body.required ? "" : " (optional)"}`)];
   for (const [media, content] of Object.entries(body.content)) {
     parts.push(element("p", media, "muted"));
-    parts.push(element("pre", JSON.stringify(resolved(spec, content.schema), null, 2), "admin-json"));
+    const schema = element("pre", JSON.stringify(resolved(spec, content.schema), null, 2), "admin-json");
+    schema.tabIndex = 0; // it scrolls: a keyboard must reach it
+    parts.push(schema);
   }
   return parts;
 }
@@ -60,7 +62,7 @@ async function start() {
   const byTag = new Map();
   for (const [path, methods] of Object.entries(spec.paths)) {
     for (const [method, op] of Object.entries(methods)) {
-      const tag = (op.tags && op.tags[0]) || "other";
+      const tag = op.tags?.[0] || "other";
       if (!byTag.has(tag)) byTag.set(tag, []);
       byTag.get(tag).push(renderOperation(spec, path, method, op));
     }

@@ -1,7 +1,8 @@
 /**
- * sessionhub's shared browser module: the bearer token, JSON calls to the REST API, the
- * Socket.IO connection, and session subscriptions that survive reconnects without a gap or a
- * duplicate. Plain ES module; every page imports what it needs from here.
+ * sessionhub's shared browser module: the bearer token, JSON calls to the REST API and file
+ * downloads, the Socket.IO connection and its badge, and session subscriptions that survive
+ * reconnects without a gap or a duplicate. Plain ES module; every page imports what it needs
+ * from here, and only this module writes the token record.
  */
 import { io } from "../vendor/socket.io.esm.min.js";
 
@@ -16,6 +17,11 @@ const ACK_TIMEOUT_MS = 10_000;
 // Refusals in a row after which the socket stops fetching new guest tokens: a server that
 // refuses every token must not be hammered.
 const MAX_RENEWALS = 2;
+// How long a downloaded file's object URL outlives the click that saves it.
+const DOWNLOAD_URL_TTL_MS = 10_000;
+
+/** The page's element with this id. */
+export const $ = (id) => document.getElementById(id);
 
 /**
  * A refusal from the server, carrying its wire code (`session_not_found`, `forbidden`, ...) and
@@ -48,6 +54,26 @@ function storedToken() {
   }
 }
 
+/** Whether this browser holds a token record (a first visit has none, and mints no guest to look). */
+export function hasToken() {
+  return storedToken() !== null;
+}
+
+/**
+ * Keep `token` as this browser's identity. `expiresAt` (unix s) may be unknown: a record without
+ * it is tried, and the server decides. Only a `guest` token is ever replaced by a new guest.
+ */
+export function keepToken(token, { expiresAt, guest = false } = {}) {
+  const record = { token, guest, obtained_at: Date.now() / 1000 };
+  if (typeof expiresAt === "number" && Number.isFinite(expiresAt)) record.expires_at = expiresAt;
+  localStorage.setItem(TOKEN_KEY, JSON.stringify(record));
+}
+
+/** Keep `token` (a signed-in user's, handed over by the page) unless it is already the one kept. */
+export function adoptToken(token) {
+  if (storedToken()?.token !== token) keepToken(token);
+}
+
 function isFresh(record) {
   // A record without expires_at (put there by a sign-in flow) is tried; the server decides.
   return typeof record.expires_at !== "number" || record.expires_at - EXPIRY_MARGIN_S > Date.now() / 1000;
@@ -67,9 +93,8 @@ function guestTokenFrom(path, headers = {}) {
     const response = await request(path, { method: "POST", headers });
     const body = await readJson(response);
     if (!response.ok) throw toError(response, body);
-    const record = { token: body.token, expires_at: body.expires_at, guest: true, obtained_at: Date.now() / 1000 };
-    localStorage.setItem(TOKEN_KEY, JSON.stringify(record));
-    return record.token;
+    keepToken(body.token, { expiresAt: body.expires_at, guest: true });
+    return body.token;
   })().finally(() => {
     guestRequest = null;
   });
@@ -112,8 +137,7 @@ export async function signInWithLoginToken(loginToken) {
   });
   const body = await readJson(response);
   if (!response.ok) throw toError(response, body);
-  const record = { token: body.token, expires_at: body.expires_at, guest: false, obtained_at: Date.now() / 1000 };
-  localStorage.setItem(TOKEN_KEY, JSON.stringify(record));
+  keepToken(body.token, { expiresAt: body.expires_at });
   return body.user_id;
 }
 
@@ -170,7 +194,58 @@ export async function api(path, { method = "GET", body } = {}) {
   }
 }
 
+/**
+ * Fetch `path` with the bearer token as a file, not JSON: resolves to the response, body unread.
+ * A refusal rejects with ApiError and its wire code; a refused guest token is replaced once.
+ */
+export async function authorizedFetch(path, init = {}) {
+  for (let attempt = 0; ; attempt += 1) {
+    const token = await getToken();
+    const headers = { ...(init.headers ?? {}), Authorization: `Bearer ${token}` };
+    const response = await request(path, { ...init, headers });
+    if (response.ok) return response;
+    if (response.status === 401 && attempt === 0 && dropRefused(token)) continue;
+    throw toError(response, await readJson(response));
+  }
+}
+
+/** Hand `blob` to the browser as a download named `filename`. */
+export function saveFile(blob, filename) {
+  const url = URL.createObjectURL(blob);
+  const link = document.createElement("a");
+  link.href = url;
+  link.download = filename;
+  document.body.append(link);
+  link.click();
+  link.remove();
+  setTimeout(() => URL.revokeObjectURL(url), DOWNLOAD_URL_TTL_MS);
+}
+
+/**
+ * Download `path` as a file: a plain link cannot carry the bearer token, so fetch it and hand it
+ * over. `filename` is a name or `(response) => name`. Rejects with ApiError.
+ */
+export async function download(path, filename) {
+  const response = await authorizedFetch(path);
+  const blob = await response.blob();
+  saveFile(blob, typeof filename === "function" ? filename(response) : filename);
+}
+
 // --- Socket.IO --------------------------------------------------------------------------
+
+const CONNECTION_TEXT = {
+  connecting: "Connecting…",
+  connected: "Connecting…", // connected, not yet subscribed: live once the page's subscribe is answered
+  live: "Live",
+  offline: "Offline — reconnecting…",
+  unauthorized: "Not signed in",
+};
+
+/** Show a connection state ("connecting", "connected", "live", "offline", "unauthorized") on `badge`. */
+export function showConnection(badge, state) {
+  badge.dataset.state = state;
+  badge.textContent = CONNECTION_TEXT[state] ?? CONNECTION_TEXT.connecting;
+}
 
 /**
  * Open the page's Socket.IO connection to this server.

@@ -20,7 +20,7 @@
  * Each chunk is a complete file (a fresh MediaRecorder per chunk), kept in IndexedDB until the
  * server acknowledges it. Everything is rendered with textContent.
  */
-import { api, ApiError, call, connect, subscribeSession, TOKEN_KEY } from "./client.js";
+import { adoptToken, api, ApiError, call, connect, hasToken, subscribeSession } from "./client.js";
 import { UploadQueue } from "./upload_queue.js";
 
 const MIME_TYPES = ["audio/webm;codecs=opus", "audio/webm", "audio/ogg;codecs=opus", "audio/ogg", "audio/mp4", "audio/aac"];
@@ -131,7 +131,8 @@ function render() {
   };
   for (const [action, button] of Object.entries(ui.buttons)) button.disabled = !enabled[action];
   ui.buttons.rec.textContent = mode === "paused" ? "Resume" : "Rec";
-  ui.buttons.rec.setAttribute("aria-label", mode === "paused" ? "Resume recording (Rec)" : "Record (Rec)");
+  // The accessible name starts with the visible word, so a voice command "click Rec" finds it.
+  ui.buttons.rec.setAttribute("aria-label", mode === "paused" ? "Resume recording" : "Rec: record");
 }
 
 function say(text, kind = "info") {
@@ -379,20 +380,11 @@ function ensureSocket() {
   return socket;
 }
 
-function hasStoredToken() {
-  try {
-    return Boolean(JSON.parse(localStorage.getItem(TOKEN_KEY) ?? "null")?.token);
-  } catch {
-    return false;
-  }
-}
-
-function adoptToken() {
+function adoptPageToken() {
   const tag = document.querySelector('script[type="module"][src*="/static/js/fab.js"][data-token]');
   const token = tag?.dataset.token;
   if (!token) return;
-  const record = JSON.parse(localStorage.getItem(TOKEN_KEY) ?? "null");
-  if (record?.token !== token) localStorage.setItem(TOKEN_KEY, JSON.stringify({ token, guest: false }));
+  adoptToken(token);
 }
 
 function pageSessionId() {
@@ -403,7 +395,7 @@ function pageSessionId() {
 async function start() {
   build();
   render();
-  adoptToken();
+  adoptPageToken();
   state.pageSessionId = pageSessionId();
   queue = new UploadQueue({
     onChange: (count) => {
@@ -411,7 +403,7 @@ async function start() {
       render();
     },
     onRefused: (err) => say(`A chunk was refused: ${err.message}`, "error"),
-    onRetry: (err, delayMs) => say(`Upload failed; retrying in ${Math.round(delayMs / 1000)} s.`, "error"),
+    onRetry: (_err, delayMs) => say(`Upload failed; retrying in ${Math.round(delayMs / 1000)} s.`, "error"),
     onUploaded: () => {
       if (ui.message.dataset.kind === "error" && /^Upload failed/.test(ui.message.textContent)) say("");
     },
@@ -419,7 +411,7 @@ async function start() {
   try {
     const config = await fetch("/voicebot/fab/config").then((r) => r.json());
     if (Number.isInteger(config?.max_chunk_ms)) state.maxChunkMs = config.max_chunk_ms;
-    if (hasStoredToken()) {
+    if (hasToken()) {
       const { active_session: active } = await api("/voicebot/active_session", { method: "POST" });
       if (active) follow(active.session_id, { open: Boolean(active.is_active) });
       queue.kick(); // chunks a previous page load left behind

@@ -4,7 +4,7 @@
  * anywhere (the page follows the user's history session and refreshes on each event).
  * Server data reaches the DOM through textContent and attributes only.
  */
-import { api, call, connect, getToken, subscribeSession } from "./client.js";
+import { $, api, call, connect, download, showConnection, subscribeSession } from "./client.js";
 import { OrphanBanner } from "./orphan_banner.js";
 
 const SVG = "http://www.w3.org/2000/svg";
@@ -13,7 +13,6 @@ const CHART_DAYS = 30;
 const REFRESH_DELAY_MS = 150;
 const orphanBanner = new OrphanBanner();
 
-const $ = (id) => document.getElementById(id);
 const ui = {
   connection: $("connection"),
   total: $("total"),
@@ -231,32 +230,12 @@ async function clearAll() {
   }
 }
 
-async function download(format) {
+async function exportAs(format) {
   try {
-    const body = await exportBody(format);
-    const url = URL.createObjectURL(body);
-    const link = document.createElement("a");
-    link.href = url;
-    link.download = `listening-history.${format}`;
-    link.click();
-    setTimeout(() => URL.revokeObjectURL(url), 10_000);
+    await download(`/api/listening/export?format=${format}`, `listening-history.${format}`);
   } catch (err) {
     showError(`Export failed: ${err.message}`);
   }
-}
-
-async function exportBody(format) {
-  // `api` parses JSON; an export is a file, fetched as a blob with the same token.
-  const response = await fetch(`/api/listening/export?format=${format}`, {
-    headers: { Authorization: `Bearer ${await getToken()}` },
-  });
-  if (!response.ok) throw new Error(`HTTP ${response.status}`);
-  return response.blob();
-}
-
-function showConnection(state) {
-  ui.connection.dataset.state = state;
-  ui.connection.textContent = { connected: "Connecting…", live: "Live", offline: "Offline — reconnecting…" }[state] ?? state;
 }
 
 async function main() {
@@ -265,8 +244,8 @@ async function main() {
   ui.clear.addEventListener("click", () => (ui.clearConfirm.hidden = false));
   ui.clearNo.addEventListener("click", () => (ui.clearConfirm.hidden = true));
   ui.clearYes.addEventListener("click", clearAll);
-  ui.exportCsv.addEventListener("click", () => download("csv"));
-  ui.exportJson.addEventListener("click", () => download("json"));
+  ui.exportCsv.addEventListener("click", () => exportAs("csv"));
+  ui.exportJson.addEventListener("click", () => exportAs("json"));
   try {
     const history = await api("/api/listening");
     historyId = history.session_id;
@@ -274,7 +253,7 @@ async function main() {
     document.body.dataset.historyId = historyId;
     renderOpen(history.open);
     await refresh();
-    socket = connect({ onState: showConnection });
+    socket = connect({ onState: (state) => showConnection(ui.connection, state) });
     subscribeSession(socket, historyId, {
       onSnapshot: (session) => {
         renderOpen(session.open ?? []);
@@ -286,7 +265,7 @@ async function main() {
           refreshSoon();
         }
       },
-      onSubscribed: () => showConnection("live"),
+      onSubscribed: () => showConnection(ui.connection, "live"),
       onError: (err) => showError(`Live updates stopped: ${err.message}`),
     });
   } catch (err) {

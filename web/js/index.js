@@ -3,7 +3,7 @@
  * every kind. "New voice session" creates a session (which becomes the user's active one, per
  * seed 002) and opens its page. A visitor without a token gets a guest token first.
  */
-import { TOKEN_KEY, api } from "./client.js";
+import { api, hasToken } from "./client.js";
 
 const form = document.getElementById("new-session-form");
 const nameInput = document.getElementById("session-name-input");
@@ -64,7 +64,7 @@ function recentItem(entry) {
 }
 
 async function loadRecent() {
-  if (localStorage.getItem(TOKEN_KEY) === null) {
+  if (!hasToken()) {
     recentEmpty.hidden = false; // a first visit: no identity yet, so nothing to list (and no guest minted)
     return;
   }

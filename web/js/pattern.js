@@ -8,7 +8,7 @@
  * 412, so an offline edit never erases a live one. Server data reaches the DOM through
  * textContent, value and dataset only.
  */
-import { call, connect, getToken, subscribeSession } from "./client.js";
+import { $, call, connect, getToken, showConnection, subscribeSession } from "./client.js";
 import { OrphanBanner } from "./orphan_banner.js";
 import { Player } from "./pattern_audio.js";
 import { STEP_COUNTS, applyOp, clone, newTrack } from "./pattern_state.js";
@@ -30,7 +30,6 @@ const SAMPLE_NAMES = {
   "synth:pluck": "Pluck",
 };
 
-const $ = (id) => document.getElementById(id);
 
 let sessionId = null;
 let meta = null; // the session's GET body, minus state
@@ -47,7 +46,7 @@ let saving = false;
 let players = new Map();
 let gridSignature = "";
 let cursorTimer = null;
-let cursorNext = undefined;
+let cursorNext;
 const me = { name: "", colour: "" };
 const player = new Player(() => view()?.state, showPlayhead);
 const orphanBanner = new OrphanBanner();
@@ -322,12 +321,6 @@ function showNotFound() {
   player.stop();
 }
 
-function showConnection(state) {
-  const el = $("connection");
-  el.dataset.state = state;
-  el.textContent = { live: "Live", offline: "Offline — reconnecting…", unauthorized: "Not signed in" }[state] ?? "Connecting…";
-}
-
 function render() {
   const doc = view();
   if (!doc) return;
@@ -374,7 +367,7 @@ function element(tag, props = {}, ...children) {
 }
 
 function buildRow(track) {
-  const steps = element("div", { className: "steps", role: "row" });
+  const steps = element("div", { className: "steps", role: "group", ariaLabel: `${track.name} step buttons` });
   for (let i = 0; i < track.stepCount; i += 1) {
     steps.append(
       element("button", {
@@ -417,6 +410,7 @@ function renderGrid(state) {
     const row = grid.querySelector(`.track-row[data-track="${CSS.escape(track.id)}"]`);
     const name = row.querySelector(".track-name");
     if (document.activeElement !== name) name.value = track.name;
+    name.title = track.name; // the whole name where a phone's narrow column cuts it short
     row.querySelector(".mute").setAttribute("aria-pressed", String(track.muted));
     row.querySelector(".solo").setAttribute("aria-pressed", String(track.soloed));
     const volume = row.querySelector(".volume");
@@ -599,7 +593,7 @@ function goLive() {
     onState: (state) => {
       if (state !== "connected") {
         live = false;
-        showConnection(state);
+        showConnection($("connection"), state);
       }
     },
   });
@@ -608,7 +602,7 @@ function goLive() {
     onEvent: onLogEvent,
     onSubscribed: () => {
       live = true;
-      showConnection("live");
+      showConnection($("connection"), "live");
       join();
       if (offline.length) flushOffline();
     },

@@ -4,7 +4,7 @@
  * every few seconds; the server coalesces those to one write per throttle interval.
  * Server data reaches the DOM through textContent only.
  */
-import { call, connect } from "./client.js";
+import { $, call, connect, showConnection } from "./client.js";
 
 const ITEMS = [
   { item_id: "demo-audiobook-1", title: "The Quiet Hour", artist: "A. Narrator", album: "Demo Books", duration_s: 3600, hz: 220 },
@@ -14,7 +14,6 @@ const ITEMS = [
 const HEARTBEAT_MS = 2000;
 const DEVICE_KEY = "sessionhub.listening.device";
 
-const $ = (id) => document.getElementById(id);
 const ui = { items: $("items"), now: $("now-playing"), notice: $("player-notice"), connection: $("connection") };
 
 let socket = null;
@@ -172,20 +171,16 @@ function build() {
   render();
 }
 
-function showConnection(state) {
-  ui.connection.dataset.state = state;
-  ui.connection.textContent = { connecting: "Connecting…", connected: "Connecting…", live: "Live", offline: "Offline — reconnecting…" }[state] ?? state;
-}
 
 async function main() {
   build();
   for (const el of ui.items.querySelectorAll("button")) el.disabled = true;
-  socket = connect({ onState: showConnection });
+  socket = connect({ onState: (state) => showConnection(ui.connection, state) });
   socket.on("connect", async () => {
     try {
       historyId = (await call(socket, "listening_history", {})).session_id;
       document.body.dataset.historyId = historyId;
-      showConnection("live");
+      showConnection(ui.connection, "live");
       render();
     } catch (err) {
       notice(`Cannot open your history: ${err.message}`);

@@ -3,7 +3,7 @@
  * empty state; `/session/<id>` opens that page session only and never changes the active one.
  * Server data reaches the DOM through textContent and dataset only.
  */
-import { api, ApiError, call, connect, subscribeSession } from "./client.js";
+import { $, api, ApiError, call, connect, showConnection, subscribeSession } from "./client.js";
 import { OrphanBanner } from "./orphan_banner.js";
 
 const STATUS_LABELS = {
@@ -41,17 +41,8 @@ const ERROR_TEXT = {
   unavailable: ["Server unreachable", "The server cannot be reached. Check the connection and reload the page."],
 };
 
-const CONNECTION_TEXT = {
-  connecting: "Connecting…",
-  connected: "Connecting…",
-  live: "Live",
-  offline: "Offline — reconnecting…",
-  unauthorized: "Not signed in",
-};
-
 const ACTIVITY_LIMIT = 8;
 
-const $ = (id) => document.getElementById(id);
 
 const ui = {
   loading: $("loading"),
@@ -318,10 +309,9 @@ function showNotice(text, { kind = "info", source = "done" } = {}) {
   ui.notice.hidden = !text;
 }
 
-function showConnection(state, ack) {
+function connectionChanged(state, ack) {
   live = state === "live";
-  ui.connection.dataset.state = state;
-  ui.connection.textContent = CONNECTION_TEXT[state] ?? state;
+  showConnection(ui.connection, state);
   if (ack) {
     ui.connection.dataset.recovered = String(ack.recovered ?? "");
     ui.connection.dataset.missed = String(ack.missed ?? 0);
@@ -378,12 +368,12 @@ async function open(sessionId) {
     if (ui.notice.dataset.source === "live" && !ui.notice.hidden) return;
     showNotice(`Recordings could not be listed: ${err.message}`, { kind: "error", source: "chunks" });
   });
-  socket = connect({ onState: (state) => showConnection(state) });
+  socket = connect({ onState: (state) => connectionChanged(state) });
   subscribeSession(socket, session.session_id, {
     onSnapshot: (snapshot) => render(snapshot),
     onEvent: apply,
     onSubscribed: (ack) => {
-      showConnection("live", ack);
+      connectionChanged("live", ack);
       if (ui.notice.dataset.source === "live") showNotice("");
     },
 

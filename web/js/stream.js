@@ -4,7 +4,7 @@
  * exports as file downloads. Owner-only data (who clicked) comes from the HTTP review route;
  * live events after the review's offset are applied on top of it. Text goes in via textContent.
  */
-import { ApiError, api, call, connect, getToken, subscribeSession } from "./client.js";
+import { $, api, call, connect, download, showConnection, subscribeSession } from "./client.js";
 import { STATE_LABELS, hms, idFromPath } from "./clip_format.js";
 import { OrphanBanner } from "./orphan_banner.js";
 
@@ -14,7 +14,6 @@ const MOMENTS_DELAY_MS = 400;
 const VALID_ACTIONS = { created: ["start", "end"], active: ["pause", "end"], paused: ["resume", "end"], ended: [] };
 const ACTION_CONFIRM = { end: "End the stream session? Viewers can no longer clip, and this is final." };
 
-const $ = (id) => document.getElementById(id);
 const ui = {
   loading: $("loading"),
   error: $("page-error"),
@@ -318,10 +317,6 @@ function onSnapshot(snapshot) {
   loadReview().catch((err) => notice(`Could not load the clips: ${err.message}`, "error"));
 }
 
-function showConnection(state) {
-  ui.connection.dataset.state = state;
-  ui.connection.textContent = state === "live" ? "Live" : state === "offline" ? "Offline — reconnecting…" : "Connecting…";
-}
 
 // --- export ---------------------------------------------------------------------------------
 
@@ -342,22 +337,7 @@ async function onExport(event) {
     sort: ui.sort.value,
   });
   try {
-    // A plain link cannot carry the bearer token: fetch, then hand the file to the browser.
-    const response = await fetch(`/api/streams/${sessionId}/export?${query}`, {
-      headers: { Authorization: `Bearer ${await getToken()}` },
-    });
-    if (!response.ok) {
-      const body = await response.json().catch(() => null);
-      throw new ApiError(body?.error ?? `http_${response.status}`, body?.message ?? response.statusText, response.status);
-    }
-    const url = URL.createObjectURL(await response.blob());
-    const link = el("a");
-    link.href = url;
-    link.download = filenameOf(response);
-    document.body.append(link);
-    link.click();
-    link.remove();
-    setTimeout(() => URL.revokeObjectURL(url), 10_000);
+    await download(`/api/streams/${sessionId}/export?${query}`, filenameOf);
   } catch (err) {
     ui.exportError.textContent = `Export failed: ${err.message}`;
     ui.exportError.hidden = false;
@@ -391,11 +371,11 @@ async function main() {
   renderHeader();
   show(ui.card, ui.review);
   orphanBanner.show(sessionId, session);
-  socket = connect({ onState: showConnection });
+  socket = connect({ onState: (state) => showConnection(ui.connection, state) });
   subscribeSession(socket, sessionId, {
     onSnapshot,
     onEvent,
-    onSubscribed: () => showConnection("live"),
+    onSubscribed: () => showConnection(ui.connection, "live"),
     onError: (err) => notice(`Live updates stopped: ${err.message}`, "error"),
   });
 }

@@ -3,9 +3,8 @@
  * A visitor without a token gets a guest token first (client.js). Text reaches the DOM through
  * textContent only.
  */
-import { TOKEN_KEY, api } from "./client.js";
+import { $, api, hasToken } from "./client.js";
 
-const $ = (id) => document.getElementById(id);
 const form = $("create-form");
 const button = $("create-button");
 const createError = $("create-error");
@@ -52,7 +51,7 @@ function item(session) {
 }
 
 async function load() {
-  if (localStorage.getItem(TOKEN_KEY) === null) {
+  if (!hasToken()) {
     listEmpty.hidden = false; // no identity yet: nothing to list, and no guest minted just to look
     return;
   }

@@ -5,7 +5,7 @@
  * stream's audience session, whose log carries state changes only (not every viewer's clip);
  * a reconnect catches up by offset (subscribeSession). Text goes in via textContent only.
  */
-import { api, call, connect, subscribeSession } from "./client.js";
+import { $, api, call, connect, showConnection, subscribeSession } from "./client.js";
 import { STATE_LABELS, freshId, hms, idFromPath } from "./clip_format.js";
 import { OrphanBanner } from "./orphan_banner.js";
 
@@ -15,7 +15,6 @@ const RETRY_AFTER_TIMEOUT_MS = 1000;
 // A cooldown the page honours at most (the server's is 3,600 s at most: SESSIONHUB_CLIPS_COOLDOWN_S).
 const MAX_COOLDOWN_S = 3600;
 
-const $ = (id) => document.getElementById(id);
 const ui = {
   loading: $("loading"),
   error: $("page-error"),
@@ -198,10 +197,9 @@ function apply(event) {
   }
 }
 
-function showConnection(state) {
+function connectionChanged(state) {
   live = state === "live";
-  ui.connection.dataset.state = state;
-  ui.connection.textContent = live ? "Live" : state === "offline" ? "Offline — reconnecting…" : "Connecting…";
+  showConnection(ui.connection, state);
   updateButton();
 }
 
@@ -216,7 +214,7 @@ async function main() {
     show(ui.card);
     render();
     orphanBanner.show(sessionId, session);
-    socket = connect({ onState: (state) => showConnection(state) });
+    socket = connect({ onState: (state) => connectionChanged(state) });
     subscribeSession(socket, session.audience_id, {
       onSnapshot: (snapshot) => {
         session = { ...session, state: snapshot.state };
@@ -224,7 +222,7 @@ async function main() {
       },
       onEvent: apply,
       onSubscribed: (ack) => {
-        showConnection("live");
+        connectionChanged("live");
         ui.connection.dataset.recovered = String(ack.recovered ?? "");
         ui.connection.dataset.missed = String(ack.missed ?? 0);
         send();

@@ -1,0 +1,69 @@
+"""Every page fits a phone (390x844): no sideways page scroll; the pattern grid scrolls inside
+itself with readable track names and all 16 steps reachable."""
+
+from __future__ import annotations
+
+import pytest
+from playwright.async_api import expect
+
+from tests.browser import Tab
+from tests.helpers import Client, ServerUnderTest
+from tests.web_pages import PAGES, PHONE, visit
+
+MIN_NAME_FONT_PX = 12
+MIN_NAME_WIDTH_PX = 56  # about six characters at that size
+MIN_STEP_PX = 24  # a fingertip's target
+
+
+@pytest.mark.parametrize("name", list(PAGES))
+async def test_the_page_fits_a_phone(name: str, server: ServerUnderTest, tab: Tab, clients: list[Client]) -> None:
+    await tab.page.set_viewport_size(PHONE)
+    page = await visit(tab, server, clients, name)
+    wide = await page.evaluate(
+        """() => {
+          // Wider content inside a box that scrolls (or clips) on its own does not move the page.
+          const scrolledInside = (e) => {
+            for (let up = e.parentElement; up && up !== document.body; up = up.parentElement) {
+              if (["auto", "scroll", "hidden", "clip"].includes(getComputedStyle(up).overflowX)) return true;
+            }
+            return false;
+          };
+          return [...document.querySelectorAll("body *")]
+          .filter((e) => e.getClientRects().length && e.getBoundingClientRect().right > window.innerWidth + 0.5)
+          .filter((e) => !scrolledInside(e))
+          .map((e) => e.tagName + (e.id ? "#" + e.id : "") + "." + e.className)
+          .slice(0, 10);
+        }"""
+    )
+    assert not wide, wide
+    widths = await page.evaluate(
+        "() => ({view: window.innerWidth, doc: document.documentElement.scrollWidth, body: document.body.scrollWidth})"
+    )
+    assert widths["doc"] <= widths["view"] and widths["body"] <= widths["view"], widths
+
+
+async def test_the_pattern_grid_is_playable_on_a_phone(server: ServerUnderTest, tab: Tab, clients: list[Client]) -> None:
+    await tab.page.set_viewport_size(PHONE)
+    page = await visit(tab, server, clients, "pattern")
+    names = page.locator("#grid .track-name")
+    await expect(names.first).to_be_visible()
+    for i in range(await names.count()):
+        name = names.nth(i)
+        font_px = float(await name.evaluate("e => parseFloat(getComputedStyle(e).fontSize)"))
+        placed = await name.bounding_box()
+        assert placed is not None
+        assert font_px >= MIN_NAME_FONT_PX and placed["width"] >= MIN_NAME_WIDTH_PX, (font_px, placed)
+        full = await name.input_value()
+        shown_all = await name.evaluate("e => e.scrollWidth <= e.clientWidth || e.title === e.value")
+        assert shown_all, f"track name {full!r} is cut without a title"
+    steps = page.locator("#grid .step")
+    assert await steps.count() >= 16
+    last = steps.nth(15)
+    box = await last.bounding_box()
+    assert box is not None and box["width"] >= MIN_STEP_PX and box["height"] >= MIN_STEP_PX, box
+    # The last step is reached by scrolling the grid, not the page, and then takes a tap.
+    await last.scroll_into_view_if_needed()
+    assert await page.evaluate("() => window.scrollX") == 0
+    before = await last.get_attribute("aria-pressed")
+    await last.click()
+    await expect(last).not_to_have_attribute("aria-pressed", before or "")
