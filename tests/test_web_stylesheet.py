@@ -12,9 +12,9 @@ from typing import Any
 from playwright.async_api import Locator, Page, expect
 
 from tests.browser import Tab
-from tests.clips_helpers import create_stream, http
+from tests.streams.helpers import create_stream, http
 from tests.helpers import Client, ServerUnderTest
-from tests.test_admin_http import DAY_MS, LONG_TTL_S, admin_token
+from tests.admin.test_http import DAY_MS, LONG_TTL_S, admin_token
 
 PHONE = {"width": 390, "height": 844}
 BLACK = "rgb(0, 0, 0)"

@@ -9,10 +9,10 @@ from dataclasses import dataclass
 from playwright.async_api import Page, expect
 
 from tests.browser import Tab
-from tests.clips_helpers import create_stream, http
+from tests.streams.helpers import create_stream, http
 from tests.helpers import Client, ServerUnderTest
-from tests.test_admin_http import LONG_TTL_S, UUID_GONE, admin_token
-from tests.test_patterns_web import new_pattern
+from tests.admin.test_http import LONG_TTL_S, UUID_GONE, admin_token
+from tests.patterns.test_web import new_pattern
 
 PHONE = {"width": 390, "height": 844}
 DESKTOP = {"width": 1280, "height": 800}
