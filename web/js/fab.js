@@ -159,6 +159,7 @@ function follow(sessionId, { open = true, status = null } = {}) {
         },
         onEvent: (event) => {
           if (event.type === "session_status") state.status = event.data?.status ?? state.status;
+          if (event.type === "session_status" && event.data?.reason === "recorder_gone") reassertRecording();
           if (event.type === "session_update" && "is_active" in (event.data ?? {})) state.sessionOpen = Boolean(event.data.is_active);
           if (event.type === "session_update" && event.data?.deleted === true && state.mode === "idle") follow(null);
           render();
@@ -394,8 +395,19 @@ function fail(err) {
 
 /** The FAB's connection, opened on first use: a first visit mints no guest token by itself. */
 function ensureSocket() {
-  socket ??= connect();
+  if (socket) return socket;
+  socket = connect();
+  // The server pauses a recording whose recorder's connection went (its recording lease): after
+  // a reconnection, a recorder still recording says so again, and takes the lease on this one.
+  // (Unchanged status: no event, but the lease moves to the new connection.)
+  socket.on("connect", reassertRecording);
   return socket;
+}
+
+function reassertRecording() {
+  if (state.mode === "recording" && state.sessionId && state.status !== "cutting") {
+    setStatus("recording").catch(() => {});
+  }
 }
 
 function hasStoredToken() {
