@@ -171,6 +171,14 @@ function follow(sessionId, { open = true, status = null } = {}) {
   render();
 }
 
+/** Tell this tab's and other tabs' pages which session is now active (`/session` follows it). */
+function announceActive(sessionId) {
+  if (typeof BroadcastChannel === "undefined") return;
+  const channel = new BroadcastChannel("sessionhub-active");
+  channel.postMessage({ session_id: sessionId });
+  channel.close();
+}
+
 async function setStatus(status) {
   if (!state.sessionId) return null;
   const ack = await call(ensureSocket(), "set_session_status", { session_id: state.sessionId, status });
@@ -289,6 +297,7 @@ const actions = {
   async new() {
     const created = await api("/voicebot/create_session", { method: "POST", body: {} });
     follow(created.session_id, { open: true, status: "ready" });
+    announceActive(created.session_id);
     await record();
     say("Recording into a new session.");
   },
@@ -302,6 +311,7 @@ const actions = {
     if (state.pageSessionId) {
       const activated = await api("/voicebot/activate_session", { method: "POST", body: { session_id: state.pageSessionId } });
       follow(activated.session_id, { open: activated.is_active });
+      announceActive(activated.session_id);
       if (!activated.is_active) throw new ApiError("invalid_state", "This session is closed; it records no more.");
     }
     await record();
