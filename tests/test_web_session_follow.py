@@ -55,3 +55,26 @@ async def test_another_tabs_new_switches_the_page_to_the_new_active_session(serv
     await expect(page.locator("#status-pictogram")).to_have_attribute("data-status", "paused")
     # The session it left still updates its own row, not the page.
     await expect(page.locator(f"#my-session-list li[data-session-id='{first_id}']")).to_have_count(1)
+
+
+async def test_the_empty_states_new_voice_session_starts_one_here(server: ServerUnderTest, tab: Tab) -> None:
+    await tab.use_token(server.token("alice"))
+    page = await tab.open("/session")
+    await expect(page.locator("#empty-state")).to_be_visible()
+    await expect(page.locator("#fab-new")).to_be_enabled()
+    await page.get_by_role("link", name="New voice session").click()
+    await expect(page.locator("#fab-status")).to_have_attribute("data-status", "recording")
+    session_id = await server.services.voice.active_id("alice")
+    assert session_id is not None
+    await expect(page).to_have_url(f"{server.url}/session/{session_id}")
+    await expect(page.locator("#status-pictogram")).to_have_attribute("data-status", "recording")
+    await page.locator("#fab-pause").click()
+    await expect(page.locator("#status-pictogram")).to_have_attribute("data-status", "paused")
+
+
+async def test_a_used_login_link_says_so_in_its_heading(server: ServerUnderTest, tab: Tab) -> None:
+    page = await tab.open("/tg_auth?token=spent-or-made-up")
+    await expect(page.locator("#login-status")).to_contain_text("used already or has expired")
+    await expect(page.locator("h1")).to_have_text("Login link expired")
+    page = await tab.open("/tg_auth")
+    await expect(page.locator("h1")).to_have_text("Login link incomplete")

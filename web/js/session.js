@@ -482,6 +482,14 @@ function followActive() {
 async function main() {
   ui.done.addEventListener("click", onDone);
   ui.process.addEventListener("click", onProcess);
+  // "New voice session" starts one here, with the page's recorder (the FAB's New); the link to
+  // the start page stays for a page without it.
+  $("empty-new").addEventListener("click", (event) => {
+    const fabNew = document.getElementById("fab-new");
+    if (!fabNew || fabNew.disabled) return;
+    event.preventDefault();
+    fabNew.click();
+  });
   const requested = pathSessionId();
   if (requested === null) followActive();
   try {
