@@ -93,6 +93,8 @@ function renderHeader() {
   for (const button of document.querySelectorAll("[data-action]")) {
     button.hidden = !valid.includes(button.dataset.action);
   }
+  // An ended stream has no action left: no empty box where the buttons were.
+  document.querySelector(".state-actions").hidden = valid.length === 0;
 }
 
 async function onAction(event) {
@@ -142,12 +144,21 @@ function addToFeed(clip) {
 
 // --- review ---------------------------------------------------------------------------------
 
+/**
+ * Who clipped, the same live and after a reload: a signed-in viewer by name, a guest (whose id
+ * means nothing to a person, and which a live event does not carry) by its short viewer tag.
+ */
+function whoClipped(clip) {
+  const by = typeof clip.submitted_by === "string" ? clip.submitted_by : "";
+  return by && !by.startsWith("guest-") ? by : `viewer ${clip.viewer_tag}`;
+}
+
 function clipItem(clip) {
   const li = el("li", "review-clip");
   li.dataset.clipId = clip.clip_id;
   li.dataset.clipped = String(clip.clipped);
   const note = el("span", "note", clip.note);
-  const who = el("span", "muted who", clip.submitted_by ?? `viewer ${clip.viewer_tag}`);
+  const who = el("span", "muted who", whoClipped(clip));
   const toggle = el("button", "button small clip-toggle", clip.clipped ? "Unmark" : "Mark clipped");
   toggle.type = "button";
   toggle.addEventListener("click", () => update(clip.clip_id, { clipped: !clip.clipped }));
@@ -320,7 +331,8 @@ function onSnapshot(snapshot) {
 
 function showConnection(state) {
   ui.connection.dataset.state = state;
-  ui.connection.textContent = state === "live" ? "Live" : state === "offline" ? "Offline — reconnecting…" : "Connecting…";
+  // "Connected", not "Live": on a stream page "Live" is the stream's state, which may be another.
+  ui.connection.textContent = state === "live" ? "Connected" : state === "offline" ? "Offline — reconnecting…" : "Connecting…";
 }
 
 // --- export ---------------------------------------------------------------------------------

@@ -194,6 +194,8 @@ function apply(event) {
   orphanBanner.edited(); // the streamer changed the stream: active again
   if (event.type === "stream_state" && typeof event.data?.state === "string") {
     session = { ...session, state: event.data.state };
+    // "Clipped! …" was about the stream as it was: with clips off it would read as still valid.
+    if (session.state !== "active" && ui.confirmation.dataset.kind === "info") confirm("");
     render();
   }
 }
@@ -201,7 +203,8 @@ function apply(event) {
 function showConnection(state) {
   live = state === "live";
   ui.connection.dataset.state = state;
-  ui.connection.textContent = live ? "Live" : state === "offline" ? "Offline — reconnecting…" : "Connecting…";
+  // "Connected", not "Live": on a stream page "Live" is the stream's state, which may be another.
+  ui.connection.textContent = live ? "Connected" : state === "offline" ? "Offline — reconnecting…" : "Connecting…";
   updateButton();
 }
 
