@@ -41,3 +41,17 @@ async def test_columns_header_sorting_and_a_detail_in_view(tab: Tab, server: Ser
     await page.locator("#sessions tr").first.click()
     await expect(page.locator("#detail-id")).to_have_text(root)
     await expect(page.locator("#detail-title")).to_be_in_viewport()
+
+
+async def test_a_pattern_never_edited_counts_its_stored_size(tab: Tab, server: ServerUnderTest) -> None:
+    async with aiohttp.ClientSession(base_url=server.url) as http:
+        pattern = await new_pattern(http)
+    size = await server.services.redis.zscore(server.services.keys.admin_size(), pattern)
+    assert size is not None and size > 0
+    await tab.use_token(admin_token(server), ttl_s=LONG_TTL_S)
+    page = await tab.open("/admin")
+    row = page.locator(f'#sessions tr[data-id="{pattern}"]')
+    await expect(row).to_have_count(1)
+    await expect(row.locator("td").nth(7)).not_to_have_text("0 B")
+    await expect(page.locator("#m-storage")).not_to_have_text("0 B")
+    await expect(page.locator('#kinds tr[data-kind="pattern"] td').nth(5)).not_to_have_text("0 B")
