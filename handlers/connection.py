@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
 
 from auth.claims import Claims
 
@@ -35,6 +36,8 @@ class Connection:
     sid: str
     claims: Claims
     bucket: TokenBucket
+    # Run once when the connection goes (e.g. ending the recording lease it holds).
+    on_close: list[Callable[[], Awaitable[None]]] = field(default_factory=list)
 
 
 class Connections:

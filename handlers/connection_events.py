@@ -43,7 +43,13 @@ class ConnectionEvents:
         self._s.metrics.connected()
 
     async def disconnect(self, sid: str, reason: Any = None) -> None:
-        """Leave every room and forget the connection."""
+        """Leave every room, forget the connection and run what it asked to run when it goes."""
         self._s.bus.leave_all(sid)
+        connection = self._connections.get(sid)
         if self._connections.remove(sid):  # a refused connection was never counted
             self._s.metrics.disconnected()
+        for hook in connection.on_close if connection else ():
+            try:
+                await hook()
+            except Exception:  # one failed clean-up must not skip the others
+                log.exception("a clean-up after connection %s failed", sid)

@@ -86,6 +86,7 @@ def voice_config_from(settings: Settings) -> VoiceConfig:
         max_chunks=settings.voice_max_chunks,
         max_chunk_ms=settings.voice_max_chunk_ms,
         audio_link_ttl_s=settings.voice_audio_link_ttl_s,
+        recording_lease_ms=settings.voice_recording_lease_ms,
         telegram_webhook_path=settings.voice_telegram_webhook_path,
         telegram_secret_token=settings.voice_telegram_secret_token,
         telegram_users=parse_user_map(settings.voice_telegram_users),

@@ -109,6 +109,7 @@ class Settings(BaseSettings):
     voice_max_chunks: int = Field(default=2000, ge=1)
     voice_max_chunk_ms: int = Field(default=60_000, ge=1000, le=3_600_000)
     voice_audio_link_ttl_s: int = Field(default=600, ge=10, le=86400)
+    voice_recording_lease_ms: int = Field(default=6000, ge=500, le=600_000)
     voice_telegram_webhook_path: str = Field(default="", pattern=r"^[A-Za-z0-9_\-]{0,128}$")
     voice_telegram_secret_token: str = Field(default="", pattern=r"^[A-Za-z0-9_\-]{0,256}$")
     voice_telegram_users: str = ""

@@ -105,6 +105,14 @@ class Keys:
         """Hash sha256 -> chunk id: the same audio uploaded twice is one chunk."""
         return f"{self.prefix}:{{{session_id}}}:chunk_sha"
 
+    def voice_recording_lease(self, session_id: str) -> str:
+        """String with a TTL: the node and connection whose recorder is recording the session."""
+        return f"{self.prefix}:{{{session_id}}}:rec_lease"
+
+    def voice_recording_due(self) -> str:
+        """Sorted set of session ids with a recording lease, scored by when a sweeper should look (ms)."""
+        return f"{self.prefix}:voice:recording_due"
+
     def voice_audio_link_key(self) -> str:
         """String: the random key that signs short-lived audio links (shared by every node)."""
         return f"{self.prefix}:voice:audio_link_key"

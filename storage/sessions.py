@@ -272,6 +272,35 @@ class SessionDirectory:
             return None
         return int(float(previous)) if recorded else None
 
+    async def record_size(self, session_id: str, kind: str) -> None:
+        """Put a just-written record's size in the admin indexes (indexed at 0 before it existed).
+
+        Without this a session nobody opens again (a pattern never edited) stays at 0 bytes in
+        the storage totals and cost. Counts no access and no read; a failure is only logged.
+        """
+        try:
+            _, size = await self.measure(session_id)
+            if size == 0:
+                return
+            k = self._keys
+            await self._admin_touch(
+                keys=[
+                    k.admin_kind_of(),
+                    k.admin_accessed(kind),
+                    k.admin_accessed("*"),
+                    k.admin_updated(),
+                    k.admin_size(),
+                    k.admin_bytes(),
+                    k.admin_ops(),
+                    k.admin_created(kind),
+                    k.admin_created("*"),
+                    k.admin_remixes(),
+                ],
+                args=[session_id, kind, "", "", size, "", self._clock.now_ms()],
+            )
+        except (RedisError, OSError) as exc:
+            log.warning("admin size of %s failed: %s", session_id, exc)
+
     async def measure(self, session_id: str, extra_keys: tuple[str, ...] = ()) -> tuple[int, int]:
         """The session's last event time (0 without events) and stored size in bytes (0: no record)."""
         k = self._keys

@@ -14,6 +14,7 @@ from handlers.voice.events import VoiceEvents
 from handlers.voice.http import VoiceRoutes
 from handlers.voice.kind import VoiceKind
 from handlers.voice.operations import OPERATIONS
+from handlers.voice.recording import RecordingKeeper
 from handlers.voice.retention import RetentionRoutes
 from handlers.voice.telegram import TelegramWebhook
 
@@ -21,7 +22,9 @@ from handlers.voice.telegram import TelegramWebhook
 def install(services: Services, router: SocketRouter, app: web.Application) -> None:
     """Register everything voice sessions serve."""
     services.kinds.register(VoiceKind(services))
-    VoiceEvents(services).register(router)
+    recording = RecordingKeeper(services)
+    recording.register(app)
+    VoiceEvents(services, recording).register(router)
     VoiceRoutes(services).register(app)
     bot = BotRoutes(services)
     bot.register(app)

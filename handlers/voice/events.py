@@ -10,13 +10,15 @@ from handlers.payloads import ChunkList, SessionRef, StatusRequest, validate
 from handlers.socket_router import SocketRouter
 from handlers.voice.access import performer, updatable
 from handlers.voice.actions import CREATE_TASKS_FROM_CHUNKS, POST_PROCESS_SESSION, close, job_for
+from handlers.voice.recording import RECORDING_STATUSES, RecordingKeeper
 
 
 class VoiceEvents:
     """Mutating voice-session events; each checks access on every call."""
 
-    def __init__(self, services: Services) -> None:
+    def __init__(self, services: Services, recording: RecordingKeeper) -> None:
         self._s = services
+        self._recording = recording
 
     def register(self, router: SocketRouter) -> None:
         """Attach the events to ``router``."""
@@ -47,9 +49,28 @@ class VoiceEvents:
         return {"session_id": request.session_id, "job_id": job.job_id, "chunk_count": len(chunk_ids)}
 
     async def set_status(self, conn: Connection, data: dict[str, Any]) -> dict[str, Any]:
-        """The owner's recorder moves the status pictogram (valid transitions only)."""
+        """The owner's recorder moves the status pictogram (valid transitions only).
+
+        Recording or cutting makes this connection the session's recording lease holder: when it
+        goes, the session is paused (handlers/voice/recording.py).
+        """
         request = validate(StatusRequest, data)
-        change = await self._s.voice.set_status(request.session_id, request.status, performer(conn.claims))
+        recording = request.status in RECORDING_STATUSES
+        leases = self._recording.leases
+        if recording:
+            # In the sweeper's set before the lease exists: no lease is ever out of its sight.
+            # Only for sessions the caller may change, so strangers cannot fill the set.
+            await updatable(self._s.voice, conn.claims, request.session_id)
+            await leases.schedule(request.session_id)
+        change = await self._s.voice.set_status(
+            request.session_id,
+            request.status,
+            performer(conn.claims),
+            holder=self._recording.holder(conn.sid),
+            lease_ms=leases.lease_ms,
+        )
+        if recording:
+            self._recording.hold(conn, request.session_id)
         return {
             "session_id": request.session_id,
             "status": change.status,

@@ -149,6 +149,7 @@ class PatternSessions:
             args=[etypes.PATTERN_CREATED, _compact({"id": record.id, "name": name}), *_fields(record)],
             now_ms=now,
         )
+        await self._sessions.record_size(record.id, KIND)  # counted even if never opened again
         return record
 
     async def load(self, session_id: str, *, touch: bool) -> tuple[PatternRecord, Position] | None:

@@ -16,6 +16,8 @@ class VoiceConfig:
     max_chunks: int = 2000
     max_chunk_ms: int = 60_000
     audio_link_ttl_s: int = 600
+    # A recording whose recorder's connection (or node) is gone is paused within about this long.
+    recording_lease_ms: int = 6000
     telegram_webhook_path: str = ""
     telegram_secret_token: str = ""
     # Telegram user id -> sessionhub user id.

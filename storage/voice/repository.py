@@ -216,10 +216,15 @@ class VoiceSessions:
         cleared = await self._active_clear(keys=[self._keys.active_session(user_id)], args=[session_id])
         return bool(cleared)
 
-    async def set_status(self, session_id: str, status: str, performer: Performer) -> StatusChange:
+    async def set_status(
+        self, session_id: str, status: str, performer: Performer, *, holder: str = "", lease_ms: int = 0
+    ) -> StatusChange:
         """Move the status pictogram: the owner only, and only along the transition table.
 
         Access, ownership and the transition are checked inside the script that changes it.
+        With a ``holder`` (a recording connection, storage/voice/recording.py), recording or
+        cutting gives it the session's recording lease for ``lease_ms`` and any other status
+        ends the lease, in the same step.
         """
         allowed = TRANSITIONS.get(status)
         if allowed is None:
@@ -227,8 +232,15 @@ class VoiceSessions:
         result = await self._log.run(
             self._set_status,
             session_id,
-            keys=[self._keys.session(session_id)],
-            args=[*performer.args(), status, "," + ",".join(sorted(allowed)) + ",", etypes.SESSION_STATUS],
+            keys=[self._keys.session(session_id), self._keys.voice_recording_lease(session_id)],
+            args=[
+                *performer.args(),
+                status,
+                "," + ",".join(sorted(allowed)) + ",",
+                etypes.SESSION_STATUS,
+                holder,
+                lease_ms,
+            ],
         )
         return StatusChange(status=status, previous=str(result[1]), offset=int(result[0]))
 

@@ -177,7 +177,9 @@ function renderSessions(rows) {
     cell(tr, row.kind);
     cell(tr, row.owner_id || "—");
     cell(tr, formatTime(row.created_at));
+    cell(tr, formatTime(row.updated_at));
     cell(tr, formatTime(row.accessed_at));
+    cell(tr, row.orphaned ? "Orphaned" : "Active").classList.add("status-cell");
     cell(tr, formatBytes(row.size_bytes));
     cell(tr, row.remix_count);
     tr.addEventListener("click", () => showDetail(row.session_id));
@@ -215,6 +217,10 @@ async function showDetail(sessionId) {
     $("delete-confirm").value = "";
     $("delete-button").disabled = true;
     $("detail").hidden = false;
+    // The detail sits below the whole table: bring it into view, where the eye goes next.
+    $("detail").scrollIntoView({ block: "start" });
+    $("detail-title").setAttribute("tabindex", "-1");
+    $("detail-title").focus({ preventScroll: true });
   } catch (error) {
     handle(error, notice);
   }
@@ -395,7 +401,39 @@ function useToken(event) {
   location.reload();
 }
 
+// --- sorting by the column headers -----------------------------------------------------------
+
+/** Sortable headers are buttons; the one sorted by says how (aria-sort), kept with the selects. */
+function setUpSortHeaders() {
+  for (const th of document.querySelectorAll("th[data-sort]")) {
+    const button = document.createElement("button");
+    button.type = "button";
+    button.className = "sort-button";
+    button.textContent = th.textContent;
+    th.replaceChildren(button);
+    button.addEventListener("click", () => {
+      const same = $("f-sort").value === th.dataset.sort;
+      $("f-sort").value = th.dataset.sort;
+      $("f-order").value = same && $("f-order").value === "desc" ? "asc" : "desc";
+      showSort();
+      loadPage(null);
+    });
+  }
+  $("f-sort").addEventListener("change", showSort);
+  $("f-order").addEventListener("change", showSort);
+  showSort();
+}
+
+function showSort() {
+  for (const th of document.querySelectorAll("th[data-sort]")) {
+    const sorted = th.dataset.sort === $("f-sort").value;
+    if (sorted) th.setAttribute("aria-sort", $("f-order").value === "asc" ? "ascending" : "descending");
+    else th.removeAttribute("aria-sort");
+  }
+}
+
 function start() {
+  setUpSortHeaders();
   $("filters").addEventListener("submit", (event) => {
     event.preventDefault();
     loadPage(null);

@@ -241,10 +241,19 @@ const CONNECTION_TEXT = {
   unauthorized: "Not signed in",
 };
 
-/** Show a connection state ("connecting", "connected", "live", "offline", "unauthorized") on `badge`. */
-export function showConnection(badge, state) {
+/**
+ * On a stream's pages "Live" is the stream's own state, which may be another: there the badge
+ * says the connection is up in other words.
+ */
+export const STREAM_CONNECTION_TEXT = { live: "Connected" };
+
+/**
+ * Show a connection state ("connecting", "connected", "live", "offline", "unauthorized") on
+ * `badge`; `words` overrides the text of some states.
+ */
+export function showConnection(badge, state, words = {}) {
   badge.dataset.state = state;
-  badge.textContent = CONNECTION_TEXT[state] ?? CONNECTION_TEXT.connecting;
+  badge.textContent = words[state] ?? CONNECTION_TEXT[state] ?? CONNECTION_TEXT.connecting;
 }
 
 /**

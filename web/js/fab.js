@@ -18,13 +18,15 @@
  * The recorder's state drives the session's status pictogram through `set_session_status`,
  * and the FAB's own pictogram follows the server, so every tab of the user agrees.
  * Each chunk is a complete file (a fresh MediaRecorder per chunk), kept in IndexedDB until the
- * server acknowledges it. Everything is rendered with textContent.
+ * server acknowledges it; the chunk being recorded is kept there piece by piece as it grows, so
+ * leaving the page (link, reload, closed tab) loses no audio: the next page load uploads it.
+ * While recording, leaving the page asks first. Everything is rendered with textContent.
  */
 import { adoptToken, api, ApiError, call, connect, hasToken, subscribeSession } from "./client.js";
 import { UploadQueue } from "./upload_queue.js";
 
 const MIME_TYPES = ["audio/webm;codecs=opus", "audio/webm", "audio/ogg;codecs=opus", "audio/ogg", "audio/mp4", "audio/aac"];
-const TIMESLICE_MS = 1000;
+const TIMESLICE_MS = 250; // how often the recorder hands over a piece, kept at once
 const CUTTING_SHOWN_MS = 1000;
 const DONE_WAIT_MS = 20_000;
 const BUTTONS = [
@@ -158,6 +160,7 @@ function follow(sessionId, { open = true, status = null } = {}) {
         },
         onEvent: (event) => {
           if (event.type === "session_status") state.status = event.data?.status ?? state.status;
+          if (event.type === "session_status" && event.data?.reason === "recorder_gone") reassertRecording();
           if (event.type === "session_update" && "is_active" in (event.data ?? {})) state.sessionOpen = Boolean(event.data.is_active);
           if (event.type === "session_update" && event.data?.deleted === true && state.mode === "idle") follow(null);
           render();
@@ -167,6 +170,14 @@ function follow(sessionId, { open = true, status = null } = {}) {
   }
   state.sessionOpen = open;
   render();
+}
+
+/** Tell this tab's and other tabs' pages which session is now active (`/session` follows it). */
+function announceActive(sessionId) {
+  if (typeof BroadcastChannel === "undefined") return;
+  const channel = new BroadcastChannel("sessionhub-active");
+  channel.postMessage({ session_id: sessionId });
+  channel.close();
 }
 
 async function setStatus(status) {
@@ -203,17 +214,32 @@ function startChunk() {
   const parts = [];
   const sessionId = state.sessionId;
   const startedAt = Date.now();
+  const key = `${sessionId}:${startedAt}:${Math.random().toString(36).slice(2)}`;
+  // Each piece is kept in IndexedDB as it arrives, in order, so leaving the page loses at most
+  // the piece in progress (and a flush is asked for when the page is about to go).
+  let saving = Promise.resolve();
   recorder.ondataavailable = (event) => {
-    if (event.data && event.data.size > 0) parts.push(event.data);
+    if (!event.data || event.data.size === 0) return;
+    parts.push(event.data);
+    const seq = parts.length;
+    const type = recorder.mimeType || event.data.type || "audio/webm";
+    const meta = { session_id: sessionId, start_ms: startedAt, mime: type, filename: chunkName(startedAt, type) };
+    const at = Date.now();
+    saving = saving.then(() => queue.savePart(key, meta, seq, event.data, at)).catch(() => {});
   };
   recorder.onerror = (event) => fail(new ApiError("recorder", `Recording failed: ${event.error?.message ?? "unknown"}`));
   recorder.finished = new Promise((resolve) => {
-    recorder.onstop = () => resolve(store(sessionId, parts, recorder.mimeType, startedAt));
+    recorder.onstop = () => resolve(saving.then(() => store(key, sessionId, parts, recorder.mimeType, startedAt)));
   });
   recorder.start(TIMESLICE_MS);
   state.recorder = recorder;
   clearTimeout(state.autoCut);
   state.autoCut = setTimeout(autoCut, state.maxChunkMs);
+}
+
+function chunkName(startedAt, type) {
+  const extension = type.includes("ogg") ? "ogg" : type.includes("mp4") ? "m4a" : type.includes("aac") ? "aac" : "webm";
+  return `chunk-${startedAt}.${extension}`;
 }
 
 /** The automatic cut at `max_chunk_ms`; if another action is running, it comes right after. */
@@ -236,15 +262,17 @@ async function endChunk() {
   await recorder.finished;
 }
 
-async function store(sessionId, parts, mimeType, startedAt) {
-  if (parts.length === 0) return;
+async function store(key, sessionId, parts, mimeType, startedAt) {
+  if (parts.length === 0) {
+    await queue.finish(key, null);
+    return;
+  }
   const endedAt = Date.now();
   const type = mimeType || parts[0].type || "audio/webm";
-  const extension = type.includes("ogg") ? "ogg" : type.includes("mp4") ? "m4a" : type.includes("aac") ? "aac" : "webm";
-  await queue.add({
+  await queue.finish(key, {
     session_id: sessionId,
     blob: new Blob(parts, { type }),
-    filename: `chunk-${startedAt}.${extension}`,
+    filename: chunkName(startedAt, type),
     start_ms: startedAt,
     end_ms: endedAt,
     duration_ms: endedAt - startedAt,
@@ -270,6 +298,7 @@ const actions = {
   async new() {
     const created = await api("/voicebot/create_session", { method: "POST", body: {} });
     follow(created.session_id, { open: true, status: "ready" });
+    announceActive(created.session_id);
     await record();
     say("Recording into a new session.");
   },
@@ -283,6 +312,7 @@ const actions = {
     if (state.pageSessionId) {
       const activated = await api("/voicebot/activate_session", { method: "POST", body: { session_id: state.pageSessionId } });
       follow(activated.session_id, { open: activated.is_active });
+      announceActive(activated.session_id);
       if (!activated.is_active) throw new ApiError("invalid_state", "This session is closed; it records no more.");
     }
     await record();
@@ -376,8 +406,19 @@ function fail(err) {
 
 /** The FAB's connection, opened on first use: a first visit mints no guest token by itself. */
 function ensureSocket() {
-  socket ??= connect();
+  if (socket) return socket;
+  socket = connect();
+  // The server pauses a recording whose recorder's connection went (its recording lease): after
+  // a reconnection, a recorder still recording says so again, and takes the lease on this one.
+  // (Unchanged status: no event, but the lease moves to the new connection.)
+  socket.on("connect", reassertRecording);
   return socket;
+}
+
+function reassertRecording() {
+  if (state.mode === "recording" && state.sessionId && state.status !== "cutting") {
+    setStatus("recording").catch(() => {});
+  }
 }
 
 function adoptPageToken() {
@@ -392,8 +433,27 @@ function pageSessionId() {
   return match ? match[1].toLowerCase() : null;
 }
 
+/** The page is going (or may be killed while hidden): have the recorder hand over what it has. */
+function flush() {
+  if (state.recorder?.state === "recording") state.recorder.requestData();
+}
+
+function watchLeaving() {
+  window.addEventListener("beforeunload", (event) => {
+    if (state.mode !== "recording" && state.mode !== "finishing") return;
+    flush();
+    event.preventDefault();
+    event.returnValue = ""; // older Chromium shows the prompt only with this set
+  });
+  window.addEventListener("pagehide", flush);
+  document.addEventListener("visibilitychange", () => {
+    if (document.visibilityState === "hidden") flush();
+  });
+}
+
 async function start() {
   build();
+  watchLeaving();
   render();
   adoptPageToken();
   state.pageSessionId = pageSessionId();
@@ -415,6 +475,7 @@ async function start() {
       const { active_session: active } = await api("/voicebot/active_session", { method: "POST" });
       if (active) follow(active.session_id, { open: Boolean(active.is_active) });
       queue.kick(); // chunks a previous page load left behind
+      queue.recover(); // and the chunk it was recording when it went
     }
   } catch (err) {
     say(err?.message ?? String(err), "error");

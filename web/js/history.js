@@ -126,14 +126,33 @@ function renderChart(days) {
     svg.append(rect);
     if (i % 7 === days.length % 7 || i === days.length - 1) {
       const label = document.createElementNS(SVG, "text");
-      label.setAttribute("x", String(i * slot + slot / 2));
+      const last = i === days.length - 1;
+      // The last label ends at the right edge instead of centring under its bar, where half of
+      // it would fall outside the chart. Set as attributes too, so the chart does not depend on
+      // the stylesheet for it (app.css says the same).
+      label.setAttribute("x", String(last ? width - 2 : i * slot + slot / 2));
       label.setAttribute("y", String(height - 5));
-      label.setAttribute("class", i === days.length - 1 ? "axis last" : "axis");
+      label.setAttribute("text-anchor", last ? "end" : "middle");
+      label.setAttribute("font-size", "10");
+      label.setAttribute("class", last ? "axis last" : "axis");
       label.textContent = day.date.slice(5);
       svg.append(label);
     }
   });
   ui.chart.replaceChildren(svg);
+}
+
+const DEVICE_KEY = "sessionhub.listening.device"; // web/js/player.js
+
+/**
+ * A device's name for people: the id is the player's, random for a browser (`web-…`), so it
+ * is not shown as a name; an id an app chose itself (say "kitchen-speaker") is.
+ */
+function deviceName(id) {
+  if (id === localStorage.getItem(DEVICE_KEY)) return "This browser";
+  if (/^web-[0-9a-f]{8}$/.test(id)) return "Another browser";
+  if (id === "default") return "Unnamed device";
+  return id;
 }
 
 function sessionRow(s) {
@@ -155,7 +174,12 @@ function sessionRow(s) {
   const duration = document.createElement("span");
   duration.className = "duration";
   duration.textContent = formatDuration(s.duration_ms);
-  meta.append(`${formatWhen(s.started_at)} · `, duration, s.open ? " · playing" : "", ` · ${s.device_id}`);
+  const device = document.createElement("span");
+  device.className = "device";
+  device.dataset.deviceId = s.device_id;
+  device.title = `Device id: ${s.device_id}`;
+  device.textContent = deviceName(s.device_id);
+  meta.append(`${formatWhen(s.started_at)} · `, duration, s.open ? " · playing" : "", " · ", device);
   main.append(title, artist, meta);
   const remove = document.createElement("button");
   remove.type = "button";

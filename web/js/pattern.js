@@ -222,6 +222,40 @@ function identity() {
   return made;
 }
 
+/** The signed-in person's display name (the token's `name` claim), or "" (guests have none). */
+async function displayName() {
+  try {
+    const payload = (await getToken()).split(".")[1].replace(/-/g, "+").replace(/_/g, "/");
+    const claims = JSON.parse(new TextDecoder().decode(Uint8Array.from(atob(payload), (c) => c.charCodeAt(0))));
+    return typeof claims.name === "string" ? claims.name.trim().slice(0, 40) : "";
+  } catch {
+    return "";
+  }
+}
+
+/** Up to two letters from a name: "Ada Lovelace" → "AL", "Player 417" → "P4", "bob" → "B". */
+function initials(name) {
+  const words = String(name || "?").trim().split(/\s+/).filter(Boolean);
+  const letters = words.length > 1 ? [words[0], words.at(-1)] : words;
+  return letters.map((word) => [...word][0]).join("").toUpperCase() || "?";
+}
+
+/**
+ * Each player's colour, none shared: players keep the colour they chose unless an earlier one
+ * (by player id) has it, then they take the first free one. Every page computes the same.
+ */
+function distinctColours(list) {
+  const taken = new Set();
+  const chosen = new Map();
+  for (const p of [...list].sort((a, b) => String(a.id).localeCompare(String(b.id)))) {
+    let colour = /^#[0-9a-fA-F]{6}$/.test(p.colour) ? p.colour.toLowerCase() : "";
+    if (!colour || taken.has(colour)) colour = COLOURS.find((c) => !taken.has(c)) ?? (colour || "#667085");
+    taken.add(colour);
+    chosen.set(p.id, colour);
+  }
+  return chosen;
+}
+
 // --- HTTP ---------------------------------------------------------------------------------
 
 async function request(path, method = "GET", body = undefined, extra = {}) {
@@ -269,7 +303,23 @@ async function copy(text) {
 }
 
 async function onInvite() {
-  if (await copy(location.href)) toast("Session link copied! Anyone with this link can edit.");
+  if (!(await copy(location.href))) return;
+  // A published copy is read-only: its link lets people listen and remix, not edit.
+  toast(readOnly ? "Link copied! Anyone with this link can listen and remix it." : "Session link copied! Anyone with this link can edit.");
+}
+
+async function onPublish() {
+  const button = $("publish");
+  button.disabled = true;
+  const answer = await request(`/api/sessions/${sessionId}/publish`, "POST", {});
+  button.disabled = false;
+  if (answer.status !== 201) {
+    toast(answer.body?.message ?? answer.body?.error ?? "Publishing failed.");
+    return;
+  }
+  const link = new URL(answer.body.url, location.origin).href;
+  const copied = await copy(link);
+  toast(copied ? "Published! The read-only link is copied; this pattern stays editable." : `Published: ${link}`);
 }
 
 async function onSendCopy() {
@@ -424,12 +474,13 @@ function renderGrid(state) {
   }
   for (const el of grid.querySelectorAll("input, select, button")) el.disabled = readOnly;
   for (const el of grid.querySelectorAll(".step")) el.disabled = false; // focusable; clicks ignored when read-only
+  const cursorColours = distinctColours(players.values());
   for (const p of players.values()) {
     if (!p.cursor || (socket && p.id === socket.id)) continue;
     const cell = grid.querySelector(stepSelector(p.cursor.trackId, p.cursor.step));
     if (cell) {
       cell.classList.add("remote-cursor");
-      cell.style.outlineColor = p.colour;
+      cell.style.outlineColor = cursorColours.get(p.id) ?? p.colour;
     }
   }
 }
@@ -440,10 +491,11 @@ function stepSelector(trackId, step) {
 
 function renderPlayers() {
   const list = $("players");
+  const colours = distinctColours(players.values());
   list.replaceChildren(
     ...[...players.values()].map((p) => {
-      const item = element("li", { className: "avatar", title: p.name, textContent: (p.name || "?").slice(0, 1).toUpperCase() });
-      item.style.backgroundColor = /^#[0-9a-fA-F]{6}$/.test(p.colour) ? p.colour : "#667085";
+      const item = element("li", { className: "avatar", title: p.name, textContent: initials(p.name) });
+      item.style.backgroundColor = colours.get(p.id) ?? "#667085";
       if (socket && p.id === socket.id) item.classList.add("me");
       item.setAttribute("aria-label", p.name);
       return item;
@@ -551,6 +603,7 @@ function bindInputs() {
     $("play").setAttribute("aria-pressed", String(player.playing));
   });
   $("invite").addEventListener("click", onInvite);
+  $("publish").addEventListener("click", onPublish);
   $("send-copy").addEventListener("click", onSendCopy);
   $("remix").addEventListener("click", onRemix);
   $("readonly-remix").addEventListener("click", onRemix);
@@ -582,13 +635,16 @@ async function load(id) {
   $("readonly-banner").hidden = !readOnly;
   orphanBanner.show(id, { orphaned: meta.orphaned });
   for (const id2 of ["pattern-name", "tempo", "swing", "add-sample", "add-track"]) $(id2).disabled = readOnly;
+  $("publish").hidden = readOnly; // a published copy is published already
+  const myName = await displayName();
   show("editor");
   render();
-  goLive();
+  goLive(myName);
 }
 
-function goLive() {
+function goLive(name = "") {
   Object.assign(me, identity());
+  if (name) me.name = name;
   socket = connect({
     onState: (state) => {
       if (state !== "connected") {

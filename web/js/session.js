@@ -1,6 +1,8 @@
 /**
  * The voice-session page (seed 002): `/session` opens the user's active session, or shows the
  * empty state; `/session/<id>` opens that page session only and never changes the active one.
+ * Opened as `/session`, the page follows the active session live: when the FAB (of this tab or
+ * another) makes another session active, the page switches to it without a reload.
  * Server data reaches the DOM through textContent and dataset only.
  */
 import { $, api, ApiError, call, connect, showConnection, subscribeSession } from "./client.js";
@@ -84,6 +86,9 @@ const chunks = new Map(); // chunk_id -> chunk, as listed (with its player link)
 let chunkRefresh = null;
 
 let session = null; // the page session as last rendered
+let pageSubscription = null;
+const listed = new Set(); // session ids in "My voice sessions"
+let listSocket = null;
 const orphanBanner = new OrphanBanner();
 let socket = null;
 let live = false;
@@ -368,8 +373,8 @@ async function open(sessionId) {
     if (ui.notice.dataset.source === "live" && !ui.notice.hidden) return;
     showNotice(`Recordings could not be listed: ${err.message}`, { kind: "error", source: "chunks" });
   });
-  socket = connect({ onState: (state) => connectionChanged(state) });
-  subscribeSession(socket, session.session_id, {
+  socket ??= connect({ onState: (state) => connectionChanged(state) });
+  pageSubscription = subscribeSession(socket, session.session_id, {
     onSnapshot: (snapshot) => render(snapshot),
     onEvent: apply,
     onSubscribed: (ack) => {
@@ -407,25 +412,76 @@ function sessionItem(entry) {
   return { item, show };
 }
 
+function listSession(entry, { first = false } = {}) {
+  if (listed.has(entry.session_id)) return;
+  listed.add(entry.session_id);
+  const { item, show } = sessionItem(entry);
+  if (first) ui.mySessionList.prepend(item);
+  else ui.mySessionList.append(item);
+  ui.mySessionsEmpty.hidden = true;
+  subscribeSession(listSocket, entry.session_id, {
+    onSnapshot: (snapshot) => {
+      if (snapshot.session_name !== undefined) item.querySelector("a").textContent = snapshot.session_name || "Untitled session";
+      show(snapshot.status);
+    },
+    onEvent: (event) => event.type === "session_status" && show(event.data?.status),
+  });
+}
+
 async function listMySessions() {
   const { sessions } = await api(`/voicebot/sessions?limit=${LIST_LIMIT}`);
   ui.mySessions.hidden = false;
-  ui.mySessionsEmpty.hidden = sessions.length > 0;
-  const listSocket = socket ?? connect();
-  for (const entry of sessions) {
-    const { item, show } = sessionItem(entry);
-    ui.mySessionList.append(item);
-    subscribeSession(listSocket, entry.session_id, {
-      onSnapshot: (snapshot) => show(snapshot.status),
-      onEvent: (event) => event.type === "session_status" && show(event.data?.status),
-    });
+  ui.mySessionsEmpty.hidden = sessions.length > 0 || listed.size > 0;
+  listSocket ??= socket ?? connect();
+  for (const entry of sessions) listSession(entry);
+}
+
+// --- following the active session (on /session without an id) -----------------------------
+
+/** Show `sessionId` instead of the page session: its record, recordings and live events. */
+async function switchTo(sessionId) {
+  pageSubscription?.close();
+  pageSubscription = null;
+  chunks.clear();
+  renderChunks();
+  ui.activity.replaceChildren();
+  ui.activityEmpty.hidden = false;
+  showNotice("");
+  history.replaceState(null, "", `/session/${encodeURIComponent(sessionId)}`);
+  ui.connection.hidden = false;
+  await open(sessionId);
+  if (!ui.mySessions.hidden || listed.size > 0) {
+    listSocket ??= socket;
+    listSession(session, { first: true });
   }
+}
+
+/** The FAB announces the session it made active (web/js/fab.js, `sessionhub-active`). */
+function followActive() {
+  if (typeof BroadcastChannel === "undefined") return;
+  let switching = Promise.resolve();
+  new BroadcastChannel("sessionhub-active").addEventListener("message", (message) => {
+    const sessionId = message.data?.session_id;
+    if (typeof sessionId !== "string") return;
+    switching = switching
+      .then(() => (sessionId === session?.session_id ? null : switchTo(sessionId)))
+      .catch((err) => showNotice(`The active session could not be opened: ${err.message}`, { kind: "error", source: "live" }));
+  });
 }
 
 async function main() {
   ui.done.addEventListener("click", onDone);
   ui.process.addEventListener("click", onProcess);
+  // "New voice session" starts one here, with the page's recorder (the FAB's New); the link to
+  // the start page stays for a page without it.
+  $("empty-new").addEventListener("click", (event) => {
+    const fabNew = document.getElementById("fab-new");
+    if (!fabNew || fabNew.disabled) return;
+    event.preventDefault();
+    fabNew.click();
+  });
   const requested = pathSessionId();
+  if (requested === null) followActive();
   try {
     const sessionId = requested ?? (await activeSessionId());
     if (sessionId === null) {

@@ -4,7 +4,7 @@
  * exports as file downloads. Owner-only data (who clicked) comes from the HTTP review route;
  * live events after the review's offset are applied on top of it. Text goes in via textContent.
  */
-import { $, api, call, connect, download, showConnection, subscribeSession } from "./client.js";
+import { $, api, call, connect, download, showConnection, STREAM_CONNECTION_TEXT, subscribeSession } from "./client.js";
 import { STATE_LABELS, hms, idFromPath } from "./clip_format.js";
 import { OrphanBanner } from "./orphan_banner.js";
 
@@ -92,6 +92,8 @@ function renderHeader() {
   for (const button of document.querySelectorAll("[data-action]")) {
     button.hidden = !valid.includes(button.dataset.action);
   }
+  // An ended stream has no action left: no empty box where the buttons were.
+  document.querySelector(".state-actions").hidden = valid.length === 0;
 }
 
 async function onAction(event) {
@@ -141,12 +143,21 @@ function addToFeed(clip) {
 
 // --- review ---------------------------------------------------------------------------------
 
+/**
+ * Who clipped, the same live and after a reload: a signed-in viewer by name, a guest (whose id
+ * means nothing to a person, and which a live event does not carry) by its short viewer tag.
+ */
+function whoClipped(clip) {
+  const by = typeof clip.submitted_by === "string" ? clip.submitted_by : "";
+  return by && !by.startsWith("guest-") ? by : `viewer ${clip.viewer_tag}`;
+}
+
 function clipItem(clip) {
   const li = el("li", "review-clip");
   li.dataset.clipId = clip.clip_id;
   li.dataset.clipped = String(clip.clipped);
   const note = el("span", "note", clip.note);
-  const who = el("span", "muted who", clip.submitted_by ?? `viewer ${clip.viewer_tag}`);
+  const who = el("span", "muted who", whoClipped(clip));
   const toggle = el("button", "button small clip-toggle", clip.clipped ? "Unmark" : "Mark clipped");
   toggle.type = "button";
   toggle.addEventListener("click", () => update(clip.clip_id, { clipped: !clip.clipped }));
@@ -371,11 +382,11 @@ async function main() {
   renderHeader();
   show(ui.card, ui.review);
   orphanBanner.show(sessionId, session);
-  socket = connect({ onState: (state) => showConnection(ui.connection, state) });
+  socket = connect({ onState: (state) => showConnection(ui.connection, state, STREAM_CONNECTION_TEXT) });
   subscribeSession(socket, sessionId, {
     onSnapshot,
     onEvent,
-    onSubscribed: () => showConnection(ui.connection, "live"),
+    onSubscribed: () => showConnection(ui.connection, "live", STREAM_CONNECTION_TEXT),
     onError: (err) => notice(`Live updates stopped: ${err.message}`, "error"),
   });
 }

@@ -5,20 +5,26 @@
 import { signInWithLoginToken } from "./client.js";
 
 const status = document.getElementById("login-status");
+const heading = document.getElementById("login-heading");
+
+/** Signing in is over without success: the heading says so too, not "Signing in…". */
+function failed(title, text) {
+  heading.textContent = title;
+  document.title = `${title} · sessionhub`;
+  status.textContent = text;
+}
 const loginToken = new URLSearchParams(location.search).get("token");
 // The link works once; keep it out of the history and of any later Referer.
 history.replaceState(null, "", "/tg_auth");
 
 if (!loginToken) {
-  status.textContent = "This login link is incomplete. Ask the bot for a new one with /login.";
+  failed("Login link incomplete", "This login link is incomplete. Ask the bot for a new one with /login.");
 } else {
   signInWithLoginToken(loginToken).then(
     () => location.replace("/session"),
-    (err) => {
-      status.textContent =
-        err.code === "unauthorized"
-          ? "This login link was used already or has expired. Ask the bot for a new one with /login."
-          : `Signing in failed: ${err.message}`;
-    },
+    (err) =>
+      err.code === "unauthorized"
+        ? failed("Login link expired", "This login link was used already or has expired. Ask the bot for a new one with /login.")
+        : failed("Signing in failed", `Signing in failed: ${err.message}`),
   );
 }

@@ -4,19 +4,40 @@
  * duplicate). Failures that may pass (network, 401, 408, 429, 5xx) are retried with
  * exponential back-off; refusals that will not pass (400, 403, 404, 409, 413) drop the chunk
  * and are reported. Uploads run one at a time, oldest first.
+ *
+ * The chunk being recorded survives the page too (issue 23): each piece the recorder hands over
+ * is stored at once as a *partial* chunk, owned by the recording page (a Web Lock it holds while
+ * alive). A partial whose owner is gone (navigation, reload, tab closed or killed) becomes an
+ * ordinary upload on the next load of any page with the FAB. A partial and its finished chunk
+ * never both reach the queue: finishing deletes the partial in the same transaction, and a
+ * recovered partial is turned into an upload in one transaction too. A chunk sent twice anyway
+ * (acknowledged, but the page died before deleting it) is the same bytes, which the server stores
+ * once per session (same sha256: 200 `duplicate`).
  */
 import { getToken } from "./client.js";
 
 const DB_NAME = "sessionhub-fab";
 const STORE = "uploads";
+const PARTIALS = "partials"; // one record per chunk being recorded: {key, owner, session_id, ...}
+const PARTS = "parts"; // its pieces in order: {key, seq, blob}
+const OWNER_LOCK = "sessionhub-fab-page-";
+const RECOVER_EVERY_MS = 2000;
+const RECOVER_TRIES = 30;
+// Without Web Locks, a partial untouched this long is taken as abandoned.
+const STALE_PARTIAL_MS = 5000;
 const RETRY_BASE_MS = 1000;
 const RETRY_MAX_MS = 30_000;
 const TRANSIENT = new Set([401, 408, 425, 429]);
 
 function openDb() {
   return new Promise((resolve, reject) => {
-    const request = indexedDB.open(DB_NAME, 1);
-    request.onupgradeneeded = () => request.result.createObjectStore(STORE, { keyPath: "id", autoIncrement: true });
+    const request = indexedDB.open(DB_NAME, 2);
+    request.onupgradeneeded = () => {
+      const db = request.result;
+      if (!db.objectStoreNames.contains(STORE)) db.createObjectStore(STORE, { keyPath: "id", autoIncrement: true });
+      if (!db.objectStoreNames.contains(PARTIALS)) db.createObjectStore(PARTIALS, { keyPath: "key" });
+      if (!db.objectStoreNames.contains(PARTS)) db.createObjectStore(PARTS, { keyPath: ["key", "seq"] });
+    };
     request.onsuccess = () => resolve(request.result);
     request.onerror = () => reject(request.error);
   });
@@ -30,6 +51,47 @@ function inStore(db, mode, work) {
     tx.onerror = () => reject(tx.error);
     tx.onabort = () => reject(tx.error);
   });
+}
+
+/** One transaction over several stores: all of `work` happens, or none of it. */
+function inStores(db, names, mode, work) {
+  return new Promise((resolve, reject) => {
+    const tx = db.transaction(names, mode);
+    const stores = Object.fromEntries(names.map((name) => [name, tx.objectStore(name)]));
+    const result = work(stores);
+    tx.oncomplete = () => resolve(result);
+    tx.onerror = () => reject(tx.error);
+    tx.onabort = () => reject(tx.error);
+  });
+}
+
+function request(req) {
+  return new Promise((resolve, reject) => {
+    req.onsuccess = () => resolve(req.result);
+    req.onerror = () => reject(req.error);
+  });
+}
+
+function partsOf(key) {
+  return IDBKeyRange.bound([key, 0], [key, Number.MAX_SAFE_INTEGER]);
+}
+
+/** This page's id, held as a Web Lock for as long as the page lives (released when it goes). */
+const PAGE_ID = globalThis.crypto?.randomUUID?.() ?? `${Date.now()}-${Math.random()}`;
+const ownerHeld = navigator.locks
+  ? new Promise((resolve) => {
+      navigator.locks.request(OWNER_LOCK + PAGE_ID, () => {
+        resolve(true);
+        return new Promise(() => {}); // never settles: the lock goes with the page
+      });
+    })
+  : Promise.resolve(false);
+
+/** The owners (page ids) still alive, or null when this browser cannot tell. */
+async function liveOwners() {
+  if (!navigator.locks) return null;
+  const { held = [] } = await navigator.locks.query();
+  return new Set(held.map((lock) => lock.name).filter((name) => name.startsWith(OWNER_LOCK)).map((name) => name.slice(OWNER_LOCK.length)));
 }
 
 /** A refusal the server will repeat for this chunk: retrying cannot help. */
@@ -82,6 +144,84 @@ export class UploadQueue {
     this.attempt = 0;
     this.pending = 0;
     this.waiters = [];
+  }
+
+  /**
+   * Keep one more piece of the chunk being recorded (`meta`: session_id, start_ms, mime,
+   * filename); `at` is when the recorder handed it over. Calls for one chunk must be sequential.
+   */
+  async savePart(key, meta, seq, blob, at) {
+    await ownerHeld;
+    const db = await this.db;
+    await inStores(db, [PARTIALS, PARTS], "readwrite", (s) => {
+      s[PARTIALS].put({ ...meta, key, owner: PAGE_ID, end_ms: at, updated_at: Date.now() });
+      s[PARTS].put({ key, seq, blob });
+    });
+  }
+
+  /** The chunk `key` is complete as `item`: queue it and forget its partial, atomically. */
+  async finish(key, item) {
+    const db = await this.db;
+    await inStores(db, [STORE, PARTIALS, PARTS], "readwrite", (s) => {
+      if (item) s[STORE].add(item);
+      s[PARTIALS].delete(key);
+      s[PARTS].delete(partsOf(key));
+    });
+    this.kick();
+    await this.count();
+  }
+
+  /**
+   * Turn the partial chunks of pages that are gone into uploads (then upload them). Partials of
+   * pages still alive (another tab recording, or the page this one replaced, still unloading)
+   * are looked at again a little later. Returns how many chunks were recovered.
+   */
+  async recover(tries = RECOVER_TRIES) {
+    const db = await this.db;
+    const live = await liveOwners();
+    const partials = await inStores(db, [PARTIALS], "readonly", (s) => request(s[PARTIALS].getAll()));
+    let recovered = 0;
+    let waiting = 0;
+    for (const partial of partials) {
+      const abandoned = live ? !live.has(partial.owner) : Date.now() - partial.updated_at > STALE_PARTIAL_MS;
+      if (partial.owner === PAGE_ID || !abandoned) {
+        if (partial.owner !== PAGE_ID) waiting += 1;
+        continue;
+      }
+      const took = await inStores(db, [STORE, PARTIALS, PARTS], "readwrite", (s) => {
+        // Read again inside the write: two tabs recovering at once queue the chunk once.
+        const outcome = { done: false };
+        request(s[PARTIALS].get(partial.key)).then((current) => {
+          if (!current) return;
+          return request(s[PARTS].getAll(partsOf(partial.key))).then((parts) => {
+            if (parts.length > 0) {
+              const blobs = parts.sort((a, b) => a.seq - b.seq).map((p) => p.blob);
+              const endMs = Math.max(current.end_ms, current.start_ms);
+              s[STORE].add({
+                session_id: current.session_id,
+                blob: new Blob(blobs, { type: current.mime }),
+                filename: current.filename,
+                start_ms: current.start_ms,
+                end_ms: endMs,
+                duration_ms: endMs - current.start_ms,
+                recovered: true,
+              });
+              outcome.done = true;
+            }
+            s[PARTIALS].delete(partial.key);
+            s[PARTS].delete(partsOf(partial.key));
+          });
+        });
+        return outcome;
+      });
+      if (took.done) recovered += 1;
+    }
+    if (recovered) this.kick();
+    if (waiting && tries > 1) {
+      clearTimeout(this.recoverTimer);
+      this.recoverTimer = setTimeout(() => this.recover(tries - 1), RECOVER_EVERY_MS);
+    }
+    return recovered;
   }
 
   /** Persist a chunk, then upload it (with whatever is still waiting before it). */

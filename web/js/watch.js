@@ -5,7 +5,7 @@
  * stream's audience session, whose log carries state changes only (not every viewer's clip);
  * a reconnect catches up by offset (subscribeSession). Text goes in via textContent only.
  */
-import { $, api, call, connect, showConnection, subscribeSession } from "./client.js";
+import { $, api, call, connect, showConnection, STREAM_CONNECTION_TEXT, subscribeSession } from "./client.js";
 import { STATE_LABELS, freshId, hms, idFromPath } from "./clip_format.js";
 import { OrphanBanner } from "./orphan_banner.js";
 
@@ -193,13 +193,15 @@ function apply(event) {
   orphanBanner.edited(); // the streamer changed the stream: active again
   if (event.type === "stream_state" && typeof event.data?.state === "string") {
     session = { ...session, state: event.data.state };
+    // "Clipped! …" was about the stream as it was: with clips off it would read as still valid.
+    if (session.state !== "active" && ui.confirmation.dataset.kind === "info") confirm("");
     render();
   }
 }
 
 function connectionChanged(state) {
   live = state === "live";
-  showConnection(ui.connection, state);
+  showConnection(ui.connection, state, STREAM_CONNECTION_TEXT);
   updateButton();
 }
 

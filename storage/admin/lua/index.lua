@@ -32,7 +32,8 @@ redis.call('ZADD', created_all_key, created_ms, session_id)
 redis.call('ZADD', accessed_kind_key, created_ms, session_id)
 redis.call('ZADD', accessed_all_key, created_ms, session_id)
 redis.call('ZADD', updated_key, created_ms, session_id)
--- Sized 0 until first touched (the record is written after this step), so size sorts list it.
+-- Sized 0 until measured (the record is written after this step; a pattern is measured right
+-- after, SessionDirectory.record_size, others at their first touch), so size sorts list it.
 redis.call('ZADD', size_key, 0, session_id)
 -- Every session is in the remix index from the start, so a sort by remix count lists all of
 -- them; a remix later raises its score (PatternSessions.count_remix, ZADD XX GT).

@@ -9,6 +9,12 @@
 --   ARGV[10] the statuses it may be entered from, comma separated, wrapped in commas
 --            (",ready,paused,"); the transition table lives in storage/voice/repository.py
 --   ARGV[11] event type (session_status)
+--   KEYS[4]  the session's recording lease (storage/voice/recording.py)
+--   ARGV[12] the lease holder (node and connection), or '' to leave the lease alone
+--   ARGV[13] the lease's time to live, ms
+-- With a holder, entering recording/cutting gives it the lease (also when the status stays:
+-- a reconnected recorder takes its lease over) and any other status ends the lease, in the
+-- same step as the change: no moment shows a recording without a lease.
 -- Returns {offset, previous} (offset 0: already in that status) or {false, code, previous}.
 local session_key = KEYS[3]
 local performer = ARGV[6]
@@ -17,6 +23,9 @@ local may_update = ARGV[8]
 local status = ARGV[9]
 local allowed_from = ARGV[10]
 local event_type = ARGV[11]
+local lease_key = KEYS[4]
+local holder = ARGV[12]
+local lease_ms = ARGV[13]
 
 local refused = check_owner_access(session_key, 'voice', performer, read_scope, may_update)
 if refused then
@@ -26,11 +35,23 @@ if redis.call('HGET', session_key, 'owner_id') ~= performer then
   return {false, 'forbidden', ''}
 end
 local previous = redis.call('HGET', session_key, 'status')
+local function take_lease()
+  if holder == '' then
+    return
+  end
+  if status == 'recording' or status == 'cutting' then
+    redis.call('SET', lease_key, holder, 'PX', lease_ms)
+  else
+    redis.call('DEL', lease_key)
+  end
+end
 if previous == status then
+  take_lease()
   return {0, previous}
 end
 if not string.find(allowed_from, ',' .. previous .. ',', 1, true) then
   return {false, 'invalid_state', previous}
 end
+take_lease()
 redis.call('HSET', session_key, 'status', status, 'updated_at', now_ms)
 return {append_event(event_type, cjson.encode({status = status, previous = previous})), previous}

@@ -1,0 +1,90 @@
+"""Recording leases: the server never shows a recording that nobody is making (issue 23).
+
+A recorder that sets ``recording`` (or ``cutting``) over Socket.IO takes the session's lease
+(``rec_lease``, a string naming its node and connection, with a TTL) in the same step as the
+status. Its node renews the lease while the connection lives and ends it when the connection
+goes, which pauses the session at once. When the node itself dies, nobody renews: the lease runs
+out and the sweeper of any node pauses the session. Either way the change is the ordinary
+``session_status`` event (with ``reason: "recorder_gone"``), so every subscriber hears it.
+
+The sweeper finds candidates in one sorted set (``voice:recording_due``), scored by when to look.
+A session enters it before its lease is taken (so a node dying between the two steps leaves an
+entry, never an unswept lease), and a sweep that finds the lease still held looks again when it
+would run out. The set lives apart from the sessions' keys (on Redis Cluster its own shard), so
+claiming and settling are steps of their own, as for the listening sweeper.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from redis.asyncio import Redis
+
+from protocol import events as etypes
+from storage.clock import Clock
+from storage.events import EventLog
+from storage.keys import Keys
+from storage.scripts import event_script, plain_script
+
+# How long a node holds a claimed entry before another node may sweep it (its sweep is quick).
+SWEEP_CLAIM_MS = 10_000
+
+
+class RecordingLeases:
+    """The recording leases of voice sessions: renew, release, sweep."""
+
+    def __init__(self, *, redis: Redis, keys: Keys, log: EventLog, clock: Clock, lease_ms: int) -> None:
+        self._redis = redis
+        self._keys = keys
+        self._log = log
+        self._clock = clock
+        self.lease_ms = lease_ms
+        self._end = event_script(redis, "voice/recording_end.lua")
+        self._renew = plain_script(redis, "voice/recording_renew.lua")
+        # The due-set steps are the listening sweeper's: generic over any "id by due time" zset.
+        self._claim = plain_script(redis, "listening/due_claim.lua")
+        self._settle = plain_script(redis, "listening/due_settle.lua")
+
+    async def schedule(self, session_id: str) -> None:
+        """Put the session in the sweeper's set, due when a lease taken now would run out."""
+        # A plain overwrite: an entry a node has claimed meanwhile then no longer carries its
+        # claim's score, so that node's settle keeps it (due_settle.lua) instead of removing it.
+        due = self._clock.now_ms() + self.lease_ms
+        await self._redis.zadd(self._keys.voice_recording_due(), {session_id: due})
+
+    async def renew(self, session_id: str, holder: str) -> bool:
+        """Extend ``holder``'s lease; False when it holds it no more (stop renewing)."""
+        k = self._keys
+        renewed = await self._renew(
+            keys=[k.session(session_id), k.voice_recording_lease(session_id)], args=[holder, self.lease_ms]
+        )
+        return bool(renewed)
+
+    async def release(self, session_id: str, holder: str) -> int:
+        """``holder`` went away: end its lease and pause the session; the event's offset or 0."""
+        result = await self._run_end(session_id, "release", holder)
+        return int(result[0])
+
+    async def sweep_due(self, *, limit: int = 100) -> tuple[int, int]:
+        """Pause the sessions whose lease ran out: (entries claimed, sessions paused)."""
+        now = self._clock.now_ms()
+        claim_until = now + SWEEP_CLAIM_MS
+        due_key = self._keys.voice_recording_due()
+        claimed: Any = await self._claim(keys=[due_key], args=[now, claim_until, limit])
+        paused = 0
+        for raw in claimed:
+            session_id = raw.decode() if isinstance(raw, bytes) else str(raw)
+            offset, remaining = await self._run_end(session_id, "sweep", "")
+            paused += int(offset) > 0
+            next_due = str(now + int(remaining)) if int(remaining) > 0 else ""
+            await self._settle(keys=[due_key], args=[session_id, claim_until, next_due])
+        return len(claimed), paused
+
+    async def _run_end(self, session_id: str, mode: str, holder: str) -> list[Any]:
+        k = self._keys
+        return await self._log.run(
+            self._end,
+            session_id,
+            keys=[k.session(session_id), k.voice_recording_lease(session_id)],
+            args=[mode, holder, etypes.SESSION_STATUS],
+        )

@@ -1,0 +1,110 @@
+"""Recording leases: no session shows a recording that nobody is making (issue 23)."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest_asyncio
+from redis.asyncio import Redis
+
+from storage.voice.repository import Performer
+from tests.conftest import start_server
+from tests.helpers import Client, RedisProcess, ServerUnderTest
+
+LEASE_MS = 1200
+OWNER = Performer(user_id="alice", read_scope="own", may_update=True)
+
+
+@pytest_asyncio.fixture
+async def two_nodes(redis: Redis, redis_process: RedisProcess, tmp_path: Path) -> AsyncIterator[list[ServerUnderTest]]:
+    """Two nodes on one Redis, with a short recording lease."""
+    nodes = [
+        await start_server(redis_process.url, tmp_path / f"node{i}", voice_recording_lease_ms=LEASE_MS) for i in range(2)
+    ]
+    yield nodes
+    for node in nodes:
+        await node.stop()
+
+
+def statuses(client: Client) -> list[dict[str, object]]:
+    return [event["data"] for event in client.named("session_status")]
+
+
+async def recording_on(node: ServerUnderTest, clients: list[Client], session_id: str) -> Client:
+    recorder = Client(node.url, node.token("alice"))
+    clients.append(recorder)
+    await recorder.connect()
+    ack = await recorder.call("set_session_status", {"session_id": session_id, "status": "recording"})
+    assert ack["ok"] and ack["status"] == "recording", ack
+    return recorder
+
+
+async def test_the_recorders_connection_going_pauses_the_session_for_every_subscriber(
+    two_nodes: list[ServerUnderTest], clients: list[Client]
+) -> None:
+    first, second = two_nodes
+    session_id = await first.create_session("alice")
+    watcher = await second.subscriber(clients, session_id)  # on the other node
+    recorder = await recording_on(first, clients, session_id)
+    await watcher.wait_for(lambda: {"status": "recording", "previous": "ready"} in statuses(watcher))
+
+    went = time.monotonic()
+    await recorder.close()
+    await watcher.wait_for(lambda: statuses(watcher)[-1]["status"] == "paused", timeout=3)
+    assert statuses(watcher)[-1] == {"status": "paused", "previous": "recording", "reason": "recorder_gone"}
+    assert time.monotonic() - went < 3
+    session = await first.services.voice.get(session_id)
+    assert session is not None and session.status == "paused"
+    assert not await first.services.redis.exists(first.services.keys.voice_recording_lease(session_id))
+
+
+async def test_a_lease_nobody_renews_runs_out_and_any_node_pauses_the_session(
+    two_nodes: list[ServerUnderTest], clients: list[Client]
+) -> None:
+    first, second = two_nodes
+    session_id = await first.create_session("alice")
+    watcher = await second.subscriber(clients, session_id)
+    # What a killed node leaves behind: the lease of a holder that no live node renews.
+    services = first.services
+    await services.redis.zadd(services.keys.voice_recording_due(), {session_id: services.clock.now_ms() + LEASE_MS})
+    await services.voice.set_status(session_id, "recording", OWNER, holder="killed-node:sid", lease_ms=LEASE_MS)
+    set_at = time.monotonic()
+    await watcher.wait_for(lambda: bool(statuses(watcher)) and statuses(watcher)[-1]["status"] == "paused", timeout=5)
+    waited = time.monotonic() - set_at
+    # Not before the lease ran out, and within the lease plus a sweep interval (and slack).
+    assert LEASE_MS / 1000 * 0.9 <= waited < LEASE_MS / 1000 + 1.5, waited
+    assert statuses(watcher)[-1] == {"status": "paused", "previous": "recording", "reason": "recorder_gone"}
+
+
+async def test_a_renewed_lease_keeps_the_recording(two_nodes: list[ServerUnderTest], clients: list[Client]) -> None:
+    first, second = two_nodes
+    session_id = await first.create_session("alice")
+    watcher = await second.subscriber(clients, session_id)
+    await recording_on(first, clients, session_id)
+    await watcher.wait_for(lambda: bool(statuses(watcher)))
+    # Three leases long, the sweepers look and find it renewed each time (the due entry moves on).
+    due_key = first.services.keys.voice_recording_due()
+    start = await first.services.redis.zscore(due_key, session_id)
+    assert start is not None
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        score = await first.services.redis.zscore(due_key, session_id)
+        if score is not None and score > start + 2 * LEASE_MS:
+            break
+        await asyncio.sleep(0.1)
+    else:
+        raise AssertionError("the sweepers never looked at the lease again")
+    assert [s["status"] for s in statuses(watcher)] == ["recording"]
+    session = await first.services.voice.get(session_id)
+    assert session is not None and session.status == "recording"
+
+    # Pausing by hand ends the lease with the status: nothing is swept later.
+    recorder = clients[-1]
+    await recorder.call("set_session_status", {"session_id": session_id, "status": "paused"})
+    assert not await first.services.redis.exists(first.services.keys.voice_recording_lease(session_id))
+    await recorder.close()
+    await watcher.wait_for(lambda: len(statuses(watcher)) == 2)
+    assert [s["status"] for s in statuses(watcher)] == ["recording", "paused"]
