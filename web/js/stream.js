@@ -191,12 +191,16 @@ async function update(clipId, change) {
 function momentItem(moment) {
   const li = el("li", "moment");
   li.dataset.count = String(moment.count);
+  // Separators in the text itself, not only in CSS: copied or read aloud, the line must not
+  // run the timestamp into the count ("0:00:032 clicks").
   li.append(
     el("span", "offset", hms(moment.first_offset_ms)),
+    " · ",
     el("span", "count", `${moment.count} click${moment.count === 1 ? "" : "s"}`),
+    " · ",
     el("span", "muted", `median ${hms(moment.median_offset_ms)}`),
-    el("span", "note", moment.notes.join(" / ")),
   );
+  if (moment.notes.length) li.append(" · ", el("span", "note", moment.notes.join(" / ")));
   return li;
 }
 
