@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
 
 from auth.claims import Claims
+
+# What a connection leaves behind to undo when it closes (a pattern player's presence).
+Farewell = Callable[[], Awaitable[object]]
 
 
 @dataclass(slots=True)
@@ -35,6 +39,8 @@ class Connection:
     sid: str
     claims: Claims
     bucket: TokenBucket
+    # Run once the socket has closed, by name (a second join of one session replaces the first).
+    farewells: dict[str, Farewell] = field(default_factory=dict)
 
 
 class Connections:

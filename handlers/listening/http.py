@@ -107,6 +107,7 @@ class ListeningRoutes:
         body = validate(ReportBody, await self._body(request))
         await self._write_budget(claims)
         history_id = await self._h.ensure(claims.sub)
+        self._s.sessions.used(history_id)
         return web.json_response(await actions.report(self._h, claims, history_id, body))
 
     async def upload(self, request: web.Request) -> web.Response:
@@ -116,6 +117,7 @@ class ListeningRoutes:
         body = validate(UploadBody, await self._body(request))
         await self._write_budget(claims)
         history_id = await self._h.ensure(claims.sub)
+        self._s.sessions.used(history_id)
         ack = await actions.upload(self._h, self._s.clock, claims, history_id, body)
         return web.json_response(ack, status=201 if ack["action"] == "uploaded" else 200)
 

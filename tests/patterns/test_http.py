@@ -113,7 +113,7 @@ async def test_a_body_that_is_not_json_gives_a_default_session(http: aiohttp.Cli
         ({"tempo": 250}, "tempo"),
         ({"tempo": True}, "tempo"),
         ({"swing": "10"}, "swing"),
-        ({"loopRegion": {"start": 9, "end": 2}}, "loopRegion.end"),
+        ({"loopRegion": {"start": 9, "end": 2}}, "loopRegion.start"),
         ({"loopRegion": {"start": 1.5, "end": 2}}, "loopRegion.start"),
         ({"effects": {"reverb": 1}}, "effects.reverb"),
         ({"scale": {"root": "H", "scaleId": "minor", "locked": True}}, "scale.root"),

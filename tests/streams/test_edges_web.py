@@ -3,6 +3,8 @@ moment's line keeps its parts apart in the text itself."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from playwright.async_api import Page, expect
 
 from tests.browser import Tab
@@ -45,3 +47,29 @@ async def test_moment_line_separates_offset_and_count(server: ServerUnderTest, t
     await expect(line).to_have_count(1)
     text = await line.text_content()
     assert text is not None and " · 2 clicks · median " in text, text
+
+
+async def test_dashboard_exports_csv_for_excel_and_breaks_kept(
+    server: ServerUnderTest, tab: Tab, clients: list[Client], tmp_path: Path
+) -> None:
+    clock = server.services.clock
+    session_id, _ = await started(server, clients)
+    try:
+        clock.shift_ms = 20_000
+        viewer = await connect(server, clients, "v1")
+        assert (await viewer.call("clip_submit", {"session_id": session_id, "note": "café"}))["ok"] is True
+    finally:
+        clock.shift_ms = 0
+    await tab.use_token(server.token("alice"))
+    page = await _live(tab, f"/streams/{session_id}")
+    await page.locator("#format-select").select_option("csv-excel")
+    async with page.expect_download() as download_info:
+        await page.locator("#export-button").click()
+    saved = tmp_path / "excel.csv"
+    await (await download_info.value).save_as(saved)
+    assert saved.read_bytes().startswith(b"\xef\xbb\xbfsegment_index,")
+    await page.locator("#format-select").select_option("json")
+    await page.locator("#timeline-select").select_option("kept")
+    async with page.expect_download() as download_info:
+        await page.locator("#export-button").click()
+    assert (await download_info.value).suggested_filename.endswith("-clips.json")

@@ -334,11 +334,34 @@ function filenameOf(response) {
   return match ? match[1] : "export.txt";
 }
 
+async function download(query) {
+  // A plain link cannot carry the bearer token: fetch, then hand the file to the browser.
+  const response = await fetch(`/api/streams/${sessionId}/export?${query}`, {
+    headers: { Authorization: `Bearer ${await getToken()}` },
+  });
+  if (!response.ok) {
+    const body = await response.json().catch(() => null);
+    throw new ApiError(body?.error ?? `http_${response.status}`, body?.message ?? response.statusText, response.status);
+  }
+  const url = URL.createObjectURL(await response.blob());
+  const link = el("a");
+  link.href = url;
+  link.download = filenameOf(response);
+  document.body.append(link);
+  link.click();
+  link.remove();
+  setTimeout(() => URL.revokeObjectURL(url), 10_000);
+  return Number.parseInt(response.headers.get("X-Export-Parts") ?? "1", 10) || 1;
+}
+
 async function onExport(event) {
   event.preventDefault();
   ui.exportError.hidden = true;
+  const chosen = $("format-select").value;
   const query = new URLSearchParams({
-    format: $("format-select").value,
+    format: chosen === "csv-excel" ? "csv" : chosen,
+    bom: chosen === "csv-excel" ? "1" : "0",
+    timeline: $("timeline-select").value,
     of: $("of-select").value,
     only: $("only-select").value,
     fps: $("fps-select").value,
@@ -346,22 +369,12 @@ async function onExport(event) {
     sort: ui.sort.value,
   });
   try {
-    // A plain link cannot carry the bearer token: fetch, then hand the file to the browser.
-    const response = await fetch(`/api/streams/${sessionId}/export?${query}`, {
-      headers: { Authorization: `Bearer ${await getToken()}` },
-    });
-    if (!response.ok) {
-      const body = await response.json().catch(() => null);
-      throw new ApiError(body?.error ?? `http_${response.status}`, body?.message ?? response.statusText, response.status);
+    // An EDL holds at most 999 events: past that the server splits it, and each part is a file.
+    let parts = 1;
+    for (let part = 1; part <= parts; part += 1) {
+      query.set("part", String(part));
+      parts = await download(query);
     }
-    const url = URL.createObjectURL(await response.blob());
-    const link = el("a");
-    link.href = url;
-    link.download = filenameOf(response);
-    document.body.append(link);
-    link.click();
-    link.remove();
-    setTimeout(() => URL.revokeObjectURL(url), 10_000);
   } catch (err) {
     ui.exportError.textContent = `Export failed: ${err.message}`;
     ui.exportError.hidden = false;
