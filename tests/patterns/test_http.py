@@ -173,6 +173,7 @@ async def test_put_replaces_the_state_and_refuses_incomplete_or_unknown(
         answer = await response.json()
         assert answer["id"] == session_id and answer["trackCount"] == 1 and answer["updatedAt"] > 0
         assert response.headers["ETag"].endswith(':2"')
+    await server.services.sessions.settle()  # the PUT's access is recorded in the background
     before = await stored_fields(server, session_id)
     async with http.put(f"/api/sessions/{session_id}", json={"state": {"tracks": []}}) as response:
         assert response.status == 400
