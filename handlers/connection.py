@@ -7,6 +7,9 @@ from dataclasses import dataclass, field
 
 from auth.claims import Claims
 
+# What a connection leaves behind to undo when it closes (a pattern player's presence).
+Farewell = Callable[[], Awaitable[object]]
+
 
 @dataclass(slots=True)
 class TokenBucket:
@@ -36,8 +39,9 @@ class Connection:
     sid: str
     claims: Claims
     bucket: TokenBucket
-    # Run once when the connection goes (e.g. ending the recording lease it holds).
-    on_close: list[Callable[[], Awaitable[None]]] = field(default_factory=list)
+    # Run once the socket has closed, by name (a second join of one session replaces the first):
+    # a pattern player's presence, the recording lease it holds.
+    farewells: dict[str, Farewell] = field(default_factory=dict)
 
 
 class Connections:

@@ -43,13 +43,15 @@ class ConnectionEvents:
         self._s.metrics.connected()
 
     async def disconnect(self, sid: str, reason: Any = None) -> None:
-        """Leave every room, forget the connection and run what it asked to run when it goes."""
+        """Leave every room, forget the connection, then undo what it left behind: its presence
+        in pattern sessions (the server saw it go, so the others see it leave now, not after
+        the presence TTL) and the recording lease it held."""
         self._s.bus.leave_all(sid)
         connection = self._connections.get(sid)
         if self._connections.remove(sid):  # a refused connection was never counted
             self._s.metrics.disconnected()
-        for hook in connection.on_close if connection else ():
+        for name, farewell in (connection.farewells.items() if connection else ()):
             try:
-                await hook()
-            except Exception:  # one failed clean-up must not skip the others
-                log.exception("a clean-up after connection %s failed", sid)
+                await farewell()
+            except Exception:  # one failed farewell must not keep the others; the TTL still ends it
+                log.warning("farewell %s of %s failed", name, sid, exc_info=True)

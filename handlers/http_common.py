@@ -16,8 +16,11 @@ from handlers.errors import to_http
 from handlers.metrics import METRICS_KEY
 from protocol.errors import CodedError, ErrorCode
 from storage.clock import Clock
+from storage.sessions import SessionDirectory
 
 RouteHandler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+# Where a request naming a session is a use of it (the API routes of every capability).
+USE_PREFIXES = ("/api/", "/voicebot/")
 
 # A JSON body (at most SESSIONHUB_MAX_PAYLOAD_BYTES) that takes longer than this is refused.
 BODY_READ_TIMEOUT_S = 10.0
@@ -100,6 +103,24 @@ class AnsweredUpgrade:
 
 # Called once per such handshake: whatever counts or logs HTTP requests registers here too.
 UPGRADE_HOOKS = web.AppKey("upgrade_hooks", list[Callable[[AnsweredUpgrade], None]])
+
+
+def session_use_middleware(sessions: SessionDirectory) -> Any:
+    """Middleware: a successful API request on a route naming ``{session_id}`` is a use of that
+    session, so an access (seed 001), recorded in the background and throttled
+    (``SessionDirectory.used``). Operators' ``/admin`` routes look without touching (inspecting
+    an orphan must not revive it), and so do the HTML pages: a page's own load of the session
+    is its access, and must learn whether the session was an orphan before it."""
+
+    @web.middleware
+    async def session_use(request: web.Request, handler: RouteHandler) -> web.StreamResponse:
+        response = await handler(request)
+        session_id = request.match_info.get("session_id")
+        if session_id and response.status < 400 and request.path.startswith(USE_PREFIXES):
+            sessions.used(session_id)
+        return response
+
+    return session_use
 
 
 def guarded(handler: RouteHandler) -> RouteHandler:

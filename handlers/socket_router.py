@@ -37,6 +37,15 @@ log = logging.getLogger(__name__)
 Handler = Callable[[Connection, dict[str, Any]], Awaitable[dict[str, Any]]]
 
 
+def _with_seq(ack: dict[str, Any], data: Any) -> dict[str, Any]:
+    """An error ack names the request's ``seq`` (a whole number) whatever refused it, the rate
+    limit included, so a client matching acks by sequence number knows which one failed."""
+    seq = data.get("seq") if isinstance(data, dict) else None
+    if isinstance(seq, int) and not isinstance(seq, bool) and 0 <= seq <= 2**53 and "seq" not in ack:
+        return {**ack, "seq": seq}
+    return ack
+
+
 class SocketRouter:
     """Guards and registers event handlers on one Socket.IO server."""
 
@@ -74,11 +83,13 @@ class SocketRouter:
                     hold = bus.hold(session_id)
                 result = await handler(connection, payload)
                 outcome = OK
+                if session_id:
+                    self._services.sessions.used(session_id)  # every use is an access (seed 001)
                 return {"ok": True, **result}
             except Exception as exc:  # every failure becomes an ack, never a stack trace
                 ack = to_ack(exc, metrics=metrics)
                 outcome = ack["error"]
-                return ack
+                return _with_seq(ack, data)
             finally:
                 if hold is not None:
                     # After the ack: python-socketio writes it before this task yields again.

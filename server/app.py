@@ -20,7 +20,7 @@ from handlers.connection import Connections
 from handlers.connection_events import ConnectionEvents
 from handlers.context import Services
 from handlers.health import HealthRoutes
-from handlers.http_common import UPGRADE_HOOKS
+from handlers.http_common import UPGRADE_HOOKS, session_use_middleware
 from handlers.home import HomeRoutes
 from handlers.patterns import capability as patterns
 from handlers.patterns.config import PatternConfig
@@ -135,6 +135,7 @@ def build_app(settings: Settings, *, services: Services) -> web.Application:
     app[METRICS_KEY] = services.metrics
     app[UPGRADE_HOOKS] = []
     app[IDLE_TIMEOUT_KEY] = settings.http_idle_timeout_s
+    app.middlewares.append(session_use_middleware(services.sessions))
     sio.attach(app, SOCKETIO_PATH.strip("/"))
     add_routes(app, services, sio, bus, capabilities(settings))
 

@@ -29,6 +29,12 @@ class Keys:
         """Hash with the log's ``epoch`` and last ``offset``."""
         return f"{self.prefix}:{{{session_id}}}:logmeta"
 
+    def pattern_op_seen(self, session_id: str, client_id: str) -> str:
+        """String: a live-editing client's last applied op in a pattern session, ``<seq>|<offset>``
+        (expires; the idempotency of retried ops)."""
+        return f"{self.prefix}:{{{session_id}}}:opseen:{client_id}"
+
+
     def materials(self, session_id: str) -> str:
         """List of the materials attached to a voice session (JSON objects, oldest first)."""
         return f"{self.prefix}:{{{session_id}}}:materials"

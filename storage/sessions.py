@@ -99,6 +99,7 @@ class SessionDirectory:
         self._admin_index = plain_script(redis, "admin/index.lua")
         self._admin_remove = plain_script(redis, "admin/remove.lua")
         self._admin_touch = plain_script(redis, "admin/touch.lua")
+        self._accessed_script = plain_script(redis, "core/accessed.lua")
         self._touched_ms: dict[str, int] = {}
         self._known: dict[str, SessionMeta] = {}
         self._pending: set[asyncio.Task[int | None]] = set()
@@ -144,6 +145,28 @@ class SessionDirectory:
             task = asyncio.create_task(self._record(meta.session_id, meta.kind, created_ms=meta.created_ms))
             self._pending.add(task)
             task.add_done_callback(self._pending.discard)
+
+    def used(self, session_id: str) -> None:
+        """A use of the session through its API or events (a read, a change, a report): an
+        access (seed 001), recorded in the background at most once per
+        :data:`TOUCH_INTERVAL_MS` per session on this node, so a busy session costs no write
+        per event. Nothing happens for an id that names no session."""
+        if self._closing or not self._due(session_id):
+            return
+        task = asyncio.create_task(self._record_use(session_id))
+        self._pending.add(task)
+        task.add_done_callback(self._pending.discard)
+
+    async def _record_use(self, session_id: str) -> int | None:
+        try:
+            found: Any = await self._redis.hmget(self._keys.session(session_id), "kind", "created_at")  # type: ignore[misc]
+        except (RedisError, OSError) as exc:
+            log.warning("recording a use of %s failed: %s", session_id, exc)
+            return None
+        kind, created_at = found
+        if not kind:
+            return None
+        return await self._record(session_id, str(kind), created_ms=int(created_at or 0))
 
     async def index(self, *, session_id: str, owner_id: str, created_ms: int, kind: str = "") -> None:
         """Add a new session to the global index, its owner's and (given its ``kind``) the admin ones.
@@ -252,6 +275,8 @@ class SessionDirectory:
             if size == 0:
                 return None  # the record is gone (deleted meanwhile): never index it again
             k = self._keys
+            # In the session's own record too, for the orphan deletion's atomic re-check.
+            await self._accessed_script(keys=[k.session(session_id)], args=[now_ms])
             recorded, previous = await self._admin_touch(
                 keys=[
                     k.admin_kind_of(),

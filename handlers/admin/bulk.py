@@ -118,10 +118,15 @@ class BulkRoutes:
             # Accessed since the count (a user came back to it): no longer an orphan, kept.
             if not await self._recalc.still_orphan(session_id, older_than_days):
                 continue
+            bound_ms = self._s.clock.now_ms() - older_than_days * 86_400_000
             try:
-                await self._deleter.delete(session_id, actor=claims.sub, known_kinds_only=False)
+                await self._deleter.delete(
+                    session_id, actor=claims.sub, known_kinds_only=False, orphan_bound_ms=bound_ms
+                )
                 deleted += 1
             except CodedError as exc:
+                if exc.code is ErrorCode.CONFLICT:
+                    continue  # used since the index said orphan (the script re-checked): kept
                 if exc.code is not ErrorCode.SESSION_NOT_FOUND:
                     raise
                 # Gone meanwhile (deleted by its owner): drop any index entry it left.

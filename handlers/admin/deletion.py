@@ -36,24 +36,29 @@ class SessionDeleter:
         self._s = services
         self._store = store
 
-    async def delete(self, session_id: str, *, actor: str, known_kinds_only: bool = True) -> Deleted:
+    async def delete(
+        self, session_id: str, *, actor: str, known_kinds_only: bool = True, orphan_bound_ms: int | None = None
+    ) -> Deleted:
         """Delete the session and what it owns; ``session_not_found`` when there is none.
 
         With ``known_kinds_only``, a kind this server does not serve is ``session_not_found``
-        too (as for every route); without, its record and log are deleted all the same.
+        too (as for every route); without, its record and log are deleted all the same. With
+        ``orphan_bound_ms``, a session accessed after it is kept (``conflict``).
         """
         record: dict[str, str] = await self._s.redis.hgetall(self._s.keys.session(session_id))  # type: ignore[assignment,misc]
         kind = self._s.kinds.get(record.get("kind", ""))
         if not record.get("kind") or (kind is None and known_kinds_only):
             raise CodedError(ErrorCode.SESSION_NOT_FOUND, "no such session")
         if kind is None:  # a kind this server does not serve: its record and log only
-            offset = await self._store.delete(session_id, extra_keys=[], actor=actor)
+            offset = await self._store.delete(session_id, extra_keys=[], actor=actor, orphan_bound_ms=orphan_bound_ms)
         else:
             extra = kind.owned_keys(session_id)
             offset = await delete_owing(
                 self._s,
                 session_id,
-                lambda _: self._store.delete(session_id, extra_keys=extra, actor=actor),
+                lambda _: self._store.delete(
+                    session_id, extra_keys=extra, actor=actor, orphan_bound_ms=orphan_bound_ms
+                ),
                 record=record,
             )
         return Deleted(kind=record["kind"], owner_id=record.get("owner_id", ""), offset=offset)

@@ -12,6 +12,10 @@ from storage.listening.repository import ListeningHistories
 from storage.listening.model import Outcome, Report, Upload
 
 HISTORY_URL = "/history"
+# Offline players' clocks drift: an upload may end this far in the future (it is clamped to now).
+UPLOAD_CLOCK_SKEW_MS = 5_000
+# An upload older than this is a broken clock (1970), not a history.
+UPLOAD_MAX_AGE_MS = 366 * 86_400_000
 
 
 def writer(claims: Claims) -> str:
@@ -28,7 +32,9 @@ def _meta(body: ReportBody | UploadBody) -> dict[str, Any] | None:
 
 
 def outcome_ack(history_id: str, outcome: Outcome, meta: dict[str, Any] | None) -> dict[str, Any]:
-    """The ack of a report or an upload."""
+    """The ack of a report or an upload, with the item's metadata as stored (a report without
+    ``item`` shows what the history shows)."""
+    meta = outcome.meta if outcome.meta is not None else meta
     return {
         "session_id": history_id,
         "action": outcome.action,
@@ -55,8 +61,15 @@ async def upload(
     histories: ListeningHistories, clock: Clock, claims: Claims, history_id: str, body: UploadBody
 ) -> dict[str, Any]:
     """Store an offline player's finished session (idempotent by ``client_id``)."""
-    if body.ended_at > clock.now_ms():
+    now_ms = clock.now_ms()
+    if body.ended_at > now_ms + UPLOAD_CLOCK_SKEW_MS:
         raise CodedError(ErrorCode.INVALID_PAYLOAD, "ended_at is in the future")
+    if body.started_at < now_ms - UPLOAD_MAX_AGE_MS:
+        raise CodedError(ErrorCode.INVALID_PAYLOAD, "started_at is more than a year ago")
+    # A device clock a little ahead is clamped, not refused: its session ended "now".
+    ended_at = min(body.ended_at, now_ms)
+    if ended_at <= body.started_at:
+        raise CodedError(ErrorCode.INVALID_PAYLOAD, "started_at is in the future")
     meta = _meta(body)
     outcome = await histories.upload(
         history_id,
@@ -66,7 +79,7 @@ async def upload(
             device_id=body.device_id,
             client_id=body.client_id,
             started_at=body.started_at,
-            ended_at=body.ended_at,
+            ended_at=ended_at,
             meta=meta,
         ),
     )

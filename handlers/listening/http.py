@@ -107,16 +107,19 @@ class ListeningRoutes:
         body = validate(ReportBody, await self._body(request))
         await self._write_budget(claims)
         history_id = await self._h.ensure(claims.sub)
+        self._s.sessions.used(history_id)
         return web.json_response(await actions.report(self._h, claims, history_id, body))
 
     async def upload(self, request: web.Request) -> web.Response:
-        """An offline player's finished session: 201 when stored, 200 for a repeat."""
+        """An offline player's finished session: 201 when stored, 200 for a repeat or a session
+        under the minimum length (dropped, ``action: deleted``)."""
         claims = self._claims(request)
         body = validate(UploadBody, await self._body(request))
         await self._write_budget(claims)
         history_id = await self._h.ensure(claims.sub)
+        self._s.sessions.used(history_id)
         ack = await actions.upload(self._h, self._s.clock, claims, history_id, body)
-        return web.json_response(ack, status=200 if ack["duplicate"] else 201)
+        return web.json_response(ack, status=201 if ack["action"] == "uploaded" else 200)
 
     async def sessions(self, request: web.Request) -> web.Response:
         """Sessions newest first: ``?limit``, ``?cursor``, ``?item_id``, ``?from``/``?to`` (ms)."""

@@ -8,6 +8,7 @@ id) and ``seq`` (its own sequence number).
 from __future__ import annotations
 
 import json
+from functools import partial
 from typing import Annotated, Any
 
 from pydantic import Field
@@ -20,9 +21,12 @@ from handlers.patterns.state import StepIndex, Strict, TrackId, bounded_text
 from handlers.payloads import SessionRef, validate
 from handlers.socket_router import SocketRouter
 from protocol.errors import CodedError, ErrorCode
-from storage.patterns.repository import PatternSessions
+from storage.patterns.repository import OpSender, PatternSessions
 
 PlayerName = bounded_text(32)
+# Room for a PUT body's wrapper (`{"state": …}`) and encoders' differences: a state live edits
+# leave behind can always be saved with PUT.
+STATE_BODY_MARGIN_BYTES = 64
 Colour = Annotated[str, Field(strict=True, pattern=r"^#[0-9a-fA-F]{6}$")]
 
 # Refusals of the scripts, told in words (the scripts return only the code).
@@ -32,6 +36,8 @@ _MESSAGES = {
     ErrorCode.CONFLICT: "a track with that id already exists",
     ErrorCode.LIMIT_REACHED: "a pattern holds at most 16 tracks",
     ErrorCode.SESSION_NOT_FOUND: "no such pattern session",
+    ErrorCode.SESSION_FULL: "the session is full: its present players edit, you can watch",
+    ErrorCode.PAYLOAD_TOO_LARGE: "the pattern would outgrow what a save may hold",
 }
 
 
@@ -40,6 +46,9 @@ class OpRequest(SessionRef):
 
     seq: int = Field(ge=0, le=2**53)
     op: Op
+    # With seq, an op's identity: a retry with both is answered, not applied again (across
+    # connections too). Without it the connection's id stands in (retries on one connection).
+    client_id: str | None = Field(default=None, pattern=r"^[A-Za-z0-9_\-]{8,64}$")
 
 
 class JoinRequest(SessionRef):
@@ -87,12 +96,21 @@ class PatternEvents:
         """Apply one operation; the ack and the event carry the sender's ``seq``."""
         request = validate(OpRequest, data)
         event = {"seq": request.seq, "client": conn.sid, "by": conn.claims.sub, "op": wire(request.op)}
+        sender = OpSender(
+            client_id=request.client_id or f"sid.{conn.sid}",
+            player_id=conn.sid,
+            seq=request.seq,
+            max_players=self._config.max_players,
+            max_state_bytes=self._config.max_body_bytes - STATE_BODY_MARGIN_BYTES,
+        )
         try:
-            position = await self._patterns.apply(request.session_id, stored(request.op), event=event, max_tracks=16)
+            applied = await self._patterns.apply(
+                request.session_id, stored(request.op), event=event, max_tracks=16, sender=sender
+            )
         except CodedError as exc:
             raise _worded(exc, seq=request.seq) from None
-        ack = {"session_id": request.session_id, "seq": request.seq}
-        return {**ack, "epoch": position.epoch, "offset": position.offset}
+        ack = {"session_id": request.session_id, "seq": request.seq, "duplicate": applied.duplicate}
+        return {**ack, "epoch": applied.position.epoch, "offset": applied.position.offset}
 
     async def join(self, conn: Connection, data: dict[str, Any]) -> dict[str, Any]:
         """Be present with a name and colour (``session_full`` past the limit: watch instead)."""
@@ -112,6 +130,10 @@ class PatternEvents:
             if exc.code is ErrorCode.SESSION_FULL:
                 raise CodedError(exc.code, f"at most {self._config.max_players} players; you can still watch") from None
             raise _worded(exc) from None
+        # The socket closing is a leave: the others see this player go at once, not after the TTL.
+        conn.farewells[f"pattern:{request.session_id}"] = partial(
+            self._patterns.presence, request.session_id, "leave", conn.sid
+        )
         return {"session_id": request.session_id, "player_id": conn.sid, "present": presence.present}
 
     async def cursor(self, conn: Connection, data: dict[str, Any]) -> dict[str, Any]:
@@ -130,6 +152,7 @@ class PatternEvents:
     async def leave(self, conn: Connection, data: dict[str, Any]) -> dict[str, Any]:
         """Stop being present (not being present is not an error)."""
         request = validate(SessionRef, data)
+        conn.farewells.pop(f"pattern:{request.session_id}", None)
         try:
             presence = await self._patterns.presence(request.session_id, "leave", conn.sid)
         except CodedError as exc:

@@ -13,7 +13,17 @@ import math
 import re
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, PlainValidator, StrictBool, ValidationInfo, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    PlainValidator,
+    SerializerFunctionWrapHandler,
+    StrictBool,
+    ValidationInfo,
+    field_validator,
+    model_serializer,
+)
 
 STEPS = 128
 MAX_TRACKS = 16
@@ -40,6 +50,7 @@ DEFAULT_SCALE: dict[str, Any] = {"root": "C", "scaleId": "minor-pentatonic", "lo
 DEFAULTS: dict[str, Any] = {"tracks": [], "tempo": 120, "swing": 0, "version": 1, "scale": DEFAULT_SCALE}
 COMPLETE = ("tracks", "tempo", "swing", "version")
 
+NUMBER_DIGITS = 14
 _CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029]")
 _SCRIPT_URL = re.compile(r"javascript\s*:", re.IGNORECASE)
 
@@ -52,7 +63,9 @@ def _number(low: float, high: float) -> Any:
             raise ValueError("must be a finite number")
         if not low <= value <= high:
             raise ValueError(f"must be between {low:g} and {high:g}")
-        return value
+        # Kept to 14 significant digits, all the precision Redis' Lua JSON encoder writes: a live
+        # op's echo, a PUT and every later op's re-encoding of the state then agree exactly.
+        return float(f"{value:.{NUMBER_DIGITS}g}") if isinstance(value, float) else value
 
     return Annotated[int | float, PlainValidator(check)]
 
@@ -201,16 +214,23 @@ class Scale(Strict):
 
 
 class LoopRegion(Strict):
-    start: StepIndex  # type: ignore[valid-type]
+    # `end` is validated first so that `start` is checked against it: a backwards region names
+    # `loopRegion.start` in the error, as Keyboardia does. Written out start first all the same.
     end: StepIndex  # type: ignore[valid-type]
+    start: StepIndex  # type: ignore[valid-type]
 
-    @field_validator("end")
+    @field_validator("start")
     @classmethod
-    def _ordered(cls, end: int, info: ValidationInfo) -> int:
-        start = info.data.get("start")
-        if isinstance(start, int) and end < start:
-            raise ValueError("must not be before start")
-        return end
+    def _ordered(cls, start: int, info: ValidationInfo) -> int:
+        end = info.data.get("end")
+        if isinstance(end, int) and start > end:
+            raise ValueError("must not be after end")
+        return start
+
+    @model_serializer(mode="wrap")
+    def _start_first(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
+        dumped: dict[str, Any] = handler(self)
+        return {"start": dumped["start"], "end": dumped["end"]}
 
 
 class PatternState(Strict):

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from auth.claims import Claims
+from auth.claims import Claims, Permission
 from handlers.streams.settings import ClipSettings
 from handlers.context import Services
 from protocol.errors import CodedError, ErrorCode
@@ -42,14 +42,26 @@ async def existing(streams: StreamSessions, session_id: str) -> StreamSession:
 async def owned(streams: StreamSessions, claims: Claims, session_id: str) -> StreamSession:
     """The stream session if the caller owns it: ``session_not_found`` before ``forbidden``."""
     session = await existing(streams, session_id)
-    if claims.sub != session.owner_id:
+    if claims.sub != session.owner_id and Permission.ADMIN not in claims.perms:
         raise CodedError(ErrorCode.FORBIDDEN, "only the streamer may do this")
     return session
 
 
+async def performer(streams: StreamSessions, claims: Claims, session_id: str) -> str:
+    """Whom a change acts as: the caller, who needs ``update`` (the scripts check they own the
+    session); for an ``admin`` token (which grants all) the session's owner."""
+    if Permission.ADMIN in claims.perms:
+        # An owner never changes, so the script's own owner check still holds after this read.
+        return (await existing(streams, session_id)).owner_id
+    if not claims.has(Permission.UPDATE):
+        await owned(streams, claims, session_id)  # session_not_found, then forbidden, as documented
+        raise CodedError(ErrorCode.FORBIDDEN, "the update permission is required")
+    return claims.sub
+
+
 async def set_state(streams: StreamSessions, claims: Claims, session_id: str, action: str) -> dict[str, Any]:
     """Take a state action (the owner check and the transition run in one script)."""
-    change = await streams.transition(session_id, action, claims.sub)
+    change = await streams.transition(session_id, action, await performer(streams, claims, session_id))
     return {"session_id": session_id, "state": change.state, "previous": change.previous, "offset": change.offset}
 
 

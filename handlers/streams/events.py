@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from handlers.streams.actions import set_state, submit_clip
+from handlers.streams.actions import performer, set_state, submit_clip
 from handlers.streams.payloads import ClipEditEvent, ClipEvent, ClipRef, StateEvent
 from handlers.streams.settings import ClipSettings
 from handlers.connection import Connection
@@ -47,13 +47,15 @@ class StreamEvents:
     async def update(self, conn: Connection, data: dict[str, Any]) -> dict[str, Any]:
         """Mark clipped / unclipped or edit the note, by the owner."""
         request = validate(ClipEditEvent, data)
+        acting = await performer(self._streams, conn.claims, request.session_id)
         clip = await self._streams.update_clip(
-            request.session_id, request.clip_id, conn.claims.sub, clipped=request.clipped, note=request.note
+            request.session_id, request.clip_id, acting, clipped=request.clipped, note=request.note
         )
         return {"session_id": request.session_id, "clip": clip.for_owner()}
 
     async def delete(self, conn: Connection, data: dict[str, Any]) -> dict[str, Any]:
         """Delete a clip, by the owner."""
         request = validate(ClipRef, data)
-        clip = await self._streams.delete_clip(request.session_id, request.clip_id, conn.claims.sub)
+        acting = await performer(self._streams, conn.claims, request.session_id)
+        clip = await self._streams.delete_clip(request.session_id, request.clip_id, acting)
         return {"session_id": request.session_id, "clip_id": clip.clip_id, "deleted": True}

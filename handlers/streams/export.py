@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import get_args
 
 from aiohttp import web
@@ -34,6 +34,15 @@ class Export:
     clipped_only: bool
     fps: str
     document: dict[str, object]
+    timeline_kept: bool = False
+    part: int = 1
+    parts: int = 1
+
+    @property
+    def title(self) -> str:
+        """The session's title, naming the part when an EDL is split over several files."""
+        title = self.session.title
+        return f"{title} (part {self.part} of {self.parts})" if self.parts > 1 else title
 
 
 @dataclass(frozen=True, slots=True)
@@ -43,6 +52,9 @@ class Format:
     suffix: str
     content_type: str
     render: Callable[[Export], str]
+    csv: bool = False  # gets a UTF-8 BOM with ?bom=1
+    # CMX3600's event number has three digits: past 999 events the rows go to several files.
+    events_per_file: int | None = None
 
 
 def _timeline(export: Export) -> list[Marker]:
@@ -55,34 +67,68 @@ FORMATS: dict[ExportFormat, Format] = {
         ".csv",
         "text/csv",
         lambda e: formats.moments_csv(e.markers) if e.moments else formats.clips_csv(e.markers),
+        csv=True,
     ),
     "json": Format(".json", "application/json", lambda e: formats.as_json(e.document)),
     "txt": Format(".txt", "text/plain", lambda e: formats.text(e.session.title, e.markers, moments=e.moments)),
     "youtube": Format(
         "-youtube-chapters.txt",
         "text/plain",
-        lambda e: formats.youtube_chapters(_timeline(e), total_ms=_total_ms(e.session), moments=e.moments),
+        lambda e: formats.youtube_chapters(_timeline(e), total_ms=_total_ms(e), moments=e.moments),
     ),
     "premiere": Format(
-        "-premiere-markers.csv", "text/csv", lambda e: formats.premiere_markers(_timeline(e), fps=e.fps)
+        "-premiere-markers.csv", "text/csv", lambda e: formats.premiere_markers(_timeline(e), fps=e.fps), csv=True
     ),
     "resolve": Format(
         "-resolve-markers.edl",
         "text/plain",
-        lambda e: formats.resolve_markers(e.session.title, _timeline(e), fps=e.fps),
+        lambda e: formats.resolve_markers(e.title, _timeline(e), fps=e.fps),
+        events_per_file=formats.EDL_MAX_EVENTS,
     ),
-    "edl": Format("-cmx3600.edl", "text/plain", lambda e: formats.cmx3600(e.session.title, _timeline(e), fps=e.fps)),
+    "edl": Format(
+        "-cmx3600.edl",
+        "text/plain",
+        lambda e: formats.cmx3600(e.title, _timeline(e), fps=e.fps),
+        events_per_file=formats.EDL_MAX_EVENTS,
+    ),
 }
 
 
 assert set(FORMATS) == set(get_args(ExportFormat)), "ExportFormat must list FORMATS"
 
 
-def _total_ms(session: StreamSession) -> int | None:
-    """The VOD's length once the stream has ended (its segments' summed lengths)."""
+def _total_ms(export: Export) -> int | None:
+    """The VOD's length once the stream has ended: its segments' summed lengths, or with the
+    breaks kept, from the first segment's start to the last one's end."""
+    session = export.session
     if session.state != "ended":
         return None
+    if export.timeline_kept and session.segments:
+        return int(session.segments[-1].get("ended_at") or 0) - int(session.segments[0]["started_at"])
     return sum(int(s.get("length_ms") or 0) for s in session.segments)
+
+
+def keep_breaks(session: StreamSession, markers: list[Marker]) -> list[Marker]:
+    """The markers on the timeline as recorded (breaks kept): offsets from the first segment's
+    start, so a VOD that still holds its pauses gets markers at the right places."""
+    if not session.segments:
+        return markers
+    origin = int(session.segments[0]["started_at"])
+    starts = {int(s["index"]): int(s["started_at"]) - origin for s in session.segments}
+    return [replace(m, stream_offset_ms=starts.get(m.segment_index, 0) + m.offset_ms) for m in markers]
+
+
+def one_part(export: Export, fmt: Format, part: int) -> Export:
+    """The rows of file ``part`` of a format that holds at most ``events_per_file`` rows."""
+    per_file = fmt.events_per_file
+    if per_file is None:
+        return export
+    rows = _timeline(export)
+    parts = max(1, -(-len(rows) // per_file))
+    if part > parts:
+        raise CodedError(ErrorCode.INVALID_PAYLOAD, f"part must be 1..{parts}", parts=parts)
+    chosen = rows[(part - 1) * per_file : part * per_file]
+    return replace(export, markers=chosen, part=part, parts=parts)
 
 
 def clip_marker(clip: Clip) -> Marker:
@@ -141,17 +187,19 @@ class ExportRoutes:
         session_id = parse_session_id(request.match_info["session_id"])
         claims = self._claims(request)
         query = parse_query(ExportQuery, request)
-        export = await self._collect(query, session_id, claims)
         fmt = FORMATS[query.format]
+        export = one_part(await self._collect(query, session_id, claims), fmt, query.part)
         body = fmt.render(export)
+        if fmt.csv and query.bom == "1":
+            body = "\ufeff" + body  # Excel reads a CSV without it in the machine's legacy code page
         what = ("clipped-" if export.clipped_only else "") + ("moments" if export.moments else "clips")
+        if export.parts > 1:
+            what += f"-part{export.part}"
         disposition = f'attachment; filename="{filename(export.session.title, what, fmt.suffix)}"'
-        return web.Response(
-            text=body,
-            content_type=fmt.content_type,
-            charset="utf-8",
-            headers={"Content-Disposition": disposition, "Cache-Control": "no-store"},
-        )
+        headers = {"Content-Disposition": disposition, "Cache-Control": "no-store"}
+        if fmt.events_per_file is not None:
+            headers["X-Export-Parts"] = str(export.parts)
+        return web.Response(text=body, content_type=fmt.content_type, charset="utf-8", headers=headers)
 
     async def _collect(self, query: ExportQuery, session_id: str, claims: Claims) -> Export:
         await owned(self._streams, claims, session_id)
@@ -189,11 +237,13 @@ class ExportRoutes:
                 }
                 for c in clips
             ]
+        kept = query.timeline == "kept"
         return Export(
             session=session,
-            markers=markers,
+            markers=keep_breaks(session, markers) if kept else markers,
             moments=moments_wanted,
             clipped_only=clipped_only,
             fps=fps,
             document=document,
+            timeline_kept=kept,
         )

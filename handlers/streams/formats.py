@@ -20,6 +20,10 @@ YOUTUBE_MIN_CHAPTERS = 3
 YOUTUBE_MIN_CHAPTER_MS = 10_000
 # NLE timelines (Resolve's default, and CMX3600 practice) start at one hour.
 EDL_START_FRAMES_H = 1
+# CMX3600's event number field has three digits: a file holds at most 999 events.
+EDL_MAX_EVENTS = 999
+# YouTube refuses a description that holds either: look-alike angle quotes keep the meaning.
+_YOUTUBE_REFUSED = str.maketrans({"<": "\u2039", ">": "\u203a"})
 # A spreadsheet runs a cell that starts with one of these as a formula (CSV injection).
 _FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
 
@@ -104,7 +108,8 @@ def youtube_chapters(markers: list[Marker], *, total_ms: int | None, moments: bo
     for number, m in enumerate(sorted(markers, key=lambda m: m.stream_offset_ms), start=1):
         start_ms = m.stream_offset_ms // 1000 * 1000
         if start_ms - chapters[-1][0] >= YOUTUBE_MIN_CHAPTER_MS:
-            chapters.append((start_ms, m.label or (f"Moment {number}" if moments else f"Clip {number}")))
+            label = m.label.translate(_YOUTUBE_REFUSED)
+            chapters.append((start_ms, label or (f"Moment {number}" if moments else f"Clip {number}")))
     if total_ms is not None and len(chapters) > 1 and total_ms - chapters[-1][0] < YOUTUBE_MIN_CHAPTER_MS:
         chapters.pop()
     if len(chapters) < YOUTUBE_MIN_CHAPTERS:

@@ -8,7 +8,7 @@ from aiohttp import web
 
 from auth.access import require_permission
 from auth.claims import Claims, Permission
-from handlers.streams.actions import full, owned, set_state, submit_clip, streamer_url, viewer_url
+from handlers.streams.actions import full, owned, performer, set_state, submit_clip, streamer_url, viewer_url
 from handlers.streams.moments import group_moments
 from handlers.streams.payloads import ClipEdit, ClipRequest, CreateStream, StateRequest
 from handlers.streams.queries import MomentsQuery, ReviewQuery
@@ -162,9 +162,8 @@ class StreamRoutes:
         clip_id = clip_id_of(request)
         claims = self._claims(request)
         payload = validate(ClipEdit, await self._body(request))
-        clip = await self._streams.update_clip(
-            session_id, clip_id, claims.sub, clipped=payload.clipped, note=payload.note
-        )
+        acting = await performer(self._streams, claims, session_id)
+        clip = await self._streams.update_clip(session_id, clip_id, acting, clipped=payload.clipped, note=payload.note)
         return web.json_response({"session_id": session_id, "clip": clip.for_owner()})
 
     async def delete(self, request: web.Request) -> web.Response:
@@ -172,5 +171,5 @@ class StreamRoutes:
         session_id = parse_session_id(request.match_info["session_id"])
         clip_id = clip_id_of(request)
         claims = self._claims(request)
-        clip = await self._streams.delete_clip(session_id, clip_id, claims.sub)
+        clip = await self._streams.delete_clip(session_id, clip_id, await performer(self._streams, claims, session_id))
         return web.json_response({"session_id": session_id, "clip_id": clip.clip_id, "deleted": True})

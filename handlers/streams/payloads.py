@@ -5,11 +5,15 @@ from __future__ import annotations
 import re
 from typing import Annotated, Literal
 
+import regex
 from pydantic import AfterValidator, Field, StringConstraints
 
 from handlers.payloads import Payload, SessionRef
 
 NOTE_MAX_CHARS = 100
+# Behind the character count: one character as a person sees it may be any number of code points
+# (a flag is 2, a family 7, a "zalgo" letter hundreds); 100 flags or 80 families fit.
+NOTE_MAX_BYTES = 2000
 TITLE_MAX_CHARS = 200
 GAME_MAX_CHARS = 100
 
@@ -27,8 +31,30 @@ def _plain_text(value: str) -> str:
     return value
 
 
+# A user-perceived character: an extended grapheme cluster (Unicode UAX #29), as the /watch page's
+# counter (Intl.Segmenter) counts them.
+_GRAPHEME = regex.compile(r"\X")
+
+
+def grapheme_count(value: str) -> int:
+    """How many characters a person sees in ``value`` (extended grapheme clusters)."""
+    return len(_GRAPHEME.findall(value))
+
+
+def _note_size(value: str) -> str:
+    """At most ``NOTE_MAX_CHARS`` characters as seen, and ``NOTE_MAX_BYTES`` in UTF-8."""
+    if len(value.encode("utf-8", "surrogatepass")) > NOTE_MAX_BYTES:
+        raise ValueError(f"a note holds at most {NOTE_MAX_BYTES} bytes of UTF-8")
+    # Code points bound clusters from above: the usual short note skips the segmentation.
+    if len(value) > NOTE_MAX_CHARS and grapheme_count(value) > NOTE_MAX_CHARS:
+        raise ValueError(f"a note holds at most {NOTE_MAX_CHARS} characters")
+    return value
+
+
 # Trimmed first, then measured: "at most 100 characters" is about what is stored and shown.
-Note = Annotated[str, StringConstraints(strip_whitespace=True, max_length=NOTE_MAX_CHARS), AfterValidator(_plain_text)]
+Note = Annotated[
+    str, StringConstraints(strip_whitespace=True), AfterValidator(_plain_text), AfterValidator(_note_size)
+]
 Title = Annotated[
     str, StringConstraints(strip_whitespace=True, min_length=1, max_length=TITLE_MAX_CHARS), AfterValidator(_plain_text)
 ]

@@ -45,3 +45,8 @@ class ExportQuery(MomentsQuery):
     format: ExportFormat = "csv"
     of: Literal["clips", "moments"] = "clips"
     fps: FrameRate = DEFAULT_FPS  # type: ignore[assignment]
+    timeline: Literal["cut", "kept"] = Field(
+        default="cut", description="editor formats and chapters: breaks cut out (cut) or kept, as recorded (kept)"
+    )
+    bom: Literal["0", "1"] = Field(default="0", description="1: CSV files start with a UTF-8 BOM (for Excel)")
+    part: int = Field(default=1, ge=1, description="EDL formats: which file of at most 999 events")

@@ -150,6 +150,7 @@ class BotRoutes:
 
     async def _attach(self, session_id: str, record: dict[str, Any]) -> int:
         _, count = await self._s.voice.add_material(session_id, record, max_count=self._s.limits.max_materials)
+        self._s.sessions.used(session_id)
         return count
 
     def _attached(

@@ -90,6 +90,7 @@ class ChunkRoutes:
             form.blob.discard()
             raise
         added = await self._store(form, chunk, claims)
+        self._s.sessions.used(form.meta.session_id)
         stored = await self._chunks.get(form.meta.session_id, added.chunk_id)
         body = {"chunk": stored, "duplicate": added.duplicate, "offset": added.offset, **_totals(added)}
         return web.json_response(body, status=200 if added.duplicate else 201)

@@ -66,6 +66,7 @@ class VoiceRoutes:
         validate(ActivateSession, {**body, "session_id": session_id})
         session = await updatable(self._s.voice, claims, session_id)
         await self._s.voice.set_active(claims.sub, session.id)
+        self._s.sessions.used(session.id)
         return web.json_response({"success": True, **self._brief(session)})
 
     async def list_sessions(self, request: web.Request) -> web.Response:

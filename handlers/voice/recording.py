@@ -56,7 +56,7 @@ class RecordingKeeper:
         sessions = self._held.get(conn.sid)
         if sessions is None:
             sessions = self._held[conn.sid] = set()
-            conn.on_close.append(partial(self._closed, conn.sid))
+            conn.farewells["voice:recording"] = partial(self._closed, conn.sid)
         sessions.add(session_id)
 
     async def _closed(self, sid: str) -> None:

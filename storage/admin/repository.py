@@ -312,14 +312,21 @@ class AdminStore:
                 events.append({"malformed": True})
         return events
 
-    async def delete(self, session_id: str, *, extra_keys: list[str], actor: str) -> int:
-        """Delete a session of any kind (an event on its log first); returns that event's offset."""
+    async def delete(
+        self, session_id: str, *, extra_keys: list[str], actor: str, orphan_bound_ms: int | None = None
+    ) -> int:
+        """Delete a session of any kind (an event on its log first); returns that event's offset.
+
+        With ``orphan_bound_ms`` only if it was not accessed since then (checked in the deleting
+        step itself), else ``conflict``.
+        """
         data = json.dumps({"id": session_id, "by": "admin", "actor": actor}, separators=(",", ":"))
+        bound = [] if orphan_bound_ms is None else [orphan_bound_ms]
         result = await self._log.run(
             self._delete,
             session_id,
             keys=[self._keys.session(session_id), *extra_keys],
-            args=[SESSION_DELETED, data, DELETED_LOG_RETENTION_MS],
+            args=[SESSION_DELETED, data, DELETED_LOG_RETENTION_MS, *bound],
         )
         await self._sessions.unindex(session_id=session_id, owner_id=str(result[2]))
         return int(result[0])

@@ -117,6 +117,7 @@ class Outcome:
     action: str
     offset: int
     session: ListeningSession | None
+    meta: dict[str, Any] | None = None  # the item's metadata as stored after the change
 
 
 @dataclass(frozen=True, slots=True)

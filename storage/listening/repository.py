@@ -185,6 +185,7 @@ class ListeningHistories:
                 _meta_json(upload.meta),
                 self.rules.max_items,
                 self.rules.max_sessions,
+                self.rules.min_ms,
             ],
         )
         return _outcome(result)
@@ -334,4 +335,5 @@ def _item_member(item_id: str, started_at: int, session_id: str) -> str:
 def _outcome(result: list[Any]) -> Outcome:
     raw = str(result[2] or "")
     session = ListeningSession.from_json(raw) if raw else None
-    return Outcome(offset=int(result[0]), action=str(result[1]), session=session)
+    meta = json.loads(result[3]) if len(result) > 3 and result[3] else None
+    return Outcome(offset=int(result[0]), action=str(result[1]), session=session, meta=meta)

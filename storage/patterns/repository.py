@@ -23,6 +23,9 @@ from storage.store import Store
 KIND = "pattern"
 # A deleted session's log stays this long, so subscribers and late recoveries see the deletion.
 DELETED_LOG_RETENTION_MS = 24 * 3600 * 1000
+# How long a client's last applied op is remembered: a retry comes within seconds or minutes
+# (a lost ack, a reconnect); the keys expire on their own, deleted sessions' included.
+OP_SEEN_TTL_MS = 3600 * 1000
 
 
 def _compact(value: Any) -> str:
@@ -101,6 +104,25 @@ class Presence:
     present: int
 
 
+@dataclass(frozen=True, slots=True)
+class OpSender:
+    """Who sends a live op, and the limits it is applied under (see ``lua/op.lua``)."""
+
+    client_id: str  # the client's own id, else its connection's: with seq, an op's identity
+    player_id: str
+    seq: int
+    max_players: int
+    max_state_bytes: int
+
+
+@dataclass(frozen=True, slots=True)
+class Applied:
+    """Where an applied op's event is; ``duplicate``: a retry, answered without applying it."""
+
+    position: Position
+    duplicate: bool
+
+
 class PatternSessions:
     """Repository of pattern sessions."""
 
@@ -153,7 +175,8 @@ class PatternSessions:
         return record
 
     async def load(self, session_id: str, *, touch: bool) -> tuple[PatternRecord, Position] | None:
-        """The record as it was before this load, and its log position; ``touch`` marks it accessed."""
+        """The record as it was before this load, and the position of its last change of state or
+        name (its ETag); ``touch`` marks it accessed."""
         now = str(self._clock.now_ms()) if touch else ""
         keys = [self._keys.session(session_id), self._keys.log_meta(session_id)]
         found = await self._touch(keys=keys, args=[KIND, now])
@@ -161,7 +184,9 @@ class PatternSessions:
             return None
         flat, epoch, offset = found
         fields = dict(zip(flat[::2], flat[1::2], strict=True))
-        return PatternRecord.from_hash(fields), Position(epoch=str(epoch), offset=int(offset))
+        # The ETag names the last change of state or name, not the log's end (presence, cursors).
+        state_offset = int(fields.get("state_offset") or offset)
+        return PatternRecord.from_hash(fields), Position(epoch=str(epoch), offset=state_offset)
 
     def owned_keys(self, session_id: str) -> list[str]:
         """The session's keys besides its record and log (deleted with it by an operator)."""
@@ -240,12 +265,17 @@ class PatternSessions:
         await self._redis.zrem(self._keys.remix_children(parent_id), child_id)
 
     # --- live editing ----------------------------------------------------------------------
-    async def apply(self, session_id: str, operation: Operation, *, event: dict[str, Any], max_tracks: int) -> Position:
-        """Apply one operation atomically; returns the position of its event."""
+    async def apply(
+        self, session_id: str, operation: Operation, *, event: dict[str, Any], max_tracks: int, sender: OpSender
+    ) -> Applied:
+        """Apply one operation atomically; returns the position of its event (of the first
+        application, for a retry of an op already applied)."""
+        k = self._keys
+        seen = k.pattern_op_seen(session_id, sender.client_id)
         result = await self._log.run(
             self._op,
             session_id,
-            keys=[self._keys.session(session_id)],
+            keys=[k.session(session_id), k.pattern_players(session_id), seen],
             args=[
                 KIND,
                 operation.kind,
@@ -255,9 +285,14 @@ class PatternSessions:
                 max_tracks,
                 etypes.PATTERN_OP,
                 _compact(event),
+                sender.player_id,
+                sender.max_players,
+                sender.max_state_bytes,
+                sender.seq,
+                OP_SEEN_TTL_MS,
             ],
         )
-        return Position(epoch=str(result[1]), offset=int(result[0]))
+        return Applied(position=Position(epoch=str(result[1]), offset=int(result[0])), duplicate=result[2] == "1")
 
     async def presence(
         self,

@@ -253,6 +253,7 @@ class StreamSessions:
             self._keys.stream_clips(session_id),
             self._keys.stream_submissions(session_id),
             self._keys.stream_cooldown(session_id, viewer_id),
+            self._keys.stream_segments(session_id),
         ]
         args = [viewer_id, submission_id, note, cooldown_ms, max_clips, str(uuid.uuid4()), etypes.CLIP_ADDED]
         async with self._submitting:

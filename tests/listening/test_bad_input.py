@@ -64,10 +64,11 @@ async def test_reports_to_foreign_or_missing_histories(lserver: ServerUnderTest,
     voice_id = await lserver.create_session("mallory")  # a session of another kind is no history
     assert (await Listener(client=mallory.client, history_id=voice_id).report("b", "playing"))["error"] == "session_not_found"
     assert (await Listener(client=mallory.client, history_id="not-a-uuid").report("b", "playing"))["error"] == "invalid_session_id"
+    now = lserver.services.clock.now_ms()  # an upload from 1970 would be refused as a payload first
     for event, extra in (
         ("listening_delete", {"id": "00000000-0000-4000-8000-000000000001"}),
         ("listening_clear", {"confirm": True}),
-        ("listening_upload", {"item_id": "b", "device_id": "d", "client_id": "c", "started_at": 1, "ended_at": 2000}),
+        ("listening_upload", {"item_id": "b", "device_id": "d", "client_id": "c", "started_at": now - 5000, "ended_at": now - 2000}),
     ):
         ack = await mallory.client.call(event, {"session_id": alice.history_id, **extra})
         assert ack["error"] == "forbidden", (event, ack)

@@ -72,6 +72,12 @@ async def test_playing_reports_are_throttled_per_item(
 ) -> None:
     alice = await listener(lserver, clients)
     assert (await alice.report("book-1", "playing"))["action"] == "started"
+    clock.shift_ms += 500
+    assert (await alice.report("book-1", "playing"))["action"] == "throttled"
+    # The first report past the minimum length is written whatever the throttle (a crash now
+    # must leave a session, not an accidental tap).
+    clock.shift_ms += 500
+    assert (await alice.report("book-1", "playing"))["listening"]["duration_ms"] == 1000
     offsets = []
     for _ in range(4):
         clock.shift_ms += 1000
@@ -80,7 +86,7 @@ async def test_playing_reports_are_throttled_per_item(
         assert ack["action"] == "throttled" and ack["changed"] is False
     clock.shift_ms += 1000  # 5 s after the last write
     extended = await alice.report("book-1", "playing", position_s=5.0)
-    assert extended["action"] == "extended" and extended["listening"]["duration_ms"] == 5000
+    assert extended["action"] == "extended" and extended["listening"]["duration_ms"] == 6000
     clock.shift_ms += 4999
     assert (await alice.report("book-1", "playing"))["action"] == "throttled"
     clock.shift_ms += 1
@@ -88,7 +94,7 @@ async def test_playing_reports_are_throttled_per_item(
     # A pause is never throttled: it ends the range where it happens.
     clock.shift_ms += 300
     paused = await alice.report("book-1", "paused")
-    assert paused["listening"]["duration_ms"] == 10_300
+    assert paused["listening"]["duration_ms"] == 11_300
     # A different item passes at once.
     assert (await alice.report("book-2", "playing"))["action"] == "started"
 

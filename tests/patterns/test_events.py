@@ -293,11 +293,16 @@ async def test_the_eleventh_player_is_refused_and_may_still_watch(
 
 async def test_players_who_vanish_expire(server: ServerUnderTest, clients: list[Client]) -> None:
     session_id = await new_pattern(server)
-    alice = await player(server, clients, session_id, "alice")
     bob = await player(server, clients, session_id, "bob")
-    await alice.call("pattern_join", {"session_id": session_id, "name": "Alice", "colour": "#112233"})
     await bob.call("pattern_join", {"session_id": session_id, "name": "Bob", "colour": "#445566"})
-    await alice.sio.disconnect()  # no leave sent
+    # A player of a node that crashed: nobody saw its socket close, so only the TTL ends it.
+    expires_at = server.services.clock.now_ms() + 30_000
+    ghost = {"id": "ghost", "user": "alice", "name": "Alice", "colour": "#112233", "cursor": None}
+    await server.services.redis.hset(
+        server.services.keys.pattern_players(session_id),
+        "ghost",
+        json.dumps({**ghost, "expires_at": expires_at, "cursor_at": 0}),
+    )  # type: ignore[misc]
     server.services.clock.shift_ms = 20_000
     try:
         ack = await bob.call("pattern_heartbeat", {"session_id": session_id})
@@ -310,6 +315,20 @@ async def test_players_who_vanish_expire(server: ServerUnderTest, clients: list[
     assert ack["present"] == 1
     leaves = [e["data"] for e in bob.named("pattern_presence") if e["data"]["action"] == "leave"]
     assert leaves and leaves[0]["reason"] == "timeout"
+
+
+async def test_a_player_whose_socket_closed_leaves_at_once(server: ServerUnderTest, clients: list[Client]) -> None:
+    session_id = await new_pattern(server)
+    alice = await player(server, clients, session_id, "alice")
+    bob = await player(server, clients, session_id, "bob")
+    joined = await alice.call("pattern_join", {"session_id": session_id, "name": "Alice", "colour": "#112233"})
+    await bob.call("pattern_join", {"session_id": session_id, "name": "Bob", "colour": "#445566"})
+    await alice.sio.disconnect()  # no leave sent: the server sees the socket close
+    await bob.wait_for(
+        lambda: any(e["data"] == {"action": "leave", "player_id": joined["player_id"], "reason": "left"}
+                    for e in bob.named("pattern_presence"))
+    )
+    assert (await bob.call("pattern_heartbeat", {"session_id": session_id}))["present"] == 1
 
 
 async def test_a_reconnecting_player_replays_missed_operations(server: ServerUnderTest, clients: list[Client]) -> None:

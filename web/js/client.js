@@ -229,6 +229,7 @@ export async function download(path, filename) {
   const response = await authorizedFetch(path);
   const blob = await response.blob();
   saveFile(blob, typeof filename === "function" ? filename(response) : filename);
+  return response; // its headers stay readable (e.g. how many parts an export has)
 }
 
 // --- Socket.IO --------------------------------------------------------------------------

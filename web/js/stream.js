@@ -201,12 +201,16 @@ async function update(clipId, change) {
 function momentItem(moment) {
   const li = el("li", "moment");
   li.dataset.count = String(moment.count);
+  // Separators in the text itself, not only in CSS: copied or read aloud, the line must not
+  // run the timestamp into the count ("0:00:032 clicks").
   li.append(
     el("span", "offset", hms(moment.first_offset_ms)),
+    " · ",
     el("span", "count", `${moment.count} click${moment.count === 1 ? "" : "s"}`),
+    " · ",
     el("span", "muted", `median ${hms(moment.median_offset_ms)}`),
-    el("span", "note", moment.notes.join(" / ")),
   );
+  if (moment.notes.length) li.append(" · ", el("span", "note", moment.notes.join(" / ")));
   return li;
 }
 
@@ -328,7 +332,6 @@ function onSnapshot(snapshot) {
   loadReview().catch((err) => notice(`Could not load the clips: ${err.message}`, "error"));
 }
 
-
 // --- export ---------------------------------------------------------------------------------
 
 function filenameOf(response) {
@@ -339,8 +342,11 @@ function filenameOf(response) {
 async function onExport(event) {
   event.preventDefault();
   ui.exportError.hidden = true;
+  const chosen = $("format-select").value;
   const query = new URLSearchParams({
-    format: $("format-select").value,
+    format: chosen === "csv-excel" ? "csv" : chosen,
+    bom: chosen === "csv-excel" ? "1" : "0",
+    timeline: $("timeline-select").value,
     of: $("of-select").value,
     only: $("only-select").value,
     fps: $("fps-select").value,
@@ -348,7 +354,13 @@ async function onExport(event) {
     sort: ui.sort.value,
   });
   try {
-    await download(`/api/streams/${sessionId}/export?${query}`, filenameOf);
+    // An EDL holds at most 999 events: past that the server splits it, and each part is a file.
+    let parts = 1;
+    for (let part = 1; part <= parts; part += 1) {
+      query.set("part", String(part));
+      const response = await download(`/api/streams/${sessionId}/export?${query}`, filenameOf);
+      parts = Number.parseInt(response.headers.get("X-Export-Parts") ?? "1", 10) || 1;
+    }
   } catch (err) {
     ui.exportError.textContent = `Export failed: ${err.message}`;
     ui.exportError.hidden = false;

@@ -10,6 +10,11 @@ import { STATE_LABELS, freshId, hms, idFromPath } from "./clip_format.js";
 import { OrphanBanner } from "./orphan_banner.js";
 
 const NOTE_MAX = 100;
+// The server's rule (PROTOCOL.md): 100 characters as a person sees them (grapheme clusters, as
+// the server's \X counts), and at most 2,000 bytes of UTF-8 behind that.
+const NOTE_MAX_BYTES = 2000;
+const graphemes = typeof Intl.Segmenter === "function" ? new Intl.Segmenter(undefined, { granularity: "grapheme" }) : null;
+const utf8 = new TextEncoder();
 const orphanBanner = new OrphanBanner();
 const RETRY_AFTER_TIMEOUT_MS = 1000;
 // A cooldown the page honours at most (the server's is 3,600 s at most: SESSIONHUB_CLIPS_COOLDOWN_S).
@@ -108,10 +113,20 @@ function updateButton() {
   ui.card.dataset.state = session?.state ?? "";
 }
 
+function characters(text) {
+  return graphemes ? Array.from(graphemes.segment(text), (part) => part.segment) : Array.from(text);
+}
+
 function updateCounter() {
-  const length = ui.note.value.length;
-  ui.counter.textContent = `${length}/${NOTE_MAX}`;
-  ui.counter.dataset.full = String(length >= NOTE_MAX);
+  const chars = characters(ui.note.value);
+  if (chars.length > NOTE_MAX || utf8.encode(ui.note.value).length > NOTE_MAX_BYTES) {
+    const kept = chars.slice(0, NOTE_MAX);
+    while (utf8.encode(kept.join("")).length > NOTE_MAX_BYTES) kept.pop();
+    ui.note.value = kept.join("");
+    chars.length = kept.length;
+  }
+  ui.counter.textContent = `${chars.length}/${NOTE_MAX}`;
+  ui.counter.dataset.full = String(chars.length >= NOTE_MAX);
 }
 
 function confirm(text, kind = "info") {

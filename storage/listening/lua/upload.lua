@@ -10,7 +10,10 @@
 --   ARGV[15]  item metadata JSON, or ''
 --   ARGV[16]  most distinct items per history
 --   ARGV[17]  most sessions per history
--- Returns {offset, 'uploaded' | 'duplicate', record JSON} or {false, code}.
+--   ARGV[18]  minimum session length, ms
+-- Returns {offset, 'uploaded' | 'duplicate' | 'deleted', record JSON or '', the item's stored
+-- metadata JSON or ''} or {false, code}. 'deleted': shorter than the minimum, dropped like a
+-- live accidental tap (nothing stored, so a repeat answers the same).
 local device = ARGV[9]
 local item = ARGV[10]
 local started_at = tonumber(ARGV[11])
@@ -20,6 +23,11 @@ local new_id = ARGV[14]
 local meta_json = ARGV[15]
 local max_items = tonumber(ARGV[16])
 local max_sessions = tonumber(ARGV[17])
+local min_ms = tonumber(ARGV[18])
+
+local function answer(offset, action, rec_json)
+  return {offset, action, rec_json, rec_json ~= '' and redis.call('HGET', meta_key, item) or ''}
+end
 
 local refused = owner_refusal()
 if refused then
@@ -29,7 +37,10 @@ end
 local known = redis.call('HGET', clients_key, client_id)
 if known then
   local stored = redis.call('HGET', records_key, known)
-  return {0, 'duplicate', stored or ''}
+  return answer(0, 'duplicate', stored or '')
+end
+if ended_at - started_at < min_ms then
+  return answer(0, 'deleted', '')
 end
 
 -- Any session overlapping [started_at, ended_at) starts before ended_at and at most the
@@ -62,4 +73,9 @@ local rec = {
 }
 insert(rec)
 redis.call('HSET', clients_key, client_id, new_id)
-return {session_changed('uploaded', nil, rec), 'uploaded', cjson.encode(rec)}
+-- The device's latest session may resume (report.lua), whether it was played live or offline.
+local last = load(redis.call('HGET', last_key, device))
+if not last or last.ended_at <= ended_at then
+  redis.call('HSET', last_key, device, new_id)
+end
+return answer(session_changed('uploaded', nil, rec), 'uploaded', cjson.encode(rec))

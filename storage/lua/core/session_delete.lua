@@ -8,15 +8,24 @@
 --   ARGV[6]     event type (session_deleted)
 --   ARGV[7]     event data, JSON
 --   ARGV[8]     how long the log is kept after the deletion, ms
--- Returns {offset, kind, owner_id} or {false, 'session_not_found'}.
+--   ARGV[9]     optional, an orphan deletion's bound, unix ms: the session is deleted only if
+--               it was not accessed since (its record's last_accessed_at, core/accessed.lua)
+-- Returns {offset, kind, owner_id} or {false, code}: session_not_found, conflict (accessed
+-- after the bound: a bulk orphan deletion counted it, then someone used it).
 local session_key = KEYS[3]
 local event_type = ARGV[6]
 local data_json = ARGV[7]
 local log_retention_ms = ARGV[8]
+local orphan_bound = tonumber(ARGV[9] or '')
 
-local found = redis.call('HMGET', session_key, 'kind', 'owner_id')
+local found = redis.call('HMGET', session_key, 'kind', 'owner_id', 'last_accessed_at')
 if not found[1] then
   return {false, 'session_not_found'}
+end
+-- Checked here, in the step that deletes: the admin index (another slot) may lag a use by the
+-- moment its background touch takes, and a check before this step could be overtaken.
+if orphan_bound and tonumber(found[3] or '0') > orphan_bound then
+  return {false, 'conflict'}
 end
 local offset = append_event(event_type, data_json)
 for i = 3, #KEYS do

@@ -20,6 +20,11 @@ local child_created_ms = ARGV[9]
 if redis.call('HGET', session_key, 'kind') ~= kind then
   return {false, 'session_not_found'}
 end
+-- What this logs is not the pattern's state: the state's offset (its ETag) stays where it was.
+-- A session from before `state_offset` existed gets it pinned at the current offset first.
+if redis.call('HEXISTS', session_key, 'state_offset') == 0 then
+  redis.call('HSET', session_key, 'state_offset', redis.call('HGET', log_meta_key, 'offset') or 0)
+end
 local count = redis.call('HINCRBY', session_key, 'remix_count', 1)
 redis.call('ZADD', children_key, child_created_ms, child_id)
 return {append_event(event_type, cjson.encode({remixCount = count})), count}

@@ -1,6 +1,8 @@
 -- Replaces a pattern's state and/or name (HTTP PUT and PATCH), checking the caller's
 -- If-Match against the log position in the same step: a REST write that has not seen the
--- latest live operation is refused instead of silently clobbering it.
+-- latest live operation is refused instead of silently clobbering it. The ETag names the
+-- offset of the last change of state or name (`state_offset`); a client that has seen any
+-- later offset of the log (presence, cursors, remix counts in between) has seen that state too.
 --   KEYS[1..2], ARGV[1..5]  see _event.lua
 --   KEYS[3]  the session hash
 --   ARGV[6]  the kind ('pattern')
@@ -23,7 +25,7 @@ local name = ARGV[11]
 local event_type = ARGV[12]
 local data_json = ARGV[13]
 
-local found = redis.call('HMGET', session_key, 'kind', 'immutable')
+local found = redis.call('HMGET', session_key, 'kind', 'immutable', 'state_offset')
 if found[1] ~= kind then
   return {false, 'session_not_found'}
 end
@@ -32,7 +34,10 @@ if found[2] == '1' then
 end
 if expected_epoch ~= '' then
   local meta = redis.call('HMGET', log_meta_key, 'epoch', 'offset')
-  if meta[1] ~= expected_epoch or tonumber(meta[2] or '0') ~= expected_offset then
+  local log_offset = tonumber(meta[2] or '0')
+  -- A session from before state_offset existed: only its latest offset is known to be current.
+  local state_offset = tonumber(found[3] or log_offset)
+  if meta[1] ~= expected_epoch or expected_offset < state_offset or expected_offset > log_offset then
     return {false, 'precondition_failed'}
   end
 end
@@ -44,4 +49,5 @@ if name_set == '1' then
 end
 redis.call('HSET', session_key, 'updated_at', now_ms, 'last_accessed_at', now_ms)
 local offset = append_event(event_type, data_json)
+redis.call('HSET', session_key, 'state_offset', offset)
 return {offset, redis.call('HGET', log_meta_key, 'epoch')}

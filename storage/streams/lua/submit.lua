@@ -6,6 +6,7 @@
 --   KEYS[4]  the session's clips hash (clip id -> clip JSON)
 --   KEYS[5]  the session's submissions hash (<user>|<submission id> -> clip id)
 --   KEYS[6]  the viewer's cooldown key (unix ms when they may clip again)
+--   KEYS[7]  the session's segment list (JSON objects, index order)
 --   ARGV[6]  the viewer's user id
 --   ARGV[7]  the client's submission id ('' when none was given)
 --   ARGV[8]  the note (validated and trimmed by the caller; may be '')
@@ -21,6 +22,7 @@ local session_key = KEYS[3]
 local clips_key = KEYS[4]
 local submissions_key = KEYS[5]
 local cooldown_key = KEYS[6]
+local segments_key = KEYS[7]
 local viewer = ARGV[6]
 local submission_id = ARGV[7]
 local note = ARGV[8]
@@ -42,7 +44,28 @@ if submission_id ~= '' then
     return {'duplicate', 0, redis.call('HGET', clips_key, existing) or ''}
   end
 end
-if s[2] ~= 'active' then
+
+-- The server's clock decides, and the viewer sees the stream `viewer_delay_s` behind live: the
+-- click is about what was live at seen_at. Target: {segment index, its start, the closed
+-- segments' length before it}.
+local delay_ms = tonumber(s[6] or '0') * 1000
+local seen_at = now_ms - delay_ms
+local target = nil
+if s[2] == 'active' then
+  target = {tonumber(s[3]), tonumber(s[4]), tonumber(s[5] or '0')}
+end
+-- Right after Pause or End (or a short break and Resume), a delayed viewer still watches the
+-- segment that was closed: the click belongs to it, not to a refusal or to the new segment.
+if delay_ms > 0 and (target == nil or seen_at < target[2]) then
+  local last = redis.call('LINDEX', segments_key, target and -2 or -1)
+  if last then
+    local seg = cjson.decode(last)
+    if type(seg.ended_at) == 'number' and seen_at <= seg.ended_at then
+      target = {seg.index, seg.started_at, tonumber(s[5] or '0') - seg.length_ms}
+    end
+  end
+end
+if target == nil then
   return {'invalid_state', 0, s[2]}
 end
 local allowed_at = tonumber(redis.call('GET', cooldown_key) or '0')
@@ -54,16 +77,14 @@ if count >= max_clips then
   return {'limit_reached', 0, max_clips}
 end
 
--- The server's clock decides: the viewer sees the stream `viewer_delay_s` behind live, and a
--- click can never land before its segment's start.
-local started_at = tonumber(s[4])
-local offset_ms = math.max(0, now_ms - started_at - tonumber(s[6] or '0') * 1000)
+-- A click can never land before its segment's start.
+local offset_ms = math.max(0, seen_at - target[2])
 count = count + 1
 local clip = {
   clip_id = clip_id,
-  segment_index = tonumber(s[3]),
+  segment_index = target[1],
   offset_ms = offset_ms,
-  stream_offset_ms = tonumber(s[5] or '0') + offset_ms,
+  stream_offset_ms = target[3] + offset_ms,
   note = note,
   submitted_by = viewer,
   -- Opaque per session: a viewer can recognise their own clips, nobody can tell who clipped.

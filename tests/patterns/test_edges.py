@@ -1,0 +1,140 @@
+"""Pattern sessions at their edges (issue 21): numbers as stored, the size limit for live edits,
+retried ops, the 11th player, presence and the ETag, rate-limited acks."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+
+from tests.conftest import start_server
+from tests.helpers import Client, RedisProcess, ServerUnderTest
+from tests.patterns.test_events import new_pattern, ops_seen, player, stored_state
+from tests.patterns.test_http import track
+
+
+async def _get(server: ServerUnderTest, session_id: str) -> tuple[str, dict[str, Any]]:
+    async with aiohttp.ClientSession() as http, http.get(f"{server.url}/api/sessions/{session_id}") as r:
+        assert r.status == 200
+        return r.headers["ETag"], await r.json()
+
+
+async def test_live_numbers_are_stored_as_echoed(server: ServerUnderTest, clients: list[Client]) -> None:
+    session_id = await new_pattern(server)
+    alice = await player(server, clients, session_id, "alice")
+    op = {"type": "set_tempo", "tempo": 100.12345678901235}
+    assert (await alice.call("pattern_op", {"session_id": session_id, "seq": 1, "op": op}))["ok"] is True
+    volume = {"type": "set_track_volume", "trackId": "t1", "volume": 0.1234567890123456789}
+    assert (await alice.call("pattern_op", {"session_id": session_id, "seq": 2, "op": volume}))["ok"] is True
+    await alice.wait_for(lambda: len(ops_seen(alice)) == 2)
+    echoed = [data["op"] for data in ops_seen(alice)]
+    _, body = await _get(server, session_id)
+    assert body["state"]["tempo"] == echoed[0]["tempo"]
+    assert body["state"]["tracks"][0]["volume"] == echoed[1]["volume"]
+    # A PUT keeps the same precision, and the next op's re-encoding of the state keeps it too.
+    async with aiohttp.ClientSession() as http:
+        state = {**body["state"], "swing": 12.345678901234567}
+        async with http.put(f"{server.url}/api/sessions/{session_id}", json={"state": state}) as r:
+            assert r.status == 200, await r.text()
+    _, before = await _get(server, session_id)
+    assert (await alice.call("pattern_op", {"session_id": session_id, "seq": 3, "op": {"type": "set_tempo", "tempo": 90}}))["ok"]
+    _, after = await _get(server, session_id)
+    assert after["state"]["swing"] == before["state"]["swing"]
+
+
+async def test_live_edits_cannot_outgrow_a_save(server: ServerUnderTest, clients: list[Client]) -> None:
+    session_id = await new_pattern(server)
+    alice = await player(server, clients, session_id, "alice")
+    lock = {"pitch": -24, "volume": 0.12345678901234}
+    acks = []
+    for number in range(16):
+        big = track(f"big{number}", steps=[True] * 128, parameterLocks=[lock] * 128, stepCount=128)
+        ack = await alice.call("pattern_op", {"session_id": session_id, "seq": number, "op": {"type": "add_track", "track": big}})
+        acks.append(ack)
+        if not ack["ok"]:
+            break
+    assert acks[-1]["ok"] is False and acks[-1]["error"] == "payload_too_large" and acks[-1]["seq"] == len(acks) - 1
+    _, body = await _get(server, session_id)
+    # Sent as a browser's JSON.stringify would: compact.
+    compact = json.dumps({"state": body["state"]}, separators=(",", ":"))
+    headers = {"Content-Type": "application/json"}
+    async with aiohttp.ClientSession() as http:
+        async with http.put(f"{server.url}/api/sessions/{session_id}", data=compact, headers=headers) as r:
+            assert r.status == 200, await r.text()
+
+
+async def test_a_retried_op_is_applied_once(server: ServerUnderTest, clients: list[Client]) -> None:
+    session_id = await new_pattern(server)
+    alice = await player(server, clients, session_id, "alice")
+    toggle = {"session_id": session_id, "seq": 7, "client_id": "tab-abcdef01", "op": {"type": "toggle_step", "trackId": "t1", "step": 1}}
+    first = await alice.call("pattern_op", toggle)
+    again = await alice.call("pattern_op", toggle)
+    assert first["ok"] and again["ok"] and (first["duplicate"], again["duplicate"]) == (False, True)
+    assert again["offset"] == first["offset"]
+    # The same client after a reconnect (a new socket): still answered, not applied.
+    reconnected = await player(server, clients, session_id, "alice")
+    third = await reconnected.call("pattern_op", toggle)
+    assert third["duplicate"] is True and third["offset"] == first["offset"]
+    assert (await stored_state(server, session_id))["tracks"][0]["steps"][1] is True
+    # Without a client id, a retry on one connection is recognised by the connection.
+    plain = {k: v for k, v in toggle.items() if k != "client_id"}
+    assert (await alice.call("pattern_op", plain))["duplicate"] is False
+    assert (await alice.call("pattern_op", plain))["duplicate"] is True
+    assert (await stored_state(server, session_id))["tracks"][0]["steps"][1] is False
+
+
+async def test_the_eleventh_player_watches_but_cannot_edit(server: ServerUnderTest, clients: list[Client]) -> None:
+    session_id = await new_pattern(server)
+    players = [await player(server, clients, session_id, f"p{n}") for n in range(11)]
+    for n, client in enumerate(players[:10]):
+        ack = await client.call("pattern_join", {"session_id": session_id, "name": f"P{n}", "colour": "#112233"})
+        assert ack["ok"] is True, ack
+    late = players[10]
+    assert (await late.call("pattern_join", {"session_id": session_id, "name": "Late", "colour": "#112233"}))["error"] == "session_full"
+    op = {"session_id": session_id, "seq": 1, "op": {"type": "set_tempo", "tempo": 99}}
+    refused = await late.call("pattern_op", op)
+    assert (refused["ok"], refused["error"], refused["seq"]) == (False, "session_full", 1)
+    assert (await players[0].call("pattern_op", op))["ok"] is True
+    # A seat frees up: the watcher may edit again.
+    await players[0].call("pattern_leave", {"session_id": session_id})
+    assert (await late.call("pattern_op", {**op, "seq": 2}))["ok"] is True
+
+
+async def test_presence_and_cursors_leave_the_etag_alone(server: ServerUnderTest, clients: list[Client]) -> None:
+    session_id = await new_pattern(server)
+    etag, body = await _get(server, session_id)
+    movers = [await player(server, clients, session_id, f"m{n}") for n in range(3)]
+    for n, mover in enumerate(movers):
+        await mover.call("pattern_join", {"session_id": session_id, "name": f"M{n}", "colour": "#112233"})
+        await mover.call("pattern_cursor", {"session_id": session_id, "cursor": {"trackId": "t1", "step": n}})
+    assert (await _get(server, session_id))[0] == etag
+    async with aiohttp.ClientSession() as http:
+        headers = {"If-Match": etag}
+        state = {**body["state"], "tempo": 130}
+        async with http.put(f"{server.url}/api/sessions/{session_id}", json={"state": state}, headers=headers) as r:
+            assert r.status == 200, await r.text()
+            new_etag = r.headers["ETag"]
+        # An edit does move it: the old ETag is stale now.
+        async with http.put(f"{server.url}/api/sessions/{session_id}", json={"state": state}, headers=headers) as r:
+            assert r.status == 412
+    assert (await _get(server, session_id))[0] == new_etag
+
+
+async def test_rate_limited_acks_carry_the_seq(redis_process: RedisProcess, tmp_path: Path, clients: list[Client]) -> None:
+    server = await start_server(redis_process.url, tmp_path, event_burst=3, event_rate_per_s=0.1)
+    try:
+        session_id = await new_pattern(server)
+        alice = await player(server, clients, session_id, "alice")
+        acks = [
+            await alice.call("pattern_op", {"session_id": session_id, "seq": n, "op": {"type": "set_tempo", "tempo": 100}})
+            for n in range(1, 6)
+        ]
+        limited = [ack for ack in acks if not ack["ok"]]
+        assert limited and all(ack["error"] == "rate_limited" for ack in limited)
+        assert [ack["seq"] for ack in limited] == [n for n, ack in enumerate(acks, start=1) if not ack["ok"]]
+    finally:
+        for client in clients:
+            await client.close()
+        await server.stop()

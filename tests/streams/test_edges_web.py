@@ -1,0 +1,75 @@
+"""The stream pages at their edges (issue 21): the note counter counts what people see, and a
+moment's line keeps its parts apart in the text itself."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from playwright.async_api import Page, expect
+
+from tests.browser import Tab
+from tests.streams.helpers import connect, started
+from tests.helpers import Client, ServerUnderTest
+
+FLAG = "\U0001f1eb\U0001f1f7"  # one flag: two code points, four UTF-16 units
+
+
+async def _live(tab: Tab, path: str) -> Page:
+    page = await tab.open(path)
+    await expect(page.locator("#connection")).to_have_attribute("data-state", "live")
+    return page
+
+
+async def test_note_counter_counts_graphemes_and_stops_at_100(
+    server: ServerUnderTest, tab: Tab, clients: list[Client]
+) -> None:
+    session_id, _ = await started(server, clients)
+    await tab.use_token(server.token("viewer-1"))
+    page = await _live(tab, f"/watch/{session_id}")
+    note = page.locator("#note-input")
+    await note.fill(FLAG * 50)
+    await expect(page.locator("#note-counter")).to_have_text("50/100")
+    await note.fill(FLAG * 101)
+    await expect(page.locator("#note-counter")).to_have_text("100/100")
+    assert await note.input_value() == FLAG * 100
+    await page.locator("#clip-button").click()
+    await expect(page.locator("#confirmation")).to_contain_text("Segment 1")
+
+
+async def test_moment_line_separates_offset_and_count(server: ServerUnderTest, tab: Tab, clients: list[Client]) -> None:
+    session_id, _ = await started(server, clients)
+    for user in ("v1", "v2"):
+        viewer = await connect(server, clients, user)
+        assert (await viewer.call("clip_submit", {"session_id": session_id}))["ok"] is True
+    await tab.use_token(server.token("alice"))
+    page = await _live(tab, f"/streams/{session_id}")
+    line = page.locator(".moment")
+    await expect(line).to_have_count(1)
+    text = await line.text_content()
+    assert text is not None and " · 2 clicks · median " in text, text
+
+
+async def test_dashboard_exports_csv_for_excel_and_breaks_kept(
+    server: ServerUnderTest, tab: Tab, clients: list[Client], tmp_path: Path
+) -> None:
+    clock = server.services.clock
+    session_id, _ = await started(server, clients)
+    try:
+        clock.shift_ms = 20_000
+        viewer = await connect(server, clients, "v1")
+        assert (await viewer.call("clip_submit", {"session_id": session_id, "note": "café"}))["ok"] is True
+    finally:
+        clock.shift_ms = 0
+    await tab.use_token(server.token("alice"))
+    page = await _live(tab, f"/streams/{session_id}")
+    await page.locator("#format-select").select_option("csv-excel")
+    async with page.expect_download() as download_info:
+        await page.locator("#export-button").click()
+    saved = tmp_path / "excel.csv"
+    await (await download_info.value).save_as(saved)
+    assert saved.read_bytes().startswith(b"\xef\xbb\xbfsegment_index,")
+    await page.locator("#format-select").select_option("json")
+    await page.locator("#timeline-select").select_option("kept")
+    async with page.expect_download() as download_info:
+        await page.locator("#export-button").click()
+    assert (await download_info.value).suggested_filename.endswith("-clips.json")
