@@ -5,8 +5,11 @@ from __future__ import annotations
 from dataclasses import fields
 from typing import Any, TypeVar, cast
 
+from urllib.parse import urlsplit, urlunsplit
+
 from redis.asyncio import BlockingConnectionPool, Redis
-from redis.asyncio.cluster import RedisCluster
+from redis.asyncio.cluster import ClusterNode, RedisCluster
+from redis.asyncio.connection import SSLConnection, parse_url
 
 from auth.tokens import TokenService
 from handlers.context import Limits, NoSubscriptions, Services, Subscriptions
@@ -32,6 +35,27 @@ from storage.voice.config import VoiceConfig, parse_user_map
 C = TypeVar("C", bound=Any)
 
 
+def seed_urls(url: str) -> list[str]:
+    """The seed nodes ``REDIS_URL`` names: comma-separated, each a full URL or ``host:port``,
+    which borrows the first one's scheme, credentials and database (issue 24, item 7).
+
+    A comma inside a password is written ``%2C`` (URL-encoded), as any reserved character.
+    """
+    parts = [part.strip() for part in url.split(",") if part.strip()]
+    if not parts:
+        raise ValueError("REDIS_URL names no Redis")
+    first = urlsplit(parts[0])
+    credentials = first.netloc.rpartition("@")[0]
+    seeds = [parts[0]]
+    for part in parts[1:]:
+        if "://" in part:
+            seeds.append(part)
+        else:
+            netloc = f"{credentials}@{part}" if credentials else part
+            seeds.append(urlunsplit((first.scheme, netloc, first.path, first.query, "")))
+    return seeds
+
+
 def connect_redis(url: str, *, max_connections: int = 512, cluster: bool = False) -> Redis:
     """The Redis client every component shares.
 
@@ -42,13 +66,26 @@ def connect_redis(url: str, *, max_connections: int = 512, cluster: bool = False
     On a single Redis, the hot path's reads and script calls share one pipelined connection
     (``storage.lean_redis``); everything else uses the pool.
     """
+    seeds = seed_urls(url)
     if cluster:
-        client = RedisCluster.from_url(
-            url, decode_responses=True, max_connections=max_connections, socket_connect_timeout=5
+        # Every seed is a startup node: the first that answers tells the client the topology,
+        # so a node down at start-up does not keep this one from starting.
+        nodes = [parse_url(seed) for seed in seeds]
+        options: dict[str, Any] = {key: value for key, value in nodes[0].items() if key not in ("host", "port")}
+        if options.pop("connection_class", None) is SSLConnection:
+            options["ssl"] = True
+        client = RedisCluster(
+            startup_nodes=[ClusterNode(node["host"], node.get("port", 6379)) for node in nodes],
+            decode_responses=True,
+            max_connections=max_connections,
+            socket_connect_timeout=5,
+            **options,
         )
         # The cluster client offers the commands of a single-node client; typed as one for the
         # repositories, which never depend on which it is (storage.scripts adapts PUBLISH).
         return cast(Redis, client)
+    if len(seeds) > 1:
+        raise ValueError("REDIS_URL names several nodes: that needs SESSIONHUB_REDIS_CLUSTER=true")
     pool = BlockingConnectionPool.from_url(
         url,
         max_connections=max_connections,
