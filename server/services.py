@@ -28,6 +28,7 @@ from storage.scripts import Scripts
 from storage.sessions import SessionDirectory
 from storage.store import Store
 from storage.voice.repository import VoiceSessions
+from storage.voice.blobs import S3Settings
 from storage.voice.config import VoiceConfig, parse_user_map
 
 
@@ -117,8 +118,21 @@ def limits_from(settings: Settings) -> Limits:
 
 def voice_config_from(settings: Settings) -> VoiceConfig:
     """The voice capability's configuration (chunks, blob folder, Telegram, transcription)."""
+    s3 = None
+    if settings.voice_blob_store == "s3":
+        if not settings.voice_s3_bucket:
+            raise ValueError("SESSIONHUB_VOICE_BLOB_STORE=s3 needs SESSIONHUB_VOICE_S3_BUCKET")
+        s3 = S3Settings(
+            bucket=settings.voice_s3_bucket,
+            endpoint_url=settings.voice_s3_endpoint_url,
+            region=settings.voice_s3_region,
+            prefix=settings.voice_s3_prefix,
+            access_key_id=settings.voice_s3_access_key_id,
+            secret_access_key=settings.voice_s3_secret_access_key,
+        )
     return VoiceConfig(
         blob_dir=settings.voice_blob_dir or settings.data_dir / "blobs",
+        s3=s3,
         max_chunk_bytes=settings.voice_max_chunk_bytes,
         max_chunks=settings.voice_max_chunks,
         max_chunk_ms=settings.voice_max_chunk_ms,
