@@ -167,6 +167,11 @@ class RedisCluster:
         process.send_signal(signal.SIGKILL)
         process.wait(10)
 
+    def restart(self, port: int) -> None:
+        """Start a killed node again with its nodes.conf: it rejoins (a replaced master as a replica)."""
+        self._spawn(port)
+        wait_until(lambda: self.client(port).ping(), what="the restarted node")
+
     def stop(self) -> None:
         for process in self.processes.values():
             if process.poll() is None:

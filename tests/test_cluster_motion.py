@@ -84,7 +84,8 @@ class Writer:
                 else:
                     self.refused.append(ack)
                 continue
-            self.acked.append(int(ack["offset"]))
+            if ack["offset"]:  # a retry of a change that was applied (not confirmed) changes nothing
+                self.acked.append(int(ack["offset"]))
             i += 1
             await asyncio.sleep(0.005)
 
@@ -253,3 +254,59 @@ def _resumed(watcher: Client, session_id: str, epoch: str, written_before: int) 
         if name == "session_resync" or data.get("epoch") != epoch or data.get("offset", 0) > written_before:
             return True
     return False
+
+
+async def test_with_replica_durability_a_failover_loses_no_acked_event(
+    cluster: RedisCluster, made: list[Client], tmp_path: Path
+) -> None:
+    """``SESSIONHUB_DURABILITY=replica`` on a cluster waits on the session's own shard (item 5):
+    every change acknowledged before the master is killed is in the promoted replica's log."""
+    writing = await start_server(
+        cluster.url, tmp_path / "node", redis_cluster=True, durability="replica", durability_timeout_ms=500
+    )
+    # Only the doomed master has a replica: sessions are made by a node without the wait.
+    making = await start_server(cluster.url, tmp_path / "maker", redis_cluster=True)
+    making_stopped = False
+    try:
+        doomed = cluster.master_ports[0]
+        keys = writing.services.keys
+        session_id = await making.create_session("alice")
+        while cluster.owner(cluster.slot_of(keys.log(session_id))) != doomed:
+            session_id = await making.create_session("alice")
+        await making.stop()
+        making_stopped = True
+        watcher = await follower(writing, made, session_id)
+        writer = await writer_on(writing, made, session_id)
+        task = asyncio.create_task(writer.run())
+        try:
+            await watcher.wait_for(lambda: len(writer.acked) >= 30, timeout=15)
+            epoch = watcher.named("session_status")[-1]["epoch"]
+            cluster.kill(doomed)
+            acked_before_kill = list(writer.acked)
+            replica = cluster.replica_ports[0]
+            started = time.monotonic()
+            while _role(cluster, replica) != "master":
+                assert time.monotonic() - started < 20, "the replica was not promoted"
+                await asyncio.sleep(0.05)
+            # The promoted master has no replica left to confirm to: the killed node comes back
+            # as its replica (with one replica per shard, writes wait for that -- see README).
+            await asyncio.to_thread(cluster.restart, doomed)
+            await watcher.wait_for(lambda: len(writer.acked) >= len(acked_before_kill) + 10, timeout=20)
+        finally:
+            writer.stop.set()
+            await task
+        assert writer.refused == []
+        promoted = cluster.client(replica)
+        meta = promoted.hgetall(keys.log_meta(session_id))
+        logged = {int(entry_id.split("-")[0]) for entry_id, _ in promoted.xrange(keys.log(session_id))}
+        lost = sorted(set(writer.acked) - logged)
+        assert meta["epoch"] == epoch and lost == [], (meta, lost)
+        seen: dict[tuple[str, int], str] = {}
+        for name, data in watcher.events:
+            if name == "session_status" and data.get("session_id") == session_id:
+                assert seen.setdefault((data["epoch"], data["offset"]), data["id"]) == data["id"]
+        print(f"\nreplica durability: {len(writer.acked)} acked, 0 lost, {writer.unavailable} retried as unavailable")
+    finally:
+        await writing.stop()
+        if not making_stopped:
+            await making.stop()
