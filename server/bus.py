@@ -58,7 +58,7 @@ log = logging.getLogger(__name__)
 SUBSCRIBE_TIMEOUT_S = 5.0
 # A subscription unconfirmed for this long (its shard's master is down, its slot is moving)
 # means the bus cannot deliver that session: the node reports itself not ready until it can.
-STALL_S = 2.0
+STALL_S = 1.0
 # The listener owns the pub/sub connection; it applies queued (un)subscriptions between reads
 # that wait at most this long, so a new room waits no longer than this for its SUBSCRIBE.
 POLL_S = 0.02

@@ -12,8 +12,8 @@ A cluster moves (issue 24), and the sharded links follow it here:
   subscribed again on the slot's owner after the topology is read anew.
 - When a shard's link fails (its master was killed, a ``MOVED`` answer to an ``SSUBSCRIBE``),
   the link is dropped and each of its channels is lost the same way; re-subscribing retries
-  (paced by the listener's backoff) until the cluster names a master that answers -- after a
-  failover, the promoted replica.
+  every ``RECOVER_RETRY_S`` until the cluster names a master that answers -- after a failover,
+  the promoted replica -- while the other shards' links are read as usual.
 
 A new confirmation for a channel whose room is live makes the bus catch up from the log, so
 what was published while the channel was lost is delivered, in order, once (``server.bus``).
@@ -32,6 +32,7 @@ from typing import Any
 from redis.asyncio import ConnectionPool, Redis
 from redis.asyncio.client import PubSub
 from redis.asyncio.cluster import RedisCluster
+from redis.exceptions import RedisClusterException, RedisError
 
 log = logging.getLogger(__name__)
 
@@ -40,6 +41,9 @@ CONFIRMATIONS = frozenset({"subscribe", "ssubscribe"})
 MESSAGES = frozenset({"message", "smessage"})
 # A subscription that Redis ended without being asked (a sharded channel whose slot moved).
 ENDED = frozenset({"sunsubscribe", "unsubscribe"})
+# Lost channels whose new owner did not answer are tried again after this pause; meanwhile the
+# other shards' links are read as usual (a failing-over shard must not delay the healthy ones).
+RECOVER_RETRY_S = 0.1
 
 
 class _ShardLink(PubSub):
@@ -66,6 +70,7 @@ class Channels:
         self._owner: dict[str, str] = {}
         self._lost: set[str] = set()
         self._stale = False  # the slot map may be out of date: read it before subscribing
+        self._retry_at = 0.0  # monotonic time of the next try for lost channels
         self._turn = 0
         # Both kinds: channels asked for and not yet confirmed, with when they were asked for.
         self._unconfirmed: dict[str, float] = {}
@@ -111,8 +116,12 @@ class Channels:
             if message is not None and message["type"] in CONFIRMATIONS:
                 self._unconfirmed.pop(_text(message["channel"]), None)
             return message
-        if self._lost:
-            await self._recover()
+        if self._lost and time.monotonic() >= self._retry_at:
+            try:
+                await self._recover()
+            except (RedisError, RedisClusterException, OSError) as exc:
+                log.info("bus: %d channel(s) wait for their shard: %s", len(self._lost), exc)
+                self._retry_at = time.monotonic() + RECOVER_RETRY_S
         if not self._links:
             await asyncio.sleep(timeout_s)  # no shard subscribed yet: nothing to read
             return None

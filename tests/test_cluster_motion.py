@@ -62,6 +62,7 @@ class Writer:
     client: Client
     session_id: str
     acked: list[int] = field(default_factory=list)
+    acked_at: list[float] = field(default_factory=list)  # monotonic time of each ack
     unavailable: int = 0
     refused: list[Any] = field(default_factory=list)
     stop: asyncio.Event = field(default_factory=asyncio.Event)
@@ -86,6 +87,7 @@ class Writer:
                 continue
             if ack["offset"]:  # a retry of a change that was applied (not confirmed) changes nothing
                 self.acked.append(int(ack["offset"]))
+                self.acked_at.append(time.monotonic())
             i += 1
             await asyncio.sleep(0.005)
 
@@ -143,12 +145,15 @@ async def test_a_busy_slot_resharded_away_and_back_misses_nothing(
     task = asyncio.create_task(writer.run())
     try:
         await watchers[0].wait_for(lambda: len(delivered(watchers[0], session_id)) >= 20, timeout=10)
+        epoch = watchers[0].named("session_status")[-1]["epoch"]
         await asyncio.to_thread(cluster.move_slot, slot, away)
+        recovered_s = [await _resumption(watchers[0], session_id, epoch, writer)]
         moved_at = len(writer.acked)
         await watchers[0].wait_for(lambda: len(delivered(watchers[0], session_id)) >= moved_at + 20, timeout=10)
         # A new subscriber on the follower-only node, once the slot has moved, is served.
         late = await follower(following, made, session_id)
         await asyncio.to_thread(cluster.move_slot, slot, home)
+        recovered_s.append(await _resumption(watchers[0], session_id, epoch, writer))
         moved_back_at = len(writer.acked)
         await watchers[0].wait_for(lambda: len(delivered(watchers[0], session_id)) >= moved_back_at + 20, timeout=10)
     finally:
@@ -164,7 +169,11 @@ async def test_a_busy_slot_resharded_away_and_back_misses_nothing(
     late_offsets = [offset for offset, _ in delivered(late, session_id)]
     assert late_offsets == list(range(late_offsets[0], last + 1))
     assert await ready(following.url) == 200 and await ready(writing.url) == 200
-    print(f"\nreshard away and back: {len(writer.acked)} acked, 0 missed, {writer.unavailable} retried as unavailable")
+    print(
+        f"\nreshard away and back: {len(writer.acked)} acked, 0 missed, {writer.unavailable} retried as unavailable; "
+        f"the follower-only node got the first event written after each move {recovered_s[0]:.2f} s and "
+        f"{recovered_s[1]:.2f} s after the move ended"
+    )
 
 
 async def test_a_master_killed_its_replica_promoted_every_follower_resumes(
@@ -228,13 +237,16 @@ async def _failover(
                 # starts a new epoch and a resync instead).
                 assert seen.setdefault(key, data["id"]) == data["id"], key
     worst = max(resumed_s.values())
-    # The first event written after the failover reaches every follower promptly: the bus
-    # moves its channel to the promoted master itself (before: ~2.1-2.6 s after the promotion,
-    # when redis-py happened to refresh its slot map).
-    assert worst <= promoted_s + 1.5, (promoted_s, resumed_s)
+    assert worst <= promoted_s + 5, (promoted_s, resumed_s)  # the failover time plus a few seconds
+    # And the first event written after the failover reaches every follower promptly once it is
+    # written: the bus moves its channel to the promoted master itself (before: the follower-only
+    # node lagged ~1.7 s behind, until redis-py happened to refresh its slot map).
+    first_write_s = next(t for o, t in zip(writer.acked, writer.acked_at, strict=True) if o > written_before) - killed_at
+    assert worst - first_write_s <= 1.0, (first_write_s, resumed_s)
     assert not_ready_seen  # while the shard had no master, the follower-only node said so
     print(
-        f"\nfailover: replica promoted after {promoted_s:.1f} s, followers resumed after {worst:.1f} s, "
+        f"\nfailover: replica promoted after {promoted_s:.1f} s, first write acked after {first_write_s:.1f} s, "
+        f"followers resumed after {worst:.1f} s, "
         f"follower-only node ready {ready_s:.1f} s after that, {writer.unavailable} writes retried as unavailable"
     )
 
@@ -310,3 +322,13 @@ async def test_with_replica_durability_a_failover_loses_no_acked_event(
         await writing.stop()
         if not making_stopped:
             await making.stop()
+
+
+async def _resumption(watcher: Client, session_id: str, epoch: str, writer: Writer) -> float:
+    """Seconds until ``watcher`` gets an event written after now (bounded)."""
+    started = time.monotonic()
+    written_before = max(writer.acked) + 1
+    while not _resumed(watcher, session_id, epoch, written_before):
+        assert time.monotonic() - started < 10, "the follower did not resume after the move"
+        await asyncio.sleep(0.01)
+    return time.monotonic() - started
