@@ -74,7 +74,7 @@ class Channels:
         self._turn = 0
         # Both kinds: channels asked for and not yet confirmed, with when they were asked for.
         self._unconfirmed: dict[str, float] = {}
-        self._asked: set[str] = set()  # unsubscribed on purpose: their sunsubscribe is expected
+        self._asked: dict[str, str] = {}  # unsubscribed on purpose (channel -> link): sunsubscribe expected
 
     # --- the bus's calls -------------------------------------------------------------------
     async def connect(self) -> None:
@@ -86,7 +86,7 @@ class Channels:
     async def subscribe(self, channel: str) -> None:
         """Ask for a channel; the confirmation arrives through :meth:`get_message`."""
         self._unconfirmed.setdefault(channel, time.monotonic())
-        self._asked.discard(channel)
+        self._asked.pop(channel, None)
         if self._pubsub is not None:
             await self._pubsub.subscribe(channel)
             return
@@ -101,8 +101,8 @@ class Channels:
         self._lost.discard(channel)
         owner = self._owner.pop(channel, None)
         link = self._links.get(owner) if owner is not None else None
-        if link is not None:
-            self._asked.add(channel)
+        if owner is not None and link is not None:
+            self._asked[channel] = owner
             await link.sunsubscribe(channel)
 
     async def get_message(self, timeout_s: float) -> dict[str, Any] | None:
@@ -188,7 +188,7 @@ class Channels:
             self._unconfirmed.pop(channel, None)
         elif kind in ENDED:
             if channel in self._asked:
-                self._asked.discard(channel)
+                del self._asked[channel]
             elif self._owner.get(channel) == name:
                 # Redis ended it: the slot moved or its master stepped down.
                 log.info("bus: %s was moved off %s; subscribing on its new owner", channel, name)
@@ -211,6 +211,8 @@ class Channels:
         self._stale = True
         for channel in [c for c, owner in self._owner.items() if owner == name]:
             self._lose(channel)
+        for channel in [c for c, owner in self._asked.items() if owner == name]:
+            del self._asked[channel]  # its confirmation will never come
         try:
             await link.aclose()
             await link.connection_pool.disconnect()
