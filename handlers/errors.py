@@ -6,6 +6,7 @@ import logging
 from typing import Any
 
 from aiohttp import web
+from redis.exceptions import AskError, ClusterError, RedisClusterException, TryAgainError
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
@@ -18,6 +19,9 @@ log = logging.getLogger(__name__)
 
 # An outage fails every request the same way: one traceback per cause, then a count.
 _throttle = LogThrottle(log)
+# What Redis answers while a cluster moves (a slot migrating, a master failing over) when the
+# client's own retries ran out: the request may simply be repeated (issue 24).
+_MOVING = (AskError, TryAgainError, ClusterError, RedisClusterException)
 
 
 def classify(exc: BaseException) -> CodedError:
@@ -28,6 +32,9 @@ def classify(exc: BaseException) -> CodedError:
     if isinstance(exc, RedisConnectionError | RedisTimeoutError):
         _throttle.exception("Redis does not answer", exc)
         return CodedError(ErrorCode.UNAVAILABLE, "a dependency does not answer; try again")
+    if isinstance(exc, _MOVING):
+        _throttle.exception("the Redis cluster is moving", exc)
+        return CodedError(ErrorCode.UNAVAILABLE, "the data is moving between Redis nodes; try again")
     _throttle.exception("internal error", exc)
     return CodedError(ErrorCode.INTERNAL_ERROR, "internal error")
 

@@ -16,10 +16,9 @@ from typing import Any
 from handlers.context import Services
 from handlers.voice.actions import CREATE_TASKS_FROM_CHUNKS, DONE_MULTIPROMPT, POST_PROCESS_SESSION
 from handlers.voice.chunks import chunk_repository
-from jobs.transcription import NOT_CONFIGURED, transcribe
+from jobs.transcription import NOT_CONFIGURED, Transcript, transcribe
 from jobs.voice_digest import MAX_TASKS, digest, task_records, texts_of
 from protocol.events import JOB_PROGRESS
-from storage.voice.blobs import BlobStore
 from storage.jobs import Job
 from storage.voice.repository import VoiceSession
 
@@ -50,14 +49,17 @@ async def _transcribe_chunks(ctx: Services, job: Job, chunks: list[dict[str, Any
     if not config.transcribe_command:
         return NOT_CONFIGURED
     repository = chunk_repository(ctx)
-    blobs = BlobStore(config.blob_dir)
+    blobs = ctx.voice.blobs  # local or S3: a Done on any node transcribes every chunk
     todo = [c for c in chunks if not c.get("transcript")]
     failed = 0
     for done, chunk in enumerate(todo, start=1):
-        path = blobs.path(job.session_id, str(chunk["sha256"]))
-        outcome = await transcribe(
-            config.transcribe_command, path, str(chunk["mime"]), timeout_s=config.transcribe_timeout_s
-        )
+        async with blobs.as_file(job.session_id, str(chunk["sha256"])) as path:
+            if path is None:
+                outcome = Transcript(error="the chunk's audio is missing from the blob store")
+            else:
+                outcome = await transcribe(
+                    config.transcribe_command, path, str(chunk["mime"]), timeout_s=config.transcribe_timeout_s
+                )
         fields = {"transcript": outcome.text, "transcript_error": outcome.error}
         await repository.annotate(job.session_id, str(chunk["chunk_id"]), fields)
         chunk.update(fields)

@@ -40,10 +40,11 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from redis.asyncio import Redis
-from redis.exceptions import RedisError
+from redis.exceptions import RedisClusterException, RedisError
 
 from handlers.background import cancelled, stop_if_cancelled
 from handlers.metrics import Metrics
+from protocol.errors import CodedError, ErrorCode
 from protocol.events import SESSION_RESYNC
 from server.channels import CONFIRMATIONS, MESSAGES, Channels
 from server.transport.outlet import Packet, deliver, direct_writer
@@ -55,6 +56,9 @@ log = logging.getLogger(__name__)
 
 
 SUBSCRIBE_TIMEOUT_S = 5.0
+# A subscription unconfirmed for this long (its shard's master is down, its slot is moving)
+# means the bus cannot deliver that session: the node reports itself not ready until it can.
+STALL_S = 1.0
 # The listener owns the pub/sub connection; it applies queued (un)subscriptions between reads
 # that wait at most this long, so a new room waits no longer than this for its SUBSCRIBE.
 POLL_S = 0.02
@@ -166,8 +170,18 @@ class Bus:
     # --- lifecycle ---------------------------------------------------------------------
     @property
     def alive(self) -> bool:
-        """True while the listener runs and its Redis link works."""
-        return self._alive and self._task is not None and not self._task.done()
+        """True while the listener runs, its Redis links work and every channel is subscribed.
+
+        A channel waiting longer than ``STALL_S`` for its subscription (its shard's master is
+        down, or its slot moved and the new owner is not known yet) makes the node not ready:
+        it cannot deliver that session's events until the channel is back.
+        """
+        return (
+            self._alive
+            and self._task is not None
+            and not self._task.done()
+            and self._pubsub.stalled_for() < STALL_S
+        )
 
     async def start(self) -> None:
         """Connect the pub/sub link and start listening."""
@@ -286,6 +300,9 @@ class Bus:
         try:
             self._commands.append(("subscribe", room.channel))
             await asyncio.wait_for(confirmed, SUBSCRIBE_TIMEOUT_S)
+        except TimeoutError:
+            # Redis does not confirm: the shard is failing over or the slot moving. Retryable.
+            raise CodedError(ErrorCode.UNAVAILABLE, "the session's channel is moving; try again") from None
         finally:
             self._confirm.pop(room.channel, None)
         position = await self._log.position(room.session_id)
@@ -333,7 +350,7 @@ class Bus:
             except Exception as exc:  # Redis away, or a bug: never stop delivering, never spin
                 stop_if_cancelled(exc)
                 self._metrics.redis_error("bus", exc)
-                if not isinstance(exc, RedisError | OSError):
+                if not isinstance(exc, RedisError | RedisClusterException | OSError):
                     log.exception("bus listener error")
                 elif self._alive:
                     log.warning("bus lost its Redis link: %s; reconnecting", exc)

@@ -4,20 +4,55 @@ On a cluster, session events are published with ``SPUBLISH`` (the channel shares
 hash tag, so the script that appends an event publishes it on the shard that owns the session)
 and read with ``SSUBSCRIBE`` from each shard; on a single Redis, ``PUBLISH``/``SUBSCRIBE``.
 Only the bus's listener task calls these methods (see ``server.bus``).
+
+A cluster moves (issue 24), and the sharded links follow it here:
+
+- When a slot moves (resharding) or its master steps down, Redis ends the shard channels of
+  that slot with an ``sunsubscribe`` nobody asked for. The channel is then *lost*: it is
+  subscribed again on the slot's owner after the topology is read anew.
+- When a shard's link fails (its master was killed, a ``MOVED`` answer to an ``SSUBSCRIBE``),
+  the link is dropped and each of its channels is lost the same way; re-subscribing retries
+  every ``RECOVER_RETRY_S`` until the cluster names a master that answers -- after a failover,
+  the promoted replica -- while the other shards' links are read as usual.
+
+A new confirmation for a channel whose room is live makes the bus catch up from the log, so
+what was published while the channel was lost is delivered, in order, once (``server.bus``).
+redis-py's ``ClusterPubSub`` is not used: it reconciles only when the node's *commands* meet
+a moved slot (a node that only follows never sends one), from a background task that would
+write to links the listener is reading.
 """
 
 from __future__ import annotations
 
 import asyncio
+import logging
+import time
 from typing import Any
 
-from redis.asyncio import Redis
+from redis.asyncio import ConnectionPool, Redis
 from redis.asyncio.client import PubSub
-from redis.asyncio.cluster import ClusterPubSub, RedisCluster
+from redis.asyncio.cluster import RedisCluster
+from redis.exceptions import RedisClusterException, RedisError
+
+log = logging.getLogger(__name__)
 
 # Message types: subscription confirmations and data messages, of both kinds of channel.
 CONFIRMATIONS = frozenset({"subscribe", "ssubscribe"})
 MESSAGES = frozenset({"message", "smessage"})
+# A subscription that Redis ended without being asked (a sharded channel whose slot moved).
+ENDED = frozenset({"sunsubscribe", "unsubscribe"})
+# Lost channels whose new owner did not answer are tried again after this pause; meanwhile the
+# other shards' links are read as usual (a failing-over shard must not delay the healthy ones).
+RECOVER_RETRY_S = 0.1
+
+
+class _ShardLink(PubSub):
+    """The link to one master. Its channels span slots: a reconnect re-subscribes them one by one
+    (one ``SSUBSCRIBE`` for channels of several slots is refused with ``CROSSSLOT``)."""
+
+    async def _resubscribe_shard_channels(self) -> None:
+        for channel in list(self.shard_channels):
+            await self.ssubscribe(channel)
 
 
 class Channels:
@@ -25,42 +60,179 @@ class Channels:
 
     def __init__(self, redis: Redis) -> None:
         self.sharded = isinstance(redis, RedisCluster)
-        self._pubsub: PubSub | ClusterPubSub
-        if isinstance(redis, RedisCluster):
-            self._pubsub = redis.pubsub()
-        else:
+        self._redis = redis
+        self._pubsub: PubSub | None = None  # single Redis only
+        if not self.sharded:
             self._pubsub = PubSub(connection_pool=redis.connection_pool, ignore_subscribe_messages=False)
+        # Sharded only: the link of each master, which master holds each channel, the channels
+        # that lost their link (to subscribe again), and the round-robin start of reads.
+        self._links: dict[str, _ShardLink] = {}
+        self._owner: dict[str, str] = {}
+        self._lost: set[str] = set()
+        self._stale = False  # the slot map may be out of date: read it before subscribing
+        self._retry_at = 0.0  # monotonic time of the next try for lost channels
+        self._turn = 0
+        # Both kinds: channels asked for and not yet confirmed, with when they were asked for.
+        self._unconfirmed: dict[str, float] = {}
+        self._asked: dict[str, str] = {}  # unsubscribed on purpose (channel -> link): sunsubscribe expected
 
+    # --- the bus's calls -------------------------------------------------------------------
     async def connect(self) -> None:
         """Open the link now, so that a Redis that does not answer fails the start."""
-        if isinstance(self._pubsub, ClusterPubSub):
+        if self._pubsub is None:
             return  # a shard's link opens with its first SSUBSCRIBE
         await self._pubsub.connect()
 
     async def subscribe(self, channel: str) -> None:
         """Ask for a channel; the confirmation arrives through :meth:`get_message`."""
-        if isinstance(self._pubsub, ClusterPubSub):
-            await self._pubsub.ssubscribe(channel)
-        else:
+        self._unconfirmed.setdefault(channel, time.monotonic())
+        self._asked.pop(channel, None)
+        if self._pubsub is not None:
             await self._pubsub.subscribe(channel)
+            return
+        self._lost.add(channel)  # the listener's next read subscribes it (see _recover)
 
     async def unsubscribe(self, channel: str) -> None:
         """Drop a channel."""
-        if isinstance(self._pubsub, ClusterPubSub):
-            await self._pubsub.sunsubscribe(channel)
-        else:
+        self._unconfirmed.pop(channel, None)
+        if self._pubsub is not None:
             await self._pubsub.unsubscribe(channel)
+            return
+        self._lost.discard(channel)
+        owner = self._owner.pop(channel, None)
+        link = self._links.get(owner) if owner is not None else None
+        if owner is not None and link is not None:
+            self._asked[channel] = owner
+            await link.sunsubscribe(channel)
 
     async def get_message(self, timeout_s: float) -> dict[str, Any] | None:
-        """The next message or confirmation, waiting at most about ``timeout_s``."""
-        if isinstance(self._pubsub, ClusterPubSub):
-            if not self._pubsub.node_pubsub_mapping:
-                await asyncio.sleep(timeout_s)  # no shard subscribed yet: nothing to read
-                return None
-            message: dict[str, Any] | None = await self._pubsub.get_sharded_message(timeout=timeout_s)
+        """The next message or confirmation, waiting at most about ``timeout_s``.
+
+        On a cluster, lost channels are subscribed again first; a link that fails is dropped
+        (its channels lost) and the error raised, so that the listener backs off and retries.
+        """
+        if self._pubsub is not None:
+            message: dict[str, Any] | None = await self._pubsub.get_message(timeout=timeout_s)
+            if message is not None and message["type"] in CONFIRMATIONS:
+                self._unconfirmed.pop(_text(message["channel"]), None)
             return message
-        return await self._pubsub.get_message(timeout=timeout_s)  # type: ignore[no-any-return]
+        if self._lost and time.monotonic() >= self._retry_at:
+            try:
+                await self._recover()
+            except (RedisError, RedisClusterException, OSError) as exc:
+                log.info("bus: %d channel(s) wait for their shard: %s", len(self._lost), exc)
+                self._retry_at = time.monotonic() + RECOVER_RETRY_S
+        if not self._links:
+            await asyncio.sleep(timeout_s)  # no shard subscribed yet: nothing to read
+            return None
+        # Every link is looked at without waiting, then one (in turn) waits: a message on any
+        # shard is read within about ``timeout_s``.
+        names = list(self._links)
+        self._turn = (self._turn + 1) % len(names)
+        order = names[self._turn :] + names[: self._turn]
+        for index, name in enumerate(order):
+            wait_s = timeout_s if index == len(order) - 1 else 0.0
+            message = await self._read(name, wait_s)
+            if message is not None:
+                return message
+        return None
+
+    def stalled_for(self) -> float:
+        """Seconds the oldest unconfirmed subscription has waited (0 when every one is confirmed)."""
+        if not self._unconfirmed:
+            return 0.0
+        return time.monotonic() - min(self._unconfirmed.values())
 
     async def aclose(self) -> None:
         """Close the link(s)."""
-        await self._pubsub.aclose()
+        if self._pubsub is not None:
+            await self._pubsub.aclose()
+        for name in list(self._links):
+            await self._drop_link(name)
+
+    # --- sharded internals -----------------------------------------------------------------
+    @property
+    def _cluster(self) -> RedisCluster:
+        return self._redis  # type: ignore[return-value]
+
+    async def _subscribe_sharded(self, channel: str) -> None:
+        node = self._cluster.get_node_from_key(channel)  # SlotNotCoveredError while none holds it
+        if node is None:
+            raise ConnectionError(f"no master holds the slot of {channel}")
+        link = self._links.get(node.name)
+        if link is None:
+            pool = ConnectionPool(connection_class=node.connection_class, **node.connection_kwargs)
+            link = self._links[node.name] = _ShardLink(connection_pool=pool, ignore_subscribe_messages=False)
+        self._owner[channel] = node.name
+        self._lost.discard(channel)
+        try:
+            await link.ssubscribe(channel)
+        except BaseException:
+            await self._drop_link(node.name)  # the channel is lost again, with the link's others
+            raise
+
+    async def _read(self, name: str, wait_s: float) -> dict[str, Any] | None:
+        link = self._links[name]
+        try:
+            message: dict[str, Any] | None = await link.get_message(timeout=wait_s)
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:  # the node is gone or answers MOVED: move its channels
+            log.info("bus: the link to %s failed (%s); its channels move to their owners", name, exc)
+            await self._drop_link(name)
+            raise
+        if message is None:
+            return None
+        kind, channel = message["type"], _text(message["channel"])
+        if kind in CONFIRMATIONS:
+            self._unconfirmed.pop(channel, None)
+        elif kind in ENDED:
+            if channel in self._asked:
+                del self._asked[channel]
+            elif self._owner.get(channel) == name:
+                # Redis ended it: the slot moved or its master stepped down.
+                log.info("bus: %s was moved off %s; subscribing on its new owner", channel, name)
+                self._lose(channel)
+                self._stale = True
+                link.shard_channels.pop(channel, None)  # its reconnect must not ask the old node again
+            if not link.subscribed:
+                await self._drop_link(name)
+        return message
+
+    def _lose(self, channel: str) -> None:
+        self._owner.pop(channel, None)
+        self._lost.add(channel)
+        self._unconfirmed.setdefault(channel, time.monotonic())
+
+    async def _drop_link(self, name: str) -> None:
+        link = self._links.pop(name, None)
+        if link is None:
+            return
+        self._stale = True
+        for channel in [c for c, owner in self._owner.items() if owner == name]:
+            self._lose(channel)
+        for channel in [c for c, owner in self._asked.items() if owner == name]:
+            del self._asked[channel]  # its confirmation will never come
+        try:
+            await link.aclose()
+            await link.connection_pool.disconnect()
+        except Exception as exc:  # a dead link may fail to close; it is gone either way
+            log.debug("bus: closing the link to %s: %s", name, exc)
+
+    async def _recover(self) -> None:
+        """Subscribe every lost channel on its slot's master, reading the topology anew first
+        when something failed or moved since it was last read (a new room's channel needs no
+        such round trip)."""
+        if self._stale:
+            await self._cluster.nodes_manager.initialize()
+            self._stale = False
+        try:
+            for channel in sorted(self._lost):
+                await self._subscribe_sharded(channel)
+        except BaseException:
+            self._stale = True
+            raise
+
+
+def _text(value: Any) -> str:
+    return value.decode() if isinstance(value, bytes) else str(value)

@@ -74,7 +74,10 @@ async def _embedded(settings: Settings) -> AsyncIterator[str]:
 
 @asynccontextmanager
 async def _connected(settings: Settings, url: str) -> AsyncIterator[Redis]:
-    redis = connect_redis(url, max_connections=settings.redis_max_connections, cluster=settings.redis_cluster)
+    try:
+        redis = connect_redis(url, max_connections=settings.redis_max_connections, cluster=settings.redis_cluster)
+    except ValueError as exc:
+        raise StartupError(f"REDIS_URL {_redacted(url)}: {exc}") from exc
     try:
         try:
             await asyncio.wait_for(redis.ping(), 5)
@@ -101,9 +104,14 @@ def _read_recorded_url(settings: Settings) -> str | None:
 
 
 def _redacted(url: str) -> str:
+    """``url`` without its credentials (each seed's, when it names several)."""
+    return ",".join(_redacted_one(part) for part in url.split(","))
+
+
+def _redacted_one(url: str) -> str:
     scheme, sep, rest = url.partition("://")
     if "@" in rest:
-        rest = "***@" + rest.split("@", 1)[1]
+        rest = "***@" + rest.rsplit("@", 1)[1]
     return scheme + sep + rest
 
 

@@ -5,8 +5,11 @@ from __future__ import annotations
 from dataclasses import fields
 from typing import Any, TypeVar, cast
 
+from urllib.parse import urlsplit, urlunsplit
+
 from redis.asyncio import BlockingConnectionPool, Redis
-from redis.asyncio.cluster import RedisCluster
+from redis.asyncio.cluster import ClusterNode, RedisCluster
+from redis.asyncio.connection import SSLConnection, parse_url
 
 from auth.tokens import TokenService
 from handlers.context import Limits, NoSubscriptions, Services, Subscriptions
@@ -25,11 +28,33 @@ from storage.scripts import Scripts
 from storage.sessions import SessionDirectory
 from storage.store import Store
 from storage.voice.repository import VoiceSessions
+from storage.voice.blobs import S3Settings
 from storage.voice.config import VoiceConfig, parse_user_map
 
 
 # A capability's frozen dataclass of limits (see limits_section).
 C = TypeVar("C", bound=Any)
+
+
+def seed_urls(url: str) -> list[str]:
+    """The seed nodes ``REDIS_URL`` names: comma-separated, each a full URL or ``host:port``,
+    which borrows the first one's scheme, credentials and database (issue 24, item 7).
+
+    A comma inside a password is written ``%2C`` (URL-encoded), as any reserved character.
+    """
+    parts = [part.strip() for part in url.split(",") if part.strip()]
+    if not parts:
+        raise ValueError("REDIS_URL names no Redis")
+    first = urlsplit(parts[0])
+    credentials = first.netloc.rpartition("@")[0]
+    seeds = [parts[0]]
+    for part in parts[1:]:
+        if "://" in part:
+            seeds.append(part)
+        else:
+            netloc = f"{credentials}@{part}" if credentials else part
+            seeds.append(urlunsplit((first.scheme, netloc, first.path, first.query, "")))
+    return seeds
 
 
 def connect_redis(url: str, *, max_connections: int = 512, cluster: bool = False) -> Redis:
@@ -42,13 +67,26 @@ def connect_redis(url: str, *, max_connections: int = 512, cluster: bool = False
     On a single Redis, the hot path's reads and script calls share one pipelined connection
     (``storage.lean_redis``); everything else uses the pool.
     """
+    seeds = seed_urls(url)
     if cluster:
-        client = RedisCluster.from_url(
-            url, decode_responses=True, max_connections=max_connections, socket_connect_timeout=5
+        # Every seed is a startup node: the first that answers tells the client the topology,
+        # so a node down at start-up does not keep this one from starting.
+        nodes = [parse_url(seed) for seed in seeds]
+        options: dict[str, Any] = {key: value for key, value in nodes[0].items() if key not in ("host", "port")}
+        if options.pop("connection_class", None) is SSLConnection:
+            options["ssl"] = True
+        client = RedisCluster(
+            startup_nodes=[ClusterNode(node["host"], node.get("port", 6379)) for node in nodes],
+            decode_responses=True,
+            max_connections=max_connections,
+            socket_connect_timeout=5,
+            **options,
         )
         # The cluster client offers the commands of a single-node client; typed as one for the
         # repositories, which never depend on which it is (storage.scripts adapts PUBLISH).
         return cast(Redis, client)
+    if len(seeds) > 1:
+        raise ValueError("REDIS_URL names several nodes: that needs SESSIONHUB_REDIS_CLUSTER=true")
     pool = BlockingConnectionPool.from_url(
         url,
         max_connections=max_connections,
@@ -80,8 +118,21 @@ def limits_from(settings: Settings) -> Limits:
 
 def voice_config_from(settings: Settings) -> VoiceConfig:
     """The voice capability's configuration (chunks, blob folder, Telegram, transcription)."""
+    s3 = None
+    if settings.voice_blob_store == "s3":
+        if not settings.voice_s3_bucket:
+            raise ValueError("SESSIONHUB_VOICE_BLOB_STORE=s3 needs SESSIONHUB_VOICE_S3_BUCKET")
+        s3 = S3Settings(
+            bucket=settings.voice_s3_bucket,
+            endpoint_url=settings.voice_s3_endpoint_url,
+            region=settings.voice_s3_region,
+            prefix=settings.voice_s3_prefix,
+            access_key_id=settings.voice_s3_access_key_id,
+            secret_access_key=settings.voice_s3_secret_access_key,
+        )
     return VoiceConfig(
         blob_dir=settings.voice_blob_dir or settings.data_dir / "blobs",
+        s3=s3,
         max_chunk_bytes=settings.voice_max_chunk_bytes,
         max_chunks=settings.voice_max_chunks,
         max_chunk_ms=settings.voice_max_chunk_ms,

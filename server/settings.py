@@ -105,6 +105,13 @@ class Settings(BaseSettings):
     patterns_cursor_interval_ms: int = Field(default=100, ge=0, le=10_000)
 
     voice_blob_dir: Path | None = None  # default: DATA_DIR/blobs
+    voice_blob_store: Literal["local", "s3"] = "local"
+    voice_s3_bucket: str = ""
+    voice_s3_endpoint_url: str = ""
+    voice_s3_region: str = "us-east-1"
+    voice_s3_prefix: str = "voice/"
+    voice_s3_access_key_id: str = ""
+    voice_s3_secret_access_key: str = ""
     voice_max_chunk_bytes: int = Field(default=10 * 1024 * 1024, ge=1024, le=512 * 1024 * 1024)
     voice_max_chunks: int = Field(default=2000, ge=1)
     voice_max_chunk_ms: int = Field(default=60_000, ge=1000, le=3_600_000)

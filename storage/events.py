@@ -15,6 +15,7 @@ client takes a snapshot instead of a rewritten history.
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import json
 import secrets
@@ -25,7 +26,9 @@ from typing import Any
 from redis.asyncio import Redis
 from redis.asyncio.cluster import RedisCluster
 from redis.commands.core import AsyncScript
-from redis.exceptions import RedisError
+from redis.exceptions import AskError, NoScriptError, RedisClusterException, RedisError, ResponseError
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from protocol.errors import CodedError, ErrorCode
 from protocol.events import SESSION_RESYNC
@@ -133,10 +136,6 @@ class EventLog:
 
     async def check_durability(self) -> None:
         """Raise ``unavailable`` at start-up when the Redis cannot give the configured durability."""
-        if self._durability is not Durability.MEMORY and isinstance(self._redis, RedisCluster):
-            # WAIT/WAITAOF count the writes of one connection to one node; a cluster pipeline
-            # does not promise to send them to the node that ran the script.
-            raise CodedError(ErrorCode.UNAVAILABLE, "SESSIONHUB_DURABILITY needs a single Redis, not a cluster")
         if self._durability is Durability.AOF:
             try:
                 await self._redis.execute_command("WAITAOF", 1, 0, 1)
@@ -176,13 +175,18 @@ class EventLog:
     async def _run_durably(self, script: AsyncScript, keys: list[str], args: list[Any]) -> Any:
         # WAIT / WAITAOF count the writes of their own connection: the script and the wait go
         # in one pipeline, which holds one connection for both.
-        async with self._redis.pipeline(transaction=False) as pipe:
-            await script(keys=keys, args=args, client=pipe)
-            if self._durability is Durability.AOF:
-                pipe.execute_command("WAITAOF", 1, 0, self._durability_timeout_ms)
-            else:
-                pipe.execute_command("WAIT", 1, self._durability_timeout_ms)
-            result, confirmed = await pipe.execute()
+        wait: tuple[Any, ...] = (
+            ("WAITAOF", 1, 0, self._durability_timeout_ms)
+            if self._durability is Durability.AOF
+            else ("WAIT", 1, self._durability_timeout_ms)
+        )
+        if isinstance(self._redis, RedisCluster):
+            result, confirmed = await self._run_on_owner(self._redis, script, keys, args, wait)
+        else:
+            async with self._redis.pipeline(transaction=False) as pipe:
+                await script(keys=keys, args=args, client=pipe)
+                pipe.execute_command(*wait)
+                result, confirmed = await pipe.execute()
         refused = bool(result) and result[0] is None
         count = confirmed[0] if isinstance(confirmed, list) else confirmed
         if not refused and int(count) < 1:
@@ -192,6 +196,43 @@ class EventLog:
                 f"{self._durability_timeout_ms} ms",
             )
         return result
+
+    @staticmethod
+    async def _run_on_owner(
+        cluster: RedisCluster, script: AsyncScript, keys: list[str], args: list[Any], wait: tuple[Any, ...]
+    ) -> tuple[Any, Any]:
+        """The script and the wait on one connection to the master of the session's slot.
+
+        A cluster pipeline refuses scripts, and a wait sent on another connection would count
+        nothing (issue 24, item 5). A slot that moved answers ``MOVED``/``ASK`` (the script did
+        not run): the slot map is read anew and the error raised -- ``unavailable``, retryable.
+        """
+        node = cluster.get_node_from_key(keys[0])
+        if node is None:
+            raise RedisClusterException("no master holds the session's slot")
+        connection = node.acquire_connection()
+        try:
+            for command, body in (("EVALSHA", script.sha), ("EVAL", script.script)):
+                await connection.send_packed_command(
+                    connection.pack_commands([(command, body, len(keys), *keys, *args), wait])
+                )
+                try:
+                    result = await connection.read_response()
+                except NoScriptError:
+                    await connection.read_response()  # the wait's answer, about nothing: load it
+                    continue
+                except ResponseError:
+                    await connection.read_response()  # keeps the connection in step
+                    raise
+                return result, await connection.read_response()
+            raise ResponseError("the script could not be loaded")
+        except (AskError, RedisConnectionError, RedisTimeoutError, OSError):
+            await connection.disconnect()
+            with contextlib.suppress(RedisError, RedisClusterException, OSError):
+                await cluster.nodes_manager.initialize()
+            raise
+        finally:
+            node.release(connection)
 
     async def append(self, script: AsyncScript, session_id: str, etype: str, data: dict[str, Any]) -> int:
         """Append one state-less event (``append.lua``) to an existing session."""

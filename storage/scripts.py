@@ -36,14 +36,23 @@ def _for(redis: Redis, source: str) -> str:
     return source
 
 
+def composed_script(redis: Redis, *paths: str) -> AsyncScript:
+    """One script made of the given sources, in order (prologues first).
+
+    The one place a script reaches Redis: every repository registers its scripts through this
+    module, so each gets the cluster rewrite (a test keeps ``register_script`` out of the rest).
+    """
+    return redis.register_script(_for(redis, "\n".join(source(path) for path in paths)))
+
+
 def event_script(redis: Redis, path: str) -> AsyncScript:
     """A session-changing script (``lua/<path>``) with the event prologue in front of it."""
-    return redis.register_script(_for(redis, source(_PROLOGUE) + "\n" + source(path)))
+    return composed_script(redis, _PROLOGUE, path)
 
 
 def plain_script(redis: Redis, path: str) -> AsyncScript:
     """A script that appends no event."""
-    return redis.register_script(_for(redis, source(path)))
+    return composed_script(redis, path)
 
 
 @dataclass(frozen=True, slots=True)

@@ -3,108 +3,24 @@
 from __future__ import annotations
 
 import asyncio
-import random
-import shutil
-import socket
-import subprocess
-import time
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
-from typing import Any
 
+import aiohttp
 import pytest
 import pytest_asyncio
-from redis import Redis as SyncRedis
 
+from tests.cluster import RedisCluster, need_redis_cli
 from tests.conftest import start_server
-from tests.helpers import OWNER, Client, ServerUnderTest, redis_binary
+from tests.helpers import OWNER, Client, ServerUnderTest
 
 STATUSES = ["recording", "paused"]
 MASTERS = 3
 
 
-def _free(port: int) -> bool:
-    with socket.socket() as sock:
-        try:
-            sock.bind(("127.0.0.1", port))
-        except OSError:
-            return False
-    return True
-
-
-def _cluster_ports(count: int) -> list[int]:
-    """Ports whose cluster-bus companions (port + 10000) are free too; never the default ones."""
-    rng = random.Random()
-    ports: list[int] = []
-    while len(ports) < count:
-        port = rng.randrange(20000, 29000)
-        if port not in ports and _free(port) and _free(port + 10000):
-            ports.append(port)
-    return ports
-
-
-class RedisCluster:
-    """Three redis-server masters with cluster mode on, joined by redis-cli --cluster create."""
-
-    def __init__(self, root: Path) -> None:
-        self.root = root
-        self.ports = _cluster_ports(MASTERS)
-        self.processes: list[subprocess.Popen[bytes]] = []
-
-    @property
-    def url(self) -> str:
-        return f"redis://127.0.0.1:{self.ports[0]}/0"
-
-    def start(self) -> None:
-        for port in self.ports:
-            folder = self.root / str(port)
-            folder.mkdir(parents=True)
-            self.processes.append(
-                subprocess.Popen(
-                    [redis_binary(), "--bind", "127.0.0.1", "--port", str(port), "--dir", str(folder),
-                     "--cluster-enabled", "yes", "--cluster-config-file", "nodes.conf", "--save", "",
-                     "--appendonly", "no"],
-                    stdout=subprocess.DEVNULL,
-                    stderr=subprocess.DEVNULL,
-                )
-            )
-        for port in self.ports:
-            self._wait(lambda port=port: SyncRedis(port=port).ping())
-        subprocess.run(
-            ["redis-cli", "--cluster", "create", *(f"127.0.0.1:{p}" for p in self.ports),
-             "--cluster-replicas", "0", "--cluster-yes"],
-            check=True, capture_output=True, timeout=30,
-        )
-        for port in self.ports:
-            self._wait(lambda port=port: SyncRedis(port=port).cluster("info")["cluster_state"] == "ok")
-
-    @staticmethod
-    def _wait(probe: Any) -> None:
-        deadline = time.monotonic() + 20
-        while True:
-            try:
-                if probe():
-                    return
-            except Exception:
-                pass
-            if time.monotonic() > deadline:
-                raise TimeoutError("the cluster did not come up")
-            time.sleep(0.05)
-
-    def masters(self) -> list[SyncRedis]:
-        return [SyncRedis(port=port, decode_responses=True) for port in self.ports]
-
-    def stop(self) -> None:
-        for process in self.processes:
-            process.terminate()
-        for process in self.processes:
-            process.wait(10)
-
-
 @pytest.fixture(scope="module")
 def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisCluster]:
-    if shutil.which("redis-cli") is None:
-        pytest.fail("redis-cli is needed to form the cluster (Debian package redis-tools)")
+    need_redis_cli()
     made = RedisCluster(tmp_path_factory.mktemp("cluster"))
     made.start()
     yield made
@@ -113,8 +29,8 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisCluster]:
 
 @pytest_asyncio.fixture
 async def nodes(cluster: RedisCluster, tmp_path: Path) -> AsyncIterator[list[ServerUnderTest]]:
-    for master in cluster.masters():
-        master.flushall()
+    for port in cluster.masters():
+        cluster.client(port).flushall()
     servers = [await start_server(cluster.url, tmp_path / f"node{i}", redis_cluster=True) for i in range(2)]
     yield servers
     for server in servers:
@@ -131,7 +47,7 @@ async def test_two_nodes_deliver_every_event_of_sessions_on_every_shard(
 ) -> None:
     writer, reader = nodes
     sessions = [await writer.create_session("alice") for _ in range(6)]
-    owners = {cluster.masters()[0].cluster("keyslot", writer.services.keys.log(s)) for s in sessions}
+    owners = {cluster.slot_of(writer.services.keys.log(s)) for s in sessions}
     assert len(owners) == len(sessions)  # different slots: the sessions spread over the shards
     watchers = [await reader.subscriber(clients, s) for s in sessions]
     for session_id in sessions:
@@ -164,7 +80,7 @@ async def test_killing_the_shard_links_loses_no_event(
     writer, reader = nodes
     sessions = [await writer.create_session("alice") for _ in range(3)]
     watchers = [await reader.subscriber(clients, s) for s in sessions]
-    masters = cluster.masters()
+    masters = [cluster.client(port) for port in cluster.masters()]
     for i in range(60):
         for session_id in sessions:
             await writer.services.voice.set_status(session_id, STATUSES[i % 2], OWNER)
@@ -185,3 +101,66 @@ async def test_listings_and_jobs_work_across_slots(nodes: list[ServerUnderTest],
     await alice.connect()
     ack = await alice.call("session_done", {"session_id": created[0]})
     assert ack["ok"] is True and ack["job_id"]
+
+
+async def test_a_listening_device_follows_its_history_live(nodes: list[ServerUnderTest], clients: list[Client]) -> None:
+    """Listening scripts publish with SPUBLISH on a cluster like every other (issue 24, item 3):
+    a phone reporting on one node is followed live by a laptop on the other."""
+    from tests.listening.support import listener
+
+    reporting, following = nodes
+    phone = await listener(reporting, clients, device_id="phone", subscribe=False)
+    laptop = await listener(following, clients, device_id="laptop")
+    assert laptop.history_id == phone.history_id
+    started = await phone.report("book-1", "playing")
+    assert started["ok"] is True, started
+    await laptop.client.wait_for(lambda: len(laptop.log_events()) >= 1, timeout=5)
+    [(name, data)] = laptop.log_events()
+    assert name == "listening_session" and data["data"]["action"] == "started"
+
+
+async def test_serve_starts_with_its_first_seed_node_down(cluster: RedisCluster, tmp_path: Path) -> None:
+    """``REDIS_URL`` may name several seed nodes; one down at start-up does not stop a node (item 7)."""
+    from tests.helpers import free_port
+    from tests.test_processes import node as serve_node
+
+    seeds = f"redis://127.0.0.1:{free_port()}/0,127.0.0.1:{cluster.ports[1]}"
+    async with serve_node(
+        tmp_path / "serve", seeds, SESSIONHUB_REDIS_CLUSTER="true", SESSIONHUB_INPROCESS_WORKERS="0"
+    ) as url, aiohttp.ClientSession() as http, http.get(f"{url}/readyz") as response:
+        assert response.status == 200
+
+
+def test_seed_urls_borrow_the_first_ones_scheme_and_credentials() -> None:
+    from server.services import connect_redis, seed_urls
+
+    assert seed_urls("rediss://u:p%2Cw@a:1/0, b:2 ,redis://c:3") == [
+        "rediss://u:p%2Cw@a:1/0", "rediss://u:p%2Cw@b:2/0", "redis://c:3"
+    ]
+    with pytest.raises(ValueError, match="SESSIONHUB_REDIS_CLUSTER"):
+        connect_redis("redis://a:1,b:2")
+
+
+async def test_recalculate_scans_every_master_and_restores_a_removed_index_entry(
+    nodes: list[ServerUnderTest], cluster: RedisCluster
+) -> None:
+    """A session in no index at all is found by a SCAN of every master and put back (item 6)."""
+    from auth.claims import Permission
+
+    server = nodes[0]
+    ids = [await server.create_session("alice") for _ in range(6)]
+    assert len({cluster.owner(cluster.slot_of(server.services.keys.session(s))) for s in ids}) > 1
+    redis, keys = server.services.redis, server.services.keys
+    lost = next(s for s in ids if cluster.owner(cluster.slot_of(keys.session(s))) != cluster.owner(cluster.slot_of(keys.admin_kind_of())))
+    await redis.hdel(keys.admin_kind_of(), lost)  # type: ignore[misc]
+    for index in (keys.admin_created("voice"), keys.admin_created("*"), keys.all_sessions(), keys.user_recent("alice")):
+        await redis.zrem(index, lost)
+    token = server.token("root", perms=(Permission.ADMIN,))
+    async with aiohttp.ClientSession() as http:
+        async with http.post(f"{server.url}/admin/recalculate", headers={"Authorization": f"Bearer {token}"}) as response:
+            assert response.status == 200
+            drift = await response.json()
+    assert (drift["sessions"], drift["added"], drift.get("relisted"), drift["drift"]) == (6, 1, 1, True), drift
+    assert await redis.hget(keys.admin_kind_of(), lost) == "voice"  # type: ignore[misc]
+    listed = await server.services.sessions.recent("alice", limit=10)
+    assert lost in [row["id"] for row in listed]

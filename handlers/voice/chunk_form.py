@@ -18,7 +18,7 @@ from pydantic import Field, model_validator
 from handlers.ids import parse_session_id
 from handlers.payloads import Payload, validate
 from protocol.errors import CodedError, ErrorCode
-from storage.voice.blobs import BlobStore, BlobTooLarge, BlobWriter
+from storage.voice.blobs import Blobs, BlobTooLarge, BlobWriter
 
 FIELD_NAMES = frozenset({"session_id", "start_ms", "end_ms", "duration_ms", "speaker"})
 MAX_FIELD_BYTES = 256
@@ -84,7 +84,7 @@ def parse_meta(fields: dict[str, str]) -> ChunkMeta:
 async def read_chunk_form(
     request: web.Request,
     *,
-    blobs: BlobStore,
+    blobs: Blobs,
     max_bytes: int,
     admit: Callable[[ChunkMeta], Awaitable[None]],
 ) -> ChunkForm:
@@ -123,7 +123,7 @@ async def read_chunk_form(
     return form
 
 
-async def _stream(part: BodyPartReader, blobs: BlobStore, max_bytes: int) -> BlobWriter:
+async def _stream(part: BodyPartReader, blobs: Blobs, max_bytes: int) -> BlobWriter:
     writer = blobs.writer(max_bytes)
     try:
         while piece := await part.read_chunk(64 * 1024):

@@ -19,7 +19,6 @@ from handlers.voice.audio_links import AudioLinkQuery, AudioLinks
 from handlers.voice.chunk_form import FORM_OVERHEAD_BYTES, ChunkForm, ChunkMeta, read_chunk_form
 from protocol.errors import CodedError, ErrorCode
 from storage.voice.audio_format import probe
-from storage.voice.blobs import BlobStore
 from storage.voice.chunks import ChunkAdded, NewChunk, VoiceChunks
 
 # The FAB tries these in order and records with the first the browser supports (issue 10).
@@ -55,7 +54,7 @@ class ChunkRoutes:
         self._s = services
         self._config = services.voice.config
         self._chunks = chunk_repository(services)
-        self._blobs = BlobStore(self._config.blob_dir)
+        self._blobs = services.voice.blobs
         self._links = AudioLinks(
             redis=services.redis, keys=services.keys, clock=services.clock, ttl_s=self._config.audio_link_ttl_s
         )
@@ -117,12 +116,12 @@ class ChunkRoutes:
     async def _store(self, form: ChunkForm, chunk: NewChunk, claims: Claims) -> ChunkAdded:
         session_id = form.meta.session_id
         # The file goes into place first, so no subscriber hears of a chunk it cannot play yet.
-        await asyncio.to_thread(self._blobs.commit, form.blob, session_id)
+        await self._blobs.commit(form.blob, session_id)
         try:
             return await self._chunks.add(session_id, chunk, performer(claims), max_chunks=self._config.max_chunks)
         except BaseException:
             if not await self._chunks.is_referenced(session_id, chunk.sha256):
-                self._blobs.remove(session_id, chunk.sha256)
+                await self._blobs.remove(session_id, chunk.sha256)
             raise
 
     async def list_chunks(self, request: web.Request) -> web.Response:
@@ -151,15 +150,21 @@ class ChunkRoutes:
         link = parse_query(AudioLinkQuery, request)
         await self._links.check(session_id, chunk_id, link.exp, link.sig)
         chunk = await self._chunks.get(session_id, chunk_id)
-        path = self._blobs.path(session_id, str(chunk["sha256"])) if chunk else None
-        if chunk is None or path is None or not path.is_file():
+        byte_range = request.headers.get("Range")
+        fetched = await self._blobs.fetch(session_id, str(chunk["sha256"]), byte_range) if chunk else None
+        if chunk is None or fetched is None:
             raise CodedError(ErrorCode.NOT_FOUND, "no such chunk")
         headers = {
             "Content-Type": str(chunk["mime"]),
             "Cache-Control": "private, max-age=300",
             "Content-Disposition": "inline",
         }
-        return web.FileResponse(path, headers=headers)
+        if fetched.path is not None:
+            return web.FileResponse(fetched.path, headers=headers)  # answers ranges itself
+        headers["Accept-Ranges"] = "bytes"
+        if fetched.content_range:
+            headers["Content-Range"] = fetched.content_range
+        return web.Response(body=fetched.body, status=fetched.status, headers=headers)
 
     async def fab_config(self, request: web.Request) -> web.Response:
         """What the FAB needs to know before it records (no token needed: nothing private)."""

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 from typing import Any
 
 from auth.access import require_read, require_update
@@ -10,7 +9,6 @@ from auth.claims import Claims
 from handlers.context import Services
 from handlers.kinds import SessionKind, Snapshot
 from handlers.voice.actions import session_url
-from storage.voice.blobs import BlobStore
 from storage.sessions import SessionMeta
 from storage.voice.repository import KIND
 
@@ -49,7 +47,7 @@ class VoiceKind(SessionKind):
         owner_id = record.get("owner_id", "")
         if owner_id:
             await self._s.voice.forget(session_id, owner_id=owner_id)
-        await asyncio.to_thread(BlobStore(self._s.voice.config.blob_dir).remove_session, session_id)
+        await self._s.voice.blobs.remove_session(session_id)
 
     def summary(self, record: dict[str, str]) -> dict[str, Any]:
         return {

@@ -18,6 +18,8 @@ from storage.scripts import plain_script
 from storage.sessions import SessionDirectory, admin_remove_keys
 
 BATCH = 200
+# Keys a SCAN step looks at, on each master (a cluster's SCAN goes to every master).
+SCAN_COUNT = 1000
 
 
 @dataclass(slots=True)
@@ -26,6 +28,7 @@ class Drift:
 
     sessions: int = 0
     added: int = 0  # sessions with a record that the admin indexes did not have
+    relisted: int = 0  # sessions with a record that the global listing did not have
     removed: int = 0  # index entries whose session is gone
     corrected: int = 0  # entries with a wrong kind or creation time
     resized: int = 0  # sizes measured anew (sizes are refreshed at touches, so these are expected)
@@ -47,6 +50,7 @@ class Drift:
         return {
             "sessions": self.sessions,
             "added": self.added,
+            "relisted": self.relisted,
             "removed": self.removed,
             "corrected": self.corrected,
             "resized": self.resized,
@@ -59,6 +63,7 @@ class Drift:
             # sizes measured now: those change as sessions grow).
             "drift": bool(
                 self.added
+                or self.relisted
                 or self.removed
                 or self.corrected
                 or self.remixes_corrected
@@ -80,11 +85,21 @@ class AdminRecalc:
         self._remove = plain_script(redis, "admin/remove.lua")
 
     async def _all_ids(self) -> list[str]:
-        """Every id that a record index or the admin index knows."""
+        """Every id that an index knows or that has a record.
+
+        The records are found by a SCAN of every master (on a cluster, redis-py sends SCAN to
+        each): a session missing from every index -- its entry lost in a failover, or removed
+        by hand -- is still found, and put back (issue 24, item 6).
+        """
         k = self._keys
         indexed: Any = await self._redis.zrange(k.all_sessions(), 0, -1)
         admin: Any = await self._redis.hkeys(k.admin_kind_of())  # type: ignore[misc]
-        return sorted(set(indexed) | set(admin))
+        recorded = set()
+        head, tail = k.session("\0").split("\0")
+        async for key in self._redis.scan_iter(match=k.session("*"), count=SCAN_COUNT):
+            if key.startswith(head) and key.endswith(tail):
+                recorded.add(key[len(head) : -len(tail)])
+        return sorted(set(indexed) | set(admin) | recorded)
 
     async def recalculate(self) -> Drift:
         """Rebuild every admin index entry and the byte totals from the records and logs."""
@@ -115,18 +130,20 @@ class AdminRecalc:
         async with self._redis.pipeline(transaction=False) as pipe:
             for session_id in ids:
                 pipe.hmget(
-                    k.session(session_id), "kind", "created_at", "last_accessed_at", "remixed_from", "remix_count"
+                    k.session(session_id),
+                    "kind", "created_at", "last_accessed_at", "remixed_from", "remix_count", "owner_id",
                 )
                 pipe.exists(k.remix_children(session_id))
+            pipe.zmscore(k.all_sessions(), ids)
             pipe.hmget(k.admin_kind_of(), ids)
             pipe.zmscore(k.admin_created("*"), ids)
             pipe.zmscore(k.admin_accessed("*"), ids)
             pipe.zmscore(k.admin_size(), ids)
             pipe.zmscore(k.admin_remixes(), ids)
-            *per_session, kinds, created, accessed, sizes, remixes = await pipe.execute()
+            *per_session, listed, kinds, created, accessed, sizes, remixes = await pipe.execute()
         records, children = per_session[::2], per_session[1::2]
         for i, session_id in enumerate(ids):
-            kind, created_at, last_accessed, remixed_from, remix_count = records[i]
+            kind, created_at, last_accessed, remixed_from, remix_count, owner_id = records[i]
             if children[i]:
                 drift.with_children.add(session_id)
             if kind and remixed_from:
@@ -142,6 +159,11 @@ class AdminRecalc:
             drift.sessions += 1
             updated_ms, size = await self._sessions.measure(session_id)
             created_ms = int(created_at or 0)
+            if listed[i] is None:  # in no listing: the global one and its owner's get it back
+                drift.relisted += 1
+                await self._redis.zadd(k.all_sessions(), {session_id: created_ms})
+                if owner_id:
+                    await self._redis.zadd(k.user_recent(str(owner_id)), {session_id: created_ms}, nx=True)
             access_ms = max(int(accessed[i] or 0), int(last_accessed or 0), created_ms)
             if kinds[i] is not None:
                 indexed_kind = str(kinds[i])

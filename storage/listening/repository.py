@@ -26,7 +26,7 @@ from storage.listening.model import (
     Report,
     Upload,
 )
-from storage.scripts import plain_script, source
+from storage.scripts import composed_script, plain_script
 from storage.store import Store
 
 # A sweep lease: how long a claimed history stays away from other nodes' sweeps.
@@ -35,7 +35,7 @@ SWEEP_LEASE_MS = 30_000
 
 def _history_script(redis: Redis, name: str) -> AsyncScript:
     """An event script with the listening keys bound (core prologue, then ``_history.lua``)."""
-    return redis.register_script("\n".join((source("core/_event.lua"), source("listening/_history.lua"), source(name))))
+    return composed_script(redis, "core/_event.lua", "listening/_history.lua", name)
 
 
 def _meta_json(meta: dict[str, Any] | None) -> str:
@@ -65,9 +65,9 @@ class ListeningHistories:
         self._remove = _history_script(redis, "listening/remove.lua")
         self._clear = _history_script(redis, "listening/clear.lua")
         self._sweep = _history_script(redis, "listening/sweep.lua")
-        self._snapshot = redis.register_script(source("listening/snapshot.lua"))
-        self._claim = redis.register_script(source("listening/due_claim.lua"))
-        self._settle = redis.register_script(source("listening/due_settle.lua"))
+        self._snapshot = plain_script(redis, "listening/snapshot.lua")
+        self._claim = plain_script(redis, "listening/due_claim.lua")
+        self._settle = plain_script(redis, "listening/due_settle.lua")
         self._pointer_clear = plain_script(redis, "core/pointer_clear.lua")
 
     # --- the history session --------------------------------------------------------------

@@ -1,17 +1,32 @@
-"""The blob store: audio files on disk, one folder per session, named by their sha256.
+"""The blob store: a session's audio chunks, named by their sha256, behind one interface.
 
-A file is written to a temporary name while it streams in (hashed and size-capped as it goes)
-and moved into place with one rename, so a reader never sees half a file. Removing a session's
-folder removes every blob it owns (retention follows the session).
+Two backends (``SESSIONHUB_VOICE_BLOB_STORE``):
+
+- ``local`` (:class:`BlobStore`, the default): files on this node's disk, one folder per
+  session. Enough for one node; with several, only the node that took an upload has the file.
+- ``s3`` (:class:`S3BlobStore`): objects in an S3-compatible bucket every node reaches, so any
+  node serves the audio and any worker transcribes it (issue 24, item 4).
+
+Either way a file is first written to a local temporary name while it streams in (hashed and
+size-capped as it goes; the format probe reads it there) and only then committed: renamed into
+place, or uploaded. A reader never sees half a blob. Removing a session's blobs removes every
+blob it owns (retention follows the session). Content-addressed blobs never change, so a copy
+of one is as good as the original.
 """
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import os
 import shutil
+import tempfile
 import uuid
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any, Protocol
 
 
 class BlobTooLarge(Exception):
@@ -53,6 +68,45 @@ class BlobWriter:
         self.temp_path.unlink(missing_ok=True)
 
 
+@dataclass(frozen=True, slots=True)
+class Fetched:
+    """A blob (or the asked range of it) to serve: a local ``path``, or the bytes in ``body``."""
+
+    path: Path | None = None
+    body: bytes = b""
+    status: int = 200  # 206 for a range
+    size: int = 0  # the whole blob's size
+    content_range: str = ""  # "bytes a-b/size" for a range
+
+
+class Blobs(Protocol):
+    """What the voice handlers and jobs use, whichever backend holds the audio."""
+
+    def writer(self, max_bytes: int) -> BlobWriter:
+        """A local writer for a new blob of at most ``max_bytes`` (committed with :meth:`commit`)."""
+        ...
+
+    async def commit(self, writer: BlobWriter, session_id: str) -> None:
+        """Put a finished blob in place (same content, same name: replacing is harmless)."""
+        ...
+
+    async def remove(self, session_id: str, sha256: str) -> None:
+        """Drop one blob."""
+        ...
+
+    async def remove_session(self, session_id: str) -> None:
+        """Drop every blob of a session."""
+        ...
+
+    async def fetch(self, session_id: str, sha256: str, byte_range: str | None) -> Fetched | None:
+        """The blob to serve (``byte_range``: the request's ``Range`` header), None when missing."""
+        ...
+
+    def as_file(self, session_id: str, sha256: str) -> Any:
+        """``async with`` a local path of the blob (for a command that reads files), None when missing."""
+        ...
+
+
 class BlobStore:
     """Files under ``root/<session_id>/<sha256>``; temporary files under ``root/.incoming``."""
 
@@ -69,21 +123,34 @@ class BlobStore:
         """Where the blob lives (ids are validated at the edge: a UUID and a hex digest)."""
         return self._root / session_id / sha256
 
-    def commit(self, writer: BlobWriter, session_id: str) -> Path:
+    async def commit(self, writer: BlobWriter, session_id: str) -> None:
         """Move a finished blob into place (same content, same name: replacing is harmless)."""
+        await asyncio.to_thread(self._commit, writer, session_id)
+
+    def _commit(self, writer: BlobWriter, session_id: str) -> None:
         writer.close()
         target = self.path(session_id, writer.sha256)
         target.parent.mkdir(parents=True, exist_ok=True)
         os.replace(writer.temp_path, target)
-        return target
 
-    def remove(self, session_id: str, sha256: str) -> None:
+    async def remove(self, session_id: str, sha256: str) -> None:
         """Drop one blob."""
         self.path(session_id, sha256).unlink(missing_ok=True)
 
-    def remove_session(self, session_id: str) -> None:
+    async def remove_session(self, session_id: str) -> None:
         """Drop every blob of a session."""
-        shutil.rmtree(self._root / session_id, ignore_errors=True)
+        await asyncio.to_thread(shutil.rmtree, self._root / session_id, True)
+
+    async def fetch(self, session_id: str, sha256: str, byte_range: str | None) -> Fetched | None:
+        """The file itself (the web server answers ranges of a file)."""
+        path = self.path(session_id, sha256)
+        return Fetched(path=path) if path.is_file() else None
+
+    @asynccontextmanager
+    async def as_file(self, session_id: str, sha256: str) -> AsyncIterator[Path | None]:
+        """The file where it lies."""
+        path = self.path(session_id, sha256)
+        yield path if path.is_file() else None
 
     def session_bytes(self, session_id: str) -> int:
         """Bytes on disk for the session (what retention frees)."""
@@ -91,3 +158,118 @@ class BlobStore:
         if not folder.is_dir():
             return 0
         return sum(entry.stat().st_size for entry in folder.iterdir() if entry.is_file())
+
+
+@dataclass(frozen=True, slots=True)
+class S3Settings:
+    """Where the S3 backend keeps blobs: ``<prefix><session_id>/<sha256>`` in ``bucket``."""
+
+    bucket: str
+    endpoint_url: str = ""  # empty: AWS itself; else any S3-compatible service (MinIO, Ceph, R2...)
+    region: str = "us-east-1"
+    prefix: str = "voice/"
+    access_key_id: str = ""  # empty: boto3's own chain (AWS_* variables, instance roles...)
+    secret_access_key: str = ""
+
+
+class S3BlobStore:
+    """Blobs in an S3-compatible bucket, through boto3 (the maintained AWS SDK) in threads.
+
+    boto3 blocks, so each call runs in a worker thread (``asyncio.to_thread``); its client is
+    thread-safe and shared. A blob is at most ``SESSIONHUB_VOICE_MAX_CHUNK_BYTES``: one PUT.
+    """
+
+    def __init__(self, local_root: Path, settings: S3Settings) -> None:
+        import boto3  # only a node configured for S3 needs the library (extra "s3")
+        from botocore.config import Config
+
+        self._local = BlobStore(local_root)  # temporary files while an upload streams in
+        self._settings = settings
+        self._client = boto3.client(
+            "s3",
+            endpoint_url=settings.endpoint_url or None,
+            region_name=settings.region,
+            aws_access_key_id=settings.access_key_id or None,
+            aws_secret_access_key=settings.secret_access_key or None,
+            config=Config(retries={"max_attempts": 3, "mode": "standard"}, connect_timeout=5, read_timeout=30),
+        )
+
+    def _key(self, session_id: str, sha256: str = "") -> str:
+        return f"{self._settings.prefix}{session_id}/{sha256}"
+
+    def writer(self, max_bytes: int) -> BlobWriter:
+        return self._local.writer(max_bytes)
+
+    async def commit(self, writer: BlobWriter, session_id: str) -> None:
+        """Upload the finished blob, then drop its temporary file."""
+        writer.close()
+        try:
+            key = self._key(session_id, writer.sha256)
+            await asyncio.to_thread(self._client.upload_file, str(writer.temp_path), self._settings.bucket, key)
+        finally:
+            writer.discard()
+
+    async def remove(self, session_id: str, sha256: str) -> None:
+        key = self._key(session_id, sha256)
+        await asyncio.to_thread(self._client.delete_object, Bucket=self._settings.bucket, Key=key)
+
+    async def remove_session(self, session_id: str) -> None:
+        """Delete every object under the session's prefix, a listing page (<= 1000) at a time."""
+        await asyncio.to_thread(self._remove_session, session_id)
+
+    def _remove_session(self, session_id: str) -> None:
+        paginator = self._client.get_paginator("list_objects_v2")
+        for page in paginator.paginate(Bucket=self._settings.bucket, Prefix=self._key(session_id)):
+            objects = [{"Key": item["Key"]} for item in page.get("Contents", [])]
+            if objects:
+                self._client.delete_objects(Bucket=self._settings.bucket, Delete={"Objects": objects, "Quiet": True})
+
+    async def fetch(self, session_id: str, sha256: str, byte_range: str | None) -> Fetched | None:
+        """The object, or the range asked for (S3 answers ranges itself: players seek)."""
+        return await asyncio.to_thread(self._fetch, session_id, sha256, byte_range)
+
+    def _fetch(self, session_id: str, sha256: str, byte_range: str | None) -> Fetched | None:
+        from botocore.exceptions import ClientError
+
+        options: dict[str, Any] = {"Bucket": self._settings.bucket, "Key": self._key(session_id, sha256)}
+        if byte_range:
+            options["Range"] = byte_range
+        try:
+            found = self._client.get_object(**options)
+        except ClientError as exc:
+            code = exc.response.get("Error", {}).get("Code", "")
+            if code in ("NoSuchKey", "404", "NotFound"):
+                return None
+            if code == "InvalidRange":
+                return Fetched(status=416)
+            raise
+        body = found["Body"].read()
+        content_range = str(found.get("ContentRange") or "")
+        size = int(content_range.rpartition("/")[2]) if content_range else len(body)
+        return Fetched(body=body, status=206 if content_range else 200, size=size, content_range=content_range)
+
+    @asynccontextmanager
+    async def as_file(self, session_id: str, sha256: str) -> AsyncIterator[Path | None]:
+        """A temporary local copy for the length of the ``async with`` (None when missing)."""
+        from botocore.exceptions import ClientError
+
+        folder = Path(tempfile.mkdtemp(prefix="sessionhub-blob-"))
+        path = folder / sha256
+        try:
+            try:
+                await asyncio.to_thread(
+                    self._client.download_file, self._settings.bucket, self._key(session_id, sha256), str(path)
+                )
+            except ClientError as exc:
+                if exc.response.get("Error", {}).get("Code", "") not in ("NoSuchKey", "404", "NotFound"):
+                    raise
+                yield None
+                return
+            yield path
+        finally:
+            shutil.rmtree(folder, ignore_errors=True)
+
+
+def open_blobs(local_root: Path, s3: S3Settings | None) -> Blobs:
+    """The configured backend: S3 when ``s3`` is given, else the local folder."""
+    return S3BlobStore(local_root, s3) if s3 is not None else BlobStore(local_root)

@@ -6,12 +6,15 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from storage.voice.blobs import S3Settings
+
 
 @dataclass(frozen=True, slots=True)
 class VoiceConfig:
     """Audio chunks, the FAB, the Telegram webhook and the transcription hook."""
 
-    blob_dir: Path = Path("./var/blobs")
+    blob_dir: Path = Path("./var/blobs")  # the blobs (local store), or their upload's temporary files
+    s3: S3Settings | None = None  # the S3 store, when SESSIONHUB_VOICE_BLOB_STORE=s3
     max_chunk_bytes: int = 10 * 1024 * 1024
     max_chunks: int = 2000
     max_chunk_ms: int = 60_000

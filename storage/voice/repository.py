@@ -13,6 +13,7 @@ from storage.events import POSITION_FIELDS, Position
 from storage.lean_redis import read_together
 from storage.scripts import event_script, plain_script
 from storage.store import Store
+from storage.voice.blobs import open_blobs
 from storage.voice.config import VoiceConfig
 
 KIND = "voice"
@@ -139,6 +140,7 @@ class VoiceSessions:
 
     def __init__(self, store: Store, *, config: VoiceConfig | None = None) -> None:
         self.config = config or VoiceConfig()
+        self.blobs = open_blobs(self.config.blob_dir, self.config.s3)  # one per process: a client for S3
         redis = self._redis = store.redis
         self._keys = store.keys
         self._scripts = store.scripts

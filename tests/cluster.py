@@ -1,0 +1,180 @@
+"""A real Redis Cluster on loopback for the tests: masters, optional replicas, and the moves a
+real cluster makes (a slot migrated to another master, a master killed and its replica promoted).
+
+Every wait is bounded and polls a condition; nothing sleeps a fixed time.
+"""
+
+from __future__ import annotations
+
+import random
+import shutil
+import signal
+import socket
+import subprocess
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+from redis import Redis as SyncRedis
+
+from tests.helpers import redis_binary
+
+# Short enough that a killed master's replica takes over within a few seconds (Redis marks a
+# node failing after this long without an answer, then the replica waits ~0.5-1 s more).
+NODE_TIMEOUT_MS = 1000
+
+
+def _free(port: int) -> bool:
+    with socket.socket() as sock:
+        try:
+            sock.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+    return True
+
+
+def cluster_ports(count: int) -> list[int]:
+    """Ports whose cluster-bus companions (port + 10000) are free too; never the default ones."""
+    rng = random.Random()
+    ports: list[int] = []
+    while len(ports) < count:
+        port = rng.randrange(20000, 29000)
+        if port not in ports and _free(port) and _free(port + 10000):
+            ports.append(port)
+    return ports
+
+
+def wait_until(probe: Callable[[], Any], timeout_s: float = 20, what: str = "the cluster") -> Any:
+    """Poll ``probe`` until it returns something true (errors count as not yet)."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        try:
+            result = probe()
+            if result:
+                return result
+        except Exception:
+            pass
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"{what} did not settle within {timeout_s} s")
+        time.sleep(0.05)
+
+
+def need_redis_cli() -> None:
+    if shutil.which("redis-cli") is None:
+        pytest.fail("redis-cli is needed to form the cluster (Debian package redis-tools)")
+
+
+class RedisCluster:
+    """``masters`` redis-server masters joined by ``redis-cli --cluster create``, then ``replicas``
+    replicas attached to the first masters (one each), all with a short node timeout."""
+
+    def __init__(self, root: Path, *, masters: int = 3, replicas: int = 0) -> None:
+        self.root = root
+        self.ports = cluster_ports(masters + replicas)
+        self.master_ports = self.ports[:masters]
+        self.replica_ports = self.ports[masters:]
+        self.processes: dict[int, subprocess.Popen[bytes]] = {}
+
+    @property
+    def url(self) -> str:
+        return f"redis://127.0.0.1:{self.ports[0]}/0"
+
+    def client(self, port: int) -> SyncRedis:
+        return SyncRedis(port=port, decode_responses=True, socket_timeout=5)
+
+    def _spawn(self, port: int) -> None:
+        folder = self.root / str(port)
+        folder.mkdir(parents=True, exist_ok=True)
+        self.processes[port] = subprocess.Popen(
+            [redis_binary(), "--bind", "127.0.0.1", "--port", str(port), "--dir", str(folder),
+             "--cluster-enabled", "yes", "--cluster-config-file", "nodes.conf", "--save", "",
+             "--appendonly", "no", "--cluster-node-timeout", str(NODE_TIMEOUT_MS),
+             "--cluster-replica-validity-factor", "0"],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+
+    def start(self) -> None:
+        for port in self.ports:
+            self._spawn(port)
+        for port in self.ports:
+            wait_until(lambda port=port: self.client(port).ping())
+        subprocess.run(
+            ["redis-cli", "--cluster", "create", *(f"127.0.0.1:{p}" for p in self.master_ports),
+             "--cluster-replicas", "0", "--cluster-yes"],
+            check=True, capture_output=True, timeout=30,
+        )
+        for port in self.master_ports:
+            wait_until(lambda port=port: self.client(port).cluster("info")["cluster_state"] == "ok")
+        for index, port in enumerate(self.replica_ports):
+            master_id = self.node_id(self.master_ports[index])
+            replica = self.client(port)
+            replica.execute_command("CLUSTER", "MEET", "127.0.0.1", str(self.master_ports[0]))
+            wait_until(lambda r=replica, m=master_id: m in r.execute_command("CLUSTER", "NODES"), what="the meet")
+            replica.execute_command("CLUSTER", "REPLICATE", master_id)
+            wait_until(lambda r=replica: r.info("replication").get("master_link_status") == "up", what="the replica")
+        for port in self.ports:
+            wait_until(lambda port=port: self.client(port).cluster("info")["cluster_state"] == "ok")
+
+    def node_id(self, port: int) -> str:
+        return str(self.client(port).execute_command("CLUSTER", "MYID"))
+
+    def live_ports(self) -> list[int]:
+        return [port for port, process in self.processes.items() if process.poll() is None]
+
+    def slot_of(self, key: str) -> int:
+        return int(self.client(self.live_ports()[0]).execute_command("CLUSTER", "KEYSLOT", key))
+
+    def owner(self, slot: int) -> int:
+        """Port of the master that serves ``slot``, as a live node sees it."""
+        for start, end, master, *_ in self.client(self.live_ports()[0]).execute_command("CLUSTER", "SLOTS"):
+            if int(start) <= slot <= int(end):
+                return int(master[1])
+        raise LookupError(f"slot {slot} is not served")
+
+    def masters(self) -> list[int]:
+        return [port for port in self.live_ports() if self.client(port).info("replication")["role"] == "master"]
+
+    def move_slot(self, slot: int, to_port: int, batch: int = 10) -> None:
+        """Migrate ``slot`` to the master on ``to_port`` the way ``redis-cli --cluster reshard``
+        does (IMPORTING/MIGRATING, MIGRATE in batches, then SETSLOT NODE on every master), while
+        clients keep writing to it."""
+        from_port = self.owner(slot)
+        if from_port == to_port:
+            return
+        source, target = self.client(from_port), self.client(to_port)
+        source_id, target_id = self.node_id(from_port), self.node_id(to_port)
+        target.execute_command("CLUSTER", "SETSLOT", slot, "IMPORTING", source_id)
+        source.execute_command("CLUSTER", "SETSLOT", slot, "MIGRATING", target_id)
+        while keys := source.execute_command("CLUSTER", "GETKEYSINSLOT", slot, batch):
+            source.execute_command("MIGRATE", "127.0.0.1", to_port, "", 0, 5000, "REPLACE", "KEYS", *keys)
+        for port in [to_port, from_port, *[p for p in self.masters() if p not in (to_port, from_port)]]:
+            self.client(port).execute_command("CLUSTER", "SETSLOT", slot, "NODE", target_id)
+        for port in self.live_ports():
+            wait_until(lambda port=port: self.owner_seen_by(port, slot) == to_port, what="the slot's new owner")
+
+    def owner_seen_by(self, port: int, slot: int) -> int | None:
+        for start, end, master, *_ in self.client(port).execute_command("CLUSTER", "SLOTS"):
+            if int(start) <= slot <= int(end):
+                return int(master[1])
+        return None
+
+    def kill(self, port: int) -> None:
+        """kill -9 one node (no goodbye: the cluster notices by its node timeout)."""
+        process = self.processes[port]
+        process.send_signal(signal.SIGKILL)
+        process.wait(10)
+
+    def restart(self, port: int) -> None:
+        """Start a killed node again with its nodes.conf: it rejoins (a replaced master as a replica)."""
+        self._spawn(port)
+        wait_until(lambda: self.client(port).ping(), what="the restarted node")
+
+    def stop(self) -> None:
+        for process in self.processes.values():
+            if process.poll() is None:
+                process.terminate()
+        for process in self.processes.values():
+            process.wait(10)
