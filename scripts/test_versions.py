@@ -90,7 +90,8 @@ def test_set(name: str, pins: list[str], workdir: Path) -> bool:
     """Install ``pins`` with the package in a fresh venv and run the subset; True when it passed."""
     venv = workdir / name
     python = str(venv / "bin" / "python")
-    subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True, timeout=120)
+    if not venv.exists():
+        subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True, timeout=120)
     constraints = other_constraints(workdir)
     install = run(
         [python, "-m", "pip", "install", "-q", "-c", str(constraints), "-e", str(ROOT), *pins, *TEST_TOOLS],
@@ -105,7 +106,7 @@ def test_set(name: str, pins: list[str], workdir: Path) -> bool:
     started = time.monotonic()
     env = {"PATH": "/usr/local/bin:/usr/bin:/bin", "SESSIONHUB_TRANSPORT": "auto", "HOME": str(workdir)}
     tests = run([python, "-m", "pytest", "-q", "-p", "no:cacheprovider", *SUBSET], TEST_TIMEOUT_S, cwd=ROOT, env=env)
-    tail = "\n".join(tests.stdout.strip().splitlines()[-15:])
+    tail = "\n".join((tests.stdout.strip() + "\n" + tests.stderr.strip()).strip().splitlines()[-25:])
     print(f"[{name}] {time.monotonic() - started:.0f} s, exit {tests.returncode}:\n{tail}", flush=True)
     return tests.returncode == 0
 
@@ -113,6 +114,7 @@ def test_set(name: str, pins: list[str], workdir: Path) -> bool:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--only", choices=("lowest", "newest"))
+    parser.add_argument("--workdir", type=Path, help="keep the venvs here (reused by the next run)")
     args = parser.parse_args()
     specs = ranges()
     sets = {
@@ -121,10 +123,12 @@ def main() -> int:
     }
     results: dict[str, bool] = {}
     with tempfile.TemporaryDirectory(prefix="sessionhub-versions-") as tmp:
+        workdir = args.workdir or Path(tmp)
+        workdir.mkdir(parents=True, exist_ok=True)
         for name, pins in sets.items():
             if args.only in (None, name):
                 print(f"[{name}] {' '.join(pins)}", flush=True)
-                results[name] = test_set(name, pins, Path(tmp))
+                results[name] = test_set(name, pins, workdir)
     for name, passed in results.items():
         print(f"{name}: {'PASS' if passed else 'FAIL'} ({' '.join(sets[name])})")
     return 0 if all(results.values()) else 1

@@ -26,6 +26,7 @@ from handlers.patterns.config import PatternConfig
 from handlers.listening import capability as listening
 from handlers.listening.config import ListeningSettings
 from handlers.metrics import METRICS_KEY
+from handlers.route_errors import route_errors
 from handlers.socket_router import SocketRouter
 from handlers.subscriptions import SubscriptionEvents
 from handlers.voice import capability as voice
@@ -113,6 +114,7 @@ def add_routes(
     HomeRoutes(services).register(app)
     HealthRoutes(redis_ping=services.redis.ping, bus_alive=lambda: bus.alive).register(app)
     WebPages(services.web_dir).register(app)
+    app.middlewares.append(route_errors)  # innermost: the others see its JSON answers
 
 
 def build_app(settings: Settings, *, services: Services) -> web.Application:
