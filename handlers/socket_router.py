@@ -121,7 +121,8 @@ class SocketRouter:
         data = {k: v for k, v in data.items() if k != "telegram_user_id"}
         if session_scoped:
             data = {**data, "session_id": parse_session_id(data.get("session_id"))}
-        return data
+        checked: dict[str, Any] = data
+        return checked
 
     def _check_token(self, connection: Connection) -> None:
         if connection.claims.exp <= self._services.clock.now_s():

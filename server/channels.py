@@ -59,7 +59,8 @@ class Channels:
                 return None
             message: dict[str, Any] | None = await self._pubsub.get_sharded_message(timeout=timeout_s)
             return message
-        return await self._pubsub.get_message(timeout=timeout_s)  # type: ignore[no-any-return]
+        received: dict[str, Any] | None = await self._pubsub.get_message(timeout=timeout_s)
+        return received
 
     async def aclose(self) -> None:
         """Close the link(s)."""

@@ -75,7 +75,8 @@ KEEPALIVE_IDLE_S = 30
 
 def _pack(args: tuple[Any, ...]) -> bytes:
     """One command in RESP (hiredis's stub types the tuple as having a single element)."""
-    return hiredis.pack_command(args)  # type: ignore[arg-type]
+    packed: bytes = hiredis.pack_command(args)
+    return packed
 
 
 _MULTI = _pack(("MULTI",))
@@ -367,7 +368,7 @@ class LeanRedis(Redis):
         name = args[0]
         lean = self.lean
         if lean is None or name not in LEAN_COMMANDS or not options.keys() <= _PLAIN_OPTIONS or not _packable(args):
-            return await super().execute_command(*args, **options)
+            return await super().execute_command(*args, **options)  # type: ignore[no-untyped-call]
         (reply,) = await lean.request(_pack(args), 1, repeatable=name in READS)
         return await _parsed(self.response_callbacks, name, reply, options)
 
@@ -410,7 +411,7 @@ class LeanPipeline(Pipeline):
         try:
             replies = await _transaction(self._lean, [args for args, _ in stack])
         finally:
-            await self.reset()
+            await self.reset()  # type: ignore[no-untyped-call]
         callbacks = self.response_callbacks
         return [
             await _parsed(callbacks, args[0], r, options) for r, (args, options) in zip(replies, stack, strict=True)

@@ -42,7 +42,7 @@ class SessionDeleter:
         With ``known_kinds_only``, a kind this server does not serve is ``session_not_found``
         too (as for every route); without, its record and log are deleted all the same.
         """
-        record: dict[str, str] = await self._s.redis.hgetall(self._s.keys.session(session_id))  # type: ignore[assignment,misc]
+        record: dict[str, str] = await self._s.redis.hgetall(self._s.keys.session(session_id))  # type: ignore[assignment]
         kind = self._s.kinds.get(record.get("kind", ""))
         if not record.get("kind") or (kind is None and known_kinds_only):
             raise CodedError(ErrorCode.SESSION_NOT_FOUND, "no such session")

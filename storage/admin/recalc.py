@@ -83,7 +83,7 @@ class AdminRecalc:
         """Every id that a record index or the admin index knows."""
         k = self._keys
         indexed: Any = await self._redis.zrange(k.all_sessions(), 0, -1)
-        admin: Any = await self._redis.hkeys(k.admin_kind_of())  # type: ignore[misc]
+        admin: Any = await self._redis.hkeys(k.admin_kind_of())
         return sorted(set(indexed) | set(admin))
 
     async def recalculate(self) -> Drift:
@@ -98,7 +98,7 @@ class AdminRecalc:
             await self._batch(ids[start : start + BATCH], drift, totals)
         await self._children(drift)
         drift.deepest_remix = deepest(drift.parents)
-        await self._redis.hset(  # type: ignore[misc]
+        await self._redis.hset(
             k.admin_stats(), mapping={"deepest_remix": drift.deepest_remix, "deepest_remix_at": self._clock.now_ms()}
         )
         async with self._redis.pipeline(transaction=True) as pipe:
