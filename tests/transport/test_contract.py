@@ -107,4 +107,5 @@ def test_help_and_the_lane_choice_import_neither_aiohttp_nor_socketio() -> None:
 async def test_the_server_runs_on_the_lane_asked_for(server: ServerUnderTest) -> None:
     # `make test-stock` runs the socket tests with SESSIONHUB_TRANSPORT=stock: they run on it.
     asked = os.environ.get("SESSIONHUB_TRANSPORT", "auto")
-    assert server.app[SIO_KEY].lane == ("stock" if asked == "stock" else "fast")
+    expected = "stock" if asked == "stock" or (asked == "auto" and untested()) else "fast"
+    assert server.app[SIO_KEY].lane == expected
