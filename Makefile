@@ -10,6 +10,7 @@ test:
 	.venv/bin/ruff check server handlers jobs auth storage protocol tests bench
 	.venv/bin/mypy
 	.venv/bin/python -m pytest -q
+	SESSIONHUB_TRANSPORT=stock .venv/bin/python -m pytest -q $(STOCK_TESTS)
 
 # The socket-heavy tests on the stock lane (server/transport/stock.py): what serves when an
 # installed python-socketio / python-engineio / aiohttp is outside the fast lane's tested range.
