@@ -1,5 +1,5 @@
 # The two commands of README.md, and the benchmark.
-.PHONY: serve test lint bench soak
+.PHONY: serve test test-stock test-versions lint bench soak
 
 # Lints web/ (JS and CSS; biome.json); installed by scripts/bootstrap.sh test from tools/web.
 BIOME := tools/web/node_modules/.bin/biome
@@ -14,6 +14,22 @@ test:
 	.venv/bin/mypy
 	$(BIOME) lint --error-on-warnings
 	.venv/bin/python -m pytest -q
+	SESSIONHUB_TRANSPORT=stock .venv/bin/python -m pytest -q $(STOCK_TESTS)
+
+# The socket-heavy tests on the stock lane (server/transport/stock.py): what serves when an
+# installed python-socketio / python-engineio / aiohttp is outside the fast lane's tested range.
+STOCK_TESTS = tests/transport tests/test_bus.py tests/test_bus_churn.py tests/test_ordering.py \
+	tests/streams/test_events.py tests/patterns/test_events.py tests/voice/test_events.py tests/test_smoke.py
+
+test-stock:
+	@scripts/bootstrap.sh test
+	SESSIONHUB_TRANSPORT=stock .venv/bin/python -m pytest -q $(STOCK_TESTS)
+
+# The lowest and the newest versions pyproject.toml allows of python-socketio, python-engineio,
+# aiohttp and redis, each in a throwaway venv, on a subset of the suite (scripts/test_versions.py).
+test-versions:
+	@scripts/bootstrap.sh test
+	.venv/bin/python scripts/test_versions.py
 
 lint:
 	@scripts/bootstrap.sh test

@@ -49,7 +49,8 @@ class Claims:
 
     def to_payload(self) -> dict[str, Any]:
         """The claims as JSON-ready values (for signing)."""
-        return CLAIMS_ADAPTER.dump_python(self, mode="json")  # type: ignore[no-any-return]
+        payload: dict[str, Any] = CLAIMS_ADAPTER.dump_python(self, mode="json")
+        return payload
 
 
 CLAIMS_ADAPTER: TypeAdapter[Claims] = TypeAdapter(Claims)

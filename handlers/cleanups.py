@@ -68,7 +68,7 @@ async def delete_owing(
 
 
 async def _record(services: Services, session_id: str) -> dict[str, str]:
-    found: dict[str, str] = await services.redis.hgetall(services.keys.session(session_id))  # type: ignore[assignment,misc]
+    found: dict[str, str] = await services.redis.hgetall(services.keys.session(session_id))  # type: ignore[assignment]
     return found
 
 

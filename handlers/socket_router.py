@@ -8,10 +8,12 @@ order of seed 002: ``invalid_session_id`` -> ``unauthorized`` -> ``session_not_f
 Being the one place every event passes, the guard also counts it (``handlers.metrics``: by
 registered name and outcome, with its ack time) and logs its line (``handlers.socket_log``).
 
-Events of one connection arrive here one after another, in the order sent (the server runs
-them inline, see ``server.transport.fastpath``). An event registered with ``changes=True`` holds its session's
-local fan-out until its ack has left (``Subscriptions.hold``): the ack is written in the same
-loop step as the handler's result, and the release runs on the next one.
+Events of one connection arrive here one after another, in the order sent, and a handler's
+ack is handed to its connection before the handler's task next yields to the loop: both are
+the transport's contract (``server.transport.contract``), kept by either of its lanes. An event
+registered with ``changes=True`` holds its session's local fan-out until its ack is on its way
+(``Subscriptions.hold``): the release is scheduled with ``call_soon`` from the handler, so it
+runs after the ack was handed over, and the fan-out it lets go queues behind that ack.
 """
 
 from __future__ import annotations
@@ -20,9 +22,7 @@ import asyncio
 import logging
 import time
 from collections.abc import Awaitable, Callable
-from typing import Any
-
-import socketio
+from typing import Any, Protocol
 
 from handlers.connection import Connection, Connections
 from handlers.context import Services
@@ -46,10 +46,18 @@ def _with_seq(ack: dict[str, Any], data: Any) -> dict[str, Any]:
     return ack
 
 
+class EventRegistry(Protocol):
+    """What the router needs of the Socket.IO server (``server.transport.contract.SocketServer``)."""
+
+    def on(self, event: str, handler: Callable[..., Any]) -> None:
+        """Register ``handler`` for ``event`` (``"*"``: every event without one)."""
+        ...
+
+
 class SocketRouter:
     """Guards and registers event handlers on one Socket.IO server."""
 
-    def __init__(self, sio: socketio.AsyncServer, services: Services, connections: Connections) -> None:
+    def __init__(self, sio: EventRegistry, services: Services, connections: Connections) -> None:
         self._sio = sio
         self._services = services
         self._connections = connections
@@ -92,7 +100,7 @@ class SocketRouter:
                 return _with_seq(ack, data)
             finally:
                 if hold is not None:
-                    # After the ack: python-socketio writes it before this task yields again.
+                    # After the ack: the transport hands it over before this task yields again.
                     asyncio.get_running_loop().call_soon(bus.release, session_id, hold)
                 self._done(meter, event, sid, session_id, outcome, started)
 
@@ -124,7 +132,8 @@ class SocketRouter:
         data = {k: v for k, v in data.items() if k != "telegram_user_id"}
         if session_scoped:
             data = {**data, "session_id": parse_session_id(data.get("session_id"))}
-        return data
+        checked: dict[str, Any] = data
+        return checked
 
     def _check_token(self, connection: Connection) -> None:
         if connection.claims.exp <= self._services.clock.now_s():

@@ -28,6 +28,7 @@ class ErrorCode(StrEnum):
     FORBIDDEN = ("forbidden", 403)
     SESSION_NOT_FOUND = ("session_not_found", 404)
     NOT_FOUND = ("not_found", 404)
+    METHOD_NOT_ALLOWED = ("method_not_allowed", 405)
     INVALID_STATE = ("invalid_state", 409)
     CONFLICT = ("conflict", 409)
     LIMIT_REACHED = ("limit_reached", 409)

@@ -12,17 +12,19 @@ import asyncio
 import json
 import os
 import sys
-from typing import Any, TextIO
-
-import aiohttp
+from typing import TYPE_CHECKING, Any, TextIO
 
 from auth.claims import Permission
 from server.identity import token_service
 from server.settings import Settings
 from storage.clock import Clock
 
+if TYPE_CHECKING:  # imported when a command runs: `sessionhub --help` does not import aiohttp
+    import aiohttp
+
 CLI_TOKEN_TTL_S = 300
-TIMEOUT = aiohttp.ClientTimeout(total=3600, sock_connect=10)
+TIMEOUT_S = 3600
+CONNECT_TIMEOUT_S = 10
 
 
 def add_parser(sub: Any) -> None:
@@ -58,7 +60,10 @@ def _mint(settings: Settings) -> str:
 
 async def _dispatch(args: argparse.Namespace, url: str, token: str) -> int:
     headers = {"Authorization": f"Bearer {token}"}
-    async with aiohttp.ClientSession(base_url=url, headers=headers, timeout=TIMEOUT) as http:
+    import aiohttp
+
+    timeout = aiohttp.ClientTimeout(total=TIMEOUT_S, sock_connect=CONNECT_TIMEOUT_S)
+    async with aiohttp.ClientSession(base_url=url, headers=headers, timeout=timeout) as http:
         try:
             if args.admin_command == "metrics":
                 return await _print_json(http, "GET", "/admin/metrics")

@@ -6,7 +6,6 @@ import logging
 from collections.abc import Callable, Sequence
 from dataclasses import replace
 from functools import partial
-from typing import Any
 
 from aiohttp import web
 
@@ -27,26 +26,27 @@ from handlers.patterns.config import PatternConfig
 from handlers.listening import capability as listening
 from handlers.listening.config import ListeningSettings
 from handlers.metrics import METRICS_KEY
+from handlers.route_errors import route_errors
 from handlers.socket_router import SocketRouter
 from handlers.subscriptions import SubscriptionEvents
 from handlers.voice import capability as voice
 from handlers.web_pages import WebPages
 from server.bus import Bus
-from server.transport.fastpath import FrontSite, SessionServer, check_versions
 from server.services import limits_section
 from server.settings import Settings
+from server.transport import SocketServer, build_server, choose_lane
 
 log = logging.getLogger(__name__)
 
 # Where Socket.IO is served (python-socketio's default path, as its clients expect).
 SOCKETIO_PATH = "/socket.io/"
 # Engine.IO's hard limit: a message above it closes the connection. The soft, answering
-# limit is Settings.max_payload_bytes (see server.transport.fastpath).
+# limit is Settings.max_payload_bytes (applied by the fast lane, server.transport.fastpath).
 HARD_MESSAGE_LIMIT_BYTES = 1 << 20
 
 SERVICES_KEY = web.AppKey("services", Services)
 BUS_KEY = web.AppKey("bus", Bus)
-SIO_KEY = web.AppKey("sio", SessionServer)
+SIO_KEY = web.AppKey("sio", SocketServer)
 IDLE_TIMEOUT_KEY = web.AppKey("http_idle_timeout_s", float)
 
 Capability = Callable[[Services, SocketRouter, web.Application], None]
@@ -63,11 +63,15 @@ def capabilities(settings: Settings) -> Sequence[Capability]:
     )
 
 
-def build_sio(settings: Settings) -> SessionServer:
-    """The Socket.IO server with the direct WebSocket fan-out (``UnsupportedVersions`` when the
-    installed libraries are outside the range the fast path was tested with)."""
-    check_versions()
-    sio = SessionServer(
+def build_sio(settings: Settings) -> SocketServer:
+    """The Socket.IO server of the lane ``settings.transport`` chooses (``server.transport``):
+    the fast one, or the stock one with a warning when the libraries are untested
+    (``UnsupportedVersions`` when ``fast`` was asked for then)."""
+    lane, warning = choose_lane(settings.transport)
+    if warning:
+        log.warning("%s", warning)
+    sio = build_server(
+        lane,
         max_payload_bytes=settings.max_payload_bytes,
         slow_limit_bytes=settings.slow_client_buffer_bytes,
         connect_timeout_s=settings.connect_timeout_s,
@@ -83,18 +87,13 @@ def build_sio(settings: Settings) -> SessionServer:
     return sio
 
 
-def attach_bus(services: Services, sio: SessionServer) -> tuple[Services, Bus]:
-    """The node's bus delivering to ``sio``'s sockets, and the bundle that carries it."""
-
-    def resolve(sid: str) -> Any | None:
-        eio_sid = sio.manager.eio_sid_from_sid(sid, "/")
-        return sio.eio.sockets.get(eio_sid) if eio_sid else None
-
+def attach_bus(services: Services, sio: SocketServer) -> tuple[Services, Bus]:
+    """The node's bus delivering to ``sio``'s connections (their outlets), and the bundle that carries it."""
     bus = Bus(
         redis=services.redis,
         keys=services.keys,
         log=services.log,
-        resolve=resolve,
+        resolve=sio.outlet,
         metrics=services.metrics,
         clock=services.clock,
     )
@@ -102,7 +101,7 @@ def attach_bus(services: Services, sio: SessionServer) -> tuple[Services, Bus]:
 
 
 def add_routes(
-    app: web.Application, services: Services, sio: SessionServer, bus: Bus, installs: Sequence[Capability]
+    app: web.Application, services: Services, sio: SocketServer, bus: Bus, installs: Sequence[Capability]
 ) -> None:
     """Socket.IO events and HTTP routes of the shared parts and of every capability."""
     connections = Connections()
@@ -115,6 +114,7 @@ def add_routes(
     HomeRoutes(services).register(app)
     HealthRoutes(redis_ping=services.redis.ping, bus_alive=lambda: bus.alive).register(app)
     WebPages(services.web_dir).register(app)
+    app.middlewares.append(route_errors)  # innermost: the others see its JSON answers
 
 
 def build_app(settings: Settings, *, services: Services) -> web.Application:
@@ -151,15 +151,14 @@ def build_app(settings: Settings, *, services: Services) -> web.Application:
     return app
 
 
-def front_site(runner: web.AppRunner, host: str, port: int) -> FrontSite:
-    """The listening site of a :func:`build_app` application (``runner`` set up): WebSocket opens
-    answered by ``server.transport.front``, everything else by aiohttp."""
+def front_site(runner: web.AppRunner, host: str, port: int) -> web.BaseSite:
+    """The listening site of a :func:`build_app` application (``runner`` set up): on the fast
+    lane WebSocket opens are answered by ``server.transport.front``, everything else by aiohttp."""
     app = runner.app
-    return FrontSite(
+    return app[SIO_KEY].site(
         runner,
         host,
         port,
-        upgrader=app[SIO_KEY].eio,
         path=SOCKETIO_PATH,
         idle_timeout_s=app[IDLE_TIMEOUT_KEY],
         observers=app[UPGRADE_HOOKS],

@@ -47,7 +47,7 @@ from handlers.metrics import Metrics
 from protocol.errors import CodedError, ErrorCode
 from protocol.events import SESSION_RESYNC
 from server.channels import CONFIRMATIONS, MESSAGES, Channels
-from server.transport.outlet import Packet, deliver, direct_writer
+from server.transport.contract import Outlet, Packet
 from storage.clock import Clock
 from storage.events import EventLog
 from storage.keys import Keys
@@ -114,7 +114,7 @@ class Room:
 
     session_id: str
     channel: str
-    members: dict[str, Any] = field(default_factory=dict)  # sid -> engine.io socket
+    members: dict[str, Outlet | None] = field(default_factory=dict)  # sid -> its outlet (None while joining)
     joining: dict[str, list[tuple[int, Packet]]] = field(default_factory=dict)
     epoch: str = ""
     offset: int | None = None  # None while the room is being initialised
@@ -143,14 +143,14 @@ class Bus:
         redis: Redis,
         keys: Keys,
         log: EventLog,
-        resolve: Callable[[str], Any | None],
+        resolve: Callable[[str], Outlet | None],
         metrics: Metrics,
         clock: Clock,
     ) -> None:
         self._redis = redis
         self._keys = keys
         self._log = log
-        self._resolve = resolve  # Socket.IO sid -> engine.io socket
+        self._resolve = resolve  # Socket.IO sid -> its outlet (server.transport.contract)
         self._metrics = metrics
         self._clock = clock
         self._rooms: dict[str, Room] = {}
@@ -229,9 +229,9 @@ class Bus:
 
     def send(self, sid: str, event: str, data_json: str) -> None:
         """Send one event to one connection, in order with everything the bus sends it."""
-        eio_socket = self._resolve(sid)
-        if eio_socket is not None:
-            deliver(eio_socket, Packet(event, data_json))
+        outlet = self._resolve(sid)
+        if outlet is not None:
+            outlet.send(Packet(event, data_json))
 
     def go_live(self, session_id: str, sid: str, after_offset: int) -> None:
         """Flush events kept for ``sid`` that are newer than its catch-up, then deliver live."""
@@ -239,14 +239,14 @@ class Bus:
         if room is None or sid not in room.joining:
             return
         kept = room.joining.pop(sid)
-        eio_socket = self._resolve(sid)
-        if eio_socket is None:
+        outlet = self._resolve(sid)
+        if outlet is None:
             self.leave(session_id, sid)
             return
-        room.members[sid] = eio_socket
+        room.members[sid] = outlet
         for offset, packet in kept:
             if offset > after_offset:
-                deliver(eio_socket, packet)
+                outlet.send(packet)
         # A round not yet written to it (pending, or under way) may hold offsets its catch-up
         # covered: it skips those. The floor goes once a round has passed it.
         room.floors[sid] = (room.epoch, after_offset)
@@ -535,12 +535,13 @@ class Bus:
                     await asyncio.sleep(min(LINGER_MAX_S, LINGER_SHARE * room.round_s))
                     started = time.monotonic()
                 batch, room.pending = room.pending, []
-                blob = b"".join(item.packet.frame for item in batch)
+                packets = [item.packet for item in batch]
+                blob = b"".join(packet.frame for packet in packets)
                 room.written = max(room.written, batch[-1].offset)
                 for count, sid in enumerate(list(room.members)):
                     if count and count % ROUND_YIELD_EVERY == 0:
                         await asyncio.sleep(0)
-                    self._write_round_to(room, sid, batch, blob)
+                    self._write_round_to(room, sid, batch, packets, blob)
                 room.round_ended = time.monotonic()
                 room.round_s = room.round_ended - started
                 if batch[0].ts_ms:  # once per round, never per member: this loop is the hot path
@@ -555,34 +556,29 @@ class Bus:
                 room.writer = asyncio.create_task(self._write_rounds(room))
 
     @staticmethod
-    def _write_round_to(room: Room, sid: str, batch: list[_Outgoing], blob: bytes) -> None:
+    def _write_round_to(room: Room, sid: str, batch: list[_Outgoing], packets: list[Packet], blob: bytes) -> None:
         if not room.joining and not room.floors:
-            # The common case, kept lean: a live member on its own WebSocket gets the round
-            # in one transport write (its slow-client cut is the transport's flow control).
-            ws = getattr(room.members.get(sid), "sh_ws", None)
-            transport = ws.transport if ws is not None else None
-            if transport is not None:
-                transport.write(blob)
-                return
+            # The common case, kept lean: a live member gets the round in one hand-over (on
+            # the fast lane, one transport write; its slow-client cut is the transport's).
+            outlet = room.members.get(sid)
+            if outlet is not None:
+                outlet.send_batch(packets, blob)
+            return
         kept = room.joining.get(sid) if room.joining else None
         if kept is not None:
             kept.extend((item.offset, item.packet) for item in batch)
             return
-        eio_socket = room.members.get(sid)
-        if eio_socket is None or eio_socket.closed or eio_socket.closing:
+        outlet = room.members.get(sid)
+        if outlet is None or outlet.gone():
             return
         floor = room.floors.get(sid) if room.floors else None
         if floor is not None:
             batch = [i for i in batch if i.epoch != floor[0] or i.offset > floor[1]]
             if not batch:
                 return
-            blob = b"".join(item.packet.frame for item in batch)
-        ws = direct_writer(eio_socket)
-        if ws is not None:
-            ws.write_frame(blob)  # several frames back to back: one write, one syscall
-        else:
-            for item in batch:
-                deliver(eio_socket, item.packet)
+            packets = [item.packet for item in batch]
+            blob = b"".join(packet.frame for packet in packets)
+        outlet.send_batch(packets, blob)  # several frames back to back: one write, one syscall
 
 
 def _parse(raw: str) -> _Parsed:

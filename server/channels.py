@@ -214,7 +214,7 @@ class Channels:
         for channel in [c for c, owner in self._asked.items() if owner == name]:
             del self._asked[channel]  # its confirmation will never come
         try:
-            await link.aclose()
+            await link.aclose()  # type: ignore[no-untyped-call]  # redis-py PubSub, inherited
             await link.connection_pool.disconnect()
         except Exception as exc:  # a dead link may fail to close; it is gone either way
             log.debug("bus: closing the link to %s: %s", name, exc)

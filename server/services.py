@@ -148,7 +148,8 @@ def voice_config_from(settings: Settings) -> VoiceConfig:
 
 def limits_section(settings: Settings, prefix: str, section: type[C]) -> C:
     """A capability's limits: the dataclass ``section`` filled from the settings ``<prefix><field>``."""
-    return section(**{f.name: getattr(settings, prefix + f.name) for f in fields(section)})  # type: ignore[call-arg]
+    filled: C = section(**{f.name: getattr(settings, prefix + f.name) for f in fields(section)})
+    return filled
 
 
 def build_services(

@@ -25,6 +25,9 @@ class Settings(BaseSettings):
     key_prefix: str = Field(default="sh", pattern=r"^[A-Za-z0-9_.\-]{1,32}$")
     public_url: str = ""
     trust_forwarded_for: bool = False
+    # The WebSocket lane (server/transport/versions.py): auto = fast on tested library versions,
+    # else stock with a warning; fast = refuse to start outside them; stock = always stock.
+    transport: Literal["auto", "fast", "stock"] = "auto"
     web_dir: Path = Path(__file__).resolve().parent.parent / "web"
     log_level: str = "INFO"
 

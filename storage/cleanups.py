@@ -29,18 +29,18 @@ class OwedCleanups:
     async def note(self, session_id: str, record: dict[str, str]) -> None:
         """Record, before a deletion runs, that its follow-up is owed."""
         entry = json.dumps({"record": record, "since_ms": self._clock.now_ms()}, separators=(",", ":"))
-        await self._redis.hset(self._keys.cleanups(), session_id, entry)  # type: ignore[misc]
+        await self._redis.hset(self._keys.cleanups(), session_id, entry)
 
     async def done(self, session_id: str) -> None:
         """Nothing is owed for the session any more (done, or nothing was deleted)."""
-        await self._redis.hdel(self._keys.cleanups(), session_id)  # type: ignore[misc]
+        await self._redis.hdel(self._keys.cleanups(), session_id)
 
     async def owed(self, *, older_than_ms: int, limit: int) -> list[tuple[str, dict[str, str]]]:
         """Up to ``limit`` follow-ups noted more than ``older_than_ms`` ago: (session id, record).
 
         An entry that does not parse is dropped: it names nothing that could be cleaned.
         """
-        raw: Any = await self._redis.hgetall(self._keys.cleanups())  # type: ignore[misc]
+        raw: Any = await self._redis.hgetall(self._keys.cleanups())
         cutoff = self._clock.now_ms() - older_than_ms
         owed: list[tuple[str, dict[str, str]]] = []
         for session_id, text in sorted(raw.items()):

@@ -17,7 +17,9 @@ reconnects. A read that lost its reply is tried once more on a new connection; a
 
 This module subclasses redis-py's ``Redis`` and ``Pipeline`` and reads a few of their
 attributes (``command_stack``, ``watching``, ``scripts``, the pool's ``connection_kwargs``): the
-one place that does. :data:`TESTED` is the redis-py range it was written against; outside it,
+one place that does. It reads no private name of redis-py: error replies become redis-py's
+exceptions through its own table (:func:`parse_error`, checked against redis-py's private one by
+``tests/test_lean_redis.py``). :data:`TESTED` is the redis-py range it was written against; outside it,
 :func:`lean_link_for` declines and the client is plain redis-py.
 """
 
@@ -33,12 +35,28 @@ from importlib.metadata import version
 from typing import Any
 
 import hiredis
-from redis._parsers.base import BaseParser  # private: see the module docstring
 from redis.asyncio import Redis
 from redis.asyncio.client import Pipeline
 from redis.asyncio.connection import Connection, ConnectionPool
+from redis.exceptions import (
+    AskError,
+    AuthenticationError,
+    BusyLoadingError,
+    ClusterCrossSlotError,
+    ClusterDownError,
+    ExecAbortError,
+    MasterDownError,
+    MovedError,
+    NoPermissionError,
+    NoScriptError,
+    OutOfMemoryError,
+    ReadOnlyError,
+    RedisError,
+    ResponseError,
+    TryAgainError,
+    WatchError,
+)
 from redis.exceptions import ConnectionError as RedisConnectionError
-from redis.exceptions import RedisError, ResponseError, WatchError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 # redis-py releases this module was written and tested against (major, minor), high exclusive.
@@ -57,11 +75,50 @@ KEEPALIVE_IDLE_S = 30
 
 def _pack(args: tuple[Any, ...]) -> bytes:
     """One command in RESP (hiredis's stub types the tuple as having a single element)."""
-    return hiredis.pack_command(args)  # type: ignore[arg-type]
+    packed: bytes = hiredis.pack_command(args)
+    return packed
 
 
 _MULTI = _pack(("MULTI",))
 _EXEC = _pack(("EXEC",))
+
+
+# Error replies as the exceptions redis-py raises for them. redis-py's own table is private
+# (``BaseParser.EXCEPTION_CLASSES``, in its parsers package): this one is built from the public
+# exception classes, and ``tests/test_lean_redis.py`` checks it gives what redis-py gives.
+_ERROR_CODES: Mapping[str, type[RedisError]] = {
+    "OOM": OutOfMemoryError,
+    "WRONGPASS": AuthenticationError,
+    "EXECABORT": ExecAbortError,
+    "LOADING": BusyLoadingError,
+    "NOSCRIPT": NoScriptError,
+    "READONLY": ReadOnlyError,
+    "NOAUTH": AuthenticationError,
+    "NOPERM": NoPermissionError,
+    "ASK": AskError,
+    "TRYAGAIN": TryAgainError,
+    "MOVED": MovedError,
+    "CLUSTERDOWN": ClusterDownError,
+    "CROSSSLOT": ClusterCrossSlotError,
+    "MASTERDOWN": MasterDownError,
+}
+# "ERR <detail>" replies that redis-py raises as something other than ResponseError.
+_ERR_DETAILS: Mapping[str, type[RedisError]] = {
+    "max number of clients reached": RedisConnectionError,
+    "invalid password": AuthenticationError,
+}
+
+
+def parse_error(reply: str) -> RedisError:
+    """The exception redis-py raises for the error reply ``reply`` (hiredis's ``replyError``)."""
+    code = reply.split(" ")[0]
+    if code == "ERR":
+        detail = reply[4:]
+        return _ERR_DETAILS.get(detail, ResponseError)(detail)
+    error = _ERROR_CODES.get(code)
+    if error is None:
+        return ResponseError(reply)
+    return error(reply[len(code) + 1 :])
 
 
 class _Request:
@@ -80,9 +137,9 @@ class _Replies(asyncio.Protocol):
         # Error replies become the exceptions redis-py raises (NoScriptError and the like), as
         # in redis-py's own hiredis parser; they are values here, raised by whoever reads them.
         if encoding:
-            self._reader = hiredis.Reader(replyError=BaseParser.parse_error, encoding=encoding, errors=encoding_errors)
+            self._reader = hiredis.Reader(replyError=parse_error, encoding=encoding, errors=encoding_errors)
         else:
-            self._reader = hiredis.Reader(replyError=BaseParser.parse_error)
+            self._reader = hiredis.Reader(replyError=parse_error)
         self._waiting: deque[_Request] = deque()
         self._transport: asyncio.Transport | None = None
         self._unsent: list[bytes] = []  # requests of this loop iteration, written by _flush
@@ -311,7 +368,7 @@ class LeanRedis(Redis):
         name = args[0]
         lean = self.lean
         if lean is None or name not in LEAN_COMMANDS or not options.keys() <= _PLAIN_OPTIONS or not _packable(args):
-            return await super().execute_command(*args, **options)
+            return await super().execute_command(*args, **options)  # type: ignore[no-untyped-call]
         (reply,) = await lean.request(_pack(args), 1, repeatable=name in READS)
         return await _parsed(self.response_callbacks, name, reply, options)
 
@@ -354,7 +411,7 @@ class LeanPipeline(Pipeline):
         try:
             replies = await _transaction(self._lean, [args for args, _ in stack])
         finally:
-            await self.reset()
+            await self.reset()  # type: ignore[no-untyped-call]
         callbacks = self.response_callbacks
         return [
             await _parsed(callbacks, args[0], r, options) for r, (args, options) in zip(replies, stack, strict=True)

@@ -111,7 +111,7 @@ class SessionDirectory:
         A lookup is an access: it refreshes the session's admin access time (see :meth:`touch`)
         in the background, so that the lookup never waits for bookkeeping.
         """
-        found: Any = await self._redis.hmget(self._keys.session(session_id), "kind", "owner_id", "created_at")  # type: ignore[misc]
+        found: Any = await self._redis.hmget(self._keys.session(session_id), "kind", "owner_id", "created_at")
         kind, owner_id, created_at = found
         if not kind:
             return None
@@ -159,7 +159,7 @@ class SessionDirectory:
 
     async def _record_use(self, session_id: str) -> int | None:
         try:
-            found: Any = await self._redis.hmget(self._keys.session(session_id), "kind", "created_at")  # type: ignore[misc]
+            found: Any = await self._redis.hmget(self._keys.session(session_id), "kind", "created_at")
         except (RedisError, OSError) as exc:
             log.warning("recording a use of %s failed: %s", session_id, exc)
             return None
@@ -209,7 +209,7 @@ class SessionDirectory:
             await pipe.execute()
         self._touched_ms.pop(session_id, None)
         self._known.pop(session_id, None)
-        found: Any = await self._redis.hget(self._keys.admin_kind_of(), session_id)  # type: ignore[misc]
+        found: Any = await self._redis.hget(self._keys.admin_kind_of(), session_id)
         if found is None:
             return
         kind = str(found)
@@ -255,7 +255,7 @@ class SessionDirectory:
         can show its banner. A session page calls this before it subscribes: a subscription's
         lookup is an access too, and would hide the orphan from the page that revived it.
         """
-        found: Any = await self._redis.hmget(self._keys.session(session_id), "kind", "created_at")  # type: ignore[misc]
+        found: Any = await self._redis.hmget(self._keys.session(session_id), "kind", "created_at")
         kind, created_at = found
         if not kind:
             return None

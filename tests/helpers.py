@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
 import shutil
 import socket
 import subprocess
@@ -13,6 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import pytest
 import socketio
 from aiohttp import web
 from redis import Redis as SyncRedis
@@ -22,6 +24,12 @@ from auth.tokens import TokenService
 from handlers.context import Services
 from server.settings import Settings
 from storage.voice.repository import Performer
+
+# Tests of the fast lane's own machinery (server/transport/fastpath.py and what it builds on):
+# skipped when `make test-stock` runs the socket tests on the stock lane, which has none of it.
+fast_lane_only = pytest.mark.skipif(
+    os.environ.get("SESSIONHUB_TRANSPORT") == "stock", reason="tests the fast lane's internals"
+)
 
 SECRET = "test-secret-for-sessionhub-tests-only-0123456789-0123456789-0123456789"
 ALL_PERMS = (Permission.READ_OWN, Permission.CREATE, Permission.UPDATE)

@@ -18,6 +18,7 @@ from redis.asyncio.connection import UnixDomainSocketConnection
 from redis.exceptions import AuthenticationError, ConnectionError, ResponseError
 
 from server.services import connect_redis
+from storage import lean_redis
 from storage.lean_redis import CLIENT_NAME, KEEPALIVE_IDLE_S, LeanLink, LeanRedis, lean_link_for, read_together
 from tests.helpers import Client, RedisProcess, ServerUnderTest
 
@@ -251,3 +252,29 @@ async def test_the_server_uses_the_link(server: ServerUnderTest, clients: list[C
     ack = await owner.call("set_session_status", {"session_id": session_id, "status": "recording"})
     assert ack["ok"] is True
     assert link.requests - before >= 3  # meta, snapshot, status script
+
+
+@pytest.mark.parametrize(
+    "reply",
+    [
+        "NOSCRIPT No matching script. Please use EVAL.",
+        "ERR wrong number of arguments for 'get' command",
+        "ERR invalid password",
+        "ERR max number of clients reached",
+        "WRONGTYPE Operation against a key holding the wrong kind of value",
+        "READONLY You can't write against a read only replica.",
+        "LOADING Redis is loading the dataset in memory",
+        "OOM command not allowed when used memory > 'maxmemory'.",
+        "NOPERM this user has no permissions to run the 'get' command",
+        "WRONGPASS invalid username-password pair or user is disabled.",
+        "MOVED 3999 127.0.0.1:6381",
+        "BUSY Redis is busy running a script.",
+        "user_script:1: Script attempted to access nonexistent global variable",
+    ],
+)
+def test_error_replies_parse_as_redis_pys_own_parser_does(reply: str) -> None:
+    # redis-py's table is private (this test is the one place that reads it): ours must not drift.
+    from redis._parsers.base import BaseParser
+
+    ours, theirs = lean_redis.parse_error(reply), BaseParser.parse_error(reply)
+    assert type(ours) is type(theirs) and str(ours) == str(theirs)

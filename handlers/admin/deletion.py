@@ -45,7 +45,7 @@ class SessionDeleter:
         too (as for every route); without, its record and log are deleted all the same. With
         ``orphan_bound_ms``, a session accessed after it is kept (``conflict``).
         """
-        record: dict[str, str] = await self._s.redis.hgetall(self._s.keys.session(session_id))  # type: ignore[assignment,misc]
+        record: dict[str, str] = await self._s.redis.hgetall(self._s.keys.session(session_id))  # type: ignore[assignment]
         kind = self._s.kinds.get(record.get("kind", ""))
         if not record.get("kind") or (kind is None and known_kinds_only):
             raise CodedError(ErrorCode.SESSION_NOT_FOUND, "no such session")

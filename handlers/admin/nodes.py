@@ -50,7 +50,7 @@ class NodeHeartbeat:
         await asyncio.wait({task}, timeout=STOP_WAIT_S)
         with contextlib.suppress(RedisError, OSError, TimeoutError):
             # Bounded: a stuck Redis must not hold up a shutdown (the entry then goes stale).
-            await asyncio.wait_for(self._s.redis.hdel(self._s.keys.admin_nodes(), self.node_id), 2)  # type: ignore[arg-type]
+            await asyncio.wait_for(self._s.redis.hdel(self._s.keys.admin_nodes(), self.node_id), 2)
 
     def bus_live(self) -> bool:
         """Whether this node's bus listener is up (a process without a bus has none to be down)."""
@@ -66,7 +66,7 @@ class NodeHeartbeat:
             "clients": metrics.clients_now,
             "subscriptions": metrics.subscriptions_now,
         }
-        await self._s.redis.hset(self._s.keys.admin_nodes(), self.node_id, json.dumps(heartbeat))  # type: ignore[misc]
+        await self._s.redis.hset(self._s.keys.admin_nodes(), self.node_id, json.dumps(heartbeat))
 
     async def _beat_forever(self) -> None:
         while not cancelled():
@@ -80,7 +80,7 @@ class NodeHeartbeat:
     async def nodes(self) -> list[dict[str, Any]]:
         """Every node's last heartbeat (this node's written now), ``stale`` when it stopped beating."""
         await self.beat()
-        raw: Any = await self._s.redis.hgetall(self._s.keys.admin_nodes())  # type: ignore[misc]
+        raw: Any = await self._s.redis.hgetall(self._s.keys.admin_nodes())
         now = self._s.clock.now_ms()
         found: list[dict[str, Any]] = []
         for node_id, text in sorted(raw.items()):
@@ -91,7 +91,7 @@ class NodeHeartbeat:
             except (ValueError, KeyError, TypeError):
                 continue
             if age_ms > DROP_AFTER_S * 1000:
-                await self._s.redis.hdel(self._s.keys.admin_nodes(), node_id)  # type: ignore[misc]
+                await self._s.redis.hdel(self._s.keys.admin_nodes(), node_id)
                 continue
             stale = age_ms > STALE_INTERVALS * self.interval_s * 1000
             found.append(

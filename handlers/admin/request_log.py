@@ -22,7 +22,9 @@ log = logging.getLogger("sessionhub.request")
 
 REQUEST_ID_HEADER = "X-Request-Id"
 _ACCEPTED_ID = re.compile(r"^[A-Za-z0-9._\-]{1,64}$")
-REQUEST_ID_KEY = web.RequestKey("request_id", str)
+# A typed request key where aiohttp has them (web.RequestKey, 3.14); a plain string key on the
+# older releases pyproject.toml allows (a missing attribute would break the import).
+REQUEST_ID_KEY: Any = web.RequestKey("request_id", str) if hasattr(web, "RequestKey") else "sessionhub.request_id"
 # Drawn ids are a process prefix and a count: unique enough to follow one request through the
 # logs, and free (a random draw per request is a getrandom() call on every WebSocket handshake).
 _PREFIX = secrets.token_hex(4)

@@ -1,7 +1,8 @@
-"""What every ``/api`` answer shares: JSON 404s for unknown routes and methods, and CORS.
+"""CORS on the pattern routes, and on every ``/api`` answer to an unknown route or method.
 
 A middleware rather than a catch-all route: routes match in registration order, so a
-catch-all installed by one capability would shadow every route registered after it.
+catch-all installed by one capability would shadow every route registered after it. The JSON
+404 / 405 bodies themselves are ``handlers.route_errors``'s (one shape for every prefix).
 """
 
 from __future__ import annotations
@@ -28,18 +29,16 @@ def _is_pattern_api(path: str) -> bool:
 
 @web.middleware
 async def api_edges(request: web.Request, handler: Handler) -> web.StreamResponse:
-    """JSON ``{"error": "Not found"}`` for any unknown route or method under ``/api``; CORS on
-    the pattern routes (preflights included) and on those 404s."""
+    """CORS on the pattern routes (preflights included) and on ``/api``'s unknown routes and methods."""
     path = request.path
     if not _is_api(path):
         return await handler(request)
     cors = _is_pattern_api(path)
     if cors and request.method == "OPTIONS":
         return web.Response(status=204, headers=CORS_HEADERS)
-    try:
-        response = await handler(request)
-    except (web.HTTPNotFound, web.HTTPMethodNotAllowed):
-        response, cors = web.json_response({"error": "Not found"}, status=404), True
+    response = await handler(request)
+    if request.match_info.http_exception is not None:  # the router's 404 / 405
+        cors = True
     if cors and not response.prepared:
         response.headers.update(CORS_HEADERS)
     return response

@@ -62,7 +62,7 @@ class JoinRequest(SessionRef):
 
 class Cursor(Strict):
     trackId: TrackId
-    step: StepIndex  # type: ignore[valid-type]
+    step: StepIndex
 
 
 class CursorRequest(SessionRef):

@@ -42,31 +42,31 @@ def _json(value: Any) -> str:
 class SetStep(Strict):
     type: Literal["set_step"]
     trackId: TrackId
-    step: StepIndex  # type: ignore[valid-type]
+    step: StepIndex
     on: StrictBool
 
 
 class ToggleStep(Strict):
     type: Literal["toggle_step"]
     trackId: TrackId
-    step: StepIndex  # type: ignore[valid-type]
+    step: StepIndex
 
 
 class SetLock(Strict):
     type: Literal["set_lock"]
     trackId: TrackId
-    step: StepIndex  # type: ignore[valid-type]
+    step: StepIndex
     lock: ParameterLock | None
 
 
 class SetTempo(Strict):
     type: Literal["set_tempo"]
-    tempo: Tempo  # type: ignore[valid-type]
+    tempo: Tempo
 
 
 class SetSwing(Strict):
     type: Literal["set_swing"]
-    swing: Swing  # type: ignore[valid-type]
+    swing: Swing
 
 
 class SetLoopRegion(Strict):
@@ -86,7 +86,7 @@ class SetScale(Strict):
 
 class SetName(Strict):
     type: Literal["set_name"]
-    name: SessionName | None  # type: ignore[valid-type]
+    name: SessionName | None
 
 
 class AddTrack(Strict):
@@ -107,7 +107,7 @@ class ClearTrack(Strict):
 class RenameTrack(Strict):
     type: Literal["rename_track"]
     trackId: TrackId
-    name: TrackName  # type: ignore[valid-type]
+    name: TrackName
 
 
 class SetTrackSample(Strict):
@@ -119,13 +119,13 @@ class SetTrackSample(Strict):
 class SetTrackVolume(Strict):
     type: Literal["set_track_volume"]
     trackId: TrackId
-    volume: Volume  # type: ignore[valid-type]
+    volume: Volume
 
 
 class SetTrackPan(Strict):
     type: Literal["set_track_pan"]
     trackId: TrackId
-    pan: Pan  # type: ignore[valid-type]
+    pan: Pan
 
 
 class SetTrackMute(Strict):
@@ -143,7 +143,7 @@ class SetTrackSolo(Strict):
 class SetTrackTranspose(Strict):
     type: Literal["set_track_transpose"]
     trackId: TrackId
-    transpose: Transpose  # type: ignore[valid-type]
+    transpose: Transpose
 
 
 class SetTrackStepCount(Strict):

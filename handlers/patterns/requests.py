@@ -28,7 +28,7 @@ def _complete(state: PatternState, prefix: str = "state") -> PatternState:
 class CreateBody(Strict):
     """``POST /api/sessions``: ``{name?, state?}``; defaults fill what the state lacks."""
 
-    name: SessionName | None = None  # type: ignore[valid-type]
+    name: SessionName | None = None
     state: PatternState | None = None
 
     @classmethod
@@ -57,7 +57,7 @@ class PutBody(Strict):
 class PatchBody(Strict):
     """``PATCH /api/sessions/<id>``: ``{name?, state?}``, at least one; a state is complete."""
 
-    name: SessionName | None = Field(default=None)  # type: ignore[valid-type]
+    name: SessionName | None = Field(default=None)
     state: PatternState | None = None
 
     @classmethod

@@ -36,8 +36,10 @@ The contract, i.e. everything relied on beyond the libraries' documented API (a 
   and tracks it in ``_manager`` (``connection_lost``); a response whose ``prepare`` raises
   ``ConnectionResetError`` ends its handler without writing (see :func:`_take_over`).
 
-It was tested with the versions in :data:`TESTED`; :func:`check_versions` refuses to start
-outside them (widen a range only after ``make test`` passes on the new version).
+It was tested with the versions in ``server.transport.versions.TESTED``; outside them the
+server runs on the stock lane (``server.transport.stock``) instead, or refuses to start when
+``SESSIONHUB_TRANSPORT=fast`` (widen a range only after ``make test`` passes on the new version).
+:class:`SessionServer` implements ``server.transport.contract.SocketServer``.
 """
 
 from __future__ import annotations
@@ -45,12 +47,9 @@ from __future__ import annotations
 import asyncio
 import functools
 import logging
-import re
-import sys
 import time
 from collections.abc import Callable, Mapping
-from importlib.metadata import PackageNotFoundError, version
-from typing import Any
+from typing import Any, Literal
 
 import engineio
 import socketio
@@ -65,8 +64,13 @@ from handlers.log_throttle import LogThrottle
 from protocol import wire_json
 from protocol.errors import CodedError, ErrorCode
 from protocol.events import PROTOCOL_ERROR
+from server.transport.contract import Outlet, ws_frame
 from server.transport.engine import LightQueue
 from server.transport.front import Front, FrontProtocol, Upgrader, UpgradeRequest
+from server.transport.messages import MAX_ATTACHMENTS as MAX_ATTACHMENTS
+from server.transport.messages import RESERVED_EVENTS, MalformedMessage
+from server.transport.messages import Header as _Header
+from server.transport.messages import size_of as _size_of
 from server.transport.leanws import (
     CLOSE_PROTOCOL,
     FrameError,
@@ -75,70 +79,17 @@ from server.transport.leanws import (
     accept_key,
     switching_protocols,
 )
-from server.transport.outlet import direct_writer, ws_frame
+from server.transport.outlet import FastOutlet, direct_writer
+from server.transport.stock import EngineLog, WirePacket
 from server.random_ids import IDS
 
 log = logging.getLogger(__name__)
 
-# distribution -> (lowest tested, first untested): the range the contract above was tested in.
-TESTED: Mapping[str, tuple[tuple[int, int], tuple[int, int]]] = {
-    "python-socketio": ((5, 18), (5, 19)),
-    "python-engineio": ((4, 15), (4, 16)),
-    "aiohttp": ((3, 14), (3, 15)),
-}
-
 _OP_BINARY = 0x2
-# type, optional binary count, optional namespace, optional ack id (Socket.IO v5 framing)
-_HEADER = re.compile(r"^(\d)(?:(\d{1,10})-)?(/[^,]*,)?(\d{1,18})?")
-# Binary attachments one message may declare (our protocol sends none; a client library may).
-MAX_ATTACHMENTS = 10
-# Names python-socketio dispatches to its own lifecycle handlers: a client sending an event so
-# named must not run them (it would reset its rate budget or fake a disconnect).
-RESERVED_EVENTS = frozenset({"connect", "disconnect", "connect_error"})
 
 
 # Hostile clients can send malformed frames by the thousand: one traceback per cause, then counts.
 _MALFORMED_LOG = LogThrottle(log, level=logging.WARNING)
-
-
-class MalformedMessage(ValueError):
-    """A Socket.IO message that decodes but is not a valid event."""
-
-
-class UnsupportedVersions(RuntimeError):
-    """An installed library is outside the range the fast path was tested with."""
-
-
-def installed_versions() -> dict[str, str]:
-    """The installed version of each library the fast path depends on ("" when missing)."""
-    found: dict[str, str] = {}
-    for name in TESTED:
-        try:
-            found[name] = version(name)
-        except PackageNotFoundError:
-            found[name] = ""
-    return found
-
-
-def check_versions(installed: Mapping[str, str] | None = None) -> None:
-    """Raise :class:`UnsupportedVersions` (one line) unless every library is in its tested range."""
-    installed = installed_versions() if installed is None else installed
-    wrong = [
-        f"{name} {installed.get(name) or 'missing'} (tested: >={_dotted(low)},<{_dotted(high)})"
-        for name, (low, high) in TESTED.items()
-        if not low <= _major_minor(installed.get(name, "")) < high
-    ]
-    if wrong:
-        raise UnsupportedVersions("the fast path was not tested with " + "; ".join(wrong))
-
-
-def _major_minor(text: str) -> tuple[int, int]:
-    match = re.match(r"(\d+)\.(\d+)", text)
-    return (int(match.group(1)), int(match.group(2))) if match else (-1, -1)
-
-
-def _dotted(pair: tuple[int, int]) -> str:
-    return f"{pair[0]}.{pair[1]}"
 
 
 def _frame_of(message: str | bytes) -> bytes:
@@ -349,28 +300,6 @@ def _write_through(ws: EngineWebSocket, item: Any) -> None:
     ws.write_frame(_frame_of(item.encode()))
 
 
-class _EngineLog:
-    """python-engineio's logger for this server: errors only, and the traceback of a failure a
-    client can cause (an undecodable frame logs "Unknown receive error") once per cause."""
-
-    def debug(self, *args: Any, **kwargs: Any) -> None:
-        pass
-
-    # Engine.IO's warnings are about what clients send (unsupported methods, unknown sids):
-    # dropped, as its own logger at level ERROR would, so that a client cannot flood the log.
-    info = warning = debug
-
-    def error(self, message: str, *args: Any, **kwargs: Any) -> None:
-        log.error("engineio: " + message, *args)
-
-    def exception(self, message: str, *args: Any, **kwargs: Any) -> None:
-        exc = sys.exc_info()[1]
-        if exc is None:
-            self.error(message, *args)
-        else:
-            _MALFORMED_LOG.exception("engineio: " + (message % args if args else message), exc)
-
-
 class LightEngineServer(engineio.AsyncServer):
     """Engine.IO server with :class:`LightQueue` queues, timer-driven pings and direct sends."""
 
@@ -381,7 +310,7 @@ class LightEngineServer(engineio.AsyncServer):
         # direct WebSocket to a stock server built later.
         driver: dict[str, Any] = self._async  # type: ignore[has-type]
         self._async = {**driver, "websocket": DirectWebSocket}
-        self.logger = _EngineLog()
+        self.logger = EngineLog()
         self.slow_limit_bytes: int = 1 << 20
         self.max_per_address = 1 << 30
         self.trust_forwarded_for = False
@@ -571,13 +500,6 @@ def _ping(socket: AsyncSocket) -> None:
         socket.queue.put_nowait(eio_packet.Packet(eio_packet.PING))
 
 
-class WirePacket(sio_packet.Packet):
-    """Socket.IO packets encoded with :mod:`protocol.wire_json` (python-socketio's ``serializer``
-    hook takes a packet class; its ``json`` attribute is what packets encode and decode with)."""
-
-    json = wire_json
-
-
 class SessionServer(socketio.AsyncServer):
     """Socket.IO server on :class:`LightEngineServer`: events in order per connection, a payload
     cap that answers instead of disconnecting, and reserved event names refused.
@@ -586,6 +508,8 @@ class SessionServer(socketio.AsyncServer):
     connection); the softer ``max_payload_bytes`` below it answers the client and drops only
     the message.
     """
+
+    lane: Literal["fast", "stock"] = "fast"
 
     def __init__(
         self,
@@ -615,6 +539,27 @@ class SessionServer(socketio.AsyncServer):
 
     def _engineio_server_class(self) -> type:
         return LightEngineServer
+
+    def outlet(self, sid: str) -> Outlet | None:
+        """The connection's outlet (``server.transport.contract.SocketServer``)."""
+        eio_sid = self.manager.eio_sid_from_sid(sid, "/")
+        socket = self.eio.sockets.get(eio_sid) if eio_sid else None
+        return FastOutlet(socket) if socket is not None else None
+
+    def site(
+        self,
+        runner: web.BaseRunner,
+        host: str,
+        port: int,
+        *,
+        path: str,
+        idle_timeout_s: float,
+        observers: list[Callable[[AnsweredUpgrade], None]],
+    ) -> web.BaseSite:
+        """The listening site: WebSocket opens answered by ``server.transport.front``, the rest by aiohttp."""
+        return FrontSite(
+            runner, host, port, upgrader=self.eio, path=path, idle_timeout_s=idle_timeout_s, observers=observers
+        )
 
     def attach(self, app: Any, socketio_path: str = "socket.io") -> None:
         """Serve on ``app``, ending every Engine.IO session when ``app`` shuts down."""
@@ -753,33 +698,6 @@ class SessionServer(socketio.AsyncServer):
         # request open until the ping timeout; an empty batch ends it now.
         if eio_socket is not None and not eio_socket.upgraded:
             eio_socket.queue.put_nowait(None)
-
-
-def _size_of(data: str | bytes) -> int:
-    """Bytes of an Engine.IO message (UTF-8 for text; a character is at most 4 bytes)."""
-    if isinstance(data, str) and not data.isascii():
-        return len(data.encode())
-    return len(data)
-
-
-class _Header:
-    """What a refusal needs from a message it will not parse: namespace, ack id, attachments."""
-
-    __slots__ = ("ack_id", "attachments", "namespace")
-
-    def __init__(self, namespace: str, ack_id: int | None, attachments: int) -> None:
-        self.namespace, self.ack_id, self.attachments = namespace, ack_id, attachments
-
-    @classmethod
-    def of(cls, data: str | bytes) -> _Header:
-        head = data[:64] if isinstance(data, str) else data[:64].decode("latin-1")
-        match = _HEADER.match(head)
-        if match is None:
-            return cls("/", None, 0)
-        namespace = (match.group(3) or "/,")[:-1]
-        has_ack = match.group(1) in ("2", "5") and match.group(4) is not None
-        binary = match.group(1) in ("5", "6") and match.group(2) is not None
-        return cls(namespace, int(match.group(4)) if has_ack else None, int(match.group(2)) if binary else 0)
 
 
 class FrontSite(web.TCPSite):

@@ -1,4 +1,4 @@
-"""Direct WebSocket delivery: one encoded frame, written to many sockets without a task each.
+"""The fast lane's outlets: one encoded frame, written to many sockets without a task each.
 
 python-socketio sends every message through a per-socket queue drained by a writer task, and
 a room broadcast creates one task per recipient; at a thousand recipients that machinery, not
@@ -16,42 +16,21 @@ is waiting to be written.
 
 Acks and other packets python-socketio sends go the same way
 (``server.transport.fastpath.LightEngineServer.send_packet``), so the ack of a change is on the wire before
-the handler's task yields to the loop. This module touches no private name of any library; the
+the handler's task yields to the loop. :class:`FastOutlet` is the fast lane's
+``server.transport.contract.Outlet``. This module touches no private name of any library; the
 socket attributes it reads are part of the contract listed in ``server.transport.fastpath``.
 """
 
 from __future__ import annotations
 
-import struct
+from collections.abc import Sequence
 from typing import Any, Protocol
 
 from engineio import packet as eio_packet
 
-_OP_TEXT = 0x1
-
-
-def ws_frame(payload: bytes, opcode: int = _OP_TEXT) -> bytes:
-    """An unmasked, uncompressed, final server-to-client WebSocket frame."""
-    first = 0x80 | opcode
-    size = len(payload)
-    if size < 126:
-        header = struct.pack("!BB", first, size)
-    elif size < 65536:
-        header = struct.pack("!BBH", first, 126, size)
-    else:
-        header = struct.pack("!BBQ", first, 127, size)
-    return header + payload
-
-
-class Packet:
-    """A Socket.IO EVENT packet for namespace ``/``, encoded once for every transport."""
-
-    __slots__ = ("frame", "text")
-
-    def __init__(self, event: str, data_json: str) -> None:
-        # event names are protocol identifiers (no quoting needed); data_json is valid JSON
-        self.text = f'2["{event}",{data_json}]'
-        self.frame = ws_frame(b"4" + self.text.encode())
+# Re-exported: the lean WebSocket builds its frames with it.
+from server.transport.contract import Packet
+from server.transport.contract import ws_frame as ws_frame
 
 
 class FrameWriter(Protocol):
@@ -79,3 +58,40 @@ def deliver(eio_socket: Any, packet: Packet) -> None:
         ws.write_frame(packet.frame)
     else:
         eio_socket.queue.put_nowait(eio_packet.Packet(eio_packet.MESSAGE, data=packet.text))
+
+
+class FastOutlet:
+    """A connection of the fast lane (``server.transport.contract.Outlet``)."""
+
+    __slots__ = ("socket",)
+
+    def __init__(self, eio_socket: Any) -> None:
+        self.socket = eio_socket
+
+    def send(self, packet: Packet) -> None:
+        deliver(self.socket, packet)
+
+    def send_batch(self, packets: Sequence[Packet], frames: bytes) -> None:
+        socket = self.socket
+        # The common case, kept lean (the bus's fan-out calls this per member per round): a
+        # socket whose WebSocket started writes its queue through (LightQueue.attach), so
+        # nothing of it waits anywhere and the frames may go straight to the connection --
+        # one write for the round; the transport's buffer limit is the slow-client cut.
+        ws = getattr(socket, "sh_ws", None)
+        transport = ws.transport if ws is not None else None
+        if transport is not None and socket.queue.sink is not None:
+            transport.write(frames)
+            return
+        if socket.closed or socket.closing:
+            return
+        writer = direct_writer(socket)
+        if writer is not None:
+            writer.write_frame(frames)
+            return
+        queue = socket.queue
+        for packet in packets:
+            queue.put_nowait(eio_packet.Packet(eio_packet.MESSAGE, data=packet.text))
+
+    def gone(self) -> bool:
+        socket = self.socket
+        return bool(socket.closed or socket.closing)

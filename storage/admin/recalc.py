@@ -93,7 +93,7 @@ class AdminRecalc:
         """
         k = self._keys
         indexed: Any = await self._redis.zrange(k.all_sessions(), 0, -1)
-        admin: Any = await self._redis.hkeys(k.admin_kind_of())  # type: ignore[misc]
+        admin: Any = await self._redis.hkeys(k.admin_kind_of())
         recorded = set()
         head, tail = k.session("\0").split("\0")
         async for key in self._redis.scan_iter(match=k.session("*"), count=SCAN_COUNT):
@@ -113,7 +113,7 @@ class AdminRecalc:
             await self._batch(ids[start : start + BATCH], drift, totals)
         await self._children(drift)
         drift.deepest_remix = deepest(drift.parents)
-        await self._redis.hset(  # type: ignore[misc]
+        await self._redis.hset(
             k.admin_stats(), mapping={"deepest_remix": drift.deepest_remix, "deepest_remix_at": self._clock.now_ms()}
         )
         async with self._redis.pipeline(transaction=True) as pipe:

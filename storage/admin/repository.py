@@ -111,7 +111,7 @@ class AdminStore:
         now = self._clock.now_ms()
         k = self._keys
         known: list[str] = list(kinds)
-        for extra in await self._redis.hkeys(k.admin_bytes()):  # type: ignore[misc]
+        for extra in await self._redis.hkeys(k.admin_bytes()):
             if extra not in known:
                 known.append(str(extra))
         scopes = [*known, "*"]
@@ -141,7 +141,7 @@ class AdminStore:
 
     async def remix_depth(self) -> dict[str, int | None]:
         """The deepest remix chain as of the last recalculation (``as_of`` None: never computed)."""
-        depth, as_of = await self._redis.hmget(  # type: ignore[misc]
+        depth, as_of = await self._redis.hmget(
             self._keys.admin_stats(), "deepest_remix", "deepest_remix_at"
         )
         return {"depth": int(depth or 0), "as_of": int(as_of) if as_of else None}
@@ -149,7 +149,7 @@ class AdminStore:
     async def operations(self) -> dict[str, int]:
         """Reads and writes counted this month (the cost estimate's basis)."""
         now = self._clock.now_ms()
-        reads, writes = await self._redis.hmget(  # type: ignore[misc]
+        reads, writes = await self._redis.hmget(
             self._keys.admin_ops(), month_field("reads", now), month_field("writes", now)
         )
         return {"reads": int(reads or 0), "writes": int(writes or 0)}

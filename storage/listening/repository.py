@@ -248,7 +248,7 @@ class ListeningHistories:
 
     async def totals(self, history_id: str) -> tuple[int, int]:
         """(total ms, session count) of the whole history."""
-        total, count = await self._redis.hmget(self._keys.listening_stats(history_id), "total_ms", "count")  # type: ignore[misc]
+        total, count = await self._redis.hmget(self._keys.listening_stats(history_id), "total_ms", "count")
         return int(total or 0), int(count or 0)
 
     async def item_totals(self, history_id: str, *, limit: int) -> list[tuple[str, int]]:
@@ -314,7 +314,7 @@ class ListeningHistories:
         A session overlapping the range starts before ``to_ms`` and at most the longest span
         ever recorded before ``from_ms``.
         """
-        max_span = await self._redis.hget(self._keys.listening_stats(history_id), "max_span_ms")  # type: ignore[misc]
+        max_span = await self._redis.hget(self._keys.listening_stats(history_id), "max_span_ms")
         low = from_ms - int(max_span or 0)
         ids: Any = await self._redis.zrangebyscore(
             self._keys.listening_by_start(history_id), low, f"({to_ms}", start=0, num=cap

@@ -41,12 +41,12 @@ class RemixTree:
         seen = {session_id}
         current = session_id
         for _ in range(ANCESTOR_LIMIT):
-            found: Any = await self._redis.hget(self._keys.session(current), "remixed_from")  # type: ignore[misc]
+            found: Any = await self._redis.hget(self._keys.session(current), "remixed_from")
             parent = str(found or "")
             if not parent or parent in seen:
                 break
             seen.add(parent)
-            name, kind = await self._redis.hmget(self._keys.session(parent), "name", "kind")  # type: ignore[misc]
+            name, kind = await self._redis.hmget(self._keys.session(parent), "name", "kind")
             chain.append({"session_id": parent, "name": str(name or ""), "exists": "yes" if kind else "no"})
             current = parent
         return chain

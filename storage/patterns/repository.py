@@ -194,7 +194,7 @@ class PatternSessions:
 
     async def exists(self, session_id: str) -> bool:
         """True while a pattern session with that id is stored."""
-        return bool(await self._redis.hget(self._keys.session(session_id), "kind") == KIND)  # type: ignore[misc]
+        return bool(await self._redis.hget(self._keys.session(session_id), "kind") == KIND)
 
     async def replace(
         self,

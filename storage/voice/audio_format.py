@@ -203,7 +203,8 @@ def _ogg_duration_ms(data: bytes) -> int | None:
     granules = [g for g, s, _ in pages if s == serial and g >= 0]
     if not granules or rate <= 0:
         return None
-    return max(0, round((max(granules) - skip) * 1000 / rate))
+    duration_ms: int = max(0, round((max(granules) - skip) * 1000 / rate))
+    return duration_ms
 
 
 # --- WAV --------------------------------------------------------------------------------
@@ -219,6 +220,7 @@ def _wav_duration_ms(data: bytes) -> int | None:
         elif chunk_id == b"data":
             if not byte_rate:
                 return None
-            return round(min(size, len(data) - pos - 8) * 1000 / byte_rate)
+            duration_ms: int = round(min(size, len(data) - pos - 8) * 1000 / byte_rate)
+            return duration_ms
         pos += 8 + size + (size & 1)
     return None

@@ -340,16 +340,19 @@ async def test_body_over_64_kib_is_413_before_parsing(http: aiohttp.ClientSessio
 async def test_unknown_api_routes_and_methods_are_json_404_and_old_routes_work(
     server: ServerUnderTest, http: aiohttp.ClientSession
 ) -> None:
-    for method, path in (
-        ("GET", "/api/nope"),
-        ("GET", "/api/sessions"),
-        ("POST", "/api/health"),
-        ("DELETE", "/api/me/sessions"),
-        ("GET", f"/api/sessions/{UUID_GONE}/remix"),
+    # One shape for every prefix (handlers/route_errors.py); the pattern API's own words.
+    for method, path, status, error in (
+        ("GET", "/api/nope", 404, "not_found"),
+        ("GET", "/api/sessions", 405, "Method not allowed"),
+        ("POST", "/api/health", 405, "Method not allowed"),
+        ("DELETE", "/api/me/sessions", 405, "method_not_allowed"),
+        ("GET", f"/api/sessions/{UUID_GONE}/remix", 405, "Method not allowed"),
+        ("GET", f"/api/sessions/{UUID_GONE}/nope", 404, "Not found"),
     ):
         async with http.request(method, path) as response:
-            assert response.status == 404, (method, path)
-            assert await response.json() == {"error": "Not found"}
+            assert response.status == status, (method, path)
+            body = await response.json()
+            assert body["error"] == error and isinstance(body["message"], str), (method, path, body)
             assert response.headers["Access-Control-Allow-Origin"] == "*"
     async with http.get("/api/health") as response:
         assert await response.json() == {"status": "ok"}

@@ -15,9 +15,12 @@ from engineio.async_drivers import aiohttp as eio_aiohttp
 
 from server.app import SIO_KEY
 from server.transport.engine import LightQueue
-from server.transport.fastpath import EngineWebSocket, LightEngineServer, UnsupportedVersions, check_versions, installed_versions
+from server.transport.fastpath import EngineWebSocket, LightEngineServer
+from server.transport.versions import UnsupportedVersions, check_versions, installed_versions
 from server.transport.outlet import direct_writer
-from tests.helpers import Client, ServerUnderTest
+from tests.helpers import Client, ServerUnderTest, fast_lane_only
+
+pytestmark = fast_lane_only
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -117,8 +120,8 @@ def test_versions_outside_the_tested_range_are_refused() -> None:
         check_versions({**installed_versions(), "aiohttp": ""})
 
 
-def test_serve_refuses_untested_versions_with_one_line() -> None:
-    # A real `sessionhub serve` whose metadata reports python-engineio 4.9.0.
+def test_serve_refuses_untested_versions_with_one_line_when_fast_is_asked_for() -> None:
+    # A real `sessionhub serve` whose metadata reports python-engineio 4.9.0, told to run fast.
     program = (
         "import importlib.metadata as m\n"
         "real = m.version\n"
@@ -128,7 +131,7 @@ def test_serve_refuses_untested_versions_with_one_line() -> None:
     )
     done = subprocess.run(
         [sys.executable, "-c", program], cwd=ROOT, capture_output=True, text=True, timeout=30,
-        env={"PATH": "/usr/bin:/bin", "SESSIONHUB_DATA_DIR": "/nonexistent"},
+        env={"PATH": "/usr/bin:/bin", "SESSIONHUB_DATA_DIR": "/nonexistent", "SESSIONHUB_TRANSPORT": "fast"},
     )
     assert done.returncode == 1
     lines = done.stderr.strip().splitlines()

@@ -21,9 +21,11 @@ import pytest
 from server.app import SIO_KEY
 from server.transport.front import MAX_EARLY_BYTES, parse_upgrade
 from tests.conftest import start_server
-from tests.helpers import Client, ServerUnderTest
+from tests.helpers import Client, ServerUnderTest, fast_lane_only
 from tests.admin.test_http import admin_token
 from tests.raw_wire import client_frame, http_exchange, port_of
+
+pytestmark = fast_lane_only
 
 KEY = "dGhlIHNhbXBsZSBub25jZQ=="
 ACCEPT = base64.b64encode(hashlib.sha1(KEY.encode() + b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11").digest()).decode()

@@ -6,8 +6,10 @@ import json
 
 from server.app import SIO_KEY
 from server.transport.fastpath import MAX_ATTACHMENTS
-from tests.helpers import Client, ServerUnderTest
+from tests.helpers import Client, ServerUnderTest, fast_lane_only
 from tests.raw_wire import RawWebSocket, port_of
+
+pytestmark = fast_lane_only
 
 PLACEHOLDER = '{"_placeholder":true,"num":%d}'
 

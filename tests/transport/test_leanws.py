@@ -25,8 +25,10 @@ from server.transport.leanws import (
     HandshakeError,
     accept_key,
 )
-from tests.helpers import Client, ServerUnderTest
+from tests.helpers import Client, ServerUnderTest, fast_lane_only
 from tests.raw_wire import RawWebSocket, client_frame, http_exchange, port_of
+
+pytestmark = fast_lane_only
 
 OP_CONTINUATION = 0x0
 

@@ -15,8 +15,10 @@ import aiohttp
 
 from server.app import BUS_KEY, SIO_KEY
 from tests.conftest import start_server
-from tests.helpers import Client
+from tests.helpers import Client, fast_lane_only
 from tests.raw_wire import RawPoller
+
+pytestmark = fast_lane_only
 
 
 class RawSocketIO:

@@ -1,0 +1,254 @@
+"""What ``sessionhub serve | worker | token`` run (``server.cli`` parses the command line).
+
+Imported by ``server.cli`` only once the transport lane is chosen: this module imports
+aiohttp, redis-py and, through ``server.app``, the lane's python-socketio.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import logging
+import signal
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from aiohttp import web
+from redis.asyncio import Redis
+
+from auth.claims import Permission
+from handlers.context import Services
+from handlers.metrics import Metrics
+from jobs.processors import load_processors
+from protocol.errors import CodedError
+from server.app import build_app, front_site
+from server.identity import token_service
+from server.process import raise_open_files_limit, tune_gc
+from server.redis_embed import URL_FILE, DataDirBusy, DataDirLock, EmbeddedRedis
+from server.services import build_services, connect_redis
+from server.settings import Settings
+from server.worker import Worker
+from storage.clock import Clock
+
+log = logging.getLogger("sessionhub")
+
+WORKER_FOLLOW_INTERVAL_S = 1.0
+# How long a stopping server waits for requests in flight (a client that ignores the close,
+# an upload that trickles) before it closes their connections.
+SHUTDOWN_TIMEOUT_S = 3.0
+
+
+class StartupError(Exception):
+    """A one-line reason the process cannot start."""
+
+
+@asynccontextmanager
+async def redis_for(settings: Settings, *, may_embed: bool) -> AsyncIterator[Redis]:
+    """The configured Redis, or an embedded one; fails fast when it does not answer."""
+    if settings.redis_url:
+        async with _connected(settings, settings.redis_url) as redis:
+            yield redis
+    elif may_embed:
+        async with _embedded(settings) as url, _connected(settings, url) as redis:
+            yield redis
+    else:
+        async with _connected(settings, _recorded_url(settings)) as redis:
+            yield redis
+
+
+@asynccontextmanager
+async def _embedded(settings: Settings) -> AsyncIterator[str]:
+    """Own the data folder (lock), start its redis-server, yield its URL; stop both at the end."""
+    lock = DataDirLock(settings.data_dir)
+    try:
+        lock.acquire()
+    except DataDirBusy as exc:
+        raise StartupError(str(exc)) from exc
+    embedded = EmbeddedRedis(settings.data_dir)
+    try:
+        yield await embedded.start()
+    finally:
+        await embedded.stop()
+        lock.release()
+
+
+@asynccontextmanager
+async def _connected(settings: Settings, url: str) -> AsyncIterator[Redis]:
+    try:
+        redis = connect_redis(url, max_connections=settings.redis_max_connections, cluster=settings.redis_cluster)
+    except ValueError as exc:
+        raise StartupError(f"REDIS_URL {_redacted(url)}: {exc}") from exc
+    try:
+        try:
+            await asyncio.wait_for(redis.ping(), 5)
+        except Exception as exc:
+            raise StartupError(f"cannot reach Redis at {_redacted(url)}: {exc}") from exc
+        yield redis
+    finally:
+        await redis.aclose()
+
+
+def _recorded_url(settings: Settings) -> str:
+    """The URL ``sessionhub serve`` recorded for its embedded Redis."""
+    url = _read_recorded_url(settings)
+    if url is None:
+        raise StartupError("REDIS_URL is not set and no embedded Redis of `sessionhub serve` was found")
+    return url
+
+
+def _read_recorded_url(settings: Settings) -> str | None:
+    try:
+        return (settings.data_dir / URL_FILE).read_text(encoding="utf-8").strip() or None
+    except OSError:
+        return None
+
+
+def _redacted(url: str) -> str:
+    """``url`` without its credentials (each seed's, when it names several)."""
+    return ",".join(_redacted_one(part) for part in url.split(","))
+
+
+def _redacted_one(url: str) -> str:
+    scheme, sep, rest = url.partition("://")
+    if "@" in rest:
+        rest = "***@" + rest.rsplit("@", 1)[1]
+    return scheme + sep + rest
+
+
+async def _wait_for_signal() -> None:
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    await stop.wait()
+
+
+def _worker(services: Services, settings: Settings) -> Worker:
+    return Worker(
+        services=services,
+        processors=load_processors(settings.processors),
+        max_attempts=settings.job_max_attempts,
+        backoff_base_ms=settings.job_backoff_base_ms,
+        visibility_ms=settings.job_visibility_ms,
+        timeout_s=settings.job_timeout_s,
+    )
+
+
+async def serve(settings: Settings) -> None:
+    """Run the HTTP + Socket.IO server (and its in-process workers) until SIGINT/SIGTERM."""
+    async with redis_for(settings, may_embed=True) as redis:
+        services = build_services(settings, redis=redis, tokens=token_service(settings))
+        try:
+            await services.log.check_durability()
+        except CodedError as exc:
+            raise StartupError(exc.message) from exc
+        app = build_app(settings, services=services)
+        runner = web.AppRunner(app, access_log=None, shutdown_timeout=SHUTDOWN_TIMEOUT_S)
+        await runner.setup()
+        site = front_site(runner, settings.host, settings.port)
+        await site.start()
+        open_files = raise_open_files_limit()
+        tune_gc(settings.gc_gen0_threshold)  # after start-up: what exists now is frozen
+        stop_workers = asyncio.Event()
+        workers = [
+            asyncio.create_task(_worker(services, settings).run(stop_workers))
+            for _ in range(settings.inprocess_workers)
+        ]
+        log.info("sessionhub serving on http://%s:%d (up to %d open files)", settings.host, settings.port, open_files)
+        print(f"sessionhub serving on http://{settings.host}:{settings.port}", flush=True)
+        try:
+            await _wait_for_signal()
+        finally:
+            stop_workers.set()
+            for task in workers:
+                task.cancel()
+            await asyncio.gather(*workers, return_exceptions=True)
+            try:
+                await runner.cleanup()
+            finally:
+                services.metrics.close()
+
+
+async def work(settings: Settings) -> None:
+    """Run one job worker until SIGINT/SIGTERM.
+
+    On the embedded Redis of a ``serve`` (no ``REDIS_URL``), the worker follows ``redis.url``:
+    a restarted ``serve`` starts a new redis-server (new port, new password), and a worker
+    left on the old address would wait forever on a server that no longer exists.
+    """
+    stop = asyncio.Event()
+    follow = not settings.redis_url
+    url = settings.redis_url or _recorded_url(settings)
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    metrics = Metrics()  # one per process, kept across reconnections (its counters go on)
+    try:
+        await _work_while(settings, stop, url, follow=follow, metrics=metrics)
+    finally:
+        metrics.close()
+
+
+async def _work_while(settings: Settings, stop: asyncio.Event, url: str, *, follow: bool, metrics: Metrics) -> None:
+    """The worker on ``url``, reconnected to the recorded URL whenever it changes (``follow``)."""
+    first = True
+    while not stop.is_set():
+        try:
+            async with _connected(settings, url) as redis:
+                services = build_services(settings, redis=redis, tokens=token_service(settings), metrics=metrics)
+                worker = _worker(services, settings)
+                if first:
+                    print(f"sessionhub worker {worker.consumer} running", flush=True)
+                    first = False
+                url = await _work_until(worker, stop, settings, url if follow else None)
+        except StartupError:
+            if first:
+                raise
+            log.warning("worker: Redis at %s does not answer; waiting for serve to record a new one", _redacted(url))
+            url = await _next_url(settings, url, stop)
+
+
+async def _work_until(worker: Worker, stop: asyncio.Event, settings: Settings, followed: str | None) -> str:
+    """Run ``worker`` until ``stop``, or until ``redis.url`` names another server; returns that URL."""
+    worker_stop = asyncio.Event()
+    task = asyncio.create_task(worker.run(worker_stop))
+    try:
+        while not stop.is_set():
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), WORKER_FOLLOW_INTERVAL_S)
+            recorded = _read_recorded_url(settings) if followed is not None else None
+            if recorded is not None and recorded != followed:
+                log.warning("worker: redis.url changed; reconnecting to %s", _redacted(recorded))
+                return recorded
+        return followed or ""
+    finally:
+        worker_stop.set()
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+
+
+async def _next_url(settings: Settings, current: str, stop: asyncio.Event) -> str:
+    """Wait (bounded only by ``stop``) until ``redis.url`` records a server; the current one by default."""
+    while not stop.is_set():
+        recorded = _read_recorded_url(settings)
+        if recorded is not None and recorded != current:
+            return recorded
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(stop.wait(), WORKER_FOLLOW_INTERVAL_S)
+    return current
+
+
+def mint(settings: Settings, args: argparse.Namespace) -> None:
+    """Print a token for ``--user`` with the given permissions."""
+    tokens = token_service(settings)
+    perms = tuple(Permission(p) for p in (args.perm or []))
+    token, _ = tokens.mint(
+        user_id=args.user,
+        now_s=Clock().now_s(),
+        ttl_s=args.ttl,
+        perms=perms,
+        name=args.name or "",
+        telegram_user_id=args.telegram_user_id or "",
+    )
+    print(token)

@@ -1,0 +1,119 @@
+"""The transport's contract: what the bus and the handlers may rely on, whichever lane serves.
+
+Two lanes implement it: the fast lane (``server.transport.fastpath``, private parts of the
+libraries, tested versions only) and the stock lane (``server.transport.stock``, documented
+API only). Nothing outside ``server/transport/`` touches a socket, a queue or a WebSocket.
+
+**Outlets.** :meth:`SocketServer.outlet` gives a connection's :class:`Outlet`: the one way out
+to that connection. An outlet takes Socket.IO packets encoded once (:class:`Packet`, the same
+bytes for every recipient) and never awaits.
+
+**Order.** Everything a connection is sent leaves in the order it was handed over, whoever
+hands it: the acks python-socketio sends for the connection's events, and the packets given
+to its outlet. And an event handler's ack is handed over *before the handler's task next
+yields to the loop*: a callback the handler schedules with ``loop.call_soon`` (the bus's
+release of a held fan-out, ``handlers.socket_router``) runs after its ack is on its way, so a
+change's ack never trails the change's fan-out. The fast lane writes the ack to the WebSocket
+in that step; the stock lane puts it on the socket's queue in that step (python-engineio's
+``send`` does not suspend on an unbounded queue), and the outlet puts behind it.
+``tests/test_ordering.py`` checks it on both lanes (``make test-stock``).
+"""
+
+from __future__ import annotations
+
+import struct
+from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING, Any, Literal, Protocol
+
+if TYPE_CHECKING:  # for annotations only: this module is imported before the lane is chosen
+    from aiohttp import web
+
+    from handlers.http_common import AnsweredUpgrade
+
+_OP_TEXT = 0x1
+
+
+def ws_frame(payload: bytes, opcode: int = _OP_TEXT) -> bytes:
+    """An unmasked, uncompressed, final server-to-client WebSocket frame."""
+    first = 0x80 | opcode
+    size = len(payload)
+    if size < 126:
+        header = struct.pack("!BB", first, size)
+    elif size < 65536:
+        header = struct.pack("!BBH", first, 126, size)
+    else:
+        header = struct.pack("!BBQ", first, 127, size)
+    return header + payload
+
+
+class Packet:
+    """A Socket.IO EVENT packet for namespace ``/``, encoded once for every connection.
+
+    ``text`` is the Engine.IO MESSAGE's payload (what the stock lane queues), ``frame`` the
+    whole WebSocket frame (what the fast lane writes).
+    """
+
+    __slots__ = ("frame", "text")
+
+    def __init__(self, event: str, data_json: str) -> None:
+        # event names are protocol identifiers (no quoting needed); data_json is valid JSON
+        self.text = f'2["{event}",{data_json}]'
+        self.frame = ws_frame(b"4" + self.text.encode())
+
+
+class Outlet(Protocol):
+    """One connection's way out (see the module docstring for the order it keeps)."""
+
+    def send(self, packet: Packet) -> None:
+        """Hand one packet over, behind everything handed over before; never waits."""
+        ...
+
+    def send_batch(self, packets: Sequence[Packet], frames: bytes) -> None:
+        """Hand several packets over at once; ``frames`` is ``b"".join(p.frame for p in packets)``
+        (built once per batch, so a lane that writes frames writes them in one call)."""
+        ...
+
+    def gone(self) -> bool:
+        """True once the connection is closing or closed: nothing handed over will leave."""
+        ...
+
+
+# What a registered event handler is called with (sid, payload...) and answers (its ack).
+EventHandler = Callable[..., Any]
+
+
+class SocketServer(Protocol):
+    """The Socket.IO server of either lane, as the composition root (``server.app``) uses it."""
+
+    lane: Literal["fast", "stock"]
+
+    def on(self, event: str, handler: EventHandler) -> None:
+        """Register ``handler`` for ``event`` (``"*"``: every event without a handler)."""
+        ...
+
+    def attach(self, app: Any, socketio_path: str = "socket.io") -> None:
+        """Serve Socket.IO on the aiohttp application ``app`` under ``/socketio_path/``."""
+        ...
+
+    def outlet(self, sid: str) -> Outlet | None:
+        """The connection's outlet, or None when ``sid`` is not connected (any more)."""
+        ...
+
+    async def disconnect(self, sid: str, namespace: str | None = None, ignore_queue: bool = False) -> None:
+        """Disconnect a client, its Engine.IO session and TCP connection included."""
+        ...
+
+    def site(
+        self,
+        runner: web.BaseRunner,
+        host: str,
+        port: int,
+        *,
+        path: str,
+        idle_timeout_s: float,
+        observers: list[Callable[[AnsweredUpgrade], None]],
+    ) -> web.BaseSite:
+        """The listening site for ``runner``'s application (``path``: where Socket.IO is served;
+        ``observers`` see WebSocket opens that aiohttp never saw, ``idle_timeout_s`` bounds their
+        handshake)."""
+        ...
