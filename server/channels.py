@@ -34,6 +34,8 @@ from redis.asyncio.client import PubSub
 from redis.asyncio.cluster import RedisCluster
 from redis.exceptions import RedisClusterException, RedisError
 
+from server.transport.shard_link import ShardLink
+
 log = logging.getLogger(__name__)
 
 # Message types: subscription confirmations and data messages, of both kinds of channel.
@@ -44,15 +46,6 @@ ENDED = frozenset({"sunsubscribe", "unsubscribe"})
 # Lost channels whose new owner did not answer are tried again after this pause; meanwhile the
 # other shards' links are read as usual (a failing-over shard must not delay the healthy ones).
 RECOVER_RETRY_S = 0.1
-
-
-class _ShardLink(PubSub):
-    """The link to one master. Its channels span slots: a reconnect re-subscribes them one by one
-    (one ``SSUBSCRIBE`` for channels of several slots is refused with ``CROSSSLOT``)."""
-
-    async def _resubscribe_shard_channels(self) -> None:
-        for channel in list(self.shard_channels):
-            await self.ssubscribe(channel)
 
 
 class Channels:
@@ -66,7 +59,7 @@ class Channels:
             self._pubsub = PubSub(connection_pool=redis.connection_pool, ignore_subscribe_messages=False)
         # Sharded only: the link of each master, which master holds each channel, the channels
         # that lost their link (to subscribe again), and the round-robin start of reads.
-        self._links: dict[str, _ShardLink] = {}
+        self._links: dict[str, ShardLink] = {}
         self._owner: dict[str, str] = {}
         self._lost: set[str] = set()
         self._stale = False  # the slot map may be out of date: read it before subscribing
@@ -162,7 +155,7 @@ class Channels:
         link = self._links.get(node.name)
         if link is None:
             pool = ConnectionPool(connection_class=node.connection_class, **node.connection_kwargs)
-            link = self._links[node.name] = _ShardLink(connection_pool=pool, ignore_subscribe_messages=False)
+            link = self._links[node.name] = ShardLink(connection_pool=pool, ignore_subscribe_messages=False)
         self._owner[channel] = node.name
         self._lost.discard(channel)
         try:

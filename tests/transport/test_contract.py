@@ -26,7 +26,8 @@ SOURCES = ("server", "handlers", "jobs", "auth", "storage", "protocol", "bench")
 PRIVATE_NAMES = re.compile(
     r"\b(?:_handle_eio_message|_handle_eio_connect|_handle_eio_disconnect|_handle_event|_send_packet"
     r"|_binary_packet|_engineio_server_class|_send_ping|_handle_connect|_cors_allowed_origins"
-    r"|_trigger_event|_get_socket|_message_tail|_bound_port|_reuse_address|_reuse_port|_backlog)\b"
+    r"|_trigger_event|_get_socket|_message_tail|_bound_port|_reuse_address|_reuse_port|_backlog"
+    r"|_resubscribe_shard_channels)\b"
     r"|\._async\b|\bTCPSite\._server\b|\b(?:socketio|engineio|aiohttp|redis)\._[a-z]"
 )
 
