@@ -18,7 +18,7 @@ from pydantic import ValidationError
 from handlers.cleanups import delete_owing
 from handlers.context import Services
 from handlers.errors import classify
-from handlers.http_common import client_address
+from handlers.http_common import client_address, read_body
 from handlers.ids import parse_session_id
 from handlers.metrics import Metrics
 from handlers.patterns.api_errors import ApiError, validation_failed
@@ -123,9 +123,13 @@ class PatternRoutes:
             raise ApiError(413, "Request body too large", maxBytes=limit)  # decided before reading
         if json_only and request.content_type != "application/json":
             return None
-        raw = await request.content.read(limit + 1)
-        if len(raw) > limit:
-            raise ApiError(413, "Request body too large", maxBytes=limit)
+        try:
+            # Read to its end: one read() returns only what has arrived (a split or chunked body).
+            raw = await read_body(request, limit)
+        except CodedError as exc:
+            if exc.code is ErrorCode.PAYLOAD_TOO_LARGE:
+                raise ApiError(413, "Request body too large", maxBytes=limit) from None
+            raise ApiError(400, "Request body did not arrive in time") from None
         if not raw.strip():
             return None
         try:
