@@ -18,7 +18,7 @@ from auth.claims import Claims
 from handlers.context import Services
 from handlers.http_common import bearer_claims, client_address, guarded, json_body
 from handlers.ids import parse_session_ref
-from handlers.payloads import BotCommand, Material, validate
+from handlers.payloads import BotCommand, CreateSession, Material, validate
 from handlers.voice.access import updatable
 from handlers.voice.actions import brief, close, create_active, session_url
 from protocol.errors import CodedError, ErrorCode
@@ -71,7 +71,8 @@ class BotRoutes:
         return {"command": f"/{name}", **result}
 
     async def _start(self, claims: Claims, argument: str, reply_to: str | None, address: str) -> dict[str, Any]:
-        session = await create_active(self._s, claims, argument[:200], address=address)
+        name = validate(CreateSession, {"session_name": argument[:200]}).session_name
+        session = await create_active(self._s, claims, name, address=address)
         return {"reply": f"Новая сессия: {session_url(self._s, session.id)}", "active_session": brief(self._s, session)}
 
     async def _session(self, claims: Claims, argument: str, reply_to: str | None, address: str) -> dict[str, Any]:

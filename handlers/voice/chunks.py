@@ -18,7 +18,7 @@ from handlers.voice.access import performer, readable, updatable
 from handlers.voice.audio_links import AudioLinkQuery, AudioLinks
 from handlers.voice.chunk_form import FORM_OVERHEAD_BYTES, ChunkForm, ChunkMeta, read_chunk_form
 from protocol.errors import CodedError, ErrorCode
-from storage.voice.audio_format import probe
+from storage.voice.audio_format import ImpossibleDuration, probe
 from storage.voice.blobs import BlobStore
 from storage.voice.chunks import ChunkAdded, NewChunk, VoiceChunks
 
@@ -80,7 +80,18 @@ class ChunkRoutes:
         if not await self._s.limiter.hit("voice_chunk", claims.sub, limit=UPLOADS_PER_MIN, window_s=60):
             raise CodedError(ErrorCode.RATE_LIMITED, "too many uploads; wait a minute", retry_after_s=60)
 
+        # A session named in the query is checked from the head alone: a foreign or closed one is
+        # refused before a byte of the body is read (the form's field must then name it too).
+        named = request.query.get("session_id")
+        if named is not None:
+            named = parse_session_id(named)
+            await updatable(self._s.voice, claims, named)
+
         async def admit(meta: ChunkMeta) -> None:
+            if named is not None:
+                if meta.session_id != named:
+                    raise CodedError(ErrorCode.INVALID_PAYLOAD, "session_id: not the session named in the query")
+                return
             await updatable(self._s.voice, claims, meta.session_id)
 
         form = await read_chunk_form(request, blobs=self._blobs, max_bytes=limit, admit=admit)
@@ -95,7 +106,10 @@ class ChunkRoutes:
         return web.json_response(body, status=200 if added.duplicate else 201)
 
     async def _describe(self, form: ChunkForm, claims: Claims) -> NewChunk:
-        info = await asyncio.to_thread(probe, form.blob.temp_path)
+        try:
+            info = await asyncio.to_thread(probe, form.blob.temp_path)
+        except ImpossibleDuration as exc:
+            raise CodedError(ErrorCode.INVALID_PAYLOAD, f"file: {exc}") from exc
         if info is None:
             raise CodedError(ErrorCode.INVALID_PAYLOAD, "file: not an audio format this server stores")
         meta = form.meta
