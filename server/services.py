@@ -88,6 +88,7 @@ def voice_config_from(settings: Settings) -> VoiceConfig:
         audio_link_ttl_s=settings.voice_audio_link_ttl_s,
         telegram_webhook_path=settings.voice_telegram_webhook_path,
         telegram_secret_token=settings.voice_telegram_secret_token,
+        telegram_bot_username=settings.voice_telegram_bot_username,
         telegram_users=parse_user_map(settings.voice_telegram_users),
         transcribe_command=settings.voice_transcribe_command,
         transcribe_timeout_s=settings.voice_transcribe_timeout_s,

@@ -111,6 +111,7 @@ class Settings(BaseSettings):
     voice_audio_link_ttl_s: int = Field(default=600, ge=10, le=86400)
     voice_telegram_webhook_path: str = Field(default="", pattern=r"^[A-Za-z0-9_\-]{0,128}$")
     voice_telegram_secret_token: str = Field(default="", pattern=r"^[A-Za-z0-9_\-]{0,256}$")
+    voice_telegram_bot_username: str = Field(default="", pattern=r"^@?[A-Za-z0-9_]{0,64}$")
     voice_telegram_users: str = ""
     voice_transcribe_command: str = ""
     voice_transcribe_timeout_s: float = Field(default=120.0, gt=0, le=3600)

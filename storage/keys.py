@@ -184,6 +184,11 @@ class Keys:
         """Hash session id -> kind of every indexed session (its size is the session count)."""
         return f"{self.prefix}:{{admin}}:kind_of"
 
+    def idempotent_answer(self, scope: str, owner: str, key: str) -> str:
+        """String: the stored answer of the request named ``key`` by ``owner`` in ``scope``
+        (empty while the first such request is still running); see storage/idempotency.py."""
+        return f"{self.prefix}:{{idem:{owner}}}:{scope}:{key}"
+
     def admin_created(self, scope: str) -> str:
         """Sorted set of session ids scored by creation (ms); ``scope`` is a kind or ``*`` (all)."""
         return f"{self.prefix}:{{admin}}:created:{scope}"

@@ -19,6 +19,7 @@ from handlers.cleanups import delete_owing
 from handlers.context import Services
 from handlers.errors import classify
 from handlers.http_common import client_address, read_body
+from handlers.idempotency import address_owner, idempotent
 from handlers.ids import parse_session_id
 from handlers.metrics import Metrics
 from handlers.patterns.api_errors import ApiError, validation_failed
@@ -103,12 +104,15 @@ class PatternRoutes:
         """Attach the routes to ``app``."""
         app.router.add_get("/api/health", self.health)
         metrics = self._s.metrics
-        app.router.add_post("/api/sessions", answering(self.create, metrics))
+        anyone = address_owner(self._s)
+        create = idempotent(self.create, self._s, "pattern_create", owner_of=anyone)
+        app.router.add_post("/api/sessions", answering(create, metrics))
         app.router.add_get("/api/sessions/{session_id}", answering(self.get, metrics))
         app.router.add_put("/api/sessions/{session_id}", answering(self.put, metrics))
         app.router.add_patch("/api/sessions/{session_id}", answering(self.patch, metrics))
         app.router.add_delete("/api/sessions/{session_id}", answering(self.delete, metrics))
-        app.router.add_post("/api/sessions/{session_id}/remix", answering(self.remix, metrics))
+        remix = idempotent(self.remix, self._s, "pattern_remix", owner_of=anyone)
+        app.router.add_post("/api/sessions/{session_id}/remix", answering(remix, metrics))
         app.router.add_post("/api/sessions/{session_id}/publish", answering(self.publish, metrics))
 
     async def health(self, request: web.Request) -> web.Response:

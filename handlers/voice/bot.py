@@ -17,6 +17,7 @@ from aiohttp import web
 from auth.claims import Claims
 from handlers.context import Services
 from handlers.http_common import bearer_claims, client_address, guarded, json_body
+from handlers.idempotency import idempotent
 from handlers.ids import parse_session_ref
 from handlers.payloads import BotCommand, CreateSession, Material, validate
 from handlers.voice.access import updatable
@@ -37,8 +38,8 @@ class BotRoutes:
 
     def register(self, app: web.Application) -> None:
         """Attach the routes to ``app``."""
-        app.router.add_post("/voicebot/bot/command", guarded(self.command))
-        app.router.add_post("/voicebot/materials", guarded(self.material))
+        app.router.add_post("/voicebot/bot/command", guarded(idempotent(self.command, self._s, "bot_command")))
+        app.router.add_post("/voicebot/materials", guarded(idempotent(self.material, self._s, "material")))
 
     async def _request(self, request: web.Request) -> tuple[Claims, dict[str, Any]]:
         claims = bearer_claims(request, self._s.tokens, self._s.clock)

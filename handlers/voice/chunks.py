@@ -12,6 +12,7 @@ from pydantic import BaseModel
 from auth.claims import Claims
 from handlers.context import Services
 from handlers.http_common import bearer_claims, guarded
+from handlers.idempotency import idempotent
 from handlers.ids import parse_session_id
 from handlers.query import parse_query
 from handlers.voice.access import performer, readable, updatable
@@ -62,7 +63,7 @@ class ChunkRoutes:
 
     def register(self, app: web.Application) -> None:
         """Attach the routes to ``app``."""
-        app.router.add_post("/voicebot/chunks", guarded(self.upload))
+        app.router.add_post("/voicebot/chunks", guarded(idempotent(self.upload, self._s, "chunk")))
         app.router.add_get("/voicebot/sessions/{session_id}/chunks", guarded(self.list_chunks))
         app.router.add_get("/voicebot/audio/{session_id}/{chunk_id}", guarded(self.audio))
         app.router.add_get("/voicebot/fab/config", guarded(self.fab_config))

@@ -18,6 +18,8 @@ class VoiceConfig:
     audio_link_ttl_s: int = 600
     telegram_webhook_path: str = ""
     telegram_secret_token: str = ""
+    # The bot's @username: commands addressed to another bot (``/done@Other``) are ignored.
+    telegram_bot_username: str = ""
     # Telegram user id -> sessionhub user id.
     telegram_users: dict[str, str] = field(default_factory=dict)
     transcribe_command: str = ""
