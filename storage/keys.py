@@ -189,6 +189,10 @@ class Keys:
         (empty while the first such request is still running); see storage/idempotency.py."""
         return f"{self.prefix}:{{idem:{owner}}}:{scope}:{key}"
 
+    def log_id_key(self) -> str:
+        """String: the secret sealing event ids to their place in a log (storage/events.py)."""
+        return f"{self.prefix}:log_id_key"
+
     def admin_created(self, scope: str) -> str:
         """Sorted set of session ids scored by creation (ms); ``scope`` is a kind or ``*`` (all)."""
         return f"{self.prefix}:{{admin}}:created:{scope}"
