@@ -193,6 +193,11 @@ class Keys:
         """String: the secret sealing event ids to their place in a log (storage/events.py)."""
         return f"{self.prefix}:log_id_key"
 
+    def upload_bytes(self, who: str) -> str:
+        """String (expiring): audio bytes stored by ``who`` (``u:<user>`` or ``a:<address>``)
+        in the current quota day."""
+        return f"{self.prefix}:{{q:{who}}}:upload_bytes"
+
     def admin_created(self, scope: str) -> str:
         """Sorted set of session ids scored by creation (ms); ``scope`` is a kind or ``*`` (all)."""
         return f"{self.prefix}:{{admin}}:created:{scope}"

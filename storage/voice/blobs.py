@@ -7,6 +7,7 @@ folder removes every blob it owns (retention follows the session).
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
 import shutil
@@ -80,6 +81,12 @@ class BlobStore:
     def remove(self, session_id: str, sha256: str) -> None:
         """Drop one blob."""
         self.path(session_id, sha256).unlink(missing_ok=True)
+
+    def prune(self, session_id: str) -> None:
+        """Drop the session's folder when it holds nothing (an upload that lost a race with the
+        session's deletion created it anew)."""
+        with contextlib.suppress(OSError):  # not empty, or already gone: nothing to do
+            (self._root / session_id).rmdir()
 
     def remove_session(self, session_id: str) -> None:
         """Drop every blob of a session."""
