@@ -10,10 +10,15 @@ gives its claim back, so that a retry runs for real.
 
 from __future__ import annotations
 
+import asyncio
 import json
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from typing import TypeVar
 
 from redis.asyncio import Redis
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from storage.keys import Keys
 
@@ -21,6 +26,10 @@ from storage.keys import Keys
 ANSWER_TTL_S = 24 * 3600
 # A claim whose request died with its process is released after this long.
 CLAIM_TTL_S = 120
+# Pause before running a step again whose reply was lost (times the attempt number).
+LOST_REPLY_BACKOFF_S = 0.02
+
+T = TypeVar("T")
 
 
 @dataclass(frozen=True, slots=True)
@@ -65,3 +74,27 @@ class IdempotentAnswers:
     async def release(self, scope: str, owner: str, key: str) -> None:
         """Give a claim back (its request failed): a retry runs again."""
         await self.redis.delete(self.keys.idempotent_answer(scope, owner, key))
+
+
+async def again_on_lost_reply(
+    step: Callable[[], Awaitable[T]], *, redis: Redis | None = None, attempts: int = 5
+) -> T:
+    """Run ``step`` (which must be idempotent) again when its reply was lost.
+
+    A connection cut while a command is in flight (``CLIENT KILL``, a failover, a reset) leaves
+    its outcome unknown: it may have been applied. Answering "failed" then would make a client's
+    retry apply it twice; running the idempotent step again settles it either way. A cut that
+    killed one connection killed the idle ones of ``redis``'s pool too: they are dropped before
+    the next attempt, which would otherwise draw them one by one.
+    """
+    for attempt in range(1, attempts + 1):
+        try:
+            return await step()
+        except (RedisConnectionError, RedisTimeoutError):
+            if attempt == attempts:
+                raise
+            pool = getattr(redis, "connection_pool", None)
+            if pool is not None:
+                await pool.disconnect(inuse_connections=False)
+            await asyncio.sleep(LOST_REPLY_BACKOFF_S * attempt)
+    raise AssertionError("unreachable")

@@ -29,6 +29,7 @@ from handlers.patterns.state import DEFAULTS
 from handlers.patterns.views import Created, Published, Remixed, Renamed, Replaced, etag, full_view, session_url
 from protocol.errors import CodedError, ErrorCode
 from storage.events import Position
+from storage.idempotency import again_on_lost_reply
 from storage.patterns.repository import Lineage, PatternRecord, PatternSessions
 
 IMMUTABLE_MESSAGE = "This session is published and cannot be edited. Remix it to make your own copy."
@@ -267,7 +268,9 @@ class PatternRoutes:
         parent, _ = await self._existing(parse_id(request))
         record = await self._create(request, state=parent.state, name=parent.name, lineage=Lineage(parent))
         try:
-            await self._patterns.count_remix(parent.id, child=record)
+            # Counted once however often it runs: a lost reply is run again, not answered 503
+            # for a remix that was counted.
+            await again_on_lost_reply(lambda: self._patterns.count_remix(parent.id, child=record), redis=self._s.redis)
         except CodedError as exc:
             if exc.code is not ErrorCode.SESSION_NOT_FOUND:
                 raise  # the parent was deleted meanwhile: the copy stands, its lineage says "Unknown Session"

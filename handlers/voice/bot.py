@@ -23,6 +23,7 @@ from handlers.payloads import BotCommand, CreateSession, Material, validate
 from handlers.voice.access import updatable
 from handlers.voice.actions import brief, close, create_active, session_url
 from protocol.errors import CodedError, ErrorCode
+from storage.idempotency import again_on_lost_reply
 from storage.voice.repository import VoiceSession
 
 NO_ACTIVE_SESSION = "Активная сессия не найдена..."
@@ -151,7 +152,11 @@ class BotRoutes:
         return await updatable(self._s.voice, claims, session.id)
 
     async def _attach(self, session_id: str, record: dict[str, Any]) -> int:
-        _, count = await self._s.voice.add_material(session_id, record, max_count=self._s.limits.max_materials)
+        async def add() -> tuple[int, int]:
+            return await self._s.voice.add_material(session_id, record, max_count=self._s.limits.max_materials)
+
+        # Run again on a lost reply (same material id: stored once), never answered "failed" but kept.
+        _, count = await again_on_lost_reply(add, redis=self._s.redis)
         return count
 
     def _attached(
