@@ -46,3 +46,4 @@ soak:
 	@scripts/bootstrap.sh test
 	cd bench && ../.venv/bin/python soak_faults_wire.py
 	.venv/bin/python bench/soak_faults_ops.py --rounds 5
+	cd bench && ../.venv/bin/python soak_stalled_uploads.py

@@ -8,6 +8,7 @@ from typing import Any
 from aiohttp import web
 from redis.exceptions import AskError, ClusterError, RedisClusterException, TryAgainError
 from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import OutOfMemoryError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from handlers.log_throttle import LogThrottle
@@ -24,11 +25,21 @@ _throttle = LogThrottle(log)
 _MOVING = (AskError, TryAgainError, ClusterError, RedisClusterException)
 
 
+# The ``reason`` of an ``unavailable`` answered because Redis is out of memory.
+REDIS_FULL = "redis_full"
+REDIS_FULL_MESSAGE = "the store is full (Redis maxmemory reached); writes are refused until memory is freed"
+
+
 def classify(exc: BaseException) -> CodedError:
     """The coded error for ``exc``; Redis not answering is ``unavailable``; anything else
     unexpected is logged (once per cause) and hidden as ``internal_error``."""
     if isinstance(exc, CodedError):
         return exc
+    if isinstance(exc, OutOfMemoryError):
+        # Not a bug of ours: Redis reached maxmemory and refuses writes (noeviction). Reads
+        # still work; a client should retry later, and an operator must free memory.
+        _throttle.exception("Redis is full (maxmemory reached)", exc)
+        return CodedError(ErrorCode.UNAVAILABLE, REDIS_FULL_MESSAGE, reason=REDIS_FULL)
     if isinstance(exc, RedisConnectionError | RedisTimeoutError):
         _throttle.exception("Redis does not answer", exc)
         return CodedError(ErrorCode.UNAVAILABLE, "a dependency does not answer; try again")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
+from typing import Any
 
 from aiohttp import web
 from pydantic import BaseModel
@@ -21,6 +22,8 @@ class Readiness(Liveness):
 
     redis: bool
     bus: bool
+    # Why the node is not fully serving although its parts answer, e.g. "redis_full: ...".
+    degraded: str | None = None
 
 
 OPERATIONS = (
@@ -47,9 +50,16 @@ OPERATIONS = (
 class HealthRoutes:
     """Liveness and readiness probes."""
 
-    def __init__(self, *, redis_ping: Callable[[], Awaitable[object]], bus_alive: Callable[[], bool]) -> None:
+    def __init__(
+        self,
+        *,
+        redis_ping: Callable[[], Awaitable[object]],
+        bus_alive: Callable[[], bool],
+        redis_memory: Callable[[], Awaitable[dict[str, Any]]] | None = None,
+    ) -> None:
         self._redis_ping = redis_ping
         self._bus_alive = bus_alive
+        self._redis_memory = redis_memory  # INFO memory
 
     def register(self, app: web.Application) -> None:
         """Attach the routes to ``app``."""
@@ -69,6 +79,22 @@ class HealthRoutes:
         except Exception:  # any failure to reach Redis means not ready
             redis_ok = False
         bus_ok = self._bus_alive()
-        ready = redis_ok and bus_ok
-        answer = Readiness(ok=ready, redis=redis_ok, bus=bus_ok)
+        degraded = await self._full() if redis_ok else None
+        ready = redis_ok and bus_ok and degraded is None
+        answer = Readiness(ok=ready, redis=redis_ok, bus=bus_ok, degraded=degraded)
         return web.json_response(answer.model_dump(), status=200 if ready else 503)
+
+    async def _full(self) -> str | None:
+        """``redis_full: ...`` when Redis is at its maxmemory under a policy that refuses writes."""
+        if self._redis_memory is None:
+            return None
+        try:
+            info = await self._redis_memory()
+            used, limit = int(info.get("used_memory", 0)), int(info.get("maxmemory", 0))
+        except Exception:  # INFO refused (a managed Redis may rename it): nothing to say
+            return None
+        policy = str(info.get("maxmemory_policy", ""))
+        # Under noeviction (and volatile-* with nothing volatile left) a full Redis refuses writes.
+        if limit <= 0 or used < limit or not (policy == "noeviction" or policy.startswith("volatile")):
+            return None
+        return f"redis_full: {used} bytes used of maxmemory {limit} ({policy}); writes are refused"

@@ -42,7 +42,7 @@ async def json_body(request: web.Request, *, max_bytes: int, optional: bool = Fa
     """The request's JSON object body, bounded in size (``payload_too_large``)."""
     if request.content_length is not None and request.content_length > max_bytes:
         raise CodedError(ErrorCode.PAYLOAD_TOO_LARGE, f"the body is limited to {max_bytes} bytes")
-    raw = await _read_body(request, max_bytes)
+    raw = await read_body(request, max_bytes)
     if not raw.strip():
         if optional:
             return {}
@@ -58,7 +58,8 @@ async def json_body(request: web.Request, *, max_bytes: int, optional: bool = Fa
     return body
 
 
-async def _read_body(request: web.Request, max_bytes: int) -> bytes:
+async def read_body(request: web.Request, max_bytes: int) -> bytes:
+    """The whole body, at most ``max_bytes`` (``payload_too_large``), within the read deadline."""
     # One read() returns what has arrived so far, not the body: a body split over TCP
     # segments must be read to its end (or until it is over the cap), and within a deadline,
     # or a client trickling its body holds the handler forever.

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import re
 from typing import Annotated, Literal, TypeVar
 
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints, ValidationError
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstraints, ValidationError
 
 from protocol.errors import CodedError, ErrorCode
 from storage.voice.repository import STATUSES
@@ -14,7 +15,21 @@ from storage.voice.repository import STATUSES
 MAX_OFFSET = (1 << 63) - 1
 
 ChunkId = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9_\-]{1,64}$")]
-SessionName = Annotated[str, StringConstraints(max_length=200, strip_whitespace=True)]
+# Control characters (C0, DEL, C1), line and paragraph separators, and the invisible characters
+# that reorder text (bidi embeddings, overrides, isolates): a name is one line of plain text,
+# shown in lists and chat replies where an override would disguise what follows it.
+NOT_PLAIN = re.compile("[\x00-\x1f\x7f-\x9f\u2028\u2029\u202a-\u202e\u2066-\u2069]")
+
+
+def plain_text(value: str) -> str:
+    """``value`` unchanged, or ValueError naming its first character of :data:`NOT_PLAIN`."""
+    found = NOT_PLAIN.search(value)
+    if found is not None:
+        raise ValueError(f"control character U+{ord(found.group()):04X} is not allowed")
+    return value
+
+
+SessionName = Annotated[str, StringConstraints(max_length=200, strip_whitespace=True), AfterValidator(plain_text)]
 
 
 class Payload(BaseModel):

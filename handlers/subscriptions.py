@@ -45,7 +45,9 @@ class SubscriptionEvents:
         await bus.open(session_id, conn.sid)
         try:
             if request.epoch is not None and request.offset is not None:
-                recovery = await self._s.log.read_after(session_id, request.epoch, request.offset, request.last_id)
+                recovery = await self._s.log.read_after(
+                    session_id, request.epoch, request.offset, request.last_id, claimed=True
+                )
                 if recovery.recovered:
                     for event in recovery.events:
                         bus.send(conn.sid, event.type, event.raw)
@@ -53,7 +55,9 @@ class SubscriptionEvents:
                     position = recovery.position
                     return self._ack(session_id, position, True, len(recovery.events))
                 if recovery.rolled_back:
-                    # Redis lost writes this client saw: a new epoch, and a snapshot of what is.
+                    # Redis lost writes this client saw (its claim is sealed, see storage/events.py):
+                    # a new epoch, and a snapshot of what is. A claim without that evidence
+                    # costs only this client a snapshot.
                     await self._s.log.reset_epoch(session_id, request.epoch)
             recovered = False if request.offset is not None else None
             return await self._snapshot(conn, kind, session_id, recovered=recovered)

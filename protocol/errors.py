@@ -26,6 +26,7 @@ class ErrorCode(StrEnum):
     UNKNOWN_EVENT = ("unknown_event", 400)
     UNAUTHORIZED = ("unauthorized", 401)
     FORBIDDEN = ("forbidden", 403)
+    QUOTA_EXCEEDED = ("quota_exceeded", 403)
     SESSION_NOT_FOUND = ("session_not_found", 404)
     NOT_FOUND = ("not_found", 404)
     METHOD_NOT_ALLOWED = ("method_not_allowed", 405)

@@ -112,7 +112,8 @@ def add_routes(
         install(services, router, app)
     AuthRoutes(services).register(app)
     HomeRoutes(services).register(app)
-    HealthRoutes(redis_ping=services.redis.ping, bus_alive=lambda: bus.alive).register(app)
+    memory = partial(services.redis.info, "memory")
+    HealthRoutes(redis_ping=services.redis.ping, bus_alive=lambda: bus.alive, redis_memory=memory).register(app)
     WebPages(services.web_dir).register(app)
     app.middlewares.append(route_errors)  # innermost: the others see its JSON answers
 

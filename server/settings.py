@@ -120,8 +120,12 @@ class Settings(BaseSettings):
     voice_max_chunk_ms: int = Field(default=60_000, ge=1000, le=3_600_000)
     voice_audio_link_ttl_s: int = Field(default=600, ge=10, le=86400)
     voice_recording_lease_ms: int = Field(default=6000, ge=500, le=600_000)
+    voice_upload_deadline_s: float = Field(default=120.0, gt=0, le=3600)
+    voice_upload_quota_bytes: int = Field(default=1024 * 1024 * 1024, ge=1024)
+    voice_uploads_in_flight: int = Field(default=8, ge=1, le=1000)
     voice_telegram_webhook_path: str = Field(default="", pattern=r"^[A-Za-z0-9_\-]{0,128}$")
     voice_telegram_secret_token: str = Field(default="", pattern=r"^[A-Za-z0-9_\-]{0,256}$")
+    voice_telegram_bot_username: str = Field(default="", pattern=r"^@?[A-Za-z0-9_]{0,64}$")
     voice_telegram_users: str = ""
     voice_transcribe_command: str = ""
     voice_transcribe_timeout_s: float = Field(default=120.0, gt=0, le=3600)

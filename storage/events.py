@@ -11,11 +11,20 @@ handed out again for other events. Whoever notices (a resuming client whose offs
 the log or whose last event id is not the stored one at that offset, a node whose bus saw more
 than the log now holds) calls :meth:`EventLog.reset_epoch`, which starts a new epoch, so every
 client takes a snapshot instead of a rewritten history.
+
+A client's word alone is no evidence: anyone with a link could otherwise restart a session's
+history for everyone, as often as it likes. Each event id carries a seal (the first 16 hex
+digits of SHA-1 over a deployment secret, the session, epoch and offset, computed by the
+script that appends it); a resuming client's claim restarts the epoch only when the id it names
+is sealed for exactly the epoch and offset it claims, i.e. the server issued that event there
+and the log no longer holds it. Any other false claim costs only that client a snapshot.
 """
 
 from __future__ import annotations
 
 import contextlib
+import hashlib
+import hmac
 import itertools
 import json
 import secrets
@@ -131,6 +140,7 @@ class EventLog:
         self._maxlen = maxlen
         self._epochs = EpochSource()
         self._reset = plain_script(redis, "core/log_reset.lua")
+        self._id_key: str | None = None  # the deployment's id-sealing secret, read once
         self._durability = durability
         self._durability_timeout_ms = durability_timeout_ms
 
@@ -155,11 +165,12 @@ class EventLog:
     ) -> list[Any]:
         """Run an event-appending script; raise the coded error of a refusal it returns."""
         now = self._clock.now_ms() if now_ms is None else now_ms
+        id_key = self._id_key if self._id_key is not None else await self._load_id_key()
         all_keys = [self._keys.log(session_id), self._keys.log_meta(session_id), *(keys or [])]
         all_args = [
             self._keys.channel(session_id),
             session_id,
-            self._epochs.next(),
+            f"{self._epochs.next()}|{id_key}",
             now,
             self._maxlen,
             *(args or []),
@@ -171,6 +182,24 @@ class EventLog:
         if result and result[0] is None:
             raise CodedError.from_wire(str(result[1]))
         return list(result)
+
+    async def _load_id_key(self) -> str:
+        """The secret every node seals event ids with: made by the first node, kept in Redis."""
+        key = self._keys.log_id_key()
+        await self._redis.set(key, secrets.token_hex(16), nx=True)
+        found = await self._redis.get(key)
+        self._id_key = str(found or "")
+        return self._id_key
+
+    def sealed(self, session_id: str, epoch: str, offset: int, event_id: str) -> bool:
+        """True when ``event_id`` is an id this deployment issued at ``(epoch, offset)``."""
+        seal = event_id.rpartition(".")[2]
+        if not self._id_key or len(seal) != 16 or event_id.count(".") != 2:
+            return False
+        text = f"{self._id_key}|{session_id}|{epoch}|{offset}".encode()
+        # SHA-1 of secret and text: what a Lua script can compute (redis.sha1hex). The text ends
+        # with the offset in digits, so no length extension of it names another offset.
+        return hmac.compare_digest(hashlib.sha1(text).hexdigest()[:16], seal)
 
     async def _run_durably(self, script: AsyncScript, keys: list[str], args: list[Any]) -> Any:
         # WAIT / WAITAOF count the writes of their own connection: the script and the wait go
@@ -248,12 +277,15 @@ class EventLog:
         """The log's current position (``("", 0)`` for a log that never started)."""
         return Position.from_meta(await self._redis.hmget(self._keys.log_meta(session_id), *POSITION_FIELDS))
 
-    async def read_after(self, session_id: str, epoch: str, offset: int, last_id: str | None = None) -> Recovery:
+    async def read_after(
+        self, session_id: str, epoch: str, offset: int, last_id: str | None = None, *, claimed: bool = False
+    ) -> Recovery:
         """Events after ``offset`` of ``epoch``, or ``recovered=False`` when they are gone.
 
         ``last_id``, when given, is the id of the event the asker saw at ``offset``; a stored
         event with another id there (or a log behind ``offset``) means the history was
-        rewritten: ``rolled_back`` is then True.
+        rewritten: ``rolled_back`` is then True. When the asker is a client (``claimed``), only
+        an id sealed for exactly ``(epoch, offset)`` counts as evidence (module docstring).
         """
         meta, entries = await read_together(
             self._redis,
@@ -269,10 +301,16 @@ class EventLog:
             return Recovery(position=position, events=[], recovered=False)
         at_offset = events[0] if events and events[0].offset == offset else None
         after = events[1:] if at_offset is not None else events
-        rolled_back = position.epoch == epoch and _rewritten(position, offset, last_id, at_offset)
+        contradicted = position.epoch == epoch and _rewritten(position, offset, last_id, at_offset)
+        rolled_back = contradicted
+        if contradicted and claimed:
+            # Unproven, the contradiction still denies this asker a replay (it takes a snapshot).
+            if self._id_key is None:
+                await self._load_id_key()
+            rolled_back = last_id is not None and self.sealed(session_id, epoch, offset, last_id)
         complete = (
             position.epoch == epoch
-            and not rolled_back
+            and not contradicted
             and offset <= position.offset
             and (not after or after[0].offset == offset + 1)
             and (after[-1].offset if after else offset) == position.offset

@@ -198,6 +198,20 @@ class Keys:
         """Hash session id -> kind of every indexed session (its size is the session count)."""
         return f"{self.prefix}:{{admin}}:kind_of"
 
+    def idempotent_answer(self, scope: str, owner: str, key: str) -> str:
+        """String: the stored answer of the request named ``key`` by ``owner`` in ``scope``
+        (empty while the first such request is still running); see storage/idempotency.py."""
+        return f"{self.prefix}:{{idem:{owner}}}:{scope}:{key}"
+
+    def log_id_key(self) -> str:
+        """String: the secret sealing event ids to their place in a log (storage/events.py)."""
+        return f"{self.prefix}:log_id_key"
+
+    def upload_bytes(self, who: str) -> str:
+        """String (expiring): audio bytes stored by ``who`` (``u:<user>`` or ``a:<address>``)
+        in the current quota day."""
+        return f"{self.prefix}:{{q:{who}}}:upload_bytes"
+
     def admin_created(self, scope: str) -> str:
         """Sorted set of session ids scored by creation (ms); ``scope`` is a kind or ``*`` (all)."""
         return f"{self.prefix}:{{admin}}:created:{scope}"

@@ -24,11 +24,16 @@ UNKNOWN = bytes([0x01, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF])
 
 
 def webm(
-    duration_ms: int, *, frame_ms: int = 20, with_duration: float | None = None, cluster_ms: int = 10_000
+    duration_ms: int,
+    *,
+    frame_ms: int = 20,
+    with_duration: float | None = None,
+    cluster_ms: int = 10_000,
+    timecode_scale_ns: int = 1_000_000,
 ) -> bytes:
     """A live-style WebM/Opus stream of ``duration_ms`` in ``frame_ms`` blocks."""
     header = _el(0x1A45DFA3, _el(0x4286, b"\x01") + _el(0x4282, b"webm") + _el(0x4287, b"\x04"))
-    info_body = _el(0x2AD7B1, (1_000_000).to_bytes(3, "big"))
+    info_body = _el(0x2AD7B1, timecode_scale_ns.to_bytes(max(3, (timecode_scale_ns.bit_length() + 7) // 8), "big"))
     if with_duration is not None:
         info_body += _el(0x4489, struct.pack(">d", with_duration))
     tracks = _el(0x1654AE6B, _el(0xAE, _el(0xD7, b"\x01") + _el(0x86, b"A_OPUS")))

@@ -126,12 +126,15 @@ async def test_a_client_ahead_of_the_log_gets_a_snapshot_in_a_new_epoch(
         lost = Snapshot(raw, session_keys(server, session_id))
         await lost.take()  # at offset 1
         await toggle(server, session_id, 2)
-        epoch = (await server.services.log.position(session_id)).epoch
+        position = await server.services.log.position(session_id)
+        epoch = position.epoch
         await lost.restore()
         client = Client(server.url, server.token("alice"))
         clients.append(client)
         await client.connect()
-        ack = await client.call("subscribe_on_session", {"session_id": session_id, "epoch": epoch, "offset": 3})
+        # The id of the event it saw at offset 3, which the server issued there: the evidence.
+        resume = {"session_id": session_id, "epoch": epoch, "offset": 3, "last_id": position.last_id}
+        ack = await client.call("subscribe_on_session", resume)
         assert ack["recovered"] is False and ack["epoch"] != epoch and ack["offset"] == 1
         # The next change numbers on in the new epoch: nobody can mistake it for the lost offset 2.
         await server.services.voice.set_status(session_id, "recording", OWNER)

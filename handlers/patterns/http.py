@@ -18,7 +18,8 @@ from pydantic import ValidationError
 from handlers.cleanups import delete_owing
 from handlers.context import Services
 from handlers.errors import classify
-from handlers.http_common import client_address
+from handlers.http_common import client_address, read_body
+from handlers.idempotency import address_owner, idempotent
 from handlers.ids import parse_session_id
 from handlers.metrics import Metrics
 from handlers.patterns.api_errors import ApiError, validation_failed
@@ -28,6 +29,7 @@ from handlers.patterns.state import DEFAULTS
 from handlers.patterns.views import Created, Published, Remixed, Renamed, Replaced, etag, full_view, session_url
 from protocol.errors import CodedError, ErrorCode
 from storage.events import Position
+from storage.idempotency import again_on_lost_reply
 from storage.patterns.repository import Lineage, PatternRecord, PatternSessions
 
 IMMUTABLE_MESSAGE = "This session is published and cannot be edited. Remix it to make your own copy."
@@ -103,12 +105,15 @@ class PatternRoutes:
         """Attach the routes to ``app``."""
         app.router.add_get("/api/health", self.health)
         metrics = self._s.metrics
-        app.router.add_post("/api/sessions", answering(self.create, metrics))
+        anyone = address_owner(self._s)
+        create = idempotent(self.create, self._s, "pattern_create", owner_of=anyone)
+        app.router.add_post("/api/sessions", answering(create, metrics))
         app.router.add_get("/api/sessions/{session_id}", answering(self.get, metrics))
         app.router.add_put("/api/sessions/{session_id}", answering(self.put, metrics))
         app.router.add_patch("/api/sessions/{session_id}", answering(self.patch, metrics))
         app.router.add_delete("/api/sessions/{session_id}", answering(self.delete, metrics))
-        app.router.add_post("/api/sessions/{session_id}/remix", answering(self.remix, metrics))
+        remix = idempotent(self.remix, self._s, "pattern_remix", owner_of=anyone)
+        app.router.add_post("/api/sessions/{session_id}/remix", answering(remix, metrics))
         app.router.add_post("/api/sessions/{session_id}/publish", answering(self.publish, metrics))
 
     async def health(self, request: web.Request) -> web.Response:
@@ -123,9 +128,13 @@ class PatternRoutes:
             raise ApiError(413, "Request body too large", maxBytes=limit)  # decided before reading
         if json_only and request.content_type != "application/json":
             return None
-        raw = await request.content.read(limit + 1)
-        if len(raw) > limit:
-            raise ApiError(413, "Request body too large", maxBytes=limit)
+        try:
+            # Read to its end: one read() returns only what has arrived (a split or chunked body).
+            raw = await read_body(request, limit)
+        except CodedError as exc:
+            if exc.code is ErrorCode.PAYLOAD_TOO_LARGE:
+                raise ApiError(413, "Request body too large", maxBytes=limit) from None
+            raise ApiError(400, "Request body did not arrive in time") from None
         if not raw.strip():
             return None
         try:
@@ -259,7 +268,9 @@ class PatternRoutes:
         parent, _ = await self._existing(parse_id(request))
         record = await self._create(request, state=parent.state, name=parent.name, lineage=Lineage(parent))
         try:
-            await self._patterns.count_remix(parent.id, child=record)
+            # Counted once however often it runs: a lost reply is run again, not answered 503
+            # for a remix that was counted.
+            await again_on_lost_reply(lambda: self._patterns.count_remix(parent.id, child=record), redis=self._s.redis)
         except CodedError as exc:
             if exc.code is not ErrorCode.SESSION_NOT_FOUND:
                 raise  # the parent was deleted meanwhile: the copy stands, its lineage says "Unknown Session"

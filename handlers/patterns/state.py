@@ -51,7 +51,9 @@ DEFAULTS: dict[str, Any] = {"tracks": [], "tempo": 120, "swing": 0, "version": 1
 COMPLETE = ("tracks", "tempo", "swing", "version")
 
 NUMBER_DIGITS = 14
-_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029]")
+# Control characters, separators, and the bidi embeddings, overrides and isolates that reorder
+# what follows them (a name shown as something it is not).
+_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029\u202a-\u202e\u2066-\u2069]")
 _SCRIPT_URL = re.compile(r"javascript\s*:", re.IGNORECASE)
 
 
@@ -59,7 +61,9 @@ def _number(low: float, high: float) -> Any:
     def check(value: object) -> int | float:
         if isinstance(value, bool) or not isinstance(value, int | float):
             raise ValueError("must be a number")
-        if not math.isfinite(value):
+        # Bounds before finiteness: isfinite() of an int beyond a float (10^400, valid JSON)
+        # raises OverflowError, which is no validation error (a 500).
+        if isinstance(value, float) and not math.isfinite(value):
             raise ValueError("must be a finite number")
         if not low <= value <= high:
             raise ValueError(f"must be between {low:g} and {high:g}")

@@ -15,6 +15,7 @@ from handlers.streams.queries import MomentsQuery, ReviewQuery
 from handlers.streams.settings import ClipSettings
 from handlers.context import Services
 from handlers.http_common import bearer_claims, guarded, json_body
+from handlers.idempotency import idempotent
 from handlers.ids import parse_session_id
 from handlers.payloads import validate
 from handlers.query import LimitQuery, at_most, parse_query
@@ -41,7 +42,7 @@ class StreamRoutes:
     def register(self, app: web.Application) -> None:
         """Attach the routes to ``app``."""
         add = app.router
-        add.add_post("/api/streams", guarded(self.create))
+        add.add_post("/api/streams", guarded(idempotent(self.create, self._s, "stream_create")))
         add.add_get("/api/streams", guarded(self.list_sessions))
         add.add_get("/api/streams/{session_id}", guarded(self.get_session))
         add.add_post("/api/streams/{session_id}/state", guarded(self.state))

@@ -60,8 +60,20 @@ async def create_active(services: Services, claims: Claims, name: str, *, addres
     return session
 
 
+# Jobs one user may queue per minute (done, post_process_session, create_tasks_from_chunks): the
+# worker pool is shared, so one user's loop of requests must not bury everyone's jobs.
+JOBS_PER_MIN = 30
+
+
+async def admit_job(services: Services, claims: Claims) -> None:
+    """Count one job for the user, or ``rate_limited`` past :data:`JOBS_PER_MIN`."""
+    if not await services.limiter.hit("jobs", claims.sub, limit=JOBS_PER_MIN, window_s=60):
+        raise CodedError(ErrorCode.RATE_LIMITED, f"at most {JOBS_PER_MIN} jobs a minute; wait", retry_after_s=60)
+
+
 async def close(services: Services, claims: Claims, session_id: str) -> dict[str, Any]:
     """Done: close the session (repeat allowed), clear the performer's pointer, queue the job."""
+    await admit_job(services, claims)  # before closing: a refused done changes nothing
     result = await services.voice.done(session_id, performer(claims))
     cleared = await services.voice.clear_active_if(claims.sub, session_id)
     job = await services.jobs.enqueue(job_for(DONE_MULTIPROMPT, claims, session_id, {"done_count": result.done_count}))

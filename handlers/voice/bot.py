@@ -17,11 +17,13 @@ from aiohttp import web
 from auth.claims import Claims
 from handlers.context import Services
 from handlers.http_common import bearer_claims, client_address, guarded, json_body
+from handlers.idempotency import idempotent
 from handlers.ids import parse_session_ref
-from handlers.payloads import BotCommand, Material, validate
+from handlers.payloads import BotCommand, CreateSession, Material, validate
 from handlers.voice.access import updatable
 from handlers.voice.actions import brief, close, create_active, session_url
 from protocol.errors import CodedError, ErrorCode
+from storage.idempotency import again_on_lost_reply
 from storage.voice.repository import VoiceSession
 
 NO_ACTIVE_SESSION = "Активная сессия не найдена..."
@@ -37,8 +39,8 @@ class BotRoutes:
 
     def register(self, app: web.Application) -> None:
         """Attach the routes to ``app``."""
-        app.router.add_post("/voicebot/bot/command", guarded(self.command))
-        app.router.add_post("/voicebot/materials", guarded(self.material))
+        app.router.add_post("/voicebot/bot/command", guarded(idempotent(self.command, self._s, "bot_command")))
+        app.router.add_post("/voicebot/materials", guarded(idempotent(self.material, self._s, "material")))
 
     async def _request(self, request: web.Request) -> tuple[Claims, dict[str, Any]]:
         claims = bearer_claims(request, self._s.tokens, self._s.clock)
@@ -71,7 +73,8 @@ class BotRoutes:
         return {"command": f"/{name}", **result}
 
     async def _start(self, claims: Claims, argument: str, reply_to: str | None, address: str) -> dict[str, Any]:
-        session = await create_active(self._s, claims, argument[:200], address=address)
+        name = validate(CreateSession, {"session_name": argument[:200]}).session_name
+        session = await create_active(self._s, claims, name, address=address)
         return {"reply": f"Новая сессия: {session_url(self._s, session.id)}", "active_session": brief(self._s, session)}
 
     async def _session(self, claims: Claims, argument: str, reply_to: str | None, address: str) -> dict[str, Any]:
@@ -149,7 +152,11 @@ class BotRoutes:
         return await updatable(self._s.voice, claims, session.id)
 
     async def _attach(self, session_id: str, record: dict[str, Any]) -> int:
-        _, count = await self._s.voice.add_material(session_id, record, max_count=self._s.limits.max_materials)
+        async def add() -> tuple[int, int]:
+            return await self._s.voice.add_material(session_id, record, max_count=self._s.limits.max_materials)
+
+        # Run again on a lost reply (same material id: stored once), never answered "failed" but kept.
+        _, count = await again_on_lost_reply(add, redis=self._s.redis)
         self._s.sessions.used(session_id)
         return count
 

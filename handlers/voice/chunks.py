@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import re
+from collections.abc import Awaitable, Callable, Iterator
 from typing import Any
 
 from aiohttp import web
@@ -11,15 +13,17 @@ from pydantic import BaseModel
 
 from auth.claims import Claims
 from handlers.context import Services
-from handlers.http_common import bearer_claims, guarded
+from handlers.http_common import bearer_claims, client_address, guarded
+from handlers.idempotency import idempotent
 from handlers.ids import parse_session_id
 from handlers.query import parse_query
 from handlers.voice.access import performer, readable, updatable
 from handlers.voice.audio_links import AudioLinkQuery, AudioLinks
 from handlers.voice.chunk_form import FORM_OVERHEAD_BYTES, ChunkForm, ChunkMeta, read_chunk_form
 from protocol.errors import CodedError, ErrorCode
-from storage.voice.audio_format import probe
+from storage.voice.audio_format import ImpossibleDuration, probe
 from storage.voice.chunks import ChunkAdded, NewChunk, VoiceChunks
+from storage.voice.quota import UploadQuota
 
 # The FAB tries these in order and records with the first the browser supports (issue 10).
 FAB_MIME_TYPES = (
@@ -55,13 +59,15 @@ class ChunkRoutes:
         self._config = services.voice.config
         self._chunks = chunk_repository(services)
         self._blobs = services.voice.blobs
+        self._quota = UploadQuota(services.redis, services.keys, self._config.upload_quota_bytes)
+        self._in_flight: dict[str, int] = {}  # payer -> uploads streaming on this node
         self._links = AudioLinks(
             redis=services.redis, keys=services.keys, clock=services.clock, ttl_s=self._config.audio_link_ttl_s
         )
 
     def register(self, app: web.Application) -> None:
         """Attach the routes to ``app``."""
-        app.router.add_post("/voicebot/chunks", guarded(self.upload))
+        app.router.add_post("/voicebot/chunks", guarded(idempotent(self.upload, self._s, "chunk")))
         app.router.add_get("/voicebot/sessions/{session_id}/chunks", guarded(self.list_chunks))
         app.router.add_get("/voicebot/audio/{session_id}/{chunk_id}", guarded(self.audio))
         app.router.add_get("/voicebot/fab/config", guarded(self.fab_config))
@@ -78,24 +84,90 @@ class ChunkRoutes:
             raise CodedError(ErrorCode.PAYLOAD_TOO_LARGE, f"a chunk is limited to {limit} bytes", max_bytes=limit)
         if not await self._s.limiter.hit("voice_chunk", claims.sub, limit=UPLOADS_PER_MIN, window_s=60):
             raise CodedError(ErrorCode.RATE_LIMITED, "too many uploads; wait a minute", retry_after_s=60)
-
-        async def admit(meta: ChunkMeta) -> None:
-            await updatable(self._s.voice, claims, meta.session_id)
-
-        form = await read_chunk_form(request, blobs=self._blobs, max_bytes=limit, admit=admit)
-        try:
-            chunk = await self._describe(form, claims)
-        except BaseException:
-            form.blob.discard()
-            raise
-        added = await self._store(form, chunk, claims)
+        payers = self._payers(request, claims)
+        left = await self._quota.remaining(payers)
+        if left <= 0 or (request.content_length or 0) - FORM_OVERHEAD_BYTES > left:
+            raise self._over_quota()
+        admit = await self._admission(request, claims)
+        with self._slot(payers):
+            form = await self._read(request, admit)
+            try:
+                if form.blob.size > left:
+                    raise self._over_quota()
+                chunk = await self._describe(form, claims)
+            except BaseException:
+                form.blob.discard()
+                raise
+            added = await self._store(form, chunk, claims)
+        if not added.duplicate:
+            await self._quota.charge(payers, chunk.size_bytes)
         self._s.sessions.used(form.meta.session_id)
         stored = await self._chunks.get(form.meta.session_id, added.chunk_id)
         body = {"chunk": stored, "duplicate": added.duplicate, "offset": added.offset, **_totals(added)}
         return web.json_response(body, status=200 if added.duplicate else 201)
 
+    def _payers(self, request: web.Request, claims: Claims) -> list[str]:
+        # A guest token is free to mint: its address pays too, so new tokens buy no new quota.
+        payers = [f"u:{claims.sub}"]
+        if claims.guest:
+            payers.append("a:" + client_address(request, trust_forwarded_for=self._s.trust_forwarded_for))
+        return payers
+
+    def _over_quota(self) -> CodedError:
+        quota = self._config.upload_quota_bytes
+        message = f"the daily upload quota ({quota} bytes) is used up; try again tomorrow"
+        return CodedError(ErrorCode.QUOTA_EXCEEDED, message, quota_bytes=quota)
+
+    async def _admission(self, request: web.Request, claims: Claims) -> Callable[[ChunkMeta], Awaitable[None]]:
+        # A session named in the query is checked from the head alone: a foreign or closed one is
+        # refused before a byte of the body is read (the form's field must then name it too).
+        named = request.query.get("session_id")
+        if named is not None:
+            named = parse_session_id(named)
+            await updatable(self._s.voice, claims, named)
+
+        async def admit(meta: ChunkMeta) -> None:
+            if named is not None:
+                if meta.session_id != named:
+                    raise CodedError(ErrorCode.INVALID_PAYLOAD, "session_id: not the session named in the query")
+                return
+            await updatable(self._s.voice, claims, meta.session_id)
+
+        return admit
+
+    @contextlib.contextmanager
+    def _slot(self, payers: list[str]) -> Iterator[None]:
+        """One of the payers' uploads in flight on this node (each streams into a temp file)."""
+        cap = self._config.uploads_in_flight
+        if any(self._in_flight.get(payer, 0) >= cap for payer in payers):
+            raise CodedError(ErrorCode.RATE_LIMITED, f"at most {cap} uploads at once", retry_after_s=1)
+        for payer in payers:
+            self._in_flight[payer] = self._in_flight.get(payer, 0) + 1
+        try:
+            yield
+        finally:
+            for payer in payers:
+                count = self._in_flight.pop(payer, 1) - 1
+                if count > 0:
+                    self._in_flight[payer] = count
+
+    async def _read(self, request: web.Request, admit: Callable[[ChunkMeta], Awaitable[None]]) -> ChunkForm:
+        deadline_s = self._config.upload_deadline_s
+        try:
+            # A stalled client must not hold its temp file (and this handler) for ever: past the
+            # deadline the read is cancelled, which discards the file (chunk_form._stream).
+            async with asyncio.timeout(deadline_s):
+                return await read_chunk_form(
+                    request, blobs=self._blobs, max_bytes=self._config.max_chunk_bytes, admit=admit
+                )
+        except TimeoutError:
+            raise CodedError(ErrorCode.INVALID_PAYLOAD, f"the upload did not arrive within {deadline_s:g} s") from None
+
     async def _describe(self, form: ChunkForm, claims: Claims) -> NewChunk:
-        info = await asyncio.to_thread(probe, form.blob.temp_path)
+        try:
+            info = await asyncio.to_thread(probe, form.blob.temp_path)
+        except ImpossibleDuration as exc:
+            raise CodedError(ErrorCode.INVALID_PAYLOAD, f"file: {exc}") from exc
         if info is None:
             raise CodedError(ErrorCode.INVALID_PAYLOAD, "file: not an audio format this server stores")
         meta = form.meta
@@ -122,6 +194,8 @@ class ChunkRoutes:
         except BaseException:
             if not await self._chunks.is_referenced(session_id, chunk.sha256):
                 await self._blobs.remove(session_id, chunk.sha256)
+                # Lost a race with the session's deletion: commit made its folder anew.
+                await self._blobs.prune(session_id)
             raise
 
     async def list_chunks(self, request: web.Request) -> web.Response:

@@ -9,7 +9,7 @@ from handlers.context import Services
 from handlers.payloads import ChunkList, SessionRef, StatusRequest, validate
 from handlers.socket_router import SocketRouter
 from handlers.voice.access import performer, updatable
-from handlers.voice.actions import CREATE_TASKS_FROM_CHUNKS, POST_PROCESS_SESSION, close, job_for
+from handlers.voice.actions import CREATE_TASKS_FROM_CHUNKS, POST_PROCESS_SESSION, admit_job, close, job_for
 from handlers.voice.recording import RECORDING_STATUSES, RecordingKeeper
 
 
@@ -35,6 +35,7 @@ class VoiceEvents:
         """Queue post-processing of the session."""
         session_id = validate(SessionRef, data).session_id
         await updatable(self._s.voice, conn.claims, session_id)
+        await admit_job(self._s, conn.claims)
         job = await self._s.jobs.enqueue(job_for(POST_PROCESS_SESSION, conn.claims, session_id, {}))
         return {"session_id": session_id, "job_id": job.job_id}
 
@@ -42,6 +43,7 @@ class VoiceEvents:
         """Queue task creation from a validated list of chunk ids."""
         request = validate(ChunkList, data)
         await updatable(self._s.voice, conn.claims, request.session_id)
+        await admit_job(self._s, conn.claims)
         chunk_ids = list(dict.fromkeys(request.chunk_ids))  # de-duplicated, order kept
         job = await self._s.jobs.enqueue(
             job_for(CREATE_TASKS_FROM_CHUNKS, conn.claims, request.session_id, {"chunk_ids": chunk_ids})

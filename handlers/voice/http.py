@@ -10,6 +10,7 @@ from auth.access import require_permission
 from auth.claims import Claims, Permission
 from handlers.context import Services
 from handlers.http_common import bearer_claims, client_address, guarded, json_body
+from handlers.idempotency import idempotent
 from handlers.ids import parse_session_id, parse_session_ref
 from handlers.payloads import ActivateSession, CreateSession, validate
 from handlers.query import LimitQuery, at_most, parse_query
@@ -26,7 +27,8 @@ class VoiceRoutes:
 
     def register(self, app: web.Application) -> None:
         """Attach the routes to ``app``."""
-        app.router.add_post("/voicebot/create_session", guarded(self.create_session))
+        create = idempotent(self.create_session, self._s, "voice_create")
+        app.router.add_post("/voicebot/create_session", guarded(create))
         app.router.add_post("/voicebot/active_session", guarded(self.active_session))
         app.router.add_post("/voicebot/activate_session", guarded(self.activate_session))
         app.router.add_get("/voicebot/sessions", guarded(self.list_sessions))

@@ -14,6 +14,7 @@ ignored here (types and sizes of the fields read are still checked strictly).
 
 from __future__ import annotations
 
+import contextlib
 import hmac
 import re
 from typing import Any
@@ -24,10 +25,12 @@ from pydantic import BaseModel, ConfigDict, Field
 from auth.claims import CLAIMS_ADAPTER, USER_ID_PATTERN, Claims, Permission
 from handlers.context import Services
 from handlers.http_common import guarded, json_body
+from handlers.idempotency import replay
 from handlers.openapi_registry import JSON, TEXT, Auth, Header, Operation, document
 from handlers.payloads import Material, validate
 from handlers.voice.bot import BotRoutes
 from protocol.errors import CodedError, ErrorCode
+from storage.idempotency import IdempotentAnswers, InProgress, StoredAnswer
 
 MAX_UPDATE_BYTES = 256 * 1024
 MESSAGES_PER_MIN = 60
@@ -115,6 +118,16 @@ OPERATION = Operation(
 )
 
 
+# Telegram update ids are the bot's own sequence: one owner for all of them.
+TELEGRAM_OWNER = "telegram"
+_ADDRESSED = re.compile(r"^/[A-Za-z0-9_]+@([A-Za-z0-9_]+)")
+
+
+def _nothing() -> web.Response:
+    # Empty, but typed: an answer without a Content-Type leaves a client guessing.
+    return web.Response(status=200, text="")
+
+
 class TelegramWebhook:
     """Maps one Telegram update onto :class:`BotRoutes` for the mapped user."""
 
@@ -122,6 +135,7 @@ class TelegramWebhook:
         self._s = services
         self._bot = bot
         self._config = services.voice.config
+        self._answers = IdempotentAnswers(services.redis, services.keys)
         for user_id in self._config.telegram_users.values():
             # A mapped id that could never be a token's subject is a configuration error: say so now.
             if not re.match(USER_ID_PATTERN, user_id):
@@ -146,17 +160,44 @@ class TelegramWebhook:
         self._check_secret(request)
         update = validate(TgUpdate, await json_body(request, max_bytes=MAX_UPDATE_BYTES))
         message = update.message  # edits are not replayed: a material is never changed after the fact
-        if message is None or message.sender is None or message.sender.is_bot:
-            # Empty, but typed: an answer without a Content-Type leaves a client guessing.
-            return web.Response(status=200, text="")
-        return web.json_response(
+        if message is None or message.sender is None or message.sender.is_bot or self._for_another_bot(message):
+            return _nothing()
+        # Telegram redelivers an update it got no answer for (and a proxy may deliver one twice
+        # at once): one update_id is handled once; a repeat gets the first reply, or nothing
+        # while the first is still being handled.
+        update_id = str(update.update_id)
+        try:
+            stored = await self._answers.claim("telegram", TELEGRAM_OWNER, update_id)
+        except InProgress:
+            return _nothing()
+        if stored is not None:
+            return replay(stored)
+        try:
+            text = (await self._reply(message, message.sender))[:4096]
+        except Exception:
+            with contextlib.suppress(Exception):  # the claim expires on its own if Redis is gone
+                await self._answers.release("telegram", TELEGRAM_OWNER, update_id)
+            raise
+        response = web.json_response(
             {
                 "method": "sendMessage",
                 "chat_id": message.chat.id,
-                "text": (await self._reply(message, message.sender))[:4096],
+                "text": text,
                 "reply_to_message_id": message.message_id,
             }
         )
+        body = response.body
+        assert isinstance(body, bytes)
+        await self._answers.store(
+            "telegram", TELEGRAM_OWNER, update_id, StoredAnswer(200, "application/json", body.decode())
+        )
+        return response
+
+    def _for_another_bot(self, message: TgMessage) -> bool:
+        """A command addressed ``/done@OtherBot`` (a group with several bots) is not ours to act on."""
+        name = self._config.telegram_bot_username
+        addressed = _ADDRESSED.match((message.text or "").lstrip())
+        return bool(name and addressed and addressed.group(1).lower() != name.lower().lstrip("@"))
 
     async def _reply(self, message: TgMessage, sender: TgUser) -> str:
         user_id = self._config.telegram_users.get(str(sender.id))

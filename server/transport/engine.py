@@ -35,8 +35,17 @@ class LightQueue:
     """
 
     __slots__ = (
-        "_bytes", "_ended", "_free_done", "_getters", "_items", "_joiners", "_overflowed", "_unfinished",
-        "limit_bytes", "on_overflow", "sink",
+        "_bytes",
+        "_ended",
+        "_free_done",
+        "_getters",
+        "_items",
+        "_joiners",
+        "_overflowed",
+        "_unfinished",
+        "limit_bytes",
+        "on_overflow",
+        "sink",
     )
 
     def __init__(self, limit_bytes: int = 1 << 62) -> None:

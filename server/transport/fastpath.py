@@ -46,6 +46,7 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import json
 import logging
 import time
 from collections.abc import Callable, Mapping
@@ -53,7 +54,7 @@ from typing import Any, Literal
 
 import engineio
 import socketio
-from aiohttp import web
+from aiohttp import HttpVersion11, web
 from engineio import packet as eio_packet
 from engineio.async_socket import AsyncSocket
 from socketio import packet as sio_packet
@@ -77,6 +78,7 @@ from server.transport.leanws import (
     HandshakeError,
     LeanWebSocket,
     accept_key,
+    opening_refusal,
     switching_protocols,
 )
 from server.transport.outlet import FastOutlet, direct_writer
@@ -345,8 +347,22 @@ class LightEngineServer(engineio.AsyncServer):
             if self._per_address.get(address, 0) >= self.max_per_address:
                 error = CodedError(ErrorCode.RATE_LIMITED, "too many connections from this address")
                 return to_http(error)
+        if request.method == "GET" and request.query.get("transport") == "websocket":
+            refusal = opening_refusal(request.headers, http_11=request.version == HttpVersion11)
+            if refusal is not None:
+                return to_http(CodedError(ErrorCode.INVALID_PAYLOAD, f"not a WebSocket opening handshake: {refusal}"))
         response: web.StreamResponse = await super().handle_request(request)
         return response
+
+    def _bad_request(self, message: str | None = None) -> dict[str, Any]:
+        # Engine.IO's own refusals ("Invalid session <sid>", ...) are a JSON string as text/plain:
+        # answered in the server's error shape instead, as every other 400.
+        body = {"error": ErrorCode.INVALID_PAYLOAD.value, "message": message or "bad request"}
+        return {
+            "status": "400 BAD REQUEST",
+            "headers": [("Content-Type", "application/json; charset=utf-8")],
+            "response": json.dumps(body).encode(),
+        }
 
     def upgrade(self, request: UpgradeRequest, transport: asyncio.Transport, early: bytearray) -> bool:
         """Open a session for a handshake read by ``server.transport.front``; False leaves it to aiohttp.

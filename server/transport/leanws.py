@@ -29,6 +29,8 @@ from collections import deque
 from collections.abc import Mapping
 from typing import Any, cast
 
+from multidict import CIMultiDictProxy
+
 from server.transport.outlet import ws_frame
 
 log = logging.getLogger(__name__)
@@ -63,6 +65,40 @@ def accept_key(headers: Mapping[str, str]) -> str:
     except binascii.Error:
         raise HandshakeError("Sec-WebSocket-Key is not base64") from None
     return base64.b64encode(hashlib.sha1(key.encode() + _GUID).digest()).decode()
+
+
+def opening_refusal(headers: CIMultiDictProxy[str], *, http_11: bool) -> str | None:
+    """Why a request routed as a WebSocket opening is not one (None when it is).
+
+    Checked before Engine.IO sees it: without ``Connection: upgrade`` Engine.IO would serve the
+    request as a long poll and answer with a list the HTTP driver cannot send (a 500). An
+    HTTP/1.0 request cannot switch protocols (RFC 6455 section 4.1), and two keys are no key.
+    """
+    if not http_11:
+        return "a WebSocket opening needs HTTP/1.1"
+    if len(headers.getall("Sec-WebSocket-Key", [])) != 1:
+        return "exactly one Sec-WebSocket-Key header is required"
+    try:
+        accept_key(headers)
+    except HandshakeError as exc:
+        return str(exc)
+    return None
+
+
+# Close codes a peer may send (RFC 6455 section 7.4): 1004-1006 and 1015 are reserved for
+# reports that never travel in a frame, 1016-2999 are unassigned or for extensions.
+_SENDABLE_CLOSE = frozenset(range(1000, 1004)) | frozenset(range(1007, 1015)) | frozenset(range(3000, 5000))
+
+
+def answered_close_code(payload: bytes) -> int:
+    """The code to close with in answer to a close frame carrying ``payload``: the peer's own
+    when it may be sent, 1000 for none, 1002 for a reserved, unassigned or truncated code."""
+    if not payload:
+        return CLOSE_NORMAL
+    if len(payload) < 2:
+        return CLOSE_PROTOCOL
+    code = int(struct.unpack("!H", payload[:2])[0])
+    return code if code in _SENDABLE_CLOSE else CLOSE_PROTOCOL
 
 
 def switching_protocols(accept: str) -> bytes:
@@ -305,8 +341,7 @@ class LeanWebSocket(asyncio.Protocol):
             elif opcode == OP_PING:
                 self.write_frame(ws_frame(payload, OP_PONG))
             elif opcode == OP_CLOSE:
-                code = struct.unpack("!H", payload[:2])[0] if len(payload) >= 2 else CLOSE_NORMAL
-                self.close(code if 1000 <= code < 5000 else CLOSE_PROTOCOL)
+                self.close(answered_close_code(payload))
                 return
             # OP_PONG: an answer to nothing we sent; ignored
             if self.transport is None or self.transport.is_closing():

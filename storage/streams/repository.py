@@ -13,6 +13,7 @@ import json
 import logging
 import secrets
 import uuid
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -21,6 +22,7 @@ from protocol.errors import CodedError, ErrorCode
 from storage.streams.audience import StreamAudiences
 from storage.streams.records import KIND, Clip, StreamSession, Submission, Transition
 from storage.events import Position
+from storage.idempotency import again_on_lost_reply
 from storage.lean_redis import read_together
 from storage.scripts import event_script
 from storage.store import Store
@@ -132,15 +134,23 @@ class StreamSessions:
         # The indexes are written first (see storage/sessions.py for why).
         await self._redis.zadd(self._keys.user_streams(owner_id), {session_id: now})
         await self._sessions.index(session_id=session_id, owner_id=owner_id, created_ms=now)
-        await self._log.run(
-            self._scripts.session_create,
-            session_id,
-            keys=[self._keys.session(session_id)],
-            args=[etypes.SESSION_UPDATE, _dumps(session.public()), *[x for pair in fields.items() for x in pair]],
-            now_ms=now,
-        )
-        # After the stream: an audience without its stream would be an orphan nobody can reach.
-        await self.audiences.create(audience_id=audience_id, stream_id=session_id, owner_id=owner_id, now_ms=now)
+        args = [etypes.SESSION_UPDATE, _dumps(session.public()), *[x for pair in fields.items() for x in pair]]
+
+        async def stream() -> None:
+            await self._log.run(
+                self._scripts.session_create, session_id, keys=[self._keys.session(session_id)], args=args, now_ms=now
+            )
+
+        async def audience() -> None:
+            await self.audiences.create(audience_id=audience_id, stream_id=session_id, owner_id=owner_id, now_ms=now)
+
+        # The audience first: a stream must never exist without it (its viewer page could not
+        # follow it), while an audience whose stream never came is an unreachable orphan (listed
+        # with the orphans in the admin views, deleted with them). Each step runs again when its
+        # reply is lost (a fresh id's `conflict` then means the lost call landed), so a landed
+        # stream is answered 201.
+        await again_on_lost_reply(_landed(audience), redis=self._redis)
+        await again_on_lost_reply(_landed(stream), redis=self._redis)
         return session
 
     def owned_keys(self, session_id: str) -> list[str]:
@@ -297,3 +307,16 @@ class StreamSessions:
 
 def _dumps(value: Any) -> str:
     return json.dumps(value, separators=(",", ":"))
+
+
+def _landed(create: Callable[[], Awaitable[None]]) -> Callable[[], Awaitable[None]]:
+    """``create`` of a fresh id, where ``conflict`` can only mean an earlier run of it landed."""
+
+    async def once() -> None:
+        try:
+            await create()
+        except CodedError as exc:
+            if exc.code is not ErrorCode.CONFLICT:
+                raise
+
+    return once

@@ -17,6 +17,7 @@ MP4, AAC (ADTS) and MP3 are recognised and stored, but their duration is not rea
 
 from __future__ import annotations
 
+import math
 import struct
 from dataclasses import dataclass
 from pathlib import Path
@@ -37,6 +38,12 @@ _BLOCKS = frozenset({0xA3, 0xA1})
 # Masters whose children are scanned in place (their size may be "unknown" in live streams).
 _DESCEND = frozenset({_SEGMENT, _INFO, _CLUSTER, _BLOCK_GROUP})
 _MAX_ELEMENTS = 2_000_000  # a hostile file of tiny elements must not spin for long
+# No chunk is longer than a day (the upload form's bound too): a container claiming more lies.
+MAX_DURATION_MS = 86_400_000
+
+
+class ImpossibleDuration(ValueError):
+    """The container states a duration that is no real length (infinite, NaN, beyond a day)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -49,7 +56,10 @@ class AudioInfo:
 
 
 def probe(path: Path) -> AudioInfo | None:
-    """The file's audio type and duration, or None when it is no audio format we accept."""
+    """The file's audio type and duration, or None when it is no audio format we accept.
+
+    Raises :class:`ImpossibleDuration` for a container stating a duration no audio has.
+    """
     data = path.read_bytes()
     return probe_bytes(data)
 
@@ -134,13 +144,20 @@ class _WebmScan:
             self.block(payload)
 
     def duration_ms(self) -> int | None:
-        ticks: float | None = self.duration_ticks if self.duration_ticks and self.duration_ticks > 0 else None
+        stated = self.duration_ticks
+        if stated is not None and not math.isfinite(stated):
+            raise ImpossibleDuration(f"the WebM Duration ({stated}) is not a finite length")
+        ticks: float | None = stated if stated and stated > 0 else None
         if ticks is None and self.first_tc is not None and self.last_tc is not None:
             # The last block plays for about as long as the gap before it (one codec frame).
             ticks = self.last_tc - self.first_tc + self.last_gap
         if ticks is None:
             return None
-        return round(ticks * self.scale_ns / 1_000_000)
+        # A huge TimecodeScale (up to 2^64 ns a tick) turns any tick count into centuries.
+        duration_ms = ticks * self.scale_ns / 1_000_000
+        if duration_ms > MAX_DURATION_MS:
+            raise ImpossibleDuration(f"the WebM duration ({duration_ms:.3g} ms) is longer than a day")
+        return round(duration_ms)
 
 
 def _webm_duration_ms(data: bytes) -> int | None:

@@ -17,6 +17,7 @@ of one is as good as the original.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 import os
 import shutil
@@ -98,6 +99,11 @@ class Blobs(Protocol):
         """Drop every blob of a session."""
         ...
 
+    async def prune(self, session_id: str) -> None:
+        """Drop what an upload that lost a race with its session's deletion left of the session
+        (an empty folder); the blob itself is dropped with :meth:`remove`."""
+        ...
+
     async def fetch(self, session_id: str, sha256: str, byte_range: str | None) -> Fetched | None:
         """The blob to serve (``byte_range``: the request's ``Range`` header), None when missing."""
         ...
@@ -136,6 +142,12 @@ class BlobStore:
     async def remove(self, session_id: str, sha256: str) -> None:
         """Drop one blob."""
         self.path(session_id, sha256).unlink(missing_ok=True)
+
+    async def prune(self, session_id: str) -> None:
+        """Drop the session's folder when it holds nothing (an upload that lost a race with the
+        session's deletion created it anew)."""
+        with contextlib.suppress(OSError):  # not empty, or already gone: nothing to do
+            (self._root / session_id).rmdir()
 
     async def remove_session(self, session_id: str) -> None:
         """Drop every blob of a session."""
@@ -212,6 +224,9 @@ class S3BlobStore:
     async def remove(self, session_id: str, sha256: str) -> None:
         key = self._key(session_id, sha256)
         await asyncio.to_thread(self._client.delete_object, Bucket=self._settings.bucket, Key=key)
+
+    async def prune(self, session_id: str) -> None:
+        """Nothing to do: a bucket has no folders, and the racing blob was removed."""
 
     async def remove_session(self, session_id: str) -> None:
         """Delete every object under the session's prefix, a listing page (<= 1000) at a time."""

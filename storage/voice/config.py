@@ -21,8 +21,16 @@ class VoiceConfig:
     audio_link_ttl_s: int = 600
     # A recording whose recorder's connection (or node) is gone is paused within about this long.
     recording_lease_ms: int = 6000
+    # A chunk's body must arrive within this long (a stalled upload holds a temp file).
+    upload_deadline_s: float = 120.0
+    # Audio bytes one user (and, for guests, one address) may store per rolling day.
+    upload_quota_bytes: int = 1024 * 1024 * 1024
+    # Uploads one user (or guest address) may have streaming at once on one node.
+    uploads_in_flight: int = 8
     telegram_webhook_path: str = ""
     telegram_secret_token: str = ""
+    # The bot's @username: commands addressed to another bot (``/done@Other``) are ignored.
+    telegram_bot_username: str = ""
     # Telegram user id -> sessionhub user id.
     telegram_users: dict[str, str] = field(default_factory=dict)
     transcribe_command: str = ""

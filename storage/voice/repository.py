@@ -286,12 +286,20 @@ class VoiceSessions:
         await self.clear_active_if(owner_id, session_id)
 
     async def add_material(self, session_id: str, material: dict[str, Any], *, max_count: int) -> tuple[int, int]:
-        """Attach a material to an open session; returns (event offset, materials held)."""
+        """Attach a material to an open session; returns (event offset, materials held).
+
+        Idempotent by ``material["material_id"]``: the same material again is not stored twice
+        (offset 0), so a call whose reply was lost may be run again."""
         result = await self._log.run(
             self._material_add,
             session_id,
             keys=[self._keys.session(session_id), self._keys.materials(session_id)],
-            args=[json.dumps(material, separators=(",", ":")), max_count, etypes.MATERIAL_ADDED],
+            args=[
+                json.dumps(material, separators=(",", ":")),
+                max_count,
+                etypes.MATERIAL_ADDED,
+                material["material_id"],
+            ],
         )
         return int(result[0]), int(result[1])
 

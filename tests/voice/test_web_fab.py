@@ -166,7 +166,7 @@ async def test_a_failed_upload_survives_a_reload(server: ServerUnderTest, tab: T
     await tab.use_token(server.token("alice"))
     page = await tab.open("/")
     await fab_ready(page)
-    await page.route("**/voicebot/chunks", lambda route: route.abort())
+    await page.route("**/voicebot/chunks?*", lambda route: route.abort())
     await page.locator("#fab-new").click()
     await expect(page.locator("#fab-status")).to_have_attribute("data-status", "recording")
     session_id = await server.services.voice.active_id("alice")
@@ -178,7 +178,7 @@ async def test_a_failed_upload_survives_a_reload(server: ServerUnderTest, tab: T
     session = await server.services.voice.get(session_id)
     assert session is not None and session.chunk_count == 0
 
-    await page.unroute("**/voicebot/chunks")
+    await page.unroute("**/voicebot/chunks?*")
     await page.reload(wait_until="domcontentloaded")
     await expect(page.locator("#fab-pending")).to_be_hidden()
     for _ in range(50):

@@ -113,7 +113,8 @@ async function send(item) {
   if (item.speaker) form.append("speaker", item.speaker);
   form.append("file", item.blob, item.filename);
   const token = await getToken();
-  const response = await fetch("/voicebot/chunks", {
+  // The session in the query too: a refusal (closed, foreign) comes before the audio is sent.
+  const response = await fetch(`/voicebot/chunks?session_id=${encodeURIComponent(item.session_id)}`, {
     method: "POST",
     headers: { Authorization: `Bearer ${token}` },
     body: form,

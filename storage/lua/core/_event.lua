@@ -7,8 +7,10 @@
 --   KEYS[2]  the session's log metadata hash     (sh:{id}:logmeta: epoch, offset)
 --   ARGV[1]  the session's pub/sub channel
 --   ARGV[2]  the session id
---   ARGV[3]  a token no other call has: the epoch if the log has to start anew, and the stem of
---            this call's event ids (`<token>.<n>`)
+--   ARGV[3]  `<token>|<id key>`: a token no other call has (the epoch if the log has to start
+--            anew, and the stem of this call's event ids), and the deployment's secret that
+--            seals each event id to its session, epoch and offset (`<token>.<n>.<seal>`), so a
+--            resuming client's claim of an id is evidence only when the server issued it
 --   ARGV[4]  now, unix ms
 --   ARGV[5]  approximate maximum length of the log stream
 -- Operation-specific KEYS start at KEYS[3], ARGV at ARGV[6].
@@ -16,7 +18,7 @@ local log_key = KEYS[1]
 local log_meta_key = KEYS[2]
 local channel = ARGV[1]
 local session_id = ARGV[2]
-local call_token = ARGV[3]
+local call_token, id_key = string.match(ARGV[3], '^([^|]*)|?(.*)$')
 local now_ms = tonumber(ARGV[4])
 local log_maxlen = ARGV[5]
 local events_in_call = 0
@@ -40,6 +42,9 @@ local function append_event(etype, data_json)
   offset = offset + 1
   events_in_call = events_in_call + 1
   local event_id = call_token .. '.' .. events_in_call
+  if id_key ~= '' then
+    event_id = event_id .. '.' .. string.sub(redis.sha1hex(id_key .. '|' .. session_id .. '|' .. epoch .. '|' .. offset), 1, 16)
+  end
   redis.call('HSET', log_meta_key, 'epoch', epoch, 'offset', offset, 'id', event_id)
   local envelope = cjson.encode({session_id = session_id, epoch = epoch, offset = offset, id = event_id,
     type = etype, ts = now_ms})

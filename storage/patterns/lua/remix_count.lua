@@ -9,7 +9,8 @@
 --   ARGV[7]  event type (pattern_meta)
 --   ARGV[8]  the remix's session id
 --   ARGV[9]  the remix's creation time, unix ms
--- Returns {offset, remix count} or {false, 'session_not_found'}.
+-- Returns {offset, remix count} or {false, 'session_not_found'}; {0, remix count} when this
+-- child is counted already (a call run again after its reply was lost counts once).
 local session_key = KEYS[3]
 local children_key = KEYS[4]
 local kind = ARGV[6]
@@ -19,6 +20,9 @@ local child_created_ms = ARGV[9]
 
 if redis.call('HGET', session_key, 'kind') ~= kind then
   return {false, 'session_not_found'}
+end
+if redis.call('ZSCORE', children_key, child_id) then
+  return {0, tonumber(redis.call('HGET', session_key, 'remix_count') or '0')}
 end
 -- What this logs is not the pattern's state: the state's offset (its ETag) stays where it was.
 -- A session from before `state_offset` existed gets it pinned at the current offset first.

@@ -1,0 +1,100 @@
+"""Answers remembered by request key, so that a retried request is answered, not applied again.
+
+A client that never got its answer (a lost connection, a timeout, Telegram redelivering an
+update) sends the same request again with the same key. The first request *claims* the key
+(``SET NX`` of an empty value); when it succeeds, its answer is stored under the key for
+``ttl_s``; a retry then gets that answer back without running again. A retry that arrives while
+the first is still running is told so (it must not run in parallel), and a request that fails
+gives its claim back, so that a retry runs for real.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import TypeVar
+
+from redis.asyncio import Redis
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import TimeoutError as RedisTimeoutError
+
+from storage.keys import Keys
+
+# How long an answer is kept: longer than any client's or Telegram's retry window.
+ANSWER_TTL_S = 24 * 3600
+# A claim whose request died with its process is released after this long.
+CLAIM_TTL_S = 120
+# Pause before running a step again whose reply was lost (times the attempt number).
+LOST_REPLY_BACKOFF_S = 0.02
+
+T = TypeVar("T")
+
+
+@dataclass(frozen=True, slots=True)
+class StoredAnswer:
+    """What the first request answered: HTTP status, content type and body."""
+
+    status: int
+    content_type: str
+    body: str
+
+
+class InProgress(Exception):
+    """The first request with this key has not finished yet."""
+
+
+@dataclass(frozen=True, slots=True)
+class IdempotentAnswers:
+    """Claims keys and stores their answers (see the module docstring)."""
+
+    redis: Redis
+    keys: Keys
+
+    async def claim(self, scope: str, owner: str, key: str) -> StoredAnswer | None:
+        """None when this request runs (the key is now claimed); the stored answer of an earlier
+        one that succeeded; :class:`InProgress` while that one still runs."""
+        redis_key = self.keys.idempotent_answer(scope, owner, key)
+        if await self.redis.set(redis_key, "", nx=True, ex=CLAIM_TTL_S):
+            return None
+        stored = await self.redis.get(redis_key)
+        if stored is None:  # expired between the two calls: claim it again
+            return await self.claim(scope, owner, key)
+        if not stored:
+            raise InProgress(key)
+        fields = json.loads(stored)
+        return StoredAnswer(status=int(fields["status"]), content_type=str(fields["type"]), body=str(fields["body"]))
+
+    async def store(self, scope: str, owner: str, key: str, answer: StoredAnswer) -> None:
+        """Keep the answer of the request that claimed ``key``."""
+        value = json.dumps({"status": answer.status, "type": answer.content_type, "body": answer.body})
+        await self.redis.set(self.keys.idempotent_answer(scope, owner, key), value, ex=ANSWER_TTL_S)
+
+    async def release(self, scope: str, owner: str, key: str) -> None:
+        """Give a claim back (its request failed): a retry runs again."""
+        await self.redis.delete(self.keys.idempotent_answer(scope, owner, key))
+
+
+async def again_on_lost_reply(
+    step: Callable[[], Awaitable[T]], *, redis: Redis | None = None, attempts: int = 5
+) -> T:
+    """Run ``step`` (which must be idempotent) again when its reply was lost.
+
+    A connection cut while a command is in flight (``CLIENT KILL``, a failover, a reset) leaves
+    its outcome unknown: it may have been applied. Answering "failed" then would make a client's
+    retry apply it twice; running the idempotent step again settles it either way. A cut that
+    killed one connection killed the idle ones of ``redis``'s pool too: they are dropped before
+    the next attempt, which would otherwise draw them one by one.
+    """
+    for attempt in range(1, attempts + 1):
+        try:
+            return await step()
+        except (RedisConnectionError, RedisTimeoutError):
+            if attempt == attempts:
+                raise
+            pool = getattr(redis, "connection_pool", None)
+            if pool is not None:
+                await pool.disconnect(inuse_connections=False)
+            await asyncio.sleep(LOST_REPLY_BACKOFF_S * attempt)
+    raise AssertionError("unreachable")

@@ -1,0 +1,40 @@
+"""Audio bytes stored per user (and per guest address) in a rolling quota day.
+
+One counter per payer, created with the day's expiry on its first charge and incremented by
+each stored chunk's size: a user who uploads their quota waits for the day to end. Concurrent
+uploads may each pass the check before any is charged: the overshoot is bounded by the uploads
+one payer may have in flight (``VoiceConfig.uploads_in_flight``) times the chunk size cap.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from redis.asyncio import Redis
+
+from storage.keys import Keys
+
+QUOTA_WINDOW_S = 86_400
+
+
+@dataclass(frozen=True, slots=True)
+class UploadQuota:
+    """Checks and charges the payers of an upload (``u:<user>``, ``a:<address>``)."""
+
+    redis: Redis
+    keys: Keys
+    limit_bytes: int
+
+    async def remaining(self, payers: list[str]) -> int:
+        """Bytes the most constrained payer may still store today (0 or less: none)."""
+        used = await self.redis.mget([self.keys.upload_bytes(payer) for payer in payers])
+        return self.limit_bytes - max(int(value or 0) for value in used)
+
+    async def charge(self, payers: list[str], size_bytes: int) -> None:
+        """Count ``size_bytes`` against every payer (each counter expires a day after it began)."""
+        async with self.redis.pipeline(transaction=False) as pipe:
+            for payer in payers:
+                key = self.keys.upload_bytes(payer)
+                pipe.set(key, 0, ex=QUOTA_WINDOW_S, nx=True)  # SET NX EX: Redis 6.2 has no EXPIRE NX
+                pipe.incrby(key, size_bytes)
+            await pipe.execute()

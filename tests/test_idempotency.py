@@ -1,0 +1,131 @@
+"""Retries that never duplicate (issue 20, finding 5): Telegram update ids and Idempotency-Key."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import pytest_asyncio
+from redis.asyncio import Redis
+
+from tests.audio_samples import webm
+from tests.conftest import start_server
+from tests.helpers import RedisProcess, ServerUnderTest
+from tests.voice.test_telegram import ALICE_TG, PATH, SECRET, command, message, post
+from tests.voice.uploads import chunk_form, upload
+
+
+@pytest_asyncio.fixture
+async def bot(redis: Redis, redis_process: RedisProcess, tmp_path: Path) -> AsyncIterator[ServerUnderTest]:
+    srv = await start_server(
+        redis_process.url,
+        tmp_path,
+        voice_telegram_webhook_path=PATH,
+        voice_telegram_secret_token=SECRET,
+        voice_telegram_users=f"{ALICE_TG}:alice",
+        voice_telegram_bot_username="sessionhub_bot",
+    )
+    yield srv
+    await srv.stop()
+
+
+async def _sessions_of(server: ServerUnderTest, user: str) -> list[str]:
+    return [str(s) for s in await server.services.redis.zrange(server.services.keys.user_sessions(user), 0, -1)]
+
+
+async def test_one_telegram_update_delivered_three_times_creates_one_session(bot: ServerUnderTest) -> None:
+    update = {"update_id": 7001, "message": command("/start Once")}
+    replies = [await post(bot, update) for _ in range(3)]
+    assert all(status == 200 for status, _ in replies)
+    assert replies[1][1] == replies[0][1] == replies[2][1]  # the repeats get the first reply
+    assert len(await _sessions_of(bot, "alice")) == 1
+
+
+async def test_five_parallel_deliveries_store_one_material(bot: ServerUnderTest) -> None:
+    await post(bot, {"update_id": 7100, "message": command("/start")})
+    update = {"update_id": 7101, "message": message(text="only once")}
+    results = await asyncio.gather(*(post(bot, update) for _ in range(5)))
+    assert all(status == 200 for status, _ in results)
+    session_id = await bot.services.voice.active_id("alice")
+    assert session_id is not None
+    materials = await bot.services.voice.materials(session_id, limit=10)
+    assert [m["text"] for m in materials] == ["only once"]
+
+
+async def test_a_command_for_another_bot_is_ignored(bot: ServerUnderTest) -> None:
+    await post(bot, {"update_id": 7200, "message": command("/start")})
+    active = await bot.services.voice.active_id("alice")
+    status, reply = await post(bot, {"update_id": 7201, "message": command("/done@SomeOtherBot")})
+    assert (status, reply) == (200, None)
+    assert await bot.services.voice.active_id("alice") == active
+    status, reply = await post(bot, {"update_id": 7202, "message": command("/done@SessionHub_Bot")})
+    assert status == 200 and reply["text"].startswith("Сессия закрыта")
+
+
+async def _post(server: ServerUnderTest, path: str, body: Any, headers: dict[str, str]) -> tuple[int, Any, str]:
+    async with aiohttp.ClientSession() as http, http.post(server.url + path, json=body, headers=headers) as r:
+        return r.status, await r.json(), r.headers.get("Idempotent-Replayed", "")
+
+
+async def test_an_idempotency_key_makes_a_voice_create_safe_to_retry(server: ServerUnderTest) -> None:
+    headers = {"Authorization": f"Bearer {server.token('alice')}", "Idempotency-Key": str(uuid.uuid4())}
+    first = await _post(server, "/voicebot/create_session", {"session_name": "once"}, headers)
+    again = await _post(server, "/voicebot/create_session", {"session_name": "once"}, headers)
+    assert first[0] == again[0] == 201 and first[1] == again[1] and again[2] == "true"
+    assert len(await _sessions_of(server, "alice")) == 1
+    # Another user's same key is another request.
+    bobs = {**headers, "Authorization": f"Bearer {server.token('bob')}"}
+    assert (await _post(server, "/voicebot/create_session", {}, bobs))[1]["session_id"] != first[1]["session_id"]
+
+
+async def test_parallel_retries_with_one_key_apply_once(server: ServerUnderTest) -> None:
+    headers = {"Authorization": f"Bearer {server.token('alice')}", "Idempotency-Key": str(uuid.uuid4())}
+    results = await asyncio.gather(
+        *(_post(server, "/voicebot/materials", {"kind": "text", "text": "x"}, headers) for _ in range(5))
+    )
+    assert {status for status, _, _ in results} <= {200, 201, 409}
+    stored = [
+        m for s in await _sessions_of(server, "alice") for m in await server.services.voice.materials(s, limit=10)
+    ]
+    assert len(stored) == 1
+
+
+async def test_a_failed_first_request_leaves_its_key_free(server: ServerUnderTest) -> None:
+    headers = {"Authorization": f"Bearer {server.token('alice')}", "Idempotency-Key": str(uuid.uuid4())}
+    status, body, _ = await _post(server, "/voicebot/create_session", {"session_name": "a\u202eb"}, headers)
+    assert status == 400 and body["error"] == "invalid_payload"
+    status, _, replayed = await _post(server, "/voicebot/create_session", {"session_name": "fine"}, headers)
+    assert status == 201 and replayed == ""
+
+
+async def test_a_bad_key_is_refused(server: ServerUnderTest) -> None:
+    headers = {"Authorization": f"Bearer {server.token('alice')}", "Idempotency-Key": "no spaces allowed"}
+    status, body, _ = await _post(server, "/voicebot/create_session", {}, headers)
+    assert (status, body["error"]) == (400, "invalid_payload")
+    assert await _sessions_of(server, "alice") == []
+
+
+async def test_pattern_create_and_remix_with_a_key(server: ServerUnderTest) -> None:
+    key = {"Idempotency-Key": str(uuid.uuid4())}
+    first = await _post(server, "/api/sessions", {}, key)
+    again = await _post(server, "/api/sessions", {}, key)
+    assert first[0] == again[0] == 201 and first[1]["id"] == again[1]["id"]
+    remix_key = {"Idempotency-Key": str(uuid.uuid4())}
+    one = await _post(server, f"/api/sessions/{first[1]['id']}/remix", None, remix_key)
+    two = await _post(server, f"/api/sessions/{first[1]['id']}/remix", None, remix_key)
+    assert one[0] == 201 and one[1]["id"] == two[1]["id"]
+    async with aiohttp.ClientSession() as http, http.get(f"{server.url}/api/sessions/{first[1]['id']}") as r:
+        assert (await r.json())["remixCount"] == 1
+
+
+async def test_a_chunk_upload_with_a_key(server: ServerUnderTest) -> None:
+    session_id = await server.create_session("alice")
+    headers = {"Idempotency-Key": str(uuid.uuid4())}
+    token = server.token("alice")
+    first = await upload(server, token, chunk_form(session_id, webm(600)), headers=headers)
+    again = await upload(server, token, chunk_form(session_id, webm(600)), headers=headers)
+    assert first[0] == again[0] == 201 and first[1] == again[1]

@@ -1,0 +1,61 @@
+"""Hostile chunk uploads (issue 20): lying containers, foreign sessions named before the body."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+
+from tests.audio_samples import webm
+from tests.helpers import ServerUnderTest
+from tests.raw_wire import port_of
+from tests.voice.test_chunks import blob_files
+from tests.voice.uploads import chunk_form, upload
+
+
+@pytest.mark.parametrize(
+    "audio",
+    [
+        webm(500, with_duration=float("inf")),
+        webm(500, with_duration=1e300),
+        webm(500, with_duration=float("nan")),
+        webm(500, timecode_scale_ns=2**63),
+        webm(500, with_duration=5e9),  # 5e9 ticks of 1 ms: 58 days
+    ],
+    ids=["inf", "1e300", "nan", "scale-2^63", "58-days"],
+)
+async def test_a_webm_with_an_impossible_duration_is_a_clear_400(server: ServerUnderTest, audio: bytes) -> None:
+    session_id = await server.create_session("alice")
+    status, body = await upload(server, server.token("alice"), chunk_form(session_id, audio))
+    assert (status, body["error"]) == (400, "invalid_payload"), body
+    assert "duration" in body["message"].lower(), body
+    record = await server.services.voice.get(session_id)
+    assert record is not None and blob_files(server) == []
+
+
+async def test_a_foreign_session_in_the_query_is_refused_before_the_body(server: ServerUnderTest) -> None:
+    foreign = await server.create_session("bob")
+    reader, writer = await asyncio.open_connection("127.0.0.1", port_of(server.url))
+    head = (
+        f"POST /voicebot/chunks?session_id={foreign} HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+        f"Authorization: Bearer {server.token('alice')}\r\n"
+        f"Content-Type: multipart/form-data; boundary=xyz\r\nContent-Length: {5 * 1024 * 1024}\r\n\r\n"
+    )
+    writer.write(head.encode())
+    await writer.drain()
+    try:
+        # Not one byte of the body is sent: only a server deciding from the head answers now.
+        status_line = await asyncio.wait_for(reader.readline(), 5)
+    finally:
+        writer.close()
+    assert status_line.startswith(b"HTTP/1.1 403"), status_line
+
+
+async def test_the_query_session_must_match_the_form(server: ServerUnderTest) -> None:
+    mine = await server.create_session("alice")
+    other = await server.create_session("alice")
+    token = server.token("alice")
+    status, body = await upload(server, token, chunk_form(other, webm(500)), params={"session_id": mine})
+    assert (status, body["error"]) == (400, "invalid_payload"), body
+    status, body = await upload(server, token, chunk_form(mine, webm(500)), params={"session_id": mine})
+    assert status == 201, body
