@@ -39,6 +39,8 @@ class TokenService:
 
     def __init__(self, config: TokenConfig) -> None:
         self._config = config
+        # Family ids of signed-out devices, kept current by the node (handlers.revocation_watch).
+        self.revoked_families: frozenset[str] = frozenset()
         self._required = ("exp", "sub", *(("iss",) if config.issuer else ()), *(("aud",) if config.audience else ()))
         # HS256, the common case, skips PyJWT's layers (auth.hs256); RS256 stays with PyJWT.
         self._hs256 = (
@@ -57,13 +59,14 @@ class TokenService:
         name: str = "",
         telegram_user_id: str = "",
         guest: bool = False,
+        fam: str = "",
     ) -> tuple[str, int]:
         """A signed token and its expiry (unix s); claims are validated before signing."""
         if self._config.signing_key is None:
             raise CodedError(ErrorCode.UNAUTHORIZED, "this server has no signing key")
         exp = int(now_s) + ttl_s
         fields = {"sub": user_id, "exp": exp, "name": name, "telegram_user_id": telegram_user_id}
-        claims = CLAIMS_ADAPTER.validate_python({**fields, "perms": perms, "guest": guest})
+        claims = CLAIMS_ADAPTER.validate_python({**fields, "perms": perms, "guest": guest, "fam": fam})
         payload: dict[str, Any] = claims.to_payload()
         payload["iat"] = int(now_s)
         if self._config.issuer:
@@ -89,8 +92,11 @@ class TokenService:
                     audience=self._config.audience,
                     options={"require": list(self._required), "verify_aud": self._config.audience is not None},
                 )
-            return CLAIMS_ADAPTER.validate_python(payload)
+            claims = CLAIMS_ADAPTER.validate_python(payload)
         except (jwt.ExpiredSignatureError, Expired) as exc:
             raise CodedError(ErrorCode.UNAUTHORIZED, "token expired") from exc
         except (jwt.InvalidTokenError, Refused, ValidationError) as exc:
             raise CodedError(ErrorCode.UNAUTHORIZED, "invalid token") from exc
+        if claims.fam and claims.fam in self.revoked_families:
+            raise CodedError(ErrorCode.UNAUTHORIZED, "this device was signed out")
+        return claims

@@ -18,6 +18,7 @@ from handlers.metrics import Metrics
 from storage.cleanups import OwedCleanups
 from storage.clock import Clock
 from storage.events import EventLog
+from storage.identity.repository import Identities
 from storage.jobs import JobQueue
 from storage.keys import Keys
 from storage.login_tokens import LoginTokens
@@ -92,6 +93,7 @@ class Limits:
     max_materials: int
     login_link_ttl_s: int
     login_token_ttl_s: int
+    signins_per_min: int
 
 
 @dataclass(frozen=True, slots=True)
@@ -109,6 +111,7 @@ class Services:
     jobs: JobQueue
     limiter: RateLimiter
     login_tokens: LoginTokens
+    identities: Identities
     cleanups: OwedCleanups
     tokens: TokenService
     limits: Limits

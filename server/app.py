@@ -12,6 +12,7 @@ from aiohttp import web
 
 from handlers.admin import capability as admin
 from handlers.admin.config import AdminConfig
+from handlers.account_http import AccountRoutes
 from handlers.auth_http import AuthRoutes
 from handlers.streams import capability as clips
 from handlers.streams.settings import ClipSettings
@@ -23,6 +24,7 @@ from handlers.health import HealthRoutes
 from handlers.http_common import UPGRADE_HOOKS
 from handlers.home import HomeRoutes
 from handlers.patterns import capability as patterns
+from handlers.revocation_watch import RevocationWatch
 from handlers.patterns.config import PatternConfig
 from handlers.listening import capability as listening
 from handlers.listening.config import ListeningSettings
@@ -112,6 +114,9 @@ def add_routes(
     for install in installs:
         install(services, router, app)
     AuthRoutes(services).register(app)
+    AccountRoutes(services).register(app)
+    interval_s = services.identities.config.revocation_poll_s
+    RevocationWatch(services, connections, sio, interval_s=interval_s).register(app)
     HomeRoutes(services).register(app)
     HealthRoutes(redis_ping=services.redis.ping, bus_alive=lambda: bus.alive).register(app)
     WebPages(services.web_dir).register(app)

@@ -16,6 +16,7 @@ from server.settings import Settings
 from storage.cleanups import OwedCleanups
 from storage.clock import Clock
 from storage.events import EventLog
+from storage.identity.repository import IdentityConfig, Identities
 from storage.jobs import JobQueue
 from storage.lean_redis import LeanRedis
 from storage.keys import Keys
@@ -75,6 +76,18 @@ def limits_from(settings: Settings) -> Limits:
         max_materials=settings.max_materials,
         login_link_ttl_s=settings.login_link_ttl_s,
         login_token_ttl_s=settings.login_token_ttl_s,
+        signins_per_min=settings.signins_per_min,
+    )
+
+
+def identity_config_from(settings: Settings) -> IdentityConfig:
+    """How long identities, device credentials and revocations live."""
+    return IdentityConfig(
+        refresh_ttl_s=settings.refresh_ttl_s,
+        guest_idle_s=settings.guest_idle_s,
+        # A revoked device's tokens are refused as long as the longest-lived one it may hold.
+        access_ttl_s=max(settings.guest_token_ttl_s, settings.login_token_ttl_s),
+        revocation_poll_s=settings.revocation_poll_s,
     )
 
 
@@ -137,6 +150,7 @@ def build_services(
         jobs=JobQueue(redis=redis, keys=keys, clock=clock),
         limiter=RateLimiter(redis=redis, keys=keys, clock=clock),
         login_tokens=LoginTokens(redis=redis, keys=keys),
+        identities=Identities(redis=redis, keys=keys, clock=clock, config=identity_config_from(settings)),
         cleanups=OwedCleanups(redis=redis, keys=keys, clock=clock),
         tokens=tokens,
         limits=limits_from(settings),
