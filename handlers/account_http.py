@@ -177,13 +177,13 @@ class AccountRoutes:
     async def link(self, request: web.Request) -> web.Response:
         """A single-use link for another device, valid ``SESSIONHUB_LOGIN_LINK_TTL_S``."""
         claims = self._claims(request)
+        if not claims.fam:
+            raise CodedError(ErrorCode.FORBIDDEN, "only a signed-in browser can link another device")
         address = client_address(request, trust_forwarded_for=self._s.trust_forwarded_for)
         if not await self._s.limiter.hit("link", claims.sub, limit=self._s.limits.signins_per_min, window_s=60):
             raise CodedError(ErrorCode.RATE_LIMITED, "too many device links; wait a minute")
         if not await self._s.limiter.hit("link-addr", address, limit=self._s.limits.signins_per_min, window_s=60):
             raise CodedError(ErrorCode.RATE_LIMITED, "too many device links; wait a minute")
-        if not claims.fam:
-            raise CodedError(ErrorCode.FORBIDDEN, "only a signed-in browser can link another device")
         ttl_s = self._s.limits.login_link_ttl_s
         exp = int(self._s.clock.now_s()) + ttl_s
         record = {"sub": claims.sub, "exp": exp, "device_link": True, "grant": grant_of(claims)}
