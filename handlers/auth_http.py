@@ -30,6 +30,7 @@ class TokenAnswer(BaseModel):
     user_id: str
     expires_at: int
     name: str = ""
+    device_id: str = ""  # the device (refresh family) it was minted for; "" for a bare token
 
 
 class SignedOut(BaseModel):
@@ -147,7 +148,7 @@ class AuthRoutes:
         token, exp = self._mint(
             rotation.user_id, rotation.grant or {}, name=profile.name, admin=profile.admin, fam=rotation.family_id
         )
-        response = self._answer(token, rotation.user_id, exp, profile.name, status=200)
+        response = self._answer(token, rotation.user_id, exp, profile.name, status=200, device=rotation.family_id)
         if rotation.credential is not None:
             self._set_cookie(response, request, rotation.credential)
         return response
@@ -163,7 +164,7 @@ class AuthRoutes:
             raise CodedError(ErrorCode.RATE_LIMITED, "too many refreshes; wait a minute")
         if claims.fam or not auth_cookie.non_simple(request):
             token, exp = self._mint(claims.sub, grant_of(claims), name=claims.name, admin=False, fam=claims.fam)
-            return self._answer(token, claims.sub, exp, claims.name, status=200)
+            return self._answer(token, claims.sub, exp, claims.name, status=200, device=claims.fam)
         return await self._new_device(request, claims.sub, grant_of(claims), status=200)
 
     async def one_time(self, request: web.Request) -> web.Response:
@@ -227,7 +228,7 @@ class AuthRoutes:
         family_id, credential = await self._s.identities.open_family(user_id, label=label, grant=grant)
         profile = await self._s.identities.profile(user_id)
         token, exp = self._mint(user_id, grant, name=profile.name, admin=profile.admin, fam=family_id)
-        response = self._answer(token, user_id, exp, profile.name, status=status)
+        response = self._answer(token, user_id, exp, profile.name, status=status, device=family_id)
         self._set_cookie(response, request, credential)
         return response
 
@@ -246,8 +247,8 @@ class AuthRoutes:
             fam=fam,
         )
 
-    def _answer(self, token: str, user_id: str, exp: int, name: str, *, status: int) -> web.Response:
-        body = TokenAnswer(token=token, user_id=user_id, expires_at=exp, name=name).model_dump()
+    def _answer(self, token: str, user_id: str, exp: int, name: str, *, status: int, device: str = "") -> web.Response:
+        body = TokenAnswer(token=token, user_id=user_id, expires_at=exp, name=name, device_id=device).model_dump()
         return web.json_response(body, status=status)
 
     def _set_cookie(self, response: web.Response, request: web.Request, credential: str) -> None:

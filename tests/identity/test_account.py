@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 
 import aiohttp
@@ -88,9 +89,12 @@ async def test_sign_out_everywhere_tells_and_drops_every_socket(
     socket = Client(iserver.url, second.token)
     clients.append(socket)
     await socket.connect()
+    gone = asyncio.Event()
+    socket.sio.on("disconnect", lambda *_: gone.set())
     answer = await first.post("/api/auth/logout_all", json={}, headers={"Authorization": f"Bearer {first.token}"})
     assert answer.status == 200 and answer.body["revoked"] == 2
-    await socket.wait_for(lambda: bool(socket.named("signed_out")) and not socket.sio.connected)
+    await socket.wait_for(lambda: bool(socket.named("signed_out")))
+    await asyncio.wait_for(gone.wait(), 5)
     assert socket.named("signed_out")[0]["error"] == "unauthorized"
     for device in (first, second):
         assert (await device.call("GET", "/api/auth/me")).status == 401
