@@ -31,6 +31,7 @@ class TokenAnswer(BaseModel):
     expires_at: int
     name: str = ""
     device_id: str = ""  # the device (refresh family) it was minted for; "" for a bare token
+    guest: bool = False
 
 
 class SignedOut(BaseModel):
@@ -248,8 +249,9 @@ class AuthRoutes:
         )
 
     def _answer(self, token: str, user_id: str, exp: int, name: str, *, status: int, device: str = "") -> web.Response:
-        body = TokenAnswer(token=token, user_id=user_id, expires_at=exp, name=name, device_id=device).model_dump()
-        return web.json_response(body, status=status)
+        guest = self._s.tokens.verify(token).guest
+        body = TokenAnswer(token=token, user_id=user_id, expires_at=exp, name=name, device_id=device, guest=guest)
+        return web.json_response(body.model_dump(), status=status)
 
     def _set_cookie(self, response: web.Response, request: web.Request, credential: str) -> None:
         auth_cookie.set_credential(

@@ -85,7 +85,11 @@ export async function getToken() {
 function dropRefused(token) {
   const record = storedToken();
   if (!renewable(record)) return false;
-  if (record && record.token === token) localStorage.removeItem(TOKEN_KEY);
+  if (record && record.token === token) {
+    // Remember that there was an identity: restoring must say so if it fails, not mint a guest.
+    if (localStorage.getItem(IDENTITY_KEY) === null) localStorage.setItem(IDENTITY_KEY, JSON.stringify({ user_id: null }));
+    localStorage.removeItem(TOKEN_KEY);
+  }
   return true;
 }
 
@@ -100,7 +104,13 @@ const REFRESH_LOCK = "sessionhub.refresh";
 const PAGE_HEADERS = { "Content-Type": "application/json", "X-Sessionhub-Client": "web" };
 
 function rememberIdentity(body) {
-  const record = { token: body.token, expires_at: body.expires_at, device: true, obtained_at: Date.now() / 1000 };
+  const record = {
+    token: body.token,
+    expires_at: body.expires_at,
+    guest: body.guest === true,
+    device: true,
+    obtained_at: Date.now() / 1000,
+  };
   localStorage.setItem(TOKEN_KEY, JSON.stringify(record));
   localStorage.setItem(IDENTITY_KEY, JSON.stringify({ user_id: body.user_id, name: body.name ?? "" }));
   return record.token;
@@ -137,7 +147,7 @@ function lost(error) {
   return err;
 }
 
-async function refreshOnce() {
+async function refreshOnce(orNewGuest) {
   const legacy = storedToken();
   // A guest token from before the cookies still proves who it is: the server then sets the cookie.
   const bearer = legacy?.guest === true && !legacy.device && isFresh(legacy) ? { Authorization: `Bearer ${legacy.token}` } : {};
@@ -146,7 +156,10 @@ async function refreshOnce() {
   const error = toError(response, body);
   if (error.code === "rate_limited" || response.status >= 500) throw error;
   const hadOne = storedToken() !== null || knownIdentity() !== null;
-  if (error.details?.reason === "no_credential" && !hadOne) return startNewGuest();
+  if (error.details?.reason === "no_credential" && !hadOne) {
+    if (orNewGuest) return startNewGuest(); // a first visit: nobody to lose
+    throw new ApiError("no_identity", "This browser has no identity yet.", 401, error.details);
+  }
   throw lost(error);
 }
 
@@ -156,15 +169,16 @@ let refreshing = null;
  * This browser's identity, restored from its refresh cookie (one request for every caller,
  * and one tab at a time: two tabs presenting the same cookie would look like a stolen one).
  * Rejects with ApiError `identity_lost` (and fires `sessionhub:identity-lost` on window) when
- * there was an identity and it cannot be restored.
+ * there was an identity and it cannot be restored. A browser that never had one becomes a new
+ * guest, unless `orNewGuest` is false (then: ApiError `no_identity`).
  */
-export function restoreIdentity() {
+export function restoreIdentity({ orNewGuest = true } = {}) {
   const startedAt = Date.now() / 1000;
   refreshing ??= (async () => {
     const run = async () => {
       const record = storedToken(); // another tab may have refreshed while we waited
       if (record?.device && isFresh(record) && record.obtained_at >= startedAt) return record.token;
-      return refreshOnce();
+      return refreshOnce(orNewGuest);
     };
     return navigator.locks ? navigator.locks.request(REFRESH_LOCK, run) : run();
   })().finally(() => {

@@ -44,7 +44,7 @@ async function load() {
   if (!hasToken && knownIdentity() === null) {
     // Maybe only the cookie is left (storage cleared): try it, but never mint a guest here.
     try {
-      await restoreIdentity();
+      await restoreIdentity({ orNewGuest: false });
     } catch {
       return showNone();
     }
