@@ -125,7 +125,7 @@ class AuthRoutes:
             # A plain POST (a script, an old page) gets a token only: a cross-site form must not
             # be able to replace a browser's identity cookie.
             token, exp = self._mint(user_id, GUEST_GRANT, name="Guest", admin=False, fam="")
-            return self._answer(token, user_id, exp, "Guest", status=201)
+            return self._answer(token, user_id, exp, "Guest", status=201, guest=True)
         return await self._new_device(request, user_id, GUEST_GRANT, status=201)
 
     async def refresh(self, request: web.Request) -> web.Response:
@@ -149,7 +149,10 @@ class AuthRoutes:
         token, exp = self._mint(
             rotation.user_id, rotation.grant or {}, name=profile.name, admin=profile.admin, fam=rotation.family_id
         )
-        response = self._answer(token, rotation.user_id, exp, profile.name, status=200, device=rotation.family_id)
+        guest = bool((rotation.grant or {}).get("guest", False))
+        response = self._answer(
+            token, rotation.user_id, exp, profile.name, status=200, device=rotation.family_id, guest=guest
+        )
         if rotation.credential is not None:
             self._set_cookie(response, request, rotation.credential)
         return response
@@ -165,7 +168,7 @@ class AuthRoutes:
             raise CodedError(ErrorCode.RATE_LIMITED, "too many refreshes; wait a minute")
         if claims.fam or not auth_cookie.non_simple(request):
             token, exp = self._mint(claims.sub, grant_of(claims), name=claims.name, admin=False, fam=claims.fam)
-            return self._answer(token, claims.sub, exp, claims.name, status=200, device=claims.fam)
+            return self._answer(token, claims.sub, exp, claims.name, status=200, device=claims.fam, guest=claims.guest)
         return await self._new_device(request, claims.sub, grant_of(claims), status=200)
 
     async def one_time(self, request: web.Request) -> web.Response:
@@ -200,7 +203,8 @@ class AuthRoutes:
             telegram_user_id=claims.get("telegram_user_id", ""),
             guest=bool(claims.get("guest", False)),
         )
-        return self._answer(token, claims["sub"], exp, claims.get("name", ""), status=200)
+        guest = bool(claims.get("guest", False))
+        return self._answer(token, claims["sub"], exp, claims.get("name", ""), status=200, guest=guest)
 
     async def logout(self, request: web.Request) -> web.Response:
         """Sign this device out (its cookie's family, else the bearer token's device)."""
@@ -229,7 +233,8 @@ class AuthRoutes:
         family_id, credential = await self._s.identities.open_family(user_id, label=label, grant=grant)
         profile = await self._s.identities.profile(user_id)
         token, exp = self._mint(user_id, grant, name=profile.name, admin=profile.admin, fam=family_id)
-        response = self._answer(token, user_id, exp, profile.name, status=status, device=family_id)
+        guest = bool(grant.get("guest", False))
+        response = self._answer(token, user_id, exp, profile.name, status=status, device=family_id, guest=guest)
         self._set_cookie(response, request, credential)
         return response
 
@@ -248,8 +253,9 @@ class AuthRoutes:
             fam=fam,
         )
 
-    def _answer(self, token: str, user_id: str, exp: int, name: str, *, status: int, device: str = "") -> web.Response:
-        guest = self._s.tokens.verify(token).guest
+    def _answer(
+        self, token: str, user_id: str, exp: int, name: str, *, status: int, device: str = "", guest: bool = False
+    ) -> web.Response:
         body = TokenAnswer(token=token, user_id=user_id, expires_at=exp, name=name, device_id=device, guest=guest)
         return web.json_response(body.model_dump(), status=status)
 

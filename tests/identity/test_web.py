@@ -90,6 +90,7 @@ async def test_a_device_whose_identity_is_gone_says_so_instead_of_becoming_someo
     tab = await new_tab(browser, iserver)
     try:
         page = await tab.open("/streams")
+        await in_page(page, "/api/me/sessions")  # the page becomes a guest
         await expect(page.locator("#identity")).to_have_attribute("data-state", "known")
         user_id = await page.locator("#identity").get_attribute("data-user-id")
         await iserver.services.identities.revoke_all(str(user_id))

@@ -113,6 +113,7 @@ function rememberIdentity(body) {
   };
   localStorage.setItem(TOKEN_KEY, JSON.stringify(record));
   localStorage.setItem(IDENTITY_KEY, JSON.stringify({ user_id: body.user_id, name: body.name ?? "" }));
+  window.dispatchEvent(new CustomEvent("sessionhub:identity", { detail: { user_id: body.user_id } }));
   return record.token;
 }
 
@@ -173,18 +174,23 @@ let refreshing = null;
  * guest, unless `orNewGuest` is false (then: ApiError `no_identity`).
  */
 export function restoreIdentity({ orNewGuest = true } = {}) {
-  const startedAt = Date.now() / 1000;
-  refreshing ??= (async () => {
-    const run = async () => {
-      const record = storedToken(); // another tab may have refreshed while we waited
-      if (record?.device && isFresh(record) && record.obtained_at >= startedAt) return record.token;
-      return refreshOnce(orNewGuest);
-    };
-    return navigator.locks ? navigator.locks.request(REFRESH_LOCK, run) : run();
-  })().finally(() => {
+  // A caller that must not mint a guest joins a restore in flight, but never lends its
+  // "no guest" to the callers that may (they would be left without a token).
+  if (!orNewGuest) return refreshing ?? lockedRefresh(false);
+  refreshing ??= lockedRefresh(true).finally(() => {
     refreshing = null;
   });
   return refreshing;
+}
+
+function lockedRefresh(orNewGuest) {
+  const startedAt = Date.now() / 1000;
+  const run = async () => {
+    const record = storedToken(); // another tab (or caller) may have refreshed while we waited
+    if (record?.device && isFresh(record) && record.obtained_at >= startedAt) return record.token;
+    return refreshOnce(orNewGuest);
+  };
+  return navigator.locks ? navigator.locks.request(REFRESH_LOCK, run) : run();
 }
 
 /** Become a new guest on purpose (first visit, or after the page said the old identity is gone). */

@@ -36,6 +36,10 @@ function mount() {
   root = el("span", { id: "identity", class: "identity", "data-state": "loading" });
   bar.append(root);
   window.addEventListener("sessionhub:identity-lost", (event) => showLost(event.detail));
+  // The page became someone (a first visit's guest, a sign-in): show who.
+  window.addEventListener("sessionhub:identity", (event) => {
+    if (root.dataset.userId !== event.detail.user_id) load();
+  });
   load();
 }
 
