@@ -126,7 +126,7 @@ class AuthRoutes:
             # be able to replace a browser's identity cookie.
             token, exp = self._mint(user_id, GUEST_GRANT, name="Guest", admin=False, fam="")
             return self._answer(token, user_id, exp, "Guest", status=201, guest=True)
-        return await self._new_device(request, user_id, GUEST_GRANT, status=201)
+        return await self.new_device(request, user_id, GUEST_GRANT, status=201)
 
     async def refresh(self, request: web.Request) -> web.Response:
         """The same user's next access token: rotate the refresh cookie, or renew a guest token.
@@ -169,7 +169,7 @@ class AuthRoutes:
         if claims.fam or not auth_cookie.non_simple(request):
             token, exp = self._mint(claims.sub, grant_of(claims), name=claims.name, admin=False, fam=claims.fam)
             return self._answer(token, claims.sub, exp, claims.name, status=200, device=claims.fam, guest=claims.guest)
-        return await self._new_device(request, claims.sub, grant_of(claims), status=200)
+        return await self.new_device(request, claims.sub, grant_of(claims), status=200)
 
     async def one_time(self, request: web.Request) -> web.Response:
         """Redeem a one-time link: a device link signs this browser in as its user (a new device).
@@ -186,7 +186,7 @@ class AuthRoutes:
         if claims is None:
             raise CodedError(ErrorCode.UNAUTHORIZED, "this link was used already or has expired", reason="used")
         if claims.get("device_link"):
-            return await self._new_device(request, claims["sub"], claims["grant"], status=200)
+            return await self.new_device(request, claims["sub"], claims["grant"], status=200)
         return self._capped(claims)
 
     def _capped(self, claims: dict[str, Any]) -> web.Response:
@@ -226,9 +226,10 @@ class AuthRoutes:
         return response
 
     # --- minting -----------------------------------------------------------------------
-    async def _new_device(
+    async def new_device(
         self, request: web.Request, user_id: str, grant: dict[str, Any], *, status: int
     ) -> web.Response:
+        """Open a device of ``user_id`` in this browser: its token, and its refresh cookie."""
         label = request.headers.get("User-Agent", "")[:120]
         family_id, credential = await self._s.identities.open_family(user_id, label=label, grant=grant)
         profile = await self._s.identities.profile(user_id)

@@ -23,6 +23,7 @@ from handlers.context import Services
 from handlers.health import HealthRoutes
 from handlers.http_common import UPGRADE_HOOKS
 from handlers.home import HomeRoutes
+from handlers.passkeys_http import PasskeyRoutes
 from handlers.patterns import capability as patterns
 from handlers.revocation_watch import RevocationWatch
 from handlers.patterns.config import PatternConfig
@@ -113,8 +114,10 @@ def add_routes(
     SubscriptionEvents(services).register(router)
     for install in installs:
         install(services, router, app)
-    AuthRoutes(services).register(app)
+    auth_routes = AuthRoutes(services)
+    auth_routes.register(app)
     AccountRoutes(services).register(app)
+    PasskeyRoutes(services, auth_routes).register(app)
     interval_s = services.identities.config.revocation_poll_s
     RevocationWatch(services, connections, sio, interval_s=interval_s).register(app)
     HomeRoutes(services).register(app)

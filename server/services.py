@@ -8,6 +8,7 @@ from typing import Any, TypeVar, cast
 from redis.asyncio import BlockingConnectionPool, Redis
 from redis.asyncio.cluster import RedisCluster
 
+from auth.relying_party import RelyingParty
 from auth.tokens import TokenService
 from handlers.context import Limits, NoSubscriptions, Services, Subscriptions
 from handlers.kinds import KindRegistry
@@ -16,6 +17,7 @@ from server.settings import Settings
 from storage.cleanups import OwedCleanups
 from storage.clock import Clock
 from storage.events import EventLog
+from storage.identity.passkeys import Passkeys
 from storage.identity.repository import IdentityConfig, Identities
 from storage.jobs import JobQueue
 from storage.lean_redis import LeanRedis
@@ -91,6 +93,14 @@ def identity_config_from(settings: Settings) -> IdentityConfig:
     )
 
 
+def passkey_rp_from(settings: Settings) -> RelyingParty | None:
+    """The passkey relying party, None without SESSIONHUB_PUBLIC_URL; ValueError (refusing to
+    start) when that URL cannot carry passkeys and they were not turned off."""
+    if not settings.passkeys or not settings.public_url:
+        return None
+    return RelyingParty.from_public_url(settings.public_url)
+
+
 def voice_config_from(settings: Settings) -> VoiceConfig:
     """The voice capability's configuration (chunks, blob folder, Telegram, transcription)."""
     return VoiceConfig(
@@ -151,6 +161,8 @@ def build_services(
         limiter=RateLimiter(redis=redis, keys=keys, clock=clock),
         login_tokens=LoginTokens(redis=redis, keys=keys),
         identities=Identities(redis=redis, keys=keys, clock=clock, config=identity_config_from(settings)),
+        passkeys=Passkeys(redis=redis, keys=keys, clock=clock),
+        passkey_rp=passkey_rp_from(settings),
         cleanups=OwedCleanups(redis=redis, keys=keys, clock=clock),
         tokens=tokens,
         limits=limits_from(settings),

@@ -43,6 +43,7 @@ class Settings(BaseSettings):
     guest_idle_s: int = Field(default=30 * 86400, ge=60, le=400 * 86400)
     revocation_poll_s: float = Field(default=2.0, gt=0, le=60)
     signins_per_min: int = Field(default=30, ge=1)
+    passkeys: bool = True  # on when SESSIONHUB_PUBLIC_URL is set (it must then suit WebAuthn)
     creates_per_min: int = Field(default=10, ge=1)
     creates_per_min_per_address: int = Field(default=30, ge=1)
 

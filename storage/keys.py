@@ -95,6 +95,18 @@ class Keys:
         """List of the family's rotated-away secret hashes, newest first (reuse detection)."""
         return f"{self.prefix}:{{f:{family_id}}}:spent"
 
+    def user_passkeys(self, user_id: str) -> str:
+        """Hash passkey id -> JSON (credential id, public key, sign count, times, label, grant)."""
+        return f"{self.prefix}:{{u:{user_id}}}:passkeys"
+
+    def passkey_owner(self, passkey_id: str) -> str:
+        """String: the user a passkey (by id: sha256 of its credential id) signs in as."""
+        return f"{self.prefix}:passkey:{passkey_id}"
+
+    def webauthn_challenge(self, challenge_id: str) -> str:
+        """String: one pending passkey ceremony (JSON: challenge, purpose, user); read once."""
+        return f"{self.prefix}:webauthn:{challenge_id}"
+
     def revoked_families(self) -> str:
         """Sorted set family id -> until when (ms) its access tokens must still be refused."""
         return f"{self.prefix}:auth:revoked"

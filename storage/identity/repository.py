@@ -143,6 +143,16 @@ class Identities:
             pipe.persist(key)  # an operator's grant is not a guest's passing visit
             await pipe.execute()
 
+    async def mark_saved(self, user_id: str, saved: bool) -> None:
+        """Mark the identity saved (it holds a passkey) or not; a saved one never expires idle."""
+        key = self._keys.user_profile(user_id)
+        async with self._redis.pipeline(transaction=True) as pipe:
+            pipe.hset(key, "saved", int(saved))
+            pipe.hsetnx(key, "created_ms", self._clock.now_ms())
+            pipe.hsetnx(key, "name", "Guest")
+            await pipe.execute()
+        await self.keep(user_id)
+
     async def keep(self, user_id: str) -> int:
         """Extend the user's identity keys; their lifetime (s).
 
