@@ -223,6 +223,36 @@ export async function signInWithLoginToken(loginToken) {
   return body.user_id;
 }
 
+/** True when this browser can use passkeys (WebAuthn with the JSON helpers). */
+export function passkeysSupported() {
+  return typeof PublicKeyCredential !== "undefined" && typeof PublicKeyCredential.parseCreationOptionsFromJSON === "function";
+}
+
+/** Keep this identity with a new passkey (the browser asks the person); resolves to its view. */
+export async function addPasskey(label = "") {
+  const { challenge_id, options } = await api("/api/auth/passkeys/register/options", { method: "POST" });
+  const credential = await navigator.credentials.create({ publicKey: PublicKeyCredential.parseCreationOptionsFromJSON(options) });
+  return api("/api/auth/passkeys/register", { method: "POST", body: { challenge_id, credential: credential.toJSON(), label } });
+}
+
+/** Sign this browser in with a passkey: it becomes the passkey's user (a new device of theirs). */
+export async function signInWithPasskey() {
+  const started = await authPost("/api/auth/passkeys/login/options");
+  if (!started.response.ok) throw toError(started.response, started.body);
+  const { challenge_id, options } = started.body;
+  const credential = await navigator.credentials.get({ publicKey: PublicKeyCredential.parseRequestOptionsFromJSON(options) });
+  const response = await request("/api/auth/passkeys/login", {
+    method: "POST",
+    headers: PAGE_HEADERS,
+    body: JSON.stringify({ challenge_id, credential: credential.toJSON() }),
+    credentials: "same-origin",
+  });
+  const body = await readJson(response);
+  if (!response.ok) throw toError(response, body);
+  rememberIdentity(body);
+  return body.user_id;
+}
+
 /** Sign this device out (`everywhere`: every device of this user); the page then has no identity. */
 export async function signOut({ everywhere = false } = {}) {
   const headers = { ...PAGE_HEADERS };

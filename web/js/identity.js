@@ -8,9 +8,12 @@
  */
 import {
   ApiError,
+  addPasskey,
   api,
   knownIdentity,
+  passkeysSupported,
   restoreIdentity,
+  signInWithPasskey,
   signOut,
   startNewGuest,
   TOKEN_KEY,
@@ -61,9 +64,23 @@ async function load() {
   }
 }
 
+function passkeySignIn() {
+  if (!passkeysSupported()) return "";
+  const button = el("button", { id: "identity-passkey-signin", class: "button", type: "button" }, "Sign in with a passkey");
+  button.addEventListener("click", async () => {
+    try {
+      await signInWithPasskey();
+      location.reload();
+    } catch (err) {
+      button.after(el("span", { role: "alert", class: "muted" }, ` ${err.message}`));
+    }
+  });
+  return button;
+}
+
 function showNone() {
   root.dataset.state = "none";
-  root.replaceChildren(el("span", { class: "muted" }, "No identity yet"));
+  root.replaceChildren(el("span", { class: "muted" }, "No identity yet "), passkeySignIn());
 }
 
 function showLost(err) {
@@ -74,6 +91,8 @@ function showLost(err) {
     "span",
     { id: "identity-lost", class: "notice", role: "alert" },
     `${err.message} Your streams and sessions stay with the old identity; sign in with a device link or passkey to get it back. `,
+    passkeySignIn(),
+    " ",
     start,
   );
   root.replaceChildren(notice);
@@ -104,6 +123,7 @@ function togglePanel(me, opener) {
   panel = el("div", { id: "identity-panel", class: "panel identity-panel" });
   root.append(panel);
   renderPanel(me);
+  listPasskeys().catch(() => {});
 }
 
 function renderPanel(me) {
@@ -128,6 +148,16 @@ function renderPanel(me) {
     devices,
     el("p", {}, el("button", { id: "identity-link", class: "button", type: "button", onclick: () => showLink() }, "Link another device")),
     el("div", { id: "identity-link-out" }),
+    el("h2", {}, "Passkeys"),
+    el("ul", { id: "identity-passkeys" }),
+    el(
+      "p",
+      {},
+      el("button", { id: "identity-add-passkey", class: "button", type: "button", onclick: () => savePasskey() }, "Keep this identity: add a passkey"),
+      " ",
+      passkeySignIn(),
+    ),
+    el("p", { id: "identity-passkey-status", class: "muted", role: "status" }),
     el(
       "p",
       { class: "actions" },
@@ -136,6 +166,43 @@ function renderPanel(me) {
       el("button", { id: "identity-signout-all", class: "button", type: "button", onclick: () => leave(true) }, "Sign out everywhere"),
     ),
   );
+}
+
+async function listPasskeys() {
+  const list = document.getElementById("identity-passkeys");
+  const status = document.getElementById("identity-passkey-status");
+  const { enabled, passkeys } = await api("/api/auth/passkeys");
+  if (!enabled || !passkeysSupported()) {
+    document.getElementById("identity-add-passkey").hidden = true;
+    status.textContent = enabled ? "This browser cannot use passkeys." : "Passkeys are not set up on this server.";
+    return;
+  }
+  list.replaceChildren(
+    ...passkeys.map((key) =>
+      el(
+        "li",
+        { "data-passkey": key.passkey_id },
+        `${key.label || "Passkey"} · added ${when(key.created_at)} `,
+        el("button", { class: "button", type: "button", onclick: () => removePasskey(key.passkey_id) }, "Remove"),
+      ),
+    ),
+  );
+}
+
+async function savePasskey() {
+  const status = document.getElementById("identity-passkey-status");
+  try {
+    await addPasskey();
+    status.textContent = "Passkey added: sign in with it on any device to be you there.";
+  } catch (err) {
+    status.textContent = `No passkey added: ${err.message}`;
+  }
+  listPasskeys();
+}
+
+async function removePasskey(passkeyId) {
+  await api(`/api/auth/passkeys/${encodeURIComponent(passkeyId)}`, { method: "DELETE" });
+  listPasskeys();
 }
 
 async function rename(name) {
