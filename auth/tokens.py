@@ -9,6 +9,7 @@ import jwt
 from pydantic import ValidationError
 
 from auth.claims import CLAIMS_ADAPTER, Claims, Permission
+from auth.jwks import JwksKeys
 from auth.hs256 import Expired, HS256Verifier, Refused
 from protocol.errors import CodedError, ErrorCode
 
@@ -37,8 +38,10 @@ class TokenConfig:
 class TokenService:
     """Mints and verifies tokens; only the configured algorithm is ever accepted."""
 
-    def __init__(self, config: TokenConfig) -> None:
+    def __init__(self, config: TokenConfig, *, jwks: JwksKeys | None = None) -> None:
         self._config = config
+        # An external provider's RS256 keys (SESSIONHUB_JWKS_URL): its tokens are accepted too.
+        self.jwks = jwks
         # Family ids of signed-out devices, kept current by the node (handlers.revocation_watch).
         self.revoked_families: frozenset[str] = frozenset()
         self._required = ("exp", "sub", *(("iss",) if config.issuer else ()), *(("aud",) if config.audience else ()))
@@ -76,12 +79,34 @@ class TokenService:
         token = jwt.encode(payload, self._config.signing_key, algorithm=self._config.algorithm)
         return token, exp
 
+    def _external_key(self, token: str) -> Any | None:
+        """The JWKS key of a token the external provider signed (RS256 with a known ``kid``), else None.
+
+        A token of this server's own algorithm goes its usual way; an RS256 token whose ``kid`` is
+        unknown is refused now and wakes the JWKS refresher (a key rotation shows within seconds).
+        """
+        if self.jwks is None or not token.startswith("eyJ"):
+            return None
+        try:
+            header = jwt.get_unverified_header(token)
+        except jwt.InvalidTokenError:
+            return None
+        if header.get("alg") != "RS256" or "kid" not in header:
+            return None
+        key = self.jwks.key(header["kid"])
+        if key is None and self._config.algorithm != "RS256":
+            raise CodedError(ErrorCode.UNAUTHORIZED, "unknown signing key (kid); retry in a few seconds")
+        return key
+
     def verify(self, token: object) -> Claims:
         """Verified claims, or ``unauthorized`` for anything wrong with the token."""
         if not isinstance(token, str) or not token or len(token) > 8192:
             raise CodedError(ErrorCode.UNAUTHORIZED, "a bearer token is required")
         try:
-            if self._hs256 is not None:
+            external = self._external_key(token)
+            if external is not None:
+                payload = self.jwks.decode(token, external, ["exp", "sub"]) if self.jwks else {}
+            elif self._hs256 is not None:
                 payload = self._hs256.payload(token)
             else:
                 payload = jwt.decode(

@@ -23,6 +23,7 @@ from handlers.context import Services
 from handlers.health import HealthRoutes
 from handlers.http_common import UPGRADE_HOOKS
 from handlers.home import HomeRoutes
+from handlers.jwks_watch import JwksWatch
 from handlers.passkeys_http import PasskeyRoutes
 from handlers.patterns import capability as patterns
 from handlers.revocation_watch import RevocationWatch
@@ -118,6 +119,8 @@ def add_routes(
     auth_routes.register(app)
     AccountRoutes(services).register(app)
     PasskeyRoutes(services, auth_routes).register(app)
+    if services.tokens.jwks is not None:
+        JwksWatch(services.tokens.jwks).register(app)
     interval_s = services.identities.config.revocation_poll_s
     RevocationWatch(services, connections, sio, interval_s=interval_s).register(app)
     HomeRoutes(services).register(app)

@@ -44,6 +44,10 @@ class Settings(BaseSettings):
     revocation_poll_s: float = Field(default=2.0, gt=0, le=60)
     signins_per_min: int = Field(default=30, ge=1)
     passkeys: bool = True  # on when SESSIONHUB_PUBLIC_URL is set (it must then suit WebAuthn)
+    jwks_url: str = ""  # an external provider's keys: its RS256 tokens are accepted as ours are
+    jwks_issuer: str | None = None
+    jwks_audience: str | None = None
+    jwks_refresh_s: float = Field(default=300.0, ge=1, le=86400)
     creates_per_min: int = Field(default=10, ge=1)
     creates_per_min_per_address: int = Field(default=30, ge=1)
 
