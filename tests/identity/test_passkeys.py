@@ -128,6 +128,10 @@ async def test_challenges_are_single_use_and_ceremonies_refuse_garbage(
         "POST", "/api/auth/passkeys/register", json={"challenge_id": login.body["challenge_id"], "credential": bogus}
     )
     assert wrong_purpose.status == 401
+    huge = {"challenge_id": "x" * 32, "credential": {"id": "A" * 20_000}}
+    assert (await page.call("POST", "/api/auth/passkeys/register", json=huge)).status == 413
+    typed = await page.call("POST", "/api/auth/passkeys/register", json={"challenge_id": 5, "credential": []})
+    assert (typed.status, typed.body["error"]) == (400, "invalid_payload")
     cross = await page.post("/api/auth/passkeys/login/options", json={}, origin="https://evil.example")
     assert cross.status == 403
     unknown = await page.post("/api/auth/passkeys/login", json={"challenge_id": "x" * 32, "credential": bogus})
