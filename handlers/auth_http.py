@@ -172,10 +172,9 @@ class AuthRoutes:
         return await self.new_device(request, claims.sub, grant_of(claims), status=200)
 
     async def one_time(self, request: web.Request) -> web.Response:
-        """Redeem a one-time link: a device link signs this browser in as its user (a new device).
-
-        A ``/login`` link of the chat bot keeps its older rule: the token it yields is capped by
-        the asking token (same permissions, no later ``exp``), and it opens no device.
+        """Redeem a one-time link (a device link, or a chat bot's ``/login``): this browser becomes a
+        new device of the link's user, with the asking token's permissions (never ``admin``, which
+        comes from the user's profile). A bot link is refused once its asking token has expired.
         """
         auth_cookie.require_page_request(request, self._s.public_url)
         address = self._address(request)
@@ -187,24 +186,14 @@ class AuthRoutes:
             raise CodedError(ErrorCode.UNAUTHORIZED, "this link was used already or has expired", reason="used")
         if claims.get("device_link"):
             return await self.new_device(request, claims["sub"], claims["grant"], status=200)
-        return self._capped(claims)
-
-    def _capped(self, claims: dict[str, Any]) -> web.Response:
-        now_s = self._s.clock.now_s()
-        ttl_s = min(self._s.limits.login_token_ttl_s, int(claims["exp"]) - int(now_s))
-        if ttl_s < 1:
+        if int(claims["exp"]) <= int(self._s.clock.now_s()):
             raise CodedError(ErrorCode.UNAUTHORIZED, "the token that asked for this login link has expired")
-        token, exp = self._s.tokens.mint(
-            user_id=claims["sub"],
-            now_s=now_s,
-            ttl_s=ttl_s,
-            perms=tuple(Permission(p) for p in claims.get("perms", ())),
-            name=claims.get("name", ""),
-            telegram_user_id=claims.get("telegram_user_id", ""),
-            guest=bool(claims.get("guest", False)),
-        )
-        guest = bool(claims.get("guest", False))
-        return self._answer(token, claims["sub"], exp, claims.get("name", ""), status=200, guest=guest)
+        grant = {
+            "perms": [p for p in claims.get("perms", ()) if p != Permission.ADMIN.value],
+            "guest": bool(claims.get("guest", False)),
+            "telegram_user_id": claims.get("telegram_user_id", ""),
+        }
+        return await self.new_device(request, claims["sub"], grant, status=200)
 
     async def logout(self, request: web.Request) -> web.Response:
         """Sign this device out (its cookie's family, else the bearer token's device)."""
