@@ -255,17 +255,18 @@ export async function signInWithPasskey() {
 
 /** Sign this device out (`everywhere`: every device of this user); the page then has no identity. */
 export async function signOut({ everywhere = false } = {}) {
-  const headers = { ...PAGE_HEADERS };
-  const record = storedToken();
-  if (record) headers.Authorization = `Bearer ${record.token}`;
-  const response = await request(everywhere ? "/api/auth/logout_all" : "/api/auth/logout", {
-    method: "POST",
-    headers,
-    body: "{}",
-    credentials: "same-origin",
-  });
-  const body = await readJson(response);
-  if (!response.ok && response.status !== 401) throw toError(response, body);
+  let body;
+  if (everywhere) {
+    // With a current token (restored first if needed): this must not fail silently.
+    body = await api("/api/auth/logout_all", { method: "POST", body: {} });
+  } else {
+    const headers = { ...PAGE_HEADERS };
+    const record = storedToken();
+    if (record) headers.Authorization = `Bearer ${record.token}`;
+    const response = await request("/api/auth/logout", { method: "POST", headers, body: "{}", credentials: "same-origin" });
+    body = await readJson(response);
+    if (!response.ok) throw toError(response, body);
+  }
   localStorage.removeItem(TOKEN_KEY);
   localStorage.removeItem(IDENTITY_KEY);
   return body;
