@@ -123,8 +123,15 @@ class AccountRoutes:
         return bearer_claims(request, self._s.tokens, self._s.clock)
 
     async def me(self, request: web.Request) -> web.Response:
-        """The caller's profile and devices."""
-        return web.json_response((await self._me(self._claims(request))).model_dump())
+        """The caller's profile and devices; every page asks at load, which keeps the device.
+
+        A guest who creates a session and leaves before any refresh still lands here on the
+        session's page: from then on the identity owns something and is kept.
+        """
+        claims = self._claims(request)
+        if claims.fam:
+            await self._s.identities.touch(claims.sub, claims.fam, self._s.clock.now_ms())
+        return web.json_response((await self._me(claims)).model_dump())
 
     async def _me(self, claims: Claims) -> Me:
         profile = await self._s.identities.profile(claims.sub)

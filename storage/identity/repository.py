@@ -225,12 +225,13 @@ class Identities:
             await self._forget(user_id, [family_id])
         if outcome not in ("rotated", "concurrent"):
             return Rotation(outcome, user_id, family_id)
-        await self._touch(user_id, family_id, now_ms)
+        await self.touch(user_id, family_id, now_ms)
         grant = json.loads(await self._redis.hget(self._keys.family(family_id), "grant") or "{}")
         next_credential = f"{family_id}.{fresh}" if outcome == "rotated" else None
         return Rotation(outcome, user_id, family_id, next_credential, grant)
 
-    async def _touch(self, user_id: str, family_id: str, now_ms: int) -> None:
+    async def touch(self, user_id: str, family_id: str, now_ms: int) -> None:
+        """A device was used: extend it and its identity (as long as ``keep`` says)."""
         ttl_s = await self.keep(user_id)
         async with self._redis.pipeline(transaction=False) as pipe:
             pipe.zadd(self._keys.user_families(user_id), {family_id: now_ms})
