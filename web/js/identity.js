@@ -86,7 +86,7 @@ function showNone() {
 function showLost(err) {
   if (!root) return;
   root.dataset.state = "lost";
-  const start = el("button", { class: "button", type: "button", onclick: () => startOver() }, "Start as a new guest");
+  const start = el("button", { id: "identity-start-over", class: "button", type: "button", onclick: () => startOver() }, "Start as a new guest");
   const notice = el(
     "span",
     { id: "identity-lost", class: "notice", role: "alert" },
