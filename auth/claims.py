@@ -42,6 +42,8 @@ class Claims:
     telegram_user_id: Annotated[str, Field(max_length=64, pattern=r"^[0-9]*$")] = ""
     perms: tuple[Permission, ...] = ()
     guest: Annotated[bool, Strict()] = False  # "no" would be read as False, "yes" as True
+    # The device (refresh family) the token was minted for: revoking the device refuses it.
+    fam: Annotated[str, Field(max_length=64, pattern=r"^[0-9a-f]*$")] = ""
 
     def has(self, permission: Permission) -> bool:
         """True when the token grants ``permission`` (``admin`` grants all)."""

@@ -9,6 +9,7 @@ import jwt
 from pydantic import ValidationError
 
 from auth.claims import CLAIMS_ADAPTER, Claims, Permission
+from auth.jwks import JwksKeys
 from auth.hs256 import Expired, HS256Verifier, Refused
 from protocol.errors import CodedError, ErrorCode
 
@@ -37,8 +38,12 @@ class TokenConfig:
 class TokenService:
     """Mints and verifies tokens; only the configured algorithm is ever accepted."""
 
-    def __init__(self, config: TokenConfig) -> None:
+    def __init__(self, config: TokenConfig, *, jwks: JwksKeys | None = None) -> None:
         self._config = config
+        # An external provider's RS256 keys (SESSIONHUB_JWKS_URL): its tokens are accepted too.
+        self.jwks = jwks
+        # Family ids of signed-out devices, kept current by the node (handlers.revocation_watch).
+        self.revoked_families: frozenset[str] = frozenset()
         self._required = ("exp", "sub", *(("iss",) if config.issuer else ()), *(("aud",) if config.audience else ()))
         # HS256, the common case, skips PyJWT's layers (auth.hs256); RS256 stays with PyJWT.
         self._hs256 = (
@@ -57,13 +62,14 @@ class TokenService:
         name: str = "",
         telegram_user_id: str = "",
         guest: bool = False,
+        fam: str = "",
     ) -> tuple[str, int]:
         """A signed token and its expiry (unix s); claims are validated before signing."""
         if self._config.signing_key is None:
             raise CodedError(ErrorCode.UNAUTHORIZED, "this server has no signing key")
         exp = int(now_s) + ttl_s
         fields = {"sub": user_id, "exp": exp, "name": name, "telegram_user_id": telegram_user_id}
-        claims = CLAIMS_ADAPTER.validate_python({**fields, "perms": perms, "guest": guest})
+        claims = CLAIMS_ADAPTER.validate_python({**fields, "perms": perms, "guest": guest, "fam": fam})
         payload: dict[str, Any] = claims.to_payload()
         payload["iat"] = int(now_s)
         if self._config.issuer:
@@ -73,12 +79,34 @@ class TokenService:
         token = jwt.encode(payload, self._config.signing_key, algorithm=self._config.algorithm)
         return token, exp
 
+    def _external_key(self, token: str) -> Any | None:
+        """The JWKS key of a token the external provider signed (RS256 with a known ``kid``), else None.
+
+        A token of this server's own algorithm goes its usual way; an RS256 token whose ``kid`` is
+        unknown is refused now and wakes the JWKS refresher (a key rotation shows within seconds).
+        """
+        if self.jwks is None or not token.startswith("eyJ"):
+            return None
+        try:
+            header = jwt.get_unverified_header(token)
+        except jwt.InvalidTokenError:
+            return None
+        if header.get("alg") != "RS256" or "kid" not in header:
+            return None
+        key = self.jwks.key(header["kid"])
+        if key is None and self._config.algorithm != "RS256":
+            raise CodedError(ErrorCode.UNAUTHORIZED, "unknown signing key (kid); retry in a few seconds")
+        return key
+
     def verify(self, token: object) -> Claims:
         """Verified claims, or ``unauthorized`` for anything wrong with the token."""
         if not isinstance(token, str) or not token or len(token) > 8192:
             raise CodedError(ErrorCode.UNAUTHORIZED, "a bearer token is required")
         try:
-            if self._hs256 is not None:
+            external = self._external_key(token)
+            if external is not None:
+                payload = self.jwks.decode(token, external, ["exp", "sub"]) if self.jwks else {}
+            elif self._hs256 is not None:
                 payload = self._hs256.payload(token)
             else:
                 payload = jwt.decode(
@@ -89,8 +117,11 @@ class TokenService:
                     audience=self._config.audience,
                     options={"require": list(self._required), "verify_aud": self._config.audience is not None},
                 )
-            return CLAIMS_ADAPTER.validate_python(payload)
+            claims = CLAIMS_ADAPTER.validate_python(payload)
         except (jwt.ExpiredSignatureError, Expired) as exc:
             raise CodedError(ErrorCode.UNAUTHORIZED, "token expired") from exc
         except (jwt.InvalidTokenError, Refused, ValidationError) as exc:
             raise CodedError(ErrorCode.UNAUTHORIZED, "invalid token") from exc
+        if claims.fam and claims.fam in self.revoked_families:
+            raise CodedError(ErrorCode.UNAUTHORIZED, "this device was signed out")
+        return claims

@@ -1,26 +1,44 @@
-"""Guest identity for browsers without an account: ``/api/auth/guest`` and ``/api/auth/refresh``."""
+"""Signing a browser in and keeping it signed in: ``/api/auth/guest``, ``refresh``, ``one_time``, ``logout``.
+
+A browser's identity is its refresh cookie (``handlers.auth_cookie``): a device family in Redis
+(``storage.identity``) that outlives every access token. Access tokens stay short-lived JWTs,
+minted here from the family's grant and the user's profile (name, admin mark).
+"""
 
 from __future__ import annotations
 
+import contextlib
 import uuid
+from typing import Any
 
 from aiohttp import web
 from pydantic import BaseModel
 
-from auth.claims import GUEST_PERMISSIONS, Permission
+from auth.claims import GUEST_PERMISSIONS, Claims, Permission
+from handlers import auth_cookie
 from handlers.context import Services
 from handlers.http_common import bearer_claims, client_address, guarded, json_body
 from handlers.openapi_registry import Auth, Operation, document
 from handlers.payloads import OneTimeLogin, validate
 from protocol.errors import CodedError, ErrorCode
+from storage.identity.repository import Rotation
 
 
 class TokenAnswer(BaseModel):
-    """A token issued: its user and expiry (unix s)."""
+    """A token issued: its user and expiry (unix s), and the name it carries."""
 
     token: str
     user_id: str
     expires_at: int
+    name: str = ""
+    device_id: str = ""  # the device (refresh family) it was minted for; "" for a bare token
+    guest: bool = False
+
+
+class SignedOut(BaseModel):
+    """Devices signed out."""
+
+    revoked: int
 
 
 TAG = "auth"
@@ -28,36 +46,58 @@ OPERATIONS = (
     Operation(
         "post",
         "/api/auth/guest",
-        "Issue a guest token (rate limited per client address)",
+        "Issue a guest token; a page's request (JSON body or X-Sessionhub-Client) also gets the refresh cookie",
         tag=TAG,
         auth=Auth.NONE,
-        statuses=(429, 503),
+        statuses=(403, 429, 503),
         ok=(201,),
         response=TokenAnswer,
     ),
     Operation(
         "post",
         "/api/auth/refresh",
-        "A new token for the same guest, while the presented guest token is valid",
+        "A new access token for the same user: from the refresh cookie (rotated), or a still valid guest token",
         tag=TAG,
-        statuses=(403, 429, 503),
+        auth=Auth.NONE,
+        statuses=(401, 403, 429, 503),
         response=TokenAnswer,
     ),
     Operation(
         "post",
         "/api/auth/one_time",
-        "Exchange a /login link's one-time token for a token",
+        "Exchange a device link's (or a /login link's) one-time token for a token and a refresh cookie",
         tag=TAG,
         auth=Auth.NONE,
         body=OneTimeLogin,
-        statuses=(400, 401, 413, 429, 503),
+        statuses=(400, 401, 403, 413, 429, 503),
         response=TokenAnswer,
+    ),
+    Operation(
+        "post",
+        "/api/auth/logout",
+        "Sign this device out: revoke its refresh cookie's family and forget the cookie",
+        tag=TAG,
+        auth=Auth.NONE,
+        statuses=(403, 503),
+        response=SignedOut,
     ),
 )
 
 
+def grant_of(claims: Claims) -> dict[str, Any]:
+    """What tokens minted for a new device of this caller may carry (never more than the caller)."""
+    return {
+        "perms": [p.value for p in claims.perms if p is not Permission.ADMIN],
+        "guest": claims.guest,
+        "telegram_user_id": claims.telegram_user_id,
+    }
+
+
+GUEST_GRANT: dict[str, Any] = {"perms": [p.value for p in GUEST_PERMISSIONS], "guest": True, "telegram_user_id": ""}
+
+
 class AuthRoutes:
-    """Guest token issue."""
+    """Guest issue, refresh rotation, link redemption and sign-out of this device."""
 
     def __init__(self, services: Services) -> None:
         self._s = services
@@ -67,63 +107,171 @@ class AuthRoutes:
         app.router.add_post("/api/auth/guest", guarded(self.guest))
         app.router.add_post("/api/auth/refresh", guarded(self.refresh))
         app.router.add_post("/api/auth/one_time", guarded(self.one_time))
+        app.router.add_post("/api/auth/logout", guarded(self.logout))
         document(app, OPERATIONS)
 
+    def _address(self, request: web.Request) -> str:
+        return client_address(request, trust_forwarded_for=self._s.trust_forwarded_for)
+
     async def guest(self, request: web.Request) -> web.Response:
-        """Issue a guest token (rate limited per client address)."""
-        address = client_address(request, trust_forwarded_for=self._s.trust_forwarded_for)
-        allowed = await self._s.limiter.hit("guest", address, limit=self._s.limits.guests_per_min, window_s=60)
-        if not allowed:
+        """Issue a guest token (rate limited per client address); a page also gets its cookie."""
+        if not auth_cookie.same_origin(request, self._s.public_url):
+            raise CodedError(ErrorCode.FORBIDDEN, "this request comes from another site", reason="cross_origin")
+        address = self._address(request)
+        if not await self._s.limiter.hit("guest", address, limit=self._s.limits.guests_per_min, window_s=60):
             raise CodedError(ErrorCode.RATE_LIMITED, "too many guest tokens from this address; wait a minute")
-        return self._issue(f"guest-{uuid.uuid4().hex}", status=201)
+        user_id = f"guest-{uuid.uuid4().hex}"
+        await self._s.identities.create_user(user_id)
+        if not auth_cookie.non_simple(request):
+            # A plain POST (a script, an old page) gets a token only: a cross-site form must not
+            # be able to replace a browser's identity cookie.
+            token, exp = self._mint(user_id, GUEST_GRANT, name="Guest", admin=False, fam="")
+            return self._answer(token, user_id, exp, "Guest", status=201, guest=True)
+        return await self.new_device(request, user_id, GUEST_GRANT, status=201)
 
     async def refresh(self, request: web.Request) -> web.Response:
-        """A new guest token for the same guest, while the presented one is still valid.
+        """The same user's next access token: rotate the refresh cookie, or renew a guest token.
 
-        Without it a guest would lose access to their own sessions when the token expires.
+        A failing cookie is answered ``401`` with ``reason`` (``revoked``, ``reused``,
+        ``expired``, ``invalid``) so that the page can say so instead of becoming someone else.
         """
+        credential = auth_cookie.presented(request)
+        if credential is None:
+            return await self._refresh_bearer(request)
+        auth_cookie.require_page_request(request, self._s.public_url)
+        subject = credential.partition(".")[0][:24] or self._address(request)
+        if not await self._s.limiter.hit("refresh", subject, limit=self._s.limits.signins_per_min, window_s=60):
+            raise CodedError(ErrorCode.RATE_LIMITED, "too many refreshes; wait a minute")
+        rotation = await self._s.identities.rotate(credential)
+        if rotation.outcome not in ("rotated", "concurrent"):
+            self._s.tokens.revoked_families |= {rotation.family_id} if rotation.outcome == "reused" else set()
+            raise _refusal(rotation)
+        profile = await self._s.identities.profile(rotation.user_id)
+        token, exp = self._mint(
+            rotation.user_id, rotation.grant or {}, name=profile.name, admin=profile.admin, fam=rotation.family_id
+        )
+        guest = bool((rotation.grant or {}).get("guest", False))
+        response = self._answer(
+            token, rotation.user_id, exp, profile.name, status=200, device=rotation.family_id, guest=guest
+        )
+        if rotation.credential is not None:
+            self._set_cookie(response, request, rotation.credential)
+        return response
+
+    async def _refresh_bearer(self, request: web.Request) -> web.Response:
+        # A page from before refresh cookies renews its guest token here, and gets its cookie.
+        if "Authorization" not in request.headers:
+            raise CodedError(ErrorCode.UNAUTHORIZED, "this browser holds no identity", reason="no_credential")
         claims = bearer_claims(request, self._s.tokens, self._s.clock)
         if not claims.guest:
             raise CodedError(ErrorCode.FORBIDDEN, "only guest tokens are refreshed here")
         if not await self._s.limiter.hit("refresh", claims.sub, limit=self._s.limits.guests_per_min, window_s=60):
             raise CodedError(ErrorCode.RATE_LIMITED, "too many refreshes; wait a minute")
-        return self._issue(claims.sub, status=200)
+        if claims.fam or not auth_cookie.non_simple(request):
+            token, exp = self._mint(claims.sub, grant_of(claims), name=claims.name, admin=False, fam=claims.fam)
+            return self._answer(token, claims.sub, exp, claims.name, status=200, device=claims.fam, guest=claims.guest)
+        return await self.new_device(request, claims.sub, grant_of(claims), status=200)
 
     async def one_time(self, request: web.Request) -> web.Response:
-        """Exchange a ``/login`` link's one-time token for a token of the user who asked for it.
-
-        The new token is capped by the asking token: same permissions, same guest mark, and an
-        expiry no later than the asking token's ``exp`` (else every link would renew a token).
+        """Redeem a one-time link (a device link, or a chat bot's ``/login``): this browser becomes a
+        new device of the link's user, with the asking token's permissions (never ``admin``, which
+        comes from the user's profile). A bot link is refused once its asking token has expired.
         """
-        address = client_address(request, trust_forwarded_for=self._s.trust_forwarded_for)
-        if not await self._s.limiter.hit("login", address, limit=self._s.limits.guests_per_min, window_s=60):
+        auth_cookie.require_page_request(request, self._s.public_url)
+        address = self._address(request)
+        if not await self._s.limiter.hit("login", address, limit=self._s.limits.signins_per_min, window_s=60):
             raise CodedError(ErrorCode.RATE_LIMITED, "too many login attempts; wait a minute")
         body = validate(OneTimeLogin, await json_body(request, max_bytes=1024))
         claims = await self._s.login_tokens.redeem(body.token)
         if claims is None:
-            raise CodedError(ErrorCode.UNAUTHORIZED, "this login link was used already or has expired")
-        now_s = self._s.clock.now_s()
-        ttl_s = min(self._s.limits.login_token_ttl_s, int(claims["exp"]) - int(now_s))
-        if ttl_s < 1:
+            raise CodedError(ErrorCode.UNAUTHORIZED, "this link was used already or has expired", reason="used")
+        if claims.get("device_link"):
+            return await self.new_device(request, claims["sub"], claims["grant"], status=200)
+        if int(claims["exp"]) <= int(self._s.clock.now_s()):
             raise CodedError(ErrorCode.UNAUTHORIZED, "the token that asked for this login link has expired")
-        token, exp = self._s.tokens.mint(
-            user_id=claims["sub"],
-            now_s=now_s,
-            ttl_s=ttl_s,
-            perms=tuple(Permission(p) for p in claims.get("perms", ())),
-            name=claims.get("name", ""),
-            telegram_user_id=claims.get("telegram_user_id", ""),
-            guest=bool(claims.get("guest", False)),
-        )
-        return web.json_response(TokenAnswer(token=token, user_id=claims["sub"], expires_at=exp).model_dump())
+        grant = {
+            "perms": [p for p in claims.get("perms", ()) if p != Permission.ADMIN.value],
+            "guest": bool(claims.get("guest", False)),
+            "telegram_user_id": claims.get("telegram_user_id", ""),
+        }
+        return await self.new_device(request, claims["sub"], grant, status=200)
 
-    def _issue(self, user_id: str, *, status: int) -> web.Response:
-        token, exp = self._s.tokens.mint(
+    async def logout(self, request: web.Request) -> web.Response:
+        """Sign this device out (its cookie's family, else the bearer token's device)."""
+        auth_cookie.require_page_request(request, self._s.public_url)
+        revoked = 0
+        credential = auth_cookie.presented(request)
+        family_id = credential.partition(".")[0] if credential else ""
+        user_id = ""
+        if "Authorization" in request.headers:
+            # An expired token still names nothing we trust: the cookie alone then decides.
+            with contextlib.suppress(CodedError):
+                claims = bearer_claims(request, self._s.tokens, self._s.clock)
+                user_id, family_id = claims.sub, family_id or claims.fam
+        if family_id:
+            user_id = user_id or await self._s.identities.family_user(family_id)
+            if user_id and await self._s.identities.revoke(user_id, family_id):
+                self._s.tokens.revoked_families |= {family_id}
+                revoked = 1
+        response = web.json_response(SignedOut(revoked=revoked).model_dump())
+        auth_cookie.clear_credential(response)
+        return response
+
+    # --- minting -----------------------------------------------------------------------
+    async def new_device(
+        self, request: web.Request, user_id: str, grant: dict[str, Any], *, status: int
+    ) -> web.Response:
+        """Open a device of ``user_id`` in this browser: its token, and its refresh cookie."""
+        label = request.headers.get("User-Agent", "")[:120]
+        family_id, credential = await self._s.identities.open_family(user_id, label=label, grant=grant)
+        profile = await self._s.identities.profile(user_id)
+        token, exp = self._mint(user_id, grant, name=profile.name, admin=profile.admin, fam=family_id)
+        guest = bool(grant.get("guest", False))
+        response = self._answer(token, user_id, exp, profile.name, status=status, device=family_id, guest=guest)
+        self._set_cookie(response, request, credential)
+        return response
+
+    def _mint(self, user_id: str, grant: dict[str, Any], *, name: str, admin: bool, fam: str) -> tuple[str, int]:
+        perms = tuple(Permission(p) for p in grant.get("perms", ()))
+        if admin:  # granted by an operator (sessionhub admin grant), read at every refresh
+            perms = (*perms, Permission.ADMIN)
+        return self._s.tokens.mint(
             user_id=user_id,
             now_s=self._s.clock.now_s(),
             ttl_s=self._s.limits.guest_token_ttl_s,
-            perms=GUEST_PERMISSIONS,
-            name="Guest",
-            guest=True,
+            perms=perms,
+            name=name,
+            telegram_user_id=str(grant.get("telegram_user_id", "")),
+            guest=bool(grant.get("guest", False)),
+            fam=fam,
         )
-        return web.json_response(TokenAnswer(token=token, user_id=user_id, expires_at=exp).model_dump(), status=status)
+
+    def _answer(
+        self, token: str, user_id: str, exp: int, name: str, *, status: int, device: str = "", guest: bool = False
+    ) -> web.Response:
+        body = TokenAnswer(token=token, user_id=user_id, expires_at=exp, name=name, device_id=device, guest=guest)
+        return web.json_response(body.model_dump(), status=status)
+
+    def _set_cookie(self, response: web.Response, request: web.Request, credential: str) -> None:
+        auth_cookie.set_credential(
+            response,
+            request,
+            credential,
+            max_age_s=self._s.identities.config.refresh_ttl_s,
+            public_url=self._s.public_url,
+            trust_forwarded_for=self._s.trust_forwarded_for,
+        )
+
+
+_REFUSALS = {
+    "revoked": "this device was signed out",
+    "reused": "this sign-in was used twice (copied?); every session of this device was signed out",
+    "missing": "this sign-in has expired",
+    "invalid": "this sign-in is not valid",
+    "malformed": "this sign-in is not valid",
+}
+
+
+def _refusal(rotation: Rotation) -> CodedError:
+    reason = {"missing": "expired", "malformed": "invalid"}.get(rotation.outcome, rotation.outcome)
+    return CodedError(ErrorCode.UNAUTHORIZED, _REFUSALS.get(rotation.outcome, "not valid"), reason=reason)

@@ -62,5 +62,11 @@ class Connections:
         """Forget a disconnected connection; False when it was not (or no longer) known."""
         return self._by_sid.pop(sid, None) is not None
 
+    def of_families(self, family_ids: frozenset[str]) -> list[str]:
+        """Sids of the connections whose token was minted for one of these devices."""
+        if not family_ids:
+            return []
+        return [sid for sid, c in self._by_sid.items() if c.claims.fam and c.claims.fam in family_ids]
+
     def __len__(self) -> int:
         return len(self._by_sid)

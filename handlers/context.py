@@ -12,12 +12,15 @@ from typing import Protocol
 
 from redis.asyncio import Redis
 
+from auth.relying_party import RelyingParty
 from auth.tokens import TokenService
 from handlers.kinds import KindRegistry
 from handlers.metrics import Metrics
 from storage.cleanups import OwedCleanups
 from storage.clock import Clock
 from storage.events import EventLog
+from storage.identity.passkeys import Passkeys
+from storage.identity.repository import Identities
 from storage.jobs import JobQueue
 from storage.keys import Keys
 from storage.login_tokens import LoginTokens
@@ -92,6 +95,7 @@ class Limits:
     max_materials: int
     login_link_ttl_s: int
     login_token_ttl_s: int
+    signins_per_min: int
 
 
 @dataclass(frozen=True, slots=True)
@@ -109,6 +113,9 @@ class Services:
     jobs: JobQueue
     limiter: RateLimiter
     login_tokens: LoginTokens
+    identities: Identities
+    passkeys: Passkeys
+    passkey_rp: RelyingParty | None  # None: passkeys are off (no SESSIONHUB_PUBLIC_URL)
     cleanups: OwedCleanups
     tokens: TokenService
     limits: Limits

@@ -25,6 +25,8 @@ PATH_PARAMETERS: dict[str, dict[str, Any]] = {
     "id": _UUID4,
     "chunk_id": {"type": "string", "pattern": "^ch[0-9]{6,9}$", "description": "a chunk id (ch + digits)"},
     "webhook_path": {"type": "string", "description": "SESSIONHUB_VOICE_TELEGRAM_WEBHOOK_PATH (a secret)"},
+    "device_id": {"type": "string", "pattern": "^[0-9a-f]{24}$", "description": "a device id (GET /api/auth/me)"},
+    "passkey_id": {"type": "string", "pattern": "^[0-9a-f]{32}$", "description": "a passkey id"},
 }
 STATUS_TEXT = {
     200: "OK",

@@ -1,8 +1,10 @@
-"""``sessionhub admin metrics | export | orphans``: the admin API for operators without a browser.
+"""``sessionhub admin metrics | export | orphans | grant | revoke``: administration without a browser.
 
-Talks to a running server over HTTP (``--url``, default this configuration's address) with
-``--token`` / ``SESSIONHUB_ADMIN_TOKEN``, or a five-minute admin token minted from the
-configured signing key.
+``metrics``, ``export`` and ``orphans`` talk to a running server over HTTP (``--url``, default
+this configuration's address) with ``--token`` / ``SESSIONHUB_ADMIN_TOKEN``, or a five-minute
+admin token minted from the configured signing key. ``grant`` and ``revoke`` write the admin
+permission of a user into Redis (``REDIS_URL``, or the embedded Redis of a running ``serve``):
+the user's tokens carry it from their next refresh.
 """
 
 from __future__ import annotations
@@ -11,13 +13,16 @@ import argparse
 import asyncio
 import json
 import os
+import re
 import sys
 from typing import TYPE_CHECKING, Any, TextIO
 
-from auth.claims import Permission
+from auth.claims import USER_ID_PATTERN, Permission
 from server.identity import token_service
 from server.settings import Settings
 from storage.clock import Clock
+from storage.identity.repository import Identities
+from storage.keys import Keys
 
 if TYPE_CHECKING:  # imported when a command runs: `sessionhub --help` does not import aiohttp
     import aiohttp
@@ -42,10 +47,15 @@ def add_parser(sub: Any) -> None:
     orphans.add_argument("--days", type=int, default=90)
     orphans.add_argument("--delete", action="store_true")
     orphans.add_argument("--confirm", type=int, help="the count of a dry run (required with --delete)")
+    for name, text in (("grant", "give a user the admin permission"), ("revoke", "take the admin permission back")):
+        command = commands.add_parser(name, help=f"{text} (from the user's next token refresh)")
+        command.add_argument("user", help="the user id (shown under the name on every page)")
 
 
 def run(settings: Settings, args: argparse.Namespace) -> int:
     """Run one admin command; the exit status."""
+    if args.admin_command in ("grant", "revoke"):
+        return asyncio.run(_set_admin(settings, args.user, args.admin_command == "grant"))
     url = (args.url or settings.public_url or f"http://{settings.host}:{settings.port}").rstrip("/")
     token = args.token or os.environ.get("SESSIONHUB_ADMIN_TOKEN") or _mint(settings)
     return asyncio.run(_dispatch(args, url, token))
@@ -123,4 +133,21 @@ async def _orphans(http: aiohttp.ClientSession, args: argparse.Namespace) -> int
             return await _failed(response)
         async for line in response.content:
             print(line.decode().rstrip(), flush=True)
+    return 0
+
+
+async def _set_admin(settings: Settings, user_id: str, admin: bool) -> int:
+    # Imported here: server.cli imports this module to build its parser.
+    from server.cli import redis_for
+    from server.services import identity_config_from
+
+    if not re.match(USER_ID_PATTERN, user_id):
+        print(f"sessionhub admin: {user_id!r} is not a user id", file=sys.stderr)
+        return 2
+    async with redis_for(settings, may_embed=False) as redis:
+        identities = Identities(
+            redis=redis, keys=Keys(settings.key_prefix), clock=Clock(), config=identity_config_from(settings)
+        )
+        await identities.set_admin(user_id, admin)
+    print(f"{user_id}: admin {'granted' if admin else 'revoked'} (from the next token refresh)")
     return 0

@@ -11,6 +11,7 @@ from aiohttp import web
 
 from handlers.admin import capability as admin
 from handlers.admin.config import AdminConfig
+from handlers.account_http import AccountRoutes
 from handlers.auth_http import AuthRoutes
 from handlers.streams import capability as clips
 from handlers.streams.settings import ClipSettings
@@ -21,7 +22,10 @@ from handlers.context import Services
 from handlers.health import HealthRoutes
 from handlers.http_common import UPGRADE_HOOKS, session_use_middleware
 from handlers.home import HomeRoutes
+from handlers.jwks_watch import JwksWatch
+from handlers.passkeys_http import PasskeyRoutes
 from handlers.patterns import capability as patterns
+from handlers.revocation_watch import RevocationWatch
 from handlers.patterns.config import PatternConfig
 from handlers.listening import capability as listening
 from handlers.listening.config import ListeningSettings
@@ -110,7 +114,14 @@ def add_routes(
     SubscriptionEvents(services).register(router)
     for install in installs:
         install(services, router, app)
-    AuthRoutes(services).register(app)
+    auth_routes = AuthRoutes(services)
+    auth_routes.register(app)
+    AccountRoutes(services).register(app)
+    PasskeyRoutes(services, auth_routes).register(app)
+    if services.tokens.jwks is not None:
+        JwksWatch(services.tokens.jwks).register(app)
+    interval_s = services.identities.config.revocation_poll_s
+    RevocationWatch(services, connections, sio, interval_s=interval_s).register(app)
     HomeRoutes(services).register(app)
     memory = partial(services.redis.info, "memory")
     HealthRoutes(redis_ping=services.redis.ping, bus_alive=lambda: bus.alive, redis_memory=memory).register(app)

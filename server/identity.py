@@ -6,6 +6,7 @@ import logging
 import secrets
 from pathlib import Path
 
+from auth.jwks import JwksKeys
 from auth.tokens import TokenConfig, TokenService
 from server.settings import Settings
 
@@ -51,6 +52,14 @@ def token_service(settings: Settings) -> TokenService:
                 settings.data_dir / DEV_SECRET_FILE,
             )
         verify_key = signing_key = secret
+    jwks = None
+    if settings.jwks_url:
+        jwks = JwksKeys(
+            settings.jwks_url,
+            issuer=settings.jwks_issuer,
+            audience=settings.jwks_audience,
+            refresh_s=settings.jwks_refresh_s,
+        )
     return TokenService(
         TokenConfig(
             algorithm=settings.jwt_algorithm,
@@ -58,5 +67,6 @@ def token_service(settings: Settings) -> TokenService:
             signing_key=signing_key,
             issuer=settings.jwt_issuer,
             audience=settings.jwt_audience,
-        )
+        ),
+        jwks=jwks,
     )

@@ -11,6 +11,7 @@ from redis.asyncio import BlockingConnectionPool, Redis
 from redis.asyncio.cluster import ClusterNode, RedisCluster
 from redis.asyncio.connection import SSLConnection, parse_url
 
+from auth.relying_party import RelyingParty
 from auth.tokens import TokenService
 from handlers.context import Limits, NoSubscriptions, Services, Subscriptions
 from handlers.kinds import KindRegistry
@@ -19,6 +20,8 @@ from server.settings import Settings
 from storage.cleanups import OwedCleanups
 from storage.clock import Clock
 from storage.events import EventLog
+from storage.identity.passkeys import Passkeys
+from storage.identity.repository import IdentityConfig, Identities
 from storage.jobs import JobQueue
 from storage.lean_redis import LeanRedis
 from storage.keys import Keys
@@ -113,7 +116,27 @@ def limits_from(settings: Settings) -> Limits:
         max_materials=settings.max_materials,
         login_link_ttl_s=settings.login_link_ttl_s,
         login_token_ttl_s=settings.login_token_ttl_s,
+        signins_per_min=settings.signins_per_min,
     )
+
+
+def identity_config_from(settings: Settings) -> IdentityConfig:
+    """How long identities, device credentials and revocations live."""
+    return IdentityConfig(
+        refresh_ttl_s=settings.refresh_ttl_s,
+        guest_idle_s=settings.guest_idle_s,
+        # A revoked device's tokens are refused as long as the longest-lived one it may hold.
+        access_ttl_s=max(settings.guest_token_ttl_s, settings.login_token_ttl_s),
+        revocation_poll_s=settings.revocation_poll_s,
+    )
+
+
+def passkey_rp_from(settings: Settings) -> RelyingParty | None:
+    """The passkey relying party, None without SESSIONHUB_PUBLIC_URL; ValueError (refusing to
+    start) when that URL cannot carry passkeys and they were not turned off."""
+    if not settings.passkeys or not settings.public_url:
+        return None
+    return RelyingParty.from_public_url(settings.public_url)
 
 
 def voice_config_from(settings: Settings) -> VoiceConfig:
@@ -194,6 +217,9 @@ def build_services(
         jobs=JobQueue(redis=redis, keys=keys, clock=clock),
         limiter=RateLimiter(redis=redis, keys=keys, clock=clock),
         login_tokens=LoginTokens(redis=redis, keys=keys),
+        identities=Identities(redis=redis, keys=keys, clock=clock, config=identity_config_from(settings)),
+        passkeys=Passkeys(redis=redis, keys=keys, clock=clock),
+        passkey_rp=passkey_rp_from(settings),
         cleanups=OwedCleanups(redis=redis, keys=keys, clock=clock),
         tokens=tokens,
         limits=limits_from(settings),

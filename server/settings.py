@@ -41,6 +41,16 @@ class Settings(BaseSettings):
     guests_per_min: int = Field(default=30, ge=1)
     login_link_ttl_s: int = Field(default=600, ge=30, le=86400)
     login_token_ttl_s: int = Field(default=86400, ge=60, le=30 * 86400)
+    # --- identity (issue 22): refresh cookies, device families, revocations ---------------
+    refresh_ttl_s: int = Field(default=180 * 86400, ge=3600, le=400 * 86400)
+    guest_idle_s: int = Field(default=30 * 86400, ge=60, le=400 * 86400)
+    revocation_poll_s: float = Field(default=2.0, gt=0, le=60)
+    signins_per_min: int = Field(default=30, ge=1)
+    passkeys: bool = True  # on when SESSIONHUB_PUBLIC_URL is set (it must then suit WebAuthn)
+    jwks_url: str = ""  # an external provider's keys: its RS256 tokens are accepted as ours are
+    jwks_issuer: str | None = None
+    jwks_audience: str | None = None
+    jwks_refresh_s: float = Field(default=300.0, ge=1, le=86400)
     creates_per_min: int = Field(default=10, ge=1)
     creates_per_min_per_address: int = Field(default=30, ge=1)
 

@@ -82,6 +82,41 @@ class Keys:
         """Fixed-window rate-limit counter for ``subject`` in ``bucket``."""
         return f"{self.prefix}:rate:{bucket}:{subject}:{window}"
 
+    # --- identity: profiles, device families, revocations ------------------------------
+    # A user's keys share {u:<id>}; one device's refresh family shares {f:<family id>}, so its
+    # rotation (family hash + spent list) is one script on one slot.
+    def user_profile(self, user_id: str) -> str:
+        """Hash: the user's display name, guest/saved/admin marks, creation time (ms)."""
+        return f"{self.prefix}:{{u:{user_id}}}:profile"
+
+    def user_families(self, user_id: str) -> str:
+        """Sorted set of the user's live refresh families (devices), scored by last use (ms)."""
+        return f"{self.prefix}:{{u:{user_id}}}:families"
+
+    def family(self, family_id: str) -> str:
+        """Hash: one device's refresh family (user, current secret hash, times, label, revoked)."""
+        return f"{self.prefix}:{{f:{family_id}}}:family"
+
+    def family_spent(self, family_id: str) -> str:
+        """List of the family's rotated-away secret hashes, newest first (reuse detection)."""
+        return f"{self.prefix}:{{f:{family_id}}}:spent"
+
+    def user_passkeys(self, user_id: str) -> str:
+        """Hash passkey id -> JSON (credential id, public key, sign count, times, label, grant)."""
+        return f"{self.prefix}:{{u:{user_id}}}:passkeys"
+
+    def passkey_owner(self, passkey_id: str) -> str:
+        """String: the user a passkey (by id: sha256 of its credential id) signs in as."""
+        return f"{self.prefix}:passkey:{passkey_id}"
+
+    def webauthn_challenge(self, challenge_id: str) -> str:
+        """String: one pending passkey ceremony (JSON: challenge, purpose, user); read once."""
+        return f"{self.prefix}:webauthn:{challenge_id}"
+
+    def revoked_families(self) -> str:
+        """Sorted set family id -> until when (ms) its access tokens must still be refused."""
+        return f"{self.prefix}:auth:revoked"
+
     def login_token(self, token_hash: str) -> str:
         """One-time login token (stored by hash, never in clear)."""
         return f"{self.prefix}:login:{token_hash}"

@@ -17,8 +17,8 @@ from storage.clock import Clock
 from tests.browser import browser, tab  # noqa: F401 - the Playwright fixtures, shared with every test module
 from tests.helpers import Client, RedisProcess, ServerUnderTest, test_settings
 
-# The listening tests' fixtures (clock, lserver), found by every test module.
-pytest_plugins = ["tests.listening.support"]
+# The listening tests' fixtures (clock, lserver) and the identity tests' (iserver), found by every test module.
+pytest_plugins = ["tests.listening.support", "tests.identity.support"]
 
 
 @pytest.fixture(scope="session")
@@ -38,9 +38,9 @@ async def redis(redis_process: RedisProcess) -> AsyncIterator[Redis]:
 
 
 async def start_server(
-    redis_url: str, data_dir: Path, *, clock: Clock | None = None, **overrides: object
+    redis_url: str, data_dir: Path, *, clock: Clock | None = None, listen_port: int = 0, **overrides: object
 ) -> ServerUnderTest:
-    """Build and start a server under test on a free loopback port (on ``clock`` when given)."""
+    """Build and start a server under test on a free loopback port, or ``listen_port`` (on ``clock`` when given)."""
     settings = test_settings(redis_url, data_dir, **overrides)
     redis = connect_redis(redis_url, cluster=settings.redis_cluster)
     tokens = token_service(settings)
@@ -52,7 +52,7 @@ async def start_server(
     app.on_cleanup.append(close_redis)
     runner = web.AppRunner(app, access_log=None, shutdown_timeout=3)  # as `serve`: a lingering client must not hold the teardown
     await runner.setup()
-    site = front_site(runner, "127.0.0.1", 0)
+    site = front_site(runner, "127.0.0.1", listen_port)
     await site.start()
     port = runner.addresses[0][1]
     return ServerUnderTest(url=f"http://127.0.0.1:{port}", services=app[SERVICES_KEY], tokens=tokens, app=app, runner=runner)

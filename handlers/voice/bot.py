@@ -16,6 +16,7 @@ from aiohttp import web
 
 from auth.claims import Claims
 from handlers.context import Services
+from handlers.auth_cookie import public_base
 from handlers.http_common import bearer_claims, client_address, guarded, json_body
 from handlers.idempotency import idempotent
 from handlers.ids import parse_session_ref
@@ -55,18 +56,27 @@ class BotRoutes:
         """Run one of ``/start``, ``/session [id|link]``, ``/done``, ``/login``."""
         claims, body = await self._request(request)
         message = validate(BotCommand, body)
-        result = await self.run_command(claims, message.text, message.reply_to_text, address=self._address(request))
+        base = public_base(request, self._s.public_url)
+        result = await self.run_command(
+            claims, message.text, message.reply_to_text, address=self._address(request), base_url=base
+        )
         return web.json_response(result)
 
     async def run_command(
-        self, claims: Claims, text: str, reply_to_text: str | None, *, address: str
+        self, claims: Claims, text: str, reply_to_text: str | None, *, address: str, base_url: str = ""
     ) -> dict[str, Any]:
-        """A command for the user of ``claims`` from ``address`` (shared by this route and chat adapters)."""
+        """A command for the user of ``claims`` from ``address`` (shared by this route and chat adapters).
+
+        ``base_url`` starts the links it answers (``/login``): SESSIONHUB_PUBLIC_URL, else the
+        origin the request was addressed to.
+        """
         match = _COMMAND.match(text.strip())
         if match is None:
             raise CodedError(ErrorCode.INVALID_PAYLOAD, "text must start with a command")
         name, argument = match.group(1), (match.group(2) or "").strip()
-        handler = {"start": self._start, "session": self._session, "done": self._done, "login": self._login}.get(name)
+        if name == "login":
+            return {"command": "/login", **await self._login(claims, base_url or self._s.public_url.rstrip("/"))}
+        handler = {"start": self._start, "session": self._session, "done": self._done}.get(name)
         if handler is None:
             raise CodedError(ErrorCode.INVALID_PAYLOAD, f"unknown command /{name}")
         result = await handler(claims, argument, reply_to_text, address)
@@ -99,7 +109,7 @@ class BotRoutes:
         url = session_url(self._s, active_id)
         return {"reply": f"Сессия закрыта: {url}", "active_session": None, "closed": closed}
 
-    async def _login(self, claims: Claims, argument: str, reply_to: str | None, address: str) -> dict[str, Any]:
+    async def _login(self, claims: Claims, base_url: str) -> dict[str, Any]:
         """A one-time link that signs a browser in as this token's user, never beyond this token.
 
         The link stands for these very claims (``exp`` included): the token it is exchanged for
@@ -112,7 +122,7 @@ class BotRoutes:
         if ttl_s < 1:
             raise CodedError(ErrorCode.UNAUTHORIZED, "this token expires too soon to ask for a login link")
         token = await self._s.login_tokens.issue(claims.to_payload(), ttl_s=ttl_s)
-        url = f"{self._s.public_url.rstrip('/')}/tg_auth?token={token}"
+        url = f"{base_url}/tg_auth?token={token}"
         return {"reply": url, "login_url": url, "expires_in_s": ttl_s}
 
     async def material(self, request: web.Request) -> web.Response:

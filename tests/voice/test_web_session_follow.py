@@ -74,7 +74,8 @@ async def test_the_empty_states_new_voice_session_starts_one_here(server: Server
 
 async def test_a_used_login_link_says_so_in_its_heading(server: ServerUnderTest, tab: Tab) -> None:
     page = await tab.open("/tg_auth?token=spent-or-made-up")
-    await expect(page.locator("#login-status")).to_contain_text("used already or has expired")
-    await expect(page.locator("h1")).to_have_text("Login link expired")
+    await expect(page.locator("#login-status")).to_contain_text("works once")
+    await expect(page.locator("h1")).to_have_text("This link was already used or has expired")
+    await expect(page).to_have_title("This link was already used or has expired · sessionhub")
     page = await tab.open("/tg_auth")
-    await expect(page.locator("h1")).to_have_text("Login link incomplete")
+    await expect(page.locator("h1")).to_have_text("This link is incomplete")

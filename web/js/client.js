@@ -79,74 +79,223 @@ function isFresh(record) {
   return typeof record.expires_at !== "number" || record.expires_at - EXPIRY_MARGIN_S > Date.now() / 1000;
 }
 
-// Only a guest token this page fetched itself may be replaced: swapping a signed-in user's
-// expired token for a guest one would silently turn them into somebody else.
+// A token this page may restore by itself: one backed by this browser's refresh cookie
+// (`device`), or a guest token from before the cookies. A token pasted in by hand is not:
+// replacing it would silently turn a signed-in user into somebody else.
 function renewable(record) {
-  return record === null || record.guest === true;
+  return record === null || record.guest === true || record.device === true;
 }
 
-let guestRequest = null;
-
-function guestTokenFrom(path, headers = {}) {
-  // One request serves every caller that needs a guest token at the same moment.
-  guestRequest ??= (async () => {
-    const response = await request(path, { method: "POST", headers });
-    const body = await readJson(response);
-    if (!response.ok) throw toError(response, body);
-    keepToken(body.token, { expiresAt: body.expires_at, guest: true });
-    return body.token;
-  })().finally(() => {
-    guestRequest = null;
-  });
-  return guestRequest;
-}
-
-function fetchGuestToken() {
-  return guestTokenFrom("/api/auth/guest");
-}
-
-// A guest past half its token's life renews it for the same guest id, so that it keeps
-// access to its own sessions; once expired it could only become a new guest.
+// Past half its life a token is renewed in the background, for the same user.
 function dueForRefresh(record) {
-  if (record.guest !== true || typeof record.obtained_at !== "number") return false;
+  if (!renewable(record) || typeof record.obtained_at !== "number") return false;
   return Date.now() / 1000 > (record.obtained_at + record.expires_at) / 2;
 }
 
-/** The bearer token: the stored one while fresh, else a new guest token (see `renewable`). */
+/**
+ * The bearer token: the stored one while fresh, else this browser's identity restored from
+ * its refresh cookie. Only a browser that never had an identity becomes a new guest; one whose
+ * identity cannot be restored is told so (ApiError `identity_lost`, see `restoreIdentity`).
+ */
 export async function getToken() {
   const record = storedToken();
   if (record && isFresh(record)) {
-    if (dueForRefresh(record)) {
-      guestTokenFrom("/api/auth/refresh", { Authorization: `Bearer ${record.token}` }).catch(() => {});
-    }
+    if (dueForRefresh(record)) restoreIdentity().catch(() => {});
     return record.token;
   }
   if (!renewable(record)) throw new ApiError("unauthorized", "Your sign-in has expired; sign in again.", 401);
-  return fetchGuestToken();
-}
-
-/**
- * Exchange a one-time login link's token (chat bot `/login`) for this user's token and keep it.
- * Rejects with ApiError (`unauthorized` when the link was used or has expired).
- */
-export async function signInWithLoginToken(loginToken) {
-  const response = await request("/api/auth/one_time", {
-    method: "POST",
-    headers: { "Content-Type": "application/json" },
-    body: JSON.stringify({ token: loginToken }),
-  });
-  const body = await readJson(response);
-  if (!response.ok) throw toError(response, body);
-  keepToken(body.token, { expiresAt: body.expires_at });
-  return body.user_id;
+  return restoreIdentity();
 }
 
 /** Forget `token` after the server refused it; false when it is not ours to replace. */
 function dropRefused(token) {
   const record = storedToken();
   if (!renewable(record)) return false;
-  if (record && record.token === token) localStorage.removeItem(TOKEN_KEY);
+  if (record && record.token === token) {
+    // Remember that there was an identity: restoring must say so if it fails, not mint a guest.
+    if (localStorage.getItem(IDENTITY_KEY) === null) localStorage.setItem(IDENTITY_KEY, JSON.stringify({ user_id: null }));
+    localStorage.removeItem(TOKEN_KEY);
+  }
   return true;
+}
+
+// --- identity: the refresh cookie (issue 22) -------------------------------------------
+// The identity itself is an HttpOnly cookie this script never sees; `IDENTITY_KEY` only
+// remembers that this browser had one, so that losing it is said, never papered over.
+
+/** localStorage key of `{user_id, name}`: the identity this browser last had. */
+export const IDENTITY_KEY = "sessionhub.identity";
+const REFRESH_LOCK = "sessionhub.refresh";
+// Sent with every cookie request: a request a cross-site form cannot make (see PROTOCOL.md).
+const PAGE_HEADERS = { "Content-Type": "application/json", "X-Sessionhub-Client": "web" };
+
+function rememberIdentity(body) {
+  const record = {
+    token: body.token,
+    expires_at: body.expires_at,
+    guest: body.guest === true,
+    device: true,
+    obtained_at: Date.now() / 1000,
+  };
+  localStorage.setItem(TOKEN_KEY, JSON.stringify(record));
+  localStorage.setItem(IDENTITY_KEY, JSON.stringify({ user_id: body.user_id, name: body.name ?? "" }));
+  window.dispatchEvent(new CustomEvent("sessionhub:identity", { detail: { user_id: body.user_id } }));
+  return record.token;
+}
+
+/** The identity this browser last had (`{user_id, name}`), or null. */
+export function knownIdentity() {
+  try {
+    return JSON.parse(localStorage.getItem(IDENTITY_KEY) ?? "null");
+  } catch {
+    return null;
+  }
+}
+
+async function authPost(path, extraHeaders = {}) {
+  const response = await request(path, {
+    method: "POST",
+    headers: { ...PAGE_HEADERS, ...extraHeaders },
+    body: "{}",
+    credentials: "same-origin",
+  });
+  return { response, body: await readJson(response) };
+}
+
+function lost(error) {
+  const message =
+    {
+      revoked: "This device was signed out.",
+      reused: "Your sign-in was used from somewhere else, so this device was signed out to be safe.",
+      expired: "Your sign-in here has expired.",
+    }[error.details?.reason] ?? "Your identity on this device could not be restored.";
+  const err = new ApiError("identity_lost", message, 401, error.details);
+  window.dispatchEvent(new CustomEvent("sessionhub:identity-lost", { detail: err }));
+  return err;
+}
+
+async function refreshOnce(orNewGuest) {
+  const legacy = storedToken();
+  // A guest token from before the cookies still proves who it is: the server then sets the cookie.
+  const bearer = legacy?.guest === true && !legacy.device && isFresh(legacy) ? { Authorization: `Bearer ${legacy.token}` } : {};
+  const { response, body } = await authPost("/api/auth/refresh", bearer);
+  if (response.ok) return rememberIdentity(body);
+  const error = toError(response, body);
+  if (error.code === "rate_limited" || response.status >= 500) throw error;
+  const hadOne = storedToken() !== null || knownIdentity() !== null;
+  if (error.details?.reason === "no_credential" && !hadOne) {
+    if (orNewGuest) return startNewGuest(); // a first visit: nobody to lose
+    throw new ApiError("no_identity", "This browser has no identity yet.", 401, error.details);
+  }
+  throw lost(error);
+}
+
+let refreshing = null;
+
+/**
+ * This browser's identity, restored from its refresh cookie (one request for every caller,
+ * and one tab at a time: two tabs presenting the same cookie would look like a stolen one).
+ * Rejects with ApiError `identity_lost` (and fires `sessionhub:identity-lost` on window) when
+ * there was an identity and it cannot be restored. A browser that never had one becomes a new
+ * guest, unless `orNewGuest` is false (then: ApiError `no_identity`).
+ */
+export function restoreIdentity({ orNewGuest = true } = {}) {
+  // A caller that must not mint a guest joins a restore in flight, but never lends its
+  // "no guest" to the callers that may (they would be left without a token).
+  if (!orNewGuest) return refreshing ?? lockedRefresh(false);
+  refreshing ??= lockedRefresh(true).finally(() => {
+    refreshing = null;
+  });
+  return refreshing;
+}
+
+function lockedRefresh(orNewGuest) {
+  const startedAt = Date.now() / 1000;
+  const run = async () => {
+    const record = storedToken(); // another tab (or caller) may have refreshed while we waited
+    if (record?.device && isFresh(record) && record.obtained_at >= startedAt) return record.token;
+    return refreshOnce(orNewGuest);
+  };
+  return navigator.locks ? navigator.locks.request(REFRESH_LOCK, run) : run();
+}
+
+/** Become a new guest on purpose (first visit, or after the page said the old identity is gone). */
+export async function startNewGuest() {
+  const { response, body } = await authPost("/api/auth/guest");
+  if (!response.ok) throw toError(response, body);
+  return rememberIdentity(body);
+}
+
+/**
+ * Redeem a one-time link (a device link, or a chat bot's `/login` link) and keep what it gives.
+ * Rejects with ApiError (`unauthorized` when the link was used or has expired).
+ */
+export async function signInWithLoginToken(loginToken) {
+  const response = await request("/api/auth/one_time", {
+    method: "POST",
+    headers: PAGE_HEADERS,
+    body: JSON.stringify({ token: loginToken }),
+    credentials: "same-origin",
+  });
+  const body = await readJson(response);
+  if (!response.ok) throw toError(response, body);
+  // A device link opens a device (its cookie came with this answer); a bot link gives a bare token.
+  if (body.device_id) {
+    rememberIdentity(body);
+    return body.user_id;
+  }
+  const record = { token: body.token, expires_at: body.expires_at, guest: false, obtained_at: Date.now() / 1000 };
+  localStorage.setItem(TOKEN_KEY, JSON.stringify(record));
+  return body.user_id;
+}
+
+/** True when this browser can use passkeys (WebAuthn with the JSON helpers). */
+export function passkeysSupported() {
+  return typeof PublicKeyCredential !== "undefined" && typeof PublicKeyCredential.parseCreationOptionsFromJSON === "function";
+}
+
+/** Keep this identity with a new passkey (the browser asks the person); resolves to its view. */
+export async function addPasskey(label = "") {
+  const { challenge_id, options } = await api("/api/auth/passkeys/register/options", { method: "POST" });
+  const credential = await navigator.credentials.create({ publicKey: PublicKeyCredential.parseCreationOptionsFromJSON(options) });
+  return api("/api/auth/passkeys/register", { method: "POST", body: { challenge_id, credential: credential.toJSON(), label } });
+}
+
+/** Sign this browser in with a passkey: it becomes the passkey's user (a new device of theirs). */
+export async function signInWithPasskey() {
+  const started = await authPost("/api/auth/passkeys/login/options");
+  if (!started.response.ok) throw toError(started.response, started.body);
+  const { challenge_id, options } = started.body;
+  const credential = await navigator.credentials.get({ publicKey: PublicKeyCredential.parseRequestOptionsFromJSON(options) });
+  const response = await request("/api/auth/passkeys/login", {
+    method: "POST",
+    headers: PAGE_HEADERS,
+    body: JSON.stringify({ challenge_id, credential: credential.toJSON() }),
+    credentials: "same-origin",
+  });
+  const body = await readJson(response);
+  if (!response.ok) throw toError(response, body);
+  rememberIdentity(body);
+  return body.user_id;
+}
+
+/** Sign this device out (`everywhere`: every device of this user); the page then has no identity. */
+export async function signOut({ everywhere = false } = {}) {
+  let body;
+  if (everywhere) {
+    // With a current token (restored first if needed): this must not fail silently.
+    body = await api("/api/auth/logout_all", { method: "POST", body: {} });
+  } else {
+    const headers = { ...PAGE_HEADERS };
+    const record = storedToken();
+    if (record) headers.Authorization = `Bearer ${record.token}`;
+    const response = await request("/api/auth/logout", { method: "POST", headers, body: "{}", credentials: "same-origin" });
+    body = await readJson(response);
+    if (!response.ok) throw toError(response, body);
+  }
+  localStorage.removeItem(TOKEN_KEY);
+  localStorage.removeItem(IDENTITY_KEY);
+  return body;
 }
 
 // --- REST -------------------------------------------------------------------------------
@@ -287,6 +436,7 @@ export function connect({ onState = () => {} } = {}) {
     onState("connected");
   });
   socket.on("disconnect", (reason) => onState("offline", reason));
+  socket.on("signed_out", (data) => signedOutHere(data, onState));
   socket.on("connect_error", (err) => {
     if (err?.message !== "unauthorized") {
       onState("offline", err?.message); // the manager retries by itself
@@ -303,6 +453,14 @@ export function connect({ onState = () => {} } = {}) {
   });
   onState("connecting");
   return socket;
+}
+
+// The server signed this device out (here or from another device): say so, keep no token.
+function signedOutHere(data, onState) {
+  localStorage.removeItem(TOKEN_KEY);
+  const err = new ApiError("identity_lost", "This device was signed out.", 401, { reason: "revoked" });
+  window.dispatchEvent(new CustomEvent("sessionhub:identity-lost", { detail: err }));
+  onState("unauthorized", data?.message ?? err.message);
 }
 
 /** Emit `event` and resolve to its `{ok: true}` ack; reject with ApiError otherwise. */

@@ -8,7 +8,7 @@
  * 412, so an offline edit never erases a live one. Server data reaches the DOM through
  * textContent, value and dataset only.
  */
-import { $, call, connect, getToken, showConnection, subscribeSession } from "./client.js";
+import { $, call, connect, getToken, knownIdentity, showConnection, subscribeSession } from "./client.js";
 import { OrphanBanner } from "./orphan_banner.js";
 import { Player } from "./pattern_audio.js";
 import { STEP_COUNTS, applyOp, clone, newTrack } from "./pattern_state.js";
@@ -214,8 +214,10 @@ function moveCursor(cursor) {
 function identity() {
   const stored = sessionStorage.getItem("sessionhub.pattern.me");
   if (stored) return JSON.parse(stored);
+  // The person's display name (set in the identity panel) when they chose one.
+  const chosen = knownIdentity()?.name;
   const made = {
-    name: `Player ${Math.floor(Math.random() * 900 + 100)}`,
+    name: chosen && chosen !== "Guest" ? chosen : `Player ${Math.floor(Math.random() * 900 + 100)}`,
     colour: COLOURS[Math.floor(Math.random() * COLOURS.length)],
   };
   sessionStorage.setItem("sessionhub.pattern.me", JSON.stringify(made));

@@ -1,0 +1,207 @@
+"""Who am I: ``/api/auth/me``, the devices list, sign out everywhere, and device links."""
+
+from __future__ import annotations
+
+import io
+from typing import Annotated
+
+import segno
+from aiohttp import web
+from pydantic import BaseModel, Field
+
+from auth.claims import Claims
+from handlers import auth_cookie
+from handlers.auth_http import grant_of
+from handlers.context import Services
+from handlers.http_common import bearer_claims, client_address, guarded, json_body
+from handlers.openapi_registry import Operation, document
+from handlers.payloads import Payload, validate
+from protocol.errors import CodedError, ErrorCode
+from storage.identity.repository import MAX_NAME_CHARS
+
+
+class Rename(Payload):
+    """``PATCH /api/auth/me``."""
+
+    name: Annotated[str, Field(min_length=1, max_length=MAX_NAME_CHARS, pattern=r"^[^\x00-\x1f\x7f]+$")]
+
+
+class DeviceView(BaseModel):
+    """One signed-in device."""
+
+    device_id: str
+    label: str
+    created_at: int  # unix ms
+    last_used_at: int  # unix ms
+    current: bool
+
+
+class Me(BaseModel):
+    """The caller's identity."""
+
+    user_id: str
+    name: str
+    guest: bool
+    saved: bool
+    admin: bool
+    device_id: str
+    devices: list[DeviceView]
+
+
+class DeviceLink(BaseModel):
+    """A one-time link signing another device in as the caller, and its QR code (SVG)."""
+
+    url: str
+    expires_in_s: int
+    qr_svg: str
+
+
+class Revoked(BaseModel):
+    """Devices signed out."""
+
+    revoked: int
+
+
+TAG = "auth"
+OPERATIONS = (
+    Operation(
+        "get", "/api/auth/me", "The caller's identity and signed-in devices", tag=TAG, statuses=(401, 503), response=Me
+    ),
+    Operation(
+        "patch",
+        "/api/auth/me",
+        "Set the caller's display name (tokens carry it from their next refresh)",
+        tag=TAG,
+        body=Rename,
+        statuses=(400, 401, 413, 503),
+        response=Me,
+    ),
+    Operation(
+        "delete",
+        "/api/auth/devices/{device_id}",
+        "Sign one of the caller's devices out",
+        tag=TAG,
+        statuses=(401, 404, 503),
+        response=Revoked,
+    ),
+    Operation(
+        "post",
+        "/api/auth/logout_all",
+        "Sign every device of the caller out (this one included)",
+        tag=TAG,
+        statuses=(401, 403, 503),
+        response=Revoked,
+    ),
+    Operation(
+        "post",
+        "/api/auth/link",
+        "A one-time link (and QR code) that signs another device in as the caller",
+        tag=TAG,
+        statuses=(401, 403, 429, 503),
+        ok=(201,),
+        response=DeviceLink,
+    ),
+)
+
+
+class AccountRoutes:
+    """The identity a page shows, its devices, and links for more devices."""
+
+    def __init__(self, services: Services) -> None:
+        self._s = services
+
+    def register(self, app: web.Application) -> None:
+        """Attach the routes to ``app``."""
+        app.router.add_get("/api/auth/me", guarded(self.me))
+        app.router.add_patch("/api/auth/me", guarded(self.rename))
+        app.router.add_delete("/api/auth/devices/{device_id}", guarded(self.revoke))
+        app.router.add_post("/api/auth/logout_all", guarded(self.logout_all))
+        app.router.add_post("/api/auth/link", guarded(self.link))
+        document(app, OPERATIONS)
+
+    def _claims(self, request: web.Request) -> Claims:
+        return bearer_claims(request, self._s.tokens, self._s.clock)
+
+    async def me(self, request: web.Request) -> web.Response:
+        """The caller's profile and devices; every page asks at load, which keeps the device.
+
+        A guest who creates a session and leaves before any refresh still lands here on the
+        session's page: from then on the identity owns something and is kept.
+        """
+        claims = self._claims(request)
+        if claims.fam:
+            await self._s.identities.touch(claims.sub, claims.fam, self._s.clock.now_ms())
+        return web.json_response((await self._me(claims)).model_dump())
+
+    async def _me(self, claims: Claims) -> Me:
+        profile = await self._s.identities.profile(claims.sub)
+        devices = [
+            DeviceView(
+                device_id=d.family_id,
+                label=d.label,
+                created_at=d.created_ms,
+                last_used_at=d.last_used_ms,
+                current=d.family_id == claims.fam,
+            )
+            for d in await self._s.identities.devices(claims.sub)
+        ]
+        return Me(
+            user_id=claims.sub,
+            name=profile.name or claims.name,
+            guest=claims.guest,
+            saved=profile.saved,
+            admin=profile.admin,
+            device_id=claims.fam,
+            devices=devices,
+        )
+
+    async def rename(self, request: web.Request) -> web.Response:
+        """Set the display name."""
+        claims = self._claims(request)
+        body = validate(Rename, await json_body(request, max_bytes=1024))
+        await self._s.identities.rename(claims.sub, body.name.strip() or "Guest")
+        return web.json_response((await self._me(claims)).model_dump())
+
+    async def revoke(self, request: web.Request) -> web.Response:
+        """Sign one device out."""
+        claims = self._claims(request)
+        family_id = request.match_info["device_id"]
+        if not await self._s.identities.revoke(claims.sub, family_id):
+            raise CodedError(ErrorCode.NOT_FOUND, "no such device of yours")
+        self._s.tokens.revoked_families |= {family_id}
+        return web.json_response(Revoked(revoked=1).model_dump())
+
+    async def logout_all(self, request: web.Request) -> web.Response:
+        """Sign every device out; other nodes refuse their tokens within the revocation poll."""
+        auth_cookie.require_page_request(request, self._s.public_url)
+        claims = self._claims(request)
+        revoked = await self._s.identities.revoke_all(claims.sub)
+        self._s.tokens.revoked_families |= set(revoked)
+        response = web.json_response(Revoked(revoked=len(revoked)).model_dump())
+        auth_cookie.clear_credential(response)
+        return response
+
+    async def link(self, request: web.Request) -> web.Response:
+        """A single-use link for another device, valid ``SESSIONHUB_LOGIN_LINK_TTL_S``."""
+        claims = self._claims(request)
+        if not claims.fam:
+            raise CodedError(ErrorCode.FORBIDDEN, "only a signed-in browser can link another device")
+        address = client_address(request, trust_forwarded_for=self._s.trust_forwarded_for)
+        if not await self._s.limiter.hit("link", claims.sub, limit=self._s.limits.signins_per_min, window_s=60):
+            raise CodedError(ErrorCode.RATE_LIMITED, "too many device links; wait a minute")
+        if not await self._s.limiter.hit("link-addr", address, limit=self._s.limits.signins_per_min, window_s=60):
+            raise CodedError(ErrorCode.RATE_LIMITED, "too many device links; wait a minute")
+        ttl_s = self._s.limits.login_link_ttl_s
+        exp = int(self._s.clock.now_s()) + ttl_s
+        record = {"sub": claims.sub, "exp": exp, "device_link": True, "grant": grant_of(claims)}
+        token = await self._s.login_tokens.issue(record, ttl_s=ttl_s)
+        url = f"{auth_cookie.public_base(request, self._s.public_url)}/tg_auth?token={token}"
+        answer = DeviceLink(url=url, expires_in_s=ttl_s, qr_svg=qr_svg(url))
+        return web.json_response(answer.model_dump(), status=201)
+
+
+def qr_svg(url: str) -> str:
+    """The QR code of ``url`` as an inline SVG document."""
+    out = io.BytesIO()
+    segno.make(url, error="m").save(out, kind="svg", scale=4, border=2, xmldecl=False, svgns=True)
+    return out.getvalue().decode()

@@ -1,0 +1,1 @@
+"""Identity storage: user profiles, device refresh families, revocations."""

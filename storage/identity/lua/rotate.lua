@@ -1,0 +1,36 @@
+-- Rotate one device's refresh credential: the presented secret must be the current one.
+-- KEYS[1] family      hash: user, secret, previous, rotated_ms, last_used_ms, revoked
+-- KEYS[2] spent       list of rotated-away secret hashes, newest first
+-- ARGV[1] presented   sha256 hex of the presented secret
+-- ARGV[2] fresh       sha256 hex of the secret that replaces it
+-- ARGV[3] now_ms
+-- ARGV[4] ttl_s       the family's lifetime from now (sliding)
+-- ARGV[5] grace_ms    how long the previous secret is answered without rotation (two tabs racing)
+-- ARGV[6] spent_max   how many rotated-away hashes to remember
+-- Returns {outcome, user}: rotated | concurrent | reused | revoked | invalid | missing.
+local family, spent = KEYS[1], KEYS[2]
+local presented, fresh = ARGV[1], ARGV[2]
+local now_ms, ttl_s = tonumber(ARGV[3]), tonumber(ARGV[4])
+local grace_ms, spent_max = tonumber(ARGV[5]), tonumber(ARGV[6])
+
+local f = redis.call('HMGET', family, 'user', 'secret', 'previous', 'rotated_ms', 'revoked')
+local user, secret, previous, rotated_ms, revoked = f[1], f[2], f[3], tonumber(f[4]) or 0, f[5]
+if not user then return {'missing', ''} end
+if revoked == '1' then return {'revoked', user} end
+if presented == secret then
+  redis.call('HSET', family, 'secret', fresh, 'previous', secret, 'rotated_ms', now_ms, 'last_used_ms', now_ms)
+  redis.call('LPUSH', spent, secret)
+  redis.call('LTRIM', spent, 0, spent_max - 1)
+  redis.call('EXPIRE', family, ttl_s)
+  redis.call('EXPIRE', spent, ttl_s)
+  return {'rotated', user}
+end
+-- Two tabs refreshing at once present the same secret: the second one is not a thief.
+if presented == previous and now_ms - rotated_ms <= grace_ms then
+  return {'concurrent', user}
+end
+if redis.call('LPOS', spent, presented) then
+  redis.call('HSET', family, 'revoked', '1', 'revoked_ms', now_ms)
+  return {'reused', user}
+end
+return {'invalid', user}

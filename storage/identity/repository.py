@@ -1,0 +1,309 @@
+"""Identities that outlive a token: profiles, one refresh family per device, revocations.
+
+A device holds a refresh credential ``<family id>.<secret>`` (an HttpOnly cookie); Redis keeps
+only the secret's hash. Every use rotates the secret (``identity/rotate.lua``); presenting a
+rotated-away secret again means the credential was copied, and the family is revoked. A
+revoked family's id stays in :meth:`Keys.revoked_families` for as long as an access token
+minted from it may live, so that every node refuses those tokens too.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+import secrets
+from dataclasses import dataclass
+from typing import Any, cast
+
+from redis.asyncio import Redis
+
+from storage.clock import Clock
+from storage.keys import Keys
+from storage.scripts import plain_script
+
+FAMILY_ID = re.compile(r"^[0-9a-f]{24}$")
+_SECRET = re.compile(r"^[A-Za-z0-9_-]{40,64}$")
+MAX_NAME_CHARS = 60
+
+
+@dataclass(frozen=True, slots=True)
+class IdentityConfig:
+    """How long identities and credentials live."""
+
+    refresh_ttl_s: int  # a device not seen for this long must sign in again
+    guest_idle_s: int  # an identity that owns nothing and saved nothing is forgotten after this
+    access_ttl_s: int  # the longest an access token may live (how long a revocation is remembered)
+    revocation_poll_s: float = 2.0  # how often each node reads the revoked devices
+    rotation_grace_s: float = 10.0
+    spent_max: int = 64
+    max_devices: int = 50
+
+
+@dataclass(frozen=True, slots=True)
+class Profile:
+    """Who a user is, as the pages show it."""
+
+    user_id: str
+    name: str
+    guest: bool
+    saved: bool
+    admin: bool
+    created_ms: int
+
+
+@dataclass(frozen=True, slots=True)
+class Device:
+    """One signed-in device (a refresh family)."""
+
+    family_id: str
+    label: str
+    created_ms: int
+    last_used_ms: int
+    grant: dict[str, Any]
+
+
+@dataclass(frozen=True, slots=True)
+class Rotation:
+    """What presenting a refresh credential did.
+
+    ``outcome``: ``rotated`` (``credential`` is the new one), ``concurrent`` (a second tab
+    within the grace time: no new credential), ``reused`` (the family is now revoked),
+    ``revoked``, ``invalid``, ``missing``, ``malformed``.
+    """
+
+    outcome: str
+    user_id: str = ""
+    family_id: str = ""
+    credential: str | None = None
+    grant: dict[str, Any] | None = None
+
+
+def _digest(secret: str) -> str:
+    return hashlib.sha256(secret.encode()).hexdigest()
+
+
+def split_credential(credential: str) -> tuple[str, str] | None:
+    """``(family id, secret)`` of a well-formed credential, else None."""
+    family_id, _, secret = credential.partition(".")
+    if not FAMILY_ID.match(family_id) or not _SECRET.match(secret):
+        return None
+    return family_id, secret
+
+
+class Identities:
+    """Profiles, device families and revocations in Redis."""
+
+    def __init__(self, *, redis: Redis, keys: Keys, clock: Clock, config: IdentityConfig) -> None:
+        self._redis = redis
+        self._keys = keys
+        self._clock = clock
+        self.config = config
+        self._rotate = plain_script(redis, "identity/rotate.lua")
+        self._revoke = plain_script(redis, "identity/revoke.lua")
+
+    # --- profiles --------------------------------------------------------------------
+    async def create_user(self, user_id: str, *, name: str = "Guest", guest: bool = True) -> Profile:
+        """Record a new user (kept ``guest_idle_s`` until it owns or saves something)."""
+        key = self._keys.user_profile(user_id)
+        now_ms = self._clock.now_ms()
+        fields: dict[Any, Any] = {"name": name, "guest": int(guest), "saved": 0, "admin": 0, "created_ms": now_ms}
+        async with self._redis.pipeline(transaction=True) as pipe:
+            pipe.hset(key, mapping=fields)
+            pipe.expire(key, self.config.guest_idle_s)
+            await pipe.execute()
+        return Profile(user_id, name, guest, False, False, now_ms)
+
+    async def profile(self, user_id: str) -> Profile:
+        """The user's profile; a user known only from a token gets a default one."""
+        raw = cast(dict[str, str], await self._redis.hgetall(self._keys.user_profile(user_id)))
+        if not raw:
+            return Profile(user_id, "", guest=user_id.startswith("guest-"), saved=False, admin=False, created_ms=0)
+        return Profile(
+            user_id=user_id,
+            name=raw.get("name", ""),
+            guest=raw.get("guest") == "1",
+            saved=raw.get("saved") == "1",
+            admin=raw.get("admin") == "1",
+            created_ms=int(raw.get("created_ms") or 0),
+        )
+
+    async def rename(self, user_id: str, name: str) -> None:
+        """Set the display name (kept as long as the profile is)."""
+        await self._redis.hset(self._keys.user_profile(user_id), "name", name[:MAX_NAME_CHARS])
+        await self.keep(user_id)
+
+    async def set_admin(self, user_id: str, admin: bool) -> None:
+        """Grant or withdraw the admin permission; tokens carry it from their next refresh."""
+        key = self._keys.user_profile(user_id)
+        async with self._redis.pipeline(transaction=True) as pipe:
+            pipe.hset(key, "admin", int(admin))
+            pipe.hsetnx(key, "created_ms", self._clock.now_ms())
+            pipe.hsetnx(key, "saved", 1)
+            pipe.persist(key)  # an operator's grant is not a guest's passing visit
+            await pipe.execute()
+
+    async def mark_saved(self, user_id: str, saved: bool) -> None:
+        """Mark the identity saved (it holds a passkey) or not; a saved one never expires idle."""
+        key = self._keys.user_profile(user_id)
+        async with self._redis.pipeline(transaction=True) as pipe:
+            pipe.hset(key, "saved", int(saved))
+            pipe.hsetnx(key, "created_ms", self._clock.now_ms())
+            pipe.hsetnx(key, "name", "Guest")
+            await pipe.execute()
+        await self.keep(user_id)
+
+    async def keep(self, user_id: str) -> int:
+        """Extend the user's identity keys; their lifetime (s).
+
+        An identity that owns a session, a history or a saved credential lives as long as its
+        devices are used (``refresh_ttl_s``); one that owns nothing lasts ``guest_idle_s``, so a
+        passing visitor costs bounded storage.
+        """
+        k = self._keys
+        owned = await self._redis.exists(
+            k.user_recent(user_id), k.user_sessions(user_id), k.user_streams(user_id), k.listening_history(user_id)
+        )
+        saved = await self._redis.hget(k.user_profile(user_id), "saved") == "1"
+        ttl_s = self.config.refresh_ttl_s if owned or saved else self.config.guest_idle_s
+        async with self._redis.pipeline(transaction=False) as pipe:
+            if owned or saved:
+                pipe.persist(k.user_profile(user_id))
+            else:
+                pipe.expire(k.user_profile(user_id), ttl_s)
+            pipe.expire(k.user_families(user_id), ttl_s)
+            await pipe.execute()
+        return ttl_s
+
+    # --- device families -------------------------------------------------------------
+    async def open_family(self, user_id: str, *, label: str, grant: dict[str, Any]) -> tuple[str, str]:
+        """A new device for ``user_id``: its family id and its first credential.
+
+        ``grant`` (perms, guest, telegram_user_id) is what tokens minted from it may carry.
+        """
+        family_id, secret = secrets.token_hex(12), secrets.token_urlsafe(32)
+        now_ms = self._clock.now_ms()
+        ttl_s = await self.keep(user_id)
+        fields: dict[Any, Any] = {
+            "user": user_id,
+            "secret": _digest(secret),
+            "created_ms": now_ms,
+            "last_used_ms": now_ms,
+            "rotated_ms": now_ms,
+            "label": label[:120],
+            "grant": json.dumps(grant),
+        }
+        async with self._redis.pipeline(transaction=False) as pipe:
+            pipe.hset(self._keys.family(family_id), mapping=fields)
+            pipe.expire(self._keys.family(family_id), ttl_s)
+            pipe.zadd(self._keys.user_families(user_id), {family_id: now_ms})
+            pipe.expire(self._keys.user_families(user_id), ttl_s)
+            await pipe.execute()
+        await self._cap_devices(user_id)
+        return family_id, f"{family_id}.{secret}"
+
+    async def rotate(self, credential: str) -> Rotation:
+        """Trade a credential for the next one (see :class:`Rotation`); revokes on reuse."""
+        parts = split_credential(credential)
+        if parts is None:
+            return Rotation("malformed")
+        family_id, secret = parts
+        fresh = secrets.token_urlsafe(32)
+        now_ms = self._clock.now_ms()
+        outcome, user_id = await self._rotate(
+            keys=[self._keys.family(family_id), self._keys.family_spent(family_id)],
+            args=[
+                _digest(secret),
+                _digest(fresh),
+                now_ms,
+                self.config.refresh_ttl_s,
+                int(self.config.rotation_grace_s * 1000),
+                self.config.spent_max,
+            ],
+        )
+        if outcome == "reused":
+            await self._forget(user_id, [family_id])
+        if outcome not in ("rotated", "concurrent"):
+            return Rotation(outcome, user_id, family_id)
+        await self.touch(user_id, family_id, now_ms)
+        grant = json.loads(await self._redis.hget(self._keys.family(family_id), "grant") or "{}")
+        next_credential = f"{family_id}.{fresh}" if outcome == "rotated" else None
+        return Rotation(outcome, user_id, family_id, next_credential, grant)
+
+    async def touch(self, user_id: str, family_id: str, now_ms: int) -> None:
+        """A device was used: extend it and its identity (as long as ``keep`` says)."""
+        ttl_s = await self.keep(user_id)
+        async with self._redis.pipeline(transaction=False) as pipe:
+            pipe.zadd(self._keys.user_families(user_id), {family_id: now_ms})
+            pipe.expire(self._keys.user_families(user_id), ttl_s)
+            pipe.expire(self._keys.family(family_id), ttl_s)
+            pipe.expire(self._keys.family_spent(family_id), ttl_s)
+            await pipe.execute()
+
+    async def family_user(self, family_id: str) -> str:
+        """The user a family belongs to ("" when unknown)."""
+        if not FAMILY_ID.match(family_id):
+            return ""
+        return cast(str | None, await self._redis.hget(self._keys.family(family_id), "user")) or ""
+
+    async def devices(self, user_id: str) -> list[Device]:
+        """The user's live devices, most recently used first."""
+        ids = cast(list[str], await self._redis.zrevrange(self._keys.user_families(user_id), 0, -1))
+        async with self._redis.pipeline(transaction=False) as pipe:
+            for family_id in ids:
+                pipe.hgetall(self._keys.family(family_id))
+            records: list[dict[str, str]] = await pipe.execute()
+        found: list[Device] = []
+        gone: list[str] = []
+        for family_id, raw in zip(ids, records, strict=True):
+            if not raw or raw.get("revoked") == "1" or raw.get("user") != user_id:
+                gone.append(family_id)
+                continue
+            grant = json.loads(raw.get("grant") or "{}")
+            found.append(
+                Device(family_id, raw.get("label", ""), int(raw["created_ms"]), int(raw["last_used_ms"]), grant)
+            )
+        if gone:
+            await self._redis.zrem(self._keys.user_families(user_id), *gone)
+        return found
+
+    async def revoke(self, user_id: str, family_id: str) -> bool:
+        """Sign one device of ``user_id`` out; False when it is not one of theirs."""
+        if not FAMILY_ID.match(family_id):
+            return False
+        done = await self._revoke(keys=[self._keys.family(family_id)], args=[user_id, self._clock.now_ms()])
+        if done:
+            await self._forget(user_id, [family_id])
+        return bool(done)
+
+    async def revoke_all(self, user_id: str) -> list[str]:
+        """Sign every device of ``user_id`` out; the family ids revoked."""
+        ids = cast(list[str], await self._redis.zrange(self._keys.user_families(user_id), 0, -1))
+        revoked = [family_id for family_id in ids if await self.revoke(user_id, family_id)]
+        return revoked
+
+    async def _forget(self, user_id: str, family_ids: list[str]) -> None:
+        # Access tokens of these families live at most access_ttl_s more: refuse them that long.
+        until_ms = self._clock.now_ms() + self.config.access_ttl_s * 1000
+        async with self._redis.pipeline(transaction=False) as pipe:
+            if user_id:
+                pipe.zrem(self._keys.user_families(user_id), *family_ids)
+            pipe.zadd(self._keys.revoked_families(), dict.fromkeys(family_ids, until_ms))
+            await pipe.execute()
+
+    async def _cap_devices(self, user_id: str) -> None:
+        # Bounded storage per user: past max_devices the least recently used device is signed out.
+        key = self._keys.user_families(user_id)
+        extra = await self._redis.zcard(key) - self.config.max_devices
+        if extra > 0:
+            for family_id in cast(list[str], await self._redis.zrange(key, 0, extra - 1)):
+                await self.revoke(user_id, family_id)
+
+    async def revoked_now(self) -> set[str]:
+        """Family ids whose access tokens must still be refused (expired entries are dropped)."""
+        key = self._keys.revoked_families()
+        async with self._redis.pipeline(transaction=False) as pipe:
+            pipe.zremrangebyscore(key, "-inf", self._clock.now_ms())
+            pipe.zrange(key, 0, -1)
+            _, ids = await pipe.execute()
+        return set(ids)

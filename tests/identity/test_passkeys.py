@@ -1,0 +1,182 @@
+"""Passkeys in Chromium (CDP virtual authenticator), and the refusals around them."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import pytest
+import pytest_asyncio
+from playwright.async_api import Browser, CDPSession, Page, expect
+from redis.asyncio import Redis
+
+from auth.relying_party import RelyingParty
+from tests.browser import new_tab
+from tests.helpers import RedisProcess, ServerUnderTest, free_port
+from tests.identity.support import Browser as Caller
+from tests.identity.test_web import in_page
+
+
+@pytest_asyncio.fixture
+async def pserver(redis: Redis, redis_process: RedisProcess, tmp_path: Path) -> AsyncIterator[ServerUnderTest]:
+    """A server whose public URL is http://localhost:<port> (a relying party browsers accept)."""
+    from tests.conftest import start_server
+
+    port = free_port()
+    url = f"http://localhost:{port}"
+    srv = await start_server(redis_process.url, tmp_path, listen_port=port, public_url=url, revocation_poll_s=0.05)
+    srv.url = url
+    yield srv
+    await srv.stop()
+
+
+async def authenticator(page: Page) -> tuple[CDPSession, str]:
+    """A virtual platform authenticator (resident keys, user verification) for this page's context."""
+    cdp = await page.context.new_cdp_session(page)
+    await cdp.send("WebAuthn.enable", {"enableUI": False})
+    options = {
+        "protocol": "ctap2",
+        "transport": "internal",
+        "hasResidentKey": True,
+        "hasUserVerification": True,
+        "isUserVerified": True,
+        "automaticPresenceSimulation": True,
+    }
+    added = await cdp.send("WebAuthn.addVirtualAuthenticator", {"options": options})
+    return cdp, added["authenticatorId"]
+
+
+async def test_a_passkey_added_in_one_browser_signs_another_in_as_the_same_user(
+    pserver: ServerUnderTest, browser: Browser
+) -> None:
+    first = await new_tab(browser, pserver)
+    second = await new_tab(browser, pserver)
+    try:
+        cdp, first_authenticator = await authenticator(first.page)
+        page = await first.open("/streams")
+        await page.locator("#title-input").fill("Passkey stream")
+        await page.locator("#create-button").click()
+        await page.wait_for_url("**/streams/*")
+        stream_id = page.url.rsplit("/", 1)[1]
+        user_id = await page.locator("#identity").get_attribute("data-user-id")
+        assert user_id and user_id.startswith("guest-")
+        await page.locator("#identity-name").click()
+        await page.locator("#identity-add-passkey").click()
+        await expect(page.locator("#identity-passkey-status")).to_contain_text("Passkey added")
+        await expect(page.locator("#identity-passkeys li")).to_have_count(1)
+        profile = await pserver.services.identities.profile(user_id)
+        assert profile.saved and await pserver.services.redis.ttl(pserver.services.keys.user_profile(user_id)) == -1
+
+        # The same passkey, on another device (as a synced passkey would be).
+        credentials = (await cdp.send("WebAuthn.getCredentials", {"authenticatorId": first_authenticator}))["credentials"]
+        assert len(credentials) == 1
+        cdp2, second_authenticator = await authenticator(second.page)
+        await cdp2.send("WebAuthn.addCredential", {"authenticatorId": second_authenticator, "credential": credentials[0]})
+        other = await second.open("/")
+        await expect(other.locator("#identity")).to_have_attribute("data-state", "none")
+        await other.locator("#identity-passkey-signin").click()
+        await expect(other.locator("#identity")).to_have_attribute("data-user-id", user_id)
+        mine = await in_page(other, "/api/me/sessions")
+        assert stream_id in str(mine)
+        dash = await second.open(f"/streams/{stream_id}")
+        await expect(dash.locator("#connection")).to_have_attribute("data-state", "live")  # the owner's dashboard
+
+        # Remove it: it signs nobody in any more.
+        page = await first.open("/streams")
+        await page.locator("#identity-name").click()
+        await page.locator("#identity-passkeys li button").click()
+        await expect(page.locator("#identity-passkeys li")).to_have_count(0)
+        third = await new_tab(browser, pserver)
+        try:
+            cdp3, third_authenticator = await authenticator(third.page)
+            await cdp3.send("WebAuthn.addCredential", {"authenticatorId": third_authenticator, "credential": credentials[0]})
+            again = await third.open("/")
+            await again.locator("#identity-passkey-signin").click()
+            await expect(again.locator("#identity [role=alert]")).to_contain_text("not known here")
+        finally:
+            await third.page.context.close()
+        assert not first.errors and not second.errors, first.errors + second.errors
+    finally:
+        await first.page.context.close()
+        await second.page.context.close()
+
+
+@pytest_asyncio.fixture
+async def http() -> AsyncIterator[aiohttp.ClientSession]:
+    async with aiohttp.ClientSession(cookie_jar=aiohttp.DummyCookieJar()) as session:
+        yield session
+
+
+async def test_challenges_are_single_use_and_ceremonies_refuse_garbage(
+    pserver: ServerUnderTest, http: aiohttp.ClientSession
+) -> None:
+    page = Caller(http, pserver.url)
+    await page.guest()
+    started = await page.call("POST", "/api/auth/passkeys/register/options")
+    assert started.status == 200 and started.body["options"]["rp"]["id"] == "localhost"
+    challenge_id = started.body["challenge_id"]
+    bogus: dict[str, Any] = {"id": "AAAA", "rawId": "AAAA", "type": "public-key", "response": {}}
+    answer = await page.call("POST", "/api/auth/passkeys/register", json={"challenge_id": challenge_id, "credential": bogus})
+    assert (answer.status, answer.body["error"]) == (400, "invalid_payload")
+    again = await page.call("POST", "/api/auth/passkeys/register", json={"challenge_id": challenge_id, "credential": bogus})
+    assert (again.status, again.body["reason"]) == (401, "challenge")  # used once already
+    login = await page.post("/api/auth/passkeys/login/options", json={})
+    assert login.status == 200
+    wrong_purpose = await page.call(
+        "POST", "/api/auth/passkeys/register", json={"challenge_id": login.body["challenge_id"], "credential": bogus}
+    )
+    assert wrong_purpose.status == 401
+    huge = {"challenge_id": "x" * 32, "credential": {"id": "A" * 20_000}}
+    assert (await page.call("POST", "/api/auth/passkeys/register", json=huge)).status == 413
+    typed = await page.call("POST", "/api/auth/passkeys/register", json={"challenge_id": 5, "credential": []})
+    assert (typed.status, typed.body["error"]) == (400, "invalid_payload")
+    cross = await page.post("/api/auth/passkeys/login/options", json={}, origin="https://evil.example")
+    assert cross.status == 403
+    unknown = await page.post("/api/auth/passkeys/login", json={"challenge_id": "x" * 32, "credential": bogus})
+    assert (unknown.status, unknown.body["reason"]) == (401, "challenge")
+    statuses = [
+        (await page.post("/api/auth/passkeys/login/options", json={})).status
+        for _ in range(pserver.services.limits.signins_per_min)
+    ]
+    assert statuses[-1] == 429
+
+
+@pytest.mark.parametrize(
+    ("url", "works"),
+    [
+        ("https://hub.example.org", True),
+        ("https://hub.example.org:8443/app", True),
+        ("http://localhost:8080", True),
+        ("http://hub.example.org", False),
+        ("https://10.0.0.5", False),
+        ("http://127.0.0.1:8080", False),
+        ("hub.example.org", False),
+    ],
+)
+def test_the_relying_party_comes_from_the_public_url_or_start_is_refused(url: str, works: bool) -> None:
+    if works:
+        party = RelyingParty.from_public_url(url)
+        assert party.rp_id in url and url.startswith(party.origin)
+    else:
+        with pytest.raises(ValueError, match="SESSIONHUB_PASSKEYS=false"):
+            RelyingParty.from_public_url(url)
+
+
+async def test_without_a_public_url_passkeys_say_they_are_off(iserver: ServerUnderTest, http: aiohttp.ClientSession) -> None:
+    page = Caller(http, iserver.url)
+    await page.guest()
+    listed = await page.call("GET", "/api/auth/passkeys")
+    assert listed.status == 200 and listed.body == {"enabled": False, "passkeys": []}
+    refused = await page.call("POST", "/api/auth/passkeys/register/options")
+    assert (refused.status, refused.body["reason"]) == (403, "off")
+
+
+async def test_a_public_url_unfit_for_passkeys_refuses_to_start(redis_process: RedisProcess, tmp_path: Path) -> None:
+    from tests.conftest import start_server
+
+    with pytest.raises(ValueError, match="passkeys need https"):
+        await start_server(redis_process.url, tmp_path, public_url="http://hub.example.org")
+    srv = await start_server(redis_process.url, tmp_path, public_url="http://hub.example.org", passkeys=False)
+    await srv.stop()

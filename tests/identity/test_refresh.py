@@ -1,0 +1,163 @@
+"""The refresh cookie: an identity that outlives its access tokens, rotated, revoked on reuse, CSRF-proof."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+
+import aiohttp
+import pytest
+import pytest_asyncio
+
+from auth.claims import Permission
+from protocol.errors import CodedError
+from tests.helpers import ServerUnderTest
+from tests.identity.support import ACCESS_TTL_S, Browser
+
+
+@pytest_asyncio.fixture
+async def http() -> AsyncIterator[aiohttp.ClientSession]:
+    async with aiohttp.ClientSession(cookie_jar=aiohttp.DummyCookieJar()) as session:
+        yield session
+
+
+def _browser(http: aiohttp.ClientSession, server: ServerUnderTest) -> Browser:
+    return Browser(http, server.url)
+
+
+async def test_a_page_guest_gets_an_httponly_cookie_scoped_to_the_auth_routes(
+    iserver: ServerUnderTest, http: aiohttp.ClientSession
+) -> None:
+    page = _browser(http, iserver)
+    answer = await page.guest()
+    assert answer.status == 201 and answer.cookie
+    assert answer.cookie_attrs["httponly"] is True and answer.cookie_attrs["samesite"] == "Strict"
+    assert answer.cookie_attrs["path"] == "/api/auth" and int(answer.cookie_attrs["max-age"]) > 30 * 86400
+    assert answer.cookie not in answer.body.values()  # never readable by the page's scripts
+    claims = iserver.tokens.verify(answer.body["token"])
+    assert claims.guest and len(claims.fam) == 24 and claims.exp - iserver.services.clock.now_s() <= ACCESS_TTL_S
+
+
+async def test_a_plain_post_gets_a_token_but_no_cookie(iserver: ServerUnderTest, http: aiohttp.ClientSession) -> None:
+    async with http.post(f"{iserver.url}/api/auth/guest") as resp:
+        assert resp.status == 201 and "Set-Cookie" not in resp.headers
+
+
+async def test_the_cookie_restores_the_same_user_after_the_access_token_expired(
+    iserver: ServerUnderTest, http: aiohttp.ClientSession
+) -> None:
+    # The visit happens an hour ago (tokens carry real times: the clock starts early, not ends late).
+    iserver.services.clock.shift_ms = -(ACCESS_TTL_S + 3600) * 1000
+    page = _browser(http, iserver)
+    user_id = (await page.guest()).body["user_id"]
+    session_id = await iserver.create_session(user=user_id)
+    iserver.services.clock.shift_ms = 0  # now: no page was open since
+    expired = await page.call("GET", "/api/me/sessions")
+    assert expired.status == 401
+    first = page.credential
+    answer = await page.refresh()
+    assert answer.status == 200 and answer.body["user_id"] == user_id
+    assert answer.cookie and answer.cookie != first  # rotated on every use
+    mine = await page.call("GET", "/api/me/sessions")
+    assert mine.status == 200 and session_id in str(mine.body)
+
+
+async def test_reusing_a_rotated_credential_revokes_the_whole_family(
+    iserver: ServerUnderTest, http: aiohttp.ClientSession
+) -> None:
+    page = _browser(http, iserver)
+    await page.guest()
+    stolen = page.credential
+    assert (await page.refresh()).status == 200
+    token_before_theft = page.token
+    iserver.services.clock.shift_ms += 11_000  # past the two-tabs grace time
+    thief = Browser(http, iserver.url, credential=stolen)
+    reused = await thief.refresh()
+    assert (reused.status, reused.body["error"], reused.body["reason"]) == (401, "unauthorized", "reused")
+    legit = await page.refresh()  # the family is gone for the rightful device too
+    assert (legit.status, legit.body["reason"]) == (401, "revoked")
+    with pytest.raises(CodedError):  # and its access tokens are refused at once
+        iserver.tokens.verify(token_before_theft)
+
+
+async def test_two_tabs_refreshing_at_once_keep_the_family(iserver: ServerUnderTest, http: aiohttp.ClientSession) -> None:
+    page = _browser(http, iserver)
+    user_id = (await page.guest()).body["user_id"]
+    both = page.credential
+    first = await page.refresh()
+    second = await Browser(http, iserver.url, credential=both).refresh()  # the other tab, same old cookie
+    assert first.status == second.status == 200 and second.body["user_id"] == user_id
+    assert second.cookie is None  # it keeps the cookie the first tab got
+    assert (await page.refresh()).status == 200
+
+
+async def test_csrf_a_cross_site_or_simple_request_is_refused_and_rotates_nothing(
+    iserver: ServerUnderTest, http: aiohttp.ClientSession
+) -> None:
+    page = _browser(http, iserver)
+    await page.guest()
+    before = page.credential
+    cross = await page.post("/api/auth/refresh", json={}, origin="https://evil.example")
+    assert (cross.status, cross.body["error"], cross.body["reason"]) == (403, "forbidden", "cross_origin")
+    simple = await page.post("/api/auth/refresh")  # what a cross-site form can send
+    assert (simple.status, simple.body["reason"]) == (403, "simple_request")
+    assert page.credential == before
+    assert (await page.refresh()).status == 200  # the credential was neither rotated nor revoked
+    custom = await page.post("/api/auth/refresh", headers={"X-Sessionhub-Client": "web"})
+    assert custom.status == 200
+    evil_guest = await page.post("/api/auth/guest", json={}, origin="https://evil.example")
+    assert evil_guest.status == 403 and evil_guest.cookie is None
+
+
+async def test_without_a_credential_the_refusal_says_so(iserver: ServerUnderTest, http: aiohttp.ClientSession) -> None:
+    answer = await _browser(http, iserver).refresh()
+    assert (answer.status, answer.body["reason"]) == (401, "no_credential")
+    forged = await Browser(http, iserver.url, credential="0" * 24 + "." + "x" * 43).refresh()
+    assert (forged.status, forged.body["reason"]) == (401, "expired")
+    garbage = await Browser(http, iserver.url, credential="not a credential").refresh()
+    assert (garbage.status, garbage.body["reason"]) == (401, "invalid")
+
+
+async def test_refreshes_are_rate_limited(iserver: ServerUnderTest, http: aiohttp.ClientSession) -> None:
+    page = _browser(http, iserver)
+    await page.guest()
+    statuses = [(await page.refresh()).status for _ in range(iserver.services.limits.signins_per_min + 1)]
+    assert statuses[:-1] == [200] * iserver.services.limits.signins_per_min and statuses[-1] == 429
+
+
+async def test_an_old_page_with_a_guest_token_gets_its_cookie(iserver: ServerUnderTest, http: aiohttp.ClientSession) -> None:
+    async with http.post(f"{iserver.url}/api/auth/guest") as resp:
+        old = await resp.json()
+    page = _browser(http, iserver)
+    answer = await page.post("/api/auth/refresh", json={}, headers={"Authorization": f"Bearer {old['token']}"})
+    assert answer.status == 200 and answer.cookie and answer.body["user_id"] == old["user_id"]
+    assert (await page.refresh()).body["user_id"] == old["user_id"]
+
+
+async def test_an_unused_guest_expires_but_one_owning_a_session_does_not(
+    iserver: ServerUnderTest, http: aiohttp.ClientSession
+) -> None:
+    keys, redis = iserver.services.keys, iserver.services.redis
+    idle_s = iserver.services.identities.config.guest_idle_s
+    page = _browser(http, iserver)
+    user_id = (await page.guest()).body["user_id"]
+    assert 0 < await redis.ttl(keys.user_profile(user_id)) <= idle_s
+    family_ttl_s = await redis.ttl(keys.family(page.credential.partition(".")[0]))  # type: ignore[union-attr]
+    assert 0 < family_ttl_s <= idle_s
+    await iserver.create_session(user=user_id)
+    await page.call("GET", "/api/auth/me")  # the session's page loads (no refresh needed)
+    assert await redis.ttl(keys.user_profile(user_id)) == -1  # owns a session: kept
+    assert await redis.ttl(keys.family(page.credential.partition(".")[0])) > idle_s  # type: ignore[union-attr]
+
+
+async def test_admin_granted_on_the_server_arrives_at_the_next_refresh(
+    iserver: ServerUnderTest, http: aiohttp.ClientSession
+) -> None:
+    page = _browser(http, iserver)
+    user_id = (await page.guest()).body["user_id"]
+    assert Permission.ADMIN not in iserver.tokens.verify(page.token).perms
+    await iserver.services.identities.set_admin(user_id, True)
+    await page.refresh()
+    assert Permission.ADMIN in iserver.tokens.verify(page.token).perms
+    await iserver.services.identities.set_admin(user_id, False)
+    await page.refresh()
+    assert Permission.ADMIN not in iserver.tokens.verify(page.token).perms

@@ -1,0 +1,244 @@
+/**
+ * Who am I, on every page: the current identity in the top bar (display name, editable), its
+ * devices with last use and revoke, a one-time link + QR code for another device, sign out and
+ * sign out everywhere. It also says so when this browser's identity could not be restored
+ * (`sessionhub:identity-lost`), and offers to start over as a new guest — never silently.
+ *
+ * It mints nothing on its own: a first visit without an identity shows "No identity yet".
+ */
+import {
+  ApiError,
+  addPasskey,
+  api,
+  knownIdentity,
+  passkeysSupported,
+  restoreIdentity,
+  signInWithPasskey,
+  signOut,
+  startNewGuest,
+  TOKEN_KEY,
+} from "./client.js";
+
+function el(tag, attrs = {}, ...children) {
+  const node = document.createElement(tag);
+  for (const [key, value] of Object.entries(attrs)) {
+    if (key === "onclick") node.addEventListener("click", value);
+    else if (value !== undefined) node.setAttribute(key, value);
+  }
+  node.append(...children);
+  return node;
+}
+
+const when = (ms) => new Date(ms).toLocaleString();
+
+let root = null; // the top bar's identity control
+let panel = null; // the details panel (devices, link, sign out)
+
+function mount() {
+  const bar = document.querySelector("header.topbar") ?? document.body;
+  root = el("span", { id: "identity", class: "identity", "data-state": "loading" });
+  bar.append(root);
+  window.addEventListener("sessionhub:identity-lost", (event) => showLost(event.detail));
+  // The page became someone (a first visit's guest, a sign-in): show who.
+  window.addEventListener("sessionhub:identity", (event) => {
+    if (root.dataset.userId !== event.detail.user_id) load();
+  });
+  load();
+}
+
+async function load() {
+  const hasToken = localStorage.getItem(TOKEN_KEY) !== null;
+  if (!hasToken && knownIdentity() === null) {
+    // Maybe only the cookie is left (storage cleared): try it, but never mint a guest here.
+    try {
+      await restoreIdentity({ orNewGuest: false });
+    } catch {
+      return showNone();
+    }
+  }
+  try {
+    showMe(await api("/api/auth/me"));
+  } catch (err) {
+    if (err instanceof ApiError && err.code === "identity_lost") showLost(err);
+    else showNone();
+  }
+}
+
+function passkeySignIn() {
+  if (!passkeysSupported()) return "";
+  const button = el("button", { id: "identity-passkey-signin", class: "button", type: "button" }, "Sign in with a passkey");
+  button.addEventListener("click", async () => {
+    try {
+      await signInWithPasskey();
+      location.reload();
+    } catch (err) {
+      button.after(el("span", { role: "alert", class: "muted" }, ` ${err.message}`));
+    }
+  });
+  return button;
+}
+
+function showNone() {
+  root.dataset.state = "none";
+  root.replaceChildren(el("span", { class: "muted" }, "No identity yet "), passkeySignIn());
+}
+
+function showLost(err) {
+  if (!root) return;
+  root.dataset.state = "lost";
+  const start = el("button", { id: "identity-start-over", class: "button", type: "button", onclick: () => startOver() }, "Start as a new guest");
+  const notice = el(
+    "span",
+    { id: "identity-lost", class: "notice", role: "alert" },
+    `${err.message} Your streams and sessions stay with the old identity; sign in with a device link or passkey to get it back. `,
+    passkeySignIn(),
+    " ",
+    start,
+  );
+  root.replaceChildren(notice);
+}
+
+async function startOver() {
+  localStorage.removeItem("sessionhub.identity");
+  await startNewGuest();
+  location.reload();
+}
+
+function showMe(me) {
+  root.dataset.state = "known";
+  root.dataset.userId = me.user_id;
+  const name = el("button", { id: "identity-name", class: "button", type: "button", "aria-expanded": "false" }, me.name || "Guest");
+  name.addEventListener("click", () => togglePanel(me, name));
+  root.replaceChildren(name);
+}
+
+function togglePanel(me, opener) {
+  if (panel) {
+    panel.remove();
+    panel = null;
+    opener.setAttribute("aria-expanded", "false");
+    return;
+  }
+  opener.setAttribute("aria-expanded", "true");
+  panel = el("div", { id: "identity-panel", class: "panel identity-panel" });
+  root.append(panel);
+  renderPanel(me);
+  listPasskeys().catch(() => {});
+}
+
+function renderPanel(me) {
+  const nameInput = el("input", { id: "identity-name-input", value: me.name || "", maxlength: "60", "aria-label": "Display name" });
+  const save = el("button", { class: "button", type: "button", onclick: () => rename(nameInput.value) }, "Save name");
+  const devices = el("ul", { id: "identity-devices" });
+  for (const device of me.devices) {
+    const revoke = el("button", { class: "button", type: "button", onclick: () => revokeDevice(device.device_id) }, "Sign out");
+    devices.append(
+      el(
+        "li",
+        { "data-device": device.device_id },
+        `${device.current ? "This device" : device.label || "A device"} · last used ${when(device.last_used_at)} `,
+        device.current ? "" : revoke,
+      ),
+    );
+  }
+  panel.replaceChildren(
+    el("p", { class: "muted" }, me.guest ? "You are a guest: this browser keeps who you are." : "Signed in.", ` Id: ${me.user_id}`),
+    el("p", {}, nameInput, " ", save),
+    el("h2", {}, "Your devices"),
+    devices,
+    el("p", {}, el("button", { id: "identity-link", class: "button", type: "button", onclick: () => showLink() }, "Link another device")),
+    el("div", { id: "identity-link-out" }),
+    el("h2", {}, "Passkeys"),
+    el("ul", { id: "identity-passkeys" }),
+    el(
+      "p",
+      {},
+      el("button", { id: "identity-add-passkey", class: "button", type: "button", onclick: () => savePasskey() }, "Keep this identity: add a passkey"),
+      " ",
+      passkeySignIn(),
+    ),
+    el("p", { id: "identity-passkey-status", class: "muted", role: "status" }),
+    el(
+      "p",
+      { class: "actions" },
+      el("button", { id: "identity-signout", class: "button", type: "button", onclick: () => leave(false) }, "Sign out"),
+      " ",
+      el("button", { id: "identity-signout-all", class: "button", type: "button", onclick: () => leave(true) }, "Sign out everywhere"),
+    ),
+  );
+}
+
+async function listPasskeys() {
+  const list = document.getElementById("identity-passkeys");
+  const status = document.getElementById("identity-passkey-status");
+  const { enabled, passkeys } = await api("/api/auth/passkeys");
+  if (!enabled || !passkeysSupported()) {
+    document.getElementById("identity-add-passkey").hidden = true;
+    status.textContent = enabled ? "This browser cannot use passkeys." : "Passkeys are not set up on this server.";
+    return;
+  }
+  list.replaceChildren(
+    ...passkeys.map((key) =>
+      el(
+        "li",
+        { "data-passkey": key.passkey_id },
+        `${key.label || "Passkey"} · added ${when(key.created_at)} `,
+        el("button", { class: "button", type: "button", onclick: () => removePasskey(key.passkey_id) }, "Remove"),
+      ),
+    ),
+  );
+}
+
+async function savePasskey() {
+  const status = document.getElementById("identity-passkey-status");
+  try {
+    await addPasskey();
+    status.textContent = "Passkey added: sign in with it on any device to be you there.";
+  } catch (err) {
+    status.textContent = `No passkey added: ${err.message}`;
+  }
+  listPasskeys();
+}
+
+async function removePasskey(passkeyId) {
+  await api(`/api/auth/passkeys/${encodeURIComponent(passkeyId)}`, { method: "DELETE" });
+  listPasskeys();
+}
+
+async function rename(name) {
+  const me = await api("/api/auth/me", { method: "PATCH", body: { name: name.trim() || "Guest" } });
+  await restoreIdentity().catch(() => {}); // tokens carry the new name from their next refresh
+  showMe(me);
+}
+
+async function revokeDevice(deviceId) {
+  await api(`/api/auth/devices/${encodeURIComponent(deviceId)}`, { method: "DELETE" });
+  panel?.remove();
+  panel = null;
+  load();
+}
+
+async function showLink() {
+  const out = document.getElementById("identity-link-out");
+  try {
+    const link = await api("/api/auth/link", { method: "POST" });
+    const qr = el("div", { class: "identity-qr", "aria-label": "QR code of the link" });
+    qr.innerHTML = link.qr_svg; // SVG made by the server from the link (segno), no user text in it
+    const minutes = Math.round(link.expires_in_s / 60);
+    out.replaceChildren(
+      el("p", { class: "muted" }, `Open this on the other device within ${minutes} min; it works once.`),
+      el("input", { id: "identity-link-url", readonly: "", value: link.url, "aria-label": "Device link" }),
+      qr,
+    );
+  } catch (err) {
+    out.replaceChildren(el("p", { role: "alert" }, err.message));
+  }
+}
+
+async function leave(everywhere) {
+  await signOut({ everywhere });
+  location.reload();
+}
+
+if (document.readyState === "loading") document.addEventListener("DOMContentLoaded", mount);
+else mount();
