@@ -56,7 +56,7 @@ class JwksKeys:
 
     def decode(self, token: str, key: Any, required: list[str]) -> dict[str, Any]:
         """The verified payload of an RS256 token signed with ``key`` (PyJWT's checks)."""
-        return jwt.decode(  # type: ignore[no-any-return]
+        return jwt.decode(
             token,
             key,
             algorithms=["RS256"],

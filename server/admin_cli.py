@@ -137,8 +137,8 @@ async def _orphans(http: aiohttp.ClientSession, args: argparse.Namespace) -> int
 
 
 async def _set_admin(settings: Settings, user_id: str, admin: bool) -> int:
-    # Imported here: server.cli imports this module to build its parser.
-    from server.cli import redis_for
+    # Imported here: the CLI's parser imports this module, and must stay light (sessionhub --help).
+    from server.commands import redis_for
     from server.services import identity_config_from
 
     if not re.match(USER_ID_PATTERN, user_id):
