@@ -1,4 +1,9 @@
-"""``sessionhub serve | worker | token | admin``."""
+"""``sessionhub serve | worker | token | admin``.
+
+Imports are lazy: the command line is parsed before the app is imported, so ``sessionhub --help``,
+``--version`` and ``token`` do not load aiohttp, Socket.IO and every handler (about 1 s of CPU,
+paid by every child process an operator or a test starts). Each command imports what it runs.
+"""
 
 from __future__ import annotations
 
@@ -10,25 +15,17 @@ import signal
 import sys
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from typing import TYPE_CHECKING
 
-from aiohttp import web
-from redis.asyncio import Redis
+from auth.permissions import GRANTS, Permission
 
-from auth.claims import Permission
-from handlers.context import Services
-from handlers.metrics import Metrics
-from jobs.processors import load_processors
-from protocol.errors import CodedError
-from server import admin_cli, logs
-from server.app import build_app, front_site
-from server.transport.fastpath import UnsupportedVersions, check_versions
-from server.identity import token_service
-from server.process import raise_open_files_limit, tune_gc
-from server.redis_embed import URL_FILE, DataDirBusy, DataDirLock, EmbeddedRedis
-from server.services import build_services, connect_redis
-from server.settings import Settings
-from server.worker import Worker
-from storage.clock import Clock
+if TYPE_CHECKING:
+    from redis.asyncio import Redis
+
+    from handlers.context import Services
+    from handlers.metrics import Metrics
+    from server.settings import Settings
+    from server.worker import Worker
 
 log = logging.getLogger("sessionhub")
 
@@ -59,6 +56,8 @@ async def redis_for(settings: Settings, *, may_embed: bool) -> AsyncIterator[Red
 @asynccontextmanager
 async def _embedded(settings: Settings) -> AsyncIterator[str]:
     """Own the data folder (lock), start its redis-server, yield its URL; stop both at the end."""
+    from server.redis_embed import DataDirBusy, DataDirLock, EmbeddedRedis
+
     lock = DataDirLock(settings.data_dir)
     try:
         lock.acquire()
@@ -74,6 +73,8 @@ async def _embedded(settings: Settings) -> AsyncIterator[str]:
 
 @asynccontextmanager
 async def _connected(settings: Settings, url: str) -> AsyncIterator[Redis]:
+    from server.services import connect_redis
+
     redis = connect_redis(url, max_connections=settings.redis_max_connections, cluster=settings.redis_cluster)
     try:
         try:
@@ -94,6 +95,8 @@ def _recorded_url(settings: Settings) -> str:
 
 
 def _read_recorded_url(settings: Settings) -> str | None:
+    from server.redis_embed import URL_FILE
+
     try:
         return (settings.data_dir / URL_FILE).read_text(encoding="utf-8").strip() or None
     except OSError:
@@ -116,6 +119,9 @@ async def _wait_for_signal() -> None:
 
 
 def _worker(services: Services, settings: Settings) -> Worker:
+    from jobs.processors import load_processors
+    from server.worker import Worker
+
     return Worker(
         services=services,
         processors=load_processors(settings.processors),
@@ -128,6 +134,15 @@ def _worker(services: Services, settings: Settings) -> Worker:
 
 async def serve(settings: Settings) -> None:
     """Run the HTTP + Socket.IO server (and its in-process workers) until SIGINT/SIGTERM."""
+    from aiohttp import web
+
+    from protocol.errors import CodedError
+    from server.app import build_app, front_site
+    from server.identity import token_service
+    from server.process import raise_open_files_limit, tune_gc
+    from server.services import build_services
+    from server.transport.fastpath import UnsupportedVersions, check_versions
+
     try:
         check_versions()  # before anything starts (the embedded Redis included)
     except UnsupportedVersions as exc:
@@ -142,7 +157,12 @@ async def serve(settings: Settings) -> None:
         runner = web.AppRunner(app, access_log=None, shutdown_timeout=SHUTDOWN_TIMEOUT_S)
         await runner.setup()
         site = front_site(runner, settings.host, settings.port)
-        await site.start()
+        try:
+            await site.start()
+        except OSError as exc:  # in use, not an address of this host, a privileged port...
+            await runner.cleanup()
+            services.metrics.close()
+            raise StartupError(f"cannot listen on {settings.host}:{settings.port}: {exc.strerror or exc}") from None
         open_files = raise_open_files_limit()
         tune_gc(settings.gc_gen0_threshold)  # after start-up: what exists now is frozen
         stop_workers = asyncio.Event()
@@ -151,7 +171,8 @@ async def serve(settings: Settings) -> None:
             for _ in range(settings.inprocess_workers)
         ]
         log.info("sessionhub serving on http://%s:%d (up to %d open files)", settings.host, settings.port, open_files)
-        print(f"sessionhub serving on http://{settings.host}:{settings.port}", flush=True)
+        if settings.log_format != "json":  # in JSON mode every line is JSON: the log line above says it
+            print(f"sessionhub serving on http://{settings.host}:{settings.port}", flush=True)
         try:
             await _wait_for_signal()
         finally:
@@ -172,6 +193,8 @@ async def work(settings: Settings) -> None:
     a restarted ``serve`` starts a new redis-server (new port, new password), and a worker
     left on the old address would wait forever on a server that no longer exists.
     """
+    from handlers.metrics import Metrics
+
     stop = asyncio.Event()
     follow = not settings.redis_url
     url = settings.redis_url or _recorded_url(settings)
@@ -187,6 +210,9 @@ async def work(settings: Settings) -> None:
 
 async def _work_while(settings: Settings, stop: asyncio.Event, url: str, *, follow: bool, metrics: Metrics) -> None:
     """The worker on ``url``, reconnected to the recorded URL whenever it changes (``follow``)."""
+    from server.identity import token_service
+    from server.services import build_services
+
     first = True
     while not stop.is_set():
         try:
@@ -194,7 +220,10 @@ async def _work_while(settings: Settings, stop: asyncio.Event, url: str, *, foll
                 services = build_services(settings, redis=redis, tokens=token_service(settings), metrics=metrics)
                 worker = _worker(services, settings)
                 if first:
-                    print(f"sessionhub worker {worker.consumer} running", flush=True)
+                    if settings.log_format == "json":
+                        log.info("sessionhub worker %s running", worker.consumer)
+                    else:
+                        print(f"sessionhub worker {worker.consumer} running", flush=True)
                     first = False
                 url = await _work_until(worker, stop, settings, url if follow else None)
         except StartupError:
@@ -236,40 +265,118 @@ async def _next_url(settings: Settings, current: str, stop: asyncio.Event) -> st
 
 def mint(settings: Settings, args: argparse.Namespace) -> None:
     """Print a token for ``--user`` with the given permissions."""
+    import re
+
+    from pydantic import ValidationError
+
+    from auth.claims import USER_ID_PATTERN
+    from server.identity import token_service
+    from storage.clock import Clock
+
+    if not re.match(USER_ID_PATTERN, args.user):
+        raise StartupError(f"--user {args.user!r}: a user id is 1-128 of A-Z a-z 0-9 _ . : @ -")
+    if not args.perm:
+        raise StartupError("a token with no permission is refused everywhere: give at least one --perm")
+    if args.ttl <= 0:
+        raise StartupError(f"--ttl {args.ttl}: the token would be expired already; give a positive number of seconds")
     tokens = token_service(settings)
-    perms = tuple(Permission(p) for p in (args.perm or []))
-    token, _ = tokens.mint(
-        user_id=args.user,
-        now_s=Clock().now_s(),
-        ttl_s=args.ttl,
-        perms=perms,
-        name=args.name or "",
-        telegram_user_id=args.telegram_user_id or "",
-    )
+    try:
+        token, _ = tokens.mint(
+            user_id=args.user,
+            now_s=Clock().now_s(),
+            ttl_s=args.ttl,
+            perms=tuple(Permission(p) for p in args.perm),
+            name=args.name or "",
+            telegram_user_id=args.telegram_user_id or "",
+        )
+    except ValidationError as exc:
+        raise StartupError(_validation_message(exc, prefix="--")) from None
     print(token)
 
 
-def _parser() -> argparse.ArgumentParser:
+def _validation_message(exc: Exception, *, prefix: str = "SESSIONHUB_") -> str:
+    """One line naming each refused setting or option (a pydantic ValidationError)."""
+    errors: list[dict[str, object]] = getattr(exc, "errors", list)()
+    parts = []
+    for error in errors:
+        loc = error.get("loc", ())
+        name = ".".join(str(part) for part in loc) if isinstance(loc, tuple) else "value"
+        name = name.upper() if prefix == "SESSIONHUB_" else name.replace("_", "-")
+        parts.append(f"{prefix}{name}: {error.get('msg')}")
+    return "; ".join(parts) or str(exc).splitlines()[0]
+
+
+def _port(text: str) -> int:
+    """An argparse type: a TCP port (argparse prints the error on one line and exits 2)."""
+    try:
+        port = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a port number") from None
+    if not 0 < port < 65536:
+        raise argparse.ArgumentTypeError(f"{port} is not a port (1-65535)")
+    return port
+
+
+def _version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("sessionhub")
+    except PackageNotFoundError:  # run from a checkout that was never installed
+        return "unknown (not installed)"
+
+
+def _token_epilog() -> str:
+    width = max(len(p.value) for p in Permission)
+    lines = [f"  {p.value:<{width}}  {GRANTS[p]}" for p in Permission]
+    return "permissions (--perm, repeatable; at least one):\n" + "\n".join(lines)
+
+
+# Kept in step with server/admin_cli.py's; its parser (and aiohttp) is loaded only for `admin`.
+ADMIN_HELP = "admin metrics, export and orphans over HTTP"
+
+
+def _parser(argv: list[str]) -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="sessionhub", description="Real-time session server")
+    parser.add_argument("--version", action="version", version=f"sessionhub {_version()}")
     sub = parser.add_subparsers(dest="command", required=True)
     serve_p = sub.add_parser("serve", help="run the HTTP + Socket.IO server")
     serve_p.add_argument("--host")
-    serve_p.add_argument("--port", type=int)
+    serve_p.add_argument("--port", type=_port)
     sub.add_parser("worker", help="run a post-processing job worker")
-    token_p = sub.add_parser("token", help="mint a JWT for an operator or a test")
-    token_p.add_argument("--user", required=True)
-    token_p.add_argument("--perm", action="append", choices=[p.value for p in Permission])
+    token_p = sub.add_parser(
+        "token",
+        help="mint a JWT for an operator or a test",
+        epilog=_token_epilog(),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    token_p.add_argument("--user", required=True, help="the token's subject (1-128 of A-Z a-z 0-9 _ . : @ -)")
+    token_p.add_argument("--perm", action="append", choices=[p.value for p in Permission], help="a permission (below)")
     token_p.add_argument("--ttl", type=int, default=3600, help="seconds (default 3600)")
     token_p.add_argument("--name")
     token_p.add_argument("--telegram-user-id")
-    admin_cli.add_parser(sub)
+    if argv[:1] == ["admin"]:
+        from server import admin_cli
+
+        admin_cli.add_parser(sub)
+    else:
+        sub.add_parser("admin", help=ADMIN_HELP)
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the ``sessionhub`` console script."""
-    args = _parser().parse_args(argv)
-    settings = Settings()
+    argv = sys.argv[1:] if argv is None else argv
+    args = _parser(argv).parse_args(argv)
+    from pydantic import ValidationError
+
+    from server import logs
+    from server.settings import Settings
+
+    try:
+        settings = Settings()
+    except ValidationError as exc:
+        return _refuse(_validation_message(exc), logs.format_from_environment())
     if getattr(args, "host", None):
         settings.host = args.host
     if getattr(args, "port", None):
@@ -281,12 +388,24 @@ def main(argv: list[str] | None = None) -> int:
         elif args.command == "worker":
             asyncio.run(work(settings))
         elif args.command == "admin":
+            from server import admin_cli
+
             return admin_cli.run(settings, args)
         else:
             mint(settings, args)
     except StartupError as exc:
-        print(f"sessionhub: {exc}", file=sys.stderr)
-        return 1
+        return _refuse(str(exc), settings.log_format)
     except KeyboardInterrupt:
         return 130
     return 0
+
+
+def _refuse(reason: str, log_format: str) -> int:
+    """Say on one line why the process cannot start (a JSON line in JSON mode); exit status 1."""
+    if log_format == "json":
+        from server import logs
+
+        print(logs.json_line("ERROR", "sessionhub", reason), file=sys.stderr, flush=True)
+    else:
+        print(f"sessionhub: {reason}", file=sys.stderr, flush=True)
+    return 1

@@ -5,6 +5,7 @@ from __future__ import annotations
 import datetime
 import json
 import logging
+import os
 
 # Fields a log call may add with ``extra=`` that the JSON lines carry (request and event lines).
 EXTRA_FIELDS = (
@@ -28,6 +29,17 @@ class JsonFormatter(logging.Formatter):
         if record.exc_info:
             line["error"] = self.formatException(record.exc_info)
         return json.dumps(line, ensure_ascii=False, default=str)
+
+
+def json_line(level: str, logger: str, message: str) -> str:
+    """A line as :class:`JsonFormatter` writes it, for what is said before logging is set up."""
+    record = logging.LogRecord(logger, logging.getLevelName(level), "", 0, message, None, None)
+    return JsonFormatter().format(record)
+
+
+def format_from_environment() -> str:
+    """``SESSIONHUB_LOG_FORMAT`` read directly: the settings that carry it may be what failed."""
+    return "json" if os.environ.get("SESSIONHUB_LOG_FORMAT", "").strip().lower() == "json" else "text"
 
 
 def configure(level: str, log_format: str) -> None:

@@ -5,10 +5,13 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal
 
-from pydantic import AliasChoices, Field
+from pydantic import AliasChoices, Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from storage.events import Durability
+
+
+MIN_JWT_SECRET_BYTES = 32
 
 
 class Settings(BaseSettings):
@@ -29,7 +32,7 @@ class Settings(BaseSettings):
     log_level: str = "INFO"
 
     jwt_algorithm: str = "HS256"
-    jwt_secret: str | None = None
+    jwt_secret: str | None = None  # HS256: at least 32 bytes (checked below)
     jwt_public_key: str | None = None
     jwt_private_key: str | None = None
     jwt_issuer: str | None = None
@@ -117,3 +120,14 @@ class Settings(BaseSettings):
 
     # --- admin and operations ------------------------------------------------------------
     log_format: Literal["text", "json"] = "text"  # json: one JSON object per line, with request ids
+
+    @field_validator("jwt_secret")
+    @classmethod
+    def _long_enough(cls, secret: str | None) -> str | None:
+        # RFC 7518 3.2: an HS256 key of fewer than 256 bits can be guessed offline from any token.
+        if secret is not None and len(secret.encode()) < MIN_JWT_SECRET_BYTES:
+            raise ValueError(
+                f"is {len(secret.encode())} bytes; HS256 needs at least {MIN_JWT_SECRET_BYTES} "
+                "(`openssl rand -hex 32` makes one)"
+            )
+        return secret

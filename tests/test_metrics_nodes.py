@@ -7,9 +7,10 @@ from pathlib import Path
 from typing import Any
 
 import aiohttp
+import pytest
 
 from tests.conftest import start_server
-from tests.helpers import Client, RedisProcess, ServerUnderTest, free_port
+from tests.helpers import CHILD_TEST_TIMEOUT_S, Client, RedisProcess, ServerUnderTest, free_port
 from tests.admin.test_http import admin_token
 from tests.admin.test_prometheus import ready, serve
 from tests.test_metrics import scrape_url, value
@@ -62,6 +63,7 @@ async def test_admin_metrics_lists_clients_and_subscriptions_per_node(
         await b.stop()
 
 
+@pytest.mark.timeout(CHILD_TEST_TIMEOUT_S)  # two `serve` children start
 async def test_live_gauges_sum_the_running_processes_and_drop_a_killed_one(
     server: ServerUnderTest, redis_process: RedisProcess, tmp_path: Path, clients: list[Client]
 ) -> None:
@@ -72,7 +74,7 @@ async def test_live_gauges_sum_the_running_processes_and_drop_a_killed_one(
     urls = [f"http://127.0.0.1:{port}" for port in ports]
     token = admin_token(server)
     try:
-        await asyncio.gather(*(ready(url) for url in urls))
+        await asyncio.gather(*(ready(url, p) for url, p in zip(urls, processes, strict=True)))
         session_id = await server.create_session("alice")
         for url, count in zip(urls, (2, 3), strict=True):
             for _ in range(count):

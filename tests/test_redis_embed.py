@@ -15,11 +15,14 @@ from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from pathlib import Path
 
+import pytest
 from redis.asyncio import Redis
 
 from server.redis_embed import EmbeddedRedis
-from tests.helpers import Client, free_port
+from tests.helpers import CHILD_TEST_TIMEOUT_S, Client, free_port
 from tests.test_processes import ROOT, _wait_ready, assert_ran_once, mint, node_env, post
+
+pytestmark = pytest.mark.timeout(CHILD_TEST_TIMEOUT_S)  # `serve` children start
 
 
 def redis_servers_on(data_dir: Path) -> list[int]:
