@@ -1,5 +1,5 @@
 # The two commands of README.md, and the benchmark.
-.PHONY: serve test lint bench soak
+.PHONY: serve test test-install lint bench soak
 
 serve:
 	@scripts/bootstrap.sh serve
@@ -10,6 +10,11 @@ test:
 	.venv/bin/ruff check server handlers jobs auth storage protocol tests bench
 	.venv/bin/mypy
 	.venv/bin/python -m pytest -q
+
+# The wheel built from the sdist, installed in a fresh venv, serving (minutes: not in `make test`).
+test-install:
+	@scripts/bootstrap.sh test
+	.venv/bin/python -m pytest -q -m install tests/test_install.py
 
 lint:
 	@scripts/bootstrap.sh test

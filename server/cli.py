@@ -56,8 +56,12 @@ async def redis_for(settings: Settings, *, may_embed: bool) -> AsyncIterator[Red
 @asynccontextmanager
 async def _embedded(settings: Settings) -> AsyncIterator[str]:
     """Own the data folder (lock), start its redis-server, yield its URL; stop both at the end."""
-    from server.redis_embed import DataDirBusy, DataDirLock, EmbeddedRedis
+    from server.redis_embed import DataDirBusy, DataDirLock, EmbeddedRedis, NoRedisServer, find_redis_server
 
+    try:
+        find_redis_server()  # before the lock: say what to install rather than fail half-way
+    except NoRedisServer as exc:
+        raise StartupError(str(exc)) from None
     lock = DataDirLock(settings.data_dir)
     try:
         lock.acquire()

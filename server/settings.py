@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 from pathlib import Path
 from typing import Literal
 
@@ -12,6 +13,18 @@ from storage.events import Durability
 
 
 MIN_JWT_SECRET_BYTES = 32
+
+
+def default_web_dir() -> Path:
+    """The pages: a checkout's web/ beside the code, else the installed ``sessionhub_web`` package
+    (setup.py ships web/ under that name: a wheel has no place for a top-level folder)."""
+    checkout = Path(__file__).resolve().parent.parent / "web"
+    if checkout.is_dir():
+        return checkout
+    spec = importlib.util.find_spec("sessionhub_web")
+    if spec is not None and spec.submodule_search_locations:
+        return Path(next(iter(spec.submodule_search_locations)))
+    return checkout  # the app's static route says what is missing
 
 
 class Settings(BaseSettings):
@@ -28,7 +41,7 @@ class Settings(BaseSettings):
     key_prefix: str = Field(default="sh", pattern=r"^[A-Za-z0-9_.\-]{1,32}$")
     public_url: str = ""
     trust_forwarded_for: bool = False
-    web_dir: Path = Path(__file__).resolve().parent.parent / "web"
+    web_dir: Path = Field(default_factory=lambda: default_web_dir())
     log_level: str = "INFO"
 
     jwt_algorithm: str = "HS256"

