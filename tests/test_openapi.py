@@ -19,8 +19,10 @@ import pytest
 import schemathesis
 from hypothesis import HealthCheck, settings
 from schemathesis.checks import not_a_server_error
+from openapi_spec_validator import OpenAPIV31SpecValidator
 from schemathesis.specs.openapi.checks import (
     content_type_conformance,
+    positive_data_acceptance,
     response_schema_conformance,
     status_code_conformance,
 )
@@ -59,7 +61,7 @@ def document_of(tmp: Path, **overrides: Any) -> dict[str, Any]:
     services = build_services(
         server_settings, redis=connect_redis(server_settings.redis_url), tokens=token_service(server_settings)
     )
-    return build_document(installed(build_app(server_settings, services=services)))
+    return build_document(installed(build_app(server_settings, services=services)), list_limit=server_settings.list_limit)
 
 
 def _operations(spec: dict[str, Any]) -> set[tuple[str, str]]:
@@ -145,6 +147,29 @@ def real_ids(live_url: str, fuzzer_headers: dict[str, str]) -> dict[str, str]:
 
 _turns = itertools.count()
 
+# Routes that still refuse some requests their schema allows (schemathesis's ST202), each for a
+# rule no JSON schema states: a cross-field rule (an end before its start, "clipped, note or
+# both", a count that must repeat a dry run's, a confirm that must repeat the path), an If-Match
+# that must be current, the multipart fields before the file part, a Telegram command, a UUID
+# inside a body, an IANA zone name. positive_data_acceptance runs on every other route, so a
+# new gap fails; shrink this set as schemas learn the rules (issue 25).
+REFUSES_SOME_SCHEMA_VALID = {
+    ("POST", "/voicebot/activate_session"),
+    ("POST", "/voicebot/bot/command"),
+    ("POST", "/voicebot/materials"),
+    ("POST", "/voicebot/chunks"),
+    ("POST", "/api/sessions"),
+    ("PUT", "/api/sessions/{session_id}"),
+    ("PATCH", "/api/sessions/{session_id}"),
+    ("POST", "/api/streams"),
+    ("PATCH", "/api/streams/{session_id}/clips/{clip_id}"),
+    ("POST", "/api/listening/upload"),
+    ("GET", "/api/listening/stats"),
+    ("GET", "/admin/sessions"),
+    ("DELETE", "/admin/sessions/{session_id}"),
+    ("POST", "/admin/orphans/delete"),
+}
+
 
 def _aim(case: schemathesis.Case, real_ids: dict[str, str]) -> None:
     """Every other case names a session that exists, so the routes past the 404 are fuzzed too."""
@@ -174,7 +199,14 @@ def test_every_route_holds_its_schema(
     case.call_and_validate(
         base_url=live_url,
         headers=fuzzer_headers,
-        checks=[not_a_server_error, status_code_conformance, content_type_conformance, response_schema_conformance],
+        checks=[
+            not_a_server_error,
+            status_code_conformance,
+            content_type_conformance,
+            response_schema_conformance,
+            # A request the schema allows is not refused (ST202).
+            *(() if (case.method.upper(), case.path) in REFUSES_SOME_SCHEMA_VALID else (positive_data_acceptance,)),
+        ],
         timeout=30,
     )
 
@@ -190,6 +222,20 @@ async def test_the_document_covers_every_route_and_only_those(redis_process: Red
         assert WEBHOOK_PATH not in str(served)  # the webhook's secret path is never published
     finally:
         await server.stop()
+
+
+def test_list_limits_say_their_maximum(tmp_path: Path) -> None:
+    spec = document_of(tmp_path, list_limit=50)
+    limits = [
+        p["schema"] for methods in spec["paths"].values() for op in methods.values()
+        for p in op.get("parameters", []) if p["name"] == "limit"
+    ]
+    assert len(limits) >= 4 and all(schema["maximum"] == 50 for schema in limits)
+
+
+def test_the_document_passes_the_openapi_validator(tmp_path: Path) -> None:
+    spec = document_of(tmp_path, voice_telegram_webhook_path=WEBHOOK_PATH)
+    assert [error.message for error in OpenAPIV31SpecValidator(spec).iter_errors()] == []
 
 
 def test_a_route_not_installed_is_not_documented(tmp_path: Path) -> None:
