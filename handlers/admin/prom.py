@@ -28,7 +28,7 @@ from handlers.admin.alerts import Alerts
 from handlers.admin.config import AdminConfig
 from handlers.admin.requests import NoFields, parse_query
 from handlers.context import Services
-from handlers.http_common import UPGRADE_HOOKS, AnsweredUpgrade, guarded
+from handlers.http_common import UPGRADE_HOOKS, AnsweredUpgrade, guarded, route_label
 from handlers.metrics import MULTIPROC_ENV, forget_dead_processes
 from storage.admin.repository import AdminStore
 
@@ -76,8 +76,7 @@ class PrometheusRoutes:
 
     @web.middleware
     async def _count(self, request: web.Request, handler: Any) -> web.StreamResponse:
-        resource = request.match_info.route.resource
-        route = resource.canonical if resource is not None else "unmatched"
+        route = route_label(request)
         started = time.perf_counter()
         status = 500
         try:
