@@ -52,7 +52,7 @@ async def stop(proc: subprocess.Popen[bytes]) -> str:
     if proc.poll() is None:
         proc.send_signal(signal.SIGTERM)
     try:
-        _, stderr = await asyncio.to_thread(proc.communicate, timeout=20)
+        _, stderr = await asyncio.to_thread(proc.communicate, timeout=CHILD_TEST_TIMEOUT_S / 3)
     except subprocess.TimeoutExpired:
         proc.kill()
         raise
@@ -93,7 +93,7 @@ async def test_a_second_serve_on_the_same_folder_is_refused_with_one_line(tmp_pa
     async with serving(tmp_path) as (first, _):
         second, _ = spawn("serve", tmp_path)
         try:
-            _, stderr = await asyncio.to_thread(second.communicate, timeout=20)
+            _, stderr = await asyncio.to_thread(second.communicate, timeout=CHILD_TEST_TIMEOUT_S / 3)
         finally:
             await stop(second)  # when it did not refuse
         lines = stderr.decode().strip().splitlines()
