@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from aiohttp import web
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, PlatformCollector, ProcessCollector
 from prometheus_client.multiprocess import mark_process_dead
 from redis.exceptions import RedisError
 
@@ -62,6 +62,9 @@ class Metrics:
     def __init__(self) -> None:
         self.registry = CollectorRegistry()
         r = self.registry
+        # process_* (CPU, memory, open files) and python_info, as the default registry has them.
+        ProcessCollector(registry=r)
+        PlatformCollector(registry=r)
         self.clients = Gauge(
             "sessionhub_connected_clients", "Connected Socket.IO clients", registry=r, multiprocess_mode="livesum"
         )

@@ -5,7 +5,9 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import platform
 from collections.abc import Awaitable, Callable
+from importlib.metadata import version
 from pathlib import Path
 from typing import Any
 
@@ -237,3 +239,11 @@ async def test_each_socket_event_is_logged_once_with_an_id(
     assert line["event"] == "subscribe_on_session" and line["session_id"] == session_id and line["outcome"] == "ok"
     assert line["request_id"] == ids[0] and line["duration_ms"] >= 0 and line["logger"] == "sessionhub.event"
     assert line["level"] == "INFO"
+
+
+async def test_process_platform_and_build_figures_are_scraped(server: ServerUnderTest) -> None:
+    samples = await scrape_url(server.url, admin_token(server))
+    names = {name for name, _ in samples}
+    assert {"process_cpu_seconds_total", "process_resident_memory_bytes", "python_info"} <= names
+    build = [dict(labels) for name, labels in samples if name == "sessionhub_build_info"]
+    assert build == [{"version": version("sessionhub"), "python": platform.python_version()}]
