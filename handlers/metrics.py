@@ -98,6 +98,11 @@ class Metrics:
         )
         self.jobs_retried = Counter("sessionhub_jobs_retried", "Failed job attempts scheduled again", registry=r)
         self.jobs_dead = Counter("sessionhub_jobs_dead_lettered", "Jobs moved to the dead-letter list", registry=r)
+        self.opened = Counter("sessionhub_connections_opened", "Socket.IO clients admitted", registry=r)
+        self.closed = Counter("sessionhub_connections_closed", "Admitted Socket.IO clients gone away", registry=r)
+        self.refusals = Counter(
+            "sessionhub_connections_refused", "Socket.IO connects refused, by reason", ["reason"], registry=r
+        )
         self._meters: dict[str, EventMeter] = {}
         # Plain counts of this process, for its node heartbeat (a gauge's value is not public API).
         self.clients_now = 0
@@ -118,11 +123,17 @@ class Metrics:
         """A Socket.IO client was admitted."""
         self.clients_now += 1
         self.clients.inc()
+        self.opened.inc()
 
     def disconnected(self) -> None:
         """An admitted client went away."""
         self.clients_now -= 1
         self.clients.dec()
+        self.closed.inc()
+
+    def refused(self, reason: str) -> None:
+        """A Socket.IO connect was refused (``reason``: a fixed word, never a client's text)."""
+        self.refusals.labels(reason).inc()
 
     def subscribed(self) -> None:
         """A client joined a session's room."""

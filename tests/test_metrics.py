@@ -88,12 +88,27 @@ async def test_clients_and_subscriptions_are_gauges_that_go_back_down(
     await until(lambda: _is(server, clients=0, subscriptions=0))
 
 
-async def test_a_refused_connection_is_never_counted(server: ServerUnderTest, clients: list[Client]) -> None:
+async def test_a_refused_connection_is_never_counted(
+    server: ServerUnderTest, clients: list[Client], caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO, logger="handlers.connection_events")
     refused = Client(server.url, "not-a-token")
     with pytest.raises(socketio.exceptions.ConnectionError):
         await refused.connect()
-    await connected(server, clients)
-    assert value(await scrape(server), "sessionhub_connected_clients") == 1
+    client = await connected(server, clients)
+    samples = await scrape(server)
+    assert value(samples, "sessionhub_connected_clients") == 1
+    # ...as a client; it is counted as a refusal, and logged once.
+    assert value(samples, "sessionhub_connections_refused_total", reason="unauthorized") == 1
+    assert value(samples, "sessionhub_connections_opened_total") == 1
+    lines = [r.getMessage() for r in caplog.records if r.name == "handlers.connection_events"]
+    assert len(lines) == 1 and "refused a Socket.IO connection: unauthorized" in lines[0]
+    await client.close()
+    await until(lambda: _closed(server))
+
+
+async def _closed(server: ServerUnderTest) -> bool:
+    return value(await scrape(server), "sessionhub_connections_closed_total") == 1
 
 
 async def _is(server: ServerUnderTest, *, clients: int, subscriptions: int) -> bool:
