@@ -1,5 +1,5 @@
 # The two commands of README.md, and the benchmark.
-.PHONY: serve test test-stock test-versions lint bench soak
+.PHONY: serve test test-stock test-versions test-install lint bench soak
 
 # Lints web/ (JS and CSS; biome.json); installed by scripts/bootstrap.sh test from tools/web.
 BIOME := tools/web/node_modules/.bin/biome
@@ -30,6 +30,11 @@ test-stock:
 test-versions:
 	@scripts/bootstrap.sh test
 	.venv/bin/python scripts/test_versions.py
+
+# The wheel built from the sdist, installed in a fresh venv, serving (minutes: not in `make test`).
+test-install:
+	@scripts/bootstrap.sh test
+	.venv/bin/python -m pytest -q -m install tests/test_install.py
 
 lint:
 	@scripts/bootstrap.sh test

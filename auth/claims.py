@@ -3,21 +3,13 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from enum import StrEnum
 from typing import Annotated, Any
 
 from pydantic import ConfigDict, Field, Strict, TypeAdapter
 
+from auth.permissions import Permission
 
-class Permission(StrEnum):
-    """Permissions after seed 002 (``VOICEBOT_SESSIONS.*``), lower-cased."""
-
-    READ_ALL = "read_all"
-    READ_OWN = "read_own"
-    CREATE = "create"
-    UPDATE = "update"
-    PROCESS = "process"
-    ADMIN = "admin"
+__all__ = ["GUEST_PERMISSIONS", "USER_ID_PATTERN", "Claims", "Permission"]
 
 
 # User ids end up inside Redis keys and hash tags: no braces, no spaces, bounded length.

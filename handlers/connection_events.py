@@ -35,6 +35,9 @@ class ConnectionEvents:
             if claims.exp <= self._s.clock.now_s():
                 raise CodedError(ErrorCode.UNAUTHORIZED, "token expired")
         except CodedError as exc:
+            # One line and a count: a refused connect is otherwise invisible to an operator.
+            self._s.metrics.refused("unauthorized")
+            log.info("refused a Socket.IO connection: unauthorized (%s)", exc.message, extra={"sid": sid})
             raise Refused("unauthorized", {"error": "unauthorized", "message": exc.message}) from None
         limits = self._s.limits
         self._connections.add(

@@ -22,6 +22,25 @@ RouteHandler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 # Where a request naming a session is a use of it (the API routes of every capability).
 USE_PREFIXES = ("/api/", "/voicebot/")
 
+# Routes whose path is a secret (the Telegram webhook's), by that path: the template request
+# logs and metric labels carry instead (a log line or a scrape must not give the secret away).
+SECRET_ROUTES = web.AppKey("secret_routes", dict[str, str])
+
+
+def add_secret_route(app: web.Application, path: str, template: str, handler: RouteHandler) -> None:
+    """``POST path``, known elsewhere only by ``template``."""
+    app.router.add_post(path, handler)
+    app.setdefault(SECRET_ROUTES, {})[path] = template
+
+
+def route_label(request: web.Request) -> str:
+    """The route's path template, for logs and metric labels (a secret path as its template)."""
+    resource = request.match_info.route.resource
+    if resource is None:
+        return "unmatched"
+    canonical = resource.canonical
+    return request.app.get(SECRET_ROUTES, {}).get(canonical, canonical)
+
 # A JSON body (at most SESSIONHUB_MAX_PAYLOAD_BYTES) that takes longer than this is refused.
 BODY_READ_TIMEOUT_S = 10.0
 

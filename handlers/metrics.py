@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from aiohttp import web
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, PlatformCollector, ProcessCollector
 from prometheus_client.multiprocess import mark_process_dead
 from redis.exceptions import RedisError
 
@@ -62,6 +62,9 @@ class Metrics:
     def __init__(self) -> None:
         self.registry = CollectorRegistry()
         r = self.registry
+        # process_* (CPU, memory, open files) and python_info, as the default registry has them.
+        ProcessCollector(registry=r)
+        PlatformCollector(registry=r)
         self.clients = Gauge(
             "sessionhub_connected_clients", "Connected Socket.IO clients", registry=r, multiprocess_mode="livesum"
         )
@@ -95,6 +98,11 @@ class Metrics:
         )
         self.jobs_retried = Counter("sessionhub_jobs_retried", "Failed job attempts scheduled again", registry=r)
         self.jobs_dead = Counter("sessionhub_jobs_dead_lettered", "Jobs moved to the dead-letter list", registry=r)
+        self.opened = Counter("sessionhub_connections_opened", "Socket.IO clients admitted", registry=r)
+        self.closed = Counter("sessionhub_connections_closed", "Admitted Socket.IO clients gone away", registry=r)
+        self.refusals = Counter(
+            "sessionhub_connections_refused", "Socket.IO connects refused, by reason", ["reason"], registry=r
+        )
         self._meters: dict[str, EventMeter] = {}
         # Plain counts of this process, for its node heartbeat (a gauge's value is not public API).
         self.clients_now = 0
@@ -115,11 +123,17 @@ class Metrics:
         """A Socket.IO client was admitted."""
         self.clients_now += 1
         self.clients.inc()
+        self.opened.inc()
 
     def disconnected(self) -> None:
         """An admitted client went away."""
         self.clients_now -= 1
         self.clients.dec()
+        self.closed.inc()
+
+    def refused(self, reason: str) -> None:
+        """A Socket.IO connect was refused (``reason``: a fixed word, never a client's text)."""
+        self.refusals.labels(reason).inc()
 
     def subscribed(self) -> None:
         """A client joined a session's room."""

@@ -202,8 +202,14 @@ def _operation(op: Operation, components: Components) -> dict[str, Any]:
     return doc
 
 
-def build_document(operations: Iterable[Operation], server_url: str = "") -> dict[str, Any]:
-    """The OpenAPI 3.1 document of ``operations`` (a route declared twice fails the build)."""
+def build_document(
+    operations: Iterable[Operation], server_url: str = "", *, list_limit: int | None = None
+) -> dict[str, Any]:
+    """The OpenAPI 3.1 document of ``operations`` (a route declared twice fails the build).
+
+    ``list_limit`` (SESSIONHUB_LIST_LIMIT) is the maximum of every ``limit`` query parameter:
+    a setting, so no model can say it, yet the server refuses a larger one.
+    """
     components = Components()
     paths: dict[str, dict[str, Any]] = {}
     for op in operations:
@@ -211,6 +217,10 @@ def build_document(operations: Iterable[Operation], server_url: str = "") -> dic
         if op.method in methods:
             raise ValueError(f"{op.method.upper()} {op.path} is declared twice")
         methods[op.method] = _operation(op, components)
+        for param in methods[op.method].get("parameters", []):
+            if list_limit is not None and param["in"] == "query" and param["name"] == "limit":
+                highest = min(param["schema"].get("maximum", list_limit), list_limit)
+                param["schema"] = {**param["schema"], "maximum": highest}
     spec: dict[str, Any] = {
         "openapi": "3.1.0",
         "info": {

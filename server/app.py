@@ -35,6 +35,7 @@ from handlers.socket_router import SocketRouter
 from handlers.subscriptions import SubscriptionEvents
 from handlers.voice import capability as voice
 from handlers.web_pages import WebPages
+from server import logs
 from server.bus import Bus
 from server.services import limits_section
 from server.settings import Settings
@@ -134,6 +135,7 @@ def build_app(settings: Settings, *, services: Services) -> web.Application:
 
     ``services`` is the bundle of ``server.services.build_services``; the bus is added here.
     """
+    logs.quiet_client_errors()  # a client's malformed request is no server ERROR
     sio = build_sio(settings)
     services, bus = attach_bus(services, sio)
     # keepalive_timeout also closes a connection that sends nothing, or trickles its headers,

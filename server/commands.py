@@ -10,6 +10,7 @@ import argparse
 import asyncio
 import contextlib
 import logging
+import re
 import signal
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -17,15 +18,18 @@ from contextlib import asynccontextmanager
 from aiohttp import web
 from redis.asyncio import Redis
 
-from auth.claims import Permission
+from pydantic import ValidationError
+
+from auth.claims import USER_ID_PATTERN, Permission
 from handlers.context import Services
 from handlers.metrics import Metrics
 from jobs.processors import load_processors
 from protocol.errors import CodedError
 from server.app import build_app, front_site
+from server.cli import validation_message
 from server.identity import token_service
 from server.process import raise_open_files_limit, tune_gc
-from server.redis_embed import URL_FILE, DataDirBusy, DataDirLock, EmbeddedRedis
+from server.redis_embed import URL_FILE, DataDirBusy, DataDirLock, EmbeddedRedis, NoRedisServer, find_redis_server
 from server.services import build_services, connect_redis
 from server.settings import Settings
 from server.worker import Worker
@@ -60,6 +64,10 @@ async def redis_for(settings: Settings, *, may_embed: bool) -> AsyncIterator[Red
 @asynccontextmanager
 async def _embedded(settings: Settings) -> AsyncIterator[str]:
     """Own the data folder (lock), start its redis-server, yield its URL; stop both at the end."""
+    try:
+        find_redis_server()  # before the lock: say what to install rather than fail half-way
+    except NoRedisServer as exc:
+        raise StartupError(str(exc)) from None
     lock = DataDirLock(settings.data_dir)
     try:
         lock.acquire()
@@ -147,7 +155,12 @@ async def serve(settings: Settings) -> None:
         runner = web.AppRunner(app, access_log=None, shutdown_timeout=SHUTDOWN_TIMEOUT_S)
         await runner.setup()
         site = front_site(runner, settings.host, settings.port)
-        await site.start()
+        try:
+            await site.start()
+        except OSError as exc:  # in use, not an address of this host, a privileged port...
+            await runner.cleanup()
+            services.metrics.close()
+            raise StartupError(f"cannot listen on {settings.host}:{settings.port}: {exc.strerror or exc}") from None
         open_files = raise_open_files_limit()
         tune_gc(settings.gc_gen0_threshold)  # after start-up: what exists now is frozen
         stop_workers = asyncio.Event()
@@ -156,7 +169,8 @@ async def serve(settings: Settings) -> None:
             for _ in range(settings.inprocess_workers)
         ]
         log.info("sessionhub serving on http://%s:%d (up to %d open files)", settings.host, settings.port, open_files)
-        print(f"sessionhub serving on http://{settings.host}:{settings.port}", flush=True)
+        if settings.log_format != "json":  # in JSON mode every line is JSON: the log line above says it
+            print(f"sessionhub serving on http://{settings.host}:{settings.port}", flush=True)
         try:
             await _wait_for_signal()
         finally:
@@ -199,7 +213,10 @@ async def _work_while(settings: Settings, stop: asyncio.Event, url: str, *, foll
                 services = build_services(settings, redis=redis, tokens=token_service(settings), metrics=metrics)
                 worker = _worker(services, settings)
                 if first:
-                    print(f"sessionhub worker {worker.consumer} running", flush=True)
+                    if settings.log_format == "json":
+                        log.info("sessionhub worker %s running", worker.consumer)
+                    else:
+                        print(f"sessionhub worker {worker.consumer} running", flush=True)
                     first = False
                 url = await _work_until(worker, stop, settings, url if follow else None)
         except StartupError:
@@ -241,14 +258,22 @@ async def _next_url(settings: Settings, current: str, stop: asyncio.Event) -> st
 
 def mint(settings: Settings, args: argparse.Namespace) -> None:
     """Print a token for ``--user`` with the given permissions."""
+    if not re.match(USER_ID_PATTERN, args.user):
+        raise StartupError(f"--user {args.user!r}: a user id is 1-128 of A-Z a-z 0-9 _ . : @ -")
+    if not args.perm:
+        raise StartupError("a token with no permission is refused everywhere: give at least one --perm")
+    if args.ttl <= 0:
+        raise StartupError(f"--ttl {args.ttl}: the token would be expired already; give a positive number of seconds")
     tokens = token_service(settings)
-    perms = tuple(Permission(p) for p in (args.perm or []))
-    token, _ = tokens.mint(
-        user_id=args.user,
-        now_s=Clock().now_s(),
-        ttl_s=args.ttl,
-        perms=perms,
-        name=args.name or "",
-        telegram_user_id=args.telegram_user_id or "",
-    )
+    try:
+        token, _ = tokens.mint(
+            user_id=args.user,
+            now_s=Clock().now_s(),
+            ttl_s=args.ttl,
+            perms=tuple(Permission(p) for p in args.perm),
+            name=args.name or "",
+            telegram_user_id=args.telegram_user_id or "",
+        )
+    except ValidationError as exc:
+        raise StartupError(validation_message(exc, prefix="--")) from None
     print(token)

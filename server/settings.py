@@ -2,13 +2,29 @@
 
 from __future__ import annotations
 
+import importlib.util
 from pathlib import Path
 from typing import Literal
 
-from pydantic import AliasChoices, Field
+from pydantic import AliasChoices, Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from storage.events import Durability
+
+
+MIN_JWT_SECRET_BYTES = 32
+
+
+def default_web_dir() -> Path:
+    """The pages: a checkout's web/ beside the code, else the installed ``sessionhub_web`` package
+    (setup.py ships web/ under that name: a wheel has no place for a top-level folder)."""
+    checkout = Path(__file__).resolve().parent.parent / "web"
+    if checkout.is_dir():
+        return checkout
+    spec = importlib.util.find_spec("sessionhub_web")
+    if spec is not None and spec.submodule_search_locations:
+        return Path(next(iter(spec.submodule_search_locations)))
+    return checkout  # the app's static route says what is missing
 
 
 class Settings(BaseSettings):
@@ -28,11 +44,11 @@ class Settings(BaseSettings):
     # The WebSocket lane (server/transport/versions.py): auto = fast on tested library versions,
     # else stock with a warning; fast = refuse to start outside them; stock = always stock.
     transport: Literal["auto", "fast", "stock"] = "auto"
-    web_dir: Path = Path(__file__).resolve().parent.parent / "web"
+    web_dir: Path = Field(default_factory=lambda: default_web_dir())
     log_level: str = "INFO"
 
     jwt_algorithm: str = "HS256"
-    jwt_secret: str | None = None
+    jwt_secret: str | None = None  # HS256: at least 32 bytes (checked below)
     jwt_public_key: str | None = None
     jwt_private_key: str | None = None
     jwt_issuer: str | None = None
@@ -142,3 +158,14 @@ class Settings(BaseSettings):
 
     # --- admin and operations ------------------------------------------------------------
     log_format: Literal["text", "json"] = "text"  # json: one JSON object per line, with request ids
+
+    @field_validator("jwt_secret")
+    @classmethod
+    def _long_enough(cls, secret: str | None) -> str | None:
+        # RFC 7518 3.2: an HS256 key of fewer than 256 bits can be guessed offline from any token.
+        if secret is not None and len(secret.encode()) < MIN_JWT_SECRET_BYTES:
+            raise ValueError(
+                f"is {len(secret.encode())} bytes; HS256 needs at least {MIN_JWT_SECRET_BYTES} "
+                "(`openssl rand -hex 32` makes one)"
+            )
+        return secret

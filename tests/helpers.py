@@ -31,6 +31,37 @@ fast_lane_only = pytest.mark.skipif(
     os.environ.get("SESSIONHUB_TRANSPORT") == "stock", reason="tests the fast lane's internals"
 )
 
+# How long a `sessionhub serve` child may take to answer: it takes 6-8 s to start on a 2-core
+# machine busy with other work. The bound only catches a child that never starts; a child that
+# exits is reported at once.
+READY_TIMEOUT_S = 120.0
+# The pytest timeout of a test that starts such children (pyproject's 60 s is for in-process tests).
+CHILD_TEST_TIMEOUT_S = 300
+
+
+async def wait_until_ready(
+    url: str, exit_code: Callable[[], int | None], *, path: str = "/healthz", timeout_s: float = READY_TIMEOUT_S
+) -> None:
+    """Poll ``url + path`` until it answers 200; ``exit_code`` (``Popen.poll`` or a lambda over an
+    asyncio process's ``returncode``) turns a child that died into an immediate failure."""
+    import aiohttp  # only the tests that start children need it
+
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout_s
+    async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=10)) as http:
+        while True:
+            code = exit_code()
+            assert code is None, f"{url}: the server exited with {code} before it was ready"
+            try:
+                async with http.get(url + path) as response:
+                    if response.status == 200:
+                        return
+            except (aiohttp.ClientError, TimeoutError):
+                pass
+            assert loop.time() < deadline, f"{url} was not ready in {timeout_s} s"
+            await asyncio.sleep(0.05)
+
+
 SECRET = "test-secret-for-sessionhub-tests-only-0123456789-0123456789-0123456789"
 ALL_PERMS = (Permission.READ_OWN, Permission.CREATE, Permission.UPDATE)
 # The owner of the sessions ``create_session`` makes by default, as storage calls take a performer.
@@ -81,7 +112,7 @@ class RedisProcess:
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
         )
-        deadline = time.monotonic() + 10
+        deadline = time.monotonic() + 60  # a loaded machine: the bound only catches a server that never starts
         client = SyncRedis(port=self.port)
         try:
             while True:

@@ -10,10 +10,13 @@ import time
 from pathlib import Path
 
 import aiohttp
+import pytest
 
-from tests.helpers import RedisProcess, free_port
+from tests.helpers import CHILD_TEST_TIMEOUT_S, RedisProcess, free_port
 from tests.raw_wire import RawPoller
 from tests.test_processes import ROOT, _wait_ready, mint, node_env
+
+pytestmark = pytest.mark.timeout(CHILD_TEST_TIMEOUT_S)  # `serve` children start
 
 
 async def test_an_oversized_poll_is_answered_and_sigterm_is_prompt(redis_process: RedisProcess, tmp_path: Path) -> None:

@@ -5,7 +5,9 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import platform
 from collections.abc import Awaitable, Callable
+from importlib.metadata import version
 from pathlib import Path
 from typing import Any
 
@@ -86,12 +88,27 @@ async def test_clients_and_subscriptions_are_gauges_that_go_back_down(
     await until(lambda: _is(server, clients=0, subscriptions=0))
 
 
-async def test_a_refused_connection_is_never_counted(server: ServerUnderTest, clients: list[Client]) -> None:
+async def test_a_refused_connection_is_never_counted(
+    server: ServerUnderTest, clients: list[Client], caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO, logger="handlers.connection_events")
     refused = Client(server.url, "not-a-token")
     with pytest.raises(socketio.exceptions.ConnectionError):
         await refused.connect()
-    await connected(server, clients)
-    assert value(await scrape(server), "sessionhub_connected_clients") == 1
+    client = await connected(server, clients)
+    samples = await scrape(server)
+    assert value(samples, "sessionhub_connected_clients") == 1
+    # ...as a client; it is counted as a refusal, and logged once.
+    assert value(samples, "sessionhub_connections_refused_total", reason="unauthorized") == 1
+    assert value(samples, "sessionhub_connections_opened_total") == 1
+    lines = [r.getMessage() for r in caplog.records if r.name == "handlers.connection_events"]
+    assert len(lines) == 1 and "refused a Socket.IO connection: unauthorized" in lines[0]
+    await client.close()
+    await until(lambda: _closed(server))
+
+
+async def _closed(server: ServerUnderTest) -> bool:
+    return value(await scrape(server), "sessionhub_connections_closed_total") == 1
 
 
 async def _is(server: ServerUnderTest, *, clients: int, subscriptions: int) -> bool:
@@ -237,3 +254,11 @@ async def test_each_socket_event_is_logged_once_with_an_id(
     assert line["event"] == "subscribe_on_session" and line["session_id"] == session_id and line["outcome"] == "ok"
     assert line["request_id"] == ids[0] and line["duration_ms"] >= 0 and line["logger"] == "sessionhub.event"
     assert line["level"] == "INFO"
+
+
+async def test_process_platform_and_build_figures_are_scraped(server: ServerUnderTest) -> None:
+    samples = await scrape_url(server.url, admin_token(server))
+    names = {name for name, _ in samples}
+    assert {"process_cpu_seconds_total", "process_resident_memory_bytes", "python_info"} <= names
+    build = [dict(labels) for name, labels in samples if name == "sessionhub_build_info"]
+    assert build == [{"version": version("sessionhub"), "python": platform.python_version()}]

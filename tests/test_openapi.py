@@ -19,6 +19,7 @@ import pytest
 import schemathesis
 from hypothesis import HealthCheck, settings
 from schemathesis.checks import not_a_server_error
+from openapi_spec_validator import OpenAPIV31SpecValidator
 from schemathesis.specs.openapi.checks import (
     content_type_conformance,
     response_schema_conformance,
@@ -34,7 +35,7 @@ from server.identity import token_service
 from server.services import build_services, connect_redis
 from tests import helpers
 from tests.conftest import start_server
-from tests.helpers import ALL_PERMS, SECRET, RedisProcess, free_port
+from tests.helpers import ALL_PERMS, READY_TIMEOUT_S, SECRET, RedisProcess, free_port
 
 ROOT = Path(__file__).resolve().parent.parent
 # Small, so the whole run stays well under a minute; raise it for a longer hunt.
@@ -59,7 +60,7 @@ def document_of(tmp: Path, **overrides: Any) -> dict[str, Any]:
     services = build_services(
         server_settings, redis=connect_redis(server_settings.redis_url), tokens=token_service(server_settings)
     )
-    return build_document(installed(build_app(server_settings, services=services)))
+    return build_document(installed(build_app(server_settings, services=services)), list_limit=server_settings.list_limit)
 
 
 def _operations(spec: dict[str, Any]) -> set[tuple[str, str]]:
@@ -99,11 +100,14 @@ def live_url(redis_process: RedisProcess, tmp_path_factory: pytest.TempPathFacto
     process = subprocess.Popen([sys.executable, "-m", "server", "serve"], cwd=ROOT, env=env, stdout=subprocess.DEVNULL)
     url = f"http://127.0.0.1:{port}"
     try:
-        for _ in range(200):
+        deadline = time.monotonic() + READY_TIMEOUT_S
+        while True:
+            assert process.poll() is None, f"the server exited with {process.returncode}"
             try:
-                with urllib.request.urlopen(url + "/healthz", timeout=1):
+                with urllib.request.urlopen(url + "/healthz", timeout=5):
                     break
             except OSError:
+                assert time.monotonic() < deadline, f"{url} was not ready in {READY_TIMEOUT_S} s"
                 time.sleep(0.05)
         yield url
     finally:
@@ -143,6 +147,7 @@ def real_ids(live_url: str, fuzzer_headers: dict[str, str]) -> dict[str, str]:
 _turns = itertools.count()
 
 
+
 def _aim(case: schemathesis.Case, real_ids: dict[str, str]) -> None:
     """Every other case names a session that exists, so the routes past the 404 are fuzzed too."""
     params = case.path_parameters or {}
@@ -155,7 +160,15 @@ def _aim(case: schemathesis.Case, real_ids: dict[str, str]) -> None:
 
 
 @schema.parametrize()
-@settings(max_examples=EXAMPLES_PER_ROUTE, deadline=None, suppress_health_check=list(HealthCheck))
+# Derandomized, with no example database: every run sends the same cases, so a red run is one
+# to fix rather than a draw (a longer hunt raises OPENAPI_FUZZ_EXAMPLES).
+@settings(
+    max_examples=EXAMPLES_PER_ROUTE,
+    deadline=None,
+    suppress_health_check=list(HealthCheck),
+    derandomize=True,
+    database=None,
+)
 def test_every_route_holds_its_schema(
     case: schemathesis.Case, live_url: str, fuzzer_headers: dict[str, str], real_ids: dict[str, str]
 ) -> None:
@@ -163,7 +176,15 @@ def test_every_route_holds_its_schema(
     case.call_and_validate(
         base_url=live_url,
         headers=fuzzer_headers,
-        checks=[not_a_server_error, status_code_conformance, content_type_conformance, response_schema_conformance],
+        checks=[
+            not_a_server_error,
+            status_code_conformance,
+            content_type_conformance,
+            response_schema_conformance,
+            # Not yet positive_data_acceptance (ST202, a schema-valid request refused): 14+ routes
+            # still refuse requests for rules no schema states (cross-field rules, If-Match, a
+            # multipart order), and which ones a run finds varies: issue 25 keeps it open.
+        ],
         timeout=30,
     )
 
@@ -179,6 +200,20 @@ async def test_the_document_covers_every_route_and_only_those(redis_process: Red
         assert WEBHOOK_PATH not in str(served)  # the webhook's secret path is never published
     finally:
         await server.stop()
+
+
+def test_list_limits_say_their_maximum(tmp_path: Path) -> None:
+    spec = document_of(tmp_path, list_limit=50)
+    limits = [
+        p["schema"] for methods in spec["paths"].values() for op in methods.values()
+        for p in op.get("parameters", []) if p["name"] == "limit"
+    ]
+    assert len(limits) >= 4 and all(schema["maximum"] == 50 for schema in limits)
+
+
+def test_the_document_passes_the_openapi_validator(tmp_path: Path) -> None:
+    spec = document_of(tmp_path, voice_telegram_webhook_path=WEBHOOK_PATH)
+    assert [error.message for error in OpenAPIV31SpecValidator(spec).iter_errors()] == []
 
 
 def test_a_route_not_installed_is_not_documented(tmp_path: Path) -> None:

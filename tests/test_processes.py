@@ -17,7 +17,9 @@ import aiohttp
 import pytest
 
 from storage.keys import Keys
-from tests.helpers import SECRET, Client, RedisProcess, free_port
+from tests.helpers import CHILD_TEST_TIMEOUT_S, SECRET, Client, RedisProcess, free_port, wait_until_ready
+
+pytestmark = pytest.mark.timeout(CHILD_TEST_TIMEOUT_S)  # `serve` and `worker` children start
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -55,18 +57,11 @@ async def node(data_dir: Path, redis_url: str | None, **extra: str) -> AsyncIter
 
 
 async def _wait_ready(url: str, proc: subprocess.Popen[bytes]) -> None:
-    deadline = asyncio.get_running_loop().time() + 20
-    async with aiohttp.ClientSession() as http:
-        while True:
-            assert proc.poll() is None, proc.stderr.read().decode() if proc.stderr else "exited"
-            try:
-                async with http.get(f"{url}/readyz") as resp:
-                    if resp.status == 200:
-                        return
-            except aiohttp.ClientError:
-                pass
-            assert asyncio.get_running_loop().time() < deadline, "node did not become ready"
-            await asyncio.sleep(0.1)
+    try:
+        await wait_until_ready(url, proc.poll, path="/readyz")
+    except AssertionError as exc:
+        stderr = proc.stderr.read().decode() if proc.stderr and proc.poll() is not None else ""
+        raise AssertionError(f"{exc}\n{stderr}") from None
 
 
 def mint(user: str, *perms: str) -> str:

@@ -15,11 +15,14 @@ from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from pathlib import Path
 
+import pytest
 from redis.asyncio import Redis
 
 from server.redis_embed import EmbeddedRedis
-from tests.helpers import Client, free_port
+from tests.helpers import CHILD_TEST_TIMEOUT_S, Client, free_port
 from tests.test_processes import ROOT, _wait_ready, assert_ran_once, mint, node_env, post
+
+pytestmark = pytest.mark.timeout(CHILD_TEST_TIMEOUT_S)  # `serve` children start
 
 
 def redis_servers_on(data_dir: Path) -> list[int]:
@@ -49,7 +52,7 @@ async def stop(proc: subprocess.Popen[bytes]) -> str:
     if proc.poll() is None:
         proc.send_signal(signal.SIGTERM)
     try:
-        _, stderr = await asyncio.to_thread(proc.communicate, timeout=20)
+        _, stderr = await asyncio.to_thread(proc.communicate, timeout=CHILD_TEST_TIMEOUT_S / 3)
     except subprocess.TimeoutExpired:
         proc.kill()
         raise
@@ -90,7 +93,7 @@ async def test_a_second_serve_on_the_same_folder_is_refused_with_one_line(tmp_pa
     async with serving(tmp_path) as (first, _):
         second, _ = spawn("serve", tmp_path)
         try:
-            _, stderr = await asyncio.to_thread(second.communicate, timeout=20)
+            _, stderr = await asyncio.to_thread(second.communicate, timeout=CHILD_TEST_TIMEOUT_S / 3)
         finally:
             await stop(second)  # when it did not refuse
         lines = stderr.decode().strip().splitlines()

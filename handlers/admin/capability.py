@@ -58,7 +58,7 @@ def install(services: Services, router: SocketRouter, app: web.Application, *, c
     ).register(app)
     BulkRoutes(services, store=store, recalc=recalc, config=config, deleter=deleter).register(app)
     PrometheusRoutes(services, store=store, config=config, alerts=alerts).register(app)
-    OpenApiRoutes(services.web_dir).register(app)
+    OpenApiRoutes(services.web_dir, services.limits.list_limit).register(app)
     document(app, OPERATIONS)
     app.middlewares.append(request_log)
     app.setdefault(UPGRADE_HOOKS, []).append(log_upgrade)

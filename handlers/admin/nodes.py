@@ -41,6 +41,7 @@ class NodeHeartbeat:
 
     def register(self, app: web.Application) -> None:
         """Run the heartbeat for the app's lifetime."""
+        app[NODES_KEY] = self
         app.cleanup_ctx.append(self._lifetime)
 
     async def _lifetime(self, _: web.Application) -> AsyncIterator[None]:
@@ -111,3 +112,7 @@ class NodeHeartbeat:
 def _count(value: Any) -> int | None:
     """A count from a heartbeat, None when absent or not a whole number."""
     return value if isinstance(value, int) and not isinstance(value, bool) else None
+
+
+# The app's heartbeat (its node id names this node in /admin/metrics).
+NODES_KEY = web.AppKey("admin_nodes", NodeHeartbeat)

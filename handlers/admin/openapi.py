@@ -19,8 +19,9 @@ from handlers.web_pages import add_page
 class OpenApiRoutes:
     """``GET /openapi.json`` and its page."""
 
-    def __init__(self, web_dir: Path) -> None:
+    def __init__(self, web_dir: Path, list_limit: int | None = None) -> None:
         self._web_dir = web_dir
+        self._list_limit = list_limit
         self._spec: dict[str, Any] = {}
 
     def register(self, app: web.Application) -> None:
@@ -31,7 +32,7 @@ class OpenApiRoutes:
 
     async def _build(self, app: web.Application) -> None:
         # At start-up, not here: capabilities installed after this one add their routes later.
-        self._spec = build_document(installed(app))
+        self._spec = build_document(installed(app), list_limit=self._list_limit)
 
     async def spec(self, request: web.Request) -> web.Response:
         """The document (built once: it depends on the code and settings only)."""

@@ -13,13 +13,23 @@ label.
 
 from __future__ import annotations
 
+import importlib.metadata
 import os
+import platform
 import time
 from collections.abc import Iterable
 from typing import Any
 
 from aiohttp import web
-from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Histogram, generate_latest
+from prometheus_client import (
+    CONTENT_TYPE_LATEST,
+    CollectorRegistry,
+    Counter,
+    Histogram,
+    PlatformCollector,
+    ProcessCollector,
+    generate_latest,
+)
 from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.multiprocess import MultiProcessCollector
 
@@ -28,7 +38,7 @@ from handlers.admin.alerts import Alerts
 from handlers.admin.config import AdminConfig
 from handlers.admin.requests import NoFields, parse_query
 from handlers.context import Services
-from handlers.http_common import UPGRADE_HOOKS, AnsweredUpgrade, guarded
+from handlers.http_common import UPGRADE_HOOKS, AnsweredUpgrade, guarded, route_label
 from handlers.metrics import MULTIPROC_ENV, forget_dead_processes
 from storage.admin.repository import AdminStore
 
@@ -76,8 +86,7 @@ class PrometheusRoutes:
 
     @web.middleware
     async def _count(self, request: web.Request, handler: Any) -> web.StreamResponse:
-        resource = request.match_info.route.resource
-        route = resource.canonical if resource is not None else "unmatched"
+        route = route_label(request)
         started = time.perf_counter()
         status = 500
         try:
@@ -111,11 +120,13 @@ class PrometheusRoutes:
         forget_dead_processes(folder)
         registry = CollectorRegistry()
         MultiProcessCollector(registry, path=folder)
+        ProcessCollector(registry=registry)  # the scraped process's own (the others' are not in the files)
+        PlatformCollector(registry=registry)
         return registry
 
     async def _store_families(self) -> list[Metric]:
         counts = await self._store.counts(self._s.kinds.names())
-        families: list[Metric] = []
+        families: list[Metric] = [_build_info()]
         for name, field, text in (
             ("sessionhub_sessions", "sessions", "Sessions stored, by kind"),
             ("sessionhub_sessions_active", "active", "Sessions accessed in the last 24 hours, by kind"),
@@ -138,3 +149,16 @@ class PrometheusRoutes:
             alerts.add_metric([alert], sum(1 for a in raised if a["alert"] == alert))
         families.append(alerts)
         return families
+
+
+def _build_info() -> Metric:
+    """``sessionhub_build_info{version, python}`` 1: which code answers the scrape."""
+    try:
+        version = importlib.metadata.version("sessionhub")
+    except importlib.metadata.PackageNotFoundError:
+        version = "unknown"
+    info = GaugeMetricFamily(
+        "sessionhub_build_info", "The sessionhub version and Python answering", labels=["version", "python"]
+    )
+    info.add_metric([version, platform.python_version()], 1)
+    return info

@@ -16,7 +16,7 @@ from typing import Any
 
 from aiohttp import web
 
-from handlers.http_common import AnsweredUpgrade
+from handlers.http_common import SECRET_ROUTES, AnsweredUpgrade, route_label
 
 log = logging.getLogger("sessionhub.request")
 
@@ -55,9 +55,10 @@ async def request_log(request: web.Request, handler: Any) -> web.StreamResponse:
         status = exc.status
         raise
     finally:
-        resource = request.match_info.route.resource
-        route = resource.canonical if resource is not None else "unmatched"
-        _line(request_id, request.method, request.path, route, status, started, request.remote or "")
+        route = route_label(request)
+        # A secret route's path is its template (the route label says which template it is).
+        path = route if request.app.get(SECRET_ROUTES, {}).get(request.path) else request.path
+        _line(request_id, request.method, path, route, status, started, request.remote or "")
 
 
 def log_upgrade(upgrade: AnsweredUpgrade) -> None:

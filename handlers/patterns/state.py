@@ -21,6 +21,7 @@ from pydantic import (
     SerializerFunctionWrapHandler,
     StrictBool,
     ValidationInfo,
+    WithJsonSchema,
     field_validator,
     model_serializer,
 )
@@ -55,6 +56,7 @@ NUMBER_DIGITS = 14
 # what follows them (a name shown as something it is not).
 _CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029\u202a-\u202e\u2066-\u2069]")
 _SCRIPT_URL = re.compile(r"javascript\s*:", re.IGNORECASE)
+_TEXT_PATTERN = r"^(?![\s\S]*[jJ][aA][vV][aA][sS][cC][rR][iI][pP][tT]\s*:)[^\x00-\x1f\x7f-\x9f\u2028\u2029<>]*$"
 
 
 def _number(low: float, high: float) -> Any:
@@ -71,7 +73,10 @@ def _number(low: float, high: float) -> Any:
         # op's echo, a PUT and every later op's re-encoding of the state then agree exactly.
         return float(f"{value:.{NUMBER_DIGITS}g}") if isinstance(value, float) else value
 
-    return Annotated[int | float, PlainValidator(check)]
+    # A plain validator publishes no schema of its own: say what it checks (docs/PROTOCOL.md's
+    # OpenAPI document is generated from these models).
+    schema = {"type": "number", "minimum": low, "maximum": high}
+    return Annotated[int | float, PlainValidator(check), WithJsonSchema(schema)]
 
 
 def _whole(low: int, high: int) -> Any:
@@ -82,7 +87,7 @@ def _whole(low: int, high: int) -> Any:
             raise ValueError(f"must be between {low} and {high}")
         return value
 
-    return Annotated[int, PlainValidator(check)]
+    return Annotated[int, PlainValidator(check), WithJsonSchema({"type": "integer", "minimum": low, "maximum": high})]
 
 
 def bounded_text(max_length: int) -> Any:
@@ -98,7 +103,10 @@ def bounded_text(max_length: int) -> Any:
             raise ValueError("must not contain markup, control characters or script URLs")
         return text
 
-    return Annotated[str, PlainValidator(check)]
+    # No control characters, no < or >, no "javascript:" (the schema's pattern is a JavaScript
+    # regular expression, as JSON Schema's are); trimmed, so the schema's length is the stricter.
+    schema = {"type": "string", "maxLength": max_length, "pattern": _TEXT_PATTERN}
+    return Annotated[str, PlainValidator(check), WithJsonSchema(schema)]
 
 
 def _step_count(value: object) -> int:
@@ -112,7 +120,7 @@ SampleId = Annotated[str, Field(strict=True, pattern=r"^[A-Za-z0-9_\-.:]{1,64}$"
 TrackName = bounded_text(32)
 SessionName = bounded_text(100)
 StepIndex = _whole(0, STEPS - 1)
-StepCount = Annotated[int, PlainValidator(_step_count)]
+StepCount = Annotated[int, PlainValidator(_step_count), WithJsonSchema({"enum": sorted(STEP_COUNTS)})]
 Volume = _number(0, 1)
 Pan = _number(-1, 1)
 Transpose = _whole(-24, 24)
@@ -121,10 +129,19 @@ Swing = _number(0, 100)
 PlaybackMode = Literal["oneshot", "gate"]
 
 
+def _no_null_defaults(schema: dict[str, Any]) -> None:
+    """A ``None`` default here means "absent", not null: a published ``default: null`` would say
+    null is a value the field takes (and is no valid default of an array or a number)."""
+    for prop in schema.get("properties", {}).values():
+        nullable = prop.get("type") == "null" or {"type": "null"} in prop.get("anyOf", [])
+        if "default" in prop and prop["default"] is None and not nullable:
+            del prop["default"]
+
+
 class Strict(BaseModel):
     """Unknown fields refused, no coercion."""
 
-    model_config = ConfigDict(extra="forbid", strict=True)
+    model_config = ConfigDict(extra="forbid", strict=True, json_schema_extra=_no_null_defaults)
 
 
 class ParameterLock(Strict):

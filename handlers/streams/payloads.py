@@ -51,14 +51,28 @@ def _note_size(value: str) -> str:
     return value
 
 
+# _NOT_PLAIN for the OpenAPI document (a JavaScript regular expression, as JSON Schema's are).
+_PLAIN = "[^\x00-\x1f\x7f-\x9f\u2028\u2029\u202a-\u202e\u2066-\u2069]*"
+_PLAIN_SCHEMA = Field(json_schema_extra={"pattern": f"^{_PLAIN}$"})
+_PLAIN_NOT_BLANK_SCHEMA = Field(json_schema_extra={"pattern": f"^(?=[\\s\\S]*\\S){_PLAIN}$"})
+
 # Trimmed first, then measured: "at most 100 characters" is about what is stored and shown.
 Note = Annotated[
-    str, StringConstraints(strip_whitespace=True), AfterValidator(_plain_text), AfterValidator(_note_size)
+    str,
+    StringConstraints(strip_whitespace=True),
+    AfterValidator(_plain_text),
+    AfterValidator(_note_size),
+    _PLAIN_SCHEMA,
 ]
 Title = Annotated[
-    str, StringConstraints(strip_whitespace=True, min_length=1, max_length=TITLE_MAX_CHARS), AfterValidator(_plain_text)
+    str,
+    StringConstraints(strip_whitespace=True, min_length=1, max_length=TITLE_MAX_CHARS),
+    AfterValidator(_plain_text),
+    _PLAIN_NOT_BLANK_SCHEMA,
 ]
-Game = Annotated[str, StringConstraints(strip_whitespace=True, max_length=GAME_MAX_CHARS), AfterValidator(_plain_text)]
+Game = Annotated[
+    str, StringConstraints(strip_whitespace=True, max_length=GAME_MAX_CHARS), AfterValidator(_plain_text), _PLAIN_SCHEMA
+]
 SubmissionId = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9_\-]{8,64}$")]
 ClipId = Annotated[
     str, StringConstraints(pattern=r"^[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$")

@@ -24,7 +24,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from auth.claims import CLAIMS_ADAPTER, USER_ID_PATTERN, Claims, Permission
 from handlers.context import Services
-from handlers.http_common import guarded, json_body
+from handlers.http_common import add_secret_route, guarded, json_body
 from handlers.idempotency import replay
 from handlers.openapi_registry import JSON, TEXT, Auth, Header, Operation, document
 from handlers.payloads import Material, validate
@@ -144,7 +144,8 @@ class TelegramWebhook:
     def register(self, app: web.Application) -> None:
         """Attach the webhook route when a webhook path is configured."""
         if self._config.telegram_webhook_path:
-            app.router.add_post(f"/telegram/{self._config.telegram_webhook_path}", guarded(self.update))
+            path = f"/telegram/{self._config.telegram_webhook_path}"
+            add_secret_route(app, path, OPERATION.path, guarded(self.update))
             document(app, (OPERATION,))
 
     def _check_secret(self, request: web.Request) -> None:

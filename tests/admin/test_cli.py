@@ -8,7 +8,9 @@ import os
 import sys
 from pathlib import Path
 
-from tests.helpers import SECRET, ServerUnderTest
+import pytest
+
+from tests.helpers import CHILD_TEST_TIMEOUT_S, SECRET, ServerUnderTest
 from tests.admin.test_http import DAY_MS, LONG_TTL_S, admin_token
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -29,10 +31,11 @@ async def cli(*args: str, token: str | None = None) -> tuple[int, str, str]:
         stdout=asyncio.subprocess.PIPE,
         stderr=asyncio.subprocess.PIPE,
     )
-    out, err = await asyncio.wait_for(process.communicate(), 30)
+    out, err = await asyncio.wait_for(process.communicate(), CHILD_TEST_TIMEOUT_S / 3)
     return int(process.returncode or 0), out.decode(), err.decode()
 
 
+@pytest.mark.timeout(CHILD_TEST_TIMEOUT_S)  # six CLI children, one after the other
 async def test_admin_cli_metrics_export_and_orphans(server: ServerUnderTest, tmp_path: Path) -> None:
     orphan = await server.create_session("alice")
     server.services.clock.shift_ms = 100 * DAY_MS

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 
@@ -35,3 +36,23 @@ async def test_each_request_is_logged_once_with_the_id_its_response_carries(
     line = json.loads(JsonFormatter().format(by_id["proxy-id.7"]))
     assert line["request_id"] == "proxy-id.7" and line["route"] == "/admin/export" and line["status"] == 200
     assert line["level"] == "INFO" and line["logger"] == "sessionhub.request" and "duration_ms" in line
+
+
+async def test_a_clients_malformed_request_is_one_warning_without_traceback(
+    server: ServerUnderTest, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO)
+    port = int(server.url.rsplit(":", 1)[1])
+    for raw in (b"GET / HTTP/1.1\r\nHost: x\r\nBad Header\r\n\r\n", b"GET / HTTP/1.1\r\nHost: x\r\nX: \x01\r\n\r\n"):
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        writer.write(raw)
+        assert (await asyncio.wait_for(reader.read(200), 5)).split(b" ")[1] == b"400"
+        writer.close()
+        await writer.wait_closed()
+    for _ in range(100):  # the server logs after it answers
+        if sum(1 for r in caplog.records if r.name == "aiohttp.server") >= 2:
+            break
+        await asyncio.sleep(0.02)
+    records = [r for r in caplog.records if r.name == "aiohttp.server"]
+    assert len(records) == 2
+    assert all(r.levelname == "WARNING" and not r.exc_info and "malformed request" in r.getMessage() for r in records)

@@ -10,12 +10,14 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 
 import aiohttp
+import pytest
 import pytest_asyncio
 
-from tests.helpers import SECRET, RedisProcess, free_port
+from tests.helpers import CHILD_TEST_TIMEOUT_S, SECRET, RedisProcess, free_port, wait_until_ready
 from tests.admin.test_http import admin_token
 
 ROOT = Path(__file__).resolve().parents[2]
+pytestmark = pytest.mark.timeout(CHILD_TEST_TIMEOUT_S)  # two `serve` children start
 
 
 async def serve(redis_url: str, port: int, multiproc: Path, data: Path) -> asyncio.subprocess.Process:
@@ -34,17 +36,8 @@ async def serve(redis_url: str, port: int, multiproc: Path, data: Path) -> async
     )
 
 
-async def ready(url: str) -> None:
-    async with aiohttp.ClientSession() as http:
-        for _ in range(200):
-            try:
-                async with http.get(url + "/healthz") as response:
-                    if response.status == 200:
-                        return
-            except aiohttp.ClientError:
-                pass
-            await asyncio.sleep(0.05)
-    raise AssertionError(f"{url} did not start")
+async def ready(url: str, process: asyncio.subprocess.Process) -> None:
+    await wait_until_ready(url, lambda: process.returncode)
 
 
 @pytest_asyncio.fixture
@@ -55,7 +48,7 @@ async def two_nodes(redis_process: RedisProcess, tmp_path: Path) -> AsyncIterato
     processes = [await serve(redis_process.url, port, multiproc, tmp_path / f"d{port}") for port in ports]
     urls = [f"http://127.0.0.1:{port}" for port in ports]
     try:
-        await asyncio.gather(*(ready(url) for url in urls))
+        await asyncio.gather(*(ready(url, p) for url, p in zip(urls, processes, strict=True)))
         yield urls
     finally:
         for process in processes:

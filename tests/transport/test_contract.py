@@ -92,7 +92,7 @@ def test_help_and_the_lane_choice_import_neither_aiohttp_nor_socketio() -> None:
         "from server.cli import _parser\n"
         "from server.transport import choose_lane\n"
         "choose_lane('auto')\n"
-        "_parser().format_help()\n"
+        "_parser([]).format_help()\n"
         "heavy = sorted(m for m in ('aiohttp', 'socketio', 'engineio') if m in sys.modules)\n"
         "print(','.join(heavy))\n"
     )

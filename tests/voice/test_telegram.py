@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import itertools
+import json
+import logging
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -12,6 +14,8 @@ import pytest
 import pytest_asyncio
 from redis.asyncio import Redis
 
+from server.logs import JsonFormatter
+from tests.admin.test_http import admin_token
 from tests.conftest import start_server
 from tests.helpers import RedisProcess, ServerUnderTest
 
@@ -222,3 +226,20 @@ async def test_a_malformed_mapped_user_id_fails_at_start(
         await start_server(
             redis_process.url, tmp_path, voice_telegram_webhook_path=PATH, voice_telegram_users="1:bad user{x}"
         )
+
+
+async def test_the_secret_path_is_in_no_log_line_and_no_metric(
+    bot: ServerUnderTest, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO, logger="sessionhub.request")
+    status, _ = await post(bot, {"update_id": next(_ids), "message": command("/start")})
+    assert status == 200
+    status, _ = await post(bot, {"update_id": next(_ids)}, secret="wrong")
+    assert status in (401, 403)
+    lines = [JsonFormatter().format(r) for r in caplog.records if r.name == "sessionhub.request"]
+    assert len(lines) >= 2 and not any(PATH in line for line in lines)
+    assert any(json.loads(line)["route"] == "/telegram/{webhook_path}" for line in lines)
+    headers = {"Authorization": f"Bearer {admin_token(bot)}"}
+    async with aiohttp.ClientSession() as http, http.get(bot.url + "/metrics", headers=headers) as response:
+        scraped = await response.text()
+    assert PATH not in scraped and 'route="/telegram/{webhook_path}"' in scraped

