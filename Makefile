@@ -1,5 +1,5 @@
 # The two commands of README.md, and the benchmark.
-.PHONY: serve test lint bench soak
+.PHONY: serve test lint bench bench-sessions soak
 
 serve:
 	@scripts/bootstrap.sh serve
@@ -19,6 +19,11 @@ lint:
 bench:
 	@scripts/bootstrap.sh test
 	.venv/bin/python bench/fanout.py
+
+# Many small sessions (issue 26): K sessions x M subscribers, 64 publishers; the cost of one event.
+bench-sessions:
+	@scripts/bootstrap.sh test
+	.venv/bin/python bench/sessions.py
 
 # Long fault-and-abuse soaks (not part of `make test`); each prints its figures.
 soak:
