@@ -26,6 +26,7 @@ import platform
 import sys
 import tempfile
 import time
+import urllib.request
 import uuid
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -38,6 +39,7 @@ import toolchain
 
 OUT_DIR = harness.BENCH / "out"
 DRAIN_S = 20.0
+READ_BACK_TIMEOUT_S = 30.0
 DEFAULT_SHAPES = ("100x10", "1000x10", "1000x2")
 SERVERS = ("sessionhub", "node", "stock")
 REFERENCE = "node"
@@ -91,12 +93,24 @@ def session_ids(server: harness.ServerUnderTest, k: int) -> list[str]:
         return list(pool.map(lambda _: harness.create_session(server.port, server.token), range(k)))
 
 
-def read_back(server: harness.ServerUnderTest, sent: dict[str, str]) -> dict[str, int]:
-    """sessionhub's status of each sampled session against the status sent to it last."""
+def read_back(server: harness.ServerUnderTest, sent: dict[str, str]) -> dict[str, Any]:
+    """sessionhub's status of each sampled session against the status sent to it last.
+
+    Right after the generator closes its thousands of connections the server is busy with
+    their disconnects: each read waits up to READ_BACK_TIMEOUT_S, and a failure is reported,
+    not fatal (the figures of the run stand).
+    """
     wrong = 0
     for session_id, status in sent.items():
-        if harness.session_status(server.port, server.token, session_id) != status:
-            wrong += 1
+        request = urllib.request.Request(
+            f"http://127.0.0.1:{server.port}/voicebot/sessions/{session_id}",
+            headers={"Authorization": f"Bearer {server.token}"},
+        )
+        try:
+            with urllib.request.urlopen(request, timeout=READ_BACK_TIMEOUT_S) as response:
+                wrong += json.loads(response.read())["status"] != status
+        except (OSError, ValueError, KeyError) as exc:
+            return {"checked": 0, "wrong": None, "error": repr(exc)}
     return {"checked": len(sent), "wrong": wrong}
 
 

@@ -18,14 +18,16 @@ local status = ARGV[9]
 local allowed_from = ARGV[10]
 local event_type = ARGV[11]
 
-local refused = check_owner_access(session_key, 'voice', performer, read_scope, may_update)
+-- kind, owner and status in one read (this runs for every status change)
+local found = redis.call('HMGET', session_key, 'kind', 'owner_id', 'status')
+local refused = owner_access_refusal(found[1], found[2], 'voice', performer, read_scope, may_update)
 if refused then
   return {false, refused, ''}
 end
-if redis.call('HGET', session_key, 'owner_id') ~= performer then
+if found[2] ~= performer then
   return {false, 'forbidden', ''}
 end
-local previous = redis.call('HGET', session_key, 'status')
+local previous = found[3]
 if previous == status then
   return {0, previous}
 end
