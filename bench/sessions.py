@@ -238,6 +238,9 @@ FIXED_COLUMNS: list[report.Column] = [
     ("srv µs/ev", _per_event("server_cpu_pct", ".0f")),
     ("redis µs/ev", _per_event("redis_cpu_pct", ".1f")),
     ("other CPU%", report._other),
+    # how late the generator sent its most delayed event: a descheduled generator's stall
+    # lands in every latency of the events behind it
+    ("slip max", report._key("send_slip_max_ms", ".0f")),
 ]
 
 
