@@ -1,5 +1,5 @@
 # The two commands of README.md, and the benchmark.
-.PHONY: serve test test-stock test-versions test-install lint bench soak
+.PHONY: serve test test-stock test-versions test-install lint bench bench-sessions soak
 
 # Lints web/ (JS and CSS; biome.json); installed by scripts/bootstrap.sh test from tools/web.
 BIOME := tools/web/node_modules/.bin/biome
@@ -45,6 +45,11 @@ lint:
 bench:
 	@scripts/bootstrap.sh test
 	.venv/bin/python bench/fanout.py
+
+# Many small sessions (issue 26): K sessions x M subscribers, 64 publishers; the cost of one event.
+bench-sessions:
+	@scripts/bootstrap.sh test
+	.venv/bin/python bench/sessions.py
 
 # Long fault-and-abuse soaks (not part of `make test`); each prints its figures.
 soak:

@@ -29,7 +29,10 @@ local events_in_call = 0
 -- Every event has an `id` no other event has: a client resuming from an offset names the id
 -- it saw there, so history rewritten by a Redis that lost writes is noticed (storage/events.py).
 local function append_event(etype, data_json)
-  local epoch = redis.call('HGET', log_meta_key, 'epoch')
+  -- epoch and offset in one read: every command a script runs costs Redis (and so every
+  -- session on it) about a microsecond, and this runs once per committed event
+  local meta = redis.call('HMGET', log_meta_key, 'epoch', 'offset')
+  local epoch = meta[1]
   local offset = 0
   if (not epoch) or redis.call('EXISTS', log_key) == 0 then
     -- The log (or its metadata) is gone: start a new epoch so that every client holding an
@@ -37,7 +40,7 @@ local function append_event(etype, data_json)
     epoch = call_token
     redis.call('DEL', log_key)
   else
-    offset = tonumber(redis.call('HGET', log_meta_key, 'offset') or '0')
+    offset = tonumber(meta[2] or '0')
   end
   offset = offset + 1
   events_in_call = events_in_call + 1
@@ -56,17 +59,24 @@ end
 
 -- The owner-based access rule (auth/access.py states the same in Python): read with scope
 -- 'all', or 'own' on one's own session; changes also need the update permission.
--- Returns nil when allowed, else the error code.
-local function check_owner_access(record_key, kind, performer, read_scope, may_update)
-  local found = redis.call('HMGET', record_key, 'kind', 'owner_id')
-  if found[1] ~= kind then
+-- Returns nil when allowed, else the error code. `found_kind` and `found_owner` are the
+-- record's `kind` and `owner_id` fields (false when absent), read by the caller: a script
+-- that needs more of the record reads it all in one HMGET.
+local function owner_access_refusal(found_kind, found_owner, kind, performer, read_scope, may_update)
+  if found_kind ~= kind then
     return 'session_not_found'
   end
-  if not (read_scope == 'all' or (read_scope == 'own' and found[2] == performer)) then
+  if not (read_scope == 'all' or (read_scope == 'own' and found_owner == performer)) then
     return 'forbidden'
   end
   if may_update ~= '1' then
     return 'forbidden'
   end
   return nil
+end
+
+-- The same rule, reading the record's kind and owner itself.
+local function check_owner_access(record_key, kind, performer, read_scope, may_update)
+  local found = redis.call('HMGET', record_key, 'kind', 'owner_id')
+  return owner_access_refusal(found[1], found[2], kind, performer, read_scope, may_update)
 end

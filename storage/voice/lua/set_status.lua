@@ -27,14 +27,16 @@ local lease_key = KEYS[4]
 local holder = ARGV[12]
 local lease_ms = ARGV[13]
 
-local refused = check_owner_access(session_key, 'voice', performer, read_scope, may_update)
+-- kind, owner and status in one read (this runs for every status change)
+local found = redis.call('HMGET', session_key, 'kind', 'owner_id', 'status')
+local refused = owner_access_refusal(found[1], found[2], 'voice', performer, read_scope, may_update)
 if refused then
   return {false, refused, ''}
 end
-if redis.call('HGET', session_key, 'owner_id') ~= performer then
+if found[2] ~= performer then
   return {false, 'forbidden', ''}
 end
-local previous = redis.call('HGET', session_key, 'status')
+local previous = found[3]
 local function take_lease()
   if holder == '' then
     return

@@ -1,0 +1,73 @@
+"""What a status change costs Redis: the commands its script runs (issue 26).
+
+Every command a script runs holds Redis (every session on it) for about a microsecond and
+this runs once per committed status event, so the count is pinned: one read and one write of
+the session, one read and one write of the log's metadata, the log's existence check, the
+XADD and the PUBLISH. Counted with INFO commandstats, which counts commands run inside a
+script too.
+"""
+
+from __future__ import annotations
+
+import pytest
+from redis.asyncio import Redis
+
+from protocol.errors import CodedError, ErrorCode
+
+from storage.clock import Clock
+from storage.events import EventLog
+from storage.keys import Keys
+from storage.scripts import Scripts
+from storage.sessions import SessionDirectory
+from storage.store import Store
+from storage.voice.repository import Performer, VoiceSessions
+
+OWNER = Performer(user_id="alice", read_scope="own", may_update=True)
+
+
+def voice_on(redis: Redis) -> VoiceSessions:
+    keys, clock = Keys("sh"), Clock()
+    log = EventLog(redis=redis, keys=keys, clock=clock, maxlen=1000)
+    sessions = SessionDirectory(redis=redis, keys=keys, clock=clock, orphan_days=30)
+    return VoiceSessions(
+        Store(redis=redis, keys=keys, scripts=Scripts.load(redis), log=log, clock=clock, sessions=sessions)
+    )
+
+
+async def command_calls(redis: Redis) -> dict[str, int]:
+    info = await redis.info("commandstats")
+    return {name.removeprefix("cmdstat_"): int(stats["calls"]) for name, stats in info.items()}
+
+
+async def test_a_status_change_runs_seven_commands_inside_its_script(redis: Redis) -> None:
+    voice = voice_on(redis)
+    session = await voice.create(owner_id="alice", telegram_user_id="", name="s")
+    first = await voice.set_status(session.id, "recording", OWNER)  # the script is loaded on first use
+    before = await command_calls(redis)
+    change = await voice.set_status(session.id, "paused", OWNER)
+    after = await command_calls(redis)
+    assert change.offset == first.offset + 1 and change.previous == "recording"
+    ran = {name: calls - before.get(name, 0) for name, calls in after.items() if calls != before.get(name, 0)}
+    ran.pop("info", None)
+    assert ran.pop("evalsha") == 1
+    assert ran == {"hmget": 2, "hset": 2, "exists": 1, "xadd": 1, "publish": 1}
+    assert (await voice.get(session.id)).status == "paused"  # type: ignore[union-attr]
+
+
+@pytest.mark.parametrize(
+    "who, session, code",
+    [
+        (Performer(user_id="bob", read_scope="own", may_update=True), "own", ErrorCode.FORBIDDEN),  # not the owner
+        (Performer(user_id="bob", read_scope="all", may_update=True), "own", ErrorCode.FORBIDDEN),  # reads, not owner
+        (Performer(user_id="alice", read_scope="own", may_update=False), "own", ErrorCode.FORBIDDEN),  # no update
+        (OWNER, "missing", ErrorCode.SESSION_NOT_FOUND),
+    ],
+)
+async def test_refusals_come_from_the_one_read(redis: Redis, who: Performer, session: str, code: ErrorCode) -> None:
+    voice = voice_on(redis)
+    created = await voice.create(owner_id="alice", telegram_user_id="", name="s")
+    session_id = created.id if session == "own" else "00000000-0000-4000-8000-000000000000"
+    with pytest.raises(CodedError) as refused:
+        await voice.set_status(session_id, "recording", who)
+    assert refused.value.code == code
+    assert (await voice.get(created.id)).status == "ready"  # type: ignore[union-attr]
