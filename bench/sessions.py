@@ -96,7 +96,8 @@ def session_ids(server: harness.ServerUnderTest, k: int) -> list[str]:
 
 
 def read_back(server: harness.ServerUnderTest, sent: dict[str, str]) -> dict[str, Any]:
-    """sessionhub's status of each sampled session against the status sent to it last.
+    """sessionhub's status of each sampled session against the status sent to it last (a
+    recording reads paused once its publisher has gone: ``report.status_after_close``).
 
     Right after the generator closes its thousands of connections the server is busy with
     their disconnects (python-socketio's disconnect scans every room: at 10,000 connections
@@ -113,7 +114,7 @@ def read_back(server: harness.ServerUnderTest, sent: dict[str, str]) -> dict[str
         while True:
             try:
                 with urllib.request.urlopen(request, timeout=READ_BACK_TIMEOUT_S) as response:
-                    wrong += json.loads(response.read())["status"] != status
+                    wrong += json.loads(response.read())["status"] != report.status_after_close(status)
                 break
             except (urllib.error.HTTPError, ValueError, KeyError) as exc:  # an answer: no retry
                 return {"checked": 0, "wrong": None, "error": repr(exc)}
