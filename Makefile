@@ -1,7 +1,7 @@
 # The two commands of README.md, and the benchmark.
 .PHONY: serve test test-stock test-versions test-install lint bench bench-sessions soak
 
-# Lints web/ (JS and CSS; biome.json); installed by scripts/bootstrap.sh test from tools/web.
+# Lints and format-checks web/ (JS and CSS; biome.json); installed by scripts/bootstrap.sh test from tools/web.
 BIOME := tools/web/node_modules/.bin/biome
 
 serve:
@@ -12,7 +12,7 @@ test:
 	@scripts/bootstrap.sh test
 	.venv/bin/ruff check server handlers jobs auth storage protocol tests bench
 	.venv/bin/mypy
-	$(BIOME) lint --error-on-warnings
+	$(BIOME) ci --error-on-warnings
 	.venv/bin/python -m pytest -q
 	SESSIONHUB_TRANSPORT=stock .venv/bin/python -m pytest -q $(STOCK_TESTS)
 
@@ -40,7 +40,7 @@ lint:
 	@scripts/bootstrap.sh test
 	.venv/bin/ruff check server handlers jobs auth storage protocol tests bench
 	.venv/bin/mypy
-	$(BIOME) lint --error-on-warnings
+	$(BIOME) ci --error-on-warnings
 
 bench:
 	@scripts/bootstrap.sh test

@@ -1,5 +1,6 @@
-"""`make test` lints web/ with Biome: a copy of web/ passes, and the same copy with one CSS rule
-left open, or one JS syntax error, fails, as the stylesheet once did unnoticed."""
+"""`make test` lints and format-checks web/ with Biome (`biome ci`): a copy of web/ passes, and the
+same copy with one CSS rule left open (as the stylesheet once was, unnoticed), one JS syntax error
+or one line off the format fails."""
 
 from __future__ import annotations
 
@@ -32,7 +33,7 @@ def web_copy(tmp_path: Path) -> Path:
 def lint(root: Path) -> subprocess.CompletedProcess[str]:
     """The Makefile's web lint step, run in ``root``."""
     return subprocess.run(
-        [str(BIOME), "lint", "--error-on-warnings", "--colors=off"],
+        [str(BIOME), "ci", "--error-on-warnings", "--colors=off"],
         cwd=root,
         capture_output=True,
         text=True,
@@ -63,3 +64,11 @@ def test_a_js_syntax_error_fails_the_lint(web_copy: Path) -> None:
     done = lint(web_copy)
     assert done.returncode != 0
     assert "client.js" in done.stdout + done.stderr
+
+
+def test_a_file_off_the_format_fails_the_check(web_copy: Path) -> None:
+    css = web_copy / "web" / "css" / "app.css"
+    css.write_text(css.read_text(encoding="utf-8").replace("  margin: 0;\n", "margin:0;\n", 1), encoding="utf-8")
+    done = lint(web_copy)
+    assert done.returncode != 0
+    assert "app.css" in done.stdout + done.stderr

@@ -8,7 +8,6 @@ import { $, ApiError, api, authorizedFetch, keepToken, saveFile } from "./client
 const REFRESH_MS = 2000;
 const PAGE_SIZE = 25;
 
-
 let cursor = null; // the cursor of the next page, null at the end
 let pageStart = null; // the cursor the shown page started at
 let selected = null; // the session id shown in the detail view
@@ -37,7 +36,8 @@ function showForbidden(error) {
   $("loading").hidden = true;
   $("dashboard").hidden = true;
   $("forbidden").hidden = false;
-  if (error.code === "unauthorized") $("forbidden-message").textContent = "Sign in with a token that has the admin permission.";
+  if (error.code === "unauthorized")
+    $("forbidden-message").textContent = "Sign in with a token that has the admin permission.";
 }
 
 function handle(error, where) {
@@ -68,7 +68,8 @@ function renderMetrics(metrics) {
   for (const [kind, figures] of Object.entries(metrics.kinds)) {
     const row = document.createElement("tr");
     row.dataset.kind = kind;
-    for (const value of [kind, figures.sessions, figures.active, figures.created_today, figures.orphaned]) cell(row, value);
+    for (const value of [kind, figures.sessions, figures.active, figures.created_today, figures.orphaned])
+      cell(row, value);
     cell(row, formatBytes(figures.storage_bytes));
     cell(row, formatBytes(figures.average_bytes));
     body.append(row);
@@ -125,7 +126,8 @@ async function refresh() {
     $("dashboard").hidden = false;
     $("refreshed").textContent = `updated ${formatTime(metrics.generated_at)}`;
   } catch (error) {
-    if (error instanceof ApiError && (error.code === "forbidden" || error.code === "unauthorized")) showForbidden(error);
+    if (error instanceof ApiError && (error.code === "forbidden" || error.code === "unauthorized"))
+      showForbidden(error);
     else $("refreshed").textContent = `refresh failed: ${error.message}`;
   } finally {
     refreshing = false;
@@ -200,8 +202,11 @@ async function showDetail(sessionId) {
     $("detail-id").textContent = detail.session_id;
     $("detail-kind").textContent = detail.kind;
     $("detail-link").href = detail.url || "/";
-    $("detail-position").textContent = `epoch ${detail.epoch || "—"}, offset ${detail.offset}, ${formatBytes(detail.size_bytes)}`;
-    const ancestors = detail.remix.ancestors.map((a) => a.session_id.slice(0, 8) + (a.exists === "yes" ? "" : " (deleted)"));
+    $("detail-position").textContent =
+      `epoch ${detail.epoch || "—"}, offset ${detail.offset}, ${formatBytes(detail.size_bytes)}`;
+    const ancestors = detail.remix.ancestors.map(
+      (a) => a.session_id.slice(0, 8) + (a.exists === "yes" ? "" : " (deleted)"),
+    );
     $("detail-lineage").textContent =
       `${ancestors.length ? `remixed from ${ancestors.join(" ← ")}` : "an original"}; remixed ${detail.remix.remix_count} time(s)`;
     renderTree($("detail-tree"), detail.remix.descendants);
@@ -359,10 +364,15 @@ async function deleteOrphans() {
   try {
     await streamLines(
       "/admin/orphans/delete",
-      { method: "POST", headers: { "Content-Type": "application/json" }, body: JSON.stringify({ older_than_days: days, confirm_count: count }) },
+      {
+        method: "POST",
+        headers: { "Content-Type": "application/json" },
+        body: JSON.stringify({ older_than_days: days, confirm_count: count }),
+      },
       (line) => {
         progress(line.done === true ? line.total : line.done, line.total);
-        status.textContent = line.done === true ? `Deleted ${line.deleted} orphan(s).` : `Deleting: ${line.done} / ${line.total}`;
+        status.textContent =
+          line.done === true ? `Deleted ${line.deleted} orphan(s).` : `Deleting: ${line.done} / ${line.total}`;
       },
     );
     await Promise.all([loadPage(null), refresh()]);

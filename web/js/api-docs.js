@@ -40,7 +40,12 @@ function renderOperation(spec, path, method, op) {
   if (op.parameters.length) {
     const list = element("ul");
     for (const param of op.parameters) {
-      list.append(element("li", `${param.name} (${param.in}${param.required ? ", required" : ""}): ${JSON.stringify(param.schema)}`));
+      list.append(
+        element(
+          "li",
+          `${param.name} (${param.in}${param.required ? ", required" : ""}): ${JSON.stringify(param.schema)}`,
+        ),
+      );
     }
     section.append(element("h3", "Parameters"), list);
   }

@@ -113,7 +113,8 @@ function dropRefused(token) {
   if (!renewable(record)) return false;
   if (record && record.token === token) {
     // Remember that there was an identity: restoring must say so if it fails, not mint a guest.
-    if (localStorage.getItem(IDENTITY_KEY) === null) localStorage.setItem(IDENTITY_KEY, JSON.stringify({ user_id: null }));
+    if (localStorage.getItem(IDENTITY_KEY) === null)
+      localStorage.setItem(IDENTITY_KEY, JSON.stringify({ user_id: null }));
     localStorage.removeItem(TOKEN_KEY);
   }
   return true;
@@ -177,7 +178,8 @@ function lost(error) {
 async function refreshOnce(orNewGuest) {
   const legacy = storedToken();
   // A guest token from before the cookies still proves who it is: the server then sets the cookie.
-  const bearer = legacy?.guest === true && !legacy.device && isFresh(legacy) ? { Authorization: `Bearer ${legacy.token}` } : {};
+  const bearer =
+    legacy?.guest === true && !legacy.device && isFresh(legacy) ? { Authorization: `Bearer ${legacy.token}` } : {};
   const { response, body } = await authPost("/api/auth/refresh", bearer);
   if (response.ok) return rememberIdentity(body);
   const error = toError(response, body);
@@ -251,14 +253,21 @@ export async function signInWithLoginToken(loginToken) {
 
 /** True when this browser can use passkeys (WebAuthn with the JSON helpers). */
 export function passkeysSupported() {
-  return typeof PublicKeyCredential !== "undefined" && typeof PublicKeyCredential.parseCreationOptionsFromJSON === "function";
+  return (
+    typeof PublicKeyCredential !== "undefined" && typeof PublicKeyCredential.parseCreationOptionsFromJSON === "function"
+  );
 }
 
 /** Keep this identity with a new passkey (the browser asks the person); resolves to its view. */
 export async function addPasskey(label = "") {
   const { challenge_id, options } = await api("/api/auth/passkeys/register/options", { method: "POST" });
-  const credential = await navigator.credentials.create({ publicKey: PublicKeyCredential.parseCreationOptionsFromJSON(options) });
-  return api("/api/auth/passkeys/register", { method: "POST", body: { challenge_id, credential: credential.toJSON(), label } });
+  const credential = await navigator.credentials.create({
+    publicKey: PublicKeyCredential.parseCreationOptionsFromJSON(options),
+  });
+  return api("/api/auth/passkeys/register", {
+    method: "POST",
+    body: { challenge_id, credential: credential.toJSON(), label },
+  });
 }
 
 /** Sign this browser in with a passkey: it becomes the passkey's user (a new device of theirs). */
@@ -266,7 +275,9 @@ export async function signInWithPasskey() {
   const started = await authPost("/api/auth/passkeys/login/options");
   if (!started.response.ok) throw toError(started.response, started.body);
   const { challenge_id, options } = started.body;
-  const credential = await navigator.credentials.get({ publicKey: PublicKeyCredential.parseRequestOptionsFromJSON(options) });
+  const credential = await navigator.credentials.get({
+    publicKey: PublicKeyCredential.parseRequestOptionsFromJSON(options),
+  });
   const response = await request("/api/auth/passkeys/login", {
     method: "POST",
     headers: PAGE_HEADERS,
@@ -289,7 +300,12 @@ export async function signOut({ everywhere = false } = {}) {
     const headers = { ...PAGE_HEADERS };
     const record = storedToken();
     if (record) headers.Authorization = `Bearer ${record.token}`;
-    const response = await request("/api/auth/logout", { method: "POST", headers, body: "{}", credentials: "same-origin" });
+    const response = await request("/api/auth/logout", {
+      method: "POST",
+      headers,
+      body: "{}",
+      credentials: "same-origin",
+    });
     body = await readJson(response);
     if (!response.ok) throw toError(response, body);
   }
@@ -480,7 +496,12 @@ export async function call(socket, event, payload, timeoutMs = ACK_TIMEOUT_MS) {
     // The token expired on an open connection: reconnecting presents a fresh one.
     socket.disconnect().connect();
   }
-  throw new ApiError(ack?.error ?? "invalid_response", ack?.message ?? "", 0, extraFields(ack, ["ok", "error", "message"]));
+  throw new ApiError(
+    ack?.error ?? "invalid_response",
+    ack?.message ?? "",
+    0,
+    extraFields(ack, ["ok", "error", "message"]),
+  );
 }
 
 function isLogEvent(sessionId, data) {

@@ -25,7 +25,14 @@
 import { adoptToken, api, ApiError, call, connect, hasToken, subscribeSession } from "./client.js";
 import { UploadQueue } from "./upload_queue.js";
 
-const MIME_TYPES = ["audio/webm;codecs=opus", "audio/webm", "audio/ogg;codecs=opus", "audio/ogg", "audio/mp4", "audio/aac"];
+const MIME_TYPES = [
+  "audio/webm;codecs=opus",
+  "audio/webm",
+  "audio/ogg;codecs=opus",
+  "audio/ogg",
+  "audio/mp4",
+  "audio/aac",
+];
 const TIMESLICE_MS = 250; // how often the recorder hands over a piece, kept at once
 const CUTTING_SHOWN_MS = 1000;
 const DONE_WAIT_MS = 20_000;
@@ -129,7 +136,8 @@ function render() {
     rec: (mode === "idle" && canRecordInto) || mode === "paused",
     cut: mode === "recording",
     pause: mode === "recording",
-    done: mode === "recording" || mode === "paused" || (mode === "idle" && Boolean(state.sessionId) && state.sessionOpen),
+    done:
+      mode === "recording" || mode === "paused" || (mode === "idle" && Boolean(state.sessionId) && state.sessionOpen),
   };
   for (const [action, button] of Object.entries(ui.buttons)) button.disabled = !enabled[action];
   ui.buttons.rec.textContent = mode === "paused" ? "Resume" : "Rec";
@@ -161,7 +169,8 @@ function follow(sessionId, { open = true, status = null } = {}) {
         onEvent: (event) => {
           if (event.type === "session_status") state.status = event.data?.status ?? state.status;
           if (event.type === "session_status" && event.data?.reason === "recorder_gone") reassertRecording();
-          if (event.type === "session_update" && "is_active" in (event.data ?? {})) state.sessionOpen = Boolean(event.data.is_active);
+          if (event.type === "session_update" && "is_active" in (event.data ?? {}))
+            state.sessionOpen = Boolean(event.data.is_active);
           if (event.type === "session_update" && event.data?.deleted === true && state.mode === "idle") follow(null);
           render();
         },
@@ -227,7 +236,8 @@ function startChunk() {
     const at = Date.now();
     saving = saving.then(() => queue.savePart(key, meta, seq, event.data, at)).catch(() => {});
   };
-  recorder.onerror = (event) => fail(new ApiError("recorder", `Recording failed: ${event.error?.message ?? "unknown"}`));
+  recorder.onerror = (event) =>
+    fail(new ApiError("recorder", `Recording failed: ${event.error?.message ?? "unknown"}`));
   recorder.finished = new Promise((resolve) => {
     recorder.onstop = () => resolve(saving.then(() => store(key, sessionId, parts, recorder.mimeType, startedAt)));
   });
@@ -310,7 +320,10 @@ const actions = {
       return;
     }
     if (state.pageSessionId) {
-      const activated = await api("/voicebot/activate_session", { method: "POST", body: { session_id: state.pageSessionId } });
+      const activated = await api("/voicebot/activate_session", {
+        method: "POST",
+        body: { session_id: state.pageSessionId },
+      });
       follow(activated.session_id, { open: activated.is_active });
       announceActive(activated.session_id);
       if (!activated.is_active) throw new ApiError("invalid_state", "This session is closed; it records no more.");

@@ -285,7 +285,11 @@ async function main() {
       },
       onEvent: (event) => {
         orphanBanner.edited(); // listened to, removed or cleared: active again
-        if (event.type === "listening_session" || event.type === "listening_removed" || event.type === "listening_cleared") {
+        if (
+          event.type === "listening_session" ||
+          event.type === "listening_removed" ||
+          event.type === "listening_cleared"
+        ) {
           refreshSoon();
         }
       },

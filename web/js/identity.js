@@ -66,7 +66,11 @@ async function load() {
 
 function passkeySignIn() {
   if (!passkeysSupported()) return "";
-  const button = el("button", { id: "identity-passkey-signin", class: "button", type: "button" }, "Sign in with a passkey");
+  const button = el(
+    "button",
+    { id: "identity-passkey-signin", class: "button", type: "button" },
+    "Sign in with a passkey",
+  );
   button.addEventListener("click", async () => {
     try {
       await signInWithPasskey();
@@ -86,7 +90,11 @@ function showNone() {
 function showLost(err) {
   if (!root) return;
   root.dataset.state = "lost";
-  const start = el("button", { id: "identity-start-over", class: "button", type: "button", onclick: () => startOver() }, "Start as a new guest");
+  const start = el(
+    "button",
+    { id: "identity-start-over", class: "button", type: "button", onclick: () => startOver() },
+    "Start as a new guest",
+  );
   const notice = el(
     "span",
     { id: "identity-lost", class: "notice", role: "alert" },
@@ -107,7 +115,11 @@ async function startOver() {
 function showMe(me) {
   root.dataset.state = "known";
   root.dataset.userId = me.user_id;
-  const name = el("button", { id: "identity-name", class: "button", type: "button", "aria-expanded": "false" }, me.name || "Guest");
+  const name = el(
+    "button",
+    { id: "identity-name", class: "button", type: "button", "aria-expanded": "false" },
+    me.name || "Guest",
+  );
   name.addEventListener("click", () => togglePanel(me, name));
   root.replaceChildren(name);
 }
@@ -127,11 +139,20 @@ function togglePanel(me, opener) {
 }
 
 function renderPanel(me) {
-  const nameInput = el("input", { id: "identity-name-input", value: me.name || "", maxlength: "60", "aria-label": "Display name" });
+  const nameInput = el("input", {
+    id: "identity-name-input",
+    value: me.name || "",
+    maxlength: "60",
+    "aria-label": "Display name",
+  });
   const save = el("button", { class: "button", type: "button", onclick: () => rename(nameInput.value) }, "Save name");
   const devices = el("ul", { id: "identity-devices" });
   for (const device of me.devices) {
-    const revoke = el("button", { class: "button", type: "button", onclick: () => revokeDevice(device.device_id) }, "Sign out");
+    const revoke = el(
+      "button",
+      { class: "button", type: "button", onclick: () => revokeDevice(device.device_id) },
+      "Sign out",
+    );
     devices.append(
       el(
         "li",
@@ -142,18 +163,35 @@ function renderPanel(me) {
     );
   }
   panel.replaceChildren(
-    el("p", { class: "muted" }, me.guest ? "You are a guest: this browser keeps who you are." : "Signed in.", ` Id: ${me.user_id}`),
+    el(
+      "p",
+      { class: "muted" },
+      me.guest ? "You are a guest: this browser keeps who you are." : "Signed in.",
+      ` Id: ${me.user_id}`,
+    ),
     el("p", {}, nameInput, " ", save),
     el("h2", {}, "Your devices"),
     devices,
-    el("p", {}, el("button", { id: "identity-link", class: "button", type: "button", onclick: () => showLink() }, "Link another device")),
+    el(
+      "p",
+      {},
+      el(
+        "button",
+        { id: "identity-link", class: "button", type: "button", onclick: () => showLink() },
+        "Link another device",
+      ),
+    ),
     el("div", { id: "identity-link-out" }),
     el("h2", {}, "Passkeys"),
     el("ul", { id: "identity-passkeys" }),
     el(
       "p",
       {},
-      el("button", { id: "identity-add-passkey", class: "button", type: "button", onclick: () => savePasskey() }, "Keep this identity: add a passkey"),
+      el(
+        "button",
+        { id: "identity-add-passkey", class: "button", type: "button", onclick: () => savePasskey() },
+        "Keep this identity: add a passkey",
+      ),
       " ",
       passkeySignIn(),
     ),
@@ -161,9 +199,17 @@ function renderPanel(me) {
     el(
       "p",
       { class: "actions" },
-      el("button", { id: "identity-signout", class: "button", type: "button", onclick: () => leave(false) }, "Sign out"),
+      el(
+        "button",
+        { id: "identity-signout", class: "button", type: "button", onclick: () => leave(false) },
+        "Sign out",
+      ),
       " ",
-      el("button", { id: "identity-signout-all", class: "button", type: "button", onclick: () => leave(true) }, "Sign out everywhere"),
+      el(
+        "button",
+        { id: "identity-signout-all", class: "button", type: "button", onclick: () => leave(true) },
+        "Sign out everywhere",
+      ),
     ),
   );
 }

@@ -30,7 +30,6 @@ const SAMPLE_NAMES = {
   "synth:pluck": "Pluck",
 };
 
-
 let sessionId = null;
 let meta = null; // the session's GET body, minus state
 let confirmed = null; // {state, name}: the server's, as of `position`
@@ -237,9 +236,17 @@ async function displayName() {
 
 /** Up to two letters from a name: "Ada Lovelace" → "AL", "Player 417" → "P4", "bob" → "B". */
 function initials(name) {
-  const words = String(name || "?").trim().split(/\s+/).filter(Boolean);
+  const words = String(name || "?")
+    .trim()
+    .split(/\s+/)
+    .filter(Boolean);
   const letters = words.length > 1 ? [words[0], words.at(-1)] : words;
-  return letters.map((word) => [...word][0]).join("").toUpperCase() || "?";
+  return (
+    letters
+      .map((word) => [...word][0])
+      .join("")
+      .toUpperCase() || "?"
+  );
 }
 
 /**
@@ -307,7 +314,11 @@ async function copy(text) {
 async function onInvite() {
   if (!(await copy(location.href))) return;
   // A published copy is read-only: its link lets people listen and remix, not edit.
-  toast(readOnly ? "Link copied! Anyone with this link can listen and remix it." : "Session link copied! Anyone with this link can edit.");
+  toast(
+    readOnly
+      ? "Link copied! Anyone with this link can listen and remix it."
+      : "Session link copied! Anyone with this link can edit.",
+  );
 }
 
 async function onPublish() {
@@ -411,7 +422,8 @@ function element(tag, props = {}, ...children) {
   const el = document.createElement(tag);
   for (const [key, value] of Object.entries(props)) {
     if (key === "dataset") Object.assign(el.dataset, value);
-    else if (key.startsWith("aria") || key === "role") el.setAttribute(key.replace(/^aria/, "aria-").toLowerCase(), value);
+    else if (key.startsWith("aria") || key === "role")
+      el.setAttribute(key.replace(/^aria/, "aria-").toLowerCase(), value);
     else el[key] = value;
   }
   el.append(...children);
@@ -444,7 +456,12 @@ function buildRow(track) {
     countSelect,
     steps,
     element("button", { type: "button", className: "button small clear-track", textContent: "Clear" }),
-    element("button", { type: "button", className: "button small delete-track", textContent: "✕", ariaLabel: "Delete track" }),
+    element("button", {
+      type: "button",
+      className: "button small delete-track",
+      textContent: "✕",
+      ariaLabel: "Delete track",
+    }),
   );
 }
 

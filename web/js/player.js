@@ -7,8 +7,22 @@
 import { $, call, connect, showConnection } from "./client.js";
 
 const ITEMS = [
-  { item_id: "demo-audiobook-1", title: "The Quiet Hour", artist: "A. Narrator", album: "Demo Books", duration_s: 3600, hz: 220 },
-  { item_id: "demo-podcast-7", title: "Episode 7: Time Ranges", artist: "The Redis Show", album: "Demo Casts", duration_s: 1800, hz: 330 },
+  {
+    item_id: "demo-audiobook-1",
+    title: "The Quiet Hour",
+    artist: "A. Narrator",
+    album: "Demo Books",
+    duration_s: 3600,
+    hz: 220,
+  },
+  {
+    item_id: "demo-podcast-7",
+    title: "Episode 7: Time Ranges",
+    artist: "The Redis Show",
+    album: "Demo Casts",
+    duration_s: 1800,
+    hz: 330,
+  },
   { item_id: "demo-song-3", title: "Four Forty", artist: "Tone Band", album: "Sine Waves", duration_s: 240, hz: 440 },
 ];
 const HEARTBEAT_MS = 2000;
@@ -108,7 +122,10 @@ async function play(item) {
   startTone(item.hz);
   render();
   clearInterval(heartbeat);
-  heartbeat = setInterval(() => current && report(current.item, "playing").catch((err) => notice(err.message)), HEARTBEAT_MS);
+  heartbeat = setInterval(
+    () => current && report(current.item, "playing").catch((err) => notice(err.message)),
+    HEARTBEAT_MS,
+  );
   await send(item, "playing");
 }
 
@@ -170,7 +187,6 @@ function build() {
   }
   render();
 }
-
 
 async function main() {
   build();

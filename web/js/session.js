@@ -45,7 +45,6 @@ const ERROR_TEXT = {
 
 const ACTIVITY_LIMIT = 8;
 
-
 const ui = {
   loading: $("loading"),
   empty: $("empty-state"),
@@ -171,7 +170,9 @@ function chunkItem(chunk, index) {
   title.textContent = `#${index + 1} · ${formatDuration(chunk.duration_ms)}`;
   const detail = document.createElement("span");
   detail.className = "muted";
-  detail.textContent = [chunk.speaker, formatBytes(chunk.size_bytes), formatTime(chunk.start_ms)].filter(Boolean).join(" · ");
+  detail.textContent = [chunk.speaker, formatBytes(chunk.size_bytes), formatTime(chunk.start_ms)]
+    .filter(Boolean)
+    .join(" · ");
   head.append(title, detail);
   item.append(head);
   if (typeof chunk.audio_url === "string" && chunk.audio_url.startsWith("/voicebot/audio/")) {
@@ -233,7 +234,10 @@ function renderResults() {
       fact("Audio chunks", String(digest.chunk_count ?? 0)),
       fact("Audio", formatDuration(digest.audio_ms)),
       fact("Materials", String(digest.material_count ?? 0)),
-      fact("Speakers", speakers.map((s) => `${s.speaker || "unnamed"} (${formatDuration(s.audio_ms)})`).join(", ") || "—"),
+      fact(
+        "Speakers",
+        speakers.map((s) => `${s.speaker || "unnamed"} (${formatDuration(s.audio_ms)})`).join(", ") || "—",
+      ),
       fact("Transcription", String(digest.transcription ?? "—")),
     );
     for (const text of Array.isArray(digest.texts) ? digest.texts : []) {
@@ -269,7 +273,10 @@ function apply(event) {
   } else if (event.type === "job_result") {
     addActivity(data, event.ts);
   } else if (event.type === "job_progress") {
-    addActivity({ job_type: data.job_type, status: `${data.step ?? "step"} ${data.done ?? ""}/${data.total ?? ""}` }, event.ts);
+    addActivity(
+      { job_type: data.job_type, status: `${data.step ?? "step"} ${data.done ?? ""}/${data.total ?? ""}` },
+      event.ts,
+    );
   } else if (event.type === "new_message" && data.chunk?.chunk_id) {
     chunks.set(data.chunk.chunk_id, { ...chunks.get(data.chunk.chunk_id), ...data.chunk });
     render({ ...session, chunk_count: data.chunk_count, audio_ms: data.audio_ms, storage_bytes: data.storage_bytes });
@@ -421,7 +428,8 @@ function listSession(entry, { first = false } = {}) {
   ui.mySessionsEmpty.hidden = true;
   subscribeSession(listSocket, entry.session_id, {
     onSnapshot: (snapshot) => {
-      if (snapshot.session_name !== undefined) item.querySelector("a").textContent = snapshot.session_name || "Untitled session";
+      if (snapshot.session_name !== undefined)
+        item.querySelector("a").textContent = snapshot.session_name || "Untitled session";
       show(snapshot.status);
     },
     onEvent: (event) => event.type === "session_status" && show(event.data?.status),
@@ -465,7 +473,9 @@ function followActive() {
     if (typeof sessionId !== "string") return;
     switching = switching
       .then(() => (sessionId === session?.session_id ? null : switchTo(sessionId)))
-      .catch((err) => showNotice(`The active session could not be opened: ${err.message}`, { kind: "error", source: "live" }));
+      .catch((err) =>
+        showNotice(`The active session could not be opened: ${err.message}`, { kind: "error", source: "live" }),
+      );
   });
 }
 
@@ -496,7 +506,9 @@ async function main() {
     return;
   }
   if (requested === null) {
-    listMySessions().catch((err) => showNotice(`Your sessions could not be listed: ${err.message}`, { kind: "error", source: "list" }));
+    listMySessions().catch((err) =>
+      showNotice(`Your sessions could not be listed: ${err.message}`, { kind: "error", source: "list" }),
+    );
   }
 }
 

@@ -282,7 +282,10 @@ function apply(event) {
       session = { ...session, segments: [...(session.segments ?? []), data.segment] };
       break;
     case "segment_closed":
-      session = { ...session, segments: (session.segments ?? []).map((s) => (s.index === data.segment.index ? data.segment : s)) };
+      session = {
+        ...session,
+        segments: (session.segments ?? []).map((s) => (s.index === data.segment.index ? data.segment : s)),
+      };
       break;
     case "clip_added":
       clips.set(data.clip_id, data);

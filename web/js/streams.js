@@ -19,7 +19,11 @@ async function create(event) {
   button.disabled = true;
   createError.hidden = true;
   const delay = Number.parseInt($("delay-input").value || "0", 10);
-  const body = { title: $("title-input").value, game: $("game-input").value, viewer_delay_s: Number.isNaN(delay) ? 0 : delay };
+  const body = {
+    title: $("title-input").value,
+    game: $("game-input").value,
+    viewer_delay_s: Number.isNaN(delay) ? 0 : delay,
+  };
   try {
     const created = await api("/api/streams", { method: "POST", body });
     location.assign(`/streams/${encodeURIComponent(created.session.session_id)}`);

@@ -20,7 +20,10 @@ function refused(title, message) {
 }
 
 if (!loginToken) {
-  refused("This link is incomplete", "Ask for a new one: “Link another device” on a signed-in device, or /login in the bot.");
+  refused(
+    "This link is incomplete",
+    "Ask for a new one: “Link another device” on a signed-in device, or /login in the bot.",
+  );
 } else {
   signInWithLoginToken(loginToken).then(
     () => location.replace("/session"),

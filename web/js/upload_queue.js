@@ -91,7 +91,12 @@ const ownerHeld = navigator.locks
 async function liveOwners() {
   if (!navigator.locks) return null;
   const { held = [] } = await navigator.locks.query();
-  return new Set(held.map((lock) => lock.name).filter((name) => name.startsWith(OWNER_LOCK)).map((name) => name.slice(OWNER_LOCK.length)));
+  return new Set(
+    held
+      .map((lock) => lock.name)
+      .filter((name) => name.startsWith(OWNER_LOCK))
+      .map((name) => name.slice(OWNER_LOCK.length)),
+  );
 }
 
 /** A refusal the server will repeat for this chunk: retrying cannot help. */

@@ -13,7 +13,8 @@ const NOTE_MAX = 100;
 // The server's rule (PROTOCOL.md): 100 characters as a person sees them (grapheme clusters, as
 // the server's \X counts), and at most 2,000 bytes of UTF-8 behind that.
 const NOTE_MAX_BYTES = 2000;
-const graphemes = typeof Intl.Segmenter === "function" ? new Intl.Segmenter(undefined, { granularity: "grapheme" }) : null;
+const graphemes =
+  typeof Intl.Segmenter === "function" ? new Intl.Segmenter(undefined, { granularity: "grapheme" }) : null;
 const utf8 = new TextEncoder();
 const orphanBanner = new OrphanBanner();
 const RETRY_AFTER_TIMEOUT_MS = 1000;
