@@ -126,6 +126,11 @@ function dropRefused(token) {
 
 /** localStorage key of `{user_id, name}`: the identity this browser last had. */
 export const IDENTITY_KEY = "sessionhub.identity";
+
+/** Forget which identity this browser had (before starting over as a new guest on purpose). */
+export function forgetIdentity() {
+  localStorage.removeItem(IDENTITY_KEY);
+}
 const REFRESH_LOCK = "sessionhub.refresh";
 // Sent with every cookie request: a request a cross-site form cannot make (see PROTOCOL.md).
 const PAGE_HEADERS = { "Content-Type": "application/json", "X-Sessionhub-Client": "web" };

@@ -10,13 +10,14 @@ import {
   ApiError,
   addPasskey,
   api,
+  forgetIdentity,
+  hasToken,
   knownIdentity,
   passkeysSupported,
   restoreIdentity,
   signInWithPasskey,
   signOut,
   startNewGuest,
-  TOKEN_KEY,
 } from "./client.js";
 
 function el(tag, attrs = {}, ...children) {
@@ -47,8 +48,7 @@ function mount() {
 }
 
 async function load() {
-  const hasToken = localStorage.getItem(TOKEN_KEY) !== null;
-  if (!hasToken && knownIdentity() === null) {
+  if (!hasToken() && knownIdentity() === null) {
     // Maybe only the cookie is left (storage cleared): try it, but never mint a guest here.
     try {
       await restoreIdentity({ orNewGuest: false });
@@ -107,7 +107,7 @@ function showLost(err) {
 }
 
 async function startOver() {
-  localStorage.removeItem("sessionhub.identity");
+  forgetIdentity();
   await startNewGuest();
   location.reload();
 }

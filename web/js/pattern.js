@@ -508,13 +508,28 @@ function stepSelector(trackId, step) {
   return `.step[data-track="${CSS.escape(String(trackId))}"][data-step="${Number(step)}"]`;
 }
 
+/** Dark or light text, whichever reads better on `hex` (WCAG relative luminance). */
+function readableOn(hex) {
+  const match = /^#([0-9a-f]{2})([0-9a-f]{2})([0-9a-f]{2})$/i.exec(hex);
+  if (!match) return "#fff";
+  const [r, g, b] = match.slice(1).map((part) => {
+    const c = Number.parseInt(part, 16) / 255;
+    return c <= 0.03928 ? c / 12.92 : ((c + 0.055) / 1.055) ** 2.4;
+  });
+  const luminance = 0.2126 * r + 0.7152 * g + 0.0722 * b;
+  // Contrast with white is 1.05 / (L + 0.05); with #111 (L ≈ 0.0056) it is (L + 0.05) / 0.0556.
+  return 1.05 / (luminance + 0.05) >= (luminance + 0.05) / 0.0556 ? "#fff" : "#111";
+}
+
 function renderPlayers() {
   const list = $("players");
   const colours = distinctColours(players.values());
   list.replaceChildren(
     ...[...players.values()].map((p) => {
       const item = element("li", { className: "avatar", title: p.name, textContent: initials(p.name) });
-      item.style.backgroundColor = colours.get(p.id) ?? "#667085";
+      const colour = colours.get(p.id) ?? "#667085";
+      item.style.backgroundColor = colour;
+      item.style.color = readableOn(colour);
       if (socket && p.id === socket.id) item.classList.add("me");
       item.setAttribute("aria-label", p.name);
       return item;
