@@ -136,6 +136,8 @@ class Stack:
             "SESSIONHUB_DATA_DIR": str(self.workdir),
             "SESSIONHUB_INPROCESS_WORKERS": "0",
             "SESSIONHUB_LOG_LEVEL": "WARNING",
+            # Every bench viewer is a guest on loopback: one address, far over the guests' cap.
+            "SESSIONHUB_CLIPS_MAX_PER_ADDRESS": "1000000",
             **env_extra,
         }
         self.server = subprocess.Popen(

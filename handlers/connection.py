@@ -39,6 +39,8 @@ class Connection:
     sid: str
     claims: Claims
     bucket: TokenBucket
+    # The client's address as the handshake saw it ('' when unknown): guests' per-address caps.
+    address: str = ""
     # Run once the socket has closed, by name (a second join of one session replaces the first):
     # a pattern player's presence, the recording lease it holds.
     farewells: dict[str, Farewell] = field(default_factory=dict)

@@ -10,6 +10,7 @@ from socketio.exceptions import ConnectionRefusedError as Refused
 
 from handlers.connection import Connection, Connections, TokenBucket
 from handlers.context import Services
+from handlers.http_common import client_address
 from protocol.errors import CodedError, ErrorCode
 
 log = logging.getLogger(__name__)
@@ -40,10 +41,20 @@ class ConnectionEvents:
             log.info("refused a Socket.IO connection: unauthorized (%s)", exc.message, extra={"sid": sid})
             raise Refused("unauthorized", {"error": "unauthorized", "message": exc.message}) from None
         limits = self._s.limits
-        self._connections.add(
-            Connection(sid=sid, claims=claims, bucket=TokenBucket(limits.event_rate_per_s, limits.event_burst))
-        )
+        bucket = TokenBucket(limits.event_rate_per_s, limits.event_burst)
+        self._connections.add(Connection(sid=sid, claims=claims, bucket=bucket, address=self._address(environ)))
         self._s.metrics.connected()
+
+    def _address(self, environ: dict[str, Any]) -> str:
+        # A handshake answered by the transport's front carries the address it counted; the
+        # others have their aiohttp request.
+        front: Any = environ.get("sessionhub.front_address")
+        if isinstance(front, str):
+            return front
+        request = environ.get("aiohttp.request")
+        if request is None:
+            return str(environ.get("REMOTE_ADDR") or "")
+        return client_address(request, trust_forwarded_for=self._s.trust_forwarded_for)
 
     async def disconnect(self, sid: str, reason: Any = None) -> None:
         """Leave every room, forget the connection, then undo what it left behind: its presence
@@ -53,7 +64,7 @@ class ConnectionEvents:
         connection = self._connections.get(sid)
         if self._connections.remove(sid):  # a refused connection was never counted
             self._s.metrics.disconnected()
-        for name, farewell in (connection.farewells.items() if connection else ()):
+        for name, farewell in connection.farewells.items() if connection else ():
             try:
                 await farewell()
             except Exception:  # one failed farewell must not keep the others; the TTL still ends it

@@ -12,6 +12,8 @@ from typing import Any, Literal
 
 from pydantic import BaseModel
 
+from auth.claims import USER_ID_PATTERN
+
 from handlers.openapi_registry import BINARY, HTML, JSON, MULTIPART, Auth, ErrorShape, Operation
 from protocol.errors import ErrorCode
 
@@ -27,6 +29,7 @@ PATH_PARAMETERS: dict[str, dict[str, Any]] = {
     "webhook_path": {"type": "string", "description": "SESSIONHUB_VOICE_TELEGRAM_WEBHOOK_PATH (a secret)"},
     "device_id": {"type": "string", "pattern": "^[0-9a-f]{24}$", "description": "a device id (GET /api/auth/me)"},
     "passkey_id": {"type": "string", "pattern": "^[0-9a-f]{32}$", "description": "a passkey id"},
+    "user_id": {"type": "string", "pattern": USER_ID_PATTERN, "description": "a user id (a clip's submitted_by)"},
 }
 STATUS_TEXT = {
     200: "OK",

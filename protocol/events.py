@@ -43,6 +43,10 @@ SEGMENT_CLOSED: Final = "segment_closed"
 CLIP_ADDED: Final = "clip_added"
 CLIP_UPDATED: Final = "clip_updated"
 CLIP_REMOVED: Final = "clip_removed"
+# The owner removed every clip of one viewer (data names the viewer by tag only).
+CLIPS_CLEARED: Final = "clips_cleared"
+# The owner blocked or unblocked a viewer: data {"viewer_tag", "blocked"}.
+VIEWER_BLOCKED: Final = "viewer_blocked"
 
 # Log entries of listening histories.
 LISTENING_SESSION: Final = "listening_session"

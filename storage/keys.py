@@ -34,7 +34,6 @@ class Keys:
         (expires; the idempotency of retried ops)."""
         return f"{self.prefix}:{{{session_id}}}:opseen:{client_id}"
 
-
     def materials(self, session_id: str) -> str:
         """List of the materials attached to a voice session (JSON objects, oldest first)."""
         return f"{self.prefix}:{{{session_id}}}:materials"
@@ -174,6 +173,15 @@ class Keys:
     def stream_cooldown(self, session_id: str, user_id: str) -> str:
         """String: when ``user_id`` may clip this session again (unix ms; expires with it)."""
         return f"{self.prefix}:{{{session_id}}}:clip_cooldown:{user_id}"
+
+    def stream_clip_counts(self, session_id: str) -> str:
+        """Hash of clips each submitter stored (``u:<user>``) and each guest address (``a:<address>``);
+        never decreased, so deleting clips gives no quota back (the per-viewer and per-address caps)."""
+        return f"{self.prefix}:{{{session_id}}}:clip_counts"
+
+    def stream_blocked(self, session_id: str) -> str:
+        """Set of user ids the stream's owner blocked from clipping."""
+        return f"{self.prefix}:{{{session_id}}}:blocked"
 
     def user_streams(self, user_id: str) -> str:
         """Sorted set of the user's stream session ids, scored by creation time (ms)."""

@@ -8,7 +8,7 @@ from auth.claims import Claims, Permission
 from handlers.streams.settings import ClipSettings
 from handlers.context import Services
 from protocol.errors import CodedError, ErrorCode
-from storage.streams.repository import StreamSession, StreamSessions, Submission
+from storage.streams.repository import StreamSession, StreamSessions, Submission, ViewerCaps
 
 
 def viewer_url(services: Services, session_id: str) -> str:
@@ -73,8 +73,15 @@ async def submit_clip(
     *,
     note: str,
     submission_id: str | None,
+    address: str,
 ) -> dict[str, Any]:
-    """Store a viewer's click; the answer never names other viewers."""
+    """Store a viewer's click; the answer never names other viewers. ``address`` (the client's)
+    counts against the per-address cap only for a guest: signed-in viewers share addresses."""
+    caps = ViewerCaps(
+        per_viewer=settings.max_per_viewer,
+        per_address=settings.max_per_address,
+        guest_address=address if claims.guest else "",
+    )
     result: Submission = await streams.submit(
         session_id,
         viewer_id=claims.sub,
@@ -82,6 +89,7 @@ async def submit_clip(
         note=note,
         cooldown_ms=int(settings.cooldown_s * 1000),
         max_clips=settings.max_per_session,
+        caps=caps,
     )
     clip = result.clip.for_viewer() if result.clip is not None else None
     return {
@@ -92,3 +100,19 @@ async def submit_clip(
         "offset": result.offset,
         "cooldown_s": settings.cooldown_s,
     }
+
+
+async def set_blocked(
+    streams: StreamSessions, claims: Claims, session_id: str, user_id: str, *, blocked: bool
+) -> dict[str, Any]:
+    """Block or unblock a viewer, by the owner (the script checks ownership again)."""
+    acting = await performer(streams, claims, session_id)
+    changed = await streams.set_blocked(session_id, user_id, acting, blocked=blocked)
+    return {"session_id": session_id, "user_id": user_id, "blocked": blocked, "changed": changed}
+
+
+async def clear_viewer(streams: StreamSessions, claims: Claims, session_id: str, user_id: str) -> dict[str, Any]:
+    """Remove every clip of one viewer, by the owner."""
+    acting = await performer(streams, claims, session_id)
+    cleared = await streams.clear_viewer(session_id, user_id, acting)
+    return {"session_id": session_id, "user_id": user_id, "removed": cleared.removed, "offset": cleared.offset}

@@ -4,8 +4,15 @@ from __future__ import annotations
 
 from typing import Any
 
-from handlers.streams.actions import performer, set_state, submit_clip
-from handlers.streams.payloads import ClipEditEvent, ClipEvent, ClipRef, StateEvent
+from handlers.streams.actions import clear_viewer, performer, set_blocked, set_state, submit_clip
+from handlers.streams.payloads import (
+    ClipEditEvent,
+    ClipEvent,
+    ClipRef,
+    StateEvent,
+    ViewerBlockEvent,
+    ViewerClearEvent,
+)
 from handlers.streams.settings import ClipSettings
 from handlers.connection import Connection
 from handlers.payloads import validate
@@ -26,6 +33,8 @@ class StreamEvents:
         router.on("clip_submit", self.submit, changes=True)
         router.on("clip_update", self.update, changes=True)
         router.on("clip_delete", self.delete, changes=True)
+        router.on("stream_block_viewer", self.block, changes=True)
+        router.on("clip_clear_viewer", self.clear, changes=True)
 
     async def set_state(self, conn: Connection, data: dict[str, Any]) -> dict[str, Any]:
         """start / pause / resume / end, by the owner."""
@@ -42,6 +51,7 @@ class StreamEvents:
             request.session_id,
             note=request.note,
             submission_id=request.submission_id,
+            address=conn.address,
         )
 
     async def update(self, conn: Connection, data: dict[str, Any]) -> dict[str, Any]:
@@ -59,3 +69,15 @@ class StreamEvents:
         acting = await performer(self._streams, conn.claims, request.session_id)
         clip = await self._streams.delete_clip(request.session_id, request.clip_id, acting)
         return {"session_id": request.session_id, "clip_id": clip.clip_id, "deleted": True}
+
+    async def block(self, conn: Connection, data: dict[str, Any]) -> dict[str, Any]:
+        """Block (or unblock) a viewer from clipping, by the owner."""
+        request = validate(ViewerBlockEvent, data)
+        return await set_blocked(
+            self._streams, conn.claims, request.session_id, request.user_id, blocked=request.blocked
+        )
+
+    async def clear(self, conn: Connection, data: dict[str, Any]) -> dict[str, Any]:
+        """Remove every clip of one viewer, by the owner."""
+        request = validate(ViewerClearEvent, data)
+        return await clear_viewer(self._streams, conn.claims, request.session_id, request.user_id)

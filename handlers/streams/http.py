@@ -8,13 +8,23 @@ from aiohttp import web
 
 from auth.access import require_permission
 from auth.claims import Claims, Permission
-from handlers.streams.actions import full, owned, performer, set_state, submit_clip, streamer_url, viewer_url
+from handlers.streams.actions import (
+    clear_viewer,
+    full,
+    owned,
+    performer,
+    set_blocked,
+    set_state,
+    streamer_url,
+    submit_clip,
+    viewer_url,
+)
 from handlers.streams.moments import group_moments
-from handlers.streams.payloads import ClipEdit, ClipRequest, CreateStream, StateRequest
-from handlers.streams.queries import MomentsQuery, ReviewQuery
+from handlers.streams.payloads import ClipEdit, ClipRequest, CreateStream, StateRequest, ViewerRef
+from handlers.streams.queries import ClearQuery, MomentsQuery, ReviewQuery
 from handlers.streams.settings import ClipSettings
 from handlers.context import Services
-from handlers.http_common import bearer_claims, guarded, json_body
+from handlers.http_common import bearer_claims, client_address, guarded, json_body
 from handlers.idempotency import idempotent
 from handlers.ids import parse_session_id
 from handlers.payloads import validate
@@ -51,6 +61,10 @@ class StreamRoutes:
         add.add_get("/api/streams/{session_id}/moments", guarded(self.moments))
         add.add_patch("/api/streams/{session_id}/clips/{clip_id}", guarded(self.edit))
         add.add_delete("/api/streams/{session_id}/clips/{clip_id}", guarded(self.delete))
+        add.add_delete("/api/streams/{session_id}/clips", guarded(self.clear))
+        add.add_get("/api/streams/{session_id}/blocked", guarded(self.blocked))
+        add.add_post("/api/streams/{session_id}/blocked", guarded(self.block))
+        add.add_delete("/api/streams/{session_id}/blocked/{user_id}", guarded(self.unblock))
 
     def _claims(self, request: web.Request) -> Claims:
         return bearer_claims(request, self._s.tokens, self._s.clock)
@@ -107,7 +121,13 @@ class StreamRoutes:
         claims = self._claims(request)
         payload = validate(ClipRequest, await self._body(request, optional=True))
         answer = await submit_clip(
-            self._streams, self._settings, claims, session_id, note=payload.note, submission_id=payload.submission_id
+            self._streams,
+            self._settings,
+            claims,
+            session_id,
+            note=payload.note,
+            submission_id=payload.submission_id,
+            address=client_address(request, trust_forwarded_for=self._s.trust_forwarded_for),
         )
         return web.json_response(answer, status=201 if answer["created"] else 200)
 
@@ -174,3 +194,30 @@ class StreamRoutes:
         claims = self._claims(request)
         clip = await self._streams.delete_clip(session_id, clip_id, await performer(self._streams, claims, session_id))
         return web.json_response({"session_id": session_id, "clip_id": clip.clip_id, "deleted": True})
+
+    async def clear(self, request: web.Request) -> web.Response:
+        """Remove every clip of the viewer ``?by=`` (the owner only), with one ``clips_cleared`` event."""
+        session_id = parse_session_id(request.match_info["session_id"])
+        claims = self._claims(request)
+        query = parse_query(ClearQuery, request)
+        return web.json_response(await clear_viewer(self._streams, claims, session_id, query.by))
+
+    async def blocked(self, request: web.Request) -> web.Response:
+        """The viewers the owner blocked (the owner only)."""
+        session_id = parse_session_id(request.match_info["session_id"])
+        await owned(self._streams, self._claims(request), session_id)
+        return web.json_response({"session_id": session_id, "blocked": await self._streams.blocked(session_id)})
+
+    async def block(self, request: web.Request) -> web.Response:
+        """Block a viewer from clipping (the owner only; blocking twice changes nothing)."""
+        session_id = parse_session_id(request.match_info["session_id"])
+        claims = self._claims(request)
+        payload = validate(ViewerRef, await self._body(request))
+        return web.json_response(await set_blocked(self._streams, claims, session_id, payload.user_id, blocked=True))
+
+    async def unblock(self, request: web.Request) -> web.Response:
+        """Let a blocked viewer clip again (the owner only)."""
+        session_id = parse_session_id(request.match_info["session_id"])
+        claims = self._claims(request)
+        user_id = validate(ViewerRef, {"user_id": request.match_info["user_id"]}).user_id
+        return web.json_response(await set_blocked(self._streams, claims, session_id, user_id, blocked=False))

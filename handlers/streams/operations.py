@@ -7,8 +7,8 @@ from __future__ import annotations
 
 from functools import partial
 
-from handlers.streams.payloads import ClipEdit, ClipRequest, CreateStream, StateRequest
-from handlers.streams.queries import ExportQuery, MomentsQuery, ReviewQuery
+from handlers.streams.payloads import ClipEdit, ClipRequest, CreateStream, StateRequest, ViewerRef
+from handlers.streams.queries import ClearQuery, ExportQuery, MomentsQuery, ReviewQuery
 from handlers.openapi_registry import CSV, JSON, TEXT, Operation
 from handlers.query import LimitQuery
 
@@ -71,6 +71,29 @@ OPERATIONS: tuple[Operation, ...] = (
         "/api/streams/{session_id}/clips/{clip_id}",
         "Delete a clip (the owner)",
         statuses=(400, 403, 404, 409, 503),
+    ),
+    _stream(
+        "delete",
+        "/api/streams/{session_id}/clips",
+        "Remove every clip of one viewer, ?by=<user_id> (the owner)",
+        query=ClearQuery,
+        statuses=(400, 403, 404, 503),
+    ),
+    _stream(
+        "get", "/api/streams/{session_id}/blocked", "The viewers blocked from clipping (the owner)", statuses=OWNER_READ
+    ),
+    _stream(
+        "post",
+        "/api/streams/{session_id}/blocked",
+        "Block a viewer from clipping (the owner)",
+        body=ViewerRef,
+        statuses=(400, 403, 404, 413, 503),
+    ),
+    _stream(
+        "delete",
+        "/api/streams/{session_id}/blocked/{user_id}",
+        "Let a blocked viewer clip again (the owner)",
+        statuses=(400, 403, 404, 503),
     ),
     _stream(
         "get",

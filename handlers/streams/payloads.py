@@ -8,6 +8,7 @@ from typing import Annotated, Literal
 import regex
 from pydantic import AfterValidator, Field, StringConstraints
 
+from auth.claims import USER_ID_PATTERN
 from handlers.payloads import Payload, SessionRef
 
 NOTE_MAX_CHARS = 100
@@ -136,3 +137,25 @@ class ClipRef(SessionRef):
     """``clip_delete``."""
 
     clip_id: ClipId
+
+
+UserId = Annotated[str, StringConstraints(min_length=1, max_length=128, pattern=USER_ID_PATTERN)]
+
+
+class ViewerRef(Payload):
+    """``POST /api/streams/{id}/blocked``: the viewer (their ``submitted_by``)."""
+
+    user_id: UserId
+
+
+class ViewerBlockEvent(SessionRef):
+    """``stream_block_viewer``: block (default) or unblock a viewer."""
+
+    user_id: UserId
+    blocked: bool = True
+
+
+class ViewerClearEvent(SessionRef):
+    """``clip_clear_viewer``: remove every clip of one viewer."""
+
+    user_id: UserId

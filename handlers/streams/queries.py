@@ -6,6 +6,7 @@ from typing import Literal, get_args
 
 from pydantic import Field
 
+from auth.claims import USER_ID_PATTERN
 from handlers.streams.settings import ClipSettings
 from handlers.streams.timecode import DEFAULT_FPS, FRAME_RATES
 from handlers.query import QueryModel
@@ -26,6 +27,12 @@ class ReviewQuery(QueryModel):
     def clipped_only(self) -> bool:
         """Only the clips the streamer marked clipped."""
         return self.only == "clipped"
+
+
+class ClearQuery(QueryModel):
+    """``DELETE /api/streams/{id}/clips``: ``?by=`` names the viewer whose clips go (required)."""
+
+    by: str = Field(pattern=USER_ID_PATTERN, description="the viewer's user id (a clip's submitted_by)")
 
 
 class MomentsQuery(ReviewQuery):

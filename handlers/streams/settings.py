@@ -16,3 +16,6 @@ class ClipSettings:
     cooldown_s: float
     max_per_session: int
     moment_window_s: int
+    # Per submitter and per guest address, so a few accounts cannot fill max_per_session for all.
+    max_per_viewer: int
+    max_per_address: int

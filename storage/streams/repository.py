@@ -27,7 +27,17 @@ from storage.lean_redis import read_together
 from storage.scripts import event_script
 from storage.store import Store
 
-__all__ = ["ACTIONS", "KIND", "Clip", "StreamSession", "StreamSessions", "Submission", "Transition"]
+__all__ = [
+    "ACTIONS",
+    "KIND",
+    "ClearedClips",
+    "Clip",
+    "StreamSession",
+    "StreamSessions",
+    "Submission",
+    "Transition",
+    "ViewerCaps",
+]
 
 log = logging.getLogger(__name__)
 
@@ -77,6 +87,17 @@ def _checked(result: list[Any], *, limit_of: str = "clips") -> list[Any]:
         raise CodedError(
             ErrorCode.LIMIT_REACHED, f"this session holds its maximum of {detail} {limit_of}", limit=int(detail)
         )
+    if status == "quota_exceeded":
+        scope, _, cap = detail.partition(":")
+        whose = "you have" if scope == "viewer" else "the guests of your address have"
+        raise CodedError(
+            ErrorCode.QUOTA_EXCEEDED,
+            f"{whose} stored the maximum of {cap} clips in this session",
+            limit=int(cap),
+            scope=scope,
+        )
+    if status == "forbidden_viewer":
+        raise CodedError(ErrorCode.FORBIDDEN, "the streamer blocked you from clipping this session")
     messages = {
         "session_not_found": "no such session",
         "forbidden": "only the streamer may do this",
@@ -101,6 +122,8 @@ class StreamSessions:
         self._submit = event_script(redis, "streams/submit.lua")
         self._update = event_script(redis, "streams/clip_update.lua")
         self._delete = event_script(redis, "streams/clip_delete.lua")
+        self._clear = event_script(redis, "streams/clip_clear.lua")
+        self._block = event_script(redis, "streams/viewer_block.lua")
         self.audiences = StreamAudiences(store)
 
     async def create(self, *, owner_id: str, title: str, game: str, viewer_delay_s: int) -> StreamSession:
@@ -159,7 +182,13 @@ class StreamSessions:
         The viewers' clip cooldowns are left to expire (seconds): finding them would take a scan.
         """
         k = self._keys
-        return [k.stream_segments(session_id), k.stream_clips(session_id), k.stream_submissions(session_id)]
+        return [
+            k.stream_segments(session_id),
+            k.stream_clips(session_id),
+            k.stream_submissions(session_id),
+            k.stream_clip_counts(session_id),
+            k.stream_blocked(session_id),
+        ]
 
     async def forget(self, session_id: str, record: dict[str, str]) -> None:
         """After an operator deleted the stream: its owner's list, then its audience session."""
@@ -255,7 +284,15 @@ class StreamSessions:
             log.exception("could not copy a state change (%s) to audience session %s", action, audience_id)
 
     async def submit(
-        self, session_id: str, *, viewer_id: str, submission_id: str, note: str, cooldown_ms: int, max_clips: int
+        self,
+        session_id: str,
+        *,
+        viewer_id: str,
+        submission_id: str,
+        note: str,
+        cooldown_ms: int,
+        max_clips: int,
+        caps: ViewerCaps,
     ) -> Submission:
         """Store one click (see ``submit.lua``); a known submission id returns its clip instead."""
         keys = [
@@ -264,8 +301,21 @@ class StreamSessions:
             self._keys.stream_submissions(session_id),
             self._keys.stream_cooldown(session_id, viewer_id),
             self._keys.stream_segments(session_id),
+            self._keys.stream_clip_counts(session_id),
+            self._keys.stream_blocked(session_id),
         ]
-        args = [viewer_id, submission_id, note, cooldown_ms, max_clips, str(uuid.uuid4()), etypes.CLIP_ADDED]
+        args = [
+            viewer_id,
+            submission_id,
+            note,
+            cooldown_ms,
+            max_clips,
+            str(uuid.uuid4()),
+            etypes.CLIP_ADDED,
+            caps.per_viewer,
+            caps.guest_address,
+            caps.per_address,
+        ]
         async with self._submitting:
             result = _checked(await self._log.run(self._submit, session_id, keys=keys, args=args))
         clip = Clip.parse(result[2]) if result[2] else None
@@ -303,6 +353,52 @@ class StreamSessions:
             )
         )
         return Clip.parse(result[2])
+
+    async def clear_viewer(self, session_id: str, viewer_id: str, performer_id: str) -> ClearedClips:
+        """Remove every clip ``viewer_id`` stored, as the owner (one step, one ``clips_cleared`` event)."""
+        result = _checked(
+            await self._log.run(
+                self._clear,
+                session_id,
+                keys=[self._keys.session(session_id), self._keys.stream_clips(session_id)],
+                args=[performer_id, viewer_id, etypes.CLIPS_CLEARED],
+            )
+        )
+        return ClearedClips(removed=int(result[2]), offset=int(result[1]))
+
+    async def set_blocked(self, session_id: str, viewer_id: str, performer_id: str, *, blocked: bool) -> bool:
+        """Block or unblock ``viewer_id``, as the owner; True when that changed anything."""
+        result = _checked(
+            await self._log.run(
+                self._block,
+                session_id,
+                keys=[self._keys.session(session_id), self._keys.stream_blocked(session_id)],
+                args=[performer_id, viewer_id, "1" if blocked else "0", etypes.VIEWER_BLOCKED],
+            )
+        )
+        return str(result[2]) == "1"
+
+    async def blocked(self, session_id: str) -> list[str]:
+        """The user ids the owner blocked, sorted."""
+        members: Any = await self._redis.smembers(self._keys.stream_blocked(session_id))
+        return sorted(members)
+
+
+@dataclass(frozen=True, slots=True)
+class ViewerCaps:
+    """Per-submitter caps of one click: ``guest_address`` is '' for a signed-in viewer."""
+
+    per_viewer: int
+    per_address: int
+    guest_address: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class ClearedClips:
+    """What clearing one viewer's clips removed, and the offset of its event."""
+
+    removed: int
+    offset: int
 
 
 def _dumps(value: Any) -> str:

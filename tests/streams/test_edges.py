@@ -152,11 +152,12 @@ async def test_csv_with_a_bom_for_excel(server: ServerUnderTest, clients: list[C
 async def test_edl_past_999_events_goes_to_several_files(server: ServerUnderTest, clients: list[Client]) -> None:
     session_id, _ = await started(server, clients, title="Raid")
     clock = server.services.clock
-    viewer = await connect(server, clients, "raider")
+    # Six raiders: one viewer may store at most SESSIONHUB_CLIPS_MAX_PER_VIEWER (200) clips.
+    raiders = [await connect(server, clients, f"raider-{n}") for n in range(6)]
     try:
         for number in range(1001):
             clock.shift_ms = 1_000 + number * 3_000  # past the cooldown each time
-            ack = await viewer.call("clip_submit", {"session_id": session_id, "note": f"n{number}"})
+            ack = await raiders[number % 6].call("clip_submit", {"session_id": session_id, "note": f"n{number}"})
             assert ack["ok"] is True, ack
     finally:
         clock.shift_ms = 0

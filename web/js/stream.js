@@ -168,7 +168,31 @@ function clipItem(clip) {
   remove.type = "button";
   remove.addEventListener("click", () => update(clip.clip_id, null));
   li.append(el("span", "offset", hms(clip.offset_ms)), note, who, toggle, edit, remove);
+  // Moderation needs the viewer's id, which a live event does not carry: offered once the
+  // review has been (re)loaded from the owner's route.
+  if (typeof clip.submitted_by === "string" && clip.submitted_by) {
+    const viewer = clip.submitted_by;
+    const block = el("button", "button small danger clip-block", "Block viewer");
+    block.type = "button";
+    block.addEventListener("click", () => moderate("stream_block_viewer", viewer, clip));
+    const clear = el("button", "button small danger clip-clear", "Clear their clips");
+    clear.type = "button";
+    clear.addEventListener("click", () => moderate("clip_clear_viewer", viewer, clip));
+    li.append(block, clear);
+  }
   return li;
+}
+
+async function moderate(event, viewer, clip) {
+  const who = whoClipped(clip);
+  if (event === "clip_clear_viewer" && !window.confirm(`Remove every clip of ${who}?`)) return;
+  try {
+    const ack = await call(socket, event, { session_id: sessionId, user_id: viewer });
+    if (event === "stream_block_viewer") notice(`${who} may no longer clip this stream.`);
+    else notice(`Removed ${ack.removed} clip${ack.removed === 1 ? "" : "s"} of ${who}.`);
+  } catch (err) {
+    notice(`Could not moderate ${who}: ${err.message}`, "error");
+  }
 }
 
 function editNote(li, clip) {
@@ -302,6 +326,11 @@ function apply(event) {
     }
     case "clip_removed":
       clips.delete(data.clip_id);
+      session = { ...session, clip_count: data.count, clipped_count: data.clipped_count };
+      scheduleMoments();
+      break;
+    case "clips_cleared":
+      for (const id of data.clip_ids) clips.delete(id);
       session = { ...session, clip_count: data.count, clipped_count: data.clipped_count };
       scheduleMoments();
       break;

@@ -14,10 +14,16 @@
 --   ARGV[10] most clips a session may hold
 --   ARGV[11] a fresh clip id (used only when the clip is added)
 --   ARGV[12] event type (clip_added)
+--   KEYS[8]  the session's clip counts hash (u:<user> / a:<address> -> clips ever stored)
+--   KEYS[9]  the session's blocked viewers set
+--   ARGV[13] most clips one viewer may store in the session
+--   ARGV[14] the guest's client address ('' for a signed-in viewer: no address cap)
+--   ARGV[15] most clips the guests of one address may store in the session
 -- Returns {'ok', offset, clip JSON}, {'duplicate', 0, clip JSON or ''} (a retry of a stored
 -- submission; '' when the owner deleted that clip since), or {code, 0, detail}:
 -- session_not_found, invalid_state (detail: state), rate_limited (detail: ms to wait),
--- limit_reached (detail: the cap).
+-- limit_reached (detail: the cap), forbidden_viewer (blocked by the owner), quota_exceeded (detail:
+-- 'viewer:<cap>' or 'address:<cap>').
 local session_key = KEYS[3]
 local clips_key = KEYS[4]
 local submissions_key = KEYS[5]
@@ -30,6 +36,11 @@ local cooldown_ms = tonumber(ARGV[9])
 local max_clips = tonumber(ARGV[10])
 local clip_id = ARGV[11]
 local event_type = ARGV[12]
+local counts_key = KEYS[8]
+local blocked_key = KEYS[9]
+local max_per_viewer = tonumber(ARGV[13])
+local address = ARGV[14]
+local max_per_address = tonumber(ARGV[15])
 
 local s = redis.call('HMGET', session_key, 'kind', 'state', 'seg_index', 'seg_started_at', 'seg_closed_ms',
   'viewer_delay_s', 'clip_count', 'tag_salt')
@@ -43,6 +54,11 @@ if submission_id ~= '' then
   if existing then
     return {'duplicate', 0, redis.call('HGET', clips_key, existing) or ''}
   end
+end
+
+-- After the retry check: a click stored before its viewer was blocked is still answered.
+if redis.call('SISMEMBER', blocked_key, viewer) == 1 then
+  return {'forbidden_viewer', 0, ''}
 end
 
 -- The server's clock decides, and the viewer sees the stream `viewer_delay_s` behind live: the
@@ -76,6 +92,16 @@ local count = tonumber(s[7] or '0')
 if count >= max_clips then
   return {'limit_reached', 0, max_clips}
 end
+-- Per viewer and per guest address: a few accounts (or thirty guest tokens from one address)
+-- must not fill the session's cap for everyone.
+local viewer_field = 'u:' .. viewer
+if tonumber(redis.call('HGET', counts_key, viewer_field) or '0') >= max_per_viewer then
+  return {'quota_exceeded', 0, 'viewer:' .. max_per_viewer}
+end
+local address_field = 'a:' .. address
+if address ~= '' and tonumber(redis.call('HGET', counts_key, address_field) or '0') >= max_per_address then
+  return {'quota_exceeded', 0, 'address:' .. max_per_address}
+end
 
 -- A click can never land before its segment's start.
 local offset_ms = math.max(0, seen_at - target[2])
@@ -96,6 +122,10 @@ local clip = {
 local clip_json = cjson.encode(clip)
 redis.call('HSET', clips_key, clip_id, clip_json)
 redis.call('HSET', session_key, 'clip_count', count)
+redis.call('HINCRBY', counts_key, viewer_field, 1)
+if address ~= '' then
+  redis.call('HINCRBY', counts_key, address_field, 1)
+end
 if submission_id ~= '' then
   redis.call('HSET', submissions_key, submission_field, clip_id)
 end

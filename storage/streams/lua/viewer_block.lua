@@ -1,0 +1,36 @@
+-- The owner blocks or unblocks a viewer: a blocked viewer's new clips are refused (submit.lua).
+--   KEYS[1..2], ARGV[1..5]  see _event.lua
+--   KEYS[3]  the session hash
+--   KEYS[4]  the session's blocked viewers set
+--   ARGV[6]  the performer's user id (the owner only)
+--   ARGV[7]  the viewer
+--   ARGV[8]  '1' block, '0' unblock
+--   ARGV[9]  event type (viewer_blocked)
+-- Returns {'ok', offset, '1' when it changed anything else '0'} or {code, 0, ''}:
+-- session_not_found, forbidden. An unchanged block appends no event (a retry is free).
+local session_key = KEYS[3]
+local blocked_key = KEYS[4]
+local performer = ARGV[6]
+local viewer = ARGV[7]
+local block = ARGV[8] == '1'
+local event_type = ARGV[9]
+
+local found = redis.call('HMGET', session_key, 'kind', 'owner_id', 'tag_salt')
+if found[1] ~= 'stream' then
+  return {'session_not_found', 0, ''}
+end
+if found[2] ~= performer then
+  return {'forbidden', 0, ''}
+end
+-- Events reach every subscriber: they name the viewer by tag (as submit.lua makes it), never by id.
+local viewer_tag = string.sub(redis.sha1hex(found[3] .. '|' .. viewer), 1, 12)
+local changed
+if block then
+  changed = redis.call('SADD', blocked_key, viewer)
+else
+  changed = redis.call('SREM', blocked_key, viewer)
+end
+if changed == 0 then
+  return {'ok', 0, '0'}
+end
+return {'ok', append_event(event_type, cjson.encode({viewer_tag = viewer_tag, blocked = block})), '1'}
