@@ -52,7 +52,7 @@ class ConnectionEvents:
         self._s.bus.leave_all(sid)
         connection = self._connections.get(sid)
         if self._connections.remove(sid):  # a refused connection was never counted
-            self._s.metrics.disconnected()
+            self._s.metrics.disconnected(str(reason or ""))
         for name, farewell in (connection.farewells.items() if connection else ()):
             try:
                 await farewell()
