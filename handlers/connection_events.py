@@ -63,8 +63,8 @@ class ConnectionEvents:
         self._s.bus.leave_all(sid)
         connection = self._connections.get(sid)
         if self._connections.remove(sid):  # a refused connection was never counted
-            self._s.metrics.disconnected()
-        for name, farewell in connection.farewells.items() if connection else ():
+            self._s.metrics.disconnected(str(reason or ""))
+        for name, farewell in (connection.farewells.items() if connection else ()):
             try:
                 await farewell()
             except Exception:  # one failed farewell must not keep the others; the TTL still ends it

@@ -32,6 +32,11 @@ UNKNOWN = "unknown"
 OK = "ok"
 # The outcome of a handler cancelled before it answered (a stopping server, a lost connection).
 CANCELLED = "cancelled"
+# Why an admitted client went away: python-socketio's disconnect reasons, and the slow-client
+# cut of server.transport.fastpath (which it would report as a transport close).
+CLOSE_REASONS = frozenset(
+    {"client disconnect", "server disconnect", "ping timeout", "transport close", "transport error", "slow client"}
+)
 # Acks take a few ms, a fan-out round up to seconds under load: buckets cover both ends.
 LATENCY_BUCKETS_S = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
 
@@ -99,9 +104,23 @@ class Metrics:
         self.jobs_retried = Counter("sessionhub_jobs_retried", "Failed job attempts scheduled again", registry=r)
         self.jobs_dead = Counter("sessionhub_jobs_dead_lettered", "Jobs moved to the dead-letter list", registry=r)
         self.opened = Counter("sessionhub_connections_opened", "Socket.IO clients admitted", registry=r)
-        self.closed = Counter("sessionhub_connections_closed", "Admitted Socket.IO clients gone away", registry=r)
+        self.closed = Counter(
+            "sessionhub_connections_closed", "Admitted Socket.IO clients gone away, by reason", ["reason"], registry=r
+        )
         self.refusals = Counter(
             "sessionhub_connections_refused", "Socket.IO connects refused, by reason", ["reason"], registry=r
+        )
+        self.sessions_created = Counter(
+            "sessionhub_sessions_created", "Sessions created by this process, by kind", ["kind"], registry=r
+        )
+        # Counted per fan-out round (frames x members) and per ack or emit, never per member:
+        # the fan-out loop is the hot path.
+        self.messages_sent = Counter(
+            "sessionhub_socket_messages_sent", "Socket.IO messages written to clients (events, acks)", registry=r
+        )
+        self.bytes_sent = Counter(
+            "sessionhub_socket_bytes_sent", "Bytes of the Socket.IO messages written to clients (WebSocket frames)",
+            registry=r,
         )
         self._meters: dict[str, EventMeter] = {}
         # Plain counts of this process, for its node heartbeat (a gauge's value is not public API).
@@ -125,11 +144,20 @@ class Metrics:
         self.clients.inc()
         self.opened.inc()
 
-    def disconnected(self) -> None:
-        """An admitted client went away."""
+    def disconnected(self, reason: str = "") -> None:
+        """An admitted client went away (``reason``: one of :data:`CLOSE_REASONS`, else ``other``)."""
         self.clients_now -= 1
         self.clients.dec()
-        self.closed.inc()
+        self.closed.labels(reason if reason in CLOSE_REASONS else "other").inc()
+
+    def session_created(self, kind: str) -> None:
+        """This process created a session of ``kind`` (a registered kind's name)."""
+        self.sessions_created.labels(kind or UNKNOWN).inc()
+
+    def sent(self, messages: int, size: int) -> None:
+        """``messages`` Socket.IO messages of ``size`` bytes in all were handed to clients."""
+        self.messages_sent.inc(messages)
+        self.bytes_sent.inc(size)
 
     def refused(self, reason: str) -> None:
         """A Socket.IO connect was refused (``reason``: a fixed word, never a client's text)."""

@@ -102,6 +102,7 @@ def attach_bus(services: Services, sio: SocketServer) -> tuple[Services, Bus]:
         metrics=services.metrics,
         clock=services.clock,
     )
+    sio.count_with(services.metrics.sent, services.metrics.refused)
     return replace(services, bus=bus), bus
 
 

@@ -231,7 +231,9 @@ class Bus:
         """Send one event to one connection, in order with everything the bus sends it."""
         outlet = self._resolve(sid)
         if outlet is not None:
-            outlet.send(Packet(event, data_json))
+            packet = Packet(event, data_json)
+            outlet.send(packet)
+            self._metrics.sent(1, len(packet.frame))
 
     def go_live(self, session_id: str, sid: str, after_offset: int) -> None:
         """Flush events kept for ``sid`` that are newer than its catch-up, then deliver live."""
@@ -538,7 +540,11 @@ class Bus:
                 packets = [item.packet for item in batch]
                 blob = b"".join(packet.frame for packet in packets)
                 room.written = max(room.written, batch[-1].offset)
-                for count, sid in enumerate(list(room.members)):
+                members = list(room.members)
+                # Counted per round, never per member (this loop is the hot path): the frames
+                # and bytes of the round times its members, joining and caught-up ones included.
+                self._metrics.sent(len(packets) * len(members), len(blob) * len(members))
+                for count, sid in enumerate(members):
                     if count and count % ROUND_YIELD_EVERY == 0:
                         await asyncio.sleep(0)
                     self._write_round_to(room, sid, batch, packets, blob)

@@ -184,6 +184,12 @@ class EmbeddedRedis:
             stdin=subprocess.DEVNULL,
             stdout=subprocess.DEVNULL,
             preexec_fn=_die_with_parent(),
+            # Out of the terminal's process group: a Ctrl-C (SIGINT to the whole foreground
+            # group) must stop the server first, which then stops this Redis itself (stop());
+            # otherwise Redis quits under a server still shutting down, and its bus, lease
+            # rounds and watchers log a lost link (issue 25). A dead server still takes it
+            # down (PDEATHSIG above).
+            start_new_session=True,
         )
         self._record(PID_FILE, str(self._process.pid))
         await self._wait_ready()

@@ -205,6 +205,8 @@ def build_services(
     )
     sessions = SessionDirectory(redis=redis, keys=keys, clock=clock, orphan_days=settings.admin_orphan_days)
     store = Store(redis=redis, keys=keys, scripts=scripts, log=event_log, clock=clock, sessions=sessions)
+    metrics = metrics if metrics is not None else Metrics()
+    sessions.on_created = metrics.session_created
     return Services(
         redis=redis,
         keys=keys,
@@ -224,7 +226,7 @@ def build_services(
         tokens=tokens,
         limits=limits_from(settings),
         bus=bus if bus is not None else NoSubscriptions(),
-        metrics=metrics if metrics is not None else Metrics(),
+        metrics=metrics,
         public_url=settings.public_url,
         trust_forwarded_for=settings.trust_forwarded_for,
         web_dir=settings.web_dir,

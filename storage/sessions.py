@@ -21,6 +21,7 @@ import asyncio
 import datetime
 import json
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -42,6 +43,10 @@ TOUCH_MEMORY = 10_000
 # Sessions whose kind and owner a node remembers for subscriptions (see SessionDirectory.known).
 KNOWN_MEMORY = 10_000
 DAY_MS = 86_400_000
+
+
+def _ignore(kind: str) -> None:
+    """The default :attr:`SessionDirectory.on_created`: nobody counts."""
 
 
 def month_field(prefix: str, now_ms: int) -> str:
@@ -102,6 +107,9 @@ class SessionDirectory:
         self._accessed_script = plain_script(redis, "core/accessed.lua")
         self._touched_ms: dict[str, int] = {}
         self._known: dict[str, SessionMeta] = {}
+        # Told the kind of every session this process creates (the server wires it to the
+        # sessionhub_sessions_created counter; storage knows no metrics).
+        self.on_created: Callable[[str], None] = _ignore
         self._pending: set[asyncio.Task[int | None]] = set()
         self._closing = False
 
@@ -168,10 +176,13 @@ class SessionDirectory:
             return None
         return await self._record(session_id, str(kind), created_ms=int(created_at or 0))
 
-    async def index(self, *, session_id: str, owner_id: str, created_ms: int, kind: str = "") -> None:
+    async def index(
+        self, *, session_id: str, owner_id: str, created_ms: int, kind: str = "", created_kind: str = ""
+    ) -> None:
         """Add a new session to the global index, its owner's and (given its ``kind``) the admin ones.
 
-        Without ``kind`` the admin indexes add the session at its first lookup (:meth:`touch`).
+        Without ``kind`` the admin indexes add the session at its first lookup (:meth:`touch`);
+        ``created_kind`` then names the kind for :attr:`on_created` alone.
         """
         k = self._keys
         admin_keys = [
@@ -198,6 +209,7 @@ class SessionDirectory:
             await pipe.execute()
         if kind and not together:
             await self._admin_index(keys=admin_keys, args=admin_args)
+        self.on_created(kind or created_kind)
 
     async def unindex(self, *, session_id: str, owner_id: str) -> None:
         """Drop a deleted session from the indexes (the admin ones included)."""

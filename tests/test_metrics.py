@@ -108,7 +108,8 @@ async def test_a_refused_connection_is_never_counted(
 
 
 async def _closed(server: ServerUnderTest) -> bool:
-    return value(await scrape(server), "sessionhub_connections_closed_total") == 1
+    samples = await scrape(server)
+    return sum(v for (name, _), v in samples.items() if name == "sessionhub_connections_closed_total") == 1
 
 
 async def _is(server: ServerUnderTest, *, clients: int, subscriptions: int) -> bool:

@@ -130,7 +130,6 @@ class PrometheusRoutes:
         for name, field, text in (
             ("sessionhub_sessions", "sessions", "Sessions stored, by kind"),
             ("sessionhub_sessions_active", "active", "Sessions accessed in the last 24 hours, by kind"),
-            ("sessionhub_sessions_created_today", "created_today", "Sessions created today (UTC), by kind"),
             ("sessionhub_sessions_orphaned", "orphaned", "Sessions not accessed for the orphan threshold, by kind"),
             ("sessionhub_storage_bytes", "storage_bytes", "Stored bytes of the sessions, by kind"),
         ):

@@ -103,6 +103,11 @@ class SocketServer(Protocol):
         """Disconnect a client, its Engine.IO session and TCP connection included."""
         ...
 
+    def count_with(self, sent: Callable[[int, int], None], refused: Callable[[str], None]) -> None:
+        """Report the messages (and their bytes) this server sends one at a time -- acks, emits,
+        not the bus's fan-out, which counts its own -- to ``sent``, and its refusals to ``refused``."""
+        ...
+
     def site(
         self,
         runner: web.BaseRunner,

@@ -268,6 +268,12 @@ class EngineWebSocket(LeanWebSocket):
     def handle_pong(self) -> None:
         self.socket.schedule_ping()  # all that Engine.IO does for a PONG
 
+    def pause_writing(self) -> None:
+        # The slow-client cut of the WebSocket (its transport's buffer limit): the socket's
+        # disconnect then says "slow client", not "transport close".
+        self.server.slow_cut.add(self.socket.sid)
+        super().pause_writing()
+
     def handle_prelude(self, message: str | bytes) -> bool:
         """The long-polling -> WebSocket probe exchange of Engine.IO's stock handler."""
         socket = self.socket
@@ -302,6 +308,18 @@ def _write_through(ws: EngineWebSocket, item: Any) -> None:
     ws.write_frame(_frame_of(item.encode()))
 
 
+# The disconnect reason of a client cut by the slow-client limit (handlers.metrics.CLOSE_REASONS).
+SLOW_CLIENT = "slow client"
+
+
+def _ignore_sent(messages: int, size: int) -> None:
+    """The default ``LightEngineServer.on_sent``: nobody counts."""
+
+
+def _ignore_refused(reason: str) -> None:
+    """The default ``LightEngineServer.on_refused``: nobody counts."""
+
+
 class LightEngineServer(engineio.AsyncServer):
     """Engine.IO server with :class:`LightQueue` queues, timer-driven pings and direct sends."""
 
@@ -317,8 +335,13 @@ class LightEngineServer(engineio.AsyncServer):
         self.max_per_address = 1 << 30
         self.trust_forwarded_for = False
         self._cuts: set[asyncio.Task[None]] = set()
+        self.slow_cut: set[str] = set()  # sessions cut as slow clients, until their disconnect
         self._per_address: dict[str, int] = {}  # open Engine.IO sessions per client address
         self._address_of: dict[str, str] = {}
+        # The server's metrics hooks (server.app.attach_bus sets them): messages and bytes sent
+        # one at a time (acks, emits), and connects refused here, by reason.
+        self.on_sent: Callable[[int, int], None] = _ignore_sent
+        self.on_refused: Callable[[str], None] = _ignore_refused
 
     async def send_packet(self, sid: str, pkt: eio_packet.Packet) -> None:
         # Written straight to the WebSocket when nothing of the socket's is queued, so an ack
@@ -327,8 +350,14 @@ class LightEngineServer(engineio.AsyncServer):
         if socket is not None and not socket.closed and not socket.closing:
             ws = direct_writer(socket)
             if ws is not None:
-                ws.write_frame(_frame_of(pkt.encode()))
+                frame = _frame_of(pkt.encode())
+                ws.write_frame(frame)
+                if pkt.packet_type == eio_packet.MESSAGE:
+                    self.on_sent(1, len(frame))
                 return
+        if pkt.packet_type == eio_packet.MESSAGE:
+            encoded = pkt.encode()
+            self.on_sent(1, len(encoded.encode() if isinstance(encoded, str) else encoded))
         await super().send_packet(sid, pkt)
 
     def create_queue(self, *args: Any, **kwargs: Any) -> LightQueue:
@@ -345,6 +374,7 @@ class LightEngineServer(engineio.AsyncServer):
             # No await between this check and the count in _trigger_event("connect"): the
             # handshake runs up to there without yielding, so concurrent ones cannot overshoot.
             if self._per_address.get(address, 0) >= self.max_per_address:
+                self.on_refused("per_address_limit")
                 error = CodedError(ErrorCode.RATE_LIMITED, "too many connections from this address")
                 return to_http(error)
         if request.method == "GET" and request.query.get("transport") == "websocket":
@@ -432,6 +462,9 @@ class LightEngineServer(engineio.AsyncServer):
                 self._per_address[address] = self._per_address.get(address, 0) + 1
         elif event == "disconnect":
             self._forget_address(args[0])
+            if args[0] in self.slow_cut:
+                self.slow_cut.discard(args[0])
+                args = (args[0], SLOW_CLIENT, *args[2:])
         result = await super()._trigger_event(event, *args, **kwargs)
         if event == "connect" and result is not None and result is not True:
             self._forget_address(args[0])  # refused: Engine.IO drops the socket without a disconnect
@@ -482,6 +515,7 @@ class LightEngineServer(engineio.AsyncServer):
         """Disconnect a client whose queue outgrew the slow-client limit (one that stopped
         polling, or a WebSocket whose queued packets pile up)."""
         log.warning("closing a client that does not take its packets (over %d bytes queued)", self.slow_limit_bytes)
+        self.slow_cut.add(socket.sid)  # its disconnect then says "slow client", not "transport close"
         ws = getattr(socket, "sh_ws", None)
         if ws is not None and ws.transport is not None:
             ws.transport.abort()  # the WebSocket handler then closes the socket itself
@@ -555,6 +589,11 @@ class SessionServer(socketio.AsyncServer):
 
     def _engineio_server_class(self) -> type:
         return LightEngineServer
+
+    def count_with(self, sent: Callable[[int, int], None], refused: Callable[[str], None]) -> None:
+        """``server.transport.contract.SocketServer.count_with``: Engine.IO's send path counts."""
+        self.eio.on_sent = sent
+        self.eio.on_refused = refused
 
     def outlet(self, sid: str) -> Outlet | None:
         """The connection's outlet (``server.transport.contract.SocketServer``)."""

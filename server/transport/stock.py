@@ -75,6 +75,10 @@ class EngineLog:
             _MALFORMED_LOG.exception("engineio: " + (message % args if args else message), exc)
 
 
+def _ignore_sent(messages: int, size: int) -> None:
+    """The default count of sent messages: nobody counts."""
+
+
 class StockOutlet:
     """A connection of the stock lane: packets go on its Engine.IO socket's queue."""
 
@@ -121,6 +125,19 @@ class StockSessionServer(socketio.AsyncServer):
         # python-socketio's Engine.IO message handler, with the screen in front of it.
         self.parse_message: Callable[[str, str | bytes], Awaitable[None]] = self.eio.handlers["message"]
         self.eio.on("message", self.screen)
+        self._on_sent: Callable[[int, int], None] = _ignore_sent
+
+    def count_with(self, sent: Callable[[int, int], None], refused: Callable[[str], None]) -> None:
+        """``server.transport.contract.SocketServer.count_with`` (this lane refuses nothing itself)."""
+        self._on_sent = sent
+
+    async def _send_packet(self, eio_sid: str, pkt: Any) -> None:
+        # Every ack and emit of python-socketio passes here; encoded once more to count its
+        # bytes (the stock lane is the fallback, not the one tuned for CPU).
+        encoded = pkt.encode()
+        parts = encoded if isinstance(encoded, list) else [encoded]
+        self._on_sent(1, sum(len(p.encode() if isinstance(p, str) else p) for p in parts))
+        await super()._send_packet(eio_sid, pkt)
 
     async def screen(self, eio_sid: str, data: str | bytes) -> None:
         """Answer a text message that will not be handled; hand the rest to python-socketio."""

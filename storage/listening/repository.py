@@ -83,7 +83,9 @@ class ListeningHistories:
         if history_id is None:
             candidate = str(uuid.uuid4())
             if await self._redis.set(key, candidate, nx=True):
-                await self._sessions.index(session_id=candidate, owner_id=user_id, created_ms=self._clock.now_ms())
+                await self._sessions.index(
+                    session_id=candidate, owner_id=user_id, created_ms=self._clock.now_ms(), created_kind=KIND
+                )
             history_id = await self.find(user_id)
             assert history_id is not None  # set just now, by this call or a racing one
         # Idempotent: covers a racing first use whose record is not written yet.

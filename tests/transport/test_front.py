@@ -20,6 +20,7 @@ import pytest
 
 from server.app import SIO_KEY
 from server.transport.front import MAX_EARLY_BYTES, parse_upgrade
+from tests.test_metrics import scrape, value
 from tests.conftest import start_server
 from tests.helpers import Client, ServerUnderTest, fast_lane_only
 from tests.admin.test_http import admin_token
@@ -198,6 +199,8 @@ async def test_refusals_still_come_from_the_normal_path(redis_process: Any, redi
             head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 5)
             statuses.append(int(head.split(b" ", 2)[1]))
         assert sorted(statuses) == [101, 101, 429, 429, 429, 429]
+        refused = value(await scrape(srv), "sessionhub_connections_refused_total", reason="per_address_limit")
+        assert refused == 4
         for _, writer in opens:
             writer.close()
         eio = srv.app[SIO_KEY].eio

@@ -14,6 +14,7 @@ from typing import Any
 import aiohttp
 
 from server.app import BUS_KEY, SIO_KEY
+from tests.test_metrics import scrape, value
 from tests.conftest import start_server
 from tests.helpers import Client, fast_lane_only
 from tests.raw_wire import RawPoller
@@ -94,6 +95,9 @@ async def test_a_client_that_does_not_read_is_disconnected(redis_process: Any, r
             assert asyncio.get_running_loop().time() < deadline, "the silent client was never cut"
             await asyncio.sleep(0.05)
         assert reader_client.sio.connected
+        # Counted as what it was, not as a transport close.
+        closed = "sessionhub_connections_closed_total"
+        assert value(await scrape(srv), closed, reason="slow client") == 1
     finally:
         slow.writer.close()
         await reader_client.close()

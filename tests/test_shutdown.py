@@ -1,0 +1,72 @@
+"""A clean stop of `sessionhub serve` with a subscribed client connected logs no lost Redis link
+(issue 25): on its own Redis and on the embedded one, by SIGTERM to the process and by Ctrl-C
+(SIGINT to the whole process group, the embedded redis-server included)."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.helpers import CHILD_TEST_TIMEOUT_S, Client, RedisProcess, free_port, wait_until_ready
+from tests.test_processes import ROOT, _wait_ready, mint, node_env, post
+
+pytestmark = pytest.mark.timeout(CHILD_TEST_TIMEOUT_S)
+
+
+@pytest.mark.parametrize("how", ["SIGTERM", "Ctrl-C"])
+@pytest.mark.parametrize("redis_kind", ["REDIS_URL", "embedded"])
+async def test_a_clean_stop_with_a_subscribed_client_logs_no_lost_link(
+    redis_process: RedisProcess, tmp_path: Path, redis_kind: str, how: str
+) -> None:
+    token = mint("alice", "read_own", "create", "update")
+    port = free_port()
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "server", "serve", "--port", str(port)],
+        cwd=ROOT,
+        env=node_env(tmp_path, redis_process.url if redis_kind == "REDIS_URL" else None),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        start_new_session=True,  # its own process group, as a terminal's foreground job
+    )
+    url = f"http://127.0.0.1:{port}"
+    client = Client(url, token)
+    trickle: asyncio.StreamWriter | None = None
+    try:
+        await _wait_ready(url, proc)
+        status, created = await post(f"{url}/voicebot/create_session", token)
+        assert status == 201
+        await client.connect()
+        assert (await client.call("subscribe_on_session", {"session_id": created["session_id"]}))["ok"]
+        # A request in flight (its body trickles) holds the stop for the shutdown timeout:
+        # whatever dies meanwhile (a Ctrl-C reaches the embedded redis-server too) shows.
+        _, trickle = await asyncio.open_connection("127.0.0.1", port)
+        trickle.write(
+            b"POST /voicebot/create_session HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer "
+            + token.encode()
+            + b"\r\nContent-Type: application/json\r\nContent-Length: 100\r\n\r\n{"
+        )
+        await trickle.drain()
+        await wait_until_ready(url, proc.poll)  # a later request answered: the earlier one was read
+        if how == "SIGTERM":
+            proc.send_signal(signal.SIGTERM)
+        else:
+            os.killpg(proc.pid, signal.SIGINT)
+        assert await asyncio.to_thread(proc.wait, 20) == 0
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+            await asyncio.to_thread(proc.wait, 20)
+        await client.close()
+        if trickle is not None:
+            trickle.close()
+    assert proc.stderr is not None
+    stderr = proc.stderr.read().decode()
+    proc.stderr.close()
+    assert "lost its Redis link" not in stderr, stderr
+    assert "Traceback" not in stderr, stderr
