@@ -448,6 +448,11 @@ class LightEngineServer(engineio.AsyncServer):
                 self._per_address[address] = self._per_address.get(address, 0) + 1
         elif event == "disconnect":
             self._forget_address(args[0])
+            # The pending ping timer holds the socket (its queue, its WebSocket) until it
+            # fires, up to a ping interval after the client left: let go of it now.
+            ping = getattr(self.sockets.get(args[0]), "sh_ping", None)
+            if ping is not None:
+                ping.cancel()
         result = await super()._trigger_event(event, *args, **kwargs)
         if event == "connect" and result is not None and result is not True:
             self._forget_address(args[0])  # refused: Engine.IO drops the socket without a disconnect
@@ -527,7 +532,7 @@ class LightEngineServer(engineio.AsyncServer):
         # queues a PING: a timer does the same without keeping a task alive per connection.
         if getattr(target, "__func__", None) is AsyncSocket._send_ping and not args and not kwargs:
             socket: AsyncSocket = target.__self__  # type: ignore[attr-defined]
-            asyncio.get_running_loop().call_later(self.ping_interval, _ping, socket)
+            socket.sh_ping = asyncio.get_running_loop().call_later(self.ping_interval, _ping, socket)
             return None
         return super().start_background_task(target, *args, **kwargs)
 

@@ -25,6 +25,7 @@ import binascii
 import hashlib
 import logging
 import struct
+import weakref
 from collections import deque
 from collections.abc import Mapping
 from typing import Any, cast
@@ -88,6 +89,48 @@ def opening_refusal(headers: CIMultiDictProxy[str], *, http_11: bool) -> str | N
 # Close codes a peer may send (RFC 6455 section 7.4): 1004-1006 and 1015 are reserved for
 # reports that never travel in a frame, 1016-2999 are unassigned or for extensions.
 _SENDABLE_CLOSE = frozenset(range(1000, 1004)) | frozenset(range(1007, 1015)) | frozenset(range(3000, 5000))
+
+
+# Sockets closed per loop turn by close_soon: a turn of them takes a few milliseconds.
+CLOSE_BATCH = 256
+
+
+class _Closer:
+    """Closes transports at most CLOSE_BATCH per loop turn, in the order they were given."""
+
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        self.loop = loop
+        self.pending: deque[asyncio.BaseTransport] = deque()
+        self.scheduled = False
+
+    def add(self, transport: asyncio.BaseTransport) -> None:
+        self.pending.append(transport)
+        if not self.scheduled:
+            self.scheduled = True
+            self.loop.call_soon(self.run)
+
+    def run(self) -> None:
+        pending = self.pending
+        for _ in range(min(CLOSE_BATCH, len(pending))):
+            transport = pending.popleft()
+            if not transport.is_closing():
+                transport.close()  # its connection_lost comes in a later turn
+        if pending:
+            self.loop.call_soon(self.run)  # behind what became ready meanwhile
+        else:
+            self.scheduled = False
+
+
+_closers: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, _Closer] = weakref.WeakKeyDictionary()
+
+
+def close_soon(transport: asyncio.BaseTransport) -> None:
+    """Close ``transport`` in a coming loop turn, at most CLOSE_BATCH of them per turn."""
+    loop = asyncio.get_running_loop()
+    closer = _closers.get(loop)
+    if closer is None:
+        closer = _closers[loop] = _Closer(loop)
+    closer.add(transport)
 
 
 def answered_close_code(payload: bytes) -> int:
@@ -346,6 +389,16 @@ class LeanWebSocket(asyncio.Protocol):
             # OP_PONG: an answer to nothing we sent; ignored
             if self.transport is None or self.transport.is_closing():
                 return
+
+    def eof_received(self) -> bool:
+        # The client closed its side. Closing ours is left to a batched closer: when
+        # thousands of clients leave at once, asyncio would close every socket (a costly
+        # syscall each) and call every connection_lost in a single loop turn, holding
+        # everything else (a /healthz) for that long.
+        transport = self.transport
+        if transport is not None and not transport.is_closing():
+            close_soon(transport)
+        return True
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.lost = True
