@@ -312,7 +312,7 @@ def _write_through(ws: EngineWebSocket, item: Any) -> None:
 # Gone sockets closed together before the loop serves anything else (see close_later): small
 # enough that a batch's steps take a few milliseconds, large enough that a batch's awaits
 # (Redis round trips of the disconnect handlers) overlap.
-CLOSE_BATCH = 64
+CLOSE_BATCH = 32
 
 
 class LightEngineServer(engineio.AsyncServer):

@@ -92,7 +92,7 @@ _SENDABLE_CLOSE = frozenset(range(1000, 1004)) | frozenset(range(1007, 1015)) | 
 
 
 # Sockets closed per loop turn by close_soon: a turn of them takes a few milliseconds.
-CLOSE_BATCH = 256
+CLOSE_BATCH = 64
 
 
 class _Closer:
