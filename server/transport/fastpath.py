@@ -84,6 +84,7 @@ from server.transport.leanws import (
     FrameError,
     HandshakeError,
     LeanWebSocket,
+    PartialBudget,
     accept_key,
     opening_refusal,
     switching_protocols,
@@ -233,7 +234,10 @@ class EngineWebSocket(LeanWebSocket):
 
     def __init__(self, transport: asyncio.Transport, socket: AsyncSocket, server: LightEngineServer) -> None:
         super().__init__(
-            transport, max_message_bytes=server.max_http_buffer_size, slow_limit_bytes=server.slow_limit_bytes
+            transport,
+            max_message_bytes=server.max_http_buffer_size,
+            slow_limit_bytes=server.slow_limit_bytes,
+            budget=server.partial_frames,
         )
         self.socket = socket
         self.server = server
@@ -327,6 +331,7 @@ class LightEngineServer(engineio.AsyncServer):
         self._async = {**driver, "websocket": DirectWebSocket}
         self.logger = EngineLog()
         self.slow_limit_bytes: int = 1 << 20
+        self.partial_frames: PartialBudget = PartialBudget(64 << 20)  # SessionServer sets the setting's value
         self.max_per_address = 1 << 30
         self.trust_forwarded_for = False
         self._cuts: set[asyncio.Task[None]] = set()
@@ -642,6 +647,7 @@ class SessionServer(socketio.AsyncServer):
         connect_timeout_s: float = 10.0,
         max_connections_per_address: int = 1 << 30,
         trust_forwarded_for: bool = False,
+        partial_frames_budget_bytes: int = 64 << 20,
         **kwargs: Any,
     ) -> None:
         # async_handlers=False: each connection's events run one after another, in the order
@@ -655,6 +661,7 @@ class SessionServer(socketio.AsyncServer):
         self.max_payload_bytes = max_payload_bytes
         self.eio.slow_limit_bytes = slow_limit_bytes
         self.eio.max_per_address = max_connections_per_address
+        self.eio.partial_frames.limit = partial_frames_budget_bytes
         self.eio.trust_forwarded_for = trust_forwarded_for
         self.connect_timeout_s = connect_timeout_s
         self._deadlines: set[asyncio.Task[None]] = set()

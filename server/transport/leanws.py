@@ -168,17 +168,54 @@ class FrameError(ValueError):
         self.code = code
 
 
+class PartialBudget:
+    """Bytes held in unfinished frames and messages across every connection of a server.
+
+    One connection may hold up to a message's limit (1 MiB) of a frame it has not finished;
+    unauthenticated clients opening many such connections would pin that memory without end.
+    Past ``limit`` in total, a connection whose unfinished part grows is closed (1009).
+    """
+
+    __slots__ = ("held", "limit")
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self.held = 0
+
+
 class FrameParser:
     """Client frames in, whole messages and control frames out (RFC 6455 section 5)."""
 
-    __slots__ = ("_buffer", "_fragments", "_fragments_op", "_fragments_size", "max_message_bytes")
+    __slots__ = ("_budget", "_buffer", "_fragments", "_fragments_op", "_fragments_size", "_held", "max_message_bytes")
 
-    def __init__(self, max_message_bytes: int) -> None:
+    def __init__(self, max_message_bytes: int, budget: PartialBudget | None = None) -> None:
         self._buffer = bytearray()
         self._fragments: list[bytes] = []
         self._fragments_op = 0
         self._fragments_size = 0
         self.max_message_bytes = max_message_bytes
+        self._budget = budget
+        self._held = 0  # what this parser counts in its budget's ``held``
+
+    def release(self) -> None:
+        """Drop what is buffered (the connection is over) and give its bytes back to the budget."""
+        self._buffer = bytearray()
+        self._fragments, self._fragments_op, self._fragments_size = [], 0, 0
+        if self._budget is not None:
+            self._budget.held -= self._held
+        self._held = 0
+
+    def _account(self) -> None:
+        budget = self._budget
+        if budget is None:
+            return
+        held = len(self._buffer) + self._fragments_size
+        grew = held > self._held
+        budget.held += held - self._held
+        self._held = held
+        if grew and budget.held > budget.limit:
+            self.release()
+            raise FrameError(CLOSE_TOO_BIG, "the server holds too many unfinished messages; send it whole, later")
 
     def feed(self, data: bytes) -> list[tuple[int, bytes]]:
         """``(opcode, payload)`` of every message and control frame completed by ``data``."""
@@ -219,6 +256,7 @@ class FrameParser:
                 found.append(message)
         if at:
             del buffer[:at]
+        self._account()
         return found
 
     def _assemble(self, opcode: int, final: bool, payload: bytes) -> tuple[int, bytes] | None:
@@ -307,9 +345,16 @@ class LeanWebSocket(asyncio.Protocol):
     __slots__ = ("_closed_called", "_consumer", "_inbox", "_parser", "_paused", "in_prelude", "lost",
                  "slow_limit_bytes", "transport")  # fmt: skip
 
-    def __init__(self, transport: asyncio.Transport, *, max_message_bytes: int, slow_limit_bytes: int) -> None:
+    def __init__(
+        self,
+        transport: asyncio.Transport,
+        *,
+        max_message_bytes: int,
+        slow_limit_bytes: int,
+        budget: PartialBudget | None = None,
+    ) -> None:
         self.transport: asyncio.Transport | None = transport
-        self._parser = FrameParser(max_message_bytes)
+        self._parser = FrameParser(max_message_bytes, budget)
         self._inbox: deque[str | bytes] = deque()
         self._consumer: asyncio.Task[None] | None = None
         self._paused = False
@@ -403,6 +448,7 @@ class LeanWebSocket(asyncio.Protocol):
     def connection_lost(self, exc: Exception | None) -> None:
         self.lost = True
         self.transport = None
+        self._parser.release()  # an unfinished frame is not kept past its connection
         self._inbox.clear()  # what was not handled yet is dropped with the connection
         if self._consumer is None:
             self._finish()

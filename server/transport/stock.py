@@ -114,6 +114,7 @@ class StockSessionServer(socketio.AsyncServer):
         connect_timeout_s: float = 10.0,
         max_connections_per_address: int = 1 << 30,
         trust_forwarded_for: bool = False,
+        partial_frames_budget_bytes: int = 64 << 20,
         **kwargs: Any,
     ) -> None:
         # The fast lane's limits are taken and not applied (see the module docstring).
