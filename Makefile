@@ -57,3 +57,4 @@ soak:
 	cd bench && ../.venv/bin/python soak_faults_wire.py
 	.venv/bin/python bench/soak_faults_ops.py --rounds 5
 	cd bench && ../.venv/bin/python soak_stalled_uploads.py
+	cd bench && ../.venv/bin/python soak_mass_disconnect.py

@@ -27,6 +27,12 @@ The contract, i.e. everything relied on beyond the libraries' documented API (a 
   :meth:`LightEngineServer.upgrade`).
 - ``socketio.AsyncServer``: ``_engineio_server_class``, ``_handle_eio_message``,
   ``_handle_eio_disconnect``, ``_handle_event``, ``_send_packet``, ``_binary_packet``.
+- ``socketio.AsyncManager`` (:class:`RoomIndex`): ``rooms[namespace][room]`` a bidict of
+  sid -> eio_sid, room ``None`` holding every client and each client's own sid room;
+  ``pending_connect`` / ``pending_disconnect`` (namespace -> sids) read and written only by
+  ``pre_connect``, ``connect``, ``is_pre_connected``, ``is_connected``, ``pre_disconnect`` and
+  ``basic_disconnect``; every join and leave going through ``basic_enter_room`` /
+  ``basic_leave_room``; ``callbacks`` keyed by sid.
 - aiohttp: ``web.TCPSite`` keeps its settings in ``_host``, ``_port``, ``_backlog``,
   ``_reuse_address``, ``_reuse_port`` and its listening server in ``_server`` and
   ``_bound_port`` (:class:`FrontSite` starts it), and ``runner.server`` builds a request
@@ -45,6 +51,7 @@ server runs on the stock lane (``server.transport.stock``) instead, or refuses t
 from __future__ import annotations
 
 import asyncio
+import collections
 import functools
 import json
 import logging
@@ -77,6 +84,7 @@ from server.transport.leanws import (
     FrameError,
     HandshakeError,
     LeanWebSocket,
+    PartialBudget,
     accept_key,
     opening_refusal,
     switching_protocols,
@@ -226,7 +234,10 @@ class EngineWebSocket(LeanWebSocket):
 
     def __init__(self, transport: asyncio.Transport, socket: AsyncSocket, server: LightEngineServer) -> None:
         super().__init__(
-            transport, max_message_bytes=server.max_http_buffer_size, slow_limit_bytes=server.slow_limit_bytes
+            transport,
+            max_message_bytes=server.max_http_buffer_size,
+            slow_limit_bytes=server.slow_limit_bytes,
+            budget=server.partial_frames,
         )
         self.socket = socket
         self.server = server
@@ -320,6 +331,12 @@ def _ignore_refused(reason: str) -> None:
     """The default ``LightEngineServer.on_refused``: nobody counts."""
 
 
+# Gone sockets closed together before the loop serves anything else (see close_later): small
+# enough that a batch's steps take a few milliseconds, large enough that a batch's awaits
+# (Redis round trips of the disconnect handlers) overlap.
+CLOSE_BATCH = 32
+
+
 class LightEngineServer(engineio.AsyncServer):
     """Engine.IO server with :class:`LightQueue` queues, timer-driven pings and direct sends."""
 
@@ -332,10 +349,14 @@ class LightEngineServer(engineio.AsyncServer):
         self._async = {**driver, "websocket": DirectWebSocket}
         self.logger = EngineLog()
         self.slow_limit_bytes: int = 1 << 20
+        self.partial_frames: PartialBudget = PartialBudget(64 << 20)  # SessionServer sets the setting's value
         self.max_per_address = 1 << 30
         self.trust_forwarded_for = False
         self._cuts: set[asyncio.Task[None]] = set()
         self.slow_cut: set[str] = set()  # sessions cut as slow clients, until their disconnect
+        # Sockets whose connection is gone, closed CLOSE_BATCH at a time by one task (see close_later).
+        self._gone: collections.deque[AsyncSocket] = collections.deque()
+        self._closer: asyncio.Task[None] | None = None
         self._per_address: dict[str, int] = {}  # open Engine.IO sessions per client address
         self._address_of: dict[str, str] = {}
         # The server's metrics hooks (server.app.attach_bus sets them): messages and bytes sent
@@ -465,6 +486,11 @@ class LightEngineServer(engineio.AsyncServer):
             if args[0] in self.slow_cut:
                 self.slow_cut.discard(args[0])
                 args = (args[0], SLOW_CLIENT, *args[2:])
+            # The pending ping timer holds the socket (its queue, its WebSocket) until it
+            # fires, up to a ping interval after the client left: let go of it now.
+            ping = getattr(self.sockets.get(args[0]), "sh_ping", None)
+            if ping is not None:
+                ping.cancel()
         result = await super()._trigger_event(event, *args, **kwargs)
         if event == "connect" and result is not None and result is not True:
             self._forget_address(args[0])  # refused: Engine.IO drops the socket without a disconnect
@@ -496,13 +522,29 @@ class LightEngineServer(engineio.AsyncServer):
         self.sockets.pop(socket.sid, None)
 
     def close_later(self, socket: AsyncSocket) -> None:
-        """Close a socket whose connection is gone, in a task (its disconnect handlers await)."""
+        """Close a socket whose connection is gone, soon (its disconnect handlers await).
+
+        Not a task each: when thousands of clients leave at once (a network blip, a proxy
+        restart) their clean-up would fill the loop's ready queue and hold every other request
+        (``/healthz`` went unanswered for seconds). One task closes them CLOSE_BATCH at a time
+        and yields to the loop between batches, so other work keeps being served.
+        """
         if socket.closed:
             self.sockets.pop(socket.sid, None)
             return
-        task = asyncio.ensure_future(self._close_gone(socket))
-        self._cuts.add(task)
-        task.add_done_callback(self._cuts.discard)
+        self._gone.append(socket)
+        if self._closer is None or self._closer.done():
+            self._closer = asyncio.ensure_future(self._close_gone_batches())
+
+    async def _close_gone_batches(self) -> None:
+        gone = self._gone
+        while gone:
+            batch = [gone.popleft() for _ in range(min(CLOSE_BATCH, len(gone)))]
+            results = await asyncio.gather(*(self._close_gone(socket) for socket in batch), return_exceptions=True)
+            for result in results:  # one socket's failure must not keep the others open
+                if isinstance(result, Exception):
+                    log.error("closing a gone Engine.IO session failed", exc_info=result)
+            await asyncio.sleep(0)  # what arrived meanwhile (a /healthz, an event) runs now
 
     async def _close_gone(self, socket: AsyncSocket) -> None:
         try:
@@ -529,7 +571,7 @@ class LightEngineServer(engineio.AsyncServer):
         # queues a PING: a timer does the same without keeping a task alive per connection.
         if getattr(target, "__func__", None) is AsyncSocket._send_ping and not args and not kwargs:
             socket: AsyncSocket = target.__self__  # type: ignore[attr-defined]
-            asyncio.get_running_loop().call_later(self.ping_interval, _ping, socket)
+            socket.sh_ping = asyncio.get_running_loop().call_later(self.ping_interval, _ping, socket)
             return None
         return super().start_background_task(target, *args, **kwargs)
 
@@ -548,6 +590,76 @@ def _ping(socket: AsyncSocket) -> None:
     if not socket.closing and not socket.closed:
         socket.last_ping = time.time()
         socket.queue.put_nowait(eio_packet.Packet(eio_packet.PING))
+
+
+class _SidSet(dict[str, None]):
+    """The list operations python-socketio's manager uses on its pending lists, each O(1)."""
+
+    def append(self, sid: str) -> None:
+        self[sid] = None
+
+    def remove(self, sid: str) -> None:
+        del self[sid]
+
+
+class RoomIndex(socketio.AsyncManager):
+    """python-socketio's manager with leaving in O(rooms of the client), not O(all rooms).
+
+    Every client has a room of its own (its sid room), so the stock manager's disconnect and
+    ``get_rooms``, which scan every room of the namespace, cost O(clients) each and a mass
+    disconnect of N clients O(N^2): 10,000 leaving at once held the event loop (``/healthz``
+    unanswered) for ~40 s. Here each client's rooms are indexed, and the pending lists are
+    sets (``sid in list`` was another O(N) per check while N disconnects were pending).
+    """
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.rooms_of: dict[str, dict[str, set[Any]]] = {}  # namespace -> sid -> its rooms
+        self.pending_connect: dict[str, _SidSet] = {}
+        self.pending_disconnect: dict[str, _SidSet] = {}
+
+    def basic_enter_room(self, sid: str, namespace: str, room: Any, eio_sid: str | None = None) -> None:
+        super().basic_enter_room(sid, namespace, room, eio_sid=eio_sid)
+        self.rooms_of.setdefault(namespace, {}).setdefault(sid, set()).add(room)
+
+    def basic_leave_room(self, sid: str, namespace: str, room: Any) -> None:
+        super().basic_leave_room(sid, namespace, room)
+        by_sid = self.rooms_of.get(namespace)
+        rooms = by_sid.get(sid) if by_sid is not None else None
+        if rooms is None:
+            return
+        rooms.discard(room)
+        if not rooms:
+            del by_sid[sid]  # type: ignore[union-attr]
+            if not by_sid:
+                del self.rooms_of[namespace]
+
+    def get_rooms(self, sid: str, namespace: str) -> list[Any]:
+        rooms = self.rooms_of.get(namespace, {}).get(sid, ())
+        return [room for room in rooms if room is not None]
+
+    def pre_connect(self, eio_sid: str, namespace: str) -> Any:
+        self.pending_connect.setdefault(namespace, _SidSet())
+        return super().pre_connect(eio_sid, namespace)
+
+    def pre_disconnect(self, sid: str, namespace: str) -> Any:
+        self.pending_disconnect.setdefault(namespace, _SidSet())
+        return super().pre_disconnect(sid, namespace)
+
+    def basic_disconnect(self, sid: str, namespace: str, **kwargs: Any) -> None:
+        if namespace not in self.rooms:
+            return
+        # The None room last: a client stays known (sid <-> eio_sid) while it leaves the rest.
+        rooms = sorted(self.rooms_of.get(namespace, {}).get(sid, ()), key=lambda room: room is None)
+        for room in rooms:
+            self.basic_leave_room(sid, namespace, room)
+        self.callbacks.pop(sid, None)
+        for pending in (self.pending_connect, self.pending_disconnect):
+            sids = pending.get(namespace)
+            if sids is not None and sid in sids:
+                del sids[sid]
+                if not sids:
+                    del pending[namespace]
 
 
 class SessionServer(socketio.AsyncServer):
@@ -569,6 +681,7 @@ class SessionServer(socketio.AsyncServer):
         connect_timeout_s: float = 10.0,
         max_connections_per_address: int = 1 << 30,
         trust_forwarded_for: bool = False,
+        partial_frames_budget_bytes: int = 64 << 20,
         **kwargs: Any,
     ) -> None:
         # async_handlers=False: each connection's events run one after another, in the order
@@ -577,10 +690,12 @@ class SessionServer(socketio.AsyncServer):
         # sends faster than it is served is held by TCP flow control, not by a growing queue.
         # json: Engine.IO encodes its OPEN packet with it too (python-engineio keeps it on its
         # Packet class, for every Engine.IO server of the process: the output is the same JSON).
+        kwargs.setdefault("client_manager", RoomIndex())
         super().__init__(async_handlers=False, serializer=WirePacket, json=wire_json, **kwargs)
         self.max_payload_bytes = max_payload_bytes
         self.eio.slow_limit_bytes = slow_limit_bytes
         self.eio.max_per_address = max_connections_per_address
+        self.eio.partial_frames.limit = partial_frames_budget_bytes
         self.eio.trust_forwarded_for = trust_forwarded_for
         self.connect_timeout_s = connect_timeout_s
         self._deadlines: set[asyncio.Task[None]] = set()

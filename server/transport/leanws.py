@@ -25,6 +25,7 @@ import binascii
 import hashlib
 import logging
 import struct
+import weakref
 from collections import deque
 from collections.abc import Mapping
 from typing import Any, cast
@@ -90,6 +91,48 @@ def opening_refusal(headers: CIMultiDictProxy[str], *, http_11: bool) -> str | N
 _SENDABLE_CLOSE = frozenset(range(1000, 1004)) | frozenset(range(1007, 1015)) | frozenset(range(3000, 5000))
 
 
+# Sockets closed per loop turn by close_soon: a turn of them takes a few milliseconds.
+CLOSE_BATCH = 64
+
+
+class _Closer:
+    """Closes transports at most CLOSE_BATCH per loop turn, in the order they were given."""
+
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        self.loop = loop
+        self.pending: deque[asyncio.BaseTransport] = deque()
+        self.scheduled = False
+
+    def add(self, transport: asyncio.BaseTransport) -> None:
+        self.pending.append(transport)
+        if not self.scheduled:
+            self.scheduled = True
+            self.loop.call_soon(self.run)
+
+    def run(self) -> None:
+        pending = self.pending
+        for _ in range(min(CLOSE_BATCH, len(pending))):
+            transport = pending.popleft()
+            if not transport.is_closing():
+                transport.close()  # its connection_lost comes in a later turn
+        if pending:
+            self.loop.call_soon(self.run)  # behind what became ready meanwhile
+        else:
+            self.scheduled = False
+
+
+_closers: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, _Closer] = weakref.WeakKeyDictionary()
+
+
+def close_soon(transport: asyncio.BaseTransport) -> None:
+    """Close ``transport`` in a coming loop turn, at most CLOSE_BATCH of them per turn."""
+    loop = asyncio.get_running_loop()
+    closer = _closers.get(loop)
+    if closer is None:
+        closer = _closers[loop] = _Closer(loop)
+    closer.add(transport)
+
+
 def answered_close_code(payload: bytes) -> int:
     """The code to close with in answer to a close frame carrying ``payload``: the peer's own
     when it may be sent, 1000 for none, 1002 for a reserved, unassigned or truncated code."""
@@ -125,17 +168,54 @@ class FrameError(ValueError):
         self.code = code
 
 
+class PartialBudget:
+    """Bytes held in unfinished frames and messages across every connection of a server.
+
+    One connection may hold up to a message's limit (1 MiB) of a frame it has not finished;
+    unauthenticated clients opening many such connections would pin that memory without end.
+    Past ``limit`` in total, a connection whose unfinished part grows is closed (1009).
+    """
+
+    __slots__ = ("held", "limit")
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self.held = 0
+
+
 class FrameParser:
     """Client frames in, whole messages and control frames out (RFC 6455 section 5)."""
 
-    __slots__ = ("_buffer", "_fragments", "_fragments_op", "_fragments_size", "max_message_bytes")
+    __slots__ = ("_budget", "_buffer", "_fragments", "_fragments_op", "_fragments_size", "_held", "max_message_bytes")
 
-    def __init__(self, max_message_bytes: int) -> None:
+    def __init__(self, max_message_bytes: int, budget: PartialBudget | None = None) -> None:
         self._buffer = bytearray()
         self._fragments: list[bytes] = []
         self._fragments_op = 0
         self._fragments_size = 0
         self.max_message_bytes = max_message_bytes
+        self._budget = budget
+        self._held = 0  # what this parser counts in its budget's ``held``
+
+    def release(self) -> None:
+        """Drop what is buffered (the connection is over) and give its bytes back to the budget."""
+        self._buffer = bytearray()
+        self._fragments, self._fragments_op, self._fragments_size = [], 0, 0
+        if self._budget is not None:
+            self._budget.held -= self._held
+        self._held = 0
+
+    def _account(self) -> None:
+        budget = self._budget
+        if budget is None:
+            return
+        held = len(self._buffer) + self._fragments_size
+        grew = held > self._held
+        budget.held += held - self._held
+        self._held = held
+        if grew and budget.held > budget.limit:
+            self.release()
+            raise FrameError(CLOSE_TOO_BIG, "the server holds too many unfinished messages; send it whole, later")
 
     def feed(self, data: bytes) -> list[tuple[int, bytes]]:
         """``(opcode, payload)`` of every message and control frame completed by ``data``."""
@@ -176,6 +256,7 @@ class FrameParser:
                 found.append(message)
         if at:
             del buffer[:at]
+        self._account()
         return found
 
     def _assemble(self, opcode: int, final: bool, payload: bytes) -> tuple[int, bytes] | None:
@@ -264,9 +345,16 @@ class LeanWebSocket(asyncio.Protocol):
     __slots__ = ("_closed_called", "_consumer", "_inbox", "_parser", "_paused", "in_prelude", "lost",
                  "slow_limit_bytes", "transport")  # fmt: skip
 
-    def __init__(self, transport: asyncio.Transport, *, max_message_bytes: int, slow_limit_bytes: int) -> None:
+    def __init__(
+        self,
+        transport: asyncio.Transport,
+        *,
+        max_message_bytes: int,
+        slow_limit_bytes: int,
+        budget: PartialBudget | None = None,
+    ) -> None:
         self.transport: asyncio.Transport | None = transport
-        self._parser = FrameParser(max_message_bytes)
+        self._parser = FrameParser(max_message_bytes, budget)
         self._inbox: deque[str | bytes] = deque()
         self._consumer: asyncio.Task[None] | None = None
         self._paused = False
@@ -347,9 +435,20 @@ class LeanWebSocket(asyncio.Protocol):
             if self.transport is None or self.transport.is_closing():
                 return
 
+    def eof_received(self) -> bool:
+        # The client closed its side. Closing ours is left to a batched closer: when
+        # thousands of clients leave at once, asyncio would close every socket (a costly
+        # syscall each) and call every connection_lost in a single loop turn, holding
+        # everything else (a /healthz) for that long.
+        transport = self.transport
+        if transport is not None and not transport.is_closing():
+            close_soon(transport)
+        return True
+
     def connection_lost(self, exc: Exception | None) -> None:
         self.lost = True
         self.transport = None
+        self._parser.release()  # an unfinished frame is not kept past its connection
         self._inbox.clear()  # what was not handled yet is dropped with the connection
         if self._consumer is None:
             self._finish()

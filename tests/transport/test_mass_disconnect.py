@@ -1,0 +1,62 @@
+"""A mass disconnect costs O(1) per client, not O(clients) (issue 20, finding 3).
+
+python-socketio's manager scanned every room of the namespace (and every client has a room of
+its own) for each client leaving, and kept pending disconnects in a list: 10,000 clients
+leaving at once held the event loop for ~40 s. The work is measured as a scaling ratio, not
+an absolute time, so a loaded machine cannot fail it: the cost per disconnect among 8x the
+clients must stay near the cost among fewer (it was ~8x and more before the fix).
+"""
+
+from __future__ import annotations
+
+import time
+
+from server.transport import build_server
+from server.transport.fastpath import RoomIndex
+from tests.helpers import fast_lane_only
+
+pytestmark = fast_lane_only
+
+
+async def seconds_per_disconnect(clients: int) -> float:
+    """Connect ``clients`` to namespace "/" of a fresh fast-lane server, then disconnect them
+    all the way a mass disconnect does (every one pending first, then each cleaned up)."""
+    server = build_server("fast", max_payload_bytes=1 << 16, slow_limit_bytes=1 << 20)
+    manager = server.manager  # type: ignore[attr-defined]
+    assert isinstance(manager, RoomIndex)
+    sids = [await manager.connect(f"eio{i}", "/") for i in range(clients)]
+    for sid in sids[::7]:  # a few clients in a shared room too
+        await manager.enter_room(sid, "/", "shared")
+    started = time.perf_counter()
+    for sid in sids:
+        manager.pre_disconnect(sid, "/")
+    for sid in sids:
+        assert not manager.is_connected(sid, "/")
+        await manager.disconnect(sid, "/")
+    elapsed = time.perf_counter() - started
+    assert manager.rooms == {} and manager.rooms_of == {}  # nothing left behind
+    assert not manager.pending_disconnect and not manager.pending_connect
+    return elapsed / clients
+
+
+async def test_disconnect_cost_does_not_grow_with_the_number_of_clients() -> None:
+    small = min([await seconds_per_disconnect(1_000) for _ in range(3)])
+    large = min([await seconds_per_disconnect(8_000) for _ in range(3)])
+    assert large < 3 * small, f"{large * 1e6:.1f} us per disconnect among 8,000 vs {small * 1e6:.1f} us among 1,000"
+
+
+async def test_rooms_are_listed_and_left_per_client() -> None:
+    server = build_server("fast", max_payload_bytes=1 << 16, slow_limit_bytes=1 << 20)
+    manager = server.manager  # type: ignore[attr-defined]
+    a = await manager.connect("eio-a", "/")
+    b = await manager.connect("eio-b", "/")
+    await manager.enter_room(a, "/", "r1")
+    await manager.enter_room(b, "/", "r1")
+    assert sorted(manager.get_rooms(a, "/")) == sorted([a, "r1"])
+    await manager.leave_room(a, "/", "r1")
+    assert manager.get_rooms(a, "/") == [a]
+    assert [sid for sid, _ in manager.get_participants("/", "r1")] == [b]
+    await manager.disconnect(a, "/")
+    assert manager.eio_sid_from_sid(a, "/") is None and manager.eio_sid_from_sid(b, "/") == "eio-b"
+    await manager.close_room("r1", "/")
+    assert manager.get_rooms(b, "/") == [b]
