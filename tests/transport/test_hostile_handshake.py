@@ -1,4 +1,8 @@
-"""Hostile WebSocket opening handshakes and close frames (issue 20, finding 10)."""
+"""Hostile WebSocket opening handshakes and close frames (issue 20, finding 10).
+
+These are the fast lane's front and WebSocket reader (server/transport/front.py, leanws.py); the
+stock lane serves untested library versions through aiohttp's and Engine.IO's own handshake, so
+`make test-stock` skips them (see server/transport/stock.py for what that lane does not do)."""
 
 from __future__ import annotations
 
@@ -10,8 +14,10 @@ import struct
 
 import pytest
 
-from tests.helpers import ServerUnderTest
+from tests.helpers import ServerUnderTest, fast_lane_only
 from tests.raw_wire import RawWebSocket, client_frame, http_exchange, port_of
+
+pytestmark = fast_lane_only
 
 PATH = "/socket.io/?EIO=4&transport=websocket"
 
