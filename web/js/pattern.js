@@ -508,7 +508,7 @@ function stepSelector(trackId, step) {
   return `.step[data-track="${CSS.escape(String(trackId))}"][data-step="${Number(step)}"]`;
 }
 
-/** Dark or light text, whichever reads better on `hex` (WCAG relative luminance). */
+/** Black or white text, whichever reads better on `hex` (WCAG relative luminance). */
 function readableOn(hex) {
   const match = /^#([0-9a-f]{2})([0-9a-f]{2})([0-9a-f]{2})$/i.exec(hex);
   if (!match) return "#fff";
@@ -517,8 +517,9 @@ function readableOn(hex) {
     return c <= 0.03928 ? c / 12.92 : ((c + 0.055) / 1.055) ** 2.4;
   });
   const luminance = 0.2126 * r + 0.7152 * g + 0.0722 * b;
-  // Contrast with white is 1.05 / (L + 0.05); with #111 (L ≈ 0.0056) it is (L + 0.05) / 0.0556.
-  return 1.05 / (luminance + 0.05) >= (luminance + 0.05) / 0.0556 ? "#fff" : "#111";
+  // Contrast with white is 1.05 / (L + 0.05), with black (L + 0.05) / 0.05: the better of the two
+  // is at least 4.58 for any colour, above WCAG's 4.5 (a dark grey would fall short in mid-tones).
+  return 1.05 / (luminance + 0.05) >= (luminance + 0.05) / 0.05 ? "#fff" : "#000";
 }
 
 function renderPlayers() {
