@@ -24,7 +24,11 @@ async def test_replica_durability_waits_for_a_replica(
     server: ServerUnderTest, redis_process: RedisProcess, redis: Any, tmp_path: Path
 ) -> None:
     session_id = await server.create_session("alice")  # on a node without the setting
-    srv = await start_server(redis_process.url, tmp_path, durability="replica", durability_timeout_ms=1000)
+    # A long recording lease: the first `recording` is answered unavailable (applied, not durable),
+    # so no node renews its lease, and a slow replica sync must not let the sweeper pause it.
+    srv = await start_server(
+        redis_process.url, tmp_path, durability="replica", durability_timeout_ms=1000, voice_recording_lease_ms=600_000
+    )
     client = Client(srv.url, srv.token("alice"))
     replica: subprocess.Popen[bytes] | None = None
     try:
