@@ -9,17 +9,20 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
+from typing import Any
 
 import pytest
 from redis.asyncio import Redis
 
 from protocol.errors import CodedError, ErrorCode
+from server.services import connect_redis
 from storage import scripts
 from storage.clock import Clock
 from storage.events import Durability, EventLog
 from storage.keys import Keys
 from storage.lean_redis import LeanRedis
 from storage.scripts import Arity, Scripts, ScriptCallError, ScriptHeaderError
+from tests.cluster import RedisCluster, need_redis_cli
 
 ROOT = Path(__file__).resolve().parent.parent
 LUA = sorted((ROOT / "storage").rglob("*.lua"))
@@ -114,6 +117,27 @@ async def test_an_event_script_call_is_checked_on_every_path(redis: Redis, durab
     with pytest.raises(CodedError) as refused:
         await log.run(append, "contract", keys=record, args=["t", "{}"])
     assert refused.value.code is ErrorCode.SESSION_NOT_FOUND  # a refusal, not an unconfirmed write
+
+
+async def test_the_raw_evalsha_of_a_durable_cluster_write_is_checked(tmp_path: Path) -> None:
+    """EventLog._run_on_owner packs EVALSHA itself (a cluster pipeline refuses scripts)."""
+    need_redis_cli()
+    cluster = RedisCluster(tmp_path, masters=3)
+    cluster.start()
+    client: Any = connect_redis(cluster.url, cluster=True)
+    try:
+        keys = Keys("sh")
+        log = EventLog(redis=client, keys=keys, clock=Clock(), maxlen=100, durability=Durability.REPLICA)
+        append = Scripts.load(client).append
+        record = [keys.session("contract")]
+        with pytest.raises(ScriptCallError, match=r"core/append\.lua"):
+            await log.run(append, "contract", keys=record, args=["t", "{}", "extra"])
+        with pytest.raises(CodedError) as refused:
+            await log.run(append, "contract", keys=record, args=["t", "{}"])
+        assert refused.value.code is ErrorCode.SESSION_NOT_FOUND
+    finally:
+        await client.aclose()
+        cluster.stop()
 
 
 def test_checked_turns_a_refusal_into_its_coded_error() -> None:
