@@ -14,7 +14,7 @@ The contract every script keeps (``tests/test_lua_contract.py`` holds each scrip
 - **Header.** A script opens with a comment block naming each ``KEYS[n]`` and ``ARGV[n]`` it
   reads, one per line (``--   KEYS[3]  the session hash``). A prologue's share may be named as a
   range (``--   KEYS[1..2], ARGV[1..5]  see _event.lua``); a trailing variadic tail as
-  ``ARGV[8..]`` (any number more, none included). The names must run 1..n without a gap: the
+  ``ARGV[8..]`` (zero or more from there). The names must run 1..n without a gap: the
   loader reads the last source's header into the counts it declares (:class:`Arity`), and
   every call of the script (:meth:`Script.__call__`, and :meth:`Script.commands` for the raw
   EVALSHA of a durable cluster write) checks that it passes exactly that many keys and args,
@@ -136,11 +136,15 @@ class Script(AsyncScript):
         self.name = name
         self.keys = keys
         self.args = args
+        self._counts = (keys.count, args.count)
 
     def check(self, keys: Sequence[Any], args: Sequence[Any]) -> None:
         """Raise :class:`ScriptCallError` unless the call passes what the header declares."""
-        # Two len comparisons: cheap enough for every call, including a raid's clip submits.
-        if not (self.keys.accepts(len(keys)) and self.args.accepts(len(args))):
+        # One tuple comparison on the common path: cheap enough for every call, a raid's clip
+        # submits included; only a variadic script (or a bug) looks further.
+        if (len(keys), len(args)) != self._counts and not (
+            self.keys.accepts(len(keys)) and self.args.accepts(len(args))
+        ):
             raise ScriptCallError(
                 f"{self.name} declares {self.keys} KEYS and {self.args} ARGV in its header, "
                 f"called with {len(keys)} and {len(args)}"
