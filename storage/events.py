@@ -34,7 +34,6 @@ from typing import Any
 
 from redis.asyncio import Redis
 from redis.asyncio.cluster import RedisCluster
-from redis.commands.core import AsyncScript
 from redis.exceptions import AskError, NoScriptError, RedisClusterException, RedisError, ResponseError
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
@@ -44,7 +43,7 @@ from protocol.events import SESSION_RESYNC
 from storage.clock import Clock
 from storage.keys import Keys
 from storage.lean_redis import read_together
-from storage.scripts import plain_script
+from storage.scripts import Explain, Script, checked, plain_script, refused
 
 
 @dataclass(frozen=True, slots=True)
@@ -156,14 +155,18 @@ class EventLog:
 
     async def run(
         self,
-        script: AsyncScript,
+        script: Script,
         session_id: str,
         *,
         keys: list[str] | None = None,
         args: list[Any] | None = None,
         now_ms: int | None = None,
+        explain: Explain | None = None,
     ) -> list[Any]:
-        """Run an event-appending script; raise the coded error of a refusal it returns."""
+        """Run an event-appending script; raise the coded error of a refusal it returns.
+
+        ``explain`` words a refusal from its detail (:func:`storage.scripts.checked`).
+        """
         now = self._clock.now_ms() if now_ms is None else now_ms
         id_key = self._id_key if self._id_key is not None else await self._load_id_key()
         all_keys = [self._keys.log(session_id), self._keys.log_meta(session_id), *(keys or [])]
@@ -179,9 +182,7 @@ class EventLog:
             result = await script(keys=all_keys, args=all_args)
         else:
             result = await self._run_durably(script, all_keys, all_args)
-        if result and result[0] is None:
-            raise CodedError.from_wire(str(result[1]))
-        return list(result)
+        return checked(result, explain)
 
     async def _load_id_key(self) -> str:
         """The secret every node seals event ids with: made by the first node, kept in Redis."""
@@ -201,7 +202,7 @@ class EventLog:
         # with the offset in digits, so no length extension of it names another offset.
         return hmac.compare_digest(hashlib.sha1(text).hexdigest()[:16], seal)
 
-    async def _run_durably(self, script: AsyncScript, keys: list[str], args: list[Any]) -> Any:
+    async def _run_durably(self, script: Script, keys: list[str], args: list[Any]) -> Any:
         # WAIT / WAITAOF count the writes of their own connection: the script and the wait go
         # in one pipeline, which holds one connection for both.
         wait: tuple[Any, ...] = (
@@ -216,9 +217,8 @@ class EventLog:
                 await script(keys=keys, args=args, client=pipe)
                 pipe.execute_command(*wait)
                 result, confirmed = await pipe.execute()
-        refused = bool(result) and result[0] is None
         count = confirmed[0] if isinstance(confirmed, list) else confirmed
-        if not refused and int(count) < 1:
+        if not refused(result) and int(count) < 1:
             raise CodedError(
                 ErrorCode.UNAVAILABLE,
                 f"the change was applied but not confirmed {self._durability.value}-durable within "
@@ -228,7 +228,7 @@ class EventLog:
 
     @staticmethod
     async def _run_on_owner(
-        cluster: RedisCluster, script: AsyncScript, keys: list[str], args: list[Any], wait: tuple[Any, ...]
+        cluster: RedisCluster, script: Script, keys: list[str], args: list[Any], wait: tuple[Any, ...]
     ) -> tuple[Any, Any]:
         """The script and the wait on one connection to the master of the session's slot.
 
@@ -236,15 +236,15 @@ class EventLog:
         nothing (issue 24, item 5). A slot that moved answers ``MOVED``/``ASK`` (the script did
         not run): the slot map is read anew and the error raised -- ``unavailable``, retryable.
         """
+        # Raw commands, checked against the script's header like every other call.
+        calls = script.commands(keys, args)
         node = cluster.get_node_from_key(keys[0])
         if node is None:
             raise RedisClusterException("no master holds the session's slot")
         connection = node.acquire_connection()
         try:
-            for command, body in (("EVALSHA", script.sha), ("EVAL", script.script)):
-                await connection.send_packed_command(
-                    connection.pack_commands([(command, body, len(keys), *keys, *args), wait])
-                )
+            for call in calls:
+                await connection.send_packed_command(connection.pack_commands([call, wait]))
                 try:
                     result = await connection.read_response()
                 except NoScriptError:
@@ -263,7 +263,7 @@ class EventLog:
         finally:
             node.release(connection)
 
-    async def append(self, script: AsyncScript, session_id: str, etype: str, data: dict[str, Any]) -> int:
+    async def append(self, script: Script, session_id: str, etype: str, data: dict[str, Any]) -> int:
         """Append one state-less event (``append.lua``) to an existing session."""
         result = await self.run(
             script,

@@ -321,12 +321,12 @@ class AdminStore:
         step itself), else ``conflict``.
         """
         data = json.dumps({"id": session_id, "by": "admin", "actor": actor}, separators=(",", ":"))
-        bound = [] if orphan_bound_ms is None else [orphan_bound_ms]
+        bound = "" if orphan_bound_ms is None else orphan_bound_ms
         result = await self._log.run(
             self._delete,
             session_id,
             keys=[self._keys.session(session_id), *extra_keys],
-            args=[SESSION_DELETED, data, DELETED_LOG_RETENTION_MS, *bound],
+            args=[SESSION_DELETED, data, DELETED_LOG_RETENTION_MS, bound],
         )
         await self._sessions.unindex(session_id=session_id, owner_id=str(result[2]))
         return int(result[0])

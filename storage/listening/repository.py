@@ -12,7 +12,6 @@ import uuid
 from typing import Any
 
 from redis.asyncio import Redis
-from redis.commands.core import AsyncScript
 
 from protocol import events as etypes
 from storage.events import Position
@@ -26,14 +25,14 @@ from storage.listening.model import (
     Report,
     Upload,
 )
-from storage.scripts import composed_script, plain_script
+from storage.scripts import Script, composed_script, plain_script
 from storage.store import Store
 
 # A sweep lease: how long a claimed history stays away from other nodes' sweeps.
 SWEEP_LEASE_MS = 30_000
 
 
-def _history_script(redis: Redis, name: str) -> AsyncScript:
+def _history_script(redis: Redis, name: str) -> Script:
     """An event script with the listening keys bound (core prologue, then ``_history.lua``)."""
     return composed_script(redis, "core/_event.lua", "listening/_history.lua", name)
 
@@ -132,7 +131,7 @@ class ListeningHistories:
             k.listening_clients(history_id),
         ]
 
-    async def _run(self, script: AsyncScript, history_id: str, user_id: str, args: list[Any]) -> list[Any]:
+    async def _run(self, script: Script, history_id: str, user_id: str, args: list[Any]) -> list[Any]:
         return await self._log.run(
             script,
             history_id,

@@ -87,7 +87,7 @@ class StreamAudiences:
                 self._delete,
                 audience_id,
                 keys=[self._keys.session(audience_id)],
-                args=[etypes.SESSION_DELETED, data, DELETED_LOG_RETENTION_MS],
+                args=[etypes.SESSION_DELETED, data, DELETED_LOG_RETENTION_MS, ""],  # no orphan bound
             )
         except CodedError as exc:
             if exc.code is not ErrorCode.SESSION_NOT_FOUND:

@@ -1,9 +1,10 @@
 """Stream sessions (seed 000): the record, its segments, viewers' clips and their review.
 
 The state machine, the segments and every clip change run as one Lua step each
-(``storage/streams/lua/``), check and change and event together. Scripts that need to tell the
-caller more than a code (the current state, the seconds to wait) answer ``{code, 0, detail}``
-instead of the core's ``{false, code}``; :func:`_checked` turns that into a coded error.
+(``storage/streams/lua/``), check and change and event together. A script that tells the
+caller more than a code (the current state, the seconds to wait, the cap) answers
+``{false, code, detail}`` like every script (``storage/scripts.py``); :func:`_explained` words
+the error from the detail for :func:`storage.scripts.checked`, which raises it.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ import logging
 import secrets
 import uuid
 from collections.abc import Awaitable, Callable
+from functools import partial
 from dataclasses import dataclass
 from typing import Any
 
@@ -72,38 +74,29 @@ ACTIONS: dict[str, Action] = {
 }
 
 
-def _checked(result: list[Any], *, limit_of: str = "clips") -> list[Any]:
-    """A script's answer, or the coded error (with its detail) it refused with."""
-    status = str(result[0])
-    if status in ("ok", "duplicate"):
-        return result
-    detail = str(result[2]) if len(result) > 2 else ""
-    if status == "invalid_state":
-        raise CodedError(ErrorCode.INVALID_STATE, f"the stream session is {detail}", state=detail)
-    if status == "rate_limited":
+def _explained(code: ErrorCode, detail: str, *, limit_of: str = "clips") -> CodedError | None:
+    """The error a stream script's refusal ``{false, code, detail}`` stands for, in words."""
+    if code is ErrorCode.INVALID_STATE:
+        return CodedError(code, f"the stream session is {detail}", state=detail)
+    if code is ErrorCode.RATE_LIMITED:
         wait_s = round(int(detail) / 1000, 3)
-        raise CodedError(ErrorCode.RATE_LIMITED, f"wait {wait_s} s before clipping again", retry_after_s=wait_s)
-    if status == "limit_reached":
-        raise CodedError(
-            ErrorCode.LIMIT_REACHED, f"this session holds its maximum of {detail} {limit_of}", limit=int(detail)
-        )
-    if status == "quota_exceeded":
+        return CodedError(code, f"wait {wait_s} s before clipping again", retry_after_s=wait_s)
+    if code is ErrorCode.LIMIT_REACHED:
+        return CodedError(code, f"this session holds its maximum of {detail} {limit_of}", limit=int(detail))
+    if code is ErrorCode.QUOTA_EXCEEDED:
         scope, _, cap = detail.partition(":")
         whose = "you have" if scope == "viewer" else "the guests of your address have"
-        raise CodedError(
-            ErrorCode.QUOTA_EXCEEDED,
-            f"{whose} stored the maximum of {cap} clips in this session",
-            limit=int(cap),
-            scope=scope,
+        return CodedError(
+            code, f"{whose} stored the maximum of {cap} clips in this session", limit=int(cap), scope=scope
         )
-    if status == "forbidden_viewer":
-        raise CodedError(ErrorCode.FORBIDDEN, "the streamer blocked you from clipping this session")
+    if code is ErrorCode.FORBIDDEN and detail == "blocked":
+        return CodedError(code, "the streamer blocked you from clipping this session")
     messages = {
-        "session_not_found": "no such session",
-        "forbidden": "only the streamer may do this",
-        "not_found": "no such clip",
+        ErrorCode.SESSION_NOT_FOUND: "no such session",
+        ErrorCode.FORBIDDEN: "only the streamer may do this",
+        ErrorCode.NOT_FOUND: "no such clip",
     }
-    raise CodedError.from_wire(status, messages.get(status, status))
+    return CodedError(code, messages[code]) if code in messages else None
 
 
 class StreamSessions:
@@ -240,28 +233,26 @@ class StreamSessions:
     async def transition(self, session_id: str, action: str, performer_id: str) -> Transition:
         """Take a state action as ``performer_id``, then copy it onto the audience session."""
         step = ACTIONS[action]
-        result = _checked(
-            await self._log.run(
-                self._transition,
-                session_id,
-                keys=[self._keys.session(session_id), self._keys.stream_segments(session_id)],
-                args=[
-                    performer_id,
-                    action,
-                    "," + ",".join(sorted(step.allowed_from)) + ",",
-                    step.to,
-                    "1" if step.opens_segment else "0",
-                    etypes.STREAM_STATE,
-                    etypes.SEGMENT_OPENED,
-                    etypes.SEGMENT_CLOSED,
-                    self._max_segments,
-                ],
-            ),
-            limit_of="segments",
+        result = await self._log.run(
+            self._transition,
+            session_id,
+            keys=[self._keys.session(session_id), self._keys.stream_segments(session_id)],
+            args=[
+                performer_id,
+                action,
+                "," + ",".join(sorted(step.allowed_from)) + ",",
+                step.to,
+                "1" if step.opens_segment else "0",
+                etypes.STREAM_STATE,
+                etypes.SEGMENT_OPENED,
+                etypes.SEGMENT_CLOSED,
+                self._max_segments,
+            ],
+            explain=partial(_explained, limit_of="segments"),
         )
-        change = Transition(offset=int(result[1]), previous=str(result[2]), state=step.to)
-        if result[5]:
-            await self._copy_to_audience(str(result[5]), change, action, seq=int(result[3]), segment=int(result[4]))
+        change = Transition(offset=int(result[0]), previous=str(result[1]), state=step.to)
+        if result[4]:
+            await self._copy_to_audience(str(result[4]), change, action, seq=int(result[2]), segment=int(result[3]))
         return change
 
     async def _copy_to_audience(
@@ -317,66 +308,62 @@ class StreamSessions:
             caps.per_address,
         ]
         async with self._submitting:
-            result = _checked(await self._log.run(self._submit, session_id, keys=keys, args=args))
-        clip = Clip.parse(result[2]) if result[2] else None
-        return Submission(clip=clip, created=result[0] == "ok", offset=int(result[1]))
+            result = await self._log.run(self._submit, session_id, keys=keys, args=args, explain=_explained)
+        clip = Clip.parse(result[1]) if result[1] else None
+        return Submission(clip=clip, created=int(result[2]) == 0, offset=int(result[0]))
 
     async def update_clip(
         self, session_id: str, clip_id: str, performer_id: str, *, clipped: bool | None, note: str | None
     ) -> Clip:
         """Mark a clip (un)clipped and/or replace its note, as the owner."""
-        result = _checked(
-            await self._log.run(
-                self._update,
-                session_id,
-                keys=[self._keys.session(session_id), self._keys.stream_clips(session_id)],
-                args=[
-                    performer_id,
-                    clip_id,
-                    "" if clipped is None else ("1" if clipped else "0"),
-                    "0" if note is None else "1",
-                    note or "",
-                    etypes.CLIP_UPDATED,
-                ],
-            )
+        result = await self._log.run(
+            self._update,
+            session_id,
+            keys=[self._keys.session(session_id), self._keys.stream_clips(session_id)],
+            args=[
+                performer_id,
+                clip_id,
+                "" if clipped is None else ("1" if clipped else "0"),
+                "0" if note is None else "1",
+                note or "",
+                etypes.CLIP_UPDATED,
+            ],
+            explain=_explained,
         )
-        return Clip.parse(result[2])
+        return Clip.parse(result[1])
 
     async def delete_clip(self, session_id: str, clip_id: str, performer_id: str) -> Clip:
         """Delete a clip, as the owner."""
-        result = _checked(
-            await self._log.run(
-                self._delete,
-                session_id,
-                keys=[self._keys.session(session_id), self._keys.stream_clips(session_id)],
-                args=[performer_id, clip_id, etypes.CLIP_REMOVED],
-            )
+        result = await self._log.run(
+            self._delete,
+            session_id,
+            keys=[self._keys.session(session_id), self._keys.stream_clips(session_id)],
+            args=[performer_id, clip_id, etypes.CLIP_REMOVED],
+            explain=_explained,
         )
-        return Clip.parse(result[2])
+        return Clip.parse(result[1])
 
     async def clear_viewer(self, session_id: str, viewer_id: str, performer_id: str) -> ClearedClips:
         """Remove every clip ``viewer_id`` stored, as the owner (one step, one ``clips_cleared`` event)."""
-        result = _checked(
-            await self._log.run(
-                self._clear,
-                session_id,
-                keys=[self._keys.session(session_id), self._keys.stream_clips(session_id)],
-                args=[performer_id, viewer_id, etypes.CLIPS_CLEARED],
-            )
+        result = await self._log.run(
+            self._clear,
+            session_id,
+            keys=[self._keys.session(session_id), self._keys.stream_clips(session_id)],
+            args=[performer_id, viewer_id, etypes.CLIPS_CLEARED],
+            explain=_explained,
         )
-        return ClearedClips(removed=int(result[2]), offset=int(result[1]))
+        return ClearedClips(removed=int(result[1]), offset=int(result[0]))
 
     async def set_blocked(self, session_id: str, viewer_id: str, performer_id: str, *, blocked: bool) -> bool:
         """Block or unblock ``viewer_id``, as the owner; True when that changed anything."""
-        result = _checked(
-            await self._log.run(
-                self._block,
-                session_id,
-                keys=[self._keys.session(session_id), self._keys.stream_blocked(session_id)],
-                args=[performer_id, viewer_id, "1" if blocked else "0", etypes.VIEWER_BLOCKED],
-            )
+        result = await self._log.run(
+            self._block,
+            session_id,
+            keys=[self._keys.session(session_id), self._keys.stream_blocked(session_id)],
+            args=[performer_id, viewer_id, "1" if blocked else "0", etypes.VIEWER_BLOCKED],
+            explain=_explained,
         )
-        return str(result[2]) == "1"
+        return str(result[1]) == "1"
 
     async def blocked(self, session_id: str) -> list[str]:
         """The user ids the owner blocked, sorted."""

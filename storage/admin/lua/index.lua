@@ -2,12 +2,18 @@
 -- Runs right after SessionDirectory.index's own step, apart from the session's script: these
 -- keys share the {admin} hash tag, not the session's. Adding an id already indexed changes
 -- nothing, so a retried creation never counts twice.
---   KEYS[1]  hash id -> kind                 KEYS[2]  created, this kind
---   KEYS[3]  created, every kind             KEYS[4]  accessed, this kind
---   KEYS[5]  accessed, every kind            KEYS[6]  updated (last event time)
---   KEYS[7]  operation counters hash        KEYS[8]  size (bytes) per session
+--   KEYS[1]  hash id -> kind
+--   KEYS[2]  created, this kind
+--   KEYS[3]  created, every kind
+--   KEYS[4]  accessed, this kind
+--   KEYS[5]  accessed, every kind
+--   KEYS[6]  updated (last event time)
+--   KEYS[7]  operation counters hash
+--   KEYS[8]  size (bytes) per session
 --   KEYS[9]  remix count per session
---   ARGV[1]  session id    ARGV[2]  kind    ARGV[3]  creation time, unix ms
+--   ARGV[1]  session id
+--   ARGV[2]  kind
+--   ARGV[3]  creation time, unix ms
 --   ARGV[4]  the month's writes counter field (writes:<yyyymm>)
 -- Returns 1 when added, 0 when it was indexed already.
 local kind_of_key = KEYS[1]

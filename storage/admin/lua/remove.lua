@@ -1,12 +1,17 @@
 -- Drops a deleted session from the admin indexes and takes its bytes off its kind's total.
 -- Runs right after SessionDirectory.unindex's own step (see index.lua). Removing an id that
 -- is not indexed (or indexed under another kind) changes nothing.
---   KEYS[1]  hash id -> kind                 KEYS[2]  created, this kind
---   KEYS[3]  created, every kind             KEYS[4]  accessed, this kind
---   KEYS[5]  accessed, every kind            KEYS[6]  updated
---   KEYS[7]  size (bytes) per session        KEYS[8]  hash kind -> total bytes
+--   KEYS[1]  hash id -> kind
+--   KEYS[2]  created, this kind
+--   KEYS[3]  created, every kind
+--   KEYS[4]  accessed, this kind
+--   KEYS[5]  accessed, every kind
+--   KEYS[6]  updated
+--   KEYS[7]  size (bytes) per session
+--   KEYS[8]  hash kind -> total bytes
 --   KEYS[9]  remix count per session
---   ARGV[1]  session id    ARGV[2]  kind (as HGET KEYS[1] gave it)
+--   ARGV[1]  session id
+--   ARGV[2]  kind (as HGET KEYS[1] gave it)
 -- Returns 1 when removed, 0 when there was nothing to remove.
 local kind_of_key = KEYS[1]
 local created_kind_key = KEYS[2]

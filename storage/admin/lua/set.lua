@@ -1,11 +1,20 @@
 -- Writes one session's admin index entries as recalculated from its data (admin recalculate).
 -- The kind byte totals are rewritten as a whole afterwards, so they are left alone here.
---   KEYS[1]  hash id -> kind                 KEYS[2]  created, this kind
---   KEYS[3]  created, every kind             KEYS[4]  accessed, this kind
---   KEYS[5]  accessed, every kind            KEYS[6]  updated
---   KEYS[7]  size (bytes) per session        KEYS[8]  remix count per session
---   ARGV[1]  session id    ARGV[2]  kind    ARGV[3]  created ms    ARGV[4]  accessed ms
---   ARGV[5]  updated ms    ARGV[6]  size, bytes    ARGV[7]  the record's remix_count
+--   KEYS[1]  hash id -> kind
+--   KEYS[2]  created, this kind
+--   KEYS[3]  created, every kind
+--   KEYS[4]  accessed, this kind
+--   KEYS[5]  accessed, every kind
+--   KEYS[6]  updated
+--   KEYS[7]  size (bytes) per session
+--   KEYS[8]  remix count per session
+--   ARGV[1]  session id
+--   ARGV[2]  kind
+--   ARGV[3]  created ms
+--   ARGV[4]  accessed ms
+--   ARGV[5]  updated ms
+--   ARGV[6]  size, bytes
+--   ARGV[7]  the record's remix_count
 -- Returns 1.
 local kind_of_key = KEYS[1]
 local created_kind_key = KEYS[2]

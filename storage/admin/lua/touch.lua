@@ -3,12 +3,18 @@
 -- forward (two nodes touching at once keep the later one). A session that its kind indexed
 -- without naming its kind (SessionDirectory.index without ``kind``) is added here, at its
 -- first lookup.
---   KEYS[1]  hash id -> kind                 KEYS[2]  accessed, this kind
---   KEYS[3]  accessed, every kind            KEYS[4]  updated
---   KEYS[5]  size (bytes) per session        KEYS[6]  hash kind -> total bytes
---   KEYS[7]  operation counters hash        KEYS[8]  created, this kind
---   KEYS[9]  created, every kind             KEYS[10] remix count per session
---   ARGV[1]  session id    ARGV[2]  kind
+--   KEYS[1]  hash id -> kind
+--   KEYS[2]  accessed, this kind
+--   KEYS[3]  accessed, every kind
+--   KEYS[4]  updated
+--   KEYS[5]  size (bytes) per session
+--   KEYS[6]  hash kind -> total bytes
+--   KEYS[7]  operation counters hash
+--   KEYS[8]  created, this kind
+--   KEYS[9]  created, every kind
+--   KEYS[10] remix count per session
+--   ARGV[1]  session id
+--   ARGV[2]  kind
 --   ARGV[3]  access time, unix ms ('' leaves it)
 --   ARGV[4]  last event time, unix ms ('' leaves it)
 --   ARGV[5]  stored size, bytes ('' leaves it)

@@ -11,9 +11,12 @@
 --   KEYS[10]  last: hash device id -> last finalized session id (the resume candidate)
 --   KEYS[11]  stats: hash total_ms, count, max_span_ms
 --   KEYS[12]  clients: hash upload client_id -> session id
--- Every script's ARGV[6] is the performer's user id ('' for a token without the update
--- permission, which owns nothing) and ARGV[7] the event type of a session change, ARGV[8] of a
--- removal; the script's own arguments start at ARGV[9].
+--   ARGV[6]   the performer's user id ('' for a token without the update permission, which
+--             owns nothing)
+--   ARGV[7]   event type of a session change
+--   ARGV[8]   event type of a removal
+-- Every listening script takes these after core/_event.lua's KEYS[1..2], ARGV[1..5]; its own
+-- arguments start at ARGV[9].
 local history_key = KEYS[3]
 local records_key = KEYS[4]
 local by_start_key = KEYS[5]

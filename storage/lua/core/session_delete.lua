@@ -8,15 +8,15 @@
 --   ARGV[6]     event type (session_deleted)
 --   ARGV[7]     event data, JSON
 --   ARGV[8]     how long the log is kept after the deletion, ms
---   ARGV[9]     optional, an orphan deletion's bound, unix ms: the session is deleted only if
---               it was not accessed since (its record's last_accessed_at, core/accessed.lua)
+--   ARGV[9]     an orphan deletion's bound, unix ms, or '' for none: the session is deleted only
+--               if it was not accessed since (its record's last_accessed_at, core/accessed.lua)
 -- Returns {offset, kind, owner_id} or {false, code}: session_not_found, conflict (accessed
 -- after the bound: a bulk orphan deletion counted it, then someone used it).
 local session_key = KEYS[3]
 local event_type = ARGV[6]
 local data_json = ARGV[7]
 local log_retention_ms = ARGV[8]
-local orphan_bound = tonumber(ARGV[9] or '')
+local orphan_bound = tonumber(ARGV[9])
 
 local found = redis.call('HMGET', session_key, 'kind', 'owner_id', 'last_accessed_at')
 if not found[1] then

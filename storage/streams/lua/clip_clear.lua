@@ -6,7 +6,7 @@
 --   ARGV[6]  the performer's user id (the owner only)
 --   ARGV[7]  the viewer whose clips go
 --   ARGV[8]  event type (clips_cleared)
--- Returns {'ok', offset, removed count} or {code, 0, ''}: session_not_found, forbidden.
+-- Returns {offset, removed count} or {false, code}: session_not_found, forbidden.
 local session_key = KEYS[3]
 local clips_key = KEYS[4]
 local performer = ARGV[6]
@@ -15,10 +15,10 @@ local event_type = ARGV[8]
 
 local found = redis.call('HMGET', session_key, 'kind', 'owner_id', 'clip_count', 'clipped_count', 'tag_salt')
 if found[1] ~= 'stream' then
-  return {'session_not_found', 0, ''}
+  return {false, 'session_not_found'}
 end
 if found[2] ~= performer then
-  return {'forbidden', 0, ''}
+  return {false, 'forbidden'}
 end
 -- Events reach every subscriber: they name the viewer by tag (as submit.lua makes it), never by id.
 local viewer_tag = string.sub(redis.sha1hex(found[5] .. '|' .. viewer), 1, 12)
@@ -45,4 +45,4 @@ local data = {viewer_tag = viewer_tag, clip_ids = removed, count = count, clippe
 if #removed == 0 then
   data.clip_ids = cjson.decode('[]')
 end
-return {'ok', append_event(event_type, cjson.encode(data)), #removed}
+return {append_event(event_type, cjson.encode(data)), #removed}

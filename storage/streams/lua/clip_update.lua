@@ -8,7 +8,7 @@
 --   ARGV[9]  '1' when ARGV[10] is the new note
 --   ARGV[10] the new note (validated by the caller)
 --   ARGV[11] event type (clip_updated)
--- Returns {'ok', offset, clip JSON} or {code, 0, ''}: session_not_found, forbidden, not_found.
+-- Returns {offset, clip JSON} or {false, code}: session_not_found, forbidden, not_found.
 local session_key = KEYS[3]
 local clips_key = KEYS[4]
 local performer = ARGV[6]
@@ -20,14 +20,14 @@ local event_type = ARGV[11]
 
 local found = redis.call('HMGET', session_key, 'kind', 'owner_id', 'clipped_count')
 if found[1] ~= 'stream' then
-  return {'session_not_found', 0, ''}
+  return {false, 'session_not_found'}
 end
 if found[2] ~= performer then
-  return {'forbidden', 0, ''}
+  return {false, 'forbidden'}
 end
 local stored = redis.call('HGET', clips_key, clip_id)
 if not stored then
-  return {'not_found', 0, ''}
+  return {false, 'not_found'}
 end
 local clip = cjson.decode(stored)
 local clipped_count = tonumber(found[3] or '0')
@@ -46,4 +46,4 @@ redis.call('HSET', clips_key, clip_id, clip_json)
 redis.call('HSET', session_key, 'clipped_count', clipped_count, 'updated_at', now_ms)
 local data = {clip_id = clip_id, segment_index = clip.segment_index, clipped = clip.clipped, note = clip.note,
   clipped_count = clipped_count}
-return {'ok', append_event(event_type, cjson.encode(data)), clip_json}
+return {append_event(event_type, cjson.encode(data)), clip_json}

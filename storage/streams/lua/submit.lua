@@ -19,11 +19,11 @@
 --   ARGV[13] most clips one viewer may store in the session
 --   ARGV[14] the guest's client address ('' for a signed-in viewer: no address cap)
 --   ARGV[15] most clips the guests of one address may store in the session
--- Returns {'ok', offset, clip JSON}, {'duplicate', 0, clip JSON or ''} (a retry of a stored
--- submission; '' when the owner deleted that clip since), or {code, 0, detail}:
+-- Returns {offset, clip JSON, 0} for a stored click, {0, clip JSON or '', 1} for a retry of a
+-- stored submission ('' when the owner deleted that clip since), or {false, code[, detail]}:
 -- session_not_found, invalid_state (detail: state), rate_limited (detail: ms to wait),
--- limit_reached (detail: the cap), forbidden_viewer (blocked by the owner), quota_exceeded (detail:
--- 'viewer:<cap>' or 'address:<cap>').
+-- limit_reached (detail: the cap), forbidden (detail: 'blocked', by the owner), quota_exceeded
+-- (detail: 'viewer:<cap>' or 'address:<cap>').
 local session_key = KEYS[3]
 local clips_key = KEYS[4]
 local submissions_key = KEYS[5]
@@ -45,20 +45,20 @@ local max_per_address = tonumber(ARGV[15])
 local s = redis.call('HMGET', session_key, 'kind', 'state', 'seg_index', 'seg_started_at', 'seg_closed_ms',
   'viewer_delay_s', 'clip_count', 'tag_salt')
 if s[1] ~= 'stream' then
-  return {'session_not_found', 0, ''}
+  return {false, 'session_not_found'}
 end
 
 local submission_field = viewer .. '|' .. submission_id
 if submission_id ~= '' then
   local existing = redis.call('HGET', submissions_key, submission_field)
   if existing then
-    return {'duplicate', 0, redis.call('HGET', clips_key, existing) or ''}
+    return {0, redis.call('HGET', clips_key, existing) or '', 1}
   end
 end
 
 -- After the retry check: a click stored before its viewer was blocked is still answered.
 if redis.call('SISMEMBER', blocked_key, viewer) == 1 then
-  return {'forbidden_viewer', 0, ''}
+  return {false, 'forbidden', 'blocked'}
 end
 
 -- The server's clock decides, and the viewer sees the stream `viewer_delay_s` behind live: the
@@ -82,25 +82,25 @@ if delay_ms > 0 and (target == nil or seen_at < target[2]) then
   end
 end
 if target == nil then
-  return {'invalid_state', 0, s[2]}
+  return {false, 'invalid_state', s[2]}
 end
 local allowed_at = tonumber(redis.call('GET', cooldown_key) or '0')
 if allowed_at > now_ms then
-  return {'rate_limited', 0, allowed_at - now_ms}
+  return {false, 'rate_limited', allowed_at - now_ms}
 end
 local count = tonumber(s[7] or '0')
 if count >= max_clips then
-  return {'limit_reached', 0, max_clips}
+  return {false, 'limit_reached', max_clips}
 end
 -- Per viewer and per guest address: a few accounts (or thirty guest tokens from one address)
 -- must not fill the session's cap for everyone.
 local viewer_field = 'u:' .. viewer
 if tonumber(redis.call('HGET', counts_key, viewer_field) or '0') >= max_per_viewer then
-  return {'quota_exceeded', 0, 'viewer:' .. max_per_viewer}
+  return {false, 'quota_exceeded', 'viewer:' .. max_per_viewer}
 end
 local address_field = 'a:' .. address
 if address ~= '' and tonumber(redis.call('HGET', counts_key, address_field) or '0') >= max_per_address then
-  return {'quota_exceeded', 0, 'address:' .. max_per_address}
+  return {false, 'quota_exceeded', 'address:' .. max_per_address}
 end
 
 -- A click can never land before its segment's start.
@@ -135,4 +135,4 @@ end
 -- The count rides inside the event: a separate counts event would double the log at a raid.
 clip.submitted_by = nil
 clip.count = count
-return {'ok', append_event(event_type, cjson.encode(clip)), clip_json}
+return {append_event(event_type, cjson.encode(clip)), clip_json, 0}

@@ -13,8 +13,8 @@
 --   ARGV[12] event type of an opened segment (segment_opened)
 --   ARGV[13] event type of a closed segment (segment_closed)
 --   ARGV[14] most segments a session may have (every snapshot carries them all)
--- Returns {'ok', last offset, previous state, state sequence number, open segment index (0: none),
--- audience session id} or {code, 0, detail}: session_not_found, forbidden, invalid_state
+-- Returns {last offset, previous state, state sequence number, open segment index (0: none),
+-- audience session id} or {false, code[, detail]}: session_not_found, forbidden, invalid_state
 -- (detail: the current state), limit_reached (detail: the cap). The sequence number orders the
 -- copies of state changes on the audience session (see audience_state.lua).
 local session_key = KEYS[3]
@@ -32,19 +32,19 @@ local max_segments = tonumber(ARGV[14])
 local found = redis.call('HMGET', session_key, 'kind', 'owner_id', 'state', 'seg_index', 'seg_started_at', 'seg_closed_ms',
   'audience_id')
 if found[1] ~= 'stream' then
-  return {'session_not_found', 0, ''}
+  return {false, 'session_not_found'}
 end
 if found[2] ~= performer then
-  return {'forbidden', 0, found[3]}
+  return {false, 'forbidden'}
 end
 local previous = found[3]
 if not string.find(allowed_from, ',' .. previous .. ',', 1, true) then
-  return {'invalid_state', 0, previous}
+  return {false, 'invalid_state', previous}
 end
 
 local seg_index = tonumber(found[4] or '0')
 if opens_segment and seg_index >= max_segments then
-  return {'limit_reached', 0, max_segments}
+  return {false, 'limit_reached', max_segments}
 end
 
 local offset = 0
@@ -72,4 +72,4 @@ if opens_segment then
   offset = append_event(opened_event, cjson.encode({segment = segment}))
 end
 local state_seq = redis.call('HINCRBY', session_key, 'state_seq', 1)
-return {'ok', offset, previous, state_seq, next_state == 'active' and seg_index or 0, found[7] or ''}
+return {offset, previous, state_seq, next_state == 'active' and seg_index or 0, found[7] or ''}

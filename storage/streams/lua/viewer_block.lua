@@ -6,7 +6,7 @@
 --   ARGV[7]  the viewer
 --   ARGV[8]  '1' block, '0' unblock
 --   ARGV[9]  event type (viewer_blocked)
--- Returns {'ok', offset, '1' when it changed anything else '0'} or {code, 0, ''}:
+-- Returns {offset, '1' when it changed anything else '0'} or {false, code}:
 -- session_not_found, forbidden. An unchanged block appends no event (a retry is free).
 local session_key = KEYS[3]
 local blocked_key = KEYS[4]
@@ -17,10 +17,10 @@ local event_type = ARGV[9]
 
 local found = redis.call('HMGET', session_key, 'kind', 'owner_id', 'tag_salt')
 if found[1] ~= 'stream' then
-  return {'session_not_found', 0, ''}
+  return {false, 'session_not_found'}
 end
 if found[2] ~= performer then
-  return {'forbidden', 0, ''}
+  return {false, 'forbidden'}
 end
 -- Events reach every subscriber: they name the viewer by tag (as submit.lua makes it), never by id.
 local viewer_tag = string.sub(redis.sha1hex(found[3] .. '|' .. viewer), 1, 12)
@@ -31,6 +31,6 @@ else
   changed = redis.call('SREM', blocked_key, viewer)
 end
 if changed == 0 then
-  return {'ok', 0, '0'}
+  return {0, '0'}
 end
-return {'ok', append_event(event_type, cjson.encode({viewer_tag = viewer_tag, blocked = block})), '1'}
+return {append_event(event_type, cjson.encode({viewer_tag = viewer_tag, blocked = block})), '1'}
