@@ -23,7 +23,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-import harness
+from common.servers import start_redis
 from procstat import cpu_sample
 from redis.asyncio import BlockingConnectionPool, Redis
 
@@ -137,7 +137,7 @@ def main(argv: list[str] | None = None) -> int:
     """Start redis-server, measure, print; 0 when every call committed."""
     args = parse_args(argv)
     with tempfile.TemporaryDirectory(prefix="sessionhub-eventcost-") as tmp:
-        redis, url = harness.start_redis(Path(tmp))
+        redis, url = start_redis(Path(tmp))
         try:
             figures = asyncio.run(measure(args, url, redis.pid))
         finally:
