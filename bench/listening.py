@@ -90,7 +90,7 @@ async def play(listener: Listener, index: int, args: argparse.Namespace, stats: 
     pause_at = start + rng.uniform(0.2, 0.4) * args.duration_s / scale
     pause_for = min(rng.uniform(10, 40) / scale, rng.uniform(0.5, 1.0) * max(0.0, end - interval - pause_at))
     await asyncio.sleep(rng.uniform(0, interval))
-    meta = {"title": f"Item {index % 50}", "artist": "Bench"}
+    meta: dict[str, Any] | None = {"title": f"Item {index % 50}", "artist": "Bench"}
     paused = False
     while time.monotonic() < end:
         now = time.monotonic()
@@ -155,7 +155,7 @@ async def listening_bytes(redis: Redis, history_ids: list[str]) -> tuple[int, in
             data += int(await redis.memory_usage(key) or 0)
         for key in (KEYS.log(h), KEYS.log_meta(h)):
             log += int(await redis.memory_usage(key) or 0)
-        sessions += int(await redis.hlen(KEYS.listening_records(h)))  # type: ignore[misc]
+        sessions += int(await redis.hlen(KEYS.listening_records(h)))
     return data, log, sessions
 
 
@@ -215,7 +215,7 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
                 data_bytes, log_bytes, sample_sessions = await listening_bytes(redis, sample)
                 total_sessions = 0
                 for lis in listeners:
-                    total_sessions += int(await redis.hlen(KEYS.listening_records(lis.history_id)))  # type: ignore[misc]
+                    total_sessions += int(await redis.hlen(KEYS.listening_records(lis.history_id)))
                 for lis in listeners:
                     await lis.close()
         finally:
