@@ -51,13 +51,9 @@ from common.servers import (  # noqa: E402
     start_server,
 )
 from common.wire_client import WireClient  # noqa: E402
-from procstat import cpu_sample, own_cpu_sample  # noqa: E402
+from procstat import cpu_seconds as cpu_s  # noqa: E402
+from procstat import own_cpu_sample  # noqa: E402
 from storage.keys import Keys  # noqa: E402
-
-
-def cpu_s(pid: int) -> float:
-    """User + system CPU seconds of a process, from /proc."""
-    return cpu_sample(pid, 0.0).cpu_s
 
 
 def own_cpu_s() -> float:

@@ -16,13 +16,13 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import json
 import sys
 import tempfile
 import time
 from pathlib import Path
 from typing import Any
 
+from common.figures import print_json
 from common.servers import start_redis
 from procstat import cpu_sample
 from redis.asyncio import BlockingConnectionPool, Redis
@@ -143,7 +143,7 @@ def main(argv: list[str] | None = None) -> int:
         finally:
             redis.stop()
     if args.json:
-        print(json.dumps(figures, indent=2))
+        print_json(figures)
     else:
         print(
             f"{figures['committed']} committed status changes on {figures['sessions']} sessions, "

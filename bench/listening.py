@@ -40,7 +40,7 @@ from common.figures import percentile_upper as percentile  # noqa: E402
 from common.figures import print_json  # noqa: E402
 from common.servers import Child, Server, mint_token, start_redis, start_server  # noqa: E402
 from common.wire_client import WireClient  # noqa: E402
-from procstat import cpu_sample  # noqa: E402
+from procstat import cpu_seconds as cpu_s  # noqa: E402
 from storage.keys import Keys  # noqa: E402
 
 # Commands that change data (PUBLISH is counted apart: it stores nothing).
@@ -128,11 +128,6 @@ async def report(listener: Listener, item: str, status: str, stats: Stats, meta:
 async def command_stats(redis: Redis) -> dict[str, int]:
     info = await redis.info("commandstats")
     return {name.removeprefix("cmdstat_"): int(value["calls"]) for name, value in info.items()}
-
-
-def cpu_s(pid: int) -> float:
-    """User + system CPU seconds a process has used so far (Linux /proc)."""
-    return cpu_sample(pid, 0.0).cpu_s
 
 
 def timeline(stats: Stats, start: float) -> dict[str, float]:

@@ -31,6 +31,11 @@ def cpu_sample(pid: int, now_s: float) -> CpuSample:
     return CpuSample(cpu_s=(utime + stime) / _TICKS_PER_S, wall_s=now_s)
 
 
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU seconds ``pid`` has used so far."""
+    return cpu_sample(pid, 0.0).cpu_s
+
+
 def machine_cpu_sample(now_s: float) -> CpuSample:
     """CPU seconds used so far by every process on the machine (the busy columns of /proc/stat).
 
