@@ -52,11 +52,7 @@ def start_server(workdir: Path, redis_url: str) -> tuple[servers.Child, int]:
 
 def peak_rss_kib(pid: int) -> int:
     """The process's resident-memory high-water mark (VmHWM), in KiB."""
-    with open(f"/proc/{pid}/status", encoding="ascii", errors="replace") as status:
-        for line in status:
-            if line.startswith("VmHWM:"):
-                return int(line.split()[1])
-    raise RuntimeError(f"no VmHWM for pid {pid}")
+    return procstat.rss_kib(pid, "VmHWM")
 
 
 def mib(kib: int) -> str:
