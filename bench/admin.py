@@ -11,11 +11,8 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import os
 import shutil
-import socket
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -23,42 +20,23 @@ from pathlib import Path
 from typing import Any
 
 import aiohttp
-import jwt
 
-ROOT = Path(__file__).resolve().parent.parent
-SECRET = "bench-secret-for-sessionhub-admin-0123456789-0123456789-0123456789"
+from common.figures import percentile_upper
+from common.servers import mint_token, start_redis, start_server
+
 DEADLINE_S = 240
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 def token(user: str, perms: list[str]) -> str:
-    now = int(time.time())
-    return jwt.encode({"sub": user, "exp": now + 3600, "perms": perms}, SECRET, algorithm="HS256")
+    from auth.claims import Permission
 
-
-async def wait_http(url: str, timeout_s: float = 30) -> None:
-    deadline = time.monotonic() + timeout_s
-    async with aiohttp.ClientSession() as http:
-        while time.monotonic() < deadline:
-            try:
-                async with http.get(url + "/healthz") as response:
-                    if response.status == 200:
-                        return
-            except aiohttp.ClientError:
-                pass
-            await asyncio.sleep(0.1)
-    raise RuntimeError("the server did not start")
+    return mint_token(user, tuple(Permission(p) for p in perms))
 
 
 def percentiles(samples: list[float]) -> str:
     ordered = sorted(samples)
     p50 = statistics.median(ordered)
-    p99 = ordered[min(len(ordered) - 1, int(len(ordered) * 0.99))]
+    p99 = percentile_upper(ordered, 0.99)
     return f"p50 {p50 * 1000:.1f} ms  p99 {p99 * 1000:.1f} ms  (n={len(ordered)})"
 
 
@@ -136,50 +114,21 @@ def main() -> int:
     parser.add_argument("--sessions", type=int, default=3000)
     parser.add_argument("--concurrency", type=int, default=32)
     args = parser.parse_args()
-    redis_bin = shutil.which("redis-server")
-    if redis_bin is None:
-        print("redis-server is needed", file=sys.stderr)
-        return 1
     work = Path(tempfile.mkdtemp(prefix="sessionhub-admin-bench-"))
-    redis_port, http_port = free_port(), free_port()
-    redis = subprocess.Popen(
-        [
-            redis_bin,
-            "--bind",
-            "127.0.0.1",
-            "--port",
-            str(redis_port),
-            "--save",
-            "",
-            "--appendonly",
-            "no",
-            "--dir",
-            str(work),
-        ],
-        stdout=subprocess.DEVNULL,
-    )
-    env = {
-        **os.environ,
-        "REDIS_URL": f"redis://127.0.0.1:{redis_port}/0",
-        "SESSIONHUB_PORT": str(http_port),
-        "SESSIONHUB_JWT_SECRET": SECRET,
-        "SESSIONHUB_DATA_DIR": str(work),
+    settings = {
         "SESSIONHUB_CREATES_PER_MIN": "1000000",
         "SESSIONHUB_PATTERNS_CREATES_PER_MIN": "1000000",
         "SESSIONHUB_ADMIN_ACTIONS_PER_MIN": "1000",
-        "SESSIONHUB_LOG_LEVEL": "WARNING",
-        "SESSIONHUB_INPROCESS_WORKERS": "0",
     }
-    server = subprocess.Popen([sys.executable, "-m", "server", "serve"], cwd=ROOT, env=env, stdout=subprocess.DEVNULL)
+    redis, redis_url = start_redis(work, core=None)
     try:
-        url = f"http://127.0.0.1:{http_port}"
-        asyncio.run(wait_http(url))
-        asyncio.run(run(args, url))
+        server = start_server(work, redis_url, settings=settings, data_dir=work)
+        try:
+            asyncio.run(run(args, server.url))
+        finally:
+            server.child.stop(10)
     finally:
-        server.terminate()
-        server.wait(10)
-        redis.terminate()
-        redis.wait(10)
+        redis.stop(10)
         shutil.rmtree(work, ignore_errors=True)
     return 0
 

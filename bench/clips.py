@@ -23,14 +23,8 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import contextlib
-import json
 import os
-import resource
-import shutil
-import socket
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -45,217 +39,60 @@ from redis import Redis as SyncRedis
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from auth.claims import GUEST_PERMISSIONS  # noqa: E402
-from server.identity import token_service  # noqa: E402
-from server.settings import Settings  # noqa: E402
+from common.figures import percentile, print_json  # noqa: E402
+from common.servers import (  # noqa: E402
+    LOAD_CORE,
+    Child,
+    Server,
+    cores_if_two,
+    mint_token,
+    pin_this_process,
+    start_redis,
+    start_server,
+)
+from common.wire_client import WireClient  # noqa: E402
+from procstat import cpu_seconds as cpu_s  # noqa: E402
+from procstat import own_cpu_sample  # noqa: E402
 from storage.keys import Keys  # noqa: E402
-
-SECRET = "bench-secret-for-clips-only-0123456789-0123456789-0123456789-0123"
-CONNECT_CONCURRENCY = 50
-CONNECT_DEADLINE_S = 60.0
-DRAIN_DEADLINE_S = 15.0
-SERVER_CORE, GENERATOR_CORE = 0, 1
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-def pin(pid: int, core: int) -> None:
-    """Keep a process on one core when the machine has two (the figures then mean something)."""
-    if os.cpu_count() and os.cpu_count() >= 2:  # type: ignore[operator]
-        with contextlib.suppress(OSError):
-            os.sched_setaffinity(pid, {core})
-
-
-def cpu_s(pid: int) -> float:
-    """User + system CPU seconds of a process, from /proc."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def own_cpu_s() -> float:
-    usage = resource.getrusage(resource.RUSAGE_SELF)
-    return usage.ru_utime + usage.ru_stime
+    """User + system CPU seconds of this process (the generator)."""
+    return own_cpu_sample(0.0).cpu_s
 
-
-def percentile(values: list[float], q: float) -> float:
-    if not values:
-        return float("nan")
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
-
-
-# --- processes ---------------------------------------------------------------------------------
+CONNECT_CONCURRENCY = 50
+CONNECT_DEADLINE_S = 60.0
+DRAIN_DEADLINE_S = 15.0
 
 
 @dataclass
 class Stack:
-    """redis-server and the sessionhub server under test."""
+    """redis-server and the sessionhub server under test (common.servers starts and stops them)."""
 
     workdir: Path
-    redis_port: int = field(default_factory=free_port)
-    http_port: int = field(default_factory=free_port)
-    redis: subprocess.Popen[bytes] | None = None
-    server: subprocess.Popen[bytes] | None = None
+    redis: Child | None = None
+    server: Server | None = None
+    redis_url: str = ""
 
     @property
     def url(self) -> str:
-        return f"http://127.0.0.1:{self.http_port}"
+        assert self.server is not None
+        return self.server.url
 
     def start(self, env_extra: dict[str, str]) -> None:
-        binary = shutil.which("redis-server")
-        if binary is None:
-            raise SystemExit("redis-server is not on PATH")
-        self.redis = subprocess.Popen(
-            [
-                binary,
-                "--bind",
-                "127.0.0.1",
-                "--port",
-                str(self.redis_port),
-                "--save",
-                "",
-                "--appendonly",
-                "no",
-                "--dir",
-                str(self.workdir),
-            ],
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        )
-        pin(self.redis.pid, GENERATOR_CORE)
-        self._wait_redis()
-        env = {
-            **os.environ,
-            "REDIS_URL": f"redis://127.0.0.1:{self.redis_port}/0",
-            "SESSIONHUB_PORT": str(self.http_port),
-            "SESSIONHUB_JWT_SECRET": SECRET,
-            "SESSIONHUB_DATA_DIR": str(self.workdir),
-            "SESSIONHUB_INPROCESS_WORKERS": "0",
-            "SESSIONHUB_LOG_LEVEL": "WARNING",
+        server_core, load_core = cores_if_two()
+        self.redis, self.redis_url = start_redis(self.workdir, core=load_core)
+        settings = {
             # Every bench viewer is a guest on loopback: one address, far over the guests' cap.
             "SESSIONHUB_CLIPS_MAX_PER_ADDRESS": "1000000",
             **env_extra,
         }
-        self.server = subprocess.Popen(
-            [sys.executable, "-m", "server", "serve"],
-            cwd=ROOT,
-            env=env,
-            stdout=subprocess.DEVNULL,
-            stderr=open(self.workdir / "server.log", "wb"),  # noqa: SIM115
-        )
-        pin(self.server.pid, SERVER_CORE)
-        self._wait_http()
-
-    def _wait_redis(self) -> None:
-        client = SyncRedis(port=self.redis_port)
-        deadline = time.monotonic() + 10
-        try:
-            while True:
-                try:
-                    client.ping()
-                    return
-                except Exception:
-                    if time.monotonic() > deadline:
-                        raise
-                    time.sleep(0.05)
-        finally:
-            client.close()
-
-    def _wait_http(self) -> None:
-        deadline = time.monotonic() + 30
-        while time.monotonic() < deadline:
-            if self.server is not None and self.server.poll() is not None:
-                raise SystemExit(f"the server exited; see {self.workdir / 'server.log'}")
-            with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", self.http_port), timeout=0.2):
-                return
-            time.sleep(0.1)
-        raise SystemExit("the server did not start listening in 30 s")
+        self.server = start_server(self.workdir, self.redis_url, settings=settings, core=server_core)
 
     def stop(self) -> None:
-        for process in (self.server, self.redis):
-            if process is not None and process.poll() is None:
-                process.terminate()
-                try:
-                    process.wait(10)
-                except subprocess.TimeoutExpired:
-                    process.kill()
-                    process.wait(5)
-
-
-# --- lean Socket.IO client ---------------------------------------------------------------------
-
-
-class LeanClient:
-    """Engine.IO v4 / Socket.IO v5 over one WebSocket: connect with auth, emit with ack, events."""
-
-    def __init__(self, http: aiohttp.ClientSession, url: str, token: str) -> None:
-        self._http = http
-        self._url = url.replace("http://", "ws://") + "/socket.io/?EIO=4&transport=websocket"
-        self._token = token
-        self._ws: aiohttp.ClientWebSocketResponse | None = None
-        self._acks: dict[int, asyncio.Future[tuple[float, Any]]] = {}
-        self._next_id = 0
-        self._reader: asyncio.Task[None] | None = None
-        self.on_event: Any = None  # callable(name, data, t_read)
-        self.events_seen = 0  # events counted without decoding (viewers)
-
-    async def connect(self) -> None:
-        self._ws = await self._http.ws_connect(self._url, autoping=False, max_msg_size=0)
-        opened = await self._ws.receive_str(timeout=10)
-        if not opened.startswith("0"):
-            raise RuntimeError(f"unexpected Engine.IO open {opened[:60]!r}")
-        await self._ws.send_str("40" + json.dumps({"token": self._token}))
-        answer = await self._ws.receive_str(timeout=10)
-        if not answer.startswith("40"):
-            raise RuntimeError(f"Socket.IO connect refused: {answer[:120]!r}")
-        self._reader = asyncio.create_task(self._read())
-
-    async def _read(self) -> None:
-        assert self._ws is not None
-        async for message in self._ws:
-            if message.type != aiohttp.WSMsgType.TEXT:
-                break
-            text: str = message.data
-            now = time.perf_counter()
-            if text == "2":
-                await self._ws.send_str("3")
-            elif text.startswith("43"):
-                bracket = text.index("[")
-                future = self._acks.pop(int(text[2:bracket]), None)
-                if future is not None and not future.done():
-                    future.set_result((now, json.loads(text[bracket:])[0]))
-            elif text.startswith("42"):
-                self.events_seen += 1
-                if self.on_event is not None:
-                    name, data = json.loads(text[2:])
-                    self.on_event(name, data, now)
-        for future in self._acks.values():
-            if not future.done():
-                future.set_exception(ConnectionError("closed"))
-
-    async def call(self, event: str, data: dict[str, Any], timeout_s: float = 10) -> tuple[float, float, Any]:
-        """Emit with an ack; returns (sent at, ack read at, ack) in perf_counter seconds."""
-        assert self._ws is not None
-        self._next_id += 1
-        ack_id = self._next_id
-        future: asyncio.Future[tuple[float, Any]] = asyncio.get_running_loop().create_future()
-        self._acks[ack_id] = future
-        sent = time.perf_counter()
-        await self._ws.send_str(f"42{ack_id}" + json.dumps([event, data], separators=(",", ":")))
-        read_at, ack = await asyncio.wait_for(future, timeout_s)
-        return sent, read_at, ack
-
-    async def close(self) -> None:
-        if self._ws is not None:
-            await self._ws.close()
-        if self._reader is not None:
-            self._reader.cancel()
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await self._reader
+        for child in (self.server.child if self.server else None, self.redis):
+            if child is not None:
+                child.stop(10)
 
 
 # --- the run -------------------------------------------------------------------------------------
@@ -271,15 +108,15 @@ class Click:
 
 async def connect_all(
     http: aiohttp.ClientSession, url: str, tokens: list[str], subscribe_to: str | None
-) -> list[LeanClient]:
+) -> list[WireClient]:
     gate = asyncio.Semaphore(CONNECT_CONCURRENCY)
 
-    async def one(token: str) -> LeanClient:
+    async def one(token: str) -> WireClient:
         async with gate:
-            client = LeanClient(http, url, token)
+            client = WireClient(http, url, token)
             await client.connect()
             if subscribe_to is not None:
-                _, _, ack = await client.call("subscribe_on_session", {"session_id": subscribe_to})
+                ack = await client.call("subscribe_on_session", {"session_id": subscribe_to})
                 if not ack.get("ok"):
                     raise RuntimeError(f"subscribe refused: {ack}")
             return client
@@ -287,25 +124,20 @@ async def connect_all(
     return list(await asyncio.wait_for(asyncio.gather(*(one(t) for t in tokens)), CONNECT_DEADLINE_S))
 
 
-async def click(client: LeanClient, session_id: str, at: float, n: int) -> Click:
+async def click(client: WireClient, session_id: str, at: float, n: int) -> Click:
     await asyncio.sleep(max(0.0, at - time.perf_counter()))
     result = Click()
     try:
         payload = {"session_id": session_id, "submission_id": f"bench-click-{n:06d}", "note": f"raid {n}"}
-        result.sent, result.acked, result.ack = await client.call("clip_submit", payload)
+        result.sent, result.acked, result.ack = await client.timed_call("clip_submit", payload)
     except Exception as exc:  # a lost ack is a figure, not a crash
         result.error = type(exc).__name__
     return result
 
 
 async def run(args: argparse.Namespace, stack: Stack) -> dict[str, Any]:
-    tokens = token_service(Settings(jwt_secret=SECRET))
-    now = time.time()
-    owner_token, _ = tokens.mint(user_id="bench-streamer", now_s=now, ttl_s=3600, perms=GUEST_PERMISSIONS)
-    viewer_tokens = [
-        tokens.mint(user_id=f"bench-viewer-{n}", now_s=now, ttl_s=3600, perms=GUEST_PERMISSIONS, guest=True)[0]
-        for n in range(args.viewers)
-    ]
+    owner_token = mint_token("bench-streamer")
+    viewer_tokens = [mint_token(f"bench-viewer-{n}", guest=True) for n in range(args.viewers)]
     connector = aiohttp.TCPConnector(limit=0)
     async with aiohttp.ClientSession(connector=connector) as http:
         headers = {"Authorization": f"Bearer {owner_token}"}
@@ -313,7 +145,7 @@ async def run(args: argparse.Namespace, stack: Stack) -> dict[str, Any]:
             created = (await r.json())["session"]
             session_id, audience_id = created["session_id"], created["audience_id"]
 
-        dashboard = LeanClient(http, stack.url, owner_token)
+        dashboard = WireClient(http, stack.url, owner_token)
         await dashboard.connect()
         delivered: dict[str, float] = {}
 
@@ -330,7 +162,10 @@ async def run(args: argparse.Namespace, stack: Stack) -> dict[str, Any]:
         viewers = await connect_all(http, stack.url, viewer_tokens, follow)
         connect_s = time.perf_counter() - t0
 
-        cpu_before = (cpu_s(stack.server.pid), cpu_s(stack.redis.pid), own_cpu_s())  # type: ignore[union-attr]
+        assert stack.server is not None and stack.redis is not None
+        server_pid, redis_pid = stack.server.child.pid, stack.redis.pid
+
+        cpu_before = (cpu_s(server_pid), cpu_s(redis_pid), own_cpu_s())
         start = time.perf_counter() + 0.2
         step = args.window_s / max(1, len(viewers))
         clicks = await asyncio.wait_for(
@@ -347,12 +182,12 @@ async def run(args: argparse.Namespace, stack: Stack) -> dict[str, Any]:
         ):
             await asyncio.sleep(0.05)
         drained_s = time.perf_counter() - start
-        cpu_after = (cpu_s(stack.server.pid), cpu_s(stack.redis.pid), own_cpu_s())  # type: ignore[union-attr]
+        cpu_after = (cpu_s(server_pid), cpu_s(redis_pid), own_cpu_s())
 
         for client in [*viewers, dashboard]:
             await client.close()
 
-    redis = SyncRedis(port=stack.redis_port, decode_responses=True)
+    redis = SyncRedis.from_url(stack.redis_url, decode_responses=True)
     try:
         stored = redis.hkeys(Keys().stream_clips(session_id))
         stored_count = int(redis.hget(Keys().session(session_id), "clip_count") or 0)
@@ -412,7 +247,7 @@ def main() -> None:
     args = parser.parse_args()
     if not 1 <= args.viewers <= 5000 or not 0 < args.window_s <= 60:
         raise SystemExit("--viewers 1..5000, --window-s up to 60")
-    pin(os.getpid(), GENERATOR_CORE)
+    pin_this_process(LOAD_CORE)
     with tempfile.TemporaryDirectory(prefix="clips-bench-") as workdir:
         stack = Stack(Path(workdir))
         try:
@@ -421,7 +256,7 @@ def main() -> None:
             result = asyncio.run(run(args, stack))
         finally:
             stack.stop()
-    print(json.dumps(result, indent=2))
+    print_json(result)
     lost = result["acked_not_stored"] + result["duplicates"] + result["dashboard_missing"]
     verdict = "PASS" if lost == 0 and result["acked"] == args.viewers and result["ack_ms"]["p99"] <= 100 else "MISS"
     print(

@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import Any
 
 import harness
+from common.servers import pin_this_process
 import toolchain
 
 TARGET_RATE = 2000.0  # connections (handshake + subscribe) per second
@@ -155,8 +156,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     if args.gen == "c" and not toolchain.build_cgen().ok:
         args.gen = "py"
-    if hasattr(os, "sched_setaffinity") and (os.cpu_count() or 1) > 1:
-        os.sched_setaffinity(0, {int(harness.LOAD_CORE)})
+    pin_this_process(harness.LOAD_CORE)
     failed = False
     with tempfile.TemporaryDirectory(prefix="sessionhub-conn-") as tmp:
         if args.trace:

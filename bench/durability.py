@@ -14,47 +14,21 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
-import os
-import shutil
-import socket
-import subprocess
-import sys
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from urllib.parse import urlsplit
 
 import aiohttp
-import jwt
 import socketio
 from redis import Redis as SyncRedis
 
-ROOT = Path(__file__).resolve().parent.parent
-SECRET = "bench-secret-durability-0123456789-0123456789-0123456789"
+from common.figures import percentile_upper as percentile
+from common.servers import Child, mint_token, redis_version, start_redis, start_server
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-def start_redis(workdir: Path, port: int, *extra: str) -> subprocess.Popen[bytes]:
-    binary = shutil.which("redis-server")
-    if binary is None:
-        raise SystemExit("redis-server is not on PATH")
-    folder = workdir / f"redis-{port}"
-    folder.mkdir()
-    process = subprocess.Popen(
-        [binary, "--bind", "127.0.0.1", "--port", str(port), "--save", "", "--dir", str(folder), *extra],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    wait(lambda: SyncRedis(port=port).ping())
-    return process
-
-
-def wait(probe: Any, timeout_s: float = 30) -> None:
+def wait(probe: Callable[[], bool], timeout_s: float = 30) -> None:
     deadline = time.monotonic() + timeout_s
     while True:
         with contextlib.suppress(Exception):
@@ -66,13 +40,7 @@ def wait(probe: Any, timeout_s: float = 30) -> None:
 
 
 def token(user: str) -> str:
-    now = int(time.time())
-    return jwt.encode({"sub": user, "exp": now + 3600, "perms": ["read_own", "create", "update"]}, SECRET, "HS256")
-
-
-def percentile(values: list[float], q: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, int(q * len(ordered)))] if ordered else float("nan")
+    return mint_token(user)
 
 
 async def measure(url: str, changes: int) -> dict[str, float]:
@@ -103,43 +71,30 @@ async def measure(url: str, changes: int) -> dict[str, float]:
 
 
 def run_mode(mode: str, changes: int, workdir: Path) -> dict[str, float]:
-    master_port = free_port()
-    processes = [start_redis(workdir, master_port, "--appendonly", "yes", "--appendfsync", "everysec")]
+    children: list[Child] = []
     try:
+        master, master_url = start_redis(workdir, core=None, args=("--appendonly", "yes", "--appendfsync", "everysec"))
+        children.append(master)
         if mode != "memory-alone":
-            replica_port = free_port()
-            processes.append(start_redis(workdir, replica_port, "--replicaof", "127.0.0.1", str(master_port)))
-            wait(lambda: SyncRedis(port=replica_port).info("replication").get("master_link_status") == "up")
-        http_port = free_port()
-        env = {
-            **os.environ,
-            "REDIS_URL": f"redis://127.0.0.1:{master_port}/0",
-            "SESSIONHUB_PORT": str(http_port),
-            "SESSIONHUB_JWT_SECRET": SECRET,
-            "SESSIONHUB_DATA_DIR": str(workdir / f"data-{mode}"),
-            "SESSIONHUB_INPROCESS_WORKERS": "0",
+            master_port = str(urlsplit(master_url).port)
+            replica, replica_url = start_redis(workdir, core=None, args=("--replicaof", "127.0.0.1", master_port))
+            children.append(replica)
+            wait(lambda: SyncRedis.from_url(replica_url).info("replication").get("master_link_status") == "up")
+        settings = {
             "SESSIONHUB_EVENT_RATE_PER_S": "100000",
             "SESSIONHUB_EVENT_BURST": "100000",
             "SESSIONHUB_DURABILITY": mode.split("-")[0],
-            "SESSIONHUB_LOG_LEVEL": "WARNING",
         }
-        server = subprocess.Popen([sys.executable, "-m", "server", "serve"], cwd=ROOT, env=env,
-                                  stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
-        processes.insert(0, server)
-        wait(lambda: socket.create_connection(("127.0.0.1", http_port), timeout=0.2).close() is None)
-        return asyncio.run(asyncio.wait_for(measure(f"http://127.0.0.1:{http_port}", changes), 300))
+        server = start_server(workdir, master_url, settings=settings, data_dir=workdir / f"data-{mode}")
+        children.insert(0, server.child)
+        return asyncio.run(asyncio.wait_for(measure(server.url, changes), 300))
     finally:
-        for process in processes:
-            process.terminate()
-            with contextlib.suppress(subprocess.TimeoutExpired):
-                process.wait(10)
+        for child in children:
+            child.stop(10)
 
 
 def has_waitaof() -> bool:
-    out = subprocess.run(["redis-server", "--version"], capture_output=True, text=True, check=False).stdout
-    version = out.split("v=")[1].split()[0] if "v=" in out else "0.0"
-    major, minor = (int(p) for p in version.split(".")[:2])
-    return (major, minor) >= (7, 2)
+    return redis_version() >= (7, 2)
 
 
 def main() -> None:

@@ -16,14 +16,14 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import json
 import sys
 import tempfile
 import time
 from pathlib import Path
 from typing import Any
 
-import harness
+from common.figures import print_json
+from common.servers import start_redis
 from procstat import cpu_sample
 from redis.asyncio import BlockingConnectionPool, Redis
 
@@ -137,13 +137,13 @@ def main(argv: list[str] | None = None) -> int:
     """Start redis-server, measure, print; 0 when every call committed."""
     args = parse_args(argv)
     with tempfile.TemporaryDirectory(prefix="sessionhub-eventcost-") as tmp:
-        redis, url = harness.start_redis(Path(tmp))
+        redis, url = start_redis(Path(tmp))
         try:
             figures = asyncio.run(measure(args, url, redis.pid))
         finally:
             redis.stop()
     if args.json:
-        print(json.dumps(figures, indent=2))
+        print_json(figures)
     else:
         print(
             f"{figures['committed']} committed status changes on {figures['sessions']} sessions, "

@@ -165,7 +165,7 @@ def write_json(args: argparse.Namespace, results: list[dict[str, Any]], checks: 
         "targets": checks,
     }
     text = json.dumps(document, indent=2)
-    path = args.out / f"fanout-{time.strftime('%Y%m%d-%H%M%S')}.json"
+    path: Path = args.out / f"fanout-{time.strftime('%Y%m%d-%H%M%S')}.json"
     path.write_text(text)
     (args.out / "fanout-latest.json").write_text(text)
     return path

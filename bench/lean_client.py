@@ -31,7 +31,7 @@ from collections.abc import Callable
 from typing import Any
 
 from procstat import CpuSample, cpu_sample, machine_cpu_sample, own_cpu_sample, rss_kib
-from wire import (
+from common.wire import (
     EIO_MESSAGE,
     EIO_OPEN,
     EIO_PING,

@@ -20,13 +20,8 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import json
 import os
 import random
-import shutil
-import signal
-import socket
-import subprocess
 import sys
 import tempfile
 import time
@@ -41,12 +36,13 @@ from redis.asyncio import Redis
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from auth.claims import GUEST_PERMISSIONS  # noqa: E402
-from server.identity import token_service  # noqa: E402
-from server.settings import Settings  # noqa: E402
+from common.figures import percentile_upper as percentile  # noqa: E402
+from common.figures import print_json  # noqa: E402
+from common.servers import Child, Server, mint_token, start_redis, start_server  # noqa: E402
+from common.wire_client import WireClient  # noqa: E402
+from procstat import cpu_seconds as cpu_s  # noqa: E402
 from storage.keys import Keys  # noqa: E402
 
-SECRET = "bench-secret-for-the-listening-benchmark-only-0123456789-abcdef"
 # Commands that change data (PUBLISH is counted apart: it stores nothing).
 WRITE_COMMANDS = {
     "hset", "hdel", "hincrby", "zadd", "zrem", "zincrby", "xadd", "xtrim", "set", "del", "incr", "expire",
@@ -54,12 +50,6 @@ WRITE_COMMANDS = {
 }
 DEADLINE_S = 600
 KEYS = Keys()  # the server runs with the default key prefix  # no run lasts longer than this, whatever the options
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 @dataclass
@@ -70,55 +60,22 @@ class Stats:
     errors: Counter[str] = field(default_factory=Counter)
 
 
+@dataclass
 class Listener:
-    """One user on one raw Socket.IO WebSocket connection."""
+    """One user on one raw Socket.IO WebSocket connection, and its listening history's id."""
 
-    def __init__(self, ws: aiohttp.ClientWebSocketResponse) -> None:
-        self.ws = ws
-        self.next_id = 0
-        self.pending: dict[int, asyncio.Future[Any]] = {}
-        self.reader = asyncio.create_task(self._read())
-        self.history_id = ""
-
-    async def _read(self) -> None:
-        async for msg in self.ws:
-            if msg.type != aiohttp.WSMsgType.TEXT:
-                continue
-            text: str = msg.data
-            if text == "2":
-                await self.ws.send_str("3")  # Engine.IO ping
-            elif text.startswith("43"):
-                body = text[2:]
-                split = body.index("[")
-                future = self.pending.pop(int(body[:split]), None)
-                if future is not None and not future.done():
-                    future.set_result(json.loads(body[split:])[0])
-
-    async def call(self, event: str, data: dict[str, Any], timeout_s: float = 10) -> dict[str, Any]:
-        self.next_id += 1
-        future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
-        self.pending[self.next_id] = future
-        await self.ws.send_str(f"42{self.next_id}" + json.dumps([event, data], separators=(",", ":")))
-        return dict(await asyncio.wait_for(future, timeout_s))
+    client: WireClient
+    history_id: str = ""
 
     async def close(self) -> None:
-        await self.ws.close()
-        self.reader.cancel()
+        await self.client.close()
 
 
 async def open_listener(http: aiohttp.ClientSession, url: str, token: str) -> Listener:
-    ws = await http.ws_connect(
-        f"{url}/socket.io/?EIO=4&transport=websocket", timeout=aiohttp.ClientWSTimeout(ws_close=5)
-    )
-    opened = await ws.receive_str(timeout=10)
-    assert opened.startswith("0"), opened
-    await ws.send_str("40" + json.dumps({"token": token}))
-    connected = await ws.receive_str(timeout=10)
-    assert connected.startswith("40"), connected
-    listener = Listener(ws)
-    ack = await listener.call("listening_history", {})
-    listener.history_id = ack["session_id"]
-    return listener
+    client = WireClient(http, url, token)
+    await client.connect()
+    ack = await client.call("listening_history", {})
+    return Listener(client, ack["session_id"])
 
 
 async def play(listener: Listener, index: int, args: argparse.Namespace, stats: Stats, start: float) -> None:
@@ -133,7 +90,7 @@ async def play(listener: Listener, index: int, args: argparse.Namespace, stats: 
     pause_at = start + rng.uniform(0.2, 0.4) * args.duration_s / scale
     pause_for = min(rng.uniform(10, 40) / scale, rng.uniform(0.5, 1.0) * max(0.0, end - interval - pause_at))
     await asyncio.sleep(rng.uniform(0, interval))
-    meta = {"title": f"Item {index % 50}", "artist": "Bench"}
+    meta: dict[str, Any] | None = {"title": f"Item {index % 50}", "artist": "Bench"}
     paused = False
     while time.monotonic() < end:
         now = time.monotonic()
@@ -156,7 +113,7 @@ async def report(listener: Listener, item: str, status: str, stats: Stats, meta:
         payload["item"] = meta
     sent = time.perf_counter()
     try:
-        ack = await listener.call("listening_report", payload)
+        ack = dict(await listener.client.call("listening_report", payload))
     except TimeoutError:
         stats.errors["timeout"] += 1
         return
@@ -173,25 +130,12 @@ async def command_stats(redis: Redis) -> dict[str, int]:
     return {name.removeprefix("cmdstat_"): int(value["calls"]) for name, value in info.items()}
 
 
-def cpu_s(pid: int) -> float:
-    """User + system CPU seconds a process has used so far (Linux /proc)."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
 def timeline(stats: Stats, start: float) -> dict[str, float]:
     """ack p99 per 10-second window of the run (where a tail comes from)."""
     buckets: dict[int, list[float]] = {}
     for at, ms in zip(stats.sent_at, stats.latencies_ms, strict=True):
         buckets.setdefault(int((at - start) // 10), []).append(ms)
     return {f"{k * 10}-{k * 10 + 10}s": round(percentile(v, 0.99), 1) for k, v in sorted(buckets.items())}
-
-
-def percentile(values: list[float], q: float) -> float:
-    if not values:
-        return float("nan")
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
 
 
 async def listening_bytes(redis: Redis, history_ids: list[str]) -> tuple[int, int, int]:
@@ -206,64 +150,31 @@ async def listening_bytes(redis: Redis, history_ids: list[str]) -> tuple[int, in
             data += int(await redis.memory_usage(key) or 0)
         for key in (KEYS.log(h), KEYS.log_meta(h)):
             log += int(await redis.memory_usage(key) or 0)
-        sessions += int(await redis.hlen(KEYS.listening_records(h)))  # type: ignore[misc]
+        sessions += int(await redis.hlen(KEYS.listening_records(h)))
     return data, log, sessions
 
 
-Processes = tuple[subprocess.Popen[bytes], subprocess.Popen[bytes], str, str]
-
-
-def start_processes(workdir: Path, args: argparse.Namespace) -> Processes:
-    redis_port, port = free_port(), free_port()
-    redis_bin = shutil.which("redis-server") or str(ROOT / ".venv/bin/redis-server")
-    redis_proc = subprocess.Popen(
-        [redis_bin, "--bind", "127.0.0.1", "--port", str(redis_port), "--save", "", "--appendonly", "no",
-         "--dir", str(workdir)],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
+def start_processes(workdir: Path, args: argparse.Namespace) -> tuple[Child, Server, str]:
+    """redis-server and sessionhub with the run's (scaled) listening settings."""
+    redis, redis_url = start_redis(workdir, core=None)
     scale = args.time_scale
-    env = {
-        **os.environ,
-        "REDIS_URL": f"redis://127.0.0.1:{redis_port}/0",
-        "SESSIONHUB_PORT": str(port),
-        "SESSIONHUB_HOST": "127.0.0.1",
-        "SESSIONHUB_JWT_SECRET": SECRET,
-        "SESSIONHUB_DATA_DIR": str(workdir),
-        "SESSIONHUB_INPROCESS_WORKERS": "0",
-        "SESSIONHUB_LOG_LEVEL": "WARNING",
+    settings = {
         "SESSIONHUB_LISTENING_THROTTLE_S": str(args.throttle_s / scale),
         "SESSIONHUB_LISTENING_WINDOW_S": str(300 / scale),
         "SESSIONHUB_LISTENING_SILENCE_S": str(args.silence_s / scale),
     }
-    server = subprocess.Popen(
-        [sys.executable, "-m", "server", "serve"], cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
-    )
-    return redis_proc, server, f"redis://127.0.0.1:{redis_port}/0", f"http://127.0.0.1:{port}"
-
-
-async def wait_ready(url: str, server: subprocess.Popen[bytes]) -> None:
-    deadline = time.monotonic() + 30
-    async with aiohttp.ClientSession() as http:
-        while time.monotonic() < deadline:
-            if server.poll() is not None:
-                raise RuntimeError("the server exited: " + (server.stderr.read().decode() if server.stderr else ""))
-            try:
-                async with http.get(f"{url}/readyz") as r:
-                    if r.status == 200:
-                        return
-            except aiohttp.ClientError:
-                pass
-            await asyncio.sleep(0.1)
-    raise RuntimeError("the server did not become ready in 30 s")
+    try:
+        return redis, start_server(workdir, redis_url, settings=settings, data_dir=workdir), redis_url
+    except BaseException:
+        redis.stop()
+        raise
 
 
 async def connect_all(http: aiohttp.ClientSession, url: str, n: int, concurrency: int) -> list[Listener]:
-    tokens = token_service(Settings(jwt_secret=SECRET))
     gate = asyncio.Semaphore(concurrency)
 
     async def one(i: int) -> Listener:
-        token, _ = tokens.mint(user_id=f"bench-{i}", now_s=time.time(), ttl_s=3600, perms=GUEST_PERMISSIONS)
+        token = mint_token(f"bench-{i}")
         async with gate:
             return await open_listener(http, url, token)
 
@@ -272,10 +183,10 @@ async def connect_all(http: aiohttp.ClientSession, url: str, n: int, concurrency
 
 async def run(args: argparse.Namespace) -> dict[str, Any]:
     with tempfile.TemporaryDirectory(prefix="listening-bench-") as tmp:
-        redis_proc, server, redis_url, url = start_processes(Path(tmp), args)
+        redis_proc, server, redis_url = start_processes(Path(tmp), args)
+        url = server.url
         redis = Redis.from_url(redis_url, decode_responses=True)
         try:
-            await wait_ready(url, server)
             connector = aiohttp.TCPConnector(limit=0)
             async with aiohttp.ClientSession(connector=connector) as http:
                 memory_before = int((await redis.info("memory"))["used_memory"])
@@ -283,7 +194,7 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
                 listeners = await connect_all(http, url, args.n, args.concurrency)
                 connect_s = time.monotonic() - connect_started
                 before = await command_stats(redis)
-                cpu_before = cpu_s(server.pid), cpu_s(redis_proc.pid)
+                cpu_before = cpu_s(server.child.pid), cpu_s(redis_proc.pid)
                 stats = Stats()
                 started = time.monotonic()
                 await asyncio.wait_for(
@@ -292,25 +203,20 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
                 )
                 elapsed_s = time.monotonic() - started
                 after = await command_stats(redis)
-                cpu_after = cpu_s(server.pid), cpu_s(redis_proc.pid)
+                cpu_after = cpu_s(server.child.pid), cpu_s(redis_proc.pid)
                 load_1min = os.getloadavg()[0]
                 memory_after = int((await redis.info("memory"))["used_memory"])
                 sample = [lis.history_id for lis in listeners[: min(100, len(listeners))]]
                 data_bytes, log_bytes, sample_sessions = await listening_bytes(redis, sample)
                 total_sessions = 0
                 for lis in listeners:
-                    total_sessions += int(await redis.hlen(KEYS.listening_records(lis.history_id)))  # type: ignore[misc]
+                    total_sessions += int(await redis.hlen(KEYS.listening_records(lis.history_id)))
                 for lis in listeners:
                     await lis.close()
         finally:
             await redis.aclose()
-            server.send_signal(signal.SIGTERM)
-            try:
-                server.wait(15)
-            except subprocess.TimeoutExpired:
-                server.kill()
-            redis_proc.terminate()
-            redis_proc.wait(10)
+            server.child.stop(15)
+            redis_proc.stop(10)
     delta = {name: after.get(name, 0) - before.get(name, 0) for name in after}
     writes = sum(calls for name, calls in delta.items() if name in WRITE_COMMANDS)
     reports = len(stats.latencies_ms)
@@ -360,7 +266,7 @@ def main() -> int:
     if not (1 <= args.n <= 5000 and 0 < args.duration_s / args.time_scale <= DEADLINE_S and args.interval_s > 0):
         parser.error("bounded runs only: 1..5000 listeners, at most 600 s")
     result = asyncio.run(run(args))
-    print(json.dumps(result, indent=2))
+    print_json(result)
     scale = args.time_scale
     print(
         f"\n{result['listeners']} listeners, playing every {args.interval_s} s (throttle {args.throttle_s} s)"

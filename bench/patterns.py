@@ -16,13 +16,9 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import json
-import os
 import random
 import shutil
-import socket
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -36,25 +32,12 @@ import socketio
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from auth.claims import GUEST_PERMISSIONS  # noqa: E402
-from auth.tokens import TokenConfig, TokenService  # noqa: E402
+from common.figures import percentile  # noqa: E402
+from common.servers import Child, Server, mint_token, start_redis, start_server  # noqa: E402
+from common.wire_client import WireClient  # noqa: E402
 
-SECRET = "bench-secret-for-patterns-only-0123456789-0123456789-0123456789"
 TRACKS = 8
 HARD_DEADLINE_S = 240
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-def percentile(values: list[float], q: float) -> float:
-    if not values:
-        return float("nan")
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
 
 
 @dataclass
@@ -96,47 +79,30 @@ class Follower:
 
 
 class LeanWatcher:
-    """A watcher speaking Engine.IO/Socket.IO over a raw WebSocket: one json.loads per event,
-    so that a hundred of them cost the load generator little next to the server."""
+    """A watcher on the raw wire client (common.wire_client): one json.loads per event, so that a
+    hundred of them cost the load generator little next to the server."""
 
     def __init__(self, name: str) -> None:
         self.name = name
         self.state: dict[str, Any] | None = None
         self.offsets: list[int] = []
         self.first_offset = 0
-        self._ws: aiohttp.ClientWebSocketResponse | None = None
         self._http: aiohttp.ClientSession | None = None
-        self._reader: asyncio.Task[None] | None = None
-        self._subscribed = asyncio.Event()
+        self._client: WireClient | None = None
 
     async def join(self, url: str, token: str, session_id: str) -> None:
         self._http = aiohttp.ClientSession()
-        ws_url = url.replace("http://", "ws://") + "/socket.io/?EIO=4&transport=websocket"
-        self._ws = await self._http.ws_connect(ws_url, max_msg_size=0)
-        opened = await self._ws.receive_str(timeout=10)
-        assert opened.startswith("0"), opened
-        await self._ws.send_str("40" + json.dumps({"token": token}))
-        connected = await self._ws.receive_str(timeout=10)
-        assert connected.startswith("40"), connected
-        self._reader = asyncio.create_task(self._read())
-        await self._ws.send_str("421" + json.dumps(["subscribe_on_session", {"session_id": session_id}]))
-        await asyncio.wait_for(self._subscribed.wait(), 10)
+        self._client = WireClient(self._http, url, token)
+        self._client.on_event = self._on_event
+        await self._client.connect()
+        await self._client.call("subscribe_on_session", {"session_id": session_id})
 
-    async def _read(self) -> None:
-        assert self._ws is not None
-        async for message in self._ws:
-            text = message.data
-            if text == "2":
-                await self._ws.send_str("3")
-            elif text.startswith("42"):
-                name, data = json.loads(text[2:])
-                if name == "session_snapshot":
-                    self.state = data["session"]["state"]
-                    self.first_offset = int(data["offset"])
-                elif name == "pattern_op":
-                    self._apply(data)
-            elif text.startswith("431"):
-                self._subscribed.set()
+    def _on_event(self, name: str, data: Any, _read_at: float) -> None:
+        if name == "session_snapshot":
+            self.state = data["session"]["state"]
+            self.first_offset = int(data["offset"])
+        elif name == "pattern_op":
+            self._apply(data)
 
     def _apply(self, event: dict[str, Any]) -> None:
         assert self.state is not None
@@ -149,10 +115,8 @@ class LeanWatcher:
             track["volume"] = op["volume"]
 
     async def close(self) -> None:
-        if self._ws is not None:
-            await self._ws.close()
-        if self._reader is not None:
-            self._reader.cancel()
+        if self._client is not None:
+            await self._client.close()
         if self._http is not None:
             await self._http.close()
 
@@ -192,74 +156,28 @@ async def play(player: Follower, session_id: str, *, rate: float, seconds: float
 
 
 class Stack:
-    """redis-server and N sessionhub processes, stopped by pid."""
+    """redis-server and N sessionhub processes on it (common.servers), stopped by pid."""
 
     def __init__(self, nodes: int) -> None:
         self.tmp = Path(tempfile.mkdtemp(prefix="bench-patterns-"))
-        self.redis_port = free_port()
-        self.ports = [free_port() for _ in range(nodes)]
-        self.procs: list[subprocess.Popen[bytes]] = []
+        self.nodes = nodes
+        self.redis: Child | None = None
+        self.servers: list[Server] = []
 
     @property
     def urls(self) -> list[str]:
-        return [f"http://127.0.0.1:{port}" for port in self.ports]
+        return [server.url for server in self.servers]
 
-    async def start(self) -> None:
-        redis_bin = shutil.which("redis-server") or str(ROOT / ".venv/bin/redis-server")
-        self.procs.append(
-            subprocess.Popen(
-                [
-                    redis_bin,
-                    "--bind",
-                    "127.0.0.1",
-                    "--port",
-                    str(self.redis_port),
-                    "--save",
-                    "",
-                    "--appendonly",
-                    "no",
-                    "--dir",
-                    str(self.tmp),
-                ],
-                stdout=subprocess.DEVNULL,
-            )
-        )
-        for index, port in enumerate(self.ports):
-            env = {
-                **os.environ,
-                "REDIS_URL": f"redis://127.0.0.1:{self.redis_port}/0",
-                "SESSIONHUB_PORT": str(port),
-                "SESSIONHUB_JWT_SECRET": SECRET,
-                "SESSIONHUB_INPROCESS_WORKERS": "0",
-                "SESSIONHUB_DATA_DIR": str(self.tmp / f"node{index}"),
-                "SESSIONHUB_LOG_LEVEL": "WARNING",
-            }
-            self.procs.append(subprocess.Popen([sys.executable, "-m", "server", "serve"], cwd=ROOT, env=env))
-        async with aiohttp.ClientSession() as http:
-            for url in self.urls:
-                await self._wait_ready(http, url)
-
-    @staticmethod
-    async def _wait_ready(http: aiohttp.ClientSession, url: str) -> None:
-        deadline = time.monotonic() + 30
-        while time.monotonic() < deadline:
-            try:
-                async with http.get(f"{url}/readyz") as response:
-                    if response.status == 200:
-                        return
-            except aiohttp.ClientError:
-                pass
-            await asyncio.sleep(0.1)
-        raise RuntimeError(f"{url} did not become ready")
+    def start(self) -> None:
+        self.redis, redis_url = start_redis(self.tmp, core=None)
+        for index in range(self.nodes):
+            self.servers.append(start_server(self.tmp, redis_url, data_dir=self.tmp / f"node{index}"))
 
     def stop(self) -> None:
-        for proc in reversed(self.procs):
-            proc.terminate()
-        for proc in self.procs:
-            try:
-                proc.wait(10)
-            except subprocess.TimeoutExpired:
-                proc.kill()
+        for server in reversed(self.servers):
+            server.child.stop(10)
+        if self.redis is not None:
+            self.redis.stop(10)
         shutil.rmtree(self.tmp, ignore_errors=True)
 
 
@@ -273,10 +191,9 @@ def initial_state() -> dict[str, Any]:
 
 async def run(nodes: int, args: argparse.Namespace) -> bool:
     stack = Stack(nodes)
-    tokens = TokenService(TokenConfig(algorithm="HS256", verify_key=SECRET, signing_key=SECRET))
     followers: list[Follower | LeanWatcher] = []
     try:
-        await stack.start()
+        stack.start()
         urls = stack.urls
         async with aiohttp.ClientSession() as http:
             async with http.post(f"{urls[0]}/api/sessions", json={"state": initial_state()}) as response:
@@ -285,8 +202,7 @@ async def run(nodes: int, args: argparse.Namespace) -> bool:
             watchers = [LeanWatcher(f"watcher{i}") for i in range(args.watchers)]
             followers = [*players, *watchers]
             for index, follower in enumerate(followers):
-                token, _ = tokens.mint(user_id=follower.name, now_s=time.time(), ttl_s=3600, perms=GUEST_PERMISSIONS)
-                await follower.join(urls[index % nodes], token, session_id)
+                await follower.join(urls[index % nodes], mint_token(follower.name), session_id)
             figures = Figures()
             started = time.perf_counter()
             await asyncio.gather(

@@ -31,6 +31,11 @@ def cpu_sample(pid: int, now_s: float) -> CpuSample:
     return CpuSample(cpu_s=(utime + stime) / _TICKS_PER_S, wall_s=now_s)
 
 
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU seconds ``pid`` has used so far."""
+    return cpu_sample(pid, 0.0).cpu_s
+
+
 def machine_cpu_sample(now_s: float) -> CpuSample:
     """CPU seconds used so far by every process on the machine (the busy columns of /proc/stat).
 
@@ -51,10 +56,12 @@ def own_cpu_sample(now_s: float) -> CpuSample:
     return CpuSample(cpu_s=times.user + times.system, wall_s=now_s)
 
 
-def rss_kib(pid: int) -> int:
-    """Resident set size of ``pid`` in KiB (VmRSS of /proc/<pid>/status)."""
+def rss_kib(pid: int, field: str = "VmRSS") -> int:
+    """Resident set size of ``pid`` in KiB (VmRSS of /proc/<pid>/status; ``field="VmHWM"``: its
+    high-water mark)."""
+    prefix = field + ":"
     with open(f"/proc/{pid}/status", encoding="ascii", errors="replace") as status:
         for line in status:
-            if line.startswith("VmRSS:"):
+            if line.startswith(prefix):
                 return int(line.split()[1])
-    raise RuntimeError(f"no VmRSS for pid {pid}")
+    raise RuntimeError(f"no {field} for pid {pid}")

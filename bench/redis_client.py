@@ -21,7 +21,7 @@ from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
-import harness
+from common.servers import start_redis
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
@@ -96,7 +96,7 @@ def main() -> None:
     parser.add_argument("--n", type=int, default=5000, help="commands per figure (bounded: at most 100,000)")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
-        redis, url = harness.start_redis(Path(tmp))
+        redis, url = start_redis(Path(tmp))
         try:
             asyncio.run(asyncio.wait_for(run(url, min(args.n, 100_000)), 600))
         finally:

@@ -62,7 +62,7 @@ def other_cpu_pct(block: dict[str, Any]) -> float | None:
     if machine is None:
         return None
     own = sum(block.get(key) or 0.0 for key in ("server_cpu_pct", "gen_cpu_pct", "redis_cpu_pct"))
-    return max(0.0, machine - own)
+    return max(0.0, float(machine) - own)
 
 
 def _other(block: dict[str, Any]) -> str:

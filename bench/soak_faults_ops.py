@@ -17,37 +17,14 @@ import argparse
 import json
 import os
 import signal
-import socket
 import subprocess
-import sys
 import tempfile
 import time
 import urllib.error
 import urllib.request
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
-PYTHON = str(ROOT / ".venv" / "bin" / "python") if (ROOT / ".venv" / "bin" / "python").exists() else sys.executable
-SECRET = "soak-secret-for-the-faults-ops-soak-only-0123456789-0123456789-0123"
-READY_TIMEOUT_S = 20.0
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-def env_for(data_dir: Path) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("SESSIONHUB_") and k != "REDIS_URL"}
-    env.update(
-        SESSIONHUB_JWT_SECRET=SECRET,
-        SESSIONHUB_DATA_DIR=str(data_dir),
-        SESSIONHUB_LOG_LEVEL="WARNING",
-        SESSIONHUB_INPROCESS_WORKERS="0",
-    )
-    return env
-
+from common.servers import mint_token, start_server
 
 def redis_servers_in(data_dir: Path) -> list[int]:
     """Pids of processes working in the folder's redis/ (redis-server chdirs to its dir)."""
@@ -63,29 +40,9 @@ def redis_servers_in(data_dir: Path) -> list[int]:
 
 
 def start_serve(data_dir: Path) -> tuple[subprocess.Popen[bytes], str]:
-    port = free_port()
-    proc = subprocess.Popen(
-        [PYTHON, "-m", "server", "serve", "--port", str(port)],
-        cwd=ROOT,
-        env=env_for(data_dir),
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + READY_TIMEOUT_S
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise RuntimeError(f"serve exited with {proc.returncode}")
-        try:
-            with urllib.request.urlopen(f"{url}/readyz", timeout=2) as resp:
-                if resp.status == 200:
-                    return proc, url
-        except (urllib.error.URLError, OSError):
-            pass
-        time.sleep(0.1)
-    proc.kill()
-    proc.wait(10)
-    raise RuntimeError("serve did not become ready")
+    """``serve`` without REDIS_URL (it starts the folder's own redis-server), ready; its process and URL."""
+    server = start_server(data_dir, None, data_dir=data_dir, inherit_settings=False)
+    return server.child.process, server.url
 
 
 def request(method: str, url: str, token: str) -> tuple[int, dict[str, object]]:
@@ -100,9 +57,9 @@ def request(method: str, url: str, token: str) -> tuple[int, dict[str, object]]:
 
 
 def mint() -> str:
-    args = [PYTHON, "-m", "server", "token", "--user", "soak", "--perm", "read_own", "--perm", "create"]
-    out = subprocess.run(args, cwd=ROOT, env=env_for(Path("/nonexistent")), capture_output=True, text=True, check=True)
-    return out.stdout.strip()
+    from auth.claims import Permission
+
+    return mint_token("soak", (Permission.READ_OWN, Permission.CREATE))
 
 
 def soak(rounds: int) -> int:

@@ -19,7 +19,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
-import os
 import signal
 import subprocess
 import sys
@@ -28,54 +27,39 @@ import time
 from pathlib import Path
 
 import aiohttp
-import harness
 import procstat
 
-sys.path.insert(0, str(harness.ROOT))
+from common import servers
+
+sys.path.insert(0, str(servers.ROOT))
 from tests.raw_wire import RawPoller, RawWebSocket  # the hostile-client helpers of the tests
 
 CONNECT_TIMEOUT_S = 2.0
 IDLE_TIMEOUT_S = 2.0
 
 
-def start_server(workdir: Path, redis_url: str) -> tuple[harness.Child, int]:
-    port = harness.free_port()
-    data_dir = workdir / f"data-{port}"
-    data_dir.mkdir()
-    env = {
-        **os.environ,
-        "REDIS_URL": redis_url,
-        "SESSIONHUB_JWT_SECRET": harness.JWT_SECRET,
-        "SESSIONHUB_EVENT_RATE_PER_S": "100000",
-        "SESSIONHUB_EVENT_BURST": "100000",
+def start_server(workdir: Path, redis_url: str) -> tuple[servers.Child, int]:
+    settings = {
+        **servers.FANOUT_SETTINGS,
+        "SESSIONHUB_MAX_CONNECTIONS_PER_ADDRESS": "100000",
         "SESSIONHUB_CREATES_PER_MIN": "100000",
-        "SESSIONHUB_INPROCESS_WORKERS": "0",
-        "SESSIONHUB_LOG_LEVEL": "WARNING",
-        "SESSIONHUB_DATA_DIR": str(data_dir),
         "SESSIONHUB_CONNECT_TIMEOUT_S": str(CONNECT_TIMEOUT_S),
         "SESSIONHUB_HTTP_IDLE_TIMEOUT_S": str(IDLE_TIMEOUT_S),
-        "SESSIONHUB_MAX_CONNECTIONS_PER_ADDRESS": "100000",
     }
-    argv = [harness.PYTHON, "-m", "server", "serve", "--host", "127.0.0.1", "--port", str(port)]
-    child = harness.start(f"sessionhub-{port}", argv, workdir=workdir, env=env)
-    harness._wait_ready(child, port)
-    return child, port
+    server = servers.start_server(workdir, redis_url, settings=settings)
+    return server.child, server.port
 
 
 def peak_rss_kib(pid: int) -> int:
     """The process's resident-memory high-water mark (VmHWM), in KiB."""
-    with open(f"/proc/{pid}/status", encoding="ascii", errors="replace") as status:
-        for line in status:
-            if line.startswith("VmHWM:"):
-                return int(line.split()[1])
-    raise RuntimeError(f"no VmHWM for pid {pid}")
+    return procstat.rss_kib(pid, "VmHWM")
 
 
 def mib(kib: int) -> str:
     return f"{kib / 1024:+.1f} MiB"
 
 
-async def attachments(child: harness.Child, port: int, token: str, total_mib: int) -> str:
+async def attachments(child: servers.Child, port: int, token: str, total_mib: int) -> str:
     """One message declaring ``total_mib`` attachments of (almost) 1 MiB each, all sent."""
     ws, _ = await RawWebSocket.socketio(port, token)
     before = peak_rss_kib(child.pid)
@@ -93,7 +77,7 @@ async def attachments(child: harness.Child, port: int, token: str, total_mib: in
     return f"attachments: {total_mib} MiB in one message, server peak RSS {mib(after - before)}"
 
 
-async def poller(child: harness.Child, port: int, token: str, session_id: str, seconds: float) -> str:
+async def poller(child: servers.Child, port: int, token: str, session_id: str, seconds: float) -> str:
     url = f"http://127.0.0.1:{port}"
     async with aiohttp.ClientSession() as http:
         raw = await RawPoller.open(http, url)
@@ -107,8 +91,8 @@ async def poller(child: harness.Child, port: int, token: str, session_id: str, s
         posted = 0
         while time.monotonic() < deadline:
             material = {"kind": "text", "text": text}
-            async with http.post(f"{url}/voicebot/materials", json=material, headers=headers) as answer:
-                await answer.read()
+            async with http.post(f"{url}/voicebot/materials", json=material, headers=headers) as response:
+                await response.read()
             posted += 1
             if posted % 20 == 0:
                 await raw.post("3")  # a pong; never a GET
@@ -144,7 +128,7 @@ async def pre_auth(port: int, sessions: int) -> str:
     )
 
 
-async def malformed(child: harness.Child, port: int, token: str) -> str:
+async def malformed(child: servers.Child, port: int, token: str) -> str:
     ws, _ = await RawWebSocket.socketio(port, token)
     size = child.log_path.stat().st_size
     for number in range(1, 5001):
@@ -161,7 +145,7 @@ async def malformed(child: harness.Child, port: int, token: str) -> str:
     return f"malformed: 5000 frames, {answered} answered; {child.log_path.stat().st_size - size} bytes of log"
 
 
-async def sigterm(child: harness.Child, port: int, token: str) -> str:
+async def sigterm(child: servers.Child, port: int, token: str) -> str:
     async with aiohttp.ClientSession() as http:
         raw = await RawPoller.open(http, f"http://127.0.0.1:{port}")
         await raw.socketio(token)
@@ -183,11 +167,11 @@ async def sigterm(child: harness.Child, port: int, token: str) -> str:
 async def main(args: argparse.Namespace) -> None:
     with tempfile.TemporaryDirectory(prefix="soak-faults-wire-") as tmp:
         workdir = Path(tmp)
-        redis, redis_url = harness.start_redis(workdir)
+        redis, redis_url = servers.start_redis(workdir)
         child, port = start_server(workdir, redis_url)
         try:
-            token = harness.mint_token()
-            session_id = harness.create_session(port, token)
+            token = servers.mint_token()
+            session_id = servers.create_session(port, token)
             print(await attachments(child, port, token, args.attachment_mib), flush=True)
             print(await poller(child, port, token, session_id, args.poll_s), flush=True)
             print(await pre_auth(port, args.sessions), flush=True)

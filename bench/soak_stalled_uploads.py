@@ -20,29 +20,20 @@ import tempfile
 import time
 from pathlib import Path
 
-import harness
+import procstat
+
+from common import servers
 
 DEADLINE_S = 3.0
 IN_FLIGHT = 8
 
 
 def rss_mb(pid: int) -> float:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1]) / 1024
-    return 0.0
+    return procstat.rss_kib(pid) / 1024
 
 
 def token_for(user: str) -> str:
-    from auth.claims import Permission
-    from auth.tokens import TokenConfig, TokenService
-
-    service = TokenService(
-        TokenConfig(algorithm="HS256", verify_key=harness.JWT_SECRET, signing_key=harness.JWT_SECRET)
-    )
-    perms = (Permission.READ_OWN, Permission.CREATE, Permission.UPDATE)
-    token, _ = service.mint(user_id=user, now_s=time.time(), ttl_s=3600, perms=perms)
-    return token
+    return servers.mint_token(user)
 
 
 async def stall(port: int, token: str, session_id: str) -> tuple[int, float]:
@@ -79,16 +70,16 @@ def main() -> int:
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="sessionhub-soak-stalls-") as tmp:
         workdir = Path(tmp)
-        redis, url = harness.start_redis(workdir)
+        redis, url = servers.start_redis(workdir)
         server = None
         try:
             settings = {"SESSIONHUB_VOICE_UPLOAD_DEADLINE_S": str(DEADLINE_S),
                         "SESSIONHUB_VOICE_UPLOADS_IN_FLIGHT": str(IN_FLIGHT)}
-            server = harness.start_sessionhub(workdir, url, settings=settings)
+            server = servers.start_sessionhub(workdir, url, settings=settings)
             users = []
             for n in range(args.users):
                 token = token_for(f"staller{n}")
-                users.append((token, harness.create_session(server.port, token)))
+                users.append((token, servers.create_session(server.port, token)))
             before = rss_mb(server.child.pid)
             results = asyncio.run(run(server.port, users, args.per_user))
             after = rss_mb(server.child.pid)

@@ -16,10 +16,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import os
-import shutil
-import socket
-import subprocess
 import sys
 import tempfile
 import time
@@ -32,52 +28,15 @@ import socketio
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from auth.claims import Permission  # noqa: E402
-from server.identity import token_service  # noqa: E402
-from server.settings import Settings  # noqa: E402
+from common.figures import percentile  # noqa: E402
+from common.servers import mint_token, start_redis, start_server  # noqa: E402
 from tests.audio_samples import webm  # noqa: E402
 
-SECRET = "bench-secret-0123456789-0123456789-0123456789-0123456789"
 DEADLINE_S = 120.0
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-def start(argv: list[str], env: dict[str, str] | None = None) -> subprocess.Popen[bytes]:
-    return subprocess.Popen(argv, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-
-
-def stop(process: subprocess.Popen[bytes]) -> None:
-    if process.poll() is None:
-        process.terminate()
-        try:
-            process.wait(10)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait(5)
-
-
-async def wait_ready(url: str, timeout_s: float = 20) -> None:
-    deadline = time.monotonic() + timeout_s
-    async with aiohttp.ClientSession() as http:
-        while time.monotonic() < deadline:
-            try:
-                async with http.get(f"{url}/readyz") as response:
-                    if response.status == 200:
-                        return
-            except aiohttp.ClientError:
-                pass
-            await asyncio.sleep(0.1)
-    raise RuntimeError("the server did not become ready")
-
-
 def pct(values: list[float], p: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, round(p / 100 * (len(ordered) - 1)))] if ordered else float("nan")
+    return percentile(values, p / 100)
 
 
 class User:
@@ -89,10 +48,10 @@ class User:
         self.session_id = ""
         self.sio = socketio.AsyncClient(reconnection=False)
         self.seen: dict[str, float] = {}  # chunk start_ms -> time the event arrived
+        self.sio.on("new_message", self._on_new_message)
 
-        @self.sio.on("new_message")
-        async def _on(data: dict[str, Any]) -> None:
-            self.seen[str(data["data"]["chunk"]["start_ms"])] = time.perf_counter()
+    async def _on_new_message(self, data: dict[str, Any]) -> None:
+        self.seen[str(data["data"]["chunk"]["start_ms"])] = time.perf_counter()
 
 
 async def prepare(url: str, user: User) -> None:
@@ -197,51 +156,19 @@ def main() -> int:
     parser.add_argument("--concurrency", type=int, default=16)
     args = parser.parse_args()
     args.chunks = max(1, min(args.chunks, 100))
-    redis_bin = shutil.which("redis-server")
-    if redis_bin is None:
-        print("redis-server is not on PATH", file=sys.stderr)
-        return 2
     with tempfile.TemporaryDirectory(prefix="voice-bench-") as tmp:
-        redis_port, server_port = free_port(), free_port()
-        redis = start(
-            [
-                redis_bin,
-                "--bind",
-                "127.0.0.1",
-                "--port",
-                str(redis_port),
-                "--save",
-                "",
-                "--appendonly",
-                "no",
-                "--dir",
-                tmp,
-            ]
-        )
-        env = {
-            **os.environ,
-            "REDIS_URL": f"redis://127.0.0.1:{redis_port}/0",
-            "SESSIONHUB_PORT": str(server_port),
-            "SESSIONHUB_JWT_SECRET": SECRET,
-            "SESSIONHUB_DATA_DIR": tmp,
-            "SESSIONHUB_INPROCESS_WORKERS": "0",
-            "SESSIONHUB_CREATES_PER_MIN": "10000",
-            "SESSIONHUB_LOG_LEVEL": "WARNING",
-        }
-        server = start([sys.executable, "-m", "server", "serve"], env)
-        url = f"http://127.0.0.1:{server_port}"
+        workdir = Path(tmp)
+        redis, redis_url = start_redis(workdir, core=None)
+        settings = {"SESSIONHUB_CREATES_PER_MIN": "10000"}
         try:
-            asyncio.run(wait_ready(url))
-            tokens_svc = token_service(Settings(jwt_secret=SECRET))
-            perms = (Permission.READ_OWN, Permission.CREATE, Permission.UPDATE)
-            tokens = [
-                tokens_svc.mint(user_id=f"bench{i}", now_s=time.time(), ttl_s=3600, perms=perms)[0]
-                for i in range(args.users)
-            ]
-            figures = asyncio.run(run(args, url, tokens))
+            server = start_server(workdir, redis_url, settings=settings, data_dir=workdir)
+            try:
+                tokens = [mint_token(f"bench{i}") for i in range(args.users)]
+                figures = asyncio.run(run(args, server.url, tokens))
+            finally:
+                server.child.stop(10)
         finally:
-            stop(server)
-            stop(redis)
+            redis.stop(10)
     report(args, figures)
     return 0
 

@@ -21,8 +21,9 @@ in that step; the stock lane puts it on the socket's queue in that step (python-
 
 from __future__ import annotations
 
+import logging
 import struct
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, Literal, Protocol
 
 if TYPE_CHECKING:  # for annotations only: this module is imported before the lane is chosen
@@ -31,6 +32,7 @@ if TYPE_CHECKING:  # for annotations only: this module is imported before the la
     from handlers.http_common import AnsweredUpgrade
 
 _OP_TEXT = 0x1
+log = logging.getLogger(__name__)
 
 
 def ws_frame(payload: bytes, opcode: int = _OP_TEXT) -> bytes:
@@ -122,3 +124,21 @@ class SocketServer(Protocol):
         ``observers`` see WebSocket opens that aiohttp never saw, ``idle_timeout_s`` bounds their
         handshake)."""
         ...
+
+
+def end_sessions_at_shutdown(app: web.Application, sockets: Mapping[str, Any]) -> None:
+    """Close every Engine.IO session in ``sockets`` (a lane's ``eio.sockets``) when ``app`` shuts down.
+
+    Both lanes do it, without waiting for a socket's queue to drain: a client gone, or a pending
+    long-poll GET, would otherwise hold the server's shutdown for up to a ping interval plus
+    timeout; closing at once ends the GET with an empty batch.
+    """
+
+    async def end_sessions(_app: web.Application) -> None:
+        for socket in list(sockets.values()):
+            try:
+                await socket.close(wait=False)
+            except Exception:  # one socket must not keep the others open
+                log.exception("closing an Engine.IO session at shutdown")
+
+    app.on_shutdown.append(end_sessions)

@@ -64,19 +64,17 @@ import socketio
 from aiohttp import HttpVersion11, web
 from engineio import packet as eio_packet
 from engineio.async_socket import AsyncSocket
-from socketio import packet as sio_packet
 
 from handlers.errors import to_http
 from handlers.http_common import AnsweredUpgrade, address_of, client_address
 from handlers.log_throttle import LogThrottle
 from protocol import wire_json
 from protocol.errors import CodedError, ErrorCode
-from protocol.events import PROTOCOL_ERROR
-from server.transport.contract import Outlet, ws_frame
+from server.transport.contract import Outlet, end_sessions_at_shutdown, ws_frame
 from server.transport.engine import LightQueue
 from server.transport.front import Front, FrontProtocol, Upgrader, UpgradeRequest
 from server.transport.messages import MAX_ATTACHMENTS as MAX_ATTACHMENTS
-from server.transport.messages import RESERVED_EVENTS, MalformedMessage
+from server.transport.messages import Error, event_name, malformed, refusal_packet, reserved, too_large
 from server.transport.messages import Header as _Header
 from server.transport.messages import size_of as _size_of
 from server.transport.leanws import (
@@ -734,16 +732,7 @@ class SessionServer(socketio.AsyncServer):
     def attach(self, app: Any, socketio_path: str = "socket.io") -> None:
         """Serve on ``app``, ending every Engine.IO session when ``app`` shuts down."""
         super().attach(app, socketio_path)
-        app.on_shutdown.append(self._end_sessions)
-
-    async def _end_sessions(self, _app: Any) -> None:
-        # A pending long-poll GET would otherwise hold the server's shutdown for up to a ping
-        # interval plus timeout; closing without waiting ends it (an empty batch) right away.
-        for socket in list(self.eio.sockets.values()):
-            try:
-                await socket.close(wait=False)
-            except Exception:  # one socket must not keep the others open
-                log.exception("closing an Engine.IO session at shutdown")
+        end_sessions_at_shutdown(app, self.eio.sockets)
 
     async def disconnect(self, sid: str, namespace: str | None = None, ignore_queue: bool = False) -> None:
         """Disconnect a client, its Engine.IO session and TCP connection included.
@@ -771,14 +760,9 @@ class SessionServer(socketio.AsyncServer):
         task.add_done_callback(self._deadlines.discard)
 
     async def _handle_event(self, eio_sid: str, namespace: str | None, id: int | None, data: Any) -> None:
-        if not isinstance(data, list) or not data or not isinstance(data[0], str):
-            raise MalformedMessage("an event is a JSON array starting with the event's name")
-        if data[0] in RESERVED_EVENTS:
-            if id is not None:
-                body = {"ok": False, "error": ErrorCode.UNKNOWN_EVENT.value, "message": f"{data[0]!r} is reserved"}
-                await self._send_packet(
-                    eio_sid, self.packet_class(sio_packet.ACK, namespace=namespace or "/", data=[body], id=id)
-                )
+        refused = reserved(event_name(data))  # a malformed event raises: answered by _handle_eio_message
+        if refused is not None:
+            await self._refuse(eio_sid, namespace, id, refused)
             return
         await super()._handle_event(eio_sid, namespace, id, data)
 
@@ -798,13 +782,13 @@ class SessionServer(socketio.AsyncServer):
                 del self._binary_packet[eio_sid]
                 self._binary_bytes.pop(eio_sid, None)
                 self._skipping[eio_sid] = pending.attachment_count - len(pending.attachments) - 1
-                await self._refuse(eio_sid, pending.namespace, pending.id, self._too_large())
+                await self._refuse(eio_sid, pending.namespace, pending.id, too_large(self.max_payload_bytes))
                 return
             self._binary_bytes[eio_sid] = total
         elif size > self.max_payload_bytes:
             header = _Header.of(data)
             self._skipping[eio_sid] = header.attachments
-            await self._refuse(eio_sid, header.namespace, header.ack_id, self._too_large())
+            await self._refuse(eio_sid, header.namespace, header.ack_id, too_large(self.max_payload_bytes))
             return
         try:
             await super()._handle_eio_message(eio_sid, data)
@@ -834,25 +818,13 @@ class SessionServer(socketio.AsyncServer):
         else:
             header = _Header.of(data)
             namespace, ack_id = header.namespace, header.ack_id
-        detail = f": {exc}" if isinstance(exc, MalformedMessage) else " (not a Socket.IO v5 message)"
-        error = (ErrorCode.INVALID_PAYLOAD, "the message is malformed" + detail)
-        await self._refuse(eio_sid, namespace, ack_id, error)
+        await self._refuse(eio_sid, namespace, ack_id, malformed(exc))
 
-    def _too_large(self) -> tuple[ErrorCode, str]:
-        return ErrorCode.PAYLOAD_TOO_LARGE, f"messages are limited to {self.max_payload_bytes} bytes"
-
-    async def _refuse(
-        self, eio_sid: str, namespace: str | None, ack_id: int | None, error: tuple[ErrorCode, str]
-    ) -> None:
-        """Answer a message that will not be handled: its ack when it asked for one, else a
-        ``protocol_error`` event (never a silent drop)."""
-        body = {"ok": False, "error": error[0].value, "message": error[1]}
-        namespace = namespace or "/"
-        if ack_id is not None:
-            reply = self.packet_class(sio_packet.ACK, namespace=namespace, data=[body], id=ack_id)
-        else:
-            reply = self.packet_class(sio_packet.EVENT, namespace=namespace, data=[PROTOCOL_ERROR, body])
-        await self._send_packet(eio_sid, reply)
+    async def _refuse(self, eio_sid: str, namespace: str | None, ack_id: int | None, error: Error) -> None:
+        """Answer a message that will not be handled (``server.transport.messages.refusal_packet``)."""
+        reply = refusal_packet(self.packet_class, namespace or "/", ack_id, error)
+        if reply is not None:
+            await self._send_packet(eio_sid, reply)
 
     async def _handle_eio_disconnect(self, eio_sid: str, reason: Any) -> None:
         await super()._handle_eio_disconnect(eio_sid, reason)

@@ -3,15 +3,21 @@
 A message that will not be handled (too large, malformed, a reserved event name) is answered
 -- its ack when it asked for one, else a ``protocol_error`` event -- never dropped silently;
 what is needed for the answer (namespace, ack id, attachments) is read from the message's
-header without parsing the rest. Standard library only.
+header without parsing the rest. Both lanes build their answers here (:func:`refusal_packet`,
+with the reasons :func:`too_large`, :func:`malformed` and :func:`reserved`), so a refusal reads
+the same whichever lane serves. Standard library only: this module is imported by both lanes,
+and python-socketio's packet class is handed in.
 """
 
 from __future__ import annotations
 
 import json
 import re
+from collections.abc import Callable
+from typing import Any, TypeVar
 
 from protocol.errors import ErrorCode
+from protocol.events import PROTOCOL_ERROR
 
 # type, optional binary count, optional namespace, optional ack id (Socket.IO v5 framing)
 _HEADER = re.compile(r"^(\d)(?:(\d{1,10})-)?(/[^,]*,)?(\d{1,18})?")
@@ -20,6 +26,11 @@ MAX_ATTACHMENTS = 10
 # Names python-socketio dispatches to its own lifecycle handlers: a client sending an event so
 # named must not run them (it would reset its rate budget or fake a disconnect).
 RESERVED_EVENTS = frozenset({"connect", "disconnect", "connect_error"})
+# Socket.IO v5 packet types of an answer (the protocol's numbers, as python-socketio's packet module has them).
+_EVENT, _ACK = 2, 3
+
+Error = tuple[ErrorCode, str]
+P = TypeVar("P")
 
 
 class MalformedMessage(ValueError):
@@ -53,24 +64,53 @@ class Header:
         return cls(namespace, int(match.group(4)) if has_ack else None, int(match.group(2)) if binary else 0)
 
 
-def refusal(data: str, max_payload_bytes: int) -> tuple[ErrorCode, str] | None:
+def too_large(max_payload_bytes: int) -> Error:
+    """The refusal of a message over ``max_payload_bytes``."""
+    return ErrorCode.PAYLOAD_TOO_LARGE, f"messages are limited to {max_payload_bytes} bytes"
+
+
+def malformed(exc: BaseException) -> Error:
+    """The refusal of a message that failed to parse (``exc``: why; a MalformedMessage says it)."""
+    detail = f": {exc}" if isinstance(exc, MalformedMessage) else " (not a Socket.IO v5 message)"
+    return ErrorCode.INVALID_PAYLOAD, "the message is malformed" + detail
+
+
+def event_name(event: object) -> str:
+    """The name of a decoded EVENT's data; MalformedMessage when it is not ``[name, ...]``."""
+    if not isinstance(event, list) or not event or not isinstance(event[0], str):
+        raise MalformedMessage("an event is a JSON array starting with the event's name")
+    return event[0]
+
+
+def reserved(name: str) -> Error | None:
+    """The refusal of an event named as one of python-socketio's lifecycle events, or None."""
+    return (ErrorCode.UNKNOWN_EVENT, f"{name!r} is reserved") if name in RESERVED_EVENTS else None
+
+
+def refusal(data: str, max_payload_bytes: int) -> Error | None:
     """Why a text message is not to be handled (too large, a malformed or reserved event), or None.
 
     The stock lane's screen (``server.transport.stock``); the fast lane makes the same checks
     inside python-socketio's parsing, without decoding twice.
     """
     if size_of(data) > max_payload_bytes:
-        return ErrorCode.PAYLOAD_TOO_LARGE, f"messages are limited to {max_payload_bytes} bytes"
+        return too_large(max_payload_bytes)
     match = _HEADER.match(data)
     if match is None or match.group(1) != "2":  # not an EVENT: python-socketio's to judge
         return None
     try:
-        event = json.loads(data[match.end():])
-    except (ValueError, RecursionError):  # RecursionError: arrays nested thousands deep
-        return ErrorCode.INVALID_PAYLOAD, "the message is malformed (not a Socket.IO v5 message)"
-    if not isinstance(event, list) or not event or not isinstance(event[0], str):
-        detail = "an event is a JSON array starting with the event's name"
-        return ErrorCode.INVALID_PAYLOAD, f"the message is malformed: {detail}"
-    if event[0] in RESERVED_EVENTS:
-        return ErrorCode.UNKNOWN_EVENT, f"{event[0]!r} is reserved"
-    return None
+        return reserved(event_name(json.loads(data[match.end():])))
+    except (ValueError, RecursionError) as exc:  # RecursionError: arrays nested thousands deep
+        return malformed(exc)
+
+
+def refusal_packet(packet_class: Callable[..., P], namespace: str, ack_id: int | None, error: Error) -> P | None:
+    """The packet that answers a message that will not be handled, built with the lane's
+    ``packet_class``: its ack when it asked for one, else a ``protocol_error`` event; None for a
+    reserved name without an ack (dropped: nothing waits for it, and it is not an error of ours)."""
+    body: dict[str, Any] = {"ok": False, "error": error[0].value, "message": error[1]}
+    if ack_id is not None:
+        return packet_class(_ACK, namespace=namespace, data=[body], id=ack_id)
+    if error[0] is ErrorCode.UNKNOWN_EVENT:
+        return None
+    return packet_class(_EVENT, namespace=namespace, data=[PROTOCOL_ERROR, body])

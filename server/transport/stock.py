@@ -38,9 +38,8 @@ from handlers.http_common import AnsweredUpgrade
 from handlers.log_throttle import LogThrottle
 from protocol import wire_json
 from protocol.errors import ErrorCode
-from protocol.events import PROTOCOL_ERROR
-from server.transport.contract import Outlet, Packet
-from server.transport.messages import Header, refusal
+from server.transport.contract import Outlet, Packet, end_sessions_at_shutdown
+from server.transport.messages import Header, malformed, refusal, refusal_packet
 
 log = logging.getLogger(__name__)
 # Hostile clients can send malformed messages by the thousand: one traceback per cause, then counts.
@@ -153,20 +152,13 @@ class StockSessionServer(socketio.AsyncServer):
             await self.parse_message(eio_sid, data)
         except Exception as exc:  # a message python-socketio cannot take: answered, never dropped
             _MALFORMED_LOG.exception("malformed Socket.IO message", exc)
-            message = "the message is malformed (not a Socket.IO v5 message)"
-            await self.refuse(eio_sid, Header.of(data), ErrorCode.INVALID_PAYLOAD, message)
+            await self.refuse(eio_sid, Header.of(data), *malformed(exc))
 
     async def refuse(self, eio_sid: str, header: Header, code: ErrorCode, message: str) -> None:
-        """Its ack when the message asked for one, else a ``protocol_error`` event (a reserved
-        name without an ack is dropped, as on the fast lane)."""
-        body = {"ok": False, "error": code.value, "message": message}
-        if header.ack_id is not None:
-            reply = self.packet_class(sio_packet.ACK, namespace=header.namespace, data=[body], id=header.ack_id)
-        elif code is ErrorCode.UNKNOWN_EVENT:
-            return
-        else:
-            reply = self.packet_class(sio_packet.EVENT, namespace=header.namespace, data=[PROTOCOL_ERROR, body])
-        await self.eio.send(eio_sid, reply.encode())
+        """Answer a message that will not be handled (``server.transport.messages.refusal_packet``)."""
+        reply = refusal_packet(self.packet_class, header.namespace, header.ack_id, (code, message))
+        if reply is not None:
+            await self.eio.send(eio_sid, reply.encode())
 
     def outlet(self, sid: str) -> Outlet | None:
         """The connection's outlet (``server.transport.contract.SocketServer``)."""
@@ -177,16 +169,7 @@ class StockSessionServer(socketio.AsyncServer):
     def attach(self, app: Any, socketio_path: str = "socket.io") -> None:
         """Serve on ``app``, ending every Engine.IO session when ``app`` shuts down."""
         super().attach(app, socketio_path)
-        app.on_shutdown.append(self._end_sessions)
-
-    async def _end_sessions(self, _app: Any) -> None:
-        # Without waiting for a socket's queue to drain: a client gone (or a pending long-poll
-        # GET) would otherwise hold the server's shutdown.
-        for socket in list(self.eio.sockets.values()):
-            try:
-                await socket.close(wait=False)
-            except Exception:  # one socket must not keep the others open
-                log.exception("closing an Engine.IO session at shutdown")
+        end_sessions_at_shutdown(app, self.eio.sockets)
 
     async def disconnect(self, sid: str, namespace: str | None = None, ignore_queue: bool = False) -> None:
         """Disconnect a client, its Engine.IO session included (``/`` is the only namespace)."""

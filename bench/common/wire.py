@@ -1,7 +1,7 @@
 """The few bytes of WebSocket, Engine.IO v4 and Socket.IO v5 the load generator speaks.
 
 Only what a text-framed client needs: the upgrade request, masked client frames and the
-packet prefixes it recognises. Parsing server frames lives in :mod:`lean_client`, inline in
+packet prefixes it recognises. Parsing server frames lives in lean_client.py, inline in
 its hot loop.
 """
 
