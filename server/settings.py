@@ -6,9 +6,12 @@ import importlib.util
 from pathlib import Path
 from typing import Literal
 
-from pydantic import AliasChoices, Field, field_validator
+from urllib.parse import urlsplit
+
+from pydantic import AliasChoices, Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from auth.relying_party import RelyingParty
 from storage.events import Durability
 
 
@@ -173,3 +176,27 @@ class Settings(BaseSettings):
                 "(`openssl rand -hex 32` makes one)"
             )
         return secret
+
+    @field_validator("public_url")
+    @classmethod
+    def _absolute_url(cls, url: str) -> str:
+        # Every link the server hands out starts with it: a bare host or a path would make them
+        # relative to whatever page shows them, which browsers then resolve somewhere else.
+        if not url:
+            return url
+        parts = urlsplit(url)
+        odd = parts.username is not None or parts.query or parts.fragment
+        if parts.scheme not in ("http", "https") or not parts.hostname or odd:
+            raise ValueError(
+                f"{url!r} is not an absolute http(s) URL without credentials, query or fragment "
+                "(e.g. https://hub.example.org)"
+            )
+        return url
+
+    @model_validator(mode="after")
+    def _passkeys_can_work(self) -> Settings:
+        # Checked with the settings, not when the app is built: `serve` then refuses in one line
+        # before it starts anything (the embedded Redis included).
+        if self.passkeys and self.public_url:
+            RelyingParty.from_public_url(self.public_url)  # its ValueError names the setting and why
+        return self
