@@ -79,12 +79,8 @@ class TokenService:
         token = jwt.encode(payload, self._config.signing_key, algorithm=self._config.algorithm)
         return token, exp
 
-    def _external_key(self, token: str) -> Any | None:
-        """The JWKS key of a token the external provider signed (RS256 with a known ``kid``), else None.
-
-        A token of this server's own algorithm goes its usual way; an RS256 token whose ``kid`` is
-        unknown is refused now and wakes the JWKS refresher (a key rotation shows within seconds).
-        """
+    def _external_kid(self, token: str) -> object | None:
+        """The ``kid`` of an RS256 token that names one, when external tokens are accepted."""
         if self.jwks is None or not token.startswith("eyJ"):
             return None
         try:
@@ -93,9 +89,31 @@ class TokenService:
             return None
         if header.get("alg") != "RS256" or "kid" not in header:
             return None
-        key = self.jwks.key(header["kid"])
+        kid: object = header["kid"]
+        return kid
+
+    async def learn_key(self, token: object) -> None:
+        """Before :meth:`verify`: an external token naming a ``kid`` this node does not know yet
+        (the provider rotated its key) waits for a fresh JWKS document (single-flight, at most one
+        fetch every ``JwksKeys.min_interval_s``), so its first token is accepted."""
+        if self.jwks is None or not isinstance(token, str) or len(token) > 8192:
+            return
+        kid = self._external_kid(token)
+        if kid is not None and not self.jwks.knows(kid):
+            await self.jwks.refetch()
+
+    def _external_key(self, token: str) -> Any | None:
+        """The JWKS key of a token the external provider signed (RS256 with a known ``kid``), else None.
+
+        A token of this server's own algorithm goes its usual way; an RS256 token whose ``kid`` is
+        still unknown after :meth:`learn_key` is refused.
+        """
+        kid = self._external_kid(token)
+        if kid is None or self.jwks is None:
+            return None
+        key = self.jwks.key(kid)
         if key is None and self._config.algorithm != "RS256":
-            raise CodedError(ErrorCode.UNAUTHORIZED, "unknown signing key (kid); retry in a few seconds")
+            raise CodedError(ErrorCode.UNAUTHORIZED, "unknown signing key (kid)")
         return key
 
     def verify(self, token: object) -> Claims:

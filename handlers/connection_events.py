@@ -31,6 +31,7 @@ class ConnectionEvents:
     async def connect(self, sid: str, environ: dict[str, Any], auth: Any = None) -> None:
         """Refuse with ``connect_error`` data ``{error: "unauthorized"}`` unless the token verifies."""
         token = auth.get("token") if isinstance(auth, dict) else None
+        await self._s.tokens.learn_key(token)  # an external token signed with a key rotated in
         try:
             claims = self._s.tokens.verify(token)
             if claims.exp <= self._s.clock.now_s():

@@ -122,7 +122,7 @@ def add_routes(
     AccountRoutes(services).register(app)
     PasskeyRoutes(services, auth_routes).register(app)
     if services.tokens.jwks is not None:
-        JwksWatch(services.tokens.jwks).register(app)
+        JwksWatch(services.tokens, services.tokens.jwks).register(app)
     interval_s = services.identities.config.revocation_poll_s
     RevocationWatch(services, connections, sio, interval_s=interval_s).register(app)
     HomeRoutes(services).register(app)

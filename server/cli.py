@@ -82,6 +82,9 @@ def validation_message(exc: Exception, *, prefix: str = "SESSIONHUB_") -> str:
     for error in errors:
         loc = error.get("loc", ())
         name = ".".join(str(part) for part in loc) if isinstance(loc, tuple) else "value"
+        if not name:  # a check across settings: its message names them itself
+            parts.append(str(error.get("msg")).removeprefix("Value error, "))
+            continue
         name = name.upper() if prefix == "SESSIONHUB_" else name.replace("_", "-")
         parts.append(f"{prefix}{name}: {error.get('msg')}")
     return "; ".join(parts) or str(exc).splitlines()[0]

@@ -6,9 +6,12 @@ import importlib.util
 from pathlib import Path
 from typing import Literal
 
-from pydantic import AliasChoices, Field, field_validator
+from urllib.parse import urlsplit
+
+from pydantic import AliasChoices, Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from auth.relying_party import RelyingParty
 from storage.events import Durability
 
 
@@ -53,7 +56,8 @@ class Settings(BaseSettings):
     jwt_private_key: str | None = None
     jwt_issuer: str | None = None
     jwt_audience: str | None = None
-    guest_token_ttl_s: int = Field(default=3600, ge=60, le=7 * 86400)
+    # As short as 2 s: the refresh cookie renews access tokens, so a test can let one run out.
+    guest_token_ttl_s: int = Field(default=3600, ge=2, le=7 * 86400)
     guests_per_min: int = Field(default=30, ge=1)
     login_link_ttl_s: int = Field(default=600, ge=30, le=86400)
     login_token_ttl_s: int = Field(default=86400, ge=60, le=30 * 86400)
@@ -173,3 +177,27 @@ class Settings(BaseSettings):
                 "(`openssl rand -hex 32` makes one)"
             )
         return secret
+
+    @field_validator("public_url")
+    @classmethod
+    def _absolute_url(cls, url: str) -> str:
+        # Every link the server hands out starts with it: a bare host or a path would make them
+        # relative to whatever page shows them, which browsers then resolve somewhere else.
+        if not url:
+            return url
+        parts = urlsplit(url)
+        odd = parts.username is not None or parts.query or parts.fragment
+        if parts.scheme not in ("http", "https") or not parts.hostname or odd:
+            raise ValueError(
+                f"{url!r} is not an absolute http(s) URL without credentials, query or fragment "
+                "(e.g. https://hub.example.org)"
+            )
+        return url
+
+    @model_validator(mode="after")
+    def _passkeys_can_work(self) -> Settings:
+        # Checked with the settings, not when the app is built: `serve` then refuses in one line
+        # before it starts anything (the embedded Redis included).
+        if self.passkeys and self.public_url:
+            RelyingParty.from_public_url(self.public_url)  # its ValueError names the setting and why
+        return self

@@ -116,3 +116,20 @@ def test_no_redis_server_to_embed_says_what_to_install(tmp_path: Path) -> None:
         timeout=CHILD_TEST_TIMEOUT_S / 2,
     )
     one_line_refusal(done, "sessionhub[embedded]", "redis-server", "REDIS_URL")
+
+
+def test_a_public_url_browsers_would_refuse_is_one_line(tmp_path: Path) -> None:
+    # Passkeys are on by default: their relying party must be an https origin (or localhost).
+    line = one_line_refusal(run("serve", data_dir=tmp_path, SESSIONHUB_PUBLIC_URL="http://hub.example.org"), "SESSIONHUB_PUBLIC_URL", "https")
+    assert "SESSIONHUB_PASSKEYS=false" in line
+    one_line_refusal(run("serve", data_dir=tmp_path, SESSIONHUB_PUBLIC_URL="https://10.0.0.5"), "SESSIONHUB_PUBLIC_URL", "10.0.0.5")
+    # Not a URL at all: refused whether or not passkeys are on (every link would be relative).
+    for url in ("hub.example.org", "ftp://hub.example.org", "https://"):
+        one_line_refusal(
+            run("serve", data_dir=tmp_path, SESSIONHUB_PUBLIC_URL=url, SESSIONHUB_PASSKEYS="false"),
+            "SESSIONHUB_PUBLIC_URL",
+            "not an absolute http(s) URL",
+        )
+    done = run("serve", data_dir=tmp_path, SESSIONHUB_LOG_FORMAT="json", SESSIONHUB_PUBLIC_URL="http://hub.example.org")
+    line = json.loads(one_line_refusal(done, "SESSIONHUB_PUBLIC_URL"))
+    assert line["level"] == "ERROR" and "https" in line["message"]

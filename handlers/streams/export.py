@@ -11,6 +11,7 @@ from aiohttp import web
 
 from auth.claims import Claims
 from handlers.streams import formats, timecode
+from handlers.streams.attribution import attributed, viewer_label, viewer_names
 from handlers.streams.actions import owned
 from handlers.streams.formats import Marker
 from handlers.streams.moments import Moment, group_moments
@@ -131,9 +132,10 @@ def one_part(export: Export, fmt: Format, part: int) -> Export:
     return replace(export, markers=chosen, part=part, parts=parts)
 
 
-def clip_marker(clip: Clip) -> Marker:
-    """A clip as an export row."""
+def clip_marker(clip: Clip, names: dict[str, str]) -> Marker:
+    """A clip as an export row (the viewer by name, see handlers.streams.attribution)."""
     return Marker(
+        viewer=viewer_label(clip, names),
         segment_index=clip.segment_index,
         offset_ms=clip.offset_ms,
         stream_offset_ms=clip.stream_offset_ms,
@@ -228,10 +230,11 @@ class ExportRoutes:
                 for m in moments
             ]
         else:
-            markers = [clip_marker(c) for c in clips]
+            names = await viewer_names(self._s.identities, clips)
+            markers = [clip_marker(c, names) for c in clips]
             document["clips"] = [
                 {
-                    **c.for_owner(),
+                    **attributed(c, names),
                     "offset_hms": timecode.hms(c.offset_ms),
                     "stream_offset_hms": timecode.hms(c.stream_offset_ms),
                 }

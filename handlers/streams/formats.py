@@ -41,6 +41,7 @@ class Marker:
     count: int
     clipped: bool
     median_offset_ms: int
+    viewer: str = ""  # a clip's viewer as a person reads it (their display name, else their tag)
 
 
 def _cell(value: object) -> str:
@@ -62,11 +63,12 @@ def _iso(ms: int) -> str:
 
 
 def clips_csv(markers: list[Marker]) -> str:
-    """``segment_index,offset_hms,note,submitted_by,created_at``, one clip per record."""
+    """``segment_index,offset_hms,note,submitted_by,created_at,viewer``, one clip per record."""
     rows: list[list[object]] = [
-        [m.segment_index, timecode.hms(m.offset_ms), m.label, m.submitted_by, _iso(m.created_at)] for m in markers
+        [m.segment_index, timecode.hms(m.offset_ms), m.label, m.submitted_by, _iso(m.created_at), m.viewer]
+        for m in markers
     ]
-    return _csv(["segment_index", "offset_hms", "note", "submitted_by", "created_at"], rows)
+    return _csv(["segment_index", "offset_hms", "note", "submitted_by", "created_at", "viewer"], rows)
 
 
 def moments_csv(markers: list[Marker]) -> str:

@@ -19,6 +19,7 @@ from handlers.streams.actions import (
     submit_clip,
     viewer_url,
 )
+from handlers.streams.attribution import attributed, viewer_names
 from handlers.streams.moments import group_moments
 from handlers.streams.payloads import ClipEdit, ClipRequest, CreateStream, StateRequest, ViewerRef
 from handlers.streams.queries import ClearQuery, MomentsQuery, ReviewQuery
@@ -142,8 +143,9 @@ class StreamRoutes:
             raise CodedError(ErrorCode.SESSION_NOT_FOUND, "no such session")
         if query.clipped_only:
             clips = [c for c in clips if c.clipped]
+        names = await viewer_names(self._s.identities, clips)
         segments = [
-            {**segment, "clips": [c.for_owner() for c in clips if c.segment_index == segment["index"]]}
+            {**segment, "clips": [attributed(c, names) for c in clips if c.segment_index == segment["index"]]}
             for segment in session.segments
         ]
         body = {

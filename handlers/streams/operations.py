@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from functools import partial
 
+from handlers.streams.answers import Review
 from handlers.streams.payloads import ClipEdit, ClipRequest, CreateStream, StateRequest, ViewerRef
 from handlers.streams.queries import ClearQuery, ExportQuery, MomentsQuery, ReviewQuery
 from handlers.openapi_registry import CSV, JSON, TEXT, Operation
@@ -48,9 +49,10 @@ OPERATIONS: tuple[Operation, ...] = (
     _stream(
         "get",
         "/api/streams/{session_id}/clips",
-        "Every clip by segment, with who clicked (the owner)",
+        "Every clip by segment, with who clicked: user id and current display name (the owner)",
         query=ReviewQuery,
         statuses=OWNER_READ,
+        response=Review,
     ),
     _stream(
         "get",

@@ -13,6 +13,7 @@ import hashlib
 import json
 import re
 import secrets
+from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any, cast
 
@@ -25,6 +26,8 @@ from storage.scripts import plain_script
 FAMILY_ID = re.compile(r"^[0-9a-f]{24}$")
 _SECRET = re.compile(r"^[A-Za-z0-9_-]{40,64}$")
 MAX_NAME_CHARS = 60
+# What a user is called until they choose a name: it tells nobody apart, so attribution skips it.
+DEFAULT_NAME = "Guest"
 
 
 @dataclass(frozen=True, slots=True)
@@ -127,6 +130,23 @@ class Identities:
             admin=raw.get("admin") == "1",
             created_ms=int(raw.get("created_ms") or 0),
         )
+
+    async def names(self, user_ids: Iterable[str]) -> dict[str, str]:
+        """The chosen display names of ``user_ids`` (one round trip for all of them); a user with
+        no profile, no name or the default one is left out."""
+        wanted = sorted(set(user_ids))
+        if not wanted:
+            return {}
+        # Non-transactional: the profiles live on as many slots as there are users.
+        async with self._redis.pipeline(transaction=False) as pipe:
+            for user_id in wanted:
+                pipe.hget(self._keys.user_profile(user_id), "name")
+            found = await pipe.execute()
+        return {
+            user_id: str(name)
+            for user_id, name in zip(wanted, found, strict=True)
+            if name and name != DEFAULT_NAME
+        }
 
     async def rename(self, user_id: str, name: str) -> None:
         """Set the display name (kept as long as the profile is)."""

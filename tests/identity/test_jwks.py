@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import secrets
 import time
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -10,7 +11,6 @@ from typing import Any
 
 import aiohttp
 import jwt
-import pytest
 import pytest_asyncio
 from aiohttp import web
 from cryptography.hazmat.primitives.asymmetric import rsa
@@ -76,13 +76,6 @@ async def jserver(
     await srv.stop()
 
 
-async def _until(predicate: Any, timeout_s: float = 10.0) -> None:
-    deadline = time.monotonic() + timeout_s
-    while not predicate():
-        assert time.monotonic() < deadline, "condition not met"
-        await asyncio.sleep(0.05)
-
-
 def _accepted(server: ServerUnderTest, token: str) -> bool:
     try:
         server.tokens.verify(token)
@@ -106,16 +99,56 @@ async def test_external_tokens_are_accepted_like_ours_and_kid_rotation_is_follow
     await socket.connect()
     assert jserver.tokens.verify(jserver.token("alice")).sub == "alice"  # our own tokens still work
 
-    # Rotation: the site publishes k2 and drops k1.
+    # Rotation: the site publishes k2 and drops k1. The very first token signed with k2 is
+    # accepted: its request fetches the document again before it is verified.
     site.add_key("k2")
     site.published = ["k2"]
     fetched = site.fetches
     rotated = site.token("k2")
-    with pytest.raises(CodedError, match="unknown signing key"):
-        jserver.tokens.verify(rotated)  # refused now, and the refresher is woken
-    await _until(lambda: _accepted(jserver, rotated))
+    assert not _accepted(jserver, rotated)  # not known yet: nothing was fetched behind our back
+    async with aiohttp.ClientSession() as http:
+        assert await _status(http, jserver, rotated) == 200
     assert site.fetches == fetched + 1
+    assert _accepted(jserver, rotated)
     assert not _accepted(jserver, site.token("k1"))  # the dropped key signs nothing any more
+
+
+async def test_a_socket_connect_with_a_rotated_key_is_accepted_at_once(
+    jserver: ServerUnderTest, provider: tuple[Provider, str], clients: list[Client]
+) -> None:
+    site, _ = provider
+    site.add_key("k2")
+    site.published = ["k1", "k2"]
+    socket = Client(jserver.url, site.token("k2"))
+    clients.append(socket)
+    await socket.connect()  # refused (connect_error) before the fetch moved into the request
+    assert site.fetches == 2
+
+
+async def test_made_up_kids_cost_at_most_one_fetch(jserver: ServerUnderTest, provider: tuple[Provider, str]) -> None:
+    site, _ = provider
+    fetched = site.fetches
+    site.add_key("k2")  # signs, but never published: every kid below is unknown to the provider
+    # One made-up kid sent 25 times at once, then 25 more made-up kids one after another.
+    forged = [_with_kid(site, "k2", secrets.token_hex(8))] * 25 + [
+        _with_kid(site, "k2", secrets.token_hex(8)) for _ in range(25)
+    ]
+    async with aiohttp.ClientSession() as http:
+        statuses = await asyncio.gather(*(_status(http, jserver, token) for token in forged[:25]))
+        statuses += [await _status(http, jserver, token) for token in forged[25:]]
+    assert statuses == [401] * 50
+    assert site.fetches <= fetched + 1, site.fetches - fetched
+    assert jserver.tokens.verify(site.token("k1")).sub == "site-user-1"  # the known key still works
+
+
+def _with_kid(site: Provider, signer: str, kid: str) -> str:
+    claims = {"sub": "site-user-1", "exp": int(time.time()) + 600, "iss": ISSUER}
+    return jwt.encode(claims, site.keys[signer], algorithm="RS256", headers={"kid": kid})
+
+
+async def _status(http: aiohttp.ClientSession, server: ServerUnderTest, token: str) -> int:
+    async with http.get(f"{server.url}/api/me/sessions", headers={"Authorization": f"Bearer {token}"}) as resp:
+        return resp.status
 
 
 async def test_external_tokens_are_checked_as_strictly_as_ours(

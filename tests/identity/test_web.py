@@ -2,18 +2,25 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import re
 import time
+from collections.abc import AsyncIterator
+from pathlib import Path
 from typing import Any
 
-from playwright.async_api import Browser, Page, expect
+import aiohttp
+import jwt
+import pytest_asyncio
+from playwright.async_api import Browser, BrowserContext, Page, expect
+from redis.asyncio import Redis
 
-from auth.claims import GUEST_PERMISSIONS
 from tests.browser import TOKEN_KEY, Tab, new_tab
-from tests.helpers import ServerUnderTest
-from tests.identity.support import ACCESS_TTL_S
+from tests.helpers import RedisProcess, ServerUnderTest
 
+# The access tokens' life in the absence test: short, so that the test lets it pass for real.
+SHORT_TTL_S = 2
 UUID = r"[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}"
 
 
@@ -30,10 +37,41 @@ async def stored(page: Page) -> dict[str, Any]:
     return json.loads(await page.evaluate(f"localStorage.getItem({json.dumps(TOKEN_KEY)})"))
 
 
+@pytest_asyncio.fixture
+async def short_lived(redis: Redis, redis_process: RedisProcess, tmp_path: Path) -> AsyncIterator[ServerUnderTest]:
+    """A server whose access tokens live SHORT_TTL_S (``SESSIONHUB_GUEST_TOKEN_TTL_S``), on the real clock."""
+    from tests.conftest import start_server
+
+    srv = await start_server(redis_process.url, tmp_path, guest_token_ttl_s=SHORT_TTL_S, revocation_poll_s=0.05)
+    yield srv
+    await srv.stop()
+
+
+async def stored_after_close(context: BrowserContext, origin: str) -> dict[str, Any]:
+    """The token record a closed page left in the context's localStorage (read with no page open)."""
+    state = await context.storage_state()
+    for entry in state["origins"]:
+        if entry["origin"] == origin:
+            for item in entry["localStorage"]:
+                if item["name"] == TOKEN_KEY:
+                    return dict(json.loads(item["value"]))
+    raise AssertionError(f"no token record for {origin}: {state}")
+
+
+async def until_expired(server: ServerUnderTest, token: str, timeout_s: float) -> None:
+    """Wait, with no page open, until the server's clock is past ``token``'s expiry."""
+    exp = int(jwt.decode(token, options={"verify_signature": False})["exp"])  # read, not trusted
+    deadline = time.monotonic() + timeout_s
+    while server.services.clock.now_s() <= exp:
+        assert time.monotonic() < deadline, f"the server's clock did not pass exp {exp}"
+        await asyncio.sleep(0.05)
+
+
 async def test_a_guest_is_still_the_owner_after_the_access_token_expired_with_no_page_open(
-    iserver: ServerUnderTest, browser: Browser
+    short_lived: ServerUnderTest, browser: Browser
 ) -> None:
-    tab = await new_tab(browser, iserver)
+    server = short_lived
+    tab = await new_tab(browser, server)
     context = tab.page.context
     try:
         dash = await tab.open("/streams")
@@ -43,42 +81,36 @@ async def test_a_guest_is_still_the_owner_after_the_access_token_expired_with_no
         stream_id = dash.url.rsplit("/", 1)[1]
         voice = await in_page(dash, "/voicebot/create_session", "POST", {})
         await in_page(dash, "/api/listening/report", "POST", {"item_id": "track-1", "status": "playing", "position_s": 1})
-        before = await stored(dash)
-        claims = iserver.tokens.verify(before["token"])
-        assert claims.guest and claims.fam and before["expires_at"] - time.time() <= ACCESS_TTL_S
-        history_key = iserver.services.keys.listening_history(claims.sub)
-        assert await iserver.services.redis.get(history_key)
+        user_id = server.tokens.verify((await stored(dash))["token"]).sub
+        history_key = server.services.keys.listening_history(user_id)
+        assert user_id.startswith("guest-") and await server.services.redis.get(history_key)
         await dash.close()  # no page open from here on
 
-        # The access token's life passes: the browser keeps only an expired token and its cookie.
-        expired, exp = iserver.tokens.mint(
-            user_id=claims.sub,
-            now_s=time.time() - ACCESS_TTL_S - 3600,
-            ttl_s=ACCESS_TTL_S,
-            perms=GUEST_PERMISSIONS,
-            name=claims.name,
-            guest=True,
-            fam=claims.fam,
-        )
-        record = json.dumps({"token": expired, "expires_at": exp, "device": True, "obtained_at": exp - ACCESS_TTL_S})
-        await context.add_init_script(
-            f"if (JSON.parse(localStorage.getItem({json.dumps(TOKEN_KEY)}) ?? 'null')?.token === {json.dumps(before['token'])})"
-            f" localStorage.setItem({json.dumps(TOKEN_KEY)}, {json.dumps(record)});"
-        )
+        # Time passes with no page open: the last access token the browser holds runs out.
+        left = await stored_after_close(context, server.url)
+        assert left["device"] is True and left["expires_at"] - left["obtained_at"] <= SHORT_TTL_S + 1
+        await until_expired(server, left["token"], timeout_s=SHORT_TTL_S + 10)
+        async with aiohttp.ClientSession() as http:
+            headers = {"Authorization": f"Bearer {left['token']}"}
+            async with http.get(f"{server.url}/api/me/sessions", headers=headers) as refused:
+                assert refused.status == 401  # what the browser holds is worth nothing now
 
-        back = Tab(page=await context.new_page(), base_url=iserver.url)
+        back = Tab(page=await context.new_page(), base_url=server.url)
         page = await back.open(f"/streams/{stream_id}")
         await expect(page.locator("#connection")).to_have_attribute("data-state", "live")
         await expect(page.locator("#page-error")).to_be_hidden()  # not "This is not your stream"
-        await expect(page.locator("#identity")).to_have_attribute("data-user-id", claims.sub)
+        await expect(page.locator("#identity")).to_have_attribute("data-user-id", user_id)
         await expect(page.locator("#identity-lost")).to_have_count(0)  # no prompt
-        assert iserver.tokens.verify((await stored(page))["token"]).sub == claims.sub
+        renewed = await stored(page)
+        assert renewed["token"] != left["token"] and server.tokens.verify(renewed["token"]).sub == user_id
         mine = await in_page(page, "/api/me/sessions")
         ids = {s["session_id"] if "session_id" in s else s.get("id") for s in mine["sessions"]}
         assert {stream_id, voice["session_id"]} <= ids, mine
-        assert await iserver.services.redis.get(history_key)  # still this user's history
+        history = await in_page(page, "/api/listening")
+        assert "track-1" in json.dumps(history), history  # still this user's history, read as them
         listed = await back.open("/streams")
         await expect(listed.locator("#list-empty")).to_be_hidden()
+        await expect(listed.locator("#identity")).to_have_attribute("data-user-id", user_id)
         assert not back.errors, back.errors + back.console
     finally:
         await context.close()

@@ -19,21 +19,23 @@ from storage.streams.repository import Clip
 NEW_YEAR_MS = 1_767_225_600_000  # 2026-01-01T00:00:00Z
 
 
-def marker(segment: int, offset_ms: int, stream_ms: int, label: str, by: str, created_ms: int, clipped: bool) -> Marker:
-    return Marker(segment, offset_ms, stream_ms, label, by, NEW_YEAR_MS + created_ms, 1, clipped, offset_ms)
+def marker(
+    segment: int, offset_ms: int, stream_ms: int, label: str, by: str, created_ms: int, clipped: bool, viewer: str = ""
+) -> Marker:
+    return Marker(segment, offset_ms, stream_ms, label, by, NEW_YEAR_MS + created_ms, 1, clipped, offset_ms, viewer)
 
 
 ROWS = [
-    marker(1, 5_000, 5_000, 'Nice, "clean" shot', "viewer-1", 5_000, False),
-    marker(1, 72_500, 72_500, "=cmd|' /C calc'!A0", "guest-abc", 72_500, True),
-    marker(2, 3_700_250, 3_795_250, "", "@evil", 3_795_250, False),
+    marker(1, 5_000, 5_000, 'Nice, "clean" shot', "viewer-1", 5_000, False, "Ada, the 1st"),
+    marker(1, 72_500, 72_500, "=cmd|' /C calc'!A0", "guest-abc", 72_500, True, "viewer 0a1b2c3d4e5f"),
+    marker(2, 3_700_250, 3_795_250, "", "@evil", 3_795_250, False, "=HYPERLINK()"),
 ]
 
 CLIPS_CSV = (
-    "segment_index,offset_hms,note,submitted_by,created_at\r\n"
-    '1,0:00:05,"Nice, ""clean"" shot",viewer-1,2026-01-01T00:00:05.000Z\r\n'
-    "1,0:01:12,'=cmd|' /C calc'!A0,guest-abc,2026-01-01T00:01:12.500Z\r\n"
-    "2,1:01:40,,'@evil,2026-01-01T01:03:15.250Z\r\n"
+    "segment_index,offset_hms,note,submitted_by,created_at,viewer\r\n"
+    '1,0:00:05,"Nice, ""clean"" shot",viewer-1,2026-01-01T00:00:05.000Z,"Ada, the 1st"\r\n'
+    "1,0:01:12,'=cmd|' /C calc'!A0,guest-abc,2026-01-01T00:01:12.500Z,viewer 0a1b2c3d4e5f\r\n"
+    "2,1:01:40,,'@evil,2026-01-01T01:03:15.250Z,'=HYPERLINK()\r\n"
 )
 
 TEXT = """Raid night

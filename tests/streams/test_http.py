@@ -127,7 +127,7 @@ async def test_csv_download_matches_the_clicks(server: ServerUnderTest, clients:
     assert headers["Content-Type"].startswith("text/csv")
     assert body.endswith("\r\n")
     rows = list(csv.reader(io.StringIO(body)))
-    assert rows[0] == ["segment_index", "offset_hms", "note", "submitted_by", "created_at"]
+    assert rows[0] == ["segment_index", "offset_hms", "note", "submitted_by", "created_at", "viewer"]
     assert [r[:4] for r in rows[1:]] == [
         ["1", "0:00:12", 'wow, "that"', "viewer-1"],
         ["1", "0:00:15", "'=1+1", "viewer-2"],

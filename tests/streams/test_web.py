@@ -104,7 +104,7 @@ async def test_streamer_and_viewer_from_start_to_csv(
         saved = tmp_path / "export.csv"
         await download.save_as(saved)
         rows = list(csv.reader(saved.read_text(encoding="utf-8").splitlines()))
-        assert rows[0] == ["segment_index", "offset_hms", "note", "submitted_by", "created_at"]
+        assert rows[0] == ["segment_index", "offset_hms", "note", "submitted_by", "created_at", "viewer"]
         assert [r[:3] for r in rows[1:]] == [["1", rows[1][1], XSS_NOTE], ["2", rows[2][1], "second half"]]
         assert re.fullmatch(CLIP_OFFSET, rows[1][1])
         assert re.fullmatch(r"0:00:0\d", rows[2][1])
@@ -249,13 +249,16 @@ async def test_dashboard_review_mark_edit_delete_and_exports(
             assert (await viewer.call("clip_submit", {"session_id": session_id, "note": note}))["ok"] is True
     finally:
         clock.shift_ms = 0
+    await server.services.identities.rename("v1", "Vee One")
+    await server.services.identities.rename("v2", "Vee Two")
     await tab.page.context.grant_permissions(["clipboard-read", "clipboard-write"], origin=server.url)
     await tab.use_token(server.token("alice"))
     page = await live(tab, f"/streams/{session_id}")
 
     clips = page.locator('.segment[data-index="1"] .review-clip')
     await expect(clips).to_have_count(3)
-    await expect(clips.locator(".who")).to_have_text(["v1", "v2", "v3"])
+    # Viewers by their display name (read at load), else by their short tag: never by user id.
+    await expect(clips.locator(".who")).to_have_text(["Vee One", "Vee Two", re.compile(r"^viewer [0-9a-f]{12}$")])
     await expect(page.locator(".moment .count")).to_have_text(["2 clicks", "1 click"])
     await page.locator("#window-input").fill("60")
     await page.locator("#window-input").dispatch_event("change")

@@ -76,7 +76,11 @@ export function adoptToken(token) {
 
 function isFresh(record) {
   // A record without expires_at (put there by a sign-in flow) is tried; the server decides.
-  return typeof record.expires_at !== "number" || record.expires_at - EXPIRY_MARGIN_S > Date.now() / 1000;
+  if (typeof record.expires_at !== "number") return true;
+  // A token living less than the margin (a short SESSIONHUB_GUEST_TOKEN_TTL_S) gets a quarter of
+  // its life as margin: else it would count as expired from birth, and be renewed on every call.
+  const life = typeof record.obtained_at === "number" ? record.expires_at - record.obtained_at : Infinity;
+  return record.expires_at - Math.min(EXPIRY_MARGIN_S, life / 4) > Date.now() / 1000;
 }
 
 // A token this page may restore by itself: one backed by this browser's refresh cookie

@@ -143,13 +143,17 @@ function addToFeed(clip) {
 
 // --- review ---------------------------------------------------------------------------------
 
+// Display names by viewer tag, from the owner's review route: a live clip_added names nobody
+// (every subscriber of the log gets it), so a viewer already seen keeps their name on new clips.
+const namesByTag = new Map();
+
 /**
- * Who clipped, the same live and after a reload: a signed-in viewer by name, a guest (whose id
- * means nothing to a person, and which a live event does not carry) by its short viewer tag.
+ * Who clipped: the viewer's current display name (the review route's viewer_name), else their
+ * short viewer tag (a user id means nothing to a person). Shown as text, never as markup.
  */
 function whoClipped(clip) {
-  const by = typeof clip.submitted_by === "string" ? clip.submitted_by : "";
-  return by && !by.startsWith("guest-") ? by : `viewer ${clip.viewer_tag}`;
+  const named = typeof clip.viewer_name === "string" && clip.viewer_name;
+  return (named ? clip.viewer_name : namesByTag.get(clip.viewer_tag)) || `viewer ${clip.viewer_tag}`;
 }
 
 function clipItem(clip) {
@@ -283,7 +287,13 @@ async function loadReview() {
   buffered = [];
   const body = await api(`/api/streams/${sessionId}/clips`);
   clips.clear();
-  for (const segment of body.segments) for (const clip of segment.clips) clips.set(clip.clip_id, clip);
+  namesByTag.clear();
+  for (const segment of body.segments) {
+    for (const clip of segment.clips) {
+      clips.set(clip.clip_id, clip);
+      if (clip.viewer_name) namesByTag.set(clip.viewer_tag, clip.viewer_name);
+    }
+  }
   session = { ...session, ...body.session };
   reviewOffset = body.offset;
   const later = buffered.filter((event) => event.offset > reviewOffset);

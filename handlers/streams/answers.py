@@ -1,0 +1,46 @@
+"""Answer shapes of the streamer's review route, as /openapi.json documents them."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pydantic import BaseModel, Field
+
+
+class OwnerClip(BaseModel):
+    """A clip as its stream's owner sees it: who clicked, by user id and by display name."""
+
+    clip_id: str
+    segment_index: int
+    offset_ms: int
+    stream_offset_ms: int
+    note: str
+    viewer_tag: str = Field(description="opaque, the same for all clips of one viewer in one session")
+    seq: int
+    clipped: bool
+    created_at: int
+    submitted_by: str = Field(description="the viewer's user id")
+    viewer_name: str | None = Field(
+        description="the viewer's current display name (read when the answer is made: a rename shows on the next "
+        "load); null when they chose none, and pages then show 'viewer <viewer_tag>'. Text: escape it"
+    )
+
+
+class ReviewSegment(BaseModel):
+    """One segment of the stream with its clips."""
+
+    index: int
+    started_at: int
+    ended_at: int | None
+    length_ms: int | None
+    clips: list[OwnerClip]
+
+
+class Review(BaseModel):
+    """``GET /api/streams/{id}/clips``: every clip by segment."""
+
+    session: dict[str, Any]
+    segments: list[ReviewSegment]
+    clip_count: int
+    epoch: str
+    offset: int
