@@ -44,6 +44,15 @@ async def test_state_flow_opens_and_closes_segments_live(server: ServerUnderTest
     assert "owner_id" not in record
 
 
+async def _state_fields(redis: Any, key: str) -> dict[str, str]:
+    """The session's record without ``last_accessed_at``: that is bookkeeping the session
+    directory writes in the background after any access (the steps above included), so it may
+    land between two reads of a refused transition; it is not the session's state."""
+    record: dict[str, str] = await redis.hgetall(key)
+    record.pop("last_accessed_at", None)
+    return record
+
+
 @pytest.mark.parametrize(
     "path, action",
     [
@@ -57,15 +66,6 @@ async def test_state_flow_opens_and_closes_segments_live(server: ServerUnderTest
         (["start", "pause"], "pause"),
     ],
 )
-async def _state_fields(redis: Any, key: str) -> dict[str, str]:
-    """The session's record without ``last_accessed_at``: that is bookkeeping the session
-    directory writes in the background after any access (the steps above included), so it may
-    land between two reads of a refused transition; it is not the session's state."""
-    record: dict[str, str] = await redis.hgetall(key)
-    record.pop("last_accessed_at", None)
-    return record
-
-
 async def test_invalid_transitions_change_nothing(
     server: ServerUnderTest, clients: list[Client], redis: Any, path: list[str], action: str
 ) -> None:
