@@ -2,6 +2,15 @@
 -- target (a track id, a step index) and the value it should have, so two players doing the
 -- same thing never cancel each other out; an operation on a track that is gone changes
 -- nothing. Python validated the operation with the same limits as an HTTP state.
+--
+-- The state is kept split in the session hash (see storage/patterns/layout.py), so an op reads
+-- and writes only what it changes and costs Redis the same at any state size: one field per
+-- pattern-level value (`st:f:<name>`), per track its head without steps and locks
+-- (`st:t:<id>`), its steps as a string of '0'/'1' (`st:s:<id>`) and one field per parameter
+-- lock set (`st:l:<id>:<step>`), the track order (`st:order`, ids joined by ',') and the size
+-- the state takes as compact JSON (`st:bytes`, kept by deltas, for the PUT limit). A state in
+-- the whole form (one JSON document in `state`: a new session, a PUT, or stored before the
+-- split) is split here at its first op, once.
 --   KEYS[1..2], ARGV[1..5]  see _event.lua
 --   KEYS[3]  the session hash
 --   KEYS[4]  the session's players hash (player id -> JSON, with expires_at)
@@ -42,7 +51,7 @@ local max_state_bytes = tonumber(ARGV[16])
 local seq = tonumber(ARGV[17])
 local seen_ttl_ms = ARGV[18]
 
-local found = redis.call('HMGET', session_key, 'kind', 'immutable', 'state')
+local found = redis.call('HMGET', session_key, 'kind', 'immutable', 'st:bytes')
 if found[1] ~= kind then
   return {false, 'session_not_found'}
 end
@@ -87,75 +96,284 @@ if operation == 'name' then
   return finish(data_json)
 end
 
-local state = cjson.decode(found[3])
-local tracks = state.tracks
-
-local function track_index(id)
-  for i, track in ipairs(tracks) do
-    if track.id == id then
-      return i
-    end
+-- The size of the state as compact JSON, from its parts (storage/patterns/layout.py computes
+-- the same): {"<name>":<value>,...,"tracks":[<track>,...]}, each track its head with
+-- ,"steps":[...],"parameterLocks":[...] spliced in before the head's closing brace.
+local function steps_bytes(bits)
+  local n = #bits
+  if n == 0 then
+    return 0
   end
-  return nil
+  local _, ones = string.gsub(bits, '1', '')
+  return ones * 4 + (n - ones) * 5 + n - 1
+end
+local function track_bytes(head_len, bits, locks_len)
+  -- locks_len: the encoded locks' lengths summed, a null counting 4; one lock per step
+  local n = #bits
+  local commas = 0
+  if n > 0 then
+    commas = n - 1
+  end
+  return head_len + 31 + steps_bytes(bits) + locks_len + commas
 end
 
-local function save(data)
-  local encoded = cjson.encode(state)
-  -- Live edits may not grow the state past what a PUT may store: the session must stay savable.
-  if #encoded > max_state_bytes then
-    return {false, 'payload_too_large'}
+-- Writes one track's fields; returns its size as compact JSON.
+local function write_track(track)
+  local steps = track.steps or {}
+  local locks = track.parameterLocks or {}
+  track.steps = nil
+  track.parameterLocks = nil
+  local id = track.id
+  local head = cjson.encode(track)
+  local bits = {}
+  for s = 1, #steps do
+    if steps[s] == true then
+      bits[s] = '1'
+    else
+      bits[s] = '0'
+    end
   end
-  redis.call('HSET', session_key, 'state', encoded)
+  bits = table.concat(bits)
+  redis.call('HSET', session_key, 'st:t:' .. id, head, 'st:s:' .. id, bits)
+  local locks_len = 0
+  for s = 1, #bits do
+    local lock = locks[s]
+    if type(lock) == 'table' then
+      local encoded = cjson.encode(lock)
+      redis.call('HSET', session_key, 'st:l:' .. id .. ':' .. (s - 1), encoded)
+      locks_len = locks_len + #encoded
+    else
+      locks_len = locks_len + 4
+    end
+  end
+  return track_bytes(#head, bits, locks_len)
+end
+
+-- The whole form split, once: decodes the document this one time.
+local bytes = tonumber(found[3])
+if not bytes then
+  local state = cjson.decode(redis.call('HGET', session_key, 'state') or '{}')
+  bytes = 13
+  for name, value in pairs(state) do
+    if name ~= 'tracks' then
+      local encoded = cjson.encode(value)
+      redis.call('HSET', session_key, 'st:f:' .. name, encoded)
+      bytes = bytes + #name + 4 + #encoded
+    end
+  end
+  local ids = {}
+  -- An empty track list decodes as an object: ipairs sees no track either way.
+  for _, track in ipairs(state.tracks or {}) do
+    ids[#ids + 1] = track.id
+    bytes = bytes + write_track(track)
+  end
+  if #ids > 1 then
+    bytes = bytes + #ids - 1
+  end
+  redis.call('HSET', session_key, 'st:order', table.concat(ids, ','), 'st:bytes', bytes)
+  redis.call('HDEL', session_key, 'state')
+end
+
+-- Every change below checks the size it leads to before writing anything: live edits may not
+-- grow the state past what a PUT may store (the session must stay savable).
+local function commit(delta, data)
+  if delta ~= 0 then
+    redis.call('HINCRBY', session_key, 'st:bytes', delta)
+  end
   return finish(data)
 end
 
 if operation == 'field' then
-  state[target] = cjson.decode(value_json)
-  return save(data_json)
+  local name = 'st:f:' .. target
+  local old = redis.call('HGET', session_key, name)
+  local delta = #target + 4 + #value_json
+  if old then
+    delta = #value_json - #old
+  end
+  if bytes + delta > max_state_bytes then
+    return {false, 'payload_too_large'}
+  end
+  redis.call('HSET', session_key, name, value_json)
+  return commit(delta, data_json)
 end
+
 if operation == 'add_track' then
   local track = cjson.decode(value_json)
-  if track_index(track.id) then
+  if redis.call('HEXISTS', session_key, 'st:t:' .. track.id) == 1 then
     return {false, 'conflict'}
   end
-  if #tracks >= max_tracks then
+  local order = redis.call('HGET', session_key, 'st:order') or ''
+  local count = 0
+  if order ~= '' then
+    local _, commas = string.gsub(order, ',', '')
+    count = commas + 1
+  end
+  if count >= max_tracks then
     return {false, 'limit_reached'}
   end
-  -- An empty track list decodes as an object; start a fresh list (Python reads {} as []).
-  if #tracks == 0 then
-    tracks = {}
-    state.tracks = tracks
+  -- The size first, from the track as sent (its locks counted as write_track counts them).
+  local steps = track.steps or {}
+  local locks = track.parameterLocks or {}
+  local bits = string.rep('0', #steps)
+  local locks_len = 0
+  for s = 1, #steps do
+    local lock = locks[s]
+    if type(lock) == 'table' then
+      locks_len = locks_len + #cjson.encode(lock)
+    else
+      locks_len = locks_len + 4
+    end
   end
-  tracks[#tracks + 1] = track
-  return save(data_json)
+  local head = {}
+  for k, v in pairs(track) do
+    if k ~= 'steps' and k ~= 'parameterLocks' then
+      head[k] = v
+    end
+  end
+  local on = 0
+  for s = 1, #steps do
+    if steps[s] == true then
+      on = on + 1
+    end
+  end
+  local delta = track_bytes(#cjson.encode(head), bits, locks_len) - on
+  if count > 0 then
+    delta = delta + 1
+  end
+  if bytes + delta > max_state_bytes then
+    return {false, 'payload_too_large'}
+  end
+  write_track(track)
+  if order == '' then
+    order = track.id
+  else
+    order = order .. ',' .. track.id
+  end
+  redis.call('HSET', session_key, 'st:order', order)
+  return commit(delta, data_json)
 end
 
-local index = track_index(track_id)
-if not index then
+local head_json = redis.call('HGET', session_key, 'st:t:' .. track_id)
+if not head_json then
   return {false, 'not_found'}
 end
-local track = tracks[index]
+local steps_key = 'st:s:' .. track_id
+local lock_prefix = 'st:l:' .. track_id .. ':'
 
-if operation == 'delete_track' then
-  table.remove(tracks, index)
-elseif operation == 'clear_track' then
-  for i = 1, #track.steps do
-    track.steps[i] = false
-    track.parameterLocks[i] = cjson.null
+-- The names of a track's lock fields and their stored values (nil where unset).
+local function locks_of(bits)
+  local names = {}
+  for s = 1, #bits do
+    names[s] = lock_prefix .. (s - 1)
   end
-elseif operation == 'track_field' then
-  track[target] = cjson.decode(value_json)
-elseif operation == 'step' then
-  track.steps[tonumber(target) + 1] = cjson.decode(value_json)
-elseif operation == 'toggle_step' then
-  local step = tonumber(target) + 1
-  local on = not track.steps[step]
-  track.steps[step] = on
-  -- The outcome is only known here: add it to the event as "on".
-  data_json = string.sub(data_json, 1, -2) .. ',"on":' .. tostring(on) .. '}'
-elseif operation == 'lock' then
-  track.parameterLocks[tonumber(target) + 1] = cjson.decode(value_json)
-else
-  return {false, 'invalid_payload'}
+  if #names == 0 then
+    return names, {}
+  end
+  return names, redis.call('HMGET', session_key, unpack(names))
 end
-return save(data_json)
+
+if operation == 'delete_track' or operation == 'clear_track' then
+  local bits = redis.call('HGET', session_key, steps_key) or ''
+  local names, values = locks_of(bits)
+  local set, locks_len, set_len = {}, 0, 0
+  for s = 1, #names do
+    if values[s] then
+      set[#set + 1] = names[s]
+      locks_len = locks_len + #values[s]
+      set_len = set_len + #values[s]
+    else
+      locks_len = locks_len + 4
+    end
+  end
+  for i = 1, #set, 500 do
+    redis.call('HDEL', session_key, unpack(set, i, math.min(i + 499, #set)))
+  end
+  if operation == 'clear_track' then
+    local _, ones = string.gsub(bits, '1', '')
+    redis.call('HSET', session_key, steps_key, string.rep('0', #bits))
+    -- every step off (a byte more each) and every lock null (4 bytes each)
+    return commit(ones + #set * 4 - set_len, data_json)
+  end
+  local size = track_bytes(#head_json, bits, locks_len)
+  redis.call('HDEL', session_key, 'st:t:' .. track_id, steps_key)
+  local ids = {}
+  for id in string.gmatch(redis.call('HGET', session_key, 'st:order') or '', '[^,]+') do
+    if id ~= track_id then
+      ids[#ids + 1] = id
+    end
+  end
+  if #ids > 0 then
+    size = size + 1
+  end
+  redis.call('HSET', session_key, 'st:order', table.concat(ids, ','))
+  return commit(-size, data_json)
+end
+
+if operation == 'track_field' then
+  local head = cjson.decode(head_json)
+  head[target] = cjson.decode(value_json)
+  local encoded = cjson.encode(head)
+  local delta = #encoded - #head_json
+  if bytes + delta > max_state_bytes then
+    return {false, 'payload_too_large'}
+  end
+  redis.call('HSET', session_key, 'st:t:' .. track_id, encoded)
+  return commit(delta, data_json)
+end
+
+local step = tonumber(target) + 1
+if operation == 'step' or operation == 'toggle_step' then
+  local bits = redis.call('HGET', session_key, steps_key) or ''
+  if step > #bits then
+    return {false, 'invalid_payload'}
+  end
+  local was = string.sub(bits, step, step)
+  local now = '0'
+  if operation == 'toggle_step' then
+    if was == '0' then
+      now = '1'
+    end
+    -- The outcome is only known here: add it to the event as "on".
+    data_json = string.sub(data_json, 1, -2) .. ',"on":' .. tostring(now == '1') .. '}'
+  elseif value_json == 'true' then
+    now = '1'
+  end
+  if now == was then
+    return commit(0, data_json)
+  end
+  -- "true" is a byte shorter than "false"
+  local delta = 1
+  if now == '1' then
+    delta = -1
+  end
+  if bytes + delta > max_state_bytes then
+    return {false, 'payload_too_large'}
+  end
+  redis.call('HSET', session_key, steps_key, string.sub(bits, 1, step - 1) .. now .. string.sub(bits, step + 1))
+  return commit(delta, data_json)
+end
+
+if operation == 'lock' then
+  local name = lock_prefix .. target
+  local old = redis.call('HGET', session_key, name)
+  local delta = 4
+  if value_json ~= 'null' then
+    delta = #value_json
+  end
+  if old then
+    delta = delta - #old
+  else
+    delta = delta - 4
+  end
+  if bytes + delta > max_state_bytes then
+    return {false, 'payload_too_large'}
+  end
+  if value_json == 'null' then
+    redis.call('HDEL', session_key, name)
+  else
+    redis.call('HSET', session_key, name, value_json)
+  end
+  return commit(delta, data_json)
+end
+
+return {false, 'invalid_payload'}

@@ -1,0 +1,69 @@
+"""How a pattern's state lies in its session hash (issue 26): split, so a live op costs the same
+at any state size.
+
+A live op (``lua/op.lua``) touches only the fields it changes instead of decoding and
+re-encoding one JSON document inside Redis (which blocked every session on that Redis for
+milliseconds at the larger states). The fields, all in the session hash (so deletion, sizes and
+the cluster slot stay the record's):
+
+- ``st:f:<name>``: each pattern-level value (tempo, swing, scale, …) as JSON;
+- ``st:order``: the track ids in order, joined by ``,`` (a track id holds no comma);
+- ``st:t:<id>``: a track's head (the track without its steps and locks) as JSON;
+- ``st:s:<id>``: its steps, one ``1`` or ``0`` per step;
+- ``st:l:<id>:<step>``: its parameter lock at a 0-based step, only where one is set (a track
+  has one lock slot per step);
+- ``st:bytes``: the state's size as compact JSON, kept by deltas: live edits may not grow it
+  past what a PUT may store.
+
+The whole form (one JSON document in the field ``state``) is what a new session, a remix and a
+PUT write (whole-state writes, O(state) anyway), and what patterns stored before the split
+hold; the first live op splits it, once. Exactly one form is stored at a time.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+PREFIX = "st:"
+BYTES = "st:bytes"  # present: the state is split
+ORDER = "st:order"
+_FIELD = "st:f:"
+_HEAD = "st:t:"
+_STEPS = "st:s:"
+_LOCK = "st:l:"
+
+
+def is_split(fields: dict[str, str]) -> bool:
+    """True when the hash holds the split form."""
+    return BYTES in fields
+
+
+def assemble(fields: dict[str, str]) -> dict[str, Any]:
+    """The state from the split fields of a session hash (as HGETALL returns them)."""
+    state: dict[str, Any] = {}
+    locks: dict[str, dict[int, Any]] = {}
+    for name, value in fields.items():
+        if name.startswith(_FIELD):
+            state[name[len(_FIELD) :]] = json.loads(value)
+        elif name.startswith(_LOCK):
+            track_id, _, step = name[len(_LOCK) :].rpartition(":")
+            locks.setdefault(track_id, {})[int(step)] = json.loads(value)
+    tracks = []
+    order = fields.get(ORDER, "")
+    for track_id in order.split(",") if order else []:
+        track: dict[str, Any] = json.loads(fields[_HEAD + track_id])
+        bits = fields.get(_STEPS + track_id, "")
+        track["steps"] = [bit == "1" for bit in bits]
+        set_locks = locks.get(track_id, {})
+        track["parameterLocks"] = [set_locks.get(step) for step in range(len(bits))]
+        tracks.append(track)
+    state["tracks"] = tracks
+    return state
+
+
+def compact_size(state: dict[str, Any]) -> int:
+    """The size ``st:bytes`` tracks: ``state`` as compact JSON with tracks' steps and locks last
+    (what ``lua/op.lua`` counts from the parts, given the same number encodings)."""
+    compact = json.dumps(state, separators=(",", ":"), ensure_ascii=False)
+    return len(compact.encode("utf-8"))
