@@ -42,7 +42,7 @@ from typing import Any
 import aiohttp
 import harness
 import socketio
-from procstat import cpu_sample
+from procstat import cpu_sample, own_cpu_sample
 from redis.asyncio import Redis
 
 from auth.claims import GUEST_PERMISSIONS
@@ -330,6 +330,7 @@ async def delivery(bench: Bench, args: argparse.Namespace) -> dict[str, Any]:
                 refused[str(ack.get("error"))] = refused.get(str(ack.get("error")), 0) + 1
 
     cpu0 = cpu_sample(bench.server.child.pid, time.monotonic())
+    own0 = own_cpu_sample(time.monotonic())
     rcpu0 = cpu_sample(bench.redis_child.pid, time.monotonic())
     started = time.perf_counter()
     await asyncio.wait_for(asyncio.gather(*(play(i, sio) for i, sio in enumerate(editors))), args.seconds + 60)
@@ -340,6 +341,7 @@ async def delivery(bench: Bench, args: argparse.Namespace) -> dict[str, Any]:
     while sum(len(v) for v in arrivals.values()) < acked * others and time.perf_counter() < deadline:
         await asyncio.sleep(0.05)
     cpu1 = cpu_sample(bench.server.child.pid, time.monotonic())
+    own1 = own_cpu_sample(time.monotonic())
     rcpu1 = cpu_sample(bench.redis_child.pid, time.monotonic())
     latencies = [(t - sent[key]) * 1000 for key, times in arrivals.items() if key in sent for t in times]
     complete = sum(len(v) for v in arrivals.values()) == acked * others
@@ -363,6 +365,9 @@ async def delivery(bench: Bench, args: argparse.Namespace) -> dict[str, Any]:
         "ack_p99_ms": percentile(ack_ms, 0.99),
         "server_cpu_ms_per_op": (cpu1.cpu_s - cpu0.cpu_s) * 1000 / max(1, acked),
         "redis_cpu_us_per_op": (rcpu1.cpu_s - rcpu0.cpu_s) * 1e6 / max(1, acked),
+        # This process runs every client: near 100% its own delays are in the latencies.
+        "clients_cpu_pct": own1.percent_since(own0),
+        "server_cpu_pct": cpu1.percent_since(cpu0),
     }
 
 
@@ -397,6 +402,10 @@ def print_delivery(args: argparse.Namespace, row: dict[str, Any]) -> None:
     print(
         f"server CPU {row['server_cpu_ms_per_op']:.2f} ms/op (its fan-out to {args.watchers + args.editors} "
         f"clients included), redis CPU {row['redis_cpu_us_per_op']:.0f} us/op"
+    )
+    print(
+        f"busy: server {row['server_cpu_pct']:.0f}% of a core, this process (every client) "
+        f"{row['clients_cpu_pct']:.0f}%, machine load {os.getloadavg()[0]:.2f}"
     )
 
 
