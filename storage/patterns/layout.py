@@ -10,8 +10,9 @@ the cluster slot stay the record's):
 - ``st:order``: the track ids in order, joined by ``,`` (a track id holds no comma);
 - ``st:t:<id>``: a track's head (the track without its steps and locks) as JSON;
 - ``st:s:<id>``: its steps, one ``1`` or ``0`` per step;
-- ``st:l:<id>:<step>``: its parameter lock at a 0-based step, only where one is set (a track
-  has one lock slot per step);
+- ``st:l:<id>:<chunk>``: its parameter locks of steps 16·chunk … 16·chunk+15 as a JSON array
+  (a track has one lock slot per step), only for chunks with a lock set: a set_lock decodes 16
+  locks at most, and the hash keeps few fields (one per lock took twice the state's memory);
 - ``st:bytes``: the state's size as compact JSON, kept by deltas: live edits may not grow it
   past what a PUT may store.
 
@@ -32,6 +33,7 @@ _FIELD = "st:f:"
 _HEAD = "st:t:"
 _STEPS = "st:s:"
 _LOCK = "st:l:"
+CHUNK = 16  # steps per lock field (lua/op.lua's CHUNK)
 
 
 def is_split(fields: dict[str, str]) -> bool:
@@ -42,27 +44,23 @@ def is_split(fields: dict[str, str]) -> bool:
 def assemble(fields: dict[str, str]) -> dict[str, Any]:
     """The state from the split fields of a session hash (as HGETALL returns them).
 
-    The parts are JSON texts already: they are joined into one document and parsed once (a
-    snapshot of the largest state parses in a fraction of the time a json.loads per lock takes).
+    The parts are JSON texts already: they are joined into one document and parsed once.
     """
-    members: list[str] = []
-    locks: dict[str, dict[int, str]] = {}
-    for name, value in fields.items():
-        if name.startswith(_FIELD):
-            members.append(f"{json.dumps(name[len(_FIELD) :])}:{value}")
-        elif name.startswith(_LOCK):
-            track_id, _, step = name[len(_LOCK) :].rpartition(":")
-            locks.setdefault(track_id, {})[int(step)] = value
+    members = [
+        f"{json.dumps(name[len(_FIELD) :])}:{value}" for name, value in fields.items() if name.startswith(_FIELD)
+    ]
     tracks: list[str] = []
     order = fields.get(ORDER, "")
     for track_id in order.split(",") if order else []:
         head = fields[_HEAD + track_id]
         bits = fields.get(_STEPS + track_id, "")
         steps = ",".join([_BOOLEANS[bit] for bit in bits])
-        set_locks = locks.get(track_id, {})
-        parameter_locks = ",".join([set_locks.get(step, "null") for step in range(len(bits))])
+        chunks = []
+        for chunk, first in enumerate(range(0, len(bits), CHUNK)):
+            text = fields.get(f"{_LOCK}{track_id}:{chunk}")
+            chunks.append(text[1:-1] if text else ",".join(["null"] * min(CHUNK, len(bits) - first)))
         comma = "," if head != "{}" else ""
-        tracks.append(f'{head[:-1]}{comma}"steps":[{steps}],"parameterLocks":[{parameter_locks}]}}')
+        tracks.append(f'{head[:-1]}{comma}"steps":[{steps}],"parameterLocks":[{",".join(chunks)}]}}')
     members.append(f'"tracks":[{",".join(tracks)}]')
     state: dict[str, Any] = json.loads("{" + ",".join(members) + "}")
     return state

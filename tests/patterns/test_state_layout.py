@@ -191,47 +191,49 @@ async def test_redis_work_per_op_does_not_grow_with_the_state(aof_server: Server
     server = aof_server
     patterns = PatternSessions(server.services.store)
     measured = Measured(server)
-    rounds, per_round = 5, 60
-    results: dict[int, tuple[float, float]] = {}
+    rounds, per_round = 8, 40
     # The largest state less room for the ops' own growth (a step off, a longer volume).
-    for size in (1024, MAX_STATE_BYTES - 256):
+    sizes = (1024, MAX_STATE_BYTES - 256)
+    sessions: dict[int, str] = {}
+    for size in sizes:
         state = state_of_size(size)
         assert size - 200 < layout.compact_size(state) <= size
-        record = await patterns.create(state=state, name=None, author_id="")
-        seq = 0
+        sessions[size] = (await patterns.create(state=state, name=None, author_id="")).id
+    seq = 0
 
-        async def op(number: int, record_id: str = record.id) -> None:
-            nonlocal seq
-            seq += 1
-            kinds = (
-                Operation("step", track_id="t0", target=str(number % 64), value_json="true" if number % 2 else "false"),
-                Operation("toggle_step", track_id="t0", target=str(number % 64)),
-                Operation(
-                    "lock", track_id="t0", target=str(number % 64), value_json=json.dumps(LOCK, separators=(",", ":"))
-                ),
-                Operation("track_field", track_id="t0", target="volume", value_json=str(round(number % 10 / 10, 1))),
-                Operation("field", target="tempo", value_json=str(100 + number % 50)),
-            )
-            sender = OpSender(
-                client_id="bench-client", player_id="p", seq=seq, max_players=10, max_state_bytes=MAX_STATE_BYTES
-            )
-            event = {"op": {"n": number}, "client": "bench-client", "seq": seq}
-            await patterns.apply(record_id, kinds[number % len(kinds)], event=event, max_tracks=16, sender=sender)
+    async def op(size: int, number: int) -> None:
+        nonlocal seq
+        seq += 1
+        step = str(number % 64)
+        kinds = (
+            Operation("step", track_id="t0", target=step, value_json="true" if number % 2 else "false"),
+            Operation("toggle_step", track_id="t0", target=step),
+            Operation("lock", track_id="t0", target=step, value_json=json.dumps(LOCK, separators=(",", ":"))),
+            Operation("track_field", track_id="t0", target="volume", value_json=str(round(number % 10 / 10, 1))),
+            Operation("field", target="tempo", value_json=str(100 + number % 50)),
+        )
+        sender = OpSender(
+            client_id="test-client", player_id="p", seq=seq, max_players=10, max_state_bytes=MAX_STATE_BYTES
+        )
+        event = {"op": {"n": number}, "client": "test-client", "seq": seq}
+        await patterns.apply(sessions[size], kinds[number % len(kinds)], event=event, max_tracks=16, sender=sender)
 
-        await op(0)  # the first op splits a whole-form state: once, not what is measured
-        best_bytes, best_usec = float("inf"), float("inf")
-        for _ in range(rounds):
+    for size in sizes:
+        await op(size, 0)  # the first op splits a whole-form state: once, not what is measured
+    best: dict[int, list[float]] = {size: [float("inf"), float("inf")] for size in sizes}
+    # Rounds of the two sizes in turn, so that a burst of load elsewhere falls on both; the best
+    # round of each is kept: a busy machine only ever slows a round down.
+    for round_ in range(rounds):
+        for size in sizes:
             aof0, calls0, usec0 = await measured.figures()
-            for number in range(per_round):
-                await op(number)
+            for number in range(round_ * per_round, (round_ + 1) * per_round):
+                await op(size, number)
             aof1, calls1, usec1 = await measured.figures()
-            best_bytes = min(best_bytes, (aof1 - aof0) / per_round)
-            # The best round: a busy machine only ever slows a round down.
-            best_usec = min(best_usec, (usec1 - usec0) / max(1, calls1 - calls0))
-        results[size] = (best_bytes, best_usec)
-    (small_bytes, small_usec), (large_bytes, large_usec) = results[1024], results[MAX_STATE_BYTES - 256]
-    # Bytes written per op: what the op changes (a step, a lock, the event), never the state.
-    # The whole form wrote the whole document (64 KB here) every time.
-    assert large_bytes <= small_bytes * 1.2 + 64, results
-    # Redis time per op within 3x (the whole form's was ~8x from 7 KB to 88 KB, and more here).
-    assert large_usec <= small_usec * 3, results
+            best[size][0] = min(best[size][0], (aof1 - aof0) / per_round)
+            best[size][1] = min(best[size][1], (usec1 - usec0) / max(1, calls1 - calls0))
+    (small_bytes, small_usec), (large_bytes, large_usec) = best[sizes[0]], best[sizes[1]]
+    # Bytes written per op: what the op changes (a step, a chunk of 16 locks, the event), never
+    # the state. The whole form wrote the whole document (64 KB here) every time: ~30x.
+    assert large_bytes <= small_bytes * 2, best
+    # Redis time per op within 3x (the whole form's was ~28x here; ~8x from 7 KB to 88 KB).
+    assert large_usec <= small_usec * 3, best

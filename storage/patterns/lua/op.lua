@@ -6,9 +6,10 @@
 -- The state is kept split in the session hash (see storage/patterns/layout.py), so an op reads
 -- and writes only what it changes and costs Redis the same at any state size: one field per
 -- pattern-level value (`st:f:<name>`), per track its head without steps and locks
--- (`st:t:<id>`), its steps as a string of '0'/'1' (`st:s:<id>`) and one field per parameter
--- lock set (`st:l:<id>:<step>`), the track order (`st:order`, ids joined by ',') and the size
--- the state takes as compact JSON (`st:bytes`, kept by deltas, for the PUT limit). A state in
+-- (`st:t:<id>`), its steps as a string of '0'/'1' (`st:s:<id>`) and its parameter locks in
+-- chunks of 16 steps (`st:l:<id>:<chunk>`, a JSON array; absent while all null: a field per
+-- lock took twice the state's memory), the track order (`st:order`, ids joined by ',') and the
+-- size the state takes as compact JSON (`st:bytes`, kept by deltas, for the PUT limit). A state in
 -- the whole form (one JSON document in `state`: a new session, a PUT, or stored before the
 -- split) is split here at its first op, once.
 --   KEYS[1..2], ARGV[1..5]  see _event.lua
@@ -96,9 +97,12 @@ if operation == 'name' then
   return finish(data_json)
 end
 
--- The size of the state as compact JSON, from its parts (storage/patterns/layout.py computes
--- the same): {"<name>":<value>,...,"tracks":[<track>,...]}, each track its head with
--- ,"steps":[...],"parameterLocks":[...] spliced in before the head's closing brace.
+-- The size of the state as compact JSON, from its parts (storage/patterns/layout.py joins the
+-- same parts): {"<name>":<value>,...,"tracks":[<track>,...]}, each track its head with
+-- ,"steps":[...],"parameterLocks":[...] spliced in before the head's closing brace; the locks
+-- are the track's lock chunks' arrays joined (a missing chunk: all null).
+local CHUNK = 16
+
 local function steps_bytes(bits)
   local n = #bits
   if n == 0 then
@@ -107,24 +111,46 @@ local function steps_bytes(bits)
   local _, ones = string.gsub(bits, '1', '')
   return ones * 4 + (n - ones) * 5 + n - 1
 end
-local function track_bytes(head_len, bits, locks_len)
-  -- locks_len: the encoded locks' lengths summed, a null counting 4; one lock per step
-  local n = #bits
-  local commas = 0
-  if n > 0 then
-    commas = n - 1
-  end
-  return head_len + 31 + steps_bytes(bits) + locks_len + commas
+
+-- Steps in chunk c (0-based) of a track of n steps.
+local function chunk_steps(n, c)
+  return math.min(CHUNK, n - c * CHUNK)
 end
 
--- Writes one track's fields; returns its size as compact JSON.
-local function write_track(track)
+-- The JSON text of an all-null chunk of k steps (what a missing chunk field stands for).
+local function null_chunk_len(k)
+  return k * 4 + k + 1
+end
+
+-- Bytes the locks take inside "parameterLocks":[...]: each chunk's text less its brackets,
+-- plus the commas between chunks.
+local function locks_bytes(n, chunk_lens)
+  local total, chunks = 0, math.ceil(n / CHUNK)
+  for c = 0, chunks - 1 do
+    total = total + (chunk_lens[c] or null_chunk_len(chunk_steps(n, c))) - 2
+  end
+  if chunks > 1 then
+    total = total + chunks - 1
+  end
+  return total
+end
+
+local function track_bytes(head_len, bits, chunk_lens)
+  return head_len + 31 + steps_bytes(bits) + locks_bytes(#bits, chunk_lens)
+end
+
+-- A decoded track in its stored parts: head JSON, steps string, lock chunks (chunk index ->
+-- JSON array, only chunks with a lock) and its size as compact JSON.
+local function track_parts(track)
   local steps = track.steps or {}
   local locks = track.parameterLocks or {}
-  track.steps = nil
-  track.parameterLocks = nil
-  local id = track.id
-  local head = cjson.encode(track)
+  local head = {}
+  for k, v in pairs(track) do
+    if k ~= 'steps' and k ~= 'parameterLocks' then
+      head[k] = v
+    end
+  end
+  head = cjson.encode(head)
   local bits = {}
   for s = 1, #steps do
     if steps[s] == true then
@@ -134,19 +160,31 @@ local function write_track(track)
     end
   end
   bits = table.concat(bits)
-  redis.call('HSET', session_key, 'st:t:' .. id, head, 'st:s:' .. id, bits)
-  local locks_len = 0
-  for s = 1, #bits do
-    local lock = locks[s]
-    if type(lock) == 'table' then
-      local encoded = cjson.encode(lock)
-      redis.call('HSET', session_key, 'st:l:' .. id .. ':' .. (s - 1), encoded)
-      locks_len = locks_len + #encoded
-    else
-      locks_len = locks_len + 4
+  local chunks, chunk_lens = {}, {}
+  for c = 0, math.ceil(#bits / CHUNK) - 1 do
+    local items, any = {}, false
+    for i = 1, chunk_steps(#bits, c) do
+      local lock = locks[c * CHUNK + i]
+      if type(lock) == 'table' then
+        items[i] = lock
+        any = true
+      else
+        items[i] = cjson.null
+      end
+    end
+    if any then
+      chunks[c] = cjson.encode(items)
+      chunk_lens[c] = #chunks[c]
     end
   end
-  return track_bytes(#head, bits, locks_len)
+  return head, bits, chunks, track_bytes(#head, bits, chunk_lens)
+end
+
+local function write_track(id, head, bits, chunks)
+  redis.call('HSET', session_key, 'st:t:' .. id, head, 'st:s:' .. id, bits)
+  for c, text in pairs(chunks) do
+    redis.call('HSET', session_key, 'st:l:' .. id .. ':' .. c, text)
+  end
 end
 
 -- The whole form split, once: decodes the document this one time.
@@ -165,7 +203,9 @@ if not bytes then
   -- An empty track list decodes as an object: ipairs sees no track either way.
   for _, track in ipairs(state.tracks or {}) do
     ids[#ids + 1] = track.id
-    bytes = bytes + write_track(track)
+    local head, bits, chunks, size = track_parts(track)
+    write_track(track.id, head, bits, chunks)
+    bytes = bytes + size
   end
   if #ids > 1 then
     bytes = bytes + #ids - 1
@@ -211,39 +251,14 @@ if operation == 'add_track' then
   if count >= max_tracks then
     return {false, 'limit_reached'}
   end
-  -- The size first, from the track as sent (its locks counted as write_track counts them).
-  local steps = track.steps or {}
-  local locks = track.parameterLocks or {}
-  local bits = string.rep('0', #steps)
-  local locks_len = 0
-  for s = 1, #steps do
-    local lock = locks[s]
-    if type(lock) == 'table' then
-      locks_len = locks_len + #cjson.encode(lock)
-    else
-      locks_len = locks_len + 4
-    end
-  end
-  local head = {}
-  for k, v in pairs(track) do
-    if k ~= 'steps' and k ~= 'parameterLocks' then
-      head[k] = v
-    end
-  end
-  local on = 0
-  for s = 1, #steps do
-    if steps[s] == true then
-      on = on + 1
-    end
-  end
-  local delta = track_bytes(#cjson.encode(head), bits, locks_len) - on
+  local head, bits, chunks, delta = track_parts(track)
   if count > 0 then
     delta = delta + 1
   end
   if bytes + delta > max_state_bytes then
     return {false, 'payload_too_large'}
   end
-  write_track(track)
+  write_track(track.id, head, bits, chunks)
   if order == '' then
     order = track.id
   else
@@ -258,43 +273,33 @@ if not head_json then
   return {false, 'not_found'}
 end
 local steps_key = 'st:s:' .. track_id
-local lock_prefix = 'st:l:' .. track_id .. ':'
-
--- The names of a track's lock fields and their stored values (nil where unset).
-local function locks_of(bits)
-  local names = {}
-  for s = 1, #bits do
-    names[s] = lock_prefix .. (s - 1)
-  end
-  if #names == 0 then
-    return names, {}
-  end
-  return names, redis.call('HMGET', session_key, unpack(names))
-end
+local chunk_prefix = 'st:l:' .. track_id .. ':'
 
 if operation == 'delete_track' or operation == 'clear_track' then
   local bits = redis.call('HGET', session_key, steps_key) or ''
-  local names, values = locks_of(bits)
-  local set, locks_len, set_len = {}, 0, 0
-  for s = 1, #names do
-    if values[s] then
-      set[#set + 1] = names[s]
-      locks_len = locks_len + #values[s]
-      set_len = set_len + #values[s]
-    else
-      locks_len = locks_len + 4
+  local names = {}
+  for c = 0, math.ceil(#bits / CHUNK) - 1 do
+    names[#names + 1] = chunk_prefix .. c
+  end
+  local chunk_lens, stored = {}, {}
+  if #names > 0 then
+    local texts = redis.call('HMGET', session_key, unpack(names))
+    for c = 0, #names - 1 do
+      if texts[c + 1] then
+        chunk_lens[c] = #texts[c + 1]
+        stored[#stored + 1] = names[c + 1]
+      end
     end
   end
-  for i = 1, #set, 500 do
-    redis.call('HDEL', session_key, unpack(set, i, math.min(i + 499, #set)))
+  local size = track_bytes(#head_json, bits, chunk_lens)
+  if #stored > 0 then
+    redis.call('HDEL', session_key, unpack(stored))
   end
   if operation == 'clear_track' then
-    local _, ones = string.gsub(bits, '1', '')
-    redis.call('HSET', session_key, steps_key, string.rep('0', #bits))
-    -- every step off (a byte more each) and every lock null (4 bytes each)
-    return commit(ones + #set * 4 - set_len, data_json)
+    local cleared = string.rep('0', #bits)
+    redis.call('HSET', session_key, steps_key, cleared)
+    return commit(track_bytes(#head_json, cleared, {}) - size, data_json)
   end
-  local size = track_bytes(#head_json, bits, locks_len)
   redis.call('HDEL', session_key, 'st:t:' .. track_id, steps_key)
   local ids = {}
   for id in string.gmatch(redis.call('HGET', session_key, 'st:order') or '', '[^,]+') do
@@ -322,11 +327,12 @@ if operation == 'track_field' then
 end
 
 local step = tonumber(target) + 1
+local bits = redis.call('HGET', session_key, steps_key) or ''
+if step > #bits then
+  return {false, 'invalid_payload'}
+end
+
 if operation == 'step' or operation == 'toggle_step' then
-  local bits = redis.call('HGET', session_key, steps_key) or ''
-  if step > #bits then
-    return {false, 'invalid_payload'}
-  end
   local was = string.sub(bits, step, step)
   local now = '0'
   if operation == 'toggle_step' then
@@ -354,24 +360,35 @@ if operation == 'step' or operation == 'toggle_step' then
 end
 
 if operation == 'lock' then
-  local name = lock_prefix .. target
+  -- One chunk of at most 16 locks decoded and encoded again, whatever the state's size.
+  local c = math.floor((step - 1) / CHUNK)
+  local k = chunk_steps(#bits, c)
+  local name = chunk_prefix .. c
   local old = redis.call('HGET', session_key, name)
-  local delta = 4
-  if value_json ~= 'null' then
-    delta = #value_json
-  end
+  local items = {}
   if old then
-    delta = delta - #old
+    items = cjson.decode(old)
   else
-    delta = delta - 4
+    for i = 1, k do
+      items[i] = cjson.null
+    end
   end
+  items[step - c * CHUNK] = cjson.decode(value_json)
+  local any = false
+  for i = 1, k do
+    if items[i] ~= cjson.null then
+      any = true
+    end
+  end
+  local encoded = cjson.encode(items)
+  local delta = #encoded - (old and #old or null_chunk_len(k))
   if bytes + delta > max_state_bytes then
     return {false, 'payload_too_large'}
   end
-  if value_json == 'null' then
-    redis.call('HDEL', session_key, name)
+  if any then
+    redis.call('HSET', session_key, name, encoded)
   else
-    redis.call('HSET', session_key, name, value_json)
+    redis.call('HDEL', session_key, name)
   end
   return commit(delta, data_json)
 end
