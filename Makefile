@@ -1,5 +1,5 @@
 # The two commands of README.md, and the benchmark.
-.PHONY: serve test test-stock test-versions test-install lint bench bench-sessions soak
+.PHONY: serve test test-stock test-versions test-install lint bench bench-sessions bench-patterns soak
 
 # Lints and format-checks web/ (JS and CSS; biome.json); installed by scripts/bootstrap.sh test from tools/web.
 BIOME := tools/web/node_modules/.bin/biome
@@ -50,6 +50,12 @@ bench:
 bench-sessions:
 	@scripts/bootstrap.sh test
 	.venv/bin/python bench/sessions.py
+
+# Pattern ops (issue 26): Redis time and CPU per op from 1 KB to the largest state (flat), and
+# op -> other players delivery with 10 editors x 5 ops/s and 100 watchers.
+bench-patterns:
+	@scripts/bootstrap.sh test
+	.venv/bin/python bench/pattern_ops.py
 
 # Long fault-and-abuse soaks (not part of `make test`); each prints its figures.
 soak:

@@ -1,7 +1,9 @@
 """Pattern sessions (seeds 001/004): the record, its state, lineage, live operations, presence.
 
 A pattern session is the hash ``keys.session(id)`` of kind ``pattern`` with no owner (the UUID
-v4 link is the capability). Its state is one JSON document in the hash field ``state``; every
+v4 link is the capability). Its state is stored in the session hash either whole (one JSON
+document in the field ``state``) or split into fields a live op touches one by one (see
+``storage/patterns/layout.py``); reads assemble either. Every
 change (an HTTP replacement, a live operation, a remix counted, a player joining) is one Lua
 step that checks, changes and appends the event. The state arrives here already validated
 (``handlers.patterns.state``); this module only stores and reads it.
@@ -17,6 +19,7 @@ from typing import Any
 from protocol import events as etypes
 from storage.events import Position
 from storage.lean_redis import read_together
+from storage.patterns import layout
 from storage.scripts import event_script, plain_script
 from storage.store import Store
 
@@ -74,7 +77,7 @@ class PatternRecord:
             remix_count=int(fields.get("remix_count") or 0),
             immutable=fields.get("immutable") == "1",
             source_id=fields.get("source_id") or None,
-            state=_state_from(fields.get("state", "")),
+            state=layout.assemble(fields) if layout.is_split(fields) else _state_from(fields.get("state", "")),
         )
 
 

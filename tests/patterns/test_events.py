@@ -11,6 +11,7 @@ import aiohttp
 import pytest
 
 from auth.claims import GUEST_PERMISSIONS
+from storage.patterns.repository import PatternSessions
 from tests.conftest import start_server
 from tests.helpers import Client, RedisProcess, ServerUnderTest
 from tests.patterns.test_http import full_state, track
@@ -33,9 +34,10 @@ async def player(server: ServerUnderTest, clients: list[Client], session_id: str
 
 
 async def stored_state(server: ServerUnderTest, session_id: str) -> dict[str, Any]:
-    loaded = await server.services.redis.hget(server.services.keys.session(session_id), "state")  # type: ignore[misc]
-    state: dict[str, Any] = json.loads(loaded)
-    return state
+    # Read as stored, whole or split (storage/patterns/layout.py), without touching the session.
+    loaded = await PatternSessions(server.services.store).load(session_id, touch=False)
+    assert loaded is not None
+    return loaded[0].state
 
 
 def ops_seen(client: Client) -> list[dict[str, Any]]:

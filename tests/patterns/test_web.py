@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import json
 import re
 from typing import Any
 
 import aiohttp
 from playwright.async_api import Browser, Page, expect
 
+from storage.patterns.repository import PatternSessions
 from tests.browser import SocketGate, Tab, new_tab
 from tests.helpers import Client, ServerUnderTest
 from tests.patterns.test_http import full_state, track
@@ -38,8 +38,10 @@ def step(page: Page, track_id: str, index: int) -> Any:
 
 
 async def stored_steps(server: ServerUnderTest, session_id: str) -> list[bool]:
-    raw = await server.services.redis.hget(server.services.keys.session(session_id), "state")  # type: ignore[misc]
-    steps: list[bool] = json.loads(raw)["tracks"][0]["steps"]
+    # Read as stored, whole or split (storage/patterns/layout.py), without touching the session.
+    loaded = await PatternSessions(server.services.store).load(session_id, touch=False)
+    assert loaded is not None
+    steps: list[bool] = loaded[0].state["tracks"][0]["steps"]
     return steps
 
 

@@ -42,7 +42,18 @@ if expected_epoch ~= '' then
   end
 end
 if state_json ~= '' then
+  -- A whole-state write stores the whole form; the split one (storage/patterns/layout.py) goes,
+  -- and the next live op splits this document again.
   redis.call('HSET', session_key, 'state', state_json)
+  local split = {}
+  for _, name in ipairs(redis.call('HKEYS', session_key)) do
+    if string.sub(name, 1, 3) == 'st:' then
+      split[#split + 1] = name
+    end
+  end
+  for i = 1, #split, 500 do
+    redis.call('HDEL', session_key, unpack(split, i, math.min(i + 499, #split)))
+  end
 end
 if name_set == '1' then
   redis.call('HSET', session_key, 'name', name)
