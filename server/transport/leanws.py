@@ -41,13 +41,17 @@ OP_CONTINUATION, OP_TEXT, OP_BINARY, OP_CLOSE, OP_PING, OP_PONG = 0x0, 0x1, 0x2,
 CLOSE_NORMAL, CLOSE_PROTOCOL, CLOSE_INVALID_DATA, CLOSE_TOO_BIG = 1000, 1002, 1007, 1009
 # The inbox length at which a connection stops reading until its messages are handled.
 INBOX_PAUSE = 32
-# Messages of one connection handled in a row before its consumer yields to the loop; a message
-# refused over the rate counts as all of them. A refused message completes without awaiting
-# anything, so without this one connection's pipelined burst (thousands in one TCP read) ran in
-# a single loop turn and held every other connection and HTTP request for its whole length
-# (issue 20, finding 4); and 20 flooders at 8 refusals a turn each still made every turn long
-# enough to slow everyone else's acks several times over.
+# Messages of one connection handled in a row before its consumer yields to the loop. A refused
+# message completes without awaiting anything, so without this one connection's pipelined burst
+# (thousands in one TCP read) ran in a single loop turn and held every other connection and
+# HTTP request for its whole length (issue 20, finding 4).
 MESSAGES_PER_TURN = 8
+# How long a connection's next message waits after one of its messages was refused over the
+# rate: a flooder is answered at most ~40 times a second (then held back by TCP, as any client
+# that sends faster than it is served), so 20 of them cost the node a few percent of a core
+# instead of all of it. A client within its rate is never refused, so never paused. (At the
+# default flood limit, 200 refusals within 10 s, a flooder is still cut within about 5 s.)
+REFUSAL_PAUSE_S = 0.025
 # Frames parsed per loop turn: one read brings up to 256 KiB, thousands of small frames whose
 # parsing alone held the loop for tens of milliseconds; the rest is parsed in later turns while
 # the connection does not read.
@@ -386,7 +390,7 @@ class LeanWebSocket(asyncio.Protocol):
         """One whole message, after every earlier one was handled. It may leave what it wrote
         gathered (:meth:`gather`): the consumer releases it before it next yields to the loop.
         True: the message was refused as over its connection's rate; the connection's next
-        message waits for the next loop turn (a flooder gets one message a turn)."""
+        message waits :data:`REFUSAL_PAUSE_S`."""
         return None
 
     def handle_pong(self) -> None:
@@ -537,8 +541,12 @@ class LeanWebSocket(asyncio.Protocol):
             handled = 0
             while inbox:
                 refused = await self.handle_message(inbox.popleft())
-                handled += MESSAGES_PER_TURN if refused else 1
-                if handled >= MESSAGES_PER_TURN and inbox:
+                handled += 1
+                if refused and inbox:
+                    handled = 0
+                    self.release()
+                    await asyncio.sleep(REFUSAL_PAUSE_S)
+                elif handled >= MESSAGES_PER_TURN and inbox:
                     # Behind whatever became ready meanwhile (other connections, HTTP), then on.
                     handled = 0
                     self.release()
