@@ -180,15 +180,16 @@ class Probe(threading.Thread):
         super().__init__(daemon=True)
         self.port = port
         self.stopping = threading.Event()
-        self.worst = 0.0
+        self.samples: list[float] = []
         self.failures = 0
         self.lock = threading.Lock()
 
-    def phase(self) -> tuple[float, int]:
+    def phase(self) -> tuple[float, float, int]:
+        """The slowest answer, the 99th percentile and the failed probes since the last call."""
         with self.lock:
-            figures = (self.worst, self.failures)
-            self.worst, self.failures = 0.0, 0
-        return figures
+            samples, failures = self.samples or [0.0], self.failures
+            self.samples, self.failures = [], 0
+        return max(samples), p99(samples), failures
 
     def run(self) -> None:
         while not self.stopping.wait(0.020):
@@ -202,7 +203,7 @@ class Probe(threading.Thread):
             except OSError:
                 pass
             with self.lock:
-                self.worst = max(self.worst, time.monotonic() - started)
+                self.samples.append(time.monotonic() - started)
                 self.failures += 0 if ok else 1
 
 
@@ -242,7 +243,7 @@ async def run_phases(port: int, flooders: int, seconds: float, probe: Probe) -> 
     quiet_count = max(20, int(seconds / USER_INTERVAL_S / 2))
     probe.phase()
     quiet = await measure(port, token, quiet_count)
-    quiet_healthz, quiet_failures = probe.phase()
+    quiet_healthz, quiet_healthz_p99, quiet_failures = probe.phase()
     child = await asyncio.create_subprocess_exec(
         sys.executable, __file__, "--flood-port", str(port), "--flooders", str(flooders),
         stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE,
@@ -254,7 +255,7 @@ async def run_phases(port: int, flooders: int, seconds: float, probe: Probe) -> 
             raise RuntimeError(f"the flooders did not start: {line!r}")
         probe.phase()
         flooded = await asyncio.wait_for(measure(port, token, int(seconds / USER_INTERVAL_S)), seconds * 10 + 30)
-        flood_healthz, flood_failures = probe.phase()
+        flood_healthz, flood_healthz_p99, flood_failures = probe.phase()
         child.stdin.write(b"stop\n")
         await child.stdin.drain()
         line = await asyncio.wait_for(child.stdout.readline(), 60)
@@ -267,6 +268,7 @@ async def run_phases(port: int, flooders: int, seconds: float, probe: Probe) -> 
         "quiet_p50": statistics.median(quiet), "quiet_p99": p99(quiet),
         "flood_p50": statistics.median(flooded), "flood_p99": p99(flooded),
         "quiet_healthz": quiet_healthz, "flood_healthz": flood_healthz,
+        "quiet_healthz_p99": quiet_healthz_p99, "flood_healthz_p99": flood_healthz_p99,
         "healthz_failures": quiet_failures + flood_failures,
         "events_per_s": counts["events"] / counts["seconds"], "cut": counts["cut"], "told": counts["told"],
         "connect_failures": counts["connect_failures"],
@@ -316,7 +318,8 @@ def main() -> int:
             f"{f['told']:.0f} told 'flood'); measured user's ack p50 {f['quiet_p50'] * 1000:.1f} -> "
             f"{f['flood_p50'] * 1000:.1f} ms, p99 {f['quiet_p99'] * 1000:.1f} -> {f['flood_p99'] * 1000:.1f} ms "
             f"(bound {p99_bound * 1000:.1f} ms); /healthz worst {f['quiet_healthz'] * 1000:.1f} -> "
-            f"{f['flood_healthz'] * 1000:.1f} ms (bound {healthz_bound * 1000:.1f} ms), failed probes "
+            f"{f['flood_healthz'] * 1000:.1f} ms (bound {healthz_bound * 1000:.1f} ms; p99 "
+            f"{f['quiet_healthz_p99'] * 1000:.1f} -> {f['flood_healthz_p99'] * 1000:.1f} ms), failed probes "
             f"{f['healthz_failures']:.0f}: {'PASS' if passed else 'FAIL'}"
         )
         ok = ok and passed
