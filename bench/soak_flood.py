@@ -40,6 +40,7 @@ import time
 from pathlib import Path
 
 import harness
+from procstat import cpu_sample
 
 P99_FACTOR, P99_FLOOR_S = 3.0, 0.010
 HEALTHZ_FACTOR, HEALTHZ_FLOOR_S = 3.0, 0.020
@@ -238,7 +239,7 @@ async def flood_child(port: int, flooders: int) -> None:
 FLOOD_LIMIT_S = 120.0
 
 
-async def run_phases(port: int, flooders: int, seconds: float, probe: Probe) -> dict[str, float]:
+async def run_phases(port: int, pid: int, flooders: int, seconds: float, probe: Probe) -> dict[str, float]:
     token = harness.mint_token()
     quiet_count = max(20, int(seconds / USER_INTERVAL_S / 2))
     probe.phase()
@@ -254,8 +255,10 @@ async def run_phases(port: int, flooders: int, seconds: float, probe: Probe) -> 
         if not line.startswith(b"ANSWERED"):
             raise RuntimeError(f"the flooders did not start: {line!r}")
         probe.phase()
+        cpu_before = cpu_sample(pid, time.monotonic())
         flooded = await asyncio.wait_for(measure(port, token, int(seconds / USER_INTERVAL_S)), seconds * 10 + 30)
         flood_healthz, flood_healthz_p99, flood_failures = probe.phase()
+        server_cpu = cpu_sample(pid, time.monotonic()).percent_since(cpu_before)
         child.stdin.write(b"stop\n")
         await child.stdin.drain()
         line = await asyncio.wait_for(child.stdout.readline(), 60)
@@ -271,7 +274,7 @@ async def run_phases(port: int, flooders: int, seconds: float, probe: Probe) -> 
         "quiet_healthz_p99": quiet_healthz_p99, "flood_healthz_p99": flood_healthz_p99,
         "healthz_failures": quiet_failures + flood_failures,
         "events_per_s": counts["events"] / counts["seconds"], "cut": counts["cut"], "told": counts["told"],
-        "connect_failures": counts["connect_failures"],
+        "connect_failures": counts["connect_failures"], "server_cpu": server_cpu,
     }  # fmt: skip
 
 
@@ -301,7 +304,7 @@ def main() -> int:
                 server = harness.start_sessionhub(workdir, url, settings=settings)
                 probe = Probe(server.port)
                 probe.start()
-                f = asyncio.run(run_phases(server.port, args.flooders, args.seconds, probe))
+                f = asyncio.run(run_phases(server.port, server.child.pid, args.flooders, args.seconds, probe))
             finally:
                 if probe is not None:
                     probe.stopping.set()
@@ -315,7 +318,8 @@ def main() -> int:
             passed = passed and f["cut"] == f["told"] == args.flooders
         print(
             f"{name}: {args.flooders} flooders ({f['events_per_s']:.0f} events/s refused, {f['cut']:.0f} cut, "
-            f"{f['told']:.0f} told 'flood'); measured user's ack p50 {f['quiet_p50'] * 1000:.1f} -> "
+            f"{f['told']:.0f} told 'flood'; server CPU {f['server_cpu']:.0f}% of a core); "
+            f"measured user's ack p50 {f['quiet_p50'] * 1000:.1f} -> "
             f"{f['flood_p50'] * 1000:.1f} ms, p99 {f['quiet_p99'] * 1000:.1f} -> {f['flood_p99'] * 1000:.1f} ms "
             f"(bound {p99_bound * 1000:.1f} ms); /healthz worst {f['quiet_healthz'] * 1000:.1f} -> "
             f"{f['flood_healthz'] * 1000:.1f} ms (bound {healthz_bound * 1000:.1f} ms; p99 "
