@@ -22,14 +22,36 @@ class TokenBucket:
 
     def take(self, now_s: float) -> bool:
         """Spend one token; False when the connection is over its rate."""
+        if not self.peek(now_s):
+            return False
+        self.tokens -= 1.0
+        return True
+
+    def peek(self, now_s: float) -> bool:
+        """Whether a token is left (refilled to ``now_s``), without spending it."""
         if self.tokens < 0:
             self.tokens, self.updated_s = float(self.burst), now_s
         self.tokens = min(float(self.burst), self.tokens + (now_s - self.updated_s) * self.rate_per_s)
         self.updated_s = now_s
-        if self.tokens < 1.0:
-            return False
-        self.tokens -= 1.0
-        return True
+        return self.tokens >= 1.0
+
+
+@dataclass(slots=True)
+class FloodCount:
+    """Events refused over the rate in the current window (a fixed window: one comparison and
+    one addition per refusal, so counting costs a flooder nothing worth having)."""
+
+    limit: int
+    window_s: float
+    count: int = 0
+    since_s: float = -1.0
+
+    def refused(self, now_s: float) -> bool:
+        """Count one refusal; True when it makes ``limit`` within the window (time to cut)."""
+        if self.since_s < 0 or now_s - self.since_s >= self.window_s:
+            self.count, self.since_s = 0, now_s
+        self.count += 1
+        return self.count >= self.limit
 
 
 @dataclass(slots=True)
@@ -44,6 +66,10 @@ class Connection:
     # Run once the socket has closed, by name (a second join of one session replaces the first):
     # a pattern player's presence, the recording lease it holds.
     farewells: dict[str, Farewell] = field(default_factory=dict)
+    # Refusals over the rate (None: not counted), and why the server cut the connection ('' while
+    # it has not): its disconnect is counted under that reason.
+    flood: FloodCount | None = None
+    cut: str = ""
 
 
 class Connections:

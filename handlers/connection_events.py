@@ -8,7 +8,7 @@ from typing import Any
 import socketio
 from socketio.exceptions import ConnectionRefusedError as Refused
 
-from handlers.connection import Connection, Connections, TokenBucket
+from handlers.connection import Connection, Connections, FloodCount, TokenBucket
 from handlers.context import Services
 from handlers.http_common import client_address
 from protocol.errors import CodedError, ErrorCode
@@ -43,7 +43,9 @@ class ConnectionEvents:
             raise Refused("unauthorized", {"error": "unauthorized", "message": exc.message}) from None
         limits = self._s.limits
         bucket = TokenBucket(limits.event_rate_per_s, limits.event_burst)
-        self._connections.add(Connection(sid=sid, claims=claims, bucket=bucket, address=self._address(environ)))
+        flood = FloodCount(limits.flood_refusals, limits.flood_window_s)
+        address = self._address(environ)
+        self._connections.add(Connection(sid=sid, claims=claims, bucket=bucket, address=address, flood=flood))
         self._s.metrics.connected()
 
     def _address(self, environ: dict[str, Any]) -> str:
@@ -64,7 +66,8 @@ class ConnectionEvents:
         self._s.bus.leave_all(sid)
         connection = self._connections.get(sid)
         if self._connections.remove(sid):  # a refused connection was never counted
-            self._s.metrics.disconnected(str(reason or ""))
+            # A cut decided here (a flood) is counted under its own reason, not "server disconnect".
+            self._s.metrics.disconnected(connection.cut if connection and connection.cut else str(reason or ""))
         for name, farewell in (connection.farewells.items() if connection else ()):
             try:
                 await farewell()

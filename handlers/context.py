@@ -96,6 +96,9 @@ class Limits:
     login_link_ttl_s: int
     login_token_ttl_s: int
     signins_per_min: int
+    # Refusals over the event rate within the window that disconnect a connection ("flood").
+    flood_refusals: int = 200
+    flood_window_s: float = 10.0
 
 
 @dataclass(frozen=True, slots=True)

@@ -33,10 +33,12 @@ OK = "ok"
 # The outcome of a handler cancelled before it answered (a stopping server, a lost connection).
 CANCELLED = "cancelled"
 # Why an admitted client went away: python-socketio's disconnect reasons, and the slow-client
-# cut of server.transport.fastpath (which it would report as a transport close).
+# cut of server.transport.fastpath (which it would report as a transport close), and the flood
+# cut of handlers.socket_router (which it would report as a server disconnect).
 CLOSE_REASONS = frozenset(
-    {"client disconnect", "server disconnect", "ping timeout", "transport close", "transport error", "slow client"}
-)
+    {"client disconnect", "server disconnect", "ping timeout", "transport close", "transport error", "slow client",
+     "flood"}
+)  # fmt: skip
 # Acks take a few ms, a fan-out round up to seconds under load: buckets cover both ends.
 LATENCY_BUCKETS_S = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
 

@@ -8,6 +8,13 @@ order of seed 002: ``invalid_session_id`` -> ``unauthorized`` -> ``session_not_f
 Being the one place every event passes, the guard also counts it (``handlers.metrics``: by
 registered name and outcome, with its ack time) and logs its line (``handlers.socket_log``).
 
+Refusing is cheap (issue 20, finding 4): an event over the connection's rate -- unknown event
+names included -- is answered from a prebuilt ack before anything else is looked at (no payload
+check, no pydantic, no Redis), and a connection refused ``SESSIONHUB_FLOOD_REFUSALS`` times within
+``SESSIONHUB_FLOOD_WINDOW_S`` is cut: told with a ``protocol_error`` event (``reason: "flood"``),
+then disconnected through python-socketio's public ``disconnect`` (either lane), its disconnect
+counted as ``flood``.
+
 Events of one connection arrive here one after another, in the order sent, and a handler's
 ack is handed to its connection before the handler's task next yields to the loop: both are
 the transport's contract (``server.transport.contract``), kept by either of its lanes. An event
@@ -31,10 +38,23 @@ from handlers.ids import parse_session_id
 from handlers.metrics import CANCELLED, OK, UNKNOWN, EventMeter
 from handlers.socket_log import SocketEventLog
 from protocol.errors import CodedError, ErrorCode
+from protocol.events import PROTOCOL_ERROR
 
 log = logging.getLogger(__name__)
 
 Handler = Callable[[Connection, dict[str, Any]], Awaitable[dict[str, Any]]]
+
+# The ack of an event over the connection's rate, built once: a flood is refused with a copy.
+_RATE_LIMITED = {"ok": False, "error": ErrorCode.RATE_LIMITED.value, "message": "too many events; slow down"}
+# The disconnect reason of a connection cut for flooding (handlers.metrics.CLOSE_REASONS).
+FLOOD = "flood"
+# What a cut connection is told before it is disconnected (a protocol_error event).
+_FLOOD_NOTICE = {
+    "ok": False,
+    "error": ErrorCode.RATE_LIMITED.value,
+    "reason": FLOOD,
+    "message": "too many events over the rate for too long; disconnected",
+}
 
 
 def _with_seq(ack: dict[str, Any], data: Any) -> dict[str, Any]:
@@ -53,6 +73,19 @@ class EventRegistry(Protocol):
         """Register ``handler`` for ``event`` (``"*"``: every event without one)."""
         ...
 
+    def screen_rate(self, over_rate: Callable[[str], bool], refuse: Callable[[str, str, Any], dict[str, Any]]) -> None:
+        """Have events over the rate refused before they are dispatched (a lane may instead
+        leave every event to its handler's guard)."""
+        ...
+
+    async def emit(self, event: str, data: Any = None, to: str | None = None) -> None:
+        """Send ``event`` to the connection ``to``."""
+        ...
+
+    async def disconnect(self, sid: str, namespace: str | None = None, ignore_queue: bool = False) -> None:
+        """Disconnect a client, its TCP connection included."""
+        ...
+
 
 class SocketRouter:
     """Guards and registers event handlers on one Socket.IO server."""
@@ -63,7 +96,10 @@ class SocketRouter:
         self._connections = connections
         self._event_log = SocketEventLog()
         self._unknown_meter = services.metrics.unknown_event()
+        self._cuts: set[asyncio.Task[None]] = set()
+        self._meters: dict[str, EventMeter] = {}
         sio.on("*", self._unknown)
+        sio.screen_rate(self.over_rate, self.refuse)
 
     def on(self, event: str, handler: Handler, *, session_scoped: bool = True, changes: bool = False) -> None:
         """Register ``handler`` for ``event``.
@@ -74,14 +110,21 @@ class SocketRouter:
         bus = self._services.bus
         metrics = self._services.metrics
         meter = metrics.event(event)
+        self._meters[event] = meter
 
         async def guarded(sid: str, data: Any = None, *extra: Any) -> dict[str, Any]:
             started = time.perf_counter()
             hold: object | None = None
             session_id = ""
             outcome = CANCELLED  # unless it returns or raises: the server is stopping
+            connection = self._connections.get(sid)
+            if connection is not None and not self._take(connection):
+                # The cheapest refusal: nothing of the message is looked at but its seq.
+                self._done(meter, event, sid, "", ErrorCode.RATE_LIMITED.value, started)
+                return _with_seq(dict(_RATE_LIMITED), data)
             try:
-                connection = self._admit(sid)
+                if connection is None:
+                    raise CodedError(ErrorCode.UNAUTHORIZED, "not connected")
                 payload = self._payload(data, extra, session_scoped)
                 if session_scoped:  # parsed; an unscoped event's field is the client's, unchecked
                     session_id = payload["session_id"]
@@ -112,13 +155,54 @@ class SocketRouter:
         if self._event_log.enabled():
             self._event_log.write(event, sid, session_id, outcome, elapsed_s)
 
-    def _admit(self, sid: str) -> Connection:
+    def over_rate(self, sid: str) -> bool:
+        """Whether the connection's next event is to be refused ``rate_limited`` (no token
+        left, or being cut). Spends nothing: an event then dispatched spends its token in
+        its guard, so it is counted once."""
         connection = self._connections.get(sid)
         if connection is None:
-            raise CodedError(ErrorCode.UNAUTHORIZED, "not connected")
-        if not connection.bucket.take(self._services.clock.monotonic_s()):
-            raise CodedError(ErrorCode.RATE_LIMITED, "too many events; slow down")
-        return connection
+            return False  # the guard answers it (unauthorized)
+        return bool(connection.cut) or not connection.bucket.peek(self._services.clock.monotonic_s())
+
+    def refuse(self, sid: str, event: str, data: Any) -> dict[str, Any]:
+        """The ``rate_limited`` ack of an event :meth:`over_rate` refused, counted as its guard
+        would count it (and towards the connection's flood limit)."""
+        connection = self._connections.get(sid)
+        if connection is not None:
+            self._take(connection)
+        meter = self._meters.get(event)
+        name = event if meter is not None else UNKNOWN
+        self._done(meter or self._unknown_meter, name, sid, "", ErrorCode.RATE_LIMITED.value, time.perf_counter())
+        return _with_seq(dict(_RATE_LIMITED), data)
+
+    def _take(self, connection: Connection) -> bool:
+        """Spend one of the connection's tokens; False (and one refusal counted) when over its
+        rate. The refusal that reaches the flood limit starts the connection's cut."""
+        if connection.cut:
+            return False  # being disconnected: what it still sends is refused
+        now_s = self._services.clock.monotonic_s()
+        if connection.bucket.take(now_s):
+            return True
+        flood = connection.flood
+        if flood is not None and flood.refused(now_s):
+            connection.cut = FLOOD
+            log.warning(
+                "disconnecting a flooding connection: %d events refused over the rate within %.0f s",
+                flood.count, flood.window_s, extra={"sid": connection.sid, "address": connection.address},
+            )  # fmt: skip
+            task = asyncio.get_running_loop().create_task(self._cut(connection.sid))
+            self._cuts.add(task)
+            task.add_done_callback(self._cuts.discard)
+        return False
+
+    async def _cut(self, sid: str) -> None:
+        # A task of its own, so it starts after the refusing ack was handed over: the client
+        # reads that ack, then why, then the disconnect.
+        try:
+            await self._sio.emit(PROTOCOL_ERROR, _FLOOD_NOTICE, to=sid)
+            await self._sio.disconnect(sid)
+        except Exception:  # the connection may already be gone; nothing else to undo
+            log.warning("cutting a flooding connection failed", exc_info=True, extra={"sid": sid})
 
     @staticmethod
     def _payload(data: Any, extra: tuple[Any, ...], session_scoped: bool) -> dict[str, Any]:
@@ -141,5 +225,10 @@ class SocketRouter:
 
     async def _unknown(self, event: str, sid: str, *args: Any) -> dict[str, Any]:
         # A client picks the name: counted and logged as "unknown", never as a label of its own.
+        # It spends a token as any event does: a flood of made-up names is a flood.
+        connection = self._connections.get(sid)
+        if connection is not None and not self._take(connection):
+            self._done(self._unknown_meter, UNKNOWN, sid, "", ErrorCode.RATE_LIMITED.value, time.perf_counter())
+            return _with_seq(dict(_RATE_LIMITED), args[0] if args else None)
         self._done(self._unknown_meter, UNKNOWN, sid, "", ErrorCode.UNKNOWN_EVENT.value, time.perf_counter())
         return to_ack(CodedError(ErrorCode.UNKNOWN_EVENT, f"unknown event {event[:64]!r}"))

@@ -117,6 +117,8 @@ def limits_from(settings: Settings) -> Limits:
         login_link_ttl_s=settings.login_link_ttl_s,
         login_token_ttl_s=settings.login_token_ttl_s,
         signins_per_min=settings.signins_per_min,
+        flood_refusals=settings.flood_refusals,
+        flood_window_s=settings.flood_window_s,
     )
 
 

@@ -80,6 +80,10 @@ class Settings(BaseSettings):
     max_payload_bytes: int = Field(default=16384, ge=256)
     event_rate_per_s: float = Field(default=20.0, gt=0)
     event_burst: int = Field(default=40, ge=1)
+    # A connection refused this many events over its rate within the window is disconnected
+    # ("flood"; handlers.socket_router): sustained abuse, not a client briefly too fast.
+    flood_refusals: int = Field(default=200, ge=1)
+    flood_window_s: float = Field(default=10.0, gt=0, le=3600)
     max_subscriptions: int = Field(default=100, ge=1)
     list_limit: int = Field(default=200, ge=1)
     max_materials: int = Field(default=10_000, ge=1)

@@ -105,6 +105,16 @@ class SocketServer(Protocol):
         """Disconnect a client, its Engine.IO session and TCP connection included."""
         ...
 
+    async def emit(self, event: str, data: Any = None, to: str | None = None) -> None:
+        """Send ``event`` to the connection ``to`` (python-socketio's public ``emit``)."""
+        ...
+
+    def screen_rate(self, over_rate: Callable[[str], bool], refuse: Callable[[str, str, Any], dict[str, Any]]) -> None:
+        """Answer events over their connection's rate before they are decoded for a handler:
+        ``over_rate(sid)`` says whether to, ``refuse(sid, event, data)`` gives the ack (and
+        counts it). The fast lane does; the stock lane leaves it to the handler's guard."""
+        ...
+
     def count_with(self, sent: Callable[[int, int], None], refused: Callable[[str], None]) -> None:
         """Report the messages (and their bytes) this server sends one at a time -- acks, emits,
         not the bus's fan-out, which counts its own -- to ``sent``, and its refusals to ``refused``."""

@@ -55,6 +55,7 @@ import collections
 import functools
 import json
 import logging
+import re
 import time
 from collections.abc import Callable, Mapping
 from typing import Any, Literal
@@ -94,6 +95,8 @@ from server.random_ids import IDS
 log = logging.getLogger(__name__)
 
 _OP_BINARY = 0x2
+# A Socket.IO EVENT of namespace "/" as text, with its ack id if any (what the rate screen reads).
+_EVENT_HEAD = re.compile(r"2(\d{1,18})?(?=\[)")
 
 
 # Hostile clients can send malformed frames by the thousand: one traceback per cause, then counts.
@@ -258,11 +261,21 @@ class EngineWebSocket(LeanWebSocket):
             self.close()
         socket.queue.attach(functools.partial(_write_through, self))
 
-    async def handle_message(self, message: str | bytes) -> None:
+    async def handle_message(self, message: str | bytes) -> bool | None:
         socket = self.socket
         # What the message's handling writes (a snapshot and its ack, replayed events) leaves
         # in one write when it is done.
         self.gather()
+        if isinstance(message, str) and message[:2] == "42":  # a Socket.IO EVENT
+            reply = self.server.screen(socket.sid, message[1:])
+            if reply is not None:
+                # Refused over the rate: its ack is gathered, and written by the consumer before
+                # it yields (a refused message ends the connection's turn: LeanWebSocket._consume).
+                if reply:
+                    frame = ws_frame(b"4" + reply.encode())
+                    self.write_frame(frame)
+                    self.server.on_sent(1, len(frame))
+                return True
         try:
             await socket.receive(eio_packet.Packet(encoded_packet=message))
         except engineio.exceptions.UnknownPacketError:
@@ -273,6 +286,7 @@ class EngineWebSocket(LeanWebSocket):
             self.server.logger.exception("Unknown receive error")
         finally:
             self.release()
+        return None
 
     def handle_pong(self) -> None:
         self.socket.schedule_ping()  # all that Engine.IO does for a PONG
@@ -329,6 +343,11 @@ def _ignore_refused(reason: str) -> None:
     """The default ``LightEngineServer.on_refused``: nobody counts."""
 
 
+def _screen_nothing(eio_sid: str, text: str) -> str | None:
+    """The default ``LightEngineServer.screen``: every message is handled."""
+    return None
+
+
 # Gone sockets closed together before the loop serves anything else (see close_later): small
 # enough that a batch's steps take a few milliseconds, large enough that a batch's awaits
 # (Redis round trips of the disconnect handlers) overlap.
@@ -361,6 +380,8 @@ class LightEngineServer(engineio.AsyncServer):
         # one at a time (acks, emits), and connects refused here, by reason.
         self.on_sent: Callable[[int, int], None] = _ignore_sent
         self.on_refused: Callable[[str], None] = _ignore_refused
+        # SessionServer's screen of events over their connection's rate (SessionServer._screen).
+        self.screen: Callable[[str, str], str | None] = _screen_nothing
 
     async def send_packet(self, sid: str, pkt: eio_packet.Packet) -> None:
         # Written straight to the WebSocket when nothing of the socket's is queued, so an ack
@@ -699,6 +720,8 @@ class SessionServer(socketio.AsyncServer):
         self._deadlines: set[asyncio.Task[None]] = set()
         self._binary_bytes: dict[str, int] = {}  # bytes so far of each pending binary message
         self._skipping: dict[str, int] = {}  # attachments still to drop of each refused message
+        self._over_rate: Callable[[str], bool] | None = None
+        self._refuse_rate: Callable[[str, str, Any], dict[str, Any]] | None = None
 
     def _engineio_server_class(self) -> type:
         return LightEngineServer
@@ -707,6 +730,42 @@ class SessionServer(socketio.AsyncServer):
         """``server.transport.contract.SocketServer.count_with``: Engine.IO's send path counts."""
         self.eio.on_sent = sent
         self.eio.on_refused = refused
+
+    def screen_rate(self, over_rate: Callable[[str], bool], refuse: Callable[[str, str, Any], dict[str, Any]]) -> None:
+        """``server.transport.contract.SocketServer.screen_rate``: see :meth:`_screen`."""
+        self._over_rate, self._refuse_rate = over_rate, refuse
+        self.eio.screen = self._screen
+
+    def _screen(self, eio_sid: str, text: str) -> str | None:
+        """The answer to a Socket.IO message (``text``, an EVENT) over its connection's rate --
+        its ACK's text, or "" when it asked for none -- or None to handle it as usual.
+
+        Asked by the connection's WebSocket before Engine.IO or python-socketio see the message
+        (:meth:`EngineWebSocket.handle_message`): a connection with tokens left costs a dict
+        lookup and a comparison. One over its rate has its message parsed only for the event's
+        name, ack id and ``seq``: no packet objects, no handler, no payload check, no Redis
+        (issue 20, finding 4). Anything unusual (another namespace, a malformed message, a
+        reserved name) goes the usual way, which answers it.
+        """
+        over_rate, refuse = self._over_rate, self._refuse_rate
+        if over_rate is None or refuse is None:
+            return None
+        sid = self.manager.sid_from_eio_sid(eio_sid, "/")
+        if sid is None or not over_rate(sid):
+            return None
+        match = _EVENT_HEAD.match(text)
+        if match is None:
+            return None
+        try:
+            event = wire_json.loads(text[match.end() :])
+        except (ValueError, RecursionError):
+            return None
+        if not isinstance(event, list) or not event or not isinstance(event[0], str) or event[0] in RESERVED_EVENTS:
+            return None
+        ack = refuse(sid, event[0], event[1] if len(event) > 1 else None)
+        if match.group(1) is None:
+            return ""  # without an ack id, a refused event is not answered (as its guard does)
+        return "3" + match.group(1) + wire_json.dumps([ack])
 
     def outlet(self, sid: str) -> Outlet | None:
         """The connection's outlet (``server.transport.contract.SocketServer``)."""

@@ -41,6 +41,21 @@ OP_CONTINUATION, OP_TEXT, OP_BINARY, OP_CLOSE, OP_PING, OP_PONG = 0x0, 0x1, 0x2,
 CLOSE_NORMAL, CLOSE_PROTOCOL, CLOSE_INVALID_DATA, CLOSE_TOO_BIG = 1000, 1002, 1007, 1009
 # The inbox length at which a connection stops reading until its messages are handled.
 INBOX_PAUSE = 32
+# Messages of one connection handled in a row before its consumer yields to the loop. A refused
+# message completes without awaiting anything, so without this one connection's pipelined burst
+# (thousands in one TCP read) ran in a single loop turn and held every other connection and
+# HTTP request for its whole length (issue 20, finding 4).
+MESSAGES_PER_TURN = 8
+# How long a connection's next message waits after one of its messages was refused over the
+# rate: a flooder is answered at most ~40 times a second (then held back by TCP, as any client
+# that sends faster than it is served), so 20 of them cost the node a few percent of a core
+# instead of all of it. A client within its rate is never refused, so never paused. (At the
+# default flood limit, 200 refusals within 10 s, a flooder is still cut within about 5 s.)
+REFUSAL_PAUSE_S = 0.025
+# Frames parsed per loop turn: one read brings up to 256 KiB, thousands of small frames whose
+# parsing alone held the loop for tens of milliseconds; the rest is parsed in later turns while
+# the connection does not read.
+FRAMES_PER_TURN = 64
 # What a message's handling may hold back before writing it anyway (see _Gathered).
 GATHER_LIMIT_BYTES = 64 * 1024
 # Engine.IO's PONG: answered without a task (it only re-arms the ping timer).
@@ -217,14 +232,17 @@ class FrameParser:
             self.release()
             raise FrameError(CLOSE_TOO_BIG, "the server holds too many unfinished messages; send it whole, later")
 
-    def feed(self, data: bytes) -> list[tuple[int, bytes]]:
-        """``(opcode, payload)`` of every message and control frame completed by ``data``."""
+    def feed(self, data: bytes, limit: int = 1 << 30) -> list[tuple[int, bytes]]:
+        """``(opcode, payload)`` of the messages and control frames completed by ``data``, at
+        most ``limit`` frames of them: the rest stays buffered for the next call (``feed(b"")``)."""
         buffer = self._buffer
         buffer += data
         found: list[tuple[int, bytes]] = []
         at = 0
         end = len(buffer)
-        while end - at >= 2:
+        frames = 0
+        while end - at >= 2 and frames < limit:
+            frames += 1
             first, second = buffer[at], buffer[at + 1]
             if first & 0x70:
                 raise FrameError(CLOSE_PROTOCOL, "reserved bits set (no extension was agreed)")
@@ -342,7 +360,7 @@ class LeanWebSocket(asyncio.Protocol):
     connection.
     """
 
-    __slots__ = ("_closed_called", "_consumer", "_inbox", "_parser", "_paused", "in_prelude", "lost",
+    __slots__ = ("_backlog", "_closed_called", "_consumer", "_inbox", "_parser", "_paused", "in_prelude", "lost",
                  "slow_limit_bytes", "transport")  # fmt: skip
 
     def __init__(
@@ -357,7 +375,8 @@ class LeanWebSocket(asyncio.Protocol):
         self._parser = FrameParser(max_message_bytes, budget)
         self._inbox: deque[str | bytes] = deque()
         self._consumer: asyncio.Task[None] | None = None
-        self._paused = False
+        self._paused = False  # not reading: the inbox is full
+        self._backlog = False  # not reading: what was read is not all parsed yet
         self._closed_called = False
         self.lost = False
         self.in_prelude = False
@@ -367,8 +386,12 @@ class LeanWebSocket(asyncio.Protocol):
         transport.set_write_buffer_limits(high=slow_limit_bytes)
 
     # --- what a subclass gives meaning to ---------------------------------------------------
-    async def handle_message(self, message: str | bytes) -> None:
-        """One whole message, after every earlier one was handled."""
+    async def handle_message(self, message: str | bytes) -> bool | None:
+        """One whole message, after every earlier one was handled. It may leave what it wrote
+        gathered (:meth:`gather`): the consumer releases it before it next yields to the loop.
+        True: the message was refused as over its connection's rate; the connection's next
+        message waits :data:`REFUSAL_PAUSE_S`."""
+        return None
 
     def handle_pong(self) -> None:
         """An Engine.IO PONG that arrived while no message was pending."""
@@ -412,10 +435,38 @@ class LeanWebSocket(asyncio.Protocol):
     # --- asyncio.Protocol -------------------------------------------------------------------
     def data_received(self, data: bytes) -> None:
         try:
-            messages = self._parser.feed(data)
+            messages = self._parser.feed(data, FRAMES_PER_TURN)
         except FrameError as exc:
             self.close(exc.code, str(exc))
             return
+        self._dispatch(messages)
+        transport = self.transport
+        if transport is None or transport.is_closing():
+            return
+        if len(messages) >= FRAMES_PER_TURN:
+            # More may be buffered: parsed in a later turn, behind what else is ready, or once
+            # the inbox is empty when it is full (the consumer then asks, see _consume).
+            if not self._backlog:
+                self._backlog = True
+                self._set_reading()
+            if not self._paused:
+                asyncio.get_running_loop().call_soon(self.data_received, b"")
+        elif self._backlog:
+            self._backlog = False
+            self._set_reading()
+
+    def _set_reading(self) -> None:
+        """Read while neither the inbox nor the parser has a backlog."""
+        transport = self.transport
+        if transport is None or transport.is_closing():
+            return
+        if self._paused or self._backlog:
+            if transport.is_reading():
+                transport.pause_reading()
+        elif not transport.is_reading():
+            transport.resume_reading()
+
+    def _dispatch(self, messages: list[tuple[int, bytes]]) -> None:
         for opcode, payload in messages:
             if opcode == OP_TEXT:
                 try:
@@ -480,22 +531,37 @@ class LeanWebSocket(asyncio.Protocol):
             self._consumer = asyncio.get_running_loop().create_task(self._consume())
             return
         self._inbox.append(message)
-        if len(self._inbox) >= INBOX_PAUSE and not self._paused and self.transport is not None:
+        if len(self._inbox) >= INBOX_PAUSE and not self._paused:
             self._paused = True
-            self.transport.pause_reading()
+            self._set_reading()
 
     async def _consume(self) -> None:
         inbox = self._inbox
         try:
+            handled = 0
             while inbox:
-                await self.handle_message(inbox.popleft())
+                refused = await self.handle_message(inbox.popleft())
+                handled += 1
+                if refused and inbox:
+                    handled = 0
+                    self.release()
+                    await asyncio.sleep(REFUSAL_PAUSE_S)
+                elif handled >= MESSAGES_PER_TURN and inbox:
+                    # Behind whatever became ready meanwhile (other connections, HTTP), then on.
+                    handled = 0
+                    self.release()
+                    await asyncio.sleep(0)
         finally:
+            self.release()  # what a handler left gathered (refusals: see handle_message)
             self._consumer = None
             if self.lost:
                 self._finish()
-            elif self._paused and self.transport is not None:
+            elif self._paused:
                 self._paused = False
-                self.transport.resume_reading()
+                if self._backlog:
+                    self.data_received(b"")  # parsing was waiting for the inbox to empty
+                else:
+                    self._set_reading()
 
     def _finish(self) -> None:
         if not self._closed_called:
