@@ -218,7 +218,7 @@ async def flood_child(port: int, flooders: int) -> None:
     a line arrives on stdin (or FLOOD_LIMIT_S), then prints ``COUNTS {json}``."""
     token = harness.mint_token()
     stop = asyncio.Event()
-    counts = {"events": 0, "cut": 0, "told": 0, "answered": 0, "connect_failures": 0}
+    counts: dict[str, int] = {"events": 0, "cut": 0, "told": 0, "answered": 0, "connect_failures": 0}
     tasks = [asyncio.create_task(flood(port, token, stop, counts)) for _ in range(flooders)]
     loop = asyncio.get_running_loop()
     stdin_line = loop.run_in_executor(None, sys.stdin.readline)
@@ -228,12 +228,12 @@ async def flood_child(port: int, flooders: int) -> None:
     print("ANSWERED", flush=True)
     began = loop.time()
     await asyncio.wait([stdin_line], timeout=FLOOD_LIMIT_S)
-    counts["seconds"] = loop.time() - began
+    seconds = loop.time() - began
     stop.set()
     await asyncio.wait(tasks, timeout=30)
     for task in tasks:
         task.cancel()
-    print("COUNTS " + json.dumps(counts), flush=True)
+    print("COUNTS " + json.dumps({**counts, "seconds": seconds}), flush=True)
 
 
 FLOOD_LIMIT_S = 120.0

@@ -75,7 +75,7 @@ from server.transport.contract import Outlet, end_sessions_at_shutdown, ws_frame
 from server.transport.engine import LightQueue
 from server.transport.front import Front, FrontProtocol, Upgrader, UpgradeRequest
 from server.transport.messages import MAX_ATTACHMENTS as MAX_ATTACHMENTS
-from server.transport.messages import Error, event_name, malformed, refusal_packet, reserved, too_large
+from server.transport.messages import RESERVED_EVENTS, Error, event_name, malformed, refusal_packet, reserved, too_large
 from server.transport.messages import Header as _Header
 from server.transport.messages import size_of as _size_of
 from server.transport.leanws import (
