@@ -19,6 +19,8 @@ from redis.asyncio import Redis
 from redis.asyncio.cluster import RedisCluster
 from redis.commands.core import AsyncScript
 
+from storage.lean_redis import LeanRedis
+
 _PROLOGUE = "core/_event.lua"
 
 
@@ -42,7 +44,10 @@ def composed_script(redis: Redis, *paths: str) -> AsyncScript:
     The one place a script reaches Redis: every repository registers its scripts through this
     module, so each gets the cluster rewrite (a test keeps ``register_script`` out of the rest).
     """
-    return redis.register_script(_for(redis, "\n".join(source(path) for path in paths)))
+    script = redis.register_script(_for(redis, "\n".join(source(path) for path in paths)))
+    if isinstance(redis, LeanRedis):
+        redis.remember(script)  # a NOSCRIPT on its link is answered with EVAL, in order
+    return script
 
 
 def event_script(redis: Redis, path: str) -> AsyncScript:
