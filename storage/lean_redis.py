@@ -531,8 +531,10 @@ class _Messages(asyncio.Protocol):
                 if isinstance(reply, list) and len(reply) == 3:  # message / (un)subscribe: kind, channel, data
                     queue.append({"type": _text(reply[0]), "pattern": None, "channel": reply[1], "data": reply[2]})
                 # anything else (AUTH's +OK) carries nothing for the reader
-        except hiredis.ProtocolError as exc:
-            self.lost = exc
+        except (hiredis.ProtocolError, UnicodeDecodeError) as exc:
+            # A stream that cannot be read on: dropped, as redis-py's reader drops it; the bus
+            # connects again and catches its rooms up from the log.
+            self.lost = RedisConnectionError(f"unreadable reply from Redis: {exc}")
             self.abort()
         self._wake()
 
@@ -595,9 +597,9 @@ class LeanSubscriber:
 
     async def _connected(self) -> _Messages:
         link = self._link
-        if link is not None and link.open:
-            return link
-        if link is not None and link.queue:  # messages read before the drop go first
+        if link is not None and (link.open or link.queue or link.lost):
+            # open, or dropped with what it read still to hand out and the drop to tell: the
+            # reader's next call does both, then connects again
             return link
         loop = asyncio.get_running_loop()
         fresh = _Messages(self._encoding)
@@ -635,7 +637,7 @@ class LeanSubscriber:
 
     async def get_message(self, timeout: float) -> dict[str, Any] | None:
         """The next message, waiting at most ``timeout`` seconds for one (None when none came)."""
-        link = await self._connected()
+        link = self._link if self._link is not None else await self._connected()
         if link.queue:
             return link.queue.popleft()
         if not link.open:

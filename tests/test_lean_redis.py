@@ -70,6 +70,16 @@ async def test_reads_go_over_the_link_and_answer_as_redis_py_does(redis: Redis, 
     assert link.requests - before == len(calls)
 
 
+async def test_a_zadd_goes_over_the_link_and_is_not_repeated(redis: Redis, plain: Redis) -> None:
+    link = link_of(redis)
+    before = link.requests
+    assert await redis.zadd("due", {"s": 5}) == 1
+    assert await redis.zadd("due", {"s": 7}) == 0  # an overwrite, as redis-py answers it
+    assert await plain.zscore("due", "s") == 7
+    assert link.requests - before == 2
+    assert "ZADD" not in lean_redis.READS  # a write: never sent twice after a drop
+
+
 async def test_a_read_only_transaction_goes_over_the_link_and_a_write_does_not(redis: Redis, plain: Redis) -> None:
     await plain.hset("h", mapping={"kind": "voice"})
     link = link_of(redis)
@@ -308,6 +318,14 @@ async def _messages(subscriber: LeanSubscriber, count: int, *, within_s: float =
     return got
 
 
+def _address_of(subscriber: LeanSubscriber) -> str:
+    """The subscriber's end of its connection, as CLIENT LIST names it."""
+    link = subscriber._link
+    assert link is not None and link.transport is not None
+    host, port = link.transport.get_extra_info("sockname")[:2]
+    return f"{host}:{port}"
+
+
 def subscriber_of(process: RedisProcess) -> LeanSubscriber:
     subscriber = lean_subscriber_for(ConnectionPool.from_url(process.url, decode_responses=True))
     assert subscriber is not None
@@ -347,7 +365,7 @@ async def test_a_killed_subscriber_fails_once_then_subscribes_everything_again(
         await subscriber.subscribe("a")
         await subscriber.subscribe("b")
         await _messages(subscriber, 2)
-        killed = await plain.client_kill_filter(_type="pubsub")
+        killed = await plain.client_kill_filter(addr=_address_of(subscriber))  # another test's may linger
         assert killed == 1
         with pytest.raises(ConnectionError):
             await _messages(subscriber, 1)  # the drop is told once, as redis-py's PubSub tells it
@@ -355,7 +373,7 @@ async def test_a_killed_subscriber_fails_once_then_subscribes_everything_again(
         assert sorted((m["type"], m["channel"]) for m in again) == [("subscribe", "a"), ("subscribe", "b")]
         await plain.publish("b", "after")
         assert [m["data"] for m in await _messages(subscriber, 1)] == ["after"]
-        (client,) = await plain.client_list(_type="pubsub")
+        (client,) = [c for c in await plain.client_list(_type="pubsub") if c["addr"] == _address_of(subscriber)]
         assert client["name"] == SUBSCRIBER_NAME
     finally:
         await subscriber.aclose()
