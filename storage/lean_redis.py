@@ -126,16 +126,21 @@ def parse_error(reply: str) -> RedisError:
     return error(reply[len(code) + 1 :])
 
 
+# An EVALSHA's script body and its command (EVALSHA, sha, numkeys, keys and args).
+Fallback = tuple[Any, tuple[Any, ...]]
+
+
 class _Request:
     __slots__ = ("count", "fallback", "future", "replies")
 
     def __init__(
-        self, count: int, future: asyncio.Future[list[Any]], fallback: tuple[Any, ...] | None = None
+        self, count: int, future: asyncio.Future[list[Any]], fallback: Fallback | None = None
     ) -> None:
         self.count = count
         self.future = future
         self.replies: list[Any] = []
-        # An EVALSHA's EVAL: sent in its place when Redis answers NOSCRIPT (see _Replies._again).
+        # An EVALSHA's script body and arguments: its EVAL is sent in its place when Redis
+        # answers NOSCRIPT (see _Replies._again); packed only then.
         self.fallback = fallback
 
 
@@ -209,9 +214,10 @@ class _Replies(asyncio.Protocol):
         """
         fallback, request.fallback = request.fallback, None  # one retry: an EVAL has no NOSCRIPT
         assert fallback is not None
+        body, evalsha = fallback
         self._waiting.insert(len(self._waiting) - len(self._unsent), request)
         if self._transport is not None and self.open:
-            self._transport.write(_pack(fallback))
+            self._transport.write(_pack(("EVAL", body, *evalsha[2:])))
 
     def abort(self) -> None:
         """Drop the connection; waiting requests fail in :meth:`connection_lost`."""
@@ -264,13 +270,13 @@ class LeanLink:
         self.requests = 0  # served here, for tests that check this path is in use
 
     async def request(
-        self, packed: bytes, count: int, *, repeatable: bool, fallback: tuple[Any, ...] | None = None
+        self, packed: bytes, count: int, *, repeatable: bool, fallback: Fallback | None = None
     ) -> list[Any]:
         """Send ``packed`` (``count`` commands) and return their replies, error replies included.
 
         A ``repeatable`` request whose connection dropped before its replies came is sent once
-        more on a new connection. ``fallback`` (one EVALSHA's EVAL) is sent in its place if Redis
-        answers NOSCRIPT.
+        more on a new connection. With ``fallback`` (one EVALSHA's script body and command), its
+        EVAL is sent in its place if Redis answers NOSCRIPT.
         """
         try:
             return await self._request_once(packed, count, fallback)
@@ -279,7 +285,7 @@ class LeanLink:
                 raise
             return await self._request_once(packed, count, fallback)
 
-    async def _request_once(self, packed: bytes, count: int, fallback: tuple[Any, ...] | None = None) -> list[Any]:
+    async def _request_once(self, packed: bytes, count: int, fallback: Fallback | None = None) -> list[Any]:
         replies = self._replies
         if replies is None or not replies.open:
             replies = await self._connection()
@@ -410,7 +416,7 @@ class LeanRedis(Redis):
         fallback = None
         if name == "EVALSHA":
             body = self._bodies.get(args[1])
-            fallback = None if body is None else ("EVAL", body, *args[2:])
+            fallback = None if body is None else (body, args)
         (reply,) = await lean.request(_pack(args), 1, repeatable=name in READS, fallback=fallback)
         return await _parsed(self.response_callbacks, name, reply, options)
 
