@@ -191,7 +191,9 @@ class _Replies(asyncio.Protocol):
                     raise hiredis.ProtocolError("unexpected reply from Redis")
                 request = self._waiting[0]
                 if request.fallback is not None and isinstance(reply, NoScriptError):
-                    self._again(self._waiting.popleft())
+                    self._waiting.popleft()
+                    if not request.future.done():  # a caller gone (cancelled) runs nothing more
+                        self._again(request)
                     continue
                 request.replies.append(reply)
                 if len(request.replies) == request.count:

@@ -145,6 +145,23 @@ async def test_scripts_load_on_first_use_and_run_once(redis: Redis, plain: Redis
     assert link.requests - before >= 3  # NOSCRIPT, then the loaded script, over the link
 
 
+async def test_a_script_that_finds_none_is_sent_again_as_eval_unless_its_caller_is_gone(
+    redis: Redis, plain: Redis
+) -> None:
+    assert isinstance(redis, LeanRedis)
+    script = redis.register_script("return redis.call('INCR', KEYS[1])")
+    redis.remember(script)  # what storage/scripts.py does for every script it registers
+    await plain.script_flush()
+    assert await redis.get("k") is None  # the link is open: the calls below are written at once
+    loads = (await plain.info("commandstats")).get("cmdstat_script|load", {}).get("calls", 0)
+    pending = asyncio.ensure_future(script(keys=["gone"]))
+    await asyncio.sleep(0)  # written (with the call below), not answered
+    pending.cancel()
+    assert await script(keys=["n"]) == 1  # NOSCRIPT, then its EVAL, on the link
+    assert await plain.get("gone") is None  # the cancelled call's NOSCRIPT was not sent again
+    assert (await plain.info("commandstats")).get("cmdstat_script|load", {}).get("calls", 0) == loads
+
+
 async def test_error_replies_raise_what_redis_py_raises(redis: Redis, plain: Redis) -> None:
     await plain.set("s", "v")
     with pytest.raises(ResponseError) as lean_error:
