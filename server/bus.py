@@ -129,6 +129,7 @@ class Room:
     rewritten: bool = False  # this epoch's history was rewritten; waiting for the new epoch
     pending: list[_Outgoing] = field(default_factory=list)  # accepted, not yet written (next round)
     writer: asyncio.Task[None] | None = None  # the task writing the room's rounds, while it runs
+    soon: bool = False  # a small room's round is scheduled as a callback (Bus._write_soon)
     written: int = 0  # offset of the last event a round has handed to the members
     round_ended: float = 0.0  # monotonic time the last round ended
     round_s: float = 0.0  # how long the last round took
@@ -517,8 +518,52 @@ class Bus:
 
     def _enqueue(self, room: Room, outgoing: _Outgoing) -> None:
         room.pending.append(outgoing)
-        if room.writer is None:
+        if room.writer is None and not room.soon:
+            if len(room.members) <= ROUND_YIELD_EVERY:
+                # A small room (most sessions: a few tabs or players): its round is written by
+                # a callback, not a task of its own per event -- a task costs several times a
+                # callback, and such a round never yields. Everything accepted before it runs
+                # still goes out in that one round.
+                room.soon = True
+                asyncio.get_running_loop().call_soon(self._write_soon, room)
+            else:
+                room.writer = asyncio.create_task(self._write_rounds(room))
+
+    def _write_soon(self, room: Room) -> None:
+        """A small room's next round, unless it must linger or yield (then its task writes it)."""
+        room.soon = False
+        if not room.pending or room.writer is not None:
+            return
+        started = time.monotonic()
+        if started - room.round_ended < BACK_TO_BACK_S or len(room.members) > ROUND_YIELD_EVERY:
             room.writer = asyncio.create_task(self._write_rounds(room))
+            return
+        batch, packets, blob, members = self._start_round(room)
+        for sid in members:
+            self._write_round_to(room, sid, batch, packets, blob)
+        self._end_round(room, batch, started)
+
+    def _start_round(self, room: Room) -> tuple[list[_Outgoing], list[Packet], bytes, list[str]]:
+        """Take the room's pending events as one round: (batch, its packets, its bytes, members)."""
+        batch, room.pending = room.pending, []
+        packets = [item.packet for item in batch]
+        blob = b"".join(packet.frame for packet in packets)
+        room.written = max(room.written, batch[-1].offset)
+        members = list(room.members)
+        # Counted per round, never per member (this loop is the hot path): the frames
+        # and bytes of the round times its members, joining and caught-up ones included.
+        self._metrics.sent(len(packets) * len(members), len(blob) * len(members))
+        return batch, packets, blob, members
+
+    def _end_round(self, room: Room, batch: list[_Outgoing], started: float) -> None:
+        room.round_ended = time.monotonic()
+        room.round_s = room.round_ended - started
+        if batch[0].ts_ms:  # once per round, never per member: this loop is the hot path
+            self._metrics.fanout_seconds.observe(max(self._clock.now_s() - batch[0].ts_ms / 1000, 0.0))
+        if room.floors:
+            top = batch[-1]
+            for sid in [s for s, (e, o) in room.floors.items() if e != top.epoch or o <= top.offset]:
+                del room.floors[sid]
 
     async def _write_rounds(self, room: Room) -> None:
         """Write the room's pending events in rounds: one write per member per round.
@@ -536,26 +581,12 @@ class Bus:
                 if started - room.round_ended < BACK_TO_BACK_S:
                     await asyncio.sleep(min(LINGER_MAX_S, LINGER_SHARE * room.round_s))
                     started = time.monotonic()
-                batch, room.pending = room.pending, []
-                packets = [item.packet for item in batch]
-                blob = b"".join(packet.frame for packet in packets)
-                room.written = max(room.written, batch[-1].offset)
-                members = list(room.members)
-                # Counted per round, never per member (this loop is the hot path): the frames
-                # and bytes of the round times its members, joining and caught-up ones included.
-                self._metrics.sent(len(packets) * len(members), len(blob) * len(members))
+                batch, packets, blob, members = self._start_round(room)
                 for count, sid in enumerate(members):
                     if count and count % ROUND_YIELD_EVERY == 0:
                         await asyncio.sleep(0)
                     self._write_round_to(room, sid, batch, packets, blob)
-                room.round_ended = time.monotonic()
-                room.round_s = room.round_ended - started
-                if batch[0].ts_ms:  # once per round, never per member: this loop is the hot path
-                    self._metrics.fanout_seconds.observe(max(self._clock.now_s() - batch[0].ts_ms / 1000, 0.0))
-                if room.floors:
-                    top = batch[-1]
-                    for sid in [s for s, (e, o) in room.floors.items() if e != top.epoch or o <= top.offset]:
-                        del room.floors[sid]
+                self._end_round(room, batch, started)
         finally:
             room.writer = None
             if room.pending and self._rooms.get(room.session_id) is room:

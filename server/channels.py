@@ -35,6 +35,7 @@ from redis.asyncio.cluster import RedisCluster
 from redis.exceptions import RedisClusterException, RedisError
 
 from server.transport.shard_link import ShardLink
+from storage.lean_redis import LeanSubscriber, lean_subscriber_for
 
 log = logging.getLogger(__name__)
 
@@ -54,9 +55,13 @@ class Channels:
     def __init__(self, redis: Redis) -> None:
         self.sharded = isinstance(redis, RedisCluster)
         self._redis = redis
-        self._pubsub: PubSub | None = None  # single Redis only
+        self._pubsub: PubSub | LeanSubscriber | None = None  # single Redis only
         if not self.sharded:
-            self._pubsub = PubSub(connection_pool=redis.connection_pool, ignore_subscribe_messages=False)
+            # The lean reader parses every message of a socket read at once (storage/lean_redis.py);
+            # redis-py's PubSub where it declines (TLS, Unix sockets, an untested redis-py).
+            self._pubsub = lean_subscriber_for(redis.connection_pool) or PubSub(
+                connection_pool=redis.connection_pool, ignore_subscribe_messages=False
+            )
         # Sharded only: the link of each master, which master holds each channel, the channels
         # that lost their link (to subscribe again), and the round-robin start of reads.
         self._links: dict[str, ShardLink] = {}

@@ -4,7 +4,7 @@ redis-py's asyncio client checks a connection out of its pool for every command,
 lock, through observability hooks, a retry wrapper and a timeout: 90-150 µs of CPU per command
 on the benchmark machine (``bench/redis_client.py``), far more than Redis takes to answer, and
 every connect and every event pays it two or three times. :class:`LeanRedis` is that client
-with one change: the reads and script calls in :data:`LEAN_COMMANDS`, and MULTI/EXEC pipelines
+with one change: the reads and writes in :data:`LEAN_COMMANDS`, and MULTI/EXEC pipelines
 made only of such reads, go over one long-lived connection (:class:`LeanLink`) on which
 requests are written back to back and replies are matched to them in order (Redis answers a
 connection's commands in the order they arrive). Requests made in the same loop iteration
@@ -38,6 +38,7 @@ import hiredis
 from redis.asyncio import Redis
 from redis.asyncio.client import Pipeline
 from redis.asyncio.connection import Connection, ConnectionPool
+from redis.commands.core import AsyncScript
 from redis.exceptions import (
     AskError,
     AuthenticationError,
@@ -64,12 +65,16 @@ TESTED = ((8, 0), (9, 0))
 
 # Commands whose reply can be read without blocking the connection, and which change nothing.
 READS = frozenset({"GET", "HGET", "HMGET", "HGETALL", "HVALS", "EXISTS", "LRANGE", "XRANGE", "XREVRANGE"})
-# Those plus script calls (never blocking, but not safe to repeat).
-LEAN_COMMANDS = READS | {"EVALSHA"}
+# Writes that never block: script calls, and the ZADD of a recording's sweep entry (one per
+# status change to recording, 90-150 µs of CPU through the pool). Not repeated after a drop:
+# the caller sees the error rather than a change that may have been applied twice.
+WRITES = frozenset({"EVALSHA", "ZADD"})
+LEAN_COMMANDS = READS | WRITES
 # Options redis-py's command methods pass that change how a reply is parsed; "keys" only feeds
 # its client-side cache, which this client does not use.
 _PLAIN_OPTIONS = frozenset({"keys"})
 CLIENT_NAME = "sessionhub-lean"
+SUBSCRIBER_NAME = "sessionhub-lean-bus"
 KEEPALIVE_IDLE_S = 30
 
 
@@ -121,13 +126,22 @@ def parse_error(reply: str) -> RedisError:
     return error(reply[len(code) + 1 :])
 
 
-class _Request:
-    __slots__ = ("count", "future", "replies")
+# An EVALSHA's script body and its command (EVALSHA, sha, numkeys, keys and args).
+Fallback = tuple[Any, tuple[Any, ...]]
 
-    def __init__(self, count: int, future: asyncio.Future[list[Any]]) -> None:
+
+class _Request:
+    __slots__ = ("count", "fallback", "future", "replies")
+
+    def __init__(
+        self, count: int, future: asyncio.Future[list[Any]], fallback: Fallback | None = None
+    ) -> None:
         self.count = count
         self.future = future
         self.replies: list[Any] = []
+        # An EVALSHA's script body and arguments: its EVAL is sent in its place when Redis
+        # answers NOSCRIPT (see _Replies._again); packed only then.
+        self.fallback = fallback
 
 
 class _Replies(asyncio.Protocol):
@@ -176,6 +190,11 @@ class _Replies(asyncio.Protocol):
                 if not self._waiting:  # a reply nobody asked for: the stream cannot be trusted
                     raise hiredis.ProtocolError("unexpected reply from Redis")
                 request = self._waiting[0]
+                if request.fallback is not None and isinstance(reply, NoScriptError):
+                    self._waiting.popleft()
+                    if not request.future.done():  # a caller gone (cancelled) runs nothing more
+                        self._again(request)
+                    continue
                 request.replies.append(reply)
                 if len(request.replies) == request.count:
                     self._waiting.popleft()
@@ -183,6 +202,24 @@ class _Replies(asyncio.Protocol):
                         request.future.set_result(request.replies)
         except hiredis.ProtocolError:
             self.abort()
+
+    def _again(self, request: _Request) -> None:
+        """Send ``request``'s EVAL now: its EVALSHA found no script (a SCRIPT FLUSH, a restarted
+        or failed-over Redis) and so ran nothing.
+
+        Written at once, from the read that brought the NOSCRIPT, and queued behind the requests
+        already on the wire but ahead of those not yet written: the script calls of a batch that
+        all found no script run again in the order they were issued (the first EVAL loads the
+        script for those behind it), without a round trip of SCRIPT LOAD per call as redis-py's
+        reload does (over its pool, where the reloads -- and so the retries -- may finish in any
+        order).
+        """
+        fallback, request.fallback = request.fallback, None  # one retry: an EVAL has no NOSCRIPT
+        assert fallback is not None
+        body, evalsha = fallback
+        self._waiting.insert(len(self._waiting) - len(self._unsent), request)
+        if self._transport is not None and self.open:
+            self._transport.write(_pack(("EVAL", body, *evalsha[2:])))
 
     def abort(self) -> None:
         """Drop the connection; waiting requests fail in :meth:`connection_lost`."""
@@ -234,25 +271,28 @@ class LeanLink:
         self._connecting: asyncio.Task[_Replies] | None = None
         self.requests = 0  # served here, for tests that check this path is in use
 
-    async def request(self, packed: bytes, count: int, *, repeatable: bool) -> list[Any]:
+    async def request(
+        self, packed: bytes, count: int, *, repeatable: bool, fallback: Fallback | None = None
+    ) -> list[Any]:
         """Send ``packed`` (``count`` commands) and return their replies, error replies included.
 
         A ``repeatable`` request whose connection dropped before its replies came is sent once
-        more on a new connection.
+        more on a new connection. With ``fallback`` (one EVALSHA's script body and command), its
+        EVAL is sent in its place if Redis answers NOSCRIPT.
         """
         try:
-            return await self._request_once(packed, count)
+            return await self._request_once(packed, count, fallback)
         except RedisConnectionError:
             if not repeatable:
                 raise
-            return await self._request_once(packed, count)
+            return await self._request_once(packed, count, fallback)
 
-    async def _request_once(self, packed: bytes, count: int) -> list[Any]:
+    async def _request_once(self, packed: bytes, count: int, fallback: Fallback | None = None) -> list[Any]:
         replies = self._replies
         if replies is None or not replies.open:
             replies = await self._connection()
         future: asyncio.Future[list[Any]] = asyncio.get_running_loop().create_future()
-        replies.send(packed, _Request(count, future))
+        replies.send(packed, _Request(count, future, fallback))
         self.requests += 1
         return await future
 
@@ -363,13 +403,23 @@ class LeanRedis(Redis):
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.lean: LeanLink | None = None if self.single_connection_client else lean_link_for(self.connection_pool)
+        self._bodies: dict[str, Any] = {}  # sha -> body of each script registered here (str or bytes)
+
+    def remember(self, script: AsyncScript) -> None:
+        """Keep ``script``'s body, for the EVAL that answers a NOSCRIPT on the link
+        (storage/scripts.py registers every script and calls this)."""
+        self._bodies[script.sha] = script.script
 
     async def execute_command(self, *args: Any, **options: Any) -> Any:
         name = args[0]
         lean = self.lean
         if lean is None or name not in LEAN_COMMANDS or not options.keys() <= _PLAIN_OPTIONS or not _packable(args):
             return await super().execute_command(*args, **options)  # type: ignore[no-untyped-call]
-        (reply,) = await lean.request(_pack(args), 1, repeatable=name in READS)
+        fallback = None
+        if name == "EVALSHA":
+            body = self._bodies.get(args[1])
+            fallback = None if body is None else (body, args)
+        (reply,) = await lean.request(_pack(args), 1, repeatable=name in READS, fallback=fallback)
         return await _parsed(self.response_callbacks, name, reply, options)
 
     def pipeline(self, transaction: bool = True, shard_hint: str | None = None) -> Pipeline:
@@ -453,3 +503,194 @@ async def read_together(redis: Redis, *commands: tuple[Any, ...]) -> list[Any]:
     replies = await _transaction(lean, list(commands))
     callbacks = redis.response_callbacks
     return [await _parsed(callbacks, args[0], r, {}) for r, args in zip(replies, commands, strict=True)]
+
+
+class _Messages(asyncio.Protocol):
+    """A subscribed connection: every pub/sub message of a read parsed at once, queued in order."""
+
+    def __init__(self, encoding: str | None) -> None:
+        if encoding:
+            self._reader = hiredis.Reader(replyError=parse_error, encoding=encoding)
+        else:
+            self._reader = hiredis.Reader(replyError=parse_error)
+        self.queue: deque[dict[str, Any]] = deque()
+        self.transport: asyncio.Transport | None = None
+        self.open = False
+        self.lost: Exception | None = None
+        self.waiter: asyncio.Future[None] | None = None  # the reader waiting for a message, if any
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        assert isinstance(transport, asyncio.Transport)
+        self.transport = transport
+        self.open = True
+        sock = transport.get_extra_info("socket")
+        if sock is not None:
+            _keep_alive(sock)
+
+    def data_received(self, data: bytes) -> None:
+        self._reader.feed(data)
+        queue = self.queue
+        try:
+            while (reply := self._reader.gets()) is not False:
+                if isinstance(reply, RedisError):  # AUTH refused, or a command the link should not send
+                    self.lost = reply
+                    self.abort()
+                    break
+                if isinstance(reply, list) and len(reply) == 3:  # message / (un)subscribe: kind, channel, data
+                    queue.append({"type": _text(reply[0]), "pattern": None, "channel": reply[1], "data": reply[2]})
+                # anything else (AUTH's +OK) carries nothing for the reader
+        except (hiredis.ProtocolError, UnicodeDecodeError) as exc:
+            # A stream that cannot be read on: dropped, as redis-py's reader drops it; the bus
+            # connects again and catches its rooms up from the log.
+            self.lost = RedisConnectionError(f"unreadable reply from Redis: {exc}")
+            self.abort()
+        self._wake()
+
+    def _wake(self) -> None:
+        if self.waiter is not None and not self.waiter.done():
+            self.waiter.set_result(None)
+
+    def abort(self) -> None:
+        self.open = False
+        if self.transport is not None:
+            self.transport.abort()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.open = False
+        if self.lost is None:
+            self.lost = RedisConnectionError(f"Connection to Redis lost: {exc or 'closed by server'}")
+        self._wake()
+
+
+def _text(value: Any) -> str:
+    return value.decode() if isinstance(value, bytes) else str(value)
+
+
+class LeanSubscriber:
+    """A pub/sub reader for one Redis, in place of redis-py's ``PubSub`` (what ``server.channels``
+    calls of it: connect, subscribe, unsubscribe, get_message, aclose).
+
+    redis-py's ``PubSub.get_message`` reads one message per call through its connection's
+    locks, timeouts and retry wrapper (about a tenth of the server's CPU per committed event
+    in small sessions, bench/sessions.py). Here each read of the socket is parsed whole by
+    hiredis into a queue, and ``get_message`` hands out queued messages without waiting.
+
+    As with redis-py's, a dropped connection fails the next ``get_message`` (after the messages
+    read before the drop) with ``ConnectionError``; the call after that connects again and
+    subscribes every channel anew, whose confirmations tell the bus to catch up from the log.
+    """
+
+    def __init__(
+        self,
+        *,
+        host: str,
+        port: int,
+        username: str | None = None,
+        password: str | None = None,
+        connect_timeout_s: float | None = None,
+        encoding: str | None = None,
+    ) -> None:
+        self._address = (host, port)
+        self._login: tuple[Any, ...] = ()
+        if password:
+            self._login = ("AUTH", username, password) if username else ("AUTH", password)
+        self._connect_timeout_s = connect_timeout_s
+        self._encoding = encoding
+        self.channels: set[str] = set()  # asked for and not dropped: subscribed again on reconnect
+        self._link: _Messages | None = None
+
+    async def connect(self) -> None:
+        """Open the connection now (a Redis that does not answer fails here)."""
+        await self._connected()
+
+    async def _connected(self) -> _Messages:
+        link = self._link
+        if link is not None and (link.open or link.queue or link.lost):
+            # open, or dropped with what it read still to hand out and the drop to tell: the
+            # reader's next call does both, then connects again
+            return link
+        loop = asyncio.get_running_loop()
+        fresh = _Messages(self._encoding)
+        host, port = self._address
+        try:
+            async with asyncio.timeout(self._connect_timeout_s):
+                await loop.create_connection(lambda: fresh, host, port)
+        except TimeoutError as exc:
+            raise RedisTimeoutError(f"Timeout connecting to Redis at {host}:{port}") from exc
+        except OSError as exc:
+            raise RedisConnectionError(f"Error connecting to Redis at {host}:{port}: {exc}") from exc
+        self._link = fresh
+        commands = [self._login] if self._login else []
+        commands.append(("CLIENT", "SETNAME", SUBSCRIBER_NAME))  # tells it apart in CLIENT LIST
+        if self.channels:
+            commands.append(("SUBSCRIBE", *sorted(self.channels)))
+        if commands and fresh.transport is not None:
+            fresh.transport.write(b"".join(_pack(c) for c in commands))
+        return fresh
+
+    async def subscribe(self, *channels: str) -> None:
+        """Ask for ``channels``; each confirmation arrives as a ``subscribe`` message."""
+        fresh = not (self._link is not None and self._link.open)
+        self.channels.update(channels)
+        link = await self._connected()  # a new connection subscribes every channel itself
+        if not fresh and link.transport is not None:
+            link.transport.write(_pack(("SUBSCRIBE", *channels)))
+
+    async def unsubscribe(self, *channels: str) -> None:
+        """Drop ``channels``."""
+        self.channels.difference_update(channels)
+        link = self._link
+        if link is not None and link.open and link.transport is not None:
+            link.transport.write(_pack(("UNSUBSCRIBE", *channels)))
+
+    async def get_message(self, timeout: float) -> dict[str, Any] | None:
+        """The next message, waiting at most ``timeout`` seconds for one (None when none came)."""
+        link = self._link if self._link is not None else await self._connected()
+        if link.queue:
+            return link.queue.popleft()
+        if not link.open:
+            raise self._dropped(link)
+        loop = asyncio.get_running_loop()
+        waiter = link.waiter = loop.create_future()
+        timer = loop.call_later(timeout, _settle, waiter)
+        try:
+            await waiter
+        finally:
+            timer.cancel()
+            link.waiter = None
+        if link.queue:
+            return link.queue.popleft()
+        if not link.open:
+            raise self._dropped(link)
+        return None
+
+    def _dropped(self, link: _Messages) -> Exception:
+        self._link = None  # the next call connects again
+        return link.lost or RedisConnectionError("Connection to Redis lost")
+
+    async def aclose(self) -> None:
+        """Close the connection."""
+        if self._link is not None:
+            self._link.abort()
+            self._link = None
+
+
+def _settle(waiter: asyncio.Future[None]) -> None:
+    if not waiter.done():
+        waiter.set_result(None)
+
+
+def lean_subscriber_for(pool: ConnectionPool) -> LeanSubscriber | None:
+    """A subscriber to the pool's Redis, or None where :func:`lean_link_for` declines too."""
+    link = lean_link_for(pool)
+    if link is None:
+        return None
+    kwargs = pool.connection_kwargs
+    return LeanSubscriber(
+        host=kwargs.get("host", "localhost"),
+        port=int(kwargs.get("port", 6379)),
+        username=kwargs.get("username"),
+        password=kwargs.get("password"),
+        connect_timeout_s=kwargs.get("socket_connect_timeout"),
+        encoding=kwargs.get("encoding", "utf-8") if kwargs.get("decode_responses") else None,
+    )

@@ -40,6 +40,7 @@ from redis.asyncio.cluster import RedisCluster
 from redis.commands.core import AsyncScript
 
 from protocol.errors import CodedError, ErrorCode
+from storage.lean_redis import LeanRedis
 
 _PROLOGUE = "core/_event.lua"
 
@@ -218,7 +219,10 @@ def composed_script(redis: Redis, *paths: str) -> Script:
     # The last source is the operation: its header names the prologues' share as ranges.
     keys, args = signature(paths[-1], texts[-1])
     # A Script is what redis-py's register_script makes, plus the header's counts.
-    return Script(redis, _for(redis, "\n".join(texts)), name=paths[-1], keys=keys, args=args)
+    script = Script(redis, _for(redis, "\n".join(texts)), name=paths[-1], keys=keys, args=args)
+    if isinstance(redis, LeanRedis):
+        redis.remember(script)  # a NOSCRIPT on its link is answered with EVAL, in order
+    return script
 
 
 def event_script(redis: Redis, path: str) -> Script:

@@ -99,3 +99,36 @@ async def test_a_member_whose_snapshot_is_ahead_of_the_room_gets_no_repeat(
         await late.call("unsubscribe_from_session", {"session_id": session_id})
         late.events.clear()
     assert repeats == 0
+
+
+async def test_small_rooms_are_written_without_a_task_per_event(server: ServerUnderTest, clients: list[Client]) -> None:
+    """A small room's round is a callback (issue 26: a task per committed event cost the
+    fan-out several times a callback); what it delivers is unchanged."""
+    sessions = [await server.create_session("alice") for _ in range(8)]
+    owner = await server.subscriber(clients, sessions[0])
+    watcher = await server.subscriber(clients, sessions[0])
+    for session_id in sessions[1:]:
+        for client in (owner, watcher):
+            assert (await client.call("subscribe_on_session", {"session_id": session_id}))["ok"] is True
+    loop = asyncio.get_running_loop()
+    previous = loop.get_task_factory()
+    round_tasks = 0
+
+    def counting(loop: asyncio.AbstractEventLoop, coro: Any, **kwargs: Any) -> asyncio.Task[Any]:
+        nonlocal round_tasks
+        round_tasks += getattr(coro, "__qualname__", "") == "Bus._write_rounds"
+        return asyncio.Task(coro, loop=loop, **kwargs)
+
+    loop.set_task_factory(counting)
+    try:
+        acks = await asyncio.gather(
+            *(owner.call("set_session_status", {"session_id": s, "status": "recording"}) for s in sessions)
+        )
+        assert all(a["ok"] for a in acks), acks
+        for client in (owner, watcher):
+            await client.wait_for(lambda c=client: all(c.offsets(s) for s in sessions))
+    finally:
+        loop.set_task_factory(previous)
+    for session_id, ack in zip(sessions, acks, strict=True):
+        assert watcher.offsets(session_id) == [ack["offset"]] == owner.offsets(session_id)
+    assert round_tasks == 0

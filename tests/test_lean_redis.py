@@ -10,6 +10,7 @@ import asyncio
 import socket
 from collections.abc import AsyncIterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 import pytest_asyncio
@@ -19,7 +20,17 @@ from redis.exceptions import AuthenticationError, ConnectionError, ResponseError
 
 from server.services import connect_redis
 from storage import lean_redis
-from storage.lean_redis import CLIENT_NAME, KEEPALIVE_IDLE_S, LeanLink, LeanRedis, lean_link_for, read_together
+from storage.lean_redis import (
+    CLIENT_NAME,
+    KEEPALIVE_IDLE_S,
+    SUBSCRIBER_NAME,
+    LeanLink,
+    LeanRedis,
+    LeanSubscriber,
+    lean_link_for,
+    lean_subscriber_for,
+    read_together,
+)
 from tests.helpers import Client, RedisProcess, ServerUnderTest
 
 pytestmark = pytest.mark.timeout(30)
@@ -57,6 +68,16 @@ async def test_reads_go_over_the_link_and_answer_as_redis_py_does(redis: Redis, 
     for name, args in calls:
         assert await getattr(redis, name)(*args) == await getattr(plain, name)(*args), name
     assert link.requests - before == len(calls)
+
+
+async def test_a_zadd_goes_over_the_link_and_is_not_repeated(redis: Redis, plain: Redis) -> None:
+    link = link_of(redis)
+    before = link.requests
+    assert await redis.zadd("due", {"s": 5}) == 1
+    assert await redis.zadd("due", {"s": 7}) == 0  # an overwrite, as redis-py answers it
+    assert await plain.zscore("due", "s") == 7
+    assert link.requests - before == 2
+    assert "ZADD" not in lean_redis.READS  # a write: never sent twice after a drop
 
 
 async def test_a_read_only_transaction_goes_over_the_link_and_a_write_does_not(redis: Redis, plain: Redis) -> None:
@@ -122,6 +143,23 @@ async def test_scripts_load_on_first_use_and_run_once(redis: Redis, plain: Redis
     assert [await script(keys=["n"]) for _ in range(3)] == [1, 2, 3]
     assert await plain.get("n") == "3"
     assert link.requests - before >= 3  # NOSCRIPT, then the loaded script, over the link
+
+
+async def test_a_script_that_finds_none_is_sent_again_as_eval_unless_its_caller_is_gone(
+    redis: Redis, plain: Redis
+) -> None:
+    assert isinstance(redis, LeanRedis)
+    script = redis.register_script("return redis.call('INCR', KEYS[1])")
+    redis.remember(script)  # what storage/scripts.py does for every script it registers
+    await plain.script_flush()
+    assert await redis.get("k") is None  # the link is open: the calls below are written at once
+    loads = (await plain.info("commandstats")).get("cmdstat_script|load", {}).get("calls", 0)
+    pending = asyncio.ensure_future(script(keys=["gone"]))
+    await asyncio.sleep(0)  # written (with the call below), not answered
+    pending.cancel()
+    assert await script(keys=["n"]) == 1  # NOSCRIPT, then its EVAL, on the link
+    assert await plain.get("gone") is None  # the cancelled call's NOSCRIPT was not sent again
+    assert (await plain.info("commandstats")).get("cmdstat_script|load", {}).get("calls", 0) == loads
 
 
 async def test_error_replies_raise_what_redis_py_raises(redis: Redis, plain: Redis) -> None:
@@ -281,3 +319,115 @@ def test_error_replies_parse_as_redis_pys_own_parser_does(reply: str) -> None:
 
     ours, theirs = lean_redis.parse_error(reply), BaseParser.parse_error(reply)
     assert type(ours) is type(theirs) and str(ours) == str(theirs)
+
+
+# --- the bus's pub/sub reader (LeanSubscriber) -------------------------------------------------
+
+
+async def _messages(subscriber: LeanSubscriber, count: int, *, within_s: float = 5.0) -> list[dict[str, Any]]:
+    """The next ``count`` messages and confirmations (bounded wait)."""
+    got: list[dict[str, Any]] = []
+    async with asyncio.timeout(within_s):
+        while len(got) < count:
+            message = await subscriber.get_message(timeout=0.1)
+            if message is not None:
+                got.append(message)
+    return got
+
+
+def _address_of(subscriber: LeanSubscriber) -> str:
+    """The subscriber's end of its connection, as CLIENT LIST names it."""
+    link = subscriber._link
+    assert link is not None and link.transport is not None
+    host, port = link.transport.get_extra_info("sockname")[:2]
+    return f"{host}:{port}"
+
+
+def subscriber_of(process: RedisProcess) -> LeanSubscriber:
+    subscriber = lean_subscriber_for(ConnectionPool.from_url(process.url, decode_responses=True))
+    assert subscriber is not None
+    return subscriber
+
+
+async def test_the_subscriber_hands_out_every_message_of_a_burst_in_order(
+    redis: Redis, plain: Redis, redis_process: RedisProcess
+) -> None:
+    subscriber = subscriber_of(redis_process)
+    try:
+        await subscriber.subscribe("c1", "c2")
+        confirmations = await _messages(subscriber, 2)
+        assert [(m["type"], m["channel"]) for m in confirmations] == [("subscribe", "c1"), ("subscribe", "c2")]
+        async with plain.pipeline(transaction=False) as pipe:  # one burst: many messages per read
+            for i in range(300):
+                pipe.publish(f"c{1 + i % 2}", f"m{i}")
+            await pipe.execute()
+        burst = await _messages(subscriber, 300)
+        assert [(m["type"], m["channel"], m["data"]) for m in burst] == [
+            ("message", f"c{1 + i % 2}", f"m{i}") for i in range(300)
+        ]
+        await subscriber.unsubscribe("c2")
+        assert [(m["type"], m["channel"]) for m in await _messages(subscriber, 1)] == [("unsubscribe", "c2")]
+        await plain.publish("c2", "gone")
+        await plain.publish("c1", "kept")
+        assert [m["data"] for m in await _messages(subscriber, 1)] == ["kept"]
+    finally:
+        await subscriber.aclose()
+
+
+async def test_a_killed_subscriber_fails_once_then_subscribes_everything_again(
+    redis: Redis, plain: Redis, redis_process: RedisProcess
+) -> None:
+    subscriber = subscriber_of(redis_process)
+    try:
+        await subscriber.subscribe("a")
+        await subscriber.subscribe("b")
+        await _messages(subscriber, 2)
+        killed = await plain.client_kill_filter(addr=_address_of(subscriber))  # another test's may linger
+        assert killed == 1
+        with pytest.raises(ConnectionError):
+            await _messages(subscriber, 1)  # the drop is told once, as redis-py's PubSub tells it
+        again = await _messages(subscriber, 2)  # the next read reconnects with both channels
+        assert sorted((m["type"], m["channel"]) for m in again) == [("subscribe", "a"), ("subscribe", "b")]
+        await plain.publish("b", "after")
+        assert [m["data"] for m in await _messages(subscriber, 1)] == ["after"]
+        (client,) = [c for c in await plain.client_list(_type="pubsub") if c["addr"] == _address_of(subscriber)]
+        assert client["name"] == SUBSCRIBER_NAME
+    finally:
+        await subscriber.aclose()
+
+
+async def test_the_subscriber_sends_the_password(tmp_path: Path) -> None:
+    process = RedisProcess(tmp_path / "r")
+    process.start()
+    admin = Redis(port=process.port)
+    try:
+        await admin.config_set("requirepass", "s3cret")
+        for password, works in (("s3cret", True), ("wrong", False)):
+            pool = ConnectionPool.from_url(f"redis://:{password}@127.0.0.1:{process.port}/0")
+            subscriber = lean_subscriber_for(pool)
+            assert subscriber is not None
+            try:
+                await subscriber.subscribe("c")
+                if works:
+                    assert [m["type"] for m in await _messages(subscriber, 1)] == ["subscribe"]
+                else:
+                    with pytest.raises(AuthenticationError):
+                        await _messages(subscriber, 1)
+            finally:
+                await subscriber.aclose()
+    finally:
+        await admin.aclose()
+        process.stop()
+
+
+async def test_the_server_bus_reads_through_the_lean_subscriber(
+    server: ServerUnderTest, clients: list[Client], plain: Redis
+) -> None:
+    session_id = await server.create_session("alice")
+    owner = await server.subscriber(clients, session_id)
+    watcher = await server.subscriber(clients, session_id)
+    ack = await owner.call("set_session_status", {"session_id": session_id, "status": "recording"})
+    assert ack["ok"] is True
+    await watcher.wait_for(lambda: ack["offset"] in watcher.offsets(session_id))
+    names = [c.get("name") for c in await plain.client_list(_type="pubsub")]
+    assert SUBSCRIBER_NAME in names

@@ -11,6 +11,27 @@ from handlers.socket_router import SocketRouter
 from handlers.voice.access import performer, updatable
 from handlers.voice.actions import CREATE_TASKS_FROM_CHUNKS, POST_PROCESS_SESSION, admit_job, close, job_for
 from handlers.voice.recording import RECORDING_STATUSES, RecordingKeeper
+from storage.voice.repository import STATUSES
+
+
+_STATUS_FIELDS = frozenset({"session_id", "status"})
+_STATUS_SET = frozenset(STATUSES)
+
+
+def status_request(data: dict[str, Any]) -> tuple[str, str]:
+    """``set_session_status``'s (session id, status): what a recorder sends, ``{session_id,
+    status}`` with a known status, is taken as is; anything else is validated by the model
+    (same errors).
+
+    This runs for every status change; the router has already checked and canonicalised the
+    id, and the model's other checks (no other field, a string among :data:`STATUSES`) are the
+    ones made here, in a tenth of the model's 7 µs.
+    """
+    status = data.get("status")
+    if type(status) is str and status in _STATUS_SET and data.keys() == _STATUS_FIELDS:
+        return data["session_id"], status
+    request = validate(StatusRequest, data)
+    return request.session_id, request.status
 
 
 class VoiceEvents:
@@ -56,25 +77,29 @@ class VoiceEvents:
         Recording or cutting makes this connection the session's recording lease holder: when it
         goes, the session is paused (handlers/voice/recording.py).
         """
-        request = validate(StatusRequest, data)
-        recording = request.status in RECORDING_STATUSES
+        session_id, status = status_request(data)
+        recording = status in RECORDING_STATUSES
         leases = self._recording.leases
         if recording:
             # In the sweeper's set before the lease exists: no lease is ever out of its sight.
-            # Only for sessions the caller may change, so strangers cannot fill the set.
-            await updatable(self._s.voice, conn.claims, request.session_id)
-            await leases.schedule(request.session_id)
+            # Only for sessions the caller may change, so strangers cannot fill the set; a
+            # connection that took this session's lease before passed the script's own check
+            # then (the owner of a session never changes), so its recorder toggling between
+            # recording and paused pays that read once, not on every change.
+            if not self._recording.holds(conn.sid, session_id):
+                await updatable(self._s.voice, conn.claims, session_id)
+            await leases.schedule(session_id)
         change = await self._s.voice.set_status(
-            request.session_id,
-            request.status,
+            session_id,
+            status,
             performer(conn.claims),
             holder=self._recording.holder(conn.sid),
             lease_ms=leases.lease_ms,
         )
         if recording:
-            self._recording.hold(conn, request.session_id)
+            self._recording.hold(conn, session_id)
         return {
-            "session_id": request.session_id,
+            "session_id": session_id,
             "status": change.status,
             "previous": change.previous,
             "changed": change.offset > 0,

@@ -51,6 +51,11 @@ class RecordingKeeper:
         """The lease holder string of a connection of this node."""
         return f"{self._node}:{sid}"
 
+    def holds(self, sid: str, session_id: str) -> bool:
+        """True when connection ``sid`` took ``session_id``'s lease before (and was let change it)."""
+        sessions = self._held.get(sid)
+        return sessions is not None and session_id in sessions
+
     def hold(self, conn: Connection, session_id: str) -> None:
         """``conn`` took ``session_id``'s lease: renew it while ``conn`` lives, end it after."""
         sessions = self._held.get(conn.sid)

@@ -41,6 +41,9 @@ TRANSITIONS: dict[str, frozenset[str]] = {
     "error": frozenset({"ready", "recording", "cutting", "paused", "final_uploading"}),
 }
 
+# The table as set_status.lua takes it (",ready,paused,"): built once, not per change.
+_ALLOWED_FROM: dict[str, str] = {status: "," + ",".join(sorted(f)) + "," for status, f in TRANSITIONS.items()}
+
 
 @dataclass(frozen=True, slots=True)
 class VoiceSession:
@@ -228,7 +231,7 @@ class VoiceSessions:
         cutting gives it the session's recording lease for ``lease_ms`` and any other status
         ends the lease, in the same step.
         """
-        allowed = TRANSITIONS.get(status)
+        allowed = _ALLOWED_FROM.get(status)
         if allowed is None:
             raise CodedError(ErrorCode.INVALID_STATE, f"status {status!r} cannot be set directly")
         result = await self._log.run(
@@ -238,7 +241,7 @@ class VoiceSessions:
             args=[
                 *performer.args(),
                 status,
-                "," + ",".join(sorted(allowed)) + ",",
+                allowed,
                 etypes.SESSION_STATUS,
                 holder,
                 lease_ms,

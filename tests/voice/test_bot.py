@@ -9,6 +9,7 @@ import aiohttp
 import pytest_asyncio
 
 from auth.claims import Permission
+from handlers.admin.nodes import NODES_KEY
 from tests.helpers import OWNER, Client, ServerUnderTest
 
 NOT_FOUND = "Активная сессия не найдена..."
@@ -125,6 +126,7 @@ async def test_a_closed_active_session_is_not_attached_to(bot: Bot, server: Serv
 
 
 async def test_bad_materials_change_nothing(bot: Bot, server: ServerUnderTest, redis: Any) -> None:
+    await server.app[NODES_KEY].beat()  # the heartbeat the node writes in the background, written now
     before = await redis.dbsize()
     for body in ({"kind": "text"}, {"kind": "voice"}, {"kind": "video", "file_id": "x"}, {"kind": "text", "text": "x" * 5000},
                  {"kind": "voice", "file_id": "bad id"}, {"kind": "voice", "file_id": "f", "duration_s": -1}):

@@ -9,6 +9,7 @@ import aiohttp
 import pytest_asyncio
 
 from auth.claims import Permission
+from handlers.admin.nodes import NODES_KEY
 from server.settings import Settings
 from tests.helpers import ServerUnderTest
 from tests.listening.support import FrozenClock
@@ -90,6 +91,7 @@ async def test_list_and_get_respect_ownership(api: Api, server: ServerUnderTest)
 
 async def test_http_errors_change_nothing(api: Api, server: ServerUnderTest, redis: Any) -> None:
     token = server.token("alice")
+    await server.app[NODES_KEY].beat()  # the heartbeat the node writes in the background, written now
     before = await redis.dbsize()
     cases = [
         ("POST", "/voicebot/create_session", None, {"json": {}}, 401, "unauthorized"),

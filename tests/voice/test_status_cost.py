@@ -21,6 +21,7 @@ from storage.scripts import Scripts
 from storage.sessions import SessionDirectory
 from storage.store import Store
 from storage.voice.repository import Performer, VoiceSessions
+from tests.helpers import Client, ServerUnderTest
 
 OWNER = Performer(user_id="alice", read_scope="own", may_update=True)
 
@@ -71,3 +72,25 @@ async def test_refusals_come_from_the_one_read(redis: Redis, who: Performer, ses
         await voice.set_status(session_id, "recording", who)
     assert refused.value.code == code
     assert (await voice.get(created.id)).status == "ready"  # type: ignore[union-attr]
+
+
+async def test_a_recorder_toggling_recording_reads_the_session_once(
+    server: ServerUnderTest, clients: list[Client], redis: Redis
+) -> None:
+    """The access read before a recording's sweep entry is made once per connection and
+    session (the owner never changes; the script checks access on every change anyway)."""
+    session_id = await server.create_session("alice")
+    recorder = await server.subscriber(clients, session_id)
+    before = await command_calls(redis)
+    for status in ("recording", "paused", "recording", "paused", "recording"):
+        ack = await recorder.call("set_session_status", {"session_id": session_id, "status": status})
+        assert ack["ok"] is True and ack["changed"] is True, ack
+    after = await command_calls(redis)
+    assert after.get("hgetall", 0) - before.get("hgetall", 0) == 1  # the access read, once (3 before)
+    assert await redis.zscore(server.services.keys.voice_recording_due(), session_id) is not None
+    # another user's connection is still checked before anything is scheduled for it
+    stranger = await server.subscriber(clients, await server.create_session("bob"), user="bob")
+    await redis.delete(server.services.keys.voice_recording_due())
+    refused = await stranger.call("set_session_status", {"session_id": session_id, "status": "recording"})
+    assert refused["ok"] is False and refused["error"] == ErrorCode.FORBIDDEN.value
+    assert await redis.zscore(server.services.keys.voice_recording_due(), session_id) is None

@@ -1,0 +1,131 @@
+"""Status changes of many sessions in one loop turn: one round trip, in order, once (issue 26).
+
+The script calls that handlers issue during one loop turn leave on the lean link in one write,
+so Redis reads them in one go and answers them in order (storage/lean_redis.py). These tests
+pin that for the voice status script, and what happens to such a batch when Redis has lost
+its scripts (NOSCRIPT: each call runs once, in the order issued, without a SCRIPT LOAD per
+call) or when the connection is killed midway (no acknowledged change lost, none applied twice).
+Against a real redis-server: ``INFO stats`` counts the reads it does, ``INFO commandstats`` the
+commands it runs.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from typing import Any
+
+from redis.asyncio import Redis
+from redis.exceptions import ConnectionError as RedisConnectionError
+
+from protocol.errors import CodedError
+from protocol.events import SESSION_STATUS
+from storage.keys import Keys
+from storage.lean_redis import CLIENT_NAME, LeanRedis
+from storage.voice.repository import StatusChange, VoiceSessions
+from tests.helpers import RedisProcess
+from tests.voice.test_status_cost import OWNER, command_calls, voice_on
+
+SESSIONS = 20
+ORDER = ("recording", "paused", "recording", "paused")
+
+
+async def reads_processed(plain: Redis) -> int:
+    return int((await plain.info("stats"))["total_reads_processed"])
+
+
+async def created(voice: VoiceSessions, count: int) -> list[str]:
+    return [(await voice.create(owner_id="alice", telegram_user_id="", name=f"s{i}")).id for i in range(count)]
+
+
+async def logged(redis: Redis, session_id: str) -> list[dict[str, Any]]:
+    """The session's status events, in log order."""
+    entries = await redis.xrange(Keys("sh").log(session_id))
+    events = [json.loads(fields["e"]) for _, fields in entries]
+    return [e for e in events if e["type"] == SESSION_STATUS]
+
+
+async def test_changes_of_many_sessions_in_one_loop_turn_reach_redis_in_one_read(
+    redis: Redis, redis_process: RedisProcess
+) -> None:
+    voice = voice_on(redis)
+    ids = await created(voice, SESSIONS)
+    await voice.set_status(ids[0], "recording", OWNER)  # the script is loaded, the link open
+    plain = Redis.from_url(redis_process.url, decode_responses=True)
+    try:
+        before_calls = await command_calls(plain)
+        before_reads = await reads_processed(plain)
+        statuses = ["paused", *["recording"] * (SESSIONS - 1)]
+        changes = await asyncio.gather(*(voice.set_status(i, s, OWNER) for i, s in zip(ids, statuses, strict=True)))
+        after_reads = await reads_processed(plain)
+        after_calls = await command_calls(plain)
+    finally:
+        await plain.aclose()
+    assert all(c.offset > 0 for c in changes)
+    assert after_calls["evalsha"] - before_calls["evalsha"] == SESSIONS  # one call each, none repeated
+    assert after_reads - before_reads <= 2  # the batch in one read, and the second INFO itself
+
+
+async def test_a_batch_keeps_each_sessions_order(redis: Redis) -> None:
+    voice = voice_on(redis)
+    ids = await created(voice, 5)
+    # Every session's four changes issued in one turn: each is only valid after the one before.
+    changes = await asyncio.gather(*(voice.set_status(i, status, OWNER) for status in ORDER for i in ids))
+    assert all(c.offset > 0 for c in changes)
+    for session_id in ids:
+        events = await logged(redis, session_id)
+        assert [e["data"]["status"] for e in events] == list(ORDER)
+        assert [e["offset"] for e in events] == sorted(e["offset"] for e in events)
+
+
+async def test_a_batch_that_finds_no_script_runs_each_call_once_in_order_without_reloads(redis: Redis) -> None:
+    voice = voice_on(redis)
+    ids = await created(voice, 5)
+    await voice.set_status(ids[0], "recording", OWNER)
+    await voice.set_status(ids[0], "paused", OWNER)
+    await redis.script_flush()  # what a restarted or failed-over Redis looks like to the link
+    before = await command_calls(redis)
+    changes = await asyncio.gather(*(voice.set_status(i, status, OWNER) for status in ORDER for i in ids))
+    after = await command_calls(redis)
+    assert all(c.offset > 0 for c in changes)
+    ran = {name: calls - before.get(name, 0) for name, calls in after.items() if calls != before.get(name, 0)}
+    # Every call found no script; the first EVAL loaded it for the retries behind it. redis-py's
+    # own reload would have sent one SCRIPT LOAD per call over its pool.
+    assert ran.get("script|load", 0) == 0
+    assert ran.get("evalsha", 0) + ran.get("eval", 0) == 2 * len(changes)
+    for session_id in ids:
+        statuses = [e["data"]["status"] for e in await logged(redis, session_id)]
+        assert statuses[-4:] == list(ORDER)
+    assert len(await logged(redis, ids[0])) == 6  # two before the flush, four after
+
+
+async def test_a_connection_killed_under_a_batch_loses_no_acknowledged_change_and_repeats_none(
+    redis: Redis, redis_process: RedisProcess
+) -> None:
+    assert isinstance(redis, LeanRedis)
+    voice = voice_on(redis)
+    warm, *ids = await created(voice, 51)
+    await voice.set_status(warm, "recording", OWNER)  # loaded, connected
+    plain = Redis.from_url(redis_process.url, decode_responses=True)
+    try:
+        (lean,) = [c for c in await plain.client_list() if c.get("name") == CLIENT_NAME]
+        calls = [asyncio.ensure_future(voice.set_status(i, "recording", OWNER)) for i in ids]
+        await asyncio.sleep(0)  # the batch is queued for its write
+        killed = await plain.execute_command("CLIENT", "KILL", "ID", lean["id"])  # while it is answered
+        assert killed in (1, True)
+        results = await asyncio.gather(*calls, return_exceptions=True)
+    finally:
+        await plain.aclose()
+    acknowledged = [(i, r) for i, r in zip(ids, results, strict=True) if isinstance(r, StatusChange)]
+    failed = [r for r in results if not isinstance(r, StatusChange)]
+    assert all(isinstance(r, RedisConnectionError | CodedError) for r in failed), failed
+    for session_id, change in acknowledged:
+        events = await logged(redis, session_id)
+        # The acknowledged change is in the log, at the offset its ack named, once.
+        assert [e["offset"] for e in events if e["data"]["status"] == "recording"] == [change.offset]
+    for session_id in ids:
+        events = await logged(redis, session_id)
+        assert len({e["id"] for e in events}) == len(events)  # nothing applied twice
+        assert sum(e["data"]["status"] == "recording" for e in events) <= 1
+    # and the link serves the next call on a new connection
+    assert (await voice.set_status(warm, "paused", OWNER)).offset > 0
