@@ -3,10 +3,17 @@
 from __future__ import annotations
 
 import re
+from typing import Annotated
+
+from pydantic import WithJsonSchema
 
 from protocol.errors import CodedError, ErrorCode
 
-_UUID4 = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$")
+UUID4_PATTERN = r"^[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$"
+_UUID4 = re.compile(UUID4_PATTERN)
+# A payload's session id: any string to the model, so that parse_session_id answers a bad one with
+# its own code (invalid_session_id, not invalid_payload); the published schema says the rule.
+SessionIdText = Annotated[str, WithJsonSchema({"type": "string", "pattern": UUID4_PATTERN, "description": "a UUID v4"})]
 _LINK = re.compile(r"^(?:https?://[^/\s]+)?/session/([0-9A-Fa-f-]{36})/?$")
 
 

@@ -14,10 +14,12 @@ from pydantic import BaseModel
 
 from auth.claims import USER_ID_PATTERN
 
+from handlers.query import MAX_DIGITS
 from handlers.openapi_registry import BINARY, HTML, JSON, MULTIPART, Auth, ErrorShape, Operation
 from protocol.errors import ErrorCode
 
 REF_TEMPLATE = "#/components/schemas/{model}"
+QUERY_INT_MAX = 10**MAX_DIGITS - 1
 UUID4_PATTERN = "^[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$"
 _UUID4 = {"type": "string", "pattern": UUID4_PATTERN, "description": "a UUID v4"}
 # Every path parameter a route uses, by name (a route with another name fails the build).
@@ -108,6 +110,16 @@ def _without_null(schema: dict[str, Any]) -> dict[str, Any]:
     return {k: v for k, v in schema.items() if k not in ("default", "title")}
 
 
+def _query_value(schema: dict[str, Any]) -> dict[str, Any]:
+    """A query parameter's schema as the server reads it: an integer is plain digits, at most
+    MAX_DIGITS of them (handlers/query.py and the admin routes' parse_query), so never negative."""
+    schema = _without_null(schema)
+    if schema.get("type") == "integer":
+        schema["minimum"] = max(schema.get("minimum", 0), 0)
+        schema["maximum"] = min(schema.get("maximum", QUERY_INT_MAX), QUERY_INT_MAX)
+    return schema
+
+
 def _path_names(path: str) -> list[str]:
     return [part[1:-1] for part in path.split("/") if part.startswith("{") and part.endswith("}")]
 
@@ -122,7 +134,7 @@ def _parameters(op: Operation, components: Components) -> list[dict[str, Any]]:
         schema = components.model(op.query, "validation")
         for name, field in schema.get("properties", {}).items():
             required = name in schema.get("required", [])
-            params.append({"name": name, "in": "query", "required": required, "schema": _without_null(field)})
+            params.append({"name": name, "in": "query", "required": required, "schema": _query_value(field)})
     for header in op.headers:
         params.append(
             {

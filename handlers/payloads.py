@@ -7,6 +7,7 @@ from typing import Annotated, Literal, TypeVar
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstraints, ValidationError
 
+from handlers.ids import UUID4_PATTERN, SessionIdText
 from protocol.errors import CodedError, ErrorCode
 from storage.voice.repository import STATUSES
 
@@ -18,7 +19,10 @@ ChunkId = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9_\-]{1,64}$")]
 # Control characters (C0, DEL, C1), line and paragraph separators, and the invisible characters
 # that reorder text (bidi embeddings, overrides, isolates): a name is one line of plain text,
 # shown in lists and chat replies where an override would disguise what follows it.
-NOT_PLAIN = re.compile("[\x00-\x1f\x7f-\x9f\u2028\u2029\u202a-\u202e\u2066-\u2069]")
+_NOT_PLAIN_CLASS = r"\x00-\x1f\x7f-\x9f\u2028\u2029\u202a-\u202e\u2066-\u2069"
+NOT_PLAIN = re.compile(f"[{_NOT_PLAIN_CLASS}]")
+# The same rule as a JSON Schema pattern (published: the OpenAPI document says what is refused).
+PLAIN_PATTERN = f"^[^{_NOT_PLAIN_CLASS}]*$"
 
 
 def plain_text(value: str) -> str:
@@ -29,7 +33,12 @@ def plain_text(value: str) -> str:
     return value
 
 
-SessionName = Annotated[str, StringConstraints(max_length=200, strip_whitespace=True), AfterValidator(plain_text)]
+SessionName = Annotated[
+    str,
+    StringConstraints(max_length=200, strip_whitespace=True),
+    AfterValidator(plain_text),
+    Field(json_schema_extra={"pattern": PLAIN_PATTERN}),
+]
 
 
 class Payload(BaseModel):
@@ -41,7 +50,7 @@ class Payload(BaseModel):
 class SessionRef(Payload):
     """``{session_id}``: the id itself is checked first, by handlers.ids."""
 
-    session_id: str
+    session_id: SessionIdText
 
 
 class Subscribe(SessionRef):
@@ -74,15 +83,39 @@ class CreateSession(Payload):
     session_name: SessionName = ""
 
 
+_BOT_NAME = r"(@[A-Za-z0-9_]+)?"
+# The commands handlers/voice/bot.py knows, each with the argument it accepts.
+COMMAND_PATTERN = (
+    rf"^(/(login|done){_BOT_NAME}([ \t\n][\s\S]*)?"
+    rf"|/start{_BOT_NAME}( [^{_NOT_PLAIN_CLASS}]*)?"
+    rf"|/session{_BOT_NAME}( {UUID4_PATTERN[1:-1]})?)$"
+)
+
+
 class BotCommand(Payload):
     """``POST /voicebot/bot/command``: a chat message starting with a command."""
 
-    text: str = Field(min_length=1, max_length=4096)
+    # Published, not checked here: handlers/voice/bot.py answers invalid_payload for text that is
+    # no known command, a /start name that is not plain text, a /session argument that is no id.
+    text: str = Field(min_length=1, max_length=4096, json_schema_extra={"pattern": COMMAND_PATTERN})
     reply_to_text: str | None = Field(default=None, max_length=4096)
 
 
 class Material(Payload):
     """``POST /voicebot/materials``: what a chat user sent (the file itself stays with the chat)."""
+
+    # model_post_init's rule, published: a text material has text, any other a file_id.
+    model_config = ConfigDict(
+        json_schema_extra={
+            "anyOf": [
+                {"required": ["kind", "text"], "properties": {"kind": {"const": "text"}, "text": {"pattern": r"\S"}}},
+                {
+                    "required": ["kind", "file_id"],
+                    "properties": {"kind": {"enum": ["voice", "photo", "document"]}, "file_id": {"type": "string"}},
+                },
+            ]
+        }
+    )
 
     kind: Literal["voice", "text", "photo", "document"]
     text: str = Field(default="", max_length=4096)
@@ -105,7 +138,7 @@ class OneTimeLogin(Payload):
 class ActivateSession(Payload):
     """``POST /voicebot/activate_session``."""
 
-    session_id: str
+    session_id: SessionIdText
 
 
 M = TypeVar("M", bound=BaseModel)

@@ -80,3 +80,33 @@ async def clients(server: ServerUnderTest) -> AsyncIterator[list[Client]]:
     yield made
     for client in made:
         await client.close()
+
+
+# Shared servers, for test modules whose tests only read, or refuse, or write only resources they
+# create themselves (never a user's global list, a rate limit, the clock): building an app costs
+# ~0.65 s a test. Such a module opts in by defining its `server` fixture as `reading_server` (see
+# tests/test_hostile_values.py); every other test keeps a server of its own.
+@pytest.fixture(scope="module")
+def module_redis_process(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisProcess]:
+    """A redis-server of the module's own: the per-test ``redis`` fixture flushes the session's
+    one, under a server that outlives the test (its stream groups and keys would vanish)."""
+    process = RedisProcess(tmp_path_factory.mktemp("redis-module"))
+    process.start()
+    yield process
+    process.stop()
+
+
+@pytest_asyncio.fixture(scope="module")
+async def module_server(
+    module_redis_process: RedisProcess, tmp_path_factory: pytest.TempPathFactory
+) -> AsyncIterator[ServerUnderTest]:
+    srv = await start_server(module_redis_process.url, tmp_path_factory.mktemp("module-server"))
+    yield srv
+    await srv.stop()
+
+
+@pytest_asyncio.fixture
+async def reading_server(module_server: ServerUnderTest) -> AsyncIterator[ServerUnderTest]:
+    """The module's shared server, checked after each test for what would leak into the next."""
+    yield module_server
+    assert module_server.services.clock.shift_ms == 0, "a test on a shared server moved its clock"

@@ -7,12 +7,19 @@ import json
 
 import aiohttp
 import pytest
+import pytest_asyncio
 
 from tests.helpers import Client, ServerUnderTest
 from tests.patterns.test_events import new_pattern, player, stored_state
 from tests.patterns.test_http import full_state
 
 HUGE = "1" + "0" * 400  # 10^400: a valid JSON number no float can hold
+
+
+@pytest_asyncio.fixture
+async def server(reading_server: ServerUnderTest) -> ServerUnderTest:
+    """One server for the module: every test here is refused, or writes only a pattern it made."""
+    return reading_server
 
 
 async def _raw(

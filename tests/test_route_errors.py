@@ -4,8 +4,15 @@ from __future__ import annotations
 
 import aiohttp
 import pytest
+import pytest_asyncio
 
 from tests.helpers import ServerUnderTest
+
+
+@pytest_asyncio.fixture
+async def server(reading_server: ServerUnderTest) -> ServerUnderTest:
+    """One server for the module: every test here only reads (refusals of unknown routes)."""
+    return reading_server
 
 
 @pytest.mark.parametrize(

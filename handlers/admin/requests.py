@@ -7,10 +7,12 @@ from typing import Annotated, Any, Literal, TypeVar
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, ValidationError, model_validator
 
 from auth.claims import USER_ID_PATTERN
+from handlers.query import MAX_DIGITS
 from protocol.errors import CodedError, ErrorCode
 
 KindName = Annotated[str, StringConstraints(pattern=r"^[a-z][a-z0-9_]{0,31}$")]
 Millis = Annotated[int, Field(ge=0, le=2**53)]
+_CURSOR_PATTERN = r"^[+-]?(inf|([0-9]+(\.[0-9]*)?|\.[0-9]+)([eE][+-]?[0-9]+)?):[0-9]{1,9}$"
 
 
 class AdminModel(BaseModel):
@@ -30,7 +32,9 @@ class SessionsQuery(AdminModel):
     created_to: Millis | None = None
     owner: Annotated[str, StringConstraints(pattern=USER_ID_PATTERN)] | None = None
     limit: int = Field(default=50, ge=1, le=100)
-    cursor: Annotated[str, StringConstraints(max_length=64, pattern=r"^[0-9eE.+\-inf]+:[0-9]{1,9}$")] | None = None
+    # The score is what storage/admin/repository.py's Cursor.decode reads with float(): a decimal
+    # number or an infinity, never NaN (the pattern publishes that rule, so the schema is exact).
+    cursor: Annotated[str, StringConstraints(max_length=64, pattern=_CURSOR_PATTERN)] | None = None
 
     @model_validator(mode="after")
     def _owner_sorts_by_created(self) -> SessionsQuery:
@@ -67,6 +71,16 @@ class ExportQuery(AdminModel):
 class OrphanDelete(AdminModel):
     """``POST /admin/orphans/delete``: a dry run counts; the deletion repeats that count."""
 
+    # _confirmed's rule, published: a dry run, or a confirm_count.
+    model_config = ConfigDict(
+        json_schema_extra={
+            "anyOf": [
+                {"required": ["dry_run"], "properties": {"dry_run": {"const": True}}},
+                {"required": ["confirm_count"], "properties": {"confirm_count": {"type": "integer"}}},
+            ]
+        }
+    )
+
     older_than_days: int = Field(ge=1, le=36_500)
     dry_run: bool = False
     confirm_count: int | None = Field(default=None, ge=0, le=10_000_000)
@@ -96,7 +110,7 @@ def parse_query(model: type[M], query: Any) -> M:
             raise CodedError(ErrorCode.INVALID_PAYLOAD, f"{name[:32]!r} is given more than once")
         raw = query[name]
         if name in _INT_FIELDS:
-            if not (raw.isascii() and raw.isdigit() and len(raw) <= 16):
+            if not (raw.isascii() and raw.isdigit() and len(raw) <= MAX_DIGITS):
                 raise CodedError(ErrorCode.INVALID_PAYLOAD, f"{name} must be a whole number")
             values[name] = int(raw)
         else:

@@ -111,7 +111,14 @@ class PageQuery(QueryModel):
 class StatsQuery(QueryModel):
     """``GET /api/listening/stats``: the days shown, split at midnight in ``tz``."""
 
-    tz: str = Field(default="UTC", max_length=64, description="an IANA time zone name, e.g. Europe/Berlin")
+    # The shape of a zone name is published (handlers/listening/stats.py's _TZ_NAME); which names
+    # exist is the zone database's, which no schema can list portably.
+    tz: str = Field(
+        default="UTC",
+        max_length=64,
+        description="an IANA time zone name, e.g. Europe/Berlin",
+        json_schema_extra={"pattern": r"^[A-Za-z][A-Za-z0-9_+\-]*(/[A-Za-z0-9_+\-]+){0,2}$"},
+    )
     days: int = Field(default=30, ge=1, le=366)
 
 

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from pydantic import Field
+from pydantic import ConfigDict, Field
 
 from handlers.patterns.api_errors import invalid
-from handlers.patterns.state import PatternState, SessionName, Strict
+from handlers.patterns.state import COMPLETE, PatternState, SessionName, Strict, no_null_defaults
 
 _WRAPPER_FIELDS = frozenset({"name", "state"})
 
@@ -16,6 +16,25 @@ def _object(body: Any) -> dict[str, Any]:
     if not isinstance(body, dict):
         raise invalid("body: must be a JSON object")
     return body
+
+
+def _publish_complete(schema: dict[str, Any], at_least_one: bool = False) -> None:
+    """Say in the published schema what ``_complete`` checks: a given state has every field of
+    COMPLETE (and, with ``at_least_one``, that the body names name or state)."""
+    no_null_defaults(schema)
+    state = schema["properties"]["state"]
+    complete = {"required": list(COMPLETE)}
+    branches = state.get("anyOf")
+    if branches:  # state or null: the state branch is the complete one
+        state["anyOf"] = [{"allOf": [b, complete]} if b.get("type") != "null" else b for b in branches]
+    else:
+        schema["properties"]["state"] = {"allOf": [state, complete]}
+    if at_least_one:
+        schema["minProperties"] = 1
+
+
+def _publish_complete_or_name(schema: dict[str, Any]) -> None:
+    _publish_complete(schema, at_least_one=True)
 
 
 def _complete(state: PatternState, prefix: str = "state") -> PatternState:
@@ -45,6 +64,8 @@ class CreateBody(Strict):
 class PutBody(Strict):
     """``PUT /api/sessions/<id>``: ``{state}``, complete (tracks, tempo, swing, version)."""
 
+    model_config = ConfigDict(json_schema_extra=_publish_complete)
+
     state: PatternState
 
     @classmethod
@@ -56,6 +77,8 @@ class PutBody(Strict):
 
 class PatchBody(Strict):
     """``PATCH /api/sessions/<id>``: ``{name?, state?}``, at least one; a state is complete."""
+
+    model_config = ConfigDict(json_schema_extra=_publish_complete_or_name)
 
     name: SessionName | None = Field(default=None)
     state: PatternState | None = None

@@ -129,7 +129,7 @@ Swing = _number(0, 100)
 PlaybackMode = Literal["oneshot", "gate"]
 
 
-def _no_null_defaults(schema: dict[str, Any]) -> None:
+def no_null_defaults(schema: dict[str, Any]) -> None:
     """A ``None`` default here means "absent", not null: a published ``default: null`` would say
     null is a value the field takes (and is no valid default of an array or a number)."""
     for prop in schema.get("properties", {}).values():
@@ -141,7 +141,7 @@ def _no_null_defaults(schema: dict[str, Any]) -> None:
 class Strict(BaseModel):
     """Unknown fields refused, no coercion."""
 
-    model_config = ConfigDict(extra="forbid", strict=True, json_schema_extra=_no_null_defaults)
+    model_config = ConfigDict(extra="forbid", strict=True, json_schema_extra=no_null_defaults)
 
 
 class ParameterLock(Strict):

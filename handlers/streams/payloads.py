@@ -6,7 +6,7 @@ import re
 from typing import Annotated, Literal
 
 import regex
-from pydantic import AfterValidator, Field, StringConstraints
+from pydantic import AfterValidator, ConfigDict, Field, StringConstraints
 
 from auth.claims import USER_ID_PATTERN
 from handlers.payloads import Payload, SessionRef
@@ -112,6 +112,16 @@ class ClipEvent(SessionRef, ClipRequest):
 
 class ClipEdit(Payload):
     """``PATCH /api/streams/{id}/clips/{clip_id}``: at least one of the two."""
+
+    # model_post_init's rule, published: clipped or note, not null.
+    model_config = ConfigDict(
+        json_schema_extra={
+            "anyOf": [
+                {"required": ["clipped"], "properties": {"clipped": {"type": "boolean"}}},
+                {"required": ["note"], "properties": {"note": {"type": "string"}}},
+            ]
+        }
+    )
 
     clipped: bool | None = None
     note: Note | None = None

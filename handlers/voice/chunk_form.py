@@ -15,7 +15,7 @@ from aiohttp import BodyPartReader, web
 from aiohttp.http_exceptions import HttpProcessingError
 from pydantic import Field, model_validator
 
-from handlers.ids import parse_session_id
+from handlers.ids import SessionIdText, parse_session_id
 from handlers.payloads import Payload, validate
 from protocol.errors import CodedError, ErrorCode
 from storage.voice.blobs import Blobs, BlobTooLarge, BlobWriter
@@ -31,7 +31,7 @@ _DIGITS = re.compile(r"^[0-9]{1,16}$")
 class ChunkMeta(Payload):
     """The small fields of ``POST /voicebot/chunks`` (times in ms; start/end on the recorder's clock)."""
 
-    session_id: str
+    session_id: SessionIdText
     start_ms: int = Field(ge=0, le=2**53)
     end_ms: int = Field(ge=0, le=2**53)
     duration_ms: int = Field(ge=0, le=DAY_MS)

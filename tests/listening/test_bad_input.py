@@ -99,9 +99,10 @@ async def test_read_all_may_watch_but_never_report(lserver: ServerUnderTest, cli
 
 
 @pytest.mark.parametrize("tz", ["Mars/Olympus_Mons", "../../etc/passwd", "", "Europe/Berlin\n", "UTC" * 30, "/usr/share/zoneinfo/UTC"])
-async def test_time_zones_that_do_not_exist(lserver: ServerUnderTest, tz: str) -> None:
+async def test_time_zones_that_do_not_exist(reading_server: ServerUnderTest, tz: str) -> None:
+    server = reading_server  # refused queries: the module's shared server
     async with aiohttp.ClientSession() as http:
-        async with http.get(f"{lserver.url}/api/listening/stats", params={"tz": tz}, headers=auth(lserver)) as r:
+        async with http.get(f"{server.url}/api/listening/stats", params={"tz": tz}, headers=auth(server)) as r:
             assert r.status == 400 and (await r.json())["error"] == "invalid_payload"
 
 
@@ -109,10 +110,11 @@ async def test_time_zones_that_do_not_exist(lserver: ServerUnderTest, tz: str) -
     "query",
     [{"limit": "0"}, {"limit": "x"}, {"cursor": "nonsense"}, {"from": "-1"}, {"item_id": "a\x01b"}, {"days": "400"}],
 )
-async def test_bad_queries(lserver: ServerUnderTest, query: dict[str, str]) -> None:
+async def test_bad_queries(reading_server: ServerUnderTest, query: dict[str, str]) -> None:
+    server = reading_server  # refused queries: the module's shared server
     path = "/api/listening/stats" if "days" in query else "/api/listening/sessions"
     async with aiohttp.ClientSession() as http:
-        async with http.get(f"{lserver.url}{path}", params=query, headers=auth(lserver)) as r:
+        async with http.get(f"{server.url}{path}", params=query, headers=auth(server)) as r:
             assert r.status == 400, await r.text()
 
 
