@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from handlers.admission import TurnGate
 from handlers.connection import Connection
 from handlers.context import Services
 from handlers.kinds import SessionKind
@@ -21,12 +22,17 @@ from protocol.errors import CodedError, ErrorCode
 from protocol.events import SESSION_SNAPSHOT
 from storage.events import Position
 
+# Subscribes started per loop turn (handlers.admission): each costs Redis reads and a snapshot,
+# and 10,000 clients reconnecting at once subscribe at once; the rest wait for the next turns.
+SUBSCRIBES_PER_TURN = 8
+
 
 class SubscriptionEvents:
     """Handlers for joining and leaving a session's live event stream."""
 
     def __init__(self, services: Services) -> None:
         self._s = services
+        self.admission = TurnGate(SUBSCRIBES_PER_TURN)
 
     def register(self, router: SocketRouter) -> None:
         """Attach the events to ``router``."""
@@ -37,6 +43,7 @@ class SubscriptionEvents:
         """Join the session's room; replay or snapshot first (see the module docstring)."""
         request = validate(Subscribe, data)
         session_id = request.session_id
+        await self.admission.enter()
         kind, _ = await self._s.kinds.readable(conn.claims, session_id, remembered=True)
         bus = self._s.bus
         mine = bus.sessions_of(conn.sid)
