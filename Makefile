@@ -58,3 +58,4 @@ soak:
 	.venv/bin/python bench/soak_faults_ops.py --rounds 5
 	cd bench && ../.venv/bin/python soak_stalled_uploads.py
 	cd bench && ../.venv/bin/python soak_mass_disconnect.py
+	cd bench && ../.venv/bin/python soak_partial_frames.py
