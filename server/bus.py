@@ -56,6 +56,9 @@ log = logging.getLogger(__name__)
 
 
 SUBSCRIBE_TIMEOUT_S = 5.0
+# How often one subscriber finds its session's room failed by the subscriber that opened it
+# before it is answered ``unavailable`` (see Bus.open).
+OPEN_ATTEMPTS = 2
 # A subscription unconfirmed for this long (its shard's master is down, its slot is moving)
 # means the bus cannot deliver that session: the node reports itself not ready until it can.
 STALL_S = 1.0
@@ -204,22 +207,41 @@ class Bus:
         return self._by_sid.get(sid, set())
 
     async def open(self, session_id: str, sid: str) -> None:
-        """Add ``sid`` to the session's room in joining mode (see the module docstring)."""
-        room = self._rooms.get(session_id)
-        if room is None:
-            room = Room(session_id=session_id, channel=self._keys.channel(session_id))
-            self._rooms[session_id] = room
-            self._by_channel[room.channel] = room
-            try:
-                await self._initialise(room)
-            except BaseException:
-                self._drop_room(room)
-                room.ready.set()
-                raise
-        else:
-            await room.ready.wait()
-            if self._rooms.get(session_id) is not room:
-                raise RedisError("subscription to the session failed")
+        """Add ``sid`` to the session's room in joining mode (see the module docstring).
+
+        The first subscriber of a session on this node opens its room (SUBSCRIBE, then the
+        log's position); the others wait for it. When that first one fails -- its SUBSCRIBE
+        unconfirmed for SUBSCRIBE_TIMEOUT_S under load or while a shard fails over, or Redis
+        away -- only it is answered with the failure: each waiter tries once more itself, the
+        first of them opening the room anew (a new SUBSCRIBE), within SUBSCRIBE_TIMEOUT_S of its
+        own, and is answered ``unavailable`` (retryable) only if that fails too. One slow
+        SUBSCRIBE failed all 8,151 subscribers waiting behind it with ``internal_error``.
+        """
+        for _attempt in range(OPEN_ATTEMPTS):
+            room = self._rooms.get(session_id)
+            if room is None:
+                room = Room(session_id=session_id, channel=self._keys.channel(session_id))
+                self._rooms[session_id] = room
+                self._by_channel[room.channel] = room
+                try:
+                    await self._initialise(room)
+                except BaseException:
+                    self._drop_room(room)
+                    room.ready.set()
+                    raise
+                break
+            if not room.ready.is_set():
+                try:
+                    # Longer than the opener's own wait for its SUBSCRIBE (plus its read of the
+                    # log's position): a waiter sees the opener's outcome, and tries again on failure.
+                    async with asyncio.timeout(2 * SUBSCRIBE_TIMEOUT_S):
+                        await room.ready.wait()
+                except TimeoutError:
+                    raise CodedError(ErrorCode.UNAVAILABLE, "the session's channel is moving; try again") from None
+            if self._rooms.get(session_id) is room:
+                break
+        else:  # every attempt found the room failed by the subscriber that opened it
+            raise CodedError(ErrorCode.UNAVAILABLE, "the session's channel is not subscribed; try again")
         room.joining[sid] = []
         room.members.setdefault(sid, None)
         sessions = self._by_sid.setdefault(sid, set())
