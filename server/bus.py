@@ -56,6 +56,8 @@ log = logging.getLogger(__name__)
 
 
 SUBSCRIBE_TIMEOUT_S = 5.0
+# Channels subscribed in one command at most (see Bus._apply_commands).
+SUBSCRIBE_BATCH = 256
 # How often one subscriber finds its session's room failed by the subscriber that opened it
 # before it is answered ``unavailable`` (see Bus.open).
 OPEN_ATTEMPTS = 2
@@ -344,17 +346,36 @@ class Bus:
             del self._by_channel[room.channel]
 
     async def _apply_commands(self) -> None:
-        """Send the queued (un)subscriptions, in order; on failure they stay queued."""
-        while self._commands:
-            op, channel = self._commands[0]
+        """Send the queued (un)subscriptions, in order; on failure they stay queued.
+
+        Subscriptions queued one after another go in one command (up to SUBSCRIBE_BATCH
+        channels): clients reconnecting at once to many sessions open many rooms at once, and a
+        command each was a round of the listener each.
+        """
+        commands = self._commands
+        while commands:
+            op, channel = commands[0]
             if op == "unsubscribe" and channel in self._by_channel:
-                self._commands.popleft()  # a new room took the channel meanwhile
+                commands.popleft()  # a new room took the channel meanwhile
                 continue
             if op == "subscribe" and channel not in self._by_channel:
-                self._commands.popleft()  # the room is gone already
+                commands.popleft()  # the room is gone already
                 continue
-            await (self._pubsub.subscribe if op == "subscribe" else self._pubsub.unsubscribe)(channel)
-            self._commands.popleft()
+            if op == "unsubscribe":
+                await self._pubsub.unsubscribe(channel)
+                commands.popleft()
+                continue
+            taken = 0
+            channels: list[str] = []
+            for op, channel in itertools.islice(commands, SUBSCRIBE_BATCH):
+                if op != "subscribe":
+                    break
+                taken += 1
+                if channel in self._by_channel and channel not in channels:
+                    channels.append(channel)
+            await self._pubsub.subscribe(*channels)
+            for _ in range(taken):  # only once sent: on failure they stay queued
+                commands.popleft()
 
     # --- internals: the listener -----------------------------------------------------------
     async def _listen(self) -> None:

@@ -1,11 +1,15 @@
-"""A slow SUBSCRIBE fails its own subscriber, not everyone waiting behind it (issue 20, finding 3).
+"""Opening sessions' rooms when many subscribe at once (issue 20, finding 3).
 
-The first subscriber of a session on a node opens its room with a SUBSCRIBE; the others wait
-for it. Under load one such SUBSCRIBE went unconfirmed for its 5 s, and all 8,151 subscribers
-waiting behind it were answered ``internal_error`` at that moment. Here Redis is stopped
-(SIGSTOP, its own process) while one client subscribes and ten more queue up behind it; once
-the first is answered, Redis resumes: the ten must be subscribed (they try again themselves),
-and the first answered ``unavailable`` (retryable), never ``internal_error``.
+A slow SUBSCRIBE fails its own subscriber, not everyone waiting behind it. The first subscriber
+of a session on a node opens its room with a SUBSCRIBE; the others wait for it. Under load one
+such SUBSCRIBE went unconfirmed for its 5 s, and all 8,151 subscribers waiting behind it were
+answered ``internal_error`` at that moment. Here Redis is stopped (SIGSTOP, its own process)
+while one client subscribes and ten more queue up behind it; once the first is answered, Redis
+resumes: the ten must be subscribed (they try again themselves), and the first answered
+``unavailable`` (retryable), never ``internal_error``.
+
+Rooms opened together share their SUBSCRIBE commands: clients reconnecting at once to many
+sessions sent one command per session (Redis's own command count tells).
 """
 
 from __future__ import annotations
@@ -18,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from redis.asyncio import Redis
 
 import server.bus
 from tests.conftest import start_server
@@ -85,3 +90,32 @@ async def test_a_slow_subscribe_is_retried_by_those_waiting_not_failed_for_all(
             await client.close()
         await srv.stop()
         redis.stop()
+
+
+SESSIONS = 40
+
+
+async def test_rooms_opened_together_share_their_subscribe_commands(
+    redis_process: RedisProcess, redis: Redis, tmp_path: Path
+) -> None:
+    srv = await start_server(redis_process.url, tmp_path)
+    clients: list[Client] = []
+    try:
+        sessions = [await srv.create_session("alice") for _ in range(SESSIONS)]
+        clients = list(await asyncio.gather(*(Client(srv.url, srv.token("alice")).connect() for _ in sessions)))
+
+        async def subscribe_calls() -> int:
+            stats = await redis.info("commandstats")
+            return int(stats.get("cmdstat_subscribe", {}).get("calls", 0))
+
+        before = await subscribe_calls()
+        acks = await asyncio.gather(
+            *(c.call("subscribe_on_session", {"session_id": s}) for c, s in zip(clients, sessions, strict=True))
+        )
+        assert all("offset" in ack for ack in acks), acks
+        calls = await subscribe_calls() - before
+        assert calls <= SESSIONS // 4, f"{calls} SUBSCRIBE commands for {SESSIONS} sessions opened at once"
+    finally:
+        for client in clients:
+            await client.close()
+        await srv.stop()
