@@ -57,9 +57,9 @@ import functools
 import json
 import logging
 import os
-from socket import socket as raw_socket
 import time
 from collections.abc import Callable, Mapping
+from socket import socket as raw_socket
 from typing import Any, Literal
 
 import engineio
@@ -69,13 +69,13 @@ from engineio import packet as eio_packet
 from engineio.async_socket import AsyncSocket
 from socketio import packet as sio_packet
 
+from handlers.admission import TurnGate
 from handlers.errors import to_http
 from handlers.http_common import AnsweredUpgrade, address_of, client_address
 from handlers.log_throttle import LogThrottle
 from protocol import wire_json
 from protocol.errors import CodedError, ErrorCode
 from protocol.events import PROTOCOL_ERROR
-from handlers.admission import TurnGate
 from server.transport.contract import Outlet, ws_frame
 from server.transport.engine import LightQueue
 from server.transport.front import Front, FrontProtocol, Upgrader, UpgradeRequest
@@ -341,9 +341,10 @@ def _ignore_refused(reason: str) -> None:
 CLOSE_BATCH = 32
 
 # New connections' opening steps started per loop turn (handlers.admission): Engine.IO
-# handshakes, and Socket.IO CONNECTs with their JWT. At ~0.5-1 ms each on a loaded core, a turn
-# holds at most a few tens of milliseconds of them, so /healthz keeps its 100 ms while 10,000
-# clients connect at once; the connects themselves are no slower (the loop is busy either way).
+# handshakes, and Socket.IO CONNECTs with their JWT. At ~0.5-1 ms each, a turn holds a few
+# milliseconds of each kind instead of hundreds (a burst's every step ran in one turn), and the
+# loop turns between them to serve everything else; the connects are no slower in total (the
+# loop is busy with them either way).
 ADMIT_PER_TURN = 8
 
 

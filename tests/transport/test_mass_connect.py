@@ -21,6 +21,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from handlers.admission import TurnGate
 from server.transport.fastpath import ACCEPT_PER_TURN, LISTEN_BACKLOG
 from tests.conftest import start_server
 from tests.helpers import ServerUnderTest, fast_lane_only
@@ -152,3 +153,24 @@ async def test_the_listening_queue_is_deep(redis_process: Any, tmp_path: Any) ->
         assert ACCEPT_PER_TURN <= 32  # asyncio's accepts per turn: the deep queue is not one long turn
     finally:
         await srv.stop()
+
+
+async def test_the_gate_admits_its_count_per_turn_in_order_and_skips_the_cancelled() -> None:
+    gate = TurnGate(2)
+    clock = TurnClock()
+    entered: list[tuple[int, int]] = []  # (who, turn)
+
+    async def enter(who: int) -> None:
+        await gate.enter()
+        entered.append((who, clock.turn))
+
+    try:
+        tasks = [asyncio.ensure_future(enter(who)) for who in range(7)]
+        await asyncio.sleep(0)  # every task has entered or queued
+        tasks[3].cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+    finally:
+        clock.stop()
+    assert [who for who, _ in entered] == [0, 1, 2, 4, 5, 6]
+    per_turn = collections.Counter(turn for _, turn in entered)
+    assert max(per_turn.values()) <= 2 and gate.peak <= 2 and gate.waiting() == 0
