@@ -942,8 +942,11 @@ class FrontSite(web.TCPSite):
 # although the loop kept turning.
 LISTEN_BACKLOG = 4096
 # asyncio accepts up to the backlog given to create_server per turn of its loop (one task
-# each): the site passes this, then deepens the kernel's queue to LISTEN_BACKLOG.
-ACCEPT_PER_TURN = 16
+# each): the site passes this (aiohttp's default), then deepens the kernel's queue to
+# LISTEN_BACKLOG. Accepting is cheap (the front reads a handshake; what it costs then waits
+# for its turn, see ADMIT_PER_TURN); fewer per turn left a /healthz probe queued for seconds
+# behind the burst in the deep queue.
+ACCEPT_PER_TURN = 128
 
 
 def _deepen_backlog(fd: int, backlog: int) -> None:
