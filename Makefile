@@ -65,3 +65,4 @@ soak:
 	cd bench && ../.venv/bin/python soak_stalled_uploads.py
 	cd bench && ../.venv/bin/python soak_mass_disconnect.py
 	cd bench && ../.venv/bin/python soak_flood.py
+	cd bench && ../.venv/bin/python soak_partial_frames.py

@@ -1,13 +1,18 @@
-"""Soak: 10,000 subscribers connect, then all leave at once, twice (issue 20, finding 3).
+"""Soak: 10,000 subscribers connect, all leave at once, and all come straight back (issue 20, finding 3).
 
 The load generator (the compiled one when it builds, else bench/lean_client.py) opens N
 WebSocket connections, each with the Socket.IO CONNECT and a ``subscribe`` to one session,
-holds them, then closes every one in the same instant. Meanwhile a probe asks ``GET /healthz``
-every 10 ms. Prints, against their bounds: the slowest ``/healthz`` answer during each
-connect-and-disconnect cycle (100 ms), the seconds until the server had closed every
-socket (10 s), and the server's RSS before the first cycle and after each: the first cycle
-grows the allocator's pools, later cycles reuse them (after the last within 10 MB of after the
-second: a disconnect leaves nothing behind; it was +45 MB per cycle).
+holds them, then closes every one in the same instant. Each cycle runs it twice back to back:
+the second run is the reconnect -- the same N clients connecting and resubscribing at once the
+moment the first run's connections dropped, while the server is still cleaning those up -- and
+then leaves at once too. Meanwhile a probe asks ``GET /healthz`` every 10 ms, over a new
+connection each time (as a load balancer does).
+
+Prints per cycle, each against its bound: the slowest ``/healthz`` answer during the connect,
+during the disconnects and during the reconnect (100 ms each), the seconds until the server
+had closed every socket (10 s), and the server's RSS before and after the cycle. The first
+cycle grows the allocator's pools, later cycles reuse them: after the last, RSS is within
+10 MB of after the second (a disconnect leaves nothing behind; it was +45 MB per cycle).
 
     .venv/bin/python bench/soak_mass_disconnect.py [--n 10000] [--cycles 3] [--gen c|py]
 
@@ -24,6 +29,7 @@ import tempfile
 import threading
 import time
 from pathlib import Path
+from typing import Any
 
 import harness
 import toolchain
@@ -32,6 +38,7 @@ HEALTHZ_BOUND_S = 0.100
 RELEASE_BOUND_S = 10.0
 RSS_GROWTH_BOUND_MB = 10.0
 PROBE_TIMEOUT_S = 60.0
+HOLD_S = 2.0
 
 
 def rss_mb(pid: int) -> float:
@@ -45,8 +52,16 @@ def open_fds(pid: int) -> int:
     return len(os.listdir(f"/proc/{pid}/fd"))
 
 
+def listen_overflows() -> int:
+    """The kernel's count of connections dropped because an accept queue was full (all sockets)."""
+    lines = [line.split() for line in Path("/proc/net/netstat").read_text().splitlines() if line.startswith("TcpExt:")]
+    if len(lines) < 2 or "ListenOverflows" not in lines[0]:
+        return 0
+    return int(lines[1][lines[0].index("ListenOverflows")])
+
+
 class Probe(threading.Thread):
-    """``GET /healthz`` over a fresh connection every 10 ms; the slowest answer since ``reset``."""
+    """``GET /healthz`` over a fresh connection every 10 ms; the slowest answer in a window."""
 
     def __init__(self, port: int) -> None:
         super().__init__(daemon=True)
@@ -55,10 +70,10 @@ class Probe(threading.Thread):
         self.samples: list[tuple[float, float, bool]] = []  # (sent at, seconds, answered 200)
         self.lock = threading.Lock()
 
-    def take(self, since: float) -> tuple[float, int]:
-        """The slowest answer and the failed probes among those answered after ``since``."""
+    def take(self, since: float, until: float = float("inf")) -> tuple[float, int]:
+        """The slowest answer and the failed probes among those answered between ``since`` and ``until``."""
         with self.lock:
-            samples = [s for s in self.samples if s[0] + s[1] >= since]
+            samples = [s for s in self.samples if since <= s[0] + s[1] <= until]
         return max((s[1] for s in samples), default=0.0), sum(1 for s in samples if not s[2])
 
     def run(self) -> None:
@@ -92,6 +107,21 @@ def wait_released(pid: int, baseline: int) -> float:
     return time.monotonic() - started
 
 
+class Run:
+    """One generator run: when it began, when its connections were all subscribed, when it closed them."""
+
+    def __init__(self, server: harness.ServerUnderTest, redis: Any, n: int, generator: str) -> None:
+        self.began = time.monotonic()
+        self.result = harness.run_generator(
+            server, redis, generator_options(n, HOLD_S), timeout_s=60 + n / 100, generator=generator
+        )
+        self.ended = time.monotonic()  # it closes every connection at once, just before it exits
+        connect = self.result.get("connect") or {}
+        self.connected = self.began + float(connect.get("connect_s") or (self.ended - self.began))
+        self.subscribed = int(connect.get("subscribed") or 0)
+        self.error = self.result.get("error")
+
+
 def main() -> int:
     parser = argparse.ArgumentParser()
     parser.add_argument("--n", type=int, default=10_000)
@@ -102,6 +132,7 @@ def main() -> int:
     if generator == "c" and not toolchain.build_cgen().ok:
         generator = "py"
     ok = True
+    bound_ms = HEALTHZ_BOUND_S * 1000
     with tempfile.TemporaryDirectory(prefix="sessionhub-soak-disconnect-") as tmp:
         workdir = Path(tmp)
         redis, url = harness.start_redis(workdir)
@@ -115,33 +146,54 @@ def main() -> int:
             time.sleep(0.5)
             baseline_fds = open_fds(pid)
             before = rss_mb(pid)
-            print(f"server RSS before {before:.0f} MB; {args.n} clients per cycle, generator {generator}")
+            quiet, _ = probe.take(0.0)
+            print(
+                f"server RSS before {before:.0f} MB; {args.n} clients per run, two runs per cycle "
+                f"(connect, reconnect), generator {generator}; quiet /healthz {quiet * 1000:.0f} ms"
+            )
             after_each: list[float] = []
             for cycle in range(1, args.cycles + 1):
-                began = time.monotonic()
-                budget_s = 60 + args.n / 100
-                result = harness.run_generator(
-                    server, redis, generator_options(args.n, 2.0), timeout_s=budget_s, generator=generator
-                )
-                # The generator closes every connection at once just before it exits, after a
-                # 2 s hold: probes sent from 1 s before its exit on are the disconnect's.
-                dropped = time.monotonic() - 1.0
+                rss_start = rss_mb(pid)
+                overflows = listen_overflows()
+                first = Run(server, redis, args.n, generator)
+                second = Run(server, redis, args.n, generator)  # the reconnect: at once, no pause
                 released = wait_released(pid, baseline_fds)
                 time.sleep(1.0)  # a last probe after the release
-                slowest, failures = probe.take(dropped)
-                slowest_connect, _ = probe.take(began)
+                overflows = listen_overflows() - overflows
+                # Windows by when a probe was answered. The disconnect: from 1 s before a run's
+                # exit (its close) to the next run's start, or the release after the last; the
+                # reconnect: from the second run's start until its clients were all subscribed
+                # (the first run's connections are still being cleaned up meanwhile).
+                connect, connect_failed = probe.take(first.began, first.connected)
+                drop, drop_failed = probe.take(first.ended - 1.0, second.began)
+                reconnect, reconnect_failed = probe.take(second.began, second.connected)
+                drop2, drop2_failed = probe.take(second.ended - 1.0)
+                disconnect = max(drop, drop2)
+                failed = connect_failed + drop_failed + reconnect_failed + drop2_failed
                 after = rss_mb(pid)
                 after_each.append(after)
-                error = result.get("error")
+                errors = [run.error for run in (first, second) if run.error]
+                subscribed = min(first.subscribed, second.subscribed)
                 print(
-                    f"cycle {cycle}: /healthz slowest during the disconnect {slowest * 1000:.0f} ms "
-                    f"(bound {HEALTHZ_BOUND_S * 1000:.0f} ms), failed probes {failures}; "
-                    f"slowest over the whole cycle (connect included) {slowest_connect * 1000:.0f} ms; "
+                    f"cycle {cycle}: slowest /healthz during the connect {connect * 1000:.0f} ms, "
+                    f"the disconnects {disconnect * 1000:.0f} ms, the reconnect {reconnect * 1000:.0f} ms "
+                    f"(bound {bound_ms:.0f} ms each), failed probes {failed}; "
+                    f"subscribed {first.subscribed} then {second.subscribed} of {args.n} "
+                    f"(connect {first.connected - first.began:.1f} s, "
+                    f"reconnect {second.connected - second.began:.1f} s); "
                     f"server sockets closed in {released:.1f} s (bound {RELEASE_BOUND_S:.0f} s); "
-                    f"RSS after {after:.0f} MB"
-                    + (f"; generator error: {error}" if error else "")
+                    f"connections dropped by full accept queues (whole host) {overflows}; "
+                    f"RSS {rss_start:.0f} -> {after:.0f} MB"
+                    + (f"; generator error: {'; '.join(map(str, errors))}" if errors else "")
                 )
-                ok = ok and not error and failures == 0 and slowest <= HEALTHZ_BOUND_S and released <= RELEASE_BOUND_S
+                ok = (
+                    ok
+                    and not errors
+                    and subscribed == args.n
+                    and failed == 0
+                    and max(connect, disconnect, reconnect) <= HEALTHZ_BOUND_S
+                    and released <= RELEASE_BOUND_S
+                )
             reference = after_each[1] if len(after_each) > 1 else after_each[0]
             growth = after_each[-1] - reference
             steps = " -> ".join(f"{mb:.0f}" for mb in after_each)

@@ -9,8 +9,10 @@ The session's kind (``handlers.kinds``) decides who may read it and what its sna
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
+from handlers.admission import TurnGate
 from handlers.connection import Connection
 from handlers.context import Services
 from handlers.kinds import SessionKind
@@ -21,12 +23,22 @@ from protocol.errors import CodedError, ErrorCode
 from protocol.events import SESSION_SNAPSHOT
 from storage.events import Position
 
+# Subscribes started per loop turn (handlers.admission): each costs Redis reads and a snapshot,
+# and 10,000 clients reconnecting at once subscribe at once; the rest wait for the next turns.
+SUBSCRIBES_PER_TURN = 8
+CATCH_UPS_IN_FLIGHT = 16
+
 
 class SubscriptionEvents:
     """Handlers for joining and leaving a session's live event stream."""
 
     def __init__(self, services: Services) -> None:
         self._s = services
+        self.admission = TurnGate(SUBSCRIBES_PER_TURN)
+        # Catch-ups (Redis reads, a snapshot built and sent) under way at once: their Redis
+        # replies arrive together, and each wakes its subscribe in the same loop turn. Taken
+        # after the room is joined, so waiting for a room's SUBSCRIBE holds no place here.
+        self._reading = asyncio.Semaphore(CATCH_UPS_IN_FLIGHT)
 
     def register(self, router: SocketRouter) -> None:
         """Attach the events to ``router``."""
@@ -37,6 +49,7 @@ class SubscriptionEvents:
         """Join the session's room; replay or snapshot first (see the module docstring)."""
         request = validate(Subscribe, data)
         session_id = request.session_id
+        await self.admission.enter()
         kind, _ = await self._s.kinds.readable(conn.claims, session_id, remembered=True)
         bus = self._s.bus
         mine = bus.sessions_of(conn.sid)
@@ -44,26 +57,33 @@ class SubscriptionEvents:
             raise CodedError(ErrorCode.RATE_LIMITED, "too many subscriptions on one connection")
         await bus.open(session_id, conn.sid)
         try:
-            if request.epoch is not None and request.offset is not None:
-                recovery = await self._s.log.read_after(
-                    session_id, request.epoch, request.offset, request.last_id, claimed=True
-                )
-                if recovery.recovered:
-                    for event in recovery.events:
-                        bus.send(conn.sid, event.type, event.raw)
-                    bus.go_live(session_id, conn.sid, recovery.position.offset)
-                    position = recovery.position
-                    return self._ack(session_id, position, True, len(recovery.events))
-                if recovery.rolled_back:
-                    # Redis lost writes this client saw (its claim is sealed, see storage/events.py):
-                    # a new epoch, and a snapshot of what is. A claim without that evidence
-                    # costs only this client a snapshot.
-                    await self._s.log.reset_epoch(session_id, request.epoch)
-            recovered = False if request.offset is not None else None
-            return await self._snapshot(conn, kind, session_id, recovered=recovered)
+            async with self._reading:
+                return await self._catch_up(conn, kind, request)
         except BaseException:
             bus.leave(session_id, conn.sid)
             raise
+
+    async def _catch_up(self, conn: Connection, kind: SessionKind, request: Subscribe) -> dict[str, Any]:
+        """The replay or the snapshot of a subscriber already in the room (joining)."""
+        session_id = request.session_id
+        bus = self._s.bus
+        if request.epoch is not None and request.offset is not None:
+            recovery = await self._s.log.read_after(
+                session_id, request.epoch, request.offset, request.last_id, claimed=True
+            )
+            if recovery.recovered:
+                for event in recovery.events:
+                    bus.send(conn.sid, event.type, event.raw)
+                bus.go_live(session_id, conn.sid, recovery.position.offset)
+                position = recovery.position
+                return self._ack(session_id, position, True, len(recovery.events))
+            if recovery.rolled_back:
+                # Redis lost writes this client saw (its claim is sealed, see storage/events.py):
+                # a new epoch, and a snapshot of what is. A claim without that evidence
+                # costs only this client a snapshot.
+                await self._s.log.reset_epoch(session_id, request.epoch)
+        recovered = False if request.offset is not None else None
+        return await self._snapshot(conn, kind, session_id, recovered=recovered)
 
     async def _snapshot(
         self, conn: Connection, kind: SessionKind, session_id: str, *, recovered: bool | None

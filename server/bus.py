@@ -56,6 +56,11 @@ log = logging.getLogger(__name__)
 
 
 SUBSCRIBE_TIMEOUT_S = 5.0
+# Channels subscribed in one command at most (see Bus._apply_commands).
+SUBSCRIBE_BATCH = 256
+# How often one subscriber finds its session's room failed by the subscriber that opened it
+# before it is answered ``unavailable`` (see Bus.open).
+OPEN_ATTEMPTS = 2
 # A subscription unconfirmed for this long (its shard's master is down, its slot is moving)
 # means the bus cannot deliver that session: the node reports itself not ready until it can.
 STALL_S = 1.0
@@ -205,22 +210,41 @@ class Bus:
         return self._by_sid.get(sid, set())
 
     async def open(self, session_id: str, sid: str) -> None:
-        """Add ``sid`` to the session's room in joining mode (see the module docstring)."""
-        room = self._rooms.get(session_id)
-        if room is None:
-            room = Room(session_id=session_id, channel=self._keys.channel(session_id))
-            self._rooms[session_id] = room
-            self._by_channel[room.channel] = room
-            try:
-                await self._initialise(room)
-            except BaseException:
-                self._drop_room(room)
-                room.ready.set()
-                raise
-        else:
-            await room.ready.wait()
-            if self._rooms.get(session_id) is not room:
-                raise RedisError("subscription to the session failed")
+        """Add ``sid`` to the session's room in joining mode (see the module docstring).
+
+        The first subscriber of a session on this node opens its room (SUBSCRIBE, then the
+        log's position); the others wait for it. When that first one fails -- its SUBSCRIBE
+        unconfirmed for SUBSCRIBE_TIMEOUT_S under load or while a shard fails over, or Redis
+        away -- only it is answered with the failure: each waiter tries once more itself, the
+        first of them opening the room anew (a new SUBSCRIBE), within SUBSCRIBE_TIMEOUT_S of its
+        own, and is answered ``unavailable`` (retryable) only if that fails too. One slow
+        SUBSCRIBE failed all 8,151 subscribers waiting behind it with ``internal_error``.
+        """
+        for _attempt in range(OPEN_ATTEMPTS):
+            room = self._rooms.get(session_id)
+            if room is None:
+                room = Room(session_id=session_id, channel=self._keys.channel(session_id))
+                self._rooms[session_id] = room
+                self._by_channel[room.channel] = room
+                try:
+                    await self._initialise(room)
+                except BaseException:
+                    self._drop_room(room)
+                    room.ready.set()
+                    raise
+                break
+            if not room.ready.is_set():
+                try:
+                    # Longer than the opener's own wait for its SUBSCRIBE (plus its read of the
+                    # log's position): a waiter sees the opener's outcome, and tries again on failure.
+                    async with asyncio.timeout(2 * SUBSCRIBE_TIMEOUT_S):
+                        await room.ready.wait()
+                except TimeoutError:
+                    raise CodedError(ErrorCode.UNAVAILABLE, "the session's channel is moving; try again") from None
+            if self._rooms.get(session_id) is room:
+                break
+        else:  # every attempt found the room failed by the subscriber that opened it
+            raise CodedError(ErrorCode.UNAVAILABLE, "the session's channel is not subscribed; try again")
         room.joining[sid] = []
         room.members.setdefault(sid, None)
         sessions = self._by_sid.setdefault(sid, set())
@@ -323,17 +347,36 @@ class Bus:
             del self._by_channel[room.channel]
 
     async def _apply_commands(self) -> None:
-        """Send the queued (un)subscriptions, in order; on failure they stay queued."""
-        while self._commands:
-            op, channel = self._commands[0]
+        """Send the queued (un)subscriptions, in order; on failure they stay queued.
+
+        Subscriptions queued one after another go in one command (up to SUBSCRIBE_BATCH
+        channels): clients reconnecting at once to many sessions open many rooms at once, and a
+        command each was a round of the listener each.
+        """
+        commands = self._commands
+        while commands:
+            op, channel = commands[0]
             if op == "unsubscribe" and channel in self._by_channel:
-                self._commands.popleft()  # a new room took the channel meanwhile
+                commands.popleft()  # a new room took the channel meanwhile
                 continue
             if op == "subscribe" and channel not in self._by_channel:
-                self._commands.popleft()  # the room is gone already
+                commands.popleft()  # the room is gone already
                 continue
-            await (self._pubsub.subscribe if op == "subscribe" else self._pubsub.unsubscribe)(channel)
-            self._commands.popleft()
+            if op == "unsubscribe":
+                await self._pubsub.unsubscribe(channel)
+                commands.popleft()
+                continue
+            taken = 0
+            channels: list[str] = []
+            for op, channel in itertools.islice(commands, SUBSCRIBE_BATCH):
+                if op != "subscribe":
+                    break
+                taken += 1
+                if channel in self._by_channel and channel not in channels:
+                    channels.append(channel)
+            await self._pubsub.subscribe(*channels)
+            for _ in range(taken):  # only once sent: on failure they stay queued
+                commands.popleft()
 
     # --- internals: the listener -----------------------------------------------------------
     async def _listen(self) -> None:

@@ -81,14 +81,16 @@ class Channels:
             return  # a shard's link opens with its first SSUBSCRIBE
         await self._pubsub.connect()
 
-    async def subscribe(self, channel: str) -> None:
-        """Ask for a channel; the confirmation arrives through :meth:`get_message`."""
-        self._unconfirmed.setdefault(channel, time.monotonic())
-        self._asked.pop(channel, None)
+    async def subscribe(self, *channels: str) -> None:
+        """Ask for channels, in one command; the confirmations arrive through :meth:`get_message`."""
+        now = time.monotonic()
+        for channel in channels:
+            self._unconfirmed.setdefault(channel, now)
+            self._asked.pop(channel, None)
         if self._pubsub is not None:
-            await self._pubsub.subscribe(channel)
+            await self._pubsub.subscribe(*channels)
             return
-        self._lost.add(channel)  # the listener's next read subscribes it (see _recover)
+        self._lost.update(channels)  # the listener's next read subscribes them (see _recover)
 
     async def unsubscribe(self, channel: str) -> None:
         """Drop a channel."""

@@ -26,7 +26,8 @@ The contract, i.e. everything relied on beyond the libraries' documented API (a 
   ``handle_request`` (a handshake read by ``server.transport.front`` goes through both, see
   :meth:`LightEngineServer.upgrade`).
 - ``socketio.AsyncServer``: ``_engineio_server_class``, ``_handle_eio_message``,
-  ``_handle_eio_disconnect``, ``_handle_event``, ``_send_packet``, ``_binary_packet``.
+  ``_handle_eio_disconnect``, ``_handle_event``, ``_send_packet``, ``_binary_packet``,
+  ``_handle_connect(eio_sid, namespace, data)`` handling a CONNECT packet.
 - ``socketio.AsyncManager`` (:class:`RoomIndex`): ``rooms[namespace][room]`` a bidict of
   sid -> eio_sid, room ``None`` holding every client and each client's own sid room;
   ``pending_connect`` / ``pending_disconnect`` (namespace -> sids) read and written only by
@@ -55,9 +56,11 @@ import collections
 import functools
 import json
 import logging
+import os
 import re
 import time
 from collections.abc import Callable, Mapping
+from socket import socket as raw_socket
 from typing import Any, Literal
 
 import engineio
@@ -66,6 +69,7 @@ from aiohttp import HttpVersion11, web
 from engineio import packet as eio_packet
 from engineio.async_socket import AsyncSocket
 
+from handlers.admission import TurnGate
 from handlers.errors import to_http
 from handlers.http_common import AnsweredUpgrade, address_of, client_address
 from handlers.log_throttle import LogThrottle
@@ -353,6 +357,13 @@ def _screen_nothing(eio_sid: str, text: str) -> str | None:
 # (Redis round trips of the disconnect handlers) overlap.
 CLOSE_BATCH = 32
 
+# New connections' opening steps started per loop turn (handlers.admission): Engine.IO
+# handshakes, and Socket.IO CONNECTs with their JWT. At ~0.5-1 ms each, a turn holds a few
+# milliseconds of each kind instead of hundreds (a burst's every step ran in one turn), and the
+# loop turns between them to serve everything else; the connects are no slower in total (the
+# loop is busy with them either way).
+ADMIT_PER_TURN = 8
+
 
 class LightEngineServer(engineio.AsyncServer):
     """Engine.IO server with :class:`LightQueue` queues, timer-driven pings and direct sends."""
@@ -369,6 +380,7 @@ class LightEngineServer(engineio.AsyncServer):
         self.partial_frames: PartialBudget = PartialBudget(64 << 20)  # SessionServer sets the setting's value
         self.max_per_address = 1 << 30
         self.trust_forwarded_for = False
+        self.admission = TurnGate(ADMIT_PER_TURN)  # opening steps per loop turn (see ADMIT_PER_TURN)
         self._cuts: set[asyncio.Task[None]] = set()
         self.slow_cut: set[str] = set()  # sessions cut as slow clients, until their disconnect
         # Sockets whose connection is gone, closed CLOSE_BATCH at a time by one task (see close_later).
@@ -410,6 +422,7 @@ class LightEngineServer(engineio.AsyncServer):
     async def handle_request(self, request: web.Request) -> web.StreamResponse:
         """The Engine.IO route: a new session from an address that has too many is refused."""
         if request.method == "GET" and "sid" not in request.query:
+            await self.admission.enter()  # a new session: an opening step (see ADMIT_PER_TURN)
             address = client_address(request, trust_forwarded_for=self.trust_forwarded_for)
             # No await between this check and the count in _trigger_event("connect"): the
             # handshake runs up to there without yielding, so concurrent ones cannot overshoot.
@@ -467,6 +480,9 @@ class LightEngineServer(engineio.AsyncServer):
     async def _open_front(self, environ: dict[str, Any], front: _FrontOpen, address: str) -> None:
         transport = front.transport
         try:
+            await self.admission.enter()
+            if transport.is_closing():  # gone while it waited for its turn: nothing to open
+                return
             answer = await self._handle_connect(environ, "websocket")
         except Exception:
             log.exception("opening a WebSocket session")
@@ -805,6 +821,12 @@ class SessionServer(socketio.AsyncServer):
         if eio_sid is not None:
             await self.eio.end(eio_sid)
 
+    async def _handle_connect(self, eio_sid: str, namespace: str | None, data: Any) -> None:
+        # A Socket.IO CONNECT (its JWT verified, the connection registered) is an opening
+        # step: at most ADMIT_PER_TURN of them start per loop turn, with the handshakes.
+        await self.eio.admission.enter()
+        await super()._handle_connect(eio_sid, namespace, data)
+
     async def _handle_eio_connect(self, eio_sid: str, environ: dict[str, Any]) -> None:
         await super()._handle_eio_connect(eio_sid, environ)
         asyncio.get_running_loop().call_later(self.connect_timeout_s, self._connect_deadline, eio_sid)
@@ -930,13 +952,38 @@ class FrontSite(web.TCPSite):
         assert http is not None
         front = Front(http, self._upgrader, self._path, self._idle_timeout_s, self._waiting, self._observers)
         self._server = await asyncio.get_running_loop().create_server(
-            lambda: FrontProtocol(front), self._host, self._port, backlog=self._backlog,
+            lambda: FrontProtocol(front), self._host, self._port, backlog=min(self._backlog, ACCEPT_PER_TURN),
             reuse_address=self._reuse_address, reuse_port=self._reuse_port,
         )  # fmt: skip
         sockets = self._server.sockets
+        for listener in sockets:
+            _deepen_backlog(listener.fileno(), max(self._backlog, LISTEN_BACKLOG))
         self._bound_port = sockets[0].getsockname()[1] if sockets else self._port
 
     async def stop(self) -> None:
         await super().stop()
         for waiting in list(self._waiting):
             waiting.close()
+
+
+# The kernel's queue of connections waiting to be accepted (capped by net.core.somaxconn). A
+# connection that finds it full has its SYN dropped and the client tries again after 1 s, then
+# 3 s: with aiohttp's 128, thousands of clients connecting at once (a reconnect after a proxy
+# restart) left every other new connection, a /healthz probe included, unanswered for 1-3 s
+# although the loop kept turning.
+LISTEN_BACKLOG = 4096
+# asyncio accepts up to the backlog given to create_server per turn of its loop (one task
+# each): the site passes this (aiohttp's default), then deepens the kernel's queue to
+# LISTEN_BACKLOG. Accepting is cheap (the front reads a handshake; what it costs then waits
+# for its turn, see ADMIT_PER_TURN); fewer per turn left a /healthz probe queued for seconds
+# behind the burst in the deep queue.
+ACCEPT_PER_TURN = 128
+
+
+def _deepen_backlog(fd: int, backlog: int) -> None:
+    """Raise a listening socket's kernel backlog to ``backlog`` (listen() again)."""
+    listener = raw_socket(fileno=os.dup(fd))  # the same socket: a second descriptor of it
+    try:
+        listener.listen(backlog)
+    finally:
+        listener.close()  # closes the duplicate only
