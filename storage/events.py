@@ -117,6 +117,14 @@ class Durability(StrEnum):
     REPLICA = "replica"  # received by at least one replica: WAIT 1
 
 
+async def _skip_answer(connection: Any) -> None:
+    """Read the wait's answer after the script's error, whatever it says: a node that answered
+    MOVED because it became a replica answers the WAIT with an error too ("WAIT cannot be used
+    with replica instances"), which must not replace the MOVED the caller acts on."""
+    with contextlib.suppress(ResponseError):
+        await connection.read_response()
+
+
 class EventLog:
     """Runs session-changing scripts with the common event arguments and reads the log.
 
@@ -248,10 +256,10 @@ class EventLog:
                 try:
                     result = await connection.read_response()
                 except NoScriptError:
-                    await connection.read_response()  # the wait's answer, about nothing: load it
+                    await _skip_answer(connection)  # the wait's answer, about nothing: load it
                     continue
                 except ResponseError:
-                    await connection.read_response()  # keeps the connection in step
+                    await _skip_answer(connection)  # keeps the connection in step
                     raise
                 return result, await connection.read_response()
             raise ResponseError("the script could not be loaded")

@@ -380,3 +380,35 @@ async def test_a_failover_to_a_lagging_replica_never_hands_out_an_offset_twice(
             if name == "session_status" and data.get("session_id") == session_id:
                 assert seen.setdefault((data["epoch"], data["offset"]), data["id"]) == data["id"]
     print(f"\nlagging failover (memory durability): {len(lost)} acked changes lost, every follower resynced, 0 offsets reused")
+
+
+async def test_a_durable_write_sent_to_a_demoted_master_is_a_move_not_an_error(cluster: RedisCluster) -> None:
+    """A client whose slot map still names a node that has become a replica (a failover the
+    map has not caught up with) sends it the script and the WAIT on one connection: the script
+    is answered MOVED and the WAIT "cannot be used with replica instances". The MOVED is what
+    the caller acts on (the map is read again, the client is told ``unavailable``, retryable);
+    the WAIT's error must not replace it with a plain error (``internal_error``)."""
+    from redis.asyncio.cluster import ClusterNode
+    from redis.asyncio.cluster import RedisCluster as AsyncCluster
+    from redis.exceptions import AskError
+
+    from storage.events import EventLog
+    from storage.scripts import plain_script
+
+    client = AsyncCluster.from_url(cluster.url)
+    replica = ClusterNode("127.0.0.1", cluster.replica_ports[0], server_type="replica")
+    try:
+        await client.initialize()
+        key = "sh:{probe}:session"
+        slot = cluster.slot_of(key)
+        # The key's slot, as a stale map would have it: on the replica (which answers MOVED).
+        while cluster.owner(slot) != cluster.master_ports[0]:
+            key = key.replace("{", "{x", 1)
+            slot = cluster.slot_of(key)
+        client.nodes_manager.slots_cache[slot] = [replica]
+        script = plain_script(client, "core/accessed.lua")
+        with pytest.raises(AskError):
+            await EventLog._run_on_owner(client, script, [key], [1], ("WAIT", 1, 100))
+    finally:
+        await replica.disconnect()
+        await client.aclose()
