@@ -106,6 +106,14 @@ async def test_chart_bars_are_coloured_and_the_last_label_is_inside(server: Serv
     await expect(bars.first).to_be_attached()
     fills = set(await bars.evaluate_all("rects => rects.map((r) => getComputedStyle(r).fill)"))
     assert BLACK not in fills, fills
-    chart = await box(page.locator(".day-chart-svg"))
-    last = await box(page.locator(".day-chart-svg .axis.last"))
+    await expect(page.locator(".day-chart-svg .axis.last")).to_be_visible()
+    # Both boxes in one evaluation, of one chart: the page draws the chart anew whenever its
+    # figures reload, and two separate lookups could fall on either side of a redraw.
+    chart, last = await page.locator(".day-chart-svg").evaluate(
+        """svg => [svg, svg.querySelector('.axis.last')].map((e) => {
+            const r = e.getBoundingClientRect();
+            return {x: r.x, width: r.width};
+        })"""
+    )
+    assert last["width"] > 0 and chart["width"] > 0, (chart, last)
     assert last["x"] + last["width"] <= chart["x"] + chart["width"] + 0.5, (chart, last)
