@@ -29,17 +29,17 @@ from __future__ import annotations
 import argparse
 import asyncio
 import base64
-import http.client
 import json
 import os
 import statistics
 import sys
 import tempfile
-import threading
 import time
 from pathlib import Path
 
 import harness
+from common.figures import percentile_upper
+from common.probe import HealthProbe
 from procstat import cpu_sample
 
 P99_FACTOR, P99_FLOOR_S = 3.0, 0.010
@@ -174,42 +174,8 @@ async def measure(port: int, token: str, count: int) -> list[float]:
     return latencies
 
 
-class Probe(threading.Thread):
-    """``GET /healthz`` every 20 ms on a fresh connection; the slowest answer of a phase."""
-
-    def __init__(self, port: int) -> None:
-        super().__init__(daemon=True)
-        self.port = port
-        self.stopping = threading.Event()
-        self.samples: list[float] = []
-        self.failures = 0
-        self.lock = threading.Lock()
-
-    def phase(self) -> tuple[float, float, int]:
-        """The slowest answer, the 99th percentile and the failed probes since the last call."""
-        with self.lock:
-            samples, failures = self.samples or [0.0], self.failures
-            self.samples, self.failures = [], 0
-        return max(samples), p99(samples), failures
-
-    def run(self) -> None:
-        while not self.stopping.wait(0.020):
-            started = time.monotonic()
-            ok = False
-            try:
-                link = http.client.HTTPConnection("127.0.0.1", self.port, timeout=30)
-                link.request("GET", "/healthz")
-                ok = link.getresponse().status == 200
-                link.close()
-            except OSError:
-                pass
-            with self.lock:
-                self.samples.append(time.monotonic() - started)
-                self.failures += 0 if ok else 1
-
-
 def p99(samples: list[float]) -> float:
-    return sorted(samples)[min(len(samples) - 1, int(len(samples) * 0.99))]
+    return percentile_upper(samples, 0.99)
 
 
 async def flood_child(port: int, flooders: int) -> None:
@@ -239,7 +205,7 @@ async def flood_child(port: int, flooders: int) -> None:
 FLOOD_LIMIT_S = 120.0
 
 
-async def run_phases(port: int, pid: int, flooders: int, seconds: float, probe: Probe) -> dict[str, float]:
+async def run_phases(port: int, pid: int, flooders: int, seconds: float, probe: HealthProbe) -> dict[str, float]:
     token = harness.mint_token()
     quiet_count = max(20, int(seconds / USER_INTERVAL_S / 2))
     probe.phase()
@@ -302,7 +268,7 @@ def main() -> int:
                     "SESSIONHUB_FLOOD_WINDOW_S": "10",
                 }
                 server = harness.start_sessionhub(workdir, url, settings=settings)
-                probe = Probe(server.port)
+                probe = HealthProbe(server.port, interval_s=0.020)
                 probe.start()
                 f = asyncio.run(run_phases(server.port, server.child.pid, args.flooders, args.seconds, probe))
             finally:

@@ -22,16 +22,15 @@ Bounded: every wait has a deadline; the server and Redis started here are stoppe
 from __future__ import annotations
 
 import argparse
-import http.client
 import os
 import sys
 import tempfile
-import threading
 import time
 from pathlib import Path
 from typing import Any
 
 import harness
+from common.probe import HealthProbe
 import toolchain
 
 HEALTHZ_BOUND_S = 0.100
@@ -58,37 +57,6 @@ def listen_overflows() -> int:
     if len(lines) < 2 or "ListenOverflows" not in lines[0]:
         return 0
     return int(lines[1][lines[0].index("ListenOverflows")])
-
-
-class Probe(threading.Thread):
-    """``GET /healthz`` over a fresh connection every 10 ms; the slowest answer in a window."""
-
-    def __init__(self, port: int) -> None:
-        super().__init__(daemon=True)
-        self.port = port
-        self.stopping = threading.Event()
-        self.samples: list[tuple[float, float, bool]] = []  # (sent at, seconds, answered 200)
-        self.lock = threading.Lock()
-
-    def take(self, since: float, until: float = float("inf")) -> tuple[float, int]:
-        """The slowest answer and the failed probes among those answered between ``since`` and ``until``."""
-        with self.lock:
-            samples = [s for s in self.samples if since <= s[0] + s[1] <= until]
-        return max((s[1] for s in samples), default=0.0), sum(1 for s in samples if not s[2])
-
-    def run(self) -> None:
-        while not self.stopping.wait(0.010):
-            started = time.monotonic()
-            ok = False
-            try:
-                link = http.client.HTTPConnection("127.0.0.1", self.port, timeout=PROBE_TIMEOUT_S)
-                link.request("GET", "/healthz")
-                ok = link.getresponse().status == 200
-                link.close()
-            except OSError:
-                pass
-            with self.lock:
-                self.samples.append((started, time.monotonic() - started, ok))
 
 
 def generator_options(n: int, hold_s: float) -> list[str]:
@@ -141,7 +109,7 @@ def main() -> int:
         try:
             server = harness.start_sessionhub(workdir, url)
             pid = server.child.pid
-            probe = Probe(server.port)
+            probe = HealthProbe(server.port, interval_s=0.010, timeout_s=PROBE_TIMEOUT_S)
             probe.start()
             time.sleep(0.5)
             baseline_fds = open_fds(pid)
