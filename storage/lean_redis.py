@@ -150,10 +150,7 @@ class _Replies(asyncio.Protocol):
     def __init__(self, encoding: str | None, encoding_errors: str) -> None:
         # Error replies become the exceptions redis-py raises (NoScriptError and the like), as
         # in redis-py's own hiredis parser; they are values here, raised by whoever reads them.
-        if encoding:
-            self._reader = hiredis.Reader(replyError=parse_error, encoding=encoding, errors=encoding_errors)
-        else:
-            self._reader = hiredis.Reader(replyError=parse_error)
+        self._reader = _reader(encoding, encoding_errors)
         self._waiting: deque[_Request] = deque()
         self._transport: asyncio.Transport | None = None
         self._unsent: list[bytes] = []  # requests of this loop iteration, written by _flush
@@ -234,6 +231,14 @@ class _Replies(asyncio.Protocol):
             request = self._waiting.popleft()
             if not request.future.done():
                 request.future.set_exception(error)
+
+
+def _reader(encoding: str | None, errors: str) -> hiredis.Reader:
+    """A reply parser whose error replies are redis-py's exceptions (values, raised by the reader
+    of the reply), decoding strings when ``encoding`` is given."""
+    if encoding:
+        return hiredis.Reader(replyError=parse_error, encoding=encoding, errors=errors)
+    return hiredis.Reader(replyError=parse_error)
 
 
 def _keep_alive(sock: Any) -> None:
@@ -509,10 +514,7 @@ class _Messages(asyncio.Protocol):
     """A subscribed connection: every pub/sub message of a read parsed at once, queued in order."""
 
     def __init__(self, encoding: str | None) -> None:
-        if encoding:
-            self._reader = hiredis.Reader(replyError=parse_error, encoding=encoding)
-        else:
-            self._reader = hiredis.Reader(replyError=parse_error)
+        self._reader = _reader(encoding, "strict")
         self.queue: deque[dict[str, Any]] = deque()
         self.transport: asyncio.Transport | None = None
         self.open = False
