@@ -117,6 +117,12 @@ class Durability(StrEnum):
     REPLICA = "replica"  # received by at least one replica: WAIT 1
 
 
+class NotConfirmed(CodedError):
+    """``unavailable`` for a change that was applied but whose durability was not confirmed in
+    time: the client is told to retry (a retry is a no-op that confirms), while the server knows
+    the change is in place -- e.g. a recording lease it took must be kept (handlers/voice)."""
+
+
 async def _skip_answer(connection: Any) -> None:
     """Read the wait's answer after the script's error, whatever it says: a node that answered
     MOVED because it became a replica answers the WAIT with an error too ("WAIT cannot be used
@@ -227,7 +233,7 @@ class EventLog:
                 result, confirmed = await pipe.execute()
         count = confirmed[0] if isinstance(confirmed, list) else confirmed
         if not refused(result) and int(count) < 1:
-            raise CodedError(
+            raise NotConfirmed(
                 ErrorCode.UNAVAILABLE,
                 f"the change was applied but not confirmed {self._durability.value}-durable within "
                 f"{self._durability_timeout_ms} ms",

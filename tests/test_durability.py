@@ -24,8 +24,8 @@ async def test_replica_durability_waits_for_a_replica(
     server: ServerUnderTest, redis_process: RedisProcess, redis: Any, tmp_path: Path
 ) -> None:
     session_id = await server.create_session("alice")  # on a node without the setting
-    # A long recording lease: the first `recording` is answered unavailable (applied, not durable),
-    # so no node renews its lease, and a slow replica sync must not let the sweeper pause it.
+    # A long recording lease, so this test is about the wait alone (the renewal of a lease taken
+    # by a change answered unavailable has its own test below).
     srv = await start_server(
         redis_process.url, tmp_path, durability="replica", durability_timeout_ms=1000, voice_recording_lease_ms=600_000
     )
@@ -65,6 +65,35 @@ async def test_replica_durability_waits_for_a_replica(
         if replica is not None:
             replica.terminate()
             replica.wait(10)
+
+
+async def test_a_recording_applied_but_not_confirmed_keeps_its_lease(
+    server: ServerUnderTest, redis_process: RedisProcess, redis: Any, tmp_path: Path
+) -> None:
+    """``recording`` answered ``unavailable`` because no replica confirmed it was still applied,
+    lease included: the recorder's node renews that lease as for an acknowledged change, so the
+    sweeper does not pause a session whose recorder is still there (nor waits for a retry)."""
+    session_id = await server.create_session("alice")
+    lease_ms = 1500
+    srv = await start_server(
+        redis_process.url, tmp_path, durability="replica", durability_timeout_ms=100, voice_recording_lease_ms=lease_ms
+    )
+    client = Client(srv.url, srv.token("alice"))
+    lease_key, session_key = srv.services.keys.voice_recording_lease(session_id), srv.services.keys.session(session_id)
+    try:
+        await client.connect()
+        ack = await set_status(client, session_id, "recording")
+        assert ack["ok"] is False and ack["error"] == "unavailable"  # no replica: applied, not durable
+        taken = asyncio.get_running_loop().time()
+        # Well past the first lease's end, the lease must still be held (renewed) and the
+        # session still recording; without renewals the lease dies and the sweeper pauses it.
+        while asyncio.get_running_loop().time() < taken + 2 * lease_ms / 1000:
+            assert await redis.pttl(lease_key) > 0, "the lease ran out: nobody renewed it"
+            assert await redis.hget(session_key, "status") == "recording"
+            await asyncio.sleep(lease_ms / 1000 / 10)
+    finally:
+        await client.close()
+        await srv.stop()
 
 
 async def test_aof_durability_is_refused_at_start_by_a_redis_without_waitaof(

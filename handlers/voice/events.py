@@ -11,6 +11,7 @@ from handlers.socket_router import SocketRouter
 from handlers.voice.access import performer, updatable
 from handlers.voice.actions import CREATE_TASKS_FROM_CHUNKS, POST_PROCESS_SESSION, admit_job, close, job_for
 from handlers.voice.recording import RECORDING_STATUSES, RecordingKeeper
+from storage.events import NotConfirmed
 from storage.voice.repository import STATUSES
 
 
@@ -89,13 +90,21 @@ class VoiceEvents:
             if not self._recording.holds(conn.sid, session_id):
                 await updatable(self._s.voice, conn.claims, session_id)
             await leases.schedule(session_id)
-        change = await self._s.voice.set_status(
-            session_id,
-            status,
-            performer(conn.claims),
-            holder=self._recording.holder(conn.sid),
-            lease_ms=leases.lease_ms,
-        )
+        try:
+            change = await self._s.voice.set_status(
+                session_id,
+                status,
+                performer(conn.claims),
+                holder=self._recording.holder(conn.sid),
+                lease_ms=leases.lease_ms,
+            )
+        except NotConfirmed:
+            # Applied, only not confirmed durable: the lease it took is this connection's, so
+            # it is renewed as for an acknowledged change (else the sweeper would pause a
+            # session that is recording); the client's retry confirms it.
+            if recording:
+                self._recording.hold(conn, session_id)
+            raise
         if recording:
             self._recording.hold(conn, session_id)
         return {
