@@ -14,6 +14,7 @@ for hundreds of milliseconds in one go.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import re
 import statistics
@@ -116,8 +117,11 @@ async def test_refusals_over_the_rate_are_answered_with_their_seq(
 ) -> None:
     """The cheap refusal answers every event over the rate, in order, naming its seq."""
     srv = await start_server(redis_process.url, tmp_path, **_NO_CUT)
+    stack = contextlib.ExitStack()
     try:
         ws, _ = await RawWebSocket.socketio(port_of(srv.url), srv.token("mallory"))
+        stack.callback(ws.close)  # closed whatever the outcome: a socket left open fails a later test's GC
+        began = time.monotonic()
         ws.writer.write(_burst(1, 100))
         refused = 0
         for n in range(1, 101):
@@ -126,9 +130,12 @@ async def test_refusals_over_the_rate_are_answered_with_their_seq(
             # The burst of 40 first, then refusals (and one handled as a token refills)
             assert body["error"] in (("invalid_session_id",) if n <= 40 else ("rate_limited", "invalid_session_id"))
             refused += body["error"] == "rate_limited"
-        assert refused >= 40
-        ws.close()
+        # Handled beyond the burst: only what the rate refilled while the answers came (20/s;
+        # a slow machine takes longer, so refills more -- hence a bound from the time taken).
+        refilled = int((time.monotonic() - began) * _RATE["event_rate_per_s"]) + 1
+        assert refused >= 60 - refilled and refused > 0, (refused, refilled)
     finally:
+        stack.close()
         await srv.stop()
 
 
@@ -233,9 +240,11 @@ async def test_sustained_abuse_is_cut_and_a_client_at_its_rate_never_is(
     disconnected and counted; a client that keeps to its rate meanwhile stays connected."""
     limits = {"event_rate_per_s": 50.0, "event_burst": 10, "flood_refusals": 100, "flood_window_s": 10.0}
     srv = await start_server(redis_process.url, tmp_path, **limits)
+    stack = contextlib.ExitStack()
     try:
         polite = await Client(srv.url, srv.token("alice")).connect()
         flooder, _ = await RawWebSocket.socketio(port_of(srv.url), srv.token("mallory"))
+        stack.callback(flooder.close)  # closed whatever the outcome (see above)
 
         async def polite_at_its_rate() -> list[dict[str, Any]]:
             # At most 25 events a second (the rate is 50): each sent at least 40 ms after the
@@ -289,4 +298,5 @@ async def test_sustained_abuse_is_cut_and_a_client_at_its_rate_never_is(
         await until(counted)
         await polite.close()
     finally:
+        stack.close()
         await srv.stop()
