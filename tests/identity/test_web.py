@@ -12,12 +12,17 @@ from typing import Any
 
 import aiohttp
 import jwt
+import pytest
 import pytest_asyncio
 from playwright.async_api import Browser, BrowserContext, Page, expect
 from redis.asyncio import Redis
 
 from tests.browser import TOKEN_KEY, Tab, new_tab
 from tests.helpers import RedisProcess, ServerUnderTest
+
+# Each test here is a journey across several pages and two browsers: pytest's 60 s hang guard
+# was reached once by one that passes in ~10 s, on a machine running three suites at once.
+pytestmark = pytest.mark.timeout(180)
 
 # The access tokens' life in the absence test: short, so that the test lets it pass for real.
 SHORT_TTL_S = 2
