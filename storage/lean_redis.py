@@ -157,12 +157,8 @@ class _Replies(asyncio.Protocol):
         self.open = False
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.Transport)
-        self._transport = transport
+        self._transport = _opened(transport)
         self.open = True
-        sock = transport.get_extra_info("socket")
-        if sock is not None:
-            _keep_alive(sock)
 
     def send(self, packed: bytes, request: _Request) -> None:
         """Write one request; its replies complete it (``ConnectionError`` once the connection is gone)."""
@@ -239,6 +235,15 @@ def _reader(encoding: str | None, errors: str) -> hiredis.Reader:
     if encoding:
         return hiredis.Reader(replyError=parse_error, encoding=encoding, errors=errors)
     return hiredis.Reader(replyError=parse_error)
+
+
+def _opened(transport: asyncio.BaseTransport) -> asyncio.Transport:
+    """A new Redis connection's transport, its socket kept alive (both protocols start so)."""
+    assert isinstance(transport, asyncio.Transport)
+    sock = transport.get_extra_info("socket")
+    if sock is not None:
+        _keep_alive(sock)
+    return transport
 
 
 def _keep_alive(sock: Any) -> None:
@@ -522,12 +527,8 @@ class _Messages(asyncio.Protocol):
         self.waiter: asyncio.Future[None] | None = None  # the reader waiting for a message, if any
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.Transport)
-        self.transport = transport
+        self.transport = _opened(transport)
         self.open = True
-        sock = transport.get_extra_info("socket")
-        if sock is not None:
-            _keep_alive(sock)
 
     def data_received(self, data: bytes) -> None:
         self._reader.feed(data)
