@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import time
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -13,6 +14,7 @@ from redis.asyncio import Redis
 from storage.voice.repository import Performer
 from tests.conftest import start_server
 from tests.helpers import Client, RedisProcess, ServerUnderTest
+from tests.raw_wire import RawWebSocket, port_of
 
 LEASE_MS = 1200
 OWNER = Performer(user_id="alice", read_scope="own", may_update=True)
@@ -108,3 +110,42 @@ async def test_a_renewed_lease_keeps_the_recording(two_nodes: list[ServerUnderTe
     await recorder.close()
     await watcher.wait_for(lambda: len(statuses(watcher)) == 2)
     assert [s["status"] for s in statuses(watcher)] == ["recording", "paused"]
+
+
+
+async def writes_held(redis: Redis, commands: set[str]) -> bool:
+    """True once some client waits in Redis's CLIENT PAUSE queue with one of ``commands``."""
+    return any("b" in c.get("flags", "") and c.get("cmd") in commands for c in await redis.client_list())
+
+
+async def test_a_recorder_gone_before_its_recording_was_answered_still_pauses_the_session(
+    two_nodes: list[ServerUnderTest], clients: list[Client], redis: Redis
+) -> None:
+    """The recorder's TCP connection drops while its ``recording`` is still on its way through
+    Redis (a phone losing its network). The lease it takes belongs to nobody by the time it is
+    taken: the session must still be paused at once, not left to a node that renews a lease for
+    a connection it no longer has (both transports finish a connection's event before its
+    disconnect, which is what makes this hold)."""
+    first, second = two_nodes
+    session_id = await first.create_session("alice")
+    watcher = await second.subscriber(clients, session_id)
+    recorder, _ = await RawWebSocket.socketio(port_of(first.url), first.token("alice"))
+    try:
+        await redis.execute_command("CLIENT", "PAUSE", 4000, "WRITE")  # the change waits in Redis
+        recorder.send('421["set_session_status",' + json.dumps({"session_id": session_id, "status": "recording"}) + "]")
+        deadline = time.monotonic() + 5
+        while not await writes_held(redis, {"zadd", "evalsha", "eval"}):
+            assert time.monotonic() < deadline, "the change never reached Redis"
+            await asyncio.sleep(0.01)
+        recorder.writer.transport.abort()  # no CLOSE frame, no DISCONNECT packet: the line is gone
+    finally:
+        # Whether the server sees the line go before or after the change lands, the end is the same.
+        await redis.execute_command("CLIENT", "UNPAUSE")
+        recorder.close()
+
+    await watcher.wait_for(lambda: bool(statuses(watcher)), timeout=5)
+    assert statuses(watcher)[0]["status"] == "recording"
+    # Well within one lease: paused because the server knows its recorder has gone.
+    await watcher.wait_for(lambda: statuses(watcher)[-1]["status"] == "paused", timeout=LEASE_MS / 1000 * 0.8)
+    assert statuses(watcher)[-1] == {"status": "paused", "previous": "recording", "reason": "recorder_gone"}
+    assert not await first.services.redis.exists(first.services.keys.voice_recording_lease(session_id))
