@@ -40,4 +40,4 @@ def test_sessions_benchmark_smoke(tmp_path: Path) -> None:
         assert block["missing"] == 0 and block["error_acks"] == 0 and block["noop_acks"] == 0
         assert block["acks_out_of_order"] == 0 and block["offsets_out_of_order"] == 0
         assert block["gaps"] == 0 and block["duplicates"] == 0
-    assert run["read_back"] == {"checked": 4, "wrong": 0}
+    assert (run["read_back"]["checked"], run["read_back"]["wrong"]) == (4, 0), run["read_back"]

@@ -107,13 +107,17 @@ async def test_chart_bars_are_coloured_and_the_last_label_is_inside(server: Serv
     fills = set(await bars.evaluate_all("rects => rects.map((r) => getComputedStyle(r).fill)"))
     assert BLACK not in fills, fills
     await expect(page.locator(".day-chart-svg .axis.last")).to_be_visible()
-    # Both boxes in one evaluation, of one chart: the page draws the chart anew whenever its
-    # figures reload, and two separate lookups could fall on either side of a redraw.
-    chart, last = await page.locator(".day-chart-svg").evaluate(
-        """svg => [svg, svg.querySelector('.axis.last')].map((e) => {
-            const r = e.getBoundingClientRect();
-            return {x: r.x, width: r.width};
-        })"""
+    # Both boxes in one evaluation, of the chart on the page then: the page draws the chart anew
+    # whenever its figures reload, so an element looked up before may be detached (all zeros)
+    # by the time it is measured. Measured again until one drawn chart gives both.
+    measured = await page.wait_for_function(
+        """() => {
+            const svg = document.querySelector('.day-chart-svg');
+            const label = svg && svg.querySelector('.axis.last');
+            if (!label) return null;
+            const [c, l] = [svg.getBoundingClientRect(), label.getBoundingClientRect()];
+            return c.width > 0 && l.width > 0 ? [{x: c.x, width: c.width}, {x: l.x, width: l.width}] : null;
+        }"""
     )
-    assert last["width"] > 0 and chart["width"] > 0, (chart, last)
+    chart, last = await measured.json_value()
     assert last["x"] + last["width"] <= chart["x"] + chart["width"] + 0.5, (chart, last)
