@@ -213,10 +213,10 @@ class SocketRouter:
             raise CodedError(ErrorCode.INVALID_PAYLOAD, "the payload must be one JSON object")
         # Seed 002: a client-sent telegram_user_id is ignored (the token's is the one used),
         # not refused as an unknown field.
-        data = {k: v for k, v in data.items() if k != "telegram_user_id"}
+        checked: dict[str, Any] = dict(data)  # one copy: the handler's, never the client's
+        checked.pop("telegram_user_id", None)
         if session_scoped:
-            data = {**data, "session_id": parse_session_id(data.get("session_id"))}
-        checked: dict[str, Any] = data
+            checked["session_id"] = parse_session_id(checked.get("session_id"))
         return checked
 
     def _check_token(self, connection: Connection) -> None:

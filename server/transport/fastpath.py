@@ -4,8 +4,9 @@ aiohttp's private parts (STYLE.md item 12).
 What it buys: per-connection memory (the connection taken from aiohttp after the WebSocket
 handshake and served by ``server.transport.leanws``, a list-based queue, pings as timer callbacks instead
 of a sleeping task per socket), acks and session events written straight to the WebSocket transport
-(see ``server.transport.outlet``), events handled in order per connection, and answers instead of silent
-drops for oversized, malformed and reserved-name messages.
+(see ``server.transport.outlet``), events handled in order per connection (a text EVENT with its
+ack without python-socketio's packet objects and layers: :meth:`SessionServer._dispatch`), and
+answers instead of silent drops for oversized, malformed and reserved-name messages.
 
 The contract, i.e. everything relied on beyond the libraries' documented API (a test in
 ``tests/transport/test_fastpath.py`` fails when any of it stops being in effect):
@@ -28,6 +29,17 @@ The contract, i.e. everything relied on beyond the libraries' documented API (a 
 - ``socketio.AsyncServer``: ``_engineio_server_class``, ``_handle_eio_message``,
   ``_handle_eio_disconnect``, ``_handle_event``, ``_send_packet``, ``_binary_packet``,
   ``_handle_connect(eio_sid, namespace, data)`` handling a CONNECT packet.
+- The event lane (:meth:`SessionServer._dispatch`, which does inline what python-socketio does
+  for a text EVENT of namespace ``/``): ``handlers["/"][name]`` being the coroutine registered by
+  ``on(name)``, called as ``handler(sid, *args)``, its ``CancelledError`` answered as a result
+  ``None`` (``_trigger_event``); ``"*"`` there the catch-all; ``not_handled``; an ACK sent only
+  with an ack id, with the data ``[]`` / ``list(result)`` / ``[result]`` for a result ``None`` /
+  tuple / other (``_handle_event_internal``); ``packet_class(ACK, namespace="/", id=, data=)``
+  encoding as ``"3<id><json of data>"`` (``json`` being :mod:`protocol.wire_json`), and as a
+  BINARY_ACK (left to python-socketio) only when the data holds bytes, which JSON refuses;
+  ``_binary_packet`` keyed by Engine.IO sid while a binary message is pending; an Engine.IO
+  MESSAGE of text ``t`` encoding as ``"4" + t`` and ``send(sid, t)`` sending it; Engine.IO's
+  handler of a message adding nothing but a log line when the Socket.IO handler raises.
 - ``socketio.AsyncManager`` (:class:`RoomIndex`): ``rooms[namespace][room]`` a bidict of
   sid -> eio_sid, room ``None`` holding every client and each client's own sid room;
   ``pending_connect`` / ``pending_disconnect`` (namespace -> sids) read and written only by
@@ -59,7 +71,7 @@ import logging
 import os
 import re
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from socket import socket as raw_socket
 from typing import Any, Literal
 
@@ -68,6 +80,7 @@ import socketio
 from aiohttp import HttpVersion11, web
 from engineio import packet as eio_packet
 from engineio.async_socket import AsyncSocket
+from socketio import packet as sio_packet
 
 from handlers.admission import TurnGate
 from handlers.errors import to_http
@@ -101,6 +114,9 @@ log = logging.getLogger(__name__)
 _OP_BINARY = 0x2
 # A Socket.IO EVENT of namespace "/" as text, with its ack id if any (what the rate screen reads).
 _EVENT_HEAD = re.compile(r"2(\d{1,18})?(?=\[)")
+# The same, as the event lane takes it (SessionServer._dispatch): ASCII digits only (python-socketio
+# reads any Unicode digit as part of an ack id: such a message goes its way).
+_ACKED_EVENT = re.compile(r"2([0-9]{1,18})?(?=\[)")
 
 
 # Hostile clients can send malformed frames by the thousand: one traceback per cause, then counts.
@@ -280,6 +296,10 @@ class EngineWebSocket(LeanWebSocket):
                     self.write_frame(frame)
                     self.server.on_sent(1, len(frame))
                 return True
+            dispatch = self.server.dispatch
+            if dispatch is not None and await dispatch(socket.sid, message[1:]):
+                self.release()
+                return None
         try:
             await socket.receive(eio_packet.Packet(encoded_packet=message))
         except engineio.exceptions.UnknownPacketError:
@@ -394,6 +414,21 @@ class LightEngineServer(engineio.AsyncServer):
         self.on_refused: Callable[[str], None] = _ignore_refused
         # SessionServer's screen of events over their connection's rate (SessionServer._screen).
         self.screen: Callable[[str, str], str | None] = _screen_nothing
+        # SessionServer's event lane (SessionServer._dispatch): True when it handled the message.
+        self.dispatch: Callable[[str, str], Awaitable[bool]] | None = None
+
+    async def send_text(self, sid: str, text: str) -> None:
+        """Send a Socket.IO packet's text as one Engine.IO MESSAGE: what ``send(sid, text)``
+        does, without building the packet when it can be written at once."""
+        socket = self.sockets.get(sid)
+        if socket is not None and not socket.closed and not socket.closing:
+            ws = direct_writer(socket)
+            if ws is not None:
+                frame = ws_frame(("4" + text).encode())
+                ws.write_frame(frame)
+                self.on_sent(1, len(frame))
+                return
+        await self.send(sid, text)
 
     async def send_packet(self, sid: str, pkt: eio_packet.Packet) -> None:
         # Written straight to the WebSocket when nothing of the socket's is queued, so an ack
@@ -738,6 +773,7 @@ class SessionServer(socketio.AsyncServer):
         self._skipping: dict[str, int] = {}  # attachments still to drop of each refused message
         self._over_rate: Callable[[str], bool] | None = None
         self._refuse_rate: Callable[[str, str, Any], dict[str, Any]] | None = None
+        self.eio.dispatch = self._dispatch
 
     def _engineio_server_class(self) -> type:
         return LightEngineServer
@@ -782,6 +818,71 @@ class SessionServer(socketio.AsyncServer):
         if match.group(1) is None:
             return ""  # without an ack id, a refused event is not answered (as its guard does)
         return "3" + match.group(1) + wire_json.dumps([ack])
+
+    async def _dispatch(self, eio_sid: str, text: str) -> bool:
+        """Handle a Socket.IO EVENT of namespace ``/`` (``text``, its packet) the way
+        python-socketio would, without its packet objects and its layers; False, having done
+        nothing, for anything else, which goes the usual way (and is answered there).
+
+        Asked by the connection's WebSocket (:meth:`EngineWebSocket.handle_message`) for each
+        text EVENT its rate screen let through. What python-socketio does for such a message
+        (``_handle_eio_message`` -> :meth:`_handle_event` -> ``_handle_event_internal`` ->
+        ``_trigger_event`` -> the handler -> ``_send_packet``) is done here inline, in the same
+        order and with the same outcome: the payload cap, a connected sid, the handler
+        registered for the name (``handlers["/"]``), an ack ``[result]`` written at once when an
+        ack id was given, a handler's exception answered as a malformed message. Taken the usual
+        way instead: a message while a binary one is pending or being skipped, one over the
+        payload cap, another namespace, binary placeholders, JSON that does not parse or is not
+        ``[name, ...]``, a reserved name, a name without a handler of its own (the catch-all
+        answers ``unknown_event``), a sid not connected, an ack that is not JSON text (binary).
+        """
+        if eio_sid in self._binary_packet or eio_sid in self._skipping:
+            return False
+        match = _ACKED_EVENT.match(text)
+        if match is None or _size_of(text) > self.max_payload_bytes:
+            return False
+        try:
+            data = wire_json.loads(text[match.end() :])
+        except (ValueError, RecursionError):
+            return False
+        if not isinstance(data, list) or not data or not isinstance(data[0], str) or data[0] in RESERVED_EVENTS:
+            return False
+        handler = self._event_handlers.get(data[0])
+        if handler is None:
+            return False
+        manager = self.manager
+        sid = manager.sid_from_eio_sid(eio_sid, "/")
+        if sid is None or not manager.is_connected(sid, "/"):
+            return False
+        self._binary_bytes.pop(eio_sid, None)
+        try:
+            try:
+                result = await handler(sid, *data[1:])
+            except asyncio.CancelledError:
+                result = None  # as python-socketio's _trigger_event: the server is stopping
+            ack_id = match.group(1)
+            if ack_id is None or result is self.not_handled:
+                return True
+            ack = [] if result is None else list(result) if isinstance(result, tuple) else [result]
+            try:
+                body = wire_json.dumps(ack)
+            except TypeError:  # bytes in it: a binary ACK, built by python-socketio
+                await self._send_packet(
+                    eio_sid, self.packet_class(sio_packet.ACK, namespace="/", id=int(ack_id), data=ack)
+                )
+                return True
+            await self.eio.send_text(eio_sid, "3" + str(int(ack_id)) + body)
+        except Exception as exc:  # as _handle_eio_message: answered, never dropped
+            try:
+                await self._malformed(eio_sid, text, None, exc)
+            except Exception:
+                self.eio.logger.exception("message async handler error")  # as Engine.IO's handler runner
+        return True
+
+    @property
+    def _event_handlers(self) -> dict[str, Callable[..., Awaitable[Any]]]:
+        handlers: dict[str, Callable[..., Awaitable[Any]]] = self.handlers.get("/", {})
+        return handlers
 
     def outlet(self, sid: str) -> Outlet | None:
         """The connection's outlet (``server.transport.contract.SocketServer``)."""

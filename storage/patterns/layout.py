@@ -16,9 +16,11 @@ the cluster slot stay the record's):
 - ``st:bytes``: the state's size as compact JSON, kept by deltas: live edits may not grow it
   past what a PUT may store.
 
-The whole form (one JSON document in the field ``state``) is what a new session, a remix and a
-PUT write (whole-state writes, O(state) anyway), and what patterns stored before the split
-hold; the first live op splits it, once. Exactly one form is stored at a time.
+A new session, a remix and a PUT write the split form directly (:func:`split`), so no live op
+pays a conversion after them. The whole form (one JSON document in the field ``state``) is what
+patterns stored before the split hold (and a state without a track list, which the split form
+cannot tell from an empty one); the first live op splits it, once (``lua/op.lua``). Exactly one
+form is stored at a time.
 """
 
 from __future__ import annotations
@@ -46,6 +48,12 @@ def assemble(fields: dict[str, str]) -> dict[str, Any]:
 
     The parts are JSON texts already: they are joined into one document and parsed once.
     """
+    state: dict[str, Any] = json.loads(_joined(fields))
+    return state
+
+
+def _joined(fields: dict[str, str]) -> str:
+    """The split fields joined into the state's compact JSON text."""
     members = [
         f"{json.dumps(name[len(_FIELD) :])}:{value}" for name, value in fields.items() if name.startswith(_FIELD)
     ]
@@ -62,11 +70,55 @@ def assemble(fields: dict[str, str]) -> dict[str, Any]:
         comma = "," if head != "{}" else ""
         tracks.append(f'{head[:-1]}{comma}"steps":[{steps}],"parameterLocks":[{",".join(chunks)}]}}')
     members.append(f'"tracks":[{",".join(tracks)}]')
-    state: dict[str, Any] = json.loads("{" + ",".join(members) + "}")
-    return state
+    return "{" + ",".join(members) + "}"
 
 
 _BOOLEANS = {"1": "true", "0": "false"}
+
+
+def _json(value: Any) -> str:
+    # Raw UTF-8 like Lua's cjson: the sizes kept by deltas count the bytes the parts take.
+    return json.dumps(value, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
+
+
+def split(state: dict[str, Any]) -> list[str] | None:
+    """The split fields of ``state`` as flat name, value pairs (what ``lua/op.lua`` would write
+    when splitting it), ``st:bytes`` included; None when the state has no track list (stored
+    whole: the split form always reads back one).
+
+    The parts are the ones :func:`assemble` joins: a track's head without steps and locks, its
+    steps as ``1``/``0``, its locks in chunks of :data:`CHUNK` (only chunks holding a lock; a
+    lock is an object, anything else is stored as null, as ``lua/op.lua`` does).
+    """
+    tracks = state.get("tracks")
+    if not isinstance(tracks, list):
+        return None
+    out: list[str] = []
+    for name, value in state.items():
+        if name != "tracks":
+            out += [_FIELD + name, _json(value)]
+    ids: list[str] = []
+    for track in tracks:
+        track_id = str(track["id"])
+        ids.append(track_id)
+        head = {k: v for k, v in track.items() if k not in ("steps", "parameterLocks")}
+        steps = track.get("steps") or []
+        locks = track.get("parameterLocks") or []
+        out += [_HEAD + track_id, _json(head), _STEPS + track_id, "".join(["1" if s is True else "0" for s in steps])]
+        for chunk, first in enumerate(range(0, len(steps), CHUNK)):
+            items = [
+                lock if isinstance(lock, (dict, list)) else None
+                for lock in (
+                    locks[first + i] if first + i < len(locks) else None for i in range(min(CHUNK, len(steps) - first))
+                )
+            ]
+            if any(item is not None for item in items):
+                out += [f"{_LOCK}{track_id}:{chunk}", _json(items)]
+    out += [ORDER, ",".join(ids)]
+    fields = dict(zip(out[::2], out[1::2], strict=True))
+    # The size of the document the parts join into (exactly what assemble parses).
+    out += [BYTES, str(len(_joined(fields).encode("utf-8")))]
+    return out
 
 
 def compact_size(state: dict[str, Any]) -> int:

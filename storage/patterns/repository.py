@@ -1,9 +1,10 @@
 """Pattern sessions (seeds 001/004): the record, its state, lineage, live operations, presence.
 
 A pattern session is the hash ``keys.session(id)`` of kind ``pattern`` with no owner (the UUID
-v4 link is the capability). Its state is stored in the session hash either whole (one JSON
-document in the field ``state``) or split into fields a live op touches one by one (see
-``storage/patterns/layout.py``); reads assemble either. Every
+v4 link is the capability). Its state is stored in the session hash split into fields a live op
+touches one by one (see ``storage/patterns/layout.py``; creates and PUTs write that form), or
+whole (one JSON document in the field ``state``) for patterns stored before the split; reads
+assemble either. Every
 change (an HTTP replacement, a live operation, a remix counted, a player joining) is one Lua
 step that checks, changes and appends the event. The state arrives here already validated
 (``handlers.patterns.state``); this module only stores and reads it.
@@ -218,11 +219,12 @@ class PatternSessions:
                 KIND,
                 expected.epoch if expected else "",
                 expected.offset if expected else 0,
-                _compact(state) if state is not None else "",
+                "1" if state is not None else "0",
                 "1" if name is not None else "0",
                 (name[0] or "") if name is not None else "",
                 etypes.PATTERN_STATE,
                 _compact(event),
+                *(_state_fields(state) if state is not None else []),
             ],
             now_ms=now_ms,
         )
@@ -386,6 +388,11 @@ def _fields(record: PatternRecord) -> list[str]:
         "remix_count": "0",
         "immutable": "1" if record.immutable else "0",
         "source_id": record.source_id or "",
-        "state": _compact(record.state),
     }
-    return [item for pair in values.items() for item in pair]
+    return [item for pair in values.items() for item in pair] + _state_fields(record.state)
+
+
+def _state_fields(state: dict[str, Any]) -> list[str]:
+    """The state's fields as flat name, value pairs: split (``layout.split``), so that the first
+    live op after a whole-state write pays no conversion; whole when it cannot be split."""
+    return layout.split(state) or ["state", _compact(state)]

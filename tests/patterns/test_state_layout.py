@@ -93,9 +93,11 @@ async def test_an_old_form_pattern_is_read_then_split_and_edited_exactly(
     session_id = await new_pattern(server)
     old = old_form_state()
     # Stored as before the split: one JSON document in `state` (as cjson or Python wrote it).
-    await server.services.redis.hset(  # type: ignore[misc]
-        server.services.keys.session(session_id), "state", json.dumps(old, separators=(",", ":"))
-    )
+    key = server.services.keys.session(session_id)
+    split = [name for name in await fields_of(server, session_id) if name.startswith(layout.PREFIX)]
+    if split:
+        await server.services.redis.hdel(key, *split)  # type: ignore[misc]
+    await server.services.redis.hset(key, "state", json.dumps(old, separators=(",", ":")))  # type: ignore[misc]
     assert not any(name.startswith(layout.PREFIX) for name in await fields_of(server, session_id))
     assert await get_state(server, session_id) == old
 
@@ -131,16 +133,72 @@ async def test_an_old_form_pattern_is_read_then_split_and_edited_exactly(
     toggled = [e["data"]["on"] for e in alice.named("pattern_op") if e["data"]["op"]["type"] == "toggle_step"]
     assert toggled == [False]
 
-    # A PUT stores the whole form again; the next op splits it again.
+    # A PUT replaces the split state by the split form of the new one (no whole document).
     async with aiohttp.ClientSession() as http:
         async with http.put(f"{server.url}/api/sessions/{session_id}", json={"state": old_form_state()}) as r:
             assert r.status == 200, await r.text()
     fields = await fields_of(server, session_id)
-    assert "state" in fields and not any(name.startswith(layout.PREFIX) for name in fields)
+    assert "state" not in fields and layout.is_split(fields)
+    assert "st:t:c3" not in fields and "st:t:d4" not in fields  # the replaced state's tracks are gone
     assert await get_state(server, session_id) == old_form_state()
     op = {"type": "toggle_step", "trackId": "b.2", "step": 5}
     assert (await alice.call("pattern_op", {"session_id": session_id, "seq": 100, "op": op}))["ok"] is True
     assert await get_state(server, session_id) == applied(old_form_state(), op)
+    assert int((await fields_of(server, session_id))[layout.BYTES]) == layout.compact_size(
+        applied(old_form_state(), op)
+    )
+
+
+async def split_written(server: ServerUnderTest, session_id: str, state: dict[str, Any]) -> dict[str, str]:
+    """The session's state fields, checked to be the split form of ``state`` as Python writes it."""
+    fields = await fields_of(server, session_id)
+    assert "state" not in fields and layout.is_split(fields), sorted(fields)
+    written = {name: value for name, value in fields.items() if name.startswith(layout.PREFIX)}
+    expected = layout.split(state)
+    assert expected is not None
+    assert written == dict(zip(expected[::2], expected[1::2], strict=True))
+    assert int(written[layout.BYTES]) == layout.compact_size(state)
+    return written
+
+
+async def test_create_put_and_remix_write_the_split_form_and_the_next_op_converts_nothing(
+    server: ServerUnderTest, clients: list[Client]
+) -> None:
+    # A created session holds the split form at once (no JSON document to convert later).
+    session_id = await new_pattern(server)
+    created = await get_state(server, session_id)
+    await split_written(server, session_id, created)
+
+    # A PUT writes the split form of the new state, If-Match and the ETag as before.
+    new = old_form_state()
+    async with aiohttp.ClientSession() as http:
+        async with http.get(f"{server.url}/api/sessions/{session_id}") as r:
+            etag = r.headers["ETag"]
+        async with http.put(
+            f"{server.url}/api/sessions/{session_id}", json={"state": new}, headers={"If-Match": etag}
+        ) as r:
+            assert r.status == 200, await r.text()
+            assert r.headers["ETag"] != etag
+    assert await get_state(server, session_id) == new
+    before = await split_written(server, session_id, new)
+
+    # The first op after it converts nothing: it changes its one field (and the size) only. The
+    # conversion in lua/op.lua would have rewritten every part with cjson's encoding (the
+    # track heads' keys in another order, the document's field deleted).
+    alice = await player(server, clients, session_id, "alice")
+    op = {"type": "set_step", "trackId": "b.2", "step": 3, "on": True}
+    assert (await alice.call("pattern_op", {"session_id": session_id, "seq": 1, "op": op}))["ok"] is True
+    after = {name: v for name, v in (await fields_of(server, session_id)).items() if name.startswith(layout.PREFIX)}
+    changed = {name for name in before.keys() | after.keys() if before.get(name) != after.get(name)}
+    assert changed == {"st:s:b.2", layout.BYTES}
+    assert int(after[layout.BYTES]) == layout.compact_size(applied(new, op))
+    assert await get_state(server, session_id) == applied(new, op)
+
+    # A remix is created with the parent's state in the split form too.
+    async with aiohttp.ClientSession() as http, http.post(f"{server.url}/api/sessions/{session_id}/remix") as r:
+        assert r.status == 201, await r.text()
+        remix_id = (await r.json())["id"]
+    await split_written(server, remix_id, applied(new, op))
 
 
 def state_of_size(size: int) -> dict[str, Any]:

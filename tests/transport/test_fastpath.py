@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import json
+import re
+import uuid
 import subprocess
 import sys
 from pathlib import Path
@@ -93,7 +96,9 @@ async def test_a_stock_server_built_later_is_unaffected(server: ServerUnderTest)
 
     app = web.Application()
     stock.attach(app)
-    runner = web.AppRunner(app, access_log=None, shutdown_timeout=3)  # as `serve`: a lingering client must not hold the teardown
+    runner = web.AppRunner(
+        app, access_log=None, shutdown_timeout=3
+    )  # as `serve`: a lingering client must not hold the teardown
     await runner.setup()
     site = web.TCPSite(runner, "127.0.0.1", 0)
     await site.start()
@@ -130,7 +135,11 @@ def test_serve_refuses_untested_versions_with_one_line_when_fast_is_asked_for() 
         "raise SystemExit(main(['serve', '--port', '1']))\n"
     )
     done = subprocess.run(
-        [sys.executable, "-c", program], cwd=ROOT, capture_output=True, text=True, timeout=30,
+        [sys.executable, "-c", program],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=30,
         env={"PATH": "/usr/bin:/bin", "SESSIONHUB_DATA_DIR": "/nonexistent", "SESSIONHUB_TRANSPORT": "fast"},
     )
     assert done.returncode == 1
@@ -203,7 +212,9 @@ async def test_the_handshake_answer_and_engineio_open_leave_in_one_write(
     assert b'0{"sid"' in answer  # the OPEN packet rode with the 101
 
 
-async def test_a_snapshot_and_its_ack_leave_in_one_write(server: ServerUnderTest, monkeypatch: pytest.MonkeyPatch) -> None:
+async def test_a_snapshot_and_its_ack_leave_in_one_write(
+    server: ServerUnderTest, monkeypatch: pytest.MonkeyPatch
+) -> None:
     from asyncio import selector_events
 
     from tests.raw_wire import RawWebSocket, port_of
@@ -225,3 +236,131 @@ async def test_a_snapshot_and_its_ack_leave_in_one_write(server: ServerUnderTest
         ws.close()
     together = [data for data in written if b"session_snapshot" in data]
     assert len(together) == 1 and b"431[" in together[0]  # the ack rode with the snapshot
+
+
+def _messages(session_id: str) -> list[str]:
+    """Socket.IO EVENT packets of every kind the event lane meets: taken by it (handled events
+    with and without an ack id, failures the guard answers) or left to python-socketio (an
+    unknown name, a reserved one, malformed JSON, another shape, a binary placeholder)."""
+    sid = json.dumps(session_id)
+    return [
+        f'21["set_session_status",{{"session_id":{sid},"status":"recording"}}]',
+        f'22["set_session_status",{{"session_id":{sid},"status":"recording"}}]',  # unchanged
+        f'2["set_session_status",{{"session_id":{sid},"status":"paused"}}]',  # no ack asked
+        f'23["set_session_status",{{"session_id":{sid},"status":"cutting"}}]',
+        f'24["set_session_status",{{"session_id":{sid},"status":"nonsense","seq":5}}]',
+        '25["set_session_status",{"session_id":"not-a-uuid"}]',
+        f'26["set_session_status",{{"session_id":"{uuid.uuid4()}","status":"paused"}}]',
+        f'27["set_session_status",{{"session_id":{sid}}},"extra"]',
+        '28["set_session_status"]',
+        '29["set_session_status",[1,2]]',
+        '2010["set_session_status",{}]',  # a leading zero in the ack id: answered as 10
+        '211["no_such_event",{}]',
+        '212["connect",{}]',
+        '213["set_session_status",{]',
+        "214[1,2]",
+        "215{}",
+        '2/other,16["set_session_status",{}]',
+        f'217["set_session_status",{{"session_id":{sid},"status":"recording","n":1e400}}]',
+        f'218["set_session_status",{{"session_id":{sid},"status":"paused","name":"\\u00e9\\ud83c\\udfb5"}}]',
+    ]
+
+
+async def _answers(server: ServerUnderTest, messages: list[str], token: str) -> list[str]:
+    """The acks (and other text) the server answers ``messages`` with, sent in one go."""
+    from tests.raw_wire import RawWebSocket, port_of
+
+    ws, _ = await RawWebSocket.socketio(port_of(server.url), token)
+    try:
+        for message in messages:
+            ws.send("4" + message)
+        ws.send('42999["no_such_event"]')  # the last answer: everything before it is in
+        answers: list[str] = []
+        while not answers or not answers[-1].startswith("43999["):
+            answer = await ws.receive()
+            assert isinstance(answer, str)
+            if answer == "2":
+                ws.send("3")
+            else:
+                answers.append(answer)
+        return answers
+    finally:
+        ws.close()
+
+
+async def test_the_event_lane_answers_as_python_socketio_does_without_its_dispatch(
+    server: ServerUnderTest, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    sio = server.app[SIO_KEY]
+    dispatched: list[Any] = []
+    handle_event = sio._handle_event
+
+    async def counting(*args: Any) -> None:
+        dispatched.append(args[3])
+        await handle_event(*args)
+
+    monkeypatch.setattr(sio, "_handle_event", counting)
+    token = server.token("alice")
+    fast_id, stock_id = await server.create_session("alice"), await server.create_session("alice")
+
+    fast = await _answers(server, _messages(fast_id), token)
+    taken_usual_way = list(dispatched)
+    # The events the lane takes never reach python-socketio's _handle_event; the ones it leaves do.
+    names = [data[0] if isinstance(data, list) and data else data for data in taken_usual_way]
+    assert names == ["no_such_event", "connect", 1, {}, "set_session_status", "no_such_event"], names  # /other: last
+
+    monkeypatch.setattr(sio.eio, "dispatch", None)  # every event the usual way
+    dispatched.clear()
+    stock = await _answers(server, _messages(stock_id), token)
+    assert len(dispatched) == 19  # each but the malformed JSON one, and the last
+    assert [answer.replace(fast_id, "<id>") for answer in fast] == [
+        answer.replace(stock_id, "<id>") for answer in stock
+    ]
+    # The acks in the order sent, each as python-socketio writes it.
+    ids = [int(re.match(r"43(\d+)", answer).group(1)) for answer in fast if answer.startswith("43")]  # type: ignore[union-attr]
+    assert ids == sorted(ids) and ids[:9] == list(range(1, 10)) and 10 in ids and ids[-1] == 999, fast
+    assert json.loads(fast[0][3:])[0]["ok"] is True and json.loads(fast[1][3:])[0]["changed"] is False
+
+
+async def test_the_event_lane_keeps_each_connections_order_under_load(server: ServerUnderTest) -> None:
+    from tests.raw_wire import RawWebSocket, port_of
+
+    session_id = await server.create_session("alice")
+    ws, _ = await RawWebSocket.socketio(port_of(server.url), server.token("alice"))
+    try:
+        statuses = ["recording", "paused"] * 20
+        for number, status in enumerate(statuses, start=1):
+            ws.send(f'42{number}["set_session_status",{{"session_id":"{session_id}","status":"{status}"}}]')
+        acks = [await ws.ack(number) for number in range(1, len(statuses) + 1)]
+    finally:
+        ws.close()
+    assert [ack["status"] for ack in acks] == statuses
+    offsets = [ack["offset"] for ack in acks]
+    assert offsets == sorted(offsets) and len(set(offsets)) == len(offsets)
+
+
+async def test_the_event_lanes_contract_with_python_socketio(server: ServerUnderTest) -> None:
+    """What SessionServer._dispatch relies on (the module's docstring lists it)."""
+    from engineio import packet as eio_packet
+    from socketio import packet as sio_packet
+
+    from protocol import wire_json
+
+    sio = server.app[SIO_KEY]
+    # Handlers registered with on(name) are sio.handlers["/"][name], called (sid, *args).
+    assert sio.handlers["/"]["set_session_status"].__qualname__ == "SocketRouter.on.<locals>.guarded"
+    assert "*" in sio.handlers["/"]
+    assert isinstance(sio._binary_packet, dict) and sio.not_handled is not None
+    assert sio.eio.dispatch == sio._dispatch
+    # An ACK packet of namespace "/" is "3<id><json of the list>"; Engine.IO's MESSAGE "4<text>".
+    for value in ({"ok": True, "x": [1, 2.5, "é", None]}, {"big": 2**70}):
+        packet = sio.packet_class(sio_packet.ACK, namespace="/", id=77, data=[value])
+        assert packet.encode() == "377" + wire_json.dumps([value])
+    assert eio_packet.Packet(eio_packet.MESSAGE, data="377[1]").encode() == "4377[1]"
+    # Binary in an ack: not JSON text (left to python-socketio, which makes it a BINARY_ACK).
+    with pytest.raises(TypeError):
+        wire_json.dumps([{"audio": b"\x00"}])
+    assert (
+        sio.packet_class(sio_packet.ACK, namespace="/", id=1, data=[{"a": b"\x00"}]).packet_type
+        == sio_packet.BINARY_ACK
+    )

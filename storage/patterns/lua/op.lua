@@ -9,9 +9,9 @@
 -- (`st:t:<id>`), its steps as a string of '0'/'1' (`st:s:<id>`) and its parameter locks in
 -- chunks of 16 steps (`st:l:<id>:<chunk>`, a JSON array; absent while all null: a field per
 -- lock took twice the state's memory), the track order (`st:order`, ids joined by ',') and the
--- size the state takes as compact JSON (`st:bytes`, kept by deltas, for the PUT limit). A state in
--- the whole form (one JSON document in `state`: a new session, a PUT, or stored before the
--- split) is split here at its first op, once.
+-- size the state takes as compact JSON (`st:bytes`, kept by deltas, for the PUT limit). New
+-- sessions and PUTs store the split form already; a state in the whole form (one JSON document
+-- in `state`: stored before the split) is split here at its first op, once.
 --   KEYS[1..2], ARGV[1..5]  see _event.lua
 --   KEYS[3]  the session hash
 --   KEYS[4]  the session's players hash (player id -> JSON, with expires_at)

@@ -8,18 +8,20 @@
 --   ARGV[6]  the kind ('pattern')
 --   ARGV[7]  expected epoch; '' when the caller sent no If-Match (last write wins)
 --   ARGV[8]  expected offset
---   ARGV[9]  the new state, JSON; '' keeps the state
+--   ARGV[9]  '1' when the state is replaced ('0' keeps it)
 --   ARGV[10] '1' when the name is set
 --   ARGV[11] the new name ('' for none)
 --   ARGV[12] event type (pattern_state)
 --   ARGV[13] event data, JSON object
+--   ARGV[14..] the new state's fields, name, value pairs (storage/patterns/layout.py's split
+--            form; or the whole form, 'state' and its JSON); none when the state is kept
 -- Returns {offset, epoch} or {false, code}: session_not_found, forbidden (published),
 -- precondition_failed (If-Match is stale).
 local session_key = KEYS[3]
 local kind = ARGV[6]
 local expected_epoch = ARGV[7]
 local expected_offset = tonumber(ARGV[8])
-local state_json = ARGV[9]
+local state_set = ARGV[9]
 local name_set = ARGV[10]
 local name = ARGV[11]
 local event_type = ARGV[12]
@@ -41,18 +43,21 @@ if expected_epoch ~= '' then
     return {false, 'precondition_failed'}
   end
 end
-if state_json ~= '' then
-  -- A whole-state write stores the whole form; the split one (storage/patterns/layout.py) goes,
-  -- and the next live op splits this document again.
-  redis.call('HSET', session_key, 'state', state_json)
-  local split = {}
-  for _, name in ipairs(redis.call('HKEYS', session_key)) do
-    if string.sub(name, 1, 3) == 'st:' then
-      split[#split + 1] = name
+if state_set == '1' then
+  -- A whole-state write replaces every field of the state, in whichever form it was stored
+  -- (storage/patterns/layout.py), by the fields given, written in the split form by the caller
+  -- so that the next live op converts nothing.
+  local old = {'state'}
+  for _, field in ipairs(redis.call('HKEYS', session_key)) do
+    if string.sub(field, 1, 3) == 'st:' then
+      old[#old + 1] = field
     end
   end
-  for i = 1, #split, 500 do
-    redis.call('HDEL', session_key, unpack(split, i, math.min(i + 499, #split)))
+  for i = 1, #old, 500 do
+    redis.call('HDEL', session_key, unpack(old, i, math.min(i + 499, #old)))
+  end
+  for i = 14, #ARGV, 500 do
+    redis.call('HSET', session_key, unpack(ARGV, i, math.min(i + 499, #ARGV)))
   end
 end
 if name_set == '1' then
