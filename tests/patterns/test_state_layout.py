@@ -238,6 +238,11 @@ async def aof_server(tmp_path: Path) -> AsyncIterator[ServerUnderTest]:
     process = RedisProcess(tmp_path / "aof-redis", appendonly=True)
     process.start()
     srv = await start_server(process.url, tmp_path)
+    # Each write reaches the file before its reply, whatever the disk: with the default fsync
+    # every second, a write waits (up to 2 s) while a slow fsync is pending, and a round's bytes
+    # land in the next round's count. No rewrite either: it would shrink the file mid-count.
+    await srv.services.redis.config_set("appendfsync", "no")
+    await srv.services.redis.config_set("auto-aof-rewrite-percentage", 0)
     try:
         yield srv
     finally:
