@@ -10,7 +10,10 @@ connection each time (as a load balancer does).
 
 Prints per cycle, each against its bound: the slowest ``/healthz`` answer during the connect,
 during the disconnects and during the reconnect (100 ms each), the seconds until the server
-had closed every socket (10 s), and the server's RSS before and after the cycle. The first
+had closed every socket (10 s), and the server's RSS before and after the cycle. Beside each
+phase's slowest answer, the longest garbage collection of the server in that phase (it holds
+the event loop; read from the server's log, which says every collection of
+``GC_LOG_OVER_MS`` or more: ``server.gc_policy``), or "-" when none was that long. The first
 cycle grows the allocator's pools, later cycles reuse them: after the last, RSS is within
 10 MB of after the second (a disconnect leaves nothing behind; it was +45 MB per cycle).
 
@@ -22,6 +25,8 @@ Bounded: every wait has a deadline; the server and Redis started here are stoppe
 from __future__ import annotations
 
 import argparse
+import datetime
+import json
 import os
 import sys
 import tempfile
@@ -38,6 +43,34 @@ RELEASE_BOUND_S = 10.0
 RSS_GROWTH_BOUND_MB = 10.0
 PROBE_TIMEOUT_S = 60.0
 HOLD_S = 2.0
+GC_LOG_OVER_MS = 10
+# time.monotonic() + this = time.time(), for the server log's timestamps.
+WALL_OFFSET = time.time() - time.monotonic()
+
+
+def gc_pauses(log_path: Path) -> list[tuple[float, float]]:
+    """(monotonic time, milliseconds) of each collection the server logged (JSON lines)."""
+    pauses = []
+    for line in log_path.read_text(errors="replace").splitlines():
+        if '"server.gc_policy"' not in line:
+            continue
+        try:
+            record = json.loads(line)
+            at = datetime.datetime.fromisoformat(record["ts"]).timestamp() - WALL_OFFSET
+            pauses.append((at, float(record["duration_ms"])))
+        except (ValueError, KeyError):
+            continue
+    return pauses
+
+
+def longest(pauses: list[tuple[float, float]], since: float, until: float = float("inf")) -> float:
+    """The longest pause logged between ``since`` and ``until`` (0: none over GC_LOG_OVER_MS)."""
+    # The log's timestamps are to the millisecond, the windows' ends are probe answers: 10 ms slack.
+    return max((ms for at, ms in pauses if since - 0.01 <= at <= until + 0.01), default=0.0)
+
+
+def gc_text(ms: float) -> str:
+    return f"{ms:.0f} ms" if ms else "-"
 
 
 def rss_mb(pid: int) -> float:
@@ -107,7 +140,8 @@ def main() -> int:
         server = None
         probe = None
         try:
-            server = harness.start_sessionhub(workdir, url)
+            settings = {"SESSIONHUB_LOG_FORMAT": "json", "SESSIONHUB_GC_PAUSE_LOG_MS": str(GC_LOG_OVER_MS)}
+            server = harness.start_sessionhub(workdir, url, settings=settings)
             pid = server.child.pid
             probe = HealthProbe(server.port, interval_s=0.010, timeout_s=PROBE_TIMEOUT_S)
             probe.start()
@@ -137,6 +171,12 @@ def main() -> int:
                 reconnect, reconnect_failed = probe.take(second.began, second.connected)
                 drop2, drop2_failed = probe.take(second.ended - 1.0)
                 disconnect = max(drop, drop2)
+                pauses = gc_pauses(server.child.log_path)
+                gc_connect = longest(pauses, first.began, first.connected)
+                gc_disconnect = max(
+                    longest(pauses, first.ended - 1.0, second.began), longest(pauses, second.ended - 1.0)
+                )
+                gc_reconnect = longest(pauses, second.began, second.connected)
                 failed = connect_failed + drop_failed + reconnect_failed + drop2_failed
                 after = rss_mb(pid)
                 after_each.append(after)
@@ -146,6 +186,8 @@ def main() -> int:
                     f"cycle {cycle}: slowest /healthz during the connect {connect * 1000:.0f} ms, "
                     f"the disconnects {disconnect * 1000:.0f} ms, the reconnect {reconnect * 1000:.0f} ms "
                     f"(bound {bound_ms:.0f} ms each), failed probes {failed}; "
+                    f"longest GC pause (over {GC_LOG_OVER_MS} ms) during the connect {gc_text(gc_connect)}, "
+                    f"the disconnects {gc_text(gc_disconnect)}, the reconnect {gc_text(gc_reconnect)}; "
                     f"subscribed {first.subscribed} then {second.subscribed} of {args.n} "
                     f"(connect {first.connected - first.began:.1f} s, "
                     f"reconnect {second.connected - second.began:.1f} s); "
