@@ -48,8 +48,8 @@ GC_LOG_OVER_MS = 10
 WALL_OFFSET = time.time() - time.monotonic()
 
 
-def gc_pauses(log_path: Path) -> list[tuple[float, float]]:
-    """(monotonic time, milliseconds) of each collection the server logged (JSON lines)."""
+def gc_pauses(log_path: Path) -> list[tuple[float, float, str]]:
+    """(monotonic time, milliseconds, generation) of each collection the server logged (JSON lines)."""
     pauses = []
     for line in log_path.read_text(errors="replace").splitlines():
         if '"server.gc_policy"' not in line:
@@ -57,20 +57,24 @@ def gc_pauses(log_path: Path) -> list[tuple[float, float]]:
         try:
             record = json.loads(line)
             at = datetime.datetime.fromisoformat(record["ts"]).timestamp() - WALL_OFFSET
-            pauses.append((at, float(record["duration_ms"])))
+            message = record["message"]
+            generation = message.split("generation ", 1)[1][:1]
+            cpu = message.split("(", 1)[1].split(" ms of CPU", 1)[0] if " ms of CPU" in message else "?"
+            pauses.append((at, float(record["duration_ms"]), f"{generation}, {cpu} ms of CPU"))
         except (ValueError, KeyError):
             continue
     return pauses
 
 
-def longest(pauses: list[tuple[float, float]], since: float, until: float = float("inf")) -> float:
-    """The longest pause logged between ``since`` and ``until`` (0: none over GC_LOG_OVER_MS)."""
+def longest(pauses: list[tuple[float, float, str]], since: float, until: float = float("inf")) -> tuple[float, str]:
+    """The longest pause logged between ``since`` and ``until`` and its generation ((0, ""):
+    none over GC_LOG_OVER_MS)."""
     # The log's timestamps are to the millisecond, the windows' ends are probe answers: 10 ms slack.
-    return max((ms for at, ms in pauses if since - 0.01 <= at <= until + 0.01), default=0.0)
+    return max(((ms, gen) for at, ms, gen in pauses if since - 0.01 <= at <= until + 0.01), default=(0.0, ""))
 
 
-def gc_text(ms: float) -> str:
-    return f"{ms:.0f} ms" if ms else "-"
+def gc_text(pause: tuple[float, str]) -> str:
+    return f"{pause[0]:.0f} ms (generation {pause[1]})" if pause[0] else "-"
 
 
 def rss_mb(pid: int) -> float:

@@ -6,7 +6,9 @@ walks every object of the generations it collects: over the few hundred thousand
 not even ``/healthz`` (issue 20, finding 3). Such a pause is invisible from outside the
 process (a slow request of its own), so :class:`PauseWatch` times every collection and logs,
 as a warning, each one that held the loop for ``SESSIONHUB_GC_PAUSE_LOG_MS`` or longer: its
-generation, its length (``duration_ms`` in JSON lines) and how many objects it freed.
+generation, its length (``duration_ms`` in JSON lines), the CPU time it took (less than its
+length when the process waited for a core meanwhile: a loaded host) and how many objects it
+freed.
 ``bench/soak_mass_disconnect.py`` reads these lines for its longest pause per phase.
 
 The collector's thresholds and the freeze of the start-up heap are in ``server.process``.
@@ -33,6 +35,7 @@ class PauseWatch:
         self.longest_ms = [0.0, 0.0, 0.0]
         self.collections = [0, 0, 0]
         self._started = 0.0
+        self._started_cpu = 0.0
 
     def install(self) -> PauseWatch:
         """Start timing collections (once per watch)."""
@@ -50,6 +53,7 @@ class PauseWatch:
         # a collection long enough to be said.
         if phase == "start":
             self._started = time.perf_counter()
+            self._started_cpu = time.thread_time()
             return
         took_ms = (time.perf_counter() - self._started) * 1000
         generation = int(info.get("generation", 2))
@@ -58,9 +62,10 @@ class PauseWatch:
             self.longest_ms[generation] = took_ms
         if took_ms >= self.log_over_ms:
             log.warning(
-                "a generation %d garbage collection held the event loop %.0f ms (%d objects freed)",
+                "a generation %d garbage collection held the event loop %.0f ms (%.0f ms of CPU; %d objects freed)",
                 generation,
                 took_ms,
+                (time.thread_time() - self._started_cpu) * 1000,
                 int(info.get("collected", 0)),
                 extra={"duration_ms": round(took_ms, 1)},
             )
