@@ -19,6 +19,14 @@ cycle grows the allocator's pools, later cycles reuse them: after the last, RSS 
 
     .venv/bin/python bench/soak_mass_disconnect.py [--n 10000] [--cycles 3] [--gen c|py]
 
+Measured 2026-11-22 on the shared 2-core host at load 6-12, old (ab28fe0) and new alternated:
+RSS after each cycle, 3,000 clients: 122 -> 139 -> 157 MB before, 114 -> 115 -> 115 MB after
+closed connections stopped waiting for the collector; 10,000 clients: 191 -> 201 MB before,
+167 -> 168 MB after. Longest collection at 10,000: 1,241 ms (732 ms of CPU, a young collection
+of the survivors) before, 359 ms (147 ms of CPU) after. ``/healthz`` stayed over its bound in
+every phase of both (0.2-1.6 s): at that load most long answers came with no collection over
+10 ms in their phase, i.e. from the host's scheduling and the loop's other work.
+
 Bounded: every wait has a deadline; the server and Redis started here are stopped here.
 """
 
