@@ -28,6 +28,7 @@ from protocol.errors import CodedError
 from server.app import build_app, front_site
 from server.cli import validation_message
 from server.identity import token_service
+from server.gc_policy import watch_pauses
 from server.process import raise_open_files_limit, tune_gc
 from server.redis_embed import URL_FILE, DataDirBusy, DataDirLock, EmbeddedRedis, NoRedisServer, find_redis_server
 from server.services import build_services, connect_redis
@@ -163,6 +164,7 @@ async def serve(settings: Settings) -> None:
             raise StartupError(f"cannot listen on {settings.host}:{settings.port}: {exc.strerror or exc}") from None
         open_files = raise_open_files_limit()
         tune_gc(settings.gc_gen0_threshold)  # after start-up: what exists now is frozen
+        watch_pauses(settings.gc_pause_log_ms)
         stop_workers = asyncio.Event()
         workers = [
             asyncio.create_task(_worker(services, settings).run(stop_workers))

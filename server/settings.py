@@ -97,7 +97,9 @@ class Settings(BaseSettings):
     cleanup_retry_s: float = Field(default=60.0, gt=0, le=3600)
     max_connections_per_address: int = Field(default=2000, ge=1)
     # Young-generation threshold of the garbage collector (0 keeps CPython's; server/process.py).
-    gc_gen0_threshold: int = Field(default=50_000, ge=0)
+    gc_gen0_threshold: int = Field(default=10_000, ge=0)
+    # A garbage collection holding the event loop this long or longer is logged (0: none is).
+    gc_pause_log_ms: float = Field(default=100.0, ge=0)
 
     job_max_attempts: int = Field(default=5, ge=1)
     job_backoff_base_ms: int = Field(default=1000, ge=1)

@@ -403,6 +403,9 @@ class LeanWebSocket(asyncio.Protocol):
     def handle_closed(self) -> None:
         """The connection is over and no handler of it is running."""
 
+    def handle_lost_transport(self, transport: asyncio.BaseTransport) -> None:
+        """The connection's transport, just after its ``connection_lost``: nothing uses it any more."""
+
     # --- writing ---------------------------------------------------------------------------
     def write_frame(self, data: bytes) -> bool:
         """Write whole frames now; False when the connection is gone or has been cut as slow."""
@@ -498,7 +501,12 @@ class LeanWebSocket(asyncio.Protocol):
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.lost = True
+        transport = self.transport
         self.transport = None
+        if isinstance(transport, _Gathered):
+            transport = transport.transport
+        if transport is not None:
+            self.handle_lost_transport(transport)
         self._parser.release()  # an unfinished frame is not kept past its connection
         self._inbox.clear()  # what was not handled yet is dropped with the connection
         if self._consumer is None:
