@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import gc
+import os
+import tracemalloc
 import warnings
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
@@ -114,6 +116,44 @@ async def reading_server(module_server: ServerUnderTest) -> AsyncIterator[Server
     assert module_server.services.clock.shift_ms == 0, "a test on a shared server moved its clock"
 
 
+# Where leftovers come from. The end-of-run collection below cannot say which test left a socket
+# to the garbage collector. SESSIONHUB_TRACE_LEAKS=module collects after each test module and
+# names the module whose tests left something; =test after each test (slow: ~1,200 collections);
+# add PYTHONTRACEMALLOC=20 to have each leftover's allocation traceback too (slower still: the
+# cluster tests then reach their timeouts). Off by default: the collector's three passes take
+# ~1 s per module on this suite's heap (23.9 s over the 22 modules of tests/listening, tests/admin
+# and three more, a 86 s run, load 5), ~3 min over the ~200 modules of a whole run.
+TRACE_LEAKS = os.environ.get("SESSIONHUB_TRACE_LEAKS", "")
+LEFT_OPEN = pytest.StashKey[list[str]]()
+
+
+def _collect_leftovers() -> list[str]:
+    """Run the collector and return what the objects it freed said they held open."""
+    with warnings.catch_warnings(record=True) as late:
+        warnings.simplefilter("always", ResourceWarning)
+        for _ in range(3):
+            gc.collect()
+    found: list[str] = []
+    for warning in late:
+        if not issubclass(warning.category, ResourceWarning):
+            continue
+        found.append(str(warning.message))
+        allocated = tracemalloc.get_object_traceback(warning.source) if warning.source is not None else None
+        if allocated is not None:
+            found.extend(f"    {line}" for line in allocated.format())
+    return found
+
+
+@pytest.hookimpl(trylast=True)
+def pytest_runtest_teardown(item: pytest.Item, nextitem: pytest.Item | None) -> None:
+    if TRACE_LEAKS not in ("module", "test"):
+        return
+    if TRACE_LEAKS == "module" and nextitem is not None and nextitem.path == item.path:
+        return
+    where = item.nodeid if TRACE_LEAKS == "test" else str(item.path.relative_to(item.config.rootpath))
+    item.config.stash.setdefault(LEFT_OPEN, []).extend(f"[{where}] {line}" for line in _collect_leftovers())
+
+
 def pytest_sessionfinish(session: pytest.Session) -> None:
     """Collect what the tests left to the garbage collector, and say what it held open.
 
@@ -121,18 +161,16 @@ def pytest_sessionfinish(session: pytest.Session) -> None:
     collector runs; at the end of a run that is pytest's own last collection, where
     ``filterwarnings = error`` turns its ResourceWarning into a failure of the whole run with no
     test to blame, in some runs and not others. Collected here first, such leftovers are listed
-    (so they can be traced) instead of failing a run whose every test passed. A ResourceWarning
-    raised while a test runs still fails that test.
+    (so they can be traced: see TRACE_LEAKS above) instead of failing a run whose every test
+    passed. A ResourceWarning raised while a test runs still fails that test.
     """
-    with warnings.catch_warnings(record=True) as late:
-        warnings.simplefilter("always", ResourceWarning)
-        for _ in range(3):
-            gc.collect()
-    left = sorted({str(w.message) for w in late if issubclass(w.category, ResourceWarning)})
-    reporter = session.config.pluginmanager.get_plugin("terminalreporter")
-    if left and reporter is not None:
-        reporter.ensure_newline()
-        reporter.write_line(f"{len(left)} resources left open by tests, collected at the end of the run:")
-        for message in left[:20]:
-            reporter.write_line(f"  {message}")
+    session.config.stash.setdefault(LEFT_OPEN, []).extend(f"[end of run] {line}" for line in _collect_leftovers())
 
+
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter, config: pytest.Config) -> None:
+    """The leftovers, in a section of their own (after the progress line, not on it)."""
+    left = config.stash.get(LEFT_OPEN, [])
+    if left:
+        terminalreporter.write_sep("=", "resources left open by tests, found by the garbage collector")
+        for line in left[:200]:
+            terminalreporter.write_line(line)
