@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import asyncio
 import gc
 import os
 import tracemalloc
 import warnings
+import weakref
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
@@ -144,14 +146,48 @@ def _collect_leftovers() -> list[str]:
     return found
 
 
+# Tasks a test leaves running on the session's event loop, by the test during which they
+# appeared. A server stopped while one of its tasks still runs is a leak the collector cannot
+# see: the task holds the objects until the loop closes at the end of the run (a Redis client
+# used after its close opens new connections, "loop is closed"). Cheap: a look at the loop's
+# task set after each test, no collection.
+SESSION_LOOP = pytest.StashKey[asyncio.AbstractEventLoop]()
+TASK_BORN = pytest.StashKey["weakref.WeakKeyDictionary[asyncio.Task[object], str]"]()
+
+
+@pytest_asyncio.fixture(scope="session", loop_scope="session", autouse=True)
+async def _session_loop(request: pytest.FixtureRequest) -> AsyncIterator[None]:
+    """Keeps the loop for the check after each test; torn down last (set up first), when every
+    other fixture is gone, it lists the tasks still running before the loop closes."""
+    request.config.stash[SESSION_LOOP] = asyncio.get_running_loop()
+    yield
+    await asyncio.sleep(0)  # a task that was only waiting for its cancellation to land ends here
+    request.config.stash.setdefault(LEFT_OPEN, []).extend(_tasks_left(request.config))
+
+
 @pytest.hookimpl(trylast=True)
 def pytest_runtest_teardown(item: pytest.Item, nextitem: pytest.Item | None) -> None:
+    loop = item.config.stash.get(SESSION_LOOP, None)
+    if loop is not None and not loop.is_closed():
+        born = item.config.stash.setdefault(TASK_BORN, weakref.WeakKeyDictionary())
+        for task in asyncio.all_tasks(loop):
+            born.setdefault(task, item.nodeid)
     if TRACE_LEAKS not in ("module", "test"):
         return
     if TRACE_LEAKS == "module" and nextitem is not None and nextitem.path == item.path:
         return
     where = item.nodeid if TRACE_LEAKS == "test" else str(item.path.relative_to(item.config.rootpath))
     item.config.stash.setdefault(LEFT_OPEN, []).extend(f"[{where}] {line}" for line in _collect_leftovers())
+
+
+def _tasks_left(config: pytest.Config) -> list[str]:
+    """Tasks still running at the end of the run, but this one (every other fixture is gone)."""
+    born = config.stash.get(TASK_BORN, weakref.WeakKeyDictionary())
+    return sorted(
+        f"[{born.get(task, 'end of run')}] task still running: {task!r}"
+        for task in asyncio.all_tasks()
+        if task is not asyncio.current_task()
+    )
 
 
 def pytest_sessionfinish(session: pytest.Session) -> None:
@@ -164,13 +200,14 @@ def pytest_sessionfinish(session: pytest.Session) -> None:
     (so they can be traced: see TRACE_LEAKS above) instead of failing a run whose every test
     passed. A ResourceWarning raised while a test runs still fails that test.
     """
-    session.config.stash.setdefault(LEFT_OPEN, []).extend(f"[end of run] {line}" for line in _collect_leftovers())
+    left = session.config.stash.setdefault(LEFT_OPEN, [])
+    left.extend(f"[end of run] {line}" for line in _collect_leftovers())
 
 
 def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter, config: pytest.Config) -> None:
     """The leftovers, in a section of their own (after the progress line, not on it)."""
     left = config.stash.get(LEFT_OPEN, [])
     if left:
-        terminalreporter.write_sep("=", "resources left open by tests, found by the garbage collector")
+        terminalreporter.write_sep("=", "tasks and resources left by tests (the test named is the one during which it appeared)")
         for line in left[:200]:
             terminalreporter.write_line(line)
