@@ -161,7 +161,13 @@ def build_app(settings: Settings, *, services: Services) -> web.Application:
     async def stop_bus(_: web.Application) -> None:
         await bus.stop()
 
+    async def stop_engine(_: web.Application) -> None:
+        # Engine.IO's ping-timeout task runs until told to stop: left running, it holds the whole
+        # app (its Redis client included) for as long as the event loop lives.
+        await sio.shutdown()
+
     app.on_startup.append(start_bus)
+    app.on_shutdown.append(stop_engine)
     app.on_cleanup.append(stop_bus)
     CleanupRetry(services, interval_s=settings.cleanup_retry_s).register(app)
     return app

@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import asyncio
 import gc
+import os
+import tracemalloc
 import warnings
+import weakref
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
@@ -114,6 +118,80 @@ async def reading_server(module_server: ServerUnderTest) -> AsyncIterator[Server
     assert module_server.services.clock.shift_ms == 0, "a test on a shared server moved its clock"
 
 
+# Where leftovers come from. The end-of-run collection below cannot say which test left a socket
+# to the garbage collector. SESSIONHUB_TRACE_LEAKS=module collects after each test module and
+# names the module whose tests left something; =test after each test (slow: ~1,200 collections);
+# add PYTHONTRACEMALLOC=20 to have each leftover's allocation traceback too (slower still: the
+# cluster tests then reach their timeouts). Off by default: the collector's three passes take
+# ~1 s per module on this suite's heap (23.9 s over the 22 modules of tests/listening, tests/admin
+# and three more, a 86 s run, load 5), ~3 min over the ~200 modules of a whole run.
+TRACE_LEAKS = os.environ.get("SESSIONHUB_TRACE_LEAKS", "")
+LEFT_OPEN = pytest.StashKey[list[str]]()
+
+
+def _collect_leftovers() -> list[str]:
+    """Run the collector and return what the objects it freed said they held open."""
+    with warnings.catch_warnings(record=True) as late:
+        warnings.simplefilter("always", ResourceWarning)
+        for _ in range(3):
+            gc.collect()
+    found: list[str] = []
+    for warning in late:
+        if not issubclass(warning.category, ResourceWarning):
+            continue
+        found.append(str(warning.message))
+        allocated = tracemalloc.get_object_traceback(warning.source) if warning.source is not None else None
+        if allocated is not None:
+            found.extend(f"    {line}" for line in allocated.format())
+    return found
+
+
+# Tasks a test leaves running on the session's event loop, by the test during which they
+# appeared. A server stopped while one of its tasks still runs is a leak the collector cannot
+# see: the task holds the objects until the loop closes at the end of the run (a Redis client
+# used after its close opens new connections, "loop is closed"). Cheap: a look at the loop's
+# task set after each test, no collection.
+SESSION_LOOP = pytest.StashKey[asyncio.AbstractEventLoop]()
+TASK_BORN = pytest.StashKey["weakref.WeakKeyDictionary[asyncio.Task[object], str]"]()
+
+
+@pytest_asyncio.fixture(scope="session", loop_scope="session", autouse=True)
+async def _session_loop(request: pytest.FixtureRequest) -> AsyncIterator[None]:
+    """Keeps the loop for the check after each test; torn down last (set up first), when every
+    other fixture is gone, it lists the tasks still running before the loop closes."""
+    request.config.stash[SESSION_LOOP] = asyncio.get_running_loop()
+    yield
+    await asyncio.sleep(0)  # a task that was only waiting for its cancellation to land ends here
+    request.config.stash.setdefault(LEFT_OPEN, []).extend(_tasks_left(request.config))
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_runtest_teardown(item: pytest.Item, nextitem: pytest.Item | None) -> None:
+    # Before the fixtures' teardown (the last test's takes the session loop with it).
+    loop = item.config.stash.get(SESSION_LOOP, None)
+    if loop is not None and not loop.is_closed():
+        born = item.config.stash.setdefault(TASK_BORN, weakref.WeakKeyDictionary())
+        for task in asyncio.all_tasks(loop):
+            born.setdefault(task, item.nodeid)
+    if TRACE_LEAKS not in ("module", "test"):
+        return
+    if TRACE_LEAKS == "module" and nextitem is not None and nextitem.path == item.path:
+        return
+    where = item.nodeid if TRACE_LEAKS == "test" else str(item.path.relative_to(item.config.rootpath))
+    item.config.stash.setdefault(LEFT_OPEN, []).extend(f"[{where}] {line}" for line in _collect_leftovers())
+
+
+def _tasks_left(config: pytest.Config) -> list[str]:
+    """Tasks still running at the end of the run, but this one (every other fixture is gone)."""
+    born = config.stash.get(TASK_BORN, weakref.WeakKeyDictionary())
+    return sorted(
+        f"[{born.get(task, 'end of run')}] task still running: {task!r}"
+        for task in asyncio.all_tasks()
+        # python-engineio's ping timer (stock lane) ends by itself within a ping interval.
+        if task is not asyncio.current_task() and task.get_coro().__qualname__ != "AsyncSocket._send_ping"  # type: ignore[union-attr]
+    )
+
+
 def pytest_sessionfinish(session: pytest.Session) -> None:
     """Collect what the tests left to the garbage collector, and say what it held open.
 
@@ -121,18 +199,17 @@ def pytest_sessionfinish(session: pytest.Session) -> None:
     collector runs; at the end of a run that is pytest's own last collection, where
     ``filterwarnings = error`` turns its ResourceWarning into a failure of the whole run with no
     test to blame, in some runs and not others. Collected here first, such leftovers are listed
-    (so they can be traced) instead of failing a run whose every test passed. A ResourceWarning
-    raised while a test runs still fails that test.
+    (so they can be traced: see TRACE_LEAKS above) instead of failing a run whose every test
+    passed. A ResourceWarning raised while a test runs still fails that test.
     """
-    with warnings.catch_warnings(record=True) as late:
-        warnings.simplefilter("always", ResourceWarning)
-        for _ in range(3):
-            gc.collect()
-    left = sorted({str(w.message) for w in late if issubclass(w.category, ResourceWarning)})
-    reporter = session.config.pluginmanager.get_plugin("terminalreporter")
-    if left and reporter is not None:
-        reporter.ensure_newline()
-        reporter.write_line(f"{len(left)} resources left open by tests, collected at the end of the run:")
-        for message in left[:20]:
-            reporter.write_line(f"  {message}")
+    left = session.config.stash.setdefault(LEFT_OPEN, [])
+    left.extend(f"[end of run] {line}" for line in _collect_leftovers())
 
+
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter, config: pytest.Config) -> None:
+    """The leftovers, in a section of their own (after the progress line, not on it)."""
+    left = config.stash.get(LEFT_OPEN, [])
+    if left:
+        terminalreporter.write_sep("=", "tasks and resources left by tests (the test named is the one during which it appeared)")
+        for line in left[:200]:
+            terminalreporter.write_line(line)

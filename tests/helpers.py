@@ -227,5 +227,14 @@ class Client:
         ]
 
     async def close(self) -> None:
+        """Disconnect, and end what Engine.IO keeps for a connection the server ended first (or
+        one never made): its read and write loops and its HTTP session, which otherwise hold
+        their sockets until the event loop closes at the end of the run."""
         if self.sio.connected:
             await self.sio.disconnect()
+        eio = self.sio.eio
+        await eio.disconnect(abort=True)  # when already disconnected: closes its HTTP session
+        loops = [task for task in (eio.read_loop_task, eio.write_loop_task) if task is not None and not task.done()]
+        for task in loops:
+            task.cancel()
+        await asyncio.gather(*loops, return_exceptions=True)

@@ -70,3 +70,31 @@ async def test_a_clean_stop_with_a_subscribed_client_logs_no_lost_link(
     proc.stderr.close()
     assert "lost its Redis link" not in stderr, stderr
     assert "Traceback" not in stderr, stderr
+
+
+async def test_a_stopped_server_leaves_no_task_running(redis_process: RedisProcess, redis: object, tmp_path: Path) -> None:
+    """Every task a server starts ends with it. Engine.IO's ping-timeout task was left running:
+    it held the whole app (its Redis client included) until the event loop closed, one per
+    server a test run starts."""
+    from tests.conftest import start_server
+
+    before = asyncio.all_tasks()
+    srv = await start_server(redis_process.url, tmp_path)
+    client = Client(srv.url, srv.token("alice"))
+    try:
+        await client.connect()
+        session_id = await srv.create_session("alice")
+        assert (await client.call("subscribe_on_session", {"session_id": session_id}))["ok"] is True
+    finally:
+        await client.close()
+        await srv.stop()
+    for _ in range(3):
+        await asyncio.sleep(0)  # loop turns, for a task that was told to stop to return
+    # The stock lane's per-connection ping timer (python-engineio's) ends by itself within a
+    # ping interval; it is no task left for good.
+    left = {
+        task
+        for task in asyncio.all_tasks() - before - {asyncio.current_task()}
+        if task.get_coro().__qualname__ != "AsyncSocket._send_ping"  # type: ignore[union-attr]
+    }
+    assert not left, left

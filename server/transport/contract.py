@@ -109,6 +109,11 @@ class SocketServer(Protocol):
         """Send ``event`` to the connection ``to`` (python-socketio's public ``emit``)."""
         ...
 
+    async def shutdown(self) -> None:
+        """Stop the server's background work (Engine.IO's ping-timeout task; python-socketio's
+        own ``shutdown``), at the app's shutdown."""
+        ...
+
     def screen_rate(self, over_rate: Callable[[str], bool], refuse: Callable[[str, str, Any], dict[str, Any]]) -> None:
         """Answer events over their connection's rate before they are decoded for a handler:
         ``over_rate(sid)`` says whether to, ``refuse(sid, event, data)`` gives the ack (and

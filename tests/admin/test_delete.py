@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 import aiohttp
+import pytest
 import pytest_asyncio
 
 from handlers.cleanups import retry_owed
@@ -236,8 +237,24 @@ async def test_a_remix_deleted_through_the_pattern_api_owes_its_place_among_the_
 
 
 async def test_a_deletion_killed_between_its_two_steps_is_finished_by_every_nodes_retry(
-    redis_process: Any, redis: Any, tmp_path: Path
+    redis_process: Any, redis: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    # The retry passes are counted (observed, not replaced): the test waits for whole passes
+    # instead of a fixed time that a loaded machine may spend before the first one.
+    passes = {"done": 0}
+
+    async def counted(services: Any) -> int:
+        settled = await retry_owed(services)
+        passes["done"] += 1
+        return settled
+
+    async def more_passes(count: int) -> None:
+        want, deadline = passes["done"] + count, asyncio.get_running_loop().time() + 10
+        while passes["done"] < want:
+            assert asyncio.get_running_loop().time() < deadline, "no retry pass ran"
+            await asyncio.sleep(0.02)
+
+    monkeypatch.setattr("handlers.cleanups.retry_owed", counted)
     srv = await start_server(redis_process.url, tmp_path, cleanup_retry_s=0.1)
     try:
         async with aiohttp.ClientSession(base_url=srv.url) as http:
@@ -253,7 +270,7 @@ async def test_a_deletion_killed_between_its_two_steps_is_finished_by_every_node
         await store.delete(deleted, extra_keys=voice.owned_keys(deleted), actor="root")
         bob: dict[str, str] = await client.hgetall(keys.session(untouched))  # type: ignore[misc]
         await s.cleanups.note(untouched, bob)  # killed before its script: nothing was deleted
-        await asyncio.sleep(0.5)
+        await more_passes(2)  # a whole pass after both were noted
         assert await client.hlen(keys.cleanups()) == 2  # younger than the grace period
         s.clock.shift_ms = 61_000
         deadline = asyncio.get_running_loop().time() + 5

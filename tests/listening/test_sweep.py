@@ -7,7 +7,9 @@ from pathlib import Path
 from typing import Any
 
 import aiohttp
+import pytest
 
+from storage.listening.repository import ListeningHistories
 from tests.helpers import Client, RedisProcess, ServerUnderTest
 from tests.listening.support import FrozenClock, auth, listener, start_on_clock
 from tests.listening.test_report import sessions
@@ -15,8 +17,43 @@ from tests.listening.test_report import sessions
 MIN = 60_000
 
 
+class SweepPasses:
+    """Counts the sweep passes every node's sweeper completes (observed, not replaced), so that a
+    test can wait for the sweeper to have looked at the clock it set instead of sleeping."""
+
+    def __init__(self) -> None:
+        self.done = 0
+        self._changed = asyncio.Event()
+
+    def completed(self) -> None:
+        self.done += 1
+        self._changed.set()
+
+    async def more(self, count: int, timeout_s: float = 10) -> None:
+        """Wait for ``count`` more passes to complete (the first may have begun before the call)."""
+        want = self.done + count
+        async with asyncio.timeout(timeout_s):
+            while self.done < want:
+                self._changed.clear()
+                await self._changed.wait()
+
+
+@pytest.fixture
+def passes(monkeypatch: pytest.MonkeyPatch) -> SweepPasses:
+    counter = SweepPasses()
+    sweep_due = ListeningHistories.sweep_due
+
+    async def counted(self: ListeningHistories, *, limit: int = 100) -> tuple[int, int]:
+        result = await sweep_due(self, limit=limit)
+        counter.completed()
+        return result
+
+    monkeypatch.setattr(ListeningHistories, "sweep_due", counted)
+    return counter
+
+
 async def test_a_silent_player_is_finalized_at_its_last_update(
-    lserver: ServerUnderTest, clients: list[Client], clock: FrozenClock, redis: Any
+    lserver: ServerUnderTest, clients: list[Client], clock: FrozenClock, redis: Any, passes: SweepPasses
 ) -> None:
     alice = await listener(lserver, clients)
     await alice.report("book-1", "playing")
@@ -25,7 +62,7 @@ async def test_a_silent_player_is_finalized_at_its_last_update(
     clock.shift_ms += 3000
     await alice.report("book-1", "playing")  # throttled: never written
     clock.shift_ms += 56_000  # 59 s after the last write: not silent yet
-    await asyncio.sleep(0.3)
+    await passes.more(2)  # a whole pass on the moved clock
     [row] = await sessions(lserver)
     assert row["open"] is True
     clock.shift_ms += 2000
@@ -92,7 +129,12 @@ async def test_offline_upload_is_idempotent_and_checked(
 
 
 async def test_two_nodes_keep_one_users_reports_atomic_and_ordered(
-    lserver: ServerUnderTest, clients: list[Client], clock: FrozenClock, redis_process: RedisProcess, tmp_path: Path
+    lserver: ServerUnderTest,
+    clients: list[Client],
+    clock: FrozenClock,
+    redis_process: RedisProcess,
+    tmp_path: Path,
+    passes: SweepPasses,
 ) -> None:
     second = await start_on_clock(redis_process.url, tmp_path / "second", clock)
     try:
@@ -123,7 +165,7 @@ async def test_two_nodes_keep_one_users_reports_atomic_and_ordered(
         await a.client.wait_for(
             lambda: any(d["data"].get("reason") == "silent" for n, d in a.log_events() if n == "listening_session")
         )
-        await asyncio.sleep(0.3)
+        await passes.more(4)  # whole passes after the first finalization (two nodes sweep)
         silent = [d for n, d in a.log_events() if n == "listening_session" and d["data"].get("reason") == "silent"]
         assert len(silent) == 1
     finally:

@@ -44,6 +44,14 @@ async def http(server: ServerUnderTest) -> AsyncIterator[aiohttp.ClientSession]:
         yield session
 
 
+@pytest_asyncio.fixture
+async def refused(reading_server: ServerUnderTest) -> AsyncIterator[aiohttp.ClientSession]:
+    """A client of the module's shared server, for the tests whose every request is refused or
+    reads a session that does not exist (~0.65 s of app setup saved per test, 23 of them)."""
+    async with aiohttp.ClientSession(base_url=reading_server.url) as session:
+        yield session
+
+
 async def create(http: aiohttp.ClientSession, body: Any = None) -> str:
     async with http.post("/api/sessions", json=body if body is not None else {}) as response:
         assert response.status == 201, await response.text()
@@ -133,24 +141,27 @@ async def test_a_body_that_is_not_json_gives_a_default_session(http: aiohttp.Cli
     ],
 )
 async def test_hostile_states_are_refused_naming_the_field(
-    server: ServerUnderTest, http: aiohttp.ClientSession, body: dict[str, Any], field: str
+    reading_server: ServerUnderTest, refused: aiohttp.ClientSession, body: dict[str, Any], field: str
 ) -> None:
-    async with http.post("/api/sessions", json=body) as response:
+    redis, keys = reading_server.services.redis, reading_server.services.keys
+    before = await redis.zcard(keys.all_sessions())
+    async with refused.post("/api/sessions", json=body) as response:
         assert response.status == 400
         answer = await response.json()
     assert answer["error"] == "Validation failed"
     assert any(detail.startswith(f"{field}:") for detail in answer["details"]), answer
-    assert await server.services.redis.zcard(server.services.keys.all_sessions()) == 0
+    assert await redis.zcard(keys.all_sessions()) == before  # nothing was created
 
 
-async def test_nan_is_refused_naming_the_field(http: aiohttp.ClientSession) -> None:
+async def test_nan_is_refused_naming_the_field(refused: aiohttp.ClientSession) -> None:
     raw = '{"tempo": NaN}'
-    async with http.post("/api/sessions", data=raw, headers={"Content-Type": "application/json"}) as response:
+    async with refused.post("/api/sessions", data=raw, headers={"Content-Type": "application/json"}) as response:
         assert response.status == 400
         assert (await response.json())["details"][0].startswith("tempo:")
 
 
-async def test_invalid_json_bad_ids_and_unknown_sessions(http: aiohttp.ClientSession) -> None:
+async def test_invalid_json_bad_ids_and_unknown_sessions(refused: aiohttp.ClientSession) -> None:
+    http = refused
     async with http.post("/api/sessions", data="{nope", headers={"Content-Type": "application/json"}) as response:
         assert (response.status, await response.json()) == (400, {"error": "Invalid JSON"})
     async with http.get("/api/sessions/not-a-uuid") as response:

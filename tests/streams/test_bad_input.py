@@ -116,10 +116,15 @@ async def test_bad_owner_payloads(
         ({"title": "x" * 20000}, 413, "payload_too_large"),
     ],
 )
-async def test_bad_creations(server: ServerUnderTest, redis: Any, body: dict[str, Any], status: int, code: str) -> None:
-    got, answer = await http(server, "POST", "/api/streams", json=body)
+async def test_bad_creations(
+    reading_server: ServerUnderTest, body: dict[str, Any], status: int, code: str
+) -> None:
+    """Refused creations: on the module's shared server (nothing is written)."""
+    redis, keys = reading_server.services.redis, reading_server.services.keys
+    before = await redis.zcard(keys.user_streams("alice"))
+    got, answer = await http(reading_server, "POST", "/api/streams", json=body)
     assert (got, answer["error"]) == (status, code)
-    assert await redis.zcard(server.services.keys.user_streams("alice")) == 0
+    assert await redis.zcard(keys.user_streams("alice")) == before
 
 
 async def test_http_needs_a_token_and_checks_ids(server: ServerUnderTest) -> None:
