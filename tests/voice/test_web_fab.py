@@ -100,6 +100,36 @@ async def test_new_cut_pause_resume_done_with_a_second_tab_watching(
     assert await server.services.voice.active_id("alice") is None
 
 
+async def test_a_pause_pressed_while_a_cut_runs_pauses_after_it(server: ServerUnderTest, tab: Tab) -> None:
+    """A cut keeps Pause enabled (and an automatic cut may be running when the person presses
+    it): the press is kept and acted on once the cut is through, not dropped."""
+    await tab.use_token(server.token("alice"))
+    page = await tab.open("/")
+    await fab_ready(page)
+    await page.locator("#fab-new").click()
+    await expect(page.locator("#fab-status")).to_have_attribute("data-status", "recording")
+    session_id = await server.services.voice.active_id("alice")
+    assert session_id is not None
+    await expect(page.locator("#fab-pause")).to_be_enabled()  # New is through: its recorder runs
+    # Both presses in one task of the page: the second certainly comes while the cut runs.
+    await page.evaluate("() => { document.querySelector('#fab-cut').click(); document.querySelector('#fab-pause').click(); }")
+    await expect(page.locator("#fab-status")).to_have_attribute("data-status", "paused")
+    await expect(page.locator("#fab-rec")).to_have_text("Resume")
+    session = await server.services.voice.get(session_id)
+    assert session is not None and session.status == "paused"
+
+    async def chunks_stored() -> int:
+        stored = await server.services.voice.get(session_id)
+        return stored.chunk_count if stored is not None else 0
+
+    # What was recorded is kept (the cut came so soon that its chunk may hold no audio yet).
+    deadline = asyncio.get_running_loop().time() + 30
+    while await chunks_stored() < 1:
+        assert asyncio.get_running_loop().time() < deadline, "no chunk was stored in 30 s"
+        await asyncio.sleep(0.1)
+    assert not tab.errors, tab.errors
+
+
 async def test_rec_on_a_session_page_activates_it_and_the_list_follows_live(
     server: ServerUnderTest, browser: Browser, tab: Tab
 ) -> None:

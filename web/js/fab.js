@@ -121,6 +121,20 @@ function shownStatus() {
   return state.status ?? "ready";
 }
 
+/** The actions the FAB offers in its present mode (its enabled buttons). */
+function offered() {
+  const { mode } = state;
+  const canRecordInto = Boolean(state.pageSessionId || (state.sessionId && state.sessionOpen));
+  return {
+    new: mode === "idle" || mode === "paused", // a paused session stays as it is
+    rec: (mode === "idle" && canRecordInto) || mode === "paused",
+    cut: mode === "recording",
+    pause: mode === "recording",
+    done:
+      mode === "recording" || mode === "paused" || (mode === "idle" && Boolean(state.sessionId) && state.sessionOpen),
+  };
+}
+
 function render() {
   const status = shownStatus();
   const label = STATUS_LABELS[status] ?? status;
@@ -130,15 +144,7 @@ function render() {
   ui.pendingBadge.textContent = state.pending ? `${state.pending} upload${state.pending > 1 ? "s" : ""} pending` : "";
   ui.pendingBadge.hidden = state.pending === 0;
   const { mode } = state;
-  const canRecordInto = Boolean(state.pageSessionId || (state.sessionId && state.sessionOpen));
-  const enabled = {
-    new: mode === "idle" || mode === "paused", // a paused session stays as it is
-    rec: (mode === "idle" && canRecordInto) || mode === "paused",
-    cut: mode === "recording",
-    pause: mode === "recording",
-    done:
-      mode === "recording" || mode === "paused" || (mode === "idle" && Boolean(state.sessionId) && state.sessionOpen),
-  };
+  const enabled = offered();
   for (const [action, button] of Object.entries(ui.buttons)) button.disabled = !enabled[action];
   ui.buttons.rec.textContent = mode === "paused" ? "Resume" : "Rec";
   // The accessible name starts with the visible word, so a voice command "click Rec" finds it.
@@ -382,9 +388,16 @@ async function stopRecorder(recorder) {
 }
 
 let running = false;
+// Clicks that came while an action ran (a cut keeps Cut, Pause and Done enabled, and an automatic
+// cut may be running when the person presses Pause): each runs after it, in the order clicked,
+// if the FAB still offers it then. Dropping them lost a Pause pressed during a cut.
+const clicked = [];
 
 async function run(action) {
-  if (running) return; // one action at a time, in the order clicked
+  if (running) {
+    if (!clicked.includes(action)) clicked.push(action);
+    return;
+  }
   running = true;
   const before = state.mode;
   if (action !== "cut" && action !== "done") state.mode = "busy"; // a cut keeps recording
@@ -402,6 +415,17 @@ async function run(action) {
   } finally {
     running = false;
     render();
+    runNextClicked();
+  }
+}
+
+function runNextClicked() {
+  while (clicked.length > 0) {
+    const action = clicked.shift();
+    if (offered()[action]) {
+      run(action);
+      return;
+    }
   }
 }
 
