@@ -98,6 +98,9 @@ class SocketRouter:
         self._unknown_meter = services.metrics.unknown_event()
         self._cuts: set[asyncio.Task[None]] = set()
         self._meters: dict[str, EventMeter] = {}
+        # Handlers running now, and what a stop waiting for them to finish is woken by.
+        self._running = 0
+        self._idle: asyncio.Event | None = None
         sio.on("*", self._unknown)
         sio.screen_rate(self.over_rate, self.refuse)
 
@@ -122,6 +125,7 @@ class SocketRouter:
                 # The cheapest refusal: nothing of the message is looked at but its seq.
                 self._done(meter, event, sid, "", ErrorCode.RATE_LIMITED.value, started)
                 return _with_seq(dict(_RATE_LIMITED), data)
+            self._running += 1
             try:
                 if connection is None:
                     raise CodedError(ErrorCode.UNAUTHORIZED, "not connected")
@@ -146,8 +150,28 @@ class SocketRouter:
                     # After the ack: the transport hands it over before this task yields again.
                     asyncio.get_running_loop().call_soon(bus.release, session_id, hold)
                 self._done(meter, event, sid, session_id, outcome, started)
+                self._running -= 1
+                if not self._running and self._idle is not None:
+                    self._idle.set()
 
         self._sio.on(event, guarded)
+
+    async def finished(self, timeout_s: float) -> int:
+        """Wait up to ``timeout_s`` for the handlers running now; how many still run then.
+
+        The server waits for them when it stops, before its Redis client is closed: a handler
+        cut off there would leave its change half made, or open the closed client again.
+        """
+        if self._running:
+            self._idle = asyncio.Event()
+            try:
+                async with asyncio.timeout(timeout_s):
+                    await self._idle.wait()
+            except TimeoutError:
+                pass
+            finally:
+                self._idle = None
+        return self._running
 
     def _done(self, meter: EventMeter, event: str, sid: str, session_id: str, outcome: str, started: float) -> None:
         elapsed_s = time.perf_counter() - started
