@@ -18,6 +18,7 @@ import pytest
 import socketio
 from aiohttp import web
 from redis import Redis as SyncRedis
+from redis.asyncio import Redis
 
 from auth.claims import Permission
 from auth.tokens import TokenService
@@ -238,3 +239,9 @@ class Client:
         for task in loops:
             task.cancel()
         await asyncio.gather(*loops, return_exceptions=True)
+
+
+async def writes_held(redis: Redis, commands: set[str]) -> bool:
+    """True once some client waits in Redis's ``CLIENT PAUSE ... WRITE`` queue with one of
+    ``commands`` (a change held there while a test does something in between)."""
+    return any("b" in c.get("flags", "") and c.get("cmd") in commands for c in await redis.client_list())

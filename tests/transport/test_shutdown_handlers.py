@@ -19,13 +19,8 @@ import pytest
 from redis.asyncio import Redis
 
 from tests.conftest import start_server
-from tests.helpers import RedisProcess
+from tests.helpers import RedisProcess, writes_held
 from tests.raw_wire import RawWebSocket, port_of
-
-
-async def writes_held(redis: Redis, commands: set[str]) -> bool:
-    """True once some client waits in Redis's CLIENT PAUSE queue with one of ``commands``."""
-    return any("b" in c.get("flags", "") and c.get("cmd") in commands for c in await redis.client_list())
 
 
 @pytest.mark.skipif(

@@ -13,7 +13,7 @@ from redis.asyncio import Redis
 
 from storage.voice.repository import Performer
 from tests.conftest import start_server
-from tests.helpers import Client, RedisProcess, ServerUnderTest
+from tests.helpers import Client, RedisProcess, ServerUnderTest, writes_held
 from tests.raw_wire import RawWebSocket, port_of
 
 LEASE_MS = 1200
@@ -111,11 +111,6 @@ async def test_a_renewed_lease_keeps_the_recording(two_nodes: list[ServerUnderTe
     await watcher.wait_for(lambda: len(statuses(watcher)) == 2)
     assert [s["status"] for s in statuses(watcher)] == ["recording", "paused"]
 
-
-
-async def writes_held(redis: Redis, commands: set[str]) -> bool:
-    """True once some client waits in Redis's CLIENT PAUSE queue with one of ``commands``."""
-    return any("b" in c.get("flags", "") and c.get("cmd") in commands for c in await redis.client_list())
 
 
 async def test_a_recorder_gone_before_its_recording_was_answered_still_pauses_the_session(
