@@ -164,3 +164,15 @@ async def test_the_prologue_quotes_any_string_as_json(redis: Redis, text: str) -
     body = source("core/_event.lua") + "\nreturn json_string(ARGV[6])"
     quoted = await redis.eval(body, 2, "k1", "k2", "ch", "id", "t|", "0", "10", text)
     assert json.loads(quoted) == text
+
+
+async def test_a_redis_that_lost_its_scripts_is_given_them_again(redis: Redis) -> None:
+    """Scripts are called by EVALSHA without redis-py's per-call pipeline check; a NOSCRIPT
+    (a restarted or flushed Redis) still loads the script and runs the change once."""
+    voice = voice_on(redis)
+    session = await voice.create(owner_id="alice", telegram_user_id="", name="s")
+    first = await voice.set_status(session.id, "recording", OWNER)
+    await redis.script_flush()
+    change = await voice.set_status(session.id, "paused", OWNER)
+    assert change.offset == first.offset + 1 and change.previous == "recording"
+    assert await redis.xlen(Keys("sh").log(session.id)) == change.offset
