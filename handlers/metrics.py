@@ -13,16 +13,30 @@ the folder belongs to the processes of one host, as prometheus-client requires).
 
 Label values come from bounded sets only: registered event names (anything a client invents is
 ``unknown``), error codes, redis-py exception classes, job types of the known processors.
+
+The figures counted once per committed event (events by outcome, ack time, messages and bytes
+sent, the fan-out round's latency) cost a prometheus-client call each, a lock and a few
+attribute lookups: several µs per event together, on the one loop that serves every
+connection. Without the multiprocess folder they are tallied in plain numbers (a
+:class:`CounterTally`, a :class:`HistogramTally`) and added to their metric when the registry
+collects it (a scrape), so a scrape shows exactly what one call per event would have shown:
+counts are whole numbers, and a histogram's sum is added up in the same order and then set.
+With the folder every process's values must be in its files when any process is scraped, so
+each call goes to prometheus-client at once, as before.
 """
 
 from __future__ import annotations
 
 import os
+from bisect import bisect_left
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any, Protocol
 
 from aiohttp import web
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, PlatformCollector, ProcessCollector
+from prometheus_client.metrics_core import Metric
 from prometheus_client.multiprocess import mark_process_dead
 from redis.exceptions import RedisError
 
@@ -43,6 +57,93 @@ CLOSE_REASONS = frozenset(
 LATENCY_BUCKETS_S = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
 
 
+class Observer(Protocol):
+    """What the fan-out calls once per round (a histogram, or its tally)."""
+
+    def observe(self, amount: float) -> None: ...
+
+
+class TalliedCounter(Counter):
+    """A counter that first adds its tallies (``before_collect``, set on the parent) when collected."""
+
+    before_collect: Callable[[], None] | None = None
+
+    def collect(self) -> Iterable[Metric]:
+        if self.before_collect is not None:
+            self.before_collect()
+        return super().collect()
+
+
+class TalliedHistogram(Histogram):
+    """A histogram that first adds its tallies (``before_collect``, set on the parent) when collected."""
+
+    before_collect: Callable[[], None] | None = None
+
+    def collect(self) -> Iterable[Metric]:
+        if self.before_collect is not None:
+            self.before_collect()
+        return super().collect()
+
+
+class CounterTally:
+    """Increments of one counter (a label child) held as a plain int until the next collect."""
+
+    __slots__ = ("_child", "pending")
+
+    def __init__(self, child: Counter) -> None:
+        self._child = child
+        self.pending = 0
+
+    def inc(self, amount: int = 1) -> None:
+        """What ``Counter.inc`` does, for whole amounts, without its lock and checks."""
+        self.pending += amount
+
+    def flush(self) -> None:
+        """Add what was tallied to the counter (whole numbers: one inc equals the many)."""
+        if self.pending:
+            self._child.inc(self.pending)
+            self.pending = 0
+
+
+class HistogramTally:
+    """Observations of one histogram (a label child) held as plain numbers until the next collect.
+
+    A bucket is found as prometheus-client finds it (the first upper bound >= the amount, none
+    for NaN), and the sum is added up observation by observation from the child's start, as
+    prometheus-client adds it, then set: the scraped sum is the very float one call each gave.
+    Only the tally writes the child (it is made per process, never in multiprocess mode).
+    """
+
+    __slots__ = ("_bounds", "_child", "_counts", "_dirty", "_sum")
+
+    def __init__(self, child: Histogram) -> None:
+        self._child: Any = child  # its _buckets and _sum: prometheus-client has no bulk observe
+        self._bounds: list[float] = list(child._upper_bounds)
+        self._counts = [0] * len(self._bounds)
+        self._sum = 0.0
+        self._dirty = False
+
+    def observe(self, amount: float) -> None:
+        """What ``Histogram.observe`` records, without its lock, checks and bucket loop."""
+        self._sum += amount
+        self._dirty = True
+        if amount == amount:  # NaN falls in no bucket, as in prometheus-client
+            self._counts[bisect_left(self._bounds, amount)] += 1
+
+    def flush(self) -> None:
+        """Add the tallied observations to the histogram."""
+        if not self._dirty:
+            return
+        self._dirty = False
+        buckets = self._child._buckets
+        counts = self._counts
+        for index, count in enumerate(counts):
+            if count:
+                buckets[index].inc(count)
+                counts[index] = 0
+        self._child._sum.set(self._sum)
+
+
 @dataclass(slots=True)
 class EventMeter:
     """The figures of one event name, label children bound once (``labels()`` costs a few µs)."""
@@ -51,11 +152,26 @@ class EventMeter:
     name: str
     outcomes: dict[str, Counter] = field(default_factory=dict)
     ack: Histogram | None = None
+    # Without the multiprocess folder: the tallies of the same children (see the module doc).
+    outcome_tallies: dict[str, CounterTally] = field(default_factory=dict)
+    ack_tally: HistogramTally | None = None
 
     def done(self, outcome: str, elapsed_s: float) -> None:
         """Count one handled event with its outcome (``ok`` or an error code) and its ack time."""
+        if self.metrics.tallied:
+            tally = self.outcome_tallies.get(outcome)
+            if tally is None:  # error codes are one enum: this dict stays small
+                tally = self.outcome_tallies[outcome] = self.metrics.counter_tally(
+                    self.metrics.events.labels(self.name, outcome)
+                )
+            tally.pending += 1
+            ack_tally = self.ack_tally
+            if ack_tally is None:
+                ack_tally = self.ack_tally = self.metrics.histogram_tally(self.metrics.ack_seconds.labels(self.name))
+            ack_tally.observe(elapsed_s)
+            return
         counter = self.outcomes.get(outcome)
-        if counter is None:  # error codes are one enum: this dict stays small
+        if counter is None:
             counter = self.outcomes[outcome] = self.metrics.events.labels(self.name, outcome)
         counter.inc()
         if self.ack is None:
@@ -69,6 +185,9 @@ class Metrics:
     def __init__(self) -> None:
         self.registry = CollectorRegistry()
         r = self.registry
+        # Per-event figures tallied in plain numbers, unless every process writes the folder.
+        self.tallied = not os.environ.get(MULTIPROC_ENV)
+        self._tallies: list[CounterTally | HistogramTally] = []
         # process_* (CPU, memory, open files) and python_info, as the default registry has them.
         ProcessCollector(registry=r)
         PlatformCollector(registry=r)
@@ -79,15 +198,15 @@ class Metrics:
             "sessionhub_subscriptions", "Subscriptions of connected clients to sessions", registry=r,
             multiprocess_mode="livesum",
         )
-        self.events = Counter(
+        self.events = TalliedCounter(
             "sessionhub_socket_events", "Socket.IO events handled, by event and outcome (ok or error code)",
             ["event", "outcome"], registry=r,
         )
-        self.ack_seconds = Histogram(
+        self.ack_seconds = TalliedHistogram(
             "sessionhub_ack_seconds", "Socket.IO event handling time, from the handler's start to its ack",
             ["event"], buckets=LATENCY_BUCKETS_S, registry=r,
         )
-        self.fanout_seconds = Histogram(
+        self.fanout_histogram = TalliedHistogram(
             "sessionhub_fanout_seconds",
             "From an event's creation (its ts) to the local fan-out round that wrote it, one per round",
             buckets=LATENCY_BUCKETS_S, registry=r,
@@ -117,17 +236,44 @@ class Metrics:
         )
         # Counted per fan-out round (frames x members) and per ack or emit, never per member:
         # the fan-out loop is the hot path.
-        self.messages_sent = Counter(
+        self.messages_sent = TalliedCounter(
             "sessionhub_socket_messages_sent", "Socket.IO messages written to clients (events, acks)", registry=r
         )
-        self.bytes_sent = Counter(
+        self.bytes_sent = TalliedCounter(
             "sessionhub_socket_bytes_sent", "Bytes of the Socket.IO messages written to clients (WebSocket frames)",
             registry=r,
         )
+        for hooked in (self.events, self.ack_seconds, self.fanout_histogram, self.messages_sent, self.bytes_sent):
+            hooked.before_collect = self.flush
+        # What the fan-out observes once per round (server.bus), and what sent() counts.
+        self.fanout_seconds: Observer = self.fanout_histogram
+        self._messages: Counter | CounterTally = self.messages_sent
+        self._bytes: Counter | CounterTally = self.bytes_sent
+        if self.tallied:
+            self.fanout_seconds = self.histogram_tally(self.fanout_histogram)
+            self._messages = self.counter_tally(self.messages_sent)
+            self._bytes = self.counter_tally(self.bytes_sent)
         self._meters: dict[str, EventMeter] = {}
         # Plain counts of this process, for its node heartbeat (a gauge's value is not public API).
         self.clients_now = 0
         self.subscriptions_now = 0
+
+    def counter_tally(self, child: Counter) -> CounterTally:
+        """A tally of ``child`` (a hooked counter or its label child), flushed at every collect."""
+        tally = CounterTally(child)
+        self._tallies.append(tally)
+        return tally
+
+    def histogram_tally(self, child: Histogram) -> HistogramTally:
+        """A tally of ``child`` (a hooked histogram or its label child), flushed at every collect."""
+        tally = HistogramTally(child)
+        self._tallies.append(tally)
+        return tally
+
+    def flush(self) -> None:
+        """Add every tally to its metric (called when a hooked metric is collected)."""
+        for tally in self._tallies:
+            tally.flush()
 
     def event(self, name: str) -> EventMeter:
         """The meter of a registered event name (call at registration, never with a client's name)."""
@@ -158,8 +304,8 @@ class Metrics:
 
     def sent(self, messages: int, size: int) -> None:
         """``messages`` Socket.IO messages of ``size`` bytes in all were handed to clients."""
-        self.messages_sent.inc(messages)
-        self.bytes_sent.inc(size)
+        self._messages.inc(messages)
+        self._bytes.inc(size)
 
     def refused(self, reason: str) -> None:
         """A Socket.IO connect was refused (``reason``: a fixed word, never a client's text)."""

@@ -36,8 +36,10 @@ from importlib import resources
 from typing import Any
 
 from redis.asyncio import Redis
+from redis.asyncio.client import Pipeline
 from redis.asyncio.cluster import RedisCluster
 from redis.commands.core import AsyncScript
+from redis.exceptions import NoScriptError
 
 from protocol.errors import CodedError, ErrorCode
 from storage.lean_redis import LeanRedis
@@ -138,6 +140,10 @@ class Script(AsyncScript):
         self.keys = keys
         self.args = args
         self._counts = (keys.count, args.count)
+        # redis-py's AsyncScript.__call__ imports Pipeline and tests the client against it on
+        # every call (an isinstance through a typing Protocol: several µs, once per committed
+        # event); the registered client's answer never changes, so it is asked once here.
+        self._plain = not isinstance(redis, Pipeline)
 
     def check(self, keys: Sequence[Any], args: Sequence[Any]) -> None:
         """Raise :class:`ScriptCallError` unless the call passes what the header declares."""
@@ -157,7 +163,15 @@ class Script(AsyncScript):
         keys = keys or []
         args = args if isinstance(args, list | tuple) else list(args or [])
         self.check(keys, args)
-        return await super().__call__(keys, args, client)
+        if client is not None or not self._plain:
+            return await super().__call__(keys, args, client)  # a pipeline registers the script first
+        redis = self.registered_client
+        try:
+            return await redis.evalsha(self.sha, len(keys), *keys, *args)
+        except NoScriptError:
+            # A Redis that lost its scripts (restarted, flushed): what AsyncScript.__call__ does.
+            self.sha = await redis.script_load(self.script)
+            return await redis.evalsha(self.sha, len(keys), *keys, *args)
 
     def commands(self, keys: Sequence[Any], args: Sequence[Any]) -> list[tuple[Any, ...]]:
         """The checked call as raw commands: EVALSHA, then EVAL for a Redis that lacks it."""

@@ -13,7 +13,7 @@ import aiohttp
 import pytest
 import pytest_asyncio
 
-from tests.helpers import CHILD_TEST_TIMEOUT_S, SECRET, RedisProcess, free_port, wait_until_ready
+from tests.helpers import CHILD_TEST_TIMEOUT_S, SECRET, Client, RedisProcess, ServerUnderTest, free_port, wait_until_ready
 from tests.admin.test_http import admin_token
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -81,3 +81,40 @@ async def test_a_scrape_of_one_process_counts_the_requests_of_every_process(
                     assert response.status == 200
         async with http.get(two_nodes[0] + "/metrics", headers={"Authorization": f"Bearer {token}"}) as response:
             assert healthz_count(await response.text()) == base[0] + 8
+
+
+def sample(text: str, name: str, labels: str = "") -> float:
+    """The value of one sample of a scrape (0 when absent); ``labels`` as written, sorted by name."""
+    braces = "{" + labels + "}" if labels else ""
+    match = re.search(rf"^{re.escape(name + braces)} (\S+)$", text, re.M)
+    return float(match.group(1)) if match else 0.0
+
+
+async def test_per_event_figures_of_one_process_are_in_the_scrape_of_another_at_once(
+    server: ServerUnderTest, two_nodes: list[str], clients: list[Client]
+) -> None:
+    """With the folder, events, acks and messages sent are written as they happen (no tallies
+    held in a process until its own scrape): another process's scrape sees every one."""
+    token = admin_token(server)
+    session_id = await server.create_session("alice")
+    recorder = Client(two_nodes[1], server.token("alice"))
+    clients.append(recorder)
+    await recorder.connect()
+    assert (await recorder.call("subscribe_on_session", {"session_id": session_id}))["ok"] is True
+    statuses = ("recording", "paused") * 3
+    for status in statuses:
+        ack = await recorder.call("set_session_status", {"session_id": session_id, "status": status})
+        assert ack["ok"] is True, ack
+    await recorder.wait_for(lambda: len(recorder.offsets(session_id)) == len(statuses))
+    async with (
+        aiohttp.ClientSession() as http,
+        http.get(two_nodes[0] + "/metrics", headers={"Authorization": f"Bearer {token}"}) as response,
+    ):
+        text = await response.text()
+    event = 'event="set_session_status"'
+    assert sample(text, "sessionhub_socket_events_total", f'{event},outcome="ok"') == len(statuses)
+    assert sample(text, "sessionhub_ack_seconds_count", event) == len(statuses)
+    assert sample(text, "sessionhub_ack_seconds_bucket", f'{event},le="+Inf"') == len(statuses)
+    assert sample(text, "sessionhub_fanout_seconds_count") >= 1
+    # the connect, two acks of subscribing and status changes, the snapshot, the six events
+    assert sample(text, "sessionhub_socket_messages_sent_total") >= 2 * len(statuses)

@@ -20,39 +20,68 @@ local channel = ARGV[1]
 local session_id = ARGV[2]
 local call_token, id_key = string.match(ARGV[3], '^([^|]*)|?(.*)$')
 local now_ms = tonumber(ARGV[4])
+-- now as JSON: the digits as given (the common case: no sprintf per envelope), else as Lua
+-- writes the number (what cjson wrote before)
+local now_text = ARGV[4]
+if not string.find(now_text, '^%d+$') then
+  now_text = tostring(now_ms)
+end
 local log_maxlen = ARGV[5]
 local events_in_call = 0
 
+-- A JSON string literal: quoted as is when it holds only characters JSON never escapes (ids,
+-- tokens, event types, statuses: the common case, no cjson call), else encoded by cjson.
+local function json_string(text)
+  if string.find(text, '^[%w%-%._:]*$') then
+    return '"' .. text .. '"'
+  end
+  return cjson.encode(text)
+end
+
+-- The sealed id and the JSON text of an event at (epoch, offset); `offset_text` is the offset
+-- in digits, formatted once by the caller (a Lua number written into a string costs a
+-- sprintf each time it is).
+local function envelope(etype, data_json, stem, epoch, offset_text)
+  local event_id = stem
+  if id_key ~= '' then
+    event_id = stem .. '.' .. string.sub(redis.sha1hex(id_key .. '|' .. session_id .. '|' .. epoch .. '|' .. offset_text), 1, 16)
+  end
+  local event = '{"session_id":' .. json_string(session_id) .. ',"epoch":' .. json_string(epoch)
+    .. ',"offset":' .. offset_text .. ',"id":' .. json_string(event_id) .. ',"type":' .. json_string(etype)
+    .. ',"ts":' .. now_text .. ',"data":' .. data_json .. '}'
+  return event_id, event
+end
+
 -- Appends one event; `data_json` is a JSON object encoded by the caller (Python's json.dumps
--- or cjson.encode here). The envelope is encoded by cjson and the data spliced in as is, so
--- that Python's encoding of the data (floats, empty lists) reaches clients unchanged.
+-- or cjson.encode here). The envelope is built here and the data spliced in as is, so that
+-- Python's encoding of the data (floats, empty lists) reaches clients unchanged.
 -- Every event has an `id` no other event has: a client resuming from an offset names the id
 -- it saw there, so history rewritten by a Redis that lost writes is noticed (storage/events.py).
+-- Every command a script runs costs Redis (and so every session on it) about a microsecond,
+-- and this runs once per committed event: epoch and offset come in one read, and the log's
+-- existence is checked by the append itself (XADD NOMKSTREAM answers nil when the log is gone).
 local function append_event(etype, data_json)
-  -- epoch and offset in one read: every command a script runs costs Redis (and so every
-  -- session on it) about a microsecond, and this runs once per committed event
   local meta = redis.call('HMGET', log_meta_key, 'epoch', 'offset')
   local epoch = meta[1]
-  local offset = 0
-  if (not epoch) or redis.call('EXISTS', log_key) == 0 then
+  events_in_call = events_in_call + 1
+  local stem = call_token .. '.' .. events_in_call
+  local offset, offset_text, event_id, event
+  local added = false
+  if epoch then
+    offset = tonumber(meta[2] or '0') + 1
+    offset_text = tostring(offset)
+    event_id, event = envelope(etype, data_json, stem, epoch, offset_text)
+    added = redis.call('XADD', log_key, 'NOMKSTREAM', 'MAXLEN', '~', log_maxlen, offset_text .. '-0', 'e', event)
+  end
+  if not added then
     -- The log (or its metadata) is gone: start a new epoch so that every client holding an
     -- offset of the old one is told its history cannot be recovered.
-    epoch = call_token
+    epoch, offset, offset_text = call_token, 1, '1'
+    event_id, event = envelope(etype, data_json, stem, epoch, offset_text)
     redis.call('DEL', log_key)
-  else
-    offset = tonumber(meta[2] or '0')
+    redis.call('XADD', log_key, 'MAXLEN', '~', log_maxlen, '1-0', 'e', event)
   end
-  offset = offset + 1
-  events_in_call = events_in_call + 1
-  local event_id = call_token .. '.' .. events_in_call
-  if id_key ~= '' then
-    event_id = event_id .. '.' .. string.sub(redis.sha1hex(id_key .. '|' .. session_id .. '|' .. epoch .. '|' .. offset), 1, 16)
-  end
-  redis.call('HSET', log_meta_key, 'epoch', epoch, 'offset', offset, 'id', event_id)
-  local envelope = cjson.encode({session_id = session_id, epoch = epoch, offset = offset, id = event_id,
-    type = etype, ts = now_ms})
-  local event = string.sub(envelope, 1, -2) .. ',"data":' .. data_json .. '}'
-  redis.call('XADD', log_key, 'MAXLEN', '~', log_maxlen, offset .. '-0', 'e', event)
+  redis.call('HSET', log_meta_key, 'epoch', epoch, 'offset', offset_text, 'id', event_id)
   redis.call('PUBLISH', channel, event)
   return offset
 end

@@ -55,5 +55,5 @@ if not string.find(allowed_from, ',' .. previous .. ',', 1, true) then
   return {false, 'invalid_state', previous}
 end
 take_lease()
-redis.call('HSET', session_key, 'status', status, 'updated_at', now_ms)
-return {append_event(event_type, cjson.encode({status = status, previous = previous})), previous}
+redis.call('HSET', session_key, 'status', status, 'updated_at', now_text)
+return {append_event(event_type, '{"status":' .. json_string(status) .. ',"previous":' .. json_string(previous) .. '}'), previous}
