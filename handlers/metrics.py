@@ -23,6 +23,13 @@ collects it (a scrape), so a scrape shows exactly what one call per event would 
 counts are whole numbers, and a histogram's sum is added up in the same order and then set.
 With the folder every process's values must be in its files when any process is scraped, so
 each call goes to prometheus-client at once, as before.
+
+prometheus-client has no bulk observe, so a histogram's tally relies on three private parts of
+a label child (STYLE.md item 12): ``_upper_bounds`` (the bucket bounds, ``+Inf`` last),
+``_buckets`` (one value per bound with ``inc``) and ``_sum`` (a value with ``set``).
+:func:`tally_contract_holds` checks them on a real child at start: an installed version
+without them gets the stock path (one call per event), and tests/test_metrics_tally.py
+compares a tallied scrape with a stock one.
 """
 
 from __future__ import annotations
@@ -55,6 +62,21 @@ CLOSE_REASONS = frozenset(
 )  # fmt: skip
 # Acks take a few ms, a fan-out round up to seconds under load: buckets cover both ends.
 LATENCY_BUCKETS_S = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
+
+
+def tally_contract_holds() -> bool:
+    """True when prometheus-client's histogram children have the private parts a tally writes."""
+    try:
+        child: Any = Histogram("sessionhub_probe", "probe", registry=None, buckets=(1.0,))
+        bounds, buckets, total = child._upper_bounds, child._buckets, child._sum
+        return (
+            list(bounds) == [1.0, float("inf")]
+            and len(buckets) == len(bounds)
+            and all(callable(getattr(b, "inc", None)) for b in buckets)
+            and callable(getattr(total, "set", None))
+        )
+    except (AttributeError, TypeError, ValueError):
+        return False
 
 
 class Observer(Protocol):
@@ -186,7 +208,7 @@ class Metrics:
         self.registry = CollectorRegistry()
         r = self.registry
         # Per-event figures tallied in plain numbers, unless every process writes the folder.
-        self.tallied = not os.environ.get(MULTIPROC_ENV)
+        self.tallied = not os.environ.get(MULTIPROC_ENV) and tally_contract_holds()
         self._tallies: list[CounterTally | HistogramTally] = []
         # process_* (CPU, memory, open files) and python_info, as the default registry has them.
         ProcessCollector(registry=r)

@@ -4,11 +4,12 @@ a scrape shows exactly what one prometheus-client call per event shows."""
 from __future__ import annotations
 
 import math
+import os
 import random
 
 from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
 
-from handlers.metrics import LATENCY_BUCKETS_S, Metrics
+from handlers.metrics import LATENCY_BUCKETS_S, MULTIPROC_ENV, Metrics, tally_contract_holds
 from tests.helpers import Client, ServerUnderTest
 from tests.test_metrics import scrape, value
 
@@ -137,3 +138,10 @@ async def test_a_served_scrape_counts_every_event_exactly(server: ServerUnderTes
     assert value(after, sent) - value(before, sent) == len(statuses) * 3
     rounds = value(after, "sessionhub_fanout_seconds_count") - value(before, "sessionhub_fanout_seconds_count")
     assert 1 <= rounds <= len(statuses)
+
+
+def test_the_installed_prometheus_client_has_what_a_tally_writes() -> None:
+    """The tally's private parts of prometheus-client (handlers.metrics docstring) are there on the
+    installed version; without them the process counts each event the stock way instead."""
+    assert tally_contract_holds()
+    assert Metrics().tallied == (not os.environ.get(MULTIPROC_ENV))
