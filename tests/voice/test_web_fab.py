@@ -117,16 +117,6 @@ async def test_a_pause_pressed_while_a_cut_runs_pauses_after_it(server: ServerUn
     await expect(page.locator("#fab-rec")).to_have_text("Resume")
     session = await server.services.voice.get(session_id)
     assert session is not None and session.status == "paused"
-
-    async def chunks_stored() -> int:
-        stored = await server.services.voice.get(session_id)
-        return stored.chunk_count if stored is not None else 0
-
-    # What was recorded is kept (the cut came so soon that its chunk may hold no audio yet).
-    deadline = asyncio.get_running_loop().time() + 30
-    while await chunks_stored() < 1:
-        assert asyncio.get_running_loop().time() < deadline, "no chunk was stored in 30 s"
-        await asyncio.sleep(0.1)
     assert not tab.errors, tab.errors
 
 
