@@ -9,6 +9,9 @@ import pytest
 
 from server.gc_policy import PauseWatch, watch_pauses
 
+# These tests run the collector: what earlier tests left to it must not fail them.
+pytestmark = pytest.mark.usefixtures("collected_first")
+
 
 def test_a_collection_at_or_over_the_bound_is_logged_with_its_length(caplog: pytest.LogCaptureFixture) -> None:
     watch = PauseWatch(0.0).install()  # every collection is "long"

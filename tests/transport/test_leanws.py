@@ -114,6 +114,7 @@ async def requests_drop_to(count: int) -> int:
     return live
 
 
+@pytest.mark.usefixtures("collected_first")  # it runs the collector: earlier tests' leftovers must not fail it
 async def test_nothing_of_the_http_request_outlives_the_handshake(
     server: ServerUnderTest, clients: list[Client]
 ) -> None:
