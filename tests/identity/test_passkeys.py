@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -60,6 +61,8 @@ async def test_a_passkey_added_in_one_browser_signs_another_in_as_the_same_user(
         await page.locator("#create-button").click()
         await page.wait_for_url("**/streams/*")
         stream_id = page.url.rsplit("/", 1)[1]
+        # The dashboard learns who it is from its own request: read the id once it is shown.
+        await expect(page.locator("#identity")).to_have_attribute("data-user-id", re.compile(r"^guest-"))
         user_id = await page.locator("#identity").get_attribute("data-user-id")
         assert user_id and user_id.startswith("guest-")
         await page.locator("#identity-name").click()
