@@ -25,6 +25,12 @@ A room remembers the ids of the events it delivered last. An offset it delivered
 with another id, or a log that holds less than the room delivered, means Redis lost writes and
 is handing out the same offsets again: the room stops delivering that epoch and has the log
 start a new one (``EventLog.reset_epoch``), whose notice tells every node's members to resync.
+
+A room never goes back to an epoch it left: its members were given that epoch's offsets. A
+message of a left epoch is one published before the change of epoch reached this node (the
+reset's answer can arrive before the pub/sub messages sent ahead of it), or a log that went back
+to that epoch (Redis lost the change): the message is dropped and the log read, and a log found
+in a left epoch is given a new one like any rewritten history.
 """
 
 from __future__ import annotations
@@ -97,6 +103,12 @@ LINGER_MAX_S = 0.003
 LINGER_MIN_S = 0.00025
 # Ids of this many recent deliveries are kept per room to tell a duplicate from a rewrite.
 RECENT_IDS = 256
+# A room remembers this many epochs it has left: their offsets were handed out, so it never
+# goes back to one of them (see Bus._drain).
+LEFT_EPOCHS = 8
+# A message of an epoch the room left has the log read (did Redis go back to that epoch?) at
+# most this often per room: a burst of late messages costs one read, not one each.
+LEFT_CHECK_S = 0.25
 
 
 def _linger_s(room: Room) -> float:
@@ -145,6 +157,8 @@ class Room:
     catching_up: bool = False
     recent: dict[int, str] = field(default_factory=dict)  # offset -> id of recent deliveries
     rewritten: bool = False  # this epoch's history was rewritten; waiting for the new epoch
+    left: deque[str] = field(default_factory=lambda: deque(maxlen=LEFT_EPOCHS))  # epochs left, newest last
+    left_checked: float = 0.0  # monotonic time a message of a left epoch last had the log read
     pending: list[_Outgoing] = field(default_factory=list)  # accepted, not yet written (next round)
     writer: asyncio.Task[None] | None = None  # the task writing the room's rounds, while it runs
     soon: bool = False  # a small room's round is scheduled as a callback (Bus._write_soon)
@@ -349,9 +363,17 @@ class Bus:
         room.epoch, room.offset = position.epoch, position.offset
         room.seen = position.offset
         early, room.early = room.early, []
+        other_epoch = False
         for parsed in early:  # what the position already covers is dropped by the drain
-            self._receive(room, parsed)
+            if parsed.epoch == room.epoch:
+                self._receive(room, parsed)
+            else:
+                # Older than the position (published before a change of epoch the position saw)
+                # or newer (one that began after it): the message cannot tell, the log can.
+                other_epoch = True
         room.ready.set()
+        if other_epoch and not room.catching_up:
+            self._start_catch_up(room)
 
     def _drop_room(self, room: Room) -> None:
         if self._rooms.get(room.session_id) is room:
@@ -490,6 +512,12 @@ class Bus:
             elif parsed.epoch == room.epoch and parsed.offset == room.offset + 1:
                 inbox.popleft()
                 self._fan_out(room, parsed)
+            elif parsed.epoch in room.left:
+                inbox.popleft()  # late, or a log gone back to that epoch: the log decides
+                now = time.monotonic()
+                if now - room.left_checked >= LEFT_CHECK_S:
+                    room.left_checked = now
+                    self._start_catch_up(room)
             elif parsed.epoch != room.epoch:
                 inbox.popleft()
                 self._resync(room, parsed.epoch, parsed.offset)
@@ -523,6 +551,11 @@ class Bus:
             return
         last_id = room.recent.get(room.offset)
         recovery = await self._log.read_after(room.session_id, room.epoch, room.offset, last_id)
+        if recovery.position.epoch in room.left:
+            # Redis went back to an epoch this room left (it lost the change of epoch): that
+            # epoch's next offsets were handed out here already.
+            self._rewritten(room, recovery.position.epoch)
+            return
         if recovery.rolled_back:
             self._rewritten(room)
             return
@@ -534,28 +567,37 @@ class Bus:
                 self._metrics.backfilled.inc()
                 self._fan_out(room, _Parsed(room.epoch, event.offset, event.type, event.raw, event.id))
 
-    def _rewritten(self, room: Room) -> None:
-        """Stop delivering the room's epoch and have the log start a new one (see the docstring)."""
-        log.warning("session %s: epoch %s was rewritten (Redis lost writes); new epoch", room.session_id, room.epoch)
+    def _rewritten(self, room: Room, log_epoch: str | None = None) -> None:
+        """Stop delivering the room's epoch and have the log start a new one (see the docstring).
+
+        ``log_epoch`` is the epoch the log is in when that is not the room's: one the room left.
+        """
+        rewritten = room.epoch if log_epoch is None else log_epoch
+        log.warning("session %s: epoch %s was rewritten (Redis lost writes); new epoch", room.session_id, rewritten)
         room.rewritten = True
-        task = asyncio.create_task(self._reset(room, room.epoch))
+        task = asyncio.create_task(self._reset(room, rewritten, room.epoch))
         self._background.add(task)
         task.add_done_callback(self._background.discard)
 
-    async def _reset(self, room: Room, epoch: str) -> None:
+    async def _reset(self, room: Room, rewritten: str, room_epoch: str) -> None:
         try:
-            position = await self._log.reset_epoch(room.session_id, epoch)
+            position = await self._log.reset_epoch(room.session_id, rewritten)
         except (RedisError, OSError) as exc:  # the next event or reconnect notices it again
             log.warning("session %s: could not reset the epoch: %s", room.session_id, exc)
             room.rewritten = False
             return
-        if room.epoch == epoch and self._rooms.get(room.session_id) is room:
-            # The notice also comes through pub/sub; whichever is first resyncs the room.
+        if room.epoch != room_epoch or self._rooms.get(room.session_id) is not room:
+            return
+        if position.epoch in room.left:  # the log is (back) in an epoch this room left
+            self._rewritten(room, position.epoch)
+        else:  # the notice also comes through pub/sub; whichever is first resyncs the room
             self._resync(room, position.epoch, position.offset)
 
     def _resync(self, room: Room, epoch: str, offset: int) -> None:
         """Tell every member its history has a gap the log cannot fill."""
         log.info("session %s: resync to epoch %s offset %d", room.session_id, epoch, offset)
+        if epoch != room.epoch and room.epoch:
+            room.left.append(room.epoch)
         room.epoch, room.offset, room.seen = epoch, offset, offset
         room.recent.clear()
         room.rewritten = False

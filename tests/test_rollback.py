@@ -7,6 +7,7 @@ behind the server's back: the log goes back to an older offset of the same epoch
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Any
 
@@ -160,5 +161,80 @@ async def test_a_node_reconnecting_to_a_redis_that_lost_writes_resyncs_its_room(
         assert await redis.client_kill_filter(_type="pubsub") >= 1
         await watcher.wait_for(lambda: bool(watcher.named("session_resync")), timeout=10)
         assert watcher.named("session_resync")[0]["epoch"] != epoch
+    finally:
+        await raw.aclose()
+
+
+def one_id_per_offset(watcher: Client, session_id: str) -> dict[tuple[str, int], str]:
+    """Every (epoch, offset) the watcher was given, with its id; fails on one given twice."""
+    seen: dict[tuple[str, int], str] = {}
+    for name, data in watcher.events:
+        if name == "session_status" and data.get("session_id") == session_id:
+            assert seen.setdefault((data["epoch"], data["offset"]), data["id"]) == data["id"], data
+    return seen
+
+
+async def test_late_messages_of_an_epoch_the_room_left_are_never_delivered(
+    server: ServerUnderTest, clients: list[Client], redis: Any
+) -> None:
+    """A room that started a new epoch (its history was rewritten) has the reset's answer
+    straight from Redis, which can come before pub/sub messages of the old epoch published
+    ahead of the reset. Those must not take the room back to the old epoch: its members were
+    given its offsets already (seen in a cluster failover to a lagging replica)."""
+    session_id = await server.create_session("alice")
+    watcher = await server.subscriber(clients, session_id)
+    old_epoch = (await server.services.log.position(session_id)).epoch
+    await toggle(server, session_id, 5)  # offsets 2..6
+    await watcher.wait_for(lambda: watcher.offsets(session_id)[-1:] == [6])
+    given = {data["offset"]: data for data in watcher.named("session_status")}
+    channel = server.services.keys.channel(session_id)
+
+    async def publish_again(offset: int) -> None:  # the offset as a lagging replica hands it out
+        await redis.publish(channel, json.dumps({**given[offset], "id": f"replica.{offset}"}))
+
+    await publish_again(4)  # an offset given with another id: the room has the log start anew
+    await watcher.wait_for(lambda: bool(watcher.named("session_resync")), timeout=10)
+    for offset in (5, 6):  # published before the reset, arriving after its answer
+        await publish_again(offset)
+    await server.services.voice.set_status(session_id, "cutting", OWNER)
+    new_epoch = (await server.services.log.position(session_id)).epoch
+    await watcher.wait_for(lambda: any(epoch == new_epoch for epoch, _ in one_id_per_offset(watcher, session_id)))
+
+    assert [notice["epoch"] for notice in watcher.named("session_resync")] == [new_epoch] != [old_epoch]
+    given_again = one_id_per_offset(watcher, session_id)
+    assert sorted(offset for epoch, offset in given_again if epoch == old_epoch) == [2, 3, 4, 5, 6]
+
+
+async def test_a_log_gone_back_to_an_epoch_the_room_left_starts_another(
+    server: ServerUnderTest, clients: list[Client], redis_process: RedisProcess
+) -> None:
+    """Redis loses writes twice: first the room's history (a new epoch starts), then the new
+    epoch itself, so the log is back in the epoch the room left and hands out its next
+    offsets again. The room must not follow it back: it has the log start yet another epoch."""
+    raw = Redis.from_url(redis_process.url)
+    try:
+        session_id = await server.create_session("alice")
+        watcher = await server.subscriber(clients, session_id)
+        old_epoch = (await server.services.log.position(session_id)).epoch
+        await toggle(server, session_id, 2)  # offsets 2, 3: recording, paused
+        lost = Snapshot(raw, session_keys(server, session_id))
+        await lost.take()  # at offset 3
+        await toggle(server, session_id, 2)  # offsets 4, 5
+        await watcher.wait_for(lambda: watcher.offsets(session_id)[-1:] == [5])
+
+        await lost.restore()
+        await server.services.voice.set_status(session_id, "recording", OWNER)  # offset 4 again
+        await watcher.wait_for(lambda: len(watcher.named("session_resync")) == 1, timeout=10)
+        await lost.restore()  # the new epoch is lost too: the log is at offset 3 of the old one
+        await server.services.voice.set_status(session_id, "recording", OWNER)  # offset 4 a third time
+        await watcher.wait_for(lambda: len(watcher.named("session_resync")) == 2, timeout=10)
+        await server.services.voice.set_status(session_id, "paused", OWNER)
+        last_epoch = (await server.services.log.position(session_id)).epoch
+        await watcher.wait_for(lambda: any(epoch == last_epoch for epoch, _ in one_id_per_offset(watcher, session_id)))
+
+        epochs = [notice["epoch"] for notice in watcher.named("session_resync")]
+        assert old_epoch not in epochs and len(set(epochs)) == 2 and epochs[-1] == last_epoch
+        given = one_id_per_offset(watcher, session_id)
+        assert sorted(offset for epoch, offset in given if epoch == old_epoch) == [2, 3, 4, 5]
     finally:
         await raw.aclose()
