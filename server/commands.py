@@ -29,7 +29,7 @@ from server.app import build_app, front_site
 from server.cli import validation_message
 from server.identity import token_service
 from server.gc_policy import watch_pauses
-from server.process import raise_open_files_limit, tune_gc
+from server.process import YoungSweep, raise_open_files_limit, tune_gc
 from server.redis_embed import URL_FILE, DataDirBusy, DataDirLock, EmbeddedRedis, NoRedisServer, find_redis_server
 from server.services import build_services, connect_redis
 from server.settings import Settings
@@ -164,6 +164,7 @@ async def serve(settings: Settings) -> None:
             raise StartupError(f"cannot listen on {settings.host}:{settings.port}: {exc.strerror or exc}") from None
         open_files = raise_open_files_limit()
         tune_gc(settings.gc_gen0_threshold)  # after start-up: what exists now is frozen
+        sweep = YoungSweep().start() if settings.gc_gen0_threshold > 0 else None
         watch_pauses(settings.gc_pause_log_ms)
         stop_workers = asyncio.Event()
         workers = [
@@ -176,6 +177,8 @@ async def serve(settings: Settings) -> None:
         try:
             await _wait_for_signal()
         finally:
+            if sweep is not None:
+                sweep.stop()
             stop_workers.set()
             for task in workers:
                 task.cancel()

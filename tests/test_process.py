@@ -64,3 +64,47 @@ def test_a_young_collection_examines_a_bounded_number_of_objects() -> None:
     # collection (up to gen0 x 21 of them: ~1 M with 50,000 and 20), holding the loop for it.
     out = subprocess.run([sys.executable, "-c", _EXAMINED], capture_output=True, text=True, check=True).stdout
     assert 0 < int(out) <= YOUNG_COLLECTION_BOUND, f"a young collection examined {out.strip()} objects"
+
+
+_CHURN = """
+import asyncio, gc, sys
+from server.process import YoungSweep, tune_gc
+from server.settings import Settings
+tune_gc(Settings.model_fields["gc_gen0_threshold"].default)
+examined = [0]
+collections = [0]
+def watch(phase, info):
+    if phase == "start" and info["generation"] < 2:
+        collections[0] += 1
+        size = sum(len(gc.get_objects(g)) for g in range(info["generation"] + 1))
+        examined[0] = max(examined[0], size)
+gc.callbacks.append(watch)
+old = [[n] for n in range(300_000)]  # the last run's connections
+gc.collect()
+examined[0] = 0  # what building them took does not count
+async def main():
+    sweep = YoungSweep(every_s=0.005).start() if sys.argv[1] == "sweep" else None
+    new = []
+    for turn in range(40):  # the next run's connections are built while the last's are freed
+        for n in range(5_000):
+            old.pop()
+            new.append([n])
+        if sweep is not None:  # a turn of the loop long enough for the sweep's timer
+            before = collections[0]
+            while collections[0] == before:
+                await asyncio.sleep(0.001)
+    gc.collect(0)  # the young collection that comes at last
+    print(examined[0])
+asyncio.run(main())
+"""
+
+
+def test_young_objects_made_while_old_ones_are_freed_are_collected_in_small_steps() -> None:
+    # Frees count against allocations in the collector's trigger: a reconnect (old connections
+    # freed while new ones are made) piled 200,000 objects into one young collection.
+    def examined(mode: str) -> int:
+        run = subprocess.run([sys.executable, "-c", _CHURN, mode], capture_output=True, text=True, check=True)
+        return int(run.stdout)
+
+    assert examined("none") > 150_000  # CPython's own trigger never fired during the churn
+    assert 0 < examined("sweep") <= YOUNG_COLLECTION_BOUND
