@@ -110,6 +110,7 @@ async def test_a_stock_server_built_later_is_unaffected(server: ServerUnderTest)
         assert getattr(socket, "sh_ws", None) is None and type(socket.queue) is asyncio.Queue
     finally:
         await client.disconnect()
+        await stock.shutdown()  # its Engine.IO service task (ping timeouts) ends with it
         await runner.cleanup()
 
 
