@@ -410,6 +410,12 @@ def _screen_nothing(eio_sid: str, text: str) -> str | None:
 # (Redis round trips of the disconnect handlers) overlap.
 CLOSE_BATCH = 32
 
+# At shutdown, how long the closes of gone connections still running (their disconnect handlers
+# giving back what the connection held: a recording lease, a presence) get to finish before
+# they are cancelled: what `serve` gives an HTTP request. Left running, one outlived its server,
+# holding the app and its closed Redis client.
+CLOSE_FINISH_S = 3.0
+
 # New connections' opening steps started per loop turn (handlers.admission): Engine.IO
 # handshakes, and Socket.IO CONNECTs with their JWT. At ~0.5-1 ms each, a turn holds a few
 # milliseconds of each kind instead of hundreds (a burst's every step ran in one turn), and the
@@ -658,6 +664,20 @@ class LightEngineServer(engineio.AsyncServer):
             if socket.closed:
                 self.sockets.pop(socket.sid, None)
                 _let_go(socket)
+
+    async def shutdown(self) -> None:
+        """Stop Engine.IO's background work, then let the closes still running (gone
+        connections', slow clients' cuts) finish within CLOSE_FINISH_S; cancel what is left."""
+        await super().shutdown()
+        running = [task for task in (self._closer, *self._cuts) if task is not None and not task.done()]
+        if not running:
+            return
+        _, late = await asyncio.wait(running, timeout=CLOSE_FINISH_S)
+        if late:
+            log.warning("stopping with %d gone connections not closed after %.0f s", len(late), CLOSE_FINISH_S)
+            for task in late:
+                task.cancel()
+            await asyncio.gather(*late, return_exceptions=True)
 
     def _cut(self, socket: AsyncSocket) -> None:
         """Disconnect a client whose queue outgrew the slow-client limit (one that stopped
