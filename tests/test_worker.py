@@ -173,10 +173,12 @@ async def test_a_hanging_processor_is_cancelled_and_retried(server: ServerUnderT
 
 
 async def test_jobs_longer_than_the_visibility_timeout_run_once(server: ServerUnderTest) -> None:
-    """Two workers with a 300 ms visibility timeout and two jobs that work for 0.8 s each.
+    """Two workers with a 900 ms visibility timeout and two jobs that work for 1.2 s each.
 
     Both jobs are queued before the workers start, so the first worker claims both in one batch:
-    the second waits its turn there and must not be reclaimed meanwhile either.
+    the second waits its turn there and must not be reclaimed meanwhile either. (A heartbeat
+    every 300 ms may be 600 ms late before a reclaim is possible: with 300 ms, one busy moment
+    of a loaded machine had the job reclaimed, as designed for a worker that is that late.)
     """
     session_id = await server.create_session("alice")
     starts: list[tuple[str, str]] = []
@@ -184,7 +186,7 @@ async def test_jobs_longer_than_the_visibility_timeout_run_once(server: ServerUn
     def slow(consumer: str) -> Any:
         async def run(ctx: Services, job: Job) -> dict[str, Any]:
             starts.append((consumer, job.payload["n"]))
-            await asyncio.sleep(0.8)
+            await asyncio.sleep(1.2)
             return {}
 
         return run
@@ -192,15 +194,15 @@ async def test_jobs_longer_than_the_visibility_timeout_run_once(server: ServerUn
     for n in ("first", "second"):
         job = Job(type="SLOW", session_id=session_id, performer_id="alice", payload={"n": n})
         await server.services.jobs.enqueue(job)
-    workers = [make_worker(server, {"SLOW": slow(name)}, visibility_ms=300, consumer=name) for name in ("w1", "w2")]
+    workers = [make_worker(server, {"SLOW": slow(name)}, visibility_ms=900, consumer=name) for name in ("w1", "w2")]
     stop = asyncio.Event()
     tasks = [asyncio.create_task(w.run(stop, block_ms=20)) for w in workers]
     try:
         loop = asyncio.get_running_loop()
-        deadline = loop.time() + 10
+        deadline = loop.time() + 15
         while (await server.services.jobs.counts())["queued"] and loop.time() < deadline:
             await asyncio.sleep(0.05)
-        await asyncio.sleep(0.6)  # two visibility timeouts more: a reclaim would have started one again
+        await asyncio.sleep(1.8)  # two visibility timeouts more: a reclaim would have started one again
     finally:
         stop.set()
         await asyncio.wait_for(asyncio.gather(*tasks), 5)
