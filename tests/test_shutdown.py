@@ -98,4 +98,3 @@ async def test_a_stopped_server_leaves_no_task_running(redis_process: RedisProce
         if task.get_coro().__qualname__ != "AsyncSocket._send_ping"  # type: ignore[union-attr]
     }
     assert not left, left
-
