@@ -8,11 +8,7 @@ with one change: the reads and writes in :data:`LEAN_COMMANDS`, and MULTI/EXEC p
 made only of such reads, go over one long-lived connection (:class:`LeanLink`) on which
 requests are written back to back and replies are matched to them in order (Redis answers a
 connection's commands in the order they arrive). Requests made in the same loop iteration
-share one write, and the calls of one script among them (status changes of many sessions) run
-as one call of its batch script (:data:`BATCH_SCRIPT`, at most :data:`MAX_BATCH` calls), each
-answered on its own: Redis pays one EVALSHA's fixed cost for the batch. This is a single Redis's
-link only: a cluster's client (redis-py's ``RedisCluster``) sends each call, in its one slot, as
-it always did. Blocking commands, pub/sub, WATCH, and everything else keep redis-py's pool.
+share one write. Blocking commands, pub/sub, WATCH, and everything else keep redis-py's pool.
 
 When the connection drops, every request waiting on it fails with redis-py's
 ``ConnectionError``, so the callers' error mapping is unchanged, and the next request
@@ -30,7 +26,6 @@ exceptions through its own table (:func:`parse_error`, checked against redis-py'
 from __future__ import annotations
 
 import asyncio
-import hashlib
 import inspect
 import re
 import socket
@@ -136,15 +131,10 @@ Fallback = tuple[Any, tuple[Any, ...]]
 
 
 class _Request:
-    __slots__ = ("barrier", "count", "fallback", "future", "replies")
+    __slots__ = ("count", "fallback", "future", "replies")
 
     def __init__(
-        self,
-        count: int,
-        future: asyncio.Future[list[Any]],
-        fallback: Fallback | None = None,
-        *,
-        barrier: bool = False,
+        self, count: int, future: asyncio.Future[list[Any]], fallback: Fallback | None = None
     ) -> None:
         self.count = count
         self.future = future
@@ -152,123 +142,6 @@ class _Request:
         # An EVALSHA's script body and arguments: its EVAL is sent in its place when Redis
         # answers NOSCRIPT (see _Replies._again); packed only then.
         self.fallback = fallback
-        # A write that no batch of script calls sent before it may be moved past (_batched).
-        self.barrier = barrier
-
-    def done(self) -> bool:
-        """True once nobody waits for the replies (answered, failed, or its caller cancelled)."""
-        return self.future.done()
-
-    def resolve(self) -> None:
-        """Hand the replies over (to nobody when the caller is gone: they were still read off)."""
-        if not self.future.done():
-            self.future.set_result(self.replies)
-
-    def fail(self, error: Exception) -> None:
-        if not self.future.done():
-            self.future.set_exception(error)
-
-
-# Script calls of one script that a loop iteration sends run as one call of its batch script
-# (:data:`BATCH_SCRIPT`), at most this many at a time: Redis pays an EVALSHA's fixed cost (the
-# script's lookup, its KEYS and ARGV tables, the call's bookkeeping: about 20 µs, most of what
-# a status change costs it) once per batch; one batch holds Redis for about this many changes.
-MAX_BATCH = 32
-# The batch script: the body of the script (``{body}``) as a function run once per call, in the
-# order the calls were issued, each under pcall so that one call's error is its own answer.
-BATCH_SCRIPT = """-- Several calls of one script, in order, each answered on its own (storage/lean_redis.py).
---   KEYS[1..]  every call's keys, one call's after the one before's
---   ARGV[1]    the number of calls
---   ARGV[2..]  per call: its number of keys, its number of args, then its args
-local function one(KEYS, ARGV)
-{body}
-end
-local calls = tonumber(ARGV[1])
-local results = {{}}
-local key_at, arg_at = 0, 1
-for call = 1, calls do
-  local key_count, arg_count = tonumber(ARGV[arg_at + 1]), tonumber(ARGV[arg_at + 2])
-  arg_at = arg_at + 2
-  local keys, args = {{}}, {{}}
-  for i = 1, key_count do
-    keys[i] = KEYS[key_at + i]
-  end
-  for i = 1, arg_count do
-    args[i] = ARGV[arg_at + i]
-  end
-  key_at, arg_at = key_at + key_count, arg_at + arg_count
-  local ok, result = pcall(one, keys, args)
-  if ok then
-    -- a nil would end the array here and shift every answer behind it
-    if result == nil then
-      result = false
-    end
-    results[call] = result
-  elseif type(result) == 'table' and result.err then
-    results[call] = result
-  else
-    results[call] = {{err = 'ERR ' .. tostring(result)}}
-  end
-end
-return results
-"""
-
-
-def batch_script(body: str | bytes) -> tuple[str, str]:
-    """The batch script of a script's body and its SHA-1: (text, sha)."""
-    text = BATCH_SCRIPT.format(body=body.decode() if isinstance(body, bytes) else body)
-    return text, hashlib.sha1(text.encode()).hexdigest()
-
-
-class _Batch(_Request):
-    """Script calls of one script sent as one call of its batch script; its one reply (a list
-    of the calls' answers, or one error for all) completes each of them."""
-
-    __slots__ = ("members", "script")
-
-    def __init__(self, members: list[_Request], script: tuple[str, str]) -> None:
-        keys: list[Any] = []
-        args: list[Any] = [len(members)]
-        for member in members:
-            assert member.fallback is not None
-            command = member.fallback[1]
-            key_count = int(command[2])
-            call_args = command[3 + key_count :]
-            keys += command[3 : 3 + key_count]
-            args += [key_count, len(call_args), *call_args]
-        text, sha = script
-        evalsha = ("EVALSHA", sha, len(keys), *keys, *args)
-        super().__init__(1, members[0].future, (text, evalsha))
-        self.members = members
-        self.script = script
-
-    def without_gone(self) -> _Batch:
-        """This batch less the calls whose callers are gone (itself when none is)."""
-        live = [member for member in self.members if not member.future.done()]
-        return self if len(live) == len(self.members) else _Batch(live, self.script)
-
-    @property
-    def packed(self) -> bytes:
-        assert self.fallback is not None
-        return _pack(self.fallback[1])
-
-    def done(self) -> bool:
-        return all(member.future.done() for member in self.members)
-
-    def resolve(self) -> None:
-        (reply,) = self.replies
-        if isinstance(reply, list) and len(reply) == len(self.members):
-            answers = reply
-        else:  # one error for every call (OOM, BUSY, ...), or an answer that cannot be split
-            error = reply if isinstance(reply, RedisError) else ResponseError(f"malformed batch reply: {reply!r}")
-            answers = [error] * len(self.members)
-        for member, answer in zip(self.members, answers, strict=True):
-            member.replies = [answer]
-            member.resolve()
-
-    def fail(self, error: Exception) -> None:
-        for member in self.members:
-            member.fail(error)
 
 
 class _Replies(asyncio.Protocol):
@@ -281,7 +154,6 @@ class _Replies(asyncio.Protocol):
         self._waiting: deque[_Request] = deque()
         self._transport: asyncio.Transport | None = None
         self._unsent: list[bytes] = []  # requests of this loop iteration, written by _flush
-        self._batch_scripts: dict[str | bytes, tuple[str, str]] = {}  # script body -> batch_script()
         self.open = False
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
@@ -301,61 +173,8 @@ class _Replies(asyncio.Protocol):
         # Every request sent in one loop iteration leaves in one write: one system call for
         # the many subscribes (or status changes) that a busy iteration runs.
         unsent, self._unsent = self._unsent, []
-        if len(unsent) > 1:
-            unsent = self._batched(unsent)
         if self._transport is not None and self.open:
             self._transport.write(b"".join(unsent))
-
-    def _batched(self, unsent: list[bytes]) -> list[bytes]:
-        """``unsent`` (the last requests waiting) with the calls of each script run as batches.
-
-        A batch goes where its last call was, so each call runs after everything sent before
-        it; it runs after some requests sent after it in the same iteration (whose callers
-        could not have seen its effect yet), but only reads and writes sent ahead of their own
-        script (:meth:`LeanLink.submit`, a recording's sweep entry): any other write, another
-        script's call included, ends the batch being filled, so writes of different kinds keep
-        the order they were sent in.
-        """
-        waiting = self._waiting
-        requests = [waiting.pop() for _ in unsent][::-1]
-        chunks: dict[int, list[int]] = {}  # index of a batch's last call -> its calls' indexes
-        calls: list[int] = []  # the batch being filled
-        sha: Any = None  # its script
-        for index, request in enumerate(requests):
-            if type(request) is _Request and request.count == 1 and request.fallback is not None:
-                if request.fallback[1][1] != sha or len(calls) == MAX_BATCH:
-                    if calls:
-                        chunks[calls[-1]] = calls
-                    calls, sha = [], request.fallback[1][1]
-                calls.append(index)
-            elif request.barrier and calls:
-                chunks[calls[-1]] = calls
-                calls, sha = [], None
-        if calls:
-            chunks[calls[-1]] = calls
-        batched = {index for calls in chunks.values() if len(calls) > 1 for index in calls}
-        if not batched:
-            waiting.extend(requests)
-            return unsent
-        out: list[bytes] = []
-        for index, request in enumerate(requests):
-            chunk = chunks.get(index)
-            if chunk is not None and len(chunk) > 1:
-                batch = _Batch([requests[i] for i in chunk], self._batch_script(request))
-                waiting.append(batch)
-                out.append(batch.packed)
-            elif index not in batched:
-                waiting.append(request)
-                out.append(unsent[index])
-        return out
-
-    def _batch_script(self, request: _Request) -> tuple[str, str]:
-        assert request.fallback is not None
-        body = request.fallback[0]
-        script = self._batch_scripts.get(body)
-        if script is None:
-            script = self._batch_scripts[body] = batch_script(body)
-        return script
 
     def data_received(self, data: bytes) -> None:
         self._reader.feed(data)
@@ -366,13 +185,14 @@ class _Replies(asyncio.Protocol):
                 request = self._waiting[0]
                 if request.fallback is not None and isinstance(reply, NoScriptError):
                     self._waiting.popleft()
-                    if not request.done():  # a caller gone (cancelled) runs nothing more
+                    if not request.future.done():  # a caller gone (cancelled) runs nothing more
                         self._again(request)
                     continue
                 request.replies.append(reply)
                 if len(request.replies) == request.count:
                     self._waiting.popleft()
-                    request.resolve()  # a cancelled caller's replies are still read off
+                    if not request.future.done():  # a cancelled caller's replies are still read off
+                        request.future.set_result(request.replies)
         except hiredis.ProtocolError:
             self.abort()
 
@@ -387,8 +207,6 @@ class _Replies(asyncio.Protocol):
         reload does (over its pool, where the reloads -- and so the retries -- may finish in any
         order).
         """
-        if isinstance(request, _Batch):
-            request = request.without_gone()  # a caller gone runs nothing more here either
         fallback, request.fallback = request.fallback, None  # one retry: an EVAL has no NOSCRIPT
         assert fallback is not None
         body, evalsha = fallback
@@ -406,7 +224,9 @@ class _Replies(asyncio.Protocol):
         self.open = False
         error = RedisConnectionError(f"Connection to Redis lost: {exc or 'closed by server'}")
         while self._waiting:
-            self._waiting.popleft().fail(error)
+            request = self._waiting.popleft()
+            if not request.future.done():
+                request.future.set_exception(error)
 
 
 def _reader(encoding: str | None, errors: str) -> hiredis.Reader:
@@ -471,7 +291,7 @@ class LeanLink:
         EVAL is sent in its place if Redis answers NOSCRIPT.
         """
         try:
-            return await self._request_once(packed, count, fallback, barrier=not repeatable)
+            return await self._request_once(packed, count, fallback)
         except RedisConnectionError:
             if not repeatable:
                 raise
@@ -490,14 +310,12 @@ class LeanLink:
         self.requests += 1
         return future
 
-    async def _request_once(
-        self, packed: bytes, count: int, fallback: Fallback | None = None, *, barrier: bool = False
-    ) -> list[Any]:
+    async def _request_once(self, packed: bytes, count: int, fallback: Fallback | None = None) -> list[Any]:
         replies = self._replies
         if replies is None or not replies.open:
             replies = await self._connection()
         future: asyncio.Future[list[Any]] = asyncio.get_running_loop().create_future()
-        replies.send(packed, _Request(count, future, fallback, barrier=barrier))
+        replies.send(packed, _Request(count, future, fallback))
         self.requests += 1
         return await future
 
