@@ -70,6 +70,10 @@ class Connection:
     # it has not): its disconnect is counted under that reason.
     flood: FloodCount | None = None
     cut: str = ""
+    # Values a capability derives from ``claims`` once per connection rather than once per
+    # event (the voice scripts' performer: a frozen dataclass and three permission lookups, on
+    # every status change). Keyed by the deriving function; a connection's claims never change.
+    derived: dict[object, object] = field(default_factory=dict)
 
 
 class Connections:

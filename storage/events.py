@@ -22,6 +22,7 @@ and the log no longer holds it. Any other false claim costs only that client a s
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import hashlib
 import hmac
@@ -42,7 +43,7 @@ from protocol.errors import CodedError, ErrorCode
 from protocol.events import SESSION_RESYNC
 from storage.clock import Clock
 from storage.keys import Keys
-from storage.lean_redis import read_together
+from storage.lean_redis import LeanRedis, read_together
 from storage.scripts import Explain, Script, checked, plain_script, refused
 
 
@@ -123,6 +124,12 @@ class NotConfirmed(CodedError):
     the change is in place -- e.g. a recording lease it took must be kept (handlers/voice)."""
 
 
+def _read_off(future: asyncio.Future[list[Any]]) -> None:
+    """Take a sent-ahead write's outcome that nobody waits for any more (its script failed)."""
+    if not future.cancelled():
+        future.exception()
+
+
 async def _skip_answer(connection: Any) -> None:
     """Read the wait's answer after the script's error, whatever it says: a node that answered
     MOVED because it became a replica answers the WAIT with an error too ("WAIT cannot be used
@@ -176,10 +183,15 @@ class EventLog:
         args: list[Any] | None = None,
         now_ms: int | None = None,
         explain: Explain | None = None,
+        ahead: tuple[Any, ...] | None = None,
     ) -> list[Any]:
         """Run an event-appending script; raise the coded error of a refusal it returns.
 
-        ``explain`` words a refusal from its detail (:func:`storage.scripts.checked`).
+        ``explain`` words a refusal from its detail (:func:`storage.scripts.checked`). ``ahead``
+        is a write Redis must run before the script (a recording's sweep entry, in another slot):
+        over a lean link it leaves in the script's write, just ahead of it, and its reply is read
+        with the script's (one round trip instead of two); otherwise it is awaited first. Its
+        error is raised after the script ran.
         """
         now = self._clock.now_ms() if now_ms is None else now_ms
         id_key = self._id_key if self._id_key is not None else await self._load_id_key()
@@ -192,11 +204,36 @@ class EventLog:
             self._maxlen,
             *(args or []),
         ]
-        if self._durability is Durability.MEMORY:
+        if self._durability is not Durability.MEMORY:
+            if ahead is not None:
+                await self._redis.execute_command(*ahead)
+            return checked(await self._run_durably(script, all_keys, all_args), explain)
+        sent = self._send_ahead(ahead, script) if ahead is not None else None
+        if ahead is not None and sent is None:
+            await self._redis.execute_command(*ahead)
+        try:
             result = await script(keys=all_keys, args=all_args)
-        else:
-            result = await self._run_durably(script, all_keys, all_args)
+        except BaseException:
+            if sent is not None:
+                sent.add_done_callback(_read_off)
+            raise
+        if sent is not None:
+            (reply,) = await sent
+            if isinstance(reply, RedisError):
+                raise reply
         return checked(result, explain)
+
+    def _send_ahead(self, ahead: tuple[Any, ...], script: Script) -> asyncio.Future[list[Any]] | None:
+        """``ahead`` sent now over the lean link the script's call takes next, or None.
+
+        Only when the script goes over that same link (its registered client is this one, called
+        without a pipeline): Redis answers one connection's commands in the order they arrive, so
+        the write runs first, as when it was awaited on its own.
+        """
+        redis = self._redis
+        if not isinstance(redis, LeanRedis) or script.registered_client is not redis:
+            return None
+        return redis.send_ahead(*ahead)
 
     async def _load_id_key(self) -> str:
         """The secret every node seals event ids with: made by the first node, kept in Redis."""

@@ -297,6 +297,19 @@ class LeanLink:
                 raise
             return await self._request_once(packed, count, fallback)
 
+    def submit(self, packed: bytes, count: int) -> asyncio.Future[list[Any]] | None:
+        """Send ``packed`` (``count`` commands) now, on the open connection, without waiting: the
+        future of its replies (error replies included), or None when no connection is open (the
+        caller then awaits :meth:`request` instead). A request made after this one in the same
+        loop iteration leaves in the same write, behind it, and Redis runs it after this one."""
+        replies = self._replies
+        if replies is None or not replies.open:
+            return None
+        future: asyncio.Future[list[Any]] = asyncio.get_running_loop().create_future()
+        replies.send(packed, _Request(count, future))
+        self.requests += 1
+        return future
+
     async def _request_once(self, packed: bytes, count: int, fallback: Fallback | None = None) -> list[Any]:
         replies = self._replies
         if replies is None or not replies.open:
@@ -431,6 +444,15 @@ class LeanRedis(Redis):
             fallback = None if body is None else (body, args)
         (reply,) = await lean.request(_pack(args), 1, repeatable=name in READS, fallback=fallback)
         return await _parsed(self.response_callbacks, name, reply, options)
+
+    def send_ahead(self, *args: Any) -> asyncio.Future[list[Any]] | None:
+        """Send the write ``args`` (one of :data:`WRITES`) now over the link, without waiting: the
+        future of its reply, or None when the link cannot take it now (no link, no open
+        connection, another command); see :meth:`LeanLink.submit` for the order it keeps."""
+        lean = self.lean
+        if lean is None or args[0] not in WRITES or not _packable(args):
+            return None
+        return lean.submit(_pack(args), 1)
 
     def pipeline(self, transaction: bool = True, shard_hint: str | None = None) -> Pipeline:
         return LeanPipeline(self.connection_pool, self.response_callbacks, transaction, shard_hint, lean=self.lean)

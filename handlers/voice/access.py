@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from auth.access import read_scope, require_read, require_update
 from auth.claims import Claims, Permission
+from handlers.connection import Connection
 from protocol.errors import CodedError, ErrorCode
 from storage.voice.repository import Performer, VoiceSession, VoiceSessions
 
@@ -32,3 +33,12 @@ async def updatable(voice: VoiceSessions, claims: Claims, session_id: str) -> Vo
 def performer(claims: Claims) -> Performer:
     """The performer as the voice scripts check it (the same rule as ``updatable``)."""
     return Performer(user_id=claims.sub, read_scope=read_scope(claims), may_update=claims.has(Permission.UPDATE))
+
+
+def connection_performer(conn: Connection) -> Performer:
+    """:func:`performer` of the connection's claims, made once per connection (they never change)."""
+    found = conn.derived.get(performer)
+    if found is None:
+        found = conn.derived[performer] = performer(conn.claims)
+    assert isinstance(found, Performer)
+    return found

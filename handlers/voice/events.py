@@ -8,7 +8,7 @@ from handlers.connection import Connection
 from handlers.context import Services
 from handlers.payloads import ChunkList, SessionRef, StatusRequest, validate
 from handlers.socket_router import SocketRouter
-from handlers.voice.access import performer, updatable
+from handlers.voice.access import connection_performer, updatable
 from handlers.voice.actions import CREATE_TASKS_FROM_CHUNKS, POST_PROCESS_SESSION, admit_job, close, job_for
 from handlers.voice.recording import RECORDING_STATUSES, RecordingKeeper
 from storage.events import NotConfirmed
@@ -81,22 +81,25 @@ class VoiceEvents:
         session_id, status = status_request(data)
         recording = status in RECORDING_STATUSES
         leases = self._recording.leases
+        due_entry = None
         if recording:
-            # In the sweeper's set before the lease exists: no lease is ever out of its sight.
-            # Only for sessions the caller may change, so strangers cannot fill the set; a
-            # connection that took this session's lease before passed the script's own check
-            # then (the owner of a session never changes), so its recorder toggling between
-            # recording and paused pays that read once, not on every change.
+            # In the sweeper's set before the lease exists: no lease is ever out of its sight
+            # (the entry's ZADD runs ahead of the script: in its write on a lean link, awaited
+            # first otherwise). Only for sessions the caller may change, so strangers cannot
+            # fill the set; a connection that took this session's lease before passed the
+            # script's own check then (the owner of a session never changes), so its recorder
+            # toggling between recording and paused pays that read once, not on every change.
             if not self._recording.holds(conn.sid, session_id):
                 await updatable(self._s.voice, conn.claims, session_id)
-            await leases.schedule(session_id)
+            due_entry = leases.due_entry(session_id)
         try:
             change = await self._s.voice.set_status(
                 session_id,
                 status,
-                performer(conn.claims),
+                connection_performer(conn),
                 holder=self._recording.holder(conn.sid),
                 lease_ms=leases.lease_ms,
+                ahead=due_entry,
             )
         except NotConfirmed:
             # Applied, only not confirmed durable: the lease it took is this connection's, so

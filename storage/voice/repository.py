@@ -222,14 +222,21 @@ class VoiceSessions:
         return bool(cleared)
 
     async def set_status(
-        self, session_id: str, status: str, performer: Performer, *, holder: str = "", lease_ms: int = 0
+        self,
+        session_id: str,
+        status: str,
+        performer: Performer,
+        *,
+        holder: str = "",
+        lease_ms: int = 0,
+        ahead: tuple[Any, ...] | None = None,
     ) -> StatusChange:
         """Move the status pictogram: the owner only, and only along the transition table.
 
         Access, ownership and the transition are checked inside the script that changes it.
         With a ``holder`` (a recording connection, storage/voice/recording.py), recording or
         cutting gives it the session's recording lease for ``lease_ms`` and any other status
-        ends the lease, in the same step.
+        ends the lease, in the same step. ``ahead``: a write Redis runs first (``EventLog.run``).
         """
         allowed = _ALLOWED_FROM.get(status)
         if allowed is None:
@@ -246,6 +253,7 @@ class VoiceSessions:
                 holder,
                 lease_ms,
             ],
+            ahead=ahead,
         )
         return StatusChange(status=status, previous=str(result[1]), offset=int(result[0]))
 

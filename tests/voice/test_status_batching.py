@@ -15,13 +15,18 @@ import asyncio
 import json
 from typing import Any
 
+import pytest
 from redis.asyncio import Redis
 from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import ResponseError
 
 from protocol.errors import CodedError
 from protocol.events import SESSION_STATUS
+from storage.clock import Clock
+from storage.events import EventLog
 from storage.keys import Keys
 from storage.lean_redis import CLIENT_NAME, LeanRedis
+from storage.voice.recording import RecordingLeases
 from storage.voice.repository import StatusChange, VoiceSessions
 from tests.helpers import RedisProcess
 from tests.voice.test_status_cost import OWNER, command_calls, voice_on
@@ -129,3 +134,64 @@ async def test_a_connection_killed_under_a_batch_loses_no_acknowledged_change_an
         assert sum(e["data"]["status"] == "recording" for e in events) <= 1
     # and the link serves the next call on a new connection
     assert (await voice.set_status(warm, "paused", OWNER)).offset > 0
+
+
+def leases_on(redis: Redis) -> RecordingLeases:
+    keys, clock = Keys("sh"), Clock()
+    log = EventLog(redis=redis, keys=keys, clock=clock, maxlen=1000)
+    return RecordingLeases(redis=redis, keys=keys, log=log, clock=clock, lease_ms=6000)
+
+
+async def test_a_recordings_sweep_entry_leaves_with_its_change_in_one_read(
+    redis: Redis, redis_process: RedisProcess
+) -> None:
+    """The recording's sweep entry (a ZADD in another slot) and the status change go over the
+    lean link in one write, the ZADD first: one read in Redis, one round trip (two before)."""
+    voice, leases = voice_on(redis), leases_on(redis)
+    (session_id,) = await created(voice, 1)
+    with pytest.raises(CodedError):  # refused (ready -> paused): loads the script, opens the link
+        await voice.set_status(session_id, "paused", OWNER)
+    plain = Redis.from_url(redis_process.url, decode_responses=True)
+    try:
+        before_calls = await command_calls(plain)
+        before_reads = await reads_processed(plain)
+        change = await voice.set_status(
+            session_id, "recording", OWNER, holder="h", lease_ms=6000, ahead=leases.due_entry(session_id)
+        )
+        after_reads = await reads_processed(plain)
+        after_calls = await command_calls(plain)
+    finally:
+        await plain.aclose()
+    assert change.offset > 0
+    assert after_calls["zadd"] - before_calls.get("zadd", 0) == 1
+    assert after_calls["evalsha"] - before_calls["evalsha"] == 1
+    assert after_reads - before_reads <= 2  # the pair in one read, and the second INFO itself
+    assert await redis.zscore(Keys("sh").voice_recording_due(), session_id) is not None
+    assert await redis.get(Keys("sh").voice_recording_lease(session_id)) == "h"
+
+
+async def test_a_failed_sweep_entry_is_raised_after_the_change_it_went_ahead_of(redis: Redis) -> None:
+    voice, leases = voice_on(redis), leases_on(redis)
+    (session_id,) = await created(voice, 1)
+    await redis.set(Keys("sh").voice_recording_due(), "not a sorted set")
+    with pytest.raises(ResponseError, match="WRONGTYPE"):
+        await voice.set_status(session_id, "recording", OWNER, holder="h", lease_ms=6000, ahead=leases.due_entry(session_id))
+    # Redis ran the pair in order: the ZADD failed, the change behind it was made (as when the
+    # two were separate calls, a failure reaches the caller, whose retry is a no-op change)
+    assert (await voice.get(session_id)).status == "recording"  # type: ignore[union-attr]
+    retried = await voice.set_status(session_id, "recording", OWNER, holder="h", lease_ms=6000)
+    assert retried.offset == 0
+
+
+async def test_without_a_lean_link_the_sweep_entry_is_awaited_first(redis: Redis, redis_process: RedisProcess) -> None:
+    plain = Redis.from_url(redis_process.url, decode_responses=True)  # redis-py's pool only (flushed by ``redis``)
+    try:
+        voice, leases = voice_on(plain), leases_on(plain)
+        (session_id,) = await created(voice, 1)
+        change = await voice.set_status(
+            session_id, "recording", OWNER, holder="h", lease_ms=6000, ahead=leases.due_entry(session_id)
+        )
+        assert change.offset > 0
+        assert await plain.zscore(Keys("sh").voice_recording_due(), session_id) is not None
+    finally:
+        await plain.aclose()
