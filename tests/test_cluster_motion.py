@@ -17,6 +17,7 @@ from typing import Any
 import aiohttp
 import pytest
 import pytest_asyncio
+import socketio
 
 from tests.cluster import RedisCluster, need_redis_cli
 from tests.conftest import start_server
@@ -27,6 +28,10 @@ STATUSES = ["recording", "paused"]
 # Bounded everywhere: a writer sends at most this many changes, for at most this long.
 MAX_WRITES = 2000
 MAX_WRITE_S = 60.0
+# A writer keeps under the server's per-connection rate (SESSIONHUB_EVENT_RATE_PER_S, 20/s, with
+# bursts of 40): one that went faster whenever acks came back quickly was refused
+# `rate_limited`, retried at once and was cut as a flood mid-failover (a fresh-clone run).
+WRITE_EVERY_S = 1 / 18
 
 
 @pytest.fixture
@@ -70,13 +75,16 @@ class Writer:
 
     async def run(self) -> None:
         started = time.monotonic()
+        next_at = started
         i = 0
         while not self.stop.is_set() and i < MAX_WRITES and time.monotonic() - started < MAX_WRITE_S:
+            await asyncio.sleep(max(0.0, next_at - time.monotonic()))
+            next_at = time.monotonic() + WRITE_EVERY_S
             try:
                 ack = await self.client.call(
                     "set_session_status", {"session_id": self.session_id, "status": STATUSES[i % 2]}, timeout=10
                 )
-            except TimeoutError:
+            except (TimeoutError, socketio.exceptions.TimeoutError):  # the latter is no TimeoutError
                 self.refused.append("no ack within 10 s")
                 continue
             if ack.get("ok") is False:
@@ -90,7 +98,6 @@ class Writer:
                 self.acked.append(int(ack["offset"]))
                 self.acked_at.append(time.monotonic())
             i += 1
-            await asyncio.sleep(0.005)
 
 
 def delivered(client: Client, session_id: str) -> list[tuple[int, str]]:
