@@ -30,6 +30,20 @@ REDIS_FULL = "redis_full"
 REDIS_FULL_MESSAGE = "the store is full (Redis maxmemory reached); writes are refused until memory is freed"
 
 
+def _torn_connection(exc: BaseException) -> bool:
+    """An AttributeError raised inside redis-py itself: a connection torn down under a command
+    that was using it. A cluster client re-reading its slot map after a failover disconnects
+    the old nodes' connections while commands are still connecting on them (a fresh-clone run:
+    ``self._writer.writelines`` on None, in ``on_connect``). Redis never got the command; the
+    request may be repeated, as for any connection that failed."""
+    if not isinstance(exc, AttributeError):
+        return False
+    innermost = exc.__traceback__
+    while innermost is not None and innermost.tb_next is not None:
+        innermost = innermost.tb_next
+    return innermost is not None and str(innermost.tb_frame.f_globals.get("__name__", "")).startswith("redis.")
+
+
 def classify(exc: BaseException) -> CodedError:
     """The coded error for ``exc``; Redis not answering is ``unavailable``; anything else
     unexpected is logged (once per cause) and hidden as ``internal_error``."""
@@ -40,7 +54,7 @@ def classify(exc: BaseException) -> CodedError:
         # still work; a client should retry later, and an operator must free memory.
         _throttle.exception("Redis is full (maxmemory reached)", exc)
         return CodedError(ErrorCode.UNAVAILABLE, REDIS_FULL_MESSAGE, reason=REDIS_FULL)
-    if isinstance(exc, RedisConnectionError | RedisTimeoutError):
+    if isinstance(exc, RedisConnectionError | RedisTimeoutError) or _torn_connection(exc):
         _throttle.exception("Redis does not answer", exc)
         return CodedError(ErrorCode.UNAVAILABLE, "a dependency does not answer; try again")
     if isinstance(exc, _MOVING):
