@@ -13,9 +13,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import select
 import sys
-from collections.abc import Callable
 
 from auth.permissions import GRANTS, Permission
 
@@ -128,8 +126,7 @@ def main(argv: list[str] | None = None) -> int:
 
     try:
         if args.command == "serve":
-            with asyncio.Runner(loop_factory=_serve_loop()) as runner:
-                runner.run(commands.serve(settings))
+            asyncio.run(commands.serve(settings))
         elif args.command == "worker":
             asyncio.run(commands.work(settings))
         else:
@@ -139,16 +136,6 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         return 130
     return 0
-
-
-def _serve_loop() -> Callable[[], asyncio.AbstractEventLoop] | None:
-    """The event loop factory of ``serve``: a bounded batch of I/O per turn where epoll exists
-    (``server.loop``), else asyncio's default."""
-    if not hasattr(select, "epoll"):
-        return None
-    from server.loop import serve_loop
-
-    return serve_loop
 
 
 def _refuse(reason: str, log_format: str) -> int:
