@@ -204,13 +204,12 @@ class EventLog:
             self._maxlen,
             *(args or []),
         ]
-        if self._durability is not Durability.MEMORY:
-            if ahead is not None:
-                await self._redis.execute_command(*ahead)
-            return checked(await self._run_durably(script, all_keys, all_args), explain)
-        sent = self._send_ahead(ahead, script) if ahead is not None else None
+        memory = self._durability is Durability.MEMORY
+        sent = self._send_ahead(ahead, script) if ahead is not None and memory else None
         if ahead is not None and sent is None:
             await self._redis.execute_command(*ahead)
+        if not memory:
+            return checked(await self._run_durably(script, all_keys, all_args), explain)
         try:
             result = await script(keys=all_keys, args=all_args)
         except BaseException:

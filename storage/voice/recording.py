@@ -45,13 +45,10 @@ class RecordingLeases:
         self._claim = plain_script(redis, "listening/due_claim.lua")
         self._settle = plain_script(redis, "listening/due_settle.lua")
 
-    async def schedule(self, session_id: str) -> None:
-        """Put the session in the sweeper's set, due when a lease taken now would run out."""
-        await self._redis.execute_command(*self.due_entry(session_id))
-
     def due_entry(self, session_id: str) -> tuple[Any, ...]:
-        """The command of :meth:`schedule`, for a caller that sends it ahead of its script
-        (``EventLog.run``'s ``ahead``: in the same write on a lean link, else awaited first)."""
+        """The command that puts the session in the sweeper's set, due when a lease taken now
+        would run out; its caller sends it ahead of the status script (``EventLog.run``'s
+        ``ahead``: in the same write on a lean link, else awaited first)."""
         # A plain overwrite: an entry a node has claimed meanwhile then no longer carries its
         # claim's score, so that node's settle keeps it (due_settle.lua) instead of removing it.
         due = self._clock.now_ms() + self.lease_ms
