@@ -8,13 +8,18 @@ serve:
 	@scripts/bootstrap.sh serve
 	.venv/bin/sessionhub serve
 
+# The suite runs in PYTEST_WORKERS processes (pytest-xdist; each owns its redis-server, ports and
+# browser), handed tests as they finish the last ones; PYTEST_WORKERS=0 runs it in one process.
+PYTEST_WORKERS ?= 2
+PYTEST := .venv/bin/python -m pytest -q -n $(PYTEST_WORKERS) --dist worksteal
+
 test:
 	@scripts/bootstrap.sh test
 	.venv/bin/ruff check server handlers jobs auth storage protocol tests bench
 	.venv/bin/mypy
 	$(BIOME) ci --error-on-warnings
-	.venv/bin/python -m pytest -q
-	SESSIONHUB_TRANSPORT=stock .venv/bin/python -m pytest -q $(STOCK_TESTS)
+	$(PYTEST)
+	SESSIONHUB_TRANSPORT=stock $(PYTEST) $(STOCK_TESTS)
 
 # The socket-heavy tests on the stock lane (server/transport/stock.py): what serves when an
 # installed python-socketio / python-engineio / aiohttp is outside the fast lane's tested range.
@@ -24,7 +29,7 @@ STOCK_TESTS = tests/transport tests/test_bus.py tests/test_bus_churn.py tests/te
 
 test-stock:
 	@scripts/bootstrap.sh test
-	SESSIONHUB_TRANSPORT=stock .venv/bin/python -m pytest -q $(STOCK_TESTS)
+	SESSIONHUB_TRANSPORT=stock $(PYTEST) $(STOCK_TESTS)
 
 # The lowest and the newest versions pyproject.toml allows of python-socketio, python-engineio,
 # aiohttp and redis, each in a throwaway venv, on a subset of the suite (scripts/test_versions.py).

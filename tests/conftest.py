@@ -1,4 +1,5 @@
-"""Fixtures: one real redis-server per run, flushed before each test; servers on loopback."""
+"""Fixtures: one real redis-server per run (per pytest-xdist worker), flushed before each test;
+servers on loopback."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ import warnings
 import weakref
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 import pytest_asyncio
@@ -214,6 +216,18 @@ def pytest_sessionfinish(session: pytest.Session) -> None:
     """
     left = session.config.stash.setdefault(LEFT_OPEN, [])
     left.extend(f"[end of run] {line}" for line in _collect_leftovers())
+    worker_output = getattr(session.config, "workeroutput", None)
+    if worker_output is not None:  # a pytest-xdist worker: its controller prints the list
+        worker_output["left_open"] = left
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_testnodedown(node: Any, error: object) -> None:
+    """pytest-xdist, in the controller: a worker's leftovers join the list printed at the end."""
+    left = getattr(node, "workeroutput", {}).get("left_open", [])
+    worker = getattr(node, "gateway", None)
+    name = getattr(worker, "id", "worker")
+    node.config.stash.setdefault(LEFT_OPEN, []).extend(f"({name}) {line}" for line in left)
 
 
 def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter, config: pytest.Config) -> None:
