@@ -8,9 +8,11 @@ from tests.browser import new_tab
 from tests.helpers import ServerUnderTest
 from tests.listening.support import TOKEN_TTL_S, FrozenClock
 
+# null until the chart is drawn (the history's first answer may come after the device names).
 LABELS_INSIDE = """
 () => {
   const svg = document.querySelector('#chart svg');
+  if (!svg || !svg.querySelector('text')) return null;
   const box = svg.viewBox.baseVal;
   return [...svg.querySelectorAll('text')].map((t) => {
     const b = t.getBBox();
@@ -44,7 +46,7 @@ async def test_devices_have_names_and_every_chart_label_is_whole(
         await expect(device).to_have_attribute("data-device-id", device_id)
         await expect(history.locator("#sessions li.listening-row")).not_to_contain_text(device_id)
 
-        labels = await history.evaluate(LABELS_INSIDE)
+        labels = await (await history.wait_for_function(LABELS_INSIDE)).json_value()
         assert labels and all(label["inside"] for label in labels), labels
 
         other = await new_tab(browser, lserver)
