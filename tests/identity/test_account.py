@@ -64,6 +64,20 @@ async def test_me_lists_the_devices_and_takes_a_display_name(iserver: ServerUnde
     assert bad.status == 400 and bad.body["error"] == "invalid_payload"
 
 
+@pytest.mark.parametrize("name", ["a\x85b", "a\u202eb", "a\u2028b", "a\x9bb"])
+async def test_a_display_name_with_a_control_or_reordering_character_is_refused(
+    iserver: ServerUnderTest, http: aiohttp.ClientSession, name: str
+) -> None:
+    """C1 controls (U+0080-009F) are control characters too, and a bidi override would disguise
+    the name where the streamer's review and exports show it: the plain-text rule of every name."""
+    browser = Browser(http, iserver.url)
+    await browser.guest()
+    assert (await browser.call("PATCH", "/api/auth/me", json={"name": "Ada"})).status == 200
+    refused = await browser.call("PATCH", "/api/auth/me", json={"name": name})
+    assert (refused.status, refused.body["error"]) == (400, "invalid_payload")
+    assert (await browser.call("GET", "/api/auth/me")).body["name"] == "Ada"
+
+
 async def test_revoking_a_device_refuses_its_tokens_and_its_cookie(
     iserver: ServerUnderTest, http: aiohttp.ClientSession
 ) -> None:
