@@ -130,9 +130,14 @@ class Material(Payload):
 
 
 class OneTimeLogin(Payload):
-    """``POST /api/auth/one_time``."""
+    """``POST /api/auth/one_time``: any text is a token to look up (one that cannot be a link's,
+    such as a link cut short in a copy, is simply unknown: ``401`` with ``reason: "used"``)."""
 
-    token: str = Field(min_length=16, max_length=128)
+    token: str = Field(max_length=1024)
+
+
+# The lengths a one-time link's token can have; another text is known to be none.
+ONE_TIME_TOKEN_CHARS = range(16, 129)
 
 
 class ActivateSession(Payload):

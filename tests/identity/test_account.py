@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 
 import aiohttp
 import pytest
@@ -49,6 +49,20 @@ async def test_a_device_link_signs_another_device_in_as_the_same_user_once(
     assert (await second.refresh()).body["user_id"] == user_id  # a device of its own, lasting
     again = await Browser(http, iserver.url).post("/api/auth/one_time", json={"token": token})
     assert (again.status, again.body["reason"]) == (401, "used")
+
+
+@pytest.mark.parametrize("mangle", [lambda t: t[:10], lambda t: t + "x" * 200, lambda t: ""], ids=["cut", "padded", "empty"])
+async def test_a_link_cut_short_or_padded_is_an_unknown_link(
+    iserver: ServerUnderTest, http: aiohttp.ClientSession, mangle: Callable[[str], str]
+) -> None:
+    """PROTOCOL.md: an unknown token is 401 with reason "used" (the page then says the link was
+    used or has expired), whatever its length; and it leaves the real link usable."""
+    first = Browser(http, iserver.url)
+    await first.guest()
+    token = (await first.call("POST", "/api/auth/link")).body["url"].split("token=", 1)[1]
+    refused = await Browser(http, iserver.url).post("/api/auth/one_time", json={"token": mangle(token)})
+    assert (refused.status, refused.body["error"], refused.body["reason"]) == (401, "unauthorized", "used")
+    assert (await Browser(http, iserver.url).post("/api/auth/one_time", json={"token": token})).status == 200
 
 
 async def test_me_lists_the_devices_and_takes_a_display_name(iserver: ServerUnderTest, http: aiohttp.ClientSession) -> None:
