@@ -84,11 +84,13 @@ class CreateSession(Payload):
 
 
 _BOT_NAME = r"(@[A-Za-z0-9_]+)?"
+# What /session takes: an id, or a session link (any host) ending in one, as parse_session_ref.
+_SESSION_REF = rf"((https?://[^/\s]+)?/session/)?{UUID4_PATTERN[1:-1]}/?"
 # The commands handlers/voice/bot.py knows, each with the argument it accepts.
 COMMAND_PATTERN = (
     rf"^(/(login|done){_BOT_NAME}([ \t\n][\s\S]*)?"
     rf"|/start{_BOT_NAME}( [^{_NOT_PLAIN_CLASS}]*)?"
-    rf"|/session{_BOT_NAME}( {UUID4_PATTERN[1:-1]})?)$"
+    rf"|/session{_BOT_NAME}([ \t\n]+{_SESSION_REF})?)$"
 )
 
 
@@ -96,7 +98,7 @@ class BotCommand(Payload):
     """``POST /voicebot/bot/command``: a chat message starting with a command."""
 
     # Published, not checked here: handlers/voice/bot.py answers invalid_payload for text that is
-    # no known command, a /start name that is not plain text, a /session argument that is no id.
+    # no known command, a /start name that is not plain text, a /session argument that is no id or link.
     text: str = Field(min_length=1, max_length=4096, json_schema_extra={"pattern": COMMAND_PATTERN})
     reply_to_text: str | None = Field(default=None, max_length=4096)
 
