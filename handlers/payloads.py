@@ -7,7 +7,7 @@ from typing import Annotated, Literal, TypeVar
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstraints, ValidationError
 
-from handlers.ids import UUID4_PATTERN, SessionIdText
+from handlers.ids import SESSION_REF_PATTERN, SessionIdText, SessionRefText
 from protocol.errors import CodedError, ErrorCode
 from storage.voice.repository import STATUSES
 
@@ -84,8 +84,8 @@ class CreateSession(Payload):
 
 
 _BOT_NAME = r"(@[A-Za-z0-9_]+)?"
-# What /session takes: an id, or a session link (any host) ending in one, as parse_session_ref.
-_SESSION_REF = rf"((https?://[^/\s]+)?/session/)?{UUID4_PATTERN[1:-1]}/?"
+# What /session takes: an id, or a session link ending in one (handlers.ids.SESSION_REF_PATTERN).
+_SESSION_REF = SESSION_REF_PATTERN[1:-1]
 # The commands handlers/voice/bot.py knows, each with the argument it accepts.
 COMMAND_PATTERN = (
     rf"^(/(login|done){_BOT_NAME}([ \t\n][\s\S]*)?"
@@ -145,7 +145,7 @@ ONE_TIME_TOKEN_CHARS = range(16, 129)
 class ActivateSession(Payload):
     """``POST /voicebot/activate_session``."""
 
-    session_id: SessionIdText
+    session_id: SessionRefText
 
 
 M = TypeVar("M", bound=BaseModel)
