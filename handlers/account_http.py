@@ -15,7 +15,7 @@ from handlers.auth_http import grant_of
 from handlers.context import Services
 from handlers.http_common import bearer_claims, client_address, guarded, json_body
 from handlers.openapi_registry import Operation, document
-from handlers.payloads import Payload, validate
+from handlers.payloads import PLAIN_PATTERN, Payload, validate
 from protocol.errors import CodedError, ErrorCode
 from storage.identity.repository import MAX_NAME_CHARS
 
@@ -23,7 +23,8 @@ from storage.identity.repository import MAX_NAME_CHARS
 class Rename(Payload):
     """``PATCH /api/auth/me``."""
 
-    name: Annotated[str, Field(min_length=1, max_length=MAX_NAME_CHARS, pattern=r"^[^\x00-\x1f\x7f]+$")]
+    # One line of plain text, as every name: shown in the streamer's review and exports.
+    name: Annotated[str, Field(min_length=1, max_length=MAX_NAME_CHARS, pattern=PLAIN_PATTERN)]
 
 
 class DeviceView(BaseModel):

@@ -19,7 +19,7 @@ from handlers import auth_cookie
 from handlers.context import Services
 from handlers.http_common import bearer_claims, client_address, guarded, json_body
 from handlers.openapi_registry import Auth, Operation, document
-from handlers.payloads import OneTimeLogin, validate
+from handlers.payloads import ONE_TIME_TOKEN_CHARS, OneTimeLogin, validate
 from protocol.errors import CodedError, ErrorCode
 from storage.identity.repository import Rotation
 
@@ -182,7 +182,8 @@ class AuthRoutes:
         if not await self._s.limiter.hit("login", address, limit=self._s.limits.signins_per_min, window_s=60):
             raise CodedError(ErrorCode.RATE_LIMITED, "too many login attempts; wait a minute")
         body = validate(OneTimeLogin, await json_body(request, max_bytes=1024))
-        claims = await self._s.login_tokens.redeem(body.token)
+        known = len(body.token) in ONE_TIME_TOKEN_CHARS
+        claims = await self._s.login_tokens.redeem(body.token) if known else None
         if claims is None:
             raise CodedError(ErrorCode.UNAUTHORIZED, "this link was used already or has expired", reason="used")
         if claims.get("device_link"):

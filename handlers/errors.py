@@ -64,9 +64,34 @@ def classify(exc: BaseException) -> CodedError:
     return CodedError(ErrorCode.INTERNAL_ERROR, "internal error")
 
 
+# The words of a refusal raised without its own (a Lua script's bare ``{false, code}``): PROTOCOL.md
+# promises a human ``message``, and the code repeated is none (a page showing it read "conflict").
+PLAIN_WORDS: dict[ErrorCode, str] = {
+    ErrorCode.INVALID_PAYLOAD: "the payload is not valid",
+    ErrorCode.INVALID_SESSION_ID: "the session id is missing or not a UUID v4",
+    ErrorCode.UNKNOWN_EVENT: "no such event",
+    ErrorCode.UNAUTHORIZED: "no valid token, or it expired",
+    ErrorCode.FORBIDDEN: "this token may not do that to this session",
+    ErrorCode.QUOTA_EXCEEDED: "your storage quota is used up",
+    ErrorCode.SESSION_NOT_FOUND: "no such session",
+    ErrorCode.NOT_FOUND: "the session holds nothing by that id",
+    ErrorCode.METHOD_NOT_ALLOWED: "the route does not take that method",
+    ErrorCode.INVALID_STATE: "not allowed in the session's current state",
+    ErrorCode.CONFLICT: "it collides with what is already stored",
+    ErrorCode.LIMIT_REACHED: "the session holds as many of these as it may",
+    ErrorCode.SESSION_FULL: "the session has as many participants as it may",
+    ErrorCode.PRECONDITION_FAILED: "the session changed since the version this was based on",
+    ErrorCode.PAYLOAD_TOO_LARGE: "the message is too large",
+    ErrorCode.RATE_LIMITED: "too many requests; wait a moment",
+    ErrorCode.INTERNAL_ERROR: "internal error",
+    ErrorCode.UNAVAILABLE: "a dependency does not answer; try again",
+}
+
+
 def error_body(error: CodedError) -> dict[str, Any]:
     """``{"error": code, "message": ..., **details}``: the shared part of acks and HTTP errors."""
-    return {**error.details, "error": error.code.value, "message": error.message}
+    message = PLAIN_WORDS[error.code] if error.message == error.code.value else error.message
+    return {**error.details, "error": error.code.value, "message": message}
 
 
 def to_ack(exc: BaseException, *, metrics: Metrics | None = None) -> dict[str, Any]:

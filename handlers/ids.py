@@ -15,6 +15,15 @@ _UUID4 = re.compile(UUID4_PATTERN)
 # its own code (invalid_session_id, not invalid_payload); the published schema says the rule.
 SessionIdText = Annotated[str, WithJsonSchema({"type": "string", "pattern": UUID4_PATTERN, "description": "a UUID v4"})]
 _LINK = re.compile(r"^(?:https?://[^/\s]+)?/session/([0-9A-Fa-f-]{36})/?$")
+# An id or a session link ending in one, as parse_session_ref takes it: the published schema
+# says both forms, so a client validating with the OpenAPI document may send a link. The host is
+# spelt out (name, address, port) rather than "no slash, no space", which JSON Schema's regex
+# dialect and Python's read differently (U+001C-001F are spaces to Python only).
+SESSION_REF_PATTERN = rf"^((https?://[A-Za-z0-9.:\[\]-]+)?/session/{UUID4_PATTERN[1:-1]}/?|{UUID4_PATTERN[1:-1]})$"
+SessionRefText = Annotated[
+    str,
+    WithJsonSchema({"type": "string", "pattern": SESSION_REF_PATTERN, "description": "a UUID v4 or a session link"}),
+]
 
 
 def parse_session_id(value: object) -> str:

@@ -7,7 +7,7 @@ from typing import Annotated, Literal, TypeVar
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstraints, ValidationError
 
-from handlers.ids import UUID4_PATTERN, SessionIdText
+from handlers.ids import SESSION_REF_PATTERN, SessionIdText, SessionRefText
 from protocol.errors import CodedError, ErrorCode
 from storage.voice.repository import STATUSES
 
@@ -84,11 +84,13 @@ class CreateSession(Payload):
 
 
 _BOT_NAME = r"(@[A-Za-z0-9_]+)?"
+# What /session takes: an id, or a session link ending in one (handlers.ids.SESSION_REF_PATTERN).
+_SESSION_REF = SESSION_REF_PATTERN[1:-1]
 # The commands handlers/voice/bot.py knows, each with the argument it accepts.
 COMMAND_PATTERN = (
     rf"^(/(login|done){_BOT_NAME}([ \t\n][\s\S]*)?"
     rf"|/start{_BOT_NAME}( [^{_NOT_PLAIN_CLASS}]*)?"
-    rf"|/session{_BOT_NAME}( {UUID4_PATTERN[1:-1]})?)$"
+    rf"|/session{_BOT_NAME}([ \t\n]+{_SESSION_REF})?)$"
 )
 
 
@@ -96,7 +98,7 @@ class BotCommand(Payload):
     """``POST /voicebot/bot/command``: a chat message starting with a command."""
 
     # Published, not checked here: handlers/voice/bot.py answers invalid_payload for text that is
-    # no known command, a /start name that is not plain text, a /session argument that is no id.
+    # no known command, a /start name that is not plain text, a /session argument that is no id or link.
     text: str = Field(min_length=1, max_length=4096, json_schema_extra={"pattern": COMMAND_PATTERN})
     reply_to_text: str | None = Field(default=None, max_length=4096)
 
@@ -130,15 +132,20 @@ class Material(Payload):
 
 
 class OneTimeLogin(Payload):
-    """``POST /api/auth/one_time``."""
+    """``POST /api/auth/one_time``: any text is a token to look up (one that cannot be a link's,
+    such as a link cut short in a copy, is simply unknown: ``401`` with ``reason: "used"``)."""
 
-    token: str = Field(min_length=16, max_length=128)
+    token: str = Field(max_length=1024)
+
+
+# The lengths a one-time link's token can have; another text is known to be none.
+ONE_TIME_TOKEN_CHARS = range(16, 129)
 
 
 class ActivateSession(Payload):
     """``POST /voicebot/activate_session``."""
 
-    session_id: SessionIdText
+    session_id: SessionRefText
 
 
 M = TypeVar("M", bound=BaseModel)

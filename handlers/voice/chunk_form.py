@@ -16,7 +16,7 @@ from aiohttp.http_exceptions import HttpProcessingError
 from pydantic import Field, model_validator
 
 from handlers.ids import SessionIdText, parse_session_id
-from handlers.payloads import Payload, validate
+from handlers.payloads import PLAIN_PATTERN, Payload, validate
 from protocol.errors import CodedError, ErrorCode
 from storage.voice.blobs import Blobs, BlobTooLarge, BlobWriter
 
@@ -35,7 +35,7 @@ class ChunkMeta(Payload):
     start_ms: int = Field(ge=0, le=2**53)
     end_ms: int = Field(ge=0, le=2**53)
     duration_ms: int = Field(ge=0, le=DAY_MS)
-    speaker: str = Field(default="", max_length=64, pattern=r"^[^\x00-\x1f\x7f]*$")
+    speaker: str = Field(default="", max_length=64, pattern=PLAIN_PATTERN)  # one line of plain text
 
     @model_validator(mode="after")
     def _ordered(self) -> ChunkMeta:

@@ -50,6 +50,9 @@ REFUSALS = {
     ErrorCode.INVALID_SESSION_ID: "Это не ссылка на сессию. That is not a session id or link.",
     ErrorCode.RATE_LIMITED: SLOW_DOWN,
     ErrorCode.INVALID_STATE: "Сессия закрыта. The session is closed.",
+    ErrorCode.LIMIT_REACHED: (
+        "Сессия заполнена; начните новую: /start. The session is full; start a new one with /start."
+    ),
 }
 
 

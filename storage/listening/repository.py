@@ -223,7 +223,7 @@ class ListeningHistories:
     async def snapshot(self, history_id: str) -> tuple[HistorySnapshot | None, Position]:
         """The history record, totals and open sessions, with the log position they reflect."""
         k = self._keys
-        record_pairs, stats_pairs, open_raw, epoch, offset = await self._snapshot(
+        record_pairs, stats_pairs, open_raw, epoch, offset, last_id = await self._snapshot(
             keys=[
                 k.session(history_id),
                 k.listening_stats(history_id),
@@ -232,7 +232,7 @@ class ListeningHistories:
                 k.log_meta(history_id),
             ]
         )
-        position = Position(epoch=str(epoch or ""), offset=int(offset or 0))
+        position = Position.from_meta([epoch, offset, last_id])
         record = dict(zip(record_pairs[::2], record_pairs[1::2], strict=True))
         if record.get("kind") != KIND:
             return None, position

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from protocol import events as etypes
-from storage.events import Position
+from storage.events import POSITION_FIELDS, Position
 from storage.lean_redis import read_together
 from storage.patterns import layout
 from storage.scripts import event_script, plain_script
@@ -332,11 +332,11 @@ class PatternSessions:
 
     async def snapshot(self, session_id: str) -> tuple[PatternRecord | None, list[dict[str, Any]], Position]:
         """Record, players present and the log position they reflect, read in one transaction."""
-        fields, players_raw, (epoch, offset) = await read_together(
+        fields, players_raw, meta = await read_together(
             self._redis,
             ("HGETALL", self._keys.session(session_id)),
             ("HVALS", self._keys.pattern_players(session_id)),
-            ("HMGET", self._keys.log_meta(session_id), "epoch", "offset"),
+            ("HMGET", self._keys.log_meta(session_id), *POSITION_FIELDS),
         )
         record = PatternRecord.from_hash(fields) if fields.get("kind") == KIND else None
         now = self._clock.now_ms()
@@ -347,7 +347,7 @@ class PatternSessions:
                 player.pop("cursor_at", None)
                 players.append(player)
         players.sort(key=lambda p: str(p.get("id", "")))
-        return record, players, Position(epoch=epoch or "", offset=int(offset or 0))
+        return record, players, Position.from_meta(meta)
 
     # --- creation rate ---------------------------------------------------------------------
     async def creation_allowed(self, address: str, *, limit: int) -> int:

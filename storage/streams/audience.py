@@ -16,7 +16,7 @@ from typing import Any
 
 from protocol import events as etypes
 from protocol.errors import CodedError, ErrorCode
-from storage.events import Position
+from storage.events import POSITION_FIELDS, Position
 from storage.lean_redis import read_together
 from storage.scripts import event_script
 from storage.store import Store
@@ -96,10 +96,10 @@ class StreamAudiences:
 
     async def position_and_stream(self, audience_id: str) -> tuple[str | None, Position]:
         """The stream id of an audience session (None when there is none) and its log position."""
-        (kind, stream_id), (epoch, offset) = await read_together(
+        (kind, stream_id), meta = await read_together(
             self._redis,
             ("HMGET", self._keys.session(audience_id), "kind", "stream_id"),
-            ("HMGET", self._keys.log_meta(audience_id), "epoch", "offset"),
+            ("HMGET", self._keys.log_meta(audience_id), *POSITION_FIELDS),
         )
         found: Any = stream_id if kind == AUDIENCE_KIND else None
-        return found, Position(epoch=epoch or "", offset=int(offset or 0))
+        return found, Position.from_meta(meta)

@@ -23,7 +23,7 @@ from protocol import events as etypes
 from protocol.errors import CodedError, ErrorCode
 from storage.streams.audience import StreamAudiences
 from storage.streams.records import KIND, Clip, StreamSession, Submission, Transition
-from storage.events import Position
+from storage.events import POSITION_FIELDS, Position
 from storage.idempotency import again_on_lost_reply
 from storage.lean_redis import read_together
 from storage.scripts import event_script
@@ -199,14 +199,14 @@ class StreamSessions:
 
     async def snapshot(self, session_id: str) -> tuple[StreamSession | None, Position]:
         """The session and the log position it reflects, read in one transaction."""
-        fields, segments, (epoch, offset) = await read_together(
+        fields, segments, meta = await read_together(
             self._redis,
             ("HGETALL", self._keys.session(session_id)),
             ("LRANGE", self._keys.stream_segments(session_id), 0, -1),
-            ("HMGET", self._keys.log_meta(session_id), "epoch", "offset"),
+            ("HMGET", self._keys.log_meta(session_id), *POSITION_FIELDS),
         )
         session = StreamSession.from_hash(fields, segments) if fields.get("kind") == KIND else None
-        return session, Position(epoch=epoch or "", offset=int(offset or 0))
+        return session, Position.from_meta(meta)
 
     async def clips(self, session_id: str) -> tuple[StreamSession | None, list[Clip], Position]:
         """The session, all its clips in order and the log position they reflect (one transaction)."""

@@ -300,7 +300,14 @@ class VoiceSessions:
         """Attach a material to an open session; returns (event offset, materials held).
 
         Idempotent by ``material["material_id"]``: the same material again is not stored twice
-        (offset 0), so a call whose reply was lost may be run again."""
+        (offset 0), so a call whose reply was lost may be run again. A full session is
+        ``limit_reached`` with ``limit``: a lasting state, which no retry changes."""
+
+        def full(code: ErrorCode, _: str) -> CodedError | None:
+            if code is ErrorCode.LIMIT_REACHED:
+                return CodedError(code, f"a voice session holds at most {max_count} materials", limit=max_count)
+            return None
+
         result = await self._log.run(
             self._material_add,
             session_id,
@@ -311,6 +318,7 @@ class VoiceSessions:
                 etypes.MATERIAL_ADDED,
                 material["material_id"],
             ],
+            explain=full,
         )
         return int(result[0]), int(result[1])
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 
 import aiohttp
 import pytest
@@ -51,6 +51,20 @@ async def test_a_device_link_signs_another_device_in_as_the_same_user_once(
     assert (again.status, again.body["reason"]) == (401, "used")
 
 
+@pytest.mark.parametrize("mangle", [lambda t: t[:10], lambda t: t + "x" * 200, lambda t: ""], ids=["cut", "padded", "empty"])
+async def test_a_link_cut_short_or_padded_is_an_unknown_link(
+    iserver: ServerUnderTest, http: aiohttp.ClientSession, mangle: Callable[[str], str]
+) -> None:
+    """PROTOCOL.md: an unknown token is 401 with reason "used" (the page then says the link was
+    used or has expired), whatever its length; and it leaves the real link usable."""
+    first = Browser(http, iserver.url)
+    await first.guest()
+    token = (await first.call("POST", "/api/auth/link")).body["url"].split("token=", 1)[1]
+    refused = await Browser(http, iserver.url).post("/api/auth/one_time", json={"token": mangle(token)})
+    assert (refused.status, refused.body["error"], refused.body["reason"]) == (401, "unauthorized", "used")
+    assert (await Browser(http, iserver.url).post("/api/auth/one_time", json={"token": token})).status == 200
+
+
 async def test_me_lists_the_devices_and_takes_a_display_name(iserver: ServerUnderTest, http: aiohttp.ClientSession) -> None:
     first, second = await _linked_pair(iserver, http)
     me = await first.call("GET", "/api/auth/me")
@@ -62,6 +76,20 @@ async def test_me_lists_the_devices_and_takes_a_display_name(iserver: ServerUnde
     assert iserver.tokens.verify(first.token).name == "Ada"  # carried from the next refresh on
     bad = await first.call("PATCH", "/api/auth/me", json={"name": "x\n" * 100})
     assert bad.status == 400 and bad.body["error"] == "invalid_payload"
+
+
+@pytest.mark.parametrize("name", ["a\x85b", "a\u202eb", "a\u2028b", "a\x9bb"])
+async def test_a_display_name_with_a_control_or_reordering_character_is_refused(
+    iserver: ServerUnderTest, http: aiohttp.ClientSession, name: str
+) -> None:
+    """C1 controls (U+0080-009F) are control characters too, and a bidi override would disguise
+    the name where the streamer's review and exports show it: the plain-text rule of every name."""
+    browser = Browser(http, iserver.url)
+    await browser.guest()
+    assert (await browser.call("PATCH", "/api/auth/me", json={"name": "Ada"})).status == 200
+    refused = await browser.call("PATCH", "/api/auth/me", json={"name": name})
+    assert (refused.status, refused.body["error"]) == (400, "invalid_payload")
+    assert (await browser.call("GET", "/api/auth/me")).body["name"] == "Ada"
 
 
 async def test_revoking_a_device_refuses_its_tokens_and_its_cookie(

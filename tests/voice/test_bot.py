@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -10,6 +11,7 @@ import pytest_asyncio
 
 from auth.claims import Permission
 from handlers.admin.nodes import NODES_KEY
+from handlers.payloads import BotCommand
 from tests.helpers import OWNER, Client, ServerUnderTest
 
 NOT_FOUND = "Активная сессия не найдена..."
@@ -187,3 +189,18 @@ async def test_guests_get_no_login_link(server: ServerUnderTest) -> None:
         assert (status, answer["error"]) == (403, "forbidden")
         assert "guest" in answer["message"]
     assert not await server.services.redis.keys("*login*")
+
+
+async def test_a_session_link_is_an_argument_the_document_publishes(bot: Bot, server: ServerUnderTest) -> None:
+    """PROTOCOL.md: ``/session <id or link>``. The server takes a link; so must the pattern the
+    OpenAPI document publishes for ``text``, or a client validating with it refuses a link."""
+    session_id = await server.create_session("alice")
+    published = re.compile(BotCommand.model_json_schema()["properties"]["text"]["pattern"])
+    for text in (
+        f"/session {session_id}",
+        f"/session https://voice.example/session/{session_id}",
+        f"/session@sessionhub_bot http://127.0.0.1:8080/session/{session_id}/",
+    ):
+        assert published.match(text), text
+        assert (await bot.say(text))["active_session"]["session_id"] == session_id
+    assert not published.match("/session https://voice.example/s/" + session_id)

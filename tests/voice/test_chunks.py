@@ -218,6 +218,8 @@ def _fields(session_id: str, changes: dict[str, Any] | None = None) -> list[tupl
         {"duration_ms": "999999999999"},
         {"start_ms": "5000", "end_ms": "1000"},
         {"speaker": "bad\x07name"},
+        {"speaker": "bad\x85name"},  # C1 controls are control characters too
+        {"speaker": "bad\u202ename"},  # a bidi override, refused in every name
         {"speaker": "x" * 65},
         {"note": "unexpected"},
         {"session_id": "../../etc/passwd"},

@@ -5,11 +5,14 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from typing import Any
 
+import re
+
 import aiohttp
 import pytest_asyncio
 
 from auth.claims import Permission
 from handlers.admin.nodes import NODES_KEY
+from handlers.payloads import ActivateSession
 from server.settings import Settings
 from tests.helpers import ServerUnderTest
 from tests.listening.support import FrozenClock
@@ -64,6 +67,20 @@ async def test_activate_switches_only_through_explicit_action(api: Api, server: 
     assert status == 200 and body["success"] is True and body["session_id"] == first["session_id"]
     _, active = await api.call("POST", "/voicebot/active_session", token)
     assert active["active_session"]["session_id"] == first["session_id"]
+
+
+async def test_activate_publishes_the_link_form_it_takes(api: Api, server: ServerUnderTest) -> None:
+    """PROTOCOL.md: ``session_id`` is an id or a session link; the OpenAPI schema must say both, or
+    a client validating with it refuses the link the server takes."""
+    token = server.token("alice")
+    _, created = await api.call("POST", "/voicebot/create_session", token, json={})
+    session_id = created["session_id"]
+    published = re.compile(ActivateSession.model_json_schema()["properties"]["session_id"]["pattern"])
+    for ref in (session_id, f"https://voice.example.org/session/{session_id}", f"/session/{session_id}/"):
+        assert published.match(ref), ref
+        status, body = await api.call("POST", "/voicebot/activate_session", token, json={"session_id": ref})
+        assert (status, body["session_id"]) == (200, session_id)
+    assert not published.match(f"https://voice.example.org/s/{session_id}")
 
 
 async def test_activate_checks_access(api: Api, server: ServerUnderTest) -> None:

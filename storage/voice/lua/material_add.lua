@@ -8,7 +8,7 @@
 --   ARGV[9]  the material's id
 -- Returns {offset, count} ({0, count} when a material with that id is among the newest: a run
 -- again of a call whose reply was lost) or {false, code}: session_not_found, invalid_state
--- (closed), rate_limited (full).
+-- (closed), limit_reached (full: waiting does not help, so not rate_limited).
 local session_key = KEYS[3]
 local materials_key = KEYS[4]
 local material_json = ARGV[6]
@@ -31,7 +31,7 @@ for _, stored in ipairs(redis.call('LRANGE', materials_key, -16, -1)) do
   end
 end
 if count >= max_count then
-  return {false, 'rate_limited'}
+  return {false, 'limit_reached'}
 end
 redis.call('RPUSH', materials_key, material_json)
 redis.call('HSET', session_key, 'updated_at', now_ms)
