@@ -35,15 +35,26 @@ def _free(port: int) -> bool:
     return True
 
 
+# Node ports, and their cluster-bus companions (port + 10000), below the kernel's ephemeral range
+# (32768 and up): a bus port in that range could be taken by any outgoing connection between
+# the check and the node's bind (it was, with two suites side by side: the node exited and the
+# cluster "did not settle"). Never the default ones (6379, 16379).
+PORT_RANGE = (11000, 22000)
+
+
 def cluster_ports(count: int) -> list[int]:
-    """Ports whose cluster-bus companions (port + 10000) are free too; never the default ones."""
+    """Ports whose cluster-bus companions (port + 10000) are free too."""
     rng = random.Random()
     ports: list[int] = []
     while len(ports) < count:
-        port = rng.randrange(20000, 29000)
-        if port not in ports and _free(port) and _free(port + 10000):
+        port = rng.randrange(*PORT_RANGE)
+        if port not in ports and port != 16379 and _free(port) and _free(port + 10000):
             ports.append(port)
     return ports
+
+
+class NodeExited(RuntimeError):
+    """A node exited while starting (its port or bus port was taken meanwhile)."""
 
 
 def wait_until(probe: Callable[[], Any], timeout_s: float = 20, what: str = "the cluster") -> Any:
@@ -54,6 +65,8 @@ def wait_until(probe: Callable[[], Any], timeout_s: float = 20, what: str = "the
             result = probe()
             if result:
                 return result
+        except NodeExited:
+            raise
         except Exception:
             pass
         if time.monotonic() > deadline:
@@ -96,11 +109,36 @@ class RedisCluster:
             stderr=subprocess.DEVNULL,
         )
 
+    def _answers(self, port: int) -> bool:
+        if self.processes[port].poll() is not None:
+            raise NodeExited(f"the node on port {port} exited while starting")
+        return bool(self.client(port).ping())
+
     def start(self) -> None:
-        for port in self.ports:
-            self._spawn(port)
-        for port in self.ports:
-            wait_until(lambda port=port: self.client(port).ping())
+        """Start and join the nodes; on any failure stop every node started (none outlives the
+        test as a process still running, which failed a later test with a ResourceWarning)."""
+        try:
+            self._start()
+        except BaseException:
+            self.stop()
+            raise
+
+    def _start(self) -> None:
+        for attempt in range(3):
+            for port in self.ports:
+                self._spawn(port)
+            try:
+                for port in self.ports:
+                    wait_until(lambda port=port: self._answers(port))
+                break
+            except NodeExited:
+                if attempt == 2:
+                    raise
+                self.stop()  # other ports, all of them: the set is chosen together
+                self.processes.clear()
+                self.ports = cluster_ports(len(self.ports))
+                self.master_ports = self.ports[: len(self.master_ports)]
+                self.replica_ports = self.ports[len(self.master_ports) :]
         subprocess.run(
             ["redis-cli", "--cluster", "create", *(f"127.0.0.1:{p}" for p in self.master_ports),
              "--cluster-replicas", "0", "--cluster-yes"],

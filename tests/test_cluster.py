@@ -164,3 +164,24 @@ async def test_recalculate_scans_every_master_and_restores_a_removed_index_entry
     assert await redis.hget(keys.admin_kind_of(), lost) == "voice"  # type: ignore[misc]
     listed = await server.services.sessions.recent("alice", limit=10)
     assert lost in [row["id"] for row in listed]
+
+
+def test_a_node_whose_bus_port_was_taken_meanwhile_is_started_elsewhere(tmp_path: Path) -> None:
+    """The test cluster's own start: a port taken between its choice and the node's bind (by
+    another suite's outgoing connection, say) makes the node exit; the cluster is started on
+    other ports, and a start that fails leaves no node running."""
+    import socket
+
+    need_redis_cli()
+    made = RedisCluster(tmp_path, masters=3)
+    first = made.ports[0]
+    with socket.socket() as taker:
+        taker.bind(("127.0.0.1", first + 10000))  # the first node's cluster bus
+        taker.listen()
+        made.start()
+        try:
+            assert first not in made.ports
+            assert all(made.client(port).cluster("info")["cluster_state"] == "ok" for port in made.ports)
+        finally:
+            made.stop()
+    assert all(process.poll() is not None for process in made.processes.values())
