@@ -327,3 +327,38 @@ async def test_a_refused_clip_waits_as_long_as_the_server_asks(
         for client in clients:
             await client.close()
         await srv.stop()
+
+
+async def test_a_note_being_edited_survives_live_redraws_of_the_review(
+    server: ServerUnderTest, tab: Tab, clients: list[Client]
+) -> None:
+    """The review is redrawn on every clip and every moments reload: a note being typed is drawn
+    again with its text and keeps the focus (a redraw used to drop the form and what was typed)."""
+    session_id = await create_stream(server, title="Busy stream")
+    await http(server, "POST", f"/api/streams/{session_id}/state", json={"action": "start"})
+    viewer = Client(server.url, server.token("v1"))
+    clients.append(viewer)
+    await viewer.connect()
+    assert (await viewer.call("clip_submit", {"session_id": session_id, "note": "first"}))["ok"] is True
+    await tab.use_token(server.token("alice"))
+    page = await live(tab, f"/streams/{session_id}")
+    clips = page.locator('.segment[data-index="1"] .review-clip')
+    await expect(clips).to_have_count(1)
+    await clips.nth(0).locator(".clip-edit").click()
+    note = clips.nth(0).locator(".note-edit input")
+    await note.fill("half-typed")
+
+    # Another viewer clips meanwhile: the review is redrawn (then once more with the moments).
+    other = Client(server.url, server.token("v2"))
+    clients.append(other)
+    await other.connect()
+    assert (await other.call("clip_submit", {"session_id": session_id, "note": "second"}))["ok"] is True
+    await expect(clips).to_have_count(2)
+    await expect(page.locator(".moment .count")).to_have_text(["2 clicks"])
+    await expect(note).to_have_value("half-typed")
+    await expect(note).to_be_focused()
+    await page.keyboard.type(" note")  # the caret stayed at the end
+    await page.keyboard.press("Enter")
+    await expect(clips.nth(0).locator(".note")).to_have_text("half-typed note")
+    await expect(clips.nth(0).locator(".note-edit")).to_have_count(0)
+    assert not tab.errors, tab.errors

@@ -156,11 +156,16 @@ function whoClipped(clip) {
   return (named ? clip.viewer_name : namesByTag.get(clip.viewer_tag)) || `viewer ${clip.viewer_tag}`;
 }
 
+// Note edits in progress, by clip id, with what has been typed so far. The review is redrawn
+// whenever a clip or the moments change (another viewer's clip, a mark): an open edit is drawn
+// again with its text, and keeps the focus, so nothing typed is lost to a redraw.
+const editing = new Map();
+
 function clipItem(clip) {
   const li = el("li", "review-clip");
   li.dataset.clipId = clip.clip_id;
   li.dataset.clipped = String(clip.clipped);
-  const note = el("span", "note", clip.note);
+  const note = editing.has(clip.clip_id) ? noteForm(clip) : el("span", "note", clip.note);
   const who = el("span", "muted who", whoClipped(clip));
   const toggle = el("button", "button small clip-toggle", clip.clipped ? "Unmark" : "Mark clipped");
   toggle.type = "button";
@@ -200,29 +205,44 @@ async function moderate(event, viewer, clip) {
 }
 
 function editNote(li, clip) {
+  if (!editing.has(clip.clip_id)) {
+    editing.set(clip.clip_id, clip.note);
+    li.querySelector(".note").replaceWith(noteForm(clip));
+  }
+  li.querySelector(".note-edit input").focus();
+}
+
+function noteForm(clip) {
   const form = el("form", "row note-edit");
   const input = el("input");
   input.type = "text";
   input.maxLength = 100;
-  input.value = clip.note;
+  input.value = editing.get(clip.clip_id) ?? clip.note;
   input.setAttribute("aria-label", "Note");
+  input.addEventListener("input", () => editing.set(clip.clip_id, input.value));
   const save = el("button", "button small primary", "Save");
   save.type = "submit";
   form.append(input, save);
-  form.addEventListener("submit", (event) => {
+  form.addEventListener("submit", async (event) => {
     event.preventDefault();
-    update(clip.clip_id, { note: input.value });
+    const note = input.value;
+    if (!(await update(clip.clip_id, { note }))) return; // refused: the edit stays open
+    editing.delete(clip.clip_id);
+    const stored = clips.get(clip.clip_id);
+    if (stored) clips.set(clip.clip_id, { ...stored, note }); // its clip_updated follows
+    renderReview();
   });
-  li.querySelector(".note").replaceWith(form);
-  input.focus();
+  return form;
 }
 
 async function update(clipId, change) {
   try {
     if (change === null) await call(socket, "clip_delete", { session_id: sessionId, clip_id: clipId });
     else await call(socket, "clip_update", { session_id: sessionId, clip_id: clipId, ...change });
+    return true;
   } catch (err) {
     notice(`Could not change the clip: ${err.message}`, "error");
+    return false;
   }
 }
 
@@ -243,6 +263,12 @@ function momentItem(moment) {
 }
 
 function renderReview() {
+  for (const clipId of editing.keys()) if (!clips.has(clipId)) editing.delete(clipId); // deleted meanwhile
+  // The note being typed in, if any: focused again, with its caret, once redrawn.
+  const active = document.activeElement;
+  const typing = active instanceof HTMLInputElement && active.closest(".note-edit") ? active : null;
+  const typingIn = typing?.closest(".review-clip")?.dataset.clipId;
+  const caret = typing ? [typing.selectionStart, typing.selectionEnd] : null;
   const bySegment = new Map();
   for (const clip of clips.values()) {
     if (!bySegment.has(clip.segment_index)) bySegment.set(clip.segment_index, []);
@@ -264,6 +290,13 @@ function renderReview() {
   });
   ui.segments.replaceChildren(...sections);
   if (sections.length === 0) ui.segments.append(el("p", "muted", "Start the stream to open its first segment."));
+  if (typingIn) {
+    const input = ui.segments.querySelector(`.review-clip[data-clip-id="${CSS.escape(typingIn)}"] .note-edit input`);
+    if (input) {
+      input.focus();
+      if (caret) input.setSelectionRange(caret[0], caret[1]);
+    }
+  }
 }
 
 function scheduleMoments() {
