@@ -35,31 +35,47 @@ def node_env(data_dir: Path, redis_url: str | None, **extra: str) -> dict[str, s
 
 @asynccontextmanager
 async def node(data_dir: Path, redis_url: str | None, **extra: str) -> AsyncIterator[str]:
-    """A `python -m server serve` process; yields its base URL once /readyz says ready."""
+    """A `python -m server serve` process; yields its base URL once /readyz says ready.
+
+    Its log goes to a file, not a pipe nobody reads while it runs (a full pipe would stop the
+    server at its next log line); the file's end is printed when the test fails."""
     port = free_port()
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "server", "serve", "--port", str(port)],
-        cwd=ROOT,
-        env=node_env(data_dir, redis_url, **extra),
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-    )
+    data_dir.mkdir(parents=True, exist_ok=True)
+    log_path = data_dir / "serve.log"
+    with log_path.open("wb") as log:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "server", "serve", "--port", str(port)],
+            cwd=ROOT,
+            env=node_env(data_dir, redis_url, **extra),
+            stdout=subprocess.DEVNULL,
+            stderr=log,
+        )
     url = f"http://127.0.0.1:{port}"
     try:
-        await _wait_ready(url, proc)
+        await _wait_ready(url, proc, log_path)
         yield url
+    except BaseException:
+        print(f"--- the end of {url}'s log ---\n{_tail(log_path)}")
+        raise
     finally:
         if proc.poll() is None:
             proc.send_signal(signal.SIGTERM)
             await asyncio.to_thread(proc.wait, 20)
-        assert proc.stderr is not None
-        proc.stderr.close()
 
 
-async def _wait_ready(url: str, proc: subprocess.Popen[bytes]) -> None:
+def _tail(path: Path, size: int = 8192) -> str:
+    data = path.read_bytes()
+    return data[-size:].decode(errors="replace")
+
+
+async def _wait_ready(url: str, proc: subprocess.Popen[bytes], log_path: Path | None = None) -> None:
+    """Until ``/readyz`` says ready; else fail with the end of its log (``log_path``, or the
+    stderr pipe of a process that exited)."""
     try:
         await wait_until_ready(url, proc.poll, path="/readyz")
     except AssertionError as exc:
+        if log_path is not None:
+            raise AssertionError(f"{exc}\n{_tail(log_path)}") from None
         stderr = proc.stderr.read().decode() if proc.stderr and proc.poll() is not None else ""
         raise AssertionError(f"{exc}\n{stderr}") from None
 
