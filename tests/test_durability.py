@@ -26,8 +26,11 @@ async def test_replica_durability_waits_for_a_replica(
     session_id = await server.create_session("alice")  # on a node without the setting
     # A long recording lease, so this test is about the wait alone (the renewal of a lease taken
     # by a change answered unavailable has its own test below).
+    # 3 s for a replica's acknowledgement: at 1 s, a replica that had to wait for a core (two
+    # suites side by side) answered too late once (s31-g3). Without a replica the wait is the
+    # whole 3 s, once.
     srv = await start_server(
-        redis_process.url, tmp_path, durability="replica", durability_timeout_ms=1000, voice_recording_lease_ms=600_000
+        redis_process.url, tmp_path, durability="replica", durability_timeout_ms=3000, voice_recording_lease_ms=600_000
     )
     client = Client(srv.url, srv.token("alice"))
     replica: subprocess.Popen[bytes] | None = None
