@@ -15,20 +15,13 @@ from redis.asyncio import Redis
 from tests.audio_samples import webm
 from tests.conftest import start_server
 from tests.helpers import RedisProcess, ServerUnderTest
-from tests.voice.test_telegram import ALICE_TG, PATH, SECRET, command, message, post
+from tests.voice.test_telegram import bot_settings, command, message, post
 from tests.voice.uploads import chunk_form, upload
 
 
 @pytest_asyncio.fixture
 async def bot(redis: Redis, redis_process: RedisProcess, tmp_path: Path) -> AsyncIterator[ServerUnderTest]:
-    srv = await start_server(
-        redis_process.url,
-        tmp_path,
-        voice_telegram_webhook_path=PATH,
-        voice_telegram_secret_token=SECRET,
-        voice_telegram_users=f"{ALICE_TG}:alice",
-        voice_telegram_bot_username="sessionhub_bot",
-    )
+    srv = await start_server(redis_process.url, tmp_path, **bot_settings(voice_telegram_bot_username="sessionhub_bot"))
     yield srv
     await srv.stop()
 

@@ -14,21 +14,14 @@ from redis.asyncio import Redis
 
 from tests.conftest import start_server
 from tests.helpers import Client, RedisProcess, ServerUnderTest
-from tests.voice.test_telegram import ALICE_TG, PATH, SECRET, message, post
+from tests.voice.test_telegram import bot_settings, message, post
 
 CAP = 2
 
 
 @pytest_asyncio.fixture
 async def capped(redis: Redis, redis_process: RedisProcess, tmp_path: Path) -> AsyncIterator[ServerUnderTest]:
-    srv = await start_server(
-        redis_process.url,
-        tmp_path,
-        max_materials=CAP,
-        voice_telegram_webhook_path=PATH,
-        voice_telegram_secret_token=SECRET,
-        voice_telegram_users=f"{ALICE_TG}:alice",
-    )
+    srv = await start_server(redis_process.url, tmp_path, **bot_settings(max_materials=CAP))
     yield srv
     await srv.stop()
 

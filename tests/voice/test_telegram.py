@@ -26,15 +26,19 @@ STRANGER_TG = 999888777
 _ids = itertools.count(1000)
 
 
+def bot_settings(users: str = f"{ALICE_TG}:alice", **extra: Any) -> dict[str, Any]:
+    """``start_server`` settings of a node with the Telegram webhook at PATH and SECRET."""
+    return {
+        "voice_telegram_webhook_path": PATH,
+        "voice_telegram_secret_token": SECRET,
+        "voice_telegram_users": users,
+        **extra,
+    }
+
+
 @pytest_asyncio.fixture
 async def bot(redis: Redis, redis_process: RedisProcess, tmp_path: Path) -> AsyncIterator[ServerUnderTest]:
-    srv = await start_server(
-        redis_process.url,
-        tmp_path,
-        voice_telegram_webhook_path=PATH,
-        voice_telegram_secret_token=SECRET,
-        voice_telegram_users=f"{ALICE_TG}:alice, 444:bob",
-    )
+    srv = await start_server(redis_process.url, tmp_path, **bot_settings(f"{ALICE_TG}:alice, 444:bob"))
     yield srv
     await srv.stop()
 
