@@ -31,8 +31,8 @@ test-stock:
 	@scripts/bootstrap.sh test
 	SESSIONHUB_TRANSPORT=stock $(PYTEST) $(STOCK_TESTS)
 
-# The lowest and the newest versions pyproject.toml allows of python-socketio, python-engineio,
-# aiohttp and redis, each in a throwaway venv, on a subset of the suite (scripts/test_versions.py).
+# The lowest and the newest versions pyproject.toml allows of every runtime dependency, each set
+# in a throwaway venv, on a subset of the suite (scripts/test_versions.py; CI runs it).
 test-versions:
 	@scripts/bootstrap.sh test
 	.venv/bin/python scripts/test_versions.py

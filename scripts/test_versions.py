@@ -1,11 +1,13 @@
 """`make test-versions`: the lowest and the newest versions pyproject.toml allows, each tested.
 
-For python-socketio, python-engineio, aiohttp and redis, the lower bounds of pyproject.toml
-("lowest") and the newest releases inside its ranges ("newest") are installed in a throwaway
-venv each (under a temporary folder, removed afterwards), with the package and the test
-runner; a subset of the suite then runs there with ``SESSIONHUB_TRANSPORT=auto`` (so an
-untested library version runs the stock lane, as it would in production). Every other
-package is pinned by constraints.txt. Needs the package index once per run.
+For every runtime dependency of pyproject.toml, its lower bound ("lowest") and the newest
+release inside its range ("newest", what a fresh ``pip install`` of the wheel gets) are
+installed in a throwaway venv each (under a temporary folder, removed afterwards), with the
+package and the test runner; a subset of the suite then runs there with
+``SESSIONHUB_TRANSPORT=auto`` (so an untested python-socketio, python-engineio or aiohttp
+runs the stock lane, as it would in production). The dependencies' own dependencies are left
+to pip; only the test tools are pinned by constraints.txt. CI runs it (``.ci/run``): a lower
+bound that no longer works fails CI, not a user's install. Needs the package index.
 
     .venv/bin/python scripts/test_versions.py              # both sets
     .venv/bin/python scripts/test_versions.py --only lowest
@@ -16,6 +18,7 @@ Exit status 0 when every set passed. Bounded: each install 10 min, each test run
 from __future__ import annotations
 
 import argparse
+import importlib.metadata
 import re
 import subprocess
 import sys
@@ -25,35 +28,46 @@ import tomllib
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-LIBRARIES = ("python-socketio", "python-engineio", "aiohttp", "redis")
-# Their own dependencies: left to pip (an old aiohttp needs an old multidict, for one).
-THEIR_DEPENDENCIES = (
-    "aiohappyeyeballs", "aiosignal", "async-timeout", "attrs", "bidict", "frozenlist", "h11", "multidict",
-    "propcache", "simple-websocket", "wsproto", "yarl",
-)
 # What a venv needs to run the subset, beyond the package (versions from constraints.txt).
-TEST_TOOLS = ("pytest", "pytest-asyncio", "pytest-timeout", "playwright")
+TEST_TOOLS = ("pytest", "pytest-asyncio", "pytest-timeout", "playwright", "hypothesis")
+# Where each dependency is used: the transport and Redis (python-socketio, python-engineio,
+# aiohttp, redis, hiredis, orjson), multipart uploads (aiohttp), tokens (pyjwt), payloads and
+# settings (pydantic, pydantic-settings, regex's grapheme counts), passkeys (webauthn), device
+# links' QR codes (segno), metrics (prometheus-client).
 SUBSET = (
     "tests/transport/test_contract.py",
     "tests/test_ordering.py",
     "tests/test_bus.py",
     "tests/streams/test_events.py",
+    "tests/streams/test_bad_input.py",
+    "tests/voice/test_chunks.py",
     "tests/test_lean_redis.py",
     "tests/test_smoke.py",
+    "tests/test_hs256.py",
+    "tests/identity/test_passkeys.py",
+    "tests/identity/test_account.py",
+    "tests/test_metrics.py",
 )
 INSTALL_TIMEOUT_S = 600
 TEST_TIMEOUT_S = 900
 
 
 def ranges() -> dict[str, str]:
-    """Each library's requirement in pyproject.toml, e.g. ``{"aiohttp": ">=3.9,<4"}``."""
+    """Each runtime dependency's requirement in pyproject.toml, extras kept with the name,
+    e.g. ``{"aiohttp": ">=3.11,<4", "pyjwt[crypto]": ">=2.8,<3"}``."""
     project = tomllib.loads((ROOT / "pyproject.toml").read_text(encoding="utf-8"))["project"]
     found: dict[str, str] = {}
     for requirement in project["dependencies"]:
-        match = re.match(r"^([A-Za-z0-9_.\-]+)(.*)$", requirement.split(";")[0].strip())
-        if match and match.group(1) in LIBRARIES:
-            found[match.group(1)] = match.group(2).strip()
+        match = re.match(r"^([A-Za-z0-9_.\-]+(?:\[[^\]]*\])?)(.*)$", requirement.split(";")[0].strip())
+        if match is None:
+            raise SystemExit(f"cannot read the requirement {requirement!r}")
+        found[match.group(1)] = match.group(2).strip()
     return found
+
+
+def canonical(name: str) -> str:
+    """A distribution's name as pip compares them (PEP 503), extras dropped."""
+    return re.sub(r"[-_.]+", "-", name.split("[", 1)[0]).lower()
 
 
 def lowest(spec: str) -> str:
@@ -64,15 +78,45 @@ def lowest(spec: str) -> str:
     return match.group(1)
 
 
-def other_constraints(workdir: Path) -> Path:
-    """constraints.txt without the libraries under test (their versions are the point) and theirs."""
+def runtime_closure() -> set[str]:
+    """Every distribution the package needs at run time, its dependencies' own included
+    (canonical names, read from this interpreter's installed metadata)."""
+    seen: set[tuple[str, frozenset[str]]] = set()
+    todo = [split_extras(name) for name in ranges()]
+    while todo:
+        name, extras = todo.pop()
+        if (name, extras) in seen:
+            continue
+        seen.add((name, extras))
+        try:
+            requires = importlib.metadata.requires(name) or []
+        except importlib.metadata.PackageNotFoundError:
+            continue  # not installed here: nothing more to follow
+        for requirement in requires:
+            head, _, marker = requirement.partition(";")
+            wanted = re.search(r"""extra\s*==\s*["']([^"']+)["']""", marker)
+            if wanted is not None and wanted.group(1) not in extras:
+                continue  # an optional part nobody asked for
+            match = re.match(r"^\s*([A-Za-z0-9_.\-]+(?:\[[^\]]*\])?)", head)
+            if match:
+                todo.append(split_extras(match.group(1)))
+    return {name for name, _ in seen}
+
+
+def split_extras(requirement: str) -> tuple[str, frozenset[str]]:
+    """``"pyjwt[crypto]"`` as ``("pyjwt", {"crypto"})``."""
+    name, _, extras = requirement.partition("[")
+    return canonical(name), frozenset(extra.strip() for extra in extras.rstrip("]").split(",") if extra.strip())
+
+
+def test_tool_constraints(workdir: Path) -> Path:
+    """constraints.txt without anything the package runs on: their versions are the point,
+    and an old one may need old dependencies of its own (an old aiohttp an old multidict)."""
+    runtime = runtime_closure()
     kept = [
         line
         for line in (ROOT / "constraints.txt").read_text(encoding="utf-8").splitlines()
-        if not any(
-            re.match(rf"^{re.escape(name)}==", line.replace("_", "-"), re.IGNORECASE)
-            for name in (*LIBRARIES, *THEIR_DEPENDENCIES)
-        )
+        if "==" not in line or canonical(line.split("==", 1)[0].strip()) not in runtime
     ]
     path = workdir / "constraints.txt"
     path.write_text("\n".join(kept) + "\n", encoding="utf-8")
@@ -92,7 +136,7 @@ def test_set(name: str, pins: list[str], workdir: Path) -> bool:
     python = str(venv / "bin" / "python")
     if not venv.exists():
         subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True, timeout=120)
-    constraints = other_constraints(workdir)
+    constraints = test_tool_constraints(workdir)
     install = run(
         [python, "-m", "pip", "install", "-q", "-c", str(constraints), "-e", str(ROOT), *pins, *TEST_TOOLS],
         INSTALL_TIMEOUT_S,
@@ -101,7 +145,8 @@ def test_set(name: str, pins: list[str], workdir: Path) -> bool:
         print(f"[{name}] install failed:\n{install.stdout[-3000:]}{install.stderr[-3000:]}", flush=True)
         return False
     versions = run([python, "-m", "pip", "list", "--format=freeze"], 60).stdout
-    got = [line for line in versions.splitlines() if line.split("==")[0].lower() in LIBRARIES]
+    direct = {canonical(name) for name in ranges()}
+    got = [line for line in versions.splitlines() if canonical(line.split("==")[0]) in direct]
     print(f"[{name}] installed: {', '.join(got)}", flush=True)
     started = time.monotonic()
     env = {"PATH": "/usr/local/bin:/usr/bin:/bin", "SESSIONHUB_TRANSPORT": "auto", "HOME": str(workdir)}
