@@ -19,7 +19,9 @@ from __future__ import annotations
 
 import argparse
 import importlib.metadata
+import os
 import re
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -28,6 +30,9 @@ import tomllib
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
+# The newest Python pyproject.toml's classifiers name: the newest set runs on the newest of 3.11
+# up to this found on PATH (a new user's machine may well have it), the lowest set on this one.
+NEWEST_PYTHON = (3, 13)
 # What a venv needs to run the subset, beyond the package (versions from constraints.txt).
 TEST_TOOLS = ("pytest", "pytest-asyncio", "pytest-timeout", "playwright", "hypothesis")
 # Where each dependency is used: the transport and Redis (python-socketio, python-engineio,
@@ -130,12 +135,31 @@ def run(
     return subprocess.run(argv, text=True, capture_output=True, timeout=timeout_s, check=False, cwd=cwd, env=env)
 
 
-def test_set(name: str, pins: list[str], workdir: Path) -> bool:
-    """Install ``pins`` with the package in a fresh venv and run the subset; True when it passed."""
+def newest_python() -> str:
+    """The newest working ``python3.N`` from NEWEST_PYTHON down to 3.11, on PATH or installed
+    by pyenv (whose shim on PATH may name a version it will not run), else this interpreter."""
+    pyenv = Path(os.environ.get("PYENV_ROOT", Path.home() / ".pyenv")) / "versions"
+    for minor in range(NEWEST_PYTHON[1], 10, -1):
+        candidates = [shutil.which(f"python3.{minor}")]
+        candidates += [str(path) for path in sorted(pyenv.glob(f"3.{minor}.*/bin/python3.{minor}"), reverse=True)]
+        for candidate in candidates:
+            if candidate is not None and run([candidate, "-c", "import venv"], 60).returncode == 0:
+                return candidate
+    return sys.executable
+
+
+def python_version(python: str) -> str:
+    return run([python, "-c", "import platform; print(platform.python_version())"], 60).stdout.strip()
+
+
+def test_set(name: str, pins: list[str], workdir: Path, interpreter: str) -> bool:
+    """Install ``pins`` with the package in a fresh venv of ``interpreter`` and run the subset;
+    True when it passed."""
     venv = workdir / name
     python = str(venv / "bin" / "python")
     if not venv.exists():
-        subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True, timeout=120)
+        subprocess.run([interpreter, "-m", "venv", str(venv)], check=True, timeout=120)
+    print(f"[{name}] Python {python_version(python)}", flush=True)
     constraints = test_tool_constraints(workdir)
     install = run(
         [python, "-m", "pip", "install", "-q", "-c", str(constraints), "-e", str(ROOT), *pins, *TEST_TOOLS],
@@ -173,7 +197,8 @@ def main() -> int:
         for name, pins in sets.items():
             if args.only in (None, name):
                 print(f"[{name}] {' '.join(pins)}", flush=True)
-                results[name] = test_set(name, pins, workdir)
+                interpreter = newest_python() if name == "newest" else sys.executable
+                results[name] = test_set(name, pins, workdir, interpreter)
     for name, passed in results.items():
         print(f"{name}: {'PASS' if passed else 'FAIL'} ({' '.join(sets[name])})")
     return 0 if all(results.values()) else 1
