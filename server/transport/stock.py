@@ -11,20 +11,41 @@ queue); :class:`StockOutlet` puts behind it on the same queue, so the order is t
 Text messages are screened before python-socketio parses them (:meth:`StockSessionServer.screen`,
 put in front of its handler through Engine.IO's public handler registry): one over
 ``max_payload_bytes``, a malformed event or a reserved event name is answered as on the fast
-lane (``server.transport.messages``). What only the fast lane does, because it needs the
-libraries' private parts: binary messages are not screened, and the per-address connection
-limit, the connect deadline and the slow-client cut are python-engineio's own (none, none,
-``ping_timeout``), and a mass disconnect costs what python-socketio's manager makes it cost
-(O(clients) per client leaving; the fast lane's ``RoomIndex`` makes it O(1)).
-Nothing here reads a private name: the attributes used (``eio``,
-``handlers``, ``manager``, ``packet_class``, ``sockets``, a socket's ``queue``, ``closed``) and
-methods (``on``, ``send``, ``eio_sid_from_sid``, ``disconnect``, ``close``) are documented or
-public.
+lane (``server.transport.messages``).
+
+Limits, as on the fast lane (``tests/test_hostile_preauth.py``, ``tests/transport/test_slow_client.py``):
+
+- **Per-address cap.** The lane registers the Socket.IO route itself, in front of Engine.IO's
+  documented entry point ``handle_request``: a GET opening a session from an address that holds
+  ``max_connections_per_address`` is answered ``429 rate_limited`` (counted as
+  ``per_address_limit``). The place is taken before Engine.IO opens the session, held by it
+  from Engine.IO's connect event, and given back on its disconnect event, on a refused connect,
+  or when the opening fails half-way (the session is then closed at once).
+- **Connect deadline.** A session that has not joined namespace ``/`` within
+  ``connect_timeout_s`` of Engine.IO's connect event is closed, its pending long-poll or
+  WebSocket included.
+- **Slow-client cut, long-polling only.** A poller is cut (reason ``slow client``) once more
+  than ``slow_limit_bytes`` wait for its next poll (:class:`Backlog`). A WebSocket that stops
+  reading is left to Engine.IO's ping timeout: what python-engineio's writer has taken from
+  the queue but not yet sent is not visible through public API (:meth:`StockSessionServer.queued`).
+
+What the stock lane leaves to the fast lane, which needs private parts for it: binary messages
+are not screened, unfinished WebSocket frames are not budgeted (``partial_frames_budget_bytes``),
+WebSocket handshakes are aiohttp's own, and a mass disconnect costs what python-socketio's
+manager makes it cost (O(clients) per client leaving; the fast lane's ``RoomIndex`` makes it O(1)).
+
+Public API only, with one exception: ``_send_packet`` is overridden to count what is sent (the
+``sessionhub_socket_*_sent_total`` metrics and a poller's :class:`Backlog`; should python-socketio
+rename it, acks would go uncounted, nothing else). Otherwise the attributes used (``eio``,
+``handlers``, ``manager``, ``packet_class``, ``sockets``, a socket's ``sid``, ``queue``,
+``closed``, ``upgraded``) and methods (``on``, ``handle_request``, ``send``,
+``eio_sid_from_sid``, ``sid_from_eio_sid``, ``disconnect``, ``close``) are documented or public.
 """
 
 from __future__ import annotations
 
 import asyncio
+import collections
 import logging
 import sys
 from collections.abc import Awaitable, Callable, Coroutine, Sequence
@@ -48,6 +69,9 @@ from server.transport.messages import Header, malformed, refusal, refusal_packet
 log = logging.getLogger(__name__)
 # Hostile clients can send malformed messages by the thousand: one traceback per cause, then counts.
 _MALFORMED_LOG = LogThrottle(log, level=logging.WARNING)
+# The disconnect reason of a client cut for not taking its packets (a label of
+# sessionhub_connections_closed_total, as on the fast lane).
+SLOW_CLIENT = "slow client"
 
 
 class WirePacket(sio_packet.Packet):
@@ -133,17 +157,44 @@ class AddressPlaces:
             self.give_back(address)
 
 
+class Backlog:
+    """Bytes this lane put on a long-polling session's queue that wait for the client's next poll.
+
+    From public API only: each poll takes the whole queue, first in, first out, so of the
+    packets put on it only the last ``qsize()`` are still waiting (Engine.IO's own, a PING or a
+    NOOP, make the count keep as many older packets besides: a bound a few packets high).
+    """
+
+    __slots__ = ("cut", "sizes", "total")
+
+    def __init__(self) -> None:
+        self.sizes: collections.deque[int] = collections.deque()
+        self.total = 0
+        self.cut = False
+
+    def add(self, size: int, waiting: int) -> int:
+        """Count a packet just put on a queue now ``waiting`` long; the bytes still waiting."""
+        sizes = self.sizes
+        sizes.append(size)
+        self.total += size
+        while len(sizes) > waiting:
+            self.total -= sizes.popleft()
+        return self.total
+
+
 class StockOutlet:
     """A connection of the stock lane: packets go on its Engine.IO socket's queue."""
 
-    __slots__ = ("socket",)
+    __slots__ = ("server", "socket")
 
-    def __init__(self, eio_socket: Any) -> None:
+    def __init__(self, eio_socket: Any, server: StockSessionServer) -> None:
         self.socket = eio_socket
+        self.server = server
 
     def send(self, packet: Packet) -> None:
         if not self.gone():
             self.socket.queue.put_nowait(eio_packet.Packet(eio_packet.MESSAGE, data=packet.text))
+            self.server.queued(self.socket, len(packet.frame))
 
     def send_batch(self, packets: Sequence[Packet], frames: bytes) -> None:
         if self.gone():
@@ -151,6 +202,7 @@ class StockOutlet:
         queue = self.socket.queue
         for packet in packets:
             queue.put_nowait(eio_packet.Packet(eio_packet.MESSAGE, data=packet.text))
+            self.server.queued(self.socket, len(packet.frame))
 
     def gone(self) -> bool:
         socket = self.socket
@@ -175,6 +227,7 @@ class StockSessionServer(socketio.AsyncServer):
     ) -> None:
         super().__init__(async_handlers=False, serializer=WirePacket, **kwargs)
         self.max_payload_bytes = max_payload_bytes
+        self.slow_limit_bytes = slow_limit_bytes
         self.connect_timeout_s = connect_timeout_s
         self.trust_forwarded_for = trust_forwarded_for
         self.places = AddressPlaces(max_connections_per_address)
@@ -190,7 +243,8 @@ class StockSessionServer(socketio.AsyncServer):
         self.eio.on("disconnect", self.leave)
         self._on_sent: Callable[[int, int], None] = _ignore_sent
         self._on_refused: Callable[[str], None] = _ignore_refused
-        self._ends: set[asyncio.Task[None]] = set()  # sessions being closed (a deadline, a failed open)
+        self._ends: set[asyncio.Task[None]] = set()  # sessions being closed (a deadline, a cut, a failed open)
+        self.backlogs: dict[str, Backlog] = {}  # Engine.IO sid -> what waits in its queue
 
     def count_with(self, sent: Callable[[int, int], None], refused: Callable[[str], None]) -> None:
         """``server.transport.contract.SocketServer.count_with``."""
@@ -240,12 +294,14 @@ class StockSessionServer(socketio.AsyncServer):
         if result is not None and result is not True:
             self.places.leave(eio_sid)
             return result
+        self.backlogs[eio_sid] = Backlog()
         asyncio.get_running_loop().call_later(self.connect_timeout_s, self._connect_deadline, eio_sid)
         return result
 
     async def leave(self, eio_sid: str, reason: Any) -> None:
         """Engine.IO's disconnect event: the session's place is given back."""
         self.places.leave(eio_sid)
+        self.backlogs.pop(eio_sid, None)
         await self.close_session(eio_sid, reason)
 
     def _connect_deadline(self, eio_sid: str) -> None:
@@ -259,7 +315,7 @@ class StockSessionServer(socketio.AsyncServer):
         self._ends.add(task)
         task.add_done_callback(self._ends.discard)
 
-    async def end(self, eio_sid: str) -> None:
+    async def end(self, eio_sid: str, *, reason: str | None = None) -> None:
         """Close an Engine.IO session now, its pending long-poll GET or its WebSocket included.
 
         Not ``eio.disconnect``: it waits for the client to take the CLOSE packet, forever for a
@@ -268,7 +324,7 @@ class StockSessionServer(socketio.AsyncServer):
         socket = self.eio.sockets.get(eio_sid)
         if socket is None:
             return
-        await socket.close(wait=False)  # the disconnect event runs; CLOSE is queued
+        await socket.close(wait=False, reason=reason)  # the disconnect event runs; CLOSE is queued
         self.eio.sockets.pop(eio_sid, None)  # as eio.disconnect does
         # Engine.IO's own end-of-queue mark: a pending GET answers, a WebSocket's writer sends
         # CLOSE and then closes the WebSocket.
@@ -279,8 +335,33 @@ class StockSessionServer(socketio.AsyncServer):
         # bytes (the stock lane is the fallback, not the one tuned for CPU).
         encoded = pkt.encode()
         parts = encoded if isinstance(encoded, list) else [encoded]
-        self._on_sent(1, sum(len(p.encode() if isinstance(p, str) else p) for p in parts))
+        sizes = [len(p.encode() if isinstance(p, str) else p) for p in parts]
+        self._on_sent(1, sum(sizes))
         await super()._send_packet(eio_sid, pkt)
+        socket = self.eio.sockets.get(eio_sid)
+        if socket is not None:
+            for size in sizes:  # one queued Engine.IO packet each
+                self.queued(socket, size)
+
+    def queued(self, socket: Any, size: int) -> None:
+        """Count a packet of ``size`` bytes just put on ``socket``'s queue; cut a long-polling
+        client loose once more than ``slow_limit_bytes`` wait for its next poll.
+
+        Not a WebSocket: python-engineio's writer takes the whole queue at each turn and sends
+        it a packet at a time, waiting on the connection's drain, so a client reading at full
+        speed has a burst's bytes in the queue too, and what the client has taken is not
+        visible through public API. A WebSocket that stops reading is closed by Engine.IO's
+        ping timeout instead (it does not read the PINGs, so it does not answer them).
+        """
+        if socket.upgraded:
+            self.backlogs.pop(socket.sid, None)
+            return
+        backlog = self.backlogs.get(socket.sid)
+        if backlog is None or backlog.cut or backlog.add(size, socket.queue.qsize()) <= self.slow_limit_bytes:
+            return
+        backlog.cut = True
+        log.warning("closing a client that does not take its packets (over %d bytes queued)", self.slow_limit_bytes)
+        self._later(self.end(socket.sid, reason=SLOW_CLIENT))
 
     async def screen(self, eio_sid: str, data: str | bytes) -> None:
         """Answer a text message that will not be handled; hand the rest to python-socketio."""
@@ -308,7 +389,7 @@ class StockSessionServer(socketio.AsyncServer):
         """The connection's outlet (``server.transport.contract.SocketServer``)."""
         eio_sid = self.manager.eio_sid_from_sid(sid, "/")
         socket = self.eio.sockets.get(eio_sid) if eio_sid else None
-        return StockOutlet(socket) if socket is not None else None
+        return StockOutlet(socket, self) if socket is not None else None
 
     def attach(self, app: Any, socketio_path: str = "socket.io") -> None:
         """Serve on ``app`` through :meth:`handle_request`, ending every Engine.IO session when
