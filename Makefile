@@ -23,9 +23,9 @@ test:
 
 # The socket-heavy tests on the stock lane (server/transport/stock.py): what serves when an
 # installed python-socketio / python-engineio / aiohttp is outside the fast lane's tested range.
-STOCK_TESTS = tests/transport tests/test_bus.py tests/test_bus_churn.py tests/test_ordering.py \
-	tests/streams/test_events.py tests/patterns/test_events.py tests/voice/test_events.py tests/voice/test_recording_lease.py \
-	tests/test_smoke.py
+STOCK_TESTS = tests/transport tests/test_hostile_preauth.py tests/test_bus.py tests/test_bus_churn.py \
+	tests/test_ordering.py tests/streams/test_events.py tests/patterns/test_events.py tests/voice/test_events.py \
+	tests/voice/test_recording_lease.py tests/test_smoke.py
 
 test-stock:
 	@scripts/bootstrap.sh test

@@ -13,7 +13,24 @@ import aiohttp
 from server.app import SIO_KEY
 from tests.conftest import start_server
 from tests.helpers import Client
+from tests.test_metrics import scrape, value
 from tests.raw_wire import RawPoller, RawWebSocket, http_exchange, port_of
+
+POLLING_OPEN = b"GET /socket.io/?EIO=4&transport=polling HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
+
+
+def open_places(sio: Any) -> dict[str, int]:
+    """Places taken per address, on either lane (each keeps its own count)."""
+    counts: dict[str, int] = sio.places.open if sio.lane == "stock" else sio.eio._per_address
+    return counts
+
+
+async def wait_until_all_left(sio: Any) -> None:
+    """Until the server has seen every client leave and given every place back."""
+    deadline = asyncio.get_running_loop().time() + 5
+    while sio.eio.sockets or open_places(sio):
+        assert asyncio.get_running_loop().time() < deadline, (list(sio.eio.sockets), open_places(sio))
+        await asyncio.sleep(0.02)
 
 
 async def test_sessions_that_never_connect_are_closed(redis_process: Any, redis: Any, tmp_path: Path) -> None:
@@ -92,10 +109,13 @@ async def test_connections_per_address_are_capped(redis_process: Any, redis: Any
     try:
         for client in clients:
             await client.connect()
-        status, body = await http_exchange(
-            port, b"GET /socket.io/?EIO=4&transport=polling HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
-        )
+        status, body = await http_exchange(port, POLLING_OPEN)
         assert status == 429 and json.loads(body)["error"] == "rate_limited"
+        # An X-Forwarded-For is not trusted unless told (trust_forwarded_for): no way around the cap.
+        forwarded = POLLING_OPEN.replace(b"Host: x", b"Host: x\r\nX-Forwarded-For: 10.0.0.9")
+        assert (await http_exchange(port, forwarded))[0] == 429
+        refused = value(await scrape(srv), "sessionhub_connections_refused_total", reason="per_address_limit")
+        assert refused == 2
         status, _ = await http_exchange(
             port,
             b"GET /socket.io/?EIO=4&transport=websocket HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\n"
@@ -111,6 +131,51 @@ async def test_connections_per_address_are_capped(redis_process: Any, redis: Any
         clients[0] = Client(srv.url, srv.token("alice"))
         await clients[0].connect()  # a freed place can be taken again
         assert all(c.sio.connected for c in clients)
+        for client in clients:
+            await client.close()
+        await wait_until_all_left(srv.app[SIO_KEY])
+    finally:
+        for client in clients:
+            await client.close()
+        await srv.stop()
+
+
+async def test_forwarded_addresses_are_capped_each_behind_a_trusted_proxy(
+    redis_process: Any, redis: Any, tmp_path: Path
+) -> None:
+    srv = await start_server(redis_process.url, tmp_path, max_connections_per_address=1, trust_forwarded_for=True)
+    port = port_of(srv.url)
+    polls = [
+        POLLING_OPEN.replace(b"Host: x", b"Host: x\r\nX-Forwarded-For: " + hop) for hop in (b"10.0.0.1", b"10.0.0.2")
+    ]
+    try:
+        assert [(await http_exchange(port, poll))[0] for poll in polls] == [200, 200]  # one place each
+        assert [(await http_exchange(port, poll))[0] for poll in polls] == [429, 429]
+        assert open_places(srv.app[SIO_KEY]) == {"10.0.0.1": 1, "10.0.0.2": 1}
+    finally:
+        await srv.stop()
+
+
+async def test_openings_that_fail_half_way_give_their_place_back(
+    redis_process: Any, redis: Any, tmp_path: Path
+) -> None:
+    # The stock lane's Engine.IO opens the session (and counts it) before aiohttp checks the
+    # WebSocket handshake; a refused handshake must not keep the place.
+    srv = await start_server(redis_process.url, tmp_path, max_connections_per_address=2)
+    port = port_of(srv.url)
+    bad_open = (
+        b"GET /socket.io/?EIO=4&transport=websocket HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\n"
+        b"Connection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 99\r\n\r\n"
+    )
+    clients = [Client(srv.url, srv.token("alice")) for _ in range(2)]
+    try:
+        for _ in range(4):
+            assert (await http_exchange(port, bad_open))[0] == 400
+        for client in clients:
+            await client.connect()
+        for client in clients:
+            await client.close()
+        await wait_until_all_left(srv.app[SIO_KEY])
     finally:
         for client in clients:
             await client.close()

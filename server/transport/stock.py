@@ -11,22 +11,46 @@ queue); :class:`StockOutlet` puts behind it on the same queue, so the order is t
 Text messages are screened before python-socketio parses them (:meth:`StockSessionServer.screen`,
 put in front of its handler through Engine.IO's public handler registry): one over
 ``max_payload_bytes``, a malformed event or a reserved event name is answered as on the fast
-lane (``server.transport.messages``). What only the fast lane does, because it needs the
-libraries' private parts: binary messages are not screened, and the per-address connection
-limit, the connect deadline and the slow-client cut are python-engineio's own (none, none,
-``ping_timeout``), and a mass disconnect costs what python-socketio's manager makes it cost
-(O(clients) per client leaving; the fast lane's ``RoomIndex`` makes it O(1)).
-Nothing here reads a private name: the attributes used (``eio``,
-``handlers``, ``manager``, ``packet_class``, ``sockets``, a socket's ``queue``, ``closed``) and
-methods (``on``, ``send``, ``eio_sid_from_sid``, ``disconnect``, ``close``) are documented or
-public.
+lane (``server.transport.messages``).
+
+Limits, as on the fast lane (``tests/test_hostile_preauth.py``, ``tests/transport/test_slow_client.py``):
+
+- **Per-address cap.** The lane registers the Socket.IO route itself, in front of Engine.IO's
+  documented entry point ``handle_request``: a GET opening a session from an address that holds
+  ``max_connections_per_address`` is answered ``429 rate_limited`` (counted as
+  ``per_address_limit``). The place is taken before Engine.IO opens the session, held by it
+  from Engine.IO's connect event, and given back on its disconnect event, on a refused connect,
+  or when the opening fails half-way (the session is then closed at once).
+- **Connect deadline.** A session that has not joined namespace ``/`` within
+  ``connect_timeout_s`` of Engine.IO's connect event is closed, its pending long-poll or
+  WebSocket included.
+- **Slow-client cut, long-polling only.** A poller is cut (reason ``slow client``) once more
+  than ``slow_limit_bytes`` wait for its next poll (:class:`Backlog`). A WebSocket that stops
+  reading is left to Engine.IO's ping timeout: what python-engineio's writer has taken from
+  the queue but not yet sent is not visible through public API (:meth:`StockSessionServer.queued`).
+
+What the stock lane leaves to the fast lane, which needs private parts for it: binary messages
+are not screened, unfinished WebSocket frames are not budgeted (``partial_frames_budget_bytes``),
+WebSocket handshakes are aiohttp's own, and a mass disconnect costs what python-socketio's
+manager makes it cost (O(clients) per client leaving; the fast lane's ``RoomIndex`` makes it O(1)).
+
+Public API only, with one exception: ``_send_packet`` is overridden to count what is sent (the
+``sessionhub_socket_*_sent_total`` metrics and a poller's :class:`Backlog`; should python-socketio
+rename it, acks would go uncounted, nothing else). Otherwise the attributes used (``eio``,
+``handlers``, ``manager``, ``packet_class``, ``sockets``, a socket's ``sid``, ``queue``,
+``closed``, ``upgraded``) and methods (``on``, ``handle_request``, ``send``,
+``eio_sid_from_sid``, ``sid_from_eio_sid``, ``disconnect``, ``close``) are documented or public.
 """
 
 from __future__ import annotations
 
+import asyncio
+import collections
 import logging
 import sys
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Coroutine, Sequence
+from contextvars import ContextVar
+from dataclasses import dataclass
 from typing import Any, Literal
 
 import socketio
@@ -34,16 +58,20 @@ from aiohttp import web
 from engineio import packet as eio_packet
 from socketio import packet as sio_packet
 
-from handlers.http_common import AnsweredUpgrade
+from handlers.errors import to_http
+from handlers.http_common import AnsweredUpgrade, client_address
 from handlers.log_throttle import LogThrottle
 from protocol import wire_json
-from protocol.errors import ErrorCode
+from protocol.errors import CodedError, ErrorCode
 from server.transport.contract import Outlet, Packet, end_sessions_at_shutdown
 from server.transport.messages import Header, malformed, refusal, refusal_packet
 
 log = logging.getLogger(__name__)
 # Hostile clients can send malformed messages by the thousand: one traceback per cause, then counts.
 _MALFORMED_LOG = LogThrottle(log, level=logging.WARNING)
+# The disconnect reason of a client cut for not taking its packets (a label of
+# sessionhub_connections_closed_total, as on the fast lane).
+SLOW_CLIENT = "slow client"
 
 
 class WirePacket(sio_packet.Packet):
@@ -80,17 +108,93 @@ def _ignore_sent(messages: int, size: int) -> None:
     """The default count of sent messages: nobody counts."""
 
 
+def _ignore_refused(reason: str) -> None:
+    """The default count of refused connections: nobody counts."""
+
+
+@dataclass(slots=True)
+class Opening:
+    """A place taken for a new Engine.IO session by the request that opens it (a GET without
+    ``sid``); ``sid`` is the session that took it over, once Engine.IO's connect event ran."""
+
+    address: str
+    sid: str | None = None
+
+
+# The opening request's place, seen by Engine.IO's connect event: Engine.IO runs that event
+# inside the request's handler (and a task it would start instead copies this context).
+_OPENING: ContextVar[Opening | None] = ContextVar("sessionhub_stock_opening", default=None)
+
+
+class AddressPlaces:
+    """Open Engine.IO sessions per client address, at most ``limit`` each."""
+
+    __slots__ = ("address_of", "limit", "open")
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self.open: dict[str, int] = {}  # address -> places taken (never 0: popped instead)
+        self.address_of: dict[str, str] = {}  # Engine.IO sid -> the address its place is counted on
+
+    def full(self, address: str) -> bool:
+        return self.open.get(address, 0) >= self.limit
+
+    def take(self, address: str) -> None:
+        self.open[address] = self.open.get(address, 0) + 1
+
+    def give_back(self, address: str) -> None:
+        left = self.open.pop(address) - 1
+        if left > 0:
+            self.open[address] = left
+
+    def hold(self, sid: str, address: str) -> None:
+        """The session ``sid`` keeps the place taken on ``address`` until :meth:`leave`."""
+        self.address_of[sid] = address
+
+    def leave(self, sid: str) -> None:
+        address = self.address_of.pop(sid, None)
+        if address is not None:
+            self.give_back(address)
+
+
+class Backlog:
+    """Bytes this lane put on a long-polling session's queue that wait for the client's next poll.
+
+    From public API only: each poll takes the whole queue, first in, first out, so of the
+    packets put on it only the last ``qsize()`` are still waiting (Engine.IO's own, a PING or a
+    NOOP, make the count keep as many older packets besides: a bound a few packets high).
+    """
+
+    __slots__ = ("cut", "sizes", "total")
+
+    def __init__(self) -> None:
+        self.sizes: collections.deque[int] = collections.deque()
+        self.total = 0
+        self.cut = False
+
+    def add(self, size: int, waiting: int) -> int:
+        """Count a packet just put on a queue now ``waiting`` long; the bytes still waiting."""
+        sizes = self.sizes
+        sizes.append(size)
+        self.total += size
+        while len(sizes) > waiting:
+            self.total -= sizes.popleft()
+        return self.total
+
+
 class StockOutlet:
     """A connection of the stock lane: packets go on its Engine.IO socket's queue."""
 
-    __slots__ = ("socket",)
+    __slots__ = ("server", "socket")
 
-    def __init__(self, eio_socket: Any) -> None:
+    def __init__(self, eio_socket: Any, server: StockSessionServer) -> None:
         self.socket = eio_socket
+        self.server = server
 
     def send(self, packet: Packet) -> None:
         if not self.gone():
             self.socket.queue.put_nowait(eio_packet.Packet(eio_packet.MESSAGE, data=packet.text))
+            self.server.queued(self.socket, len(packet.frame))
 
     def send_batch(self, packets: Sequence[Packet], frames: bytes) -> None:
         if self.gone():
@@ -98,6 +202,7 @@ class StockOutlet:
         queue = self.socket.queue
         for packet in packets:
             queue.put_nowait(eio_packet.Packet(eio_packet.MESSAGE, data=packet.text))
+            self.server.queued(self.socket, len(packet.frame))
 
     def gone(self) -> bool:
         socket = self.socket
@@ -120,26 +225,143 @@ class StockSessionServer(socketio.AsyncServer):
         partial_frames_budget_bytes: int = 64 << 20,
         **kwargs: Any,
     ) -> None:
-        # The fast lane's limits are taken and not applied (see the module docstring).
         super().__init__(async_handlers=False, serializer=WirePacket, **kwargs)
         self.max_payload_bytes = max_payload_bytes
+        self.slow_limit_bytes = slow_limit_bytes
+        self.connect_timeout_s = connect_timeout_s
+        self.trust_forwarded_for = trust_forwarded_for
+        self.places = AddressPlaces(max_connections_per_address)
         self.eio.logger = EngineLog()
-        # python-socketio's Engine.IO message handler, with the screen in front of it.
-        self.parse_message: Callable[[str, str | bytes], Awaitable[None]] = self.eio.handlers["message"]
+        # python-socketio's Engine.IO handlers, with this lane's checks in front of them
+        # (Engine.IO's public handler registry: `handlers`, `on`).
+        handlers = self.eio.handlers
+        self.parse_message: Callable[[str, str | bytes], Awaitable[None]] = handlers["message"]
+        self.open_session: Callable[[str, dict[str, Any]], Awaitable[Any]] = handlers["connect"]
+        self.close_session: Callable[[str, Any], Awaitable[Any]] = handlers["disconnect"]
         self.eio.on("message", self.screen)
+        self.eio.on("connect", self.admit)
+        self.eio.on("disconnect", self.leave)
         self._on_sent: Callable[[int, int], None] = _ignore_sent
+        self._on_refused: Callable[[str], None] = _ignore_refused
+        self._ends: set[asyncio.Task[None]] = set()  # sessions being closed (a deadline, a cut, a failed open)
+        self.backlogs: dict[str, Backlog] = {}  # Engine.IO sid -> what waits in its queue
 
     def count_with(self, sent: Callable[[int, int], None], refused: Callable[[str], None]) -> None:
-        """``server.transport.contract.SocketServer.count_with`` (this lane refuses nothing itself)."""
+        """``server.transport.contract.SocketServer.count_with``."""
         self._on_sent = sent
+        self._on_refused = refused
+
+    async def handle_request(self, request: web.Request) -> web.StreamResponse:
+        """The Engine.IO route: a new session from an address that has too many is refused."""
+        if request.method != "GET" or "sid" in request.query:
+            response: web.StreamResponse = await self.eio.handle_request(request)
+            return response
+        address = client_address(request, trust_forwarded_for=self.trust_forwarded_for)
+        if self.places.full(address):
+            self._on_refused("per_address_limit")
+            return to_http(CodedError(ErrorCode.RATE_LIMITED, "too many connections from this address"))
+        # Taken now, not in the connect event: Engine.IO may yield before that event, and
+        # concurrent openings must not overshoot the limit.
+        opening = Opening(address)
+        self.places.take(address)
+        reset = _OPENING.set(opening)
+        try:
+            response = await self.eio.handle_request(request)
+        except BaseException:
+            # Failed half-way (aiohttp refused the WebSocket handshake after Engine.IO opened
+            # the session, or the client left): the session would otherwise linger, counted.
+            if opening.sid is not None:
+                self._later(self.end(opening.sid))
+            raise
+        finally:
+            _OPENING.reset(reset)
+            if opening.sid is None:  # no session took the place (refused, a bad request)
+                self.places.give_back(address)
+        return response
+
+    async def admit(self, eio_sid: str, environ: dict[str, Any]) -> Any:
+        """Engine.IO's connect event: the session holds its opening's place, and must join
+        namespace ``/`` within the connect deadline."""
+        opening = _OPENING.get()
+        if opening is not None and opening.sid is None:
+            opening.sid = eio_sid
+            self.places.hold(eio_sid, opening.address)
+        try:
+            result = await self.open_session(eio_sid, environ)
+        except BaseException:
+            self.places.leave(eio_sid)  # Engine.IO refuses it, and sends no disconnect event
+            raise
+        if result is not None and result is not True:
+            self.places.leave(eio_sid)
+            return result
+        self.backlogs[eio_sid] = Backlog()
+        asyncio.get_running_loop().call_later(self.connect_timeout_s, self._connect_deadline, eio_sid)
+        return result
+
+    async def leave(self, eio_sid: str, reason: Any) -> None:
+        """Engine.IO's disconnect event: the session's place is given back."""
+        self.places.leave(eio_sid)
+        self.backlogs.pop(eio_sid, None)
+        await self.close_session(eio_sid, reason)
+
+    def _connect_deadline(self, eio_sid: str) -> None:
+        # An Engine.IO session that has not joined namespace "/" (never sent CONNECT, or was
+        # refused) by now costs memory and a connection for nothing: close it.
+        if eio_sid in self.eio.sockets and self.manager.sid_from_eio_sid(eio_sid, "/") is None:
+            self._later(self.end(eio_sid))
+
+    def _later(self, step: Coroutine[Any, Any, None]) -> None:
+        task = asyncio.ensure_future(step)
+        self._ends.add(task)
+        task.add_done_callback(self._ends.discard)
+
+    async def end(self, eio_sid: str, *, reason: str | None = None) -> None:
+        """Close an Engine.IO session now, its pending long-poll GET or its WebSocket included.
+
+        Not ``eio.disconnect``: it waits for the client to take the CLOSE packet, forever for a
+        poller that never polls again, and leaves a silent WebSocket open until the ping timeout.
+        """
+        socket = self.eio.sockets.get(eio_sid)
+        if socket is None:
+            return
+        await socket.close(wait=False, reason=reason)  # the disconnect event runs; CLOSE is queued
+        self.eio.sockets.pop(eio_sid, None)  # as eio.disconnect does
+        # Engine.IO's own end-of-queue mark: a pending GET answers, a WebSocket's writer sends
+        # CLOSE and then closes the WebSocket.
+        socket.queue.put_nowait(None)
 
     async def _send_packet(self, eio_sid: str, pkt: Any) -> None:
         # Every ack and emit of python-socketio passes here; encoded once more to count its
         # bytes (the stock lane is the fallback, not the one tuned for CPU).
         encoded = pkt.encode()
         parts = encoded if isinstance(encoded, list) else [encoded]
-        self._on_sent(1, sum(len(p.encode() if isinstance(p, str) else p) for p in parts))
+        sizes = [len(p.encode() if isinstance(p, str) else p) for p in parts]
+        self._on_sent(1, sum(sizes))
         await super()._send_packet(eio_sid, pkt)
+        socket = self.eio.sockets.get(eio_sid)
+        if socket is not None:
+            for size in sizes:  # one queued Engine.IO packet each
+                self.queued(socket, size)
+
+    def queued(self, socket: Any, size: int) -> None:
+        """Count a packet of ``size`` bytes just put on ``socket``'s queue; cut a long-polling
+        client loose once more than ``slow_limit_bytes`` wait for its next poll.
+
+        Not a WebSocket: python-engineio's writer takes the whole queue at each turn and sends
+        it a packet at a time, waiting on the connection's drain, so a client reading at full
+        speed has a burst's bytes in the queue too, and what the client has taken is not
+        visible through public API. A WebSocket that stops reading is closed by Engine.IO's
+        ping timeout instead (it does not read the PINGs, so it does not answer them).
+        """
+        if socket.upgraded:
+            self.backlogs.pop(socket.sid, None)
+            return
+        backlog = self.backlogs.get(socket.sid)
+        if backlog is None or backlog.cut or backlog.add(size, socket.queue.qsize()) <= self.slow_limit_bytes:
+            return
+        backlog.cut = True
+        log.warning("closing a client that does not take its packets (over %d bytes queued)", self.slow_limit_bytes)
+        self._later(self.end(socket.sid, reason=SLOW_CLIENT))
 
     async def screen(self, eio_sid: str, data: str | bytes) -> None:
         """Answer a text message that will not be handled; hand the rest to python-socketio."""
@@ -167,11 +389,16 @@ class StockSessionServer(socketio.AsyncServer):
         """The connection's outlet (``server.transport.contract.SocketServer``)."""
         eio_sid = self.manager.eio_sid_from_sid(sid, "/")
         socket = self.eio.sockets.get(eio_sid) if eio_sid else None
-        return StockOutlet(socket) if socket is not None else None
+        return StockOutlet(socket, self) if socket is not None else None
 
     def attach(self, app: Any, socketio_path: str = "socket.io") -> None:
-        """Serve on ``app``, ending every Engine.IO session when ``app`` shuts down."""
-        super().attach(app, socketio_path)
+        """Serve on ``app`` through :meth:`handle_request`, ending every Engine.IO session when
+        ``app`` shuts down (the routes python-engineio's aiohttp driver adds, with the per-address
+        check in front of its documented entry point, ``handle_request``)."""
+        path = f"/{socketio_path.strip('/')}/"
+        app.router.add_get(path, self.handle_request)
+        app.router.add_post(path, self.handle_request)
+        app.router.add_route("OPTIONS", path, self.handle_request)
         end_sessions_at_shutdown(app, self.eio.sockets)
 
     async def disconnect(self, sid: str, namespace: str | None = None, ignore_queue: bool = False) -> None:
