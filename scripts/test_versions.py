@@ -41,6 +41,8 @@ TEST_TOOLS = ("pytest", "pytest-asyncio", "pytest-timeout", "playwright", "hypot
 # links' QR codes (segno), metrics (prometheus-client).
 SUBSET = (
     "tests/transport/test_contract.py",
+    "tests/transport/test_slow_client.py",
+    "tests/transport/test_shutdown_handlers.py",
     "tests/test_ordering.py",
     "tests/test_bus.py",
     "tests/streams/test_events.py",
@@ -48,6 +50,7 @@ SUBSET = (
     "tests/voice/test_chunks.py",
     "tests/test_lean_redis.py",
     "tests/test_smoke.py",
+    "tests/test_hostile_preauth.py",
     "tests/test_hs256.py",
     "tests/identity/test_passkeys.py",
     "tests/identity/test_account.py",

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
 import time
 from pathlib import Path
 
@@ -19,12 +18,12 @@ import pytest
 from redis.asyncio import Redis
 
 from tests.conftest import start_server
-from tests.helpers import RedisProcess, writes_held
+from tests.helpers import RedisProcess, serving_lane, writes_held
 from tests.raw_wire import RawWebSocket, port_of
 
 
 @pytest.mark.skipif(
-    os.environ.get("SESSIONHUB_TRANSPORT") == "stock",
+    serving_lane() == "stock",
     reason="the stock lane handles an event inside aiohttp's WebSocket handler, and there the event "
     "waited on at shutdown does not go on once Redis resumes: it is cancelled with that handler "
     "(not traced further yet)",
