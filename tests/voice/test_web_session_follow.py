@@ -2,10 +2,34 @@
 
 from __future__ import annotations
 
-from playwright.async_api import expect
+import asyncio
+
+from playwright.async_api import Page, expect
 
 from tests.browser import Tab
 from tests.helpers import ServerUnderTest
+
+# How many pieces of the chunk being recorded the FAB has kept (web/js/upload_queue.js keeps
+# each one the recorder hands over in IndexedDB, every 250 ms).
+KEPT_PIECES = """async () => {
+  const open = indexedDB.open("sessionhub-fab", 2);
+  const db = await new Promise((ok, no) => { open.onsuccess = () => ok(open.result); open.onerror = () => no(open.error); });
+  try {
+    const count = db.transaction("parts").objectStore("parts").count();
+    return await new Promise((ok, no) => { count.onsuccess = () => ok(count.result); count.onerror = () => no(count.error); });
+  } finally {
+    db.close();
+  }
+}"""
+
+
+async def until_audio_is_kept(page: Page, timeout_s: float = 10.0) -> None:
+    """Wait until the recorder has handed over some audio. A pause before that stores no chunk,
+    as it should: on a busy machine the first piece came after the test's pause once (s32-d2)."""
+    deadline = asyncio.get_running_loop().time() + timeout_s
+    while await page.evaluate(KEPT_PIECES) == 0:
+        assert asyncio.get_running_loop().time() < deadline, "the recorder handed over no audio"
+        await asyncio.sleep(0.05)
 
 
 async def test_new_in_the_fab_shows_on_the_page_without_a_reload(server: ServerUnderTest, tab: Tab) -> None:
@@ -27,6 +51,7 @@ async def test_new_in_the_fab_shows_on_the_page_without_a_reload(server: ServerU
     await expect(page.locator(f"#my-session-list li[data-session-id='{session_id}']")).to_have_count(1)
     assert await page.evaluate("window.__samePage === true")  # no reload: the FAB kept recording
 
+    await until_audio_is_kept(page)
     await page.locator("#fab-pause").click()
     await expect(page.locator("#status-pictogram")).to_have_attribute("data-status", "paused")
     await expect(page.locator("#chunk-list li")).to_have_count(1)
