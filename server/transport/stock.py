@@ -402,11 +402,16 @@ class StockSessionServer(socketio.AsyncServer):
         end_sessions_at_shutdown(app, self.eio.sockets)
 
     async def disconnect(self, sid: str, namespace: str | None = None, ignore_queue: bool = False) -> None:
-        """Disconnect a client, its Engine.IO session included (``/`` is the only namespace)."""
+        """Disconnect a client, its Engine.IO session included (``/`` is the only namespace).
+
+        The session ends with :meth:`end`, not ``eio.disconnect``: that waits until the client
+        has taken every queued packet, forever for one that reads no more, and the revocation
+        watcher disconnects a signed-out device's connections one after another.
+        """
         eio_sid = self.manager.eio_sid_from_sid(sid, namespace or "/")
         await super().disconnect(sid, namespace=namespace, ignore_queue=ignore_queue)
         if eio_sid is not None and eio_sid in self.eio.sockets:
-            await self.eio.disconnect(eio_sid)
+            await self.end(eio_sid)
 
     def site(
         self,
