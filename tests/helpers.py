@@ -193,6 +193,12 @@ class ServerUnderTest:
         await self.runner.cleanup()
 
 
+# How long a test client waits for a connect or an ack before failing: a bound, not a wait. With
+# two suites side by side on 2 cores a first subscribe took over 5 s once (s32-e1); a test that
+# needs an answer to be quick says so with its own timeout.
+ANSWER_BOUND_S = 15.0
+
+
 @dataclass
 class Client:
     """A real python-socketio client recording every event it receives."""
@@ -211,10 +217,12 @@ class Client:
 
     async def connect(self, transports: list[str] | None = None) -> Client:
         auth = {"token": self.token} if self.token is not None else None
-        await self.sio.connect(self.url, auth=auth, transports=transports or ["websocket"], wait_timeout=5)
+        await self.sio.connect(
+            self.url, auth=auth, transports=transports or ["websocket"], wait_timeout=ANSWER_BOUND_S
+        )
         return self
 
-    async def call(self, event: str, data: Any = None, timeout: float = 5) -> Any:
+    async def call(self, event: str, data: Any = None, timeout: float = ANSWER_BOUND_S) -> Any:
         return await self.sio.call(event, data, timeout=timeout)
 
     def named(self, event: str) -> list[Any]:
