@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import itertools
 import json
+import re
+import secrets
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
@@ -40,6 +43,7 @@ def route_label(request: web.Request) -> str:
         return "unmatched"
     canonical = resource.canonical
     return request.app.get(SECRET_ROUTES, {}).get(canonical, canonical)
+
 
 # A JSON body (at most SESSIONHUB_MAX_PAYLOAD_BYTES) that takes longer than this is refused.
 BODY_READ_TIMEOUT_S = 10.0
@@ -112,17 +116,45 @@ def address_of(remote: str | None, forwarded_for: str, trust_forwarded_for: bool
 
 
 @dataclass(frozen=True, slots=True)
-class AnsweredUpgrade:
-    """A WebSocket opening handshake answered before aiohttp saw it (``server.transport.front``): what the
-    HTTP middlewares would have counted and logged for it, had it gone through them."""
+class FrontAnswer:
+    """A request answered before aiohttp saw it (``server.transport.front``: a WebSocket open;
+    ``server.transport.accept``: a fixed answer such as ``/healthz``): what the HTTP middlewares
+    would have counted and logged for it, had it gone through them."""
 
     path: str
     remote: str
-    request_id: str  # the caller's X-Request-Id header ("" when none)
+    request_id: str  # the id its log line and X-Request-Id carry (request_id_from)
+    status: int = 101
+    seconds: float = 0.0  # from its request read to its answer written (a fixed answer's)
 
 
-# Called once per such handshake: whatever counts or logs HTTP requests registers here too.
-UPGRADE_HOOKS = web.AppKey("upgrade_hooks", list[Callable[[AnsweredUpgrade], None]])
+# Called once per such answer: whatever counts or logs HTTP requests registers here too.
+FRONT_HOOKS = web.AppKey("front_hooks", list[Callable[[FrontAnswer], None]])
+
+
+@dataclass(frozen=True, slots=True)
+class FixedAnswer:
+    """The answer of a ``GET`` route that never changes (``/healthz``): a site may give it
+    itself, as soon as a connection's whole request is in (``server.transport.accept``)."""
+
+    content_type: str
+    body: bytes
+
+
+# GET path -> its fixed answer; the route's own handler answers the same for everything else.
+FIXED_ANSWERS = web.AppKey("fixed_answers", dict[str, FixedAnswer])
+
+REQUEST_ID_HEADER = "X-Request-Id"
+_ACCEPTED_ID = re.compile(r"^[A-Za-z0-9._\-]{1,64}$")
+# Drawn ids are a process prefix and a count: unique enough to follow one request through the
+# logs, and free (a random draw per request is a getrandom() call on every WebSocket handshake).
+_ID_PREFIX = secrets.token_hex(4)
+_ID_COUNT = itertools.count(1)
+
+
+def request_id_from(offered: str) -> str:
+    """The caller's ``X-Request-Id`` when it is a plain token, else a fresh id."""
+    return offered if _ACCEPTED_ID.match(offered) else f"{_ID_PREFIX}{next(_ID_COUNT):08x}"
 
 
 def session_use_middleware(sessions: SessionDirectory) -> Any:

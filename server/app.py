@@ -20,7 +20,7 @@ from handlers.connection import Connections
 from handlers.connection_events import ConnectionEvents
 from handlers.context import Services
 from handlers.health import HealthRoutes
-from handlers.http_common import UPGRADE_HOOKS, session_use_middleware
+from handlers.http_common import FRONT_HOOKS, session_use_middleware
 from handlers.home import HomeRoutes
 from handlers.jwks_watch import JwksWatch
 from handlers.passkeys_http import PasskeyRoutes
@@ -161,7 +161,7 @@ def build_app(settings: Settings, *, services: Services) -> web.Application:
     app[BUS_KEY] = bus
     app[SIO_KEY] = sio
     app[METRICS_KEY] = services.metrics
-    app[UPGRADE_HOOKS] = []
+    app[FRONT_HOOKS] = []
     app[IDLE_TIMEOUT_KEY] = settings.http_idle_timeout_s
     app.middlewares.append(session_use_middleware(services.sessions))
     sio.attach(app, SOCKETIO_PATH.strip("/"))
@@ -195,5 +195,5 @@ def front_site(runner: web.AppRunner, host: str, port: int) -> web.BaseSite:
         port,
         path=SOCKETIO_PATH,
         idle_timeout_s=app[IDLE_TIMEOUT_KEY],
-        observers=app[UPGRADE_HOOKS],
+        observers=app[FRONT_HOOKS],
     )

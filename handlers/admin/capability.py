@@ -16,8 +16,8 @@ from handlers.admin.nodes import NodeHeartbeat
 from handlers.admin.openapi import OpenApiRoutes
 from handlers.admin.operations import OPERATIONS
 from handlers.admin.prom import PrometheusRoutes
-from handlers.admin.request_log import add_request_id, log_upgrade, request_log
-from handlers.http_common import UPGRADE_HOOKS
+from handlers.admin.request_log import add_request_id, log_front_answer, request_log
+from handlers.http_common import FRONT_HOOKS
 from handlers.context import Services
 from handlers.openapi_registry import document
 from handlers.socket_router import SocketRouter
@@ -61,6 +61,6 @@ def install(services: Services, router: SocketRouter, app: web.Application, *, c
     OpenApiRoutes(services.web_dir, services.limits.list_limit).register(app)
     document(app, OPERATIONS)
     app.middlewares.append(request_log)
-    app.setdefault(UPGRADE_HOOKS, []).append(log_upgrade)
+    app.setdefault(FRONT_HOOKS, []).append(log_front_answer)
     app.on_response_prepare.append(add_request_id)
     add_page(app, "/admin", services.web_dir / "admin.html")

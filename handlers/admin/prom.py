@@ -38,7 +38,7 @@ from handlers.admin.alerts import Alerts
 from handlers.admin.config import AdminConfig
 from handlers.admin.requests import NoFields, parse_query
 from handlers.context import Services
-from handlers.http_common import UPGRADE_HOOKS, AnsweredUpgrade, guarded, route_label
+from handlers.http_common import FRONT_HOOKS, FrontAnswer, guarded, route_label
 from handlers.metrics import MULTIPROC_ENV, forget_dead_processes
 from storage.admin.repository import AdminStore
 
@@ -77,12 +77,15 @@ class PrometheusRoutes:
     def register(self, app: web.Application) -> None:
         """Attach ``/metrics`` and the request-counting middleware to ``app``."""
         app.middlewares.append(self._count)
-        app.setdefault(UPGRADE_HOOKS, []).append(self._count_upgrade)
+        app.setdefault(FRONT_HOOKS, []).append(self._count_front_answer)
         app.router.add_get("/metrics", guarded(self.metrics))
 
-    def _count_upgrade(self, upgrade: AnsweredUpgrade) -> None:
-        # What _count records for a WebSocket open that aiohttp never saw (server.transport.front).
-        self.requests.labels(upgrade.path, "GET", "101").inc()
+    def _count_front_answer(self, answer: FrontAnswer) -> None:
+        # What _count records for a request that aiohttp never saw (a WebSocket open answered by
+        # server.transport.front, a fixed answer such as /healthz by server.transport.accept).
+        self.requests.labels(answer.path, "GET", str(answer.status)).inc()
+        if answer.status != 101:  # a WebSocket lives for minutes: not a latency (as in _count)
+            self.latency.labels(answer.path).observe(answer.seconds)
 
     @web.middleware
     async def _count(self, request: web.Request, handler: Any) -> web.StreamResponse:

@@ -7,37 +7,24 @@ with ``SESSIONHUB_LOG_FORMAT=json`` each is a JSON field (see ``server/logs.py``
 
 from __future__ import annotations
 
-import itertools
 import logging
-import re
-import secrets
 import time
 from typing import Any
 
 from aiohttp import web
 
-from handlers.http_common import SECRET_ROUTES, AnsweredUpgrade, route_label
+from handlers.http_common import REQUEST_ID_HEADER, SECRET_ROUTES, FrontAnswer, request_id_from, route_label
 
 log = logging.getLogger("sessionhub.request")
 
-REQUEST_ID_HEADER = "X-Request-Id"
-_ACCEPTED_ID = re.compile(r"^[A-Za-z0-9._\-]{1,64}$")
 # A typed request key where aiohttp has them (web.RequestKey, 3.14); a plain string key on the
 # older releases pyproject.toml allows (a missing attribute would break the import).
 REQUEST_ID_KEY: Any = web.RequestKey("request_id", str) if hasattr(web, "RequestKey") else "sessionhub.request_id"
-# Drawn ids are a process prefix and a count: unique enough to follow one request through the
-# logs, and free (a random draw per request is a getrandom() call on every WebSocket handshake).
-_PREFIX = secrets.token_hex(4)
-_COUNT = itertools.count(1)
 
 
 def request_id_of(request: web.Request) -> str:
     """The caller's request id when it is a plain token, else a fresh one."""
-    return _id_from(request.headers.get(REQUEST_ID_HEADER, ""))
-
-
-def _id_from(offered: str) -> str:
-    return offered if _ACCEPTED_ID.match(offered) else f"{_PREFIX}{next(_COUNT):08x}"
+    return request_id_from(request.headers.get(REQUEST_ID_HEADER, ""))
 
 
 @web.middleware
@@ -61,10 +48,12 @@ async def request_log(request: web.Request, handler: Any) -> web.StreamResponse:
         _line(request_id, request.method, path, route, status, started, request.remote or "")
 
 
-def log_upgrade(upgrade: AnsweredUpgrade) -> None:
-    """The line :func:`request_log` writes, for a WebSocket open answered by ``server.transport.front``."""
+def log_front_answer(answer: FrontAnswer) -> None:
+    """The line :func:`request_log` writes, for a request answered before aiohttp (a WebSocket
+    open by ``server.transport.front``, a fixed answer by ``server.transport.accept``)."""
     if log.isEnabledFor(logging.INFO):
-        _line(_id_from(upgrade.request_id), "GET", upgrade.path, upgrade.path, 101, time.perf_counter(), upgrade.remote)
+        started = time.perf_counter() - answer.seconds
+        _line(answer.request_id, "GET", answer.path, answer.path, answer.status, started, answer.remote)
 
 
 def _line(request_id: str, method: str, path: str, route: str, status: int, started: float, remote: str) -> None:

@@ -29,7 +29,7 @@ from typing import TYPE_CHECKING, Any, Literal, Protocol
 if TYPE_CHECKING:  # for annotations only: this module is imported before the lane is chosen
     from aiohttp import web
 
-    from handlers.http_common import AnsweredUpgrade
+    from handlers.http_common import FrontAnswer
 
 _OP_TEXT = 0x1
 log = logging.getLogger(__name__)
@@ -133,7 +133,7 @@ class SocketServer(Protocol):
         *,
         path: str,
         idle_timeout_s: float,
-        observers: list[Callable[[AnsweredUpgrade], None]],
+        observers: list[Callable[[FrontAnswer], None]],
     ) -> web.BaseSite:
         """The listening site for ``runner``'s application (``path``: where Socket.IO is served;
         ``observers`` see WebSocket opens that aiohttp never saw, ``idle_timeout_s`` bounds their

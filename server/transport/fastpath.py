@@ -71,11 +71,9 @@ import collections
 import functools
 import json
 import logging
-import os
 import re
 import time
 from collections.abc import Awaitable, Callable, Mapping
-from socket import socket as raw_socket
 from typing import Any, Literal
 
 import engineio
@@ -87,10 +85,11 @@ from socketio import packet as sio_packet
 
 from handlers.admission import TurnGate
 from handlers.errors import to_http
-from handlers.http_common import AnsweredUpgrade, address_of, client_address
+from handlers.http_common import FIXED_ANSWERS, FrontAnswer, address_of, client_address
 from handlers.log_throttle import LogThrottle
 from protocol import wire_json
 from protocol.errors import CodedError, ErrorCode
+from server.transport.accept import LISTEN_BACKLOG, Acceptor
 from server.transport.contract import Outlet, end_sessions_at_shutdown, ws_frame
 from server.transport.engine import LightQueue
 from server.transport.front import Front, FrontProtocol, Upgrader, UpgradeRequest
@@ -954,7 +953,7 @@ class SessionServer(socketio.AsyncServer):
         *,
         path: str,
         idle_timeout_s: float,
-        observers: list[Callable[[AnsweredUpgrade], None]],
+        observers: list[Callable[[FrontAnswer], None]],
     ) -> web.BaseSite:
         """The listening site: WebSocket opens answered by ``server.transport.front``, the rest by aiohttp."""
         return FrontSite(
@@ -1093,7 +1092,7 @@ class FrontSite(web.TCPSite):
         upgrader: Upgrader,
         path: str,
         idle_timeout_s: float,
-        observers: list[Callable[[AnsweredUpgrade], None]],
+        observers: list[Callable[[FrontAnswer], None]],
     ) -> None:
         super().__init__(runner, host, port)
         self._upgrader = upgrader
@@ -1101,6 +1100,7 @@ class FrontSite(web.TCPSite):
         self._idle_timeout_s = idle_timeout_s
         self._observers = observers
         self._waiting: set[FrontProtocol] = set()
+        self._acceptors: list[Acceptor] = []
 
     async def start(self) -> None:
         # TCPSite.start, with the front in front of aiohttp's handler factory.
@@ -1108,39 +1108,26 @@ class FrontSite(web.TCPSite):
         http = self._runner.server
         assert http is not None
         front = Front(http, self._upgrader, self._path, self._idle_timeout_s, self._waiting, self._observers)
+        # Bound by asyncio, accepted by server.transport.accept (which answers /healthz itself).
         self._server = await asyncio.get_running_loop().create_server(
-            lambda: FrontProtocol(front), self._host, self._port, backlog=min(self._backlog, ACCEPT_PER_TURN),
-            reuse_address=self._reuse_address, reuse_port=self._reuse_port,
+            lambda: FrontProtocol(front), self._host, self._port,
+            reuse_address=self._reuse_address, reuse_port=self._reuse_port, start_serving=False,
         )  # fmt: skip
         sockets = self._server.sockets
+        fixed = self._runner.app.get(FIXED_ANSWERS, {}) if isinstance(self._runner, web.AppRunner) else {}
         for listener in sockets:
-            _deepen_backlog(listener.fileno(), max(self._backlog, LISTEN_BACKLOG))
+            acceptor = Acceptor(
+                listener.fileno(), lambda: FrontProtocol(front), fixed=fixed, observers=self._observers,
+                backlog=max(self._backlog, LISTEN_BACKLOG),
+            )  # fmt: skip
+            acceptor.start()
+            self._acceptors.append(acceptor)
         self._bound_port = sockets[0].getsockname()[1] if sockets else self._port
 
     async def stop(self) -> None:
+        for acceptor in self._acceptors:
+            acceptor.stop()
+        self._acceptors.clear()
         await super().stop()
         for waiting in list(self._waiting):
             waiting.close()
-
-
-# The kernel's queue of connections waiting to be accepted (capped by net.core.somaxconn). A
-# connection that finds it full has its SYN dropped and the client tries again after 1 s, then
-# 3 s: with aiohttp's 128, thousands of clients connecting at once (a reconnect after a proxy
-# restart) left every other new connection, a /healthz probe included, unanswered for 1-3 s
-# although the loop kept turning.
-LISTEN_BACKLOG = 4096
-# asyncio accepts up to the backlog given to create_server per turn of its loop (one task
-# each): the site passes this (aiohttp's default), then deepens the kernel's queue to
-# LISTEN_BACKLOG. Accepting is cheap (the front reads a handshake; what it costs then waits
-# for its turn, see ADMIT_PER_TURN); fewer per turn left a /healthz probe queued for seconds
-# behind the burst in the deep queue.
-ACCEPT_PER_TURN = 128
-
-
-def _deepen_backlog(fd: int, backlog: int) -> None:
-    """Raise a listening socket's kernel backlog to ``backlog`` (listen() again)."""
-    listener = raw_socket(fileno=os.dup(fd))  # the same socket: a second descriptor of it
-    try:
-        listener.listen(backlog)
-    finally:
-        listener.close()  # closes the duplicate only

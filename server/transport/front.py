@@ -28,7 +28,7 @@ from typing import Any, Protocol
 
 from multidict import CIMultiDict, CIMultiDictProxy
 
-from handlers.http_common import AnsweredUpgrade
+from handlers.http_common import REQUEST_ID_HEADER, FrontAnswer, request_id_from
 from server.transport.leanws import HandshakeError, accept_key
 
 # A request head larger than this goes to aiohttp (whose own limits then apply).
@@ -135,7 +135,7 @@ class Front:
     path: str
     idle_timeout_s: float
     waiting: set[FrontProtocol]  # connected, nothing read yet (closed when the site stops)
-    observers: list[Callable[[AnsweredUpgrade], None]]  # what counts and logs HTTP requests
+    observers: list[Callable[[FrontAnswer], None]]  # what counts and logs HTTP requests
 
 
 class FrontProtocol(asyncio.Protocol):
@@ -173,7 +173,8 @@ class FrontProtocol(asyncio.Protocol):
         if request is not None and front.upgrader.upgrade(request, transport, self._early):
             self._taken = transport
             if front.observers:
-                answered = AnsweredUpgrade(front.path, request.peer, request.headers.get("X-Request-Id", ""))
+                request_id = request_id_from(request.headers.get(REQUEST_ID_HEADER, ""))
+                answered = FrontAnswer(front.path, request.peer, request_id)
                 for observe in front.observers:
                     observe(answered)
             return

@@ -59,7 +59,7 @@ from engineio import packet as eio_packet
 from socketio import packet as sio_packet
 
 from handlers.errors import to_http
-from handlers.http_common import AnsweredUpgrade, client_address
+from handlers.http_common import FrontAnswer, client_address
 from handlers.log_throttle import LogThrottle
 from protocol import wire_json
 from protocol.errors import CodedError, ErrorCode
@@ -421,7 +421,7 @@ class StockSessionServer(socketio.AsyncServer):
         *,
         path: str,
         idle_timeout_s: float,
-        observers: list[Callable[[AnsweredUpgrade], None]],
+        observers: list[Callable[[FrontAnswer], None]],
     ) -> web.BaseSite:
         """aiohttp's own TCP site: every request, WebSocket opens included, goes through aiohttp."""
         return web.TCPSite(runner, host, port)

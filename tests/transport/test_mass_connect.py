@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from handlers.admission import TurnGate
-from server.transport.fastpath import ACCEPT_PER_TURN, LISTEN_BACKLOG
+from server.transport.accept import ACCEPT_PER_TURN, LISTEN_BACKLOG
 from tests.conftest import start_server
 from tests.helpers import ServerUnderTest, fast_lane_only
 from tests.raw_wire import client_frame, port_of

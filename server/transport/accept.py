@@ -1,0 +1,231 @@
+"""The listening socket's acceptor: new connections taken in, and fixed answers given at once.
+
+asyncio's own server accepts a connection in one loop turn, builds its transport in a task on
+the next, calls ``connection_made`` on the one after, and reads the request on a fourth; the
+handler answers on a fifth. Each turn runs everything that became ready during the last, so
+while thousands of clients leave or come back at once (a proxy restart) every turn takes tens
+of milliseconds, and a ``/healthz`` probe that needs five of them waited 100-190 ms
+(``bench/soak_mass_disconnect.py``, issue 20, finding 3).
+
+An :class:`Acceptor` accepts through public asyncio API (``add_reader`` on the listening
+socket, ``connect_accepted_socket`` for the transport, so every other connection takes the
+same turns as before). Right after ``accept()`` it peeks at what the client already sent: when
+that is one whole ``GET`` of a route with a fixed answer (``handlers.http_common.FIXED_ANSWERS``,
+i.e. ``/healthz``) and nothing else (:func:`fixed_request`), the answer is written and the
+connection closed in that same turn. Anything else -- another route, a request not yet whole,
+a body, a second request behind it -- goes on to the protocol untouched: peeking consumes nothing.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import errno
+import logging
+import os
+import re
+import socket
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from email.utils import formatdate
+
+from aiohttp.http import SERVER_SOFTWARE
+
+from handlers.http_common import REQUEST_ID_HEADER, FixedAnswer, FrontAnswer, request_id_from
+
+log = logging.getLogger(__name__)
+
+# Connections accepted per turn at most (asyncio's server takes its ``backlog`` argument, 100
+# by default): accepting is cheap, what each connection costs waits for its own turns.
+ACCEPT_PER_TURN = 128
+# The kernel's queue of connections waiting to be accepted (capped by net.core.somaxconn). A
+# connection that finds it full has its SYN dropped and the client tries again after 1 s, then
+# 3 s: with aiohttp's 128, thousands of clients connecting at once (a reconnect after a proxy
+# restart) left every other new connection, a /healthz probe included, unanswered for 1-3 s.
+LISTEN_BACKLOG = 4096
+# Out of descriptors or memory, accept() keeps failing while the queue is full: the acceptor
+# stops for this long instead of spinning (as asyncio's server does).
+RETRY_AFTER_S = 1.0
+_OUT_OF_RESOURCES = frozenset({errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM})
+# The most a fixed-answer request head may be; a longer one goes the normal way.
+MAX_HEAD_BYTES = 4096
+_END = b"\r\n\r\n"
+_REQUEST_LINE = re.compile(rb"GET (/[!-~]*) HTTP/1\.[01]")
+_HEADER = re.compile(rb"([!#$%&'*+\-.^_`|~0-9A-Za-z]+):[ \t]*([\x20-\x7e]*?)[ \t]*")
+# Headers that make a GET more than a plain read: a body, or a protocol switch.
+_LEFT_TO_AIOHTTP = frozenset({b"content-length", b"transfer-encoding", b"upgrade", b"expect"})
+
+
+@dataclass(frozen=True, slots=True)
+class FixedRequest:
+    """A whole ``GET`` of a route with a fixed answer, with nothing sent after it."""
+
+    path: str
+    request_id: str  # what the caller sent as X-Request-Id ("" when none)
+
+
+def fixed_request(data: bytes, paths: Mapping[str, FixedAnswer]) -> FixedRequest | None:
+    """``data`` as one whole plain ``GET`` of a path in ``paths``; None for anything else.
+
+    None is not a refusal: the connection goes on to the protocol with every byte still unread.
+    Taken only: exactly one request head and nothing after it, ``GET <path>`` (no query) over
+    HTTP/1.0 or 1.1, printable ASCII, well-formed unfolded headers, and no header announcing a
+    body, an upgrade or an ``Expect``.
+    """
+    end = data.find(_END)
+    if end < 0 or end + len(_END) != len(data) or end > MAX_HEAD_BYTES:
+        return None
+    lines = data[:end].split(b"\r\n")
+    match = _REQUEST_LINE.fullmatch(lines[0])
+    if match is None:
+        return None
+    path = match.group(1).decode("ascii")
+    if path not in paths:
+        return None
+    request_id = ""
+    for line in lines[1:]:
+        header = _HEADER.fullmatch(line)
+        if header is None:
+            return None  # malformed, folded or not printable ASCII
+        name = header.group(1).lower()
+        if name in _LEFT_TO_AIOHTTP:
+            return None
+        if name == b"x-request-id" and not request_id:
+            request_id = header.group(2).decode("ascii")
+    return FixedRequest(path, request_id)
+
+
+class _Date:
+    """The ``Date`` header's value, formatted once a second."""
+
+    __slots__ = ("_second", "_value")
+
+    def __init__(self) -> None:
+        self._second = -1
+        self._value = ""
+
+    def now(self) -> str:
+        second = int(time.time())
+        if second != self._second:
+            self._second = second
+            self._value = formatdate(second, usegmt=True)
+        return self._value
+
+
+def fixed_response(answer: FixedAnswer, request_id: str, date: str) -> bytes:
+    """The whole HTTP response carrying ``answer``, with the headers every answer of the app has."""
+    head = (
+        "HTTP/1.1 200 OK\r\n"
+        f"Content-Type: {answer.content_type}\r\n"
+        f"Content-Length: {len(answer.body)}\r\n"
+        f"Date: {date}\r\n"
+        f"Server: {SERVER_SOFTWARE}\r\n"
+        "X-Content-Type-Options: nosniff\r\n"
+        "Referrer-Policy: no-referrer\r\n"
+        f"{REQUEST_ID_HEADER}: {request_id}\r\n"
+        "Connection: close\r\n\r\n"
+    )
+    return head.encode("ascii") + answer.body
+
+
+class Acceptor:
+    """Accepts the connections of one listening socket (see the module docstring)."""
+
+    def __init__(
+        self,
+        listener_fd: int,
+        protocol_factory: Callable[[], asyncio.Protocol],
+        *,
+        fixed: Mapping[str, FixedAnswer],
+        observers: list[Callable[[FrontAnswer], None]],
+        backlog: int = LISTEN_BACKLOG,
+        per_turn: int = ACCEPT_PER_TURN,
+    ) -> None:
+        # A descriptor of its own for the same socket: the asyncio server that bound it keeps
+        # (and closes) the other, and never serves it (create_server(start_serving=False)).
+        self._listener = socket.socket(fileno=os.dup(listener_fd))
+        self._listener.setblocking(False)
+        self._backlog = backlog
+        self._factory = protocol_factory
+        self._fixed = fixed
+        self._observers = observers
+        self._per_turn = per_turn
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._retry: asyncio.TimerHandle | None = None
+        self._opening: set[asyncio.Task[None]] = set()
+        self._date = _Date()
+
+    def start(self) -> None:
+        """Start accepting on the running loop."""
+        self._loop = asyncio.get_running_loop()
+        self._listener.listen(self._backlog)  # an unstarted asyncio server has not listened yet
+        self._loop.add_reader(self._listener.fileno(), self._accept)
+
+    def stop(self) -> None:
+        """Stop accepting and close this acceptor's descriptor (the socket's other one stays)."""
+        if self._loop is not None:
+            self._loop.remove_reader(self._listener.fileno())
+            self._loop = None
+        if self._retry is not None:
+            self._retry.cancel()
+            self._retry = None
+        self._listener.close()
+
+    def _accept(self) -> None:
+        loop = self._loop
+        assert loop is not None
+        for _ in range(self._per_turn):
+            try:
+                conn, address = self._listener.accept()
+            except (BlockingIOError, InterruptedError, ConnectionAbortedError):
+                return  # the queue is empty (or that one left before it was taken)
+            except OSError as exc:
+                if exc.errno not in _OUT_OF_RESOURCES:
+                    raise  # the loop logs it; the reader stays
+                log.error("accept() failed (%s): not accepting for %.0f s", exc, RETRY_AFTER_S)
+                loop.remove_reader(self._listener.fileno())
+                self._retry = loop.call_later(RETRY_AFTER_S, self._resume)
+                return
+            conn.setblocking(False)
+            if self._fixed and self._answered(conn, address):
+                continue
+            opening = loop.create_task(self._open(conn))
+            self._opening.add(opening)
+            opening.add_done_callback(self._opening.discard)
+
+    def _resume(self) -> None:
+        self._retry = None
+        if self._loop is not None:
+            self._loop.add_reader(self._listener.fileno(), self._accept)
+
+    async def _open(self, conn: socket.socket) -> None:
+        assert self._loop is not None
+        try:
+            await self._loop.connect_accepted_socket(self._factory, conn)
+        except OSError:  # the client left before its transport was made
+            conn.close()
+
+    def _answered(self, conn: socket.socket, address: object) -> bool:
+        """Give ``conn`` its fixed answer now if its whole request is in (True: done with it)."""
+        started = time.perf_counter()
+        try:
+            data = conn.recv(MAX_HEAD_BYTES + len(_END) + 1, socket.MSG_PEEK)
+        except OSError:  # nothing sent yet (or an error the transport will meet and report)
+            return False
+        request = fixed_request(data, self._fixed) if data else None
+        if request is None:
+            return False
+        request_id = request_id_from(request.request_id)
+        try:
+            conn.recv(len(data))  # exactly what was peeked: the request, read
+            # Whole: a new connection's send buffer (16 KiB or more) takes a few hundred bytes.
+            conn.send(fixed_response(self._fixed[request.path], request_id, self._date.now()))
+        except OSError:
+            pass  # the client left: nothing to answer
+        conn.close()  # what was sent is still delivered, then FIN
+        if self._observers:
+            peer = str(address[0]) if isinstance(address, tuple) else ""
+            answered = FrontAnswer(request.path, peer, request_id, 200, time.perf_counter() - started)
+            for observe in self._observers:
+                observe(answered)
+        return True

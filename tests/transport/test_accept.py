@@ -1,0 +1,166 @@
+"""server.transport.accept: ``/healthz`` answered in the turn its connection is accepted.
+
+A probe of a node in a reconnect storm waited through the five loop turns a request takes
+through asyncio and aiohttp (accept, transport, ``connection_made``, read, handler), each as
+long as everything else that became ready meanwhile (issue 20, finding 3). The live test counts
+turns, not time, so a loaded machine cannot fail it: the fixed answer must be in the client's
+socket within two turns of the connection, where the same request with a query (which goes
+the normal way) needs at least four. The parser is held to what it may take, and everything it
+leaves goes to aiohttp intact.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+from typing import Any
+
+import pytest
+
+from handlers.health import LIVE
+from handlers.http_common import FixedAnswer
+from server.transport.accept import fixed_request
+from tests.admin.test_http import admin_token
+from tests.conftest import start_server
+from tests.helpers import ServerUnderTest, fast_lane_only
+from tests.raw_wire import http_exchange, port_of
+from tests.test_metrics import scrape_url, value
+
+pytestmark = fast_lane_only
+
+PATHS = {"/healthz": FixedAnswer("application/json; charset=utf-8", b'{"ok":true}')}
+PROBE = b"GET /healthz HTTP/1.1\r\nHost: x\r\nUser-Agent: kube-probe/1.30\r\nAccept: */*\r\n\r\n"
+
+
+def test_a_plain_probe_is_taken_with_its_request_id() -> None:
+    assert fixed_request(PROBE, PATHS) is not None
+    request = fixed_request(b"GET /healthz HTTP/1.0\r\nX-Request-Id: lb-7\r\nx-request-id: other\r\n\r\n", PATHS)
+    assert request is not None and request.path == "/healthz" and request.request_id == "lb-7"
+    assert fixed_request(b"GET /healthz HTTP/1.1\r\n\r\n", PATHS) is not None
+
+
+@pytest.mark.parametrize(
+    "data",
+    [
+        pytest.param(PROBE[:-2], id="incomplete"),
+        pytest.param(PROBE + PROBE, id="a-second-request-behind-it"),
+        pytest.param(PROBE + b"x", id="bytes-after-the-request"),
+        pytest.param(PROBE.replace(b"/healthz", b"/healthz?x=1"), id="query"),
+        pytest.param(PROBE.replace(b"/healthz", b"/readyz"), id="other-route"),
+        pytest.param(PROBE.replace(b"/healthz", b"/healthz/"), id="sub-path"),
+        pytest.param(PROBE.replace(b"GET ", b"HEAD "), id="head"),
+        pytest.param(PROBE.replace(b"GET ", b"POST "), id="post"),
+        pytest.param(PROBE.replace(b"HTTP/1.1", b"HTTP/2.0"), id="http-2"),
+        pytest.param(PROBE.replace(b"Host: x", b"Content-Length: 0"), id="content-length"),
+        pytest.param(PROBE.replace(b"Host: x", b"Transfer-Encoding: chunked"), id="chunked"),
+        pytest.param(PROBE.replace(b"Host: x", b"Upgrade: h2c"), id="upgrade"),
+        pytest.param(PROBE.replace(b"Host: x", b"Expect: 100-continue"), id="expect"),
+        pytest.param(PROBE.replace(b"Host: x\r\n", b"Host: x\r\n folded\r\n"), id="folded-header"),
+        pytest.param(PROBE.replace(b"Host: x", b"Host x"), id="no-colon"),
+        pytest.param(PROBE.replace(b"Host: x", "Host: \u00e9".encode()), id="not-ascii"),
+        pytest.param(PROBE.replace(b"Host: x", b"Host: x\x00"), id="control-character"),
+        pytest.param(PROBE.replace(b"\r\n", b"\n"), id="bare-newlines"),
+        pytest.param(PROBE.replace(b"Host: x", b"X-Pad: " + b"a" * 5000), id="long-head"),
+    ],
+)
+def test_anything_else_goes_the_normal_way(data: bytes) -> None:
+    assert fixed_request(data, PATHS) is None
+
+
+def response_head(raw: bytes) -> dict[str, str]:
+    head = raw.split(b"\r\n\r\n", 1)[0].decode("ascii").split("\r\n")
+    return {
+        "status": head[0],
+        **{name.lower(): value.strip() for name, _, value in (line.partition(":") for line in head[1:])},
+    }
+
+
+async def turns_until_answered(port: int, request: bytes) -> tuple[int, bytes]:
+    """Connect and send ``request`` in one go, then count loop turns until the answer is there."""
+    probe = socket.create_connection(("127.0.0.1", port))  # the kernel completes it; the loop need not turn
+    try:
+        probe.sendall(request)
+        answer = b""
+        for turn in range(1, 50):
+            await asyncio.sleep(0)  # exactly one turn of the loop (select, I/O callbacks, ready callbacks)
+            try:
+                answer += probe.recv(65536, socket.MSG_DONTWAIT)
+            except BlockingIOError:
+                continue
+            if b"\r\n\r\n" in answer:
+                return turn, answer
+        raise AssertionError("no answer within 50 turns")
+    finally:
+        probe.close()
+
+
+async def test_a_probe_is_answered_in_the_turn_it_is_accepted(redis_process: Any, tmp_path: Any) -> None:
+    srv: ServerUnderTest = await start_server(redis_process.url, tmp_path)
+    try:
+        port = port_of(srv.url)
+        fixed_turns, fixed = await turns_until_answered(
+            port, PROBE.replace(b"Accept", b"X-Request-Id: probe-1\r\nAccept")
+        )
+        normal_turns, normal = await turns_until_answered(port, PROBE.replace(b"/healthz", b"/healthz?via=aiohttp"))
+        assert fixed_turns <= 2 < 4 <= normal_turns, (fixed_turns, normal_turns)
+        # The same answer either way, with the headers every answer of the app carries.
+        assert fixed.endswith(b"\r\n\r\n" + LIVE.body) and normal.endswith(b"\r\n\r\n" + LIVE.body)
+        head, other = response_head(fixed), response_head(normal)
+        assert head["status"] == other["status"] == "HTTP/1.1 200 OK"
+        for name in ("content-type", "content-length", "server", "x-content-type-options", "referrer-policy"):
+            assert head[name] == other[name], name
+        assert head["x-request-id"] == "probe-1" and other["x-request-id"]
+        assert head["connection"] == "close" and "date" in head
+    finally:
+        await srv.stop()
+
+
+async def test_a_fixed_answer_is_counted_and_its_id_drawn_when_none_is_given(redis_process: Any, tmp_path: Any) -> None:
+    srv: ServerUnderTest = await start_server(redis_process.url, tmp_path)
+    try:
+        port = port_of(srv.url)
+        before = value(
+            await scrape_url(srv.url, admin_token(srv)),
+            "sessionhub_http_requests_total",
+            route="/healthz",
+            method="GET",
+            status="200",
+        )
+        answers = [
+            (await turns_until_answered(port, PROBE.replace(b"Host: x", b"X-Request-Id: not a token")))[1]
+            for _ in range(3)
+        ]
+        ids = {response_head(answer)["x-request-id"] for answer in answers}
+        assert len(ids) == 3 and "not a token" not in ids
+        samples = await scrape_url(srv.url, admin_token(srv))
+        assert (
+            value(samples, "sessionhub_http_requests_total", route="/healthz", method="GET", status="200") == before + 3
+        )
+        assert value(samples, "sessionhub_http_request_seconds_count", route="/healthz") >= 3
+        # Half a request at accept goes the normal way (peeking consumed nothing), and is answered.
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        try:
+            writer.write(PROBE[:20])
+            await writer.drain()
+            for _ in range(6):  # the turns that accept it and read the half
+                await asyncio.sleep(0)
+            writer.write(PROBE[20:])
+            async with asyncio.timeout(15):
+                head = await reader.readuntil(b"\r\n\r\n")
+                body = await reader.readexactly(len(LIVE.body))
+        finally:
+            writer.close()
+        assert head.startswith(b"HTTP/1.1 200 OK\r\n") and body == LIVE.body
+    finally:
+        await srv.stop()
+
+
+async def test_a_stopped_site_accepts_nothing(redis_process: Any, tmp_path: Any) -> None:
+    # The acceptor reads the listening socket through a descriptor of its own: one left open
+    # would keep the port accepting after the server stopped.
+    srv: ServerUnderTest = await start_server(redis_process.url, tmp_path)
+    port = port_of(srv.url)
+    assert await http_exchange(port, PROBE) == (200, LIVE.body)
+    await srv.stop()
+    with pytest.raises(ConnectionRefusedError):
+        socket.create_connection(("127.0.0.1", port), timeout=5).close()
