@@ -17,11 +17,11 @@ from common.figures import percentile_upper
 
 
 class HealthProbe(threading.Thread):
-    """Probes ``/healthz`` on ``port`` every ``interval_s`` until :attr:`stopping` is set."""
+    """Probes ``path`` on ``port`` every ``interval_s`` until :attr:`stopping` is set."""
 
-    def __init__(self, port: int, *, interval_s: float, timeout_s: float = 30.0) -> None:
+    def __init__(self, port: int, *, interval_s: float, timeout_s: float = 30.0, path: str = "/healthz") -> None:
         super().__init__(daemon=True)
-        self.port, self.interval_s, self.timeout_s = port, interval_s, timeout_s
+        self.port, self.interval_s, self.timeout_s, self.path = port, interval_s, timeout_s, path
         self.stopping = threading.Event()
         self.samples: list[tuple[float, float, bool]] = []  # (sent at, seconds, answered 200)
         self._read = 0  # samples before this index were returned by phase()
@@ -46,7 +46,7 @@ class HealthProbe(threading.Thread):
             ok = False
             try:
                 link = http.client.HTTPConnection("127.0.0.1", self.port, timeout=self.timeout_s)
-                link.request("GET", "/healthz")
+                link.request("GET", self.path)
                 ok = link.getresponse().status == 200
                 link.close()
             except OSError:
