@@ -12,14 +12,15 @@ leaves goes to aiohttp intact.
 from __future__ import annotations
 
 import asyncio
+import resource
 import socket
-from typing import Any
+from typing import Any, ClassVar
 
 import pytest
 
 from handlers.health import LIVE
 from handlers.http_common import FixedAnswer
-from server.transport.accept import fixed_request
+from server.transport.accept import Acceptor, fixed_request
 from tests.admin.test_http import admin_token
 from tests.conftest import start_server
 from tests.helpers import ServerUnderTest, fast_lane_only
@@ -164,3 +165,49 @@ async def test_a_stopped_site_accepts_nothing(redis_process: Any, tmp_path: Any)
     await srv.stop()
     with pytest.raises(ConnectionRefusedError):
         socket.create_connection(("127.0.0.1", port), timeout=5).close()
+
+
+class Counted(asyncio.Protocol):
+    """Counts the connections it is made for."""
+
+    made: ClassVar[list[asyncio.BaseTransport]] = []
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        Counted.made.append(transport)
+
+
+async def test_out_of_descriptors_the_acceptor_pauses_and_then_takes_the_waiting_connections(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    # accept() failing with EMFILE leaves the connection queued and the listening socket ready:
+    # an acceptor that kept its reader would spin the loop at 100% until a descriptor frees.
+    listener = socket.create_server(("127.0.0.1", 0))
+    acceptor = Acceptor(listener.fileno(), Counted, fixed={}, observers=[], backlog=16)
+    acceptor.start()
+    Counted.made = []
+    clients = [socket.socket() for _ in range(3)]  # their descriptors exist before the limit drops
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    probe = socket.socket()
+    lowest_free = probe.fileno()
+    probe.close()
+    try:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (lowest_free, hard))  # no new descriptor at all
+        for client in clients:
+            client.connect(listener.getsockname())  # the kernel queues it: no descriptor needed here
+        for _ in range(20):  # twenty turns: a reader left in place would fail (and log) in each
+            await asyncio.sleep(0)
+        failures = [record for record in caplog.records if "not accepting for 1 s" in record.getMessage()]
+        assert Counted.made == [] and len(failures) == 1, [record.getMessage() for record in caplog.records]
+    finally:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
+    try:
+        async with asyncio.timeout(15):  # resumed after RETRY_AFTER_S
+            while len(Counted.made) < 3:
+                await asyncio.sleep(0.05)
+    finally:
+        for transport in Counted.made:
+            transport.close()
+        for client in clients:
+            client.close()
+        acceptor.stop()
+        listener.close()
