@@ -27,6 +27,15 @@ of the survivors) before, 359 ms (147 ms of CPU) after. ``/healthz`` stayed over
 every phase of both (0.2-1.6 s): at that load most long answers came with no collection over
 10 ms in their phase, i.e. from the host's scheduling and the loop's other work.
 
+Measured 2026-11-23, before (e2fe1d0's parent, asyncio's accept) and after (``server.transport.accept``
+answering a whole /healthz in the turn it is accepted), alternated, 3 cycles each, worst of the
+three phases per cycle: quiet machine, before 38-70 ms (3 runs, all PASS), after 13-40 ms (4
+runs); with one core busy with a spinning process, before 31-176 ms (2 runs, both FAIL: 101,
+107, 109, 112, 162, 176 ms), after 16-65 ms (2 runs, both PASS). The routed GET printed beside it
+(aiohttp's five turns) took 48-75 ms quiet and 51-123 ms loaded. On the stock lane
+(``SESSIONHUB_TRANSPORT=stock``, which has neither this acceptor nor the fast lane's O(1)
+disconnect) one cycle gave 1,451 ms during the disconnects and 660 MB of RSS.
+
 Bounded: every wait has a deadline; the server and Redis started here are stopped here.
 """
 
