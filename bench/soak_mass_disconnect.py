@@ -27,7 +27,7 @@ of the survivors) before, 359 ms (147 ms of CPU) after. ``/healthz`` stayed over
 every phase of both (0.2-1.6 s): at that load most long answers came with no collection over
 10 ms in their phase, i.e. from the host's scheduling and the loop's other work.
 
-Measured 2026-11-23, before (e2fe1d0's parent, asyncio's accept) and after (``server.transport.accept``
+Measured 2026-11-23, before (5e6cefb: asyncio's accept) and after (``server.transport.accept``
 answering a whole /healthz in the turn it is accepted), alternated, 3 cycles each, worst of the
 three phases per cycle: quiet machine, before 38-70 ms (3 runs, all PASS), after 13-40 ms (4
 runs); with one core busy with a spinning process, before 31-176 ms (2 runs, both FAIL: 101,
