@@ -29,9 +29,9 @@ every phase of both (0.2-1.6 s): at that load most long answers came with no col
 
 Measured 2026-11-23, before (5e6cefb: asyncio's accept) and after (``server.transport.accept``
 answering a whole /healthz in the turn it is accepted), alternated, 3 cycles each, worst of the
-three phases per cycle: quiet machine, before 38-70 ms (3 runs, all PASS), after 13-40 ms (4
+three phases per cycle: quiet machine, before 47-70 ms (3 runs, all PASS), after 20-40 ms (4
 runs); with one core busy with a spinning process, before 31-176 ms (2 runs, both FAIL: 101,
-107, 109, 112, 162, 176 ms), after 16-65 ms (2 runs, both PASS). The routed GET printed beside it
+109, 112, 162, 176 ms), after 29-65 ms (2 runs, both PASS). The routed GET printed beside it
 (aiohttp's five turns) took 48-75 ms quiet and 51-123 ms loaded. On the stock lane
 (``SESSIONHUB_TRANSPORT=stock``, which has neither this acceptor nor the fast lane's O(1)
 disconnect) one cycle gave 1,451 ms during the disconnects and 660 MB of RSS.
