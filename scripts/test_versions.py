@@ -44,6 +44,7 @@ SUBSET = (
     "tests/transport/test_slow_client.py",
     "tests/transport/test_shutdown_handlers.py",
     "tests/transport/test_server_disconnect.py",
+    "tests/transport/test_accept.py",
     "tests/test_ordering.py",
     "tests/test_bus.py",
     "tests/streams/test_events.py",

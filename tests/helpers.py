@@ -24,6 +24,7 @@ from auth.claims import Permission
 from auth.tokens import TokenService
 from handlers.context import Services
 from server.settings import Settings
+from storage.clock import Clock
 from storage.voice.repository import Performer
 
 
@@ -264,3 +265,21 @@ async def writes_held(redis: Redis, commands: set[str]) -> bool:
     """True once some client waits in Redis's ``CLIENT PAUSE ... WRITE`` queue with one of
     ``commands`` (a change held there while a test does something in between)."""
     return any("b" in c.get("flags", "") and c.get("cmd") in commands for c in await redis.client_list())
+
+
+def to_window_start(clock: Clock, window_s: int = 60) -> None:
+    """Move ``clock`` to the start of its next ``window_s`` window (``storage.ratelimit`` counts
+    per fixed window): a test that counts up to a limit must not straddle two windows, each of
+    which would allow the whole limit. Call it before the test's first counted request."""
+    window_ms = window_s * 1000
+    clock.shift_ms += window_ms - clock.now_ms() % window_ms
+
+
+async def with_room_in_window(clock: Clock, *, window_s: int = 60, room_s: float = 10.0) -> None:
+    """Wait, when less than ``room_s`` is left of ``clock``'s current ``window_s`` window, for
+    the next one to begin (at most ``room_s``): :func:`to_window_start` without moving the
+    clock, for a test whose server mints tokens (a token minted on a clock moved ahead is not
+    valid yet by the wall clock that verifies it)."""
+    left_s = window_s - (clock.now_ms() % (window_s * 1000)) / 1000
+    if left_s < room_s:
+        await asyncio.sleep(left_s + 0.05)  # a wait for the window, bounded by room_s

@@ -13,7 +13,7 @@ import pytest
 import pytest_asyncio
 
 from tests.conftest import start_server
-from tests.helpers import RedisProcess, ServerUnderTest
+from tests.helpers import RedisProcess, ServerUnderTest, with_room_in_window
 
 UUID_GONE = "00000000-0000-4000-8000-000000000000"
 
@@ -314,6 +314,7 @@ async def test_rate_limit_counts_only_accepted_creations(
     redis_process: RedisProcess, redis: Any, tmp_path: Path) -> None:
     server = await start_server(redis_process.url, tmp_path, patterns_creates_per_min=3)
     try:
+        await with_room_in_window(server.services.clock)
         async with aiohttp.ClientSession(base_url=server.url) as http:
             for _ in range(5):
                 async with http.post("/api/sessions", json={"tempo": 1000}) as response:

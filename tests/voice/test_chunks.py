@@ -14,7 +14,7 @@ from redis.asyncio import Redis
 
 from tests.audio_samples import ogg_opus, webm
 from tests.conftest import start_server
-from tests.helpers import Client, RedisProcess, ServerUnderTest
+from tests.helpers import Client, RedisProcess, ServerUnderTest, to_window_start
 from tests.voice.uploads import chunk_form, get_json, upload
 
 
@@ -346,8 +346,7 @@ async def test_an_upload_flood_is_rate_limited(server: ServerUnderTest) -> None:
     statuses = []
     # The limit counts per minute window: start the flood at a window's start, so that it does
     # not straddle two windows (each would take 120).
-    clock = server.services.clock
-    clock.shift_ms += 60_000 - clock.now_ms() % 60_000
+    to_window_start(server.services.clock)
     async with aiohttp.ClientSession() as http:
         for _ in range(125):  # bounded: the limit is 120 a minute
             async with http.post(
