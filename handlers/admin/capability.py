@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+from dataclasses import replace
 
 from aiohttp import web
 
@@ -15,6 +16,7 @@ from handlers.admin.http import AdminRoutes
 from handlers.admin.nodes import NodeHeartbeat
 from handlers.admin.openapi import OpenApiRoutes
 from handlers.admin.operations import OPERATIONS
+from handlers.admin.requests import SessionsQuery, sessions_query_for
 from handlers.admin.prom import PrometheusRoutes
 from handlers.admin.request_log import add_request_id, log_front_answer, request_log
 from handlers.http_common import FRONT_HOOKS
@@ -53,13 +55,16 @@ def install(services: Services, router: SocketRouter, app: web.Application, *, c
     alerts = Alerts(services, store, config, nodes)
     tree = RemixTree(redis=services.redis, keys=services.keys)
     deleter = SessionDeleter(services, store)
+    # Admin installs last (server.app.capabilities), so every kind is registered by now.
+    sessions_query = sessions_query_for(services.kinds.names())
     AdminRoutes(
-        services, store=store, recalc=recalc, config=config, nodes=nodes, alerts=alerts, tree=tree, deleter=deleter
-    ).register(app)
+        services, store=store, recalc=recalc, config=config, nodes=nodes, alerts=alerts, tree=tree, deleter=deleter,
+        sessions_query=sessions_query,
+    ).register(app)  # fmt: skip
     BulkRoutes(services, store=store, recalc=recalc, config=config, deleter=deleter).register(app)
     PrometheusRoutes(services, store=store, config=config, alerts=alerts).register(app)
     OpenApiRoutes(services.web_dir, services.limits.list_limit).register(app)
-    document(app, OPERATIONS)
+    document(app, tuple(replace(op, query=sessions_query) if op.query is SessionsQuery else op for op in OPERATIONS))
     app.middlewares.append(request_log)
     app.setdefault(FRONT_HOOKS, []).append(log_front_answer)
     app.on_response_prepare.append(add_request_id)

@@ -48,8 +48,10 @@ class AdminRoutes:
         alerts: Alerts,
         tree: RemixTree,
         deleter: SessionDeleter,
+        sessions_query: type[SessionsQuery] = SessionsQuery,
     ) -> None:
         self._s = services
+        self._sessions_query = sessions_query  # requests.sessions_query_for: kind is an installed one
         self._store = store
         self._tree = tree
         self._deleter = deleter
@@ -115,7 +117,7 @@ class AdminRoutes:
     async def sessions(self, request: web.Request) -> web.Response:
         """One page of sessions: ``{sessions, next_cursor, scanned}``."""
         self._admin(request)
-        q = parse_query(SessionsQuery, request.query)
+        q = parse_query(self._sessions_query, request.query)
         query = ListQuery(
             sort=q.sort,
             order=q.order,

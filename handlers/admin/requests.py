@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Annotated, Any, Literal, TypeVar
 
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints, ValidationError, create_model, model_validator
 
 from auth.claims import USER_ID_PATTERN
 from handlers.query import MAX_DIGITS
@@ -41,6 +42,14 @@ class SessionsQuery(AdminModel):
         if self.created_from is not None and self.created_to is not None and self.created_from > self.created_to:
             raise ValueError("created_from is after created_to")
         return self
+
+
+def sessions_query_for(kinds: Sequence[str]) -> type[SessionsQuery]:
+    """:class:`SessionsQuery` whose ``kind`` must be one of ``kinds`` (the installed kinds), in its
+    schema too: a filter by a kind the server does not have is a mistake (400), not an empty page."""
+    kind: Any = Literal.__getitem__(tuple(kinds))  # Literal["voice", "pattern", ...]
+    model: type[SessionsQuery] = create_model("SessionsQuery", __base__=SessionsQuery, kind=(kind | None, None))
+    return model
 
 
 class DetailQuery(AdminModel):

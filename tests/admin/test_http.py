@@ -180,6 +180,7 @@ async def test_listing_filters_by_kind_state_and_creation_range(
         {"sort": "name"},
         {"order": "sideways"},
         {"kind": "Voice!"},
+        {"kind": "podcast"},  # well-formed, but not a kind this server has
         {"state": "dead"},
         {"owner": "a b"},
         {"cursor": "nonsense"},
