@@ -379,3 +379,15 @@ def test_the_document_is_generated_from_the_models(tmp_path: Path) -> None:
         if "text/html" in methods.get("get", {}).get("responses", {}).get("200", {}).get("content", {})
     ]
     assert {"/", "/admin", "/api-docs", "/patterns", "/streams", "/history", "/player"} <= set(pages)
+
+
+def test_the_admin_listing_names_the_installed_kinds(tmp_path: Path) -> None:
+    # The kind filter is an enum of the kinds this server has (a kind it lacks is a 400), and
+    # PROTOCOL.md lists the same ones.
+    spec = document_of(tmp_path)
+    parameters = spec["paths"]["/admin/sessions"]["get"]["parameters"]
+    kind = next(parameter for parameter in parameters if parameter["name"] == "kind")
+    enums = [option["enum"] for option in kind["schema"].get("anyOf", [kind["schema"]]) if "enum" in option]
+    assert enums == [["voice", "pattern", "stream", "stream_audience", "listening"]], kind
+    protocol = (Path(__file__).resolve().parent.parent / "docs" / "PROTOCOL.md").read_text(encoding="utf-8")
+    assert "`voice`, `pattern`, `stream`,\n`stream_audience`, `listening`" in protocol
