@@ -255,20 +255,21 @@ async def test_chunks_are_cut_automatically_at_the_configured_length(
             return session.chunk_count if session is not None else 0
 
         # Recording until two chunks were cut and stored (not a fixed 2.6 s, which a loaded
-        # machine may spend before the recorder has cut anything); the pause stores a third.
+        # machine may spend before the recorder has cut anything).
         deadline = asyncio.get_running_loop().time() + 30
         while await chunks_stored() < 2:
             assert asyncio.get_running_loop().time() < deadline, "no chunk was cut in 30 s"
             await asyncio.sleep(0.1)
         await page.locator("#fab-pause").click()
         await expect(page.locator("#fab-status")).to_have_attribute("data-status", "paused")
-        for _ in range(50):
-            if await chunks_stored() >= 3:
-                break
-            await asyncio.sleep(0.1)
+        # The pause stores what was recorded since the last cut (nothing when it comes right after
+        # one); the test allowed it 5 s and then expected a third chunk, and s33-d1 found two on a
+        # loaded machine. Now whatever the pause stored is uploaded before the chunks are read.
+        await expect(page.locator("#fab-pending")).to_be_hidden(timeout=30_000)
         chunks = await chunk_repository(server.services).list(session_id, limit=10)
-        assert len(chunks) >= 3, chunks
-        assert all(c["duration_ms"] <= 1600 for c in chunks[:-1]), [c["duration_ms"] for c in chunks]
+        assert len(chunks) >= 2, chunks
+        # The two cut while recording, each at the configured length (1 s, and the recorder's slack).
+        assert all(c["duration_ms"] <= 1600 for c in chunks[:2]), [c["duration_ms"] for c in chunks]
         assert not tab.errors, tab.errors
     finally:
         await tab.page.context.close()
