@@ -216,16 +216,21 @@ class Acceptor:
         if request is None:
             return False
         request_id = request_id_from(request.request_id)
+        response = fixed_response(self._fixed[request.path], request_id, self._date.now())
+        # Counted and logged before it is sent, as aiohttp's middlewares do: a client that has
+        # its answer finds it in a scrape of any node (multiprocess metrics), not a moment later.
         try:
-            conn.recv(len(data))  # exactly what was peeked: the request, read
-            # Whole: a new connection's send buffer (16 KiB or more) takes a few hundred bytes.
-            conn.send(fixed_response(self._fixed[request.path], request_id, self._date.now()))
-        except OSError:
-            pass  # the client left: nothing to answer
-        conn.close()  # what was sent is still delivered, then FIN
-        if self._observers:
-            peer = str(address[0]) if isinstance(address, tuple) else ""
-            answered = FrontAnswer(request.path, peer, request_id, 200, time.perf_counter() - started)
-            for observe in self._observers:
-                observe(answered)
+            if self._observers:
+                peer = str(address[0]) if isinstance(address, tuple) else ""
+                answered = FrontAnswer(request.path, peer, request_id, 200, time.perf_counter() - started)
+                for observe in self._observers:
+                    observe(answered)
+        finally:
+            try:
+                conn.recv(len(data))  # exactly what was peeked: the request, read
+                # Whole: a new connection's send buffer (16 KiB or more) takes a few hundred bytes.
+                conn.send(response)
+            except OSError:
+                pass  # the client left: nothing to answer
+            conn.close()  # what was sent is still delivered, then FIN
         return True

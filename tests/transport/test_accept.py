@@ -19,7 +19,7 @@ from typing import Any, ClassVar
 import pytest
 
 from handlers.health import LIVE
-from handlers.http_common import FixedAnswer
+from handlers.http_common import FixedAnswer, FrontAnswer
 from server.transport.accept import Acceptor, fixed_request
 from tests.admin.test_http import admin_token
 from tests.conftest import start_server
@@ -209,5 +209,36 @@ async def test_out_of_descriptors_the_acceptor_pauses_and_then_takes_the_waiting
             transport.close()
         for client in clients:
             client.close()
+        acceptor.stop()
+        listener.close()
+
+
+async def test_a_fixed_answer_is_counted_before_it_is_sent() -> None:
+    # As aiohttp's middlewares do: with multiprocess metrics, a client holding its answer may
+    # scrape another node at once, which must already see it (test_prometheus saw 1, not 2).
+    listener = socket.create_server(("127.0.0.1", 0))
+    client = socket.socket()
+    sent_before_counted: list[bool] = []
+
+    def observe(answer: FrontAnswer) -> None:
+        try:
+            sent_before_counted.append(bool(client.recv(1, socket.MSG_PEEK | socket.MSG_DONTWAIT)))
+        except BlockingIOError:
+            sent_before_counted.append(False)
+
+    acceptor = Acceptor(listener.fileno(), asyncio.Protocol, fixed=PATHS, observers=[observe], backlog=16)
+    acceptor.start()
+    try:
+        client.connect(listener.getsockname())
+        client.sendall(PROBE)
+        for _ in range(20):
+            if sent_before_counted:
+                break
+            await asyncio.sleep(0)
+        assert sent_before_counted == [False]
+        client.settimeout(15)
+        assert client.recv(65536).startswith(b"HTTP/1.1 200 OK\r\n")
+    finally:
+        client.close()
         acceptor.stop()
         listener.close()
