@@ -125,7 +125,7 @@ class FrontAnswer:
     remote: str
     request_id: str  # the id its log line and X-Request-Id carry (request_id_from)
     status: int = 101
-    seconds: float = 0.0  # from its request read to its answer written (a fixed answer's)
+    seconds: float = 0.0  # from its request read to its answer ready to send (a fixed answer's)
 
 
 # Called once per such answer: whatever counts or logs HTTP requests registers here too.

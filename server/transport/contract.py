@@ -136,7 +136,8 @@ class SocketServer(Protocol):
         observers: list[Callable[[FrontAnswer], None]],
     ) -> web.BaseSite:
         """The listening site for ``runner``'s application (``path``: where Socket.IO is served;
-        ``observers`` see WebSocket opens that aiohttp never saw, ``idle_timeout_s`` bounds their
+        ``observers`` see the requests answered before aiohttp saw them -- WebSocket opens and, on
+        the fast lane, fixed answers such as ``/healthz`` --, ``idle_timeout_s`` bounds a
         handshake)."""
         ...
 

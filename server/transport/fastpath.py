@@ -1108,16 +1108,20 @@ class FrontSite(web.TCPSite):
         http = self._runner.server
         assert http is not None
         front = Front(http, self._upgrader, self._path, self._idle_timeout_s, self._waiting, self._observers)
+
+        def protocol() -> FrontProtocol:
+            return FrontProtocol(front)
+
         # Bound by asyncio, accepted by server.transport.accept (which answers /healthz itself).
         self._server = await asyncio.get_running_loop().create_server(
-            lambda: FrontProtocol(front), self._host, self._port,
+            protocol, self._host, self._port,
             reuse_address=self._reuse_address, reuse_port=self._reuse_port, start_serving=False,
         )  # fmt: skip
         sockets = self._server.sockets
         fixed = self._runner.app.get(FIXED_ANSWERS, {}) if isinstance(self._runner, web.AppRunner) else {}
         for listener in sockets:
             acceptor = Acceptor(
-                listener.fileno(), lambda: FrontProtocol(front), fixed=fixed, observers=self._observers,
+                listener.fileno(), protocol, fixed=fixed, observers=self._observers,
                 backlog=max(self._backlog, LISTEN_BACKLOG),
             )  # fmt: skip
             acceptor.start()
