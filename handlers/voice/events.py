@@ -87,9 +87,10 @@ class VoiceEvents:
             # (the entry's ZADD runs ahead of the script: in its write on a lean link, awaited
             # first otherwise). Only for sessions the caller may change, so strangers cannot
             # fill the set; a connection that took this session's lease before passed the
-            # script's own check then (the owner of a session never changes), so its recorder
-            # toggling between recording and paused pays that read once, not on every change.
-            if not self._recording.holds(conn.sid, session_id):
+            # script's own check then (the owner of a session never changes, nor a connection's
+            # claims), so its recorder toggling between recording and paused pays that read
+            # once per connection, not on every start: pausing ends the lease, not that.
+            if not self._recording.recorded_before(conn.sid, session_id):
                 await updatable(self._s.voice, conn.claims, session_id)
             due_entry = leases.due_entry(session_id)
         try:

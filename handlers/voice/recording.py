@@ -24,6 +24,8 @@ log = logging.getLogger(__name__)
 
 RECORDING_STATUSES = frozenset({"recording", "cutting"})
 SWEEP_BATCH = 100
+# Sessions a connection is remembered to have been let record, at most (then it starts again).
+VERIFIED_MAX = 256
 
 
 class RecordingKeeper:
@@ -41,6 +43,9 @@ class RecordingKeeper:
         # another node may reuse.
         self._node = secrets.token_hex(6)
         self._held: dict[str, set[str]] = {}  # sid -> ids of the sessions its lease covers
+        # sid -> ids of the sessions it was let record: kept while it lives, its leases come and
+        # go (pausing ends one), and what let it record does not change (module docstring).
+        self._verified: dict[str, set[str]] = {}
         lease_s = self.leases.lease_ms / 1000
         # Renewed three times per lease: one slow round trip does not lose it.
         self._renew_every_s = lease_s / 3
@@ -51,9 +56,10 @@ class RecordingKeeper:
         """The lease holder string of a connection of this node."""
         return f"{self._node}:{sid}"
 
-    def holds(self, sid: str, session_id: str) -> bool:
-        """True when connection ``sid`` took ``session_id``'s lease before (and was let change it)."""
-        sessions = self._held.get(sid)
+    def recorded_before(self, sid: str, session_id: str) -> bool:
+        """True when connection ``sid`` took ``session_id``'s lease before (it was let change the
+        session then), whether or not it holds the lease now."""
+        sessions = self._verified.get(sid)
         return sessions is not None and session_id in sessions
 
     def hold(self, conn: Connection, session_id: str) -> None:
@@ -63,8 +69,13 @@ class RecordingKeeper:
             sessions = self._held[conn.sid] = set()
             conn.farewells["voice:recording"] = partial(self._closed, conn.sid)
         sessions.add(session_id)
+        verified = self._verified.setdefault(conn.sid, set())
+        if len(verified) >= VERIFIED_MAX:
+            verified.clear()  # bounded: a session read again costs one read, nothing more
+        verified.add(session_id)
 
     async def _closed(self, sid: str) -> None:
+        self._verified.pop(sid, None)
         for session_id in self._held.pop(sid, set()):
             await self.leases.release(session_id, self.holder(sid))
 
@@ -77,6 +88,7 @@ class RecordingKeeper:
 
     def register(self, app: web.Application) -> None:
         """Renew and sweep while ``app`` runs."""
+        app[RECORDING_KEEPER] = self
         app.on_startup.append(self._start)
         app.on_cleanup.append(self._stop)
 
@@ -105,3 +117,7 @@ class RecordingKeeper:
                 stop_if_cancelled(exc)
                 log.exception("recording lease round failed")
             await asyncio.sleep(self._sweep_every_s)
+
+
+# The app's RecordingKeeper (tests renew its leases at a moment of their choosing).
+RECORDING_KEEPER = web.AppKey("voice_recording_keeper", RecordingKeeper)

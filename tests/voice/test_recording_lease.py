@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest_asyncio
 from redis.asyncio import Redis
 
+from handlers.voice.recording import RECORDING_KEEPER
 from storage.voice.repository import Performer
 from tests.conftest import start_server
 from tests.helpers import Client, RedisProcess, ServerUnderTest, writes_held
@@ -144,3 +145,43 @@ async def test_a_recorder_gone_before_its_recording_was_answered_still_pauses_th
     await watcher.wait_for(lambda: statuses(watcher)[-1]["status"] == "paused", timeout=LEASE_MS / 1000 * 0.8)
     assert statuses(watcher)[-1] == {"status": "paused", "previous": "recording", "reason": "recorder_gone"}
     assert not await first.services.redis.exists(first.services.keys.voice_recording_lease(session_id))
+
+
+async def test_a_recorder_toggling_on_one_connection_reads_its_session_once(
+    redis: Redis, redis_process: RedisProcess, tmp_path: Path
+) -> None:
+    """Starting a recording reads the session first (only its owner may enter the sweeper's
+    set); a connection let record it before is not read again when it starts again, though
+    pausing ended its lease and the keeper forgot that lease."""
+    # A lease far longer than the test: no sweep finds anything due (a sweep reads sessions).
+    node = await start_server(redis_process.url, tmp_path / "node", voice_recording_lease_ms=600_000)
+    clients: list[Client] = []
+    try:
+        session_id = await node.create_session("alice")
+        recorder = Client(node.url, node.token("alice"))
+        clients.append(recorder)
+        await recorder.connect()
+        keeper = node.app[RECORDING_KEEPER]
+        before = await _reads_of_whole_records(redis)
+        for _ in range(5):
+            for status in ("recording", "paused"):
+                ack = await recorder.call("set_session_status", {"session_id": session_id, "status": status})
+                assert ack["ok"] and ack["changed"], ack
+            await keeper.renew_all()  # the paused session's lease is gone: the keeper lets it go
+        assert await _reads_of_whole_records(redis) - before == 1
+        # Another connection of the same owner is read once for itself.
+        other = Client(node.url, node.token("alice"))
+        clients.append(other)
+        await other.connect()
+        ack = await other.call("set_session_status", {"session_id": session_id, "status": "recording"})
+        assert ack["ok"], ack
+        assert await _reads_of_whole_records(redis) - before == 2
+    finally:
+        for client in clients:
+            await client.close()
+        await node.stop()
+
+
+async def _reads_of_whole_records(redis: Redis) -> int:
+    stats = await redis.info("commandstats")
+    return int(stats.get("cmdstat_hgetall", {}).get("calls", 0))
