@@ -33,7 +33,7 @@ from common.servers import create_session as create_session
 from common.servers import mint_token as mint_token
 from common.servers import pinned as pinned
 from common.servers import session_status as session_status
-from common.servers import start_ceiling, start_node, start_stock
+from common.servers import start_ceiling, start_floor, start_node, start_stock
 from common.servers import start_redis as start_redis
 from common.servers import start_sessionhub as start_sessionhub
 
@@ -60,7 +60,13 @@ def wait_for_quiet(*, threshold_pct: float = QUIET_PCT, max_wait_s: float = QUIE
             return {"foreign_cpu_pct": round(load_pct, 1), "waited_s": round(waited_s, 1)}
 
 
-STARTERS = {"sessionhub": start_sessionhub, "stock": start_stock, "node": start_node, "ceiling": start_ceiling}
+STARTERS = {
+    "sessionhub": start_sessionhub,
+    "stock": start_stock,
+    "node": start_node,
+    "ceiling": start_ceiling,
+    "floor": start_floor,
+}
 DEFAULT_SERVERS = ("sessionhub", "stock", "node")
 PEERS = ("stock", "node")  # the references sessionhub is compared with
 GENERATORS = ("c", "py")

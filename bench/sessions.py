@@ -47,6 +47,9 @@ READ_BACK_SETTLE_S = 10.0
 READ_BACK_POLL_S = 0.05
 DEFAULT_SHAPES = ("100x10", "1000x10", "1000x2")
 SERVERS = ("sessionhub", "node", "stock")
+# Also runnable, never by default: bench/floor_server.py, the least a Python server can spend on
+# this protocol with sessionhub's status script (a bound, not a reference).
+CHOICES = (*SERVERS, "floor")
 REFERENCE = "node"
 CREATE_LIMITS = {"SESSIONHUB_CREATES_PER_MIN": "1000000", "SESSIONHUB_CREATES_PER_MIN_PER_ADDRESS": "1000000"}
 SESSIONS_BINARY = toolchain.CGEN_DIR / "build" / "sessions"
@@ -68,7 +71,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument(
         "--shape", type=parse_shape, action="append", help="KxM (repeatable; default 100x10, 1000x10, 1000x2)"
     )
-    p.add_argument("--servers", help="comma-separated: sessionhub, node, stock (default: all three)")
+    p.add_argument("--servers", help="comma-separated: sessionhub, node, stock, floor (default: the first three)")
     p.add_argument("--publishers", type=int, default=64, help="publisher connections (default 64)")
     p.add_argument("--outstanding", type=int, default=8, help="events in flight per publisher at saturation")
     p.add_argument("--concurrency", type=int, default=64, help="handshakes in flight while connecting")
@@ -81,9 +84,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     args = p.parse_args(argv)
     args.shape = args.shape or [parse_shape(s) for s in DEFAULT_SHAPES]
     args.servers = [s.strip() for s in (args.servers or ",".join(SERVERS)).split(",") if s.strip()]
-    unknown = [s for s in args.servers if s not in SERVERS]
+    unknown = [s for s in args.servers if s not in CHOICES]
     if unknown:
-        p.error(f"unknown server(s) {unknown}; choose from {SERVERS}")
+        p.error(f"unknown server(s) {unknown}; choose from {CHOICES}")
     args.warmup_s = 0.5 if args.quick else 1.0
     args.sat_s = args.sat_s if args.sat_s is not None else (2.0 if args.quick else 5.0)
     args.fixed_s = args.fixed_s if args.fixed_s is not None else (3.0 if args.quick else 10.0)

@@ -41,3 +41,24 @@ def test_sessions_benchmark_smoke(tmp_path: Path) -> None:
         assert block["acks_out_of_order"] == 0 and block["offsets_out_of_order"] == 0
         assert block["gaps"] == 0 and block["duplicates"] == 0
     assert (run["read_back"]["checked"], run["read_back"]["wrong"]) == (4, 0), run["read_back"]
+
+
+def test_the_python_floor_server_commits_with_the_status_script_and_delivers(tmp_path: Path) -> None:
+    """bench/floor_server.py, the bound the issue's note measures sessionhub against, speaks the
+    generator's protocol and commits each change through the status script: every change is
+    acked with the script's offset, in order, and delivered to every subscriber of its session."""
+    argv = [
+        sys.executable, str(ROOT / "bench" / "sessions.py"), "--shape", "4x2", "--servers", "floor",
+        "--publishers", "4", "--sat-s", "1", "--fixed-s", "1", "--rate", "20", "--quiet-wait-s", "0",
+        "--out", str(tmp_path),
+    ]  # fmt: skip
+    done = subprocess.run(argv, cwd=ROOT, capture_output=True, text=True, timeout=240)
+    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
+    (run,) = json.loads((tmp_path / "sessions-latest.json").read_text())["results"]
+    saturation, fixed = run["saturation"], run["fixed"]
+    assert run["connect"]["subscribed"] == 8 and run["connect"]["publishers"] == 4
+    assert saturation["committed"] > 0 and fixed["committed"] == 20
+    for block in (saturation, fixed):
+        assert block["missing"] == 0 and block["error_acks"] == 0 and block["noop_acks"] == 0
+        assert block["acks_out_of_order"] == 0 and block["offsets_out_of_order"] == 0
+        assert block["gaps"] == 0 and block["duplicates"] == 0

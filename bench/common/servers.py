@@ -1,8 +1,8 @@
 """The processes a benchmark starts: a private redis-server, the server under test, its peers.
 
 Servers: sessionhub (``python -m server serve``), stock python-socketio (bench/stock_server.py),
-Node socket.io with its Redis adapter (bench/node/server.js) and bench/ceiling_server.py, the
-load generator's calibration. Everything listens on 127.0.0.1 only, on free ports (never 6379).
+Node socket.io with its Redis adapter (bench/node/server.js), bench/ceiling_server.py, the
+load generator's calibration, and bench/floor_server.py, Python's floor for many small sessions. Everything listens on 127.0.0.1 only, on free ports (never 6379).
 A process may be pinned to a core (``taskset``; the fan-out runs put the server on core 0 and
 redis-server and the generator on core 1). Every wait is bounded and every process started here
 is stopped by its own pid (:meth:`Child.stop`).
@@ -286,6 +286,16 @@ def start_ceiling(workdir: Path, redis_url: str) -> ServerUnderTest:
     child = start(f"ceiling-{port}", argv, workdir=workdir)
     wait_ready(child, port)
     return ServerUnderTest("ceiling", child, port, "any-token", "ceiling")
+
+
+def start_floor(workdir: Path, redis_url: str) -> ServerUnderTest:
+    """bench/floor_server.py pinned to the server core: Python's floor for many small sessions,
+    committing each change with sessionhub's status script on ``redis_url``."""
+    port = free_port()
+    argv = pinned(SERVER_CORE, [PYTHON, str(BENCH / "floor_server.py"), "--port", str(port), "--redis-url", redis_url])
+    child = start(f"floor-{port}", argv, workdir=workdir)
+    wait_ready(child, port)
+    return ServerUnderTest("floor", child, port, "any-token", "floor")
 
 
 # --- tokens and sessions -----------------------------------------------------------------------
