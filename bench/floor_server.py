@@ -60,7 +60,10 @@ class Store:
         self.reader = hiredis.Reader()
         self.keys = Keys(PREFIX)
         text = source("core/_event.lua") + "\n" + source("voice/set_status.lua")
-        (self.sha,) = self.call([pack("SCRIPT", "LOAD", text)])
+        (sha,) = self.call([pack("SCRIPT", "LOAD", text)])
+        if not isinstance(sha, bytes):
+            raise RuntimeError(f"SCRIPT LOAD answered {sha!r}")
+        self.sha = sha
         self.epoch = uuid.uuid4().hex[:9]
 
     def call(self, commands: list[bytes]) -> list[object]:
@@ -139,7 +142,8 @@ class FloorServer:
             offsets = [self._change(session_id, status) for _c, _a, session_id, status in changes]
         touched: dict[int, Conn] = {}
         for (conn, ack_id, session_id, status), (offset, previous) in zip(changes, offsets, strict=True):
-            conn.outbox += frame(b'43%s[{"ok":true,"changed":%s,"offset":%d}]' % (ack_id, b"true" if offset else b"false", offset))
+            changed = b"true" if offset else b"false"
+            conn.outbox += frame(b'43%s[{"ok":true,"changed":%s,"offset":%d}]' % (ack_id, changed, offset))
             touched[id(conn)] = conn
             if offset:
                 sid = session_id.encode()

@@ -2,9 +2,10 @@
 
 Servers: sessionhub (``python -m server serve``), stock python-socketio (bench/stock_server.py),
 Node socket.io with its Redis adapter (bench/node/server.js), bench/ceiling_server.py, the
-load generator's calibration, and bench/floor_server.py, Python's floor for many small sessions. Everything listens on 127.0.0.1 only, on free ports (never 6379).
-A process may be pinned to a core (``taskset``; the fan-out runs put the server on core 0 and
-redis-server and the generator on core 1). Every wait is bounded and every process started here
+load generator's calibration, and bench/floor_server.py, Python's floor for many small
+sessions. Everything listens on 127.0.0.1 only, on free ports (never 6379). A process may be
+pinned to a core (``taskset``; the fan-out runs put the server on core 0 and redis-server and
+the generator on core 1). Every wait is bounded and every process started here
 is stopped by its own pid (:meth:`Child.stop`).
 """
 
