@@ -20,6 +20,7 @@ import hashlib
 import select
 import socket
 import struct
+from typing import Any
 
 WS_GUID = b"258EAFA5-E914-47DA-95CA-C5AB0DC11B85"
 OPEN_PACKET = b'0{"sid":"ceiling","upgrades":[],"pingInterval":25000,"pingTimeout":20000,"maxPayload":1000000}'
@@ -105,7 +106,7 @@ class CeilingServer:
     def serve(self) -> None:
         """Until killed (the harness stops it with SIGTERM)."""
         while True:
-            events: list[bytes] = []
+            events: list[Any] = []
             for fd, mask in self.epoll.poll(1.0):
                 if fd == self.listener.fileno():
                     self._accept()
@@ -114,10 +115,14 @@ class CeilingServer:
                 if mask & (select.EPOLLIN | select.EPOLLHUP | select.EPOLLERR) and fd in self.conns:
                     self._read(self.conns[fd], events)
             if events:
-                batch = b"".join(events)
-                for conn in self.subscribers:
-                    conn.outbox += batch
-                    self._flush(conn)
+                self._round(events)
+
+    def _round(self, events: list[Any]) -> None:
+        """What the round's requests make: here, every event to every subscriber at once."""
+        batch = b"".join(events)
+        for conn in self.subscribers:
+            conn.outbox += batch
+            self._flush(conn)
 
     def _accept(self) -> None:
         while True:
@@ -130,7 +135,7 @@ class CeilingServer:
             self.conns[sock.fileno()] = Conn(sock)
             self.epoll.register(sock.fileno(), select.EPOLLIN)
 
-    def _read(self, conn: Conn, events: list[bytes]) -> None:
+    def _read(self, conn: Conn, events: list[Any]) -> None:
         try:
             data = conn.sock.recv(1 << 16)
         except BlockingIOError:
@@ -156,7 +161,7 @@ class CeilingServer:
             self._on_text(conn, text, events)
         self._flush(conn)
 
-    def _on_text(self, conn: Conn, text: bytes, events: list[bytes]) -> None:
+    def _on_text(self, conn: Conn, text: bytes, events: list[Any]) -> None:
         if text == b"2":
             conn.outbox += frame(b"3")
         elif text.startswith(b"40"):

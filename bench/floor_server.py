@@ -18,14 +18,14 @@ Python server doing sessionhub's work on one core can.
 from __future__ import annotations
 
 import argparse
-import select
 import socket
 import time
 import urllib.parse
 import uuid
+from typing import Any
 
 import hiredis
-from ceiling_server import READY_RESPONSE, Conn, frame, upgrade_response
+from ceiling_server import CeilingServer, Conn, frame
 
 from storage.keys import Keys
 from storage.scripts import source
@@ -101,47 +101,31 @@ class Store:
         )  # fmt: skip
 
 
-class FloorServer:
-    """The epoll loop: accept, upgrade, and per round commit every change, ack it and deliver it."""
+class FloorServer(CeilingServer):
+    """The ceiling server's epoll loop (accept, upgrade, read, write); each round commits every
+    change, acks it and delivers it to its session's subscribers."""
 
     def __init__(self, host: str, port: int, store: Store | None) -> None:
-        self.listener = socket.create_server((host, port), backlog=4096)
-        self.listener.setblocking(False)
-        self.epoll = select.epoll()
-        self.epoll.register(self.listener.fileno(), select.EPOLLIN)
-        self.conns: dict[int, Conn] = {}
+        super().__init__(host, port)
         self.rooms: dict[str, list[Conn]] = {}
         self.offsets: dict[str, int] = {}
         self.statuses: dict[str, str] = {}
         self.store = store
         self.tokens = 0
 
-    def serve(self) -> None:
-        """Until killed (the harness stops it with SIGTERM)."""
-        while True:
-            changes: list[tuple[Conn, bytes, str, str]] = []
-            for fd, mask in self.epoll.poll(1.0):
-                if fd == self.listener.fileno():
-                    self._accept()
-                elif mask & select.EPOLLOUT:
-                    self._flush(self.conns[fd])
-                if mask & (select.EPOLLIN | select.EPOLLHUP | select.EPOLLERR) and fd in self.conns:
-                    self._read(self.conns[fd], changes)
-            if changes:
-                self._commit(changes)
-
-    def _commit(self, changes: list[tuple[Conn, bytes, str, str]]) -> None:
+    def _round(self, events: list[Any]) -> None:
+        """Commit the round's changes ``(conn, ack id, session id, status)``, in order."""
         now_ms = int(time.time() * 1000)
         if self.store is not None:
             commands = []
-            for _conn, _ack, session_id, status in changes:
+            for _conn, _ack, session_id, status in events:
                 self.tokens += 1
                 commands.append(self.store.command(session_id, status, now_ms, self.tokens))
             offsets = [self._offset(reply) for reply in self.store.call(commands)]
         else:
-            offsets = [self._change(session_id, status) for _c, _a, session_id, status in changes]
+            offsets = [self._change(session_id, status) for _c, _a, session_id, status in events]
         touched: dict[int, Conn] = {}
-        for (conn, ack_id, session_id, status), (offset, previous) in zip(changes, offsets, strict=True):
+        for (conn, ack_id, session_id, status), (offset, previous) in zip(events, offsets, strict=True):
             changed = b"true" if offset else b"false"
             conn.outbox += frame(b'43%s[{"ok":true,"changed":%s,"offset":%d}]' % (ack_id, changed, offset))
             touched[id(conn)] = conn
@@ -169,85 +153,27 @@ class FloorServer:
         self.offsets[session_id] = offset = self.offsets.get(session_id, 0) + 1
         return offset, previous
 
-    def _accept(self) -> None:
-        while True:
-            try:
-                sock, _ = self.listener.accept()
-            except BlockingIOError:
-                return
-            sock.setblocking(False)
-            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-            self.conns[sock.fileno()] = Conn(sock)
-            self.epoll.register(sock.fileno(), select.EPOLLIN)
-
-    def _read(self, conn: Conn, changes: list[tuple[Conn, bytes, str, str]]) -> None:
-        try:
-            data = conn.sock.recv(1 << 16)
-        except BlockingIOError:
+    def _on_text(self, conn: Conn, text: bytes, events: list[Any]) -> None:
+        if not text.startswith(b"42"):
+            super()._on_text(conn, text, events)  # pings and the namespace's connect
             return
-        except OSError:
-            data = b""
-        if not data:
-            self._close(conn)
-            return
-        conn.inbox += data
-        if not conn.upgraded:
-            end = conn.inbox.find(b"\r\n\r\n")
-            if end < 0:
-                return
-            head, conn.inbox = conn.inbox[:end], conn.inbox[end + 4 :]
-            if head.startswith(b"GET /readyz"):
-                conn.sock.send(READY_RESPONSE)
-                self._close(conn)
-                return
-            conn.upgraded = True
-            conn.outbox += upgrade_response(head)
-        for text in conn.frames():
-            self._on_text(conn, text, changes)
-        self._flush(conn)
-
-    def _on_text(self, conn: Conn, text: bytes, changes: list[tuple[Conn, bytes, str, str]]) -> None:
-        if text == b"2":
-            conn.outbox += frame(b"3")
-        elif text.startswith(b"40"):
-            conn.outbox += frame(b'40{"sid":"floor"}')
-        elif text.startswith(b"42"):
-            ack_id = text[2 : text.index(b"[")]
-            session_id = _field(text, b"session_id")
-            if b'"set_session_status"' in text:
-                changes.append((conn, ack_id, session_id, _field(text, b"status")))
-            elif b'"subscribe_on_session"' in text:
-                if session_id not in self.offsets:
-                    self.offsets[session_id] = 0
-                    if self.store is not None:
-                        self.store.create(session_id)
-                self.rooms.setdefault(session_id, []).append(conn)
-                conn.outbox += frame(b'43%s[{"ok":true,"offset":%d}]' % (ack_id, self.offsets[session_id]))
-
-    def _flush(self, conn: Conn) -> None:
-        if conn.outbox:
-            try:
-                sent = conn.sock.send(conn.outbox)
-            except BlockingIOError:
-                sent = 0
-            except OSError:
-                self._close(conn)
-                return
-            conn.outbox = conn.outbox[sent:]
-        if conn.sock.fileno() >= 0 and bool(conn.outbox) != conn.want_out:
-            conn.want_out = bool(conn.outbox)
-            self.epoll.modify(conn.sock.fileno(), select.EPOLLIN | (select.EPOLLOUT if conn.want_out else 0))
+        ack_id = text[2 : text.index(b"[")]
+        session_id = _field(text, b"session_id")
+        if b'"set_session_status"' in text:
+            events.append((conn, ack_id, session_id, _field(text, b"status")))
+        elif b'"subscribe_on_session"' in text:
+            if session_id not in self.offsets:
+                self.offsets[session_id] = 0
+                if self.store is not None:
+                    self.store.create(session_id)
+            self.rooms.setdefault(session_id, []).append(conn)
+            conn.outbox += frame(b'43%s[{"ok":true,"offset":%d}]' % (ack_id, self.offsets[session_id]))
 
     def _close(self, conn: Conn) -> None:
-        fd = conn.sock.fileno()
-        if fd < 0:
-            return
-        self.epoll.unregister(fd)
-        self.conns.pop(fd, None)
         for members in self.rooms.values():
             if conn in members:
                 members.remove(conn)
-        conn.sock.close()
+        super()._close(conn)
 
 
 def _field(text: bytes, name: bytes) -> str:

@@ -1,4 +1,4 @@
-"""The many-small-sessions benchmark runs end to end against sessionhub (a smoke run).
+"""The many-small-sessions benchmark runs end to end against sessionhub and the floor server (a smoke run).
 
 bench/sessions.py builds bench/cgen/sessions.c, starts its own redis-server and server on
 loopback, and drives 4 sessions x 2 subscribers from 4 publishers through short windows; the
@@ -24,9 +24,12 @@ pytestmark = pytest.mark.skipif(
 )
 
 
-def test_sessions_benchmark_smoke(tmp_path: Path) -> None:
+@pytest.mark.parametrize("server", ["sessionhub", "floor"])
+def test_sessions_benchmark_smoke(tmp_path: Path, server: str) -> None:
+    """Against sessionhub, and against bench/floor_server.py (the bound issue 26's figures are
+    read against, which commits each change through sessionhub's status script)."""
     argv = [
-        sys.executable, str(ROOT / "bench" / "sessions.py"), "--shape", "4x2", "--servers", "sessionhub",
+        sys.executable, str(ROOT / "bench" / "sessions.py"), "--shape", "4x2", "--servers", server,
         "--publishers", "4", "--sat-s", "1", "--fixed-s", "1", "--rate", "20", "--quiet-wait-s", "0",
         "--out", str(tmp_path),
     ]  # fmt: skip
@@ -40,25 +43,5 @@ def test_sessions_benchmark_smoke(tmp_path: Path) -> None:
         assert block["missing"] == 0 and block["error_acks"] == 0 and block["noop_acks"] == 0
         assert block["acks_out_of_order"] == 0 and block["offsets_out_of_order"] == 0
         assert block["gaps"] == 0 and block["duplicates"] == 0
-    assert (run["read_back"]["checked"], run["read_back"]["wrong"]) == (4, 0), run["read_back"]
-
-
-def test_the_python_floor_server_commits_with_the_status_script_and_delivers(tmp_path: Path) -> None:
-    """bench/floor_server.py, the bound the issue's note measures sessionhub against, speaks the
-    generator's protocol and commits each change through the status script: every change is
-    acked with the script's offset, in order, and delivered to every subscriber of its session."""
-    argv = [
-        sys.executable, str(ROOT / "bench" / "sessions.py"), "--shape", "4x2", "--servers", "floor",
-        "--publishers", "4", "--sat-s", "1", "--fixed-s", "1", "--rate", "20", "--quiet-wait-s", "0",
-        "--out", str(tmp_path),
-    ]  # fmt: skip
-    done = subprocess.run(argv, cwd=ROOT, capture_output=True, text=True, timeout=240)
-    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
-    (run,) = json.loads((tmp_path / "sessions-latest.json").read_text())["results"]
-    saturation, fixed = run["saturation"], run["fixed"]
-    assert run["connect"]["subscribed"] == 8 and run["connect"]["publishers"] == 4
-    assert saturation["committed"] > 0 and fixed["committed"] == 20
-    for block in (saturation, fixed):
-        assert block["missing"] == 0 and block["error_acks"] == 0 and block["noop_acks"] == 0
-        assert block["acks_out_of_order"] == 0 and block["offsets_out_of_order"] == 0
-        assert block["gaps"] == 0 and block["duplicates"] == 0
+    if server == "sessionhub":  # the sampled sessions read back through the REST API
+        assert (run["read_back"]["checked"], run["read_back"]["wrong"]) == (4, 0), run["read_back"]
