@@ -3,8 +3,8 @@
 Not a product and not a reference to beat, but a bound (issue 26): one thread on raw epoll, no
 asyncio, no token check, no validation, no metrics, nothing per event but what the protocol and
 the store need. It speaks the part of the protocol bench/sessions.py's generator uses
-(subscribe, set a status, the ack, the event to the session's subscribers) and, with
-``--redis-url``, commits every change with sessionhub's own status script (``core/_event.lua``
+(subscribe, set a status, the ack, the event to the session's subscribers) and commits every
+change in the Redis at ``--redis-url`` with sessionhub's own status script (``core/_event.lua``
 and ``voice/set_status.lua``: access, transition, the log, the publish) -- the calls of one
 round pipelined in one write, their replies read before the round's acks and events go out. It
 reads nothing from pub/sub: each event is written from the script's reply.
@@ -41,13 +41,10 @@ EVENT = (
 )
 
 
-def pack(*args: str | bytes) -> bytes:
-    """One Redis command in RESP."""
-    out = [b"*%d\r\n" % len(args)]
-    for arg in args:
-        data = arg if isinstance(arg, bytes) else arg.encode()
-        out.append(b"$%d\r\n%s\r\n" % (len(data), data))
-    return b"".join(out)
+def pack(*args: Any) -> bytes:
+    """One Redis command in RESP (hiredis's stub types the tuple as having one element)."""
+    packed: bytes = hiredis.pack_command(args)
+    return packed
 
 
 class Store:
@@ -105,25 +102,20 @@ class FloorServer(CeilingServer):
     """The ceiling server's epoll loop (accept, upgrade, read, write); each round commits every
     change, acks it and delivers it to its session's subscribers."""
 
-    def __init__(self, host: str, port: int, store: Store | None) -> None:
+    def __init__(self, host: str, port: int, store: Store) -> None:
         super().__init__(host, port)
         self.rooms: dict[str, list[Conn]] = {}
-        self.offsets: dict[str, int] = {}
-        self.statuses: dict[str, str] = {}
         self.store = store
         self.tokens = 0
 
     def _round(self, events: list[Any]) -> None:
         """Commit the round's changes ``(conn, ack id, session id, status)``, in order."""
         now_ms = int(time.time() * 1000)
-        if self.store is not None:
-            commands = []
-            for _conn, _ack, session_id, status in events:
-                self.tokens += 1
-                commands.append(self.store.command(session_id, status, now_ms, self.tokens))
-            offsets = [self._offset(reply) for reply in self.store.call(commands)]
-        else:
-            offsets = [self._change(session_id, status) for _c, _a, session_id, status in events]
+        commands = []
+        for _conn, _ack, session_id, status in events:
+            self.tokens += 1
+            commands.append(self.store.command(session_id, status, now_ms, self.tokens))
+        offsets = [self._offset(reply) for reply in self.store.call(commands)]
         touched: dict[int, Conn] = {}
         for (conn, ack_id, session_id, status), (offset, previous) in zip(events, offsets, strict=True):
             changed = b"true" if offset else b"false"
@@ -144,15 +136,6 @@ class FloorServer(CeilingServer):
             raise RuntimeError(f"the status script refused: {reply!r}")
         return int(reply[0]), (reply[1] or b"").decode()
 
-    def _change(self, session_id: str, status: str) -> tuple[int, str]:
-        """Without Redis: the change in memory."""
-        previous = self.statuses.get(session_id, "ready")
-        if previous == status:
-            return 0, previous
-        self.statuses[session_id] = status
-        self.offsets[session_id] = offset = self.offsets.get(session_id, 0) + 1
-        return offset, previous
-
     def _on_text(self, conn: Conn, text: bytes, events: list[Any]) -> None:
         if not text.startswith(b"42"):
             super()._on_text(conn, text, events)  # pings and the namespace's connect
@@ -162,12 +145,11 @@ class FloorServer(CeilingServer):
         if b'"set_session_status"' in text:
             events.append((conn, ack_id, session_id, _field(text, b"status")))
         elif b'"subscribe_on_session"' in text:
-            if session_id not in self.offsets:
-                self.offsets[session_id] = 0
-                if self.store is not None:
-                    self.store.create(session_id)
+            # The generator subscribes before it changes anything: a session is at offset 0 then.
+            if session_id not in self.rooms:
+                self.store.create(session_id)
             self.rooms.setdefault(session_id, []).append(conn)
-            conn.outbox += frame(b'43%s[{"ok":true,"offset":%d}]' % (ack_id, self.offsets[session_id]))
+            conn.outbox += frame(b'43%s[{"ok":true,"offset":0}]' % ack_id)
 
     def _close(self, conn: Conn) -> None:
         for members in self.rooms.values():
@@ -187,9 +169,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, required=True)
-    parser.add_argument("--redis-url", help="commit each change with sessionhub's status script there")
+    parser.add_argument("--redis-url", required=True, help="commit each change with sessionhub's status script there")
     args = parser.parse_args()
-    store = Store(args.redis_url) if args.redis_url else None
+    store = Store(args.redis_url)
     print(f"floor serving on http://{args.host}:{args.port}", flush=True)
     FloorServer(args.host, args.port, store).serve()
 

@@ -43,8 +43,9 @@ class RecordingKeeper:
         # another node may reuse.
         self._node = secrets.token_hex(6)
         self._held: dict[str, set[str]] = {}  # sid -> ids of the sessions its lease covers
-        # sid -> ids of the sessions it was let record: kept while it lives, its leases come and
-        # go (pausing ends one), and what let it record does not change (module docstring).
+        # sid -> ids of the sessions it was let record: kept while it lives, though its leases come
+        # and go (pausing ends one): what let it record, the session's owner and the connection's
+        # claims, does not change (handlers/voice/events.py, set_status).
         self._verified: dict[str, set[str]] = {}
         lease_s = self.leases.lease_ms / 1000
         # Renewed three times per lease: one slow round trip does not lose it.
