@@ -106,11 +106,9 @@ class VoiceEvents:
             # Applied, only not confirmed durable: the lease it took is this connection's, so
             # it is renewed as for an acknowledged change (else the sweeper would pause a
             # session that is recording); the client's retry confirms it.
-            if recording:
-                self._recording.hold(conn, session_id)
+            self._took_or_ended(conn, session_id, recording)
             raise
-        if recording:
-            self._recording.hold(conn, session_id)
+        self._took_or_ended(conn, session_id, recording)
         return {
             "session_id": session_id,
             "status": change.status,
@@ -118,3 +116,11 @@ class VoiceEvents:
             "changed": change.offset > 0,
             "offset": change.offset,
         }
+
+    def _took_or_ended(self, conn: Connection, session_id: str, recording: bool) -> None:
+        # The change gave this connection the session's lease (renewed while it lives), or
+        # ended whoever's lease there was (nothing of it left for this node to renew).
+        if recording:
+            self._recording.hold(conn, session_id)
+        else:
+            self._recording.ended(conn.sid, session_id)

@@ -7,7 +7,9 @@ import json
 import time
 from collections.abc import AsyncIterator
 from pathlib import Path
+from typing import Any
 
+import pytest
 import pytest_asyncio
 from redis.asyncio import Redis
 
@@ -185,3 +187,90 @@ async def test_a_recorder_toggling_on_one_connection_reads_its_session_once(
 async def _reads_of_whole_records(redis: Redis) -> int:
     stats = await redis.info("commandstats")
     return int(stats.get("cmdstat_hgetall", {}).get("calls", 0))
+
+
+async def test_a_nodes_leases_renew_together_and_a_paused_one_is_not_renewed(
+    redis: Redis, redis_process: RedisProcess, tmp_path: Path
+) -> None:
+    """Every lease a node holds is renewed every third of a lease: together (a round trip for
+    them all, not one each), and not the lease of a session its recorder paused (the pause
+    ended it; renewing it was a script call that found nothing)."""
+    node = await start_server(redis_process.url, tmp_path / "node", voice_recording_lease_ms=600_000)
+    clients: list[Client] = []
+    try:
+        ids = [await node.create_session("alice") for _ in range(RENEWED)]
+        recorder = Client(node.url, node.token("alice"))
+        clients.append(recorder)
+        await recorder.connect()
+        for session_id in ids:
+            ack = await recorder.call("set_session_status", {"session_id": session_id, "status": "recording"})
+            assert ack["ok"], ack
+        ack = await recorder.call("set_session_status", {"session_id": ids[0], "status": "paused"})
+        assert ack["ok"] and ack["changed"], ack
+        lease = node.services.keys.voice_recording_lease(ids[1])
+        await redis.pexpire(lease, 60_000)
+        before_reads, before_gets = await _reads_processed(redis), await _lease_reads(redis)
+        await node.app[RECORDING_KEEPER].renew_all()
+        reads, gets = await _reads_processed(redis) - before_reads, await _lease_reads(redis) - before_gets
+        assert gets == RENEWED - 1  # each held lease once (its script's GET), the paused one not
+        assert reads <= 6, reads  # one read for them all, the INFOs, a sweep's claim (one by one: 30)
+        assert await redis.pttl(lease) > 60_000
+    finally:
+        for client in clients:
+            await client.close()
+        await node.stop()
+
+
+async def test_a_lease_taken_again_while_its_renewal_is_out_is_still_renewed(
+    redis: Redis, redis_process: RedisProcess, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A renewal that finds the lease gone lets it go -- unless the recorder took it again while
+    the renewal was out (another device paused the session, then this recorder started again):
+    the lease is this connection's again, and must still be renewed."""
+    node = await start_server(redis_process.url, tmp_path / "node", voice_recording_lease_ms=600_000)
+    clients: list[Client] = []
+    try:
+        session_id = await node.create_session("alice")
+        recorder = await recording_on(node, clients, session_id)
+        other = Client(node.url, node.token("alice"))  # the same owner on another device
+        clients.append(other)
+        await other.connect()
+        ack = await other.call("set_session_status", {"session_id": session_id, "status": "paused"})
+        assert ack["ok"] and ack["changed"], ack  # ended the recorder's lease
+        keeper = node.app[RECORDING_KEEPER]
+        renew = keeper.leases.renew
+        started_again: list[dict[str, Any]] = []
+
+        async def renew_then_start_again(renewed_id: str, holder: str) -> bool:
+            renewed = await renew(renewed_id, holder)  # finds the lease gone
+            # The recorder starts again before this answer is acted on.
+            started_again.append(
+                await recorder.call("set_session_status", {"session_id": session_id, "status": "recording"})
+            )
+            return renewed
+
+        monkeypatch.setattr(keeper.leases, "renew", renew_then_start_again)
+        await keeper.renew_all()
+        assert [a["ok"] and a["changed"] for a in started_again] == [True], started_again
+        monkeypatch.setattr(keeper.leases, "renew", renew)
+        lease = node.services.keys.voice_recording_lease(session_id)
+        await redis.pexpire(lease, 60_000)
+        await keeper.renew_all()
+        assert await redis.pttl(lease) > 60_000  # renewed: the keeper kept it
+    finally:
+        for client in clients:
+            await client.close()
+        await node.stop()
+
+
+RENEWED = 30
+
+
+async def _reads_processed(redis: Redis) -> int:
+    return int((await redis.info("stats"))["total_reads_processed"])
+
+
+async def _lease_reads(redis: Redis) -> int:
+    # A renewal's script reads the lease first (GET); nothing else runs a GET here.
+    stats = await redis.info("commandstats")
+    return int(stats.get("cmdstat_get", {}).get("calls", 0))

@@ -195,3 +195,52 @@ async def test_without_a_lean_link_the_sweep_entry_is_awaited_first(redis: Redis
         assert await plain.zscore(Keys("sh").voice_recording_due(), session_id) is not None
     finally:
         await plain.aclose()
+
+
+async def test_the_sweeper_ends_and_settles_its_claimed_entries_together(redis: Redis, redis_process: RedisProcess) -> None:
+    """Every recording leaves a sweep entry; a recording paused by hand leaves it to come due, so
+    at a steady rate the sweeper looks at one entry per recording. The entries of one claim are
+    ended together and settled together: three round trips for the claim, not two per entry."""
+    voice, leases = voice_on(redis), leases_on(redis)
+    keys = Keys("sh")
+    ids = await created(voice, SESSIONS)
+    gone, by_hand = ids[:5], ids[5:]
+    for session_id in ids:
+        await voice.set_status(session_id, "recording", OWNER, holder="h", lease_ms=6000)
+    for session_id in by_hand:
+        await voice.set_status(session_id, "paused", OWNER, holder="h", lease_ms=6000)  # ends the lease
+    await redis.delete(*(keys.voice_recording_lease(s) for s in gone))  # their node died: nobody renewed
+    due_key = keys.voice_recording_due()
+    await redis.zadd(due_key, {"warm": 1})
+    assert await leases.sweep_due(limit=100) == (1, 0)  # the scripts are loaded, the link open
+    await redis.zadd(due_key, {session_id: 1 for session_id in ids})  # long due
+    plain = Redis.from_url(redis_process.url, decode_responses=True)
+    try:
+        before_reads = await reads_processed(plain)
+        claimed, paused = await leases.sweep_due(limit=100)
+        after_reads = await reads_processed(plain)
+    finally:
+        await plain.aclose()
+    assert (claimed, paused) == (SESSIONS, len(gone))
+    assert after_reads - before_reads <= 4  # claim, ends, settles, and the second INFO itself (41 one by one)
+    assert await redis.zcard(due_key) == 0  # nothing holds a lease: every entry is settled away
+    for session_id in ids:
+        assert (await voice.get(session_id)).status == "paused"  # type: ignore[union-attr]
+        events = await logged(redis, session_id)
+        reasons = [e["data"].get("reason") for e in events if e["data"]["status"] == "paused"]
+        assert reasons == (["recorder_gone"] if session_id in gone else [None])
+
+
+async def test_a_sweep_entry_whose_lease_is_held_is_looked_at_again_when_it_would_run_out(redis: Redis) -> None:
+    voice, leases = voice_on(redis), leases_on(redis)
+    keys = Keys("sh")
+    held, gone = await created(voice, 2)
+    for session_id in (held, gone):
+        await voice.set_status(session_id, "recording", OWNER, holder="h", lease_ms=6000)
+    await redis.delete(keys.voice_recording_lease(gone))
+    await redis.zadd(keys.voice_recording_due(), {held: 1, gone: 1})
+    assert await leases.sweep_due(limit=100) == (2, 1)
+    score = await redis.zscore(keys.voice_recording_due(), held)
+    assert score is not None and score > Clock().now_ms() + 4000  # looked at again when the lease would run out
+    assert (await voice.get(held)).status == "recording"  # type: ignore[union-attr]
+    assert await redis.zscore(keys.voice_recording_due(), gone) is None
