@@ -14,6 +14,7 @@ from typing import Any
 from redis.asyncio import Redis
 
 from protocol import events as etypes
+from storage.due import DueSweep
 from storage.events import Position
 from storage.listening.model import (
     KIND,
@@ -65,8 +66,7 @@ class ListeningHistories:
         self._clear = _history_script(redis, "listening/clear.lua")
         self._sweep = _history_script(redis, "listening/sweep.lua")
         self._snapshot = plain_script(redis, "listening/snapshot.lua")
-        self._claim = plain_script(redis, "listening/due_claim.lua")
-        self._settle = plain_script(redis, "listening/due_settle.lua")
+        self._due = DueSweep(redis, claim_ms=SWEEP_LEASE_MS)
         self._pointer_clear = plain_script(redis, "core/pointer_clear.lua")
 
     # --- the history session --------------------------------------------------------------
@@ -206,18 +206,14 @@ class ListeningHistories:
         """Finalize silent sessions of the histories due now: (histories claimed, sessions closed).
 
         Each history is claimed under a lease first, so nodes sweeping at once never both
-        sweep one history.
+        sweep one history (storage/due.py).
         """
-        now = self._clock.now_ms()
-        lease_until = now + SWEEP_LEASE_MS
-        due_key = self._keys.listening_due()
-        claimed: Any = await self._claim(keys=[due_key], args=[now, lease_until, limit])
-        swept = 0
-        for history_id in claimed:
+
+        async def look(history_id: str) -> tuple[int, int | None]:
             result = await self._run(self._sweep, history_id, "", [self.rules.silence_ms, self.rules.min_ms])
-            swept += int(result[0])
-            await self._settle(keys=[due_key], args=[history_id, lease_until, str(result[1] or "")])
-        return len(claimed), swept
+            return int(result[0]), int(result[1]) if result[1] else None
+
+        return await self._due.sweep(self._keys.listening_due(), self._clock.now_ms(), limit, look)
 
     # --- reads ------------------------------------------------------------------------------
     async def snapshot(self, history_id: str) -> tuple[HistorySnapshot | None, Position]:

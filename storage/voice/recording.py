@@ -16,14 +16,13 @@ claiming and settling are steps of their own, as for the listening sweeper.
 
 from __future__ import annotations
 
-import asyncio
-from collections.abc import Awaitable
 from typing import Any
 
 from redis.asyncio import Redis
 
 from protocol import events as etypes
 from storage.clock import Clock
+from storage.due import DueSweep
 from storage.events import EventLog
 from storage.keys import Keys
 from storage.scripts import event_script, plain_script
@@ -43,9 +42,7 @@ class RecordingLeases:
         self.lease_ms = lease_ms
         self._end = event_script(redis, "voice/recording_end.lua")
         self._renew = plain_script(redis, "voice/recording_renew.lua")
-        # The due-set steps are the listening sweeper's: generic over any "id by due time" zset.
-        self._claim = plain_script(redis, "listening/due_claim.lua")
-        self._settle = plain_script(redis, "listening/due_settle.lua")
+        self._due = DueSweep(redis, claim_ms=SWEEP_CLAIM_MS)
 
     def due_entry(self, session_id: str) -> tuple[Any, ...]:
         """The command that puts the session in the sweeper's set, due when a lease taken now
@@ -70,35 +67,15 @@ class RecordingLeases:
         return int(result[0])
 
     async def sweep_due(self, *, limit: int = 100) -> tuple[int, int]:
-        """Pause the sessions whose lease ran out: (entries claimed, sessions paused).
-
-        The claimed entries are looked at together: their ends go at once, then their settles
-        (one round trip each on a lean link, not two per entry: every recording that was paused
-        by hand leaves an entry that comes due). An entry whose end fails stays claimed, and
-        is swept again when its claim runs out; the first failure is raised after the others
-        are settled.
-        """
+        """Pause the sessions whose lease ran out: (entries claimed, sessions paused)."""
         now = self._clock.now_ms()
-        claim_until = now + SWEEP_CLAIM_MS
-        due_key = self._keys.voice_recording_due()
-        claimed: Any = await self._claim(keys=[due_key], args=[now, claim_until, limit])
-        session_ids = [raw.decode() if isinstance(raw, bytes) else str(raw) for raw in claimed]
-        ends = await asyncio.gather(*(self._run_end(s, "sweep", "") for s in session_ids), return_exceptions=True)
-        paused = 0
-        settles: list[Awaitable[Any]] = []
-        failure: BaseException | None = None
-        for session_id, end in zip(session_ids, ends, strict=True):
-            if isinstance(end, BaseException):
-                failure = failure or end
-                continue
-            offset, remaining = end
-            paused += int(offset) > 0
-            next_due = str(now + int(remaining)) if int(remaining) > 0 else ""
-            settles.append(self._settle(keys=[due_key], args=[session_id, claim_until, next_due]))
-        await asyncio.gather(*settles)
-        if failure is not None:
-            raise failure
-        return len(claimed), paused
+
+        async def look(session_id: str) -> tuple[int, int | None]:
+            offset, remaining = await self._run_end(session_id, "sweep", "")
+            # A lease still held is looked at again when it would run out.
+            return int(int(offset) > 0), now + int(remaining) if int(remaining) > 0 else None
+
+        return await self._due.sweep(self._keys.voice_recording_due(), now, limit, look)
 
     async def _run_end(self, session_id: str, mode: str, holder: str) -> list[Any]:
         k = self._keys
