@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
@@ -10,6 +11,7 @@ import aiohttp
 import pytest
 import pytest_asyncio
 
+from handlers.voice.recording import RECORDING_KEEPER
 from tests.cluster import RedisCluster, need_redis_cli
 from tests.conftest import start_server
 from tests.helpers import OWNER, Client, ServerUnderTest
@@ -188,3 +190,48 @@ def test_a_node_whose_bus_port_was_taken_meanwhile_is_started_elsewhere(tmp_path
         finally:
             made.stop()
     assert all(process.poll() is not None for process in made.processes.values())
+
+
+async def test_recording_leases_renew_and_sweep_across_shards(
+    nodes: list[ServerUnderTest], clients: list[Client], cluster: RedisCluster
+) -> None:
+    """A node's recorders on sessions of every shard: their leases renew together (each on its
+    own master), a pause forgets its lease, and the sweeper -- whose due set lives in a slot of
+    its own -- pauses the sessions of a node that died and settles every entry it looked at."""
+    recording_node, other = nodes
+    sessions = [await recording_node.create_session("alice") for _ in range(6)]
+    assert len({cluster.slot_of(recording_node.services.keys.session(s)) for s in sessions}) == len(sessions)
+    recorder = Client(recording_node.url, recording_node.token("alice"))
+    clients.append(recorder)
+    await recorder.connect()
+    for session_id in sessions:
+        ack = await recorder.call("set_session_status", {"session_id": session_id, "status": "recording"})
+        assert ack["ok"], ack
+    ack = await recorder.call("set_session_status", {"session_id": sessions[0], "status": "paused"})
+    assert ack["ok"] and ack["changed"], ack
+
+    services = recording_node.services
+    leases = [services.keys.voice_recording_lease(s) for s in sessions[1:]]
+    for lease in leases:
+        await services.redis.pexpire(lease, 1_000)
+    await recording_node.app[RECORDING_KEEPER].renew_all()
+    for lease in leases:  # renewed to a whole lease again, each on its own master
+        assert await services.redis.pttl(lease) > 1_000
+
+    # The node that holds the leases dies: nobody renews them, and they run out.
+    for lease in leases:
+        await services.redis.delete(lease)
+    due_key = services.keys.voice_recording_due()
+    await services.redis.zadd(due_key, {s: 1 for s in sessions})  # due now
+    # Either node's sweeper takes them (every 1.5 s with the default lease).
+    deadline = asyncio.get_running_loop().time() + 10
+    while await services.redis.zcard(due_key):
+        assert asyncio.get_running_loop().time() < deadline, "the sweepers never settled the due entries"
+        await asyncio.sleep(0.05)
+    for session_id in sessions:
+        session = await other.services.voice.get(session_id)
+        assert session is not None and session.status == "paused"
+        entries = await services.redis.xrange(services.keys.log(session_id))
+        last = json.loads(entries[-1][1]["e"])
+        # Paused by the sweeper, except the one its recorder paused by hand.
+        assert last["data"].get("reason") == (None if session_id == sessions[0] else "recorder_gone"), last
