@@ -15,6 +15,7 @@ from handlers.voice.recording import RECORDING_KEEPER
 from tests.cluster import RedisCluster, need_redis_cli
 from tests.conftest import start_server
 from tests.helpers import OWNER, Client, ServerUnderTest
+from tests.voice.test_recording_lease import recording_all_but_the_first
 
 STATUSES = ["recording", "paused"]
 MASTERS = 3
@@ -201,14 +202,7 @@ async def test_recording_leases_renew_and_sweep_across_shards(
     recording_node, other = nodes
     sessions = [await recording_node.create_session("alice") for _ in range(6)]
     assert len({cluster.slot_of(recording_node.services.keys.session(s)) for s in sessions}) == len(sessions)
-    recorder = Client(recording_node.url, recording_node.token("alice"))
-    clients.append(recorder)
-    await recorder.connect()
-    for session_id in sessions:
-        ack = await recorder.call("set_session_status", {"session_id": session_id, "status": "recording"})
-        assert ack["ok"], ack
-    ack = await recorder.call("set_session_status", {"session_id": sessions[0], "status": "paused"})
-    assert ack["ok"] and ack["changed"], ack
+    await recording_all_but_the_first(recording_node, clients, sessions)
 
     services = recording_node.services
     leases = [services.keys.voice_recording_lease(s) for s in sessions[1:]]

@@ -116,6 +116,20 @@ async def test_a_renewed_lease_keeps_the_recording(two_nodes: list[ServerUnderTe
 
 
 
+async def recording_all_but_the_first(node: ServerUnderTest, clients: list[Client], ids: list[str]) -> Client:
+    """One recorder of alice's that started recording every session of ``ids``, then paused the
+    first (which ended that lease)."""
+    recorder = Client(node.url, node.token("alice"))
+    clients.append(recorder)
+    await recorder.connect()
+    for session_id in ids:
+        ack = await recorder.call("set_session_status", {"session_id": session_id, "status": "recording"})
+        assert ack["ok"], ack
+    ack = await recorder.call("set_session_status", {"session_id": ids[0], "status": "paused"})
+    assert ack["ok"] and ack["changed"], ack
+    return recorder
+
+
 async def test_a_recorder_gone_before_its_recording_was_answered_still_pauses_the_session(
     two_nodes: list[ServerUnderTest], clients: list[Client], redis: Redis
 ) -> None:
@@ -199,14 +213,7 @@ async def test_a_nodes_leases_renew_together_and_a_paused_one_is_not_renewed(
     clients: list[Client] = []
     try:
         ids = [await node.create_session("alice") for _ in range(RENEWED)]
-        recorder = Client(node.url, node.token("alice"))
-        clients.append(recorder)
-        await recorder.connect()
-        for session_id in ids:
-            ack = await recorder.call("set_session_status", {"session_id": session_id, "status": "recording"})
-            assert ack["ok"], ack
-        ack = await recorder.call("set_session_status", {"session_id": ids[0], "status": "paused"})
-        assert ack["ok"] and ack["changed"], ack
+        await recording_all_but_the_first(node, clients, ids)
         lease = node.services.keys.voice_recording_lease(ids[1])
         await redis.pexpire(lease, 60_000)
         before_reads, before_gets = await _reads_processed(redis), await _lease_reads(redis)
