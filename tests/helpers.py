@@ -261,6 +261,19 @@ class Client:
         await asyncio.gather(*loops, return_exceptions=True)
 
 
+async def recording_all_but_the_first(node: ServerUnderTest, clients: list[Client], ids: list[str]) -> None:
+    """Connect a recorder of alice's that starts recording every session of ``ids``, then pauses the
+    first (which ends that lease); it is closed with ``clients``."""
+    recorder = Client(node.url, node.token("alice"))
+    clients.append(recorder)
+    await recorder.connect()
+    for session_id in ids:
+        ack = await recorder.call("set_session_status", {"session_id": session_id, "status": "recording"})
+        assert ack["ok"], ack
+    ack = await recorder.call("set_session_status", {"session_id": ids[0], "status": "paused"})
+    assert ack["ok"] and ack["changed"], ack
+
+
 async def writes_held(redis: Redis, commands: set[str]) -> bool:
     """True once some client waits in Redis's ``CLIENT PAUSE ... WRITE`` queue with one of
     ``commands`` (a change held there while a test does something in between)."""

@@ -14,8 +14,7 @@ import pytest_asyncio
 from handlers.voice.recording import RECORDING_KEEPER
 from tests.cluster import RedisCluster, need_redis_cli
 from tests.conftest import start_server
-from tests.helpers import OWNER, Client, ServerUnderTest
-from tests.voice.test_recording_lease import recording_all_but_the_first
+from tests.helpers import OWNER, Client, ServerUnderTest, recording_all_but_the_first
 
 STATUSES = ["recording", "paused"]
 MASTERS = 3

@@ -16,7 +16,7 @@ from redis.asyncio import Redis
 from handlers.voice.recording import RECORDING_KEEPER
 from storage.voice.repository import Performer
 from tests.conftest import start_server
-from tests.helpers import Client, RedisProcess, ServerUnderTest, writes_held
+from tests.helpers import Client, RedisProcess, ServerUnderTest, recording_all_but_the_first, writes_held
 from tests.raw_wire import RawWebSocket, port_of
 
 LEASE_MS = 1200
@@ -113,21 +113,6 @@ async def test_a_renewed_lease_keeps_the_recording(two_nodes: list[ServerUnderTe
     await recorder.close()
     await watcher.wait_for(lambda: len(statuses(watcher)) == 2)
     assert [s["status"] for s in statuses(watcher)] == ["recording", "paused"]
-
-
-
-async def recording_all_but_the_first(node: ServerUnderTest, clients: list[Client], ids: list[str]) -> Client:
-    """One recorder of alice's that started recording every session of ``ids``, then paused the
-    first (which ended that lease)."""
-    recorder = Client(node.url, node.token("alice"))
-    clients.append(recorder)
-    await recorder.connect()
-    for session_id in ids:
-        ack = await recorder.call("set_session_status", {"session_id": session_id, "status": "recording"})
-        assert ack["ok"], ack
-    ack = await recorder.call("set_session_status", {"session_id": ids[0], "status": "paused"})
-    assert ack["ok"] and ack["changed"], ack
-    return recorder
 
 
 async def test_a_recorder_gone_before_its_recording_was_answered_still_pauses_the_session(
