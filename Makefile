@@ -25,7 +25,7 @@ test:
 # installed python-socketio / python-engineio / aiohttp is outside the fast lane's tested range.
 STOCK_TESTS = tests/transport tests/test_hostile_preauth.py tests/test_bus.py tests/test_bus_churn.py \
 	tests/test_ordering.py tests/streams/test_events.py tests/patterns/test_events.py tests/voice/test_events.py \
-	tests/voice/test_recording_lease.py tests/test_smoke.py
+	tests/voice/test_recording_lease.py tests/test_smoke.py tests/test_pipelined_events.py
 
 test-stock:
 	@scripts/bootstrap.sh test

@@ -20,7 +20,10 @@ ack is handed to its connection before the handler's task next yields to the loo
 the transport's contract (``server.transport.contract``), kept by either of its lanes. An event
 registered with ``changes=True`` holds its session's local fan-out until its ack is on its way
 (``Subscriptions.hold``): the release is scheduled with ``call_soon`` from the handler, so it
-runs after the ack was handed over, and the fan-out it lets go queues behind that ack.
+runs after the ack was handed over, and the fan-out it lets go queues behind that ack. An event
+registered with ``pipelined=True`` may instead start while the earlier ones of its connection
+still wait for Redis (``protocol.order``): its release is handed to ``protocol.order.after_ack``,
+which the transport runs once it has written the ack.
 """
 
 from __future__ import annotations
@@ -38,6 +41,7 @@ from handlers.ids import parse_session_id
 from handlers.metrics import CANCELLED, OK, UNKNOWN, EventMeter
 from handlers.socket_log import SocketEventLog
 from protocol.errors import CodedError, ErrorCode
+from protocol.order import after_ack
 from protocol.events import PROTOCOL_ERROR
 
 log = logging.getLogger(__name__)
@@ -78,6 +82,11 @@ class EventRegistry(Protocol):
         leave every event to its handler's guard)."""
         ...
 
+    def pipeline(self, event: str) -> None:
+        """Let a connection's ``event`` messages start while its earlier ones are handled
+        (``protocol.order``; a lane may handle them one after another all the same)."""
+        ...
+
     async def emit(self, event: str, data: Any = None, to: str | None = None) -> None:
         """Send ``event`` to the connection ``to``."""
         ...
@@ -104,11 +113,22 @@ class SocketRouter:
         sio.on("*", self._unknown)
         sio.screen_rate(self.over_rate, self.refuse)
 
-    def on(self, event: str, handler: Handler, *, session_scoped: bool = True, changes: bool = False) -> None:
+    def on(
+        self,
+        event: str,
+        handler: Handler,
+        *,
+        session_scoped: bool = True,
+        changes: bool = False,
+        pipelined: bool = False,
+    ) -> None:
         """Register ``handler`` for ``event``.
 
         ``session_scoped`` checks ``session_id`` first; ``changes`` marks an event that appends
-        to that session's log (its ack must not trail its fan-out).
+        to that session's log (its ack must not trail its fan-out). ``pipelined`` lets the
+        transport start the event while earlier ones of its connection wait for Redis
+        (``protocol.order``): only for a handler whose one write is a single commit through
+        ``EventLog.run`` and that writes nothing to its connection but its ack.
         """
         bus = self._services.bus
         metrics = self._services.metrics
@@ -147,14 +167,17 @@ class SocketRouter:
                 return _with_seq(ack, data)
             finally:
                 if hold is not None:
-                    # After the ack: the transport hands it over before this task yields again.
-                    asyncio.get_running_loop().call_soon(bus.release, session_id, hold)
+                    # After the ack: the transport hands it over before this task yields again,
+                    # or, for a pipelined event, runs this once it has written it.
+                    after_ack(bus.release, session_id, hold)
                 self._done(meter, event, sid, session_id, outcome, started)
                 self._running -= 1
                 if not self._running and self._idle is not None:
                     self._idle.set()
 
         self._sio.on(event, guarded)
+        if pipelined:
+            self._sio.pipeline(event)
 
     async def finished(self, timeout_s: float) -> int:
         """Wait up to ``timeout_s`` for the handlers running now; how many still run then.

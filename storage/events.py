@@ -39,6 +39,7 @@ from redis.exceptions import AskError, NoScriptError, RedisClusterException, Red
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
+from protocol import order
 from protocol.errors import CodedError, ErrorCode
 from protocol.events import SESSION_RESYNC
 from storage.clock import Clock
@@ -205,9 +206,21 @@ class EventLog:
             *(args or []),
         ]
         memory = self._durability is Durability.MEMORY
+        turn = order.current()
+        if turn is not None:
+            if turn.issued:  # a second commit could land behind the next event's: not pipelinable
+                raise RuntimeError("a pipelined event commits once (protocol.order)")
+            # A pipelined event (protocol.order): its commit follows the one of the event
+            # before it -- right behind it over the ordered link, else once that event is done.
+            ordered = memory and self._in_order(script, all_keys, all_args)
+            wait = turn.issue_wait() if ordered else turn.finish_wait()
+            if wait is not None:
+                await wait
         sent = self._send_ahead(ahead, script) if ahead is not None and memory else None
         if ahead is not None and sent is None:
             await self._redis.execute_command(*ahead)
+        if turn is not None:
+            turn.mark_issued()  # nothing yields between this and the script's request
         if not memory:
             return checked(await self._run_durably(script, all_keys, all_args), explain)
         try:
@@ -216,11 +229,24 @@ class EventLog:
             if sent is not None:
                 sent.add_done_callback(_read_off)
             raise
+        finally:
+            if turn is not None and (wait := turn.finish_wait()) is not None:
+                await wait  # what this event does next comes after the event before it
         if sent is not None:
             (reply,) = await sent
             if isinstance(reply, RedisError):
                 raise reply
         return checked(result, explain)
+
+    def _in_order(self, script: Script, keys: list[str], args: list[Any]) -> bool:
+        """Whether the script's call goes over the lean link, where Redis runs it after every
+        request made on the link before it (and before every request made after it)."""
+        redis = self._redis
+        return (
+            isinstance(redis, LeanRedis)
+            and script.registered_client is redis
+            and redis.keeps_order("EVALSHA", script.sha, len(keys), *keys, *args)
+        )
 
     def _send_ahead(self, ahead: tuple[Any, ...], script: Script) -> asyncio.Future[list[Any]] | None:
         """``ahead`` sent now over the lean link the script's call takes next, or None.

@@ -445,6 +445,13 @@ class LeanRedis(Redis):
         (reply,) = await lean.request(_pack(args), 1, repeatable=name in READS, fallback=fallback)
         return await _parsed(self.response_callbacks, name, reply, options)
 
+    def keeps_order(self, *args: Any) -> bool:
+        """Whether the command ``args`` goes over the link, where Redis runs it after every request
+        made on the link before it and before every request made after it (a pipelined event's
+        commit relies on that: ``protocol.order``). A script's EVAL sent after a NOSCRIPT is the
+        exception: it runs behind the requests already written (see ``_Replies._again``)."""
+        return self.lean is not None and args[0] in LEAN_COMMANDS and _packable(args)
+
     def send_ahead(self, *args: Any) -> asyncio.Future[list[Any]] | None:
         """Send the write ``args`` (one of :data:`WRITES`) now over the link, without waiting: the
         future of its reply, or None when the link cannot take it now (no link, no open

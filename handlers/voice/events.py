@@ -47,7 +47,8 @@ class VoiceEvents:
         router.on("session_done", self.done, changes=True)
         router.on("post_process_session", self.post_process)
         router.on("create_tasks_from_chunks", self.create_tasks)
-        router.on("set_session_status", self.set_status, changes=True)
+        # A recorder's status changes may be pipelined: the one write is the status script.
+        router.on("set_session_status", self.set_status, changes=True, pipelined=True)
 
     async def done(self, conn: Connection, data: dict[str, Any]) -> dict[str, Any]:
         """Close the session (repeat allowed), clear the performer's active pointer, queue the job."""

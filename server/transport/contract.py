@@ -17,6 +17,12 @@ change's ack never trails the change's fan-out. The fast lane writes the ack to 
 in that step; the stock lane puts it on the socket's queue in that step (python-engineio's
 ``send`` does not suspend on an unbounded queue), and the outlet puts behind it.
 ``tests/test_ordering.py`` checks it on both lanes (``make test-stock``).
+
+**Pipelined events.** An event name given to :meth:`SocketServer.pipeline` may be handled while
+the connection's earlier events still are: then the handler's task holds a
+``protocol.order.Turn``, its ack waits for the acks before it, and what is to run once its ack is
+on its way goes through ``protocol.order.after_ack`` (run by the lane after it wrote the ack)
+instead of ``call_soon``. ``tests/test_pipelined_events.py`` checks it.
 """
 
 from __future__ import annotations
@@ -118,6 +124,12 @@ class SocketServer(Protocol):
         """Answer events over their connection's rate before they are decoded for a handler:
         ``over_rate(sid)`` says whether to, ``refuse(sid, event, data)`` gives the ack (and
         counts it). The fast lane does; the stock lane leaves it to the handler's guard."""
+        ...
+
+    def pipeline(self, event: str) -> None:
+        """Let ``event``'s messages of one connection start while the earlier ones are handled,
+        under ``protocol.order``'s rules. The fast lane does, up to ``protocol.order.DEPTH`` at
+        once; the stock lane handles every event of a connection one after another."""
         ...
 
     def count_with(self, sent: Callable[[int, int], None], refused: Callable[[str], None]) -> None:

@@ -87,7 +87,7 @@ from handlers.admission import TurnGate
 from handlers.errors import to_http
 from handlers.http_common import FIXED_ANSWERS, FrontAnswer, address_of, client_address
 from handlers.log_throttle import LogThrottle
-from protocol import wire_json
+from protocol import order, wire_json
 from protocol.errors import CodedError, ErrorCode
 from server.transport.accept import LISTEN_BACKLOG, Acceptor
 from server.transport.contract import Outlet, end_sessions_at_shutdown, ws_frame
@@ -119,6 +119,8 @@ _EVENT_HEAD = re.compile(r"2(\d{1,18})?(?=\[)")
 # The same, as the event lane takes it (SessionServer._dispatch): ASCII digits only (python-socketio
 # reads any Unicode digit as part of an ack id: such a message goes its way).
 _ACKED_EVENT = re.compile(r"2([0-9]{1,18})?(?=\[)")
+# The same with the event's name, when it is plain (what the pipeline screen reads).
+_PIPELINED_HEAD = re.compile(r'2[0-9]{0,18}\["([A-Za-z0-9_]{1,64})"')
 
 
 # Hostile clients can send malformed frames by the thousand: one traceback per cause, then counts.
@@ -303,16 +305,34 @@ class EngineWebSocket(LeanWebSocket):
                 self.release()
                 return None
         try:
-            await socket.receive(eio_packet.Packet(encoded_packet=message))
+            await self._receive(message)
+        finally:
+            self.release()
+        return None
+
+    def may_pipeline(self, message: str | bytes) -> bool:
+        return type(message) is str and message[:2] == "42" and self.server.pipelinable(self.socket.sid, message[1:])
+
+    async def handle_pipelined(self, message: str | bytes) -> None:
+        dispatch = self.server.dispatch
+        if dispatch is not None and await dispatch(self.socket.sid, str(message)[1:]):
+            return
+        # Not the event lane's after all (it answers a malformed message the usual way): in turn.
+        turn = order.pending()
+        wait = turn.finish_wait() if turn is not None else None
+        if wait is not None:
+            await wait
+        await self._receive(message)
+
+    async def _receive(self, message: str | bytes) -> None:
+        try:
+            await self.socket.receive(eio_packet.Packet(encoded_packet=message))
         except engineio.exceptions.UnknownPacketError:
             pass
         except engineio.exceptions.SocketIsClosedError:
             self.close()
         except Exception:
             self.server.logger.exception("Unknown receive error")
-        finally:
-            self.release()
-        return None
 
     def handle_pong(self) -> None:
         self.socket.schedule_ping()  # all that Engine.IO does for a PONG
@@ -399,6 +419,10 @@ def _ignore_refused(reason: str) -> None:
     """The default ``LightEngineServer.on_refused``: nobody counts."""
 
 
+def _pipeline_nothing(eio_sid: str, text: str) -> bool:
+    return False
+
+
 def _screen_nothing(eio_sid: str, text: str) -> str | None:
     """The default ``LightEngineServer.screen``: every message is handled."""
     return None
@@ -454,6 +478,9 @@ class LightEngineServer(engineio.AsyncServer):
         self.screen: Callable[[str, str], str | None] = _screen_nothing
         # SessionServer's event lane (SessionServer._dispatch): True when it handled the message.
         self.dispatch: Callable[[str, str], Awaitable[bool]] | None = None
+        # Whether a Socket.IO message may start before the earlier ones of its connection
+        # finished (SessionServer._pipelinable; protocol.order).
+        self.pipelinable: Callable[[str, str], bool] = _pipeline_nothing
 
     async def send_text(self, sid: str, text: str) -> None:
         """Send a Socket.IO packet's text as one Engine.IO MESSAGE: what ``send(sid, text)``
@@ -828,6 +855,7 @@ class SessionServer(socketio.AsyncServer):
         self._skipping: dict[str, int] = {}  # attachments still to drop of each refused message
         self._over_rate: Callable[[str], bool] | None = None
         self._refuse_rate: Callable[[str, str, Any], dict[str, Any]] | None = None
+        self._pipelined: set[str] = set()
         self.eio.dispatch = self._dispatch
 
     def _engineio_server_class(self) -> type:
@@ -874,6 +902,26 @@ class SessionServer(socketio.AsyncServer):
             return ""  # without an ack id, a refused event is not answered (as its guard does)
         return "3" + match.group(1) + wire_json.dumps([ack])
 
+    def pipeline(self, event: str) -> None:
+        """``server.transport.contract.SocketServer.pipeline``: see :meth:`_pipelinable`."""
+        self._pipelined.add(event)
+        self.eio.pipelinable = self._pipelinable
+
+    def _pipelinable(self, eio_sid: str, text: str) -> bool:
+        """Whether the Socket.IO message ``text`` (an EVENT) may start while the earlier ones of
+        its connection are handled (``protocol.order``): an event registered as pipelined, of
+        namespace ``/``, on a connection with tokens left and no binary message pending.
+        Anything else waits for them, then goes its usual way -- a refusal over the rate too,
+        so that its ack keeps its place."""
+        match = _PIPELINED_HEAD.match(text)
+        if match is None or match.group(1) not in self._pipelined:
+            return False
+        if eio_sid in self._binary_packet or eio_sid in self._skipping:
+            return False
+        sid = self.manager.sid_from_eio_sid(eio_sid, "/")
+        over_rate = self._over_rate
+        return sid is not None and (over_rate is None or not over_rate(sid))
+
     async def _dispatch(self, eio_sid: str, text: str) -> bool:
         """Handle a Socket.IO EVENT of namespace ``/`` (``text``, its packet) the way
         python-socketio would, without its packet objects and its layers; False, having done
@@ -915,6 +963,9 @@ class SessionServer(socketio.AsyncServer):
                 result = await handler(sid, *data[1:])
             except asyncio.CancelledError:
                 result = None  # as python-socketio's _trigger_event: the server is stopping
+            turn = order.pending()
+            if turn is not None and (wait := turn.finish_wait()) is not None:
+                await wait  # a pipelined event that committed nothing: its ack keeps its place
             ack_id = match.group(1)
             if ack_id is None or result is self.not_handled:
                 return True
@@ -929,6 +980,9 @@ class SessionServer(socketio.AsyncServer):
             await self.eio.send_text(eio_sid, "3" + str(int(ack_id)) + body)
         except Exception as exc:  # as _handle_eio_message: answered, never dropped
             try:
+                turn = order.pending()
+                if turn is not None and (wait := turn.finish_wait()) is not None:
+                    await wait
                 await self._malformed(eio_sid, text, None, exc)
             except Exception:
                 self.eio.logger.exception("message async handler error")  # as Engine.IO's handler runner

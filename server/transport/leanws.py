@@ -11,7 +11,10 @@ handler coroutines) alive for the life of the connection, about 10 KiB each
 Messages of one connection are handled one after another, in the order they arrived: the
 first starts a task that takes the connection's inbox until it is empty, then ends. While
 that task is behind by :data:`INBOX_PAUSE` messages the transport stops reading, so a client
-that sends faster than it is served is held back by TCP, not by a growing queue.
+that sends faster than it is served is held back by TCP, not by a growing queue. The exception
+is a run of messages the subclass lets be pipelined (:meth:`LeanWebSocket.may_pipeline`): up
+to ``protocol.order.DEPTH`` of them are handled at once, each in a task of its own keeping
+``protocol.order``'s rules, and the acks of those done leave in one write.
 
 This module uses only documented parts of asyncio and python-engineio's packet encoding; the
 taking over of aiohttp's connection lives in ``server.transport.fastpath`` with the rest of the contract.
@@ -22,6 +25,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import binascii
+import contextvars
 import hashlib
 import logging
 import struct
@@ -32,6 +36,7 @@ from typing import Any, cast
 
 from multidict import CIMultiDictProxy
 
+from protocol import order
 from server.transport.outlet import ws_frame
 
 log = logging.getLogger(__name__)
@@ -360,8 +365,8 @@ class LeanWebSocket(asyncio.Protocol):
     connection.
     """
 
-    __slots__ = ("_backlog", "_closed_called", "_consumer", "_inbox", "_parser", "_paused", "in_prelude", "lost",
-                 "slow_limit_bytes", "transport")  # fmt: skip
+    __slots__ = ("_backlog", "_closed_called", "_consumer", "_inbox", "_last_turn", "_parser", "_paused", "_running",
+                 "in_prelude", "lost", "slow_limit_bytes", "transport")  # fmt: skip
 
     def __init__(
         self,
@@ -375,6 +380,10 @@ class LeanWebSocket(asyncio.Protocol):
         self._parser = FrameParser(max_message_bytes, budget)
         self._inbox: deque[str | bytes] = deque()
         self._consumer: asyncio.Task[None] | None = None
+        # While the consumer pipelines (_pipeline): the tasks running, oldest first, and the
+        # turn of the last one started.
+        self._running: deque[tuple[asyncio.Task[Any], order.Turn]] | None = None
+        self._last_turn: order.Turn | None = None
         self._paused = False  # not reading: the inbox is full
         self._backlog = False  # not reading: what was read is not all parsed yet
         self._closed_called = False
@@ -392,6 +401,16 @@ class LeanWebSocket(asyncio.Protocol):
         True: the message was refused as over its connection's rate; the connection's next
         message waits :data:`REFUSAL_PAUSE_S`."""
         return None
+
+    def may_pipeline(self, message: str | bytes) -> bool:
+        """Whether ``message`` may start while earlier ones are still handled
+        (:meth:`handle_pipelined`); False, the default: it starts once they have finished."""
+        return False
+
+    async def handle_pipelined(self, message: str | bytes) -> None:
+        """A message :meth:`may_pipeline` took, in a task of its own holding its
+        ``protocol.order.Turn``: it keeps the turn's rules (its writes are gathered until the
+        consumer writes the finished turns' together)."""
 
     def handle_pong(self) -> None:
         """An Engine.IO PONG that arrived while no message was pending."""
@@ -426,6 +445,12 @@ class LeanWebSocket(asyncio.Protocol):
         gathered = self.transport
         if isinstance(gathered, _Gathered):
             self.transport = gathered.transport
+            gathered.flush()
+
+    def _flush(self) -> None:
+        """Write what is gathered so far, and go on gathering."""
+        gathered = self.transport
+        if isinstance(gathered, _Gathered):
             gathered.flush()
 
     def close(self, code: int = CLOSE_NORMAL, reason: str = "") -> None:
@@ -538,6 +563,10 @@ class LeanWebSocket(asyncio.Protocol):
             self._inbox.append(message)
             self._consumer = asyncio.get_running_loop().create_task(self._consume())
             return
+        running = self._running
+        if running is not None and not self._inbox and len(running) < order.DEPTH and self.may_pipeline(message):
+            self._start_turn(message)  # behind the ones running, nothing else ahead of it
+            return
         self._inbox.append(message)
         if len(self._inbox) >= INBOX_PAUSE and not self._paused:
             self._paused = True
@@ -548,6 +577,9 @@ class LeanWebSocket(asyncio.Protocol):
         try:
             handled = 0
             while inbox:
+                if self.may_pipeline(inbox[0]):
+                    await self._pipeline()
+                    continue
                 refused = await self.handle_message(inbox.popleft())
                 handled += 1
                 if refused and inbox:
@@ -570,6 +602,59 @@ class LeanWebSocket(asyncio.Protocol):
                     self.data_received(b"")  # parsing was waiting for the inbox to empty
                 else:
                     self._set_reading()
+
+    async def _pipeline(self) -> None:
+        """Handle the pipelinable messages at the head of the inbox, up to ``order.DEPTH`` at
+        once, each in a task holding its turn (``protocol.order``), until none is left running.
+        One that arrives meanwhile, with nothing ahead of it in the inbox, starts at once
+        (:meth:`_message`), not when the oldest running one is done.
+
+        Whenever the oldest running one has finished, the acks of every finished one leave in
+        one write, then what each of them handed to ``after_ack`` runs, in order.
+        """
+        inbox = self._inbox
+        running = self._running = deque()
+        self.gather()
+        try:
+            while True:
+                while inbox and len(running) < order.DEPTH and self.may_pipeline(inbox[0]):
+                    self._start_turn(inbox.popleft())
+                if not running:
+                    return
+                await asyncio.wait((running[0][0],))
+                done: list[order.Turn] = []
+                while running and running[0][0].done():
+                    done.append(running.popleft()[1])
+                self._flush()
+                for turn in done:
+                    turn.run_after()
+        finally:
+            # Cancelled (the server stopping): what runs is let finish, and nothing handed to
+            # after_ack (the bus's hold releases) is left behind.
+            self._running, self._last_turn = None, None
+            for _, turn in running:
+                turn.finish()
+            self.release()
+            for _, turn in running:
+                turn.run_after()
+
+    def _start_turn(self, message: str | bytes) -> None:
+        """Start handling ``message`` in a task of its own, behind the last one started."""
+        running = self._running
+        assert running is not None
+        turn = self._last_turn = order.Turn(self._last_turn)
+        context = contextvars.copy_context()
+        context.run(order.TURN.set, turn)
+        turn.task = asyncio.get_running_loop().create_task(self._take_turn(message, turn), context=context)
+        running.append((turn.task, turn))
+
+    async def _take_turn(self, message: str | bytes, turn: order.Turn) -> None:
+        try:
+            await self.handle_pipelined(message)
+        except Exception:  # a handler's failure is its ack; this is a bug, said once, never silent
+            log.exception("a pipelined message failed")
+        finally:
+            turn.finish()
 
     def _finish(self) -> None:
         if not self._closed_called:

@@ -385,6 +385,9 @@ class StockSessionServer(socketio.AsyncServer):
     def screen_rate(self, over_rate: Callable[[str], bool], refuse: Callable[[str, str, Any], dict[str, Any]]) -> None:
         """Not used here: each event's guard checks the rate (``handlers.socket_router``)."""
 
+    def pipeline(self, event: str) -> None:
+        """Not used here: a connection's events are handled one after another."""
+
     def outlet(self, sid: str) -> Outlet | None:
         """The connection's outlet (``server.transport.contract.SocketServer``)."""
         eio_sid = self.manager.eio_sid_from_sid(sid, "/")
