@@ -375,9 +375,14 @@ def _hello_commands(protocol: int, username: str | None, password: str | None, d
     return hello
 
 
+# The argument types this client packs itself (exactly: a bool is not an int here).
+_PACKABLE = frozenset({str, bytes, int})
+
+
 def _packable(args: tuple[Any, ...]) -> bool:
-    # redis-py refuses booleans and None, and writes floats with repr(): leave those to it.
-    return all(type(a) in (str, bytes, int) for a in args)
+    # redis-py refuses booleans and None, and writes floats with repr(): leave those to it. A
+    # set test of the types, in C: a generator over the arguments cost 1.6 us per script call.
+    return _PACKABLE.issuperset(map(type, args))
 
 
 def lean_link_for(pool: ConnectionPool) -> LeanLink | None:

@@ -261,6 +261,44 @@ class Client:
         await asyncio.gather(*loops, return_exceptions=True)
 
 
+def emit_all(
+    client: Client, sends: list[tuple[str, Any]], *, record: bool = False
+) -> asyncio.Future[list[tuple[int, Any]]]:
+    """Emit every ``(event, payload)`` of ``sends`` at once, without waiting for acks: a future
+    of the acks as ``(index in sends, ack)``, in the order they arrived. ``record``: each ack is
+    also appended to ``client.events`` as ``("ack", ack)``, interleaved with the events."""
+    loop = asyncio.get_running_loop()
+    done: asyncio.Future[list[tuple[int, Any]]] = loop.create_future()
+    arrived: list[tuple[int, Any]] = []
+
+    def on_ack(index: int) -> Callable[[Any], None]:
+        def callback(ack: Any) -> None:
+            arrived.append((index, ack))
+            if record:
+                client.events.append(("ack", ack))
+            if len(arrived) == len(sends) and not done.done():
+                done.set_result(arrived)
+
+        return callback
+
+    async def send_all() -> None:
+        for index, (event, data) in enumerate(sends):
+            await client.sio.emit(event, data, callback=on_ack(index))
+
+    def sent(task: asyncio.Task[None]) -> None:
+        _SENDERS.discard(task)
+        if not task.cancelled() and task.exception() is not None and not done.done():
+            done.set_exception(task.exception())  # type: ignore[arg-type]  # an emit failed: say so
+
+    sender = loop.create_task(send_all())
+    _SENDERS.add(sender)  # the loop keeps only a weak reference to a task
+    sender.add_done_callback(sent)
+    return done
+
+
+_SENDERS: set[asyncio.Task[None]] = set()
+
+
 async def recording_all_but_the_first(node: ServerUnderTest, clients: list[Client], ids: list[str]) -> None:
     """Connect a recorder of alice's that starts recording every session of ``ids``, then pauses the
     first (which ends that lease); it is closed with ``clients``."""

@@ -80,6 +80,18 @@ async def test_a_zadd_goes_over_the_link_and_is_not_repeated(redis: Redis, plain
     assert "ZADD" not in lean_redis.READS  # a write: never sent twice after a drop
 
 
+async def test_arguments_it_does_not_pack_leave_the_command_to_redis_py(redis: Redis, plain: Redis) -> None:
+    await plain.hset("h", "1.5", "x")
+    link = link_of(redis)
+    before = link.requests
+    assert await redis.execute_command("HGET", "h", 1.5) == "x"  # a float: redis-py writes it
+    assert await redis.execute_command("HGET", "h", b"1.5") == "x"  # bytes: packed here
+    assert link.requests - before == 1
+    assert not redis.keeps_order("EVALSHA", "sha", 0, 1.5)
+    assert not redis.keeps_order("EVALSHA", "sha", 0, True)  # a bool is not an int here
+    assert redis.keeps_order("EVALSHA", "sha", 1, "k", b"v", 2)
+
+
 async def test_a_read_only_transaction_goes_over_the_link_and_a_write_does_not(redis: Redis, plain: Redis) -> None:
     await plain.hset("h", mapping={"kind": "voice"})
     link = link_of(redis)

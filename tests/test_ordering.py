@@ -7,40 +7,14 @@ import json
 import random
 from typing import Any
 
-from tests.helpers import Client, ServerUnderTest
+from tests.helpers import Client, ServerUnderTest, emit_all
 
 CHANGES = 50
-_SENDERS: set[asyncio.Task[None]] = set()
 
 
 def pipeline(client: Client, event: str, payloads: list[dict[str, Any]]) -> asyncio.Future[list[Any]]:
     """Emit every payload at once (no waiting for acks); the future gets the acks in arrival order."""
-    loop = asyncio.get_running_loop()
-    done: asyncio.Future[list[Any]] = loop.create_future()
-    arrived: list[Any] = []
-
-    def on_ack(index: int) -> Any:
-        def callback(ack: Any) -> None:
-            arrived.append((index, ack))
-            client.events.append(("ack", ack))  # interleaved with the events, in arrival order
-            if len(arrived) == len(payloads) and not done.done():
-                done.set_result(arrived)
-
-        return callback
-
-    async def send_all() -> None:
-        for index, payload in enumerate(payloads):
-            await client.sio.emit(event, payload, callback=on_ack(index))
-
-    def sent(task: asyncio.Task[None]) -> None:
-        _SENDERS.discard(task)
-        if not task.cancelled() and task.exception() is not None and not done.done():
-            done.set_exception(task.exception())  # type: ignore[arg-type]  # an emit failed: say so
-
-    sender = loop.create_task(send_all())
-    _SENDERS.add(sender)  # the loop keeps only a weak reference to a task
-    sender.add_done_callback(sent)
-    return done
+    return emit_all(client, [(event, payload) for payload in payloads], record=True)
 
 
 def statuses(count: int) -> list[str]:

@@ -22,8 +22,9 @@ from redis.asyncio import Redis
 from protocol import order
 from storage.lean_redis import LeanRedis
 from tests.conftest import start_server
-from tests.helpers import Client, RedisProcess, ServerUnderTest, fast_lane_only
-from tests.test_ordering import pipeline
+from tests.helpers import Client, RedisProcess, ServerUnderTest, emit_all, fast_lane_only
+from tests.patterns.test_events import new_pattern, player, stored_state
+from tests.patterns.test_http import track
 
 # How long a test waits for the server to send a burst's commits (a few ms when it does). The
 # server sends a few requests of its own meanwhile (sweeps, heartbeats: about one a second), far
@@ -63,7 +64,7 @@ async def test_a_connections_status_changes_reach_redis_together(
     before = _link_requests(server)
     await redis.execute_command("CLIENT", "PAUSE", 20_000, "WRITE")
     try:
-        acks = pipeline(recorder, "set_session_status", [{"session_id": i, "status": STATUSES[0]} for i in ids])
+        acks = emit_all(recorder, [("set_session_status", {"session_id": i, "status": STATUSES[0]}) for i in ids])
         # One by one, the second change would start only after the first commit's reply, which
         # the pause holds back: every commit went out before any was answered.
         sent = await _requests_sent(server, before, order.DEPTH)
@@ -76,6 +77,32 @@ async def test_a_connections_status_changes_reach_redis_together(
     assert [(a["ok"], a["session_id"], a["status"], a["previous"]) for _, a in answered] == [
         (True, i, STATUSES[0], "ready") for i in ids
     ]
+
+
+@fast_lane_only
+async def test_an_editors_ops_reach_redis_together(server: ServerUnderTest, clients: list[Client], redis: Redis) -> None:
+    session_id = await new_pattern(server)
+    editor = await player(server, clients, session_id)
+    assert (await editor.call("pattern_op", _tempo(session_id, 0)))["ok"]  # the link is open
+
+    before = _link_requests(server)
+    await redis.execute_command("CLIENT", "PAUSE", 20_000, "WRITE")
+    try:
+        acks = emit_all(editor, [("pattern_op", _tempo(session_id, seq)) for seq in range(1, order.DEPTH + 1)])
+        sent = await _requests_sent(server, before, order.DEPTH)
+    finally:
+        await redis.execute_command("CLIENT", "UNPAUSE")
+    assert sent >= order.DEPTH, f"{sent} requests before the first op's reply"
+
+    answered = await asyncio.wait_for(acks, 10)
+    assert [index for index, _ in answered] == list(range(order.DEPTH))
+    assert [a["seq"] for _, a in answered] == list(range(1, order.DEPTH + 1))
+    assert [a["offset"] for _, a in answered] == sorted(a["offset"] for _, a in answered)
+    assert (await stored_state(server, session_id))["tempo"] == 60 + order.DEPTH
+
+
+def _tempo(session_id: str, seq: int) -> dict[str, Any]:
+    return {"session_id": session_id, "seq": seq, "op": {"type": "set_tempo", "tempo": 60 + seq}}
 
 
 async def _replay(client: Client, sends: list[tuple[str, Any]]) -> list[Any]:
@@ -128,7 +155,7 @@ async def test_a_burst_is_answered_as_one_by_one_handling_answers_it(
         await alice.connect()
         sends = _burst(session_id, other_id)
         if burst:
-            answered = await asyncio.wait_for(_pipeline_mixed(alice, sends), 20)
+            answered = await asyncio.wait_for(emit_all(alice, sends), 20)
             assert [index for index, _ in answered] == list(range(len(sends)))  # acks in send order
             acks = [ack for _, ack in answered]
         else:
@@ -141,25 +168,6 @@ async def test_a_burst_is_answered_as_one_by_one_handling_answers_it(
     assert burst_acks == one_by_one
     outcomes = [a.get("changed", a.get("error")) for a in burst_acks]  # not a vacuous comparison:
     assert outcomes.count(True) >= 5 and {"invalid_state", "forbidden", "unknown_event", "invalid_payload"} <= set(outcomes)
-
-
-async def _pipeline_mixed(client: Client, sends: list[tuple[str, Any]]) -> list[tuple[int, Any]]:
-    """Emit every (event, payload) at once; the acks as (index, ack) in arrival order."""
-    loop = asyncio.get_running_loop()
-    done: asyncio.Future[list[tuple[int, Any]]] = loop.create_future()
-    arrived: list[tuple[int, Any]] = []
-
-    def on_ack(index: int) -> Any:
-        def callback(ack: Any) -> None:
-            arrived.append((index, ack))
-            if len(arrived) == len(sends) and not done.done():
-                done.set_result(arrived)
-
-        return callback
-
-    for index, (event, data) in enumerate(sends):
-        await client.sio.emit(event, data, callback=on_ack(index))
-    return await done
 
 
 @pytest_asyncio.fixture
@@ -179,7 +187,7 @@ async def test_refusals_over_the_rate_keep_their_place_among_pipelined_acks(
     await alice.connect()
     statuses = ["recording", "paused"] * 5
     answered = await asyncio.wait_for(
-        pipeline(alice, "set_session_status", [{"session_id": session_id, "status": s} for s in statuses]), 20
+        emit_all(alice, [("set_session_status", {"session_id": session_id, "status": s}) for s in statuses]), 20
     )
     assert [index for index, _ in answered] == list(range(len(statuses)))
     outcomes = [ack.get("error", ack.get("status")) for _, ack in answered]
@@ -209,7 +217,7 @@ async def test_a_sender_gone_mid_burst_still_lets_every_committed_change_out(
     before = _link_requests(server)
     await redis.execute_command("CLIENT", "PAUSE", 20_000, "WRITE")
     try:
-        pipeline(sender, "set_session_status", [{"session_id": session_id, "status": s} for s in statuses])
+        emit_all(sender, [("set_session_status", {"session_id": session_id, "status": s}) for s in statuses])
         sent = await _requests_sent(server, before, order.DEPTH)  # every commit is in Redis' hands
         await sender.close()  # gone with its changes in flight: no ack will reach it
     finally:
@@ -285,3 +293,41 @@ async def test_after_ack_waits_for_the_transport_only_inside_a_live_turn(finishe
         assert ran == [1]
     else:
         assert turn.after and ran == []
+
+
+def _ops(session_id: str) -> list[tuple[str, Any]]:
+    """An editor's burst: ops of every outcome, a retry, a beat."""
+    op, seq = "pattern_op", iter(range(1, 100))
+    return [
+        (op, {"session_id": session_id, "seq": next(seq), "op": {"type": "add_track", "track": track("t2")}}),
+        (op, {"session_id": session_id, "seq": next(seq), "op": {"type": "toggle_step", "trackId": "t2", "step": 3}}),
+        (op, {"session_id": session_id, "seq": 2, "op": {"type": "toggle_step", "trackId": "t2", "step": 3}}),  # a retry
+        (op, {"session_id": session_id, "seq": next(seq), "op": {"type": "set_tempo", "tempo": 9999}}),  # refused
+        (op, {"session_id": session_id, "seq": next(seq), "op": {"type": "delete_track", "trackId": "nope"}}),
+        ("pattern_heartbeat", {"session_id": session_id}),  # not joined: not found
+        (op, {"session_id": session_id, "seq": next(seq), "op": {"type": "set_tempo", "tempo": 140}}),
+        (op, {"session_id": session_id, "seq": next(seq), "op": {"type": "delete_track", "trackId": "t2"}}),
+        (op, {"session_id": session_id, "seq": next(seq), "op": {"type": "set_swing", "swing": 20}}),
+    ]
+
+
+async def test_an_editors_burst_of_ops_leaves_what_one_by_one_handling_leaves(
+    server: ServerUnderTest, clients: list[Client]
+) -> None:
+    runs: list[tuple[list[Any], dict[str, Any]]] = []
+    for burst in (True, False):
+        session_id = await new_pattern(server)
+        editor = await player(server, clients, session_id)
+        sends = _ops(session_id)
+        if burst:
+            answered = await asyncio.wait_for(emit_all(editor, sends), 20)
+            assert [index for index, _ in answered] == list(range(len(sends)))
+            acks = [ack for _, ack in answered]
+        else:
+            acks = await _replay(editor, sends)
+        runs.append(([_comparable(a, {session_id: "<session>"}) for a in acks], await stored_state(server, session_id)))
+    (burst_acks, burst_state), (one_by_one, one_by_one_state) = runs
+    assert burst_acks == one_by_one
+    assert burst_state == one_by_one_state
+    outcomes = [a.get("duplicate", a.get("error")) for a in burst_acks]  # not a vacuous comparison
+    assert outcomes.count(False) >= 5 and True in outcomes and "not_found" in outcomes

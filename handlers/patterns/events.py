@@ -86,10 +86,12 @@ class PatternEvents:
 
     def register(self, router: SocketRouter) -> None:
         """Attach the events to ``router``."""
-        router.on("pattern_op", self.op, changes=True)
+        # An editor's ops, cursor moves and beats may be pipelined: the one write of each is its
+        # script (protocol.order).
+        router.on("pattern_op", self.op, changes=True, pipelined=True)
         router.on("pattern_join", self.join, changes=True)
-        router.on("pattern_cursor", self.cursor, changes=True)
-        router.on("pattern_heartbeat", self.heartbeat, changes=True)
+        router.on("pattern_cursor", self.cursor, changes=True, pipelined=True)
+        router.on("pattern_heartbeat", self.heartbeat, changes=True, pipelined=True)
         router.on("pattern_leave", self.leave, changes=True)
 
     async def op(self, conn: Connection, data: dict[str, Any]) -> dict[str, Any]:
