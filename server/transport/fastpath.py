@@ -119,8 +119,9 @@ _EVENT_HEAD = re.compile(r"2(\d{1,18})?(?=\[)")
 # The same, as the event lane takes it (SessionServer._dispatch): ASCII digits only (python-socketio
 # reads any Unicode digit as part of an ack id: such a message goes its way).
 _ACKED_EVENT = re.compile(r"2([0-9]{1,18})?(?=\[)")
-# The same with the event's name, when it is plain (what the pipeline screen reads).
-_PIPELINED_HEAD = re.compile(r'2[0-9]{0,18}\["([A-Za-z0-9_]{1,64})"')
+# An Engine.IO MESSAGE holding such an EVENT, with the event's name when it is plain (what the
+# pipeline screen reads: SessionServer._pipelinable).
+_PIPELINED_HEAD = re.compile(r'42[0-9]{0,18}\["([A-Za-z0-9_]{1,64})"')
 
 
 # Hostile clients can send malformed frames by the thousand: one traceback per cause, then counts.
@@ -311,7 +312,7 @@ class EngineWebSocket(LeanWebSocket):
         return None
 
     def may_pipeline(self, message: str | bytes) -> bool:
-        return type(message) is str and message[:2] == "42" and self.server.pipelinable(self.socket.sid, message[1:])
+        return type(message) is str and self.server.pipelinable(self.socket.sid, message)
 
     async def handle_pipelined(self, message: str | bytes) -> None:
         dispatch = self.server.dispatch
@@ -478,7 +479,7 @@ class LightEngineServer(engineio.AsyncServer):
         self.screen: Callable[[str, str], str | None] = _screen_nothing
         # SessionServer's event lane (SessionServer._dispatch): True when it handled the message.
         self.dispatch: Callable[[str, str], Awaitable[bool]] | None = None
-        # Whether a Socket.IO message may start before the earlier ones of its connection
+        # Whether an Engine.IO message may start before the earlier ones of its connection
         # finished (SessionServer._pipelinable; protocol.order).
         self.pipelinable: Callable[[str, str], bool] = _pipeline_nothing
 
@@ -907,13 +908,13 @@ class SessionServer(socketio.AsyncServer):
         self._pipelined.add(event)
         self.eio.pipelinable = self._pipelinable
 
-    def _pipelinable(self, eio_sid: str, text: str) -> bool:
-        """Whether the Socket.IO message ``text`` (an EVENT) may start while the earlier ones of
-        its connection are handled (``protocol.order``): an event registered as pipelined, of
-        namespace ``/``, on a connection with tokens left and no binary message pending.
+    def _pipelinable(self, eio_sid: str, message: str) -> bool:
+        """Whether the Engine.IO message ``message`` may start while the earlier ones of its
+        connection are handled (``protocol.order``): a Socket.IO EVENT registered as pipelined,
+        of namespace ``/``, on a connection with tokens left and no binary message pending.
         Anything else waits for them, then goes its usual way -- a refusal over the rate too,
         so that its ack keeps its place."""
-        match = _PIPELINED_HEAD.match(text)
+        match = _PIPELINED_HEAD.match(message)
         if match is None or match.group(1) not in self._pipelined:
             return False
         if eio_sid in self._binary_packet or eio_sid in self._skipping:
