@@ -13,7 +13,7 @@ from redis.asyncio import Redis
 
 from protocol.errors import CodedError, ErrorCode
 from tests.conftest import start_server
-from tests.helpers import Client, RedisProcess, ServerUnderTest, free_port, redis_binary
+from tests.helpers import Client, RedisProcess, ServerUnderTest, emit_all, free_port, redis_binary
 
 
 async def set_status(client: Client, session_id: str, status: str) -> dict[str, Any]:
@@ -59,6 +59,15 @@ async def test_replica_durability_waits_for_a_replica(
             assert link == "up"
             ack = await set_status(client, session_id, "paused")
             assert ack["ok"] is True and ack["changed"] is True
+            assert await follower.hget(srv.services.keys.session(session_id), "status") == "paused"
+
+            # A burst of them (pipelined on the fast lane): each still waits for its replica
+            # before the next one commits, and they are answered in order.
+            statuses = ["recording", "paused"] * 4
+            sends = [("set_session_status", {"session_id": session_id, "status": s}) for s in statuses]
+            answered = await asyncio.wait_for(emit_all(client, sends), 30)
+            assert [index for index, _ in answered] == list(range(len(statuses)))
+            assert [(a["ok"], a["changed"], a["status"]) for _, a in answered] == [(True, True, s) for s in statuses]
             assert await follower.hget(srv.services.keys.session(session_id), "status") == "paused"
         finally:
             await follower.aclose()
