@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
@@ -51,6 +51,29 @@ async def _requests_sent(server: ServerUnderTest, before: int, count: int) -> in
     return sent
 
 
+async def _burst_while_held(
+    server: ServerUnderTest,
+    redis: Redis,
+    client: Client,
+    sends: list[tuple[str, Any]],
+    while_held: Callable[[], Awaitable[None]] | None = None,
+) -> tuple[asyncio.Future[list[tuple[int, Any]]], int]:
+    """Send ``sends`` at once while Redis holds every write back (``CLIENT PAUSE ... WRITE``):
+    the future of their acks, and how many requests the server sent meanwhile (waited for until
+    ``order.DEPTH``). One by one, the second event would start only after the first commit's
+    reply, which the pause holds back. ``while_held`` runs before the writes are let go."""
+    before = _link_requests(server)
+    await redis.execute_command("CLIENT", "PAUSE", 20_000, "WRITE")
+    try:
+        acks = emit_all(client, sends)
+        sent = await _requests_sent(server, before, order.DEPTH)
+        if while_held is not None:
+            await while_held()
+    finally:
+        await redis.execute_command("CLIENT", "UNPAUSE")
+    return acks, sent
+
+
 @fast_lane_only
 async def test_a_connections_status_changes_reach_redis_together(
     server: ServerUnderTest, clients: list[Client], redis: Redis
@@ -62,15 +85,8 @@ async def test_a_connections_status_changes_reach_redis_together(
     warm = await server.create_session("alice")  # the server's link to Redis is open
     assert (await recorder.call("set_session_status", {"session_id": warm, "status": STATUSES[0]}))["ok"]
 
-    before = _link_requests(server)
-    await redis.execute_command("CLIENT", "PAUSE", 20_000, "WRITE")
-    try:
-        acks = emit_all(recorder, [("set_session_status", {"session_id": i, "status": STATUSES[0]}) for i in ids])
-        # One by one, the second change would start only after the first commit's reply, which
-        # the pause holds back: every commit went out before any was answered.
-        sent = await _requests_sent(server, before, order.DEPTH)
-    finally:
-        await redis.execute_command("CLIENT", "UNPAUSE")
+    sends = [("set_session_status", {"session_id": i, "status": STATUSES[0]}) for i in ids]
+    acks, sent = await _burst_while_held(server, redis, recorder, sends)
     assert sent >= order.DEPTH, f"{sent} requests before the first commit's reply"
 
     answered = await asyncio.wait_for(acks, 10)
@@ -86,13 +102,8 @@ async def test_an_editors_ops_reach_redis_together(server: ServerUnderTest, clie
     editor = await player(server, clients, session_id)
     assert (await editor.call("pattern_op", _tempo(session_id, 0)))["ok"]  # the link is open
 
-    before = _link_requests(server)
-    await redis.execute_command("CLIENT", "PAUSE", 20_000, "WRITE")
-    try:
-        acks = emit_all(editor, [("pattern_op", _tempo(session_id, seq)) for seq in range(1, order.DEPTH + 1)])
-        sent = await _requests_sent(server, before, order.DEPTH)
-    finally:
-        await redis.execute_command("CLIENT", "UNPAUSE")
+    sends = [("pattern_op", _tempo(session_id, seq)) for seq in range(1, order.DEPTH + 1)]
+    acks, sent = await _burst_while_held(server, redis, editor, sends)
     assert sent >= order.DEPTH, f"{sent} requests before the first op's reply"
 
     answered = await asyncio.wait_for(acks, 10)
@@ -215,15 +226,14 @@ async def test_a_sender_gone_mid_burst_still_lets_every_committed_change_out(
     await sender.connect()
     statuses = list(STATUSES) * (order.DEPTH // 2)
 
-    before = _link_requests(server)
-    await redis.execute_command("CLIENT", "PAUSE", 20_000, "WRITE")
-    try:
-        emit_all(sender, [("set_session_status", {"session_id": session_id, "status": s}) for s in statuses])
-        sent = await _requests_sent(server, before, order.DEPTH)  # every commit is in Redis' hands
-        await sender.close()  # gone with its changes in flight: no ack will reach it
-    finally:
-        await redis.execute_command("CLIENT", "UNPAUSE")
+    sends = [("set_session_status", {"session_id": session_id, "status": s}) for s in statuses]
+    # Every commit is in Redis' hands when the sender goes, with them in flight: no ack reaches it.
+    acks, sent = await _burst_while_held(server, redis, sender, sends, while_held=sender.close)
     assert sent >= order.DEPTH
+    if acks.done():  # the gone sender's emits may have failed: its acks never come either way
+        acks.exception()
+    else:
+        acks.cancel()
 
     # Each is committed, and reaches the watcher: the holds of the gone sender's events were
     # released all the same (a hold left behind keeps the last events from everyone, for good).
