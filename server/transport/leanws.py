@@ -356,10 +356,12 @@ class LeanWebSocket(asyncio.Protocol):
     """One upgraded connection: frames in, whole messages to :meth:`handle_message`, frames out.
 
     A subclass says what a message means. :meth:`handle_message` gets each text message as
-    ``str`` and each binary one as ``bytes``, one at a time and in order. :meth:`handle_pong`
+    ``str`` and each binary one as ``bytes``, one at a time and in order, except the runs of
+    messages :meth:`may_pipeline` accepts, which go to :meth:`handle_pipelined` up to
+    ``protocol.order.DEPTH`` at once. :meth:`handle_pong`
     gets Engine.IO PONGs that arrive while nothing else is pending (they need no task).
-    :meth:`handle_closed` runs once, when the connection is over *and* the message being
-    handled (if any) has finished, so a handler never sees its connection's cleanup before it
+    :meth:`handle_closed` runs once, when the connection is over *and* the messages being
+    handled (if any) have finished, so a handler never sees its connection's cleanup before it
     returns. While ``in_prelude`` is set, messages go to :meth:`handle_prelude` synchronously
     instead (the Engine.IO upgrade probe); it may raise :class:`FrameError` to end the
     connection.
