@@ -367,8 +367,8 @@ class LeanWebSocket(asyncio.Protocol):
     connection.
     """
 
-    __slots__ = ("_backlog", "_closed_called", "_consumer", "_inbox", "_last_turn", "_parser", "_paused", "_running",
-                 "in_prelude", "lost", "slow_limit_bytes", "transport")  # fmt: skip
+    __slots__ = ("_backlog", "_closed_called", "_consumer", "_inbox", "_last_turn", "_parser", "_paused", "_room",
+                 "_running", "_writing", "in_prelude", "lost", "slow_limit_bytes", "transport")  # fmt: skip
 
     def __init__(
         self,
@@ -382,10 +382,13 @@ class LeanWebSocket(asyncio.Protocol):
         self._parser = FrameParser(max_message_bytes, budget)
         self._inbox: deque[str | bytes] = deque()
         self._consumer: asyncio.Task[None] | None = None
-        # While the consumer pipelines (_pipeline): the tasks running, oldest first, and the
-        # turn of the last one started.
-        self._running: deque[tuple[asyncio.Task[Any], order.Turn]] | None = None
+        # While the consumer pipelines (_pipeline): the turns running, oldest first, the turn of
+        # the last one started, what the consumer waits on for room, and whether the finished
+        # turns' acks are to be written (_write_done) already.
+        self._running: deque[order.Turn] | None = None
         self._last_turn: order.Turn | None = None
+        self._room: asyncio.Future[None] | None = None
+        self._writing = False
         self._paused = False  # not reading: the inbox is full
         self._backlog = False  # not reading: what was read is not all parsed yet
         self._closed_called = False
@@ -611,11 +614,12 @@ class LeanWebSocket(asyncio.Protocol):
         One that arrives meanwhile, with nothing ahead of it in the inbox, starts at once
         (:meth:`_message`), not when the oldest running one is done.
 
-        Whenever the oldest running one has finished, the acks of every finished one leave in
-        one write, then what each of them handed to ``after_ack`` runs, in order.
+        The acks of the turns that finished are written by :meth:`_write_done`, together, in
+        the loop step after the first of them finished; this task only waits for room.
         """
         inbox = self._inbox
         running = self._running = deque()
+        loop = asyncio.get_running_loop()
         self.gather()
         try:
             while True:
@@ -623,21 +627,16 @@ class LeanWebSocket(asyncio.Protocol):
                     self._start_turn(inbox.popleft())
                 if not running:
                     return
-                await asyncio.wait((running[0][0],))
-                done: list[order.Turn] = []
-                while running and running[0][0].done():
-                    done.append(running.popleft()[1])
-                self._flush()
-                for turn in done:
-                    turn.run_after()
+                self._room = loop.create_future()
+                await self._room
         finally:
             # Cancelled (the server stopping): what runs is let finish, and nothing handed to
             # after_ack (the bus's hold releases) is left behind.
-            self._running, self._last_turn = None, None
-            for _, turn in running:
+            self._running, self._last_turn, self._room = None, None, None
+            for turn in running:
                 turn.finish()
             self.release()
-            for _, turn in running:
+            for turn in running:
                 turn.run_after()
 
     def _start_turn(self, message: str | bytes) -> None:
@@ -648,7 +647,7 @@ class LeanWebSocket(asyncio.Protocol):
         context = contextvars.copy_context()
         context.run(order.TURN.set, turn)
         turn.task = asyncio.get_running_loop().create_task(self._take_turn(message, turn), context=context)
-        running.append((turn.task, turn))
+        running.append(turn)
 
     async def _take_turn(self, message: str | bytes, turn: order.Turn) -> None:
         try:
@@ -657,6 +656,29 @@ class LeanWebSocket(asyncio.Protocol):
             log.exception("a pipelined message failed")
         finally:
             turn.finish()
+            if not self._writing:
+                # In the next step: the turns whose replies came in the same read finish first.
+                self._writing = True
+                asyncio.get_running_loop().call_soon(self._write_done)
+
+    def _write_done(self) -> None:
+        """Write the acks of the finished turns at the head, together, then run what they handed
+        to ``after_ack`` in order; wake the consumer when it has room to start more."""
+        self._writing = False
+        running = self._running
+        if running is None:
+            return  # the pipeline is over: its end wrote everything and ran what was handed over
+        done: list[order.Turn] = []
+        while running and running[0].finished:
+            done.append(running.popleft())
+        if not done:
+            return
+        self._flush()
+        for turn in done:
+            turn.run_after()
+        room = self._room
+        if room is not None and not room.done() and (not running or (self._inbox and len(running) < order.DEPTH)):
+            room.set_result(None)
 
     def _finish(self) -> None:
         if not self._closed_called:
