@@ -420,7 +420,8 @@ def _ignore_refused(reason: str) -> None:
     """The default ``LightEngineServer.on_refused``: nobody counts."""
 
 
-def _pipeline_nothing(eio_sid: str, text: str) -> bool:
+def _pipeline_nothing(eio_sid: str, message: str) -> bool:
+    """The default ``LightEngineServer.pipelinable``: every message waits for the ones before it."""
     return False
 
 
