@@ -131,7 +131,7 @@ Fallback = tuple[Any, tuple[Any, ...]]
 
 
 class _Request:
-    __slots__ = ("count", "fallback", "future", "replies")
+    __slots__ = ("count", "fallback", "future", "replies", "sha")
 
     def __init__(
         self, count: int, future: asyncio.Future[list[Any]], fallback: Fallback | None = None
@@ -142,6 +142,9 @@ class _Request:
         # An EVALSHA's script body and arguments: its EVAL is sent in its place when Redis
         # answers NOSCRIPT (see _Replies._again); packed only then.
         self.fallback = fallback
+        # The script's sha (an EVALSHA's, or the EVAL's sent in its place): an answer other than
+        # NOSCRIPT says the script is loaded on this connection's Redis (_Replies.loaded).
+        self.sha: str | None = None if fallback is None else fallback[1][1]
 
 
 class _Replies(asyncio.Protocol):
@@ -155,6 +158,9 @@ class _Replies(asyncio.Protocol):
         self._transport: asyncio.Transport | None = None
         self._unsent: list[bytes] = []  # requests of this loop iteration, written by _flush
         self.open = False
+        # Scripts (sha) this connection's Redis answered an EVALSHA of, NOSCRIPT aside: loaded
+        # there, as far as this connection knows (see LeanRedis.keeps_order).
+        self.loaded: set[str] = set()
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self._transport = _opened(transport)
@@ -183,11 +189,15 @@ class _Replies(asyncio.Protocol):
                 if not self._waiting:  # a reply nobody asked for: the stream cannot be trusted
                     raise hiredis.ProtocolError("unexpected reply from Redis")
                 request = self._waiting[0]
-                if request.fallback is not None and isinstance(reply, NoScriptError):
-                    self._waiting.popleft()
-                    if not request.future.done():  # a caller gone (cancelled) runs nothing more
-                        self._again(request)
-                    continue
+                if request.sha is not None:
+                    if request.fallback is not None and isinstance(reply, NoScriptError):
+                        self.loaded.discard(request.sha)
+                        self._waiting.popleft()
+                        if not request.future.done():  # a caller gone (cancelled) runs nothing more
+                            self._again(request)
+                        continue
+                    if not isinstance(reply, NoScriptError):
+                        self.loaded.add(request.sha)
                 request.replies.append(reply)
                 if len(request.replies) == request.count:
                     self._waiting.popleft()
@@ -296,6 +306,12 @@ class LeanLink:
             if not repeatable:
                 raise
             return await self._request_once(packed, count, fallback)
+
+    def knows_loaded(self, sha: str) -> bool:
+        """Whether the open connection's Redis answered an EVALSHA of ``sha`` (not NOSCRIPT):
+        the script is loaded there unless a ``SCRIPT FLUSH`` came since."""
+        replies = self._replies
+        return replies is not None and replies.open and sha in replies.loaded
 
     def submit(self, packed: bytes, count: int) -> asyncio.Future[list[Any]] | None:
         """Send ``packed`` (``count`` commands) now, on the open connection, without waiting: the
@@ -453,9 +469,19 @@ class LeanRedis(Redis):
     def keeps_order(self, *args: Any) -> bool:
         """Whether the command ``args`` goes over the link, where Redis runs it after every request
         made on the link before it and before every request made after it (a pipelined event's
-        commit relies on that: ``protocol.order``). A script's EVAL sent after a NOSCRIPT is the
-        exception: it runs behind the requests already written (see ``_Replies._again``)."""
-        return self.lean is not None and args[0] in LEAN_COMMANDS and _packable(args)
+        commit relies on that: ``protocol.order``).
+
+        A script's EVAL sent after a NOSCRIPT runs behind the requests already written (see
+        ``_Replies._again``), and a request behind it may have found the script loaded meanwhile
+        by another's EVAL: so an EVALSHA keeps order only once its script is known loaded on the
+        link's connection (a NOSCRIPT forgets it; a new connection knows none). What is left is a
+        ``SCRIPT FLUSH`` on a live connection, or a new connection, between two pipelined commits
+        of one client.
+        """
+        lean = self.lean
+        if lean is None or args[0] not in LEAN_COMMANDS or not _packable(args):
+            return False
+        return args[0] != "EVALSHA" or lean.knows_loaded(args[1])
 
     def send_ahead(self, *args: Any) -> asyncio.Future[list[Any]] | None:
         """Send the write ``args`` (one of :data:`WRITES`) now over the link, without waiting: the

@@ -87,9 +87,27 @@ async def test_arguments_it_does_not_pack_leave_the_command_to_redis_py(redis: R
     assert await redis.execute_command("HGET", "h", 1.5) == "x"  # a float: redis-py writes it
     assert await redis.execute_command("HGET", "h", b"1.5") == "x"  # bytes: packed here
     assert link.requests - before == 1
-    assert not redis.keeps_order("EVALSHA", "sha", 0, 1.5)
-    assert not redis.keeps_order("EVALSHA", "sha", 0, True)  # a bool is not an int here
-    assert redis.keeps_order("EVALSHA", "sha", 1, "k", b"v", 2)
+    assert not redis.keeps_order("HGET", "h", 1.5)
+    assert not redis.keeps_order("HGET", "h", True)  # a bool is not an int here
+    assert redis.keeps_order("HGET", b"h", "1.5")
+
+
+async def test_a_script_keeps_order_only_once_known_loaded(redis: Redis, plain: Redis) -> None:
+    """After a NOSCRIPT the call's EVAL runs behind what was written since, and a later call may
+    have found the script loaded meanwhile: pipelined commits keep order only with scripts the
+    link's connection has seen run (protocol.order)."""
+    script = redis.register_script("return 1")
+    assert isinstance(redis, LeanRedis)
+    redis.remember(script)
+    await plain.script_flush()
+    assert not redis.keeps_order("EVALSHA", script.sha, 0)  # never seen
+    assert await script() == 1  # NOSCRIPT, then its EVAL: loaded now
+    assert redis.keeps_order("EVALSHA", script.sha, 0)
+    assert not redis.keeps_order("EVALSHA", script.sha, 0, 1.5)  # not packed here
+    link_of(redis).close()  # a new connection (a Redis restarted, failed over) knows none
+    assert not redis.keeps_order("EVALSHA", script.sha, 0)
+    assert await script() == 1
+    assert redis.keeps_order("EVALSHA", script.sha, 0)
 
 
 async def test_a_read_only_transaction_goes_over_the_link_and_a_write_does_not(redis: Redis, plain: Redis) -> None:

@@ -82,7 +82,7 @@ async def test_a_connections_status_changes_reach_redis_together(
     recorder = Client(server.url, server.token("alice"))
     clients.append(recorder)
     await recorder.connect()
-    warm = await server.create_session("alice")  # the server's link to Redis is open
+    warm = await server.create_session("alice")  # the link is open, the status script known loaded
     assert (await recorder.call("set_session_status", {"session_id": warm, "status": STATUSES[0]}))["ok"]
 
     sends = [("set_session_status", {"session_id": i, "status": STATUSES[0]}) for i in ids]
@@ -224,6 +224,8 @@ async def test_a_sender_gone_mid_burst_still_lets_every_committed_change_out(
     sender = Client(server.url, server.token("alice"))
     clients.append(sender)
     await sender.connect()
+    warm = await server.create_session("alice")  # the status script is known loaded on the link
+    assert (await sender.call("set_session_status", {"session_id": warm, "status": STATUSES[0]}))["ok"]
     statuses = list(STATUSES) * (order.DEPTH // 2)
 
     sends = [("set_session_status", {"session_id": session_id, "status": s}) for s in statuses]
