@@ -13,8 +13,9 @@ that the same, to every client, as handling them one after another:
 
 1. **Commits in order.** An event's commit leaves for Redis only once the commit of the event
    before it has left (``storage.events.EventLog.run`` awaits :meth:`Turn.issue_wait`). Over the
-   pipelined Redis link, whose commands Redis runs in the order they arrive, that is enough; a
-   commit through any other client waits until the event before it has finished
+   pipelined Redis link, whose commands Redis runs in the order they arrive, that is enough once
+   the link knows the script loaded (``LeanRedis.keeps_order``: a NOSCRIPT's EVAL runs behind
+   what was written since); any other commit waits until the event before it has finished
    (:meth:`Turn.finish_wait`), as it would without a pipeline.
 2. **The rest in order.** After its commit's reply, an event goes on only once the event before
    it has finished; one that commits nothing waits for that before its ack. So its ack, and
