@@ -35,9 +35,12 @@ task the turn was made for (:attr:`Turn.task`) gets it from :func:`current`.
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import Callable
 from contextvars import ContextVar
 from typing import Any
+
+log = logging.getLogger(__name__)
 
 # Pipelined events of one connection handled at once, at most: what a busy recorder or the
 # benchmark's publishers keep in flight. The ninth waits for the first to finish.
@@ -100,10 +103,16 @@ class Turn:
             self._finished_at.set_result(None)
 
     def run_after(self) -> None:
-        """Run what was handed to :func:`after_ack`, in order (its ack is on its way)."""
+        """Run what was handed to :func:`after_ack`, in order (its ack is on its way).
+
+        Each runs whatever the one before it did, as separate ``call_soon`` callbacks would: a
+        failing one must not leave the next turns' hold releases (their fan-out) undone."""
         after, self.after = self.after, []
         for callback, args in after:
-            callback(*args)
+            try:
+                callback(*args)
+            except Exception:
+                log.exception("a callback run after an ack failed")
 
 
 TURN: ContextVar[Turn | None] = ContextVar("sessionhub_turn", default=None)

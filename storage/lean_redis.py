@@ -190,14 +190,14 @@ class _Replies(asyncio.Protocol):
                     raise hiredis.ProtocolError("unexpected reply from Redis")
                 request = self._waiting[0]
                 if request.sha is not None:
-                    if request.fallback is not None and isinstance(reply, NoScriptError):
+                    if not isinstance(reply, NoScriptError):
+                        self.loaded.add(request.sha)
+                    elif request.fallback is not None:  # an EVALSHA's (an EVAL has no NOSCRIPT)
                         self.loaded.discard(request.sha)
                         self._waiting.popleft()
                         if not request.future.done():  # a caller gone (cancelled) runs nothing more
                             self._again(request)
                         continue
-                    if not isinstance(reply, NoScriptError):
-                        self.loaded.add(request.sha)
                 request.replies.append(reply)
                 if len(request.replies) == request.count:
                     self._waiting.popleft()

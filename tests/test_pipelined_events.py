@@ -344,3 +344,15 @@ async def test_an_editors_burst_of_ops_leaves_what_one_by_one_handling_leaves(
     assert burst_state == one_by_one_state
     outcomes = [a.get("duplicate", a.get("error")) for a in burst_acks]  # not a vacuous comparison
     assert outcomes.count(False) >= 5 and True in outcomes and "not_found" in outcomes
+
+
+async def test_a_failing_callback_after_an_ack_leaves_the_others_run() -> None:
+    ran: list[str] = []
+
+    def fail() -> None:
+        raise RuntimeError("a bug")
+
+    turn = order.Turn(None)
+    turn.after = [(ran.append, ("first",)), (fail, ()), (ran.append, ("third",))]
+    turn.run_after()
+    assert ran == ["first", "third"] and turn.after == []
