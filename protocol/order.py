@@ -72,7 +72,7 @@ class Turn:
         if previous is None or previous.issued:
             return None
         if previous._issued_at is None:
-            previous._issued_at = asyncio.get_running_loop().create_future()
+            previous._issued_at = _loop_of(previous).create_future()
         return previous._issued_at
 
     def finish_wait(self) -> asyncio.Future[None] | None:
@@ -84,7 +84,7 @@ class Turn:
             self.previous = None  # nothing more to wait for: let it go
             return None
         if previous._finished_at is None:
-            previous._finished_at = asyncio.get_running_loop().create_future()
+            previous._finished_at = _loop_of(previous).create_future()
         return previous._finished_at
 
     def mark_issued(self) -> None:
@@ -118,10 +118,20 @@ class Turn:
 TURN: ContextVar[Turn | None] = ContextVar("sessionhub_turn", default=None)
 
 
+def _loop_of(turn: Turn) -> asyncio.AbstractEventLoop:
+    # The turn's task knows its loop: asking asyncio for the running one costs a getpid()
+    # system call on Python 3.11, and a pipelined event asks several times.
+    task = turn.task
+    return task.get_loop() if task is not None else asyncio.get_running_loop()
+
+
 def current() -> Turn | None:
     """The running task's turn, or None when it is not a pipelined event's (or has finished)."""
     turn = TURN.get()
-    if turn is None or turn.finished or turn.task is not asyncio.current_task():
+    if turn is None or turn.finished:
+        return None
+    task = turn.task
+    if task is None or task is not asyncio.current_task(task.get_loop()):
         return None
     return turn
 

@@ -200,6 +200,9 @@ class Bus:
         self._background: set[asyncio.Task[None]] = set()
         self._alive = False
         self._hold_ids = itertools.count(1)
+        # The loop the bus runs on, kept once started: asking asyncio for it costs a getpid()
+        # system call on Python 3.11, and a small room asks once per event.
+        self._loop: asyncio.AbstractEventLoop | None = None
 
     # --- lifecycle ---------------------------------------------------------------------
     @property
@@ -219,6 +222,7 @@ class Bus:
 
     async def start(self) -> None:
         """Connect the pub/sub link and start listening."""
+        self._loop = asyncio.get_running_loop()
         await self._pubsub.connect()
         self._alive = True
         self._task = asyncio.create_task(self._listen(), name="sessionhub-bus")
@@ -624,7 +628,7 @@ class Bus:
                 # callback, and such a round never yields. Everything accepted before it runs
                 # still goes out in that one round.
                 room.soon = True
-                asyncio.get_running_loop().call_soon(self._write_soon, room)
+                (self._loop or asyncio.get_running_loop()).call_soon(self._write_soon, room)
             else:
                 room.writer = asyncio.create_task(self._write_rounds(room))
 

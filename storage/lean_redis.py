@@ -30,7 +30,7 @@ import inspect
 import re
 import socket
 from collections import deque
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from importlib.metadata import version
 from typing import Any
 
@@ -157,6 +157,9 @@ class _Replies(asyncio.Protocol):
         self._waiting: deque[_Request] = deque()
         self._transport: asyncio.Transport | None = None
         self._unsent: list[bytes] = []  # requests of this loop iteration, written by _flush
+        # Kept for the requests' futures and flushes: asking asyncio for the running loop costs
+        # a getpid() system call on Python 3.11, once or twice per committed event.
+        self.loop = asyncio.get_running_loop()
         self.open = False
         # Scripts (sha) this connection's Redis answered an EVALSHA of, NOSCRIPT aside: loaded
         # there, as far as this connection knows (see LeanRedis.keeps_order).
@@ -172,7 +175,7 @@ class _Replies(asyncio.Protocol):
             raise RedisConnectionError("Connection to Redis lost")
         self._waiting.append(request)
         if not self._unsent:
-            asyncio.get_running_loop().call_soon(self._flush)
+            self.loop.call_soon(self._flush)
         self._unsent.append(packed)
 
     def _flush(self) -> None:
@@ -321,7 +324,7 @@ class LeanLink:
         replies = self._replies
         if replies is None or not replies.open:
             return None
-        future: asyncio.Future[list[Any]] = asyncio.get_running_loop().create_future()
+        future: asyncio.Future[list[Any]] = replies.loop.create_future()
         replies.send(packed, _Request(count, future))
         self.requests += 1
         return future
@@ -330,7 +333,7 @@ class LeanLink:
         replies = self._replies
         if replies is None or not replies.open:
             replies = await self._connection()
-        future: asyncio.Future[list[Any]] = asyncio.get_running_loop().create_future()
+        future: asyncio.Future[list[Any]] = replies.loop.create_future()
         replies.send(packed, _Request(count, future, fallback))
         self.requests += 1
         return await future
@@ -465,6 +468,22 @@ class LeanRedis(Redis):
             fallback = None if body is None else (body, args)
         (reply,) = await lean.request(_pack(args), 1, repeatable=name in READS, fallback=fallback)
         return await _parsed(self.response_callbacks, name, reply, options)
+
+    async def run_script(self, sha: str, keys: Sequence[Any], args: Sequence[Any]) -> Any:
+        """``EVALSHA sha`` with ``keys`` and ``args``: what ``evalsha`` does, over the link without
+        redis-py's command layers when it can go there (a committed event's one call), else
+        redis-py's way; a NOSCRIPT is answered with the script's EVAL as :meth:`execute_command`
+        answers it."""
+        command = ("EVALSHA", sha, len(keys), *keys, *args)
+        lean = self.lean
+        if lean is None or not _packable(command) or "EVALSHA" in self.response_callbacks:
+            return await self.execute_command(*command)
+        body = self._bodies.get(sha)
+        fallback = None if body is None else (body, command)
+        (reply,) = await lean.request(_pack(command), 1, repeatable=False, fallback=fallback)
+        if isinstance(reply, RedisError):
+            raise reply
+        return reply
 
     def keeps_order(self, *args: Any) -> bool:
         """Whether the command ``args`` goes over the link, where Redis runs it after every request

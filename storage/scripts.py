@@ -144,6 +144,8 @@ class Script(AsyncScript):
         # every call (an isinstance through a typing Protocol: several µs, once per committed
         # event); the registered client's answer never changes, so it is asked once here.
         self._plain = not isinstance(redis, Pipeline)
+        # Over the lean link a call skips redis-py's evalsha and execute_command layers.
+        self._lean = redis if isinstance(redis, LeanRedis) else None
 
     def check(self, keys: Sequence[Any], args: Sequence[Any]) -> None:
         """Raise :class:`ScriptCallError` unless the call passes what the header declares."""
@@ -167,6 +169,8 @@ class Script(AsyncScript):
             return await super().__call__(keys, args, client)  # a pipeline registers the script first
         redis = self.registered_client
         try:
+            if self._lean is not None:
+                return await self._lean.run_script(self.sha, keys, args)
             return await redis.evalsha(self.sha, len(keys), *keys, *args)
         except NoScriptError:
             # A Redis that lost its scripts (restarted, flushed): what AsyncScript.__call__ does.

@@ -31,6 +31,7 @@ from storage.lean_redis import (
     lean_subscriber_for,
     read_together,
 )
+from storage.scripts import Arity, Script, ScriptCallError
 from tests.helpers import Client, RedisProcess, ServerUnderTest
 
 pytestmark = pytest.mark.timeout(30)
@@ -163,6 +164,41 @@ async def test_requests_of_one_loop_iteration_leave_in_one_write(redis: Redis, p
     after = await reads_processed()
     assert answers == ["v"] * 50
     assert after - before <= 2  # the fifty on the link, and the second INFO itself
+
+
+async def test_a_registered_script_answers_over_the_link_as_through_redis_py(redis: Redis, plain: Redis) -> None:
+    """storage.scripts.Script calls EVALSHA over the link without redis-py's command layers
+    (LeanRedis.run_script): the same answers, refusals and errors as plain redis-py, a NOSCRIPT
+    answered by its EVAL, and arguments the link does not pack still given to redis-py."""
+    text = (
+        "if ARGV[1] == 'refuse' then return {false, 'invalid_state'} end\n"
+        "if ARGV[1] == 'fail' then return redis.error_reply('ERR nope') end\n"
+        "return {redis.call('INCR', KEYS[1]), ARGV[1]}"
+    )
+    lean_script = Script(redis, text, name="t.lua", keys=Arity(1), args=Arity(1))
+    plain_script = Script(plain, text, name="t.lua", keys=Arity(1), args=Arity(1))
+    assert isinstance(redis, LeanRedis)
+    redis.remember(lean_script)
+    await plain.script_flush()
+    link = link_of(redis)
+    before = link.requests
+    assert await lean_script(keys=["a"], args=["x"]) == [1, "x"]  # NOSCRIPT, then its EVAL
+    assert link.requests - before == 1, "the call went over the link (its EVAL follows it there)"
+    assert await plain_script(keys=["b"], args=["x"]) == [1, "x"]
+    for arg in ("y", 7, b"z"):
+        assert await lean_script(keys=["a"], args=[arg]) == await plain_script(keys=["b"], args=[arg])
+    assert await lean_script(keys=["a"], args=["refuse"]) == await plain_script(keys=["b"], args=["refuse"])
+    with pytest.raises(ResponseError) as lean_error:
+        await lean_script(keys=["a"], args=["fail"])
+    with pytest.raises(ResponseError) as plain_error:
+        await plain_script(keys=["b"], args=["fail"])
+    assert str(lean_error.value) == str(plain_error.value)
+    before = link.requests
+    assert await lean_script(keys=["a"], args=[1.5]) == await plain_script(keys=["b"], args=[1.5])
+    assert link.requests == before, "a float is left to redis-py"
+    assert await plain.get("a") == await plain.get("b") == "5"
+    with pytest.raises(ScriptCallError):
+        await lean_script(keys=["a"], args=[])
 
 
 async def test_scripts_load_on_first_use_and_run_once(redis: Redis, plain: Redis) -> None:

@@ -367,8 +367,8 @@ class LeanWebSocket(asyncio.Protocol):
     connection.
     """
 
-    __slots__ = ("_backlog", "_closed_called", "_consumer", "_inbox", "_last_turn", "_parser", "_paused", "_room",
-                 "_running", "_writing", "in_prelude", "lost", "slow_limit_bytes", "transport")  # fmt: skip
+    __slots__ = ("_backlog", "_closed_called", "_consumer", "_inbox", "_last_turn", "_loop", "_parser", "_paused",
+                 "_room", "_running", "_writing", "in_prelude", "lost", "slow_limit_bytes", "transport")  # fmt: skip
 
     def __init__(
         self,
@@ -379,6 +379,9 @@ class LeanWebSocket(asyncio.Protocol):
         budget: PartialBudget | None = None,
     ) -> None:
         self.transport: asyncio.Transport | None = transport
+        # Kept: asking asyncio for the running loop costs a getpid() system call on Python 3.11,
+        # and every pipelined event would ask twice.
+        self._loop = asyncio.get_running_loop()
         self._parser = FrameParser(max_message_bytes, budget)
         self._inbox: deque[str | bytes] = deque()
         self._consumer: asyncio.Task[None] | None = None
@@ -566,7 +569,7 @@ class LeanWebSocket(asyncio.Protocol):
                 self.handle_pong()
                 return
             self._inbox.append(message)
-            self._consumer = asyncio.get_running_loop().create_task(self._consume())
+            self._consumer = self._loop.create_task(self._consume())
             return
         running = self._running
         if running is not None and not self._inbox and len(running) < order.DEPTH and self.may_pipeline(message):
@@ -619,7 +622,7 @@ class LeanWebSocket(asyncio.Protocol):
         """
         inbox = self._inbox
         running = self._running = deque()
-        loop = asyncio.get_running_loop()
+        loop = self._loop
         self.gather()
         try:
             while True:
@@ -646,7 +649,7 @@ class LeanWebSocket(asyncio.Protocol):
         turn = self._last_turn = order.Turn(self._last_turn)
         context = contextvars.copy_context()
         context.run(order.TURN.set, turn)
-        turn.task = asyncio.get_running_loop().create_task(self._take_turn(message, turn), context=context)
+        turn.task = self._loop.create_task(self._take_turn(message, turn), context=context)
         running.append(turn)
 
     async def _take_turn(self, message: str | bytes, turn: order.Turn) -> None:
@@ -659,7 +662,7 @@ class LeanWebSocket(asyncio.Protocol):
             if not self._writing:
                 # In the next step: the turns whose replies came in the same read finish first.
                 self._writing = True
-                asyncio.get_running_loop().call_soon(self._write_done)
+                self._loop.call_soon(self._write_done)
 
     def _write_done(self) -> None:
         """Write the acks of the finished turns at the head, together, then run what they handed
