@@ -85,29 +85,43 @@ async def _drain_acks(ws: RawWebSocket, last_ack: int, timeout: float) -> dict[s
     return errors
 
 
+async def _healthz_during_a_burst(http: aiohttp.ClientSession, srv: Any, count: int) -> tuple[float, float]:
+    """(the slowest quiet /healthz, the slowest while one connection's ``count`` pipelined
+    refusals are answered)."""
+    quiet_s = await _quiet_healthz_s(http, srv.url)
+    flooder, _ = await RawWebSocket.socketio(port_of(srv.url), srv.token("mallory"))
+    flooder.writer.write(_burst(1, count))
+    answers = asyncio.create_task(_drain_acks(flooder, count, timeout=120))
+    try:
+        # As many probes as the quiet baseline took, while the burst is being answered
+        # (refused events are paced: the whole burst takes far longer than the probes).
+        worst_s = 0.0
+        for _ in range(200):
+            worst_s = max(worst_s, await _healthz_s(http, srv.url))
+    finally:
+        flooder.close()
+        answers.cancel()
+    return quiet_s, worst_s
+
+
 @fast_lane_only
 async def test_a_burst_of_refusals_does_not_hold_the_node(redis_process: Any, redis: Any, tmp_path: Path) -> None:
-    """5,000 pipelined refusals of one connection: /healthz keeps answering meanwhile."""
+    """5,000 pipelined refusals of one connection: /healthz keeps answering meanwhile.
+
+    A node held by the burst is held each time; one slow probe on a machine busy with other
+    tests is not, so a probe over the bound is measured once more before the test fails."""
     srv = await start_server(redis_process.url, tmp_path, **_NO_CUT)
     try:
         async with aiohttp.ClientSession() as http:
-            quiet_s = await _quiet_healthz_s(http, srv.url)
-            flooder, _ = await RawWebSocket.socketio(port_of(srv.url), srv.token("mallory"))
-            count = 5000
-            flooder.writer.write(_burst(1, count))
-            answers = asyncio.create_task(_drain_acks(flooder, count, timeout=120))
-            # As many probes as the quiet baseline took, while the burst is being answered
-            # (refused events are paced: the whole burst takes far longer than the probes).
-            worst_s = 0.0
-            for _ in range(200):
-                worst_s = max(worst_s, await _healthz_s(http, srv.url))
-            flooder.close()
-            answers.cancel()
-        bound_s = 4 * quiet_s + 0.050
-        assert worst_s <= bound_s, (
-            f"/healthz took {worst_s * 1000:.0f} ms during the flood, "
-            f"bound {bound_s * 1000:.0f} ms (quiet: {quiet_s * 1000:.1f} ms)"
-        )
+            seen: list[str] = []
+            for _ in range(2):
+                quiet_s, worst_s = await _healthz_during_a_burst(http, srv, 5000)
+                bound_s = 4 * quiet_s + 0.050
+                if worst_s <= bound_s:
+                    break
+                seen.append(f"{worst_s * 1000:.0f} ms (bound {bound_s * 1000:.0f} ms, quiet {quiet_s * 1000:.1f} ms)")
+            else:
+                raise AssertionError("/healthz during the flood took " + ", then ".join(seen))
     finally:
         await srv.stop()
 
