@@ -81,6 +81,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--repeat", type=int, default=1, help="runs of each (server, shape), interleaved")
     p.add_argument("--out", type=Path, default=OUT_DIR, help="folder for the JSON figures")
     p.add_argument("--quiet-wait-s", type=float, default=harness.QUIET_WAIT_S, help="longest wait for a quiet machine")
+    p.add_argument(
+        "--redis-core",
+        choices=("load", "server"),
+        default="load",
+        help="the core redis-server runs on: the generator's (default) or the server's, as issue 26 measured",
+    )
     args = p.parse_args(argv)
     args.shape = args.shape or [parse_shape(s) for s in DEFAULT_SHAPES]
     args.servers = [s.strip() for s in (args.servers or ",".join(SERVERS)).split(",") if s.strip()]
@@ -177,9 +183,12 @@ def one_run(kind: str, k: int, m: int, args: argparse.Namespace, workdir: Path) 
     quiet = harness.wait_for_quiet(max_wait_s=args.quiet_wait_s)
     busy = quiet["foreign_cpu_pct"] >= harness.QUIET_PCT
     note = f" (machine busy: {quiet['foreign_cpu_pct']:.0f}% of a core)" if busy else ""
-    print(f"== {kind}, {k}x{m}{note}", file=sys.stderr, flush=True)
-    base = {"server": kind, "k": k, "m": m, "shape": f"{k}x{m}", "before": quiet}
-    redis, redis_url = harness.start_redis(workdir)
+    where = ", redis on the server's core" if args.redis_core == "server" else ""
+    print(f"== {kind}, {k}x{m}{where}{note}", file=sys.stderr, flush=True)
+    base = {"server": kind, "k": k, "m": m, "shape": f"{k}x{m}", "before": quiet, "redis_core": args.redis_core}
+    redis_core = harness.SERVER_CORE if args.redis_core == "server" else harness.LOAD_CORE
+    redis, redis_url = harness.start_redis(workdir, core=redis_core)
+    base["redis_cpus"] = sorted(os.sched_getaffinity(redis.pid))  # where it runs, as the kernel says
     server = None
     try:
         if kind == "sessionhub":  # K sessions are created up front: lift the creation limits

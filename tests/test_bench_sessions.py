@@ -24,18 +24,21 @@ pytestmark = pytest.mark.skipif(
 )
 
 
-@pytest.mark.parametrize("server", ["sessionhub", "floor"])
-def test_sessions_benchmark_smoke(tmp_path: Path, server: str) -> None:
+@pytest.mark.parametrize(("server", "redis_core"), [("sessionhub", "load"), ("floor", "server")])
+def test_sessions_benchmark_smoke(tmp_path: Path, server: str, redis_core: str) -> None:
     """Against sessionhub, and against bench/floor_server.py (the bound issue 26's figures are
-    read against, which commits each change through sessionhub's status script)."""
+    read against, which commits each change through sessionhub's status script) with Redis on
+    the server's core, as the issue measured."""
     argv = [
         sys.executable, str(ROOT / "bench" / "sessions.py"), "--shape", "4x2", "--servers", server,
         "--publishers", "4", "--sat-s", "1", "--fixed-s", "1", "--rate", "20", "--quiet-wait-s", "0",
-        "--out", str(tmp_path),
+        "--out", str(tmp_path), "--redis-core", redis_core,
     ]  # fmt: skip
     done = subprocess.run(argv, cwd=ROOT, capture_output=True, text=True, timeout=240)
     assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
     (run,) = json.loads((tmp_path / "sessions-latest.json").read_text())["results"]
+    # Where the kernel ran Redis: bench/common/servers.py's LOAD_CORE (1) or SERVER_CORE (0).
+    assert run["redis_cpus"] == {"load": [1], "server": [0]}[redis_core], run["redis_cpus"]
     saturation, fixed = run["saturation"], run["fixed"]
     assert run["connect"]["subscribed"] == 8 and run["connect"]["publishers"] == 4
     assert saturation["committed"] > 0 and fixed["committed"] == 20
