@@ -10,6 +10,7 @@ has gone.
 from __future__ import annotations
 
 import asyncio
+import gc
 import json
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
@@ -94,6 +95,32 @@ async def test_a_connections_status_changes_reach_redis_together(
     assert [(a["ok"], a["session_id"], a["status"], a["previous"]) for _, a in answered] == [
         (True, i, STATUSES[0], "ready") for i in ids
     ]
+
+
+@fast_lane_only
+async def test_a_handled_turn_leaves_no_garbage_cycle(server: ServerUnderTest, clients: list[Client]) -> None:
+    """Every pipelined event's task, context, coroutine and turn are freed when it is done, not
+    left in a reference cycle for the garbage collector (the task's context holds the turn: a
+    finished turn must not hold its task)."""
+    session_id = await server.create_session("alice")
+    recorder = Client(server.url, server.token("alice"))
+    clients.append(recorder)
+    await recorder.connect()
+    assert (await recorder.call("set_session_status", {"session_id": session_id, "status": STATUSES[0]}))["ok"]
+    sends = [
+        ("set_session_status", {"session_id": session_id, "status": STATUSES[(n + 1) % 2]}) for n in range(4 * order.DEPTH)
+    ]
+    gc.collect()
+    gc.set_debug(gc.DEBUG_SAVEALL)  # what a collection finds unreachable is kept, to be looked at
+    try:
+        answered = await asyncio.wait_for(emit_all(recorder, sends), 10)
+        assert all(ack["ok"] for _, ack in answered), answered
+        gc.collect()
+        cycles = [o for o in gc.garbage if isinstance(o, order.Turn | asyncio.Task)]
+    finally:
+        gc.set_debug(0)
+        gc.garbage.clear()
+    assert cycles == [], f"{len(cycles)} turns and tasks of {len(sends)} events were left in cycles"
 
 
 @fast_lane_only
