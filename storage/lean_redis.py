@@ -316,16 +316,19 @@ class LeanLink:
         replies = self._replies
         return replies is not None and replies.open and sha in replies.loaded
 
-    def submit(self, packed: bytes, count: int) -> asyncio.Future[list[Any]] | None:
+    def submit(
+        self, packed: bytes, count: int, fallback: Fallback | None = None
+    ) -> asyncio.Future[list[Any]] | None:
         """Send ``packed`` (``count`` commands) now, on the open connection, without waiting: the
         future of its replies (error replies included), or None when no connection is open (the
         caller then awaits :meth:`request` instead). A request made after this one in the same
-        loop iteration leaves in the same write, behind it, and Redis runs it after this one."""
+        loop iteration leaves in the same write, behind it, and Redis runs it after this one.
+        ``fallback`` is :meth:`request`'s."""
         replies = self._replies
         if replies is None or not replies.open:
             return None
         future: asyncio.Future[list[Any]] = replies.loop.create_future()
-        replies.send(packed, _Request(count, future))
+        replies.send(packed, _Request(count, future, fallback))
         self.requests += 1
         return future
 
@@ -484,6 +487,17 @@ class LeanRedis(Redis):
         if isinstance(reply, RedisError):
             raise reply
         return reply
+
+    def submit_script(self, sha: str, keys: Sequence[Any], args: Sequence[Any]) -> asyncio.Future[list[Any]] | None:
+        """:meth:`run_script`'s call sent now over the link, without a task or a coroutine of its
+        own: the future of its one reply (an error reply as its exception, a value, not raised),
+        or None when it cannot go over the link now (then await :meth:`run_script`)."""
+        command = ("EVALSHA", sha, len(keys), *keys, *args)
+        lean = self.lean
+        if lean is None or not _packable(command) or "EVALSHA" in self.response_callbacks:
+            return None
+        body = self._bodies.get(sha)
+        return lean.submit(_pack(command), 1, None if body is None else (body, command))
 
     def keeps_order(self, *args: Any) -> bool:
         """Whether the command ``args`` goes over the link, where Redis runs it after every request

@@ -29,6 +29,7 @@ The contract every script keeps (``tests/test_lua_contract.py`` holds each scrip
 
 from __future__ import annotations
 
+import asyncio
 import re
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
@@ -176,6 +177,15 @@ class Script(AsyncScript):
             # A Redis that lost its scripts (restarted, flushed): what AsyncScript.__call__ does.
             self.sha = await redis.script_load(self.script)
             return await redis.evalsha(self.sha, len(keys), *keys, *args)
+
+    def submit(self, keys: Sequence[Any], args: Sequence[Any]) -> asyncio.Future[list[Any]] | None:
+        """The checked call sent now over the registered client's lean link, without a task: the
+        future of its one reply (an error reply is a value in it, not raised), or None when the
+        call cannot go that way now (another client, no open connection): then await the script."""
+        self.check(keys, args)
+        if self._lean is None:
+            return None
+        return self._lean.submit_script(self.sha, keys, args)
 
     def commands(self, keys: Sequence[Any], args: Sequence[Any]) -> list[tuple[Any, ...]]:
         """The checked call as raw commands: EVALSHA, then EVAL for a Redis that lacks it."""

@@ -26,8 +26,10 @@ log = logging.getLogger(__name__)
 RECORDING_STATUSES = frozenset({"recording", "cutting"})
 SWEEP_BATCH = 100
 # Leases renewed at once, at most: their calls share a write and a read (one round trip for a
-# batch on a lean link, instead of one each), and what is in flight stays bounded.
-RENEW_BATCH = 256
+# batch on a lean link, instead of one each), and what is in flight stays bounded. Sending a
+# batch and taking its replies holds the event loop, every other connection's events waiting:
+# 64 hold it under about a millisecond (256 held it 2-4 ms; bench/lease_renewals.py).
+RENEW_BATCH = 64
 # Sessions a connection is remembered to have been let record, at most (then it starts again).
 VERIFIED_MAX = 256
 
@@ -98,25 +100,21 @@ class RecordingKeeper:
     async def renew_all(self) -> None:
         """Renew every lease this node's connections hold; forget those they hold no more.
 
-        Up to RENEW_BATCH renewals go at once: one after another, a node with a thousand
-        recorders spent a thousand round trips every renewal period, each a turn of the loop
-        and a read and a write for Redis. A renewal that fails (Redis away) keeps its lease
-        held for the next round; the first failure is raised once every batch has been tried.
+        Up to RENEW_BATCH renewals go at once (``RecordingLeases.renew_many``: no task per
+        lease): one after another, a node with a thousand recorders spent a thousand round trips
+        every renewal period, each a turn of the loop and a read and a write for Redis. A renewal
+        that fails (Redis away) keeps its lease held for the next round; the first failure is
+        raised once every batch has been tried.
         """
         held = [(sid, session_id, take) for sid, taken in self._held.items() for session_id, take in taken.items()]
         failure: Exception | None = None
         for start in range(0, len(held), RENEW_BATCH):
             batch = held[start : start + RENEW_BATCH]
-            renewed = await asyncio.gather(
-                *(self.leases.renew(session_id, self.holder(sid)) for sid, session_id, _ in batch),
-                return_exceptions=True,
-            )
+            renewed = await self.leases.renew_many([(session_id, self.holder(sid)) for sid, session_id, _ in batch])
             for (sid, session_id, take), outcome in zip(batch, renewed, strict=True):
                 if isinstance(outcome, Exception):
                     failure = failure or outcome
                     continue
-                if isinstance(outcome, BaseException):  # cancelled: the keeper is stopping
-                    raise outcome
                 sessions = self._held.get(sid)
                 if not outcome and sessions is not None and sessions.get(session_id) == take:
                     del sessions[session_id]

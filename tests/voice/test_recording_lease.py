@@ -12,8 +12,13 @@ from typing import Any
 import pytest
 import pytest_asyncio
 from redis.asyncio import Redis
+from redis.exceptions import ResponseError
 
 from handlers.voice.recording import RECORDING_KEEPER
+from storage.clock import Clock
+from storage.events import EventLog
+from storage.keys import Keys
+from storage.voice.recording import RecordingLeases
 from storage.voice.repository import Performer
 from tests.conftest import start_server
 from tests.helpers import Client, RedisProcess, ServerUnderTest, recording_all_but_the_first, writes_held
@@ -230,21 +235,22 @@ async def test_a_lease_taken_again_while_its_renewal_is_out_is_still_renewed(
         ack = await other.call("set_session_status", {"session_id": session_id, "status": "paused"})
         assert ack["ok"] and ack["changed"], ack  # ended the recorder's lease
         keeper = node.app[RECORDING_KEEPER]
-        renew = keeper.leases.renew
+        renew_many = keeper.leases.renew_many
         started_again: list[dict[str, Any]] = []
 
-        async def renew_then_start_again(renewed_id: str, holder: str) -> bool:
-            renewed = await renew(renewed_id, holder)  # finds the lease gone
+        async def renew_then_start_again(leases: list[tuple[str, str]]) -> list[bool | Exception]:
+            renewed = await renew_many(leases)  # finds the lease gone
+            assert renewed == [False], renewed
             # The recorder starts again before this answer is acted on.
             started_again.append(
                 await recorder.call("set_session_status", {"session_id": session_id, "status": "recording"})
             )
             return renewed
 
-        monkeypatch.setattr(keeper.leases, "renew", renew_then_start_again)
+        monkeypatch.setattr(keeper.leases, "renew_many", renew_then_start_again)
         await keeper.renew_all()
         assert [a["ok"] and a["changed"] for a in started_again] == [True], started_again
-        monkeypatch.setattr(keeper.leases, "renew", renew)
+        monkeypatch.setattr(keeper.leases, "renew_many", renew_many)
         lease = node.services.keys.voice_recording_lease(session_id)
         await redis.pexpire(lease, 60_000)
         await keeper.renew_all()
@@ -266,3 +272,66 @@ async def _lease_reads(redis: Redis) -> int:
     # A renewal's script reads the lease first (GET); nothing else runs a GET here.
     stats = await redis.info("commandstats")
     return int(stats.get("cmdstat_get", {}).get("calls", 0))
+
+
+async def test_renewing_many_leases_answers_as_one_by_one_without_a_task_each(redis: Redis) -> None:
+    """RecordingLeases.renew_many: each lease answered as renew answers it (held, another
+    holder's, none, no longer recording, an error reply), its TTL extended, and no task per
+    lease over the lean link (a node renewing a thousand leases held its loop for each task)."""
+    keys, clock = Keys("sh"), Clock()
+    leases = RecordingLeases(
+        redis=redis, keys=keys, log=EventLog(redis=redis, keys=keys, clock=clock, maxlen=100), clock=clock, lease_ms=90_000
+    )
+    cases = {"held": "me", "theirs": "them", "none": None, "paused": "me", "broken": "me"}
+    for name, holder in cases.items():
+        status = "paused" if name == "paused" else "recording"
+        await redis.hset(keys.session(name), mapping={"kind": "voice", "status": status})
+        if holder is not None:
+            await redis.set(keys.voice_recording_lease(name), holder, px=5_000)
+    await redis.delete(keys.session("broken"))
+    await redis.set(keys.session("broken"), "not a hash")  # the script's HGET answers WRONGTYPE
+    many = [(name, "me") for name in cases] * 20  # the same leases, again and again
+    one_by_one: list[Any] = []
+    for session_id, holder in many[: len(cases)]:
+        try:
+            one_by_one.append(await leases.renew(session_id, holder))
+        except Exception as exc:
+            one_by_one.append(type(exc))
+    await redis.set(keys.voice_recording_lease("paused"), "me", px=5_000)  # the renewal above ended it
+
+    created: list[object] = []
+    loop = asyncio.get_running_loop()
+    factory = loop.get_task_factory()
+
+    def counting(loop: asyncio.AbstractEventLoop, coro: Any, **kwargs: Any) -> asyncio.Future[Any]:
+        created.append(coro)
+        return asyncio.Task(coro, loop=loop, **kwargs) if factory is None else factory(loop, coro, **kwargs)
+
+    loop.set_task_factory(counting)
+    try:
+        answers = await leases.renew_many(many)
+    finally:
+        loop.set_task_factory(factory)
+    assert [type(a) if isinstance(a, Exception) else a for a in answers[: len(cases)]] == one_by_one
+    assert one_by_one == [True, False, False, False, ResponseError], one_by_one
+    assert len(created) <= 1, f"{len(created)} tasks for {len(many)} renewals"
+    assert await redis.pttl(keys.voice_recording_lease("held")) > 60_000
+    assert await redis.get(keys.voice_recording_lease("paused")) is None  # not recording: ended
+
+    await redis.script_flush()  # a Redis that lost its scripts: each call's EVAL answers instead
+    assert (await leases.renew_many([("held", "me"), ("theirs", "me")]))[:2] == [True, False]
+
+
+async def test_renewing_many_leases_through_a_client_without_the_link(redis_process: RedisProcess) -> None:
+    """Through plain redis-py (no lean link: TLS, a cluster) the renewals are awaited one by one."""
+    plain = Redis.from_url(redis_process.url, decode_responses=True)
+    try:
+        keys, clock = Keys("sh"), Clock()
+        log = EventLog(redis=plain, keys=keys, clock=clock, maxlen=100)
+        leases = RecordingLeases(redis=plain, keys=keys, log=log, clock=clock, lease_ms=90_000)
+        await plain.hset(keys.session("s"), mapping={"kind": "voice", "status": "recording"})
+        await plain.set(keys.voice_recording_lease("s"), "me", px=5_000)
+        assert await leases.renew_many([("s", "me"), ("s", "you")]) == [True, False]
+        assert await plain.pttl(keys.voice_recording_lease("s")) > 60_000
+    finally:
+        await plain.aclose()
