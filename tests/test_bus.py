@@ -132,3 +132,34 @@ async def test_small_rooms_are_written_without_a_task_per_event(server: ServerUn
     for session_id, ack in zip(sessions, acks, strict=True):
         assert watcher.offsets(session_id) == [ack["offset"]] == owner.offsets(session_id)
     assert round_tasks == 0
+
+
+async def test_the_bus_stops_even_when_a_call_swallows_its_cancellation(server: ServerUnderTest) -> None:
+    """A Redis call that swallows the listener's cancellation (returns instead, and forgets it
+    was asked to stop) must not hold the shutdown: the bus asks again until the listener ends."""
+    bus = server.services.bus
+    pubsub = bus._pubsub  # type: ignore[attr-defined]
+    real_get_message = pubsub.get_message
+    swallowed = 0
+    entered = asyncio.Event()
+
+    async def swallowing_get_message(timeout: float) -> Any:
+        nonlocal swallowed
+        entered.set()
+        try:
+            return await real_get_message(timeout)
+        except asyncio.CancelledError:
+            if swallowed:
+                raise
+            swallowed += 1
+            task = asyncio.current_task()
+            assert task is not None
+            task.uncancel()  # what a library that swallows it leaves: nothing says "stop"
+            return None
+
+    pubsub.get_message = swallowing_get_message
+    await asyncio.wait_for(entered.wait(), 5)  # the listener waits in it now (it polls every 20 ms)
+    async with asyncio.timeout(4):
+        await bus.stop()
+    assert swallowed == 1
+    assert not bus.alive
