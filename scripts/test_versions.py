@@ -180,7 +180,10 @@ def test_set(name: str, pins: list[str], workdir: Path, interpreter: str) -> boo
     started = time.monotonic()
     env = {"PATH": "/usr/local/bin:/usr/bin:/bin", "SESSIONHUB_TRANSPORT": "auto", "HOME": str(workdir)}
     tests = run([python, "-m", "pytest", "-q", "-p", "no:cacheprovider", *SUBSET], TEST_TIMEOUT_S, cwd=ROOT, env=env)
-    tail = "\n".join((tests.stdout.strip() + "\n" + tests.stderr.strip()).strip().splitlines()[-25:])
+    # A pass needs its last lines only; a failure its tracebacks (25 lines once cut the one
+    # that said where a stop hung on Python 3.13).
+    lines = (tests.stdout.strip() + "\n" + tests.stderr.strip()).strip().splitlines()
+    tail = "\n".join(lines[-25:] if tests.returncode == 0 else lines[-400:])
     print(f"[{name}] {time.monotonic() - started:.0f} s, exit {tests.returncode}:\n{tail}", flush=True)
     return tests.returncode == 0
 
