@@ -477,13 +477,11 @@ class LeanRedis(Redis):
         redis-py's command layers when it can go there (a committed event's one call), else
         redis-py's way; a NOSCRIPT is answered with the script's EVAL as :meth:`execute_command`
         answers it."""
-        command = ("EVALSHA", sha, len(keys), *keys, *args)
-        lean = self.lean
-        if lean is None or not _packable(command) or "EVALSHA" in self.response_callbacks:
-            return await self.execute_command(*command)
-        body = self._bodies.get(sha)
-        fallback = None if body is None else (body, command)
-        (reply,) = await lean.request(_pack(command), 1, repeatable=False, fallback=fallback)
+        call = self._script_call(sha, keys, args)
+        if call is None:
+            return await self.execute_command("EVALSHA", sha, len(keys), *keys, *args)
+        lean, packed, fallback = call
+        (reply,) = await lean.request(packed, 1, repeatable=False, fallback=fallback)
         if isinstance(reply, RedisError):
             raise reply
         return reply
@@ -492,12 +490,22 @@ class LeanRedis(Redis):
         """:meth:`run_script`'s call sent now over the link, without a task or a coroutine of its
         own: the future of its one reply (an error reply as its exception, a value, not raised),
         or None when it cannot go over the link now (then await :meth:`run_script`)."""
+        call = self._script_call(sha, keys, args)
+        if call is None:
+            return None
+        lean, packed, fallback = call
+        return lean.submit(packed, 1, fallback)
+
+    def _script_call(
+        self, sha: str, keys: Sequence[Any], args: Sequence[Any]
+    ) -> tuple[LeanLink, bytes, Fallback | None] | None:
+        """The link, the packed EVALSHA and its NOSCRIPT fallback; None when it is redis-py's."""
         command = ("EVALSHA", sha, len(keys), *keys, *args)
         lean = self.lean
         if lean is None or not _packable(command) or "EVALSHA" in self.response_callbacks:
             return None
         body = self._bodies.get(sha)
-        return lean.submit(_pack(command), 1, None if body is None else (body, command))
+        return lean, _pack(command), None if body is None else (body, command)
 
     def keeps_order(self, *args: Any) -> bool:
         """Whether the command ``args`` goes over the link, where Redis runs it after every request

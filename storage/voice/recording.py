@@ -57,11 +57,8 @@ class RecordingLeases:
 
     async def renew(self, session_id: str, holder: str) -> bool:
         """Extend ``holder``'s lease; False when it holds it no more (stop renewing)."""
-        k = self._keys
-        renewed = await self._renew(
-            keys=[k.session(session_id), k.voice_recording_lease(session_id)], args=[holder, self.lease_ms]
-        )
-        return bool(renewed)
+        keys, args = self._renewal(session_id, holder)
+        return bool(await self._renew(keys=keys, args=args))
 
     async def renew_many(self, leases: Sequence[tuple[str, str]]) -> list[bool | Exception]:
         """:meth:`renew` for each ``(session_id, holder)``, all sent at once: what each answered
@@ -71,10 +68,9 @@ class RecordingLeases:
         task or coroutine per lease, so a node renewing a thousand leases holds its loop for a
         fraction of the time a task per renewal took (``bench/lease_renewals.py``). A call that
         cannot go that way is awaited as :meth:`renew`."""
-        k = self._keys
         waits: list[Awaitable[Any]] = []
         for session_id, holder in leases:
-            keys, args = [k.session(session_id), k.voice_recording_lease(session_id)], [holder, self.lease_ms]
+            keys, args = self._renewal(session_id, holder)
             sent = self._renew.submit(keys, args)
             waits.append(sent if sent is not None else self._renew_one(keys, args))
         answers: list[bool | Exception] = []
@@ -87,7 +83,12 @@ class RecordingLeases:
         return answers
 
     async def _renew_one(self, keys: list[str], args: list[Any]) -> Any:
-        return [await self._renew(keys=keys, args=args)]
+        return [await self._renew(keys=keys, args=args)]  # shaped as a submitted call's replies
+
+    def _renewal(self, session_id: str, holder: str) -> tuple[list[str], list[Any]]:
+        """The renewal script's keys and args for ``holder``'s lease of ``session_id``."""
+        k = self._keys
+        return [k.session(session_id), k.voice_recording_lease(session_id)], [holder, self.lease_ms]
 
     async def release(self, session_id: str, holder: str) -> int:
         """``holder`` went away: end its lease and pause the session; the event's offset or 0."""
