@@ -477,9 +477,10 @@ class LeanRedis(Redis):
         redis-py's command layers when it can go there (a committed event's one call), else
         redis-py's way; a NOSCRIPT is answered with the script's EVAL as :meth:`execute_command`
         answers it."""
-        call = self._script_call(sha, keys, args)
+        command = ("EVALSHA", sha, len(keys), *keys, *args)
+        call = self._script_call(command)
         if call is None:
-            return await self.execute_command("EVALSHA", sha, len(keys), *keys, *args)
+            return await self.execute_command(*command)
         lean, packed, fallback = call
         (reply,) = await lean.request(packed, 1, repeatable=False, fallback=fallback)
         if isinstance(reply, RedisError):
@@ -490,21 +491,19 @@ class LeanRedis(Redis):
         """:meth:`run_script`'s call sent now over the link, without a task or a coroutine of its
         own: the future of its one reply (an error reply as its exception, a value, not raised),
         or None when it cannot go over the link now (then await :meth:`run_script`)."""
-        call = self._script_call(sha, keys, args)
+        call = self._script_call(("EVALSHA", sha, len(keys), *keys, *args))
         if call is None:
             return None
         lean, packed, fallback = call
         return lean.submit(packed, 1, fallback)
 
-    def _script_call(
-        self, sha: str, keys: Sequence[Any], args: Sequence[Any]
-    ) -> tuple[LeanLink, bytes, Fallback | None] | None:
-        """The link, the packed EVALSHA and its NOSCRIPT fallback; None when it is redis-py's."""
-        command = ("EVALSHA", sha, len(keys), *keys, *args)
+    def _script_call(self, command: tuple[Any, ...]) -> tuple[LeanLink, bytes, Fallback | None] | None:
+        """The link, the packed EVALSHA ``command`` and its NOSCRIPT fallback; None when the
+        call is redis-py's (no link, arguments it alone writes, a reply callback of its own)."""
         lean = self.lean
         if lean is None or not _packable(command) or "EVALSHA" in self.response_callbacks:
             return None
-        body = self._bodies.get(sha)
+        body = self._bodies.get(command[1])
         return lean, _pack(command), None if body is None else (body, command)
 
     def keeps_order(self, *args: Any) -> bool:
