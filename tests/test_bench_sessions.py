@@ -43,7 +43,8 @@ def test_sessions_benchmark_smoke(tmp_path: Path, server: str, redis_core: str) 
     assert run["connect"]["subscribed"] == 8 and run["connect"]["publishers"] == 4
     assert saturation["committed"] > 0 and fixed["committed"] == 20
     for block in (saturation, fixed):
-        assert block["missing"] == 0 and block["error_acks"] == 0 and block["noop_acks"] == 0
+        # The first error acks are kept in the figures: a failure says what the server answered.
+        assert (block["missing"], block["error_acks"], block["noop_acks"]) == (0, 0, 0), block.get("first_errors")
         assert block["acks_out_of_order"] == 0 and block["offsets_out_of_order"] == 0
         assert block["gaps"] == 0 and block["duplicates"] == 0
     if server == "sessionhub":  # the sampled sessions read back through the REST API
