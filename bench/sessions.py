@@ -37,6 +37,8 @@ from typing import Any
 import harness
 import report
 import toolchain
+from common import publish_probe
+from common.publish_probe import PublishProbe
 
 OUT_DIR = harness.BENCH / "out"
 DRAIN_S = 20.0
@@ -200,8 +202,10 @@ def one_run(kind: str, k: int, m: int, args: argparse.Namespace, workdir: Path) 
         sessions_file.write_text("\n".join(ids) + "\n")
         deadline_s = 60 + args.warmup_s + args.sat_s + args.fixed_s + 2 * DRAIN_S + k * m / 50
         argv = generator_argv(args, server, redis, sessions_file, m, deadline_s)
+        redis_port = int(redis_url.rsplit(":", 1)[1].split("/", 1)[0])
         try:
-            done = subprocess.run(argv, cwd=harness.ROOT, capture_output=True, timeout=deadline_s + 30)
+            with PublishProbe(redis_port, server.child.pid) as probe:
+                done = subprocess.run(argv, cwd=harness.ROOT, capture_output=True, timeout=deadline_s + 30)
         except subprocess.TimeoutExpired:
             return {**base, "error": "generator timed out"}
         sys.stderr.write(done.stderr.decode(errors="replace"))
@@ -209,6 +213,9 @@ def one_run(kind: str, k: int, m: int, args: argparse.Namespace, workdir: Path) 
         if not lines:
             return {**base, "error": f"generator exited {done.returncode} without a result"}
         result: dict[str, Any] = json.loads(lines[-1][len("RESULT ") :])
+        for phase in ("saturation", "fixed"):  # what reached Redis' bus within each window
+            if isinstance(result.get(phase), dict):
+                result[phase].update(publish_probe.window(probe.samples, result[phase]))
         if kind == "sessionhub" and result.get("last_status_sent"):
             result["read_back"] = read_back(server, result["last_status_sent"])
         if "error" in result:
@@ -231,6 +238,14 @@ def per_event_us(block: dict[str, Any], key: str) -> float | None:
     return 1e4 * pct / rate if pct is not None and rate else None
 
 
+def published_per_s(block: dict[str, Any]) -> float | None:
+    """PUBLISHes that reached Redis per second of the window: the events other nodes could
+    have had by then (sessionhub publishes in the commit's script; node's adapter after its
+    local broadcast, through a queue that can fall behind)."""
+    published, window_s = block.get("published"), block.get("window_s")
+    return published / window_s if published is not None and window_s else None
+
+
 def _lat(kind: str, which: str) -> Callable[[dict[str, Any]], str]:
     return lambda block: report._fmt((block.get(kind) or {}).get(which), ".1f")
 
@@ -250,6 +265,10 @@ SATURATION_COLUMNS: list[report.Column] = [
     ("redis µs/ev", _per_event("redis_cpu_pct", ".1f")),
     ("srv CPU%", report._key("server_cpu_pct", ".0f")),
     ("redis CPU%", report._key("redis_cpu_pct", ".0f")),
+    # PUBLISHes that reached Redis within the window per committed event, and the server's
+    # memory growth over it: a server whose publishes fall behind keeps them in its memory
+    ("pub/ev", report._key("published_per_event", ".2f")),
+    ("rss +MB", report._key("server_rss_growth_mb", ".0f")),
     ("gen CPU%", report._key("gen_cpu_pct", ".0f")),
     ("other CPU%", report._other),
     ("missing", report._key("missing")),
@@ -267,6 +286,8 @@ FIXED_COLUMNS: list[report.Column] = [
     ("missing", report._key("missing")),
     ("srv µs/ev", _per_event("server_cpu_pct", ".0f")),
     ("redis µs/ev", _per_event("redis_cpu_pct", ".1f")),
+    ("pub/ev", report._key("published_per_event", ".2f")),
+    ("rss +MB", report._key("server_rss_growth_mb", ".0f")),
     ("other CPU%", report._other),
     # how late the generator sent its most delayed event: a descheduled generator's stall
     # lands in every latency of the events behind it
@@ -283,6 +304,7 @@ def phase_table(title: str, phase: str, columns: list[report.Column], results: l
 # name, phase, how to read it, higher is better
 FIGURES: list[tuple[str, str, Any, bool]] = [
     ("committed events/s", "saturation", lambda b: b.get("events_per_s"), True),
+    ("events/s on Redis' bus", "saturation", lambda b: published_per_s(b), True),
     ("server CPU µs/event", "saturation", lambda b: per_event_us(b, "server_cpu_pct"), False),
     ("redis CPU µs/event", "saturation", lambda b: per_event_us(b, "redis_cpu_pct"), False),
     ("fixed-rate delivery p99 ms", "fixed", lambda b: (b.get("delivery") or {}).get("p99_ms"), False),

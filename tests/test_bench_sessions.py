@@ -47,5 +47,10 @@ def test_sessions_benchmark_smoke(tmp_path: Path, server: str, redis_core: str) 
         assert (block["missing"], block["error_acks"], block["noop_acks"]) == (0, 0, 0), block.get("first_errors")
         assert block["acks_out_of_order"] == 0 and block["offsets_out_of_order"] == 0
         assert block["gaps"] == 0 and block["duplicates"] == 0
+        # Each committed change is published in its script: on Redis' bus within the window
+        # (bench/common/publish_probe.py reads PUBLISH calls off INFO commandstats; the window's
+        # edges are interpolated between samples 50 ms apart, hence the margin).
+        assert 0.75 <= block["published_per_event"] <= 1.25, block
+        assert block["published"] > 0 and block["server_rss_growth_mb"] is not None
     if server == "sessionhub":  # the sampled sessions read back through the REST API
         assert (run["read_back"]["checked"], run["read_back"]["wrong"]) == (4, 0), run["read_back"]

@@ -652,6 +652,8 @@ static void drain(Bytes *out) {
                  (long long)unfinished, unfinished && now_s() >= deadline ? "true" : "false");
 }
 
+// t0_s and t1_s are CLOCK_MONOTONIC seconds, the clock of Python's time.monotonic(): bench/sessions.py
+// lines its own samples of Redis and the server up with the window by them.
 static void figures(Bytes *out, double t0, double t1, CpuSet c0, CpuSet c1) {
     size_t deliveries = 0, events = 0;
     for (size_t i = 0; i < G.rx_t.len; i++) deliveries += G.rx_t.v[i] >= t0 && G.rx_t.v[i] < t1;
@@ -670,9 +672,9 @@ static void figures(Bytes *out, double t0, double t1, CpuSet c0, CpuSet c1) {
     }
     double window_s = t1 - t0;
     bytes_printf(out,
-                 "\"window_s\": %.3f, \"deliveries\": %zu, \"deliveries_per_s\": %.1f, \"events\": %zu, "
-                 "\"events_per_s\": %.1f, \"ack\": ",
-                 window_s, deliveries, (double)deliveries / window_s, events, (double)events / window_s);
+                 "\"window_s\": %.3f, \"t0_s\": %.6f, \"t1_s\": %.6f, \"deliveries\": %zu, "
+                 "\"deliveries_per_s\": %.1f, \"events\": %zu, \"events_per_s\": %.1f, \"ack\": ",
+                 window_s, t0, t1, deliveries, (double)deliveries / window_s, events, (double)events / window_s);
     put_percentiles_ms(out, &acks);
     bytes_puts(out, ", \"delivery\": ");
     put_percentiles_ms(out, &delivery);
