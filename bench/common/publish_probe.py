@@ -15,46 +15,23 @@ asked, and each sample is one short ``INFO`` over loopback.
 
 from __future__ import annotations
 
-import socket
 import threading
 import time
 from bisect import bisect_left
 from typing import Any
 
 from procstat import rss_kib
+from redis import Redis
+from redis.exceptions import RedisError
 
 INTERVAL_S = 0.05
 TIMEOUT_S = 2.0
 
 
-def publish_calls(sock: socket.socket) -> int:
+def publish_calls(client: Redis) -> int:
     """Redis' ``cmdstat_publish`` calls so far (0 before the first)."""
-    sock.sendall(b"*2\r\n$4\r\nINFO\r\n$12\r\ncommandstats\r\n")
-    text = _bulk(sock)
-    for line in text.splitlines():
-        if line.startswith("cmdstat_publish:"):
-            return int(line.split("calls=", 1)[1].split(",", 1)[0])
-    return 0
-
-
-def _bulk(sock: socket.socket) -> str:
-    """One RESP bulk string reply."""
-    data = b""
-    while b"\r\n" not in data:
-        chunk = sock.recv(65536)
-        if not chunk:
-            raise OSError("Redis closed the connection")
-        data += chunk
-    head, _, rest = data.partition(b"\r\n")
-    if not head.startswith(b"$"):
-        raise OSError(f"unexpected reply from Redis: {head[:80]!r}")
-    size = int(head[1:])
-    while len(rest) < size + 2:
-        chunk = sock.recv(65536)
-        if not chunk:
-            raise OSError("Redis closed the connection")
-        rest += chunk
-    return rest[:size].decode(errors="replace")
+    stats: dict[str, Any] = client.info("commandstats")
+    return int((stats.get("cmdstat_publish") or {}).get("calls", 0))
 
 
 class PublishProbe:
@@ -78,17 +55,19 @@ class PublishProbe:
         self._thread.join(timeout=TIMEOUT_S + 1)
 
     def _run(self) -> None:
+        client = Redis(host="127.0.0.1", port=self._port, socket_timeout=TIMEOUT_S, socket_connect_timeout=TIMEOUT_S)
         try:
-            with socket.create_connection(("127.0.0.1", self._port), timeout=TIMEOUT_S) as sock:
-                stopping = False
-                while not stopping:
-                    # once more when asked to stop: a window that ended just before the
-                    # generator left (a fixed-rate one) still has a sample after its end
-                    stopping = self._stop.wait(self._interval_s) if self.samples else False
-                    calls = publish_calls(sock)
-                    self.samples.append((time.monotonic(), calls, rss_kib(self._pid)))
-        except (OSError, RuntimeError) as exc:  # Redis or the server gone (the run ended): the samples stand
+            stopping = False
+            while not stopping:
+                # once more when asked to stop: a window that ended just before the generator
+                # left (a fixed-rate one) still has a sample after its end
+                stopping = self._stop.wait(self._interval_s) if self.samples else False
+                calls = publish_calls(client)
+                self.samples.append((time.monotonic(), calls, rss_kib(self._pid)))
+        except (RedisError, OSError, RuntimeError) as exc:  # Redis or the server gone: the samples stand
             self.error = repr(exc)
+        finally:
+            client.close()
 
 
 def _at(samples: list[tuple[float, int, int]], t: float, field: int) -> float | None:
