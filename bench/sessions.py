@@ -351,20 +351,28 @@ def order_lines(results: list[dict[str, Any]]) -> list[str]:
     return lines
 
 
+def prepare(servers: list[str]) -> str:
+    """Build the generator, install the Node reference's packages when it runs, and move this
+    process to the load core; why a run cannot go ahead, or "" when it can."""
+    built = toolchain.build_cgen()
+    if not built.ok or not SESSIONS_BINARY.exists():
+        return f"the C generator did not build: {built.why}"
+    if REFERENCE in servers:
+        installed = toolchain.install_node_packages()
+        if not installed.ok:
+            return f"the Node reference cannot run: {installed.why}"
+    if hasattr(os, "sched_setaffinity") and (os.cpu_count() or 1) > 1:
+        os.sched_setaffinity(0, {int(harness.LOAD_CORE)})
+    return ""
+
+
 def main(argv: list[str] | None = None) -> int:
     """Run every (shape, server), print the tables; 0 unless a run failed."""
     args = parse_args(argv)
-    built = toolchain.build_cgen()
-    if not built.ok or not SESSIONS_BINARY.exists():
-        print(f"sessions: the C generator did not build: {built.why}", file=sys.stderr)
+    why_not = prepare(args.servers)
+    if why_not:
+        print(f"sessions: {why_not}", file=sys.stderr)
         return 2
-    if REFERENCE in args.servers:
-        installed = toolchain.install_node_packages()
-        if not installed.ok:
-            print(f"sessions: the Node reference cannot run: {installed.why}", file=sys.stderr)
-            return 2
-    if hasattr(os, "sched_setaffinity") and (os.cpu_count() or 1) > 1:
-        os.sched_setaffinity(0, {int(harness.LOAD_CORE)})
     started = time.monotonic()
     results = []
     with tempfile.TemporaryDirectory(prefix="sessionhub-sessions-") as tmp:

@@ -54,3 +54,19 @@ def test_sessions_benchmark_smoke(tmp_path: Path, server: str, redis_core: str) 
         assert block["published"] > 0 and block["server_rss_growth_mb"] is not None
     if server == "sessionhub":  # the sampled sessions read back through the REST API
         assert (run["read_back"]["checked"], run["read_back"]["wrong"]) == (4, 0), run["read_back"]
+
+
+def test_sustained_search_smoke(tmp_path: Path) -> None:
+    """bench/sustained.py against sessionhub: a few probes of the fixed-rate window, each a run of
+    its own; a 4x2 shape holds 100 and 200 events/s easily."""
+    argv = [
+        sys.executable, str(ROOT / "bench" / "sustained.py"), "--shape", "4x2", "--servers", "sessionhub",
+        "--publishers", "4", "--start", "100", "--steps", "2", "--window-s", "1", "--warm-s", "0.5",
+        "--out", str(tmp_path),
+    ]  # fmt: skip
+    done = subprocess.run(argv, cwd=ROOT, capture_output=True, text=True, timeout=240)
+    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
+    (result,) = json.loads((tmp_path / "sustained-latest.json").read_text())["results"]
+    assert [(p["rate"], p["held"]) for p in result["probes"]] == [(100, True), (200, True)], result["probes"]
+    assert (result["held"], result["not_held"]) == (200, None)
+    assert "SUSTAINED" in done.stdout and "4x2" in done.stdout
