@@ -37,6 +37,7 @@ from typing import Any, cast
 from multidict import CIMultiDictProxy
 
 from protocol import order
+from server.transport import sockwrite
 from server.transport.outlet import ws_frame
 
 log = logging.getLogger(__name__)
@@ -335,7 +336,7 @@ class _Gathered:
             data = self.parts[0] if len(self.parts) == 1 else b"".join(self.parts)
             self.parts = []
             self.size = 0
-            self.transport.write(data)
+            sockwrite.write(self.transport, data)
 
     def is_closing(self) -> bool:
         return self.transport.is_closing()
@@ -439,7 +440,7 @@ class LeanWebSocket(asyncio.Protocol):
         transport = self.transport
         if transport is None or transport.is_closing():
             return False
-        transport.write(data)
+        sockwrite.write(transport, data)
         return True
 
     def gather(self) -> None:
