@@ -9,11 +9,11 @@ What the rest of the server uses (nothing else of this package):
 - :class:`Outlet` and :class:`Packet` (``server.transport.contract``): a connection's way out,
   and a packet encoded once for all of them; the order they keep is written down there.
 
-The lanes: ``fast`` (``fastpath``, ``front``, ``leanws``, ``engine``, ``outlet``, ``sockwrite``)
-reaches into the libraries' private parts (and asyncio's socket transport's, in ``sockwrite``),
-for memory and speed, and runs only on the versions it was tested with; ``stock`` (``stock``)
-uses their documented API and runs on every version ``pyproject.toml`` allows. The libraries'
-private names appear in this package only (``tests/transport/test_contract.py`` greps the tree).
+The lanes: ``fast`` (``fastpath``, ``front``, ``leanws``, ``engine``, ``outlet``) reaches into
+the libraries' private parts, for memory and speed, and runs only on the versions it was
+tested with; ``stock`` (``stock``) uses their documented API and runs on every version
+``pyproject.toml`` allows. The libraries' private names appear in this package only
+(``tests/transport/test_contract.py`` greps the tree).
 """
 
 from __future__ import annotations

@@ -37,7 +37,6 @@ from typing import Any, cast
 from multidict import CIMultiDictProxy
 
 from protocol import order
-from server.transport import sockwrite
 from server.transport.outlet import ws_frame
 
 log = logging.getLogger(__name__)
@@ -336,7 +335,7 @@ class _Gathered:
             data = self.parts[0] if len(self.parts) == 1 else b"".join(self.parts)
             self.parts = []
             self.size = 0
-            sockwrite.write(self.transport, data)
+            self.transport.write(data)
 
     def is_closing(self) -> bool:
         return self.transport.is_closing()
@@ -440,7 +439,7 @@ class LeanWebSocket(asyncio.Protocol):
         transport = self.transport
         if transport is None or transport.is_closing():
             return False
-        sockwrite.write(transport, data)
+        transport.write(data)
         return True
 
     def gather(self) -> None:

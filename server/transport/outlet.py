@@ -18,8 +18,7 @@ Acks and other packets python-socketio sends go the same way
 (``server.transport.fastpath.LightEngineServer.send_packet``), so the ack of a change is on the wire before
 the handler's task yields to the loop. :class:`FastOutlet` is the fast lane's
 ``server.transport.contract.Outlet``. This module touches no private name of any library; the
-socket attributes it reads are part of the contract listed in ``server.transport.fastpath``,
-and a round's frames reach the socket through ``server.transport.sockwrite``.
+socket attributes it reads are part of the contract listed in ``server.transport.fastpath``.
 """
 
 from __future__ import annotations
@@ -29,7 +28,6 @@ from typing import Any, Protocol
 
 from engineio import packet as eio_packet
 
-from server.transport import sockwrite
 # Re-exported: the lean WebSocket builds its frames with it.
 from server.transport.contract import Packet
 from server.transport.contract import ws_frame as ws_frame
@@ -82,7 +80,7 @@ class FastOutlet:
         ws = getattr(socket, "sh_ws", None)
         transport = ws.transport if ws is not None else None
         if transport is not None and socket.queue.sink is not None:
-            sockwrite.write(transport, frames)
+            transport.write(frames)
             return
         if socket.closed or socket.closing:
             return

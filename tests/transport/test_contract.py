@@ -22,13 +22,12 @@ from tests.helpers import ServerUnderTest
 ROOT = Path(__file__).resolve().parents[2]
 SOURCES = ("server", "handlers", "jobs", "auth", "storage", "protocol", "bench")
 # Private names of python-socketio, python-engineio, aiohttp and redis-py that the fast lane
-# relies on (its contract, server/transport/fastpath.py), asyncio's socket transport's that its
-# writes read (server/transport/sockwrite.py), and any import of a private module.
+# relies on (its contract, server/transport/fastpath.py), and any import of a private module.
 PRIVATE_NAMES = re.compile(
     r"\b(?:_handle_eio_message|_handle_eio_connect|_handle_eio_disconnect|_handle_event|_send_packet"
     r"|_binary_packet|_engineio_server_class|_send_ping|_handle_connect|_cors_allowed_origins"
     r"|_trigger_event|_get_socket|_message_tail|_bound_port|_reuse_address|_reuse_port|_backlog"
-    r"|_resubscribe_shard_channels|_SelectorSocketTransport|_conn_lost|_empty_waiter)\b"
+    r"|_resubscribe_shard_channels)\b"
     r"|\._async\b|\bTCPSite\._server\b|\b(?:socketio|engineio|aiohttp|redis)\._[a-z]"
 )
 
@@ -52,10 +51,6 @@ def test_the_private_name_pattern_finds_what_it_must() -> None:
         assert PRIVATE_NAMES.search(name), name
         assert name in fastpath
     assert PRIVATE_NAMES.search("from redis._parsers.base import BaseParser")
-    sockwrite = (ROOT / "server" / "transport" / "sockwrite.py").read_text(encoding="utf-8")
-    for name in ("_SelectorSocketTransport", "own._conn_lost", "own._empty_waiter"):
-        assert PRIVATE_NAMES.search(name), name
-        assert name in sockwrite
 
 
 def _untested() -> dict[str, str]:

@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import json
 import re
-import socket
 import uuid
 import subprocess
 import sys
@@ -42,11 +41,11 @@ async def test_the_fast_path_is_in_effect(server: ServerUnderTest, clients: list
     assert type(sio.eio) is LightEngineServer
     sockets = list(sio.eio.sockets.values())
     assert len(sockets) == 3
-    for eio_socket in sockets:
-        assert type(eio_socket.queue) is LightQueue
-        assert isinstance(eio_socket.sh_ws, EngineWebSocket)
-        assert direct_writer(eio_socket) is eio_socket.sh_ws
-        assert eio_socket.sh_ws.slow_limit_bytes == 1 << 20  # the instance's limit, from settings
+    for socket in sockets:
+        assert type(socket.queue) is LightQueue
+        assert isinstance(socket.sh_ws, EngineWebSocket)
+        assert direct_writer(socket) is socket.sh_ws
+        assert socket.sh_ws.slow_limit_bytes == 1 << 20  # the instance's limit, from settings
     assert ping_tasks() == []  # pings are timer callbacks, not a sleeping task per connection
     assert (await clients[0].call("no_such_event", {}))["error"] == "unknown_event"
 
@@ -190,27 +189,21 @@ async def test_events_keep_their_order_across_the_websocket_upgrade(
         assert client.sio.transport() == "websocket"
 
 
-def _count_sends(monkeypatch: pytest.MonkeyPatch) -> list[bytes]:
-    """What every socket of this process sends from now on, one entry per send(2): the server's
-    writes, whether asyncio's transport or server.transport.sockwrite made them."""
-    written: list[bytes] = []
-    send = socket.socket.send
-
-    def counting(self: socket.socket, data: Any, *flags: int) -> int:
-        sent = send(self, data, *flags)
-        written.append(bytes(data)[:sent])
-        return sent
-
-    monkeypatch.setattr(socket.socket, "send", counting)
-    return written
-
-
 async def test_the_handshake_answer_and_engineio_open_leave_in_one_write(
     server: ServerUnderTest, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    from asyncio import selector_events
+
     from tests.raw_wire import RawWebSocket, port_of
 
-    written = _count_sends(monkeypatch)
+    written: list[bytes] = []
+    write = selector_events._SelectorSocketTransport.write
+
+    def counting(self: Any, data: Any) -> None:
+        written.append(bytes(data))
+        write(self, data)
+
+    monkeypatch.setattr(selector_events._SelectorSocketTransport, "write", counting)
     ws = await RawWebSocket.open(port_of(server.url))
     try:
         assert (await ws.receive()).startswith('0{"sid"')  # type: ignore[union-attr]
@@ -223,12 +216,21 @@ async def test_the_handshake_answer_and_engineio_open_leave_in_one_write(
 async def test_a_snapshot_and_its_ack_leave_in_one_write(
     server: ServerUnderTest, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    from asyncio import selector_events
+
     from tests.raw_wire import RawWebSocket, port_of
 
     session_id = await server.create_session("alice")
+    written: list[bytes] = []
+    write = selector_events._SelectorSocketTransport.write
+
+    def counting(self: Any, data: Any) -> None:
+        written.append(bytes(data))
+        write(self, data)
+
     ws, _ = await RawWebSocket.socketio(port_of(server.url), server.token("alice"))
     try:
-        written = _count_sends(monkeypatch)
+        monkeypatch.setattr(selector_events._SelectorSocketTransport, "write", counting)
         ws.send('421["subscribe_on_session",{"session_id":"' + session_id + '"}]')
         assert (await ws.ack(1))["ok"] is True
     finally:
