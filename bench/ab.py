@@ -8,7 +8,8 @@ that borrows this checkout's ``.venv`` and ``bench/node/node_modules``, and the 
 turns running ``bench/sessions.py`` with the arguments after ``--``, in the order A B B A A B ...:
 a change that is smaller than the drift of a machine over an hour (bench/README.md, tenth
 round) is not mistaken for one, as it was when the same tree always ran first. What prints is
-each run's saturation figures per (server, shape) and, per tree, their means.
+each run's saturation figures per (server, shape) and, per tree, their means (and the median of
+the CPU per event: one odd run of a dozen moves a mean by a few percent).
 """
 
 from __future__ import annotations
@@ -92,13 +93,15 @@ def report(figures: list[Figure], labels: dict[str, str]) -> str:
                     statistics.fmean(f.events_per_s for f in own),
                     statistics.fmean(f.server_us_per_event for f in own),
                     len(own),
+                    statistics.median(f.server_us_per_event for f in own),  # one odd run moves the mean
                 )
-        for tree, (events, us, count) in means.items():
+        for tree, (events, us, count, median_us) in means.items():
             lines.append(
                 f"{server} {shape} {tree} ({labels[tree]}): mean of {count}: {events:,.0f} events/s, {us:.1f} µs/event"
+                f" (median {median_us:.1f})"
             )
         if len(means) == 2:
-            (a_events, a_us, _), (b_events, b_us, _) = means["A"], means["B"]
+            (a_events, a_us, _, _), (b_events, b_us, _, _) = means["A"], means["B"]
             lines.append(f"{server} {shape} B vs A: events/s {b_events / a_events:.3f}x, µs/event {b_us / a_us:.3f}x")
     return "\n".join(lines)
 
@@ -109,7 +112,13 @@ def tree_of(revision: str, where: Path) -> Iterator[Path]:
     if revision == WORKTREE:
         yield ROOT
         return
-    subprocess.run(["git", "-C", str(ROOT), "worktree", "add", "--detach", "-q", str(where), revision], check=True)
+    added = subprocess.run(
+        ["git", "-C", str(ROOT), "worktree", "add", "--detach", "-q", str(where), revision],
+        capture_output=True,
+        text=True,
+    )
+    if added.returncode != 0:
+        raise SystemExit(f"[ab] cannot check out {revision!r}: {added.stderr.strip()}")
     try:
         for name in BORROWED:
             if (ROOT / name).exists():
@@ -142,7 +151,8 @@ def main(argv: list[str] | None = None) -> int:
             documents = sorted(out.glob("sessions-2*.json")) if out.exists() else []
             if done.returncode != 0 or not documents:
                 print(done.stdout[-2000:] + done.stderr[-2000:], file=sys.stderr)
-                print(f"[ab] run {run} failed (exit {done.returncode})", file=sys.stderr)
+                print(f"[ab] run {run} failed (exit {done.returncode}); the runs before it:", file=sys.stderr)
+                print(report(figures, labels))
                 return 1
             figures += figures_of(json.loads(documents[-1].read_text()), tree, run)
             shutil.rmtree(out, ignore_errors=True)

@@ -53,4 +53,16 @@ def test_the_report_gives_each_trees_mean_and_b_against_a() -> None:
     assert "sessionhub 1000x2 A (HEAD~1): mean of 2: 12,500 events/s, 83.3 µs/event" in text
     assert "sessionhub 1000x2 B (WORKTREE): mean of 2: 12,500 events/s, 80.0 µs/event" in text
     assert "sessionhub 1000x2 B vs A: events/s 1.000x, µs/event 0.960x" in text
+    assert "83.3 µs/event (median 83.3)" in text and "80.0 µs/event (median 80.0)" in text
     assert len(text.splitlines()) == 1 + 4 + 1 + 3  # header, four runs, a blank line, the summary
+
+
+def test_the_median_is_not_moved_by_one_odd_run() -> None:
+    figures = [
+        figure
+        for run, events in enumerate((10_000.0, 10_000.0, 25_000.0), 1)
+        for figure in ab.figures_of(_document(_result("sessionhub", events, 100.0, 20.0)), "A", run)
+    ]
+    text = ab.report(figures, {"A": "HEAD", "B": "WORKTREE"})
+    assert "mean of 3: 15,000 events/s, 80.0 µs/event (median 100.0)" in text
+    assert "B vs A" not in text  # one tree only: nothing to compare
