@@ -8,13 +8,17 @@ import asyncio
 STOP_WAIT_S = 5.0
 
 
-def cancelled() -> bool:
-    """True once the running task has been asked to stop (even if a library swallowed it).
+def cancelled(task: asyncio.Task[object] | None = None) -> bool:
+    """True once the running task (or ``task``, the loop's own, asked for once) has been asked to
+    stop (even if a library swallowed it).
 
     redis-py may catch the ``CancelledError`` of a task cancelled during a call and return or
-    raise something else: a loop checks this between rounds, so that it still stops.
+    raise something else: a loop checks this between rounds, so that it still stops. A loop
+    that goes round once per message passes its task: on Python 3.11 asking asyncio for the
+    running task is a ``getpid()`` system call (the bus's listener asked once per event).
     """
-    task = asyncio.current_task()
+    if task is None:
+        task = asyncio.current_task()
     return task is not None and task.cancelling() > 0
 
 

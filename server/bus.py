@@ -434,9 +434,11 @@ class Bus:
     # --- internals: the listener -----------------------------------------------------------
     async def _listen(self) -> None:
         backoff_s = BACKOFF_MIN_S
-        while not cancelled():
+        me = asyncio.current_task()  # once: a round per message must not ask asyncio each time
+        while not cancelled(me):
             try:
-                await self._apply_commands()
+                if self._commands:
+                    await self._apply_commands()
                 message = await self._pubsub.get_message(POLL_S)
                 if not self._alive:
                     self._metrics.bus_reconnects.inc()

@@ -625,6 +625,9 @@ class _Messages(asyncio.Protocol):
         self.open = False
         self.lost: Exception | None = None
         self.waiter: asyncio.Future[None] | None = None  # the reader waiting for a message, if any
+        # The loop it was opened on: asking asyncio for the running one costs a getpid() system
+        # call on Python 3.11, and the bus's listener waits for messages once per wake.
+        self.loop: asyncio.AbstractEventLoop | None = None
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = _opened(transport)
@@ -714,6 +717,7 @@ class LeanSubscriber:
             return link
         loop = asyncio.get_running_loop()
         fresh = _Messages(self._encoding)
+        fresh.loop = loop
         host, port = self._address
         try:
             async with asyncio.timeout(self._connect_timeout_s):
@@ -753,7 +757,7 @@ class LeanSubscriber:
             return link.queue.popleft()
         if not link.open:
             raise self._dropped(link)
-        loop = asyncio.get_running_loop()
+        loop = link.loop or asyncio.get_running_loop()
         waiter = link.waiter = loop.create_future()
         timer = loop.call_later(timeout, _settle, waiter)
         try:

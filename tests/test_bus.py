@@ -163,3 +163,28 @@ async def test_the_bus_stops_even_when_a_call_swallows_its_cancellation(server: 
         await bus.stop()
     assert swallowed == 1
     assert not bus.alive
+
+
+async def test_the_listener_does_not_ask_asyncio_for_its_task_per_message(
+    server: ServerUnderTest, clients: list[Client], monkeypatch: Any
+) -> None:
+    """The listener goes round once per pub/sub message: on Python 3.11 each ask for the running
+    task is a getpid() system call, one per committed event at saturation (issue 26). It asks
+    once; whether it was asked to stop is still checked every round (the test above)."""
+    session_id = await server.create_session("alice")
+    watcher = await server.subscriber(clients, session_id)
+    listener = server.services.bus._task  # type: ignore[attr-defined]
+    real_current_task = asyncio.current_task
+    asked = 0
+
+    def counting(loop: asyncio.AbstractEventLoop | None = None) -> asyncio.Task[Any] | None:
+        nonlocal asked
+        task = real_current_task(loop)
+        asked += task is listener
+        return task
+
+    monkeypatch.setattr(asyncio, "current_task", counting)
+    for i in range(50):
+        await server.services.voice.set_status(session_id, STATUSES[i % 2], OWNER)
+    await watcher.wait_for(lambda: watcher.offsets(session_id) == list(range(2, 52)), timeout=10)
+    assert asked == 0
