@@ -164,7 +164,7 @@ async def serve(settings: Settings) -> None:
             raise StartupError(f"cannot listen on {settings.host}:{settings.port}: {exc.strerror or exc}") from None
         open_files = raise_open_files_limit()
         tune_gc(settings.gc_gen0_threshold)  # after start-up: what exists now is frozen
-        sweep = YoungSweep(min_objects=settings.gc_gen0_threshold).start() if settings.gc_gen0_threshold > 0 else None
+        sweep = YoungSweep().start() if settings.gc_gen0_threshold > 0 else None
         watch_pauses(settings.gc_pause_log_ms)
         stop_workers = asyncio.Event()
         workers = [

@@ -26,16 +26,8 @@ objects are freed as fast as new ones are made (a reconnect: the last run's conn
 down while the next one's are built), it stays near zero however many new objects pile up in
 the young generation, and the collection that finally comes examines all of them (96-102 ms of
 CPU in one go, `bench/soak_mass_disconnect.py` at 10,000 clients). :class:`YoungSweep` bounds
-that by time as well: every ``YOUNG_EVERY_S`` it looks at how many objects the young generation
-holds, and collects it once that is ``gen0`` or more, whatever the count says.
-
-A young generation smaller than that is left to the count. A busy node always holds a few
-thousand young objects that are alive -- its events in flight (their tasks, coroutines and
-futures): at 1000x2 saturation 4,500-5,200 -- and collecting them every 0.1 s found nothing to
-free and took 3-4% of the node's CPU (``bench/README.md``, eleventh round). Garbage in cycles is
-counted by the collector's own trigger (it is never freed, so the count keeps it); what the time
-bound is for, young survivors piling up while old objects are freed, makes the generation grow
-until it is collected in steps of ``gen0``.
+that by time as well: a young collection at least every ``YOUNG_EVERY_S``, of what ~0.1 s of
+work allocated (an empty generation costs microseconds).
 """
 
 from __future__ import annotations
@@ -64,20 +56,16 @@ def tune_gc(gen0: int) -> None:
 
 
 class YoungSweep:
-    """A young collection, whatever the count says, when the young generation holds
-    ``min_objects`` or more; looked at every ``every_s`` on the running loop.
+    """A young collection every ``every_s`` on the running loop, whatever the count says.
 
     The collector's own trigger misses young objects made while old ones are freed (module
-    docstring); this timer collects them in steps of about ``min_objects``. It collects the middle
-    generation too when the collector would (``GEN1_EVERY`` young collections since its last), so
-    survivors do not pile up there instead. A process whose collector is disabled is left alone.
+    docstring); this timer collects them in small steps. It collects the middle generation too
+    when the collector would (``GEN1_EVERY`` young collections since its last), so survivors do
+    not pile up there instead. A process whose collector is disabled is left alone.
     """
 
-    def __init__(self, every_s: float = YOUNG_EVERY_S, min_objects: int = 0) -> None:
+    def __init__(self, every_s: float = YOUNG_EVERY_S) -> None:
         self.every_s = every_s
-        self.min_objects = min_objects
-        self.ticks = 0  # times it looked
-        self.swept = 0  # young collections it made
         self._handle: asyncio.TimerHandle | None = None
 
     def start(self) -> YoungSweep:
@@ -93,12 +81,8 @@ class YoungSweep:
             self._handle = None
 
     def _tick(self) -> None:
-        # Listing the young generation costs a pointer per object, a fraction of collecting it
-        # (which follows every reference of every object): ~0.1 ms for 5,000 objects.
-        self.ticks += 1
-        if gc.isenabled() and (self.min_objects <= 0 or len(gc.get_objects(0)) >= self.min_objects):
+        if gc.isenabled():
             gc.collect(1 if gc.get_count()[1] >= GEN1_EVERY else 0)
-            self.swept += 1
         self._handle = asyncio.get_running_loop().call_later(self.every_s, self._tick)
 
 
