@@ -361,6 +361,36 @@ async def test_the_server_uses_the_link(server: ServerUnderTest, clients: list[C
     assert link.requests - before >= 3  # meta, snapshot, status script
 
 
+async def test_a_committed_event_awaits_its_reply_without_the_scripts_own_call(
+    server: ServerUnderTest, clients: list[Client], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A commit is written over the link and its reply awaited by the event log itself: the
+    coroutines of the script, the client and the link (which every committed event crossed on
+    its way out and back) are left out (issue 26). A Redis that lost its scripts still answers."""
+    session_id = await server.create_session("alice")
+    owner = await server.subscriber(clients, session_id)
+    real_call = Script.__call__
+    calls = 0
+
+    async def counting(self: Script, *args: Any, **kwargs: Any) -> Any:
+        nonlocal calls
+        calls += 1
+        return await real_call(self, *args, **kwargs)
+
+    monkeypatch.setattr(Script, "__call__", counting)
+    offsets = []
+    for status in ("recording", "paused", "recording"):
+        ack = await owner.call("set_session_status", {"session_id": session_id, "status": status})
+        assert ack["ok"] is True and ack["changed"] is True, ack
+        offsets.append(ack["offset"])
+    assert calls == 0
+    assert offsets == sorted(offsets) and len(set(offsets)) == 3
+    await server.services.redis.execute_command("SCRIPT", "FLUSH")
+    ack = await owner.call("set_session_status", {"session_id": session_id, "status": "paused"})
+    assert ack["ok"] is True and ack["offset"] == offsets[-1] + 1, ack
+    await owner.wait_for(lambda: owner.offsets(session_id)[-1:] == [ack["offset"]])
+
+
 @pytest.mark.parametrize(
     "reply",
     [
