@@ -484,18 +484,21 @@ class LightEngineServer(engineio.AsyncServer):
         # finished (SessionServer._pipelinable; protocol.order).
         self.pipelinable: Callable[[str, str], bool] = _pipeline_nothing
 
-    async def send_text(self, sid: str, text: str) -> None:
-        """Send a Socket.IO packet's text as one Engine.IO MESSAGE: what ``send(sid, text)``
-        does, without building the packet when it can be written at once."""
+    def write_text(self, sid: str, text: str) -> bool:
+        """Write a Socket.IO packet's text as one Engine.IO MESSAGE now, when the socket is an
+        open WebSocket of this lane: what ``send(sid, text)`` does, without building the packet
+        or a coroutine (every event's ack goes this way). False, having done nothing, otherwise:
+        then ``send`` it."""
         socket = self.sockets.get(sid)
-        if socket is not None and not socket.closed and not socket.closing:
-            ws = direct_writer(socket)
-            if ws is not None:
-                frame = ws_frame(("4" + text).encode())
-                ws.write_frame(frame)
-                self.on_sent(1, len(frame))
-                return
-        await self.send(sid, text)
+        if socket is None or socket.closed or socket.closing:
+            return False
+        ws = direct_writer(socket)
+        if ws is None:
+            return False
+        frame = ws_frame(("4" + text).encode())
+        ws.write_frame(frame)
+        self.on_sent(1, len(frame))
+        return True
 
     async def send_packet(self, sid: str, pkt: eio_packet.Packet) -> None:
         # Written straight to the WebSocket when nothing of the socket's is queued, so an ack
@@ -979,7 +982,9 @@ class SessionServer(socketio.AsyncServer):
                     eio_sid, self.packet_class(sio_packet.ACK, namespace="/", id=int(ack_id), data=ack)
                 )
                 return True
-            await self.eio.send_text(eio_sid, "3" + str(int(ack_id)) + body)
+            text = "3" + str(int(ack_id)) + body
+            if not self.eio.write_text(eio_sid, text):
+                await self.eio.send(eio_sid, text)
         except Exception as exc:  # as _handle_eio_message: answered, never dropped
             try:
                 turn = order.pending()
