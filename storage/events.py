@@ -224,7 +224,7 @@ class EventLog:
         if not memory:
             return checked(await self._run_durably(script, all_keys, all_args), explain)
         try:
-            result = await self._commit(script, all_keys, all_args)
+            result = await script(keys=all_keys, args=all_args)
         except BaseException:
             if sent is not None:
                 sent.add_done_callback(_read_off)
@@ -237,21 +237,6 @@ class EventLog:
             if isinstance(reply, RedisError):
                 raise reply
         return checked(result, explain)
-
-    @staticmethod
-    async def _commit(script: Script, keys: list[str], args: list[Any]) -> Any:
-        """The script's answer: its call written now over the lean link and its reply awaited
-        here (no coroutine of the script, the client and the link in between, each of which every
-        committed event crossed twice), else the script's own call."""
-        sent = script.submit(keys, args)
-        if sent is None:
-            return await script(keys=keys, args=args)
-        (reply,) = await sent
-        if isinstance(reply, NoScriptError):  # no body to fall back on: the script's call loads it
-            return await script(keys=keys, args=args)
-        if isinstance(reply, RedisError):
-            raise reply
-        return reply
 
     def _in_order(self, script: Script, keys: list[str], args: list[Any]) -> bool:
         """Whether the script's call goes over the lean link, where Redis runs it after every

@@ -482,7 +482,10 @@ class LeanRedis(Redis):
         if call is None:
             return await self.execute_command(*command)
         lean, packed, fallback = call
-        (reply,) = await lean.request(packed, 1, repeatable=False, fallback=fallback)
+        # On an open connection the reply's future is awaited here: no coroutine of the link's in
+        # between, which every committed event crossed on its way out and again on its way back.
+        sent = lean.submit(packed, 1, fallback)
+        (reply,) = await (sent if sent is not None else lean.request(packed, 1, repeatable=False, fallback=fallback))
         if isinstance(reply, RedisError):
             raise reply
         return reply
@@ -618,7 +621,7 @@ async def read_together(redis: Redis, *commands: tuple[Any, ...]) -> list[Any]:
 class _Messages(asyncio.Protocol):
     """A subscribed connection: every pub/sub message of a read parsed at once, queued in order."""
 
-    def __init__(self, encoding: str | None) -> None:
+    def __init__(self, encoding: str | None, loop: asyncio.AbstractEventLoop) -> None:
         self._reader = _reader(encoding, "strict")
         self.queue: deque[dict[str, Any]] = deque()
         self.transport: asyncio.Transport | None = None
@@ -627,7 +630,7 @@ class _Messages(asyncio.Protocol):
         self.waiter: asyncio.Future[None] | None = None  # the reader waiting for a message, if any
         # The loop it was opened on: asking asyncio for the running one costs a getpid() system
         # call on Python 3.11, and the bus's listener waits for messages once per wake.
-        self.loop: asyncio.AbstractEventLoop | None = None
+        self.loop = loop
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = _opened(transport)
@@ -716,8 +719,7 @@ class LeanSubscriber:
             # reader's next call does both, then connects again
             return link
         loop = asyncio.get_running_loop()
-        fresh = _Messages(self._encoding)
-        fresh.loop = loop
+        fresh = _Messages(self._encoding, loop)
         host, port = self._address
         try:
             async with asyncio.timeout(self._connect_timeout_s):
@@ -757,7 +759,7 @@ class LeanSubscriber:
             return link.queue.popleft()
         if not link.open:
             raise self._dropped(link)
-        loop = link.loop or asyncio.get_running_loop()
+        loop = link.loop
         waiter = link.waiter = loop.create_future()
         timer = loop.call_later(timeout, _settle, waiter)
         try:

@@ -361,29 +361,33 @@ async def test_the_server_uses_the_link(server: ServerUnderTest, clients: list[C
     assert link.requests - before >= 3  # meta, snapshot, status script
 
 
-async def test_a_committed_event_awaits_its_reply_without_the_scripts_own_call(
+async def test_a_committed_event_awaits_its_reply_without_the_links_coroutines(
     server: ServerUnderTest, clients: list[Client], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """A commit is written over the link and its reply awaited by the event log itself: the
-    coroutines of the script, the client and the link (which every committed event crossed on
-    its way out and back) are left out (issue 26). A Redis that lost its scripts still answers."""
+    """On an open connection a script's call is written at once and its reply's future awaited
+    by the client: no coroutine of the link's (``request``, ``_request_once``), which every
+    committed event crossed on its way out and back (issue 26). A Redis that lost its scripts
+    still answers."""
     session_id = await server.create_session("alice")
     owner = await server.subscriber(clients, session_id)
-    real_call = Script.__call__
-    calls = 0
+    link = link_of(server.services.redis)
+    real_request = LeanLink.request
+    requests = 0
 
-    async def counting(self: Script, *args: Any, **kwargs: Any) -> Any:
-        nonlocal calls
-        calls += 1
-        return await real_call(self, *args, **kwargs)
+    async def counting(self: LeanLink, packed: bytes, *args: Any, **kwargs: Any) -> Any:
+        nonlocal requests
+        requests += self is link and b"EVALSHA" in packed[:32]  # a script's call (reads go this way)
+        return await real_request(self, packed, *args, **kwargs)
 
-    monkeypatch.setattr(Script, "__call__", counting)
+    monkeypatch.setattr(LeanLink, "request", counting)
+    before = link.requests
     offsets = []
     for status in ("recording", "paused", "recording"):
         ack = await owner.call("set_session_status", {"session_id": session_id, "status": status})
         assert ack["ok"] is True and ack["changed"] is True, ack
         offsets.append(ack["offset"])
-    assert calls == 0
+    assert link.requests - before >= 3  # the three commits went over the link
+    assert requests == 0
     assert offsets == sorted(offsets) and len(set(offsets)) == 3
     await server.services.redis.execute_command("SCRIPT", "FLUSH")
     ack = await owner.call("set_session_status", {"session_id": session_id, "status": "paused"})
