@@ -29,6 +29,7 @@ which the transport runs once it has written the ack.
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import time
 from collections.abc import Awaitable, Callable
@@ -82,9 +83,10 @@ class EventRegistry(Protocol):
         leave every event to its handler's guard)."""
         ...
 
-    def pipeline(self, event: str) -> None:
+    def pipeline(self, event: str, commit: Callable[[str, Any, bool], Any] | None = None) -> None:
         """Let a connection's ``event`` messages start while its earlier ones are handled
-        (``protocol.order``; a lane may handle them one after another all the same)."""
+        (``protocol.order``; a lane may handle them one after another all the same), their
+        commits sent by ``commit`` without a task where the lane can (``_submit``)."""
         ...
 
     async def emit(self, event: str, data: Any = None, to: str | None = None) -> None:
@@ -94,6 +96,12 @@ class EventRegistry(Protocol):
     async def disconnect(self, sid: str, namespace: str | None = None, ignore_queue: bool = False) -> None:
         """Disconnect a client, its TCP connection included."""
         ...
+
+
+# What a handler's ``submit`` returns: the future its commit's reply completes, and what turns
+# that reply into its result (raising as the handler would), called once the future is done.
+Submission = tuple[asyncio.Future[Any], Callable[[], dict[str, Any]]]
+Submit = Callable[[Connection, dict[str, Any]], Submission | None]
 
 
 class SocketRouter:
@@ -121,6 +129,7 @@ class SocketRouter:
         session_scoped: bool = True,
         changes: bool = False,
         pipelined: bool = False,
+        submit: Submit | None = None,
     ) -> None:
         """Register ``handler`` for ``event``.
 
@@ -128,11 +137,13 @@ class SocketRouter:
         to that session's log (its ack must not trail its fan-out). ``pipelined`` lets the
         transport start the event while earlier ones of its connection wait for Redis
         (``protocol.order``): only for a handler whose one write is a single commit through
-        ``EventLog.run`` and that writes nothing to its connection but its ack.
+        ``EventLog.run`` and that writes nothing to its connection but its ack. ``submit``
+        (a pipelined, session-scoped change only) is the handler without a task: it sends the
+        commit at once and returns its :data:`Submission`, or None, having sent nothing, when
+        the handler must run (see :meth:`_submit`).
         """
         bus = self._services.bus
-        metrics = self._services.metrics
-        meter = metrics.event(event)
+        meter = self._services.metrics.event(event)
         self._meters[event] = meter
 
         async def guarded(sid: str, data: Any = None, *extra: Any) -> dict[str, Any]:
@@ -158,26 +169,73 @@ class SocketRouter:
                     hold = bus.hold(session_id)
                 result = await handler(connection, payload)
                 outcome = OK
-                if session_id:
-                    self._services.sessions.used(session_id)  # every use is an access (seed 001)
-                return {"ok": True, **result}
+                return self._answered(session_id, result)
             except Exception as exc:  # every failure becomes an ack, never a stack trace
-                ack = to_ack(exc, metrics=metrics)
+                ack = self._failed(exc, data)
                 outcome = ack["error"]
-                return _with_seq(ack, data)
+                return ack
             finally:
                 if hold is not None:
                     # After the ack: the transport hands it over before this task yields again,
                     # or, for a pipelined event, runs this once it has written it.
                     after_ack(bus.release, session_id, hold)
-                self._done(meter, event, sid, session_id, outcome, started)
-                self._running -= 1
-                if not self._running and self._idle is not None:
-                    self._idle.set()
+                self._left(meter, event, sid, session_id, outcome, started)
 
         self._sio.on(event, guarded)
         if pipelined:
-            self._sio.pipeline(event)
+            committed = None
+            if submit is not None and changes and session_scoped:
+                committed = functools.partial(self._submit, event, meter, submit)
+            self._sio.pipeline(event, committed)
+
+    def _submit(
+        self, event: str, meter: EventMeter, submit: Submit, sid: str, data: Any, extra: bool
+    ) -> _Committed | None:
+        """The guard of a pipelined change sent without a task (``on``'s ``submit``): the checks
+        ``guarded`` makes, then the commit sent at once; None, having done nothing, when the
+        event is to go the usual way -- anything the guard or the handler would refuse (the
+        usual way answers it), or a change the handler must await.
+
+        Called by the transport in the loop step that read the message, once the commit of the
+        event before it has left (``protocol.order``): nothing here yields, so the token peeked
+        at is the one taken, and the hold is in place before any reply can be read.
+        """
+        started = time.perf_counter()
+        connection = self._connections.get(sid)
+        if connection is None or extra or connection.cut:
+            return None
+        if not connection.bucket.peek(self._services.clock.monotonic_s()):
+            return None
+        try:
+            payload = self._payload(data, (), True)
+            self._check_token(connection)
+            submission = submit(connection, payload)
+        except Exception:
+            return None
+        if submission is None:
+            return None
+        self._take(connection)
+        self._running += 1
+        session_id: str = payload["session_id"]
+        hold = self._services.bus.hold(session_id)
+        return _Committed(self, meter, event, sid, session_id, data, submission, hold, started)
+
+    def _answered(self, session_id: str, result: dict[str, Any]) -> dict[str, Any]:
+        """The ack of a handler's result."""
+        if session_id:
+            self._services.sessions.used(session_id)  # every use is an access (seed 001)
+        return {"ok": True, **result}
+
+    def _failed(self, exc: Exception, data: Any) -> dict[str, Any]:
+        """The ack of a handler's failure: every failure becomes an ack, never a stack trace."""
+        return _with_seq(to_ack(exc, metrics=self._services.metrics), data)
+
+    def _left(self, meter: EventMeter, event: str, sid: str, session_id: str, outcome: str, started: float) -> None:
+        """A handler is done: counted, logged, and no longer waited for by a stop."""
+        self._done(meter, event, sid, session_id, outcome, started)
+        self._running -= 1
+        if not self._running and self._idle is not None:
+            self._idle.set()
 
     async def finished(self, timeout_s: float) -> int:
         """Wait up to ``timeout_s`` for the handlers running now; how many still run then.
@@ -279,3 +337,56 @@ class SocketRouter:
             return _with_seq(dict(_RATE_LIMITED), args[0] if args else None)
         self._done(self._unknown_meter, UNKNOWN, sid, "", ErrorCode.UNKNOWN_EVENT.value, time.perf_counter())
         return to_ack(CodedError(ErrorCode.UNKNOWN_EVENT, f"unknown event {event[:64]!r}"))
+
+
+class _Committed:
+    """A pipelined change sent without a task (``server.transport.contract.Committed``): what
+    its guard does once the commit's reply is in, as ``guarded`` does after its handler."""
+
+    __slots__ = ("_data", "_event", "_hold", "_meter", "_router", "_sid", "_started", "_submission", "session_id")
+
+    def __init__(
+        self,
+        router: SocketRouter,
+        meter: EventMeter,
+        event: str,
+        sid: str,
+        session_id: str,
+        data: Any,
+        submission: Submission,
+        hold: object,
+        started: float,
+    ) -> None:
+        self._router = router
+        self._meter = meter
+        self._event = event
+        self._sid = sid
+        self.session_id = session_id
+        self._data = data
+        self._submission = submission
+        self._hold = hold
+        self._started = started
+
+    @property
+    def future(self) -> asyncio.Future[Any]:
+        """Done when the commit's reply is in (or its connection to Redis is lost)."""
+        return self._submission[0]
+
+    def answer(self) -> dict[str, Any]:
+        """The event's ack, once :attr:`future` is done and the event before it has finished;
+        counted and logged as the guard counts every event. Called once."""
+        router = self._router
+        outcome = CANCELLED
+        try:
+            ack = router._answered(self.session_id, self._submission[1]())
+            outcome = OK
+        except Exception as exc:
+            ack = router._failed(exc, self._data)
+            outcome = ack["error"]
+        finally:
+            router._left(self._meter, self._event, self._sid, self.session_id, outcome, self._started)
+        return ack
+
+    def after_ack(self) -> None:
+        """Run once the ack is written: the session's fan-out, held meanwhile, goes on."""
+        self._router._services.bus.release(self.session_id, self._hold)

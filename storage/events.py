@@ -125,6 +125,44 @@ class NotConfirmed(CodedError):
     the change is in place -- e.g. a recording lease it took must be kept (handlers/voice)."""
 
 
+class Submitted:
+    """A commit sent without a task (:meth:`EventLog.submit`): ``future`` is done when its reply
+    is in, and :meth:`result` then says what :meth:`EventLog.run` would have returned or raised."""
+
+    __slots__ = ("_ahead", "_explain", "future")
+
+    def __init__(
+        self, future: asyncio.Future[list[Any]], ahead: asyncio.Future[list[Any]] | None, explain: Explain | None
+    ) -> None:
+        self.future = future
+        self._ahead = ahead
+        self._explain = explain
+
+    def result(self) -> list[Any]:
+        """The script's checked answer, once ``future`` is done: a refusal's coded error, an
+        error reply or a lost connection raised as :meth:`EventLog.run` raises them (the
+        script's own error first, then the write sent ahead of it)."""
+        ahead_error = _error_of(self._ahead) if self._ahead is not None else None
+        (reply,) = self.future.result()
+        if isinstance(reply, RedisError):
+            raise reply
+        if ahead_error is not None:
+            raise ahead_error
+        return checked(reply, self._explain)
+
+
+def _error_of(future: asyncio.Future[list[Any]]) -> BaseException | None:
+    """What a sent-ahead write failed with (its error reply, or its connection's loss), if it
+    did; its replies come before its script's, so it is done when the script's future is."""
+    if not future.done() or future.cancelled():
+        return None
+    failure = future.exception()
+    if failure is not None:
+        return failure
+    (reply,) = future.result()
+    return reply if isinstance(reply, RedisError) else None
+
+
 def _read_off(future: asyncio.Future[list[Any]]) -> None:
     """Take a sent-ahead write's outcome that nobody waits for any more (its script failed)."""
     if not future.cancelled():
@@ -196,15 +234,7 @@ class EventLog:
         """
         now = self._clock.now_ms() if now_ms is None else now_ms
         id_key = self._id_key if self._id_key is not None else await self._load_id_key()
-        all_keys = [self._keys.log(session_id), self._keys.log_meta(session_id), *(keys or [])]
-        all_args = [
-            self._keys.channel(session_id),
-            session_id,
-            f"{self._epochs.next()}|{id_key}",
-            now,
-            self._maxlen,
-            *(args or []),
-        ]
+        all_keys, all_args = self._call(session_id, keys, args, now, id_key)
         memory = self._durability is Durability.MEMORY
         turn = order.current()
         if turn is not None:
@@ -237,6 +267,56 @@ class EventLog:
             if isinstance(reply, RedisError):
                 raise reply
         return checked(result, explain)
+
+    def submit(
+        self,
+        script: Script,
+        session_id: str,
+        *,
+        keys: list[str] | None = None,
+        args: list[Any] | None = None,
+        explain: Explain | None = None,
+        ahead: tuple[Any, ...] | None = None,
+    ) -> Submitted | None:
+        """:meth:`run`'s commit sent now, without a task or a coroutine: what it is waited on by
+        (:class:`Submitted`), or None, having sent nothing, when it cannot go so -- a durable
+        mode (its WAIT needs a pipeline), the deployment's id key not read yet, a call that
+        does not go over the ordered lean link (``LeanRedis.keeps_order``): then await
+        :meth:`run`.
+
+        The caller keeps a connection's order (``protocol.order``, rule 1): it submits only
+        once the commit of the event before it has left, which the lean link then runs first.
+        """
+        id_key = self._id_key
+        if self._durability is not Durability.MEMORY or id_key is None:
+            return None
+        all_keys, all_args = self._call(session_id, keys, args, self._clock.now_ms(), id_key)
+        if not self._in_order(script, all_keys, all_args):
+            return None
+        sent = self._send_ahead(ahead, script) if ahead is not None else None
+        if ahead is not None and sent is None:
+            return None
+        future = script.submit(all_keys, all_args)
+        if future is None:  # not after _in_order (an open link knows the script); kept safe
+            if sent is not None:
+                sent.add_done_callback(_read_off)
+            return None
+        return Submitted(future, sent, explain)
+
+    def _call(
+        self, session_id: str, keys: list[str] | None, args: list[Any] | None, now: int, id_key: str
+    ) -> tuple[list[str], list[Any]]:
+        """The keys and arguments of an event-appending script's call: the common ones first."""
+        all_keys = [self._keys.log(session_id), self._keys.log_meta(session_id), *(keys or [])]
+        all_args = [
+            self._keys.channel(session_id),
+            session_id,
+            f"{self._epochs.next()}|{id_key}",
+            now,
+            self._maxlen,
+            *(args or []),
+        ]
+        return all_keys, all_args
 
     def _in_order(self, script: Script, keys: list[str], args: list[Any]) -> bool:
         """Whether the script's call goes over the lean link, where Redis runs it after every

@@ -7,12 +7,12 @@ from typing import Any
 from handlers.connection import Connection
 from handlers.context import Services
 from handlers.payloads import ChunkList, SessionRef, StatusRequest, validate
-from handlers.socket_router import SocketRouter
+from handlers.socket_router import SocketRouter, Submission
 from handlers.voice.access import connection_performer, updatable
 from handlers.voice.actions import CREATE_TASKS_FROM_CHUNKS, POST_PROCESS_SESSION, admit_job, close, job_for
 from handlers.voice.recording import RECORDING_STATUSES, RecordingKeeper
 from storage.events import NotConfirmed
-from storage.voice.repository import STATUSES
+from storage.voice.repository import STATUSES, StatusChange, status_change
 
 
 _STATUS_FIELDS = frozenset({"session_id", "status"})
@@ -48,7 +48,7 @@ class VoiceEvents:
         router.on("post_process_session", self.post_process)
         router.on("create_tasks_from_chunks", self.create_tasks)
         # A recorder's status changes may be pipelined: the one write is the status script.
-        router.on("set_session_status", self.set_status, changes=True, pipelined=True)
+        router.on("set_session_status", self.set_status, changes=True, pipelined=True, submit=self.submit_status)
 
     async def done(self, conn: Connection, data: dict[str, Any]) -> dict[str, Any]:
         """Close the session (repeat allowed), clear the performer's active pointer, queue the job."""
@@ -109,6 +109,35 @@ class VoiceEvents:
             # session that is recording); the client's retry confirms it.
             self._took_or_ended(conn, session_id, recording)
             raise
+        return self._status_answer(conn, session_id, recording, change)
+
+    def submit_status(self, conn: Connection, data: dict[str, Any]) -> Submission | None:
+        """:meth:`set_status` without a task (``SocketRouter.on``'s ``submit``): the change sent
+        now, and what reads its answer once its reply is in; None, having sent nothing, when
+        it must be awaited -- a recording this connection starts on this session for the first
+        time (the owner is read first), a link that cannot take it now."""
+        session_id, status = status_request(data)
+        recording = status in RECORDING_STATUSES
+        if recording and not self._recording.recorded_before(conn.sid, session_id):
+            return None
+        leases = self._recording.leases
+        sent = self._s.voice.submit_status(
+            session_id,
+            status,
+            connection_performer(conn),
+            holder=self._recording.holder(conn.sid),
+            lease_ms=leases.lease_ms,
+            ahead=leases.due_entry(session_id) if recording else None,
+        )
+        if sent is None:
+            return None
+        return sent.future, lambda: self._status_answer(
+            conn, session_id, recording, status_change(status, sent.result())
+        )
+
+    def _status_answer(
+        self, conn: Connection, session_id: str, recording: bool, change: StatusChange
+    ) -> dict[str, Any]:
         self._took_or_ended(conn, session_id, recording)
         return {
             "session_id": session_id,

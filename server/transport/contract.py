@@ -27,6 +27,7 @@ instead of ``call_soon``. ``tests/test_pipelined_events.py`` checks it.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import struct
 from collections.abc import Callable, Mapping, Sequence
@@ -90,6 +91,30 @@ class Outlet(Protocol):
 EventHandler = Callable[..., Any]
 
 
+class Committed(Protocol):
+    """A pipelined event whose commit its guard sent without a task (``SocketServer.pipeline``'s
+    ``commit``). The lane writes its ack, in its connection's order, once :attr:`future` is
+    done and the event before it has finished, then runs :meth:`after_ack`."""
+
+    @property
+    def future(self) -> asyncio.Future[Any]:
+        """Done when the commit's reply is in."""
+        ...
+
+    def answer(self) -> dict[str, Any]:
+        """The event's ack (called once, after :attr:`future` is done)."""
+        ...
+
+    def after_ack(self) -> None:
+        """What runs once the ack is written (the session's held fan-out)."""
+        ...
+
+
+# ``commit(sid, data, extra)``: an event's commit sent now, or None (having done nothing) to
+# handle it the usual way; ``data`` is its first argument, ``extra`` whether it had more.
+Commit = Callable[[str, Any, bool], Committed | None]
+
+
 class SocketServer(Protocol):
     """The Socket.IO server of either lane, as the composition root (``server.app``) uses it."""
 
@@ -126,10 +151,12 @@ class SocketServer(Protocol):
         counts it). The fast lane does; the stock lane leaves it to the handler's guard."""
         ...
 
-    def pipeline(self, event: str) -> None:
+    def pipeline(self, event: str, commit: Commit | None = None) -> None:
         """Let ``event``'s messages of one connection start while the earlier ones are handled,
         under ``protocol.order``'s rules. The fast lane does, up to ``protocol.order.DEPTH`` at
-        once; the stock lane handles every event of a connection one after another."""
+        once, and asks ``commit`` first, when given, to send the event's commit without a task
+        or a coroutine (the event's handler runs only when it declines); the stock lane handles
+        every event of a connection one after another."""
         ...
 
     def count_with(self, sent: Callable[[int, int], None], refused: Callable[[str], None]) -> None:

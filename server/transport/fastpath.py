@@ -90,7 +90,7 @@ from handlers.log_throttle import LogThrottle
 from protocol import order, wire_json
 from protocol.errors import CodedError, ErrorCode
 from server.transport.accept import LISTEN_BACKLOG, Acceptor
-from server.transport.contract import Outlet, end_sessions_at_shutdown, ws_frame
+from server.transport.contract import Commit, Committed, Outlet, end_sessions_at_shutdown, ws_frame
 from server.transport.engine import LightQueue
 from server.transport.front import Front, FrontProtocol, Upgrader, UpgradeRequest
 from server.transport.messages import MAX_ATTACHMENTS as MAX_ATTACHMENTS
@@ -314,6 +314,14 @@ class EngineWebSocket(LeanWebSocket):
     def may_pipeline(self, message: str | bytes) -> bool:
         return type(message) is str and self.server.pipelinable(self.socket.sid, message)
 
+    def start_now(self, message: str | bytes, turn: order.Turn) -> bool:
+        commit_now = self.server.commit_now
+        return (
+            commit_now is not None
+            and type(message) is str
+            and commit_now(self.socket.sid, message[1:], turn, self.turn_finished)
+        )
+
     async def handle_pipelined(self, message: str | bytes) -> None:
         dispatch = self.server.dispatch
         if dispatch is not None and await dispatch(self.socket.sid, str(message)[1:]):
@@ -483,6 +491,9 @@ class LightEngineServer(engineio.AsyncServer):
         # Whether an Engine.IO message may start before the earlier ones of its connection
         # finished (SessionServer._pipelinable; protocol.order).
         self.pipelinable: Callable[[str, str], bool] = _pipeline_nothing
+        # SessionServer's commit of a pipelined event without a task (SessionServer._commit_now):
+        # True when it took the message, whose turn it then finishes.
+        self.commit_now: Callable[[str, str, order.Turn, Callable[[], None]], bool] | None = None
 
     def write_text(self, sid: str, text: str) -> bool:
         """Write a Socket.IO packet's text as one Engine.IO MESSAGE now, when the socket is an
@@ -861,6 +872,7 @@ class SessionServer(socketio.AsyncServer):
         self._over_rate: Callable[[str], bool] | None = None
         self._refuse_rate: Callable[[str, str, Any], dict[str, Any]] | None = None
         self._pipelined: set[str] = set()
+        self._commits: dict[str, Commit] = {}  # pipelined events whose commit goes without a task
         self.eio.dispatch = self._dispatch
 
     def _engineio_server_class(self) -> type:
@@ -907,10 +919,14 @@ class SessionServer(socketio.AsyncServer):
             return ""  # without an ack id, a refused event is not answered (as its guard does)
         return "3" + match.group(1) + wire_json.dumps([ack])
 
-    def pipeline(self, event: str) -> None:
-        """``server.transport.contract.SocketServer.pipeline``: see :meth:`_pipelinable`."""
+    def pipeline(self, event: str, commit: Commit | None = None) -> None:
+        """``server.transport.contract.SocketServer.pipeline``: see :meth:`_pipelinable` and
+        :meth:`_commit_now`."""
         self._pipelined.add(event)
         self.eio.pipelinable = self._pipelinable
+        if commit is not None:
+            self._commits[event] = commit
+            self.eio.commit_now = self._commit_now
 
     def _pipelinable(self, eio_sid: str, message: str) -> bool:
         """Whether the Engine.IO message ``message`` may start while the earlier ones of its
@@ -944,23 +960,12 @@ class SessionServer(socketio.AsyncServer):
         ``[name, ...]``, a reserved name, a name without a handler of its own (the catch-all
         answers ``unknown_event``), a sid not connected, an ack that is not JSON text (binary).
         """
-        if eio_sid in self._binary_packet or eio_sid in self._skipping:
+        event = self._event_of(eio_sid, text)
+        if event is None:
             return False
-        match = _ACKED_EVENT.match(text)
-        if match is None or _size_of(text) > self.max_payload_bytes:
-            return False
-        try:
-            data = wire_json.loads(text[match.end() :])
-        except (ValueError, RecursionError):
-            return False
-        if not isinstance(data, list) or not data or not isinstance(data[0], str) or data[0] in RESERVED_EVENTS:
-            return False
+        ack_id, data, sid = event
         handler = self._event_handlers.get(data[0])
         if handler is None:
-            return False
-        manager = self.manager
-        sid = manager.sid_from_eio_sid(eio_sid, "/")
-        if sid is None or not manager.is_connected(sid, "/"):
             return False
         self._binary_bytes.pop(eio_sid, None)
         try:
@@ -971,7 +976,6 @@ class SessionServer(socketio.AsyncServer):
             turn = order.pending()
             if turn is not None and (wait := turn.finish_wait()) is not None:
                 await wait  # a pipelined event that committed nothing: its ack keeps its place
-            ack_id = match.group(1)
             if ack_id is None or result is self.not_handled:
                 return True
             ack = [] if result is None else list(result) if isinstance(result, tuple) else [result]
@@ -994,6 +998,90 @@ class SessionServer(socketio.AsyncServer):
             except Exception:
                 self.eio.logger.exception("message async handler error")  # as Engine.IO's handler runner
         return True
+
+    def _event_of(self, eio_sid: str, text: str) -> tuple[str | None, list[Any], str] | None:
+        """A text EVENT of namespace ``/`` as the event lane takes it: (its ack id, ``[name,
+        *args]``, its connection's sid), or None for anything to go the usual way (see
+        :meth:`_dispatch`)."""
+        if eio_sid in self._binary_packet or eio_sid in self._skipping:
+            return None
+        match = _ACKED_EVENT.match(text)
+        if match is None or _size_of(text) > self.max_payload_bytes:
+            return None
+        try:
+            data = wire_json.loads(text[match.end() :])
+        except (ValueError, RecursionError):
+            return None
+        if not isinstance(data, list) or not data or not isinstance(data[0], str) or data[0] in RESERVED_EVENTS:
+            return None
+        manager = self.manager
+        sid = manager.sid_from_eio_sid(eio_sid, "/")
+        if sid is None or not manager.is_connected(sid, "/"):
+            return None
+        return match.group(1), data, sid
+
+    def _commit_now(self, eio_sid: str, text: str, turn: order.Turn, finished: Callable[[], None]) -> bool:
+        """Send the commit of a pipelined EVENT (``text``, its packet) now, without a task or a
+        coroutine, and finish its ``turn`` from the reply's callback: True when the event's
+        ``commit`` (``pipeline``) took it; False, having done nothing, to start its task.
+
+        Asked by the connection's WebSocket when it starts the event's turn
+        (``LeanWebSocket._start_turn``), in the loop step that read it. The rules of
+        ``protocol.order`` hold as in the task: the commit leaves only once the one of the
+        event before it has left (else the task waits for that); the ack, and what the guard
+        does after the commit, wait for the event before it to finish (:meth:`_replied`); the
+        guard's hold release runs after the ack is written (``Turn.after``, run by the
+        WebSocket). ``finished`` tells the WebSocket the turn finished.
+        """
+        previous = turn.previous
+        if previous is not None and not previous.issued:
+            return False
+        event = self._event_of(eio_sid, text)
+        if event is None:
+            return False
+        ack_id, data, sid = event
+        commit = self._commits.get(data[0])
+        if commit is None:
+            return False
+        committed = commit(sid, data[1] if len(data) > 1 else None, len(data) > 2)
+        if committed is None:
+            return False
+        self._binary_bytes.pop(eio_sid, None)
+        turn.mark_issued()
+        committed.future.add_done_callback(
+            functools.partial(self._replied, eio_sid, ack_id, turn, committed, finished)
+        )
+        return True
+
+    def _replied(
+        self,
+        eio_sid: str,
+        ack_id: str | None,
+        turn: order.Turn,
+        committed: Committed,
+        finished: Callable[[], None],
+        _: object = None,
+    ) -> None:
+        """A commit of :meth:`_commit_now` is answered: once the event before it has finished,
+        its ack is written and its turn finished."""
+        wait = turn.finish_wait()
+        if wait is not None:
+            wait.add_done_callback(functools.partial(self._replied, eio_sid, ack_id, turn, committed, finished))
+            return
+        try:
+            ack = committed.answer()
+            if ack_id is not None:
+                # False only for a connection gone: a socket of this lane writes its queue through.
+                self.eio.write_text(eio_sid, "3" + str(int(ack_id)) + wire_json.dumps([ack]))
+        except Exception:  # a bug: said, and the turn still finishes (its connection goes on)
+            self.eio.logger.exception("answering a committed event failed")
+        finally:
+            if turn.finished:  # the pipeline ended meanwhile (the server stopping)
+                asyncio.get_running_loop().call_soon(committed.after_ack)
+            else:
+                turn.after.append((committed.after_ack, ()))
+            turn.finish()
+            finished()
 
     @property
     def _event_handlers(self) -> dict[str, Callable[..., Awaitable[Any]]]:

@@ -647,10 +647,25 @@ class LeanWebSocket(asyncio.Protocol):
         running = self._running
         assert running is not None
         turn = self._last_turn = order.Turn(self._last_turn)
+        running.append(turn)
+        if self.start_now(message, turn):
+            return  # its commit is sent; the reply's callback finishes the turn
         context = contextvars.copy_context()
         context.run(order.TURN.set, turn)
         turn.task = self._loop.create_task(self._take_turn(message, turn), context=context)
-        running.append(turn)
+
+    def start_now(self, message: str | bytes, turn: order.Turn) -> bool:
+        """Handle a pipelinable ``message`` without a task, when it can: True when it did, and
+        will call :meth:`turn_finished` once it finished ``turn`` (its ack written, in order);
+        False to start its task. Here, never."""
+        return False
+
+    def turn_finished(self) -> None:
+        """A turn of the pipeline finished: its ack and those finished with it are written in
+        the next step (the turns whose replies came in the same read finish first)."""
+        if not self._writing:
+            self._writing = True
+            self._loop.call_soon(self._write_done)
 
     async def _take_turn(self, message: str | bytes, turn: order.Turn) -> None:
         try:
@@ -659,10 +674,7 @@ class LeanWebSocket(asyncio.Protocol):
             log.exception("a pipelined message failed")
         finally:
             turn.finish()
-            if not self._writing:
-                # In the next step: the turns whose replies came in the same read finish first.
-                self._writing = True
-                self._loop.call_soon(self._write_done)
+            self.turn_finished()
 
     def _write_done(self) -> None:
         """Write the acks of the finished turns at the head, together, then run what they handed

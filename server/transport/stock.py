@@ -63,7 +63,7 @@ from handlers.http_common import FrontAnswer, client_address
 from handlers.log_throttle import LogThrottle
 from protocol import wire_json
 from protocol.errors import CodedError, ErrorCode
-from server.transport.contract import Outlet, Packet, end_sessions_at_shutdown
+from server.transport.contract import Commit, Outlet, Packet, end_sessions_at_shutdown
 from server.transport.messages import Header, malformed, refusal, refusal_packet
 
 log = logging.getLogger(__name__)
@@ -385,8 +385,8 @@ class StockSessionServer(socketio.AsyncServer):
     def screen_rate(self, over_rate: Callable[[str], bool], refuse: Callable[[str, str, Any], dict[str, Any]]) -> None:
         """Not used here: each event's guard checks the rate (``handlers.socket_router``)."""
 
-    def pipeline(self, event: str) -> None:
-        """Not used here: a connection's events are handled one after another."""
+    def pipeline(self, event: str, commit: Commit | None = None) -> None:
+        """Not used here: a connection's events are handled one after another, by their handlers."""
 
     def outlet(self, sid: str) -> Outlet | None:
         """The connection's outlet (``server.transport.contract.SocketServer``)."""

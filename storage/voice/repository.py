@@ -9,7 +9,7 @@ from typing import Any
 
 from protocol import events as etypes
 from protocol.errors import CodedError, ErrorCode
-from storage.events import POSITION_FIELDS, Position
+from storage.events import POSITION_FIELDS, Position, Submitted
 from storage.lean_redis import read_together
 from storage.scripts import event_script, plain_script
 from storage.store import Store
@@ -129,6 +129,11 @@ class StatusChange:
     offset: int
 
 
+def status_change(status: str, result: list[Any]) -> StatusChange:
+    """The outcome of the status script's checked answer for a request to move to ``status``."""
+    return StatusChange(status=status, previous=str(result[1]), offset=int(result[0]))
+
+
 @dataclass(frozen=True, slots=True)
 class DoneResult:
     """Outcome of a Done: the new count and the status the session had before."""
@@ -238,24 +243,33 @@ class VoiceSessions:
         cutting gives it the session's recording lease for ``lease_ms`` and any other status
         ends the lease, in the same step. ``ahead``: a write Redis runs first (``EventLog.run``).
         """
+        keys, args = self._status_call(session_id, status, performer, holder, lease_ms)
+        result = await self._log.run(self._set_status, session_id, keys=keys, args=args, ahead=ahead)
+        return status_change(status, result)
+
+    def submit_status(
+        self,
+        session_id: str,
+        status: str,
+        performer: Performer,
+        *,
+        holder: str = "",
+        lease_ms: int = 0,
+        ahead: tuple[Any, ...] | None = None,
+    ) -> Submitted | None:
+        """:meth:`set_status` sent now without a task (``EventLog.submit``): its reply read
+        with :func:`status_change`; None, having sent nothing, when it must be awaited."""
+        keys, args = self._status_call(session_id, status, performer, holder, lease_ms)
+        return self._log.submit(self._set_status, session_id, keys=keys, args=args, ahead=ahead)
+
+    def _status_call(
+        self, session_id: str, status: str, performer: Performer, holder: str, lease_ms: int
+    ) -> tuple[list[str], list[Any]]:
         allowed = _ALLOWED_FROM.get(status)
         if allowed is None:
             raise CodedError(ErrorCode.INVALID_STATE, f"status {status!r} cannot be set directly")
-        result = await self._log.run(
-            self._set_status,
-            session_id,
-            keys=[self._keys.session(session_id), self._keys.voice_recording_lease(session_id)],
-            args=[
-                *performer.args(),
-                status,
-                allowed,
-                etypes.SESSION_STATUS,
-                holder,
-                lease_ms,
-            ],
-            ahead=ahead,
-        )
-        return StatusChange(status=status, previous=str(result[1]), offset=int(result[0]))
+        keys = [self._keys.session(session_id), self._keys.voice_recording_lease(session_id)]
+        return keys, [*performer.args(), status, allowed, etypes.SESSION_STATUS, holder, lease_ms]
 
     async def done(self, session_id: str, performer: Performer) -> DoneResult:
         """Close the session (access checked in the same step); repeated calls each count."""

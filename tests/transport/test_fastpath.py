@@ -311,6 +311,7 @@ async def test_the_event_lane_answers_as_python_socketio_does_without_its_dispat
     assert names == ["no_such_event", "connect", 1, {}, "set_session_status", "no_such_event"], names  # /other: last
 
     monkeypatch.setattr(sio.eio, "dispatch", None)  # every event the usual way
+    monkeypatch.setattr(sio.eio, "commit_now", None)  # the status changes' commits too
     dispatched.clear()
     stock = await _answers(server, _messages(stock_id), token)
     assert len(dispatched) == 19  # each but the malformed JSON one, and the last
