@@ -98,9 +98,18 @@ class EventRegistry(Protocol):
         ...
 
 
-# What a handler's ``submit`` returns: the future its commit's reply completes, and what turns
-# that reply into its result (raising as the handler would), called once the future is done.
-Submission = tuple[asyncio.Future[Any], Callable[[], dict[str, Any]]]
+class Answered(Protocol):
+    """What a submitted commit's reply completes (an ``asyncio.Future``, or the lean link's
+    ``Reply``, whose callback runs in the read that brings it)."""
+
+    def add_done_callback(self, callback: Callable[[Any], object]) -> None:
+        """Call ``callback`` once the reply is in (or the connection lost)."""
+        ...
+
+
+# What a handler's ``submit`` returns: what its commit's reply completes, and what turns that
+# reply into its result (raising as the handler would), called once that is done.
+Submission = tuple[Answered, Callable[[], dict[str, Any]]]
 Submit = Callable[[Connection, dict[str, Any]], Submission | None]
 
 
@@ -368,7 +377,7 @@ class _Committed:
         self._started = started
 
     @property
-    def future(self) -> asyncio.Future[Any]:
+    def future(self) -> Answered:
         """Done when the commit's reply is in (or its connection to Redis is lost)."""
         return self._submission[0]
 

@@ -44,7 +44,7 @@ from protocol.errors import CodedError, ErrorCode
 from protocol.events import SESSION_RESYNC
 from storage.clock import Clock
 from storage.keys import Keys
-from storage.lean_redis import LeanRedis, read_together
+from storage.lean_redis import LeanRedis, Reply, read_together
 from storage.scripts import Explain, Script, checked, plain_script, refused
 
 
@@ -127,13 +127,12 @@ class NotConfirmed(CodedError):
 
 class Submitted:
     """A commit sent without a task (:meth:`EventLog.submit`): ``future`` is done when its reply
-    is in, and :meth:`result` then says what :meth:`EventLog.run` would have returned or raised."""
+    is in (its callback runs in the read that brings it: ``storage.lean_redis.Reply``), and
+    :meth:`result` then says what :meth:`EventLog.run` would have returned or raised."""
 
     __slots__ = ("_ahead", "_explain", "future")
 
-    def __init__(
-        self, future: asyncio.Future[list[Any]], ahead: asyncio.Future[list[Any]] | None, explain: Explain | None
-    ) -> None:
+    def __init__(self, future: Reply, ahead: Reply | None, explain: Explain | None) -> None:
         self.future = future
         self._ahead = ahead
         self._explain = explain
@@ -151,7 +150,7 @@ class Submitted:
         return checked(reply, self._explain)
 
 
-def _error_of(future: asyncio.Future[list[Any]]) -> BaseException | None:
+def _error_of(future: Reply) -> BaseException | None:
     """What a sent-ahead write failed with (its error reply, or its connection's loss), if it
     did; its replies come before its script's, so it is done when the script's future is."""
     if not future.done() or future.cancelled():
@@ -293,13 +292,15 @@ class EventLog:
         all_keys, all_args = self._call(session_id, keys, args, self._clock.now_ms(), id_key)
         if not self._in_order(script, all_keys, all_args):
             return None
-        sent = self._send_ahead(ahead, script) if ahead is not None else None
+        redis = self._redis
+        assert isinstance(redis, LeanRedis)  # what _in_order found
+        sent = redis.send_ahead(*ahead, inline=True) if ahead is not None else None
         if ahead is not None and sent is None:
             return None
-        future = script.submit(all_keys, all_args)
+        future = script.submit_inline(all_keys, all_args)
         if future is None:  # not after _in_order (an open link knows the script); kept safe
             if sent is not None:
-                sent.add_done_callback(_read_off)
+                sent.add_done_callback(_error_of)  # its outcome read off, not waited for
             return None
         return Submitted(future, sent, explain)
 

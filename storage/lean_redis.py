@@ -27,12 +27,13 @@ from __future__ import annotations
 
 import asyncio
 import inspect
+import logging
 import re
 import socket
 from collections import deque
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from importlib.metadata import version
-from typing import Any
+from typing import Any, Literal, overload
 
 import hiredis
 from redis.asyncio import Redis
@@ -59,6 +60,8 @@ from redis.exceptions import (
 )
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
+
+log = logging.getLogger(__name__)
 
 # redis-py releases this module was written and tested against (major, minor), high exclusive.
 TESTED = ((8, 0), (9, 0))
@@ -130,11 +133,79 @@ def parse_error(reply: str) -> RedisError:
 Fallback = tuple[Any, tuple[Any, ...]]
 
 
+class Reply:
+    """The replies of a request sent without waiting (``LeanLink.submit(..., inline=True)``),
+    handed to its one done-callback in the read that completes them.
+
+    What an ``asyncio.Future`` offers a caller that only adds a callback, without the loop
+    step a future's callback waits for (a handle scheduled, then run): a committed event's
+    answer is written from the read that brought its reply. The callback must not raise; an
+    exception it lets out is logged, so the replies behind it in the read are still handed
+    over.
+    """
+
+    __slots__ = ("_callback", "_error", "_replies", "_state")
+
+    def __init__(self) -> None:
+        self._state = 0  # 0 waiting, 1 replies in, 2 failed
+        self._replies: list[Any] = []
+        self._error: BaseException | None = None
+        self._callback: Callable[[Reply], object] | None = None
+
+    def done(self) -> bool:
+        return self._state != 0
+
+    def cancelled(self) -> bool:
+        return False  # nobody cancels it: a request written is always read off
+
+    def result(self) -> list[Any]:
+        """The replies (error replies as values); raises the connection's loss."""
+        if self._state == 0:
+            raise asyncio.InvalidStateError("the replies are not in yet")
+        if self._error is not None:
+            raise self._error
+        return self._replies
+
+    def exception(self) -> BaseException | None:
+        if self._state == 0:
+            raise asyncio.InvalidStateError("the replies are not in yet")
+        return self._error
+
+    def add_done_callback(self, callback: Callable[[Reply], object]) -> None:
+        """Call ``callback(self)`` once done (now, when it is): one callback at most."""
+        if self._callback is not None:
+            raise RuntimeError("a Reply takes one callback")
+        if self._state:
+            _call(callback, self)
+        else:
+            self._callback = callback
+
+    def set_result(self, replies: list[Any]) -> None:
+        self._state, self._replies = 1, replies
+        self._done()
+
+    def set_exception(self, error: BaseException) -> None:
+        self._state, self._error = 2, error
+        self._done()
+
+    def _done(self) -> None:
+        callback, self._callback = self._callback, None
+        if callback is not None:
+            _call(callback, self)
+
+
+def _call(callback: Callable[[Reply], object], reply: Reply) -> None:
+    try:
+        callback(reply)
+    except Exception:  # a bug of the caller's: said, and the link reads on
+        log.exception("a reply's callback failed")
+
+
 class _Request:
     __slots__ = ("count", "fallback", "future", "replies", "sha")
 
     def __init__(
-        self, count: int, future: asyncio.Future[list[Any]], fallback: Fallback | None = None
+        self, count: int, future: asyncio.Future[list[Any]] | Reply, fallback: Fallback | None = None
     ) -> None:
         self.count = count
         self.future = future
@@ -316,18 +387,29 @@ class LeanLink:
         replies = self._replies
         return replies is not None and replies.open and sha in replies.loaded
 
+    @overload
     def submit(
-        self, packed: bytes, count: int, fallback: Fallback | None = None
-    ) -> asyncio.Future[list[Any]] | None:
+        self, packed: bytes, count: int, fallback: Fallback | None = None, *, inline: Literal[False] = False
+    ) -> asyncio.Future[list[Any]] | None: ...
+
+    @overload
+    def submit(
+        self, packed: bytes, count: int, fallback: Fallback | None = None, *, inline: Literal[True]
+    ) -> Reply | None: ...
+
+    def submit(
+        self, packed: bytes, count: int, fallback: Fallback | None = None, *, inline: bool = False
+    ) -> asyncio.Future[list[Any]] | Reply | None:
         """Send ``packed`` (``count`` commands) now, on the open connection, without waiting: the
         future of its replies (error replies included), or None when no connection is open (the
         caller then awaits :meth:`request` instead). A request made after this one in the same
         loop iteration leaves in the same write, behind it, and Redis runs it after this one.
-        ``fallback`` is :meth:`request`'s."""
+        ``fallback`` is :meth:`request`'s. ``inline``: a :class:`Reply` in place of the future,
+        whose callback runs in the read that brings the replies."""
         replies = self._replies
         if replies is None or not replies.open:
             return None
-        future: asyncio.Future[list[Any]] = replies.loop.create_future()
+        future: asyncio.Future[list[Any]] | Reply = Reply() if inline else replies.loop.create_future()
         replies.send(packed, _Request(count, future, fallback))
         self.requests += 1
         return future
@@ -490,15 +572,28 @@ class LeanRedis(Redis):
             raise reply
         return reply
 
-    def submit_script(self, sha: str, keys: Sequence[Any], args: Sequence[Any]) -> asyncio.Future[list[Any]] | None:
+    @overload
+    def submit_script(
+        self, sha: str, keys: Sequence[Any], args: Sequence[Any], *, inline: Literal[False] = False
+    ) -> asyncio.Future[list[Any]] | None: ...
+
+    @overload
+    def submit_script(
+        self, sha: str, keys: Sequence[Any], args: Sequence[Any], *, inline: Literal[True]
+    ) -> Reply | None: ...
+
+    def submit_script(
+        self, sha: str, keys: Sequence[Any], args: Sequence[Any], *, inline: bool = False
+    ) -> asyncio.Future[list[Any]] | Reply | None:
         """:meth:`run_script`'s call sent now over the link, without a task or a coroutine of its
         own: the future of its one reply (an error reply as its exception, a value, not raised),
-        or None when it cannot go over the link now (then await :meth:`run_script`)."""
+        or None when it cannot go over the link now (then await :meth:`run_script`).
+        ``inline``: a :class:`Reply` in place of the future (``LeanLink.submit``)."""
         call = self._script_call(("EVALSHA", sha, len(keys), *keys, *args))
         if call is None:
             return None
         lean, packed, fallback = call
-        return lean.submit(packed, 1, fallback)
+        return lean.submit(packed, 1, fallback, inline=True) if inline else lean.submit(packed, 1, fallback)
 
     def _script_call(self, command: tuple[Any, ...]) -> tuple[LeanLink, bytes, Fallback | None] | None:
         """The link, the packed EVALSHA ``command`` and its NOSCRIPT fallback; None when the
@@ -526,14 +621,21 @@ class LeanRedis(Redis):
             return False
         return args[0] != "EVALSHA" or lean.knows_loaded(args[1])
 
-    def send_ahead(self, *args: Any) -> asyncio.Future[list[Any]] | None:
+    @overload
+    def send_ahead(self, *args: Any, inline: Literal[False] = False) -> asyncio.Future[list[Any]] | None: ...
+
+    @overload
+    def send_ahead(self, *args: Any, inline: Literal[True]) -> Reply | None: ...
+
+    def send_ahead(self, *args: Any, inline: bool = False) -> asyncio.Future[list[Any]] | Reply | None:
         """Send the write ``args`` (one of :data:`WRITES`) now over the link, without waiting: the
         future of its reply, or None when the link cannot take it now (no link, no open
-        connection, another command); see :meth:`LeanLink.submit` for the order it keeps."""
+        connection, another command); see :meth:`LeanLink.submit` for the order it keeps.
+        ``inline``: a :class:`Reply` in place of the future."""
         lean = self.lean
         if lean is None or args[0] not in WRITES or not _packable(args):
             return None
-        return lean.submit(_pack(args), 1)
+        return lean.submit(_pack(args), 1, inline=True) if inline else lean.submit(_pack(args), 1)
 
     def pipeline(self, transaction: bool = True, shard_hint: str | None = None) -> Pipeline:
         return LeanPipeline(self.connection_pool, self.response_callbacks, transaction, shard_hint, lean=self.lean)

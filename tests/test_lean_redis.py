@@ -27,6 +27,7 @@ from storage.lean_redis import (
     LeanLink,
     LeanRedis,
     LeanSubscriber,
+    Reply,
     lean_link_for,
     lean_subscriber_for,
     read_together,
@@ -531,3 +532,37 @@ async def test_the_server_bus_reads_through_the_lean_subscriber(
     await watcher.wait_for(lambda: ack["offset"] in watcher.offsets(session_id))
     names = [c.get("name") for c in await plain.client_list(_type="pubsub")]
     assert SUBSCRIBER_NAME in names
+
+
+async def test_inline_replies_reach_their_callbacks_in_the_read_that_brings_them(
+    redis: Redis, plain: Redis, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A request sent with ``inline=True`` is answered by calling its :class:`Reply`'s callback
+    from the read that brings its replies, with no loop step between; a callback that raises
+    is logged, and the replies behind it in that read still reach theirs."""
+    assert isinstance(redis, LeanRedis)
+    assert await redis.get("warm") is None  # the link's connection is open
+    handed: list[tuple[str, Any]] = []
+    failed = redis.send_ahead("ZADD", "inline", 1, "a", inline=True)
+    answered = redis.send_ahead("ZADD", "inline", 2, "b", inline=True)
+    wrong = redis.send_ahead("ZADD", "inline", "not-a-score", "c", inline=True)
+    assert isinstance(failed, Reply) and isinstance(answered, Reply) and isinstance(wrong, Reply)
+
+    def boom(reply: Reply) -> None:
+        raise RuntimeError("a bug in a callback")
+
+    failed.add_done_callback(boom)
+    answered.add_done_callback(lambda reply: handed.append(("answered", reply.result())))
+    wrong.add_done_callback(lambda reply: handed.append(("wrong", reply.result())))
+    assert not answered.done()  # nothing is read before the loop runs
+    deadline = asyncio.get_running_loop().time() + 5
+    while len(handed) < 2 and asyncio.get_running_loop().time() < deadline:
+        await asyncio.sleep(0.01)  # polling for the callbacks, bounded by the deadline
+    assert [name for name, _ in handed] == ["answered", "wrong"]
+    assert handed[0][1] == [1]
+    assert isinstance(handed[1][1][0], ResponseError)  # an error reply is a value, not raised
+    assert "a reply's callback failed" in caplog.text
+    assert await plain.zrange("inline", 0, -1) == ["a", "b"]
+    late: list[list[Any]] = []
+    answered.add_done_callback(lambda reply: late.append(reply.result()))
+    assert late == [[1]]  # a callback added once it is done is called at once

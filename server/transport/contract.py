@@ -27,7 +27,6 @@ instead of ``call_soon``. ``tests/test_pipelined_events.py`` checks it.
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import struct
 from collections.abc import Callable, Mapping, Sequence
@@ -91,13 +90,21 @@ class Outlet(Protocol):
 EventHandler = Callable[..., Any]
 
 
+class Answered(Protocol):
+    """What a commit's reply completes: an ``asyncio.Future``, or a callback-only stand-in."""
+
+    def add_done_callback(self, callback: Callable[[Any], object]) -> None:
+        """Call ``callback`` once the reply is in."""
+        ...
+
+
 class Committed(Protocol):
     """A pipelined event whose commit its guard sent without a task (``SocketServer.pipeline``'s
     ``commit``). The lane writes its ack, in its connection's order, once :attr:`future` is
     done and the event before it has finished, then runs :meth:`after_ack`."""
 
     @property
-    def future(self) -> asyncio.Future[Any]:
+    def future(self) -> Answered:
         """Done when the commit's reply is in."""
         ...
 
