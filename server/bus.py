@@ -439,13 +439,16 @@ class Bus:
             try:
                 if self._commands:
                     await self._apply_commands()
-                message = await self._pubsub.get_message(POLL_S)
+                messages = await self._pubsub.get_messages(POLL_S)
                 if not self._alive:
                     self._metrics.bus_reconnects.inc()
                 self._alive = True
                 backoff_s = BACKOFF_MIN_S
-                if message is not None:
-                    self._on_message(message)
+                for message in messages:
+                    try:
+                        self._on_message(message)
+                    except Exception:  # a bug: said; the read's other messages still go out
+                        log.exception("bus: a message could not be handled")
             except asyncio.CancelledError:
                 raise
             except Exception as exc:  # Redis away, or a bug: never stop delivering, never spin

@@ -137,6 +137,19 @@ class Channels:
                 return message
         return None
 
+    async def get_messages(self, timeout_s: float) -> list[dict[str, Any]]:
+        """:meth:`get_message`, with every message a single Redis's subscriber has read so far
+        taken at once (a busy read brings one per event: one call for them all)."""
+        pubsub = self._pubsub
+        if isinstance(pubsub, LeanSubscriber):
+            messages = await pubsub.get_messages(timeout_s)
+            for message in messages:
+                if message["type"] in CONFIRMATIONS:
+                    self._unconfirmed.pop(_text(message["channel"]), None)
+            return messages
+        one = await self.get_message(timeout_s)
+        return [] if one is None else [one]
+
     def stalled_for(self) -> float:
         """Seconds the oldest unconfirmed subscription has waited (0 when every one is confirmed)."""
         if not self._unconfirmed:

@@ -856,9 +856,27 @@ class LeanSubscriber:
 
     async def get_message(self, timeout: float) -> dict[str, Any] | None:
         """The next message, waiting at most ``timeout`` seconds for one (None when none came)."""
+        link = await self._waited(timeout)
+        return link.queue.popleft() if link.queue else None
+
+    async def get_messages(self, timeout: float) -> list[dict[str, Any]]:
+        """Every message read so far, in order, waiting at most ``timeout`` seconds for one
+        (none when none came): what :meth:`get_message` hands out one call each, for a reader
+        that takes a busy read's many messages in one step."""
+        link = await self._waited(timeout)
+        queue = link.queue
+        if not queue:
+            return []
+        messages = list(queue)
+        queue.clear()
+        return messages
+
+    async def _waited(self, timeout: float) -> _Messages:
+        """The link, once it has a message queued or ``timeout`` has passed; raises its loss
+        (after the messages read before it were handed out)."""
         link = self._link if self._link is not None else await self._connected()
         if link.queue:
-            return link.queue.popleft()
+            return link
         if not link.open:
             raise self._dropped(link)
         loop = link.loop
@@ -869,11 +887,9 @@ class LeanSubscriber:
         finally:
             timer.cancel()
             link.waiter = None
-        if link.queue:
-            return link.queue.popleft()
-        if not link.open:
+        if not link.queue and not link.open:
             raise self._dropped(link)
-        return None
+        return link
 
     def _dropped(self, link: _Messages) -> Exception:
         self._link = None  # the next call connects again

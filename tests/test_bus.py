@@ -139,15 +139,15 @@ async def test_the_bus_stops_even_when_a_call_swallows_its_cancellation(server: 
     was asked to stop) must not hold the shutdown: the bus asks again until the listener ends."""
     bus = server.services.bus
     pubsub = bus._pubsub  # type: ignore[attr-defined]
-    real_get_message = pubsub.get_message
+    real_get_messages = pubsub.get_messages
     swallowed = 0
     entered = asyncio.Event()
 
-    async def swallowing_get_message(timeout: float) -> Any:
+    async def swallowing_get_messages(timeout: float) -> Any:
         nonlocal swallowed
         entered.set()
         try:
-            return await real_get_message(timeout)
+            return await real_get_messages(timeout)
         except asyncio.CancelledError:
             if swallowed:
                 raise
@@ -155,9 +155,9 @@ async def test_the_bus_stops_even_when_a_call_swallows_its_cancellation(server: 
             task = asyncio.current_task()
             assert task is not None
             task.uncancel()  # what a library that swallows it leaves: nothing says "stop"
-            return None
+            return []
 
-    pubsub.get_message = swallowing_get_message
+    pubsub.get_messages = swallowing_get_messages
     await asyncio.wait_for(entered.wait(), 5)  # the listener waits in it now (it polls every 20 ms)
     async with asyncio.timeout(4):
         await bus.stop()
