@@ -475,6 +475,31 @@ async def test_the_subscriber_hands_out_every_message_of_a_burst_in_order(
         await subscriber.aclose()
 
 
+async def test_the_subscriber_hands_out_a_reads_messages_in_one_call(
+    redis: Redis, plain: Redis, redis_process: RedisProcess
+) -> None:
+    """``get_messages`` takes everything read so far at once (the bus's listener: one call per
+    read, not one coroutine chain per event), in order, and waits only when nothing is read."""
+    subscriber = subscriber_of(redis_process)
+    try:
+        await subscriber.subscribe("c1")
+        assert [m["type"] for m in await _messages(subscriber, 1)] == ["subscribe"]
+        assert await subscriber.get_messages(0.05) == []  # nothing came: waited, none
+        async with plain.pipeline(transaction=False) as pipe:  # one burst: many messages per read
+            for i in range(300):
+                pipe.publish("c1", f"m{i}")
+            await pipe.execute()
+        calls, burst = 0, []
+        async with asyncio.timeout(5):
+            while len(burst) < 300:
+                burst += await subscriber.get_messages(0.1)
+                calls += 1
+        assert [m["data"] for m in burst] == [f"m{i}" for i in range(300)]
+        assert calls < 300 / 2, calls  # many messages per call
+    finally:
+        await subscriber.aclose()
+
+
 async def test_a_killed_subscriber_fails_once_then_subscribes_everything_again(
     redis: Redis, plain: Redis, redis_process: RedisProcess
 ) -> None:
