@@ -23,7 +23,11 @@ registered with ``changes=True`` holds its session's local fan-out until its ack
 runs after the ack was handed over, and the fan-out it lets go queues behind that ack. An event
 registered with ``pipelined=True`` may instead start while the earlier ones of its connection
 still wait for Redis (``protocol.order``): its release is handed to ``protocol.order.after_ack``,
-which the transport runs once it has written the ack.
+which the transport runs once it has written the ack. A pipelined change registered with a
+``submit`` is, where the transport can, guarded without a task (:meth:`SocketRouter._submit`):
+the same checks, the commit sent at once, and the guard's end (the ack, the count, the log line,
+the release) run from the commit's reply; anything the guard or the handler would refuse, or a
+change the handler must await, goes the usual way.
 """
 
 from __future__ import annotations

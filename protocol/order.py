@@ -23,6 +23,14 @@ that the same, to every client, as handling them one after another:
 3. **Each ack ahead of its fan-out.** What is to run once the ack is on its way -- the bus's
    hold release -- is handed to :func:`after_ack`; the transport runs it after it wrote the ack.
 
+A pipelined change whose guard can send its commit at once (``SocketRouter.on``'s ``submit``:
+a recorder's status change once its connection was let record the session) takes no task: the
+transport's ``SessionServer._commit_now`` sends it from the read that brought it, only once the
+commit of the event before it has left (rule 1; else the event takes its task, which waits),
+and the reply's callback (``storage.lean_redis.Reply``) writes its ack once the event before it
+has finished (rule 2), handing the hold release to its turn's ``after`` (rule 3). Such a turn
+has no task: :func:`current` and :func:`pending` never see it.
+
 Reads a handler makes before its commit are not ordered: they may see the state from before an
 earlier event's commit, which the commit's script checks again (every script checks its own
 preconditions next to its change). A pipelined handler writes nothing to its own connection
