@@ -289,20 +289,13 @@ class EventLog:
         id_key = self._id_key
         if self._durability is not Durability.MEMORY or id_key is None:
             return None
-        all_keys, all_args = self._call(session_id, keys, args, self._clock.now_ms(), id_key)
-        if not self._in_order(script, all_keys, all_args):
-            return None
         redis = self._redis
-        assert isinstance(redis, LeanRedis)  # what _in_order found
-        sent = redis.send_ahead(*ahead, inline=True) if ahead is not None else None
-        if ahead is not None and sent is None:
+        if not isinstance(redis, LeanRedis) or script.registered_client is not redis:
             return None
-        future = script.submit_inline(all_keys, all_args)
-        if future is None:  # not after _in_order (an open link knows the script); kept safe
-            if sent is not None:
-                sent.add_done_callback(_error_of)  # its outcome read off, not waited for
-            return None
-        return Submitted(future, sent, explain)
+        all_keys, all_args = self._call(session_id, keys, args, self._clock.now_ms(), id_key)
+        script.check(all_keys, all_args)
+        sent = redis.submit_in_order(script.sha, all_keys, all_args, ahead)
+        return None if sent is None else Submitted(sent[0], sent[1], explain)
 
     def _call(
         self, session_id: str, keys: list[str] | None, args: list[Any] | None, now: int, id_key: str

@@ -572,28 +572,15 @@ class LeanRedis(Redis):
             raise reply
         return reply
 
-    @overload
-    def submit_script(
-        self, sha: str, keys: Sequence[Any], args: Sequence[Any], *, inline: Literal[False] = False
-    ) -> asyncio.Future[list[Any]] | None: ...
-
-    @overload
-    def submit_script(
-        self, sha: str, keys: Sequence[Any], args: Sequence[Any], *, inline: Literal[True]
-    ) -> Reply | None: ...
-
-    def submit_script(
-        self, sha: str, keys: Sequence[Any], args: Sequence[Any], *, inline: bool = False
-    ) -> asyncio.Future[list[Any]] | Reply | None:
+    def submit_script(self, sha: str, keys: Sequence[Any], args: Sequence[Any]) -> asyncio.Future[list[Any]] | None:
         """:meth:`run_script`'s call sent now over the link, without a task or a coroutine of its
         own: the future of its one reply (an error reply as its exception, a value, not raised),
-        or None when it cannot go over the link now (then await :meth:`run_script`).
-        ``inline``: a :class:`Reply` in place of the future (``LeanLink.submit``)."""
+        or None when it cannot go over the link now (then await :meth:`run_script`)."""
         call = self._script_call(("EVALSHA", sha, len(keys), *keys, *args))
         if call is None:
             return None
         lean, packed, fallback = call
-        return lean.submit(packed, 1, fallback, inline=True) if inline else lean.submit(packed, 1, fallback)
+        return lean.submit(packed, 1, fallback)
 
     def _script_call(self, command: tuple[Any, ...]) -> tuple[LeanLink, bytes, Fallback | None] | None:
         """The link, the packed EVALSHA ``command`` and its NOSCRIPT fallback; None when the
@@ -603,6 +590,26 @@ class LeanRedis(Redis):
             return None
         body = self._bodies.get(command[1])
         return lean, _pack(command), None if body is None else (body, command)
+
+    def submit_in_order(
+        self, sha: str, keys: Sequence[Any], args: Sequence[Any], ahead: tuple[Any, ...] | None = None
+    ) -> tuple[Reply, Reply | None] | None:
+        """``EVALSHA sha`` sent now over the link, behind ``ahead`` (one of :data:`WRITES`) when
+        given, where Redis runs it after every request made on the link before it: the
+        :class:`Reply` of each (the script's, then ``ahead``'s); None, having sent nothing, when
+        it cannot go so -- what :meth:`keeps_order` and :meth:`submit_script` check, asked once
+        for both (a committed event's one call: packed once, its arguments looked at once)."""
+        lean = self.lean
+        if lean is None or not lean.knows_loaded(sha) or "EVALSHA" in self.response_callbacks:
+            return None
+        command = ("EVALSHA", sha, len(keys), *keys, *args)
+        if not _packable(command) or (ahead is not None and (ahead[0] not in WRITES or not _packable(ahead))):
+            return None
+        body = self._bodies.get(sha)
+        first = lean.submit(_pack(ahead), 1, inline=True) if ahead is not None else None
+        sent = lean.submit(_pack(command), 1, None if body is None else (body, command), inline=True)
+        assert sent is not None  # the link knows the script: its connection is open
+        return sent, first
 
     def keeps_order(self, *args: Any) -> bool:
         """Whether the command ``args`` goes over the link, where Redis runs it after every request
@@ -621,21 +628,14 @@ class LeanRedis(Redis):
             return False
         return args[0] != "EVALSHA" or lean.knows_loaded(args[1])
 
-    @overload
-    def send_ahead(self, *args: Any, inline: Literal[False] = False) -> asyncio.Future[list[Any]] | None: ...
-
-    @overload
-    def send_ahead(self, *args: Any, inline: Literal[True]) -> Reply | None: ...
-
-    def send_ahead(self, *args: Any, inline: bool = False) -> asyncio.Future[list[Any]] | Reply | None:
+    def send_ahead(self, *args: Any) -> asyncio.Future[list[Any]] | None:
         """Send the write ``args`` (one of :data:`WRITES`) now over the link, without waiting: the
         future of its reply, or None when the link cannot take it now (no link, no open
-        connection, another command); see :meth:`LeanLink.submit` for the order it keeps.
-        ``inline``: a :class:`Reply` in place of the future."""
+        connection, another command); see :meth:`LeanLink.submit` for the order it keeps."""
         lean = self.lean
         if lean is None or args[0] not in WRITES or not _packable(args):
             return None
-        return lean.submit(_pack(args), 1, inline=True) if inline else lean.submit(_pack(args), 1)
+        return lean.submit(_pack(args), 1)
 
     def pipeline(self, transaction: bool = True, shard_hint: str | None = None) -> Pipeline:
         return LeanPipeline(self.connection_pool, self.response_callbacks, transaction, shard_hint, lean=self.lean)

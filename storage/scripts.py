@@ -43,7 +43,7 @@ from redis.commands.core import AsyncScript
 from redis.exceptions import NoScriptError
 
 from protocol.errors import CodedError, ErrorCode
-from storage.lean_redis import LeanRedis, Reply
+from storage.lean_redis import LeanRedis
 
 _PROLOGUE = "core/_event.lua"
 
@@ -186,14 +186,6 @@ class Script(AsyncScript):
         if self._lean is None:
             return None
         return self._lean.submit_script(self.sha, keys, args)
-
-    def submit_inline(self, keys: Sequence[Any], args: Sequence[Any]) -> Reply | None:
-        """:meth:`submit` with a :class:`storage.lean_redis.Reply` in place of the future: its
-        callback runs in the read that brings the reply (a committed event's answer)."""
-        self.check(keys, args)
-        if self._lean is None:
-            return None
-        return self._lean.submit_script(self.sha, keys, args, inline=True)
 
     def commands(self, keys: Sequence[Any], args: Sequence[Any]) -> list[tuple[Any, ...]]:
         """The checked call as raw commands: EVALSHA, then EVAL for a Redis that lacks it."""

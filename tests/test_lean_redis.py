@@ -12,6 +12,7 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
+import hiredis
 import pytest
 import pytest_asyncio
 from redis.asyncio import BlockingConnectionPool, ConnectionPool, Redis
@@ -568,9 +569,10 @@ async def test_inline_replies_reach_their_callbacks_in_the_read_that_brings_them
     assert isinstance(redis, LeanRedis)
     assert await redis.get("warm") is None  # the link's connection is open
     handed: list[tuple[str, Any]] = []
-    failed = redis.send_ahead("ZADD", "inline", 1, "a", inline=True)
-    answered = redis.send_ahead("ZADD", "inline", 2, "b", inline=True)
-    wrong = redis.send_ahead("ZADD", "inline", "not-a-score", "c", inline=True)
+    link = link_of(redis)
+    failed = link.submit(hiredis.pack_command(("ZADD", "inline", 1, "a")), 1, inline=True)
+    answered = link.submit(hiredis.pack_command(("ZADD", "inline", 2, "b")), 1, inline=True)
+    wrong = link.submit(hiredis.pack_command(("ZADD", "inline", "not-a-score", "c")), 1, inline=True)
     assert isinstance(failed, Reply) and isinstance(answered, Reply) and isinstance(wrong, Reply)
 
     def boom(reply: Reply) -> None:
