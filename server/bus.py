@@ -206,6 +206,7 @@ class Bus:
         # The loop the bus runs on, kept once started: asking asyncio for it costs a getpid()
         # system call on Python 3.11, and a small room asks once per event.
         self._loop: asyncio.AbstractEventLoop | None = None
+        self._soon: list[Room] = []  # small rooms whose round _write_all_soon writes next
 
     # --- lifecycle ---------------------------------------------------------------------
     @property
@@ -646,9 +647,23 @@ class Bus:
                 # callback, and such a round never yields. Everything accepted before it runs
                 # still goes out in that one round.
                 room.soon = True
-                (self._loop or asyncio.get_running_loop()).call_soon(self._write_soon, room)
+                soon = self._soon
+                soon.append(room)
+                if len(soon) == 1:
+                    (self._loop or asyncio.get_running_loop()).call_soon(self._write_all_soon)
             else:
                 room.writer = asyncio.create_task(self._write_rounds(room))
+
+    def _write_all_soon(self) -> None:
+        """The rounds of the small rooms that took events since the last call, one after another:
+        the loop's other callbacks do not come between their writes (one callback for them all,
+        and the subscribers' sockets written back to back)."""
+        rooms, self._soon = self._soon, []
+        for room in rooms:
+            try:
+                self._write_soon(room)
+            except Exception:  # a bug: said; the other rooms' rounds still go out
+                log.exception("session %s: writing a round failed", room.session_id)
 
     def _write_soon(self, room: Room) -> None:
         """A small room's next round, unless it must linger or yield (then its task writes it)."""
