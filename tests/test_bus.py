@@ -11,7 +11,7 @@ from redis.asyncio import Redis
 
 from protocol import order
 from tests.conftest import start_server
-from tests.helpers import OWNER, Client, RedisProcess, ServerUnderTest
+from tests.helpers import OWNER, Client, RedisProcess, ServerUnderTest, fast_lane_only
 from tests.test_pipelined_events import _burst_while_held
 
 STATUSES = ["recording", "paused"]
@@ -137,6 +137,7 @@ async def test_small_rooms_are_written_without_a_task_per_event(server: ServerUn
     assert round_tasks == 0
 
 
+@fast_lane_only  # several holds released in one pass: a pipelined burst of one connection
 async def test_the_small_rooms_of_a_loop_pass_are_written_back_to_back_by_one_callback(
     server: ServerUnderTest, clients: list[Client], redis: Redis, monkeypatch: Any
 ) -> None:

@@ -744,6 +744,18 @@ class LightEngineServer(engineio.AsyncServer):
         return super().start_background_task(target, *args, **kwargs)
 
 
+def _event_array(text: str) -> list[Any] | None:
+    """An EVENT's ``[name, *args]`` from its JSON text, when the name is one a handler of its own
+    may have (not reserved); None for anything else, which goes the usual way."""
+    try:
+        data = wire_json.loads(text)
+    except (ValueError, RecursionError):
+        return None
+    if not isinstance(data, list) or not data or not isinstance(data[0], str) or data[0] in RESERVED_EVENTS:
+        return None
+    return data
+
+
 def _http_answer(answer: Mapping[str, Any]) -> bytes:
     """An Engine.IO answer dict (``status``, ``headers``, ``response``) as a closing HTTP/1.1 response."""
     body = answer.get("response") or b""
@@ -908,11 +920,8 @@ class SessionServer(socketio.AsyncServer):
         match = _EVENT_HEAD.match(text)
         if match is None:
             return None
-        try:
-            event = wire_json.loads(text[match.end() :])
-        except (ValueError, RecursionError):
-            return None
-        if not isinstance(event, list) or not event or not isinstance(event[0], str) or event[0] in RESERVED_EVENTS:
+        event = _event_array(text[match.end() :])
+        if event is None:
             return None
         ack = refuse(sid, event[0], event[1] if len(event) > 1 else None)
         if match.group(1) is None:
@@ -1008,11 +1017,8 @@ class SessionServer(socketio.AsyncServer):
         match = _ACKED_EVENT.match(text)
         if match is None or _size_of(text) > self.max_payload_bytes:
             return None
-        try:
-            data = wire_json.loads(text[match.end() :])
-        except (ValueError, RecursionError):
-            return None
-        if not isinstance(data, list) or not data or not isinstance(data[0], str) or data[0] in RESERVED_EVENTS:
+        data = _event_array(text[match.end() :])
+        if data is None:
             return None
         manager = self.manager
         sid = manager.sid_from_eio_sid(eio_sid, "/")
