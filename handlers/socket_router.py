@@ -46,7 +46,7 @@ from handlers.ids import parse_session_id
 from handlers.metrics import CANCELLED, OK, UNKNOWN, EventMeter
 from handlers.socket_log import SocketEventLog
 from protocol.errors import CodedError, ErrorCode
-from protocol.order import after_ack
+from protocol.order import Answered, after_ack
 from protocol.events import PROTOCOL_ERROR
 
 log = logging.getLogger(__name__)
@@ -99,15 +99,6 @@ class EventRegistry(Protocol):
 
     async def disconnect(self, sid: str, namespace: str | None = None, ignore_queue: bool = False) -> None:
         """Disconnect a client, its TCP connection included."""
-        ...
-
-
-class Answered(Protocol):
-    """What a submitted commit's reply completes (an ``asyncio.Future``, or the lean link's
-    ``Reply``, whose callback runs in the read that brings it)."""
-
-    def add_done_callback(self, callback: Callable[[Any], object]) -> None:
-        """Call ``callback`` once the reply is in (or the connection lost)."""
         ...
 
 

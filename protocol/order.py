@@ -46,7 +46,7 @@ import asyncio
 import logging
 from collections.abc import Callable
 from contextvars import ContextVar
-from typing import Any
+from typing import Any, Protocol
 
 log = logging.getLogger(__name__)
 
@@ -125,6 +125,15 @@ class Turn:
                 callback(*args)
             except Exception:
                 log.exception("a callback run after an ack failed")
+
+
+class Answered(Protocol):
+    """What the reply of a commit sent without a task completes: an ``asyncio.Future``, or the
+    lean link's ``Reply``, whose callback runs in the read that brings it."""
+
+    def add_done_callback(self, callback: Callable[[Any], object]) -> None:
+        """Call ``callback`` once the reply is in (or the connection lost)."""
+        ...
 
 
 TURN: ContextVar[Turn | None] = ContextVar("sessionhub_turn", default=None)

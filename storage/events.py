@@ -280,7 +280,7 @@ class EventLog:
         """:meth:`run`'s commit sent now, without a task or a coroutine: what it is waited on by
         (:class:`Submitted`), or None, having sent nothing, when it cannot go so -- a durable
         mode (its WAIT needs a pipeline), the deployment's id key not read yet, a call that
-        does not go over the ordered lean link (``LeanRedis.keeps_order``): then await
+        does not go over the ordered lean link (``LeanRedis.submit_in_order``): then await
         :meth:`run`.
 
         The caller keeps a connection's order (``protocol.order``, rule 1): it submits only

@@ -600,14 +600,14 @@ class LeanRedis(Redis):
         it cannot go so -- what :meth:`keeps_order` and :meth:`submit_script` check, asked once
         for both (a committed event's one call: packed once, its arguments looked at once)."""
         lean = self.lean
-        if lean is None or not lean.knows_loaded(sha) or "EVALSHA" in self.response_callbacks:
+        if lean is None or not lean.knows_loaded(sha):
             return None
-        command = ("EVALSHA", sha, len(keys), *keys, *args)
-        if not _packable(command) or (ahead is not None and (ahead[0] not in WRITES or not _packable(ahead))):
+        call = self._script_call(("EVALSHA", sha, len(keys), *keys, *args))
+        if call is None or (ahead is not None and (ahead[0] not in WRITES or not _packable(ahead))):
             return None
-        body = self._bodies.get(sha)
+        _, packed, fallback = call
         first = lean.submit(_pack(ahead), 1, inline=True) if ahead is not None else None
-        sent = lean.submit(_pack(command), 1, None if body is None else (body, command), inline=True)
+        sent = lean.submit(packed, 1, fallback, inline=True)
         assert sent is not None  # the link knows the script: its connection is open
         return sent, first
 

@@ -36,6 +36,7 @@ if TYPE_CHECKING:  # for annotations only: this module is imported before the la
     from aiohttp import web
 
     from handlers.http_common import FrontAnswer
+    from protocol.order import Answered
 
 _OP_TEXT = 0x1
 log = logging.getLogger(__name__)
@@ -88,14 +89,6 @@ class Outlet(Protocol):
 
 # What a registered event handler is called with (sid, payload...) and answers (its ack).
 EventHandler = Callable[..., Any]
-
-
-class Answered(Protocol):
-    """What a commit's reply completes: an ``asyncio.Future``, or a callback-only stand-in."""
-
-    def add_done_callback(self, callback: Callable[[Any], object]) -> None:
-        """Call ``callback`` once the reply is in."""
-        ...
 
 
 class Committed(Protocol):
