@@ -185,7 +185,15 @@ async def sign_out_everywhere_journey(iserver: ServerUnderTest, first: Tab, seco
     await page.reload()
     await page.locator("#identity-name").click()
     await expect(page.locator("#identity-devices li")).to_have_count(2)
-    await page.locator("#identity-signout-all").click()
+    user_id = str(await page.locator("#identity").get_attribute("data-user-id"))
+    # Signing out reloads this page. Wait for the reloaded page, as the person does: a context
+    # closed while its page was still reloading hung Chromium's close (CI, s43), and a page that
+    # still showed the person after the reload would be a bug of its own.
+    async with page.expect_navigation(wait_until="load"):
+        await page.locator("#identity-signout-all").click()
+    # Nobody, or (once the stream page's socket asked for one) a new guest: never the person.
+    await expect(page.locator("#identity")).to_have_attribute("data-state", re.compile(r"^(none|known)$"))
+    await expect(page.locator("#identity")).not_to_have_attribute("data-user-id", user_id)
     # The other browser's open socket is told at once, and says so.
     await expect(watching.locator("#identity-lost")).to_contain_text("signed out")
     assert await iserver.services.identities.devices(
