@@ -79,7 +79,10 @@ async def test_a_passkey_added_in_one_browser_signs_another_in_as_the_same_user(
         await cdp2.send("WebAuthn.addCredential", {"authenticatorId": second_authenticator, "credential": credentials[0]})
         other = await second.open("/")
         await expect(other.locator("#identity")).to_have_attribute("data-state", "none")
-        await other.locator("#identity-passkey-signin").click()
+        # A sign-in reloads the page: read the reloaded one (the page going away may show the
+        # person for a moment, and a call made in it dies with it).
+        async with other.expect_navigation(wait_until="load"):
+            await other.locator("#identity-passkey-signin").click()
         await expect(other.locator("#identity")).to_have_attribute("data-user-id", user_id)
         mine = await in_page(other, "/api/me/sessions")
         assert stream_id in str(mine)
