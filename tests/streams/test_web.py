@@ -344,6 +344,9 @@ async def test_a_note_being_edited_survives_live_redraws_of_the_review(
     page = await live(tab, f"/streams/{session_id}")
     clips = page.locator('.segment[data-index="1"] .review-clip')
     await expect(clips).to_have_count(1)
+    # The moments load a moment later, above the clips: a click made as they arrive lands on
+    # whatever moved under it (seen on a busy machine). Click once the page has settled.
+    await expect(page.locator(".moment .count")).to_have_text(["1 click"])
     await clips.nth(0).locator(".clip-edit").click()
     note = clips.nth(0).locator(".note-edit input")
     await note.fill("half-typed")
