@@ -113,8 +113,8 @@ class Channels:
         """
         if self._pubsub is not None:
             message: dict[str, Any] | None = await self._pubsub.get_message(timeout=timeout_s)
-            if message is not None and message["type"] in CONFIRMATIONS:
-                self._unconfirmed.pop(_text(message["channel"]), None)
+            if message is not None:
+                self._note_confirmation(message)
             return message
         if self._lost and time.monotonic() >= self._retry_at:
             try:
@@ -144,11 +144,15 @@ class Channels:
         if isinstance(pubsub, LeanSubscriber):
             messages = await pubsub.get_messages(timeout_s)
             for message in messages:
-                if message["type"] in CONFIRMATIONS:
-                    self._unconfirmed.pop(_text(message["channel"]), None)
+                self._note_confirmation(message)
             return messages
         one = await self.get_message(timeout_s)
         return [] if one is None else [one]
+
+    def _note_confirmation(self, message: dict[str, Any]) -> None:
+        """A single Redis's message read: a confirmation ends its channel's wait (stalled_for)."""
+        if message["type"] in CONFIRMATIONS:
+            self._unconfirmed.pop(_text(message["channel"]), None)
 
     def stalled_for(self) -> float:
         """Seconds the oldest unconfirmed subscription has waited (0 when every one is confirmed)."""
