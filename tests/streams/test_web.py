@@ -335,6 +335,50 @@ async def test_a_refused_clip_waits_as_long_as_the_server_asks(
         await srv.stop()
 
 
+# Runs in the page before its scripts: notes, the first time the review draws a clip, how many
+# moments were drawn with it and where the clip's top was.
+FIRST_DRAW_WATCH = """
+window.__firstDraw = null;
+new MutationObserver((_, observer) => {
+  const clip = document.querySelector(".review-clip");
+  if (!clip) return;
+  const top = clip.getBoundingClientRect().top + window.scrollY;
+  window.__firstDraw = { moments: document.querySelectorAll(".moment").length, top };
+  observer.disconnect();
+}).observe(document, { childList: true, subtree: true });
+"""
+
+
+async def test_the_review_draws_its_moments_with_its_clips_so_nothing_moves_under_a_tap(
+    server: ServerUnderTest, tab: Tab, clients: list[Client]
+) -> None:
+    """The moments sit above the clips. Drawn after them, they pushed every clip down a moment
+    after the page showed it, and a tap meant for a clip landed on what moved under it."""
+    session_id = await create_stream(server, title="Steady page")
+    await http(server, "POST", f"/api/streams/{session_id}/state", json={"action": "start"})
+    for name in ("v1", "v2"):  # two viewers: one moment of two clicks
+        viewer = Client(server.url, server.token(name))
+        clients.append(viewer)
+        await viewer.connect()
+        assert (await viewer.call("clip_submit", {"session_id": session_id, "note": name}))["ok"] is True
+    await tab.page.set_viewport_size({"width": 390, "height": 844})
+    await tab.page.add_init_script(FIRST_DRAW_WATCH)
+    await tab.use_token(server.token("alice"))
+    page = await live(tab, f"/streams/{session_id}")
+    clips = page.locator('.segment[data-index="1"] .review-clip')
+    await expect(clips).to_have_count(2)
+    await expect(page.locator(".moment .count")).to_have_text(["2 clicks"])
+    first = await page.evaluate("window.__firstDraw")
+    assert first is not None and first["moments"] == 1, first
+    # The page's own regrouping after the load (and its redraw) leaves the clips where they were.
+    await expect(page.locator("#segments")).to_have_attribute("data-moments", "settled", timeout=10_000)
+    box = await clips.nth(0).bounding_box()
+    assert box is not None
+    scroll_y = await page.evaluate("window.scrollY")
+    assert abs(box["y"] + scroll_y - first["top"]) < 1, (box, scroll_y, first)
+    assert not tab.errors, tab.errors
+
+
 async def test_a_note_being_edited_survives_live_redraws_of_the_review(
     server: ServerUnderTest, tab: Tab, clients: list[Client]
 ) -> None:

@@ -299,26 +299,45 @@ function renderReview() {
   }
 }
 
+// data-moments on #segments: "pending" while a regrouping is asked for or under way,
+// "settled" once the last one asked for is drawn (what a test or a script can wait on).
+let momentsAsked = 0;
 function scheduleMoments() {
   clearTimeout(momentsTimer);
+  momentsAsked += 1;
+  ui.segments.dataset.moments = "pending";
   momentsTimer = setTimeout(loadMoments, MOMENTS_DELAY_MS);
 }
 
-async function loadMoments() {
+// The moments as the server groups them now; null (and a notice) when it could not.
+async function fetchMoments() {
   const windowS = Math.min(600, Math.max(1, Number.parseInt(ui.window.value, 10) || 10));
   try {
     const body = await api(`/api/streams/${sessionId}/moments?window_s=${windowS}&sort=${ui.sort.value}`);
-    moments = body.moments;
-    renderReview();
+    return body.moments;
   } catch (err) {
     notice(`Could not group moments: ${err.message}`, "error");
+    return null;
   }
+}
+
+async function loadMoments() {
+  const asked = momentsAsked;
+  const fresh = await fetchMoments();
+  if (fresh !== null) {
+    moments = fresh;
+    renderReview();
+  }
+  if (asked === momentsAsked) ui.segments.dataset.moments = "settled";
 }
 
 async function loadReview() {
   reviewOffset = null;
   buffered = [];
-  const body = await api(`/api/streams/${sessionId}/clips`);
+  // The moments are asked for with the clips and drawn with them: drawn later, they would
+  // push the clips down under a finger or a pointer about to tap one.
+  const [body, fresh] = await Promise.all([api(`/api/streams/${sessionId}/clips`), fetchMoments()]);
+  if (fresh !== null) moments = fresh;
   clips.clear();
   namesByTag.clear();
   for (const segment of body.segments) {
@@ -334,6 +353,8 @@ async function loadReview() {
   renderHeader();
   renderReview();
   for (const event of later) apply(event);
+  // Asked for beside the clips, the moments may miss a clip that came between the two answers:
+  // grouped again once the page is drawn (the same moments redraw in place).
   scheduleMoments();
 }
 
