@@ -9,9 +9,12 @@ node was killed ends: within one lease, plus one sweep interval.
 from __future__ import annotations
 
 import asyncio
+import heapq
 import itertools
 import logging
 import secrets
+import time
+from collections.abc import Callable
 from functools import partial
 
 from aiohttp import web
@@ -32,6 +35,14 @@ SWEEP_BATCH = 100
 RENEW_BATCH = 64
 # Sessions a connection is remembered to have been let record, at most (then it starts again).
 VERIFIED_MAX = 256
+# Each lease is renewed a third of a lease after it was taken or last renewed, on its own
+# time: a wake renews those due by then and those coming due within this share of the period
+# (a little early, so nearby leases share a round trip). All of a node's leases at once was a
+# burst of back-to-back batches every period that the events queued behind in Redis, and it
+# renewed leases taken a moment before.
+RENEW_AHEAD_SHARE = 1 / 8
+# The keeper sleeps at least this long between wakes (leases come due at any moment).
+MIN_WAKE_S = 0.05
 
 
 class RecordingKeeper:
@@ -48,9 +59,15 @@ class RecordingKeeper:
         # Unique per process: a holder names the node as well as the Socket.IO sid, which
         # another node may reuse.
         self._node = secrets.token_hex(6)
-        # sid -> {id of a session its lease covers: the take that made it so}. A renewal finding
-        # the lease gone lets it go only if it was not taken again while the renewal was out.
-        self._held: dict[str, dict[str, int]] = {}
+        # sid -> {id of a session its lease covers: (the take that made it so, when it is due
+        # for renewal on self.now())}. A renewal finding the lease gone lets it go only if
+        # it was not taken again while the renewal was out.
+        self._held: dict[str, dict[str, tuple[int, float]]] = {}
+        # The clock the renewals are timed on (tests move it forward).
+        self.now: Callable[[], float] = time.monotonic
+        # (due, take, sid, session id), earliest first: an entry is current while _held still
+        # says (take, due) for it; one left behind by a renewal, a pause or a close is skipped.
+        self._due: list[tuple[float, int, str, str]] = []
         self._takes = itertools.count(1)
         # sid -> ids of the sessions it was let record: kept while it lives, though its leases come
         # and go (pausing ends one): what let it record, the session's owner and the connection's
@@ -59,6 +76,7 @@ class RecordingKeeper:
         lease_s = self.leases.lease_ms / 1000
         # Renewed three times per lease: one slow round trip does not lose it.
         self._renew_every_s = lease_s / 3
+        self._renew_ahead_s = self._renew_every_s * RENEW_AHEAD_SHARE
         self._sweep_every_s = min(max(lease_s / 4, 0.1), 2.0)
         self._task: asyncio.Task[None] | None = None
 
@@ -78,11 +96,26 @@ class RecordingKeeper:
         if sessions is None:
             sessions = self._held[conn.sid] = {}
             conn.farewells["voice:recording"] = partial(self._closed, conn.sid)
-        sessions[session_id] = next(self._takes)
+        self._schedule(conn.sid, session_id, next(self._takes), self.now() + self._renew_every_s)
         verified = self._verified.setdefault(conn.sid, set())
         if len(verified) >= VERIFIED_MAX:
             verified.clear()  # bounded: a session read again costs one read, nothing more
         verified.add(session_id)
+
+    def _schedule(self, sid: str, session_id: str, take: int, due: float) -> None:
+        self._held[sid][session_id] = (take, due)
+        heapq.heappush(self._due, (due, take, sid, session_id))
+
+    def _current(self, sid: str, session_id: str, take: int) -> bool:
+        """True when connection ``sid`` still holds ``session_id``'s lease by the take ``take``."""
+        sessions = self._held.get(sid)
+        held = sessions.get(session_id) if sessions is not None else None
+        return held is not None and held[0] == take
+
+    def next_due(self) -> float | None:
+        """When the earliest lease comes due for renewal (on :attr:`now`); None: none held.
+        An entry left behind may answer early: a wake for it finds nothing to renew."""
+        return self._due[0][0] if self._due else None
 
     async def _closed(self, sid: str) -> None:
         self._verified.pop(sid, None)
@@ -98,26 +131,49 @@ class RecordingKeeper:
             sessions.pop(session_id, None)
 
     async def renew_all(self) -> None:
-        """Renew every lease this node's connections hold; forget those they hold no more.
+        """Renew every lease this node's connections hold, due or not; forget those they hold no
+        more (what tests call to renew at a moment of their choosing)."""
+        await self._renew(
+            [(sid, session_id, held[0]) for sid, taken in self._held.items() for session_id, held in taken.items()]
+        )
 
-        Up to RENEW_BATCH renewals go at once (``RecordingLeases.renew_many``: no task per
-        lease): one after another, a node with a thousand recorders spent a thousand round trips
-        every renewal period, each a turn of the loop and a read and a write for Redis. A renewal
-        that fails (Redis away) keeps its lease held for the next round; the first failure is
-        raised once every batch has been tried.
+    async def renew_due(self) -> int:
+        """Renew the leases due by now, and those coming due within RENEW_AHEAD_SHARE of the
+        period; forget those their connections hold no more. How many were sent."""
+        horizon = self.now() + self._renew_ahead_s
+        due: list[tuple[str, str, int]] = []
+        while self._due and self._due[0][0] <= horizon:
+            when, take, sid, session_id = heapq.heappop(self._due)
+            sessions = self._held.get(sid)
+            if sessions is not None and sessions.get(session_id) == (take, when):
+                due.append((sid, session_id, take))
+        await self._renew(due)
+        return len(due)
+
+    async def _renew(self, leases: list[tuple[str, str, int]]) -> None:
+        """Renew ``(sid, session id, take)`` leases, RENEW_BATCH at once at most; each renewed
+        one is due again a period later, a failed one at once (the next wake tries again).
+
+        A batch goes together (``RecordingLeases.renew_many``: no task per lease): one after
+        another, a node with a thousand recorders spent a thousand round trips every renewal
+        period, each a turn of the loop and a read and a write for Redis. The first failure
+        (Redis away) is raised once every batch has been tried.
         """
-        held = [(sid, session_id, take) for sid, taken in self._held.items() for session_id, take in taken.items()]
         failure: Exception | None = None
-        for start in range(0, len(held), RENEW_BATCH):
-            batch = held[start : start + RENEW_BATCH]
+        for start in range(0, len(leases), RENEW_BATCH):
+            batch = leases[start : start + RENEW_BATCH]
             renewed = await self.leases.renew_many([(session_id, self.holder(sid)) for sid, session_id, _ in batch])
+            next_due = self.now() + self._renew_every_s
             for (sid, session_id, take), outcome in zip(batch, renewed, strict=True):
+                if not self._current(sid, session_id, take):
+                    continue  # paused, closed or taken again meanwhile: that has its own entry
                 if isinstance(outcome, Exception):
                     failure = failure or outcome
-                    continue
-                sessions = self._held.get(sid)
-                if not outcome and sessions is not None and sessions.get(session_id) == take:
-                    del sessions[session_id]
+                    self._schedule(sid, session_id, take, self.now())
+                elif outcome:
+                    self._schedule(sid, session_id, take, next_due)
+                else:
+                    del self._held[sid][session_id]  # the lease is gone: nothing left to renew
         if failure is not None:
             raise failure
 
@@ -137,21 +193,26 @@ class RecordingKeeper:
             self._task = None
 
     async def _run(self) -> None:
-        loop = asyncio.get_running_loop()
-        renew_at = loop.time()
+        sweep_at = self.now()
         while not cancelled():
             try:
-                if loop.time() >= renew_at:
-                    renew_at = loop.time() + self._renew_every_s
-                    await self.renew_all()
-                while (await self.leases.sweep_due(limit=SWEEP_BATCH))[0] >= SWEEP_BATCH:
-                    pass
+                await self.renew_due()
+                if self.now() >= sweep_at:
+                    sweep_at = self.now() + self._sweep_every_s
+                    while (await self.leases.sweep_due(limit=SWEEP_BATCH))[0] >= SWEEP_BATCH:
+                        pass
             except asyncio.CancelledError:
                 raise
-            except Exception as exc:  # Redis away for a moment: the next round retries
+            except Exception as exc:  # Redis away for a moment: the next wake retries
                 stop_if_cancelled(exc)
                 log.exception("recording lease round failed")
-            await asyncio.sleep(self._sweep_every_s)
+                await asyncio.sleep(self._sweep_every_s)
+                continue
+            # Until the next lease comes due or the next sweep, whichever is first. A lease
+            # taken meanwhile is due a third of a lease on, after the next sweep (a quarter of
+            # a lease at most): no wake is missed.
+            wake = sweep_at if (due := self.next_due()) is None else min(sweep_at, due)
+            await asyncio.sleep(max(MIN_WAKE_S, wake - self.now()))
 
 
 # The app's RecordingKeeper (tests renew its leases at a moment of their choosing).

@@ -222,6 +222,72 @@ async def test_a_nodes_leases_renew_together_and_a_paused_one_is_not_renewed(
         await node.stop()
 
 
+async def test_each_lease_is_renewed_on_its_own_time_not_with_all_of_its_nodes(
+    redis: Redis, redis_process: RedisProcess, tmp_path: Path
+) -> None:
+    """A lease is due a third of a lease after it was taken or last renewed. Renewing all of a
+    node's leases at once, every period, renewed one taken a moment before and sent a burst of
+    batches the events queued behind in Redis; each is now renewed when it comes due, a little
+    early to share a round trip with those due just after it, and a paused one never."""
+    node = await start_server(redis_process.url, tmp_path / "node", voice_recording_lease_ms=600_000)
+    clients: list[Client] = []
+    keeper = node.app[RECORDING_KEEPER]
+    real_now, shift = keeper.now, 0.0
+    keeper.now = lambda: real_now() + shift  # the renewal period is 200 s: moved, not waited
+    try:
+        early, late, paused = [await node.create_session("alice") for _ in range(3)]
+        await recording_all_but_the_first(node, clients, [paused, early])
+        shift = 100.0
+        await recording_on(node, clients, late)  # another recorder, 100 s later
+        leases = {sid: node.services.keys.voice_recording_lease(sid) for sid in (early, late)}
+        for lease in leases.values():
+            await redis.pexpire(lease, 60_000)
+        await keeper.renew_all()  # loads the script (its first calls would be EVALs) and renews both
+        assert all([await redis.pttl(lease) > 60_000 for lease in leases.values()])
+
+        for lease in leases.values():
+            await redis.pexpire(lease, 60_000)
+        shift = 120.0  # nothing due yet: the early lease was renewed 20 s ago (renew_all)
+        before = await _lease_reads(redis)
+        assert await keeper.renew_due() == 0
+        shift = 100.0 + 200.0 - 10.0  # both renewed at 100: due at 300, within the 25 s ahead
+        assert await keeper.renew_due() == 2
+        assert await _lease_reads(redis) - before == 2  # the paused session's lease is not there
+        assert all([await redis.pttl(lease) > 60_000 for lease in leases.values()])
+
+        # Taken on its own time, a lease comes due on its own time.
+        ack = await clients[-1].call("set_session_status", {"session_id": late, "status": "paused"})
+        assert ack["ok"] and ack["changed"], ack
+        shift = 400.0
+        ack = await clients[-1].call("set_session_status", {"session_id": late, "status": "recording"})
+        assert ack["ok"] and ack["changed"], ack  # the late lease again: due at 600
+        for lease in leases.values():
+            await redis.pexpire(lease, 60_000)
+        before = await _lease_reads(redis)
+        shift = 500.0  # the early lease (renewed at 290) is due at 490; the late one is not
+        assert await keeper.renew_due() == 1
+        assert await _lease_reads(redis) - before == 1
+        assert await redis.pttl(leases[early]) > 60_000
+        assert await redis.pttl(leases[late]) <= 60_000
+        shift = 600.0
+        assert await keeper.renew_due() == 1
+        assert await redis.pttl(leases[late]) > 60_000
+
+        # The node's own loop renews what comes due (it wakes within a sweep interval, 2 s here).
+        for lease in leases.values():
+            await redis.pexpire(lease, 60_000)
+        shift = 820.0  # the early lease is due at 700, the late one at 800
+        deadline = time.monotonic() + 15
+        while not all([await redis.pttl(lease) > 60_000 for lease in leases.values()]):
+            assert time.monotonic() < deadline, "the keeper's loop did not renew the leases due"
+            await asyncio.sleep(0.05)
+    finally:
+        keeper.now = real_now
+        for client in clients:
+            await client.close()
+        await node.stop()
+
+
 async def test_a_lease_taken_again_while_its_renewal_is_out_is_still_renewed(
     redis: Redis, redis_process: RedisProcess, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
