@@ -69,6 +69,52 @@ async def test_a_recorders_status_changes_commit_without_a_task(
 
 
 @fast_lane_only
+async def test_a_steady_recorders_changes_take_no_consumer_task_and_keep_their_order(
+    server: ServerUnderTest, clients: list[Client], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A client sending one change at a time brings one event per read: its change starts in
+    that read (no consumer task: one per event cost a task, its steps and a loop turn). A
+    message that may not pipeline (a subscribe) between them is still answered in its place."""
+    consumers: list[LeanWebSocket] = []
+    consume = LeanWebSocket._consume
+
+    async def counted(self: LeanWebSocket) -> None:
+        consumers.append(self)
+        await consume(self)
+
+    monkeypatch.setattr(LeanWebSocket, "_consume", counted)
+    session_id = await server.create_session("alice")
+    other_id = await server.create_session("alice")
+    watcher = await server.subscriber(clients, session_id)
+    recorder = await _recorder(server, clients, session_id)
+    consumers.clear()
+
+    statuses = ["paused", "recording"] * 4
+    offsets = []
+    for status in statuses:
+        ack = await recorder.call("set_session_status", {"session_id": session_id, "status": status})
+        assert ack["ok"] and ack["changed"] and ack["status"] == status, ack
+        offsets.append(ack["offset"])
+    assert consumers == [], f"{len(consumers)} of {len(statuses)} lone changes took a consumer task"
+    assert offsets == list(range(offsets[0], offsets[0] + len(statuses)))
+    await watcher.wait_for(lambda: offsets[-1] in watcher.offsets(session_id), timeout=10)
+
+    # A change, a subscribe (it may not pipeline: it waits for the change) and a change, sent
+    # together: answered in the order sent, the subscribe by the consumer task.
+    sends = [
+        *_statuses(session_id, ["paused"]),
+        ("subscribe_on_session", {"session_id": other_id}),
+        *_statuses(session_id, ["recording"]),
+    ]
+    answered = await asyncio.wait_for(emit_all(recorder, sends), 10)
+    assert [index for index, _ in answered] == [0, 1, 2]
+    assert [ack["ok"] for _, ack in answered] == [True, True, True], answered
+    assert [answered[0][1]["offset"], answered[2][1]["offset"]] == [offsets[-1] + 1, offsets[-1] + 2]
+    session = await server.services.voice.get(session_id)
+    assert session is not None and session.status == "recording"
+
+
+@fast_lane_only
 async def test_commits_without_a_task_keep_their_place_among_handled_events(
     server: ServerUnderTest, clients: list[Client], redis: Redis
 ) -> None:

@@ -542,8 +542,8 @@ class LeanWebSocket(asyncio.Protocol):
             self.handle_lost_transport(transport)
         self._parser.release()  # an unfinished frame is not kept past its connection
         self._inbox.clear()  # what was not handled yet is dropped with the connection
-        if self._consumer is None:
-            self._finish()
+        if self._consumer is None and not self._running:
+            self._finish()  # else once the last turn is done (_write_done, _consume)
 
     def pause_writing(self) -> None:
         # Over slow_limit_bytes wait for a client that does not read: it is cut (nothing here
@@ -564,9 +564,18 @@ class LeanWebSocket(asyncio.Protocol):
             except FrameError as exc:
                 self.close(exc.code, str(exc))
             return
-        if self._consumer is None:
+        if self._consumer is None and self._running is None:
             if message == _PONG:
                 self.handle_pong()
+                return
+            if self.may_pipeline(message):
+                # A pipeline without a task: the turn starts here, in the read that brought it,
+                # and _write_done carries on from the inbox. A steady client sends one event per
+                # read, and a consumer task per event cost a task's creation, two of its steps and
+                # a loop turn before the event was even looked at.
+                self._running = deque()
+                self.gather()
+                self._start_turn(message)
                 return
             self._inbox.append(message)
             self._consumer = self._loop.create_task(self._consume())
@@ -605,11 +614,7 @@ class LeanWebSocket(asyncio.Protocol):
             if self.lost:
                 self._finish()
             elif self._paused:
-                self._paused = False
-                if self._backlog:
-                    self.data_received(b"")  # parsing was waiting for the inbox to empty
-                else:
-                    self._set_reading()
+                self._resume()
 
     async def _pipeline(self) -> None:
         """Handle the pipelinable messages at the head of the inbox, up to ``order.DEPTH`` at
@@ -691,9 +696,41 @@ class LeanWebSocket(asyncio.Protocol):
         self._flush()
         for turn in done:
             turn.run_after()
+        if self._consumer is None:
+            self._carry_on()
+            return
         room = self._room
         if room is not None and not room.done() and (not running or (self._inbox and len(running) < order.DEPTH)):
             room.set_result(None)
+
+    def _carry_on(self) -> None:
+        """The task-less pipeline (started by :meth:`_message`), after turns finished: start what
+        waits in the inbox while there is room; when nothing runs any more, end it, and hand a
+        message that may not pipeline to the consumer task."""
+        inbox, running = self._inbox, self._running
+        assert running is not None
+        while inbox and len(running) < order.DEPTH and self.may_pipeline(inbox[0]):
+            self._start_turn(inbox.popleft())
+        if running:
+            if self._paused and not inbox:
+                self._resume()
+            return
+        self._running = self._last_turn = None
+        self.release()
+        if inbox:
+            self._consumer = self._loop.create_task(self._consume())
+        elif self.lost:
+            self._finish()
+        elif self._paused:
+            self._resume()
+
+    def _resume(self) -> None:
+        """Read again once the inbox that paused reading has emptied (parse the backlog first)."""
+        self._paused = False
+        if self._backlog:
+            self.data_received(b"")  # parsing was waiting for the inbox to empty
+        else:
+            self._set_reading()
 
     def _finish(self) -> None:
         if not self._closed_called:
