@@ -153,6 +153,41 @@ async def test_a_recorder_gone_before_its_recording_was_answered_still_pauses_th
     assert not await first.services.redis.exists(first.services.keys.voice_recording_lease(session_id))
 
 
+async def test_a_recorder_gone_while_its_next_recording_is_in_redis_still_pauses_the_session(
+    two_nodes: list[ServerUnderTest], clients: list[Client], redis: Redis
+) -> None:
+    """As above, for a recorder that recorded this session before on its connection: its next
+    ``recording`` is not read first and starts in the read that brings it, with no task of its
+    connection's running (the transport's task-less pipeline). Its connection's end still waits
+    for that change's answer, so the lease it takes is let go and the session paused at once."""
+    first, second = two_nodes
+    session_id = await first.create_session("alice")
+    watcher = await second.subscriber(clients, session_id)
+    recorder, _ = await RawWebSocket.socketio(port_of(first.url), first.token("alice"))
+    try:
+        for ack_id, status in enumerate(("recording", "paused"), start=1):
+            payload = json.dumps({"session_id": session_id, "status": status})
+            recorder.send(f'42{ack_id}["set_session_status",{payload}]')
+            answer = await recorder.ack(ack_id)
+            assert answer["ok"] and answer["changed"], answer
+        await redis.execute_command("CLIENT", "PAUSE", 4000, "WRITE")  # the change waits in Redis
+        recorder.send('423["set_session_status",' + json.dumps({"session_id": session_id, "status": "recording"}) + "]")
+        deadline = time.monotonic() + 5
+        while not await writes_held(redis, {"zadd", "evalsha", "eval"}):
+            assert time.monotonic() < deadline, "the change never reached Redis"
+            await asyncio.sleep(0.01)
+        recorder.writer.transport.abort()  # the line is gone while the change is in Redis
+    finally:
+        await redis.execute_command("CLIENT", "UNPAUSE")
+        recorder.close()
+
+    await watcher.wait_for(lambda: len(statuses(watcher)) >= 3, timeout=5)
+    assert [s["status"] for s in statuses(watcher)[:3]] == ["recording", "paused", "recording"]
+    await watcher.wait_for(lambda: len(statuses(watcher)) == 4, timeout=LEASE_MS / 1000 * 0.8)
+    assert statuses(watcher)[-1] == {"status": "paused", "previous": "recording", "reason": "recorder_gone"}
+    assert not await first.services.redis.exists(first.services.keys.voice_recording_lease(session_id))
+
+
 async def test_a_recorder_toggling_on_one_connection_reads_its_session_once(
     redis: Redis, redis_process: RedisProcess, tmp_path: Path
 ) -> None:
