@@ -120,6 +120,20 @@ async def test_a_renewed_lease_keeps_the_recording(two_nodes: list[ServerUnderTe
     assert [s["status"] for s in statuses(watcher)] == ["recording", "paused"]
 
 
+async def _recording_then_line_gone(redis: Redis, recorder: RawWebSocket, session_id: str, *, ack_id: int) -> None:
+    """Send ``recording`` while Redis holds writes back (its caller lets them go), then drop the
+    line once the change waits in Redis: no CLOSE frame, no DISCONNECT packet (a phone losing
+    its network)."""
+    await redis.execute_command("CLIENT", "PAUSE", 4000, "WRITE")
+    payload = json.dumps({"session_id": session_id, "status": "recording"})
+    recorder.send(f'42{ack_id}["set_session_status",{payload}]')
+    deadline = time.monotonic() + 5
+    while not await writes_held(redis, {"zadd", "evalsha", "eval"}):
+        assert time.monotonic() < deadline, "the change never reached Redis"
+        await asyncio.sleep(0.01)
+    recorder.writer.transport.abort()
+
+
 async def test_a_recorder_gone_before_its_recording_was_answered_still_pauses_the_session(
     two_nodes: list[ServerUnderTest], clients: list[Client], redis: Redis
 ) -> None:
@@ -133,13 +147,7 @@ async def test_a_recorder_gone_before_its_recording_was_answered_still_pauses_th
     watcher = await second.subscriber(clients, session_id)
     recorder, _ = await RawWebSocket.socketio(port_of(first.url), first.token("alice"))
     try:
-        await redis.execute_command("CLIENT", "PAUSE", 4000, "WRITE")  # the change waits in Redis
-        recorder.send('421["set_session_status",' + json.dumps({"session_id": session_id, "status": "recording"}) + "]")
-        deadline = time.monotonic() + 5
-        while not await writes_held(redis, {"zadd", "evalsha", "eval"}):
-            assert time.monotonic() < deadline, "the change never reached Redis"
-            await asyncio.sleep(0.01)
-        recorder.writer.transport.abort()  # no CLOSE frame, no DISCONNECT packet: the line is gone
+        await _recording_then_line_gone(redis, recorder, session_id, ack_id=1)
     finally:
         # Whether the server sees the line go before or after the change lands, the end is the same.
         await redis.execute_command("CLIENT", "UNPAUSE")
@@ -170,13 +178,7 @@ async def test_a_recorder_gone_while_its_next_recording_is_in_redis_still_pauses
             recorder.send(f'42{ack_id}["set_session_status",{payload}]')
             answer = await recorder.ack(ack_id)
             assert answer["ok"] and answer["changed"], answer
-        await redis.execute_command("CLIENT", "PAUSE", 4000, "WRITE")  # the change waits in Redis
-        recorder.send('423["set_session_status",' + json.dumps({"session_id": session_id, "status": "recording"}) + "]")
-        deadline = time.monotonic() + 5
-        while not await writes_held(redis, {"zadd", "evalsha", "eval"}):
-            assert time.monotonic() < deadline, "the change never reached Redis"
-            await asyncio.sleep(0.01)
-        recorder.writer.transport.abort()  # the line is gone while the change is in Redis
+        await _recording_then_line_gone(redis, recorder, session_id, ack_id=3)
     finally:
         await redis.execute_command("CLIENT", "UNPAUSE")
         recorder.close()
