@@ -385,9 +385,11 @@ class LeanWebSocket(asyncio.Protocol):
         self._parser = FrameParser(max_message_bytes, budget)
         self._inbox: deque[str | bytes] = deque()
         self._consumer: asyncio.Task[None] | None = None
-        # While the consumer pipelines (_pipeline): the turns running, oldest first, the turn of
-        # the last one started, what the consumer waits on for room, and whether the finished
-        # turns' acks are to be written (_write_done) already.
+        # While a pipeline runs -- the consumer's (_pipeline), or one without a task that a
+        # message finding the connection idle starts (_message, carried on by _carry_on): the
+        # turns running, oldest first, the turn of the last one started, what the consumer waits
+        # on for room (its pipeline only), and whether the finished turns' acks are to be
+        # written (_write_done) already.
         self._running: deque[order.Turn] | None = None
         self._last_turn: order.Turn | None = None
         self._room: asyncio.Future[None] | None = None
