@@ -415,3 +415,56 @@ async def test_a_note_being_edited_survives_live_redraws_of_the_review(
     await expect(clips.nth(0).locator(".note")).to_have_text("half-typed note")
     await expect(clips.nth(0).locator(".note-edit")).to_have_count(0)
     assert not tab.errors, tab.errors
+
+
+async def test_a_live_clip_moves_nothing_a_keyboard_user_has_reached(
+    server: ServerUnderTest, tab: Tab, clients: list[Client]
+) -> None:
+    """A streamer reviews on a phone while viewers clip. The review was drawn anew on every clip:
+    the button a keyboard user had reached lost its focus, and a new moment above the clips (and
+    the live feed growing above the review) pushed the clip on screen down under the finger."""
+    clock = server.services.clock
+    session_id = await create_stream(server, title="Live review")
+    await http(server, "POST", f"/api/streams/{session_id}/state", json={"action": "start"})
+
+    async def clip_at(user: str, at_ms: int) -> None:
+        clock.shift_ms = at_ms  # a minute apart: a moment each
+        viewer = Client(server.url, server.token(user))
+        clients.append(viewer)
+        await viewer.connect()
+        assert (await viewer.call("clip_submit", {"session_id": session_id, "note": user}))["ok"] is True
+
+    try:
+        for n in range(6):
+            await clip_at(f"v{n}", 60_000 * n)
+        await tab.page.set_viewport_size({"width": 390, "height": 844})
+        await tab.use_token(server.token("alice"))
+        page = await live(tab, f"/streams/{session_id}")
+        clips = page.locator('.segment[data-index="1"] .review-clip')
+        await expect(clips).to_have_count(6)
+        await expect(page.locator(".moment")).to_have_count(6)
+        await expect(page.locator("#segments")).to_have_attribute("data-moments", "settled", timeout=10_000)
+        # The last moments at the top of the screen, the first clips below them: a moment added
+        # there must not push the clips down.
+        await page.locator(".moment").nth(4).evaluate("node => node.scrollIntoView({ block: 'start' })")
+        target = clips.nth(1)
+        await expect(target).to_be_in_viewport()
+        await target.locator(".clip-toggle").focus()
+        before = await target.bounding_box()
+        assert before is not None and await page.evaluate("window.scrollY") > 0
+
+        await clip_at("v6", 60_000 * 6)  # a new clip (at the end) and a new moment (above the clips)
+        await expect(clips).to_have_count(7)
+        await expect(page.locator(".moment")).to_have_count(7)
+        await expect(page.locator("#feed .feed-item")).to_have_count(1)  # the feed shows live ones
+        await expect(page.locator("#segments")).to_have_attribute("data-moments", "settled", timeout=10_000)
+    finally:
+        clock.shift_ms = 0
+    await expect(target.locator(".clip-toggle")).to_be_focused()
+    after = await target.bounding_box()
+    assert after is not None and abs(after["y"] - before["y"]) < 1, (before, after)
+    await page.keyboard.press("Enter")  # lands on the clip the user had reached
+    await expect(target).to_have_attribute("data-clipped", "true")
+    await expect(target.locator(".clip-toggle")).to_be_focused()
+    await expect(target.locator(".clip-toggle")).to_have_text("Unmark")
+    assert not tab.errors, tab.errors

@@ -6,6 +6,7 @@
  */
 import { $, api, call, connect, download, showConnection, STREAM_CONNECTION_TEXT, subscribeSession } from "./client.js";
 import { STATE_LABELS, hms, idFromPath } from "./clip_format.js";
+import { reconcile, setText } from "./keyed.js";
 import { OrphanBanner } from "./orphan_banner.js";
 
 const FEED_LIMIT = 50;
@@ -157,39 +158,66 @@ function whoClipped(clip) {
 }
 
 // Note edits in progress, by clip id, with what has been typed so far. The review is redrawn
-// whenever a clip or the moments change (another viewer's clip, a mark): an open edit is drawn
-// again with its text, and keeps the focus, so nothing typed is lost to a redraw.
+// whenever a clip or the moments change (another viewer's clip, a mark); every clip keeps its
+// node across redraws (keyed.js), so an open edit keeps its text, its caret and the focus.
 const editing = new Map();
 
-function clipItem(clip) {
+// A clip's node: built once, then brought up to date by updateClip. Its buttons look the clip
+// up when pressed, so a live change (a mark from another tab) is what they act on.
+function clipItem() {
   const li = el("li", "review-clip");
-  li.dataset.clipId = clip.clip_id;
-  li.dataset.clipped = String(clip.clipped);
-  const note = editing.has(clip.clip_id) ? noteForm(clip) : el("span", "note", clip.note);
-  const who = el("span", "muted who", whoClipped(clip));
-  const toggle = el("button", "button small clip-toggle", clip.clipped ? "Unmark" : "Mark clipped");
+  const current = () => clips.get(li.dataset.clipId);
+  const toggle = el("button", "button small clip-toggle");
   toggle.type = "button";
-  toggle.addEventListener("click", () => update(clip.clip_id, { clipped: !clip.clipped }));
+  toggle.addEventListener("click", () => {
+    const clip = current();
+    if (clip) update(clip.clip_id, { clipped: !clip.clipped });
+  });
   const edit = el("button", "button small clip-edit", "Edit note");
   edit.type = "button";
-  edit.addEventListener("click", () => editNote(li, clip));
+  edit.addEventListener("click", () => {
+    const clip = current();
+    if (clip) editNote(li, clip);
+  });
   const remove = el("button", "button small danger clip-delete", "Delete");
   remove.type = "button";
-  remove.addEventListener("click", () => update(clip.clip_id, null));
-  li.append(el("span", "offset", hms(clip.offset_ms)), note, who, toggle, edit, remove);
+  remove.addEventListener("click", () => {
+    const clip = current();
+    if (clip) update(clip.clip_id, null);
+  });
+  li.append(el("span", "offset"), el("span", "note"), el("span", "muted who"), toggle, edit, remove);
+  return li;
+}
+
+function updateClip(li, clip) {
+  li.dataset.clipId = clip.clip_id;
+  li.dataset.clipped = String(clip.clipped);
+  setText(li.querySelector(".offset"), hms(clip.offset_ms));
+  const note = li.querySelector(".note, .note-edit");
+  if (editing.has(clip.clip_id)) {
+    if (!note.matches(".note-edit")) note.replaceWith(noteForm(clip));
+  } else if (note.matches(".note-edit")) note.replaceWith(el("span", "note", clip.note));
+  else setText(note, clip.note);
+  setText(li.querySelector(".who"), whoClipped(clip));
+  setText(li.querySelector(".clip-toggle"), clip.clipped ? "Unmark" : "Mark clipped");
   // Moderation needs the viewer's id, which a live event does not carry: offered once the
   // review has been (re)loaded from the owner's route.
-  if (typeof clip.submitted_by === "string" && clip.submitted_by) {
-    const viewer = clip.submitted_by;
+  if (typeof clip.submitted_by === "string" && clip.submitted_by && !li.querySelector(".clip-block")) {
+    const viewer = () => clips.get(li.dataset.clipId);
     const block = el("button", "button small danger clip-block", "Block viewer");
     block.type = "button";
-    block.addEventListener("click", () => moderate("stream_block_viewer", viewer, clip));
+    block.addEventListener("click", () => {
+      const now = viewer();
+      if (now?.submitted_by) moderate("stream_block_viewer", now.submitted_by, now);
+    });
     const clear = el("button", "button small danger clip-clear", "Clear their clips");
     clear.type = "button";
-    clear.addEventListener("click", () => moderate("clip_clear_viewer", viewer, clip));
+    clear.addEventListener("click", () => {
+      const now = viewer();
+      if (now?.submitted_by) moderate("clip_clear_viewer", now.submitted_by, now);
+    });
     li.append(block, clear);
   }
-  return li;
 }
 
 async function moderate(event, viewer, clip) {
@@ -231,6 +259,9 @@ function noteForm(clip) {
     const stored = clips.get(clip.clip_id);
     if (stored) clips.set(clip.clip_id, { ...stored, note }); // its clip_updated follows
     renderReview();
+    // The form is gone with the edit: the focus goes back to the button that opened it.
+    const item = ui.segments.querySelector(`.review-clip[data-key="${CSS.escape(clip.clip_id)}"]`);
+    if (!form.isConnected) item?.querySelector(".clip-edit")?.focus();
   });
   return form;
 }
@@ -246,12 +277,19 @@ async function update(clipId, change) {
   }
 }
 
-function momentItem(moment) {
-  const li = el("li", "moment");
+function momentItem() {
+  return el("li", "moment");
+}
+
+function updateMoment(li, moment) {
+  // Drawn again only when it changed: a moment's line is rebuilt, never its list.
+  const drawn = JSON.stringify(moment);
+  if (li.dataset.drawn === drawn) return;
+  li.dataset.drawn = drawn;
   li.dataset.count = String(moment.count);
   // Separators in the text itself, not only in CSS: copied or read aloud, the line must not
   // run the timestamp into the count ("0:00:032 clicks").
-  li.append(
+  li.replaceChildren(
     el("span", "offset", hms(moment.first_offset_ms)),
     " · ",
     el("span", "count", `${moment.count} click${moment.count === 1 ? "" : "s"}`),
@@ -259,44 +297,48 @@ function momentItem(moment) {
     el("span", "muted", `median ${hms(moment.median_offset_ms)}`),
   );
   if (moment.notes.length) li.append(" · ", el("span", "note", moment.notes.join(" / ")));
-  return li;
+}
+
+function segmentItem() {
+  const section = el("section", "segment");
+  section.append(
+    el("h3"),
+    el("p", "muted segment-length"),
+    el("h4", "", "Moments"),
+    el("ol", "moment-list"),
+    el("h4", "clips-title"),
+    el("ol", "clip-list"),
+  );
+  return section;
+}
+
+function updateSegment(section, { segment, clipsOf }) {
+  section.dataset.index = String(segment.index);
+  setText(section.querySelector("h3"), `Segment ${segment.index}`);
+  setText(
+    section.querySelector(".segment-length"),
+    `length ${segment.length_ms == null ? "open" : hms(segment.length_ms)}`,
+  );
+  // Moments have no id of their own (the server groups them anew each time): kept by place.
+  const ofSegment = moments.filter((m) => m.segment_index === segment.index);
+  reconcile(section.querySelector(".moment-list"), ofSegment, (_, index) => index, momentItem, updateMoment);
+  setText(section.querySelector(".clips-title"), `Clips (${clipsOf.length})`);
+  reconcile(section.querySelector(".clip-list"), clipsOf, (c) => c.clip_id, clipItem, updateClip);
 }
 
 function renderReview() {
   for (const clipId of editing.keys()) if (!clips.has(clipId)) editing.delete(clipId); // deleted meanwhile
-  // The note being typed in, if any: focused again, with its caret, once redrawn.
-  const active = document.activeElement;
-  const typing = active instanceof HTMLInputElement && active.closest(".note-edit") ? active : null;
-  const typingIn = typing?.closest(".review-clip")?.dataset.clipId;
-  const caret = typing ? [typing.selectionStart, typing.selectionEnd] : null;
   const bySegment = new Map();
   for (const clip of clips.values()) {
     if (!bySegment.has(clip.segment_index)) bySegment.set(clip.segment_index, []);
     bySegment.get(clip.segment_index).push(clip);
   }
-  const sections = (session.segments ?? []).map((segment) => {
-    const section = el("section", "segment");
-    section.dataset.index = String(segment.index);
-    const length = segment.length_ms == null ? "open" : hms(segment.length_ms);
-    section.append(el("h3", "", `Segment ${segment.index}`), el("p", "muted", `length ${length}`));
-    const ofSegment = moments.filter((m) => m.segment_index === segment.index);
-    const momentList = el("ol", "moment-list");
-    momentList.append(...ofSegment.map(momentItem));
-    const items = (bySegment.get(segment.index) ?? []).sort((a, b) => a.offset_ms - b.offset_ms || a.seq - b.seq);
-    const clipList = el("ol", "clip-list");
-    clipList.append(...items.map(clipItem));
-    section.append(el("h4", "", "Moments"), momentList, el("h4", "", `Clips (${items.length})`), clipList);
-    return section;
-  });
-  ui.segments.replaceChildren(...sections);
-  if (sections.length === 0) ui.segments.append(el("p", "muted", "Start the stream to open its first segment."));
-  if (typingIn) {
-    const input = ui.segments.querySelector(`.review-clip[data-clip-id="${CSS.escape(typingIn)}"] .note-edit input`);
-    if (input) {
-      input.focus();
-      if (caret) input.setSelectionRange(caret[0], caret[1]);
-    }
-  }
+  const segments = (session.segments ?? []).map((segment) => ({
+    segment,
+    clipsOf: (bySegment.get(segment.index) ?? []).sort((a, b) => a.offset_ms - b.offset_ms || a.seq - b.seq),
+  }));
+  reconcile(ui.segments, segments, ({ segment }) => segment.index, segmentItem, updateSegment);
+  if (segments.length === 0) ui.segments.append(el("p", "muted", "Start the stream to open its first segment."));
 }
 
 // data-moments on #segments: "pending" while a regrouping is asked for or under way,
