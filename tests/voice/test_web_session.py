@@ -9,8 +9,10 @@ import aiohttp
 from playwright.async_api import Browser, Page, expect
 
 from auth.claims import GUEST_PERMISSIONS
+from tests.audio_samples import wav
 from tests.browser import SocketGate, Tab, new_tab
 from tests.helpers import Client, ServerUnderTest
+from tests.voice.uploads import chunk_form, upload
 
 UUID = r"[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}"
 XSS_NAME = '<img src=x onerror="window.__xss=1">'
@@ -265,3 +267,35 @@ async def test_login_link_signs_the_browser_in_and_opens_the_active_session(serv
     # The link is spent: opening it again says so instead of signing in.
     again = await tab.open(login_url)
     await expect(again.locator("#login-heading")).to_have_text("This link was already used or has expired")
+
+
+async def test_a_chunk_being_played_back_goes_on_playing_as_recordings_arrive(
+    server: ServerUnderTest, tab: Tab
+) -> None:
+    """The chunk list was drawn anew on every new recording and every re-list (each re-list signs
+    its links anew): the recording a person was listening to stopped whenever another arrived."""
+    session_id = await server.create_session("alice", "Listen while recording")
+    token = server.token("alice")
+    status, _ = await upload(server, token, chunk_form(session_id, wav(30_000), duration_ms=30_000, filename="a.wav"))
+    assert status == 201
+    await tab.use_token(token)
+    page = await open_live(tab, f"/session/{session_id}")
+    player = page.locator("#chunk-list li audio").first
+    await expect(player).to_have_count(1)
+    await player.click()  # the person's gesture: the page may play sound from now on
+    await player.evaluate("audio => audio.play()")
+    await page.wait_for_function(
+        "() => { const a = document.querySelector('#chunk-list audio'); return !a.paused && a.currentTime > 0; }"
+    )
+    await player.evaluate("audio => { audio.__listening = true; }")
+
+    start_ms = 31_000
+    status, _ = await upload(
+        server, token, chunk_form(session_id, wav(1000), start_ms=start_ms, end_ms=start_ms + 1000, filename="b.wav")
+    )
+    assert status == 201
+    # The new chunk shows, then the list is read again with fresh links (its player comes then).
+    await expect(page.locator("#chunk-list li audio")).to_have_count(2)
+    kept = await player.evaluate("audio => [audio.__listening === true, audio.paused, audio.currentTime]")
+    assert kept[0] is True and kept[1] is False and kept[2] > 0, kept
+    assert not tab.errors, tab.errors

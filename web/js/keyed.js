@@ -12,7 +12,7 @@
 /**
  * Make `parent`'s children the nodes of `items`, in order. `keyOf(item)` names an item (a string
  * unique in the list; it is given the item's index too); a node of a key that was there before is kept and `update(node, item)`
- * brings it up to date; a new key's node is `make(item)` (then `update` too, so `make` need only
+ * brings it up to date (given the item's index too); a new key's node is `make(item)` (then `update` too, so `make` need only
  * build the node's frame). Nodes of keys gone are removed, as is any child this did not draw
  * (an "empty" line).
  */
@@ -31,7 +31,7 @@ export function reconcile(parent, items, keyOf, make, update) {
       node = make(item);
       node.dataset.key = key;
     }
-    update(node, item);
+    update(node, item, index);
     return node;
   });
   for (const node of kept.values()) node.remove();

@@ -6,6 +6,7 @@
  * Server data reaches the DOM through textContent and dataset only.
  */
 import { $, api, ApiError, call, connect, showConnection, subscribeSession } from "./client.js";
+import { reconcile, setText } from "./keyed.js";
 import { OrphanBanner } from "./orphan_banner.js";
 
 const STATUS_LABELS = {
@@ -158,42 +159,84 @@ function renderTotals() {
   ui.storageUsed.textContent = `${formatBytes(session.storage_bytes)} stored`;
 }
 
-function chunkItem(chunk, index) {
+// A chunk's node, built once and brought up to date by updateChunk (keyed.js): a new recording,
+// a transcript or a re-listed link (each list signs its links anew) redraws the list, and a chunk
+// being played back must keep its player and go on playing.
+function chunkItem() {
   const item = document.createElement("li");
   item.className = "chunk";
-  item.dataset.chunkId = String(chunk.chunk_id);
-  item.dataset.durationMs = String(chunk.duration_ms ?? 0);
   const head = document.createElement("div");
   head.className = "chunk-head";
   const title = document.createElement("span");
   title.className = "chunk-title";
-  title.textContent = `#${index + 1} · ${formatDuration(chunk.duration_ms)}`;
   const detail = document.createElement("span");
-  detail.className = "muted";
-  detail.textContent = [chunk.speaker, formatBytes(chunk.size_bytes), formatTime(chunk.start_ms)]
-    .filter(Boolean)
-    .join(" · ");
+  detail.className = "muted chunk-detail";
   head.append(title, detail);
   item.append(head);
-  if (typeof chunk.audio_url === "string" && chunk.audio_url.startsWith("/voicebot/audio/")) {
-    const player = document.createElement("audio");
-    player.controls = true;
-    player.preload = "none";
-    player.src = chunk.audio_url;
-    item.append(player);
-  }
-  if (typeof chunk.transcript === "string" && chunk.transcript) {
-    const transcript = document.createElement("p");
-    transcript.className = "transcript";
-    transcript.textContent = chunk.transcript;
-    item.append(transcript);
-  }
   return item;
+}
+
+function updateChunk(item, chunk, index) {
+  item.dataset.chunkId = String(chunk.chunk_id);
+  item.dataset.durationMs = String(chunk.duration_ms ?? 0);
+  setText(item.querySelector(".chunk-title"), `#${index + 1} · ${formatDuration(chunk.duration_ms)}`);
+  setText(
+    item.querySelector(".chunk-detail"),
+    [chunk.speaker, formatBytes(chunk.size_bytes), formatTime(chunk.start_ms)].filter(Boolean).join(" · "),
+  );
+  if (typeof chunk.audio_url === "string" && chunk.audio_url.startsWith("/voicebot/audio/")) {
+    let player = item.querySelector("audio");
+    if (!player) {
+      player = chunkPlayer();
+      item.querySelector(".chunk-head").after(player);
+    }
+    offerLink(player, chunk.audio_url);
+  }
+  let transcript = item.querySelector(".transcript");
+  if (typeof chunk.transcript === "string" && chunk.transcript) {
+    if (!transcript) {
+      transcript = document.createElement("p");
+      transcript.className = "transcript";
+      item.append(transcript);
+    }
+    setText(transcript, chunk.transcript);
+  } else transcript?.remove();
+}
+
+function chunkPlayer() {
+  const player = document.createElement("audio");
+  player.controls = true;
+  player.preload = "none";
+  // A link that expired while the player was paused fails when it plays on: it takes the newest
+  // link and goes on from where it was.
+  player.addEventListener("error", () => {
+    const fresh = player.dataset.fresh;
+    if (!fresh || player.getAttribute("src") === fresh) return;
+    const at = player.currentTime;
+    player.src = fresh;
+    if (at > 0)
+      player.addEventListener(
+        "loadedmetadata",
+        () => {
+          player.currentTime = at;
+        },
+        { once: true },
+      );
+  });
+  return player;
+}
+
+/** A player takes a newer link only while it has not started: a player in use keeps its own. */
+function offerLink(player, url) {
+  player.dataset.fresh = url;
+  const current = player.getAttribute("src");
+  if (current === url) return;
+  if (!current || (player.paused && player.currentTime === 0)) player.src = url;
 }
 
 function renderChunks() {
   const ordered = [...chunks.values()].sort((a, b) => a.start_ms - b.start_ms || a.seq - b.seq);
-  ui.chunkList.replaceChildren(...ordered.map(chunkItem));
+  reconcile(ui.chunkList, ordered, (chunk) => chunk.chunk_id, chunkItem, updateChunk);
   ui.chunksEmpty.hidden = ordered.length > 0;
 }
 
