@@ -143,3 +143,22 @@ async def test_the_nodes_table_shows_each_nodes_clients_and_subscriptions(tab: T
         await expect(row.locator('[data-field="subscriptions"]')).to_have_text("0")
     finally:
         await client.close()
+
+
+async def test_a_keyboard_opens_a_sessions_detail(tab: Tab, server: ServerUnderTest) -> None:
+    """The rows opened their detail on a click only: an operator on a keyboard could not reach a
+    session's detail, nor delete it."""
+    session_id = await server.create_session("alice", name="by keyboard")
+    await tab.use_token(admin_token(server), ttl_s=LONG_TTL_S)
+    page = await tab.open("/admin")
+    row = page.locator(f'#sessions tr[data-id="{session_id}"]')
+    await expect(row).to_have_count(1)
+    await page.locator("#f-owner").focus()
+    for _ in range(30):  # Tab until the row's own control has the focus (bounded)
+        await page.keyboard.press("Tab")
+        if await row.locator(".row-open").evaluate("node => node === document.activeElement"):
+            break
+    await expect(row.locator(".row-open")).to_be_focused()
+    await page.keyboard.press("Enter")
+    await expect(page.locator("#detail-id")).to_have_text(session_id)
+    await expect(page.locator("#detail-title")).to_be_focused()

@@ -175,7 +175,16 @@ function renderSessions(rows) {
     const tr = document.createElement("tr");
     tr.dataset.id = row.session_id;
     tr.dataset.orphaned = String(row.orphaned);
-    cell(tr, row.title ? `${row.title} · ${row.session_id.slice(0, 8)}` : row.session_id);
+    // The row opens the detail on a click anywhere; its first cell is a button, so that a
+    // keyboard (Tab, Enter) opens it too.
+    const open = document.createElement("button");
+    open.type = "button";
+    open.className = "link-button row-open";
+    open.textContent = row.title ? `${row.title} · ${row.session_id.slice(0, 8)}` : row.session_id;
+    open.setAttribute("aria-label", `Open ${open.textContent}`);
+    const first = document.createElement("td");
+    first.append(open);
+    tr.append(first);
     cell(tr, row.kind);
     cell(tr, row.owner_id || "—");
     cell(tr, formatTime(row.created_at));
