@@ -120,3 +120,43 @@ async def test_a_guest_can_try_the_player(tab: Tab, server: ServerUnderTest) -> 
     snapshot = await kind.snapshot(history_id)
     assert snapshot is not None
     assert [s["item_id"] for s in snapshot.session["open"]] == ["demo-song-3"]
+
+
+async def test_a_live_refresh_keeps_the_pages_shown_and_the_focus(
+    browser: Browser, lserver: ServerUnderTest, clock: FrozenClock, tabs: list[Tab]
+) -> None:
+    """Every report from another device refreshes the page. The list went back to its first page
+    (what a person paged down to vanished) and was drawn anew (a focused Delete lost its focus)."""
+    now = clock.now_ms()
+
+    async def uploaded(http: aiohttp.ClientSession, i: int, started_at: int) -> None:
+        body = {
+            "item_id": f"item-{i}", "device_id": "car", "client_id": f"c{i}",
+            "started_at": started_at, "ended_at": started_at + 60_000, "item": {"title": f"Track {i}"},
+        }
+        async with http.post(f"{lserver.url}/api/listening/upload", json=body, headers=auth(lserver)) as r:
+            assert r.status == 201
+
+    async with aiohttp.ClientSession() as http:
+        for i in range(25):
+            await uploaded(http, i, now - (i + 2) * 3_600_000)
+        history = await open_tab(browser, lserver, tabs, "/history")
+        rows = history.locator("#sessions li.listening-row")
+        await expect(rows).to_have_count(20)
+        await history.locator("#more").click()
+        await expect(rows).to_have_count(25)
+        target = rows.nth(22)
+        target_id = await target.get_attribute("data-id")
+        await target.locator("button.delete").focus()
+        loaded = int(await history.evaluate("document.body.dataset.loaded"))
+
+        await uploaded(http, 99, now - 3_600_000)  # from the car, newer than every other
+        await expect(history.locator("body")).to_have_attribute("data-loaded", str(loaded + 1))
+    await expect(rows).to_have_count(26)
+    await expect(rows.first.locator(".title")).to_have_text("Track 99")
+    focused = history.locator("#sessions li.listening-row:has(button.delete:focus)")
+    await expect(focused).to_have_attribute("data-id", target_id or "")
+    await history.keyboard.press("Enter")  # deletes the row the person had reached
+    await expect(rows).to_have_count(25)
+    await expect(history.locator(f'#sessions li[data-id="{target_id}"]')).to_have_count(0)
+    await expect(focused.locator(".title")).to_have_text("Track 23")  # the row now in its place

@@ -5,10 +5,13 @@
  * Server data reaches the DOM through textContent and attributes only.
  */
 import { $, api, call, connect, download, showConnection, subscribeSession } from "./client.js";
+import { reconcile, setText } from "./keyed.js";
 import { OrphanBanner } from "./orphan_banner.js";
 
 const SVG = "http://www.w3.org/2000/svg";
 const PAGE_SIZE = 20;
+// A live refresh reads again as many rows as are shown, a page at a time, up to this many pages.
+const MAX_PAGES_AGAIN = 10;
 const CHART_DAYS = 30;
 const REFRESH_DELAY_MS = 150;
 const orphanBanner = new OrphanBanner();
@@ -45,6 +48,8 @@ let historyId = null;
 let filterItem = null; // {item_id, title}
 let cursor = null;
 let refreshTimer = null;
+let shownSessions = []; // the rows of the session list, in order
+const shownItems = new Map(); // item id -> the per-item total shown
 
 /** "1 h 05 min", "4 min 09 s", "12 s". */
 export function formatDuration(ms) {
@@ -70,6 +75,30 @@ function plural(n, word) {
   return `${n} ${word}${n === 1 ? "" : "s"}`;
 }
 
+// The lists keep their rows across live refreshes (keyed.js): a keyboard user's focus stays on
+// the row's button, and a row of the session playing right now is updated in place.
+function itemRow() {
+  const li = document.createElement("li");
+  const pick = document.createElement("button");
+  pick.type = "button";
+  pick.className = "link-button";
+  pick.addEventListener("click", () => setFilter(shownItems.get(li.dataset.key)));
+  const artist = document.createElement("span");
+  artist.className = "muted";
+  const total = document.createElement("span");
+  total.className = "item-total";
+  li.append(pick, artist, total);
+  return li;
+}
+
+function updateItemRow(li, item) {
+  shownItems.set(item.item_id, item);
+  const [pick, artist, total] = li.children;
+  setText(pick, item.title);
+  setText(artist, item.artist ? ` ${item.artist}` : "");
+  setText(total, formatDuration(item.total_ms));
+}
+
 function renderStats(stats) {
   ui.total.textContent = formatDuration(stats.total_ms);
   ui.count.textContent = String(stats.count);
@@ -77,24 +106,7 @@ function renderStats(stats) {
   ui.streakLongest.textContent = plural(stats.streak.longest, "day");
   ui.tz.textContent = `(${stats.tz})`;
   renderChart(stats.days);
-  ui.items.replaceChildren(
-    ...stats.items.map((item) => {
-      const li = document.createElement("li");
-      const pick = document.createElement("button");
-      pick.type = "button";
-      pick.className = "link-button";
-      pick.textContent = item.title;
-      pick.addEventListener("click", () => setFilter(item));
-      const artist = document.createElement("span");
-      artist.className = "muted";
-      artist.textContent = item.artist ? ` ${item.artist}` : "";
-      const total = document.createElement("span");
-      total.className = "item-total";
-      total.textContent = formatDuration(item.total_ms);
-      li.append(pick, artist, total);
-      return li;
-    }),
-  );
+  reconcile(ui.items, stats.items, (item) => item.item_id, itemRow, updateItemRow);
   ui.itemsEmpty.hidden = stats.items.length > 0;
 }
 
@@ -155,22 +167,38 @@ function deviceName(id) {
   return id;
 }
 
-function sessionRow(s) {
+function sessionRow() {
   const li = document.createElement("li");
   li.className = "listening-row";
+  const main = document.createElement("div");
+  const title = document.createElement("strong");
+  title.className = "title";
+  const artist = document.createElement("span");
+  artist.className = "muted artist";
+  const meta = document.createElement("div");
+  meta.className = "muted meta-line";
+  main.append(title, artist, meta);
+  const remove = document.createElement("button");
+  remove.type = "button";
+  remove.className = "button small delete";
+  remove.textContent = "Delete";
+  remove.addEventListener("click", () => deleteOne(li.dataset.id));
+  li.append(main, remove);
+  return li;
+}
+
+function updateSessionRow(li, s) {
   li.dataset.id = s.id;
   li.dataset.itemId = s.item_id;
   li.dataset.durationMs = String(s.duration_ms);
   li.dataset.open = String(s.open);
-  const main = document.createElement("div");
-  const title = document.createElement("strong");
-  title.className = "title";
-  title.textContent = s.title;
-  const artist = document.createElement("span");
-  artist.className = "muted artist";
-  artist.textContent = s.artist ? ` ${s.artist}` : "";
-  const meta = document.createElement("div");
-  meta.className = "muted meta-line";
+  setText(li.querySelector(".title"), s.title);
+  setText(li.querySelector(".artist"), s.artist ? ` ${s.artist}` : "");
+  li.querySelector(".delete").setAttribute("aria-label", `Delete session of ${s.title}`);
+  const meta = li.querySelector(".meta-line");
+  const drawn = JSON.stringify([s.started_at, s.duration_ms, s.open, s.device_id]);
+  if (meta.dataset.drawn === drawn) return;
+  meta.dataset.drawn = drawn;
   const duration = document.createElement("span");
   duration.className = "duration";
   duration.textContent = formatDuration(s.duration_ms);
@@ -179,29 +207,35 @@ function sessionRow(s) {
   device.dataset.deviceId = s.device_id;
   device.title = `Device id: ${s.device_id}`;
   device.textContent = deviceName(s.device_id);
-  meta.append(`${formatWhen(s.started_at)} · `, duration, s.open ? " · playing" : "", " · ", device);
-  main.append(title, artist, meta);
-  const remove = document.createElement("button");
-  remove.type = "button";
-  remove.className = "button small delete";
-  remove.textContent = "Delete";
-  remove.setAttribute("aria-label", `Delete session of ${s.title}`);
-  remove.addEventListener("click", () => deleteOne(s.id));
-  li.append(main, remove);
-  return li;
+  meta.replaceChildren(`${formatWhen(s.started_at)} · `, duration, s.open ? " · playing" : "", " · ", device);
 }
 
-async function loadSessions({ append = false } = {}) {
-  const params = new URLSearchParams({ limit: String(PAGE_SIZE) });
-  if (filterItem) params.set("item_id", filterItem.item_id);
-  if (append && cursor) params.set("cursor", cursor);
-  const page = await api(`/api/listening/sessions?${params}`);
-  const rows = page.sessions.map(sessionRow);
-  if (append) ui.sessions.append(...rows);
-  else ui.sessions.replaceChildren(...rows);
-  cursor = page.next_cursor;
+/**
+ * The session list, newest first. `append`: the next page below the shown ones. Else read anew,
+ * from the first page: as many rows as are shown when `keepShown` (a live refresh must not take a
+ * person who paged down back to the first page; a page at a time, at most MAX_PAGES_AGAIN), one
+ * page otherwise (another filter).
+ */
+async function loadSessions({ append = false, keepShown = true } = {}) {
+  const wanted = append || !keepShown ? 0 : Math.max(PAGE_SIZE, shownSessions.length);
+  const sessions = append ? [...shownSessions] : [];
+  let next = append ? cursor : null;
+  for (let pages = 0; pages < MAX_PAGES_AGAIN; pages += 1) {
+    const params = new URLSearchParams({ limit: String(PAGE_SIZE) });
+    if (filterItem) params.set("item_id", filterItem.item_id);
+    if (next) params.set("cursor", next);
+    const page = await api(`/api/listening/sessions?${params}`);
+    sessions.push(...page.sessions);
+    next = page.next_cursor;
+    if (append || !next || sessions.length >= wanted) break;
+  }
+  // A row listed twice (a session that moved up between two pages) is shown once.
+  const seen = new Set();
+  shownSessions = sessions.filter((row) => !seen.has(row.id) && seen.add(row.id));
+  reconcile(ui.sessions, shownSessions, (row) => row.id, sessionRow, updateSessionRow);
+  cursor = next;
   ui.more.hidden = !cursor;
-  ui.sessionsEmpty.hidden = ui.sessions.children.length > 0;
+  ui.sessionsEmpty.hidden = shownSessions.length > 0;
 }
 
 async function refresh() {
@@ -234,12 +268,16 @@ function setFilter(item) {
   filterItem = item;
   ui.filter.hidden = !item;
   ui.filterName.textContent = item ? item.title : "";
-  loadSessions().catch((err) => showError(err.message));
+  loadSessions({ keepShown: false }).catch((err) => showError(err.message));
 }
 
 async function deleteOne(id) {
+  const row = ui.sessions.querySelector(`li[data-id="${CSS.escape(id)}"]`);
+  const beside = row?.nextElementSibling ?? row?.previousElementSibling;
   try {
     await call(socket, "listening_delete", { session_id: historyId, id });
+    // The row goes with the refresh: a keyboard user's focus moves to the row taking its place.
+    if (row?.contains(document.activeElement)) (beside?.querySelector("button.delete") ?? ui.clear).focus();
   } catch (err) {
     showError(`Delete failed: ${err.message}`);
   }
