@@ -21,6 +21,11 @@ the room's inbox; older events, and everything once the hold is released, go out
 Messages are queued per room, so a room that has to catch up from the log (a gap) does it in
 its own task while the listener goes on with every other room.
 
+No loop turn is waited for on the way (``protocol.read_end``): on a single Redis each pub/sub
+read's messages are handled in that read, and the small rooms' rounds they make are written at
+its end; the acks a Redis read finished are written at the end of that read, and the rounds
+their hold releases let go right after them.
+
 A room remembers the ids of the events it delivered last. An offset it delivered coming back
 with another id, or a log that holds less than the room delivered, means Redis lost writes and
 is handing out the same offsets again: the room stops delivering that epoch and has the log
@@ -51,6 +56,7 @@ from redis.exceptions import RedisClusterException, RedisError
 
 from handlers.background import cancelled, stop_if_cancelled
 from handlers.metrics import Metrics
+from protocol import read_end
 from protocol.errors import CodedError, ErrorCode
 from protocol.events import SESSION_RESYNC
 from server.channels import CONFIRMATIONS, MESSAGES, Channels
@@ -227,6 +233,9 @@ class Bus:
     async def start(self) -> None:
         """Connect the pub/sub link and start listening."""
         self._loop = asyncio.get_running_loop()
+        # A single Redis's messages are handled in the read that brings them (_on_read); the
+        # listener then only connects, (un)subscribes, and tells a dropped link.
+        self._pubsub.push_to(self._on_read)
         await self._pubsub.connect()
         self._alive = True
         self._task = asyncio.create_task(self._listen(), name="sessionhub-bus")
@@ -441,9 +450,7 @@ class Bus:
                 if self._commands:
                     await self._apply_commands()
                 messages = await self._pubsub.get_messages(POLL_S)
-                if not self._alive:
-                    self._metrics.bus_reconnects.inc()
-                self._alive = True
+                self._link_works()
                 backoff_s = BACKOFF_MIN_S
                 for message in messages:
                     try:
@@ -462,6 +469,22 @@ class Bus:
                 self._alive = False
                 await asyncio.sleep(backoff_s)
                 backoff_s = min(backoff_s * 2, BACKOFF_MAX_S)
+
+    def _on_read(self, messages: list[dict[str, Any]]) -> None:
+        """The messages of one pub/sub read, handed over by the read itself: each is handled as
+        the listener would, and the rounds they make go out once all are handled (the read's
+        ``protocol.read_end`` scope) -- no task woken, no loop turn waited for."""
+        self._link_works()  # a read came: the link is back (before the listener's next round)
+        for message in messages:
+            try:
+                self._on_message(message)
+            except Exception:  # a bug: said; the read's other messages still go out
+                log.exception("bus: a message could not be handled")
+
+    def _link_works(self) -> None:
+        if not self._alive:
+            self._metrics.bus_reconnects.inc()
+        self._alive = True
 
     def _on_message(self, message: dict[str, Any]) -> None:
         kind = message["type"]
@@ -645,12 +668,14 @@ class Bus:
                 # A small room (most sessions: a few tabs or players): its round is written by
                 # a callback, not a task of its own per event -- a task costs several times a
                 # callback, and such a round never yields. Everything accepted before it runs
-                # still goes out in that one round.
+                # still goes out in that one round. It runs at the end of the read that brought
+                # the event (protocol.read_end: a pub/sub read, or the acks whose written
+                # releases let it go), else in the loop's next turn.
                 room.soon = True
                 soon = self._soon
                 soon.append(room)
                 if len(soon) == 1:
-                    (self._loop or asyncio.get_running_loop()).call_soon(self._write_all_soon)
+                    read_end.soon(self._write_all_soon, self._loop or asyncio.get_running_loop())
             else:
                 room.writer = asyncio.create_task(self._write_rounds(room))
 

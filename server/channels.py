@@ -3,7 +3,8 @@
 On a cluster, session events are published with ``SPUBLISH`` (the channel shares the session's
 hash tag, so the script that appends an event publishes it on the shard that owns the session)
 and read with ``SSUBSCRIBE`` from each shard; on a single Redis, ``PUBLISH``/``SUBSCRIBE``.
-Only the bus's listener task calls these methods (see ``server.bus``).
+Only the bus's listener task calls these methods (see ``server.bus``); on a single Redis the
+messages themselves go to the bus from each read of the lean subscriber (:meth:`Channels.push_to`).
 
 A cluster moves (issue 24), and the sharded links follow it here:
 
@@ -27,6 +28,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections.abc import Callable
 from typing import Any
 
 from redis.asyncio import ConnectionPool, Redis
@@ -148,6 +150,23 @@ class Channels:
             return messages
         one = await self.get_message(timeout_s)
         return [] if one is None else [one]
+
+    def push_to(self, taker: Callable[[list[dict[str, Any]]], None]) -> bool:
+        """Have a single Redis's lean subscriber hand each read's messages to ``taker`` in the
+        read itself (``LeanSubscriber.push``): True when it does from now on. False (redis-py's
+        ``PubSub``, a cluster's shard links): the listener reads them with :meth:`get_messages`.
+        Only what came before is then handed out by ``get_messages``."""
+        pubsub = self._pubsub
+        if not isinstance(pubsub, LeanSubscriber):
+            return False
+
+        def noted(messages: list[dict[str, Any]]) -> None:
+            for message in messages:
+                self._note_confirmation(message)
+            taker(messages)
+
+        pubsub.push(noted)
+        return True
 
     def _note_confirmation(self, message: dict[str, Any]) -> None:
         """A single Redis's message read: a confirmation ends its channel's wait (stalled_for)."""

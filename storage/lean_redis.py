@@ -61,6 +61,8 @@ from redis.exceptions import (
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
+from protocol import read_end
+
 log = logging.getLogger(__name__)
 
 # redis-py releases this module was written and tested against (major, minor), high exclusive.
@@ -257,6 +259,15 @@ class _Replies(asyncio.Protocol):
             self._transport.write(b"".join(unsent))
 
     def data_received(self, data: bytes) -> None:
+        # What the replies' callbacks put off (a connection's acks, protocol.read_end) runs once
+        # every reply of this read was handled, not in the loop's next turn.
+        outer = read_end.begin()
+        try:
+            self._replied(data)
+        finally:
+            read_end.end(outer)
+
+    def _replied(self, data: bytes) -> None:
         self._reader.feed(data)
         try:
             while (reply := self._reader.gets()) is not False:
@@ -730,6 +741,8 @@ class _Messages(asyncio.Protocol):
         self.open = False
         self.lost: Exception | None = None
         self.waiter: asyncio.Future[None] | None = None  # the reader waiting for a message, if any
+        # Who takes each read's messages in the read itself (LeanSubscriber.push), if anyone.
+        self.on_messages: Callable[[list[dict[str, Any]]], None] | None = None
         # The loop it was opened on: asking asyncio for the running one costs a getpid() system
         # call on Python 3.11, and the bus's listener waits for messages once per wake.
         self.loop = loop
@@ -755,7 +768,23 @@ class _Messages(asyncio.Protocol):
             # connects again and catches its rooms up from the log.
             self.lost = RedisConnectionError(f"unreadable reply from Redis: {exc}")
             self.abort()
-        self._wake()
+        if self.on_messages is not None and queue:
+            self._push(queue)
+        if queue or self.lost is not None:
+            self._wake()
+
+    def _push(self, queue: deque[dict[str, Any]]) -> None:
+        # In order with anything queued before (the reader's messages from before the push).
+        messages = list(queue)
+        queue.clear()
+        outer = read_end.begin()  # what handling them puts off runs once all are handled
+        try:
+            assert self.on_messages is not None
+            self.on_messages(messages)
+        except Exception:  # the taker's bug: said; the connection reads on
+            log.exception("pub/sub messages could not be handed over")
+        finally:
+            read_end.end(outer)
 
     def _wake(self) -> None:
         if self.waiter is not None and not self.waiter.done():
@@ -809,6 +838,17 @@ class LeanSubscriber:
         self._encoding = encoding
         self.channels: set[str] = set()  # asked for and not dropped: subscribed again on reconnect
         self._link: _Messages | None = None
+        self._push: Callable[[list[dict[str, Any]]], None] | None = None
+
+    def push(self, taker: Callable[[list[dict[str, Any]]], None]) -> None:
+        """Hand every read's messages to ``taker`` in the read itself, in order, from now on (on
+        this connection and the ones after it), in place of queuing them for
+        :meth:`get_messages`: no waiter woken, no loop turn waited for. ``get_messages`` still
+        tells a dropped connection (and connects again) and waits out its timeout; it returns
+        only what was read before this call."""
+        self._push = taker
+        if self._link is not None:
+            self._link.on_messages = taker
 
     async def connect(self) -> None:
         """Open the connection now (a Redis that does not answer fails here)."""
@@ -822,6 +862,7 @@ class LeanSubscriber:
             return link
         loop = asyncio.get_running_loop()
         fresh = _Messages(self._encoding, loop)
+        fresh.on_messages = self._push
         host, port = self._address
         try:
             async with asyncio.timeout(self._connect_timeout_s):

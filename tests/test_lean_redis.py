@@ -19,6 +19,7 @@ from redis.asyncio import BlockingConnectionPool, ConnectionPool, Redis
 from redis.asyncio.connection import UnixDomainSocketConnection
 from redis.exceptions import AuthenticationError, ConnectionError, ResponseError
 
+from protocol import read_end
 from server.services import connect_redis
 from storage import lean_redis
 from storage.lean_redis import (
@@ -593,3 +594,77 @@ async def test_inline_replies_reach_their_callbacks_in_the_read_that_brings_them
     late: list[list[Any]] = []
     answered.add_done_callback(lambda reply: late.append(reply.result()))
     assert late == [[1]]  # a callback added once it is done is called at once
+
+
+async def test_a_pushing_subscriber_hands_each_read_to_its_taker_in_the_read(
+    redis: Redis, plain: Redis, redis_process: RedisProcess
+) -> None:
+    """``push``: every read's messages go to the taker from the read itself, in order (a burst
+    in few calls), with what the taker puts off (``protocol.read_end``) run before the loop's
+    next turn; ``get_messages`` hands out nothing of them, still tells a drop, and a new
+    connection pushes too."""
+    subscriber = subscriber_of(redis_process)
+    loop = asyncio.get_running_loop()
+    taken: list[list[str]] = []
+    order: list[str] = []
+
+    def taker(messages: list[dict[str, Any]]) -> None:
+        taken.append([m["data"] if m["type"] == "message" else m["type"] for m in messages])
+        loop.call_soon(order.append, "next turn")
+        read_end.soon(lambda: order.append("end of read"), loop)
+
+    try:
+        subscriber.push(taker)
+        await subscriber.subscribe("c1")
+        async with plain.pipeline(transaction=False) as pipe:  # one burst: many messages per read
+            for i in range(300):
+                pipe.publish("c1", f"m{i}")
+            await pipe.execute()
+        async with asyncio.timeout(5):
+            while sum(len(t) for t in taken) < 301:
+                assert await subscriber.get_messages(0.05) == []  # pushed, never queued
+        assert [m for t in taken for m in t] == ["subscribe", *(f"m{i}" for i in range(300))]
+        assert len(taken) < 300 / 2, len(taken)  # a read's messages in one call
+        assert order[:2] == ["end of read", "next turn"]
+
+        killed = await plain.client_kill_filter(addr=_address_of(subscriber))
+        assert killed == 1
+        with pytest.raises(ConnectionError):
+            async with asyncio.timeout(5):
+                while True:
+                    await subscriber.get_messages(0.05)  # the drop is told
+        taken.clear()
+        async with asyncio.timeout(5):
+            while not taken:  # the next call connects again and subscribes anew: pushed too
+                assert await subscriber.get_messages(0.05) == []
+        await plain.publish("c1", "after")
+        async with asyncio.timeout(5):
+            while [m for t in taken for m in t] != ["subscribe", "after"]:
+                await subscriber.get_messages(0.05)
+    finally:
+        await subscriber.aclose()
+
+
+async def test_what_inline_replies_put_off_runs_once_every_reply_of_the_read_is_in(redis: Redis) -> None:
+    """A connection's acks are put off by its replies' callbacks (``protocol.read_end``): they
+    run once the read has handed every reply over (the acks of one read leave together), and
+    before the loop's next turn (not a turn behind everything else made ready)."""
+    assert isinstance(redis, LeanRedis)
+    assert await redis.get("warm") is None  # the link's connection is open
+    loop = asyncio.get_running_loop()
+    link = link_of(redis)
+    ran: list[str] = []
+    replies = [link.submit(hiredis.pack_command(("INCR", "ends")), 1, inline=True) for _ in range(3)]
+
+    def replied(n: int, _: Reply) -> None:
+        ran.append(f"reply {n}")
+        loop.call_soon(ran.append, "next turn")
+        read_end.soon(lambda: ran.append(f"put off by {n}"), loop)
+
+    for n, reply in enumerate(replies):
+        assert isinstance(reply, Reply)
+        reply.add_done_callback(lambda r, n=n: replied(n, r))  # type: ignore[misc]
+    async with asyncio.timeout(5):
+        while "next turn" not in ran:
+            await asyncio.sleep(0.01)
+    assert ran[:7] == ["reply 0", "reply 1", "reply 2", "put off by 0", "put off by 1", "put off by 2", "next turn"]

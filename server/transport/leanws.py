@@ -36,7 +36,7 @@ from typing import Any, cast
 
 from multidict import CIMultiDictProxy
 
-from protocol import order
+from protocol import order, read_end
 from server.transport.outlet import ws_frame
 
 log = logging.getLogger(__name__)
@@ -668,11 +668,12 @@ class LeanWebSocket(asyncio.Protocol):
         return False
 
     def turn_finished(self) -> None:
-        """A turn of the pipeline finished: its ack and those finished with it are written in
-        the next step (the turns whose replies came in the same read finish first)."""
+        """A turn of the pipeline finished: its ack and those finished with it are written
+        together, once the read that finished it is handled (``protocol.read_end``: the turns
+        whose replies came in the same read finish first), or in the next step."""
         if not self._writing:
             self._writing = True
-            self._loop.call_soon(self._write_done)
+            read_end.soon(self._write_done, self._loop)
 
     async def _take_turn(self, message: str | bytes, turn: order.Turn) -> None:
         try:
