@@ -246,16 +246,10 @@ class _Replies(asyncio.Protocol):
         """Write one request; its replies complete it (``ConnectionError`` once the connection is gone)."""
         if self._transport is None or not self.open:
             raise RedisConnectionError("Connection to Redis lost")
-        waiting = self._waiting
-        waiting.append(request)
-        if len(waiting) > 1:  # (what is unsent is waiting too)
-            if not self._unsent:
-                self.loop.call_soon(self._flush)
-            self._unsent.append(packed)
-            return
-        # Nothing else in flight: an event at a steady rate, alone. Written now, not a loop turn
-        # later; under load the link is never idle, and the requests of a turn share one write.
-        self._transport.write(packed)
+        self._waiting.append(request)
+        if not self._unsent:
+            self.loop.call_soon(self._flush)
+        self._unsent.append(packed)
 
     def _flush(self) -> None:
         # Every request sent in one loop iteration leaves in one write: one system call for
