@@ -768,19 +768,20 @@ class _Messages(asyncio.Protocol):
             # connects again and catches its rooms up from the log.
             self.lost = RedisConnectionError(f"unreadable reply from Redis: {exc}")
             self.abort()
-        if self.on_messages is not None and queue:
-            self._push(queue)
+        taker = self.on_messages
+        if taker is not None and queue:
+            self._hand_over(taker, queue)
         if queue or self.lost is not None:
             self._wake()
 
-    def _push(self, queue: deque[dict[str, Any]]) -> None:
+    @staticmethod
+    def _hand_over(taker: Callable[[list[dict[str, Any]]], None], queue: deque[dict[str, Any]]) -> None:
         # In order with anything queued before (the reader's messages from before the push).
         messages = list(queue)
         queue.clear()
         outer = read_end.begin()  # what handling them puts off runs once all are handled
         try:
-            assert self.on_messages is not None
-            self.on_messages(messages)
+            taker(messages)
         except Exception:  # the taker's bug: said; the connection reads on
             log.exception("pub/sub messages could not be handed over")
         finally:
