@@ -251,3 +251,41 @@ async def test_a_page_that_was_offline_catches_up_on_live_edits(
     await expect(page.locator("#connection")).to_have_attribute("data-state", "live")
     for index in (3, 7, 11):
         await expect(step(page, "t1", index)).to_have_attribute("aria-pressed", "true")
+
+
+async def test_a_name_half_typed_outlives_another_players_new_track(
+    server: ServerUnderTest, tab: Tab, clients: list[Client]
+) -> None:
+    """A track added (or removed) by another player redrew every row: the name being typed lost
+    its text and its focus, and a focused step's label kept a track's old name."""
+    session_id = await new_pattern(server, state={"tracks": [track("t1"), track("t2", name="Snare")]})
+    page = await open_live(tab, f"/s/{session_id}")
+    rows = page.locator(".track-row")
+    await expect(rows).to_have_count(2)
+    name = rows.nth(0).locator(".track-name")
+    await name.focus()
+    await name.press("Control+A")
+    await page.keyboard.type("Bass li")
+
+    other = Client(server.url, server.token("other-player"))
+    clients.append(other)
+    await other.connect()
+    added = {"type": "add_track", "track": track("t3", name="Hat")}
+    assert (await other.call("pattern_op", {"session_id": session_id, "seq": 1, "op": added}))["ok"] is True
+    renamed = {"type": "rename_track", "trackId": "t2", "name": "Clap"}
+    assert (await other.call("pattern_op", {"session_id": session_id, "seq": 2, "op": renamed}))["ok"] is True
+    await expect(rows).to_have_count(3)
+    await expect(step(page, "t2", 0)).to_have_attribute("aria-label", "Clap step 1")
+    await expect(name).to_be_focused()
+    await expect(name).to_have_value("Bass li")
+    await page.keyboard.type("ne")
+    await page.keyboard.press("Enter")
+    await expect(rows.nth(0).locator(".track-name")).to_have_value("Bass line")
+    for _ in range(50):  # the rename's op reaches the store
+        loaded = await PatternSessions(server.services.store).load(session_id, touch=False)
+        assert loaded is not None
+        if loaded[0].state["tracks"][0]["name"] == "Bass line":
+            break
+        await page.wait_for_timeout(100)
+    assert [t["name"] for t in loaded[0].state["tracks"]] == ["Bass line", "Clap", "Hat"]
+    assert not tab.errors, tab.errors

@@ -9,6 +9,7 @@
  * textContent, value and dataset only.
  */
 import { $, call, connect, getToken, knownIdentity, showConnection, subscribeSession } from "./client.js";
+import { reconcile } from "./keyed.js";
 import { OrphanBanner } from "./orphan_banner.js";
 import { Player } from "./pattern_audio.js";
 import { STEP_COUNTS, applyOp, clone, newTrack } from "./pattern_state.js";
@@ -43,7 +44,6 @@ let readOnly = false;
 let saveTimer = null;
 let saving = false;
 let players = new Map();
-let gridSignature = "";
 let cursorTimer = null;
 let cursorNext;
 const me = { name: "", colour: "" };
@@ -430,31 +430,20 @@ function element(tag, props = {}, ...children) {
   return el;
 }
 
-function buildRow(track) {
-  const steps = element("div", { className: "steps", role: "group", ariaLabel: `${track.name} step buttons` });
-  for (let i = 0; i < track.stepCount; i += 1) {
-    steps.append(
-      element("button", {
-        type: "button",
-        className: i % 4 === 0 ? "step beat" : "step",
-        dataset: { track: track.id, step: String(i) },
-        ariaLabel: `${track.name} step ${i + 1}`,
-      }),
-    );
-  }
-  const countSelect = element("select", { className: "step-count", ariaLabel: `${track.name} steps` });
-  for (const count of new Set([...STEP_COUNTS, track.stepCount])) {
-    countSelect.append(element("option", { value: String(count), textContent: String(count) }));
-  }
+// A track's row: built once (keyed.js), kept while the track exists, so that what a player is
+// doing in it -- a name half typed, a focused step or button -- outlives the other players'
+// edits (a track added or removed elsewhere used to redraw every row). Its steps are built anew
+// only when its step count changes; its labels follow its name.
+function buildRow() {
   return element(
     "div",
-    { className: "track-row", dataset: { track: track.id } },
+    { className: "track-row" },
     element("input", { type: "text", className: "track-name", maxLength: 32, ariaLabel: "Track name" }),
     element("button", { type: "button", className: "button small mute", textContent: "M", ariaLabel: "Mute" }),
     element("button", { type: "button", className: "button small solo", textContent: "S", ariaLabel: "Solo" }),
     element("input", { type: "range", className: "volume", min: "0", max: "1", step: "0.05", ariaLabel: "Volume" }),
-    countSelect,
-    steps,
+    element("select", { className: "step-count" }),
+    element("div", { className: "steps", role: "group" }),
     element("button", { type: "button", className: "button small clear-track", textContent: "Clear" }),
     element("button", {
       type: "button",
@@ -465,16 +454,45 @@ function buildRow(track) {
   );
 }
 
+function fitRow(row, track) {
+  row.dataset.track = track.id;
+  const steps = row.querySelector(".steps");
+  const countSelect = row.querySelector(".step-count");
+  if (row.dataset.stepCount !== String(track.stepCount)) {
+    row.dataset.stepCount = String(track.stepCount);
+    const focused = steps.contains(document.activeElement) ? Number(document.activeElement.dataset.step) : null;
+    const cells = [];
+    for (let i = 0; i < track.stepCount; i += 1) {
+      cells.push(
+        element("button", {
+          type: "button",
+          className: i % 4 === 0 ? "step beat" : "step",
+          dataset: { track: track.id, step: String(i) },
+        }),
+      );
+    }
+    steps.replaceChildren(...cells);
+    const options = [...new Set([...STEP_COUNTS, track.stepCount])].map((count) =>
+      element("option", { value: String(count), textContent: String(count) }),
+    );
+    countSelect.replaceChildren(...options);
+    if (focused !== null) cells[Math.min(focused, cells.length - 1)]?.focus();
+    delete row.dataset.labelled;
+  }
+  if (row.dataset.labelled !== track.name) {
+    row.dataset.labelled = track.name;
+    steps.setAttribute("aria-label", `${track.name} step buttons`);
+    countSelect.setAttribute("aria-label", `${track.name} steps`);
+    steps.querySelectorAll(".step").forEach((cell, i) => {
+      cell.setAttribute("aria-label", `${track.name} step ${i + 1}`);
+    });
+  }
+}
+
 function renderGrid(state) {
   const grid = $("grid");
-  const signature = `${readOnly}|${state.tracks.map((t) => `${t.id}:${t.stepCount}`).join(",")}`;
-  if (signature !== gridSignature) {
-    const focused = document.activeElement?.dataset ?? {};
-    grid.replaceChildren(...state.tracks.map(buildRow));
-    if (state.tracks.length === 0) grid.append(element("p", { className: "muted", textContent: "No tracks yet." }));
-    gridSignature = signature;
-    if (focused.step !== undefined) grid.querySelector(stepSelector(focused.track, focused.step))?.focus();
-  }
+  reconcile(grid, state.tracks, (track) => track.id, buildRow, fitRow);
+  if (state.tracks.length === 0) grid.append(element("p", { className: "muted", textContent: "No tracks yet." }));
   for (const track of state.tracks) {
     const row = grid.querySelector(`.track-row[data-track="${CSS.escape(track.id)}"]`);
     const name = row.querySelector(".track-name");
