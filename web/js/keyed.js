@@ -10,11 +10,11 @@
  */
 
 /**
- * Make `parent`'s children the nodes of `items`, in order. `keyOf(item)` names an item (a string
- * unique in the list; it is given the item's index too); a node of a key that was there before is kept and `update(node, item)`
- * brings it up to date (given the item's index too); a new key's node is `make(item)` (then `update` too, so `make` need only
- * build the node's frame). Nodes of keys gone are removed, as is any child this did not draw
- * (an "empty" line).
+ * Make `parent`'s children the nodes of `items`, in order. `keyOf(item, index)` names an item (a
+ * string unique in the list); the node of a key that was there before is kept, and
+ * `update(node, item, index)` brings it up to date; a new key's node is `make(item)`, then
+ * updated too (so `make` need only build the node's frame). Nodes of keys gone are removed, as
+ * is any child this did not draw (an "empty" line).
  */
 export function reconcile(parent, items, keyOf, make, update) {
   const kept = new Map();
