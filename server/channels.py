@@ -151,14 +151,14 @@ class Channels:
         one = await self.get_message(timeout_s)
         return [] if one is None else [one]
 
-    def push_to(self, taker: Callable[[list[dict[str, Any]]], None]) -> bool:
+    def push_to(self, taker: Callable[[list[dict[str, Any]]], None]) -> None:
         """Have a single Redis's lean subscriber hand each read's messages to ``taker`` in the
-        read itself (``LeanSubscriber.push``): True when it does from now on. False (redis-py's
-        ``PubSub``, a cluster's shard links): the listener reads them with :meth:`get_messages`.
-        Only what came before is then handed out by ``get_messages``."""
+        read itself (``LeanSubscriber.push``); only what came before is then handed out by
+        :meth:`get_messages`. Elsewhere (redis-py's ``PubSub``, a cluster's shard links) nothing
+        changes: the listener reads them with :meth:`get_messages`."""
         pubsub = self._pubsub
         if not isinstance(pubsub, LeanSubscriber):
-            return False
+            return
 
         def noted(messages: list[dict[str, Any]]) -> None:
             for message in messages:
@@ -166,7 +166,6 @@ class Channels:
             taker(messages)
 
         pubsub.push(noted)
-        return True
 
     def _note_confirmation(self, message: dict[str, Any]) -> None:
         """A single Redis's message read: a confirmation ends its channel's wait (stalled_for)."""
