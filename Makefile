@@ -16,6 +16,7 @@ PYTEST := .venv/bin/python -m pytest -q -n $(PYTEST_WORKERS) --dist worksteal
 test:
 	@scripts/bootstrap.sh test
 	.venv/bin/ruff check server handlers jobs auth storage protocol tests bench
+	.venv/bin/ruff format --check server handlers jobs auth storage protocol tests bench scripts
 	.venv/bin/mypy
 	$(BIOME) ci --error-on-warnings
 	$(PYTEST)
@@ -45,6 +46,7 @@ test-install:
 lint:
 	@scripts/bootstrap.sh test
 	.venv/bin/ruff check server handlers jobs auth storage protocol tests bench
+	.venv/bin/ruff format --check server handlers jobs auth storage protocol tests bench scripts
 	.venv/bin/mypy
 	$(BIOME) ci --error-on-warnings
 

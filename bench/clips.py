@@ -60,6 +60,7 @@ def own_cpu_s() -> float:
     """User + system CPU seconds of this process (the generator)."""
     return own_cpu_sample(0.0).cpu_s
 
+
 CONNECT_CONCURRENCY = 50
 CONNECT_DEADLINE_S = 60.0
 DRAIN_DEADLINE_S = 15.0

@@ -45,8 +45,22 @@ from storage.keys import Keys  # noqa: E402
 
 # Commands that change data (PUBLISH is counted apart: it stores nothing).
 WRITE_COMMANDS = {
-    "hset", "hdel", "hincrby", "zadd", "zrem", "zincrby", "xadd", "xtrim", "set", "del", "incr", "expire",
-    "hsetnx", "setnx", "unlink", "zremrangebyscore",
+    "hset",
+    "hdel",
+    "hincrby",
+    "zadd",
+    "zrem",
+    "zincrby",
+    "xadd",
+    "xtrim",
+    "set",
+    "del",
+    "incr",
+    "expire",
+    "hsetnx",
+    "setnx",
+    "unlink",
+    "zremrangebyscore",
 }
 DEADLINE_S = 600
 KEYS = Keys()  # the server runs with the default key prefix  # no run lasts longer than this, whatever the options
@@ -107,7 +121,10 @@ async def play(listener: Listener, index: int, args: argparse.Namespace, stats: 
 
 async def report(listener: Listener, item: str, status: str, stats: Stats, meta: dict[str, Any] | None = None) -> None:
     payload: dict[str, Any] = {
-        "session_id": listener.history_id, "item_id": item, "status": status, "device_id": "bench",
+        "session_id": listener.history_id,
+        "item_id": item,
+        "status": status,
+        "device_id": "bench",
     }
     if meta:
         payload["item"] = meta
@@ -143,9 +160,16 @@ async def listening_bytes(redis: Redis, history_ids: list[str]) -> tuple[int, in
     data = log = sessions = 0
     for h in history_ids:
         for key in (
-            KEYS.session(h), KEYS.listening_records(h), KEYS.listening_by_start(h), KEYS.listening_by_item(h),
-            KEYS.listening_items(h), KEYS.listening_meta(h), KEYS.listening_open(h), KEYS.listening_last(h),
-            KEYS.listening_stats(h), KEYS.listening_clients(h),
+            KEYS.session(h),
+            KEYS.listening_records(h),
+            KEYS.listening_by_start(h),
+            KEYS.listening_by_item(h),
+            KEYS.listening_items(h),
+            KEYS.listening_meta(h),
+            KEYS.listening_open(h),
+            KEYS.listening_last(h),
+            KEYS.listening_stats(h),
+            KEYS.listening_clients(h),
         ):
             data += int(await redis.memory_usage(key) or 0)
         for key in (KEYS.log(h), KEYS.log_meta(h)):

@@ -26,6 +26,7 @@ from pathlib import Path
 
 from common.servers import mint_token, start_server
 
+
 def redis_servers_in(data_dir: Path) -> list[int]:
     """Pids of processes working in the folder's redis/ (redis-server chdirs to its dir)."""
     folder = (data_dir / "redis").resolve()
@@ -81,8 +82,9 @@ def soak(rounds: int) -> int:
                 orphans = len(redis_servers_in(data_dir))
                 most_on_folder = max(most_on_folder, on_folder)
                 orphans_total += orphans
-                print(f"round {number}: redis-servers on the folder after start {on_folder}, "
-                      f"1 s after kill -9 {orphans}")
+                print(
+                    f"round {number}: redis-servers on the folder after start {on_folder}, 1 s after kill -9 {orphans}"
+                )
             proc, url = start_serve(data_dir)
             try:
                 most_on_folder = max(most_on_folder, len(redis_servers_in(data_dir)))
@@ -93,8 +95,10 @@ def soak(rounds: int) -> int:
         finally:
             for pid in redis_servers_in(data_dir):  # ours: they work in this soak's temporary folder
                 os.kill(pid, signal.SIGTERM)
-    print(f"rounds {rounds}: most redis-servers on one folder {most_on_folder} (1 is right), "
-          f"orphans after kill -9 {orphans_total} (0 is right), sessions kept {found}/{len(created)}")
+    print(
+        f"rounds {rounds}: most redis-servers on one folder {most_on_folder} (1 is right), "
+        f"orphans after kill -9 {orphans_total} (0 is right), sessions kept {found}/{len(created)}"
+    )
     return 0 if most_on_folder == 1 and orphans_total == 0 and found == len(created) else 1
 
 

@@ -73,8 +73,10 @@ def main() -> int:
         redis, url = servers.start_redis(workdir)
         server = None
         try:
-            settings = {"SESSIONHUB_VOICE_UPLOAD_DEADLINE_S": str(DEADLINE_S),
-                        "SESSIONHUB_VOICE_UPLOADS_IN_FLIGHT": str(IN_FLIGHT)}
+            settings = {
+                "SESSIONHUB_VOICE_UPLOAD_DEADLINE_S": str(DEADLINE_S),
+                "SESSIONHUB_VOICE_UPLOADS_IN_FLIGHT": str(IN_FLIGHT),
+            }
             server = servers.start_sessionhub(workdir, url, settings=settings)
             users = []
             for n in range(args.users):

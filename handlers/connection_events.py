@@ -68,7 +68,7 @@ class ConnectionEvents:
         if self._connections.remove(sid):  # a refused connection was never counted
             # A cut decided here (a flood) is counted under its own reason, not "server disconnect".
             self._s.metrics.disconnected(connection.cut if connection and connection.cut else str(reason or ""))
-        for name, farewell in (connection.farewells.items() if connection else ()):
+        for name, farewell in connection.farewells.items() if connection else ():
             try:
                 await farewell()
             except Exception:  # one failed farewell must not keep the others; the TTL still ends it

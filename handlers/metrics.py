@@ -217,29 +217,39 @@ class Metrics:
             "sessionhub_connected_clients", "Connected Socket.IO clients", registry=r, multiprocess_mode="livesum"
         )
         self.subscriptions = Gauge(
-            "sessionhub_subscriptions", "Subscriptions of connected clients to sessions", registry=r,
+            "sessionhub_subscriptions",
+            "Subscriptions of connected clients to sessions",
+            registry=r,
             multiprocess_mode="livesum",
         )
         self.events = TalliedCounter(
-            "sessionhub_socket_events", "Socket.IO events handled, by event and outcome (ok or error code)",
-            ["event", "outcome"], registry=r,
+            "sessionhub_socket_events",
+            "Socket.IO events handled, by event and outcome (ok or error code)",
+            ["event", "outcome"],
+            registry=r,
         )
         self.ack_seconds = TalliedHistogram(
-            "sessionhub_ack_seconds", "Socket.IO event handling time, from the handler's start to its ack",
-            ["event"], buckets=LATENCY_BUCKETS_S, registry=r,
+            "sessionhub_ack_seconds",
+            "Socket.IO event handling time, from the handler's start to its ack",
+            ["event"],
+            buckets=LATENCY_BUCKETS_S,
+            registry=r,
         )
         self.fanout_histogram = TalliedHistogram(
             "sessionhub_fanout_seconds",
             "From an event's creation (its ts) to the local fan-out round that wrote it, one per round",
-            buckets=LATENCY_BUCKETS_S, registry=r,
+            buckets=LATENCY_BUCKETS_S,
+            registry=r,
         )
         self.bus_reconnects = Counter("sessionhub_bus_reconnects", "Times the bus's pub/sub link came back", registry=r)
         self.backfilled = Counter(
             "sessionhub_bus_backfilled_events", "Events the bus read from the log to fill a gap", registry=r
         )
         self.redis_errors = Counter(
-            "sessionhub_redis_errors", "Redis failures turned into a wire error or a reconnect, by source and class",
-            ["source", "error"], registry=r,
+            "sessionhub_redis_errors",
+            "Redis failures turned into a wire error or a reconnect, by source and class",
+            ["source", "error"],
+            registry=r,
         )
         self.jobs_running = Gauge(
             "sessionhub_jobs_running", "Jobs being processed now", registry=r, multiprocess_mode="livesum"
@@ -262,7 +272,8 @@ class Metrics:
             "sessionhub_socket_messages_sent", "Socket.IO messages written to clients (events, acks)", registry=r
         )
         self.bytes_sent = TalliedCounter(
-            "sessionhub_socket_bytes_sent", "Bytes of the Socket.IO messages written to clients (WebSocket frames)",
+            "sessionhub_socket_bytes_sent",
+            "Bytes of the Socket.IO messages written to clients (WebSocket frames)",
             registry=r,
         )
         for hooked in (self.events, self.ack_seconds, self.fanout_histogram, self.messages_sent, self.bytes_sent):

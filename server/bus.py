@@ -223,12 +223,7 @@ class Bus:
         down, or its slot moved and the new owner is not known yet) makes the node not ready:
         it cannot deliver that session's events until the channel is back.
         """
-        return (
-            self._alive
-            and self._task is not None
-            and not self._task.done()
-            and self._pubsub.stalled_for() < STALL_S
-        )
+        return self._alive and self._task is not None and not self._task.done() and self._pubsub.stalled_for() < STALL_S
 
     async def start(self) -> None:
         """Connect the pub/sub link and start listening."""

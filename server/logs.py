@@ -9,7 +9,17 @@ import os
 
 # Fields a log call may add with ``extra=`` that the JSON lines carry (request and event lines).
 EXTRA_FIELDS = (
-    "request_id", "method", "path", "route", "status", "duration_ms", "remote", "event", "sid", "session_id", "outcome"
+    "request_id",
+    "method",
+    "path",
+    "route",
+    "status",
+    "duration_ms",
+    "remote",
+    "event",
+    "sid",
+    "session_id",
+    "outcome",
 )
 
 

@@ -76,9 +76,7 @@ class IdempotentAnswers:
         await self.redis.delete(self.keys.idempotent_answer(scope, owner, key))
 
 
-async def again_on_lost_reply(
-    step: Callable[[], Awaitable[T]], *, redis: Redis | None = None, attempts: int = 5
-) -> T:
+async def again_on_lost_reply(step: Callable[[], Awaitable[T]], *, redis: Redis | None = None, attempts: int = 5) -> T:
     """Run ``step`` (which must be idempotent) again when its reply was lost.
 
     A connection cut while a command is in flight (``CLIENT KILL``, a failover, a reset) leaves

@@ -70,9 +70,7 @@ class JobQueue:
     async def enqueue(self, job: Job) -> Job:
         """Queue a job; returns it with its enqueue time set."""
         queued = replace(job, enqueued_at=self._clock.now_ms())
-        await self._redis.xadd(
-            self._keys.jobs(), {"job": queued.to_json()}, maxlen=JOB_STREAM_MAXLEN, approximate=True
-        )
+        await self._redis.xadd(self._keys.jobs(), {"job": queued.to_json()}, maxlen=JOB_STREAM_MAXLEN, approximate=True)
         return queued
 
     async def ensure_group(self) -> None:
@@ -103,9 +101,7 @@ class JobQueue:
 
     async def extend(self, consumer: str, delivery: Delivery) -> bool:
         """Reset the idle time of a job ``consumer`` still runs; False when it holds it no more."""
-        held = await self._extend(
-            keys=[self._keys.jobs()], args=[self._keys.jobs_group(), consumer, delivery.entry_id]
-        )
+        held = await self._extend(keys=[self._keys.jobs()], args=[self._keys.jobs_group(), consumer, delivery.entry_id])
         return bool(held)
 
     async def ack(self, delivery: Delivery) -> None:

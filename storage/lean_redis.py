@@ -206,9 +206,7 @@ def _call(callback: Callable[[Reply], object], reply: Reply) -> None:
 class _Request:
     __slots__ = ("count", "fallback", "future", "replies", "sha")
 
-    def __init__(
-        self, count: int, future: asyncio.Future[list[Any]] | Reply, fallback: Fallback | None = None
-    ) -> None:
+    def __init__(self, count: int, future: asyncio.Future[list[Any]] | Reply, fallback: Fallback | None = None) -> None:
         self.count = count
         self.future = future
         self.replies: list[Any] = []

@@ -101,10 +101,27 @@ class RedisCluster:
         folder = self.root / str(port)
         folder.mkdir(parents=True, exist_ok=True)
         self.processes[port] = subprocess.Popen(
-            [redis_binary(), "--bind", "127.0.0.1", "--port", str(port), "--dir", str(folder),
-             "--cluster-enabled", "yes", "--cluster-config-file", "nodes.conf", "--save", "",
-             "--appendonly", "no", "--cluster-node-timeout", str(NODE_TIMEOUT_MS),
-             "--cluster-replica-validity-factor", "0"],
+            [
+                redis_binary(),
+                "--bind",
+                "127.0.0.1",
+                "--port",
+                str(port),
+                "--dir",
+                str(folder),
+                "--cluster-enabled",
+                "yes",
+                "--cluster-config-file",
+                "nodes.conf",
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+                "--cluster-node-timeout",
+                str(NODE_TIMEOUT_MS),
+                "--cluster-replica-validity-factor",
+                "0",
+            ],
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
         )
@@ -140,9 +157,18 @@ class RedisCluster:
                 self.master_ports = self.ports[: len(self.master_ports)]
                 self.replica_ports = self.ports[len(self.master_ports) :]
         subprocess.run(
-            ["redis-cli", "--cluster", "create", *(f"127.0.0.1:{p}" for p in self.master_ports),
-             "--cluster-replicas", "0", "--cluster-yes"],
-            check=True, capture_output=True, timeout=30,
+            [
+                "redis-cli",
+                "--cluster",
+                "create",
+                *(f"127.0.0.1:{p}" for p in self.master_ports),
+                "--cluster-replicas",
+                "0",
+                "--cluster-yes",
+            ],
+            check=True,
+            capture_output=True,
+            timeout=30,
         )
         for port in self.master_ports:
             wait_until(lambda port=port: self.client(port).cluster("info")["cluster_state"] == "ok")

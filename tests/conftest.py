@@ -66,12 +66,16 @@ async def start_server(
         await redis.aclose()
 
     app.on_cleanup.append(close_redis)
-    runner = web.AppRunner(app, access_log=None, shutdown_timeout=3)  # as `serve`: a lingering client must not hold the teardown
+    runner = web.AppRunner(
+        app, access_log=None, shutdown_timeout=3
+    )  # as `serve`: a lingering client must not hold the teardown
     await runner.setup()
     site = front_site(runner, "127.0.0.1", listen_port)
     await site.start()
     port = runner.addresses[0][1]
-    return ServerUnderTest(url=f"http://127.0.0.1:{port}", services=app[SERVICES_KEY], tokens=tokens, app=app, runner=runner)
+    return ServerUnderTest(
+        url=f"http://127.0.0.1:{port}", services=app[SERVICES_KEY], tokens=tokens, app=app, runner=runner
+    )
 
 
 @pytest_asyncio.fixture
@@ -234,6 +238,8 @@ def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter, config: p
     """The leftovers, in a section of their own (after the progress line, not on it)."""
     left = config.stash.get(LEFT_OPEN, [])
     if left:
-        terminalreporter.write_sep("=", "tasks and resources left by tests (the test named is the one during which it appeared)")
+        terminalreporter.write_sep(
+            "=", "tasks and resources left by tests (the test named is the one during which it appeared)"
+        )
         for line in left[:200]:
             terminalreporter.write_line(line)

@@ -116,11 +116,16 @@ class RedisProcess:
         self.process = subprocess.Popen(
             [
                 redis_binary(),
-                "--bind", "127.0.0.1",
-                "--port", str(self.port),
-                "--dir", str(self.dir),
-                "--save", "",
-                "--appendonly", "yes" if self.appendonly else "no",
+                "--bind",
+                "127.0.0.1",
+                "--port",
+                str(self.port),
+                "--dir",
+                str(self.dir),
+                "--save",
+                "",
+                "--appendonly",
+                "yes" if self.appendonly else "no",
             ],
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
@@ -174,7 +179,9 @@ class ServerUnderTest:
     app: web.Application
     runner: web.AppRunner
 
-    def token(self, user: str = "alice", perms: tuple[Permission, ...] = ALL_PERMS, ttl_s: int = 3600, **kw: Any) -> str:
+    def token(
+        self, user: str = "alice", perms: tuple[Permission, ...] = ALL_PERMS, ttl_s: int = 3600, **kw: Any
+    ) -> str:
         token, _ = self.tokens.mint(user_id=user, now_s=time.time(), ttl_s=ttl_s, perms=perms, **kw)
         return token
 
@@ -218,9 +225,7 @@ class Client:
 
     async def connect(self, transports: list[str] | None = None) -> Client:
         auth = {"token": self.token} if self.token is not None else None
-        await self.sio.connect(
-            self.url, auth=auth, transports=transports or ["websocket"], wait_timeout=ANSWER_BOUND_S
-        )
+        await self.sio.connect(self.url, auth=auth, transports=transports or ["websocket"], wait_timeout=ANSWER_BOUND_S)
         return self
 
     async def call(self, event: str, data: Any = None, timeout: float = ANSWER_BOUND_S) -> Any:
@@ -244,7 +249,9 @@ class Client:
         return [
             data["offset"]
             for name, data in self.events
-            if isinstance(data, dict) and data.get("session_id") == session_id and name not in ("session_snapshot", "session_resync")
+            if isinstance(data, dict)
+            and data.get("session_id") == session_id
+            and name not in ("session_snapshot", "session_resync")
         ]
 
     async def close(self) -> None:

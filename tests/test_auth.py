@@ -29,9 +29,11 @@ def _rsa_pair() -> tuple[str, str]:
     private = key.private_bytes(
         serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
     ).decode()
-    public = key.public_key().public_bytes(
-        serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
-    ).decode()
+    public = (
+        key.public_key()
+        .public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
+        .decode()
+    )
     return private, public
 
 
@@ -97,13 +99,17 @@ def test_rs256_verifies_and_refuses_hs256_made_with_the_public_key() -> None:
 
 
 def test_issuer_and_audience_are_checked_when_configured() -> None:
-    strict = TokenService(TokenConfig(algorithm="HS256", verify_key=SECRET, signing_key=SECRET, issuer="me", audience="us"))
+    strict = TokenService(
+        TokenConfig(algorithm="HS256", verify_key=SECRET, signing_key=SECRET, issuer="me", audience="us")
+    )
     good, _ = strict.mint(user_id="u1", now_s=time.time(), ttl_s=60, perms=())
     assert strict.verify(good).sub == "u1"
     plain, _ = HS.mint(user_id="u1", now_s=time.time(), ttl_s=60, perms=())
     with pytest.raises(CodedError):
         strict.verify(plain)  # no iss / aud
-    wrong = jwt.encode({"sub": "u1", "exp": int(time.time()) + 60, "iss": "me", "aud": "them"}, SECRET, algorithm="HS256")
+    wrong = jwt.encode(
+        {"sub": "u1", "exp": int(time.time()) + 60, "iss": "me", "aud": "them"}, SECRET, algorithm="HS256"
+    )
     with pytest.raises(CodedError):
         strict.verify(wrong)
 
@@ -136,7 +142,9 @@ async def test_guest_token_works_for_its_own_sessions(server: ServerUnderTest) -
             assert resp.status == 201
 
 
-async def test_guest_tokens_are_rate_limited_per_address(redis_process: object, redis: object, tmp_path: object) -> None:
+async def test_guest_tokens_are_rate_limited_per_address(
+    redis_process: object, redis: object, tmp_path: object
+) -> None:
     from tests.conftest import start_server
 
     srv = await start_server(redis_process.url, tmp_path, guests_per_min=2)  # type: ignore[attr-defined]
@@ -154,10 +162,15 @@ async def test_guest_tokens_are_rate_limited_per_address(redis_process: object, 
 
 
 async def test_refresh_keeps_the_guest_and_refuses_others(server: ServerUnderTest) -> None:
-    guest, _ = server.tokens.mint(user_id="guest-1", now_s=time.time(), ttl_s=120, perms=(Permission.READ_OWN,), guest=True)
+    guest, _ = server.tokens.mint(
+        user_id="guest-1", now_s=time.time(), ttl_s=120, perms=(Permission.READ_OWN,), guest=True
+    )
     async with aiohttp.ClientSession() as http:
+
         async def refresh(token: str) -> tuple[int, dict[str, object]]:
-            async with http.post(f"{server.url}/api/auth/refresh", headers={"Authorization": f"Bearer {token}"}) as resp:
+            async with http.post(
+                f"{server.url}/api/auth/refresh", headers={"Authorization": f"Bearer {token}"}
+            ) as resp:
                 return resp.status, await resp.json()
 
         status, body = await refresh(guest)
@@ -180,7 +193,9 @@ async def test_forwarded_for_is_used_only_when_trusted(redis_process: object, re
             async with aiohttp.ClientSession() as http:
                 statuses = []
                 for i in range(3):
-                    async with http.post(f"{srv.url}/api/auth/guest", headers={"X-Forwarded-For": f"10.0.0.{i}, 127.0.0.1"}) as resp:
+                    async with http.post(
+                        f"{srv.url}/api/auth/guest", headers={"X-Forwarded-For": f"10.0.0.{i}, 127.0.0.1"}
+                    ) as resp:
                         statuses.append(resp.status)
             assert statuses == expected, trusted
         finally:

@@ -83,7 +83,9 @@ async def test_several_arguments_are_refused(server: ServerUnderTest, clients: l
     assert ack["error"] == "invalid_payload"
 
 
-async def test_oversized_message_without_ack_gets_a_protocol_error_event(server: ServerUnderTest, clients: list[Client]) -> None:
+async def test_oversized_message_without_ack_gets_a_protocol_error_event(
+    server: ServerUnderTest, clients: list[Client]
+) -> None:
     client = Client(server.url, server.token("alice"))
     clients.append(client)
     await client.connect()

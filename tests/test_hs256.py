@@ -129,7 +129,16 @@ def test_tampered_tokens_are_refused_by_both(mangle: Any) -> None:
     ],
     # Named: a token's text holds its expiry (the clock at import), and pytest-xdist refuses a run
     # whose workers collected different test names (one worker crossed a second).
-    ids=["alg-none", "alg-HS512", "alg-lowercase", "another-secret", "header-a-list", "payload-a-list", "crit-b64", "another-key"],
+    ids=[
+        "alg-none",
+        "alg-HS512",
+        "alg-lowercase",
+        "another-secret",
+        "header-a-list",
+        "payload-a-list",
+        "crit-b64",
+        "another-key",
+    ],
 )
 def test_other_algorithms_keys_and_shapes_are_refused(token: str) -> None:
     assert lean_verdict(token, issuer=None, audience=None) == "refused"

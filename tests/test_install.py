@@ -106,8 +106,20 @@ def wait_ready(url: str, process: subprocess.Popen[bytes]) -> None:
 
 
 def check_a_session_and_the_pages(bin_dir: Path, data_dir: Path, url: str) -> None:
-    token = sh(bin_dir / "sessionhub", "token", "--user", "alice", "--perm", "create", "--perm", "read_own",
-               "--perm", "update", env=child_env(data_dir), cwd=data_dir).stdout.strip()
+    token = sh(
+        bin_dir / "sessionhub",
+        "token",
+        "--user",
+        "alice",
+        "--perm",
+        "create",
+        "--perm",
+        "read_own",
+        "--perm",
+        "update",
+        env=child_env(data_dir),
+        cwd=data_dir,
+    ).stdout.strip()
     status, body = get(url + "/voicebot/create_session", token, b"{}")  # Lua scripts of storage
     assert status == 201 and json.loads(body)["session_id"]
     status, page = get(url + "/")

@@ -71,9 +71,7 @@ async def _post(http: aiohttp.ClientSession, url: str, body: Any, token: str | N
         return response.status, await response.json()
 
 
-async def test_streams_created_under_kills_always_have_their_audience(
-    server: ServerUnderTest, killer: Killer
-) -> None:
+async def test_streams_created_under_kills_always_have_their_audience(server: ServerUnderTest, killer: Killer) -> None:
     token = server.token("alice")
     answered: list[tuple[int, Any]] = []
     killer.start()
@@ -93,16 +91,22 @@ async def test_streams_created_under_kills_always_have_their_audience(
     for stream_id in created:
         audience_id = await redis.hget(keys.session(stream_id), "audience_id")  # type: ignore[misc]
         if audience_id is not None:  # the stream exists: so does its audience
-            mine = [a for a in answered if a[0] == 201 and a[1]["session"].get("session_id", a[1]["session"].get("id")) == stream_id]
-            assert await redis.exists(keys.session(audience_id)), (stream_id, mine, [a for a in answered if a[0] != 201])
+            mine = [
+                a
+                for a in answered
+                if a[0] == 201 and a[1]["session"].get("session_id", a[1]["session"].get("id")) == stream_id
+            ]
+            assert await redis.exists(keys.session(audience_id)), (
+                stream_id,
+                mine,
+                [a for a in answered if a[0] != 201],
+            )
     for status, body in answered:
         if status == 201:
             assert await redis.exists(keys.session(body["session"]["audience_id"]))
 
 
-async def test_a_remix_answered_failed_is_not_counted(
-    server: ServerUnderTest, killer: Killer
-) -> None:
+async def test_a_remix_answered_failed_is_not_counted(server: ServerUnderTest, killer: Killer) -> None:
     async with aiohttp.ClientSession() as http:
         status, parent = await _post(http, f"{server.url}/api/sessions", {})
         assert status == 201
@@ -116,9 +120,7 @@ async def test_a_remix_answered_failed_is_not_counted(
     assert count == sum(status == 201 for status, _ in answered)
 
 
-async def test_a_material_answered_failed_is_not_stored(
-    server: ServerUnderTest, killer: Killer
-) -> None:
+async def test_a_material_answered_failed_is_not_stored(server: ServerUnderTest, killer: Killer) -> None:
     session_id = await server.create_session("alice")
     await server.services.voice.set_active("alice", session_id)
     token = server.token("alice")

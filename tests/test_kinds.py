@@ -71,7 +71,9 @@ async def edit_note(services: Services, note_id: str, text: str) -> None:
     )
 
 
-async def test_a_registered_kind_gets_snapshot_live_events_and_replay(server: ServerUnderTest, clients: list[Client]) -> None:
+async def test_a_registered_kind_gets_snapshot_live_events_and_replay(
+    server: ServerUnderTest, clients: list[Client]
+) -> None:
     services = server.services
     services.kinds.register(NoteKind(services))
     note_id = await create_note(services, "alice", "first")

@@ -199,9 +199,12 @@ async def test_redis_errors_are_counted_where_they_become_wire_errors(tmp_path: 
             return errors("bus") >= 1
 
         await until(bus_noticed)
-        assert registry.get_sample_value("sessionhub_socket_events_total", {
-            "event": "subscribe_on_session", "outcome": "unavailable"
-        }) == 1
+        assert (
+            registry.get_sample_value(
+                "sessionhub_socket_events_total", {"event": "subscribe_on_session", "outcome": "unavailable"}
+            )
+            == 1
+        )
     finally:
         own.start()  # a server stops promptly with its Redis back
         await srv.stop()

@@ -16,6 +16,7 @@ from tests.admin.test_http import admin_token
 from tests.admin.test_prometheus import ready, serve
 from tests.test_metrics import scrape_url, value
 
+
 async def admin_metrics(node: ServerUnderTest) -> dict[str, Any]:
     headers = {"Authorization": f"Bearer {admin_token(node)}"}
     async with aiohttp.ClientSession() as http, http.get(node.url + "/admin/metrics", headers=headers) as response:

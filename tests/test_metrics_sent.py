@@ -67,4 +67,3 @@ async def _closes(server: ServerUnderTest, count: int) -> bool:
 
 def _delta(after: Samples, before: Samples, name: str) -> float:
     return value(after, name) - value(before, name)
-

@@ -52,11 +52,7 @@ class Reference:
 def exposed(registry: CollectorRegistry) -> list[str]:
     """The lines of the per-event families in the text format, without their creation times."""
     lines = generate_latest(registry).decode().splitlines()
-    return [
-        line
-        for line in lines
-        if any(name in line for name in FAMILIES) and "_created" not in line
-    ]
+    return [line for line in lines if any(name in line for name in FAMILIES) and "_created" not in line]
 
 
 def feed(metrics: Metrics, reference: Reference, rng: random.Random, count: int) -> None:
@@ -108,9 +104,12 @@ def test_an_event_costs_no_prometheus_client_call_until_a_collect() -> None:
         metrics.fanout_seconds.observe(0.001)
     child = metrics.events.labels("set_session_status", "ok")
     assert child._value.get() == 0 and metrics.messages_sent._value.get() == 0
-    assert metrics.registry.get_sample_value(
-        "sessionhub_socket_events_total", {"event": "set_session_status", "outcome": "ok"}
-    ) == 10
+    assert (
+        metrics.registry.get_sample_value(
+            "sessionhub_socket_events_total", {"event": "set_session_status", "outcome": "ok"}
+        )
+        == 10
+    )
     assert child._value.get() == 10
     assert metrics.registry.get_sample_value("sessionhub_socket_bytes_sent_total") == 1000
     assert metrics.registry.get_sample_value("sessionhub_fanout_seconds_count") == 10

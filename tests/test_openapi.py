@@ -70,7 +70,9 @@ def document_of(tmp: Path, **overrides: Any) -> dict[str, Any]:
     services = build_services(
         server_settings, redis=connect_redis(server_settings.redis_url), tokens=token_service(server_settings)
     )
-    return build_document(installed(build_app(server_settings, services=services)), list_limit=server_settings.list_limit)
+    return build_document(
+        installed(build_app(server_settings, services=services)), list_limit=server_settings.list_limit
+    )
 
 
 def _operations(spec: dict[str, Any]) -> set[tuple[str, str]]:
@@ -154,7 +156,6 @@ def real_ids(live_url: str, fuzzer_headers: dict[str, str]) -> dict[str, str]:
     }
 
 
-
 def _integers(value: Any) -> Any:
     """``value`` with every integral float written as an integer.
 
@@ -169,7 +170,6 @@ def _integers(value: Any) -> Any:
     if isinstance(value, list):
         return [_integers(item) for item in value]
     return value
-
 
 
 def _aim(case: schemathesis.Case, real_ids: dict[str, str]) -> None:
@@ -188,7 +188,10 @@ def _aim(case: schemathesis.Case, real_ids: dict[str, str]) -> None:
     if isinstance(case.body, dict) and case.media_type == "multipart/form-data":
         # The small fields before the file part, as docs/PROTOCOL.md asks (the server streams the
         # file to disk and must know its session first); a part order is nothing a schema says.
-        case.body = {**{k: v for k, v in case.body.items() if k != "file"}, **{k: v for k, v in case.body.items() if k == "file"}}
+        case.body = {
+            **{k: v for k, v in case.body.items() if k != "file"},
+            **{k: v for k, v in case.body.items() if k == "file"},
+        }
 
 
 def _dict(value: Any) -> dict[str, Any]:
@@ -290,7 +293,6 @@ def schema_valid_accepted(ctx: CheckContext, response: Any, case: schemathesis.C
     return positive_data_acceptance(ctx, response, case)
 
 
-
 @schema.parametrize()
 # Seeded, with no example database: every run sends the same cases, so a red run is one to fix
 # rather than a draw (a longer hunt raises OPENAPI_FUZZ_EXAMPLES and tries other seeds).
@@ -338,8 +340,11 @@ async def test_the_document_covers_every_route_and_only_those(redis_process: Red
 def test_list_limits_say_their_maximum(tmp_path: Path) -> None:
     spec = document_of(tmp_path, list_limit=50)
     limits = [
-        p["schema"] for methods in spec["paths"].values() for op in methods.values()
-        for p in op.get("parameters", []) if p["name"] == "limit"
+        p["schema"]
+        for methods in spec["paths"].values()
+        for op in methods.values()
+        for p in op.get("parameters", [])
+        if p["name"] == "limit"
     ]
     assert len(limits) >= 4 and all(schema["maximum"] == 50 for schema in limits)
 

@@ -62,7 +62,9 @@ async def test_the_ack_arrives_before_the_change_is_seen_live(server: ServerUnde
     assert late == [], f"{len(late)} of {count} changes were delivered before their ack"
 
 
-async def test_two_tabs_racing_leave_state_and_log_in_agreement(server: ServerUnderTest, clients: list[Client], redis: Any) -> None:
+async def test_two_tabs_racing_leave_state_and_log_in_agreement(
+    server: ServerUnderTest, clients: list[Client], redis: Any
+) -> None:
     session_id = await server.create_session("alice")
     tabs = [await server.subscriber(clients, session_id) for _ in range(2)]
     rng = random.Random(7)
@@ -73,11 +75,17 @@ async def test_two_tabs_racing_leave_state_and_log_in_agreement(server: ServerUn
         asyncio.gather(*(pipeline(tab, "set_session_status", plan) for tab, plan in zip(tabs, plans, strict=True))), 10
     )
 
-    committed = {ack["offset"]: ack["status"] for acks in results for _, ack in acks if ack.get("ok") and ack["changed"]}
+    committed = {
+        ack["offset"]: ack["status"] for acks in results for _, ack in acks if ack.get("ok") and ack["changed"]
+    }
     refused = [ack["error"] for acks in results for _, ack in acks if not ack.get("ok")]
     assert set(refused) <= {"invalid_state"}
     entries = await redis.xrange(server.services.keys.log(session_id))
-    logged = {e["offset"]: e["data"]["status"] for e in (json.loads(f["e"]) for _, f in entries) if e["type"] == "session_status"}
+    logged = {
+        e["offset"]: e["data"]["status"]
+        for e in (json.loads(f["e"]) for _, f in entries)
+        if e["type"] == "session_status"
+    }
     assert logged == committed  # every acknowledged change is in the log, and nothing else
     session = await server.services.voice.get(session_id)
     assert session is not None and session.status == logged[max(logged)]

@@ -108,7 +108,8 @@ async def test_a_handled_turn_leaves_no_garbage_cycle(server: ServerUnderTest, c
     await recorder.connect()
     assert (await recorder.call("set_session_status", {"session_id": session_id, "status": STATUSES[0]}))["ok"]
     sends = [
-        ("set_session_status", {"session_id": session_id, "status": STATUSES[(n + 1) % 2]}) for n in range(4 * order.DEPTH)
+        ("set_session_status", {"session_id": session_id, "status": STATUSES[(n + 1) % 2]})
+        for n in range(4 * order.DEPTH)
     ]
     gc.collect()
     gc.set_debug(gc.DEBUG_SAVEALL)  # what a collection finds unreachable is kept, to be looked at
@@ -126,7 +127,9 @@ async def test_a_handled_turn_leaves_no_garbage_cycle(server: ServerUnderTest, c
 
 
 @fast_lane_only
-async def test_an_editors_ops_reach_redis_together(server: ServerUnderTest, clients: list[Client], redis: Redis) -> None:
+async def test_an_editors_ops_reach_redis_together(
+    server: ServerUnderTest, clients: list[Client], redis: Redis
+) -> None:
     session_id = await new_pattern(server)
     editor = await player(server, clients, session_id)
     assert (await editor.call("pattern_op", _tempo(session_id, 0)))["ok"]  # the link is open
@@ -208,7 +211,9 @@ async def test_a_burst_is_answered_as_one_by_one_handling_answers_it(
     burst_acks, one_by_one = runs
     assert burst_acks == one_by_one
     outcomes = [a.get("changed", a.get("error")) for a in burst_acks]  # not a vacuous comparison:
-    assert outcomes.count(True) >= 5 and {"invalid_state", "forbidden", "unknown_event", "invalid_payload"} <= set(outcomes)
+    assert outcomes.count(True) >= 5 and {"invalid_state", "forbidden", "unknown_event", "invalid_payload"} <= set(
+        outcomes
+    )
 
 
 @pytest_asyncio.fixture
@@ -240,7 +245,9 @@ async def test_refusals_over_the_rate_keep_their_place_among_pipelined_acks(
     session = await slow_server.services.voice.get(session_id)
     assert session is not None and session.status == applied[-1]
     entries = await redis.xrange(slow_server.services.keys.log(session_id))
-    logged = [json.loads(f["e"])["data"]["status"] for _, f in entries if json.loads(f["e"])["type"] == "session_status"]
+    logged = [
+        json.loads(f["e"])["data"]["status"] for _, f in entries if json.loads(f["e"])["type"] == "session_status"
+    ]
     assert logged == applied
 
 
@@ -343,7 +350,10 @@ def _ops(session_id: str) -> list[tuple[str, Any]]:
     return [
         (op, {"session_id": session_id, "seq": next(seq), "op": {"type": "add_track", "track": track("t2")}}),
         (op, {"session_id": session_id, "seq": next(seq), "op": {"type": "toggle_step", "trackId": "t2", "step": 3}}),
-        (op, {"session_id": session_id, "seq": 2, "op": {"type": "toggle_step", "trackId": "t2", "step": 3}}),  # a retry
+        (
+            op,
+            {"session_id": session_id, "seq": 2, "op": {"type": "toggle_step", "trackId": "t2", "step": 3}},
+        ),  # a retry
         (op, {"session_id": session_id, "seq": next(seq), "op": {"type": "set_tempo", "tempo": 9999}}),  # refused
         (op, {"session_id": session_id, "seq": next(seq), "op": {"type": "delete_track", "trackId": "nope"}}),
         ("pattern_heartbeat", {"session_id": session_id}),  # not joined: not found

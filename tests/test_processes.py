@@ -26,7 +26,9 @@ ROOT = Path(__file__).resolve().parent.parent
 
 def node_env(data_dir: Path, redis_url: str | None, **extra: str) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("SESSIONHUB_") and k != "REDIS_URL"}
-    env.update({"SESSIONHUB_JWT_SECRET": SECRET, "SESSIONHUB_DATA_DIR": str(data_dir), "SESSIONHUB_LOG_LEVEL": "WARNING"})
+    env.update(
+        {"SESSIONHUB_JWT_SECRET": SECRET, "SESSIONHUB_DATA_DIR": str(data_dir), "SESSIONHUB_LOG_LEVEL": "WARNING"}
+    )
     if redis_url:
         env["REDIS_URL"] = redis_url
     env.update(extra)
@@ -84,7 +86,9 @@ def mint(user: str, *perms: str) -> str:
     args = [sys.executable, "-m", "server", "token", "--user", user]
     for perm in perms:
         args += ["--perm", perm]
-    out = subprocess.run(args, cwd=ROOT, env=node_env(Path("/nonexistent"), None), capture_output=True, text=True, check=True)
+    out = subprocess.run(
+        args, cwd=ROOT, env=node_env(Path("/nonexistent"), None), capture_output=True, text=True, check=True
+    )
     return out.stdout.strip()
 
 
@@ -114,7 +118,9 @@ async def assert_ran_once(client: Client, redis: Any, job_type: str) -> None:
         assert (queued, delayed, await redis.llen(keys.jobs_dead())) == (0, 0, 0)
 
 
-async def test_client_on_node_a_sees_events_caused_on_node_b(redis_process: RedisProcess, redis: Any, tmp_path: Path) -> None:
+async def test_client_on_node_a_sees_events_caused_on_node_b(
+    redis_process: RedisProcess, redis: Any, tmp_path: Path
+) -> None:
     token = mint("alice", "read_own", "create", "update")
     async with node(tmp_path / "a", redis_process.url) as node_a, node(tmp_path / "b", redis_process.url) as node_b:
         status, created = await post(f"{node_b}/voicebot/create_session", token)
@@ -168,8 +174,16 @@ async def test_embedded_redis_keeps_data_across_a_restart(tmp_path: Path, binary
 async def test_unreachable_redis_fails_fast_with_one_line(tmp_path: Path) -> None:
     dead = f"redis://:secret@127.0.0.1:{free_port()}/0"
     proc = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "server", "serve", "--port", str(free_port()),
-        cwd=ROOT, env=node_env(tmp_path, dead), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+        sys.executable,
+        "-m",
+        "server",
+        "serve",
+        "--port",
+        str(free_port()),
+        cwd=ROOT,
+        env=node_env(tmp_path, dead),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
     )
     _, stderr = await asyncio.wait_for(proc.communicate(), 20)
     lines = stderr.decode().strip().splitlines()
@@ -185,8 +199,11 @@ async def test_worker_command_processes_jobs(redis_process: RedisProcess, redis:
         session_id = created["session_id"]
         client = Client(url, token)
         worker = subprocess.Popen(
-            [sys.executable, "-m", "server", "worker"], cwd=ROOT,
-            env=node_env(tmp_path / "w", redis_process.url), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+            [sys.executable, "-m", "server", "worker"],
+            cwd=ROOT,
+            env=node_env(tmp_path / "w", redis_process.url),
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
         )
         try:
             await client.connect()

@@ -36,10 +36,22 @@ async def test_resubscribe_replays_exactly_the_missed_events(server: ServerUnder
     assert again.offsets(session_id) == [5, 6, 7, 8, 9]  # all before the ack, in order
     last_id = again.named("session_status")[-1]["id"]
     assert ack == {
-        "ok": True, "session_id": session_id, "epoch": epoch, "offset": 9, "last_id": last_id, "missed": 5, "recovered": True
+        "ok": True,
+        "session_id": session_id,
+        "epoch": epoch,
+        "offset": 9,
+        "last_id": last_id,
+        "missed": 5,
+        "recovered": True,
     }
     assert again.named("session_snapshot") == []
-    assert [e["data"]["status"] for e in again.named("session_status")] == ["paused", "recording", "paused", "recording", "paused"]
+    assert [e["data"]["status"] for e in again.named("session_status")] == [
+        "paused",
+        "recording",
+        "paused",
+        "recording",
+        "paused",
+    ]
     await toggle(server, session_id, 1, start=8)
     await again.wait_for(lambda: again.offsets(session_id)[-1:] == [10])
     assert again.offsets(session_id) == list(range(5, 11))
@@ -51,7 +63,9 @@ async def test_up_to_date_resubscribe_replays_nothing(server: ServerUnderTest, c
     clients.append(client)
     await client.connect()
     ack = await client.call("subscribe_on_session", {"session_id": session_id})
-    ack2 = await client.call("subscribe_on_session", {"session_id": session_id, "epoch": ack["epoch"], "offset": ack["offset"]})
+    ack2 = await client.call(
+        "subscribe_on_session", {"session_id": session_id, "epoch": ack["epoch"], "offset": ack["offset"]}
+    )
     assert ack2["recovered"] is True and ack2["missed"] == 0
 
 
@@ -84,7 +98,9 @@ async def test_wrong_epoch_gets_a_snapshot(server: ServerUnderTest, clients: lis
     assert ack["recovered"] is False and len(client.named("session_snapshot")) == 1
 
 
-async def test_lost_log_starts_a_new_epoch_and_live_members_resync(server: ServerUnderTest, clients: list[Client], redis: Any) -> None:
+async def test_lost_log_starts_a_new_epoch_and_live_members_resync(
+    server: ServerUnderTest, clients: list[Client], redis: Any
+) -> None:
     session_id = await server.create_session("alice")
     client = Client(server.url, server.token("alice"))
     clients.append(client)
@@ -96,11 +112,15 @@ async def test_lost_log_starts_a_new_epoch_and_live_members_resync(server: Serve
     assert position.epoch != old["epoch"] and position.offset == 1
     await client.wait_for(lambda: bool(client.named("session_resync")))
     assert client.named("session_resync")[0] == {"session_id": session_id, "epoch": position.epoch, "offset": 1}
-    ack = await client.call("subscribe_on_session", {"session_id": session_id, "epoch": old["epoch"], "offset": old["offset"]})
+    ack = await client.call(
+        "subscribe_on_session", {"session_id": session_id, "epoch": old["epoch"], "offset": old["offset"]}
+    )
     assert ack["recovered"] is False and ack["epoch"] == position.epoch
 
 
-async def test_no_gap_and_no_duplicate_when_subscribing_during_a_burst(server: ServerUnderTest, clients: list[Client]) -> None:
+async def test_no_gap_and_no_duplicate_when_subscribing_during_a_burst(
+    server: ServerUnderTest, clients: list[Client]
+) -> None:
     session_id = await server.create_session("alice")
     writer_done = asyncio.Event()
 

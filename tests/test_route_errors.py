@@ -54,9 +54,12 @@ async def test_a_known_route_with_another_method_answers_405_with_allow(
 
 async def test_a_handlers_own_404_keeps_its_body(server: ServerUnderTest) -> None:
     # Only the router's refusals are rewritten: a missing session is still session_not_found.
-    async with aiohttp.ClientSession() as http, http.get(
-        server.url + "/api/streams/00000000-0000-4000-8000-000000000000", headers={"Authorization": "Bearer x"}
-    ) as response:
+    async with (
+        aiohttp.ClientSession() as http,
+        http.get(
+            server.url + "/api/streams/00000000-0000-4000-8000-000000000000", headers={"Authorization": "Bearer x"}
+        ) as response,
+    ):
         assert response.status in (401, 404)
         assert (await response.json())["error"] in ("unauthorized", "session_not_found")
 

@@ -12,7 +12,9 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 PACKAGES = ("server", "handlers", "jobs", "auth", "storage", "protocol")
 # Ways a Python module can hand Lua (or a function) to Redis.
-SCRIPT_CALLS = re.compile(r"register_script\(|\.evalsha?\(|\.eval_ro\(|script_load\(|\.fcall\(|execute_command\(\s*[\"']EVAL")
+SCRIPT_CALLS = re.compile(
+    r"register_script\(|\.evalsha?\(|\.eval_ro\(|script_load\(|\.fcall\(|execute_command\(\s*[\"']EVAL"
+)
 
 
 def test_no_script_reaches_redis_outside_storage_scripts() -> None:

@@ -72,7 +72,9 @@ async def test_a_clean_stop_with_a_subscribed_client_logs_no_lost_link(
     assert "Traceback" not in stderr, stderr
 
 
-async def test_a_stopped_server_leaves_no_task_running(redis_process: RedisProcess, redis: object, tmp_path: Path) -> None:
+async def test_a_stopped_server_leaves_no_task_running(
+    redis_process: RedisProcess, redis: object, tmp_path: Path
+) -> None:
     """Every task a server starts ends with it. Engine.IO's ping-timeout task was left running:
     it held the whole app (its Redis client included) until the event loop closed, one per
     server a test run starts."""

@@ -14,7 +14,14 @@ async def test_subscribe_then_receive_status(server: ServerUnderTest, clients: l
     assert ack["ok"] is True and ack["offset"] == 1
     assert viewer.named("session_snapshot")[0]["session"]["status"] == "ready"
     ack = await viewer.call("set_session_status", {"session_id": session_id, "status": "recording"})
-    assert ack == {"ok": True, "session_id": session_id, "status": "recording", "previous": "ready", "changed": True, "offset": 2}
+    assert ack == {
+        "ok": True,
+        "session_id": session_id,
+        "status": "recording",
+        "previous": "ready",
+        "changed": True,
+        "offset": 2,
+    }
     await viewer.wait_for(lambda: bool(viewer.named("session_status")))
     event = viewer.named("session_status")[0]
     assert event["offset"] == 2 and event["data"] == {"status": "recording", "previous": "ready"}

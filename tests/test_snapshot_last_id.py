@@ -14,7 +14,9 @@ async def _sessions_of_every_kind(server: ServerUnderTest, alice: Client) -> dic
     async with aiohttp.ClientSession() as http:
         async with http.post(f"{server.url}/api/streams", json={"title": "Raid night"}, headers=headers) as resp:
             stream = (await resp.json())["session"]
-        async with http.post(f"{server.url}/api/streams/{stream['session_id']}/state", json={"action": "start"}, headers=headers):
+        async with http.post(
+            f"{server.url}/api/streams/{stream['session_id']}/state", json={"action": "start"}, headers=headers
+        ):
             pass
         async with http.post(f"{server.url}/api/sessions", json={"name": "Loop"}) as resp:
             pattern_id = (await resp.json())["id"]
@@ -35,7 +37,9 @@ async def test_every_kind_of_snapshot_names_the_event_it_stands_at(
     await alice.connect()
     for kind, session_id in (await _sessions_of_every_kind(server, alice)).items():
         ack = await alice.call("subscribe_on_session", {"session_id": session_id})
-        snapshot = [data for name, data in alice.events if name == "session_snapshot" and data["session_id"] == session_id][-1]
+        snapshot = [
+            data for name, data in alice.events if name == "session_snapshot" and data["session_id"] == session_id
+        ][-1]
         stored = await server.services.log.position(session_id)
         assert stored.offset >= 1 and stored.last_id, (kind, stored)
         assert (snapshot["kind"], snapshot["offset"], snapshot["last_id"]) == (kind, stored.offset, stored.last_id)

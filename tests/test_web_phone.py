@@ -42,7 +42,9 @@ async def test_the_page_fits_a_phone(name: str, server: ServerUnderTest, tab: Ta
     assert widths["doc"] <= widths["view"] and widths["body"] <= widths["view"], widths
 
 
-async def test_the_pattern_grid_is_playable_on_a_phone(server: ServerUnderTest, tab: Tab, clients: list[Client]) -> None:
+async def test_the_pattern_grid_is_playable_on_a_phone(
+    server: ServerUnderTest, tab: Tab, clients: list[Client]
+) -> None:
     await tab.page.set_viewport_size(PHONE)
     page = await visit(tab, server, clients, "pattern")
     names = page.locator("#grid .track-name")

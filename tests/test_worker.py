@@ -79,7 +79,10 @@ async def test_tasks_from_chunks(server: ServerUnderTest, clients: list[Client])
     await drain(make_worker(server), server)
     await watcher.wait_for(lambda: bool(watcher.named("job_result")))
     result = watcher.named("job_result")[0]["data"]["result"]
-    assert [(t["chunk_id"], t["text"], t["status"]) for t in result["tasks"]] == [("c1", "call Bob", "open"), ("c2", "book a room", "open")]
+    assert [(t["chunk_id"], t["text"], t["status"]) for t in result["tasks"]] == [
+        ("c1", "call Bob", "open"),
+        ("c2", "book a room", "open"),
+    ]
     assert result["missing"] == ["c3"]
 
 

@@ -112,8 +112,11 @@ class Alerts:
     def buses(node_list: list[dict[str, Any]]) -> list[dict[str, Any]]:
         """Nodes whose bus is down or whose heartbeat stopped."""
         return [
-            _alert("bus_down", f"node {node['node']}: {'heartbeat stopped' if node['stale'] else 'bus not live'}",
-                   node=node["node"])
+            _alert(
+                "bus_down",
+                f"node {node['node']}: {'heartbeat stopped' if node['stale'] else 'bus not live'}",
+                node=node["node"],
+            )
             for node in node_list
             if node["stale"] or not node["bus_live"]
         ]

@@ -67,4 +67,3 @@ class SessionDeleter:
     def summary(deleted: Deleted) -> dict[str, Any]:
         """The audit detail of a deletion."""
         return {"kind": deleted.kind, "owner_id": deleted.owner_id}
-

@@ -87,9 +87,7 @@ class AdminRoutes:
         kinds = {
             name: {
                 **figures,
-                "monthly_cost": self._store.monthly_cost(
-                    figures["storage_bytes"], {}, rates, month_fraction=fraction
-                ),
+                "monthly_cost": self._store.monthly_cost(figures["storage_bytes"], {}, rates, month_fraction=fraction),
             }
             for name, figures in counts.items()
             if name != "*"

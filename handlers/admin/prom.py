@@ -43,7 +43,13 @@ from handlers.metrics import MULTIPROC_ENV, forget_dead_processes
 from storage.admin.repository import AdminStore
 
 ALERT_NAMES = (
-    "memory", "creation_rate", "large_sessions", "dead_letters", "jobs_stuck", "bus_down", "redis_unreachable"
+    "memory",
+    "creation_rate",
+    "large_sessions",
+    "dead_letters",
+    "jobs_stuck",
+    "bus_down",
+    "redis_unreachable",
 )
 
 
@@ -67,7 +73,9 @@ class PrometheusRoutes:
         self._alerts = alerts
         self.registry = services.metrics.registry
         self.requests = Counter(
-            "sessionhub_http_requests", "HTTP requests by route, method and status", ["route", "method", "status"],
+            "sessionhub_http_requests",
+            "HTTP requests by route, method and status",
+            ["route", "method", "status"],
             registry=self.registry,
         )
         self.latency = Histogram(

@@ -44,8 +44,21 @@ STATS_READ_CAP = 50_000
 EXPORT_CAP = 100_000
 TOP_ITEMS = 20
 CSV_COLUMNS = (
-    "id", "item_id", "title", "artist", "album", "device_id", "started_at", "ended_at", "duration_ms",
-    "started_at_utc", "ended_at_utc", "start_position_s", "end_position_s", "source", "client_id",
+    "id",
+    "item_id",
+    "title",
+    "artist",
+    "album",
+    "device_id",
+    "started_at",
+    "ended_at",
+    "duration_ms",
+    "started_at_utc",
+    "ended_at_utc",
+    "start_position_s",
+    "end_position_s",
+    "source",
+    "client_id",
 )
 
 

@@ -52,9 +52,7 @@ def split_by_day(started_at: int, ended_at: int, tz: zoneinfo.ZoneInfo) -> Itera
         cursor = part_end
 
 
-def day_totals(
-    sessions: Iterable[ListeningSession], tz: zoneinfo.ZoneInfo, first: date, last: date
-) -> dict[date, int]:
+def day_totals(sessions: Iterable[ListeningSession], tz: zoneinfo.ZoneInfo, first: date, last: date) -> dict[date, int]:
     """Listened ms per local day from ``first`` to ``last`` (both included, zeros kept)."""
     totals = {first + timedelta(days=i): 0 for i in range((last - first).days + 1)}
     for session in sessions:

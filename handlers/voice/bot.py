@@ -131,9 +131,7 @@ class BotRoutes:
         body, status = await self.attach_material(claims, validate(Material, body), address=self._address(request))
         return web.json_response(body, status=status)
 
-    async def attach_material(
-        self, claims: Claims, material: Material, *, address: str
-    ) -> tuple[dict[str, Any], int]:
+    async def attach_material(self, claims: Claims, material: Material, *, address: str) -> tuple[dict[str, Any], int]:
         """Route a material as seed 002 says (shared by this route and chat adapters)."""
         record = {
             "material_id": str(uuid.uuid4()),

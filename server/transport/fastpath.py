@@ -1054,9 +1054,7 @@ class SessionServer(socketio.AsyncServer):
             return False
         self._binary_bytes.pop(eio_sid, None)
         turn.mark_issued()
-        committed.future.add_done_callback(
-            functools.partial(self._replied, eio_sid, ack_id, turn, committed, finished)
-        )
+        committed.future.add_done_callback(functools.partial(self._replied, eio_sid, ack_id, turn, committed, finished))
         return True
 
     def _replied(

@@ -99,7 +99,7 @@ def refusal(data: str, max_payload_bytes: int) -> Error | None:
     if match is None or match.group(1) != "2":  # not an EVENT: python-socketio's to judge
         return None
     try:
-        return reserved(event_name(json.loads(data[match.end():])))
+        return reserved(event_name(json.loads(data[match.end() :])))
     except (ValueError, RecursionError) as exc:  # RecursionError: arrays nested thousands deep
         return malformed(exc)
 

@@ -131,7 +131,12 @@ class AdminRecalc:
             for session_id in ids:
                 pipe.hmget(
                     k.session(session_id),
-                    "kind", "created_at", "last_accessed_at", "remixed_from", "remix_count", "owner_id",
+                    "kind",
+                    "created_at",
+                    "last_accessed_at",
+                    "remixed_from",
+                    "remix_count",
+                    "owner_id",
                 )
                 pipe.exists(k.remix_children(session_id))
             pipe.zmscore(k.all_sessions(), ids)
@@ -180,11 +185,23 @@ class AdminRecalc:
                 await self._remove(keys=self._remove_keys(kinds[i]), args=[session_id, kinds[i]])
             await self._set(
                 keys=[
-                    k.admin_kind_of(), k.admin_created(kind), k.admin_created("*"), k.admin_accessed(kind),
-                    k.admin_accessed("*"), k.admin_updated(), k.admin_size(), k.admin_remixes(),
+                    k.admin_kind_of(),
+                    k.admin_created(kind),
+                    k.admin_created("*"),
+                    k.admin_accessed(kind),
+                    k.admin_accessed("*"),
+                    k.admin_updated(),
+                    k.admin_size(),
+                    k.admin_remixes(),
                 ],
                 args=[
-                    session_id, kind, created_ms, access_ms, max(updated_ms, created_ms), size, int(remix_count or 0)
+                    session_id,
+                    kind,
+                    created_ms,
+                    access_ms,
+                    max(updated_ms, created_ms),
+                    size,
+                    int(remix_count or 0),
                 ],
             )
             totals[kind] = totals.get(kind, 0) + size

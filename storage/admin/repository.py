@@ -126,9 +126,7 @@ class AdminStore:
         result: dict[str, dict[str, int]] = {}
         for i, scope in enumerate(scopes):
             sessions, active, today, orphaned = (int(v) for v in values[i * 4 : i * 4 + 4])
-            stored = (
-                sum(int(v) for v in byte_totals.values()) if scope == "*" else int(byte_totals.get(scope) or 0)
-            )
+            stored = sum(int(v) for v in byte_totals.values()) if scope == "*" else int(byte_totals.get(scope) or 0)
             result[scope] = {
                 "sessions": sessions,
                 "active": active,
@@ -141,9 +139,7 @@ class AdminStore:
 
     async def remix_depth(self) -> dict[str, int | None]:
         """The deepest remix chain as of the last recalculation (``as_of`` None: never computed)."""
-        depth, as_of = await self._redis.hmget(
-            self._keys.admin_stats(), "deepest_remix", "deepest_remix_at"
-        )
+        depth, as_of = await self._redis.hmget(self._keys.admin_stats(), "deepest_remix", "deepest_remix_at")
         return {"depth": int(depth or 0), "as_of": int(as_of) if as_of else None}
 
     async def operations(self) -> dict[str, int]:

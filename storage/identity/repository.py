@@ -143,9 +143,7 @@ class Identities:
                 pipe.hget(self._keys.user_profile(user_id), "name")
             found = await pipe.execute()
         return {
-            user_id: str(name)
-            for user_id, name in zip(wanted, found, strict=True)
-            if name and name != DEFAULT_NAME
+            user_id: str(name) for user_id, name in zip(wanted, found, strict=True) if name and name != DEFAULT_NAME
         }
 
     async def rename(self, user_id: str, name: str) -> None:

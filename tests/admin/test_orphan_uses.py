@@ -68,7 +68,9 @@ async def test_api_and_event_uses_count_as_accesses(
         player = Client(server.url, server.token("bob", ttl_s=LONG_TTL_S))
         clients.append(player)
         await player.connect()
-        ack = await player.call("pattern_op", {"session_id": edited, "seq": 1, "op": {"type": "set_tempo", "tempo": 99}})
+        ack = await player.call(
+            "pattern_op", {"session_id": edited, "seq": 1, "op": {"type": "set_tempo", "tempo": 99}}
+        )
         assert ack["ok"] is True, ack
         async with http.post(f"/api/streams/{stream}/state", json={"action": "start"}, headers=_bearer(server)) as r:
             assert r.status == 200, await r.text()

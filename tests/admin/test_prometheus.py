@@ -13,7 +13,15 @@ import aiohttp
 import pytest
 import pytest_asyncio
 
-from tests.helpers import CHILD_TEST_TIMEOUT_S, SECRET, Client, RedisProcess, ServerUnderTest, free_port, wait_until_ready
+from tests.helpers import (
+    CHILD_TEST_TIMEOUT_S,
+    SECRET,
+    Client,
+    RedisProcess,
+    ServerUnderTest,
+    free_port,
+    wait_until_ready,
+)
 from tests.admin.test_http import admin_token
 
 ROOT = Path(__file__).resolve().parents[2]

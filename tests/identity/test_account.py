@@ -51,7 +51,9 @@ async def test_a_device_link_signs_another_device_in_as_the_same_user_once(
     assert (again.status, again.body["reason"]) == (401, "used")
 
 
-@pytest.mark.parametrize("mangle", [lambda t: t[:10], lambda t: t + "x" * 200, lambda t: ""], ids=["cut", "padded", "empty"])
+@pytest.mark.parametrize(
+    "mangle", [lambda t: t[:10], lambda t: t + "x" * 200, lambda t: ""], ids=["cut", "padded", "empty"]
+)
 async def test_a_link_cut_short_or_padded_is_an_unknown_link(
     iserver: ServerUnderTest, http: aiohttp.ClientSession, mangle: Callable[[str], str]
 ) -> None:
@@ -65,7 +67,9 @@ async def test_a_link_cut_short_or_padded_is_an_unknown_link(
     assert (await Browser(http, iserver.url).post("/api/auth/one_time", json={"token": token})).status == 200
 
 
-async def test_me_lists_the_devices_and_takes_a_display_name(iserver: ServerUnderTest, http: aiohttp.ClientSession) -> None:
+async def test_me_lists_the_devices_and_takes_a_display_name(
+    iserver: ServerUnderTest, http: aiohttp.ClientSession
+) -> None:
     first, second = await _linked_pair(iserver, http)
     me = await first.call("GET", "/api/auth/me")
     assert me.status == 200 and me.body["name"] == "Guest" and me.body["guest"] is True

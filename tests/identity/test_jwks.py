@@ -41,7 +41,13 @@ class Provider:
         return {"keys": keys}
 
     def token(self, kid: str, *, sub: str = "site-user-1", iss: str = ISSUER, ttl_s: int = 600) -> str:
-        claims = {"sub": sub, "exp": int(time.time()) + ttl_s, "iss": iss, "name": "Site User", "perms": ["read_own", "create"]}
+        claims = {
+            "sub": sub,
+            "exp": int(time.time()) + ttl_s,
+            "iss": iss,
+            "name": "Site User",
+            "perms": ["read_own", "create"],
+        }
         return jwt.encode(claims, self.keys[kid], algorithm="RS256", headers={"kid": kid})
 
     async def serve(self, request: web.Request) -> web.Response:

@@ -73,10 +73,14 @@ async def test_a_passkey_added_in_one_browser_signs_another_in_as_the_same_user(
         assert profile.saved and await pserver.services.redis.ttl(pserver.services.keys.user_profile(user_id)) == -1
 
         # The same passkey, on another device (as a synced passkey would be).
-        credentials = (await cdp.send("WebAuthn.getCredentials", {"authenticatorId": first_authenticator}))["credentials"]
+        credentials = (await cdp.send("WebAuthn.getCredentials", {"authenticatorId": first_authenticator}))[
+            "credentials"
+        ]
         assert len(credentials) == 1
         cdp2, second_authenticator = await authenticator(second.page)
-        await cdp2.send("WebAuthn.addCredential", {"authenticatorId": second_authenticator, "credential": credentials[0]})
+        await cdp2.send(
+            "WebAuthn.addCredential", {"authenticatorId": second_authenticator, "credential": credentials[0]}
+        )
         other = await second.open("/")
         await expect(other.locator("#identity")).to_have_attribute("data-state", "none")
         # A sign-in reloads the page: read the reloaded one (the page going away may show the
@@ -97,7 +101,9 @@ async def test_a_passkey_added_in_one_browser_signs_another_in_as_the_same_user(
         third = await new_tab(browser, pserver)
         try:
             cdp3, third_authenticator = await authenticator(third.page)
-            await cdp3.send("WebAuthn.addCredential", {"authenticatorId": third_authenticator, "credential": credentials[0]})
+            await cdp3.send(
+                "WebAuthn.addCredential", {"authenticatorId": third_authenticator, "credential": credentials[0]}
+            )
             again = await third.open("/")
             await again.locator("#identity-passkey-signin").click()
             await expect(again.locator("#identity [role=alert]")).to_contain_text("not known here")
@@ -125,9 +131,13 @@ async def test_challenges_are_single_use_and_ceremonies_refuse_garbage(
     assert started.status == 200 and started.body["options"]["rp"]["id"] == "localhost"
     challenge_id = started.body["challenge_id"]
     bogus: dict[str, Any] = {"id": "AAAA", "rawId": "AAAA", "type": "public-key", "response": {}}
-    answer = await page.call("POST", "/api/auth/passkeys/register", json={"challenge_id": challenge_id, "credential": bogus})
+    answer = await page.call(
+        "POST", "/api/auth/passkeys/register", json={"challenge_id": challenge_id, "credential": bogus}
+    )
     assert (answer.status, answer.body["error"]) == (400, "invalid_payload")
-    again = await page.call("POST", "/api/auth/passkeys/register", json={"challenge_id": challenge_id, "credential": bogus})
+    again = await page.call(
+        "POST", "/api/auth/passkeys/register", json={"challenge_id": challenge_id, "credential": bogus}
+    )
     assert (again.status, again.body["reason"]) == (401, "challenge")  # used once already
     login = await page.post("/api/auth/passkeys/login/options", json={})
     assert login.status == 200
@@ -171,7 +181,9 @@ def test_the_relying_party_comes_from_the_public_url_or_start_is_refused(url: st
             RelyingParty.from_public_url(url)
 
 
-async def test_without_a_public_url_passkeys_say_they_are_off(iserver: ServerUnderTest, http: aiohttp.ClientSession) -> None:
+async def test_without_a_public_url_passkeys_say_they_are_off(
+    iserver: ServerUnderTest, http: aiohttp.ClientSession
+) -> None:
     page = Caller(http, iserver.url)
     await page.guest()
     listed = await page.call("GET", "/api/auth/passkeys")

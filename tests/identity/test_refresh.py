@@ -79,7 +79,9 @@ async def test_reusing_a_rotated_credential_revokes_the_whole_family(
         iserver.tokens.verify(token_before_theft)
 
 
-async def test_two_tabs_refreshing_at_once_keep_the_family(iserver: ServerUnderTest, http: aiohttp.ClientSession) -> None:
+async def test_two_tabs_refreshing_at_once_keep_the_family(
+    iserver: ServerUnderTest, http: aiohttp.ClientSession
+) -> None:
     page = _browser(http, iserver)
     user_id = (await page.guest()).body["user_id"]
     both = page.credential
@@ -125,7 +127,9 @@ async def test_refreshes_are_rate_limited(iserver: ServerUnderTest, http: aiohtt
     assert statuses[:-1] == [200] * iserver.services.limits.signins_per_min and statuses[-1] == 429
 
 
-async def test_an_old_page_with_a_guest_token_gets_its_cookie(iserver: ServerUnderTest, http: aiohttp.ClientSession) -> None:
+async def test_an_old_page_with_a_guest_token_gets_its_cookie(
+    iserver: ServerUnderTest, http: aiohttp.ClientSession
+) -> None:
     async with http.post(f"{iserver.url}/api/auth/guest") as resp:
         old = await resp.json()
     page = _browser(http, iserver)

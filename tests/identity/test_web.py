@@ -88,7 +88,9 @@ async def test_a_guest_is_still_the_owner_after_the_access_token_expired_with_no
         await expect(dash).to_have_url(re.compile(rf"/streams/{UUID}$"))
         stream_id = dash.url.rsplit("/", 1)[1]
         voice = await in_page(dash, "/voicebot/create_session", "POST", {})
-        await in_page(dash, "/api/listening/report", "POST", {"item_id": "track-1", "status": "playing", "position_s": 1})
+        await in_page(
+            dash, "/api/listening/report", "POST", {"item_id": "track-1", "status": "playing", "position_s": 1}
+        )
         user_id = server.tokens.verify((await stored(dash))["token"]).sub
         history_key = server.services.keys.listening_history(user_id)
         assert user_id.startswith("guest-") and await server.services.redis.get(history_key)
@@ -134,7 +136,9 @@ async def test_a_device_whose_identity_is_gone_says_so_instead_of_becoming_someo
         await expect(page.locator("#identity")).to_have_attribute("data-state", "known")
         user_id = await page.locator("#identity").get_attribute("data-user-id")
         await iserver.services.identities.revoke_all(str(user_id))
-        await page.evaluate(f"localStorage.setItem({json.dumps(TOKEN_KEY)}, JSON.stringify({{token: 'x.y.z', expires_at: 1, device: true}}))")
+        await page.evaluate(
+            f"localStorage.setItem({json.dumps(TOKEN_KEY)}, JSON.stringify({{token: 'x.y.z', expires_at: 1, device: true}}))"
+        )
         page = await tab.open("/streams")
         await expect(page.locator("#identity-lost")).to_contain_text("signed out")
         assert await iserver.services.redis.keys(iserver.services.keys.user_profile("*")) == [
@@ -196,6 +200,9 @@ async def sign_out_everywhere_journey(iserver: ServerUnderTest, first: Tab, seco
     await expect(page.locator("#identity")).not_to_have_attribute("data-user-id", user_id)
     # The other browser's open socket is told at once, and says so.
     await expect(watching.locator("#identity-lost")).to_contain_text("signed out")
-    assert await iserver.services.identities.devices(
-        str(await watching.locator("#identity").get_attribute("data-user-id"))
-    ) == []
+    assert (
+        await iserver.services.identities.devices(
+            str(await watching.locator("#identity").get_attribute("data-user-id"))
+        )
+        == []
+    )

@@ -49,7 +49,9 @@ def clock() -> FrozenClock:
 
 
 @pytest_asyncio.fixture
-async def lserver(redis: Redis, redis_process: RedisProcess, tmp_path: Path, clock: FrozenClock) -> AsyncIterator[ServerUnderTest]:
+async def lserver(
+    redis: Redis, redis_process: RedisProcess, tmp_path: Path, clock: FrozenClock
+) -> AsyncIterator[ServerUnderTest]:
     srv = await start_on_clock(redis_process.url, tmp_path, clock)
     yield srv
     await srv.stop()
@@ -74,7 +76,12 @@ class Listener:
 
 
 async def listener(
-    server: ServerUnderTest, clients: list[Client], user: str = "alice", *, device_id: str = "phone", subscribe: bool = True
+    server: ServerUnderTest,
+    clients: list[Client],
+    user: str = "alice",
+    *,
+    device_id: str = "phone",
+    subscribe: bool = True,
 ) -> Listener:
     client = Client(server.url, server.token(user, ttl_s=TOKEN_TTL_S))
     clients.append(client)

@@ -62,13 +62,20 @@ async def test_reports_to_foreign_or_missing_histories(lserver: ServerUnderTest,
     missing = Listener(client=mallory.client, history_id="00000000-0000-4000-8000-000000000000")
     assert (await missing.report("b", "playing"))["error"] == "session_not_found"
     voice_id = await lserver.create_session("mallory")  # a session of another kind is no history
-    assert (await Listener(client=mallory.client, history_id=voice_id).report("b", "playing"))["error"] == "session_not_found"
-    assert (await Listener(client=mallory.client, history_id="not-a-uuid").report("b", "playing"))["error"] == "invalid_session_id"
+    assert (await Listener(client=mallory.client, history_id=voice_id).report("b", "playing"))[
+        "error"
+    ] == "session_not_found"
+    assert (await Listener(client=mallory.client, history_id="not-a-uuid").report("b", "playing"))[
+        "error"
+    ] == "invalid_session_id"
     now = lserver.services.clock.now_ms()  # an upload from 1970 would be refused as a payload first
     for event, extra in (
         ("listening_delete", {"id": "00000000-0000-4000-8000-000000000001"}),
         ("listening_clear", {"confirm": True}),
-        ("listening_upload", {"item_id": "b", "device_id": "d", "client_id": "c", "started_at": now - 5000, "ended_at": now - 2000}),
+        (
+            "listening_upload",
+            {"item_id": "b", "device_id": "d", "client_id": "c", "started_at": now - 5000, "ended_at": now - 2000},
+        ),
     ):
         ack = await mallory.client.call(event, {"session_id": alice.history_id, **extra})
         assert ack["error"] == "forbidden", (event, ack)
@@ -98,7 +105,9 @@ async def test_read_all_may_watch_but_never_report(lserver: ServerUnderTest, cli
     assert (await reader.call("listening_report", missing))["error"] == "session_not_found"  # checked first
 
 
-@pytest.mark.parametrize("tz", ["Mars/Olympus_Mons", "../../etc/passwd", "", "Europe/Berlin\n", "UTC" * 30, "/usr/share/zoneinfo/UTC"])
+@pytest.mark.parametrize(
+    "tz", ["Mars/Olympus_Mons", "../../etc/passwd", "", "Europe/Berlin\n", "UTC" * 30, "/usr/share/zoneinfo/UTC"]
+)
 async def test_time_zones_that_do_not_exist(reading_server: ServerUnderTest, tz: str) -> None:
     server = reading_server  # refused queries: the module's shared server
     async with aiohttp.ClientSession() as http:
@@ -132,7 +141,9 @@ async def test_http_needs_a_token_and_bounded_bodies(lserver: ServerUnderTest) -
     assert await sessions(lserver) == []
 
 
-async def test_a_flood_is_coalesced_and_rate_limited(lserver: ServerUnderTest, clients: list[Client], clock: FrozenClock) -> None:
+async def test_a_flood_is_coalesced_and_rate_limited(
+    lserver: ServerUnderTest, clients: list[Client], clock: FrozenClock
+) -> None:
     alice = await listener(lserver, clients)
     acks = [await alice.report("b", "playing") for _ in range(50)]
     assert [a["action"] for a in acks] == ["started"] + ["throttled"] * 49

@@ -16,8 +16,13 @@ MIN = 60_000
 
 def _upload(history_id: str, client_id: str, started_at: int, ended_at: int, **extra: Any) -> dict[str, Any]:
     return {
-        "session_id": history_id, "item_id": "book-1", "device_id": "phone", "client_id": client_id,
-        "started_at": started_at, "ended_at": ended_at, **extra,
+        "session_id": history_id,
+        "item_id": "book-1",
+        "device_id": "phone",
+        "client_id": client_id,
+        "started_at": started_at,
+        "ended_at": ended_at,
+        **extra,
     }
 
 
@@ -29,7 +34,9 @@ async def test_an_upload_under_a_second_is_dropped_like_a_tap(
     ack = await alice.client.call("listening_upload", _upload(alice.history_id, "tap-1", now - 5000, now - 4001))
     assert ack["ok"] is True and (ack["action"], ack["listening"], ack["changed"]) == ("deleted", None, False), ack
     async with aiohttp.ClientSession() as http:
-        body = {k: v for k, v in _upload(alice.history_id, "tap-2", now - 5000, now - 4001).items() if k != "session_id"}
+        body = {
+            k: v for k, v in _upload(alice.history_id, "tap-2", now - 5000, now - 4001).items() if k != "session_id"
+        }
         async with http.post(f"{lserver.url}/api/listening/upload", json=body, headers=auth(lserver)) as r:
             assert r.status == 200 and (await r.json())["action"] == "deleted"
     assert await sessions(lserver) == []
@@ -42,7 +49,9 @@ async def test_a_live_play_resumes_an_uploaded_session_within_the_window(
 ) -> None:
     alice = await listener(lserver, clients)
     now = clock.now_ms()
-    uploaded = await alice.client.call("listening_upload", _upload(alice.history_id, "off-1", now - 10 * MIN, now - MIN))
+    uploaded = await alice.client.call(
+        "listening_upload", _upload(alice.history_id, "off-1", now - 10 * MIN, now - MIN)
+    )
     assert uploaded["action"] == "uploaded"
     ack = await alice.report("book-1", "playing")
     assert ack["action"] == "resumed" and ack["listening"]["id"] == uploaded["listening"]["id"], ack

@@ -30,9 +30,23 @@ async def get(server: ServerUnderTest, path: str, user: str = "alice", **query: 
             return r.status, (json.loads(text) if r.content_type == "application/json" else text)
 
 
-async def upload(server: ServerUnderTest, start: int, end: int, *, user: str = "alice", item: str = "book",
-                 device: str = "d1", title: str | None = None) -> dict[str, Any]:
-    body: dict[str, Any] = {"item_id": item, "device_id": device, "client_id": f"c{start}-{device}", "started_at": start, "ended_at": end}
+async def upload(
+    server: ServerUnderTest,
+    start: int,
+    end: int,
+    *,
+    user: str = "alice",
+    item: str = "book",
+    device: str = "d1",
+    title: str | None = None,
+) -> dict[str, Any]:
+    body: dict[str, Any] = {
+        "item_id": item,
+        "device_id": device,
+        "client_id": f"c{start}-{device}",
+        "started_at": start,
+        "ended_at": end,
+    }
     if title is not None:
         body["item"] = {"title": title}
     async with aiohttp.ClientSession() as http:
@@ -135,7 +149,7 @@ async def test_export_as_csv_and_json(lserver: ServerUnderTest, clock: FrozenClo
     status, text = await get(lserver, "/api/listening/export", format="csv")
     assert status == 200
     rows = list(csv.DictReader(io.StringIO(text)))
-    assert [r["title"] for r in rows] == ["Plain, with comma", "'=HYPERLINK(\"http://evil\")"]
+    assert [r["title"] for r in rows] == ["Plain, with comma", '\'=HYPERLINK("http://evil")']
     assert rows[1]["duration_ms"] == str(HOUR) and rows[1]["started_at_utc"] == "2026-11-02T10:00:00.000Z"
     status, body = await get(lserver, "/api/listening/export", format="json")
     assert status == 200 and [s["item_id"] for s in body["sessions"]] == ["y", "x"]
@@ -152,10 +166,17 @@ async def test_delete_one_and_clear_all_are_events(
     now = clock.now_ms()
     made = []
     for i in range(3):
-        ack = await alice.client.call("listening_upload", {
-            "session_id": alice.history_id, "item_id": f"i{i}", "device_id": "d", "client_id": f"c{i}",
-            "started_at": now - (i + 2) * HOUR, "ended_at": now - (i + 1) * HOUR,
-        })
+        ack = await alice.client.call(
+            "listening_upload",
+            {
+                "session_id": alice.history_id,
+                "item_id": f"i{i}",
+                "device_id": "d",
+                "client_id": f"c{i}",
+                "started_at": now - (i + 2) * HOUR,
+                "ended_at": now - (i + 1) * HOUR,
+            },
+        )
         made.append(ack["listening"]["id"])
     deleted = await alice.client.call("listening_delete", {"session_id": alice.history_id, "id": made[0]})
     assert deleted["ok"] is True

@@ -86,7 +86,9 @@ async def test_devices_playing_at_once_are_capped(lserver: ServerUnderTest, clie
     assert refused["ok"] is False and refused["error"] == "limit_reached"
     assert (await lserver.services.log.position(alice.history_id)).offset == before
     # A device already playing may still switch items.
-    assert (await Listener(client=alice.client, history_id=alice.history_id, device_id="d0").report("c", "playing"))["ok"]
+    assert (await Listener(client=alice.client, history_id=alice.history_id, device_id="d0").report("c", "playing"))[
+        "ok"
+    ]
 
 
 async def test_http_reads_of_a_user_without_history(lserver: ServerUnderTest) -> None:

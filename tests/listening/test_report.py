@@ -20,7 +20,9 @@ async def sessions(server: ServerUnderTest, user: str = "alice", **query: Any) -
     return list(body["sessions"])
 
 
-async def test_under_a_second_is_deleted_a_second_is_kept(lserver: ServerUnderTest, clients: list[Client], clock: FrozenClock) -> None:
+async def test_under_a_second_is_deleted_a_second_is_kept(
+    lserver: ServerUnderTest, clients: list[Client], clock: FrozenClock
+) -> None:
     alice = await listener(lserver, clients)
     started = await alice.report("book-1", "playing")
     assert started["ok"] and started["action"] == "started"
@@ -139,15 +141,27 @@ async def test_two_devices_play_at_once_and_a_pause_ends_only_its_own(
     assert {(r["device_id"], r["open"]) for r in rows} == {("phone", True), ("laptop", False)}
 
 
-async def test_metadata_is_stored_once_and_kept(lserver: ServerUnderTest, clients: list[Client], clock: FrozenClock) -> None:
+async def test_metadata_is_stored_once_and_kept(
+    lserver: ServerUnderTest, clients: list[Client], clock: FrozenClock
+) -> None:
     alice = await listener(lserver, clients)
-    meta = {"title": "Dune", "artist": "Frank Herbert", "album": "Dune", "artwork_url": "https://x.example/a.jpg", "duration_s": 3600.5}
+    meta = {
+        "title": "Dune",
+        "artist": "Frank Herbert",
+        "album": "Dune",
+        "artwork_url": "https://x.example/a.jpg",
+        "duration_s": 3600.5,
+    }
     await alice.report("dune", "playing", item=meta)
     clock.shift_ms += 5000
     await alice.report("dune", "stopped")  # no metadata this time: the stored one stays
     [row] = await sessions(lserver)
     assert (row["title"], row["artist"], row["album"], row["artwork_url"], row["item_duration_s"]) == (
-        "Dune", "Frank Herbert", "Dune", "https://x.example/a.jpg", 3600.5,
+        "Dune",
+        "Frank Herbert",
+        "Dune",
+        "https://x.example/a.jpg",
+        3600.5,
     )
 
 

@@ -92,8 +92,12 @@ async def test_offline_upload_is_idempotent_and_checked(
     alice = await listener(lserver, clients)
     now = clock.now_ms()
     upload = {
-        "session_id": alice.history_id, "item_id": "pod-3", "device_id": "car",
-        "client_id": "car-0001", "started_at": now - 40 * MIN, "ended_at": now - 10 * MIN,
+        "session_id": alice.history_id,
+        "item_id": "pod-3",
+        "device_id": "car",
+        "client_id": "car-0001",
+        "started_at": now - 40 * MIN,
+        "ended_at": now - 10 * MIN,
         "item": {"title": "Episode 3"},
     }
     first = await alice.client.call("listening_upload", upload)
@@ -124,7 +128,9 @@ async def test_offline_upload_is_idempotent_and_checked(
 
     rows = await sessions(lserver)
     assert sorted((r["device_id"], r["source"], r["title"]) for r in rows) == [
-        ("car", "live", "pod-4"), ("car", "upload", "Episode 3"), ("watch", "upload", "Episode 3"),
+        ("car", "live", "pod-4"),
+        ("car", "upload", "Episode 3"),
+        ("watch", "upload", "Episode 3"),
     ]
 
 

@@ -82,8 +82,12 @@ async def test_history_page_escapes_deletes_and_clears(
     async with aiohttp.ClientSession() as http:
         for i, title in enumerate((XSS_TITLE, "Second")):
             body = {
-                "item_id": f"item-{i}", "device_id": "car", "client_id": f"c{i}",
-                "started_at": now - (i + 2) * 3_600_000, "ended_at": now - (i + 1) * 3_600_000, "item": {"title": title},
+                "item_id": f"item-{i}",
+                "device_id": "car",
+                "client_id": f"c{i}",
+                "started_at": now - (i + 2) * 3_600_000,
+                "ended_at": now - (i + 1) * 3_600_000,
+                "item": {"title": title},
             }
             async with http.post(f"{lserver.url}/api/listening/upload", json=body, headers=auth(lserver)) as r:
                 assert r.status == 201
@@ -131,8 +135,12 @@ async def test_a_live_refresh_keeps_the_pages_shown_and_the_focus(
 
     async def uploaded(http: aiohttp.ClientSession, i: int, started_at: int) -> None:
         body = {
-            "item_id": f"item-{i}", "device_id": "car", "client_id": f"c{i}",
-            "started_at": started_at, "ended_at": started_at + 60_000, "item": {"title": f"Track {i}"},
+            "item_id": f"item-{i}",
+            "device_id": "car",
+            "client_id": f"c{i}",
+            "started_at": started_at,
+            "ended_at": started_at + 60_000,
+            "item": {"title": f"Track {i}"},
         }
         async with http.post(f"{lserver.url}/api/listening/upload", json=body, headers=auth(lserver)) as r:
             assert r.status == 201

@@ -39,7 +39,9 @@ async def test_live_numbers_are_stored_as_echoed(server: ServerUnderTest, client
         async with http.put(f"{server.url}/api/sessions/{session_id}", json={"state": state}) as r:
             assert r.status == 200, await r.text()
     _, before = await _get(server, session_id)
-    assert (await alice.call("pattern_op", {"session_id": session_id, "seq": 3, "op": {"type": "set_tempo", "tempo": 90}}))["ok"]
+    assert (
+        await alice.call("pattern_op", {"session_id": session_id, "seq": 3, "op": {"type": "set_tempo", "tempo": 90}})
+    )["ok"]
     _, after = await _get(server, session_id)
     assert after["state"]["swing"] == before["state"]["swing"]
 
@@ -51,7 +53,9 @@ async def test_live_edits_cannot_outgrow_a_save(server: ServerUnderTest, clients
     acks = []
     for number in range(16):
         big = track(f"big{number}", steps=[True] * 128, parameterLocks=[lock] * 128, stepCount=128)
-        ack = await alice.call("pattern_op", {"session_id": session_id, "seq": number, "op": {"type": "add_track", "track": big}})
+        ack = await alice.call(
+            "pattern_op", {"session_id": session_id, "seq": number, "op": {"type": "add_track", "track": big}}
+        )
         acks.append(ack)
         if not ack["ok"]:
             break
@@ -68,7 +72,12 @@ async def test_live_edits_cannot_outgrow_a_save(server: ServerUnderTest, clients
 async def test_a_retried_op_is_applied_once(server: ServerUnderTest, clients: list[Client]) -> None:
     session_id = await new_pattern(server)
     alice = await player(server, clients, session_id, "alice")
-    toggle = {"session_id": session_id, "seq": 7, "client_id": "tab-abcdef01", "op": {"type": "toggle_step", "trackId": "t1", "step": 1}}
+    toggle = {
+        "session_id": session_id,
+        "seq": 7,
+        "client_id": "tab-abcdef01",
+        "op": {"type": "toggle_step", "trackId": "t1", "step": 1},
+    }
     first = await alice.call("pattern_op", toggle)
     again = await alice.call("pattern_op", toggle)
     assert first["ok"] and again["ok"] and (first["duplicate"], again["duplicate"]) == (False, True)
@@ -92,7 +101,9 @@ async def test_the_eleventh_player_watches_but_cannot_edit(server: ServerUnderTe
         ack = await client.call("pattern_join", {"session_id": session_id, "name": f"P{n}", "colour": "#112233"})
         assert ack["ok"] is True, ack
     late = players[10]
-    assert (await late.call("pattern_join", {"session_id": session_id, "name": "Late", "colour": "#112233"}))["error"] == "session_full"
+    assert (await late.call("pattern_join", {"session_id": session_id, "name": "Late", "colour": "#112233"}))[
+        "error"
+    ] == "session_full"
     op = {"session_id": session_id, "seq": 1, "op": {"type": "set_tempo", "tempo": 99}}
     refused = await late.call("pattern_op", op)
     assert (refused["ok"], refused["error"], refused["seq"]) == (False, "session_full", 1)
@@ -122,13 +133,17 @@ async def test_presence_and_cursors_leave_the_etag_alone(server: ServerUnderTest
     assert (await _get(server, session_id))[0] == new_etag
 
 
-async def test_rate_limited_acks_carry_the_seq(redis_process: RedisProcess, tmp_path: Path, clients: list[Client]) -> None:
+async def test_rate_limited_acks_carry_the_seq(
+    redis_process: RedisProcess, tmp_path: Path, clients: list[Client]
+) -> None:
     server = await start_server(redis_process.url, tmp_path, event_burst=3, event_rate_per_s=0.1)
     try:
         session_id = await new_pattern(server)
         alice = await player(server, clients, session_id, "alice")
         acks = [
-            await alice.call("pattern_op", {"session_id": session_id, "seq": n, "op": {"type": "set_tempo", "tempo": 100}})
+            await alice.call(
+                "pattern_op", {"session_id": session_id, "seq": n, "op": {"type": "set_tempo", "tempo": 100}}
+            )
             for n in range(1, 6)
         ]
         limited = [ack for ack in acks if not ack["ok"]]

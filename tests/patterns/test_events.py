@@ -331,8 +331,10 @@ async def test_a_player_whose_socket_closed_leaves_at_once(server: ServerUnderTe
     await bob.call("pattern_join", {"session_id": session_id, "name": "Bob", "colour": "#445566"})
     await alice.sio.disconnect()  # no leave sent: the server sees the socket close
     await bob.wait_for(
-        lambda: any(e["data"] == {"action": "leave", "player_id": joined["player_id"], "reason": "left"}
-                    for e in bob.named("pattern_presence"))
+        lambda: any(
+            e["data"] == {"action": "leave", "player_id": joined["player_id"], "reason": "left"}
+            for e in bob.named("pattern_presence")
+        )
     )
     assert (await bob.call("pattern_heartbeat", {"session_id": session_id}))["present"] == 1
 

@@ -279,7 +279,8 @@ async def test_publish_makes_an_immutable_copy(http: aiohttp.ClientSession) -> N
 
 
 async def test_hundred_concurrent_remixes_count_exactly(
-    redis_process: RedisProcess, redis: Any, tmp_path: Path) -> None:
+    redis_process: RedisProcess, redis: Any, tmp_path: Path
+) -> None:
     server = await start_server(redis_process.url, tmp_path, patterns_creates_per_min=1000)
     try:
         async with aiohttp.ClientSession(base_url=server.url) as http:
@@ -311,7 +312,8 @@ async def test_loading_marks_access_and_flags_orphans(server: ServerUnderTest, h
 
 
 async def test_rate_limit_counts_only_accepted_creations(
-    redis_process: RedisProcess, redis: Any, tmp_path: Path) -> None:
+    redis_process: RedisProcess, redis: Any, tmp_path: Path
+) -> None:
     server = await start_server(redis_process.url, tmp_path, patterns_creates_per_min=3)
     try:
         await with_room_in_window(server.services.clock)

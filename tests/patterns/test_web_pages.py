@@ -44,7 +44,9 @@ async def test_avatars_show_display_names_in_distinct_colours(
         for who, name in ((tab, "Ada Lovelace"), (other, "Bob Stone")):
             await who.use_token(server.token(name.split()[0].lower(), name=name))
             # Both pick the same colour: the page must still tell them apart.
-            await who.page.add_init_script(f"sessionStorage.setItem('sessionhub.pattern.me', {json.dumps(SAME_COLOUR)})")
+            await who.page.add_init_script(
+                f"sessionStorage.setItem('sessionhub.pattern.me', {json.dumps(SAME_COLOUR)})"
+            )
         first = await open_live(tab, f"/s/{session_id}")
         second = await open_live(other, f"/s/{session_id}")
         for page in (first, second):

@@ -14,7 +14,9 @@ from tests.streams.helpers import connect, http, started
 HOSTILE_NAME = 'Ada <img src=x onerror="window.pwned=1">'
 
 
-async def _clip(server: ServerUnderTest, clients: list[Client], session_id: str, user: str, note: str) -> dict[str, Any]:
+async def _clip(
+    server: ServerUnderTest, clients: list[Client], session_id: str, user: str, note: str
+) -> dict[str, Any]:
     viewer = await connect(server, clients, user)
     ack = await viewer.call("clip_submit", {"session_id": session_id, "note": note})
     assert ack["ok"] is True, ack

@@ -116,9 +116,7 @@ async def test_bad_owner_payloads(
         ({"title": "x" * 20000}, 413, "payload_too_large"),
     ],
 )
-async def test_bad_creations(
-    reading_server: ServerUnderTest, body: dict[str, Any], status: int, code: str
-) -> None:
+async def test_bad_creations(reading_server: ServerUnderTest, body: dict[str, Any], status: int, code: str) -> None:
     """Refused creations: on the module's shared server (nothing is written)."""
     redis, keys = reading_server.services.redis, reading_server.services.keys
     before = await redis.zcard(keys.user_streams("alice"))

@@ -19,7 +19,9 @@ def _token(server: ServerUnderTest, user: str, *perms: Permission) -> str:
 async def test_mutations_need_update_and_admin_grants_all(server: ServerUnderTest, clients: list[Client]) -> None:
     session_id = await create_stream(server)
     read_only = _token(server, "alice", Permission.READ_OWN)
-    status, body = await http(server, "POST", f"/api/streams/{session_id}/state", token=read_only, json={"action": "start"})
+    status, body = await http(
+        server, "POST", f"/api/streams/{session_id}/state", token=read_only, json={"action": "start"}
+    )
     assert (status, body["error"]) == (403, "forbidden"), body
     admin = _token(server, "operator", Permission.ADMIN)
     status, body = await http(server, "POST", f"/api/streams/{session_id}/state", token=admin, json={"action": "start"})

@@ -187,8 +187,7 @@ async def test_cooldown_per_viewer(server: ServerUnderTest, clients: list[Client
     assert await redis.hlen(server.services.keys.stream_clips(session_id)) == 2
 
 
-async def test_cap_answers_limit_reached(
-    redis: Any, redis_process: Any, tmp_path: Any) -> None:
+async def test_cap_answers_limit_reached(redis: Any, redis_process: Any, tmp_path: Any) -> None:
     from tests.conftest import start_server
 
     server = await start_server(redis_process.url, tmp_path, clips_max_per_session=3, clips_cooldown_s=0)
@@ -310,7 +309,8 @@ async def test_segments_are_capped(server: ServerUnderTest, redis: Any) -> None:
 
 
 async def test_a_raid_past_the_log_gives_a_snapshot_with_the_counts(
-    redis: Any, redis_process: Any, tmp_path: Any) -> None:
+    redis: Any, redis_process: Any, tmp_path: Any
+) -> None:
     from tests.conftest import start_server
 
     server = await start_server(redis_process.url, tmp_path, stream_maxlen=10, clips_cooldown_s=0)

@@ -71,7 +71,9 @@ async def test_streamer_and_viewer_from_start_to_csv(
         # The streamer sees it live, as text.
         await expect(dash.locator("#feed li .note")).to_have_text(XSS_NOTE)
         await expect(dash.locator("#clip-count")).to_have_text("1")
-        await expect(dash.locator('.segment[data-index="1"] .review-clip .offset')).to_have_text(re.compile(rf"^{CLIP_OFFSET}$"))
+        await expect(dash.locator('.segment[data-index="1"] .review-clip .offset')).to_have_text(
+            re.compile(rf"^{CLIP_OFFSET}$")
+        )
         await expect(dash.locator(".moment")).to_have_count(1)
 
         await dash.locator("#action-pause").click()
@@ -325,7 +327,9 @@ async def test_a_refused_clip_waits_as_long_as_the_server_asks(
         await expect(button).to_be_enabled()
         await button.click()
         await expect(viewer.locator("#confirmation")).to_contain_text("Not clipped")
-        await expect(viewer.locator("#clip-reason")).to_have_text(re.compile(r"Cooldown: you can clip again in (3\d|40) s\."))
+        await expect(viewer.locator("#clip-reason")).to_have_text(
+            re.compile(r"Cooldown: you can clip again in (3\d|40) s\.")
+        )
         await expect(button).to_be_disabled()
         assert not viewer_tab.errors, viewer_tab.errors
     finally:

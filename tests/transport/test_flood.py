@@ -306,6 +306,7 @@ async def test_sustained_abuse_is_cut_and_a_client_at_its_rate_never_is(
         acks = await polite_acks
         assert all(ack["ok"] is True for ack in acks), [a for a in acks if not a["ok"]]
         assert polite.sio.connected
+
         async def counted() -> bool:
             return value(await scrape(srv), "sessionhub_connections_closed_total", reason="flood") == 1
 

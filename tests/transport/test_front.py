@@ -43,7 +43,9 @@ def open_request(target: str = "/socket.io/?EIO=4&transport=websocket", *, extra
 
 def test_a_plain_open_is_taken_with_its_accept_key_and_environ() -> None:
     request = parse_upgrade(
-        open_request("/socket.io/?EIO=4&transport=websocket&t=abc", extra="Origin: http://x\r\nX-Forwarded-Proto: https\r\n"),
+        open_request(
+            "/socket.io/?EIO=4&transport=websocket&t=abc", extra="Origin: http://x\r\nX-Forwarded-Proto: https\r\n"
+        ),
         PATH,
         "10.0.0.7",
     )
@@ -85,7 +87,9 @@ def test_a_plain_open_is_taken_with_its_accept_key_and_environ() -> None:
         pytest.param(open_request(extra="X-A: a\x00b\r\n"), id="control-character"),
         pytest.param(open_request().replace(b"\r\nUpgrade", b"\nUpgrade"), id="bare-newline"),
         pytest.param(open_request().replace(b"Upgrade: websocket", b"Upgrade: websocket, h2c"), id="upgrade-list"),
-        pytest.param(open_request().replace(b"Connection: Upgrade", b"Connection: keep-alive"), id="no-connection-upgrade"),
+        pytest.param(
+            open_request().replace(b"Connection: Upgrade", b"Connection: keep-alive"), id="no-connection-upgrade"
+        ),
         pytest.param(open_request().replace(b"Version: 13", b"Version: 8"), id="websocket-version"),
         pytest.param(open_request().replace(KEY.encode(), b"c2hvcnQ="), id="short-key"),
         pytest.param(open_request().replace(KEY.encode(), b"not base64!"), id="bad-key"),
@@ -99,8 +103,10 @@ def test_anything_else_is_left_to_aiohttp(data: bytes) -> None:
 
 
 def test_header_names_are_case_insensitive_and_lists_of_connection_tokens_count() -> None:
-    data = open_request().replace(b"Upgrade: websocket", b"UPGRADE: WebSocket").replace(
-        b"Connection: Upgrade", b"connection: keep-alive, Upgrade"
+    data = (
+        open_request()
+        .replace(b"Upgrade: websocket", b"UPGRADE: WebSocket")
+        .replace(b"Connection: Upgrade", b"connection: keep-alive, Upgrade")
     )
     assert parse_upgrade(data, PATH, "") is not None
 
@@ -151,11 +157,17 @@ async def test_a_websocket_open_skips_aiohttp_and_is_counted_as_before(server: S
 
 async def _opens_counted(srv: ServerUnderTest) -> float:
     """``sessionhub_http_requests_total`` of WebSocket opens (route /socket.io/, status 101)."""
-    request = f"GET /metrics HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {admin_token(srv)}\r\nConnection: close\r\n\r\n"
+    request = (
+        f"GET /metrics HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {admin_token(srv)}\r\nConnection: close\r\n\r\n"
+    )
     status, body = await http_exchange(port_of(srv.url), request.encode())
     assert status == 200
     for line in body.decode().splitlines():
-        if line.startswith("sessionhub_http_requests_total{") and 'route="/socket.io/"' in line and 'status="101"' in line:
+        if (
+            line.startswith("sessionhub_http_requests_total{")
+            and 'route="/socket.io/"' in line
+            and 'status="101"' in line
+        ):
             return float(line.rsplit(" ", 1)[1])
     return 0.0
 
@@ -168,7 +180,9 @@ async def _opens_counted(srv: ServerUnderTest) -> float:
         pytest.param([open_request() + client_frame(0x1, b"40")], id="frame-sent-with-the-request"),
     ],
 )
-async def test_what_the_front_leaves_is_opened_by_aiohttp_as_before(server: ServerUnderTest, parts: list[bytes]) -> None:
+async def test_what_the_front_leaves_is_opened_by_aiohttp_as_before(
+    server: ServerUnderTest, parts: list[bytes]
+) -> None:
     handled = _handled(server)
     reader, writer, head = await _open(port_of(server.url), parts)
     try:

@@ -80,8 +80,13 @@ async def test_a_small_attachment_is_still_handled(server: ServerUnderTest, clie
     session_id = await server.create_session("alice")
     ws, _ = await RawWebSocket.socketio(port_of(server.url), server.token("alice"))
     try:
-        ws.send('451-2["session_done",' + json.dumps({"session_id": session_id}).rstrip("}") + ',"blob":'
-                + PLACEHOLDER % 0 + "}]")
+        ws.send(
+            '451-2["session_done",'
+            + json.dumps({"session_id": session_id}).rstrip("}")
+            + ',"blob":'
+            + PLACEHOLDER % 0
+            + "}]"
+        )
         ws.send_binary(b"\1" * 100)
         assert (await ws.ack(2))["error"] == "invalid_payload"  # parsed: the field is unknown
         await still_usable(ws, session_id, 3)

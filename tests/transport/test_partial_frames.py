@@ -74,7 +74,9 @@ async def test_unfinished_frames_have_a_ceiling_and_are_given_back(redis_process
         assert await refused_with(third) in (1009, None)
         assert budget.held <= 2 * PART + 256 * 1024  # what it held is given back
         opened[0].close()  # a closed connection gives its part back
-        await wait_for(lambda: budget.held <= PART + 64, "the first part given back", budget)  # B's part and frame header
+        await wait_for(
+            lambda: budget.held <= PART + 64, "the first part given back", budget
+        )  # B's part and frame header
         fourth = await RawWebSocket.open(port)
         opened.append(fourth)
         fourth.writer.write(partial_frame())

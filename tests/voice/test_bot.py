@@ -53,7 +53,9 @@ async def test_session_and_done_without_an_active_session(bot: Bot) -> None:
     assert await bot.say("/done") == {"command": "/done", "reply": NOT_FOUND, "active_session": None}
 
 
-async def test_start_always_creates_and_activates_without_closing_the_old_one(bot: Bot, server: ServerUnderTest) -> None:
+async def test_start_always_creates_and_activates_without_closing_the_old_one(
+    bot: Bot, server: ServerUnderTest
+) -> None:
     first = (await bot.say("/start"))["active_session"]
     second = (await bot.say("/start@strato_voice_bot"))["active_session"]
     assert first["session_id"] != second["session_id"]
@@ -100,7 +102,9 @@ async def test_done_closes_only_the_active_session_and_clears_it(bot: Bot, serve
     assert (await bot.say("/done"))["reply"] == NOT_FOUND
 
 
-async def test_materials_go_to_the_open_active_session_or_a_new_one(bot: Bot, server: ServerUnderTest, clients: list[Client]) -> None:
+async def test_materials_go_to_the_open_active_session_or_a_new_one(
+    bot: Bot, server: ServerUnderTest, clients: list[Client]
+) -> None:
     first = await bot.send(kind="text", text="hello")
     assert first["created_session"] is True and first["count"] == 1
     session_id = first["session_id"]
@@ -130,8 +134,14 @@ async def test_a_closed_active_session_is_not_attached_to(bot: Bot, server: Serv
 async def test_bad_materials_change_nothing(bot: Bot, server: ServerUnderTest, redis: Any) -> None:
     await server.app[NODES_KEY].beat()  # the heartbeat the node writes in the background, written now
     before = await redis.dbsize()
-    for body in ({"kind": "text"}, {"kind": "voice"}, {"kind": "video", "file_id": "x"}, {"kind": "text", "text": "x" * 5000},
-                 {"kind": "voice", "file_id": "bad id"}, {"kind": "voice", "file_id": "f", "duration_s": -1}):
+    for body in (
+        {"kind": "text"},
+        {"kind": "voice"},
+        {"kind": "video", "file_id": "x"},
+        {"kind": "text", "text": "x" * 5000},
+        {"kind": "voice", "file_id": "bad id"},
+        {"kind": "voice", "file_id": "f", "duration_s": -1},
+    ):
         status, answer = await bot.post("/voicebot/materials", body)
         assert (status, answer["error"]) == (400, "invalid_payload"), body
     assert await redis.dbsize() == before

@@ -32,7 +32,9 @@ async def queued_jobs(redis: Any, server: ServerUnderTest) -> list[dict[str, Any
 
 
 @pytest.mark.parametrize("event, extra", ALL_SESSION_EVENTS)
-async def test_access_check_order(server: ServerUnderTest, clients: list[Client], redis: Any, event: str, extra: dict[str, Any]) -> None:
+async def test_access_check_order(
+    server: ServerUnderTest, clients: list[Client], redis: Any, event: str, extra: dict[str, Any]
+) -> None:
     own = await server.create_session("alice")
     other = await server.create_session("carol")
     alice = await connected(server, clients, "alice")
@@ -52,11 +54,15 @@ async def test_access_check_order(server: ServerUnderTest, clients: list[Client]
         server.services.clock.shift_ms = 0
     assert (await alice.call(event, {"session_id": own, **extra}))["ok"] is True
     # Refused calls queued nothing.
-    assert await redis.xlen(server.services.keys.jobs()) - before == (1 if event in {"session_done", "post_process_session", "create_tasks_from_chunks"} else 0)
+    assert await redis.xlen(server.services.keys.jobs()) - before == (
+        1 if event in {"session_done", "post_process_session", "create_tasks_from_chunks"} else 0
+    )
 
 
 @pytest.mark.parametrize("event, extra", MUTATING)
-async def test_mutations_need_update_permission(server: ServerUnderTest, clients: list[Client], event: str, extra: dict[str, Any]) -> None:
+async def test_mutations_need_update_permission(
+    server: ServerUnderTest, clients: list[Client], event: str, extra: dict[str, Any]
+) -> None:
     session_id = await server.create_session("alice")
     reader = await connected(server, clients, "alice", perms=(Permission.READ_OWN,))
     ack = await reader.call(event, {"session_id": session_id, **extra})
@@ -68,11 +74,15 @@ async def test_read_all_may_read_but_only_owner_sets_status(server: ServerUnderT
     session_id = await server.create_session("alice")
     ops = await connected(server, clients, "ops", perms=(Permission.READ_ALL, Permission.UPDATE))
     assert (await ops.call("subscribe_on_session", {"session_id": session_id}))["ok"] is True
-    assert (await ops.call("set_session_status", {"session_id": session_id, "status": "recording"}))["error"] == "forbidden"
+    assert (await ops.call("set_session_status", {"session_id": session_id, "status": "recording"}))[
+        "error"
+    ] == "forbidden"
     assert (await ops.call("session_done", {"session_id": session_id}))["ok"] is True
 
 
-async def test_done_closes_counts_clears_active_and_queues_job(server: ServerUnderTest, clients: list[Client], redis: Any) -> None:
+async def test_done_closes_counts_clears_active_and_queues_job(
+    server: ServerUnderTest, clients: list[Client], redis: Any
+) -> None:
     voice = server.services.voice
     session_id = await server.create_session("alice")
     await voice.set_active("alice", session_id)
@@ -137,7 +147,9 @@ async def test_post_process_and_tasks_queue_jobs(server: ServerUnderTest, client
     "chunk_ids",
     [[], ["x" * 65], ["bad id"], ["ok", 5], "c1", [f"c{i}" for i in range(101)], None],
 )
-async def test_chunk_list_is_validated(server: ServerUnderTest, clients: list[Client], redis: Any, chunk_ids: Any) -> None:
+async def test_chunk_list_is_validated(
+    server: ServerUnderTest, clients: list[Client], redis: Any, chunk_ids: Any
+) -> None:
     session_id = await server.create_session("alice")
     alice = await connected(server, clients, "alice")
     ack = await alice.call("create_tasks_from_chunks", {"session_id": session_id, "chunk_ids": chunk_ids})
@@ -181,7 +193,11 @@ async def test_unsubscribe_stops_delivery(server: ServerUnderTest, clients: list
     session_id = await server.create_session("alice")
     alice = await connected(server, clients, "alice")
     await alice.call("subscribe_on_session", {"session_id": session_id})
-    assert (await alice.call("unsubscribe_from_session", {"session_id": session_id})) == {"ok": True, "session_id": session_id, "was_subscribed": True}
+    assert (await alice.call("unsubscribe_from_session", {"session_id": session_id})) == {
+        "ok": True,
+        "session_id": session_id,
+        "was_subscribed": True,
+    }
     assert (await alice.call("unsubscribe_from_session", {"session_id": session_id}))["was_subscribed"] is False
     await alice.call("set_session_status", {"session_id": session_id, "status": "recording"})
     probe = await connected(server, clients, "alice")
@@ -189,5 +205,3 @@ async def test_unsubscribe_stops_delivery(server: ServerUnderTest, clients: list
     await probe.call("set_session_status", {"session_id": session_id, "status": "paused"})
     await probe.wait_for(lambda: len(probe.named("session_status")) == 1)
     assert alice.named("session_status") == []
-
-

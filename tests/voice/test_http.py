@@ -46,7 +46,9 @@ async def test_create_sets_active_and_active_session_returns_it(api: Api, server
         "url": f"/session/{created['session_id']}",
     }
     status, body = await api.call("POST", "/voicebot/active_session", token)
-    assert status == 200 and body == {"active_session": {k: created[k] for k in ("session_id", "session_name", "is_active", "url")}}
+    assert status == 200 and body == {
+        "active_session": {k: created[k] for k in ("session_id", "session_name", "is_active", "url")}
+    }
 
 
 async def test_no_active_session_is_null(api: Api, server: ServerUnderTest) -> None:
@@ -85,18 +87,27 @@ async def test_activate_publishes_the_link_form_it_takes(api: Api, server: Serve
 
 async def test_activate_checks_access(api: Api, server: ServerUnderTest) -> None:
     session_id = await server.create_session("alice")
-    assert (await api.call("POST", "/voicebot/activate_session", server.token("bob"), json={"session_id": session_id}))[0] == 403
+    assert (await api.call("POST", "/voicebot/activate_session", server.token("bob"), json={"session_id": session_id}))[
+        0
+    ] == 403
     assert await server.services.voice.active_id("bob") is None
     missing = "00000000-0000-4000-8000-000000000000"
-    status, body = await api.call("POST", "/voicebot/activate_session", server.token("bob"), json={"session_id": missing})
+    status, body = await api.call(
+        "POST", "/voicebot/activate_session", server.token("bob"), json={"session_id": missing}
+    )
     assert (status, body["error"]) == (404, "session_not_found")
-    status, body = await api.call("POST", "/voicebot/activate_session", server.token("bob"), json={"session_id": "nope"})
+    status, body = await api.call(
+        "POST", "/voicebot/activate_session", server.token("bob"), json={"session_id": "nope"}
+    )
     assert (status, body["error"]) == (400, "invalid_session_id")
 
 
 async def test_list_and_get_respect_ownership(api: Api, server: ServerUnderTest) -> None:
     alice = server.token("alice")
-    ids = [(await api.call("POST", "/voicebot/create_session", alice, json={"session_name": f"s{i}"}))[1]["session_id"] for i in range(3)]
+    ids = [
+        (await api.call("POST", "/voicebot/create_session", alice, json={"session_name": f"s{i}"}))[1]["session_id"]
+        for i in range(3)
+    ]
     status, body = await api.call("GET", "/voicebot/sessions?limit=2", alice)
     assert status == 200 and [s["session_id"] for s in body["sessions"]] == ids[::-1][:2]
     assert body["active_session_id"] == ids[-1]
@@ -118,7 +129,14 @@ async def test_http_errors_change_nothing(api: Api, server: ServerUnderTest, red
         ("POST", "/voicebot/create_session", token, {"data": b"{not json"}, 400, "invalid_payload"),
         ("POST", "/voicebot/create_session", token, {"json": [1, 2]}, 400, "invalid_payload"),
         ("POST", "/voicebot/create_session", token, {"json": {"session_name": "x" * 20000}}, 413, "payload_too_large"),
-        ("POST", "/voicebot/create_session", server.token("ro", perms=(Permission.READ_OWN,)), {"json": {}}, 403, "forbidden"),
+        (
+            "POST",
+            "/voicebot/create_session",
+            server.token("ro", perms=(Permission.READ_OWN,)),
+            {"json": {}},
+            403,
+            "forbidden",
+        ),
         ("GET", "/voicebot/sessions?limit=0", token, {}, 400, "invalid_payload"),
         ("GET", "/voicebot/sessions/not-an-id", token, {}, 400, "invalid_session_id"),
         ("POST", "/voicebot/activate_session", token, {"json": {}}, 400, "invalid_session_id"),
@@ -140,7 +158,9 @@ async def test_create_is_rate_limited(api: Api, redis_process: Any, redis: Any, 
         async with aiohttp.ClientSession() as http:
             statuses = []
             for _ in range(3):
-                async with http.post(f"{srv.url}/voicebot/create_session", json={}, headers={"Authorization": f"Bearer {token}"}) as resp:
+                async with http.post(
+                    f"{srv.url}/voicebot/create_session", json={}, headers={"Authorization": f"Bearer {token}"}
+                ) as resp:
                     statuses.append(resp.status)
         assert statuses == [201, 201, 429]
     finally:

@@ -32,7 +32,8 @@ OWNER = Performer(user_id="alice", read_scope="own", may_update=True)
 async def two_nodes(redis: Redis, redis_process: RedisProcess, tmp_path: Path) -> AsyncIterator[list[ServerUnderTest]]:
     """Two nodes on one Redis, with a short recording lease."""
     nodes = [
-        await start_server(redis_process.url, tmp_path / f"node{i}", voice_recording_lease_ms=LEASE_MS) for i in range(2)
+        await start_server(redis_process.url, tmp_path / f"node{i}", voice_recording_lease_ms=LEASE_MS)
+        for i in range(2)
     ]
     yield nodes
     for node in nodes:
@@ -387,7 +388,11 @@ async def test_renewing_many_leases_answers_as_one_by_one_without_a_task_each(re
     lease over the lean link (a node renewing a thousand leases held its loop for each task)."""
     keys, clock = Keys("sh"), Clock()
     leases = RecordingLeases(
-        redis=redis, keys=keys, log=EventLog(redis=redis, keys=keys, clock=clock, maxlen=100), clock=clock, lease_ms=90_000
+        redis=redis,
+        keys=keys,
+        log=EventLog(redis=redis, keys=keys, clock=clock, maxlen=100),
+        clock=clock,
+        lease_ms=90_000,
     )
     cases = {"held": "me", "theirs": "them", "none": None, "paused": "me", "broken": "me"}
     for name, holder in cases.items():

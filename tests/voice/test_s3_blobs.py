@@ -40,8 +40,11 @@ def s3_endpoint() -> Iterator[str]:
     server.start()
     endpoint = f"http://127.0.0.1:{port}"
     client = boto3.client(
-        "s3", endpoint_url=endpoint, region_name="us-east-1",
-        aws_access_key_id=KEYS["voice_s3_access_key_id"], aws_secret_access_key=KEYS["voice_s3_secret_access_key"],
+        "s3",
+        endpoint_url=endpoint,
+        region_name="us-east-1",
+        aws_access_key_id=KEYS["voice_s3_access_key_id"],
+        aws_secret_access_key=KEYS["voice_s3_secret_access_key"],
     )
     client.create_bucket(Bucket=BUCKET)
     yield endpoint
@@ -52,8 +55,11 @@ def objects(endpoint: str, prefix: str) -> list[str]:
     import boto3
 
     client = boto3.client(
-        "s3", endpoint_url=endpoint, region_name="us-east-1",
-        aws_access_key_id=KEYS["voice_s3_access_key_id"], aws_secret_access_key=KEYS["voice_s3_secret_access_key"],
+        "s3",
+        endpoint_url=endpoint,
+        region_name="us-east-1",
+        aws_access_key_id=KEYS["voice_s3_access_key_id"],
+        aws_secret_access_key=KEYS["voice_s3_secret_access_key"],
     )
     return [item["Key"] for item in client.list_objects_v2(Bucket=BUCKET, Prefix=prefix).get("Contents", [])]
 
@@ -111,7 +117,9 @@ async def test_audio_uploaded_on_one_node_is_served_and_transcribed_by_another(
     assert objects(s3_endpoint, prefix) == [prefix + body["chunk"]["sha256"]]
     async with (
         aiohttp.ClientSession() as http,
-        http.delete(f"{other.url}/voicebot/sessions/{session_id}", headers={"Authorization": f"Bearer {token}"}) as response,
+        http.delete(
+            f"{other.url}/voicebot/sessions/{session_id}", headers={"Authorization": f"Bearer {token}"}
+        ) as response,
     ):
         assert response.status == 200, await response.text()
     assert objects(s3_endpoint, prefix) == []  # the deletion went through the store too

@@ -175,7 +175,9 @@ async def test_a_failed_sweep_entry_is_raised_after_the_change_it_went_ahead_of(
     (session_id,) = await created(voice, 1)
     await redis.set(Keys("sh").voice_recording_due(), "not a sorted set")
     with pytest.raises(ResponseError, match="WRONGTYPE"):
-        await voice.set_status(session_id, "recording", OWNER, holder="h", lease_ms=6000, ahead=leases.due_entry(session_id))
+        await voice.set_status(
+            session_id, "recording", OWNER, holder="h", lease_ms=6000, ahead=leases.due_entry(session_id)
+        )
     # Redis ran the pair in order: the ZADD failed, the change behind it was made (as when the
     # two were separate calls, a failure reaches the caller, whose retry is a no-op change)
     assert (await voice.get(session_id)).status == "recording"  # type: ignore[union-attr]
@@ -197,7 +199,9 @@ async def test_without_a_lean_link_the_sweep_entry_is_awaited_first(redis: Redis
         await plain.aclose()
 
 
-async def test_the_sweeper_ends_and_settles_its_claimed_entries_together(redis: Redis, redis_process: RedisProcess) -> None:
+async def test_the_sweeper_ends_and_settles_its_claimed_entries_together(
+    redis: Redis, redis_process: RedisProcess
+) -> None:
     """Every recording leaves a sweep entry; a recording paused by hand leaves it to come due, so
     at a steady rate the sweeper looks at one entry per recording. The entries of one claim are
     ended together and settled together: three round trips for the claim, not two per entry."""

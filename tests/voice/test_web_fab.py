@@ -112,7 +112,9 @@ async def test_a_pause_pressed_while_a_cut_runs_pauses_after_it(server: ServerUn
     assert session_id is not None
     await expect(page.locator("#fab-pause")).to_be_enabled()  # New is through: its recorder runs
     # Both presses in one task of the page: the second certainly comes while the cut runs.
-    await page.evaluate("() => { document.querySelector('#fab-cut').click(); document.querySelector('#fab-pause').click(); }")
+    await page.evaluate(
+        "() => { document.querySelector('#fab-cut').click(); document.querySelector('#fab-pause').click(); }"
+    )
     await expect(page.locator("#fab-status")).to_have_attribute("data-status", "paused")
     await expect(page.locator("#fab-rec")).to_have_text("Resume")
     session = await server.services.voice.get(session_id)

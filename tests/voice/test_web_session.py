@@ -237,7 +237,9 @@ async def test_reconnect_replays_what_was_missed(server: ServerUnderTest, tab: T
 
 
 async def test_a_guest_past_half_its_token_life_renews_it_for_the_same_guest(server: ServerUnderTest, tab: Tab) -> None:
-    old, _ = server.tokens.mint(user_id="guest-refresh", now_s=time.time(), ttl_s=600, perms=GUEST_PERMISSIONS, guest=True)
+    old, _ = server.tokens.mint(
+        user_id="guest-refresh", now_s=time.time(), ttl_s=600, perms=GUEST_PERMISSIONS, guest=True
+    )
     await tab.use_token(old, guest=True, ttl_s=600, obtained_s_ago=3000)
     session_id = await server.create_session("guest-refresh", "Mine")
     page = await open_live(tab, f"/session/{session_id}")
