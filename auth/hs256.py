@@ -51,6 +51,8 @@ def _object(raw: bytes) -> dict[str, Any]:
         value = json.loads(raw)
     except (ValueError, UnicodeDecodeError) as exc:
         raise Refused("not JSON") from exc
+    except RecursionError as exc:  # arrays nested thousands deep: read before the signature is
+        raise Refused("nested too deeply") from exc
     if not isinstance(value, dict):
         raise Refused("not a JSON object")
     return value

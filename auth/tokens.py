@@ -85,7 +85,7 @@ class TokenService:
             return None
         try:
             header = jwt.get_unverified_header(token)
-        except jwt.InvalidTokenError:
+        except (jwt.InvalidTokenError, RecursionError):  # RecursionError: a header nested thousands deep
             return None
         if header.get("alg") != "RS256" or "kid" not in header:
             return None
@@ -138,7 +138,8 @@ class TokenService:
             claims = CLAIMS_ADAPTER.validate_python(payload)
         except (jwt.ExpiredSignatureError, Expired) as exc:
             raise CodedError(ErrorCode.UNAUTHORIZED, "token expired") from exc
-        except (jwt.InvalidTokenError, Refused, ValidationError) as exc:
+        except (jwt.InvalidTokenError, Refused, ValidationError, RecursionError) as exc:
+            # RecursionError: PyJWT reads the unsigned JSON of a forged token as it comes.
             raise CodedError(ErrorCode.UNAUTHORIZED, "invalid token") from exc
         if claims.fam and claims.fam in self.revoked_families:
             raise CodedError(ErrorCode.UNAUTHORIZED, "this device was signed out")

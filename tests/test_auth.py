@@ -98,6 +98,16 @@ def test_rs256_verifies_and_refuses_hs256_made_with_the_public_key() -> None:
         rs.verify(forged)
 
 
+def test_rs256_refuses_a_header_nested_thousands_deep_as_an_invalid_token() -> None:
+    # PyJWT reads the unsigned header's JSON as it comes: a RecursionError, not a 500.
+    private, public = _rsa_pair()
+    rs = TokenService(TokenConfig(algorithm="RS256", verify_key=public, signing_key=private))
+    token, _ = rs.mint(user_id="u1", now_s=time.time(), ttl_s=60, perms=())
+    head = base64.urlsafe_b64encode(b"[" * 4000).rstrip(b"=").decode()
+    with pytest.raises(CodedError, match="invalid token"):
+        rs.verify(head + token[token.index(".") :])
+
+
 def test_issuer_and_audience_are_checked_when_configured() -> None:
     strict = TokenService(
         TokenConfig(algorithm="HS256", verify_key=SECRET, signing_key=SECRET, issuer="me", audience="us")
@@ -114,10 +124,18 @@ def test_issuer_and_audience_are_checked_when_configured() -> None:
         strict.verify(wrong)
 
 
-@pytest.mark.parametrize("token", [None, "garbage", "expired"])
+def _nested_header_token() -> str:
+    """A forged token whose unsigned header is arrays nested thousands deep."""
+    part = lambda raw: base64.urlsafe_b64encode(raw).rstrip(b"=").decode()  # noqa: E731
+    return f"{part(b'[' * 4000)}.{part(b'{}')}.{part(b'x' * 32)}"
+
+
+@pytest.mark.parametrize("token", [None, "garbage", "expired", "nested-header"])
 async def test_connection_without_a_valid_token_is_refused(server: ServerUnderTest, token: str | None) -> None:
     if token == "expired":
         token = jwt.encode({"sub": "alice", "exp": int(time.time()) - 5}, SECRET, algorithm="HS256")
+    elif token == "nested-header":
+        token = _nested_header_token()
     client = Client(server.url, token)
     refused: list[object] = []
     client.sio.on("connect_error", lambda data: refused.append(data))
@@ -200,3 +218,22 @@ async def test_forwarded_for_is_used_only_when_trusted(redis_process: object, re
             assert statuses == expected, trusted
         finally:
             await srv.stop()
+
+
+async def test_a_token_nested_thousands_deep_is_401_on_every_route_not_500(server: ServerUnderTest) -> None:
+    headers = {"Authorization": f"Bearer {_nested_header_token()}"}
+    async with aiohttp.ClientSession() as http:
+        for method, path in [
+            ("GET", "/api/auth/me"),
+            ("GET", "/voicebot/sessions"),
+            ("POST", "/voicebot/create_session"),
+            ("GET", "/api/streams"),
+            ("GET", "/api/me/sessions"),
+            ("GET", "/admin/sessions"),
+        ]:
+            async with http.request(method, server.url + path, headers=headers, json={}) as response:
+                assert response.status == 401, (path, await response.text())
+                assert (await response.json())["error"] == "unauthorized"
+        # The pattern API takes no token: a bad one names nobody and refuses nothing.
+        async with http.post(server.url + "/api/sessions", headers=headers, json={}) as response:
+            assert response.status == 201, await response.text()

@@ -164,3 +164,16 @@ def test_any_text_is_refused_with_a_coded_error(text: str) -> None:
     with pytest.raises(CodedError):
         service.verify(text)
     assert lean_verdict(text, issuer=None, audience=None) == "refused"
+
+
+def nested_header_token() -> str:
+    """A forged token whose unsigned header is arrays nested thousands deep (read before any check)."""
+    return f"{b64(b'[' * 4000)}.{b64(json.dumps(good_payload()).encode())}.{b64(b'x' * 32)}"
+
+
+def test_a_header_nested_thousands_deep_is_an_invalid_token_on_every_path() -> None:
+    token = nested_header_token()
+    assert lean_verdict(token, issuer=None, audience=None) == "refused"
+    hs = TokenService(TokenConfig(algorithm="HS256", verify_key=SECRET, signing_key=SECRET))
+    with pytest.raises(CodedError, match="invalid token"):
+        hs.verify(token)
