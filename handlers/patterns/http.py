@@ -140,7 +140,7 @@ class PatternRoutes:
         try:
             # NaN and Infinity parse here, to be refused by the validators naming their field.
             return json.loads(raw)
-        except (ValueError, UnicodeDecodeError):
+        except (ValueError, UnicodeDecodeError, RecursionError):  # RecursionError: nested thousands deep
             raise ApiError(400, "Invalid JSON") from None
 
     def _author(self, request: web.Request) -> str:

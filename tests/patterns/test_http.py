@@ -164,6 +164,9 @@ async def test_invalid_json_bad_ids_and_unknown_sessions(refused: aiohttp.Client
     http = refused
     async with http.post("/api/sessions", data="{nope", headers={"Content-Type": "application/json"}) as response:
         assert (response.status, await response.json()) == (400, {"error": "Invalid JSON"})
+    nested = "[" * 5000 + "]" * 5000  # deeper than the JSON reader recurses: a 400, not a 500
+    async with http.post("/api/sessions", data=nested, headers={"Content-Type": "application/json"}) as response:
+        assert (response.status, await response.json()) == (400, {"error": "Invalid JSON"})
     async with http.get("/api/sessions/not-a-uuid") as response:
         assert (response.status, await response.json()) == (400, {"error": "Invalid session ID format"})
     async with http.get(f"/api/sessions/{UUID_GONE}") as response:
