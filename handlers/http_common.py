@@ -81,6 +81,11 @@ async def json_body(request: web.Request, *, max_bytes: int, optional: bool = Fa
     return body
 
 
+# A client that closed its connection before its body's end: its fault, not the server's (a 400
+# in the request log and the metrics, no traceback), though nobody reads the answer.
+CUT_BODY = "the connection closed before the body arrived whole"
+
+
 async def read_body(request: web.Request, max_bytes: int) -> bytes:
     """The whole body, at most ``max_bytes`` (``payload_too_large``), within the read deadline."""
     # One read() returns what has arrived so far, not the body: a body split over TCP
@@ -98,6 +103,8 @@ async def read_body(request: web.Request, max_bytes: int) -> bytes:
     except TimeoutError:
         message = f"the body did not arrive within {BODY_READ_TIMEOUT_S:g} s"
         raise CodedError(ErrorCode.INVALID_PAYLOAD, message) from None
+    except ConnectionResetError:  # aiohttp's word for a client gone before its body's end
+        raise CodedError(ErrorCode.INVALID_PAYLOAD, CUT_BODY) from None
     return b"".join(chunks)
 
 

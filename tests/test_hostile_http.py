@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 
 import pytest
 
@@ -67,3 +68,39 @@ async def test_a_trickled_body_is_refused_after_the_deadline(
     finally:
         writer.close()
     assert head.startswith(b"HTTP/1.1 400") and json.loads(answer)["error"] == "invalid_payload", head
+
+
+@pytest.mark.parametrize("route", ["json", "chunk"])
+async def test_a_client_leaving_mid_body_is_its_fault_not_a_500(
+    server: ServerUnderTest, caplog: pytest.LogCaptureFixture, route: str
+) -> None:
+    token = server.token("alice")
+    if route == "json":
+        path, kind, sent = "/voicebot/create_session", "application/json", b'{"session_name": "cut'
+    else:
+        session_id = await server.create_session("alice")
+        path, kind = "/voicebot/chunks", "multipart/form-data; boundary=xyz"
+        sent = (
+            f'--xyz\r\nContent-Disposition: form-data; name="session_id"\r\n\r\n{session_id}\r\n'
+            '--xyz\r\nContent-Disposition: form-data; name="file"; filename="a.webm"\r\n'
+            "Content-Type: audio/webm\r\n\r\n"
+        ).encode() + b"\x1a\x45\xdf\xa3" * 100
+    head = (
+        f"POST {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: Bearer {token}\r\n"
+        f"Content-Type: {kind}\r\nContent-Length: {len(sent) + 5000}\r\n\r\n"
+    ).encode()
+    with caplog.at_level(logging.INFO):
+        reader, writer = await asyncio.open_connection("127.0.0.1", port_of(server.url))
+        writer.write(head + sent)
+        await writer.drain()
+        writer.write_eof()  # the rest never comes: the client is gone
+        await asyncio.wait_for(reader.read(), 5)
+        writer.close()
+        lines: list[logging.LogRecord] = []
+        async with asyncio.timeout(5):
+            while not (
+                lines := [r for r in caplog.records if r.name == "sessionhub.request" and path in r.getMessage()]
+            ):
+                await asyncio.sleep(0.01)
+    assert lines[0].getMessage() == f"POST {path} 400", lines[0].getMessage()
+    assert not [r for r in caplog.records if r.levelno >= logging.ERROR], [r.getMessage() for r in caplog.records]

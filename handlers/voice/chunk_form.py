@@ -15,6 +15,7 @@ from aiohttp import BodyPartReader, web
 from aiohttp.http_exceptions import HttpProcessingError
 from pydantic import Field, model_validator
 
+from handlers.http_common import CUT_BODY
 from handlers.ids import SessionIdText, parse_session_id
 from handlers.payloads import PLAIN_PATTERN, Payload, validate
 from protocol.errors import CodedError, ErrorCode
@@ -117,6 +118,8 @@ async def read_chunk_form(
         # a part header it cannot parse (a field name that is not Latin-1, a bare CR...).
         if isinstance(exc, ValueError | HttpProcessingError):
             raise CodedError(ErrorCode.INVALID_PAYLOAD, "malformed multipart body") from exc
+        if isinstance(exc, ConnectionResetError):  # the client left before the form's end
+            raise CodedError(ErrorCode.INVALID_PAYLOAD, CUT_BODY) from None
         raise
     if form is None:
         raise CodedError(ErrorCode.INVALID_PAYLOAD, "file: the audio file part is required")
