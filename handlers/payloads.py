@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 from typing import Annotated, Literal, TypeVar
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstraints, ValidationError
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, StringConstraints, ValidationError
 
 from handlers.ids import SESSION_REF_PATTERN, SessionIdText, SessionRefText
 from protocol.errors import CodedError, ErrorCode
@@ -33,10 +33,16 @@ def plain_text(value: str) -> str:
     return value
 
 
+def _plain_as_sent(value: object) -> object:
+    # Before the trim, which would take a leading or trailing U+0085, U+2028 or tab away unseen
+    # (the published pattern refuses them); anything but a string is the type check's to refuse.
+    return plain_text(value) if isinstance(value, str) else value
+
+
 SessionName = Annotated[
     str,
     StringConstraints(max_length=200, strip_whitespace=True),
-    AfterValidator(plain_text),
+    BeforeValidator(_plain_as_sent),  # after, so it wraps the trim: it sees the text as sent
     Field(json_schema_extra={"pattern": PLAIN_PATTERN}),
 ]
 

@@ -55,7 +55,7 @@ async def test_a_huge_number_in_a_live_op_is_invalid_payload(server: ServerUnder
     assert await stored_state(server, session_id) == before
 
 
-BAD_NAMES = ["a\u202eb", "a\x07b", "a\u2066b", "line\nbreak", "a\u0085b"]
+BAD_NAMES = ["a\u202eb", "a\x07b", "a\u2066b", "line\nbreak", "a\u0085b", "\u0085ab", "ab\u2028", "\tab"]
 
 
 @pytest.mark.parametrize("name", BAD_NAMES)

@@ -6,7 +6,7 @@ import re
 from typing import Annotated, Literal
 
 import regex
-from pydantic import AfterValidator, ConfigDict, Field, StringConstraints
+from pydantic import AfterValidator, BeforeValidator, ConfigDict, Field, StringConstraints
 
 from auth.claims import USER_ID_PATTERN
 from handlers.payloads import Payload, SessionRef
@@ -24,10 +24,11 @@ GAME_MAX_CHARS = 100
 _NOT_PLAIN = re.compile("[\x00-\x1f\x7f-\x9f\u2028\u2029\u202a-\u202e\u2066-\u2069]")
 
 
-def _plain_text(value: str) -> str:
-    """Refuse the characters of ``_NOT_PLAIN``."""
-    found = _NOT_PLAIN.search(value)
-    if found is not None:
+def _plain_text(value: object) -> object:
+    """Refuse the characters of ``_NOT_PLAIN`` anywhere in the text as sent: checked before the
+    trim, which would take a leading or trailing U+0085, U+2028, U+2029 or tab away unseen (the
+    published pattern refuses them). Anything but a string is the type check's to refuse."""
+    if isinstance(value, str) and (found := _NOT_PLAIN.search(value)) is not None:
         raise ValueError(f"control character U+{ord(found.group()):04X} is not allowed")
     return value
 
@@ -57,22 +58,25 @@ _PLAIN = "[^\x00-\x1f\x7f-\x9f\u2028\u2029\u202a-\u202e\u2066-\u2069]*"
 _PLAIN_SCHEMA = Field(json_schema_extra={"pattern": f"^{_PLAIN}$"})
 _PLAIN_NOT_BLANK_SCHEMA = Field(json_schema_extra={"pattern": f"^(?=[\\s\\S]*\\S){_PLAIN}$"})
 
-# Trimmed first, then measured: "at most 100 characters" is about what is stored and shown.
+# Checked as sent, then trimmed, then measured: "at most 100 characters" is about what is stored and shown.
 Note = Annotated[
     str,
     StringConstraints(strip_whitespace=True),
-    AfterValidator(_plain_text),
+    BeforeValidator(_plain_text),  # after the trim in this list, so it runs before it (it wraps it)
     AfterValidator(_note_size),
     _PLAIN_SCHEMA,
 ]
 Title = Annotated[
     str,
     StringConstraints(strip_whitespace=True, min_length=1, max_length=TITLE_MAX_CHARS),
-    AfterValidator(_plain_text),
+    BeforeValidator(_plain_text),
     _PLAIN_NOT_BLANK_SCHEMA,
 ]
 Game = Annotated[
-    str, StringConstraints(strip_whitespace=True, max_length=GAME_MAX_CHARS), AfterValidator(_plain_text), _PLAIN_SCHEMA
+    str,
+    StringConstraints(strip_whitespace=True, max_length=GAME_MAX_CHARS),
+    BeforeValidator(_plain_text),
+    _PLAIN_SCHEMA,
 ]
 SubmissionId = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9_\-]{8,64}$")]
 ClipId = Annotated[
