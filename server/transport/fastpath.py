@@ -17,7 +17,11 @@ The contract, i.e. everything relied on beyond the libraries' documented API (a 
   (``connect`` runs with the new socket already in ``sockets``).
 - ``engineio.async_socket.AsyncSocket``: ``queue``, ``connected``, ``upgraded``, ``upgrading``,
   ``closed``, ``closing``, ``last_ping``, ``close(wait=, abort=)``, ``receive()``,
-  ``schedule_ping()``, ``handler.__self__`` being the socket; the ``websocket`` driver entry
+  ``schedule_ping()``, ``handler.__self__`` being the socket; ``handle_post_request(environ)``
+  being what ``handle_request`` awaits for a long-polling POST (the body in
+  ``environ["wsgi.input"]``, ``CONTENT_LENGTH`` its length), its ``EngineIOError`` answered 400
+  once the session is closed (:func:`_post` takes its place per socket, with
+  ``engineio.payload.Payload(encoded_payload=)``); the ``websocket`` driver entry
   built as ``(handler, server)`` and awaited with the environ, its result being the HTTP answer.
 - ``engineio.AsyncServer._handle_connect`` and ``handle_request`` leaving a socket whose
   WebSocket handler returned while it is still open in ``sockets``; ``_handle_connect(environ,
@@ -80,6 +84,7 @@ import engineio
 import socketio
 from aiohttp import HttpVersion11, web
 from engineio import packet as eio_packet
+from engineio import payload as eio_payload
 from engineio.async_socket import AsyncSocket
 from socketio import packet as sio_packet
 
@@ -457,6 +462,24 @@ CLOSE_FINISH_S = 3.0
 ADMIT_PER_TURN = 8
 
 
+async def _post(socket: AsyncSocket, environ: dict[str, Any]) -> None:
+    """A long-polling POST: python-engineio's ``AsyncSocket.handle_post_request``, except that a
+    body that is not UTF-8 or not an Engine.IO payload (too many packets, a bad packet type) is
+    refused, as the WebSocket closes with 1007 or 1002: ``EngineIOError`` has Engine.IO close the
+    session and answer 400. Its own swallows the error, answers 200 and drops the whole batch,
+    the good packets in it too, so the client never learns its messages were lost."""
+    length = int(environ.get("CONTENT_LENGTH", "0"))
+    if length > socket.server.max_http_buffer_size:
+        raise engineio.exceptions.ContentTooLongError()
+    body: bytes = await environ["wsgi.input"].read(length)
+    try:
+        packets = eio_payload.Payload(encoded_payload=body.decode("utf-8")).packets
+    except Exception as exc:  # UnicodeDecodeError, ValueError, or whatever a bad packet raises
+        raise engineio.exceptions.EngineIOError("not an Engine.IO payload") from exc
+    for pkt in packets:
+        await socket.receive(pkt)
+
+
 class LightEngineServer(engineio.AsyncServer):
     """Engine.IO server with :class:`LightQueue` queues, timer-driven pings and direct sends."""
 
@@ -624,6 +647,7 @@ class LightEngineServer(engineio.AsyncServer):
             socket = self.sockets.get(sid)
             if socket is not None:
                 socket.queue.on_overflow = functools.partial(self._cut, socket)
+                socket.handle_post_request = functools.partial(_post, socket)
             front: _FrontOpen | None = environ.get(FRONT_OPEN)
             if front is not None and front.counted:
                 front.counted, front.sid = False, sid  # counted by upgrade(): now the session's

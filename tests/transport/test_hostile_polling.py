@@ -1,0 +1,62 @@
+"""Hostile long-polling POSTs: a body that is not an Engine.IO payload is refused, never dropped.
+
+python-engineio's own POST handler swallows a body that is not UTF-8 (or holds too many packets),
+answers 200 and drops the whole batch, good packets too: the client never learns its messages
+were lost. The fast lane answers 400 and closes the session, as its WebSocket closes with 1007.
+The stock lane keeps python-engineio's handling (see server/transport/stock.py)."""
+
+from __future__ import annotations
+
+import json
+
+import aiohttp
+import pytest
+
+from tests.helpers import ServerUnderTest, fast_lane_only
+
+pytestmark = fast_lane_only
+
+
+async def _open(http: aiohttp.ClientSession, server: ServerUnderTest) -> str:
+    """A long-polling session joined to namespace "/" with a valid token; its Engine.IO sid."""
+    async with http.get(f"{server.url}/socket.io/?EIO=4&transport=polling") as response:
+        sid = json.loads((await response.text())[1:])["sid"]
+    connect = "40" + json.dumps({"token": server.token("alice")})
+    async with http.post(f"{server.url}/socket.io/?EIO=4&transport=polling&sid={sid}", data=connect) as response:
+        assert response.status == 200
+    async with http.get(f"{server.url}/socket.io/?EIO=4&transport=polling&sid={sid}") as response:
+        assert (await response.text()).startswith("40"), "the namespace was not joined"
+    return sid
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        pytest.param(b'424["foo",{"a":"\xff"}]', id="not-utf8"),
+        pytest.param(b'425["foo",{}]\x1e\xff', id="a-good-packet-then-not-utf8"),
+        pytest.param(b"\x1e".join([b"6"] * 100), id="too-many-packets"),
+    ],
+)
+async def test_a_post_that_is_not_an_engineio_payload_is_a_400_and_ends_the_session(
+    server: ServerUnderTest, body: bytes
+) -> None:
+    async with aiohttp.ClientSession() as http:
+        sid = await _open(http, server)
+        url = f"{server.url}/socket.io/?EIO=4&transport=polling&sid={sid}"
+        async with http.post(url, data=body) as response:
+            assert response.status == 400, await response.text()
+            assert (await response.json())["error"] == "invalid_payload"
+        # The session is closed: its sid is unknown now (a JSON 400, as for any unknown session).
+        async with http.get(url) as response:
+            assert response.status == 400
+
+
+async def test_a_good_batch_still_goes_through(server: ServerUnderTest) -> None:
+    async with aiohttp.ClientSession() as http:
+        sid = await _open(http, server)
+        url = f"{server.url}/socket.io/?EIO=4&transport=polling&sid={sid}"
+        async with http.post(url, data=b'421["no_such_event",{}]\x1e422["no_such_event",{}]') as response:
+            assert response.status == 200
+        async with http.get(url) as response:
+            answers = (await response.text()).split("\x1e")
+        assert [a[:3] for a in answers] == ["431", "432"], answers
