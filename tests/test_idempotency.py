@@ -113,6 +113,11 @@ async def test_pattern_create_and_remix_with_a_key(server: ServerUnderTest) -> N
     assert one[0] == 201 and one[1]["id"] == two[1]["id"]
     async with aiohttp.ClientSession() as http, http.get(f"{server.url}/api/sessions/{first[1]['id']}") as r:
         assert (await r.json())["remixCount"] == 1
+    # Publishing makes a copy: a retried publish with its key makes one.
+    publish_key = {"Idempotency-Key": str(uuid.uuid4())}
+    published = [await _post(server, f"/api/sessions/{first[1]['id']}/publish", None, publish_key) for _ in range(2)]
+    assert published[0][0] == published[1][0] == 201, published
+    assert published[0][1]["id"] == published[1][1]["id"] and published[1][2] == "true"
 
 
 async def test_a_chunk_upload_with_a_key(server: ServerUnderTest) -> None:

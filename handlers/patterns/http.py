@@ -114,7 +114,8 @@ class PatternRoutes:
         app.router.add_delete("/api/sessions/{session_id}", answering(self.delete, metrics))
         remix = idempotent(self.remix, self._s, "pattern_remix", owner_of=anyone)
         app.router.add_post("/api/sessions/{session_id}/remix", answering(remix, metrics))
-        app.router.add_post("/api/sessions/{session_id}/publish", answering(self.publish, metrics))
+        publish = idempotent(self.publish, self._s, "pattern_publish", owner_of=anyone)
+        app.router.add_post("/api/sessions/{session_id}/publish", answering(publish, metrics))
 
     async def health(self, request: web.Request) -> web.Response:
         """The origin app's health probe."""
