@@ -1,6 +1,6 @@
 """One JSON error shape for routes that do not exist: ``{"error": ..., "message": ...}``.
 
-Under every API prefix (``/api``, ``/voicebot``, ``/admin``) an unknown path answers 404 and a
+Under every API prefix (``/api``, ``/voicebot``, ``/admin``) and Engine.IO's (``/socket.io``) an unknown path answers 404 and a
 known path asked with another method answers 405 with ``Allow``, in JSON, instead of aiohttp's
 text/plain answers. The Keyboardia routes (``/api/sessions``, ``/api/health``) keep their API's
 human-readable ``error`` values ("Not found", "Method not allowed", as its other errors read);
@@ -18,7 +18,9 @@ from aiohttp.typedefs import Handler
 from handlers.errors import error_body
 from protocol.errors import CodedError, ErrorCode
 
-JSON_PREFIXES = ("/api", "/voicebot", "/admin")
+# /socket.io too: Engine.IO's route answers its own refusals in JSON (server.transport), and a
+# method or path it does not take must not be the one bare-text answer there.
+JSON_PREFIXES = ("/api", "/voicebot", "/admin", "/socket.io")
 
 
 def _under(path: str, prefix: str) -> bool:

@@ -24,6 +24,7 @@ async def server(reading_server: ServerUnderTest) -> ServerUnderTest:
         "/voicebot/nope",
         "/voicebot",
         "/admin/nope/deeper",
+        "/socket.io/nope",
     ],
 )
 async def test_unknown_routes_answer_json_404(server: ServerUnderTest, path: str) -> None:
@@ -40,7 +41,9 @@ async def test_the_pattern_api_keeps_its_words_in_the_same_shape(server: ServerU
         assert await response.json() == {"error": "Not found", "message": "no route GET /api/sessions/x/y/z"}
 
 
-@pytest.mark.parametrize(("method", "path"), [("PUT", "/api/streams"), ("DELETE", "/api/auth/guest")])
+@pytest.mark.parametrize(
+    ("method", "path"), [("PUT", "/api/streams"), ("DELETE", "/api/auth/guest"), ("PUT", "/socket.io/")]
+)
 async def test_a_known_route_with_another_method_answers_405_with_allow(
     server: ServerUnderTest, method: str, path: str
 ) -> None:
