@@ -18,7 +18,12 @@ Text = Annotated[str, StringConstraints(max_length=300, pattern=_PRINTABLE)]
 UUID4 = r"[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}"
 UUID4_PATTERN = f"^{UUID4}$"
 ListeningId = Annotated[str, StringConstraints(pattern=UUID4_PATTERN)]
-ArtworkUrl = Annotated[str, StringConstraints(max_length=2000, pattern=r"^(https://|http://|/)[^\s\x00-\x1f\x7f]*$")]
+# "/..." is a path of this site; "//host" and "/\\host" are another host's (browsers read a
+# backslash as a slash), so a path's second character is neither. No backslash anywhere.
+_URL_CHAR = r"[^\s\x00-\x1f\x7f\\]"
+ArtworkUrl = Annotated[
+    str, StringConstraints(max_length=2000, pattern=rf"^(https?://{_URL_CHAR}*|/([^/\s\x00-\x1f\x7f\\]{_URL_CHAR}*)?)$")
+]
 
 # A later instant than any listening session (year 2286): the bound of ``from``/``to``.
 MAX_MS = 9_999_999_999_999

@@ -30,6 +30,9 @@ BAD_REPORTS: list[tuple[str, dict[str, Any]]] = [
     ("huge title", {"item_id": "b", "status": "playing", "item": {"title": "t" * 301}}),
     ("title with a newline", {"item_id": "b", "status": "playing", "item": {"title": "a\nb"}}),
     ("script artwork", {"item_id": "b", "status": "playing", "item": {"artwork_url": "javascript:alert(1)"}}),
+    # "/..." is this site's: a second slash or a backslash makes it another host's (protocol-relative).
+    ("off-site artwork", {"item_id": "b", "status": "playing", "item": {"artwork_url": "//evil.example/x.png"}}),
+    ("backslash artwork", {"item_id": "b", "status": "playing", "item": {"artwork_url": "/\\evil.example/x.png"}}),
     ("negative item length", {"item_id": "b", "status": "playing", "item": {"duration_s": -5}}),
 ]
 
