@@ -57,7 +57,7 @@ class StreamAudiences:
             "updated_at": str(now_ms),
         }
         # Not in the owner's own list: it is a part of the stream session, not a session they made.
-        await self._sessions.index(session_id=audience_id, owner_id="", created_ms=now_ms, created_kind=AUDIENCE_KIND)
+        await self._sessions.index(session_id=audience_id, owner_id="", created_ms=now_ms, kind=AUDIENCE_KIND)
         data = json.dumps({"stream_id": stream_id, "state": "created"}, separators=(",", ":"))
         await self._log.run(
             self._scripts.session_create,

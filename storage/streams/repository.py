@@ -149,7 +149,7 @@ class StreamSessions:
         session = StreamSession.from_hash(fields, [])
         # The indexes are written first (see storage/sessions.py for why).
         await self._redis.zadd(self._keys.user_streams(owner_id), {session_id: now})
-        await self._sessions.index(session_id=session_id, owner_id=owner_id, created_ms=now, created_kind=KIND)
+        await self._sessions.index(session_id=session_id, owner_id=owner_id, created_ms=now, kind=KIND)
         args = [etypes.SESSION_UPDATE, _dumps(session.public()), *[x for pair in fields.items() for x in pair]]
 
         async def stream() -> None:

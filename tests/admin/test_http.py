@@ -327,3 +327,22 @@ async def test_paging_through_sessions_created_in_the_same_millisecond(
             if cursor is None:
                 break
         assert sorted(seen) == sorted(made), order
+
+
+async def test_every_kind_made_through_its_api_is_in_the_admin_indexes_at_once(
+    server: ServerUnderTest, http: aiohttp.ClientSession
+) -> None:
+    # Nothing looked up yet: an operator sees each new session now, and a recalculation of a
+    # healthy system finds nothing to correct.
+    user = {"Authorization": f"Bearer {server.token('alice')}"}
+    async with http.post("/voicebot/create_session", json={}, headers=user) as response:
+        assert response.status == 201
+    async with http.post("/api/streams", json={"title": "live"}, headers=user) as response:
+        assert response.status == 201, await response.text()
+    await new_pattern(http)
+    token = admin_token(server)
+    _, listed = await call(http, "GET", "/admin/sessions", token)
+    kinds = sorted(row["kind"] for row in listed["sessions"])
+    assert kinds == sorted(["voice", "stream", "stream_audience", "pattern"]), listed
+    _, drift = await call(http, "POST", "/admin/recalculate", token)
+    assert (drift["added"], drift["drift"]) == (0, False), drift
