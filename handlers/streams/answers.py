@@ -7,8 +7,8 @@ from typing import Any
 from pydantic import BaseModel, Field
 
 
-class OwnerClip(BaseModel):
-    """A clip as its stream's owner sees it: who clicked, by user id and by display name."""
+class ViewerClip(BaseModel):
+    """A clip as viewers see it: no submitter's identity."""
 
     clip_id: str
     segment_index: int
@@ -19,6 +19,18 @@ class OwnerClip(BaseModel):
     seq: int
     clipped: bool
     created_at: int
+
+
+class OwnClips(BaseModel):
+    """``GET /api/streams/{id}/clips/mine``: the caller's own clips, newest first, as they are now."""
+
+    session_id: str
+    clips: list[ViewerClip]
+
+
+class OwnerClip(ViewerClip):
+    """A clip as its stream's owner sees it: who clicked, by user id and by display name."""
+
     submitted_by: str = Field(description="the viewer's user id")
     viewer_name: str | None = Field(
         description="the viewer's current display name (read when the answer is made: a rename shows on the next "

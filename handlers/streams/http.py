@@ -22,7 +22,7 @@ from handlers.streams.actions import (
 from handlers.streams.attribution import attributed, viewer_names
 from handlers.streams.moments import group_moments
 from handlers.streams.payloads import ClipEdit, ClipRequest, CreateStream, StateRequest, ViewerRef
-from handlers.streams.queries import ClearQuery, MomentsQuery, ReviewQuery
+from handlers.streams.queries import ClearQuery, MomentsQuery, OwnClipsQuery, ReviewQuery
 from handlers.streams.settings import ClipSettings
 from handlers.context import Services
 from handlers.http_common import bearer_claims, client_address, guarded, json_body
@@ -59,6 +59,7 @@ class StreamRoutes:
         add.add_post("/api/streams/{session_id}/state", guarded(self.state))
         add.add_post("/api/streams/{session_id}/clips", guarded(self.submit))
         add.add_get("/api/streams/{session_id}/clips", guarded(self.review))
+        add.add_get("/api/streams/{session_id}/clips/mine", guarded(self.own_clips))
         add.add_get("/api/streams/{session_id}/moments", guarded(self.moments))
         add.add_patch("/api/streams/{session_id}/clips/{clip_id}", guarded(self.edit))
         add.add_delete("/api/streams/{session_id}/clips/{clip_id}", guarded(self.delete))
@@ -156,6 +157,17 @@ class StreamRoutes:
             "offset": position.offset,
         }
         return web.json_response(body)
+
+    async def own_clips(self, request: web.Request) -> web.Response:
+        """The caller's own clips in the session (any token: a viewer coming back, on any device),
+        newest first, as they are now; never another viewer's."""
+        session_id = parse_session_id(request.match_info["session_id"])
+        claims = self._claims(request)
+        query = parse_query(OwnClipsQuery, request)
+        list_limit = self._s.limits.list_limit
+        limit = list_limit if query.limit is None else at_most("limit", query.limit, list_limit)
+        clips = await self._streams.own_clips(session_id, claims.sub, limit=limit)
+        return web.json_response({"session_id": session_id, "clips": [c.for_viewer() for c in clips]})
 
     async def moments(self, request: web.Request) -> web.Response:
         """Clips grouped into moments (``?window_s=``, ``?sort=count|time``, ``?only=clipped``)."""

@@ -1,15 +1,16 @@
 """Stream sessions' HTTP routes as documented in /openapi.json (see handlers.openapi_registry).
 
-Every route needs a bearer token; state, review, moments, edits and export need the owner's.
+Every route needs a bearer token; state, review, moments, edits and export need the owner's (a
+viewer reads their own clips only).
 """
 
 from __future__ import annotations
 
 from functools import partial
 
-from handlers.streams.answers import Review
+from handlers.streams.answers import OwnClips, Review
 from handlers.streams.payloads import ClipEdit, ClipRequest, CreateStream, StateRequest, ViewerRef
-from handlers.streams.queries import ClearQuery, ExportQuery, MomentsQuery, ReviewQuery
+from handlers.streams.queries import ClearQuery, ExportQuery, MomentsQuery, OwnClipsQuery, ReviewQuery
 from handlers.openapi_registry import CSV, JSON, TEXT, Operation
 from handlers.query import LimitQuery
 
@@ -53,6 +54,14 @@ OPERATIONS: tuple[Operation, ...] = (
         query=ReviewQuery,
         statuses=OWNER_READ,
         response=Review,
+    ),
+    _stream(
+        "get",
+        "/api/streams/{session_id}/clips/mine",
+        "The caller's own clips, newest first, as they are now (any token; never another viewer's)",
+        query=OwnClipsQuery,
+        statuses=(400, 404, 503),
+        response=OwnClips,
     ),
     _stream(
         "get",

@@ -29,6 +29,13 @@ class ReviewQuery(QueryModel):
         return self.only == "clipped"
 
 
+class OwnClipsQuery(QueryModel):
+    """``GET /api/streams/{id}/clips/mine``: the caller's newest ``limit`` clips (checked with
+    :func:`handlers.query.at_most` against SESSIONHUB_LIST_LIMIT, which is also the default)."""
+
+    limit: int | None = Field(default=None, ge=1, description="default and most: SESSIONHUB_LIST_LIMIT (200)")
+
+
 class ClearQuery(QueryModel):
     """``DELETE /api/streams/{id}/clips``: ``?by=`` names the viewer whose clips go (required)."""
 

@@ -26,7 +26,7 @@ from storage.streams.records import KIND, Clip, StreamSession, Submission, Trans
 from storage.events import POSITION_FIELDS, Position
 from storage.idempotency import again_on_lost_reply
 from storage.lean_redis import read_together
-from storage.scripts import event_script
+from storage.scripts import checked, event_script, plain_script
 from storage.store import Store
 
 __all__ = [
@@ -117,6 +117,7 @@ class StreamSessions:
         self._delete = event_script(redis, "streams/clip_delete.lua")
         self._clear = event_script(redis, "streams/clip_clear.lua")
         self._block = event_script(redis, "streams/viewer_block.lua")
+        self._own_clips = plain_script(redis, "streams/own_clips.lua")
         self.audiences = StreamAudiences(store)
 
     async def create(self, *, owner_id: str, title: str, game: str, viewer_delay_s: int) -> StreamSession:
@@ -220,6 +221,16 @@ class StreamSessions:
         session = StreamSession.from_hash(fields, segments) if fields.get("kind") == KIND else None
         clips = sorted((Clip.parse(t) for t in texts), key=Clip.sort_key) if session else []
         return session, clips, Position(epoch=epoch or "", offset=int(offset or 0))
+
+    async def own_clips(self, session_id: str, viewer_id: str, *, limit: int) -> list[Clip]:
+        """The newest ``limit`` clips ``viewer_id`` stored that the session still holds, as they
+        are now (newest first); ``session_not_found`` when there is no such stream session."""
+        k = self._keys
+        result = await self._own_clips(
+            keys=[k.session(session_id), k.stream_clips(session_id), k.stream_clip_counts(session_id)],
+            args=[viewer_id, limit],
+        )
+        return [Clip.parse(text) for text in checked(result, _explained)]
 
     async def list_for_user(self, owner_id: str, *, limit: int) -> list[StreamSession]:
         """The user's stream sessions, newest first (segments not loaded)."""

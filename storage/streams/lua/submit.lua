@@ -14,7 +14,8 @@
 --   ARGV[10] most clips a session may hold
 --   ARGV[11] a fresh clip id (used only when the clip is added)
 --   ARGV[12] event type (clip_added)
---   KEYS[8]  the session's clip counts hash (u:<user> / a:<address> -> clips ever stored)
+--   KEYS[8]  the session's clip counts hash (u:<user> / a:<address> -> clips ever stored; c:<user>
+--            -> the ids of the clips <user> stored, space separated, oldest first: own_clips.lua)
 --   KEYS[9]  the session's blocked viewers set
 --   ARGV[13] most clips one viewer may store in the session
 --   ARGV[14] the guest's client address ('' for a signed-in viewer: no address cap)
@@ -123,6 +124,10 @@ local clip_json = cjson.encode(clip)
 redis.call('HSET', clips_key, clip_id, clip_json)
 redis.call('HSET', session_key, 'clip_count', count)
 redis.call('HINCRBY', counts_key, viewer_field, 1)
+-- Bounded by the per-viewer cap, like the count beside it; never shortened: a deleted clip's id
+-- stays and is skipped when read (so the index and the count agree, see own_clips.lua).
+local own_field = 'c:' .. viewer
+redis.call('HSET', counts_key, own_field, (redis.call('HGET', counts_key, own_field) or '') .. clip_id .. ' ')
 if address ~= '' then
   redis.call('HINCRBY', counts_key, address_field, 1)
 end

@@ -1,0 +1,141 @@
+"""A viewer's own clips (``GET /api/streams/{id}/clips/mine``): what the viewer page shows after a
+reload or on another device, as the clips are now, and never another viewer's."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from auth.claims import GUEST_PERMISSIONS
+from tests.conftest import start_server
+from tests.helpers import Client, ServerUnderTest
+from tests.streams.helpers import connect, create_stream, http, started
+
+
+@pytest.fixture
+async def quick(redis_process: Any, tmp_path: Path) -> AsyncIterator[ServerUnderTest]:
+    """A server without a clip cooldown, where a viewer stores at most 5 clips per session."""
+    server = await start_server(redis_process.url, tmp_path, clips_cooldown_s=0, clips_max_per_viewer=5)
+    try:
+        yield server
+    finally:
+        await server.stop()
+
+
+async def clip(viewer: Client, session_id: str, note: str) -> dict[str, Any]:
+    ack = await viewer.call("clip_submit", {"session_id": session_id, "note": note})
+    assert ack["ok"] is True, ack
+    return dict(ack["clip"])
+
+
+async def mine(server: ServerUnderTest, session_id: str, user: str, query: str = "") -> list[dict[str, Any]]:
+    status, body = await http(server, "GET", f"/api/streams/{session_id}/clips/mine{query}", user=user)
+    assert status == 200, body
+    assert body["session_id"] == session_id
+    return list(body["clips"])
+
+
+async def test_a_viewer_gets_their_own_clips_newest_first_as_they_are_now(
+    quick: ServerUnderTest, clients: list[Client]
+) -> None:
+    session_id, owner = await started(quick, clients)
+    bob = await connect(quick, clients, "bob")
+    carol = await connect(quick, clients, "carol")
+    first = await clip(bob, session_id, "first")
+    await clip(carol, session_id, "carol's")
+    second = await clip(bob, session_id, "second")
+    third = await clip(bob, session_id, "third")
+
+    listed = await mine(quick, session_id, "bob")
+    assert [c["clip_id"] for c in listed] == [third["clip_id"], second["clip_id"], first["clip_id"]]
+    assert listed[2] == first  # the viewer's shape, as the ack gave it
+    assert all("submitted_by" not in c for c in listed)
+
+    # The streamer edits one note, marks another clipped and deletes the third: shown as now.
+    await owner.call("clip_update", {"session_id": session_id, "clip_id": first["clip_id"], "note": "renamed"})
+    await owner.call("clip_update", {"session_id": session_id, "clip_id": third["clip_id"], "clipped": True})
+    await owner.call("clip_delete", {"session_id": session_id, "clip_id": second["clip_id"]})
+    listed = await mine(quick, session_id, "bob")
+    assert [(c["clip_id"], c["note"], c["clipped"]) for c in listed] == [
+        (third["clip_id"], "third", True),
+        (first["clip_id"], "renamed", False),
+    ]
+    # Another device of bob's (another token, the same user) sees the same; carol only hers.
+    other_device = quick.token("bob")
+    status, body = await http(quick, "GET", f"/api/streams/{session_id}/clips/mine", token=other_device)
+    assert status == 200 and body["clips"] == listed
+    assert [c["note"] for c in await mine(quick, session_id, "carol")] == ["carol's"]
+    assert await mine(quick, session_id, "alice") == []  # the owner clipped nothing
+
+    # Cleared by the owner: gone. Bob clips again: there.
+    await owner.call("clip_clear_viewer", {"session_id": session_id, "user_id": "bob"})
+    assert await mine(quick, session_id, "bob") == []
+    again = await clip(bob, session_id, "again")
+    assert [c["clip_id"] for c in await mine(quick, session_id, "bob")] == [again["clip_id"]]
+
+
+async def test_limit_keeps_the_newest_and_is_bounded(quick: ServerUnderTest, clients: list[Client]) -> None:
+    session_id, owner = await started(quick, clients)
+    guest = Client(quick.url, quick.token("guest-1", perms=GUEST_PERMISSIONS, guest=True))
+    clients.append(guest)
+    await guest.connect()
+    made = [await clip(guest, session_id, f"n{n}") for n in range(5)]
+    await owner.call("clip_delete", {"session_id": session_id, "clip_id": made[4]["clip_id"]})
+    # The newest two still held: a deleted clip does not take a place.
+    listed = await mine(quick, session_id, "guest-1", "?limit=2")
+    assert [c["note"] for c in listed] == ["n3", "n2"]
+    # The per-viewer cap bounds what the index holds: a refused click adds nothing.
+    refused = await guest.call("clip_submit", {"session_id": session_id})
+    assert refused["error"] == "quota_exceeded"
+    assert [c["note"] for c in await mine(quick, session_id, "guest-1")] == ["n3", "n2", "n1", "n0"]
+    own_ids = await quick.services.redis.hget(quick.services.keys.stream_clip_counts(session_id), "c:guest-1")
+    assert isinstance(own_ids, str) and own_ids.split() == [c["clip_id"] for c in made]
+
+
+async def test_clips_stored_before_the_index_are_found_too(quick: ServerUnderTest, clients: list[Client]) -> None:
+    """A session from before the per-viewer index: its clips are found by their submitter."""
+    session_id, owner = await started(quick, clients)
+    bob = await connect(quick, clients, "bob")
+    carol = await connect(quick, clients, "carol")
+    older = [
+        await clip(bob, session_id, "old 1"),
+        await clip(carol, session_id, "hers"),
+        await clip(bob, session_id, "old 2"),
+    ]
+    counts = quick.services.keys.stream_clip_counts(session_id)
+    await quick.services.redis.hdel(counts, "c:bob", "c:carol")  # as an older server stored them
+    await owner.call("clip_delete", {"session_id": session_id, "clip_id": older[0]["clip_id"]})
+    newer = await clip(bob, session_id, "new")
+    assert [c["clip_id"] for c in await mine(quick, session_id, "bob")] == [newer["clip_id"], older[2]["clip_id"]]
+    assert [c["note"] for c in await mine(quick, session_id, "bob", "?limit=1")] == ["new"]
+    assert [c["note"] for c in await mine(quick, session_id, "carol")] == ["hers"]
+
+
+@pytest.mark.parametrize(
+    "path, user, status, code",
+    [
+        ("/api/streams/nope/clips/mine", "bob", 400, "invalid_session_id"),
+        ("/api/streams/{id}/clips/mine", None, 401, "unauthorized"),
+        ("/api/streams/{id}/clips/mine?limit=0", "bob", 400, "invalid_payload"),
+        ("/api/streams/{id}/clips/mine?limit=201", "bob", 400, "invalid_payload"),
+        ("/api/streams/{id}/clips/mine?limit=-1", "bob", 400, "invalid_payload"),
+        ("/api/streams/{id}/clips/mine?limit=1e3", "bob", 400, "invalid_payload"),
+        ("/api/streams/{id}/clips/mine?limit=" + "9" * 40, "bob", 400, "invalid_payload"),
+        ("/api/streams/00000000-0000-4000-8000-000000000000/clips/mine", "bob", 404, "session_not_found"),
+        ("/api/streams/{audience}/clips/mine", "bob", 404, "session_not_found"),
+    ],
+)
+async def test_bad_requests_are_refused_and_change_nothing(
+    server: ServerUnderTest, path: str, user: str | None, status: int, code: str
+) -> None:
+    session_id = await create_stream(server)
+    _, record = await http(server, "GET", f"/api/streams/{session_id}")
+    url = path.format(id=session_id, audience=record["audience_id"])
+    answered, body = await http(server, "GET", url, user=user)
+    assert (answered, body["error"]) == (status, code), body
+    # The viewer's route is no way into the owner's: the review stays the owner's alone.
+    answered, body = await http(server, "GET", f"/api/streams/{session_id}/clips", user="bob")
+    assert (answered, body["error"]) == (403, "forbidden")
