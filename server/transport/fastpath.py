@@ -99,7 +99,16 @@ from server.transport.contract import Commit, Committed, Outlet, end_sessions_at
 from server.transport.engine import LightQueue
 from server.transport.front import Front, FrontProtocol, Upgrader, UpgradeRequest
 from server.transport.messages import MAX_ATTACHMENTS as MAX_ATTACHMENTS
-from server.transport.messages import RESERVED_EVENTS, Error, event_name, malformed, refusal_packet, reserved, too_large
+from server.transport.messages import (
+    RESERVED_EVENTS,
+    Error,
+    event_name,
+    malformed,
+    refusal_packet,
+    reserved,
+    shaped_connect_error,
+    too_large,
+)
 from server.transport.messages import Header as _Header
 from server.transport.messages import size_of as _size_of
 from server.transport.leanws import (
@@ -1159,6 +1168,12 @@ class SessionServer(socketio.AsyncServer):
         # step: at most ADMIT_PER_TURN of them start per loop turn, with the handshakes.
         await self.eio.admission.enter()
         await super()._handle_connect(eio_sid, namespace, data)
+
+    async def _send_packet(self, eio_sid: str, pkt: Any) -> None:
+        # python-socketio refuses a CONNECT to another namespace, or a second one, with a bare
+        # string: given the object Socket.IO v5 clients read (server.transport.messages).
+        pkt.data = shaped_connect_error(pkt.packet_type, pkt.data)
+        await super()._send_packet(eio_sid, pkt)
 
     async def _handle_eio_connect(self, eio_sid: str, environ: dict[str, Any]) -> None:
         await super()._handle_eio_connect(eio_sid, environ)

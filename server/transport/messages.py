@@ -114,3 +114,22 @@ def refusal_packet(packet_class: Callable[..., P], namespace: str, ack_id: int |
     if error[0] is ErrorCode.UNKNOWN_EVENT:
         return None
     return packet_class(_EVENT, namespace=namespace, data=[PROTOCOL_ERROR, body])
+
+
+# Socket.IO v5 CONNECT_ERROR (the protocol's number, as python-socketio's packet module has it).
+_CONNECT_ERROR = 4
+# python-socketio's refusal of a CONNECT it will not pass to the connect handler: a namespace this
+# server does not serve, or one the connection has joined already.
+_UNABLE = "Unable to connect"
+
+
+def shaped_connect_error(packet_type: int, data: Any) -> Any:
+    """``data`` of an outgoing packet, with python-socketio's bare-string CONNECT_ERROR
+    (``"Unable to connect"``) given the object Socket.IO v5 clients read (``message`` and
+    ``data``, as every refusal of the connect handler has: ``connect_error`` with
+    ``message: "invalid_payload"``); anything else unchanged."""
+    if packet_type != _CONNECT_ERROR or data != _UNABLE:
+        return data
+    detail = "this server serves namespace '/' only, once per connection"
+    code = ErrorCode.INVALID_PAYLOAD.value
+    return {"message": code, "data": {"error": code, "message": detail}}

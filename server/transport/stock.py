@@ -64,7 +64,7 @@ from handlers.log_throttle import LogThrottle
 from protocol import wire_json
 from protocol.errors import CodedError, ErrorCode
 from server.transport.contract import Commit, Outlet, Packet, end_sessions_at_shutdown
-from server.transport.messages import Header, malformed, refusal, refusal_packet
+from server.transport.messages import Header, malformed, refusal, refusal_packet, shaped_connect_error
 
 log = logging.getLogger(__name__)
 # Hostile clients can send malformed messages by the thousand: one traceback per cause, then counts.
@@ -333,6 +333,7 @@ class StockSessionServer(socketio.AsyncServer):
     async def _send_packet(self, eio_sid: str, pkt: Any) -> None:
         # Every ack and emit of python-socketio passes here; encoded once more to count its
         # bytes (the stock lane is the fallback, not the one tuned for CPU).
+        pkt.data = shaped_connect_error(pkt.packet_type, pkt.data)
         encoded = pkt.encode()
         parts = encoded if isinstance(encoded, list) else [encoded]
         sizes = [len(p.encode() if isinstance(p, str) else p) for p in parts]
