@@ -206,3 +206,53 @@ async def sign_out_everywhere_journey(iserver: ServerUnderTest, first: Tab, seco
         )
         == []
     )
+
+
+async def test_escape_closes_the_identity_panel_and_gives_focus_back_to_the_name(
+    server: ServerUnderTest, tab: Tab
+) -> None:
+    await tab.use_token(server.token("alice"))
+    page = await tab.open("/streams")
+    name = page.locator("#identity-name")
+    for focused_in_panel in ("#identity-name-input", "#identity-signout"):
+        await name.focus()
+        await page.keyboard.press("Enter")
+        await expect(name).to_have_attribute("aria-expanded", "true")
+        await page.locator(focused_in_panel).focus()
+        await page.keyboard.press("Escape")
+        await expect(page.locator("#identity-panel")).to_have_count(0)
+        await expect(name).to_have_attribute("aria-expanded", "false")
+        await expect(name).to_be_focused()
+    await page.keyboard.press("Enter")  # focus on the name itself: Escape closes it too
+    await expect(page.locator("#identity-panel")).to_be_visible()
+    await page.keyboard.press("Escape")
+    await expect(page.locator("#identity-panel")).to_have_count(0)
+    await expect(name).to_be_focused()
+
+
+async def test_the_identity_panel_says_so_when_the_server_cannot_be_reached(server: ServerUnderTest, tab: Tab) -> None:
+    await tab.use_token(server.token("alice"))
+    page = await tab.open("/streams")
+    name = page.locator("#identity-name")
+    await expect(name).to_be_visible()
+    shown_name = await name.text_content()
+    await name.click()
+    error = page.locator("#identity-panel #identity-error[role=alert]")
+    await expect(error).to_be_hidden()
+
+    await page.context.set_offline(True)
+    await page.locator("#identity-name-input").fill("New Name")
+    save = page.locator("#identity-panel button", has_text="Save name")
+    await save.click()
+    await expect(error).to_have_text("The name was not saved: The server cannot be reached.")
+    await expect(save).to_be_enabled()
+    await expect(name).to_have_text(str(shown_name))
+    await page.locator("#identity-signout-all").click()
+    await expect(error).to_have_text("You are still signed in: The server cannot be reached.")
+    await expect(page.locator("#identity-signout-all")).to_be_enabled()
+    assert await tab.stored_token() is not None
+
+    await page.context.set_offline(False)  # the same controls work once the server is back
+    await save.click()
+    await expect(name).to_have_text("New Name")
+    # The tab fixture fails the test on any uncaught error (an unhandled rejection included).

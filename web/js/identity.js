@@ -39,6 +39,10 @@ function mount() {
   const bar = document.querySelector("header.topbar") ?? document.body;
   root = el("span", { id: "identity", class: "identity", "data-state": "loading" });
   bar.append(root);
+  // Escape closes the panel from the name button or from anywhere inside it, as a menu does.
+  root.addEventListener("keydown", (event) => {
+    if (event.key === "Escape" && panel) closePanel({ focusOpener: true });
+  });
   window.addEventListener("sessionhub:identity-lost", (event) => showLost(event.detail));
   // The page became someone (a first visit's guest, a sign-in): show who.
   window.addEventListener("sessionhub:identity", (event) => {
@@ -120,22 +124,25 @@ function showMe(me) {
     { id: "identity-name", class: "button", type: "button", "aria-expanded": "false" },
     me.name || "Guest",
   );
-  name.addEventListener("click", () => togglePanel(me, name));
+  name.addEventListener("click", () => (panel ? closePanel() : openPanel(me, name)));
+  panel = null; // an open panel goes with the rest of the control
   root.replaceChildren(name);
 }
 
-function togglePanel(me, opener) {
-  if (panel) {
-    panel.remove();
-    panel = null;
-    opener.setAttribute("aria-expanded", "false");
-    return;
-  }
+function openPanel(me, opener) {
   opener.setAttribute("aria-expanded", "true");
   panel = el("div", { id: "identity-panel", class: "panel identity-panel" });
   root.append(panel);
   renderPanel(me);
   listPasskeys().catch(() => {});
+}
+
+function closePanel({ focusOpener = false } = {}) {
+  panel?.remove();
+  panel = null;
+  const opener = document.getElementById("identity-name");
+  opener?.setAttribute("aria-expanded", "false");
+  if (focusOpener) opener?.focus();
 }
 
 function renderPanel(me) {
@@ -145,13 +152,13 @@ function renderPanel(me) {
     maxlength: "60",
     "aria-label": "Display name",
   });
-  const save = el("button", { class: "button", type: "button", onclick: () => rename(nameInput.value) }, "Save name");
+  const save = el("button", { class: "button", type: "button" }, "Save name");
+  save.addEventListener("click", () => act(save, "The name was not saved", () => rename(nameInput.value)));
   const devices = el("ul", { id: "identity-devices" });
   for (const device of me.devices) {
-    const revoke = el(
-      "button",
-      { class: "button", type: "button", onclick: () => revokeDevice(device.device_id) },
-      "Sign out",
+    const revoke = el("button", { class: "button", type: "button" }, "Sign out");
+    revoke.addEventListener("click", () =>
+      act(revoke, "The device was not signed out", () => revokeDevice(device.device_id)),
     );
     devices.append(
       el(
@@ -199,19 +206,36 @@ function renderPanel(me) {
     el(
       "p",
       { class: "actions" },
-      el(
-        "button",
-        { id: "identity-signout", class: "button", type: "button", onclick: () => leave(false) },
-        "Sign out",
-      ),
+      signOutButton("identity-signout", "Sign out", false),
       " ",
-      el(
-        "button",
-        { id: "identity-signout-all", class: "button", type: "button", onclick: () => leave(true) },
-        "Sign out everywhere",
-      ),
+      signOutButton("identity-signout-all", "Sign out everywhere", true),
     ),
+    el("p", { id: "identity-error", class: "notice", "data-kind": "error", role: "alert", hidden: "" }),
   );
+}
+
+function signOutButton(id, text, everywhere) {
+  const button = el("button", { id, class: "button", type: "button" }, text);
+  button.addEventListener("click", () => act(button, "You are still signed in", () => leave(everywhere)));
+  return button;
+}
+
+/**
+ * Run what `button` asks for: the button is disabled meanwhile, and a failure (the server cannot
+ * be reached, a refusal) is said in the panel, `what` first, instead of going unseen.
+ */
+async function act(button, what, action) {
+  const error = document.getElementById("identity-error");
+  error.hidden = true;
+  button.disabled = true;
+  try {
+    await action();
+  } catch (err) {
+    error.textContent = `${what}: ${err.message}`;
+    error.hidden = false;
+  } finally {
+    button.disabled = false;
+  }
 }
 
 async function listPasskeys() {
@@ -229,10 +253,16 @@ async function listPasskeys() {
         "li",
         { "data-passkey": key.passkey_id },
         `${key.label || "Passkey"} · added ${when(key.created_at)} `,
-        el("button", { class: "button", type: "button", onclick: () => removePasskey(key.passkey_id) }, "Remove"),
+        removeButton(key.passkey_id),
       ),
     ),
   );
+}
+
+function removeButton(passkeyId) {
+  const button = el("button", { class: "button", type: "button" }, "Remove");
+  button.addEventListener("click", () => act(button, "The passkey was not removed", () => removePasskey(passkeyId)));
+  return button;
 }
 
 async function savePasskey() {
@@ -243,24 +273,24 @@ async function savePasskey() {
   } catch (err) {
     status.textContent = `No passkey added: ${err.message}`;
   }
-  listPasskeys();
+  listPasskeys().catch(() => {}); // the status above has said what happened
 }
 
 async function removePasskey(passkeyId) {
   await api(`/api/auth/passkeys/${encodeURIComponent(passkeyId)}`, { method: "DELETE" });
-  listPasskeys();
+  await listPasskeys();
 }
 
 async function rename(name) {
   const me = await api("/api/auth/me", { method: "PATCH", body: { name: name.trim() || "Guest" } });
   await restoreIdentity().catch(() => {}); // tokens carry the new name from their next refresh
   showMe(me);
+  document.getElementById("identity-name").focus(); // the Save button pressed is gone
 }
 
 async function revokeDevice(deviceId) {
   await api(`/api/auth/devices/${encodeURIComponent(deviceId)}`, { method: "DELETE" });
-  panel?.remove();
-  panel = null;
+  closePanel({ focusOpener: true });
   load();
 }
 
