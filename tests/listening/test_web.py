@@ -168,3 +168,23 @@ async def test_a_live_refresh_keeps_the_pages_shown_and_the_focus(
     await expect(rows).to_have_count(25)
     await expect(history.locator(f'#sessions li[data-id="{target_id}"]')).to_have_count(0)
     await expect(focused.locator(".title")).to_have_text("Track 23")  # the row now in its place
+
+
+async def test_escape_puts_the_delete_all_question_away_and_focus_back_on_its_button(
+    browser: Browser, lserver: ServerUnderTest, tabs: list[Tab]
+) -> None:
+    history = await open_tab(browser, lserver, tabs, "/history")
+    opener = history.locator("#clear")
+    question = history.locator("#clear-confirm")
+    for focused in ("#clear", "#clear-yes"):  # the opener keeps focus; Tab reaches the question
+        await opener.focus()
+        await history.keyboard.press("Enter")
+        await expect(question).to_be_visible()
+        await history.locator(focused).focus()
+        await history.keyboard.press("Escape")
+        await expect(question).to_be_hidden()
+        await expect(opener).to_be_focused()
+    await history.keyboard.press("Enter")
+    await history.locator("#clear-no").click()  # Cancel gives focus back too
+    await expect(question).to_be_hidden()
+    await expect(opener).to_be_focused()

@@ -283,8 +283,14 @@ async function deleteOne(id) {
   }
 }
 
-async function clearAll() {
+/** Put the "Delete all history…" question away; focus goes back to the button that asked it. */
+function closeClearConfirm() {
   ui.clearConfirm.hidden = true;
+  ui.clear.focus();
+}
+
+async function clearAll() {
+  closeClearConfirm();
   try {
     await call(socket, "listening_clear", { session_id: historyId, confirm: true });
   } catch (err) {
@@ -304,7 +310,11 @@ async function main() {
   ui.more.addEventListener("click", () => loadSessions({ append: true }).catch((err) => showError(err.message)));
   ui.filterClear.addEventListener("click", () => setFilter(null));
   ui.clear.addEventListener("click", () => (ui.clearConfirm.hidden = false));
-  ui.clearNo.addEventListener("click", () => (ui.clearConfirm.hidden = true));
+  ui.clearNo.addEventListener("click", closeClearConfirm);
+  // Escape answers Cancel, whether focus is on the opener or on the question's buttons.
+  ui.clear.closest("section").addEventListener("keydown", (event) => {
+    if (event.key === "Escape" && !ui.clearConfirm.hidden) closeClearConfirm();
+  });
   ui.clearYes.addEventListener("click", clearAll);
   ui.exportCsv.addEventListener("click", () => exportAs("csv"));
   ui.exportJson.addEventListener("click", () => exportAs("json"));
