@@ -163,6 +163,18 @@ async def test_not_found_page_offers_create_new_and_go_home(server: ServerUnderT
     await expect(page.locator("#not-found")).to_be_visible()
 
 
+async def test_a_session_that_doesnt_exist_shows_no_connection_badge(server: ServerUnderTest, tab: Tab) -> None:
+    for path in ("/s/00000000-0000-4000-8000-000000000000", "/s/not-an-id"):
+        page = await tab.open(path)
+        await expect(page.locator("#not-found")).to_be_visible()
+        await expect(page.locator("#connection")).to_be_hidden()  # not "Connecting…" for ever
+    session_id = await new_pattern(server)
+    page = await open_live(tab, f"/s/{session_id}")
+    await api(server, "DELETE", f"/api/sessions/{session_id}")  # deleted while the page is live
+    await expect(page.locator("#not-found")).to_be_visible()
+    await expect(page.locator("#connection")).to_be_hidden()
+
+
 async def test_nav_and_new_pattern_from_the_landing_page(server: ServerUnderTest, tab: Tab) -> None:
     page = await tab.open("/")
     await expect(page.locator("#capability-patterns h2")).to_have_text("Pattern sessions")

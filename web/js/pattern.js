@@ -379,6 +379,7 @@ function show(section) {
 
 function showNotFound() {
   show("not-found");
+  $("connection").hidden = true; // there is nothing to be connected to: no "Connecting…" forever
   orphanBanner.hide();
   $("readonly-banner").hidden = true;
   player.stop();
