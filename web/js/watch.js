@@ -3,10 +3,13 @@
  * Each click carries a fresh submission id; when the connection drops before the answer, the
  * same id is sent again after the reconnect, so one click is stored once. The page follows the
  * stream's audience session, whose log carries state changes only (not every viewer's clip);
- * a reconnect catches up by offset (subscribeSession). Text goes in via textContent only.
+ * a reconnect catches up by offset (subscribeSession). "Your clips" are read from the server on
+ * every (re)subscription, so a reload or another device shows them as the streamer left them
+ * (edited, deleted); that log does not carry them. Text goes in via textContent only.
  */
 import { $, api, call, connect, showConnection, STREAM_CONNECTION_TEXT, subscribeSession } from "./client.js";
 import { STATE_LABELS, freshId, hms, idFromPath } from "./clip_format.js";
+import { reconcile, setText } from "./keyed.js";
 import { OrphanBanner } from "./orphan_banner.js";
 
 const NOTE_MAX = 100;
@@ -60,7 +63,9 @@ let socket = null;
 let live = false;
 let pending = null; // {submission_id, note}: sent, not answered yet
 let cooldownUntil = 0; // performance.now() ms
-const mine = new Map(); // clip id -> list item
+const mine = new Map(); // clip id -> clip: the viewer's own, as last read or acked
+const ackedDuring = new Set(); // per reading of the own clips under way: the clips acked meanwhile
+let mineAsked = 0;
 
 function show(section) {
   for (const element of [ui.loading, ui.error, ui.card]) element.hidden = element !== section;
@@ -136,20 +141,56 @@ function confirm(text, kind = "info") {
   ui.confirmation.hidden = !text;
 }
 
-function addMine(clip) {
-  if (!clip || mine.has(clip.clip_id)) return;
+function ownItem() {
   const li = document.createElement("li");
-  li.dataset.clipId = clip.clip_id;
   const when = document.createElement("span");
   when.className = "offset";
-  when.textContent = `Segment ${clip.segment_index} · ${hms(clip.offset_ms)}`;
   const note = document.createElement("span");
   note.className = "note";
-  note.textContent = clip.note;
   li.append(when, note);
-  ui.mine.prepend(li);
-  mine.set(clip.clip_id, li);
-  ui.mineEmpty.hidden = true;
+  return li;
+}
+
+function updateOwn(li, clip) {
+  li.dataset.clipId = clip.clip_id;
+  setText(li.querySelector(".offset"), `Segment ${clip.segment_index} · ${hms(clip.offset_ms)}`);
+  setText(li.querySelector(".note"), clip.note);
+}
+
+/** The own clips, newest first (`seq` is the session's arrival order). */
+function renderMine() {
+  const clips = [...mine.values()].sort((a, b) => b.seq - a.seq);
+  reconcile(ui.mine, clips, (clip) => clip.clip_id, ownItem, updateOwn);
+  ui.mineEmpty.hidden = clips.length > 0;
+}
+
+function addMine(clip) {
+  if (!clip) return;
+  mine.set(clip.clip_id, clip);
+  for (const acked of ackedDuring) acked.set(clip.clip_id, clip);
+  renderMine();
+}
+
+/**
+ * The own clips as the server holds them now. A click acked while the answer is on its way may
+ * be missing from it (read before the click was stored): kept. Only the last reading asked for
+ * is drawn, so an older answer never brings back a clip a newer one found deleted.
+ */
+async function loadMine() {
+  const asked = ++mineAsked;
+  const acked = new Map();
+  ackedDuring.add(acked);
+  try {
+    const body = await api(`/api/streams/${encodeURIComponent(sessionId)}/clips/mine`);
+    if (asked !== mineAsked) return;
+    mine.clear();
+    for (const clip of [...body.clips, ...acked.values()]) mine.set(clip.clip_id, clip);
+    renderMine();
+  } catch {
+    // What is shown stays; the next subscription (a reconnect) reads them again.
+  } finally {
+    ackedDuring.delete(acked);
+  }
 }
 
 async function send() {
@@ -243,6 +284,7 @@ async function main() {
         connectionChanged("live");
         ui.connection.dataset.recovered = String(ack.recovered ?? "");
         ui.connection.dataset.missed = String(ack.missed ?? 0);
+        loadMine();
         send();
       },
       onError: (err) => confirm(`Live updates stopped: ${err.message}`, "error"),

@@ -1,0 +1,67 @@
+"""The stream pages show clips as they are now, not only as this page load saw them arrive: the
+viewer's "Your clips" after a reload or on another device, the dashboard's live feed after a
+reload, a delete or an edit; and the dashboard's note editor can be left without saving."""
+
+from __future__ import annotations
+
+from playwright.async_api import Browser, Page, expect
+
+from tests.browser import Tab, new_tab
+from tests.helpers import Client, ServerUnderTest
+from tests.streams.helpers import connect, started
+
+
+async def live(tab: Tab, path: str) -> Page:
+    page = await tab.open(path)
+    await expect(page.locator("#connection")).to_have_attribute("data-state", "live")
+    return page
+
+
+async def clip(viewer: Client, session_id: str, note: str) -> str:
+    ack = await viewer.call("clip_submit", {"session_id": session_id, "note": note})
+    assert ack["ok"] is True, ack
+    return str(ack["clip"]["clip_id"])
+
+
+async def test_your_clips_come_back_after_a_reload_and_on_another_device(
+    server: ServerUnderTest, tab: Tab, browser: Browser, clients: list[Client]
+) -> None:
+    clock = server.services.clock
+    session_id, owner = await started(server, clients)
+    other_viewer = await connect(server, clients, "carol")
+    await tab.use_token(server.token("bob"))
+    page = await live(tab, f"/watch/{session_id}")
+    mine = page.locator("#mine li")
+    await expect(page.locator("#mine-empty")).to_be_visible()
+
+    await page.locator("#note-input").fill("from the page")
+    await page.locator("#clip-button").click()
+    await expect(mine).to_have_count(1)
+    try:
+        clock.shift_ms = 5_000  # past bob's cooldown: his phone clips too, and so does carol
+        phone = await connect(server, clients, "bob")
+        from_phone = await clip(phone, session_id, "from the phone")
+        await clip(other_viewer, session_id, "carol's")
+        clock.shift_ms = 10_000
+        deleted = await clip(phone, session_id, "soon deleted")
+    finally:
+        clock.shift_ms = 0
+    await owner.call("clip_update", {"session_id": session_id, "clip_id": from_phone, "note": "<b>edited</b>"})
+    await owner.call("clip_delete", {"session_id": session_id, "clip_id": deleted})
+
+    await page.reload()
+    await expect(page.locator("#connection")).to_have_attribute("data-state", "live")
+    # Newest first, as the streamer left them: the edit shown (as text), the deleted one gone,
+    # carol's never.
+    await expect(mine.locator(".note")).to_have_text(["<b>edited</b>", "from the page"])
+    await expect(page.locator("#mine-empty")).to_be_hidden()
+    assert await page.locator("#mine b").count() == 0
+
+    laptop = await new_tab(browser, server)  # another device of bob's: its own storage and token
+    try:
+        await laptop.use_token(server.token("bob"))
+        other = await live(laptop, f"/watch/{session_id}")
+        await expect(other.locator("#mine li .note")).to_have_text(["<b>edited</b>", "from the page"])
+        assert not laptop.errors, laptop.errors
+    finally:
+        await laptop.page.context.close()
