@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import aiohttp
 from playwright.async_api import expect
 
-from auth.claims import Permission
+from auth.claims import USER_ID_PATTERN, Permission
 from tests.browser import Tab
 from tests.helpers import Client, ServerUnderTest
 from tests.admin.test_http import DAY_MS, LONG_TTL_S, admin_token, new_pattern
@@ -162,3 +163,52 @@ async def test_a_keyboard_opens_a_sessions_detail(tab: Tab, server: ServerUnderT
     await page.keyboard.press("Enter")
     await expect(page.locator("#detail-id")).to_have_text(session_id)
     await expect(page.locator("#detail-title")).to_be_focused()
+
+
+async def test_a_filter_that_cannot_match_says_why_in_words_and_shows_no_old_rows(
+    tab: Tab, server: ServerUnderTest
+) -> None:
+    await server.create_session("alice")
+    await server.create_session("bob")
+    await tab.use_token(admin_token(server), ttl_s=LONG_TTL_S)
+    page = await tab.open("/admin")
+    rows = page.locator("#sessions tr")
+    error = page.locator("#sessions-error")
+    owner = page.locator("#f-owner")
+    await expect(rows).to_have_count(2)
+
+    await owner.fill("bob smith")
+    await page.click("#filters button[type=submit]")
+    await expect(error).to_have_text(
+        'Owner "bob smith" is not a user id: user ids have only letters, digits and . _ : @ - (no spaces).'
+    )
+    await expect(rows).to_have_count(0)  # not the unfiltered rows, as if they were bob smith's
+    await expect(page.locator("#sessions-empty")).to_be_hidden()
+    await expect(owner).to_have_attribute("aria-invalid", "true")
+    await owner.fill("bob")
+    await page.click("#filters button[type=submit]")
+    await expect(rows).to_have_count(1)
+    await expect(error).to_be_hidden()
+    await expect(owner).to_have_attribute("aria-invalid", "false")
+
+    await page.fill("#f-from", "2024-05-02")
+    await page.fill("#f-to", "2024-05-01")
+    await page.click("#filters button[type=submit]")
+    await expect(error).to_have_text("“Created from” is after “to”: pick a start on or before the end.")
+    await expect(rows).to_have_count(0)
+    await page.fill("#f-to", "")
+
+    await page.context.set_offline(True)  # a failed list shows no rows either
+    await page.click("#page-first")
+    await expect(error).to_have_text("The server cannot be reached.")
+    await expect(rows).to_have_count(0)
+
+
+def test_the_pages_owner_rule_is_the_servers() -> None:
+    """admin.js checks an owner with a copy of the server's user id rule: the two accept the same."""
+    source = (Path(__file__).resolve().parents[2] / "web" / "js" / "admin.js").read_text(encoding="utf-8")
+    found = re.search(r"^const USER_ID = /(.+)/;$", source, re.MULTILINE)
+    assert found, "admin.js no longer has its USER_ID rule"
+    page_rule, server_rule = re.compile(found[1]), re.compile(USER_ID_PATTERN)
+    probes = [chr(c) for c in range(32, 127)] + ["a" * 128, "a" * 129, "", "é", "bob smith"]
+    assert [bool(page_rule.match(p)) for p in probes] == [bool(server_rule.match(p)) for p in probes]

@@ -156,15 +156,50 @@ function listQuery(from) {
   return params;
 }
 
+// The server's rule for a user id (auth/claims.py), checked here so that a mistyped owner is
+// said in words, not as the server's regular expression.
+const USER_ID = /^[A-Za-z0-9_.:@-]{1,128}$/;
+
+/** What is wrong with the filters, said plainly, or null. */
+function filterProblem() {
+  const owner = $("f-owner").value.trim();
+  const badOwner = owner !== "" && !USER_ID.test(owner);
+  $("f-owner").setAttribute("aria-invalid", String(badOwner));
+  if (badOwner)
+    return `Owner "${owner}" is not a user id: user ids have only letters, digits and . _ : @ - (no spaces).`;
+  const createdFrom = dayMs($("f-from").value, false);
+  const createdTo = dayMs($("f-to").value, true);
+  if (createdFrom !== null && createdTo !== null && createdFrom > createdTo)
+    return "“Created from” is after “to”: pick a start on or before the end.";
+  return null;
+}
+
+/** Empty the table: rows left from the last list would look like the answer to these filters. */
+function clearSessions() {
+  $("sessions").replaceChildren();
+  $("sessions-empty").hidden = true;
+  cursor = null;
+  $("page-next").disabled = true;
+}
+
 async function loadPage(from) {
-  $("sessions-error").hidden = true;
+  const error = $("sessions-error");
+  error.hidden = true;
+  const problem = filterProblem();
+  if (problem) {
+    clearSessions();
+    error.textContent = problem;
+    error.hidden = false;
+    return;
+  }
   try {
     const page = await api(`/admin/sessions?${listQuery(from)}`);
     pageStart = from;
     cursor = page.next_cursor;
     renderSessions(page.sessions);
-  } catch (error) {
-    handle(error, $("sessions-error"));
+  } catch (failure) {
+    clearSessions();
+    handle(failure, error);
   }
 }
 
