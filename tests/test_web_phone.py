@@ -1,5 +1,5 @@
-"""Every page fits a phone (390x844): no sideways page scroll; the pattern grid scrolls inside
-itself with readable track names and all 16 steps reachable."""
+"""Every page fits a phone (390x844): no sideways page scroll, every control a fingertip's target;
+the pattern grid scrolls inside itself with readable track names and all 16 steps reachable."""
 
 from __future__ import annotations
 
@@ -13,6 +13,7 @@ from tests.web_pages import PAGES, PHONE, visit
 MIN_NAME_FONT_PX = 12
 MIN_NAME_WIDTH_PX = 56  # about six characters at that size
 MIN_STEP_PX = 24  # a fingertip's target
+MIN_TARGET_PX = 24  # WCAG 2.2 target size (minimum), 2.5.8
 
 
 @pytest.mark.parametrize("name", list(PAGES))
@@ -69,3 +70,22 @@ async def test_the_pattern_grid_is_playable_on_a_phone(
     before = await last.get_attribute("aria-pressed")
     await last.click()
     await expect(last).not_to_have_attribute("aria-pressed", before or "")
+
+
+@pytest.mark.parametrize("name", list(PAGES))
+async def test_every_control_is_a_fingertip_target_on_a_phone(
+    name: str, server: ServerUnderTest, tab: Tab, clients: list[Client]
+) -> None:
+    await tab.page.set_viewport_size(PHONE)
+    page = await visit(tab, server, clients, name)
+    small = await page.evaluate(
+        """(min) => [...document.querySelectorAll("button, input, select, textarea, summary, a[href]")]
+          .filter((e) => e.getClientRects().length && getComputedStyle(e).visibility !== "hidden")
+          // A link in a line of text is exempt (WCAG's inline exception); a link styled as a button is not.
+          .filter((e) => !(e.tagName === "A" && getComputedStyle(e).display === "inline"))
+          .map((e) => [e, e.getBoundingClientRect()])
+          .filter(([, box]) => box.width < min || box.height < min)
+          .map(([e, box]) => `${e.tagName}#${e.id}.${e.className} ${Math.round(box.width)}x${Math.round(box.height)}`)""",
+        MIN_TARGET_PX,
+    )
+    assert not small, small
