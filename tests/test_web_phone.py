@@ -89,3 +89,43 @@ async def test_every_control_is_a_fingertip_target_on_a_phone(
         MIN_TARGET_PX,
     )
     assert not small, small
+
+
+# Scrolled to the very end: where the page's content ends, where the FAB starts, and whether the
+# last control of the page takes a tap at its centre (not the FAB lying over it).
+AT_THE_END = """async () => {
+  window.scrollTo(0, document.scrollingElement.scrollHeight);
+  await new Promise((done) => requestAnimationFrame(() => requestAnimationFrame(done)));
+  const controls = [...document.querySelectorAll("main a[href], main button, main input, main select")]
+    .filter((e) => e.getClientRects().length);
+  const last = controls.at(-1);
+  const box = last.getBoundingClientRect();
+  const hit = document.elementFromPoint(box.left + box.width / 2, box.top + box.height / 2);
+  return {
+    contentEnd: document.querySelector("main").getBoundingClientRect().bottom,
+    fabTop: document.getElementById("sessionhub-fab").getBoundingClientRect().top,
+    last: last.outerHTML.slice(0, 80),
+    tapped: last === hit || last.contains(hit),
+  };
+}"""
+
+
+@pytest.mark.parametrize("name", ["landing", "session"])
+async def test_nothing_is_under_the_fab_at_the_end_of_a_page(
+    name: str, server: ServerUnderTest, tab: Tab, clients: list[Client]
+) -> None:
+    await tab.page.set_viewport_size(PHONE)
+    page = await visit(tab, server, clients, name)
+    await expect(page.locator("#sessionhub-fab")).to_be_visible()
+    end = await page.evaluate(AT_THE_END)
+    assert end["contentEnd"] <= end["fabTop"] and end["tapped"], end
+    # The FAB grows when it says something (an error, say): still nothing under it.
+    await page.evaluate(
+        """() => {
+          const message = document.getElementById("fab-message");
+          message.textContent = "The microphone is not available: NotAllowedError: Permission denied by the system";
+          message.hidden = false;
+        }"""
+    )
+    end = await page.evaluate(AT_THE_END)
+    assert end["contentEnd"] <= end["fabTop"] and end["tapped"], end
