@@ -65,3 +65,35 @@ async def test_your_clips_come_back_after_a_reload_and_on_another_device(
         assert not laptop.errors, laptop.errors
     finally:
         await laptop.page.context.close()
+
+
+async def test_the_live_feed_shows_the_latest_clips_as_they_are_now(
+    server: ServerUnderTest, tab: Tab, clients: list[Client]
+) -> None:
+    session_id, owner = await started(server, clients)
+    viewers = {name: await connect(server, clients, name) for name in ("v1", "v2", "v3")}
+    first = await clip(viewers["v1"], session_id, "first")
+    await clip(viewers["v2"], session_id, "second")
+    await tab.use_token(server.token("alice"))
+    page = await live(tab, f"/streams/{session_id}")
+    feed = page.locator("#feed .feed-item .note")
+    # Seeded from the stored clips, newest first: not "No clips yet." beside a count of 2.
+    await expect(feed).to_have_text(["second", "first"])
+    await expect(page.locator("#feed-empty")).to_be_hidden()
+
+    await clip(viewers["v3"], session_id, "third")
+    await expect(feed).to_have_text(["third", "second", "first"])
+    await page.locator(".review-clip", has_text="second").locator(".clip-delete").click()
+    await expect(feed).to_have_text(["third", "first"])
+    # The streamer's other tab edits a note and clears a viewer: this page's feed follows.
+    await owner.call("clip_update", {"session_id": session_id, "clip_id": first, "note": "first, edited"})
+    await expect(feed).to_have_text(["third", "first, edited"])
+    await owner.call("clip_clear_viewer", {"session_id": session_id, "user_id": "v3"})
+    await expect(feed).to_have_text(["first, edited"])
+
+    await page.reload()
+    await expect(page.locator("#connection")).to_have_attribute("data-state", "live")
+    await expect(feed).to_have_text(["first, edited"])
+    await page.locator(".clip-delete").click()
+    await expect(feed).to_have_count(0)
+    await expect(page.locator("#feed-empty")).to_be_visible()

@@ -2,7 +2,8 @@
  * The streamer's dashboard (`/streams/<id>`): state actions (only the valid ones shown), the
  * viewer link, the live clip feed, review by segment with moments, mark / edit / delete, and
  * exports as file downloads. Owner-only data (who clicked) comes from the HTTP review route;
- * live events after the review's offset are applied on top of it. Text goes in via textContent.
+ * live events after the review's offset are applied on top of it. The feed and the review are
+ * both drawn from those clips, so both show them as they are now. Text goes in via textContent.
  */
 import { $, api, call, connect, download, showConnection, STREAM_CONNECTION_TEXT, subscribeSession } from "./client.js";
 import { STATE_LABELS, hms, idFromPath } from "./clip_format.js";
@@ -125,21 +126,27 @@ async function copyLink() {
 
 // --- live feed ------------------------------------------------------------------------------
 
-function feedItem(clip) {
+// The newest clips as they are now, from the same clips as the review: seeded by the stored ones
+// on every (re)load, a deleted or cleared clip leaves it, an edited note shows. Each keeps its
+// node (keyed.js), so a clip arriving adds one line and moves nothing a reader is looking at.
+function feedItem() {
   const li = el("li", "feed-item");
-  li.dataset.clipId = clip.clip_id;
-  li.append(
-    el("span", "offset", `S${clip.segment_index} · ${hms(clip.offset_ms)}`),
-    el("span", "note", clip.note),
-    el("span", "muted", `#${clip.count ?? ""}`),
-  );
+  li.append(el("span", "offset"), el("span", "note"), el("span", "muted seq"));
   return li;
 }
 
-function addToFeed(clip) {
-  ui.feed.prepend(feedItem(clip));
-  while (ui.feed.children.length > FEED_LIMIT) ui.feed.lastElementChild.remove();
-  ui.feedEmpty.hidden = true;
+function updateFeedItem(li, clip) {
+  li.dataset.clipId = clip.clip_id;
+  setText(li.querySelector(".offset"), `S${clip.segment_index} · ${hms(clip.offset_ms)}`);
+  setText(li.querySelector(".note"), clip.note);
+  // The clip's arrival number in the session (its seq): it stays the clip's after deletions.
+  setText(li.querySelector(".seq"), `#${clip.seq}`);
+}
+
+function renderFeed() {
+  const latest = [...clips.values()].sort((a, b) => b.seq - a.seq).slice(0, FEED_LIMIT);
+  reconcile(ui.feed, latest, (clip) => clip.clip_id, feedItem, updateFeedItem);
+  ui.feedEmpty.hidden = latest.length > 0;
 }
 
 // --- review ---------------------------------------------------------------------------------
@@ -339,6 +346,7 @@ function renderReview() {
   }));
   reconcile(ui.segments, segments, ({ segment }) => segment.index, segmentItem, updateSegment);
   if (segments.length === 0) ui.segments.append(el("p", "muted", "Start the stream to open its first segment."));
+  renderFeed();
 }
 
 // data-moments on #segments: "pending" while a regrouping is asked for or under way,
@@ -420,7 +428,6 @@ function apply(event) {
     case "clip_added":
       clips.set(data.clip_id, data);
       session = { ...session, clip_count: data.count };
-      addToFeed(data);
       scheduleMoments();
       break;
     case "clip_updated": {
