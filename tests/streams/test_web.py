@@ -277,7 +277,7 @@ async def test_dashboard_review_mark_edit_delete_and_exports(
     await expect(page.locator("#clipped-count")).to_have_text("1")
     await clips.nth(0).locator(".clip-edit").click()
     await clips.nth(0).locator(".note-edit input").fill("renamed")
-    await clips.nth(0).locator(".note-edit button").click()
+    await clips.nth(0).locator(".note-edit button", has_text="Save").click()
     await expect(clips.nth(0).locator(".note")).to_have_text("renamed")
     await clips.nth(1).locator(".clip-delete").click()
     await expect(clips).to_have_count(2)

@@ -97,3 +97,41 @@ async def test_the_live_feed_shows_the_latest_clips_as_they_are_now(
     await page.locator(".clip-delete").click()
     await expect(feed).to_have_count(0)
     await expect(page.locator("#feed-empty")).to_be_visible()
+
+
+async def test_a_note_edit_is_left_with_cancel_or_escape(
+    server: ServerUnderTest, tab: Tab, clients: list[Client]
+) -> None:
+    session_id, _ = await started(server, clients)
+    await clip(await connect(server, clients, "v1"), session_id, "as clipped")
+    await tab.page.set_viewport_size({"width": 390, "height": 844})
+    await tab.use_token(server.token("alice"))
+    page = await live(tab, f"/streams/{session_id}")
+    item = page.locator(".review-clip")
+    edit = item.locator(".clip-edit")
+    await expect(page.locator("#segments")).to_have_attribute("data-moments", "settled", timeout=10_000)
+
+    await edit.focus()
+    await page.keyboard.press("Enter")
+    note = item.locator(".note-edit input")
+    await expect(note).to_be_focused()
+    # The open form fits a phone: no sideways scrolling.
+    assert await page.evaluate("document.scrollingElement.scrollWidth") <= 390
+    await page.keyboard.type(" and changed")
+    await page.keyboard.press("Escape")
+    await expect(item.locator(".note-edit")).to_have_count(0)
+    await expect(item.locator(".note")).to_have_text("as clipped")
+    await expect(edit).to_be_focused()
+
+    await page.keyboard.press("Enter")  # opened again: what was typed before was dropped
+    await expect(note).to_have_value("as clipped")
+    await note.fill("not this either")
+    await page.keyboard.press("Tab")  # Save
+    await page.keyboard.press("Tab")  # Cancel
+    await expect(item.locator(".note-edit button", has_text="Cancel")).to_be_focused()
+    await page.keyboard.press("Enter")
+    await expect(item.locator(".note-edit")).to_have_count(0)
+    await expect(item.locator(".note")).to_have_text("as clipped")
+    await expect(edit).to_be_focused()
+    stored = await server.services.redis.hvals(server.services.keys.stream_clips(session_id))
+    assert len(stored) == 1 and '"note":"as clipped"' in stored[0]

@@ -239,6 +239,14 @@ async function moderate(event, viewer, clip) {
   }
 }
 
+/** Close a clip's note editor (saved or cancelled) and give the focus back to its Edit button. */
+function closeEdit(clipId) {
+  editing.delete(clipId);
+  renderReview();
+  const item = ui.segments.querySelector(`.review-clip[data-key="${CSS.escape(clipId)}"]`);
+  item?.querySelector(".clip-edit")?.focus();
+}
+
 function editNote(li, clip) {
   if (!editing.has(clip.clip_id)) {
     editing.set(clip.clip_id, clip.note);
@@ -248,7 +256,7 @@ function editNote(li, clip) {
 }
 
 function noteForm(clip) {
-  const form = el("form", "row note-edit");
+  const form = el("form", "note-edit");
   const input = el("input");
   input.type = "text";
   input.maxLength = 100;
@@ -257,18 +265,24 @@ function noteForm(clip) {
   input.addEventListener("input", () => editing.set(clip.clip_id, input.value));
   const save = el("button", "button small primary", "Save");
   save.type = "submit";
-  form.append(input, save);
+  // Leaving without saving: the stored note is shown again, and what was typed is dropped.
+  const cancel = el("button", "button small", "Cancel");
+  cancel.type = "button";
+  cancel.addEventListener("click", () => closeEdit(clip.clip_id));
+  // Inline, not a flex row: on a phone the buttons wrap under the input instead of overflowing.
+  form.append(input, " ", save, " ", cancel);
+  form.addEventListener("keydown", (event) => {
+    if (event.key !== "Escape") return;
+    event.preventDefault();
+    closeEdit(clip.clip_id);
+  });
   form.addEventListener("submit", async (event) => {
     event.preventDefault();
     const note = input.value;
     if (!(await update(clip.clip_id, { note }))) return; // refused: the edit stays open
-    editing.delete(clip.clip_id);
     const stored = clips.get(clip.clip_id);
     if (stored) clips.set(clip.clip_id, { ...stored, note }); // its clip_updated follows
-    renderReview();
-    // The form is gone with the edit: the focus goes back to the button that opened it.
-    const item = ui.segments.querySelector(`.review-clip[data-key="${CSS.escape(clip.clip_id)}"]`);
-    if (!form.isConnected) item?.querySelector(".clip-edit")?.focus();
+    closeEdit(clip.clip_id);
   });
   return form;
 }
