@@ -272,7 +272,7 @@ function noteForm(clip) {
   // Inline, not a flex row: on a phone the buttons wrap under the input instead of overflowing.
   form.append(input, " ", save, " ", cancel);
   form.addEventListener("keydown", (event) => {
-    if (event.key !== "Escape") return;
+    if (event.key !== "Escape" || event.isComposing) return; // an IME's Escape ends its composition only
     event.preventDefault();
     closeEdit(clip.clip_id);
   });
