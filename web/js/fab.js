@@ -16,7 +16,9 @@
  *   session; if that fails the FAB goes back to `paused` with the error shown.
  *
  * The recorder's state drives the session's status pictogram through `set_session_status`,
- * and the FAB's own pictogram follows the server, so every tab of the user agrees.
+ * and the FAB's own pictogram follows the server, so every tab of the user agrees. The recorder
+ * never waits for the network: Pause and Cut act at once, and the status they set is sent again
+ * when the connection comes back until the server has acknowledged it.
  * Each chunk is a complete file (a fresh MediaRecorder per chunk), kept in IndexedDB until the
  * server acknowledges it; the chunk being recorded is kept there piece by piece as it grows, so
  * leaving the page (link, reload, closed tab) loses no audio: the next page load uploads it.
@@ -36,6 +38,8 @@ const MIME_TYPES = [
 const TIMESLICE_MS = 250; // how often the recorder hands over a piece, kept at once
 const CUTTING_SHOWN_MS = 1000;
 const DONE_WAIT_MS = 20_000;
+// Status refusals that may pass: the status is kept and sent again on the next connection.
+const RETRYABLE = new Set(["timeout", "disconnected", "unavailable", "unauthorized"]);
 const BUTTONS = [
   ["new", "New"],
   ["rec", "Rec"],
@@ -71,6 +75,10 @@ let socket = null;
 let subscription = null;
 let queue = null;
 const ui = {};
+// Statuses this FAB set that the server has not acknowledged yet: session id -> {status, seq}.
+// Shown as the FAB's own, and sent again when the connection is back (the latest one only).
+const owed = new Map();
+let toldSeq = 0;
 
 // --- rendering --------------------------------------------------------------------------
 
@@ -116,7 +124,12 @@ function build() {
 }
 
 function shownStatus() {
-  // The FAB's session shows the FAB's state; with no session, the neutral ring.
+  // The FAB's session shows the FAB's state; with no session, the neutral ring. A recorder running
+  // or paused here shows its own word before the server has it (a Pause offline is paused); a
+  // recording about to start waits for the server's.
+  const ownRecorder = state.mode === "recording" || state.mode === "paused";
+  const own = ownRecorder ? owed.get(state.sessionId)?.status : null;
+  if (own) return own;
   if (state.mode === "recording" && state.status !== "cutting") return "recording";
   return state.status ?? "ready";
 }
@@ -174,7 +187,7 @@ function follow(sessionId, { open = true, status = null } = {}) {
         },
         onEvent: (event) => {
           if (event.type === "session_status") state.status = event.data?.status ?? state.status;
-          if (event.type === "session_status" && event.data?.reason === "recorder_gone") reassertRecording();
+          if (event.type === "session_status" && event.data?.reason === "recorder_gone") reassert();
           if (event.type === "session_update" && "is_active" in (event.data ?? {}))
             state.sessionOpen = Boolean(event.data.is_active);
           if (event.type === "session_update" && event.data?.deleted === true && state.mode === "idle") follow(null);
@@ -195,12 +208,47 @@ function announceActive(sessionId) {
   channel.close();
 }
 
-async function setStatus(status) {
-  if (!state.sessionId) return null;
-  const ack = await call(ensureSocket(), "set_session_status", { session_id: state.sessionId, status });
-  state.status = ack.status;
+/**
+ * Set the FAB session's status. It is owed until the server acknowledges it: shown as the FAB's,
+ * and sent again on the next connection. Resolves to the ack; rejects with ApiError (a refusal,
+ * or no answer yet: then it stays owed).
+ */
+function tell(status) {
+  if (!state.sessionId) return Promise.resolve(null);
+  const told = { status, seq: ++toldSeq };
+  owed.set(state.sessionId, told);
   render();
-  return ack;
+  return send(state.sessionId, told);
+}
+
+async function send(sessionId, told) {
+  try {
+    const ack = await call(ensureSocket(), "set_session_status", { session_id: sessionId, status: told.status });
+    settle(sessionId, told, ack.status);
+    return ack;
+  } catch (err) {
+    if (!RETRYABLE.has(err.code)) settle(sessionId, told, null); // refused: the server's word stands
+    throw err;
+  }
+}
+
+function settle(sessionId, told, status) {
+  if (owed.get(sessionId) !== told) return; // a later status is on its way
+  owed.delete(sessionId);
+  if (sessionId === state.sessionId && status) state.status = status;
+  render();
+}
+
+/** A status set without waiting for it (Pause, Cut): a refusal is shown, no answer yet is not. */
+function tellLater(status) {
+  tell(status).catch((err) => {
+    if (!RETRYABLE.has(err.code)) say(err.message, "error");
+  });
+}
+
+/** Send again what the server has not acknowledged (the connection is back). */
+function sendOwed() {
+  for (const [sessionId, told] of owed) send(sessionId, told).catch(() => {});
 }
 
 // --- recording ----------------------------------------------------------------------------
@@ -296,13 +344,20 @@ async function store(key, sessionId, parts, mimeType, startedAt) {
 }
 
 async function record() {
-  await setStatus("recording");
+  try {
+    await tell("recording");
+  } catch (err) {
+    // No answer: "recording" may still arrive, so "paused" follows it (refused, and rightly so,
+    // if it never arrived: a session that did not record cannot be paused).
+    if (RETRYABLE.has(err.code)) tell("paused").catch(() => {});
+    throw err;
+  }
   try {
     state.mimeType = pickMimeType();
     await ensureStream();
     startChunk();
   } catch (err) {
-    await setStatus("error").catch(() => {});
+    tellLater("error");
     throw err;
   }
   state.mode = "recording";
@@ -338,30 +393,32 @@ const actions = {
     say("");
   },
 
+  // Cut and Pause act on the recorder at once, whatever the network does; the status follows.
   async cut() {
-    await setStatus("cutting");
+    tellLater("cutting");
     const previous = state.recorder;
     startChunk(); // the next chunk starts at once: nothing said during the cut is lost
     await stopRecorder(previous);
     setTimeout(() => {
-      if (state.mode === "recording" && state.status === "cutting") setStatus("recording").catch(() => {});
+      const cutting = (owed.get(state.sessionId)?.status ?? state.status) === "cutting";
+      if (state.mode === "recording" && cutting) tellLater("recording");
     }, CUTTING_SHOWN_MS);
   },
 
   async pause() {
-    await setStatus("paused");
     await endChunk();
     releaseStream();
     state.mode = "paused";
+    tellLater("paused");
   },
 
   async done() {
     state.mode = "finishing";
     render();
     try {
-      await setStatus("final_uploading");
-      await endChunk();
+      await endChunk(); // the microphone is freed first: Done stops recording even offline
       releaseStream();
+      await tell("final_uploading");
       if (!(await queue.settled(DONE_WAIT_MS))) {
         throw new ApiError("uploads_pending", "Some chunks are not uploaded yet; they are kept and retried.");
       }
@@ -375,7 +432,7 @@ const actions = {
       await endChunk().catch(() => {});
       releaseStream();
       state.mode = "paused";
-      await setStatus("paused").catch(() => {});
+      tellLater("paused");
       throw err;
     }
   },
@@ -434,7 +491,7 @@ function fail(err) {
   state.recorder = null;
   releaseStream();
   state.mode = "paused";
-  setStatus("error").catch(() => {});
+  tellLater("error");
   say(err.message, "error");
   render();
 }
@@ -445,17 +502,21 @@ function fail(err) {
 function ensureSocket() {
   if (socket) return socket;
   socket = connect();
-  // The server pauses a recording whose recorder's connection went (its recording lease): after
-  // a reconnection, a recorder still recording says so again, and takes the lease on this one.
-  // (Unchanged status: no event, but the lease moves to the new connection.)
-  socket.on("connect", reassertRecording);
+  socket.on("connect", reassert);
+  // The network back before the socket noticed it had gone: what is owed is sent now.
+  window.addEventListener("online", sendOwed);
   return socket;
 }
 
-function reassertRecording() {
-  if (state.mode === "recording" && state.sessionId && state.status !== "cutting") {
-    setStatus("recording").catch(() => {});
-  }
+/**
+ * The server pauses a recording whose recorder's connection went (its recording lease): after a
+ * reconnection, a recorder still recording says so again, and takes the lease on this one
+ * (unchanged status: no event, but the lease moves). A status the server never acknowledged (a
+ * Pause pressed offline) is sent again, so it is never left at `recording` while nobody records.
+ */
+function reassert() {
+  if (state.mode === "recording" && state.sessionId && !owed.has(state.sessionId)) tellLater("recording");
+  sendOwed();
 }
 
 function adoptPageToken() {

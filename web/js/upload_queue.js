@@ -150,6 +150,8 @@ export class UploadQueue {
     this.attempt = 0;
     this.pending = 0;
     this.waiters = [];
+    // Back online: upload now rather than after the back-off (up to 30 s) a failed try set.
+    globalThis.addEventListener?.("online", () => this.kick());
   }
 
   /**
