@@ -19,6 +19,11 @@
  * and the FAB's own pictogram follows the server, so every tab of the user agrees. The recorder
  * never waits for the network: Pause and Cut act at once, and the status they set is sent again
  * when the connection comes back until the server has acknowledged it.
+ * The FAB follows the user's active session wherever it changes: at once when another tab of this
+ * browser announces it, and on other devices when the page comes back into view or gets the focus,
+ * and every `ACTIVE_CHECK_MS` while idle. A session that somebody else records (its status says
+ * so, and the server's recording lease keeps that true) offers no New, Rec or Done here: that
+ * would start a second recording beside it, or close it under its recorder.
  * Each chunk is a complete file (a fresh MediaRecorder per chunk), kept in IndexedDB until the
  * server acknowledges it; the chunk being recorded is kept there piece by piece as it grows, so
  * leaving the page (link, reload, closed tab) loses no audio: the next page load uploads it.
@@ -38,6 +43,9 @@ const MIME_TYPES = [
 const TIMESLICE_MS = 250; // how often the recorder hands over a piece, kept at once
 const CUTTING_SHOWN_MS = 1000;
 const DONE_WAIT_MS = 20_000;
+// How often an idle FAB in view asks which session is active: another device's New shows here
+// within this (the focus, or the page coming into view, asks at once).
+const ACTIVE_CHECK_MS = 15_000;
 // Status refusals that may pass: the status is kept and sent again on the next connection.
 const RETRYABLE = new Set(["timeout", "disconnected", "unavailable", "unauthorized"]);
 const BUTTONS = [
@@ -134,9 +142,17 @@ function shownStatus() {
   return state.status ?? "ready";
 }
 
+/** Whether another tab or device records into the FAB's session (the server says it records, and not for us). */
+function recordedElsewhere() {
+  if (state.mode === "recording" || state.mode === "busy" || state.mode === "finishing") return false;
+  if (owed.has(state.sessionId)) return false; // our own Pause, not yet through to the server
+  return state.status === "recording" || state.status === "cutting";
+}
+
 /** The actions the FAB offers in its present mode (its enabled buttons). */
 function offered() {
   const { mode } = state;
+  if (recordedElsewhere()) return { new: false, rec: false, cut: false, pause: false, done: false };
   const canRecordInto = Boolean(state.pageSessionId || (state.sessionId && state.sessionOpen));
   return {
     new: mode === "idle" || mode === "paused", // a paused session stays as it is
@@ -153,7 +169,7 @@ function render() {
   const label = STATUS_LABELS[status] ?? status;
   ui.pictogram.dataset.status = status;
   ui.pictogram.setAttribute("aria-label", `Recorder status: ${label}`);
-  ui.label.textContent = state.sessionId ? label : "No active session";
+  ui.label.textContent = !state.sessionId ? "No active session" : recordedElsewhere() ? "Recording elsewhere" : label;
   ui.pendingBadge.textContent = state.pending ? `${state.pending} upload${state.pending > 1 ? "s" : ""} pending` : "";
   ui.pendingBadge.hidden = state.pending === 0;
   const { mode } = state;
@@ -174,6 +190,7 @@ function say(text, kind = "info") {
 
 function follow(sessionId, { open = true, status = null } = {}) {
   if (sessionId !== state.sessionId) {
+    followed += 1;
     subscription?.close();
     subscription = null;
     state.sessionId = sessionId;
@@ -200,9 +217,10 @@ function follow(sessionId, { open = true, status = null } = {}) {
   render();
 }
 
-/** Tell this tab's and other tabs' pages which session is now active (`/session` follows it). */
+/** Tell this tab's and other tabs' pages which session is now active (`/session` and FABs follow it). */
 function announceActive(sessionId) {
   if (typeof BroadcastChannel === "undefined") return;
+  // A channel of its own, so this tab's page hears it too (a channel never hears its own posts).
   const channel = new BroadcastChannel("sessionhub-active");
   channel.postMessage({ session_id: sessionId });
   channel.close();
@@ -519,6 +537,45 @@ function reassert() {
   sendOwed();
 }
 
+// --- following the active session set elsewhere ----------------------------------------------
+
+let followed = 0; // counts session switches: an answer about the active session older than one is stale
+
+/** Whether the FAB may move to another session: nothing of its own is going on. */
+function mayFollow() {
+  return !running && (state.mode === "idle" || state.mode === "paused");
+}
+
+/** Follow `sessionId`, made active elsewhere; a paused recording here stays paused (and owed). */
+function adopt(sessionId, open = true) {
+  if (!sessionId || sessionId === state.sessionId || !mayFollow()) return;
+  state.mode = "idle";
+  say("");
+  follow(sessionId, { open });
+}
+
+/** Ask the server which session is active (another device may have changed it). */
+async function checkActive() {
+  if (!hasToken() || !mayFollow() || document.visibilityState !== "visible") return;
+  const before = followed;
+  const { active_session: active } = await api("/voicebot/active_session", { method: "POST" });
+  if (followed === before && active) adopt(active.session_id, Boolean(active.is_active));
+}
+
+function watchActive() {
+  // The same browser's tabs announce the session they make active (this tab's own New too: a no-op).
+  if (typeof BroadcastChannel !== "undefined") {
+    new BroadcastChannel("sessionhub-active").addEventListener("message", (message) => {
+      const sessionId = message.data?.session_id;
+      if (typeof sessionId === "string") adopt(sessionId);
+    });
+  }
+  const check = () => checkActive().catch(() => {}); // offline: the next check tries again
+  document.addEventListener("visibilitychange", check);
+  window.addEventListener("focus", check);
+  setInterval(check, ACTIVE_CHECK_MS);
+}
+
 function adoptPageToken() {
   const tag = document.querySelector('script[type="module"][src*="/static/js/fab.js"][data-token]');
   const token = tag?.dataset.token;
@@ -552,6 +609,7 @@ function watchLeaving() {
 async function start() {
   build();
   watchLeaving();
+  watchActive();
   render();
   adoptPageToken();
   state.pageSessionId = pageSessionId();

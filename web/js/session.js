@@ -2,7 +2,9 @@
  * The voice-session page (seed 002): `/session` opens the user's active session, or shows the
  * empty state; `/session/<id>` opens that page session only and never changes the active one.
  * Opened as `/session`, the page follows the active session live: when the FAB (of this tab or
- * another) makes another session active, the page switches to it without a reload.
+ * another) makes another session active, the page switches to it without a reload; a session
+ * started on another device shows (in the list, and as the page session once it is the active
+ * one) when the page comes into view or gets the focus, and every `CATCH_UP_MS` while in view.
  * Server data reaches the DOM through textContent and dataset only.
  */
 import { $, api, ApiError, call, connect, showConnection, subscribeSession } from "./client.js";
@@ -45,6 +47,9 @@ const ERROR_TEXT = {
 };
 
 const ACTIVITY_LIMIT = 8;
+// How often `/session` in view reads the user's sessions again: no event tells this page that
+// another device started one (the same browser's tabs say so at once, on a BroadcastChannel).
+const CATCH_UP_MS = 15_000;
 
 const ui = {
   loading: $("loading"),
@@ -479,12 +484,18 @@ function listSession(entry, { first = false } = {}) {
   });
 }
 
+/** List the user's sessions not listed yet (newest first); resolves to the active session's id. */
 async function listMySessions() {
-  const { sessions } = await api(`/voicebot/sessions?limit=${LIST_LIMIT}`);
+  const { sessions, active_session_id: activeId } = await api(`/voicebot/sessions?limit=${LIST_LIMIT}`);
   ui.mySessions.hidden = false;
-  ui.mySessionsEmpty.hidden = sessions.length > 0 || listed.size > 0;
   listSocket ??= socket ?? connect();
-  for (const entry of sessions) listSession(entry);
+  const fresh = sessions.filter((entry) => !listed.has(entry.session_id));
+  // Once the list is shown, what is new since goes on top, the newest first.
+  if (listed.size > 0) for (const entry of fresh.reverse()) listSession(entry, { first: true });
+  else for (const entry of fresh) listSession(entry);
+  ui.mySessionsEmpty.hidden = listed.size > 0;
+  if (ui.notice.dataset.source === "list") showNotice("");
+  return activeId ?? null;
 }
 
 // --- following the active session (on /session without an id) -----------------------------
@@ -507,19 +518,43 @@ async function switchTo(sessionId) {
   }
 }
 
+let switching = Promise.resolve();
+let announced = 0; // counts announcements: the server's answer to an older question is stale
+
+/** Show the active session `sessionId` (one switch at a time, in the order they came). */
+function followSession(sessionId) {
+  switching = switching
+    .then(() => (sessionId === session?.session_id ? null : switchTo(sessionId)))
+    .catch((err) =>
+      showNotice(`The active session could not be opened: ${err.message}`, { kind: "error", source: "live" }),
+    );
+}
+
+/** Read the user's sessions again: a session started on another device shows, and is followed. */
+async function catchUp() {
+  if (document.visibilityState !== "visible") return;
+  const before = announced;
+  const activeId = await listMySessions();
+  if (activeId && announced === before) followSession(activeId);
+}
+
 /** The FAB announces the session it made active (web/js/fab.js, `sessionhub-active`). */
 function followActive() {
   if (typeof BroadcastChannel === "undefined") return;
-  let switching = Promise.resolve();
   new BroadcastChannel("sessionhub-active").addEventListener("message", (message) => {
     const sessionId = message.data?.session_id;
     if (typeof sessionId !== "string") return;
-    switching = switching
-      .then(() => (sessionId === session?.session_id ? null : switchTo(sessionId)))
-      .catch((err) =>
-        showNotice(`The active session could not be opened: ${err.message}`, { kind: "error", source: "live" }),
-      );
+    announced += 1;
+    followSession(sessionId);
   });
+}
+
+/** Another device's new session: read again when the page comes into view, gets the focus, and now and then. */
+function watchOtherDevices() {
+  const check = () => catchUp().catch(() => {}); // offline: the next check tries again
+  document.addEventListener("visibilitychange", check);
+  window.addEventListener("focus", check);
+  setInterval(check, CATCH_UP_MS);
 }
 
 async function main() {
@@ -552,6 +587,7 @@ async function main() {
     listMySessions().catch((err) =>
       showNotice(`Your sessions could not be listed: ${err.message}`, { kind: "error", source: "list" }),
     );
+    watchOtherDevices(); // only now: a catch-up must not open a session beside the first one
   }
 }
 
