@@ -176,7 +176,9 @@ class Keys:
 
     def stream_clip_counts(self, session_id: str) -> str:
         """Hash of clips each submitter stored (``u:<user>``) and each guest address (``a:<address>``);
-        never decreased, so deleting clips gives no quota back (the per-viewer and per-address caps)."""
+        never decreased, so deleting clips gives no quota back (the per-viewer and per-address caps);
+        and the ids of each submitter's clips (``c:<user>``, space separated, oldest first), which
+        ``GET …/clips/mine`` reads."""
         return f"{self.prefix}:{{{session_id}}}:clip_counts"
 
     def stream_blocked(self, session_id: str) -> str:
