@@ -1,7 +1,8 @@
 """One JSON error shape for routes that do not exist: ``{"error": ..., "message": ...}``.
 
-Under every API prefix (``/api``, ``/voicebot``, ``/admin``) and Engine.IO's (``/socket.io``) an unknown path answers 404 and a
-known path asked with another method answers 405 with ``Allow``, in JSON, instead of aiohttp's
+Under every API prefix (``/api``, ``/voicebot``, ``/admin``) and Engine.IO's (``/socket.io``) an
+unknown path answers 404 and a known path asked with another method answers 405 with ``Allow``, in
+JSON, instead of aiohttp's
 text/plain answers. The Keyboardia routes (``/api/sessions``, ``/api/health``) keep their API's
 human-readable ``error`` values ("Not found", "Method not allowed", as its other errors read);
 the rest answer wire codes (``not_found``, ``method_not_allowed``). Page routes are untouched.
