@@ -41,12 +41,15 @@ SCALE_IDS = (
     "locrian",
     "harmonic-minor",
     "melodic-minor",
+    "natural-minor",
     "major-pentatonic",
     "minor-pentatonic",
     "blues",
     "whole-tone",
 )
-DELAY_TIMES = ("1n", "2n", "4n", "8n", "16n", "32n", "2t", "4t", "8t", "16t", "4n.", "8n.", "16n.")
+# Keyboardia's own (its invariants.ts: the note values and 1m, 2m, 4m bars) and the dotted ones
+# sessionhub took before, which stored patterns may hold.
+DELAY_TIMES = ("1m", "2m", "4m", "1n", "2n", "4n", "8n", "16n", "32n", "2t", "4t", "8t", "16t", "4n.", "8n.", "16n.")
 DEFAULT_SCALE: dict[str, Any] = {"root": "C", "scaleId": "minor-pentatonic", "locked": True}
 DEFAULTS: dict[str, Any] = {"tracks": [], "tempo": 120, "swing": 0, "version": 1, "scale": DEFAULT_SCALE}
 COMPLETE = ("tracks", "tempo", "swing", "version")
@@ -145,15 +148,25 @@ class Strict(BaseModel):
 
 
 class ParameterLock(Strict):
-    """A step's override of pitch (semitones) and volume (multiplier)."""
+    """A step's override of pitch (semitones) and volume (multiplier); ``tie`` holds the note
+    from the step before instead of striking a new one."""
 
     pitch: _whole(-24, 24) | None = None  # type: ignore[valid-type]
     volume: _number(0, 2) | None = None  # type: ignore[valid-type]
+    tie: StrictBool | None = None
 
     def to_json(self) -> dict[str, Any] | None:
         """Only the fields given; an empty lock is no lock."""
         out = self.model_dump(exclude_none=True)
         return out or None
+
+
+class FMParams(Strict):
+    """An FM synth voice's sound (Keyboardia's ``tone:fm-*`` presets): modulator-to-carrier
+    frequency ratio and modulation depth, in Keyboardia's ranges."""
+
+    harmonicity: _number(0.5, 10)  # type: ignore[valid-type]
+    modulationIndex: _number(0, 20)  # type: ignore[valid-type]
 
 
 class Track(Strict):
@@ -171,6 +184,8 @@ class Track(Strict):
     stepCount: StepCount = 16
     pan: Pan | None = None  # type: ignore[valid-type]
     playbackMode: PlaybackMode | None = None
+    fmParams: FMParams | None = None
+    swing: Swing | None = None  # type: ignore[valid-type]  # its own swing; 0 or none: the pattern's
 
     def to_json(self) -> dict[str, Any]:
         """The stored shape: steps and locks padded to 128, optional fields only when given."""
@@ -193,6 +208,10 @@ class Track(Strict):
             out["pan"] = self.pan
         if self.playbackMode is not None:
             out["playbackMode"] = self.playbackMode
+        if self.fmParams is not None:
+            out["fmParams"] = self.fmParams.model_dump()
+        if self.swing is not None:
+            out["swing"] = self.swing
         return out
 
 
