@@ -207,7 +207,9 @@ class PatternRoutes:
         body = PutBody.parse(await self._body(request, json_only=False))
         state = body.state.to_json()
         now = self._s.clock.now_ms()
-        position = await self._replace(request, session_id, state=state, name=None, now_ms=now)
+        position = await self._replace(
+            request, session_id, state=state, name=None, now_ms=now, keep=body.state.kept_when_absent()
+        )
         body_out = Replaced(id=session_id, updatedAt=now, trackCount=len(state["tracks"]))
         return web.json_response(body_out.model_dump(), headers={"ETag": etag(position)})
 
@@ -216,9 +218,10 @@ class PatternRoutes:
         session_id = parse_id(request)
         body = PatchBody.parse(await self._body(request, json_only=False))
         state = body.state.to_json() if body.state is not None else None
+        keep = body.state.kept_when_absent() if body.state is not None else ()
         name = (body.name or None,) if "name" in body.model_fields_set else None
         now = self._s.clock.now_ms()
-        position = await self._replace(request, session_id, state=state, name=name, now_ms=now)
+        position = await self._replace(request, session_id, state=state, name=name, now_ms=now, keep=keep)
         if name is None:
             record, _ = await self._existing(session_id)
             name = (record.name,)
@@ -233,15 +236,14 @@ class PatternRoutes:
         state: dict[str, Any] | None,
         name: tuple[str | None] | None,
         now_ms: int,
+        keep: tuple[str, ...] = (),
     ) -> Position:
         event: dict[str, Any] = {"by": self._author(request)}
-        if state is not None:
-            event["state"] = state
         if name is not None:
             event["name"] = name[0]
         try:
             return await self._patterns.replace(
-                session_id, state=state, name=name, expected=if_match(request), event=event, now_ms=now_ms
+                session_id, state=state, name=name, expected=if_match(request), event=event, now_ms=now_ms, keep=keep
             )
         except CodedError as exc:
             if exc.code is not ErrorCode.PRECONDITION_FAILED:

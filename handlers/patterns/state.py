@@ -53,6 +53,10 @@ DELAY_TIMES = ("1m", "2m", "4m", "1n", "2n", "4n", "8n", "16n", "32n", "2t", "4t
 DEFAULT_SCALE: dict[str, Any] = {"root": "C", "scaleId": "minor-pentatonic", "locked": True}
 DEFAULTS: dict[str, Any] = {"tracks": [], "tempo": 120, "swing": 0, "version": 1, "scale": DEFAULT_SCALE}
 COMPLETE = ("tracks", "tempo", "swing", "version")
+# Set only by live edits in the origin app (its own client saves just COMPLETE): a replacement
+# that leaves one out keeps the stored value (Keyboardia's mergeStateReplacement). An explicit
+# null loopRegion clears the loop; effects and scale refuse null, as Keyboardia's API does.
+KEPT_WHEN_ABSENT = ("effects", "scale", "loopRegion")
 
 NUMBER_DIGITS = 14
 # Control characters, separators, and the bidi embeddings, overrides and isolates that reorder
@@ -301,6 +305,10 @@ class PatternState(Strict):
     def missing(self) -> list[str]:
         """The fields a complete state needs that this one lacks."""
         return [name for name in COMPLETE if name not in self.model_fields_set]
+
+    def kept_when_absent(self) -> tuple[str, ...]:
+        """The fields a replacement by this state keeps from the stored state: those it lacks."""
+        return tuple(name for name in KEPT_WHEN_ABSENT if name not in self.model_fields_set)
 
     def to_json(self, base: dict[str, Any] | None = None) -> dict[str, Any]:
         """The given fields over ``base`` (the defaults for a new session)."""

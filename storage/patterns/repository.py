@@ -209,8 +209,18 @@ class PatternSessions:
         expected: Position | None,
         event: dict[str, Any],
         now_ms: int,
+        keep: tuple[str, ...] = (),
     ) -> Position:
-        """Replace state and/or name (``name`` is a 1-tuple when set); ``expected`` is If-Match."""
+        """Replace state and/or name (``name`` is a 1-tuple when set); ``expected`` is If-Match.
+
+        ``keep`` names state fields that ``state`` lacks and the stored state's value of, when it
+        has one, stays (read in the script's own step, so no live edit between is lost); the
+        ``pattern_state`` event (``event`` plus ``"state"``) carries the merged state.
+        """
+        fields = _state_fields(state) if state is not None else []
+        if state is not None and fields[:1] == ["state"]:
+            keep = ()  # a state without a track list is stored whole: nothing is spliced into it
+        head, tail = _event_parts(event, state)
         result = await self._log.run(
             self._replace,
             session_id,
@@ -223,8 +233,10 @@ class PatternSessions:
                 "1" if name is not None else "0",
                 (name[0] or "") if name is not None else "",
                 etypes.PATTERN_STATE,
-                _compact(event),
-                *(_state_fields(state) if state is not None else []),
+                head,
+                tail,
+                ",".join(keep),
+                *fields,
             ],
             now_ms=now_ms,
         )
@@ -390,6 +402,15 @@ def _fields(record: PatternRecord) -> list[str]:
         "source_id": record.source_id or "",
     }
     return [item for pair in values.items() for item in pair] + _state_fields(record.state)
+
+
+def _event_parts(event: dict[str, Any], state: dict[str, Any] | None) -> tuple[str, str]:
+    """``event`` with ``state`` as its last member, as JSON cut where ``lua/replace.lua`` splices
+    the kept fields in: before the state's closing brace (and the event's)."""
+    if state is None:
+        return _compact(event), ""
+    head = _compact({**{k: v for k, v in event.items() if k != "state"}, "state": state})
+    return head[:-2], head[-2:]
 
 
 def _state_fields(state: dict[str, Any]) -> list[str]:
