@@ -77,6 +77,7 @@ import json
 import logging
 import re
 import time
+import weakref
 from collections.abc import Awaitable, Callable, Mapping
 from typing import Any, Literal
 
@@ -471,12 +472,15 @@ CLOSE_FINISH_S = 3.0
 ADMIT_PER_TURN = 8
 
 
-async def _post(socket: AsyncSocket, environ: dict[str, Any]) -> None:
+async def _post(socket_ref: weakref.ReferenceType[AsyncSocket], environ: dict[str, Any]) -> None:
     """A long-polling POST: python-engineio's ``AsyncSocket.handle_post_request``, except that a
     body that is not UTF-8 or not an Engine.IO payload (too many packets, a bad packet type) is
     refused, as the WebSocket closes with 1007 or 1002: ``EngineIOError`` has Engine.IO close the
     session and answer 400. Its own swallows the error, answers 200 and drops the whole batch,
     the good packets in it too, so the client never learns its messages were lost."""
+    socket = socket_ref()
+    if socket is None:  # the session is gone (Engine.IO holds its sockets while they serve)
+        raise engineio.exceptions.EngineIOError("no such session")
     length = int(environ.get("CONTENT_LENGTH", "0"))
     if length > socket.server.max_http_buffer_size:
         raise engineio.exceptions.ContentTooLongError()
@@ -656,7 +660,9 @@ class LightEngineServer(engineio.AsyncServer):
             socket = self.sockets.get(sid)
             if socket is not None:
                 socket.queue.on_overflow = functools.partial(self._cut, socket)
-                socket.handle_post_request = functools.partial(_post, socket)
+                # A weak reference: the socket holding a callable that holds it would be a cycle,
+                # left to the collector when the connection ends (tests/transport/test_close_frees.py).
+                socket.handle_post_request = functools.partial(_post, weakref.ref(socket))
             front: _FrontOpen | None = environ.get(FRONT_OPEN)
             if front is not None and front.counted:
                 front.counted, front.sid = False, sid  # counted by upgrade(): now the session's
