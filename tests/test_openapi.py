@@ -206,8 +206,10 @@ def _int(value: Any) -> int | None:
 
 
 def _backwards_loop(case: schemathesis.Case) -> bool:
-    """A pattern state whose loop region starts after it ends."""
-    region = _dict(_dict(_dict(case.body).get("state", case.body)).get("loopRegion"))
+    """A pattern state whose loop region starts after it ends (a create takes the state's fields at
+    the top level too, when ``state`` is absent or null)."""
+    body = _dict(case.body)
+    region = _dict(_dict(body["state"] if body.get("state") is not None else body).get("loopRegion"))
     start, end = _int(region.get("start")), _int(region.get("end"))
     return start is not None and end is not None and start > end
 

@@ -187,7 +187,8 @@ class PatternRoutes:
     async def create(self, request: web.Request) -> web.Response:
         """``{name?, state?}`` or a bare state; a body not declared as JSON gives a default session."""
         body = CreateBody.parse(await self._body(request, json_only=True))
-        state = body.state.to_json(DEFAULTS) if body.state is not None else dict(DEFAULTS)
+        given = body.initial_state()
+        state = given.to_json(DEFAULTS) if given is not None else dict(DEFAULTS)
         record = await self._create(request, state=state, name=body.name)
         return web.json_response(Created(id=record.id, url=session_url(record.id)).model_dump(), status=201)
 

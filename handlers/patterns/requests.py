@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Annotated, Any
 
-from pydantic import ConfigDict, Field
+from pydantic import ConfigDict, Field, model_validator
 
 from handlers.patterns.api_errors import invalid
 from handlers.patterns.state import COMPLETE, PatternState, SessionName, Strict, no_null_defaults
 
 _WRAPPER_FIELDS = frozenset({"name", "state"})
+# The state fields a create takes at the top level (the origin app's index.ts, POST).
+DIRECT_FIELDS = ("tracks", "tempo", "swing", "effects", "scale", "loopRegion")
 
 
 def _object(body: Any) -> dict[str, Any]:
@@ -44,29 +46,60 @@ def _complete(state: PatternState, prefix: str = "state") -> PatternState:
     return state
 
 
-class CreateBody(Strict):
-    """``POST /api/sessions``: ``{name?, state?}``; defaults fill what the state lacks."""
+class CreateBody(PatternState):
+    """``POST /api/sessions``: ``{name?, state?}``, or the state's fields at the top level beside
+    ``name`` (the direct format the origin app's sample sessions are posted in); defaults fill
+    what the state lacks.
+
+    As in the origin app, other top-level keys are ignored (``description``, padding): never
+    stored, so never rendered. Everything in the state is validated as strictly as a PUT's.
+    """
+
+    model_config = ConfigDict(extra="ignore")
 
     name: SessionName | None = None
     state: PatternState | None = None
 
+    @model_validator(mode="before")
+    @classmethod
+    def _wrapped_wins(cls, body: Any) -> Any:
+        # A wrapped state is the state: top-level state fields beside it are ignored, not
+        # validated, as the origin app ignores them.
+        if isinstance(body, dict) and body.get("state") is not None:
+            return {key: value for key, value in body.items() if key in _WRAPPER_FIELDS}
+        return body
+
     @classmethod
     def parse(cls, body: Any) -> CreateBody:
-        """None (no JSON body) is a default session; a dict of state fields is a bare state."""
-        if body is None:
-            return cls()
-        fields = _object(body)
-        if fields and not fields.keys() <= _WRAPPER_FIELDS:
-            return cls(state=PatternState.model_validate(fields))
-        return cls.model_validate(fields)
+        """None (no JSON body) is a default session."""
+        return cls() if body is None else cls.model_validate(_object(body))
+
+    def initial_state(self) -> PatternState | None:
+        """The state given, wrapped or direct; None for the default session.
+
+        A wrapped state wins over top-level fields; the top-level ones form a state only when one
+        of the origin app's direct fields (all but ``version``) is there, as it decides.
+        """
+        if self.state is not None:
+            return self.state
+        given = self.model_fields_set & set(DIRECT_FIELDS)
+        if not given:
+            return None
+        fields = {name: getattr(self, name) for name in (*given, *(self.model_fields_set & {"version"}))}
+        return PatternState.model_construct(_fields_set=set(fields), **fields)
 
 
 class PutBody(Strict):
-    """``PUT /api/sessions/<id>``: ``{state}``, complete (tracks, tempo, swing, version)."""
+    """``PUT /api/sessions/<id>``: ``{state}``, complete (tracks, tempo, swing, version).
+
+    A ``name`` beside it is ignored, whatever it holds, as the origin app ignores it on PUT (its
+    clients may send the whole session back); PATCH is the way to rename.
+    """
 
     model_config = ConfigDict(json_schema_extra=_publish_complete)
 
     state: PatternState
+    name: Annotated[Any, Field(description="ignored (PATCH renames)")] = None
 
     @classmethod
     def parse(cls, body: Any) -> PutBody:

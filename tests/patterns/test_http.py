@@ -135,7 +135,7 @@ async def test_a_body_that_is_not_json_gives_a_default_session(http: aiohttp.Cli
         ({"tracks": [track(str(i)) for i in range(17)]}, "tracks"),
         ({"tracks": [track(parameterLocks=[{"pitch": 30}])]}, "tracks.0.parameterLocks.0.pitch"),
         ({"tracks": [track(playbackMode="loop")]}, "tracks.0.playbackMode"),
-        ({"__proto__": {"x": 1}}, "__proto__"),
+        ({"state": {"__proto__": {"x": 1}}}, "state.__proto__"),
         ({"name": "x", "state": {"constructor": 1}}, "state.constructor"),
         ({"name": "<b>hi</b>"}, "name"),
     ],
