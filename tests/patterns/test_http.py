@@ -178,6 +178,32 @@ async def test_invalid_json_bad_ids_and_unknown_sessions(refused: aiohttp.Client
         assert response.status == 404
 
 
+@pytest.mark.parametrize(
+    "session_id",
+    [
+        "00000000-0000-0000-0000-000000000000",  # the nil UUID (the origin app's contract asks it)
+        "6ba7b810-9dad-11d1-80b4-00c04fd430c8",  # a v1 UUID
+        "6BA7B810-9DAD-11D1-80B4-00C04FD430C8",  # a v1 UUID in upper case
+    ],
+)
+async def test_any_uuid_is_well_formed_and_an_unknown_one_is_not_found(
+    refused: aiohttp.ClientSession, session_id: str
+) -> None:
+    for method, suffix, body in (
+        ("GET", "", None),
+        ("PUT", "", {"state": full_state()}),
+        ("PATCH", "", {"name": "x"}),
+        ("DELETE", "", None),
+        ("POST", "/remix", None),
+        ("POST", "/publish", None),
+    ):
+        async with refused.request(method, f"/api/sessions/{session_id}{suffix}", json=body) as response:
+            assert (response.status, await response.json()) == (404, {"error": "Session not found"}), (method, suffix)
+    for bad in ("-" * 36, "not-a-uuid", "00000000-0000-0000-0000-00000000000g", "00000000000000000000000000000000"):
+        async with refused.post(f"/api/sessions/{bad}/publish") as response:
+            assert (response.status, await response.json()) == (400, {"error": "Invalid session ID format"}), bad
+
+
 async def test_put_replaces_the_state_and_refuses_incomplete_or_unknown(
     server: ServerUnderTest, http: aiohttp.ClientSession
 ) -> None:
