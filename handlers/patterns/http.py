@@ -32,7 +32,10 @@ from storage.events import Position
 from storage.idempotency import again_on_lost_reply
 from storage.patterns.repository import Lineage, PatternRecord, PatternSessions
 
-IMMUTABLE_MESSAGE = "This session is published and cannot be edited. Remix it to make your own copy."
+# The origin app's words (its live-session.ts and session-allocator.ts; its tests read them).
+IMMUTABLE_ERROR = "Session is published"
+IMMUTABLE_MESSAGE = "This session has been published and cannot be modified. Remix it to create an editable copy."
+ALREADY_PUBLISHED = "Cannot publish from an already-published session. Remix it first to create an editable copy."
 
 Route = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
@@ -41,7 +44,7 @@ Route = Callable[[web.Request], Awaitable[web.StreamResponse]]
 UNAVAILABLE_RETRY_AFTER_S = 1
 _CODED: dict[ErrorCode, tuple[int, dict[str, Any]]] = {
     ErrorCode.SESSION_NOT_FOUND: (404, {"error": "Session not found"}),
-    ErrorCode.FORBIDDEN: (403, {"error": "Session is immutable", "immutable": True, "message": IMMUTABLE_MESSAGE}),
+    ErrorCode.FORBIDDEN: (403, {"error": IMMUTABLE_ERROR, "message": IMMUTABLE_MESSAGE, "immutable": True}),
     ErrorCode.PAYLOAD_TOO_LARGE: (413, {"error": "Request body too large"}),
 }
 
@@ -291,7 +294,7 @@ class PatternRoutes:
         """A new read-only copy; the source stays editable."""
         source, _ = await self._existing(parse_id(request))
         if source.immutable:
-            raise ApiError(400, "Session is already published", message="Remix it to make an editable copy.")
+            raise ApiError(400, ALREADY_PUBLISHED)
         lineage = Lineage(source, immutable=True)
         record = await self._create(request, state=source.state, name=source.name, lineage=lineage)
         await self._patterns.add_child(source.id, child=record)  # a source deleted meanwhile: no tree to join

@@ -293,11 +293,22 @@ async def test_publish_makes_an_immutable_copy(http: aiohttp.ClientSession) -> N
     pid = published["id"]
     for method, body in (("PUT", {"state": full_state()}), ("PATCH", {"name": "x"}), ("DELETE", None)):
         async with http.request(method, f"/api/sessions/{pid}", json=body) as response:
-            assert response.status == 403
-            answer = await response.json()
-            assert answer["immutable"] is True and "Remix" in answer["message"]
+            # The origin app's words (live-session.ts).
+            assert (response.status, await response.json()) == (
+                403,
+                {
+                    "error": "Session is published",
+                    "message": "This session has been published and cannot be modified. "
+                    "Remix it to create an editable copy.",
+                    "immutable": True,
+                },
+            )
     async with http.post(f"/api/sessions/{pid}/publish") as response:
-        assert response.status == 400
+        # The origin app's words (session-allocator.ts), with its status (index.ts).
+        assert (response.status, await response.json()) == (
+            400,
+            {"error": "Cannot publish from an already-published session. Remix it first to create an editable copy."},
+        )
     async with http.post(f"/api/sessions/{pid}/remix") as response:
         assert response.status == 201
         remix_id = (await response.json())["id"]
