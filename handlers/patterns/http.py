@@ -7,6 +7,7 @@ clients read them. The API takes no token; one, when sent and valid, only names 
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import json
 import re
@@ -26,7 +27,17 @@ from handlers.patterns.api_errors import ApiError, validation_failed
 from handlers.patterns.config import PatternConfig
 from handlers.patterns.requests import CreateBody, PatchBody, PutBody
 from handlers.patterns.state import DEFAULTS
-from handlers.patterns.views import Created, Published, Remixed, Renamed, Replaced, etag, full_view, session_url
+from handlers.patterns.views import (
+    Created,
+    Published,
+    Remixed,
+    Renamed,
+    Replaced,
+    etag,
+    full_view,
+    lineage_name,
+    session_url,
+)
 from protocol.errors import CodedError, ErrorCode
 from storage.events import Position
 from storage.idempotency import again_on_lost_reply
@@ -197,7 +208,7 @@ class PatternRoutes:
         """``{name?, state?}`` or a bare state; a body not declared as JSON gives a default session."""
         body = CreateBody.parse(await self._body(request, json_only=True))
         given = body.initial_state()
-        state = given.to_json(DEFAULTS) if given is not None else dict(DEFAULTS)
+        state = given.initial() if given is not None else copy.deepcopy(DEFAULTS)
         record = await self._create(request, state=state, name=body.name)
         return web.json_response(Created(id=record.id, url=session_url(record.id)).model_dump(), status=201)
 
@@ -277,9 +288,14 @@ class PatternRoutes:
         return web.Response(status=204)
 
     async def remix(self, request: web.Request) -> web.Response:
-        """A new editable copy whose lineage names this one; the parent's count goes up by one."""
+        """A new editable copy whose lineage names this one; the parent's count goes up by one.
+
+        The copy starts unnamed (it is the remixer's now, "Untitled Session" on its page) and
+        caches the parent's name for its lineage line, as the origin app does.
+        """
         parent, _ = await self._existing(parse_id(request))
-        record = await self._create(request, state=parent.state, name=parent.name, lineage=Lineage(parent))
+        lineage = Lineage(parent, parent_name=lineage_name(parent))
+        record = await self._create(request, state=parent.state, name=None, lineage=lineage)
         try:
             # Counted once however often it runs: a lost reply is run again, not answered 503
             # for a remix that was counted.
@@ -295,7 +311,7 @@ class PatternRoutes:
         source, _ = await self._existing(parse_id(request))
         if source.immutable:
             raise ApiError(400, ALREADY_PUBLISHED)
-        lineage = Lineage(source, immutable=True)
+        lineage = Lineage(source, parent_name=lineage_name(source), immutable=True)  # keeps the name too
         record = await self._create(request, state=source.state, name=source.name, lineage=lineage)
         await self._patterns.add_child(source.id, child=record)  # a source deleted meanwhile: no tree to join
         body = Published(id=record.id, immutable=True, url=session_url(record.id), sourceId=source.id)

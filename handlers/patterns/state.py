@@ -50,8 +50,24 @@ SCALE_IDS = (
 # Keyboardia's own (its invariants.ts: the note values and 1m, 2m, 4m bars) and the dotted ones
 # sessionhub took before, which stored patterns may hold.
 DELAY_TIMES = ("1m", "2m", "4m", "1n", "2n", "4n", "8n", "16n", "32n", "2t", "4t", "8t", "16t", "4n.", "8n.", "16n.")
+# A new session's, as the origin app makes one (session-defaults.ts, effects-defaults.ts,
+# scale-defaults.ts): every effect dry, the scale locked to a consonant one.
 DEFAULT_SCALE: dict[str, Any] = {"root": "C", "scaleId": "minor-pentatonic", "locked": True}
-DEFAULTS: dict[str, Any] = {"tracks": [], "tempo": 120, "swing": 0, "version": 1, "scale": DEFAULT_SCALE}
+DEFAULT_EFFECTS: dict[str, Any] = {
+    "bypass": False,
+    "reverb": {"decay": 2, "wet": 0},
+    "delay": {"time": "8n", "feedback": 0.3, "wet": 0},
+    "chorus": {"frequency": 1.5, "depth": 0.5, "wet": 0},
+    "distortion": {"amount": 0.4, "wet": 0},
+}
+DEFAULTS: dict[str, Any] = {
+    "tracks": [],
+    "tempo": 120,
+    "swing": 0,
+    "version": 1,
+    "effects": DEFAULT_EFFECTS,
+    "scale": DEFAULT_SCALE,
+}
 COMPLETE = ("tracks", "tempo", "swing", "version")
 # Set only by live edits in the origin app (its own client saves just COMPLETE): a replacement
 # that leaves one out keeps the stored value (Keyboardia's mergeStateReplacement). An explicit
@@ -309,6 +325,14 @@ class PatternState(Strict):
     def kept_when_absent(self) -> tuple[str, ...]:
         """The fields a replacement by this state keeps from the stored state: those it lacks."""
         return tuple(name for name in KEPT_WHEN_ABSENT if name not in self.model_fields_set)
+
+    def initial(self) -> dict[str, Any]:
+        """A new session's stored state: the given fields over :data:`DEFAULTS`; effects given
+        without ``bypass`` get it off, as the origin app stores them."""
+        out = self.to_json(DEFAULTS)
+        if "effects" in self.model_fields_set:
+            out["effects"] = {"bypass": False, **out["effects"]}
+        return out
 
     def to_json(self, base: dict[str, Any] | None = None) -> dict[str, Any]:
         """The given fields over ``base`` (the defaults for a new session)."""

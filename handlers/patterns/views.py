@@ -10,6 +10,7 @@ from storage.events import Position
 from storage.patterns.repository import PatternRecord
 
 UNKNOWN_PARENT = "Unknown Session"
+UNTITLED = "Untitled Session"
 
 
 class Answer(BaseModel):
@@ -62,6 +63,16 @@ def session_url(session_id: str) -> str:
 def etag(position: Position) -> str:
     """The session's log position as an ETag: ``"<epoch>:<offset>"``."""
     return f'"{position.epoch}:{position.offset}"'
+
+
+def lineage_name(record: PatternRecord) -> str:
+    """The name a remix or published copy caches for its parent, as the origin app picks it
+    (sessions.ts): the parent's name, else its first track's, else "Untitled Session"."""
+    if record.name:
+        return record.name
+    tracks = record.state.get("tracks") or []
+    first = tracks[0].get("name") if tracks and isinstance(tracks[0], dict) else None
+    return first if isinstance(first, str) and first else UNTITLED
 
 
 def full_view(record: PatternRecord, *, orphaned: bool, parent_gone: bool = False) -> dict[str, Any]:

@@ -84,9 +84,11 @@ class PatternRecord:
 
 @dataclass(frozen=True, slots=True)
 class Lineage:
-    """Where a new session comes from: a remix of, or the published copy of, ``parent``."""
+    """Where a new session comes from: a remix of, or the published copy of, ``parent``, and the
+    name it shows for the parent (cached: ``remixedFromName``)."""
 
     parent: PatternRecord
+    parent_name: str | None
     immutable: bool = False
 
 
@@ -160,7 +162,7 @@ class PatternSessions:
             updated_at=now,
             last_accessed_at=now,
             remixed_from=parent.id if parent else None,
-            remixed_from_name=(parent.name or None) if parent else None,
+            remixed_from_name=lineage.parent_name if lineage else None,
             remix_count=0,
             immutable=bool(lineage and lineage.immutable),
             source_id=parent.id if parent and lineage and lineage.immutable else None,

@@ -86,13 +86,25 @@ async def test_create_with_defaults_and_get_the_whole_session(http: aiohttp.Clie
         "immutable",
         "state",
     }
+    # The origin app's defaults for a new session (its session-defaults.ts): dry effects, a locked scale.
     assert body["state"] == {
         "tracks": [],
         "tempo": 140,
         "swing": 0,
         "version": 1,
+        "effects": {
+            "bypass": False,
+            "reverb": {"decay": 2, "wet": 0},
+            "delay": {"time": "8n", "feedback": 0.3, "wet": 0},
+            "chorus": {"frequency": 1.5, "depth": 0.5, "wet": 0},
+            "distortion": {"amount": 0.4, "wet": 0},
+        },
         "scale": {"root": "C", "scaleId": "minor-pentatonic", "locked": True},
     }
+    # Effects given without bypass are stored with it off, as the origin app stores them.
+    effects = {k: v for k, v in body["state"]["effects"].items() if k != "bypass"}
+    _, given, _ = await fetch(http, await create(http, {"effects": {**effects, "reverb": {"decay": 5, "wet": 1}}}))
+    assert given["state"]["effects"] == {**body["state"]["effects"], "reverb": {"decay": 5, "wet": 1}}
     assert (body["remixedFrom"], body["remixCount"], body["immutable"], body["orphaned"]) == (None, 0, False, False)
 
 
@@ -274,7 +286,8 @@ async def test_remix_lineage_and_unknown_parent(http: aiohttp.ClientSession) -> 
         remix = await response.json()
     assert remix["remixedFrom"] == parent and remix["url"] == f"/s/{remix['id']}"
     _, child, _ = await fetch(http, remix["id"])
-    assert (child["remixedFrom"], child["remixedFromName"]) == (parent, "Funky Beat")
+    # The copy starts unnamed and caches the parent's name (the origin app's sessions.ts).
+    assert (child["name"], child["remixedFrom"], child["remixedFromName"]) == (None, parent, "Funky Beat")
     assert child["state"]["tracks"][0]["id"] == "t1"
     _, parent_body, _ = await fetch(http, parent)
     assert parent_body["remixCount"] == 1
@@ -284,13 +297,29 @@ async def test_remix_lineage_and_unknown_parent(http: aiohttp.ClientSession) -> 
     assert child["remixedFromName"] == "Unknown Session"
 
 
+async def test_an_unnamed_parent_is_cached_by_its_first_tracks_name_else_untitled(
+    http: aiohttp.ClientSession,
+) -> None:
+    for state, cached in ((full_state(tracks=[track(name="Kick"), track("t2", name="Snare")]), "Kick"), ({}, None)):
+        parent = await create(http, {"state": state} if state else {})
+        for route in ("remix", "publish"):
+            async with http.post(f"/api/sessions/{parent}/{route}") as response:
+                assert response.status == 201
+                copy_id = (await response.json())["id"]
+            _, copied, _ = await fetch(http, copy_id)
+            assert (copied["name"], copied["remixedFromName"]) == (None, cached or "Untitled Session"), route
+
+
 async def test_publish_makes_an_immutable_copy(http: aiohttp.ClientSession) -> None:
-    source = await create(http, {"state": full_state()})
+    source = await create(http, {"name": "Published Beat", "state": full_state()})
     async with http.post(f"/api/sessions/{source}/publish") as response:
         assert response.status == 201
         published = await response.json()
     assert published["immutable"] is True and published["sourceId"] == source
     pid = published["id"]
+    _, copy, _ = await fetch(http, pid)
+    # A published copy keeps the name (the origin app's sessions.ts) and caches it for its lineage.
+    assert (copy["name"], copy["remixedFrom"], copy["remixedFromName"]) == ("Published Beat", source, "Published Beat")
     for method, body in (("PUT", {"state": full_state()}), ("PATCH", {"name": "x"}), ("DELETE", None)):
         async with http.request(method, f"/api/sessions/{pid}", json=body) as response:
             # The origin app's words (live-session.ts).
