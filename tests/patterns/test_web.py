@@ -2,16 +2,18 @@
 
 from __future__ import annotations
 
+import copy
 import re
 from typing import Any
 
 import aiohttp
-from playwright.async_api import Browser, Page, expect
+from playwright.async_api import Browser, Page, Response, expect
 
 from storage.patterns.repository import PatternSessions
 from tests.browser import SocketGate, Tab, new_tab
 from tests.helpers import Client, ServerUnderTest
 from tests.patterns.test_http import full_state, track
+from tests.patterns.test_keyboardia_model import sample, state_of
 
 UUID = r"[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}"
 
@@ -300,4 +302,35 @@ async def test_a_name_half_typed_outlives_another_players_new_track(
             break
         await page.wait_for_timeout(100)
     assert [t["name"] for t in loaded[0].state["tracks"]] == ["Bass line", "Clap", "Hat"]
+    assert not tab.errors, tab.errors
+
+
+async def test_an_auto_save_keeps_every_field_the_editor_does_not_edit(server: ServerUnderTest, tab: Tab) -> None:
+    """The editor shows no FM params, track swing, ties, effects, scale or loop, but its auto-save
+    PUTs the whole state: each must reach the server as it was (Keyboardia's own samples)."""
+    showcase = sample("advanced-features-showcase.json")
+    state = {"version": 1, **state_of(showcase), "scale": {"root": "D", "scaleId": "natural-minor", "locked": False}}
+    state["tracks"].append(sample("303-slide.json")["tracks"][0])  # tied steps
+    session_id = await new_pattern(server, name=showcase["name"], state=state)
+    before = await PatternSessions(server.services.store).load(session_id, touch=False)
+    assert before is not None
+    gate = SocketGate()
+    await gate.install(tab.page)
+    page = await open_live(tab, f"/s/{session_id}")
+    await gate.cut()  # offline: the edit waits for the auto-save (PUT of the whole state)
+    await expect(page.locator("#connection")).not_to_have_attribute("data-state", "live")
+
+    def is_the_save(response: Response) -> bool:
+        return response.request.method == "PUT" and session_id in response.url
+
+    async with page.expect_response(is_the_save, timeout=10_000) as saved:
+        await step(page, "snare-1", 1).click()
+    assert (await saved.value).status == 200
+    expected = copy.deepcopy(before[0].state)
+    snare = next(t for t in expected["tracks"] if t["id"] == "snare-1")
+    snare["steps"][1] = True
+    after = await PatternSessions(server.services.store).load(session_id, touch=False)
+    assert after is not None and after[0].state == expected
+    assert after[0].state["tracks"][0]["fmParams"] == {"harmonicity": 2.5, "modulationIndex": 8}
+    assert after[0].state["tracks"][-1]["parameterLocks"][1] == {"tie": True}
     assert not tab.errors, tab.errors
