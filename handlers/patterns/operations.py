@@ -25,7 +25,8 @@ OPERATIONS: tuple[Operation, ...] = (
     _pattern(
         "post",
         "/api/sessions",
-        "Create a session from {name?, state?} or a bare state; no JSON body gives the default session",
+        "Create a session from {name?, state?} or the state's fields beside name (other keys ignored);"
+        " no JSON body gives the default session",
         body=CreateBody,
         body_required=False,
         statuses=(400, 413, 429, 503),
@@ -42,7 +43,7 @@ OPERATIONS: tuple[Operation, ...] = (
     _pattern(
         "put",
         "/api/sessions/{session_id}",
-        "Replace the whole state",
+        "Replace the state (effects, scale and loopRegion left out keep the stored ones; name is ignored)",
         body=PutBody,
         headers=(IF_MATCH,),
         statuses=WRITE,
@@ -51,7 +52,7 @@ OPERATIONS: tuple[Operation, ...] = (
     _pattern(
         "patch",
         "/api/sessions/{session_id}",
-        "Rename and/or replace the state",
+        "Rename and/or replace the state (merged as for PUT)",
         body=PatchBody,
         headers=(IF_MATCH,),
         statuses=WRITE,
@@ -68,7 +69,7 @@ OPERATIONS: tuple[Operation, ...] = (
     _pattern(
         "post",
         "/api/sessions/{session_id}/remix",
-        "A new editable copy whose lineage names this one",
+        "A new editable, unnamed copy whose lineage names this one",
         statuses=(400, 404, 429, 503),
         ok=(201,),
         response=Remixed,
