@@ -167,7 +167,14 @@ class AuthRoutes:
             raise CodedError(ErrorCode.FORBIDDEN, "only guest tokens are refreshed here")
         if not await self._s.limiter.hit("refresh", claims.sub, limit=self._s.limits.guests_per_min, window_s=60):
             raise CodedError(ErrorCode.RATE_LIMITED, "too many refreshes; wait a minute")
-        if claims.fam or not auth_cookie.non_simple(request):
+        presented = request.headers["Authorization"].partition(" ")[2].strip()
+        ttl_s = int(claims.exp - self._s.clock.now_s())
+        if (
+            claims.fam
+            or not auth_cookie.non_simple(request)
+            or not await self._s.identities.first_opening_by(presented, ttl_s=ttl_s)
+        ):
+            # A token that opened its device already gets a token again, not another device.
             token, exp = self._mint(claims.sub, grant_of(claims), name=claims.name, admin=False, fam=claims.fam)
             return self._answer(token, claims.sub, exp, claims.name, status=200, device=claims.fam, guest=claims.guest)
         return await self.new_device(request, claims.sub, grant_of(claims), status=200)

@@ -116,6 +116,10 @@ class Keys:
         """Sorted set family id -> until when (ms) its access tokens must still be refused."""
         return f"{self.prefix}:auth:revoked"
 
+    def device_opened_by(self, token_hash: str) -> str:
+        """String: a guest token without a device (by hash) has opened its one device; expires with it."""
+        return f"{self.prefix}:auth:opened:{token_hash}"
+
     def login_token(self, token_hash: str) -> str:
         """One-time login token (stored by hash, never in clear)."""
         return f"{self.prefix}:login:{token_hash}"

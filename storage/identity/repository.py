@@ -194,6 +194,13 @@ class Identities:
         return ttl_s
 
     # --- device families -------------------------------------------------------------
+    async def first_opening_by(self, token: str, *, ttl_s: int) -> bool:
+        """True the first time ``token`` (a guest token without a device) asks to open one; False
+        after. One token opens one device: a script repeating the refresh of one token would
+        otherwise open a device record (and later a revoked entry) each time."""
+        token_hash = hashlib.sha256(token.encode()).hexdigest()
+        return bool(await self._redis.set(self._keys.device_opened_by(token_hash), "1", nx=True, ex=max(ttl_s, 1)))
+
     async def open_family(self, user_id: str, *, label: str, grant: dict[str, Any]) -> tuple[str, str]:
         """A new device for ``user_id``: its family id and its first credential.
 

@@ -48,3 +48,24 @@ async def test_forged_and_oversized_cookies_are_refused_without_harm(
         answer = await Browser(http, iserver.url, credential=forged).refresh()
         assert answer.status == 401 and answer.body["reason"] in ("invalid", "expired"), forged
     assert (await page.refresh()).status == 200  # a guessed secret does not revoke the real device
+
+
+async def test_a_guest_token_without_a_device_opens_one_device_however_often_it_is_refreshed(
+    iserver: ServerUnderTest, http: aiohttp.ClientSession
+) -> None:
+    # A script's guest token (no page request: no device) refreshed as a page request opens this
+    # browser's device once; repeating it must not open a device record each time.
+    async with http.post(f"{iserver.url}/api/auth/guest") as response:
+        assert response.status == 201
+        first = await response.json()
+    user_id, token = first["user_id"], first["token"]
+    assert not first["device_id"]
+    headers = {"Authorization": f"Bearer {token}", "X-Sessionhub-Client": "page"}
+    devices = []
+    for _ in range(5):
+        async with http.post(f"{iserver.url}/api/auth/refresh", headers=headers) as response:
+            assert response.status == 200, await response.text()
+            devices.append((await response.json())["device_id"])
+    redis, keys = iserver.services.redis, iserver.services.keys
+    assert await redis.zcard(keys.user_families(user_id)) == 1
+    assert devices[0] and not any(devices[1:]), devices
