@@ -8,16 +8,17 @@ returning a ``{job_type: processor}`` mapping).
 
 from __future__ import annotations
 
+import asyncio
 import importlib
 import json
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterable
 from typing import Any
 
 from handlers.context import Services
 from handlers.voice.actions import CREATE_TASKS_FROM_CHUNKS, DONE_MULTIPROMPT, POST_PROCESS_SESSION
 from handlers.voice.chunks import chunk_repository
 from jobs.transcription import NOT_CONFIGURED, Transcript, transcribe
-from jobs.voice_digest import MAX_TASKS, digest, task_records, texts_of
+from jobs.voice_digest import MAX_TASKS, digest, iter_task_records, task_records, texts_of
 from protocol.events import JOB_PROGRESS
 from storage.jobs import Job
 from storage.voice.repository import VoiceSession
@@ -29,6 +30,11 @@ class PermanentJobError(Exception):
 
 # A processor gets the same dependency bundle as every handler.
 Processor = Callable[[Services, Job], Awaitable[dict[str, Any]]]
+
+# The in-process worker shares the event loop with every client of its node: a job works in
+# bounded slices (a page of materials, a few texts' task lines) and hands the loop back between them.
+MATERIALS_PAGE = 250
+TEXTS_PER_SLICE = 8
 
 
 async def _session_or_fail(ctx: Services, job: Job) -> VoiceSession:
@@ -68,9 +74,19 @@ async def _transcribe_chunks(ctx: Services, job: Job, chunks: list[dict[str, Any
     return f"{len(chunks) - failed} of {len(chunks)} chunks transcribed" + (f", {failed} failed" if failed else "")
 
 
+async def _materials(ctx: Services, session_id: str) -> list[dict[str, Any]]:
+    """The session's materials (at most ``max_materials``), read a page at a time."""
+    materials: list[dict[str, Any]] = []
+    pages = ctx.voice.material_pages(session_id, limit=ctx.limits.max_materials, page_size=MATERIALS_PAGE)
+    async for page in pages:
+        materials.extend(page)
+        await asyncio.sleep(0)
+    return materials
+
+
 async def _build_digest(ctx: Services, job: Job) -> tuple[dict[str, Any], list[dict[str, Any]], list[dict[str, Any]]]:
     """Transcribe (when configured), then digest; returns the digest, the materials and the chunks."""
-    materials = await ctx.voice.materials(job.session_id, limit=ctx.limits.max_materials)
+    materials = await _materials(ctx, job.session_id)
     chunks = await chunk_repository(ctx).list(job.session_id, limit=ctx.voice.config.max_chunks)
     transcription = await _transcribe_chunks(ctx, job, chunks)
     result = digest(materials, chunks, transcription=transcription)
@@ -78,14 +94,28 @@ async def _build_digest(ctx: Services, job: Job) -> tuple[dict[str, Any], list[d
     return result, materials, chunks
 
 
-async def _store_tasks(
-    ctx: Services, job: Job, session: VoiceSession, found: list[dict[str, Any]]
+async def _collect_tasks(
+    known: list[dict[str, Any]], texts: Iterable[tuple[str, tuple[str, str]]]
 ) -> list[dict[str, Any]]:
-    """Merge new tasks into the session's (same id: same task) and publish the whole list."""
-    merged = {t["task_id"]: t for t in session.tasks or []}
-    for task in found:
-        merged.setdefault(task["task_id"], task)
-    tasks = list(merged.values())[:MAX_TASKS]
+    """``known`` tasks, then new ones from ``texts`` (same id: same task), the first MAX_TASKS.
+
+    Stops reading lines once MAX_TASKS are kept: a session whose every line is a task costs no
+    more than one with MAX_TASKS of them."""
+    merged = {t["task_id"]: t for t in known}
+    for count, (source_id, (source, text)) in enumerate(texts, start=1):
+        if len(merged) >= MAX_TASKS:
+            break
+        for task in iter_task_records(source_id, source, text):
+            merged.setdefault(task["task_id"], task)
+            if len(merged) >= MAX_TASKS:
+                break
+        if count % TEXTS_PER_SLICE == 0:
+            await asyncio.sleep(0)
+    return list(merged.values())[:MAX_TASKS]
+
+
+async def _store_tasks(ctx: Services, job: Job, tasks: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Store the session's task list and publish it whole."""
     await ctx.voice.record_outcome(job.session_id, {"tasks": _json(tasks)}, {"tasks": tasks})
     await _progress(ctx, job, "tasks", 1, 1)
     return tasks
@@ -100,16 +130,12 @@ async def done_multiprompt(ctx: Services, job: Job) -> dict[str, Any]:
     session = await _session_or_fail(ctx, job)
     cleared = await ctx.voice.clear_active_if(job.performer_id, job.session_id)
     result, materials, chunks = await _build_digest(ctx, job)
-    found = [
-        t
-        for source_id, (source, text) in texts_of(materials, chunks).items()
-        for t in task_records(source_id, source, text)
-    ]
+    found = await _collect_tasks(session.tasks or [], texts_of(materials, chunks).items())
     now = ctx.clock.now_ms()
     await ctx.voice.record_outcome(
         job.session_id, {"digest": _json(result), "processed_at": str(now)}, {"digest": result, "processed_at": now}
     )
-    tasks = await _store_tasks(ctx, job, session, found)
+    tasks = await _store_tasks(ctx, job, found)
     return {
         "done_count": session.done_count,
         "active_session_cleared": cleared,
@@ -144,12 +170,13 @@ async def post_process_session(ctx: Services, job: Job) -> dict[str, Any]:
 async def create_tasks_from_chunks(ctx: Services, job: Job) -> dict[str, Any]:
     """Tasks from the named text materials and transcribed chunks, by the rules of voice_digest."""
     session = await _session_or_fail(ctx, job)
-    materials = await ctx.voice.materials(job.session_id, limit=ctx.limits.max_materials)
+    materials = await _materials(ctx, job.session_id)
     chunks = await chunk_repository(ctx).list(job.session_id, limit=ctx.voice.config.max_chunks)
     texts = texts_of(materials, chunks)
     chunk_ids = [str(c) for c in job.payload.get("chunk_ids", [])]
     found = [t for cid in chunk_ids if cid in texts for t in task_records(cid, texts[cid][0], texts[cid][1])]
-    await _store_tasks(ctx, job, session, found)
+    named = [(cid, texts[cid]) for cid in chunk_ids if cid in texts]
+    await _store_tasks(ctx, job, await _collect_tasks(session.tasks or [], named))
     return {"tasks": found, "missing": [cid for cid in chunk_ids if cid not in texts], "scanned": len(chunk_ids)}
 
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 import hashlib
 import re
 from collections import Counter
+from collections.abc import Iterator
 from typing import Any
 
 # How many text materials and transcripts a digest quotes, and how much of each: the digest
@@ -37,34 +38,38 @@ TASK_RULES: tuple[tuple[str, re.Pattern[str]], ...] = (
 
 def extract_tasks(text: str) -> list[tuple[str, int, str]]:
     """``(rule, line number from 1, task text)`` for every task line of ``text``."""
-    found = []
+    return list(iter_tasks(text))
+
+
+def iter_tasks(text: str) -> Iterator[tuple[str, int, str]]:
+    """:func:`extract_tasks` one line at a time, so a caller that has enough may stop early."""
     for number, raw in enumerate(text.splitlines(), start=1):
         line = raw.strip()
         for rule, pattern in TASK_RULES:
             match = pattern.match(line)
             if match and match.group("text").strip():
-                found.append((rule, number, match.group("text").strip()[:500]))
+                yield rule, number, match.group("text").strip()[:500]
                 break
-    return found
 
 
 def task_records(source_id: str, source: str, text: str) -> list[dict[str, Any]]:
     """Tasks of one text, each linked to its chunk or material (ids stable across reruns)."""
-    records = []
-    for rule, line, task_text in extract_tasks(text):
+    return list(iter_task_records(source_id, source, text))
+
+
+def iter_task_records(source_id: str, source: str, text: str) -> Iterator[dict[str, Any]]:
+    """:func:`task_records` one at a time, so a caller that has enough may stop early."""
+    for rule, line, task_text in iter_tasks(text):
         task_id = hashlib.sha256(f"{source_id}:{line}:{task_text}".encode()).hexdigest()[:16]
-        records.append(
-            {
-                "task_id": task_id,
-                "chunk_id": source_id,
-                "source": source,
-                "line": line,
-                "rule": rule,
-                "text": task_text,
-                "status": "open",
-            }
-        )
-    return records
+        yield {
+            "task_id": task_id,
+            "chunk_id": source_id,
+            "source": source,
+            "line": line,
+            "rule": rule,
+            "text": task_text,
+            "status": "open",
+        }
 
 
 def texts_of(materials: list[dict[str, Any]], chunks: list[dict[str, Any]]) -> dict[str, tuple[str, str]]:

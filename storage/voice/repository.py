@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import uuid
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -340,6 +341,21 @@ class VoiceSessions:
         """The session's materials, oldest first."""
         texts: Any = await self._redis.lrange(self._keys.materials(session_id), 0, limit - 1)
         return [json.loads(t) for t in texts]
+
+    async def material_pages(
+        self, session_id: str, *, limit: int, page_size: int
+    ) -> AsyncIterator[list[dict[str, Any]]]:
+        """The session's first ``limit`` materials, oldest first, ``page_size`` at a time.
+
+        Each page is one bounded read and parse: a job reading a full session hands the event
+        loop back between pages instead of parsing every material in one go."""
+        for start in range(0, limit, page_size):
+            end = min(start + page_size, limit) - 1
+            texts: Any = await self._redis.lrange(self._keys.materials(session_id), start, end)
+            if texts:
+                yield [json.loads(t) for t in texts]
+            if len(texts) < end - start + 1:
+                return
 
     async def record_outcome(self, session_id: str, fields: dict[str, str], data: dict[str, Any]) -> int:
         """Store job results on the record and publish them as one ``session_update``."""
