@@ -163,6 +163,7 @@ class Settings(BaseSettings):
     voice_upload_deadline_s: float = Field(default=120.0, gt=0, le=3600)
     voice_upload_quota_bytes: int = Field(default=1024 * 1024 * 1024, ge=1024)
     voice_uploads_in_flight: int = Field(default=8, ge=1, le=1000)
+    voice_materials_per_min: int = Field(default=60, ge=1)
     voice_telegram_webhook_path: str = Field(default="", pattern=r"^[A-Za-z0-9_\-]{0,128}$")
     voice_telegram_secret_token: str = Field(default="", pattern=r"^[A-Za-z0-9_\-]{0,256}$")
     voice_telegram_bot_username: str = Field(default="", pattern=r"^@?[A-Za-z0-9_]{0,64}$")

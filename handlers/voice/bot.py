@@ -8,6 +8,7 @@ open session is active; ``/done`` closes the active session and clears it.
 
 from __future__ import annotations
 
+import json
 import re
 import uuid
 from typing import Any
@@ -25,6 +26,7 @@ from handlers.voice.access import updatable
 from handlers.voice.actions import brief, close, create_active, session_url
 from protocol.errors import CodedError, ErrorCode
 from storage.idempotency import again_on_lost_reply
+from storage.voice.quota import UploadQuota
 from storage.voice.repository import VoiceSession
 
 NO_ACTIVE_SESSION = "Активная сессия не найдена..."
@@ -37,6 +39,10 @@ class BotRoutes:
 
     def __init__(self, services: Services) -> None:
         self._s = services
+        config = services.voice.config
+        self._materials_per_min = config.materials_per_min
+        # Material bytes count against the same daily quota as audio: one budget per payer.
+        self._quota = UploadQuota(services.redis, services.keys, config.upload_quota_bytes)
 
     def register(self, app: web.Application) -> None:
         """Attach the routes to ``app``."""
@@ -142,6 +148,31 @@ class BotRoutes:
             "added_by": claims.sub,
             "added_at": self._s.clock.now_ms(),
         }
+        # Checked before anything is stored (a refused material creates no session either). A
+        # retry with the same Idempotency-Key (or Telegram update) is answered before this runs,
+        # so it is never refused or counted twice.
+        payers = self._payers(claims, address)
+        size_bytes = len(json.dumps(record, separators=(",", ":")).encode())
+        await self._admit(claims, payers, size_bytes)
+        body, status = await self._route(claims, record, address=address)
+        await self._quota.charge(payers, size_bytes)
+        return body, status
+
+    def _payers(self, claims: Claims, address: str) -> list[str]:
+        # As for audio chunks: a guest token is free to mint, so its address pays too.
+        return [f"u:{claims.sub}", f"a:{address}"] if claims.guest else [f"u:{claims.sub}"]
+
+    async def _admit(self, claims: Claims, payers: list[str], size_bytes: int) -> None:
+        per_min = self._materials_per_min
+        if not await self._s.limiter.hit("material", claims.sub, limit=per_min, window_s=60):
+            message = f"at most {per_min} materials a minute; wait a minute"
+            raise CodedError(ErrorCode.RATE_LIMITED, message, retry_after_s=60)
+        if await self._quota.remaining(payers) < size_bytes:
+            quota = self._quota.limit_bytes
+            message = f"the daily upload quota ({quota} bytes) is used up; try again tomorrow"
+            raise CodedError(ErrorCode.QUOTA_EXCEEDED, message, quota_bytes=quota)
+
+    async def _route(self, claims: Claims, record: dict[str, Any], *, address: str) -> tuple[dict[str, Any], int]:
         session = await self._open_active(claims)
         if session is not None:
             try:

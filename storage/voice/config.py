@@ -25,6 +25,8 @@ class VoiceConfig:
     upload_deadline_s: float = 120.0
     # Audio bytes one user (and, for guests, one address) may store per rolling day.
     upload_quota_bytes: int = 1024 * 1024 * 1024
+    # Chat-bot materials one user may attach per minute (their bytes count against the quota above).
+    materials_per_min: int = 60
     # Uploads one user (or guest address) may have streaming at once on one node.
     uploads_in_flight: int = 8
     telegram_webhook_path: str = ""
