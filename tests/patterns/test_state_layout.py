@@ -300,3 +300,24 @@ async def test_redis_work_per_op_does_not_grow_with_the_state(aof_server: Server
     assert large_bytes <= small_bytes * 2, best
     # Redis time per op within 3x (the whole form's was ~28x here; ~8x from 7 KB to 88 KB).
     assert large_usec <= small_usec * 3, best
+
+
+async def test_whole_states_replaced_again_and_again_keep_the_log_within_its_bytes(server: ServerUnderTest) -> None:
+    # Every PUT logs the whole state (up to 64 KiB); a log kept by count alone held a thousand
+    # of them, 65 MB for one session, written by anyone. Past the log's byte budget it keeps
+    # about LOG_BYTES of them (storage/lua/core/_event.lua), and still ends at the last one.
+    async with aiohttp.ClientSession() as http:
+        async with http.post(f"{server.url}/api/sessions", json={}) as r:
+            session_id = (await r.json())["id"]
+        state = state_of_size(60_000)
+        for tempo in [*range(60, 180), *range(60, 100)]:  # 160 replacements
+            body = json.dumps({"state": {**state, "tempo": tempo}}, separators=(",", ":"))
+            headers = {"Content-Type": "application/json"}
+            async with http.put(f"{server.url}/api/sessions/{session_id}", data=body, headers=headers) as r:
+                assert r.status == 200, await r.text()
+    redis, keys = server.services.redis, server.services.keys
+    log_bytes = int(await redis.memory_usage(keys.log(session_id)))
+    assert log_bytes < 6 * 1024 * 1024, log_bytes  # 4 MiB of entries and the stream's own cost
+    assert 16 <= await redis.xlen(keys.log(session_id)) < 160
+    last = await redis.xrevrange(keys.log(session_id), count=1)
+    assert json.loads(last[0][1]["e"])["data"]["state"]["tempo"] == 99

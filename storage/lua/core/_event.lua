@@ -28,6 +28,20 @@ if not string.find(now_text, '^%d+$') then
 end
 local log_maxlen = ARGV[5]
 local events_in_call = 0
+-- A log holds ARGV[5] events, and at most about LOG_BYTES of large ones: an event over
+-- LOG_BYTES / ARGV[5] (a pattern's whole state replaced, up to 64 KiB) trims the log to
+-- LOG_BYTES / its size, never under LOG_MIN events. A thousand whole states were 65 MB of one
+-- session's log, written by anyone (the pattern API takes no token); a client resuming from
+-- further back than the log holds gets a snapshot, as for any trimmed log.
+local LOG_BYTES = 4194304
+local LOG_MIN = 16
+local function maxlen_for(event)
+  local fits = math.floor(LOG_BYTES / #event)
+  if fits >= tonumber(log_maxlen) then
+    return log_maxlen
+  end
+  return tostring(math.max(fits, LOG_MIN))
+end
 
 -- A JSON string literal: quoted as is when it holds only characters JSON never escapes (ids,
 -- tokens, event types, statuses: the common case, no cjson call), else encoded by cjson.
@@ -71,7 +85,7 @@ local function append_event(etype, data_json)
     offset = tonumber(meta[2] or '0') + 1
     offset_text = tostring(offset)
     event_id, event = envelope(etype, data_json, stem, epoch, offset_text)
-    added = redis.call('XADD', log_key, 'NOMKSTREAM', 'MAXLEN', '~', log_maxlen, offset_text .. '-0', 'e', event)
+    added = redis.call('XADD', log_key, 'NOMKSTREAM', 'MAXLEN', '~', maxlen_for(event), offset_text .. '-0', 'e', event)
   end
   if not added then
     -- The log (or its metadata) is gone: start a new epoch so that every client holding an
@@ -79,7 +93,7 @@ local function append_event(etype, data_json)
     epoch, offset, offset_text = call_token, 1, '1'
     event_id, event = envelope(etype, data_json, stem, epoch, offset_text)
     redis.call('DEL', log_key)
-    redis.call('XADD', log_key, 'MAXLEN', '~', log_maxlen, '1-0', 'e', event)
+    redis.call('XADD', log_key, 'MAXLEN', '~', maxlen_for(event), '1-0', 'e', event)
   end
   redis.call('HSET', log_meta_key, 'epoch', epoch, 'offset', offset_text, 'id', event_id)
   redis.call('PUBLISH', channel, event)
