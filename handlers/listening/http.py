@@ -5,11 +5,10 @@ Every route needs a bearer token and serves the caller's own history only.
 
 from __future__ import annotations
 
-import csv
-import io
-import json
+import asyncio
 import re
-from datetime import UTC, datetime, timedelta
+from datetime import date, timedelta
+from zoneinfo import ZoneInfo
 from typing import Any
 
 from aiohttp import web
@@ -30,7 +29,8 @@ from handlers.listening.payloads import (
     StatsQuery,
     UploadBody,
 )
-from handlers.listening.stats import day_start_ms, day_totals, local_day, streaks, time_zone
+from handlers.listening.export import ListeningExports
+from handlers.listening.stats import add_to_days, day_start_ms, empty_days, local_day, streaks, time_zone
 from handlers.payloads import validate
 from handlers.query import at_most, parse_query
 from protocol.errors import CodedError, ErrorCode
@@ -39,27 +39,11 @@ from storage.listening.model import ListeningSession
 
 # Streaks look back a year; the chart shows up to that.
 STREAK_DAYS = 366
-# Sessions read for one stats answer (a year of heavy listening fits many times over).
+# Sessions read for one stats answer (a year of heavy listening fits many times over), newest
+# first, a slice at a time so that other clients are served in between.
 STATS_READ_CAP = 50_000
-EXPORT_CAP = 100_000
+STATS_SLICE = 500
 TOP_ITEMS = 20
-CSV_COLUMNS = (
-    "id",
-    "item_id",
-    "title",
-    "artist",
-    "album",
-    "device_id",
-    "started_at",
-    "ended_at",
-    "duration_ms",
-    "started_at_utc",
-    "ended_at_utc",
-    "start_position_s",
-    "end_position_s",
-    "source",
-    "client_id",
-)
 
 
 class ListeningRoutes:
@@ -69,6 +53,7 @@ class ListeningRoutes:
         self._s = services
         self._h = histories
         self._reports_per_min = reports_per_min
+        self._exports = ListeningExports(histories)
 
     def register(self, app: web.Application) -> None:
         """Attach the routes to ``app``."""
@@ -184,17 +169,16 @@ class ListeningRoutes:
         now = self._s.clock.now_ms()
         today = local_day(now, tz)
         first = today - timedelta(days=STREAK_DAYS - 1)
+        totals = empty_days(first, today)
         if history_id is None:
-            sessions: list[ListeningSession] = []
             total_ms = count = 0
             items: list[tuple[str, int]] = []
             last: list[ListeningSession] = []
         else:
-            sessions = await self._h.overlapping(history_id, day_start_ms(first, tz), now + 1, cap=STATS_READ_CAP)
+            await self._add_days(totals, history_id, day_start_ms(first, tz), now + 1, tz)
             total_ms, count = await self._h.totals(history_id)
             items = await self._h.item_totals(history_id, limit=TOP_ITEMS)
             last, _ = await self._h.page(history_id, limit=10, cursor=None, from_ms=0, to_ms=MAX_MS)
-        totals = day_totals(sessions, tz, first, today)
         current, longest = streaks(totals, today)
         shown = sorted(totals)[-days:]
         meta = await self._h.metadata(history_id, [i for i, _ in items]) if history_id else {}
@@ -219,40 +203,20 @@ class ListeningRoutes:
             }
         )
 
+    async def _add_days(self, totals: dict[date, int], history_id: str, from_ms: int, to_ms: int, tz: ZoneInfo) -> None:
+        pages = self._h.overlapping(history_id, from_ms, to_ms, page_size=STATS_SLICE, cap=STATS_READ_CAP)
+        async for page in pages:
+            add_to_days(totals, page, tz)
+            await asyncio.sleep(0)
+
     async def export(self, request: web.Request) -> web.StreamResponse:
-        """The caller's whole history as ``?format=json`` (default) or ``csv``, as a download."""
+        """The caller's whole history as ``?format=json`` (default) or ``csv``, streamed as a download."""
         claims = self._claims(request)
         fmt = parse_query(ExportQuery, request).format
         history_id = await self._h.find(claims.sub)
-        records = await self._h.all_sessions(history_id, cap=EXPORT_CAP) if history_id else []
-        rows = await self._public(history_id, records) if history_id else []
-        headers = {"Content-Disposition": f'attachment; filename="listening-history.{fmt}"'}
-        if fmt == "json":
-            body = json.dumps({"user_id": claims.sub, "sessions": rows}, separators=(",", ":"))
-            return web.Response(text=body, content_type="application/json", headers=headers)
-        return web.Response(text=_csv(rows), content_type="text/csv", headers=headers)
+        return await self._exports.respond(request, user_id=claims.sub, history_id=history_id, fmt=fmt)
 
 
 def _cursor(raw: str | None) -> tuple[int, str] | None:
     match = re.fullmatch(CURSOR_PATTERN, raw) if raw is not None else None
     return (int(match.group(1)), match.group(2)) if match else None  # the model checked its pattern
-
-
-def _iso(ms: int) -> str:
-    return datetime.fromtimestamp(ms / 1000, UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
-
-
-def _cell(value: Any) -> str:
-    text = "" if value is None else str(value)
-    # A cell starting like a formula would run in a spreadsheet: keep it text.
-    return "'" + text if text[:1] in ("=", "+", "-", "@") else text
-
-
-def _csv(rows: list[dict[str, Any]]) -> str:
-    out = io.StringIO()
-    writer = csv.writer(out, lineterminator="\r\n")
-    writer.writerow(CSV_COLUMNS)
-    for row in rows:
-        extended = {**row, "started_at_utc": _iso(row["started_at"]), "ended_at_utc": _iso(row["ended_at"])}
-        writer.writerow([_cell(extended.get(column)) for column in CSV_COLUMNS])
-    return out.getvalue()

@@ -52,14 +52,17 @@ def split_by_day(started_at: int, ended_at: int, tz: zoneinfo.ZoneInfo) -> Itera
         cursor = part_end
 
 
-def day_totals(sessions: Iterable[ListeningSession], tz: zoneinfo.ZoneInfo, first: date, last: date) -> dict[date, int]:
-    """Listened ms per local day from ``first`` to ``last`` (both included, zeros kept)."""
-    totals = {first + timedelta(days=i): 0 for i in range((last - first).days + 1)}
+def empty_days(first: date, last: date) -> dict[date, int]:
+    """Every local day from ``first`` to ``last`` (both included) at zero ms."""
+    return {first + timedelta(days=i): 0 for i in range((last - first).days + 1)}
+
+
+def add_to_days(totals: dict[date, int], sessions: Iterable[ListeningSession], tz: zoneinfo.ZoneInfo) -> None:
+    """Add the sessions' ms to the days of ``totals`` they cover (other days are left out)."""
     for session in sessions:
         for day, ms in split_by_day(session.started_at, session.ended_at, tz):
             if day in totals:
                 totals[day] += ms
-    return totals
 
 
 def streaks(totals: dict[date, int], today: date) -> tuple[int, int]:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import uuid
+from collections.abc import AsyncIterator
 from typing import Any
 
 from redis.asyncio import Redis
@@ -305,23 +306,40 @@ class ListeningHistories:
         more = len(ids) > limit and records
         return records, ((records[-1].started_at, records[-1].id) if more else None)
 
-    async def overlapping(self, history_id: str, from_ms: int, to_ms: int, *, cap: int) -> list[ListeningSession]:
-        """Sessions overlapping ``[from_ms, to_ms)``, read through the start index only.
+    async def overlapping(
+        self, history_id: str, from_ms: int, to_ms: int, *, page_size: int, cap: int
+    ) -> AsyncIterator[list[ListeningSession]]:
+        """Sessions overlapping ``[from_ms, to_ms)``, newest first, in pages, read through the
+        start index only (at most ``cap`` read).
 
         A session overlapping the range starts before ``to_ms`` and at most the longest span
         ever recorded before ``from_ms``.
         """
         max_span = await self._redis.hget(self._keys.listening_stats(history_id), "max_span_ms")
         low = from_ms - int(max_span or 0)
-        ids: Any = await self._redis.zrangebyscore(
-            self._keys.listening_by_start(history_id), low, f"({to_ms}", start=0, num=cap
-        )
-        return [s for s in await self.get_many(history_id, list(ids)) if s.ended_at > from_ms or s.open]
+        async for page in self.newest_first(history_id, from_ms=low, to_ms=to_ms, page_size=page_size, cap=cap):
+            yield [s for s in page if s.ended_at > from_ms or s.open]
 
-    async def all_sessions(self, history_id: str, *, cap: int) -> list[ListeningSession]:
-        """Every session, newest first (the export), at most ``cap``."""
-        ids: Any = await self._redis.zrevrange(self._keys.listening_by_start(history_id), 0, cap - 1)
-        return await self.get_many(history_id, list(ids))
+    async def newest_first(
+        self, history_id: str, *, from_ms: int, to_ms: int, page_size: int, cap: int
+    ) -> AsyncIterator[list[ListeningSession]]:
+        """Sessions started in ``[from_ms, to_ms)``, newest first, one page of at most ``page_size``
+        at a time, at most ``cap`` in all.
+
+        Each page is read after the caller consumed the last, through the same cursor as
+        :meth:`page`, so a session written meanwhile shifts nothing already read.
+        """
+        cursor: tuple[int, str] | None = None
+        left = cap
+        while left > 0:
+            records, cursor = await self.page(
+                history_id, limit=min(page_size, left), cursor=cursor, from_ms=from_ms, to_ms=to_ms
+            )
+            if records:
+                yield records
+            left -= len(records)
+            if cursor is None:
+                return
 
 
 def _item_member(item_id: str, started_at: int, session_id: str) -> str:
