@@ -74,6 +74,9 @@ class Connection:
     # event (the voice scripts' performer: a frozen dataclass and three permission lookups, on
     # every status change). Keyed by the deriving function; a connection's claims never change.
     derived: dict[object, object] = field(default_factory=dict)
+    # The retry identities (a pattern op's ``client_id``) this connection has used: each costs a
+    # remembered key in Redis for an hour, so a connection may use only a few.
+    client_ids: set[str] = field(default_factory=set)
 
 
 class Connections:

@@ -27,6 +27,9 @@ PlayerName = bounded_text(32)
 # Room for a PUT body's wrapper (`{"state": …}`) and encoders' differences: a state live edits
 # leave behind can always be saved with PUT.
 STATE_BODY_MARGIN_BYTES = 64
+# Distinct op client_id values one connection may use (a page keeps one for its life; each is an
+# hour-long key in Redis, so one per op would be a key per op).
+CLIENT_IDS_PER_CONNECTION = 4
 Colour = Annotated[str, Field(strict=True, pattern=r"^#[0-9a-fA-F]{6}$")]
 
 # Refusals of the scripts, told in words (the scripts return only the code).
@@ -97,6 +100,12 @@ class PatternEvents:
     async def op(self, conn: Connection, data: dict[str, Any]) -> dict[str, Any]:
         """Apply one operation; the ack and the event carry the sender's ``seq``."""
         request = validate(OpRequest, data)
+        if request.client_id is not None and request.client_id not in conn.client_ids:
+            if len(conn.client_ids) >= CLIENT_IDS_PER_CONNECTION:
+                # A page keeps one for its life; a new one per op left a key per op in Redis.
+                message = f"a connection may use at most {CLIENT_IDS_PER_CONNECTION} client_id values"
+                raise _worded(CodedError(ErrorCode.INVALID_PAYLOAD, message), seq=request.seq)
+            conn.client_ids.add(request.client_id)
         event = {"seq": request.seq, "client": conn.sid, "by": conn.claims.sub, "op": wire(request.op)}
         sender = OpSender(
             client_id=request.client_id or f"sid.{conn.sid}",

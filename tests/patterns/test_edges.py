@@ -94,6 +94,30 @@ async def test_a_retried_op_is_applied_once(server: ServerUnderTest, clients: li
     assert (await stored_state(server, session_id))["tracks"][0]["steps"][1] is False
 
 
+async def test_a_connection_uses_a_few_client_ids_not_one_per_op(
+    server: ServerUnderTest, clients: list[Client], redis: Any
+) -> None:
+    # Each client_id is an hour-long key in Redis: a new one per op left a key per op.
+    session_id = await new_pattern(server)
+    alice = await player(server, clients, session_id, "alice")
+    acks = []
+    for n in range(6):
+        op = {"type": "toggle_step", "trackId": "t1", "step": n}
+        acks.append(
+            await alice.call("pattern_op", {"session_id": session_id, "seq": 1, "client_id": f"tab-{n:08d}", "op": op})
+        )
+    assert [a["ok"] for a in acks] == [True] * 4 + [False] * 2, acks
+    assert acks[4]["error"] == "invalid_payload" and acks[4]["seq"] == 1
+    seen = [key async for key in redis.scan_iter(match=f"*{{{session_id}}}:opseen:*")]
+    assert len(seen) == 4
+    # The ids it has used go on working, and so does a connection's own identity.
+    op = {"type": "toggle_step", "trackId": "t1", "step": 9}
+    assert (
+        await alice.call("pattern_op", {"session_id": session_id, "seq": 2, "client_id": "tab-00000000", "op": op})
+    )["ok"]
+    assert (await alice.call("pattern_op", {"session_id": session_id, "seq": 3, "op": op}))["ok"]
+
+
 async def test_the_eleventh_player_watches_but_cannot_edit(server: ServerUnderTest, clients: list[Client]) -> None:
     session_id = await new_pattern(server)
     players = [await player(server, clients, session_id, f"p{n}") for n in range(11)]
