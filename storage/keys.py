@@ -257,8 +257,8 @@ class Keys:
         return f"{self.prefix}:log_id_key"
 
     def upload_bytes(self, who: str) -> str:
-        """String (expiring): audio bytes stored by ``who`` (``u:<user>`` or ``a:<address>``)
-        in the current quota day."""
+        """String (expiring): audio and material bytes stored by ``who`` (``u:<user>`` or
+        ``a:<address>``) in the current quota day (a day from the first upload)."""
         return f"{self.prefix}:{{q:{who}}}:upload_bytes"
 
     def admin_created(self, scope: str) -> str:
