@@ -83,7 +83,8 @@ async def test_streams_created_under_kills_always_have_their_audience(server: Se
 
         await asyncio.gather(*(creator(50 * k) for k in range(4)))
     assert await killer.stop() > 0
-    assert {status for status, _ in answered} <= {201, 503}, answered
+    # 429: materials per user a minute (SESSIONHUB_VOICE_MATERIALS_PER_MIN); refused, nothing stored.
+    assert {status for status, _ in answered} <= {201, 429, 503}, answered
     await _settle(server)
     redis = server.services.redis
     keys = server.services.keys
