@@ -83,8 +83,7 @@ async def test_streams_created_under_kills_always_have_their_audience(server: Se
 
         await asyncio.gather(*(creator(50 * k) for k in range(4)))
     assert await killer.stop() > 0
-    # 429: materials per user a minute (SESSIONHUB_VOICE_MATERIALS_PER_MIN); refused, nothing stored.
-    assert {status for status, _ in answered} <= {201, 429, 503}, answered
+    assert {status for status, _ in answered} <= {201, 503}, answered
     await _settle(server)
     redis = server.services.redis
     keys = server.services.keys
@@ -133,7 +132,8 @@ async def test_a_material_answered_failed_is_not_stored(server: ServerUnderTest,
             for n in range(80)
         ]
     assert await killer.stop() > 0
-    assert {status for status, _ in answered} <= {201, 503}, answered
+    # 429: materials per user a minute (SESSIONHUB_VOICE_MATERIALS_PER_MIN); refused, nothing stored.
+    assert {status for status, _ in answered} <= {201, 429, 503}, answered
     await _settle(server)
     sessions = [str(s) for s in await server.services.redis.zrange(server.services.keys.user_sessions("alice"), 0, -1)]
     stored = [m for s in sessions for m in await server.services.voice.materials(s, limit=1000)]
