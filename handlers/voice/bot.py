@@ -155,7 +155,7 @@ class BotRoutes:
         size_bytes = len(json.dumps(record, separators=(",", ":")).encode())
         await self._admit(claims, payers, size_bytes)
         body, status = await self._route(claims, record, address=address)
-        await self._quota.charge(payers, size_bytes)
+        await self._quota.charge_stored(payers, size_bytes)
         return body, status
 
     def _payers(self, claims: Claims, address: str) -> list[str]:

@@ -100,7 +100,7 @@ class ChunkRoutes:
                 raise
             added = await self._store(form, chunk, claims)
         if not added.duplicate:
-            await self._quota.charge(payers, chunk.size_bytes)
+            await self._quota.charge_stored(payers, chunk.size_bytes)
         self._s.sessions.used(form.meta.session_id)
         stored = await self._chunks.get(form.meta.session_id, added.chunk_id)
         body = {"chunk": stored, "duplicate": added.duplicate, "offset": added.offset, **_totals(added)}

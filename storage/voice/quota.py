@@ -1,4 +1,4 @@
-"""Audio bytes stored per user (and per guest address) in a rolling quota day.
+"""Audio and material bytes stored per user (and per guest address) in a quota day.
 
 One counter per payer, created with the day's expiry on its first charge and incremented by
 each stored chunk's size: a user who uploads their quota waits for the day to end. Concurrent
@@ -8,11 +8,15 @@ one payer may have in flight (``VoiceConfig.uploads_in_flight``) times the chunk
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 
 from redis.asyncio import Redis
+from redis.exceptions import RedisError
 
 from storage.keys import Keys
+
+log = logging.getLogger(__name__)
 
 QUOTA_WINDOW_S = 86_400
 
@@ -38,3 +42,12 @@ class UploadQuota:
                 pipe.set(key, 0, ex=QUOTA_WINDOW_S, nx=True)  # SET NX EX: Redis 6.2 has no EXPIRE NX
                 pipe.incrby(key, size_bytes)
             await pipe.execute()
+
+    async def charge_stored(self, payers: list[str], size_bytes: int) -> None:
+        """:meth:`charge` for an upload stored already: a charge Redis did not take (a cut
+        connection) is logged, not raised. The upload must not be answered failed once it is
+        stored (its retry would store another copy); the quota misses one upload's bytes."""
+        try:
+            await self.charge(payers, size_bytes)
+        except (RedisError, OSError) as exc:
+            log.warning("an upload of %d bytes was stored but not counted against the quota: %s", size_bytes, exc)
