@@ -82,7 +82,23 @@ class JobQueue:
                 raise
 
     async def claim(self, consumer: str, *, count: int, block_ms: int, visibility_ms: int) -> list[Delivery]:
-        """Jobs for ``consumer``: first any abandoned by a dead worker, then new ones."""
+        """Jobs for ``consumer``: first any abandoned by a dead worker, then new ones.
+
+        A Redis that comes back without the consumer group (restarted without persistence, one
+        that lost its last second, a failover to a replica that never got the group, a flush)
+        answers NOGROUP to every read: the group is made again (from the stream's start, so the
+        jobs queued since are run) and the read repeated. Made only at a worker's start, it was
+        never made again: every job queued after such a restart waited for a node restart.
+        """
+        try:
+            return await self._claim(consumer, count=count, block_ms=block_ms, visibility_ms=visibility_ms)
+        except ResponseError as exc:
+            if "NOGROUP" not in str(exc):
+                raise
+        await self.ensure_group()
+        return await self._claim(consumer, count=count, block_ms=block_ms, visibility_ms=visibility_ms)
+
+    async def _claim(self, consumer: str, *, count: int, block_ms: int, visibility_ms: int) -> list[Delivery]:
         await self._promote(
             keys=[self._keys.jobs_delayed(), self._keys.jobs()],
             args=[self._clock.now_ms(), count, JOB_STREAM_MAXLEN],

@@ -240,3 +240,28 @@ async def test_a_job_taken_over_by_another_worker_is_dropped_not_finished(server
     [after] = await redis.xpending_range(keys.jobs(), keys.jobs_group(), "-", "+", 10)
     assert after["consumer"] == "thief"  # not acknowledged, not retried: the thief's to finish
     assert (await jobs.counts()) == {"queued": 1, "delayed": 0, "dead": 0}
+
+
+async def test_a_worker_makes_its_group_again_when_redis_comes_back_without_it(
+    server: ServerUnderTest, clients: list[Client], redis: Any
+) -> None:
+    """A Redis that comes back without the job stream's consumer group (restarted without
+    persistence, lost its last second, a failover to a replica that never had the group): a
+    running worker makes the group again and runs the jobs queued since, without a restart."""
+    worker = make_worker(server)
+    stop = asyncio.Event()
+    running = asyncio.create_task(worker.run(stop, block_ms=50))
+    try:
+        first = await server.subscriber(clients, await server.create_session("alice"))
+        await first.call("session_done", {"session_id": first.named("session_snapshot")[0]["session_id"]})
+        await first.wait_for(lambda: bool(first.named("job_result")), timeout=10)
+        await redis.delete(server.services.keys.jobs())  # the stream and its group are gone
+        session_id = await server.create_session("alice")
+        second = await server.subscriber(clients, session_id)
+        ack = await second.call("session_done", {"session_id": session_id})
+        assert ack["ok"] is True, ack
+        await second.wait_for(lambda: bool(second.named("job_result")), timeout=10)
+        assert second.named("job_result")[0]["data"]["status"] == "succeeded"
+    finally:
+        stop.set()
+        await running
