@@ -45,8 +45,13 @@ CLIP_UPDATED: Final = "clip_updated"
 CLIP_REMOVED: Final = "clip_removed"
 # The owner removed every clip of one viewer (data names the viewer by tag only).
 CLIPS_CLEARED: Final = "clips_cleared"
-# The owner blocked or unblocked a viewer: data {"viewer_tag", "blocked"}.
+# The owner blocked or unblocked a viewer: data {"viewer_tag", "blocked"} (on the stream's log
+# and on its audience session's).
 VIEWER_BLOCKED: Final = "viewer_blocked"
+# On a stream's audience session: the owner edited, deleted or cleared one viewer's clips; data
+# {"viewer_tag", "change": "updated" | "removed" | "cleared", "clip_ids"}. That viewer's page reads
+# its own clips again; nobody else's note goes to the audience.
+CLIPS_CHANGED: Final = "clips_changed"
 
 # Log entries of listening histories.
 LISTENING_SESSION: Final = "listening_session"

@@ -25,6 +25,11 @@ class OwnClips(BaseModel):
     """``GET /api/streams/{id}/clips/mine``: the caller's own clips, newest first, as they are now."""
 
     session_id: str
+    viewer_tag: str = Field(
+        description="the caller's tag in this session (as on their clips; known before any clip): the audience "
+        "session's clips_changed and viewer_blocked events name them by it"
+    )
+    blocked: bool = Field(description="the owner blocked the caller from clipping in this session")
     clips: list[ViewerClip]
 
 

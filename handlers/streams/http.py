@@ -166,8 +166,14 @@ class StreamRoutes:
         query = parse_query(OwnClipsQuery, request)
         list_limit = self._s.limits.list_limit
         limit = list_limit if query.limit is None else at_most("limit", query.limit, list_limit)
-        clips = await self._streams.own_clips(session_id, claims.sub, limit=limit)
-        return web.json_response({"session_id": session_id, "clips": [c.for_viewer() for c in clips]})
+        own = await self._streams.own_clips(session_id, claims.sub, limit=limit)
+        body = {
+            "session_id": session_id,
+            "viewer_tag": own.viewer_tag,
+            "blocked": own.blocked,
+            "clips": [c.for_viewer() for c in own.clips],
+        }
+        return web.json_response(body)
 
     async def moments(self, request: web.Request) -> web.Response:
         """Clips grouped into moments (``?window_s=``, ``?sort=count|time``, ``?only=clipped``)."""

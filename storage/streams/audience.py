@@ -36,6 +36,7 @@ class StreamAudiences:
         self._log = store.log
         self._sessions = store.sessions
         self._mirror = event_script(redis, "streams/audience_state.lua")
+        self._note = event_script(redis, "streams/audience_note.lua")
         self._delete = event_script(redis, "core/session_delete.lua")
 
     @staticmethod
@@ -76,6 +77,16 @@ class StreamAudiences:
             audience_id,
             keys=[self._keys.session(audience_id)],
             args=[seq, state, previous, action, segment_index, etypes.STREAM_STATE],
+        )
+        return int(result[0])
+
+    async def note(self, audience_id: str, event_type: str, data: dict[str, Any]) -> int:
+        """Append one event about a viewer to the audience log (see ``audience_note.lua``)."""
+        result = await self._log.run(
+            self._note,
+            audience_id,
+            keys=[self._keys.session(audience_id)],
+            args=[event_type, json.dumps(data, separators=(",", ":"))],
         )
         return int(result[0])
 

@@ -222,15 +222,22 @@ class StreamSessions:
         clips = sorted((Clip.parse(t) for t in texts), key=Clip.sort_key) if session else []
         return session, clips, Position(epoch=epoch or "", offset=int(offset or 0))
 
-    async def own_clips(self, session_id: str, viewer_id: str, *, limit: int) -> list[Clip]:
+    async def own_clips(self, session_id: str, viewer_id: str, *, limit: int) -> OwnClips:
         """The newest ``limit`` clips ``viewer_id`` stored that the session still holds, as they
-        are now (newest first); ``session_not_found`` when there is no such stream session."""
+        are now (newest first), with the viewer's tag and block; ``session_not_found`` when there
+        is no such stream session."""
         k = self._keys
         result = await self._own_clips(
-            keys=[k.session(session_id), k.stream_clips(session_id), k.stream_clip_counts(session_id)],
+            keys=[
+                k.session(session_id),
+                k.stream_clips(session_id),
+                k.stream_clip_counts(session_id),
+                k.stream_blocked(session_id),
+            ],
             args=[viewer_id, limit],
         )
-        return [Clip.parse(text) for text in checked(result, _explained)]
+        tag, blocked, *texts = checked(result, _explained)
+        return OwnClips(viewer_tag=str(tag), blocked=str(blocked) == "1", clips=[Clip.parse(t) for t in texts])
 
     async def list_for_user(self, owner_id: str, *, limit: int) -> list[StreamSession]:
         """The user's stream sessions, newest first (segments not loaded)."""
@@ -341,7 +348,9 @@ class StreamSessions:
             ],
             explain=_explained,
         )
-        return Clip.parse(result[1])
+        clip = Clip.parse(result[1])
+        await self._tell_audience(str(result[2]), clip.viewer_tag, "updated", [clip_id])
+        return clip
 
     async def delete_clip(self, session_id: str, clip_id: str, performer_id: str) -> Clip:
         """Delete a clip, as the owner."""
@@ -352,7 +361,9 @@ class StreamSessions:
             args=[performer_id, clip_id, etypes.CLIP_REMOVED],
             explain=_explained,
         )
-        return Clip.parse(result[1])
+        clip = Clip.parse(result[1])
+        await self._tell_audience(str(result[2]), clip.viewer_tag, "removed", [clip_id])
+        return clip
 
     async def clear_viewer(self, session_id: str, viewer_id: str, performer_id: str) -> ClearedClips:
         """Remove every clip ``viewer_id`` stored, as the owner (one step, one ``clips_cleared`` event)."""
@@ -363,6 +374,8 @@ class StreamSessions:
             args=[performer_id, viewer_id, etypes.CLIPS_CLEARED],
             explain=_explained,
         )
+        if int(result[1]):
+            await self._tell_audience(str(result[2]), str(result[3]), "cleared", [])
         return ClearedClips(removed=int(result[1]), offset=int(result[0]))
 
     async def set_blocked(self, session_id: str, viewer_id: str, performer_id: str, *, blocked: bool) -> bool:
@@ -374,7 +387,28 @@ class StreamSessions:
             args=[performer_id, viewer_id, "1" if blocked else "0", etypes.VIEWER_BLOCKED],
             explain=_explained,
         )
+        # Told also when nothing changed: a retry whose first copy was lost heals the page.
+        await self._tell_audience(str(result[2]), str(result[3]), "", [], blocked=blocked)
         return str(result[1]) == "1"
+
+    async def _tell_audience(
+        self, audience_id: str, viewer_tag: str, change: str, clip_ids: list[str], *, blocked: bool | None = None
+    ) -> None:
+        """Tell the viewer (by tag, on the audience log their page follows) that the owner changed
+        their clips (``change``) or their block (``blocked``). The owner's step is committed:
+        failing their request now would make them retry a change that is done, and a lost
+        hint heals on the viewer's next reload or reconnect (their page reads its own clips)."""
+        if not audience_id:
+            return
+        if blocked is None:
+            event_type = etypes.CLIPS_CHANGED
+            data: dict[str, Any] = {"viewer_tag": viewer_tag, "change": change, "clip_ids": clip_ids}
+        else:
+            event_type, data = etypes.VIEWER_BLOCKED, {"viewer_tag": viewer_tag, "blocked": blocked}
+        try:
+            await self.audiences.note(audience_id, event_type, data)
+        except Exception:
+            log.exception("could not tell audience session %s of a change (%s)", audience_id, event_type)
 
     async def blocked(self, session_id: str) -> list[str]:
         """The user ids the owner blocked, sorted."""
@@ -389,6 +423,15 @@ class ViewerCaps:
     per_viewer: int
     per_address: int
     guest_address: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class OwnClips:
+    """One viewer's own clips in a stream session, their tag there, and whether they are blocked."""
+
+    viewer_tag: str
+    blocked: bool
+    clips: list[Clip]
 
 
 @dataclass(frozen=True, slots=True)

@@ -375,6 +375,48 @@ async def test_the_audience_follows_the_state_but_gets_no_clips(server: ServerUn
         assert ack["error"] == "session_not_found"
 
 
+async def test_the_audience_hears_of_the_owners_changes_to_a_viewers_clips_by_tag_only(
+    server: ServerUnderTest, clients: list[Client]
+) -> None:
+    """A viewer page learns live that the streamer edited, deleted or cleared its clips, or blocked
+    it: the audience log names the viewer by tag, and carries no note or clip of anybody's."""
+    session_id, owner = await started(server, clients)
+    audience_id = await audience_of(server, session_id)
+    viewer = await server.subscriber(clients, audience_id, user="viewer-1")
+    status, own = await http(server, "GET", f"/api/streams/{session_id}/clips/mine", user="viewer-1")
+    assert status == 200 and own["clips"] == [] and own["blocked"] is False
+    tag = own["viewer_tag"]  # known before the viewer's first clip
+    clicker = await connect(server, clients, "viewer-1")
+    ack = await clicker.call("clip_submit", {"session_id": session_id, "note": "secret note"})
+    clip_id = ack["clip"]["clip_id"]
+    assert ack["clip"]["viewer_tag"] == tag
+
+    def hint(name: str, data: dict[str, Any]) -> Any:
+        return owner.call(name, {"session_id": session_id, **data})
+
+    assert (await hint("clip_update", {"clip_id": clip_id, "note": "edited by the owner"}))["ok"] is True
+    assert (await hint("clip_delete", {"clip_id": clip_id}))["ok"] is True
+    assert (await hint("clip_clear_viewer", {"user_id": "viewer-1"}))["removed"] == 0  # nothing left: no event
+    server.services.clock.shift_ms = 60_000  # past the viewer's cooldown
+    try:
+        assert (await clicker.call("clip_submit", {"session_id": session_id, "note": "again"}))["ok"] is True
+    finally:
+        server.services.clock.shift_ms = 0
+    assert (await hint("clip_clear_viewer", {"user_id": "viewer-1"}))["removed"] == 1
+    assert (await hint("stream_block_viewer", {"user_id": "viewer-1", "blocked": True}))["ok"] is True
+    await viewer.wait_for(lambda: len(viewer.named("viewer_blocked")) == 1)
+    changes = [(name, envelope["data"]) for name, envelope in viewer.events if name != "session_snapshot"]
+    assert changes == [
+        ("clips_changed", {"viewer_tag": tag, "change": "updated", "clip_ids": [clip_id]}),
+        ("clips_changed", {"viewer_tag": tag, "change": "removed", "clip_ids": [clip_id]}),
+        ("clips_changed", {"viewer_tag": tag, "change": "cleared", "clip_ids": []}),
+        ("viewer_blocked", {"viewer_tag": tag, "blocked": True}),
+    ]
+    assert "note" not in str(changes)  # neither the viewer's note nor the owner's edit
+    status, own = await http(server, "GET", f"/api/streams/{session_id}/clips/mine", user="viewer-1")
+    assert own["blocked"] is True and own["viewer_tag"] == tag
+
+
 async def test_the_audience_ends_on_the_streams_state_whatever_the_order(
     server: ServerUnderTest, clients: list[Client], redis: Any
 ) -> None:

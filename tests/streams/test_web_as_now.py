@@ -135,3 +135,42 @@ async def test_a_note_edit_is_left_with_cancel_or_escape(
     await expect(edit).to_be_focused()
     stored = await server.services.redis.hvals(server.services.keys.stream_clips(session_id))
     assert len(stored) == 1 and '"note":"as clipped"' in stored[0]
+
+
+async def test_the_viewer_sees_the_streamers_edits_and_block_without_a_reload(
+    server: ServerUnderTest, tab: Tab, clients: list[Client]
+) -> None:
+    session_id, owner = await started(server, clients)
+    other = await clip(await connect(server, clients, "carol"), session_id, "carol's")
+    await tab.page.set_viewport_size({"width": 390, "height": 844})
+    await tab.use_token(server.token("bob"))
+    page = await live(tab, f"/watch/{session_id}")
+    await page.locator("#note-input").fill("mine")
+    await page.locator("#clip-button").click()
+    notes = page.locator("#mine li .note")
+    await expect(notes).to_have_text(["mine"])
+    mine_id = await page.locator("#mine li").get_attribute("data-clip-id")
+
+    # Another viewer's clip edited: nothing for bob's list. His own edited, then deleted: shown live.
+    await owner.call("clip_update", {"session_id": session_id, "clip_id": other, "note": "carol's, edited"})
+    await owner.call("clip_update", {"session_id": session_id, "clip_id": mine_id, "note": "<i>edited</i>"})
+    await expect(notes).to_have_text(["<i>edited</i>"])
+    await owner.call("clip_delete", {"session_id": session_id, "clip_id": mine_id})
+    await expect(notes).to_have_count(0)
+    await expect(page.locator("#mine-empty")).to_be_visible()
+
+    # Blocked: clipping turns off with the reason; unblocked: back on (the cooldown aside).
+    server.services.clock.shift_ms = 60_000
+    try:
+        await owner.call("stream_block_viewer", {"session_id": session_id, "user_id": "bob"})
+        await expect(page.locator("#clip-reason")).to_contain_text("turned off clipping for you")
+        await expect(page.locator("#clip-button")).to_be_disabled()
+        await page.reload()
+        await expect(page.locator("#connection")).to_have_attribute("data-state", "live")
+        await expect(page.locator("#clip-reason")).to_contain_text("turned off clipping for you")
+        await owner.call("stream_block_viewer", {"session_id": session_id, "user_id": "bob", "blocked": False})
+        await expect(page.locator("#clip-button")).to_be_enabled()
+    finally:
+        server.services.clock.shift_ms = 0
+    assert await page.locator("#mine i").count() == 0
+    assert not tab.errors, tab.errors

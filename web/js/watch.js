@@ -5,7 +5,9 @@
  * stream's audience session, whose log carries state changes only (not every viewer's clip);
  * a reconnect catches up by offset (subscribeSession). "Your clips" are read from the server on
  * every (re)subscription, so a reload or another device shows them as the streamer left them
- * (edited, deleted); that log does not carry them. Text goes in via textContent only.
+ * (edited, deleted), and again when the audience log says the streamer changed this viewer's
+ * clips (`clips_changed` naming the viewer's tag); `viewer_blocked` naming it turns clipping
+ * off or on. Text goes in via textContent only.
  */
 import { $, api, call, connect, showConnection, STREAM_CONNECTION_TEXT, subscribeSession } from "./client.js";
 import { STATE_LABELS, freshId, hms, idFromPath } from "./clip_format.js";
@@ -66,6 +68,8 @@ let cooldownUntil = 0; // performance.now() ms
 const mine = new Map(); // clip id -> clip: the viewer's own, as last read or acked
 const ackedDuring = new Set(); // per reading of the own clips under way: the clips acked meanwhile
 let mineAsked = 0;
+let viewerTag = null; // this viewer's tag in the session (GET …/clips/mine): events name them by it
+let blocked = false; // the streamer blocked this viewer from clipping
 
 function show(section) {
   for (const element of [ui.loading, ui.error, ui.card]) element.hidden = element !== section;
@@ -95,6 +99,7 @@ function reason() {
   if (!session) return "Loading…";
   if (pending) return live ? "Sending your clip…" : "Offline: your clip will be sent when the connection is back.";
   if (!live) return "Reconnecting…";
+  if (blocked) return "The streamer has turned off clipping for you in this stream.";
   if (session.state !== "active") return REASONS[session.state] ?? `The stream is ${session.state}.`;
   const wait = cooldownLeftS();
   if (wait > 0) return `Cooldown: you can clip again in ${wait} s.`;
@@ -166,6 +171,7 @@ function renderMine() {
 
 function addMine(clip) {
   if (!clip) return;
+  viewerTag = clip.viewer_tag ?? viewerTag;
   mine.set(clip.clip_id, clip);
   for (const acked of ackedDuring) acked.set(clip.clip_id, clip);
   renderMine();
@@ -183,6 +189,9 @@ async function loadMine() {
   try {
     const body = await api(`/api/streams/${encodeURIComponent(sessionId)}/clips/mine`);
     if (asked !== mineAsked) return;
+    viewerTag = body.viewer_tag ?? viewerTag;
+    blocked = body.blocked === true;
+    updateButton();
     mine.clear();
     for (const clip of [...body.clips, ...acked.values()]) mine.set(clip.clip_id, clip);
     renderMine();
@@ -219,6 +228,7 @@ async function send() {
     } else {
       pending = null;
       if (err.code === "invalid_state") refreshState();
+      if (err.code === "forbidden") loadMine(); // blocked meanwhile: the page learns it and says so
       if (err.code === "rate_limited") cooldownUntil = performance.now() + retryAfterMs(err);
       confirm(`Not clipped: ${err.message}`, "error");
     }
@@ -253,6 +263,11 @@ function apply(event) {
     // "Clipped! …" was about the stream as it was: with clips off it would read as still valid.
     if (session.state !== "active" && ui.confirmation.dataset.kind === "info") confirm("");
     render();
+  } else if (event.type === "clips_changed" && event.data?.viewer_tag === viewerTag) {
+    loadMine(); // the streamer edited, deleted or cleared this viewer's clips: read them as they are
+  } else if (event.type === "viewer_blocked" && event.data?.viewer_tag === viewerTag) {
+    blocked = event.data.blocked === true;
+    updateButton();
   }
 }
 

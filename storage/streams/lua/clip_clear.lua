@@ -6,14 +6,15 @@
 --   ARGV[6]  the performer's user id (the owner only)
 --   ARGV[7]  the viewer whose clips go
 --   ARGV[8]  event type (clips_cleared)
--- Returns {offset, removed count} or {false, code}: session_not_found, forbidden.
+-- Returns {offset, removed count, audience session id ('' when none), viewer tag} or
+-- {false, code}: session_not_found, forbidden.
 local session_key = KEYS[3]
 local clips_key = KEYS[4]
 local performer = ARGV[6]
 local viewer = ARGV[7]
 local event_type = ARGV[8]
 
-local found = redis.call('HMGET', session_key, 'kind', 'owner_id', 'clip_count', 'clipped_count', 'tag_salt')
+local found = redis.call('HMGET', session_key, 'kind', 'owner_id', 'clip_count', 'clipped_count', 'tag_salt', 'audience_id')
 if found[1] ~= 'stream' then
   return {false, 'session_not_found'}
 end
@@ -45,4 +46,4 @@ local data = {viewer_tag = viewer_tag, clip_ids = removed, count = count, clippe
 if #removed == 0 then
   data.clip_ids = cjson.decode('[]')
 end
-return {append_event(event_type, cjson.encode(data)), #removed}
+return {append_event(event_type, cjson.encode(data)), #removed, found[6] or '', viewer_tag}

@@ -6,14 +6,15 @@
 --   ARGV[6]  the performer's user id (the owner only)
 --   ARGV[7]  the clip id
 --   ARGV[8]  event type (clip_removed)
--- Returns {offset, clip JSON} or {false, code}: session_not_found, forbidden, not_found.
+-- Returns {offset, clip JSON, audience session id ('' when none)} or {false, code}:
+-- session_not_found, forbidden, not_found.
 local session_key = KEYS[3]
 local clips_key = KEYS[4]
 local performer = ARGV[6]
 local clip_id = ARGV[7]
 local event_type = ARGV[8]
 
-local found = redis.call('HMGET', session_key, 'kind', 'owner_id', 'clip_count', 'clipped_count')
+local found = redis.call('HMGET', session_key, 'kind', 'owner_id', 'clip_count', 'clipped_count', 'audience_id')
 if found[1] ~= 'stream' then
   return {false, 'session_not_found'}
 end
@@ -30,4 +31,4 @@ local clipped_count = tonumber(found[4] or '0') - (clip.clipped and 1 or 0)
 redis.call('HDEL', clips_key, clip_id)
 redis.call('HSET', session_key, 'clip_count', count, 'clipped_count', clipped_count, 'updated_at', now_ms)
 local data = {clip_id = clip_id, segment_index = clip.segment_index, count = count, clipped_count = clipped_count}
-return {append_event(event_type, cjson.encode(data)), stored}
+return {append_event(event_type, cjson.encode(data)), stored, found[5] or ''}

@@ -8,7 +8,8 @@
 --   ARGV[9]  '1' when ARGV[10] is the new note
 --   ARGV[10] the new note (validated by the caller)
 --   ARGV[11] event type (clip_updated)
--- Returns {offset, clip JSON} or {false, code}: session_not_found, forbidden, not_found.
+-- Returns {offset, clip JSON, audience session id ('' when none)} or {false, code}:
+-- session_not_found, forbidden, not_found.
 local session_key = KEYS[3]
 local clips_key = KEYS[4]
 local performer = ARGV[6]
@@ -18,7 +19,7 @@ local has_note = ARGV[9] == '1'
 local note = ARGV[10]
 local event_type = ARGV[11]
 
-local found = redis.call('HMGET', session_key, 'kind', 'owner_id', 'clipped_count')
+local found = redis.call('HMGET', session_key, 'kind', 'owner_id', 'clipped_count', 'audience_id')
 if found[1] ~= 'stream' then
   return {false, 'session_not_found'}
 end
@@ -46,4 +47,4 @@ redis.call('HSET', clips_key, clip_id, clip_json)
 redis.call('HSET', session_key, 'clipped_count', clipped_count, 'updated_at', now_ms)
 local data = {clip_id = clip_id, segment_index = clip.segment_index, clipped = clip.clipped, note = clip.note,
   clipped_count = clipped_count}
-return {append_event(event_type, cjson.encode(data)), clip_json}
+return {append_event(event_type, cjson.encode(data)), clip_json, found[4] or ''}

@@ -7,18 +7,24 @@
 --   KEYS[1]  the session hash
 --   KEYS[2]  the session's clips hash (clip id -> clip JSON)
 --   KEYS[3]  the session's clip counts hash (u:<user> -> clips stored, c:<user> -> their ids)
+--   KEYS[4]  the session's blocked viewers set
 --   ARGV[1]  the viewer's user id
 --   ARGV[2]  most clips to answer (the newest)
--- Returns {clip JSON ...}, newest first, or {false, 'session_not_found'}.
+-- Returns {viewer tag, '1' when the owner blocked the viewer else '0', clip JSON ...} (clips
+-- newest first), or {false, 'session_not_found'}. The tag is the one the viewer's clips and the
+-- audience session's events name them by (as submit.lua makes it), known before any clip.
 local session_key = KEYS[1]
 local clips_key = KEYS[2]
 local counts_key = KEYS[3]
 local viewer = ARGV[1]
 local limit = tonumber(ARGV[2])
 
-if redis.call('HGET', session_key, 'kind') ~= 'stream' then
+local session = redis.call('HMGET', session_key, 'kind', 'tag_salt')
+if session[1] ~= 'stream' then
   return {false, 'session_not_found'}
 end
+local viewer_tag = string.sub(redis.sha1hex((session[2] or '') .. '|' .. viewer), 1, 12)
+local blocked = tostring(redis.call('SISMEMBER', KEYS[4], viewer))
 
 local counted = redis.call('HMGET', counts_key, 'u:' .. viewer, 'c:' .. viewer)
 local ids = {}
@@ -26,13 +32,13 @@ for id in string.gmatch(counted[2] or '', '%S+') do
   ids[#ids + 1] = id
 end
 
-local found = {}
+local found = {viewer_tag, blocked}
 if #ids >= tonumber(counted[1] or '0') then
   for i = #ids, 1, -1 do
     local clip = redis.call('HGET', clips_key, ids[i])
     if clip then
       found[#found + 1] = clip
-      if #found >= limit then
+      if #found >= limit + 2 then
         break
       end
     end
@@ -50,6 +56,6 @@ for i = 1, #all do
 end
 table.sort(mine, function(a, b) return a[1] > b[1] end)
 for i = 1, math.min(limit, #mine) do
-  found[i] = mine[i][2]
+  found[i + 2] = mine[i][2]
 end
 return found

@@ -6,7 +6,8 @@
 --   ARGV[7]  the viewer
 --   ARGV[8]  '1' block, '0' unblock
 --   ARGV[9]  event type (viewer_blocked)
--- Returns {offset, '1' when it changed anything else '0'} or {false, code}:
+-- Returns {offset, '1' when it changed anything else '0', audience session id ('' when none),
+-- viewer tag} or {false, code}:
 -- session_not_found, forbidden. An unchanged block appends no event (a retry is free).
 local session_key = KEYS[3]
 local blocked_key = KEYS[4]
@@ -15,7 +16,7 @@ local viewer = ARGV[7]
 local block = ARGV[8] == '1'
 local event_type = ARGV[9]
 
-local found = redis.call('HMGET', session_key, 'kind', 'owner_id', 'tag_salt')
+local found = redis.call('HMGET', session_key, 'kind', 'owner_id', 'tag_salt', 'audience_id')
 if found[1] ~= 'stream' then
   return {false, 'session_not_found'}
 end
@@ -31,6 +32,7 @@ else
   changed = redis.call('SREM', blocked_key, viewer)
 end
 if changed == 0 then
-  return {0, '0'}
+  return {0, '0', found[4] or '', viewer_tag}
 end
-return {append_event(event_type, cjson.encode({viewer_tag = viewer_tag, blocked = block})), '1'}
+local data = cjson.encode({viewer_tag = viewer_tag, blocked = block})
+return {append_event(event_type, data), '1', found[4] or '', viewer_tag}
