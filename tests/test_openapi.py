@@ -3,6 +3,8 @@ live server to it, route by route."""
 
 from __future__ import annotations
 
+import re
+
 import json
 import os
 import subprocess
@@ -374,6 +376,12 @@ def test_the_document_is_generated_from_the_models(tmp_path: Path) -> None:
     put = spec["paths"]["/api/sessions/{session_id}"]["put"]
     assert put["responses"]["412"]["content"]["application/json"]["schema"]["$ref"].endswith("/PatternError")
     assert any(p["name"] == "If-Match" and p["in"] == "header" for p in put["parameters"])
+    # The pattern API takes any hex UUID in either case (404 when unknown); the others a v4.
+    pattern_id = next(p["schema"]["pattern"] for p in put["parameters"] if p["name"] == "session_id")
+    stream = spec["paths"]["/api/streams/{session_id}"]["get"]["parameters"]
+    stream_id = next(p["schema"]["pattern"] for p in stream if p["name"] == "session_id")
+    for other_uuid in ("00000000-0000-0000-0000-000000000000", "6BA7B810-9DAD-11D1-80B4-00C04FD430C8"):
+        assert re.fullmatch(pattern_id, other_uuid) and not re.fullmatch(stream_id, other_uuid)
     guest = spec["paths"]["/api/auth/guest"]["post"]["responses"]["201"]["content"]["application/json"]["schema"]
     assert spec["components"]["schemas"][guest["$ref"].rsplit("/", 1)[1]]["required"] == [
         "token",
