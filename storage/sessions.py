@@ -55,6 +55,21 @@ def month_field(prefix: str, now_ms: int) -> str:
     return f"{prefix}:{moment:%Y%m}"
 
 
+def admin_set_keys(keys: Keys, kind: str) -> list[str]:
+    """The keys of ``admin/set.lua`` for a session of ``kind`` (``admin/index.lua`` takes these
+    and the operation counters)."""
+    return [
+        keys.admin_kind_of(),
+        keys.admin_created(kind),
+        keys.admin_created("*"),
+        keys.admin_accessed(kind),
+        keys.admin_accessed("*"),
+        keys.admin_updated(),
+        keys.admin_size(),
+        keys.admin_remixes(),
+    ]
+
+
 def admin_remove_keys(keys: Keys, kind: str) -> list[str]:
     """The keys of ``admin/remove.lua`` for a session of ``kind``."""
     return [
@@ -185,17 +200,7 @@ class SessionDirectory:
         ``created_kind`` then names the kind for :attr:`on_created` alone.
         """
         k = self._keys
-        admin_keys = [
-            k.admin_kind_of(),
-            k.admin_created(kind),
-            k.admin_created("*"),
-            k.admin_accessed(kind),
-            k.admin_accessed("*"),
-            k.admin_updated(),
-            k.admin_ops(),
-            k.admin_size(),
-            k.admin_remixes(),
-        ]
+        admin_keys = [*admin_set_keys(k, kind), k.admin_ops()]
         admin_args: list[str | int] = [session_id, kind, created_ms, month_field("writes", created_ms)]
         # A single Redis takes the admin step (its own script: its keys share {admin}) in the same
         # round trip as the other indexes; a cluster pipeline cannot carry scripts.

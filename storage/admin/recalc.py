@@ -15,7 +15,7 @@ from redis.asyncio import Redis
 from storage.clock import Clock
 from storage.keys import Keys
 from storage.scripts import plain_script
-from storage.sessions import SessionDirectory, admin_remove_keys
+from storage.sessions import SessionDirectory, admin_remove_keys, admin_set_keys
 
 BATCH = 200
 # Keys a SCAN step looks at, on each master (a cluster's SCAN goes to every master).
@@ -184,16 +184,7 @@ class AdminRecalc:
             if kinds[i] is not None and kinds[i] != kind:
                 await self._remove(keys=self._remove_keys(kinds[i]), args=[session_id, kinds[i]])
             await self._set(
-                keys=[
-                    k.admin_kind_of(),
-                    k.admin_created(kind),
-                    k.admin_created("*"),
-                    k.admin_accessed(kind),
-                    k.admin_accessed("*"),
-                    k.admin_updated(),
-                    k.admin_size(),
-                    k.admin_remixes(),
-                ],
+                keys=admin_set_keys(k, kind),
                 args=[
                     session_id,
                     kind,

@@ -8,9 +8,10 @@
 --   KEYS[4]  accessed, this kind
 --   KEYS[5]  accessed, every kind
 --   KEYS[6]  updated (last event time)
---   KEYS[7]  operation counters hash
---   KEYS[8]  size (bytes) per session
---   KEYS[9]  remix count per session
+--   KEYS[7]  size (bytes) per session
+--   KEYS[8]  remix count per session
+--   KEYS[9]  operation counters hash
+--   (KEYS[1..8] as set.lua's: storage/sessions.py admin_set_keys)
 --   ARGV[1]  session id
 --   ARGV[2]  kind
 --   ARGV[3]  creation time, unix ms
@@ -22,9 +23,9 @@ local created_all_key = KEYS[3]
 local accessed_kind_key = KEYS[4]
 local accessed_all_key = KEYS[5]
 local updated_key = KEYS[6]
-local ops_key = KEYS[7]
-local size_key = KEYS[8]
-local remixes_key = KEYS[9]
+local size_key = KEYS[7]
+local remixes_key = KEYS[8]
+local ops_key = KEYS[9]
 local session_id = ARGV[1]
 local kind = ARGV[2]
 local created_ms = ARGV[3]
