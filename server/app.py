@@ -86,6 +86,7 @@ def build_sio(settings: Settings) -> SocketServer:
         max_connections_per_address=settings.max_connections_per_address,
         trust_forwarded_for=settings.trust_forwarded_for,
         partial_frames_budget_bytes=settings.partial_frames_budget_bytes,
+        outbound_budget_bytes=settings.outbound_budget_bytes,
         async_mode="aiohttp",
         max_http_buffer_size=HARD_MESSAGE_LIMIT_BYTES,
         ping_interval=settings.ping_interval_s,

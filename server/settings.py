@@ -90,6 +90,8 @@ class Settings(BaseSettings):
     slow_client_buffer_bytes: int = Field(default=1 << 20, ge=65536)
     # Bytes of unfinished WebSocket frames held across all connections (server.transport.leanws).
     partial_frames_budget_bytes: int = Field(default=64 << 20, ge=1 << 20)
+    # Unsent bytes held for slow clients across all connections (server.transport.fastpath.OutboundBudget).
+    outbound_budget_bytes: int = Field(default=256 << 20, ge=1 << 16)
     ping_interval_s: float = Field(default=25.0, gt=0)
     ping_timeout_s: float = Field(default=20.0, gt=0)
     connect_timeout_s: float = Field(default=10.0, gt=0)

@@ -29,12 +29,15 @@ __all__ = ["Lane", "Outlet", "Packet", "SocketServer", "UnsupportedVersions", "b
 def build_server(lane: Lane, **options: Any) -> SocketServer:
     """The Socket.IO server of ``lane``; ``options`` are python-socketio's and Engine.IO's, plus
     ``max_payload_bytes``, ``slow_limit_bytes``, ``connect_timeout_s``,
-    ``max_connections_per_address`` and ``trust_forwarded_for`` (applied by the fast lane)."""
+    ``max_connections_per_address`` and ``trust_forwarded_for`` (applied by the fast lane), and
+    ``outbound_budget_bytes`` (the fast lane's only: the stock lane leaves a WebSocket that does
+    not read to Engine.IO's ping timeout)."""
     # Imported here: a lane's libraries are imported only once the lane is chosen.
     if lane == "fast":
         from server.transport.fastpath import SessionServer
 
         return SessionServer(**options)
+    options.pop("outbound_budget_bytes", None)
     from server.transport.stock import StockSessionServer
 
     return StockSessionServer(**options)

@@ -60,7 +60,9 @@ The contract, i.e. everything relied on beyond the libraries' documented API (a 
   ``ConnectionResetError`` ends its handler without writing (see :func:`_take_over`).
 - asyncio (3.11): a selector socket transport keeps its read callback, a bound method of
   itself, in ``_read_ready_cb`` (a reference cycle that outlives the connection; see
-  :func:`_unlink_transport`).
+  :func:`_unlink_transport`); its write flow control calls ``pause_writing`` only while
+  ``_protocol_paused`` is false, and sets it first (:meth:`EngineWebSocket.watch_above` clears
+  it to hear of the next step of the outbound budget).
 
 It was tested with the versions in ``server.transport.versions.TESTED``; outside them the
 server runs on the stock lane (``server.transport.stock``) instead, or refuses to start when
@@ -79,7 +81,7 @@ import re
 import time
 import weakref
 from collections.abc import Awaitable, Callable, Mapping
-from typing import Any, Literal
+from typing import Any, Literal, Protocol
 
 import engineio
 import socketio
@@ -118,6 +120,7 @@ from server.transport.leanws import (
     HandshakeError,
     LeanWebSocket,
     PartialBudget,
+    _Gathered,
     accept_key,
     opening_refusal,
     switching_protocols,
@@ -147,6 +150,134 @@ def _frame_of(message: str | bytes) -> bytes:
     if isinstance(message, bytes):
         return ws_frame(message, _OP_BINARY)
     return ws_frame(message.encode())
+
+
+# The first step at which a connection's unsent bytes count in the server's outbound budget
+# (OutboundBudget); each further step is twice the last, up to the slow-client limit.
+OUTBOUND_FIRST_STEP_BYTES = 64 * 1024
+# When the budget is nearly spent, the room each connection left open is given to grow by
+# before the next check: the largest are cut to leave at least this much to each of the rest.
+OUTBOUND_MIN_SHARE_BYTES = 8 * 1024
+# Cuts by the budget are logged at most this often (with how many since the last line).
+OUTBOUND_LOG_EVERY_S = 10.0
+
+
+class OutboundHolder(Protocol):
+    """A connection that holds bytes for a client (:class:`EngineWebSocket`)."""
+
+    def queued_bytes(self) -> int:
+        """What it holds now."""
+        ...
+
+    def watch_above(self, mark: int) -> None:
+        """Report (``OutboundBudget.grew``) once it holds more than ``mark``."""
+        ...
+
+    def cut_as_slow(self) -> None:
+        """Close it as the slow-client limit does."""
+        ...
+
+
+class OutboundBudget:
+    """Bytes queued for clients that take them slower than they are sent, across a whole server.
+
+    Each connection may hold up to the slow-client limit (1 MiB) of unsent data: 1,000 clients
+    that never read would pin a gigabyte. Past ``limit`` in all, the connections holding the most
+    are cut, as the per-connection limit cuts ("slow client"), until the rest fits; everyone
+    else goes on being served.
+
+    Nothing is counted per write. A connection is counted only when its unsent bytes pass its
+    mark, which asyncio's write flow control reports (``pause_writing``;
+    :meth:`EngineWebSocket.watch_above`): first ``first_step``, then the next power-of-two
+    step, up to the slow-client limit. It is charged its new mark, an upper bound of what it
+    holds until it reports again, so the sum of the charges bounds what the counted connections
+    hold. When that sum passes ``limit``, :meth:`check` reads what each of them holds: the
+    largest are cut while the real total is over ``limit``, and the room left is shared out as
+    the marks of the rest, so that the charges fit under ``limit`` again and any growth past
+    its share reports. A connection that drains is not reported: its charge stays until it is
+    lost or a check reads it. Not counted: connections holding less than ``first_step`` (a few
+    KiB each when their clients read).
+    """
+
+    __slots__ = ("_logged_cuts", "_logged_s", "charged", "checks", "cuts", "first_step", "last_step", "limit", "total")
+
+    def __init__(self, limit: int, last_step: int) -> None:
+        self.limit = limit
+        self.last_step = last_step  # the slow-client limit
+        self.first_step = min(OUTBOUND_FIRST_STEP_BYTES, last_step)
+        self.charged: dict[OutboundHolder, int] = {}
+        self.total = 0  # the sum of the charges
+        self.checks = 0  # for tests and logs: real sizes read, and connections cut
+        self.cuts = 0
+        self._logged_s = -OUTBOUND_LOG_EVERY_S
+        self._logged_cuts = 0
+
+    def _said(self, cut: int, held: int) -> None:
+        """Count ``cut`` connections cut; say so at most once per :data:`OUTBOUND_LOG_EVERY_S`
+        (a storm of silent clients is cut one check at a time)."""
+        self.cuts += cut
+        now = time.monotonic()
+        if now - self._logged_s >= OUTBOUND_LOG_EVERY_S:
+            log.warning(
+                "outbound budget: %d clients holding the most unsent bytes closed as slow (%d held, %d allowed)",
+                self.cuts - self._logged_cuts, held, self.limit,
+            )  # fmt: skip
+            self._logged_s, self._logged_cuts = now, self.cuts
+
+    def step_above(self, size: int) -> int:
+        """The smallest step at or above ``size`` (the slow-client limit at most)."""
+        step = self.first_step
+        while step < size and step < self.last_step:
+            step *= 2
+        return min(step, self.last_step)
+
+    def grew(self, holder: OutboundHolder, size: int) -> None:
+        """``holder`` passed a step and holds ``size`` (at most the slow-client limit)."""
+        step = self.step_above(size)
+        holder.watch_above(step)
+        self.total += step - self.charged.get(holder, 0)
+        self.charged[holder] = step
+        if self.total > self.limit:
+            self.check()
+
+    def discharge(self, holder: OutboundHolder) -> None:
+        """``holder`` is gone: it holds nothing any more."""
+        self.total -= self.charged.pop(holder, 0)
+
+    def check(self) -> None:
+        """Read what the charged connections hold; cut the largest while it is over ``limit``
+        (leaving each of the rest :data:`OUTBOUND_MIN_SHARE_BYTES` to grow by), and share
+        what is left of ``limit`` among the rest as their next steps, so that the charges fit
+        again and a connection that grows reports before the total can pass ``limit``."""
+        self.checks += 1
+        held = [(holder.queued_bytes(), holder) for holder in self.charged]
+        self.charged.clear()
+        self.total = 0
+        counted: list[tuple[int, OutboundHolder]] = []
+        for size, holder in held:
+            if size > self.first_step:
+                counted.append((size, holder))
+            else:
+                holder.watch_above(self.first_step)  # drained: counted again from the first step
+        counted.sort(key=lambda pair: -pair[0])
+        real = sum(size for size, _ in counted)
+        cut = 0
+        while cut < len(counted) and real > self.limit - (len(counted) - cut) * OUTBOUND_MIN_SHARE_BYTES:
+            real -= counted[cut][0]
+            cut += 1
+        for _, holder in counted[:cut]:
+            holder.cut_as_slow()
+        if cut:
+            self._said(cut, real + sum(size for size, _ in counted[:cut]))
+        rest = counted[cut:]
+        if not rest:
+            return
+        share = (self.limit - real) // len(rest)
+        for size, holder in rest:
+            step = min(self.step_above(size), size + share)
+            holder.watch_above(step)
+            self.charged[holder] = step
+            self.total += step
 
 
 class DirectWebSocket:
@@ -283,6 +414,9 @@ class EngineWebSocket(LeanWebSocket):
         self.socket = socket
         self.server = server
         self.probed = False
+        # Below the slow-client limit, the first step of the server's outbound budget: asyncio
+        # calls pause_writing() when the unsent bytes pass it (OutboundBudget.grew).
+        transport.set_write_buffer_limits(high=server.outbound.first_step)
 
     def start(self, preface: bytes = b"") -> None:
         """Become the socket's transport: what it queued, then everything it sends, goes out here.
@@ -362,10 +496,50 @@ class EngineWebSocket(LeanWebSocket):
         self.socket.schedule_ping()  # all that Engine.IO does for a PONG
 
     def pause_writing(self) -> None:
-        # The slow-client cut of the WebSocket (its transport's buffer limit): the socket's
-        # disconnect then says "slow client", not "transport close".
+        # The unsent bytes passed a step of the outbound budget (the transport's buffer limit):
+        # counted there, or, past the slow-client limit, the client is cut -- its disconnect
+        # then says "slow client", not "transport close".
+        transport = self.raw_transport()
+        if transport is None:
+            return
+        size = transport.get_write_buffer_size()
+        if size <= self.slow_limit_bytes:
+            self.server.outbound.grew(self, size)
+            return
         self.server.slow_cut.add(self.socket.sid)
         super().pause_writing()
+
+    def raw_transport(self) -> asyncio.Transport | None:
+        """The connection's transport (not what gathers writes for it meanwhile), or None once lost."""
+        transport = self.transport
+        return transport.transport if isinstance(transport, _Gathered) else transport
+
+    def queued_bytes(self) -> int:
+        """Bytes written to the connection that the client has not taken yet (``OutboundHolder``)."""
+        transport = self.raw_transport()
+        return transport.get_write_buffer_size() if transport is not None and not transport.is_closing() else 0
+
+    def watch_above(self, mark: int) -> None:
+        """Have :meth:`pause_writing` called once the unsent bytes pass ``mark`` (``OutboundHolder``).
+
+        asyncio calls it once, then not again until the protocol is resumed, i.e. until the
+        buffer drained below the low mark: a client that reads nothing is never resumed. So the
+        transport's ``_protocol_paused`` is cleared here (the contract above): the next step is
+        reported as the first was, and nothing is added to the writes themselves.
+        """
+        transport = self.raw_transport()
+        if transport is None or transport.is_closing():
+            return
+        transport._protocol_paused = False  # type: ignore[attr-defined]
+        transport.set_write_buffer_limits(high=mark)
+
+    def cut_as_slow(self) -> None:
+        """Close the connection as the slow-client limit does (``OutboundHolder``)."""
+        transport = self.transport
+        if transport is None or transport.is_closing():
+            return
+        self.server.slow_cut.add(self.socket.sid)
+        transport.abort()  # as the limit's cut (LeanWebSocket.pause_writing); the budget logs
 
     def handle_prelude(self, message: str | bytes) -> bool:
         """The long-polling -> WebSocket probe exchange of Engine.IO's stock handler."""
@@ -386,6 +560,7 @@ class EngineWebSocket(LeanWebSocket):
         return False
 
     def handle_lost_transport(self, transport: asyncio.BaseTransport) -> None:
+        self.server.outbound.discharge(self)
         # Called from inside the transport's own connection_lost step, which still uses it.
         asyncio.get_running_loop().call_soon(_unlink_transport, transport)
 
@@ -506,6 +681,8 @@ class LightEngineServer(engineio.AsyncServer):
         self.logger = EngineLog()
         self.slow_limit_bytes: int = 1 << 20
         self.partial_frames: PartialBudget = PartialBudget(64 << 20)  # SessionServer sets the setting's value
+        # SessionServer sets the setting's value:
+        self.outbound: OutboundBudget = OutboundBudget(256 << 20, self.slow_limit_bytes)
         self.max_per_address = 1 << 30
         self.trust_forwarded_for = False
         self.admission = TurnGate(ADMIT_PER_TURN)  # opening steps per loop turn (see ADMIT_PER_TURN)
@@ -904,6 +1081,7 @@ class SessionServer(socketio.AsyncServer):
         max_connections_per_address: int = 1 << 30,
         trust_forwarded_for: bool = False,
         partial_frames_budget_bytes: int = 64 << 20,
+        outbound_budget_bytes: int = 256 << 20,
         **kwargs: Any,
     ) -> None:
         # async_handlers=False: each connection's events run one after another, in the order
@@ -918,6 +1096,7 @@ class SessionServer(socketio.AsyncServer):
         self.eio.slow_limit_bytes = slow_limit_bytes
         self.eio.max_per_address = max_connections_per_address
         self.eio.partial_frames.limit = partial_frames_budget_bytes
+        self.eio.outbound = OutboundBudget(outbound_budget_bytes, slow_limit_bytes)
         self.eio.trust_forwarded_for = trust_forwarded_for
         self.connect_timeout_s = connect_timeout_s
         self._deadlines: set[asyncio.Task[None]] = set()

@@ -14,7 +14,7 @@ from typing import Any
 import aiohttp
 
 from server.app import BUS_KEY, SIO_KEY
-from tests.test_metrics import scrape, value
+from tests.test_metrics import scrape, until, value
 from tests.conftest import start_server
 from tests.helpers import Client, fast_lane_only
 from tests.raw_wire import RawPoller
@@ -136,3 +136,67 @@ async def test_a_poller_that_stops_polling_is_disconnected(redis_process: Any, r
         if srv.app[SIO_KEY].lane == "fast":  # the stock lane's queue is python-engineio's: no byte count
             assert eio_socket.queue.pending_bytes() <= 65536
     await srv.stop()
+
+
+def unsent_bytes(srv: Any) -> list[int]:
+    """What the server holds for each open WebSocket, unsent (its transport's write buffer)."""
+    sizes = []
+    for eio_socket in srv.app[SIO_KEY].eio.sockets.values():
+        transport = getattr(getattr(eio_socket, "sh_ws", None), "transport", None)
+        transport = getattr(transport, "transport", transport)  # under a gathering wrapper
+        if transport is not None and not transport.is_closing():
+            sizes.append(transport.get_write_buffer_size())
+    return sizes
+
+
+@fast_lane_only
+async def test_silent_clients_together_are_held_to_the_outbound_budget(
+    redis_process: Any, redis: Any, tmp_path: Path
+) -> None:
+    """Each silent client stays under its own limit (8 MiB here), but together they would pin
+    more than the server-wide budget (1 MiB): the ones holding the most are cut as slow
+    clients until the rest fits, and a client that reads goes on receiving everything."""
+    budget = 1 << 20
+    srv = await start_server(
+        redis_process.url, tmp_path, slow_client_buffer_bytes=8 << 20, outbound_budget_bytes=budget
+    )
+    port = int(srv.url.rsplit(":", 1)[1])
+    session_id = await srv.create_session("alice")
+    reader_client = Client(srv.url, srv.token("alice"))
+    silent: list[RawSocketIO] = []
+    try:
+        for _ in range(4):
+            slow = await RawSocketIO.connect(port)
+            silent.append(slow)
+            await slow.receive_until("0{")
+            slow.send('40{"token":"' + srv.token("alice") + '"}')
+            await slow.receive_until("40")
+            slow.send('421["subscribe_on_session",{"session_id":"' + session_id + '"}]')
+            await slow.receive_until("431")
+        await reader_client.connect()
+        await reader_client.call("subscribe_on_session", {"session_id": session_id})
+
+        big = {"blob": "x" * 60_000}
+        appended = 0
+        # At most 120 events of 60 KB: 7.2 MB for each silent client, of which the kernel's
+        # buffers take up to ~4 MB; the rest, ~3 MB each, is under the 8 MiB limit of one
+        # client: only the budget cuts them.
+        while appended < 120 and len(unsent_bytes(srv)) == 5:
+            await srv.services.log.append(srv.services.scripts.append, session_id, "job_result", big)
+            appended += 1
+            await reader_client.wait_for(lambda n=appended: len(reader_client.named("job_result")) == n, timeout=20)
+            # Counted connections stay within the budget; one not counted holds under 64 KiB.
+            assert sum(size for size in unsent_bytes(srv) if size > 65536) <= budget
+        assert len(unsent_bytes(srv)) < 5, "no silent client was cut"
+
+        async def counted_as_slow() -> bool:
+            return value(await scrape(srv), "sessionhub_connections_closed_total", reason="slow client") >= 1
+
+        await until(counted_as_slow, timeout_s=10)
+        assert reader_client.sio.connected
+        assert sum(unsent_bytes(srv)) <= budget + 4 * 65536
+    finally:
+        for slow in silent:
+            slow.writer.close()
+        await reader_client.close()
+        await srv.stop()
