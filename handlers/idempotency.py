@@ -73,9 +73,13 @@ def idempotent(
             raise CodedError(ErrorCode.CONFLICT, f"a request with this {HEADER} is still running") from None
         if stored is not None:
             return replay(stored)
-        return await _first(
-            request, handler, lambda a: answers.store(scope, owner, key, a), lambda: answers.release(scope, owner, key)
-        )
+        async with answers.running(scope, owner, key):
+            return await _first(
+                request,
+                handler,
+                lambda a: answers.store(scope, owner, key, a),
+                lambda: answers.release(scope, owner, key),
+            )
 
     return wrapper
 

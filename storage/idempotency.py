@@ -6,26 +6,39 @@ update) sends the same request again with the same key. The first request *claim
 ``ttl_s``; a retry then gets that answer back without running again. A retry that arrives while
 the first is still running is told so (it must not run in parallel), and a request that fails
 gives its claim back, so that a retry runs for real.
+
+A claim is short-lived and renewed while its request runs (:meth:`IdempotentAnswers.running`):
+a node killed mid-request leaves a claim that runs out within ``CLAIM_TTL_S``, after which a
+retry runs for real (another node cannot tell a dead claimer from a slow one sooner). A fixed
+two-minute claim answered every retry of a request whose node had died ``409`` for two minutes.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
-from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+import logging
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass, field
 from typing import TypeVar
 
 from redis.asyncio import Redis
 from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import RedisError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from storage.keys import Keys
+from storage.scripts import Script, plain_script
+
+log = logging.getLogger(__name__)
 
 # How long an answer is kept: longer than any client's or Telegram's retry window.
 ANSWER_TTL_S = 24 * 3600
-# A claim whose request died with its process is released after this long.
-CLAIM_TTL_S = 120
+# A claim whose request died with its process runs out after this long; a running request
+# renews its claim every CLAIM_RENEW_S (a third of it: two renewals may fail before it runs out).
+CLAIM_TTL_S = 10
+CLAIM_RENEW_S = CLAIM_TTL_S / 3
 # Pause before running a step again whose reply was lost (times the attempt number).
 LOST_REPLY_BACKOFF_S = 0.02
 
@@ -51,6 +64,10 @@ class IdempotentAnswers:
 
     redis: Redis
     keys: Keys
+    _renew: Script = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "_renew", plain_script(self.redis, "core/claim_renew.lua"))
 
     async def claim(self, scope: str, owner: str, key: str) -> StoredAnswer | None:
         """None when this request runs (the key is now claimed); the stored answer of an earlier
@@ -65,6 +82,25 @@ class IdempotentAnswers:
             raise InProgress(key)
         fields = json.loads(stored)
         return StoredAnswer(status=int(fields["status"]), content_type=str(fields["type"]), body=str(fields["body"]))
+
+    @contextlib.asynccontextmanager
+    async def running(self, scope: str, owner: str, key: str) -> AsyncIterator[None]:
+        """Keep the claim of ``key`` alive while the body runs (the request that claimed it)."""
+        renewing = asyncio.create_task(self._keep(self.keys.idempotent_answer(scope, owner, key)))
+        try:
+            yield
+        finally:
+            renewing.cancel()
+            await asyncio.gather(renewing, return_exceptions=True)
+
+    async def _keep(self, redis_key: str) -> None:
+        while True:
+            await asyncio.sleep(CLAIM_RENEW_S)
+            try:
+                if not await self._renew(keys=[redis_key], args=[int(CLAIM_TTL_S * 1000)]):
+                    return  # answered, given back or run out: nothing to keep
+            except (RedisError, OSError) as exc:  # a blip: the next renewal may get through
+                log.warning("an Idempotency-Key claim could not be renewed: %s", exc)
 
     async def store(self, scope: str, owner: str, key: str, answer: StoredAnswer) -> None:
         """Keep the answer of the request that claimed ``key``."""

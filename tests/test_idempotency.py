@@ -127,3 +127,76 @@ async def test_a_chunk_upload_with_a_key(server: ServerUnderTest) -> None:
     first = await upload(server, token, chunk_form(session_id, webm(600)), headers=headers)
     again = await upload(server, token, chunk_form(session_id, webm(600)), headers=headers)
     assert first[0] == again[0] == 201 and first[1] == again[1]
+
+
+async def test_a_key_whose_node_was_killed_mid_request_is_free_again_soon(
+    server: ServerUnderTest, redis: Redis, redis_process: RedisProcess, tmp_path: Path
+) -> None:
+    """A node killed (-9) while it runs a request leaves the request's claim behind: it runs out
+    within the claim's short lifetime (a running request renews it), and the client's retry on
+    another node then runs for real instead of being answered ``409`` for two minutes."""
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    from storage.idempotency import CLAIM_TTL_S
+    from tests.helpers import free_port
+    from tests.test_processes import ROOT, _wait_ready, node_env
+
+    port = free_port()
+    (tmp_path / "doomed").mkdir()
+    doomed = subprocess.Popen(
+        [sys.executable, "-m", "server", "serve", "--port", str(port)],
+        cwd=ROOT,
+        env=node_env(tmp_path / "doomed", redis_process.url),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    key = f"kill-{uuid.uuid4()}"
+    claim = server.services.keys.idempotent_answer("stream_create", "u:alice", key)
+    writer = None
+    try:
+        await _wait_ready(f"http://127.0.0.1:{port}", doomed)
+        # A create whose body is still coming: the node has claimed the key and waits for the rest.
+        _, writer = await asyncio.open_connection("127.0.0.1", port)
+        body = b'{"title": "Raid night"}'
+        writer.write(
+            b"POST /api/streams HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+            + f"Authorization: Bearer {server.token('alice')}\r\nIdempotency-Key: {key}\r\n".encode()
+            + f"Content-Length: {len(body)}\r\n\r\n".encode()
+            + body[:5]
+        )
+        await writer.drain()
+        started = time.monotonic()
+        while await redis.get(claim) != "":
+            assert time.monotonic() - started < 10, "the node never claimed the key"
+            await asyncio.sleep(0.02)
+        # The running request keeps its claim alive: its lifetime goes up again.
+        last_ttl = await redis.pttl(claim)
+        while (ttl := await redis.pttl(claim)) <= last_ttl:
+            assert ttl > 0 and time.monotonic() - started < CLAIM_TTL_S, "the running request did not renew its claim"
+            last_ttl = ttl
+            await asyncio.sleep(0.05)
+        doomed.send_signal(signal.SIGKILL)
+        await asyncio.to_thread(doomed.wait, 10)
+        killed = time.monotonic()
+        while True:
+            status, answer, _ = await _post(
+                server, "/api/streams", {"title": "Raid night"}, {"Idempotency-Key": key, **_auth(server)}
+            )
+            if status != 409:
+                break
+            assert time.monotonic() - killed < CLAIM_TTL_S + 10, "the dead node's claim was never freed"
+            await asyncio.sleep(0.2)
+        assert status == 201, answer
+    finally:
+        if writer is not None:
+            writer.close()
+        if doomed.poll() is None:
+            doomed.kill()
+            doomed.wait(10)
+
+
+def _auth(server: ServerUnderTest) -> dict[str, str]:
+    return {"Authorization": f"Bearer {server.token('alice')}"}

@@ -177,7 +177,8 @@ class TelegramWebhook:
         if stored is not None:
             return replay(stored)
         try:
-            text = (await self._reply(message, message.sender))[:4096]
+            async with self._answers.running("telegram", TELEGRAM_OWNER, update_id):
+                text = (await self._reply(message, message.sender))[:4096]
         except Exception:
             with contextlib.suppress(Exception):  # the claim expires on its own if Redis is gone
                 await self._answers.release("telegram", TELEGRAM_OWNER, update_id)
