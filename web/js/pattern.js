@@ -19,6 +19,9 @@ const HEARTBEAT_MS = 10_000;
 const CURSOR_MS = 120;
 const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$/;
 const TOAST_KEY = "sessionhub.pattern.toast";
+// Edits the server has not confirmed when the page goes (reload, closed tab, a phone discarding
+// the tab) are kept here per session, and made again by the next load of that session.
+const UNSAVED_PREFIX = "sessionhub.pattern.unsaved.";
 const COLOURS = ["#e03131", "#2b9348", "#1e6fd9", "#f08c00", "#9c36b5", "#0c8599", "#c2255c", "#5c940d"];
 const SAMPLE_NAMES = {
   kick: "Kick",
@@ -175,6 +178,67 @@ function flushOffline() {
 function parseEtag(tag) {
   const match = /^"?(.*):(\d+)"?$/.exec(tag ?? "");
   return match ? { epoch: match[1], offset: Number(match[2]) } : null;
+}
+
+// --- edits that outlive the page ----------------------------------------------------------
+
+let typing = null; // the field typed in since its last `change`: its text is not an edit yet
+
+/** A field being typed in (its `change` comes only on Enter or blur): commit its text now. */
+function commitTyping() {
+  const field = typing;
+  typing = null;
+  if (field?.isConnected) field.dispatchEvent(new Event("change", { bubbles: true }));
+}
+
+/** The page is going (or hidden, and may be discarded): keep what the server has not confirmed. */
+function stashUnsaved() {
+  if (!sessionId || readOnly || !confirmed) return;
+  commitTyping();
+  const ops = [...pending.map((item) => item.op), ...offline];
+  try {
+    if (ops.length) localStorage.setItem(UNSAVED_PREFIX + sessionId, JSON.stringify({ ops, at: Date.now() }));
+    else localStorage.removeItem(UNSAVED_PREFIX + sessionId);
+  } catch {
+    // storage refused (full, private window): the edits go only if the page really goes
+  }
+}
+
+/**
+ * The edits a previous page of this session left unconfirmed: those that still change something
+ * (an op the server did apply before the page went changes nothing now) wait to be sent.
+ */
+function adoptUnsaved() {
+  let kept = null;
+  try {
+    kept = JSON.parse(localStorage.getItem(UNSAVED_PREFIX + sessionId) ?? "null");
+    localStorage.removeItem(UNSAVED_PREFIX + sessionId);
+  } catch {
+    return;
+  }
+  if (readOnly || !Array.isArray(kept?.ops)) return;
+  const doc = clone(confirmed);
+  for (const op of kept.ops) {
+    const before = JSON.stringify(doc);
+    if (op && typeof op === "object" && applyOp(doc, op) && JSON.stringify(doc) !== before) offline.push(op);
+  }
+  if (offline.length) scheduleSave();
+}
+
+function watchLeaving() {
+  const editor = $("editor");
+  editor.addEventListener("input", (event) => {
+    if (event.target instanceof HTMLInputElement && event.target.type !== "range") typing = event.target;
+  });
+  editor.addEventListener("change", (event) => {
+    if (event.target === typing) typing = null;
+  });
+  addEventListener("pagehide", stashUnsaved);
+  document.addEventListener("visibilitychange", () => {
+    // Hidden, a phone may discard the tab without a pagehide; back in view, the page keeps them itself.
+    if (document.visibilityState === "hidden") stashUnsaved();
+    else if (sessionId) localStorage.removeItem(UNSAVED_PREFIX + sessionId);
+  });
 }
 
 // --- presence -----------------------------------------------------------------------------
@@ -690,9 +754,11 @@ async function load(id) {
   orphanBanner.show(id, { orphaned: meta.orphaned });
   for (const id2 of ["pattern-name", "tempo", "swing", "add-sample", "add-track"]) $(id2).disabled = readOnly;
   $("publish").hidden = readOnly; // a published copy is published already
+  adoptUnsaved();
   const myName = await displayName();
   show("editor");
   render();
+  watchLeaving();
   goLive(myName);
 }
 

@@ -1,0 +1,68 @@
+"""Edits on the pattern page that the server has not confirmed when the page goes (a reload, a
+closed tab, a phone discarding it) are made again by the next load of the session."""
+
+from __future__ import annotations
+
+import re
+
+from playwright.async_api import Route, expect
+
+from storage.patterns.repository import PatternSessions
+from tests.browser import SocketGate, Tab
+from tests.helpers import ServerUnderTest
+from tests.patterns.test_http import track
+from tests.patterns.test_web import new_pattern, open_live, step, stored_steps
+
+
+async def stored_name(server: ServerUnderTest, session_id: str) -> str | None:
+    loaded = await PatternSessions(server.services.store).load(session_id, touch=False)
+    assert loaded is not None
+    name: str | None = loaded[0].name
+    return name
+
+
+async def test_a_name_typed_and_not_yet_entered_outlives_a_reload(server: ServerUnderTest, tab: Tab) -> None:
+    """A name is an edit only on Enter or blur: typed and then reloaded, it was gone."""
+    session_id = await new_pattern(server)
+    page = await open_live(tab, f"/s/{session_id}")
+    await page.locator("#pattern-name").fill("Late night groove")  # no Enter, no blur
+    await page.reload(wait_until="domcontentloaded")
+    await expect(page.locator("#connection")).to_have_attribute("data-state", "live")
+    await expect(page.locator("#pattern-name")).to_have_value("Late night groove")
+    for _ in range(50):  # the op reaches the store
+        if await stored_name(server, session_id) == "Late night groove":
+            break
+        await page.wait_for_timeout(100)
+    assert await stored_name(server, session_id) == "Late night groove"
+
+
+async def test_a_step_set_offline_outlives_a_reload_before_it_was_saved(server: ServerUnderTest, tab: Tab) -> None:
+    """Offline, an edit waits for the connection or the auto-save; a reload before either lost it."""
+    session_id = await new_pattern(server, state={"tracks": [track("t1", steps=[False] * 16)]})
+    gate = SocketGate()
+    await gate.install(tab.page)
+    page = await open_live(tab, f"/s/{session_id}")
+    await gate.cut()
+    await expect(page.locator("#connection")).not_to_have_attribute("data-state", "live")
+
+    async def unreachable(route: Route) -> None:
+        if route.request.method == "PUT":
+            await route.abort("internetdisconnected")  # the auto-save cannot reach the server either
+        else:
+            await route.continue_()
+
+    await page.route(re.compile(r"/api/sessions/"), unreachable)
+    await step(page, "t1", 6).click()
+    await expect(step(page, "t1", 6)).to_have_attribute("aria-pressed", "true")
+    await page.reload(wait_until="domcontentloaded")
+    await page.unroute(re.compile(r"/api/sessions/"))
+    gate.release()  # back online: the reloaded page connects
+    await expect(page.locator("#connection")).to_have_attribute("data-state", "live")
+    await expect(step(page, "t1", 6)).to_have_attribute("aria-pressed", "true")
+    for _ in range(50):
+        if (await stored_steps(server, session_id))[6]:
+            break
+        await page.wait_for_timeout(100)
+    assert (await stored_steps(server, session_id))[6] is True
+    # Made again once: nothing is left to make again on the next load.
+    assert await page.evaluate(f"localStorage.getItem('sessionhub.pattern.unsaved.{session_id}')") is None
