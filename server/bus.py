@@ -26,10 +26,11 @@ read's messages are handled in that read, and the small rooms' rounds they make 
 its end; the acks a Redis read finished are written at the end of that read, and the rounds
 their hold releases let go right after them.
 
-A room remembers the ids of the events it delivered last. An offset it delivered coming back
-with another id, or a log that holds less than the room delivered, means Redis lost writes and
-is handing out the same offsets again: the room stops delivering that epoch and has the log
-start a new one (``EventLog.reset_epoch``), whose notice tells every node's members to resync.
+A room remembers the ids of the events it delivered last, and of the one it started at (where
+its first members' snapshots stand). An offset it delivered coming back with another id, or a
+log that holds less than the room delivered, means Redis lost writes and is handing out the
+same offsets again: the room stops delivering that epoch and has the log start a new one
+(``EventLog.reset_epoch``), whose notice tells every node's members to resync.
 
 A room never goes back to an epoch it left: its members were given that epoch's offsets. A
 message of a left epoch is one published before the change of epoch reached this node (the
@@ -385,6 +386,11 @@ class Bus:
         position = await self._log.position(room.session_id)
         room.epoch, room.offset = position.epoch, position.offset
         room.seen = position.offset
+        # The id of the event the room starts at, as for a delivered one: a Redis that loses it
+        # and hands its offset out again with another event is noticed (the members' snapshots
+        # hold the lost change) even when the room had delivered nothing since.
+        if position.last_id:
+            room.recent[position.offset] = position.last_id
         early, room.early = room.early, []
         other_epoch = False
         for parsed in early:  # what the position already covers is dropped by the drain
@@ -562,7 +568,7 @@ class Bus:
                     self._start_catch_up(room)
             elif parsed.epoch != room.epoch:
                 inbox.popleft()
-                self._resync(room, parsed.epoch, parsed.offset)
+                self._resync(room, parsed.epoch, parsed.offset, parsed.id)
             else:
                 self._start_catch_up(room)
 
@@ -602,7 +608,7 @@ class Bus:
             self._rewritten(room)
             return
         if not recovery.recovered:
-            self._resync(room, recovery.position.epoch, recovery.position.offset)
+            self._resync(room, recovery.position.epoch, recovery.position.offset, recovery.position.last_id)
             return
         for event in recovery.events:
             if event.offset == room.offset + 1:
@@ -635,13 +641,16 @@ class Bus:
         else:  # the notice also comes through pub/sub; whichever is first resyncs the room
             self._resync(room, position.epoch, position.offset)
 
-    def _resync(self, room: Room, epoch: str, offset: int) -> None:
-        """Tell every member its history has a gap the log cannot fill."""
+    def _resync(self, room: Room, epoch: str, offset: int, last_id: str = "") -> None:
+        """Tell every member its history has a gap the log cannot fill (``last_id``: the id of
+        the event at ``offset``, when known, kept as the room's first as in :meth:`_initialise`)."""
         log.info("session %s: resync to epoch %s offset %d", room.session_id, epoch, offset)
         if epoch != room.epoch and room.epoch:
             room.left.append(room.epoch)
         room.epoch, room.offset, room.seen = epoch, offset, offset
         room.recent.clear()
+        if last_id:
+            room.recent[offset] = last_id
         room.rewritten = False
         packet = Packet(SESSION_RESYNC, json.dumps({"session_id": room.session_id, "epoch": epoch, "offset": offset}))
         self._enqueue(room, _Outgoing(epoch, offset, packet))  # in order behind what is pending

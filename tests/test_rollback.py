@@ -238,3 +238,30 @@ async def test_a_log_gone_back_to_an_epoch_the_room_left_starts_another(
         assert sorted(offset for epoch, offset in given if epoch == old_epoch) == [2, 3, 4, 5]
     finally:
         await raw.aclose()
+
+
+async def test_a_member_that_joined_at_a_lost_offset_is_told_when_it_is_written_again(
+    server: ServerUnderTest, clients: list[Client], redis_process: RedisProcess
+) -> None:
+    """A room opened at an offset Redis then loses, with nothing delivered since: its members'
+    snapshot holds the lost changes. The log growing back past that offset with other events
+    must make them resync, not go on from the snapshot with the new history's next events."""
+    raw = Redis.from_url(redis_process.url)
+    try:
+        session_id = await server.create_session("alice")
+        await toggle(server, session_id, 2)  # offsets 2, 3
+        lost = Snapshot(raw, session_keys(server, session_id))
+        await lost.take()  # at offset 3
+        await toggle(server, session_id, 2)  # offsets 4, 5: acknowledged, then lost
+        watcher = await server.subscriber(clients, session_id)  # its snapshot is at offset 5
+        [snapshot] = watcher.named("session_snapshot")
+        assert snapshot["offset"] == 5
+        await lost.restore()  # Redis is back at offset 3 of the same epoch
+        for status in ("recording", "paused", "recording"):  # offsets 4, 5, 6 of another history
+            await server.services.voice.set_status(session_id, status, OWNER)
+        await watcher.wait_for(lambda: bool(watcher.named("session_resync")))
+        assert watcher.named("session_resync")[0]["epoch"] != snapshot["epoch"]
+        # Nothing of the new history was handed over as if it followed the snapshot.
+        assert [e for e in watcher.named("session_status") if e["epoch"] == snapshot["epoch"]] == []
+    finally:
+        await raw.aclose()
