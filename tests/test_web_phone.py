@@ -129,3 +129,42 @@ async def test_nothing_is_under_the_fab_at_the_end_of_a_page(
     )
     end = await page.evaluate(AT_THE_END)
     assert end["contentEnd"] <= end["fabTop"] and end["tapped"], end
+
+
+# The control the keyboard focused, if it is in `main`, and whether the FAB lies over its centre.
+FOCUSED_UNDER_THE_FAB = """async () => {
+  await new Promise((done) => requestAnimationFrame(() => requestAnimationFrame(done)));
+  const control = document.activeElement;
+  if (!control?.closest("main")) return { control: null, under: false };
+  const box = control.getBoundingClientRect();
+  const hit = document.elementFromPoint(box.left + box.width / 2, box.top + box.height / 2);
+  return {
+    control: control.outerHTML.slice(0, 80),
+    under: document.getElementById("sessionhub-fab").contains(hit),
+  };
+}"""
+
+
+@pytest.mark.parametrize("name", ["landing", "session"])
+async def test_a_control_the_keyboard_reaches_is_not_under_the_fab(
+    name: str, server: ServerUnderTest, tab: Tab, clients: list[Client]
+) -> None:
+    """Tab scrolls the next control just into view, at the bottom edge: there it was under the
+    FAB, focused but unseen (WCAG 2.4.11)."""
+    await tab.page.set_viewport_size(PHONE)
+    page = await visit(tab, server, clients, name)
+    await expect(page.locator("#sessionhub-fab")).to_be_visible()
+    reached: list[str] = []
+    hidden: list[str] = []
+    for _ in range(80):  # more than either page has controls: the end of `main` is reached
+        await page.keyboard.press("Tab")
+        focused = await page.evaluate(FOCUSED_UNDER_THE_FAB)
+        if focused["control"] is None:
+            if reached:
+                break  # past the end of main (the FAB's own buttons come after it)
+            continue
+        reached.append(focused["control"])
+        if focused["under"]:
+            hidden.append(focused["control"])
+    assert len(reached) >= 2, reached
+    assert hidden == [], hidden
