@@ -31,8 +31,8 @@ Limits, as on the fast lane (``tests/test_hostile_preauth.py``, ``tests/transpor
 
 What the stock lane leaves to the fast lane, which needs private parts for it: binary messages
 are not screened, unfinished WebSocket frames are not budgeted (``partial_frames_budget_bytes``),
-WebSocket handshakes are aiohttp's own, and a mass disconnect costs what python-socketio's
-manager makes it cost (O(clients) per client leaving; the fast lane's ``RoomIndex`` makes it O(1)).
+and WebSocket handshakes are aiohttp's own. Clients are kept by
+``server.transport.rooms.RoomIndex`` (a mass disconnect of N clients O(N), not O(N^2)).
 
 Public API only, with one exception: ``_send_packet`` is overridden to count what is sent (the
 ``sessionhub_socket_*_sent_total`` metrics and a poller's :class:`Backlog`; should python-socketio
@@ -65,6 +65,7 @@ from protocol import wire_json
 from protocol.errors import CodedError, ErrorCode
 from server.transport.contract import Commit, Outlet, Packet, end_sessions_at_shutdown
 from server.transport.messages import Header, malformed, refusal, refusal_packet, shaped_connect_error
+from server.transport.rooms import client_manager
 
 log = logging.getLogger(__name__)
 # Hostile clients can send malformed messages by the thousand: one traceback per cause, then counts.
@@ -225,6 +226,8 @@ class StockSessionServer(socketio.AsyncServer):
         partial_frames_budget_bytes: int = 64 << 20,
         **kwargs: Any,
     ) -> None:
+        # client_manager: python-socketio's, with a client's leaving in O(its rooms).
+        kwargs.setdefault("client_manager", client_manager())
         super().__init__(async_handlers=False, serializer=WirePacket, **kwargs)
         self.max_payload_bytes = max_payload_bytes
         self.slow_limit_bytes = slow_limit_bytes

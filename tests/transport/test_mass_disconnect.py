@@ -1,29 +1,48 @@
-"""A mass disconnect costs O(1) per client, not O(clients) (issue 20, finding 3).
+"""A mass disconnect costs O(1) per client, not O(clients) (issue 20, finding 3), on both lanes.
 
 python-socketio's manager scanned every room of the namespace (and every client has a room of
 its own) for each client leaving, and kept pending disconnects in a list: 10,000 clients
-leaving at once held the event loop for ~40 s. The work is measured as a scaling ratio, not
-an absolute time, so a loaded machine cannot fail it: the cost per disconnect among 8x the
-clients must stay near the cost among fewer (it was ~8x and more before the fix).
+leaving at once held the event loop for ~40 s. The fast lane's ``RoomIndex``
+(server/transport/fastpath.py) and the stock lane's (server/transport/rooms.py, which must hold
+on every python-socketio pyproject.toml allows) index each client's rooms. The work is measured
+as a scaling ratio, not an absolute time, so a loaded machine cannot fail it: the cost per
+disconnect among 8x the clients must stay near the cost among fewer (it was ~8x and more
+before the fix).
 """
 
 from __future__ import annotations
 
+import logging
 import time
+from typing import Any
+
+import pytest
+import socketio
 
 from server.transport import build_server
-from server.transport.fastpath import RoomIndex
+from server.transport.rooms import RoomIndex, client_manager, works
 from tests.helpers import fast_lane_only
 
-pytestmark = fast_lane_only
+LANES = [pytest.param("fast", marks=fast_lane_only), "stock"]
 
 
-async def seconds_per_disconnect(clients: int) -> float:
-    """Connect ``clients`` to namespace "/" of a fresh fast-lane server, then disconnect them
-    all the way a mass disconnect does (every one pending first, then each cleaned up)."""
-    server = build_server("fast", max_payload_bytes=1 << 16, slow_limit_bytes=1 << 20)
+def room_index(lane: str) -> Any:
+    """The manager of a fresh server of ``lane`` (the fast lane's is its own class)."""
+    server = build_server(lane, max_payload_bytes=1 << 16, slow_limit_bytes=1 << 20)  # type: ignore[arg-type]
     manager = server.manager  # type: ignore[attr-defined]
-    assert isinstance(manager, RoomIndex)
+    if lane == "fast":
+        from server.transport.fastpath import RoomIndex as FastRoomIndex  # the fast lane's own module
+
+        assert isinstance(manager, FastRoomIndex)
+    else:
+        assert isinstance(manager, RoomIndex)
+    return manager
+
+
+async def seconds_per_disconnect(lane: str, clients: int) -> float:
+    """Connect ``clients`` to namespace "/" of a fresh server of ``lane``, then disconnect them
+    all the way a mass disconnect does (every one pending first, then each cleaned up)."""
+    manager = room_index(lane)
     sids = [await manager.connect(f"eio{i}", "/") for i in range(clients)]
     for sid in sids[::7]:  # a few clients in a shared room too
         await manager.enter_room(sid, "/", "shared")
@@ -39,15 +58,16 @@ async def seconds_per_disconnect(clients: int) -> float:
     return elapsed / clients
 
 
-async def test_disconnect_cost_does_not_grow_with_the_number_of_clients() -> None:
-    small = min([await seconds_per_disconnect(1_000) for _ in range(3)])
-    large = min([await seconds_per_disconnect(8_000) for _ in range(3)])
+@pytest.mark.parametrize("lane", LANES)
+async def test_disconnect_cost_does_not_grow_with_the_number_of_clients(lane: str) -> None:
+    small = min([await seconds_per_disconnect(lane, 1_000) for _ in range(3)])
+    large = min([await seconds_per_disconnect(lane, 8_000) for _ in range(3)])
     assert large < 3 * small, f"{large * 1e6:.1f} us per disconnect among 8,000 vs {small * 1e6:.1f} us among 1,000"
 
 
-async def test_rooms_are_listed_and_left_per_client() -> None:
-    server = build_server("fast", max_payload_bytes=1 << 16, slow_limit_bytes=1 << 20)
-    manager = server.manager  # type: ignore[attr-defined]
+@pytest.mark.parametrize("lane", LANES)
+async def test_rooms_are_listed_and_left_per_client(lane: str) -> None:
+    manager = room_index(lane)
     a = await manager.connect("eio-a", "/")
     b = await manager.connect("eio-b", "/")
     await manager.enter_room(a, "/", "r1")
@@ -60,3 +80,30 @@ async def test_rooms_are_listed_and_left_per_client() -> None:
     assert manager.eio_sid_from_sid(a, "/") is None and manager.eio_sid_from_sid(b, "/") == "eio-b"
     await manager.close_room("r1", "/")
     assert manager.get_rooms(b, "/") == [b]
+
+
+def test_the_stock_lanes_index_checks_itself_on_the_installed_python_socketio(caplog: pytest.LogCaptureFixture) -> None:
+    # On every version `make test-versions` installs, the index works and is used.
+    assert works(RoomIndex())
+    with caplog.at_level(logging.WARNING):
+        assert isinstance(client_manager(), RoomIndex)
+    assert not caplog.records
+
+
+class Misfiled(RoomIndex):
+    """An index that lost track of a client's rooms, as it would if python-socketio stopped
+    joining rooms through basic_enter_room."""
+
+    def get_rooms(self, sid: str, namespace: str) -> list[Any]:
+        return []
+
+
+def test_an_index_that_does_not_work_gives_way_to_python_socketios_manager(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    assert not works(Misfiled())
+    monkeypatch.setattr("server.transport.rooms.RoomIndex", Misfiled)
+    with caplog.at_level(logging.WARNING):
+        manager = client_manager()
+    assert type(manager) is socketio.AsyncManager
+    assert "O(N^2)" in caplog.text
