@@ -8,10 +8,23 @@ in order (``async_handlers=False``); a handler's ack is put on the socket's queu
 handler's task yields (python-engineio's ``AsyncSocket.send`` does not suspend on an unbounded
 queue); :class:`StockOutlet` puts behind it on the same queue, so the order is the queue's.
 
-Text messages are screened before python-socketio parses them (:meth:`StockSessionServer.screen`,
+Messages are screened before python-socketio parses them (:meth:`StockSessionServer.screen`,
 put in front of its handler through Engine.IO's public handler registry): one over
-``max_payload_bytes``, a malformed event or a reserved event name is answered as on the fast
-lane (``server.transport.messages``).
+``max_payload_bytes`` (a binary message's attachments counted with its header), one declaring
+more than ``MAX_ATTACHMENTS`` attachments, a malformed event or a reserved event name, binary or
+not, is answered as on the fast lane (``server.transport.messages``), and a refused message's
+attachments are dropped as they arrive. A binary message is held here until its last attachment
+(at most ``max_payload_bytes``), then handed to python-socketio whole: python-socketio keeps a
+pending message's parts itself, and that is not reachable through public API.
+
+HTTP answers, as on the fast lane (:meth:`StockSessionServer.handle_request`): a request routed
+as a WebSocket opening that is not one (HTTP/1.0, no ``Connection: upgrade``, two keys) is a
+``400 invalid_payload`` (Engine.IO would answer it a 500 or a bare string), Engine.IO's own 400s
+("Invalid session", ...) get the server's JSON error shape, and a long-polling POST that is not
+an Engine.IO payload ends its session with a 400 (:meth:`StockSessionServer.post`; python-engineio
+answers it 200 and drops the whole batch). Engine.IO's packets are written with
+:mod:`protocol.wire_json`, its ids drawn from ``server.random_ids``, and clients are kept by
+``server.transport.rooms.RoomIndex`` (a mass disconnect of N clients O(N), not O(N^2)).
 
 Limits, as on the fast lane (``tests/test_hostile_preauth.py``, ``tests/transport/test_slow_client.py``):
 
@@ -29,23 +42,31 @@ Limits, as on the fast lane (``tests/test_hostile_preauth.py``, ``tests/transpor
   reading is left to Engine.IO's ping timeout: what python-engineio's writer has taken from
   the queue but not yet sent is not visible through public API (:meth:`StockSessionServer.queued`).
 
-What the stock lane leaves to the fast lane, which needs private parts for it: binary messages
-are not screened, unfinished WebSocket frames are not budgeted (``partial_frames_budget_bytes``),
-and WebSocket handshakes are aiohttp's own. Clients are kept by
-``server.transport.rooms.RoomIndex`` (a mass disconnect of N clients O(N), not O(N^2)).
+What the stock lane leaves to the fast lane, which needs private parts for it (aiohttp's
+``WebSocketResponse`` reads the frames, inside python-engineio's driver): unfinished WebSocket
+frames are not budgeted (``partial_frames_budget_bytes``), a client's close frame is answered
+with 1000 (the fast lane echoes a sendable code; aiohttp answers the reserved codes it knows with
+1002 as the fast lane does, but 1006 and codes of 5000 and over with 1000), and a WebSocket
+that stops reading is left to the ping timeout (see above); the fast lane's pipelining, batched
+writes and per-turn admission are speed, not behaviour.
 
 Public API only, with one exception: ``_send_packet`` is overridden to count what is sent (the
 ``sessionhub_socket_*_sent_total`` metrics and a poller's :class:`Backlog`; should python-socketio
 rename it, acks would go uncounted, nothing else). Otherwise the attributes used (``eio``,
 ``handlers``, ``manager``, ``packet_class``, ``sockets``, a socket's ``sid``, ``queue``,
-``closed``, ``upgraded``) and methods (``on``, ``handle_request``, ``send``,
-``eio_sid_from_sid``, ``sid_from_eio_sid``, ``disconnect``, ``close``) are documented or public.
+``closed``, ``connected``, ``upgraded``, Engine.IO's ``max_http_buffer_size``) and methods
+(``on``, ``handle_request``, ``send``, ``generate_id``, ``eio_sid_from_sid``,
+``sid_from_eio_sid``, ``disconnect``, ``close``; ``engineio.payload.Payload`` and the packet
+class decoding a message) are documented or public. A POST body read here is handed to
+``handle_request`` in a :class:`ReadRequest`, the request with its body already read (Engine.IO's
+aiohttp driver reads the request's attributes and ``content``).
 """
 
 from __future__ import annotations
 
 import asyncio
 import collections
+import json
 import logging
 import sys
 from collections.abc import Awaitable, Callable, Coroutine, Sequence
@@ -54,8 +75,9 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 import socketio
-from aiohttp import web
+from aiohttp import HttpVersion11, web
 from engineio import packet as eio_packet
+from engineio import payload as eio_payload
 from socketio import packet as sio_packet
 
 from handlers.errors import to_http
@@ -63,13 +85,30 @@ from handlers.http_common import FrontAnswer, client_address
 from handlers.log_throttle import LogThrottle
 from protocol import wire_json
 from protocol.errors import CodedError, ErrorCode
+from server.random_ids import IDS
 from server.transport.contract import Commit, Outlet, Packet, end_sessions_at_shutdown
-from server.transport.messages import Header, malformed, refusal, refusal_packet, shaped_connect_error
+from server.transport.leanws import opening_refusal
+from server.transport.messages import (
+    MAX_ATTACHMENTS,
+    Error,
+    Header,
+    MalformedMessage,
+    event_name,
+    malformed,
+    refusal,
+    refusal_packet,
+    reserved,
+    shaped_connect_error,
+    size_of,
+    too_large,
+)
 from server.transport.rooms import client_manager
 
 log = logging.getLogger(__name__)
 # Hostile clients can send malformed messages by the thousand: one traceback per cause, then counts.
 _MALFORMED_LOG = LogThrottle(log, level=logging.WARNING)
+# Socket.IO v5 BINARY_EVENT and BINARY_ACK: a header whose attachments follow as messages of their own.
+_BINARY_TYPES = ("5", "6")
 # The disconnect reason of a client cut for not taking its packets (a label of
 # sessionhub_connections_closed_total, as on the fast lane).
 SLOW_CLIENT = "slow client"
@@ -183,6 +222,85 @@ class Backlog:
         return self.total
 
 
+@dataclass(slots=True)
+class PendingBinary:
+    """A binary Socket.IO message (a header and its attachments) held until its last attachment
+    arrives, so that python-socketio is handed only whole messages within ``max_payload_bytes``
+    (it keeps a message's attachments as they come, however many the header declares)."""
+
+    text: str  # the header, as received
+    packet: Any  # the header decoded by the server's packet class (namespace, id, attachment_count)
+    size: int  # bytes so far: the header's and the attachments'
+    parts: list[str | bytes]
+
+
+class ReadBody:
+    """A request body already read, read again the way python-engineio's aiohttp driver reads
+    one (``request.content.read(n)``)."""
+
+    __slots__ = ("body",)
+
+    def __init__(self, body: bytes) -> None:
+        self.body = body
+
+    async def read(self, n: int = -1) -> bytes:
+        taken = self.body if n < 0 else self.body[:n]
+        self.body = self.body[len(taken) :]
+        return taken
+
+
+class ReadRequest:
+    """An aiohttp request whose body the lane has read already, handed to Engine.IO's documented
+    ``handle_request``: everything is the request's, but the body is read from what was read."""
+
+    def __init__(self, request: web.Request, body: bytes) -> None:
+        self._request = request
+        self._body = body
+        self.content = ReadBody(body)
+
+    async def read(self) -> bytes:
+        return self._body
+
+    async def text(self) -> str:
+        return self._body.decode("utf-8")
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._request, name)
+
+
+def engine_payload(body: bytes) -> bool:
+    """Whether ``body`` is an Engine.IO payload python-engineio takes: UTF-8, at most its
+    packets per payload, every packet decodable (its own POST handler answers 200 to anything
+    else and drops the whole batch)."""
+    try:
+        eio_payload.Payload(encoded_payload=body.decode("utf-8"))
+    except Exception:  # UnicodeDecodeError, ValueError, or whatever a bad packet raises
+        return False
+    return True
+
+
+def json_bad_request(response: web.StreamResponse) -> web.StreamResponse:
+    """Engine.IO's own 400 (a JSON string as text/plain: "Invalid session <sid>", ...) in the
+    server's error shape, as every other 400 and as the fast lane answers it; else ``response``."""
+    if response.status != 400 or not isinstance(response, web.Response) or response.content_type != "text/plain":
+        return response
+    try:
+        message = json.loads(response.body) if isinstance(response.body, bytes) else None
+    except ValueError:
+        message = None
+    if not isinstance(message, str) or message == "Bad Request":  # Engine.IO's word for "no reason given"
+        message = "bad request"
+    headers = {name: value for name, value in response.headers.items() if name.lower() != "content-type"}
+    return bad_request(message, headers)
+
+
+def bad_request(message: str, headers: dict[str, str] | None = None) -> web.Response:
+    """A 400 ``invalid_payload`` as the fast lane's Engine.IO answers it (``LightEngineServer._bad_request``)."""
+    body = {"error": ErrorCode.INVALID_PAYLOAD.value, "message": message}
+    headers = {**(headers or {}), "Content-Type": "application/json; charset=utf-8"}
+    return web.Response(status=400, body=json.dumps(body).encode(), headers=headers)
+
+
 class StockOutlet:
     """A connection of the stock lane: packets go on its Engine.IO socket's queue."""
 
@@ -226,9 +344,13 @@ class StockSessionServer(socketio.AsyncServer):
         partial_frames_budget_bytes: int = 64 << 20,
         **kwargs: Any,
     ) -> None:
-        # client_manager: python-socketio's, with a client's leaving in O(its rooms).
+        # json: Engine.IO's own packets (OPEN) and refusals are written with it too, as on the
+        # fast lane. client_manager: python-socketio's, with a client's leaving in O(its rooms).
         kwargs.setdefault("client_manager", client_manager())
-        super().__init__(async_handlers=False, serializer=WirePacket, **kwargs)
+        super().__init__(async_handlers=False, serializer=WirePacket, json=wire_json, **kwargs)
+        # Engine.IO's and Socket.IO's ids, as the fast lane draws them (server.random_ids): its
+        # documented generate_id, set on the instance.
+        self.eio.generate_id = IDS.next
         self.max_payload_bytes = max_payload_bytes
         self.slow_limit_bytes = slow_limit_bytes
         self.connect_timeout_s = connect_timeout_s
@@ -248,6 +370,8 @@ class StockSessionServer(socketio.AsyncServer):
         self._on_refused: Callable[[str], None] = _ignore_refused
         self._ends: set[asyncio.Task[None]] = set()  # sessions being closed (a deadline, a cut, a failed open)
         self.backlogs: dict[str, Backlog] = {}  # Engine.IO sid -> what waits in its queue
+        self.binary: dict[str, PendingBinary] = {}  # Engine.IO sid -> its binary message being received
+        self.skipping: dict[str, int] = {}  # Engine.IO sid -> attachments still to drop of a refused message
 
     def count_with(self, sent: Callable[[int, int], None], refused: Callable[[str], None]) -> None:
         """``server.transport.contract.SocketServer.count_with``."""
@@ -255,14 +379,24 @@ class StockSessionServer(socketio.AsyncServer):
         self._on_refused = refused
 
     async def handle_request(self, request: web.Request) -> web.StreamResponse:
-        """The Engine.IO route: a new session from an address that has too many is refused."""
+        """The Engine.IO route: a new session from an address that has too many is refused, a
+        request routed as a WebSocket opening that is not one is a 400 (Engine.IO would answer
+        a 500), a long-polling POST that is not an Engine.IO payload is a 400 that ends its
+        session (:meth:`post`), and Engine.IO's own 400s are in the server's error shape."""
+        if request.method == "GET" and "sid" not in request.query:
+            address = client_address(request, trust_forwarded_for=self.trust_forwarded_for)
+            if self.places.full(address):
+                self._on_refused("per_address_limit")
+                return to_http(CodedError(ErrorCode.RATE_LIMITED, "too many connections from this address"))
+        if request.method == "GET" and request.query.get("transport") == "websocket":
+            refused = opening_refusal(request.headers, http_11=request.version == HttpVersion11)
+            if refused is not None:
+                return to_http(CodedError(ErrorCode.INVALID_PAYLOAD, f"not a WebSocket opening handshake: {refused}"))
+        if request.method == "POST":
+            return json_bad_request(await self.post(request))
         if request.method != "GET" or "sid" in request.query:
             response: web.StreamResponse = await self.eio.handle_request(request)
-            return response
-        address = client_address(request, trust_forwarded_for=self.trust_forwarded_for)
-        if self.places.full(address):
-            self._on_refused("per_address_limit")
-            return to_http(CodedError(ErrorCode.RATE_LIMITED, "too many connections from this address"))
+            return json_bad_request(response)
         # Taken now, not in the connect event: Engine.IO may yield before that event, and
         # concurrent openings must not overshoot the limit.
         opening = Opening(address)
@@ -280,6 +414,34 @@ class StockSessionServer(socketio.AsyncServer):
             _OPENING.reset(reset)
             if opening.sid is None:  # no session took the place (refused, a bad request)
                 self.places.give_back(address)
+        return json_bad_request(response)
+
+    async def post(self, request: web.Request) -> web.StreamResponse:
+        """A long-polling POST: a body that is not an Engine.IO payload (not UTF-8, too many
+        packets, a bad packet) ends its session and is answered 400, as the fast lane does and
+        as a WebSocket closes with 1007; python-engineio's own handler answers it 200 and drops
+        the whole batch, the good packets in it too, so the client would never learn its
+        messages were lost. Read here, checked, and handed to Engine.IO as read."""
+        sid = request.query.get("sid", "")
+        socket = self.eio.sockets.get(sid)
+        length = request.content_length or 0
+        if (
+            socket is None
+            or not socket.connected
+            or socket.upgraded
+            or "j" in request.query  # JSONP: Engine.IO's to judge
+            or length > self.eio.max_http_buffer_size  # Engine.IO ends the session itself
+        ):
+            response: web.StreamResponse = await self.eio.handle_request(request)
+            return response
+        try:
+            body = await request.content.readexactly(length)
+        except asyncio.IncompleteReadError:  # the client sent less than it announced
+            body = None
+        if body is None or not engine_payload(body):
+            await self.end(sid)
+            return bad_request("bad request")
+        response = await self.eio.handle_request(ReadRequest(request, body))
         return response
 
     async def admit(self, eio_sid: str, environ: dict[str, Any]) -> Any:
@@ -305,6 +467,8 @@ class StockSessionServer(socketio.AsyncServer):
         """Engine.IO's disconnect event: the session's place is given back."""
         self.places.leave(eio_sid)
         self.backlogs.pop(eio_sid, None)
+        self.binary.pop(eio_sid, None)
+        self.skipping.pop(eio_sid, None)
         await self.close_session(eio_sid, reason)
 
     def _connect_deadline(self, eio_sid: str) -> None:
@@ -368,21 +532,96 @@ class StockSessionServer(socketio.AsyncServer):
         self._later(self.end(socket.sid, reason=SLOW_CLIENT))
 
     async def screen(self, eio_sid: str, data: str | bytes) -> None:
-        """Answer a text message that will not be handled; hand the rest to python-socketio."""
+        """Answer a message that will not be handled; hand the rest to python-socketio.
+
+        As on the fast lane: a message over ``max_payload_bytes`` counts its header and every
+        binary attachment, a header may declare at most ``MAX_ATTACHMENTS`` of them, a refused
+        message's attachments are dropped as they arrive, and an event with a reserved name or
+        that is no ``[name, ...]`` array is refused, binary or not. A binary message is held
+        here (:class:`PendingBinary`) until its last attachment, then handed over whole.
+        """
+        if isinstance(data, bytes) and self.skipping.get(eio_sid):
+            self.skipping[eio_sid] -= 1
+            return
+        self.skipping.pop(eio_sid, None)
+        pending = self.binary.get(eio_sid)
+        if pending is not None:
+            await self.attachment(eio_sid, pending, data)
+            return
+        size = size_of(data)
+        if size > self.max_payload_bytes:
+            header = Header.of(data)
+            self.skipping[eio_sid] = header.attachments
+            await self.refuse(eio_sid, header, *too_large(self.max_payload_bytes))
+            return
         if isinstance(data, str):
-            refused = refusal(data, self.max_payload_bytes)
-            if refused is not None:
-                await self.refuse(eio_sid, Header.of(data), *refused)
-                return
+            if data[:1] in _BINARY_TYPES:
+                if await self.binary_header(eio_sid, data, size):
+                    return
+            else:
+                refused = refusal(data, self.max_payload_bytes)
+                if refused is not None:
+                    await self.refuse(eio_sid, Header.of(data), *refused)
+                    return
+        await self.hand_over(eio_sid, [data], Header.of(data))
+
+    async def binary_header(self, eio_sid: str, text: str, size: int) -> bool:
+        """Hold a binary message's header until its attachments are in; False (nothing done)
+        for one python-socketio refuses by itself (undecodable, its namespace not joined)."""
         try:
-            await self.parse_message(eio_sid, data)
+            header = self.packet_class(encoded_packet=text)
+        except Exception:
+            return False
+        if self.manager.sid_from_eio_sid(eio_sid, header.namespace or "/") is None:
+            return False
+        if header.attachment_count > MAX_ATTACHMENTS:
+            self.skipping[eio_sid] = header.attachment_count
+            error = (ErrorCode.PAYLOAD_TOO_LARGE, f"messages are limited to {MAX_ATTACHMENTS} binary attachments")
+            await self.refuse_to(eio_sid, header.namespace, header.id, error)
+            return True
+        self.binary[eio_sid] = PendingBinary(text, header, size, [])
+        return True
+
+    async def attachment(self, eio_sid: str, pending: PendingBinary, data: str | bytes) -> None:
+        """One more part of a held binary message (python-socketio takes any message as the
+        next attachment while one is pending); the whole message goes on once complete."""
+        header = pending.packet
+        total = pending.size + size_of(data)
+        if total > self.max_payload_bytes:
+            del self.binary[eio_sid]
+            self.skipping[eio_sid] = header.attachment_count - len(pending.parts) - 1
+            await self.refuse_to(eio_sid, header.namespace, header.id, too_large(self.max_payload_bytes))
+            return
+        pending.size = total
+        pending.parts.append(data)
+        if len(pending.parts) != header.attachment_count:
+            return
+        del self.binary[eio_sid]
+        if header.packet_type == sio_packet.BINARY_EVENT:
+            try:
+                refused = reserved(event_name(header.data))
+            except MalformedMessage as exc:
+                refused = malformed(exc)
+            if refused is not None:
+                await self.refuse_to(eio_sid, header.namespace, header.id, refused)
+                return
+        await self.hand_over(eio_sid, [pending.text, *pending.parts], Header(header.namespace or "/", header.id, 0))
+
+    async def hand_over(self, eio_sid: str, messages: list[str | bytes], header: Header) -> None:
+        """Give python-socketio ``messages`` (one, or a binary header and its attachments)."""
+        try:
+            for message in messages:
+                await self.parse_message(eio_sid, message)
         except Exception as exc:  # a message python-socketio cannot take: answered, never dropped
             _MALFORMED_LOG.exception("malformed Socket.IO message", exc)
-            await self.refuse(eio_sid, Header.of(data), *malformed(exc))
+            await self.refuse(eio_sid, header, *malformed(exc))
 
     async def refuse(self, eio_sid: str, header: Header, code: ErrorCode, message: str) -> None:
         """Answer a message that will not be handled (``server.transport.messages.refusal_packet``)."""
-        reply = refusal_packet(self.packet_class, header.namespace, header.ack_id, (code, message))
+        await self.refuse_to(eio_sid, header.namespace, header.ack_id, (code, message))
+
+    async def refuse_to(self, eio_sid: str, namespace: str | None, ack_id: int | None, error: Error) -> None:
+        reply = refusal_packet(self.packet_class, namespace or "/", ack_id, error)
         if reply is not None:
             await self.eio.send(eio_sid, reply.encode())
 

@@ -1,15 +1,17 @@
-"""Binary attachments count toward the message caps, and their number is bounded (raw socket)."""
+"""Binary attachments count toward the message caps, and their number is bounded (raw socket).
+
+On both lanes: the stock lane holds a binary message's header until its attachments are in
+(server/transport/stock.py, StockSessionServer.screen); it once handed each part to
+python-socketio as it came, uncounted, however many the header declared."""
 
 from __future__ import annotations
 
 import json
 
 from server.app import SIO_KEY
-from server.transport.fastpath import MAX_ATTACHMENTS
-from tests.helpers import Client, ServerUnderTest, fast_lane_only
+from server.transport.messages import MAX_ATTACHMENTS
+from tests.helpers import Client, ServerUnderTest
 from tests.raw_wire import RawWebSocket, port_of
-
-pytestmark = fast_lane_only
 
 PLACEHOLDER = '{"_placeholder":true,"num":%d}'
 
@@ -58,7 +60,9 @@ async def test_too_many_attachments_are_refused_and_dropped(server: ServerUnderT
         for _ in range(8):  # a few of the declared megabyte attachments: dropped, never kept
             ws.send_binary(b"\0" * (1 << 19))
         await still_usable(ws, session_id, 10)
-        assert sio._binary_packet == {}
+        # Nothing of the refused message is kept (python-socketio's pending packets on the fast
+        # lane, the lane's own held messages on the stock lane).
+        assert (sio.binary if sio.lane == "stock" else sio._binary_packet) == {}
     finally:
         ws.close()
 
@@ -90,5 +94,19 @@ async def test_a_small_attachment_is_still_handled(server: ServerUnderTest, clie
         ws.send_binary(b"\1" * 100)
         assert (await ws.ack(2))["error"] == "invalid_payload"  # parsed: the field is unknown
         await still_usable(ws, session_id, 3)
+    finally:
+        ws.close()
+
+
+async def test_a_binary_event_with_a_reserved_name_is_refused(server: ServerUnderTest) -> None:
+    """python-socketio would run its own disconnect handler for it (the stock lane once let it)."""
+    session_id = await server.create_session("alice")
+    ws, _ = await RawWebSocket.socketio(port_of(server.url), server.token("alice"))
+    try:
+        ws.send('451-4["disconnect",' + PLACEHOLDER % 0 + "]")
+        ws.send_binary(b"\1" * 10)
+        ack = await ws.ack(4)
+        assert ack["error"] == "unknown_event" and "reserved" in ack["message"], ack
+        await still_usable(ws, session_id, 5)
     finally:
         ws.close()

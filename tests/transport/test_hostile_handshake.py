@@ -1,8 +1,10 @@
 """Hostile WebSocket opening handshakes and close frames (issue 20, finding 10).
 
-These are the fast lane's front and WebSocket reader (server/transport/front.py, leanws.py); the
-stock lane serves untested library versions through aiohttp's and Engine.IO's own handshake, so
-`make test-stock` skips them (see server/transport/stock.py for what that lane does not do)."""
+The refused handshakes are answered alike on both lanes (the stock lane checks a WebSocket
+opening before Engine.IO sees it, and gives Engine.IO's own 400s the server's error shape). The
+close frames are the fast lane's WebSocket reader (server/transport/leanws.py): on the stock lane
+aiohttp answers every client close with 1000 (see server/transport/stock.py), so `make test-stock`
+skips those."""
 
 from __future__ import annotations
 
@@ -16,8 +18,6 @@ import pytest
 
 from tests.helpers import ServerUnderTest, fast_lane_only
 from tests.raw_wire import RawWebSocket, client_frame, http_exchange, port_of
-
-pytestmark = fast_lane_only
 
 PATH = "/socket.io/?EIO=4&transport=websocket"
 
@@ -85,11 +85,13 @@ async def _close_answer(server: ServerUnderTest, payload: bytes) -> int:
         ws.writer.close()
 
 
+@fast_lane_only
 @pytest.mark.parametrize("code", [1004, 1005, 1006, 1015, 1016, 2999, 999, 5000])
 async def test_a_reserved_close_code_is_answered_with_1002(server: ServerUnderTest, code: int) -> None:
     assert await _close_answer(server, struct.pack("!H", code)) == 1002
 
 
+@fast_lane_only
 @pytest.mark.parametrize("code", [1000, 1001, 1003, 1011, 3000, 4999])
 async def test_a_valid_close_code_is_echoed(server: ServerUnderTest, code: int) -> None:
     assert await _close_answer(server, struct.pack("!H", code)) == code

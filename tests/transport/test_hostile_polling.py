@@ -2,8 +2,9 @@
 
 python-engineio's own POST handler swallows a body that is not UTF-8 (or holds too many packets),
 answers 200 and drops the whole batch, good packets too: the client never learns its messages
-were lost. The fast lane answers 400 and closes the session, as its WebSocket closes with 1007.
-The stock lane keeps python-engineio's handling (see server/transport/stock.py)."""
+were lost. Both lanes answer 400 and close the session, as a WebSocket closes with 1007 (the
+fast lane in place of python-engineio's handler, the stock lane by reading and checking the body
+before handing it to Engine.IO: server/transport/stock.py, StockSessionServer.post)."""
 
 from __future__ import annotations
 
@@ -12,9 +13,7 @@ import json
 import aiohttp
 import pytest
 
-from tests.helpers import ServerUnderTest, fast_lane_only
-
-pytestmark = fast_lane_only
+from tests.helpers import ServerUnderTest
 
 
 async def _open(http: aiohttp.ClientSession, server: ServerUnderTest) -> str:
