@@ -53,6 +53,17 @@ SUBSET = (
     "tests/test_lean_redis.py",
     "tests/test_smoke.py",
     "tests/test_hostile_preauth.py",
+    # Hostile clients and the error contract: what a client sees must not depend on the lane
+    # (the lowest set runs the stock lane).
+    "tests/transport/test_hostile_binary.py",
+    "tests/transport/test_hostile_polling.py",
+    "tests/transport/test_hostile_handshake.py",
+    "tests/transport/test_hostile_frames.py",
+    "tests/transport/test_connect_refusals.py",
+    "tests/transport/test_mass_disconnect.py",
+    "tests/test_bad_input.py",
+    "tests/test_error_messages.py",
+    "tests/test_wire_json.py",
     "tests/test_hs256.py",
     "tests/identity/test_passkeys.py",
     "tests/identity/test_account.py",
