@@ -36,7 +36,7 @@ PATH_PARAMETERS: dict[str, dict[str, Any]] = {
 # The pattern API (Keyboardia's) takes any 8-4-4-4-12 hex UUID in either case as a well-formed id
 # (handlers/patterns/http.py parse_id): one no pattern has is 404, not 400. Ids it makes are v4.
 PATTERN_API_PREFIX = "/api/sessions/"
-PATTERN_ID = {
+PATTERN_ID: dict[str, Any] = {
     "type": "string",
     "pattern": "^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$",
     "description": "a UUID, any version and case (the ids made here are v4); an unknown one is 404",
@@ -138,8 +138,8 @@ def _parameters(op: Operation, components: Components) -> list[dict[str, Any]]:
         if name not in PATH_PARAMETERS:
             raise ValueError(f"{op.path}: path parameter {name!r} has no schema in PATH_PARAMETERS")
         pattern_id = op.path.startswith(PATTERN_API_PREFIX) and name == "session_id"
-        schema = PATTERN_ID if pattern_id else PATH_PARAMETERS[name]
-        params.append({"name": name, "in": "path", "required": True, "schema": schema})
+        path_schema = PATTERN_ID if pattern_id else PATH_PARAMETERS[name]
+        params.append({"name": name, "in": "path", "required": True, "schema": path_schema})
     if op.query is not None:
         schema = components.model(op.query, "validation")
         for name, field in schema.get("properties", {}).items():
