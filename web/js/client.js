@@ -488,11 +488,35 @@ function signedOutHere(data, onState) {
   onState("unauthorized", data?.message ?? err.message);
 }
 
-/** Emit `event` and resolve to its `{ok: true}` ack; reject with ApiError otherwise. */
-export async function call(socket, event, payload, timeoutMs = ACK_TIMEOUT_MS) {
-  let ack;
+/**
+ * Emit `event` and resolve to its `{ok: true}` ack; reject with ApiError otherwise.
+ *
+ * An access token outlived by its connection (a page open longer than the token lives) gets its
+ * next event refused `unauthorized` before the event does anything: the connection is then made
+ * again with a fresh token and the event sent once more, so a person's click is not lost to it.
+ * `resend: false` leaves that to the caller (a subscription resubscribes on every connect).
+ */
+export async function call(socket, event, payload, timeoutMs = ACK_TIMEOUT_MS, { resend = true } = {}) {
+  for (let attempt = 0; ; attempt += 1) {
+    const ack = await emitOnce(socket, event, payload, timeoutMs);
+    if (ack && ack.ok === true) return ack;
+    if (ack?.error === "unauthorized" && socket.connected) {
+      const back = reconnected(socket, timeoutMs);
+      socket.disconnect().connect(); // the handshake presents a current token
+      if (resend && attempt === 0 && (await back)) continue;
+    }
+    throw new ApiError(
+      ack?.error ?? "invalid_response",
+      ack?.message ?? "",
+      0,
+      extraFields(ack, ["ok", "error", "message"]),
+    );
+  }
+}
+
+async function emitOnce(socket, event, payload, timeoutMs) {
   try {
-    ack = await socket.timeout(timeoutMs).emitWithAck(event, payload);
+    return await socket.timeout(timeoutMs).emitWithAck(event, payload);
   } catch (err) {
     // socket.io-client rejects on a timeout and on a disconnect; only the message differs.
     if (/disconnected/.test(err?.message ?? "")) {
@@ -500,17 +524,20 @@ export async function call(socket, event, payload, timeoutMs = ACK_TIMEOUT_MS) {
     }
     throw new ApiError("timeout", "The server did not answer in time.");
   }
-  if (ack && ack.ok === true) return ack;
-  if (ack?.error === "unauthorized" && socket.connected) {
-    // The token expired on an open connection: reconnecting presents a fresh one.
-    socket.disconnect().connect();
-  }
-  throw new ApiError(
-    ack?.error ?? "invalid_response",
-    ack?.message ?? "",
-    0,
-    extraFields(ack, ["ok", "error", "message"]),
-  );
+}
+
+/** Resolves true once `socket` is connected again, false after `timeoutMs`. */
+function reconnected(socket, timeoutMs) {
+  return new Promise((resolve) => {
+    const done = (ok) => {
+      clearTimeout(timer);
+      socket.off("connect", onConnect);
+      resolve(ok);
+    };
+    const onConnect = () => done(true);
+    const timer = setTimeout(() => done(false), timeoutMs);
+    socket.on("connect", onConnect);
+  });
 }
 
 function isLogEvent(sessionId, data) {
@@ -561,7 +588,7 @@ export function subscribeSession(socket, sessionId, handlers = {}) {
     const mine = ++generation;
     inFlight = true;
     snapshotSeen = false;
-    call(socket, "subscribe_on_session", payload).then(
+    call(socket, "subscribe_on_session", payload, ACK_TIMEOUT_MS, { resend: false }).then(
       (ack) => mine === generation && answered(ack, null),
       (err) => mine === generation && answered(null, err),
     );
