@@ -246,3 +246,23 @@ async def test_recording_leases_renew_and_sweep_across_shards(
         last = json.loads(entries[-1][1]["e"])
         # Paused by the sweeper, except the one its recorder paused by hand.
         assert last["data"].get("reason") == (None if session_id == sessions[0] else "recorder_gone"), last
+
+
+async def test_a_guests_upload_is_stored_and_charged_on_a_cluster(nodes: list[ServerUnderTest]) -> None:
+    """A guest's upload is paid by the guest and by their address: two quota counters, each with
+    its own hash tag, so in two slots. Their one read must not be a cross-slot MGET (refused by
+    a cluster: every guest upload was 503)."""
+    from auth.claims import GUEST_PERMISSIONS
+    from tests.audio_samples import webm
+    from tests.voice.uploads import chunk_form, upload
+
+    server = nodes[0]
+    keys = server.services.keys
+    guest = "guest-cluster"
+    token = server.token(guest, perms=(*GUEST_PERMISSIONS, "create", "update"), guest=True)
+    session_id = await server.create_session(guest)
+    audio = webm(500)
+    status, body = await upload(server, token, chunk_form(session_id, audio))
+    assert status == 201, body
+    for payer in (f"u:{guest}", "a:127.0.0.1"):
+        assert int(await server.services.redis.get(keys.upload_bytes(payer))) == len(audio)

@@ -31,7 +31,13 @@ class UploadQuota:
 
     async def remaining(self, payers: list[str]) -> int:
         """Bytes the most constrained payer may still store today (0 or less: none)."""
-        used = await self.redis.mget([self.keys.upload_bytes(payer) for payer in payers])
+        # One GET each, pipelined (one round trip): each payer's counter has its own hash tag, so
+        # on Redis Cluster they live in different slots, where an MGET of them is refused
+        # (every guest upload, paid by the user and the address, was answered 503 there).
+        async with self.redis.pipeline(transaction=False) as pipe:
+            for payer in payers:
+                pipe.get(self.keys.upload_bytes(payer))
+            used = await pipe.execute()
         return self.limit_bytes - max(int(value or 0) for value in used)
 
     async def charge(self, payers: list[str], size_bytes: int) -> None:
