@@ -93,7 +93,7 @@ from socketio import packet as sio_packet
 
 from handlers.admission import TurnGate
 from handlers.errors import to_http
-from handlers.http_common import FIXED_ANSWERS, FrontAnswer, address_of, client_address
+from handlers.http_common import BODY_READ_TIMEOUT_S, FIXED_ANSWERS, FrontAnswer, address_of, client_address
 from handlers.log_throttle import LogThrottle
 from protocol import order, wire_json
 from protocol.errors import CodedError, ErrorCode
@@ -659,7 +659,14 @@ async def _post(socket_ref: weakref.ReferenceType[AsyncSocket], environ: dict[st
     length = int(environ.get("CONTENT_LENGTH", "0"))
     if length > socket.server.max_http_buffer_size:
         raise engineio.exceptions.ContentTooLongError()
-    body: bytes = await environ["wsgi.input"].read(length)
+    try:
+        # Read to its end: one read() returns what has arrived so far, and a large batch arrives
+        # in many reads (python-engineio's own handler takes the first and drops the rest
+        # unseen); within the deadline of every body, or a client trickling it holds the session.
+        async with asyncio.timeout(BODY_READ_TIMEOUT_S):
+            body: bytes = await environ["wsgi.input"].readexactly(length)
+    except (asyncio.IncompleteReadError, TimeoutError) as exc:  # sent less than it announced
+        raise engineio.exceptions.EngineIOError("a cut body") from exc
     try:
         packets = eio_payload.Payload(encoded_payload=body.decode("utf-8")).packets
     except Exception as exc:  # UnicodeDecodeError, ValueError, or whatever a bad packet raises

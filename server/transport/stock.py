@@ -81,7 +81,7 @@ from engineio import payload as eio_payload
 from socketio import packet as sio_packet
 
 from handlers.errors import to_http
-from handlers.http_common import FrontAnswer, client_address
+from handlers.http_common import BODY_READ_TIMEOUT_S, FrontAnswer, client_address
 from handlers.log_throttle import LogThrottle
 from protocol import wire_json
 from protocol.errors import CodedError, ErrorCode
@@ -435,8 +435,9 @@ class StockSessionServer(socketio.AsyncServer):
             response: web.StreamResponse = await self.eio.handle_request(request)
             return response
         try:
-            body = await request.content.readexactly(length)
-        except asyncio.IncompleteReadError:  # the client sent less than it announced
+            async with asyncio.timeout(BODY_READ_TIMEOUT_S):  # a trickled body holds nothing for long
+                body = await request.content.readexactly(length)
+        except (asyncio.IncompleteReadError, TimeoutError):  # the client sent less than it announced
             body = None
         if body is None or not engine_payload(body):
             await self.end(sid)

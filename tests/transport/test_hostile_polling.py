@@ -8,10 +8,13 @@ before handing it to Engine.IO: server/transport/stock.py, StockSessionServer.po
 
 from __future__ import annotations
 
+import asyncio
 import json
 
 import aiohttp
 import pytest
+
+from server.transport import fastpath, stock
 
 from tests.helpers import ServerUnderTest
 
@@ -59,3 +62,47 @@ async def test_a_good_batch_still_goes_through(server: ServerUnderTest) -> None:
         async with http.get(url) as response:
             answers = (await response.text()).split("\x1e")
         assert [a[:3] for a in answers] == ["431", "432"], answers
+
+
+async def test_a_large_batch_is_read_to_its_end(server: ServerUnderTest) -> None:
+    # 900 KB arrives in many reads: a POST handler that takes one read() of the announced length
+    # gets its first part, answers the packets in it and drops the rest unseen (each event here
+    # is over the payload limit, so each must be answered payload_too_large; none may vanish).
+    async with aiohttp.ClientSession() as http:
+        sid = await _open(http, server)
+        url = f"{server.url}/socket.io/?EIO=4&transport=polling&sid={sid}"
+        packets = [f'42{n}["no_such_event",{{"pad":"{"é" * 150_000}"}}]' for n in (1, 2, 3)]
+        async with http.post(url, data="\x1e".join(packets).encode()) as response:
+            assert response.status == 200, await response.text()
+        answers: list[str] = []
+        while len(answers) < 3:
+            async with http.get(url) as response:
+                assert response.status == 200
+                answers += [a for a in (await response.text()).split("\x1e") if a.startswith("43")]
+        assert [a[:3] for a in answers] == ["431", "432", "433"], answers
+        assert all('"payload_too_large"' in a for a in answers)
+
+
+async def test_a_body_that_stops_short_is_a_400_within_the_body_deadline(
+    server: ServerUnderTest, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A POST that announces more than it sends, then goes silent, must not hold its session: it
+    # is answered 400 (the session ends) once every body's read deadline has passed.
+    for lane in (fastpath, stock):
+        monkeypatch.setattr(lane, "BODY_READ_TIMEOUT_S", 0.5)
+    async with aiohttp.ClientSession() as http:
+        sid = await _open(http, server)
+    host, port = server.url.removeprefix("http://").split(":")
+    reader, writer = await asyncio.open_connection(host, int(port))
+    try:
+        head = (
+            f"POST /socket.io/?EIO=4&transport=polling&sid={sid} HTTP/1.1\r\nHost: x\r\n"
+            "Content-Type: text/plain\r\nContent-Length: 100\r\n\r\n"
+        )
+        writer.write(head.encode() + b'421["no_such_event",{}]')
+        await writer.drain()
+        status = await asyncio.wait_for(reader.readline(), 10)
+        assert status.split()[1] == b"400", status
+    finally:
+        writer.close()
+        await writer.wait_closed()
