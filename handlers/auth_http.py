@@ -35,6 +35,13 @@ class TokenAnswer(BaseModel):
     guest: bool = False
 
 
+class LinkOwner(BaseModel):
+    """Whose identity a one-time link signs a browser in as."""
+
+    user_id: str
+    name: str = ""
+
+
 class SignedOut(BaseModel):
     """Devices signed out."""
 
@@ -74,6 +81,16 @@ OPERATIONS = (
     ),
     Operation(
         "post",
+        "/api/auth/one_time/peek",
+        "Whose identity a one-time link signs a browser in as; the link stays unused",
+        tag=TAG,
+        auth=Auth.NONE,
+        body=OneTimeLogin,
+        statuses=(400, 401, 403, 413, 429, 503),
+        response=LinkOwner,
+    ),
+    Operation(
+        "post",
         "/api/auth/logout",
         "Sign this device out: revoke its refresh cookie's family and forget the cookie",
         tag=TAG,
@@ -107,6 +124,7 @@ class AuthRoutes:
         app.router.add_post("/api/auth/guest", guarded(self.guest))
         app.router.add_post("/api/auth/refresh", guarded(self.refresh))
         app.router.add_post("/api/auth/one_time", guarded(self.one_time))
+        app.router.add_post("/api/auth/one_time/peek", guarded(self.peek))
         app.router.add_post("/api/auth/logout", guarded(self.logout))
         document(app, OPERATIONS)
 
@@ -179,20 +197,35 @@ class AuthRoutes:
             return self._answer(token, claims.sub, exp, claims.name, status=200, device=claims.fam, guest=claims.guest)
         return await self.new_device(request, claims.sub, grant_of(claims), status=200)
 
-    async def one_time(self, request: web.Request) -> web.Response:
-        """Redeem a one-time link (a device link, or a chat bot's ``/login``): this browser becomes a
-        new device of the link's user, with the asking token's permissions (never ``admin``, which
-        comes from the user's profile). A bot link is refused once its asking token has expired.
-        """
+    async def _link_claims(self, request: web.Request, *, redeem: bool) -> dict[str, Any]:
+        """The claims of the one-time link in the body (used up when ``redeem``), or 401 ``used``."""
         auth_cookie.require_page_request(request, self._s.public_url)
         address = self._address(request)
         if not await self._s.limiter.hit("login", address, limit=self._s.limits.signins_per_min, window_s=60):
             raise CodedError(ErrorCode.RATE_LIMITED, "too many login attempts; wait a minute")
         body = validate(OneTimeLogin, await json_body(request, max_bytes=1024))
+        tokens = self._s.login_tokens
         known = len(body.token) in ONE_TIME_TOKEN_CHARS
-        claims = await self._s.login_tokens.redeem(body.token) if known else None
+        claims = (await (tokens.redeem if redeem else tokens.peek)(body.token)) if known else None
         if claims is None:
             raise CodedError(ErrorCode.UNAUTHORIZED, "this link was used already or has expired", reason="used")
+        return claims
+
+    async def peek(self, request: web.Request) -> web.Response:
+        """Whose identity a one-time link opens, leaving it unused: the page asks before a link
+        replaces an identity of this browser that would leave its sessions behind."""
+        claims = await self._link_claims(request, redeem=False)
+        if not claims.get("device_link") and int(claims["exp"]) <= int(self._s.clock.now_s()):
+            raise CodedError(ErrorCode.UNAUTHORIZED, "the token that asked for this login link has expired")
+        profile = await self._s.identities.profile(claims["sub"])
+        return web.json_response(LinkOwner(user_id=claims["sub"], name=profile.name).model_dump())
+
+    async def one_time(self, request: web.Request) -> web.Response:
+        """Redeem a one-time link (a device link, or a chat bot's ``/login``): this browser becomes a
+        new device of the link's user, with the asking token's permissions (never ``admin``, which
+        comes from the user's profile). A bot link is refused once its asking token has expired.
+        """
+        claims = await self._link_claims(request, redeem=True)
         if claims.get("device_link"):
             return await self.new_device(request, claims["sub"], claims["grant"], status=200)
         if int(claims["exp"]) <= int(self._s.clock.now_s()):

@@ -31,6 +31,11 @@ class LoginTokens:
         await self._redis.set(self._keys.login_token(_digest(token)), json.dumps(claims), ex=ttl_s)
         return token
 
+    async def peek(self, token: str) -> dict[str, Any] | None:
+        """The claims behind ``token``, which stays redeemable (None when used or expired)."""
+        raw = await self._redis.get(self._keys.login_token(_digest(token)))
+        return json.loads(raw) if raw else None
+
     async def redeem(self, token: str) -> dict[str, Any] | None:
         """The claims behind ``token``, once: a second redemption (or an expired token) gets None."""
         raw = await self._redis.getdel(self._keys.login_token(_digest(token)))

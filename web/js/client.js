@@ -238,6 +238,22 @@ export async function startNewGuest() {
 }
 
 /**
+ * Whose identity a one-time link signs this browser in as (`{user_id, name}`); the link stays
+ * unused. Rejects with ApiError (`unauthorized` when the link was used or has expired).
+ */
+export async function peekLoginToken(loginToken) {
+  const response = await request("/api/auth/one_time/peek", {
+    method: "POST",
+    headers: PAGE_HEADERS,
+    body: JSON.stringify({ token: loginToken }),
+    credentials: "same-origin",
+  });
+  const body = await readJson(response);
+  if (!response.ok) throw toError(response, body);
+  return body;
+}
+
+/**
  * Redeem a one-time link (a device link, or a chat bot's `/login` link) and keep what it gives.
  * Rejects with ApiError (`unauthorized` when the link was used or has expired).
  */

@@ -2,11 +2,16 @@
  * The page behind a one-time link: a device link from "Link another device" or a chat bot's
  * `/login` link (`/tg_auth?token=...`). Trades the token for this user's identity, then opens
  * the user's active session. A used or expired link says so: the heading changes too.
+ *
+ * A browser that already is somebody who owns sessions and has no passkey would lose them for
+ * good (its identity lives only in this browser's cookie, which the link replaces): the page
+ * asks first, and redeems the link only when the person says so.
  */
-import { signInWithLoginToken } from "./client.js";
+import { api, hasToken, knownIdentity, peekLoginToken, signInWithLoginToken } from "./client.js";
 
 const heading = document.getElementById("login-heading");
 const status = document.getElementById("login-status");
+const question = document.getElementById("login-confirm");
 const loginToken = new URLSearchParams(location.search).get("token");
 // The link works once; keep it out of the history and of any later Referer.
 history.replaceState(null, "", "/tg_auth");
@@ -19,20 +24,76 @@ function refused(title, message) {
   document.body.dataset.state = "refused";
 }
 
+/**
+ * The identity this browser would leave behind for good by becoming `owner` (the link's), or null
+ * when it has none to lose.
+ */
+async function identityToLose(owner) {
+  if (!hasToken() && knownIdentity() === null) return null; // a browser that is nobody yet
+  try {
+    const me = await api("/api/auth/me");
+    if (me.user_id === owner.user_id || me.saved) return null; // the same person, or a passkey brings it back
+    const { sessions } = await api("/api/me/sessions?limit=1");
+    if (sessions.length === 0) return null;
+    const passkeys = await api("/api/auth/passkeys").catch(() => ({ enabled: false }));
+    return { ...me, passkeys: passkeys.enabled === true };
+  } catch {
+    return null; // gone already (or unreachable): nothing this link takes away
+  }
+}
+
+function usedUp() {
+  refused(
+    "This link was already used or has expired",
+    "A sign-in link works once and for a few minutes. Ask for a new one: “Link another device” on a signed-in device, or /login in the bot.",
+  );
+}
+
+function redeem() {
+  question.hidden = true;
+  heading.textContent = "Signing in…";
+  status.textContent = "Checking your sign-in link.";
+  signInWithLoginToken(loginToken).then(
+    () => location.replace("/session"),
+    (err) => (err.code === "unauthorized" ? usedUp() : refused("Signing in failed", err.message)),
+  );
+}
+
+/** Look at the link first (it stays unused): ask when this browser would lose what it owns. */
+async function start() {
+  let owner;
+  try {
+    owner = await peekLoginToken(loginToken);
+  } catch (err) {
+    if (err.code === "unauthorized") return usedUp();
+    return redeem(); // the look failed (a server from before it, say): the exchange says the rest
+  }
+  const me = await identityToLose(owner);
+  if (me) ask(me);
+  else redeem();
+}
+
+function ask(me) {
+  const who = me.name && me.name !== "Guest" ? `“${me.name}”` : "a guest";
+  heading.textContent = "Sign this browser in as someone else?";
+  document.title = "Sign in as someone else? · sessionhub";
+  const keep = me.passkeys
+    ? " To keep them, add a passkey to this identity first (your name at the top of any page), then open the link again."
+    : "";
+  status.textContent =
+    `This browser is ${who}, with sessions of its own. Signed in with this link, it becomes the ` +
+    "identity that made the link: those sessions stay with the old identity, which no browser " +
+    `could open again.${keep}`;
+  document.body.dataset.state = "asking";
+  question.hidden = false;
+}
+
 if (!loginToken) {
   refused(
     "This link is incomplete",
     "Ask for a new one: “Link another device” on a signed-in device, or /login in the bot.",
   );
 } else {
-  signInWithLoginToken(loginToken).then(
-    () => location.replace("/session"),
-    (err) =>
-      err.code === "unauthorized"
-        ? refused(
-            "This link was already used or has expired",
-            "A sign-in link works once and for a few minutes. Ask for a new one: “Link another device” on a signed-in device, or /login in the bot.",
-          )
-        : refused("Signing in failed", err.message),
-  );
+  document.getElementById("login-continue").addEventListener("click", redeem);
+  start();
 }

@@ -1,0 +1,103 @@
+"""In Chromium: a device link opened in a browser that already owns something asks first.
+
+The link replaces the browser's identity (its refresh cookie). A guest who made sessions there
+and saved the identity nowhere (no passkey) would lose them for good, without a word."""
+
+from __future__ import annotations
+
+import re
+
+import aiohttp
+import pytest
+from playwright.async_api import Browser, Page, expect
+
+from tests.browser import Tab, new_tab
+from tests.helpers import ServerUnderTest
+from tests.identity.support import Browser as AuthBrowser
+
+pytestmark = pytest.mark.timeout(180)
+
+
+async def guest_with_a_session(tab: Tab, name: str) -> Page:
+    """The page of a voice session a first visit made (the browser became a guest for it)."""
+    page = await tab.open("/")
+    await page.locator("#session-name-input").fill(name)
+    await page.locator("#new-session").click()
+    await expect(page.locator("#connection")).to_have_attribute("data-state", "live")
+    await expect(page.locator("#identity")).to_have_attribute("data-state", "known")
+    return page
+
+
+async def device_link(page: Page, server: ServerUnderTest) -> str:
+    await page.locator("#identity-name").click()
+    await page.locator("#identity-link").click()
+    url = await page.locator("#identity-link-url").input_value()
+    return url.removeprefix(server.url)
+
+
+async def test_a_guest_who_owns_sessions_is_asked_before_a_device_link_replaces_them(
+    iserver: ServerUnderTest, browser: Browser
+) -> None:
+    first = await new_tab(browser, iserver)
+    second = await new_tab(browser, iserver)
+    try:
+        phone = await guest_with_a_session(first, "Made on the phone")
+        phone_user = await phone.locator("#identity").get_attribute("data-user-id")
+        laptop = await guest_with_a_session(second, "Made on the laptop")
+        laptop_user = await laptop.locator("#identity").get_attribute("data-user-id")
+        link = await device_link(phone, iserver)
+
+        asking = await second.open(link)
+        await expect(asking.locator("#login-confirm")).to_be_visible()
+        await expect(asking.locator("#login-heading")).to_have_text("Sign this browser in as someone else?")
+        await expect(asking.locator("#login-status")).to_contain_text("those sessions stay with the old identity")
+        # Nothing happened yet: "Keep this browser as it is" leaves it the laptop's guest.
+        await asking.locator("#login-keep").click()
+        await expect(asking.locator("#identity")).to_have_attribute("data-user-id", str(laptop_user))
+        await expect(asking.locator("#recent-list li")).to_contain_text("Made on the laptop")
+
+        # Asked again, the person goes ahead: the link was not used up by asking.
+        asking = await second.open(link)
+        await asking.locator("#login-continue").click()
+        await expect(asking).to_have_url(re.compile(r"/session$"))
+        await expect(asking.locator("#identity")).to_have_attribute("data-user-id", str(phone_user))
+        assert not first.errors and not second.errors, first.errors + second.errors
+    finally:
+        await first.page.context.close()
+        await second.page.context.close()
+
+
+async def test_a_browser_that_is_nobody_yet_signs_in_with_a_link_at_once(
+    iserver: ServerUnderTest, browser: Browser
+) -> None:
+    first = await new_tab(browser, iserver)
+    second = await new_tab(browser, iserver)
+    try:
+        phone = await guest_with_a_session(first, "Made on the phone")
+        phone_user = await phone.locator("#identity").get_attribute("data-user-id")
+        signed_in = await second.open(await device_link(phone, iserver))
+        await expect(signed_in).to_have_url(re.compile(r"/session$"))
+        await expect(signed_in.locator("#identity")).to_have_attribute("data-user-id", str(phone_user))
+    finally:
+        await first.page.context.close()
+        await second.page.context.close()
+
+
+async def test_peeking_at_a_link_names_its_identity_and_leaves_it_usable(iserver: ServerUnderTest) -> None:
+    async with aiohttp.ClientSession(cookie_jar=aiohttp.DummyCookieJar()) as http:
+        first = AuthBrowser(http, iserver.url)
+        user_id = (await first.guest()).body["user_id"]
+        assert (await first.call("PATCH", "/api/auth/me", json={"name": "Ada"})).status == 200
+        link = await first.call("POST", "/api/auth/link")
+        token = link.body["url"].split("token=", 1)[1]
+        second = AuthBrowser(http, iserver.url)
+        for _ in range(2):  # looking twice uses nothing up
+            peeked = await second.post("/api/auth/one_time/peek", json={"token": token})
+            assert (peeked.status, peeked.body, peeked.cookie) == (200, {"user_id": user_id, "name": "Ada"}, None)
+        assert (await second.post("/api/auth/one_time", json={"token": token})).body["user_id"] == user_id
+        used = await second.post("/api/auth/one_time/peek", json={"token": token})
+        assert (used.status, used.body["reason"]) == (401, "used")
+        cross_site = await AuthBrowser(http, iserver.url).post(
+            "/api/auth/one_time/peek", json={"token": token}, origin="https://evil.example"
+        )
+        assert cross_site.status == 403
