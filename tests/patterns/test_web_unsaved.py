@@ -1,14 +1,15 @@
 """Edits on the pattern page that the server has not confirmed when the page goes (a reload, a
-closed tab, a phone discarding it) are made again by the next load of the session."""
+closed tab, a phone discarding it) are made again by the next load of the session; guests
+jamming together are told apart."""
 
 from __future__ import annotations
 
 import re
 
-from playwright.async_api import Route, expect
+from playwright.async_api import Browser, Route, expect
 
 from storage.patterns.repository import PatternSessions
-from tests.browser import SocketGate, Tab
+from tests.browser import SocketGate, Tab, new_tab
 from tests.helpers import ServerUnderTest
 from tests.patterns.test_http import track
 from tests.patterns.test_web import new_pattern, open_live, step, stored_steps
@@ -66,3 +67,20 @@ async def test_a_step_set_offline_outlives_a_reload_before_it_was_saved(server: 
     assert (await stored_steps(server, session_id))[6] is True
     # Made again once: nothing is left to make again on the next load.
     assert await page.evaluate(f"localStorage.getItem('sessionhub.pattern.unsaved.{session_id}')") is None
+
+
+async def test_two_guests_in_one_jam_are_told_apart(server: ServerUnderTest, tab: Tab, browser: Browser) -> None:
+    """Every guest's token is named "Guest": both avatars read "G", titled "Guest"."""
+    session_id = await new_pattern(server)
+    other = await new_tab(browser, server)
+    try:
+        first = await open_live(tab, f"/s/{session_id}")  # first visits: each becomes a guest
+        second = await open_live(other, f"/s/{session_id}")
+        for page in (first, second):
+            avatars = page.locator("#players li.avatar")
+            await expect(avatars).to_have_count(2)
+            titles = await avatars.evaluate_all("(items) => items.map((i) => i.title)")
+            assert "Guest" not in titles and len(set(titles)) == 2, titles
+        assert not other.errors, other.errors
+    finally:
+        await other.page.context.close()

@@ -287,12 +287,16 @@ function identity() {
   return made;
 }
 
-/** The signed-in person's display name (the token's `name` claim), or "" (guests have none). */
+/**
+ * The person's display name (the token's `name` claim), or "" when they chose none: a guest's
+ * token says "Guest", which would name every guest in the jam alike ("Player 417" tells them apart).
+ */
 async function displayName() {
   try {
     const payload = (await getToken()).split(".")[1].replace(/-/g, "+").replace(/_/g, "/");
     const claims = JSON.parse(new TextDecoder().decode(Uint8Array.from(atob(payload), (c) => c.charCodeAt(0))));
-    return typeof claims.name === "string" ? claims.name.trim().slice(0, 40) : "";
+    const name = typeof claims.name === "string" ? claims.name.trim().slice(0, 40) : "";
+    return name === "Guest" ? "" : name;
   } catch {
     return "";
   }
