@@ -14,7 +14,10 @@ The total work is the same; the openings are spread over more, shorter turns.
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import heapq
 from collections import deque
+from collections.abc import AsyncIterator
 
 
 class TurnGate:
@@ -82,3 +85,84 @@ class TurnGate:
             self._count()
         if waiters or self._used:
             self._schedule()
+
+
+class FairSlots:
+    """At most ``slots`` holders at once; when they are all taken, the next free one goes to
+    the waiting client addresses in turn, and within an address to the connection that has
+    been let in least often.
+
+    A shared ``asyncio.Semaphore`` serves waiters in arrival order: 1,000 connections each
+    sending 40 subscribes keep ~1,000 of them waiting at every moment, so anyone else's
+    subscribe waited behind all of them (seconds). Here an address with many waiters gets one
+    slot in turn like an address with one, and a connection that has been let in often waits
+    behind one that has not: a storm, from one connection or one address, delays another
+    client by a few holders' length, not by the storm's.
+
+    ``rank`` is how often the caller's connection was let in before (its priority within the
+    address: lower first, then arrival order). A waiter that is cancelled is skipped.
+    """
+
+    __slots__ = ("_addresses", "_queues", "_seq", "granted", "slots", "used", "waited")
+
+    def __init__(self, slots: int) -> None:
+        if slots < 1:
+            raise ValueError("slots must be at least 1")
+        self.slots = slots
+        self.used = 0
+        self._queues: dict[str, list[tuple[int, int, asyncio.Future[None]]]] = {}  # address -> heap
+        self._addresses: deque[str] = deque()  # addresses with waiters, whose turn is next first
+        self._seq = 0
+        self.granted = 0  # counts, for tests: holders let in, and those that had to wait
+        self.waited = 0
+
+    def waiting(self) -> int:
+        """Waiters queued (cancelled ones included until their turn skips them)."""
+        return sum(len(queue) for queue in self._queues.values())
+
+    @contextlib.asynccontextmanager
+    async def held(self, address: str, rank: int) -> AsyncIterator[None]:
+        """Hold a slot for the block's length (see the class docstring for ``rank``)."""
+        await self._acquire(address, rank)
+        try:
+            yield
+        finally:
+            self._release()
+
+    async def _acquire(self, address: str, rank: int) -> None:
+        if self.used < self.slots and not self._addresses:
+            self.used += 1
+            self.granted += 1
+            return
+        waiter: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        queue = self._queues.get(address)
+        if queue is None:
+            queue = self._queues[address] = []
+            self._addresses.append(address)
+        self._seq += 1
+        heapq.heappush(queue, (rank, self._seq, waiter))
+        self.waited += 1
+        try:
+            await waiter
+        except asyncio.CancelledError:
+            if waiter.done() and not waiter.cancelled():
+                self._release()  # let in, then cancelled before it ran: the slot goes on
+            raise
+
+    def _release(self) -> None:
+        self.used -= 1
+        addresses, queues = self._addresses, self._queues
+        while self.used < self.slots and addresses:
+            address = addresses.popleft()
+            queue = queues[address]
+            while queue:
+                waiter = heapq.heappop(queue)[2]
+                if not waiter.done():  # else cancelled meanwhile
+                    waiter.set_result(None)
+                    self.used += 1
+                    self.granted += 1
+                    break
+            if queue:
+                addresses.append(address)  # its next waiter, after every other address's
+            else:
+                del queues[address]

@@ -77,6 +77,9 @@ class Connection:
     # The retry identities (a pattern op's ``client_id``) this connection has used: each costs a
     # remembered key in Redis for an hour, so a connection may use only a few.
     client_ids: set[str] = field(default_factory=set)
+    # Subscribes this connection has read a snapshot or replay for: its place among the waiters
+    # of handlers.subscriptions (a connection that subscribed often waits behind one that has not).
+    catch_ups: int = 0
 
 
 class Connections:

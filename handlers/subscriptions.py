@@ -9,10 +9,9 @@ The session's kind (``handlers.kinds``) decides who may read it and what its sna
 
 from __future__ import annotations
 
-import asyncio
 from typing import Any
 
-from handlers.admission import TurnGate
+from handlers.admission import FairSlots, TurnGate
 from handlers.connection import Connection
 from handlers.context import Services
 from handlers.kinds import SessionKind
@@ -38,7 +37,12 @@ class SubscriptionEvents:
         # Catch-ups (Redis reads, a snapshot built and sent) under way at once: their Redis
         # replies arrive together, and each wakes its subscribe in the same loop turn. Taken
         # after the room is joined, so waiting for a room's SUBSCRIBE holds no place here.
-        self._reading = asyncio.Semaphore(CATCH_UPS_IN_FLIGHT)
+        # Shared fairly (FairSlots): client addresses in turn, and within one the connection
+        # that caught up least often first, so that a storm of subscribes from one connection
+        # or one address (1,000 connections x 40 subscribes) does not hold everyone else's
+        # subscribe behind all of it. A connection has one subscribe in flight at most: its
+        # events are handled one after another (server.transport), the rest wait in its inbox.
+        self._reading = FairSlots(CATCH_UPS_IN_FLIGHT)
 
     def register(self, router: SocketRouter) -> None:
         """Attach the events to ``router``."""
@@ -57,7 +61,9 @@ class SubscriptionEvents:
             raise CodedError(ErrorCode.RATE_LIMITED, "too many subscriptions on one connection")
         await bus.open(session_id, conn.sid)
         try:
-            async with self._reading:
+            rank = conn.catch_ups
+            conn.catch_ups += 1
+            async with self._reading.held(conn.address, rank):
                 return await self._catch_up(conn, kind, request)
         except BaseException:
             bus.leave(session_id, conn.sid)
