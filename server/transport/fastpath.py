@@ -44,7 +44,8 @@ The contract, i.e. everything relied on beyond the libraries' documented API (a 
   ``_binary_packet`` keyed by Engine.IO sid while a binary message is pending; an Engine.IO
   MESSAGE of text ``t`` encoding as ``"4" + t`` and ``send(sid, t)`` sending it; Engine.IO's
   handler of a message adding nothing but a log line when the Socket.IO handler raises.
-- ``socketio.AsyncManager`` (:class:`RoomIndex`): ``rooms[namespace][room]`` a bidict of
+- ``socketio.AsyncManager`` (:class:`server.transport.rooms.RoomIndex`, the stock lane's too,
+  used here without its self-check: these are its tested versions): ``rooms[namespace][room]`` a bidict of
   sid -> eio_sid, room ``None`` holding every client and each client's own sid room;
   ``pending_connect`` / ``pending_disconnect`` (namespace -> sids) read and written only by
   ``pre_connect``, ``connect``, ``is_pre_connected``, ``is_connected``, ``pre_disconnect`` and
@@ -126,6 +127,7 @@ from server.transport.leanws import (
     switching_protocols,
 )
 from server.transport.outlet import FastOutlet, direct_writer
+from server.transport.rooms import RoomIndex
 from server.transport.stock import EngineLog, WirePacket
 from server.random_ids import IDS
 
@@ -996,76 +998,6 @@ def _ping(socket: AsyncSocket) -> None:
     if not socket.closing and not socket.closed:
         socket.last_ping = time.time()
         socket.queue.put_nowait(eio_packet.Packet(eio_packet.PING))
-
-
-class _SidSet(dict[str, None]):
-    """The list operations python-socketio's manager uses on its pending lists, each O(1)."""
-
-    def append(self, sid: str) -> None:
-        self[sid] = None
-
-    def remove(self, sid: str) -> None:
-        del self[sid]
-
-
-class RoomIndex(socketio.AsyncManager):
-    """python-socketio's manager with leaving in O(rooms of the client), not O(all rooms).
-
-    Every client has a room of its own (its sid room), so the stock manager's disconnect and
-    ``get_rooms``, which scan every room of the namespace, cost O(clients) each and a mass
-    disconnect of N clients O(N^2): 10,000 leaving at once held the event loop (``/healthz``
-    unanswered) for ~40 s. Here each client's rooms are indexed, and the pending lists are
-    sets (``sid in list`` was another O(N) per check while N disconnects were pending).
-    """
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.rooms_of: dict[str, dict[str, set[Any]]] = {}  # namespace -> sid -> its rooms
-        self.pending_connect: dict[str, _SidSet] = {}
-        self.pending_disconnect: dict[str, _SidSet] = {}
-
-    def basic_enter_room(self, sid: str, namespace: str, room: Any, eio_sid: str | None = None) -> None:
-        super().basic_enter_room(sid, namespace, room, eio_sid=eio_sid)
-        self.rooms_of.setdefault(namespace, {}).setdefault(sid, set()).add(room)
-
-    def basic_leave_room(self, sid: str, namespace: str, room: Any) -> None:
-        super().basic_leave_room(sid, namespace, room)
-        by_sid = self.rooms_of.get(namespace)
-        rooms = by_sid.get(sid) if by_sid is not None else None
-        if rooms is None:
-            return
-        rooms.discard(room)
-        if not rooms:
-            del by_sid[sid]  # type: ignore[union-attr]
-            if not by_sid:
-                del self.rooms_of[namespace]
-
-    def get_rooms(self, sid: str, namespace: str) -> list[Any]:
-        rooms = self.rooms_of.get(namespace, {}).get(sid, ())
-        return [room for room in rooms if room is not None]
-
-    def pre_connect(self, eio_sid: str, namespace: str) -> Any:
-        self.pending_connect.setdefault(namespace, _SidSet())
-        return super().pre_connect(eio_sid, namespace)
-
-    def pre_disconnect(self, sid: str, namespace: str) -> Any:
-        self.pending_disconnect.setdefault(namespace, _SidSet())
-        return super().pre_disconnect(sid, namespace)
-
-    def basic_disconnect(self, sid: str, namespace: str, **kwargs: Any) -> None:
-        if namespace not in self.rooms:
-            return
-        # The None room last: a client stays known (sid <-> eio_sid) while it leaves the rest.
-        rooms = sorted(self.rooms_of.get(namespace, {}).get(sid, ()), key=lambda room: room is None)
-        for room in rooms:
-            self.basic_leave_room(sid, namespace, room)
-        self.callbacks.pop(sid, None)
-        for pending in (self.pending_connect, self.pending_disconnect):
-            sids = pending.get(namespace)
-            if sids is not None and sid in sids:
-                del sids[sid]
-                if not sids:
-                    del pending[namespace]
 
 
 class SessionServer(socketio.AsyncServer):

@@ -27,15 +27,10 @@ LANES = [pytest.param("fast", marks=fast_lane_only), "stock"]
 
 
 def room_index(lane: str) -> Any:
-    """The manager of a fresh server of ``lane`` (the fast lane's is its own class)."""
+    """The manager of a fresh server of ``lane`` (both lanes use the room index)."""
     server = build_server(lane, max_payload_bytes=1 << 16, slow_limit_bytes=1 << 20)  # type: ignore[arg-type]
     manager = server.manager  # type: ignore[attr-defined]
-    if lane == "fast":
-        from server.transport.fastpath import RoomIndex as FastRoomIndex  # the fast lane's own module
-
-        assert isinstance(manager, FastRoomIndex)
-    else:
-        assert isinstance(manager, RoomIndex)
+    assert isinstance(manager, RoomIndex)
     return manager
 
 
