@@ -168,3 +168,23 @@ async def test_a_control_the_keyboard_reaches_is_not_under_the_fab(
             hidden.append(focused["control"])
     assert len(reached) >= 2, reached
     assert hidden == [], hidden
+
+
+async def test_the_identity_panels_controls_are_fingertip_targets_on_a_phone(server: ServerUnderTest, tab: Tab) -> None:
+    """The panel's text fields had no type, so the text fields' style missed them: 18 px tall."""
+    await tab.page.set_viewport_size(PHONE)
+    page = await tab.open("/")
+    await page.locator("#new-session").click()  # a first visit: a guest, on a device of its own
+    await expect(page.locator("#identity")).to_have_attribute("data-state", "known")
+    await page.locator("#identity-name").click()
+    await page.locator("#identity-link").click()
+    await expect(page.locator("#identity-link-url")).to_be_visible()
+    small = await page.evaluate(
+        """(min) => [...document.querySelectorAll("#identity-panel :is(button, input, select, a[href])")]
+          .filter((e) => e.getClientRects().length)
+          .map((e) => [e, e.getBoundingClientRect()])
+          .filter(([, box]) => box.width < min || box.height < min)
+          .map(([e, box]) => `${e.tagName}#${e.id} ${Math.round(box.width)}x${Math.round(box.height)}`)""",
+        MIN_TARGET_PX,
+    )
+    assert not small, small

@@ -148,6 +148,7 @@ function closePanel({ focusOpener = false } = {}) {
 function renderPanel(me) {
   const nameInput = el("input", {
     id: "identity-name-input",
+    type: "text", // styled as every text field: a fingertip's target on a phone
     value: me.name || "",
     maxlength: "60",
     "aria-label": "Display name",
@@ -303,7 +304,13 @@ async function showLink() {
     const minutes = Math.round(link.expires_in_s / 60);
     out.replaceChildren(
       el("p", { class: "muted" }, `Open this on the other device within ${minutes} min; it works once.`),
-      el("input", { id: "identity-link-url", readonly: "", value: link.url, "aria-label": "Device link" }),
+      el("input", {
+        id: "identity-link-url",
+        type: "text",
+        readonly: "",
+        value: link.url,
+        "aria-label": "Device link",
+      }),
       qr,
     );
   } catch (err) {
