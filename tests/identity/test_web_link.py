@@ -101,3 +101,28 @@ async def test_peeking_at_a_link_names_its_identity_and_leaves_it_usable(iserver
             "/api/auth/one_time/peek", json={"token": token}, origin="https://evil.example"
         )
         assert cross_site.status == 403
+
+
+async def test_without_passkeys_on_the_server_no_passkey_sign_in_leads_to_a_refusal(
+    iserver: ServerUnderTest, browser: Browser
+) -> None:
+    """This server has no SESSIONHUB_PUBLIC_URL: passkeys are off. The panel offered "Sign in with
+    a passkey" anyway, and the lost-identity notice's button answered "passkeys need
+    SESSIONHUB_PUBLIC_URL on this server", an operator's words."""
+    tab = await new_tab(browser, iserver)
+    try:
+        page = await guest_with_a_session(tab, "Mine")
+        await page.locator("#identity-name").click()
+        await expect(page.locator("#identity-passkey-status")).to_have_text("Passkeys are not set up on this server.")
+        await expect(page.locator("#identity-panel #identity-passkey-signin")).to_be_hidden()
+
+        user_id = await page.locator("#identity").get_attribute("data-user-id")
+        await iserver.services.identities.revoke_all(str(user_id))
+        page = await tab.open("/streams")
+        await expect(page.locator("#identity-lost")).to_be_visible()
+        await page.locator("#identity-passkey-signin").click()
+        await expect(page.locator("#identity-lost")).to_contain_text("Passkeys are not set up on this server.")
+        await expect(page.locator("#identity-lost")).not_to_contain_text("SESSIONHUB_PUBLIC_URL")
+        await expect(page.locator("#identity-start-over")).to_be_visible()  # the way forward stays
+    finally:
+        await tab.page.context.close()

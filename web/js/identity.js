@@ -31,6 +31,7 @@ function el(tag, attrs = {}, ...children) {
 }
 
 const when = (ms) => new Date(ms).toLocaleString();
+const NO_PASSKEYS = "Passkeys are not set up on this server.";
 
 let root = null; // the top bar's identity control
 let panel = null; // the details panel (devices, link, sign out)
@@ -80,6 +81,11 @@ function passkeySignIn() {
       await signInWithPasskey();
       location.reload();
     } catch (err) {
+      if (err instanceof ApiError && err.details?.reason === "off") {
+        // Not a person's error to read ("…need SESSIONHUB_PUBLIC_URL"): the way is closed, say so.
+        button.replaceWith(el("span", { role: "alert", class: "muted" }, NO_PASSKEYS));
+        return;
+      }
       button.after(el("span", { role: "alert", class: "muted" }, ` ${err.message}`));
     }
   });
@@ -245,7 +251,10 @@ async function listPasskeys() {
   const { enabled, passkeys } = await api("/api/auth/passkeys");
   if (!enabled || !passkeysSupported()) {
     document.getElementById("identity-add-passkey").hidden = true;
-    status.textContent = enabled ? "This browser cannot use passkeys." : "Passkeys are not set up on this server.";
+    // Signing in with one cannot work either: no button that only leads to a refusal.
+    const signIn = panel?.querySelector("#identity-passkey-signin");
+    if (signIn) signIn.hidden = true;
+    status.textContent = enabled ? "This browser cannot use passkeys." : NO_PASSKEYS;
     return;
   }
   list.replaceChildren(
