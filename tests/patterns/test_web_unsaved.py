@@ -84,3 +84,46 @@ async def test_two_guests_in_one_jam_are_told_apart(server: ServerUnderTest, tab
         assert not other.errors, other.errors
     finally:
         await other.page.context.close()
+
+
+HIDE = """() => {
+  Object.defineProperty(document, "visibilityState", { configurable: true, get: () => "hidden" });
+  document.dispatchEvent(new Event("visibilitychange"));
+}"""
+SHOW = """() => {
+  Object.defineProperty(document, "visibilityState", { configurable: true, get: () => "visible" });
+  document.dispatchEvent(new Event("visibilitychange"));
+}"""
+
+
+async def test_a_tab_back_in_view_leaves_a_hidden_tabs_unsaved_edits_kept(server: ServerUnderTest, tab: Tab) -> None:
+    """Two tabs of one pattern: the one hidden (a phone may discard it without a word) keeps its
+    unconfirmed edit in storage; the other coming back into view took that away with its own."""
+    session_id = await new_pattern(server, state={"tracks": [track("t1", steps=[False] * 16)]})
+    gate = SocketGate()
+    await gate.install(tab.page)
+    hidden = await open_live(tab, f"/s/{session_id}")
+    second = Tab(page=await tab.page.context.new_page(), base_url=server.url)
+    shown = await open_live(second, f"/s/{session_id}")
+
+    await gate.cut()  # the first tab is offline, and its auto-save cannot reach the server either
+    await expect(hidden.locator("#connection")).not_to_have_attribute("data-state", "live")
+    await hidden.route(re.compile(r"/api/sessions/"), lambda route: route.abort("internetdisconnected"))
+    await step(hidden, "t1", 6).click()
+    await expect(step(hidden, "t1", 6)).to_have_attribute("aria-pressed", "true")
+    await hidden.evaluate(HIDE)
+    await shown.evaluate(SHOW)
+    await hidden.evaluate(SHOW)  # back again: its own entry goes, it holds the edit itself
+
+    # The hidden tab is discarded meanwhile (its edit in memory only); the other one reloads.
+    await hidden.evaluate(HIDE)
+    await shown.evaluate(SHOW)
+    await shown.reload(wait_until="domcontentloaded")
+    await expect(shown.locator("#connection")).to_have_attribute("data-state", "live")
+    await expect(step(shown, "t1", 6)).to_have_attribute("aria-pressed", "true")
+    for _ in range(50):
+        if (await stored_steps(server, session_id))[6]:
+            break
+        await shown.wait_for_timeout(100)
+    assert (await stored_steps(server, session_id))[6] is True
+    assert not second.errors, second.errors

@@ -191,36 +191,64 @@ function commitTyping() {
   if (field?.isConnected) field.dispatchEvent(new Event("change", { bubbles: true }));
 }
 
-/** The page is going (or hidden, and may be discarded): keep what the server has not confirmed. */
-function stashUnsaved() {
-  if (!sessionId || readOnly || !confirmed) return;
-  commitTyping();
-  const ops = [...pending.map((item) => item.op), ...offline];
+// This page's entry among the unsaved edits of its session: each tab of one session keeps its own,
+// so that a tab coming back into view takes back only its own, never a hidden tab's.
+const TAB_ID = globalThis.crypto?.randomUUID?.() ?? `${Date.now()}-${Math.random()}`;
+
+/** The unsaved edits kept for this session: tab id -> {ops, at}. */
+function readUnsaved() {
   try {
-    if (ops.length) localStorage.setItem(UNSAVED_PREFIX + sessionId, JSON.stringify({ ops, at: Date.now() }));
+    const kept = JSON.parse(localStorage.getItem(UNSAVED_PREFIX + sessionId) ?? "null");
+    return kept && typeof kept === "object" && !Array.isArray(kept) ? kept : {};
+  } catch {
+    return {};
+  }
+}
+
+function writeUnsaved(kept) {
+  try {
+    if (Object.keys(kept).length) localStorage.setItem(UNSAVED_PREFIX + sessionId, JSON.stringify(kept));
     else localStorage.removeItem(UNSAVED_PREFIX + sessionId);
   } catch {
     // storage refused (full, private window): the edits go only if the page really goes
   }
 }
 
+/** The page is going (or hidden, and may be discarded): keep what the server has not confirmed. */
+function stashUnsaved() {
+  if (!sessionId || readOnly || !confirmed) return;
+  commitTyping();
+  const ops = [...pending.map((item) => item.op), ...offline];
+  const kept = readUnsaved();
+  if (ops.length) kept[TAB_ID] = { ops, at: Date.now() };
+  else delete kept[TAB_ID];
+  writeUnsaved(kept);
+}
+
+/** Back in view: this page holds its edits itself again (another tab's stay kept). */
+function unstash() {
+  if (!sessionId) return;
+  const kept = readUnsaved();
+  if (!(TAB_ID in kept)) return;
+  delete kept[TAB_ID];
+  writeUnsaved(kept);
+}
+
 /**
- * The edits a previous page of this session left unconfirmed: those that still change something
- * (an op the server did apply before the page went changes nothing now) wait to be sent.
+ * The edits pages of this session left unconfirmed (gone, or hidden and maybe discarded): this
+ * page takes them over. Those that still change something (an op the server did apply before the
+ * page went changes nothing now) wait to be sent.
  */
 function adoptUnsaved() {
-  let kept = null;
-  try {
-    kept = JSON.parse(localStorage.getItem(UNSAVED_PREFIX + sessionId) ?? "null");
-    localStorage.removeItem(UNSAVED_PREFIX + sessionId);
-  } catch {
-    return;
-  }
-  if (readOnly || !Array.isArray(kept?.ops)) return;
+  const kept = readUnsaved();
+  writeUnsaved({});
+  if (readOnly) return;
   const doc = clone(confirmed);
-  for (const op of kept.ops) {
-    const before = JSON.stringify(doc);
-    if (op && typeof op === "object" && applyOp(doc, op) && JSON.stringify(doc) !== before) offline.push(op);
+  for (const entry of Object.values(kept)) {
+    for (const op of Array.isArray(entry?.ops) ? entry.ops : []) {
+      const before = JSON.stringify(doc);
+      if (op && typeof op === "object" && applyOp(doc, op) && JSON.stringify(doc) !== before) offline.push(op);
+    }
   }
   if (offline.length) scheduleSave();
 }
@@ -237,7 +265,7 @@ function watchLeaving() {
   document.addEventListener("visibilitychange", () => {
     // Hidden, a phone may discard the tab without a pagehide; back in view, the page keeps them itself.
     if (document.visibilityState === "hidden") stashUnsaved();
-    else if (sessionId) localStorage.removeItem(UNSAVED_PREFIX + sessionId);
+    else unstash();
   });
 }
 
