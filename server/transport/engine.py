@@ -44,6 +44,8 @@ class LightQueue:
         "_overflowed",
         "_unfinished",
         "limit_bytes",
+        "mark",
+        "on_mark",
         "on_overflow",
         "sink",
     )
@@ -59,6 +61,10 @@ class LightQueue:
         self._free_done = 0  # end markers taken, whose task_done() counts for nothing
         self.limit_bytes = limit_bytes
         self.on_overflow: Callable[[], None] | None = None
+        # Told the bytes held once they pass ``mark`` (then it moves ``mark``): how a server-wide
+        # budget counts what waits here without a check per packet. Without it, the limit.
+        self.mark = limit_bytes
+        self.on_mark: Callable[[int], None] | None = None
         # Write-through: while set (a socket upgraded to the direct WebSocket), what is put is
         # handed to it at once, in order, and nothing waits here: no writer task is needed.
         self.sink: Callable[[Any], None] | None = None
@@ -108,9 +114,11 @@ class LightQueue:
             if self._overflowed or self._ended:
                 return
             self._bytes += _weight(item)
-            if self._bytes > self.limit_bytes:
-                self._overflow()
-                return
+            if self._bytes > self.mark:
+                if self._bytes > self.limit_bytes:
+                    self._overflow()
+                    return
+                self._passed_mark()
             self._items.append(item)
             self._unfinished += 1
         if self._getters:
@@ -149,6 +157,18 @@ class LightQueue:
         else:
             self._bytes -= _weight(item)
         return item
+
+    def cut(self) -> None:
+        """Drop what waits and cut the socket, as passing ``limit_bytes`` does (once)."""
+        if not self._overflowed:
+            self._overflow()
+
+    def _passed_mark(self) -> None:
+        callback = self.on_mark
+        if callback is None:
+            self.mark = self.limit_bytes
+        else:
+            callback(self._bytes)  # it sets the next mark
 
     def _overflow(self) -> None:
         # Everything waiting is dropped (marked done, so nobody joins on it forever): the

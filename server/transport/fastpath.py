@@ -165,7 +165,9 @@ OUTBOUND_LOG_EVERY_S = 10.0
 
 
 class OutboundHolder(Protocol):
-    """A connection that holds bytes for a client (:class:`EngineWebSocket`)."""
+    """A connection that holds bytes for a client: a WebSocket's unsent bytes
+    (:class:`EngineWebSocket`), a long-polling session's packets waiting for its next poll
+    (:class:`_PolledQueue`, told by its queue's ``on_mark``)."""
 
     def queued_bytes(self) -> int:
         """What it holds now."""
@@ -280,6 +282,38 @@ class OutboundBudget:
             holder.watch_above(step)
             self.charged[holder] = step
             self.total += step
+
+
+class _PolledQueue:
+    """A long-polling session's queue, what it holds for its next poll (an :class:`OutboundHolder`).
+
+    It holds its socket weakly: the queue's callback holds this, and a socket holding a callable
+    that holds it would be a cycle (``tests/transport/test_close_frees.py``)."""
+
+    __slots__ = ("_socket", "server")
+
+    def __init__(self, socket: AsyncSocket, server: LightEngineServer) -> None:
+        self._socket = weakref.ref(socket)
+        self.server = server
+
+    def _queue(self) -> LightQueue | None:
+        socket = self._socket()
+        queue = socket.queue if socket is not None else None
+        return queue if isinstance(queue, LightQueue) else None
+
+    def queued_bytes(self) -> int:
+        queue = self._queue()
+        return queue.pending_bytes() if queue is not None and queue.sink is None else 0
+
+    def watch_above(self, mark: int) -> None:
+        queue = self._queue()
+        if queue is not None:
+            queue.mark = mark
+
+    def cut_as_slow(self) -> None:
+        queue = self._queue()
+        if queue is not None:
+            queue.cut()  # what waits is dropped now; its on_overflow cuts the socket as slow
 
 
 class DirectWebSocket:
@@ -595,9 +629,14 @@ def _let_go(socket: AsyncSocket) -> None:
     handler's outlet) sees it closed and its WebSocket gone, as before."""
     if getattr(socket, "sh_ws", None) is not None:
         socket.sh_ws = None
+    polled = getattr(socket, "sh_polled", None)
+    if polled is not None:
+        polled.server.outbound.discharge(polled)
+        socket.sh_polled = None
     queue = socket.queue
     if isinstance(queue, LightQueue):
         queue.on_overflow = None
+        queue.on_mark = None
         queue.sink = None
 
 
@@ -853,6 +892,11 @@ class LightEngineServer(engineio.AsyncServer):
                 # to ten members ~6% of its CPU (bench/ab.py, 1000x10). A weak reference: the socket
                 # holding a callable that holds it would be a cycle (tests/transport/test_close_frees.py).
                 socket.handle_post_request = functools.partial(_post, weakref.ref(socket))
+                # What waits for its next poll counts in the outbound budget, as a WebSocket's
+                # unsent bytes do (from the budget's first step; OutboundBudget).
+                holder = socket.sh_polled = _PolledQueue(socket, self)
+                socket.queue.mark = self.outbound.first_step
+                socket.queue.on_mark = functools.partial(self.outbound.grew, holder)
             if front is not None and front.counted:
                 front.counted, front.sid = False, sid  # counted by upgrade(): now the session's
                 self._address_of[sid] = environ[FRONT_ADDRESS]
@@ -862,6 +906,9 @@ class LightEngineServer(engineio.AsyncServer):
                 self._per_address[address] = self._per_address.get(address, 0) + 1
         elif event == "disconnect":
             self._forget_address(args[0])
+            polled = getattr(self.sockets.get(args[0]), "sh_polled", None)
+            if polled is not None:
+                self.outbound.discharge(polled)
             if args[0] in self.slow_cut:
                 self.slow_cut.discard(args[0])
                 args = (args[0], SLOW_CLIENT, *args[2:])

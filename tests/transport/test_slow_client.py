@@ -200,3 +200,51 @@ async def test_silent_clients_together_are_held_to_the_outbound_budget(
             slow.writer.close()
         await reader_client.close()
         await srv.stop()
+
+
+@fast_lane_only
+async def test_pollers_that_stop_polling_count_in_the_outbound_budget(
+    redis_process: Any, redis: Any, tmp_path: Path
+) -> None:
+    """What waits for a long-polling client's next poll counts as a WebSocket's unsent bytes
+    do: four pollers that never poll again, each under its own 8 MiB limit, are cut by the
+    server-wide budget (1 MiB) once together they hold more."""
+    budget = 1 << 20
+    srv = await start_server(
+        redis_process.url, tmp_path, slow_client_buffer_bytes=8 << 20, outbound_budget_bytes=budget
+    )
+    session_id = await srv.create_session("alice")
+    eio = srv.app[SIO_KEY].eio
+    reader_client = Client(srv.url, srv.token("alice"))
+    try:
+        async with aiohttp.ClientSession() as http:
+            pollers = []
+            for _ in range(4):
+                poller = await RawPoller.open(http, srv.url)
+                await poller.socketio(srv.token("alice"))
+                await poller.post('421["subscribe_on_session",{"session_id":"' + session_id + '"}]')
+                assert any(p.startswith("431") for p in await poller.get())
+                pollers.append(poller)
+            await reader_client.connect()
+            await reader_client.call("subscribe_on_session", {"session_id": session_id})
+            queues = [eio.sockets[poller.eio_sid].queue for poller in pollers]
+            sockets = [eio.sockets[poller.eio_sid] for poller in pollers]
+
+            big = {"blob": "x" * 60_000}
+            appended = 0
+            # 40 events of 60 KB: 2.4 MB for each poller, under its own limit; 9.6 MB together.
+            while appended < 40 and not any(socket.closed for socket in sockets):
+                await srv.services.log.append(srv.services.scripts.append, session_id, "job_result", big)
+                appended += 1
+                await reader_client.wait_for(lambda n=appended: len(reader_client.named("job_result")) == n, timeout=20)
+                assert sum(queue.pending_bytes() for queue in queues) <= budget
+            assert any(socket.closed for socket in sockets), "no poller was cut"
+
+            async def counted_as_slow() -> bool:
+                return value(await scrape(srv), "sessionhub_connections_closed_total", reason="slow client") >= 1
+
+            await until(counted_as_slow, timeout_s=10)
+            assert reader_client.sio.connected
+    finally:
+        await reader_client.close()
+        await srv.stop()
