@@ -42,6 +42,12 @@ class LinkOwner(BaseModel):
     name: str = ""
 
 
+class CredentialPresence(BaseModel):
+    """Whether the request carried a refresh cookie (nothing about it is read or checked)."""
+
+    present: bool
+
+
 class SignedOut(BaseModel):
     """Devices signed out."""
 
@@ -59,6 +65,14 @@ OPERATIONS = (
         statuses=(403, 429, 503),
         ok=(201,),
         response=TokenAnswer,
+    ),
+    Operation(
+        "get",
+        "/api/auth/credential",
+        "Whether this browser holds a refresh cookie (a first visit learns it has no identity without a refusal)",
+        tag=TAG,
+        auth=Auth.NONE,
+        response=CredentialPresence,
     ),
     Operation(
         "post",
@@ -122,6 +136,7 @@ class AuthRoutes:
     def register(self, app: web.Application) -> None:
         """Attach the routes to ``app``."""
         app.router.add_post("/api/auth/guest", guarded(self.guest))
+        app.router.add_get("/api/auth/credential", guarded(self.credential))
         app.router.add_post("/api/auth/refresh", guarded(self.refresh))
         app.router.add_post("/api/auth/one_time", guarded(self.one_time))
         app.router.add_post("/api/auth/one_time/peek", guarded(self.peek))
@@ -146,6 +161,13 @@ class AuthRoutes:
             token, exp = self._mint(user_id, GUEST_GRANT, name="Guest", admin=False, fam="")
             return self._answer(token, user_id, exp, "Guest", status=201, guest=True)
         return await self.new_device(request, user_id, GUEST_GRANT, status=201)
+
+    async def credential(self, request: web.Request) -> web.Response:
+        """Whether a refresh cookie came with the request. The page cannot see its HttpOnly cookie:
+        without this, a first visit learned that it has none only from a refused refresh, which
+        the browser reports on its console as a failed request."""
+        present = auth_cookie.presented(request) is not None
+        return web.json_response(CredentialPresence(present=present).model_dump())
 
     async def refresh(self, request: web.Request) -> web.Response:
         """The same user's next access token: rotate the refresh cookie, or renew a guest token.

@@ -184,7 +184,19 @@ function lost(error) {
   return err;
 }
 
+/** Whether this browser holds a refresh cookie (HttpOnly: only the server can tell). */
+async function holdsCredential() {
+  const response = await request("/api/auth/credential", { credentials: "same-origin" });
+  if (!response.ok) return true; // cannot tell (an older server): the refresh finds out
+  return (await readJson(response))?.present !== false;
+}
+
 async function refreshOnce(orNewGuest) {
+  if (storedToken() === null && knownIdentity() === null && !(await holdsCredential())) {
+    // A first visit: nobody to restore. Asked, not tried: a refused refresh is a console error.
+    if (orNewGuest) return startNewGuest();
+    throw new ApiError("no_identity", "This browser has no identity yet.", 401, { reason: "no_credential" });
+  }
   const legacy = storedToken();
   // A guest token from before the cookies still proves who it is: the server then sets the cookie.
   const bearer =
