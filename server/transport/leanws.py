@@ -206,21 +206,25 @@ class PartialBudget:
 class FrameParser:
     """Client frames in, whole messages and control frames out (RFC 6455 section 5)."""
 
-    __slots__ = ("_budget", "_buffer", "_fragments", "_fragments_op", "_fragments_size", "_held", "max_message_bytes")
+    __slots__ = ("_budget", "_buffer", "_fragments", "_fragments_op", "_held", "max_message_bytes", "more")
 
     def __init__(self, max_message_bytes: int, budget: PartialBudget | None = None) -> None:
         self._buffer = bytearray()
-        self._fragments: list[bytes] = []
+        # An unfinished fragmented message, as one buffer: a list of fragments cost a bytes
+        # object and a slot per fragment, ~20x the payload of 2-byte fragments (the budget
+        # counts payload bytes).
+        self._fragments = bytearray()
         self._fragments_op = 0
-        self._fragments_size = 0
         self.max_message_bytes = max_message_bytes
         self._budget = budget
         self._held = 0  # what this parser counts in its budget's ``held``
+        # The last feed stopped at its frame limit: what is buffered may hold more frames.
+        self.more = False
 
     def release(self) -> None:
         """Drop what is buffered (the connection is over) and give its bytes back to the budget."""
         self._buffer = bytearray()
-        self._fragments, self._fragments_op, self._fragments_size = [], 0, 0
+        self._fragments, self._fragments_op = bytearray(), 0
         if self._budget is not None:
             self._budget.held -= self._held
         self._held = 0
@@ -229,7 +233,7 @@ class FrameParser:
         budget = self._budget
         if budget is None:
             return
-        held = len(self._buffer) + self._fragments_size
+        held = len(self._buffer) + len(self._fragments)
         grew = held > self._held
         budget.held += held - self._held
         self._held = held
@@ -267,7 +271,7 @@ class FrameParser:
                 head = 10
             if opcode >= OP_CLOSE and (size > 125 or not final):
                 raise FrameError(CLOSE_PROTOCOL, "a control frame must be final and at most 125 bytes")
-            if size > self.max_message_bytes or self._fragments_size + size > self.max_message_bytes:
+            if size > self.max_message_bytes or len(self._fragments) + size > self.max_message_bytes:
                 raise FrameError(CLOSE_TOO_BIG, f"messages are limited to {self.max_message_bytes} bytes")
             if end - at < head + 4 + size:
                 break
@@ -279,6 +283,7 @@ class FrameParser:
                 found.append(message)
         if at:
             del buffer[:at]
+        self.more = frames >= limit
         self._account()
         return found
 
@@ -290,12 +295,11 @@ class FrameParser:
         if opcode == OP_CONTINUATION:
             if not self._fragments_op:
                 raise FrameError(CLOSE_PROTOCOL, "a continuation frame without a message to continue")
-            self._fragments.append(payload)
-            self._fragments_size += len(payload)
+            self._fragments += payload
             if not final:
                 return None
-            whole = (self._fragments_op, b"".join(self._fragments))
-            self._fragments, self._fragments_op, self._fragments_size = [], 0, 0
+            whole = (self._fragments_op, bytes(self._fragments))
+            self._fragments, self._fragments_op = bytearray(), 0
             return whole
         if opcode not in (OP_TEXT, OP_BINARY):
             raise FrameError(CLOSE_PROTOCOL, f"unknown data opcode {opcode}")
@@ -303,7 +307,7 @@ class FrameParser:
             raise FrameError(CLOSE_PROTOCOL, "a new message before the last one ended")
         if final:
             return opcode, payload
-        self._fragments, self._fragments_op, self._fragments_size = [payload], opcode, len(payload)
+        self._fragments, self._fragments_op = bytearray(payload), opcode
         return None
 
 
@@ -481,9 +485,10 @@ class LeanWebSocket(asyncio.Protocol):
         transport = self.transport
         if transport is None or transport.is_closing():
             return
-        if len(messages) >= FRAMES_PER_TURN:
-            # More may be buffered: parsed in a later turn, behind what else is ready, or once
-            # the inbox is empty when it is full (the consumer then asks, see _consume).
+        if self._parser.more:
+            # More may be buffered (the frames parsed may have completed no message: fragments):
+            # parsed in a later turn, behind what else is ready, or once the inbox is empty when
+            # it is full (the consumer then asks, see _consume).
             if not self._backlog:
                 self._backlog = True
                 self._set_reading()

@@ -8,6 +8,7 @@ import base64
 import gc
 import json
 import os
+import tracemalloc
 
 import pytest
 from aiohttp import web
@@ -83,6 +84,24 @@ def test_an_oversized_frame_is_refused_from_its_header_alone() -> None:
     with pytest.raises(FrameError) as raised:
         FrameParser(1024).feed(bytes([0x82, 0xFF]) + (1 << 40).to_bytes(8, "big"))
     assert raised.value.code == CLOSE_TOO_BIG
+
+
+def test_tiny_fragments_cost_their_bytes_not_an_object_each() -> None:
+    """An unfinished message in 2-byte fragments is held as its bytes: kept as a list of
+    fragments, each cost a bytes object and a list slot (~20x its payload), so the partial
+    frames budget, which counts payload bytes, let ~20x more memory be pinned."""
+    parser = FrameParser(1 << 20)
+    wire = client_frame(OP_TEXT, b"ab", final=False) + client_frame(OP_CONTINUATION, b"cd", final=False) * 20_000
+    tracemalloc.start()
+    try:
+        before = tracemalloc.get_traced_memory()[0]
+        while parser.feed(wire) == [] and wire:
+            wire = b""
+        held = tracemalloc.get_traced_memory()[0] - before
+    finally:
+        tracemalloc.stop()
+    assert held < 4 * 40_002, f"{held} bytes held for 40,002 bytes of fragments"
+    assert parser.feed(client_frame(OP_CONTINUATION, b"!")) == [(OP_TEXT, b"ab" + b"cd" * 20_000 + b"!")]
 
 
 def test_the_accept_key_of_rfc_6455() -> None:
@@ -161,6 +180,24 @@ async def test_fragments_pings_and_a_pipelined_first_frame(server: ServerUnderTe
         ack = await ws.ack(1)
         assert ack["ok"] is True and ack["session_id"] == session_id
         assert ws.pongs == [b"are you there"]
+    finally:
+        ws.close()
+
+
+async def test_a_message_in_more_fragments_than_a_turn_parses_is_answered(server: ServerUnderTest) -> None:
+    """A read is parsed 64 frames per loop turn; the rest waited for the next read when those 64
+    frames completed no message (fragments), so a message of 100 fragments sent in one write was
+    never answered (until the client sent something else)."""
+    ws, _ = await RawWebSocket.socketio(port_of(server.url), server.token("alice"))
+    try:
+        session_id = await server.create_session("alice")
+        event = f'421["subscribe_on_session",{{"session_id":"{session_id}"}}]'.encode()
+        parts = [event[i : i + 1] for i in range(100)] + [event[100:]]
+        wire = client_frame(OP_TEXT, parts[0], final=False)
+        wire += b"".join(client_frame(OP_CONTINUATION, part, final=False) for part in parts[1:-1])
+        ws.writer.write(wire + client_frame(OP_CONTINUATION, parts[-1]))  # one write, then nothing
+        ack = await ws.ack(1)
+        assert ack["ok"] is True and ack["session_id"] == session_id
     finally:
         ws.close()
 
