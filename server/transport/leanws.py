@@ -43,7 +43,12 @@ log = logging.getLogger(__name__)
 
 _GUID = b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11"  # RFC 6455 section 1.3
 OP_CONTINUATION, OP_TEXT, OP_BINARY, OP_CLOSE, OP_PING, OP_PONG = 0x0, 0x1, 0x2, 0x8, 0x9, 0xA
-CLOSE_NORMAL, CLOSE_PROTOCOL, CLOSE_INVALID_DATA, CLOSE_TOO_BIG = 1000, 1002, 1007, 1009
+CLOSE_NORMAL, CLOSE_PROTOCOL, CLOSE_INVALID_DATA, CLOSE_POLICY, CLOSE_TOO_BIG = 1000, 1002, 1007, 1008, 1009
+# Frames in a row that complete no data message (pings, pongs, fragments of an unfinished one):
+# past this the connection is closed (1008). Messages are held to a rate (handlers.socket_router),
+# these are not: a client sending pongs or 1-byte fragments by the hundred thousand cost the node
+# a frame's parsing each for nothing. A client pings now and then, fragments a message in a few.
+MAX_LOOSE_FRAMES = 1024
 # The inbox length at which a connection stops reading until its messages are handled.
 INBOX_PAUSE = 32
 # Messages of one connection handled in a row before its consumer yields to the loop. A refused
@@ -206,7 +211,7 @@ class PartialBudget:
 class FrameParser:
     """Client frames in, whole messages and control frames out (RFC 6455 section 5)."""
 
-    __slots__ = ("_budget", "_buffer", "_fragments", "_fragments_op", "_held", "max_message_bytes", "more")
+    __slots__ = ("_budget", "_buffer", "_fragments", "_fragments_op", "_held", "_loose", "max_message_bytes", "more")
 
     def __init__(self, max_message_bytes: int, budget: PartialBudget | None = None) -> None:
         self._buffer = bytearray()
@@ -220,6 +225,7 @@ class FrameParser:
         self._held = 0  # what this parser counts in its budget's ``held``
         # The last feed stopped at its frame limit: what is buffered may hold more frames.
         self.more = False
+        self._loose = 0  # frames since the last whole data message (MAX_LOOSE_FRAMES)
 
     def release(self) -> None:
         """Drop what is buffered (the connection is over) and give its bytes back to the budget."""
@@ -287,26 +293,36 @@ class FrameParser:
         self._account()
         return found
 
+    def _loose_frame(self) -> None:
+        self._loose += 1
+        if self._loose > MAX_LOOSE_FRAMES:
+            raise FrameError(CLOSE_POLICY, f"more than {MAX_LOOSE_FRAMES} frames in a row without a whole message")
+
     def _assemble(self, opcode: int, final: bool, payload: bytes) -> tuple[int, bytes] | None:
         if opcode >= OP_CLOSE:
             if opcode not in (OP_CLOSE, OP_PING, OP_PONG):
                 raise FrameError(CLOSE_PROTOCOL, f"unknown control opcode {opcode}")
+            self._loose_frame()
             return opcode, payload  # control frames may come between fragments
         if opcode == OP_CONTINUATION:
             if not self._fragments_op:
                 raise FrameError(CLOSE_PROTOCOL, "a continuation frame without a message to continue")
             self._fragments += payload
             if not final:
+                self._loose_frame()
                 return None
             whole = (self._fragments_op, bytes(self._fragments))
-            self._fragments, self._fragments_op = bytearray(), 0
+            self._fragments, self._fragments_op, self._loose = bytearray(), 0, 0
             return whole
         if opcode not in (OP_TEXT, OP_BINARY):
             raise FrameError(CLOSE_PROTOCOL, f"unknown data opcode {opcode}")
         if self._fragments_op:
             raise FrameError(CLOSE_PROTOCOL, "a new message before the last one ended")
         if final:
+            if self._loose:
+                self._loose = 0
             return opcode, payload
+        self._loose_frame()
         self._fragments, self._fragments_op = bytearray(payload), opcode
         return None
 

@@ -91,7 +91,7 @@ def test_tiny_fragments_cost_their_bytes_not_an_object_each() -> None:
     fragments, each cost a bytes object and a list slot (~20x its payload), so the partial
     frames budget, which counts payload bytes, let ~20x more memory be pinned."""
     parser = FrameParser(1 << 20)
-    wire = client_frame(OP_TEXT, b"ab", final=False) + client_frame(OP_CONTINUATION, b"cd", final=False) * 20_000
+    wire = client_frame(OP_TEXT, b"ab", final=False) + client_frame(OP_CONTINUATION, b"cd", final=False) * 1000
     tracemalloc.start()
     try:
         before = tracemalloc.get_traced_memory()[0]
@@ -100,8 +100,28 @@ def test_tiny_fragments_cost_their_bytes_not_an_object_each() -> None:
         held = tracemalloc.get_traced_memory()[0] - before
     finally:
         tracemalloc.stop()
-    assert held < 4 * 40_002, f"{held} bytes held for 40,002 bytes of fragments"
-    assert parser.feed(client_frame(OP_CONTINUATION, b"!")) == [(OP_TEXT, b"ab" + b"cd" * 20_000 + b"!")]
+    assert held < 4 * 2002, f"{held} bytes held for 2,002 bytes of fragments"
+    assert parser.feed(client_frame(OP_CONTINUATION, b"!")) == [(OP_TEXT, b"ab" + b"cd" * 1000 + b"!")]
+
+
+@pytest.mark.parametrize("loose", ["pongs", "pings", "fragments"])
+def test_frames_that_make_no_message_are_not_taken_without_end(loose: str) -> None:
+    """Messages are held to a rate; pings, pongs and fragments are not. Past 1,024 of them in a
+    row without a whole message the connection is closed (1008); a whole message starts the
+    count again, so a client that pings now and then is never closed for it."""
+    parser = FrameParser(1 << 20)
+    one = {
+        "pongs": client_frame(0xA, b""),
+        "pings": client_frame(OP_PING, b"?"),
+        "fragments": client_frame(OP_CONTINUATION, b"x", final=False),
+    }[loose]
+    start = client_frame(OP_TEXT, b"4", final=False) if loose == "fragments" else b""
+    end = client_frame(OP_CONTINUATION, b"!") if loose == "fragments" else client_frame(OP_TEXT, b"3")
+    for _ in range(3):  # each time within the limit: the message ends the run
+        assert parser.feed(start + one * 1000 + end)[-1][0] == OP_TEXT
+    with pytest.raises(FrameError) as refused:
+        parser.feed(start + one * 1100 + end)
+    assert refused.value.code == 1008
 
 
 def test_the_accept_key_of_rfc_6455() -> None:
