@@ -119,6 +119,8 @@ class LightQueue:
                     self._overflow()
                     return
                 self._passed_mark()
+                if self._overflowed:  # the budget cut this very queue: nothing is kept
+                    return
             self._items.append(item)
             self._unfinished += 1
         if self._getters:

@@ -8,6 +8,8 @@ from typing import Any
 
 import pytest
 
+from engineio.packet import MESSAGE, Packet
+
 from server.transport.engine import LightQueue
 from tests.conftest import start_server
 from tests.helpers import OWNER, Client
@@ -123,3 +125,27 @@ async def test_join_is_bounded(monkeypatch: pytest.MonkeyPatch) -> None:
     queue = LightQueue()
     queue.put_nowait("never taken")
     await asyncio.wait_for(queue.join(), 1)
+
+
+def test_a_mark_passed_is_told_and_a_cut_there_keeps_nothing() -> None:
+    """The queue tells its bytes once they pass ``mark`` (the outbound budget's step); a budget
+    that cuts this very queue then leaves nothing in it, the packet being put included."""
+    queue = LightQueue(limit_bytes=1000)
+    queue.mark = 100
+    told: list[int] = []
+    cut: list[bool] = []
+    queue.on_overflow = lambda: cut.append(True)
+
+    def passed(held: int) -> None:
+        told.append(held)
+        queue.mark = 200 if len(told) == 1 else 1000
+        if len(told) == 2:
+            queue.cut()
+
+    queue.on_mark = passed
+    queue.put_nowait(Packet(MESSAGE, data="x" * 80))
+    queue.put_nowait(Packet(MESSAGE, data="x" * 80))  # 160: past 100
+    assert told == [160] and queue.qsize() == 2 and queue.pending_bytes() == 160
+    queue.put_nowait(Packet(MESSAGE, data="x" * 80))  # 240: past 200, and cut
+    assert told == [160, 240] and cut == [True]
+    assert queue.qsize() == 0 and queue.pending_bytes() == 0 and queue.idle()
