@@ -210,6 +210,8 @@ def build_services(
     store = Store(redis=redis, keys=keys, scripts=scripts, log=event_log, clock=clock, sessions=sessions)
     metrics = metrics if metrics is not None else Metrics()
     sessions.on_created = metrics.session_created
+    identities = Identities(redis=redis, keys=keys, clock=clock, config=identity_config_from(settings))
+    sessions.on_owned = identities.owns_now
     return Services(
         redis=redis,
         keys=keys,
@@ -222,7 +224,7 @@ def build_services(
         jobs=JobQueue(redis=redis, keys=keys, clock=clock),
         limiter=RateLimiter(redis=redis, keys=keys, clock=clock),
         login_tokens=LoginTokens(redis=redis, keys=keys),
-        identities=Identities(redis=redis, keys=keys, clock=clock, config=identity_config_from(settings)),
+        identities=identities,
         passkeys=Passkeys(redis=redis, keys=keys, clock=clock),
         passkey_rp=passkey_rp_from(settings),
         cleanups=OwedCleanups(redis=redis, keys=keys, clock=clock),

@@ -193,6 +193,11 @@ class Keys:
         """Sorted set of the user's stream session ids, scored by creation time (ms)."""
         return f"{self.prefix}:{{u:{user_id}}}:stream_sessions"
 
+    def user_clipped(self, user_id: str) -> str:
+        """Sorted set of the stream session ids the user stored a clip in, scored by the first
+        clip's time (ms): a viewer's clips are theirs, so their identity is kept for them."""
+        return f"{self.prefix}:{{u:{user_id}}}:clipped"
+
     # --- listening ---------------------------------------------------------------------
     # A user's listening history is one session (kind ``listening``); everything it holds
     # shares that session's hash tag, so each report is one atomic script on one slot.

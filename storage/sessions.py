@@ -21,7 +21,7 @@ import asyncio
 import datetime
 import json
 import logging
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -47,6 +47,10 @@ DAY_MS = 86_400_000
 
 def _ignore(kind: str) -> None:
     """The default :attr:`SessionDirectory.on_created`: nobody counts."""
+
+
+async def _ignore_owner(user_id: str) -> None:
+    """The default :attr:`SessionDirectory.on_owned`: no identity store to tell."""
 
 
 def month_field(prefix: str, now_ms: int) -> str:
@@ -125,6 +129,10 @@ class SessionDirectory:
         # Told the kind of every session this process creates (the server wires it to the
         # sessionhub_sessions_created counter; storage knows no metrics).
         self.on_created: Callable[[str], None] = _ignore
+        # Told the user id of whoever came to own something (a session, a clip): the server
+        # wires it to the identity store's keep, so an identity made by a passing visit is kept
+        # from then on, not forgotten after its guest idle time (storage/identity).
+        self.on_owned: Callable[[str], Awaitable[object]] = _ignore_owner
         self._pending: set[asyncio.Task[int | None]] = set()
         self._closing = False
 
@@ -215,6 +223,16 @@ class SessionDirectory:
         if kind and not together:
             await self._admin_index(keys=admin_keys, args=admin_args)
         self.on_created(kind or created_kind)
+        if owner_id:
+            await self.owned_by(owner_id)
+
+    async def owned_by(self, user_id: str) -> None:
+        """Tell :attr:`on_owned` that ``user_id`` owns something now. The thing is stored: a
+        failure here is logged, never answered (the next refresh of a device keeps them too)."""
+        try:
+            await self.on_owned(user_id)
+        except Exception:
+            log.exception("could not keep the identity of %s, who owns something now", user_id)
 
     async def unindex(self, *, session_id: str, owner_id: str) -> None:
         """Drop a deleted session from the indexes (the admin ones included)."""

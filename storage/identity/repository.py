@@ -174,13 +174,17 @@ class Identities:
     async def keep(self, user_id: str) -> int:
         """Extend the user's identity keys; their lifetime (s).
 
-        An identity that owns a session, a history or a saved credential lives as long as its
+        An identity that owns a session, a history, a clip or a saved credential lives as long as its
         devices are used (``refresh_ttl_s``); one that owns nothing lasts ``guest_idle_s``, so a
         passing visitor costs bounded storage.
         """
         k = self._keys
         owned = await self._redis.exists(
-            k.user_recent(user_id), k.user_sessions(user_id), k.user_streams(user_id), k.listening_history(user_id)
+            k.user_recent(user_id),
+            k.user_sessions(user_id),
+            k.user_streams(user_id),
+            k.listening_history(user_id),
+            k.user_clipped(user_id),
         )
         saved = await self._redis.hget(k.user_profile(user_id), "saved") == "1"
         ttl_s = self.config.refresh_ttl_s if owned or saved else self.config.guest_idle_s
@@ -192,6 +196,21 @@ class Identities:
             pipe.expire(k.user_families(user_id), ttl_s)
             await pipe.execute()
         return ttl_s
+
+    async def owns_now(self, user_id: str) -> None:
+        """``user_id`` came to own something (a session, a clip): keep the identity and every
+        device of theirs as long as an owner's (:meth:`keep`), now. A guest who made something
+        and left at once would otherwise have their devices' credentials run out after the
+        guest idle time set at their last refresh, and come back to find it no longer theirs."""
+        ttl_s = await self.keep(user_id)
+        families: Any = await self._redis.zrange(self._keys.user_families(user_id), 0, -1)
+        if not families:
+            return
+        async with self._redis.pipeline(transaction=False) as pipe:
+            for family_id in families:
+                pipe.expire(self._keys.family(family_id), ttl_s)
+                pipe.expire(self._keys.family_spent(family_id), ttl_s)
+            await pipe.execute()
 
     # --- device families -------------------------------------------------------------
     async def first_opening_by(self, token: str, *, ttl_s: int) -> bool:

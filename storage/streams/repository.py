@@ -19,6 +19,8 @@ from functools import partial
 from dataclasses import dataclass
 from typing import Any
 
+from redis.exceptions import RedisError
+
 from protocol import events as etypes
 from protocol.errors import CodedError, ErrorCode
 from storage.streams.audience import StreamAudiences
@@ -328,7 +330,25 @@ class StreamSessions:
         async with self._submitting:
             result = await self._log.run(self._submit, session_id, keys=keys, args=args, explain=_explained)
         clip = Clip.parse(result[1]) if result[1] else None
-        return Submission(clip=clip, created=int(result[2]) == 0, offset=int(result[0]))
+        created = int(result[2]) == 0
+        if created:
+            await self._clipped_in(session_id, viewer_id)
+        return Submission(clip=clip, created=created, offset=int(result[0]))
+
+    async def _clipped_in(self, session_id: str, viewer_id: str) -> None:
+        """Index the session among the viewer's (another hash slot: its own step), and at their
+        first clip there keep their identity as one that owns something. A viewer who only
+        clipped is no passing visit: a guest coming back after the guest idle time finds "Your
+        clips" still theirs. A failure loses the index entry only (the clip is stored)."""
+        try:
+            added = await self._redis.zadd(
+                self._keys.user_clipped(viewer_id), {session_id: self._clock.now_ms()}, nx=True
+            )
+        except RedisError:
+            log.exception("could not index stream session %s among %s's clipped", session_id, viewer_id)
+            return
+        if added:
+            await self._sessions.owned_by(viewer_id)
 
     async def update_clip(
         self, session_id: str, clip_id: str, performer_id: str, *, clipped: bool | None, note: str | None

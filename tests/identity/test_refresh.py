@@ -11,6 +11,8 @@ import pytest_asyncio
 from auth.claims import Permission
 from protocol.errors import CodedError
 from tests.helpers import ServerUnderTest, with_room_in_window
+from tests.streams.helpers import create_stream
+from tests.streams.helpers import http as http_call
 from tests.identity.support import ACCESS_TTL_S, Browser
 
 
@@ -152,6 +154,33 @@ async def test_an_unused_guest_expires_but_one_owning_a_session_does_not(
     await page.call("GET", "/api/auth/me")  # the session's page loads (no refresh needed)
     assert await redis.ttl(keys.user_profile(user_id)) == -1  # owns a session: kept
     assert await redis.ttl(keys.family(page.credential.partition(".")[0])) > idle_s  # type: ignore[union-attr]
+
+
+async def test_a_guest_is_kept_from_the_moment_it_owns_something_not_at_its_next_visit(
+    iserver: ServerUnderTest, http: aiohttp.ClientSession
+) -> None:
+    """A guest who makes a session, or only clips a moment in someone's stream, and leaves at
+    once, comes back after the guest idle time to find them theirs: kept when they were made."""
+    keys, redis = iserver.services.keys, iserver.services.redis
+    idle_s = iserver.services.identities.config.guest_idle_s
+    stream_id = await create_stream(iserver, "alice")
+    status, _ = await http_call(
+        iserver, "POST", f"/api/streams/{stream_id}/state", user="alice", json={"action": "start"}
+    )
+    assert status == 200
+    for owns in ("a session", "a clip"):
+        page = _browser(http, iserver)
+        user_id = (await page.guest()).body["user_id"]
+        family = keys.family(page.credential.partition(".")[0])  # type: ignore[union-attr]
+        assert 0 < await redis.ttl(keys.user_profile(user_id)) <= idle_s
+        if owns == "a session":
+            assert (await page.call("POST", "/voicebot/create_session", json={"session_name": "mine"})).status == 201
+        else:
+            answer = await page.call("POST", f"/api/streams/{stream_id}/clips", json={"note": "that one"})
+            assert answer.status == 201, answer.body
+        # No refresh, no other page: the identity is kept now.
+        assert await redis.ttl(keys.user_profile(user_id)) == -1, owns
+        assert await redis.ttl(family) > idle_s, owns
 
 
 async def test_admin_granted_on_the_server_arrives_at_the_next_refresh(
