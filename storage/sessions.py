@@ -75,18 +75,9 @@ def admin_set_keys(keys: Keys, kind: str) -> list[str]:
 
 
 def admin_remove_keys(keys: Keys, kind: str) -> list[str]:
-    """The keys of ``admin/remove.lua`` for a session of ``kind``."""
-    return [
-        keys.admin_kind_of(),
-        keys.admin_created(kind),
-        keys.admin_created("*"),
-        keys.admin_accessed(kind),
-        keys.admin_accessed("*"),
-        keys.admin_updated(),
-        keys.admin_size(),
-        keys.admin_bytes(),
-        keys.admin_remixes(),
-    ]
+    """The keys of ``admin/remove.lua`` for a session of ``kind``: set.lua's, and the kinds' byte
+    totals."""
+    return [*admin_set_keys(keys, kind), keys.admin_bytes()]
 
 
 @dataclass(frozen=True, slots=True)

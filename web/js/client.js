@@ -254,7 +254,12 @@ export async function startNewGuest() {
  * unused. Rejects with ApiError (`unauthorized` when the link was used or has expired).
  */
 export async function peekLoginToken(loginToken) {
-  const response = await request("/api/auth/one_time/peek", {
+  return postLoginToken("/api/auth/one_time/peek", loginToken);
+}
+
+/** POST a one-time link's token to `path` as a page request; its answer, or an ApiError. */
+async function postLoginToken(path, loginToken) {
+  const response = await request(path, {
     method: "POST",
     headers: PAGE_HEADERS,
     body: JSON.stringify({ token: loginToken }),
@@ -270,14 +275,7 @@ export async function peekLoginToken(loginToken) {
  * Rejects with ApiError (`unauthorized` when the link was used or has expired).
  */
 export async function signInWithLoginToken(loginToken) {
-  const response = await request("/api/auth/one_time", {
-    method: "POST",
-    headers: PAGE_HEADERS,
-    body: JSON.stringify({ token: loginToken }),
-    credentials: "same-origin",
-  });
-  const body = await readJson(response);
-  if (!response.ok) throw toError(response, body);
+  const body = await postLoginToken("/api/auth/one_time", loginToken);
   // A device link opens a device (its cookie came with this answer); a bot link gives a bare token.
   if (body.device_id) {
     rememberIdentity(body);

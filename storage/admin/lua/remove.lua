@@ -8,8 +8,9 @@
 --   KEYS[5]  accessed, every kind
 --   KEYS[6]  updated
 --   KEYS[7]  size (bytes) per session
---   KEYS[8]  hash kind -> total bytes
---   KEYS[9]  remix count per session
+--   KEYS[8]  remix count per session
+--   KEYS[9]  hash kind -> total bytes
+--   (KEYS[1..8] as set.lua's: storage/sessions.py admin_set_keys)
 --   ARGV[1]  session id
 --   ARGV[2]  kind (as HGET KEYS[1] gave it)
 -- Returns 1 when removed, 0 when there was nothing to remove.
@@ -20,8 +21,8 @@ local accessed_kind_key = KEYS[4]
 local accessed_all_key = KEYS[5]
 local updated_key = KEYS[6]
 local size_key = KEYS[7]
-local bytes_key = KEYS[8]
-local remixes_key = KEYS[9]
+local remixes_key = KEYS[8]
+local bytes_key = KEYS[9]
 local session_id = ARGV[1]
 local kind = ARGV[2]
 
