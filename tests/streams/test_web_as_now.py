@@ -174,3 +174,28 @@ async def test_the_viewer_sees_the_streamers_edits_and_block_without_a_reload(
         server.services.clock.shift_ms = 0
     assert await page.locator("#mine i").count() == 0
     assert not tab.errors, tab.errors
+
+
+async def test_a_note_half_typed_survives_a_reload(server: ServerUnderTest, tab: Tab, clients: list[Client]) -> None:
+    session_id, _ = await started(server, clients)
+    await clip(await connect(server, clients, "v1"), session_id, "as clipped")
+    await tab.use_token(server.token("alice"))
+    page = await live(tab, f"/streams/{session_id}")
+    item = page.locator(".review-clip")
+    await item.locator(".clip-edit").click()
+    note = item.locator(".note-edit input")
+    await note.press("End")
+    await note.type(", the boss fight")
+
+    await page.reload()  # or the tab closed and opened again: the editor comes back with its text
+    await expect(page.locator("#connection")).to_have_attribute("data-state", "live")
+    await expect(note).to_have_value("as clipped, the boss fight")
+    await note.press("Enter")
+    await expect(item.locator(".note-edit")).to_have_count(0)
+    await expect(item.locator(".note")).to_have_text("as clipped, the boss fight")
+
+    await page.reload()  # saved: nothing left to bring back
+    await expect(page.locator("#connection")).to_have_attribute("data-state", "live")
+    await expect(item.locator(".note")).to_have_text("as clipped, the boss fight")
+    await expect(item.locator(".note-edit")).to_have_count(0)
+    assert not tab.errors, tab.errors

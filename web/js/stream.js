@@ -167,7 +167,38 @@ function whoClipped(clip) {
 // Note edits in progress, by clip id, with what has been typed so far. The review is redrawn
 // whenever a clip or the moments change (another viewer's clip, a mark); every clip keeps its
 // node across redraws (keyed.js), so an open edit keeps its text, its caret and the focus.
+// They are kept in localStorage too (keepEdits), so a reload or a closed tab loses no note
+// half typed: the next load of the dashboard opens those editors again with their text.
 const editing = new Map();
+const NOTE_MAX = 100;
+
+function editsKey() {
+  return `sessionhub.stream-note-edits.${sessionId}`;
+}
+
+function keepEdits() {
+  try {
+    // A clip deleted meanwhile takes its unsaved note with it.
+    const kept = [...editing].filter(([id]) => clips.size === 0 || clips.has(id));
+    if (kept.length) localStorage.setItem(editsKey(), JSON.stringify(kept));
+    else localStorage.removeItem(editsKey());
+  } catch {
+    // storage full or off: the edits live as long as the page
+  }
+}
+
+function restoreEdits() {
+  try {
+    const kept = JSON.parse(localStorage.getItem(editsKey()) ?? "[]");
+    if (!Array.isArray(kept)) return;
+    for (const entry of kept) {
+      const [id, text] = Array.isArray(entry) ? entry : [];
+      if (typeof id === "string" && typeof text === "string") editing.set(id, text.slice(0, NOTE_MAX));
+    }
+  } catch {
+    // unreadable: nothing to restore
+  }
+}
 
 // A clip's node: built once, then brought up to date by updateClip. Its buttons look the clip
 // up when pressed, so a live change (a mark from another tab) is what they act on.
@@ -242,6 +273,7 @@ async function moderate(event, viewer, clip) {
 /** Close a clip's note editor (saved or cancelled) and give the focus back to its Edit button. */
 function closeEdit(clipId) {
   editing.delete(clipId);
+  keepEdits();
   renderReview();
   const item = ui.segments.querySelector(`.review-clip[data-key="${CSS.escape(clipId)}"]`);
   item?.querySelector(".clip-edit")?.focus();
@@ -250,6 +282,7 @@ function closeEdit(clipId) {
 function editNote(li, clip) {
   if (!editing.has(clip.clip_id)) {
     editing.set(clip.clip_id, clip.note);
+    keepEdits();
     li.querySelector(".note").replaceWith(noteForm(clip));
   }
   li.querySelector(".note-edit input").focus();
@@ -259,10 +292,13 @@ function noteForm(clip) {
   const form = el("form", "note-edit");
   const input = el("input");
   input.type = "text";
-  input.maxLength = 100;
+  input.maxLength = NOTE_MAX;
   input.value = editing.get(clip.clip_id) ?? clip.note;
   input.setAttribute("aria-label", "Note");
-  input.addEventListener("input", () => editing.set(clip.clip_id, input.value));
+  input.addEventListener("input", () => {
+    editing.set(clip.clip_id, input.value);
+    keepEdits();
+  });
   const save = el("button", "button small primary", "Save");
   save.type = "submit";
   // Leaving without saving: the stored note is shown again, and what was typed is dropped.
@@ -542,6 +578,7 @@ async function main() {
     return;
   }
   sessionId = session.session_id;
+  restoreEdits();
   if (!session.is_owner) {
     showError("This is not your stream", "Only the streamer can open its dashboard.", {
       href: `/watch/${encodeURIComponent(sessionId)}`,
