@@ -14,6 +14,7 @@ async def test_a_first_visit_and_its_guest_log_no_console_error(iserver: ServerU
     page = await tab.open("/")
     await expect(page.locator("#identity")).to_have_attribute("data-state", "none")
     await page.locator("#new-session").click()  # the visitor becomes a guest
+    await page.wait_for_url("**/session/**")
     await expect(page.locator("#connection")).to_have_attribute("data-state", "live")
     await expect(page.locator("#identity")).to_have_attribute("data-state", "known")
     assert [line for line in tab.console if line.startswith("error")] == []
@@ -25,6 +26,9 @@ async def test_a_returning_browser_with_only_its_cookie_left_is_still_itself(
     """Its site storage cleared but not its cookies: the cookie alone still restores who it is."""
     page = await tab.open("/")
     await page.locator("#new-session").click()
+    # The new session's page: the landing page goes there once the session is made (clearing
+    # storage while it navigates would meet a context that is gone).
+    await page.wait_for_url("**/session/**")
     await expect(page.locator("#identity")).to_have_attribute("data-state", "known")
     user_id = await page.locator("#identity").get_attribute("data-user-id")
     await page.evaluate("localStorage.clear()")
