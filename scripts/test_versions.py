@@ -40,6 +40,7 @@ TEST_TOOLS = ("pytest", "pytest-asyncio", "pytest-timeout", "playwright", "hypot
 # settings (pydantic, pydantic-settings, regex's grapheme counts), passkeys (webauthn), device
 # links' QR codes (segno), metrics (prometheus-client).
 SUBSET = (
+    "tests/test_settle.py",
     "tests/transport/test_contract.py",
     "tests/transport/test_slow_client.py",
     "tests/transport/test_shutdown_handlers.py",

@@ -253,8 +253,15 @@ class SessionDirectory:
 
     async def settle(self) -> None:
         """Wait for the touches this node has started (a reader that must see them calls this)."""
-        while self._pending:
-            await asyncio.gather(*list(self._pending), return_exceptions=True)
+        while True:
+            # A finished touch leaves the set by its done callback, which runs a loop turn later;
+            # and a gather of finished tasks returns without yielding that turn (Python 3.12+
+            # completes it eagerly). Waiting for the set to empty itself spun forever, holding
+            # the loop at shutdown (seen on 3.13). So the finished ones are dropped here.
+            self._pending.difference_update([task for task in self._pending if task.done()])
+            if not self._pending:
+                return
+            await asyncio.gather(*self._pending, return_exceptions=True)
 
     def _due(self, session_id: str) -> bool:
         """Whether the session's touch is due on this node; if so, it counts as done from now."""
