@@ -295,10 +295,11 @@ def json_bad_request(response: web.StreamResponse) -> web.StreamResponse:
 
 
 def bad_request(message: str, headers: dict[str, str] | None = None) -> web.Response:
-    """A 400 ``invalid_payload`` as the fast lane's Engine.IO answers it (``LightEngineServer._bad_request``)."""
-    body = {"error": ErrorCode.INVALID_PAYLOAD.value, "message": message}
-    headers = {**(headers or {}), "Content-Type": "application/json; charset=utf-8"}
-    return web.Response(status=400, body=json.dumps(body).encode(), headers=headers)
+    """A 400 ``invalid_payload`` as the fast lane's Engine.IO answers it (``LightEngineServer._bad_request``),
+    with ``headers`` (Engine.IO's own, such as CORS) kept."""
+    response = to_http(CodedError(ErrorCode.INVALID_PAYLOAD, message))
+    response.headers.update(headers or {})
+    return response
 
 
 class StockOutlet:

@@ -331,15 +331,16 @@ class StreamSessions:
             result = await self._log.run(self._submit, session_id, keys=keys, args=args, explain=_explained)
         clip = Clip.parse(result[1]) if result[1] else None
         created = int(result[2]) == 0
-        if created:
+        if created and int(result[3]):  # the viewer's first clip here: one step, not one per clip
             await self._clipped_in(session_id, viewer_id)
         return Submission(clip=clip, created=created, offset=int(result[0]))
 
     async def _clipped_in(self, session_id: str, viewer_id: str) -> None:
-        """Index the session among the viewer's (another hash slot: its own step), and at their
-        first clip there keep their identity as one that owns something. A viewer who only
-        clipped is no passing visit: a guest coming back after the guest idle time finds "Your
-        clips" still theirs. A failure loses the index entry only (the clip is stored)."""
+        """At the viewer's first clip in the session: index the session among the viewer's
+        (another hash slot: its own step), and keep their identity as one that owns something.
+        A viewer who only clipped is no passing visit: a guest coming back after the guest idle
+        time finds "Your clips" still theirs. A failure loses the index entry only (the clip is
+        stored)."""
         try:
             added = await self._redis.zadd(
                 self._keys.user_clipped(viewer_id), {session_id: self._clock.now_ms()}, nx=True

@@ -20,11 +20,12 @@
 --   ARGV[13] most clips one viewer may store in the session
 --   ARGV[14] the guest's client address ('' for a signed-in viewer: no address cap)
 --   ARGV[15] most clips the guests of one address may store in the session
--- Returns {offset, clip JSON, 0} for a stored click, {0, clip JSON or '', 1} for a retry of a
--- stored submission ('' when the owner deleted that clip since), or {false, code[, detail]}:
--- session_not_found, invalid_state (detail: state), rate_limited (detail: ms to wait),
--- limit_reached (detail: the cap), forbidden (detail: 'blocked', by the owner), quota_exceeded
--- (detail: 'viewer:<cap>' or 'address:<cap>').
+-- Returns {offset, clip JSON, 0, 1 when it is the viewer's first clip in the session else 0} for
+-- a stored click, {0, clip JSON or '', 1} for a retry of a stored submission ('' when the
+-- owner deleted that clip since), or {false, code[, detail]}: session_not_found, invalid_state
+-- (detail: state), rate_limited (detail: ms to wait), limit_reached (detail: the cap),
+-- forbidden (detail: 'blocked', by the owner), quota_exceeded (detail: 'viewer:<cap>' or
+-- 'address:<cap>').
 local session_key = KEYS[3]
 local clips_key = KEYS[4]
 local submissions_key = KEYS[5]
@@ -123,7 +124,7 @@ local clip = {
 local clip_json = cjson.encode(clip)
 redis.call('HSET', clips_key, clip_id, clip_json)
 redis.call('HSET', session_key, 'clip_count', count)
-redis.call('HINCRBY', counts_key, viewer_field, 1)
+local viewer_stored = redis.call('HINCRBY', counts_key, viewer_field, 1)
 -- Bounded by the per-viewer cap, like the count beside it; never shortened: a deleted clip's id
 -- stays and is skipped when read (so the index and the count agree, see own_clips.lua).
 local own_field = 'c:' .. viewer
@@ -140,4 +141,5 @@ end
 -- The count rides inside the event: a separate counts event would double the log at a raid.
 clip.submitted_by = nil
 clip.count = count
-return {append_event(event_type, cjson.encode(clip)), clip_json, 0}
+-- The viewer's first clip here: the caller indexes the session among the viewer's (another slot).
+return {append_event(event_type, cjson.encode(clip)), clip_json, 0, viewer_stored == 1 and 1 or 0}
