@@ -48,6 +48,16 @@ class StartupError(Exception):
     """A one-line reason the process cannot start."""
 
 
+class RedisUnreachable(StartupError):
+    """Redis did not answer (refused, timed out): it may yet come up, unlike a malformed URL."""
+
+
+# A worker started before its Redis waits for it: the first retry after this, doubling up to
+# the cap (a process manager that starts both at once need not order them).
+WORKER_RETRY_FIRST_S = 0.5
+WORKER_RETRY_MAX_S = 10.0
+
+
 @asynccontextmanager
 async def redis_for(settings: Settings, *, may_embed: bool) -> AsyncIterator[Redis]:
     """The configured Redis, or an embedded one; fails fast when it does not answer."""
@@ -92,7 +102,7 @@ async def _connected(settings: Settings, url: str) -> AsyncIterator[Redis]:
         try:
             await asyncio.wait_for(redis.ping(), 5)
         except Exception as exc:
-            raise StartupError(f"cannot reach Redis at {_redacted(url)}: {exc}") from exc
+            raise RedisUnreachable(f"cannot reach Redis at {_redacted(url)}: {exc}") from exc
         yield redis
     finally:
         await redis.aclose()
@@ -195,26 +205,48 @@ async def work(settings: Settings) -> None:
     On the embedded Redis of a ``serve`` (no ``REDIS_URL``), the worker follows ``redis.url``:
     a restarted ``serve`` starts a new redis-server (new port, new password), and a worker
     left on the old address would wait forever on a server that no longer exists.
+
+    A Redis that does not answer yet (or no ``serve`` that recorded one) is waited for, with a
+    warning at each retry: a worker is often started beside its Redis, not after it, and one
+    that exited would be restarted by its process manager in a loop or, without one, never.
+    Only a malformed ``REDIS_URL`` ends it (waiting would not change it).
     """
     stop = asyncio.Event()
     follow = not settings.redis_url
-    url = settings.redis_url or _recorded_url(settings)
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
     metrics = Metrics()  # one per process, kept across reconnections (its counters go on)
     try:
+        url = settings.redis_url or await _first_recorded_url(settings, stop)
         await _work_while(settings, stop, url, follow=follow, metrics=metrics)
     finally:
         metrics.close()
 
 
+async def _first_recorded_url(settings: Settings, stop: asyncio.Event) -> str:
+    """The URL a ``serve`` recorded for its embedded Redis, waited for (bounded by ``stop``)."""
+    url = _read_recorded_url(settings)
+    if url is None:
+        log.warning(
+            "worker: REDIS_URL is not set and no serve has recorded an embedded Redis in %s; waiting for one",
+            settings.data_dir / URL_FILE,
+        )
+    while url is None and not stop.is_set():
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(stop.wait(), WORKER_FOLLOW_INTERVAL_S)
+        url = _read_recorded_url(settings)
+    return url or ""
+
+
 async def _work_while(settings: Settings, stop: asyncio.Event, url: str, *, follow: bool, metrics: Metrics) -> None:
     """The worker on ``url``, reconnected to the recorded URL whenever it changes (``follow``)."""
     first = True
+    retry_s = WORKER_RETRY_FIRST_S
     while not stop.is_set():
         try:
             async with _connected(settings, url) as redis:
+                retry_s = WORKER_RETRY_FIRST_S
                 services = build_services(settings, redis=redis, tokens=token_service(settings), metrics=metrics)
                 worker = _worker(services, settings)
                 if first:
@@ -224,11 +256,17 @@ async def _work_while(settings: Settings, stop: asyncio.Event, url: str, *, foll
                         print(f"sessionhub worker {worker.consumer} running", flush=True)
                     first = False
                 url = await _work_until(worker, stop, settings, url if follow else None)
-        except StartupError:
-            if first:
-                raise
-            log.warning("worker: Redis at %s does not answer; waiting for serve to record a new one", _redacted(url))
-            url = await _next_url(settings, url, stop)
+        except RedisUnreachable as exc:
+            if follow and not first:
+                log.warning("worker: Redis at %s does not answer; waiting for serve to record another", _redacted(url))
+                url = await _next_url(settings, url, stop)
+                continue
+            log.warning("worker: %s; retrying in %.1f s", exc, retry_s)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), retry_s)
+            retry_s = min(retry_s * 2, WORKER_RETRY_MAX_S)
+            if follow:  # a serve started meanwhile may have recorded another server
+                url = _read_recorded_url(settings) or url
 
 
 async def _work_until(worker: Worker, stop: asyncio.Event, settings: Settings, followed: str | None) -> str:
