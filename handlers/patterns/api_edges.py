@@ -10,11 +10,14 @@ from __future__ import annotations
 from aiohttp import web
 from aiohttp.typedefs import Handler
 
+# Idempotency-Key is a request header of the creates (POST /api/sessions, remix, publish) and
+# Idempotent-Replayed the answer's mark of a replay: a page of another origin can send the one
+# only when the preflight allows it, and read the other only when it is exposed.
 CORS_HEADERS = {
     "Access-Control-Allow-Origin": "*",
     "Access-Control-Allow-Methods": "GET, POST, PUT, PATCH, DELETE, OPTIONS",
-    "Access-Control-Allow-Headers": "Content-Type, If-Match, Authorization",
-    "Access-Control-Expose-Headers": "ETag, Retry-After",
+    "Access-Control-Allow-Headers": "Content-Type, If-Match, Authorization, Idempotency-Key",
+    "Access-Control-Expose-Headers": "ETag, Retry-After, Idempotent-Replayed",
     "Access-Control-Max-Age": "600",
 }
 

@@ -462,6 +462,32 @@ async def test_cors_preflight_and_headers(http: aiohttp.ClientSession) -> None:
         assert r.headers["Access-Control-Allow-Origin"] == "*" and "ETag" in r.headers["Access-Control-Expose-Headers"]
 
 
+def _listed(value: str) -> set[str]:
+    return {name.strip().lower() for name in value.split(",")}
+
+
+async def test_a_page_of_another_origin_may_retry_a_create_with_a_key(http: aiohttp.ClientSession) -> None:
+    """The creates take Idempotency-Key (docs/PROTOCOL.md, Retries): a browser sends it across
+    origins only when the preflight allows the header, and reads the replay's mark only when it
+    is exposed."""
+    preflight = {
+        "Origin": "https://x.example",
+        "Access-Control-Request-Method": "POST",
+        "Access-Control-Request-Headers": "content-type,idempotency-key",
+    }
+    async with http.options("/api/sessions", headers=preflight) as r:
+        assert r.status == 204
+        assert {"content-type", "idempotency-key"} <= _listed(r.headers["Access-Control-Allow-Headers"])
+    key = {"Origin": "https://x.example", "Idempotency-Key": "cross-origin-create-1"}
+    async with http.post("/api/sessions", json={}, headers=key) as first:
+        assert first.status == 201
+        created = await first.json()
+    async with http.post("/api/sessions", json={}, headers=key) as again:
+        assert again.status == 201 and again.headers["Idempotent-Replayed"] == "true"
+        assert "idempotent-replayed" in _listed(again.headers["Access-Control-Expose-Headers"])
+        assert await again.json() == created
+
+
 async def test_a_token_names_the_author_and_lists_the_pattern(
     server: ServerUnderTest, http: aiohttp.ClientSession
 ) -> None:
