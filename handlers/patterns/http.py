@@ -210,7 +210,8 @@ class PatternRoutes:
         given = body.initial_state()
         state = given.initial() if given is not None else copy.deepcopy(DEFAULTS)
         record = await self._create(request, state=state, name=body.name)
-        return web.json_response(Created(id=record.id, url=session_url(record.id)).model_dump(), status=201)
+        body_out = Created(id=record.id, url=session_url(record.id), createdAt=record.created_at)
+        return web.json_response(body_out.model_dump(), status=201)
 
     async def get(self, request: web.Request) -> web.Response:
         """The whole session; loading marks it accessed (the orphan flag is from before)."""
@@ -303,7 +304,7 @@ class PatternRoutes:
         except CodedError as exc:
             if exc.code is not ErrorCode.SESSION_NOT_FOUND:
                 raise  # the parent was deleted meanwhile: the copy stands, its lineage says "Unknown Session"
-        body = Remixed(id=record.id, remixedFrom=parent.id, url=session_url(record.id))
+        body = Remixed(id=record.id, remixedFrom=parent.id, url=session_url(record.id), createdAt=record.created_at)
         return web.json_response(body.model_dump(), status=201)
 
     async def publish(self, request: web.Request) -> web.Response:
@@ -314,5 +315,7 @@ class PatternRoutes:
         lineage = Lineage(source, parent_name=lineage_name(source), immutable=True)  # keeps the name too
         record = await self._create(request, state=source.state, name=source.name, lineage=lineage)
         await self._patterns.add_child(source.id, child=record)  # a source deleted meanwhile: no tree to join
-        body = Published(id=record.id, immutable=True, url=session_url(record.id), sourceId=source.id)
+        body = Published(
+            id=record.id, immutable=True, url=session_url(record.id), sourceId=source.id, createdAt=record.created_at
+        )
         return web.json_response(body.model_dump(), status=201)

@@ -20,10 +20,11 @@ class Answer(BaseModel):
 
 
 class Created(Answer):
-    """``POST /api/sessions``."""
+    """``POST /api/sessions`` (seed 001: ``{ id, url, createdAt }``)."""
 
     id: str
     url: str
+    createdAt: int
 
 
 class Remixed(Created):

@@ -108,6 +108,22 @@ async def test_create_with_defaults_and_get_the_whole_session(http: aiohttp.Clie
     assert (body["remixedFrom"], body["remixCount"], body["immutable"], body["orphaned"]) == (None, 0, False, False)
 
 
+async def test_create_remix_and_publish_answer_when_the_copy_was_made(http: aiohttp.ClientSession) -> None:
+    """Seed 001: creating answers ``{ id, url, createdAt }`` and remixing ``{ id, url, remixedFrom,
+    createdAt }``: the time the new session's record holds, not a time of its own."""
+    async with http.post("/api/sessions", json={"name": "Funky Beat"}) as response:
+        created = await response.json()
+    async with http.post(f"/api/sessions/{created['id']}/remix") as response:
+        remixed = await response.json()
+    async with http.post(f"/api/sessions/{created['id']}/publish") as response:
+        published = await response.json()
+    for answer in (created, remixed, published):
+        _, body, _ = await fetch(http, answer["id"])
+        assert isinstance(answer["createdAt"], int) and answer["createdAt"] == body["createdAt"], (answer, body)
+    assert set(created) == {"id", "url", "createdAt"}
+    assert set(remixed) == {"id", "url", "remixedFrom", "createdAt"}
+
+
 async def test_create_wrapped_pads_steps_and_keeps_the_first_of_duplicate_tracks(http: aiohttp.ClientSession) -> None:
     state = {"tracks": [track("a", steps=[True]), track("a", name="Dup"), track("b", name=" Snare ")]}
     session_id = await create(http, {"name": "  Funky Beat ", "state": state})
