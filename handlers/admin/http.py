@@ -94,17 +94,17 @@ class AdminRoutes:
         }
         node_list = await self._nodes.nodes()
         total = counts["*"]
+        cost = self._store.monthly_cost(total["storage_bytes"], ops, rates, month_fraction=fraction)
         return web.json_response(
             {
                 "generated_at": self._s.clock.now_ms(),
                 "orphan_days": self._store.orphan_days,
+                **seed_figures(total, cost),
                 "total": {
                     **total,
                     "operations_this_month": ops,
                     "deepest_remix": await self._store.remix_depth(),
-                    "monthly_cost": self._store.monthly_cost(
-                        total["storage_bytes"], ops, rates, month_fraction=fraction
-                    ),
+                    "monthly_cost": cost,
                 },
                 "kinds": kinds,
                 "nodes": node_list,
@@ -197,3 +197,22 @@ class AdminRoutes:
         self._admin(request)
         parse_query(NoFields, request.query)
         return web.json_response({"alerts": await self._alerts.check()})
+
+
+def seed_figures(total: dict[str, Any], cost: dict[str, float]) -> dict[str, Any]:
+    """The totals in the shape of seed 001's dashboard endpoint (``sessions``, ``storage``,
+    ``costs``), beside this server's own ``total``: a client written against the seed reads them."""
+    return {
+        "sessions": {
+            "total": total["sessions"],
+            "activeToday": total["active"],
+            "createdToday": total["created_today"],
+            "orphaned90Days": total["orphaned"],
+        },
+        "storage": {"totalBytes": total["storage_bytes"], "averageBytes": total["average_bytes"]},
+        "costs": {
+            "storageMonthly": cost["storage"],
+            "estimatedReadsMonthly": cost["reads"],
+            "estimatedWritesMonthly": cost["writes"],
+        },
+    }

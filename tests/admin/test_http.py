@@ -96,6 +96,15 @@ async def test_metrics_count_sessions_per_kind_and_in_total(
     assert metrics["total"]["operations_this_month"]["writes"] == 3
     assert set(metrics["total"]["monthly_cost"]) == {"storage", "reads", "writes", "total"}
     assert [node["bus_live"] for node in metrics["nodes"]] == [True]
+    # Seed 001's dashboard answer, beside the server's own shape: the same figures, its names.
+    total, cost = metrics["total"], metrics["total"]["monthly_cost"]
+    assert metrics["sessions"] == {"total": 3, "activeToday": 3, "createdToday": 3, "orphaned90Days": 0}
+    assert metrics["storage"] == {"totalBytes": total["storage_bytes"], "averageBytes": total["average_bytes"]}
+    assert metrics["costs"] == {
+        "storageMonthly": cost["storage"],
+        "estimatedReadsMonthly": cost["reads"],
+        "estimatedWritesMonthly": cost["writes"],
+    }
 
 
 async def test_untouched_sessions_become_orphans_and_a_lookup_revives_one(
@@ -107,6 +116,7 @@ async def test_untouched_sessions_become_orphans_and_a_lookup_revives_one(
     server.services.clock.shift_ms = 91 * DAY_MS
     _, metrics = await call(http, "GET", "/admin/metrics", token)
     assert (metrics["total"]["orphaned"], metrics["total"]["active"]) == (2, 0)
+    assert (metrics["sessions"]["orphaned90Days"], metrics["sessions"]["activeToday"]) == (2, 0)
     # A subscription looks the session up through the kind registry: an access.
     client = Client(server.url, server.token("alice", ttl_s=LONG_TTL_S))
     clients.append(client)
