@@ -17,12 +17,13 @@ from aiohttp import web
 
 from handlers.context import Services
 from handlers.http_common import RouteHandler, bearer_claims, client_address
+from handlers.openapi_registry import IDEMPOTENCY_KEY, REPLAYED
 from protocol.errors import CodedError, ErrorCode
 from storage.idempotency import IdempotentAnswers, InProgress, StoredAnswer
 
-HEADER = "Idempotency-Key"
-REPLAYED_HEADER = "Idempotent-Replayed"
-_KEY = re.compile(r"^[A-Za-z0-9_\-:.]{8,128}$")
+HEADER = IDEMPOTENCY_KEY.name
+REPLAYED_HEADER = REPLAYED
+_KEY = re.compile(IDEMPOTENCY_KEY.pattern)
 
 # Who a key belongs to: keys of different callers never meet. None: the request will be refused
 # anyway (a bad token), so it runs without a key.

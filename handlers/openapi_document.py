@@ -15,7 +15,17 @@ from pydantic import BaseModel
 from auth.claims import USER_ID_PATTERN
 
 from handlers.query import MAX_DIGITS
-from handlers.openapi_registry import BINARY, HTML, JSON, MULTIPART, Auth, ErrorShape, Operation
+from handlers.openapi_registry import (
+    BINARY,
+    HTML,
+    IDEMPOTENCY_KEY,
+    JSON,
+    MULTIPART,
+    REPLAYED,
+    Auth,
+    ErrorShape,
+    Operation,
+)
 from protocol.errors import ErrorCode
 
 REF_TEMPLATE = "#/components/schemas/{model}"
@@ -50,7 +60,8 @@ STATUS_TEXT = {
     401: "unauthorized: no valid bearer token (or an expired link)",
     403: "forbidden: the token lacks a permission or access to the session",
     404: "not found (session_not_found, not_found)",
-    409: "the session's state refuses it (invalid_state, conflict, limit_reached, session_full)",
+    409: "the session's state refuses it (invalid_state, conflict, limit_reached, session_full), or a request"
+    " with this Idempotency-Key still runs (conflict)",
     412: "precondition_failed: the request's precondition does not hold",
     413: "payload_too_large",
     429: "rate_limited: too many requests; wait",
@@ -145,14 +156,15 @@ def _parameters(op: Operation, components: Components) -> list[dict[str, Any]]:
         for name, field in schema.get("properties", {}).items():
             required = name in schema.get("required", [])
             params.append({"name": name, "in": "query", "required": required, "schema": _query_value(field)})
-    for header in op.headers:
+    for header in (*op.headers, *((IDEMPOTENCY_KEY,) if op.idempotent else ())):
+        schema = {"type": "string", **({"pattern": header.pattern} if header.pattern else {})}
         params.append(
             {
                 "name": header.name,
                 "in": "header",
                 "required": header.required,
                 "description": header.description,
-                "schema": {"type": "string"},
+                "schema": schema,
             }
         )
     return params
@@ -187,13 +199,23 @@ def _auth_statuses(auth: Auth) -> set[int]:
     return {Auth.BEARER: {401}, Auth.ADMIN: {401, 403}}.get(auth, set())
 
 
+# The mark of an answer replayed for a repeated Idempotency-Key (handlers/idempotency.py).
+REPLAYED_HEADER = {
+    "description": "true when this is the stored answer of an earlier request with the same Idempotency-Key",
+    "schema": {"type": "string", "enum": ["true"]},
+}
+
+
 def _responses(op: Operation, components: Components) -> dict[str, Any]:
     responses: dict[str, Any] = {}
     for status in op.ok:
         content = {media: {"schema": _ok_schema(op, media, components)} for media in op.ok_types}
         responses[str(status)] = {"description": STATUS_TEXT[status], **({"content": content} if status != 204 else {})}
+        if op.idempotent:
+            responses[str(status)]["headers"] = {REPLAYED: REPLAYED_HEADER}
     error_ref = {"$ref": REF_TEMPLATE.format(model=op.errors.value)}
-    for status in sorted(set(op.statuses) | _auth_statuses(op.auth)):
+    # A repeat while the first request with its key still runs is 409 (conflict).
+    for status in sorted(set(op.statuses) | _auth_statuses(op.auth) | ({409} if op.idempotent else set())):
         responses[str(status)] = {"description": STATUS_TEXT[status], "content": {JSON: {"schema": error_ref}}}
     return responses
 

@@ -43,11 +43,24 @@ class ErrorShape(StrEnum):
 
 @dataclass(frozen=True, slots=True)
 class Header:
-    """A request header a route reads."""
+    """A request header a route reads (``pattern``: the values it takes, when it checks them)."""
 
     name: str
     description: str
     required: bool = False
+    pattern: str = ""
+
+
+# docs/PROTOCOL.md "Retries": the header of a create or upload a client may repeat. The routes
+# that take it (handlers.idempotency.idempotent) declare it with ``idempotent=True``: the document
+# then lists the header, the 409 of a repeat while the first still runs, and the replay's mark.
+IDEMPOTENCY_KEY = Header(
+    "Idempotency-Key",
+    "a fresh UUID per logical request: a repeat by the same caller within 24 h gets the first 2xx answer"
+    " (marked Idempotent-Replayed: true) without running again; 409 while the first still runs",
+    pattern=r"^[A-Za-z0-9_\-:.]{8,128}$",
+)
+REPLAYED = "Idempotent-Replayed"
 
 
 @dataclass(frozen=True, slots=True)
@@ -57,7 +70,7 @@ class Operation:
     ``statuses`` are the error statuses its code can answer (the shape is ``errors``); ``ok``
     its success statuses, whose body is ``response``'s schema (any JSON object when None) in
     each of ``ok_types``. ``files`` names the binary parts of a multipart ``body`` with the
-    media types they may carry.
+    media types they may carry. ``idempotent``: the route takes ``Idempotency-Key``.
     """
 
     method: str
@@ -76,6 +89,7 @@ class Operation:
     ok: tuple[int, ...] = (200,)
     ok_types: tuple[str, ...] = (JSON,)
     response: type[BaseModel] | None = None
+    idempotent: bool = False
 
 
 OPERATIONS_KEY = web.AppKey("openapi_operations", list[Operation])

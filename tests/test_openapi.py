@@ -30,6 +30,7 @@ from schemathesis.specs.openapi.checks import (
 )
 
 from auth.claims import Permission
+from handlers import idempotency
 from handlers.openapi_document import build_document
 from handlers.listening.actions import UPLOAD_CLOCK_SKEW_MS, UPLOAD_MAX_AGE_MS
 from handlers.listening.payloads import MAX_UPLOAD_SPAN_MS
@@ -351,6 +352,34 @@ def test_list_limits_say_their_maximum(tmp_path: Path) -> None:
         if p["name"] == "limit"
     ]
     assert len(limits) >= 4 and all(schema["maximum"] == 50 for schema in limits)
+
+
+def _retried_routes() -> set[tuple[str, str]]:
+    """The routes docs/PROTOCOL.md's "Retries" section names as taking Idempotency-Key."""
+    text = (ROOT / "docs" / "PROTOCOL.md").read_text(encoding="utf-8")
+    section = text[text.index("## Retries: `Idempotency-Key`") :]
+    named = re.findall(r"`(?:POST )?(/[^`]+)`", section[: section.index(" take an")])
+    return {("POST", path.replace("{id}", "{session_id}")) for path in named}
+
+
+def test_the_routes_that_take_an_idempotency_key_say_so(tmp_path: Path) -> None:
+    """Each route PROTOCOL names under Retries lists the header with the values it takes, the
+    409 of a repeat while the first still runs and the replay's mark on its answers; no other does."""
+    spec = document_of(tmp_path, voice_telegram_webhook_path=WEBHOOK_PATH)
+    keyed = set()
+    for path, methods in spec["paths"].items():
+        for method, operation in methods.items():
+            headers = {p["name"]: p for p in operation["parameters"] if p["in"] == "header"}
+            if "Idempotency-Key" not in headers:
+                continue
+            keyed.add((method.upper(), path))
+            assert headers["Idempotency-Key"]["schema"]["pattern"] == idempotency._KEY.pattern
+            assert "409" in operation["responses"], (method, path)
+            for status, response in operation["responses"].items():
+                if status.startswith("2"):
+                    assert "Idempotent-Replayed" in response.get("headers", {}), (method, path, status)
+    assert len(_retried_routes()) == 8
+    assert keyed == _retried_routes()
 
 
 def test_the_document_passes_the_openapi_validator(tmp_path: Path) -> None:

@@ -32,6 +32,7 @@ OPERATIONS: tuple[Operation, ...] = (
         statuses=(400, 413, 429, 503),
         ok=(201,),
         response=Created,
+        idempotent=True,
     ),
     _pattern(
         "get",
@@ -73,6 +74,7 @@ OPERATIONS: tuple[Operation, ...] = (
         statuses=(400, 404, 429, 503),
         ok=(201,),
         response=Remixed,
+        idempotent=True,
     ),
     _pattern(
         "post",
@@ -81,5 +83,6 @@ OPERATIONS: tuple[Operation, ...] = (
         statuses=(400, 404, 429, 503),
         ok=(201,),
         response=Published,
+        idempotent=True,
     ),
 )

@@ -28,6 +28,7 @@ OPERATIONS: tuple[Operation, ...] = (
         body=CreateStream,
         statuses=(400, 403, 413, 429, 503),
         ok=(201,),
+        idempotent=True,
     ),
     _stream("get", "/api/streams", "The caller's stream sessions, newest first", query=LimitQuery, statuses=(400, 503)),
     _stream("get", "/api/streams/{session_id}", "One session with its segments", statuses=(400, 404, 503)),

@@ -28,6 +28,7 @@ OPERATIONS: tuple[Operation, ...] = (
         body_required=False,
         statuses=(400, 403, 413, 429, 503),
         ok=(201,),
+        idempotent=True,
     ),
     _voice("post", "/voicebot/active_session", "The caller's active session, or null", statuses=(503,)),
     _voice(
@@ -53,6 +54,7 @@ OPERATIONS: tuple[Operation, ...] = (
         "Run a chat command: /start, /session [id|link], /done, /login",
         body=BotCommand,
         statuses=WRITE,
+        idempotent=True,
     ),
     _voice(
         "post",
@@ -61,6 +63,7 @@ OPERATIONS: tuple[Operation, ...] = (
         body=Material,
         statuses=WRITE,
         ok=(201,),
+        idempotent=True,
     ),
     _voice(
         "post",
@@ -71,6 +74,7 @@ OPERATIONS: tuple[Operation, ...] = (
         files=(("file", AUDIO_TYPES),),
         statuses=WRITE,
         ok=(200, 201),
+        idempotent=True,
     ),
     _voice(
         "get",
