@@ -23,7 +23,7 @@ from handlers.idempotency import idempotent
 from handlers.ids import parse_session_ref
 from handlers.payloads import BotCommand, CreateSession, Material, validate
 from handlers.voice.access import updatable
-from handlers.voice.actions import brief, close, create_active, session_url
+from handlers.voice.actions import brief, close, create_active
 from protocol.errors import CodedError, ErrorCode
 from storage.idempotency import again_on_lost_reply
 from storage.voice.quota import UploadQuota
@@ -80,20 +80,25 @@ class BotRoutes:
         if match is None:
             raise CodedError(ErrorCode.INVALID_PAYLOAD, "text must start with a command")
         name, argument = match.group(1), (match.group(2) or "").strip()
+        base = base_url or self._s.public_url.rstrip("/")
         if name == "login":
-            return {"command": "/login", **await self._login(claims, base_url or self._s.public_url.rstrip("/"))}
+            return {"command": "/login", **await self._login(claims, base)}
         handler = {"start": self._start, "session": self._session, "done": self._done}.get(name)
         if handler is None:
             raise CodedError(ErrorCode.INVALID_PAYLOAD, f"unknown command /{name}")
-        result = await handler(claims, argument, reply_to_text, address)
+        result = await handler(claims, argument, reply_to_text, address, base)
         return {"command": f"/{name}", **result}
 
-    async def _start(self, claims: Claims, argument: str, reply_to: str | None, address: str) -> dict[str, Any]:
+    async def _start(
+        self, claims: Claims, argument: str, reply_to: str | None, address: str, base: str
+    ) -> dict[str, Any]:
         name = validate(CreateSession, {"session_name": argument[:200]}).session_name
         session = await create_active(self._s, claims, name, address=address)
-        return {"reply": f"Новая сессия: {session_url(self._s, session.id)}", "active_session": brief(self._s, session)}
+        return {"reply": f"Новая сессия: {reply_link(base, session.id)}", "active_session": brief(self._s, session)}
 
-    async def _session(self, claims: Claims, argument: str, reply_to: str | None, address: str) -> dict[str, Any]:
+    async def _session(
+        self, claims: Claims, argument: str, reply_to: str | None, address: str, base: str
+    ) -> dict[str, Any]:
         reference = argument or _find_reference(reply_to)
         if reference:
             session = await updatable(self._s.voice, claims, parse_session_ref(reference))
@@ -104,16 +109,16 @@ class BotRoutes:
             if found is None:
                 return {"reply": NO_ACTIVE_SESSION, "active_session": None}
             session = found
-        url = session_url(self._s, session.id)
-        return {"reply": f"Активная сессия: {url}", "active_session": brief(self._s, session)}
+        return {"reply": f"Активная сессия: {reply_link(base, session.id)}", "active_session": brief(self._s, session)}
 
-    async def _done(self, claims: Claims, argument: str, reply_to: str | None, address: str) -> dict[str, Any]:
+    async def _done(
+        self, claims: Claims, argument: str, reply_to: str | None, address: str, base: str
+    ) -> dict[str, Any]:
         active_id = await self._s.voice.active_id(claims.sub)
         if active_id is None or await self._s.voice.get(active_id) is None:
             return {"reply": NO_ACTIVE_SESSION, "active_session": None}
         closed = await close(self._s, claims, active_id)
-        url = session_url(self._s, active_id)
-        return {"reply": f"Сессия закрыта: {url}", "active_session": None, "closed": closed}
+        return {"reply": f"Сессия закрыта: {reply_link(base, active_id)}", "active_session": None, "closed": closed}
 
     async def _login(self, claims: Claims, base_url: str) -> dict[str, Any]:
         """A one-time link that signs a browser in as this token's user, never beyond this token.
@@ -204,6 +209,13 @@ class BotRoutes:
     ) -> tuple[dict[str, Any], int]:
         body = {**brief(self._s, session), "material_id": record["material_id"], "created_session": created}
         return {**body, "count": count}, 201
+
+
+def reply_link(base_url: str, session_id: str) -> str:
+    """A session's link as the bot writes it to a person (seed 002: canonical links in what the
+    bot shows): absolute, from ``base_url`` (SESSIONHUB_PUBLIC_URL, else the origin the bot's
+    request was addressed to); a chat shows a bare ``/session/<id>`` as text nobody can open."""
+    return f"{base_url}/session/{session_id}"
 
 
 def _find_reference(text: str | None) -> str:

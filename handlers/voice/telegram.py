@@ -28,7 +28,8 @@ from handlers.http_common import add_secret_route, guarded, json_body
 from handlers.idempotency import replay
 from handlers.openapi_registry import JSON, TEXT, Auth, Header, Operation, document
 from handlers.payloads import Material, validate
-from handlers.voice.bot import BotRoutes
+from handlers.auth_cookie import public_base
+from handlers.voice.bot import BotRoutes, reply_link
 from protocol.errors import CodedError, ErrorCode
 from storage.idempotency import IdempotentAnswers, InProgress, StoredAnswer
 
@@ -178,7 +179,10 @@ class TelegramWebhook:
             return replay(stored)
         try:
             async with self._answers.running("telegram", TELEGRAM_OWNER, update_id):
-                text = (await self._reply(message, message.sender))[:4096]
+                # The links the bot writes start with the public URL, else with the origin
+                # Telegram addressed the webhook to: this server as the world reaches it.
+                base = public_base(request, self._s.public_url)
+                text = (await self._reply(message, message.sender, base))[:4096]
         except Exception:
             with contextlib.suppress(Exception):  # the claim expires on its own if Redis is gone
                 await self._answers.release("telegram", TELEGRAM_OWNER, update_id)
@@ -204,7 +208,7 @@ class TelegramWebhook:
         addressed = _ADDRESSED.match((message.text or "").lstrip())
         return bool(name and addressed and addressed.group(1).lower() != name.lower().lstrip("@"))
 
-    async def _reply(self, message: TgMessage, sender: TgUser) -> str:
+    async def _reply(self, message: TgMessage, sender: TgUser, base: str) -> str:
         user_id = self._config.telegram_users.get(str(sender.id))
         if user_id is None:
             return NOT_LINKED
@@ -216,13 +220,13 @@ class TelegramWebhook:
         address = f"telegram:{sender.id}"
         try:
             if message.text is not None and message.text.lstrip().startswith("/"):
-                return await self._command(claims, message, address)
+                return await self._command(claims, message, address, base)
             material = _material(message)
             if material is None:
                 return UNSUPPORTED
             body, _ = await self._bot.attach_material(claims, material, address=address)
             verb = "Новая сессия" if body["created_session"] else "Добавлено в сессию"
-            return f"{verb}: {body['url']}"
+            return f"{verb}: {reply_link(base, body['session_id'])}"
         except CodedError as exc:
             return REFUSALS.get(exc.code, f"Ошибка / error: {exc.message}")
 
@@ -237,11 +241,13 @@ class TelegramWebhook:
             }
         )
 
-    async def _command(self, claims: Claims, message: TgMessage, address: str) -> str:
+    async def _command(self, claims: Claims, message: TgMessage, address: str, base: str) -> str:
         replied = message.reply_to_message
         quoted = (replied.text or replied.caption) if replied else None
         try:
-            result: dict[str, Any] = await self._bot.run_command(claims, message.text or "", quoted, address=address)
+            result: dict[str, Any] = await self._bot.run_command(
+                claims, message.text or "", quoted, address=address, base_url=base
+            )
         except CodedError as exc:
             if exc.code is ErrorCode.INVALID_PAYLOAD:
                 return UNKNOWN_COMMAND

@@ -67,6 +67,19 @@ async def test_start_always_creates_and_activates_without_closing_the_old_one(
     assert answer["reply"].endswith(f"/session/{second['session_id']}")
 
 
+async def test_the_bots_replies_link_sessions_absolutely(bot: Bot, server: ServerUnderTest) -> None:
+    """Seed 002: the bot shows canonical links (``https://<host>/session/<id>``); a chat shows a
+    bare ``/session/<id>`` as text nobody can open. Without SESSIONHUB_PUBLIC_URL the host is the
+    one the bot's request was addressed to, as for /login."""
+    started = await bot.say("/start")
+    session_id = started["active_session"]["session_id"]
+    link = f"{server.url}/session/{session_id}"
+    assert started["reply"] == f"Новая сессия: {link}"
+    assert (await bot.say("/session"))["reply"] == f"Активная сессия: {link}"
+    assert (await bot.say("/done"))["reply"] == f"Сессия закрыта: {link}"
+    assert (await bot.say("/login"))["login_url"].startswith(f"{server.url}/tg_auth?token=")
+
+
 async def test_session_switches_by_id_link_or_reply(bot: Bot, server: ServerUnderTest) -> None:
     a, b = await server.create_session("alice"), await server.create_session("alice")
     assert (await bot.say(f"/session {a}"))["active_session"]["session_id"] == a

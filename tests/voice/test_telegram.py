@@ -78,7 +78,8 @@ async def send(server: ServerUnderTest, msg: dict[str, Any], key: str = "message
 async def test_start_then_materials_then_done(bot: ServerUnderTest) -> None:
     status, reply = await send(bot, command("/start Weekly"))
     assert status == 200 and reply["method"] == "sendMessage" and reply["chat_id"] == ALICE_TG
-    assert reply["text"].startswith("Новая сессия: /session/")
+    # Absolute links (seed 002's canonical ones): from the origin Telegram addressed the webhook to.
+    assert reply["text"].startswith(f"Новая сессия: {bot.url}/session/")
     session_id = await bot.services.voice.active_id("alice")
     assert session_id and reply["text"].endswith(session_id)
 
@@ -101,7 +102,7 @@ async def test_start_then_materials_then_done(bot: ServerUnderTest) -> None:
         message(document=document),
     ):
         status, reply = await send(bot, msg)
-        assert status == 200 and reply["text"] == f"Добавлено в сессию: /session/{session_id}", reply
+        assert status == 200 and reply["text"] == f"Добавлено в сессию: {bot.url}/session/{session_id}", reply
     materials = await bot.services.voice.materials(session_id, limit=10)
     assert [(m["kind"], m["file_id"], m["text"]) for m in materials] == [
         ("text", None, "TODO: send the notes"),
@@ -112,7 +113,7 @@ async def test_start_then_materials_then_done(bot: ServerUnderTest) -> None:
     assert materials[1]["duration_s"] == 7.0
 
     status, reply = await send(bot, command("/done"))
-    assert reply["text"] == f"Сессия закрыта: /session/{session_id}"
+    assert reply["text"] == f"Сессия закрыта: {bot.url}/session/{session_id}"
     session = await bot.services.voice.get(session_id)
     assert session is not None and session.status == "closed" and session.telegram_user_id == str(ALICE_TG)
     assert await bot.services.voice.active_id("alice") is None
@@ -136,9 +137,9 @@ async def test_session_by_reply_to_a_message_with_a_link_and_login(bot: ServerUn
     assert status == 200
     assert reply["text"].endswith(first.id) and await bot.services.voice.active_id("alice") == first.id
     status, reply = await send(bot, command("/session@sessionhub_bot"))
-    assert status == 200 and reply["text"] == f"Активная сессия: /session/{first.id}"
+    assert status == 200 and reply["text"] == f"Активная сессия: {bot.url}/session/{first.id}"
     status, reply = await send(bot, command("/login"))
-    assert status == 200 and "/tg_auth?token=" in reply["text"]
+    assert status == 200 and reply["text"].startswith(f"{bot.url}/tg_auth?token=")  # a link one can open
 
 
 async def test_refusals_become_clear_replies(bot: ServerUnderTest) -> None:
