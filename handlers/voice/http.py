@@ -48,7 +48,7 @@ class VoiceRoutes:
         claims = self._claims(request)
         require_permission(claims, Permission.CREATE)
         raw = await json_body(request, max_bytes=self._s.limits.max_payload_bytes, optional=True)
-        name = validate(CreateSession, raw).session_name
+        name = validate(CreateSession, ignoring_client_identity(raw)).session_name
         address = client_address(request, trust_forwarded_for=self._s.trust_forwarded_for)
         session = await create_active(self._s, claims, name, address=address)
         return web.json_response({"success": True, **self._brief(session)}, status=201)
@@ -63,7 +63,7 @@ class VoiceRoutes:
     async def activate_session(self, request: web.Request) -> web.Response:
         """Make a session the caller's active session (access checked)."""
         claims = self._claims(request)
-        body = await json_body(request, max_bytes=self._s.limits.max_payload_bytes)
+        body = ignoring_client_identity(await json_body(request, max_bytes=self._s.limits.max_payload_bytes))
         session_id = parse_session_ref(body.get("session_id"))
         validate(ActivateSession, {**body, "session_id": session_id})
         session = await updatable(self._s.voice, claims, session_id)
@@ -92,3 +92,9 @@ class VoiceRoutes:
         position = await self._s.log.position(session_id)
         body = {**self._full(session), "epoch": position.epoch, "offset": position.offset}
         return web.json_response({**body, **(access.public() if access else {})})
+
+
+def ignoring_client_identity(body: dict[str, Any]) -> dict[str, Any]:
+    """The body without a client-sent ``telegram_user_id``: seed 002 resolves the user from the
+    token only and ignores that field (as the socket events do), rather than refusing it."""
+    return {key: value for key, value in body.items() if key != "telegram_user_id"}

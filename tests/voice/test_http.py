@@ -71,6 +71,24 @@ async def test_activate_switches_only_through_explicit_action(api: Api, server: 
     assert active["active_session"]["session_id"] == first["session_id"]
 
 
+async def test_a_client_sent_telegram_user_id_is_ignored_not_refused(api: Api, server: ServerUnderTest) -> None:
+    """Seed 002: identity comes from the token only; a client's ``telegram_user_id`` is ignored
+    (as by the socket events), so a client that still sends it is served, as the token's user."""
+    token = server.token("alice", telegram_user_id="4242")
+    status, created = await api.call("POST", "/voicebot/create_session", token, json={"telegram_user_id": "999"})
+    assert status == 201, created
+    session = await server.services.voice.get(created["session_id"])
+    assert session is not None and (session.owner_id, session.telegram_user_id) == ("alice", "4242")
+    other = await server.create_session("alice")
+    body = {"session_id": other, "telegram_user_id": "999"}
+    status, activated = await api.call("POST", "/voicebot/activate_session", token, json=body)
+    assert (status, activated["session_id"]) == (200, other), activated
+    assert await server.services.voice.active_id("alice") == other
+    # Ignored, never a way in: bob's token naming alice's telegram id is still bob.
+    status, refused = await api.call("POST", "/voicebot/activate_session", server.token("bob"), json=body)
+    assert (status, refused["error"]) == (403, "forbidden")
+
+
 async def test_activate_publishes_the_link_form_it_takes(api: Api, server: ServerUnderTest) -> None:
     """PROTOCOL.md: ``session_id`` is an id or a session link; the OpenAPI schema must say both, or
     a client validating with it refuses the link the server takes."""
