@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import math
 from typing import Any
 
 from aiohttp import web
@@ -101,10 +102,19 @@ def to_ack(exc: BaseException, *, metrics: Metrics | None = None) -> dict[str, A
     return {"ok": False, **error_body(classify(exc))}
 
 
+def retry_after(error: CodedError) -> dict[str, str]:
+    """``Retry-After`` (whole seconds, rounded up) for a refusal that says how long to wait in
+    ``retry_after_s``: HTTP clients and proxies read the header, not our body's field."""
+    wait_s = error.details.get("retry_after_s")
+    if isinstance(wait_s, int | float) and not isinstance(wait_s, bool) and wait_s > 0:
+        return {"Retry-After": str(max(1, math.ceil(wait_s)))}
+    return {}
+
+
 def to_http(exc: BaseException, *, metrics: Metrics | None = None) -> web.Response:
     """The JSON error response for ``exc``, with the status its code carries (a Redis failure
     is counted on ``metrics``)."""
     if metrics is not None:
         metrics.redis_error("http", exc)
     error = classify(exc)
-    return web.json_response(error_body(error), status=error.code.http_status)
+    return web.json_response(error_body(error), status=error.code.http_status, headers=retry_after(error))

@@ -206,6 +206,13 @@ REPLAYED_HEADER = {
 }
 
 
+# A refusal that says how long to wait (handlers.errors.retry_after; the pattern API's 429 and 503).
+RETRY_AFTER_HEADER = {
+    "description": "whole seconds to wait before trying again (when the refusal says how long)",
+    "schema": {"type": "string", "pattern": "^[0-9]+$"},
+}
+
+
 def _responses(op: Operation, components: Components) -> dict[str, Any]:
     responses: dict[str, Any] = {}
     for status in op.ok:
@@ -217,6 +224,8 @@ def _responses(op: Operation, components: Components) -> dict[str, Any]:
     # A repeat while the first request with its key still runs is 409 (conflict).
     for status in sorted(set(op.statuses) | _auth_statuses(op.auth) | ({409} if op.idempotent else set())):
         responses[str(status)] = {"description": STATUS_TEXT[status], "content": {JSON: {"schema": error_ref}}}
+        if status == 429 or (status == 503 and op.errors is ErrorShape.PATTERNS):
+            responses[str(status)]["headers"] = {"Retry-After": RETRY_AFTER_HEADER}
     return responses
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import math
 from typing import Any
 
 import aiohttp
@@ -44,6 +45,25 @@ async def test_list_is_the_owners_newest_first(server: ServerUnderTest) -> None:
     assert [s["session_id"] for s in body["sessions"]] == [second, first]
     status, body = await http(server, "GET", "/api/me/sessions")
     assert {e["kind"] for e in body["sessions"]} == {"stream"} and body["sessions"][0]["url"] == f"/streams/{second}"
+
+
+async def test_a_refusal_that_says_how_long_to_wait_carries_retry_after(server: ServerUnderTest) -> None:
+    """A 429 with ``retry_after_s`` (here the clip cooldown) also says it in ``Retry-After``,
+    whole seconds rounded up, as HTTP clients and proxies read it."""
+    session_id = await create_stream(server)
+    assert (await http(server, "POST", f"/api/streams/{session_id}/state", json={"action": "start"}))[0] == 200
+    headers = {"Authorization": f"Bearer {server.token('viewer')}"}
+    async with aiohttp.ClientSession() as client:
+        path = f"{server.url}/api/streams/{session_id}/clips"
+        async with client.post(path, json={"note": "first"}, headers=headers) as first:
+            assert first.status == 201
+        async with client.post(path, json={"note": "too soon"}, headers=headers) as refused:
+            body = await refused.json()
+            assert (refused.status, body["error"]) == (429, "rate_limited")
+            assert int(refused.headers["Retry-After"]) == math.ceil(body["retry_after_s"]) >= 1
+    async with aiohttp.ClientSession() as client, client.get(f"{server.url}/openapi.json") as response:
+        documented = (await response.json())["paths"]["/api/streams/{session_id}/clips"]["post"]["responses"]["429"]
+    assert "Retry-After" in documented["headers"]
 
 
 async def test_state_over_http(server: ServerUnderTest) -> None:
