@@ -24,6 +24,7 @@ from handlers.openapi_registry import (
     REPLAYED,
     Auth,
     ErrorShape,
+    Header,
     Operation,
 )
 from protocol.errors import ErrorCode
@@ -213,19 +214,29 @@ RETRY_AFTER_HEADER = {
 }
 
 
+def _response_header(header: Header) -> dict[str, Any]:
+    schema = {"type": "string", **({"pattern": header.pattern} if header.pattern else {})}
+    return {"description": header.description, "schema": schema}
+
+
 def _responses(op: Operation, components: Components) -> dict[str, Any]:
     responses: dict[str, Any] = {}
     for status in op.ok:
         content = {media: {"schema": _ok_schema(op, media, components)} for media in op.ok_types}
         responses[str(status)] = {"description": STATUS_TEXT[status], **({"content": content} if status != 204 else {})}
+        headers = {h.name: _response_header(h) for h in op.ok_headers}
         if op.idempotent:
-            responses[str(status)]["headers"] = {REPLAYED: REPLAYED_HEADER}
+            headers[REPLAYED] = REPLAYED_HEADER
+        if headers:
+            responses[str(status)]["headers"] = headers
     error_ref = {"$ref": REF_TEMPLATE.format(model=op.errors.value)}
     # A repeat while the first request with its key still runs is 409 (conflict).
     for status in sorted(set(op.statuses) | _auth_statuses(op.auth) | ({409} if op.idempotent else set())):
         responses[str(status)] = {"description": STATUS_TEXT[status], "content": {JSON: {"schema": error_ref}}}
         if status == 429 or (status == 503 and op.errors is ErrorShape.PATTERNS):
             responses[str(status)]["headers"] = {"Retry-After": RETRY_AFTER_HEADER}
+        if status == 412 and op.ok_headers:
+            responses[str(status)]["headers"] = {h.name: _response_header(h) for h in op.ok_headers}
     return responses
 
 

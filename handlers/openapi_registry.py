@@ -90,6 +90,8 @@ class Operation:
     ok_types: tuple[str, ...] = (JSON,)
     response: type[BaseModel] | None = None
     idempotent: bool = False
+    # Response headers of its success answers (and of its 412, which names the current version).
+    ok_headers: tuple[Header, ...] = ()
 
 
 OPERATIONS_KEY = web.AppKey("openapi_operations", list[Operation])

@@ -14,6 +14,10 @@ from handlers.patterns.views import Created, Published, Remixed, Renamed, Replac
 
 TAG = "patterns"
 IF_MATCH = Header("If-Match", 'the ETag of a read ("<epoch>:<offset>"); a stale one is refused with 412')
+# The session's version: the log position of its last change of state or name, quotes included.
+ETAG = Header(
+    "ETag", 'the version this answer shows, "<epoch>:<offset>": send it back as If-Match', pattern='^"[^"]+:[0-9]+"$'
+)
 # Every route but /api/health reads or writes Redis: 503 when it does not answer.
 WRITE = (400, 403, 404, 412, 413, 503)
 
@@ -40,6 +44,7 @@ OPERATIONS: tuple[Operation, ...] = (
         "The whole session, with its ETag",
         auth=Auth.NONE,
         statuses=(400, 404, 503),
+        ok_headers=(ETAG,),
     ),
     _pattern(
         "put",
@@ -48,6 +53,7 @@ OPERATIONS: tuple[Operation, ...] = (
         body=PutBody,
         headers=(IF_MATCH,),
         statuses=WRITE,
+        ok_headers=(ETAG,),
         response=Replaced,
     ),
     _pattern(
@@ -57,6 +63,7 @@ OPERATIONS: tuple[Operation, ...] = (
         body=PatchBody,
         headers=(IF_MATCH,),
         statuses=WRITE,
+        ok_headers=(ETAG,),
         response=Renamed,
     ),
     _pattern(

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import re
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -502,6 +503,19 @@ async def test_a_page_of_another_origin_may_retry_a_create_with_a_key(http: aioh
         assert again.status == 201 and again.headers["Idempotent-Replayed"] == "true"
         assert "idempotent-replayed" in _listed(again.headers["Access-Control-Expose-Headers"])
         assert await again.json() == created
+
+
+async def test_the_etag_is_in_the_openapi_document_as_it_is_sent(http: aiohttp.ClientSession) -> None:
+    """GET, PUT and PATCH answer the ETag (and a 412 the current one): the document says so, with
+    the form the answers have, so a client written from it knows what to send back as If-Match."""
+    async with http.get("/openapi.json") as r:
+        operations = (await r.json())["paths"]["/api/sessions/{session_id}"]
+    session_id = await create(http)
+    async with http.get(f"/api/sessions/{session_id}") as r:
+        etag = r.headers["ETag"]
+    for method, status in (("get", "200"), ("put", "200"), ("patch", "200"), ("put", "412"), ("patch", "412")):
+        header = operations[method]["responses"][status]["headers"]["ETag"]
+        assert re.fullmatch(header["schema"]["pattern"], etag), (method, status, etag)
 
 
 async def test_a_token_names_the_author_and_lists_the_pattern(
