@@ -120,7 +120,7 @@ class AdminRoutes:
             sort=q.sort,
             order=q.order,
             kind=q.kind or "",
-            state=q.state or "",
+            state=q.wanted_state,
             created_from_ms=q.created_from,
             created_to_ms=q.created_to,
             owner=q.owner or "",

@@ -29,6 +29,8 @@ class SessionsQuery(AdminModel):
     order: Literal["asc", "desc"] = "desc"
     kind: KindName | None = None
     state: Literal["active", "orphaned"] | None = None
+    # Seed 001's name for the same filter (``/admin/sessions?filter=orphaned``).
+    filter: Literal["active", "orphaned"] | None = None
     created_from: Millis | None = None
     created_to: Millis | None = None
     owner: Annotated[str, StringConstraints(pattern=USER_ID_PATTERN)] | None = None
@@ -41,7 +43,14 @@ class SessionsQuery(AdminModel):
     def _owner_sorts_by_created(self) -> SessionsQuery:
         if self.created_from is not None and self.created_to is not None and self.created_from > self.created_to:
             raise ValueError("created_from is after created_to")
+        if self.state is not None and self.filter is not None and self.state != self.filter:
+            raise ValueError("state and filter name the same filter: give one, or the same value")
         return self
+
+    @property
+    def wanted_state(self) -> str:
+        """The state filter, given as ``state`` or as seed 001's ``filter`` ('' for none)."""
+        return self.state or self.filter or ""
 
 
 def sessions_query_for(kinds: Sequence[str]) -> type[SessionsQuery]:

@@ -173,6 +173,13 @@ async def test_listing_filters_by_kind_state_and_creation_range(
         assert orphans["sessions"][0]["orphaned"] is True
         _, active = await call(http, "GET", "/admin/sessions", token, state="active", sort=sort)
         assert [row["session_id"] for row in active["sessions"]] == [pattern], sort
+    # Seed 001's own link: /admin/sessions?filter=orphaned, the same filter under its name.
+    status, by_seed = await call(http, "GET", "/admin/sessions", token, filter="orphaned")
+    assert (status, [row["session_id"] for row in by_seed["sessions"]]) == (200, [old_voice]), by_seed
+    _, by_seed = await call(http, "GET", "/admin/sessions", token, filter="active")
+    assert [row["session_id"] for row in by_seed["sessions"]] == [pattern]
+    status, both = await call(http, "GET", "/admin/sessions", token, filter="active", state="orphaned")
+    assert (status, both["error"]) == (400, "invalid_payload")
     now = server.services.clock.now_ms()
     _, recent = await call(http, "GET", "/admin/sessions", token, created_from=str(now - DAY_MS))
     assert [row["session_id"] for row in recent["sessions"]] == [pattern]
