@@ -55,6 +55,13 @@ Handler = Callable[[Connection, dict[str, Any]], Awaitable[dict[str, Any]]]
 
 # The ack of an event over the connection's rate, built once: a flood is refused with a copy.
 _RATE_LIMITED = {"ok": False, "error": ErrorCode.RATE_LIMITED.value, "message": "too many events; slow down"}
+# The ack of an event that arrives once the server is stopping (:meth:`SocketRouter.stop_taking`):
+# nothing was done, and the same event sent to another node (or this one restarted) is safe.
+_STOPPING = {
+    "ok": False,
+    "error": ErrorCode.UNAVAILABLE.value,
+    "message": "the server is stopping; reconnect and send it again",
+}
 # The disconnect reason of a connection cut for flooding (handlers.metrics.CLOSE_REASONS).
 FLOOD = "flood"
 # What a cut connection is told before it is disconnected (a protocol_error event).
@@ -122,6 +129,7 @@ class SocketRouter:
         # Handlers running now, and what a stop waiting for them to finish is woken by.
         self._running = 0
         self._idle: asyncio.Event | None = None
+        self._stopping = False
         sio.on("*", self._unknown)
         sio.screen_rate(self.over_rate, self.refuse)
 
@@ -155,6 +163,9 @@ class SocketRouter:
             hold: object | None = None
             session_id = ""
             outcome = CANCELLED  # unless it returns or raises: the server is stopping
+            if self._stopping:
+                self._done(meter, event, sid, "", ErrorCode.UNAVAILABLE.value, started)
+                return _with_seq(dict(_STOPPING), data)
             connection = self._connections.get(sid)
             if connection is not None and not self._take(connection):
                 # The cheapest refusal: nothing of the message is looked at but its seq.
@@ -206,7 +217,7 @@ class SocketRouter:
         """
         started = time.perf_counter()
         connection = self._connections.get(sid)
-        if connection is None or extra or connection.cut:
+        if connection is None or extra or connection.cut or self._stopping:
             return None
         if not connection.bucket.peek(self._services.clock.monotonic_s()):
             return None
@@ -240,6 +251,12 @@ class SocketRouter:
         self._running -= 1
         if not self._running and self._idle is not None:
             self._idle.set()
+
+    def stop_taking(self) -> None:
+        """Answer every event from now on ``unavailable`` without running it (the server is
+        stopping): the handlers running now can then finish, and their acks be sent, before
+        the connections are closed, and nothing applied goes unanswered."""
+        self._stopping = True
 
     async def finished(self, timeout_s: float) -> int:
         """Wait up to ``timeout_s`` for the handlers running now; how many still run then.

@@ -113,7 +113,11 @@ def attach_bus(services: Services, sio: SocketServer) -> tuple[Services, Bus]:
 
 async def _handlers_finished(router: SocketRouter, _app: web.Application) -> None:
     # An event being handled when the server stops finishes first (within the bound): its change
-    # is made whole, and the Redis client closed at cleanup is not opened again by it.
+    # is made whole, its ack is sent before the transport closes the connection (this runs
+    # before the transport ends its sessions), and the Redis client closed at cleanup is not
+    # opened again by it. Events arriving meanwhile are answered `unavailable`, not run: under
+    # steady traffic the handlers would otherwise never all be finished at once.
+    router.stop_taking()
     left = await router.finished(HANDLERS_FINISH_S)
     if left:
         log.warning("stopping with %d Socket.IO events still being handled after %.0f s", left, HANDLERS_FINISH_S)
@@ -126,7 +130,9 @@ def add_routes(
     connections = Connections()
     ConnectionEvents(services, connections).register(sio)
     router = SocketRouter(sio, services, connections)
-    app.on_shutdown.append(partial(_handlers_finished, router))  # after the transport ended its sessions
+    # First of all: before the transport ends its sessions (registered when Socket.IO was
+    # attached), so the acks of the events finishing still reach their clients.
+    app.on_shutdown.insert(0, partial(_handlers_finished, router))
     SubscriptionEvents(services).register(router)
     for install in installs:
         install(services, router, app)

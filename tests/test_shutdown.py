@@ -12,8 +12,18 @@ import sys
 from pathlib import Path
 
 import pytest
+from redis.asyncio import Redis
 
-from tests.helpers import CHILD_TEST_TIMEOUT_S, Client, RedisProcess, free_port, wait_until_ready
+from storage.keys import Keys
+from tests.helpers import (
+    CHILD_TEST_TIMEOUT_S,
+    Client,
+    RedisProcess,
+    free_port,
+    serving_lane,
+    wait_until_ready,
+    writes_held,
+)
 from tests.test_processes import ROOT, _wait_ready, mint, node_env, post
 
 pytestmark = pytest.mark.timeout(CHILD_TEST_TIMEOUT_S)
@@ -100,3 +110,55 @@ async def test_a_stopped_server_leaves_no_task_running(
         if task.get_coro().__qualname__ != "AsyncSocket._send_ping"  # type: ignore[union-attr]
     }
     assert not left, left
+
+
+@pytest.mark.skipif(
+    serving_lane() == "stock",
+    reason="the stock lane's WebSocket connections are handled inside aiohttp's handlers, which its "
+    "shutdown ends before the app's (tests/transport/test_shutdown_handlers.py: not traced further yet)",
+)
+async def test_an_event_applied_while_the_server_stops_is_answered_and_later_ones_refused(
+    redis_process: RedisProcess, redis: Redis, tmp_path: Path
+) -> None:
+    """A change still waiting for Redis when the server is told to stop is answered before the
+    connection is closed (the transport ended its sessions first, so it was applied but never
+    acknowledged: a client could not tell it from one never made), and an event arriving
+    meanwhile is refused ``unavailable`` rather than run."""
+    from tests.conftest import start_server
+
+    # No heartbeat meanwhile: the one write held in Redis is then the change's.
+    srv = await start_server(redis_process.url, tmp_path, admin_node_heartbeat_s=300)
+    writer, other = Client(srv.url, srv.token("alice")), Client(srv.url, srv.token("alice"))
+    stopping: asyncio.Task[None] | None = None
+    try:
+        await writer.connect()
+        await other.connect()
+        session_id = await srv.create_session("alice")
+        await redis.execute_command("CLIENT", "PAUSE", 30_000, "WRITE")
+        try:
+            ack = asyncio.ensure_future(
+                writer.call("set_session_status", {"session_id": session_id, "status": "recording"})
+            )
+            loop = asyncio.get_running_loop()
+            deadline = loop.time() + 15
+            while not await writes_held(redis, {"zadd", "evalsha", "eval"}):  # its lease step, or its commit
+                assert loop.time() < deadline, "the change never reached Redis"
+                await asyncio.sleep(0.02)
+            stopping = asyncio.ensure_future(srv.stop())
+            # Until the stop has begun: then the other connection's events are refused, not run.
+            while (refused := await other.call("subscribe_on_session", {"session_id": session_id}))["ok"]:
+                assert loop.time() < deadline, "the stop never began"
+                await asyncio.sleep(0.02)
+            assert refused["error"] == "unavailable", refused
+        finally:
+            await redis.execute_command("CLIENT", "UNPAUSE")
+        answered = await asyncio.wait_for(ack, 15)
+        assert answered["ok"] is True and answered["status"] == "recording", answered
+        await asyncio.wait_for(stopping, 30)
+        # Made (then paused, as a stopping node pauses the recordings it leads), not left "ready".
+        assert (await redis.hget(Keys("sh").session(session_id), "status")) in ("recording", "paused")
+    finally:
+        await writer.close()
+        await other.close()
+        if stopping is None:
+            await srv.stop()
