@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import re
 from pathlib import Path
 from typing import Any
 
@@ -259,6 +260,29 @@ async def test_presence_join_cursor_leave_and_snapshot(server: ServerUnderTest, 
     ]
     await alice.call("pattern_leave", {"session_id": session_id})
     await bob.wait_for(lambda: any(e["data"]["action"] == "leave" for e in bob.named("pattern_presence")))
+
+
+def _documented_ack_fields(event: str) -> set[str]:
+    """The fields of ``event``'s ok ack in docs/PROTOCOL.md's presence table."""
+    text = (Path(__file__).resolve().parents[2] / "docs" / "PROTOCOL.md").read_text(encoding="utf-8")
+    row = next(line for line in text.splitlines() if line.startswith(f"| `{event}` | "))
+    ack = row.split(" | ")[2]
+    return set(re.findall(r'"([a-z_]+)"', ack[: ack.index("}")]))
+
+
+async def test_presence_acks_are_the_documented_fields(server: ServerUnderTest, clients: list[Client]) -> None:
+    session_id = await new_pattern(server)
+    alice = await player(server, clients, session_id, "alice")
+    ref = {"session_id": session_id}
+    acks = {
+        "pattern_join": await alice.call("pattern_join", {**ref, "name": "Alice", "colour": "#112233"}),
+        "pattern_cursor": await alice.call("pattern_cursor", {**ref, "cursor": None}),
+        "pattern_heartbeat": await alice.call("pattern_heartbeat", ref),
+        "pattern_leave": await alice.call("pattern_leave", ref),
+    }
+    for event, ack in acks.items():
+        assert ack["ok"] is True and ack["session_id"] == session_id, (event, ack)
+        assert set(ack) == _documented_ack_fields(event), event
 
 
 async def test_bad_presence_payloads(server: ServerUnderTest, clients: list[Client]) -> None:
