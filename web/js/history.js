@@ -345,6 +345,8 @@ async function main() {
       onError: (err) => showError(`Live updates stopped: ${err.message}`),
     });
   } catch (err) {
+    // Nothing is connecting now: a badge left at "Connecting…" would promise what never comes.
+    if (!socket) ui.connection.hidden = true;
     showError(`Could not open your history: ${err.message}`);
   }
 }
