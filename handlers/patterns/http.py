@@ -36,6 +36,7 @@ from handlers.patterns.views import (
     etag,
     full_view,
     lineage_name,
+    parent_name_now,
     session_url,
 )
 from protocol.errors import CodedError, ErrorCode
@@ -219,8 +220,8 @@ class PatternRoutes:
         now = self._s.clock.now_ms()
         record, position = await self._existing(session_id, touch=True)
         orphaned = now - record.last_accessed_at >= self._config.orphan_days * 86_400_000
-        parent_gone = bool(record.remixed_from) and not await self._patterns.exists(record.remixed_from or "")
-        view = full_view(dataclasses.replace(record, last_accessed_at=now), orphaned=orphaned, parent_gone=parent_gone)
+        parent_name = await parent_name_now(self._patterns, record)
+        view = full_view(dataclasses.replace(record, last_accessed_at=now), orphaned=orphaned, parent_name=parent_name)
         return web.json_response(view, headers={"ETag": etag(position), "Cache-Control": "no-store"})
 
     async def put(self, request: web.Request) -> web.Response:

@@ -6,7 +6,7 @@ from typing import Any
 
 from auth.claims import Claims
 from handlers.kinds import SessionKind, Snapshot
-from handlers.patterns.views import full_view, session_url
+from handlers.patterns.views import full_view, parent_name_now, session_url
 from storage.patterns.repository import KIND, PatternSessions
 from storage.sessions import SessionMeta
 
@@ -30,7 +30,7 @@ class PatternKind(SessionKind):
         record, players, position = await self._patterns.snapshot(session_id)
         if record is None:
             return None
-        session = full_view(record, orphaned=False)
+        session = full_view(record, orphaned=False, parent_name=await parent_name_now(self._patterns, record))
         return Snapshot(session=session, position=position, extra={"players": players})
 
     def owned_keys(self, session_id: str) -> list[str]:

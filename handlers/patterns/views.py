@@ -7,7 +7,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict
 
 from storage.events import Position
-from storage.patterns.repository import PatternRecord
+from storage.patterns.repository import PatternRecord, PatternSessions
 
 UNKNOWN_PARENT = "Unknown Session"
 UNTITLED = "Untitled Session"
@@ -76,11 +76,23 @@ def lineage_name(record: PatternRecord) -> str:
     return first if isinstance(first, str) and first else UNTITLED
 
 
-def full_view(record: PatternRecord, *, orphaned: bool, parent_gone: bool = False) -> dict[str, Any]:
-    """``GET /api/sessions/<id>``: the whole session."""
-    parent_name = record.remixed_from_name
-    if record.remixed_from and parent_gone:
-        parent_name = UNKNOWN_PARENT
+async def parent_name_now(patterns: PatternSessions, record: PatternRecord) -> str | None:
+    """``remixedFromName`` as a load shows it. Seed 001: the parent's name is fetched on load, the
+    cached one is the fallback: the parent's current name (a rename after the remix shows), the
+    cached name while the parent is unnamed, "Unknown Session" once it is gone."""
+    if not record.remixed_from:
+        return record.remixed_from_name
+    stored, name = await patterns.name_if_stored(record.remixed_from)
+    if not stored:
+        return UNKNOWN_PARENT
+    return name or record.remixed_from_name
+
+
+def full_view(record: PatternRecord, *, orphaned: bool, parent_name: str | None = None) -> dict[str, Any]:
+    """``GET /api/sessions/<id>``: the whole session; ``parent_name`` is the lineage's name as
+    loaded now (:func:`parent_name_now`), else the one cached at the remix."""
+    if parent_name is None:
+        parent_name = record.remixed_from_name
     return {
         "id": record.id,
         "name": record.name,

@@ -202,6 +202,11 @@ class PatternSessions:
         """True while a pattern session with that id is stored."""
         return bool(await self._redis.hget(self._keys.session(session_id), "kind") == KIND)
 
+    async def name_if_stored(self, session_id: str) -> tuple[bool, str | None]:
+        """Whether a pattern session with that id is stored, and then its name (None: unnamed)."""
+        kind, name = await self._redis.hmget(self._keys.session(session_id), "kind", "name")
+        return (True, str(name) if name else None) if kind == KIND else (False, None)
+
     async def replace(
         self,
         session_id: str,

@@ -14,7 +14,7 @@ import pytest
 import pytest_asyncio
 
 from tests.conftest import start_server
-from tests.helpers import RedisProcess, ServerUnderTest, with_room_in_window
+from tests.helpers import Client, RedisProcess, ServerUnderTest, with_room_in_window
 
 UUID_GONE = "00000000-0000-4000-8000-000000000000"
 
@@ -296,7 +296,9 @@ async def test_delete_then_gone(http: aiohttp.ClientSession) -> None:
     assert status == 404
 
 
-async def test_remix_lineage_and_unknown_parent(http: aiohttp.ClientSession) -> None:
+async def test_remix_lineage_and_unknown_parent(
+    server: ServerUnderTest, http: aiohttp.ClientSession, clients: list[Client]
+) -> None:
     parent = await create(http, {"name": "Funky Beat", "state": full_state()})
     async with http.post(f"/api/sessions/{parent}/remix") as response:
         assert response.status == 201
@@ -308,10 +310,24 @@ async def test_remix_lineage_and_unknown_parent(http: aiohttp.ClientSession) -> 
     assert child["state"]["tracks"][0]["id"] == "t1"
     _, parent_body, _ = await fetch(http, parent)
     assert parent_body["remixCount"] == 1
+    # Seed 001: the parent's name is fetched on load (the cache is the fallback), so a rename of
+    # the parent shows in the remix's lineage, on a load and in a live snapshot.
+    async with http.patch(f"/api/sessions/{parent}", json={"name": "Funkier Beat"}) as response:
+        assert response.status == 200
+    _, child, _ = await fetch(http, remix["id"])
+    assert child["remixedFromName"] == "Funkier Beat"
+    player = await server.subscriber(clients, remix["id"])
+    assert player.named("session_snapshot")[-1]["session"]["remixedFromName"] == "Funkier Beat"
+    async with http.patch(f"/api/sessions/{parent}", json={"name": ""}) as response:
+        assert response.status == 200
+    _, child, _ = await fetch(http, remix["id"])
+    assert child["remixedFromName"] == "Funky Beat"  # unnamed now: the name cached at the remix
     async with http.delete(f"/api/sessions/{parent}") as response:
         assert response.status == 204
     _, child, _ = await fetch(http, remix["id"])
     assert child["remixedFromName"] == "Unknown Session"
+    await player.call("subscribe_on_session", {"session_id": remix["id"]})
+    assert player.named("session_snapshot")[-1]["session"]["remixedFromName"] == "Unknown Session"
 
 
 async def test_an_unnamed_parent_is_cached_by_its_first_tracks_name_else_untitled(
