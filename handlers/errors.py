@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import logging
 import math
 from typing import Any
@@ -31,6 +32,14 @@ REDIS_FULL = "redis_full"
 REDIS_FULL_MESSAGE = "the store is full (Redis maxmemory reached); writes are refused until memory is freed"
 
 
+# The ``reason`` of an ``unavailable`` answered because the server's disk (blob folder) is full.
+STORAGE_FULL = "storage_full"
+STORAGE_FULL_MESSAGE = "the server's storage is full; nothing was stored, try again later"
+# A write refused for want of room (the disk, a quota, a file-size limit): the operator's to
+# fix, not a bug, and the client's request may be repeated once there is room.
+_NO_ROOM = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EFBIG})
+
+
 def _torn_connection(exc: BaseException) -> bool:
     """An AttributeError raised inside redis-py itself: a connection torn down under a command
     that was using it. A cluster client re-reading its slot map after a failover disconnects
@@ -55,6 +64,9 @@ def classify(exc: BaseException) -> CodedError:
         # still work; a client should retry later, and an operator must free memory.
         _throttle.exception("Redis is full (maxmemory reached)", exc)
         return CodedError(ErrorCode.UNAVAILABLE, REDIS_FULL_MESSAGE, reason=REDIS_FULL)
+    if isinstance(exc, OSError) and exc.errno in _NO_ROOM:
+        _throttle.exception("the server's storage is full", exc)
+        return CodedError(ErrorCode.UNAVAILABLE, STORAGE_FULL_MESSAGE, reason=STORAGE_FULL)
     if isinstance(exc, RedisConnectionError | RedisTimeoutError) or _torn_connection(exc):
         _throttle.exception("Redis does not answer", exc)
         return CodedError(ErrorCode.UNAVAILABLE, "a dependency does not answer; try again")

@@ -188,7 +188,11 @@ class ChunkRoutes:
     async def _store(self, form: ChunkForm, chunk: NewChunk, claims: Claims) -> ChunkAdded:
         session_id = form.meta.session_id
         # The file goes into place first, so no subscriber hears of a chunk it cannot play yet.
-        await self._blobs.commit(form.blob, session_id)
+        try:
+            await self._blobs.commit(form.blob, session_id)
+        except BaseException:  # a full disk, say: the temporary file must not stay behind
+            form.blob.discard()
+            raise
         try:
             return await self._chunks.add(session_id, chunk, performer(claims), max_chunks=self._config.max_chunks)
         except BaseException:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import resource
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -12,7 +13,7 @@ import pytest
 import pytest_asyncio
 from redis.asyncio import Redis
 
-from tests.audio_samples import ogg_opus, webm
+from tests.audio_samples import ogg_opus, wav, webm
 from tests.conftest import start_server
 from tests.helpers import Client, RedisProcess, ServerUnderTest, to_window_start
 from tests.voice.uploads import chunk_form, get_json, upload
@@ -427,3 +428,41 @@ async def test_an_upload_cut_off_midway_leaves_no_file(server: ServerUnderTest) 
     assert blob_files(server) == []
     session = await server.services.voice.get(session_id)
     assert session is not None and session.chunk_count == 0
+
+
+async def test_a_disk_that_refuses_the_write_is_unavailable_and_keeps_nothing(server: ServerUnderTest) -> None:
+    """A write the file system refuses (a full disk, a quota, here the file-size limit: each a
+    real refusal of the kernel) is ``503 unavailable`` with ``reason: storage_full``, not a
+    500; the partial file is gone and nothing is counted as stored; once there is room the
+    same upload is stored."""
+    session_id = await server.create_session("alice")
+    token = server.token("alice")
+    audio = wav(4000)  # 64 KB
+    soft, hard = resource.getrlimit(resource.RLIMIT_FSIZE)
+    # CPython ignores SIGXFSZ: a write past the limit fails with EFBIG instead of ending the process.
+    resource.setrlimit(resource.RLIMIT_FSIZE, (16 * 1024, hard))
+    try:
+        status, body = await upload(server, token, chunk_form(session_id, audio))
+    finally:
+        resource.setrlimit(resource.RLIMIT_FSIZE, (soft, hard))
+    assert (status, body["error"], body.get("reason")) == (503, "unavailable", "storage_full"), body
+    assert blob_files(server) == []
+    incoming = server.services.voice.config.blob_dir / ".incoming"
+    assert not incoming.exists() or not any(incoming.iterdir())
+    status, listed = await get_json(server, f"/voicebot/sessions/{session_id}/chunks", token)
+    assert status == 200 and listed["chunks"] == [], listed
+    status, body = await upload(server, token, chunk_form(session_id, audio))
+    assert status == 201 and body["chunk_count"] == 1, body
+
+
+async def test_a_blob_that_cannot_be_put_in_place_leaves_no_temporary_file(server: ServerUnderTest) -> None:
+    """The move into place fails (here a file stands where the session's folder goes): the
+    upload is refused and its temporary file does not stay in ``.incoming`` for ever."""
+    session_id = await server.create_session("alice")
+    blob_dir = server.services.voice.config.blob_dir
+    blob_dir.mkdir(parents=True, exist_ok=True)
+    (blob_dir / session_id).write_bytes(b"in the way")
+    status, body = await upload(server, server.token("alice"), chunk_form(session_id, wav(500)))
+    assert status >= 500, body
+    incoming = blob_dir / ".incoming"
+    assert not incoming.exists() or not any(incoming.iterdir()), list(incoming.iterdir())
