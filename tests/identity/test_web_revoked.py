@@ -1,16 +1,109 @@
-"""In Chromium: a device whose identity is gone (signed out elsewhere, its cookie lost)."""
+"""In Chromium: a device signed out from elsewhere, with its pages open or while it was away.
+
+Its identity is gone for good: the server's first refusal says so. A page asked again from every
+place that needs a token (the pattern page five times, the player and the admin page three), each
+one more refused refresh and one more console error, on every page the person opened after."""
 
 from __future__ import annotations
 
 import json
+import re
 
 import pytest
-from playwright.async_api import Browser, expect
+from playwright.async_api import Browser, Page, Request, expect
 
-from tests.browser import TOKEN_KEY, new_tab
+from tests.browser import TOKEN_KEY, Tab, new_tab
 from tests.helpers import ServerUnderTest
 
 pytestmark = pytest.mark.timeout(180)
+
+
+class Refreshes:
+    """The page's refresh requests, counted."""
+
+    def __init__(self, page: Page) -> None:
+        self.count = 0
+        page.on("request", self._seen)
+
+    def _seen(self, request: Request) -> None:
+        if request.url.endswith("/api/auth/refresh"):
+            self.count += 1
+
+
+async def guest_with_things(tab: Tab) -> tuple[str, list[str]]:
+    """A guest with a voice session, a stream and a pattern; their pages' paths."""
+    page = await tab.open("/")
+    await page.locator("#session-name-input").fill("Mine")
+    await page.locator("#new-session").click()
+    await page.wait_for_url("**/session/**")
+    session = page.url.removeprefix(tab.base_url)
+    await expect(page.locator("#identity")).to_have_attribute("data-state", "known")
+    user_id = str(await page.locator("#identity").get_attribute("data-user-id"))
+    page = await tab.open("/streams")
+    await page.locator("#title-input").fill("My stream")
+    await page.locator("#create-button").click()
+    await page.wait_for_url(re.compile(r"/streams/[0-9a-f-]{36}$"))
+    stream = page.url.removeprefix(tab.base_url)
+    page = await tab.open("/patterns")
+    await page.wait_for_url(re.compile(r"/s/[0-9a-f-]{36}$"))
+    await expect(page.locator("#connection")).to_have_attribute("data-state", "live")
+    pattern = page.url.removeprefix(tab.base_url)
+    watch = "/watch/" + stream.rsplit("/", 1)[1]
+    return user_id, [session, stream, pattern, watch, "/player", "/history", "/admin", "/"]
+
+
+async def walk(tab: Tab, paths: list[str]) -> None:
+    """Open each page as the person would, and see that it says the identity is gone."""
+    for path in paths:
+        page = await tab.open(path)
+        await expect(page.locator("#identity-lost")).to_contain_text("signed out")
+        # What each page asks for on its own has been asked once its connection badge settles
+        # (or is hidden: a page with nothing to show has nothing to connect for).
+        await page.wait_for_function(
+            "() => { const badge = document.getElementById('connection');"
+            " return !badge || badge.hidden || badge.dataset.state !== 'connecting'; }"
+        )
+
+
+async def test_a_device_signed_out_with_its_page_open_asks_for_its_identity_no_more(
+    iserver: ServerUnderTest, browser: Browser
+) -> None:
+    tab = await new_tab(browser, iserver)
+    try:
+        user_id, paths = await guest_with_things(tab)
+        page = await tab.open(paths[0])
+        await expect(page.locator("#connection")).to_have_attribute("data-state", "live")
+        refreshes = Refreshes(page)
+        errors_before = len([line for line in tab.console if line.startswith("error")])
+        await iserver.services.identities.revoke_all(user_id)
+        await expect(page.locator("#identity-lost")).to_contain_text("This device was signed out.")
+        await page.evaluate("window.dispatchEvent(new Event('focus'))")  # the FAB looks for news
+        await page.locator("#fab-rec").click()
+        await expect(page.locator("#fab-message")).to_have_text("This device was signed out.")
+        await walk(tab, paths)
+        # The server said so once (its signed_out push): nothing asked again, nothing refused.
+        assert refreshes.count == 0
+        assert [line for line in tab.console if line.startswith("error")][errors_before:] == []
+        assert not tab.errors, tab.errors
+    finally:
+        await tab.page.context.close()
+
+
+async def test_a_device_signed_out_while_away_is_told_at_the_first_refusal(
+    iserver: ServerUnderTest, browser: Browser
+) -> None:
+    tab = await new_tab(browser, iserver)
+    try:
+        user_id, paths = await guest_with_things(tab)
+        page = await tab.open("/api-docs")  # a page without the identity control
+        refreshes = Refreshes(page)
+        await iserver.services.identities.revoke_all(user_id)
+        # The stored access token still looks fresh: its refusal, then one refresh refused.
+        await walk(tab, [paths[2], *paths])
+        assert refreshes.count == 1
+        assert not tab.errors, tab.errors
+    finally:
+        await tab.page.context.close()
 
 
 async def test_a_history_that_cannot_be_opened_does_not_say_connecting_forever(

@@ -133,13 +133,44 @@ export const IDENTITY_KEY = "sessionhub.identity";
 
 /** Forget which identity this browser had (before starting over as a new guest on purpose). */
 export function forgetIdentity() {
+  lostHere = null;
   localStorage.removeItem(IDENTITY_KEY);
 }
+
+// The server's definitive refusal of this browser's identity (signed out, reused, expired), once
+// heard: kept in the page, and in IDENTITY_KEY (`lost: reason`) for this browser's other pages
+// and tabs. Asking again would only be refused again (a console error each time, six and more
+// on a page that calls the API from several places), so nobody asks until an identity is kept
+// anew (a sign-in, a device link, a new guest: `rememberIdentity`).
+let lostHere = null;
+
+// The refusals that say the identity is gone for good (any other is this page's business only).
+const FINAL_REASONS = new Set(["revoked", "reused", "expired", "no_credential"]);
+
+/** Remember that this browser's identity is gone, for `reason` (a refusal's `details.reason`). */
+function markLost(reason) {
+  const known = knownIdentity();
+  // Nothing left to mark (signed out on purpose, or storage cleared), or a refusal that may pass.
+  if (known === null || !FINAL_REASONS.has(reason)) return;
+  localStorage.setItem(IDENTITY_KEY, JSON.stringify({ ...known, lost: reason }));
+}
+
+/** The refusal already heard here or in another tab, or null: this identity is not asked for again. */
+function alreadyLost() {
+  const known = knownIdentity();
+  if (typeof known?.lost === "string")
+    return lostHere ?? lost(new ApiError("unauthorized", "", 401, { reason: known.lost }));
+  // Another tab has kept an identity since (a new guest, a sign-in): this page may use it.
+  if (lostHere && FINAL_REASONS.has(lostHere.details?.reason) && known?.user_id) lostHere = null;
+  return lostHere;
+}
+
 const REFRESH_LOCK = "sessionhub.refresh";
 // Sent with every cookie request: a request a cross-site form cannot make (see PROTOCOL.md).
 const PAGE_HEADERS = { "Content-Type": "application/json", "X-Sessionhub-Client": "web" };
 
 function rememberIdentity(body) {
+  lostHere = null;
   const record = {
     token: body.token,
     expires_at: body.expires_at,
@@ -180,6 +211,8 @@ function lost(error) {
       expired: "Your sign-in here has expired.",
     }[error.details?.reason] ?? "Your identity on this device could not be restored.";
   const err = new ApiError("identity_lost", message, 401, error.details);
+  lostHere = err;
+  markLost(error.details?.reason);
   window.dispatchEvent(new CustomEvent("sessionhub:identity-lost", { detail: err }));
   return err;
 }
@@ -192,6 +225,8 @@ async function holdsCredential() {
 }
 
 async function refreshOnce(orNewGuest) {
+  const gone = alreadyLost();
+  if (gone) throw gone;
   if (storedToken() === null && knownIdentity() === null && !(await holdsCredential())) {
     // A first visit: nobody to restore. Asked, not tried: a refused refresh is a console error.
     if (orNewGuest) return startNewGuest();
@@ -493,8 +528,9 @@ export function connect({ onState = () => {} } = {}) {
       onState("offline", err?.message); // the manager retries by itself
       return;
     }
-    // A refused token is final for socket.io-client: renew (a guest token only) and retry here.
-    if (renewals < MAX_RENEWALS && dropRefused(sentToken)) {
+    // A refused token is final for socket.io-client: renew (a guest token only) and retry here,
+    // unless the identity is gone for good (asking again is refused again).
+    if (renewals < MAX_RENEWALS && !lostHere && dropRefused(sentToken)) {
       renewals += 1;
       onState("connecting");
       socket.connect();
@@ -509,8 +545,7 @@ export function connect({ onState = () => {} } = {}) {
 // The server signed this device out (here or from another device): say so, keep no token.
 function signedOutHere(data, onState) {
   localStorage.removeItem(TOKEN_KEY);
-  const err = new ApiError("identity_lost", "This device was signed out.", 401, { reason: "revoked" });
-  window.dispatchEvent(new CustomEvent("sessionhub:identity-lost", { detail: err }));
+  const err = lost(new ApiError("unauthorized", "", 401, { reason: "revoked" }));
   onState("unauthorized", data?.message ?? err.message);
 }
 
