@@ -152,7 +152,9 @@ class FixedAnswer:
 FIXED_ANSWERS = web.AppKey("fixed_answers", dict[str, FixedAnswer])
 
 REQUEST_ID_HEADER = "X-Request-Id"
-_ACCEPTED_ID = re.compile(r"^[A-Za-z0-9._\-]{1,64}$")
+# A caller's id that is kept (and so what every answer's header holds: drawn ids are hex).
+REQUEST_ID_PATTERN = r"^[A-Za-z0-9._-]{1,64}$"
+_ACCEPTED_ID = re.compile(REQUEST_ID_PATTERN)
 # Drawn ids are a process prefix and a count: unique enough to follow one request through the
 # logs, and free (a random draw per request is a getrandom() call on every WebSocket handshake).
 _ID_PREFIX = secrets.token_hex(4)

@@ -14,6 +14,7 @@ from pydantic import BaseModel
 
 from auth.claims import USER_ID_PATTERN
 
+from handlers.http_common import REQUEST_ID_HEADER, REQUEST_ID_PATTERN
 from handlers.query import MAX_DIGITS
 from handlers.openapi_registry import (
     BINARY,
@@ -214,9 +215,18 @@ RETRY_AFTER_HEADER = {
 }
 
 
+# Every answer names its request (handlers/admin/request_log.py, installed with this document).
+REQUEST_ID = Header(
+    REQUEST_ID_HEADER,
+    "the caller's own X-Request-Id when it is a plain token, else a fresh id: the request's log line names it",
+    required=True,
+    pattern=REQUEST_ID_PATTERN,
+)
+
+
 def _response_header(header: Header) -> dict[str, Any]:
     schema = {"type": "string", **({"pattern": header.pattern} if header.pattern else {})}
-    return {"description": header.description, "schema": schema}
+    return {"description": header.description, "schema": schema, **({"required": True} if header.required else {})}
 
 
 def _responses(op: Operation, components: Components) -> dict[str, Any]:
@@ -224,7 +234,7 @@ def _responses(op: Operation, components: Components) -> dict[str, Any]:
     for status in op.ok:
         content = {media: {"schema": _ok_schema(op, media, components)} for media in op.ok_types}
         responses[str(status)] = {"description": STATUS_TEXT[status], **({"content": content} if status != 204 else {})}
-        headers = {h.name: _response_header(h) for h in op.ok_headers}
+        headers = {h.name: _response_header(h) for h in (REQUEST_ID, *op.ok_headers)}
         if op.idempotent:
             headers[REPLAYED] = REPLAYED_HEADER
         if headers:
@@ -232,11 +242,16 @@ def _responses(op: Operation, components: Components) -> dict[str, Any]:
     error_ref = {"$ref": REF_TEMPLATE.format(model=op.errors.value)}
     # A repeat while the first request with its key still runs is 409 (conflict).
     for status in sorted(set(op.statuses) | _auth_statuses(op.auth) | ({409} if op.idempotent else set())):
-        responses[str(status)] = {"description": STATUS_TEXT[status], "content": {JSON: {"schema": error_ref}}}
+        error_headers = {REQUEST_ID.name: _response_header(REQUEST_ID)}
         if status == 429 or (status == 503 and op.errors is ErrorShape.PATTERNS):
-            responses[str(status)]["headers"] = {"Retry-After": RETRY_AFTER_HEADER}
-        if status == 412 and op.ok_headers:
-            responses[str(status)]["headers"] = {h.name: _response_header(h) for h in op.ok_headers}
+            error_headers["Retry-After"] = RETRY_AFTER_HEADER
+        if status == 412:
+            error_headers |= {h.name: _response_header(h) for h in op.ok_headers}
+        responses[str(status)] = {
+            "description": STATUS_TEXT[status],
+            "headers": error_headers,
+            "content": {JSON: {"schema": error_ref}},
+        }
     return responses
 
 

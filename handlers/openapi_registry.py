@@ -63,6 +63,16 @@ IDEMPOTENCY_KEY = Header(
 REPLAYED = "Idempotent-Replayed"
 
 
+def attachment(names: str) -> Header:
+    """``Content-Disposition`` of a download, whose file is named as ``names`` says."""
+    return Header(
+        "Content-Disposition",
+        f'attachment; filename="…": a download, named {names}',
+        required=True,
+        pattern=r'^attachment; filename="[A-Za-z0-9._-]+"$',
+    )
+
+
 @dataclass(frozen=True, slots=True)
 class Operation:
     """One route as documented: the models it validates with, what it answers, who may call it.

@@ -10,6 +10,7 @@ import os
 import subprocess
 import sys
 import time
+import uuid
 import urllib.request
 import zlib
 from collections.abc import Callable, Iterator
@@ -435,3 +436,53 @@ def test_the_admin_listing_names_the_installed_kinds(tmp_path: Path) -> None:
     assert enums == [["voice", "pattern", "stream", "stream_audience", "listening"]], kind
     protocol = (Path(__file__).resolve().parent.parent / "docs" / "PROTOCOL.md").read_text(encoding="utf-8")
     assert "`voice`, `pattern`, `stream`,\n`stream_audience`, `listening`" in protocol
+
+
+# Headers of HTTP itself or of every page's hardening (handlers/web_pages.py): no route's contract.
+GENERIC_HEADERS = {
+    "content-type",
+    "content-length",
+    "date",
+    "server",
+    "cache-control",
+    "transfer-encoding",
+    "connection",
+    "keep-alive",
+    "x-content-type-options",
+    "referrer-policy",
+}
+
+
+async def test_every_header_an_answer_carries_is_documented(redis_process: RedisProcess, tmp_path: Path) -> None:
+    """The answers' own headers (the request id, a download's name, an export's counts) are in the
+    document on the operation and status that send them, in the form they are sent; and every
+    header the document says is always sent, is."""
+    server = await start_server(redis_process.url, tmp_path)
+    admin = {"Authorization": f"Bearer {server.token('boss', perms=(*ALL_PERMS, Permission.ADMIN))}"}
+    try:
+        async with aiohttp.ClientSession(base_url=server.url, headers=admin) as http:
+            async with http.get("/openapi.json") as r:
+                paths = (await r.json())["paths"]
+            async with http.post("/api/streams", json={"title": "Headers"}) as r:
+                stream_id = (await r.json())["session"]["session_id"]
+            asked = [
+                ("get", "/api/auth/credential", "/api/auth/credential"),
+                ("get", f"/voicebot/sessions/{uuid.uuid4()}", "/voicebot/sessions/{session_id}"),
+                ("get", f"/api/streams/{stream_id}/export?format=edl", "/api/streams/{session_id}/export"),
+                ("get", f"/api/streams/{stream_id}/export", "/api/streams/{session_id}/export"),
+                ("get", "/api/listening/export?format=csv", "/api/listening/export"),
+                ("get", "/admin/export", "/admin/export"),
+            ]
+            for method, url, template in asked:
+                async with http.request(method, url) as r:
+                    status = str(r.status)
+                    sent = {k.lower(): v for k, v in r.headers.items() if k.lower() not in GENERIC_HEADERS}
+                headers = paths[template][method]["responses"][status].get("headers", {})
+                documented = {name.lower(): header for name, header in headers.items()}
+                assert set(sent) <= set(documented), (url, status, sent)
+                for name, value in sent.items():
+                    assert re.fullmatch(documented[name]["schema"].get("pattern", ".*"), value), (url, name, value)
+                always = {name for name, header in documented.items() if header.get("required")}
+                assert always <= set(sent), (url, status, always)
+    finally:
+        await server.stop()

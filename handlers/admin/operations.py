@@ -13,7 +13,7 @@ from handlers.admin.requests import (
     OrphanDelete,
     SessionsQuery,
 )
-from handlers.openapi_registry import JSON, NDJSON, TEXT, Auth, Operation
+from handlers.openapi_registry import JSON, NDJSON, TEXT, Auth, Header, Operation, attachment
 
 TAG = "admin"
 # Every admin route validates its query or body (400) and reads Redis (503 when it does not answer).
@@ -58,6 +58,10 @@ OPERATIONS: tuple[Operation, ...] = (
         query=ExportQuery,
         statuses=BASE,
         ok_types=(NDJSON,),
+        ok_headers=(
+            attachment("sessionhub-<scope>.jsonl"),
+            Header("X-Total-Count", "how many sessions the export holds", required=True, pattern="^[0-9]+$"),
+        ),
     ),
     _admin(
         "post",

@@ -8,7 +8,7 @@ from __future__ import annotations
 from functools import partial
 
 from handlers.listening.payloads import ClearBody, ExportQuery, PageQuery, ReportBody, StatsQuery, UploadBody
-from handlers.openapi_registry import CSV, JSON, Operation
+from handlers.openapi_registry import CSV, JSON, Operation, attachment
 
 TAG = "listening"
 READ = (400, 403, 503)
@@ -49,5 +49,6 @@ OPERATIONS: tuple[Operation, ...] = (
         query=ExportQuery,
         statuses=READ,
         ok_types=(JSON, CSV),
+        ok_headers=(attachment("listening-history.<format>"),),
     ),
 )

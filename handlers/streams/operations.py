@@ -11,10 +11,14 @@ from functools import partial
 from handlers.streams.answers import OwnClips, Review
 from handlers.streams.payloads import ClipEdit, ClipRequest, CreateStream, StateRequest, ViewerRef
 from handlers.streams.queries import ClearQuery, ExportQuery, MomentsQuery, OwnClipsQuery, ReviewQuery
-from handlers.openapi_registry import CSV, JSON, TEXT, Operation
+from handlers.openapi_registry import CSV, JSON, TEXT, Header, Operation, attachment
 from handlers.query import LimitQuery
 
 TAG = "streams"
+# The formats that split a long session into files (docs/PROTOCOL.md, export) say how many.
+EXPORT_PARTS = Header(
+    "X-Export-Parts", "how many parts (?part=1..n) the export has (the formats that split it)", pattern="^[1-9][0-9]*$"
+)
 OWNER_READ = (400, 403, 404, 503)
 WRITE = (400, 403, 404, 409, 413, 429, 503)
 
@@ -114,5 +118,6 @@ OPERATIONS: tuple[Operation, ...] = (
         query=ExportQuery,
         statuses=(*OWNER_READ, 409),
         ok_types=(CSV, JSON, TEXT),
+        ok_headers=(attachment("<title>-<what>[-part<n>].<suffix>"), EXPORT_PARTS),
     ),
 )

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from functools import partial
 
-from handlers.openapi_registry import MULTIPART, Auth, Operation
+from handlers.openapi_registry import MULTIPART, Auth, Header, Operation
 from handlers.payloads import ActivateSession, BotCommand, CreateSession, Material
 from handlers.query import LimitQuery
 from handlers.voice.audio_links import AudioLinkQuery
@@ -91,6 +91,7 @@ OPERATIONS: tuple[Operation, ...] = (
         statuses=(400, 401, 403, 404, 503),
         ok=(200, 206),
         ok_types=AUDIO_TYPES,
+        ok_headers=(Header("Content-Disposition", "inline: played in the page", required=True, pattern="^inline$"),),
     ),
     _voice(
         "get", "/voicebot/fab/config", "What the recording button needs to know", auth=Auth.NONE, response=FabConfig
