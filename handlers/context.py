@@ -28,7 +28,7 @@ from storage.ratelimit import RateLimiter
 from storage.scripts import Scripts
 from storage.sessions import SessionDirectory
 from storage.store import Store
-from storage.voice.repository import VoiceSessions
+from storage.voice.repository import ActivePointer, VoiceSessions
 
 
 class Subscriptions(Protocol):
@@ -43,6 +43,8 @@ class Subscriptions(Protocol):
     def leave(self, session_id: str, sid: str) -> bool: ...
 
     def leave_all(self, sid: str) -> None: ...
+
+    async def follow_user(self, user_id: str, sid: str) -> ActivePointer: ...
 
     def sessions_of(self, sid: str) -> set[str]: ...
 
@@ -68,6 +70,9 @@ class NoSubscriptions:
 
     def leave_all(self, sid: str) -> None:
         """Nobody is connected here."""
+
+    async def follow_user(self, user_id: str, sid: str) -> ActivePointer:
+        raise RuntimeError("this process serves no subscriptions")
 
     def sessions_of(self, sid: str) -> set[str]:
         return set()

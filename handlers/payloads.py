@@ -53,6 +53,10 @@ class Payload(BaseModel):
     model_config = ConfigDict(extra="forbid", strict=True, frozen=True)
 
 
+class FollowActive(Payload):
+    """``{}``: ``follow_active_session`` takes no field (the user is the token's)."""
+
+
 class SessionRef(Payload):
     """``{session_id}``: the id itself is checked first, by handlers.ids."""
 

@@ -19,6 +19,9 @@ MATERIAL_ADDED: Final = "material_added"
 SESSION_SNAPSHOT: Final = "session_snapshot"
 SESSION_RESYNC: Final = "session_resync"
 PROTOCOL_ERROR: Final = "protocol_error"
+# A change of the user's active voice session (seed 002), to connections that follow it
+# (follow_active_session): {"session_id", "seq"}.
+ACTIVE_SESSION: Final = "active_session"
 
 # Log entries of pattern sessions.
 PATTERN_CREATED: Final = "pattern_created"

@@ -106,6 +106,7 @@ def attach_bus(services: Services, sio: SocketServer) -> tuple[Services, Bus]:
         resolve=sio.outlet,
         metrics=services.metrics,
         clock=services.clock,
+        read_active=services.voice.active_pointer,
     )
     sio.count_with(services.metrics.sent, services.metrics.refused)
     return replace(services, bus=bus), bus

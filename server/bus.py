@@ -32,6 +32,12 @@ log that holds less than the room delivered, means Redis lost writes and is hand
 same offsets again: the room stops delivering that epoch and has the log start a new one
 (``EventLog.reset_epoch``), whose notice tells every node's members to resync.
 
+Besides session channels the bus carries *side channels* (:meth:`Bus.open_side`): a channel
+whose messages go to one object of the node (the users' active-session feeds,
+``server.active_feed``) instead of a room. Their lookup comes after a room's, so a session event
+costs nothing more; a side channel confirmed again after a dropped link is told, as a room is,
+so that it can catch up on what it missed.
+
 A room never goes back to an epoch it left: its members were given that epoch's offsets. A
 message of a left epoch is one published before the change of epoch reached this node (the
 reset's answer can arrive before the pub/sub messages sent ahead of it), or a log that went back
@@ -48,9 +54,9 @@ import logging
 import re
 import time
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 from redis.asyncio import Redis
 from redis.exceptions import RedisClusterException, RedisError
@@ -60,11 +66,13 @@ from handlers.metrics import Metrics
 from protocol import read_end
 from protocol.errors import CodedError, ErrorCode
 from protocol.events import SESSION_RESYNC
+from server.active_feed import ActiveFeeds
 from server.channels import CONFIRMATIONS, MESSAGES, Channels
 from server.transport.contract import Outlet, Packet
 from storage.clock import Clock
 from storage.events import EventLog
 from storage.keys import Keys
+from storage.voice.repository import ActivePointer
 
 log = logging.getLogger(__name__)
 
@@ -149,6 +157,18 @@ class _Outgoing:
     ts_ms: float = 0.0
 
 
+class SideChannel(Protocol):
+    """What a side channel's owner hears from the bus (see the module docstring)."""
+
+    def on_message(self, data: str) -> None:
+        """A message published on the channel."""
+        ...
+
+    def on_resubscribed(self) -> None:
+        """The channel was confirmed again after the link dropped: messages may have been missed."""
+        ...
+
+
 @dataclass(slots=True)
 class Room:
     """Local members of one session and how far the room has been delivered."""
@@ -190,6 +210,7 @@ class Bus:
         resolve: Callable[[str], Outlet | None],
         metrics: Metrics,
         clock: Clock,
+        read_active: Callable[[str], Awaitable[ActivePointer]],
     ) -> None:
         self._redis = redis
         self._keys = keys
@@ -200,6 +221,7 @@ class Bus:
         self._rooms: dict[str, Room] = {}
         self._by_channel: dict[str, Room] = {}
         self._by_sid: dict[str, set[str]] = {}
+        self._side: dict[str, SideChannel] = {}  # side channel -> its owner (see open_side)
         self._confirm: dict[str, asyncio.Future[None]] = {}
         self._pubsub = Channels(redis)
         # (un)subscriptions for the listener, which alone uses the pub/sub connection: redis-py's
@@ -214,6 +236,8 @@ class Bus:
         # system call on Python 3.11, and a small room asks once per event.
         self._loop: asyncio.AbstractEventLoop | None = None
         self._soon: list[Room] = []  # small rooms whose round _write_all_soon writes next
+        # Each connection's user's active voice session, on side channels (server.active_feed).
+        self._feeds = ActiveFeeds(sides=self, keys=keys, read=read_active, resolve=resolve, metrics=metrics)
 
     # --- lifecycle ---------------------------------------------------------------------
     @property
@@ -252,6 +276,7 @@ class Bus:
                 await asyncio.wait({task}, timeout=STOP_RETRY_S)
             if not task.done():
                 log.error("the bus listener did not stop within %.0f s; closing its link under it", STOP_WAIT_S)
+        self._feeds.close()
         await self._pubsub.aclose()
         self._alive = False
 
@@ -366,9 +391,42 @@ class Bus:
         return True
 
     def leave_all(self, sid: str) -> None:
-        """Remove a disconnected connection from every room."""
+        """Remove a disconnected connection from every room, and from its user's feed."""
         for session_id in list(self._by_sid.get(sid, ())):
             self.leave(session_id, sid)
+        self._feeds.leave(sid)
+
+    async def follow_user(self, user_id: str, sid: str) -> ActivePointer:
+        """The user's active voice session now, and every change of it sent to the connection
+        until :meth:`leave_all` (``server.active_feed``)."""
+        return await self._feeds.follow(user_id, sid)
+
+    # --- side channels -------------------------------------------------------------------
+    async def open_side(self, channel: str, owner: SideChannel) -> None:
+        """Subscribe ``channel`` for ``owner``, returning once Redis confirmed it.
+
+        Raises ``unavailable`` when the confirmation does not come within SUBSCRIBE_TIMEOUT_S
+        (the channel stays wanted and subscribed when it can: call :meth:`close_side` to drop it).
+        """
+        self._side[channel] = owner
+        confirmed = asyncio.get_running_loop().create_future()
+        self._confirm[channel] = confirmed
+        try:
+            self._commands.append(("subscribe", channel))
+            await asyncio.wait_for(confirmed, SUBSCRIBE_TIMEOUT_S)
+        except TimeoutError:
+            raise CodedError(ErrorCode.UNAVAILABLE, "a channel could not be subscribed; try again") from None
+        finally:
+            if self._confirm.get(channel) is confirmed:
+                del self._confirm[channel]
+
+    def close_side(self, channel: str) -> None:
+        """Drop a side channel opened by :meth:`open_side`."""
+        if self._side.pop(channel, None) is not None:
+            self._commands.append(("unsubscribe", channel))
+
+    def _wanted(self, channel: str) -> bool:
+        return channel in self._by_channel or channel in self._side
 
     # --- internals: rooms ----------------------------------------------------------------
     async def _initialise(self, room: Room) -> None:
@@ -420,11 +478,11 @@ class Bus:
         commands = self._commands
         while commands:
             op, channel = commands[0]
-            if op == "unsubscribe" and channel in self._by_channel:
-                commands.popleft()  # a new room took the channel meanwhile
+            if op == "unsubscribe" and self._wanted(channel):
+                commands.popleft()  # a new room (or side channel) took the channel meanwhile
                 continue
-            if op == "subscribe" and channel not in self._by_channel:
-                commands.popleft()  # the room is gone already
+            if op == "subscribe" and not self._wanted(channel):
+                commands.popleft()  # the room (or side channel) is gone already
                 continue
             if op == "unsubscribe":
                 await self._pubsub.unsubscribe(channel)
@@ -436,7 +494,7 @@ class Bus:
                 if op != "subscribe":
                     break
                 taken += 1
-                if channel in self._by_channel and channel not in channels:
+                if self._wanted(channel) and channel not in channels:
                     channels.append(channel)
             await self._pubsub.subscribe(*channels)
             for _ in range(taken):  # only once sent: on failure they stay queued
@@ -499,6 +557,10 @@ class Bus:
             return
         room = self._by_channel.get(channel)
         if room is None:
+            side = self._side.get(channel)  # looked up only where no room is: not a session event's cost
+            if side is not None:
+                raw = message["data"]
+                side.on_message(raw.decode() if isinstance(raw, bytes) else raw)
             return
         data = message["data"]
         try:
@@ -526,6 +588,8 @@ class Bus:
         room = self._by_channel.get(channel)
         if room is not None and room.offset is not None and not room.catching_up:
             self._start_catch_up(room)
+        elif room is None and (side := self._side.get(channel)) is not None:
+            side.on_resubscribed()
 
     def _receive(self, room: Room, parsed: _Parsed) -> None:
         if parsed.epoch == room.epoch and parsed.offset > room.seen:

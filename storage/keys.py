@@ -55,6 +55,16 @@ class Keys:
         """String: the user's active voice session id (seed 002 ``active-session``)."""
         return f"{self.prefix}:{{u:{user_id}}}:active_session"
 
+    def active_session_seq(self, user_id: str) -> str:
+        """Integer: how many times the user's active session changed (never reset); every
+        announcement on :meth:`active_session_channel` carries it."""
+        return f"{self.prefix}:{{u:{user_id}}}:active_session:seq"
+
+    def active_session_channel(self, user_id: str) -> str:
+        """Pub/sub channel announcing each change of the user's active session (in the user's
+        slot: the script that changes the pointer publishes it, sharded on a cluster)."""
+        return f"{self.prefix}:{{u:{user_id}}}:active_session:changes"
+
     # --- global ------------------------------------------------------------------------
     def all_sessions(self) -> str:
         """Sorted set of every session id, scored by creation time (ms), for listings."""

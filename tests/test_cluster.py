@@ -266,3 +266,25 @@ async def test_a_guests_upload_is_stored_and_charged_on_a_cluster(nodes: list[Se
     assert status == 201, body
     for payer in (f"u:{guest}", "a:127.0.0.1"):
         assert int(await server.services.redis.get(keys.upload_bytes(payer))) == len(audio)
+
+
+async def test_the_active_session_is_pushed_across_nodes_on_the_users_shard(
+    nodes: list[ServerUnderTest], clients: list[Client]
+) -> None:
+    """A user's active session change, committed and announced in one step on the user's shard
+    (SPUBLISH), reaches their following connection on the other node, and only theirs."""
+    writer, reader = nodes
+    followers: dict[str, Client] = {}
+    for user in ("alice", "bob", "carol"):  # users in slots of their own
+        client = followers[user] = Client(reader.url, reader.token(user))
+        clients.append(client)
+        await client.connect()
+        assert (await client.call("follow_active_session", {})) == {"ok": True, "session_id": None, "seq": 0}
+    made = {user: await writer.create_session(user) for user in ("alice", "carol")}
+    for user, session_id in made.items():
+        await writer.services.voice.set_active(user, session_id)
+    for user, session_id in made.items():
+        client = followers[user]
+        await client.wait_for(lambda c=client: bool(c.named("active_session")), timeout=10)
+        assert client.named("active_session") == [{"session_id": session_id, "seq": 1}]
+    assert followers["bob"].named("active_session") == []

@@ -6,7 +6,7 @@ from typing import Any
 
 from handlers.connection import Connection
 from handlers.context import Services
-from handlers.payloads import ChunkList, SessionRef, StatusRequest, validate
+from handlers.payloads import ChunkList, FollowActive, SessionRef, StatusRequest, validate
 from handlers.socket_router import SocketRouter, Submission
 from handlers.voice.access import connection_performer, updatable
 from handlers.voice.actions import CREATE_TASKS_FROM_CHUNKS, POST_PROCESS_SESSION, admit_job, close, job_for
@@ -45,6 +45,7 @@ class VoiceEvents:
     def register(self, router: SocketRouter) -> None:
         """Attach the events to ``router``."""
         router.on("session_done", self.done, changes=True)
+        router.on("follow_active_session", self.follow_active, session_scoped=False)
         router.on("post_process_session", self.post_process)
         router.on("create_tasks_from_chunks", self.create_tasks)
         # A recorder's status changes may be pipelined: the one write is the status script.
@@ -53,6 +54,12 @@ class VoiceEvents:
     async def done(self, conn: Connection, data: dict[str, Any]) -> dict[str, Any]:
         """Close the session (repeat allowed), clear the performer's active pointer, queue the job."""
         return await close(self._s, conn.claims, validate(SessionRef, data).session_id)
+
+    async def follow_active(self, conn: Connection, data: dict[str, Any]) -> dict[str, Any]:
+        """The caller's active session now; each later change comes as an ``active_session``
+        event on this connection (every tab and device of the user sees it live, seed 002)."""
+        validate(FollowActive, data)
+        return (await self._s.bus.follow_user(conn.claims.sub, conn.sid)).wire()
 
     async def post_process(self, conn: Connection, data: dict[str, Any]) -> dict[str, Any]:
         """Queue post-processing of the session."""

@@ -144,6 +144,18 @@ class DoneResult:
     offset: int
 
 
+@dataclass(frozen=True, slots=True)
+class ActivePointer:
+    """The user's active session (None: none) and how many times it changed so far (``seq``)."""
+
+    session_id: str | None
+    seq: int
+
+    def wire(self) -> dict[str, Any]:
+        """The ``active_session`` event's payload (as ``active_set.lua`` announces a change)."""
+        return {"session_id": self.session_id, "seq": self.seq}
+
+
 class VoiceSessions:
     """Repository of voice sessions and users' active-session pointers."""
 
@@ -159,7 +171,8 @@ class VoiceSessions:
         self._set_status = event_script(redis, "voice/set_status.lua")
         self._done = event_script(redis, "voice/done.lua")
         self._material_add = event_script(redis, "voice/material_add.lua")
-        self._active_clear = plain_script(redis, "core/pointer_clear.lua")
+        self._active_set = plain_script(redis, "voice/active_set.lua")
+        self._active_clear = plain_script(redis, "voice/active_clear.lua")
         self._delete = event_script(redis, "voice/session_delete.lua")
 
     async def create(self, *, owner_id: str, telegram_user_id: str, name: str) -> VoiceSession:
@@ -218,14 +231,27 @@ class VoiceSessions:
         value = await self._redis.get(self._keys.active_session(user_id))
         return str(value) if value else None
 
+    async def active_pointer(self, user_id: str) -> ActivePointer:
+        """The user's active session and its change count, read together (one MGET: one slot)."""
+        keys = self._keys
+        session_id, seq = await self._redis.mget(keys.active_session(user_id), keys.active_session_seq(user_id))
+        return ActivePointer(session_id=str(session_id) if session_id else None, seq=int(seq or 0))
+
     async def set_active(self, user_id: str, session_id: str) -> None:
-        """Make ``session_id`` the user's active session."""
-        await self._redis.set(self._keys.active_session(user_id), session_id)
+        """Make ``session_id`` the user's active session, announced to every client of the user
+        in the same step (``active_set.lua``)."""
+        channel = self._keys.active_session_channel(user_id)
+        await self._active_set(keys=self._active_keys(user_id), args=[session_id, channel])
 
     async def clear_active_if(self, user_id: str, session_id: str) -> bool:
-        """Clear the user's active session only when it still is ``session_id``."""
-        cleared = await self._active_clear(keys=[self._keys.active_session(user_id)], args=[session_id])
+        """Clear the user's active session only when it still is ``session_id`` (announced as
+        :meth:`set_active` announces)."""
+        channel = self._keys.active_session_channel(user_id)
+        cleared = await self._active_clear(keys=self._active_keys(user_id), args=[session_id, channel])
         return bool(cleared)
+
+    def _active_keys(self, user_id: str) -> list[str]:
+        return [self._keys.active_session(user_id), self._keys.active_session_seq(user_id)]
 
     async def set_status(
         self,

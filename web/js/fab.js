@@ -19,9 +19,12 @@
  * and the FAB's own pictogram follows the server, so every tab of the user agrees. The recorder
  * never waits for the network: Pause and Cut act at once, and the status they set is sent again
  * when the connection comes back until the server has acknowledged it.
- * The FAB follows the user's active session wherever it changes: at once when another tab of this
- * browser announces it, and on other devices when the page comes back into view or gets the focus,
- * and every `ACTIVE_CHECK_MS` while idle. A session that somebody else records (its status says
+ * The FAB follows the user's active session wherever it changes (another tab or device, the chat
+ * bot's /start, /session and /done): its connection follows the user's active session
+ * (`follow_active_session` at each connect answers where it stands, so a change missed while
+ * offline is not lost; the server pushes every later change as `active_session`), and this
+ * browser's tabs also announce the session they make active. A FAB busy with an action of its own
+ * follows once it is done. A session that somebody else records (its status says
  * so, and the server's recording lease keeps that true) offers no New, Rec or Done here: that
  * would start a second recording beside it, or close it under its recorder.
  * Each chunk is a complete file (a fresh MediaRecorder per chunk), kept in IndexedDB until the
@@ -43,9 +46,6 @@ const MIME_TYPES = [
 const TIMESLICE_MS = 250; // how often the recorder hands over a piece, kept at once
 const CUTTING_SHOWN_MS = 1000;
 const DONE_WAIT_MS = 20_000;
-// How often an idle FAB in view asks which session is active: another device's New shows here
-// within this (the focus, or the page coming into view, asks at once).
-const ACTIVE_CHECK_MS = 15_000;
 // Status refusals that may pass: the status is kept and sent again on the next connection.
 const RETRYABLE = new Set(["timeout", "disconnected", "unavailable", "unauthorized"]);
 const BUTTONS = [
@@ -491,6 +491,7 @@ async function run(action) {
     running = false;
     render();
     runNextClicked();
+    followPushed(); // a change pushed while this action ran
   }
 }
 
@@ -521,6 +522,10 @@ function ensureSocket() {
   if (socket) return socket;
   socket = connect();
   socket.on("connect", reassert);
+  // The user's active session, followed on every connection (after a reconnection the answer
+  // says where it stands now: a change made meanwhile is not lost), then pushed on each change.
+  socket.on("connect", followActive);
+  socket.on("active_session", onActiveSession);
   // The network back before the socket noticed it had gone: what is owed is sent now.
   window.addEventListener("online", sendOwed);
   return socket;
@@ -540,6 +545,8 @@ function reassert() {
 // --- following the active session set elsewhere ----------------------------------------------
 
 let followed = 0; // counts session switches: an answer about the active session older than one is stale
+// The user's active session as the server last pushed it (null: none; undefined: not told yet).
+let pushedActive;
 
 /** Whether the FAB may move to another session: nothing of its own is going on. */
 function mayFollow() {
@@ -554,12 +561,29 @@ function adopt(sessionId, open = true) {
   follow(sessionId, { open });
 }
 
-/** Ask the server which session is active (another device may have changed it). */
-async function checkActive() {
-  if (!hasToken() || !mayFollow() || document.visibilityState !== "visible") return;
-  const before = followed;
-  const { active_session: active } = await api("/voicebot/active_session", { method: "POST" });
-  if (followed === before && active) adopt(active.session_id, Boolean(active.is_active));
+/** Follow the user's active session on this connection (answered with where it stands now). */
+function followActive() {
+  call(socket, "follow_active_session", {}, undefined, { resend: false }).then(onActiveSession, () => {
+    // Not followed on this connection (the server is busy or stopping): the next connection asks.
+  });
+}
+
+/**
+ * The user's active session: `{session_id, seq}`, the answer to following it and then the
+ * server's `active_session` push on every change (in order). A cleared one (`null`: the session was closed or deleted) leaves the FAB on that
+ * session, whose own events show it closed; a set one is followed now, or once the FAB's own
+ * action is over, and announced to this tab's page (`/session` follows it).
+ */
+function onActiveSession(data) {
+  if (data === null || typeof data !== "object" || !("session_id" in data)) return;
+  pushedActive = typeof data.session_id === "string" ? data.session_id : null;
+  followPushed();
+}
+
+function followPushed() {
+  if (!pushedActive || pushedActive === state.sessionId || !mayFollow()) return;
+  adopt(pushedActive);
+  announceActive(pushedActive);
 }
 
 function watchActive() {
@@ -570,10 +594,13 @@ function watchActive() {
       if (typeof sessionId === "string") adopt(sessionId);
     });
   }
-  const check = () => checkActive().catch(() => {}); // offline: the next check tries again
-  document.addEventListener("visibilitychange", check);
-  window.addEventListener("focus", check);
-  setInterval(check, ACTIVE_CHECK_MS);
+  // Other tabs and devices: the server's push, on the FAB's connection. A page that had no token
+  // at its load (signed in since, in another tab) opens it when it comes back into view.
+  const connectOnceSignedIn = () => {
+    if (!socket && hasToken()) ensureSocket();
+  };
+  document.addEventListener("visibilitychange", connectOnceSignedIn);
+  window.addEventListener("focus", connectOnceSignedIn);
 }
 
 function adoptPageToken() {
@@ -628,8 +655,11 @@ async function start() {
     const config = await fetch("/voicebot/fab/config").then((r) => r.json());
     if (Number.isInteger(config?.max_chunk_ms)) state.maxChunkMs = config.max_chunk_ms;
     if (hasToken()) {
+      ensureSocket(); // the pushes of the active session (onActiveSession)
+      const before = followed;
       const { active_session: active } = await api("/voicebot/active_session", { method: "POST" });
-      if (active) follow(active.session_id, { open: Boolean(active.is_active) });
+      // A push that came first is newer than this answer, or the same.
+      if (active && followed === before) follow(active.session_id, { open: Boolean(active.is_active) });
       queue.kick(); // chunks a previous page load left behind
       queue.recover(); // and the chunk it was recording when it went
     }

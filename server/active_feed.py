@@ -1,0 +1,245 @@
+"""A user's connections follow the user's active voice session live (seed 002).
+
+The active session is a per-user pointer (``storage.voice``). Each change is one script that
+sets (or clears) the pointer, counts the change (``seq``) and publishes ``{"session_id", "seq"}``
+on the user's channel, so the pointer and its announcement never disagree. A connection asks to
+follow it (``follow_active_session``); the node then subscribes the user's channel, a side
+channel of its bus, and keeps it until the last following connection of that user here leaves.
+The answer is the pointer as it stands, read once the channel is subscribed (nothing published
+after the subscription can fall between the read and live delivery); every later change is an
+``active_session`` event.
+
+Order: changes arriving while a connection's read is in flight are kept, and its answer is the
+newest of the read and them; afterwards a connection is sent nothing at or below the highest
+``seq`` it was given. The pub/sub link and the link a read goes over are two connections, so a
+change published just before a read can arrive after the read's answer: it is then older than
+what the connection has, and skipped. A read that answers less than this node has seen is made
+again; a second read issued after the higher ``seq`` arrived cannot be behind it unless Redis lost
+writes (a failover to a lagging replica), and then its pointer is what every member is given.
+
+A channel confirmed again after the pub/sub link dropped may have missed changes: every member
+is sent the pointer read anew.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+from collections.abc import Awaitable, Callable, Coroutine
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from redis.exceptions import RedisError
+
+from handlers.metrics import Metrics
+from protocol.errors import CodedError, ErrorCode
+from protocol.events import ACTIVE_SESSION
+from server.transport.contract import Outlet, Packet
+from storage.keys import Keys
+from storage.voice.repository import ActivePointer
+
+log = logging.getLogger(__name__)
+
+# A feed whose channel could not be subscribed, or whose read failed, tries again after this pause.
+RETRY_S = 0.5
+# A follow waits this long at most for the user's channel to be subscribed and the pointer read
+# (then: unavailable, and the connection does not follow).
+FOLLOW_WAIT_S = 10.0
+
+
+class Sides(Protocol):
+    """The bus's side channels (``server.bus.Bus``)."""
+
+    async def open_side(self, channel: str, owner: Any) -> None: ...
+
+    def close_side(self, channel: str) -> None: ...
+
+
+@dataclass(slots=True, eq=False)
+class _Feed:
+    """One user's connections on this node and what each was sent."""
+
+    user_id: str
+    channel: str
+    feeds: ActiveFeeds
+    sent: dict[str, int] = field(default_factory=dict)  # sid -> highest seq sent to it (-1: nothing yet)
+    joining: dict[str, list[tuple[int, str]]] = field(default_factory=dict)  # sid -> changes kept for its answer
+    seen: int = -1  # highest seq this node has seen for the user (announced or read)
+    subscribed: asyncio.Event = field(default_factory=asyncio.Event)
+    tasks: set[asyncio.Task[None]] = field(default_factory=set)
+
+    def on_message(self, data: str) -> None:
+        """A change announced on the user's channel."""
+        self.feeds.announced(self, data)
+
+    def on_resubscribed(self) -> None:
+        """The channel is subscribed (again): a first confirmation that came late, or a link back."""
+        if not self.subscribed.is_set():
+            self.subscribed.set()
+            return
+        self.feeds.catch_up(self, [sid for sid in self.sent if sid not in self.joining])
+
+
+class ActiveFeeds:
+    """The node's users' active-session feeds: joined by a connection's follow, left at its end."""
+
+    def __init__(
+        self,
+        *,
+        sides: Sides,
+        keys: Keys,
+        read: Callable[[str], Awaitable[ActivePointer]],
+        resolve: Callable[[str], Outlet | None],
+        metrics: Metrics,
+    ) -> None:
+        self._sides = sides
+        self._keys = keys
+        self._read = read  # user id -> its pointer (storage.voice's VoiceSessions.active_pointer)
+        self._resolve = resolve
+        self._metrics = metrics
+        self._feeds: dict[str, _Feed] = {}  # user id -> feed
+        self._user_of: dict[str, str] = {}  # sid -> user id
+
+    async def follow(self, user_id: str, sid: str) -> ActivePointer:
+        """The user's active session now; every change after it is sent to ``sid`` until
+        :meth:`leave` (see the module docstring)."""
+        feed = self._feeds.get(user_id)
+        if feed is None:
+            feed = self._feeds[user_id] = _Feed(user_id, self._keys.active_session_channel(user_id), self)
+            self._spawn(feed, self._open(feed))
+        self._user_of[sid] = user_id
+        feed.sent.setdefault(sid, -1)
+        feed.joining[sid] = []
+        try:
+            async with asyncio.timeout(FOLLOW_WAIT_S):  # the channel subscribed, the pointer read
+                await feed.subscribed.wait()
+                pointer, went_back = await self._current(feed)
+        except BaseException as exc:
+            feed.joining.pop(sid, None)
+            self.leave(sid)
+            if isinstance(exc, TimeoutError):
+                raise CodedError(ErrorCode.UNAVAILABLE, "cannot follow the active session now; try again") from None
+            raise
+        if went_back:
+            self._reset(feed, pointer)
+        for seq, data in feed.joining.pop(sid, []):  # changes that arrived during the read
+            if seq > pointer.seq:
+                pointer = ActivePointer(session_id=json.loads(data)["session_id"], seq=seq)
+        if sid in feed.sent:
+            feed.sent[sid] = pointer.seq
+        return pointer
+
+    def leave(self, sid: str) -> None:
+        """``sid`` is gone; the user's channel is dropped with their last connection here."""
+        user_id = self._user_of.pop(sid, None)
+        feed = self._feeds.get(user_id) if user_id is not None else None
+        if feed is None:
+            return
+        feed.sent.pop(sid, None)
+        feed.joining.pop(sid, None)
+        if not feed.sent:
+            del self._feeds[feed.user_id]
+            self._sides.close_side(feed.channel)
+            for task in feed.tasks:
+                task.cancel()
+
+    def close(self) -> None:
+        """Stop every feed's work (the node stops)."""
+        for feed in self._feeds.values():
+            for task in feed.tasks:
+                task.cancel()
+
+    def users(self) -> int:
+        """How many users have a feed on this node."""
+        return len(self._feeds)
+
+    # --- internals -------------------------------------------------------------------------
+    def announced(self, feed: _Feed, data: str) -> None:
+        """Send a change to every member that has nothing as new (see the module docstring)."""
+        try:
+            seq = int(json.loads(data)["seq"])
+        except (ValueError, KeyError, TypeError):
+            log.warning("active session of %s: dropped a malformed announcement", feed.user_id)
+            return
+        feed.seen = max(feed.seen, seq)
+        packet = Packet(ACTIVE_SESSION, data)
+        for sid, sent in feed.sent.items():
+            kept = feed.joining.get(sid) if feed.joining else None
+            if kept is not None:
+                kept.append((seq, data))
+            elif seq > sent:
+                feed.sent[sid] = seq
+                self._send(sid, packet)
+
+    def catch_up(self, feed: _Feed, sids: list[str]) -> None:
+        """Read the pointer (once the channel is subscribed) and send it to ``sids``."""
+        self._spawn(feed, self._catch_up(feed, sids))
+
+    async def _open(self, feed: _Feed) -> None:
+        while self._feeds.get(feed.user_id) is feed:
+            try:
+                await self._sides.open_side(feed.channel, feed)
+            except (CodedError, RedisError, OSError) as exc:  # not confirmed in time: ask again
+                log.info("active session of %s: channel not subscribed (%s); retrying", feed.user_id, exc)
+                await asyncio.sleep(RETRY_S)
+                continue
+            feed.subscribed.set()
+            return
+
+    async def _catch_up(self, feed: _Feed, sids: list[str]) -> None:
+        try:
+            pointer, went_back = await self._current(feed)
+        except Exception:  # a bug: said; the members' next change still reaches them
+            log.exception("active session of %s: catch-up failed", feed.user_id)
+            return
+        if went_back:
+            self._reset(feed, pointer)
+            return
+        feed.seen = max(feed.seen, pointer.seq)
+        packet = Packet(ACTIVE_SESSION, json.dumps(pointer.wire(), separators=(",", ":")))
+        for sid in sids:
+            sent = feed.sent.get(sid)
+            if sent is not None and sid not in feed.joining and pointer.seq > sent:
+                feed.sent[sid] = pointer.seq
+                self._send(sid, packet)
+
+    def _reset(self, feed: _Feed, pointer: ActivePointer) -> None:
+        """Redis lost writes: its pointer stands for every member, whatever they were given."""
+        log.warning("active session of %s: its change count went back to %d", feed.user_id, pointer.seq)
+        feed.seen = pointer.seq
+        packet = Packet(ACTIVE_SESSION, json.dumps(pointer.wire(), separators=(",", ":")))
+        for sid in list(feed.sent):
+            feed.sent[sid] = pointer.seq
+            if sid not in feed.joining:
+                self._send(sid, packet)
+
+    async def _current(self, feed: _Feed) -> tuple[ActivePointer, bool]:
+        """The pointer, and whether Redis went back: a read behind what this node has seen is made
+        again, and that second read, issued once the higher count had arrived, can be behind it
+        only if Redis lost writes (see the module docstring)."""
+        pointer = await self._read_retrying(feed)
+        seen = feed.seen
+        if pointer.seq >= seen:
+            return pointer, False
+        pointer = await self._read_retrying(feed)
+        return pointer, pointer.seq < seen
+
+    async def _read_retrying(self, feed: _Feed) -> ActivePointer:
+        while True:
+            try:
+                return await self._read(feed.user_id)
+            except (RedisError, OSError) as exc:  # Redis away: the members wait, nobody is told wrong
+                log.info("active session of %s: read failed (%s); retrying", feed.user_id, exc)
+                await asyncio.sleep(RETRY_S)
+
+    def _send(self, sid: str, packet: Packet) -> None:
+        outlet = self._resolve(sid)
+        if outlet is not None:
+            outlet.send(packet)
+            self._metrics.sent(1, len(packet.frame))
+
+    def _spawn(self, feed: _Feed, work: Coroutine[Any, Any, None]) -> None:
+        task = asyncio.create_task(work)
+        feed.tasks.add(task)
+        task.add_done_callback(feed.tasks.discard)
