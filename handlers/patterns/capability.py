@@ -28,3 +28,4 @@ def install(services: Services, router: SocketRouter, app: web.Application, *, c
     page = services.web_dir / "pattern.html"
     add_page(app, "/patterns", page)
     add_page(app, "/s/{session_id}", page)
+    add_page(app, "/s/{session_id}/remix", page)  # seed 004's "remix this" link; the page remixes

@@ -334,3 +334,28 @@ async def test_an_auto_save_keeps_every_field_the_editor_does_not_edit(server: S
     assert after[0].state["tracks"][0]["fmParams"] == {"harmonicity": 2.5, "modulationIndex": 8}
     assert after[0].state["tracks"][-1]["parameterLocks"][1] == {"tie": True}
     assert not tab.errors, tab.errors
+
+
+async def test_a_remix_link_makes_one_copy_and_back_returns_to_the_original(server: ServerUnderTest, tab: Tab) -> None:
+    # Seed 004's /s/<id>/remix and seed 001's /s/<id>?remix=true: the visitor's own copy, made once.
+    session_id = await new_pattern(server)
+    for count, link in enumerate((f"/s/{session_id}/remix", f"/s/{session_id}?remix=true"), start=1):
+        page = await tab.open(link)
+        await expect(page).to_have_url(re.compile(rf"/s/{UUID}$"))
+        await expect(page).not_to_have_url(re.compile(session_id))
+        await expect(page.locator("#toast")).to_have_text("Remixed! You're now editing a copy.")
+        await expect(page.locator("#parent-link")).to_have_attribute("href", f"/s/{session_id}")
+        await page.go_back()
+        await expect(page).to_have_url(re.compile(f"/s/{session_id}$"))
+        await expect(page.locator("#remix-count")).to_have_text(f"{count} remix" + ("es" if count > 1 else ""))
+        await page.reload()
+        await expect(page.locator("#connection")).to_have_attribute("data-state", "live")
+        parent = await api(server, "GET", f"/api/sessions/{session_id}")
+        assert parent["remixCount"] == count
+    assert not tab.errors, tab.errors
+
+
+async def test_a_remix_link_to_no_session_makes_nothing(server: ServerUnderTest, tab: Tab) -> None:
+    page = await tab.open("/s/00000000-0000-4000-8000-000000000000/remix")
+    await expect(page.locator("#not-found")).to_be_visible()
+    assert page.url.endswith("/s/00000000-0000-4000-8000-000000000000")

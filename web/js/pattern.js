@@ -764,8 +764,25 @@ function bindInputs() {
 // --- page load ----------------------------------------------------------------------------
 
 function pathId() {
-  const match = /^\/s\/([^/]+)\/?$/.exec(location.pathname);
+  const match = /^\/s\/([^/]+)(?:\/remix)?\/?$/.exec(location.pathname);
   return match ? decodeURIComponent(match[1]).toLowerCase() : null;
+}
+
+// A "remix this" link (seed 004's /s/<id>/remix, seed 001's /s/<id>?remix=true) makes the
+// visitor's own copy on load.
+function remixLink() {
+  return /\/remix\/?$/.test(location.pathname) || new URLSearchParams(location.search).get("remix") === "true";
+}
+
+async function remixOnLoad(id) {
+  // The link becomes the original's first, so neither Back from the copy nor a reload makes
+  // another copy.
+  history.replaceState(null, "", `/s/${id}`);
+  const created = await createSession(`/api/sessions/${id}/remix`);
+  if (!created) return false; // the toast said why; the original is shown
+  sessionStorage.setItem(TOAST_KEY, "Remixed! You're now editing a copy.");
+  location.assign(created.url); // a new history entry: Back returns to the original
+  return true;
 }
 
 async function load(id) {
@@ -846,6 +863,7 @@ async function main() {
     showNotFound();
     return;
   }
+  if (remixLink() && (await remixOnLoad(id))) return;
   await load(id);
 }
 
