@@ -15,6 +15,9 @@ so the data folder has exactly one owner at a time:
 - On Linux the child gets ``PR_SET_PDEATHSIG`` = SIGTERM, so ``kill -9`` of ``serve`` stops its
   redis-server too. Elsewhere (macOS has no such call) the orphan keeps running until the next
   ``serve`` on the folder stops it at start.
+A redis-server that dies under a running ``serve`` (killed, out of memory) is started again on
+the same port with the same password, from its append-only file, so the server's clients simply
+reconnect: without that, ``serve`` stayed up but never ready again until restarted by hand.
 """
 
 from __future__ import annotations
@@ -44,6 +47,9 @@ log = logging.getLogger(__name__)
 
 START_TIMEOUT_S = 15.0
 STOP_TIMEOUT_S = 15.0
+# After the child dies unexpectedly: the first restart after this, doubling up to the cap.
+RESTART_FIRST_S = 0.2
+RESTART_MAX_S = 10.0
 # Ports drawn from the kernel for the embedded Redis before giving up on finding one outside
 # the ports to avoid (each draw is a port free at that moment, rarely the same twice).
 PORT_PICKS = 16
@@ -172,6 +178,8 @@ class EmbeddedRedis:
         self._password = secrets.token_hex(16)
         self._port = 0
         self._process: subprocess.Popen[bytes] | None = None
+        self._supervisor: asyncio.Task[None] | None = None
+        self.restarts = 0  # how many times the child died and was started again
 
     @property
     def url(self) -> str:
@@ -198,6 +206,15 @@ class EmbeddedRedis:
         self._write_config()
         # Started from the event loop's thread on purpose: PDEATHSIG fires when the *thread* that
         # forked the child exits, so a child forked from a short-lived worker thread would die early.
+        self._spawn()
+        await self._wait_ready()
+        self._record(URL_FILE, self.url)
+        log.info("embedded redis-server %s on 127.0.0.1:%d, data in %s", self._binary, self._port, self._dir)
+        self._supervisor = asyncio.create_task(self._supervise())
+        return self.url
+
+    def _spawn(self) -> None:
+        """Start the child on the configured port (call from the event loop's thread: PDEATHSIG)."""
         self._process = subprocess.Popen(
             [self._binary, str(self._config)],
             stdin=subprocess.DEVNULL,
@@ -211,10 +228,28 @@ class EmbeddedRedis:
             start_new_session=True,
         )
         self._record(PID_FILE, str(self._process.pid))
-        await self._wait_ready()
-        self._record(URL_FILE, self.url)
-        log.info("embedded redis-server %s on 127.0.0.1:%d, data in %s", self._binary, self._port, self._dir)
-        return self.url
+
+    async def _supervise(self) -> None:
+        """Start the child again whenever it exits while it should run (until :meth:`stop`)."""
+        delay_s = RESTART_FIRST_S
+        while (process := self._process) is not None:
+            code = await asyncio.to_thread(process.wait)
+            if self._process is not process:  # stopped (or already replaced): not ours to restart
+                return
+            log.warning("embedded redis-server exited with %s; starting it again in %.1f s", code, delay_s)
+            await asyncio.sleep(delay_s)
+            delay_s = min(delay_s * 2, RESTART_MAX_S)
+            if self._process is not process:
+                return
+            try:
+                self._spawn()
+                await self._wait_ready()
+            except (OSError, RuntimeError) as exc:  # the port taken meanwhile, a broken file...
+                log.warning("embedded redis-server did not start again: %s", exc)
+                continue
+            self.restarts += 1
+            delay_s = RESTART_FIRST_S
+            log.warning("embedded redis-server running again on 127.0.0.1:%d", self._port)
 
     def _write_config(self) -> None:
         # The settings go through a config file readable by this user only, so the password
@@ -286,7 +321,11 @@ class EmbeddedRedis:
     async def stop(self) -> None:
         """SIGTERM and wait: Redis fsyncs its append-only file before it exits."""
         process, self._process = self._process, None
+        supervisor, self._supervisor = self._supervisor, None
         (self._data_dir / URL_FILE).unlink(missing_ok=True)
+        if supervisor is not None:
+            supervisor.cancel()  # its thread waiting on the child ends when the child does, below
+            await asyncio.gather(supervisor, return_exceptions=True)
         if process is None:
             return
         if process.poll() is None:

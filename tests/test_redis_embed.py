@@ -16,6 +16,7 @@ from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from pathlib import Path
 
+import aiohttp
 import pytest
 from redis.asyncio import Redis
 
@@ -177,3 +178,43 @@ async def test_the_embedded_redis_never_takes_the_port_the_server_is_about_to_li
             listener.bind(("127.0.0.1", server_port))  # still the server's to take
     finally:
         await embedded.stop()
+
+
+async def test_an_embedded_redis_server_that_dies_under_serve_is_started_again(tmp_path: Path) -> None:
+    """Killed under a running serve, the redis-server comes back on the same address (the
+    server's clients reconnect by themselves) from its append-only file: serve is ready again
+    without a restart, and what was written before is still there."""
+    token = mint("alice", "read_own", "create", "update")
+    async with serving(tmp_path) as (proc, url):
+        status, created = await post(f"{url}/voicebot/create_session", token, {"session_name": "kept"})
+        assert status == 201
+        url_before = (tmp_path / "redis.url").read_text()
+        client = Redis.from_url(url_before.strip())
+        try:
+            await client.execute_command("BGREWRITEAOF")  # the session is on disk, whatever the fsync timing
+            await wait_for_aof_rewrite(client)
+        finally:
+            await client.aclose()
+        [first] = redis_servers_on(tmp_path)
+        os.kill(first, signal.SIGKILL)
+        assert await wait_until(lambda: redis_servers_on(tmp_path) not in ([], [first]), 30), "not started again"
+        await _wait_ready(url, proc)
+        assert (tmp_path / "redis.url").read_text() == url_before
+        assert int((tmp_path / "redis.pid").read_text()) == redis_servers_on(tmp_path)[0]
+        status, body = await post(f"{url}/voicebot/create_session", token, {"session_name": "after"})
+        assert status == 201, body
+        async with aiohttp.ClientSession() as http:
+            headers = {"Authorization": f"Bearer {token}"}
+            async with http.get(f"{url}/voicebot/sessions/{created['session_id']}", headers=headers) as response:
+                assert response.status == 200 and (await response.json())["session_name"] == "kept"
+
+
+async def wait_for_aof_rewrite(client: Redis, timeout_s: float = 30) -> None:
+    """Until Redis reports no append-only rewrite running or scheduled."""
+    deadline = asyncio.get_running_loop().time() + timeout_s
+    while True:
+        info = await client.info("persistence")
+        if not info["aof_rewrite_in_progress"] and not info["aof_rewrite_scheduled"]:
+            return
+        assert asyncio.get_running_loop().time() < deadline, "the AOF rewrite never finished"
+        await asyncio.sleep(0.05)
