@@ -1,4 +1,4 @@
-/** Shared formatting of the stream pages: offsets as `H:MM:SS`, state labels, fresh ids. */
+/** Shared formatting of the stream pages: offsets as `H:MM:SS`, state labels, page paths. */
 
 export const STATE_LABELS = { created: "Not started", active: "Live", paused: "Paused", ended: "Ended" };
 
@@ -9,13 +9,6 @@ export function hms(ms) {
   const m = Math.floor(total / 60) % 60;
   const s = total % 60;
   return `${h}:${String(m).padStart(2, "0")}:${String(s).padStart(2, "0")}`;
-}
-
-/** A random id for a submission (works outside secure contexts too, unlike randomUUID). */
-export function freshId() {
-  const bytes = new Uint8Array(16);
-  crypto.getRandomValues(bytes);
-  return Array.from(bytes, (b) => b.toString(16).padStart(2, "0")).join("");
 }
 
 /** The session id of a path like `/watch/<id>` or `/streams/<id>`, or null. */

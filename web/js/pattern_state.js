@@ -2,6 +2,7 @@
  * Pattern state in the browser: the operations of docs/PROTOCOL.md applied exactly as the
  * server's op.lua applies them, so that the page's copy and Redis's never drift apart.
  */
+import { freshId } from "./ids.js";
 
 export const STEPS = 128;
 export const STEP_COUNTS = [4, 8, 12, 16, 24, 32, 64];
@@ -32,7 +33,7 @@ export function clone(value) {
 
 /** A new track of `sampleId` with the stored shape (128 steps and locks). */
 export function newTrack(sampleId, name) {
-  const id = `t-${crypto.randomUUID().slice(0, 8)}`;
+  const id = `t-${freshId().slice(0, 8)}`;
   return {
     id,
     name,

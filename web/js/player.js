@@ -5,6 +5,7 @@
  * Server data reaches the DOM through textContent only.
  */
 import { $, call, connect, showConnection } from "./client.js";
+import { freshId } from "./ids.js";
 
 const ITEMS = [
   {
@@ -41,7 +42,7 @@ const rows = new Map(); // item_id -> {row, state}
 function deviceId() {
   let id = localStorage.getItem(DEVICE_KEY);
   if (!id || !/^[A-Za-z0-9_.:-]{1,64}$/.test(id)) {
-    id = `web-${crypto.randomUUID().slice(0, 8)}`;
+    id = `web-${freshId().slice(0, 8)}`;
     localStorage.setItem(DEVICE_KEY, id);
   }
   return id;

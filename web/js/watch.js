@@ -10,7 +10,8 @@
  * off or on. Text goes in via textContent only.
  */
 import { $, api, call, connect, showConnection, STREAM_CONNECTION_TEXT, subscribeSession } from "./client.js";
-import { STATE_LABELS, freshId, hms, idFromPath } from "./clip_format.js";
+import { STATE_LABELS, hms, idFromPath } from "./clip_format.js";
+import { freshId } from "./ids.js";
 import { reconcile, setText } from "./keyed.js";
 import { OrphanBanner } from "./orphan_banner.js";
 
