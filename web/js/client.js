@@ -54,6 +54,23 @@ function storedToken() {
   }
 }
 
+/** Who `token` says its bearer is (its `sub`), or null; read, not checked: the server checks. */
+export function tokenUser(token) {
+  try {
+    const payload = token.split(".")[1].replaceAll("-", "+").replaceAll("_", "/");
+    const sub = JSON.parse(atob(payload)).sub;
+    return typeof sub === "string" ? sub : null;
+  } catch {
+    return null;
+  }
+}
+
+/** Whose token this browser holds now (fresh or not), or null. */
+export function currentUserId() {
+  const record = storedToken();
+  return record ? tokenUser(record.token) : null;
+}
+
 /** Whether this browser holds a token record (a first visit has none, and mints no guest to look). */
 export function hasToken() {
   return storedToken() !== null;

@@ -32,7 +32,17 @@
  * leaving the page (link, reload, closed tab) loses no audio: the next page load uploads it.
  * While recording, leaving the page asks first. Everything is rendered with textContent.
  */
-import { adoptToken, api, ApiError, call, connect, hasToken, subscribeSession } from "./client.js";
+import {
+  adoptToken,
+  api,
+  ApiError,
+  call,
+  connect,
+  currentUserId,
+  hasToken,
+  saveFile,
+  subscribeSession,
+} from "./client.js";
 import { UploadQueue } from "./upload_queue.js";
 
 const MIME_TYPES = [
@@ -127,7 +137,7 @@ function build() {
   ui.message.className = "fab-message";
   ui.message.setAttribute("role", "status");
   ui.message.hidden = true;
-  root.append(head, buttons, ui.message);
+  root.append(head, buttons, ui.message, buildHeld());
   document.body.append(root);
 }
 
@@ -294,6 +304,7 @@ function startChunk() {
   const recorder = new MediaRecorder(state.stream, state.mimeType ? { mimeType: state.mimeType } : {});
   const parts = [];
   const sessionId = state.sessionId;
+  const userId = currentUserId(); // whose recording this is: only they can upload it
   const startedAt = Date.now();
   const key = `${sessionId}:${startedAt}:${Math.random().toString(36).slice(2)}`;
   // Each piece is kept in IndexedDB as it arrives, in order, so leaving the page loses at most
@@ -304,14 +315,21 @@ function startChunk() {
     parts.push(event.data);
     const seq = parts.length;
     const type = recorder.mimeType || event.data.type || "audio/webm";
-    const meta = { session_id: sessionId, start_ms: startedAt, mime: type, filename: chunkName(startedAt, type) };
+    const meta = {
+      session_id: sessionId,
+      user_id: userId,
+      start_ms: startedAt,
+      mime: type,
+      filename: chunkName(startedAt, type),
+    };
     const at = Date.now();
     saving = saving.then(() => queue.savePart(key, meta, seq, event.data, at)).catch(() => {});
   };
   recorder.onerror = (event) =>
     fail(new ApiError("recorder", `Recording failed: ${event.error?.message ?? "unknown"}`));
   recorder.finished = new Promise((resolve) => {
-    recorder.onstop = () => resolve(saving.then(() => store(key, sessionId, parts, recorder.mimeType, startedAt)));
+    recorder.onstop = () =>
+      resolve(saving.then(() => store(key, { sessionId, userId }, parts, recorder.mimeType, startedAt)));
   });
   recorder.start(TIMESLICE_MS);
   state.recorder = recorder;
@@ -344,7 +362,7 @@ async function endChunk() {
   await recorder.finished;
 }
 
-async function store(key, sessionId, parts, mimeType, startedAt) {
+async function store(key, { sessionId, userId }, parts, mimeType, startedAt) {
   if (parts.length === 0) {
     await queue.finish(key, null);
     return;
@@ -353,6 +371,7 @@ async function store(key, sessionId, parts, mimeType, startedAt) {
   const type = mimeType || parts[0].type || "audio/webm";
   await queue.finish(key, {
     session_id: sessionId,
+    user_id: userId,
     blob: new Blob(parts, { type }),
     filename: chunkName(startedAt, type),
     start_ms: startedAt,
@@ -515,6 +534,63 @@ function fail(err) {
   render();
 }
 
+// --- recordings kept for another identity (web/js/upload_queue.js: held chunks) ------------
+// A recording is uploaded only as the identity that made it. Once that identity is gone (this
+// device signed out elsewhere, then "Start as a new guest") its chunks wait here for it: they
+// upload when this browser is that identity again, and meanwhile the person can download them.
+
+function buildHeld() {
+  ui.held = document.createElement("div");
+  ui.held.id = "fab-held";
+  ui.held.className = "fab-message fab-held";
+  ui.held.hidden = true;
+  ui.heldText = document.createElement("p");
+  ui.heldText.setAttribute("role", "status");
+  ui.heldDownload = heldButton("fab-held-download", "Download them", downloadHeld);
+  ui.heldRemove = heldButton("fab-held-remove", "Remove them from this browser", removeHeld);
+  ui.heldRemove.hidden = true;
+  ui.held.append(ui.heldText, ui.heldDownload, " ", ui.heldRemove);
+  return ui.held;
+}
+
+function heldButton(id, text, action) {
+  const button = document.createElement("button");
+  button.type = "button";
+  button.id = id;
+  button.className = "button fab-button";
+  button.textContent = text;
+  button.addEventListener("click", () => action().catch((err) => say(err?.message ?? String(err), "error")));
+  return button;
+}
+
+let downloadedIds = []; // the held chunks this page has handed over as files
+
+function renderHeld(held) {
+  ui.held.hidden = held === 0;
+  if (held === 0) return;
+  const [these, are, they] = held === 1 ? ["1 recording", "is", "it"] : [`${held} recordings`, "are", "they"];
+  ui.heldText.textContent = queue.gone
+    ? `${these} made here ${are} kept on this device: ${they} upload once you sign in again as the ` +
+      `identity that made ${held === 1 ? "it" : "them"} (a device link or passkey). You can download ${held === 1 ? "it" : "them"} now.`
+    : `${these} made here as another identity ${are} kept on this device: ${they} upload once this ` +
+      `browser is that identity again (a device link or passkey). You can download ${held === 1 ? "it" : "them"} now.`;
+}
+
+async function downloadHeld() {
+  const items = await queue.heldItems();
+  for (const item of items) saveFile(item.blob, `recording-${item.session_id}-${item.filename}`);
+  downloadedIds = items.map((item) => item.id);
+  ui.heldRemove.hidden = downloadedIds.length === 0;
+  say(`${items.length} recording${items.length === 1 ? "" : "s"} downloaded.`);
+}
+
+async function removeHeld() {
+  await queue.removeHeld(downloadedIds);
+  downloadedIds = [];
+  ui.heldRemove.hidden = true;
+  say("");
+}
+
 // --- start-up -------------------------------------------------------------------------------
 
 /** The FAB's connection, opened on first use: a first visit mints no guest token by itself. */
@@ -641,8 +717,9 @@ async function start() {
   adoptPageToken();
   state.pageSessionId = pageSessionId();
   queue = new UploadQueue({
-    onChange: (count) => {
+    onChange: (count, held) => {
       state.pending = count;
+      renderHeld(held);
       render();
     },
     onRefused: (err) => say(`A chunk was refused: ${err.message}`, "error"),

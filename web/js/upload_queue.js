@@ -13,8 +13,14 @@
  * recovered partial is turned into an upload in one transaction too. A chunk sent twice anyway
  * (acknowledged, but the page died before deleting it) is the same bytes, which the server stores
  * once per session (same sha256: 200 `duplicate`).
+ *
+ * A chunk belongs to the identity it was recorded as (`user_id`, its token's subject): only that
+ * identity can upload it into its session. While this browser is somebody else (a new guest
+ * after the old identity was signed out, another sign-in) or nobody (the identity is gone), the
+ * chunk is *held*: kept, never sent to be refused, offered for download, and uploaded as soon
+ * as the browser is its owner again (a device link or passkey back to that identity).
  */
-import { getToken } from "./client.js";
+import { ApiError, authorizedFetch, currentUserId, getToken, tokenUser } from "./client.js";
 
 const DB_NAME = "sessionhub-fab";
 const STORE = "uploads";
@@ -108,6 +114,27 @@ class Refused extends Error {
   }
 }
 
+/** Whether `item` may be uploaded as `me` (an item from before owners were kept: by anyone). */
+function ownedBy(item, me) {
+  return !item.user_id || item.user_id === me;
+}
+
+/** The identity uploads go as: the stored token's, else the one the refresh cookie restores. */
+async function whoAmI() {
+  const me = currentUserId();
+  if (me) return me;
+  try {
+    return tokenUser(await getToken());
+  } catch {
+    return null; // nobody now (the identity is gone): every chunk is held
+  }
+}
+
+/** A refusal that says nobody can upload now: this browser's identity is gone. */
+function identityGone(err) {
+  return err instanceof ApiError && (err.code === "identity_lost" || err.code === "no_identity");
+}
+
 async function send(item) {
   const form = new FormData();
   // The fields come before the file: the server checks access before reading the audio.
@@ -117,24 +144,22 @@ async function send(item) {
   form.append("duration_ms", String(item.duration_ms));
   if (item.speaker) form.append("speaker", item.speaker);
   form.append("file", item.blob, item.filename);
-  const token = await getToken();
   // The session in the query too: a refusal (closed, foreign) comes before the audio is sent.
-  const response = await fetch(`/voicebot/chunks?session_id=${encodeURIComponent(item.session_id)}`, {
-    method: "POST",
-    headers: { Authorization: `Bearer ${token}` },
-    body: form,
-  });
-  let body = null;
+  // A refused token is restored from the refresh cookie once (or the identity is said gone).
+  const path = `/voicebot/chunks?session_id=${encodeURIComponent(item.session_id)}`;
+  let response;
   try {
-    body = await response.json();
+    response = await authorizedFetch(path, { method: "POST", body: form });
+  } catch (err) {
+    const status = err instanceof ApiError ? err.status : 0;
+    if (identityGone(err) || !status || status >= 500 || TRANSIENT.has(status)) throw err;
+    throw new Refused(status, err.code, err.message);
+  }
+  try {
+    return await response.json();
   } catch {
-    body = null;
+    return null;
   }
-  if (response.ok) return body;
-  if (response.status >= 500 || TRANSIENT.has(response.status)) {
-    throw new Error(`upload failed (${response.status})`);
-  }
-  throw new Refused(response.status, body?.error ?? `http_${response.status}`, body?.message ?? "");
 }
 
 export class UploadQueue {
@@ -149,9 +174,15 @@ export class UploadQueue {
     this.timer = null;
     this.attempt = 0;
     this.pending = 0;
+    this.held = 0; // chunks kept for an identity this browser is not now (see the header)
+    this.gone = false; // this browser's identity is gone: nothing can be uploaded until it is back
     this.waiters = [];
     // Back online: upload now rather than after the back-off (up to 30 s) a failed try set.
     globalThis.addEventListener?.("online", () => this.kick());
+    // This browser is somebody again (a sign-in, a device link): held chunks may be theirs.
+    globalThis.addEventListener?.("sessionhub:identity", () => this.kick());
+    // ... or nobody (signed out elsewhere): what waits is held, and said so, at once.
+    globalThis.addEventListener?.("sessionhub:identity-lost", () => this.kick());
   }
 
   /**
@@ -209,6 +240,7 @@ export class UploadQueue {
                 session_id: current.session_id,
                 blob: new Blob(blobs, { type: current.mime }),
                 filename: current.filename,
+                user_id: current.user_id,
                 start_ms: current.start_ms,
                 end_ms: endMs,
                 duration_ms: endMs - current.start_ms,
@@ -258,9 +290,12 @@ export class UploadQueue {
     const db = await this.db;
     for (;;) {
       const items = await inStore(db, "readonly", (store) => store.getAll());
-      this.setPending(items.length);
-      if (items.length === 0) return;
-      const item = items[0];
+      const me = items.length ? await whoAmI() : null;
+      this.gone = items.length > 0 && me === null;
+      const ours = this.gone ? [] : items.filter((item) => ownedBy(item, me));
+      this.setPending(ours.length, items.length - ours.length);
+      if (ours.length === 0) return;
+      const item = ours[0];
       try {
         const ack = await send(item);
         this.attempt = 0;
@@ -272,6 +307,12 @@ export class UploadQueue {
           this.hooks.onRefused?.(err, item);
           continue;
         }
+        if (identityGone(err)) {
+          // Nobody can upload them now: kept, and tried again once this browser is somebody.
+          this.gone = true;
+          this.setPending(0, items.length);
+          return;
+        }
         const delay = Math.min(RETRY_MAX_MS, RETRY_BASE_MS * 2 ** this.attempt);
         this.attempt += 1;
         this.hooks.onRetry?.(err, delay);
@@ -281,18 +322,40 @@ export class UploadQueue {
     }
   }
 
+  /** How many chunks wait for their upload as this browser's identity (held ones aside). */
   async count() {
     const db = await this.db;
-    this.setPending(await inStore(db, "readonly", (store) => store.count()));
+    const items = await inStore(db, "readonly", (store) => store.getAll());
+    const me = currentUserId();
+    const ours = this.gone || me === null ? [] : items.filter((item) => ownedBy(item, me));
+    this.setPending(ours.length, items.length - ours.length);
     return this.pending;
   }
 
-  setPending(count) {
+  setPending(count, held = this.held) {
     this.pending = count;
-    this.hooks.onChange?.(count);
+    this.held = held;
+    this.hooks.onChange?.(count, held);
     if (count === 0) {
       for (const resolve of this.waiters.splice(0)) resolve(true);
     }
+  }
+
+  /** The held chunks (`{session_id, blob, filename, start_ms, ...}`), oldest first. */
+  async heldItems() {
+    const db = await this.db;
+    const items = await inStore(db, "readonly", (store) => store.getAll());
+    const me = currentUserId();
+    return this.gone || me === null ? items : items.filter((item) => !ownedBy(item, me));
+  }
+
+  /** Forget the held chunks `ids` (their owner has them some other way: a download). */
+  async removeHeld(ids) {
+    const db = await this.db;
+    await inStore(db, "readwrite", (store) => {
+      for (const id of ids) store.delete(id);
+    });
+    await this.count();
   }
 
   /** Resolves true once nothing is pending, false after `timeoutMs`. */

@@ -1,0 +1,123 @@
+"""In Chromium: a recording waiting for its upload is kept for the identity that made it.
+
+Only that identity can upload a chunk into its session. A device signed out elsewhere, whose
+person then pressed "Start as a new guest", sent the chunks still queued as the new guest: each
+was refused (403) and dropped, the recording lost without a word beyond "A chunk was refused".
+Now such chunks are held: kept on the device, offered as files, uploaded once the browser is
+their identity again."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+
+import pytest
+from playwright.async_api import Browser, Page, expect
+
+from tests.browser import TOKEN_KEY, Tab, new_tab
+from tests.helpers import ServerUnderTest
+from tests.voice.test_web_session_follow import until_audio_is_kept
+
+pytestmark = pytest.mark.timeout(180)
+
+UPLOADED_S = 20.0
+
+QUEUED = """async () => {
+  const open = indexedDB.open("sessionhub-fab", 2);
+  const db = await new Promise((ok, no) => { open.onsuccess = () => ok(open.result); open.onerror = () => no(open.error); });
+  try {
+    const count = db.transaction("uploads").objectStore("uploads").count();
+    return await new Promise((ok, no) => { count.onsuccess = () => ok(count.result); count.onerror = () => no(count.error); });
+  } finally {
+    db.close();
+  }
+}"""
+
+
+async def record_one_chunk_kept_back(page: Page) -> None:
+    """Press New, record a moment and Pause, with uploads failing: one chunk waits in the queue."""
+    await page.route("**/voicebot/chunks?*", lambda route: route.abort())
+    await expect(page.locator("#fab-new")).to_be_enabled()
+    await page.locator("#fab-new").click()
+    await expect(page.locator("#fab-status")).to_have_attribute("data-status", "recording")
+    await until_audio_is_kept(page)
+    await page.locator("#fab-pause").click()
+    await expect(page.locator("#fab-pending")).to_have_text("1 upload pending")
+    await page.unroute("**/voicebot/chunks?*")
+
+
+async def use_token_now(page: Page, token: str) -> None:
+    record = json.dumps({"token": token, "expires_at": 2_000_000_000, "guest": False})
+    await page.evaluate(f"localStorage.setItem({json.dumps(TOKEN_KEY)}, {json.dumps(record)})")
+
+
+async def until_chunks(server: ServerUnderTest, session_id: str, count: int) -> None:
+    deadline = asyncio.get_running_loop().time() + UPLOADED_S
+    while True:
+        session = await server.services.voice.get(session_id)
+        assert session is not None
+        if session.chunk_count >= count:
+            return
+        assert asyncio.get_running_loop().time() < deadline, session.chunk_count
+        await asyncio.sleep(0.1)
+
+
+async def test_a_chunk_waits_for_the_identity_that_recorded_it(server: ServerUnderTest, tab: Tab) -> None:
+    await tab.use_token(server.token("alice"))
+    page = await tab.open("/")
+    await record_one_chunk_kept_back(page)
+    session_id = await server.services.voice.active_id("alice")
+    assert session_id is not None
+
+    await use_token_now(page, server.token("bob"))  # somebody else signs in on this browser
+    await page.set_viewport_size({"width": 390, "height": 844})  # on a phone
+    await page.reload(wait_until="domcontentloaded")
+    held = page.locator("#fab-held")
+    await expect(held).to_contain_text("1 recording made here as another identity is kept on this device")
+    assert await page.evaluate("document.documentElement.scrollWidth") <= 390
+    box = await page.locator("#fab-held-download").bounding_box()
+    assert box is not None and box["height"] >= 24 and box["x"] + box["width"] <= 390
+    await expect(page.locator("#fab-pending")).to_be_hidden()
+    await expect(page.locator("#fab-message")).not_to_contain_text("refused")
+    assert await page.evaluate(QUEUED) == 1
+    async with page.expect_download() as downloading:
+        await page.locator("#fab-held-download").click()
+    download = await downloading.value
+    assert download.suggested_filename.startswith(f"recording-{session_id}-chunk-")
+    await expect(page.locator("#fab-held-remove")).to_be_visible()
+
+    await use_token_now(page, server.token("alice"))  # its owner is back: it goes up
+    await page.reload(wait_until="domcontentloaded")
+    await until_chunks(server, session_id, 1)
+    await expect(held).to_be_hidden()
+
+
+async def test_start_as_a_new_guest_after_a_sign_out_elsewhere_keeps_the_recording(
+    iserver: ServerUnderTest, browser: Browser
+) -> None:
+    tab = await new_tab(browser, iserver)
+    try:
+        page = await tab.open("/")
+        await record_one_chunk_kept_back(page)  # a first visit: New made the visitor a guest
+        user_id = await page.locator("#identity").get_attribute("data-user-id")
+        await iserver.services.identities.revoke_all(str(user_id))
+        await expect(page.locator("#identity-lost")).to_contain_text("This device was signed out.")
+        held = page.locator("#fab-held")
+        await expect(held).to_contain_text("1 recording made here is kept on this device")
+        await expect(held).to_contain_text("once you sign in again")
+
+        async with page.expect_navigation(wait_until="load"):
+            await page.locator("#identity-start-over").click()
+        await expect(page.locator("#identity")).to_have_attribute("data-state", "known")
+        await expect(page.locator("#identity")).not_to_have_attribute("data-user-id", str(user_id))
+        await expect(held).to_contain_text("1 recording made here as another identity is kept")
+        await expect(page.locator("#fab-message")).not_to_contain_text("refused")
+        assert await page.evaluate(QUEUED) == 1
+        async with page.expect_download():
+            await page.locator("#fab-held-download").click()
+        await page.locator("#fab-held-remove").click()  # the person has the file: forget it here
+        await expect(held).to_be_hidden()
+        assert await page.evaluate(QUEUED) == 0
+        assert not tab.errors, tab.errors
+    finally:
+        await tab.page.context.close()
