@@ -16,6 +16,7 @@ from handlers.context import Services
 from handlers.http_common import bearer_claims, client_address, guarded, json_body
 from handlers.openapi_registry import Operation, document
 from handlers.payloads import PLAIN_PATTERN, Payload, validate
+from handlers.rate_limit import within
 from protocol.errors import CodedError, ErrorCode
 from storage.identity.repository import MAX_NAME_CHARS
 
@@ -188,10 +189,22 @@ class AccountRoutes:
         if not claims.fam:
             raise CodedError(ErrorCode.FORBIDDEN, "only a signed-in browser can link another device")
         address = client_address(request, trust_forwarded_for=self._s.trust_forwarded_for)
-        if not await self._s.limiter.hit("link", claims.sub, limit=self._s.limits.signins_per_min, window_s=60):
-            raise CodedError(ErrorCode.RATE_LIMITED, "too many device links; wait a minute")
-        if not await self._s.limiter.hit("link-addr", address, limit=self._s.limits.signins_per_min, window_s=60):
-            raise CodedError(ErrorCode.RATE_LIMITED, "too many device links; wait a minute")
+        await within(
+            self._s.limiter,
+            "link",
+            claims.sub,
+            limit=self._s.limits.signins_per_min,
+            window_s=60,
+            message="too many device links; wait a minute",
+        )
+        await within(
+            self._s.limiter,
+            "link-addr",
+            address,
+            limit=self._s.limits.signins_per_min,
+            window_s=60,
+            message="too many device links; wait a minute",
+        )
         ttl_s = self._s.limits.login_link_ttl_s
         exp = int(self._s.clock.now_s()) + ttl_s
         record = {"sub": claims.sub, "exp": exp, "device_link": True, "grant": grant_of(claims)}

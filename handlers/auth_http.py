@@ -20,6 +20,7 @@ from handlers.context import Services
 from handlers.http_common import bearer_claims, client_address, guarded, json_body
 from handlers.openapi_registry import Auth, Operation, document
 from handlers.payloads import ONE_TIME_TOKEN_CHARS, OneTimeLogin, validate
+from handlers.rate_limit import within
 from protocol.errors import CodedError, ErrorCode
 from storage.identity.repository import Rotation
 
@@ -151,8 +152,14 @@ class AuthRoutes:
         if not auth_cookie.same_origin(request, self._s.public_url):
             raise CodedError(ErrorCode.FORBIDDEN, "this request comes from another site", reason="cross_origin")
         address = self._address(request)
-        if not await self._s.limiter.hit("guest", address, limit=self._s.limits.guests_per_min, window_s=60):
-            raise CodedError(ErrorCode.RATE_LIMITED, "too many guest tokens from this address; wait a minute")
+        await within(
+            self._s.limiter,
+            "guest",
+            address,
+            limit=self._s.limits.guests_per_min,
+            window_s=60,
+            message="too many guest tokens from this address; wait a minute",
+        )
         user_id = f"guest-{uuid.uuid4().hex}"
         await self._s.identities.create_user(user_id)
         if not auth_cookie.non_simple(request):
@@ -180,8 +187,14 @@ class AuthRoutes:
             return await self._refresh_bearer(request)
         auth_cookie.require_page_request(request, self._s.public_url)
         subject = credential.partition(".")[0][:24] or self._address(request)
-        if not await self._s.limiter.hit("refresh", subject, limit=self._s.limits.signins_per_min, window_s=60):
-            raise CodedError(ErrorCode.RATE_LIMITED, "too many refreshes; wait a minute")
+        await within(
+            self._s.limiter,
+            "refresh",
+            subject,
+            limit=self._s.limits.signins_per_min,
+            window_s=60,
+            message="too many refreshes; wait a minute",
+        )
         rotation = await self._s.identities.rotate(credential)
         if rotation.outcome not in ("rotated", "concurrent"):
             self._s.tokens.revoked_families |= {rotation.family_id} if rotation.outcome == "reused" else set()
@@ -205,8 +218,14 @@ class AuthRoutes:
         claims = bearer_claims(request, self._s.tokens, self._s.clock)
         if not claims.guest:
             raise CodedError(ErrorCode.FORBIDDEN, "only guest tokens are refreshed here")
-        if not await self._s.limiter.hit("refresh", claims.sub, limit=self._s.limits.guests_per_min, window_s=60):
-            raise CodedError(ErrorCode.RATE_LIMITED, "too many refreshes; wait a minute")
+        await within(
+            self._s.limiter,
+            "refresh",
+            claims.sub,
+            limit=self._s.limits.guests_per_min,
+            window_s=60,
+            message="too many refreshes; wait a minute",
+        )
         presented = request.headers["Authorization"].partition(" ")[2].strip()
         ttl_s = int(claims.exp - self._s.clock.now_s())
         if (
@@ -223,8 +242,14 @@ class AuthRoutes:
         """The claims of the one-time link in the body (used up when ``redeem``), or 401 ``used``."""
         auth_cookie.require_page_request(request, self._s.public_url)
         address = self._address(request)
-        if not await self._s.limiter.hit("login", address, limit=self._s.limits.signins_per_min, window_s=60):
-            raise CodedError(ErrorCode.RATE_LIMITED, "too many login attempts; wait a minute")
+        await within(
+            self._s.limiter,
+            "login",
+            address,
+            limit=self._s.limits.signins_per_min,
+            window_s=60,
+            message="too many login attempts; wait a minute",
+        )
         body = validate(OneTimeLogin, await json_body(request, max_bytes=1024))
         tokens = self._s.login_tokens
         known = len(body.token) in ONE_TIME_TOKEN_CHARS

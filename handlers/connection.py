@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 
@@ -34,6 +36,11 @@ class TokenBucket:
         self.tokens = min(float(self.burst), self.tokens + (now_s - self.updated_s) * self.rate_per_s)
         self.updated_s = now_s
         return self.tokens >= 1.0
+
+    def wait_s(self) -> float:
+        """Seconds until the next token, as of the last take or peek (milliseconds, rounded up):
+        what a refused event's ack tells the client to wait."""
+        return max(0.001, math.ceil(max(0.0, 1.0 - self.tokens) / self.rate_per_s * 1000) / 1000)
 
 
 @dataclass(slots=True)

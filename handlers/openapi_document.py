@@ -208,10 +208,12 @@ REPLAYED_HEADER = {
 }
 
 
-# A refusal that says how long to wait (handlers.errors.retry_after; the pattern API's 429 and 503).
+# A refusal that says how long to wait (handlers.errors.retry_after; the pattern API's 429 and 503):
+# every 429 does (handlers/rate_limit.py), so it is always there.
 RETRY_AFTER_HEADER = {
-    "description": "whole seconds to wait before trying again (when the refusal says how long)",
+    "description": "whole seconds to wait before trying again",
     "schema": {"type": "string", "pattern": "^[0-9]+$"},
+    "required": True,
 }
 
 

@@ -30,6 +30,7 @@ from handlers.context import Services
 from handlers.http_common import bearer_claims, client_address, guarded, json_body
 from handlers.openapi_registry import Auth, Operation, document
 from handlers.payloads import Payload, validate
+from handlers.rate_limit import within
 from protocol.errors import CodedError, ErrorCode
 from storage.identity.passkeys import Passkey, passkey_id_of
 
@@ -142,8 +143,14 @@ class PasskeyRoutes:
         return self._s.passkey_rp
 
     async def _limit(self, bucket: str, subject: str) -> None:
-        if not await self._s.limiter.hit(bucket, subject, limit=self._s.limits.signins_per_min, window_s=60):
-            raise CodedError(ErrorCode.RATE_LIMITED, "too many passkey attempts; wait a minute")
+        await within(
+            self._s.limiter,
+            bucket,
+            subject,
+            limit=self._s.limits.signins_per_min,
+            window_s=60,
+            message="too many passkey attempts; wait a minute",
+        )
 
     def _claims(self, request: web.Request) -> Claims:
         return bearer_claims(request, self._s.tokens, self._s.clock)

@@ -55,6 +55,8 @@ Handler = Callable[[Connection, dict[str, Any]], Awaitable[dict[str, Any]]]
 
 # The ack of an event over the connection's rate, built once: a flood is refused with a copy.
 _RATE_LIMITED = {"ok": False, "error": ErrorCode.RATE_LIMITED.value, "message": "too many events; slow down"}
+# A refusal whose connection is gone says a second (its next event is answered unauthorized).
+_RATE_WAIT_S = 1.0
 # The ack of an event that arrives once the server is stopping (:meth:`SocketRouter.stop_taking`):
 # nothing was done, and the same event sent to another node (or this one restarted) is safe.
 _STOPPING = {
@@ -71,6 +73,12 @@ _FLOOD_NOTICE = {
     "reason": FLOOD,
     "message": "too many events over the rate for too long; disconnected",
 }
+
+
+def _rate_limited(connection: Connection | None, data: Any) -> dict[str, Any]:
+    """The ``rate_limited`` ack of an event over its connection's rate: when its next token comes."""
+    wait_s = connection.bucket.wait_s() if connection is not None else _RATE_WAIT_S
+    return _with_seq({**_RATE_LIMITED, "retry_after_s": wait_s}, data)
 
 
 def _with_seq(ack: dict[str, Any], data: Any) -> dict[str, Any]:
@@ -170,7 +178,7 @@ class SocketRouter:
             if connection is not None and not self._take(connection):
                 # The cheapest refusal: nothing of the message is looked at but its seq.
                 self._done(meter, event, sid, "", ErrorCode.RATE_LIMITED.value, started)
-                return _with_seq(dict(_RATE_LIMITED), data)
+                return _rate_limited(connection, data)
             self._running += 1
             try:
                 if connection is None:
@@ -299,7 +307,7 @@ class SocketRouter:
         meter = self._meters.get(event)
         name = event if meter is not None else UNKNOWN
         self._done(meter or self._unknown_meter, name, sid, "", ErrorCode.RATE_LIMITED.value, time.perf_counter())
-        return _with_seq(dict(_RATE_LIMITED), data)
+        return _rate_limited(connection, data)
 
     def _take(self, connection: Connection) -> bool:
         """Spend one of the connection's tokens; False (and one refusal counted) when over its
@@ -355,7 +363,7 @@ class SocketRouter:
         connection = self._connections.get(sid)
         if connection is not None and not self._take(connection):
             self._done(self._unknown_meter, UNKNOWN, sid, "", ErrorCode.RATE_LIMITED.value, time.perf_counter())
-            return _with_seq(dict(_RATE_LIMITED), args[0] if args else None)
+            return _rate_limited(connection, args[0] if args else None)
         self._done(self._unknown_meter, UNKNOWN, sid, "", ErrorCode.UNKNOWN_EVENT.value, time.perf_counter())
         return to_ack(CodedError(ErrorCode.UNKNOWN_EVENT, f"unknown event {event[:64]!r}"))
 

@@ -8,6 +8,7 @@ from aiohttp import web
 from auth.claims import Claims, Permission
 from handlers.context import Services
 from handlers.http_common import bearer_claims
+from handlers.rate_limit import within
 from protocol.errors import CodedError, ErrorCode
 
 
@@ -21,6 +22,5 @@ def admin_claims(request: web.Request, services: Services) -> Claims:
 
 async def take_admin_action(services: Services, claims: Claims, *, per_min: int) -> None:
     """Count one data-changing admin action of ``claims``; ``rate_limited`` past ``per_min``."""
-    allowed = await services.limiter.hit("admin_action", claims.sub, limit=per_min, window_s=60)
-    if not allowed:
-        raise CodedError(ErrorCode.RATE_LIMITED, "too many admin actions; wait a minute", retry_after_s=60)
+    message = "too many admin actions; wait a minute"
+    await within(services.limiter, "admin_action", claims.sub, limit=per_min, window_s=60, message=message)

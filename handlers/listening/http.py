@@ -33,6 +33,7 @@ from handlers.listening.export import ListeningExports
 from handlers.listening.stats import add_to_days, day_start_ms, empty_days, local_day, streaks, time_zone
 from handlers.payloads import validate
 from handlers.query import at_most, parse_query
+from handlers.rate_limit import within
 from protocol.errors import CodedError, ErrorCode
 from storage.listening.repository import ListeningHistories
 from storage.listening.model import ListeningSession
@@ -76,8 +77,14 @@ class ListeningRoutes:
         return await json_body(request, max_bytes=self._s.limits.max_payload_bytes)
 
     async def _write_budget(self, claims: Claims) -> None:
-        if not await self._s.limiter.hit("listening", claims.sub, limit=self._reports_per_min, window_s=60):
-            raise CodedError(ErrorCode.RATE_LIMITED, "too many listening writes; wait a minute", retry_after_s=60)
+        await within(
+            self._s.limiter,
+            "listening",
+            claims.sub,
+            limit=self._reports_per_min,
+            window_s=60,
+            message="too many listening writes; wait a minute",
+        )
 
     async def history(self, request: web.Request) -> web.Response:
         """The caller's history session (created on first use), totals and open sessions; loading

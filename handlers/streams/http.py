@@ -30,6 +30,7 @@ from handlers.idempotency import idempotent
 from handlers.ids import parse_session_id
 from handlers.payloads import validate
 from handlers.query import LimitQuery, at_most, parse_query
+from handlers.rate_limit import within
 from protocol.errors import CodedError, ErrorCode
 from storage.streams.repository import StreamSessions
 
@@ -79,8 +80,14 @@ class StreamRoutes:
         claims = self._claims(request)
         require_permission(claims, Permission.CREATE)
         payload = validate(CreateStream, await self._body(request))
-        if not await self._s.limiter.hit("create", claims.sub, limit=self._s.limits.creates_per_min, window_s=60):
-            raise CodedError(ErrorCode.RATE_LIMITED, "too many sessions created; wait a minute", retry_after_s=60)
+        await within(
+            self._s.limiter,
+            "create",
+            claims.sub,
+            limit=self._s.limits.creates_per_min,
+            window_s=60,
+            message="too many sessions created; wait a minute",
+        )
         session = await self._streams.create(
             owner_id=claims.sub, title=payload.title, game=payload.game, viewer_delay_s=payload.viewer_delay_s
         )

@@ -8,7 +8,7 @@ from auth.access import require_permission
 from auth.claims import Claims, Permission
 from handlers.context import Services
 from handlers.voice.access import performer
-from protocol.errors import CodedError, ErrorCode
+from handlers.rate_limit import within
 from storage.jobs import Job
 from storage.voice.repository import VoiceSession
 
@@ -51,10 +51,22 @@ async def create_active(services: Services, claims: Claims, name: str, *, addres
     """
     require_permission(claims, Permission.CREATE)
     limits = services.limits
-    if not await services.limiter.hit("create", claims.sub, limit=limits.creates_per_min, window_s=60):
-        raise CodedError(ErrorCode.RATE_LIMITED, "too many sessions created; wait a minute")
-    if not await services.limiter.hit("create-addr", address, limit=limits.creates_per_min_per_address, window_s=60):
-        raise CodedError(ErrorCode.RATE_LIMITED, "too many sessions created from this address; wait a minute")
+    await within(
+        services.limiter,
+        "create",
+        claims.sub,
+        limit=limits.creates_per_min,
+        window_s=60,
+        message="too many sessions created; wait a minute",
+    )
+    await within(
+        services.limiter,
+        "create-addr",
+        address,
+        limit=limits.creates_per_min_per_address,
+        window_s=60,
+        message="too many sessions created from this address; wait a minute",
+    )
     session = await services.voice.create(owner_id=claims.sub, telegram_user_id=claims.telegram_user_id, name=name)
     await services.voice.set_active(claims.sub, session.id)
     return session
@@ -67,8 +79,14 @@ JOBS_PER_MIN = 30
 
 async def admit_job(services: Services, claims: Claims) -> None:
     """Count one job for the user, or ``rate_limited`` past :data:`JOBS_PER_MIN`."""
-    if not await services.limiter.hit("jobs", claims.sub, limit=JOBS_PER_MIN, window_s=60):
-        raise CodedError(ErrorCode.RATE_LIMITED, f"at most {JOBS_PER_MIN} jobs a minute; wait", retry_after_s=60)
+    await within(
+        services.limiter,
+        "jobs",
+        claims.sub,
+        limit=JOBS_PER_MIN,
+        window_s=60,
+        message=f"at most {JOBS_PER_MIN} jobs a minute; wait",
+    )
 
 
 async def close(services: Services, claims: Claims, session_id: str) -> dict[str, Any]:

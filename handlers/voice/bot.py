@@ -24,6 +24,7 @@ from handlers.ids import parse_session_ref
 from handlers.payloads import BotCommand, CreateSession, Material, validate
 from handlers.voice.access import updatable
 from handlers.voice.actions import brief, close, create_active
+from handlers.rate_limit import within
 from protocol.errors import CodedError, ErrorCode
 from storage.idempotency import again_on_lost_reply
 from storage.voice.quota import UploadQuota
@@ -169,9 +170,8 @@ class BotRoutes:
 
     async def _admit(self, claims: Claims, payers: list[str], size_bytes: int) -> None:
         per_min = self._materials_per_min
-        if not await self._s.limiter.hit("material", claims.sub, limit=per_min, window_s=60):
-            message = f"at most {per_min} materials a minute; wait a minute"
-            raise CodedError(ErrorCode.RATE_LIMITED, message, retry_after_s=60)
+        message = f"at most {per_min} materials a minute; wait a minute"
+        await within(self._s.limiter, "material", claims.sub, limit=per_min, window_s=60, message=message)
         if await self._quota.remaining(payers) < size_bytes:
             quota = self._quota.limit_bytes
             message = f"the daily upload quota ({quota} bytes) is used up; try again tomorrow"

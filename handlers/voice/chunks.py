@@ -20,6 +20,7 @@ from handlers.query import parse_query
 from handlers.voice.access import performer, readable, updatable
 from handlers.voice.audio_links import AudioLinkQuery, AudioLinks
 from handlers.voice.chunk_form import FORM_OVERHEAD_BYTES, ChunkForm, ChunkMeta, read_chunk_form
+from handlers.rate_limit import within
 from protocol.errors import CodedError, ErrorCode
 from storage.voice.audio_format import ImpossibleDuration, probe
 from storage.voice.chunks import ChunkAdded, NewChunk, VoiceChunks
@@ -82,8 +83,14 @@ class ChunkRoutes:
         # Decided from the headers when they say it, before a byte of the body is read.
         if request.content_length is not None and request.content_length > limit + FORM_OVERHEAD_BYTES:
             raise CodedError(ErrorCode.PAYLOAD_TOO_LARGE, f"a chunk is limited to {limit} bytes", max_bytes=limit)
-        if not await self._s.limiter.hit("voice_chunk", claims.sub, limit=UPLOADS_PER_MIN, window_s=60):
-            raise CodedError(ErrorCode.RATE_LIMITED, "too many uploads; wait a minute", retry_after_s=60)
+        await within(
+            self._s.limiter,
+            "voice_chunk",
+            claims.sub,
+            limit=UPLOADS_PER_MIN,
+            window_s=60,
+            message="too many uploads; wait a minute",
+        )
         payers = self._payers(request, claims)
         left = await self._quota.remaining(payers)
         if left <= 0 or (request.content_length or 0) - FORM_OVERHEAD_BYTES > left:

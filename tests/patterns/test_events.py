@@ -454,7 +454,11 @@ async def test_a_flood_is_rate_limited_and_the_connection_stays_usable(
         assert len(accepted) < 12 and {a["error"] for a in acks if not a["ok"]} == {"rate_limited"}
         steps = (await stored_state(server, session_id))["tracks"][0]["steps"]
         assert [i for i in range(12) if steps[i]] == accepted
-        await asyncio.sleep(0.5)
+        # Each refusal says when the next token comes (at 5/s, within 0.2 s); after that wait
+        # (the server's word, not a guess) the connection is served again.
+        waits = [ack["retry_after_s"] for ack in acks if not ack["ok"]]
+        assert all(0 < wait_s <= 0.2 for wait_s in waits), waits
+        await asyncio.sleep(waits[-1])
         ack = await flooder.call(
             "pattern_op", {"session_id": session_id, "seq": 99, "op": {"type": "set_tempo", "tempo": 99}}
         )

@@ -359,7 +359,7 @@ async def test_an_upload_flood_is_rate_limited(server: ServerUnderTest) -> None:
                 if response.status == 429:
                     body = await response.json()
                     break
-    assert statuses[-1] == 429 and body["error"] == "rate_limited" and body["retry_after_s"] == 60
+    assert statuses[-1] == 429 and body["error"] == "rate_limited" and 0 < body["retry_after_s"] <= 60
     assert statuses[:-1] == [201] + [200] * (len(statuses) - 2)
     # Another user is not affected.
     other = await server.create_session("bob")

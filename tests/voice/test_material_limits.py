@@ -58,7 +58,7 @@ async def test_materials_past_the_per_minute_limit_are_rate_limited_and_not_stor
     session_id = answers[0][1]["session_id"]
     status, body = await _material(limited, "one too many")
     assert status == 429, body
-    assert body["error"] == "rate_limited" and body["retry_after_s"] == 60
+    assert body["error"] == "rate_limited" and 0 < body["retry_after_s"] <= 60  # the minute's rest
     assert await _stored(limited, session_id) == [f"note {i}" for i in range(PER_MIN)]
     # A retry of a stored material is answered as the first time, not refused.
     status, again = await _material(limited, "note 0", key="material-key-0")
