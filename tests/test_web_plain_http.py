@@ -75,3 +75,13 @@ async def test_the_player_reports_a_play_over_plain_http(lan_tab: Tab) -> None:
 async def test_every_page_opens_without_an_error_over_plain_http(lan_tab: Tab, path: str) -> None:
     page = await lan_tab.open(path)
     await page.wait_for_load_state("networkidle")
+
+
+async def test_the_fab_says_recording_needs_a_secure_page(server: ServerUnderTest, lan_tab: Tab) -> None:
+    # Browsers give the microphone to secure contexts only: the FAB says so, not a TypeError.
+    await lan_tab.use_token(server.token("alice"))
+    page = await lan_tab.open("/")
+    await expect(page.locator("#fab-new")).to_be_enabled()
+    await page.locator("#fab-new").click()
+    await expect(page.locator("#fab-message")).to_contain_text("https")
+    assert await server.services.voice.active_id("alice") is None  # nothing made to record into

@@ -281,6 +281,16 @@ function sendOwed() {
 
 // --- recording ----------------------------------------------------------------------------
 
+// Browsers give the microphone to secure pages only (https, localhost): a server opened by a LAN
+// name over plain http cannot record, and is told so before anything is made or changed.
+function checkMicrophoneAllowed() {
+  if (window.isSecureContext && navigator.mediaDevices?.getUserMedia) return;
+  throw new ApiError(
+    "insecure_page",
+    "Recording needs a secure page: open this server over https (or on localhost). Browsers give the microphone to secure pages only.",
+  );
+}
+
 function pickMimeType() {
   if (typeof MediaRecorder === "undefined") throw new ApiError("unsupported", "This browser cannot record audio.");
   return MIME_TYPES.find((type) => MediaRecorder.isTypeSupported(type));
@@ -404,6 +414,7 @@ async function record() {
 
 const actions = {
   async new() {
+    checkMicrophoneAllowed();
     const created = await api("/voicebot/create_session", { method: "POST", body: {} });
     follow(created.session_id, { open: true, status: "ready" });
     announceActive(created.session_id);
@@ -412,6 +423,7 @@ const actions = {
   },
 
   async rec() {
+    checkMicrophoneAllowed();
     if (state.mode === "paused") {
       await record();
       say("");
