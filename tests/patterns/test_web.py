@@ -7,7 +7,7 @@ import re
 from typing import Any
 
 import aiohttp
-from playwright.async_api import Browser, Page, Response, expect
+from playwright.async_api import Browser, Page, Response, Route, expect
 
 from storage.patterns.repository import PatternSessions
 from tests.browser import SocketGate, Tab, new_tab
@@ -359,3 +359,26 @@ async def test_a_remix_link_to_no_session_makes_nothing(server: ServerUnderTest,
     page = await tab.open("/s/00000000-0000-4000-8000-000000000000/remix")
     await expect(page.locator("#not-found")).to_be_visible()
     assert page.url.endswith("/s/00000000-0000-4000-8000-000000000000")
+
+
+async def test_a_remix_whose_answer_is_lost_is_retried_into_the_same_copy(server: ServerUnderTest, tab: Tab) -> None:
+    session_id = await new_pattern(server)
+    page = await open_live(tab, f"/s/{session_id}")
+    keys: list[str | None] = []
+
+    async def lose_the_first_answer(route: Route) -> None:
+        keys.append(await route.request.header_value("Idempotency-Key"))
+        if len(keys) == 1:
+            await route.fetch()  # the server makes the copy; its answer never reaches the page
+            await route.abort("connectionreset")
+        else:
+            await route.continue_()
+
+    await page.route(f"**/api/sessions/{session_id}/remix", lose_the_first_answer)
+    await page.locator("#remix").click()
+    await expect(page).to_have_url(re.compile(rf"/s/{UUID}$"))
+    await expect(page).not_to_have_url(re.compile(session_id))
+    assert len(keys) == 2 and keys[0] and keys[0] == keys[1]
+    parent = await api(server, "GET", f"/api/sessions/{session_id}")
+    assert parent["remixCount"] == 1
+    tab.errors.clear()  # the lost answer is a console error by design

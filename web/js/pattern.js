@@ -12,6 +12,7 @@ import { $, call, connect, getToken, knownIdentity, showConnection, subscribeSes
 import { reconcile } from "./keyed.js";
 import { OrphanBanner } from "./orphan_banner.js";
 import { Player } from "./pattern_audio.js";
+import { freshId } from "./ids.js";
 import { STEP_COUNTS, applyOp, clone, newTrack } from "./pattern_state.js";
 
 const SAVE_DEBOUNCE_MS = 2000;
@@ -387,8 +388,18 @@ async function request(path, method = "GET", body = undefined, extra = {}) {
   return { status: response.status, body: data, headers: response.headers };
 }
 
+// A create whose answer is lost (the network dropped, the server restarted) is sent again with
+// the same Idempotency-Key, so the retry gets the first copy instead of making a second one.
+const CREATE_RETRY_MS = [500, 1500];
+
 async function createSession(path = "/api/sessions") {
-  const answer = await request(path, "POST", {});
+  const key = { "Idempotency-Key": freshId() };
+  let answer = await request(path, "POST", {}, key);
+  for (const waitMs of CREATE_RETRY_MS) {
+    if (![0, 409, 502, 503, 504].includes(answer.status)) break;
+    await new Promise((resolve) => setTimeout(resolve, waitMs));
+    answer = await request(path, "POST", {}, key);
+  }
   if (answer.status === 201) return answer.body;
   if (answer.status === 429) toast(`Too many new sessions; try again in ${answer.body.retryAfter} s.`);
   else toast(answer.body?.message ?? answer.body?.error ?? "Something went wrong.");
