@@ -167,7 +167,7 @@ class AccountRoutes:
     async def revoke(self, request: web.Request) -> web.Response:
         """Sign one device out."""
         claims = self._claims(request)
-        family_id = request.match_info["device_id"]
+        family_id = request.match_info["device_id"].lower()  # hex, taken in any case as every id
         if not await self._s.identities.revoke(claims.sub, family_id):
             raise CodedError(ErrorCode.NOT_FOUND, "no such device of yours")
         self._s.tokens.revoked_families |= {family_id}

@@ -15,6 +15,7 @@ from pydantic import BaseModel
 from auth.claims import USER_ID_PATTERN
 
 from handlers.http_common import REQUEST_ID_HEADER, REQUEST_ID_PATTERN
+from handlers.ids import UUID4_ANY_CASE
 from handlers.query import MAX_DIGITS
 from handlers.openapi_registry import (
     BINARY,
@@ -32,8 +33,8 @@ from protocol.errors import ErrorCode
 
 REF_TEMPLATE = "#/components/schemas/{model}"
 QUERY_INT_MAX = 10**MAX_DIGITS - 1
-UUID4_PATTERN = "^[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$"
-_UUID4 = {"type": "string", "pattern": UUID4_PATTERN, "description": "a UUID v4"}
+# Ids are taken in any case and answered lower-case (handlers.ids.parse_session_id).
+_UUID4 = UUID4_ANY_CASE
 # Every path parameter a route uses, by name (a route with another name fails the build).
 PATH_PARAMETERS: dict[str, dict[str, Any]] = {
     "session_id": _UUID4,
@@ -41,8 +42,8 @@ PATH_PARAMETERS: dict[str, dict[str, Any]] = {
     "id": _UUID4,
     "chunk_id": {"type": "string", "pattern": "^ch[0-9]{6,9}$", "description": "a chunk id (ch + digits)"},
     "webhook_path": {"type": "string", "description": "SESSIONHUB_VOICE_TELEGRAM_WEBHOOK_PATH (a secret)"},
-    "device_id": {"type": "string", "pattern": "^[0-9a-f]{24}$", "description": "a device id (GET /api/auth/me)"},
-    "passkey_id": {"type": "string", "pattern": "^[0-9a-f]{32}$", "description": "a passkey id"},
+    "device_id": {"type": "string", "pattern": "^[0-9a-fA-F]{24}$", "description": "a device id (GET /api/auth/me)"},
+    "passkey_id": {"type": "string", "pattern": "^[0-9a-fA-F]{32}$", "description": "a passkey id"},
     "user_id": {"type": "string", "pattern": USER_ID_PATTERN, "description": "a user id (a clip's submitted_by)"},
 }
 # The pattern API (Keyboardia's) takes any 8-4-4-4-12 hex UUID in either case as a well-formed id

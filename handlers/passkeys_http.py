@@ -227,7 +227,8 @@ class PasskeyRoutes:
     async def remove(self, request: web.Request) -> web.Response:
         """Forget one of the caller's passkeys."""
         claims = self._claims(request)
-        if not await self._s.passkeys.remove(claims.sub, request.match_info["passkey_id"]):
+        # Hex, taken in any case as every id is (handlers.ids).
+        if not await self._s.passkeys.remove(claims.sub, request.match_info["passkey_id"].lower()):
             raise CodedError(ErrorCode.NOT_FOUND, "no such passkey of yours")
         if not await self._s.passkeys.of_user(claims.sub):
             await self._s.identities.mark_saved(claims.sub, False)

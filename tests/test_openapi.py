@@ -486,3 +486,38 @@ async def test_every_header_an_answer_carries_is_documented(redis_process: Redis
                 assert always <= set(sent), (url, status, always)
     finally:
         await server.stop()
+
+
+async def test_an_id_in_any_case_is_the_same_id(redis_process: RedisProcess, tmp_path: Path) -> None:
+    """Every route family takes an id in any case and answers it lower-case (PROTOCOL, ids), and
+    the document's path patterns say so: an upper-case id is inside them, not a 4xx they promise."""
+    server = await start_server(redis_process.url, tmp_path)
+    admin = {"Authorization": f"Bearer {server.token('boss', perms=(*ALL_PERMS, Permission.ADMIN))}"}
+    try:
+        async with aiohttp.ClientSession(base_url=server.url, headers=admin) as http:
+            async with http.get("/openapi.json") as r:
+                paths = (await r.json())["paths"]
+            async with http.post("/voicebot/create_session", json={}) as r:
+                voice_id = (await r.json())["session_id"]
+            async with http.post("/api/streams", json={"title": "Case"}) as r:
+                stream_id = (await r.json())["session"]["session_id"]
+            unknown = str(uuid.uuid4())
+            asked = [
+                ("get", "/voicebot/sessions/{session_id}", voice_id, 200),
+                ("get", "/api/streams/{session_id}", stream_id, 200),
+                ("get", "/admin/sessions/{session_id}", voice_id, 200),
+                ("delete", "/api/listening/sessions/{id}", unknown, 404),  # well formed, none such
+            ]
+            for method, template, known_id, status in asked:
+                name = template.rsplit("{", 1)[1].rstrip("}")
+                shouting = known_id.upper()
+                schema = next(p["schema"] for p in paths[template][method]["parameters"] if p["name"] == name)
+                assert re.fullmatch(schema["pattern"], shouting), (template, schema)
+                async with http.request(method, template.replace("{" + name + "}", shouting)) as r:
+                    answer = await r.json()
+                    assert r.status == status, (template, answer)
+                assert shouting not in json.dumps(answer), (template, answer)
+                if status == 200:
+                    assert known_id in json.dumps(answer), (template, answer)
+    finally:
+        await server.stop()

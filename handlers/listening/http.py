@@ -152,7 +152,7 @@ class ListeningRoutes:
     async def delete(self, request: web.Request) -> web.Response:
         """Delete one listening session."""
         claims = self._claims(request)
-        listening_id = request.match_info["id"]
+        listening_id = request.match_info["id"].lower()  # any case, as every id (handlers.ids)
         if not re.fullmatch(UUID4, listening_id):
             raise CodedError(ErrorCode.INVALID_PAYLOAD, "the listening session id must be a UUID v4")
         history_id = await self._h.find(claims.sub)

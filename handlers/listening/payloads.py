@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from typing import Annotated, Literal
 
-from pydantic import Field, StringConstraints
+from pydantic import AfterValidator, Field, StringConstraints
 
+from handlers.ids import UUID4_ANY_CASE_PATTERN
 from handlers.payloads import Payload
 from handlers.query import QueryModel
 
@@ -16,8 +17,8 @@ DeviceId = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9_.:\-]{1,64}$")
 ClientId = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9_.:\-]{1,128}$")]
 Text = Annotated[str, StringConstraints(max_length=300, pattern=_PRINTABLE)]
 UUID4 = r"[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}"
-UUID4_PATTERN = f"^{UUID4}$"
-ListeningId = Annotated[str, StringConstraints(pattern=UUID4_PATTERN)]
+# Taken in any case, as every id is (handlers.ids), and used in its canonical lower-case form.
+ListeningId = Annotated[str, StringConstraints(pattern=UUID4_ANY_CASE_PATTERN), AfterValidator(str.lower)]
 # "/..." is a path of this site; "//host" and "/\\host" are another host's (browsers read a
 # backslash as a slash), so a path's second character is neither. No backslash anywhere.
 _URL_CHAR = r"[^\s\x00-\x1f\x7f\\]"

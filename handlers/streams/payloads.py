@@ -9,6 +9,7 @@ import regex
 from pydantic import AfterValidator, BeforeValidator, ConfigDict, Field, StringConstraints
 
 from auth.claims import USER_ID_PATTERN
+from handlers.ids import UUID4_ANY_CASE_PATTERN
 from handlers.payloads import Payload, SessionRef
 
 NOTE_MAX_CHARS = 100
@@ -79,9 +80,8 @@ Game = Annotated[
     _PLAIN_SCHEMA,
 ]
 SubmissionId = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9_\-]{8,64}$")]
-ClipId = Annotated[
-    str, StringConstraints(pattern=r"^[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$")
-]
+# Taken in any case, as every id is (handlers.ids), and used in its canonical lower-case form.
+ClipId = Annotated[str, StringConstraints(pattern=UUID4_ANY_CASE_PATTERN), AfterValidator(str.lower)]
 StateAction = Literal["start", "pause", "resume", "end"]
 
 
