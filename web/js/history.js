@@ -40,6 +40,7 @@ const ui = {
   clearNo: $("clear-no"),
   exportCsv: $("export-csv"),
   exportJson: $("export-json"),
+  exportStatus: $("export-status"),
 };
 
 const timeZone = Intl.DateTimeFormat().resolvedOptions().timeZone || "UTC";
@@ -299,11 +300,24 @@ async function clearAll() {
 }
 
 async function exportAs(format) {
+  // A long export on a slow network shows it is under way, and is not asked for twice meanwhile.
+  const buttons = [ui.exportCsv, ui.exportJson];
+  for (const button of buttons) button.disabled = true;
+  exportStatus(`Preparing the ${format.toUpperCase()} export…`);
   try {
     await download(`/api/listening/export?format=${format}`, `listening-history.${format}`);
+    exportStatus(`${format.toUpperCase()} export downloaded.`);
   } catch (err) {
+    exportStatus("");
     showError(`Export failed: ${err.message}`);
+  } finally {
+    for (const button of buttons) button.disabled = false;
   }
+}
+
+function exportStatus(text) {
+  ui.exportStatus.textContent = text;
+  ui.exportStatus.hidden = !text;
 }
 
 async function main() {

@@ -40,6 +40,8 @@ const ui = {
   sort: $("sort-select"),
   exportForm: $("export-form"),
   exportError: $("export-error"),
+  exportStatus: $("export-status"),
+  exportButton: $("export-button"),
   connection: $("connection"),
 };
 
@@ -548,18 +550,31 @@ async function onExport(event) {
     window_s: String(Math.min(600, Math.max(1, Number.parseInt(ui.window.value, 10) || 10))),
     sort: ui.sort.value,
   });
+  // A long export on a slow network shows it is under way, and is not asked for twice meanwhile.
+  ui.exportButton.disabled = true;
+  exportStatus("Preparing the export…");
   try {
     // An EDL holds at most 999 events: past that the server splits it, and each part is a file.
     let parts = 1;
     for (let part = 1; part <= parts; part += 1) {
       query.set("part", String(part));
+      if (parts > 1) exportStatus(`Downloading part ${part} of ${parts}…`);
       const response = await download(`/api/streams/${sessionId}/export?${query}`, filenameOf);
       parts = Number.parseInt(response.headers.get("X-Export-Parts") ?? "1", 10) || 1;
     }
+    exportStatus(parts > 1 ? `Export downloaded (${parts} files).` : "Export downloaded.");
   } catch (err) {
+    exportStatus("");
     ui.exportError.textContent = `Export failed: ${err.message}`;
     ui.exportError.hidden = false;
+  } finally {
+    ui.exportButton.disabled = false;
   }
+}
+
+function exportStatus(text) {
+  ui.exportStatus.textContent = text;
+  ui.exportStatus.hidden = !text;
 }
 
 // --- start ----------------------------------------------------------------------------------

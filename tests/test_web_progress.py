@@ -1,0 +1,70 @@
+"""In Chromium: a download that takes a while shows that it is under way.
+
+On a slow network an export took seconds with nothing on screen: the button stayed as it was,
+and a second press asked for a second file. Now the button waits, and a status line (read out
+by screen readers) says what is being prepared, then that it is downloaded."""
+
+from __future__ import annotations
+
+import asyncio
+
+from playwright.async_api import Page, Route, expect
+
+from tests.browser import Tab
+from tests.helpers import Client, ServerUnderTest
+from tests.streams.helpers import started
+
+
+class Held:
+    """Holds the page's requests to ``pattern`` until released: a slow network, without sleeps."""
+
+    def __init__(self) -> None:
+        self.released = asyncio.Event()
+        self.seen = 0
+
+    async def install(self, page: Page, pattern: str) -> None:
+        await page.route(pattern, self._hold)
+
+    async def _hold(self, route: Route) -> None:
+        self.seen += 1
+        await self.released.wait()
+        await route.continue_()
+
+
+async def test_a_stream_export_shows_its_progress(server: ServerUnderTest, tab: Tab, clients: list[Client]) -> None:
+    session_id, _owner = await started(server, clients)
+    await tab.use_token(server.token("alice"))
+    page = await tab.open(f"/streams/{session_id}")
+    await expect(page.locator("#connection")).to_have_attribute("data-state", "live")
+    held = Held()
+    await held.install(page, "**/export?*")
+    button = page.locator("#export-button")
+    status = page.locator("#export-status[role=status]")
+    async with page.expect_download() as downloading:
+        await button.click()
+        await expect(status).to_have_text("Preparing the export…")
+        await expect(button).to_be_disabled()
+        held.released.set()
+    await downloading.value
+    await expect(status).to_have_text("Export downloaded.")
+    await expect(button).to_be_enabled()
+    assert held.seen == 1
+
+
+async def test_a_history_export_shows_its_progress(server: ServerUnderTest, tab: Tab) -> None:
+    await tab.use_token(server.token("alice"))
+    page = await tab.open("/history")
+    await expect(page.locator("#connection")).to_have_attribute("data-state", "live")
+    held = Held()
+    await held.install(page, "**/api/listening/export?*")
+    status = page.locator("#export-status[role=status]")
+    async with page.expect_download() as downloading:
+        await page.locator("#export-csv").click()
+        await expect(status).to_have_text("Preparing the CSV export…")
+        await expect(page.locator("#export-csv")).to_be_disabled()
+        await expect(page.locator("#export-json")).to_be_disabled()
+        held.released.set()
+    await downloading.value
+    await expect(status).to_have_text("CSV export downloaded.")
+    await expect(page.locator("#export-json")).to_be_enabled()
+    assert held.seen == 1
