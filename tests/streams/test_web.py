@@ -8,7 +8,7 @@ import re
 from pathlib import Path
 from typing import Any
 
-from playwright.async_api import Browser, Dialog, Page, WebSocketRoute, expect
+from playwright.async_api import Browser, Dialog, Page, Route, WebSocketRoute, expect
 
 from tests.browser import SocketGate, Tab, new_tab
 from tests.streams.helpers import create_stream, http, started
@@ -472,3 +472,27 @@ async def test_a_live_clip_moves_nothing_a_keyboard_user_has_reached(
     await expect(target.locator(".clip-toggle")).to_be_focused()
     await expect(target.locator(".clip-toggle")).to_have_text("Unmark")
     assert not tab.errors, tab.errors
+
+
+async def test_a_create_whose_answer_was_lost_makes_one_stream(server: ServerUnderTest, tab: Tab) -> None:
+    await tab.use_token(server.token("alice"))
+    dash = await tab.open("/streams")
+    keys: list[str | None] = []
+
+    async def lose_the_first_answer(route: Route) -> None:
+        keys.append(await route.request.header_value("Idempotency-Key"))
+        if len(keys) == 1:
+            await route.fetch()  # the server makes the stream; its answer never reaches the page
+            await route.abort("connectionreset")
+        else:
+            await route.continue_()
+
+    await dash.route("**/api/streams", lose_the_first_answer)
+    await dash.locator("#title-input").fill("Speedrun night")
+    await dash.locator("#create-button").click()
+    await expect(dash).to_have_url(re.compile(rf"/streams/{UUID}$"))
+    assert len(keys) == 2 and keys[0] and keys[0] == keys[1]
+    status, mine = await http(server, "GET", "/api/streams")
+    assert status == 200, mine
+    assert [s["title"] for s in mine["sessions"]] == ["Speedrun night"]
+    tab.errors.clear()  # the lost answer is a console error by design

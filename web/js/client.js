@@ -5,6 +5,7 @@
  * from here, and only this module writes the token record.
  */
 import { io } from "../vendor/socket.io.esm.min.js";
+import { freshId } from "./ids.js";
 
 /**
  * localStorage key of the token record `{token, expires_at, guest, obtained_at}` (unix s).
@@ -425,25 +426,46 @@ function toError(response, body) {
   return new ApiError(code, message, response.status, extraFields(body, ["error", "message"]));
 }
 
+// An idempotent create whose answer is lost (no answer, 409 while the first run still runs, a
+// proxy's 502-504) is sent again with the same Idempotency-Key after these pauses: the retry
+// gets the first run's answer instead of making a second session.
+const LOST_ANSWER_RETRY_MS = [500, 1500];
+const LOST_ANSWER_STATUSES = new Set([409, 502, 503, 504]);
+
 /**
  * Call the JSON API with the bearer token; resolves to the parsed body, rejects with ApiError.
- * A refused guest token is replaced once and the call repeated.
+ * A refused guest token is replaced once and the call repeated. `idempotent`: a create sent with
+ * an Idempotency-Key (PROTOCOL, Retries) and sent again with it when its answer is lost.
  */
-export async function api(path, { method = "GET", body } = {}) {
+export async function api(path, { method = "GET", body, idempotent = false } = {}) {
+  const key = idempotent ? freshId() : null;
+  const waits = key ? [...LOST_ANSWER_RETRY_MS] : [];
   for (let attempt = 0; ; attempt += 1) {
     const token = await getToken();
     const headers = { Authorization: `Bearer ${token}`, Accept: "application/json" };
     if (body !== undefined) headers["Content-Type"] = "application/json";
-    const response = await request(path, {
-      method,
-      headers,
-      body: body === undefined ? undefined : JSON.stringify(body),
-    });
+    if (key) headers["Idempotency-Key"] = key;
+    let response;
+    try {
+      response = await request(path, { method, headers, body: body === undefined ? undefined : JSON.stringify(body) });
+    } catch (err) {
+      if (!waits.length) throw err;
+      await sleep(waits.shift());
+      continue;
+    }
     const data = await readJson(response);
     if (response.ok) return data;
+    if (waits.length && LOST_ANSWER_STATUSES.has(response.status)) {
+      await sleep(waits.shift());
+      continue;
+    }
     if (response.status === 401 && attempt === 0 && dropRefused(token)) continue;
     throw toError(response, data);
   }
+}
+
+function sleep(ms) {
+  return new Promise((resolve) => setTimeout(resolve, ms));
 }
 
 /**

@@ -415,7 +415,7 @@ async function record() {
 const actions = {
   async new() {
     checkMicrophoneAllowed();
-    const created = await api("/voicebot/create_session", { method: "POST", body: {} });
+    const created = await api("/voicebot/create_session", { method: "POST", body: {}, idempotent: true });
     follow(created.session_id, { open: true, status: "ready" });
     announceActive(created.session_id);
     await record();

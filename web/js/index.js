@@ -19,7 +19,11 @@ async function createSession(event) {
   errorLine.hidden = true;
   try {
     const name = nameInput.value.trim();
-    const created = await api("/voicebot/create_session", { method: "POST", body: name ? { session_name: name } : {} });
+    const created = await api("/voicebot/create_session", {
+      method: "POST",
+      body: name ? { session_name: name } : {},
+      idempotent: true,
+    });
     // The same-origin path, not created.url: that one names the public host, which a
     // development or staging instance is not.
     location.assign(`/session/${encodeURIComponent(created.session_id)}`);

@@ -25,7 +25,7 @@ async function create(event) {
     viewer_delay_s: Number.isNaN(delay) ? 0 : delay,
   };
   try {
-    const created = await api("/api/streams", { method: "POST", body });
+    const created = await api("/api/streams", { method: "POST", body, idempotent: true });
     location.assign(`/streams/${encodeURIComponent(created.session.session_id)}`);
   } catch (err) {
     createError.textContent = `Could not create the session: ${err.message}`;
