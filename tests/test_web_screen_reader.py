@@ -5,7 +5,8 @@ from __future__ import annotations
 from playwright.async_api import expect
 
 from tests.browser import Tab
-from tests.helpers import ServerUnderTest
+from tests.helpers import Client, ServerUnderTest
+from tests.streams.helpers import connect, started
 
 
 async def test_the_players_buttons_name_their_item(server: ServerUnderTest, tab: Tab) -> None:
@@ -22,3 +23,35 @@ async def test_the_players_buttons_name_their_item(server: ServerUnderTest, tab:
             named = page.get_by_role("button", name=f"{word} {title}", exact=True)
             await expect(named).to_have_count(1)
             await expect(named).to_have_text(word)
+
+
+async def test_the_stream_reviews_clip_buttons_name_their_clip(
+    server: ServerUnderTest, tab: Tab, clients: list[Client]
+) -> None:
+    """Each clip of the review had 'Mark clipped', 'Edit note', 'Delete', 'Block viewer' and
+    'Clear their clips', named the same for every clip: which one a press acts on was not said."""
+    session_id, _owner = await started(server, clients)
+    for user in ("v1", "v2"):
+        viewer = await connect(server, clients, user)
+        ack = await viewer.call("clip_submit", {"session_id": session_id, "note": f"liked by {user}"})
+        assert ack["ok"] is True, ack
+    await tab.use_token(server.token("alice"))
+    page = await tab.open(f"/streams/{session_id}")
+    clips = page.locator(".review-clip")
+    await expect(clips).to_have_count(2)
+    await expect(clips.locator(".clip-block")).to_have_count(2)
+    labels: list[str] = []
+    for i in range(2):
+        clip = clips.nth(i)
+        offset = await clip.locator(".offset").text_content()
+        who = await clip.locator(".who").text_content()
+        for selector, word in (
+            (".clip-toggle", "Mark clipped"),
+            (".clip-edit", "Edit note"),
+            (".clip-delete", "Delete"),
+        ):
+            await expect(clip.locator(selector)).to_have_accessible_name(f"{word}, clip at {offset} by {who}")
+        for selector, word in ((".clip-block", "Block viewer"), (".clip-clear", "Clear their clips")):
+            await expect(clip.locator(selector)).to_have_accessible_name(f"{word}, {who}")
+        labels += [str(await button.get_attribute("aria-label")) for button in await clip.locator("button").all()]
+    assert len(set(labels)) == len(labels), labels

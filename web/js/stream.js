@@ -240,6 +240,7 @@ function updateClip(li, clip) {
   else setText(note, clip.note);
   setText(li.querySelector(".who"), whoClipped(clip));
   setText(li.querySelector(".clip-toggle"), clip.clipped ? "Unmark" : "Mark clipped");
+  nameClipButtons(li, clip);
   // Moderation needs the viewer's id, which a live event does not carry: offered once the
   // review has been (re)loaded from the owner's route.
   if (typeof clip.submitted_by === "string" && clip.submitted_by && !li.querySelector(".clip-block")) {
@@ -257,6 +258,7 @@ function updateClip(li, clip) {
       if (now?.submitted_by) moderate("clip_clear_viewer", now.submitted_by, now);
     });
     li.append(block, clear);
+    nameClipButtons(li, clip);
   }
 }
 
@@ -269,6 +271,20 @@ async function moderate(event, viewer, clip) {
     else notice(`Removed ${ack.removed} clip${ack.removed === 1 ? "" : "s"} of ${who}.`);
   } catch (err) {
     notice(`Could not moderate ${who}: ${err.message}`, "error");
+  }
+}
+
+/**
+ * Every clip has the same buttons: for a screen reader each names its clip ("Delete, clip at
+ * 0:01:05 by Ada"), the visible words first so that a voice command "click Delete" finds them.
+ */
+function nameClipButtons(li, clip) {
+  const which = `clip at ${hms(clip.offset_ms)} by ${whoClipped(clip)}`;
+  for (const button of li.querySelectorAll(".clip-toggle, .clip-edit, .clip-delete")) {
+    button.setAttribute("aria-label", `${button.textContent}, ${which}`);
+  }
+  for (const button of li.querySelectorAll(".clip-block, .clip-clear")) {
+    button.setAttribute("aria-label", `${button.textContent}, ${whoClipped(clip)}`);
   }
 }
 
