@@ -521,3 +521,35 @@ async def test_an_id_in_any_case_is_the_same_id(redis_process: RedisProcess, tmp
                     assert known_id in json.dumps(answer), (template, answer)
     finally:
         await server.stop()
+
+
+async def test_one_query_rule_for_every_family(redis_process: RedisProcess, tmp_path: Path) -> None:
+    """PROTOCOL's query rule, route family by route family: a parameter the route takes, given
+    twice, is 400 invalid_payload; a parameter it does not take is ignored (admin included)."""
+    server = await start_server(redis_process.url, tmp_path)
+    admin = {"Authorization": f"Bearer {server.token('boss', perms=(*ALL_PERMS, Permission.ADMIN))}"}
+    try:
+        async with aiohttp.ClientSession(base_url=server.url, headers=admin) as http:
+            async with http.post("/api/streams", json={"title": "Query"}) as r:
+                stream_id = (await r.json())["session"]["session_id"]
+            taken = [
+                ("/voicebot/sessions", "limit=1"),
+                ("/api/streams", "limit=1"),
+                (f"/api/streams/{stream_id}/export", "format=csv"),
+                ("/api/listening/sessions", "limit=1"),
+                ("/api/listening/stats", "days=7"),
+                ("/api/me/sessions", "limit=1"),
+                ("/admin/sessions", "limit=1"),
+                ("/admin/audit", "limit=1"),
+            ]
+            for path, parameter in taken:
+                async with http.get(f"{path}?{parameter}&foo=2&_=123") as r:
+                    assert r.status == 200, (path, await r.text())
+                async with http.get(f"{path}?{parameter}&{parameter}") as r:
+                    answer = await r.json()
+                    assert (r.status, answer["error"]) == (400, "invalid_payload"), (path, answer)
+            for path in ("/admin/metrics", "/admin/alerts"):  # routes that take no parameter
+                async with http.get(f"{path}?x=1&x=2") as r:
+                    assert r.status == 200, (path, await r.text())
+    finally:
+        await server.stop()

@@ -1,4 +1,4 @@
-"""Admin request models: strict, bounded, unknown fields refused (query strings included)."""
+"""Admin request models: strict, bounded, unknown body fields refused (query strings: handlers.query)."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from typing import Annotated, Any, Literal, TypeVar
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, ValidationError, create_model, model_validator
 
 from auth.claims import USER_ID_PATTERN
-from handlers.query import MAX_DIGITS
+from handlers.query import query_values
 from protocol.errors import CodedError, ErrorCode
 
 KindName = Annotated[str, StringConstraints(pattern=r"^[a-z][a-z0-9_]{0,31}$")]
@@ -116,24 +116,12 @@ class NoFields(AdminModel):
 
 M = TypeVar("M", bound=AdminModel)
 
-# Query parameters that are whole numbers (query strings carry text only).
-_INT_FIELDS = {"created_from", "created_to", "limit", "events", "older_than_days"}
-
 
 def parse_query(model: type[M], query: Any) -> M:
-    """A query string as ``model``: each name once, numbers as whole numbers, else ``invalid_payload``."""
-    values: dict[str, Any] = {}
-    for name in query:
-        if name in values or len(query.getall(name)) != 1:
-            raise CodedError(ErrorCode.INVALID_PAYLOAD, f"{name[:32]!r} is given more than once")
-        raw = query[name]
-        if name in _INT_FIELDS:
-            if not (raw.isascii() and raw.isdigit() and len(raw) <= MAX_DIGITS):
-                raise CodedError(ErrorCode.INVALID_PAYLOAD, f"{name} must be a whole number")
-            values[name] = int(raw)
-        else:
-            values[name] = raw
-    return parse_body(model, values)
+    """A query string as ``model``, by the rule of every route (handlers.query): a parameter the
+    model names given twice, or not a whole number where one is due, is ``invalid_payload``;
+    others are ignored."""
+    return parse_body(model, query_values(model, query))
 
 
 def parse_body(model: type[M], values: dict[str, Any]) -> M:

@@ -16,7 +16,7 @@ from handlers.context import Services
 from handlers.http_common import bearer_claims, client_address, guarded
 from handlers.idempotency import idempotent
 from handlers.ids import parse_session_id
-from handlers.query import parse_query
+from handlers.query import one_value, parse_query
 from handlers.voice.access import performer, readable, updatable
 from handlers.voice.audio_links import AudioLinkQuery, AudioLinks
 from handlers.voice.chunk_form import FORM_OVERHEAD_BYTES, ChunkForm, ChunkMeta, read_chunk_form
@@ -128,7 +128,7 @@ class ChunkRoutes:
     async def _admission(self, request: web.Request, claims: Claims) -> Callable[[ChunkMeta], Awaitable[None]]:
         # A session named in the query is checked from the head alone: a foreign or closed one is
         # refused before a byte of the body is read (the form's field must then name it too).
-        named = request.query.get("session_id")
+        named = one_value(request.query, "session_id")
         if named is not None:
             named = parse_session_id(named)
             await updatable(self._s.voice, claims, named)
