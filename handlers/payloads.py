@@ -5,7 +5,15 @@ from __future__ import annotations
 import re
 from typing import Annotated, Literal, TypeVar
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, StringConstraints, ValidationError
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    StringConstraints,
+    ValidationError,
+    model_validator,
+)
 
 from handlers.ids import SESSION_REF_PATTERN, SessionIdText, SessionRefText
 from protocol.errors import CodedError, ErrorCode
@@ -73,6 +81,17 @@ class Subscribe(SessionRef):
     epoch: str | None = Field(default=None, max_length=64)
     offset: int | None = Field(default=None, ge=0, le=MAX_OFFSET)
     last_id: str | None = Field(default=None, max_length=64)
+
+    @model_validator(mode="after")
+    def _a_position_is_whole(self) -> Subscribe:
+        # An offset means nothing without the epoch it counts in (nor an epoch without a place in
+        # it): half a position was answered as no position at all, a snapshot the client did not
+        # ask for, so it is refused instead and the client learns its mistake.
+        if (self.epoch is None) != (self.offset is None):
+            raise ValueError("epoch and offset go together: give both to resume, or neither")
+        if self.last_id is not None and self.offset is None:
+            raise ValueError("last_id names the event at offset: give it with epoch and offset")
+        return self
 
 
 class ChunkList(SessionRef):

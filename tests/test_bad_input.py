@@ -46,6 +46,10 @@ def cases() -> list[tuple[str, Any, str]]:
         ("subscribe_on_session", {"session_id": sid, "offset": 1, "epoch": "e" * 100}, "invalid_payload"),
         ("subscribe_on_session", {"session_id": sid, "offset": 2**64, "epoch": "x"}, "invalid_payload"),
         ("subscribe_on_session", {"session_id": sid, "offset": 10**30, "epoch": "x"}, "invalid_payload"),
+        # Half a position (PROTOCOL, subscribe_on_session): refused, not taken as none.
+        ("subscribe_on_session", {"session_id": sid, "offset": 0}, "invalid_payload"),
+        ("subscribe_on_session", {"session_id": sid, "epoch": "x"}, "invalid_payload"),
+        ("subscribe_on_session", {"session_id": sid, "last_id": "1-0"}, "invalid_payload"),
         ("session_done", {"session_id": sid, "telegram_user_id": "1", "user_id": "bob"}, "invalid_payload"),
         ("create_tasks_from_chunks", {"session_id": sid, "chunk_ids": {"a": 1}}, "invalid_payload"),
         ("session_done", {"session_id": sid, "pad": "x" * 40_000}, "payload_too_large"),
@@ -69,6 +73,7 @@ async def test_each_bad_input_is_answered_and_changes_nothing(
         assert ack["ok"] is False and ack["error"] == expected, (event, payload, ack)
         assert isinstance(ack["message"], str) and "Traceback" not in ack["message"]
     assert await snapshot_of_redis(redis) == before
+    assert not client.named("session_snapshot")  # no refused subscribe sent one
     # Still connected and usable.
     assert client.sio.connected
     assert (await client.call("session_done", {"session_id": session_id}))["ok"] is True
