@@ -203,6 +203,16 @@ async function loadPage(from) {
   }
 }
 
+/**
+ * A title in its own bidi isolate: a right-to-left title ("مرحبا") must not pull the id after it
+ * into its run (an id starting with a digit showed that digit on the title's other side).
+ */
+function isolated(text) {
+  const bdi = document.createElement("bdi");
+  bdi.textContent = text;
+  return bdi;
+}
+
 function renderSessions(rows) {
   const body = $("sessions");
   body.replaceChildren();
@@ -215,7 +225,8 @@ function renderSessions(rows) {
     const open = document.createElement("button");
     open.type = "button";
     open.className = "link-button row-open";
-    open.textContent = row.title ? `${row.title} · ${row.session_id.slice(0, 8)}` : row.session_id;
+    if (row.title) open.append(isolated(row.title), ` · ${row.session_id.slice(0, 8)}`);
+    else open.textContent = row.session_id;
     open.setAttribute("aria-label", `Open ${open.textContent}`);
     const first = document.createElement("td");
     first.append(open);
@@ -284,7 +295,7 @@ function renderTree(list, node) {
     item.dataset.id = child.session_id;
     const link = document.createElement("a");
     link.href = "#detail";
-    link.textContent = `${child.name || "Untitled"} · ${child.session_id.slice(0, 8)}`;
+    link.append(isolated(child.name || "Untitled"), ` · ${child.session_id.slice(0, 8)}`);
     link.addEventListener("click", (event) => {
       event.preventDefault();
       showDetail(child.session_id);

@@ -371,7 +371,17 @@ function updateMoment(li, moment) {
     " · ",
     el("span", "muted", `median ${hms(moment.median_offset_ms)}`),
   );
-  if (moment.notes.length) li.append(" · ", el("span", "note", moment.notes.join(" / ")));
+  if (moment.notes.length) li.append(" · ", notesOf(moment.notes));
+}
+
+/**
+ * A moment's notes, each in its own bidi isolate: a right-to-left note ("שלום") must not pull the
+ * separator and the next note's leading digits into its run ("3 / שלום cats" for "שלום / 3 cats").
+ */
+function notesOf(notes) {
+  const span = el("span", "note");
+  for (const [i, note] of notes.entries()) span.append(...(i ? [" / "] : []), el("bdi", "", note));
+  return span;
 }
 
 function segmentItem() {
