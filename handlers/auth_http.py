@@ -152,6 +152,7 @@ class AuthRoutes:
         if not auth_cookie.same_origin(request, self._s.public_url):
             raise CodedError(ErrorCode.FORBIDDEN, "this request comes from another site", reason="cross_origin")
         address = self._address(request)
+        await self._s.storage_guard.admit("guest")
         await within(
             self._s.limiter,
             "guest",

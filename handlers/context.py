@@ -16,6 +16,7 @@ from auth.relying_party import RelyingParty
 from auth.tokens import TokenService
 from handlers.kinds import KindRegistry
 from handlers.metrics import Metrics
+from handlers.storage_guard import StorageGuard
 from storage.cleanups import OwedCleanups
 from storage.clock import Clock
 from storage.events import EventLog
@@ -129,6 +130,7 @@ class Services:
     limits: Limits
     bus: Subscriptions
     metrics: Metrics
+    storage_guard: StorageGuard
     public_url: str
     trust_forwarded_for: bool
     web_dir: Path

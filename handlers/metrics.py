@@ -266,6 +266,13 @@ class Metrics:
         self.sessions_created = Counter(
             "sessionhub_sessions_created", "Sessions created by this process, by kind", ["kind"], registry=r
         )
+        self.storage_refusals = Counter(
+            "sessionhub_storage_guard_refusals",
+            "New sessions, remixes, publishes and guest identities refused while Redis memory is over "
+            "the storage guard's share of its budget, by what was refused",
+            ["what"],
+            registry=r,
+        )
         # Counted per fan-out round (frames x members) and per ack or emit, never per member:
         # the fan-out loop is the hot path.
         self.messages_sent = TalliedCounter(
@@ -334,6 +341,10 @@ class Metrics:
     def session_created(self, kind: str) -> None:
         """This process created a session of ``kind`` (a registered kind's name)."""
         self.sessions_created.labels(kind or UNKNOWN).inc()
+
+    def storage_refused(self, what: str) -> None:
+        """The storage guard refused to store something new (``what``: a fixed word of the route)."""
+        self.storage_refusals.labels(what).inc()
 
     def sent(self, messages: int, size: int) -> None:
         """``messages`` Socket.IO messages of ``size`` bytes in all were handed to clients."""

@@ -16,6 +16,7 @@ from auth.tokens import TokenService
 from handlers.context import Limits, NoSubscriptions, Services, Subscriptions
 from handlers.kinds import KindRegistry
 from handlers.metrics import Metrics
+from handlers.storage_guard import StorageGuard
 from server.settings import Settings
 from storage.cleanups import OwedCleanups
 from storage.clock import Clock
@@ -232,6 +233,14 @@ def build_services(
         limits=limits_from(settings),
         bus=bus if bus is not None else NoSubscriptions(),
         metrics=metrics,
+        storage_guard=StorageGuard(
+            redis=redis,
+            clock=clock,
+            metrics=metrics,
+            ratio=settings.storage_guard_ratio,
+            budget_bytes=settings.admin_memory_budget_bytes,
+            refresh_ms=settings.storage_guard_refresh_ms,
+        ),
         public_url=settings.public_url,
         trust_forwarded_for=settings.trust_forwarded_for,
         web_dir=settings.web_dir,

@@ -123,6 +123,10 @@ class Settings(BaseSettings):
     admin_write_cost_per_million: float = Field(default=5.0, ge=0)
     admin_memory_budget_bytes: int = Field(default=0, ge=0)
     admin_memory_alert_ratio: float = Field(default=0.8, gt=0, le=1)
+    # The storage guard (handlers/storage_guard.py): no new sessions or guests past this share of
+    # the memory budget (0: off), the budget's figures read at most once per refresh_ms.
+    storage_guard_ratio: float = Field(default=0.9, ge=0, le=1)
+    storage_guard_refresh_ms: int = Field(default=1000, ge=0, le=60_000)
     admin_large_session_bytes: int = Field(default=100 * 1024, ge=1)
     admin_creation_spike_factor: float = Field(default=5.0, gt=1)
     admin_creation_spike_min: int = Field(default=20, ge=1)

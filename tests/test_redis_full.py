@@ -25,7 +25,9 @@ def own_redis(tmp_path: Path) -> Iterator[RedisProcess]:
 
 @pytest_asyncio.fixture
 async def full(own_redis: RedisProcess, tmp_path: Path) -> AsyncIterator[tuple[ServerUnderTest, Redis]]:
-    srv = await start_server(own_redis.url, tmp_path)
+    # The storage guard off: it would refuse the creates here first (storage_full), and these
+    # tests are about what Redis itself refuses (tests/test_storage_guard.py has the guard's).
+    srv = await start_server(own_redis.url, tmp_path, storage_guard_ratio=0)
     admin = Redis.from_url(own_redis.url)
     yield srv, admin
     await admin.config_set("maxmemory", 0)

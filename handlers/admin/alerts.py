@@ -39,20 +39,30 @@ class Alerts:
         return found
 
     async def memory(self) -> list[dict[str, Any]]:
-        """Redis memory near ``maxmemory`` (or the configured budget)."""
+        """Redis memory near ``maxmemory`` (or the configured budget); past the storage guard's
+        share it says that new sessions and guests are being refused (``storage_refusing``)."""
         try:
             info = await self._s.redis.info("memory")
         except RedisError:
             return [_alert("redis_unreachable", "Redis did not answer INFO memory")]
         used = int(info.get("used_memory", 0))
         budget = self._config.memory_budget_bytes or int(info.get("maxmemory", 0) or 0)
-        if budget <= 0 or used < budget * self._config.memory_alert_ratio:
+        guard = self._s.storage_guard
+        refusing = guard.over(used, budget)
+        if not refusing and (budget <= 0 or used < budget * self._config.memory_alert_ratio):
             return []
-        return [
-            _alert(
-                "memory", f"Redis uses {used / budget:.0%} of its memory budget", used_bytes=used, budget_bytes=budget
+        message = f"Redis uses {used / budget:.0%} of its memory budget"
+        if refusing:
+            message += (
+                f"; over the storage guard's {guard.ratio:.0%}: new sessions, remixes, publishes and guest"
+                " identities are refused (503 storage_full) until memory is freed"
             )
-        ]
+        alert = _alert("memory", message, used_bytes=used, budget_bytes=budget, storage_refusing=refusing)
+        alert["storage_guard_ratio"] = guard.ratio
+        alert["storage_refused"] = guard.refused  # by this node since it started
+        if refusing:
+            alert["severity"] = "critical"
+        return [alert]
 
     async def creation_rate(self) -> list[dict[str, Any]]:
         """Sessions created in the last hour far above the hourly average of the 24 before it."""

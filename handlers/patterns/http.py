@@ -190,7 +190,24 @@ class PatternRoutes:
             )
         return address
 
-    async def _create(self, request: web.Request, **kwargs: Any) -> PatternRecord:
+    async def _room(self, what: str) -> None:
+        """503 (the origin app's shape, ``reason: "storage_full"``) while the storage guard
+        refuses new things: nothing is counted or stored."""
+        try:
+            await self._s.storage_guard.admit(what)
+        except CodedError as exc:
+            wait_s = int(exc.details.get("retry_after_s", UNAVAILABLE_RETRY_AFTER_S))
+            raise ApiError(
+                503,
+                "Service unavailable",
+                headers={"Retry-After": str(wait_s)},
+                reason=exc.details.get("reason"),
+                message=exc.message,
+                retryAfter=wait_s,
+            ) from None
+
+    async def _create(self, request: web.Request, what: str, **kwargs: Any) -> PatternRecord:
+        await self._room(what)
         address = await self._counted(request)
         try:
             return await self._patterns.create(author_id=self._author(request), **kwargs)
@@ -210,7 +227,7 @@ class PatternRoutes:
         body = CreateBody.parse(await self._body(request, json_only=True))
         given = body.initial_state()
         state = given.initial() if given is not None else copy.deepcopy(DEFAULTS)
-        record = await self._create(request, state=state, name=body.name)
+        record = await self._create(request, "pattern_create", state=state, name=body.name)
         body_out = Created(id=record.id, url=session_url(record.id), createdAt=record.created_at)
         return web.json_response(body_out.model_dump(), status=201)
 
@@ -297,7 +314,7 @@ class PatternRoutes:
         """
         parent, _ = await self._existing(parse_id(request))
         lineage = Lineage(parent, parent_name=lineage_name(parent))
-        record = await self._create(request, state=parent.state, name=None, lineage=lineage)
+        record = await self._create(request, "pattern_remix", state=parent.state, name=None, lineage=lineage)
         try:
             # Counted once however often it runs: a lost reply is run again, not answered 503
             # for a remix that was counted.
@@ -314,7 +331,7 @@ class PatternRoutes:
         if source.immutable:
             raise ApiError(400, ALREADY_PUBLISHED)
         lineage = Lineage(source, parent_name=lineage_name(source), immutable=True)  # keeps the name too
-        record = await self._create(request, state=source.state, name=source.name, lineage=lineage)
+        record = await self._create(request, "pattern_publish", state=source.state, name=source.name, lineage=lineage)
         await self._patterns.add_child(source.id, child=record)  # a source deleted meanwhile: no tree to join
         body = Published(
             id=record.id, immutable=True, url=session_url(record.id), sourceId=source.id, createdAt=record.created_at

@@ -80,6 +80,7 @@ class StreamRoutes:
         claims = self._claims(request)
         require_permission(claims, Permission.CREATE)
         payload = validate(CreateStream, await self._body(request))
+        await self._s.storage_guard.admit("stream_create")
         await within(
             self._s.limiter,
             "create",

@@ -50,6 +50,7 @@ async def create_active(services: Services, claims: Claims, name: str, *, addres
     ``guests_per_min`` of them), so a per-user limit alone multiplies by the guests one makes.
     """
     require_permission(claims, Permission.CREATE)
+    await services.storage_guard.admit("voice_create")
     limits = services.limits
     await within(
         services.limiter,
