@@ -118,6 +118,7 @@ def main() -> int:
     settings = {
         "SESSIONHUB_CREATES_PER_MIN": "1000000",
         "SESSIONHUB_PATTERNS_CREATES_PER_MIN": "1000000",
+        "SESSIONHUB_PATTERNS_CREATES_PER_DAY": "100000000",
         "SESSIONHUB_ADMIN_ACTIONS_PER_MIN": "1000",
     }
     redis, redis_url = start_redis(work, core=None)

@@ -144,6 +144,7 @@ class Bench:
         self.redis_child, self.redis_url = harness.start_redis(workdir)
         settings = {
             "SESSIONHUB_PATTERNS_CREATES_PER_MIN": "100000",
+            "SESSIONHUB_PATTERNS_CREATES_PER_DAY": "100000000",
             "SESSIONHUB_PATTERNS_MAX_BODY_BYTES": str(MAX_BODY_BYTES),
             "SESSIONHUB_PATTERNS_MAX_PLAYERS": "1000",
         }

@@ -147,6 +147,7 @@ class Settings(BaseSettings):
     listening_http_reports_per_min: int = Field(default=600, ge=1)
 
     patterns_creates_per_min: int = Field(default=10, ge=1)
+    patterns_creates_per_day: int = Field(default=500, ge=1)
     patterns_max_body_bytes: int = Field(default=64 * 1024, ge=1024)
     patterns_orphan_days: int = Field(default=90, ge=1)
     patterns_max_players: int = Field(default=10, ge=1, le=1000)

@@ -14,6 +14,7 @@ class PatternConfig:
     """Limits of pattern sessions."""
 
     creates_per_min: int
+    creates_per_day: int
     max_body_bytes: int
     orphan_days: int
     max_players: int

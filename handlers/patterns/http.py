@@ -177,16 +177,20 @@ class PatternRoutes:
         return claims.sub if claims.exp > self._s.clock.now_s() else ""
 
     async def _counted(self, request: web.Request) -> str:
-        """The client address, after counting one creation for it (429 past the limit)."""
+        """The client address, after counting one creation for it (429 past a limit)."""
         address = client_address(request, trust_forwarded_for=self._s.trust_forwarded_for)
-        retry_after = await self._patterns.creation_allowed(address, limit=self._config.creates_per_min)
-        if retry_after:
+        config = self._config
+        wait = await self._patterns.creation_allowed(
+            address, limit=config.creates_per_min, limit_per_day=config.creates_per_day
+        )
+        if wait is not None:
+            per = config.creates_per_min if wait.window == "minute" else config.creates_per_day
             raise ApiError(
                 429,
                 "Too many requests",
-                headers={"Retry-After": str(retry_after)},
-                message=f"At most {self._config.creates_per_min} sessions a minute; try again later.",
-                retryAfter=retry_after,
+                headers={"Retry-After": str(wait.retry_after_s)},
+                message=f"At most {per} sessions a {wait.window}; try again later.",
+                retryAfter=wait.retry_after_s,
             )
         return address
 

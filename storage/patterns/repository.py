@@ -27,6 +27,8 @@ from storage.store import Store
 KIND = "pattern"
 # A deleted session's log stays this long, so subscribers and late recoveries see the deletion.
 DELETED_LOG_RETENTION_MS = 24 * 3600 * 1000
+# The window of the per-address daily cap on creations (UTC days, as every fixed window here).
+DAY_MS = 86_400_000
 # How long a client's last applied op is remembered: a retry comes within seconds or minutes
 # (a lost ack, a reconnect); the keys expire on their own, deleted sessions' included.
 OP_SEEN_TTL_MS = 3600 * 1000
@@ -369,27 +371,55 @@ class PatternSessions:
         return record, players, Position.from_meta(meta)
 
     # --- creation rate ---------------------------------------------------------------------
-    async def creation_allowed(self, address: str, *, limit: int) -> int:
-        """Count one creation for ``address``; 0 when allowed, else the seconds until it is.
+    async def creation_allowed(self, address: str, *, limit: int, limit_per_day: int) -> CreationWait | None:
+        """Count one creation for ``address``; None when allowed, else how long until it is.
 
         Counted before the creation so that concurrent requests cannot all slip under the limit;
-        a creation that then fails is given back with :meth:`creation_failed`.
+        a creation that then fails is given back with :meth:`creation_failed`. The day's cap
+        bounds what one address stores over days, which the minute's limit alone does not
+        (pattern sessions are anonymous and kept for ever): a refused creation counts in neither.
         """
         now_ms = self._clock.now_ms()
-        key = self._keys.rate("pattern_create", address, now_ms // 60_000)
+        minute = self._keys.rate("pattern_create", address, now_ms // 60_000)
+        if not await self._take(minute, limit=limit, ttl_s=120):
+            return CreationWait(retry_after_s=_left_s(now_ms, 60_000), window="minute")
+        # Its own step: the two counters may live on different cluster slots.
+        day = self._keys.rate("pattern_create_day", address, now_ms // DAY_MS)
+        if not await self._take(day, limit=limit_per_day, ttl_s=2 * DAY_MS // 1000):
+            await self._redis.decr(minute)
+            return CreationWait(retry_after_s=_left_s(now_ms, DAY_MS), window="day")
+        return None
+
+    async def _take(self, key: str, *, limit: int, ttl_s: int) -> bool:
+        """Count one on ``key``; past ``limit`` the count is given back and False returned."""
         async with self._redis.pipeline(transaction=True) as pipe:
             pipe.incr(key)
-            pipe.expire(key, 120)
+            pipe.expire(key, ttl_s)
             count, _ = await pipe.execute()
         if int(count) <= limit:
-            return 0
+            return True
         await self._redis.decr(key)
-        return max(1, 60 - (now_ms % 60_000) // 1000)
+        return False
 
     async def creation_failed(self, address: str) -> None:
         """Give back the count of a creation that was refused after being counted."""
-        key = self._keys.rate("pattern_create", address, self._clock.now_ms() // 60_000)
-        await self._redis.decr(key)
+        now_ms = self._clock.now_ms()
+        await self._redis.decr(self._keys.rate("pattern_create", address, now_ms // 60_000))
+        await self._redis.decr(self._keys.rate("pattern_create_day", address, now_ms // DAY_MS))
+
+
+@dataclass(frozen=True, slots=True)
+class CreationWait:
+    """A creation refused by a per-address limit: the seconds until the ``window`` (``minute``
+    or ``day``) it was counted in ends, when a creation is counted afresh."""
+
+    retry_after_s: int
+    window: str
+
+
+def _left_s(now_ms: int, window_ms: int) -> int:
+    """Whole seconds (at least 1, rounded up) left in the ``window_ms`` window of ``now_ms``."""
+    return max(1, -(-(window_ms - now_ms % window_ms) // 1000))
 
 
 def _fields(record: PatternRecord) -> list[str]:

@@ -14,7 +14,7 @@ import pytest
 import pytest_asyncio
 
 from tests.conftest import start_server
-from tests.helpers import Client, RedisProcess, ServerUnderTest, with_room_in_window
+from tests.helpers import Client, RedisProcess, ServerUnderTest, to_window_start, with_room_in_window
 
 UUID_GONE = "00000000-0000-4000-8000-000000000000"
 
@@ -437,6 +437,35 @@ async def test_rate_limit_counts_only_accepted_creations(
             async with http.put(f"/api/sessions/{first}", json={"state": full_state()}) as response:
                 assert response.status == 200
     finally:
+        await server.stop()
+
+
+async def test_a_day_caps_the_creations_of_one_address(redis_process: RedisProcess, redis: Any, tmp_path: Path) -> None:
+    """Creates, remixes and publishes of one address are capped per day too: the minute's limit
+    alone lets one address store ~0.9 GB of pattern sessions a day, every day (seed 004: DoS
+    via session creation, storage abuse)."""
+    server = await start_server(redis_process.url, tmp_path, patterns_creates_per_min=1000, patterns_creates_per_day=3)
+    clock = server.services.clock
+    try:
+        to_window_start(clock, 86_400)
+        async with aiohttp.ClientSession(base_url=server.url) as http:
+            first = await create(http)
+            for path in (f"/api/sessions/{first}/remix", f"/api/sessions/{first}/publish"):
+                async with http.post(path) as response:
+                    assert response.status == 201
+            for path in ("/api/sessions", f"/api/sessions/{first}/remix", f"/api/sessions/{first}/publish"):
+                async with http.post(path, json={}) as response:
+                    answer = await response.json()
+                    assert response.status == 429, answer
+                    assert 86_400 - 60 < answer["retryAfter"] <= 86_400  # the day's end, not the minute's
+                    assert response.headers["Retry-After"] == str(answer["retryAfter"])
+                    assert answer["message"] == "At most 3 sessions a day; try again later."
+            async with http.put(f"/api/sessions/{first}", json={"state": full_state()}) as response:
+                assert response.status == 200  # edits are not capped
+            clock.shift_ms += 86_400_000
+            await create(http)  # a new day
+    finally:
+        clock.shift_ms = 0
         await server.stop()
 
 
