@@ -55,3 +55,27 @@ async def test_the_stream_reviews_clip_buttons_name_their_clip(
             await expect(clip.locator(selector)).to_have_accessible_name(f"{word}, {who}")
         labels += [str(await button.get_attribute("aria-label")) for button in await clip.locator("button").all()]
     assert len(set(labels)) == len(labels), labels
+
+
+async def test_the_pattern_grids_track_controls_name_their_track(server: ServerUnderTest, tab: Tab) -> None:
+    """Each track's Mute, Solo, volume, Clear and delete were named alike: with two tracks, two
+    'Mute' buttons, and nothing said which track one mutes (its steps were named, these not)."""
+    from tests.patterns.test_web import new_pattern, open_live
+
+    session_id = await new_pattern(server)
+    await tab.use_token(server.token("alice"))
+    page = await open_live(tab, f"/s/{session_id}")
+    await page.get_by_role("combobox", name="Add a track").select_option(label="Snare")
+    await page.get_by_role("button", name="Add track").click()
+    rows = page.locator("#grid .track-row")
+    await expect(rows).to_have_count(2)
+    for i in range(2):
+        track = await rows.nth(i).locator(".track-name").input_value()
+        for role, name in (
+            ("button", f"Mute {track}"),
+            ("button", f"Solo {track}"),
+            ("slider", f"{track} volume"),
+            ("button", f"Clear {track}"),
+            ("button", f"Delete track {track}"),
+        ):
+            await expect(rows.nth(i).get_by_role(role, name=name, exact=True)).to_have_count(1)  # type: ignore[arg-type]

@@ -591,6 +591,12 @@ function fitRow(row, track) {
     row.dataset.labelled = track.name;
     steps.setAttribute("aria-label", `${track.name} step buttons`);
     countSelect.setAttribute("aria-label", `${track.name} steps`);
+    // Every row has these: a screen reader names the track too, after the control's own word.
+    row.querySelector(".mute").setAttribute("aria-label", `Mute ${track.name}`);
+    row.querySelector(".solo").setAttribute("aria-label", `Solo ${track.name}`);
+    row.querySelector(".volume").setAttribute("aria-label", `${track.name} volume`);
+    row.querySelector(".clear-track").setAttribute("aria-label", `Clear ${track.name}`);
+    row.querySelector(".delete-track").setAttribute("aria-label", `Delete track ${track.name}`);
     steps.querySelectorAll(".step").forEach((cell, i) => {
       cell.setAttribute("aria-label", `${track.name} step ${i + 1}`);
     });
