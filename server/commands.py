@@ -30,7 +30,15 @@ from server.cli import validation_message
 from server.identity import token_service
 from server.gc_policy import watch_pauses
 from server.process import YoungSweep, raise_open_files_limit, tune_gc
-from server.redis_embed import URL_FILE, DataDirBusy, DataDirLock, EmbeddedRedis, NoRedisServer, find_redis_server
+from server.redis_embed import (
+    URL_FILE,
+    DataDirBusy,
+    DataDirLock,
+    EmbeddedRedis,
+    NoRedisServer,
+    default_maxmemory_bytes,
+    find_redis_server,
+)
 from server.services import build_services, connect_redis
 from server.settings import Settings
 from server.worker import Worker
@@ -84,7 +92,12 @@ async def _embedded(settings: Settings) -> AsyncIterator[str]:
         lock.acquire()
     except DataDirBusy as exc:
         raise StartupError(str(exc)) from exc
-    embedded = EmbeddedRedis(settings.data_dir, avoid_ports={settings.port})
+    maxmemory = settings.embedded_redis_maxmemory_bytes
+    embedded = EmbeddedRedis(
+        settings.data_dir,
+        avoid_ports={settings.port},
+        maxmemory_bytes=default_maxmemory_bytes() if maxmemory is None else maxmemory,
+    )
     try:
         yield await embedded.start()
     finally:

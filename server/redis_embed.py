@@ -18,6 +18,11 @@ so the data folder has exactly one owner at a time:
 A redis-server that dies under a running ``serve`` (killed, out of memory) is started again on
 the same port with the same password, from its append-only file, so the server's clients simply
 reconnect: without that, ``serve`` stayed up but never ready again until restarted by hand.
+
+It runs with a ``maxmemory`` (``noeviction``): by default :data:`MAXMEMORY_SHARE` of the memory
+the machine (or its cgroup) has, so a store filling up refuses writes, and the storage guard
+(handlers/storage_guard.py) has a budget to refuse new sessions against, before the OS kills
+Redis and the node with it.
 """
 
 from __future__ import annotations
@@ -57,6 +62,29 @@ LOCK_FILE = "serve.lock"
 PID_FILE = "redis.pid"
 URL_FILE = "redis.url"
 _PR_SET_PDEATHSIG = 1
+# The embedded Redis's default maxmemory, as a share of the memory available: an append-only
+# file rewrite forks Redis, and the copy-on-write pages of a busy fork can come near its size
+# again; the rest is for the server processes and the system.
+MAXMEMORY_SHARE = 0.5
+_CGROUP_LIMITS = (Path("/sys/fs/cgroup/memory.max"), Path("/sys/fs/cgroup/memory/memory.limit_in_bytes"))
+
+
+def available_memory_bytes() -> int:
+    """The machine's physical memory, or its cgroup's limit when lower (a container); 0 unknown."""
+    try:
+        physical = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (ValueError, OSError, AttributeError):  # a platform without these names
+        physical = 0
+    limits = [physical] if physical > 0 else []
+    for path in _CGROUP_LIMITS:
+        with contextlib.suppress(OSError, ValueError):
+            limits.append(int(path.read_text().strip()))  # "max" (no limit) is a ValueError
+    return min((limit for limit in limits if limit > 0), default=0)
+
+
+def default_maxmemory_bytes() -> int:
+    """:data:`MAXMEMORY_SHARE` of :func:`available_memory_bytes` (0: unknown, no limit)."""
+    return int(available_memory_bytes() * MAXMEMORY_SHARE)
 
 
 class DataDirBusy(Exception):
@@ -170,8 +198,16 @@ def _is_redis_in(pid: int, folder: Path) -> bool:
 class EmbeddedRedis:
     """A private redis-server child process with its data under ``data_dir``."""
 
-    def __init__(self, data_dir: Path, *, binary: str | None = None, avoid_ports: Collection[int] = ()) -> None:
+    def __init__(
+        self,
+        data_dir: Path,
+        *,
+        binary: str | None = None,
+        avoid_ports: Collection[int] = (),
+        maxmemory_bytes: int = 0,
+    ) -> None:
         self._data_dir = data_dir.resolve()
+        self._maxmemory_bytes = maxmemory_bytes  # 0: none
         self._avoid_ports = avoid_ports  # the server's own port: it binds it after this starts
         self._dir = self._data_dir / "redis"
         self._binary = binary or find_redis_server()
@@ -209,7 +245,13 @@ class EmbeddedRedis:
         self._spawn()
         await self._wait_ready()
         self._record(URL_FILE, self.url)
-        log.info("embedded redis-server %s on 127.0.0.1:%d, data in %s", self._binary, self._port, self._dir)
+        log.info(
+            "embedded redis-server %s on 127.0.0.1:%d, data in %s, maxmemory %s",
+            self._binary,
+            self._port,
+            self._dir,
+            f"{self._maxmemory_bytes} bytes" if self._maxmemory_bytes else "none",
+        )
         self._supervisor = asyncio.create_task(self._supervise())
         return self.url
 
@@ -268,6 +310,9 @@ class EmbeddedRedis:
                     'save ""',
                     "protected-mode yes",
                     f'logfile "{self._dir / "redis.log"}"',
+                    # Refuse writes when full (PROTOCOL: redis_full), never evict sessions.
+                    f"maxmemory {self._maxmemory_bytes}",
+                    "maxmemory-policy noeviction",
                     "",
                 ]
             )

@@ -41,6 +41,9 @@ class Settings(BaseSettings):
     redis_max_connections: int = Field(default=512, ge=8)
     redis_cluster: bool = False
     data_dir: Path = Path("./var")
+    # The embedded Redis's maxmemory (no REDIS_URL): None, half the machine's (or cgroup's)
+    # memory (server/redis_embed.py); 0, none.
+    embedded_redis_maxmemory_bytes: int | None = Field(default=None, ge=0)
     key_prefix: str = Field(default="sh", pattern=r"^[A-Za-z0-9_.\-]{1,32}$")
     public_url: str = ""
     trust_forwarded_for: bool = False

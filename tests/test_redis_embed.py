@@ -218,3 +218,20 @@ async def wait_for_aof_rewrite(client: Redis, timeout_s: float = 30) -> None:
             return
         assert asyncio.get_running_loop().time() < deadline, "the AOF rewrite never finished"
         await asyncio.sleep(0.05)
+
+
+async def test_the_embedded_redis_has_a_maxmemory_out_of_the_box(tmp_path: Path) -> None:
+    """Without a maxmemory the embedded Redis grew until the OS killed it, and the storage guard
+    had no budget: by default it is half the machine's (or cgroup's) memory, ``noeviction``;
+    ``SESSIONHUB_EMBEDDED_REDIS_MAXMEMORY_BYTES`` sets it (0: none)."""
+    expected = redis_embed.default_maxmemory_bytes()
+    assert 0 < expected <= redis_embed.available_memory_bytes() // 2
+    for setting, maxmemory in ((None, expected), ("67108864", 64 << 20), ("0", 0)):
+        extra = {"SESSIONHUB_EMBEDDED_REDIS_MAXMEMORY_BYTES": setting} if setting is not None else {}
+        async with serving(tmp_path, **extra):
+            client = Redis.from_url((tmp_path / redis_embed.URL_FILE).read_text().strip(), decode_responses=True)
+            try:
+                config = await client.config_get("maxmemory*")
+            finally:
+                await client.aclose()
+        assert (int(config["maxmemory"]), config["maxmemory-policy"]) == (maxmemory, "noeviction"), setting
