@@ -101,6 +101,10 @@ async def test_a_device_signed_out_while_away_is_told_at_the_first_refusal(
         # The stored access token still looks fresh: its refusal, then one refresh refused.
         await walk(tab, [paths[2], *paths])
         assert refreshes.count == 1
+        for path in (paths[0], paths[3]):  # the session and the watch page say what happened
+            page = await tab.open(path)
+            await expect(page.locator("#page-error-title")).to_have_text("Not signed in on this device")
+            await expect(page.locator("#page-error-message")).to_have_text("This device was signed out.")
         assert not tab.errors, tab.errors
     finally:
         await tab.page.context.close()

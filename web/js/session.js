@@ -43,6 +43,9 @@ const ERROR_TEXT = {
   invalid_session_id: ["Invalid session link", "The link does not contain a valid session id."],
   unauthorized: ["Not signed in", "Your sign-in is missing or has expired. Sign in again to open this session."],
   deleted: ["Session deleted", "This session was deleted by its owner, with its recordings."],
+  // This browser's identity is gone (signed out elsewhere): the message says how; the identity
+  // notice above offers the way back. Not "Something went wrong": nothing broke.
+  identity_lost: ["Not signed in on this device", ""],
   unavailable: ["Server unreachable", "The server cannot be reached. Check the connection and reload the page."],
 };
 

@@ -51,6 +51,9 @@ const ERROR_TEXT = {
   session_not_found: ["Stream not found", "There is no stream session with this link. It may have been mistyped."],
   invalid_session_id: ["Invalid link", "The link does not contain a valid session id."],
   unauthorized: ["Not signed in", "Your sign-in is missing or has expired."],
+  // This browser's identity is gone (signed out elsewhere): the message says how; the identity
+  // notice above offers the way back. Not "Something went wrong": nothing broke.
+  identity_lost: ["Not signed in on this device", ""],
   unavailable: ["Server unreachable", "The server cannot be reached. Check the connection and reload the page."],
 };
 
