@@ -14,6 +14,7 @@ from pydantic import BaseModel
 
 from auth.claims import USER_ID_PATTERN
 
+from handlers.bodyless import takes_no_body
 from handlers.http_common import REQUEST_ID_HEADER, REQUEST_ID_PATTERN
 from handlers.ids import UUID4_ANY_CASE
 from handlers.query import MAX_DIGITS
@@ -243,8 +244,10 @@ def _responses(op: Operation, components: Components) -> dict[str, Any]:
         if headers:
             responses[str(status)]["headers"] = headers
     error_ref = {"$ref": REF_TEMPLATE.format(model=op.errors.value)}
-    # A repeat while the first request with its key still runs is 409 (conflict).
-    for status in sorted(set(op.statuses) | _auth_statuses(op.auth) | ({409} if op.idempotent else set())):
+    # A repeat while the first request with its key still runs is 409 (conflict); a write that
+    # takes no body refuses a declared one over the cap (handlers.bodyless).
+    extra = ({409} if op.idempotent else set()) | ({413} if takes_no_body(op) else set())
+    for status in sorted(set(op.statuses) | _auth_statuses(op.auth) | extra):
         error_headers = {REQUEST_ID.name: _response_header(REQUEST_ID)}
         if status == 429 or (status == 503 and op.errors is ErrorShape.PATTERNS):
             error_headers["Retry-After"] = RETRY_AFTER_HEADER

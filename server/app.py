@@ -30,6 +30,7 @@ from handlers.patterns.config import PatternConfig
 from handlers.listening import capability as listening
 from handlers.listening.config import ListeningSettings
 from handlers.metrics import METRICS_KEY
+from handlers.bodyless import bodyless_cap
 from handlers.route_errors import route_errors
 from handlers.socket_router import SocketRouter
 from handlers.subscriptions import SubscriptionEvents
@@ -149,6 +150,7 @@ def add_routes(
     memory = partial(services.redis.info, "memory")
     HealthRoutes(redis_ping=services.redis.ping, bus_alive=lambda: bus.alive, redis_memory=memory).register(app)
     WebPages(services.web_dir).register(app)
+    app.middlewares.append(bodyless_cap(services.limits.max_payload_bytes))
     app.middlewares.append(route_errors)  # innermost: the others see its JSON answers
 
 

@@ -6,6 +6,7 @@ import asyncio
 import json
 import logging
 
+import aiohttp
 import pytest
 
 from handlers import http_common
@@ -104,3 +105,37 @@ async def test_a_client_leaving_mid_body_is_its_fault_not_a_500(
                 await asyncio.sleep(0.01)
     assert lines[0].getMessage() == f"POST {path} 400", lines[0].getMessage()
     assert not [r for r in caplog.records if r.levelno >= logging.ERROR], [r.getMessage() for r in caplog.records]
+
+
+def _head(method: str, path: str, token: str, length: int) -> bytes:
+    return (
+        f"{method} {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: Bearer {token}\r\n"
+        f"Content-Type: text/plain\r\nContent-Length: {length}\r\nConnection: close\r\n\r\n"
+    ).encode()
+
+
+async def test_a_route_that_takes_no_body_ignores_one_and_refuses_a_huge_one_unread(server: ServerUnderTest) -> None:
+    """PROTOCOL, Errors: a body sent to a route that takes none is ignored whatever it holds; one
+    declared over SESSIONHUB_MAX_PAYLOAD_BYTES is 413 from the headers, before a byte of it is
+    sent (here none ever is), in the shape of the route's API."""
+    token = server.token("alice")
+    session_id = await server.create_session("alice")
+    async with aiohttp.ClientSession(base_url=server.url) as http, http.post("/api/sessions", json={}) as r:
+        pattern_id = (await r.json())["id"]
+    routes = [
+        ("POST", "/voicebot/active_session", "payload_too_large"),
+        ("POST", "/api/auth/guest", "payload_too_large"),
+        ("POST", f"/api/sessions/{pattern_id}/remix", "Request body too large"),
+        ("DELETE", f"/voicebot/sessions/{session_id}", "payload_too_large"),  # last: it deletes
+    ]
+    port = port_of(server.url)
+    for method, path, refusal in routes:
+        status, answer = await http_exchange(port, _head(method, path, token, 2**30))
+        assert (status, json.loads(answer)["error"]) == (413, refusal), (path, answer)
+    junk = b"\x00not json at all" * 1000  # 16 KB: under the cap, of no type a route reads
+    assert len(junk) <= server.services.limits.max_payload_bytes
+    for method, path, refusal in routes:
+        status, answer = await http_exchange(port, _head(method, path, token, len(junk)) + junk)
+        assert status < 300, (path, status, answer)
+        status, answer = await http_exchange(port, _head(method, path, token, len(junk) * 7) + junk * 7)
+        assert (status, json.loads(answer)["error"]) == (413, refusal), (path, answer)  # ~100 KB
