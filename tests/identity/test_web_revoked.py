@@ -126,3 +126,43 @@ async def test_a_history_that_cannot_be_opened_does_not_say_connecting_forever(
         assert not tab.errors, tab.errors
     finally:
         await tab.page.context.close()
+
+
+async def test_another_tab_of_the_browser_follows_a_sign_out_and_a_new_start(
+    iserver: ServerUnderTest, browser: Browser
+) -> None:
+    """Two tabs are one browser: signed out in one, the other went on showing the person (and its
+    next action made a new guest behind their back); started over as a new guest in one, the other
+    went on saying the identity was lost."""
+    tab = await new_tab(browser, iserver)
+    try:
+        user_id, paths = await guest_with_things(tab)
+        first = await tab.open(paths[1])
+        second = await tab.page.context.new_page()
+        await second.goto(iserver.url + paths[0], wait_until="domcontentloaded")
+        for page in (first, second):
+            await expect(page.locator("#identity")).to_have_attribute("data-user-id", user_id)
+
+        await iserver.services.identities.revoke_all(user_id)
+        for page in (first, second):
+            await expect(page.locator("#identity-lost")).to_contain_text("signed out")
+        async with second.expect_navigation(wait_until="load"):
+            await second.locator("#identity-start-over").click()
+        await expect(second.locator("#identity")).to_have_attribute("data-state", "known")
+        guest = str(await second.locator("#identity").get_attribute("data-user-id"))
+        assert guest != user_id
+        await expect(first.locator("#identity")).to_have_attribute("data-user-id", guest)
+        await expect(first.locator("#identity-lost")).to_have_count(0)
+
+        await second.locator("#identity-name").click()
+        async with second.expect_navigation(wait_until="load"):
+            await second.locator("#identity-signout").click()
+        # Nobody, or the new guest the reloaded tab's page made for itself: never the one signed out.
+        await first.wait_for_function(
+            "(gone) => { const me = document.getElementById('identity');"
+            " return me.dataset.state === 'none' || (me.dataset.state === 'known' && me.dataset.userId !== gone); }",
+            arg=guest,
+        )
+        assert not tab.errors, tab.errors
+    finally:
+        await tab.page.context.close()

@@ -12,6 +12,7 @@ import {
   api,
   forgetIdentity,
   hasToken,
+  IDENTITY_KEY,
   knownIdentity,
   passkeysSupported,
   restoreIdentity,
@@ -49,7 +50,22 @@ function mount() {
   window.addEventListener("sessionhub:identity", (event) => {
     if (root.dataset.userId !== event.detail.user_id) load();
   });
+  // Another tab of this browser signed out, started over as a new guest or signed in: this tab
+  // is that browser too, and must not go on showing who it was.
+  window.addEventListener("storage", (event) => {
+    if (event.key === IDENTITY_KEY || event.key === null) followOtherTab();
+  });
   load();
+}
+
+function followOtherTab() {
+  const known = knownIdentity();
+  const state = root.dataset.state;
+  if (known?.lost) {
+    if (state !== "lost") load();
+  } else if (known === null ? state !== "none" : known.user_id !== root.dataset.userId || state !== "known") {
+    load();
+  }
 }
 
 async function load() {
