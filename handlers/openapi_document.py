@@ -217,6 +217,12 @@ RETRY_AFTER_HEADER = {
     "schema": {"type": "string", "pattern": "^[0-9]+$"},
     "required": True,
 }
+# Any other 503 says how long to wait when it knows (the storage guard's and a full disk's
+# storage_full: handlers.storage_guard), and not when a dependency simply does not answer.
+RETRY_AFTER_WHEN_KNOWN = {
+    "description": "whole seconds to wait before trying again, when the refusal knows (storage_full)",
+    "schema": {"type": "string", "pattern": "^[0-9]+$"},
+}
 
 
 # Every answer names its request (handlers/admin/request_log.py, installed with this document).
@@ -251,6 +257,8 @@ def _responses(op: Operation, components: Components) -> dict[str, Any]:
         error_headers = {REQUEST_ID.name: _response_header(REQUEST_ID)}
         if status == 429 or (status == 503 and op.errors is ErrorShape.PATTERNS):
             error_headers["Retry-After"] = RETRY_AFTER_HEADER
+        elif status == 503:
+            error_headers["Retry-After"] = RETRY_AFTER_WHEN_KNOWN
         if status == 412:
             error_headers |= {h.name: _response_header(h) for h in op.ok_headers}
         responses[str(status)] = {

@@ -554,3 +554,19 @@ async def test_one_query_rule_for_every_family(redis_process: RedisProcess, tmp_
                     assert r.status == 200, (path, await r.text())
     finally:
         await server.stop()
+
+
+def test_every_503_documents_the_retry_after_it_may_carry(tmp_path: Path) -> None:
+    """A 503 that knows how long to wait (the storage guard's storage_full, on the stream, voice
+    and guest creates as on the pattern API's) sends Retry-After: the document says so on each."""
+    spec = document_of(tmp_path, voice_telegram_webhook_path=WEBHOOK_PATH)
+    checked = 0
+    for path, methods in spec["paths"].items():
+        for method, operation in methods.items():
+            unavailable = operation["responses"].get("503")
+            if unavailable is not None and path != "/readyz":  # not ready: an answer, not a refusal
+                assert "Retry-After" in unavailable["headers"], (method, path)
+                checked += 1
+    assert checked and {"/api/streams", "/voicebot/create_session", "/api/auth/guest"} <= {
+        path for path, methods in spec["paths"].items() if "503" in methods.get("post", {}).get("responses", {})
+    }
