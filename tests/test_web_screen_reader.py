@@ -79,3 +79,16 @@ async def test_the_pattern_grids_track_controls_name_their_track(server: ServerU
             ("button", f"Delete track {track}"),
         ):
             await expect(rows.nth(i).get_by_role(role, name=name, exact=True)).to_have_count(1)  # type: ignore[arg-type]
+
+
+async def test_the_stream_list_counts_one_clip_as_one_clip(
+    server: ServerUnderTest, tab: Tab, clients: list[Client]
+) -> None:
+    """'1 clips', read out as written."""
+    session_id, _owner = await started(server, clients, title="One clip")
+    viewer = await connect(server, clients, "v1")
+    assert (await viewer.call("clip_submit", {"session_id": session_id, "note": ""}))["ok"] is True
+    await tab.use_token(server.token("alice"))
+    page = await tab.open("/streams")
+    await expect(page.locator("#stream-list li", has_text="One clip")).to_contain_text("1 clip")
+    await expect(page.locator("#stream-list li", has_text="One clip")).not_to_contain_text("1 clips")

@@ -49,7 +49,7 @@ function item(session) {
   when.textContent = new Date(session.created_at).toLocaleString();
   const clips = document.createElement("span");
   clips.className = "muted";
-  clips.textContent = `${session.clip_count} clips`;
+  clips.textContent = `${session.clip_count} clip${session.clip_count === 1 ? "" : "s"}`;
   li.append(state, link, when, clips);
   return li;
 }
