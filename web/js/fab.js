@@ -106,6 +106,7 @@ function build() {
   root.id = "sessionhub-fab";
   root.setAttribute("role", "region");
   root.setAttribute("aria-label", "Voice recorder");
+  ui.root = root;
   const head = document.createElement("div");
   head.className = "fab-head";
   ui.pictogram = document.createElement("span");
@@ -505,6 +506,7 @@ async function run(action) {
     return;
   }
   running = true;
+  const hadFocus = ui.root.contains(document.activeElement);
   const before = state.mode;
   if (action !== "cut" && action !== "done") state.mode = "busy"; // a cut keeps recording
   render();
@@ -521,9 +523,31 @@ async function run(action) {
   } finally {
     running = false;
     render();
+    keepFocus(action, hadFocus);
     runNextClicked();
     followPushed(); // a change pushed while this action ran
   }
+}
+
+// While an action runs its buttons are disabled, and a disabled button loses the focus to the
+// page: a keyboard user who pressed Rec found the focus back at the top of the page, Pause a
+// whole page of Tabs away. It comes back to what they will press next.
+const FOCUS_NEXT = {
+  new: ["pause", "new"],
+  rec: ["pause", "rec"],
+  cut: ["cut", "pause"],
+  pause: ["rec", "new"],
+  done: ["new", "rec"],
+};
+
+function keepFocus(action, hadFocus) {
+  const lost = document.activeElement === null || document.activeElement === document.body;
+  if (!hadFocus || !lost) return; // the person has moved on: their focus stays where they put it
+  const order = [...FOCUS_NEXT[action], ...Object.keys(ui.buttons)];
+  order
+    .map((name) => ui.buttons[name])
+    .find((button) => !button.disabled)
+    ?.focus();
 }
 
 function runNextClicked() {

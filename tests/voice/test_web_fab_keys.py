@@ -1,0 +1,33 @@
+"""In Chromium, with the keyboard only: the FAB keeps the focus on itself through its actions.
+
+While an action runs the FAB's buttons are disabled, and a focused button that is disabled loses
+the focus to the page: a keyboard user who pressed Rec (or New, Pause, Done) found the focus back
+at the top of the page, the Pause they wanted next a whole page of Tabs away."""
+
+from __future__ import annotations
+
+from playwright.async_api import Page, expect
+
+from tests.browser import Tab
+from tests.helpers import ServerUnderTest
+from tests.voice.test_web_session_follow import until_audio_is_kept
+
+
+async def press(page: Page, key: str, status: str, focused: str) -> None:
+    await page.keyboard.press(key)
+    await expect(page.locator("#fab-status")).to_have_attribute("data-status", status)
+    await expect(page.locator(focused)).to_be_focused()
+
+
+async def test_the_fab_keeps_the_focus_through_new_pause_resume_and_done(server: ServerUnderTest, tab: Tab) -> None:
+    await tab.use_token(server.token("alice"))
+    page = await tab.open("/")
+    await expect(page.locator("#fab-new")).to_be_enabled()
+    await page.locator("#fab-new").focus()
+    await press(page, "Enter", "recording", "#fab-pause")  # New: what comes next is Pause
+    await until_audio_is_kept(page)
+    await press(page, "Space", "paused", "#fab-rec")  # Pause: then Resume
+    await expect(page.locator("#fab-rec")).to_have_text("Resume")
+    await press(page, "Enter", "recording", "#fab-pause")  # Resume: Pause again
+    await page.locator("#fab-done").focus()
+    await press(page, "Enter", "closed", "#fab-new")  # Done: a new session is what is left
