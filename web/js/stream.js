@@ -98,20 +98,53 @@ function renderHeader() {
   }
   // An ended stream has no action left: no empty box where the buttons were.
   document.querySelector(".state-actions").hidden = valid.length === 0;
+  if (focusFrom !== null) {
+    settleActionFocus();
+    if (session.state !== focusFrom) focusFrom = null; // our change has arrived and is shown
+  }
+}
+
+// A pressed action button is disabled while its call runs, then hidden when the state changes
+// (Start gives way to Pause): either drops the keyboard's focus to the page, and the next action
+// was a page of Tabs away. The state the press started from, while the focus is to be kept.
+let focusFrom = null;
+
+/**
+ * The focus the page dropped goes back to `pressed` while it is offered, else to the next action
+ * offered, else to the state (an ended stream offers none).
+ */
+function settleActionFocus(pressed = null) {
+  const lost = document.activeElement === null || document.activeElement === document.body;
+  if (!lost) return; // the person has moved on: their focus stays where they put it
+  const offered = [...document.querySelectorAll("[data-action]")].filter(
+    (button) => !button.hidden && !button.disabled,
+  );
+  const next = offered.includes(pressed) ? pressed : offered[0];
+  if (next) {
+    next.focus();
+    return;
+  }
+  ui.state.tabIndex = -1;
+  ui.state.focus();
 }
 
 async function onAction(event) {
   const action = event.currentTarget.dataset.action;
   if (ACTION_CONFIRM[action] && !window.confirm(ACTION_CONFIRM[action])) return;
   const buttons = document.querySelectorAll("[data-action]");
+  const pressed = event.currentTarget;
+  const hadFocus = pressed === document.activeElement;
+  if (hadFocus) focusFrom = session.state;
   for (const button of buttons) button.disabled = true;
   try {
     await call(socket, "stream_set_state", { session_id: sessionId, action });
     notice("");
   } catch (err) {
     notice(`${action} failed: ${err.message}`, "error");
+    focusFrom = null; // nothing changes: the focus goes back to the button, enabled again below
   } finally {
     for (const button of buttons) button.disabled = false;
+    if (hadFocus) settleActionFocus(pressed);
   }
 }
 

@@ -1,0 +1,39 @@
+"""In Chromium, with the keyboard only: a control that goes away under the focus hands it on.
+
+A pressed button disabled while its call runs, or hidden once it has done its work, drops the
+focus to the page: the next Tab starts from the top, and what the person does next is a page of
+Tabs away."""
+
+from __future__ import annotations
+
+from playwright.async_api import Dialog, expect
+
+from tests.browser import Tab
+from tests.helpers import ServerUnderTest
+from tests.streams.helpers import create_stream
+
+
+async def test_the_stream_dashboards_state_buttons_hand_the_focus_on(server: ServerUnderTest, tab: Tab) -> None:
+    session_id = await create_stream(server, title="Keys only")
+    await tab.use_token(server.token("alice"))
+    page = await tab.open(f"/streams/{session_id}")
+    await expect(page.locator("#connection")).to_have_attribute("data-state", "live")
+    state = page.locator("#stream-state")
+    await page.locator("#action-start").focus()
+    for key, shown, focused in (
+        ("Enter", "Live", "#action-pause"),  # Start gives way to Pause, End
+        ("Space", "Paused", "#action-resume"),
+        ("Enter", "Live", "#action-pause"),
+    ):
+        await page.keyboard.press(key)
+        await expect(state).to_have_text(shown)
+        await expect(page.locator(focused)).to_be_focused()
+
+    async def accept(dialog: Dialog) -> None:
+        await dialog.accept()
+
+    page.once("dialog", accept)
+    await page.locator("#action-end").focus()
+    await page.keyboard.press("Enter")
+    await expect(state).to_have_text("Ended")
+    await expect(state).to_be_focused()  # no action is left: the focus says where things stand
