@@ -37,3 +37,21 @@ async def test_the_stream_dashboards_state_buttons_hand_the_focus_on(server: Ser
     await page.keyboard.press("Enter")
     await expect(state).to_have_text("Ended")
     await expect(state).to_be_focused()  # no action is left: the focus says where things stand
+
+
+async def test_the_session_pages_done_and_process_keep_the_focus(server: ServerUnderTest, tab: Tab) -> None:
+    session_id = await server.create_session("alice", name="Keys only")
+    await tab.use_token(server.token("alice"))
+    page = await tab.open(f"/session/{session_id}")
+    await expect(page.locator("#connection")).to_have_attribute("data-state", "live")
+    done = page.locator("#done-button")
+    await done.focus()
+    await page.keyboard.press("Enter")
+    await expect(page.locator("#notice")).to_contain_text("Session closed")
+    await expect(done).to_be_focused()
+    process = page.locator("#process-button")
+    await process.focus()
+    await page.keyboard.press("Space")
+    await expect(page.locator("#notice")).to_contain_text("Processing")
+    await expect(process).to_be_focused()
+

@@ -387,31 +387,49 @@ function updateDoneButton() {
   ui.process.disabled = !(live && session);
 }
 
+/**
+ * Run `work` with `button` disabled meanwhile. A disabled button drops the keyboard's focus to the
+ * page (the next Tab starts from the top): it is given back once the button is enabled again.
+ */
+async function whileDisabled(button, work) {
+  const hadFocus = document.activeElement === button;
+  button.disabled = true;
+  try {
+    await work();
+  } finally {
+    updateDoneButton();
+    const lost = document.activeElement === null || document.activeElement === document.body;
+    if (hadFocus && lost && !button.disabled) button.focus();
+  }
+}
+
 async function onProcess() {
   if (!socket || !session) return;
-  ui.process.disabled = true;
+  await whileDisabled(ui.process, processSession);
+}
+
+async function processSession() {
   try {
     await call(socket, "post_process_session", { session_id: session.session_id });
     showNotice("Processing queued.", { source: "process" });
   } catch (err) {
     showNotice(`Processing failed: ${err.message}`, { kind: "error", source: "process" });
-  } finally {
-    updateDoneButton();
   }
 }
 
 async function onDone() {
   if (!socket || !session) return;
-  ui.done.disabled = true;
   ui.done.setAttribute("aria-busy", "true");
+  await whileDisabled(ui.done, closeSession);
+  ui.done.removeAttribute("aria-busy");
+}
+
+async function closeSession() {
   try {
     const ack = await call(socket, "session_done", { session_id: session.session_id });
     showNotice(`Session closed (Done × ${ack.done_count}).`);
   } catch (err) {
     showNotice(`Done failed: ${err.message}`, { kind: "error" });
-  } finally {
-    ui.done.removeAttribute("aria-busy");
-    updateDoneButton();
   }
 }
 
