@@ -55,3 +55,18 @@ async def test_the_session_pages_done_and_process_keep_the_focus(server: ServerU
     await expect(page.locator("#notice")).to_contain_text("Processing")
     await expect(process).to_be_focused()
 
+
+async def test_an_identity_action_that_fails_gives_the_focus_back_to_its_button(
+    server: ServerUnderTest, tab: Tab
+) -> None:
+    await tab.use_token(server.token("alice"))
+    page = await tab.open("/streams")
+    await page.locator("#identity-name").focus()
+    await page.keyboard.press("Enter")
+    save = page.locator("#identity-panel button", has_text="Save name")
+    await page.context.set_offline(True)
+    await save.focus()
+    await page.keyboard.press("Enter")
+    await expect(page.locator("#identity-error")).to_contain_text("The name was not saved")
+    await expect(save).to_be_focused()  # to try again with Enter once back online
+    await page.context.set_offline(False)

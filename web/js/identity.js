@@ -250,6 +250,7 @@ function signOutButton(id, text, everywhere) {
 async function act(button, what, action) {
   const error = document.getElementById("identity-error");
   error.hidden = true;
+  const hadFocus = document.activeElement === button;
   button.disabled = true;
   try {
     await action();
@@ -258,6 +259,10 @@ async function act(button, what, action) {
     error.hidden = false;
   } finally {
     button.disabled = false;
+    // Disabled, the button dropped the keyboard's focus to the page: it gets it back (a button
+    // the action took away, or a focus the action put elsewhere, is left as it is).
+    const lost = document.activeElement === null || document.activeElement === document.body;
+    if (hadFocus && lost && button.isConnected) button.focus();
   }
 }
 
