@@ -9,8 +9,8 @@ from __future__ import annotations
 from playwright.async_api import Dialog, expect
 
 from tests.browser import Tab
-from tests.helpers import ServerUnderTest
-from tests.streams.helpers import create_stream
+from tests.helpers import Client, ServerUnderTest
+from tests.streams.helpers import create_stream, started
 
 
 async def test_the_stream_dashboards_state_buttons_hand_the_focus_on(server: ServerUnderTest, tab: Tab) -> None:
@@ -70,3 +70,22 @@ async def test_an_identity_action_that_fails_gives_the_focus_back_to_its_button(
     await expect(page.locator("#identity-error")).to_contain_text("The name was not saved")
     await expect(save).to_be_focused()  # to try again with Enter once back online
     await page.context.set_offline(False)
+
+
+async def test_the_clip_button_has_the_focus_again_after_its_cooldown(
+    server: ServerUnderTest, tab: Tab, clients: list[Client]
+) -> None:
+    """A viewer clipping with the keyboard: Enter on the button clips, the cooldown disables it,
+    and it had dropped the focus to the page, so the next moment was a page of Tabs away."""
+    session_id, _owner = await started(server, clients)
+    await tab.use_token(server.token("bob"))
+    page = await tab.open(f"/watch/{session_id}")
+    button = page.locator("#clip-button")
+    await expect(button).to_be_enabled()
+    await button.focus()
+    await page.keyboard.press("Enter")
+    await expect(page.locator("#clip-reason")).to_contain_text("Cooldown")
+    await expect(button).to_be_enabled()  # after the 2 s cooldown
+    await expect(button).to_be_focused()
+    await page.keyboard.press("Enter")  # the next moment, one key away
+    await expect(page.locator("#clip-reason")).to_contain_text("Cooldown")

@@ -121,11 +121,22 @@ function render() {
   updateButton();
 }
 
+// A button disabled under the keyboard's focus (its own click starts the cooldown) drops the
+// focus to the page: it is given back when the button can be pressed again, so that the next
+// moment is one Enter away, not a page of Tabs.
+let focusOwed = false;
+
 function updateButton() {
   const why = reason();
+  if (why && document.activeElement === ui.button) focusOwed = true;
   ui.button.disabled = why !== "";
   ui.reason.textContent = why;
   ui.card.dataset.state = session?.state ?? "";
+  if (!why && focusOwed) {
+    focusOwed = false;
+    const lost = document.activeElement === null || document.activeElement === document.body;
+    if (lost) ui.button.focus(); // unless the person has moved on (typing the next note)
+  }
 }
 
 function characters(text) {
