@@ -89,3 +89,17 @@ async def test_the_clip_button_has_the_focus_again_after_its_cooldown(
     await expect(button).to_be_focused()
     await page.keyboard.press("Enter")  # the next moment, one key away
     await expect(page.locator("#clip-reason")).to_contain_text("Cooldown")
+
+
+async def test_the_pattern_pages_publish_gives_the_focus_back(server: ServerUnderTest, tab: Tab) -> None:
+    """Publish is disabled while its request runs, which dropped the focus to the page."""
+    from tests.patterns.test_web import new_pattern, open_live
+
+    session_id = await new_pattern(server)
+    await tab.use_token(server.token("alice"))
+    page = await open_live(tab, f"/s/{session_id}")
+    publish = page.locator("#publish")
+    await publish.focus()
+    await page.keyboard.press("Enter")
+    await expect(page.locator(".toast")).to_contain_text("Published")
+    await expect(publish).to_be_focused()

@@ -1,4 +1,5 @@
-"""In Chromium: a download that takes a while shows that it is under way.
+"""In Chromium: a download that takes a while shows that it is under way, and the keyboard's focus
+is where it was once it is done (a button disabled meanwhile drops it to the page).
 
 On a slow network an export took seconds with nothing on screen: the button stayed as it was,
 and a second press asked for a second file. Now the button waits, and a status line (read out
@@ -40,14 +41,16 @@ async def test_a_stream_export_shows_its_progress(server: ServerUnderTest, tab: 
     await held.install(page, "**/export?*")
     button = page.locator("#export-button")
     status = page.locator("#export-status[role=status]")
+    await button.focus()  # with the keyboard: the focus must be there again after
     async with page.expect_download() as downloading:
-        await button.click()
+        await page.keyboard.press("Enter")
         await expect(status).to_have_text("Preparing the export…")
         await expect(button).to_be_disabled()
         held.released.set()
     await downloading.value
     await expect(status).to_have_text("Export downloaded.")
     await expect(button).to_be_enabled()
+    await expect(button).to_be_focused()
     assert held.seen == 1
 
 
@@ -58,8 +61,9 @@ async def test_a_history_export_shows_its_progress(server: ServerUnderTest, tab:
     held = Held()
     await held.install(page, "**/api/listening/export?*")
     status = page.locator("#export-status[role=status]")
+    await page.locator("#export-csv").focus()
     async with page.expect_download() as downloading:
-        await page.locator("#export-csv").click()
+        await page.keyboard.press("Enter")
         await expect(status).to_have_text("Preparing the CSV export…")
         await expect(page.locator("#export-csv")).to_be_disabled()
         await expect(page.locator("#export-json")).to_be_disabled()
@@ -67,4 +71,5 @@ async def test_a_history_export_shows_its_progress(server: ServerUnderTest, tab:
     await downloading.value
     await expect(status).to_have_text("CSV export downloaded.")
     await expect(page.locator("#export-json")).to_be_enabled()
+    await expect(page.locator("#export-csv")).to_be_focused()
     assert held.seen == 1

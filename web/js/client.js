@@ -483,6 +483,23 @@ export async function authorizedFetch(path, init = {}) {
   }
 }
 
+/**
+ * Run `work` with `buttons` disabled meanwhile (no second press while it runs); resolves to what
+ * it resolves to. A disabled button drops the keyboard's focus to the page, the next Tab starting
+ * from the top: the one that had it gets it back once enabled again, unless the focus has moved.
+ */
+export async function whileBusy(buttons, work) {
+  const focused = buttons.find((button) => button === document.activeElement) ?? null;
+  for (const button of buttons) button.disabled = true;
+  try {
+    return await work();
+  } finally {
+    for (const button of buttons) button.disabled = false;
+    const lost = document.activeElement === null || document.activeElement === document.body;
+    if (focused?.isConnected && lost) focused.focus();
+  }
+}
+
 /** Hand `blob` to the browser as a download named `filename`. */
 export function saveFile(blob, filename) {
   const url = URL.createObjectURL(blob);

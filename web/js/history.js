@@ -4,7 +4,7 @@
  * anywhere (the page follows the user's history session and refreshes on each event).
  * Server data reaches the DOM through textContent and attributes only.
  */
-import { $, api, call, connect, download, showConnection, subscribeSession } from "./client.js";
+import { $, api, call, connect, download, showConnection, subscribeSession, whileBusy } from "./client.js";
 import { reconcile, setText } from "./keyed.js";
 import { OrphanBanner } from "./orphan_banner.js";
 
@@ -301,8 +301,10 @@ async function clearAll() {
 
 async function exportAs(format) {
   // A long export on a slow network shows it is under way, and is not asked for twice meanwhile.
-  const buttons = [ui.exportCsv, ui.exportJson];
-  for (const button of buttons) button.disabled = true;
+  await whileBusy([ui.exportCsv, ui.exportJson], () => exportFile(format));
+}
+
+async function exportFile(format) {
   exportStatus(`Preparing the ${format.toUpperCase()} export…`);
   try {
     await download(`/api/listening/export?format=${format}`, `listening-history.${format}`);
@@ -310,8 +312,6 @@ async function exportAs(format) {
   } catch (err) {
     exportStatus("");
     showError(`Export failed: ${err.message}`);
-  } finally {
-    for (const button of buttons) button.disabled = false;
   }
 }
 

@@ -8,7 +8,7 @@
  * 412, so an offline edit never erases a live one. Server data reaches the DOM through
  * textContent, value and dataset only.
  */
-import { $, call, connect, getToken, knownIdentity, showConnection, subscribeSession } from "./client.js";
+import { $, call, connect, getToken, knownIdentity, showConnection, subscribeSession, whileBusy } from "./client.js";
 import { reconcile } from "./keyed.js";
 import { OrphanBanner } from "./orphan_banner.js";
 import { Player } from "./pattern_audio.js";
@@ -429,10 +429,7 @@ async function onInvite() {
 }
 
 async function onPublish() {
-  const button = $("publish");
-  button.disabled = true;
-  const answer = await request(`/api/sessions/${sessionId}/publish`, "POST", {});
-  button.disabled = false;
+  const answer = await whileBusy([$("publish")], () => request(`/api/sessions/${sessionId}/publish`, "POST", {}));
   if (answer.status !== 201) {
     toast(answer.body?.message ?? answer.body?.error ?? "Publishing failed.");
     return;
@@ -443,10 +440,7 @@ async function onPublish() {
 }
 
 async function onSendCopy() {
-  const button = $("send-copy");
-  button.disabled = true;
-  const created = await createSession(`/api/sessions/${sessionId}/remix`);
-  button.disabled = false;
+  const created = await whileBusy([$("send-copy")], () => createSession(`/api/sessions/${sessionId}/remix`));
   if (created && (await copy(new URL(created.url, location.origin).href))) {
     toast("Copy link sent! Recipients get their own version to remix.");
   }

@@ -5,7 +5,17 @@
  * live events after the review's offset are applied on top of it. The feed and the review are
  * both drawn from those clips, so both show them as they are now. Text goes in via textContent.
  */
-import { $, api, call, connect, download, showConnection, STREAM_CONNECTION_TEXT, subscribeSession } from "./client.js";
+import {
+  $,
+  api,
+  call,
+  connect,
+  download,
+  showConnection,
+  STREAM_CONNECTION_TEXT,
+  subscribeSession,
+  whileBusy,
+} from "./client.js";
 import { STATE_LABELS, hms, idFromPath } from "./clip_format.js";
 import { reconcile, setText } from "./keyed.js";
 import { OrphanBanner } from "./orphan_banner.js";
@@ -610,7 +620,10 @@ async function onExport(event) {
     sort: ui.sort.value,
   });
   // A long export on a slow network shows it is under way, and is not asked for twice meanwhile.
-  ui.exportButton.disabled = true;
+  await whileBusy([ui.exportButton], () => exportParts(query));
+}
+
+async function exportParts(query) {
   exportStatus("Preparing the export…");
   try {
     // An EDL holds at most 999 events: past that the server splits it, and each part is a file.
@@ -626,8 +639,6 @@ async function onExport(event) {
     exportStatus("");
     ui.exportError.textContent = `Export failed: ${err.message}`;
     ui.exportError.hidden = false;
-  } finally {
-    ui.exportButton.disabled = false;
   }
 }
 
