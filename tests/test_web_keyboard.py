@@ -103,3 +103,21 @@ async def test_the_pattern_pages_publish_gives_the_focus_back(server: ServerUnde
     await page.keyboard.press("Enter")
     await expect(page.locator(".toast")).to_contain_text("Published")
     await expect(publish).to_be_focused()
+
+
+async def test_the_admins_delete_hands_the_focus_to_what_happened(server: ServerUnderTest, tab: Tab) -> None:
+    """Delete session is disabled for good once the session is gone, which dropped the focus."""
+    from tests.admin.test_http import LONG_TTL_S, admin_token
+
+    doomed = await server.create_session("bob", name="doomed")
+    await tab.use_token(admin_token(server), ttl_s=LONG_TTL_S)
+    page = await tab.open("/admin")
+    await page.locator(f'#sessions tr[data-id="{doomed}"] .row-open').focus()
+    await page.keyboard.press("Enter")
+    await expect(page.locator("#detail-title")).to_be_focused()
+    await page.locator("#delete-confirm").fill(doomed)
+    await page.keyboard.press("Tab")
+    await expect(page.locator("#delete-button")).to_be_focused()
+    await page.keyboard.press("Enter")
+    await expect(page.locator("#detail-notice")).to_have_text(f"Deleted {doomed}.")
+    await expect(page.locator("#detail-notice")).to_be_focused()

@@ -329,7 +329,14 @@ async function deleteSelected(event) {
     notice.textContent = `Deleted ${selected}.`;
     notice.dataset.kind = "";
     notice.hidden = false;
+    const hadFocus = document.activeElement === $("delete-button");
     $("delete-button").disabled = true;
+    // The pressed button is disabled for good (the session is gone), which dropped the keyboard's
+    // focus to the page: it goes to what happened instead.
+    if (hadFocus) {
+      notice.tabIndex = -1;
+      notice.focus();
+    }
     await Promise.all([loadPage(pageStart), refresh()]);
   } catch (error) {
     notice.dataset.kind = "error";
