@@ -21,7 +21,6 @@ from __future__ import annotations
 import asyncio
 import logging
 from dataclasses import dataclass
-from typing import Any
 
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
@@ -31,6 +30,7 @@ from handlers.log_throttle import LogThrottle
 from handlers.metrics import Metrics
 from protocol.errors import CodedError, ErrorCode
 from storage.clock import Clock
+from storage.memory import memory_figures
 
 log = logging.getLogger(__name__)
 # A Redis that stays away would otherwise log a failed read every ``refresh_ms``.
@@ -61,15 +61,6 @@ class GuardState:
     used_bytes: int
     budget_bytes: int
     refused: int  # refusals by this process since it started
-
-
-def _figures(info: dict[str, Any], budget_bytes: int) -> tuple[int, int]:
-    """``(used, budget)`` from ``INFO memory``; a cluster client's answer (one dict per node)
-    gives the fullest node's, since a create lands on any slot."""
-    if "used_memory" in info:
-        return int(info["used_memory"]), budget_bytes or int(info.get("maxmemory") or 0)
-    nodes = [_figures(part, budget_bytes) for part in info.values() if isinstance(part, dict)]
-    return max(nodes, key=lambda pair: pair[0] / pair[1] if pair[1] else 0.0, default=(0, 0))
 
 
 class StorageGuard:
@@ -135,9 +126,8 @@ class StorageGuard:
 
     async def _read(self, now_ms: int) -> None:
         try:
-            info = await self._redis.info("memory")
+            figures = await memory_figures(self._redis, self._budget_bytes)
         except (RedisError, OSError) as exc:
             _throttle.exception("storage guard: INFO memory failed; keeping the last figures", exc)
             return
-        used, budget = _figures(info, self._budget_bytes)
-        self._reading = MemoryReading(used_bytes=used, budget_bytes=budget, read_at_ms=now_ms)
+        self._reading = MemoryReading(figures.used_bytes, figures.budget_bytes, read_at_ms=now_ms)

@@ -11,7 +11,10 @@ import aiohttp
 import pytest
 import pytest_asyncio
 
+from handlers.storage_guard import StorageGuard
 from handlers.voice.recording import RECORDING_KEEPER
+from protocol.errors import CodedError
+from storage.memory import memory_figures
 from tests.cluster import RedisCluster, need_redis_cli
 from tests.conftest import start_server
 from tests.helpers import OWNER, Client, ServerUnderTest, recording_all_but_the_first
@@ -288,3 +291,30 @@ async def test_the_active_session_is_pushed_across_nodes_on_the_users_shard(
         await client.wait_for(lambda c=client: bool(c.named("active_session")), timeout=10)
         assert client.named("active_session") == [{"session_id": session_id, "seq": 1}]
     assert followers["bob"].named("active_session") == []
+
+
+async def test_the_storage_guard_sees_the_fullest_primary(nodes: list[ServerUnderTest], cluster: RedisCluster) -> None:
+    """A create may land on any shard: the guard (and the memory alert) read every primary's
+    INFO memory, not the one node a cluster client asks by default."""
+    server = nodes[0]
+    for port in cluster.masters():
+        master = cluster.client(port)
+        used = int(master.info("memory")["used_memory"])
+        master.config_set("maxmemory", int(used / 0.93))  # this shard alone is near its budget
+        try:
+            figures = await memory_figures(server.services.redis)
+            assert figures.share >= 0.9, (port, figures)
+            guard = StorageGuard(
+                redis=server.services.redis,
+                clock=server.services.clock,
+                metrics=server.services.metrics,
+                ratio=0.9,
+                budget_bytes=0,
+                refresh_ms=0,
+            )
+            with pytest.raises(CodedError) as refused:
+                await guard.admit("test")
+            assert refused.value.details["reason"] == "storage_full"
+        finally:
+            master.config_set("maxmemory", 0)
+    assert (await memory_figures(server.services.redis)).budget_bytes == 0

@@ -10,6 +10,7 @@ from handlers.admin.config import AdminConfig
 from handlers.admin.nodes import NodeHeartbeat
 from handlers.context import Services
 from storage.admin.repository import AdminStore
+from storage.memory import memory_figures
 
 HOUR_MS = 3_600_000
 LARGEST_SHOWN = 5
@@ -42,11 +43,10 @@ class Alerts:
         """Redis memory near ``maxmemory`` (or the configured budget); past the storage guard's
         share it says that new sessions and guests are being refused (``storage_refusing``)."""
         try:
-            info = await self._s.redis.info("memory")
+            figures = await memory_figures(self._s.redis, self._config.memory_budget_bytes)
         except RedisError:
             return [_alert("redis_unreachable", "Redis did not answer INFO memory")]
-        used = int(info.get("used_memory", 0))
-        budget = self._config.memory_budget_bytes or int(info.get("maxmemory", 0) or 0)
+        used, budget = figures.used_bytes, figures.budget_bytes
         guard = self._s.storage_guard
         refusing = guard.over(used, budget)
         if not refusing and (budget <= 0 or used < budget * self._config.memory_alert_ratio):
