@@ -105,6 +105,11 @@ async def test_start_as_a_new_guest_after_a_sign_out_elsewhere_keeps_the_recordi
         held = page.locator("#fab-held")
         await expect(held).to_contain_text("1 recording made here is kept on this device")
         await expect(held).to_contain_text("once you sign in again")
+        # Any page with the recorder, opened afterwards, says so too (it has no token to start with).
+        page = await tab.open("/session")
+        await expect(page.locator("#identity-lost")).to_be_visible()
+        held = page.locator("#fab-held")
+        await expect(held).to_contain_text("1 recording made here is kept on this device")
 
         async with page.expect_navigation(wait_until="load"):
             await page.locator("#identity-start-over").click()
