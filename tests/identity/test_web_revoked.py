@@ -77,6 +77,16 @@ async def test_a_device_signed_out_with_its_page_open_asks_for_its_identity_no_m
         errors_before = len([line for line in tab.console if line.startswith("error")])
         await iserver.services.identities.revoke_all(user_id)
         await expect(page.locator("#identity-lost")).to_contain_text("This device was signed out.")
+        # On a phone the notice is one box holding its buttons, not a background broken line by line.
+        await page.set_viewport_size({"width": 390, "height": 844})
+        notice = await page.locator("#identity-lost").evaluate(
+            "(e) => { const box = e.getBoundingClientRect();"
+            " const inside = [...e.querySelectorAll('button')].every((b) => {"
+            " const r = b.getBoundingClientRect(); return r.left >= box.left && r.right <= box.right"
+            " && r.top >= box.top && r.bottom <= box.bottom; });"
+            " return {rects: e.getClientRects().length, inside, wide: document.documentElement.scrollWidth}; }"
+        )
+        assert notice == {"rects": 1, "inside": True, "wide": 390}, notice
         await page.evaluate("window.dispatchEvent(new Event('focus'))")  # the FAB looks for news
         await page.locator("#fab-rec").click()
         await expect(page.locator("#fab-message")).to_have_text("This device was signed out.")
