@@ -92,3 +92,15 @@ async def test_the_stream_list_counts_one_clip_as_one_clip(
     page = await tab.open("/streams")
     await expect(page.locator("#stream-list li", has_text="One clip")).to_contain_text("1 clip")
     await expect(page.locator("#stream-list li", has_text="One clip")).not_to_contain_text("1 clips")
+
+
+async def test_the_recorders_done_is_not_named_as_the_session_pages_done(server: ServerUnderTest, tab: Tab) -> None:
+    """The session page has its Done (close this session) and the recorder its own (close the
+    session it records into): a screen reader's list of buttons read 'Done' twice."""
+    session_id = await server.create_session("alice", name="Two Dones")
+    await tab.use_token(server.token("alice"))
+    page = await tab.open(f"/session/{session_id}")
+    await expect(page.locator("#connection")).to_have_attribute("data-state", "live")
+    await expect(page.get_by_role("button", name="Done", exact=True)).to_have_count(1)
+    await expect(page.locator("#fab-done")).to_have_accessible_name("Done: close the recording session")
+    await expect(page.locator("#fab-new")).to_have_accessible_name("New recording session")

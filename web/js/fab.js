@@ -65,6 +65,8 @@ const BUTTONS = [
   ["pause", "Pause"],
   ["done", "Done"],
 ];
+// The visible word first, so that a voice command "click Done" still finds it.
+const ACCESSIBLE_NAMES = { new: "New recording session", done: "Done: close the recording session" };
 const STATUS_LABELS = {
   ready: "Ready",
   recording: "Recording",
@@ -129,6 +131,8 @@ function build() {
     button.className = "button fab-button";
     button.dataset.action = action;
     button.textContent = text;
+    // The session page has a Done (and the start page a New) of its own: these say what they act on.
+    if (ACCESSIBLE_NAMES[action]) button.setAttribute("aria-label", ACCESSIBLE_NAMES[action]);
     button.addEventListener("click", () => run(action));
     ui.buttons[action] = button;
     buttons.append(button);
