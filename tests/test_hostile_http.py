@@ -139,3 +139,40 @@ async def test_a_route_that_takes_no_body_ignores_one_and_refuses_a_huge_one_unr
         assert status < 300, (path, status, answer)
         status, answer = await http_exchange(port, _head(method, path, token, len(junk) * 7) + junk * 7)
         assert (status, json.loads(answer)["error"]) == (413, refusal), (path, answer)  # ~100 KB
+
+
+def _chunked_head(method: str, path: str, token: str) -> bytes:
+    return (
+        f"{method} {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: Bearer {token}\r\n"
+        "Content-Type: text/plain\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n"
+    ).encode()
+
+
+def _chunks(body: bytes, size: int = 4096) -> bytes:
+    parts = [b"%x\r\n%s\r\n" % (len(body[i : i + size]), body[i : i + size]) for i in range(0, len(body), size)]
+    return b"".join(parts) + b"0\r\n\r\n"
+
+
+async def test_a_route_that_takes_no_body_holds_a_chunked_one_to_the_same_cap(server: ServerUnderTest) -> None:
+    """PROTOCOL, Errors: a body of no declared length (chunked) sent to a route that takes none
+    is ignored up to SESSIONHUB_MAX_PAYLOAD_BYTES and refused 413 past it, as a declared one is;
+    it was answered as if empty whatever its size (a guest made for a 1 MiB body)."""
+    token = server.token("alice")
+    async with aiohttp.ClientSession(base_url=server.url) as http, http.post("/api/sessions", json={}) as r:
+        pattern_id = (await r.json())["id"]
+    cap = server.services.limits.max_payload_bytes
+    routes = [
+        ("POST", "/voicebot/active_session", "payload_too_large"),
+        ("POST", "/api/auth/guest", "payload_too_large"),
+        ("POST", f"/api/sessions/{pattern_id}/remix", "Request body too large"),
+    ]
+    port = port_of(server.url)
+    before = len(await server.services.redis.keys("*"))
+    for method, path, refusal in routes:
+        status, answer = await http_exchange(port, _chunked_head(method, path, token) + _chunks(b"z" * (cap + 1)))
+        assert (status, json.loads(answer)["error"]) == (413, refusal), (path, status, answer)
+    assert len(await server.services.redis.keys("*")) == before  # no guest, no remix: nothing stored
+    junk = b"\x00not json at all" * 1000  # under the cap, of no type a route reads
+    for method, path, _ in routes:
+        status, answer = await http_exchange(port, _chunked_head(method, path, token) + _chunks(junk))
+        assert status < 300, (path, status, answer)
