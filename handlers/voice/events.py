@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from handlers.admission import TurnGate
 from handlers.connection import Connection
 from handlers.context import Services
 from handlers.payloads import ChunkList, FollowActive, SessionRef, StatusRequest, validate
@@ -16,6 +17,11 @@ from storage.voice.repository import STATUSES, StatusChange, status_change
 
 
 _STATUS_FIELDS = frozenset({"session_id", "status"})
+# Follows started per loop turn (handlers.admission), as subscribes are: every page with the FAB
+# follows on each connect, so 10,000 clients reconnecting at once follow at once, each a feed to
+# open (a SUBSCRIBE queued) and a Redis read; ungated, 5,000 of them ran in a turn or two and held
+# /healthz for a third of a second. The rest wait for the next turns.
+FOLLOWS_PER_TURN = 8
 _STATUS_SET = frozenset(STATUSES)
 
 
@@ -41,6 +47,7 @@ class VoiceEvents:
     def __init__(self, services: Services, recording: RecordingKeeper) -> None:
         self._s = services
         self._recording = recording
+        self.admission = TurnGate(FOLLOWS_PER_TURN)
 
     def register(self, router: SocketRouter) -> None:
         """Attach the events to ``router``."""
@@ -59,6 +66,7 @@ class VoiceEvents:
         """The caller's active session now; each later change comes as an ``active_session``
         event on this connection (every tab and device of the user sees it live, seed 002)."""
         validate(FollowActive, data)
+        await self.admission.enter()
         return (await self._s.bus.follow_user(conn.claims.sub, conn.sid)).wire()
 
     async def post_process(self, conn: Connection, data: dict[str, Any]) -> dict[str, Any]:

@@ -174,3 +174,31 @@ async def test_the_gate_admits_its_count_per_turn_in_order_and_skips_the_cancell
     assert [who for who, _ in entered] == [0, 1, 2, 4, 5, 6]
     per_turn = collections.Counter(turn for _, turn in entered)
     assert max(per_turn.values()) <= 2 and gate.peak <= 2 and gate.waiting() == 0
+
+
+async def test_a_burst_of_follows_is_admitted_a_few_per_loop_turn(redis_process: Any, tmp_path: Any) -> None:
+    """Every page with the FAB follows its user's active session on each connect: clients of
+    CLIENTS users coming back at once follow at once, and each follow opens a feed (a SUBSCRIBE)
+    and reads the pointer. They start a few per turn, as subscribes do; ungated, a burst's
+    follows all started in one or two turns (5,000 held /healthz 0.2-0.3 s)."""
+    srv: ServerUnderTest = await start_server(redis_process.url, tmp_path, max_connections_per_address=1000)
+    openings: list[Opening] = []
+    clock: TurnClock | None = None
+    try:
+        port = port_of(srv.url)
+        openings = list(await asyncio.gather(*(Opening.open(port) for _ in range(CLIENTS))))
+        await burst(openings, lambda i: "40" + json.dumps({"token": srv.token(f"user-{i}")}), "40")
+        follows: collections.Counter[int] = collections.Counter()
+        bus = srv.services.bus
+        clock = TurnClock()
+        bus.follow_user = counting(clock, follows, bus.follow_user)  # type: ignore[method-assign]
+        follow = json.dumps(["follow_active_session", {}])
+        await burst(openings, lambda i: f"42{i}{follow}", "43")
+        assert sum(follows.values()) == CLIENTS
+        assert max(follows.values()) <= BOUND_PER_TURN, f"follows per turn: {sorted(follows.values())[-5:]}"
+    finally:
+        if clock is not None:
+            clock.stop()
+        for opening in openings:
+            opening.writer.close()
+        await srv.stop()
