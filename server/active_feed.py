@@ -19,6 +19,13 @@ writes (a failover to a lagging replica), and then its pointer is what every mem
 
 A channel confirmed again after the pub/sub link dropped may have missed changes: every member
 is sent the pointer read anew.
+
+A Redis that lost writes (a restart from an AOF missing its last second, a failover to a lagging
+replica) counts again from where it went back, so a change made after that can carry a ``seq``
+this node has seen already, with another session: the node keeps the session of the highest
+``seq`` it has seen, and the same ``seq`` naming another one -- read, or announced -- means Redis
+went back. Its pointer is then what every member is given (a connection given ``seq`` 5 for
+session B must still learn that the new 5 is C).
 """
 
 from __future__ import annotations
@@ -66,6 +73,7 @@ class _Feed:
     sent: dict[str, int] = field(default_factory=dict)  # sid -> highest seq sent to it (-1: nothing yet)
     joining: dict[str, list[tuple[int, str]]] = field(default_factory=dict)  # sid -> changes kept for its answer
     seen: int = -1  # highest seq this node has seen for the user (announced or read)
+    seen_id: str | None = None  # the session that change named (same seq, another one: Redis went back)
     subscribed: asyncio.Event = field(default_factory=asyncio.Event)
     tasks: set[asyncio.Task[None]] = field(default_factory=set)
 
@@ -123,6 +131,7 @@ class ActiveFeeds:
             raise
         if went_back:
             self._reset(feed, pointer)
+        _saw(feed, pointer.seq, pointer.session_id)
         for seq, data in feed.joining.pop(sid, []):  # changes that arrived during the read
             if seq > pointer.seq:
                 pointer = ActivePointer(session_id=json.loads(data)["session_id"], seq=seq)
@@ -158,11 +167,16 @@ class ActiveFeeds:
     def announced(self, feed: _Feed, data: str) -> None:
         """Send a change to every member that has nothing as new (see the module docstring)."""
         try:
-            seq = int(json.loads(data)["seq"])
+            change = json.loads(data)
+            seq, session_id = int(change["seq"]), change["session_id"]
         except (ValueError, KeyError, TypeError):
             log.warning("active session of %s: dropped a malformed announcement", feed.user_id)
             return
-        feed.seen = max(feed.seen, seq)
+        if seq == feed.seen and session_id != feed.seen_id:
+            # A count this node has seen, for another session: Redis went back and counts again.
+            self._reset(feed, ActivePointer(session_id=session_id, seq=seq))
+            return
+        _saw(feed, seq, session_id)
         packet = Packet(ACTIVE_SESSION, data)
         for sid, sent in feed.sent.items():
             kept = feed.joining.get(sid) if feed.joining else None
@@ -196,7 +210,7 @@ class ActiveFeeds:
         if went_back:
             self._reset(feed, pointer)
             return
-        feed.seen = max(feed.seen, pointer.seq)
+        _saw(feed, pointer.seq, pointer.session_id)
         packet = Packet(ACTIVE_SESSION, json.dumps(pointer.wire(), separators=(",", ":")))
         for sid in sids:
             sent = feed.sent.get(sid)
@@ -207,7 +221,7 @@ class ActiveFeeds:
     def _reset(self, feed: _Feed, pointer: ActivePointer) -> None:
         """Redis lost writes: its pointer stands for every member, whatever they were given."""
         log.warning("active session of %s: its change count went back to %d", feed.user_id, pointer.seq)
-        feed.seen = pointer.seq
+        feed.seen, feed.seen_id = pointer.seq, pointer.session_id
         packet = Packet(ACTIVE_SESSION, json.dumps(pointer.wire(), separators=(",", ":")))
         for sid in list(feed.sent):
             feed.sent[sid] = pointer.seq
@@ -215,15 +229,15 @@ class ActiveFeeds:
                 self._send(sid, packet)
 
     async def _current(self, feed: _Feed) -> tuple[ActivePointer, bool]:
-        """The pointer, and whether Redis went back: a read behind what this node has seen is made
-        again, and that second read, issued once the higher count had arrived, can be behind it
-        only if Redis lost writes (see the module docstring)."""
+        """The pointer, and whether Redis went back: a read behind what this node has seen (a lower
+        count, or the same count naming another session) is made again, and that second read,
+        issued once the higher count had arrived, can be behind it only if Redis lost writes (see
+        the module docstring)."""
         pointer = await self._read_retrying(feed)
-        seen = feed.seen
-        if pointer.seq >= seen:
+        if not _behind(feed, pointer):
             return pointer, False
         pointer = await self._read_retrying(feed)
-        return pointer, pointer.seq < seen
+        return pointer, _behind(feed, pointer)
 
     async def _read_retrying(self, feed: _Feed) -> ActivePointer:
         while True:
@@ -243,3 +257,15 @@ class ActiveFeeds:
         task = asyncio.create_task(work)
         feed.tasks.add(task)
         task.add_done_callback(feed.tasks.discard)
+
+
+def _saw(feed: _Feed, seq: int, session_id: str | None) -> None:
+    """Note a change read or announced: the highest count seen, and the session it named."""
+    if seq > feed.seen:
+        feed.seen, feed.seen_id = seq, session_id
+
+
+def _behind(feed: _Feed, pointer: ActivePointer) -> bool:
+    """True when ``pointer`` is older than what the node has seen, or the same count naming
+    another session (which only a Redis that lost writes hands out)."""
+    return pointer.seq < feed.seen or (pointer.seq == feed.seen and pointer.session_id != feed.seen_id)
