@@ -4,7 +4,7 @@ its clips' notes widened the page to 1,600 px and more: the whole page scrolled 
 
 from __future__ import annotations
 
-from playwright.async_api import expect
+from playwright.async_api import Browser, expect
 
 from tests.browser import Tab, new_tab
 from tests.helpers import Client, ServerUnderTest
@@ -29,7 +29,7 @@ WIDE = """() => ({
 
 
 async def test_long_words_people_typed_wrap_on_a_phone(
-    server: ServerUnderTest, tab: Tab, clients: list[Client]
+    server: ServerUnderTest, tab: Tab, browser: Browser, clients: list[Client]
 ) -> None:
     stream = await create_stream(server, title=LONG, game=LONG[:60])
     await http(server, "POST", f"/api/streams/{stream}/state", json={"action": "start"})
@@ -51,7 +51,7 @@ async def test_long_words_people_typed_wrap_on_a_phone(
             await expect(page.locator(".moment .note")).to_contain_text(LONG[:20])
         assert await page.evaluate(WIDE) == {"wide": [], "width": PHONE["width"]}, path
 
-    watching = await new_tab(tab.page.context.browser, server)  # type: ignore[arg-type]
+    watching = await new_tab(browser, server)
     try:
         await watching.page.set_viewport_size(PHONE)
         await watching.use_token(server.token("bob"))
@@ -60,3 +60,23 @@ async def test_long_words_people_typed_wrap_on_a_phone(
         assert await page.evaluate(WIDE) == {"wide": [], "width": PHONE["width"]}, "watch"
     finally:
         await watching.page.context.close()
+
+
+async def test_a_long_display_name_does_not_widen_every_page(iserver: ServerUnderTest, browser: Browser) -> None:
+    """The top bar's name button took a 60-character name whole: every page was 1,112 px wide."""
+    from tests.identity.test_web_link import guest_with_a_session
+
+    tab = await new_tab(browser, iserver)
+    try:
+        await tab.page.set_viewport_size(PHONE)
+        page = await guest_with_a_session(tab, "Mine")
+        await page.locator("#identity-name").click()
+        await page.locator("#identity-name-input").fill("W" * 60)
+        await page.locator("#identity-panel button", has_text="Save name").click()
+        await expect(page.locator("#identity-name")).to_have_text("W" * 60)  # whole, for screen readers
+        for path in ("/streams", "/history"):
+            page = await tab.open(path)
+            await expect(page.locator("#identity-name")).to_have_text("W" * 60)
+            assert await page.evaluate(WIDE) == {"wide": [], "width": PHONE["width"]}, path
+    finally:
+        await tab.page.context.close()
