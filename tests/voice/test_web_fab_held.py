@@ -120,8 +120,10 @@ async def test_start_as_a_new_guest_after_a_sign_out_elsewhere_keeps_the_recordi
         assert await page.evaluate(QUEUED) == 1
         async with page.expect_download():
             await page.locator("#fab-held-download").click()
-        await page.locator("#fab-held-remove").click()  # the person has the file: forget it here
+        await page.locator("#fab-held-remove").focus()  # the person has the file: forget it here
+        await page.keyboard.press("Enter")
         await expect(held).to_be_hidden()
+        await expect(page.locator("#fab-new")).to_be_focused()  # not dropped to the page with the note
         assert await page.evaluate(QUEUED) == 0
         assert not tab.errors, tab.errors
     finally:

@@ -629,6 +629,9 @@ async function removeHeld() {
   downloadedIds = [];
   ui.heldRemove.hidden = true;
   say("");
+  // The note and its buttons are gone, and the keyboard's focus with them: it stays in the FAB.
+  const lost = document.activeElement === null || document.activeElement === document.body;
+  if (lost) Object.values(ui.buttons).find((button) => !button.disabled)?.focus();
 }
 
 // --- start-up -------------------------------------------------------------------------------
