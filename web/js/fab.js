@@ -631,7 +631,10 @@ async function removeHeld() {
   say("");
   // The note and its buttons are gone, and the keyboard's focus with them: it stays in the FAB.
   const lost = document.activeElement === null || document.activeElement === document.body;
-  if (lost) Object.values(ui.buttons).find((button) => !button.disabled)?.focus();
+  if (lost)
+    Object.values(ui.buttons)
+      .find((button) => !button.disabled)
+      ?.focus();
 }
 
 // --- start-up -------------------------------------------------------------------------------
