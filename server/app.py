@@ -57,6 +57,11 @@ IDLE_TIMEOUT_KEY = web.AppKey("http_idle_timeout_s", float)
 # At shutdown, how long the Socket.IO events being handled get to finish: what `serve` gives an
 # HTTP request (server.commands.SHUTDOWN_TIMEOUT_S).
 HANDLERS_FINISH_S = 3.0
+# How long the rest of a request's body is still read (and dropped) after an early answer (a
+# 413, a refusal before the body was looked at), so that the client, still sending, gets the
+# answer instead of a connection reset; then the connection is closed. aiohttp's own 10 s let
+# one connection stream an endless body at the server for that long (13.5 GB on loopback).
+LINGER_S = 2.0
 
 Capability = Callable[[Services, SocketRouter, web.Application], None]
 
@@ -165,7 +170,8 @@ def build_app(settings: Settings, *, services: Services) -> web.Application:
     # keepalive_timeout also closes a connection that sends nothing, or trickles its headers,
     # for that long (aiohttp starts the timer when the connection is made).
     app = web.Application(
-        client_max_size=HARD_MESSAGE_LIMIT_BYTES, handler_args={"keepalive_timeout": settings.http_idle_timeout_s}
+        client_max_size=HARD_MESSAGE_LIMIT_BYTES,
+        handler_args={"keepalive_timeout": settings.http_idle_timeout_s, "lingering_time": LINGER_S},
     )
     app[SERVICES_KEY] = services
     app[BUS_KEY] = bus
