@@ -104,7 +104,7 @@ async def test_start_as_a_new_guest_after_a_sign_out_elsewhere_keeps_the_recordi
         await expect(page.locator("#identity-lost")).to_contain_text("This device was signed out.")
         held = page.locator("#fab-held")
         await expect(held).to_contain_text("1 recording made here is kept on this device")
-        await expect(held).to_contain_text("once you sign in again")
+        await expect(held).to_contain_text("it uploads once you sign in again")
         # Any page with the recorder, opened afterwards, says so too (it has no token to start with).
         page = await tab.open("/session")
         await expect(page.locator("#identity-lost")).to_be_visible()

@@ -586,8 +586,8 @@ function buildHeld() {
   ui.held.hidden = true;
   ui.heldText = document.createElement("p");
   ui.heldText.setAttribute("role", "status");
-  ui.heldDownload = heldButton("fab-held-download", "Download them", downloadHeld);
-  ui.heldRemove = heldButton("fab-held-remove", "Remove them from this browser", removeHeld);
+  ui.heldDownload = heldButton("fab-held-download", "Download", downloadHeld);
+  ui.heldRemove = heldButton("fab-held-remove", "Remove from this browser", removeHeld);
   ui.heldRemove.hidden = true;
   ui.held.append(ui.heldText, ui.heldDownload, " ", ui.heldRemove);
   return ui.held;
@@ -608,12 +608,13 @@ let downloadedIds = []; // the held chunks this page has handed over as files
 function renderHeld(held) {
   ui.held.hidden = held === 0;
   if (held === 0) return;
-  const [these, are, they] = held === 1 ? ["1 recording", "is", "it"] : [`${held} recordings`, "are", "they"];
+  const [these, are, they, upload, them] =
+    held === 1 ? ["1 recording", "is", "it", "uploads", "it"] : [`${held} recordings`, "are", "they", "upload", "them"];
   ui.heldText.textContent = queue.gone
-    ? `${these} made here ${are} kept on this device: ${they} upload once you sign in again as the ` +
-      `identity that made ${held === 1 ? "it" : "them"} (a device link or passkey). You can download ${held === 1 ? "it" : "them"} now.`
-    : `${these} made here as another identity ${are} kept on this device: ${they} upload once this ` +
-      `browser is that identity again (a device link or passkey). You can download ${held === 1 ? "it" : "them"} now.`;
+    ? `${these} made here ${are} kept on this device: ${they} ${upload} once you sign in again as the ` +
+      `identity that made ${them} (a device link or passkey). You can download ${them} now.`
+    : `${these} made here as another identity ${are} kept on this device: ${they} ${upload} once this ` +
+      `browser is that identity again (a device link or passkey). You can download ${them} now.`;
 }
 
 async function downloadHeld() {
