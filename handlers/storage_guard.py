@@ -14,16 +14,22 @@ Each node reads ``INFO memory`` at most once per ``refresh_ms`` (the injectable 
 one read at a time however many requests ask at once; a read that fails keeps the last figures
 for :data:`STALE_AFTER_MS`, then the guard admits (Redis not answering fails the create anyway,
 and a guard that refused on no figures would turn a blip into an outage of creates).
+
+A request waits for a read under way for :data:`READ_WAIT_S` at most, then goes by the last
+figures while the read goes on: on a cluster the read asks every primary, and one that hangs
+(stopped, partitioned, failing over) held every create of every shard for the client's socket
+timeout, at each refresh.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from dataclasses import dataclass
 
 from redis.asyncio import Redis
-from redis.exceptions import RedisError
+from redis.exceptions import RedisClusterException, RedisError
 
 from handlers.errors import STORAGE_FULL
 from handlers.log_throttle import LogThrottle
@@ -38,6 +44,8 @@ _throttle = LogThrottle(log, level=logging.WARNING)
 
 # How long the figures of the last good read stand in while reads fail.
 STALE_AFTER_MS = 10_000
+# How long a request waits for a read under way before it goes by the last figures (see above).
+READ_WAIT_S = 1.0
 # What a refused client is told to wait: memory is freed by an operator, not in a second.
 RETRY_AFTER_S = 60
 MESSAGE = "the server's storage is nearly full; nothing new can be stored now, try again later"
@@ -113,13 +121,20 @@ class StorageGuard:
             self._reading_now = asyncio.create_task(self._read(now_ms))
             self._reading_now.add_done_callback(self._read_done)
         if self._reading_now is not None:
-            # Everyone asking while a read runs waits for it, not for the figures it replaces;
-            # shielded: a request cancelled while it waits must not cancel everyone's read.
-            await asyncio.shield(self._reading_now)
+            # Everyone asking while a read runs waits for it, not for the figures it replaces,
+            # within READ_WAIT_S; shielded: a request cancelled (or timed out) while it waits
+            # must not cancel everyone's read.
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(asyncio.shield(self._reading_now), READ_WAIT_S)
         reading = self._reading
         if reading is None or now_ms - reading.read_at_ms > STALE_AFTER_MS:
             return None
         return reading
+
+    @property
+    def reading(self) -> bool:
+        """True while a read of ``INFO memory`` is under way."""
+        return self._reading_now is not None
 
     def _read_done(self, task: asyncio.Task[None]) -> None:
         self._reading_now = None
@@ -127,7 +142,7 @@ class StorageGuard:
     async def _read(self, now_ms: int) -> None:
         try:
             figures = await memory_figures(self._redis, self._budget_bytes)
-        except (RedisError, OSError) as exc:
+        except (RedisError, RedisClusterException, OSError) as exc:  # the latter: no node answers at all
             _throttle.exception("storage guard: INFO memory failed; keeping the last figures", exc)
             return
         self._reading = MemoryReading(figures.used_bytes, figures.budget_bytes, read_at_ms=now_ms)

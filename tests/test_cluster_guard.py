@@ -1,0 +1,77 @@
+"""The storage guard on a Redis Cluster whose primaries stop answering: it reads every primary's
+INFO memory, and a primary that hangs, or a cluster gone entirely, must neither hold nor refuse
+the creates it guards; it goes by its last figures (handlers/storage_guard.py)."""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+
+import pytest
+import pytest_asyncio
+from redis.asyncio import Redis
+
+from handlers.metrics import Metrics
+from handlers.storage_guard import StorageGuard
+from server.services import connect_redis
+from storage.clock import Clock
+from tests.cluster import RedisCluster, need_redis_cli
+
+pytestmark = pytest.mark.timeout(90)
+
+# A bound on an admit that must not wait for the hung read, far above the guard's own wait.
+ADMIT_BOUND_S = 20.0
+
+
+@pytest.fixture
+def cluster(tmp_path: Path) -> Iterator[RedisCluster]:
+    need_redis_cli()
+    made = RedisCluster(tmp_path / "cluster")
+    made.start()
+    yield made
+    made.stop()
+
+
+@pytest_asyncio.fixture
+async def redis(cluster: RedisCluster) -> AsyncIterator[Redis]:
+    client = connect_redis(cluster.url, cluster=True)
+    yield client
+    await client.aclose()
+
+
+def guard_on(redis: Redis, clock: Clock) -> StorageGuard:
+    return StorageGuard(redis=redis, clock=clock, metrics=Metrics(), ratio=0.9, budget_bytes=1 << 40, refresh_ms=1000)
+
+
+async def test_a_primary_that_hangs_holds_no_create(cluster: RedisCluster, redis: Redis) -> None:
+    clock = Clock()
+    guard = guard_on(redis, clock)
+    await guard.admit("test")  # the first figures, every primary answering
+    hung = cluster.processes[cluster.masters()[1]]
+    hung.send_signal(signal.SIGSTOP)  # its socket stays open and answers nothing, INFO included
+    try:
+        clock.shift_ms += 1000  # the figures are due for a refresh
+        await asyncio.wait_for(guard.admit("test"), ADMIT_BOUND_S)
+        # Admitted on the last figures while the read still waits for the hung primary.
+        assert guard.reading
+        assert (await guard.state()).budget_bytes == 1 << 40
+    finally:
+        hung.send_signal(signal.SIGCONT)
+    await asyncio.wait_for(guard.admit("test"), ADMIT_BOUND_S)
+
+
+async def test_a_cluster_gone_entirely_refuses_no_create_while_the_figures_last(
+    cluster: RedisCluster, redis: Redis
+) -> None:
+    """No node answers: the cluster client's error is its own (not a RedisError), and it must be
+    a failed read like any other, not a refusal of every create."""
+    clock = Clock()
+    guard = guard_on(redis, clock)
+    await guard.admit("test")
+    for port in cluster.live_ports():
+        cluster.kill(port)
+    clock.shift_ms += 1000
+    await asyncio.wait_for(guard.admit("test"), ADMIT_BOUND_S)
+    assert (await guard.state()).used_bytes > 0  # the last figures stand
