@@ -7,10 +7,10 @@ other side. Each such text is now a bidi isolate."""
 
 from __future__ import annotations
 
-from playwright.async_api import Page, expect
+from playwright.async_api import Browser, Page, expect
 
 from tests.admin.test_http import LONG_TTL_S, admin_token
-from tests.browser import Tab
+from tests.browser import Tab, new_tab
 from tests.helpers import Client, ServerUnderTest
 from tests.streams.helpers import connect, create_stream, started
 
@@ -67,3 +67,65 @@ async def test_a_right_to_left_title_keeps_the_id_after_it_in_the_admin_list(ser
     await expect(page.locator(row)).to_have_text(f"مرحبا · {session_id[:8]}")
     at = await lefts(page, row, ["·", session_id[:8]])
     assert at["·"] < at[session_id[:8]], at
+
+
+async def test_a_right_to_left_viewer_name_is_isolated_in_the_moderation_notice(
+    server: ServerUnderTest, tab: Tab, clients: list[Client]
+) -> None:
+    session_id, _owner = await started(server, clients)
+    viewer = await connect(server, clients, "v1")
+    await server.services.identities.rename("v1", "שלום")
+    ack = await viewer.call("clip_submit", {"session_id": session_id, "note": "x"})
+    assert ack["ok"] is True, ack
+    await tab.use_token(server.token("alice"))
+    page = await tab.open(f"/streams/{session_id}")
+    await page.locator(".clip-block").first.click()
+    await expect(page.locator("#notice")).to_have_text("שלום may no longer clip this stream.")
+    await expect(page.locator("#notice bdi")).to_have_text("שלום")
+
+
+async def test_a_right_to_left_speaker_keeps_its_duration_after_it_in_the_digest(
+    server: ServerUnderTest, tab: Tab
+) -> None:
+    from tests.audio_samples import webm
+    from tests.voice.test_processing import run_jobs
+    from tests.voice.uploads import chunk_form, upload
+
+    session_id = await server.create_session("alice", "Review")
+    token = server.token("alice")
+    await upload(server, token, chunk_form(session_id, webm(1200), speaker="שלום", start_ms=0, end_ms=1200))
+    await upload(server, token, chunk_form(session_id, webm(800), speaker="Ada", start_ms=2000, end_ms=2800))
+    await tab.use_token(token)
+    page = await tab.open(f"/session/{session_id}")
+    await expect(page.locator("#connection")).to_have_attribute("data-state", "live")
+    await page.locator("#done-button").click()
+    await expect(page.locator("#status-pictogram")).to_have_attribute("data-status", "closed")
+    await run_jobs(server)
+    speakers = page.locator("#digest dd", has_text="Ada")
+    await expect(speakers.locator("bdi")).to_have_text(["שלום", "Ada"])
+    # Its "(0:01)" was pulled into the name's right-to-left run, and shown on the name's left.
+    at = await lefts(page, "#digest", ["ש", "(", "Ada"])
+    assert at["ש"] < at["("] < at["Ada"], at
+
+
+async def test_a_right_to_left_name_is_isolated_on_the_device_link_page(
+    server: ServerUnderTest, browser: Browser
+) -> None:
+    from tests.identity.test_web_link import device_link, guest_with_a_session
+
+    first = await new_tab(browser, server)
+    second = await new_tab(browser, server)
+    try:
+        phone = await guest_with_a_session(first, "Made on the phone")
+        laptop = await guest_with_a_session(second, "Made on the laptop")
+        await laptop.locator("#identity-name").click()
+        await laptop.locator("#identity-name-input").fill("שלום 2")
+        await laptop.get_by_role("button", name="Save name").click()
+        await expect(laptop.locator("#identity-name")).to_have_text("שלום 2")
+        asking = await second.open(await device_link(phone, server))
+        await expect(asking.locator("#login-status")).to_contain_text("This browser is “שלום 2”, with sessions")
+        await expect(asking.locator("#login-status bdi")).to_have_text("שלום 2")
+        assert not first.errors and not second.errors, first.errors + second.errors
+    finally:
+        await first.page.context.close()
+        await second.page.context.close()

@@ -25,6 +25,16 @@ const DOWNLOAD_URL_TTL_MS = 10_000;
 export const $ = (id) => document.getElementById(id);
 
 /**
+ * `text` a person typed (a name, a note) as a bidi isolate, to put among the page's own words: a
+ * right-to-left name would otherwise pull the neighbouring "(0:05)" or "," into its run.
+ */
+export function bdi(text) {
+  const node = document.createElement("bdi");
+  node.textContent = text;
+  return node;
+}
+
+/**
  * A refusal from the server, carrying its wire code (`session_not_found`, `forbidden`, ...) and
  * `details`: whatever else the refusal said (`retry_after_s`, `limit`, `state`, `details`, ...).
  */

@@ -7,7 +7,7 @@
  * one) when the page comes into view or gets the focus, and every `CATCH_UP_MS` while in view.
  * Server data reaches the DOM through textContent and dataset only.
  */
-import { $, api, ApiError, call, connect, showConnection, subscribeSession } from "./client.js";
+import { $, api, ApiError, bdi, call, connect, showConnection, subscribeSession } from "./client.js";
 import { reconcile, setText } from "./keyed.js";
 import { OrphanBanner } from "./orphan_banner.js";
 
@@ -263,12 +263,13 @@ function refreshChunksSoon() {
 
 // --- digest and tasks ---------------------------------------------------------------------
 
+/** A term and its value: a string, or strings and nodes (people's names as bdi). */
 function fact(term, value) {
   const row = document.createElement("div");
   const dt = document.createElement("dt");
   dt.textContent = term;
   const dd = document.createElement("dd");
-  dd.textContent = value;
+  dd.append(...[value].flat());
   row.append(dt, dd);
   return row;
 }
@@ -285,9 +286,16 @@ function renderResults() {
       fact("Audio chunks", String(digest.chunk_count ?? 0)),
       fact("Audio", formatDuration(digest.audio_ms)),
       fact("Materials", String(digest.material_count ?? 0)),
+      // Each name is an isolate: a right-to-left one took its "(0:05)" and the comma into its run.
       fact(
         "Speakers",
-        speakers.map((s) => `${s.speaker || "unnamed"} (${formatDuration(s.audio_ms)})`).join(", ") || "—",
+        speakers.length
+          ? speakers.flatMap((s, i) => [
+              ...(i ? [", "] : []),
+              s.speaker ? bdi(String(s.speaker)) : "unnamed",
+              ` (${formatDuration(s.audio_ms)})`,
+            ])
+          : "—",
       ),
       fact("Transcription", String(digest.transcription ?? "—")),
     );

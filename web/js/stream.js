@@ -8,6 +8,7 @@
 import {
   $,
   api,
+  bdi,
   call,
   connect,
   download,
@@ -77,10 +78,12 @@ function showError(title, message, link = null) {
   show(ui.error);
 }
 
-function notice(text, kind = "info") {
-  ui.notice.textContent = text;
+/** Say `content` (a string, or strings and nodes: a person's name as a bdi) in the notice line. */
+function notice(content, kind = "info") {
+  const parts = [content].flat().filter((part) => part !== "");
+  ui.notice.replaceChildren(...parts);
   ui.notice.dataset.kind = kind;
-  ui.notice.hidden = !text;
+  ui.notice.hidden = parts.length === 0;
 }
 
 function el(tag, className, text) {
@@ -310,10 +313,11 @@ async function moderate(event, viewer, clip) {
   if (event === "clip_clear_viewer" && !window.confirm(`Remove every clip of ${who}?`)) return;
   try {
     const ack = await call(socket, event, { session_id: sessionId, user_id: viewer });
-    if (event === "stream_block_viewer") notice(`${who} may no longer clip this stream.`);
-    else notice(`Removed ${ack.removed} clip${ack.removed === 1 ? "" : "s"} of ${who}.`);
+    // The name is the viewer's own text: isolated, a right-to-left one keeps the words around it.
+    if (event === "stream_block_viewer") notice([bdi(who), " may no longer clip this stream."]);
+    else notice([`Removed ${ack.removed} clip${ack.removed === 1 ? "" : "s"} of `, bdi(who), "."]);
   } catch (err) {
-    notice(`Could not moderate ${who}: ${err.message}`, "error");
+    notice(["Could not moderate ", bdi(who), `: ${err.message}`], "error");
   }
 }
 

@@ -7,7 +7,7 @@
  * good (its identity lives only in this browser's cookie, which the link replaces): the page
  * asks first, and redeems the link only when the person says so.
  */
-import { api, hasToken, knownIdentity, peekLoginToken, signInWithLoginToken } from "./client.js";
+import { api, bdi, hasToken, knownIdentity, peekLoginToken, signInWithLoginToken } from "./client.js";
 
 const heading = document.getElementById("login-heading");
 const status = document.getElementById("login-status");
@@ -74,16 +74,19 @@ async function start() {
 }
 
 function ask(me) {
-  const who = me.name && me.name !== "Guest" ? `“${me.name}”` : "a guest";
+  // The name is the person's own text: isolated, a right-to-left one keeps the sentence in place.
+  const who = me.name && me.name !== "Guest" ? ["“", bdi(me.name), "”"] : ["a guest"];
   heading.textContent = "Sign this browser in as someone else?";
   document.title = "Sign in as someone else? · sessionhub";
   const keep = me.passkeys
     ? " To keep them, add a passkey to this identity first (your name at the top of any page), then open the link again."
     : "";
-  status.textContent =
-    `This browser is ${who}, with sessions of its own. Signed in with this link, it becomes the ` +
-    "identity that made the link: those sessions stay with the old identity, which no browser " +
-    `could open again.${keep}`;
+  status.replaceChildren(
+    "This browser is ",
+    ...who,
+    ", with sessions of its own. Signed in with this link, it becomes the identity that made the " +
+      `link: those sessions stay with the old identity, which no browser could open again.${keep}`,
+  );
   document.body.dataset.state = "asking";
   question.hidden = false;
 }
