@@ -1,8 +1,12 @@
 """Identities that outlive a token: profiles, one refresh family per device, revocations.
 
-A device holds a refresh credential ``<family id>.<secret>`` (an HttpOnly cookie); Redis keeps
-only the secret's hash. Every use rotates the secret (``identity/rotate.lua``); presenting a
-rotated-away secret again means the credential was copied, and the family is revoked. A
+A device holds a refresh credential ``<family id>.<secret>[.<previous secret>]`` (an HttpOnly
+cookie); Redis keeps only the secrets' hashes. Every use rotates the secret
+(``identity/rotate.lua``); presenting a rotated-away secret again means the credential was
+copied, and the family is revoked. The credential a rotation hands out carries the secret it
+replaced: a Redis that comes back without that rotation (a crash losing its last second, a
+failover to a replica it had not reached) still has the previous secret as the current one, and
+the rotation is then made again from it, instead of refusing the device for good. A
 revoked family's id stays in :meth:`Keys.revoked_families` for as long as an access token
 minted from it may live, so that every node refuses those tokens too.
 """
@@ -86,12 +90,13 @@ def _digest(secret: str) -> str:
     return hashlib.sha256(secret.encode()).hexdigest()
 
 
-def split_credential(credential: str) -> tuple[str, str] | None:
-    """``(family id, secret)`` of a well-formed credential, else None."""
-    family_id, _, secret = credential.partition(".")
-    if not FAMILY_ID.match(family_id) or not _SECRET.match(secret):
+def split_credential(credential: str) -> tuple[str, str, str | None] | None:
+    """``(family id, secret, previous secret or None)`` of a well-formed credential, else None."""
+    family_id, _, secrets_part = credential.partition(".")
+    secret, _, previous = secrets_part.partition(".")
+    if not FAMILY_ID.match(family_id) or not _SECRET.match(secret) or (previous and not _SECRET.match(previous)):
         return None
-    return family_id, secret
+    return family_id, secret, previous or None
 
 
 class Identities:
@@ -251,9 +256,27 @@ class Identities:
         parts = split_credential(credential)
         if parts is None:
             return Rotation("malformed")
-        family_id, secret = parts
+        family_id, secret, previous = parts
         fresh = secrets.token_urlsafe(32)
         now_ms = self._clock.now_ms()
+        outcome, user_id = await self._rotate_from(family_id, secret, fresh, now_ms)
+        if outcome == "invalid" and previous is not None:
+            # Unknown to Redis, yet made by a rotation from ``previous``: a Redis that lost that
+            # rotation still has ``previous`` as current, and it is made again from there. Only
+            # an unknown secret gets here: one Redis remembers as rotated away is a reuse.
+            outcome, user_id = await self._rotate_from(family_id, previous, fresh, now_ms)
+            secret = previous
+        if outcome == "reused":
+            await self._forget(user_id, [family_id])
+        if outcome not in ("rotated", "concurrent"):
+            return Rotation(outcome, user_id, family_id)
+        await self.touch(user_id, family_id, now_ms)
+        grant = json.loads(await self._redis.hget(self._keys.family(family_id), "grant") or "{}")
+        next_credential = f"{family_id}.{fresh}.{secret}" if outcome == "rotated" else None
+        return Rotation(outcome, user_id, family_id, next_credential, grant)
+
+    async def _rotate_from(self, family_id: str, secret: str, fresh: str, now_ms: int) -> tuple[str, str]:
+        """Run the rotation script: ``secret`` presented, ``fresh`` to replace it."""
         outcome, user_id = await self._rotate(
             keys=[self._keys.family(family_id), self._keys.family_spent(family_id)],
             args=[
@@ -265,14 +288,7 @@ class Identities:
                 self.config.spent_max,
             ],
         )
-        if outcome == "reused":
-            await self._forget(user_id, [family_id])
-        if outcome not in ("rotated", "concurrent"):
-            return Rotation(outcome, user_id, family_id)
-        await self.touch(user_id, family_id, now_ms)
-        grant = json.loads(await self._redis.hget(self._keys.family(family_id), "grant") or "{}")
-        next_credential = f"{family_id}.{fresh}" if outcome == "rotated" else None
-        return Rotation(outcome, user_id, family_id, next_credential, grant)
+        return outcome, user_id
 
     async def touch(self, user_id: str, family_id: str, now_ms: int) -> None:
         """A device was used: extend it and its identity (as long as ``keep`` says)."""
