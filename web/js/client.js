@@ -212,6 +212,16 @@ function rememberIdentity(body) {
   return record.token;
 }
 
+/**
+ * Keep `name` as the display name of `userId`, this browser's identity (renamed here): the
+ * browser's other tabs follow it (a storage event), whether or not a refresh follows.
+ */
+export function rememberName(userId, name) {
+  const known = knownIdentity();
+  if (known?.user_id !== userId || known.lost) return;
+  localStorage.setItem(IDENTITY_KEY, JSON.stringify({ ...known, name }));
+}
+
 /** The identity this browser last had (`{user_id, name}`), or null. */
 export function knownIdentity() {
   try {

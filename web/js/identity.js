@@ -15,6 +15,7 @@ import {
   IDENTITY_KEY,
   knownIdentity,
   passkeysSupported,
+  rememberName,
   restoreIdentity,
   signInWithPasskey,
   signOut,
@@ -65,7 +66,19 @@ function followOtherTab() {
     if (state !== "lost") load();
   } else if (known === null ? state !== "none" : known.user_id !== root.dataset.userId || state !== "known") {
     load();
+  } else if (typeof known.name === "string" && shown && (known.name || "Guest") !== (shown.name || "Guest")) {
+    showName(known.name); // renamed in another tab: the same person, with the name they chose
   }
+}
+
+/** Show `name` as the person's, here too, without asking the server again. */
+function showName(name) {
+  shown = { ...shown, name };
+  const button = document.getElementById("identity-name");
+  if (button) button.textContent = name || "Guest";
+  const field = document.getElementById("identity-name-input");
+  // The open panel's field follows, unless the person is typing in it here.
+  if (field && document.activeElement !== field) field.value = name;
 }
 
 async function load() {
@@ -138,7 +151,10 @@ async function startOver() {
   location.reload();
 }
 
+let shown = null; // the identity the control shows (`/api/auth/me`'s answer)
+
 function showMe(me) {
+  shown = me;
   root.dataset.state = "known";
   root.dataset.userId = me.user_id;
   const name = el(
@@ -146,7 +162,7 @@ function showMe(me) {
     { id: "identity-name", class: "button", type: "button", "aria-expanded": "false" },
     me.name || "Guest",
   );
-  name.addEventListener("click", () => (panel ? closePanel() : openPanel(me, name)));
+  name.addEventListener("click", () => (panel ? closePanel() : openPanel(shown, name)));
   panel = null; // an open panel goes with the rest of the control
   root.replaceChildren(name);
 }
@@ -314,6 +330,7 @@ async function removePasskey(passkeyId) {
 
 async function rename(name) {
   const me = await api("/api/auth/me", { method: "PATCH", body: { name: name.trim() || "Guest" } });
+  rememberName(me.user_id, me.name); // the browser's other tabs show it too
   await restoreIdentity().catch(() => {}); // tokens carry the new name from their next refresh
   showMe(me);
   document.getElementById("identity-name").focus(); // the Save button pressed is gone
