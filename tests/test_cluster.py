@@ -318,3 +318,36 @@ async def test_the_storage_guard_sees_the_fullest_primary(nodes: list[ServerUnde
         finally:
             master.config_set("maxmemory", 0)
     assert (await memory_figures(server.services.redis)).budget_bytes == 0
+
+
+async def test_a_creation_given_back_after_its_window_turned_goes_back_where_it_was_counted(
+    nodes: list[ServerUnderTest],
+) -> None:
+    """The pattern API counts a creation in its minute and its day (two keys: two slots, two
+    steps) before making it, and gives it back if the creation fails. A creation that fails
+    after its window turned must give it back to the window it was counted in: given to the new
+    window, it left a -1 there (one creation too many) that never expired."""
+    from storage.patterns.repository import CreationCount, PatternSessions
+    from tests.helpers import to_window_start
+
+    server = nodes[0]
+    clock, keys, redis = server.services.clock, server.services.keys, server.services.redis
+    patterns = PatternSessions(server.services.store)
+    address = "10.0.0.1"
+    try:
+        to_window_start(clock, 86_400)
+        clock.shift_ms -= 10_000  # 10 s before the day (and its last minute) ends
+        counted = await patterns.creation_allowed(address, limit=10, limit_per_day=10)
+        assert isinstance(counted, CreationCount), counted
+        clock.shift_ms += 20_000  # the creation fails in the next minute, and the next day
+        now_ms = clock.now_ms()
+        turned = [
+            keys.rate("pattern_create", address, now_ms // 60_000),
+            keys.rate("pattern_create_day", address, now_ms // 86_400_000),
+        ]
+        assert counted.minute_key not in turned and counted.day_key not in turned  # the windows did turn
+        await patterns.creation_failed(counted)
+        assert [await redis.get(counted.minute_key), await redis.get(counted.day_key)] == ["0", "0"]
+        assert [await redis.exists(key) for key in turned] == [0, 0]
+    finally:
+        clock.shift_ms = 0

@@ -42,7 +42,7 @@ from handlers.patterns.views import (
 from protocol.errors import CodedError, ErrorCode
 from storage.events import Position
 from storage.idempotency import again_on_lost_reply
-from storage.patterns.repository import Lineage, PatternRecord, PatternSessions
+from storage.patterns.repository import CreationCount, CreationWait, Lineage, PatternRecord, PatternSessions
 
 # The origin app's words (its live-session.ts and session-allocator.ts; its tests read them).
 IMMUTABLE_ERROR = "Session is published"
@@ -176,14 +176,14 @@ class PatternRoutes:
             return ""  # the API takes no token: a bad one names nobody, it refuses nothing
         return claims.sub if claims.exp > self._s.clock.now_s() else ""
 
-    async def _counted(self, request: web.Request) -> str:
-        """The client address, after counting one creation for it (429 past a limit)."""
+    async def _counted(self, request: web.Request) -> CreationCount:
+        """One creation counted for the client's address (429 past a limit)."""
         address = client_address(request, trust_forwarded_for=self._s.trust_forwarded_for)
         config = self._config
         wait = await self._patterns.creation_allowed(
             address, limit=config.creates_per_min, limit_per_day=config.creates_per_day
         )
-        if wait is not None:
+        if isinstance(wait, CreationWait):
             per = config.creates_per_min if wait.window == "minute" else config.creates_per_day
             raise ApiError(
                 429,
@@ -192,7 +192,7 @@ class PatternRoutes:
                 message=f"At most {per} sessions a {wait.window}; try again later.",
                 retryAfter=wait.retry_after_s,
             )
-        return address
+        return wait
 
     async def _room(self, what: str) -> None:
         """503 (the origin app's shape, ``reason: "storage_full"``) while the storage guard
@@ -212,11 +212,11 @@ class PatternRoutes:
 
     async def _create(self, request: web.Request, what: str, **kwargs: Any) -> PatternRecord:
         await self._room(what)
-        address = await self._counted(request)
+        counted = await self._counted(request)
         try:
             return await self._patterns.create(author_id=self._author(request), **kwargs)
         except BaseException:
-            await self._patterns.creation_failed(address)  # only accepted creations count
+            await self._patterns.creation_failed(counted)  # only accepted creations count
             raise
 
     async def _existing(self, session_id: str, *, touch: bool = False) -> tuple[PatternRecord, Position]:

@@ -371,8 +371,8 @@ class PatternSessions:
         return record, players, Position.from_meta(meta)
 
     # --- creation rate ---------------------------------------------------------------------
-    async def creation_allowed(self, address: str, *, limit: int, limit_per_day: int) -> CreationWait | None:
-        """Count one creation for ``address``; None when allowed, else how long until it is.
+    async def creation_allowed(self, address: str, *, limit: int, limit_per_day: int) -> CreationWait | CreationCount:
+        """Count one creation for ``address``: where it was counted, else how long until it is.
 
         Counted before the creation so that concurrent requests cannot all slip under the limit;
         a creation that then fails is given back with :meth:`creation_failed`. The day's cap
@@ -388,7 +388,7 @@ class PatternSessions:
         if not await self._take(day, limit=limit_per_day, ttl_s=2 * DAY_MS // 1000):
             await self._redis.decr(minute)
             return CreationWait(retry_after_s=_left_s(now_ms, DAY_MS), window="day")
-        return None
+        return CreationCount(minute_key=minute, day_key=day)
 
     async def _take(self, key: str, *, limit: int, ttl_s: int) -> bool:
         """Count one on ``key``; past ``limit`` the count is given back and False returned."""
@@ -401,11 +401,20 @@ class PatternSessions:
         await self._redis.decr(key)
         return False
 
-    async def creation_failed(self, address: str) -> None:
-        """Give back the count of a creation that was refused after being counted."""
-        now_ms = self._clock.now_ms()
-        await self._redis.decr(self._keys.rate("pattern_create", address, now_ms // 60_000))
-        await self._redis.decr(self._keys.rate("pattern_create_day", address, now_ms // DAY_MS))
+    async def creation_failed(self, counted: CreationCount) -> None:
+        """Give back the count of a creation that was refused after being counted, to the
+        windows it was counted in: a creation that fails after its minute (or day) turned gave
+        it to the new window, as a -1 that never expired and one creation too many there."""
+        for key in (counted.minute_key, counted.day_key):
+            await self._redis.decr(key)
+
+
+@dataclass(frozen=True, slots=True)
+class CreationCount:
+    """Where an allowed creation was counted (the keys of its minute and its day)."""
+
+    minute_key: str
+    day_key: str
 
 
 @dataclass(frozen=True, slots=True)
