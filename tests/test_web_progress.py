@@ -11,7 +11,7 @@ import asyncio
 
 from playwright.async_api import Page, Route, expect
 
-from tests.browser import Tab
+from tests.browser import SocketGate, Tab
 from tests.helpers import Client, ServerUnderTest
 from tests.streams.helpers import started
 
@@ -73,3 +73,62 @@ async def test_a_history_export_shows_its_progress(server: ServerUnderTest, tab:
     await expect(page.locator("#export-json")).to_be_enabled()
     await expect(page.locator("#export-csv")).to_be_focused()
     assert held.seen == 1
+
+
+# Well under the 10 s a socket call waits for the connection: the page must say so before that.
+AT_ONCE_MS = 5000
+# What a call still offline at its end (10 s) answers, and more.
+GIVEN_UP_MS = 20_000
+
+
+async def test_a_stream_action_pressed_offline_says_so_at_once_then_its_outcome(
+    server: ServerUnderTest, tab: Tab, clients: list[Client]
+) -> None:
+    """Pressed offline, a state button waited up to 10 s with nothing said."""
+    session_id, _owner = await started(server, clients)
+    await tab.use_token(server.token("alice"))
+    gate = SocketGate()
+    await gate.install(tab.page)
+    page = await tab.open(f"/streams/{session_id}")
+    await expect(page.locator("#connection")).to_have_attribute("data-state", "live")
+    await gate.cut()
+    await expect(page.locator("#connection")).to_have_attribute("data-state", "offline")
+    await page.locator("#action-pause").click()
+    notice = page.locator("#notice[role=status]")
+    await expect(notice).to_have_text("Offline: Pause is sent when the connection is back…", timeout=AT_ONCE_MS)
+    gate.release()
+    await expect(notice).to_have_text("Back online: Pause is done.")
+    await expect(page.locator("#stream-state")).to_have_text("Paused")
+    assert not tab.errors, tab.errors
+
+
+async def test_delete_all_history_offline_says_so_at_once_then_that_nothing_was_sent(
+    server: ServerUnderTest, tab: Tab
+) -> None:
+    await tab.use_token(server.token("alice"))
+    gate = SocketGate()
+    await gate.install(tab.page)
+    page = await tab.open("/history")
+    await expect(page.locator("#connection")).to_have_attribute("data-state", "live")
+    await gate.cut()
+    await expect(page.locator("#connection")).to_have_attribute("data-state", "offline")
+    await page.locator("#clear").click()
+    await page.locator("#clear-yes").click()
+    status = page.locator("#clear-status[role=status]")
+    await expect(status).to_have_text(
+        "Offline: your history is deleted when the connection is back…", timeout=AT_ONCE_MS
+    )
+    await expect(page.locator("#clear")).to_be_disabled()
+    # Still offline when the call gives up: it says nothing was sent, and the button is back.
+    await expect(page.locator("#history-error")).to_have_text(
+        "Delete failed: You are offline: it was not sent. Try again once the connection is back.",
+        timeout=GIVEN_UP_MS,
+    )
+    await expect(status).to_be_hidden()
+    await expect(page.locator("#clear")).to_be_enabled()
+    gate.release()
+    await expect(page.locator("#connection")).to_have_attribute("data-state", "live")
+    await page.locator("#clear").click()
+    await page.locator("#clear-yes").click()
+    await expect(status).to_have_text("Your history was deleted.")
+    assert not tab.errors, tab.errors

@@ -659,8 +659,20 @@ async function emitOnce(socket, event, payload, timeoutMs) {
     if (/disconnected/.test(err?.message ?? "")) {
       throw new ApiError("disconnected", "The connection was lost before the server answered.");
     }
+    // Still offline: the event waited in socket.io-client's buffer, which drops it on the timeout.
+    if (!socket.connected) throw new ApiError("timeout", OFFLINE_NOT_SENT);
     throw new ApiError("timeout", "The server did not answer in time.");
   }
+}
+
+const OFFLINE_NOT_SENT = "You are offline: it was not sent. Try again once the connection is back.";
+
+/**
+ * Whether a call made on `socket` now would wait for the connection to come back (up to its
+ * timeout): a page says so at once, instead of seconds of nothing after a press.
+ */
+export function isOffline(socket) {
+  return !socket?.connected || navigator.onLine === false;
 }
 
 /** Resolves true once `socket` is connected again, false after `timeoutMs`. */

@@ -4,7 +4,7 @@
  * anywhere (the page follows the user's history session and refreshes on each event).
  * Server data reaches the DOM through textContent and attributes only.
  */
-import { $, api, call, connect, download, showConnection, subscribeSession, whileBusy } from "./client.js";
+import { $, api, call, connect, download, isOffline, showConnection, subscribeSession, whileBusy } from "./client.js";
 import { reconcile, setText } from "./keyed.js";
 import { OrphanBanner } from "./orphan_banner.js";
 
@@ -38,6 +38,7 @@ const ui = {
   clearConfirm: $("clear-confirm"),
   clearYes: $("clear-yes"),
   clearNo: $("clear-no"),
+  clearStatus: $("clear-status"),
   exportCsv: $("export-csv"),
   exportJson: $("export-json"),
   exportStatus: $("export-status"),
@@ -292,11 +293,23 @@ function closeClearConfirm() {
 
 async function clearAll() {
   closeClearConfirm();
-  try {
-    await call(socket, "listening_clear", { session_id: historyId, confirm: true });
-  } catch (err) {
-    showError(`Delete failed: ${err.message}`);
-  }
+  await whileBusy([ui.clear], async () => {
+    const offline = isOffline(socket);
+    // Offline, the call waits for the connection (up to its timeout): said at once, not after it.
+    clearStatus(offline ? "Offline: your history is deleted when the connection is back…" : "Deleting your history…");
+    try {
+      await call(socket, "listening_clear", { session_id: historyId, confirm: true });
+      clearStatus("Your history was deleted.");
+    } catch (err) {
+      clearStatus("");
+      showError(`Delete failed: ${err.message}`);
+    }
+  });
+}
+
+function clearStatus(text) {
+  ui.clearStatus.textContent = text;
+  ui.clearStatus.hidden = !text;
 }
 
 async function exportAs(format) {

@@ -12,6 +12,7 @@ import {
   call,
   connect,
   download,
+  isOffline,
   showConnection,
   STREAM_CONNECTION_TEXT,
   subscribeSession,
@@ -149,9 +150,13 @@ async function onAction(event) {
   const hadFocus = pressed === document.activeElement;
   if (hadFocus) focusFrom = session.state;
   for (const button of buttons) button.disabled = true;
+  const label = pressed.textContent.trim();
+  const offline = isOffline(socket);
+  // Offline, the call waits for the connection (up to its timeout): said at once, not after it.
+  notice(offline ? `Offline: ${label} is sent when the connection is back…` : "");
   try {
     await call(socket, "stream_set_state", { session_id: sessionId, action });
-    notice("");
+    notice(offline ? `Back online: ${label} is done.` : "");
   } catch (err) {
     notice(`${action} failed: ${err.message}`, "error");
     focusFrom = null; // nothing changes: the focus goes back to the button, enabled again below
