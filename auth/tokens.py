@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 from dataclasses import dataclass
 from typing import Any
 
@@ -91,6 +93,13 @@ class TokenService:
             return None
         kid: object = header["kid"]
         return kid
+
+    def derived_key(self, purpose: str) -> bytes | None:
+        """A secret of this server's own for ``purpose``, the same on every node (derived from
+        the signing key, which every node holds), or None for a server that signs nothing."""
+        if self._config.signing_key is None:
+            return None
+        return hmac.new(self._config.signing_key.encode(), b"sessionhub:" + purpose.encode(), hashlib.sha256).digest()
 
     async def learn_key(self, token: object) -> None:
         """Before :meth:`verify`: an external token naming a ``kid`` this node does not know yet

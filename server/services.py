@@ -211,7 +211,13 @@ def build_services(
     store = Store(redis=redis, keys=keys, scripts=scripts, log=event_log, clock=clock, sessions=sessions)
     metrics = metrics if metrics is not None else Metrics()
     sessions.on_created = metrics.session_created
-    identities = Identities(redis=redis, keys=keys, clock=clock, config=identity_config_from(settings))
+    identities = Identities(
+        redis=redis,
+        keys=keys,
+        clock=clock,
+        config=identity_config_from(settings),
+        rotation_key=tokens.derived_key("refresh-rotation"),
+    )
     sessions.on_owned = identities.owns_now
     return Services(
         redis=redis,

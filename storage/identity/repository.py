@@ -13,7 +13,9 @@ minted from it may live, so that every node refuses those tokens too.
 
 from __future__ import annotations
 
+import base64
 import hashlib
+import hmac
 import json
 import re
 import secrets
@@ -42,7 +44,10 @@ class IdentityConfig:
     guest_idle_s: int  # an identity that owns nothing and saved nothing is forgotten after this
     access_ttl_s: int  # the longest an access token may live (how long a revocation is remembered)
     revocation_poll_s: float = 2.0  # how often each node reads the revoked devices
-    rotation_grace_s: float = 10.0
+    # How long after a rotation the secret it replaced is still answered, without a second
+    # rotation: two tabs refreshing at once, and a refresh whose answer the network lost, sent
+    # again (it is given the rotation's credential again: see Identities.rotation_key).
+    rotation_grace_s: float = 60.0
     spent_max: int = 64
     max_devices: int = 50
 
@@ -102,11 +107,19 @@ def split_credential(credential: str) -> tuple[str, str, str | None] | None:
 class Identities:
     """Profiles, device families and revocations in Redis."""
 
-    def __init__(self, *, redis: Redis, keys: Keys, clock: Clock, config: IdentityConfig) -> None:
+    def __init__(
+        self, *, redis: Redis, keys: Keys, clock: Clock, config: IdentityConfig, rotation_key: bytes | None = None
+    ) -> None:
         self._redis = redis
         self._keys = keys
         self._clock = clock
         self.config = config
+        # With a key, a rotation's new secret is derived from the one it replaces (an HMAC only
+        # this server can make), so the secret replaced, presented again within the grace time,
+        # is answered with the very credential its rotation made: the second of two racing tabs,
+        # or a refresh whose answer was lost. Without one, secrets are random and such a
+        # presentation gets a token but no credential.
+        self._rotation_key = rotation_key
         self._rotate = plain_script(redis, "identity/rotate.lua")
         self._revoke = plain_script(redis, "identity/revoke.lua")
 
@@ -257,14 +270,13 @@ class Identities:
         if parts is None:
             return Rotation("malformed")
         family_id, secret, previous = parts
-        fresh = secrets.token_urlsafe(32)
         now_ms = self._clock.now_ms()
-        outcome, user_id = await self._rotate_from(family_id, secret, fresh, now_ms)
+        outcome, user_id, current, fresh = await self._rotate_from(family_id, secret, now_ms)
         if outcome == "invalid" and previous is not None:
             # Unknown to Redis, yet made by a rotation from ``previous``: a Redis that lost that
             # rotation still has ``previous`` as current, and it is made again from there. Only
             # an unknown secret gets here: one Redis remembers as rotated away is a reuse.
-            outcome, user_id = await self._rotate_from(family_id, previous, fresh, now_ms)
+            outcome, user_id, current, fresh = await self._rotate_from(family_id, previous, now_ms)
             secret = previous
         if outcome == "reused":
             await self._forget(user_id, [family_id])
@@ -272,12 +284,25 @@ class Identities:
             return Rotation(outcome, user_id, family_id)
         await self.touch(user_id, family_id, now_ms)
         grant = json.loads(await self._redis.hget(self._keys.family(family_id), "grant") or "{}")
-        next_credential = f"{family_id}.{fresh}.{secret}" if outcome == "rotated" else None
+        # "concurrent": the rotation's credential again, if it is the one Redis holds (without a
+        # key, or with a key changed since the rotation, ``fresh`` matches nothing: no cookie).
+        rotated = outcome == "rotated" or (outcome == "concurrent" and _digest(fresh) == current)
+        next_credential = f"{family_id}.{fresh}.{secret}" if rotated else None
         return Rotation(outcome, user_id, family_id, next_credential, grant)
 
-    async def _rotate_from(self, family_id: str, secret: str, fresh: str, now_ms: int) -> tuple[str, str]:
-        """Run the rotation script: ``secret`` presented, ``fresh`` to replace it."""
-        outcome, user_id = await self._rotate(
+    def _next_secret(self, family_id: str, secret: str) -> str:
+        """The secret a rotation from ``secret`` hands out (derived with the rotation key, so the
+        same each time; random without one)."""
+        if self._rotation_key is None:
+            return secrets.token_urlsafe(32)
+        mac = hmac.new(self._rotation_key, f"{family_id}:{_digest(secret)}".encode(), hashlib.sha256).digest()
+        return base64.urlsafe_b64encode(mac).decode().rstrip("=")
+
+    async def _rotate_from(self, family_id: str, secret: str, now_ms: int) -> tuple[str, str, str, str]:
+        """Run the rotation script with ``secret`` presented: (outcome, user, the current secret's
+        hash after it, the secret a rotation from ``secret`` hands out)."""
+        fresh = self._next_secret(family_id, secret)
+        outcome, user_id, current = await self._rotate(
             keys=[self._keys.family(family_id), self._keys.family_spent(family_id)],
             args=[
                 _digest(secret),
@@ -288,7 +313,7 @@ class Identities:
                 self.config.spent_max,
             ],
         )
-        return outcome, user_id
+        return outcome, user_id, current, fresh
 
     async def touch(self, user_id: str, family_id: str, now_ms: int) -> None:
         """A device was used: extend it and its identity (as long as ``keep`` says)."""

@@ -71,7 +71,7 @@ async def test_reusing_a_rotated_credential_revokes_the_whole_family(
     stolen = page.credential
     assert (await page.refresh()).status == 200
     token_before_theft = page.token
-    iserver.services.clock.shift_ms += 11_000  # past the two-tabs grace time
+    iserver.services.clock.shift_ms += 61_000  # past the grace time (two tabs, a lost answer)
     thief = Browser(http, iserver.url, credential=stolen)
     reused = await thief.refresh()
     assert (reused.status, reused.body["error"], reused.body["reason"]) == (401, "unauthorized", "reused")
@@ -90,8 +90,30 @@ async def test_two_tabs_refreshing_at_once_keep_the_family(
     first = await page.refresh()
     second = await Browser(http, iserver.url, credential=both).refresh()  # the other tab, same old cookie
     assert first.status == second.status == 200 and second.body["user_id"] == user_id
-    assert second.cookie is None  # it keeps the cookie the first tab got
+    assert second.cookie == first.cookie  # the very credential the first tab got: one cookie jar
     assert (await page.refresh()).status == 200
+
+
+async def test_a_refresh_whose_answer_was_lost_is_answered_again_when_sent_again(
+    iserver: ServerUnderTest, http: aiohttp.ClientSession
+) -> None:
+    """The network lost the answer of a refresh the server made: the browser still holds the
+    credential it replaced, and sends it again. Within the grace time it gets the rotation's
+    credential again; before, it got a token without one, and its next refresh after the grace
+    time looked like a stolen cookie and signed the device out."""
+    page = _browser(http, iserver)
+    user_id = (await page.guest()).body["user_id"]
+    before = page.credential
+    lost = await page.refresh()
+    assert lost.status == 200 and lost.cookie
+    page.credential = before  # the answer never arrived
+    iserver.services.clock.shift_ms += 30_000
+    again = await page.refresh()
+    assert again.status == 200 and again.body["user_id"] == user_id
+    assert again.cookie == lost.cookie
+    iserver.services.clock.shift_ms += 120_000  # long past the grace time: the device goes on
+    later = await page.refresh()
+    assert later.status == 200 and later.body["user_id"] == user_id and later.cookie != lost.cookie
 
 
 async def test_csrf_a_cross_site_or_simple_request_is_refused_and_rotates_nothing(

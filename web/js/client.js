@@ -241,6 +241,21 @@ async function authPost(path, extraHeaders = {}) {
   return { response, body: await readJson(response) };
 }
 
+// A refresh whose answer is lost (the network dropped) is sent again after these pauses: the
+// server made the rotation, and within its grace time it answers the same cookie again.
+const REFRESH_RETRY_MS = [1000, 3000];
+
+async function refreshPost(bearer) {
+  for (const waitMs of [...REFRESH_RETRY_MS, null]) {
+    try {
+      return await authPost("/api/auth/refresh", bearer);
+    } catch (err) {
+      if (waitMs === null) throw err;
+      await sleep(waitMs);
+    }
+  }
+}
+
 function lost(error) {
   const message =
     {
@@ -274,7 +289,7 @@ async function refreshOnce(orNewGuest) {
   // A guest token from before the cookies still proves who it is: the server then sets the cookie.
   const bearer =
     legacy?.guest === true && !legacy.device && isFresh(legacy) ? { Authorization: `Bearer ${legacy.token}` } : {};
-  const { response, body } = await authPost("/api/auth/refresh", bearer);
+  const { response, body } = await refreshPost(bearer);
   if (response.ok) return rememberIdentity(body);
   const error = toError(response, body);
   if (error.code === "rate_limited" || response.status >= 500) throw error;

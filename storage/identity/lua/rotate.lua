@@ -7,7 +7,8 @@
 -- ARGV[4] ttl_s       the family's lifetime from now (sliding)
 -- ARGV[5] grace_ms    how long the previous secret is answered without rotation (two tabs racing)
 -- ARGV[6] spent_max   how many rotated-away hashes to remember
--- Returns {outcome, user}: rotated | concurrent | reused | revoked | invalid | missing.
+-- Returns {outcome, user, current}: outcome rotated | concurrent | reused | revoked | invalid |
+-- missing; current, the hash of the secret now current ("" but for rotated and concurrent).
 local family, spent = KEYS[1], KEYS[2]
 local presented, fresh = ARGV[1], ARGV[2]
 local now_ms, ttl_s = tonumber(ARGV[3]), tonumber(ARGV[4])
@@ -15,22 +16,22 @@ local grace_ms, spent_max = tonumber(ARGV[5]), tonumber(ARGV[6])
 
 local f = redis.call('HMGET', family, 'user', 'secret', 'previous', 'rotated_ms', 'revoked')
 local user, secret, previous, rotated_ms, revoked = f[1], f[2], f[3], tonumber(f[4]) or 0, f[5]
-if not user then return {'missing', ''} end
-if revoked == '1' then return {'revoked', user} end
+if not user then return {'missing', '', ''} end
+if revoked == '1' then return {'revoked', user, ''} end
 if presented == secret then
   redis.call('HSET', family, 'secret', fresh, 'previous', secret, 'rotated_ms', now_ms, 'last_used_ms', now_ms)
   redis.call('LPUSH', spent, secret)
   redis.call('LTRIM', spent, 0, spent_max - 1)
   redis.call('EXPIRE', family, ttl_s)
   redis.call('EXPIRE', spent, ttl_s)
-  return {'rotated', user}
+  return {'rotated', user, fresh}
 end
 -- Two tabs refreshing at once present the same secret: the second one is not a thief.
 if presented == previous and now_ms - rotated_ms <= grace_ms then
-  return {'concurrent', user}
+  return {'concurrent', user, secret}
 end
 if redis.call('LPOS', spent, presented) then
   redis.call('HSET', family, 'revoked', '1', 'revoked_ms', now_ms)
-  return {'reused', user}
+  return {'reused', user, ''}
 end
-return {'invalid', user}
+return {'invalid', user, ''}
