@@ -165,7 +165,7 @@ async def test_nothing_of_the_http_request_outlives_the_handshake(
     assert len(sio.eio.sockets) == 5
     # aiohttp kept each WebSocket's request (headers, parser, handler coroutines) alive for the
     # connection's life: about 10 KiB each. Now none is left while all five are connected.
-    assert await requests_drop_to(before) == before
+    assert await requests_drop_to(before) <= before  # another test's may end meanwhile
     assert server.runner.server is not None and not server.runner.server.connections
     for environ in sio.environ.values():
         assert "aiohttp.request" not in environ and "wsgi.input" not in environ
