@@ -46,6 +46,9 @@ _throttle = LogThrottle(log, level=logging.WARNING)
 STALE_AFTER_MS = 10_000
 # How long a request waits for a read under way before it goes by the last figures (see above).
 READ_WAIT_S = 1.0
+# The longest a read may take: one that never ends (a connection whose peer is gone without a
+# word, a hung primary) would otherwise keep every later read from starting, for good.
+READ_BOUND_S = 10.0
 # What a refused client is told to wait: memory is freed by an operator, not in a second.
 RETRY_AFTER_S = 60
 MESSAGE = "the server's storage is nearly full; nothing new can be stored now, try again later"
@@ -75,7 +78,15 @@ class StorageGuard:
     """Refuses new stored things while Redis's used memory is over ``ratio`` of its budget."""
 
     def __init__(
-        self, *, redis: Redis, clock: Clock, metrics: Metrics, ratio: float, budget_bytes: int, refresh_ms: int
+        self,
+        *,
+        redis: Redis,
+        clock: Clock,
+        metrics: Metrics,
+        ratio: float,
+        budget_bytes: int,
+        refresh_ms: int,
+        read_bound_s: float = READ_BOUND_S,
     ) -> None:
         self._redis = redis
         self._clock = clock
@@ -83,6 +94,7 @@ class StorageGuard:
         self.ratio = ratio
         self._budget_bytes = budget_bytes  # configured; 0: Redis's maxmemory
         self._refresh_ms = refresh_ms
+        self._read_bound_s = read_bound_s
         self._reading: MemoryReading | None = None
         self._tried_at_ms: int | None = None
         self._reading_now: asyncio.Task[None] | None = None
@@ -141,8 +153,8 @@ class StorageGuard:
 
     async def _read(self, now_ms: int) -> None:
         try:
-            figures = await memory_figures(self._redis, self._budget_bytes)
-        except (RedisError, RedisClusterException, OSError) as exc:  # the latter: no node answers at all
+            figures = await asyncio.wait_for(memory_figures(self._redis, self._budget_bytes), self._read_bound_s)
+        except (RedisError, RedisClusterException, OSError, TimeoutError) as exc:  # cluster: no node answers
             _throttle.exception("storage guard: INFO memory failed; keeping the last figures", exc)
             return
         self._reading = MemoryReading(figures.used_bytes, figures.budget_bytes, read_at_ms=now_ms)

@@ -217,3 +217,41 @@ async def test_redis_maxmemory_is_the_budget_when_none_is_set_and_zero_turns_the
         assert (await call(off, "POST", "/api/sessions"))[0] == 201  # far over its budget: the guard is off
     finally:
         await off.stop()
+
+
+async def test_a_read_that_never_ends_does_not_keep_the_next_one_from_starting() -> None:
+    """A Redis whose connection hangs without a word (a peer gone, a primary stopped): the read
+    is given up after its bound, and the next one starts; without the bound the first one held
+    the guard's only read, and no figures were ever read again."""
+    from handlers.metrics import Metrics
+    from handlers.storage_guard import StorageGuard
+    from storage.clock import Clock
+
+    held: list[asyncio.StreamWriter] = []
+
+    async def never_answer(_reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        held.append(writer)
+
+    silent = await asyncio.start_server(never_answer, "127.0.0.1", 0)
+    port = silent.sockets[0].getsockname()[1]
+    redis = Redis(host="127.0.0.1", port=port)
+    guard = StorageGuard(
+        redis=redis, clock=Clock(), metrics=Metrics(), ratio=0.9, budget_bytes=1 << 40, refresh_ms=0, read_bound_s=0.3
+    )
+    loop = asyncio.get_running_loop()
+    try:
+        await guard.admit("test")  # no figures yet: admitted, while its read hangs
+        deadline = loop.time() + 10
+        while guard.reading:
+            assert loop.time() < deadline, "the hung read was never given up"
+            await asyncio.sleep(0.02)
+        await guard.admit("test")  # the next read starts: a connection of its own
+        while len(held) < 2:
+            assert loop.time() < deadline, "no new read started"
+            await asyncio.sleep(0.02)
+    finally:
+        for writer in held:
+            writer.close()
+        silent.close()
+        await silent.wait_closed()
+        await redis.aclose()
