@@ -429,6 +429,7 @@ const actions = {
 
   async rec() {
     checkMicrophoneAllowed();
+    const moved = await catchUp();
     if (state.mode === "paused") {
       await record();
       say("");
@@ -444,7 +445,7 @@ const actions = {
       if (!activated.is_active) throw new ApiError("invalid_state", "This session is closed; it records no more.");
     }
     await record();
-    say("");
+    say(moved ? "Your active session changed while you were offline: recording into it." : "");
   },
 
   // Cut and Pause act on the recorder at once, whatever the network does; the status follows.
@@ -649,6 +650,12 @@ function ensureSocket() {
   // says where it stands now: a change made meanwhile is not lost), then pushed on each change.
   socket.on("connect", followActive);
   socket.on("active_session", onActiveSession);
+  socket.on("connect", () => {
+    connectedOnce = true;
+  });
+  socket.on("disconnect", () => {
+    caughtUp = false;
+  });
   // The network back before the socket noticed it had gone: what is owed is sent now.
   window.addEventListener("online", sendOwed);
   return socket;
@@ -686,9 +693,51 @@ function adopt(sessionId, open = true) {
 
 /** Follow the user's active session on this connection (answered with where it stands now). */
 function followActive() {
-  call(socket, "follow_active_session", {}, undefined, { resend: false }).then(onActiveSession, () => {
-    // Not followed on this connection (the server is busy or stopping): the next connection asks.
+  call(socket, "follow_active_session", {}, undefined, { resend: false })
+    .then(onActiveSession, () => {
+      // Not followed on this connection (the server is busy or stopping): the next connection asks.
+    })
+    .finally(() => {
+      caughtUp = true;
+      for (const resolve of caughtUpWaiters.splice(0)) resolve();
+    });
+}
+
+// Whether the FAB knows the user's active session as it is now: false from a disconnect until
+// the next connection's follow_active_session is answered. A device back from days offline still
+// shows the session it had then (maybe closed since, another one active): a Rec pressed before
+// the catch-up went to that stale session, refused, its error then wiped by the catch-up.
+let caughtUp = false;
+let connectedOnce = false;
+const caughtUpWaiters = [];
+const CATCH_UP_WAIT_MS = 10_000; // as long as any call waits for its answer
+
+/**
+ * Wait (bounded) until the FAB knows the user's active session as it is now, saying so at once
+ * when offline; then it is on that session (Rec records into the active session). Resolves to
+ * whether that moved the FAB to another session.
+ */
+async function catchUp() {
+  ensureSocket();
+  if (caughtUp) return false;
+  // Offline only once it has been online: a first connection still being made is just that.
+  const away = connectedOnce || navigator.onLine === false;
+  say(away ? "Offline: recording starts when the connection is back…" : "Connecting…");
+  await new Promise((resolve, reject) => {
+    const done = () => {
+      clearTimeout(timer);
+      resolve();
+    };
+    const timer = setTimeout(() => {
+      caughtUpWaiters.splice(caughtUpWaiters.indexOf(done), 1);
+      reject(new ApiError("timeout", "You are offline: nothing was recorded. Try again once the connection is back."));
+    }, CATCH_UP_WAIT_MS);
+    caughtUpWaiters.push(done);
   });
+  say("");
+  if (state.pageSessionId || !pushedActive || pushedActive === state.sessionId) return false;
+  follow(pushedActive); // it changed meanwhile: the one active now, as the label shows
+  return true;
 }
 
 /**
