@@ -128,3 +128,39 @@ async def test_start_as_a_new_guest_after_a_sign_out_elsewhere_keeps_the_recordi
         assert not tab.errors, tab.errors
     finally:
         await tab.page.context.close()
+
+
+# Where the end of the page is, scrolled to the end, and a control the keyboard Tabbed to.
+UNDER_THE_FAB = """(selector) => {
+  const fab = document.getElementById("sessionhub-fab").getBoundingClientRect();
+  const rows = [...document.querySelectorAll(selector)];
+  rows.at(-2).focus({ preventScroll: true });
+  window.scrollTo(0, document.documentElement.scrollHeight);
+  return { fabTop: fab.top, endBottom: rows.at(-1).getBoundingClientRect().bottom };
+}"""
+
+
+async def test_the_end_of_a_page_is_not_under_a_recorder_holding_recordings_on_a_phone(
+    server: ServerUnderTest, tab: Tab
+) -> None:
+    """With its kept-recordings note the recorder is 15 rem tall on a phone: the page kept room for
+    6 to 11 rem, so the last sessions of /session stayed under it, scrolled or Tabbed to."""
+    for i in range(25):
+        await server.create_session("bob", name=f"Session {i}")
+    await tab.use_token(server.token("alice"))
+    page = await tab.open("/")
+    await record_one_chunk_kept_back(page)
+    await use_token_now(page, server.token("bob"))
+    await page.set_viewport_size({"width": 390, "height": 664})
+    page = await tab.open("/session")
+    await expect(page.locator("#fab-held")).to_be_visible()
+    rows = "#my-session-list li a"
+    await expect(page.locator(rows)).to_have_count(20)
+    at = await page.evaluate(UNDER_THE_FAB, rows)
+    assert at["endBottom"] <= at["fabTop"], at
+    await page.evaluate("window.scrollTo(0, 0)")
+    await page.keyboard.press("Tab")  # from the row before the last one
+    await expect(page.locator(rows).last).to_be_focused()
+    box = await page.locator(rows).last.bounding_box()
+    fab = await page.locator("#sessionhub-fab").bounding_box()
+    assert box is not None and fab is not None and box["y"] + box["height"] <= fab["y"], (box, fab)

@@ -144,6 +144,20 @@ function build() {
   ui.message.hidden = true;
   root.append(head, buttons, ui.message, buildHeld());
   document.body.append(root);
+  keepRoomFor(root);
+}
+
+/**
+ * The page keeps room below its content for the FAB as tall as it is now (app.css --fab-room):
+ * a kept-recordings note or a long message makes it twice as tall on a phone, and a fixed room
+ * left the end of the page (the last sessions of a list) under it, out of reach.
+ */
+function keepRoomFor(root) {
+  if (typeof ResizeObserver === "undefined") return; // the stylesheet's fixed room stays
+  new ResizeObserver(() => {
+    const room = root.getBoundingClientRect().height + Number.parseFloat(getComputedStyle(root).bottom);
+    document.documentElement.style.setProperty("--fab-room", `${Math.ceil(room)}px`);
+  }).observe(root);
 }
 
 function shownStatus() {
