@@ -13,7 +13,7 @@ from playwright.async_api import Page, Route, expect
 
 from tests.browser import SocketGate, Tab
 from tests.helpers import Client, ServerUnderTest
-from tests.streams.helpers import started
+from tests.streams.helpers import connect, started
 
 
 class Held:
@@ -131,4 +131,30 @@ async def test_delete_all_history_offline_says_so_at_once_then_that_nothing_was_
     await page.locator("#clear").click()
     await page.locator("#clear-yes").click()
     await expect(status).to_have_text("Your history was deleted.")
+    assert not tab.errors, tab.errors
+
+
+async def test_a_clip_marked_offline_says_so_at_once_then_that_it_is_done(
+    server: ServerUnderTest, tab: Tab, clients: list[Client]
+) -> None:
+    """Mark clipped, Edit note's Save, Delete and the moderation buttons waited offline too."""
+    session_id, _owner = await started(server, clients)
+    viewer = await connect(server, clients, "v1")
+    ack = await viewer.call("clip_submit", {"session_id": session_id, "note": "nice"})
+    assert ack["ok"] is True, ack
+    await tab.use_token(server.token("alice"))
+    gate = SocketGate()
+    await gate.install(tab.page)
+    page = await tab.open(f"/streams/{session_id}")
+    await expect(page.locator("#connection")).to_have_attribute("data-state", "live")
+    toggle = page.locator(".review-clip .clip-toggle")
+    await expect(toggle).to_have_text("Mark clipped")
+    await gate.cut()
+    await expect(page.locator("#connection")).to_have_attribute("data-state", "offline")
+    await toggle.click()
+    notice = page.locator("#notice[role=status]")
+    await expect(notice).to_have_text("Offline: the change is sent when the connection is back…", timeout=AT_ONCE_MS)
+    gate.release()
+    await expect(notice).to_have_text("Back online: the change is done.")
+    await expect(toggle).to_have_text("Unmark")
     assert not tab.errors, tab.errors

@@ -151,9 +151,8 @@ async function onAction(event) {
   if (hadFocus) focusFrom = session.state;
   for (const button of buttons) button.disabled = true;
   const label = pressed.textContent.trim();
-  const offline = isOffline(socket);
-  // Offline, the call waits for the connection (up to its timeout): said at once, not after it.
-  notice(offline ? `Offline: ${label} is sent when the connection is back…` : "");
+  const offline = sayIfOffline(label);
+  if (!offline) notice("");
   try {
     await call(socket, "stream_set_state", { session_id: sessionId, action });
     notice(offline ? `Back online: ${label} is done.` : "");
@@ -164,6 +163,16 @@ async function onAction(event) {
     for (const button of buttons) button.disabled = false;
     if (hadFocus) settleActionFocus(pressed);
   }
+}
+
+/**
+ * Offline, a call waits for the connection (up to its timeout): say so at once, not after it.
+ * True when it was said (the outcome then says it is done).
+ */
+function sayIfOffline(what) {
+  if (!isOffline(socket)) return false;
+  notice(`Offline: ${what} is sent when the connection is back…`);
+  return true;
 }
 
 async function copyLink() {
@@ -316,6 +325,7 @@ function updateClip(li, clip) {
 async function moderate(event, viewer, clip) {
   const who = whoClipped(clip);
   if (event === "clip_clear_viewer" && !window.confirm(`Remove every clip of ${who}?`)) return;
+  sayIfOffline("it");
   try {
     const ack = await call(socket, event, { session_id: sessionId, user_id: viewer });
     // The name is the viewer's own text: isolated, a right-to-left one keeps the words around it.
@@ -394,9 +404,11 @@ function noteForm(clip) {
 }
 
 async function update(clipId, change) {
+  const offline = sayIfOffline("the change");
   try {
     if (change === null) await call(socket, "clip_delete", { session_id: sessionId, clip_id: clipId });
     else await call(socket, "clip_update", { session_id: sessionId, clip_id: clipId, ...change });
+    if (offline) notice("Back online: the change is done.");
     return true;
   } catch (err) {
     notice(`Could not change the clip: ${err.message}`, "error");
