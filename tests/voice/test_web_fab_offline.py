@@ -97,3 +97,22 @@ async def test_cut_offline_queues_the_chunk_at_once_and_recording_goes_on(server
     await page.locator("#fab-pause").click()
     await server_has(server, session_id, "paused", chunks=2)
     assert not tab.errors, tab.errors
+
+
+async def test_new_pressed_offline_says_so_at_once_and_makes_nothing(server: ServerUnderTest, tab: Tab) -> None:
+    """Its retry-safe create waited 2 s of retries that could not go out, then said 'The server
+    cannot be reached.' (so did the landing page's and the streams page's creates)."""
+    await tab.use_token(server.token("alice"))
+    page = await tab.open("/")
+    await expect(page.locator("#fab-new")).to_be_enabled()
+    await page.context.set_offline(True)
+    requests: list[str] = []
+    page.on("request", lambda request: requests.append(request.url))
+    await page.locator("#fab-new").click()
+    await expect(page.locator("#fab-message")).to_have_text(
+        "You are offline: it was not sent. Try again once the connection is back.", timeout=AT_ONCE_MS
+    )
+    await expect(page.locator("#fab-new")).to_be_enabled()
+    assert len([url for url in requests if "create_session" in url]) == 1, requests  # tried once, not three times
+    await page.context.set_offline(False)
+    assert await server.services.voice.list_for_user("alice", limit=5) == []

@@ -20,6 +20,8 @@ const ACK_TIMEOUT_MS = 10_000;
 const MAX_RENEWALS = 2;
 // How long a downloaded file's object URL outlives the click that saves it.
 const DOWNLOAD_URL_TTL_MS = 10_000;
+// What a call or a create says when the browser was offline all along: it never left.
+const OFFLINE_NOT_SENT = "You are offline: it was not sent. Try again once the connection is back.";
 
 /** The page's element with this id. */
 export const $ = (id) => document.getElementById(id);
@@ -481,9 +483,12 @@ export async function api(path, { method = "GET", body, idempotent = false } = {
     if (body !== undefined) headers["Content-Type"] = "application/json";
     if (key) headers["Idempotency-Key"] = key;
     let response;
+    // Offline before the first send, nothing can have reached the server: no retries to wait for.
+    const offlineFirst = attempt === 0 && navigator.onLine === false;
     try {
       response = await request(path, { method, headers, body: body === undefined ? undefined : JSON.stringify(body) });
     } catch (err) {
+      if (offlineFirst && key) throw new ApiError("unavailable", OFFLINE_NOT_SENT);
       if (!waits.length) throw err;
       await sleep(waits.shift());
       continue;
@@ -679,8 +684,6 @@ async function emitOnce(socket, event, payload, timeoutMs) {
     throw new ApiError("timeout", "The server did not answer in time.");
   }
 }
-
-const OFFLINE_NOT_SENT = "You are offline: it was not sent. Try again once the connection is back.";
 
 /**
  * Whether a call made on `socket` now would wait for the connection to come back (up to its
