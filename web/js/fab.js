@@ -733,7 +733,9 @@ const CATCH_UP_WAIT_MS = 10_000; // as long as any call waits for its answer
  */
 async function catchUp() {
   ensureSocket();
-  if (caughtUp) return false;
+  // A socket that will not connect again (the server ended it: this device was signed out) has
+  // nothing to catch up on: the action goes ahead and its call says what is wrong.
+  if (caughtUp || !socket.active) return false;
   // Offline only once it has been online: a first connection still being made is just that.
   const away = connectedOnce || navigator.onLine === false;
   say(away ? "Offline: recording starts when the connection is back…" : "Connecting…");
