@@ -36,3 +36,24 @@ async def test_a_name_saved_in_one_tab_shows_in_the_others_at_once(iserver: Serv
         assert not tab.errors, tab.errors
     finally:
         await tab.page.context.close()
+
+
+async def test_signing_out_on_a_page_of_ones_own_leads_to_the_start_page_as_nobody(
+    iserver: ServerUnderTest, browser: Browser
+) -> None:
+    """Reloaded after the sign-out, a session page made a new guest for itself, which the server
+    then refused that session: 'No access to this session. This session belongs to another user.'
+    and a 403 in the console."""
+    tab = await new_tab(browser, iserver)
+    try:
+        page = await guest_with_a_session(tab, "Mine")
+        await page.locator("#identity-name").click()
+        async with page.expect_navigation(wait_until="load"):
+            await page.locator("#identity-signout").click()
+        await expect(page).to_have_url(iserver.url + "/")
+        await expect(page.locator("#identity")).to_have_attribute("data-state", "none")
+        await expect(page.locator("#recent-empty")).to_be_visible()
+        assert [line for line in tab.console if line.startswith("error")] == []
+        assert not tab.errors, tab.errors
+    finally:
+        await tab.page.context.close()

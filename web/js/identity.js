@@ -367,7 +367,10 @@ async function showLink() {
 
 async function leave(everywhere) {
   await signOut({ everywhere });
-  location.reload();
+  // Signed out, to the start page (it mints nothing). Reloaded, a page of what the person owned
+  // (a session, a stream's dashboard, their history) made a new guest for itself at once, which
+  // was then refused the very page: "No access to this session: it belongs to another user."
+  location.assign("/");
 }
 
 if (document.readyState === "loading") document.addEventListener("DOMContentLoaded", mount);
