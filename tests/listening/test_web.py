@@ -8,7 +8,7 @@ import aiohttp
 import pytest_asyncio
 from playwright.async_api import Browser, Page, expect
 
-from tests.browser import Tab, new_tab
+from tests.browser import SocketGate, Tab, new_tab
 from tests.helpers import ServerUnderTest
 from tests.listening.support import TOKEN_TTL_S, FrozenClock, auth
 
@@ -188,3 +188,25 @@ async def test_escape_puts_the_delete_all_question_away_and_focus_back_on_its_bu
     await history.locator("#clear-no").click()  # Cancel gives focus back too
     await expect(question).to_be_hidden()
     await expect(opener).to_be_focused()
+
+
+async def test_the_player_says_it_is_offline_and_stops_saying_so_once_reports_get_through(
+    browser: Browser, lserver: ServerUnderTest, tabs: list[Tab]
+) -> None:
+    """Offline, a play's report failed with 'not connected yet'; back online, the heartbeats were
+    reported again but the failure stayed on screen for good."""
+    tab = await new_tab(browser, lserver)
+    await tab.use_token(lserver.token("alice", ttl_s=TOKEN_TTL_S), ttl_s=TOKEN_TTL_S)
+    tabs.append(tab)
+    gate = SocketGate()
+    await gate.install(tab.page)
+    player = await tab.open("/player")
+    await expect(player.locator("#connection")).to_have_attribute("data-state", "live")
+    await gate.cut()
+    await expect(player.locator("#connection")).to_have_attribute("data-state", "offline")
+    await player.locator("li[data-item-id] button.play").first.click()
+    notice = player.locator("#player-notice")
+    await expect(notice).to_have_text("Report failed: You are offline.")
+    gate.release()
+    await expect(player.locator("#connection")).to_have_attribute("data-state", "live")
+    await expect(notice).to_be_hidden()

@@ -60,7 +60,8 @@ function position(item) {
 }
 
 async function report(item, status) {
-  if (!socket?.connected || !historyId) throw new Error("not connected yet");
+  if (!socket?.connected) throw new Error("You are offline.");
+  if (!historyId) throw new Error("Your history is not open yet.");
   const payload = {
     session_id: historyId,
     item_id: item.item_id,
@@ -123,8 +124,15 @@ async function play(item) {
   startTone(item.hz);
   render();
   clearInterval(heartbeat);
+  // Each heartbeat says how reporting goes: one that gets through after an offline spell takes
+  // the failure away (it stayed on screen while play was reported again).
   heartbeat = setInterval(
-    () => current && report(current.item, "playing").catch((err) => notice(err.message)),
+    () =>
+      current &&
+      report(current.item, "playing").then(
+        () => notice(""),
+        (err) => notice(`Report failed: ${err.message}`),
+      ),
     HEARTBEAT_MS,
   );
   await send(item, "playing");
