@@ -39,6 +39,20 @@ async def test_a_non_admin_gets_the_403_page(tab: Tab, server: ServerUnderTest) 
     await expect(page.locator("#m-sessions")).to_have_text("")
 
 
+async def test_a_refused_dashboard_stops_asking(tab: Tab, server: ServerUnderTest) -> None:
+    """A non-admin's /admin asked again every 2 s for as long as it stayed open: two refusals and
+    two console errors each time."""
+    asked: list[str] = []
+    tab.page.on("request", lambda request: asked.append(request.url) if "/admin/metrics" in request.url else None)
+    await tab.page.clock.install()  # the page's timers, moved by the test
+    await tab.use_token(server.token("alice", perms=(Permission.READ_ALL, Permission.UPDATE)))
+    page = await tab.open("/admin")
+    await expect(page.locator("#forbidden")).to_be_visible()
+    await page.clock.run_for(10_000)  # five refreshes' worth
+    await expect(page.locator("#forbidden")).to_be_visible()
+    assert len(asked) == 1, asked
+
+
 async def test_a_visitor_without_a_token_gets_the_403_page_and_can_paste_an_admin_token(
     tab: Tab, server: ServerUnderTest
 ) -> None:

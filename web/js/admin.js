@@ -32,7 +32,12 @@ function cell(row, text) {
   return td;
 }
 
+// The dashboard's periodic refresh; stopped once the server has refused this page's token.
+let refreshTimer = null;
+
 function showForbidden(error) {
+  // Asking again every 2 s is refused every time (two refusals, two console errors, each time).
+  clearInterval(refreshTimer);
   $("loading").hidden = true;
   $("dashboard").hidden = true;
   $("forbidden").hidden = false;
@@ -525,7 +530,7 @@ function start() {
   refresh().then(() => {
     if (!$("dashboard").hidden) loadPage(null);
   });
-  setInterval(refresh, REFRESH_MS);
+  refreshTimer = setInterval(refresh, REFRESH_MS);
 }
 
 start();
