@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import re
 
 from playwright.async_api import Page, expect
 
@@ -116,3 +117,27 @@ async def test_new_pressed_offline_says_so_at_once_and_makes_nothing(server: Ser
     assert len([url for url in requests if "create_session" in url]) == 1, requests  # tried once, not three times
     await page.context.set_offline(False)
     assert await server.services.voice.list_for_user("alice", limit=5) == []
+
+
+async def test_rec_pressed_offline_says_so_at_once(server: ServerUnderTest, tab: Tab) -> None:
+    """The browser offline before its socket noticed (a ping away), Rec said nothing for the 10 s
+    its call waited."""
+    session_id = await server.create_session("alice", name="Kept")
+    await server.services.voice.set_active("alice", session_id)
+    await tab.use_token(server.token("alice"))
+    page = await tab.open("/")
+    await expect(page.locator("#fab-rec")).to_be_enabled()
+    await page.context.set_offline(True)
+    await page.locator("#fab-rec").click()
+    message = page.locator("#fab-message")
+    await expect(message).to_have_text("Offline: recording starts when the connection is back…", timeout=AT_ONCE_MS)
+    # Still offline when the call gives up: nothing recorded, and it says so (whether the socket
+    # had noticed first or not).
+    await expect(message).to_have_text(
+        re.compile(
+            r"^You are offline: (it was not sent|nothing was recorded)\. Try again once the connection is back\.$"
+        ),
+        timeout=20_000,
+    )
+    await expect(page.locator("#fab-status")).to_have_attribute("data-status", "ready")
+    await page.context.set_offline(False)

@@ -735,10 +735,16 @@ async function catchUp() {
   ensureSocket();
   // A socket that will not connect again (the server ended it: this device was signed out) has
   // nothing to catch up on: the action goes ahead and its call says what is wrong.
-  if (caughtUp || !socket.active) return false;
+  if (!socket.active) return false;
+  const offline = "Offline: recording starts when the connection is back…";
+  if (caughtUp) {
+    // The browser knows it is offline before the socket does (a ping away): the call then waits
+    // for the connection, up to its timeout, and says nothing meanwhile unless told here.
+    if (navigator.onLine === false) say(offline);
+    return false;
+  }
   // Offline only once it has been online: a first connection still being made is just that.
-  const away = connectedOnce || navigator.onLine === false;
-  say(away ? "Offline: recording starts when the connection is back…" : "Connecting…");
+  say(connectedOnce || navigator.onLine === false ? offline : "Connecting…");
   await new Promise((resolve, reject) => {
     const done = () => {
       clearTimeout(timer);
