@@ -72,6 +72,23 @@ async def test_done_button_closes_the_page_session(server: ServerUnderTest, tab:
     assert (stored.is_active, stored.status, stored.done_count) == (False, "closed", 1)
 
 
+async def test_done_pressed_offline_says_so_at_once(server: ServerUnderTest, tab: Tab) -> None:
+    """The browser offline before its socket noticed (Done still offered), Done said nothing for
+    the 10 s its call waited."""
+    session_id = await server.create_session("alice", "Planning")
+    await tab.use_token(server.token("alice"))
+    page = await open_live(tab, f"/session/{session_id}")
+    await page.context.set_offline(True)
+    await page.locator("#done-button").click()
+    await expect(page.locator("#notice")).to_have_text(
+        "Offline: Done is sent when the connection is back…", timeout=5000
+    )
+    await page.context.set_offline(False)
+    await expect(page.locator("#notice")).not_to_have_text(
+        "Offline: Done is sent when the connection is back…", timeout=20_000
+    )
+
+
 async def test_session_without_id_shows_empty_state_then_the_active_session(server: ServerUnderTest, tab: Tab) -> None:
     token = server.token("alice")
     await tab.use_token(token)

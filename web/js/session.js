@@ -7,7 +7,7 @@
  * one) when the page comes into view or gets the focus, and every `CATCH_UP_MS` while in view.
  * Server data reaches the DOM through textContent and dataset only.
  */
-import { $, api, ApiError, bdi, call, connect, showConnection, subscribeSession } from "./client.js";
+import { $, api, ApiError, bdi, call, connect, isOffline, showConnection, subscribeSession } from "./client.js";
 import { reconcile, setText } from "./keyed.js";
 import { OrphanBanner } from "./orphan_banner.js";
 
@@ -380,6 +380,14 @@ function showNotice(text, { kind = "info", source = "done" } = {}) {
   ui.notice.hidden = !text;
 }
 
+/**
+ * The browser offline before the socket noticed (a ping away: Done and Process are still
+ * offered): the call waits for the connection, up to its timeout; said at once, not after it.
+ */
+function sayIfOffline(what, source) {
+  if (isOffline(socket)) showNotice(`Offline: ${what} is sent when the connection is back…`, { source });
+}
+
 function connectionChanged(state, ack) {
   live = state === "live";
   showConnection(ui.connection, state);
@@ -417,6 +425,7 @@ async function onProcess() {
 }
 
 async function processSession() {
+  sayIfOffline("Process now", "process");
   try {
     await call(socket, "post_process_session", { session_id: session.session_id });
     showNotice("Processing queued.", { source: "process" });
@@ -433,6 +442,7 @@ async function onDone() {
 }
 
 async function closeSession() {
+  sayIfOffline("Done", "done");
   try {
     const ack = await call(socket, "session_done", { session_id: session.session_id });
     showNotice(`Session closed (Done × ${ack.done_count}).`);
