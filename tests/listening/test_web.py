@@ -210,3 +210,38 @@ async def test_the_player_says_it_is_offline_and_stops_saying_so_once_reports_ge
     gate.release()
     await expect(player.locator("#connection")).to_have_attribute("data-state", "live")
     await expect(notice).to_be_hidden()
+
+
+async def test_a_session_deleted_offline_says_so_in_its_row_at_once(
+    browser: Browser, lserver: ServerUnderTest, clock: FrozenClock, tabs: list[Tab]
+) -> None:
+    """Its Delete waited up to 10 s offline with nothing said."""
+    now = clock.now_ms()
+    body = {
+        "item_id": "item-0",
+        "device_id": "car",
+        "client_id": "c0",
+        "started_at": now - 2 * 3_600_000,
+        "ended_at": now - 3_600_000,
+        "item": {"title": "Gone"},
+    }
+    async with aiohttp.ClientSession() as http:
+        async with http.post(f"{lserver.url}/api/listening/upload", json=body, headers=auth(lserver)) as r:
+            assert r.status == 201
+    tab = await new_tab(browser, lserver)
+    await tab.use_token(lserver.token("alice", ttl_s=TOKEN_TTL_S), ttl_s=TOKEN_TTL_S)
+    tabs.append(tab)
+    gate = SocketGate()
+    await gate.install(tab.page)
+    history = await tab.open("/history")
+    await expect(history.locator("#connection")).to_have_attribute("data-state", "live")
+    rows = history.locator("#sessions li.listening-row")
+    await expect(rows).to_have_count(1)
+    await gate.cut()
+    await expect(history.locator("#connection")).to_have_attribute("data-state", "offline")
+    await rows.locator("button.delete").click()
+    await expect(rows.locator(".row-status[role=status]")).to_have_text(
+        "Offline: deleted when the connection is back…", timeout=5000
+    )
+    gate.release()
+    await expect(rows).to_have_count(0)

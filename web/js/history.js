@@ -179,7 +179,11 @@ function sessionRow() {
   artist.className = "muted artist";
   const meta = document.createElement("div");
   meta.className = "muted meta-line";
-  main.append(title, artist, meta);
+  const status = document.createElement("p");
+  status.className = "muted row-status";
+  status.setAttribute("role", "status");
+  status.hidden = true;
+  main.append(title, artist, meta, status);
   const remove = document.createElement("button");
   remove.type = "button";
   remove.className = "button small delete";
@@ -276,12 +280,20 @@ function setFilter(item) {
 async function deleteOne(id) {
   const row = ui.sessions.querySelector(`li[data-id="${CSS.escape(id)}"]`);
   const beside = row?.nextElementSibling ?? row?.previousElementSibling;
+  const status = row?.querySelector(".row-status");
+  // Offline, the call waits for the connection (up to its timeout): said at once, in the row.
+  if (status && isOffline(socket)) {
+    status.textContent = "Offline: deleted when the connection is back…";
+    status.hidden = false;
+  }
   try {
     await call(socket, "listening_delete", { session_id: historyId, id });
     // The row goes with the refresh: a keyboard user's focus moves to the row taking its place.
     if (row?.contains(document.activeElement)) (beside?.querySelector("button.delete") ?? ui.clear).focus();
   } catch (err) {
     showError(`Delete failed: ${err.message}`);
+  } finally {
+    if (status) status.hidden = true; // deleted, its row goes with the refresh
   }
 }
 
