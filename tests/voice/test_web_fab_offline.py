@@ -141,3 +141,18 @@ async def test_rec_pressed_offline_says_so_at_once(server: ServerUnderTest, tab:
     )
     await expect(page.locator("#fab-status")).to_have_attribute("data-status", "ready")
     await page.context.set_offline(False)
+
+
+async def test_done_offline_shows_the_final_upload_at_once_not_a_recording(server: ServerUnderTest, tab: Tab) -> None:
+    """Done frees the microphone at once, offline too; the FAB went on showing 'Recording' for the
+    10 s its status call waited."""
+    page, session_id = await recording(tab, server)
+    await page.context.set_offline(True)
+    await page.locator("#fab-done").click()
+    await expect(page.locator("#fab-status")).to_have_attribute("data-status", "final_uploading", timeout=AT_ONCE_MS)
+    await page.wait_for_function("window.__tracks.every((track) => track.readyState === 'ended')", timeout=AT_ONCE_MS)
+    # Still offline when the call gives up: paused, the recording kept.
+    await expect(page.locator("#fab-status")).to_have_attribute("data-status", "paused", timeout=20_000)
+    await page.context.set_offline(False)
+    await server_has(server, session_id, "paused", chunks=1)
+    assert not tab.errors, tab.errors

@@ -162,9 +162,10 @@ function keepRoomFor(root) {
 
 function shownStatus() {
   // The FAB's session shows the FAB's state; with no session, the neutral ring. A recorder running
-  // or paused here shows its own word before the server has it (a Pause offline is paused); a
-  // recording about to start waits for the server's.
-  const ownRecorder = state.mode === "recording" || state.mode === "paused";
+  // or paused here shows its own word before the server has it (a Pause offline is paused, a Done
+  // offline is the final upload: it showed "recording" for the 10 s its call waited, the
+  // microphone already off); a recording about to start waits for the server's.
+  const ownRecorder = state.mode === "recording" || state.mode === "paused" || state.mode === "finishing";
   const own = ownRecorder ? owed.get(state.sessionId)?.status : null;
   if (own) return own;
   if (state.mode === "recording" && state.status !== "cutting") return "recording";
