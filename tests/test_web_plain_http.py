@@ -21,8 +21,9 @@ from tests.patterns.test_web import new_pattern
 LAN_HOST = "sessionhub.lan.test"  # .test is reserved (RFC 2606): never a real name
 
 
-@pytest_asyncio.fixture
+@pytest_asyncio.fixture(scope="module", loop_scope="session")
 async def lan_browser() -> AsyncIterator[Browser]:
+    """One Chromium for the module, its resolver mapping LAN_HOST to loopback (a context per test)."""
     async with async_playwright() as playwright:
         launched = await playwright.chromium.launch(
             executable_path=chromium_path(),
