@@ -19,7 +19,7 @@ import pytest
 import pytest_asyncio
 
 try:
-    from playwright.async_api import Browser, ConsoleMessage, Page, WebSocketRoute, async_playwright, expect
+    from playwright.async_api import Browser, ConsoleMessage, Page, Route, WebSocketRoute, async_playwright, expect
 except ImportError:  # the dev extra is not installed
     if os.environ.get("CI") == "true":
         raise
@@ -99,6 +99,24 @@ class Tab:
         """The token record the page keeps in localStorage."""
         raw = await self.page.evaluate(f"localStorage.getItem({json.dumps(TOKEN_KEY)})")
         return json.loads(raw) if raw else None
+
+
+async def lose_first_answer(page: Page, url: str) -> list[str | None]:
+    """Route ``url`` (a glob) so that the server runs the first request but its answer never
+    reaches the page (a reset); later ones pass. Returns the ``Idempotency-Key`` of each request
+    as it comes, for the test to compare."""
+    keys: list[str | None] = []
+
+    async def lose(route: Route) -> None:
+        keys.append(await route.request.header_value("Idempotency-Key"))
+        if len(keys) == 1:
+            await route.fetch()  # the server runs it; the page never hears of it
+            await route.abort("connectionreset")
+        else:
+            await route.continue_()
+
+    await page.route(url, lose)
+    return keys
 
 
 class SocketGate:

@@ -7,10 +7,10 @@ import re
 from typing import Any
 
 import aiohttp
-from playwright.async_api import Browser, Page, Response, Route, expect
+from playwright.async_api import Browser, Page, Response, expect
 
 from storage.patterns.repository import PatternSessions
-from tests.browser import SocketGate, Tab, new_tab
+from tests.browser import SocketGate, Tab, lose_first_answer, new_tab
 from tests.helpers import Client, ServerUnderTest
 from tests.patterns.test_http import full_state, track
 from tests.patterns.test_keyboardia_model import sample, state_of
@@ -364,17 +364,7 @@ async def test_a_remix_link_to_no_session_makes_nothing(server: ServerUnderTest,
 async def test_a_remix_whose_answer_is_lost_is_retried_into_the_same_copy(server: ServerUnderTest, tab: Tab) -> None:
     session_id = await new_pattern(server)
     page = await open_live(tab, f"/s/{session_id}")
-    keys: list[str | None] = []
-
-    async def lose_the_first_answer(route: Route) -> None:
-        keys.append(await route.request.header_value("Idempotency-Key"))
-        if len(keys) == 1:
-            await route.fetch()  # the server makes the copy; its answer never reaches the page
-            await route.abort("connectionreset")
-        else:
-            await route.continue_()
-
-    await page.route(f"**/api/sessions/{session_id}/remix", lose_the_first_answer)
+    keys = await lose_first_answer(page, f"**/api/sessions/{session_id}/remix")
     await page.locator("#remix").click()
     await expect(page).to_have_url(re.compile(rf"/s/{UUID}$"))
     await expect(page).not_to_have_url(re.compile(session_id))

@@ -8,9 +8,9 @@ import re
 from pathlib import Path
 from typing import Any
 
-from playwright.async_api import Browser, Dialog, Page, Route, WebSocketRoute, expect
+from playwright.async_api import Browser, Dialog, Page, WebSocketRoute, expect
 
-from tests.browser import SocketGate, Tab, new_tab
+from tests.browser import SocketGate, Tab, lose_first_answer, new_tab
 from tests.streams.helpers import create_stream, http, started
 from tests.conftest import start_server
 from tests.helpers import Client, ServerUnderTest
@@ -477,17 +477,7 @@ async def test_a_live_clip_moves_nothing_a_keyboard_user_has_reached(
 async def test_a_create_whose_answer_was_lost_makes_one_stream(server: ServerUnderTest, tab: Tab) -> None:
     await tab.use_token(server.token("alice"))
     dash = await tab.open("/streams")
-    keys: list[str | None] = []
-
-    async def lose_the_first_answer(route: Route) -> None:
-        keys.append(await route.request.header_value("Idempotency-Key"))
-        if len(keys) == 1:
-            await route.fetch()  # the server makes the stream; its answer never reaches the page
-            await route.abort("connectionreset")
-        else:
-            await route.continue_()
-
-    await dash.route("**/api/streams", lose_the_first_answer)
+    keys = await lose_first_answer(dash, "**/api/streams")
     await dash.locator("#title-input").fill("Speedrun night")
     await dash.locator("#create-button").click()
     await expect(dash).to_have_url(re.compile(rf"/streams/{UUID}$"))
