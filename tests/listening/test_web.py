@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 
 import aiohttp
 import pytest_asyncio
-from playwright.async_api import Browser, Page, expect
+from playwright.async_api import Browser, Page, Route, expect
 
 from tests.browser import SocketGate, Tab, new_tab
 from tests.helpers import ServerUnderTest
@@ -168,6 +169,52 @@ async def test_a_live_refresh_keeps_the_pages_shown_and_the_focus(
     await expect(rows).to_have_count(25)
     await expect(history.locator(f'#sessions li[data-id="{target_id}"]')).to_have_count(0)
     await expect(focused.locator(".title")).to_have_text("Track 23")  # the row now in its place
+
+
+async def test_more_pressed_while_a_live_refresh_reads_keeps_the_next_page(
+    browser: Browser, lserver: ServerUnderTest, clock: FrozenClock, tabs: list[Tab]
+) -> None:
+    """A live refresh still reading the first page when "More" was pressed finished after it and
+    put the list back to its first page: the rows just asked for vanished (seen in CI)."""
+    now = clock.now_ms()
+    async with aiohttp.ClientSession() as http:
+
+        async def uploaded(i: int, started_at: int) -> None:
+            body = {
+                "item_id": f"item-{i}",
+                "device_id": "car",
+                "client_id": f"c{i}",
+                "started_at": started_at,
+                "ended_at": started_at + 60_000,
+                "item": {"title": f"Track {i}"},
+            }
+            async with http.post(f"{lserver.url}/api/listening/upload", json=body, headers=auth(lserver)) as r:
+                assert r.status == 201
+
+        for i in range(25):
+            await uploaded(i, now - (i + 2) * 3_600_000)
+        history = await open_tab(browser, lserver, tabs, "/history")
+        rows = history.locator("#sessions li.listening-row")
+        await expect(rows).to_have_count(20)
+        await expect(history.locator("#more")).to_be_visible()
+
+        # The next first-page read (a live refresh's) is held until "More" has been pressed.
+        held: asyncio.Future[Route] = asyncio.get_running_loop().create_future()
+
+        async def hold_a_refresh(route: Route) -> None:
+            if "cursor=" in route.request.url or held.done():
+                await route.continue_()
+            else:
+                held.set_result(route)
+
+        await history.route("**/api/listening/sessions?*", hold_a_refresh)
+        await uploaded(99, now - 3_600_000)  # from the car: the page refreshes
+        refresh = await asyncio.wait_for(held, 30)
+        await history.locator("#more").click()
+        await refresh.continue_()
+    await expect(rows).to_have_count(26)  # the first page read again, then the next one
+    await expect(rows.first.locator(".title")).to_have_text("Track 99")
+    await expect(rows.last.locator(".title")).to_have_text("Track 24")
 
 
 async def test_escape_puts_the_delete_all_question_away_and_focus_back_on_its_button(

@@ -51,6 +51,7 @@ let filterItem = null; // {item_id, title}
 let cursor = null;
 let refreshTimer = null;
 let shownSessions = []; // the rows of the session list, in order
+let sessionsRead = Promise.resolve(); // the last read of the session list asked for
 const shownItems = new Map(); // item id -> the per-item total shown
 
 /** "1 h 05 min", "4 min 09 s", "12 s". */
@@ -222,7 +223,15 @@ function updateSessionRow(li, s) {
  * person who paged down back to the first page; a page at a time, at most MAX_PAGES_AGAIN), one
  * page otherwise (another filter).
  */
-async function loadSessions({ append = false, keepShown = true } = {}) {
+function loadSessions(options) {
+  // One read at a time, each counting the rows shown when it starts: a live refresh that was
+  // under way when "More" was pressed finished after it and put the list back to its first page.
+  const run = sessionsRead.then(() => readSessions(options));
+  sessionsRead = run.catch(() => {});
+  return run;
+}
+
+async function readSessions({ append = false, keepShown = true } = {}) {
   const wanted = append || !keepShown ? 0 : Math.max(PAGE_SIZE, shownSessions.length);
   const sessions = append ? [...shownSessions] : [];
   let next = append ? cursor : null;
