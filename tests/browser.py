@@ -127,6 +127,9 @@ class SocketGate:
         self.connected: list[tuple[WebSocketRoute, WebSocketRoute]] = []  # (page side, server side)
         self.held: list[WebSocketRoute] = []
         self.holding = False
+        # While muted, what pages send is kept here, in order, and reaches the server on unmute:
+        # a network that stalls without a close, which a page cannot tell from a slow server.
+        self.muted: list[tuple[WebSocketRoute, str | bytes]] | None = None
 
     async def install(self, page: Page) -> None:
         """Route the page's connections to ``/socket.io/`` (before the page loads)."""
@@ -140,7 +143,25 @@ class SocketGate:
             self._connect(ws)
 
     def _connect(self, ws: WebSocketRoute) -> None:
-        self.connected.append((ws, ws.connect_to_server()))
+        server_side = ws.connect_to_server()
+        ws.on_message(lambda message: self._from_page(server_side, message))
+        self.connected.append((ws, server_side))
+
+    def _from_page(self, server_side: WebSocketRoute, message: str | bytes) -> None:
+        if self.muted is None:
+            server_side.send(message)
+        else:
+            self.muted.append((server_side, message))
+
+    def mute(self) -> None:
+        """Keep back what pages send from now on (they see no close, no error)."""
+        self.muted = [] if self.muted is None else self.muted
+
+    def unmute(self) -> None:
+        """Send what was kept back, in order, and whatever follows as it comes."""
+        kept, self.muted = self.muted or [], None
+        for server_side, message in kept:
+            server_side.send(message)
 
     async def cut(self) -> None:
         """Close every open connection on both sides, holding back the ones that follow."""
