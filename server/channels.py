@@ -15,6 +15,9 @@ A cluster moves (issue 24), and the sharded links follow it here:
   the link is dropped and each of its channels is lost the same way; re-subscribing retries
   every ``RECOVER_RETRY_S`` until the cluster names a master that answers -- after a failover,
   the promoted replica -- while the other shards' links are read as usual.
+- A node the map names is asked its ``ROLE`` before a new link to it, and before every
+  subscription made from a map read after a change: a replica is refused (see
+  :meth:`Channels._check_master`).
 
 A new confirmation for a channel whose room is live makes the bus catch up from the log, so
 what was published while the channel was lost is delivered, in order, once (``server.bus``).
@@ -33,7 +36,7 @@ from typing import Any
 
 from redis.asyncio import ConnectionPool, Redis
 from redis.asyncio.client import PubSub
-from redis.asyncio.cluster import RedisCluster
+from redis.asyncio.cluster import ClusterNode, RedisCluster
 from redis.exceptions import RedisClusterException, RedisError
 
 from server.transport.shard_link import ShardLink
@@ -70,6 +73,7 @@ class Channels:
         self._owner: dict[str, str] = {}
         self._lost: set[str] = set()
         self._stale = False  # the slot map may be out of date: read it before subscribing
+        self._verify = False  # the map was read after a change: a link it names may be a replica's
         self._retry_at = 0.0  # monotonic time of the next try for lost channels
         self._turn = 0
         # Both kinds: channels asked for and not yet confirmed, with when they were asked for.
@@ -190,11 +194,14 @@ class Channels:
     def _cluster(self) -> RedisCluster:
         return self._redis  # type: ignore[return-value]
 
-    async def _subscribe_sharded(self, channel: str) -> None:
+    async def _subscribe_sharded(self, channel: str, checked: set[str]) -> None:
         node = self._cluster.get_node_from_key(channel)  # SlotNotCoveredError while none holds it
         if node is None:
             raise ConnectionError(f"no master holds the slot of {channel}")
         link = self._links.get(node.name)
+        if (link is None or self._verify) and node.name not in checked:
+            await self._check_master(node)
+            checked.add(node.name)
         if link is None:
             pool = ConnectionPool(connection_class=node.connection_class, **node.connection_kwargs)
             link = self._links[node.name] = ShardLink(connection_pool=pool, ignore_subscribe_messages=False)
@@ -261,12 +268,28 @@ class Channels:
         if self._stale:
             await self._cluster.nodes_manager.initialize()
             self._stale = False
+            self._verify = True  # the map just read may be a node's view from before a failover
+        checked: set[str] = set()
         try:
             for channel in sorted(self._lost):
-                await self._subscribe_sharded(channel)
+                await self._subscribe_sharded(channel, checked)
         except BaseException:
             self._stale = True
             raise
+        self._verify = False
+
+    async def _check_master(self, node: ClusterNode) -> None:
+        """Refuse ``node`` unless it is a master now.
+
+        Right after a failover, a slot map read from a node that has not heard of it yet still
+        names the demoted master, which takes an ``SSUBSCRIBE`` as a replica does -- and gets
+        the shard's messages only once it replicates from its new master: what is published
+        until then is lost to it, with no sign (seen in 2 of 7 graceful failovers). Refused,
+        the channel stays lost and the map is read again in RECOVER_RETRY_S.
+        """
+        role = await self._cluster.execute_command("ROLE", target_nodes=node)
+        if _text(role[0]) != "master":
+            raise ConnectionError(f"{node.name} is a {_text(role[0])} now: the slot map is out of date")
 
 
 def _text(value: Any) -> str:

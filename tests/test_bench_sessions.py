@@ -58,7 +58,9 @@ def test_sessions_benchmark_smoke(tmp_path: Path, server: str, redis_core: str) 
 
 def test_sustained_search_smoke(tmp_path: Path) -> None:
     """bench/sustained.py against sessionhub: a few probes of the fixed-rate window, each a run of
-    its own; a 4x2 shape holds 100 and 200 events/s easily."""
+    its own, the search stopping at the first rate not held. Whether a rate is held is this
+    machine's figure, not the test's (a 4x2 shape holds 200 events/s when the machine is quiet;
+    a busy CI run once saw a 130 ms p99 at 100/s): the test checks what the search reports."""
     argv = [
         sys.executable, str(ROOT / "bench" / "sustained.py"), "--shape", "4x2", "--servers", "sessionhub",
         "--publishers", "4", "--start", "100", "--steps", "2", "--window-s", "1", "--warm-s", "0.5",
@@ -67,6 +69,12 @@ def test_sustained_search_smoke(tmp_path: Path) -> None:
     done = subprocess.run(argv, cwd=ROOT, capture_output=True, text=True, timeout=240)
     assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
     (result,) = json.loads((tmp_path / "sustained-latest.json").read_text())["results"]
-    assert [(p["rate"], p["held"]) for p in result["probes"]] == [(100, True), (200, True)], result["probes"]
-    assert (result["held"], result["not_held"]) == (200, None)
+    probes = result["probes"]
+    # Twice the rate after one held; none below 100 after one not held (rates are whole hundreds).
+    assert [p["rate"] for p in probes] == ([100, 200] if probes[0]["held"] else [100]), probes
+    for probe in probes:  # a rate not held says why, in figures
+        assert probe["held"] is True or (probe["held"] is False and probe["why"]), probe
+    held = [p["rate"] for p in probes if p["held"]]
+    not_held = [p["rate"] for p in probes if not p["held"]]
+    assert (result["held"], result["not_held"]) == (max(held, default=None), min(not_held, default=None)), result
     assert "SUSTAINED" in done.stdout and "4x2" in done.stdout
