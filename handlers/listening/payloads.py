@@ -92,10 +92,21 @@ class DeleteEvent(Payload):
     id: ListeningId
 
 
+def _literally_true(value: bool) -> bool:
+    if value is not True:
+        raise ValueError("must be true")
+    return value
+
+
+# A strict bool that must be true. Not ``Literal[True]``: pydantic matches a literal by equality,
+# even in strict mode, so 1 and 1.0 (equal to True) passed for it and wiped a whole history.
+LiterallyTrue = Annotated[bool, AfterValidator(_literally_true), Field(json_schema_extra={"const": True})]
+
+
 class ClearBody(Payload):
     """``POST /api/listening/clear``: ``confirm`` must be literally true."""
 
-    confirm: Literal[True]
+    confirm: LiterallyTrue
 
 
 class ClearEvent(ClearBody):

@@ -151,3 +151,19 @@ async def test_a_flood_is_coalesced_and_rate_limited(
     acks = [await alice.report("b", "playing") for _ in range(50)]
     assert [a["action"] for a in acks] == ["started"] + ["throttled"] * 49
     assert await log_offset(lserver, alice.history_id) == 2  # the history's creation and one start
+
+
+@pytest.mark.parametrize("confirm", [1, 1.0], ids=["one", "one_point_zero"])
+async def test_a_confirm_that_only_equals_true_clears_nothing(
+    lserver: ServerUnderTest, clients: list[Client], confirm: float
+) -> None:
+    # pydantic matched Literal[True] by equality, strict mode or not: 1 and 1.0 wiped the history.
+    alice = await listener(lserver, clients)
+    assert (await alice.report("b", "playing"))["action"] == "started"
+    ack = await alice.client.call("listening_clear", {"session_id": alice.history_id, "confirm": confirm})
+    assert ack["ok"] is False and ack["error"] == "invalid_payload", ack
+    async with aiohttp.ClientSession() as http:
+        url = f"{lserver.url}/api/listening/clear"
+        async with http.post(url, json={"confirm": confirm}, headers=auth(lserver)) as r:
+            assert r.status == 400 and (await r.json())["error"] == "invalid_payload"
+    assert len(await sessions(lserver)) == 1
