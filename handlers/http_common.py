@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from aiohttp import web
+from multidict import CIMultiDict, CIMultiDictProxy
 
 from auth.claims import Claims
 from auth.tokens import TokenService
@@ -109,14 +110,29 @@ async def read_body(request: web.Request, max_bytes: int) -> bytes:
 
 
 def client_address(request: web.Request, *, trust_forwarded_for: bool) -> str:
-    """The client's address; the first ``X-Forwarded-For`` hop only behind a trusted proxy."""
-    return address_of(request.remote, request.headers.get("X-Forwarded-For", ""), trust_forwarded_for)
+    """The client's address; the last ``X-Forwarded-For`` hop only behind a trusted proxy."""
+    return address_of(request.remote, forwarded_for(request.headers), trust_forwarded_for)
+
+
+def forwarded_for(headers: CIMultiDictProxy[str] | CIMultiDict[str]) -> str:
+    """Every ``X-Forwarded-For`` header of a request as one list: a proxy may add its hop as a
+    header of its own (HAProxy's ``option forwardfor``) after one the client sent, and the
+    first header alone is then the client's word."""
+    return ",".join(headers.getall("X-Forwarded-For", ()))
 
 
 def address_of(remote: str | None, forwarded_for: str, trust_forwarded_for: bool) -> str:
-    """:func:`client_address` from the connection's remote address and its ``X-Forwarded-For``."""
+    """:func:`client_address` from the connection's remote address and its ``X-Forwarded-For``.
+
+    Behind a trusted proxy the address is the header's *last* hop: the one that proxy wrote,
+    the peer it saw. Every hop before it came with the request, so the client chose it: a proxy
+    that appends (nginx's ``$proxy_add_x_forwarded_for``, most load balancers) passes on
+    ``X-Forwarded-For: <anything the client sent>, <the client>``, and the first hop let one
+    client be a new address per request, past every per-address cap. A proxy that replaces the
+    header writes one hop, the same either way. Several headers are one list (RFC 9110 5.3).
+    """
     if trust_forwarded_for:
-        forwarded = forwarded_for.split(",")[0].strip()
+        forwarded = forwarded_for.rsplit(",", 1)[-1].strip()
         if forwarded:
             return forwarded[:64]
     return remote or "unknown"

@@ -203,7 +203,15 @@ async def test_refresh_keeps_the_guest_and_refuses_others(server: ServerUnderTes
 async def test_forwarded_for_is_used_only_when_trusted(redis_process: object, redis: object, tmp_path: object) -> None:
     from tests.conftest import start_server
 
-    for trusted, expected in ((False, [201, 201, 429]), (True, [201, 201, 201])):
+    # The address is the hop the trusted proxy wrote, the last: what came before it the client
+    # chose (a proxy that appends passes it on), so a new first hop per request is no new address.
+    cases = (
+        (False, "10.0.0.{i}", [201, 201, 429]),
+        (True, "10.0.0.{i}", [201, 201, 201]),
+        (True, "192.0.2.1, 10.0.0.{i}", [201, 201, 201]),
+        (True, "10.0.0.{i}, 192.0.2.1", [201, 201, 429]),
+    )
+    for trusted, forwarded, expected in cases:
         await redis.flushall()  # type: ignore[attr-defined]
         srv = await start_server(redis_process.url, tmp_path, guests_per_min=2, trust_forwarded_for=trusted)  # type: ignore[attr-defined]
         try:
@@ -211,11 +219,10 @@ async def test_forwarded_for_is_used_only_when_trusted(redis_process: object, re
             async with aiohttp.ClientSession() as http:
                 statuses = []
                 for i in range(3):
-                    async with http.post(
-                        f"{srv.url}/api/auth/guest", headers={"X-Forwarded-For": f"10.0.0.{i}, 127.0.0.1"}
-                    ) as resp:
+                    headers = {"X-Forwarded-For": forwarded.format(i=i)}
+                    async with http.post(f"{srv.url}/api/auth/guest", headers=headers) as resp:
                         statuses.append(resp.status)
-            assert statuses == expected, trusted
+            assert statuses == expected, (trusted, forwarded)
         finally:
             await srv.stop()
 

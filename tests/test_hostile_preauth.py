@@ -156,6 +156,46 @@ async def test_forwarded_addresses_are_capped_each_behind_a_trusted_proxy(
         await srv.stop()
 
 
+async def test_hops_a_client_wrote_before_the_trusted_proxy_are_not_its_address(
+    redis_process: Any, redis: Any, tmp_path: Path
+) -> None:
+    # A proxy that appends (nginx's $proxy_add_x_forwarded_for, HAProxy's own header line) passes
+    # on what the client sent before the peer it saw: 10.0.0.7 here, whatever it claims first.
+    srv = await start_server(redis_process.url, tmp_path, max_connections_per_address=1, trust_forwarded_for=True)
+    port = port_of(srv.url)
+
+    def poll(forwarded: bytes) -> bytes:
+        return POLLING_OPEN.replace(b"Host: x", b"Host: x\r\n" + forwarded)
+
+    def websocket(forwarded: bytes) -> bytes:  # a WebSocket open, answered by the fast lane's front
+        return (
+            b"GET /socket.io/?EIO=4&transport=websocket HTTP/1.1\r\nHost: x\r\n" + forwarded + b"\r\n"
+            b"Upgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
+            b"Sec-WebSocket-Version: 13\r\n\r\n"
+        )
+
+    async def status_of(request: bytes) -> int:
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        try:
+            writer.write(request)
+            head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 5)
+            return int(head.split(b" ", 2)[1])
+        finally:
+            writer.close()
+
+    try:
+        assert await status_of(poll(b"X-Forwarded-For: 10.0.0.1, 10.0.0.7")) == 200  # 10.0.0.7's one place
+        spoofed = [
+            poll(b"X-Forwarded-For: 10.0.0.2, 10.0.0.7"),
+            poll(b"X-Forwarded-For: 10.0.0.3\r\nX-Forwarded-For: 10.0.0.7"),  # the proxy's hop on a line of its own
+            websocket(b"X-Forwarded-For: 10.0.0.4, 10.0.0.7"),
+        ]
+        assert [await status_of(request) for request in spoofed] == [429, 429, 429]
+        assert open_places(srv.app[SIO_KEY]) == {"10.0.0.7": 1}
+    finally:
+        await srv.stop()
+
+
 async def test_openings_that_fail_half_way_give_their_place_back(
     redis_process: Any, redis: Any, tmp_path: Path
 ) -> None:
