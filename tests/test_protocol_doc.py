@@ -1,11 +1,16 @@
-"""docs/PROTOCOL.md states exactly the wire codes of protocol.errors.ErrorCode, with their statuses."""
+"""docs/PROTOCOL.md states exactly the wire codes of protocol.errors.ErrorCode, with their statuses;
+README.md's configuration table names exactly the variables Settings reads, with their defaults."""
 
 from __future__ import annotations
 
 import re
-from pathlib import Path
+from enum import Enum
+from pathlib import Path, PurePath
+
+from pydantic import AliasChoices
 
 from protocol.errors import ErrorCode
+from server.settings import Settings
 
 PROTOCOL = Path(__file__).resolve().parent.parent / "docs" / "PROTOCOL.md"
 _ROW = re.compile(r"^\| `([a-z_]+)` \| (\d{3}) \|", re.MULTILINE)
@@ -17,3 +22,73 @@ def test_the_error_table_is_the_enum() -> None:
     table = table[: table.index("\n\n")]
     documented = {code: int(status) for code, status in _ROW.findall(table)}
     assert documented == {member.value: member.http_status for member in ErrorCode}
+
+
+README = PROTOCOL.parent.parent / "README.md"
+# Read by a library, not by Settings: prometheus-client takes its folder from the environment.
+READ_BY_LIBRARIES = {"PROMETHEUS_MULTIPROC_DIR"}
+_CONFIG_ROW = re.compile(r"^\| (`[^|]*`) \| ([^|]*) \|", re.MULTILINE)
+_VARIABLE = re.compile(r"`([A-Z][A-Z0-9_]*)`")
+
+
+def _configuration_rows() -> dict[str, tuple[list[str], str]]:
+    """README's configuration table: each variable a row names, with all the row names and its default cell."""
+    text = README.read_text(encoding="utf-8")
+    section = text[text.index("## Configuration") :]
+    section = section[: section.index("\n## ", 1)]
+    rows: dict[str, tuple[list[str], str]] = {}
+    for first, default in _CONFIG_ROW.findall(section):
+        names = _VARIABLE.findall(first)
+        for name in names:
+            rows[name] = (names, default.strip())
+    return rows
+
+
+def _environment_names() -> dict[str, str]:
+    """Every variable Settings reads, with the field it sets (both names of an aliased one)."""
+    names: dict[str, str] = {}
+    for field_name, field in Settings.model_fields.items():
+        alias = field.validation_alias
+        if isinstance(alias, AliasChoices):
+            names.update({choice: field_name for choice in alias.choices if isinstance(choice, str)})
+        else:
+            names[f"SESSIONHUB_{field_name.upper()}"] = field_name
+    return names
+
+
+def test_the_configuration_table_is_what_settings_read() -> None:
+    documented = set(_configuration_rows())
+    read = _environment_names()
+    # A field read under two names (REDIS_URL or SESSIONHUB_REDIS_URL) is documented under one.
+    documented_fields = {read[name] for name in documented if name in read}
+    assert set(Settings.model_fields) - documented_fields == set()
+    assert documented - set(read) - READ_BY_LIBRARIES == set()
+
+
+def _spellings(value: object) -> set[str]:
+    """How a default may be written in the table: `8080`, `0.5`, `5` for 5.0, `true`, `./var`."""
+    if isinstance(value, bool):
+        return {str(value).lower()}
+    if isinstance(value, float) and value.is_integer():
+        return {str(value), str(int(value))}
+    if isinstance(value, Enum):
+        return {str(value.value)}
+    if isinstance(value, PurePath):
+        return {str(value), f"./{value}"}
+    return {str(value)}
+
+
+def test_every_documented_default_is_the_real_one() -> None:
+    read = _environment_names()
+    checked = 0
+    for name, (names, cell) in _configuration_rows().items():
+        field = Settings.model_fields.get(read.get(name, ""))
+        if field is None or field.default_factory is not None or field.default is None:
+            continue  # a library's, or a default said in words (computed, generated, unset)
+        # The cell's leading literals, before any explanation: `20` / `40` for a row of two.
+        shown = re.findall(r"`([^`]*)`", re.split(r"[:(]", cell)[0])
+        if len(shown) != len(names):
+            continue  # a default said in words
+        assert shown[names.index(name)] in _spellings(field.default), (name, cell, field.default)
+        checked += 1
+    assert checked > 90  # the table was read, not skipped
