@@ -17,6 +17,7 @@ from contextlib import asynccontextmanager
 
 from aiohttp import web
 from redis.asyncio import Redis
+from redis.asyncio.cluster import RedisCluster
 
 from pydantic import ValidationError
 
@@ -39,7 +40,7 @@ from server.redis_embed import (
     default_maxmemory_bytes,
     find_redis_server,
 )
-from server.services import build_services, connect_redis
+from server.services import build_services, connect_redis, seed_urls
 from server.settings import Settings
 from server.worker import Worker
 from storage.clock import Clock
@@ -67,16 +68,20 @@ WORKER_RETRY_MAX_S = 10.0
 
 
 @asynccontextmanager
-async def redis_for(settings: Settings, *, may_embed: bool) -> AsyncIterator[Redis]:
-    """The configured Redis, or an embedded one; fails fast when it does not answer."""
+async def redis_for(settings: Settings, *, may_embed: bool, serving: bool = False) -> AsyncIterator[Redis]:
+    """The configured Redis, or an embedded one; fails fast when it does not answer.
+
+    ``serving`` (``serve``): on a cluster a seed node answering is enough to come up, not ready
+    while the node the client asks first fails over (see :func:`_connected`).
+    """
     if settings.redis_url:
-        async with _connected(settings, settings.redis_url) as redis:
+        async with _connected(settings, settings.redis_url, serving=serving) as redis:
             yield redis
     elif may_embed:
-        async with _embedded(settings) as url, _connected(settings, url) as redis:
+        async with _embedded(settings) as url, _connected(settings, url, serving=serving) as redis:
             yield redis
     else:
-        async with _connected(settings, _recorded_url(settings)) as redis:
+        async with _connected(settings, _recorded_url(settings), serving=serving) as redis:
             yield redis
 
 
@@ -106,7 +111,15 @@ async def _embedded(settings: Settings) -> AsyncIterator[str]:
 
 
 @asynccontextmanager
-async def _connected(settings: Settings, url: str) -> AsyncIterator[Redis]:
+async def _connected(settings: Settings, url: str, *, serving: bool = False) -> AsyncIterator[Redis]:
+    """A client of ``url`` that answered; ``RedisUnreachable`` when it did not.
+
+    A cluster client sends its first command (and reads the command table at its set-up) to
+    one node, the owner of slot 0: while that shard fails over nothing answers there, although
+    every other shard serves. A ``serve`` then comes up when a seed node answers, not ready
+    (``/readyz`` asks the same way) until the shard has a master again: it exited, and a node
+    started during a failover stayed down. No seed answering is still a refusal to start.
+    """
     try:
         redis = connect_redis(url, max_connections=settings.redis_max_connections, cluster=settings.redis_cluster)
     except ValueError as exc:
@@ -115,10 +128,26 @@ async def _connected(settings: Settings, url: str) -> AsyncIterator[Redis]:
         try:
             await asyncio.wait_for(redis.ping(), 5)
         except Exception as exc:
-            raise RedisUnreachable(f"cannot reach Redis at {_redacted(url)}: {exc}") from exc
+            if not (serving and isinstance(redis, RedisCluster) and await _a_seed_answers(url)):
+                raise RedisUnreachable(f"cannot reach Redis at {_redacted(url)}: {exc}") from exc
+            log.warning("Redis Cluster at %s: %s; starting, not ready until it answers", _redacted(url), exc)
         yield redis
     finally:
         await redis.aclose()
+
+
+async def _a_seed_answers(url: str) -> bool:
+    """Whether any seed node of the cluster ``url`` answers a PING of its own."""
+    for seed in seed_urls(url):
+        node = Redis.from_url(seed, socket_connect_timeout=2, socket_timeout=2)
+        try:
+            if await node.ping():
+                return True
+        except Exception:  # this seed is down too: the next one
+            continue
+        finally:
+            await node.aclose()
+    return False
 
 
 def _recorded_url(settings: Settings) -> str:
@@ -169,7 +198,7 @@ def _worker(services: Services, settings: Settings) -> Worker:
 
 async def serve(settings: Settings) -> None:
     """Run the HTTP + Socket.IO server (and its in-process workers) until SIGINT/SIGTERM."""
-    async with redis_for(settings, may_embed=True) as redis:
+    async with redis_for(settings, may_embed=True, serving=True) as redis:
         services = build_services(settings, redis=redis, tokens=token_service(settings))
         try:
             await services.log.check_durability()

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import asyncio
 import signal
+import subprocess
+import sys
 import time
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass, field
@@ -21,7 +23,8 @@ import socketio
 
 from tests.cluster import RedisCluster, need_redis_cli
 from tests.conftest import start_server
-from tests.helpers import Client, ServerUnderTest
+from tests.helpers import Client, ServerUnderTest, free_port, wait_until_ready
+from tests.test_processes import ROOT, node_env
 from tests.test_processes import node as serve_node
 
 STATUSES = ["recording", "paused"]
@@ -488,3 +491,46 @@ async def test_a_slot_map_that_names_a_demoted_master_does_not_take_the_subscrip
         await channels.aclose()
         await replica.disconnect()
         await client.aclose()
+
+
+async def test_serve_started_while_the_shard_of_slot_0_fails_over_comes_up(
+    cluster: RedisCluster, tmp_path: Path
+) -> None:
+    """A cluster client's PING goes to the owner of slot 0: a ``serve`` started while that shard
+    fails over got no answer and exited ("cannot reach Redis"). It must come up, say it is not
+    ready while the shard has no master, and be ready once it has one. The replica is held
+    stopped until the node is up, so that the failover cannot finish before the node starts."""
+    doomed, replica = cluster.owner(0), cluster.replica_ports[0]
+    assert doomed == cluster.master_ports[0]  # the master with the replica
+    cluster.processes[replica].send_signal(signal.SIGSTOP)
+    try:
+        cluster.kill(doomed)
+        port = free_port()
+        data_dir = tmp_path / "serve"
+        data_dir.mkdir()
+        seeds = ",".join(f"redis://127.0.0.1:{p}/0" for p in cluster.master_ports[1:])
+        env = node_env(data_dir, seeds, SESSIONHUB_REDIS_CLUSTER="true", SESSIONHUB_INPROCESS_WORKERS="0")
+        with (data_dir / "serve.log").open("wb") as log:
+            proc = subprocess.Popen(
+                [sys.executable, "-m", "server", "serve", "--port", str(port)],
+                cwd=ROOT,
+                env=env,
+                stdout=subprocess.DEVNULL,
+                stderr=log,
+            )
+        url = f"http://127.0.0.1:{port}"
+        try:
+            try:
+                await wait_until_ready(url, proc.poll, path="/healthz")
+            except AssertionError as exc:
+                raise AssertionError(f"{exc}: {(data_dir / 'serve.log').read_text()[-2000:]}") from None
+            assert await ready(url) == 503  # up, and not ready: slot 0's shard has no master
+        finally:
+            cluster.processes[replica].send_signal(signal.SIGCONT)
+        await wait_until_ready(url, proc.poll, path="/readyz")
+        assert _role(cluster, replica) == "master"
+    finally:
+        cluster.processes[replica].send_signal(signal.SIGCONT)
+        if "proc" in locals() and proc.poll() is None:
+            proc.send_signal(signal.SIGTERM)
+            await asyncio.to_thread(proc.wait, 20)
