@@ -1,10 +1,12 @@
 /**
  * The voice-session page (seed 002): `/session` opens the user's active session, or shows the
  * empty state; `/session/<id>` opens that page session only and never changes the active one.
- * Opened as `/session`, the page follows the active session live: when the FAB (of this tab or
- * another) makes another session active, the page switches to it without a reload; a session
- * started on another device shows (in the list, and as the page session once it is the active
- * one) when the page comes into view or gets the focus, and every `CATCH_UP_MS` while in view.
+ * Opened as `/session`, the page follows the active session live, by the server's push
+ * (`follow_active_session`, then `active_session` on each change): when this tab's FAB, another
+ * tab, another device or the bot makes another session active, the page switches to it without a
+ * reload, and lists it. A cleared one (closed or deleted) leaves the page on its session, whose own
+ * events show it closed or deleted. No poll: a connection made again follows again, and its answer
+ * says where the active session stands.
  * Server data reaches the DOM through textContent and dataset only.
  */
 import { $, api, ApiError, bdi, call, connect, isOffline, showConnection, subscribeSession } from "./client.js";
@@ -50,9 +52,9 @@ const ERROR_TEXT = {
 };
 
 const ACTIVITY_LIMIT = 8;
-// How often `/session` in view reads the user's sessions again: no event tells this page that
-// another device started one (the same browser's tabs say so at once, on a BroadcastChannel).
-const CATCH_UP_MS = 15_000;
+// A follow the server could not answer (busy, or its Redis away: `unavailable`) is asked again
+// after this pause, on the same connection.
+const FOLLOW_RETRY_MS = 2_000;
 
 const ui = {
   loading: $("loading"),
@@ -458,8 +460,18 @@ async function activeSessionId() {
   return active.session_id;
 }
 
+/** The page's connection (one, for the page session, the list and the active session's pushes). */
+function pageSocket() {
+  socket ??= connect({ onState: (state) => connectionChanged(state) });
+  return socket;
+}
+
 async function open(sessionId) {
-  const loaded = await api(`/voicebot/sessions/${encodeURIComponent(sessionId)}`);
+  showLoaded(await api(`/voicebot/sessions/${encodeURIComponent(sessionId)}`));
+}
+
+/** Show `loaded` (a session record) as the page session, with its recordings and live events. */
+function showLoaded(loaded) {
   render(loaded);
   orphanBanner.show(loaded.session_id, loaded);
   loadChunks().catch((err) => {
@@ -467,8 +479,7 @@ async function open(sessionId) {
     if (ui.notice.dataset.source === "live" && !ui.notice.hidden) return;
     showNotice(`Recordings could not be listed: ${err.message}`, { kind: "error", source: "chunks" });
   });
-  socket ??= connect({ onState: (state) => connectionChanged(state) });
-  pageSubscription = subscribeSession(socket, session.session_id, {
+  pageSubscription = subscribeSession(pageSocket(), session.session_id, {
     onSnapshot: (snapshot) => render(snapshot),
     onEvent: apply,
     onSubscribed: (ack) => {
@@ -527,7 +538,7 @@ function listSession(entry, { first = false } = {}) {
 async function listMySessions() {
   const { sessions, active_session_id: activeId } = await api(`/voicebot/sessions?limit=${LIST_LIMIT}`);
   ui.mySessions.hidden = false;
-  listSocket ??= socket ?? connect();
+  listSocket ??= pageSocket();
   const fresh = sessions.filter((entry) => !listed.has(entry.session_id));
   // Once the list is shown, what is new since goes on top, the newest first.
   if (listed.size > 0) for (const entry of fresh.reverse()) listSession(entry, { first: true });
@@ -539,8 +550,8 @@ async function listMySessions() {
 
 // --- following the active session (on /session without an id) -----------------------------
 
-/** Show `sessionId` instead of the page session: its record, recordings and live events. */
-async function switchTo(sessionId) {
+/** Show `loaded` (the active session's record) instead of the page session. */
+function switchTo(loaded) {
   pageSubscription?.close();
   pageSubscription = null;
   chunks.clear();
@@ -548,52 +559,71 @@ async function switchTo(sessionId) {
   ui.activity.replaceChildren();
   ui.activityEmpty.hidden = false;
   showNotice("");
-  history.replaceState(null, "", `/session/${encodeURIComponent(sessionId)}`);
+  history.replaceState(null, "", `/session/${encodeURIComponent(loaded.session_id)}`);
   ui.connection.hidden = false;
-  await open(sessionId);
-  if (!ui.mySessions.hidden || listed.size > 0) {
-    listSocket ??= socket;
-    listSession(session, { first: true });
-  }
+  showLoaded(loaded);
+  if (!ui.mySessions.hidden || listed.size > 0) listSession(session, { first: true });
 }
 
 let switching = Promise.resolve();
-let announced = 0; // counts announcements: the server's answer to an older question is stale
+// The user's active session as the server last told this page (undefined: not told yet; null:
+// none). Only the latest is shown: a switch still to come for one that is no longer active is
+// skipped, and a record read while a newer push came is dropped.
+let wanted;
 
-/** Show the active session `sessionId` (one switch at a time, in the order they came). */
-function followSession(sessionId) {
-  switching = switching
-    .then(() => (sessionId === session?.session_id ? null : switchTo(sessionId)))
-    .catch((err) =>
-      showNotice(`The active session could not be opened: ${err.message}`, { kind: "error", source: "live" }),
-    );
-}
-
-/** Read the user's sessions again: a session started on another device shows, and is followed. */
-async function catchUp() {
-  if (document.visibilityState !== "visible") return;
-  const before = announced;
-  const activeId = await listMySessions();
-  if (activeId && announced === before) followSession(activeId);
-}
-
-/** The FAB announces the session it made active (web/js/fab.js, `sessionhub-active`). */
-function followActive() {
-  if (typeof BroadcastChannel === "undefined") return;
-  new BroadcastChannel("sessionhub-active").addEventListener("message", (message) => {
-    const sessionId = message.data?.session_id;
-    if (typeof sessionId !== "string") return;
-    announced += 1;
-    followSession(sessionId);
+/** Show the active session as last told (one switch at a time, in the order they came). */
+function showWanted() {
+  switching = switching.then(async () => {
+    const target = wanted;
+    if (!target || target === session?.session_id) return; // none: the page session shows it closed
+    try {
+      const loaded = await api(`/voicebot/sessions/${encodeURIComponent(target)}`);
+      if (target === wanted) switchTo(loaded);
+    } catch (err) {
+      if (target !== wanted) return; // gone meanwhile (deleted, and cleared): the newer push decides
+      showNotice(`The active session could not be opened: ${err.message}`, { kind: "error", source: "live" });
+    }
   });
 }
 
-/** Another device's new session: read again when the page comes into view, gets the focus, and now and then. */
-function watchOtherDevices() {
-  const check = () => catchUp().catch(() => {}); // offline: the next check tries again
-  document.addEventListener("visibilitychange", check);
-  window.addEventListener("focus", check);
-  setInterval(check, CATCH_UP_MS);
+function told(data) {
+  if (data === null || typeof data !== "object" || !("session_id" in data)) return;
+  wanted = typeof data.session_id === "string" ? data.session_id : null;
+  showWanted();
+}
+
+let pushes = 0; // counts pushes: a follow's answer that a push overtook is older than the push
+let followedOnce = false;
+
+/** Follow the user's active session on this connection: its answer, then a push on each change. */
+function followActive() {
+  const sent = pageSocket();
+  const before = pushes;
+  call(sent, "follow_active_session", {}, undefined, { resend: false }).then(
+    (ack) => {
+      if (pushes === before) told(ack);
+      // Sessions started while this page was away (the last one only is the active one) are
+      // listed; the first answer comes with the page's own first listing.
+      if (followedOnce) listMySessions().catch(() => {});
+      followedOnce = true;
+    },
+    (err) => {
+      // Disconnected: the next connection follows again. Refused for now: asked again.
+      if (err?.code === "unavailable" || err?.code === "timeout")
+        setTimeout(() => sent.connected && followActive(), FOLLOW_RETRY_MS);
+    },
+  );
+}
+
+/** From now on the page shows the user's active session as the server pushes it. */
+function followPushed() {
+  const followed = pageSocket();
+  followed.on("active_session", (data) => {
+    pushes += 1;
+    told(data);
+  });
+  followed.on("connect", followActive);
+  if (followed.connected) followActive();
 }
 
 async function main() {
@@ -608,7 +638,6 @@ async function main() {
     fabNew.click();
   });
   const requested = pathSessionId();
-  if (requested === null) followActive();
   try {
     const sessionId = requested ?? (await activeSessionId());
     if (sessionId === null) {
@@ -626,7 +655,8 @@ async function main() {
     listMySessions().catch((err) =>
       showNotice(`Your sessions could not be listed: ${err.message}`, { kind: "error", source: "list" }),
     );
-    watchOtherDevices(); // only now: a catch-up must not open a session beside the first one
+    // Only now: the follow's answer is newer than the active session read above (asked after it).
+    followPushed();
   }
 }
 
