@@ -34,8 +34,9 @@ QUEUED = """async () => {
 }"""
 
 
-async def record_one_chunk_kept_back(page: Page) -> None:
-    """Press New, record a moment and Pause, with uploads failing: one chunk waits in the queue."""
+async def record_one_chunk_kept_back(page: Page, *, unroute: bool = True) -> None:
+    """Press New, record a moment and Pause, with uploads failing: one chunk waits in the queue
+    (and goes on failing with ``unroute=False``: the caller lets it through)."""
     await page.route("**/voicebot/chunks?*", lambda route: route.abort())
     await expect(page.locator("#fab-new")).to_be_enabled()
     await page.locator("#fab-new").click()
@@ -43,7 +44,8 @@ async def record_one_chunk_kept_back(page: Page) -> None:
     await until_audio_is_kept(page)
     await page.locator("#fab-pause").click()
     await expect(page.locator("#fab-pending")).to_have_text("1 upload pending")
-    await page.unroute("**/voicebot/chunks?*")
+    if unroute:
+        await page.unroute("**/voicebot/chunks?*")
 
 
 async def use_token_now(page: Page, token: str) -> None:

@@ -590,10 +590,22 @@ function fail(err) {
   render();
 }
 
-// --- recordings kept for another identity (web/js/upload_queue.js: held chunks) ------------
+// --- recordings kept on this device (web/js/upload_queue.js: held chunks) -------------------
 // A recording is uploaded only as the identity that made it. Once that identity is gone (this
 // device signed out elsewhere, then "Start as a new guest") its chunks wait here for it: they
 // upload when this browser is that identity again, and meanwhile the person can download them.
+// A recording the server refused for good (its session closed or deleted from another device
+// while this one was offline) is kept here too, to be downloaded: nowhere else holds it.
+
+// Why a recording was refused, in a person's words (by the refusal's code).
+const REFUSED_WHY = {
+  invalid_state: "its session was closed meanwhile",
+  session_not_found: "its session was deleted meanwhile",
+  forbidden: "this identity may no longer add to its session",
+  quota_exceeded: "the day's storage quota is used up",
+  limit_reached: "its session holds as many recordings as it may",
+  payload_too_large: "it is larger than the server takes",
+};
 
 function buildHeld() {
   ui.held = document.createElement("div");
@@ -624,13 +636,29 @@ let downloadedIds = []; // the held chunks this page has handed over as files
 function renderHeld(held) {
   ui.held.hidden = held === 0;
   if (held === 0) return;
-  const [these, are, they, upload, them] =
-    held === 1 ? ["1 recording", "is", "it", "uploads", "it"] : [`${held} recordings`, "are", "they", "upload", "them"];
-  ui.heldText.textContent = queue.gone
-    ? `${these} made here ${are} kept on this device: ${they} ${upload} once you sign in again as the ` +
-      `identity that made ${them} (a device link or passkey). You can download ${them} now.`
-    : `${these} made here as another identity ${are} kept on this device: ${they} ${upload} once this ` +
-      `browser is that identity again (a device link or passkey). You can download ${them} now.`;
+  const refused = Math.min(queue.refused.length, held);
+  const waiting = held - refused;
+  const said = [];
+  if (refused > 0) {
+    const whys = [...new Set(queue.refused.map((mark) => REFUSED_WHY[mark.code] ?? mark.message))];
+    const [these, it] = refused === 1 ? ["1 recording", "It is"] : [`${refused} recordings`, "They are"];
+    said.push(`${these} could not be uploaded (${whys.join("; ")}). ${it} kept on this device.`);
+  }
+  if (waiting > 0) {
+    const [these, are, they, upload, them] =
+      waiting === 1
+        ? ["1 recording", "is", "it", "uploads", "it"]
+        : [`${waiting} recordings`, "are", "they", "upload", "them"];
+    said.push(
+      queue.gone
+        ? `${these} made here ${are} kept on this device: ${they} ${upload} once you sign in again as the ` +
+            `identity that made ${them} (a device link or passkey).`
+        : `${these} made here as another identity ${are} kept on this device: ${they} ${upload} once this ` +
+            `browser is that identity again (a device link or passkey).`,
+    );
+  }
+  said.push(`You can download ${held === 1 ? "it" : "them"} now.`);
+  ui.heldText.textContent = said.join(" ");
 }
 
 async function downloadHeld() {
@@ -841,7 +869,11 @@ async function start() {
       renderHeld(held);
       render();
     },
-    onRefused: (err) => say(`A chunk was refused: ${err.message}`, "error"),
+    // The kept-recordings note says what became of it (kept, to download): nothing more here,
+    // but an 'Upload failed; retrying' said before would now be untrue.
+    onRefused: () => {
+      if (/^Upload failed/.test(ui.message.textContent)) say("");
+    },
     onRetry: (_err, delayMs) => say(`Upload failed; retrying in ${Math.round(delayMs / 1000)} s.`, "error"),
     onUploaded: () => {
       if (ui.message.dataset.kind === "error" && /^Upload failed/.test(ui.message.textContent)) say("");

@@ -2,8 +2,10 @@
  * Chunk uploads that survive failures and page reloads: every recorded chunk is written to
  * IndexedDB first and removed only once the server has acknowledged it (201, or 200 for a
  * duplicate). Failures that may pass (network, 401, 408, 429, 5xx) are retried with
- * exponential back-off; refusals that will not pass (400, 403, 404, 409, 413) drop the chunk
- * and are reported. Uploads run one at a time, oldest first.
+ * exponential back-off. A refusal that will not pass (400, 403, 404, 409, 413: its session closed
+ * or deleted meanwhile, say by Done on another device) keeps the chunk, marked `refused`: it is
+ * never sent again, and the person can download it (the audio exists nowhere else), then remove
+ * it. Uploads run one at a time, oldest first.
  *
  * The chunk being recorded survives the page too (issue 23): each piece the recorder hands over
  * is stored at once as a *partial* chunk, owned by the recording page (a Web Lock it holds while
@@ -119,6 +121,11 @@ function ownedBy(item, me) {
   return !item.user_id || item.user_id === me;
 }
 
+/** Whether `item` waits for its upload as `me`: that identity's, and not refused for good. */
+function sendable(item, me) {
+  return !item.refused && ownedBy(item, me);
+}
+
 /** The identity uploads go as: the stored token's, else the one the refresh cookie restores. */
 async function whoAmI() {
   const me = currentUserId();
@@ -162,9 +169,15 @@ async function send(item) {
   }
 }
 
+/** The `refused` marks of the kept chunks the server refused for good, oldest first. */
+function refusals(items) {
+  return items.filter((item) => item.refused).map((item) => item.refused);
+}
+
 export class UploadQueue {
   /**
-   * hooks (optional): `onChange(pendingCount)`, `onUploaded(ack, item)`, `onRefused(error, item)`,
+   * hooks (optional): `onChange(pendingCount, heldCount)` (`refused`: which of the held were
+   * refused), `onUploaded(ack, item)`, `onRefused(error, item)`,
    * `onRetry(error, delayMs)`.
    */
   constructor(hooks = {}) {
@@ -174,7 +187,8 @@ export class UploadQueue {
     this.timer = null;
     this.attempt = 0;
     this.pending = 0;
-    this.held = 0; // chunks kept for an identity this browser is not now (see the header)
+    this.held = 0; // chunks kept, not sent: another identity's (see the header), or refused
+    this.refused = []; // the `refused` marks ({status, code, message}) of the kept refused chunks
     this.gone = false; // this browser's identity is gone: nothing can be uploaded until it is back
     this.waiters = [];
     // Back online: upload now rather than after the back-off (up to 30 s) a failed try set.
@@ -292,8 +306,8 @@ export class UploadQueue {
       const items = await inStore(db, "readonly", (store) => store.getAll());
       const me = items.length ? await whoAmI() : null;
       this.gone = items.length > 0 && me === null;
-      const ours = this.gone ? [] : items.filter((item) => ownedBy(item, me));
-      this.setPending(ours.length, items.length - ours.length);
+      const ours = this.gone ? [] : items.filter((item) => sendable(item, me));
+      this.setPending(ours.length, items.length - ours.length, refusals(items));
       if (ours.length === 0) return;
       const item = ours[0];
       try {
@@ -303,7 +317,10 @@ export class UploadQueue {
         this.hooks.onUploaded?.(ack, item);
       } catch (err) {
         if (err instanceof Refused) {
-          await inStore(db, "readwrite", (store) => store.delete(item.id));
+          // Kept, never sent again: the recording exists nowhere else (a session closed or
+          // deleted from another device while this one was offline refuses it for good).
+          const refused = { status: err.status, code: err.code ?? "", message: err.message };
+          await inStore(db, "readwrite", (store) => store.put({ ...item, refused }));
           this.hooks.onRefused?.(err, item);
           continue;
         }
@@ -327,14 +344,15 @@ export class UploadQueue {
     const db = await this.db;
     const items = await inStore(db, "readonly", (store) => store.getAll());
     const me = currentUserId();
-    const ours = this.gone || me === null ? [] : items.filter((item) => ownedBy(item, me));
-    this.setPending(ours.length, items.length - ours.length);
+    const ours = this.gone || me === null ? [] : items.filter((item) => sendable(item, me));
+    this.setPending(ours.length, items.length - ours.length, refusals(items));
     return this.pending;
   }
 
-  setPending(count, held = this.held) {
+  setPending(count, held = this.held, refused = this.refused) {
     this.pending = count;
     this.held = held;
+    this.refused = refused;
     this.hooks.onChange?.(count, held);
     if (count === 0) {
       for (const resolve of this.waiters.splice(0)) resolve(true);
@@ -346,7 +364,7 @@ export class UploadQueue {
     const db = await this.db;
     const items = await inStore(db, "readonly", (store) => store.getAll());
     const me = currentUserId();
-    return this.gone || me === null ? items : items.filter((item) => !ownedBy(item, me));
+    return this.gone || me === null ? items : items.filter((item) => !sendable(item, me));
   }
 
   /** Forget the held chunks `ids` (their owner has them some other way: a download). */

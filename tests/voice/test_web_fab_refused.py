@@ -1,0 +1,70 @@
+"""In Chromium: a recording the server will not take is kept on the device, not thrown away.
+
+A phone records on the way (no network), and meanwhile the person presses Done on the laptop
+(or deletes the session there). Back online, the phone's chunk is refused for good (409: the
+session is closed; 404: it is gone). The queue deleted it and said 'A chunk was refused': the
+recording, made by the person and held nowhere else, was lost. Now it stays on the device, in
+the recorder's kept-recordings note, to be downloaded and then removed by the person."""
+
+from __future__ import annotations
+
+import aiohttp
+import pytest
+from playwright.async_api import expect
+
+from tests.browser import Tab
+from tests.helpers import Client, ServerUnderTest
+from tests.voice.test_web_fab_held import QUEUED, record_one_chunk_kept_back
+
+pytestmark = pytest.mark.timeout(180)
+
+
+@pytest.mark.parametrize("elsewhere", ["done", "deleted"])
+async def test_a_recording_its_session_no_longer_takes_is_kept_to_download(
+    server: ServerUnderTest, tab: Tab, elsewhere: str
+) -> None:
+    await tab.use_token(server.token("alice"))
+    page = await tab.open("/")
+    await page.set_viewport_size({"width": 390, "height": 844})  # a phone
+    # Uploads fail while it records: the chunk waits in the queue (its retries keep failing).
+    await record_one_chunk_kept_back(page, unroute=False)
+    session_id = await server.services.voice.active_id("alice")
+    assert session_id is not None
+
+    laptop = Client(server.url, server.token("alice"))
+    await laptop.connect()
+    try:
+        if elsewhere == "done":
+            await laptop.call("session_done", {"session_id": session_id})
+        else:
+            async with aiohttp.ClientSession() as http:
+                url = f"{server.url}/voicebot/sessions/{session_id}"
+                headers = {"Authorization": f"Bearer {server.token('alice')}"}
+                async with http.delete(url, headers=headers) as response:
+                    assert response.status == 200, await response.text()
+    finally:
+        await laptop.close()
+
+    refused: list[int] = []
+    page.on("response", lambda r: refused.append(r.status) if "/voicebot/chunks" in r.url else None)
+    await page.unroute("**/voicebot/chunks?*")
+    await page.evaluate("window.dispatchEvent(new Event('online'))")  # back online: sent now
+
+    held = page.locator("#fab-held")
+    why = "closed" if elsewhere == "done" else "deleted"
+    await expect(held).to_contain_text(f"1 recording could not be uploaded (its session was {why} meanwhile)")
+    assert refused and refused[-1] in (404, 409), refused
+    assert await page.evaluate(QUEUED) == 1
+    async with page.expect_download() as downloading:
+        await page.locator("#fab-held-download").click()
+    download = await downloading.value
+    assert download.suggested_filename.startswith(f"recording-{session_id}-chunk-")
+    # Kept across a reload, and never sent again to be refused again.
+    await page.reload(wait_until="domcontentloaded")
+    await expect(held).to_contain_text("1 recording could not be uploaded")
+    await page.locator("#fab-held-download").click()
+    await page.locator("#fab-held-remove").click()
+    await expect(held).to_be_hidden()
+    assert await page.evaluate(QUEUED) == 0
+    assert len(refused) == 1, refused
+
