@@ -68,3 +68,33 @@ async def test_a_recording_its_session_no_longer_takes_is_kept_to_download(
     assert await page.evaluate(QUEUED) == 0
     assert len(refused) == 1, refused
 
+
+async def test_a_pause_closed_elsewhere_offers_no_resume_but_new(server: ServerUnderTest, tab: Tab) -> None:
+    """Paused on the phone, Done on the laptop: the phone's recorder showed 'Closed' and still
+    offered Resume and Done, which answered 'not allowed in the session's current state'."""
+    await tab.use_token(server.token("alice"))
+    page = await tab.open("/")
+    await record_one_chunk_kept_back(page)  # New, a moment recorded, Pause (its upload goes through)
+    session_id = await server.services.voice.active_id("alice")
+    assert session_id is not None
+    await expect(page.locator("#fab-rec")).to_have_text("Resume")
+
+    laptop = Client(server.url, server.token("alice"))
+    await laptop.connect()
+    try:
+        await laptop.call("session_done", {"session_id": session_id})
+    finally:
+        await laptop.close()
+
+    await expect(page.locator("#fab-status")).to_have_attribute("data-status", "closed")
+    await expect(page.locator("#fab-message")).to_contain_text("This session was closed elsewhere")
+    await expect(page.locator("#fab-rec")).to_have_text("Rec")
+    await expect(page.locator("#fab-rec")).to_be_disabled()
+    await expect(page.locator("#fab-done")).to_be_disabled()
+    await expect(page.locator("#fab-new")).to_be_enabled()
+    # New goes on as the person expects: a new session, recording.
+    await page.locator("#fab-new").click()
+    await expect(page.locator("#fab-status")).to_have_attribute("data-status", "recording")
+    assert await server.services.voice.active_id("alice") not in (None, session_id)
+    await page.locator("#fab-pause").click()
+    await expect(page.locator("#fab-status")).to_have_attribute("data-status", "paused")

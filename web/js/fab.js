@@ -230,6 +230,7 @@ function follow(sessionId, { open = true, status = null } = {}) {
         onSnapshot: (session) => {
           state.status = session.status;
           state.sessionOpen = Boolean(session.is_active);
+          closedElsewhere();
           render();
         },
         onEvent: (event) => {
@@ -238,6 +239,7 @@ function follow(sessionId, { open = true, status = null } = {}) {
           if (event.type === "session_update" && "is_active" in (event.data ?? {}))
             state.sessionOpen = Boolean(event.data.is_active);
           if (event.type === "session_update" && event.data?.deleted === true && state.mode === "idle") follow(null);
+          closedElsewhere();
           render();
         },
       });
@@ -245,6 +247,19 @@ function follow(sessionId, { open = true, status = null } = {}) {
   }
   state.sessionOpen = open;
   render();
+}
+
+/**
+ * The FAB's session closed elsewhere (Done on another device, the bot's /done) while it was
+ * paused here: nothing is left to resume or to close, and the microphone is already free. It
+ * went on offering Resume and Done, both refused 'not allowed in the session's current state';
+ * now it is idle on the closed session, and New is what it offers.
+ */
+function closedElsewhere() {
+  if (state.mode !== "paused" || state.status !== "closed") return;
+  state.mode = "idle";
+  state.sessionOpen = false;
+  say("This session was closed elsewhere: New starts another one.");
 }
 
 /** Tell this tab's and other tabs' pages which session is now active (`/session` and FABs follow it). */
