@@ -36,7 +36,7 @@ from handlers.log_throttle import LogThrottle
 from handlers.metrics import Metrics
 from protocol.errors import CodedError, ErrorCode
 from storage.clock import Clock
-from storage.memory import memory_figures
+from storage.memory import READ_BOUND_S, memory_figures
 
 log = logging.getLogger(__name__)
 # A Redis that stays away would otherwise log a failed read every ``refresh_ms``.
@@ -46,9 +46,6 @@ _throttle = LogThrottle(log, level=logging.WARNING)
 STALE_AFTER_MS = 10_000
 # How long a request waits for a read under way before it goes by the last figures (see above).
 READ_WAIT_S = 1.0
-# The longest a read may take: one that never ends (a connection whose peer is gone without a
-# word, a hung primary) would otherwise keep every later read from starting, for good.
-READ_BOUND_S = 10.0
 # What a refused client is told to wait: memory is freed by an operator, not in a second.
 RETRY_AFTER_S = 60
 MESSAGE = "the server's storage is nearly full; nothing new can be stored now, try again later"
@@ -94,7 +91,9 @@ class StorageGuard:
         self.ratio = ratio
         self._budget_bytes = budget_bytes  # configured; 0: Redis's maxmemory
         self._refresh_ms = refresh_ms
-        self._read_bound_s = read_bound_s
+        # The longest a read may take (storage.memory.READ_BOUND_S): one that never ended would
+        # keep every later read from starting, for good. The memory alert's read is held to it too.
+        self.read_bound_s = read_bound_s
         self._reading: MemoryReading | None = None
         self._tried_at_ms: int | None = None
         self._reading_now: asyncio.Task[None] | None = None
@@ -153,7 +152,7 @@ class StorageGuard:
 
     async def _read(self, now_ms: int) -> None:
         try:
-            figures = await asyncio.wait_for(memory_figures(self._redis, self._budget_bytes), self._read_bound_s)
+            figures = await memory_figures(self._redis, self._budget_bytes, self.read_bound_s)
         except (RedisError, RedisClusterException, OSError, TimeoutError) as exc:  # cluster: no node answers
             _throttle.exception("storage guard: INFO memory failed; keeping the last figures", exc)
             return

@@ -2,11 +2,17 @@
 
 from __future__ import annotations
 
+import asyncio
 from dataclasses import dataclass
 from typing import Any
 
 from redis.asyncio import Redis
 from redis.asyncio.cluster import RedisCluster
+
+# The longest a read of the memory figures may take. A cluster client has no socket timeout:
+# a read that asks a primary that hangs (stopped, partitioned, failing over) would otherwise
+# never end, and hold whatever waits for it (the storage guard's next read, /admin/alerts).
+READ_BOUND_S = 10.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -22,22 +28,29 @@ class MemoryFigures:
         return self.used_bytes / self.budget_bytes if self.budget_bytes else 0.0
 
 
-async def memory_figures(redis: Redis, budget_bytes: int = 0) -> MemoryFigures:
+async def memory_infos(redis: Redis, bound_s: float = READ_BOUND_S) -> list[dict[str, Any]]:
     """``INFO memory`` of the one Redis, or of every primary of a cluster (a cluster client
     asks one node for INFO by default, so a full shard went unseen beside an empty one).
+
+    ``TimeoutError`` when the answers take longer than ``bound_s`` (see :data:`READ_BOUND_S`).
+    """
+    if isinstance(redis, RedisCluster):
+        info = await asyncio.wait_for(redis.info("memory", target_nodes=RedisCluster.PRIMARIES), bound_s)
+    else:
+        info = await asyncio.wait_for(redis.info("memory"), bound_s)
+    if "used_memory" in info:  # one node's answer
+        return [info]
+    return [part for part in info.values() if isinstance(part, dict)]
+
+
+async def memory_figures(redis: Redis, budget_bytes: int = 0, bound_s: float = READ_BOUND_S) -> MemoryFigures:
+    """The memory figures of the fullest node (:func:`memory_infos`, bounded by ``bound_s``).
 
     ``budget_bytes`` is a configured budget per node; 0 takes each node's own ``maxmemory``.
     The answer is the node whose share of its budget is the largest.
     """
-    if isinstance(redis, RedisCluster):
-        info = await redis.info("memory", target_nodes=RedisCluster.PRIMARIES)
-    else:
-        info = await redis.info("memory")
-    return _fullest(info, budget_bytes)
-
-
-def _fullest(info: dict[str, Any], budget_bytes: int) -> MemoryFigures:
-    if "used_memory" in info:  # one node's answer
-        return MemoryFigures(int(info["used_memory"]), budget_bytes or int(info.get("maxmemory") or 0))
-    nodes = [_fullest(part, budget_bytes) for part in info.values() if isinstance(part, dict)]
+    nodes = [
+        MemoryFigures(int(info["used_memory"]), budget_bytes or int(info.get("maxmemory") or 0))
+        for info in await memory_infos(redis, bound_s)
+    ]
     return max(nodes, key=lambda figures: figures.share, default=MemoryFigures(0, 0))

@@ -9,15 +9,18 @@ import signal
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
+import aiohttp
 import pytest
 import pytest_asyncio
 from redis.asyncio import Redis
 
+from auth.claims import Permission
 from handlers.metrics import Metrics
 from handlers.storage_guard import StorageGuard
 from server.services import connect_redis
 from storage.clock import Clock
 from tests.cluster import RedisCluster, need_redis_cli
+from tests.conftest import start_server
 
 pytestmark = pytest.mark.timeout(90)
 
@@ -75,3 +78,32 @@ async def test_a_cluster_gone_entirely_refuses_no_create_while_the_figures_last(
     clock.shift_ms += 1000
     await asyncio.wait_for(guard.admit("test"), ADMIT_BOUND_S)
     assert (await guard.state()).used_bytes > 0  # the last figures stand
+
+
+async def test_a_primary_that_hangs_holds_no_admin_alerts(cluster: RedisCluster, tmp_path: Path) -> None:
+    """The memory alert reads every primary's INFO memory: one that hangs (a cluster client has
+    no socket timeout) held /admin/alerts for good. Its read is bounded as the guard's is, and
+    the alert says Redis did not answer. The hung primary holds none of the keys the other
+    alerts read (the admin indexes, the job queue), which would hold the request themselves."""
+    server = await start_server(cluster.url, tmp_path / "node", redis_cluster=True)
+    try:
+        server.services.storage_guard.read_bound_s = 1.0  # the bound, short for the test
+        keys = server.services.keys
+        held = {cluster.owner(cluster.slot_of(key)) for key in (keys.admin_nodes(), keys.jobs())}
+        hung_port = next(port for port in cluster.masters() if port not in held)
+        token = server.token("root", perms=(Permission.ADMIN,))
+        async with aiohttp.ClientSession(headers={"Authorization": f"Bearer {token}"}) as http:
+            async with http.get(f"{server.url}/admin/alerts") as response:  # everyone answering
+                assert response.status == 200
+                assert "redis_unreachable" not in [alert["alert"] for alert in (await response.json())["alerts"]]
+            hung = cluster.processes[hung_port]
+            hung.send_signal(signal.SIGSTOP)
+            try:
+                async with asyncio.timeout(ADMIT_BOUND_S), http.get(f"{server.url}/admin/alerts") as response:
+                    assert response.status == 200
+                    alerts = (await response.json())["alerts"]
+            finally:
+                hung.send_signal(signal.SIGCONT)
+        assert "redis_unreachable" in [alert["alert"] for alert in alerts], alerts
+    finally:
+        await server.stop()

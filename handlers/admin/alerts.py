@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from redis.exceptions import RedisError, ResponseError
+from redis.exceptions import RedisClusterException, RedisError, ResponseError
 
 from handlers.admin.config import AdminConfig
 from handlers.admin.nodes import NodeHeartbeat
@@ -42,12 +42,14 @@ class Alerts:
     async def memory(self) -> list[dict[str, Any]]:
         """Redis memory near ``maxmemory`` (or the configured budget); past the storage guard's
         share it says that new sessions and guests are being refused (``storage_refusing``)."""
+        guard = self._s.storage_guard
         try:
-            figures = await memory_figures(self._s.redis, self._config.memory_budget_bytes)
-        except RedisError:
+            # Bounded as the guard's own read: a primary that hangs (no socket timeout on a
+            # cluster) held /admin/alerts, and /admin/metrics, for good.
+            figures = await memory_figures(self._s.redis, self._config.memory_budget_bytes, guard.read_bound_s)
+        except (RedisError, RedisClusterException, OSError, TimeoutError):  # cluster: no node answers
             return [_alert("redis_unreachable", "Redis did not answer INFO memory")]
         used, budget = figures.used_bytes, figures.budget_bytes
-        guard = self._s.storage_guard
         refusing = guard.over(used, budget)
         if not refusing and (budget <= 0 or used < budget * self._config.memory_alert_ratio):
             return []
