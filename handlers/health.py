@@ -48,6 +48,11 @@ OPERATIONS = (
 )
 
 
+# The longest /readyz waits for the memory figures (``redis_full``): on a cluster they are read
+# from every primary, and one that hangs must not hold a probe (which gives up in a second or
+# so); past it the probe says nothing about memory, as when INFO is refused.
+MEMORY_READ_BOUND_S = 1.0
+
 # /healthz's one answer, given by the route and by the site (FIXED_ANSWERS).
 LIVE = FixedAnswer("application/json; charset=utf-8", Liveness(ok=True).model_dump_json().encode())
 
@@ -60,11 +65,11 @@ class HealthRoutes:
         *,
         redis_ping: Callable[[], Awaitable[object]],
         bus_alive: Callable[[], bool],
-        redis_memory: Callable[[], Awaitable[dict[str, Any]]] | None = None,
+        redis_memory: Callable[[], Awaitable[list[dict[str, Any]]]] | None = None,
     ) -> None:
         self._redis_ping = redis_ping
         self._bus_alive = bus_alive
-        self._redis_memory = redis_memory  # INFO memory
+        self._redis_memory = redis_memory  # INFO memory of each node (every primary of a cluster)
 
     def register(self, app: web.Application) -> None:
         """Attach the routes to ``app``."""
@@ -93,16 +98,21 @@ class HealthRoutes:
         return web.json_response(answer.model_dump(), status=200 if ready else 503)
 
     async def _full(self) -> str | None:
-        """``redis_full: ...`` when Redis is at its maxmemory under a policy that refuses writes."""
+        """``redis_full: ...`` when Redis (on a cluster: any primary, since a write may land on
+        any shard) is at its maxmemory under a policy that refuses writes."""
         if self._redis_memory is None:
             return None
         try:
-            info = await self._redis_memory()
-            used, limit = int(info.get("used_memory", 0)), int(info.get("maxmemory", 0))
-        except Exception:  # INFO refused (a managed Redis may rename it): nothing to say
+            nodes = await self._redis_memory()
+        except Exception:  # INFO refused (a managed Redis may rename it), or too slow: nothing to say
             return None
-        policy = str(info.get("maxmemory_policy", ""))
-        # Under noeviction (and volatile-* with nothing volatile left) a full Redis refuses writes.
-        if limit <= 0 or used < limit or not (policy == "noeviction" or policy.startswith("volatile")):
-            return None
-        return f"redis_full: {used} bytes used of maxmemory {limit} ({policy}); writes are refused"
+        for info in nodes:
+            try:
+                used, limit = int(info.get("used_memory", 0)), int(info.get("maxmemory", 0))
+            except (TypeError, ValueError):
+                continue
+            policy = str(info.get("maxmemory_policy", ""))
+            # Under noeviction (and volatile-* with nothing volatile left) a full Redis refuses writes.
+            if limit > 0 and used >= limit and (policy == "noeviction" or policy.startswith("volatile")):
+                return f"redis_full: {used} bytes used of maxmemory {limit} ({policy}); writes are refused"
+        return None

@@ -19,7 +19,7 @@ from handlers.cleanups import CleanupRetry
 from handlers.connection import Connections
 from handlers.connection_events import ConnectionEvents
 from handlers.context import Services
-from handlers.health import HealthRoutes
+from handlers.health import MEMORY_READ_BOUND_S, HealthRoutes
 from handlers.http_common import FRONT_HOOKS, session_use_middleware
 from handlers.home import HomeRoutes
 from handlers.jwks_watch import JwksWatch
@@ -41,6 +41,7 @@ from server.bus import Bus
 from server.services import limits_section
 from server.settings import Settings
 from server.transport import SocketServer, build_server, choose_lane
+from storage.memory import memory_infos
 
 log = logging.getLogger(__name__)
 
@@ -152,7 +153,7 @@ def add_routes(
     interval_s = services.identities.config.revocation_poll_s
     RevocationWatch(services, connections, sio, interval_s=interval_s).register(app)
     HomeRoutes(services).register(app)
-    memory = partial(services.redis.info, "memory")
+    memory = partial(memory_infos, services.redis, MEMORY_READ_BOUND_S)
     HealthRoutes(redis_ping=services.redis.ping, bus_alive=lambda: bus.alive, redis_memory=memory).register(app)
     WebPages(services.web_dir).register(app)
     app.middlewares.append(bodyless_cap(services.limits.max_payload_bytes))

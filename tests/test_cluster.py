@@ -320,6 +320,25 @@ async def test_the_storage_guard_sees_the_fullest_primary(nodes: list[ServerUnde
     assert (await memory_figures(server.services.redis)).budget_bytes == 0
 
 
+async def test_readyz_says_full_when_any_primary_is(nodes: list[ServerUnderTest], cluster: RedisCluster) -> None:
+    """A write may land on any shard: /readyz says ``redis_full`` when any primary is at its
+    maxmemory under noeviction, not only the one node a cluster client asks INFO by default."""
+    server = nodes[0]
+    async with aiohttp.ClientSession() as http:
+        for port in cluster.masters():
+            master = cluster.client(port)
+            master.config_set("maxmemory-policy", "noeviction")
+            master.config_set("maxmemory", 1)  # below what is used already: this shard refuses writes
+            try:
+                async with http.get(f"{server.url}/readyz") as response:
+                    answer = await response.json()
+                assert response.status == 503 and (answer["degraded"] or "").startswith("redis_full"), (port, answer)
+            finally:
+                master.config_set("maxmemory", 0)
+        async with http.get(f"{server.url}/readyz") as response:
+            assert response.status == 200, await response.json()
+
+
 async def test_a_creation_given_back_after_its_window_turned_goes_back_where_it_was_counted(
     nodes: list[ServerUnderTest],
 ) -> None:
