@@ -287,7 +287,9 @@ class Channels:
         until then is lost to it, with no sign (seen in 2 of 7 graceful failovers). Refused,
         the channel stays lost and the map is read again in RECOVER_RETRY_S.
         """
-        role = await self._cluster.execute_command("ROLE", target_nodes=node)
+        # The node itself, once: not the cluster client's command path, whose retries and
+        # topology refreshes would wait on the very failover this is about.
+        role = await node.execute_command("ROLE")
         if _text(role[0]) != "master":
             raise ConnectionError(f"{node.name} is a {_text(role[0])} now: the slot map is out of date")
 
