@@ -116,6 +116,7 @@ from server.transport.messages import (
 from server.transport.messages import Header as _Header
 from server.transport.messages import size_of as _size_of
 from server.transport.leanws import (
+    CLOSE_POLICY,
     CLOSE_PROTOCOL,
     FrameError,
     HandshakeError,
@@ -349,11 +350,19 @@ class DirectWebSocket:
         if not isinstance(transport, asyncio.Transport) or transport.is_closing():
             await server.drop(eio_socket)
             return web.Response(status=400)
+        if eio_socket.connected and eio_socket.upgrading:
+            # One upgrade of a session at a time: each was answered 101 and waited for its probe
+            # for ever, so one long-polling session (one place in the per-address cap) held as
+            # many connections as its client opened, even after the session itself had ended.
+            return to_http(CodedError(ErrorCode.INVALID_PAYLOAD, "an upgrade of this session is already under way"))
         ws = EngineWebSocket(transport, eio_socket, server)
         if eio_socket.connected:  # from long-polling: the probe exchange comes first
             transport.write(switching_protocols(accept))
             eio_socket.upgrading = True  # packets wait in the queue meanwhile
             ws.in_prelude = True
+            # The probe exchange is the client's first words on the new connection: one that
+            # has not finished it by the connect deadline is closed (the session polls on).
+            asyncio.get_running_loop().call_later(server.upgrade_timeout_s, _end_prelude, ws)
         else:
             eio_socket.connected = True
             ws.start(preface=switching_protocols(accept))  # the 101 and Engine.IO's OPEN: one write
@@ -609,6 +618,13 @@ class EngineWebSocket(LeanWebSocket):
         self.server.close_later(socket)
 
 
+def _end_prelude(ws: EngineWebSocket) -> None:
+    """An upgrade whose probe exchange is still unfinished at its deadline: closed (its session
+    goes on long-polling; handle_closed lets it try again)."""
+    if ws.in_prelude:
+        ws.close(CLOSE_POLICY, "the upgrade probe exchange did not finish in time")
+
+
 def _unlink_transport(transport: asyncio.BaseTransport) -> None:
     """Break a closed transport's cycle with itself (its ``_read_ready_cb``, see the contract).
 
@@ -733,6 +749,7 @@ class LightEngineServer(engineio.AsyncServer):
         self.outbound: OutboundBudget = OutboundBudget(256 << 20, self.slow_limit_bytes)
         self.max_per_address = 1 << 30
         self.trust_forwarded_for = False
+        self.upgrade_timeout_s = 10.0  # SessionServer sets its connect deadline
         self.admission = TurnGate(ADMIT_PER_TURN)  # opening steps per loop turn (see ADMIT_PER_TURN)
         self._cuts: set[asyncio.Task[None]] = set()
         self.slow_cut: set[str] = set()  # sessions cut as slow clients, until their disconnect
@@ -1085,6 +1102,7 @@ class SessionServer(socketio.AsyncServer):
         self.eio.outbound = OutboundBudget(outbound_budget_bytes, slow_limit_bytes)
         self.eio.trust_forwarded_for = trust_forwarded_for
         self.connect_timeout_s = connect_timeout_s
+        self.eio.upgrade_timeout_s = connect_timeout_s
         self._deadlines: set[asyncio.Task[None]] = set()
         self._binary_bytes: dict[str, int] = {}  # bytes so far of each pending binary message
         self._skipping: dict[str, int] = {}  # attachments still to drop of each refused message

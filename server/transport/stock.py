@@ -373,6 +373,7 @@ class StockSessionServer(socketio.AsyncServer):
         self.backlogs: dict[str, Backlog] = {}  # Engine.IO sid -> what waits in its queue
         self.binary: dict[str, PendingBinary] = {}  # Engine.IO sid -> its binary message being received
         self.skipping: dict[str, int] = {}  # Engine.IO sid -> attachments still to drop of a refused message
+        self._upgrading: set[str] = set()  # Engine.IO sids with a WebSocket upgrade under way (see upgrade)
 
     def count_with(self, sent: Callable[[int, int], None], refused: Callable[[str], None]) -> None:
         """``server.transport.contract.SocketServer.count_with``."""
@@ -395,6 +396,8 @@ class StockSessionServer(socketio.AsyncServer):
                 return to_http(CodedError(ErrorCode.INVALID_PAYLOAD, f"not a WebSocket opening handshake: {refused}"))
         if request.method == "POST":
             return json_bad_request(await self.post(request))
+        if request.method == "GET" and "sid" in request.query and request.query.get("transport") == "websocket":
+            return json_bad_request(await self.upgrade(request, request.query["sid"]))
         if request.method != "GET" or "sid" in request.query:
             response: web.StreamResponse = await self.eio.handle_request(request)
             return json_bad_request(response)
@@ -416,6 +419,31 @@ class StockSessionServer(socketio.AsyncServer):
             if opening.sid is None:  # no session took the place (refused, a bad request)
                 self.places.give_back(address)
         return json_bad_request(response)
+
+    async def upgrade(self, request: web.Request, eio_sid: str) -> web.StreamResponse:
+        """A long-polling session's upgrade to a WebSocket: one at a time per session, and closed
+        unless its probe exchange is done by the connect deadline. Engine.IO answered every
+        upgrade 101 and waited for its probe for ever, so one session (one place in the
+        per-address cap) held as many connections as its client opened, even once it had ended.
+        Engine.IO serves the upgraded WebSocket inside this call: the session stays marked
+        for its life, and Engine.IO refuses an upgrade of an upgraded session anyway."""
+        if eio_sid in self._upgrading:
+            return to_http(CodedError(ErrorCode.INVALID_PAYLOAD, "an upgrade of this session is already under way"))
+        self._upgrading.add(eio_sid)
+        deadline = asyncio.get_running_loop().call_later(
+            self.connect_timeout_s, self._upgrade_deadline, eio_sid, request
+        )
+        try:
+            response: web.StreamResponse = await self.eio.handle_request(request)
+            return response
+        finally:
+            deadline.cancel()
+            self._upgrading.discard(eio_sid)
+
+    def _upgrade_deadline(self, eio_sid: str, request: web.Request) -> None:
+        socket = self.eio.sockets.get(eio_sid)
+        if (socket is None or not socket.upgraded) and request.transport is not None:
+            request.transport.close()  # Engine.IO's wait for the probe ends, and its handler with it
 
     async def post(self, request: web.Request) -> web.StreamResponse:
         """A long-polling POST: a body that is not an Engine.IO payload (not UTF-8, too many

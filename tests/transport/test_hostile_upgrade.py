@@ -1,0 +1,89 @@
+"""Upgrades from long-polling to WebSocket that never finish: each was answered 101 and waited
+for its Engine.IO probe for ever, so one long-polling session -- one place in the per-address
+cap -- held as many connections as its client opened, even after the session had ended (1,000
+upgrades of one session stayed open 25 s after its connect deadline had closed it). Now one
+upgrade of a session at a time, closed unless its probe exchange is done by the connect
+deadline; on both lanes."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+
+from tests.conftest import start_server
+from tests.helpers import ServerUnderTest
+from tests.raw_wire import RawWebSocket, port_of
+
+
+async def _polling_session(http: aiohttp.ClientSession, server: ServerUnderTest, *, join: bool) -> str:
+    """A long-polling session (joined to namespace "/" when ``join``); its Engine.IO sid."""
+    async with http.get(f"{server.url}/socket.io/?EIO=4&transport=polling") as response:
+        sid: str = json.loads((await response.text())[1:])["sid"]
+    if join:
+        url = f"{server.url}/socket.io/?EIO=4&transport=polling&sid={sid}"
+        async with http.post(url, data="40" + json.dumps({"token": server.token("alice")})) as response:
+            assert response.status == 200
+        async with http.get(url) as response:
+            assert (await response.text()).startswith("40"), "the namespace was not joined"
+    return sid
+
+
+async def _upgrade(server: ServerUnderTest, sid: str) -> tuple[int, RawWebSocket]:
+    """Send an upgrade request for ``sid``; its status and the connection."""
+    reader, writer = await asyncio.open_connection("127.0.0.1", port_of(server.url))
+    key = base64.b64encode(os.urandom(16)).decode()
+    writer.write(
+        f"GET /socket.io/?EIO=4&transport=websocket&sid={sid} HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\n"
+        f"Connection: Upgrade\r\nSec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: 13\r\n\r\n".encode()
+    )
+    head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 5)
+    return int(head.split(b" ", 2)[1]), RawWebSocket(reader, writer)
+
+
+async def test_a_second_upgrade_while_one_is_under_way_is_refused(server: ServerUnderTest) -> None:
+    async with aiohttp.ClientSession() as http:
+        sid = await _polling_session(http, server, join=True)
+        status, first = await _upgrade(server, sid)
+        opened: list[RawWebSocket] = [first]
+        try:
+            assert status == 101
+            for _ in range(3):
+                status, other = await _upgrade(server, sid)
+                opened.append(other)
+                assert status == 400, "a second upgrade of one session was let in"
+            # The first goes on as any upgrade does, and the session with it.
+            first.send("2probe")
+            assert await first.receive_until("3probe") == "3probe"
+            first.send("5")
+            first.send('421["no_such_event",{}]')
+            assert (await first.ack(1))["error"] == "unknown_event"
+        finally:
+            for ws in opened:
+                ws.close()
+
+
+async def test_an_upgrade_that_never_probes_is_closed_by_the_connect_deadline(
+    redis_process: Any, redis: Any, tmp_path: Path
+) -> None:
+    srv = await start_server(redis_process.url, tmp_path, connect_timeout_s=0.5)
+    try:
+        async with aiohttp.ClientSession() as http:
+            for _ in range(5):  # a machine slow enough to miss the session's own deadline tries again
+                sid = await _polling_session(http, srv, join=False)  # ended by the deadline too
+                status, silent = await _upgrade(srv, sid)
+                if status == 101:
+                    break
+                silent.close()
+            try:
+                assert status == 101
+                assert await silent.closed(10), "an upgrade that never sent its probe was held open"
+            finally:
+                silent.close()
+    finally:
+        await srv.stop()
