@@ -20,6 +20,11 @@ writes (a failover to a lagging replica), and then its pointer is what every mem
 A channel confirmed again after the pub/sub link dropped may have missed changes: every member
 is sent the pointer read anew.
 
+The user's channel also carries the user's renames (``{"user_id", "name"}``, published by the
+rename script): each is sent at once to every connection of the user following here, as a
+``user_renamed`` event. A name carries no count: the channel delivers them in the order they were
+stored, and a connection made again reads the name anew (``GET /api/auth/me``).
+
 A Redis that lost writes (a restart from an AOF missing its last second, a failover to a lagging
 replica) counts again from where it went back, so a change made after that can carry a ``seq``
 this node has seen already, with another session: the node keeps the session of the highest
@@ -41,7 +46,7 @@ from redis.exceptions import RedisError
 
 from handlers.metrics import Metrics
 from protocol.errors import CodedError, ErrorCode
-from protocol.events import ACTIVE_SESSION
+from protocol.events import ACTIVE_SESSION, USER_RENAMED
 from server.transport.contract import Outlet, Packet
 from storage.keys import Keys
 from storage.voice.repository import ActivePointer
@@ -168,6 +173,9 @@ class ActiveFeeds:
         """Send a change to every member that has nothing as new (see the module docstring)."""
         try:
             change = json.loads(data)
+            if "name" in change:  # a rename, not an active-session change
+                self._renamed(feed, change)
+                return
             seq, session_id = int(change["seq"]), change["session_id"]
         except (ValueError, KeyError, TypeError):
             log.warning("active session of %s: dropped a malformed announcement", feed.user_id)
@@ -185,6 +193,16 @@ class ActiveFeeds:
             elif seq > sent:
                 feed.sent[sid] = seq
                 self._send(sid, packet)
+
+    def _renamed(self, feed: _Feed, change: dict[str, Any]) -> None:
+        """The user's new name, to every member (joining ones too: a name is not ordered with
+        the active session's answer)."""
+        name = change["name"]
+        if not isinstance(name, str):
+            raise TypeError("name")
+        packet = Packet(USER_RENAMED, json.dumps({"user_id": feed.user_id, "name": name}, separators=(",", ":")))
+        for sid in feed.sent:
+            self._send(sid, packet)
 
     def catch_up(self, feed: _Feed, sids: list[str]) -> None:
         """Read the pointer (once the channel is subscribed) and send it to ``sids``."""

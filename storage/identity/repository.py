@@ -122,6 +122,7 @@ class Identities:
         self._rotation_key = rotation_key
         self._rotate = plain_script(redis, "identity/rotate.lua")
         self._revoke = plain_script(redis, "identity/revoke.lua")
+        self._rename = plain_script(redis, "identity/rename.lua")
 
     # --- profiles --------------------------------------------------------------------
     async def create_user(self, user_id: str, *, name: str = "Guest", guest: bool = True) -> Profile:
@@ -165,8 +166,10 @@ class Identities:
         }
 
     async def rename(self, user_id: str, name: str) -> None:
-        """Set the display name (kept as long as the profile is)."""
-        await self._redis.hset(self._keys.user_profile(user_id), "name", name[:MAX_NAME_CHARS])
+        """Set the display name (kept as long as the profile is), announced to the user's
+        connections that follow the user's channel (a ``user_renamed`` event) in the same step."""
+        keys = [self._keys.user_profile(user_id)]
+        await self._rename(keys=keys, args=[name[:MAX_NAME_CHARS], user_id, self._keys.active_session_channel(user_id)])
         await self.keep(user_id)
 
     async def set_admin(self, user_id: str, admin: bool) -> None:

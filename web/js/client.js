@@ -613,12 +613,19 @@ export function connect({ onState = () => {} } = {}) {
       );
     },
   });
+  let connectedBefore = false;
   socket.on("connect", () => {
     renewals = 0;
+    // Made again: what the page was not told meanwhile (a rename elsewhere) is read anew.
+    if (connectedBefore) window.dispatchEvent(new Event("sessionhub:reconnected"));
+    connectedBefore = true;
     onState("connected");
   });
   socket.on("disconnect", (reason) => onState("offline", reason));
   socket.on("signed_out", (data) => signedOutHere(data, onState));
+  // The person renamed themselves (here or on another device): the page's identity badge follows
+  // (web/js/identity.js). Only a connection that follows the active session is told.
+  socket.on("user_renamed", (data) => window.dispatchEvent(new CustomEvent("sessionhub:renamed", { detail: data })));
   socket.on("connect_error", (err) => {
     if (err?.message !== "unauthorized") {
       onState("offline", err?.message); // the manager retries by itself

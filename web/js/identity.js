@@ -37,6 +37,7 @@ const NO_PASSKEYS = "Passkeys are not set up on this server.";
 
 let root = null; // the top bar's identity control
 let panel = null; // the details panel (devices, link, sign out)
+let rereading = null; // the name read again after a reconnection, while in flight
 
 function mount() {
   const bar = document.querySelector("header.topbar") ?? document.body;
@@ -50,6 +51,27 @@ function mount() {
   // The page became someone (a first visit's guest, a sign-in): show who.
   window.addEventListener("sessionhub:identity", (event) => {
     if (root.dataset.userId !== event.detail.user_id) load();
+  });
+  // Renamed on another device (the server's `user_renamed`, on a connection of this page): shown,
+  // and kept for this browser's other tabs.
+  window.addEventListener("sessionhub:renamed", (event) => {
+    const { user_id: userId, name } = event.detail ?? {};
+    if (typeof name !== "string" || userId !== root.dataset.userId || !shown) return;
+    rememberName(userId, name);
+    if ((name || "Guest") !== (shown.name || "Guest")) showName(name);
+  });
+  // A connection made again was told nothing while it was away: the name is read anew (once for
+  // all of the page's connections coming back together).
+  window.addEventListener("sessionhub:reconnected", () => {
+    if (rereading || root.dataset.state !== "known" || !shown) return;
+    rereading = api("/api/auth/me")
+      .then((me) => {
+        if (me.user_id === root.dataset.userId && (me.name || "Guest") !== (shown.name || "Guest")) showName(me.name);
+      })
+      .catch(() => {}) // offline again: the next connection reads it
+      .finally(() => {
+        rereading = null;
+      });
   });
   // Another tab of this browser signed out, started over as a new guest or signed in: this tab
   // is that browser too, and must not go on showing who it was.
