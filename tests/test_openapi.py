@@ -21,7 +21,11 @@ import aiohttp
 import pytest
 import schemathesis
 from hypothesis import HealthCheck, Phase, seed, settings
+from jsonschema import Draft202012Validator
 from openapi_spec_validator import OpenAPIV31SpecValidator
+from pydantic import ValidationError
+from referencing import Registry, Resource
+from referencing.jsonschema import DRAFT202012
 from schemathesis.checks import CheckContext, not_a_server_error
 from schemathesis.specs.openapi.checks import (
     content_type_conformance,
@@ -33,6 +37,8 @@ from schemathesis.specs.openapi.checks import (
 from auth.claims import Permission
 from handlers import idempotency
 from handlers.openapi_document import build_document
+from handlers.patterns.api_errors import ApiError
+from handlers.patterns.requests import CreateBody
 from handlers.listening.actions import UPLOAD_CLOCK_SKEW_MS, UPLOAD_MAX_AGE_MS
 from handlers.listening.payloads import MAX_UPLOAD_SPAN_MS
 from handlers.listening.stats import time_zone
@@ -570,3 +576,33 @@ def test_every_503_documents_the_retry_after_it_may_carry(tmp_path: Path) -> Non
     assert checked and {"/api/streams", "/voicebot/create_session", "/api/auth/guest"} <= {
         path for path, methods in spec["paths"].items() if "503" in methods.get("post", {}).get("responses", {})
     }
+
+
+def test_a_create_body_is_valid_to_the_document_exactly_when_the_server_takes_it(tmp_path: Path) -> None:
+    """``POST /api/sessions``: beside a state object the top-level state fields are ignored
+    (PROTOCOL.md, as the origin app does), so the document must not hold them to their rules
+    there; without one it must. Both sides are asked the same bodies."""
+    spec = document_of(tmp_path)
+    registry: Registry[Any] = Registry().with_resource("urn:sessionhub", Resource.from_contents(spec, DRAFT202012))
+    body = spec["paths"]["/api/sessions"]["post"]["requestBody"]["content"]["application/json"]["schema"]
+    validator = Draft202012Validator({"$ref": "urn:sessionhub" + body["$ref"]}, registry=registry)
+    state = {"tracks": [], "tempo": 120, "swing": 0, "version": 1}
+    bodies: list[dict[str, Any]] = [
+        {},
+        {"tempo": 100},
+        {"swing": -1},
+        {"state": state},
+        {"state": state, "swing": -1},  # ignored beside the state: the document said refused
+        {"state": state, "tempo": "fast", "tracks": "none"},
+        {"state": None, "swing": -1},
+        {"state": None, "tempo": 100},
+        {"state": "x"},
+        {"name": 5, "state": state},
+    ]
+    for case in bodies:
+        try:
+            CreateBody.parse(case)
+            taken = True
+        except (ValidationError, ApiError):
+            taken = False
+        assert validator.is_valid(case) is taken, case

@@ -39,6 +39,20 @@ def _publish_complete_or_name(schema: dict[str, Any]) -> None:
     _publish_complete(schema, at_least_one=True)
 
 
+def _publish_wrapped_wins(schema: dict[str, Any]) -> None:
+    """Say in the published schema what ``_wrapped_wins`` does: beside a state object the
+    top-level state fields are ignored, so only a body without one is held to their rules.
+
+    Published as rules of every body, they made ``{"state": {...}, "swing": -1}`` a request the
+    document refuses and the server takes (a contract checker's negative case).
+    """
+    no_null_defaults(schema)
+    properties = schema["properties"]
+    direct = {name: properties.pop(name) for name in (*DIRECT_FIELDS, "version")}
+    wrapped = {"required": ["state"], "properties": {"state": {"type": "object"}}}
+    schema["anyOf"] = [wrapped, {"properties": direct}]
+
+
 def _complete(state: PatternState, prefix: str = "state") -> PatternState:
     missing = state.missing()
     if missing:
@@ -55,7 +69,7 @@ class CreateBody(PatternState):
     stored, so never rendered. Everything in the state is validated as strictly as a PUT's.
     """
 
-    model_config = ConfigDict(extra="ignore")
+    model_config = ConfigDict(extra="ignore", json_schema_extra=_publish_wrapped_wins)
 
     name: SessionName | None = None
     state: PatternState | None = None
