@@ -238,7 +238,15 @@ function follow(sessionId, { open = true, status = null } = {}) {
           if (event.type === "session_status" && event.data?.reason === "recorder_gone") reassert();
           if (event.type === "session_update" && "is_active" in (event.data ?? {}))
             state.sessionOpen = Boolean(event.data.is_active);
-          if (event.type === "session_update" && event.data?.deleted === true && state.mode === "idle") follow(null);
+          // Deleted by its owner (session_update deleted) or by an operator (session_deleted).
+          const deleted =
+            (event.type === "session_update" && event.data?.deleted === true) || event.type === "session_deleted";
+          if (deleted && state.mode === "paused") {
+            // Nothing is left to resume or close (the microphone is free since the pause).
+            state.mode = "idle";
+            say("This session was deleted elsewhere: New starts another one.");
+          }
+          if (deleted && state.mode === "idle") follow(null);
           closedElsewhere();
           render();
         },

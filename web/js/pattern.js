@@ -115,6 +115,7 @@ function onLogEvent(event) {
       onPresence(data);
       break;
     case "pattern_deleted":
+    case "session_deleted": // an operator deleted it (DELETE /admin/sessions/<id>, an orphan sweep)
       showNotFound();
       return;
     default:

@@ -60,6 +60,7 @@ const ui = {
 let sessionId = null;
 let session = null;
 let socket = null;
+let subscription = null;
 const clips = new Map(); // clip id -> clip (owner shape; live ones lack submitted_by until reloaded)
 let reviewOffset = null; // the log offset the review reflects; null while it loads
 let buffered = [];
@@ -608,6 +609,17 @@ function scheduleRender() {
 }
 
 function onEvent(event) {
+  if (event.type === "session_deleted") {
+    // An operator deleted the stream (DELETE /admin/sessions/<id>): the dashboard went on showing
+    // it live, every button answered 'no such session'.
+    subscription?.close();
+    clearTimeout(momentsTimer);
+    showError("Stream deleted", "This stream session has been deleted, with its clips.", {
+      href: "/streams",
+      text: "Back to my streams",
+    });
+    return;
+  }
   orphanBanner.edited(); // a logged change (a state action, a viewer's clip): active again
   if (reviewOffset === null) buffered.push(event);
   else if (event.offset > reviewOffset) apply(event);
@@ -697,7 +709,7 @@ async function main() {
   show(ui.card, ui.review);
   orphanBanner.show(sessionId, session);
   socket = connect({ onState: (state) => showConnection(ui.connection, state, STREAM_CONNECTION_TEXT) });
-  subscribeSession(socket, sessionId, {
+  subscription = subscribeSession(socket, sessionId, {
     onSnapshot,
     onEvent,
     onSubscribed: () => showConnection(ui.connection, "live", STREAM_CONNECTION_TEXT),

@@ -55,6 +55,8 @@ const ERROR_TEXT = {
   // notice above offers the way back. Not "Something went wrong": nothing broke.
   identity_lost: ["Not signed in on this device", ""],
   unavailable: ["Server unreachable", "The server cannot be reached. Check the connection and reload the page."],
+  // Deleted while the page was open (an operator deleted the stream): its audience log says so.
+  session_deleted: ["Stream deleted", "This stream session has been deleted: it takes no more clips."],
 };
 
 const REASONS = {
@@ -66,6 +68,7 @@ const REASONS = {
 let sessionId = null;
 let session = null;
 let socket = null;
+let subscription = null;
 let live = false;
 let pending = null; // {submission_id, note}: sent, not answered yet
 let cooldownUntil = 0; // performance.now() ms
@@ -283,6 +286,11 @@ function apply(event) {
   } else if (event.type === "viewer_blocked" && event.data?.viewer_tag === viewerTag) {
     blocked = event.data.blocked === true;
     updateButton();
+  } else if (event.type === "session_deleted") {
+    // It went on showing the stream live and its Clip button, answered 'no such session'.
+    subscription?.close();
+    pending = null;
+    showError({ code: "session_deleted" });
   }
 }
 
@@ -304,7 +312,7 @@ async function main() {
     render();
     orphanBanner.show(sessionId, session);
     socket = connect({ onState: (state) => connectionChanged(state) });
-    subscribeSession(socket, session.audience_id, {
+    subscription = subscribeSession(socket, session.audience_id, {
       onSnapshot: (snapshot) => {
         session = { ...session, state: snapshot.state };
         render();
