@@ -120,6 +120,21 @@ async def test_pattern_create_and_remix_with_a_key(server: ServerUnderTest) -> N
     assert published[0][1]["id"] == published[1][1]["id"] and published[1][2] == "true"
 
 
+async def test_a_key_is_kept_per_route(server: ServerUnderTest) -> None:
+    """PROTOCOL.md, Retries: the same key on another route is another request; on the remix
+    route it is the same request whatever session the path names."""
+    headers = {"Authorization": f"Bearer {server.token('alice')}", "Idempotency-Key": str(uuid.uuid4())}
+    voice = await _post(server, "/voicebot/create_session", {}, headers)
+    stream = await _post(server, "/api/streams", {"title": "t"}, headers)
+    assert (voice[0], voice[2], stream[0], stream[2]) == (201, "", 201, "")
+    assert stream[1]["session"]["session_id"] != voice[1]["session_id"]
+    parents = [(await _post(server, "/api/sessions", {}, {}))[1]["id"] for _ in range(2)]
+    key = {"Idempotency-Key": str(uuid.uuid4())}
+    first = await _post(server, f"/api/sessions/{parents[0]}/remix", None, key)
+    other = await _post(server, f"/api/sessions/{parents[1]}/remix", None, key)
+    assert other[1] == first[1] and other[1]["remixedFrom"] == parents[0] and other[2] == "true"
+
+
 async def test_a_chunk_upload_with_a_key(server: ServerUnderTest) -> None:
     session_id = await server.create_session("alice")
     headers = {"Idempotency-Key": str(uuid.uuid4())}
