@@ -109,6 +109,10 @@ async def read_body(request: web.Request, max_bytes: int) -> bytes:
     return b"".join(chunks)
 
 
+# Both Socket.IO lanes' refusal of a long-poll sent while one of its session's waits already.
+POLL_OVERLAP = "a long-poll of this session is already waiting"
+
+
 def client_address(request: web.Request, *, trust_forwarded_for: bool) -> str:
     """The client's address; the last ``X-Forwarded-For`` hop only behind a trusted proxy."""
     return address_of(request.remote, forwarded_for(request.headers), trust_forwarded_for)

@@ -94,7 +94,14 @@ from socketio import packet as sio_packet
 
 from handlers.admission import TurnGate
 from handlers.errors import to_http
-from handlers.http_common import BODY_READ_TIMEOUT_S, FIXED_ANSWERS, FrontAnswer, address_of, client_address
+from handlers.http_common import (
+    BODY_READ_TIMEOUT_S,
+    FIXED_ANSWERS,
+    POLL_OVERLAP,
+    FrontAnswer,
+    address_of,
+    client_address,
+)
 from handlers.log_throttle import LogThrottle
 from protocol import order, wire_json
 from protocol.errors import CodedError, ErrorCode
@@ -758,6 +765,7 @@ class LightEngineServer(engineio.AsyncServer):
         self._closer: asyncio.Task[None] | None = None
         self._per_address: dict[str, int] = {}  # open Engine.IO sessions per client address
         self._address_of: dict[str, str] = {}
+        self._polling: set[str] = set()  # sessions with a long-poll waiting (one at a time)
         # The server's metrics hooks (server.app.attach_bus sets them): messages and bytes sent
         # one at a time (acks, emits), and connects refused here, by reason.
         self.on_sent: Callable[[int, int], None] = _ignore_sent
@@ -828,6 +836,19 @@ class LightEngineServer(engineio.AsyncServer):
             refusal = opening_refusal(request.headers, http_11=request.version == HttpVersion11)
             if refusal is not None:
                 return to_http(CodedError(ErrorCode.INVALID_PAYLOAD, f"not a WebSocket opening handshake: {refusal}"))
+        if request.method == "GET" and "Upgrade" not in request.headers and "sid" in request.query:
+            # A long-poll: one at a time per session. Engine.IO let any number wait together
+            # (each up to the ping interval and timeout), so one session held as many
+            # connections as its client opened; no Engine.IO client overlaps its GETs.
+            sid = request.query["sid"]
+            if sid in self._polling:
+                return to_http(CodedError(ErrorCode.INVALID_PAYLOAD, POLL_OVERLAP))
+            self._polling.add(sid)
+            try:
+                polled: web.StreamResponse = await super().handle_request(request)
+            finally:
+                self._polling.discard(sid)
+            return polled
         response: web.StreamResponse = await super().handle_request(request)
         return response
 

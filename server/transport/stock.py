@@ -81,7 +81,7 @@ from engineio import payload as eio_payload
 from socketio import packet as sio_packet
 
 from handlers.errors import to_http
-from handlers.http_common import BODY_READ_TIMEOUT_S, FrontAnswer, client_address
+from handlers.http_common import BODY_READ_TIMEOUT_S, POLL_OVERLAP, FrontAnswer, client_address
 from handlers.log_throttle import LogThrottle
 from protocol import wire_json
 from protocol.errors import CodedError, ErrorCode
@@ -374,6 +374,7 @@ class StockSessionServer(socketio.AsyncServer):
         self.binary: dict[str, PendingBinary] = {}  # Engine.IO sid -> its binary message being received
         self.skipping: dict[str, int] = {}  # Engine.IO sid -> attachments still to drop of a refused message
         self._upgrading: set[str] = set()  # Engine.IO sids with a WebSocket upgrade under way (see upgrade)
+        self._polling: set[str] = set()  # Engine.IO sids with a long-poll waiting (see poll)
 
     def count_with(self, sent: Callable[[int, int], None], refused: Callable[[str], None]) -> None:
         """``server.transport.contract.SocketServer.count_with``."""
@@ -396,8 +397,11 @@ class StockSessionServer(socketio.AsyncServer):
                 return to_http(CodedError(ErrorCode.INVALID_PAYLOAD, f"not a WebSocket opening handshake: {refused}"))
         if request.method == "POST":
             return json_bad_request(await self.post(request))
-        if request.method == "GET" and "sid" in request.query and request.query.get("transport") == "websocket":
-            return json_bad_request(await self.upgrade(request, request.query["sid"]))
+        if request.method == "GET" and "sid" in request.query:
+            # Engine.IO takes a GET of a session for an upgrade by its headers, whatever its query says.
+            if "Upgrade" in request.headers:
+                return json_bad_request(await self.upgrade(request, request.query["sid"]))
+            return json_bad_request(await self.poll(request, request.query["sid"]))
         if request.method != "GET" or "sid" in request.query:
             response: web.StreamResponse = await self.eio.handle_request(request)
             return json_bad_request(response)
@@ -439,6 +443,19 @@ class StockSessionServer(socketio.AsyncServer):
         finally:
             deadline.cancel()
             self._upgrading.discard(eio_sid)
+
+    async def poll(self, request: web.Request, eio_sid: str) -> web.StreamResponse:
+        """A long-poll: one at a time per session. Engine.IO let any number wait together (each up
+        to the ping interval and timeout, 45 s), so one session held as many connections as its
+        client opened. No Engine.IO client sends a GET before the last one was answered."""
+        if eio_sid in self._polling:
+            return to_http(CodedError(ErrorCode.INVALID_PAYLOAD, POLL_OVERLAP))
+        self._polling.add(eio_sid)
+        try:
+            response: web.StreamResponse = await self.eio.handle_request(request)
+            return response
+        finally:
+            self._polling.discard(eio_sid)
 
     def _upgrade_deadline(self, eio_sid: str, request: web.Request) -> None:
         socket = self.eio.sockets.get(eio_sid)

@@ -34,12 +34,13 @@ async def _polling_session(http: aiohttp.ClientSession, server: ServerUnderTest,
     return sid
 
 
-async def _upgrade(server: ServerUnderTest, sid: str) -> tuple[int, RawWebSocket]:
-    """Send an upgrade request for ``sid``; its status and the connection."""
+async def _upgrade(server: ServerUnderTest, sid: str, transport: str = "websocket") -> tuple[int, RawWebSocket]:
+    """Send an upgrade request for ``sid`` (``transport`` in its query: Engine.IO goes by the
+    headers); its status and the connection."""
     reader, writer = await asyncio.open_connection("127.0.0.1", port_of(server.url))
     key = base64.b64encode(os.urandom(16)).decode()
     writer.write(
-        f"GET /socket.io/?EIO=4&transport=websocket&sid={sid} HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\n"
+        f"GET /socket.io/?EIO=4&transport={transport}&sid={sid} HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\n"
         f"Connection: Upgrade\r\nSec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: 13\r\n\r\n".encode()
     )
     head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 5)
@@ -53,8 +54,8 @@ async def test_a_second_upgrade_while_one_is_under_way_is_refused(server: Server
         opened: list[RawWebSocket] = [first]
         try:
             assert status == 101
-            for _ in range(3):
-                status, other = await _upgrade(server, sid)
+            for transport in ("websocket", "polling", "websocket"):
+                status, other = await _upgrade(server, sid, transport)
                 opened.append(other)
                 assert status == 400, "a second upgrade of one session was let in"
             # The first goes on as any upgrade does, and the session with it.
@@ -87,3 +88,32 @@ async def test_an_upgrade_that_never_probes_is_closed_by_the_connect_deadline(
                 silent.close()
     finally:
         await srv.stop()
+
+
+async def _poll(server: ServerUnderTest, sid: str) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
+    reader, writer = await asyncio.open_connection("127.0.0.1", port_of(server.url))
+    writer.write(f"GET /socket.io/?EIO=4&transport=polling&sid={sid} HTTP/1.1\r\nHost: x\r\n\r\n".encode())
+    return reader, writer
+
+
+async def test_a_second_long_poll_while_one_waits_is_refused(server: ServerUnderTest) -> None:
+    async with aiohttp.ClientSession() as http:
+        sid = await _polling_session(http, server, join=True)
+        polls = [await _poll(server, sid) for _ in range(2)]  # nothing to send yet: one waits
+        heads = [asyncio.ensure_future(reader.readuntil(b"\r\n\r\n")) for reader, _ in polls]
+        try:
+            done, _ = await asyncio.wait(heads, timeout=10, return_when=asyncio.FIRST_COMPLETED)
+            assert done, "two long-polls of one session were both held"
+            refused = heads.index(done.pop())
+            assert heads[refused].result().startswith(b"HTTP/1.1 400 "), heads[refused].result()
+            # The one that waits is answered as ever: here with an event's ack.
+            url = f"{server.url}/socket.io/?EIO=4&transport=polling&sid={sid}"
+            async with http.post(url, data='421["no_such_event",{}]') as response:
+                assert response.status == 200
+            held = heads[1 - refused]
+            assert (await asyncio.wait_for(held, 10)).startswith(b"HTTP/1.1 200 ")
+        finally:
+            for head in heads:
+                head.cancel()
+            for _, writer in polls:
+                writer.close()
