@@ -72,7 +72,8 @@ OPERATIONS = (
     Operation(
         "patch",
         "/api/auth/me",
-        "Set the caller's display name (tokens carry it from their next refresh)",
+        "Set the caller's display name (tokens carry it from their next refresh; the caller's"
+        " connections that follow the active session are sent user_renamed at once)",
         tag=TAG,
         body=Rename,
         statuses=(400, 401, 413, 503),
@@ -158,7 +159,8 @@ class AccountRoutes:
         )
 
     async def rename(self, request: web.Request) -> web.Response:
-        """Set the display name."""
+        """Set the display name; the user's following connections, on every node, are told at
+        once (``user_renamed``, announced by the store's rename script)."""
         claims = self._claims(request)
         body = validate(Rename, await json_body(request, max_bytes=1024))
         await self._s.identities.rename(claims.sub, body.name.strip() or "Guest")
