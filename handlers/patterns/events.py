@@ -30,6 +30,8 @@ STATE_BODY_MARGIN_BYTES = 64
 # Distinct op client_id values one connection may use (a page keeps one for its life; each is an
 # hour-long key in Redis, so one per op would be a key per op).
 CLIENT_IDS_PER_CONNECTION = 4
+# The name of a pattern player's farewell on its connection (Connection.farewells), before the session id.
+PRESENCE_FAREWELL = "pattern:"
 Colour = Annotated[str, Field(strict=True, pattern=r"^#[0-9a-fA-F]{6}$")]
 
 # Refusals of the scripts, told in words (the scripts return only the code).
@@ -126,6 +128,15 @@ class PatternEvents:
     async def join(self, conn: Connection, data: dict[str, Any]) -> dict[str, Any]:
         """Be present with a name and colour (``session_full`` past the limit: watch instead)."""
         request = validate(JoinRequest, data)
+        farewell = f"{PRESENCE_FAREWELL}{request.session_id}"
+        if farewell not in conn.farewells:
+            present_in = sum(1 for name in conn.farewells if name.startswith(PRESENCE_FAREWELL))
+            limit = self._s.limits.max_subscriptions
+            if present_in >= limit:
+                # One connection was present in as many sessions as it named: a player each in
+                # Redis, a join in each log, and a leave each to run when it closed.
+                message = f"a connection may be present in at most {limit} pattern sessions; leave one first"
+                raise CodedError(ErrorCode.LIMIT_REACHED, message, limit=limit)
         player = {"id": conn.sid, "user": conn.claims.sub, "name": request.name or "Guest", "colour": request.colour}
         try:
             presence = await self._patterns.presence(
@@ -142,9 +153,7 @@ class PatternEvents:
                 raise CodedError(exc.code, f"at most {self._config.max_players} players; you can still watch") from None
             raise _worded(exc) from None
         # The socket closing is a leave: the others see this player go at once, not after the TTL.
-        conn.farewells[f"pattern:{request.session_id}"] = partial(
-            self._patterns.presence, request.session_id, "leave", conn.sid
-        )
+        conn.farewells[farewell] = partial(self._patterns.presence, request.session_id, "leave", conn.sid)
         return {"session_id": request.session_id, "player_id": conn.sid, "present": presence.present}
 
     async def cursor(self, conn: Connection, data: dict[str, Any]) -> dict[str, Any]:
@@ -163,7 +172,7 @@ class PatternEvents:
     async def leave(self, conn: Connection, data: dict[str, Any]) -> dict[str, Any]:
         """Stop being present (not being present is not an error)."""
         request = validate(SessionRef, data)
-        conn.farewells.pop(f"pattern:{request.session_id}", None)
+        conn.farewells.pop(f"{PRESENCE_FAREWELL}{request.session_id}", None)
         try:
             presence = await self._patterns.presence(request.session_id, "leave", conn.sid)
         except CodedError as exc:

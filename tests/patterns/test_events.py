@@ -488,3 +488,35 @@ async def test_a_reconnecting_player_replaces_only_its_own_old_entry(
     assert ack["present"] == 2
     players = await server.services.redis.hkeys(server.services.keys.pattern_players(session_id))  # type: ignore[misc]
     assert old_id not in players and ack["player_id"] in players
+
+
+async def test_one_connection_is_present_in_at_most_max_subscriptions_patterns(
+    redis_process: RedisProcess, redis: Any, tmp_path: Path
+) -> None:
+    # Each presence is a player in Redis, a join in the log and a leave to run when the socket
+    # closes: one connection joined as many sessions as it named (150 in a probe).
+    srv = await start_server(redis_process.url, tmp_path, max_subscriptions=2)
+    clients: list[Client] = []
+    try:
+        ids = [await new_pattern(srv) for _ in range(3)]
+        mallory = Client(srv.url, srv.token("mallory", perms=GUEST_PERMISSIONS, guest=True))
+        clients.append(mallory)
+        await mallory.connect()
+
+        async def join(session_id: str) -> dict[str, Any]:
+            ack: dict[str, Any] = await mallory.call(
+                "pattern_join", {"session_id": session_id, "name": "M", "colour": "#000000"}
+            )
+            return ack
+
+        assert [(await join(i))["ok"] for i in ids[:2]] == [True, True]
+        refused = await join(ids[2])
+        assert refused.get("error") == "limit_reached" and refused["limit"] == 2, refused
+        assert (await join(ids[1]))["ok"] is True  # joining again where it is present is no new place
+        left = await mallory.call("pattern_leave", {"session_id": ids[0]})
+        assert left["was_present"] is True
+        assert (await join(ids[2]))["ok"] is True  # a place given back
+    finally:
+        for client in clients:
+            await client.close()
+        await srv.stop()
