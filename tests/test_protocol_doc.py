@@ -1,16 +1,24 @@
 """docs/PROTOCOL.md states exactly the wire codes of protocol.errors.ErrorCode, with their statuses;
-README.md's configuration table names exactly the variables Settings reads, with their defaults."""
+README.md's configuration table names exactly the variables Settings reads, with their defaults;
+every Socket.IO event the server registers is documented."""
 
 from __future__ import annotations
 
 import re
 from enum import Enum
 from pathlib import Path, PurePath
+from typing import Any
 
+import pytest
 from pydantic import AliasChoices
 
+from handlers.socket_router import SocketRouter
 from protocol.errors import ErrorCode
+from server.app import build_app
+from server.identity import token_service
+from server.services import build_services, connect_redis
 from server.settings import Settings
+from tests import helpers
 
 PROTOCOL = Path(__file__).resolve().parent.parent / "docs" / "PROTOCOL.md"
 _ROW = re.compile(r"^\| `([a-z_]+)` \| (\d{3}) \|", re.MULTILINE)
@@ -92,3 +100,33 @@ def test_every_documented_default_is_the_real_one() -> None:
         assert shown[names.index(name)] in _spellings(field.default), (name, cell, field.default)
         checked += 1
     assert checked > 90  # the table was read, not skipped
+
+
+def _registered_events(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> dict[str, bool]:
+    """Every Socket.IO event the app registers, with whether it is session-scoped (building the
+    app needs no Redis)."""
+    seen: dict[str, bool] = {}
+    register = SocketRouter.on
+
+    def recording(self: SocketRouter, event: str, handler: Any, *, session_scoped: bool = True, **kw: Any) -> None:
+        seen[event] = session_scoped
+        register(self, event, handler, session_scoped=session_scoped, **kw)
+
+    monkeypatch.setattr(SocketRouter, "on", recording)
+    settings = helpers.test_settings("redis://127.0.0.1:9/0", tmp_path)
+    build_app(
+        settings,
+        services=build_services(settings, redis=connect_redis(settings.redis_url), tokens=token_service(settings)),
+    )
+    return seen
+
+
+def test_every_event_the_server_takes_is_documented(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    text = PROTOCOL.read_text(encoding="utf-8")
+    events = _registered_events(monkeypatch, tmp_path)
+    assert len(events) > 20  # the registrations were seen
+    assert {name for name in events if f"`{name}`" not in text} == set()
+    # The events that take no field answer a missing payload as {}: the order of checks says which.
+    no_field = re.search(r"the two events that take no field, `(\w+)` and\s+`(\w+)`", text)
+    assert no_field is not None
+    assert set(no_field.groups()) == {name for name, scoped in events.items() if not scoped}
