@@ -99,11 +99,19 @@ class Worker:
         self.consumer = consumer or f"{socket.gethostname()}-{os.getpid()}-{id(self):x}"
 
     async def run(self, stop: asyncio.Event, *, block_ms: int = 1000) -> None:
-        """Process jobs until ``stop`` is set; Redis outages are waited out."""
-        await self._jobs.ensure_group()
+        """Process jobs until ``stop`` is set; Redis outages are waited out.
+
+        The consumer group is made in the loop, like every other call: a worker that starts while
+        the job queue's shard fails over (a ``serve`` comes up then, not ready) waits for it;
+        made before the loop, its failure ended the worker for good, the process running on.
+        """
+        grouped = False
         backoff_s = 0.1
         while not stop.is_set():
             try:
+                if not grouped:
+                    await self._jobs.ensure_group()
+                    grouped = True
                 await self.run_once(block_ms=block_ms)
                 backoff_s = 0.1
             except asyncio.CancelledError:

@@ -534,3 +534,58 @@ async def test_serve_started_while_the_shard_of_slot_0_fails_over_comes_up(
         if "proc" in locals() and proc.poll() is None:
             proc.send_signal(signal.SIGTERM)
             await asyncio.to_thread(proc.wait, 20)
+
+
+async def test_a_worker_started_while_the_job_queues_shard_fails_over_runs_jobs_once_it_is_back(
+    cluster: RedisCluster, tmp_path: Path
+) -> None:
+    """A worker makes its consumer group as it starts: with the job queue's shard failing over
+    then (a ``serve`` started during a failover, which now comes up), that first command failed
+    and ended the worker for good, the process running on with no worker. It waits the outage
+    out like any other; the job queued after the failover is run."""
+    from server.worker import Worker
+    from storage.jobs import Job
+
+    doomed, replica = cluster.master_ports[0], cluster.replica_ports[0]
+    server = await start_server(cluster.url, tmp_path / "node", redis_cluster=True)
+    ran: list[str] = []
+
+    async def probe(_services: object, job: Job) -> dict[str, Any]:
+        ran.append(job.job_id)
+        return {}
+
+    worker = Worker(
+        services=server.services, processors={"probe": probe}, max_attempts=3, backoff_base_ms=1, visibility_ms=60_000
+    )
+    stop = asyncio.Event()
+    task: asyncio.Task[None] | None = None
+    try:
+        await asyncio.to_thread(cluster.move_slot, cluster.slot_of(server.services.keys.jobs()), doomed)
+        cluster.processes[replica].send_signal(signal.SIGSTOP)  # no failover before the worker starts
+        try:
+            cluster.kill(doomed)
+            task = asyncio.create_task(worker.run(stop, block_ms=100))
+            await asyncio.sleep(0)  # its first command is sent to the dead master
+        finally:
+            cluster.processes[replica].send_signal(signal.SIGCONT)
+        started = time.monotonic()
+        while _role(cluster, replica) != "master":
+            assert time.monotonic() - started < 20, "the replica was not promoted"
+            await asyncio.sleep(0.05)
+        job = Job(type="probe", session_id="none", performer_id="alice")
+        while True:  # the client finds the new master by itself; until then the queue is unavailable
+            try:
+                await server.services.jobs.enqueue(job)
+                break
+            except Exception:
+                assert time.monotonic() - started < 30, "the job could not be queued after the failover"
+                await asyncio.sleep(0.1)
+        while job.job_id not in ran:
+            assert not task.done(), f"the worker ended: {task.exception()!r}"
+            assert time.monotonic() - started < 30, "the job was not run"
+            await asyncio.sleep(0.05)
+    finally:
+        stop.set()
+        if task is not None:
+            await asyncio.gather(task, return_exceptions=True)
+        await server.stop()
