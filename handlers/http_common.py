@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import ipaddress
 import itertools
 import json
 import re
@@ -138,8 +139,27 @@ def address_of(remote: str | None, forwarded_for: str, trust_forwarded_for: bool
     if trust_forwarded_for:
         forwarded = forwarded_for.rsplit(",", 1)[-1].strip()
         if forwarded:
-            return forwarded[:64]
-    return remote or "unknown"
+            return limited_unit(forwarded[:64])
+    return limited_unit(remote) if remote else "unknown"
+
+
+def limited_unit(address: str) -> str:
+    """What a per-address limit counts an address under: an IPv6 address by its /64 network.
+
+    One host is given a whole /64 (SLAAC, privacy addresses; most home and cloud connections get
+    one or more), and may use any of its 2^64 addresses: counted one by one, every per-address
+    cap (guest tokens, creates, connections, the guests' quota) was one per address it chose to
+    use. An IPv4-mapped IPv6 address is its IPv4 address; anything else is kept as it is.
+    """
+    if ":" not in address:
+        return address  # IPv4, or a name: the common case costs one test
+    try:
+        ip = ipaddress.IPv6Address(address.split("%", 1)[0])
+    except ValueError:
+        return address
+    if ip.ipv4_mapped is not None:
+        return str(ip.ipv4_mapped)
+    return str(ipaddress.IPv6Network((int(ip) >> 64 << 64, 64)))
 
 
 @dataclass(frozen=True, slots=True)

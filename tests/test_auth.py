@@ -227,6 +227,32 @@ async def test_forwarded_for_is_used_only_when_trusted(redis_process: object, re
             await srv.stop()
 
 
+async def test_an_ipv6_client_is_one_address_per_64(redis_process: object, redis: object, tmp_path: object) -> None:
+    from tests.conftest import start_server
+
+    # A host may use any address of its /64: one per request was a new address for every cap.
+    cases = (
+        ("2001:db8:1:2::{i}", [201, 201, 429]),
+        ("2001:db8:1:2:{i}:a:b:c", [201, 201, 429]),
+        ("2001:db8:1:{i}::1", [201, 201, 201]),  # three networks
+        ("::ffff:10.0.0.{i}", [201, 201, 201]),  # IPv4 addresses, mapped
+    )
+    for forwarded, expected in cases:
+        await redis.flushall()  # type: ignore[attr-defined]
+        srv = await start_server(redis_process.url, tmp_path, guests_per_min=2, trust_forwarded_for=True)  # type: ignore[attr-defined]
+        try:
+            await with_room_in_window(srv.services.clock)
+            async with aiohttp.ClientSession() as http:
+                statuses = []
+                for i in range(1, 4):
+                    headers = {"X-Forwarded-For": forwarded.format(i=i)}
+                    async with http.post(f"{srv.url}/api/auth/guest", headers=headers) as resp:
+                        statuses.append(resp.status)
+            assert statuses == expected, forwarded
+        finally:
+            await srv.stop()
+
+
 async def test_a_token_nested_thousands_deep_is_401_on_every_route_not_500(server: ServerUnderTest) -> None:
     headers = {"Authorization": f"Bearer {_nested_header_token()}"}
     async with aiohttp.ClientSession() as http:
