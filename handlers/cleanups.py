@@ -21,11 +21,11 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import TypeVar
 
 from aiohttp import web
-from redis.exceptions import RedisError
 
 from handlers.background import STOP_WAIT_S, cancelled, stop_if_cancelled
 from handlers.context import Services
 from protocol.errors import CodedError
+from storage.failures import REDIS_AWAY
 
 log = logging.getLogger(__name__)
 
@@ -124,6 +124,6 @@ class CleanupRetry:
                 settled = await retry_owed(self._s)
                 if settled:
                     log.info("settled %d owed deletion follow-up(s)", settled)
-            except (RedisError, OSError) as exc:
+            except REDIS_AWAY as exc:
                 stop_if_cancelled(exc)
                 log.warning("deletion follow-ups: %s", exc)

@@ -14,11 +14,11 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 from aiohttp import web
-from redis.exceptions import RedisError
 
 from handlers.background import STOP_WAIT_S, cancelled, stop_if_cancelled
 from handlers.connection import Connections
 from handlers.context import Services
+from storage.failures import REDIS_AWAY
 
 log = logging.getLogger(__name__)
 
@@ -49,7 +49,7 @@ class RevocationWatch:
         while not cancelled():
             try:
                 await self.poll()
-            except (RedisError, OSError) as exc:
+            except REDIS_AWAY as exc:
                 stop_if_cancelled(exc)
                 log.warning("revoked devices: %s", exc)
             await asyncio.sleep(self.interval_s)

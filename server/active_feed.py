@@ -48,6 +48,7 @@ from handlers.metrics import Metrics
 from protocol.errors import CodedError, ErrorCode
 from protocol.events import ACTIVE_SESSION, USER_RENAMED
 from server.transport.contract import Outlet, Packet
+from storage.failures import REDIS_AWAY
 from storage.keys import Keys
 from storage.voice.repository import ActivePointer
 
@@ -261,7 +262,7 @@ class ActiveFeeds:
         while True:
             try:
                 return await self._read(feed.user_id)
-            except (RedisError, OSError) as exc:  # Redis away: the members wait, nobody is told wrong
+            except REDIS_AWAY as exc:  # Redis away: the members wait, nobody is told wrong
                 log.info("active session of %s: read failed (%s); retrying", feed.user_id, exc)
                 await asyncio.sleep(RETRY_S)
 

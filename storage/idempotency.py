@@ -25,9 +25,9 @@ from typing import TypeVar
 
 from redis.asyncio import Redis
 from redis.exceptions import ConnectionError as RedisConnectionError
-from redis.exceptions import RedisError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
+from storage.failures import REDIS_AWAY
 from storage.keys import Keys
 from storage.scripts import Script, plain_script
 
@@ -99,7 +99,7 @@ class IdempotentAnswers:
             try:
                 if not await self._renew(keys=[redis_key], args=[int(CLAIM_TTL_S * 1000)]):
                     return  # answered, given back or run out: nothing to keep
-            except (RedisError, OSError) as exc:  # a blip: the next renewal may get through
+            except REDIS_AWAY as exc:  # a blip: the next renewal may get through
                 log.warning("an Idempotency-Key claim could not be renewed: %s", exc)
 
     async def store(self, scope: str, owner: str, key: str, answer: StoredAnswer) -> None:

@@ -27,9 +27,9 @@ from typing import Any
 
 from redis.asyncio import Redis
 from redis.asyncio.cluster import RedisCluster
-from redis.exceptions import RedisError
 
 from storage.clock import Clock
+from storage.failures import REDIS_AWAY
 from storage.keys import Keys
 from storage.scripts import plain_script
 
@@ -182,7 +182,7 @@ class SessionDirectory:
     async def _record_use(self, session_id: str) -> int | None:
         try:
             found: Any = await self._redis.hmget(self._keys.session(session_id), "kind", "created_at")
-        except (RedisError, OSError) as exc:
+        except REDIS_AWAY as exc:
             log.warning("recording a use of %s failed: %s", session_id, exc)
             return None
         kind, created_at = found
@@ -325,7 +325,7 @@ class SessionDirectory:
                 ],
                 args=[session_id, kind, now_ms, updated_ms or "", size, month_field("reads", now_ms), created_ms],
             )
-        except (RedisError, OSError) as exc:
+        except REDIS_AWAY as exc:
             log.warning("admin touch of %s failed: %s", session_id, exc)
             return None
         return int(float(previous)) if recorded else None
@@ -356,7 +356,7 @@ class SessionDirectory:
                 ],
                 args=[session_id, kind, "", "", size, "", self._clock.now_ms()],
             )
-        except (RedisError, OSError) as exc:
+        except REDIS_AWAY as exc:
             log.warning("admin size of %s failed: %s", session_id, exc)
 
     async def measure(self, session_id: str, extra_keys: tuple[str, ...] = ()) -> tuple[int, int]:

@@ -5,8 +5,10 @@ the creates it guards; it goes by its last figures (handlers/storage_guard.py)."
 from __future__ import annotations
 
 import asyncio
+import logging
 import signal
-from collections.abc import AsyncIterator, Iterator
+import time
+from collections.abc import AsyncIterator, Awaitable, Iterator
 from pathlib import Path
 
 import aiohttp
@@ -107,3 +109,67 @@ async def test_a_primary_that_hangs_holds_no_admin_alerts(cluster: RedisCluster,
         assert "redis_unreachable" in [alert["alert"] for alert in alerts], alerts
     finally:
         await server.stop()
+
+
+BACKGROUND_LOOPS = {
+    "handlers.revocation_watch": "RevocationWatch._watch_forever",
+    "handlers.cleanups": "CleanupRetry._retry_forever",
+    "handlers.admin.nodes": "NodeHeartbeat._beat_forever",
+}
+
+
+def running_loops() -> set[str]:
+    return {task.get_coro().__qualname__ for task in asyncio.all_tasks() if not task.done()}  # type: ignore[union-attr]
+
+
+async def test_a_cluster_gone_for_a_while_ends_no_background_loop(
+    cluster: RedisCluster, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """With no node answering, the cluster client raises an error of its own (no RedisError)
+    once it tries to read the slot map again: the revocation watch and the deletion follow-ups
+    caught only RedisError and OSError and ended on it for good, the node running on without
+    them (revoked devices no longer signed out). Every loop goes on, and works once it is back."""
+    server = await start_server(
+        cluster.url,
+        tmp_path / "node",
+        redis_cluster=True,
+        revocation_poll_s=0.05,
+        cleanup_retry_s=0.05,
+        admin_node_heartbeat_s=0.05,
+    )
+    caplog.set_level(logging.WARNING)
+    try:
+        assert set(BACKGROUND_LOOPS.values()) <= running_loops()
+        ports = cluster.live_ports()
+        for port in ports:
+            cluster.kill(port)
+
+        def failed_rounds(logger: str) -> int:
+            return sum(1 for record in caplog.records if record.name == logger)
+
+        started = time.monotonic()
+        # Until every loop went round failing a few times (past the first failure, a plain
+        # connection error, into the slot map's), or one of them ended.
+        while any(failed_rounds(logger) < 5 for logger in BACKGROUND_LOOPS):
+            if not set(BACKGROUND_LOOPS.values()) <= running_loops():
+                break
+            assert time.monotonic() - started < 20, {logger: failed_rounds(logger) for logger in BACKGROUND_LOOPS}
+            await asyncio.sleep(0.05)
+        for port in ports:
+            await asyncio.to_thread(cluster.restart, port)
+        assert set(BACKGROUND_LOOPS.values()) <= running_loops(), "a loop ended while the cluster was gone"
+        # Back: the heartbeat is written again (the restarted nodes kept nothing).
+        keys = server.services.keys
+        started = time.monotonic()
+        while not await _answered(server.services.redis.hlen(keys.admin_nodes())):
+            assert time.monotonic() - started < 30, "the heartbeat was not written again"
+            await asyncio.sleep(0.1)
+    finally:
+        await server.stop()
+
+
+async def _answered(call: Awaitable[int]) -> int:
+    try:
+        return await call
+    except Exception:  # the cluster is still coming back
+        return 0

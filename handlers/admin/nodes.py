@@ -20,9 +20,9 @@ from typing import Any
 from aiohttp import web
 
 from handlers.background import STOP_WAIT_S, cancelled, stop_if_cancelled
-from redis.exceptions import RedisError
 
 from handlers.context import Services
+from storage.failures import REDIS_AWAY
 
 log = logging.getLogger(__name__)
 
@@ -49,7 +49,7 @@ class NodeHeartbeat:
         yield
         task.cancel()
         await asyncio.wait({task}, timeout=STOP_WAIT_S)
-        with contextlib.suppress(RedisError, OSError, TimeoutError):
+        with contextlib.suppress(*REDIS_AWAY, TimeoutError):
             # Bounded: a stuck Redis must not hold up a shutdown (the entry then goes stale).
             await asyncio.wait_for(self._s.redis.hdel(self._s.keys.admin_nodes(), self.node_id), 2)
 
@@ -73,7 +73,7 @@ class NodeHeartbeat:
         while not cancelled():
             try:
                 await self.beat()
-            except (RedisError, OSError) as exc:
+            except REDIS_AWAY as exc:
                 stop_if_cancelled(exc)
                 log.warning("node heartbeat failed: %s", exc)
             await asyncio.sleep(self.interval_s)

@@ -12,8 +12,8 @@ import logging
 from dataclasses import dataclass
 
 from redis.asyncio import Redis
-from redis.exceptions import RedisError
 
+from storage.failures import REDIS_AWAY
 from storage.keys import Keys
 
 log = logging.getLogger(__name__)
@@ -55,5 +55,5 @@ class UploadQuota:
         stored (its retry would store another copy); the quota misses one upload's bytes."""
         try:
             await self.charge(payers, size_bytes)
-        except (RedisError, OSError) as exc:
+        except REDIS_AWAY as exc:
             log.warning("an upload of %d bytes was stored but not counted against the quota: %s", size_bytes, exc)
