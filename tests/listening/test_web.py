@@ -292,3 +292,28 @@ async def test_a_session_deleted_offline_says_so_in_its_row_at_once(
     )
     gate.release()
     await expect(rows).to_have_count(0)
+
+
+# The rendered size of the chart's date labels, and whether they lie inside the chart.
+CHART_LABELS = """() => {
+  const chart = document.querySelector("#chart svg").getBoundingClientRect();
+  return [...document.querySelectorAll("#chart svg text")].map((label) => {
+    const box = label.getBoundingClientRect();
+    return { height: box.height, inside: box.left >= chart.left - 1 && box.right <= chart.right + 1 };
+  });
+}"""
+
+
+async def test_the_charts_dates_are_readable_on_a_phone_and_after_turning_it(tab: Tab) -> None:
+    """The chart was drawn 600 units wide and shrunk to the panel: at 390 px its dates were
+    10-unit text shown about 5 px tall, too small to read."""
+    await tab.page.set_viewport_size({"width": 390, "height": 844})
+    page = await tab.open("/history")
+    await expect(page.locator("#chart svg text").first).to_be_attached()
+    labels = await page.evaluate(CHART_LABELS)
+    assert labels and all(label["height"] >= 10 and label["inside"] for label in labels), labels
+    upright = await page.locator("#chart svg").get_attribute("viewBox")
+    await page.set_viewport_size({"width": 844, "height": 390})  # turned to landscape: drawn again
+    await expect(page.locator("#chart svg")).not_to_have_attribute("viewBox", str(upright))
+    labels = await page.evaluate(CHART_LABELS)
+    assert labels and all(label["height"] >= 10 and label["inside"] for label in labels), labels

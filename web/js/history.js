@@ -113,8 +113,15 @@ function renderStats(stats) {
   ui.itemsEmpty.hidden = stats.items.length > 0;
 }
 
+let chartDays = null; // the days last drawn: drawn again when the chart's width changes
+let chartWidth = 0;
+
+// Drawn at the width it is shown (one unit a CSS pixel), so its dates are 10 px text on a phone
+// too: drawn 600 wide and shrunk to a 390 px screen, they were about 5 px tall, unreadable.
 function renderChart(days) {
-  const width = 600;
+  chartDays = days;
+  const width = Math.round(ui.chart.clientWidth) || 600;
+  chartWidth = width;
   const height = 140;
   const top = 10;
   const bottom = 20;
@@ -366,6 +373,10 @@ async function main() {
   ui.clearYes.addEventListener("click", clearAll);
   ui.exportCsv.addEventListener("click", () => exportAs("csv"));
   ui.exportJson.addEventListener("click", () => exportAs("json"));
+  // A phone turned (portrait, landscape) or a window resized: the chart is drawn at its new width.
+  new ResizeObserver(() => {
+    if (chartDays && Math.round(ui.chart.clientWidth) !== chartWidth) renderChart(chartDays);
+  }).observe(ui.chart);
   try {
     const history = await api("/api/listening");
     historyId = history.session_id;
