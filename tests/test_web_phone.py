@@ -188,3 +188,47 @@ async def test_the_identity_panels_controls_are_fingertip_targets_on_a_phone(ser
         MIN_TARGET_PX,
     )
     assert not small, small
+
+
+# The smallest phones: WCAG 2.1 reflow (1.4.10) asks for no sideways scroll at 320 CSS px.
+SMALL_PHONE = {"width": 320, "height": 640}
+
+# The controls that stick out of their panel's content box (past its padding, or out of the
+# screen), but those inside a box that scrolls on its own (the pattern grid, the admin tables).
+OUT_OF_THEIR_PANEL = """() => {
+  const scrolledInside = (e, panel) => {
+    for (let up = e.parentElement; up && up !== panel; up = up.parentElement) {
+      if (["auto", "scroll", "hidden", "clip"].includes(getComputedStyle(up).overflowX)) return true;
+    }
+    return false;
+  };
+  return [...document.querySelectorAll("main button, main input, main select, main textarea, main a.button")]
+    .filter((e) => e.getClientRects().length && getComputedStyle(e).visibility !== "hidden")
+    .map((e) => [e, e.closest(".panel")])
+    .filter(([e, panel]) => panel && !scrolledInside(e, panel))
+    .filter(([e, panel]) => {
+      const box = e.getBoundingClientRect();
+      const outer = panel.getBoundingClientRect();
+      const style = getComputedStyle(panel);
+      const right = Math.min(outer.right - parseFloat(style.paddingRight), window.innerWidth);
+      return box.right > right + 0.5 || box.left < outer.left + parseFloat(style.paddingLeft) - 0.5;
+    })
+    .map(([e]) => `${e.tagName}#${e.id}.${e.className} ${Math.round(e.getBoundingClientRect().right)}`);
+}"""
+
+
+@pytest.mark.parametrize("name", list(PAGES))
+async def test_the_page_reflows_on_the_smallest_phones(
+    name: str, server: ServerUnderTest, tab: Tab, clients: list[Client]
+) -> None:
+    """At 320 px the pattern page's name field (16 rem at least, and its 20 characters), the Clip
+    Moment button, the player's Stop buttons and history's Delete all history went out of their
+    panel and the page scrolled sideways; at 390 px the name field and Delete all history still
+    lay over their panel's padding, Delete all history broken over three lines."""
+    await tab.page.set_viewport_size(SMALL_PHONE)
+    page = await visit(tab, server, clients, name)
+    assert not await page.evaluate(OUT_OF_THEIR_PANEL)
+    widths = await page.evaluate("() => ({view: window.innerWidth, doc: document.documentElement.scrollWidth})")
+    assert widths["doc"] <= widths["view"], widths
+    await page.set_viewport_size(PHONE)
+    assert not await page.evaluate(OUT_OF_THEIR_PANEL)
