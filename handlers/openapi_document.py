@@ -50,6 +50,13 @@ PATH_PARAMETERS: dict[str, dict[str, Any]] = {
 # The pattern API (Keyboardia's) takes any 8-4-4-4-12 hex UUID in either case as a well-formed id
 # (handlers/patterns/http.py parse_id): one no pattern has is 404, not 400. Ids it makes are v4.
 PATTERN_API_PREFIX = "/api/sessions/"
+# A page's id is read by the page, not by its route (handlers.web_pages.add_page): any segment is
+# answered with the page, which reads it over the API. Published as a session id, it made
+# GET /s/not-a-uuid a request the document refuses and the server answers 200.
+PAGE_PARAMETER: dict[str, Any] = {
+    "type": "string",
+    "description": "read by the page: the route answers the page for any",
+}
 PATTERN_ID: dict[str, Any] = {
     "type": "string",
     "pattern": "^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$",
@@ -154,6 +161,8 @@ def _parameters(op: Operation, components: Components) -> list[dict[str, Any]]:
             raise ValueError(f"{op.path}: path parameter {name!r} has no schema in PATH_PARAMETERS")
         pattern_id = op.path.startswith(PATTERN_API_PREFIX) and name == "session_id"
         path_schema = PATTERN_ID if pattern_id else PATH_PARAMETERS[name]
+        if op.ok_types == (HTML,):
+            path_schema = PAGE_PARAMETER
         params.append({"name": name, "in": "path", "required": True, "schema": path_schema})
     if op.query is not None:
         schema = components.model(op.query, "validation")

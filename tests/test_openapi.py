@@ -606,3 +606,27 @@ def test_a_create_body_is_valid_to_the_document_exactly_when_the_server_takes_it
         except (ValidationError, ApiError):
             taken = False
         assert validator.is_valid(case) is taken, case
+
+
+async def test_a_page_route_takes_any_id_as_the_document_says(redis_process: RedisProcess, tmp_path: Path) -> None:
+    """A page reads its id itself (handlers.web_pages.add_page): its route answers the page for any
+    segment, so the document must not publish the segment as a session id the route refuses."""
+    server = await start_server(redis_process.url, tmp_path)
+    try:
+        async with aiohttp.ClientSession(base_url=server.url) as http:
+            async with http.get("/openapi.json") as r:
+                paths = (await r.json())["paths"]
+            pages = [
+                path
+                for path, methods in paths.items()
+                if "{" in path
+                and "text/html" in methods.get("get", {}).get("responses", {}).get("200", {}).get("content", {})
+            ]
+            assert {"/s/{session_id}", "/watch/{session_id}", "/session/{session_id}"} <= set(pages)
+            for path in pages:
+                (param,) = [p for p in paths[path]["get"]["parameters"] if p["in"] == "path"]
+                assert "pattern" not in param["schema"], path
+                async with http.get(path.replace("{session_id}", "not-a-session")) as r:
+                    assert (r.status, r.content_type) == (200, "text/html"), path
+    finally:
+        await server.stop()
