@@ -486,3 +486,39 @@ async def test_a_create_whose_answer_was_lost_makes_one_stream(server: ServerUnd
     assert status == 200, mine
     assert [s["title"] for s in mine["sessions"]] == ["Speedrun night"]
     tab.errors.clear()  # the lost answer is a console error by design
+
+
+async def test_leaving_with_a_clip_not_yet_sent_asks_first(server: ServerUnderTest, tab: Tab) -> None:
+    """The connection went before a click's answer: the page says the clip is sent when it is
+    back, and keeps it only in memory. Closing the tab then lost the moment without a word."""
+    session_id = await create_stream(server, title="Lossy")
+    await http(server, "POST", f"/api/streams/{session_id}/state", json={"action": "start"})
+    gate = SocketGate()
+    await gate.install(tab.page)
+    viewer = await live(tab, f"/watch/{session_id}")
+    dialogs: list[str] = []
+    asked = asyncio.Event()
+
+    async def dismiss(dialog: Dialog) -> None:
+        dialogs.append(dialog.type)
+        await dialog.dismiss()  # "stay on the page"
+        asked.set()
+
+    viewer.on("dialog", dismiss)
+    gate.mute()  # the click goes out, its answer never comes back
+    await viewer.locator("#note-input").fill("the clutch")
+    await viewer.locator("#clip-button").click()
+    await gate.cut()
+    await expect(viewer.locator("#confirmation")).to_contain_text("your clip will be sent again")
+    await viewer.close(run_before_unload=True)
+    await asyncio.wait_for(asked.wait(), timeout=10)
+    assert dialogs == ["beforeunload"]
+    assert not viewer.is_closed()  # the viewer stayed: back online, the clip goes out
+    gate.unmute()
+    gate.release()
+    await expect(viewer.locator("#confirmation")).to_contain_text("Clipped! Segment 1")
+    await expect(viewer.locator("#mine li .note")).to_have_text("the clutch")
+    # Nothing owed any more: leaving asks nothing.
+    async with viewer.expect_event("close"):
+        await viewer.close(run_before_unload=True)
+    assert dialogs == ["beforeunload"]

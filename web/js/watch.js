@@ -302,6 +302,14 @@ function connectionChanged(state) {
 
 async function main() {
   ui.form.addEventListener("submit", onSubmit);
+  // A clip clicked but not stored yet (its connection went before the answer) lives only in this
+  // page, which sends it again once the connection is back: leaving asks first, as it would be
+  // lost without a word.
+  window.addEventListener("beforeunload", (event) => {
+    if (!pending) return;
+    event.preventDefault();
+    event.returnValue = ""; // older Chromium shows the prompt only with this set
+  });
   ui.note.addEventListener("input", updateCounter);
   setInterval(() => cooldownUntil > 0 && updateButton(), 250);
   try {
