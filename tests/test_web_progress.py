@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import asyncio
 
-from playwright.async_api import Page, Route, expect
+from playwright.async_api import Dialog, Page, Route, expect
 
 from tests.browser import SocketGate, Tab
 from tests.helpers import Client, ServerUnderTest
@@ -100,6 +100,41 @@ async def test_a_stream_action_pressed_offline_says_so_at_once_then_its_outcome(
     await expect(notice).to_have_text("Back online: Pause is done.")
     await expect(page.locator("#stream-state")).to_have_text("Paused")
     assert not tab.errors, tab.errors
+
+
+async def test_leaving_the_dashboard_with_a_change_pressed_offline_asks_first(
+    server: ServerUnderTest, tab: Tab, clients: list[Client]
+) -> None:
+    """A state action or a clip's change pressed offline waits in the page for the connection: a
+    closed tab or a followed link dropped it without a word."""
+    session_id, _owner = await started(server, clients)
+    await tab.use_token(server.token("alice"))
+    gate = SocketGate()
+    await gate.install(tab.page)
+    page = await tab.open(f"/streams/{session_id}")
+    await expect(page.locator("#connection")).to_have_attribute("data-state", "live")
+    dialogs: list[str] = []
+    asked = asyncio.Event()
+
+    async def stay(dialog: Dialog) -> None:
+        dialogs.append(dialog.type)
+        await dialog.dismiss()  # "stay on the page"
+        asked.set()
+
+    page.on("dialog", stay)
+    await gate.cut()
+    await expect(page.locator("#connection")).to_have_attribute("data-state", "offline")
+    await page.locator("#action-pause").click()
+    notice = page.locator("#notice[role=status]")
+    await expect(notice).to_have_text("Offline: Pause is sent when the connection is back…", timeout=AT_ONCE_MS)
+    await page.close(run_before_unload=True)
+    await asyncio.wait_for(asked.wait(), timeout=10)
+    assert dialogs == ["beforeunload"] and not page.is_closed()
+    gate.release()  # the person stayed: back online, the change is made
+    await expect(notice).to_have_text("Back online: Pause is done.")
+    async with page.expect_event("close"):  # nothing owed any more: leaving asks nothing
+        await page.close(run_before_unload=True)
+    assert dialogs == ["beforeunload"]
 
 
 async def test_delete_all_history_offline_says_so_at_once_then_that_nothing_was_sent(

@@ -161,6 +161,7 @@ async function onAction(event) {
     notice(`${action} failed: ${err.message}`, "error");
     focusFrom = null; // nothing changes: the focus goes back to the button, enabled again below
   } finally {
+    if (offline) owed -= 1;
     for (const button of buttons) button.disabled = false;
     if (hadFocus) settleActionFocus(pressed);
   }
@@ -173,8 +174,19 @@ async function onAction(event) {
 function sayIfOffline(what) {
   if (!isOffline(socket)) return false;
   notice(`Offline: ${what} is sent when the connection is back…`);
+  owed += 1; // the caller counts it down once the call is over
   return true;
 }
+
+// Changes pressed offline and not answered yet (a state action, a clip's mark, note or delete, a
+// block): they live only in this page until the connection is back, so leaving asks first. They
+// were dropped without a word by a closed tab or a followed link.
+let owed = 0;
+window.addEventListener("beforeunload", (event) => {
+  if (owed === 0) return;
+  event.preventDefault();
+  event.returnValue = ""; // older Chromium shows the prompt only with this set
+});
 
 async function copyLink() {
   try {
@@ -326,7 +338,7 @@ function updateClip(li, clip) {
 async function moderate(event, viewer, clip) {
   const who = whoClipped(clip);
   if (event === "clip_clear_viewer" && !window.confirm(`Remove every clip of ${who}?`)) return;
-  sayIfOffline("it");
+  const offline = sayIfOffline("it");
   try {
     const ack = await call(socket, event, { session_id: sessionId, user_id: viewer });
     // The name is the viewer's own text: isolated, a right-to-left one keeps the words around it.
@@ -334,6 +346,8 @@ async function moderate(event, viewer, clip) {
     else notice([`Removed ${ack.removed} clip${ack.removed === 1 ? "" : "s"} of `, bdi(who), "."]);
   } catch (err) {
     notice(["Could not moderate ", bdi(who), `: ${err.message}`], "error");
+  } finally {
+    if (offline) owed -= 1;
   }
 }
 
@@ -414,6 +428,8 @@ async function update(clipId, change) {
   } catch (err) {
     notice(`Could not change the clip: ${err.message}`, "error");
     return false;
+  } finally {
+    if (offline) owed -= 1;
   }
 }
 
