@@ -144,3 +144,16 @@ def test_a_public_url_browsers_would_refuse_is_one_line(tmp_path: Path) -> None:
     done = run("serve", data_dir=tmp_path, SESSIONHUB_LOG_FORMAT="json", SESSIONHUB_PUBLIC_URL="http://hub.example.org")
     line = json.loads(one_line_refusal(done, "SESSIONHUB_PUBLIC_URL"))
     assert line["level"] == "ERROR" and "https" in line["message"]
+
+
+def test_a_cluster_none_of_whose_seeds_answers_is_refused_at_start(tmp_path: Path) -> None:
+    """A cluster node comes up while one shard fails over, but only when a seed answers: a
+    REDIS_URL naming no live node is still a one-line refusal, not a node that waits for ever."""
+    done = run(
+        "serve",
+        data_dir=tmp_path,
+        REDIS_URL="redis://127.0.0.1:1/0,127.0.0.1:2",
+        SESSIONHUB_REDIS_CLUSTER="true",
+        SESSIONHUB_INPROCESS_WORKERS="0",
+    )
+    one_line_refusal(done, "cannot reach Redis")
