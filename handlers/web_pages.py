@@ -69,3 +69,8 @@ class WebPages:
         elif request.path.startswith("/static/"):
             # Revalidate on every load so a deploy never pairs a new page with an old script.
             response.headers.setdefault("Cache-Control", "no-cache")
+        elif response.content_type == "application/json":
+            # An answer is someone's data as it stands now: never stored, so never answered from
+            # a cache. A history navigation (Back to /streams after starting a stream) may serve
+            # a page's reads from the browser's cache: the list said 'Not started' for a live one.
+            response.headers.setdefault("Cache-Control", "no-store")

@@ -522,3 +522,20 @@ async def test_leaving_with_a_clip_not_yet_sent_asks_first(server: ServerUnderTe
     async with viewer.expect_event("close"):
         await viewer.close(run_before_unload=True)
     assert dialogs == ["beforeunload"]
+
+
+async def test_back_to_the_list_shows_the_stream_as_it_is_now(server: ServerUnderTest, tab: Tab) -> None:
+    """Started from its dashboard, then Back: the list read its sessions again, and Chromium
+    answered that read from its cache (a history navigation may), so it still said 'Not
+    started'. JSON answers are now never stored (Cache-Control: no-store)."""
+    await create_stream(server, title="Back and forth")
+    await tab.use_token(server.token("alice"))
+    page = await tab.open("/streams")
+    row = page.locator("#stream-list li").first
+    await expect(row.locator(".state-badge")).to_have_text("Not started")
+    await row.locator("a").click()
+    await page.wait_for_url("**/streams/*")
+    await page.locator("#action-start").click()
+    await expect(page.locator("#stream-state")).to_have_text("Live")
+    await page.go_back(wait_until="domcontentloaded")
+    await expect(page.locator("#stream-list li").first.locator(".state-badge")).to_have_text("Live")
