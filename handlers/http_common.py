@@ -112,6 +112,8 @@ async def read_body(request: web.Request, max_bytes: int) -> bytes:
 
 # Both Socket.IO lanes' refusal of a long-poll sent while one of its session's waits already.
 POLL_OVERLAP = "a long-poll of this session is already waiting"
+# ... and of a long-polling POST sent while one of its session's is still being read.
+POST_OVERLAP = "a POST of this session is still being read; send the next once it is answered"
 
 
 def client_address(request: web.Request, *, trust_forwarded_for: bool) -> str:

@@ -98,6 +98,7 @@ from handlers.http_common import (
     BODY_READ_TIMEOUT_S,
     FIXED_ANSWERS,
     POLL_OVERLAP,
+    POST_OVERLAP,
     FrontAnswer,
     address_of,
     client_address,
@@ -766,6 +767,7 @@ class LightEngineServer(engineio.AsyncServer):
         self._per_address: dict[str, int] = {}  # open Engine.IO sessions per client address
         self._address_of: dict[str, str] = {}
         self._polling: set[str] = set()  # sessions with a long-poll waiting (one at a time)
+        self._posting: set[str] = set()  # sessions with a long-polling POST being read (one at a time)
         # The server's metrics hooks (server.app.attach_bus sets them): messages and bytes sent
         # one at a time (acks, emits), and connects refused here, by reason.
         self.on_sent: Callable[[int, int], None] = _ignore_sent
@@ -836,18 +838,25 @@ class LightEngineServer(engineio.AsyncServer):
             refusal = opening_refusal(request.headers, http_11=request.version == HttpVersion11)
             if refusal is not None:
                 return to_http(CodedError(ErrorCode.INVALID_PAYLOAD, f"not a WebSocket opening handshake: {refusal}"))
-        if request.method == "GET" and "Upgrade" not in request.headers and "sid" in request.query:
-            # A long-poll: one at a time per session. Engine.IO let any number wait together
-            # (each up to the ping interval and timeout), so one session held as many
-            # connections as its client opened; no Engine.IO client overlaps its GETs.
+        if "sid" in request.query and (
+            request.method == "POST" or (request.method == "GET" and "Upgrade" not in request.headers)
+        ):
+            # A long-poll, or a long-polling POST: one of each at a time per session. Engine.IO
+            # let any number run together (a poll waits up to the ping interval and timeout, a
+            # POST's body is read for up to 10 s, up to 1 MiB of it held), so one session held
+            # as many connections, and bodies, as its client opened; no Engine.IO client
+            # overlaps its GETs, nor its POSTs.
             sid = request.query["sid"]
-            if sid in self._polling:
-                return to_http(CodedError(ErrorCode.INVALID_PAYLOAD, POLL_OVERLAP))
-            self._polling.add(sid)
+            running, overlap = (
+                (self._polling, POLL_OVERLAP) if request.method == "GET" else (self._posting, POST_OVERLAP)
+            )
+            if sid in running:
+                return to_http(CodedError(ErrorCode.INVALID_PAYLOAD, overlap))
+            running.add(sid)
             try:
                 polled: web.StreamResponse = await super().handle_request(request)
             finally:
-                self._polling.discard(sid)
+                running.discard(sid)
             return polled
         response: web.StreamResponse = await super().handle_request(request)
         return response

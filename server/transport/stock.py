@@ -81,7 +81,7 @@ from engineio import payload as eio_payload
 from socketio import packet as sio_packet
 
 from handlers.errors import to_http
-from handlers.http_common import BODY_READ_TIMEOUT_S, POLL_OVERLAP, FrontAnswer, client_address
+from handlers.http_common import BODY_READ_TIMEOUT_S, POLL_OVERLAP, POST_OVERLAP, FrontAnswer, client_address
 from handlers.log_throttle import LogThrottle
 from protocol import wire_json
 from protocol.errors import CodedError, ErrorCode
@@ -375,6 +375,7 @@ class StockSessionServer(socketio.AsyncServer):
         self.skipping: dict[str, int] = {}  # Engine.IO sid -> attachments still to drop of a refused message
         self._upgrading: set[str] = set()  # Engine.IO sids with a WebSocket upgrade under way (see upgrade)
         self._polling: set[str] = set()  # Engine.IO sids with a long-poll waiting (see poll)
+        self._posting: set[str] = set()  # Engine.IO sids with a long-polling POST being read (see post)
 
     def count_with(self, sent: Callable[[int, int], None], refused: Callable[[str], None]) -> None:
         """``server.transport.contract.SocketServer.count_with``."""
@@ -480,16 +481,24 @@ class StockSessionServer(socketio.AsyncServer):
         ):
             response: web.StreamResponse = await self.eio.handle_request(request)
             return response
+        # One POST of a session at a time: its body (up to 1 MiB) is held while it is read, up to
+        # 10 s, and any number of them ran together. No Engine.IO client overlaps its POSTs.
+        if sid in self._posting:
+            return to_http(CodedError(ErrorCode.INVALID_PAYLOAD, POST_OVERLAP))
+        self._posting.add(sid)
         try:
-            async with asyncio.timeout(BODY_READ_TIMEOUT_S):  # a trickled body holds nothing for long
-                body = await request.content.readexactly(length)
-        except (asyncio.IncompleteReadError, TimeoutError):  # the client sent less than it announced
-            body = None
-        if body is None or not engine_payload(body):
-            await self.end(sid)
-            return bad_request("bad request")
-        response = await self.eio.handle_request(ReadRequest(request, body))
-        return response
+            try:
+                async with asyncio.timeout(BODY_READ_TIMEOUT_S):  # a trickled body holds nothing for long
+                    body = await request.content.readexactly(length)
+            except (asyncio.IncompleteReadError, TimeoutError):  # the client sent less than it announced
+                body = None
+            if body is None or not engine_payload(body):
+                await self.end(sid)
+                return bad_request("bad request")
+            response = await self.eio.handle_request(ReadRequest(request, body))
+            return response
+        finally:
+            self._posting.discard(sid)
 
     async def admit(self, eio_sid: str, environ: dict[str, Any]) -> Any:
         """Engine.IO's connect event: the session holds its opening's place, and must join

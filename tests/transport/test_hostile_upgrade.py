@@ -117,3 +117,34 @@ async def test_a_second_long_poll_while_one_waits_is_refused(server: ServerUnder
                 head.cancel()
             for _, writer in polls:
                 writer.close()
+
+
+async def test_a_second_post_while_one_is_read_is_refused(server: ServerUnderTest) -> None:
+    async with aiohttp.ClientSession() as http:
+        sid = await _polling_session(http, server, join=True)
+        url = f"{server.url}/socket.io/?EIO=4&transport=polling&sid={sid}"
+        # A POST whose body has not all arrived: it is being read (up to 1 MiB held meanwhile).
+        reader, writer = await asyncio.open_connection("127.0.0.1", port_of(server.url))
+        body = b'421["no_such_event",{}]'
+        head = (
+            f"POST /socket.io/?EIO=4&transport=polling&sid={sid} HTTP/1.1\r\nHost: x\r\n"
+            f"Content-Type: text/plain\r\nContent-Length: {len(body)}\r\n\r\n"
+        )
+        writer.write(head.encode() + body[:5])
+        try:
+            deadline = asyncio.get_running_loop().time() + 10
+            while True:  # until the server reads it: from then on another POST is refused
+                async with http.post(url, data="6") as response:
+                    if response.status == 400:
+                        assert (await response.json())["error"] == "invalid_payload"
+                        break
+                    assert response.status == 200
+                assert asyncio.get_running_loop().time() < deadline, "a second POST was read beside the first"
+            # The first is read to its end and handled as ever: its event's ack comes.
+            writer.write(body[5:])
+            answer = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 10)
+            assert answer.startswith(b"HTTP/1.1 200 "), answer
+            async with http.get(url) as response:
+                assert "unknown_event" in await response.text()
+        finally:
+            writer.close()
