@@ -42,8 +42,6 @@ from collections.abc import Awaitable, Callable, Coroutine
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from redis.exceptions import RedisError
-
 from handlers.metrics import Metrics
 from protocol.errors import CodedError, ErrorCode
 from protocol.events import ACTIVE_SESSION, USER_RENAMED
@@ -53,6 +51,10 @@ from storage.keys import Keys
 from storage.voice.repository import ActivePointer
 
 log = logging.getLogger(__name__)
+
+# A follow's subscription not confirmed in time, or Redis away (a cluster with no node answering
+# raises an error of its own): asked again after RETRY_S, the loop never ends on it.
+_ASK_AGAIN: tuple[type[Exception], ...] = (CodedError, *REDIS_AWAY)
 
 # A feed whose channel could not be subscribed, or whose read failed, tries again after this pause.
 RETRY_S = 0.5
@@ -213,7 +215,7 @@ class ActiveFeeds:
         while self._feeds.get(feed.user_id) is feed:
             try:
                 await self._sides.open_side(feed.channel, feed)
-            except (CodedError, RedisError, OSError) as exc:  # not confirmed in time: ask again
+            except _ASK_AGAIN as exc:
                 log.info("active session of %s: channel not subscribed (%s); retrying", feed.user_id, exc)
                 await asyncio.sleep(RETRY_S)
                 continue

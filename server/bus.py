@@ -59,7 +59,6 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from redis.asyncio import Redis
-from redis.exceptions import RedisClusterException, RedisError
 
 from handlers.background import cancelled, stop_if_cancelled
 from handlers.metrics import Metrics
@@ -71,6 +70,7 @@ from server.channels import CONFIRMATIONS, MESSAGES, Channels
 from server.transport.contract import Outlet, Packet
 from storage.clock import Clock
 from storage.events import EventLog
+from storage.failures import REDIS_AWAY
 from storage.keys import Keys
 from storage.voice.repository import ActivePointer
 
@@ -521,7 +521,7 @@ class Bus:
             except Exception as exc:  # Redis away, or a bug: never stop delivering, never spin
                 stop_if_cancelled(exc)
                 self._metrics.redis_error("bus", exc)
-                if not isinstance(exc, RedisError | RedisClusterException | OSError):
+                if not isinstance(exc, REDIS_AWAY):
                     log.exception("bus listener error")
                 elif self._alive:
                     log.warning("bus lost its Redis link: %s; reconnecting", exc)
@@ -647,7 +647,7 @@ class Bus:
         try:
             await self._backfill(room)
         except Exception as exc:  # Redis away, or a bug: try again after a pause, never in a spin
-            if isinstance(exc, RedisError | OSError):
+            if isinstance(exc, REDIS_AWAY):
                 log.info("session %s: backfill failed: %s", room.session_id, exc)
             else:
                 log.exception("session %s: backfill error", room.session_id)
@@ -694,7 +694,7 @@ class Bus:
     async def _reset(self, room: Room, rewritten: str, room_epoch: str) -> None:
         try:
             position = await self._log.reset_epoch(room.session_id, rewritten)
-        except (RedisError, OSError) as exc:  # the next event or reconnect notices it again
+        except REDIS_AWAY as exc:  # the next event or reconnect notices it again
             log.warning("session %s: could not reset the epoch: %s", room.session_id, exc)
             room.rewritten = False
             return
