@@ -89,3 +89,20 @@ async def test_the_recorder_paused_on_a_deleted_session_offers_new(server: Serve
     await expect(page.locator("#fab-rec")).to_be_disabled()
     await expect(page.locator("#fab-done")).to_be_disabled()
     await expect(page.locator("#fab-new")).to_be_enabled()
+
+
+async def test_the_voice_session_page_of_a_deleted_session_says_so(server: ServerUnderTest, tab: Tab) -> None:
+    """The session page went on showing the session Ready, with Done and Process now, and every
+    press was answered 'no such session'."""
+    session_id = await server.create_session("alice", "Standup")
+    await tab.use_token(server.token("alice"))
+    page = await tab.open(f"/session/{session_id}")
+    await expect(page.locator("#connection")).to_have_attribute("data-state", "live")
+
+    await admin_delete(server, session_id)
+
+    await expect(page.locator("#page-error")).to_have_attribute("data-code", "deleted_by_operator")
+    await expect(page.locator("#page-error")).to_contain_text("Session deleted")
+    await expect(page.locator("#page-error")).to_contain_text("deleted on the server")
+    await expect(page.locator("#done-button")).to_be_hidden()
+    assert not tab.errors, tab.errors

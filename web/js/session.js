@@ -45,6 +45,7 @@ const ERROR_TEXT = {
   invalid_session_id: ["Invalid session link", "The link does not contain a valid session id."],
   unauthorized: ["Not signed in", "Your sign-in is missing or has expired. Sign in again to open this session."],
   deleted: ["Session deleted", "This session was deleted by its owner, with its recordings."],
+  deleted_by_operator: ["Session deleted", "This session was deleted on the server, with its recordings."],
   // This browser's identity is gone (signed out elsewhere): the message says how; the identity
   // notice above offers the way back. Not "Something went wrong": nothing broke.
   identity_lost: ["Not signed in on this device", ""],
@@ -326,6 +327,10 @@ function apply(event) {
   if (event.type === "session_update" && data.deleted === true) {
     ui.connection.hidden = true;
     showError(new ApiError("deleted", ""));
+  } else if (event.type === "session_deleted") {
+    // An operator's delete (DELETE /admin/sessions/<id>) or an orphan sweep, not its owner's.
+    ui.connection.hidden = true;
+    showError(new ApiError("deleted_by_operator", ""));
   } else if (event.type === "session_update") {
     const changed = Object.fromEntries(SESSION_FIELDS.filter((key) => key in data).map((key) => [key, data[key]]));
     render({ ...session, ...changed });
