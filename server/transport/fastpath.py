@@ -724,14 +724,33 @@ async def _post(socket_ref: weakref.ReferenceType[AsyncSocket], environ: dict[st
     length = int(environ.get("CONTENT_LENGTH", "0"))
     if length > socket.server.max_http_buffer_size:
         raise engineio.exceptions.ContentTooLongError()
+    # Read to its end: one read() returns what has arrived so far, and a large batch arrives in
+    # many reads (python-engineio's own handler takes the first and drops the rest unseen);
+    # within the deadline of every body, or a client trickling it holds the session. What an
+    # unfinished body holds counts in the server's budget of unfinished WebSocket messages, as
+    # theirs does: each session may hold up to 1 MiB of one, so many sessions trickling theirs
+    # held as many MiB (2,000 sessions, one address's cap: 2 GB). A body that arrives whole in
+    # one read, every ordinary one, is never counted.
+    budget = socket.server.partial_frames
+    reader = environ["wsgi.input"]
+    body = bytearray()
+    counted = 0
     try:
-        # Read to its end: one read() returns what has arrived so far, and a large batch arrives
-        # in many reads (python-engineio's own handler takes the first and drops the rest
-        # unseen); within the deadline of every body, or a client trickling it holds the session.
         async with asyncio.timeout(BODY_READ_TIMEOUT_S):
-            body: bytes = await environ["wsgi.input"].readexactly(length)
+            while len(body) < length:
+                piece = await reader.read(length - len(body))
+                if not piece:
+                    raise asyncio.IncompleteReadError(bytes(body), length)
+                body += piece
+                if len(body) < length:
+                    budget.held += len(body) - counted
+                    counted = len(body)
+                    if budget.held > budget.limit:
+                        raise engineio.exceptions.EngineIOError("the server holds too many unfinished bodies")
     except (asyncio.IncompleteReadError, TimeoutError) as exc:  # sent less than it announced
         raise engineio.exceptions.EngineIOError("a cut body") from exc
+    finally:
+        budget.held -= counted
     try:
         packets = eio_payload.Payload(encoded_payload=body.decode("utf-8")).packets
     except Exception as exc:  # UnicodeDecodeError, ValueError, or whatever a bad packet raises

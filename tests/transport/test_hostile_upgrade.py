@@ -16,8 +16,9 @@ from typing import Any
 
 import aiohttp
 
+from server.app import SIO_KEY
 from tests.conftest import start_server
-from tests.helpers import ServerUnderTest
+from tests.helpers import ServerUnderTest, fast_lane_only
 from tests.raw_wire import RawWebSocket, port_of
 
 
@@ -148,3 +149,50 @@ async def test_a_second_post_while_one_is_read_is_refused(server: ServerUnderTes
                 assert "unknown_event" in await response.text()
         finally:
             writer.close()
+
+
+@fast_lane_only
+async def test_unfinished_post_bodies_count_in_the_partial_frames_budget(
+    redis_process: Any, redis: Any, tmp_path: Path
+) -> None:
+    # Each long-polling session may hold up to 1 MiB of an unfinished body: 2,000 sessions of one
+    # address held 2 GB, outside the budget that bounds what unfinished WebSocket messages hold.
+    srv = await start_server(redis_process.url, tmp_path, partial_frames_budget_bytes=1 << 20)
+    budget = srv.app[SIO_KEY].eio.partial_frames
+    writers: list[asyncio.StreamWriter] = []
+
+    async def trickle(sid: str, sent: int) -> asyncio.StreamReader:
+        reader, writer = await asyncio.open_connection("127.0.0.1", port_of(srv.url))
+        writers.append(writer)
+        head = (
+            f"POST /socket.io/?EIO=4&transport=polling&sid={sid} HTTP/1.1\r\nHost: x\r\n"
+            f"Content-Type: text/plain\r\nContent-Length: 1000000\r\n\r\n"
+        )
+        writer.write(head.encode() + b"4" + b"a" * (sent - 1))  # a message, unfinished
+        return reader
+
+    try:
+        async with aiohttp.ClientSession() as http:
+            first, second, third = [await _polling_session(http, srv, join=True) for _ in range(3)]
+            await trickle(first, 900_000)
+            deadline = asyncio.get_running_loop().time() + 10
+            while budget.held < 900_000:  # until the server holds it all
+                assert asyncio.get_running_loop().time() < deadline, budget.held
+                await asyncio.sleep(0.01)
+            refused = await trickle(second, 200_000)  # past the 1 MiB budget: refused, session ended
+            answer = await asyncio.wait_for(refused.readuntil(b"\r\n\r\n"), 10)
+            assert answer.startswith(b"HTTP/1.1 400 "), answer
+            while await asyncio.wait_for(refused.read(65536), 10):  # closed once the server lingered
+                pass
+            url = f"{srv.url}/socket.io/?EIO=4&transport=polling&sid={third}"
+            async with http.post(url, data='421["no_such_event",{}]') as response:  # whole: never counted
+                assert response.status == 200
+            for writer in writers:
+                writer.close()
+            while budget.held:  # the first body's read ends with its connection: its bytes given back
+                assert asyncio.get_running_loop().time() < deadline + 10, budget.held
+                await asyncio.sleep(0.01)
+    finally:
+        for writer in writers:
+            writer.close()
+        await srv.stop()
