@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 from typing import Annotated
+from urllib.parse import quote
 
 import segno
 from aiohttp import web
@@ -16,6 +17,7 @@ from handlers.context import Services
 from handlers.http_common import bearer_claims, client_address, guarded, json_body
 from handlers.openapi_registry import Operation, document
 from handlers.payloads import PLAIN_PATTERN, Payload, validate
+from handlers.query import QueryModel, parse_query
 from handlers.rate_limit import within
 from protocol.errors import CodedError, ErrorCode
 from storage.identity.repository import MAX_NAME_CHARS
@@ -48,6 +50,21 @@ class Me(BaseModel):
     admin: bool
     device_id: str
     devices: list[DeviceView]
+
+
+# Where a device link leads once used: a path of this server's pages (one leading slash, then
+# the characters of its ids and names, never a second slash first). Nothing else: a link that
+# could lead off the site ("//host", or "/\\host", which browsers read as "//host") would lend
+# this server's name to another.
+NEXT_PATTERN = r"^/([A-Za-z0-9._~-][A-Za-z0-9._~/-]{0,199})?$"
+
+
+class LinkQuery(QueryModel):
+    """``POST /api/auth/link``'s query."""
+
+    # The page the other device opens once signed in (the page the link was asked on, say a
+    # stream's dashboard); without it, /session.
+    next: Annotated[str | None, Field(pattern=NEXT_PATTERN)] = None
 
 
 class DeviceLink(BaseModel):
@@ -98,9 +115,11 @@ OPERATIONS = (
     Operation(
         "post",
         "/api/auth/link",
-        "A one-time link (and QR code) that signs another device in as the caller",
+        "A one-time link (and QR code) that signs another device in as the caller, and opens"
+        " `next` (a path of this server's pages) there",
         tag=TAG,
-        statuses=(401, 403, 429, 503),
+        query=LinkQuery,
+        statuses=(400, 401, 403, 429, 503),
         ok=(201,),
         response=DeviceLink,
     ),
@@ -188,6 +207,7 @@ class AccountRoutes:
     async def link(self, request: web.Request) -> web.Response:
         """A single-use link for another device, valid ``SESSIONHUB_LOGIN_LINK_TTL_S``."""
         claims = self._claims(request)
+        target = parse_query(LinkQuery, request).next
         if not claims.fam:
             raise CodedError(ErrorCode.FORBIDDEN, "only a signed-in browser can link another device")
         address = client_address(request, trust_forwarded_for=self._s.trust_forwarded_for)
@@ -212,6 +232,8 @@ class AccountRoutes:
         record = {"sub": claims.sub, "exp": exp, "device_link": True, "grant": grant_of(claims)}
         token = await self._s.login_tokens.issue(record, ttl_s=ttl_s)
         url = f"{auth_cookie.public_base(request, self._s.public_url)}/tg_auth?token={token}"
+        if target is not None:
+            url += f"&next={quote(target, safe='')}"
         answer = DeviceLink(url=url, expires_in_s=ttl_s, qr_svg=qr_svg(url))
         return web.json_response(answer.model_dump(), status=201)
 

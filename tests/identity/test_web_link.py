@@ -6,6 +6,7 @@ and saved the identity nowhere (no passkey) would lose them for good, without a 
 from __future__ import annotations
 
 import re
+from urllib.parse import quote
 
 import aiohttp
 import pytest
@@ -84,6 +85,50 @@ async def test_a_browser_that_is_nobody_yet_signs_in_with_a_link_at_once(
     finally:
         await first.page.context.close()
         await second.page.context.close()
+
+
+async def test_a_link_made_on_a_page_opens_that_page_on_the_other_device(
+    iserver: ServerUnderTest, browser: Browser
+) -> None:
+    """A streamer linking their phone from the stream's dashboard landed on the voice page
+    (/session), and had to find the dashboard again."""
+    first = await new_tab(browser, iserver)
+    second = await new_tab(browser, iserver)
+    try:
+        laptop = await first.open("/streams")
+        await laptop.locator("#title-input").fill("Raid night")
+        await laptop.locator("#create-button").click()
+        await laptop.wait_for_url("**/streams/*")
+        dashboard = laptop.url.removeprefix(iserver.url)
+        link = await device_link(laptop, iserver)
+        assert link.endswith("&next=" + dashboard.replace("/", "%2F")), link
+        phone = await second.open(link)
+        await expect(phone).to_have_url(iserver.url + dashboard)
+        await expect(phone.locator("#stream-title")).to_have_text("Raid night")
+        assert not first.errors and not second.errors, first.errors + second.errors
+    finally:
+        await first.page.context.close()
+        await second.page.context.close()
+
+
+async def test_a_link_leads_only_to_this_servers_pages(iserver: ServerUnderTest, browser: Browser) -> None:
+    async with aiohttp.ClientSession(cookie_jar=aiohttp.DummyCookieJar()) as http:
+        owner = AuthBrowser(http, iserver.url)
+        await owner.guest()
+        made = await owner.call("POST", "/api/auth/link?next=/s/abc-1/remix")
+        assert made.status == 201 and made.body["url"].endswith("&next=%2Fs%2Fabc-1%2Fremix"), made.body
+        for away in ("//evil.example", "/\\evil.example", "https://evil.example", "/a b", "/" + "a" * 201):
+            refused = await owner.call("POST", f"/api/auth/link?next={quote(away, safe='')}")
+            assert (refused.status, refused.body["error"]) == (400, "invalid_payload"), (away, refused.body)
+        plain = await owner.call("POST", "/api/auth/link")
+        token = plain.body["url"].split("token=", 1)[1]
+    # A link whose next was changed by hand to lead off the site opens /session instead.
+    tab = await new_tab(browser, iserver)
+    try:
+        page = await tab.open(f"/tg_auth?token={token}&next=%2F%2Fevil.example")
+        await expect(page).to_have_url(re.compile(rf"^{re.escape(iserver.url)}/session(/[^/]+)?$"))
+    finally:
+        await tab.page.context.close()
 
 
 async def test_peeking_at_a_link_names_its_identity_and_leaves_it_usable(iserver: ServerUnderTest) -> None:

@@ -364,10 +364,17 @@ async function revokeDevice(deviceId) {
   load();
 }
 
+// Where a device link may lead: handlers/account_http.py NEXT_PATTERN, the same rule.
+const NEXT_PATH = /^\/([A-Za-z0-9._~-][A-Za-z0-9._~/-]{0,199})?$/;
+
 async function showLink() {
   const out = document.getElementById("identity-link-out");
   try {
-    const link = await api("/api/auth/link", { method: "POST" });
+    // The other device opens this page once signed in (a stream's dashboard, a pattern), not
+    // always /session; a path the server would not take (it names this server's pages only)
+    // is left out.
+    const here = NEXT_PATH.test(location.pathname) ? `?next=${encodeURIComponent(location.pathname)}` : "";
+    const link = await api(`/api/auth/link${here}`, { method: "POST" });
     const qr = el("div", { class: "identity-qr", "aria-label": "QR code of the link" });
     qr.innerHTML = link.qr_svg; // SVG made by the server from the link (segno), no user text in it
     const minutes = Math.round(link.expires_in_s / 60);

@@ -1,7 +1,8 @@
 /**
  * The page behind a one-time link: a device link from "Link another device" or a chat bot's
  * `/login` link (`/tg_auth?token=...`). Trades the token for this user's identity, then opens
- * the user's active session. A used or expired link says so: the heading changes too.
+ * the page the link was made on (`next`), or the user's active session. A used or expired link
+ * says so: the heading changes too.
  *
  * A browser that already is somebody who owns sessions and has no passkey would lose them for
  * good (its identity lives only in this browser's cookie, which the link replaces): the page
@@ -12,7 +13,12 @@ import { api, bdi, hasToken, knownIdentity, peekLoginToken, signInWithLoginToken
 const heading = document.getElementById("login-heading");
 const status = document.getElementById("login-status");
 const question = document.getElementById("login-confirm");
-const loginToken = new URLSearchParams(location.search).get("token");
+const params = new URLSearchParams(location.search);
+const loginToken = params.get("token");
+// The page the link was made on (a stream's dashboard, say), opened once signed in: a path of
+// this server's pages only (handlers/account_http.py NEXT_PATTERN), else /session.
+const NEXT_PATH = /^\/([A-Za-z0-9._~-][A-Za-z0-9._~/-]{0,199})?$/;
+const next = NEXT_PATH.test(params.get("next") ?? "") ? params.get("next") : "/session";
 // The link works once; keep it out of the history and of any later Referer.
 history.replaceState(null, "", "/tg_auth");
 
@@ -54,7 +60,7 @@ function redeem() {
   heading.textContent = "Signing in…";
   status.textContent = "Checking your sign-in link.";
   signInWithLoginToken(loginToken).then(
-    () => location.replace("/session"),
+    () => location.replace(next),
     (err) => (err.code === "unauthorized" ? usedUp() : refused("Signing in failed", err.message)),
   );
 }
