@@ -127,6 +127,7 @@ class SocketGate:
         self.connected: list[tuple[WebSocketRoute, WebSocketRoute]] = []  # (page side, server side)
         self.held: list[WebSocketRoute] = []
         self.holding = False
+        self.joined = 0  # Socket.IO connections the server let in through the gate, so far
         # While muted, what pages send is kept here, in order, and reaches the server on unmute:
         # a network that stalls without a close, which a page cannot tell from a slow server.
         self.muted: list[tuple[WebSocketRoute, str | bytes]] | None = None
@@ -145,7 +146,13 @@ class SocketGate:
     def _connect(self, ws: WebSocketRoute) -> None:
         server_side = ws.connect_to_server()
         ws.on_message(lambda message: self._from_page(server_side, message))
+        server_side.on_message(lambda message: self._from_server(ws, message))
         self.connected.append((ws, server_side))
+
+    def _from_server(self, page_side: WebSocketRoute, message: str | bytes) -> None:
+        if isinstance(message, str) and message.startswith("40"):  # Socket.IO's CONNECT answered
+            self.joined += 1
+        page_side.send(message)
 
     def _from_page(self, server_side: WebSocketRoute, message: str | bytes) -> None:
         if self.muted is None:
