@@ -7,6 +7,7 @@ chromium the tests are skipped, except on CI (``CI=true``), where a missing brow
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import re
@@ -19,7 +20,16 @@ import pytest
 import pytest_asyncio
 
 try:
-    from playwright.async_api import Browser, ConsoleMessage, Page, Route, WebSocketRoute, async_playwright, expect
+    from playwright.async_api import (
+        Browser,
+        ConsoleMessage,
+        Dialog,
+        Page,
+        Route,
+        WebSocketRoute,
+        async_playwright,
+        expect,
+    )
 except ImportError:  # the dev extra is not installed
     if os.environ.get("CI") == "true":
         raise
@@ -117,6 +127,21 @@ async def lose_first_answer(page: Page, url: str) -> list[str | None]:
 
     await page.route(url, lose)
     return keys
+
+
+class LeaveQuestions:
+    """The questions a page asks as it is left (``beforeunload``), each answered "stay on the
+    page": ``asked`` once one was, ``types`` of every one so far."""
+
+    def __init__(self, page: Page) -> None:
+        self.types: list[str] = []
+        self.asked = asyncio.Event()
+        page.on("dialog", self._stay)
+
+    async def _stay(self, dialog: Dialog) -> None:
+        self.types.append(dialog.type)
+        await dialog.dismiss()  # "stay on the page"
+        self.asked.set()
 
 
 class SocketGate:

@@ -9,9 +9,9 @@ from __future__ import annotations
 
 import asyncio
 
-from playwright.async_api import Dialog, Page, Route, expect
+from playwright.async_api import Page, Route, expect
 
-from tests.browser import SocketGate, Tab
+from tests.browser import LeaveQuestions, SocketGate, Tab
 from tests.helpers import Client, ServerUnderTest
 from tests.streams.helpers import connect, started
 
@@ -113,28 +113,20 @@ async def test_leaving_the_dashboard_with_a_change_pressed_offline_asks_first(
     await gate.install(tab.page)
     page = await tab.open(f"/streams/{session_id}")
     await expect(page.locator("#connection")).to_have_attribute("data-state", "live")
-    dialogs: list[str] = []
-    asked = asyncio.Event()
-
-    async def stay(dialog: Dialog) -> None:
-        dialogs.append(dialog.type)
-        await dialog.dismiss()  # "stay on the page"
-        asked.set()
-
-    page.on("dialog", stay)
+    leaving = LeaveQuestions(page)
     await gate.cut()
     await expect(page.locator("#connection")).to_have_attribute("data-state", "offline")
     await page.locator("#action-pause").click()
     notice = page.locator("#notice[role=status]")
     await expect(notice).to_have_text("Offline: Pause is sent when the connection is back…", timeout=AT_ONCE_MS)
     await page.close(run_before_unload=True)
-    await asyncio.wait_for(asked.wait(), timeout=10)
-    assert dialogs == ["beforeunload"] and not page.is_closed()
+    await asyncio.wait_for(leaving.asked.wait(), timeout=10)
+    assert leaving.types == ["beforeunload"] and not page.is_closed()
     gate.release()  # the person stayed: back online, the change is made
     await expect(notice).to_have_text("Back online: Pause is done.")
     async with page.expect_event("close"):  # nothing owed any more: leaving asks nothing
         await page.close(run_before_unload=True)
-    assert dialogs == ["beforeunload"]
+    assert leaving.types == ["beforeunload"]
 
 
 async def test_delete_all_history_offline_says_so_at_once_then_that_nothing_was_sent(

@@ -14,7 +14,7 @@ from playwright.async_api import Browser, expect
 from tests.admin.test_http import admin_token, call
 from tests.browser import Tab, new_tab
 from tests.helpers import ServerUnderTest
-from tests.voice.test_web_fab_held import record_one_chunk_kept_back
+from tests.voice.test_web_fab_held import paused_on_a_new_session
 
 pytestmark = pytest.mark.timeout(180)
 
@@ -76,10 +76,7 @@ async def test_the_pattern_page_of_a_deleted_pattern_says_so(server: ServerUnder
 async def test_the_recorder_paused_on_a_deleted_session_offers_new(server: ServerUnderTest, tab: Tab) -> None:
     await tab.use_token(server.token("alice"))
     page = await tab.open("/")
-    await record_one_chunk_kept_back(page)  # New, a moment recorded, Pause (its upload goes through)
-    session_id = await server.services.voice.active_id("alice")
-    assert session_id is not None
-    await expect(page.locator("#fab-rec")).to_have_text("Resume")
+    session_id = await paused_on_a_new_session(page, server, "alice")
 
     await admin_delete(server, session_id)
 

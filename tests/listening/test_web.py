@@ -35,6 +35,20 @@ async def open_tab(browser: Browser, server: ServerUnderTest, tabs: list[Tab], p
     return page
 
 
+async def played_in_the_car(http: aiohttp.ClientSession, server: ServerUnderTest, i: int, started_at: int) -> None:
+    """Track ``i`` played for a minute from ``started_at``, uploaded by another device (the car)."""
+    body = {
+        "item_id": f"item-{i}",
+        "device_id": "car",
+        "client_id": f"c{i}",
+        "started_at": started_at,
+        "ended_at": started_at + 60_000,
+        "item": {"title": f"Track {i}"},
+    }
+    async with http.post(f"{server.url}/api/listening/upload", json=body, headers=auth(server)) as r:
+        assert r.status == 201
+
+
 async def click_and_wait(player: Page, item_id: str, button: str, action: str) -> None:
     row = player.locator(f'li[data-item-id="{item_id}"]')
     await row.locator(f"button.{button}").click()
@@ -133,22 +147,9 @@ async def test_a_live_refresh_keeps_the_pages_shown_and_the_focus(
     """Every report from another device refreshes the page. The list went back to its first page
     (what a person paged down to vanished) and was drawn anew (a focused Delete lost its focus)."""
     now = clock.now_ms()
-
-    async def uploaded(http: aiohttp.ClientSession, i: int, started_at: int) -> None:
-        body = {
-            "item_id": f"item-{i}",
-            "device_id": "car",
-            "client_id": f"c{i}",
-            "started_at": started_at,
-            "ended_at": started_at + 60_000,
-            "item": {"title": f"Track {i}"},
-        }
-        async with http.post(f"{lserver.url}/api/listening/upload", json=body, headers=auth(lserver)) as r:
-            assert r.status == 201
-
     async with aiohttp.ClientSession() as http:
         for i in range(25):
-            await uploaded(http, i, now - (i + 2) * 3_600_000)
+            await played_in_the_car(http, lserver, i, now - (i + 2) * 3_600_000)
         history = await open_tab(browser, lserver, tabs, "/history")
         rows = history.locator("#sessions li.listening-row")
         await expect(rows).to_have_count(20)
@@ -159,7 +160,7 @@ async def test_a_live_refresh_keeps_the_pages_shown_and_the_focus(
         await target.locator("button.delete").focus()
         loaded = int(await history.evaluate("document.body.dataset.loaded"))
 
-        await uploaded(http, 99, now - 3_600_000)  # from the car, newer than every other
+        await played_in_the_car(http, lserver, 99, now - 3_600_000)  # newer than every other
         await expect(history.locator("body")).to_have_attribute("data-loaded", str(loaded + 1))
     await expect(rows).to_have_count(26)
     await expect(rows.first.locator(".title")).to_have_text("Track 99")
@@ -178,21 +179,8 @@ async def test_more_pressed_while_a_live_refresh_reads_keeps_the_next_page(
     put the list back to its first page: the rows just asked for vanished (seen in CI)."""
     now = clock.now_ms()
     async with aiohttp.ClientSession() as http:
-
-        async def uploaded(i: int, started_at: int) -> None:
-            body = {
-                "item_id": f"item-{i}",
-                "device_id": "car",
-                "client_id": f"c{i}",
-                "started_at": started_at,
-                "ended_at": started_at + 60_000,
-                "item": {"title": f"Track {i}"},
-            }
-            async with http.post(f"{lserver.url}/api/listening/upload", json=body, headers=auth(lserver)) as r:
-                assert r.status == 201
-
         for i in range(25):
-            await uploaded(i, now - (i + 2) * 3_600_000)
+            await played_in_the_car(http, lserver, i, now - (i + 2) * 3_600_000)
         history = await open_tab(browser, lserver, tabs, "/history")
         rows = history.locator("#sessions li.listening-row")
         await expect(rows).to_have_count(20)
@@ -208,7 +196,7 @@ async def test_more_pressed_while_a_live_refresh_reads_keeps_the_next_page(
                 held.set_result(route)
 
         await history.route("**/api/listening/sessions?*", hold_a_refresh)
-        await uploaded(99, now - 3_600_000)  # from the car: the page refreshes
+        await played_in_the_car(http, lserver, 99, now - 3_600_000)  # the page refreshes
         refresh = await asyncio.wait_for(held, 30)
         await history.locator("#more").click()
         await refresh.continue_()

@@ -10,7 +10,7 @@ from typing import Any
 
 from playwright.async_api import Browser, Dialog, Page, WebSocketRoute, expect
 
-from tests.browser import SocketGate, Tab, lose_first_answer, new_tab
+from tests.browser import LeaveQuestions, SocketGate, Tab, lose_first_answer, new_tab
 from tests.streams.helpers import create_stream, http, started
 from tests.conftest import start_server
 from tests.helpers import Client, ServerUnderTest
@@ -496,23 +496,15 @@ async def test_leaving_with_a_clip_not_yet_sent_asks_first(server: ServerUnderTe
     gate = SocketGate()
     await gate.install(tab.page)
     viewer = await live(tab, f"/watch/{session_id}")
-    dialogs: list[str] = []
-    asked = asyncio.Event()
-
-    async def dismiss(dialog: Dialog) -> None:
-        dialogs.append(dialog.type)
-        await dialog.dismiss()  # "stay on the page"
-        asked.set()
-
-    viewer.on("dialog", dismiss)
+    leaving = LeaveQuestions(viewer)
     gate.mute()  # the click goes out, its answer never comes back
     await viewer.locator("#note-input").fill("the clutch")
     await viewer.locator("#clip-button").click()
     await gate.cut()
     await expect(viewer.locator("#confirmation")).to_contain_text("your clip will be sent again")
     await viewer.close(run_before_unload=True)
-    await asyncio.wait_for(asked.wait(), timeout=10)
-    assert dialogs == ["beforeunload"]
+    await asyncio.wait_for(leaving.asked.wait(), timeout=10)
+    assert leaving.types == ["beforeunload"]
     assert not viewer.is_closed()  # the viewer stayed: back online, the clip goes out
     gate.unmute()
     gate.release()
@@ -521,7 +513,7 @@ async def test_leaving_with_a_clip_not_yet_sent_asks_first(server: ServerUnderTe
     # Nothing owed any more: leaving asks nothing.
     async with viewer.expect_event("close"):
         await viewer.close(run_before_unload=True)
-    assert dialogs == ["beforeunload"]
+    assert leaving.types == ["beforeunload"]
 
 
 async def test_back_to_the_list_shows_the_stream_as_it_is_now(server: ServerUnderTest, tab: Tab) -> None:

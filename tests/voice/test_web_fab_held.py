@@ -34,6 +34,16 @@ QUEUED = """async () => {
 }"""
 
 
+async def paused_on_a_new_session(page: Page, server: ServerUnderTest, user_id: str) -> str:
+    """From ``page`` (the user's, with the FAB): New, a moment recorded, Pause, its upload gone
+    through; the session's id."""
+    await record_one_chunk_kept_back(page)
+    session_id = await server.services.voice.active_id(user_id)
+    assert session_id is not None
+    await expect(page.locator("#fab-rec")).to_have_text("Resume")
+    return session_id
+
+
 async def record_one_chunk_kept_back(page: Page, *, unroute: bool = True) -> None:
     """Press New, record a moment and Pause, with uploads failing: one chunk waits in the queue
     (and goes on failing with ``unroute=False``: the caller lets it through)."""

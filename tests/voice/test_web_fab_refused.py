@@ -14,7 +14,7 @@ from playwright.async_api import expect
 
 from tests.browser import Tab
 from tests.helpers import Client, ServerUnderTest
-from tests.voice.test_web_fab_held import QUEUED, record_one_chunk_kept_back
+from tests.voice.test_web_fab_held import QUEUED, paused_on_a_new_session, record_one_chunk_kept_back
 
 pytestmark = pytest.mark.timeout(180)
 
@@ -74,10 +74,7 @@ async def test_a_pause_closed_elsewhere_offers_no_resume_but_new(server: ServerU
     offered Resume and Done, which answered 'not allowed in the session's current state'."""
     await tab.use_token(server.token("alice"))
     page = await tab.open("/")
-    await record_one_chunk_kept_back(page)  # New, a moment recorded, Pause (its upload goes through)
-    session_id = await server.services.voice.active_id("alice")
-    assert session_id is not None
-    await expect(page.locator("#fab-rec")).to_have_text("Resume")
+    session_id = await paused_on_a_new_session(page, server, "alice")
 
     laptop = Client(server.url, server.token("alice"))
     await laptop.connect()
