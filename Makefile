@@ -10,6 +10,7 @@ serve:
 
 # The suite runs in PYTEST_WORKERS processes (pytest-xdist; each owns its redis-server, ports and
 # browser), handed tests as they finish the last ones; PYTEST_WORKERS=0 runs it in one process.
+# The main run prints its 15 slowest steps: where the suite's time goes, in every CI log.
 PYTEST_WORKERS ?= 2
 PYTEST := .venv/bin/python -m pytest -q -n $(PYTEST_WORKERS) --dist worksteal
 
@@ -19,7 +20,7 @@ test:
 	.venv/bin/ruff format --check server handlers jobs auth storage protocol tests bench scripts
 	.venv/bin/mypy
 	$(BIOME) ci --error-on-warnings
-	$(PYTEST)
+	$(PYTEST) --durations=15
 	SESSIONHUB_TRANSPORT=stock $(PYTEST) $(STOCK_TESTS)
 
 # The socket-heavy tests on the stock lane (server/transport/stock.py): what serves when an

@@ -1,7 +1,7 @@
 """axe-core on every page, at a phone's size and a desktop's: no serious or critical violation.
 
 axe-core comes from tools/web (npm ci by scripts/bootstrap.sh test) and is injected by Playwright;
-the pages are loaded in sequence against one server, each in a fresh context of the one browser.
+each page is a test of its own, at both sizes, each in a fresh context of the one browser.
 """
 
 from __future__ import annotations
@@ -38,27 +38,29 @@ def axe_source() -> str:
     return AXE.read_text(encoding="utf-8")
 
 
-@pytest.mark.timeout(240)
+# A test per page (both sizes): one test of every page took 30 s, and the last worker to pick it
+# up held the whole suite's end for it.
+@pytest.mark.timeout(120)
+@pytest.mark.parametrize("name", list(PAGES))
 async def test_no_page_has_a_serious_accessibility_violation(
-    server: ServerUnderTest, browser: Browser, clients: list[Client]
+    name: str, server: ServerUnderTest, browser: Browser, clients: list[Client]
 ) -> None:
     source = axe_source()
     found: list[str] = []
-    for name in PAGES:
-        for size_name, size in (("phone", PHONE), ("desktop", DESKTOP)):
-            # The page's CSP forbids inline scripts; only axe's injection needs it lifted.
-            tab = await new_tab(browser, server, bypass_csp=True)
-            try:
-                await tab.page.set_viewport_size(size)
-                page = await visit(tab, server, clients, name)
-                await page.add_script_tag(content=source)
-                violations = await page.evaluate(RUN_AXE)
-                found += [
-                    f"{name} ({size_name}): {v['impact']} {v['id']} — {v['help']}: {v['targets']}"
-                    for v in violations
-                    if v["impact"] in BLOCKING
-                ]
-                assert not tab.errors, tab.errors
-            finally:
-                await tab.page.context.close()
+    for size_name, size in (("phone", PHONE), ("desktop", DESKTOP)):
+        # The page's CSP forbids inline scripts; only axe's injection needs it lifted.
+        tab = await new_tab(browser, server, bypass_csp=True)
+        try:
+            await tab.page.set_viewport_size(size)
+            page = await visit(tab, server, clients, name)
+            await page.add_script_tag(content=source)
+            violations = await page.evaluate(RUN_AXE)
+            found += [
+                f"{name} ({size_name}): {v['impact']} {v['id']} — {v['help']}: {v['targets']}"
+                for v in violations
+                if v["impact"] in BLOCKING
+            ]
+            assert not tab.errors, tab.errors
+        finally:
+            await tab.page.context.close()
     assert not found, "\n".join(found)
