@@ -14,6 +14,7 @@ from urllib.parse import urlsplit
 
 from aiohttp import web
 
+from handlers.http_common import forwarded_https
 from protocol.errors import CodedError, ErrorCode
 
 COOKIE_NAME = "sessionhub_refresh"
@@ -70,8 +71,8 @@ def presented(request: web.Request) -> str | None:
 
 
 def _secure(request: web.Request, public_url: str, trust_forwarded_for: bool) -> bool:
-    forwarded_https = trust_forwarded_for and request.headers.get("X-Forwarded-Proto", "") == "https"
-    return request.secure or public_url.startswith("https://") or forwarded_https
+    forwarded = trust_forwarded_for and forwarded_https(request.headers)
+    return request.secure or public_url.startswith("https://") or forwarded
 
 
 def set_credential(

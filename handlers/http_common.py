@@ -128,6 +128,16 @@ def forwarded_for(headers: CIMultiDictProxy[str] | CIMultiDict[str]) -> str:
     return ",".join(headers.getall("X-Forwarded-For", ()))
 
 
+def forwarded_https(headers: CIMultiDictProxy[str] | CIMultiDict[str]) -> bool:
+    """Whether the trusted proxy in front says the request came to it over HTTPS: the last
+    ``X-Forwarded-Proto`` value, every header read as one list, as :func:`address_of` reads
+    ``X-Forwarded-For``. A proxy that appends (or adds a header of its own) passes on what the
+    client wrote before its own value, so the first value is the client's word. Ask this only
+    behind a trusted proxy."""
+    last = ",".join(headers.getall("X-Forwarded-Proto", ())).rsplit(",", 1)[-1]
+    return last.strip().lower() == "https"
+
+
 def address_of(remote: str | None, forwarded_for: str, trust_forwarded_for: bool) -> str:
     """:func:`client_address` from the connection's remote address and its ``X-Forwarded-For``.
 

@@ -227,6 +227,41 @@ async def test_forwarded_for_is_used_only_when_trusted(redis_process: object, re
             await srv.stop()
 
 
+async def test_forwarded_proto_is_the_value_the_trusted_proxy_wrote(
+    redis_process: object, redis: object, tmp_path: object
+) -> None:
+    """The refresh cookie is Secure when the trusted proxy's own X-Forwarded-Proto value, the
+    last (every header one list, as X-Forwarded-For), says https: a value before it came with
+    the request, the client's word."""
+    from multidict import CIMultiDict
+
+    from tests.conftest import start_server
+
+    cases: tuple[tuple[bool, list[str], bool], ...] = (
+        (False, ["https"], False),  # no trusted proxy: the header is anyone's
+        (True, ["https"], True),
+        (True, ["HTTPS"], True),
+        (True, ["http"], False),
+        (True, ["http, https"], True),  # the proxy appended its value to the client's
+        (True, ["http", "https"], True),  # ... or added a header of its own after it
+        (True, ["https, http"], False),  # the client claimed https; the proxy saw http
+        (True, ["https", "http"], False),
+    )
+    for trusted, values, secure in cases:
+        srv = await start_server(redis_process.url, tmp_path, trust_forwarded_for=trusted)  # type: ignore[attr-defined]
+        try:
+            async with aiohttp.ClientSession() as http:
+                # A page's request (the client header) is the one that gets the refresh cookie.
+                headers = CIMultiDict([("X-Sessionhub-Client", "1")])
+                headers.extend(("X-Forwarded-Proto", value) for value in values)
+                async with http.post(f"{srv.url}/api/auth/guest", headers=headers) as resp:
+                    assert resp.status == 201, await resp.text()
+                    cookie = resp.cookies["sessionhub_refresh"]
+            assert bool(cookie["secure"]) is secure, (trusted, values)
+        finally:
+            await srv.stop()
+
+
 async def test_an_ipv6_client_is_one_address_per_64(redis_process: object, redis: object, tmp_path: object) -> None:
     from tests.conftest import start_server
 
