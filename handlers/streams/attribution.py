@@ -1,21 +1,32 @@
 """Who clicked, as the streamer reads it: a clip's viewer by their current display name.
 
 A clip stores the viewer's user id, never their name: a rename shows on the next load of the
-review or the next export. The names of every viewer on a page of clips come in one batched read.
+review or the next export. The names of the viewers of the clips come in batched reads of
+``NAMES_SLICE`` viewers each: a raid's thousands of viewers in one pipeline held the loop while
+redis-py packed and parsed them all.
 """
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Sequence
 from typing import Any
 
 from storage.identity.repository import Identities
 from storage.streams.records import Clip
 
+NAMES_SLICE = 500
+
 
 async def viewer_names(identities: Identities, clips: Sequence[Clip]) -> dict[str, str]:
     """Display names by user id of the viewers of ``clips`` (those who chose one)."""
-    return await identities.names(c.submitted_by for c in clips)
+    viewers = sorted({c.submitted_by for c in clips})
+    names: dict[str, str] = {}
+    for start in range(0, len(viewers), NAMES_SLICE):
+        if start:
+            await asyncio.sleep(0)
+        names.update(await identities.names(viewers[start : start + NAMES_SLICE]))
+    return names
 
 
 def attributed(clip: Clip, names: dict[str, str]) -> dict[str, Any]:

@@ -1,11 +1,18 @@
-"""``GET /api/streams/{id}/export``: clips or moments as a file download (the owner only)."""
+"""``GET /api/streams/{id}/export``: clips or moments as a file download (the owner only).
+
+A raid leaves ten thousand clips: the rows, the names and the file are made in slices
+(handlers.streams.slices), so one export never holds the event loop for more than a few ms,
+and a user runs at most ``EXPORTS_PER_USER`` at once on a process.
+"""
 
 from __future__ import annotations
 
 import re
-from collections.abc import Callable
-from dataclasses import dataclass, replace
-from typing import get_args
+from collections import Counter
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field, replace
+from typing import Any, get_args
 
 from aiohttp import web
 
@@ -17,12 +24,18 @@ from handlers.streams.formats import Marker
 from handlers.streams.moments import Moment, group_moments
 from handlers.streams.queries import ExportFormat, ExportQuery
 from handlers.streams.settings import ClipSettings
+from handlers.streams.slices import joined, mapped
 from handlers.context import Services
 from handlers.http_common import bearer_claims, guarded
 from handlers.ids import parse_session_id
 from handlers.query import parse_query
 from protocol.errors import CodedError, ErrorCode
 from storage.streams.repository import Clip, StreamSession, StreamSessions
+
+# Exports one user may run at once on one server process (another is refused with 429): each
+# reads and renders a whole stream, and a script holding the owner's token could start hundreds.
+EXPORTS_PER_USER = 2
+EXPORT_RETRY_AFTER_S = 5
 
 
 @dataclass(frozen=True, slots=True)
@@ -34,7 +47,9 @@ class Export:
     moments: bool
     clipped_only: bool
     fps: str
-    document: dict[str, object]
+    # The JSON format's document: ``head`` then the rows (``clips`` or ``moments``), made only for it.
+    head: dict[str, object] = field(default_factory=dict)
+    items: list[dict[str, Any]] = field(default_factory=list)
     timeline_kept: bool = False
     part: int = 1
     parts: int = 1
@@ -48,11 +63,11 @@ class Export:
 
 @dataclass(frozen=True, slots=True)
 class Format:
-    """A file format: its name suffix, media type and renderer."""
+    """A file format: its name suffix, media type and renderer (the file in pieces)."""
 
     suffix: str
     content_type: str
-    render: Callable[[Export], str]
+    render: Callable[[Export], Iterator[str]]
     csv: bool = False  # gets a UTF-8 BOM with ?bom=1
     # CMX3600's event number has three digits: past 999 events the rows go to several files.
     events_per_file: int | None = None
@@ -67,29 +82,36 @@ FORMATS: dict[ExportFormat, Format] = {
     "csv": Format(
         ".csv",
         "text/csv",
-        lambda e: formats.moments_csv(e.markers) if e.moments else formats.clips_csv(e.markers),
+        lambda e: formats.moments_csv_chunks(e.markers) if e.moments else formats.clips_csv_chunks(e.markers),
         csv=True,
     ),
-    "json": Format(".json", "application/json", lambda e: formats.as_json(e.document)),
-    "txt": Format(".txt", "text/plain", lambda e: formats.text(e.session.title, e.markers, moments=e.moments)),
+    "json": Format(
+        ".json",
+        "application/json",
+        lambda e: formats.as_json_chunks(e.head, "moments" if e.moments else "clips", e.items),
+    ),
+    "txt": Format(".txt", "text/plain", lambda e: formats.text_chunks(e.session.title, e.markers, moments=e.moments)),
     "youtube": Format(
         "-youtube-chapters.txt",
         "text/plain",
-        lambda e: formats.youtube_chapters(_timeline(e), total_ms=_total_ms(e), moments=e.moments),
+        lambda e: formats.youtube_chapters_chunks(_timeline(e), total_ms=_total_ms(e), moments=e.moments),
     ),
     "premiere": Format(
-        "-premiere-markers.csv", "text/csv", lambda e: formats.premiere_markers(_timeline(e), fps=e.fps), csv=True
+        "-premiere-markers.csv",
+        "text/csv",
+        lambda e: formats.premiere_markers_chunks(_timeline(e), fps=e.fps),
+        csv=True,
     ),
     "resolve": Format(
         "-resolve-markers.edl",
         "text/plain",
-        lambda e: formats.resolve_markers(e.title, _timeline(e), fps=e.fps),
+        lambda e: formats.resolve_markers_chunks(e.title, _timeline(e), fps=e.fps),
         events_per_file=formats.EDL_MAX_EVENTS,
     ),
     "edl": Format(
         "-cmx3600.edl",
         "text/plain",
-        lambda e: formats.cmx3600(e.title, _timeline(e), fps=e.fps),
+        lambda e: formats.cmx3600_chunks(e.title, _timeline(e), fps=e.fps),
         events_per_file=formats.EDL_MAX_EVENTS,
     ),
 }
@@ -109,14 +131,14 @@ def _total_ms(export: Export) -> int | None:
     return sum(int(s.get("length_ms") or 0) for s in session.segments)
 
 
-def keep_breaks(session: StreamSession, markers: list[Marker]) -> list[Marker]:
+async def keep_breaks(session: StreamSession, markers: list[Marker]) -> list[Marker]:
     """The markers on the timeline as recorded (breaks kept): offsets from the first segment's
     start, so a VOD that still holds its pauses gets markers at the right places."""
     if not session.segments:
         return markers
     origin = int(session.segments[0]["started_at"])
     starts = {int(s["index"]): int(s["started_at"]) - origin for s in session.segments}
-    return [replace(m, stream_offset_ms=starts.get(m.segment_index, 0) + m.offset_ms) for m in markers]
+    return await mapped(lambda m: replace(m, stream_offset_ms=starts.get(m.segment_index, 0) + m.offset_ms), markers)
 
 
 def one_part(export: Export, fmt: Format, part: int) -> Export:
@@ -176,6 +198,7 @@ class ExportRoutes:
         self._s = services
         self._streams = streams
         self._settings = settings
+        self._running: Counter[str] = Counter()
 
     def register(self, app: web.Application) -> None:
         """Attach the route to ``app``."""
@@ -184,14 +207,33 @@ class ExportRoutes:
     def _claims(self, request: web.Request) -> Claims:
         return bearer_claims(request, self._s.tokens, self._s.clock)
 
+    @contextmanager
+    def _slot(self, user_id: str) -> Iterator[None]:
+        """One of the user's ``EXPORTS_PER_USER`` exports at once, else ``rate_limited``."""
+        if self._running[user_id] >= EXPORTS_PER_USER:
+            raise CodedError(
+                ErrorCode.RATE_LIMITED,
+                f"at most {EXPORTS_PER_USER} exports at once; wait for one to finish",
+                retry_after_s=EXPORT_RETRY_AFTER_S,
+            )
+        self._running[user_id] += 1
+        try:
+            yield
+        finally:
+            self._running[user_id] -= 1
+            if self._running[user_id] <= 0:
+                del self._running[user_id]
+
     async def export(self, request: web.Request) -> web.Response:
         """``?format=csv|json|txt|youtube|premiere|resolve|edl&of=clips|moments&only=all|clipped&fps=``."""
         session_id = parse_session_id(request.match_info["session_id"])
         claims = self._claims(request)
+        # Every parameter (an unknown format too) is checked before anything is read.
         query = parse_query(ExportQuery, request)
         fmt = FORMATS[query.format]
-        export = one_part(await self._collect(query, session_id, claims), fmt, query.part)
-        body = fmt.render(export)
+        with self._slot(claims.sub):
+            export = one_part(await self._collect(query, session_id, claims), fmt, query.part)
+            body = await joined(fmt.render(export))
         if fmt.csv and query.bom == "1":
             body = "\ufeff" + body  # Excel reads a CSV without it in the machine's legacy code page
         what = ("clipped-" if export.clipped_only else "") + ("moments" if export.moments else "clips")
@@ -215,38 +257,46 @@ class ExportRoutes:
             raise CodedError(ErrorCode.SESSION_NOT_FOUND, "no such session")
         if clipped_only:
             clips = [c for c in clips if c.clipped]
-        document: dict[str, object] = {"session": session.public(), "of": "moments" if moments_wanted else "clips"}
+        of = "moments" if moments_wanted else "clips"
+        head: dict[str, object] = {"session": session.public(), "of": of}
+        json_wanted = query.format == "json"
+        items: list[dict[str, Any]] = []
         if moments_wanted:
             created = {c.clip_id: c.created_at for c in clips}
             moments = group_moments(clips, window_s=window_s, sort=sort)
-            markers = [moment_marker(m, created[m.clip_ids[0]]) for m in moments]
-            document["window_s"] = window_s
-            document["moments"] = [
-                {
-                    **m.public(),
-                    "offset_hms": timecode.hms(m.first_offset_ms),
-                    "median_offset_hms": timecode.hms(m.median_offset_ms),
-                }
-                for m in moments
-            ]
+            markers = await mapped(lambda m: moment_marker(m, created[m.clip_ids[0]]), moments)
+            head["window_s"] = window_s
+            if json_wanted:
+                items = await mapped(_moment_item, moments)
         else:
             names = await viewer_names(self._s.identities, clips)
-            markers = [clip_marker(c, names) for c in clips]
-            document["clips"] = [
-                {
-                    **attributed(c, names),
-                    "offset_hms": timecode.hms(c.offset_ms),
-                    "stream_offset_hms": timecode.hms(c.stream_offset_ms),
-                }
-                for c in clips
-            ]
+            markers = await mapped(lambda c: clip_marker(c, names), clips)
+            if json_wanted:
+                items = await mapped(lambda c: _clip_item(c, names), clips)
         kept = query.timeline == "kept"
         return Export(
             session=session,
-            markers=keep_breaks(session, markers) if kept else markers,
+            markers=await keep_breaks(session, markers) if kept else markers,
             moments=moments_wanted,
             clipped_only=clipped_only,
             fps=fps,
-            document=document,
+            head=head,
+            items=items,
             timeline_kept=kept,
         )
+
+
+def _moment_item(m: Moment) -> dict[str, Any]:
+    return {
+        **m.public(),
+        "offset_hms": timecode.hms(m.first_offset_ms),
+        "median_offset_hms": timecode.hms(m.median_offset_ms),
+    }
+
+
+def _clip_item(c: Clip, names: dict[str, str]) -> dict[str, Any]:
+    return {
+        **attributed(c, names),
+        "offset_hms": timecode.hms(c.offset_ms),
+        "stream_offset_hms": timecode.hms(c.stream_offset_ms),
+    }

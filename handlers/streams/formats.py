@@ -2,6 +2,10 @@
 
 Every function takes :class:`Marker` rows (a clip or a moment, in export order) and returns the
 file's text. Each format follows its published definition; the tests hold hand-written files.
+
+Each file is also made as ``*_chunks``: its text in pieces of at most :data:`SLICE` rows (a piece
+may be empty), whose concatenation is the file. The export route awaits between pieces, so a
+raid's ten thousand clips never hold the event loop for more than one slice's work.
 """
 
 from __future__ import annotations
@@ -9,6 +13,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -24,6 +29,8 @@ EDL_START_FRAMES_H = 1
 EDL_MAX_EVENTS = 999
 # YouTube refuses a description that holds either: look-alike angle quotes keep the meaning.
 _YOUTUBE_REFUSED = str.maketrans({"<": "\u2039", ">": "\u203a"})
+# Rows rendered per piece of a file: a few ms of work at most between two turns of the loop.
+SLICE = 250
 # A spreadsheet runs a cell that starts with one of these as a formula (CSV injection).
 _FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
 
@@ -50,34 +57,54 @@ def _cell(value: object) -> str:
 
 
 def _csv(header: list[str], rows: list[list[object]]) -> str:
+    return "".join(_csv_chunks(header, iter(rows)))
+
+
+def _csv_chunks(header: list[str], rows: Iterator[list[object]]) -> Iterator[str]:
     # RFC 4180: CRLF after every record, fields quoted when they hold , " CR or LF.
     out = io.StringIO()
     writer = csv.writer(out, lineterminator="\r\n", quoting=csv.QUOTE_MINIMAL)
     writer.writerow(header)
-    writer.writerows([[_cell(v) for v in row] for row in rows])
-    return out.getvalue()
+    while True:
+        batch = [[_cell(v) for v in row] for _, row in zip(range(SLICE), rows, strict=False)]
+        writer.writerows(batch)
+        yield out.getvalue()
+        out.seek(0)
+        out.truncate()
+        if len(batch) < SLICE:
+            return
 
 
 def _iso(ms: int) -> str:
     return datetime.fromtimestamp(ms / 1000, UTC).strftime("%Y-%m-%dT%H:%M:%S.") + f"{ms % 1000:03d}Z"
 
 
-def clips_csv(markers: list[Marker]) -> str:
+def clips_csv(markers: Sequence[Marker]) -> str:
     """``segment_index,offset_hms,note,submitted_by,created_at,viewer``, one clip per record."""
-    rows: list[list[object]] = [
+    return "".join(clips_csv_chunks(markers))
+
+
+def clips_csv_chunks(markers: Sequence[Marker]) -> Iterator[str]:
+    """:func:`clips_csv` in pieces."""
+    rows = (
         [m.segment_index, timecode.hms(m.offset_ms), m.label, m.submitted_by, _iso(m.created_at), m.viewer]
         for m in markers
-    ]
-    return _csv(["segment_index", "offset_hms", "note", "submitted_by", "created_at", "viewer"], rows)
+    )
+    return _csv_chunks(["segment_index", "offset_hms", "note", "submitted_by", "created_at", "viewer"], rows)
 
 
-def moments_csv(markers: list[Marker]) -> str:
+def moments_csv(markers: Sequence[Marker]) -> str:
     """``segment_index,offset_hms,median_offset_hms,count,notes``, one moment per record."""
-    rows: list[list[object]] = [
+    return "".join(moments_csv_chunks(markers))
+
+
+def moments_csv_chunks(markers: Sequence[Marker]) -> Iterator[str]:
+    """:func:`moments_csv` in pieces."""
+    rows = (
         [m.segment_index, timecode.hms(m.offset_ms), timecode.hms(m.median_offset_ms), m.count, m.label]
         for m in markers
-    ]
-    return _csv(["segment_index", "offset_hms", "median_offset_hms", "count", "notes"], rows)
+    )
+    return _csv_chunks(["segment_index", "offset_hms", "median_offset_hms", "count", "notes"], rows)
 
 
 def as_json(document: dict[str, Any]) -> str:
@@ -85,20 +112,52 @@ def as_json(document: dict[str, Any]) -> str:
     return json.dumps(document, ensure_ascii=False, indent=2) + "\n"
 
 
-def text(title: str, markers: list[Marker], *, moments: bool) -> str:
+def as_json_chunks(head: dict[str, Any], key: str, items: Sequence[dict[str, Any]]) -> Iterator[str]:
+    """``as_json({**head, key: items})`` in pieces (``key`` comes last)."""
+    if not items:
+        yield as_json({**head, key: []})
+        return
+    # The document with one null in the list: what comes before and after it frames the items.
+    framed = json.dumps({**head, key: [None]}, ensure_ascii=False, indent=2)
+    cut = framed.rindex("null")
+    yield framed[:cut]
+    # An item of the list sits two levels deep: each of its lines indented four more spaces
+    # (a newline inside a string is escaped, so every raw newline is a line of the layout).
+    between = ",\n    "
+    for start in range(0, len(items), SLICE):
+        pieces = (
+            json.dumps(item, ensure_ascii=False, indent=2).replace("\n", "\n    ")
+            for item in items[start : start + SLICE]
+        )
+        yield ("" if start == 0 else between) + between.join(pieces)
+    yield framed[cut + len("null") :] + "\n"
+
+
+def _lines(lines: list[str]) -> str:
+    return "".join(line + "\n" for line in lines)
+
+
+def text(title: str, markers: Sequence[Marker], *, moments: bool) -> str:
     """Plain text to paste anywhere: a heading per segment, one ``H:MM:SS note`` line per row."""
-    lines = [title]
+    return "".join(text_chunks(title, markers, moments=moments))
+
+
+def text_chunks(title: str, markers: Sequence[Marker], *, moments: bool) -> Iterator[str]:
+    """:func:`text` in pieces."""
+    yield title + "\n"
     segment = None
-    for m in markers:
-        if m.segment_index != segment:
-            segment = m.segment_index
-            lines += ["", f"Segment {segment}"]
-        count = f" ({m.count} clicks)" if moments else ""
-        lines.append(f"{timecode.hms(m.offset_ms)}{count} {m.label}".rstrip())
-    return "\n".join(lines) + "\n"
+    for start in range(0, len(markers), SLICE):
+        lines: list[str] = []
+        for m in markers[start : start + SLICE]:
+            if m.segment_index != segment:
+                segment = m.segment_index
+                lines += ["", f"Segment {segment}"]
+            count = f" ({m.count} clicks)" if moments else ""
+            lines.append(f"{timecode.hms(m.offset_ms)}{count} {m.label}".rstrip())
+        yield _lines(lines)
 
 
-def youtube_chapters(markers: list[Marker], *, total_ms: int | None, moments: bool) -> str:
+def youtube_chapters(markers: Sequence[Marker], *, total_ms: int | None, moments: bool) -> str:
     """YouTube chapters on the VOD with the breaks cut out (stream offsets).
 
     YouTube's rules: the first chapter starts at 0:00, there are at least three, in ascending
@@ -106,12 +165,22 @@ def youtube_chapters(markers: list[Marker], *, total_ms: int | None, moments: bo
     that chapter; a last chapter shorter than 10 s before the known end is dropped. When fewer
     than three chapters remain, ``invalid_state`` says why.
     """
+    return "".join(youtube_chapters_chunks(markers, total_ms=total_ms, moments=moments))
+
+
+def youtube_chapters_chunks(markers: Sequence[Marker], *, total_ms: int | None, moments: bool) -> Iterator[str]:
+    """:func:`youtube_chapters` in pieces: empty ones while the rows are read, then the file
+    (or ``invalid_state``, before any text)."""
     chapters: list[tuple[int, str]] = [(0, "Start")]
-    for number, m in enumerate(sorted(markers, key=lambda m: m.stream_offset_ms), start=1):
-        start_ms = m.stream_offset_ms // 1000 * 1000
-        if start_ms - chapters[-1][0] >= YOUTUBE_MIN_CHAPTER_MS:
-            label = m.label.translate(_YOUTUBE_REFUSED)
-            chapters.append((start_ms, label or (f"Moment {number}" if moments else f"Clip {number}")))
+    ordered = sorted(markers, key=lambda m: m.stream_offset_ms)
+    for start in range(0, len(ordered), SLICE):
+        if start:
+            yield ""
+        for number, m in enumerate(ordered[start : start + SLICE], start=start + 1):
+            start_ms = m.stream_offset_ms // 1000 * 1000
+            if start_ms - chapters[-1][0] >= YOUTUBE_MIN_CHAPTER_MS:
+                label = m.label.translate(_YOUTUBE_REFUSED)
+                chapters.append((start_ms, label or (f"Moment {number}" if moments else f"Clip {number}")))
     if total_ms is not None and len(chapters) > 1 and total_ms - chapters[-1][0] < YOUTUBE_MIN_CHAPTER_MS:
         chapters.pop()
     if len(chapters) < YOUTUBE_MIN_CHAPTERS:
@@ -122,25 +191,31 @@ def youtube_chapters(markers: list[Marker], *, total_ms: int | None, moments: bo
             reason="too_few_chapters",
             chapters=len(chapters),
         )
-    return "".join(f"{timecode.youtube(at)} {label}\n" for at, label in chapters)
+    yield "".join(f"{timecode.youtube(at)} {label}\n" for at, label in chapters)
 
 
-def premiere_markers(markers: list[Marker], *, fps: str) -> str:
+def premiere_markers(markers: Sequence[Marker], *, fps: str) -> str:
     """Premiere Pro's marker list (File > Export > Markers, CSV), on the sequence from 00:00:00:00."""
-    rows: list[list[object]] = []
-    for m in markers:
-        at = timecode.smpte(timecode.frames(m.stream_offset_ms, fps), fps)
-        rows.append(
-            [
-                m.label or f"Segment {m.segment_index} {timecode.hms(m.offset_ms)}",
-                _describe(m),
-                at,
-                at,
-                timecode.smpte(0, fps),  # a marker lasts no frame
-                "Comment",
-            ]
-        )
-    return _csv(["Marker Name", "Description", "In", "Out", "Duration", "Marker Type"], rows)
+    return "".join(premiere_markers_chunks(markers, fps=fps))
+
+
+def premiere_markers_chunks(markers: Sequence[Marker], *, fps: str) -> Iterator[str]:
+    """:func:`premiere_markers` in pieces."""
+    return _csv_chunks(
+        ["Marker Name", "Description", "In", "Out", "Duration", "Marker Type"], (_premiere_row(m, fps) for m in markers)
+    )
+
+
+def _premiere_row(m: Marker, fps: str) -> list[object]:
+    at = timecode.smpte(timecode.frames(m.stream_offset_ms, fps), fps)
+    return [
+        m.label or f"Segment {m.segment_index} {timecode.hms(m.offset_ms)}",
+        _describe(m),
+        at,
+        at,
+        timecode.smpte(0, fps),  # a marker lasts no frame
+        "Comment",
+    ]
 
 
 def _describe(m: Marker) -> str:
@@ -162,22 +237,36 @@ def _edl_event(number: int, reel: str, start: int, fps: str) -> str:
     return f"{number:03d}  {reel:<8} V     C        {tc_in} {tc_out} {tc_in} {tc_out}"
 
 
-def resolve_markers(title: str, markers: list[Marker], *, fps: str) -> str:
+def resolve_markers(title: str, markers: Sequence[Marker], *, fps: str) -> str:
     """DaVinci Resolve's timeline-marker EDL: one-frame events from 01:00:00:00, ``|C: |M: |D:``."""
-    lines = _edl_title(title, fps)
-    for number, m in enumerate(markers, start=1):
-        color = "ResolveColorGreen" if m.clipped else "ResolveColorBlue"
-        name = (m.label or f"Clip {number}").replace("|", "/")
-        lines += [_edl_event(number, "001", _record_in(m, fps), fps), f" |C:{color} |M:{name} |D:1", ""]
-    return "\n".join(lines) + "\n"
+    return "".join(resolve_markers_chunks(title, markers, fps=fps))
 
 
-def cmx3600(title: str, markers: list[Marker], *, fps: str) -> str:
+def resolve_markers_chunks(title: str, markers: Sequence[Marker], *, fps: str) -> Iterator[str]:
+    """:func:`resolve_markers` in pieces."""
+    yield _lines(_edl_title(title, fps))
+    for start in range(0, len(markers), SLICE):
+        lines: list[str] = []
+        for number, m in enumerate(markers[start : start + SLICE], start=start + 1):
+            color = "ResolveColorGreen" if m.clipped else "ResolveColorBlue"
+            name = (m.label or f"Clip {number}").replace("|", "/")
+            lines += [_edl_event(number, "001", _record_in(m, fps), fps), f" |C:{color} |M:{name} |D:1", ""]
+        yield _lines(lines)
+
+
+def cmx3600(title: str, markers: Sequence[Marker], *, fps: str) -> str:
     """A CMX3600 EDL with one one-frame event per row and its ``* LOC:`` locator."""
-    lines = _edl_title(title, fps)
-    for number, m in enumerate(markers, start=1):
-        start = _record_in(m, fps)
-        color = "GREEN" if m.clipped else "YELLOW"
-        label = m.label or f"Clip {number}"
-        lines += [_edl_event(number, "AX", start, fps), f"* LOC: {timecode.smpte(start, fps)} {color:<7} {label}"]
-    return "\n".join(lines) + "\n"
+    return "".join(cmx3600_chunks(title, markers, fps=fps))
+
+
+def cmx3600_chunks(title: str, markers: Sequence[Marker], *, fps: str) -> Iterator[str]:
+    """:func:`cmx3600` in pieces."""
+    yield _lines(_edl_title(title, fps))
+    for start in range(0, len(markers), SLICE):
+        lines: list[str] = []
+        for number, m in enumerate(markers[start : start + SLICE], start=start + 1):
+            at = _record_in(m, fps)
+            color = "GREEN" if m.clipped else "YELLOW"
+            label = m.label or f"Clip {number}"
+            lines += [_edl_event(number, "AX", at, fps), f"* LOC: {timecode.smpte(at, fps)} {color:<7} {label}"]
+        yield _lines(lines)

@@ -24,6 +24,7 @@ from handlers.streams.moments import group_moments
 from handlers.streams.payloads import ClipEdit, ClipRequest, CreateStream, StateRequest, ViewerRef
 from handlers.streams.queries import ClearQuery, MomentsQuery, OwnClipsQuery, ReviewQuery
 from handlers.streams.settings import ClipSettings
+from handlers.streams.slices import json_answer, mapped
 from handlers.context import Services
 from handlers.http_common import bearer_claims, client_address, guarded, json_body
 from handlers.idempotency import idempotent
@@ -153,10 +154,12 @@ class StreamRoutes:
         if query.clipped_only:
             clips = [c for c in clips if c.clipped]
         names = await viewer_names(self._s.identities, clips)
-        segments = [
-            {**segment, "clips": [attributed(c, names) for c in clips if c.segment_index == segment["index"]]}
-            for segment in session.segments
-        ]
+        # Grouped in one pass (each segment scanning every clip was segments x clips steps), the
+        # rows and the text made in slices: a raid's clips never hold the loop (handlers.streams.slices).
+        by_segment: dict[int, list[dict[str, Any]]] = {}
+        for clip, row in zip(clips, await mapped(lambda c: attributed(c, names), clips), strict=True):
+            by_segment.setdefault(clip.segment_index, []).append(row)
+        segments = [{**segment, "clips": by_segment.get(segment["index"], [])} for segment in session.segments]
         body = {
             "session": full(self._s, session, claims),
             "segments": segments,
@@ -164,7 +167,7 @@ class StreamRoutes:
             "epoch": position.epoch,
             "offset": position.offset,
         }
-        return web.json_response(body)
+        return await json_answer(body, depth=4)  # body, segments, a segment, its clips
 
     async def own_clips(self, request: web.Request) -> web.Response:
         """The caller's own clips in the session (any token: a viewer coming back, on any device),
@@ -194,16 +197,15 @@ class StreamRoutes:
         if query.clipped_only:
             clips = [c for c in clips if c.clipped]
         moments = group_moments(clips, window_s=window_s, sort=sort)
-        return web.json_response(
-            {
-                "session_id": session_id,
-                "window_s": window_s,
-                "sort": sort,
-                "moments": [m.public() for m in moments],
-                "epoch": position.epoch,
-                "offset": position.offset,
-            }
-        )
+        body = {
+            "session_id": session_id,
+            "window_s": window_s,
+            "sort": sort,
+            "moments": await mapped(lambda m: m.public(), moments),
+            "epoch": position.epoch,
+            "offset": position.offset,
+        }
+        return await json_answer(body, depth=2)  # body, its moments
 
     async def edit(self, request: web.Request) -> web.Response:
         """Mark clipped / unclipped or edit the note (the owner only)."""

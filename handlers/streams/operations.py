@@ -116,7 +116,7 @@ OPERATIONS: tuple[Operation, ...] = (
         "/api/streams/{session_id}/export",
         "Clips or moments as a file: CSV, JSON, text, YouTube chapters, Premiere, Resolve, CMX 3600",
         query=ExportQuery,
-        statuses=(*OWNER_READ, 409),
+        statuses=(*OWNER_READ, 409, 429),
         ok_types=(CSV, JSON, TEXT),
         ok_headers=(attachment("<title>-<what>[-part<n>].<suffix>"), EXPORT_PARTS),
     ),

@@ -52,6 +52,10 @@ log = logging.getLogger(__name__)
 # in arrival order; Redis runs each script in well under a millisecond.
 SUBMIT_CONCURRENCY = 32
 
+# Clips parsed per turn of the event loop when a whole session's clips are read (a raid leaves
+# ten thousand: parsing them in one go held every client of the node for tens of ms).
+PARSE_SLICE = 500
+
 # Every snapshot carries all segments: a streamer pausing and resuming without end must not
 # grow what each viewer receives without bound.
 MAX_SEGMENTS = 500
@@ -221,7 +225,13 @@ class StreamSessions:
             ("HMGET", self._keys.log_meta(session_id), "epoch", "offset"),
         )
         session = StreamSession.from_hash(fields, segments) if fields.get("kind") == KIND else None
-        clips = sorted((Clip.parse(t) for t in texts), key=Clip.sort_key) if session else []
+        clips: list[Clip] = []
+        if session is not None:
+            for start in range(0, len(texts), PARSE_SLICE):
+                if start:
+                    await asyncio.sleep(0)
+                clips.extend(Clip.parse(t) for t in texts[start : start + PARSE_SLICE])
+            clips.sort(key=Clip.sort_key)
         return session, clips, Position(epoch=epoch or "", offset=int(offset or 0))
 
     async def own_clips(self, session_id: str, viewer_id: str, *, limit: int) -> OwnClips:
