@@ -27,7 +27,7 @@ from handlers.voice.actions import brief, close, create_active
 from handlers.rate_limit import within
 from protocol.errors import CodedError, ErrorCode
 from storage.idempotency import again_on_lost_reply
-from storage.voice.quota import UploadQuota
+from storage.voice.quota import Reservation, UploadQuota
 from storage.voice.repository import VoiceSession
 
 NO_ACTIVE_SESSION = "Активная сессия не найдена..."
@@ -159,23 +159,30 @@ class BotRoutes:
         # so it is never refused or counted twice.
         payers = self._payers(claims, address)
         size_bytes = len(json.dumps(record, separators=(",", ":")).encode())
-        await self._admit(claims, payers, size_bytes)
-        body, status = await self._route(claims, record, address=address)
-        await self._quota.charge_stored(payers, size_bytes)
+        reservation = await self._admit(claims, payers, size_bytes)
+        try:
+            body, status = await self._route(claims, record, address=address)
+        except BaseException:
+            await reservation.cancel()  # nothing was stored: the bytes go back
+            raise
         return body, status
 
     def _payers(self, claims: Claims, address: str) -> list[str]:
         # As for audio chunks: a guest token is free to mint, so its address pays too.
         return [f"u:{claims.sub}", f"a:{address}"] if claims.guest else [f"u:{claims.sub}"]
 
-    async def _admit(self, claims: Claims, payers: list[str], size_bytes: int) -> None:
+    async def _admit(self, claims: Claims, payers: list[str], size_bytes: int) -> Reservation:
         per_min = self._materials_per_min
         message = f"at most {per_min} materials a minute; wait a minute"
         await within(self._s.limiter, "material", claims.sub, limit=per_min, window_s=60, message=message)
-        if await self._quota.remaining(payers) < size_bytes:
+        # Reserved (checked and counted in one step) before it is stored: concurrent materials
+        # cannot pass one check together and store more than the quota between them.
+        reservation = await self._quota.reserve(payers, wanted=size_bytes, least=size_bytes)
+        if reservation is None:
             quota = self._quota.limit_bytes
             message = f"the daily upload quota ({quota} bytes) is used up; try again tomorrow"
             raise CodedError(ErrorCode.QUOTA_EXCEEDED, message, quota_bytes=quota)
+        return reservation
 
     async def _route(self, claims: Claims, record: dict[str, Any], *, address: str) -> tuple[dict[str, Any], int]:
         session = await self._open_active(claims)

@@ -24,7 +24,7 @@ from handlers.rate_limit import within
 from protocol.errors import CodedError, ErrorCode
 from storage.voice.audio_format import ImpossibleDuration, probe
 from storage.voice.chunks import ChunkAdded, NewChunk, VoiceChunks
-from storage.voice.quota import UploadQuota
+from storage.voice.quota import Reservation, UploadQuota
 
 # The FAB tries these in order and records with the first the browser supports (issue 10).
 FAB_MIME_TYPES = (
@@ -92,22 +92,24 @@ class ChunkRoutes:
             message="too many uploads; wait a minute",
         )
         payers = self._payers(request, claims)
-        left = await self._quota.remaining(payers)
-        if left <= 0 or (request.content_length or 0) - FORM_OVERHEAD_BYTES > left:
-            raise self._over_quota()
-        admit = await self._admission(request, claims)
-        with self._slot(payers):
-            form = await self._read(request, admit)
-            try:
-                if form.blob.size > left:
-                    raise self._over_quota()
-                chunk = await self._describe(form, claims)
-            except BaseException:
-                form.blob.discard()
-                raise
-            added = await self._store(form, chunk, claims)
-        if not added.duplicate:
-            await self._quota.charge_stored(payers, chunk.size_bytes)
+        reservation = await self._reserve(request, payers)
+        try:
+            admit = await self._admission(request, claims)
+            with self._slot(payers):
+                form = await self._read(request, admit)
+                try:
+                    if form.blob.size > reservation.bytes and not await reservation.grow(form.blob.size):
+                        raise self._over_quota()
+                    chunk = await self._describe(form, claims)
+                except BaseException:
+                    form.blob.discard()
+                    raise
+                added = await self._store(form, chunk, claims)
+        except BaseException:
+            await reservation.cancel()  # refused, cut or failed: it stored nothing
+            raise
+        # A duplicate (the same audio again: a retry) costs nothing; a stored chunk its size.
+        await reservation.settle(0 if added.duplicate else chunk.size_bytes)
         self._s.sessions.used(form.meta.session_id)
         stored = await self._chunks.get(form.meta.session_id, added.chunk_id)
         body = {"chunk": stored, "duplicate": added.duplicate, "offset": added.offset, **_totals(added)}
@@ -119,6 +121,20 @@ class ChunkRoutes:
         if claims.guest:
             payers.append("a:" + client_address(request, trust_forwarded_for=self._s.trust_forwarded_for))
         return payers
+
+    async def _reserve(self, request: web.Request, payers: list[str]) -> Reservation:
+        """The payers' quota for this upload, taken before its body is read (given back after,
+        but for the bytes it stored): concurrent uploads never store more than the quota."""
+        limit = self._config.max_chunk_bytes
+        length = request.content_length
+        # The file is part of the body: it can store no more than the body's length, nor past
+        # the chunk cap. A body that says it carries more audio than is left is refused now.
+        wanted = limit if length is None else min(length, limit)
+        least = 1 if length is None else max(1, length - FORM_OVERHEAD_BYTES)
+        reservation = await self._quota.reserve(payers, wanted=wanted, least=least)
+        if reservation is None:
+            raise self._over_quota()
+        return reservation
 
     def _over_quota(self) -> CodedError:
         quota = self._config.upload_quota_bytes

@@ -4,9 +4,10 @@ user and per guest address, a cap on uploads in flight, and no file left behind 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 
+import aiohttp
 import pytest_asyncio
 from redis.asyncio import Redis
 
@@ -153,3 +154,123 @@ async def test_an_upload_racing_its_sessions_deletion_leaves_nothing(server: Ser
         finally:
             racing.close()
         assert leftovers(server) == []
+
+
+@pytest_asyncio.fixture
+async def quota_of_two(redis: Redis, redis_process: RedisProcess, tmp_path: Path) -> AsyncIterator[ServerUnderTest]:
+    """A quota of two of the chunks below (the default body deadline: the uploads are held)."""
+    srv = await start_server(redis_process.url, tmp_path, voice_upload_quota_bytes=2 * len(webm(600)) + 100)
+    yield srv
+    await srv.stop()
+
+
+class HeldUpload:
+    """A real aiohttp upload (its Content-Length said) whose form arrives up to the first bytes
+    of the file, and the rest once ``release`` is set (or never: ``cut`` leaves mid-body)."""
+
+    def __init__(self, server: ServerUnderTest, token: str, session_id: str, audio: bytes) -> None:
+        self.server, self.token, self.session_id, self.audio = server, token, session_id, audio
+        self.release = asyncio.Event()
+        self.task: asyncio.Task[tuple[int, dict[str, object]]] = asyncio.create_task(self._post())
+
+    async def _post(self) -> tuple[int, dict[str, object]]:
+        form = chunk_form(self.session_id, self.audio)()
+        body = b"".join([bytes(part) async for part in _bytes_of(form)])
+        head, rest = body[: len(body) - len(self.audio) // 2], body[len(body) - len(self.audio) // 2 :]
+
+        async def chunks() -> AsyncIterator[bytes]:
+            yield head
+            await self.release.wait()
+            yield rest
+
+        headers = {
+            "Authorization": f"Bearer {self.token}",
+            "Content-Type": form.content_type,
+            "Content-Length": str(len(body)),
+        }
+        async with (
+            aiohttp.ClientSession() as http,
+            http.post(f"{self.server.url}/voicebot/chunks", data=chunks(), headers=headers) as response,
+        ):
+            return response.status, await response.json()
+
+
+async def _bytes_of(form: aiohttp.payload.Payload) -> AsyncIterator[bytes]:
+    """A multipart payload's bytes, as the client would send them."""
+
+    class Sink:
+        def __init__(self) -> None:
+            self.parts: list[bytes] = []
+
+        async def write(self, data: bytes) -> None:
+            self.parts.append(bytes(data))
+
+    sink = Sink()
+    await form.write(sink)  # type: ignore[arg-type]
+    for part in sink.parts:
+        yield part
+
+
+async def _until(condition: Callable[[], bool]) -> None:
+    """Wait for ``condition`` (bounded: a broken server fails the test, never hangs it)."""
+    deadline = asyncio.get_running_loop().time() + 30
+    while not condition():
+        assert asyncio.get_running_loop().time() < deadline
+        await asyncio.sleep(0.01)
+
+
+def _streaming(server: ServerUnderTest) -> int:
+    incoming = server.services.voice.config.blob_dir / ".incoming"
+    return len(list(incoming.iterdir())) if incoming.exists() else 0
+
+
+async def test_concurrent_uploads_never_store_more_than_the_quota(quota_of_two: ServerUnderTest) -> None:
+    """Six uploads of one user at once, each past its quota check before any is stored: a check
+    before the body and a charge after let all six store (three times the quota); a reservation
+    taken before the body lets at most two."""
+    server = quota_of_two
+    quota = server.services.voice.config.upload_quota_bytes
+    session_id = await server.create_session("alice")
+    token = server.token("alice")
+    audios = [webm(500 + 20 * n) for n in range(6)]  # six different chunks (none a duplicate)
+    held = [HeldUpload(server, token, session_id, audio) for audio in audios]
+    try:
+        # Each either streams its file (its quota was taken) or was answered already.
+        await _until(lambda: _streaming(server) + sum(h.task.done() for h in held) == len(held))
+        for upload_ in held:
+            upload_.release.set()
+        results = [await h.task for h in held]
+    finally:
+        for upload_ in held:
+            upload_.release.set()
+            upload_.task.cancel()
+    stored = [len(audio) for audio, (status, _) in zip(audios, results, strict=True) if status == 201]
+    refused = [body["error"] for status, body in results if status != 201]
+    assert stored and sum(stored) <= quota, (stored, quota, results)
+    assert set(refused) == {"quota_exceeded"}, results
+    counted = int(await server.services.redis.get(server.services.keys.upload_bytes("u:alice")) or 0)
+    assert counted == sum(stored)  # every reservation settled: the refused ones gave theirs back
+
+
+async def test_a_cut_upload_gives_its_reservation_back(quota_of_two: ServerUnderTest) -> None:
+    server = quota_of_two
+    redis, counter = server.services.redis, server.services.keys.upload_bytes("u:alice")
+    session_id = await server.create_session("alice")
+    token = server.token("alice")
+    held = HeldUpload(server, token, session_id, webm(600))
+    try:
+        await _until(lambda: _streaming(server) == 1)
+        # Taken before the body is read: what the body may carry.
+        assert int(await redis.get(counter) or 0) >= len(webm(600))
+    finally:
+        held.task.cancel()  # the client leaves mid-body
+    await _until(lambda: _streaming(server) == 0)
+    while int(await redis.get(counter) or 0) != 0:  # given back once the server saw the cut
+        await asyncio.sleep(0.01)
+        assert _streaming(server) == 0
+    # The whole quota is there again: a file that is not audio gives its reservation back too.
+    status, body = await upload(server, token, chunk_form(session_id, b"not audio at all" * 50))
+    assert (status, body["error"]) == (400, "invalid_payload"), body
+    assert int(await redis.get(counter) or 0) == 0
+    assert (await upload(server, token, chunk_form(session_id, webm(600))))[0] == 201
+    assert int(await redis.get(counter) or 0) == len(webm(600))
