@@ -45,7 +45,7 @@ from handlers.errors import to_ack
 from handlers.ids import parse_session_id
 from handlers.metrics import CANCELLED, OK, UNKNOWN, EventMeter
 from handlers.socket_log import SocketEventLog
-from protocol.errors import CodedError, ErrorCode
+from protocol.errors import CodedError, ErrorCode, with_seq
 from protocol.order import Answered, after_ack
 from protocol.events import PROTOCOL_ERROR
 
@@ -78,16 +78,7 @@ _FLOOD_NOTICE = {
 def _rate_limited(connection: Connection | None, data: Any) -> dict[str, Any]:
     """The ``rate_limited`` ack of an event over its connection's rate: when its next token comes."""
     wait_s = connection.bucket.wait_s() if connection is not None else _RATE_WAIT_S
-    return _with_seq({**_RATE_LIMITED, "retry_after_s": wait_s}, data)
-
-
-def _with_seq(ack: dict[str, Any], data: Any) -> dict[str, Any]:
-    """An error ack names the request's ``seq`` (a whole number) whatever refused it, the rate
-    limit included, so a client matching acks by sequence number knows which one failed."""
-    seq = data.get("seq") if isinstance(data, dict) else None
-    if isinstance(seq, int) and not isinstance(seq, bool) and 0 <= seq <= 2**53 and "seq" not in ack:
-        return {**ack, "seq": seq}
-    return ack
+    return with_seq({**_RATE_LIMITED, "retry_after_s": wait_s}, data)
 
 
 class EventRegistry(Protocol):
@@ -173,7 +164,7 @@ class SocketRouter:
             outcome = CANCELLED  # unless it returns or raises: the server is stopping
             if self._stopping:
                 self._done(meter, event, sid, "", ErrorCode.UNAVAILABLE.value, started)
-                return _with_seq(dict(_STOPPING), data)
+                return with_seq(dict(_STOPPING), data)
             connection = self._connections.get(sid)
             if connection is not None and not self._take(connection):
                 # The cheapest refusal: nothing of the message is looked at but its seq.
@@ -251,7 +242,7 @@ class SocketRouter:
 
     def _failed(self, exc: Exception, data: Any) -> dict[str, Any]:
         """The ack of a handler's failure: every failure becomes an ack, never a stack trace."""
-        return _with_seq(to_ack(exc, metrics=self._services.metrics), data)
+        return with_seq(to_ack(exc, metrics=self._services.metrics), data)
 
     def _left(self, meter: EventMeter, event: str, sid: str, session_id: str, outcome: str, started: float) -> None:
         """A handler is done: counted, logged, and no longer waited for by a stop."""
@@ -365,7 +356,10 @@ class SocketRouter:
             self._done(self._unknown_meter, UNKNOWN, sid, "", ErrorCode.RATE_LIMITED.value, time.perf_counter())
             return _rate_limited(connection, args[0] if args else None)
         self._done(self._unknown_meter, UNKNOWN, sid, "", ErrorCode.UNKNOWN_EVENT.value, time.perf_counter())
-        return to_ack(CodedError(ErrorCode.UNKNOWN_EVENT, f"unknown event {event[:64]!r}"))
+        # Echoes the payload's seq as every other error ack does (PROTOCOL.md); only here, on
+        # the refusal, is the payload looked at.
+        refused = to_ack(CodedError(ErrorCode.UNKNOWN_EVENT, f"unknown event {event[:64]!r}"))
+        return with_seq(refused, args[0] if args else None)
 
 
 class _Committed:

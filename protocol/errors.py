@@ -63,4 +63,18 @@ class CodedError(Exception):
         return cls(known, message, **details)
 
 
+# A sequence number clients may put in a payload: a whole number a JSON double holds exactly.
+MAX_SEQ = 2**53
+
+
+def with_seq(ack: dict[str, Any], data: Any) -> dict[str, Any]:
+    """An error ack names the request's ``seq`` (a whole number) whatever refused it -- the rate
+    limit, an unknown or reserved event name included -- so a client matching acks by sequence
+    number knows which one failed. ``data``: the event's payload, anything a client sent."""
+    seq = data.get("seq") if isinstance(data, dict) else None
+    if isinstance(seq, int) and not isinstance(seq, bool) and 0 <= seq <= MAX_SEQ and "seq" not in ack:
+        return {**ack, "seq": seq}
+    return ack
+
+
 _BY_VALUE: dict[str, ErrorCode] = {member.value: member for member in ErrorCode}

@@ -103,6 +103,22 @@ async def test_reserved_event_names_are_refused(server: ServerUnderTest, clients
     await alice.wait_for(lambda: len(alice.named("session_status")) == 1)
 
 
+async def test_unknown_and_reserved_event_refusals_echo_the_seq(server: ServerUnderTest, clients: list[Client]) -> None:
+    """Every error ack echoes a whole-number seq of its payload (PROTOCOL.md), these two too: the
+    router answers a name it does not know, the transport one Socket.IO reserves."""
+    alice = await server.subscriber(clients, await server.create_session("alice"))
+    for name, seq in (("no_such_event", 7), ("connect", 8), ("disconnect", 0), ("connect_error", 2**53)):
+        ack = await alice.call(name, {"seq": seq})
+        assert ack["error"] == "unknown_event" and ack["seq"] == seq, (name, ack)
+    # Only a whole number in range is echoed, as for every other refusal.
+    for seq in (True, -1, 2**53 + 1, "7", 1.5):
+        for name in ("no_such_event", "disconnect"):
+            ack = await alice.call(name, {"seq": seq})
+            assert ack["error"] == "unknown_event" and "seq" not in ack, (name, seq, ack)
+    for name in ("no_such_event", "connect"):
+        assert "seq" not in await alice.call(name, [1])  # a payload that is no object has none
+
+
 async def test_a_client_sent_connect_does_not_reset_the_rate_budget(
     redis_process: Any, redis: Any, tmp_path: Any
 ) -> None:

@@ -116,6 +116,7 @@ from server.transport.messages import (
     Error,
     event_name,
     malformed,
+    payload_of,
     refusal_packet,
     reserved,
     shaped_connect_error,
@@ -1432,7 +1433,7 @@ class SessionServer(socketio.AsyncServer):
     async def _handle_event(self, eio_sid: str, namespace: str | None, id: int | None, data: Any) -> None:
         refused = reserved(event_name(data))  # a malformed event raises: answered by _handle_eio_message
         if refused is not None:
-            await self._refuse(eio_sid, namespace, id, refused)
+            await self._refuse(eio_sid, namespace, id, refused, payload_of(data))
             return
         await super()._handle_event(eio_sid, namespace, id, data)
 
@@ -1490,9 +1491,11 @@ class SessionServer(socketio.AsyncServer):
             namespace, ack_id = header.namespace, header.ack_id
         await self._refuse(eio_sid, namespace, ack_id, malformed(exc))
 
-    async def _refuse(self, eio_sid: str, namespace: str | None, ack_id: int | None, error: Error) -> None:
+    async def _refuse(
+        self, eio_sid: str, namespace: str | None, ack_id: int | None, error: Error, payload: Any = None
+    ) -> None:
         """Answer a message that will not be handled (``server.transport.messages.refusal_packet``)."""
-        reply = refusal_packet(self.packet_class, namespace or "/", ack_id, error)
+        reply = refusal_packet(self.packet_class, namespace or "/", ack_id, error, payload)
         if reply is not None:
             await self._send_packet(eio_sid, reply)
 

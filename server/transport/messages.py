@@ -16,7 +16,7 @@ import re
 from collections.abc import Callable
 from typing import Any, TypeVar
 
-from protocol.errors import ErrorCode
+from protocol.errors import ErrorCode, with_seq
 from protocol.events import PROTOCOL_ERROR
 
 # type, optional binary count, optional namespace, optional ack id (Socket.IO v5 framing)
@@ -87,30 +87,43 @@ def reserved(name: str) -> Error | None:
     return (ErrorCode.UNKNOWN_EVENT, f"{name!r} is reserved") if name in RESERVED_EVENTS else None
 
 
-def refusal(data: str, max_payload_bytes: int) -> Error | None:
-    """Why a text message is not to be handled (too large, a malformed or reserved event), or None.
+def payload_of(event: object) -> Any:
+    """A decoded EVENT's payload (its first argument), whose ``seq`` a refusal echoes; None
+    when it has none."""
+    return event[1] if isinstance(event, list) and len(event) > 1 else None
+
+
+def refusal(data: str, max_payload_bytes: int) -> tuple[Error, Any] | None:
+    """Why a text message is not to be handled (too large, a malformed or reserved event), with
+    the payload its answer takes ``seq`` from (None when it was not decoded), or None.
 
     The stock lane's screen (``server.transport.stock``); the fast lane makes the same checks
     inside python-socketio's parsing, without decoding twice.
     """
     if size_of(data) > max_payload_bytes:
-        return too_large(max_payload_bytes)
+        return too_large(max_payload_bytes), None
     match = _HEADER.match(data)
     if match is None or match.group(1) != "2":  # not an EVENT: python-socketio's to judge
         return None
     try:
-        return reserved(event_name(json.loads(data[match.end() :])))
+        event = json.loads(data[match.end() :])
+        refused = reserved(event_name(event))
     except (ValueError, RecursionError) as exc:  # RecursionError: arrays nested thousands deep
-        return malformed(exc)
+        return malformed(exc), None
+    return None if refused is None else (refused, payload_of(event))
 
 
-def refusal_packet(packet_class: Callable[..., P], namespace: str, ack_id: int | None, error: Error) -> P | None:
+def refusal_packet(
+    packet_class: Callable[..., P], namespace: str, ack_id: int | None, error: Error, payload: Any = None
+) -> P | None:
     """The packet that answers a message that will not be handled, built with the lane's
     ``packet_class``: its ack when it asked for one, else a ``protocol_error`` event; None for a
-    reserved name without an ack (dropped: nothing waits for it, and it is not an error of ours)."""
+    reserved name without an ack (dropped: nothing waits for it, and it is not an error of ours).
+    The ack echoes ``payload``'s whole-number ``seq`` as every error ack does (the router's
+    ``with_seq``); ``payload`` is None when the message was not decoded (too large, malformed)."""
     body: dict[str, Any] = {"ok": False, "error": error[0].value, "message": error[1]}
     if ack_id is not None:
-        return packet_class(_ACK, namespace=namespace, data=[body], id=ack_id)
+        return packet_class(_ACK, namespace=namespace, data=[with_seq(body, payload)], id=ack_id)
     if error[0] is ErrorCode.UNKNOWN_EVENT:
         return None
     return packet_class(_EVENT, namespace=namespace, data=[PROTOCOL_ERROR, body])

@@ -95,6 +95,7 @@ from server.transport.messages import (
     MalformedMessage,
     event_name,
     malformed,
+    payload_of,
     refusal,
     refusal_packet,
     reserved,
@@ -617,7 +618,8 @@ class StockSessionServer(socketio.AsyncServer):
             else:
                 refused = refusal(data, self.max_payload_bytes)
                 if refused is not None:
-                    await self.refuse(eio_sid, Header.of(data), *refused)
+                    error, payload = refused
+                    await self.refuse(eio_sid, Header.of(data), *error, payload=payload)
                     return
         await self.hand_over(eio_sid, [data], Header.of(data))
 
@@ -659,7 +661,7 @@ class StockSessionServer(socketio.AsyncServer):
             except MalformedMessage as exc:
                 refused = malformed(exc)
             if refused is not None:
-                await self.refuse_to(eio_sid, header.namespace, header.id, refused)
+                await self.refuse_to(eio_sid, header.namespace, header.id, refused, payload_of(header.data))
                 return
         await self.hand_over(eio_sid, [pending.text, *pending.parts], Header(header.namespace or "/", header.id, 0))
 
@@ -672,12 +674,14 @@ class StockSessionServer(socketio.AsyncServer):
             _MALFORMED_LOG.exception("malformed Socket.IO message", exc)
             await self.refuse(eio_sid, header, *malformed(exc))
 
-    async def refuse(self, eio_sid: str, header: Header, code: ErrorCode, message: str) -> None:
+    async def refuse(self, eio_sid: str, header: Header, code: ErrorCode, message: str, *, payload: Any = None) -> None:
         """Answer a message that will not be handled (``server.transport.messages.refusal_packet``)."""
-        await self.refuse_to(eio_sid, header.namespace, header.ack_id, (code, message))
+        await self.refuse_to(eio_sid, header.namespace, header.ack_id, (code, message), payload)
 
-    async def refuse_to(self, eio_sid: str, namespace: str | None, ack_id: int | None, error: Error) -> None:
-        reply = refusal_packet(self.packet_class, namespace or "/", ack_id, error)
+    async def refuse_to(
+        self, eio_sid: str, namespace: str | None, ack_id: int | None, error: Error, payload: Any = None
+    ) -> None:
+        reply = refusal_packet(self.packet_class, namespace or "/", ack_id, error, payload)
         if reply is not None:
             await self.eio.send(eio_sid, reply.encode())
 

@@ -103,10 +103,11 @@ async def test_a_binary_event_with_a_reserved_name_is_refused(server: ServerUnde
     session_id = await server.create_session("alice")
     ws, _ = await RawWebSocket.socketio(port_of(server.url), server.token("alice"))
     try:
-        ws.send('451-4["disconnect",' + PLACEHOLDER % 0 + "]")
+        ws.send('451-4["disconnect",{"seq":9,"blob":' + PLACEHOLDER % 0 + "}]")
         ws.send_binary(b"\1" * 10)
         ack = await ws.ack(4)
         assert ack["error"] == "unknown_event" and "reserved" in ack["message"], ack
+        assert ack["seq"] == 9  # echoed, as by every error ack
         await still_usable(ws, session_id, 5)
     finally:
         ws.close()
