@@ -30,6 +30,17 @@ async def test_an_admin_sees_the_counts_change_live_when_a_session_is_created_el
     await expect(page.locator("#forbidden")).to_be_hidden()
 
 
+async def test_an_operator_token_without_a_name_shows_its_user_id_not_guest(tab: Tab, server: ServerUnderTest) -> None:
+    """`sessionhub token --user root --perm admin` (no --name) names no one: the top bar showed
+    "Guest", which this browser is not; it shows the user id the token was minted for."""
+    await tab.use_token(admin_token(server), ttl_s=LONG_TTL_S)
+    page = await tab.open("/admin")
+    await expect(page.locator("#dashboard")).to_be_visible()
+    await expect(page.locator("#identity-name")).to_have_text("root")
+    await page.locator("#identity-name").click()
+    await expect(page.locator("#identity-panel")).to_contain_text("Signed in. Id: root")
+
+
 async def test_a_non_admin_gets_the_403_page(tab: Tab, server: ServerUnderTest) -> None:
     user = server.token("alice", perms=(Permission.READ_ALL, Permission.UPDATE))
     await tab.use_token(user)

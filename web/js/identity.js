@@ -58,7 +58,7 @@ function mount() {
     const { user_id: userId, name } = event.detail ?? {};
     if (typeof name !== "string" || userId !== root.dataset.userId || !shown) return;
     rememberName(userId, name);
-    if ((name || "Guest") !== (shown.name || "Guest")) showName(name);
+    if (label(name) !== label(shown.name)) showName(name);
   });
   // A connection made again was told nothing while it was away: the name is read anew (once for
   // all of the page's connections coming back together).
@@ -66,7 +66,7 @@ function mount() {
     if (rereading || root.dataset.state !== "known" || !shown) return;
     rereading = api("/api/auth/me")
       .then((me) => {
-        if (me.user_id === root.dataset.userId && (me.name || "Guest") !== (shown.name || "Guest")) showName(me.name);
+        if (me.user_id === root.dataset.userId && label(me.name) !== label(shown.name)) showName(me.name);
       })
       .catch(() => {}) // offline again: the next connection reads it
       .finally(() => {
@@ -88,16 +88,26 @@ function followOtherTab() {
     if (state !== "lost") load();
   } else if (known === null ? state !== "none" : known.user_id !== root.dataset.userId || state !== "known") {
     load();
-  } else if (typeof known.name === "string" && shown && (known.name || "Guest") !== (shown.name || "Guest")) {
+  } else if (typeof known.name === "string" && shown && label(known.name) !== label(shown.name)) {
     showName(known.name); // renamed in another tab: the same person, with the name they chose
   }
+}
+
+/**
+ * What the top bar shows for `name`, a name of the identity `me`: the name when it has one. A
+ * guest without one is "Guest"; anyone else without one is shown by their user id: a token
+ * minted by `sessionhub token` without `--name` (an operator's, pasted on /admin) names no one,
+ * and "Guest" would say this browser is someone it is not.
+ */
+function label(name, me = shown) {
+  return name || (me && me.guest === false ? me.user_id : "Guest");
 }
 
 /** Show `name` as the person's, here too, without asking the server again. */
 function showName(name) {
   shown = { ...shown, name };
   const button = document.getElementById("identity-name");
-  if (button) button.textContent = name || "Guest";
+  if (button) button.textContent = label(name);
   const field = document.getElementById("identity-name-input");
   // The open panel's field follows, unless the person is typing in it here.
   if (field && document.activeElement !== field) field.value = name;
@@ -182,7 +192,7 @@ function showMe(me) {
   const name = el(
     "button",
     { id: "identity-name", class: "button", type: "button", "aria-expanded": "false" },
-    me.name || "Guest",
+    label(me.name, me),
   );
   name.addEventListener("click", () => (panel ? closePanel() : openPanel(shown, name)));
   panel = null; // an open panel goes with the rest of the control
