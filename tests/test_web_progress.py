@@ -161,6 +161,33 @@ async def test_delete_all_history_offline_says_so_at_once_then_that_nothing_was_
     assert not tab.errors, tab.errors
 
 
+async def test_leaving_history_with_delete_all_pressed_offline_asks_first(server: ServerUnderTest, tab: Tab) -> None:
+    """Delete all pressed offline waits in the page for the connection: a closed tab or a
+    followed link dropped it without a word (a row's Delete: tests/listening/test_web.py)."""
+    await tab.use_token(server.token("alice"))
+    gate = SocketGate()
+    await gate.install(tab.page)
+    page = await tab.open("/history")
+    await expect(page.locator("#connection")).to_have_attribute("data-state", "live")
+    leaving = LeaveQuestions(page)
+    await gate.cut()
+    await expect(page.locator("#connection")).to_have_attribute("data-state", "offline")
+    await page.locator("#clear").click()
+    await page.locator("#clear-yes").click()
+    status = page.locator("#clear-status[role=status]")
+    await expect(status).to_have_text(
+        "Offline: your history is deleted when the connection is back…", timeout=AT_ONCE_MS
+    )
+    await page.close(run_before_unload=True)
+    await asyncio.wait_for(leaving.asked.wait(), timeout=10)
+    assert leaving.types == ["beforeunload"] and not page.is_closed()
+    gate.release()  # the person stayed: back online, the history is deleted
+    await expect(status).to_have_text("Your history was deleted.")
+    async with page.expect_event("close"):  # nothing owed any more: leaving asks nothing
+        await page.close(run_before_unload=True)
+    assert leaving.types == ["beforeunload"]
+
+
 async def test_a_clip_marked_offline_says_so_at_once_then_that_it_is_done(
     server: ServerUnderTest, tab: Tab, clients: list[Client]
 ) -> None:

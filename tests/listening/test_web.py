@@ -9,7 +9,7 @@ import aiohttp
 import pytest_asyncio
 from playwright.async_api import Browser, Page, Route, expect
 
-from tests.browser import SocketGate, Tab, new_tab
+from tests.browser import LeaveQuestions, SocketGate, Tab, new_tab
 from tests.helpers import ServerUnderTest
 from tests.listening.support import TOKEN_TTL_S, FrozenClock, auth
 
@@ -250,7 +250,8 @@ async def test_the_player_says_it_is_offline_and_stops_saying_so_once_reports_ge
 async def test_a_session_deleted_offline_says_so_in_its_row_at_once(
     browser: Browser, lserver: ServerUnderTest, clock: FrozenClock, tabs: list[Tab]
 ) -> None:
-    """Its Delete waited up to 10 s offline with nothing said."""
+    """Its Delete waited up to 10 s offline with nothing said; and leaving the page meanwhile
+    dropped it without a word: now it asks first (beforeunload), and nothing once it is done."""
     now = clock.now_ms()
     body = {
         "item_id": "item-0",
@@ -278,8 +279,15 @@ async def test_a_session_deleted_offline_says_so_in_its_row_at_once(
     await expect(rows.locator(".row-status[role=status]")).to_have_text(
         "Offline: deleted when the connection is back…", timeout=5000
     )
-    gate.release()
+    leaving = LeaveQuestions(history)
+    await history.close(run_before_unload=True)
+    await asyncio.wait_for(leaving.asked.wait(), timeout=10)
+    assert leaving.types == ["beforeunload"] and not history.is_closed()
+    gate.release()  # the person stayed: back online, the delete is made
     await expect(rows).to_have_count(0)
+    async with history.expect_event("close"):  # nothing owed any more: leaving asks nothing
+        await history.close(run_before_unload=True)
+    assert leaving.types == ["beforeunload"]
 
 
 # The rendered size of the chart's date labels, and whether they lie inside the chart.

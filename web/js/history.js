@@ -293,12 +293,24 @@ function setFilter(item) {
   loadSessions({ keepShown: false }).catch((err) => showError(err.message));
 }
 
+// Deletes pressed offline and not answered yet (a row's Delete, Delete all): they live only in
+// this page until the connection is back, so leaving asks first. A closed tab or a followed link
+// dropped them without a word (as the stream dashboard's changes, web/js/stream.js).
+let owed = 0;
+window.addEventListener("beforeunload", (event) => {
+  if (owed === 0) return;
+  event.preventDefault();
+  event.returnValue = ""; // older Chromium shows the prompt only with this set
+});
+
 async function deleteOne(id) {
   const row = ui.sessions.querySelector(`li[data-id="${CSS.escape(id)}"]`);
   const beside = row?.nextElementSibling ?? row?.previousElementSibling;
   const status = row?.querySelector(".row-status");
+  const offline = isOffline(socket);
+  if (offline) owed += 1; // counted down once the call is over, whatever its outcome
   // Offline, the call waits for the connection (up to its timeout): said at once, in the row.
-  if (status && isOffline(socket)) {
+  if (status && offline) {
     status.textContent = "Offline: deleted when the connection is back…";
     status.hidden = false;
   }
@@ -309,6 +321,7 @@ async function deleteOne(id) {
   } catch (err) {
     showError(`Delete failed: ${err.message}`);
   } finally {
+    if (offline) owed -= 1;
     if (status) status.hidden = true; // deleted, its row goes with the refresh
   }
 }
@@ -323,6 +336,7 @@ async function clearAll() {
   closeClearConfirm();
   await whileBusy([ui.clear], async () => {
     const offline = isOffline(socket);
+    if (offline) owed += 1;
     // Offline, the call waits for the connection (up to its timeout): said at once, not after it.
     clearStatus(offline ? "Offline: your history is deleted when the connection is back…" : "Deleting your history…");
     try {
@@ -331,6 +345,8 @@ async function clearAll() {
     } catch (err) {
       clearStatus("");
       showError(`Delete failed: ${err.message}`);
+    } finally {
+      if (offline) owed -= 1;
     }
   });
 }
