@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import asyncio
 import copy
 import re
 from typing import Any
 
 import aiohttp
-from playwright.async_api import Browser, Page, Response, expect
+from playwright.async_api import Browser, Page, Response, WebSocket, expect
 
 from storage.patterns.repository import PatternSessions
 from tests.browser import SocketGate, Tab, lose_first_answer, new_tab
@@ -73,6 +74,59 @@ async def test_two_browsers_see_each_others_edits_within_a_second(
         assert not other.errors, other.errors
     finally:
         await other.page.context.close()
+
+
+async def test_a_tempo_outside_the_range_says_why_at_the_field_and_keeps_the_focus(
+    server: ServerUnderTest, tab: Tab
+) -> None:
+    """A tempo typed outside 60-180 snapped back without a word: now the field says why
+    (aria-invalid, described by a visible message), keeps the focus, and nothing is sent."""
+    session_id = await new_pattern(server)
+    sent: list[str] = []
+    tempo_sent = asyncio.Event()
+
+    def watch(socket: WebSocket) -> None:
+        def frame(payload: str | bytes) -> None:
+            sent.append(str(payload))
+            if "set_tempo" in str(payload):
+                tempo_sent.set()
+
+        socket.on("framesent", frame)
+
+    tab.page.on("websocket", watch)
+    page = await open_live(tab, f"/s/{session_id}")
+    field, message = page.locator("#tempo"), page.locator("#tempo-error")
+    await expect(field).to_have_value("120")
+    await expect(message).to_be_hidden()
+    await field.fill("200")
+    await field.press("Enter")
+    await expect(message).to_have_text("200 BPM was not set: the tempo is 60 to 180 BPM.")
+    await expect(message).to_be_visible()
+    await expect(field).to_have_attribute("aria-invalid", "true")
+    await expect(field).to_have_attribute("aria-describedby", "tempo-error")
+    await expect(field).to_be_focused()
+    await expect(field).to_have_value("200")  # the person's text, to correct
+    # Leaving the field: it shows the tempo that stands, the message still says why.
+    await field.press("Tab")
+    await expect(field).to_have_value("120")
+    await expect(field).not_to_have_attribute("aria-invalid", "true")
+    await expect(message).to_be_visible()
+    # Refused as the focus leaves (typed, then Tab): said too, and the focus goes where Tab sent it.
+    await field.fill("20")
+    await field.press("Tab")
+    await expect(message).to_have_text("20 BPM was not set: the tempo is 60 to 180 BPM.")
+    await expect(field).to_have_value("120")
+    await expect(field).not_to_be_focused()
+    # A tempo in range is sent, and the message goes.
+    await field.fill("133")
+    await field.press("Enter")
+    await asyncio.wait_for(tempo_sent.wait(), timeout=10)
+    await expect(message).to_be_hidden()
+    await expect(field).not_to_have_attribute("aria-describedby", "tempo-error")
+    await expect(field).not_to_have_attribute("aria-invalid", "true")
+    tempos = [frame for frame in sent if "set_tempo" in frame]
+    assert len(tempos) == 1 and '"tempo":133' in tempos[0].replace(" ", ""), tempos
+    assert not tab.errors, tab.errors
 
 
 async def test_remix_navigates_and_back_returns(server: ServerUnderTest, tab: Tab) -> None:

@@ -513,6 +513,48 @@ function renderLineage() {
   $("lineage-separator").hidden = parent.hidden || count.hidden;
 }
 
+const TEMPO_MIN = 60;
+const TEMPO_MAX = 180;
+
+/**
+ * A tempo typed outside 60–180 BPM (or none) is not sent, and the field says why beside it
+ * (`aria-invalid`, described by the message, which is also read out as it appears). The person's
+ * focus and text stay where they are to correct it; leaving the field shows the tempo that stands.
+ * It snapped back without a word.
+ */
+function onTempoChange(event) {
+  const field = event.target;
+  const typed = field.value.trim();
+  const tempo = Math.round(Number(typed));
+  if (typed !== "" && tempo >= TEMPO_MIN && tempo <= TEMPO_MAX) {
+    sayTempo("");
+    edit({ type: "set_tempo", tempo });
+    return;
+  }
+  const what = typed === "" ? "No tempo was set" : `${typed} BPM was not set`;
+  sayTempo(`${what}: the tempo is ${TEMPO_MIN} to ${TEMPO_MAX} BPM.`);
+  if (document.activeElement === field) field.setAttribute("aria-invalid", "true");
+  else render(); // changed as the focus left: the field shows the tempo that stands
+}
+
+function onTempoLeft(event) {
+  if (event.target.getAttribute("aria-invalid") !== "true") return;
+  event.target.removeAttribute("aria-invalid");
+  render(); // the refused text goes; the message beside it still says why
+}
+
+function sayTempo(text) {
+  const field = $("tempo");
+  const message = $("tempo-error");
+  message.textContent = text;
+  message.hidden = !text;
+  if (text) field.setAttribute("aria-describedby", "tempo-error");
+  else {
+    field.removeAttribute("aria-describedby");
+    field.removeAttribute("aria-invalid");
+  }
+}
+
 function renderTransport(state) {
   const tempo = $("tempo");
   if (document.activeElement !== tempo) tempo.value = String(state.tempo);
@@ -742,11 +784,8 @@ function bindInputs() {
   grid.addEventListener("keydown", onGridKey);
   grid.addEventListener("focusin", onGridPoint);
   grid.addEventListener("pointerover", onGridPoint);
-  $("tempo").addEventListener("change", (e) => {
-    const tempo = Math.round(Number(e.target.value));
-    if (tempo >= 60 && tempo <= 180) edit({ type: "set_tempo", tempo });
-    else render();
-  });
+  $("tempo").addEventListener("change", onTempoChange);
+  $("tempo").addEventListener("focusout", onTempoLeft);
   $("swing").addEventListener("change", (e) => edit({ type: "set_swing", swing: Math.round(Number(e.target.value)) }));
   $("pattern-name").addEventListener("change", (e) => {
     const name = e.target.value.trim().slice(0, 100);
