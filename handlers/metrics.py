@@ -261,7 +261,10 @@ class Metrics:
             "sessionhub_connections_closed", "Admitted Socket.IO clients gone away, by reason", ["reason"], registry=r
         )
         self.refusals = Counter(
-            "sessionhub_connections_refused", "Socket.IO connects refused, by reason", ["reason"], registry=r
+            "sessionhub_connections_refused",
+            "Connections refused (Socket.IO connects, plain HTTP over the per-address cap), by reason",
+            ["reason"],
+            registry=r,
         )
         self.sessions_created = Counter(
             "sessionhub_sessions_created", "Sessions created by this process, by kind", ["kind"], registry=r

@@ -91,6 +91,7 @@ def build_sio(settings: Settings) -> SocketServer:
         slow_limit_bytes=settings.slow_client_buffer_bytes,
         connect_timeout_s=settings.connect_timeout_s,
         max_connections_per_address=settings.max_connections_per_address,
+        max_http_connections_per_address=settings.max_http_connections_per_address,
         trust_forwarded_for=settings.trust_forwarded_for,
         partial_frames_budget_bytes=settings.partial_frames_budget_bytes,
         outbound_budget_bytes=settings.outbound_budget_bytes,

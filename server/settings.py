@@ -101,6 +101,8 @@ class Settings(BaseSettings):
     http_idle_timeout_s: float = Field(default=15.0, gt=0)
     cleanup_retry_s: float = Field(default=60.0, gt=0, le=3600)
     max_connections_per_address: int = Field(default=2000, ge=1)
+    # Plain HTTP connections one address may hold open at once (fast lane; server/transport/accept.py).
+    max_http_connections_per_address: int = Field(default=1000, ge=1)
     # Young-generation threshold of the garbage collector (0 keeps CPython's; server/process.py).
     gc_gen0_threshold: int = Field(default=10_000, ge=0)
     # A garbage collection holding the event loop this long or longer is logged (0: none is).

@@ -14,11 +14,20 @@ that is one whole ``GET`` of a route with a fixed answer (``handlers.http_common
 i.e. ``/healthz``) and nothing else (:func:`fixed_request`), the answer is written and the
 connection closed in that same turn. Anything else -- another route, a request not yet whole,
 a body, a second request behind it -- goes on to the protocol untouched: peeking consumes nothing.
+
+It also counts the connections open from each client address (:class:`ConnectionPlaces`):
+past ``SESSIONHUB_MAX_HTTP_CONNECTIONS_PER_ADDRESS`` a new one is answered ``429`` and closed
+in the turn it was accepted, before it costs a transport, a protocol or a timer. Without it one
+address holding idle or trickling connections (each kept for the HTTP idle timeout, 15 s) took
+every descriptor of the process (20,000 from 127.0.0.1 in ~7 s) and the server answered no one,
+``/healthz`` included. A connection's place is given back when it closes, or when the Engine.IO
+server takes it as a WebSocket (``SESSIONHUB_MAX_CONNECTIONS_PER_ADDRESS`` counts it from there).
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import errno
 import logging
 import os
@@ -31,7 +40,7 @@ from email.utils import formatdate
 
 from aiohttp.http import SERVER_SOFTWARE
 
-from handlers.http_common import REQUEST_ID_HEADER, FixedAnswer, FrontAnswer, request_id_from
+from handlers.http_common import REQUEST_ID_HEADER, FixedAnswer, FrontAnswer, limited_unit, request_id_from
 
 log = logging.getLogger(__name__)
 
@@ -54,6 +63,59 @@ _REQUEST_LINE = re.compile(rb"GET (/[!-~]*) HTTP/1\.[01]")
 _HEADER = re.compile(rb"([!#$%&'*+\-.^_`|~0-9A-Za-z]+):[ \t]*([\x20-\x7e]*?)[ \t]*")
 # Headers that make a GET more than a plain read: a body, or a protocol switch.
 _LEFT_TO_AIOHTTP = frozenset({b"content-length", b"transfer-encoding", b"upgrade", b"expect"})
+
+
+# Read from a refused connection before its answer (what it sent already): closed with unread
+# bytes, a socket is reset, and the client may never see the answer.
+_REFUSED_READ_BYTES = 65536
+
+
+class ConnectionPlaces:
+    """Connections open per client address (its :func:`limited_unit`), at most ``limit`` each.
+
+    A dict increment when a connection is accepted and a decrement when it closes: nothing per
+    request. Counted on the connection's peer, the only address known before a byte is read;
+    behind a trusted proxy every connection is the proxy's, so none is made then (see
+    ``FrontSite``).
+    """
+
+    __slots__ = ("limit", "open")
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self.open: dict[str, int] = {}  # address -> connections open (never 0: popped instead)
+
+    def take(self, address: str) -> bool:
+        """A place for one more connection from ``address`` (False: it has ``limit`` already)."""
+        taken = self.open.get(address, 0)
+        if taken >= self.limit:
+            return False
+        self.open[address] = taken + 1
+        return True
+
+    def give_back(self, address: str) -> None:
+        """The connection counted on ``address`` is closed (or counted elsewhere now)."""
+        left = self.open.pop(address, 1) - 1
+        if left > 0:
+            self.open[address] = left
+
+
+def refusal_response(date: str) -> bytes:
+    """The answer of a connection over its address's limit: ``429 rate_limited``, then closed."""
+    body = (
+        b'{"error":"rate_limited","message":"too many connections from this address",'
+        b'"reason":"http_per_address_limit","retry_after_s":1}'
+    )
+    head = (
+        "HTTP/1.1 429 Too Many Requests\r\n"
+        "Content-Type: application/json; charset=utf-8\r\n"
+        f"Content-Length: {len(body)}\r\n"
+        f"Date: {date}\r\n"
+        f"Server: {SERVER_SOFTWARE}\r\n"
+        "Retry-After: 1\r\n"
+        "Connection: close\r\n\r\n"
+    )
+    return head.encode("ascii") + body
 
 
 @dataclass(frozen=True, slots=True)
@@ -134,13 +196,18 @@ class Acceptor:
     def __init__(
         self,
         listener_fd: int,
-        protocol_factory: Callable[[], asyncio.Protocol],
+        protocol_factory: Callable[[str], asyncio.Protocol],
         *,
         fixed: Mapping[str, FixedAnswer],
         observers: list[Callable[[FrontAnswer], None]],
+        places: ConnectionPlaces | None = None,
+        on_refused: Callable[[str], None] | None = None,
         backlog: int = LISTEN_BACKLOG,
         per_turn: int = ACCEPT_PER_TURN,
     ) -> None:
+        """``protocol_factory`` is given the address a connection's place was taken on ("" when
+        none was: no ``places``, or no address); the protocol gives it back to ``places`` when the
+        connection closes. ``on_refused`` hears ``"http_per_address_limit"`` for each refusal."""
         # A descriptor of its own for the same socket: the asyncio server that bound it keeps
         # (and closes) the other, and never serves it (create_server(start_serving=False)).
         self._listener = socket.socket(fileno=os.dup(listener_fd))
@@ -150,6 +217,8 @@ class Acceptor:
         self._fixed = fixed
         self._observers = observers
         self._per_turn = per_turn
+        self._places = places
+        self._on_refused = on_refused
         self._loop: asyncio.AbstractEventLoop | None = None
         self._retry: asyncio.TimerHandle | None = None
         self._opening: set[asyncio.Task[None]] = set()
@@ -189,7 +258,13 @@ class Acceptor:
             conn.setblocking(False)
             if self._fixed and self._answered(conn, address):
                 continue
-            opening = loop.create_task(self._open(conn))
+            place = ""
+            if self._places is not None and isinstance(address, tuple):
+                place = limited_unit(str(address[0]))
+                if not self._places.take(place):
+                    self._refuse(conn)
+                    continue
+            opening = loop.create_task(self._open(conn, place))
             self._opening.add(opening)
             opening.add_done_callback(self._opening.discard)
 
@@ -198,12 +273,24 @@ class Acceptor:
         if self._loop is not None:
             self._loop.add_reader(self._listener.fileno(), self._accept)
 
-    async def _open(self, conn: socket.socket) -> None:
+    async def _open(self, conn: socket.socket, place: str) -> None:
         assert self._loop is not None
         try:
-            await self._loop.connect_accepted_socket(self._factory, conn)
+            await self._loop.connect_accepted_socket(lambda: self._factory(place), conn)
         except OSError:  # the client left before its transport was made
             conn.close()
+            if place and self._places is not None:
+                self._places.give_back(place)
+
+    def _refuse(self, conn: socket.socket) -> None:
+        """Answer a connection over its address's limit and close it, in this turn."""
+        with contextlib.suppress(OSError):  # nothing sent yet
+            conn.recv(_REFUSED_READ_BYTES)  # what it sent already (see _REFUSED_READ_BYTES)
+        with contextlib.suppress(OSError):  # the client left: nothing to answer
+            conn.send(refusal_response(self._date.now()))
+        conn.close()
+        if self._on_refused is not None:
+            self._on_refused("http_per_address_limit")
 
     def _answered(self, conn: socket.socket, address: object) -> bool:
         """Give ``conn`` its fixed answer now if its whole request is in (True: done with it)."""

@@ -87,6 +87,7 @@ from typing import Any, Literal, Protocol
 import engineio
 import socketio
 from aiohttp import HttpVersion11, web
+from aiohttp.web_protocol import RequestHandler
 from engineio import packet as eio_packet
 from engineio import payload as eio_payload
 from engineio.async_socket import AsyncSocket
@@ -106,7 +107,7 @@ from handlers.http_common import (
 from handlers.log_throttle import LogThrottle
 from protocol import order, wire_json
 from protocol.errors import CodedError, ErrorCode
-from server.transport.accept import LISTEN_BACKLOG, Acceptor
+from server.transport.accept import LISTEN_BACKLOG, Acceptor, ConnectionPlaces
 from server.transport.contract import Commit, Committed, Outlet, end_sessions_at_shutdown, ws_frame
 from server.transport.engine import LightQueue
 from server.transport.front import Front, FrontProtocol, Upgrader, UpgradeRequest
@@ -1132,6 +1133,7 @@ class SessionServer(socketio.AsyncServer):
         slow_limit_bytes: int,
         connect_timeout_s: float = 10.0,
         max_connections_per_address: int = 1 << 30,
+        max_http_connections_per_address: int = 1 << 30,
         trust_forwarded_for: bool = False,
         partial_frames_budget_bytes: int = 64 << 20,
         outbound_budget_bytes: int = 256 << 20,
@@ -1151,6 +1153,9 @@ class SessionServer(socketio.AsyncServer):
         self.eio.partial_frames.limit = partial_frames_budget_bytes
         self.eio.outbound = OutboundBudget(outbound_budget_bytes, slow_limit_bytes)
         self.eio.trust_forwarded_for = trust_forwarded_for
+        # Counted at accept time, on the connection's peer: behind a trusted proxy that is the
+        # proxy for every client, so connections are not counted then (the proxy caps its own).
+        self.http_places = None if trust_forwarded_for else ConnectionPlaces(max_http_connections_per_address)
         self.connect_timeout_s = connect_timeout_s
         self.eio.upgrade_timeout_s = connect_timeout_s
         self._deadlines: set[asyncio.Task[None]] = set()
@@ -1385,8 +1390,9 @@ class SessionServer(socketio.AsyncServer):
     ) -> web.BaseSite:
         """The listening site: WebSocket opens answered by ``server.transport.front``, the rest by aiohttp."""
         return FrontSite(
-            runner, host, port, upgrader=self.eio, path=path, idle_timeout_s=idle_timeout_s, observers=observers
-        )
+            runner, host, port, upgrader=self.eio, path=path, idle_timeout_s=idle_timeout_s, observers=observers,
+            places=self.http_places, on_refused=lambda reason: self.eio.on_refused(reason),
+        )  # fmt: skip
 
     def attach(self, app: Any, socketio_path: str = "socket.io") -> None:
         """Serve on ``app``, ending every Engine.IO session when ``app`` shuts down."""
@@ -1529,12 +1535,16 @@ class FrontSite(web.TCPSite):
         path: str,
         idle_timeout_s: float,
         observers: list[Callable[[FrontAnswer], None]],
+        places: ConnectionPlaces | None = None,
+        on_refused: Callable[[str], None] | None = None,
     ) -> None:
         super().__init__(runner, host, port)
         self._upgrader = upgrader
         self._path = path
         self._idle_timeout_s = idle_timeout_s
         self._observers = observers
+        self._places = places
+        self._on_refused = on_refused
         self._waiting: set[FrontProtocol] = set()
         self._acceptors: list[Acceptor] = []
 
@@ -1543,14 +1553,19 @@ class FrontSite(web.TCPSite):
         await web.BaseSite.start(self)
         http = self._runner.server
         assert http is not None
-        front = Front(http, self._upgrader, self._path, self._idle_timeout_s, self._waiting, self._observers)
+        front = Front(
+            http, self._upgrader, self._path, self._idle_timeout_s, self._waiting, self._observers, self._places
+        )
+        if self._places is not None:
+            _give_back_when_lost(http, front)
 
-        def protocol() -> FrontProtocol:
-            return FrontProtocol(front)
+        def protocol(place: str) -> FrontProtocol:
+            return FrontProtocol(front, place)
 
-        # Bound by asyncio, accepted by server.transport.accept (which answers /healthz itself).
+        # Bound by asyncio (never serving: its factory is never called), accepted by
+        # server.transport.accept (which answers /healthz itself).
         self._server = await asyncio.get_running_loop().create_server(
-            protocol, self._host, self._port,
+            lambda: FrontProtocol(front), self._host, self._port,
             reuse_address=self._reuse_address, reuse_port=self._reuse_port, start_serving=False,
         )  # fmt: skip
         sockets = self._server.sockets
@@ -1558,7 +1573,7 @@ class FrontSite(web.TCPSite):
         for listener in sockets:
             acceptor = Acceptor(
                 listener.fileno(), protocol, fixed=fixed, observers=self._observers,
-                backlog=max(self._backlog, LISTEN_BACKLOG),
+                places=self._places, on_refused=self._on_refused, backlog=max(self._backlog, LISTEN_BACKLOG),
             )  # fmt: skip
             acceptor.start()
             self._acceptors.append(acceptor)
@@ -1571,3 +1586,21 @@ class FrontSite(web.TCPSite):
         await super().stop()
         for waiting in list(self._waiting):
             waiting.close()
+
+
+def _give_back_when_lost(http: web.Server, front: Front) -> None:
+    """A connection handed to aiohttp gives its address's place back when aiohttp's handler
+    loses it: ``web.Server.connection_lost`` is what every ``RequestHandler`` calls then (its
+    manager's), wrapped here -- one dict pop per connection, nothing per request."""
+    lost = http.connection_lost
+    handed = front.handed
+    places = front.places
+    assert places is not None
+
+    def connection_lost(handler: RequestHandler, exc: BaseException | None = None) -> None:
+        place = handed.pop(handler, None)
+        if place is not None:
+            places.give_back(place)
+        lost(handler, exc)
+
+    setattr(http, "connection_lost", connection_lost)  # noqa: B010 (a method: mypy refuses the assignment)

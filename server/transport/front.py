@@ -15,6 +15,10 @@ the request, a header that is repeated, folded or not ASCII, a body, an origin o
 normal path refuses -- is handed to aiohttp unchanged, with the bytes already read, so every
 refusal and every other request is answered by the one path that is tested for it. A
 connection that sends nothing is closed after the HTTP idle timeout, as aiohttp would.
+
+A connection accepted on a place of its address (``server.transport.accept.ConnectionPlaces``)
+gives it back when it closes here, when Engine.IO takes it, or -- handed to aiohttp -- when
+aiohttp's handler loses it (:attr:`Front.handed`, read by ``FrontSite``).
 """
 
 from __future__ import annotations
@@ -23,12 +27,13 @@ import asyncio
 import re
 import urllib.parse
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from multidict import CIMultiDict, CIMultiDictProxy
 
 from handlers.http_common import REQUEST_ID_HEADER, FrontAnswer, request_id_from
+from server.transport.accept import ConnectionPlaces
 from server.transport.leanws import HandshakeError, accept_key
 
 # A request head larger than this goes to aiohttp (whose own limits then apply).
@@ -136,15 +141,20 @@ class Front:
     idle_timeout_s: float
     waiting: set[FrontProtocol]  # connected, nothing read yet (closed when the site stops)
     observers: list[Callable[[FrontAnswer], None]]  # what counts and logs HTTP requests
+    places: ConnectionPlaces | None = None  # connections open per address (None: not counted)
+    # aiohttp's handler of a connection -> the address its place was taken on, given back when
+    # the handler loses it (an entry per open connection handed on, never per request).
+    handed: dict[asyncio.Protocol, str] = field(default_factory=dict)
 
 
 class FrontProtocol(asyncio.Protocol):
     """One new connection until its first bytes say where it goes (see the module docstring)."""
 
-    __slots__ = ("_early", "_front", "_taken", "_timer", "_transport")
+    __slots__ = ("_early", "_front", "_place", "_taken", "_timer", "_transport")
 
-    def __init__(self, front: Front) -> None:
+    def __init__(self, front: Front, place: str = "") -> None:
         self._front = front
+        self._place = place  # the address whose place this connection holds ("" when none)
         self._transport: asyncio.Transport | None = None
         self._timer: asyncio.TimerHandle | None = None
         self._taken: asyncio.Transport | None = None  # given to the upgrader, not served yet
@@ -172,6 +182,7 @@ class FrontProtocol(asyncio.Protocol):
         request = parse_upgrade(data, front.path, str(peer[0]) if peer else "")
         if request is not None and front.upgrader.upgrade(request, transport, self._early):
             self._taken = transport
+            self._give_back()  # a Socket.IO connection now, counted by the Engine.IO server
             if front.observers:
                 request_id = request_id_from(request.headers.get(REQUEST_ID_HEADER, ""))
                 answered = FrontAnswer(front.path, request.peer, request_id)
@@ -179,6 +190,9 @@ class FrontProtocol(asyncio.Protocol):
                     observe(answered)
             return
         handler = front.http()
+        if self._place:
+            front.handed[handler] = self._place
+            self._place = ""
         transport.set_protocol(handler)
         handler.connection_made(transport)
         handler.data_received(data)
@@ -189,6 +203,12 @@ class FrontProtocol(asyncio.Protocol):
     def connection_lost(self, exc: Exception | None) -> None:
         self._taken = None
         self._settle()
+        self._give_back()
+
+    def _give_back(self) -> None:
+        if self._place and self._front.places is not None:
+            self._front.places.give_back(self._place)
+        self._place = ""
 
     def close(self) -> None:
         """Close a connection that has not sent its request (idle timeout or shutdown)."""

@@ -14,16 +14,19 @@ from __future__ import annotations
 import asyncio
 import resource
 import socket
+from collections.abc import Callable
+from pathlib import Path
 from typing import Any, ClassVar
 
 import pytest
 
 from handlers.health import LIVE
 from handlers.http_common import FixedAnswer, FrontAnswer
-from server.transport.accept import Acceptor, fixed_request
+from server.app import SIO_KEY
+from server.transport.accept import Acceptor, ConnectionPlaces, fixed_request
 from tests.admin.test_http import admin_token
 from tests.conftest import start_server
-from tests.helpers import ServerUnderTest, fast_lane_only
+from tests.helpers import Client, RedisProcess, ServerUnderTest, fast_lane_only
 from tests.raw_wire import http_exchange, port_of
 from tests.test_metrics import scrape_url, value
 
@@ -182,7 +185,7 @@ async def test_out_of_descriptors_the_acceptor_pauses_and_then_takes_the_waiting
     # accept() failing with EMFILE leaves the connection queued and the listening socket ready:
     # an acceptor that kept its reader would spin the loop at 100% until a descriptor frees.
     listener = socket.create_server(("127.0.0.1", 0))
-    acceptor = Acceptor(listener.fileno(), Counted, fixed={}, observers=[], backlog=16)
+    acceptor = Acceptor(listener.fileno(), lambda place: Counted(), fixed={}, observers=[], backlog=16)
     acceptor.start()
     Counted.made = []
     clients = [socket.socket() for _ in range(3)]  # their descriptors exist before the limit drops
@@ -226,7 +229,9 @@ async def test_a_fixed_answer_is_counted_before_it_is_sent() -> None:
         except BlockingIOError:
             sent_before_counted.append(False)
 
-    acceptor = Acceptor(listener.fileno(), asyncio.Protocol, fixed=PATHS, observers=[observe], backlog=16)
+    acceptor = Acceptor(
+        listener.fileno(), lambda place: asyncio.Protocol(), fixed=PATHS, observers=[observe], backlog=16
+    )
     acceptor.start()
     try:
         client.connect(listener.getsockname())
@@ -242,3 +247,99 @@ async def test_a_fixed_answer_is_counted_before_it_is_sent() -> None:
         client.close()
         acceptor.stop()
         listener.close()
+
+
+HTTP_CAP = 4
+NOT_FOUND = b"GET /no-such-page HTTP/1.1\r\nHost: x\r\n\r\n"
+
+
+def _places(srv: ServerUnderTest) -> dict[str, int]:
+    """The plain HTTP connections the node counts per address now."""
+    places: ConnectionPlaces = srv.app[SIO_KEY].http_places  # type: ignore[attr-defined]
+    return places.open
+
+
+async def _until(condition: Callable[[], bool]) -> None:
+    async with asyncio.timeout(15):  # a bound, not a wait: each give-back is a loop turn away
+        while not condition():
+            await asyncio.sleep(0.01)
+
+
+async def _answered(reader: asyncio.StreamReader) -> bytes:
+    """A response head, read while the connection stays open (keep-alive)."""
+    async with asyncio.timeout(15):
+        head = await reader.readuntil(b"\r\n\r\n")
+        for line in head.split(b"\r\n"):
+            if line.lower().startswith(b"content-length:"):
+                await reader.readexactly(int(line.split(b":")[1]))
+    return head
+
+
+async def test_one_address_holds_at_most_its_plain_http_connections(
+    redis: Any, redis_process: RedisProcess, tmp_path: Path
+) -> None:
+    # One address held 20,000 idle connections (every descriptor of the process) and the node
+    # answered no one, /healthz included: past the cap a new connection is answered 429 and
+    # closed in the turn it is accepted, not held for the idle timeout (two minutes here).
+    srv = await start_server(
+        redis_process.url, tmp_path, max_http_connections_per_address=HTTP_CAP, http_idle_timeout_s=120
+    )
+    port = port_of(srv.url)
+    held: list[tuple[asyncio.StreamReader, asyncio.StreamWriter]] = []
+    client: Client | None = None
+    try:
+        for _ in range(HTTP_CAP):
+            held.append(await asyncio.open_connection("127.0.0.1", port))
+        held[1][1].write(b"GET / HTTP/1.1\r\nHost: x\r\n")  # trickling its headers
+        held[2][1].write(NOT_FOUND)  # answered, then kept alive by aiohttp
+        assert (await _answered(held[2][0])).startswith(b"HTTP/1.1 404")
+        await _until(lambda: _places(srv).get("127.0.0.1") == HTTP_CAP)
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        try:
+            writer.write(NOT_FOUND)
+            async with asyncio.timeout(15):
+                refused = await reader.read()  # to its end: the server closed it
+        finally:
+            writer.close()
+        assert refused.startswith(b"HTTP/1.1 429 ") and b'"error":"rate_limited"' in refused, refused
+        # Closed, a connection gives its place back: an idle one, and one aiohttp served.
+        for _, closed in (held.pop(2), held.pop(0)):
+            closed.close()
+        await _until(lambda: _places(srv).get("127.0.0.1") == HTTP_CAP - 2)
+        # A Socket.IO WebSocket holds a place only until the Engine.IO server takes it (its
+        # own cap counts it from there): this one and two plain connections fit.
+        client = await Client(srv.url, srv.token("alice")).connect(["websocket"])
+        await _until(lambda: _places(srv).get("127.0.0.1") == HTTP_CAP - 2)
+        for _ in range(2):
+            held.append(await asyncio.open_connection("127.0.0.1", port))
+            held[-1][1].write(NOT_FOUND)
+            assert (await _answered(held[-1][0])).startswith(b"HTTP/1.1 404")
+        if client is not None:
+            await client.close()
+        for _, writer in held:
+            writer.close()
+        await _until(lambda: _places(srv) == {})  # every place given back
+        samples = await scrape_url(srv.url, admin_token(srv))
+        assert value(samples, "sessionhub_connections_refused_total", reason="http_per_address_limit") == 1
+    finally:
+        if client is not None:
+            await client.close()
+        for _, writer in held:
+            writer.close()
+        await srv.stop()
+
+
+async def test_behind_a_trusted_proxy_connections_are_not_counted_on_it(
+    redis: Any, redis_process: RedisProcess, tmp_path: Path
+) -> None:
+    # Every connection's peer is the proxy then: a cap on it would be a cap on every client.
+    srv = await start_server(redis_process.url, tmp_path, max_http_connections_per_address=1, trust_forwarded_for=True)
+    held = [await asyncio.open_connection("127.0.0.1", port_of(srv.url)) for _ in range(3)]
+    try:
+        for reader, writer in held:
+            writer.write(NOT_FOUND)
+            assert (await _answered(reader)).startswith(b"HTTP/1.1 404")
+    finally:
+        for _, writer in held:
+            writer.close()
+        await srv.stop()
