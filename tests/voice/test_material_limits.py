@@ -4,6 +4,7 @@ a retried material (same Idempotency-Key) is answered as first, neither refused 
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -92,3 +93,17 @@ async def test_a_refused_material_creates_no_session(small_quota: ServerUnderTes
     status, body = await _material(server, "short")
     assert status == 403 and body["error"] == "quota_exceeded"
     assert await server.services.voice.active_id("alice") is None
+
+
+async def test_concurrent_materials_never_store_more_than_the_quota(small_quota: ServerUnderTest) -> None:
+    """Four materials at once, one of which fits: a check before storing and a charge after let
+    each pass the check while none was charged; the reservation lets one through."""
+    server = small_quota
+    session_id = await server.create_session("alice")
+    await server.services.voice.set_active("alice", session_id)
+    answers = await asyncio.gather(*(_material(server, f"{n}{TEXT}") for n in range(4)))
+    assert sorted(status for status, _ in answers) == [201, 403, 403, 403], answers
+    assert {body["error"] for status, body in answers if status == 403} == {"quota_exceeded"}
+    assert len(await _stored(server, session_id)) == 1
+    counted = int(await server.services.redis.get(server.services.keys.upload_bytes("u:alice")) or 0)
+    assert 0 < counted <= QUOTA_BYTES  # the refused ones gave their reservations back
