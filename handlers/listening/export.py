@@ -12,16 +12,15 @@ import csv
 import io
 import json
 import logging
-from collections import Counter
-from collections.abc import AsyncGenerator, AsyncIterator, Iterator
-from contextlib import aclosing, contextmanager
+from collections.abc import AsyncGenerator, AsyncIterator
+from contextlib import aclosing
 from datetime import UTC, datetime
 from typing import Any
 
 from aiohttp import web
 
 from handlers.listening.payloads import MAX_MS
-from protocol.errors import CodedError, ErrorCode
+from handlers.per_user_slots import PerUserSlots
 from storage.listening.repository import ListeningHistories
 
 log = logging.getLogger(__name__)
@@ -57,29 +56,13 @@ class ListeningExports:
 
     def __init__(self, histories: ListeningHistories) -> None:
         self._h = histories
-        self._running: Counter[str] = Counter()
-
-    @contextmanager
-    def _slot(self, user_id: str) -> Iterator[None]:
-        if self._running[user_id] >= EXPORTS_PER_USER:
-            raise CodedError(
-                ErrorCode.RATE_LIMITED,
-                f"at most {EXPORTS_PER_USER} exports at once; wait for one to finish",
-                retry_after_s=EXPORT_RETRY_AFTER_S,
-            )
-        self._running[user_id] += 1
-        try:
-            yield
-        finally:
-            self._running[user_id] -= 1
-            if self._running[user_id] <= 0:
-                del self._running[user_id]
+        self._slots = PerUserSlots("exports", EXPORTS_PER_USER, EXPORT_RETRY_AFTER_S)
 
     async def respond(
         self, request: web.Request, *, user_id: str, history_id: str | None, fmt: str
     ) -> web.StreamResponse:
         """Stream ``history_id`` (None: an empty export) to ``request`` as ``fmt`` (json or csv)."""
-        with self._slot(user_id):
+        with self._slots.slot(user_id):
             response = web.StreamResponse(
                 headers={"Content-Disposition": f'attachment; filename="listening-history.{fmt}"'}
             )

@@ -8,9 +8,7 @@ and a user runs at most ``EXPORTS_PER_USER`` at once on a process.
 from __future__ import annotations
 
 import re
-from collections import Counter
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from typing import Any, get_args
 
@@ -26,6 +24,7 @@ from handlers.streams.queries import ExportFormat, ExportQuery
 from handlers.streams.settings import ClipSettings
 from handlers.streams.slices import joined, mapped
 from handlers.context import Services
+from handlers.per_user_slots import PerUserSlots
 from handlers.http_common import bearer_claims, guarded
 from handlers.ids import parse_session_id
 from handlers.query import parse_query
@@ -198,7 +197,7 @@ class ExportRoutes:
         self._s = services
         self._streams = streams
         self._settings = settings
-        self._running: Counter[str] = Counter()
+        self._slots = PerUserSlots("exports", EXPORTS_PER_USER, EXPORT_RETRY_AFTER_S)
 
     def register(self, app: web.Application) -> None:
         """Attach the route to ``app``."""
@@ -207,23 +206,6 @@ class ExportRoutes:
     def _claims(self, request: web.Request) -> Claims:
         return bearer_claims(request, self._s.tokens, self._s.clock)
 
-    @contextmanager
-    def _slot(self, user_id: str) -> Iterator[None]:
-        """One of the user's ``EXPORTS_PER_USER`` exports at once, else ``rate_limited``."""
-        if self._running[user_id] >= EXPORTS_PER_USER:
-            raise CodedError(
-                ErrorCode.RATE_LIMITED,
-                f"at most {EXPORTS_PER_USER} exports at once; wait for one to finish",
-                retry_after_s=EXPORT_RETRY_AFTER_S,
-            )
-        self._running[user_id] += 1
-        try:
-            yield
-        finally:
-            self._running[user_id] -= 1
-            if self._running[user_id] <= 0:
-                del self._running[user_id]
-
     async def export(self, request: web.Request) -> web.Response:
         """``?format=csv|json|txt|youtube|premiere|resolve|edl&of=clips|moments&only=all|clipped&fps=``."""
         session_id = parse_session_id(request.match_info["session_id"])
@@ -231,7 +213,7 @@ class ExportRoutes:
         # Every parameter (an unknown format too) is checked before anything is read.
         query = parse_query(ExportQuery, request)
         fmt = FORMATS[query.format]
-        with self._slot(claims.sub):
+        with self._slots.slot(claims.sub):
             export = one_part(await self._collect(query, session_id, claims), fmt, query.part)
             body = await joined(fmt.render(export))
         if fmt.csv and query.bom == "1":
