@@ -129,7 +129,11 @@ let focusFrom = null;
  * offered, else to the state (an ended stream offers none).
  */
 function settleActionFocus(pressed = null) {
-  const lost = document.activeElement === null || document.activeElement === document.body;
+  // A button just hidden (Start giving way to Pause) still holds the focus until Chromium's
+  // focus fix-up runs at its next rendering update, then the focus drops to the page: it counts
+  // as lost already (a busy machine's CI run saw the focus stay on the page).
+  const active = document.activeElement;
+  const lost = active === null || active === document.body || active.closest("[hidden]") !== null;
   if (!lost) return; // the person has moved on: their focus stays where they put it
   const offered = [...document.querySelectorAll("[data-action]")].filter(
     (button) => !button.hidden && !button.disabled,
