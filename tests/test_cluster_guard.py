@@ -21,7 +21,7 @@ from handlers.metrics import Metrics
 from handlers.storage_guard import StorageGuard
 from server.services import connect_redis
 from storage.clock import Clock
-from tests.cluster import RedisCluster, need_redis_cli
+from tests.cluster import RedisCluster, need_redis_cli, wait_until
 from tests.conftest import start_server
 
 pytestmark = pytest.mark.timeout(90)
@@ -158,6 +158,13 @@ async def test_a_cluster_gone_for_a_while_ends_no_background_loop(
         for port in ports:
             await asyncio.to_thread(cluster.restart, port)
         assert set(BACKGROUND_LOOPS.values()) <= running_loops(), "a loop ended while the cluster was gone"
+        # Every node restarted at once takes a while to agree the cluster is whole again (longer
+        # on a busy machine: a fresh-clone run waited more than 30 s); the server is given its
+        # 30 s from there.
+        for port in ports:
+            await asyncio.to_thread(
+                wait_until, lambda port=port: cluster.client(port).cluster("info")["cluster_state"] == "ok", 120
+            )
         # Back: the heartbeat is written again (the restarted nodes kept nothing).
         keys = server.services.keys
         started = time.monotonic()
