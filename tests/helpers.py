@@ -81,11 +81,44 @@ ALL_PERMS = (Permission.READ_OWN, Permission.CREATE, Permission.UPDATE)
 OWNER = Performer(user_id="alice", read_scope="own", may_update=True)
 
 
+# The ports free_port hands out for children (redis-servers, serve processes) to bind. A port the
+# kernel picked (bind to 0) was free only until the socket closed: another xdist worker's next pick
+# could be the same one, and then two children raced for it and the loser's test talked to the
+# winner (a serve test got ready from another worker's server, then "connection refused" when that
+# one stopped). Each worker walks its own slice of a range below the kernel's ephemeral ports
+# (32768 and up, which outgoing connections take) and clear of tests/cluster.py's node and bus
+# ports (17000-21999 and 27000-31999).
+_PORT_RANGE = (22000, 27000)
+
+
+def _port_slice() -> range:
+    worker = os.environ.get("PYTEST_XDIST_WORKER", "gw0")
+    index = int(worker[2:]) if worker[2:].isdigit() else 0
+    count = max(int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1") or 1), index + 1)
+    width = (_PORT_RANGE[1] - _PORT_RANGE[0]) // count
+    start = _PORT_RANGE[0] + index * width
+    return range(start, start + width)
+
+
+_next_port: list[int] = []  # the cursor in this worker's slice, started at a random place
+
+
 def free_port() -> int:
-    """A currently free TCP port on loopback."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
+    """A currently free TCP port on loopback, never one another xdist worker of this run hands out."""
+    ports = _port_slice()
+    if not _next_port:
+        # A random start: two runs side by side (a helper's and CI's) rarely walk in step.
+        _next_port.append(ports.start + int.from_bytes(os.urandom(2), "big") % len(ports))
+    for _ in range(len(ports)):
+        port = _next_port[0]
+        _next_port[0] = port + 1 if port + 1 < ports.stop else ports.start
+        with socket.socket() as sock:
+            try:
+                sock.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+            return port
+    raise RuntimeError(f"no free port in {ports}")
 
 
 def redis_binary() -> str:
@@ -135,10 +168,13 @@ class RedisProcess:
         try:
             while True:
                 try:
-                    client.ping()
+                    # Ours, not a redis-server of another run that holds the port (ours then
+                    # exits): a test must never flush or read someone else's data.
+                    pid = int(client.info("server")["process_id"])
+                    assert pid == self.process.pid, f"port {self.port} answered by another redis-server"
                     return
                 except Exception:
-                    if time.monotonic() > deadline:
+                    if time.monotonic() > deadline or self.process.poll() is not None:
                         raise
                     time.sleep(0.02)
         finally:
