@@ -5,6 +5,8 @@ as it likes: the first run's 2xx answer is stored (storage/idempotency.py) and e
 the same key, by the same caller, within a day is answered with it (header
 ``Idempotent-Replayed: true``) without running again. A repeat while the first still runs is
 ``409 conflict``; a first run that failed leaves nothing behind, so its retry runs for real.
+A caller keeps its :data:`~storage.idempotency.MAX_ANSWERS_PER_CALLER` most recent keys per
+route; an older one is a new request again.
 """
 
 from __future__ import annotations
@@ -19,7 +21,7 @@ from handlers.context import Services
 from handlers.http_common import RouteHandler, bearer_claims, client_address
 from handlers.openapi_registry import IDEMPOTENCY_KEY, REPLAYED
 from protocol.errors import CodedError, ErrorCode
-from storage.idempotency import IdempotentAnswers, InProgress, StoredAnswer
+from storage.idempotency import MAX_ANSWERS_PER_CALLER, IdempotentAnswers, InProgress, StoredAnswer
 
 HEADER = IDEMPOTENCY_KEY.name
 REPLAYED_HEADER = REPLAYED
@@ -57,7 +59,7 @@ def idempotent(
     """``handler`` answering a repeated ``Idempotency-Key`` with its first 2xx answer; keys
     belong to ``owner_of`` (the bearer token's user by default)."""
     owner_of = owner_of or token_owner(services)
-    answers = IdempotentAnswers(services.redis, services.keys)
+    answers = IdempotentAnswers(services.redis, services.keys, max_answers=MAX_ANSWERS_PER_CALLER)
 
     async def wrapper(request: web.Request) -> web.StreamResponse:
         key = request.headers.get(HEADER)

@@ -11,6 +11,13 @@ A claim is short-lived and renewed while its request runs (:meth:`IdempotentAnsw
 a node killed mid-request leaves a claim that runs out within ``CLAIM_TTL_S``, after which a
 retry runs for real (another node cannot tell a dead claimer from a slow one sooner). A fixed
 two-minute claim answered every retry of a request whose node had died ``409`` for two minutes.
+
+A caller keeps at most ``max_answers`` keys per scope (route) when the store is bounded
+(``core/idempotent_claim.lua``): each new claim drops the caller's oldest keys past the bound,
+claims and answers alike. Unbounded, one user (or one address) could keep an answer per request
+for a day, as many as it cared to send. A dropped key is a new request again; a request whose
+claim was dropped while it ran keeps no answer (:meth:`IdempotentAnswers.store` writes only over
+its claim), so nothing outside the bound is ever written.
 """
 
 from __future__ import annotations
@@ -41,6 +48,9 @@ CLAIM_TTL_S = 10
 CLAIM_RENEW_S = CLAIM_TTL_S / 3
 # Pause before running a step again whose reply was lost (times the attempt number).
 LOST_REPLY_BACKOFF_S = 0.02
+# Keys one caller keeps per route on the HTTP routes (handlers/idempotency.py): far more than any
+# client retries at once, and a bound on what one caller stores (answers are a few hundred bytes).
+MAX_ANSWERS_PER_CALLER = 1000
 
 T = TypeVar("T")
 
@@ -60,24 +70,36 @@ class InProgress(Exception):
 
 @dataclass(frozen=True, slots=True)
 class IdempotentAnswers:
-    """Claims keys and stores their answers (see the module docstring)."""
+    """Claims keys and stores their answers (see the module docstring); at most ``max_answers``
+    keys per owner and scope, the oldest dropped first (None: no bound)."""
 
     redis: Redis
     keys: Keys
+    max_answers: int | None = None
     _renew: Script = field(init=False, repr=False, compare=False)
+    _claim: Script = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "_renew", plain_script(self.redis, "core/claim_renew.lua"))
+        object.__setattr__(self, "_claim", plain_script(self.redis, "core/idempotent_claim.lua"))
 
     async def claim(self, scope: str, owner: str, key: str) -> StoredAnswer | None:
         """None when this request runs (the key is now claimed); the stored answer of an earlier
         one that succeeded; :class:`InProgress` while that one still runs."""
         redis_key = self.keys.idempotent_answer(scope, owner, key)
-        if await self.redis.set(redis_key, "", nx=True, ex=CLAIM_TTL_S):
+        if self.max_answers is not None:
+            index = self.keys.idempotent_index(scope, owner)
+            lifetimes = [CLAIM_TTL_S * 1000, ANSWER_TTL_S * 1000, self.max_answers]
+            claimed, *value = await self._claim(keys=[redis_key, index], args=lifetimes)
+            if claimed:
+                return None
+            stored = value[0]
+        elif await self.redis.set(redis_key, "", nx=True, ex=CLAIM_TTL_S):
             return None
-        stored = await self.redis.get(redis_key)
-        if stored is None:  # expired between the two calls: claim it again
-            return await self.claim(scope, owner, key)
+        else:
+            stored = await self.redis.get(redis_key)
+            if stored is None:  # expired between the two calls: claim it again
+                return await self.claim(scope, owner, key)
         if not stored:
             raise InProgress(key)
         fields = json.loads(stored)
@@ -105,11 +127,21 @@ class IdempotentAnswers:
     async def store(self, scope: str, owner: str, key: str, answer: StoredAnswer) -> None:
         """Keep the answer of the request that claimed ``key``."""
         value = json.dumps({"status": answer.status, "type": answer.content_type, "body": answer.body})
-        await self.redis.set(self.keys.idempotent_answer(scope, owner, key), value, ex=ANSWER_TTL_S)
+        redis_key = self.keys.idempotent_answer(scope, owner, key)
+        # Bounded, only over the claim (xx): a claim dropped past the bound stays dropped.
+        await self.redis.set(redis_key, value, ex=ANSWER_TTL_S, xx=self.max_answers is not None)
 
     async def release(self, scope: str, owner: str, key: str) -> None:
         """Give a claim back (its request failed): a retry runs again."""
-        await self.redis.delete(self.keys.idempotent_answer(scope, owner, key))
+        redis_key = self.keys.idempotent_answer(scope, owner, key)
+        if self.max_answers is None:
+            await self.redis.delete(redis_key)
+            return
+        # One step (one slot: the owner's hash tag): a given-back claim no longer counts.
+        async with self.redis.pipeline(transaction=True) as pipe:
+            pipe.delete(redis_key)
+            pipe.zrem(self.keys.idempotent_index(scope, owner), redis_key)
+            await pipe.execute()
 
 
 async def again_on_lost_reply(step: Callable[[], Awaitable[T]], *, redis: Redis | None = None, attempts: int = 5) -> T:

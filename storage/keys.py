@@ -269,6 +269,12 @@ class Keys:
         (empty while the first such request is still running); see storage/idempotency.py."""
         return f"{self.prefix}:{{idem:{owner}}}:{scope}:{key}"
 
+    def idempotent_index(self, scope: str, owner: str) -> str:
+        """Sorted set: ``owner``'s :meth:`idempotent_answer` keys in ``scope``, scored by claim
+        time (ms); the bound on how many one caller keeps (storage/idempotency.py). ``#`` is
+        no character of a key, so it names no answer."""
+        return f"{self.prefix}:{{idem:{owner}}}:{scope}#keys"
+
     def log_id_key(self) -> str:
         """String: the secret sealing event ids to their place in a log (storage/events.py)."""
         return f"{self.prefix}:log_id_key"
