@@ -22,7 +22,10 @@ from handlers.openapi_registry import Auth, Operation, document
 from handlers.payloads import ONE_TIME_TOKEN_CHARS, OneTimeLogin, validate
 from handlers.rate_limit import within
 from protocol.errors import CodedError, ErrorCode
-from storage.identity.repository import Rotation
+from storage.identity.repository import Rotation, split_credential
+
+# The day's window of the guests' per-address limit (UTC days: windows are counted from the epoch).
+DAY_S = 86_400
 
 
 class TokenAnswer(BaseModel):
@@ -161,6 +164,17 @@ class AuthRoutes:
             window_s=60,
             message="too many guest tokens from this address; wait a minute",
         )
+        # A guest is kept guest_idle_s without owning anything: the minute's limit alone let one
+        # address keep 43,200 a day, each day of that time. The day's limit bounds what one
+        # address holds to guests_per_day x the idle days; a client that waits is let in.
+        await within(
+            self._s.limiter,
+            "guest_day",
+            address,
+            limit=self._s.limits.guests_per_day,
+            window_s=DAY_S,
+            message="too many guest identities from this address today; try again tomorrow",
+        )
         user_id = f"guest-{uuid.uuid4().hex}"
         await self._s.identities.create_user(user_id)
         if not auth_cookie.non_simple(request):
@@ -187,7 +201,12 @@ class AuthRoutes:
         if credential is None:
             return await self._refresh_bearer(request)
         auth_cookie.require_page_request(request, self._s.public_url)
-        subject = credential.partition(".")[0][:24] or self._address(request)
+        # Counted per device, so that the browsers behind one address do not share a limit; but
+        # only a device that exists: a made-up family id was a counter of its own each time, and
+        # one address could try (and store a counter for) as many as it could send.
+        parts = split_credential(credential)
+        known = parts is not None and bool(await self._s.identities.family_user(parts[0]))
+        subject = parts[0] if parts is not None and known else self._address(request)
         await within(
             self._s.limiter,
             "refresh",

@@ -95,6 +95,7 @@ class Limits:
     max_subscriptions: int
     guest_token_ttl_s: int
     guests_per_min: int
+    guests_per_day: int
     creates_per_min: int
     creates_per_min_per_address: int
     list_limit: int

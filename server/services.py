@@ -111,6 +111,7 @@ def limits_from(settings: Settings) -> Limits:
         max_subscriptions=settings.max_subscriptions,
         guest_token_ttl_s=settings.guest_token_ttl_s,
         guests_per_min=settings.guests_per_min,
+        guests_per_day=settings.guests_per_day,
         creates_per_min=settings.creates_per_min,
         creates_per_min_per_address=settings.creates_per_min_per_address,
         list_limit=settings.list_limit,

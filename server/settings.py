@@ -62,6 +62,9 @@ class Settings(BaseSettings):
     # As short as 2 s: the refresh cookie renews access tokens, so a test can let one run out.
     guest_token_ttl_s: int = Field(default=3600, ge=2, le=7 * 86400)
     guests_per_min: int = Field(default=30, ge=1)
+    # ... and per client address per UTC day: guests are kept guest_idle_s (30 days) without
+    # owning anything, so the minute's limit alone let one address keep ~1.3 million of them.
+    guests_per_day: int = Field(default=1000, ge=1)
     login_link_ttl_s: int = Field(default=600, ge=30, le=86400)
     login_token_ttl_s: int = Field(default=86400, ge=60, le=30 * 86400)
     # --- identity (issue 22): refresh cookies, device families, revocations ---------------
