@@ -90,7 +90,7 @@ OPERATIONS = (
         "patch",
         "/api/auth/me",
         "Set the caller's display name (tokens carry it from their next refresh; the caller's"
-        " connections that follow the active session are sent user_renamed at once)",
+        " connections that follow the active session or the user are sent user_renamed at once)",
         tag=TAG,
         body=Rename,
         statuses=(400, 401, 413, 503),

@@ -6,6 +6,7 @@ keeps a client or other process-wide state of its own.
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
@@ -45,7 +46,11 @@ class Subscriptions(Protocol):
 
     def leave_all(self, sid: str) -> None: ...
 
-    async def follow_user(self, user_id: str, sid: str) -> ActivePointer: ...
+    async def follow_user(
+        self, user_id: str, sid: str, read_name: Callable[[], Awaitable[str]]
+    ) -> tuple[ActivePointer, str]: ...
+
+    async def follow_name(self, user_id: str, sid: str, read_name: Callable[[], Awaitable[str]]) -> str: ...
 
     def sessions_of(self, sid: str) -> set[str]: ...
 
@@ -72,7 +77,12 @@ class NoSubscriptions:
     def leave_all(self, sid: str) -> None:
         """Nobody is connected here."""
 
-    async def follow_user(self, user_id: str, sid: str) -> ActivePointer:
+    async def follow_user(
+        self, user_id: str, sid: str, read_name: Callable[[], Awaitable[str]]
+    ) -> tuple[ActivePointer, str]:
+        raise RuntimeError("this process serves no subscriptions")
+
+    async def follow_name(self, user_id: str, sid: str, read_name: Callable[[], Awaitable[str]]) -> str:
         raise RuntimeError("this process serves no subscriptions")
 
     def sessions_of(self, sid: str) -> set[str]:

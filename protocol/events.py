@@ -23,7 +23,7 @@ PROTOCOL_ERROR: Final = "protocol_error"
 # (follow_active_session): {"session_id", "seq"}.
 ACTIVE_SESSION: Final = "active_session"
 # The user's new display name (PATCH /api/auth/me), to the user's connections that follow the
-# active session (they follow the user's channel): {"user_id", "name"}.
+# active session or the user (both follow the user's channel): {"user_id", "name"}.
 USER_RENAMED: Final = "user_renamed"
 
 # Log entries of pattern sessions.

@@ -22,8 +22,15 @@ is sent the pointer read anew.
 
 The user's channel also carries the user's renames (``{"user_id", "name"}``, published by the
 rename script): each is sent at once to every connection of the user following here, as a
-``user_renamed`` event. A name carries no count: the channel delivers them in the order they were
-stored, and a connection made again reads the name anew (``GET /api/auth/me``).
+``user_renamed`` event. A connection may follow the renames alone (``follow_user``: every page's
+identity badge), which costs the node the user's channel (shared by all of the user's connections
+here) and a name read per follow, and nothing per event of any session. A follow's answer carries
+the name as it stands once the channel is subscribed: a rename made between the page's own read
+of its name and its follow is not missed. A name carries no count: the channel delivers them in
+the order they were stored, so a rename that arrives while a follow's read is in flight is
+newer than anything published before the subscription, and is the answer's name (the read, on
+another Redis link, may have gone before it was stored); one stored after the read arrives after
+the answer, as an event.
 
 A Redis that lost writes (a restart from an AOF missing its last second, a failover to a lagging
 replica) counts again from where it went back, so a change made after that can carry a ``seq``
@@ -63,6 +70,10 @@ RETRY_S = 0.5
 FOLLOW_WAIT_S = 10.0
 
 
+# Reads the display name of a following connection's user (its profile's, else its token's).
+ReadName = Callable[[], Awaitable[str]]
+
+
 class Sides(Protocol):
     """The bus's side channels (``server.bus.Bus``)."""
 
@@ -79,6 +90,8 @@ class _Feed:
     channel: str
     feeds: ActiveFeeds
     sent: dict[str, int] = field(default_factory=dict)  # sid -> highest seq sent to it (-1: nothing yet)
+    named: set[str] = field(default_factory=set)  # sids that follow the renames only (follow_user)
+    renamed: dict[str, str | None] = field(default_factory=dict)  # joining sid -> last rename meanwhile
     joining: dict[str, list[tuple[int, str]]] = field(default_factory=dict)  # sid -> changes kept for its answer
     seen: int = -1  # highest seq this node has seen for the user (announced or read)
     seen_id: str | None = None  # the session that change named (same seq, another one: Redis went back)
@@ -117,26 +130,31 @@ class ActiveFeeds:
         self._feeds: dict[str, _Feed] = {}  # user id -> feed
         self._user_of: dict[str, str] = {}  # sid -> user id
 
-    async def follow(self, user_id: str, sid: str) -> ActivePointer:
-        """The user's active session now; every change after it is sent to ``sid`` until
-        :meth:`leave` (see the module docstring)."""
-        feed = self._feeds.get(user_id)
-        if feed is None:
-            feed = self._feeds[user_id] = _Feed(user_id, self._keys.active_session_channel(user_id), self)
-            self._spawn(feed, self._open(feed))
-        self._user_of[sid] = user_id
+    async def follow(self, user_id: str, sid: str, read_name: ReadName) -> tuple[ActivePointer, str]:
+        """The user's active session and name now; every change of either after it is sent to
+        ``sid`` until :meth:`leave` (see the module docstring)."""
+        feed = self._feed(user_id, sid)
+        named = sid in feed.named
+        feed.named.discard(sid)  # followed in full from now: its renames come as a member's
         feed.sent.setdefault(sid, -1)
         feed.joining[sid] = []
+        feed.renamed[sid] = None
         try:
             async with asyncio.timeout(FOLLOW_WAIT_S):  # the channel subscribed, the pointer read
                 await feed.subscribed.wait()
-                pointer, went_back = await self._current(feed)
+                (pointer, went_back), read = await asyncio.gather(self._current(feed), read_name())
         except BaseException as exc:
             feed.joining.pop(sid, None)
-            self.leave(sid)
+            feed.renamed.pop(sid, None)
+            if named:  # it still follows the renames, as it did before
+                feed.sent.pop(sid, None)
+                feed.named.add(sid)
+            else:
+                self.leave(sid)
             if isinstance(exc, TimeoutError):
                 raise CodedError(ErrorCode.UNAVAILABLE, "cannot follow the active session now; try again") from None
             raise
+        name = _newest_name(feed, sid, read)
         if went_back:
             self._reset(feed, pointer)
         _saw(feed, pointer.seq, pointer.session_id)
@@ -145,7 +163,28 @@ class ActiveFeeds:
                 pointer = ActivePointer(session_id=json.loads(data)["session_id"], seq=seq)
         if sid in feed.sent:
             feed.sent[sid] = pointer.seq
-        return pointer
+        return pointer, name
+
+    async def follow_name(self, user_id: str, sid: str, read_name: ReadName) -> str:
+        """The user's display name now (``read_name``'s, or a rename that arrived meanwhile); every
+        later rename is sent to ``sid`` until :meth:`leave`. Nothing else of the user's channel
+        is (a connection that follows the active session gets its renames as such already)."""
+        feed = self._feed(user_id, sid)
+        if sid not in feed.sent:  # one that follows the active session is sent renames already
+            feed.named.add(sid)
+        feed.renamed[sid] = None
+        try:
+            async with asyncio.timeout(FOLLOW_WAIT_S):
+                await feed.subscribed.wait()  # renames stored from now on are sent to sid
+                read = await read_name()
+        except BaseException as exc:
+            feed.renamed.pop(sid, None)
+            if sid not in feed.sent:  # it follows nothing now
+                self.leave(sid)
+            if isinstance(exc, TimeoutError):
+                raise CodedError(ErrorCode.UNAVAILABLE, "cannot follow your name now; try again") from None
+            raise
+        return _newest_name(feed, sid, read)
 
     def leave(self, sid: str) -> None:
         """``sid`` is gone; the user's channel is dropped with their last connection here."""
@@ -155,7 +194,9 @@ class ActiveFeeds:
             return
         feed.sent.pop(sid, None)
         feed.joining.pop(sid, None)
-        if not feed.sent:
+        feed.named.discard(sid)
+        feed.renamed.pop(sid, None)
+        if not feed.sent and not feed.named:
             del self._feeds[feed.user_id]
             self._sides.close_side(feed.channel)
             for task in feed.tasks:
@@ -172,6 +213,15 @@ class ActiveFeeds:
         return len(self._feeds)
 
     # --- internals -------------------------------------------------------------------------
+    def _feed(self, user_id: str, sid: str) -> _Feed:
+        """The user's feed here (opened for its first connection), with ``sid`` noted as theirs."""
+        feed = self._feeds.get(user_id)
+        if feed is None:
+            feed = self._feeds[user_id] = _Feed(user_id, self._keys.active_session_channel(user_id), self)
+            self._spawn(feed, self._open(feed))
+        self._user_of[sid] = user_id
+        return feed
+
     def announced(self, feed: _Feed, data: str) -> None:
         """Send a change to every member that has nothing as new (see the module docstring)."""
         try:
@@ -198,13 +248,18 @@ class ActiveFeeds:
                 self._send(sid, packet)
 
     def _renamed(self, feed: _Feed, change: dict[str, Any]) -> None:
-        """The user's new name, to every member (joining ones too: a name is not ordered with
-        the active session's answer)."""
+        """The user's new name, to every member, the renames-only ones too (joining ones as well:
+        a joining member's answer then carries this name or a newer one, see the module
+        docstring)."""
         name = change["name"]
         if not isinstance(name, str):
             raise TypeError("name")
         packet = Packet(USER_RENAMED, json.dumps({"user_id": feed.user_id, "name": name}, separators=(",", ":")))
+        for sid in feed.renamed:
+            feed.renamed[sid] = name
         for sid in feed.sent:
+            self._send(sid, packet)
+        for sid in feed.named:
             self._send(sid, packet)
 
     def catch_up(self, feed: _Feed, sids: list[str]) -> None:
@@ -278,6 +333,13 @@ class ActiveFeeds:
         task = asyncio.create_task(work)
         feed.tasks.add(task)
         task.add_done_callback(feed.tasks.discard)
+
+
+def _newest_name(feed: _Feed, sid: str, read: str) -> str:
+    """A joining member's name: a rename that arrived while its read was in flight is newer than
+    the read can be (see the module docstring); else the read."""
+    arrived = feed.renamed.pop(sid, None)
+    return arrived if arrived is not None else read
 
 
 def _saw(feed: _Feed, seq: int, session_id: str | None) -> None:

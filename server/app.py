@@ -34,6 +34,7 @@ from handlers.bodyless import bodyless_cap
 from handlers.route_errors import route_errors
 from handlers.socket_router import SocketRouter
 from handlers.subscriptions import SubscriptionEvents
+from handlers.user_events import UserEvents
 from handlers.voice import capability as voice
 from handlers.web_pages import WebPages
 from server import logs
@@ -143,6 +144,7 @@ def add_routes(
     # attached), so the acks of the events finishing still reach their clients.
     app.on_shutdown.insert(0, partial(_handlers_finished, router))
     SubscriptionEvents(services).register(router)
+    UserEvents(services).register(router)
     for install in installs:
         install(services, router, app)
     auth_routes = AuthRoutes(services)

@@ -65,7 +65,7 @@ from handlers.metrics import Metrics
 from protocol import read_end
 from protocol.errors import CodedError, ErrorCode
 from protocol.events import SESSION_RESYNC
-from server.active_feed import ActiveFeeds
+from server.active_feed import ActiveFeeds, ReadName
 from server.channels import CONFIRMATIONS, MESSAGES, Channels
 from server.transport.contract import Outlet, Packet
 from storage.clock import Clock
@@ -396,10 +396,15 @@ class Bus:
             self.leave(session_id, sid)
         self._feeds.leave(sid)
 
-    async def follow_user(self, user_id: str, sid: str) -> ActivePointer:
-        """The user's active voice session now, and every change of it sent to the connection
-        until :meth:`leave_all` (``server.active_feed``)."""
-        return await self._feeds.follow(user_id, sid)
+    async def follow_user(self, user_id: str, sid: str, read_name: ReadName) -> tuple[ActivePointer, str]:
+        """The user's active voice session and name now, and every change of either sent to the
+        connection until :meth:`leave_all` (``server.active_feed``)."""
+        return await self._feeds.follow(user_id, sid, read_name)
+
+    async def follow_name(self, user_id: str, sid: str, read_name: ReadName) -> str:
+        """The user's name now, and every rename sent to the connection until :meth:`leave_all`
+        (``server.active_feed``)."""
+        return await self._feeds.follow_name(user_id, sid, read_name)
 
     # --- side channels -------------------------------------------------------------------
     async def open_side(self, channel: str, owner: SideChannel) -> None:

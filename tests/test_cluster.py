@@ -282,7 +282,12 @@ async def test_the_active_session_is_pushed_across_nodes_on_the_users_shard(
         client = followers[user] = Client(reader.url, reader.token(user))
         clients.append(client)
         await client.connect()
-        assert (await client.call("follow_active_session", {})) == {"ok": True, "session_id": None, "seq": 0}
+        assert (await client.call("follow_active_session", {})) == {
+            "ok": True,
+            "session_id": None,
+            "seq": 0,
+            "name": "",
+        }
     made = {user: await writer.create_session(user) for user in ("alice", "carol")}
     for user, session_id in made.items():
         await writer.services.voice.set_active(user, session_id)

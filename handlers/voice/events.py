@@ -9,6 +9,7 @@ from handlers.connection import Connection
 from handlers.context import Services
 from handlers.payloads import ChunkList, FollowActive, SessionRef, StatusRequest, validate
 from handlers.socket_router import SocketRouter, Submission
+from handlers.user_events import name_reader
 from handlers.voice.access import connection_performer, updatable
 from handlers.voice.actions import CREATE_TASKS_FROM_CHUNKS, POST_PROCESS_SESSION, admit_job, close, job_for
 from handlers.voice.recording import RECORDING_STATUSES, RecordingKeeper
@@ -67,7 +68,9 @@ class VoiceEvents:
         event on this connection (every tab and device of the user sees it live, seed 002)."""
         validate(FollowActive, data)
         await self.admission.enter()
-        return (await self._s.bus.follow_user(conn.claims.sub, conn.sid)).wire()
+        pointer, name = await self._s.bus.follow_user(conn.claims.sub, conn.sid, name_reader(self._s, conn))
+        # The name as it stands once followed: a rename made while the page loaded is not missed.
+        return {**pointer.wire(), "name": name}
 
     async def post_process(self, conn: Connection, data: dict[str, Any]) -> dict[str, Any]:
         """Queue post-processing of the session."""

@@ -71,3 +71,51 @@ async def test_a_connection_that_does_not_follow_is_told_no_rename(
         await rename(http, server, "alice", "Ada")
     await follower.wait_for(lambda: len(follower.named("user_renamed")) == 1, ANSWER_S)
     assert quiet.named("user_renamed") == []
+
+
+async def test_a_connection_that_follows_the_user_hears_its_renames_and_nothing_else(
+    server: ServerUnderTest, clients: list[Client]
+) -> None:
+    """``follow_user`` (every page's identity badge): its ack carries the name, each rename is
+    pushed once, the active session's changes on the same channel are not."""
+    badge = Client(server.url, server.token("alice"))
+    clients.append(badge)
+    await badge.connect()
+    assert await badge.call("follow_user", {}) == {"ok": True, "user_id": "alice", "name": ""}
+    fab = await following(clients, server, "alice")
+    async with aiohttp.ClientSession() as http:
+        await rename(http, server, "alice", "Ada")
+        await badge.wait_for(lambda: len(badge.named("user_renamed")) == 1, ANSWER_S)
+        assert badge.named("user_renamed") == [{"user_id": "alice", "name": "Ada"}]
+        # Asked again (a page's second look): the name as it stands, and still one push a rename.
+        assert await badge.call("follow_user") == {"ok": True, "user_id": "alice", "name": "Ada"}
+        # The follower of the active session hears its change; the badge's connection does not,
+        # though the rename announced after it on the same channel reaches it.
+        await server.services.voice.set_active("alice", await server.create_session("alice"))
+        await fab.wait_for(lambda: len(fab.named("active_session")) == 1, ANSWER_S)
+        await rename(http, server, "alice", "Ada L.")
+        await badge.wait_for(lambda: len(badge.named("user_renamed")) == 2, ANSWER_S)
+        assert [m["name"] for m in badge.named("user_renamed")] == ["Ada", "Ada L."]
+        assert badge.named("active_session") == []
+        # A connection that follows both ways is told each rename once; its follow's ack names it.
+        both = Client(server.url, server.token("alice"))
+        clients.append(both)
+        await both.connect()
+        assert (await both.call("follow_active_session"))["name"] == "Ada L."
+        assert (await both.call("follow_user"))["name"] == "Ada L."
+        await rename(http, server, "alice", "A. L.")
+        await badge.wait_for(lambda: len(badge.named("user_renamed")) == 3, ANSWER_S)
+        await both.wait_for(lambda: len(both.named("user_renamed")) == 1, ANSWER_S)
+        await rename(http, server, "alice", "Ada, again")
+        await both.wait_for(lambda: len(both.named("user_renamed")) >= 2, ANSWER_S)
+        assert [m["name"] for m in both.named("user_renamed")] == ["A. L.", "Ada, again"]
+
+
+async def test_a_name_followed_with_a_token_name_and_no_profile_is_the_tokens(
+    server: ServerUnderTest, clients: list[Client]
+) -> None:
+    """As GET /api/auth/me answers: a token minted with a name, for a user without a profile."""
+    client = Client(server.url, server.token("opsbot", name="Ops"))
+    clients.append(client)
+    await client.connect()
+    assert await client.call("follow_user") == {"ok": True, "user_id": "opsbot", "name": "Ops"}

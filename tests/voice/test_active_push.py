@@ -48,6 +48,7 @@ async def connected(clients: list[Client], server: ServerUnderTest, user: str) -
     await client.connect()
     ack = await client.call("follow_active_session", {})
     assert ack.pop("ok") is True, ack
+    assert isinstance(ack.pop("name"), str), ack  # the user's name (tests/identity follow it)
     client.events.insert(0, ("follow_ack", ack))
     return client
 

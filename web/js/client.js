@@ -613,19 +613,17 @@ export function connect({ onState = () => {} } = {}) {
       );
     },
   });
-  let connectedBefore = false;
   socket.on("connect", () => {
     renewals = 0;
-    // Made again: what the page was not told meanwhile (a rename elsewhere) is read anew.
-    if (connectedBefore) window.dispatchEvent(new Event("sessionhub:reconnected"));
-    connectedBefore = true;
+    // At each connect: what the page was not told while away (a rename elsewhere) comes with it.
+    followUser(socket);
     onState("connected");
   });
   socket.on("disconnect", (reason) => onState("offline", reason));
   socket.on("signed_out", (data) => signedOutHere(data, onState));
   // The person renamed themselves (here or on another device): the page's identity badge follows
-  // (web/js/identity.js). Only a connection that follows the active session is told.
-  socket.on("user_renamed", (data) => window.dispatchEvent(new CustomEvent("sessionhub:renamed", { detail: data })));
+  // (web/js/identity.js). Every connection follows the user's renames (followUser).
+  socket.on("user_renamed", renamed);
   socket.on("connect_error", (err) => {
     if (err?.message !== "unauthorized") {
       onState("offline", err?.message); // the manager retries by itself
@@ -643,6 +641,29 @@ export function connect({ onState = () => {} } = {}) {
   });
   onState("connecting");
   return socket;
+}
+
+function renamed(data) {
+  window.dispatchEvent(new CustomEvent("sessionhub:renamed", { detail: data }));
+}
+
+// A follow refused for now (the server busy or stopping) is asked again after this pause.
+const FOLLOW_USER_RETRY_MS = 2000;
+
+/**
+ * Follow the user's renames on `socket` (`follow_user`, at each connect): every page's identity
+ * badge shows a rename made on another device at once. Its answer carries the name as it stands,
+ * so a rename made while the page loaded (after it read its name, before this follow) shows too.
+ */
+function followUser(socket) {
+  const id = socket.id;
+  call(socket, "follow_user", {}, ACK_TIMEOUT_MS, { resend: false }).then(
+    (ack) => renamed({ user_id: ack.user_id, name: ack.name }),
+    (err) => {
+      if (err?.code === "unavailable" || err?.code === "timeout")
+        setTimeout(() => socket.connected && socket.id === id && followUser(socket), FOLLOW_USER_RETRY_MS);
+    },
+  );
 }
 
 // The server signed this device out (here or from another device): say so, keep no token.

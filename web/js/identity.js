@@ -37,7 +37,8 @@ const NO_PASSKEYS = "Passkeys are not set up on this server.";
 
 let root = null; // the top bar's identity control
 let panel = null; // the details panel (devices, link, sign out)
-let rereading = null; // the name read again after a reconnection, while in flight
+let heard = null; // the last name the server pushed ({userId, name, count}), whenever it came
+let heardCount = 0; // names pushed so far
 
 function mount() {
   const bar = document.querySelector("header.topbar") ?? document.body;
@@ -52,27 +53,19 @@ function mount() {
   window.addEventListener("sessionhub:identity", (event) => {
     if (root.dataset.userId !== event.detail.user_id) load();
   });
-  // Renamed on another device (the server's `user_renamed`, on a connection of this page): shown,
-  // and kept for this browser's other tabs.
+  // Renamed on another device (the server's `user_renamed`, or a connection's `follow_user`
+  // answer): shown, and kept for this browser's other tabs. Heard before the page's own reading
+  // of who it is was answered, it is kept for that answer (see load).
   window.addEventListener("sessionhub:renamed", (event) => {
     const { user_id: userId, name } = event.detail ?? {};
-    if (typeof name !== "string" || userId !== root.dataset.userId || !shown) return;
+    if (typeof name !== "string" || typeof userId !== "string") return;
+    heard = { userId, name, count: ++heardCount };
+    if (userId !== root.dataset.userId || !shown) return;
     rememberName(userId, name);
     if (label(name) !== label(shown.name)) showName(name);
   });
-  // A connection made again was told nothing while it was away: the name is read anew (once for
-  // all of the page's connections coming back together).
-  window.addEventListener("sessionhub:reconnected", () => {
-    if (rereading || root.dataset.state !== "known" || !shown) return;
-    rereading = api("/api/auth/me")
-      .then((me) => {
-        if (me.user_id === root.dataset.userId && label(me.name) !== label(shown.name)) showName(me.name);
-      })
-      .catch(() => {}) // offline again: the next connection reads it
-      .finally(() => {
-        rereading = null;
-      });
-  });
+  // A connection made again was told nothing while it was away: its `follow_user` answer (a
+  // `sessionhub:renamed` above) carries the name as it stands now.
   // Another tab of this browser signed out, started over as a new guest or signed in: this tab
   // is that browser too, and must not go on showing who it was.
   window.addEventListener("storage", (event) => {
@@ -123,7 +116,11 @@ async function load() {
     }
   }
   try {
-    showMe(await api("/api/auth/me"));
+    const asked = heardCount;
+    const me = await api("/api/auth/me");
+    // A name the server pushed while this reading was on its way is at least as new as it.
+    if (heard?.userId === me.user_id && heard.count > asked) me.name = heard.name;
+    showMe(me);
   } catch (err) {
     if (err instanceof ApiError && err.code === "identity_lost") showLost(err);
     else showNone();
