@@ -19,6 +19,7 @@ from handlers.background import STOP_WAIT_S, cancelled, stop_if_cancelled
 from handlers.connection import Connections
 from handlers.context import Services
 from storage.failures import REDIS_AWAY
+from storage.identity.repository import Position
 
 log = logging.getLogger(__name__)
 
@@ -33,6 +34,8 @@ class RevocationWatch:
         self._connections = connections
         self._sio = sio
         self.interval_s = interval_s
+        self._position: Position | None = None  # None: read the whole set next
+        self._until: dict[str, int] = {}  # family id -> until when (ms) its tokens are refused
 
     def register(self, app: web.Application) -> None:
         """Run the watch for the app's lifetime."""
@@ -55,10 +58,29 @@ class RevocationWatch:
             await asyncio.sleep(self.interval_s)
 
     async def poll(self) -> None:
-        """Adopt the current revocations, then sign out the sockets of revoked devices."""
-        revoked = frozenset(await self._s.identities.revoked_now())
-        self._s.tokens.revoked_families = revoked
-        for sid in self._connections.of_families(revoked):
+        """Adopt the revocations made since the last poll, then sign out the sockets of the
+        devices newly revoked.
+
+        The whole set is read at the start, and again when the log cannot say what was missed
+        (trimmed past this node's place, or replaced: a Redis that came back without it); else
+        only the log's entries after the last one read, one small read when there are none.
+        Reading the whole set every poll cost every node O(revocations) each ``interval_s``.
+        """
+        now_ms = self._s.clock.now_ms()
+        known = self._until
+        fresh = None if self._position is None else await self._s.identities.revoked_since(self._position)
+        if fresh is None:
+            fresh = await self._s.identities.revoked_all()
+            self._until = {}  # the set read is the whole truth (a Redis that lost some forgets them)
+        self._position = fresh.position
+        new = frozenset(family for family in fresh.until if family not in known)
+        for family, until_ms in fresh.until.items():
+            self._until[family] = max(self._until.get(family, 0), until_ms)
+        # Past its time a revocation is over (no access token of the family lives that long).
+        for family in [family for family, until_ms in self._until.items() if until_ms <= now_ms]:
+            del self._until[family]
+        self._s.tokens.revoked_families = frozenset(self._until)
+        for sid in self._connections.of_families(new):
             # Told first, so that a page can say why instead of retrying with a dead token.
             message = {"error": "unauthorized", "message": "this device was signed out"}
             await self._sio.emit(SIGNED_OUT_EVENT, message, to=sid)

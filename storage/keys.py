@@ -125,7 +125,23 @@ class Keys:
         return f"{self.prefix}:webauthn:{challenge_id}"
 
     def revoked_families(self) -> str:
-        """Sorted set family id -> until when (ms) its access tokens must still be refused."""
+        """Sorted set family id -> until when (ms) its access tokens must still be refused.
+
+        The three revocation keys share a hash tag: one script writes them together."""
+        return f"{self.prefix}:{{revoked}}:families"
+
+    def revoked_log(self) -> str:
+        """Stream of the revocations (entry ``0-<n>``: family ``f``, until ``u``), which each
+        node reads from the last entry it read (handlers/revocation_watch.py)."""
+        return f"{self.prefix}:{{revoked}}:log"
+
+    def revoked_head(self) -> str:
+        """Hash: ``seq`` (the revocation log's last n) and ``epoch`` (names that log)."""
+        return f"{self.prefix}:{{revoked}}:head"
+
+    def revoked_families_before_log(self) -> str:
+        """The sorted set :meth:`revoked_families` was before the log came (no hash tag): read
+        with the whole set (a node's start), for revocations made by a node of that version."""
         return f"{self.prefix}:auth:revoked"
 
     def device_opened_by(self, token_hash: str) -> str:

@@ -52,6 +52,29 @@ class IdentityConfig:
     max_devices: int = 50
 
 
+# The revocation log keeps about this many entries (each a family id and a time): a node that
+# falls further behind (down for a while) reads the whole set instead.
+REVOKED_LOG_MAX = 10_000
+# Entries read from the log per round trip.
+REVOKED_READ_BATCH = 1000
+
+
+@dataclass(frozen=True, slots=True)
+class Position:
+    """Where a node stands in the revocation log: its epoch and the last entry's number read."""
+
+    epoch: str
+    seq: int
+
+
+@dataclass(frozen=True, slots=True)
+class Revocations:
+    """Revoked families (id -> until when, ms) as of ``position``."""
+
+    position: Position
+    until: dict[str, int]
+
+
 @dataclass(frozen=True, slots=True)
 class Profile:
     """Who a user is, as the pages show it."""
@@ -123,6 +146,8 @@ class Identities:
         self._rotate = plain_script(redis, "identity/rotate.lua")
         self._revoke = plain_script(redis, "identity/revoke.lua")
         self._rename = plain_script(redis, "identity/rename.lua")
+        self._revoked_add = plain_script(redis, "identity/revoked_add.lua")
+        self._revoked_read = plain_script(redis, "identity/revoked_read.lua")
 
     # --- profiles --------------------------------------------------------------------
     async def create_user(self, user_id: str, *, name: str = "Guest", guest: bool = True) -> Profile:
@@ -373,11 +398,13 @@ class Identities:
     async def _forget(self, user_id: str, family_ids: list[str]) -> None:
         # Access tokens of these families live at most access_ttl_s more: refuse them that long.
         until_ms = self._clock.now_ms() + self.config.access_ttl_s * 1000
-        async with self._redis.pipeline(transaction=False) as pipe:
-            if user_id:
-                pipe.zrem(self._keys.user_families(user_id), *family_ids)
-            pipe.zadd(self._keys.revoked_families(), dict.fromkeys(family_ids, until_ms))
-            await pipe.execute()
+        if user_id:
+            await self._redis.zrem(self._keys.user_families(user_id), *family_ids)
+        keys = self._keys
+        await self._revoked_add(
+            keys=[keys.revoked_families(), keys.revoked_log(), keys.revoked_head()],
+            args=[until_ms, self._clock.now_ms(), secrets.token_hex(8), REVOKED_LOG_MAX, *family_ids],
+        )
 
     async def _cap_devices(self, user_id: str) -> None:
         # Bounded storage per user: past max_devices the least recently used device is signed out.
@@ -387,11 +414,41 @@ class Identities:
             for family_id in cast(list[str], await self._redis.zrange(key, 0, extra - 1)):
                 await self.revoke(user_id, family_id)
 
-    async def revoked_now(self) -> set[str]:
-        """Family ids whose access tokens must still be refused (expired entries are dropped)."""
-        key = self._keys.revoked_families()
-        async with self._redis.pipeline(transaction=False) as pipe:
-            pipe.zremrangebyscore(key, "-inf", self._clock.now_ms())
-            pipe.zrange(key, 0, -1)
-            _, ids = await pipe.execute()
-        return set(ids)
+    async def revoked_all(self) -> Revocations:
+        """Every family whose access tokens must still be refused (expired ones are dropped),
+        with the log position that read stands for: the reads after it start there."""
+        keys, now_ms = self._keys, self._clock.now_ms()
+        seq, epoch, flat = await self._revoked_read(keys=[keys.revoked_families(), keys.revoked_head()], args=[now_ms])
+        until = {str(flat[i]): int(float(flat[i + 1])) for i in range(0, len(flat), 2)}
+        before = cast(
+            list[tuple[str, float]],
+            await self._redis.zrangebyscore(keys.revoked_families_before_log(), now_ms, "+inf", withscores=True),
+        )
+        for family_id, until_ms in before:
+            until[str(family_id)] = max(until.get(str(family_id), 0), int(until_ms))
+        return Revocations(Position(str(epoch), int(seq)), until)
+
+    async def revoked_since(self, position: Position) -> Revocations | None:
+        """The revocations logged after ``position`` (one small read when there are none); None
+        when they cannot be told from the log (it was replaced, or trimmed past ``position``):
+        the caller reads :meth:`revoked_all` instead."""
+        keys = self._keys
+        seq, epoch = cast(list[str | None], await self._redis.hmget(keys.revoked_head(), ["seq", "epoch"]))
+        head = Position(epoch or "", int(seq or 0))
+        if head.epoch != position.epoch or head.seq < position.seq:
+            return None
+        until: dict[str, int] = {}
+        at = position.seq
+        while at < head.seq:
+            entries = cast(
+                list[tuple[str, dict[str, str]]],
+                await self._redis.xrange(keys.revoked_log(), f"0-{at + 1}", "+", count=REVOKED_READ_BATCH),
+            )
+            if not entries or entries[0][0] != f"0-{at + 1}":
+                return None  # trimmed past it, or a log of another epoch since the head was read
+            for entry_id, fields in entries:
+                until[fields["f"]] = max(until.get(fields["f"], 0), int(fields["u"]))
+                at = int(str(entry_id).rsplit("-", 1)[1])
+            if len(entries) < REVOKED_READ_BATCH:
+                break
+        return Revocations(Position(position.epoch, at), until)
