@@ -70,8 +70,9 @@ def presented(request: web.Request) -> str | None:
     return value if value else None
 
 
-def _secure(request: web.Request, public_url: str, trust_forwarded_for: bool) -> bool:
-    forwarded = trust_forwarded_for and forwarded_https(request.headers)
+def _secure(request: web.Request, public_url: str, trust_forwarded_for: int) -> bool:
+    # trust_forwarded_for: how many trusted proxies are in front (handlers.http_common.address_of).
+    forwarded = trust_forwarded_for > 0 and forwarded_https(request.headers, trust_forwarded_for)
     return request.secure or public_url.startswith("https://") or forwarded
 
 
@@ -82,7 +83,7 @@ def set_credential(
     *,
     max_age_s: int,
     public_url: str,
-    trust_forwarded_for: bool,
+    trust_forwarded_for: int,
 ) -> None:
     """Hand the browser its (new) refresh credential."""
     response.set_cookie(

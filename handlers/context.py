@@ -143,7 +143,7 @@ class Services:
     metrics: Metrics
     storage_guard: StorageGuard
     public_url: str
-    trust_forwarded_for: bool
+    trust_forwarded_for: int  # trusted proxies in front (0: none); handlers.http_common.address_of
     web_dir: Path
 
     @property

@@ -116,8 +116,9 @@ POLL_OVERLAP = "a long-poll of this session is already waiting"
 POST_OVERLAP = "a POST of this session is still being read; send the next once it is answered"
 
 
-def client_address(request: web.Request, *, trust_forwarded_for: bool) -> str:
-    """The client's address; the last ``X-Forwarded-For`` hop only behind a trusted proxy."""
+def client_address(request: web.Request, *, trust_forwarded_for: int) -> str:
+    """The client's address; an ``X-Forwarded-For`` hop only behind trusted proxies
+    (``trust_forwarded_for``: how many, 0 for none; see :func:`address_of`)."""
     return address_of(request.remote, forwarded_for(request.headers), trust_forwarded_for)
 
 
@@ -128,17 +129,39 @@ def forwarded_for(headers: CIMultiDictProxy[str] | CIMultiDict[str]) -> str:
     return ",".join(headers.getall("X-Forwarded-For", ()))
 
 
-def forwarded_https(headers: CIMultiDictProxy[str] | CIMultiDict[str]) -> bool:
+def forwarded_https(headers: CIMultiDictProxy[str] | CIMultiDict[str], hops: int = 1) -> bool:
     """Whether the trusted proxy in front says the request came to it over HTTPS: the last
     ``X-Forwarded-Proto`` value, every header read as one list, as :func:`address_of` reads
     ``X-Forwarded-For``. A proxy that appends (or adds a header of its own) passes on what the
     client wrote before its own value, so the first value is the client's word. Ask this only
     behind a trusted proxy."""
-    last = ",".join(headers.getall("X-Forwarded-Proto", ())).rsplit(",", 1)[-1]
-    return last.strip().lower() == "https"
+    return forwarded_scheme(",".join(headers.getall("X-Forwarded-Proto", ())), hops) == "https"
 
 
-def address_of(remote: str | None, forwarded_for: str, trust_forwarded_for: bool) -> str:
+def forwarded_scheme(forwarded_proto: str, hops: int) -> str:
+    """The scheme the outermost of ``hops`` trusted proxies says the client used: its
+    ``X-Forwarded-Proto`` value (every header as one list), read as :func:`address_of` reads
+    ``X-Forwarded-For``. Only ``http`` or ``https``; anything else (a value the client made up,
+    which Engine.IO's origin check took as the scheme) and no trusted proxy (``hops`` 0) is
+    ``http``, what the connection itself is."""
+    if hops > 0:
+        scheme = hop_from_end(forwarded_proto, hops).lower()
+        if scheme in ("http", "https"):
+            return scheme
+    return "http"
+
+
+def hop_from_end(values: str, hops: int) -> str:
+    """The value ``hops`` from the end of a comma-separated list (1: the last), stripped; the
+    first when the list is shorter (a request that came through fewer proxies than there are:
+    the first hop is then the one the outermost proxy saw)."""
+    if hops == 1:  # the usual case: one split from the end
+        return values.rsplit(",", 1)[-1].strip()
+    listed = values.split(",")
+    return listed[max(0, len(listed) - hops)].strip()
+
+
+def address_of(remote: str | None, forwarded_for: str, trust_forwarded_for: int) -> str:
     """:func:`client_address` from the connection's remote address and its ``X-Forwarded-For``.
 
     Behind a trusted proxy the address is the header's *last* hop: the one that proxy wrote,
@@ -147,9 +170,14 @@ def address_of(remote: str | None, forwarded_for: str, trust_forwarded_for: bool
     ``X-Forwarded-For: <anything the client sent>, <the client>``, and the first hop let one
     client be a new address per request, past every per-address cap. A proxy that replaces the
     header writes one hop, the same either way. Several headers are one list (RFC 9110 5.3).
+
+    ``trust_forwarded_for`` is how many trusted proxies are in front (0: none, the header is the
+    client's word and ignored; True is one). Behind a chain of N, each appending its peer, the
+    client is the hop N from the end (the last hop is the inner proxy, the outermost one wrote
+    the hop before); a header with fewer hops came through fewer proxies, its first is the client.
     """
     if trust_forwarded_for:
-        forwarded = forwarded_for.rsplit(",", 1)[-1].strip()
+        forwarded = hop_from_end(forwarded_for, int(trust_forwarded_for))
         if forwarded:
             return limited_unit(forwarded[:64])
     return limited_unit(remote) if remote else "unknown"

@@ -93,7 +93,7 @@ def build_sio(settings: Settings) -> SocketServer:
         connect_timeout_s=settings.connect_timeout_s,
         max_connections_per_address=settings.max_connections_per_address,
         max_http_connections_per_address=settings.max_http_connections_per_address,
-        trust_forwarded_for=settings.trust_forwarded_for,
+        trust_forwarded_for=settings.forwarded_hops,
         partial_frames_budget_bytes=settings.partial_frames_budget_bytes,
         outbound_budget_bytes=settings.outbound_budget_bytes,
         async_mode="aiohttp",

@@ -249,6 +249,6 @@ def build_services(
             refresh_ms=settings.storage_guard_refresh_ms,
         ),
         public_url=settings.public_url,
-        trust_forwarded_for=settings.trust_forwarded_for,
+        trust_forwarded_for=settings.forwarded_hops,
         web_dir=settings.web_dir,
     )

@@ -47,6 +47,9 @@ class Settings(BaseSettings):
     key_prefix: str = Field(default="sh", pattern=r"^[A-Za-z0-9_.\-]{1,32}$")
     public_url: str = ""
     trust_forwarded_for: bool = False
+    # How many trusted proxies are in front (TRUST_FORWARDED_FOR): the client is the
+    # X-Forwarded-For hop that many from the end (handlers.http_common.address_of).
+    trusted_proxy_hops: int = Field(default=1, ge=1, le=16)
     # The WebSocket lane (server/transport/versions.py): auto = fast on tested library versions,
     # else stock with a warning; fast = refuse to start outside them; stock = always stock.
     transport: Literal["auto", "fast", "stock"] = "auto"
@@ -188,6 +191,11 @@ class Settings(BaseSettings):
 
     # --- admin and operations ------------------------------------------------------------
     log_format: Literal["text", "json"] = "text"  # json: one JSON object per line, with request ids
+
+    @property
+    def forwarded_hops(self) -> int:
+        """Trusted proxies whose X-Forwarded-* hops are read: 0 when none is trusted."""
+        return self.trusted_proxy_hops if self.trust_forwarded_for else 0
 
     @field_validator("jwt_secret")
     @classmethod

@@ -103,6 +103,7 @@ from handlers.http_common import (
     FrontAnswer,
     address_of,
     client_address,
+    forwarded_scheme,
 )
 from handlers.log_throttle import LogThrottle
 from protocol import order, wire_json
@@ -777,7 +778,7 @@ class LightEngineServer(engineio.AsyncServer):
         # SessionServer sets the setting's value:
         self.outbound: OutboundBudget = OutboundBudget(256 << 20, self.slow_limit_bytes)
         self.max_per_address = 1 << 30
-        self.trust_forwarded_for = False
+        self.trust_forwarded_for = 0  # trusted proxies in front (SessionServer sets the setting's)
         self.upgrade_timeout_s = 10.0  # SessionServer sets its connect deadline
         self.admission = TurnGate(ADMIT_PER_TURN)  # opening steps per loop turn (see ADMIT_PER_TURN)
         self._cuts: set[asyncio.Task[None]] = set()
@@ -882,6 +883,17 @@ class LightEngineServer(engineio.AsyncServer):
         response: web.StreamResponse = await super().handle_request(request)
         return response
 
+    def _cors_allowed_origins(self, environ: dict[str, Any]) -> Any:
+        # Engine.IO's same-origin check allows `<wsgi.url_scheme>://<Host>` and, when the request
+        # has one, the first `X-Forwarded-Proto` value's: both the raw header (its aiohttp
+        # driver copies it into wsgi.url_scheme), whoever wrote it and whatever it says. Checked
+        # here with the scheme the trusted proxies say (handlers.http_common.forwarded_scheme:
+        # http or https, the hop they wrote), else http, as every other X-Forwarded-* header.
+        scheme = forwarded_scheme(environ.get("HTTP_X_FORWARDED_PROTO", ""), self.trust_forwarded_for)
+        checked = {name: value for name, value in environ.items() if name != "HTTP_X_FORWARDED_PROTO"}
+        checked["wsgi.url_scheme"] = scheme
+        return super()._cors_allowed_origins(checked)
+
     def _bad_request(self, message: str | None = None) -> dict[str, Any]:
         # Engine.IO's own refusals ("Invalid session <sid>", ...) are a JSON string as text/plain:
         # answered in the server's error shape instead, as every other 400.
@@ -905,7 +917,7 @@ class LightEngineServer(engineio.AsyncServer):
         address = address_of(request.peer, headers.get("X-Forwarded-For", ""), self.trust_forwarded_for)
         if self._per_address.get(address, 0) >= self.max_per_address:
             return False
-        environ = request.environ()
+        environ = request.environ(self.trust_forwarded_for)
         origin = environ.get("HTTP_ORIGIN")
         if origin and self.cors_allowed_origins != []:
             allowed = self._cors_allowed_origins(environ)
@@ -1134,7 +1146,7 @@ class SessionServer(socketio.AsyncServer):
         connect_timeout_s: float = 10.0,
         max_connections_per_address: int = 1 << 30,
         max_http_connections_per_address: int = 1 << 30,
-        trust_forwarded_for: bool = False,
+        trust_forwarded_for: int = 0,
         partial_frames_budget_bytes: int = 64 << 20,
         outbound_budget_bytes: int = 256 << 20,
         **kwargs: Any,

@@ -32,7 +32,7 @@ from typing import Any, Protocol
 
 from multidict import CIMultiDict, CIMultiDictProxy
 
-from handlers.http_common import REQUEST_ID_HEADER, FrontAnswer, request_id_from
+from handlers.http_common import REQUEST_ID_HEADER, FrontAnswer, forwarded_scheme, request_id_from
 from server.transport.accept import ConnectionPlaces
 from server.transport.leanws import HandshakeError, accept_key
 
@@ -59,8 +59,10 @@ class UpgradeRequest:
     accept: str  # the Sec-WebSocket-Accept answering its key
     peer: str  # the connection's remote address ("" when unknown)
 
-    def environ(self) -> dict[str, Any]:
-        """The WSGI environ Engine.IO and Socket.IO read, as the aiohttp driver would build it."""
+    def environ(self, forwarded_hops: int = 0) -> dict[str, Any]:
+        """The WSGI environ Engine.IO and Socket.IO read, as the aiohttp driver would build it,
+        but for ``wsgi.url_scheme``: ``X-Forwarded-Proto`` only when ``forwarded_hops`` trusted
+        proxies are in front, and only ``http`` or ``https`` (the driver copies the raw header)."""
         environ: dict[str, Any] = {
             "REQUEST_METHOD": "GET",
             "QUERY_STRING": self.query_string,
@@ -72,7 +74,7 @@ class UpgradeRequest:
         }
         for name, value in self.headers.items():
             environ["HTTP_" + name.upper().replace("-", "_")] = value
-        environ["wsgi.url_scheme"] = environ.get("HTTP_X_FORWARDED_PROTO", "http")
+        environ["wsgi.url_scheme"] = forwarded_scheme(environ.get("HTTP_X_FORWARDED_PROTO", ""), forwarded_hops)
         return environ
 
 

@@ -342,7 +342,7 @@ class StockSessionServer(socketio.AsyncServer):
         slow_limit_bytes: int,
         connect_timeout_s: float = 10.0,
         max_connections_per_address: int = 1 << 30,
-        trust_forwarded_for: bool = False,
+        trust_forwarded_for: int = 0,
         partial_frames_budget_bytes: int = 64 << 20,
         **kwargs: Any,
     ) -> None:

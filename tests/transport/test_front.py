@@ -51,10 +51,11 @@ def test_a_plain_open_is_taken_with_its_accept_key_and_environ() -> None:
     )
     assert request is not None
     assert request.accept == ACCEPT and request.peer == "10.0.0.7"
-    environ = request.environ()
+    environ = request.environ(1)  # behind one trusted proxy
     assert environ["QUERY_STRING"] == "EIO=4&transport=websocket&t=abc"
     assert environ["HTTP_ORIGIN"] == "http://x" and environ["HTTP_UPGRADE"] == "websocket"
     assert environ["wsgi.url_scheme"] == "https" and environ["REMOTE_ADDR"] == "10.0.0.7"
+    assert request.environ()["wsgi.url_scheme"] == "http"  # no trusted proxy: the header is ignored
     assert environ["PATH_INFO"] == PATH
 
 

@@ -1,0 +1,137 @@
+"""X-Forwarded-* at the front door: the client address behind a chain of trusted proxies
+(SESSIONHUB_TRUSTED_PROXY_HOPS) and the scheme Engine.IO's origin check takes from
+X-Forwarded-Proto (only http or https, only from trusted proxies, at the same hop)."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import aiohttp
+import pytest
+import pytest_asyncio
+from pydantic import ValidationError
+
+from handlers.http_common import address_of
+from server.settings import Settings
+from tests.conftest import start_server
+from tests.helpers import RedisProcess, ServerUnderTest
+from tests.raw_wire import http_exchange, port_of
+from tests.test_cli import one_line_refusal, run
+from tests.transport.test_front import open_request
+
+
+@pytest.mark.parametrize(
+    ("header", "hops", "client"),
+    [
+        ("203.0.113.9", 1, "203.0.113.9"),
+        ("6.6.6.6, 203.0.113.9", 1, "203.0.113.9"),  # the hop before the proxy's is the client's word
+        ("6.6.6.6, 203.0.113.9, 10.0.0.2", 2, "203.0.113.9"),  # the last hop is the inner proxy
+        ("203.0.113.9,10.0.0.2", 2, "203.0.113.9"),
+        ("203.0.113.9", 2, "203.0.113.9"),  # fewer hops than proxies: the first
+        ("", 2, "192.0.2.1"),  # none: the peer
+        ("6.6.6.6, 203.0.113.9", 0, "192.0.2.1"),  # no trusted proxy: the header is ignored
+    ],
+)
+def test_the_client_is_the_hop_the_outermost_trusted_proxy_wrote(header: str, hops: int, client: str) -> None:
+    assert address_of("192.0.2.1", header, hops) == client
+
+
+def test_the_number_of_hops_is_checked_at_start(tmp_path: Path) -> None:
+    for wrong in (0, 17):
+        with pytest.raises(ValidationError, match="trusted_proxy_hops"):
+            Settings(trusted_proxy_hops=wrong)
+    assert Settings(trust_forwarded_for=True, trusted_proxy_hops=3).forwarded_hops == 3
+    assert Settings(trusted_proxy_hops=3).forwarded_hops == 0  # not trusted: no hop is read
+    one_line_refusal(run("serve", data_dir=tmp_path, SESSIONHUB_TRUSTED_PROXY_HOPS="0"), "TRUSTED_PROXY_HOPS")
+
+
+async def _caller_of_a_create(server: ServerUnderTest, forwarded_for: str) -> list[str]:
+    """The address a pattern create was counted under (its Idempotency-Key belongs to it)."""
+    headers = {"Idempotency-Key": str(uuid.uuid4()), "X-Forwarded-For": forwarded_for}
+    async with aiohttp.ClientSession() as http, http.post(server.url + "/api/sessions", json={}, headers=headers) as r:
+        assert r.status == 201
+    redis = server.services.redis
+    found = [
+        key async for key in redis.scan_iter(match=f"{server.services.keys.prefix}:{{idem:a:*}}:pattern_create#keys")
+    ]
+    await redis.delete(*found)
+    return [key.split("{idem:a:", 1)[1].split("}", 1)[0] for key in found]
+
+
+async def test_behind_two_trusted_proxies_the_client_is_the_hop_before_the_inner_one(
+    redis_process: RedisProcess, redis: object, tmp_path: Path
+) -> None:
+    server = await start_server(redis_process.url, tmp_path, trust_forwarded_for=True, trusted_proxy_hops=2)
+    try:
+        assert await _caller_of_a_create(server, "6.6.6.6, 203.0.113.9, 10.0.0.2") == ["203.0.113.9"]
+        assert await _caller_of_a_create(server, "203.0.113.7") == ["203.0.113.7"]  # one hop: the first
+    finally:
+        await server.stop()
+
+
+@pytest_asyncio.fixture
+async def proxied(redis_process: RedisProcess, redis: object, tmp_path: Path) -> AsyncIterator[ServerUnderTest]:
+    server = await start_server(redis_process.url, tmp_path, trust_forwarded_for=True)
+    yield server
+    await server.stop()
+
+
+async def _opened(server: ServerUnderTest, origin: str, *proto: str) -> int:
+    """The status of a WebSocket open from ``origin`` to host ``x``, with these
+    ``X-Forwarded-Proto`` headers (several go the aiohttp way: the front takes no repeated one)."""
+    extra = f"Origin: {origin}\r\n" + "".join(f"X-Forwarded-Proto: {value}\r\n" for value in proto)
+    status, _ = await http_exchange(port_of(server.url), open_request(extra=extra))
+    return status
+
+
+@pytest.mark.parametrize(
+    ("origin", "proto", "status"),
+    [
+        pytest.param("https://x", ("https",), 101, id="the-proxy-says-https"),
+        pytest.param("http://x", ("http",), 101, id="the-proxy-says-http"),
+        pytest.param("https://x", ("https, http",), 400, id="the-client-said-https-the-proxy-http"),
+        pytest.param("https://x", ("https", "http"), 400, id="the-same-as-two-headers"),
+        pytest.param("http://x", ("https", "http"), 101, id="two-headers-the-proxys-last"),
+        pytest.param("javascript://x", ("javascript",), 400, id="not-a-scheme-of-this-server"),
+        pytest.param("http://x", ("javascript",), 101, id="not-a-scheme-is-ignored"),
+        pytest.param("https,http://x", ("https,http",), 400, id="the-raw-list-as-a-scheme"),
+    ],
+)
+async def test_the_origin_check_takes_only_http_or_https_from_the_proxys_hop(
+    proxied: ServerUnderTest, origin: str, proto: tuple[str, ...], status: int
+) -> None:
+    assert await _opened(proxied, origin, *proto) == status
+
+
+async def test_without_a_trusted_proxy_x_forwarded_proto_is_ignored(server: ServerUnderTest) -> None:
+    assert await _opened(server, "https://x", "https") == 400
+    assert await _opened(server, "https://x", "https", "https") == 400  # the aiohttp way too
+    assert await _opened(server, "http://x", "https") == 101
+
+
+async def test_behind_two_proxies_the_scheme_is_the_outer_ones(
+    redis_process: RedisProcess, redis: object, tmp_path: Path
+) -> None:
+    server = await start_server(redis_process.url, tmp_path, trust_forwarded_for=True, trusted_proxy_hops=2)
+    try:
+        assert await _opened(server, "https://x", "https, http") == 101  # TLS ended at the outer one
+        assert await _opened(server, "http://x", "https, http") == 400
+        assert await _opened(server, "https://x", "https") == 101  # one hop: the first
+    finally:
+        await server.stop()
+
+
+async def test_behind_two_proxies_the_refresh_cookie_is_secure_by_the_outer_ones_word(
+    redis_process: RedisProcess, redis: object, tmp_path: Path
+) -> None:
+    server = await start_server(redis_process.url, tmp_path, trust_forwarded_for=True, trusted_proxy_hops=2)
+    try:
+        for proto, secure in (("https, http", True), ("http, https", False), ("https", True), ("x, https, http", True)):
+            headers = {"X-Sessionhub-Client": "1", "X-Forwarded-Proto": proto}
+            async with aiohttp.ClientSession() as http, http.post(f"{server.url}/api/auth/guest", headers=headers) as r:
+                assert r.status == 201, await r.text()
+                assert bool(r.cookies["sessionhub_refresh"]["secure"]) is secure, proto
+    finally:
+        await server.stop()
