@@ -15,6 +15,10 @@ export const TOKEN_KEY = "sessionhub.token";
 // Treat a token as expired a little early, so that a request in flight does not race the expiry.
 const EXPIRY_MARGIN_S = 30;
 const ACK_TIMEOUT_MS = 10_000;
+// A call unanswered this long on a connection the browser calls up is said to be still on its way
+// (`call`'s `onSlow`): a stalled network (no bytes flow, no close) otherwise shows nothing for
+// the whole ACK_TIMEOUT_MS.
+const SLOW_MS = 2000;
 // Refusals in a row after which the socket stops fetching new guest tokens: a server that
 // refuses every token must not be hammered.
 const MAX_RENEWALS = 2;
@@ -680,22 +684,32 @@ function signedOutHere(data, onState) {
  * next event refused `unauthorized` before the event does anything: the connection is then made
  * again with a fresh token and the event sent once more, so a person's click is not lost to it.
  * `resend: false` leaves that to the caller (a subscription resubscribes on every connect).
+ *
+ * `onSlow()` runs once when no answer has come after SLOW_MS while the connection looks up: the
+ * page says it is still sending (offline, the page says so itself: see `isOffline`). An answer
+ * that never comes on a connection still up rejects with ApiError `timeout` whose
+ * `details.unconfirmed` is true: the event went out and may have been applied, or not.
  */
-export async function call(socket, event, payload, timeoutMs = ACK_TIMEOUT_MS, { resend = true } = {}) {
-  for (let attempt = 0; ; attempt += 1) {
-    const ack = await emitOnce(socket, event, payload, timeoutMs);
-    if (ack && ack.ok === true) return ack;
-    if (ack?.error === "unauthorized" && socket.connected) {
-      const back = reconnected(socket, timeoutMs);
-      socket.disconnect().connect(); // the handshake presents a current token
-      if (resend && attempt === 0 && (await back)) continue;
+export async function call(socket, event, payload, timeoutMs = ACK_TIMEOUT_MS, { resend = true, onSlow } = {}) {
+  const slow = onSlow ? setTimeout(() => !isOffline(socket) && onSlow(), SLOW_MS) : null;
+  try {
+    for (let attempt = 0; ; attempt += 1) {
+      const ack = await emitOnce(socket, event, payload, timeoutMs);
+      if (ack && ack.ok === true) return ack;
+      if (ack?.error === "unauthorized" && socket.connected) {
+        const back = reconnected(socket, timeoutMs);
+        socket.disconnect().connect(); // the handshake presents a current token
+        if (resend && attempt === 0 && (await back)) continue;
+      }
+      throw new ApiError(
+        ack?.error ?? "invalid_response",
+        ack?.message ?? "",
+        0,
+        extraFields(ack, ["ok", "error", "message"]),
+      );
     }
-    throw new ApiError(
-      ack?.error ?? "invalid_response",
-      ack?.message ?? "",
-      0,
-      extraFields(ack, ["ok", "error", "message"]),
-    );
+  } finally {
+    clearTimeout(slow);
   }
 }
 
@@ -709,7 +723,15 @@ async function emitOnce(socket, event, payload, timeoutMs) {
     }
     // Still offline: the event waited in socket.io-client's buffer, which drops it on the timeout.
     if (!socket.connected) throw new ApiError("timeout", OFFLINE_NOT_SENT);
-    throw new ApiError("timeout", "The server did not answer in time.");
+    // Sent on a connection still up (a stalled network looks so): whether it was applied is not
+    // known. Said so; what to do next is the page's to say (only it knows whether a retry is safe).
+    const seconds = Math.round(timeoutMs / 1000);
+    throw new ApiError(
+      "timeout",
+      `Not confirmed: the server did not answer within ${seconds} s (the connection may be stalled).`,
+      0,
+      { unconfirmed: true },
+    );
   }
 }
 

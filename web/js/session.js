@@ -451,10 +451,19 @@ async function onDone() {
 async function closeSession() {
   sayIfOffline("Done", "done");
   try {
-    const ack = await call(socket, "session_done", { session_id: session.session_id });
+    const ack = await call(socket, "session_done", { session_id: session.session_id }, undefined, {
+      onSlow: () => showNotice("Still sending Done…"),
+    });
     showNotice(`Session closed (Done × ${ack.done_count}).`);
   } catch (err) {
-    showNotice(`Done failed: ${err.message}`, { kind: "error" });
+    // Sent, never answered (a stalled network): maybe closed, maybe not. Done is not a repeat
+    // that changes nothing (it counts, and queues its job, again): the session's status, live
+    // again once the connection is, says whether this one went through.
+    if (err.details?.unconfirmed)
+      showNotice(`${err.message} If the session does not show Closed once the connection is back, press Done again.`, {
+        kind: "error",
+      });
+    else showNotice(`Done failed: ${err.message}`, { kind: "error" });
   }
 }
 

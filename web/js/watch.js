@@ -71,6 +71,7 @@ let socket = null;
 let subscription = null;
 let live = false;
 let pending = null; // {submission_id, note}: sent, not answered yet
+let stillSending = false; // the pending clip's answer is late (a stalled network): said so
 let cooldownUntil = 0; // performance.now() ms
 const mine = new Map(); // clip id -> clip: the viewer's own, as last read or acked
 const ackedDuring = new Set(); // per reading of the own clips under way: the clips acked meanwhile
@@ -104,7 +105,8 @@ function cooldownLeftS() {
 /** Why the button is disabled right now, or "" when a click would be taken. */
 function reason() {
   if (!session) return "Loading…";
-  if (pending) return live ? "Sending your clip…" : "Offline: your clip will be sent when the connection is back.";
+  if (pending && !live) return "Offline: your clip will be sent when the connection is back.";
+  if (pending) return stillSending ? "Still sending your clip…" : "Sending your clip…";
   if (!live) return "Reconnecting…";
   if (blocked) return "The streamer has turned off clipping for you in this stream.";
   if (session.state !== "active") return REASONS[session.state] ?? `The stream is ${session.state}.`;
@@ -225,8 +227,15 @@ async function send() {
   const attempt = pending;
   updateButton();
   try {
-    const ack = await call(socket, "clip_submit", { session_id: sessionId, ...attempt });
+    const ack = await call(socket, "clip_submit", { session_id: sessionId, ...attempt }, undefined, {
+      onSlow: () => {
+        if (pending !== attempt) return;
+        stillSending = true;
+        updateButton();
+      },
+    });
     pending = null;
+    stillSending = false;
     orphanBanner.edited(); // a clip is a change to the stream: active again
     cooldownUntil = performance.now() + ack.cooldown_s * 1000;
     if (ack.clip) {
@@ -240,11 +249,16 @@ async function send() {
   } catch (err) {
     if (pending !== attempt) return;
     if (err.code === "disconnected") {
+      stillSending = false; // sent afresh once the connection is back
       confirm("Connection lost: your clip will be sent again when the connection is back.", "error");
     } else if (err.code === "timeout") {
+      // Sent again as the same clip (its submission id): stored once, however many tries.
+      if (err.details?.unconfirmed)
+        confirm(`${err.message} Your clip is being sent again, as the same clip: it is never stored twice.`, "error");
       setTimeout(send, RETRY_AFTER_TIMEOUT_MS);
     } else {
       pending = null;
+      stillSending = false;
       if (err.code === "invalid_state") refreshState();
       if (err.code === "forbidden") loadMine(); // blocked meanwhile: the page learns it and says so
       if (err.code === "rate_limited") cooldownUntil = performance.now() + retryAfterMs(err);
@@ -270,6 +284,7 @@ function onSubmit(event) {
   event.preventDefault();
   if (pending || reason() !== "") return;
   pending = { submission_id: freshId(), note: ui.note.value.trim() };
+  stillSending = false;
   confirm("");
   send();
 }
