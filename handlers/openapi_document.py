@@ -312,8 +312,10 @@ def build_document(
 ) -> dict[str, Any]:
     """The OpenAPI 3.1 document of ``operations`` (a route declared twice fails the build).
 
-    ``list_limit`` (SESSIONHUB_LIST_LIMIT) is the maximum of every ``limit`` query parameter:
-    a setting, so no model can say it, yet the server refuses a larger one.
+    ``list_limit`` (SESSIONHUB_LIST_LIMIT) is the maximum of every ``limit`` query parameter
+    whose model sets none of its own: a setting, so no model can say it, yet those routes refuse
+    a larger one (``handlers.query.at_most``). A ``limit`` with its model's own bound (the admin
+    listing's 100, the audit log's 500) is checked against that bound alone, whatever the setting.
     """
     components = Components()
     paths: dict[str, dict[str, Any]] = {}
@@ -323,9 +325,10 @@ def build_document(
             raise ValueError(f"{op.method.upper()} {op.path} is declared twice")
         methods[op.method] = _operation(op, components)
         for param in methods[op.method].get("parameters", []):
-            if list_limit is not None and param["in"] == "query" and param["name"] == "limit":
-                highest = min(param["schema"].get("maximum", list_limit), list_limit)
-                param["schema"] = {**param["schema"], "maximum": highest}
+            # No bound of the model's own: _query_value gave it the digits' (QUERY_INT_MAX).
+            unbounded = param["schema"].get("maximum", QUERY_INT_MAX) >= QUERY_INT_MAX
+            if list_limit is not None and param["in"] == "query" and param["name"] == "limit" and unbounded:
+                param["schema"] = {**param["schema"], "maximum": list_limit}
     spec: dict[str, Any] = {
         "openapi": "3.1.0",
         "info": {
