@@ -752,6 +752,12 @@ async def _post(socket_ref: weakref.ReferenceType[AsyncSocket], environ: dict[st
                         raise engineio.exceptions.EngineIOError("the server holds too many unfinished bodies")
     except (asyncio.IncompleteReadError, TimeoutError) as exc:  # sent less than it announced
         raise engineio.exceptions.EngineIOError("a cut body") from exc
+    except ConnectionResetError:
+        # The client reset its connection mid-body (aiohttp's word for it): nobody reads the
+        # answer, and it is the client's doing. Engine.IO logged it with a traceback ("post
+        # request handler error") and answered 200; it still answers 200, with one debug line.
+        log.debug("a long-polling POST of session %s was reset by its client mid-body", socket.sid)
+        return
     finally:
         budget.held -= counted
     try:

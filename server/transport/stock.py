@@ -493,6 +493,12 @@ class StockSessionServer(socketio.AsyncServer):
                     body = await request.content.readexactly(length)
             except (asyncio.IncompleteReadError, TimeoutError):  # the client sent less than it announced
                 body = None
+            except ConnectionResetError:
+                # Reset by the client mid-body: nobody reads the answer, and it is the client's
+                # doing (it was a 500 with aiohttp's "Error handling request" traceback). Answered
+                # as the fast lane answers it: 200, the session kept, one debug line.
+                log.debug("a long-polling POST of session %s was reset by its client mid-body", sid)
+                return web.Response(text="OK", content_type="text/plain")  # Engine.IO's own 200
             if body is None or not engine_payload(body):
                 await self.end(sid)
                 return bad_request("bad request")
