@@ -108,6 +108,8 @@ class Limits:
     guests_per_day: int
     creates_per_min: int
     creates_per_min_per_address: int
+    # Sessions of every kind created per client address per UTC day (SESSIONHUB_PATTERNS_CREATES_PER_DAY).
+    creates_per_day: int
     list_limit: int
     max_materials: int
     login_link_ttl_s: int

@@ -158,6 +158,8 @@ class Settings(BaseSettings):
     listening_http_reports_per_min: int = Field(default=600, ge=1)
 
     patterns_creates_per_min: int = Field(default=10, ge=1)
+    # Sessions of every kind (not only patterns) created per client address per UTC day: one
+    # counter (storage.ratelimit.CREATES_DAY_BUCKET), the name from when only patterns had it.
     patterns_creates_per_day: int = Field(default=500, ge=1)
     patterns_max_body_bytes: int = Field(default=64 * 1024, ge=1024)
     patterns_orphan_days: int = Field(default=90, ge=1)

@@ -2,10 +2,34 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 from redis.asyncio import Redis
 
 from storage.clock import Clock
 from storage.keys import Keys
+
+DAY_S = 86_400
+# Session creations of every kind (patterns with their remixes and publishes, voice sessions,
+# stream sessions) are counted per client address per UTC day in this one bucket, against one
+# cap (SESSIONHUB_PATTERNS_CREATES_PER_DAY): a per-minute limit alone let one address store
+# ~43,000 sessions a day of a kind that had no daily cap. The name is the one the pattern API
+# counted under first, so a day's counts carry over an upgrade.
+CREATES_DAY_BUCKET = "pattern_create_day"
+
+
+@dataclass(frozen=True, slots=True)
+class Counted:
+    """Where a hit taken with :meth:`RateLimiter.take` was counted, to give it back."""
+
+    key: str
+
+
+@dataclass(frozen=True, slots=True)
+class Refused:
+    """A hit :meth:`RateLimiter.take` did not count: the seconds until its window ends."""
+
+    retry_after_s: int
 
 
 class RateLimiter:
@@ -33,5 +57,38 @@ class RateLimiter:
             count, _ = await pipe.execute()
         if int(count) <= limit:
             return 0
-        left_ms = (window + 1) * window_ms - now_ms
-        return max(1, -(-left_ms // 1000))
+        return seconds_left(now_ms, window_ms)
+
+    async def take(self, bucket: str, subject: str, *, limit: int, window_s: int) -> Counted | Refused:
+        """Count one hit of something that may still fail (a creation): where it was counted,
+        for :meth:`give_back`, or how long to wait. Unlike :meth:`wait_s`, a refused hit is not
+        counted, and a hit given back frees its place: only what was made counts."""
+        now_ms = self._clock.now_ms()
+        window_ms = window_s * 1000
+        key = self._keys.rate(bucket, subject, now_ms // window_ms)
+        if await take_one(self._redis, key, limit=limit, ttl_s=window_s * 2):
+            return Counted(key)
+        return Refused(seconds_left(now_ms, window_ms))
+
+    async def give_back(self, counted: Counted) -> None:
+        """Uncount a hit :meth:`take` counted (to the window it was counted in, even if that
+        window has turned since: a give-back to the new one would be one too many there)."""
+        await self._redis.decr(counted.key)
+
+
+async def take_one(redis: Redis, key: str, *, limit: int, ttl_s: int) -> bool:
+    """Count one on the counter ``key``; past ``limit`` the count is given back and False
+    returned. Counted before the thing it counts, so concurrent requests cannot all slip under."""
+    async with redis.pipeline(transaction=True) as pipe:
+        pipe.incr(key)
+        pipe.expire(key, ttl_s)
+        count, _ = await pipe.execute()
+    if int(count) <= limit:
+        return True
+    await redis.decr(key)
+    return False
+
+
+def seconds_left(now_ms: int, window_ms: int) -> int:
+    """Whole seconds (at least 1, rounded up) left in the ``window_ms`` window of ``now_ms``."""
+    return max(1, -(-(window_ms - now_ms % window_ms) // 1000))

@@ -31,7 +31,7 @@ from handlers.idempotency import idempotent
 from handlers.ids import parse_session_id
 from handlers.payloads import validate
 from handlers.query import LimitQuery, at_most, parse_query
-from handlers.rate_limit import within
+from handlers.rate_limit import created_today, within
 from protocol.errors import CodedError, ErrorCode
 from storage.streams.repository import StreamSessions
 
@@ -82,17 +82,30 @@ class StreamRoutes:
         require_permission(claims, Permission.CREATE)
         payload = validate(CreateStream, await self._body(request))
         await self._s.storage_guard.admit("stream_create")
+        limits = self._s.limits
         await within(
             self._s.limiter,
             "create",
             claims.sub,
-            limit=self._s.limits.creates_per_min,
+            limit=limits.creates_per_min,
             window_s=60,
             message="too many sessions created; wait a minute",
         )
-        session = await self._streams.create(
-            owner_id=claims.sub, title=payload.title, game=payload.game, viewer_delay_s=payload.viewer_delay_s
+        # Per address as voice creates are (the same counters): a guest token is cheap, so the
+        # per-user limit alone multiplied by the guests one address makes.
+        address = client_address(request, trust_forwarded_for=self._s.trust_forwarded_for)
+        await within(
+            self._s.limiter,
+            "create-addr",
+            address,
+            limit=limits.creates_per_min_per_address,
+            window_s=60,
+            message="too many sessions created from this address; wait a minute",
         )
+        async with created_today(self._s.limiter, address, limit=limits.creates_per_day):
+            session = await self._streams.create(
+                owner_id=claims.sub, title=payload.title, game=payload.game, viewer_delay_s=payload.viewer_delay_s
+            )
         body = {
             "session": full(self._s, session, claims),
             "viewer_url": viewer_url(self._s, session.id),

@@ -8,7 +8,7 @@ from auth.access import require_permission
 from auth.claims import Claims, Permission
 from handlers.context import Services
 from handlers.voice.access import performer
-from handlers.rate_limit import within
+from handlers.rate_limit import created_today, within
 from storage.jobs import Job
 from storage.voice.repository import VoiceSession
 
@@ -46,8 +46,11 @@ def brief(services: Services, session: VoiceSession) -> dict[str, Any]:
 async def create_active(services: Services, claims: Claims, name: str, *, address: str) -> VoiceSession:
     """Create a session owned by the performer and make it their active session.
 
-    Limited per user and per client ``address``: guest tokens are cheap (one address gets
-    ``guests_per_min`` of them), so a per-user limit alone multiplies by the guests one makes.
+    Limited per user and per client ``address`` per minute, and per ``address`` per UTC day in
+    the cap every kind of session shares: guest tokens are cheap (one address gets
+    ``guests_per_min`` of them), so a per-user limit alone multiplies by the guests one makes, and
+    a voice session is kept with no TTL, so a minute's limit alone let one address keep ~43,000
+    new sessions a day.
     """
     require_permission(claims, Permission.CREATE)
     await services.storage_guard.admit("voice_create")
@@ -68,7 +71,8 @@ async def create_active(services: Services, claims: Claims, name: str, *, addres
         window_s=60,
         message="too many sessions created from this address; wait a minute",
     )
-    session = await services.voice.create(owner_id=claims.sub, telegram_user_id=claims.telegram_user_id, name=name)
+    async with created_today(services.limiter, address, limit=limits.creates_per_day):
+        session = await services.voice.create(owner_id=claims.sub, telegram_user_id=claims.telegram_user_id, name=name)
     await services.voice.set_active(claims.sub, session.id)
     return session
 

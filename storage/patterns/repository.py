@@ -21,13 +21,15 @@ from protocol import events as etypes
 from storage.events import POSITION_FIELDS, Position
 from storage.lean_redis import read_together
 from storage.patterns import layout
+from storage.ratelimit import CREATES_DAY_BUCKET, seconds_left, take_one
 from storage.scripts import event_script, plain_script
 from storage.store import Store
 
 KIND = "pattern"
 # A deleted session's log stays this long, so subscribers and late recoveries see the deletion.
 DELETED_LOG_RETENTION_MS = 24 * 3600 * 1000
-# The window of the per-address daily cap on creations (UTC days, as every fixed window here).
+# The window of the per-address daily cap on creations (UTC days, as every fixed window here),
+# one cap shared with every other kind of session (storage.ratelimit.CREATES_DAY_BUCKET).
 DAY_MS = 86_400_000
 # How long a client's last applied op is remembered: a retry comes within seconds or minutes
 # (a lost ack, a reconnect); the keys expire on their own, deleted sessions' included.
@@ -381,25 +383,15 @@ class PatternSessions:
         """
         now_ms = self._clock.now_ms()
         minute = self._keys.rate("pattern_create", address, now_ms // 60_000)
-        if not await self._take(minute, limit=limit, ttl_s=120):
-            return CreationWait(retry_after_s=_left_s(now_ms, 60_000), window="minute")
-        # Its own step: the two counters may live on different cluster slots.
-        day = self._keys.rate("pattern_create_day", address, now_ms // DAY_MS)
-        if not await self._take(day, limit=limit_per_day, ttl_s=2 * DAY_MS // 1000):
+        if not await take_one(self._redis, minute, limit=limit, ttl_s=120):
+            return CreationWait(retry_after_s=seconds_left(now_ms, 60_000), window="minute")
+        # Its own step: the two counters may live on different cluster slots. The day's counter
+        # is the one voice and stream creations of the address count on too.
+        day = self._keys.rate(CREATES_DAY_BUCKET, address, now_ms // DAY_MS)
+        if not await take_one(self._redis, day, limit=limit_per_day, ttl_s=2 * DAY_MS // 1000):
             await self._redis.decr(minute)
-            return CreationWait(retry_after_s=_left_s(now_ms, DAY_MS), window="day")
+            return CreationWait(retry_after_s=seconds_left(now_ms, DAY_MS), window="day")
         return CreationCount(minute_key=minute, day_key=day)
-
-    async def _take(self, key: str, *, limit: int, ttl_s: int) -> bool:
-        """Count one on ``key``; past ``limit`` the count is given back and False returned."""
-        async with self._redis.pipeline(transaction=True) as pipe:
-            pipe.incr(key)
-            pipe.expire(key, ttl_s)
-            count, _ = await pipe.execute()
-        if int(count) <= limit:
-            return True
-        await self._redis.decr(key)
-        return False
 
     async def creation_failed(self, counted: CreationCount) -> None:
         """Give back the count of a creation that was refused after being counted, to the
@@ -424,11 +416,6 @@ class CreationWait:
 
     retry_after_s: int
     window: str
-
-
-def _left_s(now_ms: int, window_ms: int) -> int:
-    """Whole seconds (at least 1, rounded up) left in the ``window_ms`` window of ``now_ms``."""
-    return max(1, -(-(window_ms - now_ms % window_ms) // 1000))
 
 
 def _fields(record: PatternRecord) -> list[str]:
