@@ -91,3 +91,26 @@ async def test_a_rename_landing_while_the_page_loads_shows_once_it_follows(
     await expect(page.locator("#identity-name")).to_have_text("Ada", timeout=PUSHED_MS)
     assert await page.evaluate("window.__samePage === true")  # no reload
     assert gate.joined >= 1
+
+
+@pytest.mark.parametrize("path", ["/streams", "/api-docs"])
+async def test_a_name_saved_elsewhere_shows_on_a_page_without_a_connection_of_its_own(
+    server: ServerUnderTest, tab: Tab, path: str
+) -> None:
+    """The streams list and the API docs open no connection for themselves: their top bar opens
+    one (once it knows who the browser is) to follow the user's renames."""
+    gate = SocketGate()
+    await gate.install(tab.page)
+    await tab.use_token(server.token("alice"))
+    page = await tab.open(path)
+    await expect(page.locator("#identity")).to_have_attribute("data-state", "known")
+    await expect(page.locator("#identity-name")).to_have_text("alice")
+    await page.evaluate("window.__samePage = true")
+    async with asyncio.timeout(10):  # its connection was let in (before or after the rename: either way)
+        while gate.joined < 1:
+            await asyncio.sleep(0.02)
+    await rename(server, "alice", "Ada")
+    await expect(page.locator("#identity-name")).to_have_text("Ada", timeout=PUSHED_MS)
+    await rename(server, "alice", "Ada L.")
+    await expect(page.locator("#identity-name")).to_have_text("Ada L.", timeout=PUSHED_MS)
+    assert await page.evaluate("window.__samePage === true")  # no reload

@@ -10,6 +10,7 @@ import {
   ApiError,
   addPasskey,
   api,
+  connect,
   forgetIdentity,
   hasToken,
   IDENTITY_KEY,
@@ -181,9 +182,22 @@ async function startOver() {
 }
 
 let shown = null; // the identity the control shows (`/api/auth/me`'s answer)
+let ownConnection = null; // the connection this control opened (a page without one of its own)
+
+/**
+ * A page without a Socket.IO connection of its own (`<body data-connection="none">`: the streams
+ * list, /api-docs; not /admin, whose nodes table would count it) gets one for the top bar, once it knows who it is (a first visit mints
+ * nothing): it follows the user's renames (client.js `connect` does, at each connect), as every
+ * other page's connection does.
+ */
+function followOnOwnConnection() {
+  if (ownConnection || document.body.dataset.connection !== "none") return;
+  ownConnection = connect();
+}
 
 function showMe(me) {
   shown = me;
+  followOnOwnConnection();
   root.dataset.state = "known";
   root.dataset.userId = me.user_id;
   const name = el(
