@@ -24,9 +24,11 @@ async def within(limiter: RateLimiter, bucket: str, subject: str, *, limit: int,
 
 
 @asynccontextmanager
-async def created_today(limiter: RateLimiter, address: str, *, limit: int) -> AsyncIterator[None]:
-    """Count one session creation of ``address`` in the day's cap every kind shares (the pattern
-    API's, storage.ratelimit.CREATES_DAY_BUCKET) around the block that creates it.
+async def created_today(limiter: RateLimiter, address: str, *, limit: int, guest: bool) -> AsyncIterator[None]:
+    """Count one session creation of a ``guest`` from ``address`` in the day's cap every
+    anonymous kind shares (the pattern API's, storage.ratelimit.CREATES_DAY_BUCKET) around the
+    block that creates it. An account the operator issued is not counted: its per-user limits
+    hold it, and the people of one office or one phone carrier's address share no day's cap.
 
     Past ``limit`` in the UTC day, ``rate_limited`` with ``retry_after_s`` to the day's end. A
     voice or stream session has no TTL, and guest tokens are cheap: without a day's cap, one
@@ -34,6 +36,9 @@ async def created_today(limiter: RateLimiter, address: str, *, limit: int) -> As
     Call it last, after every per-minute limit, so that a creation refused there is not counted
     here; a block that fails gives its count back (only made sessions count).
     """
+    if not guest:
+        yield
+        return
     taken = await limiter.take(CREATES_DAY_BUCKET, address, limit=limit, window_s=DAY_S)
     if isinstance(taken, Refused):
         raise CodedError(

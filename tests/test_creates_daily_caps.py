@@ -1,4 +1,5 @@
-"""Every kind of session an anonymous client can create counts in one per-address daily cap.
+"""Every kind of session an anonymous client can create counts in one per-address daily cap
+(an account the operator issued does not: its per-user limits hold it).
 
 Pattern sessions were capped per client address per UTC day (SESSIONHUB_PATTERNS_CREATES_PER_DAY),
 voice and stream sessions only per minute: a guest (free to mint, 1000 a day per address) kept
@@ -92,6 +93,13 @@ async def test_voice_creates_share_the_patterns_daily_cap_per_address(
             )
             status, _, body = await call.post("/api/sessions", "2001:db8:5:5::9", json={})
             assert status == 429 and body["message"] == "At most 3 sessions a day; try again later.", body
+            # A person with an account the operator issued, behind the same address (an office,
+            # a phone carrier's NAT), is held by their own limits, not the anonymous day's cap.
+            member = srv.token(f"member-{uuid.uuid4().hex}", ttl_s=3 * DAY_S)
+            status, _, body = await call.post("/voicebot/create_session", "2001:db8:5:5::a", token=member, json={})
+            assert status == 201, body
+            made = await call.post("/api/streams", "2001:db8:5:5::b", token=member, json={"title": "Raid"})
+            assert made[0] == 201, made
             # Nothing refused was stored: the guest's list holds what was made.
             listed = await http.get(f"{srv.url}/voicebot/sessions", headers={"Authorization": f"Bearer {second}"})
             assert (await listed.json())["sessions"] == []

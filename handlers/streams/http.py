@@ -102,7 +102,7 @@ class StreamRoutes:
             window_s=60,
             message="too many sessions created from this address; wait a minute",
         )
-        async with created_today(self._s.limiter, address, limit=limits.creates_per_day):
+        async with created_today(self._s.limiter, address, limit=limits.creates_per_day, guest=claims.guest):
             session = await self._streams.create(
                 owner_id=claims.sub, title=payload.title, game=payload.game, viewer_delay_s=payload.viewer_delay_s
             )

@@ -71,7 +71,7 @@ async def create_active(services: Services, claims: Claims, name: str, *, addres
         window_s=60,
         message="too many sessions created from this address; wait a minute",
     )
-    async with created_today(services.limiter, address, limit=limits.creates_per_day):
+    async with created_today(services.limiter, address, limit=limits.creates_per_day, guest=claims.guest):
         session = await services.voice.create(owner_id=claims.sub, telegram_user_id=claims.telegram_user_id, name=name)
     await services.voice.set_active(claims.sub, session.id)
     return session
