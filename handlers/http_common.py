@@ -12,7 +12,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
-from aiohttp import web
+from aiohttp import HttpVersion11, web
 from multidict import CIMultiDict, CIMultiDictProxy
 
 from auth.claims import Claims
@@ -83,6 +83,46 @@ async def json_body(request: web.Request, *, max_bytes: int, optional: bool = Fa
     return body
 
 
+# Set on a request whose client waits for ``100 Continue`` before it sends its body (``Expect:
+# 100-continue``, which curl sends for bodies over 1 KB): sent by :func:`continue_body`.
+CONTINUE_OWED: Any = web.RequestKey("continue_owed", bool) if hasattr(web, "RequestKey") else "sessionhub.continue"
+_CONTINUE = b"HTTP/1.1 100 Continue\r\n\r\n"
+
+
+async def deferred_continue(request: web.Request) -> web.StreamResponse | None:
+    """Every route's ``Expect`` handler: ``100 Continue`` is owed, not sent.
+
+    aiohttp's own sends it as soon as the route is known, before any check: a client then sent
+    its whole body (a 10 MiB upload) only to be refused from its headers (a bad token, over the
+    quota, too large) and have it drained. Owed, it is sent when the handler reads the body
+    (:func:`continue_body`), every check that could refuse the request having passed; a refusal
+    before that is the client's final answer, its body never sent. Another expectation is
+    ``417``, as aiohttp answers it."""
+    expect = request.headers.get("Expect", "")
+    if request.version != HttpVersion11:
+        return None  # HTTP/1.0 has no 100 Continue (aiohttp ignores the header there too)
+    if expect.lower() != "100-continue":
+        raise web.HTTPExpectationFailed(text=f"Unknown Expect: {expect}")
+    request[CONTINUE_OWED] = True
+    return None
+
+
+def defer_continue(app: web.Application) -> None:
+    """Have every route of ``app`` (added so far) answer ``Expect`` with :func:`deferred_continue`."""
+    for route in app.router.routes():
+        # A public method of the route (web_app asks match_info.expect_handler, which is it).
+        route.handle_expect_header = deferred_continue  # type: ignore[method-assign]
+
+
+async def continue_body(request: web.Request) -> None:
+    """Send the ``100 Continue`` the client waits for, if it does: call just before the body is
+    read, every check that could refuse the request done."""
+    if request.get(CONTINUE_OWED):
+        request[CONTINUE_OWED] = False
+        await request.writer.write(_CONTINUE)
+        request.writer.output_size = 0  # what aiohttp's own handler does: the answer starts after it
+
+
 # A client that closed its connection before its body's end: its fault, not the server's (a 400
 # in the request log and the metrics, no traceback), though nobody reads the answer.
 CUT_BODY = "the connection closed before the body arrived whole"
@@ -95,6 +135,7 @@ async def read_body(request: web.Request, max_bytes: int) -> bytes:
     # or a client trickling its body holds the handler forever.
     chunks: list[bytes] = []
     size = 0
+    await continue_body(request)
     try:
         async with asyncio.timeout(BODY_READ_TIMEOUT_S):
             while chunk := await request.content.read(max_bytes + 1 - size):

@@ -20,7 +20,7 @@ from handlers.connection import Connections
 from handlers.connection_events import ConnectionEvents
 from handlers.context import Services
 from handlers.health import MEMORY_READ_BOUND_S, HealthRoutes
-from handlers.http_common import FRONT_HOOKS, session_use_middleware
+from handlers.http_common import FRONT_HOOKS, defer_continue, session_use_middleware
 from handlers.home import HomeRoutes
 from handlers.jwks_watch import JwksWatch
 from handlers.passkeys_http import PasskeyRoutes
@@ -186,6 +186,7 @@ def build_app(settings: Settings, *, services: Services) -> web.Application:
     app.middlewares.append(session_use_middleware(services.sessions))
     sio.attach(app, SOCKETIO_PATH.strip("/"))
     add_routes(app, services, sio, bus, capabilities(settings))
+    defer_continue(app)  # 100 Continue once a handler reads the body, its checks passed
 
     async def start_bus(_: web.Application) -> None:
         await bus.start()

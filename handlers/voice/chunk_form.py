@@ -15,7 +15,7 @@ from aiohttp import BodyPartReader, web
 from aiohttp.http_exceptions import HttpProcessingError
 from pydantic import Field, model_validator
 
-from handlers.http_common import CUT_BODY
+from handlers.http_common import CUT_BODY, continue_body
 from handlers.ids import SessionIdText, parse_session_id
 from handlers.payloads import PLAIN_PATTERN, Payload, validate
 from protocol.errors import CodedError, ErrorCode
@@ -95,6 +95,7 @@ async def read_chunk_form(
     fields: dict[str, str] = {}
     form: ChunkForm | None = None
     try:
+        await continue_body(request)  # every check made from the headers has passed (chunks.upload)
         reader = await request.multipart()
         while (part := await reader.next()) is not None:
             if not isinstance(part, BodyPartReader):

@@ -103,6 +103,7 @@ from handlers.http_common import (
     FrontAnswer,
     address_of,
     client_address,
+    continue_body,
     forwarded_scheme,
 )
 from handlers.log_throttle import LogThrottle
@@ -735,6 +736,7 @@ async def _post(socket_ref: weakref.ReferenceType[AsyncSocket], environ: dict[st
     # held as many MiB (2,000 sessions, one address's cap: 2 GB). A body that arrives whole in
     # one read, every ordinary one, is never counted.
     budget = socket.server.partial_frames
+    await continue_body(environ["aiohttp.request"])  # a client that waits for it sends its body now
     reader = environ["wsgi.input"]
     body = bytearray()
     counted = 0

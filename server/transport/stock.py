@@ -81,7 +81,14 @@ from engineio import payload as eio_payload
 from socketio import packet as sio_packet
 
 from handlers.errors import to_http
-from handlers.http_common import BODY_READ_TIMEOUT_S, POLL_OVERLAP, POST_OVERLAP, FrontAnswer, client_address
+from handlers.http_common import (
+    BODY_READ_TIMEOUT_S,
+    POLL_OVERLAP,
+    POST_OVERLAP,
+    FrontAnswer,
+    client_address,
+    continue_body,
+)
 from handlers.log_throttle import LogThrottle
 from protocol import wire_json
 from protocol.errors import CodedError, ErrorCode
@@ -489,6 +496,7 @@ class StockSessionServer(socketio.AsyncServer):
         self._posting.add(sid)
         try:
             try:
+                await continue_body(request)  # a client that waits for it sends its body now
                 async with asyncio.timeout(BODY_READ_TIMEOUT_S):  # a trickled body holds nothing for long
                     body = await request.content.readexactly(length)
             except (asyncio.IncompleteReadError, TimeoutError):  # the client sent less than it announced
