@@ -13,6 +13,7 @@ from typing import Any
 
 import aiohttp
 
+from handlers.http_common import deferred_continue
 from tests.audio_samples import webm
 from tests.conftest import start_server
 from tests.helpers import RedisProcess, ServerUnderTest
@@ -133,3 +134,10 @@ async def test_a_request_that_passes_its_checks_continues_and_works(server: Serv
         statuses, body = await _expecting(port, target, {"Content-Type": "text/plain;charset=UTF-8"}, packet)
         assert (statuses, body.lower()) == ([100, 200], "ok")
         assert any(p.startswith("40") for p in await poller.get())  # the connect went through
+
+
+async def test_every_route_of_the_running_app_defers_its_continue(server: ServerUnderTest) -> None:
+    """Routes added after the app was built (on its start) would send 100 Continue at once."""
+    routes = list(server.app.router.routes())
+    assert len(routes) > 50
+    assert [str(r) for r in routes if r.handle_expect_header is not deferred_continue] == []
