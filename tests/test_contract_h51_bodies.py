@@ -1,0 +1,69 @@
+"""Body rules a contract suite checks route by route, as docs/PROTOCOL.md states them: a JSON
+body is read whatever its Content-Type (the pattern API's create excepted), and a listening
+session's id is a UUID v4 on both ways of deleting one."""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+import aiohttp
+
+from tests.helpers import Client, ServerUnderTest
+from tests.test_protocol_doc import PROTOCOL
+
+
+def _doc() -> str:
+    return " ".join(PROTOCOL.read_text(encoding="utf-8").split())
+
+
+async def _post(
+    http: aiohttp.ClientSession, url: str, body: bytes, headers: dict[str, str], method: str = "POST"
+) -> tuple[int, Any]:
+    async with http.request(method, url, data=body, headers=headers) as answer:
+        return answer.status, await answer.json()
+
+
+async def test_a_json_body_is_read_whatever_its_content_type(server: ServerUnderTest) -> None:
+    bearer = {"Authorization": f"Bearer {server.token('alice')}"}
+    async with aiohttp.ClientSession(skip_auto_headers=["Content-Type"]) as http:
+        for typed in ({"Content-Type": "text/plain"}, {}):  # another type, and none
+            status, answer = await _post(http, server.url + "/api/streams", b'{"title": "typed"}', {**bearer, **typed})
+            assert status == 201 and answer["session"]["title"] == "typed", (typed, answer)
+            body = b'{"session_name": "named"}'
+            status, answer = await _post(http, server.url + "/voicebot/create_session", body, {**bearer, **typed})
+            assert status == 201 and answer["session_name"] == "named", (typed, answer)
+            status, answer = await _post(http, server.url + "/api/streams", b"[1]", {**bearer, **typed})
+            assert (status, answer["error"]) == (400, "invalid_payload"), (typed, answer)
+            # The pattern API's create ignores a body not typed application/json (a default session) ...
+            status, created = await _post(http, server.url + "/api/sessions", b'{"name": "ignored"}', typed)
+            assert status == 201, created
+            url = f"{server.url}/api/sessions/{created['id']}"
+            async with http.get(url) as answer:
+                assert (await answer.json())["name"] is None
+            # ... while its PATCH reads it.
+            status, patched = await _post(http, url, b'{"name": "read"}', typed, method="PATCH")
+            assert (status, patched["name"]) == (200, "read"), patched
+    # PROTOCOL.md said nothing of the type of a JSON body but for the pattern API's create.
+    assert re.search(r"reads it as JSON whatever its `Content-Type` says, or without one", _doc())
+
+
+async def test_a_listening_session_id_is_a_uuid_on_both_ways_of_deleting_one(
+    server: ServerUnderTest, clients: list[Client]
+) -> None:
+    token = server.token("alice")
+    client = Client(server.url, token)
+    clients.append(client)
+    await client.connect()
+    history = (await client.call("listening_history"))["session_id"]
+    ack = await client.call("listening_delete", {"session_id": history, "id": "not-a-uuid"})
+    assert ack["error"] == "invalid_payload", ack
+    ack = await client.call("listening_delete", {"session_id": history, "id": "11111111-1111-4111-8111-111111111111"})
+    assert ack["error"] == "not_found", ack
+    async with aiohttp.ClientSession(headers={"Authorization": f"Bearer {token}"}) as http:
+        async with http.delete(server.url + "/api/listening/sessions/not-a-uuid") as answer:
+            assert (answer.status, (await answer.json())["error"]) == (400, "invalid_payload")
+    # PROTOCOL.md gave the id no form: a client could not know "not-a-uuid" is refused, not 404.
+    doc = _doc()
+    assert "(`id`: a listening session's, a UUID v4; another form is `invalid_payload`)" in doc
+    assert "an `id` that is not a UUID v4, `400 invalid_payload`" in doc
