@@ -97,6 +97,11 @@ class _Feed:
     seen_id: str | None = None  # the session that change named (same seq, another one: Redis went back)
     subscribed: asyncio.Event = field(default_factory=asyncio.Event)
     tasks: set[asyncio.Task[None]] = field(default_factory=set)
+    # The name the members were last given, and how the latest follow read it (the profile's name
+    # is every connection's; without a profile there is no rename to miss): a link back reads it
+    # again, as a rename announced while the link was down reached nobody here.
+    name: str | None = None
+    read_name: ReadName | None = None
 
     def on_message(self, data: str) -> None:
         """A change announced on the user's channel."""
@@ -108,6 +113,7 @@ class _Feed:
             self.subscribed.set()
             return
         self.feeds.catch_up(self, [sid for sid in self.sent if sid not in self.joining])
+        self.feeds.catch_up_name(self)
 
 
 class ActiveFeeds:
@@ -155,6 +161,7 @@ class ActiveFeeds:
                 raise CodedError(ErrorCode.UNAVAILABLE, "cannot follow the active session now; try again") from None
             raise
         name = _newest_name(feed, sid, read)
+        feed.name, feed.read_name = name, read_name
         if went_back:
             self._reset(feed, pointer)
         _saw(feed, pointer.seq, pointer.session_id)
@@ -184,7 +191,8 @@ class ActiveFeeds:
             if isinstance(exc, TimeoutError):
                 raise CodedError(ErrorCode.UNAVAILABLE, "cannot follow your name now; try again") from None
             raise
-        return _newest_name(feed, sid, read)
+        feed.name, feed.read_name = _newest_name(feed, sid, read), read_name
+        return feed.name
 
     def leave(self, sid: str) -> None:
         """``sid`` is gone; the user's channel is dropped with their last connection here."""
@@ -254,9 +262,14 @@ class ActiveFeeds:
         name = change["name"]
         if not isinstance(name, str):
             raise TypeError("name")
-        packet = Packet(USER_RENAMED, json.dumps({"user_id": feed.user_id, "name": name}, separators=(",", ":")))
         for sid in feed.renamed:
             feed.renamed[sid] = name
+        if name == feed.name:
+            # What every member has: the catch-up after a link back read it before its
+            # announcement was handled (two connections to Redis: either can be read first).
+            return
+        feed.name = name
+        packet = Packet(USER_RENAMED, json.dumps({"user_id": feed.user_id, "name": name}, separators=(",", ":")))
         for sid in feed.sent:
             self._send(sid, packet)
         for sid in feed.named:
@@ -265,6 +278,28 @@ class ActiveFeeds:
     def catch_up(self, feed: _Feed, sids: list[str]) -> None:
         """Read the pointer (once the channel is subscribed) and send it to ``sids``."""
         self._spawn(feed, self._catch_up(feed, sids))
+
+    def catch_up_name(self, feed: _Feed) -> None:
+        """Read the name again (the channel is subscribed again) and send it if it changed."""
+        self._spawn(feed, self._catch_up_name(feed))
+
+    async def _catch_up_name(self, feed: _Feed) -> None:
+        if feed.read_name is None:
+            return
+        given = feed.name
+        try:
+            read = await feed.read_name()
+        except REDIS_AWAY as exc:  # the members keep the name they have; their next follow reads it
+            log.info("name of %s: read after the link came back failed (%s)", feed.user_id, exc)
+            return
+        except Exception:  # a bug: said; the next rename still reaches them
+            log.exception("name of %s: catch-up failed", feed.user_id)
+            return
+        # A rename announced during the read is newer than the read can be (the channel was
+        # subscribed before it): it has been sent, and stands.
+        if read == given or feed.name != given:
+            return
+        self._renamed(feed, {"name": read})
 
     async def _open(self, feed: _Feed) -> None:
         while self._feeds.get(feed.user_id) is feed:

@@ -5,6 +5,7 @@ announces it on the user's channel in one step, and every connection of the user
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import aiohttp
 
@@ -119,3 +120,34 @@ async def test_a_name_followed_with_a_token_name_and_no_profile_is_the_tokens(
     clients.append(client)
     await client.connect()
     assert await client.call("follow_user") == {"ok": True, "user_id": "opsbot", "name": "Ops"}
+
+
+async def test_a_rename_stored_while_the_nodes_link_was_down_reaches_its_connections_when_it_is_back(
+    server: ServerUnderTest, clients: list[Client], redis: Any
+) -> None:
+    """Announced while this node's pub/sub link was down (a Redis restart, a failover), a rename
+    reached nobody here: the link coming back reads the name again and sends it, to the badge's
+    connection and to the active session's follower alike; an unchanged name is not sent."""
+    badge = Client(server.url, server.token("alice"))
+    clients.append(badge)
+    await badge.connect()
+    assert (await badge.call("follow_user"))["name"] == ""
+    fab = await following(clients, server, "alice")
+    async with aiohttp.ClientSession() as http:
+        await rename(http, server, "alice", "Ada")
+    await badge.wait_for(lambda: len(badge.named("user_renamed")) == 1, ANSWER_S)
+    await fab.wait_for(lambda: len(fab.named("user_renamed")) == 1, ANSWER_S)
+    # Stored where the rename stores it, announced to nobody: what a lost announcement leaves.
+    await redis.hset(server.services.keys.user_profile("alice"), "name", "Ada Lovelace")
+    assert await redis.client_kill_filter(_type="pubsub") >= 1
+    await badge.wait_for(lambda: len(badge.named("user_renamed")) == 2, ANSWER_S)
+    await fab.wait_for(lambda: len(fab.named("user_renamed")) == 2, ANSWER_S)
+    assert (
+        badge.named("user_renamed")[-1] == fab.named("user_renamed")[-1] == {"user_id": "alice", "name": "Ada Lovelace"}
+    )
+    # The link back again with nothing changed: nothing sent (a later rename is the next push).
+    assert await redis.client_kill_filter(_type="pubsub") >= 1
+    async with aiohttp.ClientSession() as http:
+        await rename(http, server, "alice", "A. L.")
+    await badge.wait_for(lambda: len(badge.named("user_renamed")) >= 3, ANSWER_S)
+    assert [m["name"] for m in badge.named("user_renamed")] == ["Ada", "Ada Lovelace", "A. L."]
