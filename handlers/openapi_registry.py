@@ -16,6 +16,8 @@ from enum import StrEnum
 from aiohttp import web
 from pydantic import BaseModel
 
+from storage.idempotency import MAX_ANSWERS_PER_CALLER
+
 JSON = "application/json"
 NDJSON = "application/x-ndjson"
 HTML = "text/html"
@@ -57,7 +59,8 @@ class Header:
 IDEMPOTENCY_KEY = Header(
     "Idempotency-Key",
     "a fresh UUID per logical request: a repeat by the same caller within 24 h gets the first 2xx answer"
-    " (marked Idempotent-Replayed: true) without running again; 409 while the first still runs",
+    " (marked Idempotent-Replayed: true) without running again; 409 while the first still runs;"
+    f" a caller's {MAX_ANSWERS_PER_CALLER} most recent keys per route are kept",
     pattern=r"^[A-Za-z0-9_\-:.]{8,128}$",
 )
 REPLAYED = "Idempotent-Replayed"
