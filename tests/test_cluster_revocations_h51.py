@@ -108,15 +108,29 @@ async def test_a_node_behind_a_trimmed_or_replaced_log_reads_the_set_again(
     assert watch._s.tokens.revoked_families == frozenset(first)
     # Trimmed past this node's place (it was away while many were logged).
     second = await revoke_many(watch, 3)
-    await client.xtrim(keys.revoked_log(), maxlen=1)
+    await client.xtrim(keys.revoked_log(), maxlen=1, approximate=False)
     await watch.poll()
     assert watch._s.tokens.revoked_families == frozenset([*first, *second])
+    between = await revoke_many(watch, 3)
+    await watch.poll()
+    # A failover to a replica that lacked the last two entries (the head as the replica had
+    # it; the promoted master's entry ids come later in time), then two new revocations: they
+    # are numbered as the two this node read, and must not be taken for them.
+    log_entries = await client.xrange(keys.revoked_log())
+    position = watch._position
+    assert position is not None and int(log_entries[-1][1]["n"]) == position.seq
+    await client.xdel(keys.revoked_log(), log_entries[-1][0], log_entries[-2][0])
+    await client.hset(keys.revoked_head(), mapping={"seq": position.seq - 2, "last": log_entries[-3][0]})
+    renumbered = await revoke_many(watch, 2)
+    assert int(await client.hget(keys.revoked_head(), "seq")) == position.seq
+    await watch.poll()
+    assert watch._s.tokens.revoked_families >= frozenset(renumbered)
     # The log and its head lost (a Redis that came back without them), then as many new
     # revocations as this node had read: the numbers run again from 1, under a new epoch.
     await client.delete(keys.revoked_log(), keys.revoked_head())
-    third = await revoke_many(watch, 6)
+    third = await revoke_many(watch, 8)
     await watch.poll()
-    assert watch._s.tokens.revoked_families == frozenset([*first, *second, *third])
+    assert watch._s.tokens.revoked_families == frozenset([*first, *second, *between, *renumbered, *third])
     # And the set lost with them: the node forgets what Redis forgot, keeps what it has.
     await client.delete(keys.revoked_log(), keys.revoked_head(), keys.revoked_families())
     fourth = await revoke_many(watch, 1)

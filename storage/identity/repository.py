@@ -61,10 +61,12 @@ REVOKED_READ_BATCH = 1000
 
 @dataclass(frozen=True, slots=True)
 class Position:
-    """Where a node stands in the revocation log: its epoch and the last entry's number read."""
+    """Where a node stands in the revocation log: its epoch, and the number and id of the last
+    entry read (the id tells an entry from another one numbered the same after a failover)."""
 
     epoch: str
     seq: int
+    last_id: str
 
 
 @dataclass(frozen=True, slots=True)
@@ -418,7 +420,9 @@ class Identities:
         """Every family whose access tokens must still be refused (expired ones are dropped),
         with the log position that read stands for: the reads after it start there."""
         keys, now_ms = self._keys, self._clock.now_ms()
-        seq, epoch, flat = await self._revoked_read(keys=[keys.revoked_families(), keys.revoked_head()], args=[now_ms])
+        seq, last_id, epoch, flat = await self._revoked_read(
+            keys=[keys.revoked_families(), keys.revoked_head()], args=[now_ms]
+        )
         until = {str(flat[i]): int(float(flat[i + 1])) for i in range(0, len(flat), 2)}
         before = cast(
             list[tuple[str, float]],
@@ -426,29 +430,40 @@ class Identities:
         )
         for family_id, until_ms in before:
             until[str(family_id)] = max(until.get(str(family_id), 0), int(until_ms))
-        return Revocations(Position(str(epoch), int(seq)), until)
+        return Revocations(Position(str(epoch), int(seq), str(last_id)), until)
 
     async def revoked_since(self, position: Position) -> Revocations | None:
         """The revocations logged after ``position`` (one small read when there are none); None
-        when they cannot be told from the log (it was replaced, or trimmed past ``position``):
-        the caller reads :meth:`revoked_all` instead."""
+        when the log cannot say what came after it -- replaced (another epoch), trimmed past it,
+        or gone back (a failover to a replica without its last entries, perhaps numbered again
+        since): the caller reads :meth:`revoked_all` instead."""
         keys = self._keys
-        seq, epoch = cast(list[str | None], await self._redis.hmget(keys.revoked_head(), ["seq", "epoch"]))
-        head = Position(epoch or "", int(seq or 0))
-        if head.epoch != position.epoch or head.seq < position.seq:
+        seq, last_id, epoch = cast(
+            list[str | None], await self._redis.hmget(keys.revoked_head(), ["seq", "last", "epoch"])
+        )
+        head = Position(epoch or "", int(seq or 0), last_id or "")
+        if head.epoch != position.epoch:
             return None
+        if head.last_id == position.last_id:
+            return Revocations(position, {})  # nothing new: the one read of a quiet poll
+        if head.seq <= position.seq:
+            return None  # another last entry, no more of them: the log went back and on again
         until: dict[str, int] = {}
-        at = position.seq
+        at, after = position.seq, position.last_id
         while at < head.seq:
             entries = cast(
                 list[tuple[str, dict[str, str]]],
-                await self._redis.xrange(keys.revoked_log(), f"0-{at + 1}", "+", count=REVOKED_READ_BATCH),
+                await self._redis.xrange(
+                    keys.revoked_log(), f"({after}" if after else "-", "+", count=REVOKED_READ_BATCH
+                ),
             )
-            if not entries or entries[0][0] != f"0-{at + 1}":
-                return None  # trimmed past it, or a log of another epoch since the head was read
             for entry_id, fields in entries:
+                if int(fields["n"]) != at + 1:
+                    return None  # trimmed past it, or numbered again after a failover
                 until[fields["f"]] = max(until.get(fields["f"], 0), int(fields["u"]))
-                at = int(str(entry_id).rsplit("-", 1)[1])
+                at, after = at + 1, str(entry_id)
             if len(entries) < REVOKED_READ_BATCH:
                 break
-        return Revocations(Position(position.epoch, at), until)
+        if at < head.seq:
+            return None  # the head counts entries the log does not hold after ours
+        return Revocations(Position(position.epoch, at, after), until)
