@@ -67,6 +67,7 @@ STATUS_TEXT = {
     201: "Created",
     204: "No content",
     206: "Partial content (a Range request)",
+    416: "Range not satisfiable: no part of the file is in the Range asked (or it is malformed); no body",
     400: "the request does not validate (invalid_payload, invalid_session_id)",
     401: "unauthorized: no valid bearer token (or an expired link)",
     403: "forbidden: the token lacks a permission or access to the session",
@@ -233,6 +234,12 @@ RETRY_AFTER_WHEN_KNOWN = {
     "schema": {"type": "string", "pattern": "^[0-9]+$"},
 }
 
+CONTENT_RANGE_UNSATISFIED = {
+    "description": "bytes */<the file's size>",
+    "required": True,
+    "schema": {"type": "string", "pattern": "^bytes \\*/[0-9]+$"},
+}
+
 
 # Every answer names its request (handlers/admin/request_log.py, installed with this document).
 REQUEST_ID = Header(
@@ -258,6 +265,13 @@ def _responses(op: Operation, components: Components) -> dict[str, Any]:
             headers[REPLAYED] = REPLAYED_HEADER
         if headers:
             responses[str(status)]["headers"] = headers
+    if 206 in op.ok:
+        # A Range the file cannot satisfy: aiohttp's file answer, no error body, the file's size
+        # in Content-Range (a player asks again from within it).
+        responses["416"] = {
+            "description": STATUS_TEXT[416],
+            "headers": {REQUEST_ID.name: _response_header(REQUEST_ID), "Content-Range": CONTENT_RANGE_UNSATISFIED},
+        }
     error_ref = {"$ref": REF_TEMPLATE.format(model=op.errors.value)}
     # A repeat while the first request with its key still runs is 409 (conflict); a write that
     # takes no body refuses a declared one over the cap (handlers.bodyless).
