@@ -131,12 +131,12 @@ class Keys:
         return f"{self.prefix}:{{revoked}}:families"
 
     def revoked_log(self) -> str:
-        """Stream of the revocations (entry ``0-<n>``: family ``f``, until ``u``), which each
-        node reads from the last entry it read (handlers/revocation_watch.py)."""
+        """Stream of the revocations (family ``f``, until ``u``, number ``n``: 1, 2, ... without
+        a gap), which each node reads from the last entry it read (handlers/revocation_watch.py)."""
         return f"{self.prefix}:{{revoked}}:log"
 
     def revoked_head(self) -> str:
-        """Hash: ``seq`` (the revocation log's last n) and ``epoch`` (names that log)."""
+        """Hash: ``seq`` and ``last`` (the revocation log's last n and entry id), ``epoch`` (names that log)."""
         return f"{self.prefix}:{{revoked}}:head"
 
     def revoked_families_before_log(self) -> str:
