@@ -105,10 +105,16 @@ async def test_the_origin_check_takes_only_http_or_https_from_the_proxys_hop(
     assert await _opened(proxied, origin, *proto) == status
 
 
-async def test_without_a_trusted_proxy_x_forwarded_proto_is_ignored(server: ServerUnderTest) -> None:
-    assert await _opened(server, "https://x", "https") == 400
-    assert await _opened(server, "https://x", "https", "https") == 400  # the aiohttp way too
+async def test_without_a_trusted_proxy_the_hosts_origin_is_taken_over_either_scheme(server: ServerUnderTest) -> None:
+    """A TLS-terminating proxy nobody declared: the pages' ``https://<Host>`` origin still
+    connects (it did before, and refusing it broke every such install); no other word is a
+    scheme, and no other host passes, whatever ``X-Forwarded-Proto`` says."""
+    assert await _opened(server, "https://x", "https") == 101
+    assert await _opened(server, "https://x") == 101
     assert await _opened(server, "http://x", "https") == 101
+    assert await _opened(server, "javascript://x", "javascript") == 400
+    assert await _opened(server, "https,http://x", "https,http") == 400
+    assert await _opened(server, "https://elsewhere", "https") == 400
 
 
 async def test_behind_two_proxies_the_scheme_is_the_outer_ones(

@@ -896,11 +896,23 @@ class LightEngineServer(engineio.AsyncServer):
         # has one, the first `X-Forwarded-Proto` value's: both the raw header (its aiohttp
         # driver copies it into wsgi.url_scheme), whoever wrote it and whatever it says. Checked
         # here with the scheme the trusted proxies say (handlers.http_common.forwarded_scheme:
-        # http or https, the hop they wrote), else http, as every other X-Forwarded-* header.
-        scheme = forwarded_scheme(environ.get("HTTP_X_FORWARDED_PROTO", ""), self.trust_forwarded_for)
+        # http or https, the hop they wrote). With no trusted proxy, this host's origin over either
+        # scheme: a TLS-terminating proxy in front that nobody declared still serves the pages
+        # from https://<Host> (refusing them broke every such install), and the scheme of the
+        # same host is no other site; no other word is ever a scheme here.
         checked = {name: value for name, value in environ.items() if name != "HTTP_X_FORWARDED_PROTO"}
-        checked["wsgi.url_scheme"] = scheme
-        return super()._cors_allowed_origins(checked)
+        if self.trust_forwarded_for:
+            checked["wsgi.url_scheme"] = forwarded_scheme(
+                environ.get("HTTP_X_FORWARDED_PROTO", ""), self.trust_forwarded_for
+            )
+            return super()._cors_allowed_origins(checked)
+        checked["wsgi.url_scheme"] = "http"
+        plain = super()._cors_allowed_origins(checked)
+        checked["wsgi.url_scheme"] = "https"
+        secure = super()._cors_allowed_origins(checked)
+        if isinstance(plain, list) and isinstance(secure, list):
+            return plain + [origin for origin in secure if origin not in plain]
+        return plain  # None (any origin) or a setting's own list: the same for both schemes
 
     def _bad_request(self, message: str | None = None) -> dict[str, Any]:
         # Engine.IO's own refusals ("Invalid session <sid>", ...) are a JSON string as text/plain:
