@@ -198,6 +198,11 @@ class Keys:
         """Hash of a stream session's clips: clip id -> clip JSON."""
         return f"{self.prefix}:{{{session_id}}}:clips"
 
+    def stream_clips_copy(self, session_id: str, read_id: str) -> str:
+        """Hash: a big session's clips as one read found them (``clips_read.lua``), read in
+        pages and deleted by that read; expires if its process goes away mid-read."""
+        return f"{self.prefix}:{{{session_id}}}:clips_copy:{read_id}"
+
     def stream_submissions(self, session_id: str) -> str:
         """Hash of client submission ids (``<user>|<submission id>``) -> clip id (idempotency)."""
         return f"{self.prefix}:{{{session_id}}}:clip_submissions"

@@ -14,13 +14,19 @@ from typing import Any
 
 from storage.identity.repository import Identities
 from storage.streams.records import Clip
+from storage.streams.slices import sorted_in_slices
 
 NAMES_SLICE = 500
 
 
 async def viewer_names(identities: Identities, clips: Sequence[Clip]) -> dict[str, str]:
     """Display names by user id of the viewers of ``clips`` (those who chose one)."""
-    viewers = sorted({c.submitted_by for c in clips})
+    seen: set[str] = set()
+    for start in range(0, len(clips), NAMES_SLICE * 4):
+        if start:
+            await asyncio.sleep(0)  # a raid's 200,000 clips in one set held the loop ~50 ms
+        seen.update(c.submitted_by for c in clips[start : start + NAMES_SLICE * 4])
+    viewers = await sorted_in_slices(list(seen), key=str)
     names: dict[str, str] = {}
     for start in range(0, len(viewers), NAMES_SLICE):
         if start:

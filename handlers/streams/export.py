@@ -8,6 +8,7 @@ and a user runs at most ``EXPORTS_PER_USER`` at once on a process.
 from __future__ import annotations
 
 import re
+from itertools import chain
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field, replace
 from typing import Any, get_args
@@ -19,10 +20,10 @@ from handlers.streams import formats, timecode
 from handlers.streams.attribution import attributed, viewer_label, viewer_names
 from handlers.streams.actions import owned
 from handlers.streams.formats import Marker
-from handlers.streams.moments import Moment, group_moments
+from handlers.streams.moments import Moment, grouped_moments
 from handlers.streams.queries import ExportFormat, ExportQuery
 from handlers.streams.settings import ClipSettings
-from handlers.streams.slices import joined, mapped
+from handlers.streams.slices import encoded, filtered, mapped, released, sent, sorted_in_slices
 from handlers.context import Services
 from handlers.per_user_slots import PerUserSlots
 from handlers.http_common import bearer_claims, guarded
@@ -68,13 +69,20 @@ class Format:
     content_type: str
     render: Callable[[Export], Iterator[str]]
     csv: bool = False  # gets a UTF-8 BOM with ?bom=1
+    # Rows on the VOD timeline (by stream offset), as editors' markers and chapters are.
+    timeline: bool = False
     # CMX3600's event number has three digits: past 999 events the rows go to several files.
     events_per_file: int | None = None
 
 
+def _stream_offset(marker: Marker) -> int:
+    return marker.stream_offset_ms
+
+
 def _timeline(export: Export) -> list[Marker]:
-    # Editors' markers and chapters follow the VOD timeline, whatever order the list was in.
-    return sorted(export.markers, key=lambda m: m.stream_offset_ms)
+    # Editors' markers and chapters follow the VOD timeline: ExportRoutes.export puts the
+    # rows of such a format in that order (in slices) before it renders them.
+    return export.markers
 
 
 FORMATS: dict[ExportFormat, Format] = {
@@ -94,24 +102,28 @@ FORMATS: dict[ExportFormat, Format] = {
         "-youtube-chapters.txt",
         "text/plain",
         lambda e: formats.youtube_chapters_chunks(_timeline(e), total_ms=_total_ms(e), moments=e.moments),
+        timeline=True,
     ),
     "premiere": Format(
         "-premiere-markers.csv",
         "text/csv",
         lambda e: formats.premiere_markers_chunks(_timeline(e), fps=e.fps),
         csv=True,
+        timeline=True,
     ),
     "resolve": Format(
         "-resolve-markers.edl",
         "text/plain",
         lambda e: formats.resolve_markers_chunks(e.title, _timeline(e), fps=e.fps),
         events_per_file=formats.EDL_MAX_EVENTS,
+        timeline=True,
     ),
     "edl": Format(
         "-cmx3600.edl",
         "text/plain",
         lambda e: formats.cmx3600_chunks(e.title, _timeline(e), fps=e.fps),
         events_per_file=formats.EDL_MAX_EVENTS,
+        timeline=True,
     ),
 }
 
@@ -206,7 +218,7 @@ class ExportRoutes:
     def _claims(self, request: web.Request) -> Claims:
         return bearer_claims(request, self._s.tokens, self._s.clock)
 
-    async def export(self, request: web.Request) -> web.Response:
+    async def export(self, request: web.Request) -> web.StreamResponse:
         """``?format=csv|json|txt|youtube|premiere|resolve|edl&of=clips|moments&only=all|clipped&fps=``."""
         session_id = parse_session_id(request.match_info["session_id"])
         claims = self._claims(request)
@@ -214,18 +226,27 @@ class ExportRoutes:
         query = parse_query(ExportQuery, request)
         fmt = FORMATS[query.format]
         with self._slots.slot(claims.sub):
-            export = one_part(await self._collect(query, session_id, claims), fmt, query.part)
-            body = await joined(fmt.render(export))
-        if fmt.csv and query.bom == "1":
-            body = "\ufeff" + body  # Excel reads a CSV without it in the machine's legacy code page
-        what = ("clipped-" if export.clipped_only else "") + ("moments" if export.moments else "clips")
-        if export.parts > 1:
-            what += f"-part{export.part}"
-        disposition = f'attachment; filename="{filename(export.session.title, what, fmt.suffix)}"'
-        headers = {"Content-Disposition": disposition, "Cache-Control": "no-store"}
-        if fmt.events_per_file is not None:
-            headers["X-Export-Parts"] = str(export.parts)
-        return web.Response(text=body, content_type=fmt.content_type, charset="utf-8", headers=headers)
+            collected = export = await self._collect(query, session_id, claims)
+            if fmt.timeline:  # a stable sort, as sorted() was: equal offsets keep their order
+                export = replace(export, markers=await sorted_in_slices(export.markers, key=_stream_offset))
+            export = one_part(export, fmt, query.part)
+            # Excel reads a CSV without the BOM (?bom=1) in the machine's legacy code page.
+            bom = ["\ufeff"] if fmt.csv and query.bom == "1" else []
+            body = await encoded(chain(bom, fmt.render(export)))
+            what = ("clipped-" if export.clipped_only else "") + ("moments" if export.moments else "clips")
+            if export.parts > 1:
+                what += f"-part{export.part}"
+            disposition = f'attachment; filename="{filename(export.session.title, what, fmt.suffix)}"'
+            headers = {"Content-Disposition": disposition, "Cache-Control": "no-store"}
+            if fmt.events_per_file is not None:
+                headers["X-Export-Parts"] = str(export.parts)
+            # Sent in pieces within the user's slot: the slot bounds the bodies held at once.
+            response = await sent(request, body, content_type=fmt.content_type, headers=headers)
+            # The rows freed a slice per turn: each list here is the last to hold some of them.
+            await released(export.items)
+            await released(export.markers)
+            await released(collected.markers)
+            return response
 
     async def _collect(self, query: ExportQuery, session_id: str, claims: Claims) -> Export:
         await owned(self._streams, claims, session_id)
@@ -238,14 +259,17 @@ class ExportRoutes:
         if session is None:
             raise CodedError(ErrorCode.SESSION_NOT_FOUND, "no such session")
         if clipped_only:
-            clips = [c for c in clips if c.clipped]
+            every = clips
+            clips = await filtered(_clipped, every)
+            await released(every)
         of = "moments" if moments_wanted else "clips"
         head: dict[str, object] = {"session": session.public(), "of": of}
         json_wanted = query.format == "json"
         items: list[dict[str, Any]] = []
         if moments_wanted:
-            created = {c.clip_id: c.created_at for c in clips}
-            moments = group_moments(clips, window_s=window_s, sort=sort)
+            moments = await grouped_moments(clips, window_s=window_s, sort=sort)
+            firsts = set(await mapped(_first_clip_id, moments))
+            created = {c.clip_id: c.created_at for c in await filtered(lambda c: c.clip_id in firsts, clips)}
             markers = await mapped(lambda m: moment_marker(m, created[m.clip_ids[0]]), moments)
             head["window_s"] = window_s
             if json_wanted:
@@ -255,10 +279,15 @@ class ExportRoutes:
             markers = await mapped(lambda c: clip_marker(c, names), clips)
             if json_wanted:
                 items = await mapped(lambda c: _clip_item(c, names), clips)
+        await released(clips)  # the rows hold what they need of them
         kept = query.timeline == "kept"
+        if kept:
+            moved = await keep_breaks(session, markers)
+            await released(markers)
+            markers = moved
         return Export(
             session=session,
-            markers=await keep_breaks(session, markers) if kept else markers,
+            markers=markers,
             moments=moments_wanted,
             clipped_only=clipped_only,
             fps=fps,
@@ -266,6 +295,14 @@ class ExportRoutes:
             items=items,
             timeline_kept=kept,
         )
+
+
+def _clipped(clip: Clip) -> bool:
+    return clip.clipped
+
+
+def _first_clip_id(moment: Moment) -> str:
+    return moment.clip_ids[0]
 
 
 def _moment_item(m: Moment) -> dict[str, Any]:

@@ -20,11 +20,11 @@ from handlers.streams.actions import (
     viewer_url,
 )
 from handlers.streams.attribution import attributed, viewer_names
-from handlers.streams.moments import group_moments
+from handlers.streams.moments import grouped_moments
 from handlers.streams.payloads import ClipEdit, ClipRequest, CreateStream, StateRequest, ViewerRef
 from handlers.streams.queries import ClearQuery, MomentsQuery, OwnClipsQuery, ReviewQuery
 from handlers.streams.settings import ClipSettings
-from handlers.streams.slices import json_answer, mapped
+from handlers.streams.slices import filtered, json_answer, mapped, released
 from handlers.context import Services
 from handlers.http_common import bearer_claims, client_address, guarded, json_body
 from handlers.idempotency import idempotent
@@ -33,7 +33,11 @@ from handlers.payloads import validate
 from handlers.query import LimitQuery, at_most, parse_query
 from handlers.rate_limit import created_today, within
 from protocol.errors import CodedError, ErrorCode
-from storage.streams.repository import StreamSessions
+from storage.streams.repository import Clip, StreamSessions
+
+
+def _clipped(clip: Clip) -> bool:
+    return clip.clipped
 
 
 def clip_id_of(request: web.Request) -> str:
@@ -155,7 +159,7 @@ class StreamRoutes:
         )
         return web.json_response(answer, status=201 if answer["created"] else 200)
 
-    async def review(self, request: web.Request) -> web.Response:
+    async def review(self, request: web.Request) -> web.StreamResponse:
         """Every clip, grouped by segment, with who clicked (the owner only)."""
         session_id = parse_session_id(request.match_info["session_id"])
         claims = self._claims(request)
@@ -165,22 +169,32 @@ class StreamRoutes:
         if session is None:
             raise CodedError(ErrorCode.SESSION_NOT_FOUND, "no such session")
         if query.clipped_only:
-            clips = [c for c in clips if c.clipped]
+            every = clips
+            clips = await filtered(_clipped, every)
+            await released(every)
         names = await viewer_names(self._s.identities, clips)
         # Grouped in one pass (each segment scanning every clip was segments x clips steps), the
         # rows and the text made in slices: a raid's clips never hold the loop (handlers.streams.slices).
         by_segment: dict[int, list[dict[str, Any]]] = {}
-        for clip, row in zip(clips, await mapped(lambda c: attributed(c, names), clips), strict=True):
-            by_segment.setdefault(clip.segment_index, []).append(row)
+
+        def row(clip: Clip) -> None:
+            by_segment.setdefault(clip.segment_index, []).append(attributed(clip, names))
+
+        await mapped(row, clips)
+        clip_count = len(clips)
+        await released(clips)
         segments = [{**segment, "clips": by_segment.get(segment["index"], [])} for segment in session.segments]
         body = {
             "session": full(self._s, session, claims),
             "segments": segments,
-            "clip_count": len(clips),
+            "clip_count": clip_count,
             "epoch": position.epoch,
             "offset": position.offset,
         }
-        return await json_answer(body, depth=4)  # body, segments, a segment, its clips
+        response = await json_answer(request, body, depth=4)  # body, segments, a segment, its clips
+        for rows in by_segment.values():
+            await released(rows)
+        return response
 
     async def own_clips(self, request: web.Request) -> web.Response:
         """The caller's own clips in the session (any token: a viewer coming back, on any device),
@@ -199,7 +213,7 @@ class StreamRoutes:
         }
         return web.json_response(body)
 
-    async def moments(self, request: web.Request) -> web.Response:
+    async def moments(self, request: web.Request) -> web.StreamResponse:
         """Clips grouped into moments (``?window_s=``, ``?sort=count|time``, ``?only=clipped``)."""
         session_id = parse_session_id(request.match_info["session_id"])
         claims = self._claims(request)
@@ -208,17 +222,24 @@ class StreamRoutes:
         window_s, sort = query.window(self._settings), query.sort
         _, clips, position = await self._streams.clips(session_id)
         if query.clipped_only:
-            clips = [c for c in clips if c.clipped]
-        moments = group_moments(clips, window_s=window_s, sort=sort)
+            every = clips
+            clips = await filtered(_clipped, every)
+            await released(every)
+        moments = await grouped_moments(clips, window_s=window_s, sort=sort)
+        await released(clips)
+        rows = await mapped(lambda m: m.public(), moments)
+        await released(moments)
         body = {
             "session_id": session_id,
             "window_s": window_s,
             "sort": sort,
-            "moments": await mapped(lambda m: m.public(), moments),
+            "moments": rows,
             "epoch": position.epoch,
             "offset": position.offset,
         }
-        return await json_answer(body, depth=2)  # body, its moments
+        response = await json_answer(request, body, depth=2)  # body, its moments
+        await released(rows)
+        return response
 
     async def edit(self, request: web.Request) -> web.Response:
         """Mark clipped / unclipped or edit the note (the owner only)."""

@@ -6,10 +6,13 @@ moment is anchored at its first click, so every pair of its clips lies within th
 
 from __future__ import annotations
 
+import asyncio
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any, Literal
 
 from storage.streams.repository import Clip
+from storage.streams.slices import SORT_SLICE, sorted_in_slices
 
 MomentSort = Literal["count", "time"]
 
@@ -63,21 +66,46 @@ def _moment(group: list[Clip]) -> Moment:
     )
 
 
-def group_moments(clips: list[Clip], *, window_s: int, sort: MomentSort = "time") -> list[Moment]:
-    """Moments of ``clips`` (any order): by time, or by click count (ties by time)."""
-    window_ms = window_s * 1000
-    groups: list[list[Clip]] = []
-    for clip in sorted(clips, key=Clip.sort_key):
-        current = groups[-1] if groups else None
+def _groups(ordered: list[Clip], window_ms: int) -> Iterator[list[Clip]]:
+    """The clips of each moment, ``ordered`` being in :meth:`Clip.sort_key` order."""
+    current: list[Clip] = []
+    for clip in ordered:
         if (
-            current is not None
+            current
             and current[0].segment_index == clip.segment_index
             and clip.offset_ms - current[0].offset_ms <= window_ms
         ):
             current.append(clip)
         else:
-            groups.append([clip])
-    moments = [_moment(group) for group in groups]
+            if current:
+                yield current
+            current = [clip]
+    if current:
+        yield current
+
+
+def _by_count(moment: Moment) -> int:
+    return -moment.count  # a stable sort: equal counts stay in time order
+
+
+def group_moments(clips: list[Clip], *, window_s: int, sort: MomentSort = "time") -> list[Moment]:
+    """Moments of ``clips`` (any order): by time, or by click count (ties by time)."""
+    moments = [_moment(group) for group in _groups(sorted(clips, key=Clip.sort_key), window_s * 1000)]
     if sort == "count":
-        moments.sort(key=lambda m: -m.count)  # stable: equal counts stay in time order
+        moments.sort(key=_by_count)
     return moments
+
+
+async def grouped_moments(ordered: list[Clip], *, window_s: int, sort: MomentSort = "time") -> list[Moment]:
+    """:func:`group_moments` of clips already in order (as ``StreamSessions.clips`` gives
+    them), the loop getting a turn every ``SORT_SLICE`` clips: a raid of 200,000 clips
+    grouped in one go held it for ~0.3 s."""
+    moments: list[Moment] = []
+    done = 0
+    for group in _groups(ordered, window_s * 1000):
+        moments.append(_moment(group))
+        done += len(group)
+        if done >= SORT_SLICE:
+            done = 0
+            await asyncio.sleep(0)
+    return await sorted_in_slices(moments, key=_by_count) if sort == "count" else moments

@@ -24,6 +24,7 @@ from redis.exceptions import RedisError
 from protocol import events as etypes
 from protocol.errors import CodedError, ErrorCode
 from storage.streams.audience import StreamAudiences
+from storage.streams.slices import released, sorted_in_slices
 from storage.streams.records import KIND, Clip, StreamSession, Submission, Transition
 from storage.events import POSITION_FIELDS, Position
 from storage.idempotency import again_on_lost_reply
@@ -55,6 +56,12 @@ SUBMIT_CONCURRENCY = 32
 # Clips parsed per turn of the event loop when a whole session's clips are read (a raid leaves
 # ten thousand: parsing them in one go held every client of the node for tens of ms).
 PARSE_SLICE = 500
+
+# A session's clips answered in one reply when it holds at most this many; a bigger one is
+# copied and read in pages of this many (clips_read.lua): ~5 ms of parsing each.
+CLIPS_PAGE = 1000
+# How long such a copy lives if its reader's process goes away before deleting it.
+CLIPS_COPY_TTL_MS = 120_000
 
 # Every snapshot carries all segments: a streamer pausing and resuming without end must not
 # grow what each viewer receives without bound.
@@ -108,8 +115,9 @@ def _explained(code: ErrorCode, detail: str, *, limit_of: str = "clips") -> Code
 class StreamSessions:
     """Repository of stream sessions, their segments and clips."""
 
-    def __init__(self, store: Store, *, max_segments: int = MAX_SEGMENTS) -> None:
+    def __init__(self, store: Store, *, max_segments: int = MAX_SEGMENTS, clips_page: int = CLIPS_PAGE) -> None:
         self._max_segments = max_segments
+        self._clips_page = clips_page
         self._submitting = asyncio.Semaphore(SUBMIT_CONCURRENCY)
         redis = self._redis = store.redis
         self._keys = store.keys
@@ -124,6 +132,7 @@ class StreamSessions:
         self._clear = event_script(redis, "streams/clip_clear.lua")
         self._block = event_script(redis, "streams/viewer_block.lua")
         self._own_clips = plain_script(redis, "streams/own_clips.lua")
+        self._clips_read = plain_script(redis, "streams/clips_read.lua")
         self.audiences = StreamAudiences(store)
 
     async def create(self, *, owner_id: str, title: str, game: str, viewer_delay_s: int) -> StreamSession:
@@ -216,23 +225,52 @@ class StreamSessions:
         return session, Position.from_meta(meta)
 
     async def clips(self, session_id: str) -> tuple[StreamSession | None, list[Clip], Position]:
-        """The session, all its clips in order and the log position they reflect (one transaction)."""
-        fields, segments, texts, (epoch, offset) = await read_together(
-            self._redis,
-            ("HGETALL", self._keys.session(session_id)),
-            ("LRANGE", self._keys.stream_segments(session_id), 0, -1),
-            ("HVALS", self._keys.stream_clips(session_id)),
-            ("HMGET", self._keys.log_meta(session_id), "epoch", "offset"),
+        """The session, all its clips in order and the log position they reflect (one moment's).
+
+        A big session's clips are copied as they are in the read's moment and read in pages
+        (``clips_read.lua``); parsing and ordering them give the loop a turn every slice."""
+        k = self._keys
+        copy_key = k.stream_clips_copy(session_id, uuid.uuid4().hex)
+        flat, segments, (epoch, offset), texts, copied = await self._clips_read(
+            keys=[
+                k.session(session_id),
+                k.stream_segments(session_id),
+                k.log_meta(session_id),
+                k.stream_clips(session_id),
+                copy_key,
+            ],
+            args=[self._clips_page, CLIPS_COPY_TTL_MS],
         )
+        fields = dict(zip(flat[::2], flat[1::2], strict=True))
         session = StreamSession.from_hash(fields, segments) if fields.get("kind") == KIND else None
         clips: list[Clip] = []
-        if session is not None:
+        if int(copied):
+            try:
+                clips = await self._pages(copy_key) if session is not None else []
+            finally:
+                await self._redis.unlink(copy_key)
+        elif session is not None:
             for start in range(0, len(texts), PARSE_SLICE):
                 if start:
                     await asyncio.sleep(0)
                 clips.extend(Clip.parse(t) for t in texts[start : start + PARSE_SLICE])
-            clips.sort(key=Clip.sort_key)
+        clips = await sorted_in_slices(clips, key=Clip.sort_key)
         return session, clips, Position(epoch=epoch or "", offset=int(offset or 0))
+
+    async def _pages(self, copy_key: str) -> list[Clip]:
+        """The clips of a copy made by ``clips_read.lua``, a page per turn of the loop. HSCAN
+        may name a field twice (the hash being rehashed): each clip is kept once."""
+        found: dict[str, Clip] = {}
+        cursor = 0
+        while True:
+            cursor, page = await self._redis.hscan(copy_key, cursor, count=self._clips_page)
+            texts: dict[str, str] = page  # type: ignore[assignment]  # decode_responses=True
+            for clip_id, text in texts.items():
+                found[clip_id] = Clip.parse(text)
+            if not cursor:
+                clips = list(found.values())
+                await released(found)  # its 200,000 keys (the clip ids as HSCAN named them)
+                return clips
 
     async def own_clips(self, session_id: str, viewer_id: str, *, limit: int) -> OwnClips:
         """The newest ``limit`` clips ``viewer_id`` stored that the session still holds, as they
