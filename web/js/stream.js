@@ -8,11 +8,12 @@
 import {
   $,
   api,
+  authorizedFetch,
   bdi,
   call,
   connect,
-  download,
   isOffline,
+  saveFile,
   showConnection,
   STREAM_CONNECTION_TEXT,
   subscribeSession,
@@ -683,8 +684,9 @@ async function exportParts(query) {
     let parts = 1;
     for (let part = 1; part <= parts; part += 1) {
       query.set("part", String(part));
-      if (parts > 1) exportStatus(`Downloading part ${part} of ${parts}…`);
-      const response = await download(`/api/streams/${sessionId}/export?${query}`, filenameOf);
+      const which = parts > 1 ? ` part ${part} of ${parts}` : "";
+      if (parts > 1) exportStatus(`Preparing${which}…`);
+      const response = await downloadShowingProgress(`/api/streams/${sessionId}/export?${query}`, which);
       parts = Number.parseInt(response.headers.get("X-Export-Parts") ?? "1", 10) || 1;
     }
     exportStatus(parts > 1 ? `Export downloaded (${parts} files).` : "Export downloaded.");
@@ -693,6 +695,39 @@ async function exportParts(query) {
     ui.exportError.textContent = `Export failed: ${err.message}`;
     ui.exportError.hidden = false;
   }
+}
+
+// A stream of many clips (the cap goes up to a million) makes a file of tens of MB: while it
+// arrives the status says how much of it has, in steps of a tenth (a live region announces
+// every change: not one per network read).
+const PROGRESS_STEPS = 10;
+
+function megabytes(bytes) {
+  return (bytes / 1_000_000).toFixed(1);
+}
+
+async function downloadShowingProgress(path, which) {
+  const response = await authorizedFetch(path);
+  const total = Number.parseInt(response.headers.get("Content-Length") ?? "", 10) || 0;
+  const pieces = [];
+  let received = 0;
+  let shownStep = -1;
+  const reader = response.body.getReader();
+  for (;;) {
+    const { done, value } = await reader.read();
+    if (done) break;
+    pieces.push(value);
+    received += value.length;
+    const step = total > 0 ? Math.floor((received / total) * PROGRESS_STEPS) : 0;
+    if (total > 0 && step !== shownStep && step < PROGRESS_STEPS) {
+      shownStep = step;
+      const percent = Math.round((received / total) * 100);
+      exportStatus(`Downloading${which}: ${percent}% (${megabytes(received)} of ${megabytes(total)} MB)…`);
+    }
+  }
+  const type = response.headers.get("Content-Type") ?? "application/octet-stream";
+  saveFile(new Blob(pieces, { type }), filenameOf(response));
+  return response; // its headers stay readable (how many parts an export has)
 }
 
 function exportStatus(text) {
