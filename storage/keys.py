@@ -140,8 +140,8 @@ class Keys:
         return f"{self.prefix}:{{revoked}}:head"
 
     def revoked_families_before_log(self) -> str:
-        """The sorted set :meth:`revoked_families` was before the log came (no hash tag): read
-        with the whole set (a node's start), for revocations made by a node of that version."""
+        """The sorted set :meth:`revoked_families` was before the log came (no hash tag): still
+        written (and pruned) beside the log, and read with the whole set, for nodes of that version."""
         return f"{self.prefix}:auth:revoked"
 
     def device_opened_by(self, token_hash: str) -> str:

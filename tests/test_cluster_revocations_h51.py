@@ -131,11 +131,28 @@ async def test_a_node_behind_a_trimmed_or_replaced_log_reads_the_set_again(
     third = await revoke_many(watch, 8)
     await watch.poll()
     assert watch._s.tokens.revoked_families == frozenset([*first, *second, *between, *renumbered, *third])
-    # And the set lost with them: the node forgets what Redis forgot, keeps what it has.
-    await client.delete(keys.revoked_log(), keys.revoked_head(), keys.revoked_families())
+    # And every set lost with them: the node forgets what Redis forgot.
+    await client.delete(
+        keys.revoked_log(), keys.revoked_head(), keys.revoked_families(), keys.revoked_families_before_log()
+    )
     fourth = await revoke_many(watch, 1)
     await watch.poll()
     assert watch._s.tokens.revoked_families == frozenset(fourth)
+
+
+async def test_a_node_of_the_version_before_the_log_sees_the_revocations_too(
+    own_redis: RedisProcess, client: Redis, tmp_path: Path
+) -> None:
+    """During a rolling upgrade the earlier nodes read only the set they knew; new nodes write it
+    too (and prune it), and read it with the whole set (what the earlier nodes wrote)."""
+    watch = watch_on(client, own_redis.url, tmp_path)
+    keys = watch._s.keys
+    revoked = await revoke_many(watch, 2)
+    assert set(await client.zrange(keys.revoked_families_before_log(), 0, -1)) == set(revoked)
+    earlier_node_wrote = "0123456789abcdef01234567"
+    await client.zadd(keys.revoked_families_before_log(), {earlier_node_wrote: watch._s.clock.now_ms() + 60_000})
+    await watch.poll()
+    assert watch._s.tokens.revoked_families == frozenset([*revoked, earlier_node_wrote])
 
 
 @pytest.fixture

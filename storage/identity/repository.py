@@ -402,11 +402,18 @@ class Identities:
         until_ms = self._clock.now_ms() + self.config.access_ttl_s * 1000
         if user_id:
             await self._redis.zrem(self._keys.user_families(user_id), *family_ids)
-        keys = self._keys
+        keys, now_ms = self._keys, self._clock.now_ms()
         await self._revoked_add(
             keys=[keys.revoked_families(), keys.revoked_log(), keys.revoked_head()],
-            args=[until_ms, self._clock.now_ms(), secrets.token_hex(8), REVOKED_LOG_MAX, *family_ids],
+            args=[until_ms, now_ms, secrets.token_hex(8), REVOKED_LOG_MAX, *family_ids],
         )
+        # Also where a node of the version before the log reads (the whole set, every poll):
+        # while both versions run, a device signed out on a new node is refused on an old one.
+        # Kept pruned here, since only those nodes pruned it. (Drop once no such node runs.)
+        async with self._redis.pipeline(transaction=False) as pipe:
+            pipe.zremrangebyscore(keys.revoked_families_before_log(), "-inf", now_ms)
+            pipe.zadd(keys.revoked_families_before_log(), dict.fromkeys(family_ids, until_ms))
+            await pipe.execute()
 
     async def _cap_devices(self, user_id: str) -> None:
         # Bounded storage per user: past max_devices the least recently used device is signed out.
