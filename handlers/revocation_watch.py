@@ -24,6 +24,7 @@ from storage.identity.repository import Position
 log = logging.getLogger(__name__)
 
 SIGNED_OUT_EVENT = "signed_out"
+NO_EXPIRY_MS = 2**63  # later than any revocation's end
 
 
 class RevocationWatch:
@@ -36,6 +37,7 @@ class RevocationWatch:
         self.interval_s = interval_s
         self._position: Position | None = None  # None: read the whole set next
         self._until: dict[str, int] = {}  # family id -> until when (ms) its tokens are refused
+        self._next_expiry_ms = NO_EXPIRY_MS  # the earliest until of _until
 
     def register(self, app: web.Application) -> None:
         """Run the watch for the app's lifetime."""
@@ -72,14 +74,22 @@ class RevocationWatch:
         if fresh is None:
             fresh = await self._s.identities.revoked_all()
             self._until = {}  # the set read is the whole truth (a Redis that lost some forgets them)
+            self._next_expiry_ms = NO_EXPIRY_MS
         self._position = fresh.position
         new = frozenset(family for family in fresh.until if family not in known)
+        changed = self._until is not known or bool(new)
         for family, until_ms in fresh.until.items():
             self._until[family] = max(self._until.get(family, 0), until_ms)
+            self._next_expiry_ms = min(self._next_expiry_ms, until_ms)
         # Past its time a revocation is over (no access token of the family lives that long).
-        for family in [family for family, until_ms in self._until.items() if until_ms <= now_ms]:
-            del self._until[family]
-        self._s.tokens.revoked_families = frozenset(self._until)
+        # Looked for only once one is due: a quiet poll costs no pass over the set either.
+        if self._next_expiry_ms <= now_ms:
+            for family in [family for family, until_ms in self._until.items() if until_ms <= now_ms]:
+                del self._until[family]
+            self._next_expiry_ms = min(self._until.values(), default=NO_EXPIRY_MS)
+            changed = True
+        if changed:
+            self._s.tokens.revoked_families = frozenset(self._until)
         for sid in self._connections.of_families(new):
             # Told first, so that a page can say why instead of retrying with a dead token.
             message = {"error": "unauthorized", "message": "this device was signed out"}

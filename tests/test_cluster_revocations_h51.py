@@ -94,6 +94,10 @@ async def test_a_poll_with_nothing_new_does_not_read_the_whole_set(
         await watch.poll()
         assert commands_since_reset(sync) == {"hmget": 1, "xrange": 1}
         assert watch._s.tokens.revoked_families == frozenset([*revoked, late])
+        # Past the access tokens' life the revocations are over, here as in Redis.
+        watch._s.clock.shift_ms += watch._s.identities.config.access_ttl_s * 1000 + 1
+        await watch.poll()
+        assert watch._s.tokens.revoked_families == frozenset()
     finally:
         sync.close()
 
