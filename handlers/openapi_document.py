@@ -188,10 +188,10 @@ def _request_body(op: Operation, components: Components) -> dict[str, Any] | Non
     if op.body is None:
         return None
     if op.body_type != MULTIPART:
-        return {
-            "required": op.body_required,
-            "content": {op.body_type: {"schema": components.ref(op.body, "validation")}},
-        }
+        schema = components.ref(op.body, "validation")
+        if op.body_nullable:
+            schema = {"anyOf": [schema, {"type": "null"}]}
+        return {"required": op.body_required, "content": {op.body_type: {"schema": schema}}}
     schema = components.model(op.body, "validation")
     encoding: dict[str, Any] = {}
     for name, media_types in op.files:

@@ -93,6 +93,8 @@ class Operation:
     query: type[BaseModel] | None = None
     body: type[BaseModel] | None = None
     body_required: bool = True
+    # A JSON ``null`` body is taken as no body (the pattern API's create, as the origin app's).
+    body_nullable: bool = False
     body_type: str = JSON
     files: tuple[tuple[str, tuple[str, ...]], ...] = ()
     headers: tuple[Header, ...] = ()

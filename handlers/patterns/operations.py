@@ -30,9 +30,10 @@ OPERATIONS: tuple[Operation, ...] = (
         "post",
         "/api/sessions",
         "Create a session from {name?, state?} or the state's fields beside name (other keys ignored);"
-        " no JSON body gives the default session",
+        " no JSON body (or JSON null) gives the default session",
         body=CreateBody,
         body_required=False,
+        body_nullable=True,
         statuses=(400, 413, 429, 503),
         ok=(201,),
         response=Created,
