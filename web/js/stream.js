@@ -438,14 +438,42 @@ async function update(clipId, change) {
   }
 }
 
+// A moment's notes shown until the streamer asks for all of them: a raid's one moment may hold
+// thousands (one row of them all took 18-95 ms to draw and was an unreadable wall on a phone).
+const NOTES_SHOWN = 5;
+// The moments whose notes are all shown, by their first clip (the server groups moments anew
+// each time, and a live clip may add to one: it stays open).
+const notesOpen = new Set();
+
 function momentItem() {
-  return el("li", "moment");
+  const li = el("li", "moment");
+  li.addEventListener("click", (event) => {
+    if (!event.target.closest?.(".notes-toggle")) return;
+    const key = li.dataset.moment;
+    if (notesOpen.has(key)) notesOpen.delete(key);
+    else notesOpen.add(key);
+    drawMoment(li, li.moment);
+    li.querySelector(".notes-toggle")?.focus(); // the pressed toggle was redrawn: the focus stays on it
+  });
+  return li;
+}
+
+function momentKey(moment) {
+  return moment.clip_ids?.[0] ?? `${moment.segment_index}:${moment.first_offset_ms}`;
 }
 
 function updateMoment(li, moment) {
+  li.moment = moment; // what its toggle redraws
+  li.dataset.moment = momentKey(moment); // not dataset.key: reconcile keeps the line by that (its place)
+  drawMoment(li, moment);
+}
+
+function drawMoment(li, moment) {
+  const open = notesOpen.has(li.dataset.moment);
   // Drawn again only when it changed: a moment's line is rebuilt, never its list.
-  const drawn = JSON.stringify(moment);
+  const drawn = `${open ? "open" : "shut"}:${JSON.stringify(moment)}`;
   if (li.dataset.drawn === drawn) return;
+  const focused = li.contains(document.activeElement) && document.activeElement.matches(".notes-toggle");
   li.dataset.drawn = drawn;
   li.dataset.count = String(moment.count);
   // Separators in the text itself, not only in CSS: copied or read aloud, the line must not
@@ -457,7 +485,19 @@ function updateMoment(li, moment) {
     " · ",
     el("span", "muted", `median ${hms(moment.median_offset_ms)}`),
   );
-  if (moment.notes.length) li.append(" · ", notesOf(moment.notes));
+  const { notes } = moment;
+  if (notes.length) li.append(" · ", notesOf(open ? notes : notes.slice(0, NOTES_SHOWN)));
+  if (notes.length > NOTES_SHOWN) {
+    const toggle = el(
+      "button",
+      "link-button notes-toggle",
+      open ? "Show fewer notes" : `Show all ${notes.length.toLocaleString("en-US")} notes`,
+    );
+    toggle.type = "button";
+    toggle.setAttribute("aria-expanded", String(open));
+    li.append(toggle);
+    if (focused) toggle.focus(); // a live redraw keeps a keyboard user on the toggle
+  }
 }
 
 /**
