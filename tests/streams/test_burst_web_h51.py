@@ -73,3 +73,50 @@ async def test_a_burst_of_clicks_leaves_the_dashboard_counts_exact(
         for client in clients:
             await client.close()
         await server.stop()
+
+
+ROWS_TOUCHED = """() => {
+  window.__touched = new Set();
+  new MutationObserver((records) => {
+    for (const record of records) {
+      const row = (record.target.nodeType === 1 ? record.target : record.target.parentElement)?.closest(".review-clip");
+      if (row) window.__touched.add(row.dataset.key);
+    }
+  }).observe(document.getElementById("segments"), {
+    subtree: true, childList: true, attributes: true, characterData: true,
+  });
+}"""
+
+
+async def test_a_live_clip_leaves_the_lines_already_listed_alone(
+    redis_process: Any, tmp_path: Path, browser: Browser
+) -> None:
+    """Each live clip redraws the review: every listed clip's line was written again (its texts,
+    its buttons' labels), a 60-90 ms task a frame during a burst over 3,000 listed clips."""
+    server = await start_server(redis_process.url, tmp_path, clips_cooldown_s=0)
+    clients: list[Client] = []
+    tab = await new_tab(browser, server)
+    try:
+        session_id, _ = await started(server, clients)
+        viewers = await asyncio.gather(*[connect(server, clients, f"raider{n}") for n in range(30)])
+        for n, viewer in enumerate(viewers):
+            assert (await viewer.call("clip_submit", {"session_id": session_id, "note": f"r{n}"}))["ok"] is True
+        await tab.use_token(server.token("alice"))
+        page = await tab.open(f"/streams/{session_id}")
+        await expect(page.locator(".review-clip")).to_have_count(30)
+        await expect(page.locator("#segments")).to_have_attribute("data-moments", "settled", timeout=20_000)
+        await page.evaluate(ROWS_TOUCHED)
+        late = await connect(server, clients, "late")
+        ack = await late.call("clip_submit", {"session_id": session_id, "note": "late"})
+        assert ack["ok"] is True, ack
+        await expect(page.locator(".review-clip")).to_have_count(31)
+        await expect(page.locator("#segments")).to_have_attribute("data-moments", "settled", timeout=20_000)
+        # The new line is built before it is put in place: no line already listed was written.
+        touched: list[str] = await page.evaluate("[...window.__touched]")
+        assert touched == [], touched
+        assert not tab.errors, tab.errors
+    finally:
+        await tab.page.context.close()
+        for client in clients:
+            await client.close()
+        await server.stop()

@@ -61,6 +61,7 @@ async def test_a_giant_moment_shows_a_few_notes_and_all_of_them_on_request(
 
     # A live click joins the open moment: counted, its note last, the moment still open, the
     # keyboard user still on the toggle.
+    server.services.clock.shift_ms += 60_000  # a minute later: after every stored click
     viewer = await connect(server, clients, "bob")
     assert (await viewer.call("clip_submit", {"session_id": session_id, "note": "late note"}))["ok"] is True
     await expect(moment.locator(".count")).to_have_text(f"{CLICKS + 1} clicks", timeout=20_000)
