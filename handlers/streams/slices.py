@@ -99,8 +99,9 @@ async def sent(
     response.charset = "utf-8"
     response.content_length = sum(len(piece) for piece in pieces)
     await response.prepare(request)
-    for piece in pieces:
-        await response.write(piece)
+    if request.method != "HEAD":  # a HEAD is answered the headers alone, as web.Response does
+        for piece in pieces:
+            await response.write(piece)
     await response.write_eof()
     return response
 

@@ -143,3 +143,28 @@ async def test_sorting_in_slices_is_sorted() -> None:
     assert await sorted_in_slices([], key=lambda i: i) == []
     clip = Clip.parse(json.dumps(_clip(1, segment_index=1, offset_ms=0, note="", clipped=False)))
     assert await sorted_in_slices([clip] * 3, key=Clip.sort_key, size=1) == [clip] * 3
+
+
+async def test_a_head_of_an_export_or_the_review_is_its_headers_alone(
+    server: ServerUnderTest, clients: list[Client]
+) -> None:
+    """The answers sent in pieces answer HEAD as a whole answer did: the GET's headers, no body
+    (their pieces were written after a HEAD's headers too, which no client could read)."""
+    session_id, _ = await started(server, clients)
+    await _store(
+        server,
+        session_id,
+        [_clip(seq, segment_index=1, offset_ms=seq, note="gg", clipped=False) for seq in range(1, 50)],
+    )
+    owner = {"Authorization": "Bearer " + server.token("alice")}
+    async with aiohttp.ClientSession() as http_client:
+        for path in ("/export?format=csv", "/clips", "/moments"):
+            url = f"{server.url}/api/streams/{session_id}{path}"
+            async with http_client.get(url, headers=owner) as r:
+                body = await r.read()
+                length, kind = r.headers["Content-Length"], r.headers["Content-Type"]
+            async with http_client.head(url, headers=owner) as r:
+                assert r.status == 200, path
+                assert (r.headers["Content-Length"], r.headers["Content-Type"]) == (length, kind), path
+                assert await r.read() == b"", path
+            assert int(length) == len(body) > 0, path
