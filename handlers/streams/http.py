@@ -244,8 +244,8 @@ class StreamRoutes:
     async def edit(self, request: web.Request) -> web.Response:
         """Mark clipped / unclipped or edit the note (the owner only)."""
         session_id = parse_session_id(request.match_info["session_id"])
+        claims = self._claims(request)  # before the clip id: the documented order of refusals
         clip_id = clip_id_of(request)
-        claims = self._claims(request)
         payload = validate(ClipEdit, await self._body(request))
         acting = await performer(self._streams, claims, session_id)
         clip = await self._streams.update_clip(session_id, clip_id, acting, clipped=payload.clipped, note=payload.note)
@@ -254,8 +254,8 @@ class StreamRoutes:
     async def delete(self, request: web.Request) -> web.Response:
         """Delete a clip (the owner only)."""
         session_id = parse_session_id(request.match_info["session_id"])
+        claims = self._claims(request)  # before the clip id: the documented order of refusals
         clip_id = clip_id_of(request)
-        claims = self._claims(request)
         clip = await self._streams.delete_clip(session_id, clip_id, await performer(self._streams, claims, session_id))
         return web.json_response({"session_id": session_id, "clip_id": clip.clip_id, "deleted": True})
 

@@ -19,14 +19,13 @@ from functools import partial
 from dataclasses import dataclass
 from typing import Any
 
-from redis.exceptions import RedisError
-
 from protocol import events as etypes
 from protocol.errors import CodedError, ErrorCode
 from storage.streams.audience import StreamAudiences
 from storage.streams.slices import released, sorted_in_slices
 from storage.streams.records import KIND, Clip, StreamSession, Submission, Transition
 from storage.events import POSITION_FIELDS, Position
+from storage.failures import REDIS_AWAY
 from storage.idempotency import again_on_lost_reply
 from storage.lean_redis import read_together
 from storage.scripts import checked, event_script, plain_script
@@ -379,7 +378,10 @@ class StreamSessions:
             result = await self._log.run(self._submit, session_id, keys=keys, args=args, explain=_explained)
         clip = Clip.parse(result[1]) if result[1] else None
         created = int(result[2]) == 0
-        if created and int(result[3]):  # the viewer's first clip here: one step, not one per clip
+        # The viewer's first clip here: one step, not one per clip. A retry of the viewer's own
+        # click takes the step again: the first try's may have been lost (a failover between the
+        # clip's step and this one, in another slot), and the retry is answered as stored.
+        if clip is not None and clip.submitted_by == viewer_id and (not created or int(result[3])):
             await self._clipped_in(session_id, viewer_id)
         return Submission(clip=clip, created=created, offset=int(result[0]))
 
@@ -387,17 +389,16 @@ class StreamSessions:
         """At the viewer's first clip in the session: index the session among the viewer's
         (another hash slot: its own step), and keep their identity as one that owns something.
         A viewer who only clipped is no passing visit: a guest coming back after the guest idle
-        time finds "Your clips" still theirs. A failure loses the index entry only (the clip is
-        stored)."""
+        time finds "Your clips" still theirs. A failure is said and leaves the click answered as
+        stored (it is): the viewer's retry of it takes this step again."""
         try:
             added = await self._redis.zadd(
                 self._keys.user_clipped(viewer_id), {session_id: self._clock.now_ms()}, nx=True
             )
-        except RedisError:
-            log.exception("could not index stream session %s among %s's clipped", session_id, viewer_id)
-            return
-        if added:
-            await self._sessions.owned_by(viewer_id)
+            if added:
+                await self._sessions.owned_by(viewer_id)
+        except REDIS_AWAY as exc:
+            log.warning("could not index stream session %s among %s's clipped: %s", session_id, viewer_id, exc)
 
     async def update_clip(
         self, session_id: str, clip_id: str, performer_id: str, *, clipped: bool | None, note: str | None

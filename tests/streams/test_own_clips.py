@@ -139,3 +139,36 @@ async def test_bad_requests_are_refused_and_change_nothing(
     # The viewer's route is no way into the owner's: the review stays the owner's alone.
     answered, body = await http(server, "GET", f"/api/streams/{session_id}/clips", user="bob")
     assert (answered, body["error"]) == (403, "forbidden")
+
+
+async def test_a_retried_click_indexes_the_session_among_the_viewers_when_the_first_try_could_not(
+    quick: ServerUnderTest, clients: list[Client], redis: Any
+) -> None:
+    """The viewer's index of the streams they clipped in lives in another hash slot than the clip:
+    its own step after the clip's. Lost (a failover between the two), the click's retry, answered
+    as stored, takes it again; before, the index entry was lost for good."""
+    session_id, _ = await started(quick, clients)
+    bob = await connect(quick, clients, "bob")
+    click = {"session_id": session_id, "note": "again", "submission_id": "bob-click-0001"}
+    first = await bob.call("clip_submit", click)
+    assert first["ok"] is True and first["created"] is True, first
+    index = quick.services.keys.user_clipped("bob")
+    assert await redis.zscore(index, session_id) is not None
+    await redis.delete(index)  # what the lost step leaves
+    again = await bob.call("clip_submit", click)
+    assert again["ok"] is True and again["created"] is False, again
+    assert again["clip"]["clip_id"] == first["clip"]["clip_id"]
+    assert await redis.zscore(index, session_id) is not None
+
+
+@pytest.mark.parametrize("method", ["PATCH", "DELETE"])
+async def test_a_clip_route_without_a_token_is_unauthorized_before_its_clip_id_is_read(
+    server: ServerUnderTest, method: str
+) -> None:
+    """The documented order (invalid_session_id, unauthorized, invalid_payload): an anonymous
+    caller learns nothing of what the route takes; the clip id was read first (400)."""
+    session_id = await create_stream(server)
+    answered, body = await http(server, method, f"/api/streams/{session_id}/clips/nope", user=None, json={})
+    assert (answered, body["error"]) == (401, "unauthorized"), body
+    answered, body = await http(server, method, f"/api/streams/{session_id}/clips/nope", json={})
+    assert (answered, body["error"]) == (400, "invalid_payload"), body
