@@ -105,7 +105,10 @@ async def test_a_device_signed_out_while_away_is_told_at_the_first_refusal(
     tab = await new_tab(browser, iserver)
     try:
         user_id, paths = await guest_with_things(tab)
-        page = await tab.open("/api-docs")  # a page without the identity control
+        page = await tab.open("/api-docs")
+        # Away: no page of the server open (every page now follows the name over a connection,
+        # which a sign-out would reach at once, with a refresh of its own racing the walk's).
+        await page.goto("about:blank")
         refreshes = Refreshes(page)
         await iserver.services.identities.revoke_all(user_id)
         # The stored access token still looks fresh: its refusal, then one refresh refused.
