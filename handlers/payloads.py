@@ -94,7 +94,18 @@ class Subscribe(SessionRef):
         return self
 
 
-class ChunkList(SessionRef):
+# A client-chosen id for one press of Done, Process or Tasks (as a clip's submission_id): a
+# resend of that press with the same id is answered as the first, never counted or queued again.
+RequestId = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9_\-]{8,64}$")]
+
+
+class VoiceAction(SessionRef):
+    """``session_done`` and ``post_process_session``: ``request_id`` makes a resend safe."""
+
+    request_id: RequestId | None = None
+
+
+class ChunkList(VoiceAction):
     """``create_tasks_from_chunks``."""
 
     chunk_ids: list[ChunkId] = Field(min_length=1, max_length=100)

@@ -23,6 +23,9 @@ from storage.keys import Keys
 from storage.scripts import plain_script
 
 JOB_STREAM_MAXLEN = 100_000
+# How long enqueue_once remembers a job id: as long as a press's answer is kept for its resends
+# (storage.voice.repository.REQUEST_TTL_MS), and no longer.
+QUEUED_MARK_MS = 24 * 3600 * 1000
 
 
 @dataclass(frozen=True, slots=True)
@@ -66,12 +69,20 @@ class JobQueue:
         self._clock = clock
         self._promote = plain_script(redis, "jobs/promote.lua")
         self._extend = plain_script(redis, "jobs/extend.lua")
+        self._enqueue_once = plain_script(redis, "jobs/enqueue_once.lua")
 
     async def enqueue(self, job: Job) -> Job:
         """Queue a job; returns it with its enqueue time set."""
         queued = replace(job, enqueued_at=self._clock.now_ms())
         await self._redis.xadd(self._keys.jobs(), {"job": queued.to_json()}, maxlen=JOB_STREAM_MAXLEN, approximate=True)
         return queued
+
+    async def enqueue_once(self, job: Job) -> bool:
+        """Queue a job unless one of its ``job_id`` was queued within :data:`QUEUED_MARK_MS`
+        (``enqueue_once.lua``); True when it was queued now."""
+        queued = replace(job, enqueued_at=self._clock.now_ms())
+        keys = [self._keys.jobs(), self._keys.jobs_queued(job.job_id)]
+        return bool(await self._enqueue_once(keys=keys, args=[queued.to_json(), JOB_STREAM_MAXLEN, QUEUED_MARK_MS]))
 
     async def ensure_group(self) -> None:
         """Create the consumer group (from the stream's start) unless it exists."""

@@ -85,6 +85,10 @@ class Keys:
         """Sorted set of jobs waiting for a retry, scored by the time they are due (ms)."""
         return f"{self.prefix}:{{jobs}}:delayed"
 
+    def jobs_queued(self, job_id: str) -> str:
+        """String with a TTL: a job of this id was queued (JobQueue.enqueue_once queues it once)."""
+        return f"{self.prefix}:{{jobs}}:queued:{job_id}"
+
     def jobs_dead(self) -> str:
         """List of jobs that exhausted their attempts (the dead-letter list)."""
         return f"{self.prefix}:{{jobs}}:dead"
@@ -176,6 +180,13 @@ class Keys:
     def voice_chunk_digests(self, session_id: str) -> str:
         """Hash sha256 -> chunk id: the same audio uploaded twice is one chunk."""
         return f"{self.prefix}:{{{session_id}}}:chunk_sha"
+
+    def voice_request(self, session_id: str, action: str, user_id: str, request_id: str) -> str:
+        """String with a TTL: the ack a voice action (``done``, ``process``, ``tasks``) gave
+        for one client-chosen ``request_id`` of ``user_id``, so a retry of that very request is
+        answered the same instead of counting or queueing again. In the session's slot: the Done
+        script reads and writes it in its one step."""
+        return f"{self.prefix}:{{{session_id}}}:request:{action}:{user_id}:{request_id}"
 
     def voice_recording_lease(self, session_id: str) -> str:
         """String with a TTL: the node and connection whose recorder is recording the session."""

@@ -42,4 +42,4 @@ async def test_each_job_event_queues_a_job_of_its_own(server: ServerUnderTest, c
     ):
         first, again = [await client.call(event, payload) for _ in range(2)]
         assert first["ok"] and again["ok"] and first["job_id"] != again["job_id"], (event, first, again)
-    assert "queue jobs (one per event: a repeat, a retry after a lost ack included, queues another" in _doc()
+    assert "without a `request_id`: a repeat, a retry after a lost ack included, queues another" in _doc()

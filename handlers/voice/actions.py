@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import uuid
+from dataclasses import replace
 from typing import Any
 
 from auth.access import require_permission
@@ -17,15 +19,16 @@ POST_PROCESS_SESSION = "POST_PROCESS_SESSION"
 CREATE_TASKS_FROM_CHUNKS = "CREATE_TASKS_FROM_CHUNKS"
 
 
-def job_for(kind: str, claims: Claims, session_id: str, payload: dict[str, Any]) -> Job:
+def job_for(kind: str, claims: Claims, session_id: str, payload: dict[str, Any], *, job_id: str = "") -> Job:
     """A job on behalf of the performer; its telegram id comes from the verified token only."""
-    return Job(
+    job = Job(
         type=kind,
         session_id=session_id,
         performer_id=claims.sub,
         telegram_user_id=claims.telegram_user_id,
         payload=payload,
     )
+    return replace(job, job_id=job_id) if job_id else job
 
 
 def session_url(services: Services, session_id: str) -> str:
@@ -94,16 +97,55 @@ async def admit_job(services: Services, claims: Claims) -> None:
     )
 
 
-async def close(services: Services, claims: Claims, session_id: str) -> dict[str, Any]:
-    """Done: close the session (repeat allowed), clear the performer's pointer, queue the job."""
+async def close(services: Services, claims: Claims, session_id: str, *, request_id: str = "") -> dict[str, Any]:
+    """Done: close the session (repeat allowed), clear the performer's pointer, queue the job.
+
+    A resend of one press (the same ``request_id``: a lost ack, a page resending once it is
+    connected again, a chat update redelivered) is answered with that press's done_count and
+    job id and counts nothing: the close script decides it in its one step. Its job is queued
+    by that id once (``JobQueue.enqueue_once``), so a press cut off after its close and before
+    its job (a node that died, an error answered) gets its job at the resend, and one that had
+    it gets no second.
+    """
     await admit_job(services, claims)  # before closing: a refused done changes nothing
-    result = await services.voice.done(session_id, performer(claims))
+    job_id = str(uuid.uuid4())
+    result = await services.voice.done(session_id, performer(claims), job_id=job_id, request_id=request_id)
+    # Cleared on a resend too: a first press cut off before this step left the pointer set.
     cleared = await services.voice.clear_active_if(claims.sub, session_id)
-    job = await services.jobs.enqueue(job_for(DONE_MULTIPROMPT, claims, session_id, {"done_count": result.done_count}))
+    payload = {"done_count": result.done_count}
+    job = job_for(DONE_MULTIPROMPT, claims, session_id, payload, job_id=result.job_id or job_id)
+    if request_id:
+        await services.jobs.enqueue_once(job)
+    else:
+        await services.jobs.enqueue(job)
     return {
         "session_id": session_id,
         "done_count": result.done_count,
         "is_active": False,
         "active_session_cleared": cleared,
         "job_id": job.job_id,
+        "repeated": result.repeated,
     }
+
+
+async def queue_once(
+    services: Services,
+    claims: Claims,
+    session_id: str,
+    action: str,
+    request_id: str | None,
+    job: Job,
+    answer: dict[str, Any],
+) -> dict[str, Any]:
+    """Queue ``job`` and give ``answer`` with ``repeated`` false; for a ``request_id`` already
+    answered, its stored answer with ``repeated`` true, its job queued by the stored id only if
+    it never was (``JobQueue.enqueue_once``: a first press cut off between the two steps)."""
+    if request_id is None:
+        await services.jobs.enqueue(job)
+        return {**answer, "repeated": False}
+    stored = await services.voice.claim_request(session_id, action, claims.sub, request_id, answer)
+    if stored is not None:
+        await services.jobs.enqueue_once(replace(job, job_id=str(stored["job_id"])))
+        return {**stored, "repeated": True}
+    await services.jobs.enqueue_once(job)
+    return {**answer, "repeated": False}

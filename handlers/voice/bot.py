@@ -70,12 +70,20 @@ class BotRoutes:
         return web.json_response(result)
 
     async def run_command(
-        self, claims: Claims, text: str, reply_to_text: str | None, *, address: str, base_url: str = ""
+        self,
+        claims: Claims,
+        text: str,
+        reply_to_text: str | None,
+        *,
+        address: str,
+        base_url: str = "",
+        request_id: str = "",
     ) -> dict[str, Any]:
         """A command for the user of ``claims`` from ``address`` (shared by this route and chat adapters).
 
         ``base_url`` starts the links it answers (``/login``): SESSIONHUB_PUBLIC_URL, else the
-        origin the request was addressed to.
+        origin the request was addressed to. ``request_id`` names the message (a chat's update):
+        its redelivery closes nothing twice with ``/done`` (``session_done``'s ``request_id``).
         """
         match = _COMMAND.match(text.strip())
         if match is None:
@@ -84,7 +92,9 @@ class BotRoutes:
         base = base_url or self._s.public_url.rstrip("/")
         if name == "login":
             return {"command": "/login", **await self._login(claims, base)}
-        handler = {"start": self._start, "session": self._session, "done": self._done}.get(name)
+        if name == "done":
+            return {"command": "/done", **await self._done(claims, request_id, base)}
+        handler = {"start": self._start, "session": self._session}.get(name)
         if handler is None:
             raise CodedError(ErrorCode.INVALID_PAYLOAD, f"unknown command /{name}")
         result = await handler(claims, argument, reply_to_text, address, base)
@@ -112,13 +122,11 @@ class BotRoutes:
             session = found
         return {"reply": f"Активная сессия: {reply_link(base, session.id)}", "active_session": brief(self._s, session)}
 
-    async def _done(
-        self, claims: Claims, argument: str, reply_to: str | None, address: str, base: str
-    ) -> dict[str, Any]:
+    async def _done(self, claims: Claims, request_id: str, base: str) -> dict[str, Any]:
         active_id = await self._s.voice.active_id(claims.sub)
         if active_id is None or await self._s.voice.get(active_id) is None:
             return {"reply": NO_ACTIVE_SESSION, "active_session": None}
-        closed = await close(self._s, claims, active_id)
+        closed = await close(self._s, claims, active_id, request_id=request_id)
         return {"reply": f"Сессия закрыта: {reply_link(base, active_id)}", "active_session": None, "closed": closed}
 
     async def _login(self, claims: Claims, base_url: str) -> dict[str, Any]:

@@ -7,11 +7,18 @@ from typing import Any
 from handlers.admission import TurnGate
 from handlers.connection import Connection
 from handlers.context import Services
-from handlers.payloads import ChunkList, FollowActive, SessionRef, StatusRequest, validate
+from handlers.payloads import ChunkList, FollowActive, StatusRequest, VoiceAction, validate
 from handlers.socket_router import SocketRouter, Submission
 from handlers.user_events import name_reader
 from handlers.voice.access import connection_performer, updatable
-from handlers.voice.actions import CREATE_TASKS_FROM_CHUNKS, POST_PROCESS_SESSION, admit_job, close, job_for
+from handlers.voice.actions import (
+    CREATE_TASKS_FROM_CHUNKS,
+    POST_PROCESS_SESSION,
+    admit_job,
+    close,
+    job_for,
+    queue_once,
+)
 from handlers.voice.recording import RECORDING_STATUSES, RecordingKeeper
 from storage.events import NotConfirmed
 from storage.voice.repository import STATUSES, StatusChange, status_change
@@ -61,7 +68,8 @@ class VoiceEvents:
 
     async def done(self, conn: Connection, data: dict[str, Any]) -> dict[str, Any]:
         """Close the session (repeat allowed), clear the performer's active pointer, queue the job."""
-        return await close(self._s, conn.claims, validate(SessionRef, data).session_id)
+        request = validate(VoiceAction, data)
+        return await close(self._s, conn.claims, request.session_id, request_id=request.request_id or "")
 
     async def follow_active(self, conn: Connection, data: dict[str, Any]) -> dict[str, Any]:
         """The caller's active session now; each later change comes as an ``active_session``
@@ -73,12 +81,14 @@ class VoiceEvents:
         return {**pointer.wire(), "name": name}
 
     async def post_process(self, conn: Connection, data: dict[str, Any]) -> dict[str, Any]:
-        """Queue post-processing of the session."""
-        session_id = validate(SessionRef, data).session_id
+        """Queue post-processing of the session (once per ``request_id``)."""
+        request = validate(VoiceAction, data)
+        session_id = request.session_id
         await updatable(self._s.voice, conn.claims, session_id)
         await admit_job(self._s, conn.claims)
-        job = await self._s.jobs.enqueue(job_for(POST_PROCESS_SESSION, conn.claims, session_id, {}))
-        return {"session_id": session_id, "job_id": job.job_id}
+        job = job_for(POST_PROCESS_SESSION, conn.claims, session_id, {})
+        answer = {"session_id": session_id, "job_id": job.job_id}
+        return await queue_once(self._s, conn.claims, session_id, "process", request.request_id, job, answer)
 
     async def create_tasks(self, conn: Connection, data: dict[str, Any]) -> dict[str, Any]:
         """Queue task creation from a validated list of chunk ids."""
@@ -86,10 +96,9 @@ class VoiceEvents:
         await updatable(self._s.voice, conn.claims, request.session_id)
         await admit_job(self._s, conn.claims)
         chunk_ids = list(dict.fromkeys(request.chunk_ids))  # de-duplicated, order kept
-        job = await self._s.jobs.enqueue(
-            job_for(CREATE_TASKS_FROM_CHUNKS, conn.claims, request.session_id, {"chunk_ids": chunk_ids})
-        )
-        return {"session_id": request.session_id, "job_id": job.job_id, "chunk_count": len(chunk_ids)}
+        job = job_for(CREATE_TASKS_FROM_CHUNKS, conn.claims, request.session_id, {"chunk_ids": chunk_ids})
+        answer = {"session_id": request.session_id, "job_id": job.job_id, "chunk_count": len(chunk_ids)}
+        return await queue_once(self._s, conn.claims, request.session_id, "tasks", request.request_id, job, answer)
 
     async def set_status(self, conn: Connection, data: dict[str, Any]) -> dict[str, Any]:
         """The owner's recorder moves the status pictogram (valid transitions only).

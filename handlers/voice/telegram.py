@@ -182,7 +182,7 @@ class TelegramWebhook:
                 # The links the bot writes start with the public URL, else with the origin
                 # Telegram addressed the webhook to: this server as the world reaches it.
                 base = public_base(request, self._s.public_url)
-                text = (await self._reply(message, message.sender, base))[:4096]
+                text = (await self._reply(message, message.sender, base, update_id))[:4096]
         except Exception:
             with contextlib.suppress(Exception):  # the claim expires on its own if Redis is gone
                 await self._answers.release("telegram", TELEGRAM_OWNER, update_id)
@@ -208,7 +208,7 @@ class TelegramWebhook:
         addressed = _ADDRESSED.match((message.text or "").lstrip())
         return bool(name and addressed and addressed.group(1).lower() != name.lower().lstrip("@"))
 
-    async def _reply(self, message: TgMessage, sender: TgUser, base: str) -> str:
+    async def _reply(self, message: TgMessage, sender: TgUser, base: str, update_id: str) -> str:
         user_id = self._config.telegram_users.get(str(sender.id))
         if user_id is None:
             return NOT_LINKED
@@ -220,7 +220,7 @@ class TelegramWebhook:
         address = f"telegram:{sender.id}"
         try:
             if message.text is not None and message.text.lstrip().startswith("/"):
-                return await self._command(claims, message, address, base)
+                return await self._command(claims, message, address, base, update_id)
             material = _material(message)
             if material is None:
                 return UNSUPPORTED
@@ -241,12 +241,19 @@ class TelegramWebhook:
             }
         )
 
-    async def _command(self, claims: Claims, message: TgMessage, address: str, base: str) -> str:
+    async def _command(self, claims: Claims, message: TgMessage, address: str, base: str, update_id: str) -> str:
         replied = message.reply_to_message
         quoted = (replied.text or replied.caption) if replied else None
         try:
             result: dict[str, Any] = await self._bot.run_command(
-                claims, message.text or "", quoted, address=address, base_url=base
+                claims,
+                message.text or "",
+                quoted,
+                address=address,
+                base_url=base,
+                # A redelivered update whose first handling failed after /done closed the
+                # session is answered as that close, not counted again.
+                request_id=f"telegram-{update_id}",
             )
         except CodedError as exc:
             if exc.code is ErrorCode.INVALID_PAYLOAD:

@@ -135,13 +135,22 @@ def status_change(status: str, result: list[Any]) -> StatusChange:
     return StatusChange(status=status, previous=str(result[1]), offset=int(result[0]))
 
 
+# How long the answer to one press of Done, Process or Tasks (a client-chosen request id) is
+# kept for its resends: a page resends a press once it is connected again, a day covers a
+# laptop closed overnight. Bounded in count too: a user queues at most 30 jobs a minute.
+REQUEST_TTL_MS = 24 * 3600 * 1000
+
+
 @dataclass(frozen=True, slots=True)
 class DoneResult:
-    """Outcome of a Done: the new count and the status the session had before."""
+    """Outcome of a Done: the new count, the status the session had before and the job id of
+    the press (``repeated``: a resend of a press already answered, which changed nothing)."""
 
     done_count: int
     previous_status: str
     offset: int
+    job_id: str = ""
+    repeated: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -174,6 +183,7 @@ class VoiceSessions:
         self._active_set = plain_script(redis, "voice/active_set.lua")
         self._active_clear = plain_script(redis, "voice/active_clear.lua")
         self._delete = event_script(redis, "voice/session_delete.lua")
+        self._request_claim = plain_script(redis, "voice/request_claim.lua")
 
     async def create(self, *, owner_id: str, telegram_user_id: str, name: str) -> VoiceSession:
         """Create an open session owned by ``owner_id``, status ``ready``."""
@@ -298,15 +308,47 @@ class VoiceSessions:
         keys = [self._keys.session(session_id), self._keys.voice_recording_lease(session_id)]
         return keys, [*performer.args(), status, allowed, etypes.SESSION_STATUS, holder, lease_ms]
 
-    async def done(self, session_id: str, performer: Performer) -> DoneResult:
-        """Close the session (access checked in the same step); repeated calls each count."""
+    async def done(
+        self, session_id: str, performer: Performer, *, job_id: str = "", request_id: str = ""
+    ) -> DoneResult:
+        """Close the session (access checked in the same step); repeated calls each count, but
+        a resend of one ``request_id`` is answered as its first call was (its done_count and
+        job id, ``repeated``), in the same step."""
+        request_key = self._keys.voice_request(session_id, "done", performer.user_id, request_id)
         result = await self._log.run(
             self._done,
             session_id,
-            keys=[self._keys.session(session_id)],
-            args=[*performer.args(), etypes.SESSION_UPDATE, etypes.SESSION_STATUS],
+            keys=[self._keys.session(session_id), request_key],
+            args=[
+                *performer.args(),
+                etypes.SESSION_UPDATE,
+                etypes.SESSION_STATUS,
+                request_id,
+                job_id,
+                REQUEST_TTL_MS,
+            ],
         )
-        return DoneResult(offset=int(result[0]), done_count=int(result[1]), previous_status=str(result[2]))
+        return DoneResult(
+            offset=int(result[0]),
+            done_count=int(result[1]),
+            previous_status=str(result[2]),
+            job_id=str(result[3]),
+            repeated=bool(int(result[4])),
+        )
+
+    async def claim_request(
+        self, session_id: str, action: str, user_id: str, request_id: str, answer: dict[str, Any]
+    ) -> dict[str, Any] | None:
+        """None when ``request_id`` is new (``answer`` is now kept for its resends), else the
+        answer its first call stored (``request_claim.lua``)."""
+        key = self._keys.voice_request(session_id, action, user_id, request_id)
+        claimed, stored = await self._request_claim(
+            keys=[key], args=[json.dumps(answer, separators=(",", ":")), REQUEST_TTL_MS]
+        )
+        if int(claimed):
+            return None
+        kept: dict[str, Any] = json.loads(stored)
+        return kept
 
     async def delete(self, session_id: str, performer: Performer, *, log_ttl_s: int = 86400) -> int:
         """Delete the owner's session and its stored data; returns the audio bytes it held.
