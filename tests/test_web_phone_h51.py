@@ -1,0 +1,114 @@
+"""Every page on a real phone's terms, in Chromium emulating one: 390x844 CSS px at 3x, a mobile
+viewport (the page's viewport meta applies) and a touch screen (a coarse pointer, no hover).
+
+tests/test_web_phone.py sizes a desktop window like a phone; here the browser is a phone: the
+targets a finger taps, the fields iOS zooms into, the steps of the pattern grid under a thumb."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+
+import pytest
+import pytest_asyncio
+from playwright.async_api import Browser, expect
+
+from tests.browser import ACTION_TIMEOUT_MS, Tab
+from tests.helpers import Client, ServerUnderTest
+from tests.web_pages import PAGES, visit
+
+PORTRAIT = {"width": 390, "height": 844}
+LANDSCAPE = {"width": 844, "height": 390}
+FINGER_PX = 44  # WCAG 2.5.5; Apple's 44 pt, Google's 48 dp
+NO_ZOOM_FONT_PX = 16  # iOS zooms the page into a field with smaller text as it takes the focus
+
+
+@pytest_asyncio.fixture
+async def phone(browser: Browser, server: ServerUnderTest) -> AsyncIterator[Tab]:
+    """A tab in a phone's context; after the test, no uncaught error or CSP violation."""
+    context = await browser.new_context(viewport=PORTRAIT, device_scale_factor=3, is_mobile=True, has_touch=True)
+    context.set_default_timeout(ACTION_TIMEOUT_MS)
+    opened = Tab(page=await context.new_page(), base_url=server.url)
+    yield opened
+    await context.close()
+    assert not opened.errors, "the page reported errors:\n" + "\n".join(opened.errors + opened.console)
+
+
+# Every control a person taps (a link in a line of text is exempt, as in WCAG), with its size.
+TARGETS = """() => [...document.querySelectorAll(
+    "button, input, select, textarea, summary, a[href], [role=button], [tabindex]:not([tabindex='-1'])")]
+  .filter((e) => e.getClientRects().length && getComputedStyle(e).visibility !== "hidden")
+  .filter((e) => !(e.tagName === "A" && getComputedStyle(e).display === "inline"))
+  .map((e) => [e, e.getBoundingClientRect()])
+  .map(([e, box]) => ({
+    name: `${e.tagName}#${e.id}.${e.className} ${(e.textContent || "").trim().slice(0, 20)}`,
+    width: Math.round(box.width * 10) / 10,
+    height: Math.round(box.height * 10) / 10,
+  }))"""
+
+
+@pytest.mark.parametrize("name", list(PAGES))
+async def test_every_control_is_a_fingers_size_on_a_touch_screen(
+    name: str, server: ServerUnderTest, phone: Tab, clients: list[Client]
+) -> None:
+    """Before: the top bar's links 24 px tall, the FAB's buttons 35, selects and date fields 28,
+    the pattern's steps 25.6 (3 px apart), Mute/Solo/Delete of a track 27x29-33, the admin's sort
+    buttons 28 (and 43 px wide), every .button 42 tall. In landscape too."""
+    page = await visit(phone, server, clients, name)
+    assert await page.evaluate("() => matchMedia('(pointer: coarse)').matches")  # a finger, truly
+    for size in (PORTRAIT, LANDSCAPE):
+        await page.set_viewport_size(size)
+        targets = await page.evaluate(TARGETS)
+        assert targets, "no control measured"
+        small = [t for t in targets if t["width"] < FINGER_PX or t["height"] < FINGER_PX]
+        assert small == [], (size, small)
+        width = await page.evaluate("() => [innerWidth, document.documentElement.scrollWidth]")
+        assert width[1] <= width[0], (size, width)  # bigger targets, still no sideways scroll
+
+
+@pytest.mark.parametrize("name", list(PAGES))
+async def test_no_field_zooms_the_page_and_the_page_can_be_zoomed(
+    name: str, server: ServerUnderTest, phone: Tab, clients: list[Client]
+) -> None:
+    """Before: every select, number, date and range field (Chromium's 13.3 px: the pattern's
+    tempo, swing, volume, step count and sample; the dashboard's sort and export selects; the
+    admin's filters, its owner field at its label's 13.6 px) made iOS zoom the page on a tap."""
+    page = await visit(phone, server, clients, name)
+    meta = await page.locator('meta[name="viewport"]').get_attribute("content")
+    assert meta is not None and "width=device-width" in meta, meta
+    # A page a person cannot pinch-zoom fails WCAG 1.4.4: neither of these may appear.
+    assert "user-scalable" not in meta and "maximum-scale" not in meta, meta
+    assert await page.evaluate("() => innerWidth") == PORTRAIT["width"]
+    fields = await page.evaluate(
+        """() => [...document.querySelectorAll("input, select, textarea")]
+          .filter((e) => e.getClientRects().length && e.type !== "hidden")
+          .map((e) => [`${e.tagName}#${e.id}.${e.className}`, parseFloat(getComputedStyle(e).fontSize)])"""
+    )
+    small = [field for field in fields if field[1] < NO_ZOOM_FONT_PX]
+    assert small == [], small
+
+
+@pytest.mark.parametrize("count", ["16", "32", "64"])
+async def test_the_pattern_grid_takes_a_thumb_at_every_length(
+    count: str, server: ServerUnderTest, phone: Tab, clients: list[Client]
+) -> None:
+    """A step is a finger's size at 16, 32 and 64 steps (it was 25.6 px, 3 px from the next);
+    the grid scrolls sideways inside its own box, never the page, and its last step takes a tap."""
+    page = await visit(phone, server, clients, "pattern")
+    row = page.locator("#grid .track-row").first
+    await row.locator(".step-count").select_option(count)
+    steps = row.locator(".step")
+    await expect(steps).to_have_count(int(count))
+    sizes = await steps.evaluate_all(
+        "(all) => all.map((e) => e.getBoundingClientRect()).map((b) => [b.width, b.height])"
+    )
+    assert min(min(size) for size in sizes) >= FINGER_PX, sizes[:3]
+    last = steps.nth(int(count) - 1)
+    await last.scroll_into_view_if_needed()
+    scrolled = await page.evaluate(
+        """() => ({page: scrollX, pageWidth: document.documentElement.scrollWidth, view: innerWidth,
+          grid: document.getElementById("grid").scrollLeft})"""
+    )
+    assert scrolled["page"] == 0 and scrolled["pageWidth"] <= scrolled["view"], scrolled
+    assert scrolled["grid"] > 0, scrolled  # the grid, not the page, moved to the last step
+    await last.tap()
+    await expect(last).to_have_attribute("aria-pressed", "true")
