@@ -14,6 +14,7 @@ from playwright.async_api import Browser, expect
 
 from tests.browser import ACTION_TIMEOUT_MS, Tab
 from tests.helpers import Client, ServerUnderTest
+from tests.test_web_phone import AT_THE_END
 from tests.web_pages import PAGES, visit
 
 PORTRAIT = {"width": 390, "height": 844}
@@ -112,3 +113,29 @@ async def test_the_pattern_grid_takes_a_thumb_at_every_length(
     assert scrolled["grid"] > 0, scrolled  # the grid, not the page, moved to the last step
     await last.tap()
     await expect(last).to_have_attribute("aria-pressed", "true")
+
+
+# Whether the control's centre takes a tap there (not the FAB or anything else lying over it).
+FREE = """(selector) => {
+  const control = document.querySelector(selector);
+  const box = control.getBoundingClientRect();
+  const hit = document.elementFromPoint(box.left + box.width / 2, box.top + box.height / 2);
+  return { free: control === hit || control.contains(hit), hit: hit?.outerHTML.slice(0, 60) ?? null };
+}"""
+
+
+async def test_the_fab_leaves_the_session_page_usable_on_a_phone_held_sideways(
+    server: ServerUnderTest, phone: Tab, clients: list[Client]
+) -> None:
+    """At 844x390 the FAB (status line over its buttons, 126 px) lay over the session page's Done
+    button as the page opened; its status line and buttons now share one line there."""
+    await phone.page.set_viewport_size(LANDSCAPE)
+    page = await visit(phone, server, clients, "session")
+    await expect(page.locator("#sessionhub-fab #fab-new")).to_be_enabled()
+    done = await page.evaluate(FREE, "#done-button")
+    assert done["free"], done
+    end = await page.evaluate(AT_THE_END)
+    assert end["contentEnd"] <= end["fabTop"] and end["tapped"], end
+    await page.evaluate("() => window.scrollTo(0, 0)")
+    await page.locator("#done-button").tap()
+    await expect(page.locator("#notice")).to_contain_text("Session closed")
