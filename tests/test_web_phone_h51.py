@@ -139,3 +139,45 @@ async def test_the_fab_leaves_the_session_page_usable_on_a_phone_held_sideways(
     await page.evaluate("() => window.scrollTo(0, 0)")
     await page.locator("#done-button").tap()
     await expect(page.locator("#notice")).to_contain_text("Session closed")
+
+
+# The fields a phone's keyboard opens for, and what they tell it.
+TYPED = """() => [...document.querySelectorAll("input, textarea")]
+  .filter((e) => e.getClientRects().length && !e.readOnly && !e.disabled)
+  .filter((e) => e.tagName === "TEXTAREA" || ["text", "number", "search", "email", "url", "tel"].includes(e.type))
+  .map((e) => ({ field: `${e.tagName}#${e.id}.${e.className}`, type: e.type, hint: e.enterKeyHint,
+    mode: e.inputMode }))"""
+
+
+@pytest.mark.parametrize("name", list(PAGES))
+async def test_the_on_screen_keyboard_says_what_enter_does(
+    name: str, server: ServerUnderTest, phone: Tab, clients: list[Client]
+) -> None:
+    """No field said what its Enter does (a phone's keyboard showed a bare return key), and the
+    number fields (a stream's delay, the tempo, the moment window) opened a full keyboard, not
+    the digits."""
+    page = await visit(phone, server, clients, name)
+    if name == "stream":  # and the dashboard's note editor, opened
+        await page.locator(".clip-edit").first.tap()
+        await expect(page.locator(".note-edit input")).to_be_focused()
+    fields = await page.evaluate(TYPED)
+    assert [f for f in fields if not f["hint"]] == []
+    assert [f for f in fields if f["type"] == "number" and f["mode"] != "numeric"] == []
+
+
+async def test_the_clip_note_sends_the_clip_from_the_phones_keyboard(
+    server: ServerUnderTest, phone: Tab, clients: list[Client]
+) -> None:
+    """A tap on the note, a few words, the keyboard's Send (Enter): the clip is taken with it; the
+    field stays clear of anything lying over it, in landscape too."""
+    await phone.page.set_viewport_size(LANDSCAPE)
+    page = await visit(phone, server, clients, "watch")
+    note = page.locator("#note-input")
+    await note.tap()
+    await expect(note).to_be_focused()
+    shown = await page.evaluate(FREE, "#note-input")
+    assert shown["free"], shown
+    await page.keyboard.type("what a save")
+    await page.keyboard.press("Enter")
+    await expect(page.locator("#mine li")).to_have_count(1)
+    await expect(page.locator("#mine li").first).to_contain_text("what a save")

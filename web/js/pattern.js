@@ -583,7 +583,13 @@ function buildRow() {
   return element(
     "div",
     { className: "track-row" },
-    element("input", { type: "text", className: "track-name", maxLength: 32, ariaLabel: "Track name" }),
+    element("input", {
+      type: "text",
+      className: "track-name",
+      maxLength: 32,
+      enterKeyHint: "done", // Enter (a phone's key) commits the rename
+      ariaLabel: "Track name",
+    }),
     element("button", { type: "button", className: "button small mute", textContent: "M", ariaLabel: "Mute" }),
     element("button", { type: "button", className: "button small solo", textContent: "S", ariaLabel: "Solo" }),
     element("input", { type: "range", className: "volume", min: "0", max: "1", step: "0.05", ariaLabel: "Volume" }),

@@ -402,6 +402,7 @@ function noteForm(clip) {
   const form = el("form", "note-edit");
   const input = el("input");
   input.type = "text";
+  input.enterKeyHint = "done"; // Enter saves the note (the form's submit)
   input.maxLength = NOTE_MAX;
   input.value = editing.get(clip.clip_id) ?? clip.note;
   input.setAttribute("aria-label", "Note");
