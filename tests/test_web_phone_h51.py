@@ -181,3 +181,38 @@ async def test_the_clip_note_sends_the_clip_from_the_phones_keyboard(
     await page.keyboard.press("Enter")
     await expect(page.locator("#mine li")).to_have_count(1)
     await expect(page.locator("#mine li").first).to_contain_text("what a save")
+
+
+@pytest.mark.parametrize("size", [PORTRAIT, LANDSCAPE], ids=["portrait", "landscape"])
+async def test_the_identity_panels_last_buttons_are_not_under_the_fab(
+    size: dict[str, int], server: ServerUnderTest, phone: Tab
+) -> None:
+    """The panel lies over the page: the room kept for the FAB below the page's content did not
+    count for it, and scrolled to the very end, Sign out everywhere was still under the FAB."""
+    await phone.page.set_viewport_size(size)
+    page = await phone.open("/")
+    await page.locator("#new-session").tap()  # a first visit: a guest, on a device of its own
+    await expect(page.locator("#identity")).to_have_attribute("data-state", "known")
+    await page.locator("#identity-name").tap()
+    await page.locator("#identity-link").tap()
+    await expect(page.locator("#identity-link-url")).to_be_visible()
+    await expect(page.locator("#sessionhub-fab")).to_be_visible()
+    await page.evaluate(
+        """async () => {
+          window.scrollTo(0, document.scrollingElement.scrollHeight);
+          await new Promise((done) => requestAnimationFrame(() => requestAnimationFrame(done)));
+        }"""
+    )
+    # The controls on screen at the end (a panel taller than a phone held sideways starts above it).
+    shown = await page.evaluate(
+        """() => [...document.querySelectorAll("#identity-panel :is(button, input, a[href])")]
+          .filter((e) => e.getClientRects().length)
+          .map((e) => [e, e.getBoundingClientRect()])
+          .filter(([, box]) => box.top >= 0 && box.bottom <= innerHeight)
+          .map(([e, box]) => {
+            const hit = document.elementFromPoint(box.left + box.width / 2, box.top + box.height / 2);
+            return { id: e.id, free: e === hit || e.contains(hit), hit: hit?.id ?? null };
+          })"""
+    )
+    assert "identity-signout-all" in [control["id"] for control in shown], shown
+    assert [control for control in shown if not control["free"]] == []
