@@ -216,3 +216,19 @@ async def test_the_identity_panels_last_buttons_are_not_under_the_fab(
     )
     assert "identity-signout-all" in [control["id"] for control in shown], shown
     assert [control for control in shown if not control["free"]] == []
+
+
+async def test_the_session_name_field_has_room_for_a_name_on_a_phone(
+    server: ServerUnderTest, phone: Tab, clients: list[Client]
+) -> None:
+    """Beside its New voice session button the field was 98 px wide (about 8 characters); it now
+    takes the line and the button the next. A tap on the button with a name typed makes it."""
+    page = await visit(phone, server, clients, "landing")
+    field = page.locator("#session-name-input")
+    box = await field.bounding_box()
+    assert box is not None and box["width"] >= 12 * NO_ZOOM_FONT_PX, box  # 12 rem: about 20 characters
+    await field.tap()
+    await page.keyboard.type("Dentist call")
+    await page.locator("#new-session").tap()
+    await page.wait_for_url("**/session/*")
+    await expect(page.locator("#session-name")).to_have_text("Dentist call")
