@@ -43,6 +43,7 @@ import {
   saveFile,
   subscribeSession,
 } from "./client.js";
+import { sendPress, unanswered } from "./resend.js";
 import { UploadQueue } from "./upload_queue.js";
 
 const MIME_TYPES = [
@@ -511,14 +512,35 @@ const actions = {
     try {
       await endChunk(); // the microphone is freed first: Done stops recording even offline
       releaseStream();
-      await tell("final_uploading");
+      // Sent but unanswered (a stalled network), the status stays owed and is sent again on the
+      // next connection: Done goes on, its own press sent until answered (below).
+      await tell("final_uploading").catch((err) => {
+        if (!unanswered(err)) throw err;
+      });
       if (!(await queue.settled(DONE_WAIT_MS))) {
         throw new ApiError("uploads_pending", "Some chunks are not uploaded yet; they are kept and retried.");
       }
-      const ack = await call(ensureSocket(), "session_done", { session_id: state.sessionId });
+      // Unanswered (a stalled network, a lost connection), this press is sent again as itself
+      // (its request id) until answered, never as a second Done, which would count again.
+      const sessionId = state.sessionId;
+      const ack = await sendPress(
+        ensureSocket(),
+        "session_done",
+        { session_id: sessionId },
+        {
+          onSlow: () => say("Still sending Done…"),
+          onResend: (err) =>
+            say(
+              `${err.message} Done is being sent again once the connection is back, as the same press: it is never counted twice.`,
+              "error",
+            ),
+        },
+      );
       state.mode = "idle";
-      state.status = "closed";
-      state.sessionOpen = false;
+      if (state.sessionId === sessionId) {
+        state.status = "closed";
+        state.sessionOpen = false;
+      }
       say(`Session closed (Done × ${ack.done_count}).`);
     } catch (err) {
       // Paused for real: the recorder stops (its chunk stays queued) and the microphone is freed.

@@ -319,7 +319,13 @@ async function deleteOne(id) {
     // The row goes with the refresh: a keyboard user's focus moves to the row taking its place.
     if (row?.contains(document.activeElement)) (beside?.querySelector("button.delete") ?? ui.clear).focus();
   } catch (err) {
-    showError(`Delete failed: ${err.message}`);
+    // Sent, never answered (a stalled network): maybe deleted, maybe not. Not a failure to report
+    // as one; pressing again is safe (a session deleted already is only "not found").
+    if (err.details?.unconfirmed)
+      showError(
+        "Delete not confirmed: the server did not answer in time (the connection may be stalled). If the session is still listed once the connection is back, press its Delete again: that is safe, nothing is deleted twice.",
+      );
+    else showError(`Delete failed: ${err.message}`);
   } finally {
     if (offline) owed -= 1;
     if (status) status.hidden = true; // deleted, its row goes with the refresh
@@ -344,7 +350,12 @@ async function clearAll() {
       clearStatus("Your history was deleted.");
     } catch (err) {
       clearStatus("");
-      showError(`Delete failed: ${err.message}`);
+      // Pressed again, Delete all would also delete what was played since: said before it is.
+      if (err.details?.unconfirmed)
+        showError(
+          "Delete all not confirmed: the server did not answer in time (the connection may be stalled). If your history is not empty once the connection is back, press Delete all history again (it deletes whatever is listed then).",
+        );
+      else showError(`Delete failed: ${err.message}`);
     } finally {
       if (offline) owed -= 1;
     }

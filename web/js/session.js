@@ -12,6 +12,7 @@
 import { $, api, ApiError, bdi, call, connect, isOffline, showConnection, subscribeSession } from "./client.js";
 import { reconcile, setText } from "./keyed.js";
 import { OrphanBanner } from "./orphan_banner.js";
+import { sendPress } from "./resend.js";
 
 const STATUS_LABELS = {
   ready: "Ready",
@@ -406,8 +407,10 @@ function connectionChanged(state, ack) {
 }
 
 function updateDoneButton() {
-  ui.done.disabled = !(live && session);
-  ui.process.disabled = !(live && session);
+  // A press still being sent keeps its button off, the connection back or not: pressed again it
+  // would be another press (counted, queued again), not this one.
+  ui.done.disabled = !(live && session) || ui.done.dataset.sending === "true";
+  ui.process.disabled = !(live && session) || ui.process.dataset.sending === "true";
 }
 
 /**
@@ -416,10 +419,12 @@ function updateDoneButton() {
  */
 async function whileDisabled(button, work) {
   const hadFocus = document.activeElement === button;
+  button.dataset.sending = "true";
   button.disabled = true;
   try {
     await work();
   } finally {
+    delete button.dataset.sending;
     updateDoneButton();
     const lost = document.activeElement === null || document.activeElement === document.body;
     if (hadFocus && lost && !button.disabled) button.focus();
@@ -434,11 +439,24 @@ async function onProcess() {
 async function processSession() {
   sayIfOffline("Process now", "process");
   try {
-    await call(socket, "post_process_session", { session_id: session.session_id });
+    await sendPress(
+      socket,
+      "post_process_session",
+      { session_id: session.session_id },
+      {
+        onResend: (err) =>
+          showNotice(`${err.message} ${resending("Process now", "queued")}`, { kind: "error", source: "process" }),
+      },
+    );
     showNotice("Processing queued.", { source: "process" });
   } catch (err) {
     showNotice(`Processing failed: ${err.message}`, { kind: "error", source: "process" });
   }
+}
+
+/** What the page says while it sends a press of `what` again (resend.js): it is the same press. */
+function resending(what, effect) {
+  return `${what} is being sent again once the connection is back, as the same press: it is never ${effect} twice.`;
 }
 
 async function onDone() {
@@ -451,19 +469,21 @@ async function onDone() {
 async function closeSession() {
   sayIfOffline("Done", "done");
   try {
-    const ack = await call(socket, "session_done", { session_id: session.session_id }, undefined, {
-      onSlow: () => showNotice("Still sending Done…"),
-    });
+    // Sent, never answered (a stalled network, a lost connection): maybe closed, maybe not. A
+    // second press would count, and queue its job, again; this press is sent again instead, as
+    // itself (its request id), until answered: counted once however many tries reach the server.
+    const ack = await sendPress(
+      socket,
+      "session_done",
+      { session_id: session.session_id },
+      {
+        onSlow: () => showNotice("Still sending Done…"),
+        onResend: (err) => showNotice(`${err.message} ${resending("Done", "counted")}`, { kind: "error" }),
+      },
+    );
     showNotice(`Session closed (Done × ${ack.done_count}).`);
   } catch (err) {
-    // Sent, never answered (a stalled network): maybe closed, maybe not. Done is not a repeat
-    // that changes nothing (it counts, and queues its job, again): the session's status, live
-    // again once the connection is, says whether this one went through.
-    if (err.details?.unconfirmed)
-      showNotice(`${err.message} If the session does not show Closed once the connection is back, press Done again.`, {
-        kind: "error",
-      });
-    else showNotice(`Done failed: ${err.message}`, { kind: "error" });
+    showNotice(`Done failed: ${err.message}`, { kind: "error" });
   }
 }
 

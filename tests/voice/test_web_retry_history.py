@@ -1,0 +1,57 @@
+"""In Chromium: /history's Delete sent on a stalled network (SocketGate mutes the socket) says it
+was not confirmed and whether pressing again is safe, not "Delete failed: Not confirmed…"."""
+
+from __future__ import annotations
+
+import aiohttp
+from playwright.async_api import expect
+
+from tests.browser import SocketGate, Tab
+from tests.helpers import ServerUnderTest
+from tests.test_web_stalled_actions import GIVEN_UP_MS, live
+
+ROW_NOT_CONFIRMED = (
+    "Delete not confirmed: the server did not answer in time (the connection may be stalled). If the session"
+    " is still listed once the connection is back, press its Delete again: that is safe, nothing is deleted twice."
+)
+ALL_NOT_CONFIRMED = (
+    "Delete all not confirmed: the server did not answer in time (the connection may be stalled). If your"
+    " history is not empty once the connection is back, press Delete all history again (it deletes whatever"
+    " is listed then)."
+)
+
+
+async def test_a_stalled_delete_says_it_was_not_confirmed_and_whether_to_press_again(
+    server: ServerUnderTest, tab: Tab
+) -> None:
+    now = server.services.clock.now_ms()
+    body = {
+        "item_id": "item-0",
+        "device_id": "car",
+        "client_id": "c0",
+        "started_at": now - 2 * 3_600_000,
+        "ended_at": now - 3_600_000,
+        "item": {"title": "Stalled"},
+    }
+    headers = {"Authorization": f"Bearer {server.token('alice')}"}
+    async with aiohttp.ClientSession() as http:
+        async with http.post(f"{server.url}/api/listening/upload", json=body, headers=headers) as r:
+            assert r.status == 201, await r.text()
+    gate = SocketGate()
+    await gate.install(tab.page)
+    await tab.use_token(server.token("alice"))
+    history = await live(tab, "/history")
+    rows = history.locator("#sessions li.listening-row")
+    await expect(rows).to_have_count(1)
+    error = history.locator("#history-error")
+
+    gate.mute()
+    await rows.locator("button.delete").click()
+    await expect(error).to_have_text(ROW_NOT_CONFIRMED, timeout=GIVEN_UP_MS)
+    await history.locator("#clear").click()
+    await history.locator("#clear-yes").click()
+    await expect(error).to_have_text(ALL_NOT_CONFIRMED, timeout=GIVEN_UP_MS)
+
+    gate.unmute()  # both reach the server: the row goes, as said
+    await expect(rows).to_have_count(0)
+    assert not tab.errors, tab.errors

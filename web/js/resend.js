@@ -1,0 +1,53 @@
+/**
+ * One press of Done or Process now, sent until the server answers it.
+ *
+ * A press carries a fresh `request_id`; the server answers a resend of that id as the press
+ * itself (`repeated`), never counting it or queueing its job twice (docs/PROTOCOL.md,
+ * `session_done`). So a press whose answer did not come (a stalled network: `details.unconfirmed`;
+ * a connection lost before the answer) is sent again, the same press, once the connection is
+ * there, instead of asking the person to press again (which, being another press, would count
+ * again).
+ */
+
+import { call } from "./client.js";
+import { freshId } from "./ids.js";
+
+// A resend waits this long after the last try, and for the connection to be back.
+export const RESEND_AFTER_MS = 1000;
+
+/**
+ * Whether `err` leaves a press sent but unanswered (a stalled network, a connection lost before
+ * the answer): applied or not, only sending it again tells. A press never sent (offline all
+ * along: `timeout` without `unconfirmed`) is not; it failed, and the page says so.
+ */
+export function unanswered(err) {
+  return err?.details?.unconfirmed === true || err?.code === "disconnected";
+}
+
+/**
+ * Emit `event` with `payload` and a fresh `request_id` until it is answered; resolves to the
+ * ack, rejects with a refusal (an ApiError of another code). `onSlow` as `call`'s, for the first
+ * try; `onResend(err)` each time an unanswered try is to be sent again.
+ */
+export async function sendPress(socket, event, payload, { onSlow, onResend } = {}) {
+  const press = { ...payload, request_id: freshId() };
+  for (let attempt = 0; ; attempt += 1) {
+    try {
+      return await call(socket, event, press, undefined, attempt === 0 ? { onSlow } : {});
+    } catch (err) {
+      if (!unanswered(err)) throw err;
+      onResend?.(err);
+      await connectedAgain(socket);
+    }
+  }
+}
+
+/** Resolves RESEND_AFTER_MS from now once `socket` is connected (at once if it is then). */
+function connectedAgain(socket) {
+  return new Promise((resolve) => {
+    setTimeout(() => {
+      if (socket.connected) resolve();
+      else socket.once("connect", () => resolve());
+    }, RESEND_AFTER_MS);
+  });
+}
