@@ -11,6 +11,7 @@ from auth.claims import Claims, Permission
 from handlers.context import Services
 from handlers.voice.access import performer
 from handlers.rate_limit import created_today, within
+from protocol.errors import CodedError, ErrorCode
 from storage.jobs import Job
 from storage.voice.repository import VoiceSession
 
@@ -97,6 +98,21 @@ async def admit_job(services: Services, claims: Claims) -> None:
     )
 
 
+async def admit_press(services: Services, claims: Claims, session_id: str, action: str, request_id: str) -> None:
+    """:func:`admit_job`, except for a resend of a press already answered: its job was counted
+    with it, and a resend refused ``rate_limited`` would leave a press that happened looking
+    refused (a page resends an unanswered press until it is answered)."""
+    try:
+        await admit_job(services, claims)
+    except CodedError as exc:
+        if not (
+            request_id
+            and exc.code is ErrorCode.RATE_LIMITED
+            and await services.voice.answered(session_id, action, claims.sub, request_id)
+        ):
+            raise
+
+
 async def close(services: Services, claims: Claims, session_id: str, *, request_id: str = "") -> dict[str, Any]:
     """Done: close the session (repeat allowed), clear the performer's pointer, queue the job.
 
@@ -107,7 +123,7 @@ async def close(services: Services, claims: Claims, session_id: str, *, request_
     its job (a node that died, an error answered) gets its job at the resend, and one that had
     it gets no second.
     """
-    await admit_job(services, claims)  # before closing: a refused done changes nothing
+    await admit_press(services, claims, session_id, "done", request_id)  # a refused done changes nothing
     job_id = str(uuid.uuid4())
     result = await services.voice.done(session_id, performer(claims), job_id=job_id, request_id=request_id)
     # Cleared on a resend too: a first press cut off before this step left the pointer set.

@@ -14,7 +14,7 @@ from handlers.voice.access import connection_performer, updatable
 from handlers.voice.actions import (
     CREATE_TASKS_FROM_CHUNKS,
     POST_PROCESS_SESSION,
-    admit_job,
+    admit_press,
     close,
     job_for,
     queue_once,
@@ -85,7 +85,7 @@ class VoiceEvents:
         request = validate(VoiceAction, data)
         session_id = request.session_id
         await updatable(self._s.voice, conn.claims, session_id)
-        await admit_job(self._s, conn.claims)
+        await admit_press(self._s, conn.claims, session_id, "process", request.request_id or "")
         job = job_for(POST_PROCESS_SESSION, conn.claims, session_id, {})
         answer = {"session_id": session_id, "job_id": job.job_id}
         return await queue_once(self._s, conn.claims, session_id, "process", request.request_id, job, answer)
@@ -94,7 +94,7 @@ class VoiceEvents:
         """Queue task creation from a validated list of chunk ids."""
         request = validate(ChunkList, data)
         await updatable(self._s.voice, conn.claims, request.session_id)
-        await admit_job(self._s, conn.claims)
+        await admit_press(self._s, conn.claims, request.session_id, "tasks", request.request_id or "")
         chunk_ids = list(dict.fromkeys(request.chunk_ids))  # de-duplicated, order kept
         job = job_for(CREATE_TASKS_FROM_CHUNKS, conn.claims, request.session_id, {"chunk_ids": chunk_ids})
         answer = {"session_id": request.session_id, "job_id": job.job_id, "chunk_count": len(chunk_ids)}

@@ -350,6 +350,10 @@ class VoiceSessions:
         kept: dict[str, Any] = json.loads(stored)
         return kept
 
+    async def answered(self, session_id: str, action: str, user_id: str, request_id: str) -> bool:
+        """Whether ``request_id`` of ``user_id`` has an answer kept (a resend of a press)."""
+        return bool(await self._redis.exists(self._keys.voice_request(session_id, action, user_id, request_id)))
+
     async def delete(self, session_id: str, performer: Performer, *, log_ttl_s: int = 86400) -> int:
         """Delete the owner's session and its stored data; returns the audio bytes it held.
 

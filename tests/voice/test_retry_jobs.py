@@ -9,6 +9,7 @@ from typing import Any
 import pytest
 
 from auth.claims import Permission
+from handlers.voice.actions import JOBS_PER_MIN
 from tests.helpers import Client, ServerUnderTest
 from tests.voice.test_chunks import performer_of
 from tests.voice.test_events import connected, queued_jobs
@@ -123,3 +124,25 @@ async def test_a_press_cut_off_before_its_job_gets_it_at_the_resend_once(
     ]
     session = await voice.get(session_id)
     assert session is not None and session.done_count == 1
+
+
+@pytest.mark.parametrize(
+    "event, extra",
+    [("session_done", {}), ("post_process_session", {}), ("create_tasks_from_chunks", {"chunk_ids": ["c1"]})],
+)
+async def test_a_resend_is_answered_past_the_jobs_limit(
+    server: ServerUnderTest, clients: list[Client], redis: Any, event: str, extra: dict[str, Any]
+) -> None:
+    """The press was counted towards the user's jobs a minute: its resend is answered, not
+    refused rate_limited (a page resends an unanswered press until it is answered)."""
+    session_id = await server.create_session("alice")
+    alice = await connected(server, clients, "alice")
+    first = await alice.call(event, {"session_id": session_id, "request_id": "first-press-0", **extra})
+    assert first["ok"], first
+    for n in range(1, JOBS_PER_MIN):
+        assert (await alice.call(event, {"session_id": session_id, "request_id": f"other-press-{n}", **extra}))["ok"]
+    refused = await alice.call(event, {"session_id": session_id, "request_id": "one-press-too-many", **extra})
+    assert refused["error"] == "rate_limited", refused
+    again = await alice.call(event, {"session_id": session_id, "request_id": "first-press-0", **extra})
+    assert again["ok"] and again["repeated"] is True and again["job_id"] == first["job_id"], again
+    assert len(await queued_jobs(redis, server)) == JOBS_PER_MIN
