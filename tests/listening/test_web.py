@@ -314,3 +314,51 @@ async def test_the_charts_dates_are_readable_on_a_phone_and_after_turning_it(tab
     await expect(page.locator("#chart svg")).not_to_have_attribute("viewBox", str(upright))
     labels = await page.evaluate(CHART_LABELS)
     assert labels and all(label["height"] >= 10 and label["inside"] for label in labels), labels
+
+
+async def test_a_days_listening_time_is_read_by_a_tap_or_the_arrow_keys(
+    browser: Browser, lserver: ServerUnderTest, clock: FrozenClock, tabs: list[Tab]
+) -> None:
+    """A bar's total was only its SVG <title>, shown on a mouse's hover: on a phone or by
+    keyboard no day's time could be read. The line under the chart says the picked day's (today
+    at first); a tap on a bar picks it, and the chart is a slider over the days by keyboard."""
+    now = clock.now_ms()
+    body = {
+        "item_id": "tapped",
+        "device_id": "car",
+        "client_id": "c-tapped",
+        "started_at": now - 180_000,
+        "ended_at": now - 60_000,
+        "item": {"title": "Tapped"},
+    }
+    async with aiohttp.ClientSession() as http:
+        async with http.post(f"{lserver.url}/api/listening/upload", json=body, headers=auth(lserver)) as r:
+            assert r.status == 201
+    history = await open_tab(browser, lserver, tabs, "/history")
+    await history.set_viewport_size({"width": 390, "height": 844})
+    chart, said = history.locator("#chart"), history.locator("#chart-day")
+    bars = history.locator("#chart rect.bar")
+    await expect(bars).to_have_count(30)
+    dates = [await bars.nth(i).get_attribute("data-date") for i in range(30)]
+    listened = history.locator("#chart rect.bar:not(.empty)")
+    date = str(await listened.get_attribute("data-date"))
+    await expect(said).to_have_text(f"{dates[-1]}: " + ("2 min 00 s" if date == dates[-1] else "0 s"))
+
+    box = await chart.bounding_box()
+    assert box is not None
+    # A tap on the first day's slot (its bar is empty: no height to tap on).
+    await chart.click(position={"x": box["width"] / 60, "y": box["height"] / 2})
+    await expect(said).to_have_text(f"{dates[0]}: 0 s")
+    await expect(chart).to_have_attribute("aria-valuenow", "0")
+    await listened.click()
+    await expect(said).to_have_text(f"{date}: 2 min 00 s")
+    await expect(listened).to_have_class("bar picked")
+
+    await chart.focus()
+    await history.keyboard.press("Home")
+    await expect(said).to_have_text(f"{dates[0]}: 0 s")
+    await history.keyboard.press("ArrowRight")
+    await expect(said).to_have_text(f"{dates[1]}: 0 s")
+    await expect(chart).to_have_attribute("aria-valuetext", f"{dates[1]}: 0 s")
+    await history.keyboard.press("End")
+    await expect(said).to_have_text(f"{dates[-1]}: " + ("2 min 00 s" if date == dates[-1] else "0 s"))

@@ -25,6 +25,7 @@ const ui = {
   nowPlaying: $("now-playing"),
   tz: $("tz"),
   chart: $("chart"),
+  chartDay: $("chart-day"),
   error: $("history-error"),
   items: $("items"),
   itemsEmpty: $("items-empty"),
@@ -115,6 +116,30 @@ function renderStats(stats) {
 
 let chartDays = null; // the days last drawn: drawn again when the chart's width changes
 let chartWidth = 0;
+// The day whose total the line under the chart says. A bar's total was only its SVG <title>,
+// shown on a mouse's hover: nobody on a phone or a keyboard could read a day's time. A tap on
+// the chart or its arrow keys (a slider over the days) pick one; it stays picked, by its date,
+// across live refreshes.
+let chartPicked = null;
+
+function pickDay(index) {
+  if (!chartDays || chartDays.length === 0) return;
+  const i = Math.max(0, Math.min(chartDays.length - 1, index));
+  const day = chartDays[i];
+  chartPicked = day.date;
+  const said = `${day.date}: ${formatDuration(day.total_ms)}`;
+  ui.chart.setAttribute("aria-valuenow", String(i));
+  ui.chart.setAttribute("aria-valuetext", said);
+  ui.chartDay.textContent = said;
+  for (const rect of ui.chart.querySelectorAll("rect.bar")) {
+    rect.classList.toggle("picked", rect.dataset.date === day.date);
+  }
+}
+
+function pickedIndex() {
+  if (!chartDays) return -1;
+  return chartDays.findIndex((day) => day.date === chartPicked);
+}
 
 // Drawn at the width it is shown (one unit a CSS pixel), so its dates are 10 px text on a phone
 // too: drawn 600 wide and shrunk to a 390 px screen, they were about 5 px tall, unreadable.
@@ -162,7 +187,31 @@ function renderChart(days) {
     }
   });
   ui.chart.replaceChildren(svg);
+  ui.chart.setAttribute("aria-valuemin", "0");
+  ui.chart.setAttribute("aria-valuemax", String(Math.max(0, days.length - 1)));
+  const kept = pickedIndex();
+  pickDay(kept >= 0 ? kept : days.length - 1); // today, until a day is picked (or it left the 30)
 }
+
+const CHART_KEYS = { ArrowLeft: -1, ArrowDown: -1, ArrowRight: 1, ArrowUp: 1, PageDown: -7, PageUp: 7 };
+
+ui.chart.addEventListener("keydown", (e) => {
+  if (!chartDays || chartDays.length === 0) return;
+  let index = null;
+  if (e.key in CHART_KEYS) index = Math.max(0, pickedIndex()) + CHART_KEYS[e.key];
+  else if (e.key === "Home") index = 0;
+  else if (e.key === "End") index = chartDays.length - 1;
+  if (index === null) return;
+  e.preventDefault();
+  pickDay(index);
+});
+
+ui.chart.addEventListener("click", (e) => {
+  if (!chartDays || chartDays.length === 0) return;
+  const box = ui.chart.getBoundingClientRect();
+  if (box.width <= 0) return;
+  pickDay(Math.floor(((e.clientX - box.left) / box.width) * chartDays.length));
+});
 
 const DEVICE_KEY = "sessionhub.listening.device"; // web/js/player.js
 
