@@ -12,7 +12,8 @@ import signal
 import socket
 import subprocess
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -242,3 +243,15 @@ class RedisCluster:
                 process.terminate()
         for process in self.processes.values():
             process.wait(10)
+
+
+@contextmanager
+def running_cluster(root: Path, *, masters: int = 3, replicas: int = 0) -> Iterator[RedisCluster]:
+    """A started :class:`RedisCluster` for a fixture to yield, stopped when it is done with."""
+    need_redis_cli()
+    made = RedisCluster(root, masters=masters, replicas=replicas)
+    made.start()
+    try:
+        yield made
+    finally:
+        made.stop()

@@ -15,7 +15,7 @@ from handlers.storage_guard import StorageGuard
 from handlers.voice.recording import RECORDING_KEEPER
 from protocol.errors import CodedError
 from storage.memory import memory_figures
-from tests.cluster import RedisCluster, need_redis_cli
+from tests.cluster import RedisCluster, running_cluster, need_redis_cli
 from tests.conftest import start_server
 from tests.helpers import OWNER, Client, ServerUnderTest, recording_all_but_the_first
 
@@ -25,11 +25,8 @@ MASTERS = 3
 
 @pytest.fixture(scope="module")
 def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisCluster]:
-    need_redis_cli()
-    made = RedisCluster(tmp_path_factory.mktemp("cluster"))
-    made.start()
-    yield made
-    made.stop()
+    with running_cluster(tmp_path_factory.mktemp("cluster")) as made:
+        yield made
 
 
 @pytest_asyncio.fixture

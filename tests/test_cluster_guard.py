@@ -21,7 +21,7 @@ from handlers.metrics import Metrics
 from handlers.storage_guard import StorageGuard
 from server.services import connect_redis
 from storage.clock import Clock
-from tests.cluster import RedisCluster, need_redis_cli, wait_until
+from tests.cluster import RedisCluster, running_cluster, wait_until
 from tests.conftest import start_server
 
 pytestmark = pytest.mark.timeout(90)
@@ -32,11 +32,8 @@ ADMIT_BOUND_S = 20.0
 
 @pytest.fixture
 def cluster(tmp_path: Path) -> Iterator[RedisCluster]:
-    need_redis_cli()
-    made = RedisCluster(tmp_path / "cluster")
-    made.start()
-    yield made
-    made.stop()
+    with running_cluster(tmp_path / "cluster") as made:
+        yield made
 
 
 @pytest_asyncio.fixture

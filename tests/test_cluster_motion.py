@@ -21,7 +21,7 @@ import pytest
 import pytest_asyncio
 import socketio
 
-from tests.cluster import RedisCluster, need_redis_cli
+from tests.cluster import RedisCluster, running_cluster
 from tests.conftest import start_server
 from tests.helpers import Client, ServerUnderTest, free_port, wait_until_ready
 from tests.test_processes import ROOT, node_env
@@ -40,11 +40,8 @@ WRITE_EVERY_S = 1 / 18
 @pytest.fixture
 def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisCluster]:
     """3 masters, the first with one replica (what a failover needs, and no more)."""
-    need_redis_cli()
-    made = RedisCluster(tmp_path_factory.mktemp("cluster"), masters=3, replicas=1)
-    made.start()
-    yield made
-    made.stop()
+    with running_cluster(tmp_path_factory.mktemp("cluster"), masters=3, replicas=1) as made:
+        yield made
 
 
 @pytest_asyncio.fixture

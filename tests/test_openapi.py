@@ -591,7 +591,7 @@ def test_a_create_body_is_valid_to_the_document_exactly_when_the_server_takes_it
     registry: Registry[Any] = Registry().with_resource("urn:sessionhub", Resource.from_contents(spec, DRAFT202012))
     body = spec["paths"]["/api/sessions"]["post"]["requestBody"]["content"]["application/json"]["schema"]
     # The object's schema (beside it the document admits JSON null, taken as no body:
-    # tests/test_contract_h51_bodies.py).
+    # tests/test_contract_bodies.py).
     ref = next(branch["$ref"] for branch in body.get("anyOf", [body]) if "$ref" in branch)
     validator = Draft202012Validator({"$ref": "urn:sessionhub" + ref}, registry=registry)
     state = {"tracks": [], "tempo": 120, "swing": 0, "version": 1}

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+import uuid
 from typing import Any
 
 import aiohttp
@@ -43,3 +45,28 @@ async def started(server: ServerUnderTest, clients: list[Client], **fields: Any)
     ack = await owner.call("stream_set_state", {"session_id": session_id, "action": "start"})
     assert ack["ok"] is True, ack
     return session_id, owner
+
+
+def stored_clip(seq: int, *, segment_index: int, offset_ms: int, note: str, clipped: bool) -> dict[str, object]:
+    """A clip as submit.lua stores it."""
+    return {
+        "clip_id": str(uuid.uuid4()),
+        "segment_index": segment_index,
+        "offset_ms": offset_ms,
+        "stream_offset_ms": offset_ms + 3_600_000 * (segment_index - 1),
+        "note": note,
+        "submitted_by": f"viewer{seq % 2000}",
+        "viewer_tag": f"{seq % 2000:08x}",
+        "seq": seq,
+        "clipped": clipped,
+        "created_at": 1_700_000_000_000 + seq,
+    }
+
+
+async def store_clips(server: ServerUnderTest, session_id: str, clips: list[dict[str, object]]) -> None:
+    """The clips written to the session's clips hash, as submit.lua leaves them."""
+    store = server.services.store
+    key = store.keys.stream_clips(session_id)
+    for start in range(0, len(clips), 20_000):
+        mapping = {str(c["clip_id"]): json.dumps(c) for c in clips[start : start + 20_000]}
+        await store.redis.hset(key, mapping=mapping)  # type: ignore[misc]  # redis-py's union of sync and async

@@ -17,7 +17,7 @@ from handlers.connection import Connections
 from handlers.revocation_watch import RevocationWatch
 from server.identity import token_service
 from server.services import build_services, connect_redis
-from tests.cluster import RedisCluster, need_redis_cli
+from tests.cluster import RedisCluster, running_cluster
 from tests.conftest import start_server
 from tests import helpers
 from tests.helpers import Client, RedisProcess, ServerUnderTest
@@ -161,11 +161,8 @@ async def test_a_node_of_the_version_before_the_log_sees_the_revocations_too(
 
 @pytest.fixture
 def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisCluster]:
-    need_redis_cli()
-    made = RedisCluster(tmp_path_factory.mktemp("cluster"), masters=3)
-    made.start()
-    yield made
-    made.stop()
+    with running_cluster(tmp_path_factory.mktemp("cluster"), masters=3) as made:
+        yield made
 
 
 @pytest_asyncio.fixture

@@ -11,7 +11,6 @@ from __future__ import annotations
 import hashlib
 import json
 import random
-import uuid
 
 import aiohttp
 
@@ -20,35 +19,10 @@ from storage.streams.records import Clip
 from storage.streams.repository import StreamSessions
 from storage.streams.slices import sorted_in_slices
 from tests.helpers import Client, ServerUnderTest
-from tests.streams.helpers import connect, started
+from tests.streams.helpers import connect, started, store_clips, stored_clip
 from tests.streams.test_export_load import WORST_GAP_CPU_S, _Gap, _loop_gaps, _served_gc
 
 BIG = 200_000
-
-
-def _clip(seq: int, *, segment_index: int, offset_ms: int, note: str, clipped: bool) -> dict[str, object]:
-    """A clip as submit.lua stores it."""
-    return {
-        "clip_id": str(uuid.uuid4()),
-        "segment_index": segment_index,
-        "offset_ms": offset_ms,
-        "stream_offset_ms": offset_ms + 3_600_000 * (segment_index - 1),
-        "note": note,
-        "submitted_by": f"viewer{seq % 2000}",
-        "viewer_tag": f"{seq % 2000:08x}",
-        "seq": seq,
-        "clipped": clipped,
-        "created_at": 1_700_000_000_000 + seq,
-    }
-
-
-async def _store(server: ServerUnderTest, session_id: str, clips: list[dict[str, object]]) -> None:
-    """The clips written to the session's clips hash, as submit.lua leaves them."""
-    store = server.services.store
-    key = store.keys.stream_clips(session_id)
-    for start in range(0, len(clips), 20_000):
-        mapping = {str(c["clip_id"]): json.dumps(c) for c in clips[start : start + 20_000]}
-        await store.redis.hset(key, mapping=mapping)  # type: ignore[misc]  # redis-py's union of sync and async
 
 
 async def _fetched(http_client: aiohttp.ClientSession, url: str, owner: dict[str, str]) -> tuple[int, bytes]:
@@ -66,11 +40,13 @@ async def test_a_stream_of_200000_clips_is_exported_without_holding_the_loop(
 ) -> None:
     session_id, _ = await started(server, clients)
     # A click every 0.7 s of one segment: ~14 clips a moment, 14,000 moments.
-    await _store(
+    await store_clips(
         server,
         session_id,
         [
-            _clip(seq, segment_index=1, offset_ms=seq * 700, note=f"moment {seq} " + "n" * 90, clipped=seq % 3 == 0)
+            stored_clip(
+                seq, segment_index=1, offset_ms=seq * 700, note=f"moment {seq} " + "n" * 90, clipped=seq % 3 == 0
+            )
             for seq in range(1, BIG + 1)
         ],
     )
@@ -107,7 +83,7 @@ async def test_a_paged_read_answers_what_one_reply_did(server: ServerUnderTest, 
         assert (await owner.call("stream_set_state", {"session_id": session_id, "action": action}))["ok"] is True
     rng = random.Random(51)
     clips = [
-        _clip(
+        stored_clip(
             seq,
             segment_index=rng.choice((1, 2)),
             offset_ms=rng.randrange(0, 60_000, 250),  # many equal offsets: seq decides
@@ -116,7 +92,7 @@ async def test_a_paged_read_answers_what_one_reply_did(server: ServerUnderTest, 
         )
         for seq in rng.sample(range(1, 10_000), 2_500)
     ]
-    await _store(server, session_id, clips)
+    await store_clips(server, session_id, clips)
     store = server.services.store
     one_reply = await StreamSessions(store, clips_page=10_000).clips(session_id)
     paged = await StreamSessions(store, clips_page=97).clips(session_id)
@@ -141,7 +117,7 @@ async def test_sorting_in_slices_is_sorted() -> None:
     assert await sorted_in_slices(items, key=lambda i: i[0], size=100) == sorted(items, key=lambda i: i[0])
     assert await sorted_in_slices(items[:5], key=lambda i: i[0], size=100) == sorted(items[:5], key=lambda i: i[0])
     assert await sorted_in_slices([], key=lambda i: i) == []
-    clip = Clip.parse(json.dumps(_clip(1, segment_index=1, offset_ms=0, note="", clipped=False)))
+    clip = Clip.parse(json.dumps(stored_clip(1, segment_index=1, offset_ms=0, note="", clipped=False)))
     assert await sorted_in_slices([clip] * 3, key=Clip.sort_key, size=1) == [clip] * 3
 
 
@@ -151,10 +127,10 @@ async def test_a_head_of_an_export_or_the_review_is_its_headers_alone(
     """The answers sent in pieces answer HEAD as a whole answer did: the GET's headers, no body
     (their pieces were written after a HEAD's headers too, which no client could read)."""
     session_id, _ = await started(server, clients)
-    await _store(
+    await store_clips(
         server,
         session_id,
-        [_clip(seq, segment_index=1, offset_ms=seq, note="gg", clipped=False) for seq in range(1, 50)],
+        [stored_clip(seq, segment_index=1, offset_ms=seq, note="gg", clipped=False) for seq in range(1, 50)],
     )
     owner = {"Authorization": "Bearer " + server.token("alice")}
     async with aiohttp.ClientSession() as http_client:

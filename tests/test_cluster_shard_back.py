@@ -15,7 +15,7 @@ from pathlib import Path
 import aiohttp
 import pytest
 
-from tests.cluster import RedisCluster, need_redis_cli, wait_until
+from tests.cluster import RedisCluster, running_cluster, wait_until
 from tests.conftest import start_server
 from tests.helpers import Client, free_port, wait_until_ready
 from tests.test_processes import ROOT, node_env
@@ -29,11 +29,8 @@ READY_AFTER_OK_S = 30.0
 
 @pytest.fixture
 def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisCluster]:
-    need_redis_cli()
-    made = RedisCluster(tmp_path_factory.mktemp("cluster"), masters=3, replicas=0)
-    made.start()
-    yield made
-    made.stop()
+    with running_cluster(tmp_path_factory.mktemp("cluster"), masters=3, replicas=0) as made:
+        yield made
 
 
 async def _status(url: str) -> int:

@@ -10,8 +10,7 @@ from playwright.async_api import expect
 
 from tests.browser import Tab
 from tests.helpers import Client, ServerUnderTest
-from tests.streams.helpers import started
-from tests.streams.test_export_paged_h51 import _clip, _store
+from tests.streams.helpers import started, store_clips, stored_clip
 
 CLIPS = 3_000
 NOTE = "n" * 1_500  # ~4.6 MB of CSV: many reads of the body
@@ -30,11 +29,11 @@ async def test_a_long_export_says_how_much_has_arrived(
     server: ServerUnderTest, tab: Tab, clients: list[Client], tmp_path: Path
 ) -> None:
     session_id, _ = await started(server, clients)
-    await _store(
+    await store_clips(
         server,
         session_id,
         [
-            _clip(seq, segment_index=1, offset_ms=seq * 700, note=f"{seq} {NOTE}", clipped=False)
+            stored_clip(seq, segment_index=1, offset_ms=seq * 700, note=f"{seq} {NOTE}", clipped=False)
             for seq in range(1, CLIPS + 1)
         ],
     )

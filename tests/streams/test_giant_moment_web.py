@@ -9,8 +9,7 @@ from playwright.async_api import expect
 
 from tests.browser import Tab
 from tests.helpers import Client, ServerUnderTest
-from tests.streams.helpers import connect, started
-from tests.streams.test_export_paged_h51 import _clip, _store
+from tests.streams.helpers import connect, started, store_clips, stored_clip
 
 CLICKS = 3_000
 SHOWN = 5
@@ -21,10 +20,13 @@ async def test_a_giant_moment_shows_a_few_notes_and_all_of_them_on_request(
 ) -> None:
     session_id, _ = await started(server, clients)
     # 3,000 clicks in the first 3 s of the segment: one moment.
-    await _store(
+    await store_clips(
         server,
         session_id,
-        [_clip(seq, segment_index=1, offset_ms=seq, note=f"note {seq}", clipped=False) for seq in range(1, CLICKS + 1)],
+        [
+            stored_clip(seq, segment_index=1, offset_ms=seq, note=f"note {seq}", clipped=False)
+            for seq in range(1, CLICKS + 1)
+        ],
     )
     await tab.page.set_viewport_size({"width": 390, "height": 844})
     await tab.use_token(server.token("alice"))

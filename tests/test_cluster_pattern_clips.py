@@ -21,7 +21,7 @@ import pytest_asyncio
 import socketio
 
 from auth.claims import GUEST_PERMISSIONS
-from tests.cluster import RedisCluster, need_redis_cli, wait_until
+from tests.cluster import RedisCluster, running_cluster, wait_until
 from tests.conftest import start_server
 from tests.helpers import Client, ServerUnderTest
 from tests.patterns.test_http import full_state
@@ -38,11 +38,8 @@ RETRY_BOUND_S = 30.0  # one op retried for longer than this is a failure
 
 @pytest.fixture
 def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisCluster]:
-    need_redis_cli()
-    made = RedisCluster(tmp_path_factory.mktemp("cluster"), masters=3, replicas=1)
-    made.start()
-    yield made
-    made.stop()
+    with running_cluster(tmp_path_factory.mktemp("cluster"), masters=3, replicas=1) as made:
+        yield made
 
 
 @pytest_asyncio.fixture
