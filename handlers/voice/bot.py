@@ -8,6 +8,7 @@ open session is active; ``/done`` closes the active session and clears it.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import re
 import uuid
@@ -19,7 +20,7 @@ from auth.claims import Claims
 from handlers.context import Services
 from handlers.auth_cookie import public_base
 from handlers.http_common import bearer_claims, client_address, guarded, json_body
-from handlers.idempotency import idempotent
+from handlers.idempotency import HEADER, idempotent
 from handlers.ids import parse_session_ref
 from handlers.payloads import BotCommand, CreateSession, Material, validate
 from handlers.voice.access import updatable
@@ -33,6 +34,20 @@ from storage.voice.repository import VoiceSession
 NO_ACTIVE_SESSION = "Активная сессия не найдена..."
 _COMMAND = re.compile(r"^/([a-z_]+)(?:@\w+)?(?:\s+(.*))?$", re.DOTALL)
 _REF_IN_TEXT = re.compile(r"(?:https?://\S+?)?/session/[0-9A-Fa-f-]{36}|[0-9A-Fa-f]{8}-[0-9A-Fa-f-]{27}")
+
+
+def press_of(idempotency_key: str) -> str:
+    """The ``request_id`` a ``/done`` sent with ``idempotency_key`` closes with ("" for none).
+
+    The key's stored answer covers a lost reply; a try that closed the session and then failed
+    (its node died, Redis went away before the answer was stored) leaves the key free, and its
+    retry, the same press, would close the session again. As ``session_done``'s ``request_id``
+    it is answered as that press. Hashed: a key may be any text, a request id is
+    ``[A-Za-z0-9_-]{8,64}``.
+    """
+    if not idempotency_key:
+        return ""
+    return "key-" + hashlib.sha256(idempotency_key.encode()).hexdigest()[:40]
 
 
 class BotRoutes:
@@ -65,7 +80,12 @@ class BotRoutes:
         message = validate(BotCommand, body)
         base = public_base(request, self._s.public_url)
         result = await self.run_command(
-            claims, message.text, message.reply_to_text, address=self._address(request), base_url=base
+            claims,
+            message.text,
+            message.reply_to_text,
+            address=self._address(request),
+            base_url=base,
+            request_id=press_of(request.headers.get(HEADER, "")),
         )
         return web.json_response(result)
 

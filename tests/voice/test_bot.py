@@ -227,3 +227,40 @@ async def test_a_session_link_is_an_argument_the_document_publishes(bot: Bot, se
         assert published.match(text), text
         assert (await bot.say(text))["active_session"]["session_id"] == session_id
     assert not published.match("/session https://voice.example/s/" + session_id)
+
+
+async def test_a_done_retried_with_its_idempotency_key_after_its_answer_was_lost_counts_once(
+    bot: Bot, server: ServerUnderTest, redis: Any
+) -> None:
+    """A ``/done`` that closed the session and then failed (its node died before the answer was
+    stored) leaves its Idempotency-Key free, and the active pointer may still be set: the
+    adapter's retry with the same key is that press (the key is its ``request_id``), not a
+    second close counted and queued again."""
+    voice = server.services.voice
+    session_id = (await bot.say("/start"))["active_session"]["session_id"]
+    key = "adapter-done-0001"
+    headers = {"Authorization": f"Bearer {bot.token}", "Idempotency-Key": key}
+    url = f"{server.url}/voicebot/bot/command"
+    async with bot.http.post(url, json={"text": "/done"}, headers=headers) as resp:
+        assert resp.status == 200, await resp.text()
+    first = await voice.get(session_id)
+    assert first is not None and first.done_count == 1
+    # What the failed try leaves: no stored answer for the key, the pointer still set.
+    keys = server.services.keys
+    stored = keys.idempotent_answer("bot_command", "u:alice", key)
+    assert await redis.delete(stored) == 1
+    await redis.zrem(keys.idempotent_index("bot_command", "u:alice"), stored)
+    await voice.set_active("alice", session_id)
+    async with bot.http.post(url, json={"text": "/done"}, headers=headers) as resp:
+        assert resp.status == 200, await resp.text()
+        assert resp.headers.get("Idempotent-Replayed") != "true"  # run again, not replayed
+    again = await voice.get(session_id)
+    assert again is not None and again.done_count == 1
+    assert await voice.active_id("alice") is None
+    # Another key is another press: counted.
+    await voice.set_active("alice", session_id)
+    headers["Idempotency-Key"] = "adapter-done-0002"
+    async with bot.http.post(url, json={"text": "/done"}, headers=headers) as resp:
+        assert resp.status == 200, await resp.text()
+    third = await voice.get(session_id)
+    assert third is not None and third.done_count == 2
