@@ -60,9 +60,11 @@ async def test_every_window_limit_says_when_its_window_turns(redis_process: Redi
     seconds left in the minute the refused request was counted in, and ``Retry-After`` with it."""
     window_ms = 60_000
     now_ms = int(time.time() * 1000)
-    # One second into a window (moved back, so tokens the server mints are not from the future):
-    # every request below falls in that window, and the answer is ~59 s.
-    clock = Clock(shift_ms=1000 - now_ms % window_ms)
+    # One second into a window, always moved back: tokens the server mints must not be from the
+    # future to a check on the wall clock (1000 - now % window moved it up to 1 s forward when
+    # the test started in a minute's first second, and the guest's token was "not valid yet").
+    # Every request below falls in that window, and the answer is ~59 s.
+    clock = Clock(shift_ms=-((now_ms - 1000) % window_ms))
     server = await start_server(
         redis_process.url, tmp_path, clock=clock, guests_per_min=1, creates_per_min=1, signins_per_min=1
     )
