@@ -10,10 +10,10 @@ from storage.clock import Clock
 from storage.keys import Keys
 
 DAY_S = 86_400
-# Session creations of every kind (patterns with their remixes and publishes, voice sessions,
-# stream sessions) are counted per client address per UTC day in this one bucket, against one
-# cap (SESSIONHUB_PATTERNS_CREATES_PER_DAY): a per-minute limit alone let one address store
-# ~43,000 sessions a day of a kind that had no daily cap. The name is the one the pattern API
+# Anonymous session creations of every kind (patterns with their remixes and publishes, guests'
+# voice and stream sessions) are counted per client address per UTC day in this one bucket,
+# against one cap (SESSIONHUB_PATTERNS_CREATES_PER_DAY): a per-minute limit alone let one address
+# store ~43,000 sessions a day of a kind that had no daily cap. The name is the one the pattern API
 # counted under first, so a day's counts carry over an upgrade.
 CREATES_DAY_BUCKET = "pattern_create_day"
 
