@@ -8,7 +8,8 @@ accepts with sessionhub's options: a
 header that is a JSON object with ``alg`` exactly ``HS256``, no ``crit`` or ``b64`` (RFC 7797
 payloads are refused) and a string ``kid`` if any; an HMAC-SHA256 signature compared in
 constant time; a payload that is a JSON object whose ``iat``, ``nbf`` and ``exp`` read as
-integers, with ``exp`` in the future and ``iat``/``nbf`` not; ``sub`` and ``jti`` strings when
+integers, with ``exp`` in the future and ``iat``/``nbf`` not (beyond ``clock_skew_s``, PyJWT's
+``leeway`` for those two only); ``sub`` and ``jti`` strings when
 present; the required claims, issuer and audience as configured. ``tests/test_hs256.py``
 checks it against PyJWT on valid, expired, tampered and malformed tokens.
 """
@@ -68,8 +69,17 @@ def _integer(payload: dict[str, Any], claim: str) -> int:
 class HS256Verifier:
     """Verifies HS256 tokens signed with one secret (see the module docstring)."""
 
-    def __init__(self, secret: str, *, required: tuple[str, ...], issuer: str | None, audience: str | None) -> None:
+    def __init__(
+        self,
+        secret: str,
+        *,
+        required: tuple[str, ...],
+        issuer: str | None,
+        audience: str | None,
+        clock_skew_s: int = 0,
+    ) -> None:
         self._secret = secret.encode()
+        self._clock_skew_s = clock_skew_s
         self._required = required
         self._issuer = issuer
         self._audience = audience
@@ -99,8 +109,10 @@ class HS256Verifier:
         for claim in self._required:
             if payload.get(claim) is None:
                 raise Refused(f"{claim} is missing")
+        # A token minted by another node (or provider) whose clock runs ahead is not refused as
+        # "not valid yet" for a skew this small; its expiry is still read strictly.
         for claim in ("iat", "nbf"):
-            if claim in payload and _integer(payload, claim) > now_s:
+            if claim in payload and _integer(payload, claim) > now_s + self._clock_skew_s:
                 raise Refused(f"not valid yet ({claim})")
         if "exp" in payload and _integer(payload, "exp") <= now_s:
             raise Expired("expired")

@@ -96,8 +96,9 @@ class JwksKeys:
         self._keys = keys
         return len(keys)
 
-    def decode(self, token: str, key: Any, required: list[str]) -> dict[str, Any]:
-        """The verified payload of an RS256 token signed with ``key`` (PyJWT's checks)."""
+    def decode(self, token: str, key: Any, required: list[str], leeway_s: int = 0) -> dict[str, Any]:
+        """The verified payload of an RS256 token signed with ``key`` (PyJWT's checks; ``leeway_s``
+        for a provider's clock ahead of this node's, its ``exp`` read strictly by the caller)."""
         return jwt.decode(
             token,
             key,
@@ -105,4 +106,5 @@ class JwksKeys:
             issuer=self.issuer,
             audience=self.audience,
             options={"require": required, "verify_aud": self.audience is not None},
+            leeway=leeway_s,
         )

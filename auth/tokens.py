@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import time
 from dataclasses import dataclass
 from typing import Any
 
@@ -24,6 +25,8 @@ class TokenConfig:
 
     ``verify_key`` is the HS256 secret or the RS256 public key (PEM); ``signing_key`` is the
     secret or the RS256 private key, None when this node may verify but not mint.
+    ``clock_skew_s``: how far ``iat``/``nbf`` may lie in this node's future (another node's or the
+    provider's clock ahead of this one's); ``exp`` is never stretched.
     """
 
     algorithm: str
@@ -31,10 +34,21 @@ class TokenConfig:
     signing_key: str | None
     issuer: str | None = None
     audience: str | None = None
+    clock_skew_s: int = 0
 
     def __post_init__(self) -> None:
         if self.algorithm not in SUPPORTED_ALGORITHMS:
             raise ValueError(f"unsupported JWT algorithm {self.algorithm!r}; use one of {SUPPORTED_ALGORITHMS}")
+
+
+def strict_expiry(payload: dict[str, Any]) -> None:
+    """:class:`Expired` for a payload PyJWT accepted within its leeway but whose ``exp`` has passed."""
+    try:
+        exp = int(payload["exp"])
+    except (KeyError, TypeError, ValueError, OverflowError) as exc:
+        raise Refused("exp is not an integer") from exc
+    if exp <= time.time():
+        raise Expired("expired")
 
 
 class TokenService:
@@ -49,7 +63,13 @@ class TokenService:
         self._required = ("exp", "sub", *(("iss",) if config.issuer else ()), *(("aud",) if config.audience else ()))
         # HS256, the common case, skips PyJWT's layers (auth.hs256); RS256 stays with PyJWT.
         self._hs256 = (
-            HS256Verifier(config.verify_key, required=self._required, issuer=config.issuer, audience=config.audience)
+            HS256Verifier(
+                config.verify_key,
+                required=self._required,
+                issuer=config.issuer,
+                audience=config.audience,
+                clock_skew_s=config.clock_skew_s,
+            )
             if config.algorithm == "HS256"
             else None
         )
@@ -132,7 +152,8 @@ class TokenService:
         try:
             external = self._external_key(token)
             if external is not None:
-                payload = self.jwks.decode(token, external, ["exp", "sub"]) if self.jwks else {}
+                skew_s = self._config.clock_skew_s
+                payload = self.jwks.decode(token, external, ["exp", "sub"], skew_s) if self.jwks else {}
             elif self._hs256 is not None:
                 payload = self._hs256.payload(token)
             else:
@@ -143,7 +164,10 @@ class TokenService:
                     issuer=self._config.issuer,
                     audience=self._config.audience,
                     options={"require": list(self._required), "verify_aud": self._config.audience is not None},
+                    leeway=self._config.clock_skew_s,
                 )
+            if external is not None or self._hs256 is None:
+                strict_expiry(payload)  # PyJWT's leeway also stretches exp; sessionhub's does not
             claims = CLAIMS_ADAPTER.validate_python(payload)
         except (jwt.ExpiredSignatureError, Expired) as exc:
             raise CodedError(ErrorCode.UNAUTHORIZED, "token expired") from exc

@@ -67,6 +67,7 @@ def token_service(settings: Settings) -> TokenService:
             signing_key=signing_key,
             issuer=settings.jwt_issuer,
             audience=settings.jwt_audience,
+            clock_skew_s=settings.jwt_clock_skew_s,
         ),
         jwks=jwks,
     )

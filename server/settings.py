@@ -62,6 +62,9 @@ class Settings(BaseSettings):
     jwt_private_key: str | None = None
     jwt_issuer: str | None = None
     jwt_audience: str | None = None
+    # How far a token's iat/nbf may be in this node's future: another node (or the provider) whose
+    # clock runs ahead minted it. Its exp is never stretched.
+    jwt_clock_skew_s: int = Field(default=30, ge=0, le=300)
     # As short as 2 s: the refresh cookie renews access tokens, so a test can let one run out.
     guest_token_ttl_s: int = Field(default=3600, ge=2, le=7 * 86400)
     guests_per_min: int = Field(default=30, ge=1)

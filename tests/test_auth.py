@@ -124,6 +124,39 @@ def test_issuer_and_audience_are_checked_when_configured() -> None:
         strict.verify(wrong)
 
 
+@pytest.mark.parametrize("algorithm", ["HS256", "RS256"])
+def test_a_token_from_a_clock_a_little_ahead_is_accepted_and_its_expiry_is_still_strict(algorithm: str) -> None:
+    # Another node (or the provider) minted it with its clock 20 s ahead of this one's.
+    private, public = _rsa_pair() if algorithm == "RS256" else (SECRET, SECRET)
+    skewed = TokenService(TokenConfig(algorithm=algorithm, verify_key=public, signing_key=private, clock_skew_s=30))
+    strict = TokenService(TokenConfig(algorithm=algorithm, verify_key=public, signing_key=private))
+    now = time.time()
+    ahead, _ = skewed.mint(user_id="u1", now_s=now + 20, ttl_s=60, perms=())
+    assert skewed.verify(ahead).sub == "u1"
+    with pytest.raises(CodedError, match="invalid token"):
+        strict.verify(ahead)  # "not valid yet (iat)" with no skew allowed
+    too_far, _ = skewed.mint(user_id="u1", now_s=now + 60, ttl_s=600, perms=())
+    with pytest.raises(CodedError, match="invalid token"):
+        skewed.verify(too_far)
+    nbf = jwt.encode({"sub": "u1", "exp": int(now) + 60, "nbf": int(now) + 20}, private, algorithm=algorithm)
+    assert skewed.verify(nbf).sub == "u1"
+    # The skew never stretches an expiry: a token 5 s past its exp is expired on every path.
+    late = jwt.encode({"sub": "u1", "exp": int(now) - 5, "iat": int(now) - 65}, private, algorithm=algorithm)
+    with pytest.raises(CodedError, match="token expired"):
+        skewed.verify(late)
+
+
+async def test_the_server_accepts_a_token_another_nodes_clock_minted_seconds_ahead(server: ServerUnderTest) -> None:
+    # SESSIONHUB_JWT_CLOCK_SKEW_S defaults to 30: a node whose clock is 10 s ahead minted this.
+    token, _ = server.tokens.mint(user_id="alice", now_s=time.time() + 10, ttl_s=600, perms=(Permission.READ_OWN,))
+    client = Client(server.url, token)
+    try:
+        await client.connect()
+        assert client.sio.connected
+    finally:
+        await client.sio.disconnect()
+
+
 def _nested_header_token() -> str:
     """A forged token whose unsigned header is arrays nested thousands deep."""
     part = lambda raw: base64.urlsafe_b64encode(raw).rstrip(b"=").decode()  # noqa: E731
