@@ -55,6 +55,9 @@ const MIME_TYPES = [
   "audio/aac",
 ];
 const TIMESLICE_MS = 250; // how often the recorder hands over a piece, kept at once
+// Pieces come every TIMESLICE_MS while audio flows; a wall-clock gap this long between two means
+// the computer slept (or the phone froze the page): no audio was recorded meanwhile.
+const ASLEEP_GAP_MS = 10_000;
 const CUTTING_SHOWN_MS = 1000;
 const DONE_WAIT_MS = 20_000;
 // Status refusals that may pass: the status is kept and sent again on the next connection.
@@ -361,10 +364,24 @@ function startChunk() {
   const userId = currentUserId(); // whose recording this is: only they can upload it
   const startedAt = Date.now();
   const key = `${sessionId}:${startedAt}:${Math.random().toString(36).slice(2)}`;
+  // A sleep mid-chunk is not audio: its time is left out of the chunk's end and duration (a
+  // laptop asleep for days made a chunk "days long", refused by the server and kept on the
+  // device for good), and the chunk is cut on waking, so the next one starts when audio does.
+  let lastPieceAt = startedAt;
+  let asleepMs = 0;
+  const awake = (at) => {
+    if (at - lastPieceAt >= ASLEEP_GAP_MS) {
+      asleepMs += at - lastPieceAt - TIMESLICE_MS;
+      if (state.recorder === recorder) wakeCut();
+    }
+    lastPieceAt = at;
+    return at - asleepMs;
+  };
   // Each piece is kept in IndexedDB as it arrives, in order, so leaving the page loses at most
   // the piece in progress (and a flush is asked for when the page is about to go).
   let saving = Promise.resolve();
   recorder.ondataavailable = (event) => {
+    const at = awake(Date.now());
     if (!event.data || event.data.size === 0) return;
     parts.push(event.data);
     const seq = parts.length;
@@ -376,14 +393,15 @@ function startChunk() {
       mime: type,
       filename: chunkName(startedAt, type),
     };
-    const at = Date.now();
     saving = saving.then(() => queue.savePart(key, meta, seq, event.data, at)).catch(() => {});
   };
   recorder.onerror = (event) =>
     fail(new ApiError("recorder", `Recording failed: ${event.error?.message ?? "unknown"}`));
   recorder.finished = new Promise((resolve) => {
-    recorder.onstop = () =>
-      resolve(saving.then(() => store(key, { sessionId, userId }, parts, recorder.mimeType, startedAt)));
+    recorder.onstop = () => {
+      const endedAt = awake(Date.now());
+      resolve(saving.then(() => store(key, { sessionId, userId }, parts, recorder.mimeType, startedAt, endedAt)));
+    };
   });
   recorder.start(TIMESLICE_MS);
   state.recorder = recorder;
@@ -394,6 +412,12 @@ function startChunk() {
 function chunkName(startedAt, type) {
   const extension = type.includes("ogg") ? "ogg" : type.includes("mp4") ? "m4a" : type.includes("aac") ? "aac" : "webm";
   return `chunk-${startedAt}.${extension}`;
+}
+
+/** Cut now (the page woke from a sleep mid-chunk): the audio after it makes a chunk of its own. */
+function wakeCut() {
+  clearTimeout(state.autoCut);
+  state.autoCut = setTimeout(autoCut, 0);
 }
 
 /** The automatic cut at `max_chunk_ms`; if another action is running, it comes right after. */
@@ -416,12 +440,11 @@ async function endChunk() {
   await recorder.finished;
 }
 
-async function store(key, { sessionId, userId }, parts, mimeType, startedAt) {
+async function store(key, { sessionId, userId }, parts, mimeType, startedAt, endedAt) {
   if (parts.length === 0) {
     await queue.finish(key, null);
     return;
   }
-  const endedAt = Date.now();
   const type = mimeType || parts[0].type || "audio/webm";
   await queue.finish(key, {
     session_id: sessionId,
