@@ -192,6 +192,39 @@ def forwarded_scheme(forwarded_proto: str, hops: int) -> str:
     return "http"
 
 
+# A host as an origin names it: a DNS name (IDNs in their ASCII form), an IPv4 address (a name
+# too, by this pattern) or a bracketed IPv6 literal; then an optional port.
+_FORWARDED_HOST = re.compile(
+    r"(?P<host>[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?(?:\.[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?)*"
+    r"|\[(?P<ipv6>[0-9a-f:.]{2,45})\])(?::(?P<port>[0-9]{1,5}))?"
+)
+
+
+def forwarded_host(forwarded_host_header: str, hops: int) -> str | None:
+    """The host[:port] the outermost of ``hops`` trusted proxies says the client asked for: its
+    ``X-Forwarded-Host`` value (every header as one list), read as :func:`forwarded_scheme`
+    reads ``X-Forwarded-Proto``, lower-cased as a browser writes an origin. None without a
+    trusted proxy (``hops`` 0: the header is the client's word) and for anything but one valid
+    host[:port] (a path, userinfo, a blank, a port over 65535): Engine.IO took the header's
+    first value raw, so a client could name any origin it liked as this server's own."""
+    if hops <= 0:
+        return None
+    value = hop_from_end(forwarded_host_header, hops).lower()
+    match = _FORWARDED_HOST.fullmatch(value) if len(value) <= 260 else None
+    if match is None:
+        return None
+    port = match.group("port")
+    if port is not None and not 0 < int(port) < 65536:
+        return None
+    ipv6 = match.group("ipv6")
+    if ipv6 is not None:
+        try:
+            ipaddress.IPv6Address(ipv6)
+        except ValueError:
+            return None
+    return value
+
+
 def hop_from_end(values: str, hops: int) -> str:
     """The value ``hops`` from the end of a comma-separated list (1: the last), stripped; the
     first when the list is shorter (a request that came through fewer proxies than there are:

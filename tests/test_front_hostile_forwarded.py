@@ -1,6 +1,7 @@
 """X-Forwarded-* at the front door: the client address behind a chain of trusted proxies
-(SESSIONHUB_TRUSTED_PROXY_HOPS) and the scheme Engine.IO's origin check takes from
-X-Forwarded-Proto (only http or https, only from trusted proxies, at the same hop)."""
+(SESSIONHUB_TRUSTED_PROXY_HOPS), and the scheme and host Socket.IO's origin check takes from
+X-Forwarded-Proto (only http or https) and X-Forwarded-Host (one valid host[:port]): only from
+trusted proxies, at the same hop, and the same on both lanes."""
 
 from __future__ import annotations
 
@@ -71,17 +72,34 @@ async def test_behind_two_trusted_proxies_the_client_is_the_hop_before_the_inner
         await server.stop()
 
 
+# Both lanes answer a WebSocket open the same (the stock lane is what serves on untested versions).
+LANES = pytest.mark.parametrize("lane", ["fast", "stock"])
+
+
 @pytest_asyncio.fixture
-async def proxied(redis_process: RedisProcess, redis: object, tmp_path: Path) -> AsyncIterator[ServerUnderTest]:
-    server = await start_server(redis_process.url, tmp_path, trust_forwarded_for=True)
+async def proxied(
+    redis_process: RedisProcess, redis: object, tmp_path: Path, lane: str
+) -> AsyncIterator[ServerUnderTest]:
+    server = await start_server(redis_process.url, tmp_path, trust_forwarded_for=True, transport=lane)
     yield server
     await server.stop()
 
 
-async def _opened(server: ServerUnderTest, origin: str, *proto: str) -> int:
+@pytest_asyncio.fixture
+async def unproxied(
+    redis_process: RedisProcess, redis: object, tmp_path: Path, lane: str
+) -> AsyncIterator[ServerUnderTest]:
+    server = await start_server(redis_process.url, tmp_path, transport=lane)
+    yield server
+    await server.stop()
+
+
+async def _opened(server: ServerUnderTest, origin: str, *proto: str, host: tuple[str, ...] = ()) -> int:
     """The status of a WebSocket open from ``origin`` to host ``x``, with these
-    ``X-Forwarded-Proto`` headers (several go the aiohttp way: the front takes no repeated one)."""
+    ``X-Forwarded-Proto`` and ``X-Forwarded-Host`` headers (several go the aiohttp way: the
+    front takes no repeated one)."""
     extra = f"Origin: {origin}\r\n" + "".join(f"X-Forwarded-Proto: {value}\r\n" for value in proto)
+    extra += "".join(f"X-Forwarded-Host: {value}\r\n" for value in host)
     status, _ = await http_exchange(port_of(server.url), open_request(extra=extra))
     return status
 
@@ -99,32 +117,72 @@ async def _opened(server: ServerUnderTest, origin: str, *proto: str) -> int:
         pytest.param("https,http://x", ("https,http",), 400, id="the-raw-list-as-a-scheme"),
     ],
 )
+@LANES
 async def test_the_origin_check_takes_only_http_or_https_from_the_proxys_hop(
     proxied: ServerUnderTest, origin: str, proto: tuple[str, ...], status: int
 ) -> None:
     assert await _opened(proxied, origin, *proto) == status
 
 
-async def test_without_a_trusted_proxy_the_hosts_origin_is_taken_over_either_scheme(server: ServerUnderTest) -> None:
+@LANES
+async def test_without_a_trusted_proxy_the_hosts_origin_is_taken_over_either_scheme(unproxied: ServerUnderTest) -> None:
     """A TLS-terminating proxy nobody declared: the pages' ``https://<Host>`` origin still
     connects (it did before, and refusing it broke every such install); no other word is a
-    scheme, and no other host passes, whatever ``X-Forwarded-Proto`` says."""
+    scheme, and no other host passes, whatever ``X-Forwarded-Proto`` or ``X-Forwarded-Host`` says."""
+    server = unproxied
     assert await _opened(server, "https://x", "https") == 101
     assert await _opened(server, "https://x") == 101
     assert await _opened(server, "http://x", "https") == 101
     assert await _opened(server, "javascript://x", "javascript") == 400
     assert await _opened(server, "https,http://x", "https,http") == 400
     assert await _opened(server, "https://elsewhere", "https") == 400
+    assert await _opened(server, "http://elsewhere", host=("elsewhere",)) == 400  # the client's word
+    assert await _opened(server, "https://elsewhere", "https", host=("elsewhere",)) == 400
+    assert await _opened(server, "https://x", host=("elsewhere",)) == 101
 
 
-async def test_behind_two_proxies_the_scheme_is_the_outer_ones(
-    redis_process: RedisProcess, redis: object, tmp_path: Path
+@pytest.mark.parametrize(
+    ("origin", "host", "status"),
+    [
+        pytest.param("https://public.example", ("public.example",), 101, id="the-proxy-names-the-public-host"),
+        pytest.param("https://public.example:8443", ("public.example:8443",), 101, id="with-a-port"),
+        pytest.param("https://public.example", ("Public.Example",), 101, id="hosts-are-case-blind"),
+        pytest.param("https://[2001:db8::1]:8443", ("[2001:db8::1]:8443",), 101, id="an-ipv6-literal"),
+        pytest.param("https://x", ("public.example",), 101, id="the-host-header-still-passes"),
+        pytest.param("https://evil.example", ("evil.example, public.example",), 400, id="the-clients-word-first"),
+        pytest.param("https://public.example", ("evil.example, public.example",), 101, id="the-proxys-last"),
+        pytest.param("https://evil.example", ("evil.example", "public.example"), 400, id="the-same-as-two-headers"),
+        pytest.param("https://evil.example/x", ("evil.example/x",), 400, id="a-path-is-not-a-host"),
+        pytest.param("https://a@evil.example", ("a@evil.example",), 400, id="userinfo-is-not-a-host"),
+        pytest.param("https://public.example:99999", ("public.example:99999",), 400, id="not-a-port"),
+        pytest.param("https://pub lic.example", ("pub lic.example",), 400, id="a-blank-in-a-name"),
+        pytest.param("https://[evil]", ("[evil]",), 400, id="not-an-ipv6-literal"),
+        pytest.param("https://", ("",), 400, id="empty"),
+    ],
+)
+@LANES
+async def test_the_origin_check_takes_one_valid_host_from_the_proxys_hop(
+    proxied: ServerUnderTest, origin: str, host: tuple[str, ...], status: int
 ) -> None:
-    server = await start_server(redis_process.url, tmp_path, trust_forwarded_for=True, trusted_proxy_hops=2)
+    assert await _opened(proxied, origin, "https", host=host) == status
+
+
+@LANES
+async def test_behind_two_proxies_the_scheme_and_host_are_the_outer_ones(
+    redis_process: RedisProcess, redis: object, tmp_path: Path, lane: str
+) -> None:
+    server = await start_server(
+        redis_process.url, tmp_path, trust_forwarded_for=True, trusted_proxy_hops=2, transport=lane
+    )
     try:
         assert await _opened(server, "https://x", "https, http") == 101  # TLS ended at the outer one
         assert await _opened(server, "http://x", "https, http") == 400
         assert await _opened(server, "https://x", "https") == 101  # one hop: the first
+        outer = ("public.example, inner.local",)
+        assert await _opened(server, "https://public.example", "https, http", host=outer) == 101
+        assert await _opened(server, "https://inner.local", "https, http", host=outer) == 400
+        evil = ("evil.example, public.example, inner.local",)
+        assert await _opened(server, "https://evil.example", "https, http", host=evil) == 400
     finally:
         await server.stop()
 

@@ -104,7 +104,6 @@ from handlers.http_common import (
     address_of,
     client_address,
     continue_body,
-    forwarded_scheme,
 )
 from handlers.log_throttle import LogThrottle
 from protocol import order, wire_json
@@ -139,6 +138,7 @@ from server.transport.leanws import (
     opening_refusal,
     switching_protocols,
 )
+from server.transport.origins import SameOrigin
 from server.transport.outlet import FastOutlet, direct_writer
 from server.transport.rooms import RoomIndex
 from server.transport.stock import EngineLog, WirePacket
@@ -891,29 +891,6 @@ class LightEngineServer(engineio.AsyncServer):
         response: web.StreamResponse = await super().handle_request(request)
         return response
 
-    def _cors_allowed_origins(self, environ: dict[str, Any]) -> Any:
-        # Engine.IO's same-origin check allows `<wsgi.url_scheme>://<Host>` and, when the request
-        # has one, the first `X-Forwarded-Proto` value's: both the raw header (its aiohttp
-        # driver copies it into wsgi.url_scheme), whoever wrote it and whatever it says. Checked
-        # here with the scheme the trusted proxies say (handlers.http_common.forwarded_scheme:
-        # http or https, the hop they wrote). With no trusted proxy, this host's origin over either
-        # scheme: a TLS-terminating proxy in front that nobody declared still serves the pages
-        # from https://<Host> (refusing them broke every such install), and the scheme of the
-        # same host is no other site; no other word is ever a scheme here.
-        checked = {name: value for name, value in environ.items() if name != "HTTP_X_FORWARDED_PROTO"}
-        if self.trust_forwarded_for:
-            checked["wsgi.url_scheme"] = forwarded_scheme(
-                environ.get("HTTP_X_FORWARDED_PROTO", ""), self.trust_forwarded_for
-            )
-            return super()._cors_allowed_origins(checked)
-        checked["wsgi.url_scheme"] = "http"
-        plain = super()._cors_allowed_origins(checked)
-        checked["wsgi.url_scheme"] = "https"
-        secure = super()._cors_allowed_origins(checked)
-        if isinstance(plain, list) and isinstance(secure, list):
-            return plain + [origin for origin in secure if origin not in plain]
-        return plain  # None (any origin) or a setting's own list: the same for both schemes
-
     def _bad_request(self, message: str | None = None) -> dict[str, Any]:
         # Engine.IO's own refusals ("Invalid session <sid>", ...) are a JSON string as text/plain:
         # answered in the server's error shape instead, as every other 400.
@@ -1178,6 +1155,9 @@ class SessionServer(socketio.AsyncServer):
         # json: Engine.IO encodes its OPEN packet with it too (python-engineio keeps it on its
         # Packet class, for every Engine.IO server of the process: the output is the same JSON).
         kwargs.setdefault("client_manager", RoomIndex())
+        # The origin check of both lanes (server.transport.origins), Engine.IO's own being
+        # X-Forwarded-Proto and X-Forwarded-Host taken raw.
+        kwargs.setdefault("cors_allowed_origins", SameOrigin(trust_forwarded_for))
         super().__init__(async_handlers=False, serializer=WirePacket, json=wire_json, **kwargs)
         self.max_payload_bytes = max_payload_bytes
         self.eio.slow_limit_bytes = slow_limit_bytes

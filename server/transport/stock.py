@@ -110,6 +110,7 @@ from server.transport.messages import (
     size_of,
     too_large,
 )
+from server.transport.origins import SameOrigin
 from server.transport.rooms import client_manager
 
 log = logging.getLogger(__name__)
@@ -356,6 +357,9 @@ class StockSessionServer(socketio.AsyncServer):
         # json: Engine.IO's own packets (OPEN) and refusals are written with it too, as on the
         # fast lane. client_manager: python-socketio's, with a client's leaving in O(its rooms).
         kwargs.setdefault("client_manager", client_manager())
+        # cors_allowed_origins: the origin check of both lanes (server.transport.origins), in
+        # Engine.IO's documented callable form; its own takes X-Forwarded-Proto and -Host raw.
+        kwargs.setdefault("cors_allowed_origins", SameOrigin(trust_forwarded_for))
         super().__init__(async_handlers=False, serializer=WirePacket, json=wire_json, **kwargs)
         # Engine.IO's and Socket.IO's ids, as the fast lane draws them (server.random_ids): its
         # documented generate_id, set on the instance.
