@@ -28,6 +28,11 @@ const ITEMS = [
 ];
 const HEARTBEAT_MS = 2000;
 const DEVICE_KEY = "sessionhub.listening.device";
+// The tabs of one browser are one device (one id in localStorage), and the server keeps one item
+// playing per device: two tabs playing two items switched each other's item off at every
+// heartbeat, leaving 2 s fragments of one and nothing of the other. A tab that starts playing
+// tells the others, which stop, as a second player app on a phone stops the first.
+const TABS = "BroadcastChannel" in window ? new BroadcastChannel("sessionhub.listening.player") : null;
 
 const ui = { items: $("items"), now: $("now-playing"), notice: $("player-notice"), connection: $("connection") };
 
@@ -114,7 +119,20 @@ function settle(item, state) {
   rows.get(item.item_id).state = state;
 }
 
+/** Another tab of this browser plays now: this one stops without a report (that tab's play
+ * already ended this one's session on the server, or continues it for the same item). */
+function yieldToAnotherTab() {
+  if (!current) return;
+  settle(current.item, "paused");
+  current = null;
+  clearInterval(heartbeat);
+  stopTone();
+  render();
+  ui.now.textContent = "Paused here: another tab of this browser is playing.";
+}
+
 async function play(item) {
+  TABS?.postMessage({ type: "playing", item_id: item.item_id });
   if (current && current.item !== item) {
     // The server closes the other item's session itself when this one starts.
     settle(current.item, "paused");
@@ -214,6 +232,7 @@ async function main() {
       notice(`Cannot open your history: ${err.message}`);
     }
   });
+  if (TABS) TABS.onmessage = (event) => event.data?.type === "playing" && yieldToAnotherTab();
   // A closed tab stops reporting; the server's sweeper ends its session at the last report.
   window.addEventListener("pagehide", () => {
     if (current) report(current.item, "paused").catch(() => {});
