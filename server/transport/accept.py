@@ -274,13 +274,19 @@ class Acceptor:
             self._loop.add_reader(self._listener.fileno(), self._accept)
 
     async def _open(self, conn: socket.socket, place: str) -> None:
-        assert self._loop is not None
+        loop = self._loop
+        if loop is None:  # stopped between its accept and this step (a shutdown): nobody serves it
+            self._drop(conn, place)
+            return
         try:
-            await self._loop.connect_accepted_socket(lambda: self._factory(place), conn)
+            await loop.connect_accepted_socket(lambda: self._factory(place), conn)
         except OSError:  # the client left before its transport was made
-            conn.close()
-            if place and self._places is not None:
-                self._places.give_back(place)
+            self._drop(conn, place)
+
+    def _drop(self, conn: socket.socket, place: str) -> None:
+        conn.close()
+        if place and self._places is not None:
+            self._places.give_back(place)
 
     def _refuse(self, conn: socket.socket) -> None:
         """Answer a connection over its address's limit and close it, in this turn."""

@@ -343,3 +343,28 @@ async def test_behind_a_trusted_proxy_connections_are_not_counted_on_it(
         for _, writer in held:
             writer.close()
         await srv.stop()
+
+
+async def test_a_connection_accepted_as_the_acceptor_stops_is_closed_and_its_place_given_back() -> None:
+    # A connection accepted in the acceptor's last turn has its transport made in a task of its
+    # own; a server stopping in that same turn (shutdown while clients arrive) had the task
+    # meet its stopped acceptor: an AssertionError logged as "Task exception was never
+    # retrieved" at ERROR, the accepted socket left open until a garbage collection, and its
+    # address's place never given back.
+    listener = socket.create_server(("127.0.0.1", 0))
+    places = ConnectionPlaces(4)
+    acceptor = Acceptor(listener.fileno(), lambda place: Counted(), fixed={}, observers=[], places=places, backlog=16)
+    acceptor.start()
+    Counted.made = []
+    client = socket.create_connection(listener.getsockname(), timeout=5)
+    try:
+        acceptor._accept()  # the loop's reader, called now: accepted, its transport to be made
+        opening = list(acceptor._opening)
+        assert len(opening) == 1 and places.open == {"127.0.0.1": 1}
+        acceptor.stop()  # before the opening task's first step
+        await asyncio.gather(*opening)
+        assert Counted.made == [] and places.open == {}
+        assert client.recv(1) == b""  # closed: the client learns it at once
+    finally:
+        client.close()
+        listener.close()
