@@ -189,6 +189,16 @@ class SocketGate:
         """Keep back what pages send from now on (they see no close, no error)."""
         self.muted = [] if self.muted is None else self.muted
 
+    async def until_kept(self, event: str, count: int = 1) -> None:
+        """Wait (bounded) until ``count`` sends of ``event`` are kept back while muted: the page
+        has sent them, so their calls' timers run from now (a test may then move the clock)."""
+        for _ in range(600):
+            kept = [m for _, m in self.muted or [] if isinstance(m, str) and f'"{event}"' in m]
+            if len(kept) >= count:
+                return
+            await asyncio.sleep(0.05)
+        raise AssertionError(f"fewer than {count} sends of {event} were kept back")
+
     def unmute(self) -> None:
         """Send what was kept back, in order, and whatever follows as it comes."""
         kept, self.muted = self.muted or [], None

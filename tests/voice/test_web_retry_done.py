@@ -5,7 +5,6 @@ counted the press once and queued one job, however many tries reached it."""
 
 from __future__ import annotations
 
-import asyncio
 import json
 from typing import Any
 
@@ -13,7 +12,7 @@ from playwright.async_api import Page, expect
 
 from tests.browser import SocketGate, Tab
 from tests.helpers import ServerUnderTest
-from tests.test_web_stalled_actions import GIVEN_UP_MS, NOT_CONFIRMED, STILL_SENDING_MS, live
+from tests.test_web_stalled_actions import GIVEN_UP_MS, NOT_CONFIRMED, STILL_SENDING_MS, live, stall_out, stalled
 from tests.voice.test_web_fab_offline import recording
 
 DONE_RESENT = "Done is being sent again once the connection is back, as the same press: it is never counted twice."
@@ -33,20 +32,9 @@ async def jobs_of(server: ServerUnderTest, kind: str) -> list[dict[str, Any]]:
     return [job for _, fields in entries if (job := json.loads(fields["job"]))["type"] == kind]
 
 
-async def until_tries(gate: SocketGate, event: str, count: int) -> None:
-    """Wait (bounded) until ``count`` sends of ``event`` are kept back by the muted gate."""
-    for _ in range(600):
-        kept = [m for _, m in gate.muted or [] if isinstance(m, str) and f'"{event}"' in m]
-        if len(kept) >= count:
-            return
-        await asyncio.sleep(0.05)
-    raise AssertionError(f"fewer than {count} tries of {event} were sent")
-
-
 async def stalled_session_page(server: ServerUnderTest, tab: Tab) -> tuple[Page, str, SocketGate]:
     session_id = await server.create_session("alice", "Planning")
-    gate = SocketGate()
-    await gate.install(tab.page)
+    gate = await stalled(tab)
     await tab.use_token(server.token("alice"))
     page = await live(tab, f"/session/{session_id}")
     gate.mute()
@@ -60,11 +48,12 @@ async def test_done_on_a_stalled_network_is_sent_again_as_the_same_press_and_cou
     notice, done = page.locator("#notice"), page.locator("#done-button")
     await done.click()
     await expect(notice).to_have_text("Still sending Done…", timeout=STILL_SENDING_MS)
+    await stall_out(page)
     await expect(notice).to_have_text(f"{NOT_CONFIRMED} {DONE_RESENT}", timeout=GIVEN_UP_MS)
     await expect(notice).to_have_attribute("data-kind", "error")
     # Not offered meanwhile: pressed again it would be another press, counted again.
     await expect(done).to_be_disabled()
-    await until_tries(gate, "session_done", 2)  # the first try and its resend, both kept back
+    await gate.until_kept("session_done", 2)  # the first try and its resend, both kept back
 
     gate.unmute()  # every try reaches the server: the press is counted once
     await expect(notice).to_have_text(closed(1), timeout=ANSWERED_MS)
@@ -86,9 +75,11 @@ async def test_process_now_on_a_stalled_network_is_sent_again_and_queued_once(
     page, _, gate = await stalled_session_page(server, tab)
     notice = page.locator("#notice")
     await page.locator("#process-button").click()
+    await gate.until_kept("post_process_session")
+    await stall_out(page)
     await expect(notice).to_have_text(f"{NOT_CONFIRMED} {PROCESS_RESENT}", timeout=GIVEN_UP_MS)
     await expect(page.locator("#process-button")).to_be_disabled()
-    await until_tries(gate, "post_process_session", 2)
+    await gate.until_kept("post_process_session", 2)
 
     gate.unmute()
     await expect(notice).to_have_text("Processing queued.", timeout=ANSWERED_MS)
@@ -99,16 +90,18 @@ async def test_process_now_on_a_stalled_network_is_sent_again_and_queued_once(
 async def test_the_fabs_done_on_a_stalled_network_is_sent_again_and_counted_once(
     server: ServerUnderTest, tab: Tab
 ) -> None:
-    gate = SocketGate()
-    await gate.install(tab.page)
+    gate = await stalled(tab)
     page, session_id = await recording(tab, server)
     message = page.locator("#fab-message")
     gate.mute()
     await page.locator("#fab-done").click()
     # The final upload's status goes unanswered first (10 s), then Done's own try (10 s).
+    await gate.until_kept("set_session_status")
+    await stall_out(page)
     await expect(message).to_have_text("Still sending Done…", timeout=GIVEN_UP_MS)
+    await stall_out(page)
     await expect(message).to_have_text(f"{NOT_CONFIRMED} {DONE_RESENT}", timeout=GIVEN_UP_MS)
-    await until_tries(gate, "session_done", 2)
+    await gate.until_kept("session_done", 2)
 
     gate.unmute()
     await expect(message).to_have_text(closed(1), timeout=ANSWERED_MS)

@@ -6,9 +6,9 @@ from __future__ import annotations
 import aiohttp
 from playwright.async_api import expect
 
-from tests.browser import SocketGate, Tab
+from tests.browser import Tab
 from tests.helpers import ServerUnderTest
-from tests.test_web_stalled_actions import GIVEN_UP_MS, live
+from tests.test_web_stalled_actions import GIVEN_UP_MS, live, stall_out, stalled
 
 ROW_NOT_CONFIRMED = (
     "Delete not confirmed: the server did not answer in time (the connection may be stalled). If the session"
@@ -37,8 +37,7 @@ async def test_a_stalled_delete_says_it_was_not_confirmed_and_whether_to_press_a
     async with aiohttp.ClientSession() as http:
         async with http.post(f"{server.url}/api/listening/upload", json=body, headers=headers) as r:
             assert r.status == 201, await r.text()
-    gate = SocketGate()
-    await gate.install(tab.page)
+    gate = await stalled(tab)
     await tab.use_token(server.token("alice"))
     history = await live(tab, "/history")
     rows = history.locator("#sessions li.listening-row")
@@ -47,9 +46,13 @@ async def test_a_stalled_delete_says_it_was_not_confirmed_and_whether_to_press_a
 
     gate.mute()
     await rows.locator("button.delete").click()
+    await gate.until_kept("listening_delete")
+    await stall_out(history)
     await expect(error).to_have_text(ROW_NOT_CONFIRMED, timeout=GIVEN_UP_MS)
     await history.locator("#clear").click()
     await history.locator("#clear-yes").click()
+    await gate.until_kept("listening_clear")
+    await stall_out(history)
     await expect(error).to_have_text(ALL_NOT_CONFIRMED, timeout=GIVEN_UP_MS)
 
     gate.unmute()  # both reach the server: the row goes, as said
