@@ -254,6 +254,8 @@ class AuthRoutes:
             or not await self._s.identities.first_opening_by(presented, ttl_s=ttl_s)
         ):
             # A token that opened its device already gets a token again, not another device.
+            # A visit all the same: a guest renewing its token alone is not idle (its things stay).
+            await self._s.identities.keep(claims.sub)
             token, exp = self._mint(claims.sub, grant_of(claims), name=claims.name, admin=False, fam=claims.fam)
             return self._answer(token, claims.sub, exp, claims.name, status=200, device=claims.fam, guest=claims.guest)
         return await self.new_device(request, claims.sub, grant_of(claims), status=200)

@@ -16,6 +16,7 @@ from handlers.auth_http import AuthRoutes
 from handlers.streams import capability as clips
 from handlers.streams.settings import ClipSettings
 from handlers.cleanups import CleanupRetry
+from handlers.guest_retention import GuestSweeper
 from handlers.connection import Connections
 from handlers.connection_events import ConnectionEvents
 from handlers.context import Services
@@ -203,6 +204,7 @@ def build_app(settings: Settings, *, services: Services) -> web.Application:
     app.on_shutdown.append(stop_engine)
     app.on_cleanup.append(stop_bus)
     CleanupRetry(services, interval_s=settings.cleanup_retry_s).register(app)
+    GuestSweeper(services, interval_s=settings.cleanup_retry_s).register(app)
     return app
 
 

@@ -116,6 +116,16 @@ class Keys:
         """List of the family's rotated-away secret hashes, newest first (reuse detection)."""
         return f"{self.prefix}:{{f:{family_id}}}:spent"
 
+    def guests_owning(self) -> str:
+        """Sorted set: guests that own something (a voice or stream session, a listening history,
+        a clip), scored by their last visit (ms); the guest sweeper deletes what a guest idle
+        past ``guest_idle_s`` owned (handlers/guest_retention.py)."""
+        return f"{self.prefix}:guests:owning"
+
+    def guest_sweep_lease(self, user_id: str) -> str:
+        """String with a TTL: a node is deleting what this gone guest owned (one node at a time)."""
+        return f"{self.prefix}:{{u:{user_id}}}:sweep_lease"
+
     def user_passkeys(self, user_id: str) -> str:
         """Hash passkey id -> JSON (credential id, public key, sign count, times, label, grant)."""
         return f"{self.prefix}:{{u:{user_id}}}:passkeys"

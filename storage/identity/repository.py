@@ -34,6 +34,8 @@ _SECRET = re.compile(r"^[A-Za-z0-9_-]{40,64}$")
 MAX_NAME_CHARS = 60
 # What a user is called until they choose a name: it tells nobody apart, so attribution skips it.
 DEFAULT_NAME = "Guest"
+# How the ids of guests (POST /api/auth/guest) begin: one whose profile has gone is still one.
+GUEST_PREFIX = "guest-"
 
 
 @dataclass(frozen=True, slots=True)
@@ -167,7 +169,7 @@ class Identities:
         """The user's profile; a user known only from a token gets a default one."""
         raw = cast(dict[str, str], await self._redis.hgetall(self._keys.user_profile(user_id)))
         if not raw:
-            return Profile(user_id, "", guest=user_id.startswith("guest-"), saved=False, admin=False, created_ms=0)
+            return Profile(user_id, "", guest=user_id.startswith(GUEST_PREFIX), saved=False, admin=False, created_ms=0)
         return Profile(
             user_id=user_id,
             name=raw.get("name", ""),
@@ -220,11 +222,14 @@ class Identities:
         await self.keep(user_id)
 
     async def keep(self, user_id: str) -> int:
-        """Extend the user's identity keys; their lifetime (s).
+        """Extend the user's identity keys; their lifetime (s). A visit of the user's.
 
-        An identity that owns a session, a history, a clip or a saved credential lives as long as its
-        devices are used (``refresh_ttl_s``); one that owns nothing lasts ``guest_idle_s``, so a
-        passing visitor costs bounded storage.
+        An account (or a guest that saved a passkey, or was made an admin) that owns a session,
+        a history, a clip or a saved credential lives as long as its devices are used
+        (``refresh_ttl_s``). Any other guest lasts ``guest_idle_s`` after its last visit, owning
+        something or not: one that owns something is listed in :meth:`Keys.guests_owning` with
+        this visit's time, and what it owned is deleted once it is gone
+        (``handlers.guest_retention``), so a passing visitor costs bounded storage.
         """
         k = self._keys
         owned = await self._redis.exists(
@@ -234,22 +239,31 @@ class Identities:
             k.listening_history(user_id),
             k.user_clipped(user_id),
         )
-        saved = await self._redis.hget(k.user_profile(user_id), "saved") == "1"
-        ttl_s = self.config.refresh_ttl_s if owned or saved else self.config.guest_idle_s
+        marks: Any = await self._redis.hmget(k.user_profile(user_id), ["saved", "admin", "guest"])
+        saved, admin, guest = (mark == "1" for mark in marks)
+        kept = saved or admin
+        passing = not kept and (guest or user_id.startswith(GUEST_PREFIX))
+        ttl_s = self.config.refresh_ttl_s if (owned or kept) and not passing else self.config.guest_idle_s
+        # Non-transactional: the index of guests is in a slot of its own.
         async with self._redis.pipeline(transaction=False) as pipe:
-            if owned or saved:
+            if (owned or kept) and not passing:
                 pipe.persist(k.user_profile(user_id))
             else:
                 pipe.expire(k.user_profile(user_id), ttl_s)
             pipe.expire(k.user_families(user_id), ttl_s)
+            if passing and owned:
+                pipe.zadd(k.guests_owning(), {user_id: self._clock.now_ms()})
+            elif kept:
+                pipe.zrem(k.guests_owning(), user_id)  # saved now: what it owns is kept with it
             await pipe.execute()
         return ttl_s
 
     async def owns_now(self, user_id: str) -> None:
         """``user_id`` came to own something (a session, a clip): keep the identity and every
-        device of theirs as long as an owner's (:meth:`keep`), now. A guest who made something
+        device of theirs as :meth:`keep` says, now (an account's as long as an owner's; a
+        guest's for its idle time from now, and listed as owning). A guest who made something
         and left at once would otherwise have their devices' credentials run out after the
-        guest idle time set at their last refresh, and come back to find it no longer theirs."""
+        guest idle time set at their last refresh, before what it made goes."""
         ttl_s = await self.keep(user_id)
         families: Any = await self._redis.zrange(self._keys.user_families(user_id), 0, -1)
         if not families:

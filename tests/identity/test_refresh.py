@@ -162,27 +162,39 @@ async def test_an_old_page_with_a_guest_token_gets_its_cookie(
     assert (await page.refresh()).body["user_id"] == old["user_id"]
 
 
-async def test_an_unused_guest_expires_but_one_owning_a_session_does_not(
+async def test_a_guest_lasts_its_idle_time_owning_or_not_an_account_owning_a_session_is_kept(
     iserver: ServerUnderTest, http: aiohttp.ClientSession
 ) -> None:
+    """A guest expires its idle time after its last visit; one owning something is listed by that
+    visit, for the guest sweeper (tests/identity/test_guest_retention.py). An account's identity
+    owning a session is kept (a device that is not a guest's: a passkey saved)."""
     keys, redis = iserver.services.keys, iserver.services.redis
     idle_s = iserver.services.identities.config.guest_idle_s
     page = _browser(http, iserver)
     user_id = (await page.guest()).body["user_id"]
+    family = keys.family(page.credential.partition(".")[0])  # type: ignore[union-attr]
     assert 0 < await redis.ttl(keys.user_profile(user_id)) <= idle_s
-    family_ttl_s = await redis.ttl(keys.family(page.credential.partition(".")[0]))  # type: ignore[union-attr]
-    assert 0 < family_ttl_s <= idle_s
+    assert 0 < await redis.ttl(family) <= idle_s
+    assert await redis.zscore(keys.guests_owning(), user_id) is None  # owns nothing: not listed
     await iserver.create_session(user=user_id)
-    await page.call("GET", "/api/auth/me")  # the session's page loads (no refresh needed)
-    assert await redis.ttl(keys.user_profile(user_id)) == -1  # owns a session: kept
-    assert await redis.ttl(keys.family(page.credential.partition(".")[0])) > idle_s  # type: ignore[union-attr]
+    assert (await page.refresh()).status == 200
+    assert 0 < await redis.ttl(keys.user_profile(user_id)) <= idle_s
+    assert 0 < await redis.ttl(family) <= idle_s
+    listed = await redis.zscore(keys.guests_owning(), user_id)  # by that visit
+    assert listed is not None and 0 <= iserver.services.clock.now_ms() - listed < 5000
+    await iserver.services.identities.mark_saved(user_id, True)  # saved: an account now
+    assert (await page.refresh()).status == 200
+    assert await redis.ttl(keys.user_profile(user_id)) == -1
+    assert await redis.ttl(family) > idle_s
+    assert await redis.zscore(keys.guests_owning(), user_id) is None
 
 
-async def test_a_guest_is_kept_from_the_moment_it_owns_something_not_at_its_next_visit(
+async def test_a_guest_is_listed_from_the_moment_it_owns_something_not_at_its_next_visit(
     iserver: ServerUnderTest, http: aiohttp.ClientSession
 ) -> None:
     """A guest who makes a session, or only clips a moment in someone's stream, and leaves at
-    once, comes back after the guest idle time to find them theirs: kept when they were made."""
+    once is listed as owning (by that moment) and its devices renewed then: what it made lasts
+    its idle time from when it made it, not from the visit before."""
     keys, redis = iserver.services.keys, iserver.services.redis
     idle_s = iserver.services.identities.config.guest_idle_s
     stream_id = await create_stream(iserver, "alice")
@@ -194,15 +206,17 @@ async def test_a_guest_is_kept_from_the_moment_it_owns_something_not_at_its_next
         page = _browser(http, iserver)
         user_id = (await page.guest()).body["user_id"]
         family = keys.family(page.credential.partition(".")[0])  # type: ignore[union-attr]
-        assert 0 < await redis.ttl(keys.user_profile(user_id)) <= idle_s
+        await redis.expire(family, 10)  # as if its last visit were long ago
+        iserver.services.clock.shift_ms += 1000
         if owns == "a session":
             assert (await page.call("POST", "/voicebot/create_session", json={"session_name": "mine"})).status == 201
         else:
             answer = await page.call("POST", f"/api/streams/{stream_id}/clips", json={"note": "that one"})
             assert answer.status == 201, answer.body
-        # No refresh, no other page: the identity is kept now.
-        assert await redis.ttl(keys.user_profile(user_id)) == -1, owns
-        assert await redis.ttl(family) > idle_s, owns
+        # No refresh, no other page: listed, and its device renewed, now.
+        listed = await redis.zscore(keys.guests_owning(), user_id)
+        assert listed is not None and listed >= iserver.services.clock.now_ms() - 1000, owns
+        assert idle_s - 5 <= await redis.ttl(family) <= idle_s, owns
 
 
 async def test_admin_granted_on_the_server_arrives_at_the_next_refresh(

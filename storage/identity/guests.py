@@ -1,0 +1,120 @@
+"""Guests that own something: the index of their last visits, and forgetting one that has gone.
+
+A guest (``POST /api/auth/guest``, no account, no passkey) that owns a voice or stream session,
+a listening history or a clip is listed in :meth:`Keys.guests_owning`, scored by its last visit
+(``Identities.keep``). Its profile and devices expire ``guest_idle_s`` after that visit; what it
+owned is deleted by ``handlers.guest_retention`` once it has been idle that long and its last
+access token has run out too, so it can no longer come back. Every step here touches one hash
+slot: the user's own keys share ``{u:<id>}``; each device, and the index, are steps of their own.
+"""
+
+from __future__ import annotations
+
+import enum
+import secrets
+from typing import Any, cast
+
+from redis.asyncio import Redis
+
+from storage.clock import Clock
+from storage.keys import Keys
+
+
+class Standing(enum.Enum):
+    """What a guest listed as idle turned out to be, looked at again."""
+
+    GONE = "gone"  # no visit for that long: its profile and devices have expired
+    BACK = "back"  # a visit since it was listed: kept
+    KEPT = "kept"  # saved with a passkey or made an admin: an account now, kept for good
+
+
+class GuestIndex:
+    """The guests owning something, by last visit, and the removal of a gone one's own keys."""
+
+    def __init__(self, *, redis: Redis, keys: Keys, clock: Clock) -> None:
+        self._redis = redis
+        self._keys = keys
+        self._clock = clock
+
+    async def idle(self, *, idle_ms: int, limit: int) -> list[str]:
+        """Up to ``limit`` guests whose last visit is more than ``idle_ms`` ago, longest idle first."""
+        cutoff_ms = self._clock.now_ms() - idle_ms
+        found: Any = await self._redis.zrangebyscore(self._keys.guests_owning(), "-inf", cutoff_ms, start=0, num=limit)
+        return [str(user_id) for user_id in found]
+
+    async def claim(self, user_id: str, *, lease_ms: int) -> str | None:
+        """A lease on sweeping ``user_id`` (its token), None when another node holds one."""
+        token = secrets.token_hex(8)
+        taken = await self._redis.set(self._keys.guest_sweep_lease(user_id), token, nx=True, px=lease_ms)
+        return token if taken else None
+
+    async def release(self, user_id: str) -> None:
+        """Let the next sweep (any node's) go on with ``user_id`` at once."""
+        await self._redis.delete(self._keys.guest_sweep_lease(user_id))
+
+    async def standing(self, user_id: str, *, idle_ms: int) -> Standing:
+        """Whether the guest, listed as idle past ``idle_ms``, has truly gone; one that has not
+        is listed again (by its last visit) or dropped (kept for good)."""
+        k = self._keys
+        saved, admin = cast(list[str | None], await self._redis.hmget(k.user_profile(user_id), ["saved", "admin"]))
+        if saved == "1" or admin == "1":
+            await self._redis.zrem(k.guests_owning(), user_id)
+            return Standing.KEPT
+        # Read again (a visit since the index was read), and a device's last use, which a visit
+        # whose index step failed still wrote.
+        listed_ms: Any = await self._redis.zscore(k.guests_owning(), user_id)
+        device: Any = await self._redis.zrevrange(k.user_families(user_id), 0, 0, withscores=True)
+        last_ms = int(max([float(listed_ms or 0), *(score for _, score in device)]))
+        if last_ms > self._clock.now_ms() - idle_ms:
+            await self._redis.zadd(k.guests_owning(), {user_id: last_ms}, gt=True)
+            return Standing.BACK
+        return Standing.GONE
+
+    async def listed(self, user_id: str, *, limit: int) -> list[str]:
+        """Up to ``limit`` ids from the gone guest's lists: every kind it made, its voice and
+        stream sessions, its listening history (a list may hold what another has lost)."""
+        k = self._keys
+        found: list[str] = []
+        for key in (k.user_recent(user_id), k.user_sessions(user_id), k.user_streams(user_id)):
+            ids: Any = await self._redis.zrange(key, 0, limit - 1)
+            found.extend(str(i) for i in ids if str(i) not in found)
+            if len(found) >= limit:
+                return found[:limit]
+        history: Any = await self._redis.get(k.listening_history(user_id))
+        if history and str(history) not in found:
+            found.append(str(history))
+        return found[:limit]
+
+    async def unlist(self, user_id: str, session_ids: list[str]) -> None:
+        """Drop ids from the gone guest's lists (sessions kept without it, or gone already)."""
+        if not session_ids:
+            return
+        k = self._keys
+        history: Any = await self._redis.get(k.listening_history(user_id))
+        async with self._redis.pipeline(transaction=True) as pipe:  # one slot: {u:<id>}
+            for key in (k.user_recent(user_id), k.user_sessions(user_id), k.user_streams(user_id)):
+                pipe.zrem(key, *session_ids)
+            if history and str(history) in session_ids:
+                pipe.delete(k.listening_history(user_id))
+            await pipe.execute()
+
+    async def forget(self, user_id: str) -> None:
+        """Remove what is left of the gone guest: its devices, its own keys, its place in the index."""
+        k = self._keys
+        families: Any = await self._redis.zrange(k.user_families(user_id), 0, -1)
+        for family_id in families:  # each device in its own slot
+            await self._redis.delete(k.family(str(family_id)), k.family_spent(str(family_id)))
+        await self._redis.delete(
+            k.user_profile(user_id),
+            k.user_families(user_id),
+            k.user_recent(user_id),
+            k.user_sessions(user_id),
+            k.user_streams(user_id),
+            k.user_clipped(user_id),
+            k.listening_history(user_id),
+            k.active_session(user_id),
+            k.active_session_seq(user_id),
+            k.user_passkeys(user_id),
+            k.guest_sweep_lease(user_id),
+        )
+        await self._redis.zrem(k.guests_owning(), user_id)
