@@ -224,6 +224,20 @@ class Keys:
         pages and deleted by that read; expires if its process goes away mid-read."""
         return f"{self.prefix}:{{{session_id}}}:clips_copy:{read_id}"
 
+    def stream_review_index(self, session_id: str) -> str:
+        """Sorted set of a stream session's clip ids in review order (score: segment * 2^40 +
+        offset ms; ties by clip id), kept up by its reads from the log (``review_sync.lua``)."""
+        return f"{self.prefix}:{{{session_id}}}:review_index"
+
+    def stream_review_meta(self, session_id: str) -> str:
+        """Hash: the log position (epoch, offset) the review index reflects."""
+        return f"{self.prefix}:{{{session_id}}}:review_meta"
+
+    def stream_review_build(self, session_id: str, build_id: str) -> str:
+        """Sorted set: a review index being built from a copy of the clips, renamed into place
+        when done; expires if its process goes away mid-build."""
+        return f"{self.prefix}:{{{session_id}}}:review_build:{build_id}"
+
     def stream_submissions(self, session_id: str) -> str:
         """Hash of client submission ids (``<user>|<submission id>``) -> clip id (idempotency)."""
         return f"{self.prefix}:{{{session_id}}}:clip_submissions"

@@ -61,3 +61,36 @@ class Review(BaseModel):
     clip_count: int
     epoch: str
     offset: int
+
+
+class SummarySegment(BaseModel):
+    """One segment of the stream with its clip count (its clips come in pages)."""
+
+    index: int
+    started_at: int
+    ended_at: int | None
+    length_ms: int | None
+    clip_count: int = Field(description="the segment's clips at the answer's (epoch, offset)")
+
+
+class ReviewSummary(BaseModel):
+    """``GET /api/streams/{id}/review``: what the dashboard shows first, bounded on any stream."""
+
+    session: dict[str, Any]
+    segments: list[SummarySegment]
+    clip_count: int = Field(description="every clip of the stream at the answer's (epoch, offset)")
+    last: list[OwnerClip] = Field(description="the last clips on the timeline (the last segment's latest), last first")
+    epoch: str
+    offset: int = Field(description="the log offset the answer reflects: apply live events after it")
+
+
+class ReviewPage(BaseModel):
+    """``GET /api/streams/{id}/review/clips``: one page of a segment's clips, in review order."""
+
+    session_id: str
+    segment_index: int
+    clips: list[OwnerClip] = Field(description="by offset, then clip id")
+    next: str | None = Field(description="the cursor of the next page (`?after=`); null at the segment's end")
+    segment_clip_count: int
+    epoch: str
+    offset: int = Field(description="the log offset the page reflects: apply live events after it")

@@ -9,6 +9,7 @@ from handlers.streams.export import ExportRoutes
 from handlers.streams.http import StreamRoutes
 from handlers.streams.kind import StreamAudienceKind, StreamKind
 from handlers.streams.operations import OPERATIONS
+from handlers.streams.review import ReviewRoutes
 from handlers.streams.settings import ClipSettings
 from handlers.context import Services
 from handlers.openapi_registry import document
@@ -25,6 +26,7 @@ def install(services: Services, router: SocketRouter, app: web.Application, *, s
     StreamEvents(streams, settings).register(router)
     StreamRoutes(services, streams, settings).register(app)
     ExportRoutes(services, streams, settings).register(app)
+    ReviewRoutes(services, streams).register(app)
     document(app, OPERATIONS)
     add_page(app, "/streams", services.web_dir / "streams.html")
     add_page(app, r"/streams/{session_id}", services.web_dir / "stream.html")

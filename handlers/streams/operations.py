@@ -8,9 +8,17 @@ from __future__ import annotations
 
 from functools import partial
 
-from handlers.streams.answers import OwnClips, Review
+from handlers.streams.answers import OwnClips, Review, ReviewPage, ReviewSummary
 from handlers.streams.payloads import ClipEdit, ClipRequest, CreateStream, StateRequest, ViewerRef
-from handlers.streams.queries import ClearQuery, ExportQuery, MomentsQuery, OwnClipsQuery, ReviewQuery
+from handlers.streams.queries import (
+    ClearQuery,
+    ExportQuery,
+    MomentsQuery,
+    OwnClipsQuery,
+    ReviewPageQuery,
+    ReviewQuery,
+    ReviewSummaryQuery,
+)
 from handlers.openapi_registry import CSV, JSON, TEXT, Header, Operation, attachment
 from handlers.query import LimitQuery
 
@@ -59,6 +67,22 @@ OPERATIONS: tuple[Operation, ...] = (
         query=ReviewQuery,
         statuses=OWNER_READ,
         response=Review,
+    ),
+    _stream(
+        "get",
+        "/api/streams/{session_id}/review",
+        "The review's first screen on a stream of any size: each segment's clip count, the last clips (the owner)",
+        query=ReviewSummaryQuery,
+        statuses=OWNER_READ,
+        response=ReviewSummary,
+    ),
+    _stream(
+        "get",
+        "/api/streams/{session_id}/review/clips",
+        "One page of a segment's clips in review order after a cursor, with who clicked (the owner)",
+        query=ReviewPageQuery,
+        statuses=OWNER_READ,
+        response=ReviewPage,
     ),
     _stream(
         "get",

@@ -64,3 +64,38 @@ class ExportQuery(MomentsQuery):
     )
     bom: Literal["0", "1"] = Field(default="0", description="1: CSV files start with a UTF-8 BOM (for Excel)")
     part: int = Field(default=1, ge=1, description="EDL formats: which file of at most 999 events")
+
+
+# Clips in one page of the paged review by default: a screenful or a few, never a raid's worth
+# (at most SESSIONHUB_LIST_LIMIT, checked with handlers.query.at_most, as every listing's limit).
+REVIEW_PAGE_DEFAULT = 100
+# Where the last page of a segment ended: '<offset_ms>.<clip_id>', as the previous page's `next`.
+REVIEW_CURSOR_PATTERN = r"^[0-9]{1,15}\.[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$"
+
+
+class ReviewSummaryQuery(QueryModel):
+    """``GET /api/streams/{id}/review``: ``?last=`` how many of the last clips on the timeline."""
+
+    last: int = Field(default=50, ge=0, le=200, description="the last clips on the timeline answered (the live feed)")
+
+
+class ReviewPageQuery(QueryModel):
+    """``GET /api/streams/{id}/review/clips``: one segment's clips after a cursor, in order."""
+
+    segment: int = Field(ge=0, description="the segment's index")
+    after: str | None = Field(
+        default=None,
+        pattern=REVIEW_CURSOR_PATTERN,
+        description="the previous page's `next` (none: the segment's first page)",
+    )
+    limit: int | None = Field(
+        default=None, ge=1, description="most clips in the page: default 100, at most SESSIONHUB_LIST_LIMIT (200)"
+    )
+
+    @property
+    def cursor(self) -> tuple[int, str] | None:
+        """The cursor as (offset ms, clip id), None for the first page."""
+        if self.after is None:
+            return None
+        offset_ms, _, clip_id = self.after.partition(".")
+        return int(offset_ms), clip_id

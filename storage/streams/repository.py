@@ -22,6 +22,7 @@ from typing import Any
 from protocol import events as etypes
 from protocol.errors import CodedError, ErrorCode
 from storage.streams.audience import StreamAudiences
+from storage.streams.review import ReviewIndex
 from storage.streams.slices import released, sorted_in_slices
 from storage.streams.records import KIND, Clip, StreamSession, Submission, Transition
 from storage.events import POSITION_FIELDS, Position
@@ -133,6 +134,7 @@ class StreamSessions:
         self._own_clips = plain_script(redis, "streams/own_clips.lua")
         self._clips_read = plain_script(redis, "streams/clips_read.lua")
         self.audiences = StreamAudiences(store)
+        self.review = ReviewIndex(store)
 
     async def create(self, *, owner_id: str, title: str, game: str, viewer_delay_s: int) -> StreamSession:
         """Create a session in state ``created``, owned by ``owner_id``."""
@@ -196,6 +198,7 @@ class StreamSessions:
             k.stream_submissions(session_id),
             k.stream_clip_counts(session_id),
             k.stream_blocked(session_id),
+            *self.review.keys(session_id),
         ]
 
     async def forget(self, session_id: str, record: dict[str, str]) -> None:

@@ -1,0 +1,60 @@
+-- One step of building a stream session's review index from a copy of its clips: the first
+-- call (ARGV[1] = 'start') copies the clips hash as it is now with the log position it
+-- reflects; each next call adds a page of the copy (HSCAN) to the index being built; the last
+-- one renames it into place with that position, so the index then catches up from the log
+-- (review_sync.lua). Each call is a few ms of Redis: a 200,000-clip index is built in pages,
+-- never in one step that would hold every session on this Redis.
+--   KEYS[1]  the session's clips hash (clip id -> clip JSON)
+--   KEYS[2]  the copy of the clips being indexed (keys.stream_clips_copy)
+--   KEYS[3]  the index being built (keys.stream_review_build)
+--   KEYS[4]  the review index
+--   KEYS[5]  the review index's position hash (epoch, offset)
+--   KEYS[6]  the session's log metadata hash (epoch, offset)
+--   ARGV[1]  'start', or the HSCAN cursor of the copy to go on from
+--   ARGV[2]  clips indexed per call
+--   ARGV[3]  ms the copy and the index being built live if the caller goes away
+--   ARGV[4]  the position the copy reflects, 'epoch offset' ('' at the start)
+-- Returns {next cursor ('0': done and installed), position 'epoch offset'}.
+local clips_key = KEYS[1]
+local copy_key = KEYS[2]
+local build_key = KEYS[3]
+local index_key = KEYS[4]
+local index_meta_key = KEYS[5]
+local log_meta_key = KEYS[6]
+local cursor = ARGV[1]
+local page = tonumber(ARGV[2])
+local ttl_ms = ARGV[3]
+local position = ARGV[4]
+
+local SEGMENT_SPAN = 1099511627776 -- 2^40 ms per segment, as review_sync.lua
+if cursor == 'start' then
+  local meta = redis.call('HMGET', log_meta_key, 'epoch', 'offset')
+  position = (meta[1] or '') .. ' ' .. (meta[2] or '0')
+  redis.call('DEL', build_key)
+  if redis.call('EXISTS', clips_key) == 1 then
+    redis.call('COPY', clips_key, copy_key, 'REPLACE')
+    redis.call('PEXPIRE', copy_key, ttl_ms)
+  end
+  cursor = '0'
+end
+local scanned = redis.call('HSCAN', copy_key, cursor, 'COUNT', page)
+local found = scanned[2]
+for i = 2, #found, 2 do
+  local clip = cjson.decode(found[i])
+  redis.call('ZADD', build_key, string.format('%.0f', clip.segment_index * SEGMENT_SPAN + clip.offset_ms), clip.clip_id)
+end
+if #found > 0 then
+  redis.call('PEXPIRE', build_key, ttl_ms)
+end
+if scanned[1] ~= '0' then
+  return {scanned[1], position}
+end
+redis.call('DEL', copy_key)
+if redis.call('EXISTS', build_key) == 1 then
+  redis.call('RENAME', build_key, index_key)
+else
+  redis.call('DEL', index_key)
+end
+local epoch, offset = string.match(position, '^(%S*) (%d+)$')
+redis.call('HSET', index_meta_key, 'epoch', epoch, 'offset', offset)
+return {'0', position}

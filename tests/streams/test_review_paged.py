@@ -1,0 +1,166 @@
+"""The paged review: a bounded summary, then each segment's clips a page at a time after a cursor.
+
+Before, the dashboard's first load was every clip of the stream (``GET …/clips``): on a stream
+of 200,000 clips tens of MB and seconds of server CPU. Pages here never repeat or skip a clip,
+while viewers clip, the streamer deletes and clears, and a page merged with the live events after
+its offset (as the dashboard does) ends exactly as the stream is.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+from tests.helpers import Client, ServerUnderTest
+from tests.streams.helpers import connect, http, started, store_clips, stored_clip
+
+SessionEvent = dict[str, Any]
+
+
+def _key(clip: dict[str, Any]) -> tuple[int, str]:
+    return (int(clip["offset_ms"]), str(clip["clip_id"]))
+
+
+def _events(client: Client) -> list[SessionEvent]:
+    kinds = ("clip_added", "clip_removed", "clips_cleared")
+    return [data for name, data in client.events if name in kinds and isinstance(data, dict)]
+
+
+class SegmentView:
+    """What the dashboard holds of one segment: the clips paged in, and the live events applied
+    to the part of the segment already paged (a clip past the last page comes with a later page)."""
+
+    def __init__(self, segment: int) -> None:
+        self.segment = segment
+        self.clips: dict[str, tuple[int, str]] = {}
+        self.frontier: tuple[int, str] | None = None
+        self.complete = False
+
+    def covers(self, key: tuple[int, str]) -> bool:
+        return self.complete or (self.frontier is not None and key <= self.frontier)
+
+    def apply(self, event: SessionEvent) -> None:
+        data = event["data"]
+        if event["type"] == "clip_added" and data["segment_index"] == self.segment:
+            key = _key(data)
+            if self.covers(key):
+                self.clips[data["clip_id"]] = key
+        elif event["type"] == "clip_removed":
+            self.clips.pop(data["clip_id"], None)
+        elif event["type"] == "clips_cleared":
+            for clip_id in data["clip_ids"]:
+                self.clips.pop(clip_id, None)
+
+    def add_page(self, body: dict[str, Any]) -> None:
+        for clip in body["clips"]:
+            assert clip["clip_id"] not in self.clips, "a page repeated a clip"
+            self.clips[clip["clip_id"]] = _key(clip)
+        if body["next"] is None:
+            self.complete = True
+        else:
+            offset_ms, _, clip_id = body["next"].partition(".")
+            self.frontier = (int(offset_ms), clip_id)
+
+
+async def _page(server: ServerUnderTest, session_id: str, **query: Any) -> dict[str, Any]:
+    status, body = await http(server, "GET", f"/api/streams/{session_id}/review/clips", params=query)
+    assert status == 200, body
+    return dict(body)
+
+
+async def test_the_pages_of_a_stream_hold_each_clip_once_in_order(
+    server: ServerUnderTest, clients: list[Client]
+) -> None:
+    session_id, owner = await started(server, clients)
+    for action in ("pause", "resume"):
+        assert (await owner.call("stream_set_state", {"session_id": session_id, "action": action}))["ok"]
+    # Many clips at one ms: ties are ordered by clip id, and a cursor inside them splits them right.
+    clips = [
+        stored_clip(n, segment_index=1 + n % 2, offset_ms=(n // 7) * 10, note=f"n{n}", clipped=False)
+        for n in range(2500)
+    ]
+    await store_clips(server, session_id, clips)
+
+    status, summary = await http(server, "GET", f"/api/streams/{session_id}/review", params={"last": "5"})
+    assert status == 200, summary
+    assert summary["clip_count"] == 2500
+    assert [(s["index"], s["clip_count"]) for s in summary["segments"]] == [(1, 1250), (2, 1250)]
+    last_two = sorted((c for c in clips if c["segment_index"] == 2), key=_key)[-5:][::-1]
+    assert [c["clip_id"] for c in summary["last"]] == [c["clip_id"] for c in last_two]
+
+    for segment in (1, 2):
+        expected = sorted((c for c in clips if c["segment_index"] == segment), key=_key)
+        seen: list[dict[str, Any]] = []
+        after: str | None = None
+        while True:
+            body = await _page(server, session_id, segment=segment, limit=97, **({"after": after} if after else {}))
+            assert len(body["clips"]) <= 97 and body["segment_clip_count"] == 1250
+            seen.extend(body["clips"])
+            after = body["next"]
+            if after is None:
+                break
+        assert [c["clip_id"] for c in seen] == [c["clip_id"] for c in expected]
+        assert seen[0]["viewer_name"] is None and seen[0]["submitted_by"] == expected[0]["submitted_by"]
+
+
+async def test_paging_while_viewers_clip_and_the_streamer_deletes_ends_as_the_stream_is(
+    server: ServerUnderTest, clients: list[Client]
+) -> None:
+    session_id, _ = await started(server, clients)
+    dashboard = await server.subscriber(clients, session_id, user="alice")
+    # Stored clips spread over the segment's first seconds: live clicks land among them (before
+    # the pages read so far: applied live) and after them (read by a later page).
+    stored = [stored_clip(n, segment_index=1, offset_ms=n * 3, note="", clipped=False) for n in range(1200)]
+    await store_clips(server, session_id, stored)
+    # One viewer a round: a viewer's second click would wait out the clip cooldown.
+    viewers = await asyncio.gather(*(connect(server, clients, f"viewer-{n}") for n in range(20)))
+    view = SegmentView(1)
+    deleted: set[str] = set()
+    consumed = 0
+
+    def received() -> list[SessionEvent]:
+        nonlocal consumed
+        events = _events(dashboard)
+        new, consumed = events[consumed:], len(events)
+        return new
+
+    after: str | None = None
+    round_ = 0
+    while not view.complete:
+        for event in received():  # live, up to the request
+            view.apply(event)
+        # A click while the page is asked for.
+        click = viewers[round_].call("clip_submit", {"session_id": session_id})
+        page = _page(server, session_id, segment=1, limit=100, **({"after": after} if after else {}))
+        ack, body = await asyncio.gather(click, page)
+        assert ack["ok"], ack
+        # Events received while the page was on its way: applied, then the page, then again
+        # those after the page's offset (as the dashboard does).
+        early = received()
+        for event in early:
+            view.apply(event)
+        view.add_page(body)
+        for event in early:
+            if event["offset"] > body["offset"]:
+                view.apply(event)
+        after = body["next"]
+        if round_ == 3:  # one clip already paged, one not yet
+            for victim in (next(iter(view.clips)), str(stored[-1]["clip_id"])):
+                status, _ = await http(server, "DELETE", f"/api/streams/{session_id}/clips/{victim}")
+                assert status == 200
+                deleted.add(victim)
+        if round_ == 5:  # one viewer's clips cleared at once
+            status, cleared = await http(
+                server, "DELETE", f"/api/streams/{session_id}/clips", params={"by": "viewer-1"}
+            )
+            assert status == 200 and cleared["removed"] >= 1, cleared
+        round_ += 1
+
+    _, final = await http(server, "GET", f"/api/streams/{session_id}")
+    await dashboard.wait_for(lambda: max(dashboard.offsets(session_id), default=0) >= final["offset"])
+    for event in received():
+        view.apply(event)
+    stored_now = await server.services.store.redis.hgetall(server.services.keys.stream_clips(session_id))
+    assert set(view.clips) == set(stored_now)
+    assert len(stored_now) == 1200 + round_ - 2 - cleared["removed"]
+    assert not deleted & set(view.clips)
