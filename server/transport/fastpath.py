@@ -89,7 +89,6 @@ import socketio
 from aiohttp import HttpVersion11, web
 from aiohttp.web_protocol import RequestHandler
 from engineio import packet as eio_packet
-from engineio import payload as eio_payload
 from engineio.async_socket import AsyncSocket
 from socketio import packet as sio_packet
 
@@ -141,7 +140,7 @@ from server.transport.leanws import (
 from server.transport.origins import SameOrigin
 from server.transport.outlet import FastOutlet, direct_writer
 from server.transport.rooms import RoomIndex
-from server.transport.stock import EngineLog, WirePacket
+from server.transport.stock import EngineLog, WirePacket, engine_packets
 from server.random_ids import IDS
 
 log = logging.getLogger(__name__)
@@ -157,8 +156,9 @@ _ACKED_EVENT = re.compile(r"2([0-9]{1,18})?(?=\[)")
 _PIPELINED_HEAD = re.compile(r'42[0-9]{0,18}\["([A-Za-z0-9_]{1,64})"')
 
 
-# Hostile clients can send malformed frames by the thousand: one traceback per cause, then counts.
-_MALFORMED_LOG = LogThrottle(log, level=logging.WARNING)
+# Hostile clients can send malformed frames by the thousand: one traceback per cause, then
+# counts; at INFO, a client's mistake being no fault of the server.
+_MALFORMED_LOG = LogThrottle(log, level=logging.INFO)
 
 
 def _frame_of(message: str | bytes) -> bytes:
@@ -716,6 +716,25 @@ CLOSE_FINISH_S = 3.0
 ADMIT_PER_TURN = 8
 
 
+# Set on a long-polling POST whose body read was cancelled (a shutdown: aiohttp hands the read
+# a CancelledError): see cut_short.
+_CUT_SHORT: Any = web.RequestKey("post_cut_short", bool) if hasattr(web, "RequestKey") else "sessionhub.cut_short"
+
+
+def cut_short(request: web.Request) -> bool:
+    """Whether a request Engine.IO answered was cancelled meanwhile: its answer must not be sent.
+
+    Engine.IO's POST handler catches everything, a cancellation too (a bare ``except``): a
+    long-polling POST cut by a shutdown mid-body logged a CancelledError traceback and was
+    answered 200, its body never read whole, so the client took packets it never delivered as
+    sent. Cancelled, it stays so: aiohttp drops the connection unanswered, and the client's
+    transport fails instead. aiohttp cancels a handler at shutdown by failing its body read
+    with a CancelledError (:func:`_post` marks the request), and later its task.
+    """
+    task = asyncio.current_task()
+    return bool(request.get(_CUT_SHORT)) or (task is not None and task.cancelling() > 0)
+
+
 async def _post(socket_ref: weakref.ReferenceType[AsyncSocket], environ: dict[str, Any]) -> None:
     """A long-polling POST: python-engineio's ``AsyncSocket.handle_post_request``, except that a
     body that is not UTF-8 or not an Engine.IO payload (too many packets, a bad packet type) is
@@ -754,6 +773,9 @@ async def _post(socket_ref: weakref.ReferenceType[AsyncSocket], environ: dict[st
                         raise engineio.exceptions.EngineIOError("the server holds too many unfinished bodies")
     except (asyncio.IncompleteReadError, TimeoutError) as exc:  # sent less than it announced
         raise engineio.exceptions.EngineIOError("a cut body") from exc
+    except asyncio.CancelledError:
+        environ["aiohttp.request"][_CUT_SHORT] = True  # Engine.IO swallows it: see cut_short
+        raise
     except ConnectionResetError:
         # The client reset its connection mid-body (aiohttp's word for it): nobody reads the
         # answer, and it is the client's doing. Engine.IO logged it with a traceback ("post
@@ -763,7 +785,7 @@ async def _post(socket_ref: weakref.ReferenceType[AsyncSocket], environ: dict[st
     finally:
         budget.held -= counted
     try:
-        packets = eio_payload.Payload(encoded_payload=body.decode("utf-8")).packets
+        packets = engine_packets(body)
     except Exception as exc:  # UnicodeDecodeError, ValueError, or whatever a bad packet raises
         raise engineio.exceptions.EngineIOError("not an Engine.IO payload") from exc
     for pkt in packets:
@@ -887,6 +909,8 @@ class LightEngineServer(engineio.AsyncServer):
                 polled: web.StreamResponse = await super().handle_request(request)
             finally:
                 running.discard(sid)
+            if cut_short(request):
+                raise asyncio.CancelledError
             return polled
         response: web.StreamResponse = await super().handle_request(request)
         return response

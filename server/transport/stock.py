@@ -114,8 +114,15 @@ from server.transport.origins import SameOrigin
 from server.transport.rooms import client_manager
 
 log = logging.getLogger(__name__)
-# Hostile clients can send malformed messages by the thousand: one traceback per cause, then counts.
-_MALFORMED_LOG = LogThrottle(log, level=logging.WARNING)
+# Hostile clients can send malformed messages by the thousand: one traceback per cause, then
+# counts; at INFO, a client's mistake being no fault of the server.
+_MALFORMED_LOG = LogThrottle(log, level=logging.INFO)
+# Engine.IO's tracebacks of the server's own failures (a handler's, a service task's).
+_SERVER_LOG = LogThrottle(log, level=logging.ERROR)
+# Engine.IO's tracebacks that a client causes: a WebSocket frame that is no Engine.IO packet.
+_CLIENT_CAUSED = frozenset({"Unknown receive error"})
+# What Engine.IO's _log_error_once appends to the first occurrence of each of its messages.
+_ONCE_SUFFIX = " (further occurrences of this error will be logged with level INFO)"
 # Socket.IO v5 BINARY_EVENT and BINARY_ACK: a header whose attachments follow as messages of their own.
 _BINARY_TYPES = ("5", "6")
 # The disconnect reason of a client cut for not taking its packets (a label of
@@ -132,25 +139,41 @@ class WirePacket(sio_packet.Packet):
 
 
 class EngineLog:
-    """python-engineio's logger for both lanes: errors only, and the traceback of a failure a
-    client can cause (an undecodable frame logs "Unknown receive error") once per cause."""
+    """python-engineio's logger for both lanes: a client's mistake at INFO, the server's at ERROR.
+
+    Engine.IO calls ``error`` only through its ``_log_error_once``, for a request a client got
+    wrong (an unknown or closed session, a bad transport, an old protocol version, a foreign
+    origin, ...), answered 400: once per cause per server, its repeats as ``info``. At ERROR,
+    every hostile client or stale tab wrote the server's errors; it is logged at INFO, the
+    client's words quoted (a sid or an origin may hold a line break). Of its tracebacks, an
+    undecodable WebSocket frame ("Unknown receive error") is the client's too, logged once per
+    cause at INFO; a cancellation (a shutdown cutting a long-polling POST, which Engine.IO's bare
+    ``except`` catches) is no failure, one debug line; any other (a handler's, a service task's)
+    is the server's: at ERROR, once per cause then counted.
+    """
 
     def debug(self, *args: Any, **kwargs: Any) -> None:
         pass
 
-    # Engine.IO's warnings are about what clients send (unsupported methods, unknown sids):
-    # dropped, as its own logger at level ERROR would, so that a client cannot flood the log.
+    # Engine.IO's warnings and infos are about what clients send (unsupported methods, unknown
+    # sids, every packet received): dropped, so that a client cannot flood the log.
     info = warning = debug
 
     def error(self, message: str, *args: Any, **kwargs: Any) -> None:
-        log.error("engineio: " + message, *args)
+        text = (message % args if args else message).removesuffix(_ONCE_SUFFIX)
+        log.info("engineio refused a client's request: %r", text)
 
     def exception(self, message: str, *args: Any, **kwargs: Any) -> None:
         exc = sys.exc_info()[1]
+        text = "engineio: " + (message % args if args else message)
         if exc is None:
-            self.error(message, *args)
+            log.error("%s", text)
+        elif isinstance(exc, asyncio.CancelledError):
+            log.debug("%s: cancelled (the server is stopping)", text)
+        elif message in _CLIENT_CAUSED:
+            _MALFORMED_LOG.exception(text, exc)
         else:
-            _MALFORMED_LOG.exception("engineio: " + (message % args if args else message), exc)
+            _SERVER_LOG.exception(text, exc)
 
 
 def _ignore_sent(messages: int, size: int) -> None:
@@ -278,14 +301,24 @@ class ReadRequest:
 
 
 def engine_payload(body: bytes) -> bool:
-    """Whether ``body`` is an Engine.IO payload python-engineio takes: UTF-8, at most its
-    packets per payload, every packet decodable (its own POST handler answers 200 to anything
-    else and drops the whole batch)."""
+    """Whether ``body`` is an Engine.IO payload python-engineio takes (:func:`engine_packets`)."""
     try:
-        eio_payload.Payload(encoded_payload=body.decode("utf-8"))
+        engine_packets(body)
     except Exception:  # UnicodeDecodeError, ValueError, or whatever a bad packet raises
         return False
     return True
+
+
+def engine_packets(body: bytes | bytearray) -> list[Any]:
+    """The packets of a long-polling POST's ``body``: UTF-8, at most python-engineio's packets
+    per payload, every packet decodable and of a type Engine.IO has (its own POST handler
+    answers 200 to anything else and drops the whole batch, or what follows a packet of type
+    7 to 9: decoded, it failed as an IndexError, with a traceback, once half the batch was in).
+    ValueError (or what a bad packet raises) for anything else."""
+    packets: list[Any] = eio_payload.Payload(encoded_payload=body.decode("utf-8")).packets
+    if any(not 0 <= packet.packet_type < len(eio_packet.packet_names) for packet in packets):
+        raise ValueError("an Engine.IO packet of an unknown type")
+    return packets
 
 
 def json_bad_request(response: web.StreamResponse) -> web.StreamResponse:

@@ -1,0 +1,115 @@
+"""A client's mistake is not the server's error: what Engine.IO logs, at which level, on both lanes.
+
+Engine.IO logged the first of each of a client's bad requests (an unknown session, a bad
+transport, an old protocol version, a foreign origin) at ERROR, a long-polling POST holding a
+packet of an unknown type as a WARNING traceback (answered 200, what followed it dropped), and a
+shutdown cutting a long-polling POST mid-body as a CancelledError WARNING traceback (answered
+200: its packets taken for sent). A failure of the server's own stays at ERROR.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from pathlib import Path
+
+import aiohttp
+import pytest
+
+from server.app import SIO_KEY
+from server.transport.stock import EngineLog
+from tests.conftest import start_server
+from tests.helpers import RedisProcess
+from tests.raw_wire import RawPoller, port_of
+
+LANES = pytest.mark.parametrize("lane", ["fast", "stock"])
+
+
+def _loud(caplog: pytest.LogCaptureFixture) -> list[str]:
+    return [f"{r.levelname} {r.name}: {r.getMessage()}" for r in caplog.records if r.levelno >= logging.WARNING]
+
+
+@LANES
+async def test_a_clients_bad_requests_are_logged_at_info(
+    redis_process: RedisProcess, redis: object, tmp_path: Path, caplog: pytest.LogCaptureFixture, lane: str
+) -> None:
+    caplog.set_level(logging.DEBUG)
+    server = await start_server(redis_process.url, tmp_path, transport=lane)
+    base = server.url + "/socket.io/?EIO=4&transport="
+    try:
+        async with aiohttp.ClientSession() as http:
+            for method, url, headers in (
+                ("GET", base + "polling&sid=nope%0aERROR%20forged", {}),
+                ("POST", base + "polling&sid=nope", {}),
+                ("GET", base + "carrier-pigeon", {}),
+                ("GET", server.url + "/socket.io/?EIO=3&transport=polling", {}),
+                ("GET", base + "polling", {"Origin": "https://elsewhere.example"}),
+            ):
+                async with http.request(method, url, headers=headers, data=b"4x" if method == "POST" else None) as r:
+                    assert r.status == 400, (method, url)
+    finally:
+        await server.stop()
+    assert _loud(caplog) == []
+    refused = [r.getMessage() for r in caplog.records if r.getMessage().startswith("engineio refused")]
+    assert any("Invalid session nope\\nERROR forged" in message for message in refused), refused
+    assert all(
+        r.levelno == logging.INFO and "\n" not in r.getMessage() for r in caplog.records if "forged" in r.getMessage()
+    )
+
+
+@LANES
+async def test_a_post_with_a_packet_of_an_unknown_type_ends_its_session(
+    redis_process: RedisProcess, redis: object, tmp_path: Path, caplog: pytest.LogCaptureFixture, lane: str
+) -> None:
+    caplog.set_level(logging.DEBUG)
+    server = await start_server(redis_process.url, tmp_path, transport=lane)
+    try:
+        async with aiohttp.ClientSession() as http:
+            poller = await RawPoller.open(http, server.url)
+            assert await poller.post("3", "9") == 400  # as any other bad packet: not 200, half taken
+            assert await poller.get() == ["HTTP 400"]  # the session is closed
+    finally:
+        await server.stop()
+    assert _loud(caplog) == []
+
+
+@LANES
+async def test_a_shutdown_cutting_a_long_polling_post_answers_it_nothing_and_logs_no_warning(
+    redis_process: RedisProcess, redis: object, tmp_path: Path, caplog: pytest.LogCaptureFixture, lane: str
+) -> None:
+    caplog.set_level(logging.DEBUG)
+    server = await start_server(redis_process.url, tmp_path, transport=lane)
+    sio = server.app[SIO_KEY]
+    posting = sio._posting if lane == "stock" else sio.eio._posting  # sessions whose POST is being read
+    async with aiohttp.ClientSession() as http:
+        poller = await RawPoller.open(http, server.url)
+        reader, writer = await asyncio.open_connection("127.0.0.1", port_of(server.url))
+        try:
+            target = poller.url.removeprefix(server.url)
+            head = f"POST {target} HTTP/1.1\r\nHost: x\r\nContent-Type: text/plain\r\nContent-Length: 100\r\n\r\n"
+            writer.write(head.encode() + b"40{}")
+            async with asyncio.timeout(10):
+                while poller.eio_sid not in posting:
+                    await asyncio.sleep(0.01)
+            await server.stop()
+            async with asyncio.timeout(10):
+                answer = await reader.read()
+        finally:
+            writer.close()
+    assert answer == b""  # dropped unanswered: its packets were never taken, not a 200
+    assert _loud(caplog) == []
+
+
+def test_the_servers_own_failures_stay_errors(caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.DEBUG)
+    engine = EngineLog()
+    try:
+        raise RuntimeError("a handler's bug")
+    except RuntimeError:
+        engine.exception("message async handler error")
+    try:
+        raise ValueError("not a packet")
+    except ValueError:
+        engine.exception("Unknown receive error")  # an undecodable frame: the client's
+    levels = {r.getMessage().split(":", 2)[1].strip(): r.levelno for r in caplog.records}
+    assert levels == {"message async handler error": logging.ERROR, "Unknown receive error": logging.INFO}
