@@ -23,6 +23,10 @@ from storage.keys import Keys
 from storage.scripts import plain_script
 
 JOB_STREAM_MAXLEN = 100_000
+# Dead-lettered jobs kept, newest first. A guest may dead-letter a job at will (Done, then delete
+# the session before it ran: "the session no longer exists"), and guests and their sessions are
+# cheap: uncapped, the list only grew.
+DEAD_LETTERS_MAX = 10_000
 # How long enqueue_once remembers a job id: as long as a press's answer is kept for its resends
 # (storage.voice.repository.REQUEST_TTL_MS), and no longer.
 QUEUED_MARK_MS = 24 * 3600 * 1000
@@ -70,6 +74,7 @@ class JobQueue:
         self._promote = plain_script(redis, "jobs/promote.lua")
         self._extend = plain_script(redis, "jobs/extend.lua")
         self._enqueue_once = plain_script(redis, "jobs/enqueue_once.lua")
+        self.dead_max = DEAD_LETTERS_MAX
 
     async def enqueue(self, job: Job) -> Job:
         """Queue a job; returns it with its enqueue time set."""
@@ -149,10 +154,11 @@ class JobQueue:
         return job
 
     async def bury(self, delivery: Delivery, *, error: str) -> Job:
-        """Move a job that ran out of attempts to the dead-letter list."""
+        """Move a job that ran out of attempts to the dead-letter list (the newest ``dead_max`` kept)."""
         job = replace(delivery.job, attempts=delivery.job.attempts + 1, last_error=error[:500])
         async with self._redis.pipeline(transaction=True) as pipe:
             pipe.lpush(self._keys.jobs_dead(), job.to_json())
+            pipe.ltrim(self._keys.jobs_dead(), 0, self.dead_max - 1)
             pipe.xack(self._keys.jobs(), self._keys.jobs_group(), delivery.entry_id)
             pipe.xdel(self._keys.jobs(), delivery.entry_id)
             await pipe.execute()
