@@ -496,6 +496,7 @@ function render() {
   renderLineage();
   renderTransport(doc.state);
   renderGrid(doc.state);
+  renderStepLock(doc.state);
   renderPlayers();
 }
 
@@ -679,6 +680,70 @@ function renderGrid(state) {
   }
 }
 
+// --- the selected step's parameters (a parameter lock: pitch, volume, tie) ----------------
+
+let selected = null; // {trackId, step}: the step last clicked or focused, whose lock the panel edits
+
+function selectStep(cell) {
+  selected = { trackId: cell.dataset.track, step: Number(cell.dataset.step) };
+  renderStepLock(view().state);
+}
+
+function selectedTrack(state) {
+  const track = selected && state.tracks.find((t) => t.id === selected.trackId);
+  return track && selected.step < track.stepCount ? track : null;
+}
+
+function renderStepLock(state) {
+  const panel = $("step-lock");
+  const track = selectedTrack(state);
+  panel.hidden = !track;
+  if (!track) return;
+  const lock = track.parameterLocks[selected.step] ?? {};
+  $("step-lock-title").textContent = `${track.name} · step ${selected.step + 1}`;
+  const pitch = $("lock-pitch");
+  if (document.activeElement !== pitch) pitch.value = String(lock.pitch ?? 0);
+  const volume = $("lock-volume");
+  if (document.activeElement !== volume) volume.value = String(lock.volume ?? 1);
+  $("lock-volume-value").textContent = `${Math.round((lock.volume ?? 1) * 100)}%`;
+  $("lock-tie").setAttribute("aria-pressed", String(lock.tie === true));
+  for (const el of panel.querySelectorAll("input, button")) el.disabled = readOnly;
+}
+
+/** The selected step's lock with `change` made; one of defaults only is no lock (null). */
+function setLock(change) {
+  const track = selectedTrack(view().state);
+  if (!track || readOnly) return;
+  const lock = { ...(track.parameterLocks[selected.step] ?? {}), ...change };
+  if (lock.pitch === 0) delete lock.pitch;
+  if (lock.volume === 1) delete lock.volume;
+  if (lock.tie !== true) delete lock.tie;
+  const next = Object.keys(lock).length ? lock : null;
+  edit({ type: "set_lock", trackId: track.id, step: selected.step, lock: next });
+}
+
+function onLockPitch(event) {
+  const field = event.target;
+  const typed = Math.round(Number(field.value));
+  if (field.value.trim() === "" || !Number.isFinite(typed)) {
+    renderStepLock(view().state);
+    return;
+  }
+  const pitch = Math.min(24, Math.max(-24, typed)); // the model's range, whole semitones
+  field.value = String(pitch);
+  setLock({ pitch });
+}
+
+function bindStepLock() {
+  $("lock-pitch").addEventListener("change", onLockPitch);
+  $("lock-volume").addEventListener("change", (e) => setLock({ volume: Number(e.target.value) }));
+  $("lock-tie").addEventListener("click", (e) => setLock({ tie: e.target.getAttribute("aria-pressed") !== "true" }));
+  $("lock-reset").addEventListener("click", () => {
+    const track = selectedTrack(view().state);
+    if (track && !readOnly) edit({ type: "set_lock", trackId: track.id, step: selected.step, lock: null });
+  });
+}
+
 function stepSelector(trackId, step) {
   return `.step[data-track="${CSS.escape(String(trackId))}"][data-step="${Number(step)}"]`;
 }
@@ -736,6 +801,7 @@ function onGridClick(event) {
   if (!track || readOnly) return;
   if (el.classList.contains("step")) {
     const step = Number(el.dataset.step);
+    selected = { trackId: track.id, step };
     edit({ type: "set_step", trackId: track.id, step, on: !track.steps[step] });
   } else if (el.classList.contains("mute")) {
     edit({ type: "set_track_mute", trackId: track.id, muted: !track.muted });
@@ -780,6 +846,7 @@ function onGridKey(event) {
 
 function onGridPoint(event) {
   const cell = event.target;
+  if (event.type === "focusin" && cell.classList?.contains("step")) selectStep(cell);
   if (cell.classList?.contains("step")) moveCursor({ trackId: cell.dataset.track, step: Number(cell.dataset.step) });
 }
 
@@ -790,6 +857,7 @@ function bindInputs() {
   grid.addEventListener("keydown", onGridKey);
   grid.addEventListener("focusin", onGridPoint);
   grid.addEventListener("pointerover", onGridPoint);
+  bindStepLock();
   $("tempo").addEventListener("change", onTempoChange);
   $("tempo").addEventListener("focusout", onTempoLeft);
   $("swing").addEventListener("change", (e) => edit({ type: "set_swing", swing: Math.round(Number(e.target.value)) }));
