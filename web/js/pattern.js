@@ -147,12 +147,16 @@ async function save() {
     for (let attempt = 0; attempt < 3 && offline.length; attempt += 1) {
       const sent = offline.slice();
       const doc = clone(confirmed);
-      for (const op of sent) applyOp(doc, op);
+      // Over another player's newer state an edit may no longer apply (its track deleted, or a
+      // track added past the 16): it is dropped, and the player is told rather than left to
+      // find it gone.
+      const dropped = sent.filter((op) => !applyOp(doc, op)).length;
       const answer = await request(`/api/sessions/${sessionId}`, "PUT", { state: doc.state }, { "If-Match": etag() });
       if (answer.status === 200) {
         confirmed.state = doc.state;
         position = parseEtag(answer.headers.get("ETag")) ?? position;
         offline = offline.slice(sent.length);
+        if (dropped) toast(`${plural(dropped, "change")} made offline could not be kept: ${UNKEPT}`);
       } else if (answer.status === 412) {
         // Someone edited meanwhile: take their state and put our edits on top of it.
         confirmed = { state: answer.body.session.state, name: answer.body.session.name };
@@ -168,6 +172,12 @@ async function save() {
     render();
     if (offline.length && live) flushOffline();
   }
+}
+
+const UNKEPT = "another player deleted its track meanwhile, or the pattern already holds 16 tracks.";
+
+function plural(count, noun) {
+  return `${count} ${noun}${count === 1 ? "" : "s"}`;
 }
 
 function flushOffline() {
