@@ -113,6 +113,7 @@ from server.transport.engine import LightQueue
 from server.transport.front import Front, FrontProtocol, Upgrader, UpgradeRequest
 from server.transport.messages import MAX_ATTACHMENTS as MAX_ATTACHMENTS
 from server.transport.messages import (
+    NO_ATTACHMENT,
     RESERVED_EVENTS,
     Error,
     event_name,
@@ -1516,10 +1517,13 @@ class SessionServer(socketio.AsyncServer):
 
     async def _admit_binary_header(self, eio_sid: str, size: int) -> None:
         header = self._binary_packet[eio_sid]
-        if header.attachment_count <= MAX_ATTACHMENTS:
+        if 0 < header.attachment_count <= MAX_ATTACHMENTS:
             self._binary_bytes[eio_sid] = size
             return
         del self._binary_packet[eio_sid]
+        if header.attachment_count == 0:
+            await self._refuse(eio_sid, header.namespace, header.id, malformed(NO_ATTACHMENT))
+            return
         self._skipping[eio_sid] = header.attachment_count
         error = (ErrorCode.PAYLOAD_TOO_LARGE, f"messages are limited to {MAX_ATTACHMENTS} binary attachments")
         await self._refuse(eio_sid, header.namespace, header.id, error)

@@ -75,6 +75,14 @@ def malformed(exc: BaseException) -> Error:
     return ErrorCode.INVALID_PAYLOAD, "the message is malformed" + detail
 
 
+# A binary message declaring no attachment (`45[...]`, `450-[...]`): python-socketio held it
+# for an attachment it could never take (its count was reached), and took the connection's next
+# message for that attachment: on the fast lane that message was answered as the binary one's
+# refusal, its own ack never sent; on the stock lane, which holds the parts itself, every later
+# message waited, unanswered, for good. No client library sends one.
+NO_ATTACHMENT = MalformedMessage("a binary message declares one attachment or more")
+
+
 def event_name(event: object) -> str:
     """The name of a decoded EVENT's data; MalformedMessage when it is not ``[name, ...]``."""
     if not isinstance(event, list) or not event or not isinstance(event[0], str):

@@ -97,6 +97,7 @@ from server.transport.contract import Commit, Outlet, Packet, end_sessions_at_sh
 from server.transport.leanws import opening_refusal
 from server.transport.messages import (
     MAX_ATTACHMENTS,
+    NO_ATTACHMENT,
     Error,
     Header,
     MalformedMessage,
@@ -687,6 +688,9 @@ class StockSessionServer(socketio.AsyncServer):
             self.skipping[eio_sid] = header.attachment_count
             error = (ErrorCode.PAYLOAD_TOO_LARGE, f"messages are limited to {MAX_ATTACHMENTS} binary attachments")
             await self.refuse_to(eio_sid, header.namespace, header.id, error)
+            return True
+        if header.attachment_count == 0:
+            await self.refuse_to(eio_sid, header.namespace, header.id, malformed(NO_ATTACHMENT))
             return True
         self.binary[eio_sid] = PendingBinary(text, header, size, [])
         return True

@@ -67,6 +67,25 @@ async def test_too_many_attachments_are_refused_and_dropped(server: ServerUnderT
         ws.close()
 
 
+async def test_a_binary_message_declaring_no_attachment_is_refused_alone(server: ServerUnderTest) -> None:
+    # It was held for an attachment that could never complete it: the fast lane took the next
+    # message for it (answered as this one's refusal, its own ack never sent), the stock lane
+    # swallowed every later message of the connection, unanswered.
+    session_id = await server.create_session("alice")
+    ws, _ = await RawWebSocket.socketio(port_of(server.url), server.token("alice"))
+    sio = server.app[SIO_KEY]
+    try:
+        for number, header in ((11, '450-11["session_done"]'), (13, '4513["session_done"]')):
+            ws.send(header)
+            ws.send(f'42{number + 1}["session_done",{{"session_id":"{session_id}"}}]')
+            ack = await ws.ack(number)
+            assert ack["error"] == "invalid_payload" and "one attachment or more" in ack["message"], ack
+            assert (await ws.ack(number + 1))["ok"] is True
+        assert (sio.binary if sio.lane == "stock" else sio._binary_packet) == {}
+    finally:
+        ws.close()
+
+
 async def test_an_oversized_binary_header_skips_its_attachments(server: ServerUnderTest) -> None:
     session_id = await server.create_session("alice")
     ws, _ = await RawWebSocket.socketio(port_of(server.url), server.token("alice"))
