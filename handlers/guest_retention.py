@@ -8,7 +8,9 @@ then deleted as an operator's deletion deletes them (``handlers.admin.deletion``
 keys in one script, its audio files, owner lists and audience in its kind's ``on_delete``, owed
 and retried, the admin indexes and counts with them), then its own keys. Pattern sessions it
 made stay (seeds 001/004: anonymous, permanent), as do its clips in others' streams (the stream's).
-A guest saved with a passkey or made an admin is an account, and keeps everything.
+A guest saved with a passkey or made an admin is an account, and keeps everything. Guests that
+came to own something before the index of guests existed were kept for good then; the sweeper
+lists them first, a page of the global session index per tick (``GuestIndex.backfill``).
 
 Each tick does a bounded amount (``GUESTS_PER_TICK`` guests, ``SESSIONS_PER_TICK`` deletions);
 a guest with more is taken up again at the next tick. Every node sweeps; a lease per guest keeps
@@ -43,6 +45,9 @@ log = logging.getLogger(__name__)
 GONE_WITH_OWNER = frozenset({VOICE, STREAM, LISTENING})
 GUESTS_PER_TICK = 20
 SESSIONS_PER_TICK = 50
+# Sessions of the global index read per tick to list the guests that owned some before the index
+# of guests existed (GuestIndex.backfill), until all are read: once per deployment.
+BACKFILL_PER_TICK = 500
 # A node that dies mid-sweep holds its guest this long; a sweep of SESSIONS_PER_TICK deletions
 # takes well under a second.
 LEASE_MS = 60_000
@@ -73,6 +78,8 @@ class GuestSweeper:
             orphan_days=services.sessions.orphan_days,
         )
         self._deleter = SessionDeleter(services, store)
+        self._backfilled = False
+        self.backfill_per_tick = BACKFILL_PER_TICK
 
     def register(self, app: web.Application) -> None:
         """Sweep for the app's lifetime (``app[GUEST_SWEEPER]`` is this sweeper)."""
@@ -87,6 +94,8 @@ class GuestSweeper:
     async def sweep(self, *, guests: int = GUESTS_PER_TICK, sessions: int = SESSIONS_PER_TICK) -> Swept:
         """One tick: up to ``guests`` gone guests looked at, up to ``sessions`` sessions deleted."""
         swept = Swept()
+        if not self._backfilled:
+            self._backfilled = await self.index.backfill(limit=self.backfill_per_tick, kinds=GONE_WITH_OWNER)
         for user_id in await self.index.idle(idle_ms=self.idle_ms, limit=guests):
             budget = sessions - swept.sessions_deleted
             if budget <= 0:

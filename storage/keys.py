@@ -122,6 +122,11 @@ class Keys:
         past ``guest_idle_s`` owned (handlers/guest_retention.py)."""
         return f"{self.prefix}:guests:owning"
 
+    def guests_backfill(self) -> str:
+        """String: how far the listing of guests that owned sessions before :meth:`guests_owning`
+        existed has read :meth:`all_sessions` (a creation time, ms), ``done`` once it has read all."""
+        return f"{self.prefix}:guests:backfill"
+
     def guest_sweep_lease(self, user_id: str) -> str:
         """String with a TTL: a node is deleting what this gone guest owned (one node at a time)."""
         return f"{self.prefix}:{{u:{user_id}}}:sweep_lease"

@@ -17,6 +17,7 @@ from typing import Any, cast
 from redis.asyncio import Redis
 
 from storage.clock import Clock
+from storage.identity.repository import GUEST_PREFIX
 from storage.keys import Keys
 
 
@@ -41,6 +42,45 @@ class GuestIndex:
         cutoff_ms = self._clock.now_ms() - idle_ms
         found: Any = await self._redis.zrangebyscore(self._keys.guests_owning(), "-inf", cutoff_ms, start=0, num=limit)
         return [str(user_id) for user_id in found]
+
+    async def backfill(self, *, limit: int, kinds: frozenset[str]) -> bool:
+        """List the guests that came to own a session of ``kinds`` before this index existed (they
+        were kept for good then), by their last visit as their devices say; ``limit`` sessions of
+        the global index read per call, from where the last call stopped. True once all are read.
+
+        Listing one twice is harmless (``NX``), so a call cut off midway, or two nodes at once,
+        only read some sessions again.
+        """
+        k = self._keys
+        cursor: Any = await self._redis.get(k.guests_backfill())
+        if cursor == "done":
+            return True
+        low = cursor or "-inf"  # inclusive: the ties of the last page's last score again
+        page: Any = await self._redis.zrangebyscore(k.all_sessions(), low, "+inf", start=0, num=limit, withscores=True)
+        for session_id, _ in page:
+            await self._list_owner(str(session_id), kinds)
+        if len(page) < limit:
+            await self._redis.set(k.guests_backfill(), "done")
+            return True
+        first, last = int(page[0][1]), int(page[-1][1])
+        # The next page starts at this one's last creation time (its ties read again); past it
+        # when the whole page was one millisecond's sessions.
+        await self._redis.set(k.guests_backfill(), last if last > first else last + 1)
+        return False
+
+    async def _list_owner(self, session_id: str, kinds: frozenset[str]) -> None:
+        k = self._keys
+        kind, owner, created = cast(
+            list[str | None], await self._redis.hmget(k.session(session_id), ["kind", "owner_id", "created_at"])
+        )
+        if kind not in kinds or not owner or not owner.startswith(GUEST_PREFIX):
+            return
+        saved, admin = cast(list[str | None], await self._redis.hmget(k.user_profile(owner), ["saved", "admin"]))
+        if saved == "1" or admin == "1":
+            return
+        device: Any = await self._redis.zrevrange(k.user_families(owner), 0, 0, withscores=True)
+        last_ms = int(max([float(created or 0), *(score for _, score in device)]))
+        await self._redis.zadd(k.guests_owning(), {owner: last_ms}, nx=True)
 
     async def claim(self, user_id: str, *, lease_ms: int) -> str | None:
         """A lease on sweeping ``user_id`` (its token), None when another node holds one."""

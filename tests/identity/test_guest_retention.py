@@ -240,3 +240,33 @@ async def test_the_server_sweeps_gone_guests_by_itself(
         assert await blob_files(srv) == []
     finally:
         await srv.stop()
+
+
+async def test_guests_that_owned_sessions_before_the_index_are_listed_and_swept(
+    gserver: ServerUnderTest, http: aiohttp.ClientSession, redis: Redis
+) -> None:
+    """Before the index, a guest that owned something was kept for good (its profile persisted)
+    and listed nowhere: the sweeper lists such guests from the global session index, a page a
+    tick, by their devices' last use; a saved one is not listed."""
+    keys = gserver.services.keys
+    _, old = await owning_guest(gserver, http)
+    recent_page, recent = await owning_guest(gserver, http)
+    _, saved = await owning_guest(gserver, http)
+    await gserver.services.identities.mark_saved(saved["user"], True)
+    for ids in (old, recent, saved):  # as the version before left them
+        await redis.zrem(keys.guests_owning(), ids["user"])
+        await redis.persist(keys.user_profile(ids["user"]))
+    gone_for(gserver, GONE_S)
+    # The recent one's device was used a moment ago (a refresh on a node of the version before).
+    family_id = recent_page.credential.partition(".")[0]  # type: ignore[union-attr]
+    await redis.zadd(keys.user_families(recent["user"]), {family_id: gserver.services.clock.now_ms()})
+
+    sweeper(gserver).backfill_per_tick = 2
+    ticks = [await sweeper(gserver).sweep() for _ in range(10)]  # 15 sessions (5 each): 8 pages
+    assert sum(t.sessions_deleted for t in ticks) == 3 and sum(t.guests_forgotten for t in ticks) == 1
+    assert not await redis.exists(keys.session(old["voice"]), keys.user_profile(old["user"]))
+    assert await blob_files(gserver) != [] and await redis.exists(keys.session(recent["voice"]))
+    assert await redis.exists(keys.session(saved["voice"]), keys.session(saved["stream"]))
+    assert await redis.zscore(keys.guests_owning(), recent["user"]) is not None
+    assert await redis.zscore(keys.guests_owning(), saved["user"]) is None
+    assert await redis.get(keys.guests_backfill()) == "done"
