@@ -177,6 +177,20 @@ class EngineLog:
             _SERVER_LOG.exception(text, exc)
 
 
+def undecodable(exc: ValueError) -> asyncio.CancelledError:
+    """What a WebSocket that sent a frame that is no Engine.IO packet ends with (its session is
+    ended by the caller).
+
+    python-engineio decodes a frame outside its handler's ``try``: an empty frame, or one whose
+    type is not a digit, raises out of ``handle_request`` after the 101, and aiohttp logged it
+    at ERROR ("Error handling request", a traceback), a client's mistake as the server's error.
+    Logged at INFO once per cause; a CancelledError is how aiohttp drops a connection quietly
+    (the fast lane ignores such a frame and keeps the connection).
+    """
+    _MALFORMED_LOG.exception("engineio: a WebSocket frame that is no Engine.IO packet", exc)
+    return asyncio.CancelledError()
+
+
 def _ignore_sent(messages: int, size: int) -> None:
     """The default count of sent messages: nobody counts."""
 
@@ -459,11 +473,13 @@ class StockSessionServer(socketio.AsyncServer):
         reset = _OPENING.set(opening)
         try:
             response = await self.eio.handle_request(request)
-        except BaseException:
+        except BaseException as exc:
             # Failed half-way (aiohttp refused the WebSocket handshake after Engine.IO opened
             # the session, or the client left): the session would otherwise linger, counted.
             if opening.sid is not None:
                 self._later(self.end(opening.sid))
+            if isinstance(exc, ValueError) and request.query.get("transport") == "websocket":
+                raise undecodable(exc) from exc
             raise
         finally:
             _OPENING.reset(reset)
@@ -487,6 +503,9 @@ class StockSessionServer(socketio.AsyncServer):
         try:
             response: web.StreamResponse = await self.eio.handle_request(request)
             return response
+        except ValueError as exc:
+            self._later(self.end(eio_sid))
+            raise undecodable(exc) from exc
         finally:
             deadline.cancel()
             self._upgrading.discard(eio_sid)

@@ -20,7 +20,7 @@ from server.app import SIO_KEY
 from server.transport.stock import EngineLog
 from tests.conftest import start_server
 from tests.helpers import RedisProcess
-from tests.raw_wire import RawPoller, port_of
+from tests.raw_wire import RawPoller, RawWebSocket, port_of
 
 LANES = pytest.mark.parametrize("lane", ["fast", "stock"])
 
@@ -97,6 +97,58 @@ async def test_a_shutdown_cutting_a_long_polling_post_answers_it_nothing_and_log
         finally:
             writer.close()
     assert answer == b""  # dropped unanswered: its packets were never taken, not a 200
+    assert _loud(caplog) == []
+
+
+async def _upgraded(url: str, token: str) -> RawWebSocket:
+    """A long-polling session joined to namespace "/", then upgraded to a WebSocket."""
+    async with aiohttp.ClientSession() as http:
+        poller = await RawPoller.open(http, url)
+        await poller.socketio(token)
+    reader, writer = await asyncio.open_connection("127.0.0.1", port_of(url))
+    writer.write(
+        f"GET /socket.io/?EIO=4&transport=websocket&sid={poller.eio_sid} HTTP/1.1\r\nHost: x\r\n"
+        "Upgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
+        "Sec-WebSocket-Version: 13\r\n\r\n".encode()
+    )
+    assert b" 101 " in await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 5)
+    ws = RawWebSocket(reader, writer)
+    ws.send("2probe")
+    await ws.receive_until("3probe")
+    ws.send("5")
+    return ws
+
+
+@LANES
+async def test_a_websocket_frame_that_is_no_engine_io_packet_is_no_error(
+    redis_process: RedisProcess, redis: object, tmp_path: Path, caplog: pytest.LogCaptureFixture, lane: str
+) -> None:
+    # An empty text frame: the fast lane ignores it; on the stock lane python-engineio raised
+    # out of its handler and aiohttp logged "Error handling request" at ERROR. There the
+    # connection ends, with its session.
+    caplog.set_level(logging.DEBUG)
+    server = await start_server(redis_process.url, tmp_path, transport=lane)
+    sio = server.app[SIO_KEY]
+    try:
+        for upgraded in (False, True):
+            if upgraded:
+                ws = await _upgraded(server.url, server.token("alice"))
+            else:
+                ws, _ = await RawWebSocket.socketio(port_of(server.url), server.token("alice"))
+            try:
+                ws.send("")
+                if lane == "fast":
+                    ws.send("42[1]")  # still read: answered
+                    assert '"invalid_payload"' in await ws.receive_until('42["protocol_error"')
+                else:
+                    assert await ws.closed(10)
+                    async with asyncio.timeout(10):
+                        while sio.eio.sockets:
+                            await asyncio.sleep(0.01)
+            finally:
+                ws.close()
+    finally:
+        await server.stop()
     assert _loud(caplog) == []
 
 
