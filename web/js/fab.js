@@ -345,11 +345,33 @@ function pickMimeType() {
 
 async function ensureStream() {
   if (state.stream) return;
+  let stream;
   try {
-    state.stream = await navigator.mediaDevices.getUserMedia({ audio: true });
+    stream = await navigator.mediaDevices.getUserMedia({ audio: true });
   } catch (err) {
     throw new ApiError("microphone", `The microphone is not available: ${err?.message ?? err}`);
   }
+  state.stream = stream;
+  for (const track of stream.getTracks()) track.addEventListener("ended", () => microphoneEnded(stream));
+}
+
+// The browser or the system took the microphone away mid-recording (a phone call, another app,
+// a phone put to sleep, a headset unplugged): the recorder stops on its own, or its track ends.
+// The FAB went on showing "recording", and the server too (this connection renews the lease),
+// while nothing recorded, until the next cut failed to start a recorder, leaving 'cutting'.
+function microphoneEnded(stream) {
+  if (state.stream !== stream) return; // a stream this FAB released itself
+  const recorder = state.recorder;
+  // A recorder still running is stopped: its onstop says the rest.
+  if (recorder && recorder.state !== "inactive") recorder.stop();
+  else if (state.mode === "recording") fail(microphoneStopped());
+}
+
+function microphoneStopped() {
+  return new ApiError(
+    "microphone",
+    "The microphone stopped recording (a call or another app may have taken it, or the device went to sleep). What it recorded is kept; Resume records again.",
+  );
 }
 
 function releaseStream() {
@@ -401,6 +423,8 @@ function startChunk() {
     recorder.onstop = () => {
       const endedAt = awake(Date.now());
       resolve(saving.then(() => store(key, { sessionId, userId }, parts, recorder.mimeType, startedAt, endedAt)));
+      // Still the FAB's recorder: nobody here stopped it (endChunk lets go of it first).
+      if (state.recorder === recorder) fail(microphoneStopped());
     };
   });
   recorder.start(TIMESLICE_MS);
