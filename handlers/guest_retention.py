@@ -48,6 +48,9 @@ SESSIONS_PER_TICK = 50
 # Sessions of the global index read per tick to list the guests that owned some before the index
 # of guests existed (GuestIndex.backfill), until all are read: once per deployment.
 BACKFILL_PER_TICK = 500
+# A guest whose sweep failed for another reason than Redis (a record this server cannot read) is
+# looked at again this much later, not at every tick ahead of the others.
+RETRY_LATER_MS = 86_400_000
 # A node that dies mid-sweep holds its guest this long; a sweep of SESSIONS_PER_TICK deletions
 # takes well under a second.
 LEASE_MS = 60_000
@@ -102,18 +105,31 @@ class GuestSweeper:
                 break
             if await self.index.claim(user_id, lease_ms=LEASE_MS) is None:
                 continue  # another node is on it
-            if await self.index.standing(user_id, idle_ms=self.idle_ms) is not Standing.GONE:
-                swept.guests_kept += 1
-                await self.index.release(user_id)
-                continue
-            listed = await self.index.listed(user_id, limit=budget)
-            swept.sessions_deleted += await self._delete_listed(user_id, listed)
-            if len(listed) < budget:  # its lists are empty now: nothing of it is left but itself
-                await self.index.forget(user_id)
-                swept.guests_forgotten += 1
-            else:
+            try:
+                await self._sweep_guest(user_id, budget, swept)
+            except Exception as exc:
+                # Something of it that cannot be deleted (a record this server cannot read, a
+                # script's error): the others go on, and it is tried again later, not ahead of
+                # them at every tick. Redis away: this fails too, and ends the tick.
+                stop_if_cancelled(exc)
+                log.exception("guest sweep: %s could not be swept; tried again in a day", user_id)
+                await self.index.later(user_id, idle_ms=self.idle_ms, delay_ms=RETRY_LATER_MS)
                 await self.index.release(user_id)
         return swept
+
+    async def _sweep_guest(self, user_id: str, budget: int, swept: Swept) -> None:
+        """Sweep one claimed guest: up to ``budget`` of its sessions, then itself when none are left."""
+        if await self.index.standing(user_id, idle_ms=self.idle_ms) is not Standing.GONE:
+            swept.guests_kept += 1
+            await self.index.release(user_id)
+            return
+        listed = await self.index.listed(user_id, limit=budget)
+        swept.sessions_deleted += await self._delete_listed(user_id, listed)
+        if len(listed) < budget:  # its lists are empty now: nothing of it is left but itself
+            await self.index.forget(user_id)
+            swept.guests_forgotten += 1
+        else:
+            await self.index.release(user_id)
 
     async def _delete_listed(self, user_id: str, session_ids: list[str]) -> int:
         """Delete the listed sessions the guest owned of a kind that goes with it; the rest
@@ -145,6 +161,8 @@ class GuestSweeper:
             except REDIS_AWAY as exc:
                 stop_if_cancelled(exc)
                 log.warning("guest sweep: %s", exc)
+            except Exception:  # a bug must not end the sweeps for good: the next tick tries again
+                log.exception("guest sweep failed")
 
     async def _drain(self) -> None:
         """Ticks until one leaves nothing due: a backlog goes at once, a bounded tick at a time."""

@@ -88,6 +88,11 @@ class GuestIndex:
         taken = await self._redis.set(self._keys.guest_sweep_lease(user_id), token, nx=True, px=lease_ms)
         return token if taken else None
 
+    async def later(self, user_id: str, *, idle_ms: int, delay_ms: int) -> None:
+        """Look at ``user_id`` again ``delay_ms`` from now (as if it had visited then, less ``idle_ms``)."""
+        again_ms = self._clock.now_ms() - idle_ms + delay_ms
+        await self._redis.zadd(self._keys.guests_owning(), {user_id: again_ms}, xx=True, gt=True)
+
     async def release(self, user_id: str) -> None:
         """Let the next sweep (any node's) go on with ``user_id`` at once."""
         await self._redis.delete(self._keys.guest_sweep_lease(user_id))

@@ -270,3 +270,22 @@ async def test_guests_that_owned_sessions_before_the_index_are_listed_and_swept(
     assert await redis.zscore(keys.guests_owning(), recent["user"]) is not None
     assert await redis.zscore(keys.guests_owning(), saved["user"]) is None
     assert await redis.get(keys.guests_backfill()) == "done"
+
+
+async def test_a_guest_that_cannot_be_swept_is_tried_later_and_the_others_go(
+    gserver: ServerUnderTest, http: aiohttp.ClientSession, redis: Redis
+) -> None:
+    keys = gserver.services.keys
+    _, broken = await owning_guest(gserver, http)
+    _, fine = await owning_guest(gserver, http)
+    await redis.delete(keys.log(broken["voice"]))
+    await redis.set(keys.log(broken["voice"]), "not a stream")  # its deletion's script fails
+    gone_for(gserver, GONE_S)
+    swept = await sweeper(gserver).sweep()
+    assert swept.guests_forgotten == 1 and not await redis.exists(keys.user_profile(fine["user"]))
+    assert await redis.exists(keys.session(broken["voice"]))
+    assert (await sweeper(gserver).sweep()).guests_forgotten == 0  # not at every tick
+    await redis.delete(keys.log(broken["voice"]))  # mended
+    gone_for(gserver, 86_400)
+    assert (await sweeper(gserver).sweep()).guests_forgotten == 1
+    assert not await redis.exists(keys.session(broken["voice"]))
