@@ -630,6 +630,7 @@ function fitRow(row, track) {
           type: "button",
           className: i % 4 === 0 ? "step beat" : "step",
           dataset: { track: track.id, step: String(i) },
+          tabIndex: i === 0 ? 0 : -1, // one Tab stop a row: the arrow keys move among its steps
         }),
       );
     }
@@ -839,9 +840,23 @@ function onGridChange(event) {
   }
 }
 
+// A row's steps are one Tab stop (its last focused step), so that Tab goes on to the row's other
+// controls, the next track and the step's parameters: with a Tab stop a step, 16 tracks of 16
+// steps put 256 of them between the grid's first control and what lies after it.
+function rove(cell) {
+  for (const other of cell.parentElement.querySelectorAll('.step[tabindex="0"]')) other.tabIndex = -1;
+  cell.tabIndex = 0;
+}
+
 function onGridKey(event) {
   const cell = event.target;
   if (!cell.classList?.contains("step")) return;
+  const ends = { Home: 0, End: cell.parentElement.children.length - 1 };
+  if (event.key in ends) {
+    event.preventDefault();
+    cell.parentElement.children[ends[event.key]]?.focus();
+    return;
+  }
   const moves = { ArrowLeft: [0, -1], ArrowRight: [0, 1], ArrowUp: [-1, 0], ArrowDown: [1, 0] };
   const move = moves[event.key];
   if (!move) return;
@@ -856,7 +871,10 @@ function onGridKey(event) {
 
 function onGridPoint(event) {
   const cell = event.target;
-  if (event.type === "focusin" && cell.classList?.contains("step")) selectStep(cell);
+  if (event.type === "focusin" && cell.classList?.contains("step")) {
+    rove(cell);
+    selectStep(cell);
+  }
   if (cell.classList?.contains("step")) moveCursor({ trackId: cell.dataset.track, step: Number(cell.dataset.step) });
 }
 
