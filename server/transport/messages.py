@@ -19,8 +19,12 @@ from typing import Any, TypeVar
 from protocol.errors import ErrorCode, with_seq
 from protocol.events import PROTOCOL_ERROR
 
-# type, optional binary count, optional namespace, optional ack id (Socket.IO v5 framing)
-_HEADER = re.compile(r"^(\d)(?:(\d{1,10})-)?(/[^,]*,)?(\d{1,18})?")
+# type, optional binary count, optional namespace, optional ack id (Socket.IO v5 framing). An ack
+# id is read as python-socketio reads it, up to 100 digits (longer, it refuses the message, and
+# the id is none): at 18 the stock lane's screen cut a longer one, refused the message as
+# malformed and acked the cut id, where the fast lane handled it under its whole id.
+_ACK_DIGITS = 100
+_HEADER = re.compile(rf"^(\d)(?:(\d{{1,10}})-)?(/[^,]*,)?(\d{{1,{_ACK_DIGITS}}}(?!\d))?")
 # Binary attachments one message may declare (our protocol sends none; a client library may).
 MAX_ATTACHMENTS = 10
 # Names python-socketio dispatches to its own lifecycle handlers: a client sending an event so
@@ -44,6 +48,10 @@ def size_of(data: str | bytes) -> int:
     return len(data)
 
 
+# What Header.of reads of a message: its type, count, a namespace of up to 64 characters and its ack id.
+_HEAD_CHARS = 64 + 16 + _ACK_DIGITS
+
+
 class Header:
     """What a refusal needs from a message it will not parse: namespace, ack id, attachments."""
 
@@ -54,7 +62,7 @@ class Header:
 
     @classmethod
     def of(cls, data: str | bytes) -> Header:
-        head = data[:64] if isinstance(data, str) else data[:64].decode("latin-1")
+        head = data[:_HEAD_CHARS] if isinstance(data, str) else data[:_HEAD_CHARS].decode("latin-1")
         match = _HEADER.match(head)
         if match is None:
             return cls("/", None, 0)

@@ -51,6 +51,28 @@ async def test_malformed_frames_with_an_ack_id_get_an_ack(server: ServerUnderTes
         ws.close()
 
 
+async def test_a_long_ack_id_is_answered_under_that_whole_id(server: ServerUnderTest) -> None:
+    # python-socketio reads an ack id of up to 100 digits. The stock lane's screen read 18: it
+    # refused any such event as malformed and acked it under its first 18 digits; a malformed
+    # one was acked so on both lanes (a client waits for its own id).
+    session_id = await server.create_session("alice")
+    ws, _ = await RawWebSocket.socketio(port_of(server.url), server.token("alice"))
+    long_id = 10**29 + 7  # 30 digits
+    try:
+        ws.send(f'42{long_id}["no_such_event",{{}}]')
+        assert (await ws.ack(long_id))["error"] == "unknown_event"
+        ws.send(f'42{long_id + 1}["disconnect"]')  # reserved: refused, not run
+        assert (await ws.ack(long_id + 1))["error"] == "unknown_event"
+        ws.send(f'42{long_id + 2}["session_done"')
+        assert (await ws.ack(long_id + 2))["error"] == "invalid_payload"
+        ws.send(f'42{"1" * 101}["no_such_event",{{}}]')  # past python-socketio's reading: no id at all
+        assert '"invalid_payload"' in await ws.receive_until('42["protocol_error"')
+        ws.send(f'42{long_id + 3}["session_done",{{"session_id":"{session_id}"}}]')
+        assert (await ws.ack(long_id + 3))["ok"] is True
+    finally:
+        ws.close()
+
+
 async def test_a_flood_of_malformed_frames_logs_once_per_cause(
     server: ServerUnderTest, caplog: pytest.LogCaptureFixture
 ) -> None:
