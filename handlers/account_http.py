@@ -50,6 +50,9 @@ class Me(BaseModel):
     admin: bool
     device_id: str
     devices: list[DeviceView]
+    # A guest not saved with a passkey: how long after its last visit it is forgotten, and what
+    # it made with it (handlers/guest_retention.py); None for any other identity.
+    forgotten_after_s: int | None
 
 
 # Where a device link leads once used: a path of this server's pages (one leading slash, then
@@ -147,8 +150,7 @@ class AccountRoutes:
     async def me(self, request: web.Request) -> web.Response:
         """The caller's profile and devices; every page asks at load, which keeps the device.
 
-        A guest who creates a session and leaves before any refresh still lands here on the
-        session's page: from then on the identity owns something and is kept.
+        A visit: the identity and what it owns are kept from now (a guest's for its idle time).
         """
         claims = self._claims(request)
         if claims.fam:
@@ -167,6 +169,7 @@ class AccountRoutes:
             )
             for d in await self._s.identities.devices(claims.sub)
         ]
+        idle_s = self._s.identities.config.guest_idle_s
         return Me(
             user_id=claims.sub,
             name=profile.name or claims.name,
@@ -175,6 +178,7 @@ class AccountRoutes:
             admin=profile.admin,
             device_id=claims.fam,
             devices=devices,
+            forgotten_after_s=None if profile.saved or profile.admin or not claims.guest else idle_s,
         )
 
     async def rename(self, request: web.Request) -> web.Response:

@@ -289,3 +289,13 @@ async def test_a_guest_that_cannot_be_swept_is_tried_later_and_the_others_go(
     gone_for(gserver, 86_400)
     assert (await sweeper(gserver).sweep()).guests_forgotten == 1
     assert not await redis.exists(keys.session(broken["voice"]))
+
+
+async def test_me_says_how_long_a_guest_is_kept(gserver: ServerUnderTest, http: aiohttp.ClientSession) -> None:
+    page = Browser(http, gserver.url)
+    user_id = (await page.guest()).body["user_id"]
+    assert (await page.call("GET", "/api/auth/me")).body["forgotten_after_s"] == IDLE_S
+    await gserver.services.identities.mark_saved(user_id, True)
+    assert (await page.call("GET", "/api/auth/me")).body["forgotten_after_s"] is None
+    account = Browser(http, gserver.url, token=gserver.token("alice"))
+    assert (await account.call("GET", "/api/auth/me")).body["forgotten_after_s"] is None

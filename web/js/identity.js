@@ -258,6 +258,13 @@ function renderPanel(me) {
       me.guest ? "You are a guest: this browser keeps who you are." : "Signed in.",
       ` Id: ${me.user_id}`,
     ),
+    me.forgotten_after_s
+      ? el(
+          "p",
+          { id: "identity-retention" },
+          `What you make here is kept while you come back at least every ${span(me.forgotten_after_s)}; after that, it is deleted with your guest identity. Add a passkey to keep it for good.`,
+        )
+      : "",
     el("p", {}, nameInput, " ", save),
     el("h2", {}, "Your devices"),
     devices,
@@ -323,6 +330,12 @@ async function act(button, what, action) {
     const lost = document.activeElement === null || document.activeElement === document.body;
     if (hadFocus && lost && button.isConnected) button.focus();
   }
+}
+
+/** A duration for people: "30 days", "12 hours", "5 minutes". */
+function span(seconds) {
+  const [size, unit] = seconds >= 2 * 86400 ? [86400, "days"] : seconds >= 2 * 3600 ? [3600, "hours"] : [60, "minutes"];
+  return `${Math.round(seconds / size)} ${unit}`;
 }
 
 async function listPasskeys() {
