@@ -49,7 +49,8 @@ end
 if scanned[1] ~= '0' then
   return {scanned[1], position}
 end
-redis.call('DEL', copy_key)
+-- UNLINK: freeing a 200,000-field copy in the call took ~0.1 s of Redis.
+redis.call('UNLINK', copy_key)
 if redis.call('EXISTS', build_key) == 1 then
   redis.call('RENAME', build_key, index_key)
 else
