@@ -22,7 +22,7 @@ from handlers.streams.actions import (
 from handlers.streams.attribution import attributed, viewer_names
 from handlers.streams.moments import grouped_moments
 from handlers.streams.payloads import ClipEdit, ClipRequest, CreateStream, StateRequest, ViewerRef
-from handlers.streams.queries import ClearQuery, MomentsQuery, OwnClipsQuery, ReviewQuery
+from handlers.streams.queries import ClearQuery, MomentsRouteQuery, OwnClipsQuery, ReviewQuery
 from handlers.streams.settings import ClipSettings
 from handlers.streams.slices import filtered, json_answer, mapped, released
 from handlers.context import Services
@@ -38,6 +38,20 @@ from storage.streams.repository import Clip, StreamSessions
 
 def _clipped(clip: Clip) -> bool:
     return clip.clipped
+
+
+def _capped(moment: dict[str, Any], *, notes: int | None, ids: int | None) -> dict[str, Any]:
+    """A moment's row with at most ``notes`` notes and ``ids`` clip ids (None: all), and its
+    ``note_count``: a raid's one moment of 3,000 clicks was 3,000 notes and ids in every answer."""
+    if notes is None and ids is None:
+        return moment
+    every = moment["notes"]
+    capped = {**moment, "note_count": len(every)}
+    if notes is not None:
+        capped["notes"] = every[:notes]
+    if ids is not None:
+        capped["clip_ids"] = moment["clip_ids"][:ids]
+    return capped
 
 
 def clip_id_of(request: web.Request) -> str:
@@ -218,7 +232,7 @@ class StreamRoutes:
         session_id = parse_session_id(request.match_info["session_id"])
         claims = self._claims(request)
         await owned(self._streams, claims, session_id)
-        query = parse_query(MomentsQuery, request)
+        query = parse_query(MomentsRouteQuery, request)
         window_s, sort = query.window(self._settings), query.sort
         _, clips, position = await self._streams.clips(session_id)
         if query.clipped_only:
@@ -227,7 +241,7 @@ class StreamRoutes:
             await released(every)
         moments = await grouped_moments(clips, window_s=window_s, sort=sort)
         await released(clips)
-        rows = await mapped(lambda m: m.public(), moments)
+        rows = await mapped(lambda m: _capped(m.public(), notes=query.notes, ids=query.ids), moments)
         await released(moments)
         body = {
             "session_id": session_id,

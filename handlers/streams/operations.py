@@ -13,7 +13,7 @@ from handlers.streams.payloads import ClipEdit, ClipRequest, CreateStream, State
 from handlers.streams.queries import (
     ClearQuery,
     ExportQuery,
-    MomentsQuery,
+    MomentsRouteQuery,
     OwnClipsQuery,
     ReviewPageQuery,
     ReviewQuery,
@@ -96,7 +96,7 @@ OPERATIONS: tuple[Operation, ...] = (
         "get",
         "/api/streams/{session_id}/moments",
         "Clips grouped into moments (the owner)",
-        query=MomentsQuery,
+        query=MomentsRouteQuery,
         statuses=OWNER_READ,
     ),
     _stream(

@@ -53,6 +53,14 @@ class MomentsQuery(ReviewQuery):
         return self.window_s if self.window_s is not None else settings.moment_window_s
 
 
+class MomentsRouteQuery(MomentsQuery):
+    """``GET /api/streams/{id}/moments``: also how many notes and clip ids each moment carries
+    (a raid's one moment may hold thousands of each; its ``count`` and ``note_count`` say all)."""
+
+    notes: int | None = Field(default=None, ge=0, description="most notes per moment (its first ones); default all")
+    ids: int | None = Field(default=None, ge=0, description="most clip ids per moment (its first ones); default all")
+
+
 class ExportQuery(MomentsQuery):
     """``GET /api/streams/{id}/export``: the file format, of clips or moments, and frame rate."""
 
