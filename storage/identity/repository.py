@@ -43,7 +43,9 @@ class IdentityConfig:
     """How long identities and credentials live."""
 
     refresh_ttl_s: int  # a device not seen for this long must sign in again
-    guest_idle_s: int  # an identity that owns nothing and saved nothing is forgotten after this
+    # A guest not saved is forgotten this long after its last visit, owning or not (what it owned
+    # goes with it: handlers/guest_retention.py); any other identity, if it owns and saved nothing.
+    guest_idle_s: int
     access_ttl_s: int  # the longest an access token may live (how long a revocation is remembered)
     revocation_poll_s: float = 2.0  # how often each node reads the revoked devices
     # How long after a rotation the secret it replaced is still answered, without a second
