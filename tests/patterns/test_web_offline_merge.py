@@ -38,3 +38,30 @@ async def test_an_offline_edit_whose_track_was_deleted_meanwhile_is_said_to_be_d
     assert (await stored_steps(server, session_id))[5] is True  # the other edit was kept
     await expect(page.locator('.track-row[data-track="t2"]')).to_have_count(0)
     gate.release()
+
+
+async def test_an_offline_delete_of_a_track_deleted_meanwhile_is_no_dropped_change(
+    server: ServerUnderTest, tab: Tab, clients: list[Client]
+) -> None:
+    """Both players deleted the track: what this one wanted is done, so nothing is said dropped."""
+    tracks = [track("t1", steps=[False] * 16), track("t2", name="Snare", sampleId="snare", steps=[False] * 16)]
+    session_id = await new_pattern(server, state={"tracks": tracks})
+    gate = SocketGate()
+    await gate.install(tab.page)
+    page = await open_live(tab, f"/s/{session_id}")
+    await gate.cut()
+    await expect(page.locator("#connection")).not_to_have_attribute("data-state", "live")
+    live = Client(server.url, server.token("live-player"))
+    clients.append(live)
+    await live.connect()
+    op = {"type": "delete_track", "trackId": "t2"}
+    assert (await live.call("pattern_op", {"session_id": session_id, "seq": 1, "op": op}))["ok"] is True
+
+    async with page.expect_response(lambda r: r.request.method == "PUT" and r.status == 200) as saved:
+        await page.get_by_role("button", name="Delete track Snare").click()
+        await step(page, "t1", 5).click()  # saved by PUT: 412, then made again over the newer state
+    await (await saved.value).finished()
+    await page.evaluate("new Promise((done) => setTimeout(done, 0))")  # the page has read the answer
+    assert (await stored_steps(server, session_id))[5] is True
+    assert await page.locator("#toast").is_hidden()  # now, not once a toast has gone (4 s)
+    gate.release()

@@ -150,7 +150,7 @@ async function save() {
       // Over another player's newer state an edit may no longer apply (its track deleted, or a
       // track added past the 16): it is dropped, and the player is told rather than left to
       // find it gone.
-      const dropped = sent.filter((op) => !applyOp(doc, op)).length;
+      const dropped = sent.filter((op) => !applyOp(doc, op) && !alreadyMade(doc.state, op)).length;
       const answer = await request(`/api/sessions/${sessionId}`, "PUT", { state: doc.state }, { "If-Match": etag() });
       if (answer.status === 200) {
         confirmed.state = doc.state;
@@ -172,6 +172,14 @@ async function save() {
     render();
     if (offline.length && live) flushOffline();
   }
+}
+
+/** Whether `op`, which did not apply to `state`, is there already: a track it deletes is gone, one
+ * it adds is in (this page's own op, applied before its answer was lost, is made again). */
+function alreadyMade(state, op) {
+  if (op.type === "delete_track") return !state.tracks.some((t) => t.id === op.trackId);
+  if (op.type === "add_track") return state.tracks.some((t) => t.id === op.track.id);
+  return false;
 }
 
 const UNKEPT = "another player deleted its track meanwhile, or the pattern already holds 16 tracks.";
