@@ -1,9 +1,11 @@
 /**
  * The streamer's dashboard (`/streams/<id>`): state actions (only the valid ones shown), the
  * viewer link, the live clip feed, review by segment with moments, mark / edit / delete, and
- * exports as file downloads. Owner-only data (who clicked) comes from the HTTP review route;
- * live events after the review's offset are applied on top of it. The feed and the review are
- * both drawn from those clips, so both show them as they are now. Text goes in via textContent.
+ * exports as file downloads. Owner-only data (who clicked) comes from the HTTP review routes;
+ * live events after an answer's offset are applied on top of it. A stream may hold hundreds of
+ * thousands of clips: the review loads a bounded summary first (each segment's clip count, the
+ * last clips for the feed), then each segment's clips a page at a time on request (a cursor,
+ * never a count: pages never repeat or skip a clip while clips arrive). Text goes in via textContent.
  */
 import {
   $,
@@ -62,7 +64,18 @@ let sessionId = null;
 let session = null;
 let socket = null;
 let subscription = null;
-const clips = new Map(); // clip id -> clip (owner shape; live ones lack submitted_by until reloaded)
+const clips = new Map(); // clip id -> clip paged in (owner shape; live ones lack submitted_by until reloaded)
+const feedClips = new Map(); // clip id -> the newest clips for the feed (the summary's last ones, then live ones)
+// Per segment index: { count, frontier: [offset_ms, clip_id] of the last clip paged in, or null,
+// complete: every clip of it is paged in, loading }. A live clip is listed when its place is
+// within what is paged in; past it, a later page brings it.
+const paging = new Map();
+// The pages' first batch: a segment's first page is asked for at once for this many segments.
+const FIRST_SEGMENTS = 5;
+const PAGE_SIZE = 100; // the server's page, as the button says it
+// Requests under way, each with the events received meanwhile: its answer reflects a log offset,
+// and the events after it are applied again on top of it.
+const inFlight = new Set();
 let reviewOffset = null; // the log offset the review reflects; null while it loads
 let buffered = [];
 let momentsTimer = null;
@@ -224,7 +237,11 @@ function updateFeedItem(li, clip) {
 }
 
 function renderFeed() {
-  const latest = [...clips.values()].sort((a, b) => b.seq - a.seq).slice(0, FEED_LIMIT);
+  const latest = [...feedClips.values()].sort((a, b) => b.seq - a.seq).slice(0, FEED_LIMIT);
+  if (feedClips.size > FEED_LIMIT * 4) {
+    feedClips.clear(); // a raid: only the newest are kept (the feed shows FEED_LIMIT)
+    for (const clip of latest) feedClips.set(clip.clip_id, clip);
+  }
   reconcile(ui.feed, latest, (clip) => clip.clip_id, feedItem, updateFeedItem);
   ui.feedEmpty.hidden = latest.length > 0;
 }
@@ -258,8 +275,9 @@ function editsKey() {
 
 function keepEdits() {
   try {
-    // A clip deleted meanwhile takes its unsaved note with it.
-    const kept = [...editing].filter(([id]) => clips.size === 0 || clips.has(id));
+    // A clip deleted meanwhile takes its unsaved note with it (forgetEdit, at its event); one
+    // of a page not loaded yet is kept.
+    const kept = [...editing];
     if (kept.length) localStorage.setItem(editsKey(), JSON.stringify(kept));
     else localStorage.removeItem(editsKey());
   } catch {
@@ -463,10 +481,23 @@ function momentItem() {
     const key = li.dataset.moment;
     if (notesOpen.has(key)) notesOpen.delete(key);
     else notesOpen.add(key);
+    // Its notes beyond the first ones are asked for now (they come with the moments, drawn in place).
+    if (notesOpen.has(key) && li.moment.notes.length < noteCount(li.moment)) regroupNow();
     drawMoment(li, li.moment);
     li.querySelector(".notes-toggle")?.focus(); // the pressed toggle was redrawn: the focus stays on it
   });
   return li;
+}
+
+function noteCount(moment) {
+  return moment.note_count ?? moment.notes.length;
+}
+
+function regroupNow() {
+  clearTimeout(momentsTimer);
+  momentsAsked += 1;
+  ui.segments.dataset.moments = "pending";
+  loadMoments();
 }
 
 function momentKey(moment) {
@@ -497,12 +528,13 @@ function drawMoment(li, moment) {
     el("span", "muted", `median ${hms(moment.median_offset_ms)}`),
   );
   const { notes } = moment;
+  const total = noteCount(moment);
   if (notes.length) li.append(" · ", notesOf(open ? notes : notes.slice(0, NOTES_SHOWN)));
-  if (notes.length > NOTES_SHOWN) {
+  if (total > NOTES_SHOWN) {
     const toggle = el(
       "button",
       "link-button notes-toggle",
-      open ? "Show fewer notes" : `Show all ${notes.length.toLocaleString("en-US")} notes`,
+      open ? "Show fewer notes" : `Show all ${total.toLocaleString("en-US")} notes`,
     );
     toggle.type = "button";
     toggle.setAttribute("aria-expanded", String(open));
@@ -523,18 +555,47 @@ function notesOf(notes) {
 
 function segmentItem() {
   const section = el("section", "segment");
+  const more = el("button", "button load-more");
+  more.type = "button";
+  more.addEventListener("click", () => loadPage(Number(section.dataset.index), { focusNew: true }));
+  const shown = el("p", "muted clips-shown");
+  shown.setAttribute("role", "status"); // "Showing 200 of 1,250 clips" is said once a page is in
+  const title = el("h4", "clips-title");
+  title.tabIndex = -1; // where the focus goes when a page brought nothing left to read
   section.append(
     el("h3"),
     el("p", "muted segment-length"),
     el("h4", "", "Moments"),
     el("ol", "moment-list"),
-    el("h4", "clips-title"),
+    title,
     el("ol", "clip-list"),
+    shown,
+    more,
   );
   return section;
 }
 
-function updateSegment(section, { segment, clipsOf }) {
+const count = (n) => n.toLocaleString("en-US");
+
+/** A segment's paging: its clip count and how far its clips are paged in, and the button for more. */
+function updatePaging(section, segment, listed, state) {
+  const total = state.count;
+  setText(section.querySelector(".clips-title"), `Clips (${count(total)})`);
+  const shown = section.querySelector(".clips-shown");
+  setText(shown, state.complete ? "" : `Showing ${count(listed)} of ${count(total)} clips`);
+  shown.hidden = state.complete;
+  const more = section.querySelector(".load-more");
+  more.hidden = state.complete;
+  const next = Math.min(PAGE_SIZE, Math.max(total - listed, 1));
+  const words = state.loading ? "Loading clips…" : listed === 0 ? "Show clips" : `Show ${count(next)} more clips`;
+  setText(more, words);
+  // The visible words first (a voice command "click Show clips" finds it), then whose clips.
+  more.setAttribute("aria-label", `${words}, segment ${segment.index}`);
+  more.setAttribute("aria-busy", String(state.loading));
+  more.disabled = state.loading;
+}
+
+function updateSegment(section, { segment, clipsOf, state }) {
   section.dataset.index = String(segment.index);
   setText(section.querySelector("h3"), `Segment ${segment.index}`);
   setText(
@@ -544,21 +605,26 @@ function updateSegment(section, { segment, clipsOf }) {
   // Moments have no id of their own (the server groups them anew each time): kept by place.
   const ofSegment = moments.filter((m) => m.segment_index === segment.index);
   reconcile(section.querySelector(".moment-list"), ofSegment, (_, index) => index, momentItem, updateMoment);
-  setText(section.querySelector(".clips-title"), `Clips (${clipsOf.length})`);
   reconcile(section.querySelector(".clip-list"), clipsOf, (c) => c.clip_id, clipItem, updateClip);
+  updatePaging(section, segment, clipsOf.length, state);
+}
+
+/** The review's order, as the server pages it: offset, then clip id. */
+function reviewOrder(a, b) {
+  return a.offset_ms - b.offset_ms || (a.clip_id < b.clip_id ? -1 : a.clip_id > b.clip_id ? 1 : 0);
 }
 
 function renderReview() {
-  for (const clipId of editing.keys()) if (!clips.has(clipId)) editing.delete(clipId); // deleted meanwhile
   const bySegment = new Map();
   for (const clip of clips.values()) {
     if (!bySegment.has(clip.segment_index)) bySegment.set(clip.segment_index, []);
     bySegment.get(clip.segment_index).push(clip);
   }
-  const segments = (session.segments ?? []).map((segment) => ({
-    segment,
-    clipsOf: (bySegment.get(segment.index) ?? []).sort((a, b) => a.offset_ms - b.offset_ms || a.seq - b.seq),
-  }));
+  const segments = (session.segments ?? []).map((segment) => {
+    const clipsOf = (bySegment.get(segment.index) ?? []).sort(reviewOrder);
+    const state = paging.get(segment.index) ?? { count: clipsOf.length, complete: true, loading: false };
+    return { segment, clipsOf, state };
+  });
   reconcile(ui.segments, segments, ({ segment }) => segment.index, segmentItem, updateSegment);
   if (segments.length === 0) ui.segments.append(el("p", "muted", "Start the stream to open its first segment."));
   renderFeed();
@@ -571,14 +637,20 @@ function scheduleMoments() {
   clearTimeout(momentsTimer);
   momentsAsked += 1;
   ui.segments.dataset.moments = "pending";
-  momentsTimer = setTimeout(loadMoments, MOMENTS_DELAY_MS);
+  // Grouping reads every clip of the stream on the server: a big stream's live clips regroup
+  // less often (a 200,000-clip stream every 10 s, not at each pause of 0.4 s in a raid).
+  const delayMs = Math.min(10_000, Math.max(MOMENTS_DELAY_MS, (session?.clip_count ?? 0) / 20));
+  momentsTimer = setTimeout(loadMoments, delayMs);
 }
 
 // The moments as the server groups them now; null (and a notice) when it could not.
 async function fetchMoments() {
   const windowS = Math.min(600, Math.max(1, Number.parseInt(ui.window.value, 10) || 10));
   try {
-    const body = await api(`/api/streams/${sessionId}/moments?window_s=${windowS}&sort=${ui.sort.value}`);
+    // A moment's first notes and its first clip id (its key) unless one is open: a raid's one
+    // moment is thousands of each, and a big stream's every moment was in each answer.
+    const capped = notesOpen.size === 0 ? `&notes=${NOTES_SHOWN}&ids=1` : "";
+    const body = await api(`/api/streams/${sessionId}/moments?window_s=${windowS}&sort=${ui.sort.value}${capped}`);
     return body.moments;
   } catch (err) {
     notice(`Could not group moments: ${err.message}`, "error");
@@ -599,17 +671,21 @@ async function loadMoments() {
 async function loadReview() {
   reviewOffset = null;
   buffered = [];
-  // The moments are asked for with the clips and drawn with them: drawn later, they would
-  // push the clips down under a finger or a pointer about to tap one.
-  const [body, fresh] = await Promise.all([api(`/api/streams/${sessionId}/clips`), fetchMoments()]);
+  ui.segments.dataset.review = "loading";
+  // The summary (each segment's count, the last clips) and the moments come together, drawn
+  // together: drawn later, they would push the clips down under a finger about to tap one.
+  const [body, fresh] = await Promise.all([api(`/api/streams/${sessionId}/review`), fetchMoments()]);
   if (fresh !== null) moments = fresh;
   clips.clear();
+  feedClips.clear();
   namesByTag.clear();
+  paging.clear();
   for (const segment of body.segments) {
-    for (const clip of segment.clips) {
-      clips.set(clip.clip_id, clip);
-      if (clip.viewer_name) namesByTag.set(clip.viewer_tag, clip.viewer_name);
-    }
+    paging.set(segment.index, { count: segment.clip_count, frontier: null, complete: segment.clip_count === 0 });
+  }
+  for (const clip of body.last) {
+    feedClips.set(clip.clip_id, clip);
+    if (clip.viewer_name) namesByTag.set(clip.viewer_tag, clip.viewer_name);
   }
   session = { ...session, ...body.session };
   reviewOffset = body.offset;
@@ -618,9 +694,153 @@ async function loadReview() {
   renderHeader();
   renderReview();
   for (const event of later) apply(event);
+  // The first page of the first segments: a bounded first load on any stream; more on request.
+  const first = [...paging.keys()].slice(0, FIRST_SEGMENTS);
+  await Promise.all(first.map((index) => loadPage(index)));
+  ui.segments.dataset.review = "settled";
   // Asked for beside the clips, the moments may miss a clip that came between the two answers:
   // grouped again once the page is drawn (the same moments redraw in place).
   scheduleMoments();
+}
+
+/** `fetcher()`'s answer, and the live events received while it was on its way. */
+async function withEvents(fetcher) {
+  const events = [];
+  inFlight.add(events);
+  try {
+    return { body: await fetcher(), events };
+  } finally {
+    inFlight.delete(events);
+  }
+}
+
+/** The next page of segment `index`'s clips, after the last one paged in. */
+async function loadPage(index, { focusNew = false } = {}) {
+  const state = paging.get(index);
+  if (!state || state.loading || state.complete) return;
+  state.loading = true;
+  scheduleRender();
+  // Pages of the server's default size (100, less when SESSIONHUB_LIST_LIMIT is lower).
+  const query = new URLSearchParams({ segment: String(index) });
+  if (state.frontier) query.set("after", `${state.frontier[0]}.${state.frontier[1]}`);
+  let answer;
+  try {
+    answer = await withEvents(() => api(`/api/streams/${sessionId}/review/clips?${query}`));
+  } catch (err) {
+    state.loading = false;
+    notice(`Could not load the clips: ${err.message}`, "error");
+    scheduleRender();
+    return;
+  }
+  if (paging.get(index) !== state) return; // the review was loaded again meanwhile
+  const { body, events } = answer;
+  state.loading = false;
+  for (const clip of body.clips) {
+    clips.set(clip.clip_id, clip);
+    if (clip.viewer_name) namesByTag.set(clip.viewer_tag, clip.viewer_name);
+  }
+  if (body.next === null) state.complete = true;
+  else {
+    const dot = body.next.indexOf(".");
+    state.frontier = [Number(body.next.slice(0, dot)), body.next.slice(dot + 1)];
+  }
+  // The page is as of its offset: the events after it (received while it came) apply again,
+  // their counts on the page's own count of the segment.
+  state.count = body.segment_clip_count;
+  for (const event of events) if (event.offset > body.offset) applyToClips(event, index);
+  renderReview();
+  if (focusNew) focusPaged(index, body.clips);
+}
+
+/** After a page asked for by its button: the focus goes to its first clip (read on from there). */
+function focusPaged(index, paged) {
+  const section = ui.segments.querySelector(`.segment[data-index="${index}"]`);
+  const first = paged.find((clip) => clips.has(clip.clip_id));
+  const li = first && section?.querySelector(`.review-clip[data-key="${CSS.escape(first.clip_id)}"]`);
+  const more = section?.querySelector(".load-more");
+  const target = li ?? (more && !more.hidden ? more : section?.querySelector(".clips-title"));
+  if (!target) return;
+  if (target === li) li.tabIndex = -1;
+  target.focus();
+}
+
+// Counts of segments no event names (a viewer's clips cleared at once): read again.
+let countsTimer = null;
+function scheduleCounts() {
+  clearTimeout(countsTimer);
+  countsTimer = setTimeout(refreshCounts, MOMENTS_DELAY_MS);
+}
+
+async function refreshCounts() {
+  let answer;
+  try {
+    answer = await withEvents(() => api(`/api/streams/${sessionId}/review?last=0`));
+  } catch (err) {
+    notice(`Could not count the clips: ${err.message}`, "error");
+    return;
+  }
+  const { body, events } = answer;
+  for (const segment of body.segments) {
+    const state = paging.get(segment.index);
+    if (state) state.count = segment.clip_count;
+  }
+  for (const event of events) if (event.offset > body.offset) applyToClips(event, null);
+  scheduleRender();
+}
+
+/** Is `clip`'s place in its segment among the clips paged in (listed live), or past them? */
+function pagedIn(clip) {
+  const state = paging.get(clip.segment_index);
+  if (!state) return false;
+  if (state.complete) return true;
+  const [offsetMs, clipId] = state.frontier ?? [-1, ""];
+  return clip.offset_ms < offsetMs || (clip.offset_ms === offsetMs && clip.clip_id <= clipId);
+}
+
+function adjustCount(segmentIndex, by, only) {
+  const state = paging.get(segmentIndex);
+  if (state && (only === null || only === segmentIndex)) state.count = Math.max(0, state.count + by);
+}
+
+function forgetEdit(clipId) {
+  if (editing.delete(clipId)) keepEdits();
+}
+
+/**
+ * A clip event on the review's clips and counts: counted in the segment it names (all of them,
+ * or `only` that one), listed when its place is paged in. Applying one twice lists the same.
+ */
+function applyToClips(event, only) {
+  const data = event.data ?? {};
+  switch (event.type) {
+    case "clip_added":
+      if (pagedIn(data)) clips.set(data.clip_id, { ...clips.get(data.clip_id), ...data });
+      adjustCount(data.segment_index, 1, only);
+      break;
+    case "clip_updated": {
+      const clip = clips.get(data.clip_id);
+      if (clip) clips.set(data.clip_id, { ...clip, clipped: data.clipped, note: data.note });
+      break;
+    }
+    case "clip_removed":
+      clips.delete(data.clip_id);
+      forgetEdit(data.clip_id);
+      adjustCount(data.segment_index, -1, only);
+      break;
+    case "clips_cleared": {
+      let unknown = false;
+      for (const id of data.clip_ids) {
+        const clip = clips.get(id);
+        if (clip) adjustCount(clip.segment_index, -1, only);
+        else unknown = true; // in a page not loaded: which segment is not said
+        clips.delete(id);
+        forgetEdit(id);
+      }
+      if (unknown) scheduleCounts();
+      break;
+    }
+    default:
+  }
 }
 
 // --- live events ----------------------------------------------------------------------------
@@ -633,6 +853,7 @@ function apply(event) {
       break;
     case "segment_opened":
       session = { ...session, segments: [...(session.segments ?? []), data.segment] };
+      if (!paging.has(data.segment.index)) paging.set(data.segment.index, { count: 0, frontier: null, complete: true });
       break;
     case "segment_closed":
       session = {
@@ -641,24 +862,28 @@ function apply(event) {
       };
       break;
     case "clip_added":
-      clips.set(data.clip_id, data);
+      applyToClips(event, null);
+      feedClips.set(data.clip_id, { ...feedClips.get(data.clip_id), ...data });
       session = { ...session, clip_count: data.count };
       scheduleMoments();
       break;
     case "clip_updated": {
-      const clip = clips.get(data.clip_id);
-      if (clip) clips.set(data.clip_id, { ...clip, clipped: data.clipped, note: data.note });
+      applyToClips(event, null);
+      const fed = feedClips.get(data.clip_id);
+      if (fed) feedClips.set(data.clip_id, { ...fed, clipped: data.clipped, note: data.note });
       session = { ...session, clipped_count: data.clipped_count };
       scheduleMoments();
       break;
     }
     case "clip_removed":
-      clips.delete(data.clip_id);
+      applyToClips(event, null);
+      feedClips.delete(data.clip_id);
       session = { ...session, clip_count: data.count, clipped_count: data.clipped_count };
       scheduleMoments();
       break;
     case "clips_cleared":
-      for (const id of data.clip_ids) clips.delete(id);
+      applyToClips(event, null);
+      for (const id of data.clip_ids) feedClips.delete(id);
       session = { ...session, clip_count: data.count, clipped_count: data.clipped_count };
       scheduleMoments();
       break;
@@ -693,6 +918,7 @@ function onEvent(event) {
     return;
   }
   orphanBanner.edited(); // a logged change (a state action, a viewer's clip): active again
+  for (const events of inFlight) events.push(event);
   if (reviewOffset === null) buffered.push(event);
   else if (event.offset > reviewOffset) apply(event);
 }
