@@ -44,6 +44,7 @@ from server.services import build_services, connect_redis, seed_urls
 from server.settings import Settings
 from server.worker import Worker
 from storage.clock import Clock
+from storage.server_version import too_old
 
 log = logging.getLogger("sessionhub")
 
@@ -131,6 +132,9 @@ async def _connected(settings: Settings, url: str, *, serving: bool = False) -> 
             if not (serving and isinstance(redis, RedisCluster) and await _a_seed_answers(url)):
                 raise RedisUnreachable(f"cannot reach Redis at {_redacted(url)}: {exc}") from exc
             log.warning("Redis Cluster at %s: %s; starting, not ready until it answers", _redacted(url), exc)
+        refused = await too_old(redis)
+        if refused:
+            raise StartupError(refused)
         yield redis
     finally:
         await redis.aclose()
@@ -251,7 +255,8 @@ async def work(settings: Settings) -> None:
     A Redis that does not answer yet (or no ``serve`` that recorded one) is waited for, with a
     warning at each retry: a worker is often started beside its Redis, not after it, and one
     that exited would be restarted by its process manager in a loop or, without one, never.
-    Only a malformed ``REDIS_URL`` ends it (waiting would not change it).
+    Only a malformed ``REDIS_URL``, or a Redis too old (``storage.server_version``), ends it
+    (waiting would not change either).
     """
     stop = asyncio.Event()
     follow = not settings.redis_url
