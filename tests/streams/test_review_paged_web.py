@@ -56,6 +56,7 @@ async def test_a_big_streams_review_pages_by_keyboard_on_a_phone(
     # A live clip at the segment's start (its place is paged in): listed at once, first.
     early = await connect(server, clients, "early-viewer")
     late = await connect(server, clients, "late-viewer")
+    cleared = await connect(server, clients, "cleared-viewer")
     server.services.clock.shift_ms = -3_600_000  # the click lands at 0:00:00 of the segment
     assert (await early.call("clip_submit", {"session_id": session_id, "note": "early live"}))["ok"]
     await expect(rows.first.locator(".note")).to_have_text("early live")
@@ -67,6 +68,14 @@ async def test_a_big_streams_review_pages_by_keyboard_on_a_phone(
     await expect(segment.locator(".clips-title")).to_have_text(f"Clips ({STORED + 1})")
     await expect(page.locator("#clip-count")).to_have_text(str(STORED + 1))
     await expect(rows).to_have_count(101)
+    # A viewer's clips cleared where nothing is paged in yet: the event names no segment, and
+    # the count is read again.
+    assert (await cleared.call("clip_submit", {"session_id": session_id, "note": "cleared live"}))["ok"]
+    await expect(segment.locator(".clips-title")).to_have_text(f"Clips ({STORED + 2})")
+    status, body = await http(server, "DELETE", f"/api/streams/{session_id}/clips", params={"by": "cleared-viewer"})
+    assert (status, body["removed"]) == (200, 1), body
+    await expect(segment.locator(".clips-title")).to_have_text(f"Clips ({STORED + 1})")
+    await expect(page.locator("#clip-count")).to_have_text(str(STORED + 1))
 
     # By keyboard: the button is the segment's last control (Shift+Tab from the export's first
     # field reaches it), Enter; the focus goes to the first clip of the new page.
