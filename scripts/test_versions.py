@@ -36,7 +36,8 @@ NEWEST_PYTHON = (3, 13)
 # What a venv needs to run the subset, beyond the package (versions from constraints.txt).
 TEST_TOOLS = ("pytest", "pytest-asyncio", "pytest-timeout", "playwright", "hypothesis")
 # Where each dependency is used: the transport and Redis (python-socketio, python-engineio,
-# aiohttp, redis, hiredis, orjson), multipart uploads (aiohttp), tokens (pyjwt), payloads and
+# aiohttp, redis, hiredis, orjson), Redis Cluster and sharded pub/sub (redis), multipart uploads
+# and streamed answers (aiohttp), tokens and JWK sets (pyjwt, aiohttp's client), payloads and
 # settings (pydantic, pydantic-settings, regex's grapheme counts), passkeys (webauthn), device
 # links' QR codes (segno), metrics (prometheus-client).
 SUBSET = (
@@ -69,6 +70,17 @@ SUBSET = (
     "tests/identity/test_passkeys.py",
     "tests/identity/test_account.py",
     "tests/test_metrics.py",
+    # redis-py's cluster client and its sharded pub/sub (ClusterPubSub, the reason for redis's
+    # lower bound; server/transport/shard_link.py overrides one of its private methods), on a
+    # real 3-master cluster (one start for the module).
+    "tests/test_cluster.py::test_two_nodes_deliver_every_event_of_sessions_on_every_shard",
+    "tests/test_cluster.py::test_killing_the_shard_links_loses_no_event",
+    # PyJWT's JWK sets fetched with aiohttp's client (auth/jwks.py, handlers/jwks_watch.py).
+    "tests/identity/test_jwks.py",
+    # aiohttp's StreamResponse under HEAD (an export is sent in pieces; a243d7d broke HEAD once).
+    "tests/streams/test_export_paged.py::test_a_head_of_an_export_or_the_review_is_its_headers_alone",
+    # pydantic-settings reading the environment, and its errors said in one line.
+    "tests/test_cli.py::test_settings_out_of_range_are_one_line",
 )
 INSTALL_TIMEOUT_S = 600
 TEST_TIMEOUT_S = 900
