@@ -33,6 +33,9 @@ BUILD_PAGE = 2000
 BUILD_TTL_MS = 120_000
 # Catch-up calls one read makes before it builds the index again (a raid outrunning its reader).
 SYNC_ROUNDS = 20
+# How long an index lives unread: ~100 bytes a clip (a third of the clips' own memory) is not
+# kept for streams nobody reviews; the next read builds it again.
+INDEX_IDLE_MS = 86_400_000
 
 
 @dataclass(frozen=True, slots=True)
@@ -116,7 +119,7 @@ class ReviewIndex:
             k.stream_clips(session_id),
         ]
         for _ in range(SYNC_ROUNDS):
-            status, _, _ = await self._sync(keys=keys, args=[SYNC_EVENTS])
+            status, _, _ = await self._sync(keys=keys, args=[SYNC_EVENTS, INDEX_IDLE_MS])
             if status == "synced":
                 return
             if status == "rebuild":
@@ -124,7 +127,7 @@ class ReviewIndex:
         await self.rebuild(session_id)
         # The clips added while it was built: at most a build's worth of the log.
         for _ in range(SYNC_ROUNDS):
-            status, _, _ = await self._sync(keys=keys, args=[SYNC_EVENTS])
+            status, _, _ = await self._sync(keys=keys, args=[SYNC_EVENTS, INDEX_IDLE_MS])
             if status != "more":
                 return
 

@@ -213,3 +213,22 @@ async def test_bad_review_queries_are_refused_and_a_missing_segment_is_not_found
     assert (status, refused["error"]) == (403, "forbidden"), refused
     status, refused = await http(server, "GET", f"/api/streams/{session_id}/review", params={"last": "201"})
     assert (status, refused["error"]) == (400, "invalid_payload"), refused
+
+
+async def test_the_review_index_lives_a_day_unread_and_is_built_again_after(
+    server: ServerUnderTest, clients: list[Client]
+) -> None:
+    session_id, _ = await started(server, clients)
+    await store_clips(
+        server, session_id, [stored_clip(n, segment_index=1, offset_ms=n, note="", clipped=False) for n in range(30)]
+    )
+    redis, keys = server.services.store.redis, server.services.keys
+    index = keys.stream_review_index(session_id)
+    _, summary = await http(server, "GET", f"/api/streams/{session_id}/review")
+    assert summary["clip_count"] == 30
+    # Built in pages under a short-lived key (renamed with its TTL): the read gives it a day.
+    for key in (index, keys.stream_review_meta(session_id)):
+        assert 86_000_000 < await redis.pttl(key) <= 86_400_000, key
+    await redis.delete(index)  # as when it expires unread
+    body = await _page(server, session_id, segment=1, limit=50)
+    assert len(body["clips"]) == 30 and body["next"] is None and await redis.zcard(index) == 30

@@ -9,6 +9,8 @@
 --   KEYS[4]  the session's log metadata hash (epoch, offset)
 --   KEYS[5]  the session's clips hash (clip id -> clip JSON)
 --   ARGV[1]  most events applied in this call
+--   ARGV[2]  ms the index and its position live unread (a stream nobody reviews keeps no index:
+--            it costs about a third of its clips' memory; a read builds it again)
 -- Returns {'synced' | 'more' | 'rebuild', epoch, offset}: 'synced' when the index reflects the log's
 -- position (epoch, offset); 'more' when events are left to apply (call again); 'rebuild' when
 -- it cannot catch up (no index, another epoch, the log trimmed past it, or its count differs
@@ -19,6 +21,7 @@ local log_key = KEYS[3]
 local log_meta_key = KEYS[4]
 local clips_key = KEYS[5]
 local most = tonumber(ARGV[1])
+local idle_ms = ARGV[2]
 
 local SEGMENT_SPAN = 1099511627776 -- 2^40 ms (34 years) of offsets per segment
 local position = redis.call('HMGET', log_meta_key, 'epoch', 'offset')
@@ -65,4 +68,6 @@ end
 if redis.call('ZCARD', index_key) ~= redis.call('HLEN', clips_key) then
   return {'rebuild', epoch, log_offset}
 end
+redis.call('PEXPIRE', index_key, idle_ms)
+redis.call('PEXPIRE', index_meta_key, idle_ms)
 return {'synced', epoch, log_offset}
