@@ -169,6 +169,7 @@ def voice_config_from(settings: Settings) -> VoiceConfig:
         upload_deadline_s=settings.voice_upload_deadline_s,
         upload_quota_bytes=settings.voice_upload_quota_bytes,
         uploads_in_flight=settings.voice_uploads_in_flight,
+        disk_reserve_bytes=settings.voice_disk_reserve_bytes,
         materials_per_min=settings.voice_materials_per_min,
         telegram_webhook_path=settings.voice_telegram_webhook_path,
         telegram_secret_token=settings.voice_telegram_secret_token,

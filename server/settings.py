@@ -186,6 +186,9 @@ class Settings(BaseSettings):
     voice_upload_deadline_s: float = Field(default=120.0, gt=0, le=3600)
     voice_upload_quota_bytes: int = Field(default=1024 * 1024 * 1024, ge=1024)
     voice_uploads_in_flight: int = Field(default=8, ge=1, le=1000)
+    # Free bytes an audio upload must leave on the blob folder's disk (0: no reserve): guests'
+    # daily quotas add up over addresses, and a full disk takes Redis's append-only file with it.
+    voice_disk_reserve_bytes: int = Field(default=1024 * 1024 * 1024, ge=0)
     voice_materials_per_min: int = Field(default=60, ge=1)
     voice_telegram_webhook_path: str = Field(default="", pattern=r"^[A-Za-z0-9_\-]{0,128}$")
     voice_telegram_secret_token: str = Field(default="", pattern=r"^[A-Za-z0-9_\-]{0,256}$")

@@ -200,6 +200,8 @@ def test_settings(redis_url: str, data_dir: Path, **overrides: Any) -> Settings:
         "creates_per_min": 1000,
         "creates_per_min_per_address": 1000,
         "inprocess_workers": 0,
+        # The machine's free disk is not the test's: tests/voice/test_disk_reserve.py sets its own.
+        "voice_disk_reserve_bytes": 0,
     }
     values.update(overrides)
     return Settings(**values)

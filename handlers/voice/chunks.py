@@ -20,6 +20,7 @@ from handlers.query import one_value, parse_query
 from handlers.voice.access import performer, readable, updatable
 from handlers.voice.audio_links import AudioLinkQuery, AudioLinks
 from handlers.voice.chunk_form import FORM_OVERHEAD_BYTES, ChunkForm, ChunkMeta, read_chunk_form
+from handlers.voice.disk_reserve import DiskReserve
 from handlers.rate_limit import within
 from protocol.errors import CodedError, ErrorCode
 from storage.voice.audio_format import ImpossibleDuration, probe
@@ -62,6 +63,7 @@ class ChunkRoutes:
         self._blobs = services.voice.blobs
         self._quota = UploadQuota(services.redis, services.keys, self._config.upload_quota_bytes)
         self._in_flight: dict[str, int] = {}  # payer -> uploads streaming on this node
+        self._disk = DiskReserve(self._config.blob_dir, self._config.disk_reserve_bytes)
         self._links = AudioLinks(
             redis=services.redis, keys=services.keys, clock=services.clock, ttl_s=self._config.audio_link_ttl_s
         )
@@ -91,6 +93,9 @@ class ChunkRoutes:
             window_s=60,
             message="too many uploads; wait a minute",
         )
+        # Before the quota and a byte of the body: a nearly full disk stores no new audio.
+        length = request.content_length
+        self._disk.admit(limit if length is None else min(length, limit))
         payers = self._payers(request, claims)
         reservation = await self._reserve(request, payers)
         try:

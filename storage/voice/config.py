@@ -29,6 +29,8 @@ class VoiceConfig:
     materials_per_min: int = 60
     # Uploads one user (or guest address) may have streaming at once on one node.
     uploads_in_flight: int = 8
+    # Free bytes an upload must leave on the blob folder's disk (handlers/voice/disk_reserve.py).
+    disk_reserve_bytes: int = 1024 * 1024 * 1024
     telegram_webhook_path: str = ""
     telegram_secret_token: str = ""
     # The bot's @username: commands addressed to another bot (``/done@Other``) are ignored.
