@@ -1,7 +1,7 @@
 """What an anonymous client can make the server store, bounded per client address.
 
-Guests are made without any credential and kept ``guest_idle_s`` (30 days) while they own
-nothing; a refresh with a made-up cookie stores a rate counter. Both were bounded only per
+Guests are made without any credential and kept ``guest_idle_s`` (30 days) after their last
+visit, with what they own (tests/identity/test_guest_retention.py); a refresh with a made-up cookie stores a rate counter. Both were bounded only per
 minute (or not at all): these tests hold each one to a cap that answers 429 with Retry-After.
 """
 
