@@ -80,12 +80,25 @@ function edit(op) {
   render();
 }
 
+// An op is named by this page's client_id (kept for the page's life) and its seq. One sent again
+// after its answer was lost (a dropped or stalled connection) keeps its seq, so the server answers
+// it `duplicate` when its first try was applied, instead of applying it again: a track added again
+// was refused `conflict`, one deleted again `not_found`, an error shown for an edit that was made.
+const CLIENT_ID = freshId();
+const sentAs = new WeakMap(); // op -> the seq it was first sent with
+
 function send(op) {
-  const item = { seq: ++seq, op, acked: false };
+  const item = { seq: sentAs.get(op) ?? ++seq, op, acked: false };
+  sentAs.set(op, item.seq);
   pending.push(item);
-  call(socket, "pattern_op", { session_id: sessionId, seq: item.seq, op }).then(
-    () => {
+  call(socket, "pattern_op", { session_id: sessionId, client_id: CLIENT_ID, seq: item.seq, op }).then(
+    (ack) => {
       item.acked = true;
+      if (!ack.duplicate) return;
+      // Applied at its first try: the log (the snapshot caught up on) holds it, and it is not
+      // logged again, so no event of it comes to take it off the pending.
+      pending = pending.filter((p) => p !== item);
+      render();
     },
     (err) => {
       pending = pending.filter((p) => p !== item);
