@@ -427,6 +427,14 @@ class StockSessionServer(socketio.AsyncServer):
         self.eio.on("message", self.screen)
         self.eio.on("connect", self.admit)
         self.eio.on("disconnect", self.leave)
+        # python-engineio pings from a task per socket that sleeps a ping interval (25 s) and
+        # then looks whether its socket is still open: every session that ended left its task,
+        # holding the socket, for up to 25 s (10,000 of them after a mass disconnect), past the
+        # server's shutdown too. Each socket's task is kept here (Engine.IO starts it through
+        # its documented start_background_task) and cancelled when the session ends (leave).
+        self._start_task: Callable[..., asyncio.Task[Any]] = self.eio.start_background_task
+        self.eio.start_background_task = self._socket_task
+        self.timers: dict[str, asyncio.Task[Any]] = {}  # Engine.IO sid -> its ping task
         self._on_sent: Callable[[int, int], None] = _ignore_sent
         self._on_refused: Callable[[str], None] = _ignore_refused
         self._ends: set[asyncio.Task[None]] = set()  # sessions being closed (a deadline, a cut, a failed open)
@@ -591,8 +599,21 @@ class StockSessionServer(socketio.AsyncServer):
         asyncio.get_running_loop().call_later(self.connect_timeout_s, self._connect_deadline, eio_sid)
         return result
 
+    def _socket_task(self, target: Callable[..., Any], *args: Any, **kwargs: Any) -> asyncio.Task[Any]:
+        """Engine.IO's ``start_background_task``, keeping the task of an open socket's own
+        (its ping timer: the only one Engine.IO starts on a socket) by the socket's sid."""
+        task = self._start_task(target, *args, **kwargs)
+        owner = getattr(target, "__self__", None)
+        sid = getattr(owner, "sid", None)
+        if isinstance(sid, str) and owner is self.eio.sockets.get(sid) and not owner.closed:
+            self.timers[sid] = task
+        return task
+
     async def leave(self, eio_sid: str, reason: Any) -> None:
-        """Engine.IO's disconnect event: the session's place is given back."""
+        """Engine.IO's disconnect event: the session's place is given back, its ping timer stopped."""
+        timer = self.timers.pop(eio_sid, None)
+        if timer is not None and timer is not asyncio.current_task():
+            timer.cancel()
         self.places.leave(eio_sid)
         self.backlogs.pop(eio_sid, None)
         self.binary.pop(eio_sid, None)

@@ -12,16 +12,23 @@ before the fix).
 
 from __future__ import annotations
 
+import asyncio
 import logging
+import socket
+import struct
 import time
+from pathlib import Path
 from typing import Any
 
 import pytest
 import socketio
 
+from server.app import SIO_KEY
 from server.transport import build_server
 from server.transport.rooms import RoomIndex, client_manager, works
-from tests.helpers import fast_lane_only
+from tests.conftest import start_server
+from tests.helpers import RedisProcess, fast_lane_only
+from tests.raw_wire import RawWebSocket, port_of
 
 LANES = [pytest.param("fast", marks=fast_lane_only), "stock"]
 
@@ -102,3 +109,45 @@ def test_an_index_that_does_not_work_gives_way_to_python_socketios_manager(
         manager = client_manager()
     assert type(manager) is socketio.AsyncManager
     assert "O(N^2)" in caplog.text
+
+
+def ping_tasks_of(engine: Any) -> list[asyncio.Task[Any]]:
+    """The stock lane's ping tasks (python-engineio's, a sleeping task per socket) of ``engine``."""
+    tasks = []
+    for task in asyncio.all_tasks():
+        coro = task.get_coro()
+        frame = getattr(coro, "cr_frame", None)
+        owner = frame.f_locals.get("self") if frame is not None else None
+        if getattr(coro, "__qualname__", "") == "AsyncSocket._send_ping" and getattr(owner, "server", None) is engine:
+            tasks.append(task)
+    return tasks
+
+
+async def test_the_sessions_of_a_mass_disconnect_leave_no_task_behind(
+    redis_process: RedisProcess, redis: object, tmp_path: Path
+) -> None:
+    # On the stock lane every session that ended left python-engineio's ping task sleeping out
+    # its ping interval (25 s), holding its socket: 30 dropped connections, 30 tasks (10,000
+    # after a mass disconnect), past the server's stop too. The fast lane pings from timers.
+    server = await start_server(redis_process.url, tmp_path, transport="stock")
+    sio = server.app[SIO_KEY]
+    token = server.token("alice")
+    held: list[RawWebSocket] = []
+    try:
+        held = [(await RawWebSocket.socketio(port_of(server.url), token))[0] for _ in range(30)]
+        assert len(ping_tasks_of(sio.eio)) == 30
+        for ws in held:  # dropped at once, with a reset: no close handshake
+            ws.writer.get_extra_info("socket").setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+            ws.writer.transport.abort()
+        async with asyncio.timeout(15):
+            while sio.eio.sockets:
+                await asyncio.sleep(0.02)
+        await asyncio.sleep(0)  # a cancelled task ends at its next step
+        assert ping_tasks_of(sio.eio) == [] and sio.timers == {}
+        held.append((await RawWebSocket.socketio(port_of(server.url), token))[0])  # open at the stop
+    finally:
+        await server.stop()
+        for ws in held:
+            ws.close()
+    await asyncio.sleep(0)
+    assert ping_tasks_of(sio.eio) == []
