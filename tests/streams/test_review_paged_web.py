@@ -105,3 +105,40 @@ async def test_a_big_streams_review_pages_by_keyboard_on_a_phone(
     assert "stored 150" not in notes and notes[1:-1] == [f"stored {n}" for n in range(STORED) if n != 150]
     assert await page.evaluate("document.scrollingElement.scrollWidth") <= 390
     assert not tab.errors, tab.errors
+
+
+async def test_a_segment_past_the_first_five_shows_its_clips_on_request(
+    server: ServerUnderTest, tab: Tab, clients: list[Client]
+) -> None:
+    session_id, owner = await started(server, clients)
+    for action in ("pause", "resume") * 5:  # segments 1..6
+        assert (await owner.call("stream_set_state", {"session_id": session_id, "action": action}))["ok"]
+    clips = [
+        stored_clip(n, segment_index=1 + n % 6, offset_ms=n, note=f"s{1 + n % 6} n{n}", clipped=False)
+        for n in range(18)
+    ]
+    await store_clips(server, session_id, clips)
+    await tab.page.set_viewport_size({"width": 390, "height": 844})
+    await tab.use_token(server.token("alice"))
+    page = await tab.open(f"/streams/{session_id}")
+    await expect(page.locator("#segments")).to_have_attribute("data-review", "settled")
+    for index in range(1, 6):  # the first five: their first page at once, nothing more to ask for
+        listed = page.locator(f'.segment[data-index="{index}"]')
+        await expect(listed.locator(".review-clip")).to_have_count(3)
+        await expect(listed.locator(".load-more")).to_be_hidden()
+    sixth = page.locator('.segment[data-index="6"]')
+    more = sixth.locator(".load-more")
+    await expect(sixth.locator(".review-clip")).to_have_count(0)
+    await expect(sixth.locator(".clips-title")).to_have_text("Clips (3)")
+    await expect(sixth.locator(".clips-shown")).to_have_text("Showing 0 of 3 clips")
+    await expect(more).to_have_accessible_name("Show clips, segment 6")
+    assert await more.evaluate("b => b.getBoundingClientRect().width") >= 300
+    await page.locator("#format-select").focus()
+    await page.keyboard.press("Shift+Tab")
+    await expect(more).to_be_focused()
+    await page.keyboard.press("Enter")
+    await expect(sixth.locator(".review-clip .note")).to_have_text(["s6 n5", "s6 n11", "s6 n17"])
+    await expect(sixth.locator(".review-clip").first).to_be_focused()
+    await expect(more).to_be_hidden()
+    assert await page.evaluate("document.scrollingElement.scrollWidth") <= 390
+    assert not tab.errors, tab.errors
