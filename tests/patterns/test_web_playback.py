@@ -5,7 +5,11 @@ from __future__ import annotations
 
 from typing import Any
 
+import aiohttp
+from playwright.async_api import expect
+
 from tests.browser import Tab
+from tests.helpers import ServerUnderTest
 from tests.patterns.test_http import full_state, track
 
 WINDOW_S = 0.005  # the render is read as the loudness and zero crossings of 5 ms windows
@@ -91,3 +95,36 @@ async def test_a_tracks_own_swing_moves_its_off_beats(tab: Tab) -> None:
     struck = loudness(windows, 0.01, 0.03)
     assert loudness(windows, 0.165, 0.18) < 0.1 * struck
     assert loudness(windows, 0.1925, 0.2075) > 0.5 * struck
+
+
+# Every Web Audio source the page starts, with how late it was asked for (s): the scheduler's
+# event list as the audio thread got it.
+RECORD_STARTS = """(() => {
+  const start = AudioScheduledSourceNode.prototype.start;
+  window.__late = [];
+  AudioScheduledSourceNode.prototype.start = function (when = 0, ...rest) {
+    window.__late.push(this.context.currentTime - when);
+    return start.call(this, when, ...rest);
+  };
+})();"""
+
+
+async def test_a_page_held_up_skips_the_steps_it_missed_instead_of_a_burst(server: ServerUnderTest, tab: Tab) -> None:
+    """After a long task (1 s here) the scheduler struck every step it had missed at once: about
+    twelve kicks in the same instant at 180 BPM."""
+    kick = track(steps=[True] * 16)
+    async with aiohttp.ClientSession(base_url=server.url) as http:
+        async with http.post("/api/sessions", json={"state": full_state(tracks=[kick], tempo=180)}) as r:
+            session_id = (await r.json())["id"]
+    await tab.page.add_init_script(RECORD_STARTS)
+    page = await tab.open(f"/s/{session_id}")
+    await expect(page.locator("#connection")).to_have_attribute("data-state", "live")
+    await page.locator("#play").click()
+    await page.wait_for_function("() => window.__late.length >= 4")  # playing
+    held = await page.evaluate(
+        "() => { const end = performance.now() + 1000; while (performance.now() < end); return window.__late.length; }"
+    )
+    await page.wait_for_function("(held) => window.__late.length >= held + 8", arg=held)  # after the hold
+    late = await page.evaluate("() => window.__late")
+    await page.locator("#play").click()
+    assert [s for s in late if s > 0.06] == []

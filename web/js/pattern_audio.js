@@ -9,6 +9,7 @@ import { audible } from "./pattern_state.js";
 
 const LOOKAHEAD_S = 0.12;
 const TICK_MS = 25;
+const MAX_LATE_S = 0.03; // a step due longer ago than this is skipped, not struck late
 const GATE = 0.9; // Keyboardia's gate: a note held over tied steps lasts 90 % of their length
 const SWING_DELAY = 0.5; // full swing moves an off-beat half a sixteenth late
 
@@ -197,6 +198,14 @@ export class Player {
     const state = this.getState();
     if (!state) return;
     const sixteenth = 60 / state.tempo / 4;
+    // A tick that comes late (a long task held the page) finds steps whose time has passed:
+    // struck now, they would all sound in one instant. Those more than a moment late are skipped
+    // as missed beats, and the pattern goes on in time; a tie after them strikes anew.
+    while (this.nextAt < this.ctx.currentTime - MAX_LATE_S) {
+      this.previous = null;
+      this.nextAt += sixteenth;
+      this.step = this.advance(state, this.step);
+    }
     while (this.nextAt < this.ctx.currentTime + LOOKAHEAD_S) {
       this.play(state, this.step, this.nextAt);
       const shown = this.step;
