@@ -82,11 +82,9 @@ def capabilities(settings: Settings) -> Sequence[Capability]:
 
 def build_sio(settings: Settings) -> SocketServer:
     """The Socket.IO server of the lane ``settings.transport`` chooses (``server.transport``):
-    the fast one, or the stock one with a warning when the libraries are untested
-    (``UnsupportedVersions`` when ``fast`` was asked for then)."""
-    lane, warning = choose_lane(settings.transport)
-    if warning:
-        log.warning("%s", warning)
+    the fast one, or the stock one when the libraries are untested (``UnsupportedVersions``
+    when ``fast`` was asked for then; ``serve`` logs why once it serves)."""
+    lane, _ = choose_lane(settings.transport)
     sio = build_server(
         lane,
         max_payload_bytes=settings.max_payload_bytes,

@@ -42,6 +42,7 @@ from server.redis_embed import (
 )
 from server.services import build_services, connect_redis, seed_urls
 from server.settings import Settings
+from server.transport import choose_lane
 from server.worker import Worker
 from storage.clock import Clock
 from storage.server_version import too_old
@@ -228,6 +229,9 @@ async def serve(settings: Settings) -> None:
             for _ in range(settings.inprocess_workers)
         ]
         log.info("sessionhub serving on http://%s:%d (up to %d open files)", settings.host, settings.port, open_files)
+        _, lane_warning = choose_lane(settings.transport)
+        if lane_warning:  # said once serving: a refusal before it (a port in use) stays one line
+            log.warning("%s", lane_warning)
         if settings.log_format != "json":  # in JSON mode every line is JSON: the log line above says it
             print(f"sessionhub serving on http://{settings.host}:{settings.port}", flush=True)
         try:
