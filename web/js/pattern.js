@@ -440,6 +440,34 @@ async function createSession(path = "/api/sessions") {
 
 // --- sharing buttons ----------------------------------------------------------------------
 
+const SETTLE_MS = 5000;
+
+/**
+ * Whether every edit of this page is in the stored session (applied: acknowledged or saved), waited
+ * for up to SETTLE_MS. A copy (Remix, Send Copy, Publish) is made from the stored session over
+ * HTTP, which may overtake an op still on its way over the socket: the copy lacked the last edits.
+ */
+async function settled() {
+  if (readOnly) return true;
+  commitTyping();
+  if (offline.length && !live) {
+    clearTimeout(saveTimer);
+    save();
+  }
+  const unsettled = () => pending.some((p) => !p.acked) || offline.length > 0 || saving;
+  if (!unsettled()) return true;
+  toast("Saving your latest changes first…");
+  const until = Date.now() + SETTLE_MS;
+  while (unsettled()) {
+    if (Date.now() > until) {
+      toast("Your latest changes are not saved yet, so a copy would not have them: try again once they are.");
+      return false;
+    }
+    await new Promise((resolve) => setTimeout(resolve, 50));
+  }
+  return true;
+}
+
 async function copy(text) {
   try {
     await navigator.clipboard.writeText(text);
@@ -461,7 +489,10 @@ async function onInvite() {
 }
 
 async function onPublish() {
-  const answer = await whileBusy([$("publish")], () => request(`/api/sessions/${sessionId}/publish`, "POST", {}));
+  const answer = await whileBusy([$("publish")], async () =>
+    (await settled()) ? request(`/api/sessions/${sessionId}/publish`, "POST", {}) : null,
+  );
+  if (!answer) return;
   if (answer.status !== 201) {
     toast(answer.body?.message ?? answer.body?.error ?? "Publishing failed.");
     return;
@@ -472,7 +503,9 @@ async function onPublish() {
 }
 
 async function onSendCopy() {
-  const created = await whileBusy([$("send-copy")], () => createSession(`/api/sessions/${sessionId}/remix`));
+  const created = await whileBusy([$("send-copy")], async () =>
+    (await settled()) ? createSession(`/api/sessions/${sessionId}/remix`) : null,
+  );
   if (created && (await copy(new URL(created.url, location.origin).href))) {
     toast("Copy link sent! Recipients get their own version to remix.");
   }
@@ -480,7 +513,7 @@ async function onSendCopy() {
 
 async function onRemix() {
   for (const id of ["remix", "readonly-remix"]) $(id).disabled = true;
-  const created = await createSession(`/api/sessions/${sessionId}/remix`);
+  const created = (await settled()) ? await createSession(`/api/sessions/${sessionId}/remix`) : null;
   if (!created) {
     for (const id of ["remix", "readonly-remix"]) $(id).disabled = false;
     return;
