@@ -32,3 +32,17 @@ def stop_if_cancelled(exc: BaseException) -> None:
     task = asyncio.current_task()
     if task is not None and task.cancelling():
         raise asyncio.CancelledError from exc
+
+
+async def rest(delay_s: float) -> None:
+    """Sleep ``delay_s`` between a loop's rounds, unless the task was asked to stop meanwhile.
+
+    A cancellation that a library swallowed during the round (see :func:`cancelled`) is not
+    delivered again, so a plain sleep after that round ran to its end while shutdown waited for
+    the loop: up to ``STOP_WAIT_S`` (the node heartbeat's 5 s) or the whole interval (the
+    revocation watch's 2 s), for a server stopped while a round was in a Redis call, as one is
+    just after its start.
+    """
+    if cancelled():
+        raise asyncio.CancelledError
+    await asyncio.sleep(delay_s)

@@ -15,7 +15,7 @@ from typing import Any
 
 from aiohttp import web
 
-from handlers.background import STOP_WAIT_S, cancelled, stop_if_cancelled
+from handlers.background import STOP_WAIT_S, cancelled, rest, stop_if_cancelled
 from handlers.connection import Connections
 from handlers.context import Services
 from storage.failures import REDIS_AWAY
@@ -57,7 +57,7 @@ class RevocationWatch:
             except REDIS_AWAY as exc:
                 stop_if_cancelled(exc)
                 log.warning("revoked devices: %s", exc)
-            await asyncio.sleep(self.interval_s)
+            await rest(self.interval_s)
 
     async def poll(self) -> None:
         """Adopt the revocations made since the last poll, then sign out the sockets of the

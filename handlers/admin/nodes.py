@@ -19,7 +19,7 @@ from typing import Any
 
 from aiohttp import web
 
-from handlers.background import STOP_WAIT_S, cancelled, stop_if_cancelled
+from handlers.background import STOP_WAIT_S, cancelled, rest, stop_if_cancelled
 
 from handlers.context import Services
 from storage.failures import REDIS_AWAY
@@ -76,7 +76,7 @@ class NodeHeartbeat:
             except REDIS_AWAY as exc:
                 stop_if_cancelled(exc)
                 log.warning("node heartbeat failed: %s", exc)
-            await asyncio.sleep(self.interval_s)
+            await rest(self.interval_s)
 
     async def nodes(self) -> list[dict[str, Any]]:
         """Every node's last heartbeat (this node's written now), ``stale`` when it stopped beating."""

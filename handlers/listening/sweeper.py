@@ -11,7 +11,7 @@ import logging
 
 from aiohttp import web
 
-from handlers.background import STOP_WAIT_S, cancelled, stop_if_cancelled
+from handlers.background import STOP_WAIT_S, cancelled, rest, stop_if_cancelled
 
 from storage.listening.repository import ListeningHistories
 
@@ -53,4 +53,4 @@ class Sweeper:
             except Exception as exc:  # Redis away for a moment: the next round retries
                 stop_if_cancelled(exc)
                 log.exception("listening sweep failed")
-            await asyncio.sleep(self._interval_s)
+            await rest(self._interval_s)

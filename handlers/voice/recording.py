@@ -19,7 +19,7 @@ from functools import partial
 
 from aiohttp import web
 
-from handlers.background import STOP_WAIT_S, cancelled, stop_if_cancelled
+from handlers.background import STOP_WAIT_S, cancelled, rest, stop_if_cancelled
 from handlers.connection import Connection
 from handlers.context import Services
 from storage.voice.recording import RecordingLeases
@@ -206,13 +206,13 @@ class RecordingKeeper:
             except Exception as exc:  # Redis away for a moment: the next wake retries
                 stop_if_cancelled(exc)
                 log.exception("recording lease round failed")
-                await asyncio.sleep(self._sweep_every_s)
+                await rest(self._sweep_every_s)
                 continue
             # Until the next lease comes due or the next sweep, whichever is first. A lease
             # taken meanwhile is due a third of a lease on, after the next sweep (a quarter of
             # a lease at most): no wake is missed.
             wake = sweep_at if (due := self.next_due()) is None else min(sweep_at, due)
-            await asyncio.sleep(max(MIN_WAKE_S, wake - self.now()))
+            await rest(max(MIN_WAKE_S, wake - self.now()))
 
 
 # The app's RecordingKeeper (tests renew its leases at a moment of their choosing).
