@@ -83,3 +83,28 @@ async def test_closing_the_tab_mid_chunk_keeps_the_audio_for_the_next_tab(server
     recorded_ms = min(closed_at, cut_at) - chunk["start_ms"]
     assert abs(chunk["start_ms"] - started) < 1000  # the recorder starts right after the status
     assert chunk["duration_ms"] >= recorded_ms - LOST_AT_MOST_MS, (chunk, recorded_ms)
+
+
+async def test_a_tab_closed_mid_chunk_is_uploaded_by_the_browsers_other_open_tab(
+    server: ServerUnderTest, tab: Tab
+) -> None:
+    await tab.use_token(server.token("alice"))
+    session_id = await server.create_session("alice")
+    await server.services.voice.set_active("alice", session_id)
+    other = await tab.open("/")  # open before the recording starts, and never reloaded
+    await expect(other.locator("#fab-rec")).to_be_enabled()
+    page = await other.context.new_page()
+    await page.goto(server.url + "/", wait_until="domcontentloaded")
+    await expect(page.locator("#fab-rec")).to_be_enabled()
+    await page.locator("#fab-rec").click()
+    await expect(page.locator("#fab-status")).to_have_attribute("data-status", "recording")
+    started = int(await page.evaluate("Date.now()"))
+    await asyncio.sleep(2.6)
+    closed_at = int(await page.evaluate("Date.now()"))
+    await page.close()  # mid-chunk: the chunk limit is 60 s
+
+    # The other tab takes it over as the closed one goes, not at its own next load.
+    [chunk] = await stored_chunks(server, session_id, 1)
+    assert chunk["duration_ms"] >= closed_at - started - 1000 - LOST_AT_MOST_MS, chunk
+    await expect(other.locator("#fab-status")).to_have_attribute("data-status", "paused")
+    await expect(other.locator("#fab-pending")).to_be_hidden()

@@ -360,11 +360,16 @@ async function ensureStream() {
 // The FAB went on showing "recording", and the server too (this connection renews the lease),
 // while nothing recorded, until the next cut failed to start a recorder, leaving 'cutting'.
 function microphoneEnded(stream) {
-  if (state.stream !== stream) return; // a stream this FAB released itself
+  if (state.stream !== stream || pageGoing) return; // a stream this FAB released, or the page's end
   const recorder = state.recorder;
   // A recorder still running is stopped: its onstop says the rest.
   if (recorder && recorder.state !== "inactive") recorder.stop();
   else if (state.mode === "recording") fail(microphoneStopped());
+}
+
+/** Whether the FAB's microphone has no live track left (the system ended it). */
+function microphoneGone() {
+  return !state.stream?.getAudioTracks().some((track) => track.readyState === "live");
 }
 
 function microphoneStopped() {
@@ -423,8 +428,9 @@ function startChunk() {
     recorder.onstop = () => {
       const endedAt = awake(Date.now());
       resolve(saving.then(() => store(key, { sessionId, userId }, parts, recorder.mimeType, startedAt, endedAt)));
-      // Still the FAB's recorder: nobody here stopped it (endChunk lets go of it first).
-      if (state.recorder === recorder) fail(microphoneStopped());
+      // Still the FAB's recorder: nobody here stopped it (endChunk lets go of it first), nor the
+      // page's end (a closed tab stops it too: the server pauses the session for that).
+      if (state.recorder === recorder && !pageGoing && microphoneGone()) fail(microphoneStopped());
     };
   });
   recorder.start(TIMESLICE_MS);
@@ -930,6 +936,9 @@ function pageSessionId() {
   return match ? match[1].toLowerCase() : null;
 }
 
+// The page is being unloaded (pagehide): its recorder stops with it, which is no microphone failure.
+let pageGoing = false;
+
 /** The page is going (or may be killed while hidden): have the recorder hand over what it has. */
 function flush() {
   if (state.recorder?.state === "recording") state.recorder.requestData();
@@ -942,7 +951,13 @@ function watchLeaving() {
     event.preventDefault();
     event.returnValue = ""; // older Chromium shows the prompt only with this set
   });
-  window.addEventListener("pagehide", flush);
+  window.addEventListener("pagehide", () => {
+    pageGoing = true;
+    flush();
+  });
+  window.addEventListener("pageshow", () => {
+    pageGoing = false; // back from the back-forward cache
+  });
   document.addEventListener("visibilitychange", () => {
     if (document.visibilityState === "hidden") flush();
   });

@@ -29,6 +29,9 @@ const STORE = "uploads";
 const PARTIALS = "partials"; // one record per chunk being recorded: {key, owner, session_id, ...}
 const PARTS = "parts"; // its pieces in order: {key, seq, blob}
 const OWNER_LOCK = "sessionhub-fab-page-";
+// A page that records says so here (its page id), once its lock is held: the browser's other
+// pages with the FAB then wait for that lock and take over what the page leaves when it goes.
+const RECORDERS_CHANNEL = "sessionhub-fab-recorders";
 const RECOVER_EVERY_MS = 2000;
 const RECOVER_TRIES = 30;
 // Without Web Locks, a partial untouched this long is taken as abandoned.
@@ -94,6 +97,17 @@ const ownerHeld = navigator.locks
       });
     })
   : Promise.resolve(false);
+
+let announced = false;
+
+/** Tell the browser's other pages that this one records (once, its lock held: see `outlive`). */
+function announceRecorder() {
+  if (announced || typeof BroadcastChannel === "undefined") return;
+  announced = true;
+  const channel = new BroadcastChannel(RECORDERS_CHANNEL);
+  channel.postMessage({ owner: PAGE_ID });
+  channel.close();
+}
 
 /** The owners (page ids) still alive, or null when this browser cannot tell. */
 async function liveOwners() {
@@ -197,6 +211,32 @@ export class UploadQueue {
     globalThis.addEventListener?.("sessionhub:identity", () => this.kick());
     // ... or nobody (signed out elsewhere): what waits is held, and said so, at once.
     globalThis.addEventListener?.("sessionhub:identity-lost", () => this.kick());
+    // Another page of this browser records: what it leaves (a tab closed mid-recording) is taken
+    // over by this page as it goes, not by the next page to load, whenever that comes.
+    this.outliving = new Set();
+    if (typeof BroadcastChannel !== "undefined") {
+      this.recorders = new BroadcastChannel(RECORDERS_CHANNEL);
+      this.recorders.onmessage = (message) => this.outlive(message.data?.owner);
+    }
+  }
+
+  /**
+   * Once the page `owner` is gone (its Web Lock is granted to this page), recover its partial
+   * chunk and upload what it had queued. Before, a tab closed while recording left its last
+   * chunk in IndexedDB until some page of the browser loaded again; the browser's other open
+   * tab recovered only what it found at its own load, so the session showed no such recording
+   * on any device meanwhile (and Done elsewhere made it one the session then refused).
+   */
+  async outlive(owner) {
+    if (!navigator.locks || typeof owner !== "string" || owner === PAGE_ID || this.outliving.has(owner)) return;
+    this.outliving.add(owner);
+    try {
+      await navigator.locks.request(OWNER_LOCK + owner, () => {}); // granted when that page is gone
+    } finally {
+      this.outliving.delete(owner);
+    }
+    await this.recover(1);
+    this.kick();
   }
 
   /**
@@ -205,6 +245,7 @@ export class UploadQueue {
    */
   async savePart(key, meta, seq, blob, at) {
     await ownerHeld;
+    announceRecorder();
     const db = await this.db;
     await inStores(db, [PARTIALS, PARTS], "readwrite", (s) => {
       s[PARTIALS].put({ ...meta, key, owner: PAGE_ID, end_ms: at, updated_at: Date.now() });
@@ -238,7 +279,10 @@ export class UploadQueue {
     for (const partial of partials) {
       const abandoned = live ? !live.has(partial.owner) : Date.now() - partial.updated_at > STALE_PARTIAL_MS;
       if (partial.owner === PAGE_ID || !abandoned) {
-        if (partial.owner !== PAGE_ID) waiting += 1;
+        if (partial.owner !== PAGE_ID) {
+          waiting += 1;
+          this.outlive(partial.owner); // a page recording when this one loaded
+        }
         continue;
       }
       const took = await inStores(db, [STORE, PARTIALS, PARTS], "readwrite", (s) => {
