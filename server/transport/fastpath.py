@@ -745,8 +745,12 @@ async def _post(socket_ref: weakref.ReferenceType[AsyncSocket], environ: dict[st
     socket = socket_ref()
     if socket is None:  # the session is gone (Engine.IO holds its sockets while they serve)
         raise engineio.exceptions.EngineIOError("no such session")
-    length = int(environ.get("CONTENT_LENGTH", "0"))
-    if length > socket.server.max_http_buffer_size:
+    # A chunked body (no Content-Length) is read to its end, up to the cap: read as empty, it
+    # was answered 200 and its packets dropped unseen.
+    declared = environ.get("CONTENT_LENGTH")
+    cap = socket.server.max_http_buffer_size
+    length = int(declared) if declared else cap + 1
+    if length > cap and declared:
         raise engineio.exceptions.ContentTooLongError()
     # Read to its end: one read() returns what has arrived so far, and a large batch arrives in
     # many reads (python-engineio's own handler takes the first and drops the rest unseen);
@@ -765,6 +769,8 @@ async def _post(socket_ref: weakref.ReferenceType[AsyncSocket], environ: dict[st
             while len(body) < length:
                 piece = await reader.read(length - len(body))
                 if not piece:
+                    if not declared:
+                        break  # a chunked body's end
                     raise asyncio.IncompleteReadError(bytes(body), length)
                 body += piece
                 if len(body) < length:
@@ -785,6 +791,8 @@ async def _post(socket_ref: weakref.ReferenceType[AsyncSocket], environ: dict[st
         return
     finally:
         budget.held -= counted
+    if len(body) > cap:
+        raise engineio.exceptions.ContentTooLongError()
     try:
         packets = engine_packets(body)
     except Exception as exc:  # UnicodeDecodeError, ValueError, or whatever a bad packet raises

@@ -78,6 +78,7 @@ import socketio
 from aiohttp import HttpVersion11, web
 from engineio import packet as eio_packet
 from engineio import payload as eio_payload
+from multidict import CIMultiDict, CIMultiDictProxy
 from socketio import packet as sio_packet
 
 from handlers.errors import to_http
@@ -304,6 +305,12 @@ class ReadRequest:
         self._request = request
         self._body = body
         self.content = ReadBody(body)
+        # Engine.IO reads as many bytes as Content-Length says: a chunked body's, read here,
+        # is announced so (it read none of it).
+        headers = CIMultiDict(request.headers)
+        headers.popall("Transfer-Encoding", None)
+        headers["Content-Length"] = str(len(body))
+        self.headers = CIMultiDictProxy(headers)
 
     async def read(self) -> bytes:
         return self._body
@@ -313,6 +320,17 @@ class ReadRequest:
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self._request, name)
+
+
+async def chunked_body(content: Any, cap: int) -> bytes | None:
+    """A chunked body (no Content-Length) to its end; None past ``cap`` bytes. Read as its
+    Content-Length, 0, it was handed to Engine.IO empty: answered 200, its packets dropped."""
+    body = bytearray()
+    while piece := await content.read(cap + 1 - len(body)):
+        body += piece
+        if len(body) > cap:
+            return None
+    return bytes(body)
 
 
 def engine_payload(body: bytes) -> bool:
@@ -563,7 +581,10 @@ class StockSessionServer(socketio.AsyncServer):
             try:
                 await continue_body(request)  # a client that waits for it sends its body now
                 async with asyncio.timeout(BODY_READ_TIMEOUT_S):  # a trickled body holds nothing for long
-                    body = await request.content.readexactly(length)
+                    if request.content_length is None and request.body_exists:
+                        body = await chunked_body(request.content, self.eio.max_http_buffer_size)
+                    else:
+                        body = await request.content.readexactly(length)
             except (asyncio.IncompleteReadError, TimeoutError):  # the client sent less than it announced
                 body = None
             except ConnectionResetError:

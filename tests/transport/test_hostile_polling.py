@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+from collections.abc import AsyncIterator
 
 import aiohttp
 import pytest
@@ -81,6 +82,37 @@ async def test_a_large_batch_is_read_to_its_end(server: ServerUnderTest) -> None
                 answers += [a for a in (await response.text()).split("\x1e") if a.startswith("43")]
         assert [a[:3] for a in answers] == ["431", "432", "433"], answers
         assert all('"payload_too_large"' in a for a in answers)
+
+
+async def _chunked(*parts: bytes) -> AsyncIterator[bytes]:
+    """A body aiohttp sends chunked (Transfer-Encoding: chunked, no Content-Length)."""
+    for part in parts:
+        yield part
+
+
+async def test_a_chunked_batch_is_read_to_its_end(server: ServerUnderTest) -> None:
+    # Read by its Content-Length, none, it was empty: answered 200, its packets dropped unseen.
+    async with aiohttp.ClientSession() as http:
+        sid = await _open(http, server)
+        url = f"{server.url}/socket.io/?EIO=4&transport=polling&sid={sid}"
+        body = _chunked(b'421["no_such_event",{}]', b'\x1e422["no_such_event",{}]')
+        async with http.post(url, data=body) as response:
+            assert response.status == 200
+            assert response.request_info.headers.get("Transfer-Encoding") == "chunked"
+        async with http.get(url) as response:
+            answers = (await response.text()).split("\x1e")
+        assert [a[:3] for a in answers] == ["431", "432"], answers
+
+
+async def test_a_chunked_body_over_the_hard_limit_is_a_400_and_ends_the_session(server: ServerUnderTest) -> None:
+    async with aiohttp.ClientSession() as http:
+        sid = await _open(http, server)
+        url = f"{server.url}/socket.io/?EIO=4&transport=polling&sid={sid}"
+        body = _chunked(b"4", *[b"x" * (1 << 16)] * 17)  # 1 MiB and more
+        async with http.post(url, data=body) as response:
+            assert response.status == 400
+        async with http.get(url) as response:
+            assert response.status == 400  # the session is closed
 
 
 async def test_a_body_that_stops_short_is_a_400_within_the_body_deadline(
