@@ -7,6 +7,8 @@ drift from what is accepted; the statuses per route are the ones its code can an
 
 from __future__ import annotations
 
+import copy
+import weakref
 from collections.abc import Iterable
 from typing import Any, Literal
 
@@ -107,6 +109,22 @@ ERROR_SCHEMAS: dict[str, dict[str, Any]] = {
 }
 
 
+# Each model's JSON schema by mode, generated once a process: pydantic's generation was ~60 % of
+# an app's start-up (~50 ms of ~80 ms of CPU), paid again by every server a test starts, and a
+# class's schema does not change. Weak keys: a model made per app (the admin's SessionsQuery over
+# the installed kinds) goes with its app.
+_SCHEMAS: weakref.WeakKeyDictionary[type[BaseModel], dict[str, dict[str, Any]]] = weakref.WeakKeyDictionary()
+
+
+def _json_schema(model: type[BaseModel], mode: Literal["validation", "serialization"]) -> dict[str, Any]:
+    """A copy of the model's schema, the caller's to change (``Components.model`` takes its
+    ``$defs`` out)."""
+    by_mode = _SCHEMAS.setdefault(model, {})
+    if mode not in by_mode:
+        by_mode[mode] = model.model_json_schema(ref_template=REF_TEMPLATE, mode=mode)
+    return copy.deepcopy(by_mode[mode])
+
+
 class Components:
     """``components.schemas``: every model's schema once, under its class name."""
 
@@ -119,7 +137,7 @@ class Components:
 
     def model(self, model: type[BaseModel], mode: Literal["validation", "serialization"]) -> dict[str, Any]:
         """The model's schema, inline, with its nested models moved to the components."""
-        schema = model.model_json_schema(ref_template=REF_TEMPLATE, mode=mode)
+        schema = _json_schema(model, mode)
         for name, nested in schema.pop("$defs", {}).items():
             self._add(name, nested)
         return schema
