@@ -3,6 +3,7 @@ OfflineAudioContext fed by the page's own Player), not heard."""
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 import aiohttp
@@ -128,3 +129,29 @@ async def test_a_page_held_up_skips_the_steps_it_missed_instead_of_a_burst(serve
     late = await page.evaluate("() => window.__late")
     await page.locator("#play").click()
     assert [s for s in late if s > 0.06] == []
+
+
+async def test_the_editor_adds_the_fm_voices_it_plays(server: ServerUnderTest, tab: Tab) -> None:
+    """Playback has FM voices (tone:fm-*), but 'Add a track' offered none: only a pattern made
+    elsewhere (Keyboardia's, the API) had one."""
+    async with aiohttp.ClientSession(base_url=server.url) as http:
+        async with http.post("/api/sessions", json={"state": full_state()}) as r:
+            session_id = (await r.json())["id"]
+    page = await tab.open(f"/s/{session_id}")
+    await expect(page.locator("#connection")).to_have_attribute("data-state", "live")
+    for label in ("FM bass", "FM e-piano", "FM bell"):
+        await page.locator("#add-sample").select_option(label=label)
+        await page.locator("#add-track").click()
+    await expect(page.locator(".track-row")).to_have_count(4)
+    async with aiohttp.ClientSession(base_url=server.url) as http:
+        for _ in range(100):  # stored once the three ops are applied
+            async with http.get(f"/api/sessions/{session_id}") as r:
+                tracks = (await r.json())["state"]["tracks"]
+            if len(tracks) == 4:
+                break
+            await asyncio.sleep(0.05)
+    assert [(t["sampleId"], t["name"]) for t in tracks[1:]] == [
+        ("tone:fm-bass", "FM bass"),
+        ("tone:fm-epiano", "FM e-piano"),
+        ("tone:fm-bell", "FM bell"),
+    ]

@@ -33,6 +33,9 @@ const SAMPLE_NAMES = {
   "synth:lead": "Lead",
   "synth:pad": "Pad",
   "synth:pluck": "Pluck",
+  "tone:fm-bass": "FM bass",
+  "tone:fm-epiano": "FM e-piano",
+  "tone:fm-bell": "FM bell",
 };
 
 let sessionId = null;
