@@ -9,7 +9,9 @@ clips deleted meanwhile never show; the counts stay exact.
 
 from __future__ import annotations
 
-from playwright.async_api import expect
+import asyncio
+
+from playwright.async_api import Route, expect
 
 from tests.browser import Tab
 from tests.helpers import Client, ServerUnderTest
@@ -141,4 +143,31 @@ async def test_a_segment_past_the_first_five_shows_its_clips_on_request(
     await expect(sixth.locator(".review-clip").first).to_be_focused()
     await expect(more).to_be_hidden()
     assert await page.evaluate("document.scrollingElement.scrollWidth") <= 390
+    assert not tab.errors, tab.errors
+
+
+async def test_slow_moments_do_not_hold_the_reviews_first_drawing(
+    server: ServerUnderTest, tab: Tab, clients: list[Client]
+) -> None:
+    session_id, _ = await started(server, clients)
+    await store_clips(
+        server,
+        session_id,
+        [stored_clip(n, segment_index=1, offset_ms=n, note=f"n{n}", clipped=False) for n in range(5)],
+    )
+    # Grouping a 200,000-clip stream takes seconds: the moments' answers are held here until let go.
+    let_go = asyncio.Event()
+
+    async def held(route: Route) -> None:
+        await let_go.wait()
+        await route.continue_()
+
+    await tab.page.route("**/moments?*", held)
+    await tab.use_token(server.token("alice"))
+    page = await tab.open(f"/streams/{session_id}")
+    await expect(page.locator(".review-clip")).to_have_count(5)  # drawn a second on, without them
+    await expect(page.locator(".moment")).to_have_count(0)
+    let_go.set()
+    await expect(page.locator(".moment .count")).to_have_text(["5 clicks"])
+    await expect(page.locator("#segments")).to_have_attribute("data-moments", "settled")
     assert not tab.errors, tab.errors

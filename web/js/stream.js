@@ -28,6 +28,8 @@ import { OrphanBanner } from "./orphan_banner.js";
 const FEED_LIMIT = 50;
 const orphanBanner = new OrphanBanner();
 const MOMENTS_DELAY_MS = 400;
+// How long the review's first drawing waits for the moments (see loadReview).
+const MOMENTS_FIRST_WAIT_MS = 1000;
 const VALID_ACTIONS = { created: ["start", "end"], active: ["pause", "end"], paused: ["resume", "end"], ended: [] };
 const ACTION_CONFIRM = { end: "End the stream session? Viewers can no longer clip, and this is final." };
 
@@ -80,6 +82,7 @@ let reviewOffset = null; // the log offset the review reflects; null while it lo
 let buffered = [];
 let momentsTimer = null;
 let moments = [];
+let momentsDrawn = 0; // groupings drawn so far: a late first one never replaces a newer one
 
 function show(...sections) {
   for (const element of [ui.loading, ui.error, ui.card, ui.review]) element.hidden = !sections.includes(element);
@@ -663,6 +666,7 @@ async function loadMoments() {
   const fresh = await fetchMoments();
   if (fresh !== null) {
     moments = fresh;
+    momentsDrawn += 1;
     renderReview();
   }
   if (asked === momentsAsked) ui.segments.dataset.moments = "settled";
@@ -673,9 +677,22 @@ async function loadReview() {
   buffered = [];
   ui.segments.dataset.review = "loading";
   // The summary (each segment's count, the last clips) and the moments come together, drawn
-  // together: drawn later, they would push the clips down under a finger about to tap one.
-  const [body, fresh] = await Promise.all([api(`/api/streams/${sessionId}/review`), fetchMoments()]);
-  if (fresh !== null) moments = fresh;
+  // together: drawn later, they would push the clips down under a finger about to tap one. But
+  // grouping reads every clip of the stream (seconds on a 200,000-clip one, against ms for the
+  // summary): after MOMENTS_FIRST_WAIT_MS the review is drawn without them, and they when they come.
+  const asked = fetchMoments();
+  const late = Symbol("late");
+  const waited = new Promise((resolve) => setTimeout(() => resolve(late), MOMENTS_FIRST_WAIT_MS));
+  const [body, fresh] = await Promise.all([api(`/api/streams/${sessionId}/review`), Promise.race([asked, waited])]);
+  if (fresh === late) {
+    const drawnBefore = momentsDrawn;
+    asked.then((grouped) => {
+      if (grouped === null || momentsDrawn !== drawnBefore) return; // a newer grouping is drawn
+      moments = grouped;
+      momentsDrawn += 1;
+      scheduleRender();
+    });
+  } else if (fresh !== null) moments = fresh;
   clips.clear();
   feedClips.clear();
   namesByTag.clear();
