@@ -17,7 +17,7 @@ from pydantic import ValidationError
 from handlers.http_common import address_of
 from server.settings import Settings
 from tests.conftest import start_server
-from tests.helpers import RedisProcess, ServerUnderTest
+from tests.helpers import BOTH_LANES, RedisProcess, ServerUnderTest
 from tests.raw_wire import http_exchange, port_of
 from tests.test_cli import one_line_refusal, run
 from tests.transport.test_front import open_request
@@ -73,7 +73,7 @@ async def test_behind_two_trusted_proxies_the_client_is_the_hop_before_the_inner
 
 
 # Both lanes answer a WebSocket open the same (the stock lane is what serves on untested versions).
-LANES = pytest.mark.parametrize("lane", ["fast", "stock"])
+LANES = BOTH_LANES
 
 
 @pytest_asyncio.fixture

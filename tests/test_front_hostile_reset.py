@@ -17,7 +17,7 @@ import pytest
 
 from server.app import SIO_KEY
 from tests.conftest import start_server
-from tests.helpers import RedisProcess
+from tests.helpers import BOTH_LANES, RedisProcess
 from tests.raw_wire import RawPoller, port_of
 
 
@@ -52,7 +52,7 @@ async def _logged(caplog: pytest.LogCaptureFixture, message: str, timeout: float
             await asyncio.sleep(0.02)
 
 
-@pytest.mark.parametrize("lane", ["fast", "stock"])
+@BOTH_LANES
 async def test_a_long_polling_post_reset_midway_logs_no_error(
     redis_process: RedisProcess, redis: object, tmp_path: Path, caplog: pytest.LogCaptureFixture, lane: str
 ) -> None:

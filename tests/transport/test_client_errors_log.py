@@ -19,10 +19,10 @@ import pytest
 from server.app import SIO_KEY
 from server.transport.stock import EngineLog
 from tests.conftest import start_server
-from tests.helpers import RedisProcess
+from tests.helpers import BOTH_LANES, RedisProcess
 from tests.raw_wire import RawPoller, RawWebSocket, port_of
 
-LANES = pytest.mark.parametrize("lane", ["fast", "stock"])
+LANES = BOTH_LANES
 
 
 def _loud(caplog: pytest.LogCaptureFixture) -> list[str]:
