@@ -6,7 +6,8 @@ Imports are lazy: the command line is parsed before the app is imported, so ``se
 its transport lane (``server.transport.versions``, from the installed versions' metadata) before
 any of them is imported: an untested library version makes the server slower (the stock lane),
 never down, and ``SESSIONHUB_TRANSPORT=fast`` turns that into a one-line refusal. The commands
-themselves are in ``server.commands``; ``admin``'s in ``server.admin_cli``.
+themselves are in ``server.commands``; ``admin``'s in ``server.admin_cli``; ``token``'s in
+``server.token_cli``, which loads neither the app nor its web stack.
 """
 
 from __future__ import annotations
@@ -16,6 +17,11 @@ import asyncio
 import sys
 
 from auth.permissions import GRANTS, Permission
+
+
+class StartupError(Exception):
+    """A one-line reason the process cannot start."""
+
 
 # Kept in step with server/admin_cli.py's; its parser (and aiohttp) is loaded only for `admin`.
 ADMIN_HELP = "admin metrics, export, orphans and admin grants"
@@ -122,16 +128,19 @@ def main(argv: list[str] | None = None) -> int:
             return admin_cli.run(settings, args)
         except KeyboardInterrupt:
             return 130
-    from server import commands  # heavy: aiohttp, redis-py, the chosen lane's python-socketio
-
     try:
+        if args.command == "token":
+            from server.token_cli import mint
+
+            mint(settings, args)
+            return 0
+        from server import commands  # heavy: aiohttp, redis-py, the chosen lane's python-socketio
+
         if args.command == "serve":
             asyncio.run(commands.serve(settings))
-        elif args.command == "worker":
-            asyncio.run(commands.work(settings))
         else:
-            commands.mint(settings, args)
-    except commands.StartupError as exc:
+            asyncio.run(commands.work(settings))
+    except StartupError as exc:
         return _refuse(str(exc), settings.log_format)
     except KeyboardInterrupt:
         return 130

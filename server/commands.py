@@ -1,4 +1,5 @@
-"""What ``sessionhub serve | worker | token`` run (``server.cli`` parses the command line).
+"""What ``sessionhub serve | worker`` run (``server.cli`` parses the command line; ``token`` is
+``server.token_cli``).
 
 Imported by ``server.cli`` only once the transport lane is chosen: this module imports
 aiohttp, redis-py and, through ``server.app``, the lane's python-socketio.
@@ -6,11 +7,9 @@ aiohttp, redis-py and, through ``server.app``, the lane's python-socketio.
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import contextlib
 import logging
-import re
 import signal
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -19,15 +18,13 @@ from aiohttp import web
 from redis.asyncio import Redis
 from redis.asyncio.cluster import RedisCluster
 
-from pydantic import ValidationError
 
-from auth.claims import USER_ID_PATTERN, Permission
 from handlers.context import Services
 from handlers.metrics import Metrics
 from jobs.processors import load_processors
 from protocol.errors import CodedError
 from server.app import build_app, front_site
-from server.cli import validation_message
+from server.cli import StartupError
 from server.identity import token_service
 from server.gc_policy import watch_pauses
 from server.process import YoungSweep, raise_open_files_limit, tune_gc
@@ -44,7 +41,6 @@ from server.services import build_services, connect_redis, seed_urls
 from server.settings import Settings
 from server.transport import choose_lane
 from server.worker import Worker
-from storage.clock import Clock
 from storage.server_version import too_old
 
 log = logging.getLogger("sessionhub")
@@ -53,10 +49,6 @@ WORKER_FOLLOW_INTERVAL_S = 1.0
 # How long a stopping server waits for requests in flight (a client that ignores the close,
 # an upload that trickles) before it closes their connections.
 SHUTDOWN_TIMEOUT_S = 3.0
-
-
-class StartupError(Exception):
-    """A one-line reason the process cannot start."""
 
 
 class RedisUnreachable(StartupError):
@@ -348,26 +340,3 @@ async def _next_url(settings: Settings, current: str, stop: asyncio.Event) -> st
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(stop.wait(), WORKER_FOLLOW_INTERVAL_S)
     return current
-
-
-def mint(settings: Settings, args: argparse.Namespace) -> None:
-    """Print a token for ``--user`` with the given permissions."""
-    if not re.match(USER_ID_PATTERN, args.user):
-        raise StartupError(f"--user {args.user!r}: a user id is 1-128 of A-Z a-z 0-9 _ . : @ -")
-    if not args.perm:
-        raise StartupError("a token with no permission is refused everywhere: give at least one --perm")
-    if args.ttl <= 0:
-        raise StartupError(f"--ttl {args.ttl}: the token would be expired already; give a positive number of seconds")
-    tokens = token_service(settings)
-    try:
-        token, _ = tokens.mint(
-            user_id=args.user,
-            now_s=Clock().now_s(),
-            ttl_s=args.ttl,
-            perms=tuple(Permission(p) for p in args.perm),
-            name=args.name or "",
-            telegram_user_id=args.telegram_user_id or "",
-        )
-    except ValidationError as exc:
-        raise StartupError(validation_message(exc, prefix="--")) from None
-    print(token)

@@ -53,6 +53,24 @@ def test_help_imports_neither_the_app_nor_its_web_stack() -> None:
     assert done.stdout.strip().splitlines()[-1] == "[]"
 
 
+def test_token_imports_neither_the_app_nor_its_web_stack(tmp_path: Path) -> None:
+    """``sessionhub token`` ran in ``server.commands``, whose imports (the app, every capability,
+    aiohttp, python-socketio) were ~1 s of CPU of each of the suite's many token children."""
+    program = (
+        "import sys\n"
+        "from server.cli import main\n"
+        "assert main(['token', '--user', 'alice', '--perm', 'read_own']) == 0\n"
+        "heavy = {'aiohttp', 'socketio', 'engineio', 'server.app', 'server.commands', 'handlers'}\n"
+        "print(sorted(m for m in sys.modules if m in heavy or m.split('.')[0] in heavy))\n"
+    )
+    env = {"PATH": "/usr/bin:/bin", "SESSIONHUB_DATA_DIR": str(tmp_path), "SESSIONHUB_JWT_SECRET": SECRET}
+    done = subprocess.run(
+        [sys.executable, "-c", program], cwd=ROOT, env=env, capture_output=True, text=True, check=True
+    )
+    token, imported = done.stdout.strip().splitlines()[-2:]
+    assert token.count(".") == 2 and imported == "[]", done.stdout
+
+
 def test_version_and_what_each_permission_grants(tmp_path: Path) -> None:
     done = run("--version", data_dir=tmp_path)
     assert done.returncode == 0 and done.stdout.strip() == f"sessionhub {version('sessionhub')}"
