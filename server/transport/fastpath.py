@@ -1510,7 +1510,9 @@ class SessionServer(socketio.AsyncServer):
         elif size > self.max_payload_bytes:
             header = _Header.of(data)
             self._skipping[eio_sid] = header.attachments
-            await self._refuse(eio_sid, header.namespace, header.ack_id, too_large(self.max_payload_bytes))
+            await self._refuse(
+                eio_sid, header.namespace, header.ack_id, too_large(self.max_payload_bytes), connect=header.connect
+            )
             return
         try:
             await super()._handle_eio_message(eio_sid, data)
@@ -1539,17 +1541,24 @@ class SessionServer(socketio.AsyncServer):
     async def _malformed(self, eio_sid: str, data: str | bytes, pending: Any, exc: Exception) -> None:
         _MALFORMED_LOG.exception("malformed Socket.IO message", exc)
         if pending is not None:  # the failing part was an attachment: the header asked
-            namespace, ack_id = pending.namespace, pending.id
+            namespace, ack_id, connect = pending.namespace, pending.id, False
         else:
             header = _Header.of(data)
-            namespace, ack_id = header.namespace, header.ack_id
-        await self._refuse(eio_sid, namespace, ack_id, malformed(exc))
+            namespace, ack_id, connect = header.namespace, header.ack_id, header.connect
+        await self._refuse(eio_sid, namespace, ack_id, malformed(exc), connect=connect)
 
     async def _refuse(
-        self, eio_sid: str, namespace: str | None, ack_id: int | None, error: Error, payload: Any = None
+        self,
+        eio_sid: str,
+        namespace: str | None,
+        ack_id: int | None,
+        error: Error,
+        payload: Any = None,
+        *,
+        connect: bool = False,
     ) -> None:
         """Answer a message that will not be handled (``server.transport.messages.refusal_packet``)."""
-        reply = refusal_packet(self.packet_class, namespace or "/", ack_id, error, payload)
+        reply = refusal_packet(self.packet_class, namespace or "/", ack_id, error, payload, connect=connect)
         if reply is not None:
             await self._send_packet(eio_sid, reply)
 

@@ -31,7 +31,7 @@ MAX_ATTACHMENTS = 10
 # named must not run them (it would reset its rate budget or fake a disconnect).
 RESERVED_EVENTS = frozenset({"connect", "disconnect", "connect_error"})
 # Socket.IO v5 packet types of an answer (the protocol's numbers, as python-socketio's packet module has them).
-_EVENT, _ACK = 2, 3
+_EVENT, _ACK, _CONNECT_ERROR = 2, 3, 4
 
 Error = tuple[ErrorCode, str]
 P = TypeVar("P")
@@ -55,10 +55,11 @@ _HEAD_CHARS = 64 + 16 + _ACK_DIGITS
 class Header:
     """What a refusal needs from a message it will not parse: namespace, ack id, attachments."""
 
-    __slots__ = ("ack_id", "attachments", "namespace")
+    __slots__ = ("ack_id", "attachments", "connect", "namespace")
 
-    def __init__(self, namespace: str, ack_id: int | None, attachments: int) -> None:
+    def __init__(self, namespace: str, ack_id: int | None, attachments: int, *, connect: bool = False) -> None:
         self.namespace, self.ack_id, self.attachments = namespace, ack_id, attachments
+        self.connect = connect  # a CONNECT: refused with a CONNECT_ERROR (see refusal_packet)
 
     @classmethod
     def of(cls, data: str | bytes) -> Header:
@@ -69,7 +70,8 @@ class Header:
         namespace = (match.group(3) or "/,")[:-1]
         has_ack = match.group(1) in ("2", "5") and match.group(4) is not None
         binary = match.group(1) in ("5", "6") and match.group(2) is not None
-        return cls(namespace, int(match.group(4)) if has_ack else None, int(match.group(2)) if binary else 0)
+        ack_id = int(match.group(4)) if has_ack else None
+        return cls(namespace, ack_id, int(match.group(2)) if binary else 0, connect=match.group(1) == "0")
 
 
 def too_large(max_payload_bytes: int) -> Error:
@@ -130,13 +132,25 @@ def refusal(data: str, max_payload_bytes: int) -> tuple[Error, Any] | None:
 
 
 def refusal_packet(
-    packet_class: Callable[..., P], namespace: str, ack_id: int | None, error: Error, payload: Any = None
+    packet_class: Callable[..., P],
+    namespace: str,
+    ack_id: int | None,
+    error: Error,
+    payload: Any = None,
+    *,
+    connect: bool = False,
 ) -> P | None:
     """The packet that answers a message that will not be handled, built with the lane's
     ``packet_class``: its ack when it asked for one, else a ``protocol_error`` event; None for a
     reserved name without an ack (dropped: nothing waits for it, and it is not an error of ours).
     The ack echoes ``payload``'s whole-number ``seq`` as every error ack does (the router's
-    ``with_seq``); ``payload`` is None when the message was not decoded (too large, malformed)."""
+    ``with_seq``); ``payload`` is None when the message was not decoded (too large, malformed).
+    A refused CONNECT (``connect``: too large, malformed) gets a CONNECT_ERROR, as the connect
+    handler's refusals: a ``protocol_error`` event, on a namespace not joined, was ignored by a
+    Socket.IO client, which waited out its connect timeout instead of hearing connect_error."""
+    if connect:
+        detail = {"error": error[0].value, "message": error[1]}
+        return packet_class(_CONNECT_ERROR, namespace=namespace, data={"message": error[0].value, "data": detail})
     body: dict[str, Any] = {"ok": False, "error": error[0].value, "message": error[1]}
     if ack_id is not None:
         return packet_class(_ACK, namespace=namespace, data=[with_seq(body, payload)], id=ack_id)
@@ -145,8 +159,6 @@ def refusal_packet(
     return packet_class(_EVENT, namespace=namespace, data=[PROTOCOL_ERROR, body])
 
 
-# Socket.IO v5 CONNECT_ERROR (the protocol's number, as python-socketio's packet module has it).
-_CONNECT_ERROR = 4
 # python-socketio's refusal of a CONNECT it will not pass to the connect handler: a namespace this
 # server does not serve, or one the connection has joined already.
 _UNABLE = "Unable to connect"

@@ -792,12 +792,19 @@ class StockSessionServer(socketio.AsyncServer):
 
     async def refuse(self, eio_sid: str, header: Header, code: ErrorCode, message: str, *, payload: Any = None) -> None:
         """Answer a message that will not be handled (``server.transport.messages.refusal_packet``)."""
-        await self.refuse_to(eio_sid, header.namespace, header.ack_id, (code, message), payload)
+        await self.refuse_to(eio_sid, header.namespace, header.ack_id, (code, message), payload, connect=header.connect)
 
     async def refuse_to(
-        self, eio_sid: str, namespace: str | None, ack_id: int | None, error: Error, payload: Any = None
+        self,
+        eio_sid: str,
+        namespace: str | None,
+        ack_id: int | None,
+        error: Error,
+        payload: Any = None,
+        *,
+        connect: bool = False,
     ) -> None:
-        reply = refusal_packet(self.packet_class, namespace or "/", ack_id, error, payload)
+        reply = refusal_packet(self.packet_class, namespace or "/", ack_id, error, payload, connect=connect)
         if reply is not None:
             await self.eio.send(eio_sid, reply.encode())
 
