@@ -487,15 +487,24 @@ async function store(key, { sessionId, userId }, parts, mimeType, startedAt, end
   });
 }
 
+// The recorder is starting (between its "recording" answer and its first piece), and whether the
+// server paused the session meanwhile (recorder_gone: see `reassert`).
+let starting = false;
+let pausedWhileStarting = false;
+
 async function record() {
+  let ack;
   try {
-    await tell("recording");
+    ack = await tell("recording");
   } catch (err) {
     // No answer: "recording" may still arrive, so "paused" follows it (refused, and rightly so,
     // if it never arrived: a session that did not record cannot be paused).
     if (RETRYABLE.has(err.code)) tell("paused").catch(() => {});
     throw err;
   }
+  if (ack?.changed === false && (ack.previous === "recording" || ack.previous === "cutting")) giveWay();
+  starting = true;
+  pausedWhileStarting = false;
   try {
     state.mimeType = pickMimeType();
     await ensureStream();
@@ -503,8 +512,26 @@ async function record() {
   } catch (err) {
     tellLater("error");
     throw err;
+  } finally {
+    starting = false;
   }
   state.mode = "recording";
+  if (pausedWhileStarting) reassert();
+}
+
+/**
+ * Another tab or device started recording into the session first, and this page had not heard
+ * of it yet (a phone's Rec pressed as it woke, two presses at once): both recorded into it, and
+ * the session showed one recording. This one records nothing. Its "recording" gave this
+ * connection the session's lease, though: connected again, it hands it back (the server pauses
+ * the session, and the recorder's FAB sets recording again at once, as after a lost connection).
+ */
+function giveWay() {
+  socket?.disconnect().connect();
+  throw new ApiError(
+    "conflict",
+    "This session is already being recorded on another tab or device: nothing was recorded here.",
+  );
 }
 
 // --- the buttons ----------------------------------------------------------------------------
@@ -809,6 +836,9 @@ function ensureSocket() {
  * Pause pressed offline) is sent again, so it is never left at `recording` while nobody records.
  */
 function reassert() {
+  // A pause heard while this FAB's recorder is starting (its "recording" answered, the microphone
+  // not yet open) is answered once it records: else the session stayed paused under a recording.
+  if (starting) pausedWhileStarting = true;
   if (state.mode === "recording" && state.sessionId && !owed.has(state.sessionId)) tellLater("recording");
   sendOwed();
 }

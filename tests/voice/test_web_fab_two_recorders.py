@@ -1,0 +1,94 @@
+"""Two devices press Rec on one session, the second before it has heard of the first's recording:
+one recording, and the session's recording lease stays with the device that records."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import re
+import time
+
+from playwright.async_api import Browser, WebSocketRoute, expect
+
+from tests.browser import new_tab
+from tests.helpers import ServerUnderTest
+
+
+async def status_becomes(server: ServerUnderTest, session_id: str, status: str) -> None:
+    deadline = time.monotonic() + 10
+    while True:
+        session = await server.services.voice.get(session_id)
+        assert session is not None
+        if session.status == status:
+            return
+        assert time.monotonic() < deadline, f"the session stayed {session.status!r}, not {status!r}"
+        await asyncio.sleep(0.05)
+
+
+async def statuses(server: ServerUnderTest, session_id: str, count: int) -> list[tuple[str, str | None]]:
+    """The session's status changes (status, reason) once ``count`` are logged (bounded wait)."""
+    deadline = time.monotonic() + 10
+    while True:
+        logged = [
+            json.loads(entry["e"])
+            for _, entry in await server.services.redis.xrange(server.services.keys.log(session_id))
+        ]
+        found = [(e["data"]["status"], e["data"].get("reason")) for e in logged if e["type"] == "session_status"]
+        if len(found) >= count:
+            return found
+        assert time.monotonic() < deadline, f"{count} status changes expected: {found}"
+        await asyncio.sleep(0.05)
+
+
+def deaf_to_recordings(ws: WebSocketRoute) -> None:
+    """A connection whose page never hears that the session records (a late phone): the server's
+    events saying ``recording`` are dropped on their way; answers to its own events (43…) pass."""
+    server_side = ws.connect_to_server()
+    ws.on_message(server_side.send)
+
+    def to_page(message: str | bytes) -> None:
+        if isinstance(message, str) and message.startswith("42") and '"recording"' in message:
+            return
+        ws.send(message)
+
+    server_side.on_message(to_page)
+
+
+async def test_a_second_rec_on_a_session_recording_elsewhere_records_nothing(
+    server: ServerUnderTest, browser: Browser
+) -> None:
+    laptop_tab, phone_tab = await new_tab(browser, server), await new_tab(browser, server)
+    try:
+        for tab in (laptop_tab, phone_tab):
+            await tab.use_token(server.token("alice"))
+        session_id = await server.create_session("alice")
+        await server.services.voice.set_active("alice", session_id)
+        await phone_tab.page.route_web_socket(re.compile(r"/socket\.io/"), deaf_to_recordings)
+        phone = await phone_tab.open("/")
+        laptop = await laptop_tab.open("/")
+        await expect(phone.locator("#fab-rec")).to_be_enabled()
+        await expect(laptop.locator("#fab-rec")).to_be_enabled()
+        await laptop.locator("#fab-rec").click()
+        await expect(laptop.locator("#fab-status")).to_have_attribute("data-status", "recording")
+        await status_becomes(server, session_id, "recording")
+
+        await expect(phone.locator("#fab-rec")).to_be_enabled()  # it has not heard
+        await phone.locator("#fab-rec").click()
+        await expect(phone.locator("#fab-message")).to_contain_text("already being recorded on another")
+        await expect(phone.locator("#fab-pause")).to_be_disabled()  # no second recorder
+        await expect(laptop.locator("#fab-status")).to_have_attribute("data-status", "recording")
+        # The phone gave the lease back (the server paused the session), the laptop took it again.
+        assert await statuses(server, session_id, 3) == [
+            ("recording", None),
+            ("paused", "recorder_gone"),
+            ("recording", None),
+        ]
+
+        # The lease is the laptop's: its page gone, the session is paused at once (a phone
+        # holding it would have kept the session 'recording' for as long as it stays open).
+        await asyncio.sleep(0.5)
+        await laptop.close()
+        await status_becomes(server, session_id, "paused")
+    finally:
+        await laptop_tab.page.context.close()
+        await phone_tab.page.context.close()
