@@ -156,6 +156,19 @@ function showNone() {
   root.replaceChildren(el("span", { class: "muted" }, "No identity yet "), passkeySignIn());
 }
 
+/**
+ * What became of the lost identity's things, in words true for it. A guest's sign-in runs out
+ * when none of its devices came back within the guest idle time, and the guest sweeper then
+ * deletes what it made: "they stay with the old identity; sign in to get it back" sent a guest
+ * back after 31 days looking for sessions no link or passkey could bring back.
+ */
+function whatBecameOfIt(err) {
+  const wasGuest = String(knownIdentity()?.user_id ?? "").startsWith("guest-");
+  if (wasGuest && err.details?.reason === "expired")
+    return "A guest none of whose devices comes back for as long as guests are kept (the identity panel says how long) is deleted with what it made. If another device of yours still uses it, sign in here with a device link from there.";
+  return "Your streams and sessions stay with the old identity; sign in with a device link or passkey to get it back.";
+}
+
 function showLost(err) {
   if (!root) return;
   root.dataset.state = "lost";
@@ -167,7 +180,7 @@ function showLost(err) {
   const notice = el(
     "span",
     { id: "identity-lost", class: "notice", role: "alert" },
-    `${err.message} Your streams and sessions stay with the old identity; sign in with a device link or passkey to get it back. `,
+    `${err.message} ${whatBecameOfIt(err)} `,
     passkeySignIn(),
     " ",
     start,
