@@ -79,6 +79,7 @@ async def test_a_history_export_shows_its_progress(server: ServerUnderTest, tab:
 AT_ONCE_MS = 5000
 # What a call still offline at its end (10 s) answers, and more.
 GIVEN_UP_MS = 20_000
+CALL_WAIT_MS = 10_000  # web/js/client.js ACK_TIMEOUT_MS: moved over on the page's clock
 
 
 async def test_a_stream_action_pressed_offline_says_so_at_once_then_its_outcome(
@@ -135,6 +136,7 @@ async def test_delete_all_history_offline_says_so_at_once_then_that_nothing_was_
     await tab.use_token(server.token("alice"))
     gate = SocketGate()
     await gate.install(tab.page)
+    await tab.page.clock.install()  # runs as the wall's until moved over the call's wait
     page = await tab.open("/history")
     await expect(page.locator("#connection")).to_have_attribute("data-state", "live")
     await gate.cut()
@@ -146,6 +148,7 @@ async def test_delete_all_history_offline_says_so_at_once_then_that_nothing_was_
         "Offline: your history is deleted when the connection is back…", timeout=AT_ONCE_MS
     )
     await expect(page.locator("#clear")).to_be_disabled()
+    await page.clock.fast_forward(CALL_WAIT_MS)  # the call's 10 s, not waited out for real
     # Still offline when the call gives up: it says nothing was sent, and the button is back.
     await expect(page.locator("#history-error")).to_have_text(
         "Delete failed: You are offline: it was not sent. Try again once the connection is back.",

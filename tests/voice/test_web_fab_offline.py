@@ -125,12 +125,14 @@ async def test_rec_pressed_offline_says_so_at_once(server: ServerUnderTest, tab:
     session_id = await server.create_session("alice", name="Kept")
     await server.services.voice.set_active("alice", session_id)
     await tab.use_token(server.token("alice"))
+    await tab.page.clock.install()  # runs as the wall's until moved over the call's wait
     page = await tab.open("/")
     await expect(page.locator("#fab-rec")).to_be_enabled()
     await page.context.set_offline(True)
     await page.locator("#fab-rec").click()
     message = page.locator("#fab-message")
     await expect(message).to_have_text("Offline: recording starts when the connection is back…", timeout=AT_ONCE_MS)
+    await page.clock.fast_forward(10_000)  # the call's 10 s (web/js/client.js), not waited out for real
     # Still offline when the call gives up: nothing recorded, and it says so (whether the socket
     # had noticed first or not).
     await expect(message).to_have_text(
@@ -146,11 +148,13 @@ async def test_rec_pressed_offline_says_so_at_once(server: ServerUnderTest, tab:
 async def test_done_offline_shows_the_final_upload_at_once_not_a_recording(server: ServerUnderTest, tab: Tab) -> None:
     """Done frees the microphone at once, offline too; the FAB went on showing 'Recording' for the
     10 s its status call waited."""
+    await tab.page.clock.install()  # runs as the wall's until moved over the call's wait
     page, session_id = await recording(tab, server)
     await page.context.set_offline(True)
     await page.locator("#fab-done").click()
     await expect(page.locator("#fab-status")).to_have_attribute("data-status", "final_uploading", timeout=AT_ONCE_MS)
     await page.wait_for_function("window.__tracks.every((track) => track.readyState === 'ended')", timeout=AT_ONCE_MS)
+    await page.clock.fast_forward(10_000)  # the status call's 10 s (web/js/client.js), not waited out for real
     # Still offline when the call gives up: paused, the recording kept.
     await expect(page.locator("#fab-status")).to_have_attribute("data-status", "paused", timeout=20_000)
     await page.context.set_offline(False)
