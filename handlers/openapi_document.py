@@ -121,8 +121,25 @@ def _json_schema(model: type[BaseModel], mode: Literal["validation", "serializat
     ``$defs`` out)."""
     by_mode = _SCHEMAS.setdefault(model, {})
     if mode not in by_mode:
-        by_mode[mode] = model.model_json_schema(ref_template=REF_TEMPLATE, mode=mode)
+        by_mode[mode] = _no_null_defaults(model.model_json_schema(ref_template=REF_TEMPLATE, mode=mode))
     return copy.deepcopy(by_mode[mode])
+
+
+def _no_null_defaults(node: Any) -> Any:
+    """``node`` without a ``default: null`` on any schema whose type is not null: no valid
+    default of a number or an array (the validator refuses the document). pydantic 2.6, the
+    lowest pyproject allows, writes one into the number branch of an optional field whose type
+    carries its own schema (``WithJsonSchema``: a Track's ``swing``); later versions do not."""
+    if isinstance(node, dict):
+        kind = node.get("type", "null")
+        if node.get("default", 0) is None and kind != "null" and not (isinstance(kind, list) and "null" in kind):
+            del node["default"]
+        for value in node.values():
+            _no_null_defaults(value)
+    elif isinstance(node, list):
+        for value in node:
+            _no_null_defaults(value)
+    return node
 
 
 class Components:
