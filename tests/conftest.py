@@ -69,9 +69,16 @@ async def start_server(
     runner = web.AppRunner(
         app, access_log=None, shutdown_timeout=3
     )  # as `serve`: a lingering client must not hold the teardown
-    await runner.setup()
-    site = front_site(runner, "127.0.0.1", listen_port)
-    await site.start()
+    try:
+        await runner.setup()
+        site = front_site(runner, "127.0.0.1", listen_port)
+        await site.start()
+    except BaseException:
+        # A start that failed midway (Redis timing out under load, say) had begun some of the
+        # app's background loops: stopped here, they do not run on into the worker's next tests
+        # (a second lean link in CLIENT LIST, a loop found running by tests/test_background_stop.py).
+        await runner.cleanup()
+        raise
     port = runner.addresses[0][1]
     return ServerUnderTest(
         url=f"http://127.0.0.1:{port}", services=app[SERVICES_KEY], tokens=tokens, app=app, runner=runner
