@@ -128,7 +128,9 @@ async def test_a_page_held_up_skips_the_steps_it_missed_instead_of_a_burst(serve
     await page.wait_for_function("(held) => window.__late.length >= held + 8", arg=held)  # after the hold
     late = await page.evaluate("() => window.__late")
     await page.locator("#play").click()
-    assert [s for s in late if s > 0.06] == []
+    # Struck after the hold, the missed steps were up to ~1 s late (a burst); skipped, none is.
+    # The bound leaves room for a page's timer late by tens of ms on a busy machine (73 ms seen).
+    assert [s for s in late if s > 0.25] == []
 
 
 async def test_the_editor_adds_the_fm_voices_it_plays(server: ServerUnderTest, tab: Tab) -> None:
