@@ -8,33 +8,19 @@ from __future__ import annotations
 
 import asyncio
 import json
-import time
-from typing import Any
 
 import pytest
 from playwright.async_api import expect
 
-from handlers.voice.chunks import chunk_repository
 from tests.browser import SocketGate, Tab
 from tests.helpers import ServerUnderTest
+from tests.voice.waits import stored_chunks
 
 pytestmark = pytest.mark.timeout(120)
 
 DAY_MS = 86_400_000
 # A chunk holds the seconds recorded around the sleep (the test's), never the sleep itself.
 AWAKE_AT_MOST_MS = 30_000
-
-
-async def chunks_once(server: ServerUnderTest, session_id: str, count: int) -> list[dict[str, Any]]:
-    """The session's chunks once ``count`` are stored (bounded wait)."""
-    deadline = time.monotonic() + 15
-    chunks: list[dict[str, Any]] = []
-    while time.monotonic() < deadline:
-        chunks = await chunk_repository(server.services).list(session_id, limit=50)
-        if len(chunks) >= count:
-            return chunks
-        await asyncio.sleep(0.1)
-    raise AssertionError(f"{len(chunks)} of {count} chunks stored: {chunks}")
 
 
 async def test_a_recording_through_a_two_day_sleep_is_uploaded_without_the_sleep(
@@ -57,7 +43,7 @@ async def test_a_recording_through_a_two_day_sleep_is_uploaded_without_the_sleep
     gate.release()  # awake: the page connects again
 
     # The chunk recorded before the sleep is cut on waking and stored, a few seconds long.
-    [first] = await chunks_once(server, session_id, 1)
+    [first] = await stored_chunks(server, session_id, 1, timeout_s=15)
     assert first["end_ms"] - first["start_ms"] < AWAKE_AT_MOST_MS, first
     assert first["client_duration_ms"] < AWAKE_AT_MOST_MS, first
     await expect(page.locator("#fab-held")).to_be_hidden()  # nothing kept back on the device
@@ -66,7 +52,7 @@ async def test_a_recording_through_a_two_day_sleep_is_uploaded_without_the_sleep
     await expect(page.locator("#identity")).to_have_attribute("data-user-id", user_id)
     await page.locator("#fab-pause").click()
     await expect(page.locator("#fab-status")).to_have_attribute("data-status", "paused")
-    second = (await chunks_once(server, session_id, 2))[1]
+    second = (await stored_chunks(server, session_id, 2, timeout_s=15))[1]
     assert second["start_ms"] - first["start_ms"] >= 2 * DAY_MS - AWAKE_AT_MOST_MS, (first, second)
     assert second["end_ms"] - second["start_ms"] < AWAKE_AT_MOST_MS, second
     session = await server.services.voice.get(session_id)

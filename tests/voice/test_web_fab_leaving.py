@@ -3,30 +3,17 @@
 from __future__ import annotations
 
 import asyncio
-import time
-from typing import Any
 
 from playwright.async_api import Dialog, Page, expect
 
 from handlers.voice.chunks import chunk_repository
 from tests.browser import Tab
 from tests.helpers import ServerUnderTest
+from tests.voice.waits import stored_chunks
 
 # What may be missing at the end: the recorder hands over a piece every 250 ms and is asked
 # for what it has when the page is about to go; the slack covers the browser's own latency.
 LOST_AT_MOST_MS = 400
-
-
-async def stored_chunks(server: ServerUnderTest, session_id: str, count: int) -> list[dict[str, Any]]:
-    """The session's chunks once ``count`` are stored (bounded wait)."""
-    deadline = time.monotonic() + 10
-    chunks: list[dict[str, Any]] = []
-    while time.monotonic() < deadline:
-        chunks = await chunk_repository(server.services).list(session_id, limit=50)
-        if len(chunks) >= count:
-            return chunks
-        await asyncio.sleep(0.1)
-    return chunks
 
 
 async def record(page: Page, seconds: float) -> tuple[int, int]:

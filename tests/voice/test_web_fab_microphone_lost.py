@@ -4,13 +4,12 @@ says so and the session stops showing a recording nobody makes."""
 from __future__ import annotations
 
 import asyncio
-import time
 
 from playwright.async_api import expect
 
 from tests.browser import Tab
 from tests.helpers import ServerUnderTest
-from tests.voice.test_web_fab_leaving import stored_chunks
+from tests.voice.waits import status_becomes, stored_chunks
 
 # Keeps every microphone stream the page is given, so the test can end its tracks as the system
 # does when it takes the microphone away (the recorder then stops on its own).
@@ -30,17 +29,6 @@ END_TRACKS = """() => {
       track.dispatchEvent(new Event("ended"));
     }
 }"""
-
-
-async def status_becomes(server: ServerUnderTest, session_id: str, status: str) -> None:
-    deadline = time.monotonic() + 10
-    while True:
-        session = await server.services.voice.get(session_id)
-        assert session is not None
-        if session.status == status:
-            return
-        assert time.monotonic() < deadline, f"the session stayed {session.status!r}, not {status!r}"
-        await asyncio.sleep(0.05)
 
 
 async def test_a_microphone_taken_away_mid_recording_stops_the_recording_and_says_so(

@@ -12,17 +12,7 @@ from playwright.async_api import Browser, WebSocketRoute, expect
 
 from tests.browser import new_tab
 from tests.helpers import ServerUnderTest
-
-
-async def status_becomes(server: ServerUnderTest, session_id: str, status: str) -> None:
-    deadline = time.monotonic() + 10
-    while True:
-        session = await server.services.voice.get(session_id)
-        assert session is not None
-        if session.status == status:
-            return
-        assert time.monotonic() < deadline, f"the session stayed {session.status!r}, not {status!r}"
-        await asyncio.sleep(0.05)
+from tests.voice.waits import status_becomes
 
 
 async def statuses(server: ServerUnderTest, session_id: str, count: int) -> list[tuple[str, str | None]]:
