@@ -46,6 +46,7 @@ const ui = {
   game: $("stream-game"),
   delay: $("viewer-delay"),
   count: $("clip-count"),
+  countWord: $("clip-count-word"),
   clippedCount: $("clipped-count"),
   notice: $("notice"),
   link: $("viewer-link"),
@@ -122,7 +123,9 @@ function renderHeader() {
   ui.game.textContent = session.game || "";
   ui.game.hidden = !session.game;
   ui.delay.textContent = String(session.viewer_delay_s);
-  ui.count.textContent = String(session.clip_count ?? clips.size);
+  const count = session.clip_count ?? clips.size;
+  ui.count.textContent = String(count);
+  ui.countWord.textContent = count === 1 ? "clip" : "clips"; // "1 clips" read wrong
   ui.clippedCount.textContent = String(session.clipped_count ?? 0);
   const valid = VALID_ACTIONS[session.state] ?? [];
   for (const button of document.querySelectorAll("[data-action]")) {
