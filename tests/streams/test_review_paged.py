@@ -11,8 +11,9 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
+from storage.streams.review import BUILD_TTL_MS, ReviewIndex
 from tests.helpers import Client, ServerUnderTest
-from tests.streams.helpers import connect, http, started, store_clips, stored_clip
+from tests.streams.helpers import connect, create_stream, http, started, store_clips, stored_clip
 
 SessionEvent = dict[str, Any]
 
@@ -232,3 +233,26 @@ async def test_the_review_index_lives_a_day_unread_and_is_built_again_after(
     await redis.delete(index)  # as when it expires unread
     body = await _page(server, session_id, segment=1, limit=50)
     assert len(body["clips"]) == 30 and body["next"] is None and await redis.zcard(index) == 30
+
+
+async def test_a_build_whose_reader_goes_before_catching_up_leaves_no_key_for_good(
+    server: ServerUnderTest, clients: list[Client]
+) -> None:
+    # A build is followed by its reader's catch-up, which gives the index and its position a day;
+    # a reader whose process goes in between (or a build racing the stream's deletion) must leave
+    # both to expire with the build, the position hash too.
+    redis = server.services.store.redis
+    review = ReviewIndex(server.services.store)
+    with_clips, _ = await started(server, clients)
+    await store_clips(
+        server, with_clips, [stored_clip(n, segment_index=1, offset_ms=n, note="", clipped=False) for n in range(30)]
+    )
+    without_clips = await create_stream(server)
+    for session_id in (with_clips, without_clips):
+        await review.rebuild(session_id)
+        index, meta = review.keys(session_id)
+        assert await redis.hgetall(meta), session_id  # built: its position is stored
+        assert 0 < await redis.pttl(meta) <= BUILD_TTL_MS, session_id
+    index, _ = review.keys(with_clips)
+    assert await redis.zcard(index) == 30 and 0 < await redis.pttl(index) <= BUILD_TTL_MS
+    assert not await redis.exists(review.keys(without_clips)[0])  # no clips: no index

@@ -12,7 +12,7 @@
 --   KEYS[6]  the session's log metadata hash (epoch, offset)
 --   ARGV[1]  'start', or the HSCAN cursor of the copy to go on from
 --   ARGV[2]  clips indexed per call
---   ARGV[3]  ms the copy and the index being built live if the caller goes away
+--   ARGV[3]  ms the copy, the index being built and the position hash live if the caller goes away
 --   ARGV[4]  the position the copy reflects, 'epoch offset' ('' at the start)
 -- Returns {next cursor ('0': done and installed), position 'epoch offset'}.
 local clips_key = KEYS[1]
@@ -58,4 +58,8 @@ else
 end
 local epoch, offset = string.match(position, '^(%S*) (%d+)$')
 redis.call('HSET', index_meta_key, 'epoch', epoch, 'offset', offset)
+-- The build's lifetime, as the index renamed with it: the read that catches it up gives both a
+-- day (review_sync.lua); without it, a build whose process went before that read, or raced the
+-- stream's deletion, left the position hash for good.
+redis.call('PEXPIRE', index_meta_key, ttl_ms)
 return {'0', position}
