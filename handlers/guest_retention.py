@@ -103,7 +103,7 @@ class GuestSweeper:
             budget = sessions - swept.sessions_deleted
             if budget <= 0:
                 break
-            if await self.index.claim(user_id, lease_ms=LEASE_MS) is None:
+            if not await self.index.claim(user_id, lease_ms=LEASE_MS):
                 continue  # another node is on it
             try:
                 await self._sweep_guest(user_id, budget, swept)

@@ -11,7 +11,6 @@ slot: the user's own keys share ``{u:<id>}``; each device, and the index, are st
 from __future__ import annotations
 
 import enum
-import secrets
 from typing import Any, cast
 
 from redis.asyncio import Redis
@@ -75,18 +74,25 @@ class GuestIndex:
         )
         if kind not in kinds or not owner or not owner.startswith(GUEST_PREFIX):
             return
-        saved, admin = cast(list[str | None], await self._redis.hmget(k.user_profile(owner), ["saved", "admin"]))
-        if saved == "1" or admin == "1":
+        if await self._kept(owner):
             return
-        device: Any = await self._redis.zrevrange(k.user_families(owner), 0, 0, withscores=True)
-        last_ms = int(max([float(created or 0), *(score for _, score in device)]))
+        last_ms = await self._last_visit_ms(owner, float(created or 0))
         await self._redis.zadd(k.guests_owning(), {owner: last_ms}, nx=True)
 
-    async def claim(self, user_id: str, *, lease_ms: int) -> str | None:
-        """A lease on sweeping ``user_id`` (its token), None when another node holds one."""
-        token = secrets.token_hex(8)
-        taken = await self._redis.set(self._keys.guest_sweep_lease(user_id), token, nx=True, px=lease_ms)
-        return token if taken else None
+    async def _kept(self, user_id: str) -> bool:
+        """Whether the guest was saved with a passkey or made an admin: an account now."""
+        marks = cast(list[str | None], await self._redis.hmget(self._keys.user_profile(user_id), ["saved", "admin"]))
+        return "1" in marks
+
+    async def _last_visit_ms(self, user_id: str, known_ms: float) -> int:
+        """The later of ``known_ms`` and the last use of the guest's devices."""
+        device: Any = await self._redis.zrevrange(self._keys.user_families(user_id), 0, 0, withscores=True)
+        return int(max([known_ms, *(score for _, score in device)]))
+
+    async def claim(self, user_id: str, *, lease_ms: int) -> bool:
+        """A lease on sweeping ``user_id``; False when another node holds one. Every step of a
+        sweep is safe to repeat, so the lease only keeps nodes from doing one guest's work twice."""
+        return bool(await self._redis.set(self._keys.guest_sweep_lease(user_id), "1", nx=True, px=lease_ms))
 
     async def later(self, user_id: str, *, idle_ms: int, delay_ms: int) -> None:
         """Look at ``user_id`` again ``delay_ms`` from now (as if it had visited then, less ``idle_ms``)."""
@@ -101,15 +107,13 @@ class GuestIndex:
         """Whether the guest, listed as idle past ``idle_ms``, has truly gone; one that has not
         is listed again (by its last visit) or dropped (kept for good)."""
         k = self._keys
-        saved, admin = cast(list[str | None], await self._redis.hmget(k.user_profile(user_id), ["saved", "admin"]))
-        if saved == "1" or admin == "1":
+        if await self._kept(user_id):
             await self._redis.zrem(k.guests_owning(), user_id)
             return Standing.KEPT
         # Read again (a visit since the index was read), and a device's last use, which a visit
         # whose index step failed still wrote.
         listed_ms: Any = await self._redis.zscore(k.guests_owning(), user_id)
-        device: Any = await self._redis.zrevrange(k.user_families(user_id), 0, 0, withscores=True)
-        last_ms = int(max([float(listed_ms or 0), *(score for _, score in device)]))
+        last_ms = await self._last_visit_ms(user_id, float(listed_ms or 0))
         if last_ms > self._clock.now_ms() - idle_ms:
             await self._redis.zadd(k.guests_owning(), {user_id: last_ms}, gt=True)
             return Standing.BACK

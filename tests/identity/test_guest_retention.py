@@ -299,3 +299,20 @@ async def test_me_says_how_long_a_guest_is_kept(gserver: ServerUnderTest, http: 
     assert (await page.call("GET", "/api/auth/me")).body["forgotten_after_s"] is None
     account = Browser(http, gserver.url, token=gserver.token("alice"))
     assert (await account.call("GET", "/api/auth/me")).body["forgotten_after_s"] is None
+
+
+async def test_a_guest_another_node_is_sweeping_is_left_to_it(
+    gserver: ServerUnderTest, http: aiohttp.ClientSession, redis: Redis
+) -> None:
+    keys = gserver.services.keys
+    _, ids = await owning_guest(gserver, http)
+    gone_for(gserver, GONE_S)
+    lease = keys.guest_sweep_lease(ids["user"])
+    await redis.set(lease, "another node", px=60_000)  # another node holds the guest
+    swept = await sweeper(gserver).sweep()
+    assert (swept.guests_forgotten, swept.sessions_deleted) == (0, 0), swept
+    assert await redis.exists(keys.session(ids["voice"])) and await redis.get(lease) == "another node"
+    await redis.delete(lease)  # its lease ran out (that node died mid-sweep): this one takes the guest
+    swept = await sweeper(gserver).sweep()
+    assert (swept.guests_forgotten, swept.sessions_deleted) == (1, 3), swept
+    assert not await redis.exists(lease, keys.session(ids["voice"]))
