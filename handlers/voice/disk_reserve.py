@@ -1,8 +1,8 @@
 """The disk's reserve: no new audio while the blob folder's filesystem is nearly full.
 
-Audio chunks and chat-bot materials are the only things a client writes to this node's disk
-(the blob folder, or its temporary files with the S3 store). Each payer has a daily quota, but
-guests are cheap and their addresses many: together they could fill the disk, and on a full
+Audio chunks are the only thing a client writes to this node's disk (the blob folder, or its
+temporary files with the S3 store; chat-bot materials are kept in Redis). Each payer has a daily
+quota, but guests are cheap and their addresses many: together they could fill the disk, and on a full
 disk Redis's append-only file (the embedded one lives on the same disk, under ``DATA_DIR``) and
 the logs fail with it, and every session with them. An upload is therefore refused before a
 byte of its body is read when the filesystem would keep less than

@@ -390,9 +390,9 @@ class StreamSessions:
 
     async def _clipped_in(self, session_id: str, viewer_id: str) -> None:
         """At the viewer's first clip in the session: index the session among the viewer's
-        (another hash slot: its own step), and keep their identity as one that owns something.
-        A viewer who only clipped is no passing visit: a guest coming back after the guest idle
-        time finds "Your clips" still theirs. A failure is said and leaves the click answered as
+        (another hash slot: its own step), and keep their identity as one that owns something
+        (an account's as long as its devices are used; a guest's for its idle time from now, as
+        any visit: ``Identities.keep``). A failure is said and leaves the click answered as
         stored (it is): the viewer's retry of it takes this step again."""
         try:
             added = await self._redis.zadd(
