@@ -567,13 +567,20 @@ function render() {
   renderPlayers();
 }
 
+// The parent's name in a session's lineage once the parent is deleted (docs/PROTOCOL.md).
+const UNKNOWN_PARENT = "Unknown Session";
+
 function renderLineage() {
   const parent = $("lineage-parent");
   parent.hidden = !meta.remixedFrom;
   if (meta.remixedFrom) {
     const link = $("parent-link");
-    link.textContent = `"${meta.remixedFromName ?? "Unknown Session"}"`;
-    link.href = `/s/${meta.remixedFrom}`;
+    // Seed 001: a parent that is gone (the server names it UNKNOWN_PARENT) reads "Remixed from
+    // an unknown session", and is no link: it led to "This session doesn't exist".
+    const gone = (meta.remixedFromName ?? UNKNOWN_PARENT) === UNKNOWN_PARENT;
+    link.textContent = gone ? "an unknown session" : `"${meta.remixedFromName}"`;
+    if (gone) link.removeAttribute("href");
+    else link.href = `/s/${meta.remixedFrom}`;
   }
   const count = $("remix-count");
   count.hidden = !(meta.remixCount > 0);
