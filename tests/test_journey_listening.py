@@ -12,7 +12,8 @@ import pytest
 from playwright.async_api import Browser, Page, expect
 
 from tests.helpers import ServerUnderTest
-from tests.journeys import DAY_MS, LIVE, Tab, device, fits, readable
+from tests.browser import Tab
+from tests.journeys import DAY_MS, LIVE, device, fits, readable
 from tests.listening.support import TOKEN_TTL_S, FrozenClock
 
 pytestmark = pytest.mark.timeout(180)

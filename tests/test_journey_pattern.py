@@ -12,7 +12,7 @@ from __future__ import annotations
 import re
 
 import pytest
-from playwright.async_api import Browser, Page, expect
+from playwright.async_api import Browser, Locator, Page, expect
 
 from tests.browser import SocketGate
 from tests.helpers import ServerUnderTest
@@ -22,7 +22,7 @@ from tests.patterns.test_web import UUID, stored_steps
 pytestmark = pytest.mark.timeout(180)
 
 
-def step(page: Page, row: int, index: int) -> object:
+def step(page: Page, row: int, index: int) -> Locator:
     return page.locator(".track-row").nth(row).locator(f'.step[data-step="{index}"]')
 
 
