@@ -122,6 +122,10 @@ class RedisCluster:
                 str(NODE_TIMEOUT_MS),
                 "--cluster-replica-validity-factor",
                 "0",
+                # A replica's full sync starts at once: Redis 7 waits 5 s by default for more
+                # replicas to share a diskless transfer, 5 s of every cluster with a replica.
+                "--repl-diskless-sync-delay",
+                "0",
             ],
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,

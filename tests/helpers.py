@@ -175,6 +175,9 @@ class RedisProcess:
                 "",
                 "--appendonly",
                 "yes" if self.appendonly else "no",
+                # A replica a test attaches syncs at once (Redis 7 waits 5 s by default for more).
+                "--repl-diskless-sync-delay",
+                "0",
             ],
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
