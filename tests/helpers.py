@@ -271,6 +271,9 @@ class ServerUnderTest:
 # two suites side by side on 2 cores a first subscribe took over 5 s once (s32-e1); a test that
 # needs an answer to be quick says so with its own timeout.
 ANSWER_BOUND_S = 15.0
+# How often Client.wait_for looks again with no event received: a predicate on the server's
+# state (no event comes when it turns true) waited out its whole timeout before (10 s a test).
+WAIT_POLL_S = 0.05
 
 
 @dataclass
@@ -301,6 +304,8 @@ class Client:
         return [data for name, data in self.events if name == event]
 
     async def wait_for(self, predicate: Callable[[], bool], timeout: float = 5) -> None:
+        """Until ``predicate()`` holds: checked on each event this client receives, and every
+        ``WAIT_POLL_S`` besides, for a predicate on something else (the server's state)."""
         deadline = asyncio.get_running_loop().time() + timeout
         while not predicate():
             remaining = deadline - asyncio.get_running_loop().time()
@@ -308,7 +313,7 @@ class Client:
                 raise AssertionError(f"condition not met in {timeout}s; events: {self.events[-10:]}")
             self._changed.clear()
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._changed.wait(), remaining)
+                await asyncio.wait_for(self._changed.wait(), min(remaining, WAIT_POLL_S))
 
     def offsets(self, session_id: str) -> list[int]:
         """Offsets of the session events received (snapshots and resyncs excluded)."""
