@@ -8,13 +8,13 @@
 --   KEYS[2]  the copy of the clips being indexed (keys.stream_clips_copy)
 --   KEYS[3]  the index being built (keys.stream_review_build)
 --   KEYS[4]  the review index
---   KEYS[5]  the review index's position hash (epoch, offset)
---   KEYS[6]  the session's log metadata hash (epoch, offset)
+--   KEYS[5]  the review index's position hash (epoch, offset, id of the event there)
+--   KEYS[6]  the session's log metadata hash (epoch, offset, id)
 --   ARGV[1]  'start', or the HSCAN cursor of the copy to go on from
 --   ARGV[2]  clips indexed per call
 --   ARGV[3]  ms the copy, the index being built and the position hash live if the caller goes away
---   ARGV[4]  the position the copy reflects, 'epoch offset' ('' at the start)
--- Returns {next cursor ('0': done and installed), position 'epoch offset'}.
+--   ARGV[4]  the position the copy reflects, 'epoch offset id' ('' at the start)
+-- Returns {next cursor ('0': done and installed), position 'epoch offset id'}.
 local clips_key = KEYS[1]
 local copy_key = KEYS[2]
 local build_key = KEYS[3]
@@ -28,8 +28,8 @@ local position = ARGV[4]
 
 local SEGMENT_SPAN = 1099511627776 -- 2^40 ms per segment, as review_sync.lua
 if cursor == 'start' then
-  local meta = redis.call('HMGET', log_meta_key, 'epoch', 'offset')
-  position = (meta[1] or '') .. ' ' .. (meta[2] or '0')
+  local meta = redis.call('HMGET', log_meta_key, 'epoch', 'offset', 'id')
+  position = (meta[1] or '') .. ' ' .. (meta[2] or '0') .. ' ' .. (meta[3] or '')
   redis.call('DEL', build_key)
   if redis.call('EXISTS', clips_key) == 1 then
     redis.call('COPY', clips_key, copy_key, 'REPLACE')
@@ -56,8 +56,9 @@ if redis.call('EXISTS', build_key) == 1 then
 else
   redis.call('DEL', index_key)
 end
-local epoch, offset = string.match(position, '^(%S*) (%d+)$')
-redis.call('HSET', index_meta_key, 'epoch', epoch, 'offset', offset)
+-- (A position without the id: one a build of the previous release began.)
+local epoch, offset, read_id = string.match(position, '^(%S*) (%d+) ?(%S*)$')
+redis.call('HSET', index_meta_key, 'epoch', epoch, 'offset', offset, 'id', read_id)
 -- The build's lifetime, as the index renamed with it: the read that catches it up gives both a
 -- day (review_sync.lua); without it, a build whose process went before that read, or raced the
 -- stream's deletion, left the position hash for good.

@@ -4,17 +4,24 @@
 -- hot path) stays as it is, and a dashboard that pages a 200,000-clip stream reads a page by
 -- rank instead of every clip.
 --   KEYS[1]  the review index (sorted set: clip id, score segment * 2^40 + offset ms)
---   KEYS[2]  the review index's position hash (epoch, offset)
+--   KEYS[2]  the review index's position hash (epoch, offset, id of the event read there)
 --   KEYS[3]  the session's log stream (entry id '<offset>-0', field 'e': the event's JSON)
---   KEYS[4]  the session's log metadata hash (epoch, offset)
+--   KEYS[4]  the session's log metadata hash (epoch, offset, id)
 --   KEYS[5]  the session's clips hash (clip id -> clip JSON)
 --   ARGV[1]  most events applied in this call
 --   ARGV[2]  ms the index and its position live unread (a stream nobody reviews keeps no index:
 --            it costs about a third of its clips' memory; a read builds it again)
 -- Returns {'synced' | 'more' | 'rebuild', epoch, offset}: 'synced' when the index reflects the log's
 -- position (epoch, offset); 'more' when events are left to apply (call again); 'rebuild' when
--- it cannot catch up (no index, another epoch, the log trimmed past it, or its count differs
--- from the clips hash: clips written without an event).
+-- it cannot catch up (no index, another epoch, the log trimmed past it, the log no longer
+-- holding the event the index read last at its offset, or its count differs from the clips
+-- hash: clips written without an event).
+-- A Redis that lost writes (an OS crash under appendfsync everysec, a failover to a lagging
+-- replica) can come back with a log behind the index, or hand the index's offsets out again
+-- for other events in the same epoch: the index then reflects a history the clips no longer
+-- hold, with the same count as often as not (a lost click and a lost deletion). The index's
+-- position names the id of the event it read last (ids are unique, storage/events.py), which
+-- the log must still hold at that offset.
 local index_key = KEYS[1]
 local index_meta_key = KEYS[2]
 local log_key = KEYS[3]
@@ -24,10 +31,10 @@ local most = tonumber(ARGV[1])
 local idle_ms = ARGV[2]
 
 local SEGMENT_SPAN = 1099511627776 -- 2^40 ms (34 years) of offsets per segment
-local position = redis.call('HMGET', log_meta_key, 'epoch', 'offset')
+local position = redis.call('HMGET', log_meta_key, 'epoch', 'offset', 'id')
 local epoch = position[1] or ''
 local log_offset = tonumber(position[2] or '0')
-local at = redis.call('HMGET', index_meta_key, 'epoch', 'offset')
+local at = redis.call('HMGET', index_meta_key, 'epoch', 'offset', 'id')
 if redis.call('EXISTS', index_key) == 0 and redis.call('HLEN', clips_key) > 0 then
   return {'rebuild', epoch, log_offset}
 end
@@ -35,9 +42,27 @@ if (at[1] or '') ~= epoch then
   return {'rebuild', epoch, log_offset}
 end
 local from = tonumber(at[2] or '0')
+local read_id = at[3] or ''
+if from > log_offset then
+  return {'rebuild', epoch, log_offset}
+end
+if from == log_offset and from > 0 and read_id ~= (position[3] or '') then
+  return {'rebuild', epoch, log_offset}
+end
 if from < log_offset then
+  -- From the entry the index read last (checked, then skipped), when it has read one.
   local first = tostring(from + 1) .. '-0'
-  local entries = redis.call('XRANGE', log_key, first, '+', 'COUNT', most)
+  local start = first
+  if from > 0 then
+    start = tostring(from) .. '-0'
+  end
+  local entries = redis.call('XRANGE', log_key, start, '+', 'COUNT', most + 1)
+  if from > 0 then
+    if #entries == 0 or entries[1][1] ~= start or cjson.decode(entries[1][2][2]).id ~= read_id then
+      return {'rebuild', epoch, log_offset}
+    end
+    table.remove(entries, 1)
+  end
   if #entries == 0 or entries[1][1] ~= first then
     return {'rebuild', epoch, log_offset}
   end
@@ -59,8 +84,9 @@ if from < log_offset then
       end
     end
     last = event.offset
+    read_id = event.id
   end
-  redis.call('HSET', index_meta_key, 'epoch', epoch, 'offset', tostring(last))
+  redis.call('HSET', index_meta_key, 'epoch', epoch, 'offset', tostring(last), 'id', read_id)
   if last < log_offset then
     return {'more', epoch, last}
   end
