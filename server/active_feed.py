@@ -37,7 +37,9 @@ replica) counts again from where it went back, so a change made after that can c
 this node has seen already, with another session: the node keeps the session of the highest
 ``seq`` it has seen, and the same ``seq`` naming another one -- read, or announced -- means Redis
 went back. Its pointer is then what every member is given (a connection given ``seq`` 5 for
-session B must still learn that the new 5 is C).
+session B must still learn that the new 5 is C). Lost two changes or more, Redis counts the next
+one below what this node has seen: an announcement of a lower ``seq`` has the pointer read (twice,
+as above), which tells a late announcement from a count gone back.
 """
 
 from __future__ import annotations
@@ -244,6 +246,15 @@ class ActiveFeeds:
         if seq == feed.seen and session_id != feed.seen_id:
             # A count this node has seen, for another session: Redis went back and counts again.
             self._reset(feed, ActivePointer(session_id=session_id, seq=seq))
+            return
+        if seq < feed.seen:
+            # Older than a count seen: a change published before a read that answered a newer
+            # one (skipped), or Redis went back more than one change and counts again below it.
+            # Only a read tells which (``_current`` reads again); dropped unread, the second left
+            # every member on a session Redis no longer holds.
+            for kept in feed.joining.values():  # as any change: their answer weighs it
+                kept.append((seq, data))
+            self._spawn(feed, self._catch_up(feed, list(feed.sent)))
             return
         _saw(feed, seq, session_id)
         packet = Packet(ACTIVE_SESSION, data)
