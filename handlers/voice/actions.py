@@ -32,6 +32,24 @@ def job_for(kind: str, claims: Claims, session_id: str, payload: dict[str, Any],
     return replace(job, job_id=job_id) if job_id else job
 
 
+# The namespace of the job ids a press with a request_id names (uuid5 over the press).
+_PRESS_JOBS = uuid.UUID("5b0f3c1e-8d0a-4c57-9a3e-6f1f2a7c9e40")
+
+
+def press_job_id(session_id: str, action: str, user_id: str, request_id: str) -> str:
+    """The id of the job one press queues: the same for every resend of a ``request_id``, a
+    new random one without.
+
+    The press's answer (with the job id it gave) lives in the session's hash slot and the job
+    queue in ``{jobs}``: on a Redis Cluster whose session shard failed over to a replica that
+    lost the first try's answer, the job stayed queued, and a resend given a new id queued a
+    second (``JobQueue.enqueue_once`` goes by the id). Named by the press, it is the same job.
+    """
+    if not request_id:
+        return str(uuid.uuid4())
+    return str(uuid.uuid5(_PRESS_JOBS, f"{session_id}|{action}|{user_id}|{request_id}"))
+
+
 def session_url(services: Services, session_id: str) -> str:
     """Canonical link of a voice session page (absolute when a public URL is set)."""
     return f"{services.public_url.rstrip('/')}/session/{session_id}"
@@ -124,7 +142,7 @@ async def close(services: Services, claims: Claims, session_id: str, *, request_
     it gets no second.
     """
     await admit_press(services, claims, session_id, "done", request_id)  # a refused done changes nothing
-    job_id = str(uuid.uuid4())
+    job_id = press_job_id(session_id, "done", claims.sub, request_id)
     result = await services.voice.done(session_id, performer(claims), job_id=job_id, request_id=request_id)
     # Cleared on a resend too: a first press cut off before this step left the pointer set.
     cleared = await services.voice.clear_active_if(claims.sub, session_id)

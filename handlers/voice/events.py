@@ -17,6 +17,7 @@ from handlers.voice.actions import (
     admit_press,
     close,
     job_for,
+    press_job_id,
     queue_once,
 )
 from handlers.voice.recording import RECORDING_STATUSES, RecordingKeeper
@@ -86,7 +87,8 @@ class VoiceEvents:
         session_id = request.session_id
         await updatable(self._s.voice, conn.claims, session_id)
         await admit_press(self._s, conn.claims, session_id, "process", request.request_id or "")
-        job = job_for(POST_PROCESS_SESSION, conn.claims, session_id, {})
+        job_id = press_job_id(session_id, "process", conn.claims.sub, request.request_id or "")
+        job = job_for(POST_PROCESS_SESSION, conn.claims, session_id, {}, job_id=job_id)
         answer = {"session_id": session_id, "job_id": job.job_id}
         return await queue_once(self._s, conn.claims, session_id, "process", request.request_id, job, answer)
 
@@ -96,7 +98,10 @@ class VoiceEvents:
         await updatable(self._s.voice, conn.claims, request.session_id)
         await admit_press(self._s, conn.claims, request.session_id, "tasks", request.request_id or "")
         chunk_ids = list(dict.fromkeys(request.chunk_ids))  # de-duplicated, order kept
-        job = job_for(CREATE_TASKS_FROM_CHUNKS, conn.claims, request.session_id, {"chunk_ids": chunk_ids})
+        job_id = press_job_id(request.session_id, "tasks", conn.claims.sub, request.request_id or "")
+        job = job_for(
+            CREATE_TASKS_FROM_CHUNKS, conn.claims, request.session_id, {"chunk_ids": chunk_ids}, job_id=job_id
+        )
         answer = {"session_id": request.session_id, "job_id": job.job_id, "chunk_count": len(chunk_ids)}
         return await queue_once(self._s, conn.claims, request.session_id, "tasks", request.request_id, job, answer)
 
