@@ -73,12 +73,17 @@ async def _record(services: Services, session_id: str) -> dict[str, str]:
 
 
 async def settle(services: Services, session_id: str, record: dict[str, str]) -> bool:
-    """The deleted session's ``on_delete``, then its note cleared; False when that failed
-    (logged; the note stays for :class:`CleanupRetry`)."""
+    """The deleted session's ``on_delete`` and its index entries dropped, then its note cleared;
+    False when that failed (logged; the note stays for :class:`CleanupRetry`)."""
     kind = services.kinds.get(record.get("kind", ""))
     try:
         if kind is not None:
             await kind.on_delete(session_id, record)
+        # The deletion drops the session from the global and admin indexes right after its
+        # script: a process killed in between left it listed (counted, sized) for good.
+        # Safe to repeat: what is no longer listed is left as it is.
+        owner_id = record.get("owner_id") or record.get("author_id") or ""
+        await services.sessions.unindex(session_id=session_id, owner_id=owner_id)
         await services.cleanups.done(session_id)
     except Exception:  # the session is gone, and stays gone: the rest is retried
         log.exception("session %s: deleted; what it kept elsewhere will be removed later", session_id)

@@ -1,0 +1,199 @@
+"""The guest sweeper under a node killed mid-guest and a Redis that lost a guest's visit.
+
+handlers/guest_retention.py: a lease per guest keeps two nodes off one guest, and every step is
+safe to repeat after a node died in it. Here a real ``serve`` process is killed (-9) while it
+deletes a gone guest's sessions: its lease holds the guest off the other nodes until it runs
+out, then another node finishes, leaving nothing of the guest. And a visit that one hash slot
+lost (on a Redis Cluster the index of guests and the guest's own keys are in different slots;
+a failover to a lagging replica loses one's last second) does not make a guest that came back
+within its idle time look gone: its devices' last use still says when it came.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import aiohttp
+from redis.asyncio import Redis
+
+from handlers.cleanups import retry_owed
+from handlers.guest_retention import LEASE_MS
+from tests.helpers import RedisProcess, ServerUnderTest, free_port
+from tests.identity.support import ACCESS_TTL_S, Browser
+from tests.identity.test_guest_retention import (  # noqa: F401 - the fixtures
+    GONE_S,
+    IDLE_S,
+    gone_for,
+    gserver,
+    http,
+    mentioning,
+    owning_guest,
+    sweeper,
+)
+from tests.test_processes import ROOT, _wait_ready, node_env
+
+SESSIONS = 40
+
+
+async def guest_with_sessions(server: ServerUnderTest, web: aiohttp.ClientSession) -> tuple[str, list[str]]:
+    """A guest page that made ``SESSIONS`` voice sessions and a stream: (its id, the sessions)."""
+    page = Browser(web, server.url)
+    user_id = str((await page.guest()).body["user_id"])
+    made: list[str] = []
+    for n in range(SESSIONS):
+        answer = await page.call("POST", "/voicebot/create_session", json={"session_name": f"n{n}"})
+        assert answer.status == 201, answer.body
+        made.append(str(answer.body["session_id"]))
+    stream = await page.call("POST", "/api/streams", json={"title": "Raid"})
+    assert stream.status == 201, stream.body
+    return user_id, [*made, str(stream.body["session"]["session_id"])]
+
+
+async def last_visit_back(redis: Redis, server: ServerUnderTest, user_id: str, ms: int) -> None:
+    """The guest's last visit (its place in the index, its devices' last use) ``ms`` earlier."""
+    keys = server.services.keys
+    for key in (keys.guests_owning(),):
+        score = await redis.zscore(key, user_id)
+        assert score is not None
+        await redis.zadd(key, {user_id: score - ms})
+    devices = await redis.zrange(keys.user_families(user_id), 0, -1, withscores=True)
+    await redis.zadd(keys.user_families(user_id), {device: score - ms for device, score in devices})
+
+
+async def existing(redis: Redis, server: ServerUnderTest, session_ids: list[str]) -> int:
+    async with redis.pipeline(transaction=False) as pipe:
+        for session_id in session_ids:
+            pipe.exists(server.services.keys.session(session_id))
+        return sum(await pipe.execute())
+
+
+async def test_a_node_killed_mid_guest_holds_it_for_its_lease_then_another_finishes(
+    gserver: ServerUnderTest,  # noqa: F811
+    http: aiohttp.ClientSession,  # noqa: F811
+    redis: Redis,
+    redis_process: RedisProcess,
+    tmp_path: Path,
+) -> None:
+    keys = gserver.services.keys
+    user_id, sessions = await guest_with_sessions(gserver, http)
+    port = free_port()
+    (tmp_path / "doomed").mkdir()
+    env = node_env(
+        tmp_path / "doomed",
+        redis_process.url,
+        SESSIONHUB_GUEST_IDLE_S=str(IDLE_S),
+        SESSIONHUB_GUEST_TOKEN_TTL_S=str(ACCESS_TTL_S),
+        SESSIONHUB_CLEANUP_RETRY_S="0.05",  # its sweeper's tick
+    )
+    doomed = subprocess.Popen(
+        [sys.executable, "-m", "server", "serve", "--port", str(port)],
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        await _wait_ready(f"http://127.0.0.1:{port}", doomed)
+        await last_visit_back(redis, gserver, user_id, GONE_S * 1000)  # gone, by the node's clock too
+        started_s = time.monotonic()
+        while (left := await existing(redis, gserver, sessions)) == len(sessions):
+            assert time.monotonic() - started_s < 15, "the node never swept the guest"
+        doomed.send_signal(signal.SIGSTOP)  # mid-guest: some of its sessions deleted, not all
+        doomed.send_signal(signal.SIGKILL)
+        await asyncio.to_thread(doomed.wait, 10)
+    finally:
+        if doomed.poll() is None:
+            doomed.kill()
+            doomed.wait(10)
+    left = await existing(redis, gserver, sessions)
+    assert 0 < left < len(sessions), f"{left} sessions left: the kill was not mid-guest"
+    lease = keys.guest_sweep_lease(user_id)
+    assert 0 < await redis.pttl(lease) <= LEASE_MS  # held, and running out
+
+    assert (await sweeper(gserver).sweep()).sessions_deleted == 0  # the dead node's lease holds it
+    assert await existing(redis, gserver, sessions) == left
+    await redis.pexpire(lease, 1)  # its lease runs out
+    while await redis.exists(lease):
+        await asyncio.sleep(0.005)
+    swept = await sweeper(gserver).sweep()
+    assert swept.guests_forgotten == 1 and swept.sessions_deleted <= left, swept
+    await retry_owed(gserver.services, grace_s=0)  # what a deletion cut off midway still owed
+    assert await existing(redis, gserver, sessions) == 0
+    assert await redis.zscore(keys.guests_owning(), user_id) is None
+    assert await mentioning(redis, [user_id, *sessions]) == []
+
+
+async def test_a_visit_one_slot_lost_does_not_make_a_guest_that_came_back_look_gone(
+    gserver: ServerUnderTest,  # noqa: F811
+    http: aiohttp.ClientSession,  # noqa: F811
+    redis: Redis,
+) -> None:
+    keys = gserver.services.keys
+    page, ids = await owning_guest(gserver, http)
+    first_ms = await redis.zscore(keys.guests_owning(), ids["user"])
+    gone_for(gserver, IDLE_S // 2)
+    assert (await page.refresh()).status == 200  # it comes back
+    came_back_ms = await redis.zscore(keys.guests_owning(), ids["user"])
+    assert came_back_ms is not None and first_ms is not None and came_back_ms > first_ms
+    # The index's slot lost the visit: it lists the guest by its first visit again.
+    await redis.zadd(keys.guests_owning(), {ids["user"]: first_ms})
+    gone_for(gserver, GONE_S - IDLE_S // 2 + 10)  # gone, counted from its first visit; not from its return
+    swept = await sweeper(gserver).sweep()
+    assert (swept.sessions_deleted, swept.guests_forgotten, swept.guests_kept) == (0, 0, 1), swept
+    for kind in ("voice", "stream", "listening", "pattern"):
+        assert await redis.exists(keys.session(ids[kind])), kind
+    listed_ms = await redis.zscore(keys.guests_owning(), ids["user"])
+    assert listed_ms is not None and abs(listed_ms - came_back_ms) < 1000  # listed by its return again
+    assert (await page.refresh()).status == 200
+
+
+class IndexEntries:
+    """A session's entries in the global and admin indexes (other hash slots than its own)."""
+
+    def __init__(self, redis: Redis, session_id: str) -> None:
+        self._redis = redis
+        self._session_id = session_id
+        self._scores: dict[str, float] = {}
+        self._fields: dict[str, str] = {}
+
+    async def take(self) -> None:
+        async for key in self._redis.scan_iter(count=1000):
+            kind = await self._redis.type(key)
+            if kind == "zset" and (score := await self._redis.zscore(key, self._session_id)) is not None:
+                self._scores[key] = score
+            elif kind == "hash" and (value := await self._redis.hget(key, self._session_id)) is not None:  # type: ignore[misc]
+                self._fields[key] = value
+        assert self._scores and self._fields
+
+    async def put_back(self) -> None:
+        for key, score in self._scores.items():
+            await self._redis.zadd(key, {self._session_id: score})
+        for key, value in self._fields.items():
+            await self._redis.hset(key, self._session_id, value)  # type: ignore[misc]
+
+
+async def test_a_deletion_cut_off_after_its_script_leaves_no_index_entry_for_good(
+    gserver: ServerUnderTest,  # noqa: F811
+    http: aiohttp.ClientSession,  # noqa: F811
+    redis: Redis,
+) -> None:
+    """What a node killed between a deletion's script and its index step leaves (the case the
+    kill above lands on now and then): its owed note, the session's own keys gone, its entries
+    in the global and admin indexes kept. The retry of owed deletions finishes it."""
+    keys = gserver.services.keys
+    _, ids = await owning_guest(gserver, http)
+    record: dict[str, str] = await redis.hgetall(keys.session(ids["voice"]))  # type: ignore[misc]
+    entries = IndexEntries(redis, ids["voice"])
+    await entries.take()
+    gone_for(gserver, GONE_S)
+    assert (await sweeper(gserver).sweep()).guests_forgotten == 1
+    await entries.put_back()  # the index step never ran ...
+    await gserver.services.cleanups.note(ids["voice"], record)  # ... nor the settling of its note
+    assert await mentioning(redis, [ids["voice"]]) != []
+    assert await retry_owed(gserver.services, grace_s=0) == 1
+    assert await mentioning(redis, [ids["voice"]]) == []
