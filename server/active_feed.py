@@ -252,8 +252,8 @@ class ActiveFeeds:
             # one (skipped), or Redis went back more than one change and counts again below it.
             # Only a read tells which (``_current`` reads again); dropped unread, the second left
             # every member on a session Redis no longer holds.
-            for kept in feed.joining.values():  # as any change: their answer weighs it
-                kept.append((seq, data))
+            for arrived in feed.joining.values():  # as any change: their answer weighs it
+                arrived.append((seq, data))
             self._spawn(feed, self._catch_up(feed, list(feed.sent)))
             return
         _saw(feed, seq, session_id)

@@ -17,6 +17,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 import aiohttp
 from redis.asyncio import Redis
@@ -57,12 +58,11 @@ async def guest_with_sessions(server: ServerUnderTest, web: aiohttp.ClientSessio
 async def last_visit_back(redis: Redis, server: ServerUnderTest, user_id: str, ms: int) -> None:
     """The guest's last visit (its place in the index, its devices' last use) ``ms`` earlier."""
     keys = server.services.keys
-    for key in (keys.guests_owning(),):
-        score = await redis.zscore(key, user_id)
-        assert score is not None
-        await redis.zadd(key, {user_id: score - ms})
-    devices = await redis.zrange(keys.user_families(user_id), 0, -1, withscores=True)
-    await redis.zadd(keys.user_families(user_id), {device: score - ms for device, score in devices})
+    score = await redis.zscore(keys.guests_owning(), user_id)
+    assert score is not None
+    await redis.zadd(keys.guests_owning(), {user_id: score - ms})
+    devices: Any = await redis.zrange(keys.user_families(user_id), 0, -1, withscores=True)
+    await redis.zadd(keys.user_families(user_id), {device: last_ms - ms for device, last_ms in devices})
 
 
 async def existing(redis: Redis, server: ServerUnderTest, session_ids: list[str]) -> int:
@@ -166,15 +166,17 @@ class IndexEntries:
             kind = await self._redis.type(key)
             if kind == "zset" and (score := await self._redis.zscore(key, self._session_id)) is not None:
                 self._scores[key] = score
-            elif kind == "hash" and (value := await self._redis.hget(key, self._session_id)) is not None:  # type: ignore[misc]
-                self._fields[key] = value
+            elif kind == "hash":
+                value: Any = await self._redis.hget(key, self._session_id)
+                if value is not None:
+                    self._fields[key] = str(value)
         assert self._scores and self._fields
 
     async def put_back(self) -> None:
         for key, score in self._scores.items():
             await self._redis.zadd(key, {self._session_id: score})
         for key, value in self._fields.items():
-            await self._redis.hset(key, self._session_id, value)  # type: ignore[misc]
+            await self._redis.hset(key, self._session_id, value)
 
 
 async def test_a_deletion_cut_off_after_its_script_leaves_no_index_entry_for_good(
@@ -187,7 +189,7 @@ async def test_a_deletion_cut_off_after_its_script_leaves_no_index_entry_for_goo
     in the global and admin indexes kept. The retry of owed deletions finishes it."""
     keys = gserver.services.keys
     _, ids = await owning_guest(gserver, http)
-    record: dict[str, str] = await redis.hgetall(keys.session(ids["voice"]))  # type: ignore[misc]
+    record: Any = await redis.hgetall(keys.session(ids["voice"]))
     entries = IndexEntries(redis, ids["voice"])
     await entries.take()
     gone_for(gserver, GONE_S)

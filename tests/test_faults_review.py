@@ -42,7 +42,8 @@ class Rollback:
 
     async def take(self) -> None:
         for key in await self._keys():
-            self._dumps[key] = await self._raw.dump(key)
+            dumped: Any = await self._raw.dump(key)
+            self._dumps[key] = dumped
 
     async def restore(self) -> None:
         for key in await self._keys() - set(self._dumps):
@@ -83,7 +84,8 @@ async def review_says(server: ServerUnderTest, session_id: str) -> tuple[set[str
 
 
 async def held(server: ServerUnderTest, session_id: str) -> set[str]:
-    return set(await server.services.redis.hkeys(server.services.keys.stream_clips(session_id)))  # type: ignore[misc]
+    found: Any = await server.services.redis.hkeys(server.services.keys.stream_clips(session_id))
+    return {str(clip_id) for clip_id in found}
 
 
 async def assert_exact(server: ServerUnderTest, session_id: str) -> None:

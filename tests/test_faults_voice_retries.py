@@ -35,7 +35,8 @@ class SessionShardLost:
 
     async def take(self) -> None:
         for key in await self._keys():
-            self._dumps[key] = await self._raw.dump(key)
+            dumped: Any = await self._raw.dump(key)
+            self._dumps[key] = dumped
 
     async def restore(self) -> None:
         for key in await self._keys() - set(self._dumps):
@@ -88,7 +89,7 @@ async def test_job_presses_retried_after_their_answers_were_lost_queue_one_job_e
         lost = SessionShardLost(raw, session_id)
         await lost.take()
         client = await server.subscriber(clients, session_id)
-        presses = [
+        presses: list[tuple[str, str, dict[str, Any]]] = [
             ("post_process_session", "POST_PROCESS_SESSION", {"request_id": "process-0001"}),
             ("create_tasks_from_chunks", "CREATE_TASKS_FROM_CHUNKS", {"request_id": "tasks-0001", "chunk_ids": ["c1"]}),
         ]
