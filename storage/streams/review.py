@@ -20,6 +20,7 @@ import asyncio
 import uuid
 from dataclasses import dataclass
 
+from protocol.errors import CodedError, ErrorCode
 from storage.events import Position
 from storage.scripts import plain_script
 from storage.store import Store
@@ -31,6 +32,9 @@ SYNC_EVENTS = 1000
 # its process goes away mid-build.
 BUILD_PAGE = 2000
 BUILD_TTL_MS = 120_000
+# Scans of the copy one build makes (a copy moved to another node mid-scan is scanned again)
+# before the read is answered ``unavailable``.
+BUILD_SCANS = 3
 # Catch-up calls one read makes before it builds the index again (a raid outrunning its reader).
 SYNC_ROUNDS = 20
 # How long an index lives unread: ~100 bytes a clip (a third of the clips' own memory) is not
@@ -167,11 +171,19 @@ class ReviewIndex:
             k.log_meta(session_id),
         ]
         cursor, position = "start", ""
+        scans = 1
         try:
             while True:
                 cursor, position = await self._build(keys=keys, args=[cursor, BUILD_PAGE, BUILD_TTL_MS, position])
                 if cursor == "0":
                     return
+                # The copy moved to another node mid-build (a reshard, a failover): scanned
+                # again from its start, or gone (review_build.lua).
+                scans += cursor == "again"
+                if cursor == "lost" or scans > BUILD_SCANS:
+                    raise CodedError(
+                        ErrorCode.UNAVAILABLE, "the stream's clips moved while its review was built: try again"
+                    )
         finally:
             if cursor != "0":
                 await self._redis.unlink(keys[1], keys[2])
