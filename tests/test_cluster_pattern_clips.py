@@ -259,7 +259,9 @@ async def test_pattern_ops_and_clips_survive_a_moving_slot(
         for i in range(2)
     ]
     # Sessions are made by a node without the wait: only the doomed master has a replica.
-    maker = await start_server(cluster.url, tmp_path / "maker", redis_cluster=True)
+    # Patterns are made until one lands on the doomed master (a third of the slots): past the
+    # default 10 creates a minute per address, 1 run in 60 was refused 429 before it did.
+    maker = await start_server(cluster.url, tmp_path / "maker", redis_cluster=True, patterns_creates_per_min=1000)
     try:
         doomed = cluster.master_ports[0]
         try:
