@@ -184,6 +184,16 @@ class RedisCluster:
             wait_until(lambda r=replica, m=master_id: m in r.execute_command("CLUSTER", "NODES"), what="the meet")
             replica.execute_command("CLUSTER", "REPLICATE", master_id)
             wait_until(lambda r=replica: r.info("replication").get("master_link_status") == "up", what="the replica")
+            # Every master must know it as its master's replica before a test kills that master:
+            # their votes elect it. With the sync at once (no 5 s delay) a test could stop the
+            # replica and kill its master before the gossip had told them, and the failover then
+            # never came within the test's 60 s (test_serve_started_while_the_shard_of_slot_0_...).
+            replica_id = self.node_id(port)
+            for other in self.master_ports:
+                wait_until(
+                    lambda o=other, r=replica_id, m=master_id: _lists_replica(self.client(o), r, m),
+                    what="the replica known to every master",
+                )
         for port in self.ports:
             wait_until(lambda port=port: self.client(port).cluster("info")["cluster_state"] == "ok")
 
@@ -247,6 +257,16 @@ class RedisCluster:
                 process.terminate()
         for process in self.processes.values():
             process.wait(10)
+
+
+def _lists_replica(client: SyncRedis, replica_id: str, master_id: str) -> bool:
+    """Whether ``client``'s node lists ``replica_id`` as a replica of ``master_id``."""
+    nodes = client.execute_command("CLUSTER", "NODES")
+    for line in str(nodes).splitlines():
+        fields = line.split()
+        if len(fields) > 3 and fields[0] == replica_id:
+            return "slave" in fields[2].split(",") and fields[3] == master_id
+    return False
 
 
 @contextmanager
