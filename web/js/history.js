@@ -70,9 +70,17 @@ function formatWhen(ms) {
   return new Date(ms).toLocaleString(undefined, { month: "short", day: "numeric", hour: "numeric", minute: "2-digit" });
 }
 
-function showError(text) {
+// The error line holds one message; a refresh that loads clears only a load's failure. A refresh
+// still on its way when Delete failed (a slow network) wiped "Delete failed: …" as it finished.
+let errorOfLoad = false;
+function showError(text, { ofLoad = false } = {}) {
   ui.error.textContent = text;
   ui.error.hidden = !text;
+  errorOfLoad = ofLoad && Boolean(text);
+}
+
+function clearLoadError() {
+  if (errorOfLoad) showError("");
 }
 
 function plural(n, word) {
@@ -318,10 +326,10 @@ async function refresh() {
     ]);
     renderStats(stats);
     renderOpen(history.open);
-    showError("");
+    clearLoadError();
     document.body.dataset.loaded = String(Number(document.body.dataset.loaded ?? 0) + 1);
   } catch (err) {
-    showError(`Could not load the history: ${err.message}`);
+    showError(`Could not load the history: ${err.message}`, { ofLoad: true });
   }
 }
 
@@ -339,7 +347,7 @@ function setFilter(item) {
   filterItem = item;
   ui.filter.hidden = !item;
   ui.filterName.textContent = item ? item.title : "";
-  loadSessions({ keepShown: false }).catch((err) => showError(err.message));
+  loadSessions({ keepShown: false }).catch((err) => showError(err.message, { ofLoad: true }));
 }
 
 // Deletes pressed offline and not answered yet (a row's Delete, Delete all): they live only in
@@ -438,7 +446,9 @@ function exportStatus(text) {
 }
 
 async function main() {
-  ui.more.addEventListener("click", () => loadSessions({ append: true }).catch((err) => showError(err.message)));
+  ui.more.addEventListener("click", () =>
+    loadSessions({ append: true }).catch((err) => showError(err.message, { ofLoad: true })),
+  );
   ui.filterClear.addEventListener("click", () => setFilter(null));
   ui.clear.addEventListener("click", () => (ui.clearConfirm.hidden = false));
   ui.clearNo.addEventListener("click", closeClearConfirm);
