@@ -7,6 +7,7 @@ from typing import Annotated, Any
 
 from pydantic import ConfigDict, Field, Strict, TypeAdapter
 
+from auth.numeric_dates import MAX_NUMERIC_DATE_S
 from auth.permissions import Permission
 
 __all__ = ["GUEST_PERMISSIONS", "USER_ID_PATTERN", "Claims", "Permission"]
@@ -28,8 +29,9 @@ class Claims:
 
     sub: Annotated[str, Field(pattern=USER_ID_PATTERN)]
     # Strict: pydantic would turn "1700000000" into an int, and a token is signed text we do not
-    # repair; RFC 7519 says NumericDate is a JSON number.
-    exp: Annotated[int, Strict()]
+    # repair; RFC 7519 says NumericDate is a JSON number. Strict also refuses true/false, which
+    # Python counts as integers.
+    exp: Annotated[int, Strict(), Field(ge=0, le=MAX_NUMERIC_DATE_S)]
     name: Annotated[str, Field(max_length=200)] = ""
     telegram_user_id: Annotated[str, Field(max_length=64, pattern=r"^[0-9]*$")] = ""
     perms: tuple[Permission, ...] = ()

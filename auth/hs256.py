@@ -7,9 +7,10 @@ It accepts a strict subset of what ``jwt.decode(token, key, algorithms=["HS256"]
 accepts with sessionhub's options: a
 header that is a JSON object with ``alg`` exactly ``HS256``, no ``crit`` or ``b64`` (RFC 7797
 payloads are refused) and a string ``kid`` if any; an HMAC-SHA256 signature compared in
-constant time; a payload that is a JSON object whose ``iat``, ``nbf`` and ``exp`` read as
-integers, with ``exp`` in the future and ``iat``/``nbf`` not (beyond ``clock_skew_s``, PyJWT's
-``leeway`` for those two only); ``sub`` and ``jti`` strings when
+constant time; a payload that is a JSON object whose ``iat``, ``nbf`` and ``exp`` are
+well-formed NumericDates (``auth.numeric_dates``: stricter than PyJWT's ``int(...)``, which
+takes ``true``, ``"12"`` and ``-5``), with ``exp`` in the future and ``iat``/``nbf`` not (beyond
+``clock_skew_s``, PyJWT's ``leeway`` for those two only); ``sub`` and ``jti`` strings when
 present; the required claims, issuer and audience as configured. ``tests/test_hs256.py``
 checks it against PyJWT on valid, expired, tampered and malformed tokens.
 """
@@ -25,15 +26,12 @@ import re
 import time
 from typing import Any
 
+from auth.numeric_dates import check_dates
+from auth.token_errors import Expired, Refused
+
+__all__ = ["Expired", "HS256Verifier", "Refused"]
+
 _SEGMENT = re.compile(r"^[A-Za-z0-9_-]*$")
-
-
-class Refused(ValueError):
-    """The token is not valid (signature, form or claims)."""
-
-
-class Expired(Refused):
-    """The token is valid but its ``exp`` has passed."""
 
 
 def _segment(text: str) -> bytes:
@@ -57,13 +55,6 @@ def _object(raw: bytes) -> dict[str, Any]:
     if not isinstance(value, dict):
         raise Refused("not a JSON object")
     return value
-
-
-def _integer(payload: dict[str, Any], claim: str) -> int:
-    try:
-        return int(payload[claim])  # PyJWT's reading: "12" and 12.5 pass as 12
-    except (ValueError, TypeError, OverflowError) as exc:
-        raise Refused(f"{claim} is not an integer") from exc
 
 
 class HS256Verifier:
@@ -110,12 +101,9 @@ class HS256Verifier:
             if payload.get(claim) is None:
                 raise Refused(f"{claim} is missing")
         # A token minted by another node (or provider) whose clock runs ahead is not refused as
-        # "not valid yet" for a skew this small; its expiry is still read strictly.
-        for claim in ("iat", "nbf"):
-            if claim in payload and _integer(payload, claim) > now_s + self._clock_skew_s:
-                raise Refused(f"not valid yet ({claim})")
-        if "exp" in payload and _integer(payload, "exp") <= now_s:
-            raise Expired("expired")
+        # "not valid yet" for a skew this small; its expiry is still read strictly. A malformed
+        # date ("exp": true, "12", NaN) is refused before any of that, never read as expired.
+        check_dates(payload, now_s=now_s, skew_s=self._clock_skew_s)
         if self._issuer is not None and payload.get("iss") != self._issuer:
             raise Refused("wrong issuer")
         if self._audience is not None:

@@ -17,6 +17,8 @@ from typing import Any
 
 import jwt
 
+from auth.numeric_dates import pyjwt_options
+
 # A forger may send tokens with made-up kids at any rate: each could otherwise be one fetch of the
 # provider's JWKS URL. A genuine rotation waits at most this long behind such a flood.
 REFETCH_MIN_INTERVAL_S = 30.0
@@ -96,15 +98,9 @@ class JwksKeys:
         self._keys = keys
         return len(keys)
 
-    def decode(self, token: str, key: Any, required: list[str], leeway_s: int = 0) -> dict[str, Any]:
-        """The verified payload of an RS256 token signed with ``key`` (PyJWT's checks; ``leeway_s``
-        for a provider's clock ahead of this node's, its ``exp`` read strictly by the caller)."""
-        return jwt.decode(
-            token,
-            key,
-            algorithms=["RS256"],
-            issuer=self.issuer,
-            audience=self.audience,
-            options={"require": required, "verify_aud": self.audience is not None},
-            leeway=leeway_s,
-        )
+    def decode(self, token: str, key: Any, required: list[str]) -> dict[str, Any]:
+        """The payload of an RS256 token signed with ``key``: signature, issuer, audience and
+        required claims checked by PyJWT; its dates are left to the caller (auth.numeric_dates,
+        which reads them strictly and allows the provider's clock its skew for iat/nbf only)."""
+        options = pyjwt_options(required=required, verify_aud=self.audience is not None)
+        return jwt.decode(token, key, algorithms=["RS256"], issuer=self.issuer, audience=self.audience, options=options)

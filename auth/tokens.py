@@ -13,7 +13,9 @@ from pydantic import ValidationError
 
 from auth.claims import CLAIMS_ADAPTER, Claims, Permission
 from auth.jwks import JwksKeys
-from auth.hs256 import Expired, HS256Verifier, Refused
+from auth.hs256 import HS256Verifier
+from auth.numeric_dates import check_dates, pyjwt_options
+from auth.token_errors import Expired, Refused
 from protocol.errors import CodedError, ErrorCode
 
 SUPPORTED_ALGORITHMS = ("HS256", "RS256")
@@ -39,16 +41,6 @@ class TokenConfig:
     def __post_init__(self) -> None:
         if self.algorithm not in SUPPORTED_ALGORITHMS:
             raise ValueError(f"unsupported JWT algorithm {self.algorithm!r}; use one of {SUPPORTED_ALGORITHMS}")
-
-
-def strict_expiry(payload: dict[str, Any]) -> None:
-    """:class:`Expired` for a payload PyJWT accepted within its leeway but whose ``exp`` has passed."""
-    try:
-        exp = int(payload["exp"])
-    except (KeyError, TypeError, ValueError, OverflowError) as exc:
-        raise Refused("exp is not an integer") from exc
-    if exp <= time.time():
-        raise Expired("expired")
 
 
 class TokenService:
@@ -152,8 +144,7 @@ class TokenService:
         try:
             external = self._external_key(token)
             if external is not None:
-                skew_s = self._config.clock_skew_s
-                payload = self.jwks.decode(token, external, ["exp", "sub"], skew_s) if self.jwks else {}
+                payload = self.jwks.decode(token, external, ["exp", "sub"]) if self.jwks else {}
             elif self._hs256 is not None:
                 payload = self._hs256.payload(token)
             else:
@@ -163,11 +154,10 @@ class TokenService:
                     algorithms=[self._config.algorithm],
                     issuer=self._config.issuer,
                     audience=self._config.audience,
-                    options={"require": list(self._required), "verify_aud": self._config.audience is not None},
-                    leeway=self._config.clock_skew_s,
+                    options=pyjwt_options(required=list(self._required), verify_aud=self._config.audience is not None),
                 )
-            if external is not None or self._hs256 is None:
-                strict_expiry(payload)  # PyJWT's leeway also stretches exp; sessionhub's does not
+            if external is not None or self._hs256 is None:  # PyJWT's paths: it left the dates to us
+                check_dates(payload, now_s=time.time(), skew_s=self._config.clock_skew_s)
             claims = CLAIMS_ADAPTER.validate_python(payload)
         except (jwt.ExpiredSignatureError, Expired) as exc:
             raise CodedError(ErrorCode.UNAUTHORIZED, "token expired") from exc

@@ -1,6 +1,7 @@
 """auth.hs256 against PyJWT: the same verdict on valid, expired, tampered and malformed tokens.
 
-The lean verifier may refuse more than PyJWT (``crit`` and ``b64`` headers), never accept more.
+The lean verifier may refuse more than PyJWT (``crit`` and ``b64`` headers, malformed dates: ``true``,
+``"12"``, a negative or fractional ``exp``), never accept more.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from auth.hs256 import Expired, HS256Verifier, Refused
+from auth.numeric_dates import numeric_date
 from auth.tokens import TokenConfig, TokenService
 from protocol.errors import CodedError
 
@@ -76,6 +78,17 @@ HEADERS = st.one_of(
 )
 
 
+def _malformed_date(payload: dict[str, Any]) -> bool:
+    """Whether a date claim is one auth.numeric_dates refuses (PyJWT's int() reads some of them)."""
+    try:
+        for claim in ("iat", "nbf", "exp"):
+            if claim in payload:
+                numeric_date(payload, claim)
+    except Refused:
+        return True
+    return False
+
+
 @settings(max_examples=400, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(header=HEADERS, payload=PAYLOADS, issuer=st.sampled_from([None, "me"]), audience=st.sampled_from([None, "us"]))
 def test_the_verdict_is_pyjwts_or_stricter(header: Any, payload: Any, issuer: str | None, audience: str | None) -> None:
@@ -84,6 +97,8 @@ def test_the_verdict_is_pyjwts_or_stricter(header: Any, payload: Any, issuer: st
     reference = pyjwt_verdict(token, issuer=issuer, audience=audience)
     if isinstance(header, dict) and ("crit" in header or "b64" in header):
         assert lean == "refused" or lean == reference
+    elif isinstance(payload, dict) and _malformed_date(payload):
+        assert lean == "refused", (header, payload)  # PyJWT reads true as 1, "12" as 12
     else:
         assert lean == reference, (header, payload)
 
