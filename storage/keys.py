@@ -314,6 +314,13 @@ class Keys:
         """Hash: offline upload ``client_id`` -> listening session id (idempotent uploads)."""
         return f"{self.prefix}:{{{history_id}}}:l:clients"
 
+    def listening_clear_request(self, history_id: str, request_id: str) -> str:
+        """String with a TTL: the answer a ``listening_clear`` gave for one client-chosen
+        ``request_id`` (only the history's owner writes it), so a resend of that press after a
+        lost ack is answered the same instead of deleting what was played since. In the
+        history's slot: clear.lua reads and writes it in its one step."""
+        return f"{self.prefix}:{{{history_id}}}:l:request:clear:{request_id}"
+
     def listening_due(self) -> str:
         """Sorted set of history ids with open sessions, scored by when the sweeper should look (ms)."""
         return f"{self.prefix}:listening:due"

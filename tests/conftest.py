@@ -27,8 +27,9 @@ from storage.clock import Clock
 from tests.browser import browser, tab  # noqa: F401 - the Playwright fixtures, shared with every test module
 from tests.helpers import Client, RedisProcess, ServerUnderTest, test_settings
 
-# The listening tests' fixtures (clock, lserver) and the identity tests' (iserver), found by every test module.
-pytest_plugins = ["tests.listening.support", "tests.identity.support"]
+# The listening tests' fixtures (clock, lserver), the identity tests' (iserver) and the cluster
+# tests' (cluster, nodes, made), found by every test module.
+pytest_plugins = ["tests.listening.support", "tests.identity.support", "tests.cluster_fixtures"]
 
 
 @pytest.fixture(scope="session")

@@ -11,17 +11,15 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import aiohttp
 import pytest
-import pytest_asyncio
 import socketio
 
-from tests.cluster import RedisCluster, running_cluster
+from tests.cluster import RedisCluster
 from tests.conftest import start_server
 from tests.helpers import Client, ServerUnderTest, free_port, wait_until_ready
 from tests.test_processes import ROOT, node_env
@@ -35,29 +33,6 @@ MAX_WRITE_S = 60.0
 # bursts of 40): one that went faster whenever acks came back quickly was refused
 # `rate_limited`, retried at once and was cut as a flood mid-failover (a fresh-clone run).
 WRITE_EVERY_S = 1 / 18
-
-
-@pytest.fixture
-def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisCluster]:
-    """3 masters, the first with one replica (what a failover needs, and no more)."""
-    with running_cluster(tmp_path_factory.mktemp("cluster"), masters=3, replicas=1) as made:
-        yield made
-
-
-@pytest_asyncio.fixture
-async def nodes(cluster: RedisCluster, tmp_path: Path) -> AsyncIterator[list[ServerUnderTest]]:
-    servers = [await start_server(cluster.url, tmp_path / f"node{i}", redis_cluster=True) for i in range(2)]
-    yield servers
-    for server in servers:
-        await server.stop()
-
-
-@pytest_asyncio.fixture
-async def made() -> AsyncIterator[list[Client]]:
-    clients: list[Client] = []
-    yield clients
-    for client in clients:
-        await client.close()
 
 
 @dataclass

@@ -17,16 +17,13 @@ from __future__ import annotations
 import asyncio
 import time
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
-from pathlib import Path
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import pytest
-import pytest_asyncio
 from redis import Redis as SyncRedis
 
-from tests.cluster import RedisCluster, running_cluster
-from tests.conftest import start_server
+from tests.cluster import RedisCluster
 from tests.helpers import Client, ServerUnderTest
 from tests.streams.helpers import connect, create_stream, http, store_clips, stored_clip
 
@@ -36,29 +33,8 @@ pytestmark = pytest.mark.timeout(120)
 CLIPS = 6000
 
 
-@pytest.fixture
-def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisCluster]:
-    """3 masters, the first with one replica (what a failover needs)."""
-    with running_cluster(tmp_path_factory.mktemp("cluster"), masters=3, replicas=1) as made:
-        yield made
-
-
-@pytest_asyncio.fixture
-async def nodes(cluster: RedisCluster, tmp_path: Path) -> AsyncIterator[list[ServerUnderTest]]:
-    servers = [
-        await start_server(cluster.url, tmp_path / f"node{i}", redis_cluster=True, clips_cooldown_s=0) for i in range(2)
-    ]
-    yield servers
-    for server in servers:
-        await server.stop()
-
-
-@pytest_asyncio.fixture
-async def made() -> AsyncIterator[list[Client]]:
-    clients: list[Client] = []
-    yield clients
-    for client in clients:
-        await client.close()
+# Both nodes store a viewer's clips back to back (no cooldown between a viewer's two).
+NODE_SETTINGS = {"clips_cooldown_s": 0}
 
 
 def after_first(

@@ -14,44 +14,18 @@ from __future__ import annotations
 import asyncio
 import time
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
-from pathlib import Path
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import aiohttp
 import pytest
-import pytest_asyncio
 
-from tests.cluster import RedisCluster, running_cluster
-from tests.conftest import start_server
+from tests.cluster import RedisCluster
 from tests.helpers import Client, ServerUnderTest
 from tests.voice.test_active_push import ANSWER_S, connected, pushes
 
 pytestmark = pytest.mark.timeout(120)
 RETRY_BOUND_S = 30.0  # a request answered `unavailable` for longer than this is a failure
-
-
-@pytest.fixture
-def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisCluster]:
-    """3 masters, the first with one replica (the one that fails over)."""
-    with running_cluster(tmp_path_factory.mktemp("cluster"), masters=3, replicas=1) as made:
-        yield made
-
-
-@pytest_asyncio.fixture
-async def nodes(cluster: RedisCluster, tmp_path: Path) -> AsyncIterator[list[ServerUnderTest]]:
-    servers = [await start_server(cluster.url, tmp_path / f"node{i}", redis_cluster=True) for i in range(2)]
-    yield servers
-    for server in servers:
-        await server.stop()
-
-
-@pytest_asyncio.fixture
-async def made() -> AsyncIterator[list[Client]]:
-    clients: list[Client] = []
-    yield clients
-    for client in clients:
-        await client.close()
 
 
 async def fail_over(cluster: RedisCluster, master: int, *, promoted: bool = True) -> None:

@@ -10,18 +10,17 @@ from __future__ import annotations
 import asyncio
 import time
 import uuid
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import aiohttp
 import pytest
-import pytest_asyncio
 import socketio
 
 from auth.claims import GUEST_PERMISSIONS
-from tests.cluster import RedisCluster, running_cluster, wait_until
+from tests.cluster import RedisCluster, wait_until
 from tests.conftest import start_server
 from tests.helpers import Client, ServerUnderTest
 from tests.patterns.test_http import full_state
@@ -34,20 +33,6 @@ MAX_SENDS = 400
 MAX_SEND_S = 40.0
 STEPS = 16
 RETRY_BOUND_S = 30.0  # one op retried for longer than this is a failure
-
-
-@pytest.fixture
-def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisCluster]:
-    with running_cluster(tmp_path_factory.mktemp("cluster"), masters=3, replicas=1) as made:
-        yield made
-
-
-@pytest_asyncio.fixture
-async def made() -> AsyncIterator[list[Client]]:
-    clients: list[Client] = []
-    yield clients
-    for client in clients:
-        await client.close()
 
 
 async def call_until_answered(client: Client, event: str, payload: dict[str, Any], unavailable: list[int]) -> Any:

@@ -9,13 +9,12 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import aiohttp
 import pytest
 
-from tests.cluster import RedisCluster, running_cluster, wait_until
+from tests.cluster import RedisCluster, wait_until
 from tests.conftest import start_server
 from tests.helpers import Client, free_port, wait_until_ready
 from tests.test_processes import ROOT, node_env
@@ -27,10 +26,8 @@ pytestmark = pytest.mark.timeout(120)
 READY_AFTER_OK_S = 30.0
 
 
-@pytest.fixture
-def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisCluster]:
-    with running_cluster(tmp_path_factory.mktemp("cluster"), masters=3, replicas=0) as made:
-        yield made
+# The shard of slot 0 has no replica: it cannot fail over, only come back.
+CLUSTER_REPLICAS = 0
 
 
 async def _status(url: str) -> int:

@@ -15,7 +15,7 @@ from redis.asyncio import Redis
 
 from tests.helpers import Client, RedisProcess, ServerUnderTest
 from tests.patterns.test_events import new_pattern, player, stored_state
-from tests.test_faults_voice_retries import SessionShardLost
+from tests.rollback import Rollback
 
 
 def toggle(session_id: str, seq: int, step: int) -> dict[str, object]:
@@ -32,7 +32,7 @@ async def test_an_op_redis_lost_is_applied_when_its_client_sends_it_again(
         tab = await player(server, clients, session_id)
         steps = (await stored_state(server, session_id))["tracks"][0]["steps"]
         assert (await tab.call("pattern_op", toggle(session_id, 1, 3)))["duplicate"] is False
-        lost = SessionShardLost(raw, session_id)
+        lost = Rollback(raw, session_id=session_id)
         await lost.take()
         first = await tab.call("pattern_op", toggle(session_id, 2, 5))
         assert first["ok"] and first["duplicate"] is False, first

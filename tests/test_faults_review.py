@@ -23,33 +23,16 @@ from redis.asyncio import Redis
 
 from storage.streams.review import BUILD_TTL_MS, INDEX_IDLE_MS
 from tests.helpers import Client, RedisProcess, ServerUnderTest, free_port
+from tests.rollback import Rollback
 from tests.streams.helpers import connect, http, started, store_clips, stored_clip
 from tests.test_processes import ROOT, _wait_ready, node_env
 
 
-class Rollback:
+def but_the_index(raw: Redis, server: ServerUnderTest, session_id: str) -> Rollback:
     """A session's keys, but its review index's, as they were: what Redis comes back with."""
-
-    def __init__(self, raw: Redis, server: ServerUnderTest, session_id: str) -> None:
-        self._raw = raw
-        self._pattern = f"*{{{session_id}}}*"
-        keys = server.services.keys
-        self._spared = {keys.stream_review_index(session_id), keys.stream_review_meta(session_id)}
-        self._dumps: dict[str, bytes] = {}
-
-    async def _keys(self) -> set[str]:
-        return {k.decode() async for k in self._raw.scan_iter(match=self._pattern)} - self._spared
-
-    async def take(self) -> None:
-        for key in await self._keys():
-            dumped: Any = await self._raw.dump(key)
-            self._dumps[key] = dumped
-
-    async def restore(self) -> None:
-        for key in await self._keys() - set(self._dumps):
-            await self._raw.delete(key)  # written after the snapshot: lost
-        for key, value in self._dumps.items():
-            await self._raw.restore(key, 0, value, replace=True)
+    keys = server.services.keys
+    spared = {keys.stream_review_index(session_id), keys.stream_review_meta(session_id)}
+    return Rollback(raw, session_id=session_id, spared=spared)
 
 
 async def click(server: ServerUnderTest, clients: list[Client], session_id: str, viewer: str) -> str:
@@ -103,7 +86,7 @@ async def test_a_rollback_behind_the_index_that_kept_the_count_is_read_as_the_cl
         session_id, _ = await started(server, clients)
         kept = [await click(server, clients, session_id, f"viewer-{n}") for n in range(3)]
         await assert_exact(server, session_id)
-        lost = Rollback(raw, server, session_id)
+        lost = but_the_index(raw, server, session_id)
         await lost.take()
         await delete(server, session_id, kept[0])
         await click(server, clients, session_id, "viewer-lost")
@@ -125,7 +108,7 @@ async def test_a_log_rewritten_past_the_index_after_a_rollback_is_read_as_the_cl
         session_id, _ = await started(server, clients)
         kept = [await click(server, clients, session_id, f"viewer-{n}") for n in range(3)]
         await assert_exact(server, session_id)
-        lost = Rollback(raw, server, session_id)
+        lost = but_the_index(raw, server, session_id)
         await lost.take()
         await delete(server, session_id, kept[0])
         await click(server, clients, session_id, "viewer-lost")

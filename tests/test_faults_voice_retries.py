@@ -20,29 +20,7 @@ import aiohttp
 from redis.asyncio import Redis
 
 from tests.helpers import Client, RedisProcess, ServerUnderTest
-
-
-class SessionShardLost:
-    """The session's keys as they were: what its shard's lagging replica comes back with."""
-
-    def __init__(self, raw: Redis, session_id: str) -> None:
-        self._raw = raw
-        self._pattern = f"*{{{session_id}}}*"
-        self._dumps: dict[str, bytes] = {}
-
-    async def _keys(self) -> set[str]:
-        return {k.decode() async for k in self._raw.scan_iter(match=self._pattern)}
-
-    async def take(self) -> None:
-        for key in await self._keys():
-            dumped: Any = await self._raw.dump(key)
-            self._dumps[key] = dumped
-
-    async def restore(self) -> None:
-        for key in await self._keys() - set(self._dumps):
-            await self._raw.delete(key)
-        for key, value in self._dumps.items():
-            await self._raw.restore(key, 0, value, replace=True)
+from tests.rollback import Rollback
 
 
 async def queued(server: ServerUnderTest, session_id: str, job_type: str) -> list[str]:
@@ -64,7 +42,7 @@ async def test_session_done_retried_after_the_close_was_lost_closes_once_and_que
     raw = Redis.from_url(redis_process.url)
     try:
         session_id = await server.create_session("alice")
-        lost = SessionShardLost(raw, session_id)
+        lost = Rollback(raw, session_id=session_id)
         await lost.take()
         client = await server.subscriber(clients, session_id)
         press = {"session_id": session_id, "request_id": "press-0001"}
@@ -86,7 +64,7 @@ async def test_job_presses_retried_after_their_answers_were_lost_queue_one_job_e
     raw = Redis.from_url(redis_process.url)
     try:
         session_id = await server.create_session("alice")
-        lost = SessionShardLost(raw, session_id)
+        lost = Rollback(raw, session_id=session_id)
         await lost.take()
         client = await server.subscriber(clients, session_id)
         presses: list[tuple[str, str, dict[str, Any]]] = [
@@ -136,7 +114,7 @@ async def test_the_bots_done_retried_after_its_key_or_its_close_was_lost_closes_
         # second), the job kept (the cluster's {jobs} shard): the retry closes it, one job.
         closing = await server.create_session("alice")
         await voice.set_active("alice", closing)
-        lost = SessionShardLost(raw, closing)
+        lost = Rollback(raw, session_id=closing)
         await lost.take()
         key = str(uuid.uuid4())
         status, first = await _bot_done(server, key)

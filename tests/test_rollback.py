@@ -15,25 +15,9 @@ from redis.asyncio import Redis
 
 from tests.conftest import start_server
 from tests.helpers import OWNER, Client, RedisProcess, ServerUnderTest
+from tests.rollback import Rollback
 
 STATUSES = ["recording", "paused"]
-
-
-class Snapshot:
-    """A session's keys as they were: what a Redis that loses writes comes back with."""
-
-    def __init__(self, raw: Redis, keys: list[str]) -> None:
-        self._raw = raw
-        self._keys = keys
-        self._dumps: dict[str, bytes] = {}
-
-    async def take(self) -> None:
-        for key in self._keys:
-            self._dumps[key] = await self._raw.dump(key)
-
-    async def restore(self) -> None:
-        for key, value in self._dumps.items():
-            await self._raw.restore(key, 0, value, replace=True)
 
 
 async def toggle(server: ServerUnderTest, session_id: str, count: int) -> None:
@@ -57,7 +41,7 @@ async def test_live_subscribers_on_two_nodes_are_told_and_resync_to_what_redis_h
         second = await other.subscriber(clients, session_id)
         old_epoch = (await server.services.log.position(session_id)).epoch
         await toggle(server, session_id, 2)  # offsets 2, 3: recording, paused
-        lost = Snapshot(raw, session_keys(server, session_id))
+        lost = Rollback(raw, keys=session_keys(server, session_id))
         await lost.take()
         await toggle(server, session_id, 3)  # offsets 4..6, acknowledged and delivered
         for watcher in (first, second):
@@ -93,7 +77,7 @@ async def test_a_resuming_client_whose_events_were_rewritten_gets_a_snapshot(
         session_id = await server.create_session("alice")
         client = await server.subscriber(clients, session_id)
         await toggle(server, session_id, 2)
-        lost = Snapshot(raw, session_keys(server, session_id))
+        lost = Rollback(raw, keys=session_keys(server, session_id))
         await lost.take()  # at offset 3
         await toggle(server, session_id, 3)  # offsets 4..6
         await client.wait_for(lambda: client.offsets(session_id)[-1:] == [6])
@@ -124,7 +108,7 @@ async def test_a_client_ahead_of_the_log_gets_a_snapshot_in_a_new_epoch(
     raw = Redis.from_url(redis_process.url)
     try:
         session_id = await server.create_session("alice")
-        lost = Snapshot(raw, session_keys(server, session_id))
+        lost = Rollback(raw, keys=session_keys(server, session_id))
         await lost.take()  # at offset 1
         await toggle(server, session_id, 2)
         position = await server.services.log.position(session_id)
@@ -151,7 +135,7 @@ async def test_a_node_reconnecting_to_a_redis_that_lost_writes_resyncs_its_room(
     try:
         session_id = await server.create_session("alice")
         watcher = await server.subscriber(clients, session_id)
-        lost = Snapshot(raw, session_keys(server, session_id))
+        lost = Rollback(raw, keys=session_keys(server, session_id))
         await lost.take()
         await toggle(server, session_id, 3)
         await watcher.wait_for(lambda: watcher.offsets(session_id)[-1:] == [4])
@@ -217,7 +201,7 @@ async def test_a_log_gone_back_to_an_epoch_the_room_left_starts_another(
         watcher = await server.subscriber(clients, session_id)
         old_epoch = (await server.services.log.position(session_id)).epoch
         await toggle(server, session_id, 2)  # offsets 2, 3: recording, paused
-        lost = Snapshot(raw, session_keys(server, session_id))
+        lost = Rollback(raw, keys=session_keys(server, session_id))
         await lost.take()  # at offset 3
         await toggle(server, session_id, 2)  # offsets 4, 5
         await watcher.wait_for(lambda: watcher.offsets(session_id)[-1:] == [5])
@@ -250,7 +234,7 @@ async def test_a_member_that_joined_at_a_lost_offset_is_told_when_it_is_written_
     try:
         session_id = await server.create_session("alice")
         await toggle(server, session_id, 2)  # offsets 2, 3
-        lost = Snapshot(raw, session_keys(server, session_id))
+        lost = Rollback(raw, keys=session_keys(server, session_id))
         await lost.take()  # at offset 3
         await toggle(server, session_id, 2)  # offsets 4, 5: acknowledged, then lost
         watcher = await server.subscriber(clients, session_id)  # its snapshot is at offset 5

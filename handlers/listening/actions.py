@@ -95,6 +95,11 @@ async def delete(histories: ListeningHistories, claims: Claims, history_id: str,
 
 
 async def clear(histories: ListeningHistories, claims: Claims, history_id: str, body: ClearBody) -> dict[str, Any]:
-    """Delete the whole history (``body.confirm`` is true by validation)."""
-    offset, removed = await histories.clear(history_id, writer(claims))
-    return {"session_id": history_id, "removed": removed, "offset": offset}
+    """Delete the whole history (``body.confirm`` is true by validation), once per ``request_id``."""
+    cleared = await histories.clear(history_id, writer(claims), body.request_id or "")
+    return {
+        "session_id": history_id,
+        "removed": cleared.removed,
+        "offset": cleared.offset,
+        "repeated": cleared.repeated,
+    }

@@ -7,7 +7,7 @@ from typing import Annotated, Literal
 from pydantic import AfterValidator, Field, StringConstraints
 
 from handlers.ids import UUID4_ANY_CASE_PATTERN
-from handlers.payloads import Payload
+from handlers.payloads import Payload, RequestId
 from handlers.query import QueryModel
 
 # Printable text: no C0/C1 control characters (they would end up in CSV exports and pages).
@@ -104,9 +104,11 @@ LiterallyTrue = Annotated[bool, AfterValidator(_literally_true), Field(json_sche
 
 
 class ClearBody(Payload):
-    """``POST /api/listening/clear``: ``confirm`` must be literally true."""
+    """``POST /api/listening/clear``: ``confirm`` must be literally true; ``request_id`` (one
+    per press) makes a resend after a lost answer that press, not a second clear."""
 
     confirm: LiterallyTrue
+    request_id: RequestId | None = None
 
 
 class ClearEvent(ClearBody):

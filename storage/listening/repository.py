@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import uuid
 from collections.abc import AsyncIterator
+from dataclasses import dataclass
 from typing import Any
 
 from redis.asyncio import Redis
@@ -32,6 +33,18 @@ from storage.store import Store
 
 # A sweep lease: how long a claimed history stays away from other nodes' sweeps.
 SWEEP_LEASE_MS = 30_000
+# How long a clear's answer is kept for a resend of its request id (as a voice press's).
+REQUEST_TTL_MS = 24 * 3600 * 1000
+
+
+@dataclass(frozen=True, slots=True)
+class Cleared:
+    """What a clear answered: its event's offset, the sessions it removed, and whether it is a
+    resend of a press answered before (then nothing was removed now)."""
+
+    offset: int
+    removed: int
+    repeated: bool
 
 
 def _history_script(redis: Redis, name: str) -> Script:
@@ -132,11 +145,13 @@ class ListeningHistories:
             k.listening_clients(history_id),
         ]
 
-    async def _run(self, script: Script, history_id: str, user_id: str, args: list[Any]) -> list[Any]:
+    async def _run(
+        self, script: Script, history_id: str, user_id: str, args: list[Any], *, more_keys: tuple[str, ...] = ()
+    ) -> list[Any]:
         return await self._log.run(
             script,
             history_id,
-            keys=self._history_keys(history_id),
+            keys=[*self._history_keys(history_id), *more_keys],
             args=[user_id, etypes.LISTENING_SESSION, etypes.LISTENING_REMOVED, *args],
         )
 
@@ -197,10 +212,18 @@ class ListeningHistories:
         result = await self._run(self._remove, history_id, user_id, [session_id])
         return int(result[0])
 
-    async def clear(self, history_id: str, user_id: str) -> tuple[int, int]:
-        """Delete the whole history; returns (event offset, sessions removed)."""
-        result = await self._run(self._clear, history_id, user_id, [etypes.LISTENING_CLEARED])
-        return int(result[0]), int(result[1])
+    async def clear(self, history_id: str, user_id: str, request_id: str = "") -> Cleared:
+        """Delete the whole history, once per client-chosen ``request_id`` (a resend of that
+        press is answered as it was and deletes nothing more; '' for none: every call clears)."""
+        result = await self._run(
+            self._clear,
+            history_id,
+            user_id,
+            [etypes.LISTENING_CLEARED, request_id, REQUEST_TTL_MS],
+            # Without a request id the key is not read; it still names a key of the history's slot.
+            more_keys=(self._keys.listening_clear_request(history_id, request_id or "-"),),
+        )
+        return Cleared(offset=int(result[0]), removed=int(result[1]), repeated=bool(result[2]))
 
     # --- the silence sweep ------------------------------------------------------------------
     async def sweep_due(self, *, limit: int = 100) -> tuple[int, int]:

@@ -1,15 +1,34 @@
 -- Deletes the whole listening history (sessions, open sessions, totals, item metadata and
 -- upload ids); the history session itself and its log stay, so every tab hears it.
 --   KEYS[1..12], ARGV[1..8]  see core/_event.lua and _history.lua
+--   KEYS[13] the press's stored answer (a string with a TTL; unused without a request id)
 --   ARGV[9]  event type of the clearing
--- Returns {offset, sessions removed} or {false, code}.
+--   ARGV[10] the client's request id ('' when none was given)
+--   ARGV[11] how long the answer of a press with a request id is kept (ms)
+-- Returns {offset, sessions removed, repeated (0|1)} or {false, code}.
+-- A press with a request id that was answered already is answered the same (repeated) and
+-- deletes nothing: a resend after a lost ack must not delete what was played since.
 local cleared_event = ARGV[9]
+local request_key = KEYS[13]
+local request_id = ARGV[10]
+local request_ttl_ms = ARGV[11]
 
 local refused = owner_refusal()
 if refused then
   return {false, refused}
 end
+if request_id ~= '' then
+  local stored = redis.call('GET', request_key)
+  if stored then
+    local answer = cjson.decode(stored)
+    return {answer.offset, answer.removed, 1}
+  end
+end
 local count = redis.call('HLEN', records_key)
 redis.call('DEL', records_key, by_start_key, by_item_key, items_key, meta_key, open_key, last_key,
   stats_key, clients_key)
-return {append_event(cleared_event, cjson.encode({removed = count})), count}
+local offset = append_event(cleared_event, cjson.encode({removed = count}))
+if request_id ~= '' then
+  redis.call('SET', request_key, cjson.encode({offset = offset, removed = count}), 'PX', request_ttl_ms)
+end
+return {offset, count, 0}

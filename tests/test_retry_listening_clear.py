@@ -1,0 +1,120 @@
+"""Delete all history sent again after its ack was lost (issue: retries of every write).
+
+The first ``listening_clear`` deleted everything and its ack never reached the page (the
+connection dropped); meanwhile the person's phone played on and stored a new session. The same
+press sent again (the same ``request_id``, from the reconnected page or by HTTP) is that clear:
+answered with the first one's ``removed`` and ``offset`` and ``repeated: true``, deleting nothing
+played since. Without a ``request_id`` a clear is a new press and deletes whatever is there.
+Real server, real redis-server, real Socket.IO clients.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import aiohttp
+
+from tests.helpers import Client, ServerUnderTest
+from tests.listening.support import FrozenClock, Listener, auth, listener
+from tests.test_protocol_doc import PROTOCOL
+
+HOUR = 3_600_000
+
+
+def _upload(history_id: str, now: int, n: int) -> dict[str, Any]:
+    return {
+        "session_id": history_id,
+        "item_id": f"book-{n}",
+        "device_id": "phone",
+        "client_id": f"offline-{n}",
+        "started_at": now - (n + 2) * HOUR,
+        "ended_at": now - (n + 1) * HOUR,
+    }
+
+
+def cleared(listener: Listener) -> list[Any]:
+    return [data for name, data in listener.log_events() if name == "listening_cleared"]
+
+
+async def _stored(server: ServerUnderTest, history_id: str) -> list[str]:
+    records = await server.services.redis.hkeys(server.services.keys.listening_records(history_id))
+    return sorted(str(r) for r in records)
+
+
+async def test_a_clear_resent_after_its_ack_was_lost_deletes_nothing_played_since(
+    lserver: ServerUnderTest, clients: list[Client], clock: FrozenClock
+) -> None:
+    now = clock.now_ms()
+    page = await listener(lserver, clients)
+    for n in range(2):
+        assert (await page.client.call("listening_upload", _upload(page.history_id, now, n)))["ok"]
+    phone = await listener(lserver, clients)  # another device of the same user, subscribed
+    press = {"session_id": page.history_id, "confirm": True, "request_id": "clear-press-0001"}
+
+    # The press goes out; the server clears; the page's link drops before the ack is read.
+    await page.client.sio.emit("listening_clear", press)
+    await phone.client.wait_for(lambda: any(n == "listening_cleared" for n, _ in phone.log_events()))
+    await page.client.close()
+    assert await _stored(lserver, page.history_id) == []
+
+    # The phone plays on: a new session is stored after the clear.
+    kept = await phone.client.call("listening_upload", _upload(page.history_id, now, 5))
+    assert kept["ok"] and kept["action"] == "uploaded", kept
+
+    # The page is back and sends the same press again: it is that clear, answered as it was.
+    again = await listener(lserver, clients)
+    resent = await again.client.call("listening_clear", press)
+    assert resent["ok"] is True and resent["repeated"] is True, resent
+    assert resent["removed"] == 2, resent
+    assert await _stored(lserver, page.history_id) == [kept["listening"]["id"]]
+    # Over HTTP too (the same request_id names the same press).
+    async with (
+        aiohttp.ClientSession() as http,
+        http.post(
+            lserver.url + "/api/listening/clear",
+            json={"confirm": True, "request_id": "clear-press-0001"},
+            headers=auth(lserver),
+        ) as answer,
+    ):
+        body = await answer.json()
+    assert answer.status == 200 and body["repeated"] is True and body["removed"] == 2, body
+    assert body["offset"] == resent["offset"]
+    assert await _stored(lserver, page.history_id) == [kept["listening"]["id"]]
+    # Another press (another id, or none) deletes whatever is there.
+    fresh = await again.client.call(
+        "listening_clear", {"session_id": page.history_id, "confirm": True, "request_id": "clear-press-0002"}
+    )
+    assert fresh["ok"] and fresh["repeated"] is False and fresh["removed"] == 1, fresh
+    assert await _stored(lserver, page.history_id) == []
+    # The phone heard two clears, in order: the first press and this one; the resends added none.
+    await phone.client.wait_for(lambda: [d["data"]["removed"] for d in cleared(phone)] == [2, 1])
+    bare = await again.client.call("listening_clear", {"session_id": page.history_id, "confirm": True})
+    assert bare["ok"] and bare["repeated"] is False and bare["removed"] == 0, bare
+
+
+async def test_a_clear_request_id_is_the_callers_and_well_formed(
+    lserver: ServerUnderTest, clients: list[Client], clock: FrozenClock
+) -> None:
+    alice = await listener(lserver, clients)
+    await alice.client.call("listening_upload", _upload(alice.history_id, clock.now_ms(), 0))
+    for bad in ("short", "has space in it", "x" * 65, 12345678):
+        refused = await alice.client.call(
+            "listening_clear", {"session_id": alice.history_id, "confirm": True, "request_id": bad}
+        )
+        assert refused["error"] == "invalid_payload", (bad, refused)
+    assert len(await _stored(lserver, alice.history_id)) == 1
+    # Someone else's press with the same id on alice's history is refused before it is looked up.
+    mallory = await listener(lserver, clients, "mallory")
+    press = {"session_id": alice.history_id, "confirm": True, "request_id": "clear-press-0009"}
+    assert (await mallory.client.call("listening_clear", press))["error"] == "forbidden"
+    cleared = await alice.client.call("listening_clear", press)
+    assert cleared["ok"] and cleared["repeated"] is False and cleared["removed"] == 1, cleared
+    # The stored answer expires: it has a TTL, as every press answer.
+    keys = [k async for k in lserver.services.redis.scan_iter(match=f"*{{{alice.history_id}}}*request*")]
+    assert len(keys) == 1 and 0 < await lserver.services.redis.pttl(keys[0]) <= 24 * 3600 * 1000
+
+
+def test_protocol_says_a_resent_clear_is_repeated() -> None:
+    doc = " ".join(PROTOCOL.read_text(encoding="utf-8").split())
+    assert '`listening_clear` | `{"session_id", "confirm": true, "request_id"?' in doc
+    assert '`"repeated": true`' in doc
