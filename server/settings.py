@@ -159,6 +159,9 @@ class Settings(BaseSettings):
     listening_max_items: int = Field(default=10_000, ge=1)
     listening_max_sessions: int = Field(default=100_000, ge=1)
     listening_http_reports_per_min: int = Field(default=600, ge=1)
+    # Sessions the guests of one client address add to their histories per UTC day: a guest's
+    # history held up to max_sessions (~5.7 KB each at the size limits) and guests are cheap.
+    listening_guest_sessions_per_day: int = Field(default=2000, ge=1)
 
     patterns_creates_per_min: int = Field(default=10, ge=1)
     # Sessions of every kind (not only patterns) created per client address per UTC day: one

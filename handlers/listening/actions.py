@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from auth.claims import Claims, Permission
+from handlers.listening.day_cap import GuestDayCap
 from handlers.listening.payloads import ClearBody, ReportBody, UploadBody
 from protocol.errors import CodedError, ErrorCode
 from storage.clock import Clock
@@ -44,23 +45,34 @@ def outcome_ack(history_id: str, outcome: Outcome, meta: dict[str, Any] | None) 
     }
 
 
-async def report(histories: ListeningHistories, claims: Claims, history_id: str, body: ReportBody) -> dict[str, Any]:
-    """Apply one status report to the caller's history."""
+async def report(
+    histories: ListeningHistories, cap: GuestDayCap, claims: Claims, address: str, history_id: str, body: ReportBody
+) -> dict[str, Any]:
+    """Apply one status report to the caller's history (a guest's new session counted for
+    ``address`` in ``cap``)."""
     meta = _meta(body)
-    outcome = await histories.report(
-        history_id,
-        writer(claims),
-        Report(
-            item_id=body.item_id, status=body.status, device_id=body.device_id, position_s=body.position_s, meta=meta
-        ),
+    played = Report(
+        item_id=body.item_id, status=body.status, device_id=body.device_id, position_s=body.position_s, meta=meta
     )
+
+    async def write(may_add: bool) -> Outcome:
+        return await histories.report(history_id, writer(claims), played, may_add=may_add)
+
+    outcome = await cap.adding(claims, address, write)
     return outcome_ack(history_id, outcome, meta)
 
 
 async def upload(
-    histories: ListeningHistories, clock: Clock, claims: Claims, history_id: str, body: UploadBody
+    histories: ListeningHistories,
+    cap: GuestDayCap,
+    clock: Clock,
+    claims: Claims,
+    address: str,
+    history_id: str,
+    body: UploadBody,
 ) -> dict[str, Any]:
-    """Store an offline player's finished session (idempotent by ``client_id``)."""
+    """Store an offline player's finished session (idempotent by ``client_id``; a guest's
+    counted for ``address`` in ``cap``)."""
     now_ms = clock.now_ms()
     if body.ended_at > now_ms + UPLOAD_CLOCK_SKEW_MS:
         raise CodedError(ErrorCode.INVALID_PAYLOAD, "ended_at is in the future")
@@ -71,18 +83,19 @@ async def upload(
     if ended_at <= body.started_at:
         raise CodedError(ErrorCode.INVALID_PAYLOAD, "started_at is in the future")
     meta = _meta(body)
-    outcome = await histories.upload(
-        history_id,
-        writer(claims),
-        Upload(
-            item_id=body.item_id,
-            device_id=body.device_id,
-            client_id=body.client_id,
-            started_at=body.started_at,
-            ended_at=ended_at,
-            meta=meta,
-        ),
+    finished = Upload(
+        item_id=body.item_id,
+        device_id=body.device_id,
+        client_id=body.client_id,
+        started_at=body.started_at,
+        ended_at=ended_at,
+        meta=meta,
     )
+
+    async def write(may_add: bool) -> Outcome:
+        return await histories.upload(history_id, writer(claims), finished, may_add=may_add)
+
+    outcome = await cap.adding(claims, address, write)
     ack = outcome_ack(history_id, outcome, meta)
     ack["duplicate"] = outcome.action == "duplicate"
     return ack

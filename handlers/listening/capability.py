@@ -6,6 +6,7 @@ from aiohttp import web
 
 from handlers.context import Services
 from handlers.listening.config import ListeningSettings
+from handlers.listening.day_cap import GuestDayCap
 from handlers.listening.events import ListeningEvents
 from handlers.listening.http import ListeningRoutes
 from handlers.listening.kind import ListeningKind
@@ -21,8 +22,9 @@ def install(services: Services, router: SocketRouter, app: web.Application, *, s
     """Register everything listening histories serve, with ``settings``' rules and caps."""
     histories = ListeningHistories(services.store, rules=settings.rules())
     services.kinds.register(ListeningKind(histories))
-    ListeningEvents(histories, services.clock).register(router)
-    ListeningRoutes(services, histories, reports_per_min=settings.http_reports_per_min).register(app)
+    cap = GuestDayCap(services.limiter, settings.guest_sessions_per_day)
+    ListeningEvents(histories, services.clock, cap).register(router)
+    ListeningRoutes(services, histories, cap, reports_per_min=settings.http_reports_per_min).register(app)
     document(app, OPERATIONS)
     add_page(app, "/history", services.web_dir / "history.html")
     add_page(app, "/player", services.web_dir / "player.html")

@@ -24,6 +24,8 @@ class ListeningSettings:
     max_items: int
     max_sessions: int
     http_reports_per_min: int
+    # Sessions the guests of one client address add (start or upload) per UTC day.
+    guest_sessions_per_day: int
 
     def rules(self) -> ListeningRules:
         """The numbers the scripts apply."""

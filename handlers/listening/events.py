@@ -11,6 +11,7 @@ from typing import Any
 
 from handlers.connection import Connection
 from handlers.listening import actions
+from handlers.listening.day_cap import GuestDayCap
 from handlers.listening.payloads import ClearEvent, DeleteEvent, ReportEvent, UploadEvent
 from handlers.payloads import validate
 from handlers.socket_router import SocketRouter
@@ -22,9 +23,10 @@ from storage.listening.repository import ListeningHistories
 class ListeningEvents:
     """Handlers of the listening events; each checks access on every call."""
 
-    def __init__(self, histories: ListeningHistories, clock: Clock) -> None:
+    def __init__(self, histories: ListeningHistories, clock: Clock, cap: GuestDayCap) -> None:
         self._histories = histories
         self._clock = clock
+        self._cap = cap
 
     def register(self, router: SocketRouter) -> None:
         """Attach the events to ``router``."""
@@ -43,12 +45,14 @@ class ListeningEvents:
     async def report(self, conn: Connection, data: dict[str, Any]) -> dict[str, Any]:
         """A player's status report."""
         body = validate(ReportEvent, data)
-        return await actions.report(self._histories, conn.claims, body.session_id, body)
+        return await actions.report(self._histories, self._cap, conn.claims, conn.address, body.session_id, body)
 
     async def upload(self, conn: Connection, data: dict[str, Any]) -> dict[str, Any]:
         """An offline player's finished session."""
         body = validate(UploadEvent, data)
-        return await actions.upload(self._histories, self._clock, conn.claims, body.session_id, body)
+        return await actions.upload(
+            self._histories, self._cap, self._clock, conn.claims, conn.address, body.session_id, body
+        )
 
     async def delete(self, conn: Connection, data: dict[str, Any]) -> dict[str, Any]:
         """Delete one listening session."""

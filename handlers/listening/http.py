@@ -16,8 +16,9 @@ from aiohttp import web
 from auth.access import require_permission
 from auth.claims import Claims, Permission
 from handlers.context import Services
-from handlers.http_common import bearer_claims, guarded, json_body
+from handlers.http_common import bearer_claims, client_address, guarded, json_body
 from handlers.listening import actions
+from handlers.listening.day_cap import GuestDayCap
 from handlers.listening.payloads import (
     CURSOR_PATTERN,
     MAX_MS,
@@ -50,9 +51,12 @@ TOP_ITEMS = 20
 class ListeningRoutes:
     """``/api/listening/*``."""
 
-    def __init__(self, services: Services, histories: ListeningHistories, *, reports_per_min: int) -> None:
+    def __init__(
+        self, services: Services, histories: ListeningHistories, cap: GuestDayCap, *, reports_per_min: int
+    ) -> None:
         self._s = services
         self._h = histories
+        self._cap = cap
         self._reports_per_min = reports_per_min
         self._exports = ListeningExports(histories)
 
@@ -113,7 +117,8 @@ class ListeningRoutes:
         await self._write_budget(claims)
         history_id = await self._h.ensure(claims.sub)
         self._s.sessions.used(history_id)
-        return web.json_response(await actions.report(self._h, claims, history_id, body))
+        address = client_address(request, trust_forwarded_for=self._s.trust_forwarded_for)
+        return web.json_response(await actions.report(self._h, self._cap, claims, address, history_id, body))
 
     async def upload(self, request: web.Request) -> web.Response:
         """An offline player's finished session: 201 when stored, 200 for a repeat or a session
@@ -123,7 +128,8 @@ class ListeningRoutes:
         await self._write_budget(claims)
         history_id = await self._h.ensure(claims.sub)
         self._s.sessions.used(history_id)
-        ack = await actions.upload(self._h, self._s.clock, claims, history_id, body)
+        address = client_address(request, trust_forwarded_for=self._s.trust_forwarded_for)
+        ack = await actions.upload(self._h, self._cap, self._s.clock, claims, address, history_id, body)
         return web.json_response(ack, status=201 if ack["action"] == "uploaded" else 200)
 
     async def sessions(self, request: web.Request) -> web.Response:

@@ -156,8 +156,13 @@ class ListeningHistories:
         )
 
     # --- changes ----------------------------------------------------------------------------
-    async def report(self, history_id: str, user_id: str, report: Report) -> Outcome:
-        """Apply a status report (the rules are in ``report.lua``)."""
+    async def report(self, history_id: str, user_id: str, report: Report, *, may_add: bool = True) -> Outcome:
+        """Apply a status report (the rules are in ``report.lua``).
+
+        ``may_add=False``: a report that would start a new session is refused ``limit_reached``
+        with nothing changed (the history may hold no more sessions than it has), while one that
+        extends, resumes or finalizes goes through: how a caller asks "is this a new session?"
+        before counting it (handlers/listening/actions.py, the guests' day cap)."""
         rules = self.rules
         result = await self._run(
             self._report,
@@ -175,7 +180,7 @@ class ListeningHistories:
                 rules.min_ms,
                 rules.max_devices,
                 rules.max_items,
-                rules.max_sessions,
+                rules.max_sessions if may_add else 0,
             ],
         )
         outcome = _outcome(result)
@@ -186,8 +191,9 @@ class ListeningHistories:
             await self._redis.zadd(self._keys.listening_due(), {history_id: due})
         return outcome
 
-    async def upload(self, history_id: str, user_id: str, upload: Upload) -> Outcome:
-        """Store an offline player's finished session once per ``client_id``."""
+    async def upload(self, history_id: str, user_id: str, upload: Upload, *, may_add: bool = True) -> Outcome:
+        """Store an offline player's finished session once per ``client_id``; ``may_add`` as
+        in :meth:`report` (a repeat, or a session under the minimum, is answered either way)."""
         result = await self._run(
             self._upload,
             history_id,
@@ -201,7 +207,7 @@ class ListeningHistories:
                 str(uuid.uuid4()),
                 _meta_json(upload.meta),
                 self.rules.max_items,
-                self.rules.max_sessions,
+                self.rules.max_sessions if may_add else 0,
                 self.rules.min_ms,
             ],
         )
