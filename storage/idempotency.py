@@ -43,9 +43,10 @@ log = logging.getLogger(__name__)
 # How long an answer is kept: longer than any client's or Telegram's retry window.
 ANSWER_TTL_S = 24 * 3600
 # A claim whose request died with its process runs out after this long; a running request
-# renews its claim every CLAIM_RENEW_S (a third of it: two renewals may fail before it runs out).
-CLAIM_TTL_S = 10
-CLAIM_RENEW_S = CLAIM_TTL_S / 3
+# renews its claim every third of it (two renewals may fail before it runs out). Both are read at
+# each use, so a test's node may run with a shorter lifetime (tests/test_idempotency.py).
+CLAIM_TTL_S = 10  # whole seconds (SET ... EX)
+CLAIM_RENEWALS_PER_TTL = 3
 # Pause before running a step again whose reply was lost (times the attempt number).
 LOST_REPLY_BACKOFF_S = 0.02
 # Keys one caller keeps per route on the HTTP routes (handlers/idempotency.py): far more than any
@@ -117,7 +118,7 @@ class IdempotentAnswers:
 
     async def _keep(self, redis_key: str) -> None:
         while True:
-            await asyncio.sleep(CLAIM_RENEW_S)
+            await asyncio.sleep(CLAIM_TTL_S / CLAIM_RENEWALS_PER_TTL)
             try:
                 if not await self._renew(keys=[redis_key], args=[int(CLAIM_TTL_S * 1000)]):
                     return  # answered, given back or run out: nothing to keep
