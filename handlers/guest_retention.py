@@ -13,8 +13,10 @@ came to own something before the index of guests existed were kept for good then
 lists them first, a page of the global session index per tick (``GuestIndex.backfill``).
 
 Each tick does a bounded amount (``GUESTS_PER_TICK`` guests, ``SESSIONS_PER_TICK`` deletions);
-a guest with more is taken up again at the next tick. Every node sweeps; a lease per guest keeps
-two nodes off one guest, and every step is safe to repeat after a node died in it.
+a guest with more is taken up again at the next tick. A guest whose sweep meets Redis away ends
+the tick and stays due for the next; any other failure puts that guest off a day. Every node
+sweeps; a lease per guest keeps two nodes off one guest, and every step is safe to repeat after
+a node died in it.
 """
 
 from __future__ import annotations
@@ -22,11 +24,13 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import socket
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Any
 
 from aiohttp import web
+from redis.exceptions import BusyLoadingError, ClusterDownError, DataError, ReadOnlyError, ResponseError, TryAgainError
 
 from handlers.admin.deletion import SessionDeleter
 from handlers.background import STOP_WAIT_S, cancelled, stop_if_cancelled
@@ -41,6 +45,27 @@ from storage.voice.repository import KIND as VOICE
 
 log = logging.getLogger(__name__)
 
+# Errors Redis answers about itself mid-change (a failover, a restart still loading, a moving
+# slot): they pass as Redis comes back. Any other answer (a script's error, a wrong type) is
+# about the guest's data and would come again at the next pass.
+_PASSING_ANSWERS = (ReadOnlyError, BusyLoadingError, TryAgainError, ClusterDownError)
+
+
+# A socket's failures among OSErrors; the others (a permission, a full disk) come from the guest's
+# audio files, and would come again.
+_SOCKET_ERRORS = (ConnectionError, TimeoutError, socket.gaierror)
+
+
+def redis_away(exc: BaseException) -> bool:
+    """Whether ``exc`` says Redis was away (down, restarting, failing over) rather than that
+    something of the guest could not be swept."""
+    if isinstance(exc, (ResponseError, DataError)) and not isinstance(exc, _PASSING_ANSWERS):
+        return False
+    if isinstance(exc, OSError) and not isinstance(exc, _SOCKET_ERRORS):
+        return False
+    return isinstance(exc, REDIS_AWAY)
+
+
 # The kinds a guest owns alone: they go with it. (A pattern is a capability link, kept for ever.)
 GONE_WITH_OWNER = frozenset({VOICE, STREAM, LISTENING})
 GUESTS_PER_TICK = 20
@@ -49,7 +74,8 @@ SESSIONS_PER_TICK = 50
 # of guests existed (GuestIndex.backfill), until all are read: once per deployment.
 BACKFILL_PER_TICK = 500
 # A guest whose sweep failed for another reason than Redis (a record this server cannot read) is
-# looked at again this much later, not at every tick ahead of the others.
+# looked at again this much later, not at every tick ahead of the others. One whose sweep met
+# Redis away stays due: the next tick (``interval_s``) takes it up again.
 RETRY_LATER_MS = 86_400_000
 # A node that dies mid-sweep holds its guest this long; a sweep of SESSIONS_PER_TICK deletions
 # takes well under a second.
@@ -82,6 +108,8 @@ class GuestSweeper:
         )
         self._deleter = SessionDeleter(services, store)
         self._backfilled = False
+        # Guests whose lease this node still holds after their sweep met Redis away.
+        self._held: set[str] = set()
         self.backfill_per_tick = BACKFILL_PER_TICK
 
     def register(self, app: web.Application) -> None:
@@ -97,6 +125,7 @@ class GuestSweeper:
     async def sweep(self, *, guests: int = GUESTS_PER_TICK, sessions: int = SESSIONS_PER_TICK) -> Swept:
         """One tick: up to ``guests`` gone guests looked at, up to ``sessions`` sessions deleted."""
         swept = Swept()
+        await self._release_held()
         if not self._backfilled:
             self._backfilled = await self.index.backfill(limit=self.backfill_per_tick, kinds=GONE_WITH_OWNER)
         for user_id in await self.index.idle(idle_ms=self.idle_ms, limit=guests):
@@ -108,14 +137,33 @@ class GuestSweeper:
             try:
                 await self._sweep_guest(user_id, budget, swept)
             except Exception as exc:
+                stop_if_cancelled(exc)
+                if redis_away(exc):
+                    # Not the guest's fault: it stays due and the pass ends. Redis may already be
+                    # back (a failover over by the next step): putting the guest off a day then
+                    # would keep what it owned a day longer for a blip.
+                    await self._let_go(user_id)
+                    raise
                 # Something of it that cannot be deleted (a record this server cannot read, a
                 # script's error): the others go on, and it is tried again later, not ahead of
-                # them at every tick. Redis away: this fails too, and ends the tick.
-                stop_if_cancelled(exc)
+                # them at every tick.
                 log.exception("guest sweep: %s could not be swept; tried again in a day", user_id)
                 await self.index.later(user_id, idle_ms=self.idle_ms, delay_ms=RETRY_LATER_MS)
                 await self.index.release(user_id)
         return swept
+
+    async def _let_go(self, user_id: str) -> None:
+        """Release the lease of a guest whose sweep met Redis away, now or (Redis not answering
+        yet, or this client's connection to it still the broken one) first thing next pass, so
+        that pass takes the guest at once rather than after ``LEASE_MS``."""
+        self._held.add(user_id)
+        with contextlib.suppress(*REDIS_AWAY):
+            await self._release_held()
+
+    async def _release_held(self) -> None:
+        for user_id in sorted(self._held):
+            await self.index.release(user_id)
+            self._held.discard(user_id)
 
     async def _sweep_guest(self, user_id: str, budget: int, swept: Swept) -> None:
         """Sweep one claimed guest: up to ``budget`` of its sessions, then itself when none are left."""

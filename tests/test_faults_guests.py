@@ -20,10 +20,16 @@ from pathlib import Path
 from typing import Any
 
 import aiohttp
+import pytest
 from redis.asyncio import Redis
+from redis.exceptions import BusyLoadingError, ReadOnlyError, ResponseError
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from handlers.cleanups import retry_owed
-from handlers.guest_retention import LEASE_MS
+from handlers.guest_retention import LEASE_MS, RETRY_LATER_MS, redis_away
+from storage.clock import Clock
+from storage.failures import REDIS_AWAY
 from tests.helpers import RedisProcess, ServerUnderTest, free_port
 from tests.identity.support import ACCESS_TTL_S, Browser
 from tests.identity.test_guest_retention import (  # noqa: F401 - the fixtures
@@ -199,3 +205,107 @@ async def test_a_deletion_cut_off_after_its_script_leaves_no_index_entry_for_goo
     assert await mentioning(redis, [ids["voice"]]) != []
     assert await retry_owed(gserver.services, grace_s=0) == 1
     assert await mentioning(redis, [ids["voice"]]) == []
+
+
+async def test_a_guest_whose_sweep_met_a_redis_restart_is_swept_at_the_next_pass_not_a_day_later(
+    http: aiohttp.ClientSession,  # noqa: F811
+    tmp_path: Path,
+) -> None:
+    """A real redis-server (its own, with an append-only file: it keeps its data over a restart)
+    stopped mid-guest and started again before the sweeper's next step. The guest stays due:
+    the next pass sweeps it (it used to be put off a day, the blip taken for the guest's fault).
+    The restart is timed by wrapping the guest's unlisting step, the only way to land it between
+    two of one guest's steps; the failure inside is Redis's own (connection refused)."""
+    from tests.conftest import start_server
+
+    restarting = RedisProcess(tmp_path / "redis", appendonly=True)
+    restarting.start()
+    try:
+        node = await start_server(
+            restarting.url, tmp_path / "node", clock=Clock(), guest_token_ttl_s=ACCESS_TTL_S, guest_idle_s=IDLE_S
+        )
+        try:
+            await _sweep_through_a_restart(node, http, restarting)
+        finally:
+            await node.stop()
+    finally:
+        restarting.stop()
+
+
+async def _sweep_through_a_restart(node: ServerUnderTest, web: aiohttp.ClientSession, redis: RedisProcess) -> None:
+    keys, store = node.services.keys, node.services.redis
+    _, ids = await owning_guest(node, web)
+    gone_for(node, GONE_S)
+    guests = sweeper(node)
+    unlist = guests.index.unlist
+    met: list[BaseException] = []
+
+    async def unlist_while_redis_restarts(user_id: str, session_ids: list[str]) -> None:
+        await asyncio.to_thread(redis.stop)
+        try:
+            await unlist(user_id, session_ids)
+        except Exception as exc:
+            met.append(exc)
+            raise
+        finally:
+            await asyncio.to_thread(redis.start)  # back before the sweeper's next step
+
+    guests.index.unlist = unlist_while_redis_restarts  # type: ignore[method-assign]
+    try:
+        with pytest.raises(REDIS_AWAY):
+            await guests.sweep()  # the pass ends at the guest
+    finally:
+        guests.index.unlist = unlist  # type: ignore[method-assign]
+    assert met and isinstance(met[0], REDIS_AWAY), met
+    listed_ms = await store.zscore(keys.guests_owning(), ids["user"])
+    assert listed_ms is not None and listed_ms < node.services.clock.now_ms() - guests.idle_ms, "put off"
+    # Its lease (held still, if the release met the client's broken connection) is let go
+    # first thing: the next pass, on the same clock, sweeps it; not a day, nor LEASE_MS, later.
+    swept = await guests.sweep()
+    assert swept.guests_forgotten == 1, swept
+    assert await store.zscore(keys.guests_owning(), ids["user"]) is None
+    for kind in ("voice", "stream", "listening"):
+        assert not await store.exists(keys.session(ids[kind])), kind
+    assert await store.exists(keys.session(ids["pattern"]))
+
+
+async def test_a_guest_whose_data_redis_refuses_is_put_off_a_day_and_the_pass_goes_on(
+    gserver: ServerUnderTest,  # noqa: F811
+    http: aiohttp.ClientSession,  # noqa: F811
+    redis: Redis,
+) -> None:
+    """Redis answering an error about the guest's data (here WRONGTYPE: a session key that is no
+    hash) is not Redis away: that guest is looked at again in a day, the other guests are swept."""
+    keys = gserver.services.keys
+    _, broken = await owning_guest(gserver, http)
+    _, fine = await owning_guest(gserver, http)
+    guests = sweeper(gserver)
+    assert (await guests.sweep()).guests_forgotten == 0  # the one-off backfill read the records whole
+    await redis.delete(keys.session(broken["voice"]))
+    await redis.set(keys.session(broken["voice"]), "not a hash")
+    gone_for(gserver, GONE_S)
+    swept = await guests.sweep()
+    assert swept.guests_forgotten == 1, swept
+    assert await redis.zscore(keys.guests_owning(), fine["user"]) is None
+    again_ms = await redis.zscore(keys.guests_owning(), broken["user"])
+    now_ms = gserver.services.clock.now_ms()
+    assert again_ms is not None and abs(again_ms - (now_ms - guests.idle_ms + RETRY_LATER_MS)) < 60_000
+    assert not await redis.exists(keys.guest_sweep_lease(broken["user"]))
+
+
+@pytest.mark.parametrize(
+    "exc, away",
+    [
+        (RedisConnectionError("Connection refused"), True),
+        (RedisTimeoutError("Timeout reading from socket"), True),
+        (ConnectionResetError(104, "reset"), True),
+        (ReadOnlyError("READONLY You can't write against a read only replica."), True),
+        (BusyLoadingError("LOADING Redis is loading the dataset in memory"), True),
+        (ResponseError("WRONGTYPE Operation against a key holding the wrong kind of value"), False),
+        (ResponseError("ERR user_script:12: Script attempted to access a non local key"), False),
+        (PermissionError(13, "an audio file"), False),  # the guest's files, not Redis
+        (ValueError("a record this server cannot read"), False),
+    ],
+)
+def test_only_redis_itself_away_ends_the_pass(exc: Exception, away: bool) -> None:
+    assert redis_away(exc) is away
