@@ -171,6 +171,7 @@ def voice_config_from(settings: Settings) -> VoiceConfig:
         uploads_in_flight=settings.voice_uploads_in_flight,
         disk_reserve_bytes=settings.voice_disk_reserve_bytes,
         materials_per_min=settings.voice_materials_per_min,
+        material_quota_bytes=settings.voice_material_quota_bytes,
         telegram_webhook_path=settings.voice_telegram_webhook_path,
         telegram_secret_token=settings.voice_telegram_secret_token,
         telegram_bot_username=settings.voice_telegram_bot_username,

@@ -352,6 +352,12 @@ class Keys:
         ``a:<address>``) in the current quota day (a day from the first upload)."""
         return f"{self.prefix}:{{q:{who}}}:upload_bytes"
 
+    def material_bytes(self, who: str) -> str:
+        """String (expiring): chat-bot material bytes stored in Redis by ``who`` (``u:<user>`` or
+        ``a:<address>``) in the current quota day, besides :meth:`upload_bytes` (which they also
+        count in): audio goes to disk, materials to Redis's memory."""
+        return f"{self.prefix}:{{q:{who}}}:material_bytes"
+
     def admin_created(self, scope: str) -> str:
         """Sorted set of session ids scored by creation (ms); ``scope`` is a kind or ``*`` (all)."""
         return f"{self.prefix}:{{admin}}:created:{scope}"

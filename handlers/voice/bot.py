@@ -59,6 +59,10 @@ class BotRoutes:
         self._materials_per_min = config.materials_per_min
         # Material bytes count against the same daily quota as audio: one budget per payer.
         self._quota = UploadQuota(services.redis, services.keys, config.upload_quota_bytes)
+        # ... and against one of their own: they are stored in Redis's memory, not on disk, and
+        # the audio's gigabyte a day let one address's guests (free to mint, 60 materials a
+        # minute each) put ~1 GiB a day into Redis.
+        self._material_quota = UploadQuota(services.redis, services.keys, config.material_quota_bytes, materials=True)
 
     def register(self, app: web.Application) -> None:
         """Attach the routes to ``app``."""
@@ -187,11 +191,12 @@ class BotRoutes:
         # so it is never refused or counted twice.
         payers = self._payers(claims, address)
         size_bytes = len(json.dumps(record, separators=(",", ":")).encode())
-        reservation = await self._admit(claims, payers, size_bytes)
+        reservations = await self._admit(claims, payers, size_bytes)
         try:
             body, status = await self._route(claims, record, address=address)
         except BaseException:
-            await reservation.cancel()  # nothing was stored: the bytes go back
+            for reservation in reservations:
+                await reservation.cancel()  # nothing was stored: the bytes go back
             raise
         return body, status
 
@@ -199,18 +204,28 @@ class BotRoutes:
         # As for audio chunks: a guest token is free to mint, so its address pays too.
         return [f"u:{claims.sub}", f"a:{address}"] if claims.guest else [f"u:{claims.sub}"]
 
-    async def _admit(self, claims: Claims, payers: list[str], size_bytes: int) -> Reservation:
+    async def _admit(self, claims: Claims, payers: list[str], size_bytes: int) -> list[Reservation]:
         per_min = self._materials_per_min
         message = f"at most {per_min} materials a minute; wait a minute"
         await within(self._s.limiter, "material", claims.sub, limit=per_min, window_s=60, message=message)
         # Reserved (checked and counted in one step) before it is stored: concurrent materials
         # cannot pass one check together and store more than the quota between them.
-        reservation = await self._quota.reserve(payers, wanted=size_bytes, least=size_bytes)
+        materials = await self._material_quota.reserve(payers, wanted=size_bytes, least=size_bytes)
+        if materials is None:
+            quota = self._material_quota.limit_bytes
+            message = f"the daily quota of chat-bot materials ({quota} bytes) is used up; try again tomorrow"
+            raise CodedError(ErrorCode.QUOTA_EXCEEDED, message, quota_bytes=quota)
+        try:
+            reservation = await self._quota.reserve(payers, wanted=size_bytes, least=size_bytes)
+        except BaseException:
+            await materials.cancel()
+            raise
         if reservation is None:
+            await materials.cancel()
             quota = self._quota.limit_bytes
             message = f"the daily upload quota ({quota} bytes) is used up; try again tomorrow"
             raise CodedError(ErrorCode.QUOTA_EXCEEDED, message, quota_bytes=quota)
-        return reservation
+        return [materials, reservation]
 
     async def _route(self, claims: Claims, record: dict[str, Any], *, address: str) -> tuple[dict[str, Any], int]:
         session = await self._open_active(claims)

@@ -27,6 +27,9 @@ class VoiceConfig:
     upload_quota_bytes: int = 1024 * 1024 * 1024
     # Chat-bot materials one user may attach per minute (their bytes count against the quota above).
     materials_per_min: int = 60
+    # ... and their bytes per user (and guest address) per quota day on a quota of their own:
+    # they are kept in Redis's memory, where the audio quota's gigabyte a day was far too much.
+    material_quota_bytes: int = 16 * 1024 * 1024
     # Uploads one user (or guest address) may have streaming at once on one node.
     uploads_in_flight: int = 8
     # Free bytes an upload must leave on the blob folder's disk (handlers/voice/disk_reserve.py).

@@ -86,6 +86,8 @@ class UploadQuota:
     redis: Redis
     keys: Keys
     limit_bytes: int
+    # The counters of chat-bot material bytes (Keys.material_bytes), not of every upload's.
+    materials: bool = False
     _reserve: Script = field(init=False)
     _give_back: Script = field(init=False)
 
@@ -99,7 +101,7 @@ class UploadQuota:
         reservation = Reservation(self)
         try:
             for payer in payers:
-                key = self.keys.upload_bytes(payer)
+                key = self.keys.material_bytes(payer) if self.materials else self.keys.upload_bytes(payer)
                 # Each payer grants at most what the ones before it did: the rest would only
                 # be given back.
                 asked = reservation.bytes if reservation.grants else wanted
