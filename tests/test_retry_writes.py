@@ -2,8 +2,8 @@
 server committed): the state changes once and the resend is answered sensibly (the same answer,
 or a documented repeat), never a second change, nor an error a correct client gives up on.
 
-These are the writes whose retry no other test covered (the audit's table is in the commit
-message; the rest have theirs: request_id presses in tests/voice/test_retry_jobs.py, clips'
+These are the writes whose retry no other test covered (what every write's resend does is
+PROTOCOL's "Sending a write again"; the rest have their tests: request_id presses in tests/voice/test_retry_jobs.py, clips'
 submission_id in tests/streams/test_events.py, pattern ops in tests/patterns/test_edges.py,
 Idempotency-Key creates in tests/test_idempotency.py, listening_clear in
 tests/test_retry_listening_clear.py). The first try is emitted, seen committed by another of the
@@ -21,7 +21,9 @@ from typing import Any
 import aiohttp
 
 from tests.helpers import OWNER, WAIT_POLL_S, Client, ServerUnderTest
+from tests.identity.support import Browser
 from tests.streams.helpers import connect, create_stream, http
+from tests.test_protocol_doc import PROTOCOL
 
 Committed = Callable[[], Awaitable[bool]]
 # A bound on the first try's commit, not a wait.
@@ -192,3 +194,56 @@ async def test_pattern_saves_resent_store_the_same_state(server: ServerUnderTest
         async with client.get(f"{server.url}/api/sessions/{pattern_id}") as got:
             stored = await got.json()
         assert stored["name"] == "Beat 2" and stored["state"]["tempo"] == 133
+
+
+async def test_deletes_resent_are_not_found(server: ServerUnderTest) -> None:
+    voice_id = await server.create_session("alice")
+    first = await http(server, "DELETE", f"/voicebot/sessions/{voice_id}")
+    again = await http(server, "DELETE", f"/voicebot/sessions/{voice_id}")
+    assert first[0] == 200 and first[1]["deleted"] is True, first
+    assert again[0] == 404 and again[1]["error"] == "session_not_found", again
+    status, made = await http(server, "POST", "/api/sessions", user=None, json={})
+    assert status == 201, made
+    first = await http(server, "DELETE", f"/api/sessions/{made['id']}", user=None)
+    again = await http(server, "DELETE", f"/api/sessions/{made['id']}", user=None)
+    assert first[0] == 204 and again == (404, {"error": "Session not found"}), (first, again)
+
+
+async def test_sign_outs_resent_are_done_as_asked(iserver: ServerUnderTest) -> None:
+    async with aiohttp.ClientSession(cookie_jar=aiohttp.DummyCookieJar()) as session:
+        first = Browser(session, iserver.url)
+        await first.guest()
+        link = await first.call("POST", "/api/auth/link")
+        second = Browser(session, iserver.url)
+        await second.post("/api/auth/one_time", json={"token": link.body["url"].split("token=", 1)[1]})
+        device = iserver.tokens.verify(second.token).fam
+        answers = [await first.call("DELETE", f"/api/auth/devices/{device}") for _ in range(2)]
+        assert [(a.status, a.body) for a in answers] == [(200, {"revoked": 1})] * 2, answers
+        # The sign-out's answer (and its cleared cookie) lost: the browser sends its cookie again.
+        kept = first.credential
+        answers = []
+        for _ in range(2):
+            first.credential = kept
+            answers.append(await first.post("/api/auth/logout", json={}))
+        assert [a.status for a in answers] == [200, 200], answers
+        assert (await first.refresh()).body["reason"] == "revoked"
+        third = Browser(session, iserver.url)
+        await third.guest()
+        bearer = {"Authorization": f"Bearer {third.token}"}
+        answers = [await third.post("/api/auth/logout_all", json={}, headers=bearer) for _ in range(2)]
+        assert answers[0].status == 200 and answers[0].body["revoked"] == 1, answers
+        assert (answers[1].status, answers[1].body["message"]) == (401, "this device was signed out"), answers
+
+
+def test_protocol_says_what_every_resend_does() -> None:
+    doc = " ".join(PROTOCOL.read_text(encoding="utf-8").split())
+    section = doc[doc.index("### Sending a write again") : doc.index("## Session kinds")]
+    for said in (
+        "`invalid_state` whose `state` is the one the action moves to",
+        "`412` whose `session` holds what the first saved",
+        "`set_session_status` (`changed: false`, `offset` 0)",
+        "`stream_block_viewer` and its routes (`changed: false`)",
+        '`POST /api/auth/logout_all`: `401` "this device was signed out", as asked',
+        "`DELETE /voicebot/sessions/{id}` and `DELETE /api/sessions/<id>`: `404`",
+    ):
+        assert said in section, said
