@@ -25,6 +25,7 @@ from handlers.rate_limit import within
 from protocol.errors import CodedError, ErrorCode
 from storage.voice.audio_format import ImpossibleDuration, probe
 from storage.voice.chunks import ChunkAdded, NewChunk, VoiceChunks
+from storage.ratelimit import DAY_S, Counted, Refused
 from storage.voice.quota import Reservation, UploadQuota
 
 # The FAB tries these in order and records with the first the browser supports (issue 10).
@@ -37,6 +38,8 @@ FAB_MIME_TYPES = (
     "audio/aac",
 )
 UPLOADS_PER_MIN = 120
+# Chunks stored per payer (a user, a guest's address) per UTC day: SESSIONHUB_VOICE_CHUNKS_PER_DAY.
+CHUNKS_DAY_BUCKET = "voice_chunk_day"
 _CHUNK_ID = re.compile(r"^ch[0-9]{6,9}$")
 
 
@@ -97,7 +100,12 @@ class ChunkRoutes:
         length = request.content_length
         self._disk.admit(limit if length is None else min(length, limit))
         payers = self._payers(request, claims)
-        reservation = await self._reserve(request, payers)
+        counted = await self._count_today(payers)
+        try:
+            reservation = await self._reserve(request, payers)
+        except BaseException:
+            await self._give_back(counted)
+            raise
         try:
             admit = await self._admission(request, claims)
             with self._slot(payers):
@@ -112,9 +120,12 @@ class ChunkRoutes:
                 added = await self._store(form, chunk, claims)
         except BaseException:
             await reservation.cancel()  # refused, cut or failed: it stored nothing
+            await self._give_back(counted)
             raise
         # A duplicate (the same audio again: a retry) costs nothing; a stored chunk its size.
         await reservation.settle(0 if added.duplicate else chunk.size_bytes)
+        if added.duplicate:
+            await self._give_back(counted)
         self._s.sessions.used(form.meta.session_id)
         stored = await self._chunks.get(form.meta.session_id, added.chunk_id)
         body = {"chunk": stored, "duplicate": added.duplicate, "offset": added.offset, **_totals(added)}
@@ -126,6 +137,34 @@ class ChunkRoutes:
         if claims.guest:
             payers.append("a:" + client_address(request, trust_forwarded_for=self._s.trust_forwarded_for))
         return payers
+
+    async def _count_today(self, payers: list[str]) -> list[Counted]:
+        """Count the chunk for each payer in its UTC day (``SESSIONHUB_VOICE_CHUNKS_PER_DAY``),
+        before its body is read; past the cap ``rate_limited`` to the day's end, nothing counted.
+
+        The byte quota alone let tiny chunks through by the million: an 11-byte MP3 (an ``ID3``
+        head) was charged 11 bytes, but cost ~550 bytes of Redis (its record, sha and order
+        entries) and a 4 KiB block and an inode on disk; a guest's address could store its 500
+        sessions' 2,000 chunks each, a million a day."""
+        limit = self._config.chunks_per_day
+        counted: list[Counted] = []
+        for payer in payers:
+            taken = await self._s.limiter.take(CHUNKS_DAY_BUCKET, payer, limit=limit, window_s=DAY_S)
+            if isinstance(taken, Refused):
+                await self._give_back(counted)
+                who = "from this address" if payer.startswith("a:") else "per user"
+                raise CodedError(
+                    ErrorCode.RATE_LIMITED,
+                    f"at most {limit} audio chunks a day {who}; try again tomorrow",
+                    retry_after_s=taken.retry_after_s,
+                )
+            counted.append(taken)
+        return counted
+
+    async def _give_back(self, counted: list[Counted]) -> None:
+        """Uncount a chunk that stored nothing (refused, failed, or a duplicate)."""
+        for taken in counted:
+            await asyncio.shield(self._s.limiter.give_back(taken))
 
     async def _reserve(self, request: web.Request, payers: list[str]) -> Reservation:
         """The payers' quota for this upload, taken before its body is read (given back after,

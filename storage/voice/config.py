@@ -30,6 +30,8 @@ class VoiceConfig:
     # ... and their bytes per user (and guest address) per quota day on a quota of their own:
     # they are kept in Redis's memory, where the audio quota's gigabyte a day was far too much.
     material_quota_bytes: int = 16 * 1024 * 1024
+    # Chunks one user (and, for guests, one address) may store per UTC day, whatever their bytes.
+    chunks_per_day: int = 10_000
     # Uploads one user (or guest address) may have streaming at once on one node.
     uploads_in_flight: int = 8
     # Free bytes an upload must leave on the blob folder's disk (handlers/voice/disk_reserve.py).
