@@ -3,7 +3,17 @@
  * with filters, sort and cursor paging, one session's detail with deletion, bulk export and
  * orphan deletion with progress, and the audit log. Everything shown is set with textContent.
  */
-import { $, ApiError, api, authorizedFetch, keepToken, saveFile } from "./client.js";
+import {
+  $,
+  ApiError,
+  api,
+  authorizedFetch,
+  hasToken,
+  keepToken,
+  knownIdentity,
+  restoreIdentity,
+  saveFile,
+} from "./client.js";
 
 const REFRESH_MS = 2000;
 const PAGE_SIZE = 25;
@@ -527,10 +537,28 @@ function start() {
   $("orphans-form").addEventListener("submit", countOrphans);
   $("orphans-confirm").addEventListener("click", deleteOrphans);
   $("token-form").addEventListener("submit", useToken);
-  refresh().then(() => {
-    if (!$("dashboard").hidden) loadPage(null);
+  identified().then((known) => {
+    if (!known) return showForbidden(new ApiError("unauthorized", "no identity", 401));
+    refresh().then(() => {
+      if (!$("dashboard").hidden) loadPage(null);
+    });
+    refreshTimer = setInterval(refresh, REFRESH_MS);
   });
-  refreshTimer = setInterval(refresh, REFRESH_MS);
+}
+
+/**
+ * Whether this browser has an identity to show the dashboard to: a token, or one its refresh
+ * cookie restores. A visitor with none (a fresh browser, a crawler) is not made a new guest
+ * only to be refused (a profile, a device and a cookie stored for nobody): it gets the sign-in.
+ */
+async function identified() {
+  if (hasToken() || knownIdentity() !== null) return true;
+  try {
+    await restoreIdentity({ orNewGuest: false });
+    return true;
+  } catch {
+    return false; // no identity (or one that cannot be restored): the page's own sign-in
+  }
 }
 
 start();
