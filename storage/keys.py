@@ -314,6 +314,12 @@ class Keys:
         """Hash: offline upload ``client_id`` -> listening session id (idempotent uploads)."""
         return f"{self.prefix}:{{{history_id}}}:l:clients"
 
+    def listening_cleared_clients(self, history_id: str) -> str:
+        """Hash with a TTL: the upload ``client_id``s a clear took out of ``listening_clients``,
+        kept a day, so that an upload stored before the clear and resent after it (its answer
+        lost) is that upload, cleared, not a session brought back."""
+        return f"{self.prefix}:{{{history_id}}}:l:cleared_clients"
+
     def listening_clear_request(self, history_id: str, request_id: str) -> str:
         """String with a TTL: the answer a ``listening_clear`` gave for one client-chosen
         ``request_id`` (only the history's owner writes it), so a resend of that press after a

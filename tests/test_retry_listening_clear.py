@@ -118,3 +118,57 @@ def test_protocol_says_a_resent_clear_is_repeated() -> None:
     doc = " ".join(PROTOCOL.read_text(encoding="utf-8").split())
     assert '`listening_clear` | `{"session_id", "confirm": true, "request_id"?' in doc
     assert '`"repeated": true`' in doc
+
+
+async def test_an_upload_resent_after_a_clear_is_not_stored_again(
+    lserver: ServerUnderTest, clients: list[Client], clock: FrozenClock
+) -> None:
+    """The offline player's upload landed, its ack was lost; the person cleared the history (the
+    session was in it); the player, back online, sends the upload again: that upload was made
+    and cleared, so it is answered duplicate with nothing stored, not brought back."""
+    now = clock.now_ms()
+    page = await listener(lserver, clients)
+    player = await listener(lserver, clients, subscribe=False)
+    sent = _upload(page.history_id, now, 0)
+
+    async def stored_once() -> None:
+        await page.client.wait_for(lambda: any(n == "listening_session" for n, _ in page.log_events()))
+
+    await player.client.sio.emit("listening_upload", sent)
+    await stored_once()
+    await player.client.close()
+    cleared_now = await page.client.call(
+        "listening_clear", {"session_id": page.history_id, "confirm": True, "request_id": "clear-after-upload"}
+    )
+    assert cleared_now["ok"] and cleared_now["removed"] == 1, cleared_now
+
+    again = await listener(lserver, clients, subscribe=False)
+    resent = await again.client.call("listening_upload", sent)
+    assert resent["ok"] is True and resent["duplicate"] is True and resent["listening"] is None, resent
+    assert resent["action"] == "duplicate" and resent["offset"] == 0, resent
+    assert await _stored(lserver, page.history_id) == []
+    # Over HTTP too.
+    body = {k: v for k, v in sent.items() if k != "session_id"}
+    async with (
+        aiohttp.ClientSession() as http,
+        http.post(lserver.url + "/api/listening/upload", json=body, headers=auth(lserver)) as answer,
+    ):
+        replayed = await answer.json()
+    assert answer.status == 200 and replayed["duplicate"] is True, replayed
+    assert await _stored(lserver, page.history_id) == []
+
+    # An upload the server never had before the clear is stored after it.
+    fresh = await again.client.call("listening_upload", _upload(page.history_id, now, 1))
+    assert fresh["ok"] and fresh["action"] == "uploaded", fresh
+    # One deleted since (listening_delete) is not brought back either.
+    gone = await page.client.call("listening_delete", {"session_id": page.history_id, "id": fresh["listening"]["id"]})
+    assert gone["ok"], gone
+    resent = await again.client.call("listening_upload", _upload(page.history_id, now, 1))
+    assert resent["duplicate"] is True and resent["listening"] is None, resent
+    assert await _stored(lserver, page.history_id) == []
+    # The ids a clear put aside are kept a day, no longer, and go with the history.
+    keys = lserver.services.keys
+    aside = keys.listening_cleared_clients(page.history_id)
+    assert 0 < await lserver.services.redis.pttl(aside) <= 24 * 3600 * 1000
+    kind = lserver.services.kinds.get("listening")
+    assert kind is not None and aside in kind.owned_keys(page.history_id)

@@ -119,7 +119,7 @@ class ListeningHistories:
 
     def owned_keys(self, history_id: str) -> list[str]:
         """The history's keys besides its record and log (deleted with it by an operator)."""
-        return self._history_keys(history_id)[1:]
+        return [*self._history_keys(history_id)[1:], self._keys.listening_cleared_clients(history_id)]
 
     async def forget(self, history_id: str, *, owner_id: str) -> None:
         """After an operator deleted the history: the owner's pointer (if still this one) and the sweep queue.
@@ -210,6 +210,7 @@ class ListeningHistories:
                 self.rules.max_sessions if may_add else 0,
                 self.rules.min_ms,
             ],
+            more_keys=(self._keys.listening_cleared_clients(history_id),),
         )
         return _outcome(result)
 
@@ -227,7 +228,10 @@ class ListeningHistories:
             user_id,
             [etypes.LISTENING_CLEARED, request_id, REQUEST_TTL_MS],
             # Without a request id the key is not read; it still names a key of the history's slot.
-            more_keys=(self._keys.listening_clear_request(history_id, request_id or "-"),),
+            more_keys=(
+                self._keys.listening_clear_request(history_id, request_id or "-"),
+                self._keys.listening_cleared_clients(history_id),
+            ),
         )
         return Cleared(offset=int(result[0]), removed=int(result[1]), repeated=bool(result[2]))
 

@@ -2,6 +2,7 @@
 -- upload ids); the history session itself and its log stay, so every tab hears it.
 --   KEYS[1..12], ARGV[1..8]  see core/_event.lua and _history.lua
 --   KEYS[13] the press's stored answer (a string with a TTL; unused without a request id)
+--   KEYS[14] the upload client ids put aside by clears (a hash with a TTL, see upload.lua)
 --   ARGV[9]  event type of the clearing
 --   ARGV[10] the client's request id ('' when none was given)
 --   ARGV[11] how long the answer of a press with a request id is kept (ms)
@@ -25,8 +26,27 @@ if request_id ~= '' then
   end
 end
 local count = redis.call('HLEN', records_key)
+-- The uploads' client ids are put aside for a day, not dropped: an upload stored before this
+-- clear and resent after it (its ack lost) must not come back as a new session.
+local aside_key = KEYS[14]
+if redis.call('EXISTS', clients_key) == 1 then
+  if redis.call('EXISTS', aside_key) == 1 then
+    local cursor = '0'
+    repeat
+      local page = redis.call('HSCAN', clients_key, cursor, 'COUNT', 1000)
+      cursor = page[1]
+      if #page[2] > 0 then
+        redis.call('HSET', aside_key, unpack(page[2]))
+      end
+    until cursor == '0'
+    redis.call('DEL', clients_key)
+  else
+    redis.call('RENAME', clients_key, aside_key)
+  end
+  redis.call('PEXPIRE', aside_key, request_ttl_ms)
+end
 redis.call('DEL', records_key, by_start_key, by_item_key, items_key, meta_key, open_key, last_key,
-  stats_key, clients_key)
+  stats_key)
 local offset = append_event(cleared_event, cjson.encode({removed = count}))
 if request_id ~= '' then
   redis.call('SET', request_key, cjson.encode({offset = offset, removed = count}), 'PX', request_ttl_ms)

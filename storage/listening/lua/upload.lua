@@ -11,6 +11,7 @@
 --   ARGV[16]  most distinct items per history
 --   ARGV[17]  most sessions per history
 --   ARGV[18]  minimum session length, ms
+--   KEYS[13]  the client ids a clear put aside (clear.lua): one of them is an upload cleared
 -- Returns {offset, 'uploaded' | 'duplicate' | 'deleted', record JSON or '', the item's stored
 -- metadata JSON or ''} or {false, code}. 'deleted': shorter than the minimum, dropped like a
 -- live accidental tap (nothing stored, so a repeat answers the same).
@@ -38,6 +39,10 @@ local known = redis.call('HGET', clients_key, client_id)
 if known then
   local stored = redis.call('HGET', records_key, known)
   return answer(0, 'duplicate', stored or '')
+end
+-- Stored before a clear and sent again after it: that upload, cleared (nothing brought back).
+if redis.call('HEXISTS', KEYS[13], client_id) == 1 then
+  return answer(0, 'duplicate', '')
 end
 if ended_at - started_at < min_ms then
   return answer(0, 'deleted', '')
