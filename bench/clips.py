@@ -86,6 +86,7 @@ class Stack:
         settings = {
             # Every bench viewer is a guest on loopback: one address, far over the guests' cap.
             "SESSIONHUB_CLIPS_MAX_PER_ADDRESS": "1000000",
+            "SESSIONHUB_CLIPS_MAX_PER_ADDRESS_PER_DAY": "1000000",
             **env_extra,
         }
         self.server = start_server(self.workdir, self.redis_url, settings=settings, core=server_core)

@@ -130,6 +130,8 @@ class Settings(BaseSettings):
     clips_moment_window_s: int = Field(default=10, ge=1, le=600)
     clips_max_per_viewer: int = Field(default=200, ge=1, le=1_000_000)
     clips_max_per_address: int = Field(default=1_000, ge=1, le=1_000_000)
+    # Clips the guests of one address store per UTC day over every stream session.
+    clips_max_per_address_per_day: int = Field(default=10_000, ge=1)
 
     admin_orphan_days: int = Field(default=90, ge=1, le=36_500)
     admin_storage_cost_per_gb_month: float = Field(default=0.5, ge=0)

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from auth.claims import Claims, Permission
+from handlers.streams.day_cap import ClipsDayCap
 from handlers.streams.settings import ClipSettings
 from handlers.context import Services
 from protocol.errors import CodedError, ErrorCode
@@ -74,23 +75,29 @@ async def submit_clip(
     note: str,
     submission_id: str | None,
     address: str,
+    day_cap: ClipsDayCap,
 ) -> dict[str, Any]:
     """Store a viewer's click; the answer never names other viewers. ``address`` (the client's)
-    counts against the per-address cap only for a guest: signed-in viewers share addresses."""
+    counts against the per-address caps (the session's, and ``day_cap`` over every session)
+    only for a guest: signed-in viewers share addresses."""
     caps = ViewerCaps(
         per_viewer=settings.max_per_viewer,
         per_address=settings.max_per_address,
         guest_address=address if claims.guest else "",
     )
-    result: Submission = await streams.submit(
-        session_id,
-        viewer_id=claims.sub,
-        submission_id=submission_id or "",
-        note=note,
-        cooldown_ms=int(settings.cooldown_s * 1000),
-        max_clips=settings.max_per_session,
-        caps=caps,
-    )
+
+    async def submit(may_add: bool) -> Submission:
+        return await streams.submit(
+            session_id,
+            viewer_id=claims.sub,
+            submission_id=submission_id or "",
+            note=note,
+            cooldown_ms=int(settings.cooldown_s * 1000),
+            max_clips=settings.max_per_session if may_add else 0,
+            caps=caps,
+        )
+
+    result = await day_cap.storing(claims, address, submit)
     clip = result.clip.for_viewer() if result.clip is not None else None
     return {
         "session_id": session_id,

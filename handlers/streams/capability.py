@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from aiohttp import web
 
+from handlers.streams.day_cap import ClipsDayCap
 from handlers.streams.events import StreamEvents
 from handlers.streams.export import ExportRoutes
 from handlers.streams.http import StreamRoutes
@@ -23,7 +24,7 @@ def install(services: Services, router: SocketRouter, app: web.Application, *, s
     streams = StreamSessions(services.store)
     services.kinds.register(StreamKind(services, streams))
     services.kinds.register(StreamAudienceKind(streams))
-    StreamEvents(streams, settings).register(router)
+    StreamEvents(streams, settings, ClipsDayCap(services.limiter, settings.max_per_address_per_day)).register(router)
     StreamRoutes(services, streams, settings).register(app)
     ExportRoutes(services, streams, settings).register(app)
     ReviewRoutes(services, streams).register(app)

@@ -13,6 +13,7 @@ from handlers.streams.payloads import (
     ViewerBlockEvent,
     ViewerClearEvent,
 )
+from handlers.streams.day_cap import ClipsDayCap
 from handlers.streams.settings import ClipSettings
 from handlers.connection import Connection
 from handlers.payloads import validate
@@ -23,9 +24,10 @@ from storage.streams.repository import StreamSessions
 class StreamEvents:
     """Every event here appends to the session's log (``changes=True``: ack before fan-out)."""
 
-    def __init__(self, streams: StreamSessions, settings: ClipSettings) -> None:
+    def __init__(self, streams: StreamSessions, settings: ClipSettings, day_cap: ClipsDayCap) -> None:
         self._streams = streams
         self._settings = settings
+        self._day_cap = day_cap
 
     def register(self, router: SocketRouter) -> None:
         """Attach the events to ``router``."""
@@ -52,6 +54,7 @@ class StreamEvents:
             note=request.note,
             submission_id=request.submission_id,
             address=conn.address,
+            day_cap=self._day_cap,
         )
 
     async def update(self, conn: Connection, data: dict[str, Any]) -> dict[str, Any]:

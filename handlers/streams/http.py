@@ -20,6 +20,7 @@ from handlers.streams.actions import (
     viewer_url,
 )
 from handlers.streams.attribution import attributed, viewer_names
+from handlers.streams.day_cap import ClipsDayCap
 from handlers.streams.moments import grouped_moments
 from handlers.streams.payloads import ClipEdit, ClipRequest, CreateStream, StateRequest, ViewerRef
 from handlers.streams.queries import ClearQuery, MomentsRouteQuery, OwnClipsQuery, ReviewQuery
@@ -170,6 +171,7 @@ class StreamRoutes:
             note=payload.note,
             submission_id=payload.submission_id,
             address=client_address(request, trust_forwarded_for=self._s.trust_forwarded_for),
+            day_cap=ClipsDayCap(self._s.limiter, self._settings.max_per_address_per_day),
         )
         return web.json_response(answer, status=201 if answer["created"] else 200)
 

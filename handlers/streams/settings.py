@@ -19,3 +19,5 @@ class ClipSettings:
     # Per submitter and per guest address, so a few accounts cannot fill max_per_session for all.
     max_per_viewer: int
     max_per_address: int
+    # ... and the clips the guests of one address store per UTC day over every session.
+    max_per_address_per_day: int
