@@ -1,6 +1,7 @@
 -- One page of a stream session's review: the clips of one segment after a cursor, in review
 -- order (offset, then clip id), read by rank from the review index (review_sync.lua keeps it):
--- a page costs the same on a 200,000-clip stream as on a small one.
+-- a page costs the same on a 200,000-clip stream as on a small one, and after 20,000 clips at
+-- one ms as after none (the cursor's rank is looked up, not walked to).
 --   KEYS[1]  the review index (sorted set: clip id, score segment * 2^40 + offset ms)
 --   KEYS[2]  the session's clips hash (clip id -> clip JSON)
 --   KEYS[3]  the review index's position hash (epoch, offset)
@@ -25,39 +26,41 @@ local function score_text(value)
 end
 local low = segment * SEGMENT_SPAN
 local high = low + SEGMENT_SPAN
-local after_score = nil
+-- The rank of the first clip after the cursor, found without walking the clips at the cursor's
+-- ms: a raid may put thousands in one ms, and a page's cost must not grow with those before it.
 local rank
 if after_ms == '' then
   rank = redis.call('ZCOUNT', index_key, '-inf', '(' .. score_text(low))
 else
-  after_score = low + tonumber(after_ms)
-  rank = redis.call('ZCOUNT', index_key, '-inf', '(' .. score_text(after_score))
-end
--- Ranks from the cursor's score on: the clips at that very ms up to and including the cursor's
--- id are passed over (ties are ordered by id), then `limit` more, and one to know if any is left.
-local ids, scores = {}, {}
-local done = false
-local chunk = limit + 16
-while not done and #ids <= limit do
-  local found = redis.call('ZRANGE', index_key, rank, rank + chunk - 1, 'WITHSCORES')
-  if #found == 0 then
-    break
-  end
-  for i = 1, #found, 2 do
-    local member, score = found[i], tonumber(found[i + 1])
-    if score >= high then
-      done = true
-      break
-    end
-    if not (after_score and score == after_score and member <= after_id) then
-      ids[#ids + 1] = member
-      scores[#scores + 1] = score
-      if #ids > limit then
-        break
+  local after_score = low + tonumber(after_ms)
+  local at = redis.call('ZSCORE', index_key, after_id)
+  if at and tonumber(at) == after_score then
+    rank = redis.call('ZRANK', index_key, after_id) + 1
+  else
+    -- The cursor's clip is gone (deleted since): the first of its ms's ties (ordered by id)
+    -- whose id is past it, by bisection over their ranks.
+    rank = redis.call('ZCOUNT', index_key, '-inf', '(' .. score_text(after_score))
+    local past = redis.call('ZCOUNT', index_key, '-inf', score_text(after_score))
+    while rank < past do
+      local middle = math.floor((rank + past) / 2)
+      if redis.call('ZRANGE', index_key, middle, middle)[1] <= after_id then
+        rank = middle + 1
+      else
+        past = middle
       end
     end
   end
-  rank = rank + chunk
+end
+-- `limit` clips from there, and one to know if any is left; the segment ends at `high`.
+local ids, scores = {}, {}
+local found = redis.call('ZRANGE', index_key, rank, rank + limit, 'WITHSCORES')
+for i = 1, #found, 2 do
+  local score = tonumber(found[i + 1])
+  if score >= high then
+    break
+  end
+  ids[#ids + 1] = found[i]
+  scores[#scores + 1] = score
 end
 local cursor = ''
 if #ids > limit then
