@@ -61,7 +61,7 @@ async def test_a_stream_state_action_resent_is_invalid_state_naming_the_state_it
 
     async def state_is(state: str) -> Committed:
         async def check() -> bool:
-            return (await record(server, session_id))["state"] == state
+            return bool((await record(server, session_id))["state"] == state)
 
         return check
 
