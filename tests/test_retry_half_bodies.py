@@ -19,6 +19,8 @@ from typing import Any
 import pytest
 from redis.asyncio import Redis
 
+from handlers import http_common
+
 from tests.helpers import ServerUnderTest
 from tests.raw_wire import port_of
 from tests.streams.helpers import create_stream, http
@@ -27,8 +29,9 @@ from tests.streams.helpers import create_stream, http
 # bound is generous for a loaded machine, never a wait).
 LET_GO_BOUND_S = 3.0
 # Keys a refused request may write by design: rate-limit windows and per-address counters
-# (counted before the body is read), request metrics. Nothing of a session, user or history.
-COUNTERS = (":rate:", ":rl:", ":metrics", ":creates:", ":day:", ":budget")
+# (counted before the body is read), request metrics, and a viewer's clip cooldown (it expires while
+# a test waits). Nothing of a session, user or history.
+COUNTERS = (":rate:", ":rl:", ":metrics", ":creates:", ":day:", ":budget", ":clip_cooldown:")
 
 
 async def fingerprint(redis: Redis) -> dict[str, str]:
@@ -90,9 +93,12 @@ async def _world(server: ServerUnderTest) -> dict[str, str]:
     }
 
 
-async def _cut(server: ServerUnderTest, method: str, path: str, body: bytes, *, chunked: bool) -> float:
-    """Send the head and the first half of ``body``, then end the connection's sending side;
-    return how long the server took to close it."""
+async def _cut(
+    server: ServerUnderTest, method: str, path: str, body: bytes, *, chunked: bool, silent: bool = False
+) -> float:
+    """Send the head and the first half of ``body``, then end the connection's sending side (or,
+    ``silent``, send nothing more and keep it open); return how long the server took to answer
+    or close it."""
     token = server.token("alice")
     half = body[: len(body) // 2]
     if chunked:
@@ -110,7 +116,8 @@ async def _cut(server: ServerUnderTest, method: str, path: str, body: bytes, *, 
     try:
         writer.write(head + sent)
         await writer.drain()
-        writer.write_eof()
+        if not silent:
+            writer.write_eof()
         began = time.monotonic()
         await asyncio.wait_for(reader.read(-1), LET_GO_BOUND_S * 3)
         return time.monotonic() - began
@@ -154,3 +161,21 @@ async def test_nothing_of_a_cut_request_is_held_after_it(server: ServerUnderTest
     began = time.monotonic()
     status, _ = await http(server, "PATCH", "/api/auth/me", json={"name": "After"})
     assert status == 200 and time.monotonic() - began < LET_GO_BOUND_S
+
+
+@pytest.mark.parametrize("chunked", [False, True], ids=["content_length", "chunked"])
+async def test_a_write_whose_client_goes_silent_midway_is_refused_at_the_read_deadline(
+    server: ServerUnderTest, redis: Redis, monkeypatch: pytest.MonkeyPatch, chunked: bool
+) -> None:
+    """The client sends half its body and then nothing, its connection open (a link gone quiet):
+    every route answers at the body's read deadline (here 0.3 s) and applies nothing."""
+    monkeypatch.setattr(http_common, "BODY_READ_TIMEOUT_S", 0.3)
+    ids = await _world(server)
+    before = await fingerprint(redis)
+    routes = _bodies(ids)
+    took = await asyncio.gather(
+        *(_cut(server, m, p, json.dumps(b).encode(), chunked=chunked, silent=True) for m, p, b in routes)
+    )
+    late = [(f"{m} {p}", t) for (m, p, _), t in zip(routes, took, strict=True) if t > LET_GO_BOUND_S]
+    assert late == [], late
+    assert await fingerprint(redis) == before
