@@ -115,6 +115,8 @@ class Limits:
     login_link_ttl_s: int
     login_token_ttl_s: int
     signins_per_min: int
+    # Jobs the guests of one client address may queue per minute (SESSIONHUB_JOBS_PER_MIN_PER_ADDRESS).
+    jobs_per_min_per_address: int = 60
     # Refusals over the event rate within the window that disconnect a connection ("flood").
     flood_refusals: int = 200
     flood_window_s: float = 10.0

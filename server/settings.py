@@ -85,6 +85,8 @@ class Settings(BaseSettings):
     jwks_refresh_s: float = Field(default=300.0, ge=1, le=86400)
     creates_per_min: int = Field(default=10, ge=1)
     creates_per_min_per_address: int = Field(default=30, ge=1)
+    # Jobs (Done, post-processing, tasks) the guests of one address queue per minute together.
+    jobs_per_min_per_address: int = Field(default=60, ge=1)
 
     stream_maxlen: int = Field(default=1000, ge=10)
     durability: Durability = Durability.MEMORY

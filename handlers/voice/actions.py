@@ -104,8 +104,12 @@ async def create_active(services: Services, claims: Claims, name: str, *, addres
 JOBS_PER_MIN = 30
 
 
-async def admit_job(services: Services, claims: Claims) -> None:
-    """Count one job for the user, or ``rate_limited`` past :data:`JOBS_PER_MIN`."""
+async def admit_job(services: Services, claims: Claims, address: str) -> None:
+    """Count one job for the user, or ``rate_limited`` past :data:`JOBS_PER_MIN`; a guest's
+    also for its ``address``, past ``jobs_per_min_per_address``: guest tokens are free to mint,
+    so the per-user limit alone let one address queue 30 jobs a minute per guest (a thousand
+    guests: 30,000 a minute, past the queue's 100,000 entries, whose trim drops the oldest
+    jobs, everyone's, in minutes)."""
     await within(
         services.limiter,
         "jobs",
@@ -114,14 +118,26 @@ async def admit_job(services: Services, claims: Claims) -> None:
         window_s=60,
         message=f"at most {JOBS_PER_MIN} jobs a minute; wait",
     )
+    if claims.guest:
+        per_address = services.limits.jobs_per_min_per_address
+        await within(
+            services.limiter,
+            "jobs-addr",
+            address,
+            limit=per_address,
+            window_s=60,
+            message=f"at most {per_address} jobs a minute from this address; wait",
+        )
 
 
-async def admit_press(services: Services, claims: Claims, session_id: str, action: str, request_id: str) -> None:
+async def admit_press(
+    services: Services, claims: Claims, session_id: str, action: str, request_id: str, *, address: str
+) -> None:
     """:func:`admit_job`, except for a resend of a press already answered: its job was counted
     with it, and a resend refused ``rate_limited`` would leave a press that happened looking
     refused (a page resends an unanswered press until it is answered)."""
     try:
-        await admit_job(services, claims)
+        await admit_job(services, claims, address)
     except CodedError as exc:
         if not (
             request_id
@@ -131,7 +147,9 @@ async def admit_press(services: Services, claims: Claims, session_id: str, actio
             raise
 
 
-async def close(services: Services, claims: Claims, session_id: str, *, request_id: str = "") -> dict[str, Any]:
+async def close(
+    services: Services, claims: Claims, session_id: str, *, request_id: str = "", address: str
+) -> dict[str, Any]:
     """Done: close the session (repeat allowed), clear the performer's pointer, queue the job.
 
     A resend of one press (the same ``request_id``: a lost ack, a page resending once it is
@@ -141,7 +159,9 @@ async def close(services: Services, claims: Claims, session_id: str, *, request_
     its job (a node that died, an error answered) gets its job at the resend, and one that had
     it gets no second.
     """
-    await admit_press(services, claims, session_id, "done", request_id)  # a refused done changes nothing
+    await admit_press(
+        services, claims, session_id, "done", request_id, address=address
+    )  # a refused done changes nothing
     job_id = press_job_id(session_id, "done", claims.sub, request_id)
     result = await services.voice.done(session_id, performer(claims), job_id=job_id, request_id=request_id)
     # Cleared on a resend too: a first press cut off before this step left the pointer set.

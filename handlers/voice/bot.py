@@ -117,7 +117,7 @@ class BotRoutes:
         if name == "login":
             return {"command": "/login", **await self._login(claims, base)}
         if name == "done":
-            return {"command": "/done", **await self._done(claims, request_id, base)}
+            return {"command": "/done", **await self._done(claims, request_id, address, base)}
         handler = {"start": self._start, "session": self._session}.get(name)
         if handler is None:
             raise CodedError(ErrorCode.INVALID_PAYLOAD, f"unknown command /{name}")
@@ -146,11 +146,11 @@ class BotRoutes:
             session = found
         return {"reply": f"Активная сессия: {reply_link(base, session.id)}", "active_session": brief(self._s, session)}
 
-    async def _done(self, claims: Claims, request_id: str, base: str) -> dict[str, Any]:
+    async def _done(self, claims: Claims, request_id: str, address: str, base: str) -> dict[str, Any]:
         active_id = await self._s.voice.active_id(claims.sub)
         if active_id is None or await self._s.voice.get(active_id) is None:
             return {"reply": NO_ACTIVE_SESSION, "active_session": None}
-        closed = await close(self._s, claims, active_id, request_id=request_id)
+        closed = await close(self._s, claims, active_id, request_id=request_id, address=address)
         return {"reply": f"Сессия закрыта: {reply_link(base, active_id)}", "active_session": None, "closed": closed}
 
     async def _login(self, claims: Claims, base_url: str) -> dict[str, Any]:

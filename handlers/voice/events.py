@@ -70,7 +70,9 @@ class VoiceEvents:
     async def done(self, conn: Connection, data: dict[str, Any]) -> dict[str, Any]:
         """Close the session (repeat allowed), clear the performer's active pointer, queue the job."""
         request = validate(VoiceAction, data)
-        return await close(self._s, conn.claims, request.session_id, request_id=request.request_id or "")
+        return await close(
+            self._s, conn.claims, request.session_id, request_id=request.request_id or "", address=conn.address
+        )
 
     async def follow_active(self, conn: Connection, data: dict[str, Any]) -> dict[str, Any]:
         """The caller's active session now; each later change comes as an ``active_session``
@@ -86,7 +88,7 @@ class VoiceEvents:
         request = validate(VoiceAction, data)
         session_id = request.session_id
         await updatable(self._s.voice, conn.claims, session_id)
-        await admit_press(self._s, conn.claims, session_id, "process", request.request_id or "")
+        await admit_press(self._s, conn.claims, session_id, "process", request.request_id or "", address=conn.address)
         job_id = press_job_id(session_id, "process", conn.claims.sub, request.request_id or "")
         job = job_for(POST_PROCESS_SESSION, conn.claims, session_id, {}, job_id=job_id)
         answer = {"session_id": session_id, "job_id": job.job_id}
@@ -96,7 +98,9 @@ class VoiceEvents:
         """Queue task creation from a validated list of chunk ids."""
         request = validate(ChunkList, data)
         await updatable(self._s.voice, conn.claims, request.session_id)
-        await admit_press(self._s, conn.claims, request.session_id, "tasks", request.request_id or "")
+        await admit_press(
+            self._s, conn.claims, request.session_id, "tasks", request.request_id or "", address=conn.address
+        )
         chunk_ids = list(dict.fromkeys(request.chunk_ids))  # de-duplicated, order kept
         job_id = press_job_id(request.session_id, "tasks", conn.claims.sub, request.request_id or "")
         job = job_for(
