@@ -86,6 +86,9 @@ async def test_a_clear_resent_after_its_ack_was_lost_deletes_nothing_played_sinc
     )
     assert fresh["ok"] and fresh["repeated"] is False and fresh["removed"] == 1, fresh
     assert await _stored(lserver, page.history_id) == []
+    # Both clears' upload ids are put aside together (the second merged into the first's).
+    aside = lserver.services.keys.listening_cleared_clients(page.history_id)
+    assert sorted(await lserver.services.redis.hkeys(aside)) == ["offline-0", "offline-1", "offline-5"]
     # The phone heard two clears, in order: the first press and this one; the resends added none.
     await phone.client.wait_for(lambda: [d["data"]["removed"] for d in cleared(phone)] == [2, 1])
     bare = await again.client.call("listening_clear", {"session_id": page.history_id, "confirm": True})
