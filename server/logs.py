@@ -6,6 +6,8 @@ import datetime
 import json
 import logging
 import os
+import time
+from collections.abc import Callable
 
 # Fields a log call may add with ``extra=`` that the JSON lines carry (request and event lines).
 EXTRA_FIELDS = (
@@ -62,26 +64,70 @@ def configure(level: str, log_format: str) -> None:
     logging.basicConfig(level=level.upper(), handlers=[handler], force=True)
 
 
+# A client's malformed request is said once per kind of error per this long; the repeats are
+# counted and said with the next line of that kind.
+CLIENT_ERROR_EVERY_S = 60.0
+# Kinds of error remembered at once (the oldest is forgotten first): the kind is aiohttp's
+# wording, not the client's bytes, so there are few, but a bound costs nothing.
+CLIENT_ERROR_KINDS = 64
+# How much of the request's offending bytes (as aiohttp quotes them) a line keeps.
+CLIENT_ERROR_EXCERPT = 120
+
+
 class ClientErrorFilter(logging.Filter):
     """aiohttp logs a request it cannot parse (a client's malformed header or request line) as an
     ERROR with a traceback: that is the client's mistake, not the server's. One WARNING line
-    naming the problem instead."""
+    naming the problem instead, on one line, with at most :data:`CLIENT_ERROR_EXCERPT`
+    characters of the offending bytes, and at most once per kind of error per
+    :data:`CLIENT_ERROR_EVERY_S` (the repeats counted in the next): aiohttp quotes the whole
+    offending line, escaped (a control byte takes four characters), so one client sending 4 KB
+    bad headers on new connections made the server write 16 KB of WARNING per request, as fast as
+    it could connect, past ``SESSIONHUB_LOG_LEVEL=WARNING``."""
+
+    def __init__(self, *, clock: Callable[[], float] = time.monotonic) -> None:
+        super().__init__()
+        self._clock = clock
+        self._said: dict[str, tuple[float, int]] = {}  # kind -> (when said, repeats since)
+
+    def forget(self) -> None:
+        """Start afresh: the next line of every kind is said."""
+        self._said.clear()
 
     def filter(self, record: logging.LogRecord) -> bool:
         from aiohttp.http_exceptions import HttpProcessingError
 
         error = record.exc_info[1] if record.exc_info else None
-        if isinstance(error, HttpProcessingError):
-            record.msg = f"{record.getMessage()}: a malformed request ({type(error).__name__}: {error.message})"
-            record.args = None
-            record.exc_info = None
-            record.exc_text = None
-            record.levelno, record.levelname = logging.WARNING, "WARNING"
+        if not isinstance(error, HttpProcessingError):
+            return True
+        what, _, quoted = str(error.message).partition("\n")
+        kind = f"{type(error).__name__}: {what.strip()[:CLIENT_ERROR_EXCERPT]}"
+        now = self._clock()
+        said = self._said.get(kind)
+        if said is not None and now - said[0] < CLIENT_ERROR_EVERY_S:
+            self._said[kind] = (said[0], said[1] + 1)
+            return False
+        if said is None and len(self._said) >= CLIENT_ERROR_KINDS:
+            self._said.pop(next(iter(self._said)))
+        self._said[kind] = (now, 0)
+        excerpt = " ".join(quoted.split())
+        if len(excerpt) > CLIENT_ERROR_EXCERPT:
+            excerpt = excerpt[:CLIENT_ERROR_EXCERPT] + "..."
+        repeats = f"; {said[1]} more since the last line of this kind" if said is not None and said[1] else ""
+        record.msg = f"{record.getMessage()}: a malformed request ({kind} {excerpt}){repeats}"
+        record.args = None
+        record.exc_info = None
+        record.exc_text = None
+        record.levelno, record.levelname = logging.WARNING, "WARNING"
         return True
 
 
 def quiet_client_errors() -> None:
-    """Install :class:`ClientErrorFilter` on aiohttp's server logger (once per process)."""
+    """Install :class:`ClientErrorFilter` on aiohttp's server logger (once per process); an app
+    built again in the same process (the tests build many) starts its count afresh, so what
+    one server was told is not kept from the next one's log."""
     logger = logging.getLogger("aiohttp.server")
-    if not any(isinstance(f, ClientErrorFilter) for f in logger.filters):
-        logger.addFilter(ClientErrorFilter())
+    for installed in logger.filters:
+        if isinstance(installed, ClientErrorFilter):
+            installed.forget()
+            return
+    logger.addFilter(ClientErrorFilter())
