@@ -28,6 +28,9 @@ from storage.identity.repository import Rotation, split_credential
 DAY_S = 86_400
 
 
+USED = "this link was used already or has expired"
+
+
 class TokenAnswer(BaseModel):
     """A token issued: its user and expiry (unix s), and the name it carries."""
 
@@ -260,8 +263,8 @@ class AuthRoutes:
             return self._answer(token, claims.sub, exp, claims.name, status=200, device=claims.fam, guest=claims.guest)
         return await self.new_device(request, claims.sub, grant_of(claims), status=200)
 
-    async def _link_claims(self, request: web.Request, *, redeem: bool) -> dict[str, Any]:
-        """The claims of the one-time link in the body (used up when ``redeem``), or 401 ``used``."""
+    async def _link_body(self, request: web.Request) -> OneTimeLogin:
+        """The body of a one-time link's route, within the per-address limit."""
         auth_cookie.require_page_request(request, self._s.public_url)
         address = self._address(request)
         await within(
@@ -272,18 +275,15 @@ class AuthRoutes:
             window_s=60,
             message="too many login attempts; wait a minute",
         )
-        body = validate(OneTimeLogin, await json_body(request, max_bytes=1024))
-        tokens = self._s.login_tokens
-        known = len(body.token) in ONE_TIME_TOKEN_CHARS
-        claims = (await (tokens.redeem if redeem else tokens.peek)(body.token)) if known else None
-        if claims is None:
-            raise CodedError(ErrorCode.UNAUTHORIZED, "this link was used already or has expired", reason="used")
-        return claims
+        return validate(OneTimeLogin, await json_body(request, max_bytes=1024))
 
     async def peek(self, request: web.Request) -> web.Response:
         """Whose identity a one-time link opens, leaving it unused: the page asks before a link
         replaces an identity of this browser that would leave its sessions behind."""
-        claims = await self._link_claims(request, redeem=False)
+        body = await self._link_body(request)
+        claims = await self._s.login_tokens.peek(body.token) if len(body.token) in ONE_TIME_TOKEN_CHARS else None
+        if claims is None:
+            raise CodedError(ErrorCode.UNAUTHORIZED, USED, reason="used")
         if not claims.get("device_link") and int(claims["exp"]) <= int(self._s.clock.now_s()):
             raise CodedError(ErrorCode.UNAUTHORIZED, "the token that asked for this login link has expired")
         profile = await self._s.identities.profile(claims["sub"])
@@ -294,17 +294,31 @@ class AuthRoutes:
         new device of the link's user, with the asking token's permissions (never ``admin``, which
         comes from the user's profile). A bot link is refused once its asking token has expired.
         """
-        claims = await self._link_claims(request, redeem=True)
+        body = await self._link_body(request)
+        tokens = self._s.login_tokens
+        attempt = body.attempt or ""
+        known = len(body.token) in ONE_TIME_TOKEN_CHARS
+        redeemed = await tokens.redeem(body.token, attempt) if known else None
+        if redeemed is None:
+            raise CodedError(ErrorCode.UNAUTHORIZED, USED, reason="used")
+        claims = redeemed.claims
         if claims.get("device_link"):
-            return await self.new_device(request, claims["sub"], claims["grant"], status=200)
-        if int(claims["exp"]) <= int(self._s.clock.now_s()):
+            grant = claims["grant"]
+        elif int(claims["exp"]) <= int(self._s.clock.now_s()):
             raise CodedError(ErrorCode.UNAUTHORIZED, "the token that asked for this login link has expired")
-        grant = {
-            "perms": [p for p in claims.get("perms", ()) if p != Permission.ADMIN.value],
-            "guest": bool(claims.get("guest", False)),
-            "telegram_user_id": claims.get("telegram_user_id", ""),
-        }
-        return await self.new_device(request, claims["sub"], grant, status=200)
+        else:
+            grant = {
+                "perms": [p for p in claims.get("perms", ()) if p != Permission.ADMIN.value],
+                "guest": bool(claims.get("guest", False)),
+                "telegram_user_id": claims.get("telegram_user_id", ""),
+            }
+        # The same page sending its redemption again: the device its first try opened never
+        # reached it (the answer was lost), so that one is signed out and this one opened.
+        if redeemed.replaces and await self._s.identities.revoke(claims["sub"], redeemed.replaces):
+            self._s.tokens.revoked_families |= {redeemed.replaces}
+        response = await self.new_device(request, claims["sub"], grant, status=200)
+        await tokens.opened(body.token, attempt, TokenAnswer.model_validate_json(response.text or "{}").device_id)
+        return response
 
     async def logout(self, request: web.Request) -> web.Response:
         """Sign this device out (its cookie's family, else the bearer token's device)."""

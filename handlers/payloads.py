@@ -176,6 +176,9 @@ class OneTimeLogin(Payload):
     such as a link cut short in a copy, is simply unknown: ``401`` with ``reason: "used"``)."""
 
     token: str = Field(max_length=1024)
+    # One per page visit, sent with the token: the same page sending its redemption again (its
+    # answer lost) is that redemption, not a link used already (POST /api/auth/one_time).
+    attempt: RequestId | None = None
 
 
 # The lengths a one-time link's token can have; another text is known to be none.

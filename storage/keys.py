@@ -171,6 +171,12 @@ class Keys:
         """One-time login token (stored by hash, never in clear)."""
         return f"{self.prefix}:login:{token_hash}"
 
+    def login_redeemed(self, token_hash: str) -> str:
+        """String with a short TTL: a redeemed one-time token's claims, the hash of the attempt id
+        its redeeming page sent and the device it opened, so that the same page resending the
+        same redemption (its answer lost) gets a device instead of ``used``."""
+        return f"{self.prefix}:login_redeemed:{token_hash}"
+
     # --- patterns ----------------------------------------------------------------------
     def pattern_players(self, session_id: str) -> str:
         """Hash of the players present in a pattern session: player id -> JSON (name, colour, expiry)."""
