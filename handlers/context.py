@@ -117,6 +117,8 @@ class Limits:
     signins_per_min: int
     # Jobs the guests of one client address may queue per minute (SESSIONHUB_JOBS_PER_MIN_PER_ADDRESS).
     jobs_per_min_per_address: int = 60
+    # New Idempotency-Keys the guests of one address claim per UTC day (answers kept a day).
+    idempotency_keys_per_day_per_address: int = 20_000
     # Refusals over the event rate within the window that disconnect a connection ("flood").
     flood_refusals: int = 200
     flood_window_s: float = 10.0

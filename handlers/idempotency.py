@@ -22,6 +22,11 @@ from handlers.http_common import RouteHandler, bearer_claims, client_address
 from handlers.openapi_registry import IDEMPOTENCY_KEY, REPLAYED
 from protocol.errors import CodedError, ErrorCode
 from storage.idempotency import MAX_ANSWERS_PER_CALLER, IdempotentAnswers, InProgress, StoredAnswer
+from storage.ratelimit import DAY_S, Counted, Refused
+
+# New keys (answers kept a day) the guests of one client address claim per UTC day, together:
+# SESSIONHUB_IDEMPOTENCY_KEYS_PER_DAY_PER_ADDRESS.
+KEYS_DAY_BUCKET = "idempotency_day"
 
 HEADER = IDEMPOTENCY_KEY.name
 REPLAYED_HEADER = REPLAYED
@@ -76,15 +81,63 @@ def idempotent(
             raise CodedError(ErrorCode.CONFLICT, f"a request with this {HEADER} is still running") from None
         if stored is not None:
             return replay(stored)
-        async with answers.running(scope, owner, key):
-            return await _first(
-                request,
-                handler,
-                lambda a: answers.store(scope, owner, key, a),
-                lambda: answers.release(scope, owner, key),
-            )
+        try:
+            counted = await guests_day(services, request, owner)
+        except BaseException:
+            with contextlib.suppress(Exception):  # the claim expires on its own if Redis is gone
+                await answers.release(scope, owner, key)
+            raise
+        try:
+            async with answers.running(scope, owner, key):
+                response = await _first(
+                    request,
+                    handler,
+                    lambda a: answers.store(scope, owner, key, a),
+                    lambda: answers.release(scope, owner, key),
+                )
+        except BaseException:
+            if counted is not None:
+                await services.limiter.give_back(counted)
+            raise
+        if counted is not None and not _kept(response):
+            await services.limiter.give_back(counted)
+        return response
 
     return wrapper
+
+
+async def guests_day(services: Services, request: web.Request, owner: str) -> Counted | None:
+    """Count a guest's new key for its client address in the UTC day (None: not a guest's).
+
+    Each caller keeps its :data:`MAX_ANSWERS_PER_CALLER` newest keys per route (~1 KB of Redis
+    each, a day), but guest tokens are free to mint: measured, one guest stored 1,000 answers of
+    ``/session`` commands in about a second, and the guests of one address (1000 a day) could
+    keep a million answers a route, about a gigabyte. Past the address's day, a new key is
+    ``rate_limited`` to the day's end, nothing run or stored (a repeat of a kept key is still
+    answered; a request without the key runs as ever)."""
+    if not owner.startswith("u:"):
+        return None  # keyed by address (the pattern API): that bound is per address already
+    try:
+        claims = bearer_claims(request, services.tokens, services.clock)
+    except CodedError:
+        return None
+    if not claims.guest:
+        return None
+    limit = services.limits.idempotency_keys_per_day_per_address
+    address = client_address(request, trust_forwarded_for=services.trust_forwarded_for)
+    taken = await services.limiter.take(KEYS_DAY_BUCKET, address, limit=limit, window_s=DAY_S)
+    if isinstance(taken, Refused):
+        raise CodedError(
+            ErrorCode.RATE_LIMITED,
+            f"at most {limit} new {HEADER}s a day from this address; try again tomorrow",
+            retry_after_s=taken.retry_after_s,
+        )
+    return taken
+
+
+def _kept(response: web.StreamResponse) -> bool:
+    """Whether :func:`_first` stored ``response`` (a 2xx with a body in memory)."""
+    return 200 <= response.status < 300 and isinstance(getattr(response, "body", None), bytes)
 
 
 def replay(stored: StoredAnswer) -> web.Response:
@@ -107,7 +160,7 @@ async def _first(
             await release()
         raise
     body = response.body if isinstance(response, web.Response) else None
-    if 200 <= response.status < 300 and isinstance(body, bytes):
+    if _kept(response) and isinstance(body, bytes):
         await store(StoredAnswer(response.status, response.content_type, body.decode("utf-8", "replace")))
     else:
         with contextlib.suppress(Exception):

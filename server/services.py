@@ -115,6 +115,7 @@ def limits_from(settings: Settings) -> Limits:
         creates_per_min=settings.creates_per_min,
         creates_per_min_per_address=settings.creates_per_min_per_address,
         jobs_per_min_per_address=settings.jobs_per_min_per_address,
+        idempotency_keys_per_day_per_address=settings.idempotency_keys_per_day_per_address,
         creates_per_day=settings.patterns_creates_per_day,
         list_limit=settings.list_limit,
         max_materials=settings.max_materials,

@@ -87,6 +87,8 @@ class Settings(BaseSettings):
     creates_per_min_per_address: int = Field(default=30, ge=1)
     # Jobs (Done, post-processing, tasks) the guests of one address queue per minute together.
     jobs_per_min_per_address: int = Field(default=60, ge=1)
+    # New Idempotency-Keys (each an answer kept a day) the guests of one address claim per UTC day.
+    idempotency_keys_per_day_per_address: int = Field(default=20_000, ge=1)
 
     stream_maxlen: int = Field(default=1000, ge=10)
     durability: Durability = Durability.MEMORY
