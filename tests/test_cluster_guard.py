@@ -8,7 +8,7 @@ import asyncio
 import logging
 import signal
 import time
-from collections.abc import AsyncIterator, Awaitable, Iterator
+from collections.abc import AsyncIterator, Awaitable
 from pathlib import Path
 
 import aiohttp
@@ -21,7 +21,7 @@ from handlers.metrics import Metrics
 from handlers.storage_guard import StorageGuard
 from server.services import connect_redis
 from storage.clock import Clock
-from tests.cluster import RedisCluster, running_cluster, wait_until
+from tests.cluster import RedisCluster, wait_until
 from tests.conftest import start_server
 
 pytestmark = pytest.mark.timeout(90)
@@ -30,10 +30,8 @@ pytestmark = pytest.mark.timeout(90)
 ADMIT_BOUND_S = 20.0
 
 
-@pytest.fixture
-def cluster(tmp_path: Path) -> Iterator[RedisCluster]:
-    with running_cluster(tmp_path / "cluster") as made:
-        yield made
+# The cluster: tests/cluster_fixtures.py's, 3 masters without a replica (no failover).
+CLUSTER_REPLICAS = 0
 
 
 @pytest_asyncio.fixture

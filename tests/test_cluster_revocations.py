@@ -17,8 +17,6 @@ from handlers.connection import Connections
 from handlers.revocation_watch import RevocationWatch
 from server.identity import token_service
 from server.services import build_services, connect_redis
-from tests.cluster import RedisCluster, running_cluster
-from tests.conftest import start_server
 from tests import helpers
 from tests.helpers import Client, RedisProcess, ServerUnderTest
 
@@ -159,21 +157,10 @@ async def test_a_node_of_the_version_before_the_log_sees_the_revocations_too(
     assert watch._s.tokens.revoked_families == frozenset([*revoked, earlier_node_wrote])
 
 
-@pytest.fixture
-def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisCluster]:
-    with running_cluster(tmp_path_factory.mktemp("cluster"), masters=3) as made:
-        yield made
-
-
-@pytest_asyncio.fixture
-async def nodes(cluster: RedisCluster, tmp_path: Path) -> AsyncIterator[list[ServerUnderTest]]:
-    servers = [
-        await start_server(cluster.url, tmp_path / f"node{i}", redis_cluster=True, revocation_poll_s=0.05)
-        for i in range(2)
-    ]
-    yield servers
-    for server in servers:
-        await server.stop()
+# The cluster and its two nodes: tests/cluster_fixtures.py's, 3 masters without a replica, and
+# nodes that read the revocation log every 50 ms.
+CLUSTER_REPLICAS = 0
+NODE_SETTINGS = {"revocation_poll_s": 0.05}
 
 
 async def test_a_device_revoked_on_one_node_is_signed_out_on_the_other(nodes: list[ServerUnderTest]) -> None:
