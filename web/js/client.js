@@ -352,11 +352,11 @@ export async function peekLoginToken(loginToken) {
 }
 
 /** POST a one-time link's token to `path` as a page request; its answer, or an ApiError. */
-async function postLoginToken(path, loginToken) {
+async function postLoginToken(path, loginToken, attempt = undefined) {
   const response = await request(path, {
     method: "POST",
     headers: PAGE_HEADERS,
-    body: JSON.stringify({ token: loginToken }),
+    body: JSON.stringify(attempt ? { token: loginToken, attempt } : { token: loginToken }),
     credentials: "same-origin",
   });
   const body = await readJson(response);
@@ -369,7 +369,20 @@ async function postLoginToken(path, loginToken) {
  * Rejects with ApiError (`unauthorized` when the link was used or has expired).
  */
 export async function signInWithLoginToken(loginToken) {
-  const body = await postLoginToken("/api/auth/one_time", loginToken);
+  // A redemption whose answer is lost (the network dropped: the server used the link up and
+  // opened a device whose cookie never came) is sent again with the same attempt id after the
+  // refresh's pauses: within a minute the server answers it with a device (PROTOCOL, one_time).
+  const attempt = freshId();
+  let body;
+  for (const waitMs of [...REFRESH_RETRY_MS, null]) {
+    try {
+      body = await postLoginToken("/api/auth/one_time", loginToken, attempt);
+      break;
+    } catch (err) {
+      if (waitMs === null || err.status !== 0) throw err; // an answer (a refusal) is final
+      await sleep(waitMs);
+    }
+  }
   // A device link opens a device (its cookie came with this answer); a bot link gives a bare token.
   if (body.device_id) {
     rememberIdentity(body);
