@@ -7,6 +7,7 @@
 import { $, api, call, connect, download, isOffline, showConnection, subscribeSession, whileBusy } from "./client.js";
 import { reconcile, setText } from "./keyed.js";
 import { OrphanBanner } from "./orphan_banner.js";
+import { sendPress } from "./resend.js";
 
 const SVG = "http://www.w3.org/2000/svg";
 const PAGE_SIZE = 20;
@@ -403,16 +404,24 @@ async function clearAll() {
     // Offline, the call waits for the connection (up to its timeout): said at once, not after it.
     clearStatus(offline ? "Offline: your history is deleted when the connection is back…" : "Deleting your history…");
     try {
-      await call(socket, "listening_clear", { session_id: historyId, confirm: true });
+      // Sent, never answered (a stalled network, a lost connection): maybe deleted, maybe not.
+      // Pressed again, Delete all would also delete what was played since; this press is sent
+      // again instead, as itself (its request id), until answered: the server deletes once.
+      await sendPress(
+        socket,
+        "listening_clear",
+        { session_id: historyId, confirm: true },
+        {
+          onResend: (err) =>
+            clearStatus(
+              `${err.message} Delete all is being sent again once the connection is back, as the same press: nothing played since is deleted.`,
+            ),
+        },
+      );
       clearStatus("Your history was deleted.");
     } catch (err) {
       clearStatus("");
-      // Pressed again, Delete all would also delete what was played since: said before it is.
-      if (err.details?.unconfirmed)
-        showError(
-          "Delete all not confirmed: the server did not answer in time (the connection may be stalled). If your history is not empty once the connection is back, press Delete all history again (it deletes whatever is listed then).",
-        );
-      else showError(`Delete failed: ${err.message}`);
+      showError(`Delete failed: ${err.message}`);
     } finally {
       if (offline) owed -= 1;
     }
