@@ -37,7 +37,11 @@ OPERATIONS: tuple[Operation, ...] = (
         "delete", "/api/listening/sessions/{id}", "Delete one listening session", statuses=(400, 403, 404, 409, 503)
     ),
     _listening(
-        "post", "/api/listening/clear", "Delete the whole history ({confirm: true})", body=ClearBody, statuses=WRITE
+        "post",
+        "/api/listening/clear",
+        "Delete the whole history ({confirm: true}; a request_id makes a resend that press)",
+        body=ClearBody,
+        statuses=WRITE,
     ),
     _listening(
         "get", "/api/listening/stats", "Totals, per item, per local day, streaks", query=StatsQuery, statuses=READ
