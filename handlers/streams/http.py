@@ -26,6 +26,7 @@ from handlers.streams.payloads import ClipEdit, ClipRequest, CreateStream, State
 from handlers.streams.queries import ClearQuery, MomentsRouteQuery, OwnClipsQuery, ReviewQuery
 from handlers.streams.settings import ClipSettings
 from handlers.streams.slices import filtered, json_answer, mapped, released
+from handlers.streams.whole_reads import WholeReads
 from handlers.context import Services
 from handlers.http_common import bearer_claims, client_address, guarded, json_body
 from handlers.idempotency import idempotent
@@ -70,6 +71,8 @@ class StreamRoutes:
         self._s = services
         self._streams = streams
         self._settings = settings
+        # Reads of every clip (review, moments): a few per user at once, the others wait.
+        self._whole_reads = WholeReads()
 
     def register(self, app: web.Application) -> None:
         """Attach the routes to ``app``."""
@@ -181,36 +184,37 @@ class StreamRoutes:
         claims = self._claims(request)
         await owned(self._streams, claims, session_id)
         query = parse_query(ReviewQuery, request)
-        session, clips, position = await self._streams.clips(session_id)
-        if session is None:
-            raise CodedError(ErrorCode.SESSION_NOT_FOUND, "no such session")
-        if query.clipped_only:
-            every = clips
-            clips = await filtered(_clipped, every)
-            await released(every)
-        names = await viewer_names(self._s.identities, clips)
-        # Grouped in one pass (each segment scanning every clip was segments x clips steps), the
-        # rows and the text made in slices: a raid's clips never hold the loop (handlers.streams.slices).
-        by_segment: dict[int, list[dict[str, Any]]] = {}
+        async with self._whole_reads.slot(claims.sub):
+            session, clips, position = await self._streams.clips(session_id)
+            if session is None:
+                raise CodedError(ErrorCode.SESSION_NOT_FOUND, "no such session")
+            if query.clipped_only:
+                every = clips
+                clips = await filtered(_clipped, every)
+                await released(every)
+            names = await viewer_names(self._s.identities, clips)
+            # Grouped in one pass (each segment scanning every clip was segments x clips steps), the
+            # rows and the text made in slices: a raid's clips never hold the loop (handlers.streams.slices).
+            by_segment: dict[int, list[dict[str, Any]]] = {}
 
-        def row(clip: Clip) -> None:
-            by_segment.setdefault(clip.segment_index, []).append(attributed(clip, names))
+            def row(clip: Clip) -> None:
+                by_segment.setdefault(clip.segment_index, []).append(attributed(clip, names))
 
-        await mapped(row, clips)
-        clip_count = len(clips)
-        await released(clips)
-        segments = [{**segment, "clips": by_segment.get(segment["index"], [])} for segment in session.segments]
-        body = {
-            "session": full(self._s, session, claims),
-            "segments": segments,
-            "clip_count": clip_count,
-            "epoch": position.epoch,
-            "offset": position.offset,
-        }
-        response = await json_answer(request, body, depth=4)  # body, segments, a segment, its clips
-        for rows in by_segment.values():
-            await released(rows)
-        return response
+            await mapped(row, clips)
+            clip_count = len(clips)
+            await released(clips)
+            segments = [{**segment, "clips": by_segment.get(segment["index"], [])} for segment in session.segments]
+            body = {
+                "session": full(self._s, session, claims),
+                "segments": segments,
+                "clip_count": clip_count,
+                "epoch": position.epoch,
+                "offset": position.offset,
+            }
+            response = await json_answer(request, body, depth=4)  # body, segments, a segment, its clips
+            for rows in by_segment.values():
+                await released(rows)
+            return response
 
     async def own_clips(self, request: web.Request) -> web.Response:
         """The caller's own clips in the session (any token: a viewer coming back, on any device),
@@ -236,26 +240,27 @@ class StreamRoutes:
         await owned(self._streams, claims, session_id)
         query = parse_query(MomentsRouteQuery, request)
         window_s, sort = query.window(self._settings), query.sort
-        _, clips, position = await self._streams.clips(session_id)
-        if query.clipped_only:
-            every = clips
-            clips = await filtered(_clipped, every)
-            await released(every)
-        moments = await grouped_moments(clips, window_s=window_s, sort=sort)
-        await released(clips)
-        rows = await mapped(lambda m: _capped(m.public(), notes=query.notes, ids=query.ids), moments)
-        await released(moments)
-        body = {
-            "session_id": session_id,
-            "window_s": window_s,
-            "sort": sort,
-            "moments": rows,
-            "epoch": position.epoch,
-            "offset": position.offset,
-        }
-        response = await json_answer(request, body, depth=2)  # body, its moments
-        await released(rows)
-        return response
+        async with self._whole_reads.slot(claims.sub):
+            _, clips, position = await self._streams.clips(session_id)
+            if query.clipped_only:
+                every = clips
+                clips = await filtered(_clipped, every)
+                await released(every)
+            moments = await grouped_moments(clips, window_s=window_s, sort=sort)
+            await released(clips)
+            rows = await mapped(lambda m: _capped(m.public(), notes=query.notes, ids=query.ids), moments)
+            await released(moments)
+            body = {
+                "session_id": session_id,
+                "window_s": window_s,
+                "sort": sort,
+                "moments": rows,
+                "epoch": position.epoch,
+                "offset": position.offset,
+            }
+            response = await json_answer(request, body, depth=2)  # body, its moments
+            await released(rows)
+            return response
 
     async def edit(self, request: web.Request) -> web.Response:
         """Mark clipped / unclipped or edit the note (the owner only)."""
