@@ -43,7 +43,7 @@ export async function sendPress(socket, event, payload, { onSlow, onResend } = {
 }
 
 /** Resolves RESEND_AFTER_MS from now once `socket` is connected (at once if it is then). */
-function connectedAgain(socket) {
+export function connectedAgain(socket) {
   return new Promise((resolve) => {
     setTimeout(() => {
       if (socket.connected) resolve();

@@ -24,6 +24,7 @@ import {
 import { STATE_LABELS, hms, idFromPath } from "./clip_format.js";
 import { reconcile, setText } from "./keyed.js";
 import { OrphanBanner } from "./orphan_banner.js";
+import { connectedAgain, unanswered } from "./resend.js";
 
 const FEED_LIMIT = 50;
 const orphanBanner = new OrphanBanner();
@@ -32,6 +33,8 @@ const MOMENTS_DELAY_MS = 400;
 const MOMENTS_FIRST_WAIT_MS = 1000;
 const VALID_ACTIONS = { created: ["start", "end"], active: ["pause", "end"], paused: ["resume", "end"], ended: [] };
 const ACTION_CONFIRM = { end: "End the stream session? Viewers can no longer clip, and this is final." };
+// The state each action moves the stream to.
+const ACTION_TARGET = { start: "active", pause: "paused", resume: "active", end: "ended" };
 
 const ui = {
   loading: $("loading"),
@@ -179,7 +182,7 @@ async function onAction(event) {
   const offline = sayIfOffline(label);
   if (!offline) notice("");
   try {
-    await call(socket, "stream_set_state", { session_id: sessionId, action });
+    await sendAction(action, label);
     notice(offline ? `Back online: ${label} is done.` : "");
   } catch (err) {
     notice(`${action} failed: ${err.message}`, "error");
@@ -188,6 +191,26 @@ async function onAction(event) {
     if (offline) owed -= 1;
     for (const button of buttons) button.disabled = false;
     if (hadFocus) settleActionFocus(pressed);
+  }
+}
+
+/**
+ * Send a state action until it is answered. One sent but not answered (a stalled network, a
+ * connection lost before the answer) is sent again once the connection is back: if the first
+ * reached the server, the resend is refused invalid_state naming the state the action moves to
+ * (PROTOCOL, Sending a write again), which is the action done, not a failure.
+ */
+async function sendAction(action, label) {
+  const payload = { session_id: sessionId, action };
+  for (let attempt = 0; ; attempt += 1) {
+    try {
+      return await call(socket, "stream_set_state", payload);
+    } catch (err) {
+      if (attempt > 0 && err.code === "invalid_state" && err.details?.state === ACTION_TARGET[action]) return;
+      if (!unanswered(err)) throw err;
+      notice(`${err.message} ${label} is being sent again once the connection is back: it is applied once.`, "error");
+      await connectedAgain(socket);
+    }
   }
 }
 
