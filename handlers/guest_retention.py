@@ -35,6 +35,7 @@ from redis.exceptions import BusyLoadingError, ClusterDownError, DataError, Read
 from handlers.admin.deletion import SessionDeleter
 from handlers.background import STOP_WAIT_S, cancelled, stop_if_cancelled
 from handlers.context import Services
+from handlers.log_throttle import LogThrottle
 from protocol.errors import CodedError
 from storage.admin.repository import AdminStore
 from storage.failures import REDIS_AWAY
@@ -44,6 +45,9 @@ from storage.streams.repository import KIND as STREAM
 from storage.voice.repository import KIND as VOICE
 
 log = logging.getLogger(__name__)
+# A store with many bad records must not write a traceback each: the first of each cause is
+# logged with the session's id, the others are counted and said once a minute.
+_unreadable_log = LogThrottle(log)
 
 # Errors Redis answers about itself mid-change (a failover, a restart still loading, a moving
 # slot): they pass as Redis comes back. Any other answer (a script's error, a wrong type) is
@@ -127,7 +131,9 @@ class GuestSweeper:
         swept = Swept()
         await self._release_held()
         if not self._backfilled:
-            self._backfilled = await self.index.backfill(limit=self.backfill_per_tick, kinds=GONE_WITH_OWNER)
+            self._backfilled = await self.index.backfill(
+                limit=self.backfill_per_tick, kinds=GONE_WITH_OWNER, skip=self._unreadable
+            )
         for user_id in await self.index.idle(idle_ms=self.idle_ms, limit=guests):
             budget = sessions - swept.sessions_deleted
             if budget <= 0:
@@ -151,6 +157,17 @@ class GuestSweeper:
                 await self.index.later(user_id, idle_ms=self.idle_ms, delay_ms=RETRY_LATER_MS)
                 await self.index.release(user_id)
         return swept
+
+    def _unreadable(self, session_id: str, exc: Exception) -> bool:
+        """Whether the listing of older guests passes by a session it could not read: yes, logged,
+        unless Redis was away (the pass ends; the listing resumes at that page next pass)."""
+        stop_if_cancelled(exc)
+        if redis_away(exc):
+            return False
+        _unreadable_log.exception(
+            f"guest sweep: session {session_id} could not be read while listing older guests; skipped", exc
+        )
+        return True
 
     async def _let_go(self, user_id: str) -> None:
         """Release the lease of a guest whose sweep met Redis away, now or (Redis not answering

@@ -309,3 +309,77 @@ async def test_a_guest_whose_data_redis_refuses_is_put_off_a_day_and_the_pass_go
 )
 def test_only_redis_itself_away_ends_the_pass(exc: Exception, away: bool) -> None:
     assert redis_away(exc) is away
+
+
+async def test_the_start_up_listing_skips_a_record_it_cannot_read_and_the_guests_are_swept(
+    gserver: ServerUnderTest,  # noqa: F811
+    http: aiohttp.ClientSession,  # noqa: F811
+    redis: Redis,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """The one-time listing of the guests that owned sessions before the index of guests
+    (GuestIndex.backfill) reads every session record of the global index. A session key of the
+    wrong type (a string) and a record it cannot parse (created_at 'yesterday') among good ones:
+    each is logged (once, its cause's repeats counted) and skipped, the listing goes on to the
+    end, and the older guests are swept. It used to raise at the first, at every pass, for good:
+    no guest was ever swept."""
+    keys = gserver.services.keys
+    _, first = await owning_guest(gserver, http)
+    _, wrong_type = await owning_guest(gserver, http)
+    _, unparseable = await owning_guest(gserver, http)
+    _, last = await owning_guest(gserver, http)
+    for ids in (first, wrong_type, unparseable, last):  # as the version before the index left them
+        await redis.zrem(keys.guests_owning(), ids["user"])
+        await redis.persist(keys.user_profile(ids["user"]))
+    await redis.delete(keys.session(wrong_type["voice"]))
+    await redis.set(keys.session(wrong_type["voice"]), "not a hash")
+    await redis.hset(keys.session(unparseable["stream"]), "created_at", "yesterday")
+    gone_for(gserver, GONE_S)
+    guests = sweeper(gserver)
+    with caplog.at_level("ERROR", logger="handlers.guest_retention"):
+        ticks = [await guests.sweep() for _ in range(3)]
+    assert await redis.get(keys.guests_backfill()) == "done"
+    assert sum(t.guests_forgotten for t in ticks) >= 2, ticks
+    for ids in (first, last):
+        assert await redis.zscore(keys.guests_owning(), ids["user"]) is None
+        assert not await redis.exists(keys.user_profile(ids["user"]))
+        for kind in ("voice", "stream", "listening"):
+            assert not await redis.exists(keys.session(ids[kind])), kind
+    # The guests of the bad records were listed by their other sessions, and swept as far as
+    # their data lets them: the unparseable one whole, the wrong-typed one put off a day.
+    assert not await redis.exists(keys.user_profile(unparseable["user"]))
+    assert await redis.zscore(keys.guests_owning(), wrong_type["user"]) is not None
+    skipped = [r for r in caplog.records if "could not be read" in r.getMessage()]
+    assert len(skipped) == 2, [r.getMessage() for r in skipped]  # one line each, not one per pass
+    assert any(wrong_type["voice"] in r.getMessage() for r in skipped)
+    assert any(unparseable["stream"] in r.getMessage() for r in skipped)
+
+
+async def test_the_start_up_listing_ends_the_pass_when_redis_is_away_and_resumes_where_it_was(
+    gserver: ServerUnderTest,  # noqa: F811
+    http: aiohttp.ClientSession,  # noqa: F811
+    redis: Redis,
+) -> None:
+    """Redis away mid-listing is not a bad record: the pass ends (nothing skipped), and the next
+    lists the guest from where the listing was."""
+    keys = gserver.services.keys
+    _, old = await owning_guest(gserver, http)
+    await redis.zrem(keys.guests_owning(), old["user"])
+    await redis.persist(keys.user_profile(old["user"]))
+    gone_for(gserver, GONE_S)
+    guests = sweeper(gserver)
+    list_owner = guests.index._list_owner
+
+    async def redis_gone(session_id: str, kinds: frozenset[str]) -> None:
+        raise RedisConnectionError("Connection refused")
+
+    guests.index._list_owner = redis_gone  # type: ignore[method-assign]
+    try:
+        with pytest.raises(RedisConnectionError):
+            await guests.sweep()
+    finally:
+        guests.index._list_owner = list_owner  # type: ignore[method-assign]
+    assert await redis.get(keys.guests_backfill()) is None  # not skipped past
+    swept = await guests.sweep()
+    assert swept.guests_forgotten == 1, swept
+    assert not await redis.exists(keys.session(old["voice"]))

@@ -11,6 +11,7 @@ slot: the user's own keys share ``{u:<id>}``; each device, and the index, are st
 from __future__ import annotations
 
 import enum
+from collections.abc import Callable
 from typing import Any, cast
 
 from redis.asyncio import Redis
@@ -42,13 +43,21 @@ class GuestIndex:
         found: Any = await self._redis.zrangebyscore(self._keys.guests_owning(), "-inf", cutoff_ms, start=0, num=limit)
         return [str(user_id) for user_id in found]
 
-    async def backfill(self, *, limit: int, kinds: frozenset[str]) -> bool:
+    async def backfill(
+        self, *, limit: int, kinds: frozenset[str], skip: Callable[[str, Exception], bool] | None = None
+    ) -> bool:
         """List the guests that came to own a session of ``kinds`` before this index existed (they
         were kept for good then), by their last visit as their devices say; ``limit`` sessions of
         the global index read per call, from where the last call stopped. True once all are read.
 
         Listing one twice is harmless (``NX``), so a call cut off midway, or two nodes at once,
         only read some sessions again.
+
+        A session whose record (or its owner's) cannot be read (a key of another type, a
+        ``created_at`` that is no number) goes to ``skip``: True passes it by and the listing goes
+        on; False (Redis away: the caller decides) re-raises, and the next call starts at this page
+        again. Without ``skip`` every failure raises. One bad record must not stop the listing, or
+        every later pass would fail at it for good.
         """
         k = self._keys
         cursor: Any = await self._redis.get(k.guests_backfill())
@@ -57,7 +66,11 @@ class GuestIndex:
         low = cursor or "-inf"  # inclusive: the ties of the last page's last score again
         page: Any = await self._redis.zrangebyscore(k.all_sessions(), low, "+inf", start=0, num=limit, withscores=True)
         for session_id, _ in page:
-            await self._list_owner(str(session_id), kinds)
+            try:
+                await self._list_owner(str(session_id), kinds)
+            except Exception as exc:
+                if skip is None or not skip(str(session_id), exc):
+                    raise
         if len(page) < limit:
             await self._redis.set(k.guests_backfill(), "done")
             return True
