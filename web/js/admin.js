@@ -473,19 +473,54 @@ async function recalculate() {
 
 // --- token ------------------------------------------------------------------------------
 
-function useToken(event) {
+let checkingToken = false;
+
+/**
+ * Sign in with a pasted token: kept only once the server has taken it for this page. A token
+ * that is expired, not this server's, or without the admin permission is refused in words and
+ * nothing is stored: keeping it signed the whole browser in as whoever it names (a person's
+ * token pasted by mistake became this browser's identity on every page), and the page then said
+ * only that it needed an admin token.
+ */
+async function useToken(event) {
   event.preventDefault();
+  if (checkingToken) return;
+  const say = (words) => {
+    $("forbidden-message").textContent = words;
+  };
   const token = $("token-input").value.trim();
   let exp;
   try {
     const payload = JSON.parse(atob(token.split(".")[1].replace(/-/g, "+").replace(/_/g, "/")));
     exp = Number(payload.exp);
   } catch {
-    $("forbidden-message").textContent = "That is not a token.";
+    say("That is not a token.");
     return;
   }
-  keepToken(token, { expiresAt: exp });
-  location.reload();
+  if (Number.isFinite(exp) && exp <= Date.now() / 1000) {
+    say("That token has expired. Make a new one and paste it here.");
+    return;
+  }
+  checkingToken = true;
+  say("Checking the token…");
+  try {
+    const response = await fetch("/admin/metrics", {
+      headers: { Authorization: `Bearer ${token}`, Accept: "application/json" },
+    });
+    if (response.ok) {
+      keepToken(token, { expiresAt: exp });
+      location.reload();
+      return;
+    }
+    if (response.status === 401)
+      say("This server does not take that token (revoked, expired, or made for another server).");
+    else if (response.status === 403) say("That token does not have the admin permission.");
+    else say(`The token could not be checked (the server answered ${response.status}). Try again.`);
+  } catch {
+    say("The token could not be checked: the server cannot be reached. Try again.");
+  } finally {
+    checkingToken = false;
+  }
 }
 
 // --- sorting by the column headers -----------------------------------------------------------
