@@ -10,6 +10,9 @@ from __future__ import annotations
 
 import asyncio
 import time
+from typing import Any
+
+import pytest
 
 from playwright.async_api import Page, Route, expect
 from redis.asyncio import Redis
@@ -17,7 +20,8 @@ from redis.asyncio import Redis
 from auth.permissions import Permission
 from tests.admin.test_http import admin_token
 from tests.browser import Tab
-from tests.helpers import ServerUnderTest
+from tests.helpers import Client, ServerUnderTest
+from tests.web_pages import visit
 
 SIGN_IN = "Sign in with a token that has the admin permission."
 NARROWEST = {"width": 320, "height": 640}
@@ -152,3 +156,66 @@ async def test_the_check_of_a_pasted_token_says_so_and_a_lost_answer_is_said_and
     assert await tab.stored_token() is None
     await page.keyboard.press("Enter")  # the focus is still in the field: Enter again
     await expect(page.locator("#dashboard")).to_be_visible()
+
+
+# Each control the keyboard reaches, as its focus ring is drawn: the ring's colour blended over
+# the surface behind it (the nearest background that is not transparent), and that surface.
+FOCUS_RINGS = """async (presses) => {
+  const rgba = (text) => {
+    const m = text.match(/rgba?\\(([^)]+)\\)/);
+    if (!m) return null;
+    const parts = m[1].split(/[ ,/]+/).filter(Boolean).map(Number);
+    return [parts[0], parts[1], parts[2], parts.length > 3 ? parts[3] : 1];
+  };
+  const surface = (element) => {
+    for (let e = element.parentElement; e; e = e.parentElement) {
+      const c = rgba(getComputedStyle(e).backgroundColor);
+      if (c && c[3] > 0) return c;
+    }
+    return [255, 255, 255, 1];
+  };
+  const luminance = ([r, g, b]) => {
+    const lin = (v) => ((v /= 255) <= 0.04045 ? v / 12.92 : ((v + 0.055) / 1.055) ** 2.4);
+    return 0.2126 * lin(r) + 0.7152 * lin(g) + 0.0722 * lin(b);
+  };
+  const rings = [];
+  for (let i = 0; i < presses; i += 1) {
+    await new Promise((done) => setTimeout(done, 0));
+    const e = document.activeElement;
+    if (!e || e === document.body || rings.some((r) => r.element === e)) continue;
+    const style = getComputedStyle(e);
+    const behind = surface(e);
+    const ring = rgba(style.outlineColor) ?? [0, 0, 0, 0];
+    const seen = ring.slice(0, 3).map((v, k) => v * ring[3] + behind[k] * (1 - ring[3]));
+    const [hi, lo] = [luminance(seen), luminance(behind)].sort((a, b) => b - a);
+    rings.push({
+      element: e,
+      name: e.tagName + (e.id ? "#" + e.id : "") + (e.className ? "." + e.className : ""),
+      style: style.outlineStyle,
+      width: parseFloat(style.outlineWidth),
+      contrast: (hi + 0.05) / (lo + 0.05),
+    });
+  }
+  return rings.map(({ element, ...rest }) => rest);
+}"""
+MIN_RING_CONTRAST = 3.0  # WCAG 1.4.11, non-text contrast: what shows the focus
+MIN_RING_PX = 2
+
+
+@pytest.mark.parametrize("name", ["admin-sign-in", "tg_auth", "history", "admin"])
+async def test_every_control_the_keyboard_reaches_shows_a_focus_ring_one_can_see(
+    name: str, server: ServerUnderTest, tab: Tab, clients: list[Client]
+) -> None:
+    page = await visit(tab, server, clients, name)
+    rings: list[dict[str, Any]] = []
+    for _ in range(40):  # Tab by Tab, each ring read while it is drawn
+        await page.keyboard.press("Tab")
+        rings += [r for r in await page.evaluate(FOCUS_RINGS, 1) if r["name"] not in {s["name"] for s in rings}]
+    assert rings, "the keyboard reaches nothing"
+    faint = [
+        r
+        for r in rings
+        if r["style"] != "auto"
+        and (r["style"] == "none" or r["width"] < MIN_RING_PX or r["contrast"] < MIN_RING_CONTRAST)
+    ]
+    assert not faint, faint

@@ -88,6 +88,11 @@ async def _admin(server: ServerUnderTest, clients: list[Client]) -> Visit:
     return Visit("/admin", ("#sessions tr", "#kinds tr"), admin_token(server), LONG_TTL_S)
 
 
+async def _admin_sign_in(server: ServerUnderTest, clients: list[Client]) -> Visit:
+    """/admin opened with no identity: its own sign-in form (no guest is made for it)."""
+    return Visit("/admin", ("#token-input", "#forbidden-message"))
+
+
 async def _api_docs(server: ServerUnderTest, clients: list[Client]) -> Visit:
     return Visit("/api-docs", ("#operations > *",))
 
@@ -107,6 +112,7 @@ PAGES: dict[str, Callable[[ServerUnderTest, list[Client]], Awaitable[Visit]]] = 
     "history": _history,
     "player": _player,
     "admin": _admin,
+    "admin-sign-in": _admin_sign_in,
     "api-docs": _api_docs,
     "tg_auth": _tg_auth,
 }
