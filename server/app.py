@@ -24,6 +24,7 @@ from handlers.health import MEMORY_READ_BOUND_S, HealthRoutes
 from handlers.http_common import FRONT_HOOKS, defer_continue, session_use_middleware
 from handlers.home import HomeRoutes
 from handlers.jwks_watch import JwksWatch
+from handlers.paced_bodies import paced_bodies
 from handlers.passkeys_http import PasskeyRoutes
 from handlers.patterns import capability as patterns
 from handlers.revocation_watch import RevocationWatch
@@ -182,6 +183,7 @@ def build_app(settings: Settings, *, services: Services) -> web.Application:
     app[METRICS_KEY] = services.metrics
     app[FRONT_HOOKS] = []
     app[IDLE_TIMEOUT_KEY] = settings.http_idle_timeout_s
+    app.middlewares.append(paced_bodies)  # outermost: every route's large answer, errors' included
     app.middlewares.append(session_use_middleware(services.sessions))
     sio.attach(app, SOCKETIO_PATH.strip("/"))
     add_routes(app, services, sio, bus, capabilities(settings))
