@@ -9,17 +9,19 @@ keyboard tests of every page look at it as well.
 from __future__ import annotations
 
 import asyncio
+import re
 import time
 from typing import Any
 
 import pytest
 
-from playwright.async_api import Page, Route, expect
+from playwright.async_api import Browser, Page, Route, expect
 from redis.asyncio import Redis
 
 from auth.permissions import Permission
 from tests.admin.test_http import admin_token
-from tests.browser import Tab
+from tests.browser import Tab, new_tab
+from tests.identity.test_web_link import device_link, guest_with_a_session
 from tests.helpers import Client, ServerUnderTest
 from tests.web_pages import visit
 
@@ -219,3 +221,52 @@ async def test_every_control_the_keyboard_reaches_shows_a_focus_ring_one_can_see
         and (r["style"] == "none" or r["width"] < MIN_RING_PX or r["contrast"] < MIN_RING_CONTRAST)
     ]
     assert not faint, faint
+
+
+async def test_tg_auth_says_when_it_sends_a_lost_redemption_again_and_when_none_came_back(
+    iserver: ServerUnderTest, browser: Browser
+) -> None:
+    """The device link's redemption whose answer the network lost is sent again (7c5cedf): the
+    page says so while it waits, and signs in once an answer comes. A browser that gets no answer
+    at all is told so in words, with what to do."""
+    phone, laptop, offline = [await new_tab(browser, iserver) for _ in range(3)]
+    try:
+        shown = await guest_with_a_session(phone, "Made on the phone")
+        # One redemption lost on the way out, the second held until the page has said it resent.
+        sent: list[Route] = []
+        resent: asyncio.Future[Route] = asyncio.get_running_loop().create_future()
+
+        async def lose_then_hold(route: Route) -> None:
+            sent.append(route)
+            if len(sent) == 1:
+                await route.abort("connectionreset")
+            elif not resent.done():
+                resent.set_result(route)
+            else:
+                await route.continue_()
+
+        await laptop.page.route("**/api/auth/one_time", lose_then_hold)
+        first_link = await device_link(shown, iserver)
+        page = await laptop.open(first_link)
+        await expect(page.locator("#login-status")).to_have_text(
+            "No answer from the server yet: sending your sign-in link again."
+        )
+        await expect(page.locator("#login-heading")).to_have_text("Signing in…")
+        await (await resent).continue_()
+        await expect(page).to_have_url(re.compile(r"/session(/[0-9a-f-]+)?$"))
+
+        async def never(route: Route) -> None:
+            await route.abort("connectionreset")
+
+        await offline.page.route("**/api/auth/one_time", never)
+        await shown.locator("#identity-link").click()  # a second link (the panel is open)
+        await expect(shown.locator("#identity-link-url")).not_to_have_value(iserver.url + first_link)
+        page = await offline.open((await shown.locator("#identity-link-url").input_value()).removeprefix(iserver.url))
+        await expect(page.locator("#login-heading")).to_have_text("Signing in failed")
+        await expect(page.locator("#login-status")).to_have_text(
+            "The server could not be reached, even after trying again. Check the connection, then open the link again."
+        )
+        assert await offline.stored_token() is None
+    finally:
+        for tab in (phone, laptop, offline):
+            await tab.page.context.close()

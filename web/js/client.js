@@ -366,9 +366,10 @@ async function postLoginToken(path, loginToken, attempt = undefined) {
 
 /**
  * Redeem a one-time link (a device link, or a chat bot's `/login` link) and keep what it gives.
- * Rejects with ApiError (`unauthorized` when the link was used or has expired).
+ * Rejects with ApiError (`unauthorized` when the link was used or has expired). `onRetry` is
+ * called before each redemption sent again, for the page to say so.
  */
-export async function signInWithLoginToken(loginToken) {
+export async function signInWithLoginToken(loginToken, { onRetry = () => {} } = {}) {
   // A redemption whose answer is lost (the network dropped: the server used the link up and
   // opened a device whose cookie never came) is sent again with the same attempt id after the
   // refresh's pauses: within a minute the server answers it with a device (PROTOCOL, one_time).
@@ -380,6 +381,7 @@ export async function signInWithLoginToken(loginToken) {
       break;
     } catch (err) {
       if (waitMs === null || err.status !== 0) throw err; // an answer (a refusal) is final
+      onRetry();
       await sleep(waitMs);
     }
   }

@@ -59,9 +59,22 @@ function redeem() {
   question.hidden = true;
   heading.textContent = "Signing in…";
   status.textContent = "Checking your sign-in link.";
-  signInWithLoginToken(loginToken).then(
+  // A redemption whose answer the network lost is sent again (client.js): the page says so, not
+  // "Checking your sign-in link." for seconds on end, and says what to do when none came back.
+  const onRetry = () => {
+    status.textContent = "No answer from the server yet: sending your sign-in link again.";
+  };
+  signInWithLoginToken(loginToken, { onRetry }).then(
     () => location.replace(next),
-    (err) => (err.code === "unauthorized" ? usedUp() : refused("Signing in failed", err.message)),
+    (err) => {
+      if (err.code === "unauthorized") usedUp();
+      else if (err.status === 0)
+        refused(
+          "Signing in failed",
+          "The server could not be reached, even after trying again. Check the connection, then open the link again.",
+        );
+      else refused("Signing in failed", err.message);
+    },
   );
 }
 
