@@ -165,6 +165,16 @@ class BotRoutes:
         ttl_s = min(self._s.limits.login_link_ttl_s, claims.exp - int(self._s.clock.now_s()))
         if ttl_s < 1:
             raise CodedError(ErrorCode.UNAUTHORIZED, "this token expires too soon to ask for a login link")
+        # Each link is a Redis key for its TTL: counted with the user's device links (the same
+        # bucket as POST /api/auth/link), else one user kept ~1,800 a second, 2.3 KB each, for 10 min.
+        await within(
+            self._s.limiter,
+            "link",
+            claims.sub,
+            limit=self._s.limits.signins_per_min,
+            window_s=60,
+            message="too many login links; wait a minute",
+        )
         token = await self._s.login_tokens.issue(claims.to_payload(), ttl_s=ttl_s)
         url = f"{base_url}/tg_auth?token={token}"
         return {"reply": url, "login_url": url, "expires_in_s": ttl_s}
