@@ -231,8 +231,8 @@ class Keys:
         return f"{self.prefix}:{{{session_id}}}:clips"
 
     def stream_clips_copy(self, session_id: str, read_id: str) -> str:
-        """Hash: a big session's clips as one read found them (``clips_read.lua``), read in
-        pages and deleted by that read; expires if its process goes away mid-read."""
+        """Hash: a session's clips as a review index build found them (``review_build.lua``),
+        read in pages and deleted by that build; expires if its process goes away mid-build."""
         return f"{self.prefix}:{{{session_id}}}:clips_copy:{read_id}"
 
     def stream_review_index(self, session_id: str) -> str:

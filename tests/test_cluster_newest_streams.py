@@ -1,10 +1,10 @@
 """A big stream's paged review and its export while its slot moves or its master fails over.
 
-Both read the clips from a copy in the session's slot (``review_build.lua`` builds the review
-index from it a call at a time; ``StreamSessions.clips`` reads it in HSCAN pages), so a read
-spans several calls and the copy can move to another node between two of them. There the
-cursor carried over skips clips: each Redis seeds its hash function, so the copy's fields lie
-in other buckets (829 of 5,000 in a probe). The move is placed between the read's first call
+Both read the clips a call at a time (``review_build.lua`` builds the review index from a copy
+in the session's slot; ``StreamSessions.clips`` reads the clips hash itself in HSCAN pages), so
+a read spans several calls and the hash can move to another node between two of them. There
+the cursor carried over skips clips: each Redis seeds its hash function, so the fields lie in
+other buckets (829 of 5,000 in a probe). The move is placed between the read's first call
 and its next (the node's own step, wrapped to wait for the move), not left to chance.
 
 Promised: the review and the export answer every clip, or ``unavailable`` (never a short
@@ -115,8 +115,9 @@ def streams_of(server: ServerUnderTest) -> Any:
     return server.services.kinds.get("stream")._streams  # type: ignore[union-attr]
 
 
-def is_copy(key: Any, *_: Any, **__: Any) -> bool:
-    return ":clips_copy:" in str(key)
+def is_clips(key: Any, *_: Any, **__: Any) -> bool:
+    """The clips hash an export's read scans (``StreamSessions._scan``)."""
+    return str(key).endswith(":clips")
 
 
 def left_for_good(cluster: RedisCluster, session_id: str) -> list[str]:
@@ -166,7 +167,7 @@ async def test_a_review_build_and_an_export_whose_slot_moves_midway_answer_every
         await asyncio.to_thread(cluster.move_slot, slot, home)
 
     redis = reading.services.redis
-    monkeypatch.setattr(redis, "hscan", after_first(redis.hscan, home_again, is_copy))
+    monkeypatch.setattr(redis, "hscan", after_first(redis.hscan, home_again, is_clips))
     status, body = await exported(reading, session_id)  # read while the slot moved back
     assert cluster.owner(slot) == home
     assert status == 200, body
@@ -215,10 +216,14 @@ async def test_a_review_build_and_an_export_across_a_failover_answer_every_clip(
     assert (total, paged) == (len(clips), clips), f"review: {total} clips, pages {len(paged)}, held {len(clips)}"
 
     redis = reading.services.redis
-    monkeypatch.setattr(redis, "hscan", after_first(redis.hscan, failover(), is_copy))
+    monkeypatch.setattr(redis, "hscan", after_first(redis.hscan, failover(), is_clips))
     status, body = await exported(reading, session_id)  # read across the failover back
     assert cluster.owner(cluster.slot_of(session_key)) == first
     assert status == 200, body
-    assert len(body["clips"]) == len(clips), f"{len(clips) - len(body['clips'])} clips missing with 200"
+    # The read scans the clips hash itself: the click made mid-read, in the failover, is in it
+    # (the answer's position is after it; a copy made at the read's start did not hold it).
+    clips = await held(reading, session_id)
+    assert late[1] in clips and len(clips) == CLIPS + 3
+    assert {c["clip_id"] for c in body["clips"]} == clips, f"{len(clips) - len(body['clips'])} clips missing with 200"
     await read_exactly(nodes, session_id)
     assert left_for_good(cluster, session_id) == []

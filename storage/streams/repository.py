@@ -57,13 +57,19 @@ SUBMIT_CONCURRENCY = 32
 # ten thousand: parsing them in one go held every client of the node for tens of ms).
 PARSE_SLICE = 500
 
-# A session's clips answered in one reply when it holds at most this many; a bigger one is
-# copied and read in pages of this many (clips_read.lua): ~5 ms of parsing each.
+# A session's clips answered in one reply when it holds at most this many; a bigger one's
+# hash is read in HSCAN pages of about this many (clips_read.lua, StreamSessions._scan): each
+# page well under a millisecond of Redis, ~5 ms of parsing here.
 CLIPS_PAGE = 1000
-# How long such a copy lives if its reader's process goes away before deleting it.
-CLIPS_COPY_TTL_MS = 120_000
-# Scans of such a copy before a read that keeps finding fewer clips than were copied gives up.
-COPY_SCANS = 3
+# Scans of a big session's clips before a read that keeps coming up short (its slot moving,
+# its log trimmed past the scan) gives up with `unavailable`.
+SCAN_ATTEMPTS = 3
+# Events read per log read while scanning (the log's default length), and most events the
+# settling step reads itself (those committed since the last read: a few during a raid).
+FOLLOW_EVENTS = 1000
+SETTLE_EVENTS = 200
+# Most clip ids the settling step reads again; more are read in pages of this many first.
+SETTLE_IDS = 1000
 
 # Every snapshot carries all segments: a streamer pausing and resuming without end must not
 # grow what each viewer receives without bound.
@@ -135,6 +141,7 @@ class StreamSessions:
         self._block = event_script(redis, "streams/viewer_block.lua")
         self._own_clips = plain_script(redis, "streams/own_clips.lua")
         self._clips_read = plain_script(redis, "streams/clips_read.lua")
+        self._settle = plain_script(redis, "streams/clips_settle.lua")
         self.audiences = StreamAudiences(store)
         self.review = ReviewIndex(store)
 
@@ -231,66 +238,153 @@ class StreamSessions:
     async def clips(self, session_id: str) -> tuple[StreamSession | None, list[Clip], Position]:
         """The session, all its clips in order and the log position they reflect (one moment's).
 
-        A big session's clips are copied as they are in the read's moment and read in pages
-        (``clips_read.lua``); parsing and ordering them give the loop a turn every slice."""
+        A small session's come in one reply (``clips_read.lua``). A big one's clips hash is
+        read in HSCAN pages as it is, and made one moment's by the log (:meth:`_scan`): no
+        command of the read holds Redis for more than a page. Parsing and ordering them give
+        the loop a turn every slice."""
         k = self._keys
-        copy_key = k.stream_clips_copy(session_id, uuid.uuid4().hex)
-        flat, segments, (epoch, offset), texts, copied = await self._clips_read(
+        flat, segments, (epoch, offset), texts, held = await self._clips_read(
             keys=[
                 k.session(session_id),
                 k.stream_segments(session_id),
                 k.log_meta(session_id),
                 k.stream_clips(session_id),
-                copy_key,
             ],
-            args=[self._clips_page, CLIPS_COPY_TTL_MS],
+            args=[self._clips_page],
         )
         fields = dict(zip(flat[::2], flat[1::2], strict=True))
         session = StreamSession.from_hash(fields, segments) if fields.get("kind") == KIND else None
+        position = Position(epoch=epoch or "", offset=int(offset or 0))
+        if session is not None and int(held):
+            session, texts, position = await self._scan(session_id, position)
         clips: list[Clip] = []
-        if int(copied):
-            try:
-                clips = await self._pages(copy_key, int(copied)) if session is not None else []
-            finally:
-                await self._redis.unlink(copy_key)
-        elif session is not None:
+        if session is not None:
             for start in range(0, len(texts), PARSE_SLICE):
                 if start:
                     await asyncio.sleep(0)
                 clips.extend(Clip.parse(t) for t in texts[start : start + PARSE_SLICE])
+        await released(texts)
         clips = await sorted_in_slices(clips, key=Clip.sort_key)
-        return session, clips, Position(epoch=epoch or "", offset=int(offset or 0))
+        return session, clips, position
 
-    async def _pages(self, copy_key: str, copied: int) -> list[Clip]:
-        """The ``copied`` clips of a copy made by ``clips_read.lua``, a page per turn of the loop.
+    async def _scan(self, session_id: str, start: Position) -> tuple[StreamSession | None, list[str], Position]:
+        """A big session's clips (their JSON texts) as of one log position, read in HSCAN pages
+        of the live hash, with its record at that position.
 
-        HSCAN may name a field twice (the hash being rehashed): each clip is kept once. On a
-        cluster the copy may move to another node between two pages (its slot resharded, its
-        master failed over): each Redis seeds its hash function, so the copy's fields lie in
-        other buckets there and the cursor carried over skips some (829 of 5,000 in a probe).
-        A scan that found fewer than were copied is made again from the start; a copy that
-        still comes up short (lost in a failover, expired) is ``unavailable``, never a
-        truncated answer."""
-        for _ in range(COPY_SCANS):
-            found = await self._scanned(copy_key)
-            if len(found) >= copied:
-                clips = list(found.values())
-                await released(found)  # its 200,000 keys (the clip ids as HSCAN named them)
-                return clips
-            log.warning("a copy of %d clips (%s) was scanned with %d: scanned again", copied, copy_key, len(found))
+        HSCAN names every field held from its first page to its last, with its value, and may
+        name a field twice or miss one added or removed meanwhile. Each change to the clips is
+        an event in the session's log (``clip_added``, ``clip_updated``, ``clip_removed``,
+        ``clips_cleared``, naming the ids): the log is read from ``start`` after every page, and
+        the clips it names are read again, the last of them in the step that fixes the answer's
+        position (``clips_settle.lua``). Every other clip was held, unchanged, the whole scan.
+
+        On a cluster the hash may move to another node between two pages: each Redis seeds its
+        hash function, so the cursor carried over skips fields there (829 of 5,000 in a probe).
+        A read that holds fewer clips than the hash at its position is made again from the
+        start, as is one whose log was trimmed past what it read or began a new epoch; one that
+        keeps failing is ``unavailable``, never a short answer."""
+        for attempt in range(SCAN_ATTEMPTS):
+            if attempt:
+                start = Position.from_meta(await self._redis.hmget(self._keys.log_meta(session_id), *POSITION_FIELDS))
+            found: dict[str, str] = {}
+            try:
+                settled = await self._scanned(session_id, start, found)
+            except _ScanAgain as again:
+                log.warning("a scan of %s's clips read again: %s", session_id, again)
+                await released(found)
+                continue
+            if settled is None:
+                return None, [], start
+            session, position, held = settled
+            if len(found) == held:
+                texts = list(found.values())
+                await released(found)
+                return session, texts, position
+            log.warning("a scan of %s's clips held %d of %d: scanned again", session_id, len(found), held)
             await released(found)
         raise CodedError(ErrorCode.UNAVAILABLE, "the stream's clips moved while they were read: try again")
 
-    async def _scanned(self, copy_key: str) -> dict[str, Clip]:
-        found: dict[str, Clip] = {}
+    async def _scanned(
+        self, session_id: str, start: Position, found: dict[str, str]
+    ) -> tuple[StreamSession | None, Position, int] | None:
+        """Fill ``found`` (clip id -> JSON) with the clips at the returned position; also the
+        session then and the clips the hash held then. None when the session is gone."""
+        k = self._keys
+        clips_key = k.stream_clips(session_id)
+        epoch, offset = start.epoch, start.offset
+        stale: set[str] = set()  # ids changed since ``found`` took their value
         cursor = 0
         while True:
-            cursor, page = await self._redis.hscan(copy_key, cursor, count=self._clips_page)
-            texts: dict[str, str] = page  # type: ignore[assignment]  # decode_responses=True
-            for clip_id, text in texts.items():
-                found[clip_id] = Clip.parse(text)
+            cursor, page = await self._redis.hscan(clips_key, cursor, count=self._clips_page)
+            found.update(page)  # type: ignore[arg-type]  # decode_responses=True
+            offset = await self._followed(session_id, epoch, offset, stale)
             if not cursor:
-                return found
+                break
+        while True:
+            if len(stale) > SETTLE_IDS:
+                # Read now, in pages; a change after this read is in the log read next.
+                await self._refetched(clips_key, stale, found)
+            reply = await self._settle(
+                keys=[
+                    k.session(session_id),
+                    k.stream_segments(session_id),
+                    k.log_meta(session_id),
+                    clips_key,
+                    k.log(session_id),
+                ],
+                args=[epoch, offset, SETTLE_EVENTS, *stale],
+            )
+            if reply[0] == "again":
+                raise _ScanAgain("the log no longer says what changed during the scan")
+            if reply[0] == "behind":
+                offset = await self._followed(session_id, epoch, offset, stale)
+                continue
+            _, flat, segments, (now_epoch, now_offset), ids, values, held = reply
+            for clip_id, text in zip(ids, values, strict=True):
+                if text is None:
+                    found.pop(clip_id, None)
+                else:
+                    found[clip_id] = text
+            fields = dict(zip(flat[::2], flat[1::2], strict=True))
+            if fields.get("kind") != KIND:
+                return None
+            session = StreamSession.from_hash(fields, segments)
+            return session, Position(epoch=now_epoch or "", offset=int(now_offset or 0)), int(held)
+
+    async def _followed(self, session_id: str, epoch: str, offset: int, stale: set[str]) -> int:
+        """Read the log after ``offset`` (of ``epoch``), adding the ids of the clips its events
+        changed to ``stale``; the offset read up to."""
+        while True:
+            meta, entries = await read_together(
+                self._redis,
+                ("HMGET", self._keys.log_meta(session_id), "epoch", "offset"),
+                ("XRANGE", self._keys.log(session_id), f"{offset + 1}-0", "+", "COUNT", FOLLOW_EVENTS),
+            )
+            now = int(meta[1] or 0)
+            if (meta[0] or "") != epoch or now < offset:
+                raise _ScanAgain("the log began a new epoch")
+            if now == offset:
+                return offset
+            for _, entry in entries:
+                event = json.loads(entry["e"])
+                if int(event["offset"]) != offset + 1:
+                    raise _ScanAgain("the log was trimmed past the scan's start")
+                offset += 1
+                stale.update(_changed_clips(event.get("data")))
+            if not entries:
+                raise _ScanAgain("the log was trimmed past the scan's start")
+
+    async def _refetched(self, clips_key: str, stale: set[str], found: dict[str, str]) -> None:
+        ids = list(stale)
+        stale.clear()
+        for begin in range(0, len(ids), SETTLE_IDS):
+            chunk = ids[begin : begin + SETTLE_IDS]
+            values: list[Any] = await self._redis.hmget(clips_key, chunk)
+            for clip_id, text in zip(chunk, values, strict=True):
+                if text is None:
+                    found.pop(clip_id, None)
+                else:
+                    found[clip_id] = text
 
     async def own_clips(self, session_id: str, viewer_id: str, *, limit: int) -> OwnClips:
         """The newest ``limit`` clips ``viewer_id`` stored that the session still holds, as they
@@ -531,6 +625,21 @@ class ClearedClips:
 
     removed: int
     offset: int
+
+
+class _ScanAgain(Exception):
+    """A scan of a session's clips that the log cannot make one moment's: made again."""
+
+
+# The events that change a session's clips name them: one (clip_id) or many (clip_ids).
+def _changed_clips(data: Any) -> list[str]:
+    if not isinstance(data, dict):
+        return []
+    ids = [data["clip_id"]] if isinstance(data.get("clip_id"), str) else []
+    many = data.get("clip_ids")
+    if isinstance(many, list):
+        ids.extend(i for i in many if isinstance(i, str))
+    return ids
 
 
 def _dumps(value: Any) -> str:

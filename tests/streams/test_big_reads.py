@@ -1,0 +1,166 @@
+"""A big stream's whole read holds Redis no longer than a page, and is still one moment's.
+
+Before, a session of more than a page of clips was first COPYed whole in Redis
+(``clips_read.lua``): a COPY of 100,000 clips held Redis ~50 ms (200,000: 99-119 ms), during
+which no other session of any user on that node was served. The read now scans the live hash
+in pages and settles what changed meanwhile from the session's log (``StreamSessions._scan``).
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import AsyncIterator
+from typing import Any
+
+import pytest
+import pytest_asyncio
+
+from storage.streams.records import Clip
+from storage.streams.repository import StreamSessions, ViewerCaps
+from tests.helpers import Client, ServerUnderTest
+from tests.streams.helpers import started, store_clips, stored_clip
+
+# A command of a read this long or longer is a fault (a page's HSCAN, HMGET or settling step
+# takes well under 2 ms here; the COPY of 100,000 clips took ~50 ms).
+LONGEST_MS = 20
+
+
+@pytest_asyncio.fixture
+async def slow_commands(server: ServerUnderTest) -> AsyncIterator[Any]:
+    """Redis's SLOWLOG, logging every command of at least ``LONGEST_MS``; put back after."""
+    redis = server.services.store.redis
+    before = await redis.config_get("slowlog-*")
+    await redis.config_set("slowlog-log-slower-than", LONGEST_MS * 1000)
+    await redis.config_set("slowlog-max-len", 1000)
+    yield redis
+    for name, value in before.items():
+        await redis.config_set(name, value)
+
+
+async def test_a_read_of_100000_clips_runs_no_long_command(
+    server: ServerUnderTest, clients: list[Client], slow_commands: Any
+) -> None:
+    session_id, _ = await started(server, clients)
+    big = 100_000
+    clips = [
+        stored_clip(seq, segment_index=1, offset_ms=seq * 700, note="", clipped=False) for seq in range(1, big + 1)
+    ]
+    await store_clips(server, session_id, clips)
+    redis = slow_commands
+    # SLOWLOG times a command by the wall clock: on a busy machine a 1 ms page can be preempted
+    # past the bound. A read passes when one of three reads ran no long command; a COPY of the
+    # clips (~50 ms of Redis's own work here) is long in every one.
+    seen: list[list[tuple[bytes, int]]] = []
+    for _ in range(3):
+        await redis.slowlog_reset()
+        session, read, position = await StreamSessions(server.services.store).clips(session_id)
+        assert session is not None and len(read) == big and position.offset >= 1
+        seen.append([(e["command"][:60], e["duration"]) for e in await redis.slowlog_get(1000)])
+        if not seen[-1]:
+            return
+    raise AssertionError(f"commands of {LONGEST_MS} ms or more in each read: {seen}")
+
+
+async def test_clips_changed_during_the_scan_are_read_as_at_the_answers_position(
+    server: ServerUnderTest, clients: list[Client], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Added, edited, deleted and cleared clips, between the scan's pages and between its last
+    page and the step that fixes the position: each clip once, as it is at that position."""
+    session_id, _ = await started(server, clients)
+    clips = [stored_clip(seq, segment_index=1, offset_ms=seq * 100, note="", clipped=False) for seq in range(1, 3001)]
+    await store_clips(server, session_id, clips)
+    store = server.services.store
+    streams = StreamSessions(store, clips_page=100)
+    owner = (await streams.get(session_id)).owner_id  # type: ignore[union-attr]
+    ids = [str(c["clip_id"]) for c in clips]
+    caps = ViewerCaps(per_viewer=10_000, per_address=10_000)
+
+    async def submit(viewer: str) -> str:
+        made = await streams.submit(
+            session_id,
+            viewer_id=viewer,
+            submission_id=uuid.uuid4().hex,
+            note="late",
+            cooldown_ms=0,
+            max_clips=100_000,
+            caps=caps,
+        )
+        assert made.clip is not None
+        return made.clip.clip_id
+
+    added: list[str] = []
+    pages = 0
+    hscan = store.redis.hscan
+
+    async def changing_hscan(*args: Any, **kwargs: Any) -> Any:
+        nonlocal pages
+        answer = await hscan(*args, **kwargs)
+        pages += 1
+        if pages == 2:  # the first pages read: change clips they named and clips still ahead
+            for clip_id in ids[:5] + ids[-5:]:
+                await streams.update_clip(session_id, clip_id, owner, clipped=True, note="edited")
+            for clip_id in ids[5:10] + ids[-10:-5]:
+                await streams.delete_clip(session_id, clip_id, owner)
+            added.extend([await submit("carol") for _ in range(3)] + [await submit("dave") for _ in range(2)])
+        if pages == 5:
+            await streams.clear_viewer(session_id, "dave", owner)
+        return answer
+
+    settle = streams._settle
+    settled: list[bool] = []
+
+    async def changing_settle(*args: Any, **kwargs: Any) -> Any:
+        if not settled:
+            settled.append(True)
+            added.append(await submit("erin"))  # after the last page: read by the settling step
+            await streams.delete_clip(session_id, ids[20], owner)
+        return await settle(*args, **kwargs)
+
+    monkeypatch.setattr(store.redis, "hscan", changing_hscan)
+    monkeypatch.setattr(streams, "_settle", changing_settle)
+    session, read, position = await streams.clips(session_id)
+    monkeypatch.undo()
+
+    assert pages > 5
+    held: dict[str, str] = await store.redis.hgetall(store.keys.stream_clips(session_id))  # type: ignore[misc]
+    now = await store.log.position(session_id)
+    assert (position.epoch, position.offset) == (now.epoch, now.offset)
+    assert session is not None
+    assert [c.clip_id for c in read] == [c.clip_id for c in sorted(map(Clip.parse, held.values()), key=Clip.sort_key)]
+    assert {c.clip_id: c for c in read} == {i: Clip.parse(t) for i, t in held.items()}
+    by_id = {c.clip_id: c for c in read}
+    assert all(by_id[i].clipped and by_id[i].note == "edited" for i in ids[:5] + ids[-5:])
+    assert not set(ids[5:10] + ids[-10:-5] + [ids[20]]) & set(by_id)
+    assert {by_id[i].submitted_by for i in added if i in by_id} == {"carol", "erin"}
+    assert len(read) == 3000 - 11 + 3 + 1
+
+
+async def test_a_log_trimmed_during_the_scan_makes_the_read_scan_again(
+    server: ServerUnderTest, clients: list[Client], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    session_id, _ = await started(server, clients)
+    clips = [stored_clip(seq, segment_index=1, offset_ms=seq * 100, note="", clipped=False) for seq in range(1, 2001)]
+    await store_clips(server, session_id, clips)
+    store = server.services.store
+    streams = StreamSessions(store, clips_page=100)
+    owner = (await streams.get(session_id)).owner_id  # type: ignore[union-attr]
+    doomed = str(clips[-1]["clip_id"])
+    pages = 0
+    hscan = store.redis.hscan
+
+    async def trimming_hscan(*args: Any, **kwargs: Any) -> Any:
+        nonlocal pages
+        answer = await hscan(*args, **kwargs)
+        pages += 1
+        if pages == 1:  # a deletion whose event is gone before the read could see it
+            await streams.delete_clip(session_id, doomed, owner)
+            await store.redis.xtrim(store.keys.log(session_id), maxlen=0)
+        return answer
+
+    monkeypatch.setattr(store.redis, "hscan", trimming_hscan)
+    _, read, _ = await streams.clips(session_id)
+    monkeypatch.undo()
+    assert pages > 20  # scanned twice
+    assert doomed not in {c.clip_id for c in read} and len(read) == 1999
+    held = await store.redis.hkeys(store.keys.stream_clips(session_id))  # type: ignore[misc]
+    assert sorted(c.clip_id for c in read) == sorted(held)
