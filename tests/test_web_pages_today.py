@@ -23,6 +23,10 @@ from tests.admin.test_http import admin_token
 from tests.browser import Tab, new_tab
 from tests.identity.test_web_link import device_link, guest_with_a_session
 from tests.helpers import Client, ServerUnderTest
+from tests.patterns.test_web_op_retry import DeafGate
+from tests.test_retry_history_web import upload
+from tests.test_web_axe import BLOCKING, RUN_AXE, axe_source
+from tests.test_web_stalled_actions import live
 from tests.web_pages import visit
 
 SIGN_IN = "Sign in with a token that has the admin permission."
@@ -53,6 +57,9 @@ async def test_a_pasted_admin_token_signs_in_by_keyboard_and_stays_signed_in_acr
 ) -> None:
     page = await tab.open("/admin")
     await expect(page.locator("#forbidden-message")).to_have_text(SIGN_IN)
+    # Nobody is refused yet: the heading and the tab's title ask to sign in, not "403 — Forbidden".
+    await expect(page.locator("#forbidden h1")).to_have_text("Sign in")
+    await expect(page).to_have_title("Sign in · Admin · sessionhub")
     await sign_in_by_keyboard(page, admin_token(server))
     await expect(page.locator("#dashboard")).to_be_visible()
     await page.reload()
@@ -270,3 +277,49 @@ async def test_tg_auth_says_when_it_sends_a_lost_redemption_again_and_when_none_
     finally:
         for tab in (phone, laptop, offline):
             await tab.page.context.close()
+
+
+@pytest.mark.timeout(120)
+async def test_history_delete_all_sent_again_by_keyboard_on_the_narrowest_phone(
+    server: ServerUnderTest, browser: Browser
+) -> None:
+    """/history's Delete all whose answer was lost (549a779), pressed with the keyboard alone
+    on a 320 px phone: while it waits to be sent again the page says so in words, fits the
+    screen and has no serious axe violation; once answered it says the history was deleted and
+    the focus is back on Delete all."""
+    await upload(server, 0)
+    tab = await new_tab(browser, server, bypass_csp=True)  # only axe's injection needs it lifted
+    try:
+        await tab.page.set_viewport_size(NARROWEST)
+        gate = DeafGate()
+        await gate.install(tab.page)
+        await tab.use_token(server.token("alice"))
+        history = await live(tab, "/history")
+        await expect(history.locator("#sessions li.listening-row")).to_have_count(1)
+        gate.deaf = True  # the press reaches the server; its answer never comes back
+        await tab_to(history, "#clear", presses=60)
+        await history.keyboard.press("Enter")
+        await tab_to(history, "#clear-yes")
+        await history.keyboard.press("Space")
+        await expect(history.locator("#clear-status")).to_have_text("Deleting your history…")
+        await gate.cut()  # the connection drops: the press waits to be sent again
+        status = history.locator("#clear-status")
+        await expect(status).to_contain_text(
+            "Delete all is being sent again once the connection is back, as the same press", timeout=15_000
+        )
+        assert await status.get_attribute("role") == "status"
+        widths = await history.evaluate("() => [window.innerWidth, document.documentElement.scrollWidth]")
+        assert widths[1] <= widths[0], widths
+        box = await status.bounding_box()
+        assert box is not None and box["x"] >= 0 and box["x"] + box["width"] <= NARROWEST["width"], box
+        await history.add_script_tag(content=axe_source())
+        violations = await history.evaluate(RUN_AXE)
+        serious = [v for v in violations if v["impact"] in BLOCKING]
+        assert not serious, serious
+        gate.deaf = False
+        gate.release()
+        await expect(status).to_have_text("Your history was deleted.", timeout=15_000)
+        await expect(history.locator("#clear")).to_be_focused()
+        assert not tab.errors, tab.errors
+    finally:
+        await tab.page.context.close()

@@ -51,8 +51,13 @@ function showForbidden(error) {
   $("loading").hidden = true;
   $("dashboard").hidden = true;
   $("forbidden").hidden = false;
-  if (error.code === "unauthorized")
+  if (error.code === "unauthorized") {
+    // Nobody signed in yet is not refused anything: the heading (the first thing a screen
+    // reader says of this alert) and the tab's title ask them to sign in.
+    $("forbidden-title").textContent = "Sign in";
+    document.title = "Sign in · Admin · sessionhub";
     $("forbidden-message").textContent = "Sign in with a token that has the admin permission.";
+  }
 }
 
 function handle(error, where) {
