@@ -323,3 +323,32 @@ async def test_history_delete_all_sent_again_by_keyboard_on_the_narrowest_phone(
         assert not tab.errors, tab.errors
     finally:
         await tab.page.context.close()
+
+
+@pytest.mark.parametrize("name", ["admin-sign-in", "admin", "tg_auth", "history"])
+async def test_todays_pages_fit_the_narrowest_phone(
+    name: str, server: ServerUnderTest, tab: Tab, clients: list[Client]
+) -> None:
+    """At 320 px (an older, smaller phone; the suite's phone tests use 390): nothing moves the
+    page sideways, and no control reaches past the screen's edge unless it scrolls in a box."""
+    await tab.page.set_viewport_size(NARROWEST)
+    page = await visit(tab, server, clients, name)
+    outside = await page.evaluate(
+        """() => {
+          const scrolledInside = (e) => {
+            for (let up = e.parentElement; up && up !== document.body; up = up.parentElement) {
+              if (["auto", "scroll", "hidden", "clip"].includes(getComputedStyle(up).overflowX)) return true;
+            }
+            return false;
+          };
+          return [...document.querySelectorAll("body *")]
+            .filter((e) => e.getClientRects().length)
+            .filter((e) => { const r = e.getBoundingClientRect(); return r.right > innerWidth + 0.5 || r.left < -0.5; })
+            .filter((e) => !scrolledInside(e))
+            .map((e) => e.tagName + (e.id ? "#" + e.id : "") + "." + e.className)
+            .slice(0, 10);
+        }"""
+    )
+    assert not outside, outside
+    widths = await page.evaluate("() => [window.innerWidth, document.documentElement.scrollWidth]")
+    assert widths[1] <= widths[0], widths
