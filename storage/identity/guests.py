@@ -63,8 +63,10 @@ class GuestIndex:
         cursor: Any = await self._redis.get(k.guests_backfill())
         if cursor == "done":
             return True
-        low = cursor or "-inf"  # inclusive: the ties of the last page's last score again
-        page: Any = await self._redis.zrangebyscore(k.all_sessions(), low, "+inf", start=0, num=limit, withscores=True)
+        low, skip_ties = _backfill_cursor(cursor)
+        page: Any = await self._redis.zrangebyscore(
+            k.all_sessions(), low, "+inf", start=skip_ties, num=limit, withscores=True
+        )
         for session_id, _ in page:
             try:
                 await self._list_owner(str(session_id), kinds)
@@ -74,10 +76,15 @@ class GuestIndex:
         if len(page) < limit:
             await self._redis.set(k.guests_backfill(), "done")
             return True
-        first, last = int(page[0][1]), int(page[-1][1])
-        # The next page starts at this one's last creation time (its ties read again); past it
-        # when the whole page was one millisecond's sessions.
-        await self._redis.set(k.guests_backfill(), last if last > first else last + 1)
+        # The next page starts at this one's last creation time, past the sessions of that
+        # millisecond this page read (and those earlier pages read, when the whole page was that
+        # millisecond's): a millisecond may hold more sessions than a page (an import, a burst),
+        # and stepping past it to the next one lost the rest of them.
+        last = int(page[-1][1])
+        read_at_last = sum(1 for _, score in page if int(score) == last)
+        if str(low) == str(last):
+            read_at_last += skip_ties
+        await self._redis.set(k.guests_backfill(), f"{last}:{read_at_last}")
         return False
 
     async def _list_owner(self, session_id: str, kinds: frozenset[str]) -> None:
@@ -180,3 +187,13 @@ class GuestIndex:
             k.guest_sweep_lease(user_id),
         )
         await self._redis.zrem(k.guests_owning(), user_id)
+
+
+def _backfill_cursor(stored: str | None) -> tuple[str, int]:
+    """Where the listing goes on: (the lowest creation time, as ZRANGEBYSCORE takes it; how many
+    sessions of that millisecond were read already). A cursor of the version before is a bare
+    time whose ties are read again (listing twice is harmless)."""
+    if not stored:
+        return "-inf", 0
+    low, _, read = stored.partition(":")
+    return low, int(read or 0)

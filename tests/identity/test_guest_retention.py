@@ -316,3 +316,27 @@ async def test_a_guest_another_node_is_sweeping_is_left_to_it(
     swept = await sweeper(gserver).sweep()
     assert (swept.guests_forgotten, swept.sessions_deleted) == (1, 3), swept
     assert not await redis.exists(lease, keys.session(ids["voice"]))
+
+
+async def test_the_listing_of_older_guests_reads_every_session_of_a_crowded_millisecond(
+    gserver: ServerUnderTest, http: aiohttp.ClientSession, redis: Redis
+) -> None:
+    """The global session index orders sessions by creation time, and one millisecond may hold
+    more of them than a page of the listing (an import, a burst). Each page goes on after the
+    sessions of its last millisecond it read: it used to step past that millisecond, so the
+    ties beyond the first page were never read and their guests, never listed, kept for good."""
+    keys = gserver.services.keys
+    owners = [await owning_guest(gserver, http) for _ in range(3)]
+    for _, ids in owners:
+        await redis.zrem(keys.guests_owning(), ids["user"])
+        await redis.persist(keys.user_profile(ids["user"]))
+    crowded: list[str] = await redis.zrange(keys.all_sessions(), 0, -1)
+    assert len(crowded) >= 9
+    await redis.zadd(keys.all_sessions(), dict.fromkeys(crowded, 1_700_000_000_000))  # one millisecond
+    gone_for(gserver, GONE_S)
+    sweeper(gserver).backfill_per_tick = 2
+    ticks = [await sweeper(gserver).sweep() for _ in range(len(crowded))]
+    assert await redis.get(keys.guests_backfill()) == "done"
+    assert sum(t.guests_forgotten for t in ticks) == len(owners), ticks
+    for _, ids in owners:
+        assert not await redis.exists(keys.user_profile(ids["user"]), keys.session(ids["voice"]))
