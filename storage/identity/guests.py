@@ -19,6 +19,7 @@ from redis.asyncio import Redis
 from storage.clock import Clock
 from storage.identity.repository import GUEST_PREFIX
 from storage.keys import Keys
+from storage.scripts import plain_script
 
 
 class Standing(enum.Enum):
@@ -36,6 +37,7 @@ class GuestIndex:
         self._redis = redis
         self._keys = keys
         self._clock = clock
+        self._backfill_page = plain_script(redis, "identity/backfill_page.lua")
 
     async def idle(self, *, idle_ms: int, limit: int) -> list[str]:
         """Up to ``limit`` guests whose last visit is more than ``idle_ms`` ago, longest idle first."""
@@ -63,10 +65,9 @@ class GuestIndex:
         cursor: Any = await self._redis.get(k.guests_backfill())
         if cursor == "done":
             return True
-        low, skip_ties = _backfill_cursor(cursor)
-        page: Any = await self._redis.zrangebyscore(
-            k.all_sessions(), low, "+inf", start=skip_ties, num=limit, withscores=True
-        )
+        low, after = _backfill_cursor(cursor)
+        flat: Any = await self._backfill_page(keys=[k.all_sessions()], args=[low, after, limit])
+        page = list(zip(flat[::2], flat[1::2], strict=True))
         for session_id, _ in page:
             try:
                 await self._list_owner(str(session_id), kinds)
@@ -76,15 +77,11 @@ class GuestIndex:
         if len(page) < limit:
             await self._redis.set(k.guests_backfill(), "done")
             return True
-        # The next page starts at this one's last creation time, past the sessions of that
-        # millisecond this page read (and those earlier pages read, when the whole page was that
-        # millisecond's): a millisecond may hold more sessions than a page (an import, a burst),
-        # and stepping past it to the next one lost the rest of them.
-        last = int(page[-1][1])
-        read_at_last = sum(1 for _, score in page if int(score) == last)
-        if str(low) == str(last):
-            read_at_last += skip_ties
-        await self._redis.set(k.guests_backfill(), f"{last}:{read_at_last}")
+        # The next page goes on after this one's last session (backfill_page.lua): a millisecond
+        # may hold more sessions than a page (an import, a burst), and going on at the next
+        # millisecond lost the rest of them.
+        last_id, last_ms = page[-1]
+        await self._redis.set(k.guests_backfill(), f"{int(float(last_ms))}:{last_id}")
         return False
 
     async def _list_owner(self, session_id: str, kinds: frozenset[str]) -> None:
@@ -189,11 +186,11 @@ class GuestIndex:
         await self._redis.zrem(k.guests_owning(), user_id)
 
 
-def _backfill_cursor(stored: str | None) -> tuple[str, int]:
-    """Where the listing goes on: (the lowest creation time, as ZRANGEBYSCORE takes it; how many
-    sessions of that millisecond were read already). A cursor of the version before is a bare
-    time whose ties are read again (listing twice is harmless)."""
+def _backfill_cursor(stored: str | None) -> tuple[str, str]:
+    """Where the listing goes on: (the last page's last creation time, or ``-inf``; its last
+    session id, or ''). A cursor of the version before is a bare time: its sessions are read
+    again (listing twice is harmless)."""
     if not stored:
-        return "-inf", 0
-    low, _, read = stored.partition(":")
-    return low, int(read or 0)
+        return "-inf", ""
+    low, _, after = stored.partition(":")
+    return low, after
