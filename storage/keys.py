@@ -124,8 +124,8 @@ class Keys:
 
     def guests_backfill(self) -> str:
         """String: how far the listing of guests that owned sessions before :meth:`guests_owning`
-        existed has read :meth:`all_sessions`: ``<creation time, ms>:<sessions of that ms read>`` (a bare
-        time from the version before), ``done`` once it has read all."""
+        existed has read :meth:`all_sessions`: ``<creation time, ms>:<the last session id read>``
+        (a bare time from the version before), ``done`` once it has read all."""
         return f"{self.prefix}:guests:backfill"
 
     def guest_sweep_lease(self, user_id: str) -> str:
