@@ -46,6 +46,8 @@ async def _paced(request: web.Request, response: web.Response, body: bytes) -> w
     for morsel in response.cookies.values():
         paced.cookies[morsel.key] = morsel
     paced.content_length = len(body)
+    if response.keep_alive is False:  # the handler asked for the connection to close after it
+        paced.force_close()
     await paced.prepare(request)
     if request.method != "HEAD":
         view = memoryview(body)

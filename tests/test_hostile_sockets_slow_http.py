@@ -10,8 +10,9 @@ from pathlib import Path
 from typing import Any
 
 import aiohttp
+from aiohttp import web
 
-from handlers.paced_bodies import PACED_OVER_BYTES
+from handlers.paced_bodies import PACED_OVER_BYTES, paced_bodies
 from tests.conftest import start_server
 from tests.raw_wire import port_of
 
@@ -66,3 +67,34 @@ async def test_readers_that_stop_reading_a_large_answer_hold_little_memory(
         for sock in readers:
             sock.close()
         await srv.stop()
+
+
+async def test_a_paced_answer_keeps_its_status_headers_cookies_and_close() -> None:
+    body = bytes(range(256)) * 1024  # 256 KiB, over PACED_OVER_BYTES
+
+    async def large(_: web.Request) -> web.Response:
+        answer = web.Response(body=body, status=203, content_type="application/octet-stream")
+        answer.headers["X-Kept"] = "yes"
+        answer.set_cookie("c", "v", httponly=True)
+        answer.force_close()
+        return answer
+
+    app = web.Application(middlewares=[paced_bodies])
+    app.router.add_get("/large", large)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    try:
+        port = runner.addresses[0][1]
+        async with aiohttp.ClientSession() as http, http.get(f"http://127.0.0.1:{port}/large") as answer:
+            assert (answer.status, answer.headers["X-Kept"], answer.content_type) == (
+                203,
+                "yes",
+                "application/octet-stream",
+            )
+            assert answer.headers["Connection"] == "close" and int(answer.headers["Content-Length"]) == len(body)
+            assert answer.cookies["c"].value == "v" and answer.cookies["c"]["httponly"]
+            assert await answer.read() == body
+    finally:
+        await runner.cleanup()
