@@ -40,7 +40,9 @@ async def test_a_visit_without_identity_gets_the_sign_in_and_leaves_nothing_stor
     after = await keys_of(redis)
     assert sorted(after - before) == [], "stored by the visit"
     await expect(page.locator("#forbidden-message")).to_have_text("Sign in with a token that has the admin permission.")
-    # The sign-in the page offers still works: an admin token pasted in shows the dashboard.
+    # The sign-in the page offers still works: an admin token pasted in shows the dashboard. The
+    # token is a credential: the field masks it from anyone looking at the screen (or sharing it).
+    await expect(page.locator("#token-input")).to_have_attribute("type", "password")
     await page.fill("#token-input", admin_token(server))
     await page.click("#token-form button")
     await expect(page.locator("#dashboard")).to_be_visible()
