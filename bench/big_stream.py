@@ -7,6 +7,8 @@ pipeline (as submit.lua leaves them). Then, ``--runs`` times:
 - ``StreamSessions.clips`` (what GET /clips, GET /moments and every export read first), timed
   wall and CPU of this process;
 - the moments grouping of what it read (``grouped_moments``, by time);
+- the same reader's next read with nothing changed, and its next after ``--late`` clicks (a
+  process keeps a big stream's read and brings it forward by the log: ``clips_cache.py``);
 - while the read runs, a probe on its own connection PINGs Redis back to back: its slowest
   answer is what another session on the node waited at worst.
 
@@ -43,7 +45,7 @@ from storage.keys import Keys  # noqa: E402
 from storage.scripts import Scripts  # noqa: E402
 from storage.sessions import SessionDirectory  # noqa: E402
 from storage.store import Store  # noqa: E402
-from storage.streams.repository import StreamSessions  # noqa: E402
+from storage.streams.repository import StreamSessions, ViewerCaps  # noqa: E402
 
 
 def clip(seq: int) -> dict[str, Any]:
@@ -74,7 +76,7 @@ def probe(url: str, stop: Any, worst: Any) -> None:
     redis.close()
 
 
-async def run(url: str, clips: int, runs: int) -> dict[str, Any]:
+async def run(url: str, clips: int, runs: int, late: int) -> dict[str, Any]:
     redis = Redis.from_url(url, decode_responses=True)
     keys = Keys("sh")
     clock = Clock()
@@ -105,8 +107,9 @@ async def run(url: str, clips: int, runs: int) -> dict[str, Any]:
         probing = multiprocessing.Process(target=probe, args=(url, stop, worst), daemon=True)
         probing.start()
         await asyncio.sleep(0.05)
+        reader = StreamSessions(store)  # a process that never read this stream
         wall, cpu = time.perf_counter(), time.process_time()
-        _, read, position = await streams.clips(session.id)
+        _, read, position = await reader.clips(session.id)
         read_wall, read_cpu = time.perf_counter() - wall, time.process_time() - cpu
         wall, cpu = time.perf_counter(), time.process_time()
         moments = await grouped_moments(read, window_s=10, sort="time")
@@ -117,6 +120,24 @@ async def run(url: str, clips: int, runs: int) -> dict[str, Any]:
         log: Any = await redis.slowlog_get(100_000)
         ours = [e for e in log if not str(e["command"]).startswith(("PING", "SLOWLOG", "b'PING", "b'SLOWLOG"))]
         longest = max(ours, key=lambda e: e["duration"])
+        # The dashboard's next reads: nothing changed, then after `--late` more clicks.
+        wall, cpu = time.perf_counter(), time.process_time()
+        _, unchanged, _ = await reader.clips(session.id)
+        same_wall, same_cpu = time.perf_counter() - wall, time.process_time() - cpu
+        for n in range(late):
+            await streams.submit(
+                session.id,
+                viewer_id=f"late{n}",
+                submission_id=uuid.uuid4().hex,
+                note="",
+                cooldown_ms=0,
+                max_clips=10_000_000,
+                caps=ViewerCaps(per_viewer=1000, per_address=1000),
+            )
+        wall, cpu = time.perf_counter(), time.process_time()
+        _, later, _ = await reader.clips(session.id)
+        late_wall, late_cpu = time.perf_counter() - wall, time.process_time() - cpu
+        assert len(unchanged) == len(read) and len(later) == len(read) + late
         figures["runs"].append(
             {
                 "read_ms": round(read_wall * 1000),
@@ -131,6 +152,10 @@ async def run(url: str, clips: int, runs: int) -> dict[str, Any]:
                 "longest_command": str(longest["command"])[:40],
                 "commands_over_5ms": sum(1 for e in ours if e["duration"] > 5000),
                 "worst_ping_ms": round(worst_ping, 2),
+                "next_read_unchanged_ms": round(same_wall * 1000, 1),
+                "next_read_unchanged_cpu_ms": round(same_cpu * 1000, 1),
+                f"next_read_after_{late}_clips_ms": round(late_wall * 1000, 1),
+                f"next_read_after_{late}_clips_cpu_ms": round(late_cpu * 1000, 1),
             }
         )
     await redis.aclose()
@@ -141,11 +166,12 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
     parser.add_argument("--clips", type=int, default=200_000)
     parser.add_argument("--runs", type=int, default=3)
+    parser.add_argument("--late", type=int, default=100, help="clicks between a read and the next")
     options = parser.parse_args()
     with tempfile.TemporaryDirectory() as workdir:
         child, url = start_redis(Path(workdir), core=None)
         try:
-            figures = asyncio.run(run(url, options.clips, options.runs))
+            figures = asyncio.run(run(url, options.clips, options.runs, options.late))
         finally:
             child.stop()
     print(json.dumps(figures, indent=1))

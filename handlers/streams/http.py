@@ -21,7 +21,7 @@ from handlers.streams.actions import (
 )
 from handlers.streams.attribution import attributed, viewer_names
 from handlers.streams.day_cap import ClipsDayCap
-from handlers.streams.moments import grouped_moments
+from handlers.streams.moments import KeptMoments, grouped_moments
 from handlers.streams.payloads import ClipEdit, ClipRequest, CreateStream, StateRequest, ViewerRef
 from handlers.streams.queries import ClearQuery, MomentsRouteQuery, OwnClipsQuery, ReviewQuery
 from handlers.streams.settings import ClipSettings
@@ -73,6 +73,7 @@ class StreamRoutes:
         self._settings = settings
         # Reads of every clip (review, moments): a few per user at once, the others wait.
         self._whole_reads = WholeReads()
+        self._kept_moments = KeptMoments()
 
     def register(self, app: web.Application) -> None:
         """Attach the routes to ``app``."""
@@ -242,11 +243,16 @@ class StreamRoutes:
         window_s, sort = query.window(self._settings), query.sort
         async with self._whole_reads.slot(claims.sub):
             _, clips, position = await self._streams.clips(session_id)
-            if query.clipped_only:
-                every = clips
-                clips = await filtered(_clipped, every)
-                await released(every)
-            moments = await grouped_moments(clips, window_s=window_s, sort=sort)
+            at = (position.epoch, position.offset)
+            only = query.clipped_only
+            moments = self._kept_moments.get(session_id, at, window_s=window_s, sort=sort, clipped_only=only)
+            if moments is None:  # the clips changed since the last grouping (or none was kept)
+                if query.clipped_only:
+                    every = clips
+                    clips = await filtered(_clipped, every)
+                    await released(every)
+                moments = await grouped_moments(clips, window_s=window_s, sort=sort)
+                self._kept_moments.put(session_id, at, moments, window_s=window_s, sort=sort, clipped_only=only)
             await released(clips)
             rows = await mapped(lambda m: _capped(m.public(), notes=query.notes, ids=query.ids), moments)
             await released(moments)

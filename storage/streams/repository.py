@@ -22,6 +22,7 @@ from typing import Any
 from protocol import events as etypes
 from protocol.errors import CodedError, ErrorCode
 from storage.streams.audience import StreamAudiences
+from storage.streams.clips_cache import CACHED_CLIPS, CachedClips, ClipsCache
 from storage.streams.review import ReviewIndex
 from storage.streams.slices import released, sorted_in_slices
 from storage.streams.records import KIND, Clip, StreamSession, Submission, Transition
@@ -123,7 +124,14 @@ def _explained(code: ErrorCode, detail: str, *, limit_of: str = "clips") -> Code
 class StreamSessions:
     """Repository of stream sessions, their segments and clips."""
 
-    def __init__(self, store: Store, *, max_segments: int = MAX_SEGMENTS, clips_page: int = CLIPS_PAGE) -> None:
+    def __init__(
+        self,
+        store: Store,
+        *,
+        max_segments: int = MAX_SEGMENTS,
+        clips_page: int = CLIPS_PAGE,
+        cached_clips: int = CACHED_CLIPS,
+    ) -> None:
         self._max_segments = max_segments
         self._clips_page = clips_page
         self._submitting = asyncio.Semaphore(SUBMIT_CONCURRENCY)
@@ -144,6 +152,7 @@ class StreamSessions:
         self._settle = plain_script(redis, "streams/clips_settle.lua")
         self.audiences = StreamAudiences(store)
         self.review = ReviewIndex(store)
+        self._cache = ClipsCache(cached_clips)
 
     async def create(self, *, owner_id: str, title: str, game: str, viewer_delay_s: int) -> StreamSession:
         """Create a session in state ``created``, owned by ``owner_id``."""
@@ -241,7 +250,17 @@ class StreamSessions:
         A small session's come in one reply (``clips_read.lua``). A big one's clips hash is
         read in HSCAN pages as it is, and made one moment's by the log (:meth:`_scan`): no
         command of the read holds Redis for more than a page. Parsing and ordering them give
-        the loop a turn every slice."""
+        the loop a turn every slice. A big one's read is kept (``clips_cache.py``) and the next
+        read brings it forward by the log: it costs what changed since."""
+        kept = self._cache.get(session_id)
+        if kept is not None:
+            brought = await self._brought_forward(session_id, kept)
+            if brought is not None:
+                answer = list(kept.ordered)  # the caller's own list: it may empty it (slices.released)
+                await self._cache.put(session_id, kept)
+                return brought, answer, kept.position
+            await released(kept.by_id)
+            await released(kept.ordered)
         k = self._keys
         flat, segments, (epoch, offset), texts, held = await self._clips_read(
             keys=[
@@ -265,7 +284,38 @@ class StreamSessions:
                 clips.extend(Clip.parse(t) for t in texts[start : start + PARSE_SLICE])
         await released(texts)
         clips = await sorted_in_slices(clips, key=Clip.sort_key)
+        if session is not None and int(held):
+            by_id: dict[str, Clip] = {}
+            for start in range(0, len(clips), PARSE_SLICE * 10):
+                await asyncio.sleep(0)
+                by_id.update((c.clip_id, c) for c in clips[start : start + PARSE_SLICE * 10])
+            kept_clips, clips = clips, list(clips)  # the caller's own list: it may empty it (slices.released)
+            await self._cache.put(session_id, CachedClips(position=position, by_id=by_id, ordered=kept_clips))
         return session, clips, position
+
+    async def _brought_forward(self, session_id: str, kept: CachedClips) -> StreamSession | None:
+        """``kept`` brought forward to the log's position now (what the events after its own
+        changed, read as in a scan's last step); the session then. None when the log cannot
+        say what changed (trimmed past it, a new epoch), the session is gone, or the count
+        disagrees: the caller reads every clip."""
+        stale: set[str] = set()
+        changes: dict[str, str | None] = {}
+        epoch = kept.position.epoch
+        try:
+            offset = await self._followed(session_id, epoch, kept.position.offset, stale)
+            settled = await self._settled(session_id, epoch, offset, stale, changes)
+        except _ScanAgain:
+            return None
+        if settled is None:
+            return None
+        session, position, held = settled
+        parsed: dict[str, Clip | None] = {}
+        for count, (clip_id, text) in enumerate(changes.items(), start=1):
+            parsed[clip_id] = None if text is None else Clip.parse(text)
+            if count % PARSE_SLICE == 0:
+                await asyncio.sleep(0)
+        await kept.apply(parsed, position)
+        return session if len(kept.by_id) == held else None
 
     async def _scan(self, session_id: str, start: Position) -> tuple[StreamSession | None, list[str], Position]:
         """A big session's clips (their JSON texts) as of one log position, read in HSCAN pages
@@ -306,11 +356,10 @@ class StreamSessions:
 
     async def _scanned(
         self, session_id: str, start: Position, found: dict[str, str]
-    ) -> tuple[StreamSession | None, Position, int] | None:
+    ) -> tuple[StreamSession, Position, int] | None:
         """Fill ``found`` (clip id -> JSON) with the clips at the returned position; also the
         session then and the clips the hash held then. None when the session is gone."""
-        k = self._keys
-        clips_key = k.stream_clips(session_id)
+        clips_key = self._keys.stream_clips(session_id)
         epoch, offset = start.epoch, start.offset
         stale: set[str] = set()  # ids changed since ``found`` took their value
         cursor = 0
@@ -320,10 +369,28 @@ class StreamSessions:
             offset = await self._followed(session_id, epoch, offset, stale)
             if not cursor:
                 break
+        changes: dict[str, str | None] = {}
+        settled = await self._settled(session_id, epoch, offset, stale, changes)
+        for clip_id, text in changes.items():
+            if text is None:
+                found.pop(clip_id, None)
+            else:
+                found[clip_id] = text
+        return settled
+
+    async def _settled(
+        self, session_id: str, epoch: str, offset: int, stale: set[str], changes: dict[str, str | None]
+    ) -> tuple[StreamSession, Position, int] | None:
+        """The session, the position and the clips held at one moment at or after ``offset``
+        (of ``epoch``), with ``changes`` (clip id -> JSON, None: gone) holding, as of then, the
+        ``stale`` clips and those the events after ``offset`` name (``clips_settle.lua``).
+        None when the session is gone."""
+        k = self._keys
+        clips_key = k.stream_clips(session_id)
         while True:
             if len(stale) > SETTLE_IDS:
                 # Read now, in pages; a change after this read is in the log read next.
-                await self._refetched(clips_key, stale, found)
+                await self._refetched(clips_key, stale, changes)
             reply = await self._settle(
                 keys=[
                     k.session(session_id),
@@ -340,11 +407,7 @@ class StreamSessions:
                 offset = await self._followed(session_id, epoch, offset, stale)
                 continue
             _, flat, segments, (now_epoch, now_offset), ids, values, held = reply
-            for clip_id, text in zip(ids, values, strict=True):
-                if text is None:
-                    found.pop(clip_id, None)
-                else:
-                    found[clip_id] = text
+            changes.update(zip(ids, values, strict=True))
             fields = dict(zip(flat[::2], flat[1::2], strict=True))
             if fields.get("kind") != KIND:
                 return None
@@ -374,17 +437,13 @@ class StreamSessions:
             if not entries:
                 raise _ScanAgain("the log was trimmed past the scan's start")
 
-    async def _refetched(self, clips_key: str, stale: set[str], found: dict[str, str]) -> None:
+    async def _refetched(self, clips_key: str, stale: set[str], changes: dict[str, str | None]) -> None:
         ids = list(stale)
         stale.clear()
         for begin in range(0, len(ids), SETTLE_IDS):
             chunk = ids[begin : begin + SETTLE_IDS]
             values: list[Any] = await self._redis.hmget(clips_key, chunk)
-            for clip_id, text in zip(chunk, values, strict=True):
-                if text is None:
-                    found.pop(clip_id, None)
-                else:
-                    found[clip_id] = text
+            changes.update(zip(chunk, values, strict=True))
 
     async def own_clips(self, session_id: str, viewer_id: str, *, limit: int) -> OwnClips:
         """The newest ``limit`` clips ``viewer_id`` stored that the session still holds, as they

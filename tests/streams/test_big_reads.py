@@ -15,10 +15,12 @@ from typing import Any
 import pytest
 import pytest_asyncio
 
+from handlers.streams import http as streams_http
+from handlers.streams.moments import grouped_moments
 from storage.streams.records import Clip
 from storage.streams.repository import StreamSessions, ViewerCaps
 from tests.helpers import Client, ServerUnderTest
-from tests.streams.helpers import started, store_clips, stored_clip
+from tests.streams.helpers import http, started, store_clips, stored_clip
 
 # A command of a read this long or longer is a fault (a page's HSCAN, HMGET or settling step
 # takes well under 2 ms here; the COPY of 100,000 clips took ~50 ms).
@@ -164,3 +166,91 @@ async def test_a_log_trimmed_during_the_scan_makes_the_read_scan_again(
     assert doomed not in {c.clip_id for c in read} and len(read) == 1999
     held = await store.redis.hkeys(store.keys.stream_clips(session_id))  # type: ignore[misc]
     assert sorted(c.clip_id for c in read) == sorted(held)
+
+
+async def _hscans(redis: Any) -> int:
+    stats = await redis.info("commandstats")
+    return int(stats.get("cmdstat_hscan", {}).get("calls", 0))
+
+
+async def test_a_big_streams_next_read_costs_what_changed(
+    server: ServerUnderTest, clients: list[Client], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The dashboard reads every clip again while clips come: a read kept by the process is
+    brought forward by the log (no scan), and answers what a fresh read answers."""
+    session_id, _ = await started(server, clients)
+    clips = [stored_clip(seq, segment_index=1, offset_ms=seq * 50, note="", clipped=False) for seq in range(1, 5001)]
+    await store_clips(server, session_id, clips)
+    store = server.services.store
+    streams = StreamSessions(store, clips_page=500)
+    owner = (await streams.get(session_id)).owner_id  # type: ignore[union-attr]
+    ids = [str(c["clip_id"]) for c in clips]
+    first = await streams.clips(session_id)
+    scans = await _hscans(store.redis)
+
+    # Nothing changed: the same answer, no scan, a handful of commands.
+    before = await store.redis.info("commandstats")
+    again = await streams.clips(session_id)
+    after = await store.redis.info("commandstats")
+    assert again == first and await _hscans(store.redis) == scans
+    commands = sum(int(v["calls"]) for v in after.values()) - sum(int(v["calls"]) for v in before.values())
+    # INFO itself, the log read (MULTI, HMGET, XRANGE, EXEC) and the settling step (EVALSHA and
+    # its HMGET, HGETALL, LRANGE, HLEN); a scan of these 5,000 clips ran over 40
+    assert commands <= 10, commands
+
+    caps = ViewerCaps(per_viewer=10_000, per_address=10_000)
+    for viewer in ("carol", "carol", "dave"):
+        await streams.submit(
+            session_id,
+            viewer_id=viewer,
+            submission_id=uuid.uuid4().hex,
+            note="late",
+            cooldown_ms=0,
+            max_clips=100_000,
+            caps=caps,
+        )
+    await streams.update_clip(session_id, ids[0], owner, clipped=True, note="edited")
+    await streams.delete_clip(session_id, ids[1], owner)
+    await streams.clear_viewer(session_id, "dave", owner)
+    await streams.transition(session_id, "pause", owner)
+    session, read, position = await streams.clips(session_id)
+    assert await _hscans(store.redis) == scans
+    fresh = await StreamSessions(store, clips_page=500).clips(session_id)
+    assert (session, read, position) == fresh
+    assert session is not None and session.state == "paused" and len(read) == 5000 + 2 - 1
+    assert read[0].clipped and read[0].note == "edited" and ids[1] not in {c.clip_id for c in read}
+
+    # The log trimmed past the kept read: it cannot be brought forward, every clip is read.
+    await streams.delete_clip(session_id, ids[2], owner)
+    await store.redis.xtrim(store.keys.log(session_id), maxlen=0)
+    trimmed = await streams.clips(session_id)
+    assert await _hscans(store.redis) > scans
+    assert trimmed == await StreamSessions(store, clips_page=500).clips(session_id)
+    assert ids[2] not in {c.clip_id for c in trimmed[1]}
+
+
+async def test_the_dashboards_moments_are_grouped_again_only_when_a_clip_changed(
+    server: ServerUnderTest, clients: list[Client], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    session_id, _ = await started(server, clients)
+    clips = [stored_clip(seq, segment_index=1, offset_ms=seq * 900, note="", clipped=False) for seq in range(1, 1501)]
+    await store_clips(server, session_id, clips)
+    groupings: list[int] = []
+
+    async def counted(ordered: list[Clip], **kwargs: Any) -> Any:
+        groupings.append(len(ordered))
+        return await grouped_moments(ordered, **kwargs)
+
+    monkeypatch.setattr(streams_http, "grouped_moments", counted)
+    path = f"/api/streams/{session_id}/moments"
+    first = await http(server, "GET", path, params={"sort": "count"})
+    again = await http(server, "GET", path, params={"sort": "count"})
+    assert first[0] == 200 and again == first and groupings == [1500]
+    by_time = await http(server, "GET", path)  # another grouping of the same clips
+    assert by_time[0] == 200 and groupings == [1500, 1500]
+    status, body = await http(server, "POST", f"/api/streams/{session_id}/clips", user="bob", json={"note": "late"})
+    assert status == 201, body
+    later = await http(server, "GET", path, params={"sort": "count"})
+    assert later[0] == 200 and groupings == [1500, 1500, 1501]
+    assert later[1]["offset"] > first[1]["offset"]
+    assert sum(m["count"] for m in later[1]["moments"]) == 1501
