@@ -13,7 +13,7 @@
 --   ARGV[2]  the offset up to which it read the log
 --   ARGV[3]  most events read here (more: the caller reads them first)
 --   ARGV[4..] ids of clips the caller read changes of after scanning them
--- Returns {'ok', session fields (flat), segments, {epoch, offset}, clip ids, their JSON (false:
+-- Returns {'settled', session fields (flat), segments, {epoch, offset}, clip ids, their JSON (false:
 -- gone), clips held} with ARGV[4..] and the ids the events after ARGV[2] name; {'behind'} when
 -- more than ARGV[3] events came after ARGV[2]; {'again'} when the log cannot say what changed
 -- (another epoch, trimmed past ARGV[2], or behind it): the caller scans again.
@@ -64,5 +64,5 @@ for start = 1, #ids, 1000 do
     values[#values + 1] = got[j]
   end
 end
-return {'ok', redis.call('HGETALL', KEYS[1]), redis.call('LRANGE', KEYS[2], 0, -1), meta, ids, values,
+return {'settled', redis.call('HGETALL', KEYS[1]), redis.call('LRANGE', KEYS[2], 0, -1), meta, ids, values,
   redis.call('HLEN', KEYS[4])}
