@@ -9,6 +9,7 @@ pipeline (as submit.lua leaves them). Then, ``--runs`` times:
 - the moments grouping of what it read (``grouped_moments``, by time);
 - the same reader's next read with nothing changed, and its next after ``--late`` clicks (a
   process keeps a big stream's read and brings it forward by the log: ``clips_cache.py``);
+- the review index built anew (``review_build.lua``), and the longest command of its build;
 - while the read runs, a probe on its own connection PINGs Redis back to back: its slowest
   answer is what another session on the node waited at worst.
 
@@ -138,6 +139,14 @@ async def run(url: str, clips: int, runs: int, late: int) -> dict[str, Any]:
         _, later, _ = await reader.clips(session.id)
         late_wall, late_cpu = time.perf_counter() - wall, time.process_time() - cpu
         assert len(unchanged) == len(read) and len(later) == len(read) + late
+        # The paged review's index built anew (as after a day unread), a page of clips a call.
+        await redis.delete(keys.stream_review_index(session.id))
+        await redis.slowlog_reset()
+        wall = time.perf_counter()
+        await reader.review.summary(session.id, [1], last=0)
+        build_wall = time.perf_counter() - wall
+        built: Any = [e for e in await redis.slowlog_get(100_000) if "SLOWLOG" not in str(e["command"])]
+        build_longest = max(built, key=lambda e: e["duration"])
         figures["runs"].append(
             {
                 "read_ms": round(read_wall * 1000),
@@ -156,6 +165,9 @@ async def run(url: str, clips: int, runs: int, late: int) -> dict[str, Any]:
                 "next_read_unchanged_cpu_ms": round(same_cpu * 1000, 1),
                 f"next_read_after_{late}_clips_ms": round(late_wall * 1000, 1),
                 f"next_read_after_{late}_clips_cpu_ms": round(late_cpu * 1000, 1),
+                "review_build_ms": round(build_wall * 1000),
+                "review_build_longest_command_ms": round(build_longest["duration"] / 1000, 2),
+                "review_build_longest_command": str(build_longest["command"])[:40],
             }
         )
     await redis.aclose()

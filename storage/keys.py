@@ -231,11 +231,6 @@ class Keys:
         """Hash of a stream session's clips: clip id -> clip JSON."""
         return f"{self.prefix}:{{{session_id}}}:clips"
 
-    def stream_clips_copy(self, session_id: str, read_id: str) -> str:
-        """Hash: a session's clips as a review index build found them (``review_build.lua``),
-        read in pages and deleted by that build; expires if its process goes away mid-build."""
-        return f"{self.prefix}:{{{session_id}}}:clips_copy:{read_id}"
-
     def stream_review_index(self, session_id: str) -> str:
         """Sorted set of a stream session's clip ids in review order (score: segment * 2^40 +
         offset ms; ties by clip id), kept up by its reads from the log (``review_sync.lua``)."""

@@ -1,8 +1,8 @@
 """A big stream's paged review and its export while its slot moves or its master fails over.
 
-Both read the clips a call at a time (``review_build.lua`` builds the review index from a copy
-in the session's slot; ``StreamSessions.clips`` reads the clips hash itself in HSCAN pages), so
-a read spans several calls and the hash can move to another node between two of them. There
+Both read the clips hash in HSCAN pages, a call at a time (``review_build.lua`` builds the
+review index from it; ``StreamSessions.clips`` reads it), so a read spans several calls and the
+hash can move to another node between two of them. There
 the cursor carried over skips clips: each Redis seeds its hash function, so the fields lie in
 other buckets (829 of 5,000 in a probe). The move is placed between the read's first call
 and its next (the node's own step, wrapped to wait for the move), not left to chance.

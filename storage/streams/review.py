@@ -1,7 +1,7 @@
 """The review of a big stream in pages: each segment's clips in order, a page at a time.
 
 A stream may hold hundreds of thousands of clips. Reading them all to show the first screen
-(``StreamSessions.clips``: a copy, every clip parsed and sorted) cost seconds of server CPU and
+(``StreamSessions.clips``: every clip scanned, parsed and sorted) cost seconds of server CPU and
 tens of MB per dashboard load. Here a sorted set of the clip ids in review order (the review
 index: segment, offset ms, then clip id) is read by rank: a summary (each segment's count, the
 newest clips) and a page of one segment after a cursor cost the same on any size of stream.
@@ -9,9 +9,10 @@ newest clips) and a page of one segment after a cursor cost the same on any size
 The index is kept by its readers, not by the clip scripts, so a click's step (the raid's hot
 path) is unchanged: before each read it catches up from the session's log (``review_sync.lua``:
 clips added, removed, cleared since the position it reflects), and when it cannot (the log
-trimmed past it, another epoch, clips written without an event) it is built again from a copy
-of the clips in pages (``review_build.lua``). Every answer carries the log position its index
-reflects, so a page merged with the live events after that position is exact.
+trimmed past it, another epoch, clips written without an event) it is built again from the
+clips in pages (``review_build.lua``), then caught up from the position the build began at.
+Every answer carries the log position its index reflects, so a page merged with the live
+events after that position is exact.
 """
 
 from __future__ import annotations
@@ -32,8 +33,8 @@ SYNC_EVENTS = 1000
 # its process goes away mid-build.
 BUILD_PAGE = 2000
 BUILD_TTL_MS = 120_000
-# Scans of the copy one build makes (a copy moved to another node mid-scan is scanned again)
-# before the read is answered ``unavailable``.
+# Builds one read makes (a build whose clips moved to another node mid-scan, or that the log
+# cannot bring up to date, is made again) before it is answered ``unavailable``.
 BUILD_SCANS = 3
 # Catch-up calls one read makes before it builds the index again (a raid outrunning its reader).
 SYNC_ROUNDS = 20
@@ -128,15 +129,21 @@ class ReviewIndex:
                 return
             if status == "rebuild":
                 break
-        await self.rebuild(session_id)
-        # The clips added while it was built: at most a build's worth of the log.
-        for _ in range(SYNC_ROUNDS):
-            status, _, _ = await self._sync(keys=keys, args=[SYNC_EVENTS, INDEX_IDLE_MS])
-            if status != "more":
+        for _ in range(BUILD_SCANS):
+            await self.rebuild(session_id)
+            # The clips changed while it was built: at most a build's worth of the log. A build
+            # that cannot be caught up, or whose count disagrees once caught up (its clips moved
+            # to another node mid-scan), is made again.
+            for _ in range(SYNC_ROUNDS):
+                status, _, _ = await self._sync(keys=keys, args=[SYNC_EVENTS, INDEX_IDLE_MS])
+                if status != "more":
+                    break
+            if status == "synced":
                 return
+        raise CodedError(ErrorCode.UNAVAILABLE, "the stream's clips moved while its review was built: try again")
 
     async def rebuild(self, session_id: str) -> None:
-        """Build the index from a copy of the clips, a page per call, and put it in place; a
+        """Build the index from the clips, a page per call, and put it in place; a
         read finding a build under way in this process waits for that one."""
         under_way = self._building.get(session_id)
         if under_way is not None:
@@ -161,29 +168,17 @@ class ReviewIndex:
 
     async def _build_pages(self, session_id: str) -> None:
         k = self._keys
-        build_id = uuid.uuid4().hex
         keys = [
             k.stream_clips(session_id),
-            k.stream_clips_copy(session_id, build_id),
-            k.stream_review_build(session_id, build_id),
+            k.stream_review_build(session_id, uuid.uuid4().hex),
             k.stream_review_index(session_id),
             k.stream_review_meta(session_id),
             k.log_meta(session_id),
         ]
         cursor, position = "start", ""
-        scans = 1
         try:
-            while True:
+            while cursor != "0":
                 cursor, position = await self._build(keys=keys, args=[cursor, BUILD_PAGE, BUILD_TTL_MS, position])
-                if cursor == "0":
-                    return
-                # The copy moved to another node mid-build (a reshard, a failover): scanned
-                # again from its start, or gone (review_build.lua).
-                scans += cursor == "again"
-                if cursor == "lost" or scans > BUILD_SCANS:
-                    raise CodedError(
-                        ErrorCode.UNAVAILABLE, "the stream's clips moved while its review was built: try again"
-                    )
         finally:
             if cursor != "0":
-                await self._redis.unlink(keys[1], keys[2])
+                await self._redis.unlink(keys[1])

@@ -254,3 +254,69 @@ async def test_the_dashboards_moments_are_grouped_again_only_when_a_clip_changed
     assert later[0] == 200 and groupings == [1500, 1500, 1501]
     assert later[1]["offset"] > first[1]["offset"]
     assert sum(m["count"] for m in later[1]["moments"]) == 1501
+
+
+async def test_a_review_build_of_100000_clips_runs_no_long_command(
+    server: ServerUnderTest, clients: list[Client], slow_commands: Any
+) -> None:
+    """The review index is built from the clips in pages; it COPYed them first (~50 ms here)."""
+    session_id, _ = await started(server, clients)
+    big = 100_000
+    clips = [
+        stored_clip(seq, segment_index=1, offset_ms=seq * 700, note="", clipped=False) for seq in range(1, big + 1)
+    ]
+    await store_clips(server, session_id, clips)
+    redis = slow_commands
+    review = StreamSessions(server.services.store).review
+    seen: list[list[tuple[bytes, int]]] = []
+    for _ in range(3):  # as in the read's test: one of three builds without a preempted page
+        await redis.delete(server.services.keys.stream_review_index(session_id))
+        await redis.slowlog_reset()
+        summary = await review.summary(session_id, [1], last=0)
+        assert summary.total == big
+        seen.append([(e["command"][:60], e["duration"]) for e in await redis.slowlog_get(1000)])
+        if not seen[-1]:
+            return
+    raise AssertionError(f"commands of {LONGEST_MS} ms or more in each build: {seen}")
+
+
+async def test_clips_changed_during_a_review_build_are_in_its_index_as_they_are(
+    server: ServerUnderTest, clients: list[Client], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    session_id, _ = await started(server, clients)
+    clips = [stored_clip(seq, segment_index=1, offset_ms=seq * 100, note="", clipped=False) for seq in range(1, 6001)]
+    await store_clips(server, session_id, clips)
+    store = server.services.store
+    streams = StreamSessions(store)
+    owner = (await streams.get(session_id)).owner_id  # type: ignore[union-attr]
+    ids = [str(c["clip_id"]) for c in clips]
+    build = streams.review._build
+    calls = 0
+
+    async def changing_build(*args: Any, **kwargs: Any) -> Any:
+        nonlocal calls
+        answer = await build(*args, **kwargs)
+        calls += 1
+        if calls == 1:  # after the first page: clips ahead and behind deleted, clips added
+            for clip_id in ids[:3] + ids[-3:]:
+                await streams.delete_clip(session_id, clip_id, owner)
+            for _ in range(4):
+                await streams.submit(
+                    session_id,
+                    viewer_id="carol",
+                    submission_id=uuid.uuid4().hex,
+                    note="late",
+                    cooldown_ms=0,
+                    max_clips=100_000,
+                    caps=ViewerCaps(per_viewer=100, per_address=100),
+                )
+        return answer
+
+    monkeypatch.setattr(streams.review, "_build", changing_build)
+    summary = await streams.review.summary(session_id, [1], last=0)
+    monkeypatch.undo()
+    assert calls > 2
+    held = set(await store.redis.hkeys(store.keys.stream_clips(session_id)))  # type: ignore[misc]
+    assert summary.total == len(held) == 6000 - 6 + 4
+    indexed = await store.redis.zrange(store.keys.stream_review_index(session_id), 0, -1)  # type: ignore[misc]
+    assert len(indexed) == len(set(indexed)) and set(indexed) == held
