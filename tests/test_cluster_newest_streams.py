@@ -29,7 +29,7 @@ from tests.streams.helpers import connect, create_stream, http, store_clips, sto
 
 pytestmark = pytest.mark.timeout(120)
 
-# Several pages of a review build (2,000 clips a call) and of an export's scan (1,000).
+# Several pages of a review build (400 clips a call) and of an export's scan (1,000).
 CLIPS = 6000
 
 

@@ -29,9 +29,10 @@ from storage.streams.records import Clip
 
 # Log events applied per catch-up call: ~1 ms of Redis each thousand.
 SYNC_EVENTS = 1000
-# Clips indexed per build call (a few ms of Redis each), and how long a build's keys live if
-# its process goes away mid-build.
-BUILD_PAGE = 2000
+# Clips indexed per build call, and how long a build's keys live if its process goes away
+# mid-build. A call decodes and indexes each clip of its page: 2,000 took 20-28 ms of Redis on
+# a 200,000-clip stream (bench/big_stream.py), every other session waiting; 400 take ~5.
+BUILD_PAGE = 400
 BUILD_TTL_MS = 120_000
 # Builds one read makes (a build whose clips moved to another node mid-scan, or that the log
 # cannot bring up to date, is made again) before it is answered ``unavailable``.
