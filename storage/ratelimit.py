@@ -70,6 +70,31 @@ class RateLimiter:
             return Counted(key)
         return Refused(seconds_left(now_ms, window_ms))
 
+    def counter_key(self, bucket: str, subject: str, *, window_s: int) -> str:
+        """The counter of ``subject`` in ``bucket`` for the window of now."""
+        return self._keys.rate(bucket, subject, self._clock.now_ms() // (window_s * 1000))
+
+    async def take_block(
+        self, bucket: str, subject: str, *, want: int, limit: int, window_s: int
+    ) -> tuple[Counted, int] | Refused:
+        """Count up to ``want`` hits at once, as many as the window still has room for: where they
+        were counted and how many (at least one), or how long to wait when none is left. For a
+        caller that hands the hits out itself (``handlers.streams.day_cap``), one round trip per
+        ``want`` hits instead of one per hit."""
+        now_ms = self._clock.now_ms()
+        window_ms = window_s * 1000
+        key = self._keys.rate(bucket, subject, now_ms // window_ms)
+        async with self._redis.pipeline(transaction=True) as pipe:
+            pipe.incrby(key, want)
+            pipe.expire(key, window_s * 2)
+            count, _ = await pipe.execute()
+        over = min(want, int(count) - limit)
+        if over > 0:
+            await self._redis.decrby(key, over)
+        if over >= want:
+            return Refused(seconds_left(now_ms, window_ms))
+        return Counted(key), want - max(over, 0)
+
     async def give_back(self, counted: Counted) -> None:
         """Uncount a hit :meth:`take` counted (to the window it was counted in, even if that
         window has turned since: a give-back to the new one would be one too many there)."""

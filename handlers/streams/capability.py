@@ -24,8 +24,9 @@ def install(services: Services, router: SocketRouter, app: web.Application, *, s
     streams = StreamSessions(services.store)
     services.kinds.register(StreamKind(services, streams))
     services.kinds.register(StreamAudienceKind(streams))
-    StreamEvents(streams, settings, ClipsDayCap(services.limiter, settings.max_per_address_per_day)).register(router)
-    StreamRoutes(services, streams, settings).register(app)
+    day_cap = ClipsDayCap(services.limiter, settings.max_per_address_per_day)  # one per node: its reserve
+    StreamEvents(streams, settings, day_cap).register(router)
+    StreamRoutes(services, streams, settings, day_cap).register(app)
     ExportRoutes(services, streams, settings).register(app)
     ReviewRoutes(services, streams).register(app)
     document(app, OPERATIONS)

@@ -67,10 +67,13 @@ def clip_id_of(request: web.Request) -> str:
 class StreamRoutes:
     """Every route needs a bearer token; state, review and export need the owner's."""
 
-    def __init__(self, services: Services, streams: StreamSessions, settings: ClipSettings) -> None:
+    def __init__(
+        self, services: Services, streams: StreamSessions, settings: ClipSettings, day_cap: ClipsDayCap
+    ) -> None:
         self._s = services
         self._streams = streams
         self._settings = settings
+        self._day_cap = day_cap  # the node's one, shared with the socket's clicks (its reserve)
         # Reads of every clip (review, moments): a few per user at once, the others wait.
         self._whole_reads = WholeReads()
         self._kept_moments = KeptMoments()
@@ -175,7 +178,7 @@ class StreamRoutes:
             note=payload.note,
             submission_id=payload.submission_id,
             address=client_address(request, trust_forwarded_for=self._s.trust_forwarded_for),
-            day_cap=ClipsDayCap(self._s.limiter, self._settings.max_per_address_per_day),
+            day_cap=self._day_cap,
         )
         return web.json_response(answer, status=201 if answer["created"] else 200)
 
