@@ -50,6 +50,12 @@ class ReviewRoutes:
         session = await owned(self._streams, claims, session_id)
         indexes = [int(s["index"]) for s in session.segments]
         found = await self._streams.review.summary(session_id, indexes, last=query.last)
+        # The session as it is now, read after the summary: at least as new as the summary's
+        # position, so that the page's events after that position bring it forward (each applies
+        # again harmlessly). Read before it, a state change landing between the two reads was in
+        # the position and not in the session: the page dropped the change as already there and
+        # showed a stream just started as 'Not started' until a reload.
+        session = await owned(self._streams, claims, session_id)
         names = await viewer_names(self._s.identities, found.last)
         segments = [{**s, "clip_count": found.counts.get(int(s["index"]), 0)} for s in session.segments]
         body: dict[str, Any] = {

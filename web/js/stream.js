@@ -895,7 +895,11 @@ function apply(event) {
       session = { ...session, state: data.state };
       break;
     case "segment_opened":
-      session = { ...session, segments: [...(session.segments ?? []), data.segment] };
+      // Applied again when the review's session already had it (read after the review's position).
+      session = {
+        ...session,
+        segments: [...(session.segments ?? []).filter((s) => s.index !== data.segment.index), data.segment],
+      };
       if (!paging.has(data.segment.index)) paging.set(data.segment.index, { count: 0, frontier: null, complete: true });
       break;
     case "segment_closed":
