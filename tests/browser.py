@@ -235,9 +235,12 @@ async def browser() -> AsyncIterator[Browser]:
             await launched.close()
 
 
-async def new_tab(browser: Browser, server: ServerUnderTest, *, bypass_csp: bool = False) -> Tab:
-    """A page in a fresh context (empty localStorage) pointed at ``server``."""
-    context = await browser.new_context(bypass_csp=bypass_csp)
+async def new_tab(
+    browser: Browser, server: ServerUnderTest, *, bypass_csp: bool = False, timezone_id: str | None = None
+) -> Tab:
+    """A page in a fresh context (empty localStorage) pointed at ``server``, in the machine's time
+    zone unless ``timezone_id`` names one."""
+    context = await browser.new_context(bypass_csp=bypass_csp, timezone_id=timezone_id)
     context.set_default_timeout(ACTION_TIMEOUT_MS)
     return Tab(page=await context.new_page(), base_url=server.url)
 

@@ -27,13 +27,18 @@ UNREADABLE = re.compile(
 
 
 @asynccontextmanager
-async def device(browser: Browser, server: ServerUnderTest, *, phone: bool) -> AsyncIterator[Tab]:
-    """A device of its own (an empty browser context): a 390x844 touch phone or a laptop. After
-    the journey, no uncaught error or CSP violation may have happened on it."""
+async def device(
+    browser: Browser, server: ServerUnderTest, *, phone: bool, timezone_id: str | None = None
+) -> AsyncIterator[Tab]:
+    """A device of its own (an empty browser context): a 390x844 touch phone or a laptop, in the
+    machine's time zone unless ``timezone_id`` names one. After the journey, no uncaught error or
+    CSP violation may have happened on it."""
     if phone:
-        context = await browser.new_context(viewport=PHONE, has_touch=True, is_mobile=True, device_scale_factor=2)
+        context = await browser.new_context(
+            viewport=PHONE, has_touch=True, is_mobile=True, device_scale_factor=2, timezone_id=timezone_id
+        )
     else:
-        context = await browser.new_context(viewport=LAPTOP)
+        context = await browser.new_context(viewport=LAPTOP, timezone_id=timezone_id)
     context.set_default_timeout(ACTION_TIMEOUT_MS)
     opened = Tab(page=await context.new_page(), base_url=server.url)
     try:

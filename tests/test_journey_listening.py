@@ -14,7 +14,7 @@ from playwright.async_api import Browser, Page, expect
 from tests.helpers import ServerUnderTest
 from tests.browser import Tab
 from tests.journeys import DAY_MS, LIVE, device, fits, readable
-from tests.listening.support import TOKEN_TTL_S, FrozenClock
+from tests.listening.support import TOKEN_TTL_S, FrozenClock, noon_zone
 
 pytestmark = pytest.mark.timeout(180)
 
@@ -40,7 +40,11 @@ async def tap(player: Page, item_id: str, button: str, action: str) -> None:
 async def test_listening_on_the_phone_shows_on_the_laptops_history_over_two_days(
     lserver: ServerUnderTest, clock: FrozenClock, browser: Browser
 ) -> None:
-    async with device(browser, lserver, phone=True) as phone_tab, device(browser, lserver, phone=False) as laptop_tab:
+    zone = noon_zone(clock.now_ms())  # the day the test plays is whole in the devices' zone
+    async with (
+        device(browser, lserver, phone=True, timezone_id=zone) as phone_tab,
+        device(browser, lserver, phone=False, timezone_id=zone) as laptop_tab,
+    ):
         history = await signed_in(laptop_tab, lserver, "/history")
         await expect(history.locator("#sessions-empty")).to_be_visible()
         player = await signed_in(phone_tab, lserver, "/player")

@@ -33,6 +33,22 @@ class FrozenClock(Clock):
         return (self.base_ms + self.shift_ms) / 1000
 
 
+def noon_zone(ms: int) -> str:
+    """A time zone in which the instant ``ms`` falls near local noon (``Etc/GMT±N``).
+
+    A browser's page counts listening per *its* local day. A test whose clock starts at the real
+    time would see a day change when the suite runs near midnight (a CI run at 23:59:29 UTC saw a
+    two-day streak where one was played). Pinning the page's zone so that the test starts at noon
+    leaves it half a day before a midnight, and its deliberate day shifts stay whole days.
+    """
+    utc_hour = (ms // 3_600_000) % 24
+    offset = 12 - utc_hour  # local = UTC + offset, within -11..+12
+    # The Etc/GMT names carry the sign inverted (POSIX): Etc/GMT-3 is three hours east of UTC.
+    if offset == 0:
+        return "Etc/GMT"
+    return f"Etc/GMT{'-' if offset > 0 else '+'}{abs(offset)}"
+
+
 async def start_on_clock(redis_url: str, data_dir: Path, clock: Clock) -> ServerUnderTest:
     """``tests.conftest.start_server`` with the given clock (several servers may share one).
 

@@ -11,7 +11,7 @@ from playwright.async_api import Browser, Page, Route, expect
 
 from tests.browser import LeaveQuestions, SocketGate, Tab, new_tab
 from tests.helpers import ServerUnderTest
-from tests.listening.support import TOKEN_TTL_S, FrozenClock, auth
+from tests.listening.support import TOKEN_TTL_S, FrozenClock, auth, noon_zone
 
 XSS_TITLE = '<img src=x onerror="window.__xss=1">'
 
@@ -27,7 +27,8 @@ async def tabs(lserver: ServerUnderTest) -> AsyncIterator[list[Tab]]:
 
 
 async def open_tab(browser: Browser, server: ServerUnderTest, tabs: list[Tab], path: str) -> Page:
-    tab = await new_tab(browser, server)
+    # The page counts days in its own zone: one where the test's clock starts at noon.
+    tab = await new_tab(browser, server, timezone_id=noon_zone(server.services.clock.now_ms()))
     await tab.use_token(server.token("alice", ttl_s=TOKEN_TTL_S), ttl_s=TOKEN_TTL_S)
     tabs.append(tab)
     page = await tab.open(path)
