@@ -11,7 +11,7 @@ import pytest
 import pytest_asyncio
 
 from auth.claims import Permission
-from tests.helpers import Client, ServerUnderTest
+from tests.helpers import Client, ServerUnderTest, to_window_start
 
 DAY_MS = 86_400_000
 LONG_TTL_S = 400 * 86400  # tokens outlive the clock shifts of these tests
@@ -80,6 +80,9 @@ async def test_every_admin_route_needs_a_token_with_the_admin_permission(
 async def test_metrics_count_sessions_per_kind_and_in_total(
     server: ServerUnderTest, http: aiohttp.ClientSession
 ) -> None:
+    # Created today counts since 00:00 UTC and the operations per UTC month: the sessions are
+    # made and counted in one day (a run at 23:59:59 made them in one and counted in the next).
+    to_window_start(server.services.clock, DAY_MS // 1000)
     token = admin_token(server)
     for user in ("alice", "bob"):
         await server.create_session(user)

@@ -11,13 +11,14 @@ from playwright.async_api import expect
 
 from auth.claims import USER_ID_PATTERN, Permission
 from tests.browser import Tab
-from tests.helpers import Client, ServerUnderTest
+from tests.helpers import Client, ServerUnderTest, to_window_start
 from tests.admin.test_http import DAY_MS, LONG_TTL_S, admin_token, new_pattern
 
 
 async def test_an_admin_sees_the_counts_change_live_when_a_session_is_created_elsewhere(
     tab: Tab, server: ServerUnderTest
 ) -> None:
+    to_window_start(server.services.clock, DAY_MS // 1000)  # "today" (UTC) holds both sessions
     await server.create_session("alice")
     await tab.use_token(admin_token(server), ttl_s=LONG_TTL_S)
     page = await tab.open("/admin")

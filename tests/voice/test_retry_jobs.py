@@ -10,7 +10,7 @@ import pytest
 
 from auth.claims import Permission
 from handlers.voice.actions import JOBS_PER_MIN
-from tests.helpers import Client, ServerUnderTest
+from tests.helpers import Client, ServerUnderTest, to_window_start
 from tests.voice.test_chunks import performer_of
 from tests.voice.test_events import connected, queued_jobs
 
@@ -137,6 +137,7 @@ async def test_a_resend_is_answered_past_the_jobs_limit(
     refused rate_limited (a page resends an unanswered press until it is answered)."""
     session_id = await server.create_session("alice")
     alice = await connected(server, clients, "alice")
+    to_window_start(server.services.clock)  # the jobs a minute: all of them in one minute
     first = await alice.call(event, {"session_id": session_id, "request_id": "first-press-0", **extra})
     assert first["ok"], first
     for n in range(1, JOBS_PER_MIN):
