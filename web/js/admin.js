@@ -31,8 +31,15 @@ function formatBytes(bytes) {
   return `${(bytes / 1024 ** 3).toFixed(2)} GB`;
 }
 
+const two = (n) => String(n).padStart(2, "0");
+
+// The operator's own time zone (the page says which): toISOString() showed UTC with nothing to
+// say so, and an operator west of Greenwich read a session made this evening as made tomorrow.
 function formatTime(ms) {
-  return ms ? new Date(ms).toISOString().replace("T", " ").slice(0, 19) : "—";
+  if (!ms) return "—";
+  const t = new Date(ms);
+  const day = `${t.getFullYear()}-${two(t.getMonth() + 1)}-${two(t.getDate())}`;
+  return `${day} ${two(t.getHours())}:${two(t.getMinutes())}:${two(t.getSeconds())}`;
 }
 
 function cell(row, text) {
@@ -156,10 +163,14 @@ async function refresh() {
 
 // --- sessions table ---------------------------------------------------------------------
 
+// A picked day is the operator's local day, as the table's times are: from its local midnight
+// to the next one (a DST day has 23 or 25 hours, so not midnight + 24 h).
 function dayMs(value, endOfDay) {
-  if (!value) return null;
-  const ms = Date.parse(`${value}T00:00:00Z`);
-  return Number.isNaN(ms) ? null : ms + (endOfDay ? 86_400_000 - 1 : 0);
+  const parts = /^(\d{4})-(\d{2})-(\d{2})$/.exec(value);
+  if (!parts) return null;
+  const [year, month, day] = parts.slice(1).map(Number);
+  const ms = new Date(year, month - 1, day + (endOfDay ? 1 : 0)).getTime();
+  return Number.isNaN(ms) ? null : ms - (endOfDay ? 1 : 0);
 }
 
 function listQuery(from) {
@@ -577,6 +588,8 @@ function start() {
   $("orphans-form").addEventListener("submit", countOrphans);
   $("orphans-confirm").addEventListener("click", deleteOrphans);
   $("token-form").addEventListener("submit", useToken);
+  const zone = Intl.DateTimeFormat().resolvedOptions().timeZone;
+  $("time-zone").textContent = `Times and days are in this browser's time zone${zone ? ` (${zone})` : ""}.`;
   identified().then((known) => {
     if (!known) return showForbidden(new ApiError("unauthorized", "no identity", 401));
     refresh().then(() => {
