@@ -14,6 +14,8 @@ if [ "$mode" = "test" ]; then
   command -v redis-server >/dev/null 2>&1 || need_apt+=(redis-server)
   command -v redis-cli >/dev/null 2>&1 || need_apt+=(redis-tools)  # forms the test cluster
   command -v chromium >/dev/null 2>&1 || need_apt+=(chromium)
+  # The page tests run on its headless build (tests/browser.py): a quarter of the CPU per page.
+  command -v chromium-headless-shell >/dev/null 2>&1 || need_apt+=(chromium-headless-shell)
   command -v taskset >/dev/null 2>&1 || need_apt+=(util-linux)
   command -v npm >/dev/null 2>&1 || need_apt+=(npm)  # brings nodejs: runs Biome's launcher
 fi

@@ -1,8 +1,17 @@
 """Browser fixtures: Playwright driving Debian's chromium, one browser per run, a context per test.
 
+Two builds of Debian's chromium 156 (one source: the same Blink, V8 and network stack):
+- ``browser``: ``chromium-headless-shell`` (Debian package ``chromium-headless-shell``), the
+  headless build without the desktop browser's windows, tab strip and profile services. Most
+  page tests run here: a new page costs ~85 ms of CPU against ~350 ms in ``chromium --headless``
+  (measured with ``tests/browser.py`` args, about:blank, Debian 12), and browser tests are about
+  half of the suite's time. Without it the fixture falls back to ``chromium``.
+- ``full_browser``: ``chromium``, the browser people run: the journeys (``tests/journeys.py``)
+  and the phone's touch tests use it, so the whole product is still tried in the real thing.
+
 Import the fixtures into a test module (``from tests.browser import browser, tab``). Without
 chromium the tests are skipped, except on CI (``CI=true``), where a missing browser fails them.
-``playwright install`` is never needed: the browser is the system one.
+``playwright install`` is never needed: the browsers are the system's.
 """
 
 from __future__ import annotations
@@ -14,6 +23,7 @@ import re
 import shutil
 import time
 from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 
 import pytest
@@ -54,6 +64,17 @@ ACTION_TIMEOUT_MS = 10_000
 TOKEN_KEY = "sessionhub.token"  # web/js/client.js
 
 expect.set_options(timeout=ACTION_TIMEOUT_MS)
+
+
+def headless_shell_path() -> str:
+    """Debian's ``chromium-headless-shell``, or its ``chromium`` when the shell is not installed
+    (the same engine, four times the CPU per page). CI installs the shell (scripts/bootstrap.sh)."""
+    path = shutil.which("chromium-headless-shell")
+    if path is None:
+        if os.environ.get("CI") == "true":
+            pytest.fail("CI runs the page tests on chromium-headless-shell (apt-get install chromium-headless-shell)")
+        return chromium_path()
+    return path
 
 
 def chromium_path() -> str:
@@ -221,10 +242,8 @@ class SocketGate:
             self._connect(ws)
 
 
-@pytest_asyncio.fixture(scope="session", loop_scope="session")
-async def browser() -> AsyncIterator[Browser]:
-    """Headless Debian chromium for the whole run."""
-    path = chromium_path()
+@asynccontextmanager
+async def _launched(path: str) -> AsyncIterator[Browser]:
     async with async_playwright() as playwright:
         launched = await playwright.chromium.launch(
             executable_path=path, headless=True, args=CHROMIUM_ARGS, timeout=LAUNCH_TIMEOUT_MS
@@ -233,6 +252,20 @@ async def browser() -> AsyncIterator[Browser]:
             yield launched
         finally:
             await launched.close()
+
+
+@pytest_asyncio.fixture(scope="session", loop_scope="session")
+async def browser() -> AsyncIterator[Browser]:
+    """Debian's headless chromium shell for the whole run (the page tests)."""
+    async with _launched(headless_shell_path()) as launched:
+        yield launched
+
+
+@pytest_asyncio.fixture(scope="session", loop_scope="session")
+async def full_browser() -> AsyncIterator[Browser]:
+    """Debian's chromium, headless, for the whole run (the journeys: the browser people run)."""
+    async with _launched(chromium_path()) as launched:
+        yield launched
 
 
 async def new_tab(

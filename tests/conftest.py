@@ -24,7 +24,7 @@ from server.app import SERVICES_KEY, build_app, front_site
 from server.identity import token_service
 from server.services import build_services, connect_redis
 from storage.clock import Clock
-from tests.browser import browser, tab  # noqa: F401 - the Playwright fixtures, shared with every test module
+from tests.browser import browser, full_browser, tab  # noqa: F401 - the Playwright fixtures, shared with every test module
 from tests.helpers import Client, RedisProcess, ServerUnderTest, test_settings
 
 # The listening tests' fixtures (clock, lserver), the identity tests' (iserver) and the cluster

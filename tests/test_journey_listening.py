@@ -38,12 +38,12 @@ async def tap(player: Page, item_id: str, button: str, action: str) -> None:
 
 
 async def test_listening_on_the_phone_shows_on_the_laptops_history_over_two_days(
-    lserver: ServerUnderTest, clock: FrozenClock, browser: Browser
+    lserver: ServerUnderTest, clock: FrozenClock, full_browser: Browser
 ) -> None:
     zone = noon_zone(clock.now_ms())  # the day the test plays is whole in the devices' zone
     async with (
-        device(browser, lserver, phone=True, timezone_id=zone) as phone_tab,
-        device(browser, lserver, phone=False, timezone_id=zone) as laptop_tab,
+        device(full_browser, lserver, phone=True, timezone_id=zone) as phone_tab,
+        device(full_browser, lserver, phone=False, timezone_id=zone) as laptop_tab,
     ):
         history = await signed_in(laptop_tab, lserver, "/history")
         await expect(history.locator("#sessions-empty")).to_be_visible()

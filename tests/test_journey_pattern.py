@@ -27,9 +27,12 @@ def step(page: Page, row: int, index: int) -> Locator:
 
 
 async def test_a_jam_across_a_laptop_and_a_phone_with_an_offline_spell_a_remix_and_a_deletion(
-    server: ServerUnderTest, browser: Browser
+    server: ServerUnderTest, full_browser: Browser
 ) -> None:
-    async with device(browser, server, phone=False) as laptop_tab, device(browser, server, phone=True) as phone_tab:
+    async with (
+        device(full_browser, server, phone=False) as laptop_tab,
+        device(full_browser, server, phone=True) as phone_tab,
+    ):
         await laptop_tab.page.context.grant_permissions(["clipboard-read", "clipboard-write"], origin=server.url)
         laptop = await laptop_tab.open("/")
         await laptop.locator("nav.nav a", has_text="Patterns").click()

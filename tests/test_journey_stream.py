@@ -28,12 +28,12 @@ async def _accept(dialog: Dialog) -> None:
 
 
 async def test_a_streamers_evening_on_two_devices_and_the_morning_after(
-    iserver: ServerUnderTest, browser: Browser, tmp_path: Path
+    iserver: ServerUnderTest, full_browser: Browser, tmp_path: Path
 ) -> None:
     async with (
-        device(browser, iserver, phone=False) as laptop_tab,
-        device(browser, iserver, phone=True) as viewer_tab,
-        device(browser, iserver, phone=True) as phone_tab,
+        device(full_browser, iserver, phone=False) as laptop_tab,
+        device(full_browser, iserver, phone=True) as viewer_tab,
+        device(full_browser, iserver, phone=True) as phone_tab,
     ):
         # The laptop's own clock, which the night will move (time flows meanwhile).
         await laptop_tab.page.context.clock.install()

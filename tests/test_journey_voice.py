@@ -21,11 +21,11 @@ pytestmark = pytest.mark.timeout(180)
 
 
 async def test_a_note_recorded_on_the_phone_is_finished_on_the_laptop(
-    iserver: ServerUnderTest, browser: Browser
+    iserver: ServerUnderTest, full_browser: Browser
 ) -> None:
     async with (
-        device(browser, iserver, phone=True) as phone_tab,
-        device(browser, iserver, phone=False) as laptop_tab,
+        device(full_browser, iserver, phone=True) as phone_tab,
+        device(full_browser, iserver, phone=False) as laptop_tab,
     ):
         phone = await phone_tab.open("/")
         await expect(phone.locator("#fab-new")).to_be_enabled()

@@ -24,9 +24,9 @@ NO_ZOOM_FONT_PX = 16  # iOS zooms the page into a field with smaller text as it 
 
 
 @pytest_asyncio.fixture
-async def phone(browser: Browser, server: ServerUnderTest) -> AsyncIterator[Tab]:
+async def phone(full_browser: Browser, server: ServerUnderTest) -> AsyncIterator[Tab]:
     """A tab in a phone's context; after the test, no uncaught error or CSP violation."""
-    context = await browser.new_context(viewport=PORTRAIT, device_scale_factor=3, is_mobile=True, has_touch=True)
+    context = await full_browser.new_context(viewport=PORTRAIT, device_scale_factor=3, is_mobile=True, has_touch=True)
     context.set_default_timeout(ACTION_TIMEOUT_MS)
     opened = Tab(page=await context.new_page(), base_url=server.url)
     yield opened
