@@ -14,6 +14,11 @@ and sends it instead as a ``StreamResponse`` of the same status, headers and coo
 mark (64 KiB): a client that stops reading holds about that much of the process, whatever the
 answer's size. Bodies that are not plain bytes (files, streamed answers) are left alone: they
 pace themselves.
+
+Every answer's connection is watched by the app's :class:`handlers.write_deadline.WriteDeadline`
+(when it has one) from the moment its handler returns: a client that takes none of it for
+``SESSIONHUB_WRITE_STALL_TIMEOUT_S`` has its connection aborted, which also ends a paced answer
+waiting for a drain that would never come (before, its handler waited for ever).
 """
 
 from __future__ import annotations
@@ -21,6 +26,8 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable
 
 from aiohttp import web
+
+from handlers.write_deadline import WRITE_DEADLINE_KEY, WriteDeadline
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
@@ -33,15 +40,20 @@ PIECE_BYTES = 16 * 1024
 async def paced_bodies(request: web.Request, handler: Handler) -> web.StreamResponse:
     """The handler's answer, its large body written as the client reads it (module docstring)."""
     response = await handler(request)
+    deadline = request.app.get(WRITE_DEADLINE_KEY)
+    if deadline is not None:  # the answer is written from here on (or was, when prepared)
+        deadline.watch(request.transport)
     if not isinstance(response, web.Response) or response.prepared:
         return response
     body = response.body
     if not isinstance(body, bytes) or len(body) <= PACED_OVER_BYTES:
         return response
-    return await _paced(request, response, body)
+    return await _paced(request, response, body, deadline)
 
 
-async def _paced(request: web.Request, response: web.Response, body: bytes) -> web.StreamResponse:
+async def _paced(
+    request: web.Request, response: web.Response, body: bytes, deadline: WriteDeadline | None
+) -> web.StreamResponse:
     paced = web.StreamResponse(status=response.status, reason=response.reason, headers=response.headers)
     for morsel in response.cookies.values():
         paced.cookies[morsel.key] = morsel
@@ -49,9 +61,16 @@ async def _paced(request: web.Request, response: web.Response, body: bytes) -> w
     if response.keep_alive is False:  # the handler asked for the connection to close after it
         paced.force_close()
     await paced.prepare(request)
-    if request.method != "HEAD":
-        view = memoryview(body)
-        for start in range(0, len(body), PIECE_BYTES):
-            await paced.write(view[start : start + PIECE_BYTES])
-    await paced.write_eof()
+    try:
+        if request.method != "HEAD":
+            view = memoryview(body)
+            for start in range(0, len(body), PIECE_BYTES):
+                if deadline is not None:  # kept watched for as long as the answer is written
+                    deadline.watch(request.transport)
+                await paced.write(view[start : start + PIECE_BYTES])
+        await paced.write_eof()
+    except ConnectionResetError:
+        # The client left, or took nothing until the write deadline aborted the connection:
+        # nobody is there to answer (aiohttp's own writes end the same way for a client gone).
+        pass
     return paced

@@ -25,6 +25,7 @@ from handlers.http_common import FRONT_HOOKS, defer_continue, session_use_middle
 from handlers.home import HomeRoutes
 from handlers.jwks_watch import JwksWatch
 from handlers.paced_bodies import paced_bodies
+from handlers.write_deadline import WRITE_DEADLINE_KEY, WriteDeadline
 from handlers.passkeys_http import PasskeyRoutes
 from handlers.patterns import capability as patterns
 from handlers.revocation_watch import RevocationWatch
@@ -81,7 +82,7 @@ def capabilities(settings: Settings) -> Sequence[Capability]:
     )
 
 
-def build_sio(settings: Settings) -> SocketServer:
+def build_sio(settings: Settings, write_deadline: WriteDeadline | None = None) -> SocketServer:
     """The Socket.IO server of the lane ``settings.transport`` chooses (``server.transport``):
     the fast one, or the stock one when the libraries are untested (``UnsupportedVersions``
     when ``fast`` was asked for then; ``serve`` logs why once it serves)."""
@@ -96,6 +97,7 @@ def build_sio(settings: Settings) -> SocketServer:
         trust_forwarded_for=settings.forwarded_hops,
         partial_frames_budget_bytes=settings.partial_frames_budget_bytes,
         outbound_budget_bytes=settings.outbound_budget_bytes,
+        write_deadline=write_deadline,
         async_mode="aiohttp",
         max_http_buffer_size=HARD_MESSAGE_LIMIT_BYTES,
         ping_interval=settings.ping_interval_s,
@@ -169,7 +171,8 @@ def build_app(settings: Settings, *, services: Services) -> web.Application:
     ``services`` is the bundle of ``server.services.build_services``; the bus is added here.
     """
     logs.quiet_client_errors()  # a client's malformed request is no server ERROR
-    sio = build_sio(settings)
+    write_deadline = WriteDeadline(settings.write_stall_timeout_s)
+    sio = build_sio(settings, write_deadline)
     services, bus = attach_bus(services, sio)
     # keepalive_timeout also closes a connection that sends nothing, or trickles its headers,
     # for that long (aiohttp starts the timer when the connection is made).
@@ -183,6 +186,7 @@ def build_app(settings: Settings, *, services: Services) -> web.Application:
     app[METRICS_KEY] = services.metrics
     app[FRONT_HOOKS] = []
     app[IDLE_TIMEOUT_KEY] = settings.http_idle_timeout_s
+    app[WRITE_DEADLINE_KEY] = write_deadline
     app.middlewares.append(paced_bodies)  # outermost: every route's large answer, errors' included
     app.middlewares.append(session_use_middleware(services.sessions))
     sio.attach(app, SOCKETIO_PATH.strip("/"))
@@ -199,6 +203,7 @@ def build_app(settings: Settings, *, services: Services) -> web.Application:
         # Engine.IO's ping-timeout task runs until told to stop: left running, it holds the whole
         # app (its Redis client included) for as long as the event loop lives.
         await sio.shutdown()
+        write_deadline.stop()  # its timer, likewise
 
     app.on_startup.append(start_bus)
     app.on_shutdown.append(stop_engine)

@@ -108,6 +108,9 @@ class Settings(BaseSettings):
     partial_frames_budget_bytes: int = Field(default=64 << 20, ge=1 << 20)
     # Unsent bytes held for slow clients across all connections (server.transport.fastpath.OutboundBudget).
     outbound_budget_bytes: int = Field(default=256 << 20, ge=1 << 16)
+    # A connection whose client acknowledges none of the bytes waiting for it for this long is
+    # ended (handlers/write_deadline.py): HTTP answers, WebSockets, closes still flushing.
+    write_stall_timeout_s: float = Field(default=30.0, gt=0, le=3600)
     ping_interval_s: float = Field(default=25.0, gt=0)
     ping_timeout_s: float = Field(default=20.0, gt=0)
     connect_timeout_s: float = Field(default=10.0, gt=0)

@@ -105,6 +105,7 @@ from handlers.http_common import (
     continue_body,
 )
 from handlers.log_throttle import LogThrottle
+from handlers.write_deadline import WriteDeadline
 from protocol import order, wire_json
 from protocol.errors import CodedError, ErrorCode
 from server.transport.accept import LISTEN_BACKLOG, Acceptor, ConnectionPlaces
@@ -127,6 +128,7 @@ from server.transport.messages import (
 from server.transport.messages import Header as _Header
 from server.transport.messages import size_of as _size_of
 from server.transport.leanws import (
+    CLOSE_NORMAL,
     CLOSE_POLICY,
     CLOSE_PROTOCOL,
     FrameError,
@@ -563,6 +565,9 @@ class EngineWebSocket(LeanWebSocket):
         size = transport.get_write_buffer_size()
         if size <= self.slow_limit_bytes:
             self.server.outbound.grew(self, size)
+            deadline = self.server.write_deadline
+            if deadline is not None:  # and ended if its client takes nothing for the deadline
+                deadline.watch(transport, self.cut_as_slow)
             return
         self.server.slow_cut.add(self.socket.sid)
         super().pause_writing()
@@ -598,6 +603,15 @@ class EngineWebSocket(LeanWebSocket):
             return
         self.server.slow_cut.add(self.socket.sid)
         transport.abort()  # as the limit's cut (LeanWebSocket.pause_writing); the budget logs
+
+    def close(self, code: int = CLOSE_NORMAL, reason: str = "") -> None:
+        """Close after what is written; bytes the client still has not taken then are ended by
+        the write deadline (asyncio waits for them for ever), as the slow-client limit ends them."""
+        transport = self.raw_transport()
+        super().close(code, reason)
+        deadline = self.server.write_deadline
+        if deadline is not None:
+            deadline.closing(transport)
 
     def handle_prelude(self, message: str | bytes) -> bool:
         """The long-polling -> WebSocket probe exchange of Engine.IO's stock handler."""
@@ -819,6 +833,8 @@ class LightEngineServer(engineio.AsyncServer):
         self.max_per_address = 1 << 30
         self.trust_forwarded_for = 0  # trusted proxies in front (SessionServer sets the setting's)
         self.upgrade_timeout_s = 10.0  # SessionServer sets its connect deadline
+        # Ends WebSockets whose client takes nothing (SessionServer sets the app's; None: none does).
+        self.write_deadline: WriteDeadline | None = None
         self.admission = TurnGate(ADMIT_PER_TURN)  # opening steps per loop turn (see ADMIT_PER_TURN)
         self._cuts: set[asyncio.Task[None]] = set()
         self.slow_cut: set[str] = set()  # sessions cut as slow clients, until their disconnect
@@ -1155,6 +1171,13 @@ def _ping(socket: AsyncSocket) -> None:
     if not socket.closing and not socket.closed:
         socket.last_ping = time.time()
         socket.queue.put_nowait(eio_packet.Packet(eio_packet.PING))
+        ws: EngineWebSocket | None = getattr(socket, "sh_ws", None)
+        deadline = ws.server.write_deadline if ws is not None else None
+        if deadline is not None:
+            # Once a ping interval (never per event): a client that stopped reading but answers
+            # pings unasked looks alive, so the bytes waiting for it are what tells.
+            assert ws is not None
+            deadline.watch_if_waiting(ws.raw_transport(), ws.cut_as_slow)
 
 
 class SessionServer(socketio.AsyncServer):
@@ -1179,6 +1202,7 @@ class SessionServer(socketio.AsyncServer):
         trust_forwarded_for: int = 0,
         partial_frames_budget_bytes: int = 64 << 20,
         outbound_budget_bytes: int = 256 << 20,
+        write_deadline: WriteDeadline | None = None,
         **kwargs: Any,
     ) -> None:
         # async_handlers=False: each connection's events run one after another, in the order
@@ -1197,6 +1221,7 @@ class SessionServer(socketio.AsyncServer):
         self.eio.max_per_address = max_connections_per_address
         self.eio.partial_frames.limit = partial_frames_budget_bytes
         self.eio.outbound = OutboundBudget(outbound_budget_bytes, slow_limit_bytes)
+        self.eio.write_deadline = write_deadline
         self.eio.trust_forwarded_for = trust_forwarded_for
         # Counted at accept time, on the connection's peer: behind a trusted proxy that is the
         # proxy for every client, so connections are not counted then (the proxy caps its own).

@@ -1,0 +1,167 @@
+"""WebSockets that stop reading are ended at the write deadline, whatever else they still send;
+one that reads slowly but keeps moving gets every event (handlers/write_deadline.py, the fast
+lane's hooks in server/transport/fastpath.py): raw sockets with a tiny receive buffer, a real
+server, and the server's side of each connection as the kernel has it."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import socket
+import struct
+from pathlib import Path
+from typing import Any
+
+from handlers.write_deadline import WRITE_DEADLINE_KEY
+from server.app import BUS_KEY
+from tests.conftest import start_server
+from tests.helpers import Client, fast_lane_only
+from tests.raw_wire import port_of
+from tests.test_hostile_sockets_stalled_http import held_for, server_side
+from tests.test_metrics import scrape, value
+from tests.transport.test_slow_client import RawSocketIO
+
+DEADLINE_S = 1.0
+CUT_WITHIN_S = 8.0
+EVENTS = 60
+BLOB = {"blob": "x" * 4000}  # 60 events of ~4 KB: ~240 KB, far under the slow-client limit (1 MiB)
+
+
+async def subscribed(port: int, token: str, session_id: str) -> tuple[RawSocketIO, str]:
+    """A raw WebSocket (4 KiB receive buffer) subscribed to ``session_id``, and its Socket.IO sid."""
+    raw = await RawSocketIO.connect(port)
+    await raw.receive_until("0{")
+    raw.send('40{"token":"' + token + '"}')
+    sid = json.loads((await raw.receive_until("40"))[2:])["sid"]
+    raw.send('421["subscribe_on_session",{"session_id":"' + session_id + '"}]')
+    await raw.receive_until("431")
+    return raw, sid
+
+
+def client_port(raw: RawSocketIO) -> int:
+    sock: socket.socket = raw.writer.get_extra_info("socket")
+    return int(sock.getsockname()[1])
+
+
+async def append_events(srv: Any, session_id: str, reader: Client) -> None:
+    for _ in range(EVENTS):
+        await srv.services.log.append(srv.services.scripts.append, session_id, "job_result", BLOB)
+    await reader.wait_for(lambda: len(reader.named("job_result")) == EVENTS, timeout=20)
+
+
+@fast_lane_only
+async def test_a_websocket_that_stops_reading_but_answers_pings_is_cut_at_the_write_deadline(
+    redis_process: Any, redis: Any, tmp_path: Path
+) -> None:
+    """It sends PONGs unasked, so the ping timeout cannot tell; what it holds stays under the
+    slow-client limit, so that cannot either: it kept its subscription, and everything sent to
+    it, for as long as it liked. Now: cut as a slow client once it took nothing for the deadline."""
+    srv = await start_server(
+        redis_process.url, tmp_path, write_stall_timeout_s=DEADLINE_S, ping_interval_s=0.3, ping_timeout_s=2
+    )
+    port = port_of(srv.url)
+    session_id = await srv.create_session("alice")
+    reader = Client(srv.url, srv.token("alice"))
+    stalled, sid = await subscribed(port, srv.token("alice"), session_id)
+    try:
+        await reader.connect()
+        await reader.call("subscribe_on_session", {"session_id": session_id})
+        await append_events(srv, session_id, reader)
+        bus = srv.app[BUS_KEY]
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + CUT_WITHIN_S
+        while bus.sessions_of(sid):
+            assert loop.time() < deadline, "the stalled WebSocket was never cut"
+            stalled.send("3")  # a PONG: it looks alive
+            await asyncio.sleep(0.1)
+        assert not await held_for(port, {client_port(stalled)}, CUT_WITHIN_S), "its connection is still held"
+        assert srv.app[WRITE_DEADLINE_KEY].cuts >= 1
+        assert value(await scrape(srv), "sessionhub_connections_closed_total", reason="slow client") == 1
+        assert reader.sio.connected
+    finally:
+        stalled.writer.close()
+        await reader.close()
+        await srv.stop()
+
+
+@fast_lane_only
+async def test_a_silent_websocket_closed_by_the_ping_timeout_leaves_nothing_behind(
+    redis_process: Any, redis: Any, tmp_path: Path
+) -> None:
+    """A phone in a tunnel: no PONG, so the ping timeout ends its session; but the close waited
+    behind the unsent events, and the kernel kept them (an orphan connection) for as long as the
+    client kept its window shut. Now the connection is gone by the write deadline."""
+    srv = await start_server(
+        redis_process.url, tmp_path, write_stall_timeout_s=DEADLINE_S, ping_interval_s=0.3, ping_timeout_s=0.5
+    )
+    port = port_of(srv.url)
+    session_id = await srv.create_session("alice")
+    reader = Client(srv.url, srv.token("alice"))
+    silent, sid = await subscribed(port, srv.token("alice"), session_id)
+    try:
+        await reader.connect()
+        await reader.call("subscribe_on_session", {"session_id": session_id})
+        await append_events(srv, session_id, reader)
+        mine = {client_port(silent)}
+        assert sum(size for peer, size in server_side(port) if peer in mine) > 0, "nothing waited for it"
+        held = await held_for(port, mine, 2.0 + CUT_WITHIN_S)  # the ping timeout, then the deadline
+        assert not held, f"still held: {held}"
+        assert not srv.app[BUS_KEY].sessions_of(sid)
+        assert reader.sio.connected
+    finally:
+        silent.writer.close()
+        await reader.close()
+        await srv.stop()
+
+
+@fast_lane_only
+async def test_a_slow_websocket_that_keeps_reading_gets_every_event(
+    redis_process: Any, redis: Any, tmp_path: Path
+) -> None:
+    """Reading 2 KB every 50 ms (~40 KB/s, where loopback could give gigabytes) with a 0.5 s
+    deadline: every event arrives, and nothing is cut."""
+    srv = await start_server(redis_process.url, tmp_path, write_stall_timeout_s=0.5)
+    port = port_of(srv.url)
+    session_id = await srv.create_session("alice")
+    reader = Client(srv.url, srv.token("alice"))
+    slow, _ = await subscribed(port, srv.token("alice"), session_id)
+    try:
+        await reader.connect()
+        await reader.call("subscribe_on_session", {"session_id": session_id})
+        await append_events(srv, session_id, reader)
+        got = 0
+        loop = asyncio.get_running_loop()
+        limit = loop.time() + 60
+        while got < EVENTS:
+            assert loop.time() < limit, f"{got} of {EVENTS} events after 60 s"
+            text = await asyncio.wait_for(paced_receive(slow), 10)
+            if text.startswith('42["job_result"'):
+                got += 1
+            elif text == "2":
+                slow.send("3")
+        assert srv.app[WRITE_DEADLINE_KEY].cuts == 0
+    finally:
+        slow.writer.close()
+        await reader.close()
+        await srv.stop()
+
+
+async def paced_receive(raw: RawSocketIO) -> str:
+    """One server frame's text, read at most 2 KB every 50 ms."""
+    header = await paced_exactly(raw, 2)
+    size = header[1] & 0x7F
+    if size == 126:
+        (size,) = struct.unpack("!H", await paced_exactly(raw, 2))
+    elif size == 127:
+        (size,) = struct.unpack("!Q", await paced_exactly(raw, 8))
+    return (await paced_exactly(raw, size)).decode()
+
+
+async def paced_exactly(raw: RawSocketIO, size: int) -> bytes:
+    data = b""
+    while len(data) < size:
+        step = min(2048, size - len(data))
+        data += await raw.reader.readexactly(step)
+        if step == 2048:
+            await asyncio.sleep(0.05)
+    return data
