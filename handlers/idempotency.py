@@ -7,11 +7,17 @@ the same key, by the same caller, within a day is answered with it (header
 ``409 conflict``; a first run that failed leaves nothing behind, so its retry runs for real.
 A caller keeps its :data:`~storage.idempotency.MAX_ANSWERS_PER_CALLER` most recent keys per
 route; an older one is a new request again.
+
+A keyed request's handler names the objects it creates by :func:`derived_id` (ids derived from
+the key's claim, see storage/idempotency.py) and, finding one there already, answers it: a node
+killed after the create and before the answer was stored leaves the object, and the retry answers
+that object instead of creating a second one.
 """
 
 from __future__ import annotations
 
 import contextlib
+import contextvars
 import re
 from collections.abc import Awaitable, Callable
 
@@ -21,7 +27,14 @@ from handlers.context import Services
 from handlers.http_common import RouteHandler, bearer_claims, client_address
 from handlers.openapi_registry import IDEMPOTENCY_KEY, REPLAYED
 from protocol.errors import CodedError, ErrorCode
-from storage.idempotency import MAX_ANSWERS_PER_CALLER, IdempotentAnswers, InProgress, StoredAnswer
+from storage.idempotency import (
+    MAX_ANSWERS_PER_CALLER,
+    Claimed,
+    IdempotentAnswers,
+    InProgress,
+    StoredAnswer,
+)
+from storage.idempotency import derived_id as _derived
 from storage.ratelimit import DAY_S, Counted, Refused
 
 # New keys (answers kept a day) the guests of one client address claim per UTC day, together:
@@ -31,6 +44,13 @@ KEYS_DAY_BUCKET = "idempotency_day"
 HEADER = IDEMPOTENCY_KEY.name
 REPLAYED_HEADER = REPLAYED
 _KEY = re.compile(IDEMPOTENCY_KEY.pattern)
+
+# The running keyed request's ids of the objects it creates (a purpose -> id function): a
+# context variable, set by the wrapper around its handler's run (aiohttp's request storage warns
+# on plain string keys, and its typed keys are newer than the lowest aiohttp supported).
+_IDS: contextvars.ContextVar[Callable[[str], str] | None] = contextvars.ContextVar("idempotent_ids", default=None)
+# The purpose of derived_key that derives them (a secret of the server's own, the same on every node).
+_SECRET_PURPOSE = "idempotent-ids"
 
 # Who a key belongs to: keys of different callers never meet. None: the request will be refused
 # anyway (a bad token), so it runs without a key.
@@ -65,6 +85,9 @@ def idempotent(
     belong to ``owner_of`` (the bearer token's user by default)."""
     owner_of = owner_of or token_owner(services)
     answers = IdempotentAnswers(services.redis, services.keys, max_answers=MAX_ANSWERS_PER_CALLER)
+    # A server that signs nothing has no secret: the ids are then as unguessable as the key,
+    # which only its caller knows (a fresh UUID, as the protocol asks).
+    secret = services.tokens.derived_key(_SECRET_PURPOSE) or b""
 
     async def wrapper(request: web.Request) -> web.StreamResponse:
         key = request.headers.get(HEADER)
@@ -76,11 +99,20 @@ def idempotent(
         if owner is None:
             return await handler(request)
         try:
-            stored = await answers.claim(scope, owner, key)
+            begun = await answers.begin(scope, owner, key)
         except InProgress:
             raise CodedError(ErrorCode.CONFLICT, f"a request with this {HEADER} is still running") from None
-        if stored is not None:
-            return replay(stored)
+        if not isinstance(begun, Claimed):
+            return replay(begun)
+        generation = begun.generation
+        ids = None if generation is None else lambda purpose: _derived(secret, scope, owner, key, generation, purpose)
+        named = _IDS.set(ids)
+        try:
+            return await _claimed(request, scope, owner, key)
+        finally:
+            _IDS.reset(named)
+
+    async def _claimed(request: web.Request, scope: str, owner: str, key: str) -> web.StreamResponse:
         try:
             counted = await guests_day(services, request, owner)
         except BaseException:
@@ -133,6 +165,14 @@ async def guests_day(services: Services, request: web.Request, owner: str) -> Co
             retry_after_s=taken.retry_after_s,
         )
     return taken
+
+
+def derived_id(request: web.Request, purpose: str) -> str | None:
+    """The id of the object ``purpose`` names that this keyed request creates: the same in every
+    run of the request (a retry after its node died), so its create finds the object made before
+    instead of making a second one; None without an ``Idempotency-Key`` (a fresh id then)."""
+    ids = _IDS.get()
+    return ids(purpose) if ids is not None else None
 
 
 def _kept(response: web.StreamResponse) -> bool:

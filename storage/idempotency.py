@@ -18,14 +18,25 @@ claims and answers alike. Unbounded, one user (or one address) could keep an ans
 for a day, as many as it cared to send. A dropped key is a new request again; a request whose
 claim was dropped while it ran keeps no answer (:meth:`IdempotentAnswers.store` writes only over
 its claim), so nothing outside the bound is ever written.
+
+A request's new objects get ids derived from its key (:func:`derived_id`), not fresh ones: a node
+killed after it created an object and before it stored the answer leaves no answer, and the
+retry, which runs again, would otherwise create a second object. With the same id, the retry
+finds the one the dead node made (each create refuses an id that is taken, in one step in the
+object's own slot) and answers it. The ids differ per *claim* of the key (its ``generation``: the
+time the key was first claimed, kept in the caller's index while the key is held) and are an
+HMAC under a server secret, so they are unguessable and a dropped key is a new request again.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import hashlib
+import hmac
 import json
 import logging
+import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import TypeVar
@@ -65,6 +76,26 @@ class StoredAnswer:
     body: str
 
 
+@dataclass(frozen=True, slots=True)
+class Claimed:
+    """This request runs. ``generation`` names this claim of the key: every run of the key while
+    the caller's index holds it (a retry after its first node died) gets the same one; a key
+    dropped or given back and claimed again gets another. None on an unbounded store (no index)."""
+
+    generation: str | None
+
+
+def derived_id(secret: bytes, scope: str, owner: str, key: str, generation: str, purpose: str) -> str:
+    """The id (a UUID in its version 4 form) of the object ``purpose`` names that the request of
+    ``key`` by ``owner`` in ``scope`` creates: the same for each run of one claim, unguessable
+    without ``secret`` (a server's own), another for every key, caller, claim and purpose."""
+    message = "\x1f".join((scope, owner, key, generation, purpose)).encode()
+    raw = bytearray(hmac.new(secret, message, hashlib.sha256).digest()[:16])
+    raw[6] = (raw[6] & 0x0F) | 0x40  # version 4: these ids read as the fresh ones do
+    raw[8] = (raw[8] & 0x3F) | 0x80  # RFC 4122 variant
+    return str(uuid.UUID(bytes=bytes(raw)))
+
+
 class InProgress(Exception):
     """The first request with this key has not finished yet."""
 
@@ -87,20 +118,26 @@ class IdempotentAnswers:
     async def claim(self, scope: str, owner: str, key: str) -> StoredAnswer | None:
         """None when this request runs (the key is now claimed); the stored answer of an earlier
         one that succeeded; :class:`InProgress` while that one still runs."""
+        begun = await self.begin(scope, owner, key)
+        return None if isinstance(begun, Claimed) else begun
+
+    async def begin(self, scope: str, owner: str, key: str) -> StoredAnswer | Claimed:
+        """:class:`Claimed` when this request runs (the key is now claimed); the stored answer of
+        an earlier one that succeeded; :class:`InProgress` while that one still runs."""
         redis_key = self.keys.idempotent_answer(scope, owner, key)
         if self.max_answers is not None:
             index = self.keys.idempotent_index(scope, owner)
             lifetimes = [CLAIM_TTL_S * 1000, ANSWER_TTL_S * 1000, self.max_answers]
-            claimed, *value = await self._claim(keys=[redis_key, index], args=lifetimes)
+            claimed, value = await self._claim(keys=[redis_key, index], args=lifetimes)
             if claimed:
-                return None
-            stored = value[0]
+                return Claimed(generation=str(int(float(_text(value)))))  # the index's score, as ms
+            stored = value
         elif await self.redis.set(redis_key, "", nx=True, ex=CLAIM_TTL_S):
-            return None
+            return Claimed(generation=None)
         else:
             stored = await self.redis.get(redis_key)
             if stored is None:  # expired between the two calls: claim it again
-                return await self.claim(scope, owner, key)
+                return await self.begin(scope, owner, key)
         if not stored:
             raise InProgress(key)
         fields = json.loads(stored)
@@ -143,6 +180,10 @@ class IdempotentAnswers:
             pipe.delete(redis_key)
             pipe.zrem(self.keys.idempotent_index(scope, owner), redis_key)
             await pipe.execute()
+
+
+def _text(value: str | bytes) -> str:
+    return value.decode() if isinstance(value, bytes) else str(value)
 
 
 async def again_on_lost_reply(step: Callable[[], Awaitable[T]], *, redis: Redis | None = None, attempts: int = 5) -> T:

@@ -21,7 +21,7 @@ from handlers.cleanups import delete_owing
 from handlers.context import Services
 from handlers.errors import classify
 from handlers.http_common import client_address, read_body
-from handlers.idempotency import address_owner, idempotent
+from handlers.idempotency import address_owner, derived_id, idempotent
 from handlers.metrics import Metrics
 from handlers.patterns.api_errors import ApiError, validation_failed
 from handlers.patterns.config import PatternConfig
@@ -210,11 +210,19 @@ class PatternRoutes:
                 retryAfter=wait_s,
             ) from None
 
+    async def _made(self, request: web.Request) -> PatternRecord | None:
+        """The session a run of this keyed request made before, its node killed before the
+        answer was kept (handlers/idempotency.py): the answer again, nothing counted or made."""
+        record_id = derived_id(request, "session")
+        loaded = await self._patterns.load(record_id, touch=False) if record_id else None
+        return loaded[0] if loaded else None
+
     async def _create(self, request: web.Request, what: str, **kwargs: Any) -> PatternRecord:
         await self._room(what)
         counted = await self._counted(request)
         try:
-            return await self._patterns.create(author_id=self._author(request), **kwargs)
+            record_id = derived_id(request, "session")
+            return await self._patterns.create(author_id=self._author(request), record_id=record_id, **kwargs)
         except BaseException:
             await self._patterns.creation_failed(counted)  # only accepted creations count
             raise
@@ -231,7 +239,7 @@ class PatternRoutes:
         body = CreateBody.parse(await self._body(request, json_only=True))
         given = body.initial_state()
         state = given.initial() if given is not None else copy.deepcopy(DEFAULTS)
-        record = await self._create(request, "pattern_create", state=state, name=body.name)
+        record = await self._made(request) or await self._create(request, "pattern_create", state=state, name=body.name)
         body_out = Created(id=record.id, url=session_url(record.id), createdAt=record.created_at)
         return web.json_response(body_out.model_dump(), status=201)
 
@@ -316,28 +324,40 @@ class PatternRoutes:
         The copy starts unnamed (it is the remixer's now, "Untitled Session" on its page) and
         caches the parent's name for its lineage line, as the origin app does.
         """
-        parent, _ = await self._existing(parse_id(request))
-        lineage = Lineage(parent, parent_name=lineage_name(parent))
-        record = await self._create(request, "pattern_remix", state=parent.state, name=None, lineage=lineage)
+        made = await self._made(request)
+        if made is not None and made.remixed_from:  # by a run before whose node died: counted again once
+            record, parent_id = made, made.remixed_from
+        else:
+            parent, _ = await self._existing(parse_id(request))
+            lineage = Lineage(parent, parent_name=lineage_name(parent))
+            record = await self._create(request, "pattern_remix", state=parent.state, name=None, lineage=lineage)
+            parent_id = parent.id
         try:
             # Counted once however often it runs: a lost reply is run again, not answered 503
             # for a remix that was counted.
-            await again_on_lost_reply(lambda: self._patterns.count_remix(parent.id, child=record), redis=self._s.redis)
+            await again_on_lost_reply(lambda: self._patterns.count_remix(parent_id, child=record), redis=self._s.redis)
         except CodedError as exc:
             if exc.code is not ErrorCode.SESSION_NOT_FOUND:
                 raise  # the parent was deleted meanwhile: the copy stands, its lineage says "Unknown Session"
-        body = Remixed(id=record.id, remixedFrom=parent.id, url=session_url(record.id), createdAt=record.created_at)
+        body = Remixed(id=record.id, remixedFrom=parent_id, url=session_url(record.id), createdAt=record.created_at)
         return web.json_response(body.model_dump(), status=201)
 
     async def publish(self, request: web.Request) -> web.Response:
         """A new read-only copy; the source stays editable."""
-        source, _ = await self._existing(parse_id(request))
-        if source.immutable:
-            raise ApiError(400, ALREADY_PUBLISHED)
-        lineage = Lineage(source, parent_name=lineage_name(source), immutable=True)  # keeps the name too
-        record = await self._create(request, "pattern_publish", state=source.state, name=source.name, lineage=lineage)
-        await self._patterns.add_child(source.id, child=record)  # a source deleted meanwhile: no tree to join
+        made = await self._made(request)
+        if made is not None and made.source_id:  # by a run before whose node died
+            record, source_id = made, made.source_id
+        else:
+            source, _ = await self._existing(parse_id(request))
+            if source.immutable:
+                raise ApiError(400, ALREADY_PUBLISHED)
+            lineage = Lineage(source, parent_name=lineage_name(source), immutable=True)  # keeps the name too
+            record = await self._create(
+                request, "pattern_publish", state=source.state, name=source.name, lineage=lineage
+            )
+            source_id = source.id
+        await self._patterns.add_child(source_id, child=record)  # a source deleted meanwhile: no tree to join
         body = Published(
-            id=record.id, immutable=True, url=session_url(record.id), sourceId=source.id, createdAt=record.created_at
+            id=record.id, immutable=True, url=session_url(record.id), sourceId=source_id, createdAt=record.created_at
         )
         return web.json_response(body.model_dump(), status=201)

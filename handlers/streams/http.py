@@ -29,13 +29,13 @@ from handlers.streams.slices import filtered, json_answer, mapped, released
 from handlers.streams.whole_reads import WholeReads
 from handlers.context import Services
 from handlers.http_common import bearer_claims, client_address, guarded, json_body
-from handlers.idempotency import idempotent
+from handlers.idempotency import derived_id, idempotent
 from handlers.ids import parse_session_id
 from handlers.payloads import validate
 from handlers.query import LimitQuery, at_most, parse_query
 from handlers.rate_limit import created_today, within
 from protocol.errors import CodedError, ErrorCode
-from storage.streams.repository import Clip, StreamSessions
+from storage.streams.repository import Clip, StreamSession, StreamSessions
 
 
 def _clipped(clip: Clip) -> bool:
@@ -107,6 +107,13 @@ class StreamRoutes:
         claims = self._claims(request)
         require_permission(claims, Permission.CREATE)
         payload = validate(CreateStream, await self._body(request))
+        # A keyed request's ids (handlers/idempotency.py): a run before whose node died unanswered
+        # may have made the session; it is the answer, nothing counted or created again.
+        session_id, audience_id = derived_id(request, "session"), derived_id(request, "audience")
+        ids = (session_id, audience_id) if session_id and audience_id else None
+        made = await self._streams.get(session_id) if session_id else None
+        if made is not None and made.owner_id == claims.sub:
+            return self._created(made, claims)
         await self._s.storage_guard.admit("stream_create")
         limits = self._s.limits
         await within(
@@ -130,8 +137,15 @@ class StreamRoutes:
         )
         async with created_today(self._s.limiter, address, limit=limits.creates_per_day, guest=claims.guest):
             session = await self._streams.create(
-                owner_id=claims.sub, title=payload.title, game=payload.game, viewer_delay_s=payload.viewer_delay_s
+                owner_id=claims.sub,
+                title=payload.title,
+                game=payload.game,
+                viewer_delay_s=payload.viewer_delay_s,
+                ids=ids,
             )
+        return self._created(session, claims)
+
+    def _created(self, session: StreamSession, claims: Claims) -> web.Response:
         body = {
             "session": full(self._s, session, claims),
             "viewer_url": viewer_url(self._s, session.id),

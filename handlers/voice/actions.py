@@ -65,7 +65,9 @@ def brief(services: Services, session: VoiceSession) -> dict[str, Any]:
     }
 
 
-async def create_active(services: Services, claims: Claims, name: str, *, address: str) -> VoiceSession:
+async def create_active(
+    services: Services, claims: Claims, name: str, *, address: str, session_id: str | None = None
+) -> VoiceSession:
     """Create a session owned by the performer and make it their active session.
 
     Limited per user and per client ``address`` per minute, and per ``address`` per UTC day in
@@ -73,8 +75,17 @@ async def create_active(services: Services, claims: Claims, name: str, *, addres
     ``guests_per_min`` of them), so a per-user limit alone multiplies by the guests one makes, and
     a voice session is kept with no TTL, so a minute's limit alone let one address keep ~43,000
     new sessions a day.
+
+    ``session_id`` is a keyed request's derived id (handlers/idempotency.py): when a run of it
+    before (its node killed before the answer was kept) made the session, that session is the
+    answer, made active again if still open, and nothing is counted twice.
     """
     require_permission(claims, Permission.CREATE)
+    made = await services.voice.get(session_id) if session_id else None
+    if made is not None and made.owner_id == claims.sub:
+        if made.is_active:
+            await services.voice.set_active(claims.sub, made.id)
+        return made
     await services.storage_guard.admit("voice_create")
     limits = services.limits
     await within(
@@ -94,7 +105,9 @@ async def create_active(services: Services, claims: Claims, name: str, *, addres
         message="too many sessions created from this address; wait a minute",
     )
     async with created_today(services.limiter, address, limit=limits.creates_per_day, guest=claims.guest):
-        session = await services.voice.create(owner_id=claims.sub, telegram_user_id=claims.telegram_user_id, name=name)
+        session = await services.voice.create(
+            owner_id=claims.sub, telegram_user_id=claims.telegram_user_id, name=name, session_id=session_id
+        )
     await services.voice.set_active(claims.sub, session.id)
     return session
 

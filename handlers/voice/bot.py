@@ -20,7 +20,7 @@ from auth.claims import Claims
 from handlers.context import Services
 from handlers.auth_cookie import public_base
 from handlers.http_common import bearer_claims, client_address, guarded, json_body
-from handlers.idempotency import HEADER, idempotent
+from handlers.idempotency import HEADER, derived_id, idempotent
 from handlers.ids import parse_session_ref
 from handlers.payloads import BotCommand, CreateSession, Material, validate
 from handlers.voice.access import updatable
@@ -90,6 +90,7 @@ class BotRoutes:
             address=self._address(request),
             base_url=base,
             request_id=press_of(request.headers.get(HEADER, "")),
+            session_id=derived_id(request, "session"),
         )
         return web.json_response(result)
 
@@ -102,12 +103,15 @@ class BotRoutes:
         address: str,
         base_url: str = "",
         request_id: str = "",
+        session_id: str | None = None,
     ) -> dict[str, Any]:
         """A command for the user of ``claims`` from ``address`` (shared by this route and chat adapters).
 
         ``base_url`` starts the links it answers (``/login``): SESSIONHUB_PUBLIC_URL, else the
         origin the request was addressed to. ``request_id`` names the message (a chat's update):
         its redelivery closes nothing twice with ``/done`` (``session_done``'s ``request_id``).
+        ``session_id`` names the session a ``/start`` creates (a keyed request's derived id,
+        handlers/idempotency.py: a retry after its node died answers the session made before).
         """
         match = _COMMAND.match(text.strip())
         if match is None:
@@ -118,17 +122,17 @@ class BotRoutes:
             return {"command": "/login", **await self._login(claims, base)}
         if name == "done":
             return {"command": "/done", **await self._done(claims, request_id, address, base)}
-        handler = {"start": self._start, "session": self._session}.get(name)
-        if handler is None:
+        if name == "start":
+            return {"command": "/start", **await self._start(claims, argument, address, base, session_id)}
+        if name != "session":
             raise CodedError(ErrorCode.INVALID_PAYLOAD, f"unknown command /{name}")
-        result = await handler(claims, argument, reply_to_text, address, base)
-        return {"command": f"/{name}", **result}
+        return {"command": "/session", **await self._session(claims, argument, reply_to_text, address, base)}
 
     async def _start(
-        self, claims: Claims, argument: str, reply_to: str | None, address: str, base: str
+        self, claims: Claims, argument: str, address: str, base: str, session_id: str | None
     ) -> dict[str, Any]:
         name = validate(CreateSession, {"session_name": argument[:200]}).session_name
-        session = await create_active(self._s, claims, name, address=address)
+        session = await create_active(self._s, claims, name, address=address, session_id=session_id)
         return {"reply": f"Новая сессия: {reply_link(base, session.id)}", "active_session": brief(self._s, session)}
 
     async def _session(
@@ -182,13 +186,22 @@ class BotRoutes:
     async def material(self, request: web.Request) -> web.Response:
         """Attach a material to the open active session, or to a new one made active."""
         claims, body = await self._request(request)
-        body, status = await self.attach_material(claims, validate(Material, body), address=self._address(request))
+        material = validate(Material, body)
+        ids = (derived_id(request, "material"), derived_id(request, "session"))
+        body, status = await self.attach_material(claims, material, address=self._address(request), ids=ids)
         return web.json_response(body, status=status)
 
-    async def attach_material(self, claims: Claims, material: Material, *, address: str) -> tuple[dict[str, Any], int]:
-        """Route a material as seed 002 says (shared by this route and chat adapters)."""
+    async def attach_material(
+        self, claims: Claims, material: Material, *, address: str, ids: tuple[str | None, str | None] = (None, None)
+    ) -> tuple[dict[str, Any], int]:
+        """Route a material as seed 002 says (shared by this route and chat adapters).
+
+        ``ids`` are a keyed request's derived ids (handlers/idempotency.py) of the material and of
+        the session it may create: a retry after its node died stores the material once and
+        answers the session made before."""
+        material_id, session_id = ids
         record = {
-            "material_id": str(uuid.uuid4()),
+            "material_id": material_id or str(uuid.uuid4()),
             "kind": material.kind,
             "text": material.text,
             "file_id": material.file_id,
@@ -203,7 +216,7 @@ class BotRoutes:
         size_bytes = len(json.dumps(record, separators=(",", ":")).encode())
         reservations = await self._admit(claims, payers, size_bytes)
         try:
-            body, status = await self._route(claims, record, address=address)
+            body, status = await self._route(claims, record, address=address, session_id=session_id)
         except BaseException:
             for reservation in reservations:
                 await reservation.cancel()  # nothing was stored: the bytes go back
@@ -237,7 +250,13 @@ class BotRoutes:
             raise CodedError(ErrorCode.QUOTA_EXCEEDED, message, quota_bytes=quota)
         return [materials, reservation]
 
-    async def _route(self, claims: Claims, record: dict[str, Any], *, address: str) -> tuple[dict[str, Any], int]:
+    async def _route(
+        self, claims: Claims, record: dict[str, Any], *, address: str, session_id: str | None = None
+    ) -> tuple[dict[str, Any], int]:
+        made = await self._s.voice.get(session_id) if session_id else None
+        if made is not None and made.owner_id == claims.sub:  # a run before made it: the same answer
+            again = await create_active(self._s, claims, "", address=address, session_id=session_id)
+            return self._attached(again, record, await self._attach(again.id, record), created=True)
         session = await self._open_active(claims)
         if session is not None:
             try:
@@ -245,7 +264,7 @@ class BotRoutes:
             except CodedError as exc:
                 if exc.code is not ErrorCode.INVALID_STATE:
                     raise  # closed meanwhile: a new session takes the material, as with none open
-        session = await create_active(self._s, claims, "", address=address)
+        session = await create_active(self._s, claims, "", address=address, session_id=session_id)
         return self._attached(session, record, await self._attach(session.id, record), created=True)
 
     async def _open_active(self, claims: Claims) -> VoiceSession | None:

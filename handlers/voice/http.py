@@ -10,7 +10,7 @@ from auth.access import require_permission
 from auth.claims import Claims, Permission
 from handlers.context import Services
 from handlers.http_common import bearer_claims, client_address, guarded, json_body
-from handlers.idempotency import idempotent
+from handlers.idempotency import derived_id, idempotent
 from handlers.ids import parse_session_id, parse_session_ref
 from handlers.payloads import ActivateSession, CreateSession, validate
 from handlers.query import LimitQuery, at_most, parse_query
@@ -50,7 +50,8 @@ class VoiceRoutes:
         raw = await json_body(request, max_bytes=self._s.limits.max_payload_bytes, optional=True)
         name = validate(CreateSession, ignoring_client_identity(raw)).session_name
         address = client_address(request, trust_forwarded_for=self._s.trust_forwarded_for)
-        session = await create_active(self._s, claims, name, address=address)
+        session_id = derived_id(request, "session")
+        session = await create_active(self._s, claims, name, address=address, session_id=session_id)
         return web.json_response({"success": True, **self._brief(session)}, status=201)
 
     async def active_session(self, request: web.Request) -> web.Response:

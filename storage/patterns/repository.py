@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from protocol import events as etypes
+from protocol.errors import CodedError, ErrorCode
 from storage.events import POSITION_FIELDS, Position
 from storage.lean_redis import read_together
 from storage.patterns import layout
@@ -153,13 +154,23 @@ class PatternSessions:
 
     # --- records ---------------------------------------------------------------------------
     async def create(
-        self, *, state: dict[str, Any], name: str | None, author_id: str, lineage: Lineage | None = None
+        self,
+        *,
+        state: dict[str, Any],
+        name: str | None,
+        author_id: str,
+        lineage: Lineage | None = None,
+        record_id: str | None = None,
     ) -> PatternRecord:
-        """Store a new session (a remix or published copy when ``lineage`` is given)."""
+        """Store a new session (a remix or published copy when ``lineage`` is given).
+
+        ``record_id`` (else a fresh one) is a keyed request's derived id (handlers/idempotency.py):
+        taken already by a pattern session, that one (made by a run of the request before) is
+        returned as stored, else ``conflict``."""
         now = self._clock.now_ms()
         parent = lineage.parent if lineage else None
         record = PatternRecord(
-            id=str(uuid.uuid4()),
+            id=record_id or str(uuid.uuid4()),
             name=name,
             author_id=author_id,
             created_at=now,
@@ -174,13 +185,19 @@ class PatternSessions:
         )
         # The indexes first (see storage/sessions.py); the author's list shows it on the landing page.
         await self._sessions.index(session_id=record.id, owner_id=author_id, created_ms=now, kind=KIND)
-        await self._log.run(
-            self._scripts.session_create,
-            record.id,
-            keys=[self._keys.session(record.id)],
-            args=[etypes.PATTERN_CREATED, _compact({"id": record.id, "name": name}), *_fields(record)],
-            now_ms=now,
-        )
+        try:
+            await self._log.run(
+                self._scripts.session_create,
+                record.id,
+                keys=[self._keys.session(record.id)],
+                args=[etypes.PATTERN_CREATED, _compact({"id": record.id, "name": name}), *_fields(record)],
+                now_ms=now,
+            )
+        except CodedError as exc:
+            made = await self.load(record.id, touch=False) if record_id and exc.code is ErrorCode.CONFLICT else None
+            if made is None:
+                raise
+            return made[0]
         await self._sessions.record_size(record.id, KIND)  # counted even if never opened again
         return record
 

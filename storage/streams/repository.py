@@ -154,11 +154,21 @@ class StreamSessions:
         self.review = ReviewIndex(store)
         self._cache = ClipsCache(cached_clips)
 
-    async def create(self, *, owner_id: str, title: str, game: str, viewer_delay_s: int) -> StreamSession:
-        """Create a session in state ``created``, owned by ``owner_id``."""
+    async def create(
+        self,
+        *,
+        owner_id: str,
+        title: str,
+        game: str,
+        viewer_delay_s: int,
+        ids: tuple[str, str] | None = None,
+    ) -> StreamSession:
+        """Create a session in state ``created``, owned by ``owner_id``. ``ids`` (the session's
+        and its audience's, else fresh ones) are a keyed request's derived ids
+        (handlers/idempotency.py): a run of it before may have made either or both, and a taken
+        one is then that run's (the session answered is the one stored)."""
         now = self._clock.now_ms()
-        session_id = str(uuid.uuid4())
-        audience_id = self.audiences.new_id()
+        session_id, audience_id = ids or (str(uuid.uuid4()), self.audiences.new_id())
         fields = {
             "id": session_id,
             "kind": KIND,
@@ -202,6 +212,8 @@ class StreamSessions:
         # stream is answered 201.
         await again_on_lost_reply(_landed(audience), redis=self._redis)
         await again_on_lost_reply(_landed(stream), redis=self._redis)
+        if ids is not None:  # the stored one: an earlier run's, made with its own title and salt
+            return await self.get(session_id) or session
         return session
 
     def owned_keys(self, session_id: str) -> list[str]:

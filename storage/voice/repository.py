@@ -185,11 +185,15 @@ class VoiceSessions:
         self._delete = event_script(redis, "voice/session_delete.lua")
         self._request_claim = plain_script(redis, "voice/request_claim.lua")
 
-    async def create(self, *, owner_id: str, telegram_user_id: str, name: str) -> VoiceSession:
-        """Create an open session owned by ``owner_id``, status ``ready``."""
+    async def create(
+        self, *, owner_id: str, telegram_user_id: str, name: str, session_id: str | None = None
+    ) -> VoiceSession:
+        """Create an open session owned by ``owner_id``, status ``ready``; ``session_id`` (else a
+        fresh one) taken already by ``owner_id``'s voice session gives that one (a retry's, whose
+        id is derived from its Idempotency-Key: see handlers/idempotency.py), else ``conflict``."""
         now = self._clock.now_ms()
         session = VoiceSession(
-            id=str(uuid.uuid4()),
+            id=session_id or str(uuid.uuid4()),
             owner_id=owner_id,
             telegram_user_id=telegram_user_id,
             name=name,
@@ -203,13 +207,19 @@ class VoiceSessions:
         # The indexes are written first (see storage/sessions.py for why).
         await self._redis.zadd(self._keys.user_sessions(owner_id), {session.id: now})
         await self._sessions.index(session_id=session.id, owner_id=owner_id, created_ms=now, kind=KIND)
-        await self._log.run(
-            self._scripts.session_create,
-            session.id,
-            keys=[self._keys.session(session.id)],
-            args=[etypes.SESSION_UPDATE, json.dumps(session.public(), separators=(",", ":")), *_fields(session)],
-            now_ms=now,
-        )
+        try:
+            await self._log.run(
+                self._scripts.session_create,
+                session.id,
+                keys=[self._keys.session(session.id)],
+                args=[etypes.SESSION_UPDATE, json.dumps(session.public(), separators=(",", ":")), *_fields(session)],
+                now_ms=now,
+            )
+        except CodedError as exc:
+            made = await self.get(session.id) if session_id and exc.code is ErrorCode.CONFLICT else None
+            if made is None or made.owner_id != owner_id:
+                raise
+            return made
         return session
 
     async def get(self, session_id: str) -> VoiceSession | None:
