@@ -255,10 +255,17 @@ class Keys:
 
     def stream_clip_counts(self, session_id: str) -> str:
         """Hash of clips each submitter stored (``u:<user>``) and each guest address (``a:<address>``);
-        never decreased, so deleting clips gives no quota back (the per-viewer and per-address caps);
-        and the ids of each submitter's clips (``c:<user>``, space separated, oldest first), which
-        ``GET …/clips/mine`` reads."""
+        never decreased, so deleting clips gives no quota back (the per-viewer and per-address caps).
+        A release before the own index (:meth:`stream_own_index`) also kept each submitter's clip
+        ids here (``c:<user>``); nothing reads them now."""
         return f"{self.prefix}:{{{session_id}}}:clip_counts"
+
+    def stream_own_index(self, session_id: str) -> str:
+        """Sorted set of a stream session's clips by viewer: ``<viewer tag>:<seq, 15 digits>:<clip id>``
+        (score 0: read by lex range), so one viewer's clips are a range, newest last. Kept in the
+        clip scripts' own steps (submit, delete, clear); built in pages from the clips where it is
+        short of them (``own_index_build.lua``)."""
+        return f"{self.prefix}:{{{session_id}}}:own_index"
 
     def stream_blocked(self, session_id: str) -> str:
         """Set of user ids the stream's owner blocked from clipping."""

@@ -72,6 +72,18 @@ SETTLE_EVENTS = 200
 # Most clip ids the settling step reads again; more are read in pages of this many first.
 SETTLE_IDS = 1000
 
+# A viewer's clips removed per step of a clear (clip_clear.lua), each page with its own
+# clips_cleared event: one step for every clip of a viewer held Redis 1-4 s on a 200,000-clip
+# stream (bench/big_stream_own.py), and one event naming 50,000 ids (~2 MB) trimmed the log to
+# a couple of events (a log holds about 4 MiB: _event.lua). A page's event, 100 ids of 39
+# bytes, stays within 4 MiB / the log's default 1,000 events: a clear shortens no log.
+CLEAR_PAGE = 100
+# Clips a call of the own index's build indexes (own_index_build.lua decodes each clip, as the
+# review's build: ~5 ms of Redis a call), and builds one read or clear makes before it answers
+# ``unavailable`` (a build whose hash moved to another node mid-scan is made again).
+OWN_BUILD_PAGE = 400
+OWN_BUILDS = 3
+
 # Every snapshot carries all segments: a streamer pausing and resuming without end must not
 # grow what each viewer receives without bound.
 MAX_SEGMENTS = 500
@@ -148,11 +160,14 @@ class StreamSessions:
         self._clear = event_script(redis, "streams/clip_clear.lua")
         self._block = event_script(redis, "streams/viewer_block.lua")
         self._own_clips = plain_script(redis, "streams/own_clips.lua")
+        self._own_build = plain_script(redis, "streams/own_index_build.lua")
         self._clips_read = plain_script(redis, "streams/clips_read.lua")
         self._settle = plain_script(redis, "streams/clips_settle.lua")
         self.audiences = StreamAudiences(store)
         self.review = ReviewIndex(store)
         self._cache = ClipsCache(cached_clips)
+        # The own index's builds under way in this process, by session (as the review's).
+        self._own_building: dict[str, asyncio.Future[None]] = {}
 
     async def create(
         self,
@@ -228,6 +243,7 @@ class StreamSessions:
             k.stream_submissions(session_id),
             k.stream_clip_counts(session_id),
             k.stream_blocked(session_id),
+            k.stream_own_index(session_id),
             *self.review.keys(session_id),
         ]
 
@@ -460,19 +476,54 @@ class StreamSessions:
     async def own_clips(self, session_id: str, viewer_id: str, *, limit: int) -> OwnClips:
         """The newest ``limit`` clips ``viewer_id`` stored that the session still holds, as they
         are now (newest first), with the viewer's tag and block; ``session_not_found`` when there
-        is no such stream session."""
+        is no such stream session. Reads the viewer's range of the own index (built first, in
+        pages, where it is short of the clips: :meth:`_build_own_index`)."""
         k = self._keys
-        result = await self._own_clips(
-            keys=[
-                k.session(session_id),
-                k.stream_clips(session_id),
-                k.stream_clip_counts(session_id),
-                k.stream_blocked(session_id),
-            ],
-            args=[viewer_id, limit],
-        )
-        tag, blocked, *texts = checked(result, _explained)
-        return OwnClips(viewer_tag=str(tag), blocked=str(blocked) == "1", clips=[Clip.parse(t) for t in texts])
+        for attempt in range(OWN_BUILDS + 1):
+            if attempt:
+                await self._build_own_index(session_id)
+            result = await self._own_clips(
+                keys=[
+                    k.session(session_id),
+                    k.stream_clips(session_id),
+                    k.stream_own_index(session_id),
+                    k.stream_blocked(session_id),
+                ],
+                args=[viewer_id, limit],
+            )
+            tag, blocked, whole, *texts = checked(result, _explained)
+            if str(whole) == "1":
+                return OwnClips(viewer_tag=str(tag), blocked=str(blocked) == "1", clips=[Clip.parse(t) for t in texts])
+        raise _unindexed()
+
+    async def _build_own_index(self, session_id: str) -> None:
+        """Index the session's clips by viewer (``own_index_build.lua``), a page a call: for a
+        stream whose clips were stored before the index, or by a node of the previous release.
+        One build per session at a time in this process (its callers wait for it)."""
+        under_way = self._own_building.get(session_id)
+        if under_way is not None:
+            await asyncio.wait([under_way])  # its outcome is not ours: the caller asks again
+            return
+        done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._own_building[session_id] = done
+        k = self._keys
+        keys = [k.session(session_id), k.stream_clips(session_id), k.stream_own_index(session_id)]
+        try:
+            cursor = "start"
+            while cursor != "0":
+                cursor, _ = await self._own_build(keys=keys, args=[cursor, OWN_BUILD_PAGE])
+                cursor = str(cursor)
+            done.set_result(None)
+        except asyncio.CancelledError:
+            done.cancel()
+            raise
+        except Exception as exc:
+            done.set_exception(exc)
+            done.exception()  # retrieved: a build nobody waited for is not logged a second time
+            raise
+        finally:
+            if self._own_building.get(session_id) is done:
+                del self._own_building[session_id]
 
     async def list_for_user(self, owner_id: str, *, limit: int) -> list[StreamSession]:
         """The user's stream sessions, newest first (segments not loaded)."""
@@ -547,6 +598,7 @@ class StreamSessions:
             self._keys.stream_segments(session_id),
             self._keys.stream_clip_counts(session_id),
             self._keys.stream_blocked(session_id),
+            self._keys.stream_own_index(session_id),
         ]
         args = [
             viewer_id,
@@ -613,7 +665,11 @@ class StreamSessions:
         result = await self._log.run(
             self._delete,
             session_id,
-            keys=[self._keys.session(session_id), self._keys.stream_clips(session_id)],
+            keys=[
+                self._keys.session(session_id),
+                self._keys.stream_clips(session_id),
+                self._keys.stream_own_index(session_id),
+            ],
             args=[performer_id, clip_id, etypes.CLIP_REMOVED],
             explain=_explained,
         )
@@ -622,17 +678,35 @@ class StreamSessions:
         return clip
 
     async def clear_viewer(self, session_id: str, viewer_id: str, performer_id: str) -> ClearedClips:
-        """Remove every clip ``viewer_id`` stored, as the owner (one step, one ``clips_cleared`` event)."""
-        result = await self._log.run(
-            self._clear,
-            session_id,
-            keys=[self._keys.session(session_id), self._keys.stream_clips(session_id)],
-            args=[performer_id, viewer_id, etypes.CLIPS_CLEARED],
-            explain=_explained,
-        )
-        if int(result[1]):
-            await self._tell_audience(str(result[2]), str(result[3]), "cleared", [])
-        return ClearedClips(removed=int(result[1]), offset=int(result[0]))
+        """Remove every clip ``viewer_id`` stored up to now, as the owner: a page of them a step
+        (``clip_clear.lua``), each with its ``clips_cleared`` event naming the ids it removed (one
+        event, naming none, when there were none). A clear cut short (Redis away between two
+        pages) has removed what its pages did: sent again, it removes the rest."""
+        k = self._keys
+        keys = [k.session(session_id), k.stream_clips(session_id), k.stream_own_index(session_id)]
+        after, upto, removed, offset, builds, tag, audience_id = "", "", 0, 0, 0, "", ""
+        while True:
+            result = await self._log.run(
+                self._clear,
+                session_id,
+                keys=keys,
+                args=[performer_id, viewer_id, etypes.CLIPS_CLEARED, after, upto, CLEAR_PAGE, removed],
+                explain=_explained,
+            )
+            page_offset, page_removed, audience_id, tag, after, upto, whole = (str(x) for x in result)
+            if whole != "1":
+                if builds == OWN_BUILDS:
+                    raise _unindexed()
+                builds += 1
+                await self._build_own_index(session_id)
+                continue
+            removed += int(page_removed)
+            offset = max(offset, int(page_offset))
+            if not after:
+                break
+        if removed:
+            await self._tell_audience(audience_id, tag, "cleared", [])
+        return ClearedClips(removed=removed, offset=offset)
 
     async def set_blocked(self, session_id: str, viewer_id: str, performer_id: str, *, blocked: bool) -> bool:
         """Block or unblock ``viewer_id``, as the owner; True when that changed anything."""
@@ -711,6 +785,11 @@ def _changed_clips(data: Any) -> list[str]:
     if isinstance(many, list):
         ids.extend(i for i in many if isinstance(i, str))
     return ids
+
+
+def _unindexed() -> CodedError:
+    """A stream whose own index came up short of its clips build after build (its hash moving)."""
+    return CodedError(ErrorCode.UNAVAILABLE, "the stream's clips moved while they were indexed: try again")
 
 
 def _dumps(value: Any) -> str:

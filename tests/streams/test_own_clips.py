@@ -91,8 +91,10 @@ async def test_limit_keeps_the_newest_and_is_bounded(quick: ServerUnderTest, cli
     refused = await guest.call("clip_submit", {"session_id": session_id})
     assert refused["error"] == "quota_exceeded"
     assert [c["note"] for c in await mine(quick, session_id, "guest-1")] == ["n3", "n2", "n1", "n0"]
-    own_ids = await quick.services.redis.hget(quick.services.keys.stream_clip_counts(session_id), "c:guest-1")
-    assert isinstance(own_ids, str) and own_ids.split() == [c["clip_id"] for c in made]
+    # The own index holds the clips held, oldest first in the viewer's range; the deleted one left it.
+    entries = await quick.services.redis.zrange(quick.services.keys.stream_own_index(session_id), 0, -1)
+    assert [e.split(":")[2] for e in entries] == [c["clip_id"] for c in made[:4]]
+    assert {e.split(":")[0] for e in entries} == {made[0]["viewer_tag"]}
 
 
 async def test_clips_stored_before_the_index_are_found_too(quick: ServerUnderTest, clients: list[Client]) -> None:
@@ -105,8 +107,8 @@ async def test_clips_stored_before_the_index_are_found_too(quick: ServerUnderTes
         await clip(carol, session_id, "hers"),
         await clip(bob, session_id, "old 2"),
     ]
-    counts = quick.services.keys.stream_clip_counts(session_id)
-    await quick.services.redis.hdel(counts, "c:bob", "c:carol")  # as an older server stored them
+    # As a release before the own index stored them (it kept ids beside the counts instead).
+    await quick.services.redis.delete(quick.services.keys.stream_own_index(session_id))
     await owner.call("clip_delete", {"session_id": session_id, "clip_id": older[0]["clip_id"]})
     newer = await clip(bob, session_id, "new")
     assert [c["clip_id"] for c in await mine(quick, session_id, "bob")] == [newer["clip_id"], older[2]["clip_id"]]

@@ -1,21 +1,23 @@
 -- One viewer's own clips in a stream session, newest first, as they are now: the owner's edits
--- applied, deleted and cleared clips gone. Reads only. submit.lua keeps the ids of each
--- viewer's clips beside their count (c:<user> and u:<user> in the counts hash), so this reads at
--- most the viewer's clips, never the session's (a raid holds thousands). Clips stored before
--- that index existed are found by their submitter instead: when the index holds fewer ids than
--- the count, every clip of the session is looked at (bounded by the session's clip cap).
+-- applied, deleted and cleared clips gone. Reads only, and only the viewer's newest entries of
+-- the own index (keys.stream_own_index: the clip scripts keep it in their steps), never the
+-- session's clips (a raid holds hundreds of thousands: reading them all held Redis ~1 s).
+-- An index that does not hold as many entries as there are clips (a session from before it,
+-- clips written by a node of the previous release) is answered as such: the caller builds it
+-- in pages (own_index_build.lua) and asks again.
 --   KEYS[1]  the session hash
 --   KEYS[2]  the session's clips hash (clip id -> clip JSON)
---   KEYS[3]  the session's clip counts hash (u:<user> -> clips stored, c:<user> -> their ids)
+--   KEYS[3]  the session's own index
 --   KEYS[4]  the session's blocked viewers set
 --   ARGV[1]  the viewer's user id
 --   ARGV[2]  most clips to answer (the newest)
--- Returns {viewer tag, '1' when the owner blocked the viewer else '0', clip JSON ...} (clips
--- newest first), or {false, 'session_not_found'}. The tag is the one the viewer's clips and the
--- audience session's events name them by (as submit.lua makes it), known before any clip.
+-- Returns {viewer tag, '1' when the owner blocked the viewer else '0', '1' when the index is
+-- whole else '0' (and no clip), clip JSON ...} (clips newest first), or
+-- {false, 'session_not_found'}. The tag is the one the viewer's clips and the audience
+-- session's events name them by (as submit.lua makes it), known before any clip.
 local session_key = KEYS[1]
 local clips_key = KEYS[2]
-local counts_key = KEYS[3]
+local index_key = KEYS[3]
 local viewer = ARGV[1]
 local limit = tonumber(ARGV[2])
 
@@ -25,37 +27,33 @@ if session[1] ~= 'stream' then
 end
 local viewer_tag = string.sub(redis.sha1hex((session[2] or '') .. '|' .. viewer), 1, 12)
 local blocked = tostring(redis.call('SISMEMBER', KEYS[4], viewer))
-
-local counted = redis.call('HMGET', counts_key, 'u:' .. viewer, 'c:' .. viewer)
-local ids = {}
-for id in string.gmatch(counted[2] or '', '%S+') do
-  ids[#ids + 1] = id
+if redis.call('ZCARD', index_key) ~= redis.call('HLEN', clips_key) then
+  return {viewer_tag, blocked, '0'}
 end
 
-local found = {viewer_tag, blocked}
-if #ids >= tonumber(counted[1] or '0') then
-  for i = #ids, 1, -1 do
-    local clip = redis.call('HGET', clips_key, ids[i])
-    if clip then
-      found[#found + 1] = clip
-      if #found >= limit + 2 then
-        break
-      end
+-- The viewer's range, from its newest entry down. A tag is 48 bits of a salted hash: another
+-- viewer's clip under it is skipped by its submitter (never answered), and the range read on.
+local found = {viewer_tag, blocked, '1'}
+local high = '(' .. viewer_tag .. ';'
+local low = '[' .. viewer_tag .. ':'
+while #found < limit + 3 do
+  local entries = redis.call('ZREVRANGEBYLEX', index_key, high, low, 'LIMIT', 0, limit)
+  if #entries == 0 then
+    break
+  end
+  local ids = {}
+  for i = 1, #entries do
+    ids[i] = string.match(entries[i], '[^:]*$')
+  end
+  local texts = redis.call('HMGET', clips_key, unpack(ids))
+  for i = 1, #texts do
+    if texts[i] and cjson.decode(texts[i]).submitted_by == viewer and #found < limit + 3 then
+      found[#found + 1] = texts[i]
     end
   end
-  return found
-end
-
-local mine = {}
-local all = redis.call('HVALS', clips_key)
-for i = 1, #all do
-  local clip = cjson.decode(all[i])
-  if clip.submitted_by == viewer then
-    mine[#mine + 1] = {clip.seq, all[i]}
+  if #entries < limit then
+    break
   end
-end
-table.sort(mine, function(a, b) return a[1] > b[1] end)
-for i = 1, math.min(limit, #mine) do
-  found[i + 2] = mine[i][2]
+  high = '(' .. entries[#entries]
 end
 return found

@@ -14,9 +14,9 @@
 --   ARGV[10] most clips a session may hold
 --   ARGV[11] a fresh clip id (used only when the clip is added)
 --   ARGV[12] event type (clip_added)
---   KEYS[8]  the session's clip counts hash (u:<user> / a:<address> -> clips ever stored; c:<user>
---            -> the ids of the clips <user> stored, space separated, oldest first: own_clips.lua)
+--   KEYS[8]  the session's clip counts hash (u:<user> / a:<address> -> clips ever stored)
 --   KEYS[9]  the session's blocked viewers set
+--   KEYS[10] the session's own index (<viewer tag>:<seq, 15 digits>:<clip id>, score 0: own_clips.lua)
 --   ARGV[13] most clips one viewer may store in the session
 --   ARGV[14] the guest's client address ('' for a signed-in viewer: no address cap)
 --   ARGV[15] most clips the guests of one address may store in the session
@@ -43,6 +43,7 @@ local blocked_key = KEYS[9]
 local max_per_viewer = tonumber(ARGV[13])
 local address = ARGV[14]
 local max_per_address = tonumber(ARGV[15])
+local own_index_key = KEYS[10]
 
 local s = redis.call('HMGET', session_key, 'kind', 'state', 'seg_index', 'seg_started_at', 'seg_closed_ms',
   'viewer_delay_s', 'clip_count', 'tag_salt')
@@ -125,10 +126,9 @@ local clip_json = cjson.encode(clip)
 redis.call('HSET', clips_key, clip_id, clip_json)
 redis.call('HSET', session_key, 'clip_count', count)
 local viewer_stored = redis.call('HINCRBY', counts_key, viewer_field, 1)
--- Bounded by the per-viewer cap, like the count beside it; never shortened: a deleted clip's id
--- stays and is skipped when read (so the index and the count agree, see own_clips.lua).
-local own_field = 'c:' .. viewer
-redis.call('HSET', counts_key, own_field, (redis.call('HGET', counts_key, own_field) or '') .. clip_id .. ' ')
+-- The viewer's clips are a range of the own index (own_clips.lua, clip_clear.lua): kept here, in
+-- the clip's own step, as clip_delete.lua and clip_clear.lua keep it.
+redis.call('ZADD', own_index_key, 0, clip.viewer_tag .. ':' .. string.format('%015d', clip.seq) .. ':' .. clip_id)
 if address ~= '' then
   redis.call('HINCRBY', counts_key, address_field, 1)
 end
