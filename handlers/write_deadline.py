@@ -170,24 +170,26 @@ class WriteDeadline:
                     del self.watched[transport]
                 continue
             watched.fresh = False
-            moved = watched.marker is None or marker > watched.marker
+            previous = watched.marker
+            first = previous is None
+            moved = previous is None or marker > previous
             watched.marker = marker
-            if moved:
+            if not moved and now - watched.progress_s >= self.stall_s:
+                del self.watched[transport]
+                stalled.append((transport, watched))
+            elif moved and not first:
                 watched.progress_s = now
                 if watched.armed:
                     _set_user_timeout(transport, 0)
                     watched.armed = False
-            elif now - watched.progress_s >= self.stall_s:
-                del self.watched[transport]
-                stalled.append((transport, watched))
             elif not watched.armed:
-                # No progress since the last check: should the server close the connection
-                # meanwhile (aiohttp's idle close), the kernel keeps what it holds as an orphan
-                # and sends it on its own, out of this watch's sight; armed, it ends that
-                # orphan after the deadline (the kernel measures from its first probe into a
-                # shut window, so this is only set while no progress is seen, and unset after).
-                # A check later than this watch's own cut: while the process has the socket, the
-                # cut is this watch's (counted, and the connection's own on_stall).
+                # Bytes wait and no progress is known: should the server close the connection
+                # meanwhile (aiohttp's idle close, a ping timeout), the kernel keeps what it
+                # holds as an orphan and sends it on its own, out of this watch's sight; armed,
+                # it ends that orphan after the deadline. The kernel measures from its first
+                # probe into a shut window, progress or not, so this is unset as soon as a
+                # check sees progress; and it is a check later than this watch's own cut, so
+                # while the process has the socket the cut is this watch's (counted, on_stall).
                 _set_user_timeout(transport, self.stall_s * (1 + 1 / CHECKS_PER_DEADLINE) + 1)
                 watched.armed = True
         for transport, watched in stalled:

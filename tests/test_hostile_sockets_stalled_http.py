@@ -137,3 +137,27 @@ async def test_a_slow_reader_that_keeps_moving_gets_the_whole_answer(
         assert srv.app[WRITE_DEADLINE_KEY].cuts == 0
     finally:
         await srv.stop()
+
+
+async def test_a_stalled_reader_closed_as_idle_before_its_deadline_leaves_no_orphan(
+    redis_process: Any, redis: Any, tmp_path: Path
+) -> None:
+    """The idle timeout (here 1 s) closes a connection before the write deadline (here 2 s) could
+    cut it: the process lets go of the socket, and the kernel used to keep its unsent answer (an
+    orphan, FIN-WAIT-1) for as long as the client kept its window shut. The deadline's kernel
+    timeout, set at the first check that saw no progress, ends the orphan too."""
+    srv = await start_server(redis_process.url, tmp_path, write_stall_timeout_s=2.0, http_idle_timeout_s=1.0)
+    port = port_of(srv.url)
+    readers: list[socket.socket] = []
+    try:
+        for _ in range(5):
+            readers.append(await stalled_reader(port, "/openapi.json"))
+        clients = {sock.getsockname()[1] for sock in readers}
+        assert sum(size for peer, size in server_side(port) if peer in clients) > 5 * 16 * 1024
+        # The kernel's timeout: the deadline and a check more, and 1 s, from its first probe.
+        held = await held_for(port, clients, 2.0 * 1.25 + 1 + CUT_WITHIN_S)
+        assert not held, f"orphans left: {held}"
+    finally:
+        for sock in readers:
+            sock.close()
+        await srv.stop()
