@@ -139,6 +139,8 @@ class Settings(BaseSettings):
     clips_max_per_address: int = Field(default=1_000, ge=1, le=1_000_000)
     # Clips the guests of one address store per UTC day over every stream session.
     clips_max_per_address_per_day: int = Field(default=10_000, ge=1)
+    # Parsed clips each process keeps of big streams' last whole reads (clips_cache.py).
+    clips_cached: int = Field(default=250_000, ge=0, le=10_000_000)
 
     admin_orphan_days: int = Field(default=90, ge=1, le=36_500)
     admin_storage_cost_per_gb_month: float = Field(default=0.5, ge=0)

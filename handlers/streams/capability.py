@@ -21,7 +21,7 @@ from storage.streams.repository import StreamSessions
 
 def install(services: Services, router: SocketRouter, app: web.Application, *, settings: ClipSettings) -> None:
     """Register everything stream sessions serve, within ``settings``' limits."""
-    streams = StreamSessions(services.store)
+    streams = StreamSessions(services.store, cached_clips=settings.cached)
     services.kinds.register(StreamKind(services, streams))
     services.kinds.register(StreamAudienceKind(streams))
     day_cap = ClipsDayCap(services.limiter, settings.max_per_address_per_day)  # one per node: its reserve

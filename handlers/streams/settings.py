@@ -21,3 +21,5 @@ class ClipSettings:
     max_per_address: int
     # ... and the clips the guests of one address store per UTC day over every session.
     max_per_address_per_day: int
+    # Parsed clips a process keeps of big streams' last whole reads (storage/streams/clips_cache.py).
+    cached: int

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import AsyncIterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -19,6 +20,7 @@ from handlers.streams import http as streams_http
 from handlers.streams.moments import grouped_moments
 from storage.streams.records import Clip
 from storage.streams.repository import StreamSessions, ViewerCaps
+from tests.conftest import start_server
 from tests.helpers import Client, ServerUnderTest
 from tests.streams.helpers import http, started, store_clips, stored_clip
 
@@ -345,3 +347,28 @@ async def test_clips_changed_during_a_review_build_are_in_its_index_as_they_are(
     assert summary.total == len(held) == 6000 - 6 + 4
     indexed = await store.redis.zrange(store.keys.stream_review_index(session_id), 0, -1)  # type: ignore[misc]
     assert len(indexed) == len(set(indexed)) and set(indexed) == held
+
+
+@pytest.mark.parametrize("cached, scans_again", [(None, False), (1499, True)])
+async def test_the_clips_a_process_keeps_are_a_setting(
+    redis_process: Any, tmp_path: Path, cached: int | None, scans_again: bool
+) -> None:
+    """SESSIONHUB_CLIPS_CACHED bounds the parsed clips a process keeps: by default a stream of
+    1,500 clips is kept and read again without a scan; with a bound below it, every read scans."""
+    overrides = {} if cached is None else {"clips_cached": cached}
+    server = await start_server(redis_process.url, tmp_path, **overrides)
+    clients: list[Client] = []
+    try:
+        session_id, _ = await started(server, clients)
+        clips = [stored_clip(seq, segment_index=1, offset_ms=seq * 900, note="", clipped=False) for seq in range(1500)]
+        await store_clips(server, session_id, clips)
+        path = f"/api/streams/{session_id}/clips"
+        first = await http(server, "GET", path)
+        scans = await _hscans(server.services.store.redis)
+        again = await http(server, "GET", path)
+        assert first[0] == again[0] == 200 and again[1]["clip_count"] == 1500
+        assert (await _hscans(server.services.store.redis) > scans) is scans_again
+    finally:
+        for client in clients:
+            await client.close()
+        await server.stop()
