@@ -24,6 +24,7 @@ from storage.events import EventLog
 from storage.identity.passkeys import Passkeys
 from storage.identity.repository import IdentityConfig, Identities
 from storage.jobs import JobQueue
+from storage import cluster_connection
 from storage.lean_redis import LeanRedis
 from storage.keys import Keys
 from storage.login_tokens import LoginTokens
@@ -86,6 +87,9 @@ def connect_redis(url: str, *, max_connections: int = 512, cluster: bool = False
             socket_connect_timeout=5,
             **options,
         )
+        # Its connections fail as lost, and are retried, when the client's own reset closes them
+        # under a write (every master restarting at once): no loop or request ends on it.
+        cluster_connection.install(client)
         # The cluster client offers the commands of a single-node client; typed as one for the
         # repositories, which never depend on which it is (storage.scripts adapts PUBLISH).
         return cast(Redis, client)

@@ -82,10 +82,15 @@ def need_redis_cli() -> None:
 
 class RedisCluster:
     """``masters`` redis-server masters joined by ``redis-cli --cluster create``, then ``replicas``
-    replicas attached to the first masters (one each), all with a short node timeout."""
+    replicas attached to the first masters (one each), all with a short node timeout.
 
-    def __init__(self, root: Path, *, masters: int = 3, replicas: int = 0) -> None:
+    ``persistent`` nodes keep their data over a kill and restart (an append-only file synced on
+    every write, as an operator's cluster restarted for maintenance); by default a restarted
+    node comes back empty."""
+
+    def __init__(self, root: Path, *, masters: int = 3, replicas: int = 0, persistent: bool = False) -> None:
         self.root = root
+        self.persistent = persistent
         self.ports = cluster_ports(masters + replicas)
         self.master_ports = self.ports[:masters]
         self.replica_ports = self.ports[masters:]
@@ -116,8 +121,7 @@ class RedisCluster:
                 "nodes.conf",
                 "--save",
                 "",
-                "--appendonly",
-                "no",
+                *(["--appendonly", "yes", "--appendfsync", "always"] if self.persistent else ["--appendonly", "no"]),
                 "--cluster-node-timeout",
                 str(NODE_TIMEOUT_MS),
                 "--cluster-replica-validity-factor",
@@ -270,10 +274,12 @@ def _lists_replica(client: SyncRedis, replica_id: str, master_id: str) -> bool:
 
 
 @contextmanager
-def running_cluster(root: Path, *, masters: int = 3, replicas: int = 0) -> Iterator[RedisCluster]:
+def running_cluster(
+    root: Path, *, masters: int = 3, replicas: int = 0, persistent: bool = False
+) -> Iterator[RedisCluster]:
     """A started :class:`RedisCluster` for a fixture to yield, stopped when it is done with."""
     need_redis_cli()
-    made = RedisCluster(root, masters=masters, replicas=replicas)
+    made = RedisCluster(root, masters=masters, replicas=replicas, persistent=persistent)
     made.start()
     try:
         yield made

@@ -6,6 +6,7 @@ What differs between modules is said by module constants, read here:
 
 - ``CLUSTER_REPLICAS`` (default 1): replicas attached to the first masters of the 3; one is what
   a failover needs, 0 a shard that cannot fail over.
+- ``CLUSTER_PERSISTENT`` (default False): nodes that keep their data over a kill and restart.
 - ``NODE_SETTINGS`` (default none): settings of both nodes, as ``start_server`` takes them.
 
 Every cluster is the test's own (function scope): these tests kill and promote its nodes.
@@ -29,7 +30,10 @@ from tests.helpers import Client, ServerUnderTest
 def cluster(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisCluster]:
     """3 masters, the first with ``CLUSTER_REPLICAS`` replicas (one unless the module says)."""
     replicas = int(getattr(request.module, "CLUSTER_REPLICAS", 1))
-    with running_cluster(tmp_path_factory.mktemp("cluster"), masters=3, replicas=replicas) as made:
+    persistent = bool(getattr(request.module, "CLUSTER_PERSISTENT", False))
+    with running_cluster(
+        tmp_path_factory.mktemp("cluster"), masters=3, replicas=replicas, persistent=persistent
+    ) as made:
         yield made
 
 
