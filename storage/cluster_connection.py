@@ -6,7 +6,9 @@ and not agreeing yet, a failover) by closing every connection of every node
 (``RedisCluster.aclose``), the ones other tasks are in the middle of using included. A task that
 had checked its connection and was about to write (under ``socket_timeout`` the write runs in a
 task of its own, one loop turn later) then wrote to ``None``: ``AttributeError: 'NoneType' object
-has no attribute 'writelines'``. That is no ``RedisError``: the cluster client does not retry it,
+has no attribute 'writelines'`` on Python 3.11; on 3.12 and 3.13, a turn earlier, to a transport
+being torn down: ``TypeError: 'NoneType' object is not callable`` from asyncio's own code. That
+is no ``RedisError``: the cluster client does not retry it,
 and every caller that expects Redis to be away now and then (``storage.failures.REDIS_AWAY``)
 ended on it -- the node's heartbeat and revocation watch stopped for good after a cluster
 restart, in about one comeback in three (``tests/test_cluster_comeback.py``).
@@ -24,6 +26,8 @@ shard links do.
 
 from __future__ import annotations
 
+import asyncio
+import os
 from collections.abc import Iterable
 from typing import Any
 
@@ -31,13 +35,28 @@ from redis.asyncio.cluster import RedisCluster
 from redis.asyncio.connection import Connection, SSLConnection
 from redis.exceptions import ConnectionError as RedisConnectionError
 
+# Where asyncio's modules are: an error raised in one during a write is the transport's state.
+ASYNCIO_DIR = os.path.dirname(asyncio.__file__)
 
-def lost_under_write(connection: Connection, exc: AttributeError) -> Exception:
-    """The error for an ``AttributeError`` out of a write: a lost connection when it was raised
-    on ``None`` (the stream another task closed), else the error itself (a bug stays one)."""
-    if exc.obj is not None:
+
+def lost_under_write(connection: Connection, exc: AttributeError | TypeError) -> Exception:
+    """The error for an ``AttributeError`` or ``TypeError`` out of a write: a lost connection when
+    it came from a stream another task closed (an attribute looked up on ``None``, or any such
+    error raised inside asyncio's transport), else the error itself (a bug stays one)."""
+    closed = isinstance(exc, AttributeError) and exc.obj is None
+    if not (closed or _raised_in_asyncio(exc)):
         return exc
     return RedisConnectionError(f"Connection to {connection.host}:{connection.port} was closed during a write")
+
+
+def _raised_in_asyncio(exc: BaseException) -> bool:
+    """Whether the innermost frame of ``exc``'s traceback is asyncio's (a transport or stream)."""
+    tb = exc.__traceback__
+    if tb is None:
+        return False
+    while tb.tb_next is not None:
+        tb = tb.tb_next
+    return os.path.dirname(tb.tb_frame.f_code.co_filename) == ASYNCIO_DIR
 
 
 class ClusterConnection(Connection):
@@ -46,7 +65,7 @@ class ClusterConnection(Connection):
     async def send_packed_command(self, command: bytes | str | Iterable[bytes], check_health: bool = True) -> None:
         try:
             await super().send_packed_command(command, check_health)
-        except AttributeError as exc:
+        except (AttributeError, TypeError) as exc:
             raise lost_under_write(self, exc) from exc
 
 
@@ -56,7 +75,7 @@ class ClusterSSLConnection(SSLConnection):
     async def send_packed_command(self, command: bytes | str | Iterable[bytes], check_health: bool = True) -> None:
         try:
             await super().send_packed_command(command, check_health)
-        except AttributeError as exc:
+        except (AttributeError, TypeError) as exc:
             raise lost_under_write(self, exc) from exc
 
 

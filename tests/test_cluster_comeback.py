@@ -22,7 +22,7 @@ from redis.asyncio.cluster import RedisCluster as ClusterClient
 from redis.exceptions import ConnectionError as RedisConnectionError
 
 from server.services import connect_redis
-from storage.cluster_connection import ClusterConnection
+from storage.cluster_connection import ClusterConnection, lost_under_write
 from tests.cluster import RedisCluster, wait_until
 from tests.conftest import start_server
 from tests.helpers import Client, ServerUnderTest
@@ -80,6 +80,24 @@ async def test_a_write_meeting_the_cluster_clients_reset_is_a_lost_connection(cl
             await client.initialize()
     finally:
         await client.aclose()
+
+
+def test_an_error_of_the_callers_own_stays_what_it_is() -> None:
+    """Only a write on a torn-down stream becomes a lost connection: an attribute missing on a
+    real object, or a TypeError raised outside asyncio, is a bug and is raised as it is."""
+    connection = ClusterConnection(host="127.0.0.1", port=1)
+    try:
+        _ = None.writelines  # type: ignore[attr-defined]
+    except AttributeError as on_none:
+        assert isinstance(lost_under_write(connection, on_none), RedisConnectionError)
+    try:
+        _ = connection.no_such_thing  # type: ignore[attr-defined]
+    except AttributeError as missing:
+        assert lost_under_write(connection, missing) is missing
+    try:
+        len(5)  # type: ignore[arg-type]
+    except TypeError as wrong:
+        assert lost_under_write(connection, wrong) is wrong
 
 
 async def test_every_connection_of_the_nodes_cluster_client_is_one_that_fails_as_lost(cluster: RedisCluster) -> None:
