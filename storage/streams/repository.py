@@ -78,10 +78,12 @@ SETTLE_IDS = 1000
 # a couple of events (a log holds about 4 MiB: _event.lua). A page's event, 100 ids of 39
 # bytes, stays within 4 MiB / the log's default 1,000 events: a clear shortens no log.
 CLEAR_PAGE = 100
-# Clips a call of the own index's build indexes (own_index_build.lua decodes each clip, as the
-# review's build: ~5 ms of Redis a call), and builds one read or clear makes before it answers
-# ``unavailable`` (a build whose hash moved to another node mid-scan is made again).
-OWN_BUILD_PAGE = 400
+# Clips a call of the own index's build indexes (own_index_build.lua decodes each clip and adds
+# its entry), and builds one read or clear makes before it answers ``unavailable`` (a build whose
+# hash moved to another node mid-scan is made again). Over a 200,000-clip stream 400 a call took
+# 7-9 ms of Redis each (INFO commandstats; the review build's 400: 5-6 ms, same load), 200 take
+# 2.5-2.7 ms, and the whole build's wall time is the same (4.6-6.8 s on a loaded machine).
+OWN_BUILD_PAGE = 200
 OWN_BUILDS = 3
 
 # Every snapshot carries all segments: a streamer pausing and resuming without end must not
