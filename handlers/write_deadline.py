@@ -47,6 +47,8 @@ _UNACKED_AT, _BYTES_ACKED_AT, _NOTSENT_AT = 24, 120, 144
 # Checks per deadline: a stalled connection is cut between stall_s and 1.25 * stall_s after
 # the last byte its client acknowledged.
 CHECKS_PER_DEADLINE = 4
+# Watched connections looked at per loop turn within a check.
+CHECK_BATCH = 64
 # Cuts are logged at most this often (with how many since the last line).
 LOG_EVERY_S = 10.0
 
@@ -112,7 +114,9 @@ class WriteDeadline:
         self.clock = clock
         self.watched: dict[asyncio.BaseTransport, _Watched] = {}
         self.cuts = 0  # for tests and logs
-        self._timer: asyncio.TimerHandle | None = None
+        self._timer: asyncio.Handle | None = None  # the next check, or the rest of this one
+        self._checking: list[tuple[asyncio.BaseTransport, _Watched]] = []
+        self._checked_s = 0.0
         self._logged_s = -LOG_EVERY_S
         self._logged_cuts = 0
 
@@ -157,49 +161,68 @@ class WriteDeadline:
             self.watch(transport)  # for what asyncio still holds
 
     def check(self) -> None:
-        """Cut what stalled past the deadline; forget what has nothing waiting (one timer)."""
+        """Cut what stalled past the deadline; forget what has nothing waiting (one timer).
+
+        :data:`CHECK_BATCH` connections a loop turn: a look costs a ``getsockopt`` (~5-20 us),
+        and every connection that answered within the last two checks is looked at."""
+        self._checking = list(self.watched.items())
+        self._checked_s = self.clock()
         self._timer = None
-        now = self.clock()
+        self._check_batch()
+
+    def _check_batch(self) -> None:
+        batch = self._checking[-CHECK_BATCH:]
+        del self._checking[-CHECK_BATCH:]
         stalled: list[tuple[asyncio.BaseTransport, _Watched]] = []
-        for transport, watched in list(self.watched.items()):
-            waiting, marker = _progress(transport)
-            if not waiting:
-                if watched.fresh and not transport.is_closing():
-                    watched.fresh = False
-                else:
-                    del self.watched[transport]
-                continue
-            watched.fresh = False
-            previous = watched.marker
-            first = previous is None
-            moved = previous is None or marker > previous
-            watched.marker = marker
-            if not moved and now - watched.progress_s >= self.stall_s:
+        for transport, watched in batch:
+            if self.watched.get(transport) is watched and self._stalled(transport, watched):
                 del self.watched[transport]
                 stalled.append((transport, watched))
-            elif moved and not first:
-                watched.progress_s = now
-                if watched.armed:
-                    _set_user_timeout(transport, 0)
-                    watched.armed = False
-            elif not watched.armed:
-                # Bytes wait and no progress is known: should the server close the connection
-                # meanwhile (aiohttp's idle close, a ping timeout), the kernel keeps what it
-                # holds as an orphan and sends it on its own, out of this watch's sight; armed,
-                # it ends that orphan after the deadline. The kernel measures from its first
-                # probe into a shut window, progress or not, so this is unset as soon as a
-                # check sees progress; and it is a check later than this watch's own cut, so
-                # while the process has the socket the cut is this watch's (counted, on_stall).
-                _set_user_timeout(transport, self.stall_s * (1 + 1 / CHECKS_PER_DEADLINE) + 1)
-                watched.armed = True
         for transport, watched in stalled:
             _reset(transport)
             watched.on_stall()
         if stalled:
             self._said(len(stalled))
-        if self.watched:
-            loop = asyncio.get_running_loop()
+        loop = asyncio.get_running_loop()
+        if self._checking:
+            self._timer = loop.call_soon(self._check_batch)  # the rest in the next turns
+        elif self.watched:
             self._timer = loop.call_later(self.stall_s / CHECKS_PER_DEADLINE, self.check)
+        else:
+            self._timer = None
+
+    def _stalled(self, transport: asyncio.BaseTransport, watched: _Watched) -> bool:
+        """Whether ``transport`` passed its deadline; forgets it when nothing waits."""
+        waiting, marker = _progress(transport)
+        if not waiting:
+            if watched.fresh and not transport.is_closing():
+                watched.fresh = False
+            else:
+                del self.watched[transport]
+            return False
+        watched.fresh = False
+        previous = watched.marker
+        first = previous is None
+        moved = previous is None or marker > previous
+        watched.marker = marker
+        if not moved and self._checked_s - watched.progress_s >= self.stall_s:
+            return True
+        if moved and not first:
+            watched.progress_s = self._checked_s
+            if watched.armed:
+                _set_user_timeout(transport, 0)
+                watched.armed = False
+        elif not watched.armed:
+            # Bytes wait and no progress is known: should the server close the connection
+            # meanwhile (aiohttp's idle close, a ping timeout), the kernel keeps what it holds
+            # as an orphan and sends it on its own, out of this watch's sight; armed, it ends
+            # that orphan after the deadline. The kernel measures from its first probe into a
+            # shut window, progress or not, so this is unset as soon as a check sees progress;
+            # and it is a check later than this watch's own cut, so while the process has the
+            # socket the cut is this watch's (counted, on_stall).
+            _set_user_timeout(transport, self.stall_s * (1 + 1 / CHECKS_PER_DEADLINE) + 1)
+            watched.armed = True
+        return False
 
     def stop(self) -> None:
         """Stop checking (the server is stopping); what is watched is forgotten."""
@@ -207,6 +230,7 @@ class WriteDeadline:
             self._timer.cancel()
             self._timer = None
         self.watched.clear()
+        self._checking.clear()
 
     def _said(self, cut: int) -> None:
         self.cuts += cut
