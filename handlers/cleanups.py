@@ -24,10 +24,14 @@ from aiohttp import web
 
 from handlers.background import STOP_WAIT_S, cancelled, stop_if_cancelled
 from handlers.context import Services
+from handlers.log_throttle import LogThrottle
 from protocol.errors import CodedError
 from storage.failures import REDIS_AWAY
 
 log = logging.getLogger(__name__)
+# An unexpected failure of a round is logged once with its traceback, then counted (the loop
+# goes on at its interval, which may be short).
+_failed = LogThrottle(log)
 
 # A note younger than this is left to the deletion that wrote it (it may still be running).
 RETRY_GRACE_S = 60.0
@@ -132,3 +136,5 @@ class CleanupRetry:
             except REDIS_AWAY as exc:
                 stop_if_cancelled(exc)
                 log.warning("deletion follow-ups: %s", exc)
+            except Exception as exc:  # a bug or a client library's own error must not end the loop
+                _failed.exception("deletion follow-ups failed", exc)

@@ -18,10 +18,14 @@ from aiohttp import web
 from handlers.background import STOP_WAIT_S, cancelled, rest, stop_if_cancelled
 from handlers.connection import Connections
 from handlers.context import Services
+from handlers.log_throttle import LogThrottle
 from storage.failures import REDIS_AWAY
 from storage.identity.repository import Position
 
 log = logging.getLogger(__name__)
+# An unexpected failure of a round is logged once with its traceback, then counted (the loop
+# goes on at its interval, which may be short).
+_failed = LogThrottle(log)
 
 SIGNED_OUT_EVENT = "signed_out"
 NO_EXPIRY_MS = 2**63  # later than any revocation's end
@@ -57,6 +61,8 @@ class RevocationWatch:
             except REDIS_AWAY as exc:
                 stop_if_cancelled(exc)
                 log.warning("revoked devices: %s", exc)
+            except Exception as exc:  # a bug or a client library's own error must not end the loop
+                _failed.exception("revoked devices: a poll failed", exc)
             await rest(self.interval_s)
 
     async def poll(self) -> None:

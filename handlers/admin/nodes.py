@@ -22,9 +22,13 @@ from aiohttp import web
 from handlers.background import STOP_WAIT_S, cancelled, rest, stop_if_cancelled
 
 from handlers.context import Services
+from handlers.log_throttle import LogThrottle
 from storage.failures import REDIS_AWAY
 
 log = logging.getLogger(__name__)
+# An unexpected failure of a round is logged once with its traceback, then counted (the loop
+# goes on at its interval, which may be short).
+_failed = LogThrottle(log)
 
 # A heartbeat older than this many intervals counts as stale; past STALE_DROP it is removed.
 STALE_INTERVALS = 3
@@ -76,6 +80,8 @@ class NodeHeartbeat:
             except REDIS_AWAY as exc:
                 stop_if_cancelled(exc)
                 log.warning("node heartbeat failed: %s", exc)
+            except Exception as exc:  # a bug or a client library's own error must not end the loop
+                _failed.exception("node heartbeat failed", exc)
             await rest(self.interval_s)
 
     async def nodes(self) -> list[dict[str, Any]]:
