@@ -31,14 +31,18 @@ LONGEST_MS = 20
 
 def bounded_page(command: bytes, paged_scripts: set[str]) -> bool:
     """Whether a command SLOWLOG caught is one page by its very shape (an HSCAN of at most 1,000
-    fields, a call of one of the paged scripts, whose pages are bounded): long only because the
-    machine preempted Redis meanwhile (SLOWLOG times by the wall clock; the fresh-clone CI saw a
-    1,000-field HSCAN at 20-61 ms in each of three reads). A COPY of the clips, or a script taking
-    them whole, is no such page."""
+    fields, a call of one of the paged scripts, whose pages are bounded, a ZADD of one entry
+    inside one): long only because the machine preempted Redis meanwhile (SLOWLOG times by the
+    wall clock; the fresh-clone CI saw a 1,000-field HSCAN at 20-61 ms in each of three reads).
+    A COPY of the clips, or a script taking them whole, is no such page."""
     words = command.split()
     if not words:
         return False
     name = words[0].upper()
+    if name == b"ZADD" and len(words) == 4:
+        # One entry added inside a paged script (SLOWLOG lists a script's own commands too): the
+        # review build's ZADD of one clip was caught at 20+ ms at a load of 15 on two cores.
+        return True
     if name == b"HSCAN":
         upper = [w.upper() for w in words]
         return b"COUNT" in upper and int(words[upper.index(b"COUNT") + 1]) <= 1000
