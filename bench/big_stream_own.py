@@ -122,7 +122,8 @@ async def measured(redis: Redis, url: str, step: Callable[[], Awaitable[Any]]) -
     calls = await _calls(redis) - before
     log: Any = await redis.slowlog_get(1_000_000)
     ours = [e for e in log if not str(e["command"]).startswith(("PING", "SLOWLOG", "b'PING", "b'SLOWLOG"))]
-    longest = max(ours, key=lambda e: e["duration"], default={"duration": 0, "command": "(none of 1 ms)"})
+    none: dict[str, Any] = {"duration": 0, "command": "(none of 1 ms)"}
+    longest = max(ours, key=lambda e: e["duration"], default=none)
     return answer, {
         "ms": round(took * 1000, 1),
         "redis_commands": calls,
