@@ -264,7 +264,8 @@ class Keys:
         """Sorted set of a stream session's clips by viewer: ``<viewer tag>:<seq, 15 digits>:<clip id>``
         (score 0: read by lex range), so one viewer's clips are a range, newest last. Kept in the
         clip scripts' own steps (submit, delete, clear); built in pages from the clips where it is
-        short of them (``own_index_build.lua``)."""
+        short of them (``own_index_build.lua``). ~170 bytes a clip (MEMORY USAGE: 33.6 MB over
+        200,000 clips, whose hash is 80 MB), kept as long as the stream."""
         return f"{self.prefix}:{{{session_id}}}:own_index"
 
     def stream_blocked(self, session_id: str) -> str:
