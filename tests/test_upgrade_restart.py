@@ -33,6 +33,7 @@ from tests.upgrade_world import (
     call,
     differences,
     make_everything,
+    mint_accounts,
     ok,
     release,  # noqa: F401 - the fixture
     serving,
@@ -59,9 +60,10 @@ async def upgraded(release: Path, tmp_path_factory: pytest.TempPathFactory) -> A
     redis_process = RedisProcess(folder / "redis")
     redis_process.start()
     raw = Redis.from_url(redis_process.url, decode_responses=True)
+    accounts = asyncio.create_task(mint_accounts(release))  # minted while the old release starts
     try:
         async with serving(release, folder / "data", redis_process.url) as old:
-            world = await make_everything(old, release)
+            world = await make_everything(old, release, await accounts)
             watcher = Client(old, world.guest.token)
             await watcher.connect()
             resume = await watcher.call("subscribe_on_session", {"session_id": world.stream})
@@ -72,6 +74,7 @@ async def upgraded(release: Path, tmp_path_factory: pytest.TempPathFactory) -> A
         async with serving(HEAD_ROOT, folder / "data", redis_process.url, SESSIONHUB_CLEANUP_RETRY_S="0.2") as base:
             yield Upgraded(base, world, raw, resume, seen)
     finally:
+        await asyncio.gather(accounts, return_exceptions=True)  # its children end either way
         await raw.aclose()
         redis_process.stop()
 

@@ -8,6 +8,7 @@ this venv's interpreter, as a ``python -m server serve`` child on the test's own
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import signal
 import subprocess
@@ -114,16 +115,53 @@ async def serving(root: Path, data_dir: Path, redis_url: str, **settings: str) -
             await asyncio.to_thread(proc.wait, 20)
 
 
-def mint(root: Path, user: str, *perms: str, name: str | None = None) -> str:
-    """A token from ``sessionhub token`` of the code at ``root`` (an operator's account token)."""
-    args = [sys.executable, "-m", "server", "token", "--user", user]
+def _token_argv(user: str, *perms: str, name: str | None = None) -> list[str]:
+    args = ["token", "--user", user]
     for perm in perms:
         args += ["--perm", perm]
-    if name:
-        args += ["--name", name]
+    return args + (["--name", name] if name else [])
+
+
+def _token_env(root: Path) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("SESSIONHUB_")}
     env.update({"SESSIONHUB_JWT_SECRET": SECRET, "PYTHONPATH": str(root)})
-    return subprocess.run(args, cwd=root, env=env, capture_output=True, text=True, check=True).stdout.strip()
+    return env
+
+
+def mint(root: Path, user: str, *perms: str, name: str | None = None) -> str:
+    """A token from ``sessionhub token`` of the code at ``root`` (an operator's account token)."""
+    args = [sys.executable, "-m", "server", *_token_argv(user, *perms, name=name)]
+    return subprocess.run(
+        args, cwd=root, env=_token_env(root), capture_output=True, text=True, check=True
+    ).stdout.strip()
+
+
+# ``sessionhub token`` twice in one interpreter: the command line's own main (what the console
+# script and ``python -m server`` call) for each argv, each printing its token on a line.
+_MINT_EACH = (
+    "import json, sys\nfrom server.cli import main\nfor argv in json.loads(sys.argv[1]):\n    assert main(argv) == 0\n"
+)
+
+
+async def mint_accounts(root: Path) -> tuple[str, str]:
+    """bob's account token and the operator's admin token, from ``sessionhub token`` of the code
+    at ``root``, in one child: an older release's token command imports the whole app (~1 s of
+    CPU an interpreter), and the CLI needs no server, so the caller may mint while one starts."""
+    argvs = [_token_argv("bob", "read_own", "create", "update", name="Bob"), _token_argv("ops", "admin")]
+    child = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-c",
+        _MINT_EACH,
+        json.dumps(argvs),
+        cwd=root,
+        env=_token_env(root),
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
+    out, err = await child.communicate()
+    assert child.returncode == 0, err.decode()
+    account, admin = out.decode().split()
+    return account, admin
 
 
 class Browser:
@@ -228,11 +266,11 @@ class World:
     positions: dict[str, tuple[str, int, str]] = field(default_factory=dict)  # session -> (epoch, offset, last_id)
 
 
-async def make_everything(base: str, root: Path) -> World:
-    """One of everything, made on the server at ``base`` through its own API (as its pages do)."""
+async def make_everything(base: str, root: Path, accounts: tuple[str, str] | None = None) -> World:
+    """One of everything, made on the server at ``base`` through its own API (as its pages do);
+    ``accounts`` are mint_accounts(root)'s tokens when the caller minted them already."""
     world = World()
-    world.account = mint(root, "bob", "read_own", "create", "update", name="Bob")
-    world.admin = mint(root, "ops", "admin")
+    world.account, world.admin = accounts or await mint_accounts(root)
     await _identity(base, world)
     await _voice(base, world)
     await _pattern(base, world)
