@@ -132,7 +132,7 @@ async def test_everything_reads_back_as_the_old_server_answered_it(upgraded: Upg
 
     history = ok(await guest.call(base, "GET", "/api/listening/sessions"))["sessions"]
     same("history", world.history_sessions, history)
-    same("stats", world.stats, ok(await guest.call(base, "GET", "/api/listening/stats?days=7")), VOLATILE | {"today"})
+    same("stats", world.stats, ok(await guest.call(base, "GET", world.stats_query)), VOLATILE | {"today"})
     same("me/sessions", world.me_sessions, ok(await guest.call(base, "GET", "/api/me/sessions?limit=50")))
 
 
@@ -223,7 +223,7 @@ async def test_new_writes_on_old_records_work_and_old_subscribers_resume(upgrade
     assert ok(await guest.call(base, "POST", "/api/listening/report", json=pause))["action"] == "finalized"
     play = {"item_id": "book-1", "status": "playing", "device_id": "phone", "position_s": 9}
     assert ok(await guest.call(base, "POST", "/api/listening/report", json=play))["action"] == "started"
-    stats = ok(await guest.call(base, "GET", "/api/listening/stats?days=7"))
+    stats = ok(await guest.call(base, "GET", world.stats_query))
     assert stats["count"] == world.stats["count"] + 1 and stats["total_ms"] > world.stats["total_ms"]
 
 

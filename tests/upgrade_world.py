@@ -20,12 +20,14 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 import aiohttp
 import pytest
 
 from tests.audio_samples import webm
 from tests.helpers import SECRET, Client, free_port, wait_until_ready
+from tests.listening.support import noon_zone
 
 HEAD_ROOT = Path(__file__).resolve().parent.parent
 # The releases an operator upgrades from: the previous one, and one two days older.
@@ -247,6 +249,7 @@ class World:
     voice_done: str = ""  # bob's closed voice session (Done, its job run)
     voice_records: dict[str, Any] = field(default_factory=dict)
     chunks: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
+    stats_query: str = ""  # the stats' path and query, in a zone where the world was made at noon
     audio: dict[str, bytes] = field(default_factory=dict)  # sha256 -> the bytes uploaded
     pattern: str = ""
     remix: str = ""
@@ -421,7 +424,15 @@ async def _history(base: str, world: World) -> None:
     world.history = listening["session_id"]
     world.positions[world.history] = (listening["epoch"], listening["offset"], "")
     world.history_sessions = ok(await guest.call(base, "GET", "/api/listening/sessions"))["sessions"]
-    world.stats = ok(await guest.call(base, "GET", "/api/listening/stats?days=7"))
+    world.stats_query = stats_query(now_ms)
+    world.stats = ok(await guest.call(base, "GET", world.stats_query))
+
+
+def stats_query(now_ms: int) -> str:
+    """The history's stats of its last 7 days, in a zone where ``now_ms`` is local noon (see
+    ``noon_zone``): read before the upgrade and after it, they name the same days. A run across
+    midnight UTC read the 7 days ending on one day, then the 7 ending on the next."""
+    return "/api/listening/stats?days=7&tz=" + quote(noon_zone(now_ms), safe="/")
 
 
 # Fields an answer may change between two reads of unchanged data: loading is an access, links
