@@ -50,7 +50,7 @@ WORKERS = ("-n", "2", "--dist", "worksteal")
 # aiohttp, redis, hiredis, orjson), Redis Cluster and sharded pub/sub (redis), multipart uploads
 # and streamed answers (aiohttp), tokens and JWK sets (pyjwt, aiohttp's client), payloads and
 # settings (pydantic, pydantic-settings, regex's grapheme counts), passkeys (webauthn), device
-# links' QR codes (segno), metrics (prometheus-client).
+# links' QR codes (segno), metrics (prometheus-client), time zones without the system's (tzdata).
 SUBSET = (
     "tests/test_settle.py",
     "tests/transport/test_contract.py",
@@ -78,6 +78,7 @@ SUBSET = (
     "tests/test_error_messages.py",
     "tests/test_wire_json.py",
     "tests/test_hs256.py",
+    "tests/listening/test_time_zones_bundled.py",
     "tests/identity/test_passkeys.py",
     "tests/identity/test_account.py",
     "tests/test_metrics.py",
