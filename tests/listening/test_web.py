@@ -363,3 +363,27 @@ async def test_a_days_listening_time_is_read_by_a_tap_or_the_arrow_keys(
     await expect(chart).to_have_attribute("aria-valuetext", f"{dates[1]}: 0 s")
     await history.keyboard.press("End")
     await expect(said).to_have_text(f"{dates[-1]}: " + ("2 min 00 s" if date == dates[-1] else "0 s"))
+
+
+async def test_a_time_zone_the_server_does_not_know_counts_the_days_in_utc_and_says_so(
+    browser: Browser, lserver: ServerUnderTest, clock: FrozenClock, tabs: list[Tab]
+) -> None:
+    """A browser reporting a zone newer than the server's time zone database (tzdata adds zones:
+    America/Ciudad_Juarez in 2022) had every statistics read refused: the page showed "Could not
+    load the history" and no statistics at all. It now counts in UTC and names both zones."""
+    async with aiohttp.ClientSession() as http:
+        await played_in_the_car(http, lserver, 1, clock.now_ms() - 3_600_000)
+    tab = await new_tab(browser, lserver, timezone_id=noon_zone(clock.now_ms()))
+    await tab.page.add_init_script(
+        "const resolved = Intl.DateTimeFormat.prototype.resolvedOptions;"
+        "Intl.DateTimeFormat.prototype.resolvedOptions = function () {"
+        "  return { ...resolved.call(this), timeZone: 'America/Not_Yet_Named' }; };"
+    )
+    await tab.use_token(lserver.token("alice", ttl_s=TOKEN_TTL_S), ttl_s=TOKEN_TTL_S)
+    tabs.append(tab)
+    history = await tab.open("/history")
+    await expect(history.locator("#count")).to_have_text("1")
+    await expect(history.locator("#tz")).to_have_text(
+        "(UTC: this server does not know your time zone, America/Not_Yet_Named)"
+    )
+    await expect(history.locator("#history-error")).to_be_hidden()

@@ -47,6 +47,10 @@ const ui = {
 };
 
 const timeZone = Intl.DateTimeFormat().resolvedOptions().timeZone || "UTC";
+// The zone the statistics are counted in: the browser's, or UTC once the server said it does not
+// know that name (a zone newer than the server's time zone database): days in UTC, said so, are
+// better than no statistics at all.
+let statsZone = timeZone;
 let socket = null;
 let historyId = null;
 let filterItem = null; // {item_id, title}
@@ -117,7 +121,8 @@ function renderStats(stats) {
   ui.count.textContent = String(stats.count);
   ui.streakCurrent.textContent = plural(stats.streak.current, "day");
   ui.streakLongest.textContent = plural(stats.streak.longest, "day");
-  ui.tz.textContent = `(${stats.tz})`;
+  ui.tz.textContent =
+    stats.tz === timeZone ? `(${stats.tz})` : `(${stats.tz}: this server does not know your time zone, ${timeZone})`;
   renderChart(stats.days);
   reconcile(ui.items, stats.items, (item) => item.item_id, itemRow, updateItemRow);
   ui.itemsEmpty.hidden = stats.items.length > 0;
@@ -320,17 +325,24 @@ async function readSessions({ append = false, keepShown = true } = {}) {
 
 async function refresh() {
   try {
-    const [stats, history] = await Promise.all([
-      api(`/api/listening/stats?tz=${encodeURIComponent(timeZone)}&days=${CHART_DAYS}`),
-      api("/api/listening"),
-      loadSessions(),
-    ]);
+    const [stats, history] = await Promise.all([readStats(), api("/api/listening"), loadSessions()]);
     renderStats(stats);
     renderOpen(history.open);
     clearLoadError();
     document.body.dataset.loaded = String(Number(document.body.dataset.loaded ?? 0) + 1);
   } catch (err) {
     showError(`Could not load the history: ${err.message}`, { ofLoad: true });
+  }
+}
+
+async function readStats() {
+  const path = (tz) => `/api/listening/stats?tz=${encodeURIComponent(tz)}&days=${CHART_DAYS}`;
+  try {
+    return await api(path(statsZone));
+  } catch (err) {
+    if (statsZone === "UTC" || err.code !== "invalid_payload") throw err;
+    statsZone = "UTC";
+    return api(path(statsZone));
   }
 }
 
