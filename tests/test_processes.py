@@ -8,6 +8,7 @@ import os
 import signal
 import subprocess
 import sys
+import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -16,8 +17,11 @@ from typing import Any
 import aiohttp
 import pytest
 
+from auth.claims import Permission
+from server.identity import token_service
 from storage.keys import Keys
 from tests.helpers import CHILD_TEST_TIMEOUT_S, SECRET, Client, RedisProcess, free_port, wait_until_ready
+from tests.helpers import test_settings as settings_of  # not a test of this module
 
 pytestmark = pytest.mark.timeout(CHILD_TEST_TIMEOUT_S)  # `serve` and `worker` children start
 
@@ -83,13 +87,13 @@ async def _wait_ready(url: str, proc: subprocess.Popen[bytes], log_path: Path | 
 
 
 def mint(user: str, *perms: str) -> str:
-    args = [sys.executable, "-m", "server", "token", "--user", user]
-    for perm in perms:
-        args += ["--perm", perm]
-    out = subprocess.run(
-        args, cwd=ROOT, env=node_env(Path("/nonexistent"), None), capture_output=True, text=True, check=True
-    )
-    return out.stdout.strip()
+    """The token ``sessionhub token --user USER --perm ...`` prints (its default hour), minted here
+    with the secret the serve children verify it with. The command was a child of its own for
+    each test that starts serve (0.3-0.45 s of CPU each, several seconds on a busy machine);
+    tests/test_cli.py is where the command itself is tested."""
+    tokens = token_service(settings_of("redis://127.0.0.1:1/0", Path("/nonexistent")))
+    token, _ = tokens.mint(user_id=user, now_s=time.time(), ttl_s=3600, perms=tuple(Permission(p) for p in perms))
+    return token
 
 
 async def post(url: str, token: str, body: dict[str, Any] | None = None) -> tuple[int, Any]:
