@@ -1063,8 +1063,18 @@ class LightEngineServer(engineio.AsyncServer):
         socket = self.sockets.get(sid)
         if socket is None:
             return
-        await self.disconnect(sid)
         ws = getattr(socket, "sh_ws", None)
+        if ws is None and not socket.upgraded:
+            # A long-polling session: its CLOSE waits in its queue for the client's next GET,
+            # and python-engineio's close waits for that queue to be taken. A client that polls
+            # no more (a phone asleep) held the caller until its ping timed out: a revocation
+            # watch signing out devices one after another waited seconds on each. Not waited
+            # for: a GET already waiting still takes the CLOSE; a later one is told the session
+            # is gone (400).
+            await socket.close(wait=False, reason=self.reason.SERVER_DISCONNECT)
+            self.sockets.pop(sid, None)
+            return
+        await self.disconnect(sid)
         if ws is not None and ws.transport is not None:
             ws.transport.close()  # after the CLOSE packet already written to it
 
