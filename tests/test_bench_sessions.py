@@ -71,8 +71,11 @@ def test_sessions_benchmark_smoke(tmp_path: Path, server: str, redis_core: str) 
         assert block["gaps"] == 0 and block["duplicates"] == 0
         # Each committed change is published in its script: on Redis' bus within the window
         # (bench/common/publish_probe.py reads PUBLISH calls off INFO commandstats; the window's
-        # edges are interpolated between samples 50 ms apart, hence the margin).
-        assert 0.75 <= block["published_per_event"] <= 1.25, block
+        # edges are interpolated between samples 50 ms apart, hence the margin; a sampler late
+        # at an edge, on a busy machine, misplaces what was published meanwhile: a fresh-clone
+        # CI run read 0.506 per event of 11 events, its sampler late at an edge).
+        misplaced = block["edge_spans_s"] / block["window_s"]
+        assert 0.75 - misplaced <= block["published_per_event"] <= 1.25 + misplaced, block
         assert block["published"] > 0 and block["server_rss_growth_mb"] is not None
     if server == "sessionhub":  # the sampled sessions read back through the REST API
         assert (run["read_back"]["checked"], run["read_back"]["wrong"]) == (4, 0), run["read_back"]

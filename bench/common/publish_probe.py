@@ -81,6 +81,12 @@ def _at(samples: list[tuple[float, int, int]], t: float, field: int) -> float | 
     return a[field] + (b[field] - a[field]) * share
 
 
+def _span(samples: list[tuple[float, int, int]], t: float) -> float:
+    """The time between the two samples around ``t``."""
+    i = bisect_left([s[0] for s in samples], t)
+    return samples[i][0] - samples[i - 1][0]
+
+
 def window(samples: list[tuple[float, int, int]], block: dict[str, Any]) -> dict[str, Any]:
     """What the samples say of a generator window: PUBLISH calls within it, per committed event,
     and the server's memory growth over it. Empty when the window lies outside the samples."""
@@ -96,5 +102,9 @@ def window(samples: list[tuple[float, int, int]], block: dict[str, Any]) -> dict
     return {
         "published": round(published),
         "published_per_event": round(published / events, 3) if events else None,
+        # The spans of the samples around the window's two edges: interpolation may misplace the
+        # calls made within them (on a busy machine the sampler is late, 0.5 s and more), which
+        # over a short window of a few events is a large share of them.
+        "edge_spans_s": round(_span(samples, t0) + _span(samples, t1), 3),
         "server_rss_growth_mb": round((r1 - r0) / 1024, 1),
     }
