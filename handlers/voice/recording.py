@@ -22,9 +22,13 @@ from aiohttp import web
 from handlers.background import STOP_WAIT_S, cancelled, rest, stop_if_cancelled
 from handlers.connection import Connection
 from handlers.context import Services
+from handlers.log_throttle import LogThrottle
+from storage.failures import REDIS_AWAY
 from storage.voice.recording import RecordingLeases
 
 log = logging.getLogger(__name__)
+# A round failing for another cause than Redis away: its traceback once, then counted.
+_failed = LogThrottle(log)
 
 RECORDING_STATUSES = frozenset({"recording", "cutting"})
 SWEEP_BATCH = 100
@@ -203,9 +207,14 @@ class RecordingKeeper:
                         pass
             except asyncio.CancelledError:
                 raise
-            except Exception as exc:  # Redis away for a moment: the next wake retries
+            except Exception as exc:  # the next wake retries
                 stop_if_cancelled(exc)
-                log.exception("recording lease round failed")
+                if isinstance(exc, REDIS_AWAY):
+                    # An outage, said in a line a round (every <= 2 s): a traceback a round made
+                    # a minute of Redis away thirty of them at ERROR.
+                    log.warning("recording lease round: %s", exc)
+                else:
+                    _failed.exception("recording lease round failed", exc)
                 await rest(self._sweep_every_s)
                 continue
             # Until the next lease comes due or the next sweep, whichever is first. A lease
