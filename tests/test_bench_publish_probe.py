@@ -61,7 +61,15 @@ def test_a_window_says_what_share_of_its_events_was_published_and_the_memory_gro
         "published": 500,
         "published_per_event": 0.1,
         "server_rss_growth_mb": 5.0,
+        "edge_spans_s": 0.2,  # samples 0.1 s apart around both edges
     }
+
+
+def test_a_window_says_how_far_apart_the_samples_around_its_edges_are() -> None:
+    # The sampler was late around the window's start (a busy machine): 0.6 s between two samples.
+    samples = [s for s in _samples() if not 102.0 < s[0] < 102.6]
+    window = publish_probe.window(samples, {"t0_s": 102.55, "t1_s": 107.55, "events": 5000})
+    assert window["edge_spans_s"] == 0.7
 
 
 def test_a_window_outside_the_samples_says_nothing() -> None:
