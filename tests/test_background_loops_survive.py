@@ -22,16 +22,11 @@ import pytest
 import handlers.cleanups
 from handlers.admin.nodes import NodeHeartbeat
 from handlers.revocation_watch import RevocationWatch
+from tests.background_loops import BACKGROUND_LOOPS, running_loops
 from tests.conftest import start_server
 from tests.helpers import RedisProcess
 
 FAILURES = 5  # rounds of each loop that fail before the loops work again
-
-LOOPS = {
-    "handlers.revocation_watch": "RevocationWatch._watch_forever",
-    "handlers.cleanups": "CleanupRetry._retry_forever",
-    "handlers.admin.nodes": "NodeHeartbeat._beat_forever",
-}
 
 
 class Broken(Exception):
@@ -52,10 +47,6 @@ def failing_first(
     return step
 
 
-def running_loops() -> set[str]:
-    return {task.get_coro().__qualname__ for task in asyncio.all_tasks() if not task.done()}  # type: ignore[union-attr]
-
-
 async def test_a_failure_that_is_not_an_outage_ends_no_background_loop(
     redis_process: RedisProcess, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
 ) -> None:
@@ -73,10 +64,10 @@ async def test_a_failure_that_is_not_an_outage_ends_no_background_loop(
         # Every loop goes past its failing rounds, and is still running.
         started = time.monotonic()
         while any(calls.get(name, 0) <= FAILURES + 1 for name in ("beat", "poll", "retry_owed")):
-            assert set(LOOPS.values()) <= running_loops(), f"a loop ended on its failure: {calls}"
+            assert set(BACKGROUND_LOOPS.values()) <= running_loops(), f"a loop ended on its failure: {calls}"
             assert time.monotonic() - started < 30, calls
             await asyncio.sleep(0.05)
-        assert set(LOOPS.values()) <= running_loops(), f"a loop ended on its failure: {calls}"
+        assert set(BACKGROUND_LOOPS.values()) <= running_loops(), f"a loop ended on its failure: {calls}"
         # The heartbeat works again: removed, it is written back by the loop.
         keys = server.services.keys
         await server.services.redis.delete(keys.admin_nodes())
@@ -85,7 +76,7 @@ async def test_a_failure_that_is_not_an_outage_ends_no_background_loop(
             assert time.monotonic() - started < 30, "the heartbeat was not written again"
             await asyncio.sleep(0.05)
         # Each failure is said once with its traceback; its repeats are counted, not logged.
-        for logger in LOOPS:
+        for logger in BACKGROUND_LOOPS:
             traced = [r for r in caplog.records if r.name == logger and r.exc_info is not None]
             assert len(traced) == 1, (logger, [r.getMessage() for r in traced])
             assert "Broken" in traced[0].getMessage()

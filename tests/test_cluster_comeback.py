@@ -23,6 +23,7 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 
 from server.services import connect_redis
 from storage.cluster_connection import ClusterConnection, lost_under_write
+from tests.background_loops import BACKGROUND_LOOPS, running_loops
 from tests.cluster import RedisCluster, wait_until
 from tests.conftest import start_server
 from tests.helpers import Client, ServerUnderTest
@@ -40,16 +41,6 @@ CYCLES = 3
 # (the heartbeat written, a client's write acknowledged, its event delivered). The node itself
 # takes well under a second (the measurements are printed); a busy machine is given far more.
 COMEBACK_BOUND_S = 30.0
-
-BACKGROUND_LOOPS = {
-    "handlers.revocation_watch": "RevocationWatch._watch_forever",
-    "handlers.cleanups": "CleanupRetry._retry_forever",
-    "handlers.admin.nodes": "NodeHeartbeat._beat_forever",
-}
-
-
-def running_loops() -> set[str]:
-    return {task.get_coro().__qualname__ for task in asyncio.all_tasks() if not task.done()}  # type: ignore[union-attr]
 
 
 async def test_a_write_meeting_the_cluster_clients_reset_is_a_lost_connection(cluster: RedisCluster) -> None:

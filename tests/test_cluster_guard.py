@@ -21,6 +21,7 @@ from handlers.metrics import Metrics
 from handlers.storage_guard import StorageGuard
 from server.services import connect_redis
 from storage.clock import Clock
+from tests.background_loops import BACKGROUND_LOOPS, running_loops
 from tests.cluster import RedisCluster, wait_until
 from tests.conftest import start_server
 
@@ -104,17 +105,6 @@ async def test_a_primary_that_hangs_holds_no_admin_alerts(cluster: RedisCluster,
         assert "redis_unreachable" in [alert["alert"] for alert in alerts], alerts
     finally:
         await server.stop()
-
-
-BACKGROUND_LOOPS = {
-    "handlers.revocation_watch": "RevocationWatch._watch_forever",
-    "handlers.cleanups": "CleanupRetry._retry_forever",
-    "handlers.admin.nodes": "NodeHeartbeat._beat_forever",
-}
-
-
-def running_loops() -> set[str]:
-    return {task.get_coro().__qualname__ for task in asyncio.all_tasks() if not task.done()}  # type: ignore[union-attr]
 
 
 async def test_a_cluster_gone_for_a_while_ends_no_background_loop(

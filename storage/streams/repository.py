@@ -21,6 +21,7 @@ from typing import Any
 
 from protocol import events as etypes
 from protocol.errors import CodedError, ErrorCode
+from storage.one_at_a_time import OneAtATime
 from storage.streams.audience import StreamAudiences
 from storage.streams.clips_cache import CACHED_CLIPS, CachedClips, ClipsCache
 from storage.streams.review import ReviewIndex
@@ -169,7 +170,7 @@ class StreamSessions:
         self.review = ReviewIndex(store)
         self._cache = ClipsCache(cached_clips)
         # The own index's builds under way in this process, by session (as the review's).
-        self._own_building: dict[str, asyncio.Future[None]] = {}
+        self._own_builds = OneAtATime()
 
     async def create(
         self,
@@ -502,30 +503,16 @@ class StreamSessions:
         """Index the session's clips by viewer (``own_index_build.lua``), a page a call: for a
         stream whose clips were stored before the index, or by a node of the previous release.
         One build per session at a time in this process (its callers wait for it)."""
-        under_way = self._own_building.get(session_id)
-        if under_way is not None:
-            await asyncio.wait([under_way])  # its outcome is not ours: the caller asks again
-            return
-        done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        self._own_building[session_id] = done
         k = self._keys
         keys = [k.session(session_id), k.stream_clips(session_id), k.stream_own_index(session_id)]
-        try:
+
+        async def pages() -> None:
             cursor = "start"
             while cursor != "0":
                 cursor, _ = await self._own_build(keys=keys, args=[cursor, OWN_BUILD_PAGE])
                 cursor = str(cursor)
-            done.set_result(None)
-        except asyncio.CancelledError:
-            done.cancel()
-            raise
-        except Exception as exc:
-            done.set_exception(exc)
-            done.exception()  # retrieved: a build nobody waited for is not logged a second time
-            raise
-        finally:
-            if self._own_building.get(session_id) is done:
-                del self._own_building[session_id]
+
+        await self._own_builds.run(session_id, pages)
 
     async def list_for_user(self, owner_id: str, *, limit: int) -> list[StreamSession]:
         """The user's stream sessions, newest first (segments not loaded)."""

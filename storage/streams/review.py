@@ -17,12 +17,12 @@ events after that position is exact.
 
 from __future__ import annotations
 
-import asyncio
 import uuid
 from dataclasses import dataclass
 
 from protocol.errors import CodedError, ErrorCode
 from storage.events import Position
+from storage.one_at_a_time import OneAtATime
 from storage.scripts import plain_script
 from storage.store import Store
 from storage.streams.records import Clip
@@ -77,7 +77,7 @@ class ReviewIndex:
         # The builds under way in this process, by session: a dashboard's first load asks for
         # the summary and five pages at once, and each finding no index built its own (five
         # builds of 200,000 clips at once took 66 s on a loaded machine, one 12 s).
-        self._building: dict[str, asyncio.Future[None]] = {}
+        self._builds = OneAtATime()
 
     def keys(self, session_id: str) -> list[str]:
         """The index's keys (deleted with the session)."""
@@ -146,26 +146,7 @@ class ReviewIndex:
     async def rebuild(self, session_id: str) -> None:
         """Build the index from the clips, a page per call, and put it in place; a
         read finding a build under way in this process waits for that one."""
-        under_way = self._building.get(session_id)
-        if under_way is not None:
-            await asyncio.wait([under_way])  # its outcome is not ours: a failed one is tried again here
-            if not under_way.cancelled() and under_way.exception() is None:
-                return
-        done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        self._building[session_id] = done
-        try:
-            await self._build_pages(session_id)
-            done.set_result(None)
-        except asyncio.CancelledError:
-            done.cancel()
-            raise
-        except Exception as exc:
-            done.set_exception(exc)
-            done.exception()  # retrieved: a build nobody waited for is not logged a second time
-            raise
-        finally:
-            if self._building.get(session_id) is done:
-                del self._building[session_id]
+        await self._builds.run(session_id, lambda: self._build_pages(session_id))
 
     async def _build_pages(self, session_id: str) -> None:
         k = self._keys
