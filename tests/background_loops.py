@@ -16,4 +16,3 @@ BACKGROUND_LOOPS = {
 def running_loops() -> set[str]:
     """The qualified names of the coroutines of this loop's tasks still running."""
     return {task.get_coro().__qualname__ for task in asyncio.all_tasks() if not task.done()}  # type: ignore[union-attr]
-
