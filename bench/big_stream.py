@@ -46,6 +46,7 @@ from storage.keys import Keys  # noqa: E402
 from storage.scripts import Scripts  # noqa: E402
 from storage.sessions import SessionDirectory  # noqa: E402
 from storage.store import Store  # noqa: E402
+from storage.streams.records import StreamSession  # noqa: E402
 from storage.streams.repository import StreamSessions, ViewerCaps  # noqa: E402
 
 
@@ -77,11 +78,11 @@ def probe(url: str, stop: Any, worst: Any) -> None:
     redis.close()
 
 
-async def run(url: str, clips: int, runs: int, late: int) -> dict[str, Any]:
-    redis = Redis.from_url(url, decode_responses=True)
+def store_on(redis: Redis) -> Store:
+    """The server's store on ``redis`` (key prefix "sh"), without a server."""
     keys = Keys("sh")
     clock = Clock()
-    store = Store(
+    return Store(
         redis=redis,
         keys=keys,
         scripts=Scripts.load(redis),
@@ -89,9 +90,21 @@ async def run(url: str, clips: int, runs: int, late: int) -> dict[str, Any]:
         clock=clock,
         sessions=SessionDirectory(redis=redis, keys=keys, clock=clock, orphan_days=30),
     )
-    streams = StreamSessions(store)
+
+
+async def live_stream(streams: StreamSessions) -> StreamSession:
+    """alice's stream, started."""
     session = await streams.create(owner_id="alice", title="Raid night", game="", viewer_delay_s=0)
     await streams.transition(session.id, "start", "alice")
+    return session
+
+
+async def run(url: str, clips: int, runs: int, late: int) -> dict[str, Any]:
+    redis = Redis.from_url(url, decode_responses=True)
+    store = store_on(redis)
+    keys = store.keys
+    streams = StreamSessions(store)
+    session = await live_stream(streams)
     key = keys.stream_clips(session.id)
     for start in range(0, clips, 10_000):
         async with redis.pipeline(transaction=False) as pipe:

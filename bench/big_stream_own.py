@@ -41,14 +41,9 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "bench"))
 
-from big_stream import probe  # noqa: E402
+from big_stream import live_stream, probe, store_on  # noqa: E402
 from common.servers import start_redis  # noqa: E402
-from storage.clock import Clock  # noqa: E402
-from storage.events import EventLog  # noqa: E402
 from storage.keys import Keys  # noqa: E402
-from storage.scripts import Scripts  # noqa: E402
-from storage.sessions import SessionDirectory  # noqa: E402
-from storage.store import Store  # noqa: E402
 from storage.streams.repository import StreamSessions  # noqa: E402
 
 
@@ -136,19 +131,10 @@ async def measured(redis: Redis, url: str, step: Callable[[], Awaitable[Any]]) -
 
 async def run(url: str, clips: int, few: int, many: int, runs: int) -> dict[str, Any]:
     redis = Redis.from_url(url, decode_responses=True)
-    keys = Keys("sh")
-    clock = Clock()
-    store = Store(
-        redis=redis,
-        keys=keys,
-        scripts=Scripts.load(redis),
-        log=EventLog(redis=redis, keys=keys, clock=clock, maxlen=1000),
-        clock=clock,
-        sessions=SessionDirectory(redis=redis, keys=keys, clock=clock, orphan_days=30),
-    )
+    store = store_on(redis)
+    keys = store.keys
     streams = StreamSessions(store)
-    session = await streams.create(owner_id="alice", title="Raid night", game="", viewer_delay_s=0)
-    await streams.transition(session.id, "start", "alice")
+    session = await live_stream(streams)
     others = [(f"viewer{n}", (clips - few - many) // 2000) for n in range(2000)]
     seq = await write_clips(redis, keys, session.id, others, 0)
     await redis.config_set("slowlog-log-slower-than", 1000)

@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import json
 import uuid
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import aiohttp
 
+from storage.streams.repository import StreamSessions, ViewerCaps
 from tests.helpers import Client, ServerUnderTest
 
 
@@ -70,3 +72,24 @@ async def store_clips(server: ServerUnderTest, session_id: str, clips: list[dict
     for start in range(0, len(clips), 20_000):
         mapping = {str(c["clip_id"]): json.dumps(c) for c in clips[start : start + 20_000]}
         await store.redis.hset(key, mapping=mapping)  # type: ignore[misc]  # redis-py's union of sync and async
+
+
+def submitter(streams: StreamSessions, session_id: str, note: str = "") -> Callable[[str], Awaitable[str]]:
+    """A viewer's click on ``session_id`` through submit.lua (no cooldown, caps out of the way):
+    the id of the clip stored."""
+    caps = ViewerCaps(per_viewer=10_000, per_address=10_000)
+
+    async def submit(viewer: str) -> str:
+        made = await streams.submit(
+            session_id,
+            viewer_id=viewer,
+            submission_id=uuid.uuid4().hex,
+            note=note,
+            cooldown_ms=0,
+            max_clips=100_000,
+            caps=caps,
+        )
+        assert made.clip is not None
+        return made.clip.clip_id
+
+    return submit

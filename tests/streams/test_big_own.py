@@ -21,7 +21,7 @@ from storage.streams import repository
 from storage.streams.records import Clip
 from storage.streams.repository import StreamSessions, ViewerCaps
 from tests.helpers import Client, ServerUnderTest
-from tests.streams.helpers import started, store_clips, stored_clip
+from tests.streams.helpers import started, store_clips, stored_clip, submitter
 from tests.streams.test_big_reads import LONGEST_MS, bounded_page, slow_commands
 
 __all__ = ["slow_commands"]  # the fixture, used here by name
@@ -125,20 +125,7 @@ async def test_a_clear_goes_a_page_at_a_time_and_takes_the_viewers_clips_up_to_i
     store = server.services.store
     salt = await _salt(server, session_id)
     streams = StreamSessions(store, clips_page=100)
-    caps = ViewerCaps(per_viewer=10_000, per_address=10_000)
-
-    async def submit(viewer: str) -> str:
-        made = await streams.submit(
-            session_id,
-            viewer_id=viewer,
-            submission_id=uuid.uuid4().hex,
-            note="",
-            cooldown_ms=0,
-            max_clips=100_000,
-            caps=caps,
-        )
-        assert made.clip is not None
-        return made.clip.clip_id
+    submit = submitter(streams, session_id)
 
     bobs = [await submit("bob") for _ in range(5)]  # through submit.lua: indexed as stored
     written = viewer_clips("bob", tag_of(salt, "bob"), range(1000, 1245))

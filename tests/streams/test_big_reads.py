@@ -22,7 +22,7 @@ from storage.streams.records import Clip
 from storage.streams.repository import StreamSessions, ViewerCaps
 from tests.conftest import start_server
 from tests.helpers import Client, ServerUnderTest
-from tests.streams.helpers import http, started, store_clips, stored_clip
+from tests.streams.helpers import http, started, store_clips, stored_clip, submitter
 
 # A command of a read this long or longer is a fault (a page's HSCAN, HMGET or settling step
 # takes well under 2 ms here; the COPY of 100,000 clips took ~50 ms).
@@ -101,20 +101,7 @@ async def test_clips_changed_during_the_scan_are_read_as_at_the_answers_position
     streams = StreamSessions(store, clips_page=100)
     owner = (await streams.get(session_id)).owner_id  # type: ignore[union-attr]
     ids = [str(c["clip_id"]) for c in clips]
-    caps = ViewerCaps(per_viewer=10_000, per_address=10_000)
-
-    async def submit(viewer: str) -> str:
-        made = await streams.submit(
-            session_id,
-            viewer_id=viewer,
-            submission_id=uuid.uuid4().hex,
-            note="late",
-            cooldown_ms=0,
-            max_clips=100_000,
-            caps=caps,
-        )
-        assert made.clip is not None
-        return made.clip.clip_id
+    submit = submitter(streams, session_id, note="late")
 
     added: list[str] = []
     pages = 0
