@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -46,8 +47,15 @@ class TokenConfig:
 class TokenService:
     """Mints and verifies tokens; only the configured algorithm is ever accepted."""
 
-    def __init__(self, config: TokenConfig, *, jwks: JwksKeys | None = None) -> None:
+    def __init__(
+        self, config: TokenConfig, *, jwks: JwksKeys | None = None, now_s: Callable[[], float] = time.time
+    ) -> None:
         self._config = config
+        # The clock a token's iat/nbf/exp are judged on: the node's one clock (storage.clock), set
+        # by server.services.build_services, the one that mints tokens and runs guest retention.
+        # Judged on the wall clock while the node's clock was moved (tests, an operator's shift),
+        # a token minted "now" was "not valid yet" and an expired one was still accepted.
+        self._now_s = now_s
         # An external provider's RS256 keys (SESSIONHUB_JWKS_URL): its tokens are accepted too.
         self.jwks = jwks
         # Family ids of signed-out devices, kept current by the node (handlers.revocation_watch).
@@ -65,6 +73,10 @@ class TokenService:
             if config.algorithm == "HS256"
             else None
         )
+
+    def judge_on(self, now_s: Callable[[], float]) -> None:
+        """Judge tokens' time claims on ``now_s`` (unix seconds): the clock that mints them."""
+        self._now_s = now_s
 
     def mint(
         self,
@@ -141,12 +153,13 @@ class TokenService:
         """Verified claims, or ``unauthorized`` for anything wrong with the token."""
         if not isinstance(token, str) or not token or len(token) > 8192:
             raise CodedError(ErrorCode.UNAUTHORIZED, "a bearer token is required")
+        now_s = self._now_s()
         try:
             external = self._external_key(token)
             if external is not None:
                 payload = self.jwks.decode(token, external, ["exp", "sub"]) if self.jwks else {}
             elif self._hs256 is not None:
-                payload = self._hs256.payload(token)
+                payload = self._hs256.payload(token, now_s)
             else:
                 payload = jwt.decode(
                     token,
@@ -157,7 +170,7 @@ class TokenService:
                     options=pyjwt_options(required=list(self._required), verify_aud=self._config.audience is not None),
                 )
             if external is not None or self._hs256 is None:  # PyJWT's paths: it left the dates to us
-                check_dates(payload, now_s=time.time(), skew_s=self._config.clock_skew_s)
+                check_dates(payload, now_s=now_s, skew_s=self._config.clock_skew_s)
             claims = CLAIMS_ADAPTER.validate_python(payload)
         except (jwt.ExpiredSignatureError, Expired) as exc:
             raise CodedError(ErrorCode.UNAUTHORIZED, "token expired") from exc

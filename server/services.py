@@ -208,6 +208,8 @@ def build_services(
     ``metrics`` is the process's one :class:`Metrics` (a new one when not given).
     """
     clock = clock or Clock()
+    # One clock: tokens are judged on the one that mints them and expires guests' things.
+    tokens.judge_on(clock.now_s)
     keys = Keys(settings.key_prefix)
     scripts = Scripts.load(redis)
     event_log = EventLog(

@@ -248,7 +248,7 @@ class ServerUnderTest:
     def token(
         self, user: str = "alice", perms: tuple[Permission, ...] = ALL_PERMS, ttl_s: int = 3600, **kw: Any
     ) -> str:
-        token, _ = self.tokens.mint(user_id=user, now_s=time.time(), ttl_s=ttl_s, perms=perms, **kw)
+        token, _ = self.tokens.mint(user_id=user, now_s=self.services.clock.now_s(), ttl_s=ttl_s, perms=perms, **kw)
         return token
 
     async def create_session(self, user: str = "alice", name: str = "test") -> str:

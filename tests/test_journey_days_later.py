@@ -1,0 +1,106 @@
+"""A person who comes back days later, then picks up a phone.
+
+A guest makes a voice session and a pattern on a laptop and closes the tab. Eight days later (the
+server's clock and the page's moved: far past the hour an access token lives, within the refresh
+cookie's 180 days and the guest retention's 30) the same browser opens the start page: it is the
+same guest, signed back in by its cookie, and lists what it made. A device link then signs a phone
+in as the same person, which lists the same things. The laptop leaves the pattern open two hours
+(its access token runs out under it) and renames it: the page's socket reconnects with a fresh
+token and the name typed is kept.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+import pytest_asyncio
+from playwright.async_api import Browser, expect
+from redis.asyncio import Redis
+
+from storage.clock import Clock
+from tests.helpers import RedisProcess, ServerUnderTest
+from tests.journeys import DAY_MS, LIVE, device, device_link, fits, readable
+from tests.patterns.test_web import UUID
+
+pytestmark = pytest.mark.timeout(180)
+
+HOUR_MS = 3_600_000
+
+
+@pytest_asyncio.fixture
+async def dserver(redis: Redis, redis_process: RedisProcess, tmp_path: Path) -> AsyncIterator[ServerUnderTest]:
+    """A server with the default lifetimes, on a clock the test moves."""
+    from tests.conftest import start_server
+
+    srv = await start_server(redis_process.url, tmp_path, clock=Clock())
+    yield srv
+    await srv.stop()
+
+
+async def test_a_guest_back_after_eight_days_keeps_its_things_on_the_laptop_and_a_phone(
+    dserver: ServerUnderTest,
+    full_browser: Browser,
+) -> None:
+    async with (
+        device(full_browser, dserver, phone=False) as laptop_tab,
+        device(full_browser, dserver, phone=True) as phone_tab,
+    ):
+        await laptop_tab.page.clock.install()
+        laptop = await laptop_tab.open("/")
+        await laptop.locator("#session-name-input").fill("Tuesday notes")
+        await laptop.locator("#new-session").click()  # a first visit: a guest, on a device of its own
+        await expect(laptop.locator("#index-error")).to_be_hidden()
+        await expect(laptop).to_have_url(re.compile(r"/session/"))
+        await laptop_tab.open("/patterns")
+        await expect(laptop).to_have_url(re.compile(rf"/s/{UUID}$"))
+        await expect(laptop.locator(LIVE)).to_be_visible()
+        pattern_url = laptop.url
+        await laptop.locator("#pattern-name").fill("Rainy loop")
+        await laptop.locator("#pattern-name").press("Enter")
+        await expect(laptop.locator("#identity")).to_have_attribute("data-user-id", re.compile("^guest-"))
+        user_id = await laptop.locator("#identity").get_attribute("data-user-id")
+        record = await laptop_tab.stored_token()
+        assert record is not None
+        await expect(laptop.locator("#pattern-name")).to_have_value("Rainy loop")
+        await laptop.goto("about:blank")  # the tab is closed
+
+        # Eight days later, the same browser.
+        dserver.services.clock.shift_ms += 8 * DAY_MS
+        await laptop_tab.page.clock.fast_forward(8 * DAY_MS)
+        laptop = await laptop_tab.open("/")
+        recent = laptop.locator("#recent-list")
+        await expect(recent).to_contain_text("Tuesday notes")
+        await expect(recent).to_contain_text("Rainy loop")
+        await expect(laptop.locator("#identity")).to_have_attribute("data-user-id", user_id or "?")  # the same guest
+        again = await laptop_tab.stored_token()
+        assert again is not None and again["token"] != record["token"]  # on a fresh token
+        await readable(laptop)
+
+        # The same person on a phone, by the device link.
+        link = await device_link(laptop, dserver)
+        await phone_tab.page.clock.install()
+        await phone_tab.page.clock.fast_forward(8 * DAY_MS)
+        phone = await phone_tab.open(link)  # made on the start page, it opens the start page
+        await expect(phone).to_have_url(dserver.url + "/")
+        await expect(phone.locator("#identity")).to_have_attribute("data-user-id", user_id or "?")
+        await expect(phone.locator("#recent-list")).to_contain_text("Tuesday notes")
+        await expect(phone.locator("#recent-list")).to_contain_text("Rainy loop")
+        await readable(phone)
+        await fits(phone)
+
+        # The laptop leaves the pattern open while its access token runs out, then renames it.
+        laptop = await laptop_tab.open(pattern_url.removeprefix(dserver.url))
+        await expect(laptop.locator(LIVE)).to_be_visible()
+        dserver.services.clock.shift_ms += 2 * HOUR_MS
+        await laptop_tab.page.clock.fast_forward(2 * HOUR_MS)
+        await laptop.locator("#pattern-name").fill("Rainy loop, take two")
+        await laptop.locator("#pattern-name").press("Enter")
+        await expect(laptop.locator(LIVE)).to_be_visible()
+        session_id = pattern_url.rsplit("/", 1)[1]
+        await expect(phone_tab.page.locator("#recent-list")).to_contain_text("Rainy loop")
+        await phone_tab.open(f"/s/{session_id}")
+        await expect(phone_tab.page.locator("#pattern-name")).to_have_value("Rainy loop, take two")
+        await readable(laptop)
