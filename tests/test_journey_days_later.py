@@ -12,6 +12,7 @@ token and the name typed is kept.
 from __future__ import annotations
 
 import re
+import time
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -104,3 +105,26 @@ async def test_a_guest_back_after_eight_days_keeps_its_things_on_the_laptop_and_
         await phone_tab.open(f"/s/{session_id}")
         await expect(phone_tab.page.locator("#pattern-name")).to_have_value("Rainy loop, take two")
         await readable(laptop)
+
+
+async def test_a_phone_whose_clock_runs_hours_ahead_renews_its_token_only_when_due(
+    dserver: ServerUnderTest, full_browser: Browser
+) -> None:
+    """The page judged its token's expiry (the server's clock) on the phone's clock: two hours
+    fast, every token was expired at birth, and every call and page renewed it (14 refreshes in
+    seven pages, each rotating the cookie, against a limit of 30 a minute)."""
+    async with device(full_browser, dserver, phone=True) as phone_tab:
+        await phone_tab.page.clock.install(time=time.time() + 2 * HOUR_MS / 1000)
+        refreshes: list[str] = []
+        phone_tab.page.on("request", lambda r: refreshes.append(r.url) if r.url.endswith("/api/auth/refresh") else None)
+        phone = await phone_tab.open("/")
+        await phone.locator("#session-name-input").fill("Tuesday notes")
+        await phone.locator("#new-session").click()
+        await expect(phone).to_have_url(re.compile(r"/session/"))
+        await expect(phone.locator(LIVE)).to_be_visible()
+        for path in ("/", "/streams", "/history", "/"):
+            page = await phone_tab.open(path)
+            await expect(page.locator("#identity")).to_have_attribute("data-state", "known")
+        await expect(page.locator("#recent-list")).to_contain_text("Tuesday notes")
+        assert refreshes == [], refreshes  # a fresh guest's token lives an hour: nothing was due
+        await readable(page)

@@ -8,7 +8,8 @@ import { io } from "../vendor/socket.io.esm.min.js";
 import { freshId } from "./ids.js";
 
 /**
- * localStorage key of the token record `{token, expires_at, guest, obtained_at}` (unix s).
+ * localStorage key of the token record `{token, expires_at, guest, obtained_at}` (unix s, on this
+ * browser's clock: see `onThisClock`).
  */
 export const TOKEN_KEY = "sessionhub.token";
 
@@ -94,12 +95,32 @@ export function hasToken() {
 }
 
 /**
+ * `expiresAt` (unix s, on the server's clock) of `token`, moved onto this browser's clock: the
+ * token's life as the server counted it (its `exp` less its `iat`) from now. A phone whose clock
+ * runs ahead of the server's otherwise found every token expired at birth and renewed it on every
+ * call (each renewal rotating the refresh cookie, up to the server's limit); one behind kept
+ * presenting tokens the server had let run out. A token without `iat` keeps its `expiresAt`.
+ */
+function onThisClock(token, expiresAt) {
+  if (typeof expiresAt !== "number" || !Number.isFinite(expiresAt)) return expiresAt;
+  try {
+    const payload = token.split(".")[1].replaceAll("-", "+").replaceAll("_", "/");
+    const iat = JSON.parse(atob(payload)).iat;
+    if (typeof iat === "number" && Number.isFinite(iat) && iat <= expiresAt)
+      return Date.now() / 1000 + (expiresAt - iat);
+  } catch {
+    // not a JWT this page can read: the server's time stands
+  }
+  return expiresAt;
+}
+
+/**
  * Keep `token` as this browser's identity. `expiresAt` (unix s) may be unknown: a record without
  * it is tried, and the server decides. Only a `guest` token is ever replaced by a new guest.
  */
 export function keepToken(token, { expiresAt, guest = false } = {}) {
   const record = { token, guest, obtained_at: Date.now() / 1000 };
-  if (typeof expiresAt === "number" && Number.isFinite(expiresAt)) record.expires_at = expiresAt;
+  if (typeof expiresAt === "number" && Number.isFinite(expiresAt)) record.expires_at = onThisClock(token, expiresAt);
   localStorage.setItem(TOKEN_KEY, JSON.stringify(record));
 }
 
@@ -207,7 +228,7 @@ function rememberIdentity(body) {
   lostHere = null;
   const record = {
     token: body.token,
-    expires_at: body.expires_at,
+    expires_at: onThisClock(body.token, body.expires_at),
     guest: body.guest === true,
     device: true,
     obtained_at: Date.now() / 1000,
@@ -390,7 +411,12 @@ export async function signInWithLoginToken(loginToken, { onRetry = () => {} } = 
     rememberIdentity(body);
     return body.user_id;
   }
-  const record = { token: body.token, expires_at: body.expires_at, guest: false, obtained_at: Date.now() / 1000 };
+  const record = {
+    token: body.token,
+    expires_at: onThisClock(body.token, body.expires_at),
+    guest: false,
+    obtained_at: Date.now() / 1000,
+  };
   localStorage.setItem(TOKEN_KEY, JSON.stringify(record));
   return body.user_id;
 }
