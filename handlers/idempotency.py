@@ -4,24 +4,31 @@ A client that sends the header with an unguessable key (a UUID) may repeat the r
 as it likes: the first run's 2xx answer is stored (storage/idempotency.py) and every repeat with
 the same key, by the same caller, within a day is answered with it (header
 ``Idempotent-Replayed: true``) without running again. A repeat while the first still runs is
-``409 conflict``; a first run that failed leaves nothing behind, so its retry runs for real.
+``409 conflict``; a first run that failed gives its claim back, so its retry runs at once.
 A caller keeps its :data:`~storage.idempotency.MAX_ANSWERS_PER_CALLER` most recent keys per
 route; an older one is a new request again.
 
 A keyed request's handler names the objects it creates by :func:`derived_id` (ids derived from
 the key's claim, see storage/idempotency.py) and, finding one there already, answers it: a node
 killed after the create and before the answer was stored leaves the object, and the retry answers
-that object instead of creating a second one.
+that object instead of creating a second one. A run that failed *normally* once it had named its
+objects (an exception, a Redis error, a 5xx, its task cancelled, its answer not stored) may have
+made them too: it gives its claim back keeping the key's generation, so the retry derives the
+same ids and answers what it made. Only a 4xx refusal, or a failure before any id was named,
+gives the key back whole (nothing was made: the retry is a new request).
 """
 
 from __future__ import annotations
 
 import contextlib
 import contextvars
+import logging
 import re
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
+from dataclasses import dataclass
 
 from aiohttp import web
+from pydantic import ValidationError
 
 from handlers.context import Services
 from handlers.http_common import RouteHandler, bearer_claims, client_address
@@ -33,9 +40,12 @@ from storage.idempotency import (
     IdempotentAnswers,
     InProgress,
     StoredAnswer,
+    again_on_lost_reply,
 )
 from storage.idempotency import derived_id as _derived
 from storage.ratelimit import DAY_S, Counted, Refused
+
+log = logging.getLogger(__name__)
 
 # New keys (answers kept a day) the guests of one client address claim per UTC day, together:
 # SESSIONHUB_IDEMPOTENCY_KEYS_PER_DAY_PER_ADDRESS.
@@ -45,10 +55,10 @@ HEADER = IDEMPOTENCY_KEY.name
 REPLAYED_HEADER = REPLAYED
 _KEY = re.compile(IDEMPOTENCY_KEY.pattern)
 
-# The running keyed request's ids of the objects it creates (a purpose -> id function): a
-# context variable, set by the wrapper around its handler's run (aiohttp's request storage warns
-# on plain string keys, and its typed keys are newer than the lowest aiohttp supported).
-_IDS: contextvars.ContextVar[Callable[[str], str] | None] = contextvars.ContextVar("idempotent_ids", default=None)
+# The running keyed request's run (the ids of the objects it creates): a context variable, set
+# by the wrapper around its handler's run (aiohttp's request storage warns on plain string keys,
+# and its typed keys are newer than the lowest aiohttp supported).
+_IDS: contextvars.ContextVar[_Run | None] = contextvars.ContextVar("idempotent_ids", default=None)
 # The purpose of derived_key that derives them (a secret of the server's own, the same on every node).
 _SECRET_PURPOSE = "idempotent-ids"
 
@@ -104,36 +114,34 @@ def idempotent(
             raise CodedError(ErrorCode.CONFLICT, f"a request with this {HEADER} is still running") from None
         if not isinstance(begun, Claimed):
             return replay(begun)
-        generation = begun.generation
-        ids = None if generation is None else lambda purpose: _derived(secret, scope, owner, key, generation, purpose)
-        named = _IDS.set(ids)
+        run = _Run(answers, scope, owner, key, begun, secret)
+        named = _IDS.set(run)
         try:
-            return await _claimed(request, scope, owner, key)
+            return await _claimed(request, run)
         finally:
             _IDS.reset(named)
 
-    async def _claimed(request: web.Request, scope: str, owner: str, key: str) -> web.StreamResponse:
+    async def _claimed(request: web.Request, run: _Run) -> web.StreamResponse:
+        counted = None
+        if not run.claimed.again:  # a retry's key was counted by the run that kept it
+            try:
+                counted = await guests_day(services, request, run.owner)
+            except BaseException:
+                await run.give_back(refused=True)
+                raise
+        stays = False  # the key stays in the caller's index (its answer or its generation): it counts
         try:
-            counted = await guests_day(services, request, owner)
-        except BaseException:
-            with contextlib.suppress(Exception):  # the claim expires on its own if Redis is gone
-                await answers.release(scope, owner, key)
-            raise
-        try:
-            async with answers.running(scope, owner, key):
-                response = await _first(
-                    request,
-                    handler,
-                    lambda a: answers.store(scope, owner, key, a),
-                    lambda: answers.release(scope, owner, key),
-                )
-        except BaseException:
-            if counted is not None:
+            async with answers.running(run.scope, run.owner, run.key):
+                try:
+                    response = await handler(request)
+                except BaseException as exc:  # a cancellation too: the retry must not wait out the claim
+                    stays = await run.give_back(refused=_refused(exc))
+                    raise
+                stays = await run.settle(response)
+            return response
+        finally:
+            if counted is not None and not stays:
                 await services.limiter.give_back(counted)
-            raise
-        if counted is not None and not _kept(response):
-            await services.limiter.give_back(counted)
-        return response
 
     return wrapper
 
@@ -169,40 +177,81 @@ async def guests_day(services: Services, request: web.Request, owner: str) -> Co
 
 def derived_id(request: web.Request, purpose: str) -> str | None:
     """The id of the object ``purpose`` names that this keyed request creates: the same in every
-    run of the request (a retry after its node died), so its create finds the object made before
-    instead of making a second one; None without an ``Idempotency-Key`` (a fresh id then)."""
-    ids = _IDS.get()
-    return ids(purpose) if ids is not None else None
+    run of the request (a retry after its node died or its first run failed), so its create finds
+    the object made before instead of making a second one; None without an ``Idempotency-Key``
+    (a fresh id then)."""
+    run = _IDS.get()
+    return run.derive(purpose) if run is not None else None
 
 
-def _kept(response: web.StreamResponse) -> bool:
-    """Whether :func:`_first` stored ``response`` (a 2xx with a body in memory)."""
-    return 200 <= response.status < 300 and isinstance(getattr(response, "body", None), bytes)
+@dataclass
+class _Run:
+    """One claimed run of a keyed request: the ids it names its objects by, and what becomes of
+    its key when it ends (its answer kept, or its claim given back)."""
+
+    answers: IdempotentAnswers
+    scope: str
+    owner: str
+    key: str
+    claimed: Claimed
+    secret: bytes
+    # A derived id was handed out: from then on the handler may have made its object.
+    named: bool = False
+
+    def derive(self, purpose: str) -> str | None:
+        generation = self.claimed.generation
+        if generation is None:
+            return None
+        self.named = True
+        return _derived(self.secret, self.scope, self.owner, self.key, generation, purpose)
+
+    async def settle(self, response: web.StreamResponse) -> bool:
+        """Keep ``response`` as the key's answer (a 2xx with a body in memory), else give the
+        claim back; whether the key stays in the caller's index."""
+        body = response.body if isinstance(response, web.Response) else None
+        if not (200 <= response.status < 300 and isinstance(body, bytes)):
+            return await self.give_back(refused=400 <= response.status < 500)
+        answer = StoredAnswer(response.status, response.content_type, body.decode("utf-8", "replace"))
+        try:  # SET of the same value: run again when its reply was lost
+            await again_on_lost_reply(
+                lambda: self.answers.store(self.scope, self.owner, self.key, answer), redis=self.answers.redis
+            )
+        except Exception as exc:
+            # What the handler made stands and the client is told so. The claim is given back,
+            # the generation kept: a retry runs again at once and answers that very object
+            # (not a 409 while the claim runs out, nor, the key given back whole, a second one).
+            log.warning("an Idempotency-Key answer was not kept (a retry finds its object): %r", exc)
+            await self._release(keep_generation=True)
+        return True
+
+    async def give_back(self, *, refused: bool) -> bool:
+        """Give the claim back after a failure; whether the key stays in the caller's index.
+
+        It stays (its generation kept, so a retry derives the same ids and finds what this run
+        made) unless nothing can have been made: a refusal (4xx, which by the house rule changes
+        nothing) or a failure before any id was handed out. A key kept by a run before (a retry)
+        stays whatever this run did."""
+        keep = self.claimed.again or (self.named and not refused)
+        await self._release(keep_generation=keep)
+        return keep
+
+    async def _release(self, *, keep_generation: bool) -> None:
+        # Redis gone: the claim runs out on its own (CLAIM_TTL_S), its index entry left as it is.
+        with contextlib.suppress(Exception):
+            await self.answers.release(self.scope, self.owner, self.key, keep_generation=keep_generation)
+
+
+def _refused(exc: BaseException) -> bool:
+    """Whether ``exc`` answers 4xx: bad input, a limit, a missing parent, refused before anything
+    was written. A 5xx, a Redis error or a cancellation may come after the create."""
+    if isinstance(exc, ValidationError):
+        return True
+    status = exc.code.http_status if isinstance(exc, CodedError) else getattr(exc, "status", None)
+    return isinstance(status, int) and 400 <= status < 500  # the pattern API's ApiError, aiohttp's
 
 
 def replay(stored: StoredAnswer) -> web.Response:
     """The stored answer, marked as a replay."""
     response = web.Response(status=stored.status, text=stored.body, headers={REPLAYED_HEADER: "true"})
     response.content_type = stored.content_type
-    return response
-
-
-async def _first(
-    request: web.Request,
-    handler: RouteHandler,
-    store: Callable[[StoredAnswer], Awaitable[None]],
-    release: Callable[[], Awaitable[None]],
-) -> web.StreamResponse:
-    try:
-        response = await handler(request)
-    except Exception:
-        with contextlib.suppress(Exception):  # the claim expires on its own if Redis is gone
-            await release()
-        raise
-    body = response.body if isinstance(response, web.Response) else None
-    if _kept(response) and isinstance(body, bytes):
-        await store(StoredAnswer(response.status, response.content_type, body.decode("utf-8", "replace")))
-    else:
-        with contextlib.suppress(Exception):
-            await release()
     return response

@@ -5,7 +5,8 @@ update) sends the same request again with the same key. The first request *claim
 (``SET NX`` of an empty value); when it succeeds, its answer is stored under the key for
 ``ttl_s``; a retry then gets that answer back without running again. A retry that arrives while
 the first is still running is told so (it must not run in parallel), and a request that fails
-gives its claim back, so that a retry runs for real.
+gives its claim back, so that a retry runs for real, at once (:meth:`IdempotentAnswers.release`:
+whole after a refusal that made nothing, else keeping the key's generation, below).
 
 A claim is short-lived and renewed while its request runs (:meth:`IdempotentAnswers.running`):
 a node killed mid-request leaves a claim that runs out within ``CLAIM_TTL_S``, after which a
@@ -26,6 +27,12 @@ finds the one the dead node made (each create refuses an id that is taken, in on
 object's own slot) and answers it. The ids differ per *claim* of the key (its ``generation``: the
 time the key was first claimed, kept in the caller's index while the key is held) and are an
 HMAC under a server secret, so they are unguessable and a dropped key is a new request again.
+
+A request that failed *normally* after it may have made something (an exception, a Redis error,
+its task cancelled) is the same case without the kill: it gives its claim back but its key stays
+in the index (``release(..., keep_generation=True)``), so the retry, run at once, derives the
+same ids and answers the object the failed run made. Only a key given back whole (a refusal
+before anything was made) is claimed again with a new generation.
 """
 
 from __future__ import annotations
@@ -79,10 +86,13 @@ class StoredAnswer:
 @dataclass(frozen=True, slots=True)
 class Claimed:
     """This request runs. ``generation`` names this claim of the key: every run of the key while
-    the caller's index holds it (a retry after its first node died) gets the same one; a key
-    dropped or given back and claimed again gets another. None on an unbounded store (no index)."""
+    the caller's index holds it (a retry after its first node died, or after it failed and kept
+    the key) gets the same one; a key dropped or given back whole and claimed again gets another.
+    None on an unbounded store (no index). ``again``: the index held the key already (this is a
+    retry of a run that may have made and counted something)."""
 
     generation: str | None
+    again: bool = False
 
 
 def derived_id(secret: bytes, scope: str, owner: str, key: str, generation: str, purpose: str) -> str:
@@ -128,9 +138,10 @@ class IdempotentAnswers:
         if self.max_answers is not None:
             index = self.keys.idempotent_index(scope, owner)
             lifetimes = [CLAIM_TTL_S * 1000, ANSWER_TTL_S * 1000, self.max_answers]
-            claimed, value = await self._claim(keys=[redis_key, index], args=lifetimes)
+            claimed, value, *held = await self._claim(keys=[redis_key, index], args=lifetimes)
             if claimed:
-                return Claimed(generation=str(int(float(_text(value)))))  # the index's score, as ms
+                # The index's score, as ms; held: whether the index had the key already.
+                return Claimed(generation=str(int(float(_text(value)))), again=bool(held and int(held[0])))
             stored = value
         elif await self.redis.set(redis_key, "", nx=True, ex=CLAIM_TTL_S):
             return Claimed(generation=None)
@@ -169,10 +180,15 @@ class IdempotentAnswers:
         # Bounded, only over the claim (xx): a claim dropped past the bound stays dropped.
         await self.redis.set(redis_key, value, ex=ANSWER_TTL_S, xx=self.max_answers is not None)
 
-    async def release(self, scope: str, owner: str, key: str) -> None:
-        """Give a claim back (its request failed): a retry runs again."""
+    async def release(self, scope: str, owner: str, key: str, *, keep_generation: bool = False) -> None:
+        """Give a claim back (its request failed): a retry runs again, at once.
+
+        ``keep_generation``: the request may have made something before it failed, so its key
+        stays in the caller's index (only the claim is deleted) and the retry derives the same
+        ids (:class:`Claimed`), finding what this run made. Without it the key is given back
+        whole: a retry is a new request, with new ids."""
         redis_key = self.keys.idempotent_answer(scope, owner, key)
-        if self.max_answers is None:
+        if self.max_answers is None or keep_generation:
             await self.redis.delete(redis_key)
             return
         # One step (one slot: the owner's hash tag): a given-back claim no longer counts.
