@@ -1,12 +1,13 @@
 """A person who comes back days later, then picks up a phone.
 
-A guest makes a voice session and a pattern on a laptop and closes the tab. Eight days later (the
-server's clock and the page's moved: far past the hour an access token lives, within the refresh
-cookie's 180 days and the guest retention's 30) the same browser opens the start page: it is the
-same guest, signed back in by its cookie, and lists what it made. A device link then signs a phone
-in as the same person, which lists the same things. The laptop leaves the pattern open two hours
-(its access token runs out under it) and renames it: the page's socket reconnects with a fresh
-token and the name typed is kept.
+A guest makes a voice session, a pattern and a stream on a laptop, listens to a chapter on its
+player, and closes the tab. Eight days later (the server's clock and the page's moved: far past
+the hour an access token lives, within the refresh cookie's 180 days and the guest retention's
+30) the same browser opens the start page: it is the same guest, signed back in by its cookie, and
+lists what it made. A device link then signs a phone in as the same person, which lists the same
+things, opens the stream and shows the listening history. The laptop leaves the pattern open two
+hours (its access token runs out under it) and renames it, twice: the page's socket reconnects
+with a fresh token and the name typed is kept.
 """
 
 from __future__ import annotations
@@ -29,6 +30,7 @@ from tests.patterns.test_web import UUID
 pytestmark = pytest.mark.timeout(180)
 
 HOUR_MS = 3_600_000
+BOOK = "demo-audiobook-1"  # The Quiet Hour, on /player
 
 
 @pytest_asyncio.fixture
@@ -66,6 +68,20 @@ async def test_a_guest_back_after_eight_days_keeps_its_things_on_the_laptop_and_
         record = await laptop_tab.stored_token()
         assert record is not None
         await expect(laptop.locator("#pattern-name")).to_have_value("Rainy loop")
+        laptop = await laptop_tab.open("/streams")
+        await laptop.locator("#title-input").fill("Raid night")
+        await laptop.locator("#create-button").click()
+        await laptop.wait_for_url("**/streams/*")
+        stream_id = laptop.url.rsplit("/", 1)[1]
+        await expect(laptop.locator(LIVE)).to_be_visible()
+        laptop = await laptop_tab.open("/player")
+        await expect(laptop.locator(LIVE)).to_be_visible()
+        book = laptop.locator(f'li[data-item-id="{BOOK}"]')
+        await book.locator("button.play").click()
+        await expect(book).to_have_attribute("data-last-action", "started")
+        dserver.services.clock.shift_ms += 45_000  # a chapter's worth (under the 60 s of silence of a crash)
+        await book.locator("button.pause").click()
+        await expect(book).to_have_attribute("data-last-action", "finalized")
         await laptop.goto("about:blank")  # the tab is closed
 
         # Eight days later, the same browser.
@@ -91,6 +107,16 @@ async def test_a_guest_back_after_eight_days_keeps_its_things_on_the_laptop_and_
         await expect(phone.locator("#recent-list")).to_contain_text("Rainy loop")
         await readable(phone)
         await fits(phone)
+        phone = await phone_tab.open(f"/streams/{stream_id}")
+        await expect(phone.locator(LIVE)).to_be_visible()
+        await expect(phone.locator("#stream-title")).to_have_text("Raid night")
+        await readable(phone)
+        phone = await phone_tab.open("/history")
+        await expect(phone.locator(LIVE)).to_be_visible()
+        await expect(phone.locator("#sessions li.listening-row .title")).to_have_text(["The Quiet Hour"])
+        await expect(phone.locator("#count")).to_have_text("1")
+        await readable(phone)
+        await fits(phone)
 
         # The laptop leaves the pattern open while its access token runs out, then renames it.
         laptop = await laptop_tab.open(pattern_url.removeprefix(dserver.url))
@@ -101,9 +127,17 @@ async def test_a_guest_back_after_eight_days_keeps_its_things_on_the_laptop_and_
         await laptop.locator("#pattern-name").press("Enter")
         await expect(laptop.locator(LIVE)).to_be_visible()
         session_id = pattern_url.rsplit("/", 1)[1]
-        await expect(phone_tab.page.locator("#recent-list")).to_contain_text("Rainy loop")
         await phone_tab.open(f"/s/{session_id}")
         await expect(phone_tab.page.locator("#pattern-name")).to_have_value("Rainy loop, take two")
+        await expect(phone_tab.page.locator(LIVE)).to_be_visible()
+        # Two hours more on the server's clock alone: the laptop's page believes its token fresh,
+        # the server refuses its next event; the page reconnects with a new token and sends the
+        # rename again, which the phone's open page hears.
+        dserver.services.clock.shift_ms += 2 * HOUR_MS
+        await laptop.locator("#pattern-name").fill("Rainy loop, take three")
+        await laptop.locator("#pattern-name").press("Enter")
+        await expect(phone_tab.page.locator("#pattern-name")).to_have_value("Rainy loop, take three")
+        await expect(laptop.locator(LIVE)).to_be_visible()
         await readable(laptop)
 
 
