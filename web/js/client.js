@@ -183,7 +183,7 @@ function dropRefused(token) {
 // The identity itself is an HttpOnly cookie this script never sees; `IDENTITY_KEY` only
 // remembers that this browser had one, so that losing it is said, never papered over.
 
-/** localStorage key of `{user_id, name}`: the identity this browser last had. */
+/** localStorage key of `{user_id, name, kept_for_s?}`: the identity this browser last had. */
 export const IDENTITY_KEY = "sessionhub.identity";
 
 /** Forget which identity this browser had (before starting over as a new guest on purpose). */
@@ -234,7 +234,16 @@ function rememberIdentity(body) {
     obtained_at: Date.now() / 1000,
   };
   localStorage.setItem(TOKEN_KEY, JSON.stringify(record));
-  localStorage.setItem(IDENTITY_KEY, JSON.stringify({ user_id: body.user_id, name: body.name ?? "" }));
+  // How long a guest is kept without a visit (`rememberKeptFor`) stays known for the same identity.
+  const keptFor = knownIdentity()?.user_id === body.user_id ? knownIdentity()?.kept_for_s : undefined;
+  localStorage.setItem(
+    IDENTITY_KEY,
+    JSON.stringify({
+      user_id: body.user_id,
+      name: body.name ?? "",
+      ...(keptFor == null ? {} : { kept_for_s: keptFor }),
+    }),
+  );
   window.dispatchEvent(new CustomEvent("sessionhub:identity", { detail: { user_id: body.user_id } }));
   return record.token;
 }
@@ -249,7 +258,22 @@ export function rememberName(userId, name) {
   localStorage.setItem(IDENTITY_KEY, JSON.stringify({ ...known, name }));
 }
 
-/** The identity this browser last had (`{user_id, name}`), or null. */
+/**
+ * Keep how long `userId` (this browser's identity) is kept without a visit (`/api/auth/me`'s
+ * `forgotten_after_s`, null for an account): once it has run out, the page can say in days what
+ * became of it, when the server no longer answers for it.
+ */
+export function rememberKeptFor(userId, seconds) {
+  const known = knownIdentity();
+  if (known?.user_id !== userId || known.lost) return;
+  const { kept_for_s: _, ...rest } = known;
+  localStorage.setItem(
+    IDENTITY_KEY,
+    JSON.stringify(typeof seconds === "number" ? { ...rest, kept_for_s: seconds } : rest),
+  );
+}
+
+/** The identity this browser last had (`{user_id, name, kept_for_s?}`), or null. */
 export function knownIdentity() {
   try {
     return JSON.parse(localStorage.getItem(IDENTITY_KEY) ?? "null");

@@ -16,6 +16,7 @@ import {
   IDENTITY_KEY,
   knownIdentity,
   passkeysSupported,
+  rememberKeptFor,
   rememberName,
   restoreIdentity,
   signInWithPasskey,
@@ -163,9 +164,13 @@ function showNone() {
  * back after 31 days looking for sessions no link or passkey could bring back.
  */
 function whatBecameOfIt(err) {
-  const wasGuest = String(knownIdentity()?.user_id ?? "").startsWith("guest-");
+  const known = knownIdentity();
+  const wasGuest = String(known?.user_id ?? "").startsWith("guest-");
+  // In days, as the identity panel said while it could (`rememberKeptFor`): that panel is gone now.
+  const within =
+    typeof known?.kept_for_s === "number" ? `within ${span(known.kept_for_s)}` : "for as long as guests are kept";
   if (wasGuest && err.details?.reason === "expired")
-    return "A guest none of whose devices comes back for as long as guests are kept (the identity panel says how long) is deleted with what it made. If another device of yours still uses it, sign in here with a device link from there.";
+    return `A guest none of whose devices comes back ${within} is deleted with what it made. If another device of yours still uses it, sign in here with a device link from there.`;
   return "Your streams and sessions stay with the old identity; sign in with a device link or passkey to get it back.";
 }
 
@@ -210,6 +215,7 @@ function followOnOwnConnection() {
 
 function showMe(me) {
   shown = me;
+  rememberKeptFor(me.user_id, me.forgotten_after_s);
   followOnOwnConnection();
   root.dataset.state = "known";
   root.dataset.userId = me.user_id;
