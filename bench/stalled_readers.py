@@ -19,6 +19,7 @@ observes for ``--observe-s`` seconds at most, and the processes started here are
 
     .venv/bin/python bench/stalled_readers.py [--http 200] [--ws 40] [--poll 20] [--observe-s 60]
         [--deadline-s 5]   # SESSIONHUB_WRITE_STALL_TIMEOUT_S (ignored by a server without it)
+        [--transport stock]  # SESSIONHUB_TRANSPORT: the lane the server runs (default: auto)
 """
 
 from __future__ import annotations
@@ -296,6 +297,7 @@ def main() -> int:
     parser.add_argument("--slow-bps", type=int, default=20_000)
     parser.add_argument("--observe-s", type=float, default=60.0)
     parser.add_argument("--deadline-s", type=float, default=5.0)
+    parser.add_argument("--transport", choices=("auto", "fast", "stock"), default="auto")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="sessionhub-stalled-") as tmp:
         workdir = Path(tmp)
@@ -306,6 +308,7 @@ def main() -> int:
                 "SESSIONHUB_WRITE_STALL_TIMEOUT_S": str(args.deadline_s),
                 "SESSIONHUB_PING_INTERVAL_S": str(PING_INTERVAL_S),
                 "SESSIONHUB_PING_TIMEOUT_S": str(PING_TIMEOUT_S),
+                "SESSIONHUB_TRANSPORT": args.transport,
             }
             server = servers.start_sessionhub(workdir, url, settings=settings)
             asyncio.run(run(args, server.child.pid, server.port, server.token, server.session_id))

@@ -31,15 +31,14 @@ def build_server(lane: Lane, **options: Any) -> SocketServer:
     ``max_payload_bytes``, ``slow_limit_bytes``, ``connect_timeout_s``,
     ``max_connections_per_address``, ``max_http_connections_per_address`` and
     ``trust_forwarded_for`` (applied by the fast lane), and
-    ``outbound_budget_bytes`` and ``write_deadline`` (the fast lane's only: the stock lane
-    leaves a WebSocket that does not read to Engine.IO's ping timeout)."""
+    ``write_deadline`` (both lanes), and ``outbound_budget_bytes`` (the fast lane's only: the
+    stock lane cuts a poller past ``slow_limit_bytes``, a WebSocket at the write deadline)."""
     # Imported here: a lane's libraries are imported only once the lane is chosen.
     if lane == "fast":
         from server.transport.fastpath import SessionServer
 
         return SessionServer(**options)
     options.pop("outbound_budget_bytes", None)
-    options.pop("write_deadline", None)
     options.pop("max_http_connections_per_address", None)  # aiohttp's own site accepts there
     from server.transport.stock import StockSessionServer
 

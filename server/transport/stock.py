@@ -37,18 +37,23 @@ Limits, as on the fast lane (``tests/test_hostile_preauth.py``, ``tests/transpor
 - **Connect deadline.** A session that has not joined namespace ``/`` within
   ``connect_timeout_s`` of Engine.IO's connect event is closed, its pending long-poll or
   WebSocket included.
-- **Slow-client cut, long-polling only.** A poller is cut (reason ``slow client``) once more
-  than ``slow_limit_bytes`` wait for its next poll (:class:`Backlog`). A WebSocket that stops
-  reading is left to Engine.IO's ping timeout: what python-engineio's writer has taken from
-  the queue but not yet sent is not visible through public API (:meth:`StockSessionServer.queued`).
+- **Slow-client cut.** A poller is cut (reason ``slow client``) once more than
+  ``slow_limit_bytes`` wait for its next poll (:class:`Backlog`). A WebSocket is not counted
+  so (what python-engineio's writer has taken from the queue but not yet sent is not visible
+  through public API, :meth:`StockSessionServer.queued`): it is cut, with the same reason, by
+  the write deadline (``SESSIONHUB_WRITE_STALL_TIMEOUT_S``) once its client takes nothing for
+  that long while bytes wait for it, PONGs or not (``server.transport.stock_deadline``, from
+  the aiohttp request's transport). A poll's answer is an HTTP answer, under the deadline as
+  every other (``handlers.paced_bodies``).
 
 What the stock lane leaves to the fast lane, which needs private parts for it (aiohttp's
 ``WebSocketResponse`` reads the frames, inside python-engineio's driver): unfinished WebSocket
 frames are not budgeted (``partial_frames_budget_bytes``), a client's close frame is answered
 with 1000 (the fast lane echoes a sendable code; aiohttp answers the reserved codes it knows with
-1002 as the fast lane does, but 1006 and codes of 5000 and over with 1000), and a WebSocket
-that stops reading is left to the ping timeout (see above); the fast lane's pipelining, batched
-writes and per-turn admission are speed, not behaviour.
+1002 as the fast lane does, but 1006 and codes of 5000 and over with 1000), and the outbound
+budget (``outbound_budget_bytes``): a WebSocket's unsent bytes are bounded by the write deadline
+alone (see above); the fast lane's pipelining, batched writes and per-turn admission are speed,
+not behaviour.
 
 Public API only, with one exception: ``_send_packet`` is overridden to count what is sent (the
 ``sessionhub_socket_*_sent_total`` metrics and a poller's :class:`Backlog`; should python-socketio
@@ -72,6 +77,7 @@ import sys
 from collections.abc import Awaitable, Callable, Coroutine, Sequence
 from contextvars import ContextVar
 from dataclasses import dataclass
+from functools import partial
 from typing import Any, Literal
 
 import socketio
@@ -91,6 +97,7 @@ from handlers.http_common import (
     continue_body,
 )
 from handlers.log_throttle import LogThrottle
+from handlers.write_deadline import WriteDeadline
 from protocol import wire_json
 from protocol.errors import CodedError, ErrorCode
 from server.random_ids import IDS
@@ -114,6 +121,7 @@ from server.transport.messages import (
 )
 from server.transport.origins import SameOrigin
 from server.transport.rooms import client_manager
+from server.transport.stock_deadline import WebSocketDeadlines
 
 log = logging.getLogger(__name__)
 # Hostile clients can send malformed messages by the thousand: one traceback per cause, then
@@ -203,10 +211,12 @@ def _ignore_refused(reason: str) -> None:
 @dataclass(slots=True)
 class Opening:
     """A place taken for a new Engine.IO session by the request that opens it (a GET without
-    ``sid``); ``sid`` is the session that took it over, once Engine.IO's connect event ran."""
+    ``sid``); ``sid`` is the session that took it over, once Engine.IO's connect event ran;
+    ``websocket`` the request's connection when it opens a WebSocket (served in that request)."""
 
     address: str
     sid: str | None = None
+    websocket: asyncio.BaseTransport | None = None
 
 
 # The opening request's place, seen by Engine.IO's connect event: Engine.IO runs that event
@@ -418,6 +428,7 @@ class StockSessionServer(socketio.AsyncServer):
         max_connections_per_address: int = 1 << 30,
         trust_forwarded_for: int = 0,
         partial_frames_budget_bytes: int = 64 << 20,
+        write_deadline: WriteDeadline | None = None,
         **kwargs: Any,
     ) -> None:
         # json: Engine.IO's own packets (OPEN) and refusals are written with it too, as on the
@@ -435,6 +446,8 @@ class StockSessionServer(socketio.AsyncServer):
         self.connect_timeout_s = connect_timeout_s
         self.trust_forwarded_for = trust_forwarded_for
         self.places = AddressPlaces(max_connections_per_address)
+        # A WebSocket whose client takes nothing for the write deadline is cut as a slow client.
+        self.websockets = WebSocketDeadlines(write_deadline, self._cut_as_slow)
         self.eio.logger = EngineLog()
         # python-socketio's Engine.IO handlers, with this lane's checks in front of them
         # (Engine.IO's public handler registry: `handlers`, `on`).
@@ -494,7 +507,8 @@ class StockSessionServer(socketio.AsyncServer):
             return json_bad_request(response)
         # Taken now, not in the connect event: Engine.IO may yield before that event, and
         # concurrent openings must not overshoot the limit.
-        opening = Opening(address)
+        websocket = request.transport if request.query.get("transport") == "websocket" else None
+        opening = Opening(address, websocket=websocket)
         self.places.take(address)
         reset = _OPENING.set(opening)
         try:
@@ -511,6 +525,8 @@ class StockSessionServer(socketio.AsyncServer):
             _OPENING.reset(reset)
             if opening.sid is None:  # no session took the place (refused, a bad request)
                 self.places.give_back(address)
+            if websocket is not None:
+                self.websockets.returned(opening.sid, websocket)
         return json_bad_request(response)
 
     async def upgrade(self, request: web.Request, eio_sid: str) -> web.StreamResponse:
@@ -526,6 +542,8 @@ class StockSessionServer(socketio.AsyncServer):
         deadline = asyncio.get_running_loop().call_later(
             self.connect_timeout_s, self._upgrade_deadline, eio_sid, request
         )
+        websocket = request.transport
+        self.websockets.began(eio_sid, websocket)
         try:
             response: web.StreamResponse = await self.eio.handle_request(request)
             return response
@@ -535,6 +553,7 @@ class StockSessionServer(socketio.AsyncServer):
         finally:
             deadline.cancel()
             self._upgrading.discard(eio_sid)
+            self.websockets.returned(eio_sid, websocket)
 
     async def poll(self, request: web.Request, eio_sid: str) -> web.StreamResponse:
         """A long-poll: one at a time per session. Engine.IO let any number wait together (each up
@@ -608,6 +627,7 @@ class StockSessionServer(socketio.AsyncServer):
         if opening is not None and opening.sid is None:
             opening.sid = eio_sid
             self.places.hold(eio_sid, opening.address)
+            self.websockets.began(eio_sid, opening.websocket)
         try:
             result = await self.open_session(eio_sid, environ)
         except BaseException:
@@ -622,13 +642,19 @@ class StockSessionServer(socketio.AsyncServer):
 
     def _socket_task(self, target: Callable[..., Any], *args: Any, **kwargs: Any) -> asyncio.Task[Any]:
         """Engine.IO's ``start_background_task``, keeping the task of an open socket's own
-        (its ping timer: the only one Engine.IO starts on a socket) by the socket's sid."""
+        (its ping timer: the only one Engine.IO starts on a socket) by the socket's sid; once
+        the timer has queued its PING, the socket's WebSocket is looked at for the write deadline."""
         task = self._start_task(target, *args, **kwargs)
         owner = getattr(target, "__self__", None)
         sid = getattr(owner, "sid", None)
         if isinstance(sid, str) and owner is self.eio.sockets.get(sid) and not owner.closed:
             self.timers[sid] = task
+            task.add_done_callback(partial(self._pinged, sid))
         return task
+
+    def _pinged(self, sid: str, task: asyncio.Task[Any]) -> None:
+        if not task.cancelled():
+            self.websockets.pinged(sid)
 
     async def leave(self, eio_sid: str, reason: Any) -> None:
         """Engine.IO's disconnect event: the session's place is given back, its ping timer stopped."""
@@ -636,6 +662,7 @@ class StockSessionServer(socketio.AsyncServer):
         if timer is not None and timer is not asyncio.current_task():
             timer.cancel()
         self.places.leave(eio_sid)
+        self.websockets.ended(eio_sid)
         self.backlogs.pop(eio_sid, None)
         self.binary.pop(eio_sid, None)
         self.skipping.pop(eio_sid, None)
@@ -646,6 +673,11 @@ class StockSessionServer(socketio.AsyncServer):
         # refused) by now costs memory and a connection for nothing: close it.
         if eio_sid in self.eio.sockets and self.manager.sid_from_eio_sid(eio_sid, "/") is None:
             self._later(self.end(eio_sid))
+
+    def _cut_as_slow(self, eio_sid: str) -> None:
+        """End a session whose WebSocket's client took nothing for the write deadline (the
+        deadline resets its connection)."""
+        self._later(self.end(eio_sid, reason=SLOW_CLIENT))
 
     def _later(self, step: Coroutine[Any, Any, None]) -> None:
         task = asyncio.ensure_future(step)
@@ -688,11 +720,12 @@ class StockSessionServer(socketio.AsyncServer):
         Not a WebSocket: python-engineio's writer takes the whole queue at each turn and sends
         it a packet at a time, waiting on the connection's drain, so a client reading at full
         speed has a burst's bytes in the queue too, and what the client has taken is not
-        visible through public API. A WebSocket that stops reading is closed by Engine.IO's
-        ping timeout instead (it does not read the PINGs, so it does not answer them).
+        visible through public API. A WebSocket that stops reading is cut by the write deadline
+        instead (``server.transport.stock_deadline``): told here of every packet queued.
         """
         if socket.upgraded:
             self.backlogs.pop(socket.sid, None)
+            self.websockets.queued(socket.sid)
             return
         backlog = self.backlogs.get(socket.sid)
         if backlog is None or backlog.cut or backlog.add(size, socket.queue.qsize()) <= self.slow_limit_bytes:
