@@ -9,8 +9,11 @@ from __future__ import annotations
 
 import asyncio
 import json
+import socket
 from pathlib import Path
 from typing import Any
+
+import aiohttp
 
 from handlers.write_deadline import WRITE_DEADLINE_KEY
 from server.app import BUS_KEY, SIO_KEY
@@ -18,8 +21,8 @@ from server.transport.contract import Packet
 from server.transport.stock import StockSessionServer
 from tests.conftest import start_server
 from tests.helpers import Client, ServerUnderTest
-from tests.raw_wire import port_of
-from tests.test_hostile_sockets_stalled_http import held_for, server_side
+from tests.raw_wire import RawPoller, port_of
+from tests.test_hostile_sockets_stalled_http import held_for, server_side, stalled_reader
 from tests.test_hostile_sockets_stalled_ws import (
     CUT_WITHIN_S,
     DEADLINE_S,
@@ -226,4 +229,37 @@ async def test_a_silent_stock_websocket_whose_writer_waits_on_a_burst_is_freed_w
         await handler_returned(sio, client_port(silent))
     finally:
         silent.writer.close()
+        await srv.stop()
+
+
+async def test_a_stock_poll_whose_answer_is_not_read_is_reset_at_the_write_deadline(
+    redis_process: Any, redis: Any, tmp_path: Path
+) -> None:
+    """Long-polling: a poll's answer is an HTTP answer, under the deadline as every other
+    (handlers.paced_bodies watches it on both lanes). A poller that takes the first byte of an
+    ~800 KB poll (under the 1 MiB slow-client limit) and no more is reset at the deadline, well
+    before its session's ping timeout."""
+    srv = await stock_server(
+        redis_process.url, tmp_path, write_stall_timeout_s=DEADLINE_S, ping_interval_s=20, ping_timeout_s=20
+    )
+    port = port_of(srv.url)
+    sio = srv.app[SIO_KEY]
+    reader: socket.socket | None = None
+    try:
+        async with aiohttp.ClientSession() as http:
+            poller = await RawPoller.open(http, srv.url)
+            sid = await poller.socketio(srv.token("alice"))
+        outlet = sio.outlet(sid)
+        assert outlet is not None
+        packets = [Packet("job_result", json.dumps(BIG)) for _ in range(50)]
+        outlet.send_batch(packets, b"".join(packet.frame for packet in packets))
+        reader = await stalled_reader(port, poller.url.removeprefix(srv.url))
+        mine = {reader.getsockname()[1]}
+        assert sum(size for peer, size in server_side(port) if peer in mine) > 0, "nothing waited for it"
+        held = await held_for(port, mine, CUT_WITHIN_S)
+        assert not held, f"still held: {held}"
+        assert srv.app[WRITE_DEADLINE_KEY].cuts >= 1
+    finally:
+        if reader is not None:
+            reader.close()
         await srv.stop()
