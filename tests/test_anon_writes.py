@@ -15,7 +15,7 @@ from redis.asyncio import Redis
 
 from handlers.auth_cookie import CLIENT_HEADER, COOKIE_NAME
 from storage.clock import Clock
-from tests.helpers import RedisProcess, to_window_start, with_room_in_window
+from tests.helpers import RedisProcess, to_window_start
 from tests.identity.support import Browser
 
 
@@ -66,7 +66,7 @@ async def test_refreshes_with_made_up_cookies_count_per_address(
 
     srv = await start_server(redis_process.url, tmp_path, clock=Clock(), signins_per_min=3)
     try:
-        await with_room_in_window(srv.services.clock)
+        to_window_start(srv.services.clock)
         async with aiohttp.ClientSession() as http:
             device = Browser(http, srv.url)
             assert (await device.guest()).status == 201

@@ -19,7 +19,7 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 from auth.claims import Permission
 from auth.tokens import TokenConfig, TokenService
 from protocol.errors import CodedError
-from tests.helpers import SECRET, Client, ServerUnderTest, with_room_in_window
+from tests.helpers import SECRET, Client, ServerUnderTest, to_window_start
 
 HS = TokenService(TokenConfig(algorithm="HS256", verify_key=SECRET, signing_key=SECRET))
 
@@ -200,7 +200,7 @@ async def test_guest_tokens_are_rate_limited_per_address(
 
     srv = await start_server(redis_process.url, tmp_path, guests_per_min=2)  # type: ignore[attr-defined]
     try:
-        await with_room_in_window(srv.services.clock)
+        to_window_start(srv.services.clock)
         async with aiohttp.ClientSession() as http:
             statuses = []
             for _ in range(3):
@@ -248,7 +248,7 @@ async def test_forwarded_for_is_used_only_when_trusted(redis_process: object, re
         await redis.flushall()  # type: ignore[attr-defined]
         srv = await start_server(redis_process.url, tmp_path, guests_per_min=2, trust_forwarded_for=trusted)  # type: ignore[attr-defined]
         try:
-            await with_room_in_window(srv.services.clock)
+            to_window_start(srv.services.clock)
             async with aiohttp.ClientSession() as http:
                 statuses = []
                 for i in range(3):
@@ -309,7 +309,7 @@ async def test_an_ipv6_client_is_one_address_per_64(redis_process: object, redis
         await redis.flushall()  # type: ignore[attr-defined]
         srv = await start_server(redis_process.url, tmp_path, guests_per_min=2, trust_forwarded_for=True)  # type: ignore[attr-defined]
         try:
-            await with_room_in_window(srv.services.clock)
+            to_window_start(srv.services.clock)
             async with aiohttp.ClientSession() as http:
                 statuses = []
                 for i in range(1, 4):

@@ -10,7 +10,7 @@ import pytest
 import pytest_asyncio
 import socketio
 
-from tests.helpers import Client, ServerUnderTest, with_room_in_window
+from tests.helpers import Client, ServerUnderTest, to_window_start
 from tests.identity.support import Browser
 
 
@@ -154,7 +154,7 @@ async def test_sign_out_forgets_this_device_only(iserver: ServerUnderTest, http:
 async def test_device_links_are_rate_limited_and_need_a_device(
     iserver: ServerUnderTest, http: aiohttp.ClientSession
 ) -> None:
-    await with_room_in_window(iserver.services.clock)
+    to_window_start(iserver.services.clock)
     operator = Browser(http, iserver.url, token=iserver.token("ops"))
     assert (await operator.call("POST", "/api/auth/link")).status == 403  # a bare token has no device
     first = Browser(http, iserver.url)

@@ -15,7 +15,7 @@ from redis.asyncio import Redis
 
 from auth.relying_party import RelyingParty
 from tests.browser import new_tab
-from tests.helpers import RedisProcess, ServerUnderTest, free_port, with_room_in_window
+from tests.helpers import RedisProcess, ServerUnderTest, free_port, to_window_start
 from tests.identity.support import Browser as Caller
 from tests.identity.test_web import in_page
 
@@ -124,7 +124,7 @@ async def http() -> AsyncIterator[aiohttp.ClientSession]:
 async def test_challenges_are_single_use_and_ceremonies_refuse_garbage(
     pserver: ServerUnderTest, http: aiohttp.ClientSession
 ) -> None:
-    await with_room_in_window(pserver.services.clock)  # its last requests count up to the sign-in limit
+    to_window_start(pserver.services.clock)  # its last requests count up to the sign-in limit
     page = Caller(http, pserver.url)
     await page.guest()
     started = await page.call("POST", "/api/auth/passkeys/register/options")

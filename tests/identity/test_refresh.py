@@ -10,7 +10,7 @@ import pytest_asyncio
 
 from auth.claims import Permission
 from protocol.errors import CodedError
-from tests.helpers import ServerUnderTest, with_room_in_window
+from tests.helpers import ServerUnderTest, to_window_start
 from tests.streams.helpers import create_stream
 from tests.streams.helpers import http as http_call
 from tests.identity.support import ACCESS_TTL_S, Browser
@@ -144,7 +144,7 @@ async def test_without_a_credential_the_refusal_says_so(iserver: ServerUnderTest
 
 
 async def test_refreshes_are_rate_limited(iserver: ServerUnderTest, http: aiohttp.ClientSession) -> None:
-    await with_room_in_window(iserver.services.clock)
+    to_window_start(iserver.services.clock)
     page = _browser(http, iserver)
     await page.guest()
     statuses = [(await page.refresh()).status for _ in range(iserver.services.limits.signins_per_min + 1)]

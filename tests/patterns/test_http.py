@@ -14,7 +14,7 @@ import pytest
 import pytest_asyncio
 
 from tests.conftest import start_server
-from tests.helpers import Client, RedisProcess, ServerUnderTest, to_window_start, with_room_in_window
+from tests.helpers import Client, RedisProcess, ServerUnderTest, to_window_start
 
 UUID_GONE = "00000000-0000-4000-8000-000000000000"
 
@@ -420,7 +420,7 @@ async def test_rate_limit_counts_only_accepted_creations(
 ) -> None:
     server = await start_server(redis_process.url, tmp_path, patterns_creates_per_min=3)
     try:
-        await with_room_in_window(server.services.clock)
+        to_window_start(server.services.clock)
         async with aiohttp.ClientSession(base_url=server.url) as http:
             for _ in range(5):
                 async with http.post("/api/sessions", json={"tempo": 1000}) as response:

@@ -14,7 +14,7 @@ from auth.claims import Permission
 from handlers.admin.nodes import NODES_KEY
 from handlers.payloads import ActivateSession
 from server.settings import Settings
-from tests.helpers import ServerUnderTest, with_room_in_window
+from tests.helpers import ServerUnderTest, to_window_start
 from tests.listening.support import FrozenClock
 
 
@@ -171,7 +171,7 @@ async def test_create_is_rate_limited(api: Api, redis_process: Any, redis: Any, 
 
     srv = await start_server(redis_process.url, tmp_path, creates_per_min=2)
     try:
-        await with_room_in_window(srv.services.clock)
+        to_window_start(srv.services.clock)
         token = srv.token("alice")
         async with aiohttp.ClientSession() as http:
             statuses = []

@@ -14,7 +14,7 @@ import pytest_asyncio
 from redis.asyncio import Redis
 
 from tests.conftest import start_server
-from tests.helpers import RedisProcess, ServerUnderTest, with_room_in_window
+from tests.helpers import RedisProcess, ServerUnderTest, to_window_start
 
 PER_MIN = 3
 QUOTA_BYTES = 1024
@@ -53,7 +53,7 @@ async def _stored(server: ServerUnderTest, session_id: str) -> list[str]:
 
 
 async def test_materials_past_the_per_minute_limit_are_rate_limited_and_not_stored(limited: ServerUnderTest) -> None:
-    await with_room_in_window(limited.services.clock)
+    to_window_start(limited.services.clock)
     answers = [await _material(limited, f"note {i}", key=f"material-key-{i}") for i in range(PER_MIN)]
     assert [status for status, _ in answers] == [201] * PER_MIN
     session_id = answers[0][1]["session_id"]
