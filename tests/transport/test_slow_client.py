@@ -66,8 +66,9 @@ class RawSocketIO:
         return text
 
 
-# The stock lane cuts pollers only (StockSessionServer.queued says why); a WebSocket that stops
-# reading is left to Engine.IO's ping timeout there.
+# The stock lane cuts pollers by their backlog only (StockSessionServer.queued says why); a
+# WebSocket that stops reading is cut there by the write deadline instead
+# (tests/test_hostile_sockets_stalled_stock.py).
 @fast_lane_only
 async def test_a_client_that_does_not_read_is_disconnected(redis_process: Any, redis: Any, tmp_path: Path) -> None:
     srv = await start_server(redis_process.url, tmp_path, slow_client_buffer_bytes=65536)
