@@ -26,7 +26,7 @@ test:
 # The socket-heavy tests on the stock lane (server/transport/stock.py): what serves when an
 # installed python-socketio / python-engineio / aiohttp is outside the fast lane's tested range.
 # The hostile-input and error-contract tests run there too: a client must see the same answers.
-# (The stalled-WebSocket tests of the stock lane start it themselves: test_hostile_sockets_stalled_stock.py.)
+# (The stalled-WebSocket tests start a stock-lane server themselves: test_hostile_sockets_stalled_ws.py, _stock.py.)
 STOCK_TESTS = tests/transport tests/test_hostile_preauth.py tests/test_bus.py tests/test_bus_churn.py \
 	tests/test_ordering.py tests/streams/test_events.py tests/patterns/test_events.py tests/voice/test_events.py \
 	tests/voice/test_recording_lease.py tests/voice/test_active_push.py tests/test_smoke.py tests/test_pipelined_events.py \

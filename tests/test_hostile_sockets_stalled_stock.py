@@ -1,9 +1,9 @@
-"""The write deadline on the stock lane's WebSockets (server/transport/stock_deadline.py): one that
-stops reading is reset at the deadline and its subscriptions freed, whatever else it still sends;
-one that reads slowly but keeps moving gets every event. The stalled-WebSocket tests of
-tests/test_hostile_sockets_stalled_ws.py, against a server that runs the stock lane whatever
-the installed versions (raw sockets with a 4 KiB receive buffer; the server's side of each
-connection as the kernel has it)."""
+"""The write deadline on the stock lane's own ways of holding a WebSocket or a poll
+(server/transport/stock_deadline.py): bytes piling up in the process between pings, a writer
+stuck on a burst, a poll's answer not read. The stalled-WebSocket cases both lanes share run on
+both in tests/test_hostile_sockets_stalled_ws.py. Raw sockets with a 4 KiB receive buffer, a
+server that runs the stock lane whatever the installed versions, and the server's side of each
+connection as the kernel has it."""
 
 from __future__ import annotations
 
@@ -19,17 +19,15 @@ from handlers.write_deadline import WRITE_DEADLINE_KEY
 from server.app import BUS_KEY, SIO_KEY
 from server.transport.contract import Packet
 from server.transport.stock import StockSessionServer
-from tests.conftest import start_server
-from tests.helpers import Client, ServerUnderTest
+from tests.helpers import ServerUnderTest
 from tests.raw_wire import RawPoller, port_of
 from tests.test_hostile_sockets_stalled_http import held_for, server_side, stalled_reader
 from tests.test_hostile_sockets_stalled_ws import (
     CUT_WITHIN_S,
     DEADLINE_S,
-    EVENTS,
-    append_events,
     client_port,
-    paced_receive,
+    handler_returned,
+    lane_server,
     subscribed,
 )
 from tests.test_metrics import scrape, value
@@ -39,118 +37,7 @@ BURST = 400  # ~6.4 MB at once: more than the kernel's send queue takes (tcp_wme
 
 
 async def stock_server(redis_url: str, tmp_path: Path, **overrides: object) -> ServerUnderTest:
-    srv = await start_server(redis_url, tmp_path, transport="stock", **overrides)
-    assert isinstance(srv.app[SIO_KEY], StockSessionServer)
-    return srv
-
-
-async def handler_returned(sio: StockSessionServer, port: int) -> None:
-    """Wait (bounded) until the WebSocket of the client at ``port`` is no longer being served:
-    Engine.IO's handler returned (it waited for its writer, stuck on a drain, for ever)."""
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + CUT_WITHIN_S
-    while any(ws.transport.get_extra_info("peername")[1] == port for ws in sio.websockets.serving.values()):
-        assert loop.time() < deadline, "its WebSocket's handler never returned"
-        await asyncio.sleep(0.05)
-
-
-async def test_a_stock_websocket_that_stops_reading_but_answers_pings_is_cut_at_the_write_deadline(
-    redis_process: Any, redis: Any, tmp_path: Path
-) -> None:
-    """It sends PONGs unasked, so Engine.IO's ping timeout never fires: before, it kept its
-    subscription, its queue and its connection for as long as it liked. Now: cut as a slow
-    client once it took nothing for the deadline, its connection reset."""
-    srv = await stock_server(
-        redis_process.url, tmp_path, write_stall_timeout_s=DEADLINE_S, ping_interval_s=0.3, ping_timeout_s=2
-    )
-    port = port_of(srv.url)
-    session_id = await srv.create_session("alice")
-    reader = Client(srv.url, srv.token("alice"))
-    stalled, sid = await subscribed(port, srv.token("alice"), session_id)
-    try:
-        await reader.connect()
-        await reader.call("subscribe_on_session", {"session_id": session_id})
-        await append_events(srv, session_id, reader)
-        bus = srv.app[BUS_KEY]
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + CUT_WITHIN_S
-        while bus.sessions_of(sid):
-            assert loop.time() < deadline, "the stalled WebSocket was never cut"
-            stalled.send("3")  # a PONG: it looks alive
-            await asyncio.sleep(0.1)
-        assert not await held_for(port, {client_port(stalled)}, CUT_WITHIN_S), "its connection is still held"
-        assert srv.app[WRITE_DEADLINE_KEY].cuts >= 1
-        assert value(await scrape(srv), "sessionhub_connections_closed_total", reason="slow client") == 1
-        sio = srv.app[SIO_KEY]
-        assert isinstance(sio, StockSessionServer)
-        await handler_returned(sio, client_port(stalled))
-        assert reader.sio.connected
-    finally:
-        stalled.writer.close()
-        await reader.close()
-        await srv.stop()
-
-
-async def test_a_silent_stock_websocket_closed_by_the_ping_timeout_leaves_nothing_behind(
-    redis_process: Any, redis: Any, tmp_path: Path
-) -> None:
-    """A phone in a tunnel: no PONG, so the ping timeout ends its session; but Engine.IO's
-    handler then waited for its writer, or aiohttp for the client's close frame, and the kernel
-    kept the unsent events (an orphan once closed). Now the connection is gone by the deadline."""
-    srv = await stock_server(
-        redis_process.url, tmp_path, write_stall_timeout_s=DEADLINE_S, ping_interval_s=0.3, ping_timeout_s=0.5
-    )
-    port = port_of(srv.url)
-    session_id = await srv.create_session("alice")
-    reader = Client(srv.url, srv.token("alice"))
-    silent, sid = await subscribed(port, srv.token("alice"), session_id)
-    try:
-        await reader.connect()
-        await reader.call("subscribe_on_session", {"session_id": session_id})
-        await append_events(srv, session_id, reader)
-        mine = {client_port(silent)}
-        assert sum(size for peer, size in server_side(port) if peer in mine) > 0, "nothing waited for it"
-        held = await held_for(port, mine, 2.0 + CUT_WITHIN_S)  # the ping timeout, then the deadline
-        assert not held, f"still held: {held}"
-        assert not srv.app[BUS_KEY].sessions_of(sid)
-        sio = srv.app[SIO_KEY]
-        assert isinstance(sio, StockSessionServer)
-        await handler_returned(sio, client_port(silent))
-        assert reader.sio.connected
-    finally:
-        silent.writer.close()
-        await reader.close()
-        await srv.stop()
-
-
-async def test_a_slow_stock_websocket_that_keeps_reading_gets_every_event(
-    redis_process: Any, redis: Any, tmp_path: Path
-) -> None:
-    """Reading 2 KB every 50 ms (~40 KB/s) with a 0.5 s deadline: every event arrives, nothing is cut."""
-    srv = await stock_server(redis_process.url, tmp_path, write_stall_timeout_s=0.5)
-    port = port_of(srv.url)
-    session_id = await srv.create_session("alice")
-    reader = Client(srv.url, srv.token("alice"))
-    slow, _ = await subscribed(port, srv.token("alice"), session_id)
-    try:
-        await reader.connect()
-        await reader.call("subscribe_on_session", {"session_id": session_id})
-        await append_events(srv, session_id, reader)
-        got = 0
-        loop = asyncio.get_running_loop()
-        limit = loop.time() + 60
-        while got < EVENTS:
-            assert loop.time() < limit, f"{got} of {EVENTS} events after 60 s"
-            text = await asyncio.wait_for(paced_receive(slow), 10)
-            if text.startswith('42["job_result"'):
-                got += 1
-            elif text == "2":
-                slow.send("3")
-        assert srv.app[WRITE_DEADLINE_KEY].cuts == 0
-    finally:
-        slow.writer.close()
-        await reader.close()
-        await srv.stop()
+    return await lane_server("stock", redis_url, tmp_path, **overrides)
 
 
 def held_in_process(sio: StockSessionServer, port: int) -> int:
@@ -191,7 +78,7 @@ async def test_a_stock_websocket_that_stops_reading_between_pings_is_cut_once_it
             await asyncio.sleep(0.01)  # the writer writes what it can between events
         assert not await held_for(port, {client_port(stalled)}, CUT_WITHIN_S), "its connection is still held"
         assert value(await scrape(srv), "sessionhub_connections_closed_total", reason="slow client") == 1
-        await handler_returned(sio, client_port(stalled))
+        await handler_returned(srv, client_port(stalled))
     finally:
         stalled.writer.close()
         await srv.stop()
@@ -226,7 +113,7 @@ async def test_a_silent_stock_websocket_whose_writer_waits_on_a_burst_is_freed_w
         held = await held_for(port, {client_port(silent)}, 2.0 + CUT_WITHIN_S)  # the ping timeout, the deadline
         assert not held, f"still held: {held}"
         assert not srv.app[BUS_KEY].sessions_of(sid)
-        await handler_returned(sio, client_port(silent))
+        await handler_returned(srv, client_port(silent))
     finally:
         silent.writer.close()
         await srv.stop()

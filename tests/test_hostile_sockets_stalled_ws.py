@@ -1,6 +1,8 @@
 """WebSockets that stop reading are ended at the write deadline, whatever else they still send;
 one that reads slowly but keeps moving gets every event (handlers/write_deadline.py, the fast
-lane's hooks in server/transport/fastpath.py): raw sockets with a tiny receive buffer, a real
+lane's hooks in server/transport/fastpath.py, the stock lane's in
+server/transport/stock_deadline.py): each test on both lanes (the stock lane's own cases are in
+tests/test_hostile_sockets_stalled_stock.py), with raw sockets with a tiny receive buffer, a real
 server, and the server's side of each connection as the kernel has it."""
 
 from __future__ import annotations
@@ -12,10 +14,13 @@ import struct
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 from handlers.write_deadline import WRITE_DEADLINE_KEY
-from server.app import BUS_KEY
+from server.app import BUS_KEY, SIO_KEY
+from server.transport.stock import StockSessionServer
 from tests.conftest import start_server
-from tests.helpers import Client, fast_lane_only
+from tests.helpers import Client, ServerUnderTest, fast_lane_only
 from tests.raw_wire import port_of
 from tests.test_hostile_sockets_stalled_http import held_for, server_side
 from tests.test_metrics import scrape, value
@@ -25,6 +30,31 @@ DEADLINE_S = 1.0
 CUT_WITHIN_S = 8.0
 EVENTS = 60
 BLOB = {"blob": "x" * 4000}  # 60 events of ~4 KB: ~240 KB, far under the slow-client limit (1 MiB)
+# The fast lane's tests are skipped where the stock lane serves every server (make test-stock).
+LANES = [pytest.param("fast", marks=fast_lane_only), "stock"]
+
+
+async def lane_server(lane: str, redis_url: str, tmp_path: Path, **overrides: object) -> ServerUnderTest:
+    """A server on ``lane``: the stock one whatever the installed versions, or the fast one."""
+    if lane == "fast":
+        return await start_server(redis_url, tmp_path, **overrides)
+    srv = await start_server(redis_url, tmp_path, transport="stock", **overrides)
+    assert isinstance(srv.app[SIO_KEY], StockSessionServer)
+    return srv
+
+
+async def handler_returned(srv: ServerUnderTest, port: int) -> None:
+    """On the stock lane, wait (bounded) until the WebSocket of the client at ``port`` is no
+    longer being served: Engine.IO's handler returned (it waited for its writer, stuck on a
+    drain, for ever). The fast lane closes its WebSockets itself: nothing to wait for."""
+    sio = srv.app[SIO_KEY]
+    if not isinstance(sio, StockSessionServer):
+        return
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + CUT_WITHIN_S
+    while any(ws.transport.get_extra_info("peername")[1] == port for ws in sio.websockets.serving.values()):
+        assert loop.time() < deadline, "its WebSocket's handler never returned"
+        await asyncio.sleep(0.05)
 
 
 async def subscribed(port: int, token: str, session_id: str) -> tuple[RawSocketIO, str]:
@@ -49,15 +79,16 @@ async def append_events(srv: Any, session_id: str, reader: Client) -> None:
     await reader.wait_for(lambda: len(reader.named("job_result")) == EVENTS, timeout=20)
 
 
-@fast_lane_only
+@pytest.mark.parametrize("lane", LANES)
 async def test_a_websocket_that_stops_reading_but_answers_pings_is_cut_at_the_write_deadline(
-    redis_process: Any, redis: Any, tmp_path: Path
+    lane: str, redis_process: Any, redis: Any, tmp_path: Path
 ) -> None:
     """It sends PONGs unasked, so the ping timeout cannot tell; what it holds stays under the
     slow-client limit, so that cannot either: it kept its subscription, and everything sent to
-    it, for as long as it liked. Now: cut as a slow client once it took nothing for the deadline."""
-    srv = await start_server(
-        redis_process.url, tmp_path, write_stall_timeout_s=DEADLINE_S, ping_interval_s=0.3, ping_timeout_s=2
+    it, for as long as it liked (on the stock lane, its queue and its connection too). Now: cut as
+    a slow client once it took nothing for the deadline, its connection reset."""
+    srv = await lane_server(
+        lane, redis_process.url, tmp_path, write_stall_timeout_s=DEADLINE_S, ping_interval_s=0.3, ping_timeout_s=2
     )
     port = port_of(srv.url)
     session_id = await srv.create_session("alice")
@@ -77,6 +108,7 @@ async def test_a_websocket_that_stops_reading_but_answers_pings_is_cut_at_the_wr
         assert not await held_for(port, {client_port(stalled)}, CUT_WITHIN_S), "its connection is still held"
         assert srv.app[WRITE_DEADLINE_KEY].cuts >= 1
         assert value(await scrape(srv), "sessionhub_connections_closed_total", reason="slow client") == 1
+        await handler_returned(srv, client_port(stalled))
         assert reader.sio.connected
     finally:
         stalled.writer.close()
@@ -84,15 +116,16 @@ async def test_a_websocket_that_stops_reading_but_answers_pings_is_cut_at_the_wr
         await srv.stop()
 
 
-@fast_lane_only
+@pytest.mark.parametrize("lane", LANES)
 async def test_a_silent_websocket_closed_by_the_ping_timeout_leaves_nothing_behind(
-    redis_process: Any, redis: Any, tmp_path: Path
+    lane: str, redis_process: Any, redis: Any, tmp_path: Path
 ) -> None:
     """A phone in a tunnel: no PONG, so the ping timeout ends its session; but the close waited
-    behind the unsent events, and the kernel kept them (an orphan connection) for as long as the
-    client kept its window shut. Now the connection is gone by the write deadline."""
-    srv = await start_server(
-        redis_process.url, tmp_path, write_stall_timeout_s=DEADLINE_S, ping_interval_s=0.3, ping_timeout_s=0.5
+    behind the unsent events (on the stock lane, Engine.IO's handler waited for its writer, or
+    aiohttp for the client's close frame), and the kernel kept them (an orphan connection) for as
+    long as the client kept its window shut. Now the connection is gone by the write deadline."""
+    srv = await lane_server(
+        lane, redis_process.url, tmp_path, write_stall_timeout_s=DEADLINE_S, ping_interval_s=0.3, ping_timeout_s=0.5
     )
     port = port_of(srv.url)
     session_id = await srv.create_session("alice")
@@ -107,6 +140,7 @@ async def test_a_silent_websocket_closed_by_the_ping_timeout_leaves_nothing_behi
         held = await held_for(port, mine, 2.0 + CUT_WITHIN_S)  # the ping timeout, then the deadline
         assert not held, f"still held: {held}"
         assert not srv.app[BUS_KEY].sessions_of(sid)
+        await handler_returned(srv, client_port(silent))
         assert reader.sio.connected
     finally:
         silent.writer.close()
@@ -114,13 +148,13 @@ async def test_a_silent_websocket_closed_by_the_ping_timeout_leaves_nothing_behi
         await srv.stop()
 
 
-@fast_lane_only
+@pytest.mark.parametrize("lane", LANES)
 async def test_a_slow_websocket_that_keeps_reading_gets_every_event(
-    redis_process: Any, redis: Any, tmp_path: Path
+    lane: str, redis_process: Any, redis: Any, tmp_path: Path
 ) -> None:
     """Reading 2 KB every 50 ms (~40 KB/s, where loopback could give gigabytes) with a 0.5 s
     deadline: every event arrives, and nothing is cut."""
-    srv = await start_server(redis_process.url, tmp_path, write_stall_timeout_s=0.5)
+    srv = await lane_server(lane, redis_process.url, tmp_path, write_stall_timeout_s=0.5)
     port = port_of(srv.url)
     session_id = await srv.create_session("alice")
     reader = Client(srv.url, srv.token("alice"))

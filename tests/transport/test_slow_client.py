@@ -68,7 +68,7 @@ class RawSocketIO:
 
 # The stock lane cuts pollers by their backlog only (StockSessionServer.queued says why); a
 # WebSocket that stops reading is cut there by the write deadline instead
-# (tests/test_hostile_sockets_stalled_stock.py).
+# (tests/test_hostile_sockets_stalled_ws.py, each case on both lanes).
 @fast_lane_only
 async def test_a_client_that_does_not_read_is_disconnected(redis_process: Any, redis: Any, tmp_path: Path) -> None:
     srv = await start_server(redis_process.url, tmp_path, slow_client_buffer_bytes=65536)
