@@ -9,6 +9,11 @@ failover to a replica it had not reached) still has the previous secret as the c
 the rotation is then made again from it, instead of refusing the device for good. A
 revoked family's id stays in :meth:`Keys.revoked_families` for as long as an access token
 minted from it may live, so that every node refuses those tokens too.
+
+A family's lifetime is judged on the server's clock (``storage.clock``, the one that mints
+tokens and runs guest retention): its record keeps ``expires_ms``, set with each extension of its
+TTL, and the rotation refuses it past that as the TTL would (``missing``). The TTL stays, as the
+bound on memory. A record of a previous release, without the field, lives by its TTL alone.
 """
 
 from __future__ import annotations
@@ -151,6 +156,7 @@ class Identities:
         self._rotation_key = rotation_key
         self._rotate = plain_script(redis, "identity/rotate.lua")
         self._revoke = plain_script(redis, "identity/revoke.lua")
+        self._family_keep = plain_script(redis, "identity/family_keep.lua")
         self._rename = plain_script(redis, "identity/rename.lua")
         self._revoked_add = plain_script(redis, "identity/revoked_add.lua")
         self._revoked_read = plain_script(redis, "identity/revoked_read.lua")
@@ -270,11 +276,8 @@ class Identities:
         families: Any = await self._redis.zrange(self._keys.user_families(user_id), 0, -1)
         if not families:
             return
-        async with self._redis.pipeline(transaction=False) as pipe:
-            for family_id in families:
-                pipe.expire(self._keys.family(family_id), ttl_s)
-                pipe.expire(self._keys.family_spent(family_id), ttl_s)
-            await pipe.execute()
+        for family_id in families:
+            await self._keep_family(family_id, ttl_s)
 
     # --- device families -------------------------------------------------------------
     async def first_opening_by(self, token: str, *, ttl_s: int) -> bool:
@@ -300,6 +303,7 @@ class Identities:
             "rotated_ms": now_ms,
             "label": label[:120],
             "grant": json.dumps(grant),
+            "expires_ms": now_ms + ttl_s * 1000,
         }
         async with self._redis.pipeline(transaction=False) as pipe:
             pipe.hset(self._keys.family(family_id), mapping=fields)
@@ -367,9 +371,15 @@ class Identities:
         async with self._redis.pipeline(transaction=False) as pipe:
             pipe.zadd(self._keys.user_families(user_id), {family_id: now_ms})
             pipe.expire(self._keys.user_families(user_id), ttl_s)
-            pipe.expire(self._keys.family(family_id), ttl_s)
-            pipe.expire(self._keys.family_spent(family_id), ttl_s)
             await pipe.execute()
+        await self._keep_family(family_id, ttl_s)
+
+    async def _keep_family(self, family_id: str, ttl_s: int) -> None:
+        """Extend a device's family (if it still exists) ``ttl_s`` from now: its TTL and its
+        expiry on the server's clock, in one step (a family gone meanwhile is not written)."""
+        expires_ms = self._clock.now_ms() + ttl_s * 1000
+        keys = [self._keys.family(family_id), self._keys.family_spent(family_id)]
+        await self._family_keep(keys=keys, args=[ttl_s, expires_ms])
 
     async def family_user(self, family_id: str) -> str:
         """The user a family belongs to ("" when unknown)."""
@@ -386,8 +396,10 @@ class Identities:
             records: list[dict[str, str]] = await pipe.execute()
         found: list[Device] = []
         gone: list[str] = []
+        now_ms = self._clock.now_ms()
         for family_id, raw in zip(ids, records, strict=True):
-            if not raw or raw.get("revoked") == "1" or raw.get("user") != user_id:
+            past = int(raw.get("expires_ms") or now_ms + 1) <= now_ms  # the rotation refuses it
+            if not raw or raw.get("revoked") == "1" or raw.get("user") != user_id or past:
                 gone.append(family_id)
                 continue
             grant = json.loads(raw.get("grant") or "{}")
