@@ -513,10 +513,10 @@ async function useToken(event) {
     say("That is not a token.");
     return;
   }
-  if (Number.isFinite(exp) && exp <= Date.now() / 1000) {
-    say("That token has expired. Make a new one and paste it here.");
-    return;
-  }
+  // Whether it has expired is the server's to say, on its own clock: judged on this browser's
+  // (exp against Date.now()), a phone or laptop whose clock runs ahead refused a good token and
+  // one behind sent a dead one and said only that the server did not take it. Once taken, the
+  // token is kept with its life counted on this browser's clock from now (client.js keepToken).
   checkingToken = true;
   say("Checking the token…");
   try {
@@ -528,7 +528,9 @@ async function useToken(event) {
       location.reload();
       return;
     }
-    if (response.status === 401)
+    if (response.status === 401 && (await refusedAsExpired(response)))
+      say("That token has expired. Make a new one and paste it here.");
+    else if (response.status === 401)
       say("This server does not take that token (revoked, expired, or made for another server).");
     else if (response.status === 403) say("That token does not have the admin permission.");
     else say(`The token could not be checked (the server answered ${response.status}). Try again.`);
@@ -536,6 +538,16 @@ async function useToken(event) {
     say("The token could not be checked: the server cannot be reached. Try again.");
   } finally {
     checkingToken = false;
+  }
+}
+
+/** Whether a 401 says the token ran out on the server's clock (its message "token expired"). */
+async function refusedAsExpired(response) {
+  try {
+    const body = await response.json();
+    return typeof body.message === "string" && body.message.startsWith("token expired");
+  } catch {
+    return false; // no JSON body (a proxy's page): not said
   }
 }
 
