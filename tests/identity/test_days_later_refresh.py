@@ -101,3 +101,16 @@ async def test_a_record_of_a_previous_release_lives_by_its_ttl_and_is_judged_onc
     assert await redis.hget(family, "expires_ms")  # the rotation wrote it
     days_later(dserver, 31)
     assert (await page.refresh()).body.get("reason") == "expired"
+
+
+async def test_a_device_past_its_time_is_not_listed_among_the_users_devices(dserver: ServerUnderTest) -> None:
+    identities: Identities = dserver.services.identities
+    await identities.set_admin("alice", True)
+    laptop, _ = await identities.open_family("alice", label="laptop", grant={})
+    phone, phone_credential = await identities.open_family("alice", label="phone", grant={})
+    days_later(dserver, 100)
+    assert (await identities.rotate(phone_credential)).outcome == "rotated"  # the phone is used
+    days_later(dserver, 100)  # the laptop, 200 days unused, is past its 180
+    # Before: both listed (the laptop's record lived on by its TTL, real time).
+    assert [device.family_id for device in await identities.devices("alice")] == [phone]
+    assert laptop != phone
