@@ -402,13 +402,3 @@ def to_window_start(clock: Clock, window_s: int = 60) -> None:
     which would allow the whole limit. Call it before the test's first counted request."""
     window_ms = window_s * 1000
     clock.shift_ms += window_ms - clock.now_ms() % window_ms
-
-
-async def with_room_in_window(clock: Clock, *, window_s: int = 60, room_s: float = 10.0) -> None:
-    """Wait, when less than ``room_s`` is left of ``clock``'s current ``window_s`` window, for
-    the next one to begin (at most ``room_s``): :func:`to_window_start` without moving the
-    clock, for a test whose server mints tokens (a token minted on a clock moved ahead is not
-    valid yet by the wall clock that verifies it)."""
-    left_s = window_s - (clock.now_ms() % (window_s * 1000)) / 1000
-    if left_s < room_s:
-        await asyncio.sleep(left_s + 0.05)  # a wait for the window, bounded by room_s
