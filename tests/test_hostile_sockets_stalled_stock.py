@@ -8,7 +8,9 @@ connection as the kernel has it."""
 from __future__ import annotations
 
 import asyncio
+import base64
 import json
+import os
 import socket
 from pathlib import Path
 from typing import Any
@@ -31,6 +33,7 @@ from tests.test_hostile_sockets_stalled_ws import (
     subscribed,
 )
 from tests.test_metrics import scrape, value
+from tests.transport.test_slow_client import RawSocketIO
 
 BIG = {"blob": "x" * 16000}  # an event of ~16 KB
 BURST = 400  # ~6.4 MB at once: more than the kernel's send queue takes (tcp_wmem's most, 4 MiB)
@@ -149,4 +152,58 @@ async def test_a_stock_poll_whose_answer_is_not_read_is_reset_at_the_write_deadl
     finally:
         if reader is not None:
             reader.close()
+        await srv.stop()
+
+
+async def test_a_stock_websocket_stays_watched_when_its_own_session_is_asked_to_upgrade(
+    redis_process: Any, redis: Any, tmp_path: Path
+) -> None:
+    """A session opened as a WebSocket is not marked as upgrading (only a poller's upgrade is), so
+    an upgrade request naming its sid reached WebSocketDeadlines.began, which put the new request's
+    connection in the WebSocket's place, and its return took that place away: the real WebSocket
+    was no longer watched. Its own client (it knows its sid) could so stop reading, send PONGs
+    unasked and keep its subscription, its queue and its connection for good. Now the WebSocket
+    being served keeps its place, and is cut at the deadline as any other."""
+    srv = await stock_server(
+        redis_process.url, tmp_path, write_stall_timeout_s=DEADLINE_S, ping_interval_s=0.3, ping_timeout_s=2
+    )
+    port = port_of(srv.url)
+    session_id = await srv.create_session("alice")
+    sio = srv.app[SIO_KEY]
+    assert isinstance(sio, StockSessionServer)
+    stalled = await RawSocketIO.connect(port)
+    try:
+        eio_sid = json.loads((await stalled.receive_until("0{"))[1:])["sid"]
+        stalled.send('40{"token":"' + srv.token("alice") + '"}')
+        sid = json.loads((await stalled.receive_until("40"))[2:])["sid"]
+        stalled.send('421["subscribe_on_session",{"session_id":"' + session_id + '"}]')
+        await stalled.receive_until("431")
+        served = sio.websockets.serving[eio_sid].transport
+        # Its own client asks to upgrade its session on another connection: refused, and gone.
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        key = base64.b64encode(os.urandom(16)).decode()
+        writer.write(
+            f"GET /socket.io/?EIO=4&transport=websocket&sid={eio_sid} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\n"
+            f"Upgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: {key}\r\n"
+            "Sec-WebSocket-Version: 13\r\n\r\n".encode()
+        )
+        await asyncio.wait_for(reader.read(65536), 5)  # its answer: the request has returned
+        writer.close()
+        assert eio_sid in sio.websockets.serving, "the WebSocket being served lost its place"
+        assert sio.websockets.serving[eio_sid].transport is served
+        outlet = sio.outlet(sid)
+        assert outlet is not None
+        loop = asyncio.get_running_loop()
+        limit = loop.time() + CUT_WITHIN_S
+        sent = 0
+        while srv.app[BUS_KEY].sessions_of(sid):
+            assert loop.time() < limit, f"never cut ({sent} events sent)"
+            stalled.send("3")  # a PONG: it looks alive
+            outlet.send(Packet("job_result", json.dumps(BIG)))
+            sent += 1
+            await asyncio.sleep(0.02)
+        assert not await held_for(port, {client_port(stalled)}, CUT_WITHIN_S), "its connection is still held"
+        await handler_returned(srv, client_port(stalled))
+    finally:
+        stalled.writer.close()
         await srv.stop()

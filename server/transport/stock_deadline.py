@@ -71,9 +71,13 @@ class WebSocketDeadlines:
         self.serving: dict[str, _WebSocket] = {}  # Engine.IO sid -> its WebSocket, until its handler returns
 
     def began(self, eio_sid: str, transport: asyncio.BaseTransport | None) -> None:
-        """A WebSocket of session ``eio_sid`` is served on ``transport`` (an opening or an upgrade)."""
+        """A WebSocket of session ``eio_sid`` is served on ``transport`` (an opening or an upgrade).
+
+        One already served for it keeps its place: an upgrade request naming a session opened as
+        a WebSocket (its own client knows the sid) is refused by Engine.IO, and when it returned
+        it took the place away, leaving the real WebSocket unwatched for good."""
         if self.deadline is not None and transport is not None:
-            self.serving[eio_sid] = _WebSocket(eio_sid, transport, self.cut)
+            self.serving.setdefault(eio_sid, _WebSocket(eio_sid, transport, self.cut))
 
     def queued(self, eio_sid: str) -> None:
         """A packet was queued for the session: watch its WebSocket if asyncio holds bytes for it
