@@ -13,7 +13,10 @@ minted from it may live, so that every node refuses those tokens too.
 A family's lifetime is judged on the server's clock (``storage.clock``, the one that mints
 tokens and runs guest retention): its record keeps ``expires_ms``, set with each extension of its
 TTL, and the rotation refuses it past that as the TTL would (``missing``). The TTL stays, as the
-bound on memory. A record of a previous release, without the field, lives by its TTL alone.
+bound on memory. A record of a previous release, without the field, lives by its TTL alone, and
+so does one a previous release's node rotated after the field was written (a rolling upgrade, a
+rollback: that node extends the TTL and writes ``last_used_ms``, not ``expires_ms``): the field
+is judged only while ``kept_ms``, when it was written, is not before ``last_used_ms``.
 """
 
 from __future__ import annotations
@@ -123,6 +126,16 @@ class Rotation:
     family_id: str = ""
     credential: str | None = None
     grant: dict[str, Any] | None = None
+
+
+def _past(family: dict[str, str], now_ms: int) -> bool:
+    """Whether a family record is past its time on the server's clock, as rotate.lua judges it:
+    by ``expires_ms`` unless a use came after it was written (a previous release's node, which
+    extends the TTL alone), or there is none (its TTL decides)."""
+    expires_ms, kept_ms = family.get("expires_ms"), family.get("kept_ms")
+    if not expires_ms or not kept_ms or int(kept_ms) < int(family.get("last_used_ms") or 0):
+        return False
+    return int(expires_ms) <= now_ms
 
 
 def _digest(secret: str) -> str:
@@ -304,6 +317,7 @@ class Identities:
             "label": label[:120],
             "grant": json.dumps(grant),
             "expires_ms": now_ms + ttl_s * 1000,
+            "kept_ms": now_ms,
         }
         async with self._redis.pipeline(transaction=False) as pipe:
             pipe.hset(self._keys.family(family_id), mapping=fields)
@@ -377,9 +391,9 @@ class Identities:
     async def _keep_family(self, family_id: str, ttl_s: int) -> None:
         """Extend a device's family (if it still exists) ``ttl_s`` from now: its TTL and its
         expiry on the server's clock, in one step (a family gone meanwhile is not written)."""
-        expires_ms = self._clock.now_ms() + ttl_s * 1000
+        now_ms = self._clock.now_ms()
         keys = [self._keys.family(family_id), self._keys.family_spent(family_id)]
-        await self._family_keep(keys=keys, args=[ttl_s, expires_ms])
+        await self._family_keep(keys=keys, args=[ttl_s, now_ms + ttl_s * 1000, now_ms])
 
     async def family_user(self, family_id: str) -> str:
         """The user a family belongs to ("" when unknown)."""
@@ -398,8 +412,7 @@ class Identities:
         gone: list[str] = []
         now_ms = self._clock.now_ms()
         for family_id, raw in zip(ids, records, strict=True):
-            past = int(raw.get("expires_ms") or now_ms + 1) <= now_ms  # the rotation refuses it
-            if not raw or raw.get("revoked") == "1" or raw.get("user") != user_id or past:
+            if not raw or raw.get("revoked") == "1" or raw.get("user") != user_id or _past(raw, now_ms):
                 gone.append(family_id)
                 continue
             grant = json.loads(raw.get("grant") or "{}")

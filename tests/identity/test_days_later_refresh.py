@@ -11,14 +11,18 @@ previous release, without the field, lives by its TTL as it did.
 
 from __future__ import annotations
 
+import secrets
+import subprocess
+
 import aiohttp
 import pytest
 from redis.asyncio import Redis
 
-from storage.identity.repository import Identities
+from storage.identity.repository import Identities, _digest
 from tests.helpers import ServerUnderTest
 from tests.identity.support import Browser
 from tests.identity.test_days_later import IDLE_S, REFRESH_TTL_S, days_later, dserver, http
+from tests.upgrade_world import HEAD_ROOT, RELEASES, release_available
 
 __all__ = ["dserver", "http"]  # the fixtures, shared with test_days_later
 
@@ -114,3 +118,58 @@ async def test_a_device_past_its_time_is_not_listed_among_the_users_devices(dser
     # Before: both listed (the laptop's record lived on by its TTL, real time).
     assert [device.family_id for device in await identities.devices("alice")] == [phone]
     assert laptop != phone
+
+
+PREVIOUS_RELEASE = RELEASES["previous"]
+
+
+def _previous_release_rotate() -> str:
+    """The previous release's rotate.lua, as its nodes run it during a rolling upgrade (or after
+    a rollback): it extends the record's TTL and writes last_used_ms, but knows no expires_ms."""
+    if not release_available(PREVIOUS_RELEASE):
+        pytest.skip(f"the release {PREVIOUS_RELEASE} is not in this clone (a shallow one?)")
+    return subprocess.run(
+        ["git", "-C", str(HEAD_ROOT), "show", f"{PREVIOUS_RELEASE}:storage/identity/lua/rotate.lua"],
+        check=True,
+        capture_output=True,
+        text=True,
+    ).stdout
+
+
+async def test_a_device_used_on_a_previous_release_node_keeps_the_time_that_use_gave_it(
+    dserver: ServerUnderTest, redis: Redis
+) -> None:
+    """Opened on this release (expires_ms: 30 days on), used on day 20 on a node of the previous
+    release (a rolling upgrade, a rollback), whose rotation extends the record's TTL but leaves
+    expires_ms as it was; back on day 35, 15 days after that use. Before: refused 'missing' (the
+    stale expires_ms of day 30), the guest signed out with its device in its time. Now an
+    expires_ms written before the record's last use is not judged: the TTL decides, as the
+    previous release would, and this release's rotation writes the field afresh."""
+    old_rotate = _previous_release_rotate()
+    identities: Identities = dserver.services.identities
+    keys = dserver.services.keys
+    family_id, credential = await identities.open_family("guest-oldnode", label="phone", grant={"guest": True})
+    secret = credential.partition(".")[2]
+    days_later(dserver, 20)
+    fresh = secrets.token_urlsafe(32)
+    config = identities.config
+    outcome = await redis.eval(  # type: ignore[misc]
+        old_rotate,
+        2,
+        keys.family(family_id),
+        keys.family_spent(family_id),
+        _digest(secret),
+        _digest(fresh),
+        dserver.services.clock.now_ms(),
+        config.refresh_ttl_s,
+        int(config.rotation_grace_s * 1000),
+        config.spent_max,
+    )
+    assert outcome[0] == "rotated", outcome
+    days_later(dserver, 15)
+    assert [device.family_id for device in await identities.devices("guest-oldnode")] == [family_id]
+    rotation = await identities.rotate(f"{family_id}.{fresh}.{secret}")
+    assert rotation.outcome == "rotated", rotation
+    assert [device.family_id for device in await identities.devices("guest-oldnode")] == [family_id]
+    days_later(dserver, 31)  # judged again from this release's rotation
+    assert (await identities.rotate(rotation.credential or "")).outcome == "missing"
