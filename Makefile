@@ -10,8 +10,11 @@ serve:
 
 # The suite runs in PYTEST_WORKERS processes (pytest-xdist; each owns its redis-server, ports and
 # browser), handed tests as they finish the last ones; PYTEST_WORKERS=0 runs it in one process.
+# Three on a 2-core machine: a test waits about half its time (a child process or a browser
+# starting, a page, a timer), and a third worker fills those waits (voice, identity, admin: 134 s
+# and 116 s on two, 107 s and 100 s on three; the CPU used the same).
 # The main run prints its 15 slowest steps: where the suite's time goes, in every CI log.
-PYTEST_WORKERS ?= 2
+PYTEST_WORKERS ?= 3
 # Bytecode is written even where the environment says PYTHONDONTWRITEBYTECODE (empty turns it
 # off): pytest keeps its assertion-rewritten test modules only as .pyc files, and without them
 # every worker rewrote and compiled all ~160 of them again at each run (collection 9.2 s of CPU
