@@ -20,6 +20,7 @@ gives the key back whole (nothing was made: the retry is a new request).
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import contextvars
 import logging
@@ -140,7 +141,7 @@ def idempotent(
                 stays = await run.settle(response)
             return response
         finally:
-            if counted is not None and not stays:
+            if counted is not None and not (stays or run.kept):
                 await services.limiter.give_back(counted)
 
     return wrapper
@@ -197,6 +198,8 @@ class _Run:
     secret: bytes
     # A derived id was handed out: from then on the handler may have made its object.
     named: bool = False
+    # The key stays in the caller's index whatever happens next (its answer being kept).
+    kept: bool = False
 
     def derive(self, purpose: str) -> str | None:
         generation = self.claimed.generation
@@ -212,10 +215,17 @@ class _Run:
         if not (200 <= response.status < 300 and isinstance(body, bytes)):
             return await self.give_back(refused=400 <= response.status < 500)
         answer = StoredAnswer(response.status, response.content_type, body.decode("utf-8", "replace"))
+        self.kept = True
         try:  # SET of the same value: run again when its reply was lost
             await again_on_lost_reply(
                 lambda: self.answers.store(self.scope, self.owner, self.key, answer), redis=self.answers.redis
             )
+        except asyncio.CancelledError:
+            # Its node stopping while the answer is kept: the claim is given back, the generation
+            # kept, so a retry (on another node) runs at once and answers the object this run
+            # made, not a 409 until the claim runs out.
+            await self._release(keep_generation=True)
+            raise
         except Exception as exc:
             # What the handler made stands and the client is told so. The claim is given back,
             # the generation kept: a retry runs again at once and answers that very object

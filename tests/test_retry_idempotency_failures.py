@@ -201,6 +201,47 @@ async def test_a_voice_create_cancelled_by_its_node_stopping_is_answered_the_ses
     assert await server.services.voice.active_id("alice") == made[0]
 
 
+async def test_a_voice_create_whose_node_stopped_while_its_answer_was_kept_is_answered_by_its_retry_at_once(
+    server: ServerUnderTest, redis: Redis, redis_process: RedisProcess, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The node stops while it keeps a create's answer (the session made and made active, the
+    answer's SET not yet through): aiohttp cancels the handler there. The claim used to stay
+    until it ran out, every retry ``409`` for up to 10 s; now it is given back keeping the key's
+    generation, and the retry on another node is answered at once with that session."""
+    reached = asyncio.Event()
+    held: list[asyncio.Task[Any]] = []
+    store = IdempotentAnswers.store
+
+    async def held_once(answers: IdempotentAnswers, *args: Any, **kwargs: Any) -> None:
+        if not held:
+            task = asyncio.current_task()
+            assert task is not None
+            held.append(task)
+            reached.set()
+            await asyncio.Event().wait()  # until the node's stop cancels it
+        await store(answers, *args, **kwargs)
+
+    monkeypatch.setattr(IdempotentAnswers, "store", held_once)
+    stopping = await start_server(redis_process.url, tmp_path / "stopping")
+    headers = _alice(server)
+    try:
+        sent = asyncio.create_task(_post(stopping, "/voicebot/create_session", {"session_name": "Once"}, headers))
+        await asyncio.wait_for(reached.wait(), ANSWER_BOUND_S)
+    finally:
+        await stopping.stop()
+    with pytest.raises(aiohttp.ClientError):
+        await sent
+    assert held[0].cancelled(), "the node's stop cancelled the handler while it kept the answer"
+    made = await _voice_sessions(server, redis)
+    assert len(made) == 1
+
+    status, body, replayed = await _post(server, "/voicebot/create_session", {"session_name": "Once"}, headers)
+    assert (status, replayed) == (201, ""), body
+    assert body["session_id"] == made[0]
+    assert await _voice_sessions(server, redis) == made, "the retry made a second session"
+    assert await server.services.voice.active_id("alice") == made[0]
+
+
 async def test_a_voice_create_whose_client_went_away_is_finished_and_replayed(
     server: ServerUnderTest, redis: Redis, monkeypatch: pytest.MonkeyPatch
 ) -> None:
