@@ -14,16 +14,11 @@ from __future__ import annotations
 
 import re
 import time
-from collections.abc import AsyncIterator
-from pathlib import Path
 
 import pytest
-import pytest_asyncio
 from playwright.async_api import Browser, expect
-from redis.asyncio import Redis
 
-from storage.clock import Clock
-from tests.helpers import RedisProcess, ServerUnderTest
+from tests.helpers import ServerUnderTest
 from tests.journeys import DAY_MS, LIVE, device, device_link, fits, readable
 from tests.patterns.test_web import UUID
 
@@ -33,23 +28,13 @@ HOUR_MS = 3_600_000
 BOOK = "demo-audiobook-1"  # The Quiet Hour, on /player
 
 
-@pytest_asyncio.fixture
-async def dserver(redis: Redis, redis_process: RedisProcess, tmp_path: Path) -> AsyncIterator[ServerUnderTest]:
-    """A server with the default lifetimes, on a clock the test moves."""
-    from tests.conftest import start_server
-
-    srv = await start_server(redis_process.url, tmp_path, clock=Clock())
-    yield srv
-    await srv.stop()
-
-
 async def test_a_guest_back_after_eight_days_keeps_its_things_on_the_laptop_and_a_phone(
-    dserver: ServerUnderTest,
+    server: ServerUnderTest,
     full_browser: Browser,
 ) -> None:
     async with (
-        device(full_browser, dserver, phone=False) as laptop_tab,
-        device(full_browser, dserver, phone=True) as phone_tab,
+        device(full_browser, server, phone=False) as laptop_tab,
+        device(full_browser, server, phone=True) as phone_tab,
     ):
         await laptop_tab.page.clock.install()
         laptop = await laptop_tab.open("/")
@@ -79,13 +64,13 @@ async def test_a_guest_back_after_eight_days_keeps_its_things_on_the_laptop_and_
         book = laptop.locator(f'li[data-item-id="{BOOK}"]')
         await book.locator("button.play").click()
         await expect(book).to_have_attribute("data-last-action", "started")
-        dserver.services.clock.shift_ms += 45_000  # a chapter's worth (under the 60 s of silence of a crash)
+        server.services.clock.shift_ms += 45_000  # a chapter's worth (under the 60 s of silence of a crash)
         await book.locator("button.pause").click()
         await expect(book).to_have_attribute("data-last-action", "finalized")
         await laptop.goto("about:blank")  # the tab is closed
 
         # Eight days later, the same browser.
-        dserver.services.clock.shift_ms += 8 * DAY_MS
+        server.services.clock.shift_ms += 8 * DAY_MS
         await laptop_tab.page.clock.fast_forward(8 * DAY_MS)
         laptop = await laptop_tab.open("/")
         recent = laptop.locator("#recent-list")
@@ -97,11 +82,11 @@ async def test_a_guest_back_after_eight_days_keeps_its_things_on_the_laptop_and_
         await readable(laptop)
 
         # The same person on a phone, by the device link.
-        link = await device_link(laptop, dserver)
+        link = await device_link(laptop, server)
         await phone_tab.page.clock.install()
         await phone_tab.page.clock.fast_forward(8 * DAY_MS)
         phone = await phone_tab.open(link)  # made on the start page, it opens the start page
-        await expect(phone).to_have_url(dserver.url + "/")
+        await expect(phone).to_have_url(server.url + "/")
         await expect(phone.locator("#identity")).to_have_attribute("data-user-id", user_id or "?")
         await expect(phone.locator("#recent-list")).to_contain_text("Tuesday notes")
         await expect(phone.locator("#recent-list")).to_contain_text("Rainy loop")
@@ -119,9 +104,9 @@ async def test_a_guest_back_after_eight_days_keeps_its_things_on_the_laptop_and_
         await fits(phone)
 
         # The laptop leaves the pattern open while its access token runs out, then renames it.
-        laptop = await laptop_tab.open(pattern_url.removeprefix(dserver.url))
+        laptop = await laptop_tab.open(pattern_url.removeprefix(server.url))
         await expect(laptop.locator(LIVE)).to_be_visible()
-        dserver.services.clock.shift_ms += 2 * HOUR_MS
+        server.services.clock.shift_ms += 2 * HOUR_MS
         await laptop_tab.page.clock.fast_forward(2 * HOUR_MS)
         await laptop.locator("#pattern-name").fill("Rainy loop, take two")
         await laptop.locator("#pattern-name").press("Enter")
@@ -133,7 +118,7 @@ async def test_a_guest_back_after_eight_days_keeps_its_things_on_the_laptop_and_
         # Two hours more on the server's clock alone: the laptop's page believes its token fresh,
         # the server refuses its next event; the page reconnects with a new token and sends the
         # rename again, which the phone's open page hears.
-        dserver.services.clock.shift_ms += 2 * HOUR_MS
+        server.services.clock.shift_ms += 2 * HOUR_MS
         await laptop.locator("#pattern-name").fill("Rainy loop, take three")
         await laptop.locator("#pattern-name").press("Enter")
         await expect(phone_tab.page.locator("#pattern-name")).to_have_value("Rainy loop, take three")
@@ -142,12 +127,12 @@ async def test_a_guest_back_after_eight_days_keeps_its_things_on_the_laptop_and_
 
 
 async def test_a_phone_whose_clock_runs_hours_ahead_renews_its_token_only_when_due(
-    dserver: ServerUnderTest, full_browser: Browser
+    server: ServerUnderTest, full_browser: Browser
 ) -> None:
     """The page judged its token's expiry (the server's clock) on the phone's clock: two hours
     fast, every token was expired at birth, and every call and page renewed it (14 refreshes in
     seven pages, each rotating the cookie, against a limit of 30 a minute)."""
-    async with device(full_browser, dserver, phone=True) as phone_tab:
+    async with device(full_browser, server, phone=True) as phone_tab:
         await phone_tab.page.clock.install(time=time.time() + 2 * HOUR_MS / 1000)
         refreshes: list[str] = []
         phone_tab.page.on("request", lambda r: refreshes.append(r.url) if r.url.endswith("/api/auth/refresh") else None)

@@ -7,33 +7,18 @@ days, and offers a way forward by keyboard, on a phone's 390 px.
 from __future__ import annotations
 
 import re
-from collections.abc import AsyncIterator
-from pathlib import Path
 
-import pytest_asyncio
 from playwright.async_api import Browser, expect
-from redis.asyncio import Redis
 
 from handlers.guest_retention import GUEST_SWEEPER
-from storage.clock import Clock
-from tests.helpers import RedisProcess, ServerUnderTest
+from tests.helpers import ServerUnderTest
 from tests.journeys import DAY_MS, device, fits, readable
 
 
-@pytest_asyncio.fixture
-async def dserver(redis: Redis, redis_process: RedisProcess, tmp_path: Path) -> AsyncIterator[ServerUnderTest]:
-    """A server with the default lifetimes (guests kept 30 days), on a clock the test moves."""
-    from tests.conftest import start_server
-
-    srv = await start_server(redis_process.url, tmp_path, clock=Clock())
-    yield srv
-    await srv.stop()
-
-
 async def test_a_guest_back_after_31_days_is_told_in_days_what_became_of_its_things(
-    dserver: ServerUnderTest, browser: Browser
+    server: ServerUnderTest, browser: Browser
 ) -> None:
-    async with device(browser, dserver, phone=True) as phone_tab:
+    async with device(browser, server, phone=True) as phone_tab:
         await phone_tab.page.clock.install()
         phone = await phone_tab.open("/")
         await phone.locator("#session-name-input").fill("Tuesday notes")
@@ -43,9 +28,9 @@ async def test_a_guest_back_after_31_days_is_told_in_days_what_became_of_its_thi
         user_id = await phone.locator("#identity").get_attribute("data-user-id")
         await phone.goto("about:blank")  # the tab is closed
 
-        dserver.services.clock.shift_ms += 31 * DAY_MS
+        server.services.clock.shift_ms += 31 * DAY_MS
         await phone_tab.page.clock.fast_forward(31 * DAY_MS)
-        swept = await dserver.app[GUEST_SWEEPER].sweep()
+        swept = await server.app[GUEST_SWEEPER].sweep()
         assert (swept.guests_forgotten, swept.sessions_deleted) == (1, 1), swept
 
         phone = await phone_tab.open("/")
