@@ -14,6 +14,7 @@ import aiohttp
 from handlers.write_deadline import WRITE_DEADLINE_KEY
 from tests.conftest import start_server
 from tests.raw_wire import port_of
+from tests.test_hostile_sockets_slow_http import stalled_reader
 
 READERS = 40
 DEADLINE_S = 1.0
@@ -53,18 +54,6 @@ async def held_for(port: int, clients: set[int], timeout_s: float) -> list[tuple
         if not held or loop.time() > deadline:
             return held
         await asyncio.sleep(0.05)
-
-
-async def stalled_reader(port: int, path: str) -> socket.socket:
-    """A connection that asks for ``path``, takes the answer's first byte, and reads no more."""
-    sock = socket.socket()
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 1024)
-    sock.setblocking(False)
-    loop = asyncio.get_running_loop()
-    await loop.sock_connect(sock, ("127.0.0.1", port))
-    await loop.sock_sendall(sock, f"GET {path} HTTP/1.1\r\nHost: x\r\n\r\n".encode())
-    assert await asyncio.wait_for(loop.sock_recv(sock, 1), 15) == b"H"
-    return sock
 
 
 async def test_readers_that_stop_reading_are_cut_at_the_write_deadline(

@@ -23,14 +23,15 @@ from server.transport.contract import Packet
 from server.transport.stock import StockSessionServer
 from tests.helpers import ServerUnderTest
 from tests.raw_wire import RawPoller, port_of
-from tests.test_hostile_sockets_stalled_http import held_for, server_side, stalled_reader
+from tests.test_hostile_sockets_slow_http import stalled_reader
+from tests.test_hostile_sockets_stalled_http import held_for, server_side
 from tests.test_hostile_sockets_stalled_ws import (
     CUT_WITHIN_S,
     DEADLINE_S,
     client_port,
     handler_returned,
     lane_server,
-    subscribed,
+    raw_subscriber,
 )
 from tests.test_metrics import scrape, value
 from tests.transport.test_slow_client import RawSocketIO
@@ -41,6 +42,12 @@ BURST = 400  # ~6.4 MB at once: more than the kernel's send queue takes (tcp_wme
 
 async def stock_server(redis_url: str, tmp_path: Path, **overrides: object) -> ServerUnderTest:
     return await lane_server("stock", redis_url, tmp_path, **overrides)
+
+
+def stock_sio(srv: ServerUnderTest) -> StockSessionServer:
+    sio = srv.app[SIO_KEY]
+    assert isinstance(sio, StockSessionServer)
+    return sio
 
 
 def held_in_process(sio: StockSessionServer, port: int) -> int:
@@ -58,33 +65,25 @@ async def test_a_stock_websocket_that_stops_reading_between_pings_is_cut_once_it
     """Pings 20 s apart: the look once a ping interval comes too late. Events keep coming and the
     kernel's send queue is full: the bytes piling up in the process are what tells, and the
     WebSocket is cut at the deadline, not a ping interval later."""
-    srv = await stock_server(
-        redis_process.url, tmp_path, write_stall_timeout_s=DEADLINE_S, ping_interval_s=20, ping_timeout_s=20
-    )
-    port = port_of(srv.url)
-    session_id = await srv.create_session("alice")
-    stalled, sid = await subscribed(port, srv.token("alice"), session_id)
-    sio = srv.app[SIO_KEY]
-    assert isinstance(sio, StockSessionServer)
-    try:
-        outlet = sio.outlet(sid)
+    async with raw_subscriber(
+        "stock", redis_process.url, tmp_path, write_stall_timeout_s=DEADLINE_S, ping_interval_s=20, ping_timeout_s=20
+    ) as stalled:
+        srv, port, sio = stalled.srv, stalled.port, stock_sio(stalled.srv)
+        outlet = sio.outlet(stalled.sid)
         assert outlet is not None
         loop = asyncio.get_running_loop()
         limit = loop.time() + CUT_WITHIN_S
         sent = 0
-        while srv.app[BUS_KEY].sessions_of(sid):
+        while srv.app[BUS_KEY].sessions_of(stalled.sid):
             assert loop.time() < limit, (
-                f"never cut ({sent} events sent, {held_in_process(sio, client_port(stalled))} bytes held)"
+                f"never cut ({sent} events sent, {held_in_process(sio, client_port(stalled.raw))} bytes held)"
             )
             outlet.send(Packet("job_result", json.dumps(BIG)))
             sent += 1
             await asyncio.sleep(0.01)  # the writer writes what it can between events
-        assert not await held_for(port, {client_port(stalled)}, CUT_WITHIN_S), "its connection is still held"
+        assert not await held_for(port, {client_port(stalled.raw)}, CUT_WITHIN_S), "its connection is still held"
         assert value(await scrape(srv), "sessionhub_connections_closed_total", reason="slow client") == 1
-        await handler_returned(srv, client_port(stalled))
-    finally:
-        stalled.writer.close()
-        await srv.stop()
+        await handler_returned(srv, client_port(stalled.raw))
 
 
 async def test_a_silent_stock_websocket_whose_writer_waits_on_a_burst_is_freed_when_its_session_ends(
@@ -94,32 +93,24 @@ async def test_a_silent_stock_websocket_whose_writer_waits_on_a_burst_is_freed_w
     writer waits for a drain that never comes. The ping timeout ends the session, but its
     handler waited for that writer, holding the connection, for ever; now the end of the
     session puts what is left under the deadline."""
-    srv = await stock_server(
-        redis_process.url, tmp_path, write_stall_timeout_s=DEADLINE_S, ping_interval_s=0.3, ping_timeout_s=0.5
-    )
-    port = port_of(srv.url)
-    session_id = await srv.create_session("alice")
-    silent, sid = await subscribed(port, srv.token("alice"), session_id)
-    sio = srv.app[SIO_KEY]
-    assert isinstance(sio, StockSessionServer)
-    try:
-        assert await asyncio.wait_for(silent.receive_until("2"), 5) == "2"  # the first PING: none after it
-        outlet = sio.outlet(sid)
+    async with raw_subscriber(
+        "stock", redis_process.url, tmp_path, write_stall_timeout_s=DEADLINE_S, ping_interval_s=0.3, ping_timeout_s=0.5
+    ) as silent:
+        srv, port, sio = silent.srv, silent.port, stock_sio(silent.srv)
+        assert await asyncio.wait_for(silent.raw.receive_until("2"), 5) == "2"  # the first PING: none after it
+        outlet = sio.outlet(silent.sid)
         assert outlet is not None
         packets = [Packet("job_result", json.dumps(BIG)) for _ in range(BURST)]
         outlet.send_batch(packets, b"".join(packet.frame for packet in packets))
         loop = asyncio.get_running_loop()
         limit = loop.time() + CUT_WITHIN_S
-        while not held_in_process(sio, client_port(silent)):
+        while not held_in_process(sio, client_port(silent.raw)):
             assert loop.time() < limit, "the kernel took the whole burst"
             await asyncio.sleep(0.02)
-        held = await held_for(port, {client_port(silent)}, 2.0 + CUT_WITHIN_S)  # the ping timeout, the deadline
+        held = await held_for(port, {client_port(silent.raw)}, 2.0 + CUT_WITHIN_S)  # the ping timeout, the deadline
         assert not held, f"still held: {held}"
-        assert not srv.app[BUS_KEY].sessions_of(sid)
-        await handler_returned(srv, client_port(silent))
-    finally:
-        silent.writer.close()
-        await srv.stop()
+        assert not srv.app[BUS_KEY].sessions_of(silent.sid)
+        await handler_returned(srv, client_port(silent.raw))
 
 
 async def test_a_stock_poll_whose_answer_is_not_read_is_reset_at_the_write_deadline(
@@ -169,8 +160,7 @@ async def test_a_stock_websocket_stays_watched_when_its_own_session_is_asked_to_
     )
     port = port_of(srv.url)
     session_id = await srv.create_session("alice")
-    sio = srv.app[SIO_KEY]
-    assert isinstance(sio, StockSessionServer)
+    sio = stock_sio(srv)
     stalled = await RawSocketIO.connect(port)
     try:
         eio_sid = json.loads((await stalled.receive_until("0{"))[1:])["sid"]

@@ -11,6 +11,9 @@ import asyncio
 import json
 import socket
 import struct
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -73,10 +76,50 @@ def client_port(raw: RawSocketIO) -> int:
     return int(sock.getsockname()[1])
 
 
-async def append_events(srv: Any, session_id: str, reader: Client) -> None:
-    for _ in range(EVENTS):
-        await srv.services.log.append(srv.services.scripts.append, session_id, "job_result", BLOB)
-    await reader.wait_for(lambda: len(reader.named("job_result")) == EVENTS, timeout=20)
+@dataclass(frozen=True, slots=True)
+class RawSubscriber:
+    """A server on a lane, and a raw WebSocket subscribed to one of its sessions."""
+
+    srv: ServerUnderTest
+    port: int
+    session_id: str
+    raw: RawSocketIO
+    sid: str  # the raw WebSocket's Socket.IO sid
+
+
+@asynccontextmanager
+async def raw_subscriber(
+    lane: str, redis_url: str, tmp_path: Path, **overrides: object
+) -> AsyncIterator[RawSubscriber]:
+    """A server on ``lane`` (``overrides``: its settings) and a raw WebSocket (4 KiB receive
+    buffer) subscribed to alice's session on it; both closed afterwards."""
+    srv = await lane_server(lane, redis_url, tmp_path, **overrides)
+    try:
+        port = port_of(srv.url)
+        session_id = await srv.create_session("alice")
+        raw, sid = await subscribed(port, srv.token("alice"), session_id)
+        try:
+            yield RawSubscriber(srv, port, session_id, raw, sid)
+        finally:
+            raw.writer.close()
+    finally:
+        await srv.stop()
+
+
+@asynccontextmanager
+async def events_sent(to: RawSubscriber) -> AsyncIterator[Client]:
+    """:data:`EVENTS` events appended to ``to``'s session, once a reading client (yielded, closed
+    afterwards) subscribed beside it got them all."""
+    reader = Client(to.srv.url, to.srv.token("alice"))
+    try:
+        await reader.connect()
+        await reader.call("subscribe_on_session", {"session_id": to.session_id})
+        for _ in range(EVENTS):
+            await to.srv.services.log.append(to.srv.services.scripts.append, to.session_id, "job_result", BLOB)
+        await reader.wait_for(lambda: len(reader.named("job_result")) == EVENTS, timeout=20)
+        yield reader
+    finally:
+        await reader.close()
 
 
 @pytest.mark.parametrize("lane", LANES)
@@ -87,33 +130,25 @@ async def test_a_websocket_that_stops_reading_but_answers_pings_is_cut_at_the_wr
     slow-client limit, so that cannot either: it kept its subscription, and everything sent to
     it, for as long as it liked (on the stock lane, its queue and its connection too). Now: cut as
     a slow client once it took nothing for the deadline, its connection reset."""
-    srv = await lane_server(
-        lane, redis_process.url, tmp_path, write_stall_timeout_s=DEADLINE_S, ping_interval_s=0.3, ping_timeout_s=2
-    )
-    port = port_of(srv.url)
-    session_id = await srv.create_session("alice")
-    reader = Client(srv.url, srv.token("alice"))
-    stalled, sid = await subscribed(port, srv.token("alice"), session_id)
-    try:
-        await reader.connect()
-        await reader.call("subscribe_on_session", {"session_id": session_id})
-        await append_events(srv, session_id, reader)
+    async with (
+        raw_subscriber(
+            lane, redis_process.url, tmp_path, write_stall_timeout_s=DEADLINE_S, ping_interval_s=0.3, ping_timeout_s=2
+        ) as stalled,
+        events_sent(stalled) as reader,
+    ):
+        srv, port = stalled.srv, stalled.port
         bus = srv.app[BUS_KEY]
         loop = asyncio.get_running_loop()
         deadline = loop.time() + CUT_WITHIN_S
-        while bus.sessions_of(sid):
+        while bus.sessions_of(stalled.sid):
             assert loop.time() < deadline, "the stalled WebSocket was never cut"
-            stalled.send("3")  # a PONG: it looks alive
+            stalled.raw.send("3")  # a PONG: it looks alive
             await asyncio.sleep(0.1)
-        assert not await held_for(port, {client_port(stalled)}, CUT_WITHIN_S), "its connection is still held"
+        assert not await held_for(port, {client_port(stalled.raw)}, CUT_WITHIN_S), "its connection is still held"
         assert srv.app[WRITE_DEADLINE_KEY].cuts >= 1
         assert value(await scrape(srv), "sessionhub_connections_closed_total", reason="slow client") == 1
-        await handler_returned(srv, client_port(stalled))
+        await handler_returned(srv, client_port(stalled.raw))
         assert reader.sio.connected
-    finally:
-        stalled.writer.close()
-        await reader.close()
-        await srv.stop()
 
 
 @pytest.mark.parametrize("lane", LANES)
@@ -124,28 +159,19 @@ async def test_a_silent_websocket_closed_by_the_ping_timeout_leaves_nothing_behi
     behind the unsent events (on the stock lane, Engine.IO's handler waited for its writer, or
     aiohttp for the client's close frame), and the kernel kept them (an orphan connection) for as
     long as the client kept its window shut. Now the connection is gone by the write deadline."""
-    srv = await lane_server(
-        lane, redis_process.url, tmp_path, write_stall_timeout_s=DEADLINE_S, ping_interval_s=0.3, ping_timeout_s=0.5
-    )
-    port = port_of(srv.url)
-    session_id = await srv.create_session("alice")
-    reader = Client(srv.url, srv.token("alice"))
-    silent, sid = await subscribed(port, srv.token("alice"), session_id)
-    try:
-        await reader.connect()
-        await reader.call("subscribe_on_session", {"session_id": session_id})
-        await append_events(srv, session_id, reader)
-        mine = {client_port(silent)}
-        assert sum(size for peer, size in server_side(port) if peer in mine) > 0, "nothing waited for it"
-        held = await held_for(port, mine, 2.0 + CUT_WITHIN_S)  # the ping timeout, then the deadline
+    async with (
+        raw_subscriber(
+            lane, redis_process.url, tmp_path, write_stall_timeout_s=DEADLINE_S, ping_interval_s=0.3, ping_timeout_s=0.5
+        ) as silent,
+        events_sent(silent) as reader,
+    ):
+        mine = {client_port(silent.raw)}
+        assert sum(size for peer, size in server_side(silent.port) if peer in mine) > 0, "nothing waited for it"
+        held = await held_for(silent.port, mine, 2.0 + CUT_WITHIN_S)  # the ping timeout, then the deadline
         assert not held, f"still held: {held}"
-        assert not srv.app[BUS_KEY].sessions_of(sid)
-        await handler_returned(srv, client_port(silent))
+        assert not silent.srv.app[BUS_KEY].sessions_of(silent.sid)
+        await handler_returned(silent.srv, client_port(silent.raw))
         assert reader.sio.connected
-    finally:
-        silent.writer.close()
-        await reader.close()
-        await srv.stop()
 
 
 @pytest.mark.parametrize("lane", LANES)
@@ -154,30 +180,21 @@ async def test_a_slow_websocket_that_keeps_reading_gets_every_event(
 ) -> None:
     """Reading 2 KB every 50 ms (~40 KB/s, where loopback could give gigabytes) with a 0.5 s
     deadline: every event arrives, and nothing is cut."""
-    srv = await lane_server(lane, redis_process.url, tmp_path, write_stall_timeout_s=0.5)
-    port = port_of(srv.url)
-    session_id = await srv.create_session("alice")
-    reader = Client(srv.url, srv.token("alice"))
-    slow, _ = await subscribed(port, srv.token("alice"), session_id)
-    try:
-        await reader.connect()
-        await reader.call("subscribe_on_session", {"session_id": session_id})
-        await append_events(srv, session_id, reader)
+    async with (
+        raw_subscriber(lane, redis_process.url, tmp_path, write_stall_timeout_s=0.5) as slow,
+        events_sent(slow),
+    ):
         got = 0
         loop = asyncio.get_running_loop()
         limit = loop.time() + 60
         while got < EVENTS:
             assert loop.time() < limit, f"{got} of {EVENTS} events after 60 s"
-            text = await asyncio.wait_for(paced_receive(slow), 10)
+            text = await asyncio.wait_for(paced_receive(slow.raw), 10)
             if text.startswith('42["job_result"'):
                 got += 1
             elif text == "2":
-                slow.send("3")
-        assert srv.app[WRITE_DEADLINE_KEY].cuts == 0
-    finally:
-        slow.writer.close()
-        await reader.close()
-        await srv.stop()
+                slow.raw.send("3")
+        assert slow.srv.app[WRITE_DEADLINE_KEY].cuts == 0
 
 
 async def paced_receive(raw: RawSocketIO) -> str:
