@@ -22,7 +22,7 @@ import pytest
 import handlers.cleanups
 from handlers.admin.nodes import NodeHeartbeat
 from handlers.revocation_watch import RevocationWatch
-from tests.background_loops import BACKGROUND_LOOPS, running_loops
+from tests.background_loops import BACKGROUND_LOOPS, FAST_LOOPS, running_loops
 from tests.conftest import start_server
 from tests.helpers import RedisProcess
 
@@ -57,9 +57,7 @@ async def test_a_failure_that_is_not_an_outage_ends_no_background_loop(
         handlers.cleanups, "retry_owed", failing_first(handlers.cleanups.retry_owed, calls, "retry_owed")
     )
     caplog.set_level(logging.WARNING)
-    server = await start_server(
-        redis_process.url, tmp_path, revocation_poll_s=0.05, cleanup_retry_s=0.05, admin_node_heartbeat_s=0.05
-    )
+    server = await start_server(redis_process.url, tmp_path, **FAST_LOOPS)
     try:
         # Every loop goes past its failing rounds, and is still running.
         started = time.monotonic()

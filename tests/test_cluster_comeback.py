@@ -23,7 +23,7 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 
 from server.services import connect_redis
 from storage.cluster_connection import ClusterConnection, lost_under_write
-from tests.background_loops import BACKGROUND_LOOPS, running_loops
+from tests.background_loops import BACKGROUND_LOOPS, FAST_LOOPS, running_loops
 from tests.cluster import RedisCluster, wait_until
 from tests.conftest import start_server
 from tests.helpers import Client, ServerUnderTest
@@ -116,9 +116,7 @@ async def test_a_node_serves_again_by_itself_after_its_whole_cluster_was_gone(
         cluster.url,
         tmp_path / "node",
         redis_cluster=True,
-        revocation_poll_s=0.05,
-        cleanup_retry_s=0.05,
-        admin_node_heartbeat_s=0.05,
+        **FAST_LOOPS,
     )
     caplog.set_level(logging.WARNING)
     clients: list[Client] = []

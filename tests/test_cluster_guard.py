@@ -21,7 +21,7 @@ from handlers.metrics import Metrics
 from handlers.storage_guard import StorageGuard
 from server.services import connect_redis
 from storage.clock import Clock
-from tests.background_loops import BACKGROUND_LOOPS, running_loops
+from tests.background_loops import BACKGROUND_LOOPS, FAST_LOOPS, running_loops
 from tests.cluster import RedisCluster, wait_until
 from tests.conftest import start_server
 
@@ -118,9 +118,7 @@ async def test_a_cluster_gone_for_a_while_ends_no_background_loop(
         cluster.url,
         tmp_path / "node",
         redis_cluster=True,
-        revocation_poll_s=0.05,
-        cleanup_retry_s=0.05,
-        admin_node_heartbeat_s=0.05,
+        **FAST_LOOPS,
     )
     caplog.set_level(logging.WARNING)
     try:
