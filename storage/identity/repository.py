@@ -21,6 +21,7 @@ is judged only while ``kept_ms``, when it was written, is not before ``last_used
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import hashlib
 import hmac
@@ -289,8 +290,9 @@ class Identities:
         families: Any = await self._redis.zrange(self._keys.user_families(user_id), 0, -1)
         if not families:
             return
-        for family_id in families:
-            await self._keep_family(family_id, ttl_s)
+        # Sent together (up to max_devices): one round trip's wait, not one per device; a script
+        # each, since a cluster pipeline cannot carry scripts and each family has its own slot.
+        await asyncio.gather(*(self._keep_family(family_id, ttl_s) for family_id in families))
 
     # --- device families -------------------------------------------------------------
     async def first_opening_by(self, token: str, *, ttl_s: int) -> bool:
