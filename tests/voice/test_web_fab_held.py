@@ -12,7 +12,7 @@ import asyncio
 import json
 
 import pytest
-from playwright.async_api import Browser, Page, expect
+from playwright.async_api import Browser, Page, Route, expect
 
 from tests.browser import TOKEN_KEY, Tab, new_tab
 from tests.helpers import ServerUnderTest
@@ -176,3 +176,37 @@ async def test_the_end_of_a_page_is_not_under_a_recorder_holding_recordings_on_a
     box = await page.locator(rows).last.bounding_box()
     fab = await page.locator("#sessionhub-fab").bounding_box()
     assert box is not None and fab is not None and box["y"] + box["height"] <= fab["y"], (box, fab)
+
+
+async def test_a_recorder_loaded_after_the_page_heard_of_the_sign_out_says_what_it_holds(
+    iserver: ServerUnderTest, browser: Browser
+) -> None:
+    """The page learns the device was signed out (its own scripts ask first) before the recorder's
+    script has arrived, as on a slow phone. The recorder still says the recording is held; it used
+    to wait for a `sessionhub:identity-lost` already dispatched, and showed nothing."""
+    tab = await new_tab(browser, iserver)
+    try:
+        page = await tab.open("/")
+        await record_one_chunk_kept_back(page)
+        user_id = await page.locator("#identity").get_attribute("data-user-id")
+        await iserver.services.identities.revoke_all(str(user_id))
+        await expect(page.locator("#identity-lost")).to_be_visible()
+
+        page = tab.page
+        heard = asyncio.Event()
+
+        async def after_the_loss(route: Route) -> None:
+            await heard.wait()
+            await route.continue_()
+
+        await page.route("**/static/js/fab.js", after_the_loss)
+        await page.goto(f"{iserver.url}/session", wait_until="commit")
+        await expect(page.locator("#identity-lost")).to_be_visible()
+        heard.set()
+        held = page.locator("#fab-held")
+        await expect(held).to_contain_text("1 recording made here is kept on this device")
+        await expect(held).to_contain_text("it uploads once you sign in again")
+        assert await page.evaluate(QUEUED) == 1
+        assert not tab.errors, tab.errors
+    finally:
+        await tab.page.context.close()

@@ -40,6 +40,7 @@ import {
   connect,
   currentUserId,
   hasToken,
+  knownIdentity,
   saveFile,
   subscribeSession,
 } from "./client.js";
@@ -1027,6 +1028,13 @@ async function start() {
       if (active && followed === before) follow(active.session_id, { open: Boolean(active.is_active) });
       queue.kick(); // chunks a previous page load left behind
       queue.recover(); // and the chunk it was recording when it went
+    } else if (knownIdentity() !== null) {
+      // No token, but this browser had an identity (its token dropped when it was signed out
+      // elsewhere): what it recorded is said held at once, or uploaded if the identity is
+      // restored. Not left to the page's `sessionhub:identity-lost`, which may have been heard
+      // before this module loaded. No guest is minted: a browser that had one is never given one.
+      queue.kick();
+      queue.recover(); // a chunk left mid-recording is held with the rest
     }
   } catch (err) {
     say(err?.message ?? String(err), "error");
