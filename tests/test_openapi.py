@@ -92,12 +92,15 @@ schema = schemathesis.openapi.from_dict(document_of(Path("/nonexistent"), voice_
 
 
 @pytest.fixture(scope="module")
-def live_url(redis_process: RedisProcess, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+def live_url(module_redis_process: RedisProcess, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """A ``serve`` process for the module, on a redis-server of its own: the per-test ``redis``
+    fixture flushes the worker's shared one, and the fuzzed ids (``real_ids``) would vanish under
+    it between two of this module's tests."""
     port = free_port()
     env = {
         **os.environ,
         **LIVE_ENV,
-        "REDIS_URL": redis_process.url,
+        "REDIS_URL": module_redis_process.url,
         "SESSIONHUB_PORT": str(port),
         "SESSIONHUB_JWT_SECRET": SECRET,
         "SESSIONHUB_DATA_DIR": str(tmp_path_factory.mktemp("openapi")),
@@ -123,9 +126,9 @@ def live_url(redis_process: RedisProcess, tmp_path_factory: pytest.TempPathFacto
 
 
 @pytest.fixture(scope="module")
-def fuzzer_headers(redis_process: RedisProcess, tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
+def fuzzer_headers(module_redis_process: RedisProcess, tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
     """A token with every permission, admin included: every route is reachable past its auth."""
-    tokens = token_service(helpers.test_settings(redis_process.url, tmp_path_factory.mktemp("t")))
+    tokens = token_service(helpers.test_settings(module_redis_process.url, tmp_path_factory.mktemp("t")))
     token, _ = tokens.mint(user_id="fuzzer", now_s=time.time(), ttl_s=3600, perms=(*ALL_PERMS, Permission.ADMIN))
     return {"Authorization": f"Bearer {token}"}
 
