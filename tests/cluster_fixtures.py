@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import contextlib
 import gc
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -29,15 +29,20 @@ from tests.conftest import start_server
 from tests.helpers import Client, ServerUnderTest
 
 
-@pytest.fixture
-def cluster(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisCluster]:
+@pytest_asyncio.fixture
+async def cluster(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> AsyncIterator[RedisCluster]:
     """3 masters, the first with ``CLUSTER_REPLICAS`` replicas (one unless the module says)."""
     replicas = int(getattr(request.module, "CLUSTER_REPLICAS", 1))
     persistent = bool(getattr(request.module, "CLUSTER_PERSISTENT", False))
     with running_cluster(
         tmp_path_factory.mktemp("cluster"), masters=3, replicas=replicas, persistent=persistent
     ) as made:
-        yield made
+        try:
+            yield made
+        finally:
+            await close_cluster_nodes_left_open()
 
 
 @pytest_asyncio.fixture
@@ -54,7 +59,6 @@ async def nodes(
     finally:
         for server in servers:
             await server.stop()
-        await close_cluster_nodes_left_open()
 
 
 async def close_cluster_nodes_left_open() -> None:
@@ -68,9 +72,11 @@ async def close_cluster_nodes_left_open() -> None:
     had read EOF and left the event loop's selector: the socket and its transport were finalized
     unclosed, and the stdlib's ResourceWarnings failed whichever later test was running (a CI run
     failed ``test_a_failover_to_a_lagging_replica_never_hands_out_an_offset_twice`` on a socket to
-    an earlier test's node). Closed here, before the cluster stops, nothing is left to warn.
+    an earlier test's node). Closed here (by every cluster fixture, the servers on it stopped and
+    the cluster not yet), nothing is left to warn.
     """
-    gc.collect()
+    # Not collected first: a dropped node's connection to a master the test killed has read EOF,
+    # and collecting it is what warns. The collector's list holds garbage not yet collected too.
     for node in [obj for obj in gc.get_objects() if isinstance(obj, ClusterNode)]:
         with contextlib.suppress(Exception):  # a node whose Redis is gone may fail to close: it is closed
             await node.disconnect()

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 import aiohttp
@@ -15,7 +15,8 @@ from handlers.storage_guard import StorageGuard
 from handlers.voice.recording import RECORDING_KEEPER
 from protocol.errors import CodedError
 from storage.memory import memory_figures
-from tests.cluster import RedisCluster, running_cluster, need_redis_cli
+from tests.cluster import RedisCluster, need_redis_cli, running_cluster
+from tests.cluster_fixtures import close_cluster_nodes_left_open
 from tests.conftest import start_server
 from tests.helpers import OWNER, Client, ServerUnderTest, recording_all_but_the_first
 
@@ -23,10 +24,13 @@ STATUSES = ["recording", "paused"]
 MASTERS = 3
 
 
-@pytest.fixture(scope="module")
-def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisCluster]:
+@pytest_asyncio.fixture(scope="module")
+async def cluster(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[RedisCluster]:
     with running_cluster(tmp_path_factory.mktemp("cluster")) as made:
-        yield made
+        try:
+            yield made
+        finally:
+            await close_cluster_nodes_left_open()  # see there
 
 
 @pytest_asyncio.fixture

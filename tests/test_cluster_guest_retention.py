@@ -6,23 +6,28 @@ live on different shards: a step that touched two of them would fail with CROSSS
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 import aiohttp
 import pytest
+import pytest_asyncio
 
 from handlers.guest_retention import GUEST_SWEEPER
 from storage.clock import Clock
 from tests.cluster import RedisCluster, running_cluster
+from tests.cluster_fixtures import close_cluster_nodes_left_open
 from tests.conftest import start_server
 from tests.identity.test_guest_retention import blob_files, owning_guest
 
 
-@pytest.fixture(scope="module")
-def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisCluster]:
+@pytest_asyncio.fixture(scope="module")
+async def cluster(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[RedisCluster]:
     with running_cluster(tmp_path_factory.mktemp("cluster")) as made:
-        yield made
+        try:
+            yield made
+        finally:
+            await close_cluster_nodes_left_open()  # see there
 
 
 async def test_a_gone_guest_is_swept_on_a_cluster(cluster: RedisCluster, tmp_path: Path) -> None:
