@@ -190,18 +190,22 @@ async def test_a_review_build_and_an_export_across_a_failover_answer_every_clip(
             """The slot's master killed once its replica has everything (the copy too); done
             when the node reaches the promoted replica, so its next call goes there and not
             into the failover's outage. The killed node comes back as the new one's replica."""
-            master = cluster.owner(cluster.slot_of(session_key))
+            slot = cluster.slot_of(session_key)
+            master = cluster.owner(slot)
             assert await asyncio.to_thread(cluster.client(master).wait, 1, 10_000) >= 1
             cluster.kill(master)
             started = time.monotonic()
             while True:
                 assert time.monotonic() - started < 30, "the node did not reach the promoted replica"
                 try:
-                    if await reading.services.redis.exists(session_key):
+                    # The node answers from the promoted replica as soon as it read its map from a
+                    # node that knew; the live node `owner` asks may hear of the failover a gossip
+                    # round later (a CI run found the killed master still named there).
+                    if await reading.services.redis.exists(session_key) and cluster.owner(slot) != master:
                         break
                 except Exception:
-                    await asyncio.sleep(0.1)
-            assert cluster.owner(cluster.slot_of(session_key)) != master
+                    pass
+                await asyncio.sleep(0.1)
             late.append(await click(other, made, session_id))
             await asyncio.to_thread(cluster.restart, master)
 
