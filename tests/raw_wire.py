@@ -33,6 +33,17 @@ def client_frame(opcode: int, payload: bytes, *, final: bool = True, mask: bytes
     return header + mask + masked
 
 
+def websocket_request(port: int, *, sid: str | None = None) -> bytes:
+    """The HTTP request that opens an Engine.IO v4 WebSocket (upgrades session ``sid`` if given)."""
+    key = base64.b64encode(os.urandom(16)).decode()
+    upgrading = f"&sid={sid}" if sid is not None else ""
+    return (
+        f"GET /socket.io/?EIO=4&transport=websocket{upgrading} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\n"
+        f"Upgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: {key}\r\n"
+        "Sec-WebSocket-Version: 13\r\n\r\n"
+    ).encode()
+
+
 class RawWebSocket:
     """A raw Engine.IO v4 WebSocket connection; frames are sent masked with a zero key."""
 
@@ -49,12 +60,7 @@ class RawWebSocket:
         sock.setblocking(False)
         await asyncio.get_running_loop().sock_connect(sock, ("127.0.0.1", port))
         reader, writer = await asyncio.open_connection(sock=sock, limit=1 << 20)
-        key = base64.b64encode(os.urandom(16)).decode()
-        writer.write(
-            f"GET /socket.io/?EIO=4&transport=websocket HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\n"
-            f"Upgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: {key}\r\n"
-            "Sec-WebSocket-Version: 13\r\n\r\n".encode()
-        )
+        writer.write(websocket_request(port))
         status = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 5)
         assert b" 101 " in status.split(b"\r\n", 1)[0], status
         return cls(reader, writer)

@@ -8,9 +8,7 @@ connection as the kernel has it."""
 from __future__ import annotations
 
 import asyncio
-import base64
 import json
-import os
 import socket
 from pathlib import Path
 from typing import Any
@@ -22,7 +20,7 @@ from server.app import BUS_KEY, SIO_KEY
 from server.transport.contract import Packet
 from server.transport.stock import StockSessionServer
 from tests.helpers import ServerUnderTest
-from tests.raw_wire import RawPoller, port_of
+from tests.raw_wire import RawPoller, port_of, websocket_request
 from tests.test_hostile_sockets_slow_http import stalled_reader
 from tests.test_hostile_sockets_stalled_http import held_for, server_side
 from tests.test_hostile_sockets_stalled_ws import (
@@ -174,12 +172,7 @@ async def test_a_stock_websocket_stays_watched_when_its_own_session_is_asked_to_
         served = sio.websockets.serving[eio_sid].transport
         # Its own client asks to upgrade its session on another connection: refused, and gone.
         reader, writer = await asyncio.open_connection("127.0.0.1", port)
-        key = base64.b64encode(os.urandom(16)).decode()
-        writer.write(
-            f"GET /socket.io/?EIO=4&transport=websocket&sid={eio_sid} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\n"
-            f"Upgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: {key}\r\n"
-            "Sec-WebSocket-Version: 13\r\n\r\n".encode()
-        )
+        writer.write(websocket_request(port, sid=eio_sid))
         await asyncio.wait_for(reader.read(65536), 5)  # its answer: the request has returned
         writer.close()
         assert eio_sid in sio.websockets.serving, "the WebSocket being served lost its place"

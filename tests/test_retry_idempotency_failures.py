@@ -48,6 +48,18 @@ async def _post(server: ServerUnderTest, path: str, body: Any, headers: dict[str
         return r.status, await r.json(), r.headers.get("Idempotent-Replayed", "")
 
 
+async def _retry_answers_the_one_session(
+    server: ServerUnderTest, redis: Redis, headers: dict[str, str], made: list[str]
+) -> None:
+    """The keyed voice create sent again on ``server``: answered for real (not a replay) with the
+    one session a failed try made, which is active; no second one."""
+    status, body, replayed = await _post(server, "/voicebot/create_session", {"session_name": "Once"}, headers)
+    assert (status, replayed) == (201, ""), body
+    assert body["session_id"] == made[0]
+    assert await _voice_sessions(server, redis) == made, "the retry made a second session"
+    assert await server.services.voice.active_id("alice") == made[0]
+
+
 def _alice(server: ServerUnderTest) -> dict[str, str]:
     return {"Authorization": f"Bearer {server.token('alice')}", "Idempotency-Key": f"fail-{uuid.uuid4()}"}
 
@@ -194,11 +206,7 @@ async def test_a_voice_create_cancelled_by_its_node_stopping_is_answered_the_ses
     made = await _voice_sessions(server, redis)
     assert len(made) == 1 and await server.services.voice.active_id("alice") is None
 
-    status, body, replayed = await _post(server, "/voicebot/create_session", {"session_name": "Once"}, headers)
-    assert (status, replayed) == (201, ""), body
-    assert body["session_id"] == made[0]
-    assert await _voice_sessions(server, redis) == made, "the retry made a second session"
-    assert await server.services.voice.active_id("alice") == made[0]
+    await _retry_answers_the_one_session(server, redis, headers, made)
 
 
 async def test_a_voice_create_whose_node_stopped_while_its_answer_was_kept_is_answered_by_its_retry_at_once(
@@ -235,11 +243,7 @@ async def test_a_voice_create_whose_node_stopped_while_its_answer_was_kept_is_an
     made = await _voice_sessions(server, redis)
     assert len(made) == 1
 
-    status, body, replayed = await _post(server, "/voicebot/create_session", {"session_name": "Once"}, headers)
-    assert (status, replayed) == (201, ""), body
-    assert body["session_id"] == made[0]
-    assert await _voice_sessions(server, redis) == made, "the retry made a second session"
-    assert await server.services.voice.active_id("alice") == made[0]
+    await _retry_answers_the_one_session(server, redis, headers, made)
 
 
 async def test_a_voice_create_whose_client_went_away_is_finished_and_replayed(

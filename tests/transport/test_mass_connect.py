@@ -12,10 +12,8 @@ a burst's steps all ran in one or two turns.
 from __future__ import annotations
 
 import asyncio
-import base64
 import collections
 import json
-import os
 import subprocess
 from collections.abc import Callable
 from pathlib import Path
@@ -25,7 +23,7 @@ from handlers.admission import TurnGate
 from server.transport.accept import ACCEPT_PER_TURN, LISTEN_BACKLOG
 from tests.conftest import start_server
 from tests.helpers import ServerUnderTest, fast_lane_only
-from tests.raw_wire import client_frame, port_of
+from tests.raw_wire import client_frame, port_of, websocket_request
 
 pytestmark = fast_lane_only
 
@@ -70,12 +68,7 @@ class Opening:
     @classmethod
     async def open(cls, port: int) -> Opening:
         reader, writer = await asyncio.open_connection("127.0.0.1", port)
-        key = base64.b64encode(os.urandom(16)).decode()
-        writer.write(
-            f"GET /socket.io/?EIO=4&transport=websocket HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\n"
-            f"Upgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: {key}\r\n"
-            "Sec-WebSocket-Version: 13\r\n\r\n".encode()
-        )
+        writer.write(websocket_request(port))
         opening = cls(reader, writer)
         await opening.until("0{")
         return opening

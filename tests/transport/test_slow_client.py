@@ -3,9 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-import base64
 import json
-import os
 import socket
 import struct
 from pathlib import Path
@@ -17,7 +15,7 @@ from server.app import BUS_KEY, SIO_KEY
 from tests.test_metrics import scrape, until, value
 from tests.conftest import start_server
 from tests.helpers import Client, fast_lane_only
-from tests.raw_wire import RawPoller
+from tests.raw_wire import RawPoller, websocket_request
 
 
 class RawSocketIO:
@@ -33,12 +31,7 @@ class RawSocketIO:
         sock.setblocking(False)
         await asyncio.get_running_loop().sock_connect(sock, ("127.0.0.1", port))
         reader, writer = await asyncio.open_connection(sock=sock, limit=4096)
-        key = base64.b64encode(os.urandom(16)).decode()
-        writer.write(
-            f"GET /socket.io/?EIO=4&transport=websocket HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\n"
-            f"Upgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: {key}\r\n"
-            "Sec-WebSocket-Version: 13\r\n\r\n".encode()
-        )
+        writer.write(websocket_request(port))
         await reader.readuntil(b"\r\n\r\n")
         return cls(reader, writer)
 
