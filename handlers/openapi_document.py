@@ -69,6 +69,7 @@ STATUS_TEXT = {
     201: "Created",
     204: "No content",
     206: "Partial content (a Range request)",
+    304: "Not modified: the If-None-Match named this answer's ETag; no body",
     416: "Range not satisfiable: no part of the file is in the Range asked (or it is malformed); no body",
     400: "the request does not validate (invalid_payload, invalid_session_id)",
     401: "unauthorized: no valid bearer token (or an expired link)",
@@ -294,7 +295,10 @@ def _responses(op: Operation, components: Components) -> dict[str, Any]:
     responses: dict[str, Any] = {}
     for status in op.ok:
         content = {media: {"schema": _ok_schema(op, media, components)} for media in op.ok_types}
-        responses[str(status)] = {"description": STATUS_TEXT[status], **({"content": content} if status != 204 else {})}
+        responses[str(status)] = {
+            "description": STATUS_TEXT[status],
+            **({"content": content} if status not in (204, 304) else {}),
+        }
         headers = {h.name: _response_header(h) for h in (REQUEST_ID, *op.ok_headers)}
         if op.idempotent:
             headers[REPLAYED] = REPLAYED_HEADER

@@ -79,5 +79,16 @@ OPERATIONS: tuple[Operation, ...] = (
         statuses=BASE,
         ok_types=(TEXT,),
     ),
-    Operation("get", "/openapi.json", "This document", tag=TAG, auth=Auth.NONE),
+    Operation(
+        "get",
+        "/openapi.json",
+        "This document",
+        tag=TAG,
+        auth=Auth.NONE,
+        headers=(Header("If-None-Match", "the ETag of a copy held: 304, no body, while it is still this document"),),
+        ok=(200, 304),
+        ok_headers=(
+            Header("ETag", "this document's version (it changes with the code and the settings)", required=True),
+        ),
+    ),
 )
