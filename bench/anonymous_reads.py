@@ -32,7 +32,8 @@ async def hammer(
     url: str, requests: int, connections: int, limit_s: float, if_none_match: bool
 ) -> tuple[int, int, dict[int, int]]:
     """(answers, body bytes, statuses seen) of ``requests`` GETs of ``url`` over ``connections``."""
-    answered, size, statuses = 0, 0, {}
+    answered, size = 0, 0
+    statuses: dict[int, int] = {}
     left = requests
     deadline = time.monotonic() + limit_s
     connector = aiohttp.TCPConnector(limit=connections)
