@@ -8,12 +8,14 @@ cheapest answer a client can ask for: the reference in the same run).
 
     .venv/bin/python bench/anonymous_reads.py [--requests 2000] [--connections 8] [--limit-s 60]
         [--route /openapi.json --route /healthz ...] [--if-none-match]  # send back each ETag
+        [--pattern-kb 64]  # also GET a pattern session (anonymous, by link) of that size
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import json
 import os
 import sys
 import tempfile
@@ -21,6 +23,7 @@ import time
 from pathlib import Path
 
 import aiohttp
+import pattern_ops
 import procstat
 
 from common import servers
@@ -58,6 +61,19 @@ async def hammer(
     return answered, size, statuses
 
 
+async def create_pattern(base: str, state: dict[str, object]) -> str:
+    """A pattern session holding ``state``; its id."""
+    body = json.dumps({"state": state}, separators=(",", ":"))  # compact, as a browser sends it
+    headers = {"Content-Type": "application/json"}
+    async with (
+        aiohttp.ClientSession() as http,
+        http.post(base + "/api/sessions", data=body, headers=headers) as created,
+    ):
+        if created.status != 201:
+            raise RuntimeError(f"create answered {created.status}: {await created.text()}")
+        return str((await created.json())["id"])
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--requests", type=int, default=2000)
@@ -65,6 +81,7 @@ def main() -> int:
     parser.add_argument("--limit-s", type=float, default=60.0)
     parser.add_argument("--route", action="append", help=f"(repeatable; default {', '.join(ROUTES)})")
     parser.add_argument("--if-none-match", action="store_true", help="send each route's ETag back")
+    parser.add_argument("--pattern-kb", type=int, default=0, help="also GET a pattern of this size (KB)")
     args = parser.parse_args()
     routes = args.route or list(ROUTES)
     if "/healthz" not in routes:
@@ -79,6 +96,9 @@ def main() -> int:
             server = servers.start_sessionhub(workdir, url)
             base = f"http://127.0.0.1:{server.port}"
             pid = server.child.pid
+            if args.pattern_kb:
+                state = pattern_ops.state_of_size(args.pattern_kb * 1024)
+                routes.append("/api/sessions/" + asyncio.run(create_pattern(base, state)))
             for route in routes:
                 asyncio.run(hammer(base + route, 50, 2, args.limit_s, args.if_none_match))  # warm up
                 cpu_before, started = procstat.cpu_seconds(pid), time.monotonic()
@@ -98,7 +118,7 @@ def main() -> int:
         f"{'route':<16} {'answers':>8} {'per s':>8} {'srv µs/req':>11} {'bytes/ans':>10} {'vs /healthz':>12}  statuses"
     )
     for route, answered, per_s, us, size, statuses in rows:
-        print(f"{route:<16} {answered:>8} {per_s:>8.0f} {us:>11.0f} {size:>10} {us / reference:>11.1f}x  {statuses}")
+        print(f"{route:<52} {answered:>8} {per_s:>8.0f} {us:>11.0f} {size:>10} {us / reference:>11.1f}x  {statuses}")
     return 0
 
 

@@ -7,6 +7,8 @@ from typing import Any
 from aiohttp import web
 from pydantic import ValidationError
 
+from protocol import wire_json
+
 
 class ApiError(Exception):
     """An answer in the origin app's error shape."""
@@ -18,7 +20,8 @@ class ApiError(Exception):
         self.headers = headers or {}
 
     def response(self) -> web.Response:
-        return web.json_response(self.body, status=self.status, headers=self.headers)
+        # orjson: a 412 carries the whole current session (up to ~64 KB of state).
+        return web.json_response(self.body, status=self.status, headers=self.headers, dumps=wire_json.dumps)
 
 
 def validation_failed(exc: ValidationError) -> ApiError:

@@ -39,6 +39,7 @@ from handlers.patterns.views import (
     parent_name_now,
     session_url,
 )
+from protocol import wire_json
 from protocol.errors import CodedError, ErrorCode
 from storage.events import Position
 from storage.idempotency import again_on_lost_reply
@@ -251,7 +252,9 @@ class PatternRoutes:
         orphaned = now - record.last_accessed_at >= self._config.orphan_days * 86_400_000
         parent_name = await parent_name_now(self._patterns, record)
         view = full_view(dataclasses.replace(record, last_accessed_at=now), orphaned=orphaned, parent_name=parent_name)
-        return web.json_response(view, headers={"ETag": etag(position), "Cache-Control": "no-store"})
+        # orjson: a large state took ~1.3 ms to encode with json.dumps, for anyone with the link.
+        headers = {"ETag": etag(position), "Cache-Control": "no-store"}
+        return web.json_response(view, headers=headers, dumps=wire_json.dumps)
 
     async def put(self, request: web.Request) -> web.Response:
         """Replace the whole state (``If-Match`` guards against clobbering live edits)."""

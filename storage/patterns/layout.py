@@ -28,6 +28,8 @@ from __future__ import annotations
 import json
 from typing import Any
 
+import orjson
+
 PREFIX = "st:"
 BYTES = "st:bytes"  # present: the state is split
 ORDER = "st:order"
@@ -46,9 +48,15 @@ def is_split(fields: dict[str, str]) -> bool:
 def assemble(fields: dict[str, str]) -> dict[str, Any]:
     """The state from the split fields of a session hash (as HGETALL returns them).
 
-    The parts are JSON texts already: they are joined into one document and parsed once.
+    The parts are JSON texts already: they are joined into one document and parsed once, by
+    orjson (a 60 KB state: ~0.6 ms with ``json.loads``, a quarter of an anonymous GET's cost); a
+    text it refuses (an integer past 64 bits, which Python's parser takes) goes to ``json.loads``.
     """
-    state: dict[str, Any] = json.loads(_joined(fields))
+    text = _joined(fields)
+    try:
+        state: dict[str, Any] = orjson.loads(text)
+    except orjson.JSONDecodeError:
+        state = json.loads(text)
     return state
 
 
