@@ -94,6 +94,7 @@ def build_sio(settings: Settings, write_deadline: WriteDeadline | None = None) -
         connect_timeout_s=settings.connect_timeout_s,
         max_connections_per_address=settings.max_connections_per_address,
         max_http_connections_per_address=settings.max_http_connections_per_address,
+        descriptor_reserve=settings.kept_descriptors,
         trust_forwarded_for=settings.forwarded_hops,
         partial_frames_budget_bytes=settings.partial_frames_budget_bytes,
         outbound_budget_bytes=settings.outbound_budget_bytes,

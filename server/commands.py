@@ -204,6 +204,8 @@ async def serve(settings: Settings) -> None:
         app = build_app(settings, services=services)
         runner = web.AppRunner(app, access_log=None, shutdown_timeout=SHUTDOWN_TIMEOUT_S)
         await runner.setup()
+        # Before the site starts: its acceptor keeps clients below the limit less the reserve.
+        open_files = raise_open_files_limit()
         site = front_site(runner, settings.host, settings.port)
         try:
             await site.start()
@@ -211,7 +213,6 @@ async def serve(settings: Settings) -> None:
             await runner.cleanup()
             services.metrics.close()
             raise StartupError(f"cannot listen on {settings.host}:{settings.port}: {exc.strerror or exc}") from None
-        open_files = raise_open_files_limit()
         tune_gc(settings.gc_gen0_threshold)  # after start-up: what exists now is frozen
         sweep = YoungSweep().start() if settings.gc_gen0_threshold > 0 else None
         watch_pauses(settings.gc_pause_log_ms)

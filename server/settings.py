@@ -119,6 +119,9 @@ class Settings(BaseSettings):
     max_connections_per_address: int = Field(default=2000, ge=1)
     # Plain HTTP connections one address may hold open at once (fast lane; server/transport/accept.py).
     max_http_connections_per_address: int = Field(default=1000, ge=1)
+    # Descriptors clients may not take (fast lane; server/transport/accept.py): None, the Redis
+    # pool's size and 256 more (files, the bus, the lean link, a transcription's pipes).
+    descriptor_reserve: int | None = Field(default=None, ge=0)
     # Young-generation threshold of the garbage collector (0 keeps CPython's; server/process.py).
     gc_gen0_threshold: int = Field(default=10_000, ge=0)
     # A garbage collection holding the event loop this long or longer is logged (0: none is).
@@ -217,6 +220,13 @@ class Settings(BaseSettings):
 
     # --- admin and operations ------------------------------------------------------------
     log_format: Literal["text", "json"] = "text"  # json: one JSON object per line, with request ids
+
+    @property
+    def kept_descriptors(self) -> int:
+        """Descriptors kept from clients for the process's own use (``descriptor_reserve``)."""
+        if self.descriptor_reserve is not None:
+            return self.descriptor_reserve
+        return self.redis_max_connections + 256
 
     @property
     def forwarded_hops(self) -> int:

@@ -22,6 +22,16 @@ address holding idle or trickling connections (each kept for the HTTP idle timeo
 every descriptor of the process (20,000 from 127.0.0.1 in ~7 s) and the server answered no one,
 ``/healthz`` included. A connection's place is given back when it closes, or when the Engine.IO
 server takes it as a WebSocket (``SESSIONHUB_MAX_CONNECTIONS_PER_ADDRESS`` counts it from there).
+
+And it keeps clients out of the descriptors the process needs for itself (``fd_ceiling``, from
+``SESSIONHUB_DESCRIPTOR_RESERVE``): the per-address caps hold one address, but twenty addresses
+(or one IPv6 /48, a /64 per connection) took every descriptor again, and then the server could
+open no Redis connection, no audio file, and answered everyone 503 until clients left. A new
+connection whose descriptor is numbered at or above the ceiling is answered ``503`` and closed
+in the turn it was accepted. No count is kept: ``accept()`` hands out the lowest descriptor
+number free (POSIX), so one numbered ``n`` means ``0 .. n-1`` are all open, and since every
+client connection kept is numbered below the ceiling, clients hold fewer descriptors than it
+whatever else opens and closes -- the rest, up to the open-files limit, stays the process's.
 """
 
 from __future__ import annotations
@@ -32,6 +42,7 @@ import errno
 import logging
 import os
 import re
+import resource
 import socket
 import time
 from collections.abc import Callable, Mapping
@@ -100,14 +111,48 @@ class ConnectionPlaces:
             self.open[address] = left
 
 
+# A refusal's reason (sessionhub_connections_refused_total{reason}, the answer's "reason").
+PER_ADDRESS = "http_per_address_limit"
+FULL = "connection_limit"
+# Refusals for want of descriptors are logged at most this often (with how many since).
+FULL_LOG_EVERY_S = 10.0
+# A connection past the ceiling whose request is not in yet waits this long for it (at most
+# this many at once, in the reserve): a health probe is answered even when clients hold all they
+# may, as the connection is usually accepted before its first bytes arrive.
+FULL_WAIT_S = 0.5
+FULL_WAITING = 16
+
+
+def descriptor_ceiling(reserve: int) -> int:
+    """The descriptor number from which a new client connection is refused: the process's
+    open-files limit less ``reserve`` (at least half the limit stays open to clients)."""
+    soft, _ = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft == resource.RLIM_INFINITY:
+        return 1 << 62
+    return max(soft - reserve, soft // 2)
+
+
 def refusal_response(date: str) -> bytes:
     """The answer of a connection over its address's limit: ``429 rate_limited``, then closed."""
     body = (
         b'{"error":"rate_limited","message":"too many connections from this address",'
         b'"reason":"http_per_address_limit","retry_after_s":1}'
     )
+    return _answer("429 Too Many Requests", body, date)
+
+
+def full_response(date: str) -> bytes:
+    """The answer of a connection past the descriptors clients may hold: ``503 unavailable``."""
+    body = (
+        b'{"error":"unavailable","message":"this server holds as many connections as it may; try again",'
+        b'"reason":"connection_limit","retry_after_s":1}'
+    )
+    return _answer("503 Service Unavailable", body, date)
+
+
+def _answer(status: str, body: bytes, date: str) -> bytes:
     head = (
-        "HTTP/1.1 429 Too Many Requests\r\n"
+        f"HTTP/1.1 {status}\r\n"
         "Content-Type: application/json; charset=utf-8\r\n"
         f"Content-Length: {len(body)}\r\n"
         f"Date: {date}\r\n"
@@ -204,10 +249,13 @@ class Acceptor:
         on_refused: Callable[[str], None] | None = None,
         backlog: int = LISTEN_BACKLOG,
         per_turn: int = ACCEPT_PER_TURN,
+        fd_ceiling: int | None = None,
     ) -> None:
         """``protocol_factory`` is given the address a connection's place was taken on ("" when
         none was: no ``places``, or no address); the protocol gives it back to ``places`` when the
-        connection closes. ``on_refused`` hears ``"http_per_address_limit"`` for each refusal."""
+        connection closes. ``on_refused`` hears each refusal's reason (:data:`PER_ADDRESS`,
+        :data:`FULL`). ``fd_ceiling``: connections whose descriptor is numbered this or above
+        are refused (None: none are)."""
         # A descriptor of its own for the same socket: the asyncio server that bound it keeps
         # (and closes) the other, and never serves it (create_server(start_serving=False)).
         self._listener = socket.socket(fileno=os.dup(listener_fd))
@@ -219,6 +267,10 @@ class Acceptor:
         self._per_turn = per_turn
         self._places = places
         self._on_refused = on_refused
+        self._fd_ceiling = fd_ceiling if fd_ceiling is not None else 1 << 62
+        self._full_logged_s = -FULL_LOG_EVERY_S
+        self._full_since_log = 0
+        self._full_waiting: dict[socket.socket, asyncio.TimerHandle] = {}
         self._loop: asyncio.AbstractEventLoop | None = None
         self._retry: asyncio.TimerHandle | None = None
         self._opening: set[asyncio.Task[None]] = set()
@@ -234,6 +286,11 @@ class Acceptor:
         """Stop accepting and close this acceptor's descriptor (the socket's other one stays)."""
         if self._loop is not None:
             self._loop.remove_reader(self._listener.fileno())
+            for conn, timer in self._full_waiting.items():
+                timer.cancel()
+                self._loop.remove_reader(conn.fileno())
+                conn.close()
+            self._full_waiting.clear()
             self._loop = None
         if self._retry is not None:
             self._retry.cancel()
@@ -258,11 +315,14 @@ class Acceptor:
             conn.setblocking(False)
             if self._fixed and self._answered(conn, address):
                 continue
+            if conn.fileno() >= self._fd_ceiling:
+                self._past_ceiling(conn, address)
+                continue
             place = ""
             if self._places is not None and isinstance(address, tuple):
                 place = limited_unit(str(address[0]))
                 if not self._places.take(place):
-                    self._refuse(conn)
+                    self._refuse(conn, refusal_response(self._date.now()), PER_ADDRESS)
                     continue
             opening = loop.create_task(self._open(conn, place))
             self._opening.add(opening)
@@ -288,15 +348,55 @@ class Acceptor:
         if place and self._places is not None:
             self._places.give_back(place)
 
-    def _refuse(self, conn: socket.socket) -> None:
-        """Answer a connection over its address's limit and close it, in this turn."""
+    def _refuse(self, conn: socket.socket, answer: bytes, reason: str) -> None:
+        """Give a refused connection its ``answer`` and close it, in this turn."""
         with contextlib.suppress(OSError):  # nothing sent yet
             conn.recv(_REFUSED_READ_BYTES)  # what it sent already (see _REFUSED_READ_BYTES)
         with contextlib.suppress(OSError):  # the client left: nothing to answer
-            conn.send(refusal_response(self._date.now()))
+            conn.send(answer)
         conn.close()
         if self._on_refused is not None:
-            self._on_refused("http_per_address_limit")
+            self._on_refused(reason)
+
+    def _past_ceiling(self, conn: socket.socket, address: object) -> None:
+        """Refuse ``conn``, numbered past the ceiling; first, when its request may be a health
+        probe's not in yet, wait for it a moment (:data:`FULL_WAIT_S`)."""
+        loop = self._loop
+        if not self._fixed or loop is None or len(self._full_waiting) >= FULL_WAITING:
+            self._refuse_full(conn)
+            return
+        fd = conn.fileno()
+        self._full_waiting[conn] = loop.call_later(FULL_WAIT_S, self._decide, conn, address)
+        loop.add_reader(fd, self._decide, conn, address)
+
+    def _decide(self, conn: socket.socket, address: object) -> None:
+        """The request of a connection past the ceiling is in (or was not in time): a health
+        probe is answered, anything else refused."""
+        timer = self._full_waiting.pop(conn, None)
+        if timer is None:
+            return  # decided already
+        timer.cancel()
+        if self._loop is not None:
+            self._loop.remove_reader(conn.fileno())
+        if not self._answered(conn, address):
+            self._refuse_full(conn)
+
+    def _refuse_full(self, conn: socket.socket) -> None:
+        self._refuse(conn, full_response(self._date.now()), FULL)
+        self._full()
+
+    def _full(self) -> None:
+        """Say (at most every :data:`FULL_LOG_EVERY_S`) that clients hold all they may."""
+        self._full_since_log += 1
+        now = time.monotonic()
+        if now - self._full_logged_s >= FULL_LOG_EVERY_S:
+            log.warning(
+                "%d connections refused: clients hold the descriptors up to %d, the rest of the"
+                " open-files limit is kept for Redis and files (SESSIONHUB_DESCRIPTOR_RESERVE)",
+                self._full_since_log,
+                self._fd_ceiling,
+            )
+            self._full_logged_s, self._full_since_log = now, 0
 
     def _answered(self, conn: socket.socket, address: object) -> bool:
         """Give ``conn`` its fixed answer now if its whole request is in (True: done with it)."""

@@ -108,7 +108,7 @@ from handlers.log_throttle import LogThrottle
 from handlers.write_deadline import WriteDeadline
 from protocol import order, wire_json
 from protocol.errors import CodedError, ErrorCode
-from server.transport.accept import LISTEN_BACKLOG, Acceptor, ConnectionPlaces
+from server.transport.accept import LISTEN_BACKLOG, Acceptor, ConnectionPlaces, descriptor_ceiling
 from server.transport.contract import Commit, Committed, Outlet, end_sessions_at_shutdown, ws_frame
 from server.transport.engine import LightQueue
 from server.transport.front import Front, FrontProtocol, Upgrader, UpgradeRequest
@@ -1209,6 +1209,7 @@ class SessionServer(socketio.AsyncServer):
         connect_timeout_s: float = 10.0,
         max_connections_per_address: int = 1 << 30,
         max_http_connections_per_address: int = 1 << 30,
+        descriptor_reserve: int | None = None,
         trust_forwarded_for: int = 0,
         partial_frames_budget_bytes: int = 64 << 20,
         outbound_budget_bytes: int = 256 << 20,
@@ -1236,6 +1237,8 @@ class SessionServer(socketio.AsyncServer):
         # Counted at accept time, on the connection's peer: behind a trusted proxy that is the
         # proxy for every client, so connections are not counted then (the proxy caps its own).
         self.http_places = None if trust_forwarded_for else ConnectionPlaces(max_http_connections_per_address)
+        # Applied behind a proxy too: a descriptor is one whoever the client is.
+        self.descriptor_reserve = descriptor_reserve
         self.connect_timeout_s = connect_timeout_s
         self.eio.upgrade_timeout_s = connect_timeout_s
         self._deadlines: set[asyncio.Task[None]] = set()
@@ -1472,6 +1475,7 @@ class SessionServer(socketio.AsyncServer):
         return FrontSite(
             runner, host, port, upgrader=self.eio, path=path, idle_timeout_s=idle_timeout_s, observers=observers,
             places=self.http_places, on_refused=lambda reason: self.eio.on_refused(reason),
+            descriptor_reserve=self.descriptor_reserve,
         )  # fmt: skip
 
     def attach(self, app: Any, socketio_path: str = "socket.io") -> None:
@@ -1629,8 +1633,10 @@ class FrontSite(web.TCPSite):
         observers: list[Callable[[FrontAnswer], None]],
         places: ConnectionPlaces | None = None,
         on_refused: Callable[[str], None] | None = None,
+        descriptor_reserve: int | None = None,
     ) -> None:
         super().__init__(runner, host, port)
+        self._descriptor_reserve = descriptor_reserve
         self._upgrader = upgrader
         self._path = path
         self._idle_timeout_s = idle_timeout_s
@@ -1662,10 +1668,13 @@ class FrontSite(web.TCPSite):
         )  # fmt: skip
         sockets = self._server.sockets
         fixed = self._runner.app.get(FIXED_ANSWERS, {}) if isinstance(self._runner, web.AppRunner) else {}
+        reserve = self._descriptor_reserve
+        ceiling = None if reserve is None else descriptor_ceiling(reserve)
         for listener in sockets:
             acceptor = Acceptor(
                 listener.fileno(), protocol, fixed=fixed, observers=self._observers,
                 places=self._places, on_refused=self._on_refused, backlog=max(self._backlog, LISTEN_BACKLOG),
+                fd_ceiling=ceiling,
             )  # fmt: skip
             acceptor.start()
             self._acceptors.append(acceptor)
