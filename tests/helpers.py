@@ -221,6 +221,11 @@ def test_settings(redis_url: str, data_dir: Path, **overrides: Any) -> Settings:
         "inprocess_workers": 0,
         # The machine's free disk is not the test's: tests/voice/test_disk_reserve.py sets its own.
         "voice_disk_reserve_bytes": 0,
+        # This process is the server and every client of it: its descriptors are both ends of
+        # each connection, and a machine's open-files limit (1024 on many) less the default
+        # reserve would refuse tests' clients. tests/transport/test_descriptor_reserve.py runs
+        # the reserve in a serve child of its own.
+        "descriptor_reserve": 0,
     }
     values.update(overrides)
     # By alias where a field has one (redis_url, port): pydantic-settings 2.2 (pyproject's lowest)
