@@ -190,6 +190,23 @@ def wait_ready(child: Child, port: int, timeout_s: float = READY_TIMEOUT_S) -> N
     raise RuntimeError(f"{child.name} did not become ready:\n{child.log_tail()}")
 
 
+def server_env(
+    data_dir: Path, redis_url: str | None, settings: dict[str, str] | None = None, *, inherit_settings: bool = True
+) -> dict[str, str]:
+    """The environment of a sessionhub ``serve``: :data:`BASE_SETTINGS`, the benchmark's JWT
+    secret, ``data_dir`` (made), ``redis_url`` (None: its own redis-server), then ``settings``.
+    ``inherit_settings`` False drops the caller's SESSIONHUB_* and REDIS_URL variables."""
+    data_dir.mkdir(parents=True, exist_ok=True)
+    env = dict(os.environ)
+    if not inherit_settings:
+        env = {k: v for k, v in env.items() if not k.startswith("SESSIONHUB_") and k != "REDIS_URL"}
+    env.update(BASE_SETTINGS, SESSIONHUB_JWT_SECRET=JWT_SECRET, SESSIONHUB_DATA_DIR=str(data_dir))
+    if redis_url is not None:
+        env["REDIS_URL"] = redis_url
+    env.update(settings or {})
+    return env
+
+
 def start_server(
     workdir: Path,
     redis_url: str | None,
@@ -210,15 +227,7 @@ def start_server(
     tracemalloc (bench/traced_server.py) and writes a snapshot there on each SIGUSR1.
     """
     port = free_port()
-    data_dir = data_dir or workdir / f"data-{port}"
-    data_dir.mkdir(parents=True, exist_ok=True)
-    env = dict(os.environ)
-    if not inherit_settings:
-        env = {k: v for k, v in env.items() if not k.startswith("SESSIONHUB_") and k != "REDIS_URL"}
-    env.update(BASE_SETTINGS, SESSIONHUB_JWT_SECRET=JWT_SECRET, SESSIONHUB_DATA_DIR=str(data_dir))
-    if redis_url is not None:
-        env["REDIS_URL"] = redis_url
-    env.update(settings or {})
+    env = server_env(data_dir or workdir / f"data-{port}", redis_url, settings, inherit_settings=inherit_settings)
     launcher = ["-m", "server"]
     if snapshots is not None:
         env["SESSIONHUB_BENCH_SNAPSHOTS"] = str(snapshots)
