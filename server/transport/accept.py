@@ -25,8 +25,9 @@ server takes it as a WebSocket (``SESSIONHUB_MAX_CONNECTIONS_PER_ADDRESS`` count
 
 And it keeps clients out of the descriptors the process needs for itself (``fd_ceiling``, from
 ``SESSIONHUB_DESCRIPTOR_RESERVE``): the per-address caps hold one address, but twenty addresses
-(or one IPv6 /48, a /64 per connection) took every descriptor again, and then the server could
-open no Redis connection, no audio file, and answered everyone 503 until clients left. A new
+(or one IPv6 /48, a /64 per connection) took every descriptor again, and then new connections
+went unanswered, and the server could open no Redis connection and no file: pages were answered
+404 and creates 500 until clients left (``bench/descriptor_flood.py``). A new
 connection whose descriptor is numbered at or above the ceiling is answered ``503`` and closed
 in the turn it was accepted. No count is kept: ``accept()`` hands out the lowest descriptor
 number free (POSIX), so one numbered ``n`` means ``0 .. n-1`` are all open, and since every
