@@ -40,6 +40,7 @@ from server.redis_embed import (
 from server.services import build_services, connect_redis, seed_urls
 from server.settings import Settings
 from server.transport import choose_lane
+from server.transport.accept import descriptor_ceiling
 from server.worker import Worker
 from storage.server_version import too_old
 
@@ -221,8 +222,14 @@ async def serve(settings: Settings) -> None:
             asyncio.create_task(_worker(services, settings).run(stop_workers))
             for _ in range(settings.inprocess_workers)
         ]
-        log.info("sessionhub serving on http://%s:%d (up to %d open files)", settings.host, settings.port, open_files)
-        _, lane_warning = choose_lane(settings.transport)
+        lane, lane_warning = choose_lane(settings.transport)
+        log.info(
+            "sessionhub serving on http://%s:%d (up to %d open files%s)",
+            settings.host,
+            settings.port,
+            open_files,
+            f", clients below descriptor {descriptor_ceiling(settings.kept_descriptors)}" if lane == "fast" else "",
+        )
         if lane_warning:  # said once serving: a refusal before it (a port in use) stays one line
             log.warning("%s", lane_warning)
         if settings.log_format != "json":  # in JSON mode every line is JSON: the log line above says it

@@ -80,7 +80,7 @@ async def test_clients_hold_only_the_descriptors_below_the_reserve_and_the_serve
     # Without the reserve the clients took every descriptor: accept() failed (EMFILE) and the
     # next ones waited unanswered in the kernel's queue, and the server could open no file.
     async with small_node(
-        tmp_path, redis_process.url, SESSIONHUB_DESCRIPTOR_RESERVE=str(RESERVE), SESSIONHUB_LOG_LEVEL="WARNING"
+        tmp_path, redis_process.url, SESSIONHUB_DESCRIPTOR_RESERVE=str(RESERVE), SESSIONHUB_LOG_LEVEL="INFO"
     ) as (url, log_path):
         port = int(url.rsplit(":", 1)[1])
         first, reader, writer = await exchange(port, b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
@@ -124,7 +124,9 @@ async def test_clients_hold_only_the_descriptors_below_the_reserve_and_the_serve
         finally:
             for connection in held:
                 connection.close()
-        assert "connections refused: clients hold the descriptors up to" in log_path.read_text()
+        said = log_path.read_text()
+        assert f"(up to {LIMIT} open files, clients below descriptor {LIMIT - RESERVE})" in said  # at start
+        assert f"connections refused: clients hold the descriptors up to {LIMIT - RESERVE}" in said
 
 
 async def test_a_connection_numbered_at_the_ceiling_is_refused_and_one_below_it_taken() -> None:
