@@ -48,7 +48,7 @@ class OpenApiRoutes:
         held = _tags(request.headers.get("If-None-Match", ""))
         if self._etag in held or "*" in held:
             return web.Response(status=304, headers=headers)
-        return web.Response(body=self._body, content_type="application/json", headers=headers)
+        return web.Response(body=self._body, content_type="application/json", charset="utf-8", headers=headers)
 
 
 def _tags(if_none_match: str) -> set[str]:
