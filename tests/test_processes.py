@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import resource
 import signal
 import subprocess
 import sys
@@ -40,11 +41,19 @@ def node_env(data_dir: Path, redis_url: str | None, **extra: str) -> dict[str, s
 
 
 @asynccontextmanager
-async def node(data_dir: Path, redis_url: str | None, **extra: str) -> AsyncIterator[str]:
+async def node(
+    data_dir: Path, redis_url: str | None, *, open_files: int | None = None, **extra: str
+) -> AsyncIterator[str]:
     """A `python -m server serve` process; yields its base URL once /readyz says ready.
 
-    Its log goes to a file, not a pipe nobody reads while it runs (a full pipe would stop the
-    server at its next log line); the file's end is printed when the test fails."""
+    Its log goes to a file (``data_dir/serve.log``), not a pipe nobody reads while it runs (a
+    full pipe would stop the server at its next log line); the file's end is printed when the
+    test fails. ``open_files``: its open-files limit, soft and hard (None: this process's)."""
+
+    def limited() -> None:
+        if open_files is not None:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (open_files, open_files))
+
     port = free_port()
     data_dir.mkdir(parents=True, exist_ok=True)
     log_path = data_dir / "serve.log"
@@ -55,6 +64,7 @@ async def node(data_dir: Path, redis_url: str | None, **extra: str) -> AsyncIter
             env=node_env(data_dir, redis_url, **extra),
             stdout=subprocess.DEVNULL,
             stderr=log,
+            preexec_fn=limited if open_files is not None else None,
         )
     url = f"http://127.0.0.1:{port}"
     try:

@@ -7,55 +7,18 @@ limit, and raw clients from this process."""
 from __future__ import annotations
 
 import asyncio
-import resource
-import signal
 import socket
-import subprocess
-import sys
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
 from pathlib import Path
 
 from server.transport.accept import FULL, Acceptor
-from tests.helpers import RedisProcess, fast_lane_only, free_port
-from tests.test_processes import ROOT, _tail, _wait_ready, node_env
+from tests.helpers import RedisProcess, fast_lane_only
+from tests.test_processes import node
 
 LIMIT = 400  # the child's open-files limit (soft and hard): its ceiling is LIMIT - RESERVE
 RESERVE = 150
 NOT_FOUND = b"GET /nothing-here HTTP/1.1\r\nHost: x\r\n\r\n"
 
 pytestmark = fast_lane_only  # the stock lane accepts through asyncio's own server
-
-
-@asynccontextmanager
-async def small_node(data_dir: Path, redis_url: str, **extra: str) -> AsyncIterator[tuple[str, Path]]:
-    """``serve`` with at most :data:`LIMIT` descriptors; its URL and log."""
-    port = free_port()
-    log_path = data_dir / "serve.log"
-
-    def limited() -> None:
-        resource.setrlimit(resource.RLIMIT_NOFILE, (LIMIT, LIMIT))
-
-    with log_path.open("wb") as log:
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "server", "serve", "--port", str(port)],
-            cwd=ROOT,
-            env=node_env(data_dir, redis_url, **extra),
-            stdout=subprocess.DEVNULL,
-            stderr=log,
-            preexec_fn=limited,
-        )
-    url = f"http://127.0.0.1:{port}"
-    try:
-        await _wait_ready(url, proc, log_path)
-        yield url, log_path
-    except BaseException:
-        print(f"--- the end of {url}'s log ---\n{_tail(log_path)}")
-        raise
-    finally:
-        if proc.poll() is None:
-            proc.send_signal(signal.SIGTERM)
-            await asyncio.to_thread(proc.wait, 20)
 
 
 async def exchange(port: int, request: bytes) -> tuple[bytes, asyncio.StreamReader, asyncio.StreamWriter]:
@@ -79,9 +42,14 @@ async def test_clients_hold_only_the_descriptors_below_the_reserve_and_the_serve
 ) -> None:
     # Without the reserve the clients took every descriptor: accept() failed (EMFILE) and the
     # next ones waited unanswered in the kernel's queue, and the server could open no file.
-    async with small_node(
-        tmp_path, redis_process.url, SESSIONHUB_DESCRIPTOR_RESERVE=str(RESERVE), SESSIONHUB_LOG_LEVEL="INFO"
-    ) as (url, log_path):
+    log_path = tmp_path / "serve.log"
+    async with node(
+        tmp_path,
+        redis_process.url,
+        open_files=LIMIT,
+        SESSIONHUB_DESCRIPTOR_RESERVE=str(RESERVE),
+        SESSIONHUB_LOG_LEVEL="INFO",
+    ) as url:
         port = int(url.rsplit(":", 1)[1])
         first, reader, writer = await exchange(port, b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
         assert first.startswith(b"HTTP/1.1 200"), first[:200]
