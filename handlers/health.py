@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -50,8 +51,13 @@ OPERATIONS = (
 
 # The longest /readyz waits for the memory figures (``redis_full``): on a cluster they are read
 # from every primary, and one that hangs must not hold a probe (which gives up in a second or
-# so); past it the probe says nothing about memory, as when INFO is refused.
+# so); past it the probe answers as when INFO is refused (below).
 MEMORY_READ_BOUND_S = 1.0
+# A probe whose memory read fails or runs past that bound answers with the last verdict read in
+# this many seconds: a full Redis on a loaded node stays 503 instead of flapping to 200 on every
+# slow read (a load balancer would send it traffic it refuses), while a verdict older than this
+# is not trusted (memory may have been freed meanwhile).
+MEMORY_VERDICT_KEPT_S = 30.0
 
 # /healthz's one answer, given by the route and by the site (FIXED_ANSWERS).
 LIVE = FixedAnswer("application/json; charset=utf-8", Liveness(ok=True).model_dump_json().encode())
@@ -70,6 +76,8 @@ class HealthRoutes:
         self._redis_ping = redis_ping
         self._bus_alive = bus_alive
         self._redis_memory = redis_memory  # INFO memory of each node (every primary of a cluster)
+        # The last memory verdict read (None: not full) and when; see MEMORY_VERDICT_KEPT_S.
+        self._verdict: tuple[float, str | None] | None = None
 
     def register(self, app: web.Application) -> None:
         """Attach the routes to ``app``."""
@@ -104,15 +112,25 @@ class HealthRoutes:
             return None
         try:
             nodes = await self._redis_memory()
-        except Exception:  # INFO refused (a managed Redis may rename it), or too slow: nothing to say
-            return None
-        for info in nodes:
-            try:
-                used, limit = int(info.get("used_memory", 0)), int(info.get("maxmemory", 0))
-            except (TypeError, ValueError):
-                continue
-            policy = str(info.get("maxmemory_policy", ""))
-            # Under noeviction (and volatile-* with nothing volatile left) a full Redis refuses writes.
-            if limit > 0 and used >= limit and (policy == "noeviction" or policy.startswith("volatile")):
-                return f"redis_full: {used} bytes used of maxmemory {limit} ({policy}); writes are refused"
-        return None
+        except Exception:  # INFO refused (a managed Redis may rename it), or too slow
+            kept = self._verdict
+            if kept is not None and time.monotonic() - kept[0] <= MEMORY_VERDICT_KEPT_S:
+                return kept[1]
+            return None  # nothing recent to say
+        verdict = _full_verdict(nodes)
+        self._verdict = (time.monotonic(), verdict)
+        return verdict
+
+
+def _full_verdict(nodes: list[dict[str, Any]]) -> str | None:
+    """``redis_full: ...`` for the first of ``nodes`` (INFO memory answers) that refuses writes."""
+    for info in nodes:
+        try:
+            used, limit = int(info.get("used_memory", 0)), int(info.get("maxmemory", 0))
+        except (TypeError, ValueError):
+            continue
+        policy = str(info.get("maxmemory_policy", ""))
+        # Under noeviction (and volatile-* with nothing volatile left) a full Redis refuses writes.
+        if limit > 0 and used >= limit and (policy == "noeviction" or policy.startswith("volatile")):
+            return f"redis_full: {used} bytes used of maxmemory {limit} ({policy}); writes are refused"
+    return None

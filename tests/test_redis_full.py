@@ -11,6 +11,7 @@ import pytest
 import pytest_asyncio
 from redis.asyncio import Redis
 
+from handlers import health
 from tests.conftest import start_server
 from tests.helpers import Client, RedisProcess, ServerUnderTest
 
@@ -71,3 +72,24 @@ async def test_writes_to_a_full_redis_are_unavailable_with_a_reason(
     assert str(ready["degraded"]).startswith("redis_full"), ready
     await admin.config_set("maxmemory", 0)
     assert (await _readyz(server))[0] == 200
+
+
+async def test_readyz_keeps_saying_full_when_a_memory_read_fails(
+    full: tuple[ServerUnderTest, Redis], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A probe whose INFO fails (refused here; on a loaded node, past its 1 s bound) answers with
+    the last verdict read in MEMORY_VERDICT_KEPT_S: a full Redis stays 503 instead of flapping to
+    200, and an older verdict is not trusted."""
+    server, admin = full
+    await _fill(admin)
+    status, ready = await _readyz(server)
+    assert status == 503 and str(ready["degraded"]).startswith("redis_full"), ready
+    await admin.execute_command("ACL", "SETUSER", "default", "-info")  # the server's INFO is refused now
+    try:
+        status, kept = await _readyz(server)
+        assert (status, kept["degraded"]) == (503, ready["degraded"]), kept
+        monkeypatch.setattr(health, "MEMORY_VERDICT_KEPT_S", 0.0)  # the verdict is now too old
+        status, unknown = await _readyz(server)
+        assert (status, unknown["degraded"]) == (200, None), unknown
+    finally:
+        await admin.execute_command("ACL", "SETUSER", "default", "+info")
