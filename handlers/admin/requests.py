@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Sequence
 from typing import Annotated, Any, Literal, TypeVar
 
@@ -55,8 +56,17 @@ class SessionsQuery(AdminModel):
 
 def sessions_query_for(kinds: Sequence[str]) -> type[SessionsQuery]:
     """:class:`SessionsQuery` whose ``kind`` must be one of ``kinds`` (the installed kinds), in its
-    schema too: a filter by a kind the server does not have is a mistake (400), not an empty page."""
-    kind: Any = Literal.__getitem__(tuple(kinds))  # Literal["voice", "pattern", ...]
+    schema too: a filter by a kind the server does not have is a mistake (400), not an empty page.
+
+    One model per set of kinds in a process: an app built again with the same kinds gets the same
+    class, so its routes are the same operations (and the OpenAPI document written for them is
+    reused: handlers/admin/openapi.py)."""
+    return _sessions_query(tuple(kinds))
+
+
+@functools.lru_cache(maxsize=8)
+def _sessions_query(kinds: tuple[str, ...]) -> type[SessionsQuery]:
+    kind: Any = Literal.__getitem__(kinds)  # Literal["voice", "pattern", ...]
     model: type[SessionsQuery] = create_model("SessionsQuery", __base__=SessionsQuery, kind=(kind | None, None))
     return model
 
