@@ -25,6 +25,10 @@ from tests.helpers import redis_binary
 # Short enough that a killed master's replica takes over within a few seconds (Redis marks a
 # node failing after this long without an answer, then the replica waits ~0.5-1 s more).
 NODE_TIMEOUT_MS = 1000
+# What a test that only moves slots sets instead (RedisCluster.unhurried): on a loaded machine a
+# node starved of CPU for a second was marked failing, and the cluster refused every key command
+# (CLUSTERDOWN) in the middle of the test's own MIGRATE (a fresh-clone CI run).
+UNHURRIED_NODE_TIMEOUT_MS = 15000
 
 
 def _free(port: int) -> bool:
@@ -219,6 +223,12 @@ class RedisCluster:
 
     def masters(self) -> list[int]:
         return [port for port in self.live_ports() if self.client(port).info("replication")["role"] == "master"]
+
+    def unhurried(self) -> None:
+        """Give every live node a long node timeout: for a test that moves slots and kills no
+        node, so a node slow to answer on a busy machine is not marked failing mid-test."""
+        for port in self.live_ports():
+            self.client(port).config_set("cluster-node-timeout", UNHURRIED_NODE_TIMEOUT_MS)
 
     def move_slot(self, slot: int, to_port: int, batch: int = 10) -> None:
         """Migrate ``slot`` to the master on ``to_port`` the way ``redis-cli --cluster reshard``

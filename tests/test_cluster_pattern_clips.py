@@ -239,6 +239,8 @@ async def test_pattern_ops_and_clips_survive_a_moving_slot(
     # A failover keeps what was acknowledged only when writes wait for the replica (memory
     # durability has a documented loss window); a reshard loses nothing either way.
     durability = {"durability": "replica", "durability_timeout_ms": 2000} if motion == "failover" else {}
+    if motion == "reshard":
+        cluster.unhurried()  # no node is killed: none should be marked failing for being slow
     nodes = [
         await start_server(cluster.url, tmp_path / f"node{i}", redis_cluster=True, clips_cooldown_s=0, **durability)
         for i in range(2)
