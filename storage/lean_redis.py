@@ -26,6 +26,7 @@ exceptions through its own table (:func:`parse_error`, checked against redis-py'
 from __future__ import annotations
 
 import asyncio
+import functools
 import inspect
 import logging
 import re
@@ -498,9 +499,16 @@ def _packable(args: tuple[Any, ...]) -> bool:
     return _PACKABLE.issuperset(map(type, args))
 
 
+@functools.cache
+def _redis_py_version() -> str:
+    # Read once per process: the redis-py that runs is the one imported, and reading a
+    # distribution's metadata parses it (~1.3 ms for each pool an app built again makes).
+    return version("redis")
+
+
 def lean_link_for(pool: ConnectionPool) -> LeanLink | None:
     """A link to the pool's Redis, or None when the pool is not plain TCP or redis-py is untested."""
-    if not TESTED[0] <= _major_minor(version("redis")) < TESTED[1]:
+    if not TESTED[0] <= _major_minor(_redis_py_version()) < TESTED[1]:
         return None
     if pool.connection_class is not Connection:  # TLS, Unix sockets, sentinels: redis-py only
         return None
