@@ -26,14 +26,11 @@ exceptions through its own table (:func:`parse_error`, checked against redis-py'
 from __future__ import annotations
 
 import asyncio
-import functools
 import inspect
 import logging
-import re
 import socket
 from collections import deque
 from collections.abc import Callable, Mapping, Sequence
-from importlib.metadata import version
 from typing import Any, Literal, overload
 
 import hiredis
@@ -63,6 +60,7 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from protocol import read_end
+from protocol.distributions import installed_version, major_minor
 
 log = logging.getLogger(__name__)
 
@@ -499,16 +497,9 @@ def _packable(args: tuple[Any, ...]) -> bool:
     return _PACKABLE.issuperset(map(type, args))
 
 
-@functools.cache
-def _redis_py_version() -> str:
-    # Read once per process: the redis-py that runs is the one imported, and reading a
-    # distribution's metadata parses it (~1.3 ms for each pool an app built again makes).
-    return version("redis")
-
-
 def lean_link_for(pool: ConnectionPool) -> LeanLink | None:
     """A link to the pool's Redis, or None when the pool is not plain TCP or redis-py is untested."""
-    if not TESTED[0] <= _major_minor(_redis_py_version()) < TESTED[1]:
+    if not TESTED[0] <= major_minor(installed_version("redis")) < TESTED[1]:
         return None
     if pool.connection_class is not Connection:  # TLS, Unix sockets, sentinels: redis-py only
         return None
@@ -529,11 +520,6 @@ def lean_link_for(pool: ConnectionPool) -> LeanLink | None:
         encoding_errors=kwargs.get("encoding_errors", "strict"),
         protocol=int(protocol or 3),
     )
-
-
-def _major_minor(text: str) -> tuple[int, int]:
-    match = re.match(r"(\d+)\.(\d+)", text)
-    return (int(match.group(1)), int(match.group(2))) if match else (-1, -1)
 
 
 async def _parsed(callbacks: Mapping[Any, Any], name: Any, reply: Any, options: Mapping[str, Any]) -> Any:

@@ -17,11 +17,10 @@ else stock with a warning), ``fast`` (refuse to start outside the tested version
 
 from __future__ import annotations
 
-import functools
-import re
 from collections.abc import Mapping
-from importlib.metadata import PackageNotFoundError, version
 from typing import Literal
+
+from protocol.distributions import installed_version, major_minor
 
 Lane = Literal["fast", "stock"]
 Choice = Literal["auto", "fast", "stock"]
@@ -47,25 +46,13 @@ def installed_versions() -> dict[str, str]:
     return {name: installed_version(name) for name in TESTED}
 
 
-@functools.cache
-def installed_version(name: str) -> str:
-    """The installed version of the distribution ``name`` ("" when missing), read once per
-    process: the code that runs is the code imported at start-up whatever is installed later, and
-    reading a distribution's metadata parses it (~1.3 ms; an app built again, as the test suite
-    does a thousand times, read six)."""
-    try:
-        return version(name)
-    except PackageNotFoundError:
-        return ""
-
-
 def untested(installed: Mapping[str, str] | None = None) -> list[str]:
     """One line per library outside its tested range (empty when the fast lane may run)."""
     installed = installed_versions() if installed is None else installed
     return [
         f"{name} {installed.get(name) or 'missing'} (tested: >={_dotted(low)},<{_dotted(high)})"
         for name, (low, high) in TESTED.items()
-        if not low <= _major_minor(installed.get(name, "")) < high
+        if not low <= major_minor(installed.get(name, "")) < high
     ]
 
 
@@ -95,11 +82,6 @@ def choose_lane(choice: str, installed: Mapping[str, str] | None = None) -> tupl
         "serving on stock python-socketio (slower: more memory and CPU per connection): the fast path was not "
         "tested with " + "; ".join(wrong)
     )
-
-
-def _major_minor(text: str) -> tuple[int, int]:
-    match = re.match(r"(\d+)\.(\d+)", text)
-    return (int(match.group(1)), int(match.group(2))) if match else (-1, -1)
 
 
 def _dotted(pair: tuple[int, int]) -> str:
