@@ -222,13 +222,13 @@ async def serve(settings: Settings) -> None:
             asyncio.create_task(_worker(services, settings).run(stop_workers))
             for _ in range(settings.inprocess_workers)
         ]
-        lane, lane_warning = choose_lane(settings.transport)
+        _, lane_warning = choose_lane(settings.transport)
         log.info(
-            "sessionhub serving on http://%s:%d (up to %d open files%s)",
+            "sessionhub serving on http://%s:%d (up to %d open files, clients below descriptor %d)",
             settings.host,
             settings.port,
             open_files,
-            f", clients below descriptor {descriptor_ceiling(settings.kept_descriptors)}" if lane == "fast" else "",
+            descriptor_ceiling(settings.kept_descriptors),
         )
         if lane_warning:  # said once serving: a refusal before it (a port in use) stays one line
             log.warning("%s", lane_warning)

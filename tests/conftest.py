@@ -80,7 +80,7 @@ async def start_server(
         # (a second lean link in CLIENT LIST, a loop found running by tests/test_background_stop.py).
         await runner.cleanup()
         raise
-    port = runner.addresses[0][1]
+    port = site.port  # both lanes' sites (server.transport.contract.SocketServer.site)
     return ServerUnderTest(
         url=f"http://127.0.0.1:{port}", services=app[SERVICES_KEY], tokens=tokens, app=app, runner=runner
     )

@@ -30,7 +30,7 @@ def build_server(lane: Lane, **options: Any) -> SocketServer:
     """The Socket.IO server of ``lane``; ``options`` are python-socketio's and Engine.IO's, plus
     ``max_payload_bytes``, ``slow_limit_bytes``, ``connect_timeout_s``,
     ``max_connections_per_address``, ``max_http_connections_per_address``,
-    ``descriptor_reserve`` and ``trust_forwarded_for`` (applied by the fast lane), and
+    ``descriptor_reserve`` and ``trust_forwarded_for``, and
     ``write_deadline`` (both lanes), and ``outbound_budget_bytes`` (the fast lane's only: the
     stock lane cuts a poller past ``slow_limit_bytes``, a WebSocket at the write deadline)."""
     # Imported here: a lane's libraries are imported only once the lane is chosen.
@@ -39,8 +39,6 @@ def build_server(lane: Lane, **options: Any) -> SocketServer:
 
         return SessionServer(**options)
     options.pop("outbound_budget_bytes", None)
-    options.pop("max_http_connections_per_address", None)  # aiohttp's own site accepts there
-    options.pop("descriptor_reserve", None)
     from server.transport.stock import StockSessionServer
 
     return StockSessionServer(**options)

@@ -176,8 +176,9 @@ class SocketServer(Protocol):
     ) -> web.BaseSite:
         """The listening site for ``runner``'s application (``path``: where Socket.IO is served;
         ``observers`` see the requests answered before aiohttp saw them -- WebSocket opens and, on
-        the fast lane, fixed answers such as ``/healthz`` --, ``idle_timeout_s`` bounds a
-        handshake)."""
+        both lanes, fixed answers such as ``/healthz`` --, ``idle_timeout_s`` bounds a
+        handshake). Once started, its ``port`` property is the port it listens on (as
+        ``web.TCPSite.port``; ``runner.addresses`` may not list it)."""
         ...
 
 

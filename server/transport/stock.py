@@ -34,6 +34,10 @@ Limits, as on the fast lane (``tests/test_hostile_preauth.py``, ``tests/transpor
   ``per_address_limit``). The place is taken before Engine.IO opens the session, held by it
   from Engine.IO's connect event, and given back on its disconnect event, on a refused connect,
   or when the opening fails half-way (the session is then closed at once).
+- **Connections and descriptors.** New connections are accepted as on the fast lane, by
+  ``server.transport.accept`` (``server.transport.stock_site``): plain HTTP connections per
+  address (``max_http_connections_per_address``, a WebSocket given back once Engine.IO takes
+  it), the descriptor reserve, and ``/healthz`` answered in the turn it is accepted.
 - **Connect deadline.** A session that has not joined namespace ``/`` within
   ``connect_timeout_s`` of Engine.IO's connect event is closed, its pending long-poll or
   WebSocket included.
@@ -101,6 +105,7 @@ from handlers.write_deadline import WriteDeadline
 from protocol import wire_json
 from protocol.errors import CodedError, ErrorCode
 from server.random_ids import IDS
+from server.transport.accept import ConnectionPlaces
 from server.transport.contract import Commit, Outlet, Packet, end_sessions_at_shutdown
 from server.transport.leanws import opening_refusal
 from server.transport.messages import (
@@ -122,6 +127,7 @@ from server.transport.messages import (
 from server.transport.origins import SameOrigin
 from server.transport.rooms import client_manager
 from server.transport.stock_deadline import WebSocketDeadlines
+from server.transport.stock_site import StockSite, hand_over
 
 log = logging.getLogger(__name__)
 # Hostile clients can send malformed messages by the thousand: one traceback per cause, then
@@ -426,6 +432,8 @@ class StockSessionServer(socketio.AsyncServer):
         slow_limit_bytes: int,
         connect_timeout_s: float = 10.0,
         max_connections_per_address: int = 1 << 30,
+        max_http_connections_per_address: int = 1 << 30,
+        descriptor_reserve: int | None = None,
         trust_forwarded_for: int = 0,
         partial_frames_budget_bytes: int = 64 << 20,
         write_deadline: WriteDeadline | None = None,
@@ -446,6 +454,11 @@ class StockSessionServer(socketio.AsyncServer):
         self.connect_timeout_s = connect_timeout_s
         self.trust_forwarded_for = trust_forwarded_for
         self.places = AddressPlaces(max_connections_per_address)
+        # HTTP connections per address, and descriptors kept from clients: applied by the site
+        # (server.transport.stock_site), as on the fast lane. Behind a trusted proxy every
+        # connection is the proxy's, so none is counted per address then.
+        self.http_places = None if trust_forwarded_for else ConnectionPlaces(max_http_connections_per_address)
+        self.descriptor_reserve = descriptor_reserve
         # A WebSocket whose client takes nothing for the write deadline is cut as a slow client.
         self.websockets = WebSocketDeadlines(write_deadline, self._cut_as_slow)
         self.eio.logger = EngineLog()
@@ -510,6 +523,7 @@ class StockSessionServer(socketio.AsyncServer):
         websocket = request.transport if request.query.get("transport") == "websocket" else None
         opening = Opening(address, websocket=websocket)
         self.places.take(address)
+        hand_over(websocket)  # counted as a session from here, no longer as an HTTP connection
         reset = _OPENING.set(opening)
         try:
             response = await self.eio.handle_request(request)
@@ -543,6 +557,7 @@ class StockSessionServer(socketio.AsyncServer):
             self.connect_timeout_s, self._upgrade_deadline, eio_sid, request
         )
         websocket = request.transport
+        hand_over(websocket)  # its session is counted already: no longer an HTTP connection
         self.websockets.began(eio_sid, websocket)
         try:
             response: web.StreamResponse = await self.eio.handle_request(request)
@@ -885,5 +900,9 @@ class StockSessionServer(socketio.AsyncServer):
         idle_timeout_s: float,
         observers: list[Callable[[FrontAnswer], None]],
     ) -> web.BaseSite:
-        """aiohttp's own TCP site: every request, WebSocket opens included, goes through aiohttp."""
-        return web.TCPSite(runner, host, port)
+        """The listening site: every request, WebSocket opens included, goes through aiohttp,
+        accepted by ``server.transport.accept`` (``server.transport.stock_site``)."""
+        return StockSite(
+            runner, host, port, observers=observers, places=self.http_places,
+            on_refused=lambda reason: self._on_refused(reason), descriptor_reserve=self.descriptor_reserve,
+        )  # fmt: skip

@@ -26,11 +26,10 @@ from server.app import SIO_KEY
 from server.transport.accept import Acceptor, ConnectionPlaces, fixed_request
 from tests.admin.test_http import admin_token
 from tests.conftest import start_server
-from tests.helpers import Client, RedisProcess, ServerUnderTest, fast_lane_only
+from tests.helpers import Client, RedisProcess, ServerUnderTest
 from tests.raw_wire import http_exchange, port_of
 from tests.test_metrics import scrape_url, value
 
-pytestmark = fast_lane_only
 
 PATHS = {"/healthz": FixedAnswer("application/json; charset=utf-8", b'{"ok":true}')}
 PROBE = b"GET /healthz HTTP/1.1\r\nHost: x\r\nUser-Agent: kube-probe/1.30\r\nAccept: */*\r\n\r\n"
