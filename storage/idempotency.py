@@ -6,7 +6,9 @@ update) sends the same request again with the same key. The first request *claim
 ``ttl_s``; a retry then gets that answer back without running again. A retry that arrives while
 the first is still running is told so (it must not run in parallel), and a request that fails
 gives its claim back, so that a retry runs for real, at once (:meth:`IdempotentAnswers.release`:
-whole after a refusal that made nothing, else keeping the key's generation, below).
+whole after a refusal that made nothing, else keeping the key's generation, below). Only a claim
+is given back: a run whose claim ran out (below) and which fails after a retry took the key over
+and stored its answer leaves that answer as it is.
 
 A claim is short-lived and renewed while its request runs (:meth:`IdempotentAnswers.running`):
 a node killed mid-request leaves a claim that runs out within ``CLAIM_TTL_S``, after which a
@@ -120,10 +122,12 @@ class IdempotentAnswers:
     max_answers: int | None = None
     _renew: Script = field(init=False, repr=False, compare=False)
     _claim: Script = field(init=False, repr=False, compare=False)
+    _release: Script = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "_renew", plain_script(self.redis, "core/claim_renew.lua"))
         object.__setattr__(self, "_claim", plain_script(self.redis, "core/idempotent_claim.lua"))
+        object.__setattr__(self, "_release", plain_script(self.redis, "core/claim_release.lua"))
 
     async def claim(self, scope: str, owner: str, key: str) -> StoredAnswer | None:
         """None when this request runs (the key is now claimed); the stored answer of an earlier
@@ -181,21 +185,19 @@ class IdempotentAnswers:
         await self.redis.set(redis_key, value, ex=ANSWER_TTL_S, xx=self.max_answers is not None)
 
     async def release(self, scope: str, owner: str, key: str, *, keep_generation: bool = False) -> None:
-        """Give a claim back (its request failed): a retry runs again, at once.
+        """Give a claim back (its request failed): a retry runs again, at once. A key that holds
+        an answer (a retry's, once this run's claim had run out) keeps it.
 
         ``keep_generation``: the request may have made something before it failed, so its key
         stays in the caller's index (only the claim is deleted) and the retry derives the same
         ids (:class:`Claimed`), finding what this run made. Without it the key is given back
         whole: a retry is a new request, with new ids."""
         redis_key = self.keys.idempotent_answer(scope, owner, key)
-        if self.max_answers is None or keep_generation:
-            await self.redis.delete(redis_key)
-            return
-        # One step (one slot: the owner's hash tag): a given-back claim no longer counts.
-        async with self.redis.pipeline(transaction=True) as pipe:
-            pipe.delete(redis_key)
-            pipe.zrem(self.keys.idempotent_index(scope, owner), redis_key)
-            await pipe.execute()
+        # One step (one slot: the owner's hash tag): a claim given back whole no longer counts.
+        # Only a claim: an answer stored meanwhile by a retry that took over a claim run out
+        # stays (core/claim_release.lua).
+        whole = self.max_answers is not None and not keep_generation
+        await self._release(keys=[redis_key, self.keys.idempotent_index(scope, owner)], args=[int(whole)])
 
 
 def _text(value: str | bytes) -> str:

@@ -12,7 +12,7 @@ import pytest
 from redis.asyncio import Redis
 
 import handlers.idempotency
-from storage.idempotency import IdempotentAnswers, StoredAnswer
+from storage.idempotency import Claimed, IdempotentAnswers, StoredAnswer
 from storage.keys import Keys
 from tests.conftest import start_server
 from tests.helpers import RedisProcess
@@ -65,6 +65,33 @@ async def test_a_given_back_claim_does_not_count(redis: Redis) -> None:
         await answers.release("create", "u:alice", f"fail-{n:04d}")
     assert await answers.claim("create", "u:alice", "kept-0001") == _answer(1)
     assert await redis.zcard(KEYS.idempotent_index("create", "u:alice")) == 1
+
+
+@pytest.mark.parametrize("whole", [True, False])
+async def test_a_run_whose_claim_ran_out_leaves_the_answer_of_the_retry_that_took_it_over(
+    redis: Redis, whole: bool
+) -> None:
+    """A run stalled past its claim's lifetime (its node starved, its renewals lost) while a retry
+    took the key over and stored its answer: the stalled run failing then gives back nothing.
+    Its release deleted that answer (and, given back whole, the key's place in the index), and
+    the next retry ran as a new request, with new ids: the object made a second time."""
+    answers = IdempotentAnswers(redis, KEYS, max_answers=5)
+    redis_key = KEYS.idempotent_answer("create", "u:alice", "slow-0001")
+    first = await answers.begin("create", "u:alice", "slow-0001")
+    await redis.delete(redis_key)  # its claim ran out
+    retry = await answers.begin("create", "u:alice", "slow-0001")
+    assert retry == Claimed(generation=first.generation, again=True)  # type: ignore[union-attr]
+    await answers.store("create", "u:alice", "slow-0001", _answer(7))
+    await answers.release("create", "u:alice", "slow-0001", keep_generation=not whole)  # the stalled run fails
+    assert await answers.claim("create", "u:alice", "slow-0001") == _answer(7)
+    assert await redis.zscore(KEYS.idempotent_index("create", "u:alice"), redis_key) is not None
+    # A claim is still given back, whole or keeping its generation, on a bounded store or not.
+    for store in (answers, IdempotentAnswers(redis, KEYS)):
+        assert await store.claim("create", "u:bob", "fail-0001") is None
+        await store.release("create", "u:bob", "fail-0001", keep_generation=not whole)
+        assert not await redis.exists(KEYS.idempotent_answer("create", "u:bob", "fail-0001"))
+        assert await store.claim("create", "u:bob", "fail-0001") is None
+        await store.release("create", "u:bob", "fail-0001")
 
 
 async def _create(url: str, key: str) -> tuple[int, Any, str]:
