@@ -127,6 +127,7 @@ from server.transport.messages import (
 from server.transport.origins import SameOrigin
 from server.transport.rooms import client_manager
 from server.transport.stock_deadline import WebSocketDeadlines
+from server.transport.stock_garbage import EndedSessions
 from server.transport.stock_site import StockSite, hand_over
 
 log = logging.getLogger(__name__)
@@ -459,6 +460,8 @@ class StockSessionServer(socketio.AsyncServer):
         # connection is the proxy's, so none is counted per address then.
         self.http_places = None if trust_forwarded_for else ConnectionPlaces(max_http_connections_per_address)
         self.descriptor_reserve = descriptor_reserve
+        # What an ended session leaves is garbage only a full collection frees (stock_garbage).
+        self.garbage = EndedSessions()
         # A WebSocket whose client takes nothing for the write deadline is cut as a slow client.
         self.websockets = WebSocketDeadlines(write_deadline, self._cut_as_slow)
         self.eio.logger = EngineLog()
@@ -488,6 +491,11 @@ class StockSessionServer(socketio.AsyncServer):
         self._upgrading: set[str] = set()  # Engine.IO sids with a WebSocket upgrade under way (see upgrade)
         self._polling: set[str] = set()  # Engine.IO sids with a long-poll waiting (see poll)
         self._posting: set[str] = set()  # Engine.IO sids with a long-polling POST being read (see post)
+
+    async def shutdown(self) -> None:
+        """python-socketio's, and no more collections of ended sessions' garbage."""
+        self.garbage.stop()
+        await super().shutdown()
 
     def count_with(self, sent: Callable[[int, int], None], refused: Callable[[str], None]) -> None:
         """``server.transport.contract.SocketServer.count_with``."""
@@ -652,6 +660,7 @@ class StockSessionServer(socketio.AsyncServer):
             self.places.leave(eio_sid)
             return result
         self.backlogs[eio_sid] = Backlog()
+        self.garbage.opened()
         asyncio.get_running_loop().call_later(self.connect_timeout_s, self._connect_deadline, eio_sid)
         return result
 
@@ -678,6 +687,7 @@ class StockSessionServer(socketio.AsyncServer):
             timer.cancel()
         self.places.leave(eio_sid)
         self.websockets.ended(eio_sid)
+        self.garbage.ended()
         self.backlogs.pop(eio_sid, None)
         self.binary.pop(eio_sid, None)
         self.skipping.pop(eio_sid, None)
