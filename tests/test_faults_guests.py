@@ -62,13 +62,17 @@ async def guest_with_sessions(server: ServerUnderTest, web: aiohttp.ClientSessio
 
 
 async def last_visit_back(redis: Redis, server: ServerUnderTest, user_id: str, ms: int) -> None:
-    """The guest's last visit (its place in the index, its devices' last use) ``ms`` earlier."""
+    """The guest's last visit (its place in the index, its devices' last use) ``ms`` earlier.
+
+    The devices first: a node's sweeper (every 50 ms here) that finds the guest idle in the index
+    reads its devices' last use before it deletes anything, and one that still said "now" had it
+    put the guest back in the index as of now (a visit), so it was never swept (seen under load)."""
     keys = server.services.keys
     score = await redis.zscore(keys.guests_owning(), user_id)
     assert score is not None
-    await redis.zadd(keys.guests_owning(), {user_id: score - ms})
     devices: Any = await redis.zrange(keys.user_families(user_id), 0, -1, withscores=True)
     await redis.zadd(keys.user_families(user_id), {device: last_ms - ms for device, last_ms in devices})
+    await redis.zadd(keys.guests_owning(), {user_id: score - ms})
 
 
 async def existing(redis: Redis, server: ServerUnderTest, session_ids: list[str]) -> int:
