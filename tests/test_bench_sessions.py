@@ -75,7 +75,12 @@ def test_sessions_benchmark_smoke(tmp_path: Path, server: str, redis_core: str) 
         # at an edge, on a busy machine, misplaces what was published meanwhile: a fresh-clone
         # CI run read 0.506 per event of 11 events, its sampler late at an edge).
         misplaced = block["edge_spans_s"] / block["window_s"]
-        assert 0.75 - misplaced <= block["published_per_event"] <= 1.25 + misplaced, block
+        # And an event is published between its send and its ack: one sent near an edge may be
+        # published past it, by up to the slowest ack (and the generator's own lateness). Under
+        # load, two CPU burners beside three test workers, 8 of a fixed window's 20 were (0.6);
+        # a fixed window says how late its generator sent (a saturation window sends at once).
+        late = (block["ack"]["max_ms"] + block.get("send_slip_max_ms", 0.0)) / 1000 / block["window_s"]
+        assert 0.75 - misplaced - late <= block["published_per_event"] <= 1.25 + misplaced + late, block
         assert block["published"] > 0 and block["server_rss_growth_mb"] is not None
     if server == "sessionhub":  # the sampled sessions read back through the REST API
         assert (run["read_back"]["checked"], run["read_back"]["wrong"]) == (4, 0), run["read_back"]
