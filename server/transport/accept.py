@@ -236,6 +236,32 @@ def fixed_response(answer: FixedAnswer, request_id: str, date: str) -> bytes:
     return head.encode("ascii") + answer.body
 
 
+def accept_on(
+    listening: asyncio.Server,
+    protocol_factory: Callable[[str], asyncio.Protocol],
+    *,
+    fixed: Mapping[str, FixedAnswer],
+    observers: list[Callable[[FrontAnswer], None]],
+    places: ConnectionPlaces | None,
+    on_refused: Callable[[str], None] | None,
+    backlog: int,
+    descriptor_reserve: int | None,
+) -> list[Acceptor]:
+    """An :class:`Acceptor` started on each socket of ``listening`` (bound by asyncio and never
+    served by it: ``create_server(start_serving=False)``), clients kept below the descriptors of
+    ``descriptor_reserve`` (None: no ceiling). Both lanes' sites start theirs so."""
+    ceiling = None if descriptor_reserve is None else descriptor_ceiling(descriptor_reserve)
+    acceptors = []
+    for listener in listening.sockets:
+        acceptor = Acceptor(
+            listener.fileno(), protocol_factory, fixed=fixed, observers=observers, places=places,
+            on_refused=on_refused, backlog=backlog, fd_ceiling=ceiling,
+        )  # fmt: skip
+        acceptor.start()
+        acceptors.append(acceptor)
+    return acceptors
+
+
 class Acceptor:
     """Accepts the connections of one listening socket (see the module docstring)."""
 

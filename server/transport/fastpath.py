@@ -108,7 +108,7 @@ from handlers.log_throttle import LogThrottle
 from handlers.write_deadline import WriteDeadline
 from protocol import order, wire_json
 from protocol.errors import CodedError, ErrorCode
-from server.transport.accept import LISTEN_BACKLOG, Acceptor, ConnectionPlaces, descriptor_ceiling
+from server.transport.accept import LISTEN_BACKLOG, Acceptor, ConnectionPlaces, accept_on
 from server.transport.contract import Commit, Committed, Outlet, end_sessions_at_shutdown, ws_frame
 from server.transport.engine import LightQueue
 from server.transport.front import Front, FrontProtocol, Upgrader, UpgradeRequest
@@ -1668,16 +1668,11 @@ class FrontSite(web.TCPSite):
         )  # fmt: skip
         sockets = self._server.sockets
         fixed = self._runner.app.get(FIXED_ANSWERS, {}) if isinstance(self._runner, web.AppRunner) else {}
-        reserve = self._descriptor_reserve
-        ceiling = None if reserve is None else descriptor_ceiling(reserve)
-        for listener in sockets:
-            acceptor = Acceptor(
-                listener.fileno(), protocol, fixed=fixed, observers=self._observers,
-                places=self._places, on_refused=self._on_refused, backlog=max(self._backlog, LISTEN_BACKLOG),
-                fd_ceiling=ceiling,
-            )  # fmt: skip
-            acceptor.start()
-            self._acceptors.append(acceptor)
+        self._acceptors = accept_on(
+            self._server, protocol, fixed=fixed, observers=self._observers, places=self._places,
+            on_refused=self._on_refused, backlog=max(self._backlog, LISTEN_BACKLOG),
+            descriptor_reserve=self._descriptor_reserve,
+        )  # fmt: skip
         self._bound_port = sockets[0].getsockname()[1] if sockets else self._port
 
     async def stop(self) -> None:

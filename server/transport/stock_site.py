@@ -33,7 +33,7 @@ from collections.abc import Callable
 from aiohttp import web
 
 from handlers.http_common import FIXED_ANSWERS, FrontAnswer
-from server.transport.accept import LISTEN_BACKLOG, Acceptor, ConnectionPlaces, descriptor_ceiling
+from server.transport.accept import LISTEN_BACKLOG, Acceptor, ConnectionPlaces, accept_on
 
 
 class PlacedProtocol(asyncio.Protocol):
@@ -133,15 +133,10 @@ class StockSite(web.BaseSite):
             http, self.host, self.requested_port, start_serving=False
         )
         fixed = self.runner.app.get(FIXED_ANSWERS, {}) if isinstance(self.runner, web.AppRunner) else {}
-        reserve = self.descriptor_reserve
-        ceiling = None if reserve is None else descriptor_ceiling(reserve)
-        for listener in self.listening.sockets:
-            acceptor = Acceptor(
-                listener.fileno(), protocol, fixed=fixed, observers=self.observers, places=places,
-                on_refused=self.on_refused, backlog=LISTEN_BACKLOG, fd_ceiling=ceiling,
-            )  # fmt: skip
-            acceptor.start()
-            self.acceptors.append(acceptor)
+        self.acceptors = accept_on(
+            self.listening, protocol, fixed=fixed, observers=self.observers, places=places,
+            on_refused=self.on_refused, backlog=LISTEN_BACKLOG, descriptor_reserve=self.descriptor_reserve,
+        )  # fmt: skip
         sockets = self.listening.sockets
         self.bound_port = sockets[0].getsockname()[1] if sockets else self.requested_port
 
