@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from auth.access import can_read
 from auth.claims import Claims, Permission
 from handlers.listening.day_cap import GuestDayCap
 from handlers.listening.payloads import ClearBody, ReportBody, UploadBody
@@ -22,10 +23,24 @@ UPLOAD_MAX_AGE_MS = 366 * 86_400_000
 def writer(claims: Claims) -> str:
     """Who the scripts check as the history's owner.
 
-    A token without the update permission writes as nobody, so the script itself refuses it
-    with ``forbidden``, after ``session_not_found`` (the platform's check order).
+    A token that may not write its own history (``update``, with ``read_own`` or ``read_all``:
+    the rule of every route and of ``auth.access.require_update``) writes as nobody, so the
+    script itself refuses it with ``forbidden``, after ``session_not_found`` (the platform's
+    check order).
     """
-    return claims.sub if claims.has(Permission.UPDATE) else ""
+    return claims.sub if may_write(claims) else ""
+
+
+def may_write(claims: Claims) -> bool:
+    """Whether ``claims`` may change its own history: ``update`` and a read permission."""
+    return claims.has(Permission.UPDATE) and can_read(claims, claims.sub)
+
+
+def require_history_read(claims: Claims) -> None:
+    """Refuse ``forbidden`` a token that may not read its own history (``read_own`` or
+    ``read_all``): finding (and making) it is a read, over HTTP as over Socket.IO."""
+    if not can_read(claims, claims.sub):
+        raise CodedError(ErrorCode.FORBIDDEN, "the read_own permission is required")
 
 
 def _meta(body: ReportBody | UploadBody) -> dict[str, Any] | None:

@@ -40,6 +40,7 @@ class ListeningEvents:
         """The caller's history session id (created on first use); takes no fields."""
         if data:
             raise CodedError(ErrorCode.INVALID_PAYLOAD, "listening_history takes no fields")
+        actions.require_history_read(conn.claims)
         return {"session_id": await self._histories.ensure(conn.claims.sub)}
 
     async def report(self, conn: Connection, data: dict[str, Any]) -> dict[str, Any]:

@@ -13,8 +13,7 @@ from typing import Any
 
 from aiohttp import web
 
-from auth.access import require_permission
-from auth.claims import Claims, Permission
+from auth.claims import Claims
 from handlers.context import Services
 from handlers.http_common import bearer_claims, client_address, guarded, json_body
 from handlers.listening import actions
@@ -73,8 +72,7 @@ class ListeningRoutes:
 
     def _claims(self, request: web.Request) -> Claims:
         claims = bearer_claims(request, self._s.tokens, self._s.clock)
-        if not claims.has(Permission.READ_ALL):
-            require_permission(claims, Permission.READ_OWN)
+        actions.require_history_read(claims)
         return claims
 
     async def _body(self, request: web.Request) -> dict[str, Any]:
@@ -105,7 +103,7 @@ class ListeningRoutes:
                 "offset": position.offset,
                 "total_ms": snapshot.total_ms,
                 "count": snapshot.count,
-                "open": [s.public() for s in snapshot.open],
+                "open": await self._public(history_id, snapshot.open),
                 **(access.public() if access else {}),
             }
         )

@@ -5,9 +5,9 @@ from __future__ import annotations
 from typing import Any
 
 from auth.access import require_read
-from auth.claims import Claims, Permission
+from auth.claims import Claims
 from handlers.kinds import SessionKind, Snapshot
-from handlers.listening.actions import HISTORY_URL
+from handlers.listening.actions import HISTORY_URL, may_write
 from protocol.errors import CodedError, ErrorCode
 from storage.listening.repository import ListeningHistories
 from storage.listening.model import KIND
@@ -26,20 +26,22 @@ class ListeningKind(SessionKind):
         require_read(claims, meta.owner_id)
 
     def check_write(self, claims: Claims, meta: SessionMeta) -> None:
-        if claims.sub != meta.owner_id or not claims.has(Permission.UPDATE):
+        if claims.sub != meta.owner_id or not may_write(claims):
             raise CodedError(ErrorCode.FORBIDDEN, "only the owner reports to a listening history")
 
     async def snapshot(self, session_id: str) -> Snapshot | None:
         history, position = await self._histories.snapshot(session_id)
         if history is None:
             return None
+        # The sessions playing now show their items' titles, as every other answer does.
+        meta = await self._histories.metadata(session_id, [s.item_id for s in history.open])
         session = {
             "session_id": session_id,
             "owner_id": history.record.get("owner_id", ""),
             "created_at": int(history.record.get("created_at") or 0),
             "total_ms": history.total_ms,
             "count": history.count,
-            "open": [s.public() for s in history.open],
+            "open": [s.public(meta.get(s.item_id)) for s in history.open],
             "url": HISTORY_URL,
         }
         return Snapshot(session=session, position=position)

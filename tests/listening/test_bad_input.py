@@ -108,6 +108,39 @@ async def test_read_all_may_watch_but_never_report(lserver: ServerUnderTest, cli
     assert (await reader.call("listening_report", missing))["error"] == "session_not_found"  # checked first
 
 
+@pytest.mark.parametrize("perms", [(Permission.UPDATE,), (Permission.CREATE, Permission.UPDATE), (Permission.CREATE,)])
+async def test_a_token_that_may_not_read_its_history_neither_finds_nor_writes_it(
+    lserver: ServerUnderTest, clients: list[Client], perms: tuple[Permission, ...]
+) -> None:
+    """Every route needs ``read_own`` (or ``read_all``), writes ``update`` too: the socket events
+    as the HTTP routes. A token without a read permission neither makes nor finds a history there,
+    and writes to its own history as nobody (refused, nothing stored)."""
+    alice = await listener(lserver, clients)  # her history exists: found by id below
+    blind = Client(lserver.url, lserver.token("alice", perms=perms))
+    clients.append(blind)
+    await blind.connect()
+    assert (await blind.call("listening_history", {}))["error"] == "forbidden"
+    before = await log_offset(lserver, alice.history_id)
+    report = {"session_id": alice.history_id, "item_id": "b", "status": "playing"}
+    assert (await blind.call("listening_report", report))["error"] == "forbidden"
+    now = lserver.services.clock.now_ms()
+    upload = {"item_id": "b", "device_id": "d", "client_id": "c1", "started_at": now - 60_000, "ended_at": now - 1000}
+    assert (await blind.call("listening_upload", {"session_id": alice.history_id, **upload}))["error"] == "forbidden"
+    clear = {"session_id": alice.history_id, "confirm": True}
+    assert (await blind.call("listening_clear", clear))["error"] == "forbidden"
+    async with aiohttp.ClientSession() as http:
+        headers = {"Authorization": f"Bearer {lserver.token('alice', perms=perms)}"}
+        async with http.post(f"{lserver.url}/api/listening/report", json=report, headers=headers) as r:
+            assert r.status == 403 and (await r.json())["error"] == "forbidden"
+    assert await log_offset(lserver, alice.history_id) == before
+    assert await sessions(lserver) == []
+    nobody = Client(lserver.url, lserver.token("bob", perms=perms))
+    clients.append(nobody)
+    await nobody.connect()
+    assert (await nobody.call("listening_history", {}))["error"] == "forbidden"
+    assert await lserver.services.redis.get(lserver.services.keys.listening_history("bob")) is None  # none made
+
+
 @pytest.mark.parametrize(
     "tz", ["Mars/Olympus_Mons", "../../etc/passwd", "", "Europe/Berlin\n", "UTC" * 30, "/usr/share/zoneinfo/UTC"]
 )

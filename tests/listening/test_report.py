@@ -165,6 +165,27 @@ async def test_metadata_is_stored_once_and_kept(
     )
 
 
+async def test_a_session_playing_now_shows_its_items_metadata_everywhere(
+    lserver: ServerUnderTest, clients: list[Client]
+) -> None:
+    """The sessions playing now (``open``) carry the item's stored metadata in the history's
+    HTTP answer and in a subscriber's snapshot, as in the report's ack and the listings: not the
+    item id as title while its title is known."""
+    alice = await listener(lserver, clients)
+    ack = await alice.report("=1+1", "playing", item={"title": "Meta Title", "artist": "@artist"})
+    assert (ack["listening"]["title"], ack["listening"]["artist"]) == ("Meta Title", "@artist")
+    async with aiohttp.ClientSession() as http:
+        async with http.get(f"{lserver.url}/api/listening", headers=auth(lserver)) as r:
+            [playing] = (await r.json())["open"]
+    assert (playing["item_id"], playing["title"], playing["artist"]) == ("=1+1", "Meta Title", "@artist")
+    watcher = Client(lserver.url, lserver.token("alice"))
+    clients.append(watcher)
+    await watcher.connect()
+    assert (await watcher.call("subscribe_on_session", {"session_id": alice.history_id}))["ok"] is True
+    [snapshot_playing] = watcher.named("session_snapshot")[-1]["session"]["open"]
+    assert (snapshot_playing["title"], snapshot_playing["artist"]) == ("Meta Title", "@artist")
+
+
 async def test_http_report_is_the_same_action(lserver: ServerUnderTest, clock: FrozenClock) -> None:
     async with aiohttp.ClientSession() as http:
         url = f"{lserver.url}/api/listening/report"
