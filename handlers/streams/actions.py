@@ -23,13 +23,19 @@ def streamer_url(services: Services, session_id: str) -> str:
 
 
 def full(services: Services, session: StreamSession, claims: Claims) -> dict[str, Any]:
-    """The record with its links, and whether the caller owns it."""
+    """The record with its links, and whether the caller acts as its owner (the owner, or an
+    ``admin`` token, which may do all the owner may: the dashboard opens for both)."""
     return {
         **session.public(),
         "viewer_url": viewer_url(services, session.id),
         "streamer_url": streamer_url(services, session.id),
-        "is_owner": claims.sub == session.owner_id,
+        "is_owner": acts_as_owner(claims, session),
     }
+
+
+def acts_as_owner(claims: Claims, session: StreamSession) -> bool:
+    """The stream's owner, or an ``admin`` token acting as its owner."""
+    return claims.sub == session.owner_id or Permission.ADMIN in claims.perms
 
 
 async def existing(streams: StreamSessions, session_id: str) -> StreamSession:
@@ -43,7 +49,7 @@ async def existing(streams: StreamSessions, session_id: str) -> StreamSession:
 async def owned(streams: StreamSessions, claims: Claims, session_id: str) -> StreamSession:
     """The stream session if the caller owns it: ``session_not_found`` before ``forbidden``."""
     session = await existing(streams, session_id)
-    if claims.sub != session.owner_id and Permission.ADMIN not in claims.perms:
+    if not acts_as_owner(claims, session):
         raise CodedError(ErrorCode.FORBIDDEN, "only the streamer may do this")
     return session
 

@@ -26,6 +26,10 @@ async def test_mutations_need_update_and_admin_grants_all(server: ServerUnderTes
     admin = _token(server, "operator", Permission.ADMIN)
     status, body = await http(server, "POST", f"/api/streams/{session_id}/state", token=admin, json={"action": "start"})
     assert (status, body["state"]) == (200, "active"), body
+    # The admin acts as the owner, and its dashboard says so; another user is not the owner.
+    assert (await http(server, "GET", f"/api/streams/{session_id}", token=admin))[1]["is_owner"] is True
+    other = _token(server, "bob", Permission.READ_OWN)
+    assert (await http(server, "GET", f"/api/streams/{session_id}", token=other))[1]["is_owner"] is False
 
     ack = await _clip(server, clients, session_id, "viewer-1", "nice")
     clip_id = ack["clip"]["clip_id"]

@@ -13,6 +13,7 @@ from playwright.async_api import Browser, Dialog, Page, WebSocketRoute, expect
 from tests.browser import LeaveQuestions, SocketGate, Tab, lose_first_answer, new_tab
 from tests.streams.helpers import create_stream, http, started
 from tests.conftest import start_server
+from auth.claims import Permission
 from tests.helpers import Client, ServerUnderTest
 
 UUID = r"[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}"
@@ -181,6 +182,17 @@ async def test_dashboard_is_the_owners_and_bad_links_say_so(server: ServerUnderT
     await expect(page.locator("#page-error")).to_have_attribute("data-code", "session_not_found")
     page = await tab.open("/watch/nope")
     await expect(page.locator("#page-error")).to_have_attribute("data-code", "invalid_session_id")
+
+
+async def test_an_admin_token_opens_any_streams_dashboard(server: ServerUnderTest, tab: Tab) -> None:
+    """An admin token acts as the owner (docs/PROTOCOL.md): the dashboard opens for it, where it
+    said "This is not your stream" though every owner's action was the admin's to take."""
+    session_id = await create_stream(server, user="bob", title="Bob's stream")
+    await tab.use_token(server.token("operator", perms=(Permission.ADMIN,)))
+    page = await tab.open(f"/streams/{session_id}")
+    await expect(page.locator("#stream-title")).to_have_text("Bob's stream")
+    await expect(page.locator("#review")).to_be_visible()
+    await expect(page.locator("#page-error")).to_be_hidden()
 
 
 async def test_landing_page_links_to_streams(server: ServerUnderTest, tab: Tab) -> None:
