@@ -325,15 +325,19 @@ class AuthRoutes:
         auth_cookie.require_page_request(request, self._s.public_url)
         revoked = 0
         credential = auth_cookie.presented(request)
-        family_id = credential.partition(".")[0] if credential else ""
-        user_id = ""
+        cookie_family = credential.partition(".")[0] if credential else ""
+        cookie_user = await self._s.identities.family_user(cookie_family) if cookie_family else ""
+        user_id, family_id = cookie_user, cookie_family if cookie_user else ""
         if "Authorization" in request.headers:
-            # An expired token still names nothing we trust: the cookie alone then decides.
+            # An expired token still names nothing we trust: the cookie alone then decides. A
+            # valid one names this device unless the cookie names another of the same person's:
+            # a stale or corrupt cookie (a family unknown, or someone else's) must not turn
+            # "sign this device out" into nothing signed out.
             with contextlib.suppress(CodedError):
                 claims = bearer_claims(request, self._s.tokens, self._s.clock)
-                user_id, family_id = claims.sub, family_id or claims.fam
+                if cookie_user != claims.sub:
+                    user_id, family_id = claims.sub, claims.fam
         if family_id:
-            user_id = user_id or await self._s.identities.family_user(family_id)
             if user_id and await self._s.identities.revoke(user_id, family_id):
                 self._s.tokens.revoked_families |= {family_id}
                 revoked = 1

@@ -151,6 +151,24 @@ async def test_sign_out_forgets_this_device_only(iserver: ServerUnderTest, http:
     assert cross.status == 403 and (await first.refresh()).status == 200
 
 
+@pytest.mark.parametrize("cookie", ["garbage", "0123456789abcdef0123456789abcdef.x", "other-person"])
+async def test_sign_out_with_a_stale_cookie_signs_the_bearers_device_out(
+    iserver: ServerUnderTest, http: aiohttp.ClientSession, cookie: str
+) -> None:
+    """A cookie that names no device of the bearer's person (corrupt, its device gone, or another
+    person's) does not turn "sign this device out" into nothing: the bearer's device is signed
+    out, and the cookie's own family, if any, is left alone."""
+    first, second = await _linked_pair(iserver, http)
+    stranger = Browser(http, iserver.url)
+    await stranger.guest()
+    second.credential = stranger.credential if cookie == "other-person" else cookie
+    answer = await second.post("/api/auth/logout", json={}, headers={"Authorization": f"Bearer {second.token}"})
+    assert answer.status == 200 and answer.body["revoked"] == 1, answer.body
+    assert (await second.call("GET", "/api/auth/me")).status == 401
+    assert (await first.refresh()).status == 200  # the person's other device stays
+    assert (await stranger.refresh()).status == 200  # a cookie of someone else's is not theirs to end
+
+
 async def test_device_links_are_rate_limited_and_need_a_device(
     iserver: ServerUnderTest, http: aiohttp.ClientSession
 ) -> None:
