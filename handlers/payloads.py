@@ -143,6 +143,10 @@ class BotCommand(Payload):
     reply_to_text: str | None = Field(default=None, max_length=4096)
 
 
+# A chat platform's file id, as Telegram makes them: stored and echoed, so held to a plain alphabet.
+FILE_ID_PATTERN = r"^[A-Za-z0-9_\-:.]{1,256}$"
+
+
 class Material(Payload):
     """``POST /voicebot/materials``: what a chat user sent (the file itself stays with the chat)."""
 
@@ -161,7 +165,7 @@ class Material(Payload):
 
     kind: Literal["voice", "text", "photo", "document"]
     text: str = Field(default="", max_length=4096)
-    file_id: str | None = Field(default=None, pattern=r"^[A-Za-z0-9_\-:.]{1,256}$")
+    file_id: str | None = Field(default=None, pattern=FILE_ID_PATTERN)
     duration_s: float | None = Field(default=None, ge=0, le=86400)
 
     def model_post_init(self, context: object) -> None:

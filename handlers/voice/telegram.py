@@ -27,7 +27,7 @@ from handlers.context import Services
 from handlers.http_common import add_secret_route, guarded, json_body
 from handlers.idempotency import replay
 from handlers.openapi_registry import JSON, TEXT, Auth, Header, Operation, document
-from handlers.payloads import Material, validate
+from handlers.payloads import FILE_ID_PATTERN, Material, validate
 from handlers.auth_cookie import public_base
 from handlers.voice.bot import BotRoutes, reply_link
 from protocol.errors import CodedError, ErrorCode
@@ -73,12 +73,12 @@ class TgChat(_Telegram):
 class TgFile(_Telegram):
     """A voice, audio or document attachment."""
 
-    file_id: str = Field(max_length=256)
+    file_id: str = Field(pattern=FILE_ID_PATTERN)
     duration: int | None = Field(default=None, ge=0, le=86400)
 
 
 class TgPhotoSize(_Telegram):
-    file_id: str = Field(max_length=256)
+    file_id: str = Field(pattern=FILE_ID_PATTERN)
     width: int = 0
     height: int = 0
 

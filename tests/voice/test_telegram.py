@@ -205,6 +205,11 @@ async def test_secret_token_path_and_bad_bodies(bot: ServerUnderTest) -> None:
         {"update_id": "1"},
         {"update_id": 1, "message": {"message_id": 1, "chat": {"id": "x"}}},
         {"update_id": 1, "message": message(text="x" * 5000)},
+        # A file id outside Telegram's alphabet is refused at the edge as any other field, not
+        # answered with a chat message quoting the validator (and stored as that update's reply).
+        {"update_id": 2, "message": message(voice={"file_id": "a b/c", "duration": 3})},
+        {"update_id": 3, "message": message(photo=[{"file_id": "<x>", "width": 1, "height": 1}])},
+        {"update_id": 4, "message": message(document={"file_id": ""})},
     ):
         status, body = await post(bot, bad)
         assert (status, body["error"]) == (400, "invalid_payload"), bad
