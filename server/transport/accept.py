@@ -220,6 +220,11 @@ class _Date:
         return self._value
 
 
+def _cache_control(content_type: str) -> str:
+    """As ``handlers.web_pages`` marks the app's JSON answers: never stored by a cache."""
+    return "Cache-Control: no-store\r\n" if content_type.startswith("application/json") else ""
+
+
 def fixed_response(answer: FixedAnswer, request_id: str, date: str) -> bytes:
     """The whole HTTP response carrying ``answer``, with the headers every answer of the app has."""
     head = (
@@ -230,6 +235,7 @@ def fixed_response(answer: FixedAnswer, request_id: str, date: str) -> bytes:
         f"Server: {SERVER_SOFTWARE}\r\n"
         "X-Content-Type-Options: nosniff\r\n"
         "Referrer-Policy: no-referrer\r\n"
+        f"{_cache_control(answer.content_type)}"
         f"{REQUEST_ID_HEADER}: {request_id}\r\n"
         "Connection: close\r\n\r\n"
     )
