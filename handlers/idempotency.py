@@ -101,9 +101,12 @@ def idempotent(
     secret = services.tokens.derived_key(_SECRET_PURPOSE) or b""
 
     async def wrapper(request: web.Request) -> web.StreamResponse:
-        key = request.headers.get(HEADER)
-        if key is None:
+        keys = request.headers.getall(HEADER, ())
+        if not keys:
             return await handler(request)
+        if len(keys) > 1:  # which one the client meant is anyone's guess: a retry could pick the other
+            raise CodedError(ErrorCode.INVALID_PAYLOAD, f"{HEADER}: one header, not {len(keys)}")
+        key = keys[0]
         if not _KEY.fullmatch(key):
             raise CodedError(ErrorCode.INVALID_PAYLOAD, f"{HEADER}: 8-128 characters of A-Z a-z 0-9 _ - : .")
         owner = owner_of(request)

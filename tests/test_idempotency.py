@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 import aiohttp
+from multidict import CIMultiDict
 import pytest_asyncio
 from redis.asyncio import Redis
 
@@ -99,6 +100,24 @@ async def test_a_bad_key_is_refused(server: ServerUnderTest) -> None:
     headers = {"Authorization": f"Bearer {server.token('alice')}", "Idempotency-Key": "no spaces allowed"}
     status, body, _ = await _post(server, "/voicebot/create_session", {}, headers)
     assert (status, body["error"]) == (400, "invalid_payload")
+    assert await _sessions_of(server, "alice") == []
+
+
+async def test_two_keys_on_one_request_are_refused(server: ServerUnderTest) -> None:
+    """Two Idempotency-Key headers: which one a retry will carry is anyone's guess, so the request
+    is refused whole (nothing made) rather than kept under the first."""
+    headers = CIMultiDict(
+        [
+            ("Authorization", f"Bearer {server.token('alice')}"),
+            ("Idempotency-Key", str(uuid.uuid4())),
+            ("Idempotency-Key", str(uuid.uuid4())),
+        ]
+    )
+    async with (
+        aiohttp.ClientSession() as http,
+        http.post(server.url + "/voicebot/create_session", json={}, headers=headers) as r,
+    ):
+        assert (r.status, (await r.json())["error"]) == (400, "invalid_payload")
     assert await _sessions_of(server, "alice") == []
 
 
