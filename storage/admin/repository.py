@@ -22,6 +22,7 @@ from storage.events import EventLog
 from storage.keys import Keys
 from storage.scripts import event_script
 from storage.sessions import SessionDirectory, month_field
+from storage.streams.audience import AUDIENCE_KIND
 
 DAY_MS = 86_400_000
 ACTIVE_MS = DAY_MS  # "active": accessed in the last 24 hours
@@ -31,6 +32,11 @@ DELETED_LOG_RETENTION_MS = DAY_MS
 SCAN_BUDGET = 2_000
 SCAN_BATCH = 200
 GB = 1024**3
+
+
+# Kinds whose sessions are not in their owner's own list (storage/streams/audience.py indexes an
+# audience with no owner): an owner filter of such a kind walks the kind's index instead.
+UNLISTED_KINDS = frozenset({AUDIENCE_KIND})
 
 
 @dataclass(frozen=True, slots=True)
@@ -189,6 +195,11 @@ class AdminStore:
         """Sessions created in ``[start_ms, end_ms)``."""
         return int(await self._redis.zcount(self._keys.admin_created("*"), start_ms, f"({end_ms}"))
 
+    async def first_created_ms(self) -> int | None:
+        """When the oldest session still stored was created (ms); None when there is none."""
+        found = await self._redis.zrange(self._keys.admin_created("*"), 0, 0, withscores=True)
+        return int(found[0][1]) if found else None
+
     # --- listing ----------------------------------------------------------------------
     def _base(self, query: ListQuery) -> tuple[str, float, float]:
         """The sorted set a listing walks, and the score bounds the filters allow on it."""
@@ -196,7 +207,10 @@ class AdminStore:
         now = self._clock.now_ms()
         low, high = float("-inf"), float("inf")
         if query.sort == "created":
-            key = k.user_recent(query.owner) if query.owner else k.admin_created(query.kind or "*")
+            # The owner's own list leaves out what is a part of another session (a stream's
+            # audience): those are found among their kind, by the owner filter of each row.
+            by_owner = bool(query.owner) and query.kind not in UNLISTED_KINDS
+            key = k.user_recent(query.owner) if by_owner else k.admin_created(query.kind or "*")
             if query.created_from_ms is not None:
                 low = query.created_from_ms
             if query.created_to_ms is not None:

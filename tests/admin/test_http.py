@@ -12,6 +12,7 @@ import pytest_asyncio
 
 from auth.claims import Permission
 from tests.helpers import Client, ServerUnderTest, to_window_start
+from tests.streams.helpers import create_stream
 
 DAY_MS = 86_400_000
 LONG_TTL_S = 400 * 86400  # tokens outlive the clock shifts of these tests
@@ -159,6 +160,25 @@ async def test_listing_pages_by_cursor_without_gaps_or_duplicates(
     assert len(bobs["sessions"]) == 4
     row = bobs["sessions"][0]
     assert row["kind"] == "voice" and row["title"] == "test" and row["url"].endswith(row["session_id"])
+
+
+async def test_an_owner_filter_finds_the_audience_sessions_of_their_streams(
+    server: ServerUnderTest, http: aiohttp.ClientSession
+) -> None:
+    """A stream's audience session is not in its owner's own list (it is a part of the stream),
+    yet its row names the owner: filtered by owner and that kind, it is found."""
+    token = admin_token(server)
+    alices = await create_stream(server, user="alice")
+    await create_stream(server, user="bob")
+    _, audiences = await call(http, "GET", "/admin/sessions", token, kind="stream_audience")
+    assert len(audiences["sessions"]) == 2
+    _, hers = await call(http, "GET", "/admin/sessions", token, kind="stream_audience", owner="alice")
+    [audience] = hers["sessions"]
+    assert audience["owner_id"] == "alice"
+    _, detail = await call(http, "GET", f"/admin/sessions/{audience['session_id']}", token)
+    assert detail["session"]["stream_id"] == alices
+    _, streams = await call(http, "GET", "/admin/sessions", token, kind="stream", owner="alice")
+    assert [row["session_id"] for row in streams["sessions"]] == [alices]
 
 
 async def test_listing_filters_by_kind_state_and_creation_range(
