@@ -8,6 +8,7 @@ this route, after a dry-run count that the deletion must repeat.
 
 from __future__ import annotations
 
+import asyncio
 import json
 from typing import Any
 
@@ -77,10 +78,21 @@ class BulkRoutes:
             header["older_than_days"] = days
         await response.write(_line(header))
         async for batch in self._recalc.records(ids):
-            for session_id, record in batch:
-                await response.write(_line({"session_id": session_id, "session": record}))
+            shown = await asyncio.gather(*(self._as_shown(session_id, record) for session_id, record in batch))
+            for (session_id, record), session in zip(batch, shown, strict=True):
+                line = {"session_id": session_id, "kind": record.get("kind", ""), "session": session, "record": record}
+                await response.write(_line(line))
         await response.write_eof()
         return response
+
+    async def _as_shown(self, session_id: str, record: dict[str, str]) -> dict[str, Any] | None:
+        """The session as its own API and a subscriber's snapshot show it (a pattern's whole
+        state as one document, typed values), beside the stored fields (``record``: every value a
+        string, a pattern's state split per field); None for a kind this server does not serve,
+        or a session deleted since the listing."""
+        kind = self._s.kinds.get(record.get("kind", ""))
+        snapshot = await kind.snapshot(session_id) if kind is not None else None
+        return snapshot.session if snapshot is not None else None
 
     async def delete_orphans(self, request: web.Request) -> web.StreamResponse:
         """A dry run answers the count; a deletion must repeat it, then streams its progress."""

@@ -12,6 +12,9 @@ import pytest_asyncio
 from tests.helpers import Client, ServerUnderTest
 from tests.admin.test_http import DAY_MS, LONG_TTL_S, admin_token, call
 
+HOUR_MS = 3_600_000
+TRACK = {"id": "kick", "name": "Kick", "sampleId": "kick", "steps": [True] + [False] * 15, "volume": 0.8}
+
 
 @pytest_asyncio.fixture
 async def http(server: ServerUnderTest) -> AsyncIterator[aiohttp.ClientSession]:
@@ -44,11 +47,42 @@ async def test_export_streams_every_session_or_exactly_the_orphans(
     assert headers["Content-Disposition"] == 'attachment; filename="sessionhub-orphans.jsonl"'
     assert lines[0]["export"] == "orphans" and lines[0]["total"] == 2
     assert sorted(line["session_id"] for line in lines[1:]) == sorted(old)
-    assert all(line["session"]["kind"] == "voice" for line in lines[1:])
+    assert all(line["kind"] == line["record"]["kind"] == "voice" for line in lines[1:])
     _, everything = await export_lines(http, token)
     assert sorted(line["session_id"] for line in everything[1:]) == sorted(old + fresh)
+    # An export reads the sessions, it does not use them: the orphans stay orphans.
+    _, again = await export_lines(http, token, scope="orphans")
+    assert sorted(line["session_id"] for line in again[1:]) == sorted(old)
     status, answer = await call(http, "GET", "/admin/export", token, scope="some")
     assert (status, answer["error"]) == (400, "invalid_payload")
+
+
+async def test_an_export_holds_each_session_as_its_api_shows_it_beside_its_stored_fields(
+    server: ServerUnderTest, http: aiohttp.ClientSession
+) -> None:
+    """Seed 001's "Export all sessions (JSON)": a pattern's whole state as one document, typed,
+    as GET /api/sessions/{id} answers it, not only its stored hash (every value a string, the
+    state split per field)."""
+    token = admin_token(server)
+    body = {"state": {"tempo": 133, "swing": 12, "tracks": [TRACK]}}
+    async with http.post("/api/sessions", json=body) as response:
+        assert response.status == 201, await response.text()
+        pattern = (await response.json())["id"]
+    async with http.get(f"/api/sessions/{pattern}") as response:
+        shown = await response.json()
+    voice = await server.create_session("alice")
+    _, before = await call(http, "GET", f"/admin/sessions/{pattern}", token)
+    server.services.clock.shift_ms = DAY_MS
+    _, lines = await export_lines(http, token)
+    by_id = {line["session_id"]: line for line in lines[1:]}
+    exported = by_id[pattern]
+    assert exported["kind"] == "pattern" and exported["record"]["kind"] == "pattern"
+    assert exported["session"]["state"] == shown["state"]
+    assert exported["session"]["state"]["tempo"] == 133  # a number, not the hash's "133"
+    assert by_id[voice]["kind"] == "voice" and by_id[voice]["session"]["session_id"] == voice
+    # Read, not used: an export leaves the sessions' last access (their orphan clock) alone.
+    _, after = await call(http, "GET", f"/admin/sessions/{pattern}", token)
+    assert after["accessed_at"] == before["accessed_at"]
 
 
 async def test_orphans_are_deleted_only_after_a_dry_run_count_is_confirmed(
@@ -105,6 +139,7 @@ async def test_alerts_for_large_sessions_dead_letters_and_a_creation_spike(
     await redis.hset(keys.session(big), "name", "x" * 150_000)
     await server.services.sessions.touch(big, "voice", created_ms=0, force=True)
     await redis.lpush(keys.jobs_dead(), "{}")
+    server.services.clock.shift_ms = 8 * HOUR_MS  # a spike needs hours of history to stand out from
     for _ in range(20):
         await server.create_session("bob")
     _, loud = await call(http, "GET", "/admin/alerts", token)
@@ -113,6 +148,54 @@ async def test_alerts_for_large_sessions_dead_letters_and_a_creation_spike(
     assert names["large_sessions"]["largest"][0]["session_id"] == big
     _, metrics = await call(http, "GET", "/admin/metrics", token)
     assert {alert["alert"] for alert in metrics["alerts"]} == set(names)
+
+
+async def spike_after_steady_hours(server: ServerUnderTest, *, steady_hours: int, spike_at_ms: int) -> None:
+    """Two sessions at the start of each of ``steady_hours`` hours, then 25 at ``spike_at_ms`` (the
+    server's clock moved for real: every index and count sees those times)."""
+    clock = server.services.clock
+    for hour in range(steady_hours):
+        clock.shift_ms = hour * HOUR_MS
+        for _ in range(2):
+            await server.create_session("alice")
+    clock.shift_ms = spike_at_ms
+    for _ in range(25):
+        await server.create_session("bob")
+
+
+async def test_a_new_server_raises_no_creation_spike_for_its_first_busy_hour(
+    server: ServerUnderTest, http: aiohttp.ClientSession
+) -> None:
+    """A fresh server's first use was "25 sessions created in the last hour (hourly average 0.0)":
+    the average of hours nobody used it. With nothing to compare with, there is no alert."""
+    await spike_after_steady_hours(server, steady_hours=0, spike_at_ms=0)
+    _, fresh = await call(http, "GET", "/admin/alerts", admin_token(server))
+    assert fresh["alerts"] == []
+
+
+async def test_no_creation_spike_is_raised_before_six_hours_of_history(
+    server: ServerUnderTest, http: aiohttp.ClientSession
+) -> None:
+    # Five and a half hours of history before the last hour: fewer than the six it needs.
+    await spike_after_steady_hours(server, steady_hours=7, spike_at_ms=6 * HOUR_MS + HOUR_MS // 2)
+    _, young = await call(http, "GET", "/admin/alerts", admin_token(server))
+    assert young["alerts"] == []
+
+
+async def test_a_creation_spike_is_measured_against_the_hours_the_store_has(
+    server: ServerUnderTest, http: aiohttp.ClientSession
+) -> None:
+    # Seven hours of two an hour, then 25 in one: five times their average and over the minimum.
+    await spike_after_steady_hours(server, steady_hours=7, spike_at_ms=8 * HOUR_MS)
+    _, loud = await call(http, "GET", "/admin/alerts", admin_token(server))
+    (spike,) = loud["alerts"]
+    assert (spike["alert"], spike["last_hour"], spike["hourly_average"], spike["history_hours"]) == (
+        "creation_rate",
+        25,
+        2.0,
+        7,
+    )
+    assert spike["message"] == "25 sessions created in the last hour (hourly average 2.0 over the 7 h before)"
 
 
 async def test_prometheus_endpoint_counts_requests_and_sessions(
