@@ -16,6 +16,7 @@ from typing import Any
 from redis.asyncio import Redis
 
 from protocol import events as etypes
+from protocol.errors import CodedError, ErrorCode
 from storage.due import DueSweep
 from storage.events import Position
 from storage.listening.model import (
@@ -153,6 +154,7 @@ class ListeningHistories:
             history_id,
             keys=[*self._history_keys(history_id), *more_keys],
             args=[user_id, etypes.LISTENING_SESSION, etypes.LISTENING_REMOVED, *args],
+            explain=_explained,
         )
 
     # --- changes ----------------------------------------------------------------------------
@@ -378,6 +380,22 @@ class ListeningHistories:
 def _item_member(item_id: str, started_at: int, session_id: str) -> str:
     """A ``by_item`` member (``_history.lua`` builds the same); a prefix when the id is empty."""
     return f"{item_id}\0{started_at:015d}\0{session_id}"
+
+
+# What each cap of a history holds, for a refusal's words (the scripts name the cap and its limit).
+_CAPS = {
+    "devices": "devices playing at once",
+    "items": "different items",
+    "sessions": "listening sessions",
+}
+
+
+def _explained(code: ErrorCode, detail: str) -> CodedError | None:
+    """A refusal ``{false, 'limit_reached', '<cap>:<limit>'}`` in words, naming the cap."""
+    cap, _, limit = detail.partition(":")
+    if code is not ErrorCode.LIMIT_REACHED or cap not in _CAPS or not limit.isdigit():
+        return None
+    return CodedError(code, f"this history holds its maximum of {limit} {_CAPS[cap]}", cap=cap, limit=int(limit))
 
 
 def _outcome(result: list[Any]) -> Outcome:

@@ -84,6 +84,9 @@ async def test_devices_playing_at_once_are_capped(lserver: ServerUnderTest, clie
     before = (await lserver.services.log.position(alice.history_id)).offset
     refused = await extra.report("b", "playing")
     assert refused["ok"] is False and refused["error"] == "limit_reached"
+    # Which cap it was, and its limit, said to the player (not "the session holds as many of these").
+    assert (refused["cap"], refused["limit"]) == ("devices", cap)
+    assert refused["message"] == "this history holds its maximum of 16 devices playing at once"
     assert (await lserver.services.log.position(alice.history_id)).offset == before
     # A device already playing may still switch items.
     assert (await Listener(client=alice.client, history_id=alice.history_id, device_id="d0").report("c", "playing"))[

@@ -85,13 +85,13 @@ end
 
 -- Every limit is checked before anything changes: a refusal leaves the history as it was.
 if not current and redis.call('HLEN', open_key) >= max_devices then
-  return {false, 'limit_reached'}
+  return {false, 'limit_reached', 'devices:' .. max_devices}
 end
 if not redis.call('ZSCORE', items_key, item) and redis.call('ZCARD', items_key) >= max_items then
-  return {false, 'limit_reached'}
+  return {false, 'limit_reached', 'items:' .. max_items}
 end
 if not previous and redis.call('HLEN', records_key) >= max_sessions then
-  return {false, 'limit_reached'}
+  return {false, 'limit_reached', 'sessions:' .. max_sessions}
 end
 
 if current then

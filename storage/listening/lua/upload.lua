@@ -64,10 +64,10 @@ for _, id in ipairs(nearby) do
 end
 
 if not redis.call('ZSCORE', items_key, item) and redis.call('ZCARD', items_key) >= max_items then
-  return {false, 'limit_reached'}
+  return {false, 'limit_reached', 'items:' .. max_items}
 end
 if redis.call('HLEN', records_key) >= max_sessions then
-  return {false, 'limit_reached'}
+  return {false, 'limit_reached', 'sessions:' .. max_sessions}
 end
 if meta_json ~= '' and redis.call('HGET', meta_key, item) ~= meta_json then
   redis.call('HSET', meta_key, item, meta_json)
