@@ -47,6 +47,7 @@ const ERROR_TEXT = {
   unauthorized: ["Not signed in", "Your sign-in is missing or has expired. Sign in again to open this session."],
   deleted: ["Session deleted", "This session was deleted by its owner, with its recordings."],
   deleted_by_operator: ["Session deleted", "This session was deleted on the server, with its recordings."],
+  deleted_while_away: ["Session deleted", "This session was deleted while this page was not connected."],
   // This browser's identity is gone (signed out elsewhere): the message says how; the identity
   // notice above offers the way back. Not "Something went wrong": nothing broke.
   identity_lost: ["Not signed in on this device", ""],
@@ -521,7 +522,16 @@ function showLoaded(loaded) {
       if (ui.notice.dataset.source === "live") showNotice("");
     },
 
-    onError: (err) => showNotice(`Live updates stopped: ${err.message}`, { kind: "error", source: "live" }),
+    onError: (err) => {
+      if (err.code === "session_not_found") {
+        // Subscribed again (a reconnect) after the session was deleted: its last event was
+        // missed, but the deletion is what happened. Said as a deletion, not as a broken feed.
+        ui.connection.hidden = true;
+        showError(new ApiError("deleted_while_away", ""));
+        return;
+      }
+      showNotice(`Live updates stopped: ${err.message}`, { kind: "error", source: "live" });
+    },
   });
 }
 

@@ -303,10 +303,15 @@ function apply(event) {
     updateButton();
   } else if (event.type === "session_deleted") {
     // It went on showing the stream live and its Clip button, answered 'no such session'.
-    subscription?.close();
-    pending = null;
-    showError({ code: "session_deleted" });
+    deleted();
   }
+}
+
+/** The stream is gone: no more clips, no more live updates. */
+function deleted() {
+  subscription?.close();
+  pending = null;
+  showError({ code: "session_deleted" });
 }
 
 function connectionChanged(state) {
@@ -348,7 +353,12 @@ async function main() {
         loadMine();
         send();
       },
-      onError: (err) => confirm(`Live updates stopped: ${err.message}`, "error"),
+      onError: (err) => {
+        // Subscribed again (a reconnect) after the stream was deleted: its last event was missed,
+        // but the deletion is what happened.
+        if (err.code === "session_not_found") deleted();
+        else confirm(`Live updates stopped: ${err.message}`, "error");
+      },
     });
   } catch (err) {
     showError(err);

@@ -1,6 +1,7 @@
 -- Deletes a voice session and everything stored with it in its hash slot; the owner only.
--- The last event (session_update {deleted: true}) stays readable for a while so that a
--- subscriber that reconnects learns what happened instead of replaying into nothing.
+-- The last event (session_update {deleted: true}) reaches the subscribers connected now; one
+-- that subscribes later is answered session_not_found (the record is gone), and the log
+-- expires a day later.
 --   KEYS[1..2], ARGV[1..5]  see _event.lua
 --   KEYS[3]  the session hash
 --   KEYS[4]  the session's materials list
