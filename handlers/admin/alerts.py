@@ -13,6 +13,10 @@ from storage.admin.repository import AdminStore
 from storage.memory import memory_figures
 
 HOUR_MS = 3_600_000
+# The creation-rate alert compares the last hour with up to this many hours before it, and only
+# once the store holds sessions from at least SPIKE_HISTORY_MIN_H of them.
+SPIKE_HISTORY_MAX_H = 24
+SPIKE_HISTORY_MIN_H = 6
 LARGEST_SHOWN = 5
 
 
@@ -67,20 +71,36 @@ class Alerts:
         return [alert]
 
     async def creation_rate(self) -> list[dict[str, Any]]:
-        """Sessions created in the last hour far above the hourly average of the 24 before it."""
+        """Sessions created in the last hour far above the hourly average of the hours before it.
+
+        The hours compared with are those the store has sessions for (from the oldest one's
+        creation, at most the 24 before the last hour). With fewer than
+        :data:`SPIKE_HISTORY_MIN_H` there is nothing to compare with: on a new server any use
+        at all was "N sessions created in the last hour (hourly average 0.0)".
+        """
         now = self._s.clock.now_ms()
-        last_hour = await self._store.created_between(now - HOUR_MS, now + 1)
-        before = await self._store.created_between(now - 25 * HOUR_MS, now - HOUR_MS)
-        average = before / 24
+        hour_ago = now - HOUR_MS
+        first_ms = await self._store.first_created_ms()
+        if first_ms is None:
+            return []
+        since = max(first_ms, hour_ago - SPIKE_HISTORY_MAX_H * HOUR_MS)
+        history_h = (hour_ago - since) / HOUR_MS
+        if history_h < SPIKE_HISTORY_MIN_H:
+            return []
+        last_hour = await self._store.created_between(hour_ago, now + 1)
+        before = await self._store.created_between(since, hour_ago)
+        average = before / history_h
         limit = max(average * self._config.creation_spike_factor, self._config.creation_spike_min)
         if last_hour < limit:
             return []
         return [
             _alert(
                 "creation_rate",
-                f"{last_hour} sessions created in the last hour (hourly average {average:.1f})",
+                f"{last_hour} sessions created in the last hour (hourly average {average:.1f}"
+                f" over the {history_h:.0f} h before)",
                 last_hour=last_hour,
                 hourly_average=round(average, 2),
+                history_hours=round(history_h, 2),
             )
         ]
 

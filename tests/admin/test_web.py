@@ -7,6 +7,7 @@ import re
 from pathlib import Path
 
 import aiohttp
+import pytest
 from playwright.async_api import expect
 
 from auth.claims import USER_ID_PATTERN, Permission
@@ -74,6 +75,28 @@ async def test_a_visitor_without_a_token_gets_the_403_page_and_can_paste_an_admi
     await page.click("#token-form button")
     await expect(page.locator("#dashboard")).to_be_visible()
     await expect(page.locator("#m-sessions")).to_have_text("0")
+
+
+@pytest.mark.parametrize("width", [390, 1280])
+async def test_a_token_pasted_and_entered_puts_the_keyboard_on_the_dashboards_heading(
+    tab: Tab, server: ServerUnderTest, width: int
+) -> None:
+    """Signed in with Enter in the token field, the dashboard appeared with focus on nothing: the
+    next Tab started from the top of the page, and a screen reader said nothing of what opened."""
+    page = tab.page
+    await page.set_viewport_size({"width": width, "height": 800})
+    await tab.open("/admin")
+    field = page.locator("#token-input")
+    await field.fill(admin_token(server))
+    await field.press("Enter")
+    heading = page.locator("#dashboard-title")
+    await expect(page.locator("#dashboard")).to_be_visible()
+    await expect(heading).to_be_focused()
+    await expect(heading).to_have_text("Admin dashboard")
+    await page.reload()  # an ordinary load of the dashboard takes no focus of its own
+    await expect(page.locator("#dashboard")).to_be_visible()
+    await expect(page.locator("#m-sessions")).to_have_text("0")
+    await expect(heading).not_to_be_focused()
 
 
 async def test_exporting_orphans_downloads_a_file_with_exactly_the_orphans(

@@ -6,6 +6,7 @@ import asyncio
 from collections.abc import AsyncIterator
 
 import aiohttp
+import pytest
 import pytest_asyncio
 from playwright.async_api import Browser, Page, Route, expect
 
@@ -387,3 +388,34 @@ async def test_a_time_zone_the_server_does_not_know_counts_the_days_in_utc_and_s
         "(UTC: this server does not know your time zone, America/Not_Yet_Named)"
     )
     await expect(history.locator("#history-error")).to_be_hidden()
+
+
+@pytest.mark.parametrize("width", [390, 1280])
+async def test_show_all_pressed_from_the_keyboard_leaves_focus_on_the_session_list(
+    browser: Browser, lserver: ServerUnderTest, clock: FrozenClock, tabs: list[Tab], width: int
+) -> None:
+    """ "show all" hides itself once pressed: its focus fell to the page's start (<body>), and the
+    next Tab began again from the top bar."""
+    now = clock.now_ms()
+    async with aiohttp.ClientSession() as http:
+        for i in range(2):
+            await played_in_the_car(http, lserver, i, now - (i + 2) * 3_600_000)
+    history = await open_tab(browser, lserver, tabs, "/history")
+    await history.set_viewport_size({"width": width, "height": 800})
+    rows = history.locator("#sessions li.listening-row")
+    await expect(rows).to_have_count(2)
+    picks = history.locator("#items li button")
+    await expect(picks).to_have_count(2)
+    await picks.last.focus()
+    await history.keyboard.press("Enter")  # only this item's sessions
+    await expect(history.locator("#filter")).to_be_visible()
+    await expect(rows).to_have_count(1)
+    await history.keyboard.press("Tab")
+    show_all = history.locator("#filter-clear")
+    await expect(show_all).to_be_focused()
+    await history.keyboard.press("Enter")
+    await expect(history.locator("#filter")).to_be_hidden()
+    await expect(rows).to_have_count(2)
+    await expect(history.locator("#sessions-title")).to_be_focused()
+    await history.keyboard.press("Tab")  # on into the list shown now
+    await expect(history.locator("#sessions li.listening-row button.delete").first).to_be_focused()

@@ -52,6 +52,12 @@ function cell(row, text) {
 // The dashboard's periodic refresh; stopped once the server has refused this page's token.
 let refreshTimer = null;
 
+// A pasted token taken reloads the page (useToken): the dashboard it opens gets the keyboard's
+// focus, which the reload left on nothing, once it shows. Said across the reload in this tab only.
+const SIGNED_IN_KEY = "sessionhub.admin.signed-in";
+let focusDashboard = sessionStorage.getItem(SIGNED_IN_KEY) !== null;
+sessionStorage.removeItem(SIGNED_IN_KEY);
+
 function showForbidden(error) {
   // Asking again every 2 s is refused every time (two refusals, two console errors, each time).
   clearInterval(refreshTimer);
@@ -151,6 +157,8 @@ async function refresh() {
     renderAudit(audit.entries);
     $("loading").hidden = true;
     $("dashboard").hidden = false;
+    if (focusDashboard) $("dashboard-title").focus();
+    focusDashboard = false;
     $("refreshed").textContent = `updated ${formatTime(metrics.generated_at)}`;
   } catch (error) {
     if (error instanceof ApiError && (error.code === "forbidden" || error.code === "unauthorized"))
@@ -525,6 +533,7 @@ async function useToken(event) {
     });
     if (response.ok) {
       keepToken(token, { expiresAt: exp });
+      sessionStorage.setItem(SIGNED_IN_KEY, "1");
       location.reload();
       return;
     }

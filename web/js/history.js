@@ -31,6 +31,7 @@ const ui = {
   items: $("items"),
   itemsEmpty: $("items-empty"),
   sessions: $("sessions"),
+  sessionsTitle: $("sessions-title"),
   sessionsEmpty: $("sessions-empty"),
   more: $("more"),
   filter: $("filter"),
@@ -358,6 +359,9 @@ function renderOpen(open) {
 
 function setFilter(item) {
   filterItem = item;
+  // "show all" hides itself: pressed from the keyboard, its focus fell to the page's start. It
+  // goes to the heading of the list that now shows every session, where the next Tab reads on.
+  if (!item && ui.filter.contains(document.activeElement)) ui.sessionsTitle.focus();
   ui.filter.hidden = !item;
   ui.filterName.textContent = item ? item.title : "";
   loadSessions({ keepShown: false }).catch((err) => showError(err.message, { ofLoad: true }));

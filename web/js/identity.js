@@ -226,7 +226,11 @@ function showMe(me) {
   );
   name.addEventListener("click", () => (panel ? closePanel() : openPanel(shown, name)));
   panel = null; // an open panel goes with the rest of the control
+  // Shown again (a device signed out from the panel, a rename): the keyboard's focus on the name
+  // stays on it, not dropped to the page with the button it was on.
+  const hadFocus = root.contains(document.activeElement) && document.activeElement.id === "identity-name";
   root.replaceChildren(name);
+  if (hadFocus) name.focus();
 }
 
 function openPanel(me, opener) {
@@ -253,23 +257,15 @@ function renderPanel(me) {
     maxlength: "60",
     "aria-label": "Display name",
   });
-  const save = el("button", { class: "button", type: "button" }, "Save name");
-  save.addEventListener("click", () => act(save, "The name was not saved", () => rename(nameInput.value)));
+  const save = el("button", { class: "button", type: "submit" }, "Save name");
+  // A form: Enter in the field saves, as the button does (it did nothing before).
+  const nameForm = el("form", { id: "identity-name-form" }, el("p", {}, nameInput, " ", save));
+  nameForm.addEventListener("submit", (event) => {
+    event.preventDefault();
+    act(save, "The name was not saved", () => rename(nameInput.value));
+  });
   const devices = el("ul", { id: "identity-devices" });
-  for (const device of me.devices) {
-    const revoke = el("button", { class: "button", type: "button" }, "Sign out");
-    revoke.addEventListener("click", () =>
-      act(revoke, "The device was not signed out", () => revokeDevice(device.device_id)),
-    );
-    devices.append(
-      el(
-        "li",
-        { "data-device": device.device_id },
-        `${device.current ? "This device" : device.label || "A device"} · last used ${when(device.last_used_at)} `,
-        device.current ? "" : revoke,
-      ),
-    );
-  }
+  for (const device of me.devices) devices.append(deviceRow(device));
   panel.replaceChildren(
     el(
       "p",
@@ -284,7 +280,7 @@ function renderPanel(me) {
           `What you make here is kept while you come back at least every ${span(me.forgotten_after_s)}; after that, it is deleted with your guest identity. Add a passkey to keep it for good.`,
         )
       : "",
-    el("p", {}, nameInput, " ", save),
+    nameForm,
     el("h2", {}, "Your devices"),
     devices,
     el(
@@ -320,6 +316,64 @@ function renderPanel(me) {
     ),
     el("p", { id: "identity-error", class: "notice", "data-kind": "error", role: "alert", hidden: "" }),
   );
+}
+
+/**
+ * One device of the list: a short name for it ("Chrome on Linux"; its stored label, the
+ * User-Agent it signed in with, in its title) and, for another device than this one, a button
+ * naming the device it signs out, which asks first. A bare "Sign out" per device, before the panel's own, signed
+ * another device out at once for someone who meant to sign out here.
+ */
+function deviceRow(device) {
+  const short = deviceName(device.label);
+  const used = when(device.last_used_at);
+  const name = el("span", { class: "device-name", title: device.label || undefined }, short);
+  if (device.current)
+    return el("li", { "data-device": device.device_id }, "This device (", name, `) · last used ${used}`);
+  const revoke = el(
+    "button",
+    { class: "button", type: "button", "aria-label": `Sign out ${short}, last used ${used}` },
+    `Sign out ${short}`,
+  );
+  revoke.addEventListener("click", () => {
+    if (!window.confirm(`Sign out ${short} (last used ${used})? It will have to sign in again.`)) return;
+    act(revoke, "The device was not signed out", () => revokeDevice(device.device_id));
+  });
+  return el("li", { "data-device": device.device_id }, name, ` · last used ${used} `, revoke);
+}
+
+// Browsers and systems as their User-Agent names them, most specific first: Edge, Opera and
+// Samsung Internet say "Chrome" too, Chrome says "Safari", Android says "Linux", iOS "Mac OS X".
+// The server keeps a device's first 120 characters (handlers/auth_http.py): what comes last
+// (Safari's "Safari/", Edge's "Edg/") may be cut off, so an Edge may read as its Chrome.
+const BROWSERS = [
+  [/\bEdg(e|A|iOS)?\//, "Edge"],
+  [/\bOPR\//, "Opera"],
+  [/\bSamsungBrowser\//, "Samsung Internet"],
+  [/\b(Firefox|FxiOS)\//, "Firefox"],
+  [/\b(Chrome|CriOS|HeadlessChrome|Chromium)\//, "Chrome"],
+  [/\bAppleWebKit\/.*\bVersion\/[\d.]+/, "Safari"], // its "Safari/" ends a label cut at 120 characters
+];
+const SYSTEMS = [
+  [/\biPhone\b/, "iPhone"],
+  [/\biPad\b/, "iPad"],
+  [/\bAndroid\b/, "Android"],
+  [/\bCrOS\b/, "ChromeOS"],
+  [/\bWindows\b/, "Windows"],
+  [/\bMac OS X\b|\bMacintosh\b/, "macOS"],
+  [/\bLinux\b|\bX11\b/, "Linux"],
+];
+const DEVICE_NAME_MAX = 32;
+
+/** A device's name for people from the User-Agent it signed in with: "Safari on iPhone". */
+function deviceName(userAgent) {
+  const ua = String(userAgent ?? "").trim();
+  if (!ua) return "A device";
+  const browser = BROWSERS.find(([pattern]) => pattern.test(ua))?.[1];
+  const system = SYSTEMS.find(([pattern]) => pattern.test(ua))?.[1];
+  if (browser && system) return `${browser} on ${system}`;
+  if (browser || system) return browser ?? `A browser on ${system}`;
+  return ua.length > DEVICE_NAME_MAX ? `${ua.slice(0, DEVICE_NAME_MAX - 1)}…` : ua; // not a browser's
 }
 
 function signOutButton(id, text, everywhere) {
