@@ -337,10 +337,9 @@ class AuthRoutes:
                 claims = bearer_claims(request, self._s.tokens, self._s.clock)
                 if cookie_user != claims.sub:
                     user_id, family_id = claims.sub, claims.fam
-        if family_id:
-            if user_id and await self._s.identities.revoke(user_id, family_id):
-                self._s.tokens.revoked_families |= {family_id}
-                revoked = 1
+        if family_id and user_id and await self._s.identities.revoke(user_id, family_id):
+            self._s.tokens.revoked_families |= {family_id}
+            revoked = 1
         response = web.json_response(SignedOut(revoked=revoked).model_dump())
         auth_cookie.clear_credential(response)
         return response
