@@ -291,6 +291,7 @@ async def test_dashboard_review_mark_edit_delete_and_exports(
     await clips.nth(0).locator(".note-edit input").fill("renamed")
     await clips.nth(0).locator(".note-edit button", has_text="Save").click()
     await expect(clips.nth(0).locator(".note")).to_have_text("renamed")
+    page.once("dialog", lambda dialog: _accept(dialog))  # "Delete the clip at …?"
     await clips.nth(1).locator(".clip-delete").click()
     await expect(clips).to_have_count(2)
     await expect(page.locator("#clip-count")).to_have_text("2")

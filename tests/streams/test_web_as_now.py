@@ -83,6 +83,7 @@ async def test_the_live_feed_shows_the_latest_clips_as_they_are_now(
 
     await clip(viewers["v3"], session_id, "third")
     await expect(feed).to_have_text(["third", "second", "first"])
+    page.on("dialog", lambda dialog: dialog.accept())  # each Delete asks first
     await page.locator(".review-clip", has_text="second").locator(".clip-delete").click()
     await expect(feed).to_have_text(["third", "first"])
     # The streamer's other tab edits a note and clears a viewer: this page's feed follows.

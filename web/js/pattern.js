@@ -106,7 +106,7 @@ function send(op) {
     (err) => {
       pending = pending.filter((p) => p !== item);
       if (err.code === "disconnected" || err.code === "timeout") offline.push(op);
-      else toast(err.message || "That change was refused.");
+      else if (!nameRefused(op, err)) toast(err.message || "That change was refused.");
       render();
     },
   );
@@ -588,6 +588,96 @@ function renderLineage() {
   $("lineage-separator").hidden = parent.hidden || count.hidden;
 }
 
+// --- names: the server's rule, said beside the field ---------------------------------------
+
+// The server refuses a pattern's or a track's name holding < or >, a control character or a
+// script URL (handlers/patterns/state.py, bounded_text: the Keyboardia contract). The page checks
+// the same first: a refused name went out anyway, its refusal a passing toast of the validator's
+// words ("op.set_name.name: Value error, ..."), while the field went on showing it as if saved.
+// biome-ignore lint/suspicious/noControlCharactersInRegex: the control characters are what it finds
+const NAME_CONTROL = /[\u0000-\u001f\u007f-\u009f\u2028\u2029\u202a-\u202e\u2066-\u2069]/;
+const NAME_SCRIPT_URL = /javascript\s*:/i;
+const NAME_RULE = "names can't contain < or >, control characters or “javascript:”";
+
+/** Why the server would refuse `text` (trimmed) as a name, in plain words; "" when it takes it. */
+function nameProblem(text) {
+  if (/[<>]/.test(text)) return "names can't contain < or >";
+  if (NAME_SCRIPT_URL.test(text)) return "names can't contain “javascript:”";
+  if (NAME_CONTROL.test(text)) return "names can't contain control characters";
+  return "";
+}
+
+/** The message beside a name field: the pattern's, or the one in the field's track row. */
+function nameMessage(field) {
+  return field.id === "pattern-name"
+    ? $("pattern-name-error")
+    : field.closest(".track-row").querySelector(".track-name-error");
+}
+
+/** Say `text` beside a name field until its text changes ("" takes the message away). */
+function sayName(field, text) {
+  const message = nameMessage(field);
+  if (message.textContent !== text) message.textContent = text; // a live region: said once
+  message.hidden = !text;
+  if (text) field.setAttribute("aria-describedby", message.id);
+  else {
+    field.removeAttribute("aria-describedby");
+    field.removeAttribute("aria-invalid");
+  }
+}
+
+/** As a name is typed: a refused one is said at once, and the message goes once the text is fine. */
+function onNameInput(field) {
+  const problem = nameProblem(field.value.trim());
+  if (problem) {
+    sayName(field, `${capitalised(problem)}.`);
+    field.setAttribute("aria-invalid", "true");
+  } else if (!nameMessage(field).hidden) sayName(field, "");
+}
+
+/**
+ * A name entered (Enter, or the focus leaving): true when it is refused, and then not sent. Its
+ * field keeps the focus and the text to correct; once the focus has left, it shows the saved name
+ * again, and the message beside it still says why.
+ */
+function refuseName(field, saved) {
+  const problem = nameProblem(field.value.trim());
+  if (!problem) return false;
+  sayName(field, `Not saved: ${problem}.`);
+  if (document.activeElement === field) field.setAttribute("aria-invalid", "true");
+  else field.value = saved;
+  return true;
+}
+
+function onNameLeft(field, saved) {
+  if (field.getAttribute("aria-invalid") !== "true") return;
+  field.removeAttribute("aria-invalid");
+  field.value = saved; // the refused text goes; the message beside it still says why
+}
+
+/**
+ * A name the server refused all the same (its rule changed, or a page of an older rule): the
+ * field shows the saved name again and says why beside it, not in a toast of the validator's words.
+ */
+function nameRefused(op, err) {
+  if (err.code !== "invalid_payload" || !["set_name", "rename_track"].includes(op.type)) return false;
+  const doc = view();
+  const field =
+    op.type === "set_name"
+      ? $("pattern-name")
+      : document.querySelector(`.track-row[data-track="${CSS.escape(String(op.trackId))}"] .track-name`);
+  const track = doc?.state.tracks.find((t) => t.id === op.trackId);
+  if (!field || (op.type === "rename_track" && !track)) return false;
+  const longest = /at most (\d+) characters/.exec(err.message ?? "");
+  field.value = op.type === "set_name" ? (doc?.name ?? "") : track.name;
+  sayName(field, `Not saved: ${longest ? `names are at most ${longest[1]} characters` : NAME_RULE}.`);
+  return true;
+}
+
+function capitalised(text) {
+  return text.charAt(0).toUpperCase() + text.slice(1);
+}
+
 const TEMPO_MIN = 60;
 const TEMPO_MAX = 180;
 
@@ -653,35 +743,47 @@ function element(tag, props = {}, ...children) {
 // A track's row: built once (keyed.js), kept while the track exists, so that what a player is
 // doing in it -- a name half typed, a focused step or button -- outlives the other players'
 // edits (a track added or removed elsewhere used to redraw every row). Its steps are built anew
-// only when its step count changes; its labels follow its name.
+// only when its step count changes; its labels follow its name. Its controls come in two groups,
+// before and after the steps: on a desktop one line, on a phone (app.css) a line above the steps
+// and one below, each kept in view while the steps scroll sideways.
 function buildRow() {
   return element(
     "div",
     { className: "track-row" },
-    element("input", {
-      type: "text",
-      className: "track-name",
-      maxLength: 32,
-      enterKeyHint: "done", // Enter (a phone's key) commits the rename
-      ariaLabel: "Track name",
-    }),
-    element("button", { type: "button", className: "button small mute", textContent: "M", ariaLabel: "Mute" }),
-    element("button", { type: "button", className: "button small solo", textContent: "S", ariaLabel: "Solo" }),
-    element("input", { type: "range", className: "volume", min: "0", max: "1", step: "0.05", ariaLabel: "Volume" }),
-    element("select", { className: "step-count" }),
+    element(
+      "div",
+      { className: "track-head" },
+      element("input", {
+        type: "text",
+        className: "track-name",
+        maxLength: 32,
+        enterKeyHint: "done", // Enter (a phone's key) commits the rename
+        ariaLabel: "Track name",
+      }),
+      element("button", { type: "button", className: "button small mute", textContent: "M", ariaLabel: "Mute" }),
+      element("button", { type: "button", className: "button small solo", textContent: "S", ariaLabel: "Solo" }),
+      element("input", { type: "range", className: "volume", min: "0", max: "1", step: "0.05", ariaLabel: "Volume" }),
+      element("select", { className: "step-count" }),
+    ),
+    element("span", { className: "field-error track-name-error", role: "status", hidden: true }),
     element("div", { className: "steps", role: "group" }),
-    element("button", { type: "button", className: "button small clear-track", textContent: "Clear" }),
-    element("button", {
-      type: "button",
-      className: "button small delete-track",
-      textContent: "✕",
-      ariaLabel: "Delete track",
-    }),
+    element(
+      "div",
+      { className: "track-tail" },
+      element("button", { type: "button", className: "button small clear-track", textContent: "Clear" }),
+      element("button", {
+        type: "button",
+        className: "button small delete-track",
+        textContent: "✕",
+        ariaLabel: "Delete track",
+      }),
+    ),
   );
 }
 
 function fitRow(row, track) {
   row.dataset.track = track.id;
+  row.querySelector(".track-name-error").id = `track-name-error-${track.id}`;
   const steps = row.querySelector(".steps");
   const countSelect = row.querySelector(".step-count");
   if (row.dataset.stepCount !== String(track.stepCount)) {
@@ -894,6 +996,7 @@ function onGridChange(event) {
   const track = trackOf(el);
   if (!track || readOnly) return;
   if (el.classList.contains("track-name")) {
+    if (refuseName(el, track.name)) return;
     const name = el.value.trim().slice(0, 32);
     if (name && name !== track.name) edit({ type: "rename_track", trackId: track.id, name });
     else el.value = track.name;
@@ -949,14 +1052,24 @@ function bindInputs() {
   grid.addEventListener("keydown", onGridKey);
   grid.addEventListener("focusin", onGridPoint);
   grid.addEventListener("pointerover", onGridPoint);
+  grid.addEventListener("input", (e) => {
+    if (e.target.classList?.contains("track-name")) onNameInput(e.target);
+  });
+  grid.addEventListener("focusout", (e) => {
+    const track = e.target.classList?.contains("track-name") ? trackOf(e.target) : null;
+    if (track) onNameLeft(e.target, track.name);
+  });
   bindStepLock();
   $("tempo").addEventListener("change", onTempoChange);
   $("tempo").addEventListener("focusout", onTempoLeft);
   $("swing").addEventListener("change", (e) => edit({ type: "set_swing", swing: Math.round(Number(e.target.value)) }));
   $("pattern-name").addEventListener("change", (e) => {
+    if (refuseName(e.target, view()?.name ?? "")) return;
     const name = e.target.value.trim().slice(0, 100);
     edit({ type: "set_name", name: name || null });
   });
+  $("pattern-name").addEventListener("input", (e) => onNameInput(e.target));
+  $("pattern-name").addEventListener("focusout", (e) => onNameLeft(e.target, view()?.name ?? ""));
   $("add-track-form").addEventListener("submit", (e) => {
     e.preventDefault();
     const sampleId = $("add-sample").value;

@@ -70,7 +70,7 @@ let sessionId = null;
 let session = null;
 let socket = null;
 let subscription = null;
-const clips = new Map(); // clip id -> clip paged in (owner shape; live ones lack submitted_by until reloaded)
+const clips = new Map(); // clip id -> clip paged in (owner shape; a live one's viewer is learned: learnViewers)
 const feedClips = new Map(); // clip id -> the newest clips for the feed (the summary's last ones, then live ones)
 // Per segment index: { count, frontier: [offset_ms, clip_id] of the last clip paged in, or null,
 // complete: every clip of it is paged in, loading }. A live clip is listed when its place is
@@ -277,9 +277,22 @@ function renderFeed() {
 
 // --- review ---------------------------------------------------------------------------------
 
-// Display names by viewer tag, from the owner's review route: a live clip_added names nobody
-// (every subscriber of the log gets it), so a viewer already seen keeps their name on new clips.
+// Display names and user ids by viewer tag, from the owner's review routes: a live clip_added
+// names nobody (every subscriber of the log gets it), so a viewer already seen keeps their name
+// on new clips, and their clips the moderation buttons, which need the user id.
 const namesByTag = new Map();
+const viewersByTag = new Map();
+
+/** What the owner's routes say of `clip`'s viewer, kept for their live clips. */
+function learnViewer(clip) {
+  if (clip.viewer_name) namesByTag.set(clip.viewer_tag, clip.viewer_name);
+  if (typeof clip.submitted_by === "string" && clip.submitted_by) viewersByTag.set(clip.viewer_tag, clip.submitted_by);
+}
+
+/** The user id of `clip`'s viewer (what Block viewer and Clear their clips act on), or "" unknown yet. */
+function viewerOf(clip) {
+  return (typeof clip.submitted_by === "string" && clip.submitted_by) || viewersByTag.get(clip.viewer_tag) || "";
+}
 
 /**
  * Who clipped: the viewer's current display name (the review route's viewer_name), else their
@@ -348,7 +361,7 @@ function clipItem() {
   remove.type = "button";
   remove.addEventListener("click", () => {
     const clip = current();
-    if (clip) update(clip.clip_id, null);
+    if (clip) deleteClip(remove, clip);
   });
   li.append(el("span", "offset"), el("span", "note"), el("span", "muted who"), toggle, edit, remove);
   return li;
@@ -358,7 +371,8 @@ function updateClip(li, clip) {
   // A live clip redraws the whole review (once a frame at a raid): a line whose clip, name and
   // editor are as last drawn is left alone. Rewriting every line's texts and buttons' labels
   // made each frame of a burst over 3,000 listed clips a 60-90 ms task.
-  const moderated = typeof clip.submitted_by === "string" && clip.submitted_by !== "";
+  const moderated = viewerOf(clip) !== "";
+  if (!moderated) askViewer(clip);
   const drawn = editing.has(clip.clip_id)
     ? null
     : JSON.stringify([clip.clip_id, clip.offset_ms, clip.clipped, clip.note, whoClipped(clip), moderated]);
@@ -375,25 +389,124 @@ function updateClip(li, clip) {
   setText(li.querySelector(".who"), whoClipped(clip));
   setText(li.querySelector(".clip-toggle"), clip.clipped ? "Unmark" : "Mark clipped");
   nameClipButtons(li, clip);
-  // Moderation needs the viewer's id, which a live event does not carry: offered once the
-  // review has been (re)loaded from the owner's route.
-  if (typeof clip.submitted_by === "string" && clip.submitted_by && !li.querySelector(".clip-block")) {
+  // Moderation needs the viewer's user id, which a live event does not carry: offered as soon as
+  // it is known (a viewer seen before at once, another once learnViewers has read it).
+  if (moderated && !li.querySelector(".clip-block")) {
     const viewer = () => clips.get(li.dataset.clipId);
     const block = el("button", "button small danger clip-block", "Block viewer");
     block.type = "button";
     block.addEventListener("click", () => {
       const now = viewer();
-      if (now?.submitted_by) moderate("stream_block_viewer", now.submitted_by, now);
+      if (now && viewerOf(now)) moderate("stream_block_viewer", viewerOf(now), now);
     });
     const clear = el("button", "button small danger clip-clear", "Clear their clips");
     clear.type = "button";
     clear.addEventListener("click", () => {
       const now = viewer();
-      if (now?.submitted_by) moderate("clip_clear_viewer", now.submitted_by, now);
+      if (now && viewerOf(now)) moderate("clip_clear_viewer", viewerOf(now), now);
     });
     li.append(block, clear);
     nameClipButtons(li, clip);
   }
+}
+
+// --- the viewers of live clips -----------------------------------------------------------------
+
+// A live clip of a viewer not seen before names no user id (events never do): it is read from the
+// owner's review page that starts at the clip (a cursor just before every clip of its ms), a page
+// of up to VIEWER_PAGE clips of the segment from there, so a raid of new viewers costs a request
+// per VIEWER_PAGE clips, one at a time, VIEWERS_DELAY_MS after the clips that ask for it.
+const VIEWER_PAGE = 200; // SESSIONHUB_LIST_LIMIT's default: the server answers fewer past its own
+const VIEWERS_DELAY_MS = 250;
+const BEFORE_EVERY_ID = "00000000-0000-0000-0000-000000000000";
+const viewersAsked = new Set(); // clips whose page has been read: one still unknown is not asked again
+let viewersTimer = null;
+let viewersLoading = false;
+
+function askViewer(clip) {
+  if (viewersAsked.has(clip.clip_id) || viewersTimer !== null || viewersLoading) return;
+  viewersTimer = setTimeout(learnViewers, VIEWERS_DELAY_MS);
+}
+
+/** Per segment, the first listed clip (review order) whose viewer is unknown and not asked for yet. */
+function unknownViewers() {
+  const first = new Map();
+  for (const clip of clips.values()) {
+    if (viewerOf(clip) || viewersAsked.has(clip.clip_id)) continue;
+    const seen = first.get(clip.segment_index);
+    if (!seen || reviewOrder(clip, seen) < 0) first.set(clip.segment_index, clip);
+  }
+  return first;
+}
+
+async function learnViewers() {
+  viewersTimer = null;
+  viewersLoading = true;
+  let more = true;
+  try {
+    for (const [index, from] of unknownViewers()) {
+      const query = new URLSearchParams({
+        segment: String(index),
+        after: `${from.offset_ms}.${BEFORE_EVERY_ID}`,
+        limit: String(VIEWER_PAGE),
+      });
+      const body = await api(`/api/streams/${sessionId}/review/clips?${query}`);
+      viewersAsked.add(from.clip_id);
+      for (const paged of body.clips) {
+        learnViewer(paged);
+        const listed = clips.get(paged.clip_id);
+        if (listed)
+          clips.set(paged.clip_id, { ...listed, submitted_by: paged.submitted_by, viewer_name: paged.viewer_name });
+      }
+    }
+  } catch {
+    more = false; // unreachable now: the next live clip, or a reload, asks again
+  } finally {
+    viewersLoading = false;
+  }
+  scheduleRender();
+  if (more && unknownViewers().size) viewersTimer = setTimeout(learnViewers, VIEWERS_DELAY_MS);
+}
+
+// --- deleting a clip ---------------------------------------------------------------------------
+
+// The clip whose Delete had the focus as it was deleted, and its neighbours as last drawn: once its
+// line is gone, the focus goes to the next clip's Delete, else the previous one's, else the
+// segment's clip list (its heading), instead of dropping to the page.
+let deleteFocus = null; // {clipId, next, previous, index}
+
+async function deleteClip(button, clip) {
+  const who = whoClipped(clip);
+  if (!window.confirm(`Delete the clip at ${hms(clip.offset_ms)} by ${who}? This cannot be undone.`)) return;
+  const li = button.closest(".review-clip");
+  if (button === document.activeElement) deleteFocus = { clipId: clip.clip_id, index: clip.segment_index };
+  if (!(await update(clip.clip_id, null)) && li.isConnected && deleteFocus?.clipId === clip.clip_id) {
+    deleteFocus = null; // refused: the clip stays, and so does the focus
+  }
+}
+
+function clipLine(clipId) {
+  return clipId ? ui.segments.querySelector(`.review-clip[data-key="${CSS.escape(clipId)}"]`) : null;
+}
+
+/** Before a drawing: the deleted clip's neighbours, while its line is still there. */
+function noteDeleteNeighbours() {
+  const li = deleteFocus && clipLine(deleteFocus.clipId);
+  if (!li) return;
+  deleteFocus.next = li.nextElementSibling?.dataset.key;
+  deleteFocus.previous = li.previousElementSibling?.dataset.key;
+}
+
+/** After a drawing: the deleted clip's line gone, its Delete's focus goes to a neighbour's. */
+function settleDeleteFocus() {
+  if (!deleteFocus || clipLine(deleteFocus.clipId)) return;
+  const { next, previous, index } = deleteFocus;
+  deleteFocus = null;
+  const active = document.activeElement;
+  if (active !== null && active !== document.body && active.isConnected) return; // they moved on
+  const line = clipLine(next) ?? clipLine(previous);
+  const section = ui.segments.querySelector(`.segment[data-index="${index}"]`);
+  (line?.querySelector(".clip-delete") ?? section?.querySelector(".clips-title"))?.focus();
 }
 
 async function moderate(event, viewer, clip) {
@@ -654,8 +767,10 @@ function renderReview() {
     const state = paging.get(segment.index) ?? { count: clipsOf.length, complete: true, loading: false };
     return { segment, clipsOf, state };
   });
+  noteDeleteNeighbours();
   reconcile(ui.segments, segments, ({ segment }) => segment.index, segmentItem, updateSegment);
   if (segments.length === 0) ui.segments.append(el("p", "muted", "Start the stream to open its first segment."));
+  settleDeleteFocus();
   renderFeed();
 }
 
@@ -722,13 +837,15 @@ async function loadReview() {
   clips.clear();
   feedClips.clear();
   namesByTag.clear();
+  viewersByTag.clear();
+  viewersAsked.clear();
   paging.clear();
   for (const segment of body.segments) {
     paging.set(segment.index, { count: segment.clip_count, frontier: null, complete: segment.clip_count === 0 });
   }
   for (const clip of body.last) {
     feedClips.set(clip.clip_id, clip);
-    if (clip.viewer_name) namesByTag.set(clip.viewer_tag, clip.viewer_name);
+    learnViewer(clip);
   }
   session = { ...session, ...body.session };
   reviewOffset = body.offset;
@@ -780,7 +897,7 @@ async function loadPage(index, { focusNew = false } = {}) {
   state.loading = false;
   for (const clip of body.clips) {
     clips.set(clip.clip_id, clip);
-    if (clip.viewer_name) namesByTag.set(clip.viewer_tag, clip.viewer_name);
+    learnViewer(clip);
   }
   if (body.next === null) state.complete = true;
   else {
