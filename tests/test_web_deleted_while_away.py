@@ -54,3 +54,22 @@ async def test_the_viewers_page_says_a_stream_deleted_while_it_was_away_was_dele
 
     await expect(page.locator("#page-error-title")).to_have_text("Stream deleted")
     await expect(page.locator("#clip-button")).to_be_hidden()
+
+
+async def test_the_dashboard_says_a_stream_deleted_while_it_was_away_was_deleted(
+    server: ServerUnderTest, tab: Tab
+) -> None:
+    stream_id = await create_stream(server, user="alice", title="Gone")
+    await tab.use_token(server.token("alice"))
+    gate = SocketGate()
+    await gate.install(tab.page)
+    page = await tab.open(f"/streams/{stream_id}")
+    await expect(page.locator("#connection")).to_have_attribute("data-state", "live")
+
+    await gate.cut()
+    await expect(page.locator("#connection")).to_have_attribute("data-state", "offline")
+    await admin_delete(server, stream_id)
+    gate.release()
+
+    await expect(page.locator("#page-error-title")).to_have_text("Stream deleted")
+    await expect(page.locator("#dashboard")).to_be_hidden()

@@ -1069,16 +1069,21 @@ function scheduleRender() {
   });
 }
 
+/** The stream is gone (its deletion's event, or a reconnect answered 'no such session'). */
+function deleted() {
+  subscription?.close();
+  clearTimeout(momentsTimer);
+  showError("Stream deleted", "This stream session has been deleted, with its clips.", {
+    href: "/streams",
+    text: "Back to my streams",
+  });
+}
+
 function onEvent(event) {
   if (event.type === "session_deleted") {
     // An operator deleted the stream (DELETE /admin/sessions/<id>): the dashboard went on showing
     // it live, every button answered 'no such session'.
-    subscription?.close();
-    clearTimeout(momentsTimer);
-    showError("Stream deleted", "This stream session has been deleted, with its clips.", {
-      href: "/streams",
-      text: "Back to my streams",
-    });
+    deleted();
     return;
   }
   orphanBanner.edited(); // a logged change (a state action, a viewer's clip): active again
@@ -1209,7 +1214,12 @@ async function main() {
     onSnapshot,
     onEvent,
     onSubscribed: () => showConnection(ui.connection, "live", STREAM_CONNECTION_TEXT),
-    onError: (err) => notice(`Live updates stopped: ${err.message}`, "error"),
+    onError: (err) => {
+      // Subscribed again (a reconnect) after the stream was deleted: the deletion's event was
+      // missed, not the feed broken.
+      if (err.code === "session_not_found") deleted();
+      else notice(`Live updates stopped: ${err.message}`, "error");
+    },
   });
 }
 
