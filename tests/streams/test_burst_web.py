@@ -112,8 +112,10 @@ async def test_a_live_clip_leaves_the_lines_already_listed_alone(
         await expect(page.locator(".review-clip")).to_have_count(31)
         await expect(page.locator("#segments")).to_have_attribute("data-moments", "settled", timeout=20_000)
         # The new line is built before it is put in place: no line already listed was written.
+        # The new line itself may be, once: its viewer's moderation buttons come with the review
+        # page read for it (the live event names no viewer).
         touched: list[str] = await page.evaluate("[...window.__touched]")
-        assert touched == [], touched
+        assert set(touched) <= {ack["clip"]["clip_id"]}, touched
         assert not tab.errors, tab.errors
     finally:
         await tab.page.context.close()
