@@ -45,6 +45,7 @@ from server.bus import Bus
 from server.services import limits_section
 from server.settings import Settings
 from server.transport import SocketServer, build_server, choose_lane
+from server.transport.contract import ListeningSite
 from storage.memory import memory_infos
 
 log = logging.getLogger(__name__)
@@ -214,7 +215,7 @@ def build_app(settings: Settings, *, services: Services) -> web.Application:
     return app
 
 
-def front_site(runner: web.AppRunner, host: str, port: int) -> web.BaseSite:
+def front_site(runner: web.AppRunner, host: str, port: int) -> ListeningSite:
     """The listening site of a :func:`build_app` application (``runner`` set up): on the fast
     lane WebSocket opens are answered by ``server.transport.front``, everything else by aiohttp."""
     app = runner.app

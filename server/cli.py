@@ -81,15 +81,20 @@ def _parser(argv: list[str]) -> argparse.ArgumentParser:
     return parser
 
 
-def validation_message(exc: Exception, *, prefix: str = "SESSIONHUB_") -> str:
-    """One line naming each refused setting or option (a pydantic ValidationError)."""
+def validation_message(exc: Exception, *, prefix: str = "SESSIONHUB_", names: dict[str, str] | None = None) -> str:
+    """One line naming each refused setting or option (a pydantic ValidationError); ``names``
+    renames a model's field to the option that gave it (a token's ``exp`` is ``--ttl``)."""
     errors: list[dict[str, object]] = getattr(exc, "errors", list)()
     parts = []
     for error in errors:
         loc = error.get("loc", ())
         name = ".".join(str(part) for part in loc) if isinstance(loc, tuple) else "value"
+        name = (names or {}).get(name, name)
         if not name:  # a check across settings: its message names them itself
             parts.append(str(error.get("msg")).removeprefix("Value error, "))
+            continue
+        if prefix == "SESSIONHUB_" and name.isupper():  # an alias, the variable's own name (PORT, REDIS_URL)
+            parts.append(f"{name}: {error.get('msg')}")
             continue
         name = name.upper() if prefix == "SESSIONHUB_" else name.replace("_", "-")
         parts.append(f"{prefix}{name}: {error.get('msg')}")

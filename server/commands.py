@@ -226,14 +226,14 @@ async def serve(settings: Settings) -> None:
         log.info(
             "sessionhub serving on http://%s:%d (up to %d open files, clients below descriptor %d)",
             settings.host,
-            settings.port,
+            site.port,  # the one bound: PORT=0 asks for any free one
             open_files,
             descriptor_ceiling(settings.kept_descriptors),
         )
         if lane_warning:  # said once serving: a refusal before it (a port in use) stays one line
             log.warning("%s", lane_warning)
         if settings.log_format != "json":  # in JSON mode every line is JSON: the log line above says it
-            print(f"sessionhub serving on http://{settings.host}:{settings.port}", flush=True)
+            print(f"sessionhub serving on http://{settings.host}:{site.port}", flush=True)
         try:
             await _wait_for_signal()
         finally:

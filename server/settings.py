@@ -13,9 +13,11 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from auth.relying_party import RelyingParty
 from storage.events import Durability
+from storage.voice.config import parse_user_map
 
 
 MIN_JWT_SECRET_BYTES = 32
+LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
 
 
 def default_web_dir() -> Path:
@@ -36,7 +38,7 @@ class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="SESSIONHUB_", extra="ignore")
 
     host: str = "127.0.0.1"
-    port: int = Field(default=8080, validation_alias=AliasChoices("SESSIONHUB_PORT", "PORT"))
+    port: int = Field(default=8080, ge=0, le=65535, validation_alias=AliasChoices("SESSIONHUB_PORT", "PORT"))
     redis_url: str | None = Field(default=None, validation_alias=AliasChoices("REDIS_URL", "SESSIONHUB_REDIS_URL"))
     redis_max_connections: int = Field(default=512, ge=8)
     redis_cluster: bool = False
@@ -54,9 +56,9 @@ class Settings(BaseSettings):
     # else stock with a warning; fast = refuse to start outside them; stock = always stock.
     transport: Literal["auto", "fast", "stock"] = "auto"
     web_dir: Path = Field(default_factory=lambda: default_web_dir())
-    log_level: str = "INFO"
+    log_level: str = "INFO"  # one of LOG_LEVELS, any case (checked below)
 
-    jwt_algorithm: str = "HS256"
+    jwt_algorithm: Literal["HS256", "RS256"] = "HS256"
     jwt_secret: str | None = None  # HS256: at least 32 bytes (checked below)
     jwt_public_key: str | None = None
     jwt_private_key: str | None = None
@@ -244,6 +246,36 @@ class Settings(BaseSettings):
             )
         return secret
 
+    @field_validator("log_level")
+    @classmethod
+    def _a_log_level(cls, level: str) -> str:
+        if level.upper() not in LOG_LEVELS:
+            raise ValueError(f"{level!r} is not one of {', '.join(LOG_LEVELS)}")
+        return level.upper()
+
+    @field_validator("voice_telegram_users")
+    @classmethod
+    def _a_user_map(cls, spec: str) -> str:
+        parse_user_map(spec)  # its ValueError names the malformed entry
+        return spec
+
+    @field_validator("processors")
+    @classmethod
+    def _processors_found(cls, spec: str | None) -> str | None:
+        # Imported when the server starts (jobs.processors.load_processors); a module that is not
+        # there is said here, in one line, before anything starts.
+        for entry in filter(None, (part.strip() for part in (spec or "").split(","))):
+            module, sep, name = entry.partition(":")
+            if not sep or not module or not name.isidentifier():
+                raise ValueError(f"{entry!r} is not <module>:<function>")
+            try:
+                found = importlib.util.find_spec(module)
+            except (ImportError, ValueError):
+                found = None
+            if found is None:
+                raise ValueError(f"no module {module!r} to import (entry {entry!r})")
+        return spec
+
     @field_validator("public_url")
     @classmethod
     def _absolute_url(cls, url: str) -> str:
@@ -259,6 +291,14 @@ class Settings(BaseSettings):
                 "(e.g. https://hub.example.org)"
             )
         return url
+
+    @model_validator(mode="after")
+    def _keys_and_stores_given(self) -> Settings:
+        if self.jwt_algorithm == "RS256" and not self.jwt_public_key:
+            raise ValueError("SESSIONHUB_JWT_PUBLIC_KEY is required with SESSIONHUB_JWT_ALGORITHM=RS256")
+        if self.voice_blob_store == "s3" and not self.voice_s3_bucket:
+            raise ValueError("SESSIONHUB_VOICE_S3_BUCKET is required with SESSIONHUB_VOICE_BLOB_STORE=s3")
+        return self
 
     @model_validator(mode="after")
     def _passkeys_can_work(self) -> Settings:

@@ -21,7 +21,7 @@ from storage.clock import Clock
 
 def mint(settings: Settings, args: argparse.Namespace) -> None:
     """Print a token for ``--user`` with the given permissions."""
-    if not re.match(USER_ID_PATTERN, args.user):
+    if not re.fullmatch(USER_ID_PATTERN, args.user):  # not match: its $ lets "alice\n" through
         raise StartupError(f"--user {args.user!r}: a user id is 1-128 of A-Z a-z 0-9 _ . : @ -")
     if not args.perm:
         raise StartupError("a token with no permission is refused everywhere: give at least one --perm")
@@ -38,5 +38,6 @@ def mint(settings: Settings, args: argparse.Namespace) -> None:
             telegram_user_id=args.telegram_user_id or "",
         )
     except ValidationError as exc:
-        raise StartupError(validation_message(exc, prefix="--")) from None
+        options = {"sub": "user", "exp": "ttl", "telegram_user_id": "telegram-user-id"}
+        raise StartupError(validation_message(exc, prefix="--", names=options)) from None
     print(token)

@@ -6,6 +6,7 @@ import json
 import socket
 import subprocess
 import sys
+import urllib.request
 from importlib.metadata import version
 from pathlib import Path
 
@@ -82,6 +83,9 @@ def test_version_and_what_each_permission_grants(tmp_path: Path) -> None:
 
 def test_token_refuses_bad_users_no_permission_and_a_token_born_expired(tmp_path: Path) -> None:
     one_line_refusal(run("token", "--user", "bad user!", "--perm", "admin", data_dir=tmp_path), "--user")
+    one_line_refusal(run("token", "--user", "alice\n", "--perm", "admin", data_dir=tmp_path), "--user")
+    huge = run("token", "--user", "alice", "--perm", "admin", "--ttl", str(10**12), data_dir=tmp_path)
+    assert "--exp" not in one_line_refusal(huge, "--ttl")
     one_line_refusal(run("token", "--user", "alice", data_dir=tmp_path), "--perm")
     one_line_refusal(run("token", "--user", "alice", "--perm", "read_own", "--ttl", "0", data_dir=tmp_path), "--ttl")
     one_line_refusal(
@@ -99,11 +103,55 @@ def test_settings_out_of_range_are_one_line(tmp_path: Path) -> None:
     one_line_refusal(run("serve", "--port", "99999", data_dir=tmp_path), "--port", code=2)
 
 
+@pytest.mark.parametrize(
+    ("env", "named"),
+    [
+        ({"PORT": "70000"}, "PORT"),
+        ({"SESSIONHUB_PORT": "-1"}, "SESSIONHUB_PORT"),
+        ({"PORT": "abc"}, "PORT: "),
+        ({"SESSIONHUB_JWT_ALGORITHM": "ES256"}, "SESSIONHUB_JWT_ALGORITHM"),
+        ({"SESSIONHUB_JWT_ALGORITHM": "RS256"}, "SESSIONHUB_JWT_PUBLIC_KEY"),
+        ({"SESSIONHUB_LOG_LEVEL": "bogus"}, "SESSIONHUB_LOG_LEVEL"),
+        ({"SESSIONHUB_VOICE_TELEGRAM_USERS": "bad"}, "SESSIONHUB_VOICE_TELEGRAM_USERS"),
+        ({"SESSIONHUB_VOICE_BLOB_STORE": "s3"}, "SESSIONHUB_VOICE_S3_BUCKET"),
+        ({"SESSIONHUB_PROCESSORS": "nonexistent_mod:fn"}, "SESSIONHUB_PROCESSORS"),
+        ({"SESSIONHUB_PROCESSORS": "jobs.processors"}, "SESSIONHUB_PROCESSORS"),
+    ],
+)
+def test_settings_the_server_could_not_use_are_one_line_before_anything_starts(
+    tmp_path: Path, env: dict[str, str], named: str
+) -> None:
+    """Refused with the settings, not half-way through the start (a traceback after the embedded
+    Redis had started, and a bind() OverflowError for a port over 65535)."""
+    line = one_line_refusal(run("serve", data_dir=tmp_path, **env), named)
+    assert "SESSIONHUB_SESSIONHUB_" not in line  # an alias is named as it was set
+    assert not (tmp_path / "redis").exists()  # nothing started: the embedded Redis neither
+
+
 def test_a_short_jwt_secret_is_refused_at_start(tmp_path: Path) -> None:
     one_line_refusal(run("serve", data_dir=tmp_path, SESSIONHUB_JWT_SECRET="abc"), "SESSIONHUB_JWT_SECRET", "32")
     one_line_refusal(
         run("token", "--user", "a", "--perm", "admin", data_dir=tmp_path, SESSIONHUB_JWT_SECRET="x" * 31), "32"
     )
+
+
+def test_port_0_serves_on_a_free_port_and_says_which(redis_process: RedisProcess, tmp_path: Path) -> None:
+    """It said "serving on http://127.0.0.1:0": the port asked for, not the one bound."""
+    base = {"PATH": "/usr/bin:/bin", "SESSIONHUB_DATA_DIR": str(tmp_path), "SESSIONHUB_JWT_SECRET": SECRET}
+    env = {**base, "PORT": "0", "REDIS_URL": redis_process.url, "SESSIONHUB_INPROCESS_WORKERS": "0"}
+    child = subprocess.Popen(
+        [sys.executable, "-m", "server", "serve"], cwd=ROOT, env=env, stdout=subprocess.PIPE, text=True
+    )
+    try:
+        assert child.stdout is not None
+        line = child.stdout.readline()  # printed once serving (bounded by the test's timeout)
+        url = line.strip().rpartition(" ")[2]
+        assert line.startswith("sessionhub serving on http://127.0.0.1:") and not url.endswith(":0"), line
+        with urllib.request.urlopen(url + "/healthz", timeout=10) as answer:
+            assert answer.status == 200
+    finally:
+        child.terminate()
+        child.communicate(timeout=30)  # reaped, its pipe read to the end and closed
 
 
 def test_a_port_in_use_is_one_line(redis_process: RedisProcess, tmp_path: Path) -> None:

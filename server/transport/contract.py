@@ -55,6 +55,23 @@ def ws_frame(payload: bytes, opcode: int = _OP_TEXT) -> bytes:
     return header + payload
 
 
+class ListeningSite(Protocol):
+    """What a lane's :meth:`SocketServer.site` gives: an aiohttp site (``web.TCPSite`` or a
+    ``web.BaseSite`` of the lane's own) that says the port it listens on once started."""
+
+    @property
+    def port(self) -> int:
+        """The port listened on once started (the one asked for before: 0 for any)."""
+        ...
+
+    @property
+    def name(self) -> str: ...
+
+    async def start(self) -> None: ...
+
+    async def stop(self) -> None: ...
+
+
 class Packet:
     """A Socket.IO EVENT packet for namespace ``/``, encoded once for every connection.
 
@@ -173,7 +190,7 @@ class SocketServer(Protocol):
         path: str,
         idle_timeout_s: float,
         observers: list[Callable[[FrontAnswer], None]],
-    ) -> web.BaseSite:
+    ) -> ListeningSite:
         """The listening site for ``runner``'s application (``path``: where Socket.IO is served;
         ``observers`` see the requests answered before aiohttp saw them -- WebSocket opens and, on
         both lanes, fixed answers such as ``/healthz`` --, ``idle_timeout_s`` bounds a

@@ -109,7 +109,14 @@ from handlers.write_deadline import WriteDeadline
 from protocol import order, wire_json
 from protocol.errors import CodedError, ErrorCode
 from server.transport.accept import LISTEN_BACKLOG, Acceptor, ConnectionPlaces, accept_on
-from server.transport.contract import Commit, Committed, Outlet, end_sessions_at_shutdown, ws_frame
+from server.transport.contract import (
+    Commit,
+    Committed,
+    ListeningSite,
+    Outlet,
+    end_sessions_at_shutdown,
+    ws_frame,
+)
 from server.transport.engine import LightQueue
 from server.transport.front import Front, FrontProtocol, Upgrader, UpgradeRequest
 from server.transport.messages import MAX_ATTACHMENTS as MAX_ATTACHMENTS
@@ -1470,7 +1477,7 @@ class SessionServer(socketio.AsyncServer):
         path: str,
         idle_timeout_s: float,
         observers: list[Callable[[FrontAnswer], None]],
-    ) -> web.BaseSite:
+    ) -> ListeningSite:
         """The listening site: WebSocket opens answered by ``server.transport.front``, the rest by aiohttp."""
         return FrontSite(
             runner, host, port, upgrader=self.eio, path=path, idle_timeout_s=idle_timeout_s, observers=observers,

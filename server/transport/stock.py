@@ -106,7 +106,7 @@ from protocol import wire_json
 from protocol.errors import CodedError, ErrorCode
 from server.random_ids import IDS
 from server.transport.accept import ConnectionPlaces
-from server.transport.contract import Commit, Outlet, Packet, end_sessions_at_shutdown
+from server.transport.contract import Commit, ListeningSite, Outlet, Packet, end_sessions_at_shutdown
 from server.transport.leanws import opening_refusal
 from server.transport.messages import (
     MAX_ATTACHMENTS,
@@ -909,7 +909,7 @@ class StockSessionServer(socketio.AsyncServer):
         path: str,
         idle_timeout_s: float,
         observers: list[Callable[[FrontAnswer], None]],
-    ) -> web.BaseSite:
+    ) -> ListeningSite:
         """The listening site: every request, WebSocket opens included, goes through aiohttp,
         accepted by ``server.transport.accept`` (``server.transport.stock_site``)."""
         return StockSite(
