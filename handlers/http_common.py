@@ -6,6 +6,7 @@ import asyncio
 import ipaddress
 import itertools
 import json
+import logging
 import re
 import secrets
 from collections.abc import Awaitable, Callable
@@ -22,6 +23,8 @@ from handlers.metrics import METRICS_KEY
 from protocol.errors import CodedError, ErrorCode
 from storage.clock import Clock
 from storage.sessions import SessionDirectory
+
+log = logging.getLogger(__name__)
 
 RouteHandler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 # Where a request naming a session is a use of it (the API routes of every capability).
@@ -346,7 +349,25 @@ def guarded(handler: RouteHandler) -> RouteHandler:
             return await handler(request)
         except web.HTTPException:
             raise
+        except ConnectionError as exc:
+            if not client_gone(request):
+                return to_http(exc, metrics=request.app.get(METRICS_KEY))
+            # The client left while its answer was being written (a reset while the writer
+            # waited for the socket: aiohttp's plain ConnectionError("Connection lost")): its
+            # doing, not a fault of the server, and any client can make it happen at will.
+            log.debug("the client of %s %s left mid-answer: %s", request.method, request.path, exc)
+            return web.Response(status=CLIENT_CLOSED_REQUEST)  # its write fails quietly too
         except Exception as exc:
             return to_http(exc, metrics=request.app.get(METRICS_KEY))
 
     return wrapper
+
+
+# The status an answer nobody could receive is counted with (nginx's "client closed request").
+CLIENT_CLOSED_REQUEST = 499
+
+
+def client_gone(request: web.Request) -> bool:
+    """Whether the request's connection is closed or closing: nobody reads an answer."""
+    transport = request.transport
+    return transport is None or transport.is_closing()

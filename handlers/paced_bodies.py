@@ -69,8 +69,10 @@ async def _paced(
                     deadline.watch(request.transport)
                 await paced.write(view[start : start + PIECE_BYTES])
         await paced.write_eof()
-    except ConnectionResetError:
+    except ConnectionError:
         # The client left, or took nothing until the write deadline aborted the connection:
         # nobody is there to answer (aiohttp's own writes end the same way for a client gone).
+        # A reset, a broken pipe, or aiohttp's plain ConnectionError("Connection lost") when the
+        # connection is lost while the writer waits for the socket to drain.
         pass
     return paced
