@@ -124,6 +124,11 @@ def bounded_text(max_length: int) -> Any:
             raise ValueError(f"must be at most {max_length} characters")
         if _CONTROL.search(text) or "<" in text or ">" in text or _SCRIPT_URL.search(text):
             raise ValueError("must not contain markup, control characters or script URLs")
+        if not text.isascii():
+            try:
+                text.encode("utf-8")
+            except UnicodeEncodeError:  # a lone surrogate (JSON's "\ud800"): no character, and Redis' cjson refuses it
+                raise ValueError("must be text (a lone UTF-16 surrogate is not)") from None
         return text
 
     # No control characters, no < or >, no "javascript:" (the schema's pattern is a JavaScript

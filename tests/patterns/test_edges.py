@@ -177,3 +177,34 @@ async def test_rate_limited_acks_carry_the_seq(
         for client in clients:
             await client.close()
         await server.stop()
+
+
+LONE = "x\ud800y"  # a lone UTF-16 surrogate: JSON can say it ("\ud800"), UTF-8 cannot
+
+
+async def test_a_name_with_a_lone_surrogate_is_refused_as_any_bad_text(
+    server: ServerUnderTest, clients: list[Client]
+) -> None:
+    """It reached Redis' cjson (or the link's UTF-8 encoding) and came back a 500 and an
+    internal_error with a traceback, anonymously; every other text field answered 400."""
+    async with aiohttp.ClientSession() as http:
+        for body in ({"name": LONE}, {"state": {"tracks": [track(name=LONE)]}}):
+            data = json.dumps(body)  # ensure_ascii: the surrogate travels as the escape "\ud800"
+            async with http.post(f"{server.url}/api/sessions", data=data, headers=JSON) as r:
+                assert r.status == 400, (body, await r.text())
+        session_id = await new_pattern(server)
+        async with http.patch(
+            f"{server.url}/api/sessions/{session_id}", data=json.dumps({"name": LONE}), headers=JSON
+        ) as r:
+            assert r.status == 400, await r.text()
+    alice = await player(server, clients, session_id, "alice")
+    for op in ({"type": "set_name", "name": LONE}, {"type": "rename_track", "trackId": "t1", "name": LONE}):
+        ack = await alice.call("pattern_op", {"session_id": session_id, "seq": 1, "op": op})
+        assert (ack["ok"], ack["error"]) == (False, "invalid_payload"), (op, ack)
+    ack = await alice.call("pattern_join", {"session_id": session_id, "name": LONE, "colour": "#ff8800"})
+    assert (ack["ok"], ack["error"]) == (False, "invalid_payload"), ack
+    join = {"session_id": session_id, "name": "Alice", "colour": "#ff8800"}
+    assert (await alice.call("pattern_join", join))["ok"] is True
+
+
+JSON = {"Content-Type": "application/json"}
