@@ -111,6 +111,10 @@ ACTIONS: dict[str, Action] = {
 }
 
 
+# Viewers one stream's owner may block (about 200 bytes of Redis each, and the owner's listing
+# reads them all): far beyond a raid, where a loop of made-up user ids was not bounded at all.
+MAX_BLOCKED_VIEWERS = 5_000
+
 def _explained(code: ErrorCode, detail: str, *, limit_of: str = "clips") -> CodedError | None:
     """The error a stream script's refusal ``{false, code, detail}`` stands for, in words."""
     if code is ErrorCode.INVALID_STATE:
@@ -703,8 +707,8 @@ class StreamSessions:
             self._block,
             session_id,
             keys=[self._keys.session(session_id), self._keys.stream_blocked(session_id)],
-            args=[performer_id, viewer_id, "1" if blocked else "0", etypes.VIEWER_BLOCKED],
-            explain=_explained,
+            args=[performer_id, viewer_id, "1" if blocked else "0", etypes.VIEWER_BLOCKED, MAX_BLOCKED_VIEWERS],
+            explain=partial(_explained, limit_of="blocked viewers"),
         )
         # Told also when nothing changed: a retry whose first copy was lost heals the page.
         await self._tell_audience(str(result[2]), str(result[3]), "", [], blocked=blocked)

@@ -10,6 +10,7 @@ from typing import Any
 import pytest
 
 from auth.claims import GUEST_PERMISSIONS
+from storage.streams import repository as streams_repository
 from tests.helpers import Client, ServerUnderTest
 from tests.streams.helpers import connect, http, started
 
@@ -128,6 +129,28 @@ async def test_block_and_unblock_a_viewer(capped: ServerUnderTest, clients: list
     assert (await viewer.call("clip_submit", {"session_id": session_id}))["error"] == "forbidden"
     ack = await owner.call("stream_block_viewer", {"session_id": session_id, "user_id": "viewer-1", "blocked": False})
     assert ack["ok"] is True and ack["blocked"] is False
+
+
+async def test_the_blocked_viewers_of_a_stream_are_capped(
+    server: ServerUnderTest, clients: list[Client], redis: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Any user id may be blocked, so the set is bounded: an owner's loop of made-up ids grew it
+    without end (36,589 in a minute, and its listing, read whole, stalled the node)."""
+    monkeypatch.setattr(streams_repository, "MAX_BLOCKED_VIEWERS", 3)
+    session_id, owner = await started(server, clients)
+    for n in range(3):
+        status, _ = await http(server, "POST", f"/api/streams/{session_id}/blocked", json={"user_id": f"made-up-{n}"})
+        assert status == 200
+    status, body = await http(server, "POST", f"/api/streams/{session_id}/blocked", json={"user_id": "one-more"})
+    assert (status, body["error"], body["limit"]) == (409, "limit_reached", 3), body
+    assert "3 blocked viewers" in body["message"]
+    ack = await owner.call("stream_block_viewer", {"session_id": session_id, "user_id": "one-more"})
+    assert (ack["ok"], ack["error"]) == (False, "limit_reached")
+    assert await redis.scard(server.services.keys.stream_blocked(session_id)) == 3
+    # One already blocked may be blocked again (a retry), and an unblock makes room.
+    assert (await http(server, "POST", f"/api/streams/{session_id}/blocked", json={"user_id": "made-up-0"}))[0] == 200
+    assert (await http(server, "DELETE", f"/api/streams/{session_id}/blocked/made-up-0"))[0] == 200
+    assert (await http(server, "POST", f"/api/streams/{session_id}/blocked", json={"user_id": "one-more"}))[0] == 200
 
 
 async def test_clear_a_viewers_clips_with_one_event(server: ServerUnderTest, clients: list[Client], redis: Any) -> None:

@@ -6,15 +6,18 @@
 --   ARGV[7]  the viewer
 --   ARGV[8]  '1' block, '0' unblock
 --   ARGV[9]  event type (viewer_blocked)
+--   ARGV[10] most viewers the set may hold
 -- Returns {offset, '1' when it changed anything else '0', audience session id ('' when none),
--- viewer tag} or {false, code}:
--- session_not_found, forbidden. An unchanged block appends no event (a retry is free).
+-- viewer tag} or {false, code[, detail]}:
+-- session_not_found, forbidden, limit_reached (detail: the cap). An unchanged block appends no
+-- event (a retry is free, a cap reached or not).
 local session_key = KEYS[3]
 local blocked_key = KEYS[4]
 local performer = ARGV[6]
 local viewer = ARGV[7]
 local block = ARGV[8] == '1'
 local event_type = ARGV[9]
+local max_blocked = tonumber(ARGV[10])
 
 local found = redis.call('HMGET', session_key, 'kind', 'owner_id', 'tag_salt', 'audience_id')
 if found[1] ~= 'stream' then
@@ -27,6 +30,11 @@ end
 local viewer_tag = string.sub(redis.sha1hex(found[3] .. '|' .. viewer), 1, 12)
 local changed
 if block then
+  -- Any user id may be named (a viewer to come included), so the set is capped: a stream owner's
+  -- loop of made-up ids grew it without end (and its listing, read whole, with it).
+  if redis.call('SISMEMBER', blocked_key, viewer) == 0 and redis.call('SCARD', blocked_key) >= max_blocked then
+    return {false, 'limit_reached', tostring(max_blocked)}
+  end
   changed = redis.call('SADD', blocked_key, viewer)
 else
   changed = redis.call('SREM', blocked_key, viewer)
