@@ -28,6 +28,9 @@ SUBSCRIBES_PER_TURN = 8
 CATCH_UPS_IN_FLIGHT = 16
 
 
+# A catch-up larger than this is answered with a snapshot (``recovered: false``) instead.
+REPLAY_MAX_BYTES = 256 * 1024
+
 class SubscriptionEvents:
     """Handlers for joining and leaving a session's live event stream."""
 
@@ -77,6 +80,12 @@ class SubscriptionEvents:
             recovery = await self._s.log.read_after(
                 session_id, request.epoch, request.offset, request.last_id, claimed=True
             )
+            replay_bytes = sum(len(event.raw) for event in recovery.events)
+            if recovery.recovered and replay_bytes > REPLAY_MAX_BYTES:
+                # A few whole states missed (a pattern replaced by PUT: up to 64 KiB each) are
+                # more than the snapshot of the state that stands: asked again and again, a
+                # 150-byte request pulled megabytes out of the node. The snapshot is sent instead.
+                return await self._snapshot(conn, kind, session_id, recovered=False)
             if recovery.recovered:
                 for event in recovery.events:
                     bus.send(conn.sid, event.type, event.raw)

@@ -31,9 +31,11 @@ local events_in_call = 0
 -- A log holds ARGV[5] events, and at most about LOG_BYTES of large ones: an event over
 -- LOG_BYTES / ARGV[5] (a pattern's whole state replaced, up to 64 KiB) trims the log to
 -- LOG_BYTES / its size, never under LOG_MIN events. A thousand whole states were 65 MB of one
--- session's log, written by anyone (the pattern API takes no token); a client resuming from
--- further back than the log holds gets a snapshot, as for any trimmed log.
-local LOG_BYTES = 4194304
+-- session's log, written by anyone (the pattern API takes no token), and 4 MiB kept for ever
+-- per pattern still let one address store 2 GB a day in its 500 patterns; a client resuming
+-- from further back than the log holds gets a snapshot, as for any trimmed log (one whole
+-- state: less than the events it missed).
+local LOG_BYTES = 1048576
 local LOG_MIN = 16
 local function maxlen_for(event)
   local fits = math.floor(LOG_BYTES / #event)
