@@ -29,10 +29,11 @@ class Keys:
         """Hash with the log's ``epoch`` and last ``offset``."""
         return f"{self.prefix}:{{{session_id}}}:logmeta"
 
-    def pattern_op_seen(self, session_id: str, client_id: str) -> str:
-        """String: a live-editing client's last applied op in a pattern session, ``<seq>|<offset>``
-        (expires; the idempotency of retried ops)."""
-        return f"{self.prefix}:{{{session_id}}}:opseen:{client_id}"
+    def pattern_ops_seen(self, session_id: str) -> str:
+        """Hash: each live-editing client's last applied op in a pattern session, client id ->
+        ``<seq>|<offset>`` (the idempotency of retried ops; bounded, expires an hour after the
+        session's last op)."""
+        return f"{self.prefix}:{{{session_id}}}:opseen"
 
     def materials(self, session_id: str) -> str:
         """List of the materials attached to a voice session (JSON objects, oldest first)."""

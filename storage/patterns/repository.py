@@ -32,9 +32,12 @@ DELETED_LOG_RETENTION_MS = 24 * 3600 * 1000
 # The window of the per-address daily cap on creations (UTC days, as every fixed window here),
 # one cap shared with every other kind of session (storage.ratelimit.CREATES_DAY_BUCKET).
 DAY_MS = 86_400_000
-# How long a client's last applied op is remembered: a retry comes within seconds or minutes
-# (a lost ack, a reconnect); the keys expire on their own, deleted sessions' included.
+# How long the clients' last applied ops are remembered after a session's last op: a retry comes
+# within seconds or minutes (a lost ack, a reconnect); the hash expires on its own.
 OP_SEEN_TTL_MS = 3600 * 1000
+# Clients remembered per session (~60 bytes each): far more than edit one pattern at once (its
+# players are 10), and a bound on what a loop of new connections leaves.
+OP_SEEN_MAX_CLIENTS = 1000
 
 
 def _compact(value: Any) -> str:
@@ -217,7 +220,11 @@ class PatternSessions:
 
     def owned_keys(self, session_id: str) -> list[str]:
         """The session's keys besides its record and log (deleted with it by an operator)."""
-        return [self._keys.pattern_players(session_id), self._keys.remix_children(session_id)]
+        return [
+            self._keys.pattern_players(session_id),
+            self._keys.remix_children(session_id),
+            self._keys.pattern_ops_seen(session_id),
+        ]
 
     async def exists(self, session_id: str) -> bool:
         """True while a pattern session with that id is stored."""
@@ -316,7 +323,7 @@ class PatternSessions:
         """Apply one operation atomically; returns the position of its event (of the first
         application, for a retry of an op already applied)."""
         k = self._keys
-        seen = k.pattern_op_seen(session_id, sender.client_id)
+        seen = k.pattern_ops_seen(session_id)
         result = await self._log.run(
             self._op,
             session_id,
@@ -335,6 +342,8 @@ class PatternSessions:
                 sender.max_state_bytes,
                 sender.seq,
                 OP_SEEN_TTL_MS,
+                OP_SEEN_MAX_CLIENTS,
+                sender.client_id,
             ],
         )
         return Applied(position=Position(epoch=str(result[1]), offset=int(result[0])), duplicate=result[2] == "1")

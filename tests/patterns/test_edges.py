@@ -8,7 +8,9 @@ from pathlib import Path
 from typing import Any
 
 import aiohttp
+import pytest
 
+from storage.patterns import repository as pattern_repository
 from tests.conftest import start_server
 from tests.helpers import Client, RedisProcess, ServerUnderTest
 from tests.patterns.test_events import new_pattern, ops_seen, player, stored_state
@@ -108,14 +110,42 @@ async def test_a_connection_uses_a_few_client_ids_not_one_per_op(
         )
     assert [a["ok"] for a in acks] == [True] * 4 + [False] * 2, acks
     assert acks[4]["error"] == "invalid_payload" and acks[4]["seq"] == 1
-    seen = [key async for key in redis.scan_iter(match=f"*{{{session_id}}}:opseen:*")]
-    assert len(seen) == 4
+    assert await redis.hlen(server.services.keys.pattern_ops_seen(session_id)) == 4
     # The ids it has used go on working, and so does a connection's own identity.
     op = {"type": "toggle_step", "trackId": "t1", "step": 9}
     assert (
         await alice.call("pattern_op", {"session_id": session_id, "seq": 2, "client_id": "tab-00000000", "op": op})
     )["ok"]
     assert (await alice.call("pattern_op", {"session_id": session_id, "seq": 3, "op": op}))["ok"]
+
+
+async def test_the_clients_remembered_per_pattern_are_bounded_and_expire(
+    server: ServerUnderTest, clients: list[Client], redis: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A loop of new connections, each a new client, made an hour-long key each (4,300 a second
+    from one address): one hash per session now, bounded, expiring an hour after its last op."""
+    monkeypatch.setattr(pattern_repository, "OP_SEEN_MAX_CLIENTS", 3)
+    session_id = await new_pattern(server)
+    alice = await player(server, clients, session_id, "alice")
+    for n in range(6):
+        op = {"type": "toggle_step", "trackId": "t1", "step": n}
+        ack = await alice.call(
+            "pattern_op", {"session_id": session_id, "seq": 1, "client_id": f"tab-{n:08d}", "op": op}
+        )
+        if n == 3:  # a connection's client ids are 4 at most: a new connection for the rest
+            alice = await player(server, clients, session_id, "alice")
+            ack = await alice.call(
+                "pattern_op", {"session_id": session_id, "seq": 1, "client_id": f"tab-{n:08d}", "op": op}
+            )
+        assert ack["ok"] is True, ack
+    seen = server.services.keys.pattern_ops_seen(session_id)
+    assert await redis.hlen(seen) == 3
+    assert 0 < await redis.pttl(seen) <= pattern_repository.OP_SEEN_TTL_MS
+    assert [key async for key in redis.scan_iter(match=f"*{{{session_id}}}:opseen:*")] == []
+    # The last client is remembered: its retry is answered, not applied again.
+    op = {"type": "toggle_step", "trackId": "t1", "step": 5}
+    again = await alice.call("pattern_op", {"session_id": session_id, "seq": 1, "client_id": "tab-00000005", "op": op})
+    assert again["duplicate"] is True
 
 
 async def test_the_eleventh_player_watches_but_cannot_edit(server: ServerUnderTest, clients: list[Client]) -> None:

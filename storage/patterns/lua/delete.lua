@@ -4,6 +4,7 @@
 --   KEYS[3]  the session hash
 --   KEYS[4]  the session's players hash
 --   KEYS[5]  the session's children index (its remixes; the remixes themselves stay)
+--   KEYS[6]  the clients' last applied ops (op.lua)
 --   ARGV[6]  the kind ('pattern')
 --   ARGV[7]  event type (pattern_deleted)
 --   ARGV[8]  event data, JSON object
@@ -12,6 +13,7 @@
 local session_key = KEYS[3]
 local players_key = KEYS[4]
 local children_key = KEYS[5]
+local seen_key = KEYS[6]
 local kind = ARGV[6]
 local event_type = ARGV[7]
 local data_json = ARGV[8]
@@ -24,7 +26,7 @@ end
 if found[2] == '1' then
   return {false, 'forbidden'}
 end
-redis.call('DEL', session_key, players_key, children_key)
+redis.call('DEL', session_key, players_key, children_key, seen_key)
 local offset = append_event(event_type, data_json)
 redis.call('PEXPIRE', log_key, retention_ms)
 redis.call('PEXPIRE', log_meta_key, retention_ms)

@@ -15,7 +15,7 @@
 --   KEYS[1..2], ARGV[1..5]  see _event.lua
 --   KEYS[3]  the session hash
 --   KEYS[4]  the session's players hash (player id -> JSON, with expires_at)
---   KEYS[5]  the sending client's last applied op ('<seq>|<offset>'; expires)
+--   KEYS[5]  the clients' last applied ops (hash: client id -> '<seq>|<offset>'; bounded, expires)
 --   ARGV[6]  the kind ('pattern')
 --   ARGV[7]  operation: field | track_field | step | toggle_step | lock | add_track |
 --            delete_track | clear_track | name
@@ -29,7 +29,9 @@
 --   ARGV[15] most players a session holds: when that many are present, only they may edit
 --   ARGV[16] most bytes the stored state may take (the HTTP PUT limit)
 --   ARGV[17] the op's seq (the client's sequence number)
---   ARGV[18] how long a client's last seq is remembered, ms
+--   ARGV[18] how long the clients' last seqs are remembered after the session's last op, ms
+--   ARGV[19] most clients remembered (past it, one other client's entry is dropped)
+--   ARGV[20] the sending client's id
 -- Returns {offset, epoch, duplicate ('1': a retry of an applied op, answered with its offset;
 -- nothing applied)} or {false, code}: session_not_found, forbidden (published), session_full
 -- (not a present player of a full session), not_found (no such track), conflict (track id
@@ -51,6 +53,8 @@ local max_players = tonumber(ARGV[15])
 local max_state_bytes = tonumber(ARGV[16])
 local seq = tonumber(ARGV[17])
 local seen_ttl_ms = ARGV[18]
+local max_seen = tonumber(ARGV[19])
+local client_id = ARGV[20]
 
 local found = redis.call('HMGET', session_key, 'kind', 'immutable', 'st:bytes')
 if found[1] ~= kind then
@@ -62,7 +66,7 @@ end
 
 -- Idempotency by client and seq: a retry (a lost ack, a reconnect) of an op already applied is
 -- answered as it was, never applied twice (a toggle would flip back).
-local seen = redis.call('GET', seen_key)
+local seen = redis.call('HGET', seen_key, client_id)
 if seen then
   local bar = string.find(seen, '|', 1, true)
   if seq <= tonumber(string.sub(seen, 1, bar - 1)) then
@@ -88,7 +92,17 @@ local function finish(data)
   redis.call('HSET', session_key, 'updated_at', now_ms, 'last_accessed_at', now_ms)
   local offset = append_event(event_type, data)
   redis.call('HSET', session_key, 'state_offset', offset)
-  redis.call('SET', seen_key, ARGV[17] .. '|' .. offset, 'PX', seen_ttl_ms)
+  -- One hash per session, not a key per client: a loop of new connections (each a client)
+  -- made a key each, 4,000 a second from one address for an hour. Past its bound the hash
+  -- forgets another client (its retry of an op older than the drop would apply again).
+  if redis.call('HSET', seen_key, client_id, ARGV[17] .. '|' .. offset) == 1
+      and redis.call('HLEN', seen_key) > max_seen then
+    local other = redis.call('HRANDFIELD', seen_key)
+    if other ~= client_id then
+      redis.call('HDEL', seen_key, other)
+    end
+  end
+  redis.call('PEXPIRE', seen_key, seen_ttl_ms)
   return {offset, redis.call('HGET', log_meta_key, 'epoch'), '0'}
 end
 
