@@ -35,6 +35,11 @@ class Keys:
         session's last op)."""
         return f"{self.prefix}:{{{session_id}}}:opseen"
 
+    def pattern_op_seen_before(self, session_id: str, client_id: str) -> str:
+        """String: a client's last applied op as nodes before the per-session hash kept it,
+        ``<seq>|<offset>`` (expires within the hour; read by op.lua during a rolling upgrade)."""
+        return f"{self.prefix}:{{{session_id}}}:opseen:{client_id}"
+
     def materials(self, session_id: str) -> str:
         """List of the materials attached to a voice session (JSON objects, oldest first)."""
         return f"{self.prefix}:{{{session_id}}}:materials"

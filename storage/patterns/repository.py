@@ -327,7 +327,12 @@ class PatternSessions:
         result = await self._log.run(
             self._op,
             session_id,
-            keys=[k.session(session_id), k.pattern_players(session_id), seen],
+            keys=[
+                k.session(session_id),
+                k.pattern_players(session_id),
+                seen,
+                k.pattern_op_seen_before(session_id, sender.client_id),
+            ],
             args=[
                 KIND,
                 operation.kind,

@@ -16,6 +16,7 @@
 --   KEYS[3]  the session hash
 --   KEYS[4]  the session's players hash (player id -> JSON, with expires_at)
 --   KEYS[5]  the clients' last applied ops (hash: client id -> '<seq>|<offset>'; bounded, expires)
+--   KEYS[6]  this client's last applied op as an older node kept it (a string; read only)
 --   ARGV[6]  the kind ('pattern')
 --   ARGV[7]  operation: field | track_field | step | toggle_step | lock | add_track |
 --            delete_track | clear_track | name
@@ -67,6 +68,10 @@ end
 -- Idempotency by client and seq: a retry (a lost ack, a reconnect) of an op already applied is
 -- answered as it was, never applied twice (a toggle would flip back).
 local seen = redis.call('HGET', seen_key, client_id)
+if not seen then
+  -- Applied by a node of before the hash (a rolling upgrade): its key lives out its hour.
+  seen = redis.call('GET', KEYS[6])
+end
 if seen then
   local bar = string.find(seen, '|', 1, true)
   if seq <= tonumber(string.sub(seen, 1, bar - 1)) then
@@ -97,10 +102,10 @@ local function finish(data)
   -- forgets another client (its retry of an op older than the drop would apply again).
   if redis.call('HSET', seen_key, client_id, ARGV[17] .. '|' .. offset) == 1
       and redis.call('HLEN', seen_key) > max_seen then
-    local other = redis.call('HRANDFIELD', seen_key)
-    if other ~= client_id then
-      redis.call('HDEL', seen_key, other)
-    end
+    -- Two distinct fields at random: at least one is another client's (the hash holds two or more).
+    local picked = redis.call('HRANDFIELD', seen_key, 2)
+    local other = picked[1] ~= client_id and picked[1] or picked[2]
+    redis.call('HDEL', seen_key, other)
   end
   redis.call('PEXPIRE', seen_key, seen_ttl_ms)
   return {offset, redis.call('HGET', log_meta_key, 'epoch'), '0'}
