@@ -72,6 +72,36 @@ async def test_done_button_closes_the_page_session(server: ServerUnderTest, tab:
     assert (stored.is_active, stored.status, stored.done_count) == (False, "closed", 1)
 
 
+async def test_done_waits_while_another_recorder_records_into_the_session(
+    server: ServerUnderTest, tab: Tab, clients: list[Client]
+) -> None:
+    """Done pressed on the page while another tab recorded into the session closed it under that
+    recorder: it went on recording, and what it cut next was refused (the session closed). Done
+    waits for the recording to pause, and says why meanwhile."""
+    session_id = await server.create_session("alice", "Standup")
+    token = server.token("alice")
+    await tab.use_token(token)
+    page = await open_live(tab, f"/session/{session_id}")
+    await expect(page.locator("#done-button")).to_be_enabled()
+    await expect(page.locator("#done-hint")).to_be_hidden()
+
+    recorder = Client(server.url, token)  # another tab's recorder
+    clients.append(recorder)
+    await recorder.connect()
+    ack = await recorder.call("set_session_status", {"session_id": session_id, "status": "recording"})
+    assert ack["ok"] is True, ack
+    await expect(page.locator("#status-pictogram")).to_have_attribute("data-status", "recording")
+    await expect(page.locator("#done-button")).to_be_disabled()
+    await expect(page.locator("#done-hint")).to_be_visible()
+
+    ack = await recorder.call("set_session_status", {"session_id": session_id, "status": "paused"})
+    assert ack["ok"] is True, ack
+    await expect(page.locator("#done-button")).to_be_enabled()
+    await expect(page.locator("#done-hint")).to_be_hidden()
+    await page.locator("#done-button").click()
+    await expect(page.locator("#status-pictogram")).to_have_attribute("data-status", "closed")
+
+
 async def test_done_pressed_offline_says_so_at_once(server: ServerUnderTest, tab: Tab) -> None:
     """The browser offline before its socket noticed (Done still offered), Done said nothing for
     the 10 s its call waited."""

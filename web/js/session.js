@@ -76,6 +76,7 @@ const ui = {
   doneCount: $("done-count"),
   sessionId: $("session-id"),
   done: $("done-button"),
+  doneHint: $("done-hint"),
   notice: $("notice"),
   activity: $("activity"),
   activityEmpty: $("activity-empty"),
@@ -410,7 +411,13 @@ function connectionChanged(state, ack) {
 function updateDoneButton() {
   // A press still being sent keeps its button off, the connection back or not: pressed again it
   // would be another press (counted, queued again), not this one.
-  ui.done.disabled = !(live && session) || ui.done.dataset.sending === "true";
+  // While a recorder (this tab's, another's, another device's) records into it, Done would close
+  // the session under it: what it records next could no longer be uploaded (refused: closed), and
+  // that recorder went on recording. It is paused first (its lease ends within seconds anyway
+  // when the recorder is gone: the status then leaves "recording").
+  const recording = session?.status === "recording" || session?.status === "cutting";
+  ui.doneHint.hidden = !recording;
+  ui.done.disabled = !(live && session) || recording || ui.done.dataset.sending === "true";
   ui.process.disabled = !(live && session) || ui.process.dataset.sending === "true";
 }
 
