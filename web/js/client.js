@@ -688,8 +688,47 @@ export function connect({ onState = () => {} } = {}) {
     followUser(socket);
     onState("connected");
   });
-  socket.on("disconnect", (reason) => onState("offline", reason));
-  socket.on("signed_out", (data) => signedOutHere(data, onState));
+  // Signed out (the server's `signed_out`, then its disconnect) or refused for good: the page says
+  // "Not signed in" and waits for an identity, not "reconnecting…" for ever (socket.io-client
+  // does not reconnect after a server's disconnect or a refusal).
+  let waitingForIdentity = false;
+  // The browser holds another identity than this connection's (another tab signed in, or
+  // started over, before this connection heard its old identity's sign-out).
+  const movedOn = () => {
+    const stored = storedToken()?.token;
+    return Boolean(stored) && stored !== sentToken;
+  };
+  socket.on("disconnect", (reason) => {
+    if (!waitingForIdentity) onState("offline", reason);
+    else if (movedOn()) identityBack();
+  });
+  socket.on("signed_out", (data) => {
+    waitingForIdentity = true;
+    if (movedOn()) {
+      onState("connecting"); // not this browser's identity any more: its own follows
+    } else if (knownIdentity() === null) {
+      // This browser signed out on purpose (another tab's Sign out forgot who it was): nobody,
+      // as that tab shows, not an identity lost.
+      localStorage.removeItem(TOKEN_KEY);
+      onState("unauthorized");
+    } else {
+      signedOutHere(data, onState);
+    }
+  });
+  // An identity again (signed in, or a new guest, in this tab or another of this browser): the
+  // connection is made again with it, and the page's subscriptions follow (they resubscribe at
+  // each connect).
+  const identityBack = () => {
+    if (!waitingForIdentity || socket.connected) return;
+    waitingForIdentity = false;
+    renewals = 0;
+    onState("connecting");
+    socket.connect();
+  };
+  window.addEventListener("sessionhub:identity", identityBack);
+  window.addEventListener("storage", (event) => {
+    if (event.key === TOKEN_KEY && event.newValue) identityBack();
+  });
   // The person renamed themselves (here or on another device): the page's identity badge follows
   // (web/js/identity.js). Every connection follows the user's renames (followUser).
   socket.on("user_renamed", renamed);
@@ -706,6 +745,7 @@ export function connect({ onState = () => {} } = {}) {
       socket.connect();
       return;
     }
+    waitingForIdentity = true;
     onState("unauthorized", err?.data?.message ?? err.message);
   });
   onState("connecting");
