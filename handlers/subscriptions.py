@@ -31,6 +31,7 @@ CATCH_UPS_IN_FLIGHT = 16
 # A catch-up larger than this is answered with a snapshot (``recovered: false``) instead.
 REPLAY_MAX_BYTES = 256 * 1024
 
+
 class SubscriptionEvents:
     """Handlers for joining and leaving a session's live event stream."""
 

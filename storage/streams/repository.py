@@ -115,6 +115,7 @@ ACTIONS: dict[str, Action] = {
 # reads them all): far beyond a raid, where a loop of made-up user ids was not bounded at all.
 MAX_BLOCKED_VIEWERS = 5_000
 
+
 def _explained(code: ErrorCode, detail: str, *, limit_of: str = "clips") -> CodedError | None:
     """The error a stream script's refusal ``{false, code, detail}`` stands for, in words."""
     if code is ErrorCode.INVALID_STATE:
