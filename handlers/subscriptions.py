@@ -81,8 +81,7 @@ class SubscriptionEvents:
             recovery = await self._s.log.read_after(
                 session_id, request.epoch, request.offset, request.last_id, claimed=True
             )
-            replay_bytes = sum(len(event.raw) for event in recovery.events)
-            if recovery.recovered and replay_bytes > REPLAY_MAX_BYTES:
+            if recovery.recovered and sum(len(event.raw) for event in recovery.events) > REPLAY_MAX_BYTES:
                 # A few whole states missed (a pattern replaced by PUT: up to 64 KiB each) are
                 # more than the snapshot of the state that stands: asked again and again, a
                 # 150-byte request pulled megabytes out of the node. The snapshot is sent instead.

@@ -11,18 +11,7 @@ from playwright.async_api import Dialog, Page, expect
 from tests.browser import Tab
 from tests.helpers import Client, ServerUnderTest
 from tests.streams.helpers import connect, http, started
-
-
-async def live(tab: Tab, path: str) -> Page:
-    page = await tab.open(path)
-    await expect(page.locator("#connection")).to_have_attribute("data-state", "live")
-    return page
-
-
-async def clip(viewer: Client, session_id: str, note: str) -> str:
-    ack = await viewer.call("clip_submit", {"session_id": session_id, "note": note})
-    assert ack["ok"] is True, ack
-    return str(ack["clip"]["clip_id"])
+from tests.streams.test_web_as_now import clip, live
 
 
 class Dialogs:
