@@ -183,6 +183,9 @@ class Settings(BaseSettings):
     # Sessions of every kind (not only patterns) created per client address per UTC day: one
     # counter (storage.ratelimit.CREATES_DAY_BUCKET), the name from when only patterns had it.
     patterns_creates_per_day: int = Field(default=500, ge=1)
+    # Whole-state PUTs and PATCHes per client address per minute: each may carry a 64 KB state to
+    # every watcher, and the API takes no token, so nothing else held one address to a rate.
+    patterns_writes_per_min: int = Field(default=1200, ge=1)
     patterns_max_body_bytes: int = Field(default=64 * 1024, ge=1024)
     patterns_orphan_days: int = Field(default=90, ge=1)
     patterns_max_players: int = Field(default=10, ge=1, le=1000)

@@ -15,6 +15,7 @@ class PatternConfig:
 
     creates_per_min: int
     creates_per_day: int
+    writes_per_min: int
     max_body_bytes: int
     orphan_days: int
     max_players: int

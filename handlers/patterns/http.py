@@ -195,6 +195,23 @@ class PatternRoutes:
             )
         return wait
 
+    async def _write_counted(self, request: web.Request) -> None:
+        """One whole-state write (PUT or PATCH) counted for the client's address: 429 past
+        ``writes_per_min``, before anything is read or stored. Each write may carry a 64 KB state
+        to every watcher of the session and the API takes no token, so without it one address
+        could send thousands a second (socket ops are held to the per-connection event rate)."""
+        address = client_address(request, trust_forwarded_for=self._s.trust_forwarded_for)
+        limit = self._config.writes_per_min
+        wait_s = await self._s.limiter.wait_s("pattern_write", address, limit=limit, window_s=60)
+        if wait_s:
+            raise ApiError(
+                429,
+                "Too many requests",
+                headers={"Retry-After": str(wait_s)},
+                message=f"At most {limit} changes a minute from one address; try again later.",
+                retryAfter=wait_s,
+            )
+
     async def _room(self, what: str) -> None:
         """503 (the origin app's shape, ``reason: "storage_full"``) while the storage guard
         refuses new things: nothing is counted or stored."""
@@ -293,6 +310,7 @@ class PatternRoutes:
         now_ms: int,
         keep: tuple[str, ...] = (),
     ) -> Position:
+        await self._write_counted(request)
         event: dict[str, Any] = {"by": self._author(request)}
         if name is not None:
             event["name"] = name[0]

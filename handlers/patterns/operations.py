@@ -19,7 +19,7 @@ ETAG = Header(
     "ETag", 'the version this answer shows, "<epoch>:<offset>": send it back as If-Match', pattern='^"[^"]+:[0-9]+"$'
 )
 # Every route but /api/health reads or writes Redis: 503 when it does not answer.
-WRITE = (400, 403, 404, 412, 413, 503)
+WRITE = (400, 403, 404, 412, 413, 429, 503)
 
 # The API takes no token: a valid one only names the author of what it creates or changes.
 _pattern = partial(Operation, tag=TAG, auth=Auth.OPTIONAL, errors=ErrorShape.PATTERNS)

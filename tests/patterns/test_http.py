@@ -604,3 +604,41 @@ async def test_redis_down_is_503_with_retry_after_and_counted(tmp_path: Path) ->
     finally:
         await srv.stop()
         own.stop()
+
+
+async def test_whole_state_writes_of_one_address_are_limited(
+    redis_process: RedisProcess, redis: Any, tmp_path: Path
+) -> None:
+    """PUT and PATCH carry up to a 64 KB state to every watcher and take no token: past
+    ``SESSIONHUB_PATTERNS_WRITES_PER_MIN`` an address is refused 429 with nothing stored, another
+    address is not, and reads stay open (one address sent thousands a second before)."""
+    server = await start_server(redis_process.url, tmp_path, patterns_writes_per_min=3, trust_forwarded_for=True)
+    try:
+        to_window_start(server.services.clock)
+        async with aiohttp.ClientSession(base_url=server.url) as http:
+            session_id = await create(http)
+            for tempo in (100, 101):
+                async with http.put(f"/api/sessions/{session_id}", json={"state": full_state(tempo=tempo)}) as response:
+                    assert response.status == 200
+            async with http.patch(f"/api/sessions/{session_id}", json={"name": "Third"}) as response:
+                assert response.status == 200
+            for method in ("PUT", "PATCH"):
+                body = {"state": full_state(tempo=150), "name": "Refused"}
+                async with http.request(method, f"/api/sessions/{session_id}", json=body) as response:
+                    assert response.status == 429
+                    answer = await response.json()
+                    assert answer["error"] == "Too many requests"
+                    assert "3 changes a minute" in answer["message"]
+                    assert 1 <= answer["retryAfter"] <= 60
+                    assert response.headers["Retry-After"] == str(answer["retryAfter"])
+            async with http.get(f"/api/sessions/{session_id}") as response:
+                assert response.status == 200
+                kept = await response.json()
+            assert (kept["name"], kept["state"]["tempo"]) == ("Third", 101)
+            other = {"X-Forwarded-For": "203.0.113.9"}
+            async with http.put(
+                f"/api/sessions/{session_id}", json={"state": full_state(tempo=120)}, headers=other
+            ) as response:
+                assert response.status == 200
+    finally:
+        await server.stop()
