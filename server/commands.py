@@ -25,6 +25,7 @@ from jobs.processors import load_processors
 from protocol.errors import CodedError
 from server.app import build_app, front_site
 from server.cli import StartupError
+from server import port_probe
 from server.identity import token_service
 from server.gc_policy import watch_pauses
 from server.process import YoungSweep, raise_open_files_limit, tune_gc
@@ -196,6 +197,9 @@ def _worker(services: Services, settings: Settings) -> Worker:
 
 async def serve(settings: Settings) -> None:
     """Run the HTTP + Socket.IO server (and its in-process workers) until SIGINT/SIGTERM."""
+    refused = port_probe.refusal(settings.host, settings.port)
+    if refused:  # before the embedded Redis: a port in use is one line, not its start-up's too
+        raise StartupError(refused)
     async with redis_for(settings, may_embed=True, serving=True) as redis:
         services = build_services(settings, redis=redis, tokens=token_service(settings))
         try:

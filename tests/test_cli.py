@@ -223,3 +223,15 @@ def test_a_cluster_none_of_whose_seeds_answers_is_refused_at_start(tmp_path: Pat
         SESSIONHUB_INPROCESS_WORKERS="0",
     )
     one_line_refusal(done, "cannot reach Redis")
+
+
+def test_a_port_in_use_is_one_line_before_the_embedded_redis_starts(tmp_path: Path) -> None:
+    """With no ``REDIS_URL`` the refusal came after the embedded Redis's start-up line (and the
+    development secret's, without one): a Redis started for nothing, and two lines or three."""
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = str(taken.getsockname()[1])
+        done = run("serve", "--host", "127.0.0.1", "--port", port, data_dir=tmp_path)
+    one_line_refusal(done, "cannot listen", port, "address already in use")
+    assert not (tmp_path / "redis").exists()
