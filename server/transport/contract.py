@@ -204,13 +204,19 @@ def end_sessions_at_shutdown(app: web.Application, sockets: Mapping[str, Any]) -
 
     Both lanes do it, without waiting for a socket's queue to drain: a client gone, or a pending
     long-poll GET, would otherwise hold the server's shutdown for up to a ping interval plus
-    timeout; closing at once ends the GET with an empty batch.
+    timeout. The end marker ends a waiting GET with an empty batch, and a WebSocket's writer.
+
+    Without Engine.IO's CLOSE packet (``abort``): python-engineio's client takes a CLOSE from the
+    server for a disconnect meant for good and never reconnects, so every Python client (bots,
+    adapters) stayed down after a restart or deploy. Its transport closing under it is a transport
+    error, which every client reconnects after, as PROTOCOL.md's "Stopping" says they do.
     """
 
     async def end_sessions(_app: web.Application) -> None:
         for socket in list(sockets.values()):
             try:
-                await socket.close(wait=False)
+                await socket.close(wait=False, abort=True)
+                await socket.queue.put(None)  # Engine.IO's "stop writing"
             except Exception:  # one socket must not keep the others open
                 log.exception("closing an Engine.IO session at shutdown")
 

@@ -13,6 +13,12 @@ from typing import Any
 
 # How long closing a socket waits for its queued packets to be taken (see LightQueue.join).
 JOIN_TIMEOUT_S = 5.0
+# Packets one long-poll answer carries at most (Engine.IO's poll takes one item with ``get`` and
+# then as many as ``get_nowait`` hands it): python-engineio's client decodes at most 16 packets of
+# one payload (``Payload.max_decode_packets``) and aborts its connection past them, so a catch-up
+# or a burst of 30 events between two polls cut every long-polling python-socketio client off.
+# What is left waits for the next poll, which the client sends at once.
+POLL_BATCH_MAX = 16
 
 
 class LightQueue:
@@ -35,6 +41,7 @@ class LightQueue:
     """
 
     __slots__ = (
+        "_batch",
         "_bytes",
         "_ended",
         "_free_done",
@@ -56,6 +63,7 @@ class LightQueue:
         self._joiners: list[asyncio.Future[None]] | None = None
         self._unfinished = 0
         self._bytes = 0
+        self._batch = 0  # items handed since the last ``get`` (see POLL_BATCH_MAX)
         self._overflowed = False
         self._ended = False  # an end marker was put
         self._free_done = 0  # end markers taken, whose task_done() counts for nothing
@@ -134,9 +142,11 @@ class LightQueue:
         self.put_nowait(item)
 
     def get_nowait(self) -> Any:
-        """Take the oldest item, or raise ``asyncio.QueueEmpty``."""
-        if not self._items:
+        """Take the oldest item, or raise ``asyncio.QueueEmpty``: also once POLL_BATCH_MAX items
+        were handed since the last :meth:`get` (a poll's batch is full; the rest waits)."""
+        if not self._items or self._batch >= POLL_BATCH_MAX:
             raise asyncio.QueueEmpty
+        self._batch += 1
         return self._take()
 
     async def get(self) -> Any:
@@ -150,6 +160,7 @@ class LightQueue:
                 await waiter
             finally:
                 self._getters.remove(waiter)
+        self._batch = 1
         return self._take()
 
     def _take(self) -> Any:

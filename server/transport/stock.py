@@ -359,13 +359,35 @@ def engine_payload(body: bytes) -> bool:
     return True
 
 
+# Packets one long-polling POST may carry. socket.io-client and python-socketio put every packet
+# queued while a POST is out into the next POST, so a client that sends without waiting for acks
+# (as PROTOCOL.md lets it) sends batches of any size; python-engineio decodes at most 16 of one
+# payload (``Payload.max_decode_packets``), and the 17th event sent so lost the whole session, on
+# both lanes and with every stock client. The body's size (1 MiB) bounds what one costs; this
+# bounds the packets, as the WebSocket's run of frames that complete no message is bounded.
+POST_PACKETS_MAX = 1024
+
+
+class PostPayload(eio_payload.Payload):
+    """Engine.IO's payload, decoding up to :data:`POST_PACKETS_MAX` packets (a documented class
+    attribute: python-engineio's answer to its issue 142 is to raise it)."""
+
+    max_decode_packets = POST_PACKETS_MAX
+
+
+def allow_post_packets() -> None:
+    """Let Engine.IO's own POST handler (the stock lane's) decode :data:`POST_PACKETS_MAX`
+    packets too: it decodes with ``Payload`` itself, whose class attribute is the one setting."""
+    eio_payload.Payload.max_decode_packets = max(eio_payload.Payload.max_decode_packets, POST_PACKETS_MAX)
+
+
 def engine_packets(body: bytes | bytearray) -> list[Any]:
-    """The packets of a long-polling POST's ``body``: UTF-8, at most python-engineio's packets
-    per payload, every packet decodable and of a type Engine.IO has (its own POST handler
+    """The packets of a long-polling POST's ``body``: UTF-8, at most :data:`POST_PACKETS_MAX`
+    packets, every packet decodable and of a type Engine.IO has (its own POST handler
     answers 200 to anything else and drops the whole batch, or what follows a packet of type
     7 to 9: decoded, it failed as an IndexError, with a traceback, once half the batch was in).
     ValueError (or what a bad packet raises) for anything else."""
-    packets: list[Any] = eio_payload.Payload(encoded_payload=body.decode("utf-8")).packets
+    packets: list[Any] = PostPayload(encoded_payload=body.decode("utf-8")).packets
     if any(not 0 <= packet.packet_type < len(eio_packet.packet_names) for packet in packets):
         raise ValueError("an Engine.IO packet of an unknown type")
     return packets
@@ -447,6 +469,7 @@ class StockSessionServer(socketio.AsyncServer):
         # Engine.IO's documented callable form; its own takes X-Forwarded-Proto and -Host raw.
         kwargs.setdefault("cors_allowed_origins", SameOrigin(trust_forwarded_for))
         super().__init__(async_handlers=False, serializer=WirePacket, json=wire_json, **kwargs)
+        allow_post_packets()  # Engine.IO decodes the POST it is handed with its own Payload
         # Engine.IO's and Socket.IO's ids, as the fast lane draws them (server.random_ids): its
         # documented generate_id, set on the instance.
         self.eio.generate_id = IDS.next

@@ -16,6 +16,7 @@ import aiohttp
 import pytest
 
 from server.transport import fastpath, stock
+from server.transport.stock import POST_PACKETS_MAX
 
 from tests.helpers import ServerUnderTest
 
@@ -37,7 +38,7 @@ async def _open(http: aiohttp.ClientSession, server: ServerUnderTest) -> str:
     [
         pytest.param(b'424["foo",{"a":"\xff"}]', id="not-utf8"),
         pytest.param(b'425["foo",{}]\x1e\xff', id="a-good-packet-then-not-utf8"),
-        pytest.param(b"\x1e".join([b"6"] * 100), id="too-many-packets"),
+        pytest.param(b"\x1e".join([b"6"] * (POST_PACKETS_MAX + 1)), id="too-many-packets"),
     ],
 )
 async def test_a_post_that_is_not_an_engineio_payload_is_a_400_and_ends_the_session(
