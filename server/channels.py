@@ -17,7 +17,14 @@ A cluster moves (issue 24), and the sharded links follow it here:
   the promoted replica -- while the other shards' links are read as usual.
 - A node the map names is asked its ``ROLE`` before a new link to it, and before every
   subscription made from a map read after a change: a replica is refused (see
-  :meth:`Channels._check_master`).
+  :meth:`Channels._check_master`), and so is a node that does not answer it promptly.
+- A link that has brought nothing for ``LINK_QUIET_S`` is sent a ``PING``; one that then still
+  brings nothing by ``LINK_SILENT_S`` is dropped, its channels lost as above. A master that is
+  frozen or cut off by the network fails no read and ends no subscription: its replica was
+  promoted, the writes went to it, and the link kept waiting on the old master, delivering
+  nothing until it came back (52 s in a real partition), while the node said it was ready.
+- The slot map is read anew off the listener (a task of its own, the silent node asked last):
+  a node that answers nothing must not hold the reads of the other shards' links.
 
 A new confirmation for a channel whose room is live makes the bus catch up from the log, so
 what was published while the channel was lost is delivered, in order, once (``server.bus``).
@@ -29,6 +36,7 @@ write to links the listener is reading.
 from __future__ import annotations
 
 import asyncio
+import inspect
 import logging
 import time
 from collections.abc import Callable
@@ -36,7 +44,7 @@ from typing import Any
 
 from redis.asyncio import ConnectionPool, Redis
 from redis.asyncio.client import PubSub
-from redis.asyncio.cluster import ClusterNode, RedisCluster
+from redis.asyncio.cluster import ClusterNode, NodesManager, RedisCluster
 from redis.exceptions import RedisClusterException, RedisError
 
 from server.transport.shard_link import ShardLink
@@ -52,6 +60,17 @@ ENDED = frozenset({"sunsubscribe", "unsubscribe"})
 # Lost channels whose new owner did not answer are tried again after this pause; meanwhile the
 # other shards' links are read as usual (a failing-over shard must not delay the healthy ones).
 RECOVER_RETRY_S = 0.1
+# A shard link that brought nothing for this long is sent a PING (its answer is a message)...
+LINK_QUIET_S = 1.0
+# ... and one that brought nothing for this long, the PING's answer neither, is taken for gone.
+LINK_SILENT_S = 3.0
+# How long a master has to answer ROLE (on loopback or a LAN it takes well under a millisecond;
+# the listener waits meanwhile), and how long one that did not is left alone after.
+ROLE_TIMEOUT_S = 0.25
+UNANSWERED_PAUSE_S = 2.0
+# The longest one reading of the slot map may take (each node it asks has the cluster client's
+# reply timeout; one that does not answer is skipped for the next).
+MAP_READ_TIMEOUT_S = 15.0
 
 
 class Channels:
@@ -74,6 +93,12 @@ class Channels:
         self._lost: set[str] = set()
         self._stale = False  # the slot map may be out of date: read it before subscribing
         self._verify = False  # the map was read after a change: a link it names may be a replica's
+        self._changes = 0  # how many times the map went stale (a reading started before is stale too)
+        self._reading: tuple[asyncio.Task[None], int] | None = None  # the map's reading, and _changes then
+        self._suspect: str | None = None  # the node whose silence or failure made the map stale
+        self._heard: dict[str, float] = {}  # monotonic time each link last brought something
+        self._pinged: dict[str, float] = {}  # and when it was last sent a PING
+        self._unanswered: dict[str, float] = {}  # nodes that did not answer ROLE, until when to skip them
         self._retry_at = 0.0  # monotonic time of the next try for lost channels
         self._turn = 0
         # Both kinds: channels asked for and not yet confirmed, with when they were asked for.
@@ -128,6 +153,7 @@ class Channels:
             except (RedisError, RedisClusterException, OSError) as exc:
                 log.info("bus: %d channel(s) wait for their shard: %s", len(self._lost), exc)
                 self._retry_at = time.monotonic() + RECOVER_RETRY_S
+        await self._watch_links()
         if not self._links:
             await asyncio.sleep(timeout_s)  # no shard subscribed yet: nothing to read
             return None
@@ -184,6 +210,10 @@ class Channels:
 
     async def aclose(self) -> None:
         """Close the link(s)."""
+        if self._reading is not None:
+            self._reading[0].cancel()
+            await asyncio.gather(self._reading[0], return_exceptions=True)
+            self._reading = None
         if self._pubsub is not None:
             await self._pubsub.aclose()
         for name in list(self._links):
@@ -194,10 +224,31 @@ class Channels:
     def _cluster(self) -> RedisCluster:
         return self._redis  # type: ignore[return-value]
 
+    async def _watch_links(self) -> None:
+        """PING the links that have been quiet; drop those that stayed silent (see LINK_SILENT_S)."""
+        now = time.monotonic()
+        for name in list(self._links):
+            quiet_s = now - self._heard.get(name, now)
+            if quiet_s >= LINK_SILENT_S:
+                log.warning("bus: %s answered nothing for %.1f s; its channels move to their owners", name, quiet_s)
+                await self._drop_link(name)
+                self._suspect = name
+            elif quiet_s >= LINK_QUIET_S and now - self._pinged.get(name, 0.0) >= LINK_QUIET_S:
+                self._pinged[name] = now
+                try:
+                    async with asyncio.timeout(ROLE_TIMEOUT_S):  # a write: only a full buffer waits
+                        await self._links[name].ping()
+                except Exception as exc:  # the link is broken: its channels move now
+                    log.info("bus: the link to %s failed (%s); its channels move to their owners", name, exc)
+                    await self._drop_link(name)
+                    self._suspect = name
+
     async def _subscribe_sharded(self, channel: str, checked: set[str]) -> None:
         node = self._cluster.get_node_from_key(channel)  # SlotNotCoveredError while none holds it
         if node is None:
             raise ConnectionError(f"no master holds the slot of {channel}")
+        if self._unanswered.get(node.name, 0.0) > time.monotonic():
+            raise ConnectionError(f"{node.name} did not answer lately")  # not asked again yet
         link = self._links.get(node.name)
         if (link is None or self._verify) and node.name not in checked:
             await self._check_master(node)
@@ -205,6 +256,7 @@ class Channels:
         if link is None:
             pool = ConnectionPool(connection_class=node.connection_class, **node.connection_kwargs)
             link = self._links[node.name] = ShardLink(connection_pool=pool, ignore_subscribe_messages=False)
+            self._heard[node.name] = time.monotonic()
         self._owner[channel] = node.name
         self._lost.discard(channel)
         try:
@@ -225,6 +277,9 @@ class Channels:
             raise
         if message is None:
             return None
+        self._heard[name] = time.monotonic()
+        if message["type"] == "pong":  # the answer to a quiet link's PING (_watch_links)
+            return None
         kind, channel = message["type"], _text(message["channel"])
         if kind in CONFIRMATIONS:
             self._unconfirmed.pop(channel, None)
@@ -235,7 +290,7 @@ class Channels:
                 # Redis ended it: the slot moved or its master stepped down.
                 log.info("bus: %s was moved off %s; subscribing on its new owner", channel, name)
                 self._lose(channel)
-                self._stale = True
+                self._mark_stale()
                 link.shard_channels.pop(channel, None)  # its reconnect must not ask the old node again
             if not link.subscribed:
                 await self._drop_link(name)
@@ -250,7 +305,9 @@ class Channels:
         link = self._links.pop(name, None)
         if link is None:
             return
-        self._stale = True
+        self._heard.pop(name, None)
+        self._pinged.pop(name, None)
+        self._mark_stale()
         for channel in [c for c, owner in self._owner.items() if owner == name]:
             self._lose(channel)
         for channel in [c for c, owner in self._asked.items() if owner == name]:
@@ -261,22 +318,55 @@ class Channels:
         except Exception as exc:  # a dead link may fail to close; it is gone either way
             log.debug("bus: closing the link to %s: %s", name, exc)
 
+    def _mark_stale(self) -> None:
+        self._stale = True
+        self._changes += 1
+
     async def _recover(self) -> None:
-        """Subscribe every lost channel on its slot's master, reading the topology anew first
+        """Subscribe every lost channel on its slot's master, once the topology was read anew
         when something failed or moved since it was last read (a new room's channel needs no
-        such round trip)."""
-        if self._stale:
-            await self._cluster.nodes_manager.initialize()
-            self._stale = False
-            self._verify = True  # the map just read may be a node's view from before a failover
+        such round trip). The reading runs in a task of its own: until it is done, the lost
+        channels wait and the links are read as usual."""
+        if self._stale and not self._map_read():
+            return  # the lost channels wait for the map (asked again at the listener's next read)
         checked: set[str] = set()
         try:
             for channel in sorted(self._lost):
                 await self._subscribe_sharded(channel, checked)
         except BaseException:
-            self._stale = True
+            self._mark_stale()
             raise
         self._verify = False
+
+    def _map_read(self) -> bool:
+        """Whether the slot map was read since it last went stale; else start (or wait for) its
+        reading. A failed reading raises its error here (the caller retries later)."""
+        reading = self._reading
+        if reading is not None and reading[0].done():
+            self._reading = None
+            task, started_at = reading
+            error = None if task.cancelled() else task.exception()
+            if error is not None:
+                raise error
+            if not task.cancelled() and started_at == self._changes:
+                self._stale = False
+                self._suspect = None
+                self._verify = True  # the map just read may be a node's view from before a failover
+                return True
+            reading = None  # stale again meanwhile: read once more
+        if reading is None:
+            task = asyncio.ensure_future(self._read_map(self._suspect))
+            self._reading = (task, self._changes)
+        return False
+
+    async def _read_map(self, suspect: str | None) -> None:
+        """The slot map, read anew; ``suspect`` (a silent node) asked last, where redis-py can."""
+        manager = self._cluster.nodes_manager
+        async with asyncio.timeout(MAP_READ_TIMEOUT_S):
+            if suspect is not None and _TAKES_LAST_FAILED:
+                await manager.initialize(last_failed_node_name=suspect)
+            else:
+                await manager.initialize()
 
     async def _check_master(self, node: ClusterNode) -> None:
         """Refuse ``node`` unless it is a master now.
@@ -288,10 +378,21 @@ class Channels:
         the channel stays lost and the map is read again in RECOVER_RETRY_S.
         """
         # The node itself, once: not the cluster client's command path, whose retries and
-        # topology refreshes would wait on the very failover this is about.
-        role = await node.execute_command("ROLE")
+        # topology refreshes would wait on the very failover this is about. Briefly: the
+        # listener waits meanwhile, and a node cut off answers nothing (left alone a while).
+        try:
+            async with asyncio.timeout(ROLE_TIMEOUT_S):
+                role = await node.execute_command("ROLE")
+        except TimeoutError:
+            self._unanswered[node.name] = time.monotonic() + UNANSWERED_PAUSE_S
+            self._suspect = node.name
+            raise ConnectionError(f"{node.name} did not answer ROLE within {ROLE_TIMEOUT_S} s") from None
         if _text(role[0]) != "master":
             raise ConnectionError(f"{node.name} is a {_text(role[0])} now: the slot map is out of date")
+
+
+# redis-py 8.1's NodesManager.initialize takes the node that just failed, to ask it last.
+_TAKES_LAST_FAILED = "last_failed_node_name" in inspect.signature(NodesManager.initialize).parameters
 
 
 def _text(value: Any) -> str:

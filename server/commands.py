@@ -117,7 +117,12 @@ async def _connected(settings: Settings, url: str, *, serving: bool = False) -> 
     started during a failover stayed down. No seed answering is still a refusal to start.
     """
     try:
-        redis = connect_redis(url, max_connections=settings.redis_max_connections, cluster=settings.redis_cluster)
+        redis = connect_redis(
+            url,
+            max_connections=settings.redis_max_connections,
+            cluster=settings.redis_cluster,
+            longest_wait_s=max(1.0, settings.durability_timeout_ms / 1000),  # WAIT / WAITAOF, the worker's read
+        )
     except ValueError as exc:
         raise StartupError(f"REDIS_URL {_redacted(url)}: {exc}") from exc
     try:

@@ -62,13 +62,24 @@ def seed_urls(url: str) -> list[str]:
     return seeds
 
 
-def connect_redis(url: str, *, max_connections: int = 512, cluster: bool = False) -> Redis:
+# How long a cluster node may take to answer a command before it counts as gone, on top of the
+# longest a command waits by design (WAIT for a replica's confirmation; the worker's blocking read
+# is 1 s). A master frozen or cut off by the network answers nothing and closes nothing: without
+# a bound, every command routed to it waited until it came back (a request answered after 13 s,
+# page loads held), also once its replica had been promoted. Timed out, redis-py drops that node
+# from its start-up nodes and reads the slot map anew, and the command goes to the new master.
+CLUSTER_REPLY_TIMEOUT_S = 3.0
+
+
+def connect_redis(url: str, *, max_connections: int = 512, cluster: bool = False, longest_wait_s: float = 1.0) -> Redis:
     """The Redis client every component shares.
 
     The pool blocks (up to 5 s) when all its connections are busy, instead of failing: a burst
     of reconnecting clients must wait its turn, not get ``internal_error``. With ``cluster``,
     ``url`` names any node of a Redis Cluster and redis-py's cluster client routes every command
-    by its keys' slot (every script touches one slot: a session's keys share a hash tag).
+    by its keys' slot (every script touches one slot: a session's keys share a hash tag), and a
+    node that does not answer within ``longest_wait_s`` (the longest a command waits by design)
+    plus :data:`CLUSTER_REPLY_TIMEOUT_S` counts as gone.
     On a single Redis, the hot path's reads and script calls share one pipelined connection
     (``storage.lean_redis``); everything else uses the pool.
     """
@@ -85,6 +96,7 @@ def connect_redis(url: str, *, max_connections: int = 512, cluster: bool = False
             decode_responses=True,
             max_connections=max_connections,
             socket_connect_timeout=5,
+            socket_timeout=longest_wait_s + CLUSTER_REPLY_TIMEOUT_S,
             **options,
         )
         # Its connections fail as lost, and are retried, when the client's own reset closes them

@@ -260,6 +260,14 @@ class RedisCluster:
         process.send_signal(signal.SIGKILL)
         process.wait(10)
 
+    def freeze(self, port: int) -> None:
+        """SIGSTOP one node: it answers nothing and closes nothing, as a master cut off by the
+        network (the cluster fails it over by its node timeout). :meth:`thaw` before stopping."""
+        self.processes[port].send_signal(signal.SIGSTOP)
+
+    def thaw(self, port: int) -> None:
+        self.processes[port].send_signal(signal.SIGCONT)
+
     def restart(self, port: int) -> None:
         """Start a killed node again with its nodes.conf: it rejoins (a replaced master as a replica)."""
         self._spawn(port)
