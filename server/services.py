@@ -190,6 +190,7 @@ def voice_config_from(settings: Settings) -> VoiceConfig:
         chunks_per_day=settings.voice_chunks_per_day,
         disk_reserve_bytes=settings.voice_disk_reserve_bytes,
         materials_per_min=settings.voice_materials_per_min,
+        bot_commands_per_min=settings.voice_bot_commands_per_min,
         material_quota_bytes=settings.voice_material_quota_bytes,
         telegram_webhook_path=settings.voice_telegram_webhook_path,
         telegram_secret_token=settings.voice_telegram_secret_token,

@@ -212,6 +212,8 @@ class Settings(BaseSettings):
     # daily quotas add up over addresses, and a full disk takes Redis's append-only file with it.
     voice_disk_reserve_bytes: int = Field(default=1024 * 1024 * 1024, ge=0)
     voice_materials_per_min: int = Field(default=60, ge=1)
+    # Chat-bot commands per user per minute (``POST /voicebot/bot/command`` and Telegram's).
+    voice_bot_commands_per_min: int = Field(default=60, ge=1)
     # Audio chunks stored per user and per guest address per UTC day, whatever their size.
     voice_chunks_per_day: int = Field(default=10_000, ge=1)
     # Chat-bot material bytes (kept in Redis) per user and guest address per quota day.

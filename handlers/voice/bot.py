@@ -33,7 +33,14 @@ from storage.voice.repository import VoiceSession
 
 NO_ACTIVE_SESSION = "Активная сессия не найдена..."
 _COMMAND = re.compile(r"^/([a-z_]+)(?:@\w+)?(?:\s+(.*))?$", re.DOTALL)
-_REF_IN_TEXT = re.compile(r"(?:https?://\S+?)?/session/[0-9A-Fa-f-]{36}|[0-9A-Fa-f]{8}-[0-9A-Fa-f-]{27}")
+# What ``_find_reference`` looks for in a quoted message: a session path or a bare id, and a link's
+# scheme before the path. Each is fixed-width or short; the old single pattern
+# ``(?:https?://\S+?)?/session/…`` backtracked: its lazy ``\S+?`` rescanned the rest of the word
+# from every ``http://``, so 4 KB of ``http://`` cost ~30 ms of the event loop per command.
+_REF = re.compile(r"/session/[0-9A-Fa-f-]{36}|[0-9A-Fa-f]{8}-[0-9A-Fa-f-]{27}")
+_SESSION_PATH = re.compile(r"/session/[0-9A-Fa-f-]{36}")
+_SCHEME = re.compile(r"https?://")
+_WORD = re.compile(r"\S+")
 
 
 def press_of(idempotency_key: str) -> str:
@@ -57,6 +64,7 @@ class BotRoutes:
         self._s = services
         config = services.voice.config
         self._materials_per_min = config.materials_per_min
+        self._commands_per_min = config.bot_commands_per_min
         # Material bytes count against the same daily quota as audio: one budget per payer.
         self._quota = UploadQuota(services.redis, services.keys, config.upload_quota_bytes)
         # ... and against one of their own: they are stored in Redis's memory, not on disk, and
@@ -113,6 +121,8 @@ class BotRoutes:
         ``session_id`` names the session a ``/start`` creates (a keyed request's derived id,
         handlers/idempotency.py: a retry after its node died answers the session made before).
         """
+        # Counted before anything is parsed: an unknown command or a bad reference costs a try too.
+        await self._count_command(claims)
         match = _COMMAND.match(text.strip())
         if match is None:
             raise CodedError(ErrorCode.INVALID_PAYLOAD, "text must start with a command")
@@ -127,6 +137,14 @@ class BotRoutes:
         if name != "session":
             raise CodedError(ErrorCode.INVALID_PAYLOAD, f"unknown command /{name}")
         return {"command": "/session", **await self._session(claims, argument, reply_to_text, address, base)}
+
+    async def _count_command(self, claims: Claims) -> None:
+        """One of the user's commands this minute; past SESSIONHUB_VOICE_BOT_COMMANDS_PER_MIN,
+        ``rate_limited``: each runs Redis reads (and a ``/session`` a search of 4 KB of quoted
+        text), and a guest token is free to mint, so nothing else held one client's flood."""
+        per_min = self._commands_per_min
+        message = f"at most {per_min} bot commands a minute; wait a minute"
+        await within(self._s.limiter, "bot_command", claims.sub, limit=per_min, window_s=60, message=message)
 
     async def _start(
         self, claims: Claims, argument: str, address: str, base: str, session_id: str | None
@@ -298,8 +316,32 @@ def reply_link(base_url: str, session_id: str) -> str:
 
 
 def _find_reference(text: str | None) -> str:
-    """A session link or id quoted in a message the command replied to."""
+    """A session link or id quoted in a message the command replied to ("" for none).
+
+    The first match, as the pattern ``(?:https?://\\S+?)?/session/<36>|<8 hex>-<27>`` would find
+    it, in linear time: every match lies inside one word (a run without white space), so the
+    first word holding a path or an id holds the answer.
+    """
     if not text:
         return ""
-    match = _REF_IN_TEXT.search(text)
-    return match.group(0) if match else ""
+    for word in _WORD.finditer(text):
+        found = _reference_in(text, word.start(), word.end())
+        if found:
+            return found
+    return ""
+
+
+def _reference_in(text: str, start: int, end: int) -> str:
+    """The first reference within ``text[start:end]``, a word: a link when a scheme comes before
+    the first path or id and a ``/session/<id>`` follows it (at least one character after the
+    ``://``), else that path or id."""
+    found = _REF.search(text, start, end)
+    if found is None:
+        return ""
+    scheme = _SCHEME.search(text, start, end)
+    # Only the word's first scheme can start the link: a later one needs a later path still.
+    if scheme is not None and scheme.start() < found.start():
+        path = _SESSION_PATH.search(text, scheme.end() + 1, end)
+        if path is not None:
+            return text[scheme.start() : path.end()]
+    return found.group(0)

@@ -27,6 +27,8 @@ class VoiceConfig:
     upload_quota_bytes: int = 1024 * 1024 * 1024
     # Chat-bot materials one user may attach per minute (their bytes count against the quota above).
     materials_per_min: int = 60
+    # Chat-bot commands one user may send per minute (``POST /voicebot/bot/command``, Telegram).
+    bot_commands_per_min: int = 60
     # ... and their bytes per user (and guest address) per quota day on a quota of their own:
     # they are kept in Redis's memory, where the audio quota's gigabyte a day was far too much.
     material_quota_bytes: int = 16 * 1024 * 1024
