@@ -6,8 +6,13 @@ import datetime
 import json
 import logging
 import os
+import re
 import time
 from collections.abc import Callable
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from aiohttp.http_exceptions import HttpProcessingError
 
 # Fields a log call may add with ``extra=`` that the JSON lines carry (request and event lines).
 EXTRA_FIELDS = (
@@ -74,6 +79,33 @@ CLIENT_ERROR_KINDS = 64
 CLIENT_ERROR_EXCERPT = 120
 
 
+# Where aiohttp's wording of an error ends and the client's bytes begin on its first line: a
+# quote (``Bad status line 'GET …'``, ``… reading: b'…'``) or a colon before a space or the end.
+_CLIENT_BYTES_START = re.compile(r"""['"]|:(?:\s|$)""")
+
+
+def error_kind(error: HttpProcessingError) -> tuple[str, str]:
+    """The kind a malformed request's error is throttled by, free of the client's bytes, and
+    what its message says besides (those bytes, quoted by aiohttp).
+
+    The kind is the exception's class and aiohttp's wording before the first quote or colon:
+    ``LineTooLong`` quotes the client's line on that first line, and an ``InvalidURLError``'s
+    message is the request target itself, so a kind that kept them let a client write one
+    WARNING line per request by varying them.
+    """
+    from aiohttp.http_exceptions import InvalidURLError
+
+    message = str(error.message)
+    name = type(error).__name__
+    if isinstance(error, InvalidURLError):
+        return name, message
+    first_line = message.partition("\n")[0]
+    found = _CLIENT_BYTES_START.search(first_line)
+    cut = found.start() if found else len(first_line)
+    wording = first_line[:cut].strip(" :")[:CLIENT_ERROR_EXCERPT]
+    return f"{name}: {wording}", message[cut:].lstrip(" :")
+
+
 class ClientErrorFilter(logging.Filter):
     """aiohttp logs a request it cannot parse (a client's malformed header or request line) as an
     ERROR with a traceback: that is the client's mistake, not the server's. One WARNING line
@@ -99,8 +131,7 @@ class ClientErrorFilter(logging.Filter):
         error = record.exc_info[1] if record.exc_info else None
         if not isinstance(error, HttpProcessingError):
             return True
-        what, _, quoted = str(error.message).partition("\n")
-        kind = f"{type(error).__name__}: {what.strip()[:CLIENT_ERROR_EXCERPT]}"
+        kind, quoted = error_kind(error)
         now = self._clock()
         said = self._said.get(kind)
         if said is not None and now - said[0] < CLIENT_ERROR_EVERY_S:
