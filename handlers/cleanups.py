@@ -7,7 +7,9 @@ its files on disk) and clears the note (:func:`settle`). A note left behind -- `
 failed (Redis away for a moment, a disk error) or never ran (the process was killed between
 the two steps) -- is finished by :class:`CleanupRetry`, which every node runs. ``on_delete``
 is safe to repeat. A note whose session still exists is a deletion that never happened: it
-is dropped and nothing is touched. Every deletion of a whole session goes through
+is dropped and nothing is touched. The same loop removes what a killed process's chunk uploads
+left in the blob folder's ``.incoming`` (``storage.voice.blobs.BlobStore.sweep_incoming``), at
+start and at each pass. Every deletion of a whole session goes through
 :func:`delete_owing`: an operator's (``handlers.admin.deletion``), a voice owner's
 (``handlers.voice.retention``) and a pattern's (``handlers.patterns.http``).
 """
@@ -27,6 +29,7 @@ from handlers.context import Services
 from handlers.log_throttle import LogThrottle
 from protocol.errors import CodedError
 from storage.failures import REDIS_AWAY
+from storage.voice.blobs import INCOMING_GRACE_S
 
 log = logging.getLogger(__name__)
 # An unexpected failure of a round is logged once with its traceback, then counted (the loop
@@ -127,8 +130,10 @@ class CleanupRetry:
             await asyncio.wait({task}, timeout=STOP_WAIT_S)
 
     async def _retry_forever(self) -> None:
+        await self._sweep_incoming()  # what a process killed before this start left
         while not cancelled():
             await asyncio.sleep(self.interval_s)
+            await self._sweep_incoming()
             try:
                 settled = await retry_owed(self._s)
                 if settled:
@@ -138,3 +143,18 @@ class CleanupRetry:
                 log.warning("deletion follow-ups: %s", exc)
             except Exception as exc:  # a bug or a client library's own error must not end the loop
                 _failed.exception("deletion follow-ups failed", exc)
+
+    async def _sweep_incoming(self) -> None:
+        """Remove the temporary files of uploads no process is writing any more (their
+        process was killed): older than the body's deadline and the grace after it."""
+        stale_s = self._s.voice.config.upload_deadline_s + INCOMING_GRACE_S
+        try:
+            removed = await asyncio.to_thread(self._s.voice.blobs.sweep_incoming, stale_s)
+        except OSError as exc:  # the folder unreadable for a moment: the next pass tries again
+            log.warning("temporary upload files: %s", exc)
+            return
+        except Exception as exc:  # a bug must not end the loop that finishes deletions too
+            _failed.exception("sweeping temporary upload files failed", exc)
+            return
+        if removed:
+            log.info("removed %d temporary file(s) of uploads cut off by a killed process", removed)

@@ -20,14 +20,24 @@ import asyncio
 import contextlib
 import hashlib
 import os
+import re
 import shutil
 import tempfile
+import time
 import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
+
+
+# How long past its body's deadline (SESSIONHUB_VOICE_UPLOAD_DEADLINE_S) an upload may still use
+# its temporary file: probed, then moved into place or sent to the bucket (boto3 tries 3 times,
+# each up to 5 s to connect and 30 s to read). A file unwritten for longer is no upload's.
+INCOMING_GRACE_S = 300.0
+# The temporary files' names (BlobStore.writer): only these are ever swept.
+_INCOMING_NAME = re.compile(r"^[0-9a-f]{32}$")
 
 
 class BlobTooLarge(Exception):
@@ -112,6 +122,10 @@ class Blobs(Protocol):
         """``async with`` a local path of the blob (for a command that reads files), None when missing."""
         ...
 
+    def sweep_incoming(self, older_than_s: float) -> int:
+        """Remove the temporary files of uploads cut short (blocking: run it in a thread)."""
+        ...
+
 
 class BlobStore:
     """Files under ``root/<session_id>/<sha256>``; temporary files under ``root/.incoming``."""
@@ -164,6 +178,31 @@ class BlobStore:
         path = self.path(session_id, sha256)
         yield path if path.is_file() else None
 
+    def sweep_incoming(self, older_than_s: float) -> int:
+        """Remove the temporary files last written more than ``older_than_s`` ago; how many.
+
+        An upload cut short by its own failure removes its file, but one whose process was killed
+        (``kill -9``, a crash, the machine's power) leaves it for good, counted in no quota. An
+        upload in progress, on this node or another sharing the folder, wrote its file within
+        its body's deadline and uses it for at most :data:`INCOMING_GRACE_S` more: ``older_than_s``
+        is at least their sum, so its file is never taken. Age is by the file's modification time
+        on the real clock (the one the file system writes), not the server's injectable one.
+        """
+        removed = 0
+        cutoff = time.time() - older_than_s
+        try:
+            entries = list(os.scandir(self._root / ".incoming"))
+        except FileNotFoundError:
+            return 0
+        for entry in entries:
+            if not _INCOMING_NAME.match(entry.name):
+                continue
+            with contextlib.suppress(FileNotFoundError):  # committed or swept meanwhile
+                if entry.is_file(follow_symlinks=False) and entry.stat(follow_symlinks=False).st_mtime < cutoff:
+                    os.unlink(entry.path)
+                    removed += 1
+        return removed
+
     def session_bytes(self, session_id: str) -> int:
         """Bytes on disk for the session (what retention frees)."""
         folder = self._root / session_id
@@ -211,6 +250,10 @@ class S3BlobStore:
 
     def writer(self, max_bytes: int) -> BlobWriter:
         return self._local.writer(max_bytes)
+
+    def sweep_incoming(self, older_than_s: float) -> int:
+        """The temporary files are local (the upload streams there before going to the bucket)."""
+        return self._local.sweep_incoming(older_than_s)
 
     async def commit(self, writer: BlobWriter, session_id: str) -> None:
         """Upload the finished blob, then drop its temporary file."""
