@@ -328,13 +328,15 @@ def session_use_middleware(sessions: SessionDirectory) -> Any:
     session, so an access (seed 001), recorded in the background and throttled
     (``SessionDirectory.used``). Operators' ``/admin`` routes look without touching (inspecting
     an orphan must not revive it), and so do the HTML pages: a page's own load of the session
-    is its access, and must learn whether the session was an orphan before it."""
+    is its access, and must learn whether the session was an orphan before it. A ``HEAD`` is a
+    look too (handlers/head_requests.py): it changes nothing, an access included."""
 
     @web.middleware
     async def session_use(request: web.Request, handler: RouteHandler) -> web.StreamResponse:
         response = await handler(request)
         session_id = request.match_info.get("session_id")
-        if session_id and response.status < 400 and request.path.startswith(USE_PREFIXES):
+        used = response.status < 400 and request.method != "HEAD"
+        if session_id and used and request.path.startswith(USE_PREFIXES):
             sessions.used(session_id)
         return response
 

@@ -17,6 +17,7 @@ from pydantic import BaseModel
 from auth.claims import USER_ID_PATTERN
 
 from handlers.bodyless import takes_no_body
+from handlers.head_requests import NO_HEAD, takes_head
 from handlers.http_common import REQUEST_ID_HEADER, REQUEST_ID_PATTERN
 from handlers.ids import UUID4_ANY_CASE
 from handlers.query import MAX_DIGITS
@@ -35,6 +36,11 @@ from handlers.openapi_registry import (
 from protocol.errors import ErrorCode
 
 REF_TEMPLATE = "#/components/schemas/{model}"
+# HEAD is not listed operation by operation: every GET takes it, but those that say otherwise.
+HEAD_NOTE = (
+    "Every GET operation also answers HEAD: the GET's status and headers without its body, and nothing"
+    " changed; a GET whose description says HEAD is refused answers it 405 (its Allow without HEAD)."
+)
 QUERY_INT_MAX = 10**MAX_DIGITS - 1
 # Ids are taken in any case and answered lower-case (handlers.ids.parse_session_id).
 _UUID4 = UUID4_ANY_CASE
@@ -205,7 +211,10 @@ def _parameters(op: Operation, components: Components) -> list[dict[str, Any]]:
         schema = components.model(op.query, "validation")
         for name, field in schema.get("properties", {}).items():
             required = name in schema.get("required", [])
-            params.append({"name": name, "in": "query", "required": required, "schema": _query_value(field)})
+            param = {"name": name, "in": "query", "required": required, "schema": _query_value(field)}
+            if "description" in field:  # where a reader (and a generator of clients) looks for it
+                param["description"] = field["description"]
+            params.append(param)
     for header in (*op.headers, *((IDEMPOTENCY_KEY,) if op.idempotent else ())):
         schema = {"type": "string", **({"pattern": header.pattern} if header.pattern else {})}
         params.append(
@@ -354,6 +363,8 @@ def _operation(op: Operation, components: Components) -> dict[str, Any]:
         "responses": _responses(op, components),
         "security": _security(op.auth),
     }
+    if op.method == "get" and not takes_head(op.path):
+        doc["description"] = f"HEAD is refused (405, its Allow without HEAD): this GET {NO_HEAD[op.path]}."
     body = _request_body(op, components)
     if body is not None:
         doc["requestBody"] = body
@@ -389,7 +400,7 @@ def build_document(
             "version": "1",
             "description": "Every HTTP route of this server. Most need a bearer JWT (POST /api/auth/guest "
             "issues a guest's); admin routes need the admin permission. The Socket.IO protocol is in "
-            "docs/PROTOCOL.md.",
+            f"docs/PROTOCOL.md. {HEAD_NOTE}",
         },
         "paths": paths,
         "components": {

@@ -198,13 +198,14 @@ class ActivateSession(Payload):
 M = TypeVar("M", bound=BaseModel)
 
 
-def validate(model: type[M], data: object) -> M:
-    """The payload as ``model``, or ``invalid_payload`` naming the first problem."""
+def validate(model: type[M], data: object, *, whole: str = "payload") -> M:
+    """The payload as ``model``, or ``invalid_payload`` naming the first problem: its field, or
+    ``whole`` for a rule over several fields (``query`` for a query string's model)."""
     try:
         return model.model_validate(data)
     except ValidationError as exc:
         first = exc.errors()[0]
-        where = ".".join(str(p) for p in first.get("loc", ())) or "payload"
+        where = ".".join(str(p) for p in first.get("loc", ())) or whole
         raise CodedError(ErrorCode.INVALID_PAYLOAD, f"{where}: {first.get('msg', 'invalid')}") from exc
     except ValueError as exc:
         raise CodedError(ErrorCode.INVALID_PAYLOAD, str(exc)) from exc

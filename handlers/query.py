@@ -78,8 +78,9 @@ def query_values(model: type[BaseModel], query: Mapping[str, str]) -> dict[str, 
 
 
 def parse_query(model: type[Q], request: web.Request) -> Q:
-    """The request's query string as ``model``, or ``invalid_payload`` naming the parameter."""
-    return validate(model, query_values(model, request.query))
+    """The request's query string as ``model``, or ``invalid_payload`` naming the parameter (or
+    ``query`` for a rule over several: they are no body's)."""
+    return validate(model, query_values(model, request.query), whole="query")
 
 
 def at_most(name: str, value: int, high: int) -> int:

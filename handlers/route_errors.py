@@ -21,6 +21,7 @@ from aiohttp import web
 from aiohttp.typedefs import Handler
 
 from handlers.errors import error_body
+from handlers.head_requests import allowed_methods, refused_template
 from protocol.errors import CodedError, ErrorCode
 
 # /socket.io too: Engine.IO's route answers its own refusals in JSON (server.transport), and a
@@ -77,6 +78,8 @@ async def route_errors(request: web.Request, handler: Handler) -> web.StreamResp
         message = f"no route {route}" if allowed is None else f"no route {route}; it takes {', '.join(allowed)}"
         return web.json_response({"error": KEYBOARDIA_NOT_FOUND, "message": message}, status=404)
     if allowed is not None:
+        # HEAD only where the route takes it (handlers/head_requests.py: a GET that writes does not).
+        allowed = allowed_methods(set(allowed), await refused_template(request))
         message = f"{route}: allowed methods are {', '.join(allowed)}"
         body = error_body(CodedError(ErrorCode.METHOD_NOT_ALLOWED, message, allowed=allowed))
         return web.json_response(body, status=405, headers={"Allow": ", ".join(allowed)})

@@ -22,6 +22,7 @@ from handlers.connection_events import ConnectionEvents
 from handlers.context import Services
 from handlers.health import MEMORY_READ_BOUND_S, HealthRoutes
 from handlers.http_common import FRONT_HOOKS, defer_continue, session_use_middleware
+from handlers.head_requests import head_requests
 from handlers.home import HomeRoutes
 from handlers.jwks_watch import JwksWatch
 from handlers.paced_bodies import paced_bodies
@@ -164,6 +165,7 @@ def add_routes(
     HealthRoutes(redis_ping=services.redis.ping, bus_alive=lambda: bus.alive, redis_memory=memory).register(app)
     WebPages(services.web_dir).register(app)
     app.middlewares.append(bodyless_cap(services.limits.max_payload_bytes))
+    app.middlewares.append(head_requests)  # a HEAD of a GET that writes is refused, never run
     app.middlewares.append(route_errors)  # innermost: the others see its JSON answers
 
 

@@ -35,6 +35,8 @@ from schemathesis.specs.openapi.checks import (
 
 from auth.claims import Permission
 from handlers import idempotency
+from handlers.head_requests import NO_HEAD
+from handlers.openapi_document import HEAD_NOTE
 from handlers.patterns.api_errors import ApiError
 from handlers.patterns.requests import CreateBody
 from handlers.listening.actions import UPLOAD_CLOCK_SKEW_MS, UPLOAD_MAX_AGE_MS
@@ -333,6 +335,34 @@ async def test_the_document_covers_every_route_and_only_those(redis_process: Red
         assert served["openapi"] == "3.1.0"
         assert _operations(served) == _registered(server.app, WEBHOOK_PATH)
         assert WEBHOOK_PATH not in str(served)  # the webhook's secret path is never published
+    finally:
+        await server.stop()
+
+
+async def test_every_get_answers_head_as_the_document_says(redis_process: RedisProcess, tmp_path: Path) -> None:
+    """HEAD is not an operation of its own in the document: the info says every GET answers it,
+    and the GETs that refuse it say so in their description. Asked of the live server, each
+    answers as documented: the GET's status, or 405 with an Allow that leaves HEAD out."""
+    server = await start_server(redis_process.url, tmp_path)
+    try:
+        async with aiohttp.ClientSession() as http:
+            async with http.get(server.url + "/openapi.json") as response:
+                served = await response.json()
+            assert HEAD_NOTE in served["info"]["description"]
+            refusing = set()
+            for path, methods in served["paths"].items():
+                if "get" not in methods:
+                    continue
+                refused = methods["get"].get("description", "").startswith("HEAD is refused (405")
+                url = server.url + path.replace("{session_id}", str(uuid.uuid4())).replace("{chunk_id}", "ch000001")
+                async with http.head(url) as head, http.get(url) as get:
+                    if refused:
+                        refusing.add(path)
+                        assert head.status == 405 and "HEAD" not in head.headers["Allow"], path
+                        assert "GET" in head.headers["Allow"].split(", "), path
+                    else:
+                        assert head.status == get.status, path
+            assert refusing == set(NO_HEAD)
     finally:
         await server.stop()
 

@@ -23,17 +23,24 @@ class AdminModel(BaseModel):
     model_config = ConfigDict(extra="forbid", strict=True, frozen=True)
 
 
+# The rules over several parameters (_owner_sorts_by_created), published with each of them.
+_STATE_RULE = "state and filter name the same filter: give one, or both with the same value (400 otherwise)"
+_RANGE_RULE = "created_from must not be after created_to (400 otherwise)"
+
+
 class SessionsQuery(AdminModel):
     """``GET /admin/sessions`` query: sort, order, filters, page size and cursor."""
 
     sort: Literal["created", "updated", "accessed", "size", "remixes"] = "created"
     order: Literal["asc", "desc"] = "desc"
     kind: KindName | None = None
-    state: Literal["active", "orphaned"] | None = None
+    state: Literal["active", "orphaned"] | None = Field(default=None, description=_STATE_RULE)
     # Seed 001's name for the same filter (``/admin/sessions?filter=orphaned``).
-    filter: Literal["active", "orphaned"] | None = None
-    created_from: Millis | None = None
-    created_to: Millis | None = None
+    filter: Literal["active", "orphaned"] | None = Field(
+        default=None, description=f"seed 001's name for state; {_STATE_RULE}"
+    )
+    created_from: Millis | None = Field(default=None, description=f"ms since the epoch; {_RANGE_RULE}")
+    created_to: Millis | None = Field(default=None, description=f"ms since the epoch; {_RANGE_RULE}")
     owner: Annotated[str, StringConstraints(pattern=USER_ID_PATTERN)] | None = None
     limit: int = Field(default=50, ge=1, le=100)
     # The score is what storage/admin/repository.py's Cursor.decode reads with float(): a decimal
@@ -130,15 +137,16 @@ M = TypeVar("M", bound=AdminModel)
 def parse_query(model: type[M], query: Any) -> M:
     """A query string as ``model``, by the rule of every route (handlers.query): a parameter the
     model names given twice, or not a whole number where one is due, is ``invalid_payload``;
-    others are ignored."""
-    return parse_body(model, query_values(model, query))
+    others are ignored. A rule over several parameters is named ``query``, not ``body``."""
+    return parse_body(model, query_values(model, query), whole="query")
 
 
-def parse_body(model: type[M], values: dict[str, Any]) -> M:
-    """``values`` as ``model``, or ``invalid_payload`` naming the first problem."""
+def parse_body(model: type[M], values: dict[str, Any], *, whole: str = "body") -> M:
+    """``values`` as ``model``, or ``invalid_payload`` naming the first problem: its field, or
+    ``whole`` for a rule over several fields."""
     try:
         return model.model_validate(values)
     except ValidationError as exc:
         first = exc.errors()[0]
-        where = ".".join(str(part) for part in first["loc"]) or "body"
+        where = ".".join(str(part) for part in first["loc"]) or whole
         raise CodedError(ErrorCode.INVALID_PAYLOAD, f"{where}: {first['msg']}"[:200]) from exc

@@ -21,7 +21,8 @@ from handlers.payloads import PLAIN_PATTERN, Payload, validate
 from protocol.errors import CodedError, ErrorCode
 from storage.voice.blobs import Blobs, BlobTooLarge, BlobWriter
 
-FIELD_NAMES = frozenset({"session_id", "start_ms", "end_ms", "duration_ms", "speaker"})
+REQUIRED_FIELDS = ("session_id", "start_ms", "end_ms", "duration_ms")
+FIELD_NAMES = frozenset({*REQUIRED_FIELDS, "speaker"})
 MAX_FIELD_BYTES = 256
 # Room for the boundaries, part headers and small fields around the file in Content-Length.
 FORM_OVERHEAD_BYTES = 16 * 1024
@@ -67,6 +68,18 @@ async def _small(part: BodyPartReader) -> str:
         raise CodedError(ErrorCode.INVALID_PAYLOAD, f"{part.name}: not UTF-8") from exc
 
 
+def _fields_came_first(fields: dict[str, str]) -> None:
+    """At the file part, every required field must have been read. One missing may only come
+    after the file (a client that put it last), which is not read to find out: the fields are
+    checked before a byte of audio is. So the refusal says both: what is missing, and where."""
+    missing = [name for name in REQUIRED_FIELDS if name not in fields]
+    if missing:
+        names = ", ".join(missing)
+        raise CodedError(
+            ErrorCode.INVALID_PAYLOAD, f"the fields must come before the file part: {names} not sent before it"
+        )
+
+
 def parse_meta(fields: dict[str, str]) -> ChunkMeta:
     """The fields as :class:`ChunkMeta` (numbers must be plain digits)."""
     data: dict[str, object] = {"session_id": parse_session_id(fields.get("session_id"))}
@@ -103,8 +116,7 @@ async def read_chunk_form(
             if form is not None:
                 raise CodedError(ErrorCode.INVALID_PAYLOAD, "the file must be the last part of the form")
             if part.name == "file":
-                if "session_id" not in fields:
-                    raise CodedError(ErrorCode.INVALID_PAYLOAD, "the fields must come before the file part")
+                _fields_came_first(fields)
                 meta = parse_meta(fields)
                 await admit(meta)
                 form = ChunkForm(meta=meta, blob=await _stream(part, blobs, max_bytes))
