@@ -68,10 +68,10 @@ def classify(exc: BaseException) -> CodedError:
         _throttle.exception("the server's storage is full", exc)
         return CodedError(ErrorCode.UNAVAILABLE, STORAGE_FULL_MESSAGE, reason=STORAGE_FULL)
     if isinstance(exc, RedisConnectionError | RedisTimeoutError) or _torn_connection(exc):
-        _throttle.exception("Redis does not answer", exc)
+        _throttle.exception("Redis does not answer", exc, expected=True)
         return CodedError(ErrorCode.UNAVAILABLE, "a dependency does not answer; try again")
     if isinstance(exc, _MOVING):
-        _throttle.exception("the Redis cluster is moving", exc)
+        _throttle.exception("the Redis cluster is moving", exc, expected=True)
         return CodedError(ErrorCode.UNAVAILABLE, "the data is moving between Redis nodes; try again")
     _throttle.exception("internal error", exc)
     return CodedError(ErrorCode.INTERNAL_ERROR, "internal error")

@@ -39,21 +39,29 @@ class LogThrottle:
         self._clock = clock
         self._seen: dict[str, _Seen] = {}
 
-    def exception(self, message: str, exc: BaseException) -> bool:
-        """Log ``exc`` under ``message`` if its cause is new (True), else count it (False)."""
+    def exception(self, message: str, exc: BaseException, *, expected: bool = False) -> bool:
+        """Log ``exc`` under ``message`` if its cause is new (True), else count it (False).
+
+        ``expected``: a fault of the world, not of the code (Redis away, a cluster moving), which
+        the client is answered a retryable error for: a WARNING line saying what, no traceback.
+        An ordinary reshard wrote a 25-line ERROR traceback per cause and node."""
         cause = cause_of(exc)
+        level = logging.WARNING if expected else self._level
         now = self._clock()
         seen = self._seen.get(cause)
         if seen is None:
             if len(self._seen) >= self._max_causes:  # bounded: forget the oldest cause
                 self._seen.pop(next(iter(self._seen)))
             self._seen[cause] = _Seen(since_s=now)
-            self._log.log(self._level, "%s: %s (repeats are counted)", message, cause, exc_info=exc)
+            if expected:
+                self._log.log(level, "%s: %s: %s (repeats are counted)", message, cause, exc)
+            else:
+                self._log.log(level, "%s: %s (repeats are counted)", message, cause, exc_info=exc)
             return True
         seen.repeats += 1
         if now - seen.since_s >= self._every_s:
             self._log.log(
-                self._level, "%s: %s happened %d more times in %.0f s", message, cause, seen.repeats, now - seen.since_s
+                level, "%s: %s happened %d more times in %.0f s", message, cause, seen.repeats, now - seen.since_s
             )
             seen.since_s, seen.repeats = now, 0
         return False

@@ -13,6 +13,7 @@ from aiohttp import web
 
 from handlers.background import STOP_WAIT_S, cancelled, rest, stop_if_cancelled
 
+from storage.failures import REDIS_AWAY
 from storage.listening.repository import ListeningHistories
 
 log = logging.getLogger(__name__)
@@ -52,5 +53,8 @@ class Sweeper:
                 raise
             except Exception as exc:  # Redis away for a moment: the next round retries
                 stop_if_cancelled(exc)
-                log.exception("listening sweep failed")
+                if isinstance(exc, REDIS_AWAY):  # a restart or failover: no traceback, no ERROR
+                    log.warning("listening sweep failed: %s; the next round retries", exc)
+                else:
+                    log.exception("listening sweep failed")
             await rest(self._interval_s)
