@@ -316,9 +316,23 @@ class AuthRoutes:
         # reached it (the answer was lost), so that one is signed out and this one opened.
         if redeemed.replaces and await self._s.identities.revoke(claims["sub"], redeemed.replaces):
             self._s.tokens.revoked_families |= {redeemed.replaces}
+        await self._replace_own_device(request, claims["sub"])
         response = await self.new_device(request, claims["sub"], grant, status=200)
         await tokens.opened(body.token, attempt, TokenAnswer.model_validate_json(response.text or "{}").device_id)
         return response
+
+    async def _replace_own_device(self, request: web.Request, user_id: str) -> None:
+        """A browser that is already a device of ``user_id`` (its own device link opened in the
+        same browser) is signed out as that device: the new device's cookie replaces its cookie,
+        so no browser held it any more, and it stayed listed beside the new one for the refresh
+        cookie's lifetime, a "Chrome on Linux" nobody could tell from a real second device. The
+        browser's other tabs take up the new device's token (web/js/client.js)."""
+        credential = auth_cookie.presented(request)
+        family = credential.partition(".")[0] if credential else ""
+        if not family or await self._s.identities.family_user(family) != user_id:
+            return  # no device, or another person's: theirs is not this link's to end
+        if await self._s.identities.revoke(user_id, family):
+            self._s.tokens.revoked_families |= {family}
 
     async def logout(self, request: web.Request) -> web.Response:
         """Sign this device out (its cookie's family, else the bearer token's device)."""

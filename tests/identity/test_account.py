@@ -180,3 +180,32 @@ async def test_device_links_are_rate_limited_and_need_a_device(
     limit = iserver.services.limits.signins_per_min
     statuses = [(await first.call("POST", "/api/auth/link")).status for _ in range(limit + 1)]
     assert statuses[-1] == 429 and statuses[:-1] == [201] * limit
+
+
+async def test_ones_own_device_link_opened_in_the_same_browser_replaces_its_device(
+    iserver: ServerUnderTest, http: aiohttp.ClientSession
+) -> None:
+    """The new device's cookie replaced the browser's: its old device stayed listed beside the new
+    one for the cookie's lifetime, held by no browser, looking like a second "Chrome on Linux".
+    A browser of someone else opening the link keeps its own identity's devices untouched."""
+    browser = Browser(http, iserver.url)
+    await browser.guest()
+    old_token, old_cookie = browser.token, browser.credential
+    link = await browser.call("POST", "/api/auth/link")
+    answer = await browser.post("/api/auth/one_time", json={"token": link.body["url"].split("token=", 1)[1]})
+    assert answer.status == 200 and answer.cookie and answer.cookie != old_cookie, answer.body
+    devices = (await browser.call("GET", "/api/auth/me")).body["devices"]
+    assert [device["current"] for device in devices] == [True], devices
+    gone = await Browser(http, iserver.url, credential=old_cookie).refresh()
+    assert (gone.status, gone.body["error"]) == (401, "unauthorized"), gone.body
+    assert (await Browser(http, iserver.url, token=old_token).call("GET", "/api/auth/me")).status == 401
+
+    someone = Browser(http, iserver.url)
+    await someone.guest()
+    someones_cookie = someone.credential
+    other_link = await browser.call("POST", "/api/auth/link")
+    opened = await someone.post("/api/auth/one_time", json={"token": other_link.body["url"].split("token=", 1)[1]})
+    assert opened.status == 200, opened.body
+    assert len((await browser.call("GET", "/api/auth/me")).body["devices"]) == 2
+    kept = await Browser(http, iserver.url, credential=someones_cookie).refresh()  # its own guest's device
+    assert kept.status == 200, kept.body
