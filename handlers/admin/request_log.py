@@ -7,6 +7,7 @@ with ``SESSIONHUB_LOG_FORMAT=json`` each is a JSON field (see ``server/logs.py``
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from typing import Any
@@ -16,6 +17,8 @@ from aiohttp import web
 from handlers.http_common import REQUEST_ID_HEADER, SECRET_ROUTES, FrontAnswer, request_id_from, route_label
 
 log = logging.getLogger("sessionhub.request")
+# The status logged for a request cancelled before its answer (no answer was sent).
+CANCELLED_STATUS = 499
 
 # A typed request key where aiohttp has them (web.RequestKey, 3.14); a plain string key on the
 # older releases pyproject.toml allows (a missing attribute would break the import).
@@ -40,6 +43,11 @@ async def request_log(request: web.Request, handler: Any) -> web.StreamResponse:
         return response
     except web.HTTPException as exc:
         status = exc.status
+        raise
+    except asyncio.CancelledError:
+        # Cut before an answer (the server stopping under an upload still arriving): no answer
+        # was sent, as nginx's 499 says; it was logged as a 500, an error of the server's own.
+        status = CANCELLED_STATUS
         raise
     finally:
         route = route_label(request)
