@@ -28,7 +28,9 @@ import hashlib
 import hmac
 import itertools
 import json
+import logging
 import secrets
+import time
 from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any
@@ -46,6 +48,11 @@ from storage.clock import Clock
 from storage.keys import Keys
 from storage.lean_redis import LeanRedis, Reply, read_together
 from storage.scripts import Explain, Script, checked, plain_script, refused
+
+log = logging.getLogger(__name__)
+# A change not confirmed durable is said to the operator at most once a minute per node: every
+# write of a shard without a replica is refused so, and the clients only see `unavailable`.
+UNCONFIRMED_LOG_EVERY_S = 60.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -201,6 +208,8 @@ class EventLog:
         self._id_key: str | None = None  # the deployment's id-sealing secret, read once
         self._durability = durability
         self._durability_timeout_ms = durability_timeout_ms
+        self._unconfirmed_said_at = -UNCONFIRMED_LOG_EVERY_S  # when a change not confirmed was last said
+        self._unconfirmed_unsaid = 0
 
     async def check_durability(self) -> None:
         """Raise ``unavailable`` at start-up when the Redis cannot give the configured durability."""
@@ -369,12 +378,41 @@ class EventLog:
                 result, confirmed = await pipe.execute()
         count = confirmed[0] if isinstance(confirmed, list) else confirmed
         if not refused(result) and int(count) < 1:
+            self._say_unconfirmed(keys[0])
             raise NotConfirmed(
                 ErrorCode.UNAVAILABLE,
                 f"the change was applied but not confirmed {self._durability.value}-durable within "
                 f"{self._durability_timeout_ms} ms",
             )
         return result
+
+    def _say_unconfirmed(self, key: str) -> None:
+        """A WARNING, at most once a minute: an operator who added a master without a replica, or
+        whose replica lags, saw every write of its slots refused with nothing in the log above
+        INFO (an audit's reshard onto a new master: 40 s of refused uploads)."""
+        now = time.monotonic()
+        if now - self._unconfirmed_said_at < UNCONFIRMED_LOG_EVERY_S:
+            self._unconfirmed_unsaid += 1
+            return
+        where = ""
+        if isinstance(self._redis, RedisCluster):
+            node = self._redis.get_node_from_key(key)
+            where = f" on {node.name}" if node is not None else ""
+        until = (
+            "its append-only file is fsynced in time"
+            if self._durability is Durability.AOF
+            else "the master has a replica that keeps up"
+        )
+        log.warning(
+            "a change was applied%s but not confirmed %s-durable within %d ms (SESSIONHUB_DURABILITY): "
+            "such changes are answered unavailable until %s (%d more since the last line)",
+            where,
+            self._durability.value,
+            self._durability_timeout_ms,
+            until,
+            self._unconfirmed_unsaid,
+        )
+        self._unconfirmed_said_at, self._unconfirmed_unsaid = now, 0
 
     @staticmethod
     async def _run_on_owner(

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import subprocess
 from pathlib import Path
 from typing import Any
@@ -21,7 +22,7 @@ async def set_status(client: Client, session_id: str, status: str) -> dict[str, 
 
 
 async def test_replica_durability_waits_for_a_replica(
-    server: ServerUnderTest, redis_process: RedisProcess, redis: Any, tmp_path: Path
+    server: ServerUnderTest, redis_process: RedisProcess, redis: Any, tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
     session_id = await server.create_session("alice")  # on a node without the setting
     # A long recording lease, so this test is about the wait alone (the renewal of a lease taken
@@ -36,9 +37,16 @@ async def test_replica_durability_waits_for_a_replica(
     replica: subprocess.Popen[bytes] | None = None
     try:
         await client.connect()
-        ack = await set_status(client, session_id, "recording")
-        # No replica: applied, but not acknowledged as durable.
-        assert ack["ok"] is False and ack["error"] == "unavailable"
+        with caplog.at_level(logging.WARNING, logger="storage.events"):
+            ack = await set_status(client, session_id, "recording")
+            # No replica: applied, but not acknowledged as durable.
+            assert ack["ok"] is False and ack["error"] == "unavailable"
+            again = await set_status(client, session_id, "recording")  # a retry: refused the same way
+            assert again["ok"] is False and again["error"] == "unavailable"
+        # And the operator is told, once (a new master without a replica refused every write of
+        # its slots with nothing logged above INFO).
+        said = [r.getMessage() for r in caplog.records if r.name == "storage.events"]
+        assert len(said) == 1 and "not confirmed replica-durable" in said[0], said
 
         port = free_port()
         replica = subprocess.Popen(
