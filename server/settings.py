@@ -119,8 +119,9 @@ class Settings(BaseSettings):
     http_idle_timeout_s: float = Field(default=15.0, gt=0)
     cleanup_retry_s: float = Field(default=60.0, gt=0, le=3600)
     max_connections_per_address: int = Field(default=2000, ge=1)
-    # Plain HTTP connections one address may hold open at once (fast lane; server/transport/accept.py).
-    max_http_connections_per_address: int = Field(default=1000, ge=1)
+    # Plain HTTP connections one address may hold open at once (server/transport/accept.py); None:
+    # what its Socket.IO connections need (http_connections_per_address).
+    max_http_connections_per_address: int | None = Field(default=None, ge=1)
     # Descriptors clients may not take (fast lane; server/transport/accept.py): None, the Redis
     # pool's size and 256 more (files, the bus, the lean link, a transcription's pipes).
     descriptor_reserve: int | None = Field(default=None, ge=0)
@@ -234,6 +235,19 @@ class Settings(BaseSettings):
         if self.descriptor_reserve is not None:
             return self.descriptor_reserve
         return self.redis_max_connections + 256
+
+    @property
+    def http_connections_per_address(self) -> int:
+        """Plain HTTP connections one address may hold (``max_http_connections_per_address``).
+
+        Unset: twice its Socket.IO connections and 100 more. A long-polling session holds its
+        waiting GET and, while it sends, a POST; a WebSocket counts here until Socket.IO takes it.
+        At a fixed 1,000, one NAT's 2,000 clients reconnecting at once got only 1,000 in (the
+        handshakes waiting their turn held the rest of the places), and 1,000 polling clients
+        found their next polls refused, dropping and reconnecting again."""
+        if self.max_http_connections_per_address is not None:
+            return self.max_http_connections_per_address
+        return 2 * self.max_connections_per_address + 100
 
     @property
     def forwarded_hops(self) -> int:
