@@ -13,7 +13,10 @@ names included -- is answered from a prebuilt ack before anything else is looked
 check, no pydantic, no Redis), and a connection refused ``SESSIONHUB_FLOOD_REFUSALS`` times within
 ``SESSIONHUB_FLOOD_WINDOW_S`` is cut: told with a ``protocol_error`` event (``reason: "flood"``),
 then disconnected through python-socketio's public ``disconnect`` (either lane), its disconnect
-counted as ``flood``.
+counted as ``flood``. Not only events: a lane that can (:class:`MessageCharging`, the fast lane)
+has every other message a client sends -- malformed, oversize, a reserved name, a CONNECT or ACK it
+did not need, an Engine.IO packet beyond the protocol's own -- spend a token of the same bucket
+(:meth:`SocketRouter.charge`), so a flood of them is refused and cut as a flood of events is.
 
 Events of one connection arrive here one after another, in the order sent, and a handler's
 ack is handed to its connection before the handler's task next yields to the loop: both are
@@ -37,7 +40,7 @@ import functools
 import logging
 import time
 from collections.abc import Awaitable, Callable
-from typing import Any, Protocol
+from typing import Any, Protocol, runtime_checkable
 
 from handlers.connection import Connection, Connections
 from handlers.context import Services
@@ -108,6 +111,17 @@ class EventRegistry(Protocol):
         ...
 
 
+@runtime_checkable
+class MessageCharging(Protocol):
+    """A lane that charges the messages no handler's guard sees (the fast lane's
+    ``SessionServer``): given :meth:`SocketRouter.charge`, it spends a token of the connection's
+    bucket on each, and refuses one over the rate with the back-off of a refused event."""
+
+    def charge_with(self, charge: Callable[[str], bool]) -> None:
+        """Have ``charge(sid)`` spend a token for each message that reaches no handler's guard."""
+        ...
+
+
 # What a handler's ``submit`` returns: what its commit's reply completes, and what turns that
 # reply into its result (raising as the handler would), called once that is done.
 Submission = tuple[Answered, Callable[[], dict[str, Any]]]
@@ -131,6 +145,10 @@ class SocketRouter:
         self._stopping = False
         sio.on("*", self._unknown)
         sio.screen_rate(self.over_rate, self.refuse)
+        # Not on SocketServer's contract (a lane may not see every message through public API:
+        # the stock lane's Engine.IO packets never leave python-engineio), hence asked for.
+        if isinstance(sio, MessageCharging):
+            sio.charge_with(self.charge)
 
     def on(
         self,
@@ -300,6 +318,14 @@ class SocketRouter:
         self._done(meter or self._unknown_meter, name, sid, "", ErrorCode.RATE_LIMITED.value, time.perf_counter())
         return _rate_limited(connection, data)
 
+    def charge(self, sid: str) -> bool:
+        """Spend one of the connection's tokens for a message that reaches no handler's guard
+        (:class:`MessageCharging`); False when over its rate, the refusal counted towards the
+        flood limit as an event's is, and the cut started at it. A sid not connected (any
+        more) has no bucket to charge: True."""
+        connection = self._connections.get(sid)
+        return connection is None or self._take(connection)
+
     def _take(self, connection: Connection) -> bool:
         """Spend one of the connection's tokens; False (and one refusal counted) when over its
         rate. The refusal that reaches the flood limit starts the connection's cut."""
@@ -312,7 +338,7 @@ class SocketRouter:
         if flood is not None and flood.refused(now_s):
             connection.cut = FLOOD
             log.warning(
-                "disconnecting a flooding connection: %d events refused over the rate within %.0f s",
+                "disconnecting a flooding connection: %d messages refused over the rate within %.0f s",
                 flood.count, flood.window_s, extra={"sid": connection.sid, "address": connection.address},
             )  # fmt: skip
             task = asyncio.get_running_loop().create_task(self._cut(connection.sid))

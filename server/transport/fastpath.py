@@ -164,6 +164,10 @@ _ACKED_EVENT = re.compile(r"2([0-9]{1,18})?(?=\[)")
 # An Engine.IO MESSAGE holding such an EVENT, with the event's name when it is plain (what the
 # pipeline screen reads: SessionServer._pipelinable).
 _PIPELINED_HEAD = re.compile(r'42[0-9]{0,18}\["([A-Za-z0-9_]{1,64})"')
+# Engine.IO packets a client sends as the protocol asks, never charged against its rate: the
+# PONG answering the server's PING (only while one is awaited: SessionServer._message_over_rate),
+# and its CLOSE. The upgrade probe (``2probe``, ``5``) never reaches the rate: see handle_prelude.
+_PONG, _CLOSE = "3", "1"
 
 
 # Hostile clients can send malformed frames by the thousand: one traceback per cause, then
@@ -521,6 +525,11 @@ class EngineWebSocket(LeanWebSocket):
             if dispatch is not None and await dispatch(socket.sid, message[1:]):
                 self.release()
                 return None
+        elif self.server.over_rate(socket, message):
+            # Any other message over its connection's rate (SessionServer._message_over_rate):
+            # dropped unread, counted towards the flood cut, and the next one waits as after a
+            # refused event.
+            return True
         try:
             await self._receive(message)
         finally:
@@ -560,7 +569,10 @@ class EngineWebSocket(LeanWebSocket):
             self.server.logger.exception("Unknown receive error")
 
     def handle_pong(self) -> None:
-        self.socket.schedule_ping()  # all that Engine.IO does for a PONG
+        # A PONG no PING asked for is charged (SessionServer._message_over_rate): nothing to pause
+        # here (no task), but a flood of them is cut as any other.
+        if not self.server.over_rate(self.socket, _PONG):
+            self.socket.schedule_ping()  # all that Engine.IO does for a PONG
 
     def pause_writing(self) -> None:
         # The unsent bytes passed a step of the outbound budget (the transport's buffer limit):
@@ -719,6 +731,11 @@ def _screen_nothing(eio_sid: str, text: str) -> str | None:
     return None
 
 
+def _never_over_rate(socket: AsyncSocket, message: str | bytes) -> bool:
+    """The default ``LightEngineServer.over_rate``: no message is charged."""
+    return False
+
+
 # Gone sockets closed together before the loop serves anything else (see close_later): small
 # enough that a batch's steps take a few milliseconds, large enough that a batch's awaits
 # (Redis round trips of the disconnect handlers) overlap.
@@ -819,6 +836,10 @@ async def _post(socket_ref: weakref.ReferenceType[AsyncSocket], environ: dict[st
     except Exception as exc:  # UnicodeDecodeError, ValueError, or whatever a bad packet raises
         raise engineio.exceptions.EngineIOError("not an Engine.IO payload") from exc
     for pkt in packets:
+        # An Engine.IO packet beyond the protocol's own, over its connection's rate, is dropped
+        # (and counted towards the flood cut); Socket.IO messages are charged where handled.
+        if pkt.packet_type != eio_packet.MESSAGE and socket.server.over_rate(socket, pkt.encode()):
+            continue
         await socket.receive(pkt)
 
 
@@ -858,6 +879,8 @@ class LightEngineServer(engineio.AsyncServer):
         self.on_refused: Callable[[str], None] = _ignore_refused
         # SessionServer's screen of events over their connection's rate (SessionServer._screen).
         self.screen: Callable[[str, str], str | None] = _screen_nothing
+        # ... and of every other message, which no handler's guard charges (SessionServer._message_over_rate).
+        self.over_rate: Callable[[AsyncSocket, str | bytes], bool] = _never_over_rate
         # SessionServer's event lane (SessionServer._dispatch): True when it handled the message.
         self.dispatch: Callable[[str, str], Awaitable[bool]] | None = None
         # Whether an Engine.IO message may start before the earlier ones of its connection
@@ -1165,13 +1188,26 @@ class LightEngineServer(engineio.AsyncServer):
 def _event_array(text: str) -> list[Any] | None:
     """An EVENT's ``[name, *args]`` from its JSON text, when the name is one a handler of its own
     may have (not reserved); None for anything else, which goes the usual way."""
+    data = _named_array(text)
+    return None if data is None or data[0] in RESERVED_EVENTS else data
+
+
+def _named_array(text: str) -> list[Any] | None:
+    """An EVENT's ``[name, *args]`` from its JSON text, reserved names included; None when it is
+    not one."""
     try:
         data = wire_json.loads(text)
     except (ValueError, RecursionError):
         return None
-    if not isinstance(data, list) or not data or not isinstance(data[0], str) or data[0] in RESERVED_EVENTS:
+    if not isinstance(data, list) or not data or not isinstance(data[0], str):
         return None
     return data
+
+
+def _root_event(data: str | bytes) -> bool:
+    """Whether a Socket.IO message is an EVENT (text or binary) of namespace ``/``: one that a
+    handler's guard, or its refusal, charges against the connection's rate."""
+    return isinstance(data, str) and data[:1] in ("2", "5") and _Header.of(data).namespace == "/"
 
 
 def _http_answer(answer: Mapping[str, Any]) -> bytes:
@@ -1253,6 +1289,7 @@ class SessionServer(socketio.AsyncServer):
         self._skipping: dict[str, int] = {}  # attachments still to drop of each refused message
         self._over_rate: Callable[[str], bool] | None = None
         self._refuse_rate: Callable[[str, str, Any], dict[str, Any]] | None = None
+        self._charge: Callable[[str], bool] | None = None  # see charge_with
         self._pipelined: set[str] = set()
         self._commits: dict[str, Commit] = {}  # pipelined events whose commit goes without a task
         self.eio.dispatch = self._dispatch
@@ -1278,8 +1315,10 @@ class SessionServer(socketio.AsyncServer):
         (:meth:`EngineWebSocket.handle_message`): a connection with tokens left costs a dict
         lookup and a comparison. One over its rate has its message parsed only for the event's
         name, ack id and ``seq``: no packet objects, no handler, no payload check, no Redis
-        (issue 20, finding 4). Anything unusual (another namespace, a malformed message, a
-        reserved name) goes the usual way, which answers it.
+        (issue 20, finding 4). Anything unusual (another namespace, a malformed or oversize
+        message, a reserved name) is refused all the same, as an unknown event without a
+        ``seq``, unparsed: such messages reached no guard, so a flood of them was never
+        refused nor cut (one connection sent 12,660 16 KB malformed ones in 14 s).
         """
         over_rate, refuse = self._over_rate, self._refuse_rate
         if over_rate is None or refuse is None:
@@ -1288,15 +1327,66 @@ class SessionServer(socketio.AsyncServer):
         if sid is None or not over_rate(sid):
             return None
         match = _EVENT_HEAD.match(text)
-        if match is None:
-            return None
-        event = _event_array(text[match.end() :])
-        if event is None:
-            return None
+        ack_id = match.group(1) if match is not None else None
+        event: list[Any] = ["", None]  # refused as an unknown event, without a seq
+        if match is not None and _size_of(text) <= self.max_payload_bytes:
+            event = _named_array(text[match.end() :]) or event
+        if event[0] in RESERVED_EVENTS:
+            return self._refuse_reserved(sid, ack_id, event)
         ack = refuse(sid, event[0], event[1] if len(event) > 1 else None)
-        if match.group(1) is None:
+        if ack_id is None:
             return ""  # without an ack id, a refused event is not answered (as its guard does)
-        return "3" + match.group(1) + wire_json.dumps([ack])
+        return "3" + ack_id + wire_json.dumps([ack])
+
+    def _refuse_reserved(self, sid: str, ack_id: str | None, event: list[Any]) -> str:
+        """The answer (as :meth:`_screen`'s) to an event with a reserved name over its connection's
+        rate: its usual refusal, ``unknown_event`` (a name no client may send, however fast),
+        counted as a refusal over the rate all the same."""
+        if self._charge is not None:
+            self._charge(sid)
+        error = reserved(event[0])
+        assert error is not None
+        reply = refusal_packet(
+            self.packet_class, "/", None if ack_id is None else int(ack_id), error, payload_of(event)
+        )
+        return "" if reply is None else str(reply.encode())
+
+    def charge_with(self, charge: Callable[[str], bool]) -> None:
+        """``handlers.socket_router.MessageCharging``: every message no handler's guard sees spends
+        a token through ``charge(sid)``, False when over the rate (see :meth:`_message_over_rate`)."""
+        self._charge = charge
+        self.eio.over_rate = self._message_over_rate
+
+    def _charge_eio(self, eio_sid: str) -> bool:
+        """Spend a token of the connection of Engine.IO session ``eio_sid`` for a message no
+        guard sees: False when over its rate (the refusal counted). One not joined to ``/`` yet
+        has no bucket (its CONNECT is an opening step, held by the connect deadline): True."""
+        charge = self._charge
+        sid = self.manager.sid_from_eio_sid(eio_sid, "/") if charge is not None else None
+        return sid is None or charge is None or charge(sid)
+
+    def _message_over_rate(self, socket: AsyncSocket, message: str | bytes) -> bool:
+        """Whether a message of ``socket`` other than a text EVENT (those go through :meth:`_screen`)
+        is refused over its connection's rate, the refusal counted towards the flood cut.
+
+        An Engine.IO packet (a PING, a NOOP, an UPGRADE once upgraded, an unasked PONG, garbage)
+        spends its token here; the PONG answering the server's PING and a CLOSE are free. A
+        Socket.IO message is only looked at here: its token is spent where it is handled (a
+        handler's guard, or :meth:`_handle_eio_message`), so one over the rate is refused here
+        and one within it goes on; a binary message's attachments count with their header.
+        """
+        if isinstance(message, str) and message[:1] != "4":
+            if message == _CLOSE or (message == _PONG and socket.last_ping):
+                return False
+            return not self._charge_eio(socket.sid)
+        eio_sid = socket.sid
+        if eio_sid in self._binary_packet or eio_sid in self._skipping:
+            return False
+        sid = self.manager.sid_from_eio_sid(eio_sid, "/")
+        over_rate, charge = self._over_rate, self._charge
+        if sid is None or over_rate is None or charge is None or not over_rate(sid):
+            return False
+        return not charge(sid)
 
     def pipeline(self, event: str, commit: Commit | None = None) -> None:
         """``server.transport.contract.SocketServer.pipeline``: see :meth:`_pipelinable` and
@@ -1373,7 +1463,7 @@ class SessionServer(socketio.AsyncServer):
                 turn = order.pending()
                 if turn is not None and (wait := turn.finish_wait()) is not None:
                     await wait
-                await self._malformed(eio_sid, text, None, exc)
+                await self._malformed(eio_sid, text, None, exc, charge=False)  # its guard charged it
             except Exception:
                 self.eio.logger.exception("message async handler error")  # as Engine.IO's handler runner
         return True
@@ -1544,6 +1634,12 @@ class SessionServer(socketio.AsyncServer):
         self._skipping.pop(eio_sid, None)
         size = _size_of(data)
         pending = self._binary_packet.get(eio_sid)
+        # Every message spends a token of its connection's rate: an event of namespace "/" in its
+        # handler's guard, or in its refusal below; anything else (a CONNECT, an ACK, another
+        # namespace's event), which no guard sees, here. One over the rate is dropped unread.
+        unguarded = pending is None and not _root_event(data)
+        if unguarded and not self._charge_eio(eio_sid):
+            return
         if pending is not None:
             total = self._binary_bytes.get(eio_sid, 0) + size
             if total > self.max_payload_bytes:
@@ -1556,15 +1652,16 @@ class SessionServer(socketio.AsyncServer):
         elif size > self.max_payload_bytes:
             header = _Header.of(data)
             self._skipping[eio_sid] = header.attachments
+            error = too_large(self.max_payload_bytes)
             await self._refuse(
-                eio_sid, header.namespace, header.ack_id, too_large(self.max_payload_bytes), connect=header.connect
+                eio_sid, header.namespace, header.ack_id, error, connect=header.connect, charge=not unguarded
             )
             return
         try:
             await super()._handle_eio_message(eio_sid, data)
         except Exception as exc:  # a frame python-socketio cannot take: answered, never dropped
             self._binary_packet.pop(eio_sid, None)
-            await self._malformed(eio_sid, data, pending, exc)
+            await self._malformed(eio_sid, data, pending, exc, charge=not unguarded)
             return
         if pending is None and eio_sid in self._binary_packet:
             await self._admit_binary_header(eio_sid, size)
@@ -1584,14 +1681,16 @@ class SessionServer(socketio.AsyncServer):
         error = (ErrorCode.PAYLOAD_TOO_LARGE, f"messages are limited to {MAX_ATTACHMENTS} binary attachments")
         await self._refuse(eio_sid, header.namespace, header.id, error)
 
-    async def _malformed(self, eio_sid: str, data: str | bytes, pending: Any, exc: Exception) -> None:
+    async def _malformed(
+        self, eio_sid: str, data: str | bytes, pending: Any, exc: Exception, *, charge: bool = True
+    ) -> None:
         _MALFORMED_LOG.exception("malformed Socket.IO message", exc)
         if pending is not None:  # the failing part was an attachment: the header asked
             namespace, ack_id, connect = pending.namespace, pending.id, False
         else:
             header = _Header.of(data)
             namespace, ack_id, connect = header.namespace, header.ack_id, header.connect
-        await self._refuse(eio_sid, namespace, ack_id, malformed(exc), connect=connect)
+        await self._refuse(eio_sid, namespace, ack_id, malformed(exc), connect=connect, charge=charge)
 
     async def _refuse(
         self,
@@ -1602,8 +1701,14 @@ class SessionServer(socketio.AsyncServer):
         payload: Any = None,
         *,
         connect: bool = False,
+        charge: bool = True,
     ) -> None:
-        """Answer a message that will not be handled (``server.transport.messages.refusal_packet``)."""
+        """Answer a message that will not be handled (``server.transport.messages.refusal_packet``);
+        ``charge``: spend its token of the connection's rate (False: it has spent it already).
+        Answered over the rate too (only long-polling gets here then: a WebSocket's message over
+        the rate is refused before it is parsed), the refusal counted towards the flood cut."""
+        if charge:
+            self._charge_eio(eio_sid)
         reply = refusal_packet(self.packet_class, namespace or "/", ack_id, error, payload, connect=connect)
         if reply is not None:
             await self._send_packet(eio_sid, reply)
