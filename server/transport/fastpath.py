@@ -1070,9 +1070,10 @@ class LightEngineServer(engineio.AsyncServer):
                 args = (args[0], SLOW_CLIENT, *args[2:])
             # The pending ping timer holds the socket (its queue, its WebSocket) until it
             # fires, up to a ping interval after the client left: let go of it now.
-            ping = getattr(self.sockets.get(args[0]), "sh_ping", None)
-            if ping is not None:
-                ping.cancel()
+            gone = self.sockets.get(args[0])
+            for timer in (getattr(gone, "sh_ping", None), getattr(gone, "sh_pong", None)):
+                if timer is not None:
+                    timer.cancel()
         result = await super()._trigger_event(event, *args, **kwargs)
         if event == "connect" and result is not None and result is not True:
             self._forget_address(args[0])  # refused: Engine.IO drops the socket without a disconnect
@@ -1220,10 +1221,20 @@ def _http_answer(answer: Mapping[str, Any]) -> bytes:
     return "\r\n".join(lines).encode("latin-1") + body
 
 
+# After the ping timeout, how much later a socket's PONG is looked for (the check is ``>``).
+PONG_GRACE_S = 0.05
+
+
 def _ping(socket: AsyncSocket) -> None:
     if not socket.closing and not socket.closed:
-        socket.last_ping = time.time()
+        socket.last_ping = sent = time.time()
         socket.queue.put_nowait(eio_packet.Packet(eio_packet.PING))
+        # Its PONG is looked for when due, not at Engine.IO's sweep, which visits each socket
+        # once per ping timeout: a client gone without a FIN (a phone out of coverage, a laptop
+        # shut) was held 65-75 s, not the 45 s of the ping interval and timeout, and a
+        # recording it held showed "recording" as long.
+        loop = asyncio.get_running_loop()
+        socket.sh_pong = loop.call_later(socket.server.ping_timeout + PONG_GRACE_S, _pong_due, socket, sent)
         ws: EngineWebSocket | None = getattr(socket, "sh_ws", None)
         deadline = ws.server.write_deadline if ws is not None else None
         if deadline is not None:
@@ -1231,6 +1242,21 @@ def _ping(socket: AsyncSocket) -> None:
             # pings unasked looks alive, so the bytes waiting for it are what tells.
             assert ws is not None
             deadline.watch_if_waiting(ws.raw_transport(), ws.cut_as_slow)
+
+
+def _pong_due(socket: AsyncSocket, sent: float) -> None:
+    """No PONG since the PING sent at ``sent``: Engine.IO's own check closes the socket (the
+    same close its sweep would make, only on time). A PONG clears ``last_ping``, a later PING
+    replaces it: either way this one is answered or superseded, and nothing is done."""
+    if socket.closed or socket.closing or socket.last_ping != sent:
+        return
+    task = asyncio.ensure_future(socket.check_ping_timeout())
+    task.add_done_callback(_quietly)
+
+
+def _quietly(task: asyncio.Future[Any]) -> None:
+    if not task.cancelled() and task.exception() is not None:  # closed meanwhile (SocketIsClosedError)
+        log.debug("a ping timeout's close: %r", task.exception())
 
 
 class SessionServer(socketio.AsyncServer):

@@ -12,7 +12,8 @@ from engineio.packet import MESSAGE, Packet
 
 from server.transport.engine import LightQueue
 from tests.conftest import start_server
-from tests.helpers import OWNER, Client
+from tests.helpers import OWNER, Client, serving_lane
+from tests.raw_wire import RawWebSocket, port_of
 
 
 async def test_queue_is_fifo_and_get_waits() -> None:
@@ -149,3 +150,33 @@ def test_a_mark_passed_is_told_and_a_cut_there_keeps_nothing() -> None:
     queue.put_nowait(Packet(MESSAGE, data="x" * 80))  # 240: past 200, and cut
     assert told == [160, 240] and cut == [True]
     assert queue.qsize() == 0 and queue.pending_bytes() == 0 and queue.idle()
+
+
+@pytest.mark.skipif(
+    serving_lane() == "stock",
+    reason="the stock lane's pings are python-engineio's own, checked by its sweep once per ping timeout",
+)
+async def test_clients_that_stop_answering_pings_are_closed_when_their_pong_is_due(
+    redis_process: Any, redis: Any, tmp_path: Path
+) -> None:
+    """Engine.IO's sweep visits each socket once per ping timeout: 10,000 clients gone without a
+    FIN were held 65-75 s, not the 45 s of the interval and the timeout (an audit's SIGSTOPped
+    clients), and a recording one held showed "recording" as long."""
+    interval_s, timeout_s = 0.5, 4.0
+    srv = await start_server(redis_process.url, tmp_path, ping_interval_s=interval_s, ping_timeout_s=timeout_s)
+    silent: list[RawWebSocket] = []
+    try:
+        loop = asyncio.get_running_loop()
+        for _ in range(20):  # clients that never answer a PING
+            ws, _sid = await RawWebSocket.socketio(port_of(srv.url), srv.token("alice"))
+            silent.append(ws)
+        joined = loop.time()
+        closed = await asyncio.gather(*(ws.closed(interval_s + 3 * timeout_s) for ws in silent))
+        took = loop.time() - joined
+        assert all(closed)
+        # Due at the interval plus the timeout; the sweep added up to another timeout.
+        assert took < interval_s + timeout_s + 2.0, took
+    finally:
+        for ws in silent:
+            ws.close()
+        await srv.stop()
