@@ -966,6 +966,13 @@ class LightEngineServer(engineio.AsyncServer):
                 running.discard(sid)
             if cut_short(request):
                 raise asyncio.CancelledError
+            if request.method == "GET" and request.transport is None:
+                # The client closed or reset this poll's connection while it waited: the packets
+                # it was answered with go nowhere. Its session ends, so that its client resumes
+                # from its offset in a new one; a client that sent its next poll in the same
+                # session went on with those events missing, and no sign of it.
+                log.debug("session %s: its long-poll's connection closed before its answer", sid)
+                await self.end(sid)
             return polled
         response: web.StreamResponse = await super().handle_request(request)
         return response

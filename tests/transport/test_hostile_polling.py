@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import json
 from collections.abc import AsyncIterator
+from urllib.parse import urlsplit
 
 import aiohttp
 import pytest
@@ -18,7 +19,9 @@ import pytest
 from server.transport import fastpath, stock
 from server.transport.stock import POST_PACKETS_MAX
 
-from tests.helpers import ServerUnderTest
+from server.app import SIO_KEY
+from tests.helpers import OWNER, ServerUnderTest, serving_lane
+from tests.raw_wire import RawPoller
 
 
 async def _open(http: aiohttp.ClientSession, server: ServerUnderTest) -> str:
@@ -139,3 +142,37 @@ async def test_a_body_that_stops_short_is_a_400_within_the_body_deadline(
     finally:
         writer.close()
         await writer.wait_closed()
+
+
+@pytest.mark.skipif(
+    serving_lane() == "stock", reason="the stock lane's long-polls are python-engineio's own (a gap is possible there)"
+)
+async def test_a_long_poll_whose_connection_closed_ends_its_session_rather_than_lose_its_answer(
+    server: ServerUnderTest,
+) -> None:
+    """A poll waiting when its client closes the connection was answered into the closed
+    connection: a client that polled again in the same session went on without those events."""
+    sio = server.app[SIO_KEY]
+    async with aiohttp.ClientSession() as http:
+        poller = await RawPoller.open(http, server.url)
+        await poller.socketio(server.token("alice"))
+        session_id = await server.create_session("alice")
+        assert await poller.post(f'421["subscribe_on_session",{{"session_id":"{session_id}"}}]') == 200
+        while not any(packet.startswith("431") for packet in await poller.get()):
+            pass  # until the subscription's ack has come
+        host, port = server.url.removeprefix("http://").split(":")
+        reader, writer = await asyncio.open_connection(host, int(port))
+        writer.write(
+            f"GET {urlsplit(poller.url).path}?{urlsplit(poller.url).query} HTTP/1.1\r\nHost: x\r\n\r\n".encode()
+        )
+        await writer.drain()
+        async with asyncio.timeout(10):
+            while poller.eio_sid not in sio.eio._polling:  # the dead poll is waiting in the server
+                await asyncio.sleep(0.01)
+        writer.close()  # the client leaves it (its FIN)
+        await server.services.voice.set_status(session_id, "recording", OWNER)  # answered to nobody
+        async with asyncio.timeout(10):
+            while poller.eio_sid in sio.eio.sockets:
+                await asyncio.sleep(0.01)
+        assert (await poller.get())[0] == "HTTP 400"  # its next poll finds the session ended
+        del reader
