@@ -171,7 +171,25 @@ async def test_a_busy_slot_resharded_away_and_back_misses_nothing(
 async def test_a_master_killed_its_replica_promoted_every_follower_resumes(
     cluster: RedisCluster, nodes: list[ServerUnderTest], made: list[Client], tmp_path: Path
 ) -> None:
-    writing = nodes[0]
+    await _failover_with_a_follower_only_node(cluster, nodes[0], made, tmp_path, fault=cluster.kill)
+
+
+async def test_a_master_cut_off_its_replica_promoted_every_follower_resumes(
+    cluster: RedisCluster, nodes: list[ServerUnderTest], made: list[Client], tmp_path: Path
+) -> None:
+    """A master that answers nothing and closes nothing (frozen, or cut off by the network)
+    fails no read: the followers' links waited on it, and got nothing from its promoted replica
+    until it came back (52 s in an audit's partition), while their node said it was ready."""
+    try:
+        await _failover_with_a_follower_only_node(cluster, nodes[0], made, tmp_path, fault=cluster.freeze)
+    finally:
+        cluster.thaw(cluster.master_ports[0])  # before the fixtures stop it: a stopped process ignores SIGTERM
+
+
+async def _failover_with_a_follower_only_node(
+    cluster: RedisCluster, writing: ServerUnderTest, made: list[Client], tmp_path: Path, *, fault: Callable[[int], None]
+) -> None:
+    """``fault`` done to the master with the replica, under a session of its slots."""
     doomed = cluster.master_ports[0]  # the master with the replica
     session_id = await writing.create_session("alice")
     while cluster.owner(cluster.slot_of(writing.services.keys.log(session_id))) != doomed:
@@ -181,27 +199,7 @@ async def test_a_master_killed_its_replica_promoted_every_follower_resumes(
     async with serve_node(
         tmp_path / "serve", cluster.url, SESSIONHUB_REDIS_CLUSTER="true", SESSIONHUB_INPROCESS_WORKERS="0"
     ) as following:
-        await _failover(cluster, writing, following, made, session_id, doomed)
-
-
-async def test_a_master_cut_off_its_replica_promoted_every_follower_resumes(
-    cluster: RedisCluster, nodes: list[ServerUnderTest], made: list[Client], tmp_path: Path
-) -> None:
-    """A master that answers nothing and closes nothing (frozen, or cut off by the network)
-    fails no read: the followers' links waited on it, and got nothing from its promoted replica
-    until it came back (52 s in an audit's partition), while their node said it was ready."""
-    writing = nodes[0]
-    doomed = cluster.master_ports[0]
-    session_id = await writing.create_session("alice")
-    while cluster.owner(cluster.slot_of(writing.services.keys.log(session_id))) != doomed:
-        session_id = await writing.create_session("alice")
-    async with serve_node(
-        tmp_path / "serve", cluster.url, SESSIONHUB_REDIS_CLUSTER="true", SESSIONHUB_INPROCESS_WORKERS="0"
-    ) as following:
-        try:
-            await _failover(cluster, writing, following, made, session_id, doomed, fault=cluster.freeze)
-        finally:
-            cluster.thaw(doomed)  # before the fixtures stop it: a stopped process ignores SIGTERM
+        await _failover(cluster, writing, following, made, session_id, doomed, fault=fault)
 
 
 async def _failover(
@@ -212,7 +210,7 @@ async def _failover(
     session_id: str,
     doomed: int,
     *,
-    fault: Callable[[int], None] | None = None,
+    fault: Callable[[int], None],
 ) -> None:
     watchers = [await follower(writing, made, session_id, url=following), await follower(writing, made, session_id)]
     writer = await writer_on(writing, made, session_id)
@@ -221,7 +219,7 @@ async def _failover(
         await watchers[0].wait_for(lambda: len(delivered(watchers[0], session_id)) >= 20, timeout=10)
         epoch = watchers[0].named("session_status")[-1]["epoch"]
         killed_at = time.monotonic()
-        (fault or cluster.kill)(doomed)
+        fault(doomed)
         # Anything above this offset (or in a new epoch) was written after the kill.
         written_before = max(writer.acked) + 1
         replica = cluster.replica_ports[0]
@@ -266,7 +264,7 @@ async def _failover(
     assert worst - first_write_s <= 1.0, (first_write_s, resumed_s)
     # While the shard had no master, the follower-only node said so (a killed master's links
     # fail at once; a silent one's are found out after LINK_SILENT_S, the failover often done).
-    assert not_ready_seen or fault is not None
+    assert not_ready_seen or fault != cluster.kill
     print(
         f"\nfailover: replica promoted after {promoted_s:.1f} s, first write acked after {first_write_s:.1f} s, "
         f"followers resumed after {worst:.1f} s, "
