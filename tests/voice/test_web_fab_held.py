@@ -13,6 +13,7 @@ import json
 
 import pytest
 from playwright.async_api import Browser, Page, Route, expect
+from playwright.async_api import TimeoutError as PlaywrightTimeoutError
 
 from tests.browser import TOKEN_KEY, Tab, new_tab
 from tests.helpers import ServerUnderTest
@@ -168,8 +169,15 @@ async def test_the_end_of_a_page_is_not_under_a_recorder_holding_recordings_on_a
     await expect(page.locator("#fab-held")).to_be_visible()
     rows = "#my-session-list li a"
     await expect(page.locator(rows)).to_have_count(20)
-    at = await page.evaluate(UNDER_THE_FAB, rows)
-    assert at["endBottom"] <= at["fabTop"], at
+    # The page makes room for the recorder as the recorder's size changes (a resize observer, a
+    # frame later): measured until it has, within the wait's bound (once, under load, the first
+    # measure came before it).
+    clear = f"() => {{ const at = ({UNDER_THE_FAB})({json.dumps(rows)}); return at.endBottom <= at.fabTop; }}"
+    try:
+        await page.wait_for_function(clear, timeout=5000)
+    except PlaywrightTimeoutError:
+        at = await page.evaluate(UNDER_THE_FAB, rows)
+        raise AssertionError(f"the end of the page stayed under the recorder: {at}") from None
     await page.evaluate("window.scrollTo(0, 0)")
     await page.keyboard.press("Tab")  # from the row before the last one
     await expect(page.locator(rows).last).to_be_focused()
