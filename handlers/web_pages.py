@@ -2,7 +2,9 @@
 
 A capability adds its pages with :func:`add_page`; every response whose content type is HTML
 gets the same CSP, framing and caching headers, whatever route served it, so a page reached
-under ``/static/`` is as protected as under its own path.
+under ``/static/`` is as protected as under its own path. Pages, scripts and stylesheets go out
+gzipped to a client that takes it (``handlers.content_coding``): a phone on a slow network
+waits for every byte.
 """
 
 from __future__ import annotations
@@ -12,6 +14,8 @@ from pathlib import Path
 
 from aiohttp import web
 
+from handlers.compressed_files import CompressedFiles
+from handlers.content_coding import COMPRESSED_FILES_KEY, file_answer, gzip_answer, static_coding
 from handlers.openapi_registry import HTML, Auth, Operation, document
 
 # Pages load only their own scripts and talk only to this server.
@@ -25,10 +29,11 @@ PageHandler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 
 def page(path: Path) -> PageHandler:
-    """A route handler serving one HTML file."""
+    """A route handler serving one HTML file, gzipped when the client takes it."""
+    resolved = path.resolve()
 
     async def handler(request: web.Request) -> web.StreamResponse:
-        return web.FileResponse(path)
+        return await gzip_answer(request, resolved) or file_answer(path)
 
     return handler
 
@@ -53,7 +58,10 @@ class WebPages:
         add_page(app, "/session", self._dir / "session.html")
         add_page(app, r"/session/{session_id}", self._dir / "session.html")
         add_page(app, "/tg_auth", self._dir / "tg_auth.html")
-        app.router.add_static("/static/", self._dir, follow_symlinks=False)
+        app[COMPRESSED_FILES_KEY] = CompressedFiles()
+        static = app.router.add_static("/static/", self._dir, follow_symlinks=False)
+        # Innermost but for the app's own (server.app): the gzip copy is an answer of the route.
+        app.middlewares.append(static_coding(static, self._dir))
         app.on_response_prepare.append(self._headers)
 
     @staticmethod
