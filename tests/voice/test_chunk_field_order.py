@@ -4,25 +4,14 @@ file is, at the file, a field missing; the refusal names it and where it had to 
 
 from __future__ import annotations
 
-import aiohttp
 import pytest
 
 from tests.audio_samples import webm
 from tests.helpers import ServerUnderTest
-from tests.voice.test_chunks import blob_files
+from tests.voice.test_chunks import blob_files, form_with
 from tests.voice.uploads import upload
 
 FIELDS_FIRST = "the fields must come before the file part"
-
-
-def _form(parts: list[tuple[str, str | bytes]]) -> aiohttp.FormData:
-    form = aiohttp.FormData()
-    for name, value in parts:
-        if name == "file":
-            form.add_field("file", value, filename="a.webm", content_type="audio/webm")
-        else:
-            form.add_field(name, value)
-    return form
 
 
 @pytest.mark.parametrize(
@@ -41,7 +30,7 @@ async def test_a_field_after_the_file_part_is_refused_as_such(
     before = [(name, value) for name, value in fields.items() if name not in after_file]
     after = [(name, fields[name]) for name in after_file]
     parts: list[tuple[str, str | bytes]] = [*before, ("file", webm(1000)), *after]
-    status, body = await upload(server, server.token("alice"), _form(parts))
+    status, body = await upload(server, server.token("alice"), form_with(parts))
     assert (status, body["error"]) == (400, "invalid_payload"), body
     assert body["message"] == f"{FIELDS_FIRST}: {named} not sent before it", body
     assert blob_files(server) == []
@@ -57,5 +46,5 @@ async def test_a_field_missing_altogether_is_named_too(server: ServerUnderTest) 
         ("duration_ms", "1000"),
         ("file", webm(1000)),
     ]
-    status, body = await upload(server, server.token("alice"), _form(parts))
+    status, body = await upload(server, server.token("alice"), form_with(parts))
     assert (status, body["message"]) == (400, f"{FIELDS_FIRST}: end_ms not sent before it"), body
