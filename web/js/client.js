@@ -799,11 +799,19 @@ export async function call(socket, event, payload, timeoutMs = ACK_TIMEOUT_MS, {
   const slow = onSlow ? setTimeout(() => !isOffline(socket) && onSlow(), SLOW_MS) : null;
   try {
     for (let attempt = 0; ; attempt += 1) {
-      const ack = await emitOnce(socket, event, payload, timeoutMs);
+      let ack;
+      try {
+        ack = await emitOnce(socket, event, payload, timeoutMs);
+      } catch (err) {
+        // Dropped by a renewal of the connection another call started (its refusal came first):
+        // sent again once the connection is back, as that call's is.
+        const renewing = renewals.get(socket);
+        if (err?.code === "disconnected" && renewing && resend && attempt === 0 && (await renewing)) continue;
+        throw err;
+      }
       if (ack && ack.ok === true) return ack;
-      if (ack?.error === "unauthorized" && socket.connected) {
-        const back = reconnected(socket, timeoutMs);
-        socket.disconnect().connect(); // the handshake presents a current token
+      if (ack?.error === "unauthorized" && (socket.connected || renewals.has(socket))) {
+        const back = renew(socket, timeoutMs); // one for every call refused meanwhile
         if (resend && attempt === 0 && (await back)) continue;
       }
       throw new ApiError(
@@ -846,6 +854,22 @@ async function emitOnce(socket, event, payload, timeoutMs) {
  */
 export function isOffline(socket) {
   return !socket?.connected || navigator.onLine === false;
+}
+
+// The renewal of each socket's connection under way (a promise of `reconnected`): calls refused
+// `unauthorized` together (a press that sends three at once) share one. Each made its own, and
+// each reconnect dropped the calls the others had resent: nothing a press asked for was done.
+const renewals = new WeakMap();
+
+/** Make `socket`'s connection again with a current token, once for every call refused meanwhile. */
+function renew(socket, timeoutMs) {
+  let pending = renewals.get(socket);
+  if (!pending) {
+    pending = reconnected(socket, timeoutMs).finally(() => renewals.delete(socket));
+    renewals.set(socket, pending);
+    socket.disconnect().connect(); // the handshake presents a current token
+  }
+  return pending;
 }
 
 /** Resolves true once `socket` is connected again, false after `timeoutMs`. */

@@ -298,6 +298,7 @@ function tell(status) {
 }
 
 async function send(sessionId, told) {
+  told.sending = true;
   try {
     const ack = await call(ensureSocket(), "set_session_status", { session_id: sessionId, status: told.status });
     settle(sessionId, told, ack.status);
@@ -305,6 +306,8 @@ async function send(sessionId, told) {
   } catch (err) {
     if (!RETRYABLE.has(err.code)) settle(sessionId, told, null); // refused: the server's word stands
     throw err;
+  } finally {
+    told.sending = false;
   }
 }
 
@@ -322,9 +325,11 @@ function tellLater(status) {
   });
 }
 
-/** Send again what the server has not acknowledged (the connection is back). */
+/** Send again what the server has not acknowledged (the connection is back), unless its call is
+ * still out: a call refused for an expired token sends itself again on the renewed connection,
+ * and a second "recording" from here read as another recorder's (this page gave way to itself). */
 function sendOwed() {
-  for (const [sessionId, told] of owed) send(sessionId, told).catch(() => {});
+  for (const [sessionId, told] of owed) if (!told.sending) send(sessionId, told).catch(() => {});
 }
 
 // --- recording ----------------------------------------------------------------------------

@@ -1,0 +1,79 @@
+"""The recorder's New once the page's access token has run out: one press, one session, recording.
+
+The page renewed its token over HTTP and made the session, then sent its three socket calls
+(leave the old session, follow the new one, start recording) at once on the connection still
+holding the old token: each was refused `unauthorized`, each made the connection again, and each
+reconnect dropped the others' calls. Nothing was recorded, an empty session was left behind, and
+the page said "The connection was lost before the server answered."
+"""
+
+from __future__ import annotations
+
+import re
+
+from playwright.async_api import expect
+
+from tests.browser import Tab
+from tests.helpers import ServerUnderTest
+from tests.voice.test_web_fab import fab_ready
+
+HOUR_MS = 3_600_000
+
+
+# The voice sessions of the page's identity, read with its own (renewed) token.
+MY_SESSIONS = """async () => {
+  const token = JSON.parse(localStorage.getItem("sessionhub.token")).token;
+  const answer = await fetch("/voicebot/sessions?limit=50", { headers: { Authorization: `Bearer ${token}` } });
+  return (await answer.json()).sessions.map((s) => s.status);
+}"""
+
+
+async def test_new_after_the_access_token_ran_out_records_into_one_new_session(
+    server: ServerUnderTest, tab: Tab
+) -> None:
+    page = await tab.open("/")  # a first visit: the first session made makes the page a guest
+    await page.locator("#session-name-input").fill("first")
+    await page.locator("#new-session").click()
+    await page.wait_for_url(re.compile("/session/"))
+    await expect(page.locator('#connection[data-state="live"]')).to_be_visible()
+    page = await tab.open("/")
+    await fab_ready(page)
+    before = await page.evaluate(MY_SESSIONS)
+    # Two hours on the server's clock alone: the page believes its token fresh, the server holds
+    # it expired (the page's next request and socket calls are refused until it renews).
+    server.services.clock.shift_ms += 2 * HOUR_MS
+    await page.locator("#fab-new").click()
+    await expect(page.locator("#fab-status")).to_have_attribute("data-status", "recording", timeout=15_000)
+    await expect(page.locator("#fab-message")).not_to_contain_text("lost")
+    await page.locator("#fab-pause").click()  # one chunk recorded, then paused: it stays
+    await expect(page.locator("#fab-status")).to_have_attribute("data-status", "paused")
+    await expect(page.locator("#fab-message")).not_to_contain_text("already being recorded")
+    after = await page.evaluate(MY_SESSIONS)
+    assert len(after) == len(before) + 1 and after.count("paused") == 1, (before, after)
+
+
+# Three calls at once on a connection of this page's identity, once its token expired at the server.
+THREE_AT_ONCE = """async () => {
+  const client = await import("/static/js/client.js");
+  const socket = client.connect();
+  await new Promise((resolve) => (socket.connected ? resolve() : socket.once("connect", resolve)));
+  window.__threeAtOnce = async () => {
+    const calls = [1, 2, 3].map(() => client.call(socket, "follow_user", {}));
+    const settled = await Promise.allSettled(calls);
+    return settled.map((s) => (s.status === "fulfilled" ? "ok" : `${s.reason?.code}: ${s.reason?.message}`));
+  };
+}"""
+
+
+async def test_calls_refused_together_for_an_expired_token_are_each_sent_again_once(
+    server: ServerUnderTest, tab: Tab
+) -> None:
+    """Each refused call made the connection again, and each reconnect dropped the calls the
+    others had resent ("disconnected"): one renewal is shared by every call refused meanwhile."""
+    page = await tab.open("/")
+    await page.locator("#session-name-input").fill("first")
+    await page.locator("#new-session").click()
+    await page.wait_for_url(re.compile("/session/"))
+    await page.evaluate(THREE_AT_ONCE)
+    server.services.clock.shift_ms += 2 * HOUR_MS
+    assert await page.evaluate("() => window.__threeAtOnce()") == ["ok", "ok", "ok"]
