@@ -293,3 +293,16 @@ async def test_a_guest_records_after_the_first_click(server: ServerUnderTest, ta
     claims = server.tokens.verify(str(stored["token"]))
     [session] = await server.services.voice.list_for_user(claims.sub, limit=5)
     assert (session.status, session.done_count, session.chunk_count) == ("closed", 1, 1)
+
+
+async def test_what_new_said_is_not_left_under_a_paused_recorder(server: ServerUnderTest, tab: Tab) -> None:
+    """ "Recording into a new session." stayed shown once the recorder was paused."""
+    await tab.use_token(server.token("alice"))
+    page = await tab.open("/")
+    await fab_ready(page)
+    await page.locator("#fab-new").click()
+    await expect(page.locator("#fab-status")).to_have_attribute("data-status", "recording")
+    await expect(page.locator("#fab-message")).to_contain_text("Recording into a new session")
+    await page.locator("#fab-pause").click()
+    await expect(page.locator("#fab-status")).to_have_attribute("data-status", "paused")
+    await expect(page.locator("#fab-message")).to_be_hidden()

@@ -221,6 +221,12 @@ function say(text, kind = "info") {
   ui.message.hidden = !text;
 }
 
+/** What the last action said is over (Pause, Cut): "Recording into a new session." stayed under a
+ * recorder that was paused. A warning or an error stays until what it says is. */
+function settled() {
+  if (ui.message.dataset.kind === "info") say("");
+}
+
 // --- the FAB's session --------------------------------------------------------------------
 
 function follow(sessionId, { open = true, status = null } = {}) {
@@ -575,6 +581,7 @@ const actions = {
 
   // Cut and Pause act on the recorder at once, whatever the network does; the status follows.
   async cut() {
+    settled();
     tellLater("cutting");
     const previous = state.recorder;
     startChunk(); // the next chunk starts at once: nothing said during the cut is lost
@@ -586,6 +593,7 @@ const actions = {
   },
 
   async pause() {
+    settled();
     await endChunk();
     releaseStream();
     state.mode = "paused";
