@@ -69,6 +69,8 @@ async def test_a_passkey_added_in_one_browser_signs_another_in_as_the_same_user(
         await page.locator("#identity-add-passkey").click()
         await expect(page.locator("#identity-passkey-status")).to_contain_text("Passkey added")
         await expect(page.locator("#identity-passkeys li")).to_have_count(1)
+        # Named as the devices are, not by the raw User-Agent that added it ("Mozilla/5.0 (X11; ...").
+        await expect(page.locator("#identity-passkeys li")).to_contain_text(re.compile(r"^[^/]+ on Linux · added"))
         profile = await pserver.services.identities.profile(user_id)
         assert profile.saved and await pserver.services.redis.ttl(pserver.services.keys.user_profile(user_id)) == -1
 

@@ -428,7 +428,8 @@ async function listPasskeys() {
       el(
         "li",
         { "data-passkey": key.passkey_id },
-        `${key.label || "Passkey"} · added ${when(key.created_at)} `,
+        // Its label is the User-Agent that added it: named as the devices above are.
+        `${key.label ? deviceName(key.label) : "Passkey"} · added ${when(key.created_at)} `,
         removeButton(key.passkey_id),
       ),
     ),
