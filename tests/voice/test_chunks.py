@@ -394,16 +394,16 @@ async def test_malformed_multipart_is_a_bad_request(server: ServerUnderTest, bod
     assert blob_files(server) == []
 
 
-async def test_an_upload_cut_off_midway_leaves_no_file(server: ServerUnderTest) -> None:
-    session_id = await server.create_session("alice")
+async def stalled_upload(server: ServerUnderTest, session_id: str) -> asyncio.StreamWriter:
+    """A real chunk upload whose body stops halfway (its connection kept open)."""
     host, port = server.url.removeprefix("http://").split(":")
     audio = webm(3000)
-    parts = [
+    fields = [
         f'--xyz\r\nContent-Disposition: form-data; name="{name}"\r\n\r\n{value}\r\n'.encode()
         for name, value in (("session_id", session_id), ("start_ms", 0), ("end_ms", 1), ("duration_ms", 1))
     ]
     head = b'--xyz\r\nContent-Disposition: form-data; name="file"; filename="a.webm"\r\n\r\n'
-    body = b"".join(parts) + head + audio[: len(audio) // 2]  # the rest never comes
+    body = b"".join(fields) + head + audio[: len(audio) // 2]
     request = (
         f"POST /voicebot/chunks HTTP/1.1\r\nHost: {host}\r\nAuthorization: Bearer {server.token('alice')}\r\n"
         f"Content-Type: multipart/form-data; boundary=xyz\r\nContent-Length: {len(body) + len(audio)}\r\n\r\n"
@@ -411,6 +411,12 @@ async def test_an_upload_cut_off_midway_leaves_no_file(server: ServerUnderTest) 
     _, writer = await asyncio.open_connection(host, int(port))
     writer.write(request + body)
     await writer.drain()
+    return writer
+
+
+async def test_an_upload_cut_off_midway_leaves_no_file(server: ServerUnderTest) -> None:
+    session_id = await server.create_session("alice")
+    writer = await stalled_upload(server, session_id)
     incoming = server.services.voice.config.blob_dir / ".incoming"
     started = False
     for _ in range(100):  # wait until the server is writing the file

@@ -19,9 +19,9 @@ from pathlib import Path
 from redis.asyncio import Redis
 
 from storage.voice.blobs import INCOMING_GRACE_S
-from tests.audio_samples import wav
 from tests.conftest import start_server
-from tests.helpers import RedisProcess, ServerUnderTest
+from tests.helpers import RedisProcess
+from tests.voice.test_chunks import stalled_upload
 
 DEADLINE_S = 30.0
 STALE_S = DEADLINE_S + INCOMING_GRACE_S
@@ -43,26 +43,6 @@ async def gone(path: Path, *, within_s: float = 10.0) -> bool:
             return True
         await asyncio.sleep(0.05)
     return not path.exists()
-
-
-async def stalled_upload(server: ServerUnderTest, session_id: str) -> asyncio.StreamWriter:
-    """A real chunk upload whose body stops halfway (its connection kept open)."""
-    host, port = server.url.removeprefix("http://").split(":")
-    audio = wav(8000)
-    fields = [
-        f'--xyz\r\nContent-Disposition: form-data; name="{name}"\r\n\r\n{value}\r\n'.encode()
-        for name, value in (("session_id", session_id), ("start_ms", 0), ("end_ms", 1), ("duration_ms", 1))
-    ]
-    head = b'--xyz\r\nContent-Disposition: form-data; name="file"; filename="a.wav"\r\n\r\n'
-    body = b"".join(fields) + head + audio[: len(audio) // 2]
-    request = (
-        f"POST /voicebot/chunks HTTP/1.1\r\nHost: {host}\r\nAuthorization: Bearer {server.token('alice')}\r\n"
-        f"Content-Type: multipart/form-data; boundary=xyz\r\nContent-Length: {len(body) + len(audio)}\r\n\r\n"
-    ).encode()
-    _, writer = await asyncio.open_connection(host, int(port))
-    writer.write(request + body)
-    await writer.drain()
-    return writer
 
 
 async def test_leftover_upload_files_are_removed_at_start_and_then_periodically(

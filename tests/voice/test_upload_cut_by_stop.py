@@ -13,7 +13,7 @@ from redis.asyncio import Redis
 
 from tests.conftest import start_server
 from tests.helpers import RedisProcess
-from tests.voice.test_incoming_sweep import stalled_upload
+from tests.voice.test_chunks import stalled_upload
 
 
 async def test_an_upload_cut_by_the_servers_stop_is_logged_499(
