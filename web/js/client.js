@@ -186,6 +186,28 @@ function dropRefused(token) {
 /** localStorage key of `{user_id, name, kept_for_s?}`: the identity this browser last had. */
 export const IDENTITY_KEY = "sessionhub.identity";
 
+/**
+ * localStorage key of `{user_id, at}`: a tab of this browser is signing `user_id` out on purpose
+ * (Sign out, Sign out everywhere), written before its request. The server's `signed_out` push, and
+ * its refusals of the device, reach the browser's other tabs while that request is still out, before
+ * its tab forgets the identity: they are the person's own sign-out (nobody), not an identity lost,
+ * and marking it lost then could land after that tab's forgetting (another tab's storage is read
+ * as it was a moment ago) and leave every tab saying "This device was signed out."
+ */
+const LEAVING_KEY = "sessionhub.leaving";
+// Long enough for any sign-out's request and push; a later refusal of that user is another matter.
+const LEAVING_FOR_MS = 60_000;
+
+/** Whether a tab of this browser has just signed `userId` out on purpose (see LEAVING_KEY). */
+function leftOnPurpose(userId) {
+  try {
+    const leaving = JSON.parse(localStorage.getItem(LEAVING_KEY) ?? "null");
+    return Boolean(userId) && leaving?.user_id === userId && Math.abs(Date.now() - leaving.at) < LEAVING_FOR_MS;
+  } catch {
+    return false;
+  }
+}
+
 /** Forget which identity this browser had (before starting over as a new guest on purpose). */
 export function forgetIdentity() {
   lostHere = null;
@@ -205,8 +227,9 @@ const FINAL_REASONS = new Set(["revoked", "reused", "expired", "no_credential"])
 /** Remember that this browser's identity is gone, for `reason` (a refusal's `details.reason`). */
 function markLost(reason) {
   const known = knownIdentity();
-  // Nothing left to mark (signed out on purpose, or storage cleared), or a refusal that may pass.
-  if (known === null || !FINAL_REASONS.has(reason)) return;
+  // Nothing left to mark (signed out on purpose, or storage cleared), a sign-out on purpose under
+  // way in some tab, or a refusal that may pass.
+  if (known === null || !FINAL_REASONS.has(reason) || leftOnPurpose(known.user_id)) return;
   localStorage.setItem(IDENTITY_KEY, JSON.stringify({ ...known, lost: reason }));
 }
 
@@ -226,6 +249,7 @@ const PAGE_HEADERS = { "Content-Type": "application/json", "X-Sessionhub-Client"
 
 function rememberIdentity(body) {
   lostHere = null;
+  localStorage.removeItem(LEAVING_KEY); // an identity again: a refusal from now on is about it
   const record = {
     token: body.token,
     expires_at: onThisClock(body.token, body.expires_at),
@@ -316,6 +340,9 @@ function lost(error) {
     }[error.details?.reason] ?? "Your identity on this device could not be restored.";
   const err = new ApiError("identity_lost", message, 401, error.details);
   lostHere = err;
+  // Signed out on purpose in another tab: the page follows that tab (nobody, once it forgot the
+  // identity: a storage event), and says nothing was lost.
+  if (leftOnPurpose(knownIdentity()?.user_id)) return err;
   markLost(error.details?.reason);
   window.dispatchEvent(new CustomEvent("sessionhub:identity-lost", { detail: err }));
   return err;
@@ -486,6 +513,20 @@ export async function signInWithPasskey() {
 
 /** Sign this device out (`everywhere`: every device of this user); the page then has no identity. */
 export async function signOut({ everywhere = false } = {}) {
+  const userId = knownIdentity()?.user_id;
+  if (userId) localStorage.setItem(LEAVING_KEY, JSON.stringify({ user_id: userId, at: Date.now() }));
+  try {
+    const body = await signOutRequest(everywhere);
+    localStorage.removeItem(TOKEN_KEY);
+    localStorage.removeItem(IDENTITY_KEY);
+    return body;
+  } catch (err) {
+    localStorage.removeItem(LEAVING_KEY); // still signed in: a revocation from now on is not ours
+    throw err;
+  }
+}
+
+async function signOutRequest(everywhere) {
   let body;
   if (everywhere) {
     // With a current token (restored first if needed): this must not fail silently.
@@ -503,8 +544,6 @@ export async function signOut({ everywhere = false } = {}) {
     body = await readJson(response);
     if (!response.ok) throw toError(response, body);
   }
-  localStorage.removeItem(TOKEN_KEY);
-  localStorage.removeItem(IDENTITY_KEY);
   return body;
 }
 
@@ -706,8 +745,8 @@ export function connect({ onState = () => {} } = {}) {
     waitingForIdentity = true;
     if (movedOn()) {
       onState("connecting"); // not this browser's identity any more: its own follows
-    } else if (knownIdentity() === null) {
-      // This browser signed out on purpose (another tab's Sign out forgot who it was): nobody,
+    } else if (knownIdentity() === null || leftOnPurpose(knownIdentity().user_id)) {
+      // This browser signed out on purpose (another tab's Sign out, done or under way): nobody,
       // as that tab shows, not an identity lost.
       localStorage.removeItem(TOKEN_KEY);
       onState("unauthorized");
