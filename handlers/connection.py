@@ -6,6 +6,7 @@ import math
 
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
+from typing import Any
 
 from auth.claims import Claims
 
@@ -59,6 +60,32 @@ class FloodCount:
             self.count, self.since_s = 0, now_s
         self.count += 1
         return self.count >= self.limit
+
+
+# The environ key of a transport's :class:`Budget`. python-socketio hands every Socket.IO connect
+# of one Engine.IO connection the same environ dict, kept for that connection's life.
+BUDGET_KEY = "sessionhub.budget"
+
+
+@dataclass(slots=True)
+class Budget:
+    """What one client may spend, kept by its Engine.IO connection rather than by each Socket.IO
+    connection on it: a namespace disconnect and connect again (``41``, ``40``) on one transport
+    got a full bucket, a flood count at zero and fresh retry identities each time, which made
+    every per-connection cap a per-cycle one."""
+
+    bucket: TokenBucket
+    flood: FloodCount
+    client_ids: set[str] = field(default_factory=set)
+
+    @classmethod
+    def of(cls, environ: dict[str, Any], make: Callable[[], Budget]) -> Budget:
+        """The budget of the transport ``environ`` belongs to, made (by ``make``) at its first
+        connect."""
+        budget = environ.get(BUDGET_KEY)
+        if not isinstance(budget, Budget):
+            budget = environ[BUDGET_KEY] = make()
+        return budget
 
 
 @dataclass(slots=True)

@@ -8,7 +8,7 @@ from typing import Any
 import socketio
 from socketio.exceptions import ConnectionRefusedError as Refused
 
-from handlers.connection import Connection, Connections, FloodCount, TokenBucket
+from handlers.connection import Budget, Connection, Connections, FloodCount, TokenBucket
 from handlers.context import Services
 from handlers.http_common import client_address
 from protocol.errors import CodedError, ErrorCode
@@ -41,12 +41,24 @@ class ConnectionEvents:
             self._s.metrics.refused("unauthorized")
             log.info("refused a Socket.IO connection: unauthorized (%s)", exc.message, extra={"sid": sid})
             raise Refused("unauthorized", {"error": "unauthorized", "message": exc.message}) from None
-        limits = self._s.limits
-        bucket = TokenBucket(limits.event_rate_per_s, limits.event_burst)
-        flood = FloodCount(limits.flood_refusals, limits.flood_window_s)
-        address = self._address(environ)
-        self._connections.add(Connection(sid=sid, claims=claims, bucket=bucket, address=address, flood=flood))
+        budget = Budget.of(environ, self._new_budget)
+        connection = Connection(
+            sid=sid,
+            claims=claims,
+            bucket=budget.bucket,
+            address=self._address(environ),
+            flood=budget.flood,
+            client_ids=budget.client_ids,
+        )
+        self._connections.add(connection)
         self._s.metrics.connected()
+
+    def _new_budget(self) -> Budget:
+        limits = self._s.limits
+        return Budget(
+            TokenBucket(limits.event_rate_per_s, limits.event_burst),
+            FloodCount(limits.flood_refusals, limits.flood_window_s),
+        )
 
     def _address(self, environ: dict[str, Any]) -> str:
         # A handshake answered by the transport's front carries the address it counted; the

@@ -93,6 +93,7 @@ from engineio.async_socket import AsyncSocket
 from socketio import packet as sio_packet
 
 from handlers.admission import TurnGate
+from handlers.connection import BUDGET_KEY
 from handlers.errors import to_http
 from handlers.http_common import (
     BODY_READ_TIMEOUT_S,
@@ -410,7 +411,9 @@ class DirectWebSocket:
 
 
 # The parts of a WebSocket's WSGI environ kept after its handshake.
-KEPT_ENVIRON = ("REQUEST_METHOD", "RAW_URI", "QUERY_STRING", "REMOTE_ADDR", "HTTP_ORIGIN", "HTTP_USER_AGENT")
+KEPT_ENVIRON = (
+    "REQUEST_METHOD", "RAW_URI", "QUERY_STRING", "REMOTE_ADDR", "HTTP_ORIGIN", "HTTP_USER_AGENT", BUDGET_KEY
+)  # fmt: skip
 
 
 # Environ keys of a handshake answered from server.transport.front: the connection to take over, and the
