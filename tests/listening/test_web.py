@@ -419,3 +419,37 @@ async def test_show_all_pressed_from_the_keyboard_leaves_focus_on_the_session_li
     await expect(history.locator("#sessions-title")).to_be_focused()
     await history.keyboard.press("Tab")  # on into the list shown now
     await expect(history.locator("#sessions li.listening-row button.delete").first).to_be_focused()
+
+
+async def test_the_history_connects_while_its_first_reads_are_under_way(
+    browser: Browser, lserver: ServerUnderTest, tabs: list[Tab]
+) -> None:
+    """/history read the history, then the rest (the history again among it), then connected:
+    about five round trips before it was live, a second or more each on a phone's slow network.
+    Its connection's handshake now goes out with its first reads, and the history is read once."""
+    tab = await new_tab(browser, lserver, timezone_id=noon_zone(lserver.services.clock.now_ms()))
+    await tab.use_token(lserver.token("alice", ttl_s=TOKEN_TTL_S), ttl_s=TOKEN_TTL_S)
+    tabs.append(tab)
+    page = tab.page
+    handshake = asyncio.Event()
+    page.on("websocket", lambda ws: "/socket.io/" in ws.url and handshake.set())
+    page.on("request", lambda request: "/socket.io/" in request.url and handshake.set())  # polling
+    reads: list[str] = []
+    held_out: list[bool] = []
+
+    async def hold(route: Route) -> None:
+        # The history's answer waits for the connection's handshake to start (a slow network's
+        # first answer): a page that connects only after it never gets it, and is let go.
+        reads.append(route.request.url)
+        try:
+            await asyncio.wait_for(handshake.wait(), 5)
+        except TimeoutError:
+            held_out.append(True)
+        await route.continue_()
+
+    await page.route("**/api/listening", hold)
+    await tab.open("/history")
+    # (Held answers make a page that connects late slow to be live: the assertions below say why.)
+    await expect(page.locator("#connection")).to_have_attribute("data-state", "live", timeout=30_000)
+    assert not held_out, "the connection waited for the history's first answer"
+    assert len(reads) == 1, reads  # the live refresh after the snapshot may read it again, later

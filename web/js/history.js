@@ -326,14 +326,19 @@ async function readSessions({ append = false, keepShown = true } = {}) {
 
 async function refresh() {
   try {
-    const [stats, history] = await Promise.all([readStats(), api("/api/listening"), loadSessions()]);
-    renderStats(stats);
-    renderOpen(history.open);
-    clearLoadError();
-    document.body.dataset.loaded = String(Number(document.body.dataset.loaded ?? 0) + 1);
+    await readAll();
   } catch (err) {
     showError(`Could not load the history: ${err.message}`, { ofLoad: true });
   }
+}
+
+/** Read and show the statistics, what plays now and the list; `listening` is a read under way. */
+async function readAll(listening = api("/api/listening")) {
+  const [stats, history] = await Promise.all([readStats(), listening, loadSessions()]);
+  renderStats(stats);
+  renderOpen(history.open);
+  clearLoadError();
+  document.body.dataset.loaded = String(Number(document.body.dataset.loaded ?? 0) + 1);
 }
 
 async function readStats() {
@@ -488,37 +493,49 @@ async function main() {
   new ResizeObserver(() => {
     if (chartDays && Math.round(ui.chart.clientWidth) !== chartWidth) renderChart(chartDays);
   }).observe(ui.chart);
+  // The first reads and the connection's handshake go out at once. They waited for one another
+  // (the history, then the rest, then the connection): on a phone's slow network, a second or
+  // more a round trip, about five round trips before the page was live. None needs another's
+  // answer, and a restore of the identity, if one is needed, is shared by all (client.js).
+  socket = connect({ onState: (state) => showConnection(ui.connection, state) });
+  const listening = api("/api/listening");
+  const shown = readAll(listening);
   try {
-    const history = await api("/api/listening");
+    const history = await listening;
     historyId = history.session_id;
     orphanBanner.show(historyId, history);
     document.body.dataset.historyId = historyId;
-    renderOpen(history.open);
-    await refresh();
-    socket = connect({ onState: (state) => showConnection(ui.connection, state) });
-    subscribeSession(socket, historyId, {
-      onSnapshot: (session) => {
-        renderOpen(session.open ?? []);
-        refreshSoon();
-      },
-      onEvent: (event) => {
-        orphanBanner.edited(); // listened to, removed or cleared: active again
-        if (
-          event.type === "listening_session" ||
-          event.type === "listening_removed" ||
-          event.type === "listening_cleared"
-        ) {
-          refreshSoon();
-        }
-      },
-      onSubscribed: () => showConnection(ui.connection, "live"),
-      onError: (err) => showError(`Live updates stopped: ${err.message}`),
-    });
   } catch (err) {
-    // Nothing is connecting now: a badge left at "Connecting…" would promise what never comes.
-    if (!socket) ui.connection.hidden = true;
+    shown.catch(() => {}); // the same failure, said once below
+    // Nothing to follow: a badge left at "Connecting…" would promise what never comes.
+    socket.disconnect();
+    ui.connection.hidden = true;
     showError(`Could not open your history: ${err.message}`);
+    return;
   }
+  try {
+    await shown;
+  } catch (err) {
+    showError(`Could not load the history: ${err.message}`, { ofLoad: true });
+  }
+  subscribeSession(socket, historyId, {
+    onSnapshot: (session) => {
+      renderOpen(session.open ?? []);
+      refreshSoon();
+    },
+    onEvent: (event) => {
+      orphanBanner.edited(); // listened to, removed or cleared: active again
+      if (
+        event.type === "listening_session" ||
+        event.type === "listening_removed" ||
+        event.type === "listening_cleared"
+      ) {
+        refreshSoon();
+      }
+    },
+    onSubscribed: () => showConnection(ui.connection, "live"),
+    onError: (err) => showError(`Live updates stopped: ${err.message}`),
+  });
 }
 
 main();
