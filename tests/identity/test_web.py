@@ -256,3 +256,29 @@ async def test_the_identity_panel_says_so_when_the_server_cannot_be_reached(serv
     await save.click()
     await expect(name).to_have_text("New Name")
     # The tab fixture fails the test on any uncaught error (an unhandled rejection included).
+
+
+async def test_a_page_whose_token_ran_out_asks_who_this_is_once(iserver: ServerUnderTest, browser: Browser) -> None:
+    """A page opened with its access token run out renewed it for its first reading of who this
+    is; the renewal's news (a page became someone) then made it ask again: two `/api/auth/me` on
+    every such load, one more round trip on a slow network."""
+    tab = await new_tab(browser, iserver)
+    try:
+        page = await tab.open("/streams")
+        await in_page(page, "/api/me/sessions")  # the page becomes a guest
+        await expect(page.locator("#identity")).to_have_attribute("data-state", "known")
+        user_id = await page.locator("#identity").get_attribute("data-user-id")
+        record = await tab.stored_token()
+        assert record is not None
+        await page.evaluate(
+            f"localStorage.setItem({json.dumps(TOKEN_KEY)}, JSON.stringify({json.dumps({**record, 'expires_at': 1})}))"
+        )
+        asked: list[str] = []
+        page.on("request", lambda request: request.url.endswith("/api/auth/me") and asked.append(request.method))
+        page = await tab.open("/streams")
+        await expect(page.locator("#identity")).to_have_attribute("data-user-id", str(user_id))
+        await expect(page.locator("#list-empty")).to_be_visible()  # the page's own reading is done too
+        assert asked == ["GET"], asked
+        assert not tab.errors, tab.errors
+    finally:
+        await tab.page.context.close()

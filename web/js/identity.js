@@ -51,9 +51,13 @@ function mount() {
     if (event.key === "Escape" && panel) closePanel({ focusOpener: true });
   });
   window.addEventListener("sessionhub:identity-lost", (event) => showLost(event.detail));
-  // The page became someone (a first visit's guest, a sign-in): show who.
+  // The page became someone (a first visit's guest, a sign-in): show who. A reading under way
+  // (the page's first, whose token was being renewed: this event) shows them already; asked
+  // again after it only if it did not (it began before the guest was made, say).
   window.addEventListener("sessionhub:identity", (event) => {
-    if (root.dataset.userId !== event.detail.user_id) load();
+    const wanted = event.detail.user_id;
+    const after = () => root.dataset.userId !== wanted && load();
+    loading.then(after, after);
   });
   // Renamed on another device (the server's `user_renamed`, or a connection's `follow_user`
   // answer): shown, and kept for this browser's other tabs. Heard before the page's own reading
@@ -108,7 +112,15 @@ function showName(name) {
   if (field && document.activeElement !== field) field.value = name;
 }
 
-async function load() {
+// The reading of who this is under way (or the last one, settled): see "sessionhub:identity".
+let loading = Promise.resolve();
+
+function load() {
+  loading = read();
+  return loading;
+}
+
+async function read() {
   if (!hasToken() && knownIdentity() === null) {
     // Maybe only the cookie is left (storage cleared): try it, but never mint a guest here.
     try {
