@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
 import signal
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -200,9 +201,25 @@ def _worker(services: Services, settings: Settings) -> Worker:
     )
 
 
+def _folder_refusal(settings: Settings) -> str | None:
+    """Why a folder the server writes to cannot be used (made if missing), or None: said in one
+    line before anything starts, not as the traceback of whatever first wrote there."""
+    folders = {"SESSIONHUB_DATA_DIR": settings.data_dir}
+    if settings.voice_blob_dir is not None:
+        folders["SESSIONHUB_VOICE_BLOB_DIR"] = settings.voice_blob_dir
+    for name, folder in folders.items():
+        try:
+            folder.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            return f"{name} {str(folder)!r} cannot be used: {exc.strerror or exc}"
+        if not os.access(folder, os.W_OK | os.X_OK):
+            return f"{name} {str(folder)!r} cannot be used: not writable"
+    return None
+
+
 async def serve(settings: Settings) -> None:
     """Run the HTTP + Socket.IO server (and its in-process workers) until SIGINT/SIGTERM."""
-    refused = port_probe.refusal(settings.host, settings.port)
+    refused = port_probe.refusal(settings.host, settings.port) or _folder_refusal(settings)
     if refused:  # before the embedded Redis: a port in use is one line, not its start-up's too
         raise StartupError(refused)
     async with redis_for(settings, may_embed=True, serving=True) as redis:

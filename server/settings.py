@@ -35,9 +35,12 @@ def default_web_dir() -> Path:
 class Settings(BaseSettings):
     """sessionhub settings; ``SESSIONHUB_*`` variables, plus ``REDIS_URL`` and ``PORT``."""
 
-    model_config = SettingsConfigDict(env_prefix="SESSIONHUB_", extra="ignore")
+    # No setting takes inf or nan: "inf" read as a float made a timer Engine.IO could not send
+    # (every handshake answered 500) and others that never fire.
+    model_config = SettingsConfigDict(env_prefix="SESSIONHUB_", extra="ignore", allow_inf_nan=False)
 
-    host: str = "127.0.0.1"
+    # Not empty: an empty host listened on every interface, IPv4 and IPv6, without a word.
+    host: str = Field(default="127.0.0.1", min_length=1)
     port: int = Field(default=8080, ge=0, le=65535, validation_alias=AliasChoices("SESSIONHUB_PORT", "PORT"))
     redis_url: str | None = Field(default=None, validation_alias=AliasChoices("REDIS_URL", "SESSIONHUB_REDIS_URL"))
     redis_max_connections: int = Field(default=512, ge=8)
@@ -96,7 +99,7 @@ class Settings(BaseSettings):
     durability: Durability = Durability.MEMORY
     durability_timeout_ms: int = Field(default=1000, ge=1, le=60_000)
     max_payload_bytes: int = Field(default=16384, ge=256)
-    event_rate_per_s: float = Field(default=20.0, gt=0)
+    event_rate_per_s: float = Field(default=20.0, gt=0, le=1_000_000)
     event_burst: int = Field(default=40, ge=1)
     # A connection refused this many events over its rate within the window is disconnected
     # ("flood"; handlers.socket_router): sustained abuse, not a client briefly too fast.
@@ -113,10 +116,13 @@ class Settings(BaseSettings):
     # A connection whose client acknowledges none of the bytes waiting for it for this long is
     # ended (handlers/write_deadline.py): HTTP answers, WebSockets, closes still flushing.
     write_stall_timeout_s: float = Field(default=30.0, gt=0, le=3600)
-    ping_interval_s: float = Field(default=25.0, gt=0)
-    ping_timeout_s: float = Field(default=20.0, gt=0)
-    connect_timeout_s: float = Field(default=10.0, gt=0)
-    http_idle_timeout_s: float = Field(default=15.0, gt=0)
+    # At most an hour each: a browser fires a timer of more than 2^31 - 1 ms (about 24.8 days) at
+    # once, so a longer heartbeat made every page time out as it connected, and a longer wait is
+    # no heartbeat anyone wants.
+    ping_interval_s: float = Field(default=25.0, gt=0, le=3600)
+    ping_timeout_s: float = Field(default=20.0, gt=0, le=3600)
+    connect_timeout_s: float = Field(default=10.0, gt=0, le=3600)
+    http_idle_timeout_s: float = Field(default=15.0, gt=0, le=86400)
     cleanup_retry_s: float = Field(default=60.0, gt=0, le=3600)
     max_connections_per_address: int = Field(default=2000, ge=1)
     # Plain HTTP connections one address may hold open at once (server/transport/accept.py); None:
@@ -133,7 +139,7 @@ class Settings(BaseSettings):
     job_max_attempts: int = Field(default=5, ge=1)
     job_backoff_base_ms: int = Field(default=1000, ge=1)
     job_visibility_ms: int = Field(default=60_000, ge=1000)
-    job_timeout_s: float = Field(default=300.0, gt=0)
+    job_timeout_s: float = Field(default=300.0, gt=0, le=86400)
     inprocess_workers: int = Field(default=1, ge=0, le=16)
     processors: str | None = None
 
@@ -264,6 +270,28 @@ class Settings(BaseSettings):
                 "(`openssl rand -hex 32` makes one)"
             )
         return secret
+
+    @field_validator("data_dir", "web_dir", "voice_blob_dir", mode="before")
+    @classmethod
+    def _a_path(cls, value: object) -> object:
+        # An empty value read as Path("") is the working directory: Redis's files, the JWT
+        # secret and the lock landed wherever the server was started.
+        if isinstance(value, str) and not value.strip():
+            raise ValueError("is empty (unset it for the default)")
+        return value
+
+    @field_validator("web_dir")
+    @classmethod
+    def _pages_there(cls, folder: Path) -> Path:
+        if not folder.is_dir():
+            raise ValueError(f"{str(folder)!r} is not a folder of pages")
+        return folder
+
+    @field_validator("log_format", mode="before")
+    @classmethod
+    def _any_case(cls, value: object) -> object:
+        # As SESSIONHUB_LOG_LEVEL: "JSON" is json (the refusal of it was already printed as JSON).
+        return value.strip().lower() if isinstance(value, str) else value
 
     @field_validator("log_level")
     @classmethod

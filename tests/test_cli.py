@@ -116,6 +116,19 @@ def test_settings_out_of_range_are_one_line(tmp_path: Path) -> None:
         ({"SESSIONHUB_VOICE_BLOB_STORE": "s3"}, "SESSIONHUB_VOICE_S3_BUCKET"),
         ({"SESSIONHUB_PROCESSORS": "nonexistent_mod:fn"}, "SESSIONHUB_PROCESSORS"),
         ({"SESSIONHUB_PROCESSORS": "jobs.processors"}, "SESSIONHUB_PROCESSORS"),
+        # Found by an audit: an empty host listened on every interface; inf heartbeats answered
+        # every handshake 500, and one longer than a browser's longest timer never went live; an
+        # empty folder was the working directory; a folder that cannot be made was a traceback.
+        ({"SESSIONHUB_HOST": ""}, "SESSIONHUB_HOST"),
+        ({"SESSIONHUB_PING_INTERVAL_S": "inf"}, "SESSIONHUB_PING_INTERVAL_S"),
+        ({"SESSIONHUB_PING_TIMEOUT_S": "nan"}, "SESSIONHUB_PING_TIMEOUT_S"),
+        ({"SESSIONHUB_PING_INTERVAL_S": "3000000"}, "SESSIONHUB_PING_INTERVAL_S"),
+        ({"SESSIONHUB_EVENT_RATE_PER_S": "inf"}, "SESSIONHUB_EVENT_RATE_PER_S"),
+        ({"SESSIONHUB_WEB_DIR": "/nonexistent"}, "SESSIONHUB_WEB_DIR"),
+        ({"SESSIONHUB_DATA_DIR": ""}, "SESSIONHUB_DATA_DIR"),
+        ({"SESSIONHUB_DATA_DIR": "/proc/version/var"}, "SESSIONHUB_DATA_DIR"),
+        ({"SESSIONHUB_VOICE_BLOB_DIR": "/proc/version"}, "SESSIONHUB_VOICE_BLOB_DIR"),
+        ({"SESSIONHUB_LOG_FORMAT": "yaml"}, "SESSIONHUB_LOG_FORMAT"),
     ],
 )
 def test_settings_the_server_could_not_use_are_one_line_before_anything_starts(
@@ -126,6 +139,14 @@ def test_settings_the_server_could_not_use_are_one_line_before_anything_starts(
     line = one_line_refusal(run("serve", data_dir=tmp_path, **env), named)
     assert "SESSIONHUB_SESSIONHUB_" not in line  # an alias is named as it was set
     assert not (tmp_path / "redis").exists()  # nothing started: the embedded Redis neither
+    assert not (ROOT / "serve.lock").exists()  # nor in the working directory
+
+
+def test_a_log_format_in_capitals_is_the_same_format(tmp_path: Path) -> None:
+    """SESSIONHUB_LOG_FORMAT=JSON was refused (the refusal printed as JSON all the same)."""
+    done = run("serve", data_dir=tmp_path, SESSIONHUB_LOG_FORMAT="JSON", SESSIONHUB_PORT="-1")
+    line = one_line_refusal(done, "SESSIONHUB_PORT")
+    assert "SESSIONHUB_LOG_FORMAT" not in line and json.loads(line)
 
 
 def test_a_short_jwt_secret_is_refused_at_start(tmp_path: Path) -> None:
