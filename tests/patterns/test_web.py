@@ -426,3 +426,29 @@ async def test_a_remix_whose_answer_is_lost_is_retried_into_the_same_copy(server
     parent = await api(server, "GET", f"/api/sessions/{session_id}")
     assert parent["remixCount"] == 1
     tab.errors.clear()  # the lost answer is a console error by design
+
+
+async def test_steps_and_the_recording_pictogram_under_a_contrast_theme_and_reduced_motion(
+    server: ServerUnderTest, tab: Tab
+) -> None:
+    """Under forced colours (Windows' contrast themes) an on step was drawn as an off one (both
+    white with a black border); under reduced motion the recording pictogram still blinked."""
+    session_id = await new_pattern(server)
+    page = await open_live(tab, f"/s/{session_id}")
+    await expect(step(page, "t1", 0)).to_have_attribute("aria-pressed", "true")
+    await expect(step(page, "t1", 1)).to_have_attribute("aria-pressed", "false")
+    await page.emulate_media(forced_colors="active", reduced_motion="reduce")
+    look = "(el) => { const s = getComputedStyle(el); return [s.backgroundColor, s.borderColor]; }"
+    on = await step(page, "t1", 0).evaluate(look)
+    off = await step(page, "t1", 1).evaluate(look)
+    assert on[0] != off[0], (on, off)
+    # The stylesheet is every page's: a recording pictogram made here is styled as on a session page.
+    animation = await page.evaluate(
+        "() => { const p = document.createElement('span'); p.className = 'pictogram';"
+        " p.dataset.status = 'recording'; document.body.append(p);"
+        " return getComputedStyle(p).animationName; }"
+    )
+    assert animation == "none", animation
+    await page.emulate_media(reduced_motion="no-preference")
+    blinking = await page.evaluate("() => getComputedStyle(document.querySelector('.pictogram')).animationName")
+    assert blinking == "blink", blinking  # the check above can tell
