@@ -173,7 +173,9 @@ class BotRoutes:
         if active_id is None or await self._s.voice.get(active_id) is None:
             return {"reply": NO_ACTIVE_SESSION, "active_session": None}
         closed = await close(self._s, claims, active_id, request_id=request_id, address=address)
-        return {"reply": f"Сессия закрыта: {reply_link(base, active_id)}", "active_session": None, "closed": closed}
+        # "closed" is the session_done ack (PROTOCOL), its "ok" included.
+        answer = {"reply": f"Сессия закрыта: {reply_link(base, active_id)}", "active_session": None}
+        return {**answer, "closed": {"ok": True, **closed}}
 
     async def _login(self, claims: Claims, base_url: str) -> dict[str, Any]:
         """A one-time link that signs a browser in as this token's user, never beyond this token.

@@ -106,6 +106,7 @@ async def test_done_closes_only_the_active_session_and_clears_it(bot: Bot, serve
     active = (await bot.say("/start"))["active_session"]["session_id"]
     answer = await bot.say("/done")
     assert answer["closed"]["session_id"] == active and answer["closed"]["done_count"] == 1
+    assert answer["closed"]["ok"] is True  # the session_done ack, as PROTOCOL says
     assert await server.services.voice.active_id("alice") is None
     closed, untouched = await server.services.voice.get(active), await server.services.voice.get(page_session)
     assert closed is not None and not closed.is_active

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+
 import json
 from typing import Any
 
@@ -94,10 +96,16 @@ async def test_done_closes_counts_clears_active_and_queues_job(
     ack = await alice.call("session_done", {"session_id": session_id})
     assert ack["ok"] and ack["done_count"] == 1 and ack["is_active"] is False and ack["active_session_cleared"] is True
     assert await voice.active_id("alice") is None
+    first = await voice.get(session_id)
+    assert first is not None and first.closed_at is not None
+    while server.services.clock.now_ms() <= first.closed_at:  # the next Done comes a moment later
+        await asyncio.sleep(0.001)
     ack = await alice.call("session_done", {"session_id": session_id})
     assert ack["ok"] and ack["done_count"] == 2 and ack["active_session_cleared"] is False
     session = await voice.get(session_id)
     assert session is not None and (session.status, session.is_active, session.done_count) == ("closed", False, 2)
+    # When it was closed: the first Done's time (each Done moved it).
+    assert session.closed_at == first.closed_at and session.updated_at > first.closed_at
 
     jobs = await queued_jobs(redis, server)
     assert [j["type"] for j in jobs] == ["DONE_MULTIPROMPT", "DONE_MULTIPROMPT"]
@@ -105,6 +113,7 @@ async def test_done_closes_counts_clears_active_and_queues_job(
 
     await watcher.wait_for(lambda: len(watcher.named("session_update")) == 2)
     assert [e["data"]["done_count"] for e in watcher.named("session_update")] == [1, 2]
+    assert {e["data"]["closed_at"] for e in watcher.named("session_update")} == {first.closed_at}
     assert [e["data"] for e in watcher.named("session_status")] == [{"status": "closed", "previous": "ready"}]
     assert watcher.offsets(session_id) == [2, 3, 4]
 

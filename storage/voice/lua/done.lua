@@ -41,10 +41,16 @@ if request_id ~= '' then
 end
 local previous = redis.call('HGET', session_key, 'status')
 local done_count = redis.call('HINCRBY', session_key, 'done_count', 1)
-redis.call('HSET', session_key, 'status', 'closed', 'is_active', '0', 'closed_at', now_ms,
+-- When it was closed: a Done pressed again on a closed session (post-processing run again) is
+-- counted, and leaves that time as it was.
+local closed_at = now_ms
+if previous == 'closed' then
+  closed_at = tonumber(redis.call('HGET', session_key, 'closed_at')) or now_ms
+end
+redis.call('HSET', session_key, 'status', 'closed', 'is_active', '0', 'closed_at', closed_at,
   'updated_at', now_ms)
 local offset = append_event(update_type, cjson.encode({is_active = false, done_count = done_count,
-  closed_at = now_ms, updated_at = now_ms}))
+  closed_at = closed_at, updated_at = now_ms}))
 if previous ~= 'closed' then
   offset = append_event(status_type, cjson.encode({status = 'closed', previous = previous}))
 end
