@@ -126,15 +126,20 @@ async def test_a_guest_is_still_the_owner_after_the_access_token_expired_with_no
         await context.close()
 
 
+async def guest_on_streams(tab: Tab) -> tuple[Page, str]:
+    """/streams open in ``tab``, whose page became a guest: the page and the guest's user id."""
+    page = await tab.open("/streams")
+    await in_page(page, "/api/me/sessions")  # the page becomes a guest
+    await expect(page.locator("#identity")).to_have_attribute("data-state", "known")
+    return page, str(await page.locator("#identity").get_attribute("data-user-id"))
+
+
 async def test_a_device_whose_identity_is_gone_says_so_instead_of_becoming_someone_else(
     iserver: ServerUnderTest, browser: Browser
 ) -> None:
     tab = await new_tab(browser, iserver)
     try:
-        page = await tab.open("/streams")
-        await in_page(page, "/api/me/sessions")  # the page becomes a guest
-        await expect(page.locator("#identity")).to_have_attribute("data-state", "known")
-        user_id = await page.locator("#identity").get_attribute("data-user-id")
+        page, user_id = await guest_on_streams(tab)
         await iserver.services.identities.revoke_all(str(user_id))
         await page.evaluate(
             f"localStorage.setItem({json.dumps(TOKEN_KEY)}, JSON.stringify({{token: 'x.y.z', expires_at: 1, device: true}}))"
@@ -264,10 +269,7 @@ async def test_a_page_whose_token_ran_out_asks_who_this_is_once(iserver: ServerU
     every such load, one more round trip on a slow network."""
     tab = await new_tab(browser, iserver)
     try:
-        page = await tab.open("/streams")
-        await in_page(page, "/api/me/sessions")  # the page becomes a guest
-        await expect(page.locator("#identity")).to_have_attribute("data-state", "known")
-        user_id = await page.locator("#identity").get_attribute("data-user-id")
+        page, user_id = await guest_on_streams(tab)
         record = await tab.stored_token()
         assert record is not None
         await page.evaluate(
