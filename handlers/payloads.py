@@ -115,6 +115,10 @@ class StatusRequest(SessionRef):
     """``set_session_status``."""
 
     status: str = Field(pattern="^(" + "|".join(STATUSES) + ")$")
+    # A recorder saying again that it records (its connection came back): it takes the
+    # session's recording lease over from its own gone connection. Without it, a recording
+    # status the session already has leaves the lease with whoever holds it.
+    resume: bool = False
 
 
 class CreateSession(Payload):

@@ -34,8 +34,8 @@ FOLLOWS_PER_TURN = 8
 _STATUS_SET = frozenset(STATUSES)
 
 
-def status_request(data: dict[str, Any]) -> tuple[str, str]:
-    """``set_session_status``'s (session id, status): what a recorder sends, ``{session_id,
+def status_request(data: dict[str, Any]) -> tuple[str, str, bool]:
+    """``set_session_status``'s (session id, status, resume): what a recorder sends, ``{session_id,
     status}`` with a known status, is taken as is; anything else is validated by the model
     (same errors).
 
@@ -45,9 +45,9 @@ def status_request(data: dict[str, Any]) -> tuple[str, str]:
     """
     status = data.get("status")
     if type(status) is str and status in _STATUS_SET and data.keys() == _STATUS_FIELDS:
-        return data["session_id"], status
+        return data["session_id"], status, False
     request = validate(StatusRequest, data)
-    return request.session_id, request.status
+    return request.session_id, request.status, request.resume
 
 
 class VoiceEvents:
@@ -115,7 +115,7 @@ class VoiceEvents:
         Recording or cutting makes this connection the session's recording lease holder: when it
         goes, the session is paused (handlers/voice/recording.py).
         """
-        session_id, status = status_request(data)
+        session_id, status, resume = status_request(data)
         recording = status in RECORDING_STATUSES
         leases = self._recording.leases
         due_entry = None
@@ -137,6 +137,7 @@ class VoiceEvents:
                 connection_performer(conn),
                 holder=self._recording.holder(conn.sid),
                 lease_ms=leases.lease_ms,
+                resume=resume,
                 ahead=due_entry,
             )
         except NotConfirmed:
@@ -152,7 +153,7 @@ class VoiceEvents:
         now, and what reads its answer once its reply is in; None, having sent nothing, when
         it must be awaited -- a recording this connection starts on this session for the first
         time (the owner is read first), a link that cannot take it now."""
-        session_id, status = status_request(data)
+        session_id, status, resume = status_request(data)
         recording = status in RECORDING_STATUSES
         if recording and not self._recording.recorded_before(conn.sid, session_id):
             return None
@@ -163,6 +164,7 @@ class VoiceEvents:
             connection_performer(conn),
             holder=self._recording.holder(conn.sid),
             lease_ms=leases.lease_ms,
+            resume=resume,
             ahead=leases.due_entry(session_id) if recording else None,
         )
         if sent is None:
@@ -174,7 +176,8 @@ class VoiceEvents:
     def _status_answer(
         self, conn: Connection, session_id: str, recording: bool, change: StatusChange
     ) -> dict[str, Any]:
-        self._took_or_ended(conn, session_id, recording)
+        if change.holds or not recording:
+            self._took_or_ended(conn, session_id, recording)
         return {
             "session_id": session_id,
             "status": change.status,

@@ -128,11 +128,14 @@ class StatusChange:
     status: str
     previous: str
     offset: int
+    # Whether the request's connection holds the recording lease now (a recording status).
+    holds: bool = False
 
 
 def status_change(status: str, result: list[Any]) -> StatusChange:
     """The outcome of the status script's checked answer for a request to move to ``status``."""
-    return StatusChange(status=status, previous=str(result[1]), offset=int(result[0]))
+    holds = len(result) > 2 and int(result[2]) == 1
+    return StatusChange(status=status, previous=str(result[1]), offset=int(result[0]), holds=holds)
 
 
 # How long the answer to one press of Done, Process or Tasks (a client-chosen request id) is
@@ -281,6 +284,7 @@ class VoiceSessions:
         *,
         holder: str = "",
         lease_ms: int = 0,
+        resume: bool = False,
         ahead: tuple[Any, ...] | None = None,
     ) -> StatusChange:
         """Move the status pictogram: the owner only, and only along the transition table.
@@ -288,9 +292,11 @@ class VoiceSessions:
         Access, ownership and the transition are checked inside the script that changes it.
         With a ``holder`` (a recording connection, storage/voice/recording.py), recording or
         cutting gives it the session's recording lease for ``lease_ms`` and any other status
-        ends the lease, in the same step. ``ahead``: a write Redis runs first (``EventLog.run``).
+        ends the lease, in the same step; a recording status the session already has moves the
+        lease only on ``resume`` (the recorder's own connection came back) or when nobody holds
+        it. ``ahead``: a write Redis runs first (``EventLog.run``).
         """
-        keys, args = self._status_call(session_id, status, performer, holder, lease_ms)
+        keys, args = self._status_call(session_id, status, performer, holder, lease_ms, resume)
         result = await self._log.run(self._set_status, session_id, keys=keys, args=args, ahead=ahead)
         return status_change(status, result)
 
@@ -302,21 +308,23 @@ class VoiceSessions:
         *,
         holder: str = "",
         lease_ms: int = 0,
+        resume: bool = False,
         ahead: tuple[Any, ...] | None = None,
     ) -> Submitted | None:
         """:meth:`set_status` sent now without a task (``EventLog.submit``): its reply read
         with :func:`status_change`; None, having sent nothing, when it must be awaited."""
-        keys, args = self._status_call(session_id, status, performer, holder, lease_ms)
+        keys, args = self._status_call(session_id, status, performer, holder, lease_ms, resume)
         return self._log.submit(self._set_status, session_id, keys=keys, args=args, ahead=ahead)
 
     def _status_call(
-        self, session_id: str, status: str, performer: Performer, holder: str, lease_ms: int
+        self, session_id: str, status: str, performer: Performer, holder: str, lease_ms: int, resume: bool
     ) -> tuple[list[str], list[Any]]:
         allowed = _ALLOWED_FROM.get(status)
         if allowed is None:
             raise CodedError(ErrorCode.INVALID_STATE, f"status {status!r} cannot be set directly")
         keys = [self._keys.session(session_id), self._keys.voice_recording_lease(session_id)]
-        return keys, [*performer.args(), status, allowed, etypes.SESSION_STATUS, holder, lease_ms]
+        args = [*performer.args(), status, allowed, etypes.SESSION_STATUS, holder, lease_ms, "1" if resume else ""]
+        return keys, args
 
     async def done(
         self, session_id: str, performer: Performer, *, job_id: str = "", request_id: str = ""

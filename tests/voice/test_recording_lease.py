@@ -447,3 +447,58 @@ async def test_renewing_many_leases_through_a_client_without_the_link(redis_proc
         assert await plain.pttl(keys.voice_recording_lease("s")) > 60_000
     finally:
         await plain.aclose()
+
+
+async def test_a_second_recorders_refused_rec_leaves_the_lease_and_a_resume_takes_it_over(
+    two_nodes: list[ServerUnderTest], clients: list[Client]
+) -> None:
+    """Another connection's Rec on a session already recording is answered `changed: false`; it
+    took the recording lease all the same, so its leaving paused the session under the one
+    recording (every client showed "paused" while chunks kept coming), and the recorder's own
+    leaving then paused nothing. Only a recorder resuming its own recording (`resume`, its
+    connection came back) takes the lease over."""
+    first, second = two_nodes
+    session_id = await first.create_session("alice")
+    redis, lease_key = first.services.redis, first.services.keys.voice_recording_lease(session_id)
+    recorder = await recording_on(first, clients, session_id)
+    held = await redis.get(lease_key)
+    assert held
+
+    other = Client(second.url, second.token("alice"))
+    clients.append(other)
+    await other.connect()
+    ack = await other.call("set_session_status", {"session_id": session_id, "status": "recording"})
+    assert ack["ok"] and ack["changed"] is False and ack["previous"] == "recording", ack
+    assert await redis.get(lease_key) == held  # still the recorder's
+    await other.close()
+    await until_closed(second)
+    session = await first.services.voice.get(session_id)
+    assert session is not None and session.status == "recording"
+
+    # The recorder's connection came back (the old one not yet known gone): it resumes.
+    back = Client(second.url, second.token("alice"))
+    clients.append(back)
+    await back.connect()
+    ack = await back.call("set_session_status", {"session_id": session_id, "status": "recording", "resume": True})
+    assert ack["ok"] and ack["changed"] is False, ack
+    assert await redis.get(lease_key) not in (None, held)
+    await recorder.close()
+    await until_closed(first)
+    session = await first.services.voice.get(session_id)
+    assert session is not None and session.status == "recording"  # its old connection's going paused nothing
+    await back.close()
+
+    async def paused() -> bool:
+        found = await first.services.voice.get(session_id)
+        return found is not None and found.status == "paused"
+
+    async with asyncio.timeout(5):
+        while not await paused():
+            await asyncio.sleep(0.02)
+
+
+async def until_closed(node: ServerUnderTest) -> None:
+    """Until ``node`` has no Socket.IO client left (what their going left to do may still run)."""
+    async with asyncio.timeout(10):
+        while node.services.metrics.clients_now > 0:
+            await asyncio.sleep(0.01)

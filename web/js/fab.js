@@ -295,9 +295,9 @@ function announceActive(sessionId) {
  * and sent again on the next connection. Resolves to the ack; rejects with ApiError (a refusal,
  * or no answer yet: then it stays owed).
  */
-function tell(status) {
+function tell(status, { resume = false } = {}) {
   if (!state.sessionId) return Promise.resolve(null);
-  const told = { status, seq: ++toldSeq };
+  const told = { status, seq: ++toldSeq, resume };
   owed.set(state.sessionId, told);
   render();
   return send(state.sessionId, told);
@@ -306,7 +306,9 @@ function tell(status) {
 async function send(sessionId, told) {
   told.sending = true;
   try {
-    const ack = await call(ensureSocket(), "set_session_status", { session_id: sessionId, status: told.status });
+    const payload = { session_id: sessionId, status: told.status };
+    if (told.resume) payload.resume = true; // this recorder's own recording: its lease comes here
+    const ack = await call(ensureSocket(), "set_session_status", payload);
     settle(sessionId, told, ack.status);
     return ack;
   } catch (err) {
@@ -325,8 +327,8 @@ function settle(sessionId, told, status) {
 }
 
 /** A status set without waiting for it (Pause, Cut): a refusal is shown, no answer yet is not. */
-function tellLater(status) {
-  tell(status).catch((err) => {
+function tellLater(status, options) {
+  tell(status, options).catch((err) => {
     if (!RETRYABLE.has(err.code)) say(err.message, "error");
   });
 }
@@ -534,12 +536,10 @@ async function record() {
 /**
  * Another tab or device started recording into the session first, and this page had not heard
  * of it yet (a phone's Rec pressed as it woke, two presses at once): both recorded into it, and
- * the session showed one recording. This one records nothing. Its "recording" gave this
- * connection the session's lease, though: connected again, it hands it back (the server pauses
- * the session, and the recorder's FAB sets recording again at once, as after a lost connection).
+ * the session showed one recording. This one records nothing (its "recording", answered
+ * `changed: false`, left the recording lease with the recorder).
  */
 function giveWay() {
-  socket?.disconnect().connect();
   throw new ApiError(
     "conflict",
     "This session is already being recorded on another tab or device: nothing was recorded here.",
@@ -853,7 +853,8 @@ function reassert() {
   // A pause heard while this FAB's recorder is starting (its "recording" answered, the microphone
   // not yet open) is answered once it records: else the session stayed paused under a recording.
   if (starting) pausedWhileStarting = true;
-  if (state.mode === "recording" && state.sessionId && !owed.has(state.sessionId)) tellLater("recording");
+  if (state.mode === "recording" && state.sessionId && !owed.has(state.sessionId))
+    tellLater("recording", { resume: true });
   sendOwed();
 }
 

@@ -12,10 +12,14 @@
 --   KEYS[4]  the session's recording lease (storage/voice/recording.py)
 --   ARGV[12] the lease holder (node and connection), or '' to leave the lease alone
 --   ARGV[13] the lease's time to live, ms
--- With a holder, entering recording/cutting gives it the lease (also when the status stays:
--- a reconnected recorder takes its lease over) and any other status ends the lease, in the
--- same step as the change: no moment shows a recording without a lease.
--- Returns {offset, previous} (offset 0: already in that status) or {false, code, previous}.
+--   ARGV[14] '1' when the recorder resumes its own recording (its connection came back)
+-- With a holder, entering recording/cutting gives it the lease and any other status ends the
+-- lease, in the same step as the change: no moment shows a recording without a lease. When the
+-- status stays, the lease moves only to a recorder that resumes (it takes its lease over from
+-- its own gone connection) or when nobody holds it: another recorder's Rec, refused as
+-- `changed: false`, took the lease of the one recording, and its leaving paused them.
+-- Returns {offset, previous, holds} (offset 0: already in that status; holds 1: the holder has
+-- the lease now) or {false, code, previous}.
 local session_key = KEYS[3]
 local performer = ARGV[6]
 local read_scope = ARGV[7]
@@ -26,6 +30,7 @@ local event_type = ARGV[11]
 local lease_key = KEYS[4]
 local holder = ARGV[12]
 local lease_ms = ARGV[13]
+local resume = ARGV[14]
 
 -- kind, owner and status in one read (this runs for every status change)
 local found = redis.call('HMGET', session_key, 'kind', 'owner_id', 'status')
@@ -37,23 +42,31 @@ if found[2] ~= performer then
   return {false, 'forbidden', ''}
 end
 local previous = found[3]
+local recording = status == 'recording' or status == 'cutting'
 local function take_lease()
   if holder == '' then
-    return
+    return 0
   end
-  if status == 'recording' or status == 'cutting' then
+  if recording then
     redis.call('SET', lease_key, holder, 'PX', lease_ms)
-  else
-    redis.call('DEL', lease_key)
+    return 1
   end
+  redis.call('DEL', lease_key)
+  return 0
 end
 if previous == status then
-  take_lease()
-  return {0, previous}
+  if not recording or resume == '1' then
+    return {0, previous, take_lease()}
+  end
+  local current = redis.call('GET', lease_key)
+  if not current then
+    return {0, previous, take_lease()}
+  end
+  return {0, previous, current == holder and 1 or 0}
 end
 if not string.find(allowed_from, ',' .. previous .. ',', 1, true) then
   return {false, 'invalid_state', previous}
 end
-take_lease()
+local holds = take_lease()
 redis.call('HSET', session_key, 'status', status, 'updated_at', now_text)
-return {append_event(event_type, '{"status":' .. json_string(status) .. ',"previous":' .. json_string(previous) .. '}'), previous}
+return {append_event(event_type, '{"status":' .. json_string(status) .. ',"previous":' .. json_string(previous) .. '}'), previous, holds}
