@@ -110,7 +110,9 @@ class PatternEvents:
             conn.client_ids.add(request.client_id)
         event = {"seq": request.seq, "client": conn.sid, "by": conn.claims.sub, "op": wire(request.op)}
         sender = OpSender(
-            client_id=request.client_id or f"sid.{conn.sid}",
+            # A client's id is its user's: another player sending it (with a huge seq) made every
+            # later op of that page a "duplicate", answered ok and never applied.
+            client_id=f"user.{conn.claims.sub}/{request.client_id}" if request.client_id else f"sid.{conn.sid}",
             player_id=conn.sid,
             seq=request.seq,
             max_players=self._config.max_players,

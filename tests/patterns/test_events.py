@@ -520,3 +520,25 @@ async def test_one_connection_is_present_in_at_most_max_subscriptions_patterns(
         for client in clients:
             await client.close()
         await srv.stop()
+
+
+async def test_another_users_client_id_cannot_make_ones_ops_look_retried(
+    server: ServerUnderTest, clients: list[Client]
+) -> None:
+    """Retries were recognised by `client_id` alone: another player sending a victim page's id
+    with a seq ahead of it made the page's next ops "duplicate", answered ok and never applied."""
+    session_id = await new_pattern(server)
+    victim = await player(server, clients, session_id, "guest-1")
+    other = await player(server, clients, session_id, "guest-2")
+
+    def swing(seq: int, value: int) -> dict[str, Any]:
+        op = {"type": "set_swing", "swing": value}
+        return {"session_id": session_id, "client_id": "page-of-guest-1", "seq": seq, "op": op}
+
+    forged = await other.call("pattern_op", swing(1_000_000, 10))
+    assert forged["ok"] is True and forged["duplicate"] is False, forged
+    ack = await victim.call("pattern_op", swing(4, 40))
+    assert ack["ok"] is True and ack["duplicate"] is False, ack
+    assert (await stored_state(server, session_id))["swing"] == 40
+    again = await victim.call("pattern_op", swing(4, 40))  # its own retry still is one
+    assert again["duplicate"] is True and again["offset"] == ack["offset"], again
