@@ -152,7 +152,7 @@ def text_chunks(title: str, markers: Sequence[Marker], *, moments: bool) -> Iter
             if m.segment_index != segment:
                 segment = m.segment_index
                 lines += ["", f"Segment {segment}"]
-            count = f" ({m.count} clicks)" if moments else ""
+            count = f" ({m.count} {'click' if m.count == 1 else 'clicks'})" if moments else ""
             lines.append(f"{timecode.hms(m.offset_ms)}{count} {m.label}".rstrip())
         yield _lines(lines)
 
@@ -201,15 +201,14 @@ def premiere_markers(markers: Sequence[Marker], *, fps: str) -> str:
 
 def premiere_markers_chunks(markers: Sequence[Marker], *, fps: str) -> Iterator[str]:
     """:func:`premiere_markers` in pieces."""
-    return _csv_chunks(
-        ["Marker Name", "Description", "In", "Out", "Duration", "Marker Type"], (_premiere_row(m, fps) for m in markers)
-    )
+    rows = (_premiere_row(number, m, fps) for number, m in enumerate(markers, start=1))
+    return _csv_chunks(["Marker Name", "Description", "In", "Out", "Duration", "Marker Type"], rows)
 
 
-def _premiere_row(m: Marker, fps: str) -> list[object]:
+def _premiere_row(number: int, m: Marker, fps: str) -> list[object]:
     at = timecode.smpte(timecode.frames(m.stream_offset_ms, fps), fps)
     return [
-        m.label or f"Segment {m.segment_index} {timecode.hms(m.offset_ms)}",
+        m.label or f"Clip {number}",  # as in the other editor formats (where it is is in Description)
         _describe(m),
         at,
         at,

@@ -57,7 +57,7 @@ PREMIERE_30 = (
     "Marker Name,Description,In,Out,Duration,Marker Type\r\n"
     '"Nice, ""clean"" shot",segment 1 at 0:00:05,00:00:05:00,00:00:05:00,00:00:00:00,Comment\r\n'
     "'=cmd|' /C calc'!A0,segment 1 at 0:01:12,00:01:12:15,00:01:12:15,00:00:00:00,Comment\r\n"
-    "Segment 2 1:01:40,segment 2 at 1:01:40,01:03:15:07,01:03:15:07,00:00:00:00,Comment\r\n"
+    "Clip 3,segment 2 at 1:01:40,01:03:15:07,01:03:15:07,00:00:00:00,Comment\r\n"
 )
 
 RESOLVE_25 = """TITLE: Raid night
@@ -207,3 +207,9 @@ def test_moments_csv() -> None:
     assert formats.moments_csv(rows) == (
         'segment_index,offset_hms,median_offset_hms,count,notes\r\n1,0:00:00,0:00:04,3,"a, b / -x"\r\n'
     )
+
+
+def test_plain_text_of_moments_counts_one_click_as_one() -> None:
+    """A moment of one click read "(1 clicks)"."""
+    said = formats.text("Raid night", ROWS[:2], moments=True)
+    assert "0:00:05 (1 click) Nice" in said and "(1 clicks)" not in said, said
