@@ -1034,7 +1034,10 @@ async function start() {
   try {
     const config = await fetch("/voicebot/fab/config").then((r) => r.json());
     if (Number.isInteger(config?.max_chunk_ms)) state.maxChunkMs = config.max_chunk_ms;
-    if (hasToken()) {
+    // A token is no identity when the browser already heard that it is gone (another page or
+    // tab was refused): what it recorded is held, as without a token.
+    const gone = typeof knownIdentity()?.lost === "string";
+    if (hasToken() && !gone) {
       ensureSocket(); // the pushes of the active session (onActiveSession)
       const before = followed;
       const { active_session: active } = await api("/voicebot/active_session", { method: "POST" });
@@ -1052,6 +1055,11 @@ async function start() {
     }
   } catch (err) {
     say(err?.message ?? String(err), "error");
+    if (err?.code === "identity_lost") {
+      // Refused as it started (the device signed out meanwhile): what it recorded is held.
+      queue.kick();
+      queue.recover();
+    }
   }
   render();
 }
