@@ -113,6 +113,7 @@ class PatternEvents:
             # A client's id is its user's: another player sending it (with a huge seq) made every
             # later op of that page a "duplicate", answered ok and never applied.
             client_id=f"user.{conn.claims.sub}/{request.client_id}" if request.client_id else f"sid.{conn.sid}",
+            legacy_client_id=request.client_id or "",
             player_id=conn.sid,
             seq=request.seq,
             max_players=self._config.max_players,

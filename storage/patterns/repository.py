@@ -127,6 +127,9 @@ class OpSender:
     seq: int
     max_players: int
     max_state_bytes: int
+    # The id nodes of before per-user client ids kept its ops by ('' when the same): a retry
+    # across a rolling upgrade is still recognised (their entries expire within the hour).
+    legacy_client_id: str = ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -331,7 +334,7 @@ class PatternSessions:
                 k.session(session_id),
                 k.pattern_players(session_id),
                 seen,
-                k.pattern_op_seen_before(session_id, sender.client_id),
+                k.pattern_op_seen_before(session_id, sender.legacy_client_id or sender.client_id),
             ],
             args=[
                 KIND,
@@ -349,6 +352,7 @@ class PatternSessions:
                 OP_SEEN_TTL_MS,
                 OP_SEEN_MAX_CLIENTS,
                 sender.client_id,
+                sender.legacy_client_id,
             ],
         )
         return Applied(position=Position(epoch=str(result[1]), offset=int(result[0])), duplicate=result[2] == "1")

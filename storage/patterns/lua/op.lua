@@ -33,6 +33,7 @@
 --   ARGV[18] how long the clients' last seqs are remembered after the session's last op, ms
 --   ARGV[19] most clients remembered (past it, one other client's entry is dropped)
 --   ARGV[20] the sending client's id
+--   ARGV[21] the id nodes of before per-user client ids knew it by ('' when the same)
 -- Returns {offset, epoch, duplicate ('1': a retry of an applied op, answered with its offset;
 -- nothing applied)} or {false, code}: session_not_found, forbidden (published), session_full
 -- (not a present player of a full session), not_found (no such track), conflict (track id
@@ -56,6 +57,7 @@ local seq = tonumber(ARGV[17])
 local seen_ttl_ms = ARGV[18]
 local max_seen = tonumber(ARGV[19])
 local client_id = ARGV[20]
+local legacy_id = ARGV[21] or ''
 
 local found = redis.call('HMGET', session_key, 'kind', 'immutable', 'st:bytes')
 if found[1] ~= kind then
@@ -68,6 +70,10 @@ end
 -- Idempotency by client and seq: a retry (a lost ack, a reconnect) of an op already applied is
 -- answered as it was, never applied twice (a toggle would flip back).
 local seen = redis.call('HGET', seen_key, client_id)
+if not seen and legacy_id ~= '' then
+  -- Applied by a node of before the ids were per user (a rolling upgrade; within the hour).
+  seen = redis.call('HGET', seen_key, legacy_id)
+end
 if not seen then
   -- Applied by a node of before the hash (a rolling upgrade): its key lives out its hour.
   seen = redis.call('GET', KEYS[6])
