@@ -351,6 +351,12 @@ class EventLog:
         self._id_key = str(found or "")
         return self._id_key
 
+    def forget_id_key(self) -> None:
+        """Read the id-sealing secret again before the next event: a Redis that came back empty
+        lost it, the next node to write made another, and a node sealing with the old one issued
+        ids no other node takes as evidence (nor it theirs)."""
+        self._id_key = None
+
     def sealed(self, session_id: str, epoch: str, offset: int, event_id: str) -> bool:
         """True when ``event_id`` is an id this deployment issued at ``(epoch, offset)``."""
         seal = event_id.rpartition(".")[2]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 from pathlib import Path
 from typing import Any
 
@@ -242,3 +243,36 @@ async def test_the_listener_does_not_ask_asyncio_for_its_task_per_message(
         await server.services.voice.set_status(session_id, STATUSES[i % 2], OWNER)
     await watcher.wait_for(lambda: watcher.offsets(session_id) == list(range(2, 52)), timeout=10)
     assert asked == 0
+
+
+async def test_a_node_reads_the_id_secret_again_after_redis_came_back_empty(tmp_path: Path) -> None:
+    """Event ids are sealed with a secret kept in Redis, read once per node: after a Redis that
+    came back empty, the next node to write made another, and a node on the old one issued ids
+    no other node took as evidence of what it delivered (nor it theirs), until it restarted.
+    And the node's idle pooled connections were to the Redis that went: each failed its next
+    command ("Connection closed by server"), the create below among them."""
+    own = RedisProcess(tmp_path / "redis")  # no persistence: it comes back empty
+    own.start()
+    first = await start_server(own.url, tmp_path / "first")
+    second = None
+    try:
+        await first.create_session("alice")  # an event: the node has read the secret
+        reconnects = first.services.metrics.bus_reconnects
+        before = reconnects._value.get()
+        own.stop()
+        own.start()
+        async with asyncio.timeout(15):
+            while reconnects._value.get() == before:  # its bus's link is back
+                await asyncio.sleep(0.02)
+        second = await start_server(own.url, tmp_path / "second")
+        await second.create_session("bob")  # the secret made anew, by another node
+        session_id = await first.create_session("alice")
+        position = await first.services.log.position(session_id)
+        [(_, entry)] = await first.services.redis.xrange(first.services.keys.log(session_id))
+        event_id = json.loads(entry["e"])["id"]
+        assert second.services.log.sealed(session_id, position.epoch, position.offset, event_id), event_id
+    finally:
+        if second is not None:
+            await second.stop()
+        await first.stop()
+        own.stop()
