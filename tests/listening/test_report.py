@@ -126,6 +126,45 @@ async def test_switching_items_finalizes_the_previous_first(
     assert reasons == ["switched", "switched"]
 
 
+async def test_a_tap_of_another_item_and_straight_back_does_not_split_the_book(
+    lserver: ServerUnderTest, clients: list[Client], clock: FrozenClock
+) -> None:
+    """The tap was deleted as too short, but the book came back as a new session (the resume was
+    looked for only with nothing open on the device), one more tap-length play deleted in turn."""
+    alice = await listener(lserver, clients)
+    await alice.report("book", "playing")
+    clock.shift_ms += 2 * MIN
+    tapped = await alice.report("other", "playing")  # the wrong row, by mistake
+    assert tapped["action"] == "started"
+    clock.shift_ms += 300
+    back = await alice.report("book", "playing")
+    assert back["action"] == "resumed", back
+    clock.shift_ms += 500
+    assert (await alice.report("book", "paused"))["action"] == "finalized"
+    rows = await sessions(lserver)
+    assert [(r["item_id"], r["duration_ms"]) for r in rows] == [("book", 2 * MIN + 800)], rows
+
+
+async def test_metadata_a_report_brings_replaces_the_items_whatever_it_does(
+    lserver: ServerUnderTest, clients: list[Client], clock: FrozenClock
+) -> None:
+    """A player that learns the title after it started: only a start or a resume stored it."""
+    alice = await listener(lserver, clients)
+    await alice.report("track", "playing", item={"title": "Old"})
+    clock.shift_ms += 1200
+    extended = await alice.report("track", "playing", item={"title": "New"})
+    assert extended["action"] == "extended"
+    assert [r["title"] for r in await sessions(lserver)] == ["New"]
+    clock.shift_ms += 1000
+    throttled = await alice.report("track", "playing", item={"title": "Newer"})
+    assert throttled["action"] == "throttled"
+    clock.shift_ms += 1000
+    paused = await alice.report("track", "paused", item={"title": "Newest", "artist": "X"})
+    assert paused["action"] == "finalized"
+    [row] = await sessions(lserver)
+    assert (row["title"], row["artist"]) == ("Newest", "X")
+
+
 async def test_two_devices_play_at_once_and_a_pause_ends_only_its_own(
     lserver: ServerUnderTest, clients: list[Client], clock: FrozenClock
 ) -> None:

@@ -44,8 +44,18 @@ end
 
 local current = load(redis.call('HGET', open_key, device))
 
+-- Metadata a report brings replaces the item's when it differs, whatever the report does with
+-- the session (a player that learns the title after it started, an extension, a pause): only
+-- a start or a resume stored it, and the history kept the first title for good.
+local function keep_meta()
+  if meta_json ~= '' and redis.call('HGET', meta_key, item) ~= meta_json then
+    redis.call('HSET', meta_key, item, meta_json)
+  end
+end
+
 if status ~= 'playing' then
   if current and current.item_id == item then
+    keep_meta()
     local action, offset = finalize(current, now_ms, position, status, min_ms)
     return answer(offset, action, action == 'finalized' and cjson.encode(current) or '')
   end
@@ -57,6 +67,7 @@ if current and current.item_id == item then
   -- Except the first write past the minimum length: a player that crashes before the
   -- throttle's first write would otherwise leave a session shorter than the minimum, deleted
   -- by the sweep; seed 003 wants it kept, ending slightly early.
+  keep_meta()
   local short = current.ended_at - current.started_at < min_ms
   if now_ms - current.written_at < throttle_ms and not (short and now_ms - current.started_at >= min_ms) then
     return answer(0, 'throttled', cjson.encode(current))
@@ -73,9 +84,11 @@ if current and current.item_id == item then
 end
 
 -- Only the device's last session may resume (and only when nothing else is open on the
--- device): resuming an older one would stretch its range over what the device played since.
+-- device, or only a tap that the switch deletes: it never becomes the device's last, so a tap
+-- of another item and straight back does not split the book): resuming an older one would
+-- stretch its range over what the device played since.
 local previous = nil
-if not current then
+if not current or now_ms - current.started_at < min_ms then
   previous = load(redis.call('HGET', last_key, device))
   if not (previous and previous.item_id == item and now_ms >= previous.ended_at
       and now_ms - previous.ended_at < window_ms) then
@@ -97,9 +110,7 @@ end
 if current then
   finalize(current, now_ms, nil, 'switched', min_ms)
 end
-if meta_json ~= '' and redis.call('HGET', meta_key, item) ~= meta_json then
-  redis.call('HSET', meta_key, item, meta_json)
-end
+keep_meta()
 
 if previous then
   add_time(previous, now_ms - previous.ended_at)
