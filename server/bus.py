@@ -550,19 +550,7 @@ class Bus:
             self._metrics.bus_reconnects.inc()
             # Redis may have come back empty, without the deployment's id secret (EventLog).
             self._log.forget_id_key()
-            self._drop_idle_connections()
         self._alive = True
-
-    def _drop_idle_connections(self) -> None:
-        """Close the pool's idle connections: after a Redis restart each was to the Redis that
-        went, and failed its next command ("Connection closed by server": a write answered
-        `unavailable`, a readiness probe 503) seconds after Redis was back. They connect anew."""
-        pool = getattr(self._redis, "connection_pool", None)
-        if pool is None:  # a cluster client: a pool per node, dropped with its node on errors
-            return
-        task = asyncio.get_running_loop().create_task(pool.disconnect(inuse_connections=False))
-        self._background.add(task)
-        task.add_done_callback(self._background.discard)
 
     def _on_message(self, message: dict[str, Any]) -> None:
         kind = message["type"]
