@@ -500,13 +500,16 @@ async function main() {
   socket = connect({ onState: (state) => showConnection(ui.connection, state) });
   const listening = api("/api/listening");
   const shown = readAll(listening);
+  // Awaited below; a failure of it before then (the statistics refused while the history is
+  // still on its way) must not count as a rejection nobody handles (a console error).
+  shown.catch(() => {});
   try {
     const history = await listening;
     historyId = history.session_id;
     orphanBanner.show(historyId, history);
     document.body.dataset.historyId = historyId;
   } catch (err) {
-    shown.catch(() => {}); // the same failure, said once below
+    // The same failure is `shown`'s: said once, here.
     // Nothing to follow: a badge left at "Connecting…" would promise what never comes.
     socket.disconnect();
     ui.connection.hidden = true;
