@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import asyncio
 import re
 import time
 
 import aiohttp
-from playwright.async_api import Browser, Page, expect
+from playwright.async_api import Browser, Page, Route, expect
 
 from auth.claims import GUEST_PERMISSIONS
 from tests.audio_samples import wav
@@ -222,16 +223,30 @@ async def test_socket_refusing_a_guest_token_says_so(server: ServerUnderTest, ta
     session_id = await server.create_session("alice", "Not the guest's")
     stored = await server.services.voice.get(session_id)
     assert stored is not None
-    # The REST read is answered by the test, so that the socket is the first to refuse the token.
+    # The session's reads are answered by the test, so that the socket is the first to refuse the
+    # token; the page's other reads with it (who this is, the recorder's active session) are held
+    # until then. Refused first, either of them made the page say the identity is lost before it
+    # had a session to connect for (a page error, the connection never started: CI saw it).
     body = {**stored.public(), "url": f"/session/{session_id}", "epoch": "", "offset": 0}
     await tab.page.route(f"**/voicebot/sessions/{session_id}", lambda route: route.fulfill(json=body))
     chunks = {"session_id": session_id, "chunks": [], "chunk_count": 0, "audio_ms": 0, "storage_bytes": 0}
     await tab.page.route(f"**/voicebot/sessions/{session_id}/chunks", lambda route: route.fulfill(json=chunks))
+    refused = asyncio.Event()
+
+    async def after_the_socket(route: Route) -> None:
+        await refused.wait()
+        await route.continue_()
+
+    for path in ("**/api/auth/me", "**/voicebot/active_session"):
+        await tab.page.route(path, after_the_socket)
     await tab.use_token("refused-by-the-socket", guest=True)
     page = await tab.open(f"/session/{session_id}")
 
     # Before issue 22 the page took a new guest token here; now it says the identity is gone.
     await expect(page.locator("#identity-lost")).to_contain_text("could not be restored")
+    await expect(page.locator("#connection")).to_have_attribute("data-state", "unauthorized")
+    refused.set()
+    await expect(page.locator("#session-name")).to_have_text("Not the guest's")  # the page stays
     await expect(page.locator("#connection")).to_have_attribute("data-state", "unauthorized")
     assert not await server.services.redis.keys(server.services.keys.user_profile("*"))  # no guest minted
 
