@@ -64,6 +64,7 @@ SUBSET = (
     "tests/streams/test_bad_input.py",
     "tests/voice/test_chunks.py",
     "tests/test_lean_redis.py",
+    "tests/test_redis_restarted.py",  # redis-py 8.1 handed out connections a restart closed
     "tests/test_smoke.py",
     "tests/test_hostile_preauth.py",
     # Hostile clients and the error contract: what a client sees must not depend on the lane

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import inspect
 from dataclasses import fields
 from typing import Any, TypeVar, cast
 
@@ -9,7 +10,8 @@ from urllib.parse import urlsplit, urlunsplit
 
 from redis.asyncio import BlockingConnectionPool, Redis
 from redis.asyncio.cluster import ClusterNode, RedisCluster
-from redis.asyncio.connection import SSLConnection, parse_url
+from redis.asyncio.connection import AbstractConnection, SSLConnection, parse_url
+from redis.maint_notifications import MaintNotificationsConfig
 
 from auth.relying_party import RelyingParty
 from auth.tokens import TokenService
@@ -71,6 +73,22 @@ def seed_urls(url: str) -> list[str]:
 CLUSTER_REPLY_TIMEOUT_S = 3.0
 
 
+def checked_at_checkout() -> dict[str, Any]:
+    """The pool options that make it check each idle connection as it hands it out.
+
+    redis-py's pool replaces a connection the server closed while it sat idle (a Redis restart)
+    as it hands it out, except, from 8.1, on a RESP3 connection with maintenance notifications
+    on, which "auto" (its default) turns on: the dead connection was handed out, and the first
+    command on each failed (``Connection closed by server``, answered ``unavailable``) after
+    Redis was back (redis/redis-py#4252). Those notifications announce a managed Redis's
+    planned moves (Redis Enterprise / Cloud); a self-hosted Redis sends none, so they are off
+    here. Before 8.1 the asyncio pool takes no such option and checks every connection anyway.
+    """
+    if "maint_notifications_config" not in inspect.signature(AbstractConnection.__init__).parameters:
+        return {}
+    return {"maint_notifications_config": MaintNotificationsConfig(enabled=False)}
+
+
 def connect_redis(url: str, *, max_connections: int = 512, cluster: bool = False, longest_wait_s: float = 1.0) -> Redis:
     """The Redis client every component shares.
 
@@ -114,6 +132,7 @@ def connect_redis(url: str, *, max_connections: int = 512, cluster: bool = False
         decode_responses=True,
         socket_connect_timeout=5,
         health_check_interval=30,
+        **checked_at_checkout(),
     )
     return LeanRedis.from_pool(pool)
 

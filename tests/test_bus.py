@@ -9,7 +9,6 @@ from typing import Any
 
 import aiohttp
 from redis.asyncio import Redis
-from redis.exceptions import ConnectionError as RedisConnectionError
 
 from protocol import order
 from tests.conftest import start_server
@@ -265,7 +264,7 @@ async def test_a_node_reads_the_id_secret_again_after_redis_came_back_empty(tmp_
                 await asyncio.sleep(0.02)
         second = await start_server(own.url, tmp_path / "second")
         await second.create_session("bob")  # the secret made anew, by another node
-        session_id = await created_after_a_restart(first)
+        session_id = await first.create_session("alice")  # first time: tests/test_redis_restarted.py
         position = await first.services.log.position(session_id)
         [(_, entry)] = await first.services.redis.xrange(first.services.keys.log(session_id))
         event_id = json.loads(entry["e"])["id"]
@@ -275,14 +274,3 @@ async def test_a_node_reads_the_id_secret_again_after_redis_came_back_empty(tmp_
             await second.stop()
         await first.stop()
         own.stop()
-
-
-async def created_after_a_restart(node: ServerUnderTest) -> str:
-    """A session made on ``node``: a pooled connection idle since before a Redis restart fails
-    its next command once (left, see the report of this change), so the write is tried again."""
-    async with asyncio.timeout(10):
-        while True:
-            try:
-                return await node.create_session("alice")
-            except RedisConnectionError:
-                await asyncio.sleep(0.05)
