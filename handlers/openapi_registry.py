@@ -70,9 +70,10 @@ def attachment(names: str) -> Header:
     """``Content-Disposition`` of a download, whose file is named as ``names`` says."""
     return Header(
         "Content-Disposition",
-        f'attachment; filename="…": a download, named {names}',
+        f'attachment; filename="…": a download, named {names} in ASCII; a name with other letters'
+        " (a title's) is also given in full as filename*=UTF-8''… (RFC 6266), percent-encoded",
         required=True,
-        pattern=r'^attachment; filename="[A-Za-z0-9._-]+"$',
+        pattern=r'^attachment; filename="[A-Za-z0-9._-]+"(; filename\*=UTF-8\'\'[A-Za-z0-9%._-]+)?$',
     )
 
 

@@ -8,10 +8,12 @@ and a user runs at most ``EXPORTS_PER_USER`` at once on a process.
 from __future__ import annotations
 
 import re
+import unicodedata
 from itertools import chain
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field, replace
 from typing import Any, get_args
+from urllib.parse import quote
 
 from aiohttp import web
 
@@ -197,9 +199,21 @@ def moment_marker(moment: Moment, created_at: int) -> Marker:
 
 
 def filename(title: str, what: str, suffix: str) -> str:
-    """An ASCII file name from the title: ``my-stream-clips.csv``."""
-    slug = re.sub(r"[^A-Za-z0-9]+", "-", title).strip("-").lower()[:60] or "stream"
+    """An ASCII file name from the title: ``my-stream-clips.csv`` (``Über`` gives ``uber``)."""
+    plain = unicodedata.normalize("NFKD", title).encode("ascii", "ignore").decode("ascii")
+    slug = re.sub(r"[^A-Za-z0-9]+", "-", plain).strip("-").lower()[:60] or "stream"
     return f"{slug}-{what}{suffix}"
+
+
+def disposition(title: str, what: str, suffix: str) -> str:
+    """The download's ``Content-Disposition``: the ASCII name, and the title's own letters in
+    ``filename*`` (RFC 6266) when it has others (``Ünïcode`` or ``配信``): browsers save the file
+    under that name, where the ASCII one lost them (``配信`` became ``stream``)."""
+    ascii_name = filename(title, what, suffix)
+    slug = "-".join(re.findall(r"[^\W_]+", unicodedata.normalize("NFC", title))).lower()[:60]
+    if not slug or slug.isascii():
+        return f'attachment; filename="{ascii_name}"'
+    return f"attachment; filename=\"{ascii_name}\"; filename*=UTF-8''{quote(f'{slug}-{what}{suffix}', safe='')}"
 
 
 class ExportRoutes:
@@ -236,8 +250,10 @@ class ExportRoutes:
             what = ("clipped-" if export.clipped_only else "") + ("moments" if export.moments else "clips")
             if export.parts > 1:
                 what += f"-part{export.part}"
-            disposition = f'attachment; filename="{filename(export.session.title, what, fmt.suffix)}"'
-            headers = {"Content-Disposition": disposition, "Cache-Control": "no-store"}
+            headers = {
+                "Content-Disposition": disposition(export.session.title, what, fmt.suffix),
+                "Cache-Control": "no-store",
+            }
             if fmt.events_per_file is not None:
                 headers["X-Export-Parts"] = str(export.parts)
             # Sent in pieces within the user's slot: the slot bounds the bodies held at once.

@@ -6,7 +6,9 @@ import csv
 import io
 import json
 import math
+import re
 from typing import Any
+from urllib.parse import quote
 
 import aiohttp
 import pytest
@@ -176,6 +178,31 @@ async def test_every_format_is_a_download(
     assert status == 200, body
     assert headers["Content-Disposition"] == f'attachment; filename="{filename}"'
     assert body
+
+
+@pytest.mark.parametrize(
+    "title, ascii_name, full_name",
+    [
+        ("Überraschung Live", "uberraschung-live-clips.csv", "überraschung-live-clips.csv"),
+        ("配信 テスト", "stream-clips.csv", "配信-テスト-clips.csv"),
+        ("Raid night", "raid-night-clips.csv", None),
+    ],
+)
+async def test_a_titles_own_letters_name_the_download(
+    server: ServerUnderTest, title: str, ascii_name: str, full_name: str | None
+) -> None:
+    """A title's letters beyond ASCII were dropped from the file name (``…-mlauts-clips.csv``,
+    ``stream-clips.csv`` for a title in Japanese): they are kept in ``filename*`` (RFC 6266)."""
+    session_id = await create_stream(server, title=title)
+    status, headers, _ = await download(server, session_id, "format=csv")
+    assert status == 200
+    expected = f'attachment; filename="{ascii_name}"'
+    if full_name is not None:
+        expected += f"; filename*=UTF-8''{quote(full_name, safe='')}"
+    assert headers["Content-Disposition"] == expected
+    async with aiohttp.ClientSession() as client, client.get(f"{server.url}/openapi.json") as response:
+        documented = (await response.json())["paths"]["/api/streams/{session_id}/export"]["get"]["responses"]["200"]
+    assert re.fullmatch(documented["headers"]["Content-Disposition"]["schema"]["pattern"], expected)
 
 
 async def test_json_export_and_stream_offsets(server: ServerUnderTest, clients: list[Client]) -> None:

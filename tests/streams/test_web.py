@@ -184,6 +184,20 @@ async def test_dashboard_is_the_owners_and_bad_links_say_so(server: ServerUnderT
     await expect(page.locator("#page-error")).to_have_attribute("data-code", "invalid_session_id")
 
 
+async def test_an_export_is_saved_under_the_titles_own_letters(server: ServerUnderTest, tab: Tab) -> None:
+    """The page named the file from the ASCII ``filename`` only: "Überraschung 配信" was saved
+    as ``uberraschung-clips.csv``; it takes ``filename*`` when the server sends one."""
+    session_id = await create_stream(server, title="Überraschung 配信")
+    await tab.use_token(server.token("alice"))
+    page = await tab.open(f"/streams/{session_id}")
+    await expect(page.locator("#stream-title")).to_have_text("Überraschung 配信")
+    await page.locator("#format-select").select_option("csv")
+    async with page.expect_download() as download_info:
+        await page.locator("#export-button").click()
+    download = await download_info.value
+    assert download.suggested_filename == "überraschung-配信-clips.csv"
+
+
 async def test_an_admin_token_opens_any_streams_dashboard(server: ServerUnderTest, tab: Tab) -> None:
     """An admin token acts as the owner (docs/PROTOCOL.md): the dashboard opens for it, where it
     said "This is not your stream" though every owner's action was the admin's to take."""

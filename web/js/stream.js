@@ -1100,8 +1100,18 @@ function onSnapshot(snapshot) {
 
 // --- export ---------------------------------------------------------------------------------
 
+// The title's own letters (`filename*`, RFC 6266) when the server sent them, else the ASCII name.
 function filenameOf(response) {
-  const match = /filename="([^"]+)"/.exec(response.headers.get("Content-Disposition") ?? "");
+  const disposition = response.headers.get("Content-Disposition") ?? "";
+  const encoded = /filename\*=UTF-8''([^;\s]+)/i.exec(disposition);
+  if (encoded) {
+    try {
+      return decodeURIComponent(encoded[1]);
+    } catch {
+      // not percent-encoded UTF-8: the ASCII name below
+    }
+  }
+  const match = /filename="([^"]+)"/.exec(disposition);
   return match ? match[1] : "export.txt";
 }
 
