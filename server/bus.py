@@ -715,7 +715,18 @@ class Bus:
     def _resync(self, room: Room, epoch: str, offset: int, last_id: str = "") -> None:
         """Tell every member its history has a gap the log cannot fill (``last_id``: the id of
         the event at ``offset``, when known, kept as the room's first as in :meth:`_initialise`)."""
-        log.info("session %s: resync to epoch %s offset %d", room.session_id, epoch, offset)
+        if room.epoch and epoch != room.epoch:
+            # A history the log no longer holds (its log gone, writes Redis lost): the operator's
+            # Redis lost data, which they need to hear of; a gap within an epoch (trimmed) is not.
+            log.warning(
+                "session %s: its log %s (Redis lost data): subscribers resync to epoch %r offset %d",
+                room.session_id,
+                "is gone" if epoch == "" else f"left epoch {room.epoch}",
+                epoch,
+                offset,
+            )
+        else:
+            log.info("session %s: resync to epoch %s offset %d", room.session_id, epoch, offset)
         if epoch != room.epoch and room.epoch:
             room.left.append(room.epoch)
         room.epoch, room.offset, room.seen = epoch, offset, offset

@@ -3,7 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 from typing import Any
+
+import aiohttp
+import pytest
 
 from tests.conftest import start_server
 from tests.helpers import OWNER, Client, ServerUnderTest
@@ -99,8 +103,9 @@ async def test_wrong_epoch_gets_a_snapshot(server: ServerUnderTest, clients: lis
 
 
 async def test_lost_log_starts_a_new_epoch_and_live_members_resync(
-    server: ServerUnderTest, clients: list[Client], redis: Any
+    server: ServerUnderTest, clients: list[Client], redis: Any, caplog: pytest.LogCaptureFixture
 ) -> None:
+    caplog.set_level(logging.INFO, logger="server.bus")
     session_id = await server.create_session("alice")
     client = Client(server.url, server.token("alice"))
     clients.append(client)
@@ -116,6 +121,27 @@ async def test_lost_log_starts_a_new_epoch_and_live_members_resync(
         "subscribe_on_session", {"session_id": session_id, "epoch": old["epoch"], "offset": old["offset"]}
     )
     assert ack["recovered"] is False and ack["epoch"] == position.epoch
+    # The operator hears that Redis lost data (it was an INFO line among the node's routine ones).
+    lost = [r for r in caplog.records if r.name == "server.bus" and r.levelno == logging.WARNING]
+    assert any(session_id in r.getMessage() and "Redis lost data" in r.getMessage() for r in lost), lost
+
+
+async def test_a_deleted_session_is_no_data_lost_in_the_log(
+    server: ServerUnderTest, clients: list[Client], caplog: pytest.LogCaptureFixture
+) -> None:
+    session_id = await server.create_session("alice")
+    client = Client(server.url, server.token("alice"))
+    clients.append(client)
+    await client.connect()
+    await client.call("subscribe_on_session", {"session_id": session_id})
+    headers = {"Authorization": f"Bearer {server.token('alice')}"}
+    async with aiohttp.ClientSession() as http:
+        async with http.delete(f"{server.url}/voicebot/sessions/{session_id}", headers=headers) as response:
+            assert response.status == 200, await response.text()
+    await client.wait_for(lambda: any(e["data"].get("deleted") for e in client.named("session_update")))
+    ack = await client.call("subscribe_on_session", {"session_id": session_id})
+    assert ack.get("error") == "session_not_found", ack
+    assert not [r for r in caplog.records if r.name == "server.bus" and r.levelno >= logging.WARNING]
 
 
 async def test_no_gap_and_no_duplicate_when_subscribing_during_a_burst(
