@@ -715,9 +715,10 @@ class Bus:
     def _resync(self, room: Room, epoch: str, offset: int, last_id: str = "") -> None:
         """Tell every member its history has a gap the log cannot fill (``last_id``: the id of
         the event at ``offset``, when known, kept as the room's first as in :meth:`_initialise`)."""
-        if room.epoch and epoch != room.epoch:
+        if room.epoch and epoch != room.epoch and not room.rewritten:
             # A history the log no longer holds (its log gone, writes Redis lost): the operator's
-            # Redis lost data, which they need to hear of; a gap within an epoch (trimmed) is not.
+            # Redis lost data, which they need to hear of (once: a rewrite found here said so);
+            # a gap within an epoch (trimmed) is not.
             log.warning(
                 "session %s: its log %s (Redis lost data): subscribers resync to epoch %r offset %d",
                 room.session_id,
