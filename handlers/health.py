@@ -11,6 +11,7 @@ from pydantic import BaseModel
 
 from handlers.http_common import FIXED_ANSWERS, FixedAnswer
 from handlers.openapi_registry import Auth, Operation, document
+from storage.memory import replicas_online
 
 
 class Liveness(BaseModel):
@@ -24,7 +25,8 @@ class Readiness(Liveness):
 
     redis: bool
     bus: bool
-    # Why the node is not fully serving although its parts answer, e.g. "redis_full: ...".
+    # Why the node is not fully serving although its parts answer: "redis_full: ..." (writes
+    # refused) or "no_replica: ..." (changes not confirmed under replica durability).
     degraded: str | None = None
 
 
@@ -40,7 +42,9 @@ OPERATIONS = (
     Operation(
         "get",
         "/readyz",
-        "Readiness: 200 when Redis answers and the bus listens, else 503",
+        "Readiness: 200 when Redis answers and the bus listens, else 503 (also when Redis refuses"
+        " writes, full, or, under SESSIONHUB_DURABILITY=replica, a primary has no replica in sync:"
+        " `degraded` says which)",
         tag="health",
         auth=Auth.NONE,
         ok=(200, 503),  # both with the probe's own body
@@ -72,10 +76,15 @@ class HealthRoutes:
         redis_ping: Callable[[], Awaitable[object]],
         bus_alive: Callable[[], bool],
         redis_memory: Callable[[], Awaitable[list[dict[str, Any]]]] | None = None,
+        redis_replication: Callable[[], Awaitable[list[dict[str, Any]]]] | None = None,
     ) -> None:
         self._redis_ping = redis_ping
         self._bus_alive = bus_alive
         self._redis_memory = redis_memory  # INFO memory of each node (every primary of a cluster)
+        # INFO replication of each primary, given when changes wait for a replica
+        # (SESSIONHUB_DURABILITY=replica): a primary without one answers every change of its
+        # slots `unavailable` after the durability timeout, however healthy it looks otherwise.
+        self._redis_replication = redis_replication
         # The last memory verdict read (None: not full) and when; see MEMORY_VERDICT_KEPT_S.
         self._verdict: tuple[float, str | None] | None = None
 
@@ -100,7 +109,7 @@ class HealthRoutes:
         except Exception:  # any failure to reach Redis means not ready
             redis_ok = False
         bus_ok = self._bus_alive()
-        degraded = await self._full() if redis_ok else None
+        degraded = (await self._full() or await self._unreplicated()) if redis_ok else None
         ready = redis_ok and bus_ok and degraded is None
         answer = Readiness(ok=ready, redis=redis_ok, bus=bus_ok, degraded=degraded)
         return web.json_response(answer.model_dump(), status=200 if ready else 503)
@@ -120,6 +129,22 @@ class HealthRoutes:
         verdict = _full_verdict(nodes)
         self._verdict = (time.monotonic(), verdict)
         return verdict
+
+    async def _unreplicated(self) -> str | None:
+        """``no_replica: ...`` when a primary has no replica in sync to confirm changes."""
+        if self._redis_replication is None:
+            return None
+        try:
+            primaries = await self._redis_replication()
+        except Exception:  # INFO refused or too slow: the memory read's verdict stands alone
+            return None
+        alone = sum(1 for info in primaries if replicas_online(info) == 0)
+        if not alone:
+            return None
+        return (
+            f"no_replica: {alone} of {len(primaries)} Redis primaries have no replica in sync;"
+            " changes are applied but answered unavailable (SESSIONHUB_DURABILITY=replica)"
+        )
 
 
 def _full_verdict(nodes: list[dict[str, Any]]) -> str | None:

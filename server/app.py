@@ -47,7 +47,8 @@ from server.services import limits_section
 from server.settings import Settings
 from server.transport import SocketServer, build_server, choose_lane
 from server.transport.contract import ListeningSite
-from storage.memory import memory_infos
+from storage.events import Durability
+from storage.memory import memory_infos, replication_infos
 
 log = logging.getLogger(__name__)
 
@@ -162,7 +163,14 @@ def add_routes(
     RevocationWatch(services, connections, sio, interval_s=interval_s).register(app)
     HomeRoutes(services).register(app)
     memory = partial(memory_infos, services.redis, MEMORY_READ_BOUND_S)
-    HealthRoutes(redis_ping=services.redis.ping, bus_alive=lambda: bus.alive, redis_memory=memory).register(app)
+    replication = (
+        partial(replication_infos, services.redis, MEMORY_READ_BOUND_S)
+        if services.log.durability is Durability.REPLICA
+        else None
+    )
+    HealthRoutes(
+        redis_ping=services.redis.ping, bus_alive=lambda: bus.alive, redis_memory=memory, redis_replication=replication
+    ).register(app)
     WebPages(services.web_dir).register(app)
     app.middlewares.append(bodyless_cap(services.limits.max_payload_bytes))
     app.middlewares.append(head_requests)  # a HEAD of a GET that writes is refused, never run

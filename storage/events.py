@@ -211,6 +211,11 @@ class EventLog:
         self._unconfirmed_said_at = -UNCONFIRMED_LOG_EVERY_S  # when a change not confirmed was last said
         self._unconfirmed_unsaid = 0
 
+    @property
+    def durability(self) -> Durability:
+        """When a change counts as acknowledged (``SESSIONHUB_DURABILITY``)."""
+        return self._durability
+
     async def check_durability(self) -> None:
         """Raise ``unavailable`` at start-up when the Redis cannot give the configured durability."""
         if self._durability is Durability.AOF:

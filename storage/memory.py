@@ -36,13 +36,35 @@ async def memory_infos(redis: Redis, bound_s: float = READ_BOUND_S) -> list[dict
 
     ``TimeoutError`` when the answers take longer than ``bound_s`` (see :data:`READ_BOUND_S`).
     """
+    return await primaries_info(redis, "memory", "used_memory", bound_s)
+
+
+async def replication_infos(redis: Redis, bound_s: float = READ_BOUND_S) -> list[dict[str, Any]]:
+    """``INFO replication`` of the one Redis, or of every primary of a cluster (each shard's
+    writes wait for a replica of its own under ``SESSIONHUB_DURABILITY=replica``)."""
+    return await primaries_info(redis, "replication", "role", bound_s)
+
+
+async def primaries_info(redis: Redis, section: str, field: str, bound_s: float) -> list[dict[str, Any]]:
+    """``INFO section`` of each primary; ``field``, always in a node's answer, tells one node's
+    answer from a cluster client's answer of every node (a dict of them)."""
     if isinstance(redis, RedisCluster):
-        info = await asyncio.wait_for(redis.info("memory", target_nodes=RedisCluster.PRIMARIES), bound_s)
+        info = await asyncio.wait_for(redis.info(section, target_nodes=RedisCluster.PRIMARIES), bound_s)
     else:
-        info = await asyncio.wait_for(redis.info("memory"), bound_s)
-    if "used_memory" in info:  # one node's answer
+        info = await asyncio.wait_for(redis.info(section), bound_s)
+    if field in info:  # one node's answer
         return [info]
     return [part for part in info.values() if isinstance(part, dict)]
+
+
+def replicas_online(info: dict[str, Any]) -> int:
+    """How many replicas a primary's ``INFO replication`` shows connected and in sync."""
+    online = 0
+    for name, value in info.items():
+        # redis-py parses "slave0:ip=…,port=…,state=online,…" into a dict.
+        if name.startswith("slave") and name[5:].isdigit() and isinstance(value, dict):
+            online += value.get("state") == "online"
+    return online
 
 
 async def memory_figures(redis: Redis, budget_bytes: int = 0, bound_s: float = READ_BOUND_S) -> MemoryFigures:

@@ -357,6 +357,25 @@ async def test_readyz_says_full_when_any_primary_is(nodes: list[ServerUnderTest]
         assert status == 200, answer
 
 
+async def test_readyz_says_which_primaries_have_no_replica_under_replica_durability(
+    cluster: RedisCluster, tmp_path: Path
+) -> None:
+    """Each shard's changes wait for a replica of its own: /readyz counts every primary without
+    one (it said 200 while every change was answered ``unavailable``)."""
+    node = await start_server(cluster.url, tmp_path / "node", redis_cluster=True, durability="replica")
+    try:
+        async with aiohttp.ClientSession() as http:
+            status, answer = await readiness(http, node.url)
+            for _ in range(PROBES):  # a read of every primary past its bound says nothing
+                if status == 503:
+                    break
+                status, answer = await readiness(http, node.url)
+        assert status == 503 and answer["redis"] is True, answer
+        assert answer["degraded"].startswith("no_replica: 3 of 3 Redis primaries"), answer
+    finally:
+        await node.stop()
+
+
 # Probes of /readyz a test makes until one can have read every primary in time (each is bounded).
 PROBES = 10
 

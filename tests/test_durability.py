@@ -9,9 +9,11 @@ import subprocess
 from pathlib import Path
 from typing import Any
 
+import aiohttp
 import pytest
 from redis.asyncio import Redis
 
+from auth.claims import Permission
 from protocol.errors import CodedError, ErrorCode
 from tests.conftest import start_server
 from tests.helpers import Client, RedisProcess, ServerUnderTest, emit_all, free_port, redis_binary
@@ -19,6 +21,18 @@ from tests.helpers import Client, RedisProcess, ServerUnderTest, emit_all, free_
 
 async def set_status(client: Client, session_id: str, status: str) -> dict[str, Any]:
     return await client.call("set_session_status", {"session_id": session_id, "status": status})  # type: ignore[no-any-return]
+
+
+async def alerts(server: ServerUnderTest) -> list[dict[str, Any]]:
+    headers = {"Authorization": f"Bearer {server.token('operator', perms=(Permission.ADMIN,))}"}
+    async with aiohttp.ClientSession() as http, http.get(f"{server.url}/admin/alerts", headers=headers) as response:
+        assert response.status == 200, await response.text()
+        return list((await response.json())["alerts"])
+
+
+async def readiness(server: ServerUnderTest) -> tuple[int, dict[str, Any]]:
+    async with aiohttp.ClientSession() as http, http.get(f"{server.url}/readyz") as response:
+        return response.status, await response.json()
 
 
 async def test_replica_durability_waits_for_a_replica(
@@ -47,6 +61,11 @@ async def test_replica_durability_waits_for_a_replica(
         # its slots with nothing logged above INFO).
         said = [r.getMessage() for r in caplog.records if r.name == "storage.events"]
         assert len(said) == 1 and "not confirmed replica-durable" in said[0], said
+        # /readyz says so too: the node answered 200 while every change it took was unavailable.
+        status, ready = await readiness(srv)
+        assert status == 503 and ready["redis"] is True and ready["bus"] is True, ready
+        assert ready["degraded"].startswith("no_replica: 1 of 1 Redis primaries"), ready
+        assert [a["without_replica"] for a in await alerts(srv) if a["alert"] == "no_replica"] == [1]
 
         port = free_port()
         replica = subprocess.Popen(
@@ -77,6 +96,11 @@ async def test_replica_durability_waits_for_a_replica(
                     break
                 await asyncio.sleep(0.05)
             assert link == "up"
+            async with asyncio.timeout(15):  # the primary counts it online once it is in sync
+                while (answer := await readiness(srv))[0] != 200:
+                    await asyncio.sleep(0.05)
+            assert answer[1]["degraded"] is None, answer
+            assert not [a for a in await alerts(srv) if a["alert"] == "no_replica"]
             ack = await set_status(client, session_id, "paused")
             assert ack["ok"] is True and ack["changed"] is True
             assert await follower.hget(srv.services.keys.session(session_id), "status") == "paused"

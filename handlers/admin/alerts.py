@@ -10,7 +10,8 @@ from handlers.admin.config import AdminConfig
 from handlers.admin.nodes import NodeHeartbeat
 from handlers.context import Services
 from storage.admin.repository import AdminStore
-from storage.memory import memory_figures
+from storage.events import Durability
+from storage.memory import memory_figures, replicas_online, replication_infos
 
 HOUR_MS = 3_600_000
 # The creation-rate alert compares the last hour with up to this many hours before it, and only
@@ -41,7 +42,28 @@ class Alerts:
         found += await self.large_sessions()
         found += await self.jobs()
         found += self.buses(node_list if node_list is not None else await self._nodes.nodes())
+        found += await self.replicas()
         return found
+
+    async def replicas(self) -> list[dict[str, Any]]:
+        """Under ``SESSIONHUB_DURABILITY=replica``, the primaries with no replica in sync: every
+        change of their slots is applied but answered ``unavailable`` (``/readyz`` says 503)."""
+        if self._s.log.durability is not Durability.REPLICA:
+            return []
+        try:
+            primaries = await replication_infos(self._s.redis, self._s.storage_guard.read_bound_s)
+        except (RedisError, RedisClusterException, OSError, TimeoutError):  # said by `memory`
+            return []
+        alone = sum(1 for info in primaries if replicas_online(info) == 0)
+        if not alone:
+            return []
+        message = (
+            f"{alone} of {len(primaries)} Redis primaries have no replica in sync: their changes are applied"
+            " but answered unavailable (SESSIONHUB_DURABILITY=replica)"
+        )
+        return [
+            {**_alert("no_replica", message, primaries=len(primaries), without_replica=alone), "severity": "critical"}
+        ]
 
     async def memory(self) -> list[dict[str, Any]]:
         """Redis memory near ``maxmemory`` (or the configured budget); past the storage guard's
