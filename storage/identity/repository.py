@@ -234,14 +234,18 @@ class Identities:
             await pipe.execute()
 
     async def mark_saved(self, user_id: str, saved: bool) -> None:
-        """Mark the identity saved (it holds a passkey) or not; a saved one never expires idle."""
+        """Mark the identity saved (it holds a passkey) or not; a saved one never expires idle.
+
+        Every device of the user's is kept as the identity now is (:meth:`owns_now`): a guest's
+        devices kept its idle time from their last refresh, so the laptop a passkey was saved on
+        was signed out 30 days later (and told its things were gone) though the identity lived."""
         key = self._keys.user_profile(user_id)
         async with self._redis.pipeline(transaction=True) as pipe:
             pipe.hset(key, "saved", int(saved))
             pipe.hsetnx(key, "created_ms", self._clock.now_ms())
             pipe.hsetnx(key, "name", "Guest")
             await pipe.execute()
-        await self.keep(user_id)
+        await self.owns_now(user_id)
 
     async def keep(self, user_id: str) -> int:
         """Extend the user's identity keys; their lifetime (s). A visit of the user's.

@@ -81,6 +81,23 @@ async def test_a_guest_that_came_to_own_something_is_kept_from_then(
     assert (await page.refresh()).status == 200
 
 
+async def test_a_guest_that_saved_a_passkey_keeps_its_devices_for_the_refresh_lifetime(
+    dserver: ServerUnderTest, http: aiohttp.ClientSession
+) -> None:
+    """Saving a passkey makes a guest live as long as its devices are used (README), but only
+    its profile was extended: the laptop it saved it on kept the guest's 30 days, and was told
+    41 days later that its sign-in had expired and its things were deleted (they were not)."""
+    page, user_id = await _guest(dserver, http)
+    await dserver.services.identities.mark_saved(user_id, True)  # what adding a passkey does
+    days_later(dserver, 41)
+    back = await page.refresh()
+    assert back.status == 200 and back.body["user_id"] == user_id, back.body
+    # Its last passkey removed, it is a passing guest again: its devices last its idle time from then.
+    await dserver.services.identities.mark_saved(user_id, False)
+    days_later(dserver, 31)
+    assert (await page.refresh()).body.get("reason") == "expired"
+
+
 @pytest.mark.parametrize(("days", "status"), [(179, 200), (181, 401)])
 async def test_an_accounts_device_lasts_the_refresh_lifetime_on_the_servers_clock(
     dserver: ServerUnderTest, days: int, status: int

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import re
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -115,6 +116,45 @@ async def test_a_passkey_added_in_one_browser_signs_another_in_as_the_same_user(
     finally:
         await first.page.context.close()
         await second.page.context.close()
+
+
+async def test_a_guest_that_saved_a_passkey_is_still_signed_in_on_its_laptop_41_days_later(
+    pserver: ServerUnderTest, browser: Browser
+) -> None:
+    """Saving a passkey keeps a guest for good (README): the laptop it was saved on was signed
+    out 30 days later (its device kept the guest's time), told its things had been deleted (they
+    had not), and the panel went on saying "deleted with your guest identity. Add a passkey…"."""
+    laptop = await new_tab(browser, pserver)
+    try:
+        await authenticator(laptop.page)
+        page = await laptop.open("/streams")
+        await in_page(page, "/api/me/sessions")  # the page becomes a guest
+        await expect(page.locator("#identity")).to_have_attribute("data-state", "known")
+        user_id = await page.locator("#identity").get_attribute("data-user-id")
+        await page.locator("#identity-name").click()
+        await expect(page.locator("#identity-retention")).to_contain_text("Add a passkey to keep it for good")
+        await page.locator("#identity-add-passkey").click()
+        await expect(page.locator("#identity-passkey-status")).to_contain_text("Passkey added")
+        await expect(page.locator("#identity-retention")).to_have_count(0)
+        kept = json.loads(await page.evaluate("localStorage.getItem('sessionhub.identity')") or "null")
+        assert kept is not None and kept.get("kept_for_s", "absent") is None, kept
+
+        pserver.services.clock.shift_ms += 41 * 86_400_000
+        page = await laptop.open("/")
+        await expect(page.locator("#identity")).to_have_attribute("data-user-id", user_id or "?")
+        await expect(page.locator("#identity-lost")).to_have_count(0)
+
+        # The laptop unused past the refresh lifetime (180 days): its sign-in has expired, but
+        # nothing was deleted, and the passkey brings the identity back.
+        pserver.services.clock.shift_ms += 181 * 86_400_000
+        page = await laptop.open("/")
+        lost = page.locator("#identity-lost")
+        await expect(lost).to_contain_text("Your sign-in here has expired.")
+        await expect(lost).to_contain_text("stay with the old identity")
+        await expect(lost).not_to_contain_text("deleted")
+        assert not laptop.errors, laptop.errors
+    finally:
+        await laptop.page.context.close()
 
 
 @pytest_asyncio.fixture

@@ -183,7 +183,7 @@ function dropRefused(token) {
 // The identity itself is an HttpOnly cookie this script never sees; `IDENTITY_KEY` only
 // remembers that this browser had one, so that losing it is said, never papered over.
 
-/** localStorage key of `{user_id, name, kept_for_s?}`: the identity this browser last had. */
+/** localStorage key of `{user_id, name, kept_for_s?}` (`kept_for_s` null: kept while its devices are used): the identity this browser last had. */
 export const IDENTITY_KEY = "sessionhub.identity";
 
 /**
@@ -265,7 +265,7 @@ function rememberIdentity(body) {
     JSON.stringify({
       user_id: body.user_id,
       name: body.name ?? "",
-      ...(keptFor == null ? {} : { kept_for_s: keptFor }),
+      ...(keptFor === undefined ? {} : { kept_for_s: keptFor }),
     }),
   );
   window.dispatchEvent(new CustomEvent("sessionhub:identity", { detail: { user_id: body.user_id } }));
@@ -284,20 +284,19 @@ export function rememberName(userId, name) {
 
 /**
  * Keep how long `userId` (this browser's identity) is kept without a visit (`/api/auth/me`'s
- * `forgotten_after_s`, null for an account): once it has run out, the page can say in days what
- * became of it, when the server no longer answers for it.
+ * `forgotten_after_s`; null for an identity kept as long as its devices are used: an account, a
+ * guest that saved a passkey): once it has run out, the page can say in days what became of it,
+ * when the server no longer answers for it (and, for a kept one, that nothing was deleted).
  */
 export function rememberKeptFor(userId, seconds) {
   const known = knownIdentity();
   if (known?.user_id !== userId || known.lost) return;
   const { kept_for_s: _, ...rest } = known;
-  localStorage.setItem(
-    IDENTITY_KEY,
-    JSON.stringify(typeof seconds === "number" ? { ...rest, kept_for_s: seconds } : rest),
-  );
+  const keptFor = typeof seconds === "number" || seconds === null ? { kept_for_s: seconds } : {};
+  localStorage.setItem(IDENTITY_KEY, JSON.stringify({ ...rest, ...keptFor }));
 }
 
-/** The identity this browser last had (`{user_id, name, kept_for_s?}`), or null. */
+/** The identity this browser last had (`{user_id, name, kept_for_s?}`, see `rememberKeptFor`), or null. */
 export function knownIdentity() {
   try {
     return JSON.parse(localStorage.getItem(IDENTITY_KEY) ?? "null");

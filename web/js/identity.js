@@ -177,7 +177,9 @@ function showNone() {
  */
 function whatBecameOfIt(err) {
   const known = knownIdentity();
-  const wasGuest = String(known?.user_id ?? "").startsWith("guest-");
+  // A guest that saved a passkey is kept as long as its devices are used (`kept_for_s: null`):
+  // nothing of it was deleted, and its passkey signs it in again.
+  const wasGuest = String(known?.user_id ?? "").startsWith("guest-") && known?.kept_for_s !== null;
   // In days, as the identity panel said while it could (`rememberKeptFor`): that panel is gone now.
   const within =
     typeof known?.kept_for_s === "number" ? `within ${span(known.kept_for_s)}` : "for as long as guests are kept";
@@ -285,13 +287,7 @@ function renderPanel(me) {
       me.guest ? "You are a guest: this browser keeps who you are." : "Signed in.",
       ` Id: ${me.user_id}`,
     ),
-    me.forgotten_after_s
-      ? el(
-          "p",
-          { id: "identity-retention" },
-          `What you make here is kept while you come back at least every ${span(me.forgotten_after_s)}; after that, it is deleted with your guest identity. Add a passkey to keep it for good.`,
-        )
-      : "",
+    retentionNote(me),
     nameForm,
     el("h2", {}, "Your devices"),
     devices,
@@ -454,6 +450,32 @@ function removeButton(passkeyId) {
   return button;
 }
 
+/** How long a guest's things are kept (`forgotten_after_s`), or nothing for an identity kept for good. */
+function retentionNote(me) {
+  if (!me.forgotten_after_s) return "";
+  return el(
+    "p",
+    { id: "identity-retention" },
+    `What you make here is kept while you come back at least every ${span(me.forgotten_after_s)}; after that, it is deleted with your guest identity. Add a passkey to keep it for good.`,
+  );
+}
+
+/**
+ * A passkey added or removed changes how long this identity is kept: the panel says it as the
+ * server now does, and the browser remembers it (what `whatBecameOfIt` says if the identity is
+ * ever lost). It kept saying "deleted with your guest identity. Add a passkey…" after one was added.
+ */
+async function keptChanged() {
+  const me = await api("/api/auth/me");
+  if (me.user_id !== shown?.user_id) return;
+  shown = { ...shown, forgotten_after_s: me.forgotten_after_s };
+  rememberKeptFor(me.user_id, me.forgotten_after_s);
+  const note = document.getElementById("identity-retention");
+  const fresh = retentionNote(me);
+  if (note) note.replaceWith(fresh);
+  else if (fresh) panel?.firstElementChild?.after(fresh);
+}
+
 async function savePasskey() {
   const status = document.getElementById("identity-passkey-status");
   try {
@@ -463,11 +485,13 @@ async function savePasskey() {
     status.textContent = `No passkey added: ${err.message}`;
   }
   listPasskeys().catch(() => {}); // the status above has said what happened
+  keptChanged().catch(() => {}); // as it was shown: the next reading says it
 }
 
 async function removePasskey(passkeyId) {
   await api(`/api/auth/passkeys/${encodeURIComponent(passkeyId)}`, { method: "DELETE" });
   await listPasskeys();
+  keptChanged().catch(() => {});
 }
 
 async function rename(name) {
