@@ -250,6 +250,38 @@ async def test_the_player_says_it_is_offline_and_stops_saying_so_once_reports_ge
     await expect(notice).to_be_hidden()
 
 
+async def test_a_pause_pressed_offline_is_reported_once_the_connection_is_back(
+    browser: Browser, lserver: ServerUnderTest, clock: FrozenClock, tabs: list[Tab]
+) -> None:
+    """It was dropped ("Report failed: You are offline."): the history said the book was playing
+    until the sweeper ended it at its last heartbeat, and a short one was deleted as a tap."""
+    tab = await new_tab(browser, lserver)
+    await tab.use_token(lserver.token("alice", ttl_s=TOKEN_TTL_S), ttl_s=TOKEN_TTL_S)
+    tabs.append(tab)
+    gate = SocketGate()
+    await gate.install(tab.page)
+    player = await tab.open("/player")
+    await expect(player.locator("#connection")).to_have_attribute("data-state", "live")
+    await click_and_wait(player, "demo-audiobook-1", "play", "started")
+    clock.shift_ms += 30_000
+    await gate.cut()
+    await expect(player.locator("#connection")).to_have_attribute("data-state", "offline")
+    row = player.locator('li[data-item-id="demo-audiobook-1"]')
+    await row.locator("button.pause").click()
+    notice = player.locator("#player-notice")
+    await expect(notice).to_have_text("You are offline. The pause is sent once the connection is back.")
+    await expect(row).to_have_attribute("data-last-action", "started")
+    gate.release()
+    await expect(row).to_have_attribute("data-last-action", "finalized")
+    await expect(notice).to_be_hidden()
+    async with (
+        aiohttp.ClientSession() as http,
+        http.get(f"{lserver.url}/api/listening/sessions", headers=auth(lserver)) as response,
+    ):
+        listed = (await response.json())["sessions"]
+    assert [(s["item_id"], s["open"], s["duration_ms"]) for s in listed] == [("demo-audiobook-1", False, 30_000)]
+
+
 async def test_a_session_deleted_offline_says_so_in_its_row_at_once(
     browser: Browser, lserver: ServerUnderTest, clock: FrozenClock, tabs: list[Tab]
 ) -> None:

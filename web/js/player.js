@@ -4,7 +4,7 @@
  * every few seconds; the server coalesces those to one write per throttle interval.
  * Server data reaches the DOM through textContent only.
  */
-import { $, call, connect, showConnection } from "./client.js";
+import { $, ApiError, call, connect, showConnection } from "./client.js";
 import { freshId } from "./ids.js";
 
 const ITEMS = [
@@ -131,7 +131,31 @@ function yieldToAnotherTab() {
   ui.now.textContent = "Paused here: another tab of this browser is playing.";
 }
 
+// A pause or stop the server did not hear (pressed offline, or its answer lost with the
+// connection), by item: sent again once the connection is back. It was dropped with "Report
+// failed", and the history said the item was playing until the sweeper ended it at its last
+// heartbeat (a short session deleted as an accidental tap). Only within the server's silence
+// time: past it the sweeper has ended the session where the player last reported, as it does
+// for any player gone silent, and a late pause changes nothing.
+const owed = new Map(); // item_id -> {item, status, at}
+const OWED_FOR_MS = 60_000;
+
+/** The report's failure says the server did not hear it (may be heard once sent again). */
+function unheard(err) {
+  return !(err instanceof ApiError) || ["timeout", "disconnected", "unavailable"].includes(err.code);
+}
+
+/** Once the connection is back: the pauses and stops owed, then the item playing now. */
+function reportOwed() {
+  for (const { item, status, at } of [...owed.values()]) {
+    owed.delete(item.item_id);
+    if (performance.now() - at < OWED_FOR_MS) send(item, status);
+  }
+  if (current) send(current.item, "playing");
+}
+
 async function play(item) {
+  owed.delete(item.item_id); // played again: the session goes on (a pause now would end it)
   TABS?.postMessage({ type: "playing", item_id: item.item_id });
   if (current && current.item !== item) {
     // The server closes the other item's session itself when this one starts.
@@ -170,12 +194,18 @@ async function halt(item, status) {
 }
 
 async function send(item, status) {
+  const at = performance.now();
   try {
     const ack = await report(item, status);
     notice("");
     const row = rows.get(item.item_id).row;
     row.dataset.lastAction = ack.action;
   } catch (err) {
+    if (status !== "playing" && unheard(err) && current?.item !== item) {
+      owed.set(item.item_id, { item, status, at });
+      notice(`${err.message} The ${status === "paused" ? "pause" : "stop"} is sent once the connection is back.`);
+      return;
+    }
     notice(`Report failed: ${err.message}`);
   }
 }
@@ -228,6 +258,7 @@ async function main() {
       document.body.dataset.historyId = historyId;
       showConnection(ui.connection, "live");
       render();
+      reportOwed();
     } catch (err) {
       notice(`Cannot open your history: ${err.message}`);
     }
