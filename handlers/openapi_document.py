@@ -246,9 +246,16 @@ def _request_body(op: Operation, components: Components) -> dict[str, Any] | Non
     return {"required": True, "content": {MULTIPART: {"schema": schema, "encoding": encoding}}}
 
 
+# The answer of a route without a response model: its fields are in docs/PROTOCOL.md only.
+UNTYPED_ANSWER = "a JSON object whose fields docs/PROTOCOL.md gives under this route (not typed in this document yet)"
+
+
 def _ok_schema(op: Operation, media: str, components: Components) -> dict[str, Any]:
     if media == JSON:
-        return components.ref(op.response, "serialization") if op.response is not None else {"type": "object"}
+        if op.response is not None:
+            return components.ref(op.response, "serialization")
+        # Not typed yet: a code generator is told where the fields are, not handed an empty type.
+        return {"type": "object", "description": UNTYPED_ANSWER}
     if media == HTML:
         return {"type": "string", "contentMediaType": HTML}
     return {"type": "string"}
