@@ -235,6 +235,31 @@ async def test_escape_closes_the_identity_panel_and_gives_focus_back_to_the_name
     await expect(name).to_be_focused()
 
 
+async def test_the_identity_panel_closes_when_focus_moves_on_past_it(server: ServerUnderTest, tab: Tab) -> None:
+    """Tabbed past its last control, the panel stayed open over the page, hiding the field the
+    keyboard had reached (on a phone's width it covers most of the page), and Escape from there
+    did nothing."""
+    await tab.page.set_viewport_size({"width": 390, "height": 844})
+    await tab.use_token(server.token("alice"))
+    page = await tab.open("/")
+    name = page.locator("#identity-name")
+    await name.focus()
+    await page.keyboard.press("Enter")
+    await expect(page.locator("#identity-panel")).to_be_visible()
+    await page.locator("#identity-panel button").last.focus()
+    await page.keyboard.press("Tab")  # on to the page
+    await expect(page.locator("#identity-panel")).to_have_count(0)
+    await expect(name).to_have_attribute("aria-expanded", "false")
+    focused = await page.evaluate("document.activeElement.id")
+    assert focused and focused != "identity-name", focused
+    # Opened again and left open by a click on the page: Escape from there closes it, focus stays.
+    await name.click()
+    await expect(page.locator("#identity-panel")).to_be_visible()
+    await page.evaluate("document.activeElement.blur()")
+    await page.keyboard.press("Escape")
+    await expect(page.locator("#identity-panel")).to_have_count(0)
+
+
 async def test_the_identity_panel_says_so_when_the_server_cannot_be_reached(server: ServerUnderTest, tab: Tab) -> None:
     await tab.use_token(server.token("alice"))
     page = await tab.open("/streams")

@@ -46,9 +46,17 @@ function mount() {
   const bar = document.querySelector("header.topbar") ?? document.body;
   root = el("span", { id: "identity", class: "identity", "data-state": "loading" });
   bar.append(root);
-  // Escape closes the panel from the name button or from anywhere inside it, as a menu does.
-  root.addEventListener("keydown", (event) => {
-    if (event.key === "Escape" && panel) closePanel({ focusOpener: true });
+  // Escape closes the panel, as a menu's: from the name button or inside it (focus back on the
+  // name), and from the page once focus has left it (focus stays where it is).
+  document.addEventListener("keydown", (event) => {
+    if (event.key === "Escape" && panel) closePanel({ focusOpener: root.contains(document.activeElement) });
+  });
+  // Focus moved on past the panel (Tab from its last control, a click on the page): it closes.
+  // Left open, the panel lay over the page and hid the field the keyboard had reached. Focus lost
+  // to nowhere (a control of the panel redrawn or disabled under it) is not leaving it.
+  root.addEventListener("focusout", (event) => {
+    const to = event.relatedTarget;
+    if (panel && to instanceof Node && !root.contains(to)) closePanel();
   });
   window.addEventListener("sessionhub:identity-lost", (event) => showLost(event.detail));
   // The page became someone (a first visit's guest, a sign-in): show who. A reading under way
