@@ -243,6 +243,32 @@ async def test_nav_and_new_pattern_from_the_landing_page(server: ServerUnderTest
     await expect(page).to_have_url(f"{server.url}/")
 
 
+async def test_patterns_opens_the_persons_untouched_pattern_before_making_another(
+    server: ServerUnderTest, tab: Tab
+) -> None:
+    """Each look at the nav's Patterns made an empty pattern, and "My recent sessions" filled with
+    "Untitled pattern"s; one left as it came is opened again, and a new one made once it is used."""
+    page = await tab.open("/patterns")
+    await expect(page).to_have_url(re.compile(rf"/s/{UUID}$"))
+    first = page.url
+    await expect(page.locator("#connection")).to_have_attribute("data-state", "live")
+    page = await tab.open("/patterns")
+    await expect(page.locator("#connection")).to_have_attribute("data-state", "live")
+    assert page.url == first
+    await page.locator("#add-sample").select_option("synth:bass")
+    await page.locator("#add-track").click()
+    await expect(page.locator(".track-row")).to_have_count(1)
+    session_id = first.rsplit("/", 1)[1]
+    async with asyncio.timeout(10):  # the op stored before the next look
+        while not (await api(server, "GET", f"/api/sessions/{session_id}"))["state"]["tracks"]:
+            await asyncio.sleep(0.05)
+    page = await tab.open("/patterns")
+    await expect(page).to_have_url(re.compile(rf"/s/{UUID}$"))
+    await expect(page.locator("#connection")).to_have_attribute("data-state", "live")
+    assert page.url != first
+    assert not tab.errors, tab.errors
+
+
 async def test_orphan_banner_shows_once_and_dismisses(server: ServerUnderTest, tab: Tab) -> None:
     session_id = await new_pattern(server)
     long_ago = server.services.clock.now_ms() - 91 * 86_400_000

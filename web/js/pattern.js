@@ -441,6 +441,22 @@ async function createSession(path = "/api/sessions") {
   return null;
 }
 
+/**
+ * The person's newest session, when it is a pattern nothing was ever done in (made by an earlier
+ * look at "Patterns" and left as it came): opened again rather than another empty one made. Each
+ * look made one, and "My recent sessions" filled with "Untitled pattern"s. Null when there is none
+ * (or no identity to ask with): a new one is made.
+ */
+async function untouchedPattern() {
+  const mine = await request("/api/me/sessions?limit=1");
+  const newest = mine.status === 200 ? mine.body?.sessions?.[0] : null;
+  if (newest?.kind !== "pattern") return null;
+  const found = await request(`/api/sessions/${encodeURIComponent(newest.session_id)}`);
+  const session = found.status === 200 ? found.body : null;
+  const untouched = session && !session.name && !session.remixedFrom && session.state?.tracks?.length === 0;
+  return untouched ? { url: `/s/${newest.session_id}` } : null;
+}
+
 // --- sharing buttons ----------------------------------------------------------------------
 
 const SETTLE_MS = 5000;
@@ -1181,7 +1197,7 @@ async function main() {
     toast(queued);
   }
   if (location.pathname === "/patterns") {
-    const created = await createSession();
+    const created = (await untouchedPattern()) ?? (await createSession());
     if (!created) {
       showNotFound();
       return;
