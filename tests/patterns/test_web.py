@@ -239,6 +239,9 @@ async def test_nav_and_new_pattern_from_the_landing_page(server: ServerUnderTest
     await expect(page.locator("#connection")).to_have_attribute("data-state", "live")
     await expect(page.locator("#pattern-name")).to_have_value("")
     await expect(page.locator(".track-row")).to_have_count(0)
+    # A track's steps past its first are reached by the arrow keys (a roving focus): said, for a
+    # keyboard's user, where they only met a first step and then "Clear".
+    await expect(page.locator("#grid")).to_have_accessible_description(re.compile("the arrow keys move between them"))
     await page.go_back()
     await expect(page).to_have_url(f"{server.url}/")
 
