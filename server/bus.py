@@ -626,7 +626,16 @@ class Bus:
             if parsed.epoch == room.epoch and (room.rewritten or parsed.offset <= room.offset):
                 inbox.popleft()
                 if not room.rewritten and room.recent.get(parsed.offset, parsed.id) != parsed.id:
-                    self._rewritten(room)  # the same offset, another event: Redis lost writes
+                    # The same offset, another event: Redis lost writes -- or a stray, from a
+                    # cluster master failed over while frozen that ran its queued commands as it
+                    # woke (its writes are discarded as it rejoins as a replica, its publish is
+                    # not): every room of it resynced, "Redis lost writes" logged, nothing lost.
+                    # The log decides (_backfill): a log that still holds what the room delivered
+                    # makes this one a stray, dropped; one that contradicts it was rewritten.
+                    if room.offset in room.recent:
+                        self._start_catch_up(room)
+                        return
+                    self._rewritten(room)  # nothing to check the log against
                 # else already delivered (a backfill got there first)
             elif parsed.epoch == room.epoch and parsed.offset == room.offset + 1:
                 inbox.popleft()
