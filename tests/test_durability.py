@@ -16,7 +16,7 @@ from redis.asyncio import Redis
 from auth.claims import Permission
 from protocol.errors import CodedError, ErrorCode
 from tests.conftest import start_server
-from tests.helpers import Client, RedisProcess, ServerUnderTest, emit_all, free_port, redis_binary
+from tests.helpers import OWNER, Client, RedisProcess, ServerUnderTest, emit_all, free_port, redis_binary
 
 
 async def set_status(client: Client, session_id: str, status: str) -> dict[str, Any]:
@@ -149,6 +149,34 @@ async def test_a_recording_applied_but_not_confirmed_keeps_its_lease(
             await asyncio.sleep(lease_ms / 1000 / 10)
     finally:
         await client.close()
+        await srv.stop()
+
+
+async def test_a_pause_the_sweeper_makes_unconfirmed_is_no_error_in_the_log(
+    redis_process: RedisProcess, redis: Any, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The recorder gone, the sweeper pauses its session; without a replica that pause is applied
+    but not confirmed: the lease round logged it as a failure, with a traceback at ERROR."""
+    maker = await start_server(redis_process.url, tmp_path / "maker")  # its sweeper must not pause it
+    session_id = await maker.create_session("alice")
+    await maker.stop()
+    srv = await start_server(redis_process.url, tmp_path / "node", durability="replica", durability_timeout_ms=100)
+    keys = srv.services.keys
+    try:
+        with caplog.at_level(logging.WARNING, logger="handlers.voice.recording"):
+            # A recorder whose node died (no release): its lease runs out, the sweeper pauses.
+            with pytest.raises(CodedError):  # applied, not confirmed
+                await srv.services.voice.set_status(session_id, "recording", OWNER, holder="gone", lease_ms=200)
+            await redis.zadd(keys.voice_recording_due(), {session_id: srv.services.clock.now_ms() + 200})
+            async with asyncio.timeout(15):
+                while await redis.hget(keys.session(session_id), "status") != "paused":
+                    await asyncio.sleep(0.05)
+            async with asyncio.timeout(15):  # the round that paused it has said how it went
+                while not [r for r in caplog.records if r.name == "handlers.voice.recording"]:
+                    await asyncio.sleep(0.05)
+        said = [r for r in caplog.records if r.name == "handlers.voice.recording"]
+        assert not [r for r in said if r.levelno >= logging.ERROR], [r.getMessage() for r in said]
+    finally:
         await srv.stop()
 
 

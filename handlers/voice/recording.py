@@ -23,6 +23,7 @@ from handlers.background import STOP_WAIT_S, cancelled, rest, stop_if_cancelled
 from handlers.connection import Connection
 from handlers.context import Services
 from handlers.log_throttle import LogThrottle
+from storage.events import NotConfirmed
 from storage.failures import REDIS_AWAY
 from storage.voice.recording import RecordingLeases
 
@@ -209,9 +210,11 @@ class RecordingKeeper:
                 raise
             except Exception as exc:  # the next wake retries
                 stop_if_cancelled(exc)
-                if isinstance(exc, REDIS_AWAY):
+                if isinstance(exc, (*REDIS_AWAY, NotConfirmed)):
                     # An outage, said in a line a round (every <= 2 s): a traceback a round made
-                    # a minute of Redis away thirty of them at ERROR.
+                    # a minute of Redis away thirty of them at ERROR. A pause applied but not
+                    # confirmed durable (a master without a replica under replica durability,
+                    # which /readyz says) is no bug either; the next round sees it applied.
                     log.warning("recording lease round: %s", exc)
                 else:
                     _failed.exception("recording lease round failed", exc)
