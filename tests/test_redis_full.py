@@ -63,6 +63,10 @@ async def test_writes_to_a_full_redis_are_unavailable_with_a_reason(
     ):
         status, body = response.status, await response.json()
     assert status == 503 and body["error"] == "unavailable" and body["reason"] == "redis_full", body
+    # The pattern API says it in its own shape (it said only "Service unavailable").
+    async with aiohttp.ClientSession() as http, http.post(server.url + "/api/sessions", json={}) as response:
+        status, body = response.status, await response.json()
+    assert (status, body["error"], body.get("reason")) == (503, "Service unavailable", "redis_full"), body
     ack = await client.call("set_session_status", {"session_id": session_id, "status": "recording"})
     assert (ack["ok"], ack["error"], ack.get("reason")) == (False, "unavailable", "redis_full"), ack
     counted = server.services.metrics.redis_errors.labels("http", "OutOfMemoryError")._value.get()

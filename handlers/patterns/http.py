@@ -19,7 +19,7 @@ from pydantic import ValidationError
 
 from handlers.cleanups import delete_owing
 from handlers.context import Services
-from handlers.errors import classify
+from handlers.errors import REDIS_FULL, REDIS_FULL_MESSAGE, classify
 from handlers.http_common import client_address, read_body
 from handlers.idempotency import address_owner, derived_id, idempotent
 from handlers.metrics import Metrics
@@ -82,9 +82,14 @@ def answering(handler: Route, metrics: Metrics | None = None) -> Route:
         except Exception as exc:
             if metrics is not None:
                 metrics.redis_error("http", exc)
-            if classify(exc).code is ErrorCode.UNAVAILABLE:  # classify logs it, once per cause
+            coded = classify(exc)  # logs it, once per cause
+            if coded.code is ErrorCode.UNAVAILABLE:
                 headers = {"Retry-After": str(UNAVAILABLE_RETRY_AFTER_S)}
-                return web.json_response({"error": "Service unavailable"}, status=503, headers=headers)
+                answer: dict[str, Any] = {"error": "Service unavailable"}
+                # Redis at its maxmemory: said as every other route says it (PROTOCOL).
+                if coded.details.get("reason") == REDIS_FULL:
+                    answer.update(reason=REDIS_FULL, message=REDIS_FULL_MESSAGE)
+                return web.json_response(answer, status=503, headers=headers)
             return web.json_response({"error": "Internal server error"}, status=500)
 
     return wrapper
