@@ -228,11 +228,8 @@ async def test_escape_puts_the_delete_all_question_away_and_focus_back_on_its_bu
     await expect(opener).to_be_focused()
 
 
-async def test_the_player_says_it_is_offline_and_stops_saying_so_once_reports_get_through(
-    browser: Browser, lserver: ServerUnderTest, tabs: list[Tab]
-) -> None:
-    """Offline, a play's report failed with 'not connected yet'; back online, the heartbeats were
-    reported again but the failure stayed on screen for good."""
+async def player_behind_a_gate(browser: Browser, lserver: ServerUnderTest, tabs: list[Tab]) -> tuple[Page, SocketGate]:
+    """/player, live, its connection behind a gate the test cuts and releases."""
     tab = await new_tab(browser, lserver)
     await tab.use_token(lserver.token("alice", ttl_s=TOKEN_TTL_S), ttl_s=TOKEN_TTL_S)
     tabs.append(tab)
@@ -240,6 +237,15 @@ async def test_the_player_says_it_is_offline_and_stops_saying_so_once_reports_ge
     await gate.install(tab.page)
     player = await tab.open("/player")
     await expect(player.locator("#connection")).to_have_attribute("data-state", "live")
+    return player, gate
+
+
+async def test_the_player_says_it_is_offline_and_stops_saying_so_once_reports_get_through(
+    browser: Browser, lserver: ServerUnderTest, tabs: list[Tab]
+) -> None:
+    """Offline, a play's report failed with 'not connected yet'; back online, the heartbeats were
+    reported again but the failure stayed on screen for good."""
+    player, gate = await player_behind_a_gate(browser, lserver, tabs)
     await gate.cut()
     await expect(player.locator("#connection")).to_have_attribute("data-state", "offline")
     await player.locator("li[data-item-id] button.play").first.click()
@@ -255,13 +261,7 @@ async def test_a_pause_pressed_offline_is_reported_once_the_connection_is_back(
 ) -> None:
     """It was dropped ("Report failed: You are offline."): the history said the book was playing
     until the sweeper ended it at its last heartbeat, and a short one was deleted as a tap."""
-    tab = await new_tab(browser, lserver)
-    await tab.use_token(lserver.token("alice", ttl_s=TOKEN_TTL_S), ttl_s=TOKEN_TTL_S)
-    tabs.append(tab)
-    gate = SocketGate()
-    await gate.install(tab.page)
-    player = await tab.open("/player")
-    await expect(player.locator("#connection")).to_have_attribute("data-state", "live")
+    player, gate = await player_behind_a_gate(browser, lserver, tabs)
     await click_and_wait(player, "demo-audiobook-1", "play", "started")
     clock.shift_ms += 30_000
     await gate.cut()
