@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import Awaitable, Callable
 from typing import Any
@@ -109,7 +110,11 @@ class HealthRoutes:
         except Exception:  # any failure to reach Redis means not ready
             redis_ok = False
         bus_ok = self._bus_alive()
-        degraded = (await self._full() or await self._unreplicated()) if redis_ok else None
+        degraded = None
+        if redis_ok:
+            # Read together: each is bounded (a primary that hangs), and a probe gives up early.
+            full, alone = await asyncio.gather(self._full(), self._unreplicated())
+            degraded = full or alone
         ready = redis_ok and bus_ok and degraded is None
         answer = Readiness(ok=ready, redis=redis_ok, bus=bus_ok, degraded=degraded)
         return web.json_response(answer.model_dump(), status=200 if ready else 503)
