@@ -12,7 +12,7 @@ from pydantic import BaseModel
 
 from handlers.http_common import FIXED_ANSWERS, FixedAnswer
 from handlers.openapi_registry import Auth, Operation, document
-from storage.memory import replicas_online
+from storage.memory import without_replica
 
 
 class Liveness(BaseModel):
@@ -143,7 +143,7 @@ class HealthRoutes:
             primaries = await self._redis_replication()
         except Exception:  # INFO refused or too slow: the memory read's verdict stands alone
             return None
-        alone = sum(1 for info in primaries if replicas_online(info) == 0)
+        alone = without_replica(primaries)
         if not alone:
             return None
         return (

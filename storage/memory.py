@@ -57,6 +57,12 @@ async def primaries_info(redis: Redis, section: str, field: str, bound_s: float)
     return [part for part in info.values() if isinstance(part, dict)]
 
 
+def without_replica(primaries: list[dict[str, Any]]) -> int:
+    """How many of ``primaries`` (:func:`replication_infos`) have no replica in sync: under
+    ``SESSIONHUB_DURABILITY=replica`` each change of their slots is applied but not confirmed."""
+    return sum(1 for info in primaries if replicas_online(info) == 0)
+
+
 def replicas_online(info: dict[str, Any]) -> int:
     """How many replicas a primary's ``INFO replication`` shows connected and in sync."""
     online = 0

@@ -11,7 +11,7 @@ from handlers.admin.nodes import NodeHeartbeat
 from handlers.context import Services
 from storage.admin.repository import AdminStore
 from storage.events import Durability
-from storage.memory import memory_figures, replicas_online, replication_infos
+from storage.memory import memory_figures, replication_infos, without_replica
 
 HOUR_MS = 3_600_000
 # The creation-rate alert compares the last hour with up to this many hours before it, and only
@@ -54,7 +54,7 @@ class Alerts:
             primaries = await replication_infos(self._s.redis, self._s.storage_guard.read_bound_s)
         except (RedisError, RedisClusterException, OSError, TimeoutError):  # said by `memory`
             return []
-        alone = sum(1 for info in primaries if replicas_online(info) == 0)
+        alone = without_replica(primaries)
         if not alone:
             return []
         message = (
