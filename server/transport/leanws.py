@@ -49,6 +49,11 @@ CLOSE_NORMAL, CLOSE_PROTOCOL, CLOSE_INVALID_DATA, CLOSE_POLICY, CLOSE_TOO_BIG = 
 # these are not: a client sending pongs or 1-byte fragments by the hundred thousand cost the node
 # a frame's parsing each for nothing. A client pings now and then, fragments a message in a few.
 MAX_LOOSE_FRAMES = 1024
+# Of those, pings and pongs: a client's own keep-alive pings come seconds apart, and Engine.IO's
+# heartbeat brings a whole message (the client's "3") every ping interval. 1,024 pings per
+# connection, each answered, and a fresh connection as soon as one was cut, let one address make
+# the node answer ~34,000 pongs a second and every other client wait ~1 s (the fourth field audit).
+MAX_CONTROL_FRAMES = 32
 # The inbox length at which a connection stops reading until its messages are handled.
 INBOX_PAUSE = 32
 # Messages of one connection handled in a row before its consumer yields to the loop. A refused
@@ -211,7 +216,17 @@ class PartialBudget:
 class FrameParser:
     """Client frames in, whole messages and control frames out (RFC 6455 section 5)."""
 
-    __slots__ = ("_budget", "_buffer", "_fragments", "_fragments_op", "_held", "_loose", "max_message_bytes", "more")
+    __slots__ = (
+        "_budget",
+        "_buffer",
+        "_control",
+        "_fragments",
+        "_fragments_op",
+        "_held",
+        "_loose",
+        "max_message_bytes",
+        "more",
+    )
 
     def __init__(self, max_message_bytes: int, budget: PartialBudget | None = None) -> None:
         self._buffer = bytearray()
@@ -226,6 +241,7 @@ class FrameParser:
         # The last feed stopped at its frame limit: what is buffered may hold more frames.
         self.more = False
         self._loose = 0  # frames since the last whole data message (MAX_LOOSE_FRAMES)
+        self._control = 0  # pings and pongs since then (MAX_CONTROL_FRAMES)
 
     def release(self) -> None:
         """Drop what is buffered (the connection is over) and give its bytes back to the budget."""
@@ -303,6 +319,11 @@ class FrameParser:
             if opcode not in (OP_CLOSE, OP_PING, OP_PONG):
                 raise FrameError(CLOSE_PROTOCOL, f"unknown control opcode {opcode}")
             self._loose_frame()
+            self._control += 1
+            if self._control > MAX_CONTROL_FRAMES:
+                raise FrameError(
+                    CLOSE_POLICY, f"more than {MAX_CONTROL_FRAMES} pings or pongs in a row without a whole message"
+                )
             return opcode, payload  # control frames may come between fragments
         if opcode == OP_CONTINUATION:
             if not self._fragments_op:
@@ -312,7 +333,7 @@ class FrameParser:
                 self._loose_frame()
                 return None
             whole = (self._fragments_op, bytes(self._fragments))
-            self._fragments, self._fragments_op, self._loose = bytearray(), 0, 0
+            self._fragments, self._fragments_op, self._loose, self._control = bytearray(), 0, 0, 0
             return whole
         if opcode not in (OP_TEXT, OP_BINARY):
             raise FrameError(CLOSE_PROTOCOL, f"unknown data opcode {opcode}")
@@ -320,7 +341,7 @@ class FrameParser:
             raise FrameError(CLOSE_PROTOCOL, "a new message before the last one ended")
         if final:
             if self._loose:
-                self._loose = 0
+                self._loose = self._control = 0
             return opcode, payload
         self._loose_frame()
         self._fragments, self._fragments_op = bytearray(payload), opcode
@@ -526,7 +547,16 @@ class LeanWebSocket(asyncio.Protocol):
             transport.resume_reading()
 
     def _dispatch(self, messages: list[tuple[int, bytes]]) -> None:
+        # Pings of one read are answered with one pong, for the last of them (RFC 6455 section
+        # 5.5.3 allows it): a write per ping cost the node a system call each.
+        ping: bytes | None = None
         for opcode, payload in messages:
+            if opcode == OP_PING:
+                ping = payload
+                continue
+            if ping is not None:
+                self.write_frame(ws_frame(ping, OP_PONG))
+                ping = None
             if opcode == OP_TEXT:
                 try:
                     text = payload.decode()
@@ -536,14 +566,14 @@ class LeanWebSocket(asyncio.Protocol):
                 self._message(text)
             elif opcode == OP_BINARY:
                 self._message(payload)
-            elif opcode == OP_PING:
-                self.write_frame(ws_frame(payload, OP_PONG))
             elif opcode == OP_CLOSE:
                 self.close(answered_close_code(payload))
                 return
             # OP_PONG: an answer to nothing we sent; ignored
             if self.transport is None or self.transport.is_closing():
                 return
+        if ping is not None:
+            self.write_frame(ws_frame(ping, OP_PONG))
 
     def eof_received(self) -> bool:
         # The client closed its side. Closing ours is left to a batched closer: when

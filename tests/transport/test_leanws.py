@@ -4,6 +4,7 @@ from aiohttp so that nothing of its HTTP request outlives the handshake."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import base64
 import gc
 import json
@@ -104,11 +105,13 @@ def test_tiny_fragments_cost_their_bytes_not_an_object_each() -> None:
     assert parser.feed(client_frame(OP_CONTINUATION, b"!")) == [(OP_TEXT, b"ab" + b"cd" * 1000 + b"!")]
 
 
-@pytest.mark.parametrize("loose", ["pongs", "pings", "fragments"])
-def test_frames_that_make_no_message_are_not_taken_without_end(loose: str) -> None:
+@pytest.mark.parametrize(("loose", "most"), [("pongs", 32), ("pings", 32), ("fragments", 1024)])
+def test_frames_that_make_no_message_are_not_taken_without_end(loose: str, most: int) -> None:
     """Messages are held to a rate; pings, pongs and fragments are not. Past 1,024 of them in a
-    row without a whole message the connection is closed (1008); a whole message starts the
-    count again, so a client that pings now and then is never closed for it."""
+    row without a whole message the connection is closed (1008), past 32 pings or pongs (a
+    client's keep-alive pings come seconds apart, Engine.IO's heartbeat brings a message every
+    ping interval); a whole message starts the count again, so a client that pings now and then
+    is never closed for it."""
     parser = FrameParser(1 << 20)
     one = {
         "pongs": client_frame(0xA, b""),
@@ -118,9 +121,19 @@ def test_frames_that_make_no_message_are_not_taken_without_end(loose: str) -> No
     start = client_frame(OP_TEXT, b"4", final=False) if loose == "fragments" else b""
     end = client_frame(OP_CONTINUATION, b"!") if loose == "fragments" else client_frame(OP_TEXT, b"3")
     for _ in range(3):  # each time within the limit: the message ends the run
-        assert parser.feed(start + one * 1000 + end)[-1][0] == OP_TEXT
+        assert parser.feed(start + one * (most - 1) + end)[-1][0] == OP_TEXT
     with pytest.raises(FrameError) as refused:
-        parser.feed(start + one * 1100 + end)
+        parser.feed(start + one * (most + 1) + end)
+    assert refused.value.code == 1008
+
+
+def test_pings_between_fragments_count_as_pings() -> None:
+    """A fragmented message may carry pings between its fragments, 32 of them at most."""
+    parser = FrameParser(1 << 20)
+    ping = client_frame(OP_PING, b"?")
+    fragment = client_frame(OP_CONTINUATION, b"x", final=False)
+    with pytest.raises(FrameError) as refused:
+        parser.feed(client_frame(OP_TEXT, b"4", final=False) + (fragment + ping) * 40)
     assert refused.value.code == 1008
 
 
@@ -200,6 +213,27 @@ async def test_fragments_pings_and_a_pipelined_first_frame(server: ServerUnderTe
         ack = await ws.ack(1)
         assert ack["ok"] is True and ack["session_id"] == session_id
         assert ws.pongs == [b"are you there"]
+    finally:
+        ws.close()
+
+
+async def test_pings_in_one_read_are_answered_with_one_pong(server: ServerUnderTest) -> None:
+    """A pong per ping was a write per ping: pings that arrive together get one pong, for the
+    last of them (RFC 6455 section 5.5.3); a message between them answers those before it."""
+    ws, _ = await RawWebSocket.socketio(port_of(server.url), server.token("alice"))
+    try:
+        session_id = await server.create_session("alice")
+        event = f'421["subscribe_on_session",{{"session_id":"{session_id}"}}]'.encode()
+        pings = b"".join(client_frame(OP_PING, str(n).encode(), mask=os.urandom(4)) for n in range(20))
+        more = b"".join(client_frame(OP_PING, f"b{n}".encode(), mask=os.urandom(4)) for n in range(5))
+        ws.writer.write(pings + client_frame(OP_TEXT, event, mask=os.urandom(4)) + more)
+        await ws.ack(1)
+        ws.send_frame(OP_PING, b"last")  # its pong comes after every pong before it
+        async with asyncio.timeout(5):
+            while b"last" not in ws.pongs:
+                with contextlib.suppress(TimeoutError):
+                    await ws.receive(0.2)
+        assert ws.pongs == [b"19", b"b4", b"last"]
     finally:
         ws.close()
 
