@@ -10,11 +10,13 @@ the server's CPU per new connection (``bench/connections.py``).
 A :class:`FrontProtocol` reads each new connection's first bytes. When they are a complete
 request of exactly that shape, and every check the normal path would make passes (see
 :func:`parse_upgrade` and ``LightEngineServer.upgrade``), the connection goes straight to
-Engine.IO. Anything else -- another route, a request split over several reads, bytes after
-the request, a header that is repeated, folded or not ASCII, a body, an origin or address the
-normal path refuses -- is handed to aiohttp unchanged, with the bytes already read, so every
-refusal and every other request is answered by the one path that is tested for it. A
-connection that sends nothing is closed after the HTTP idle timeout, as aiohttp would.
+Engine.IO. A head split over several reads is read whole here first, under the connection's idle
+timer. Anything else -- another route, a head over ``MAX_HEAD_BYTES``, bytes after the request, a
+header that is repeated, folded or not ASCII, a body, an origin or address the normal path
+refuses, bytes that are no HTTP request line -- is handed to aiohttp unchanged, with the bytes
+already read, so every refusal and every other request is answered by the one path that is
+tested for it. A connection that sends nothing, or not its whole head, within the HTTP idle
+timeout is closed.
 
 A connection accepted on a place of its address (``server.transport.accept.ConnectionPlaces``)
 gives it back when it closes here, when Engine.IO takes it, or -- handed to aiohttp -- when
@@ -44,9 +46,22 @@ MAX_EARLY_BYTES = 65536
 _END = b"\r\n\r\n"
 _PRINTABLE = re.compile(rb"[\t\x20-\x7e]*")
 _REQUEST_LINE = re.compile(r"GET (/[!-~]*) HTTP/1\.1")
+_METHOD_START = re.compile(rb"[A-Z]{1,16}( |$)")
+_HEAD_LINE = re.compile(rb"[A-Z]{1,16} [!-~]+ HTTP/1\.[01]\r?\n")
 _TOKEN = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
 # A GET that announces a body is left to aiohttp (and its request smuggling defences).
 _BODY_HEADERS = frozenset({"content-length", "transfer-encoding"})
+
+
+def _may_be_a_head(head: bytearray) -> bool:
+    """Whether ``head`` (no blank line yet) may still become an HTTP/1 request head worth waiting
+    for: within ``MAX_HEAD_BYTES``, a method's letters first and, once its first line is there,
+    a request line. Anything else (a TLS hello on the plain port, garbage) goes to aiohttp at
+    once, which answers it 400 as before."""
+    if len(head) > MAX_HEAD_BYTES or not _METHOD_START.match(head):
+        return False
+    line_end = head.find(b"\n")
+    return line_end < 0 or _HEAD_LINE.match(head, 0, line_end + 1) is not None
 
 
 @dataclass(frozen=True, slots=True)
@@ -152,7 +167,7 @@ class Front:
 class FrontProtocol(asyncio.Protocol):
     """One new connection until its first bytes say where it goes (see the module docstring)."""
 
-    __slots__ = ("_early", "_front", "_place", "_taken", "_timer", "_transport")
+    __slots__ = ("_early", "_front", "_head", "_place", "_taken", "_timer", "_transport")
 
     def __init__(self, front: Front, place: str = "") -> None:
         self._front = front
@@ -161,6 +176,10 @@ class FrontProtocol(asyncio.Protocol):
         self._timer: asyncio.TimerHandle | None = None
         self._taken: asyncio.Transport | None = None  # given to the upgrader, not served yet
         self._early = bytearray()
+        # The request head so far: read here, under this connection's one idle timer, until it
+        # is whole. Handed to aiohttp at its first byte, a head trickled after 14 s of silence got
+        # aiohttp's own 15 s on top (30 s in all where HTTP_IDLE_TIMEOUT_S says 15).
+        self._head = bytearray()
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         assert isinstance(transport, asyncio.Transport)
@@ -178,6 +197,11 @@ class FrontProtocol(asyncio.Protocol):
         transport = self._transport
         if transport is None:
             return
+        if self._head or _END not in data:
+            self._head += data
+            if _END not in self._head[-len(data) - 3 :] and _may_be_a_head(self._head):
+                return  # not whole yet: the idle timer still runs
+            data, self._head = bytes(self._head), bytearray()
         self._settle()
         front = self._front
         peer = transport.get_extra_info("peername")

@@ -10,9 +10,11 @@ front's own timer closes a connection that never sends its request.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import base64
 import hashlib
 import json
+import re
 from pathlib import Path
 from typing import Any
 
@@ -138,11 +140,23 @@ async def _engineio_open(reader: asyncio.StreamReader) -> dict[str, Any]:
     return dict(json.loads(payload[1:]))
 
 
-async def test_a_websocket_open_skips_aiohttp_and_is_counted_as_before(server: ServerUnderTest) -> None:
+@pytest.mark.parametrize(
+    "parts",
+    [
+        pytest.param([open_request()], id="one-write"),
+        # Read whole by the front under its idle timer (it went to aiohttp, whose own timer then
+        # started again: a head trickled after 14 s of silence had 30 s in all).
+        pytest.param([open_request()[:40], open_request()[40:]], id="split-over-two-writes"),
+        pytest.param([open_request()[:1], open_request()[1:-2], open_request()[-2:]], id="split-over-three-writes"),
+    ],
+)
+async def test_a_websocket_open_skips_aiohttp_and_is_counted_as_before(
+    server: ServerUnderTest, parts: list[bytes]
+) -> None:
     port = port_of(server.url)
     metrics_before = await _opens_counted(server)
     handled = _handled(server)
-    reader, writer, head = await _open(port, open_request())
+    reader, writer, head = await _open(port, parts)
     try:
         assert head.startswith(b"HTTP/1.1 101 ") and f"Sec-WebSocket-Accept: {ACCEPT}".encode() in head
         opened = await _engineio_open(reader)
@@ -176,7 +190,6 @@ async def _opens_counted(srv: ServerUnderTest) -> float:
 @pytest.mark.parametrize(
     "parts",
     [
-        pytest.param([open_request()[:40], open_request()[40:]], id="split-over-two-writes"),
         pytest.param([open_request(extra="X-A: 1\r\nX-A: 2\r\n")], id="repeated-header"),
         pytest.param([open_request() + client_frame(0x1, b"40")], id="frame-sent-with-the-request"),
     ],
@@ -242,6 +255,53 @@ async def test_a_connection_that_sends_nothing_is_closed_by_the_front(
         writer.close()
     finally:
         await srv.stop()
+
+
+@pytest.mark.parametrize(
+    "start",
+    [
+        pytest.param(b"", id="nothing-first"),
+        pytest.param(b"GET /api/health HTTP/1.1\r\n", id="a-line-first"),
+    ],
+)
+async def test_a_head_trickled_in_is_closed_at_the_idle_timeout_from_the_connection(
+    redis_process: Any, redis: Any, tmp_path: Path, start: bytes
+) -> None:
+    """Silence, then a head a byte at a time: closed at the idle timeout counted from the
+    connection, not from its first byte (aiohttp's own timer started again there, twice the
+    timeout in all)."""
+    srv = await start_server(redis_process.url, tmp_path, http_idle_timeout_s=1.0)
+    try:
+        reader, writer = await asyncio.open_connection("127.0.0.1", port_of(srv.url))
+        loop = asyncio.get_running_loop()
+        started = loop.time()
+        writer.write(start)
+        closed = asyncio.ensure_future(reader.read(-1))
+        await asyncio.wait({closed}, timeout=0.8)  # most of the timeout spent in silence
+        for byte in b"GET /api/health HTTP/1.1\r\nHost: x\r\n":
+            if closed.done():
+                break
+            with contextlib.suppress(ConnectionError):
+                writer.write(bytes([byte]))
+            await asyncio.wait({closed}, timeout=0.1)
+        assert await asyncio.wait_for(closed, 5) == b""  # closed, with no answer
+        assert loop.time() - started < 1.6
+        writer.close()
+    finally:
+        await srv.stop()
+
+
+async def test_what_is_no_http_request_is_answered_at_once(server: ServerUnderTest) -> None:
+    """A TLS hello on the plain port, or a first line that is no request line, is not waited on
+    for a whole head: aiohttp answers it 400 at once, as before."""
+    for data in (b"\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03", b"GET / HTTP/9.9\r\nHost"):
+        reader, writer = await asyncio.open_connection("127.0.0.1", port_of(server.url))
+        writer.write(data)
+        try:
+            head = await asyncio.wait_for(reader.read(4096), 5)
+        finally:
+            writer.close()
+        assert re.match(rb"HTTP/1\.[01] 400 ", head), head
 
 
 async def test_connections_that_sent_nothing_are_closed_when_the_server_stops(
