@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from redis.exceptions import RedisClusterException, RedisError, ResponseError
@@ -11,6 +12,7 @@ from handlers.admin.nodes import NodeHeartbeat
 from handlers.context import Services
 from storage.admin.repository import AdminStore
 from storage.events import Durability
+from storage.failures import REDIS_AWAY
 from storage.memory import memory_figures, replication_infos, without_replica
 
 HOUR_MS = 3_600_000
@@ -20,9 +22,26 @@ SPIKE_HISTORY_MAX_H = 24
 SPIKE_HISTORY_MIN_H = 6
 LARGEST_SHOWN = 5
 
+# Every alert a check may raise (``/metrics`` has a gauge for each, 0 when not raised).
+ALERT_NAMES = (
+    "memory",
+    "creation_rate",
+    "large_sessions",
+    "dead_letters",
+    "jobs_stuck",
+    "bus_down",
+    "redis_unreachable",
+    "no_replica",
+)
+REDIS_UNREACHABLE = "redis_unreachable"
+
 
 def _alert(name: str, message: str, **values: Any) -> dict[str, Any]:
     return {"alert": name, "severity": "warning", "message": message, **values}
+
+
+def _unreachable(message: str) -> dict[str, Any]:
+    return {**_alert(REDIS_UNREACHABLE, message), "severity": "critical"}
 
 
 class Alerts:
@@ -35,15 +54,28 @@ class Alerts:
         self._nodes = nodes
 
     async def check(self, node_list: list[dict[str, Any]] | None = None) -> list[dict[str, Any]]:
-        """The alerts raised now."""
-        found: list[dict[str, Any]] = []
-        found += await self.memory()
-        found += await self.creation_rate()
-        found += await self.large_sessions()
-        found += await self.jobs()
-        found += self.buses(node_list if node_list is not None else await self._nodes.nodes())
-        found += await self.replicas()
+        """The alerts raised now. A check that finds Redis away raises ``redis_unreachable``
+        (once) and the others still run: one failing check failed the whole answer (503), so the
+        alert made for that case never reached an operator, and on a cluster one primary that
+        does not answer leaves the others' checks to say what they can."""
+        found = await self.memory()
+        checks: list[Callable[[], Awaitable[list[dict[str, Any]]]]] = [
+            self.creation_rate,
+            self.large_sessions,
+            self.jobs,
+            lambda: self._buses(node_list),
+            self.replicas,
+        ]
+        for check in checks:
+            try:
+                found += await check()
+            except REDIS_AWAY as exc:
+                if not any(alert["alert"] == REDIS_UNREACHABLE for alert in found):
+                    found.append(_unreachable(f"Redis did not answer: {exc}"))
         return found
+
+    async def _buses(self, node_list: list[dict[str, Any]] | None) -> list[dict[str, Any]]:
+        return self.buses(node_list if node_list is not None else await self._nodes.nodes())
 
     async def replicas(self) -> list[dict[str, Any]]:
         """Under ``SESSIONHUB_DURABILITY=replica``, the primaries with no replica in sync: every
@@ -74,7 +106,7 @@ class Alerts:
             # cluster) held /admin/alerts, and /admin/metrics, for good.
             figures = await memory_figures(self._s.redis, self._config.memory_budget_bytes, guard.read_bound_s)
         except (RedisError, RedisClusterException, OSError, TimeoutError):  # cluster: no node answers
-            return [_alert("redis_unreachable", "Redis did not answer INFO memory")]
+            return [_unreachable("Redis did not answer INFO memory")]
         used, budget = figures.used_bytes, figures.budget_bytes
         refusing = guard.over(used, budget)
         if not refusing and (budget <= 0 or used < budget * self._config.memory_alert_ratio):

@@ -33,6 +33,11 @@ _failed = LogThrottle(log)
 # A heartbeat older than this many intervals counts as stale; past STALE_DROP it is removed.
 STALE_INTERVALS = 3
 DROP_AFTER_S = 3600
+# A starting node's first heartbeat waits for its bus to listen, this long at most: written at
+# once, it said "bus not live" for one interval (5 s), a bus_down alert at every restart of a
+# rolling deploy. A bus still down past it is reported as such.
+STARTUP_GRACE_S = 10.0
+_GRACE_POLL_S = 0.05
 
 
 class NodeHeartbeat:
@@ -74,6 +79,10 @@ class NodeHeartbeat:
         await self._s.redis.hset(self._s.keys.admin_nodes(), self.node_id, json.dumps(heartbeat))
 
     async def _beat_forever(self) -> None:
+        waited = 0.0
+        while not self.bus_live() and waited < STARTUP_GRACE_S:
+            await rest(_GRACE_POLL_S)
+            waited += _GRACE_POLL_S
         while not cancelled():
             try:
                 await self.beat()

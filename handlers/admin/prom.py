@@ -34,23 +34,14 @@ from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.multiprocess import MultiProcessCollector
 
 from handlers.admin.access import admin_claims
-from handlers.admin.alerts import Alerts
+from handlers.admin.alerts import ALERT_NAMES, Alerts
 from handlers.admin.config import AdminConfig
 from handlers.admin.requests import NoFields, parse_query
 from handlers.context import Services
 from handlers.http_common import FRONT_HOOKS, FrontAnswer, guarded, route_label
 from handlers.metrics import MULTIPROC_ENV, forget_dead_processes
 from storage.admin.repository import AdminStore
-
-ALERT_NAMES = (
-    "memory",
-    "creation_rate",
-    "large_sessions",
-    "dead_letters",
-    "jobs_stuck",
-    "bus_down",
-    "redis_unreachable",
-)
+from storage.failures import REDIS_AWAY
 
 
 class _Snapshot:
@@ -136,6 +127,15 @@ class PrometheusRoutes:
         return registry
 
     async def _store_families(self) -> list[Metric]:
+        try:
+            families = await self._counted_families()
+        except REDIS_AWAY:
+            # Redis away: the scrape still answers, with what needs no Redis and the alert that
+            # says so (it failed with 503, and the scraper saw only a failed target).
+            families = [_build_info()]
+        return [*families, _alerts_family(await self._alerts.check())]
+
+    async def _counted_families(self) -> list[Metric]:
         counts = await self._store.counts(self._s.kinds.names())
         families: list[Metric] = [_build_info()]
         for name, field, text in (
@@ -153,12 +153,15 @@ class PrometheusRoutes:
         for state, value in (await self._s.jobs.counts()).items():
             jobs.add_metric([state], value)
         families.append(jobs)
-        raised = await self._alerts.check()
-        alerts = GaugeMetricFamily("sessionhub_alerts", "Alerts raised now (1) or not (0), by alert", labels=["alert"])
-        for alert in ALERT_NAMES:
-            alerts.add_metric([alert], sum(1 for a in raised if a["alert"] == alert))
-        families.append(alerts)
         return families
+
+
+def _alerts_family(raised: list[dict[str, Any]]) -> Metric:
+    """``sessionhub_alerts{alert}``: 1 for each alert raised now, 0 for the others."""
+    alerts = GaugeMetricFamily("sessionhub_alerts", "Alerts raised now (1) or not (0), by alert", labels=["alert"])
+    for alert in ALERT_NAMES:
+        alerts.add_metric([alert], sum(1 for a in raised if a["alert"] == alert))
+    return alerts
 
 
 def _build_info() -> Metric:

@@ -109,15 +109,28 @@ function renderMetrics(metrics) {
     if (![...select.options].some((option) => option.value === kind)) select.append(new Option(kind, kind));
   }
   renderNodes(metrics.nodes);
+  renderAlerts(metrics.alerts);
+}
+
+function renderAlerts(list) {
   const alerts = $("alerts");
   alerts.replaceChildren();
-  for (const alert of metrics.alerts) {
+  for (const alert of list) {
     const item = document.createElement("li");
     item.dataset.alert = alert.alert;
     item.textContent = alert.message;
     alerts.append(item);
   }
-  $("alerts-none").hidden = metrics.alerts.length > 0;
+  $("alerts-none").hidden = list.length > 0;
+}
+
+/** The figures could not be read (Redis away): the alerts still say why, when the server can. */
+async function refreshAlertsOnly() {
+  try {
+    renderAlerts((await api("/admin/alerts")).alerts);
+  } catch {
+    // the refresh line already says the refresh failed
+  }
 }
 
 // One row per serve node: its bus, and the clients and subscriptions it serves (from its heartbeat;
@@ -163,7 +176,10 @@ async function refresh() {
   } catch (error) {
     if (error instanceof ApiError && (error.code === "forbidden" || error.code === "unauthorized"))
       showForbidden(error);
-    else $("refreshed").textContent = `refresh failed: ${error.message}`;
+    else {
+      $("refreshed").textContent = `refresh failed: ${error.message}`;
+      if (!$("dashboard").hidden) await refreshAlertsOnly();
+    }
   } finally {
     refreshing = false;
   }
