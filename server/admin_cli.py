@@ -16,6 +16,7 @@ import os
 import re
 import sys
 from typing import TYPE_CHECKING, Any, TextIO
+from urllib.parse import urlsplit
 
 from auth.claims import USER_ID_PATTERN, Permission
 from server.identity import token_service
@@ -30,21 +31,41 @@ if TYPE_CHECKING:  # imported when a command runs: `sessionhub --help` does not 
 CLI_TOKEN_TTL_S = 300
 TIMEOUT_S = 3600
 CONNECT_TIMEOUT_S = 10
+MAX_DAYS = 36_500  # the admin routes' own bound (handlers/admin/requests.py)
+
+
+def _days(text: str) -> int:
+    """``--days``: a whole number of days, 1 or more (0 was taken as "not given" by ``export``)."""
+    if not (text.isascii() and text.isdigit() and 1 <= int(text) <= MAX_DAYS):
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number of days in 1..{MAX_DAYS}")
+    return int(text)
+
+
+def _base_url(text: str) -> str:
+    """``--url``: an absolute http(s) address (another ended in a traceback)."""
+    parts = urlsplit(text)
+    if parts.scheme not in ("http", "https") or not parts.netloc:
+        raise argparse.ArgumentTypeError(f"{text!r} is not an http:// or https:// address")
+    return text
 
 
 def add_parser(sub: Any) -> None:
     """Add ``admin`` and its commands to the ``sessionhub`` parser."""
     admin = sub.add_parser("admin", help="admin metrics, export and orphans over HTTP")
-    admin.add_argument("--url", help="the server (default: SESSIONHUB_PUBLIC_URL or http://HOST:PORT)")
+    admin.add_argument("--url", type=_base_url, help="the server (default: SESSIONHUB_PUBLIC_URL or http://HOST:PORT)")
     admin.add_argument("--token", help="an admin token (default: SESSIONHUB_ADMIN_TOKEN, or one minted here)")
     commands = admin.add_subparsers(dest="admin_command", required=True)
     commands.add_parser("metrics", help="print GET /admin/metrics")
     export = commands.add_parser("export", help="stream every session (or only orphans) as JSON lines")
     export.add_argument("--orphans", action="store_true")
-    export.add_argument("--days", type=int, help="orphans: not accessed for this many days")
+    export.add_argument(
+        "--days", type=_days, help="orphans: not accessed for this many days (default: the server's orphan threshold)"
+    )
     export.add_argument("--output", "-o", help="file to write (default: standard output)")
     orphans = commands.add_parser("orphans", help="count orphans; --delete --confirm N deletes them")
-    orphans.add_argument("--days", type=int, default=90)
+    orphans.add_argument(
+        "--days", type=_days, help="not accessed for this many days (default: the server's orphan threshold)"
+    )
     orphans.add_argument("--delete", action="store_true")
     orphans.add_argument("--confirm", type=int, help="the count of a dry run (required with --delete)")
     for name, text in (("grant", "give a user the admin permission"), ("revoke", "take the admin permission back")):
@@ -100,13 +121,22 @@ async def _print_json(http: aiohttp.ClientSession, method: str, path: str, body:
 
 async def _export(http: aiohttp.ClientSession, args: argparse.Namespace) -> int:
     params = {"scope": "orphans" if args.orphans else "all"}
-    if args.days:
+    if args.days is not None:
         params["older_than_days"] = str(args.days)
+    out: TextIO = sys.stdout
+    if args.output:
+        try:  # before the request: a folder that is not there ended in a traceback after it
+            out = open(args.output, "w", encoding="utf-8")  # noqa: SIM115
+        except OSError as exc:
+            print(f"sessionhub admin: cannot write {args.output}: {exc.strerror}", file=sys.stderr)
+            return 1
     async with http.get("/admin/export", params=params) as response:
         if response.status != 200:
+            if args.output:
+                out.close()
+                os.unlink(args.output)
             return await _failed(response)
         total = int(response.headers.get("X-Total-Count", "0"))
-        out: TextIO = open(args.output, "w", encoding="utf-8") if args.output else sys.stdout  # noqa: SIM115
         try:
             written = -1  # the header line is not a session
             async for line in response.content:
@@ -121,13 +151,28 @@ async def _export(http: aiohttp.ClientSession, args: argparse.Namespace) -> int:
         return 0
 
 
+async def _orphan_days(http: aiohttp.ClientSession, args: argparse.Namespace) -> int | None:
+    """``--days``, else the server's own orphan threshold (``SESSIONHUB_ADMIN_ORPHAN_DAYS``): a
+    fixed 90 here counted other orphans than the dashboard's."""
+    if args.days is not None:
+        return int(args.days)
+    async with http.get("/admin/metrics") as response:
+        if response.status != 200:
+            await _failed(response)
+            return None
+        return int((await response.json())["orphan_days"])
+
+
 async def _orphans(http: aiohttp.ClientSession, args: argparse.Namespace) -> int:
-    if not args.delete:
-        return await _print_json(http, "POST", "/admin/orphans/delete", {"older_than_days": args.days, "dry_run": True})
-    if args.confirm is None:
+    if args.delete and args.confirm is None:
         print("sessionhub admin: --delete needs --confirm <the count of a dry run>", file=sys.stderr)
         return 2
-    body = {"older_than_days": args.days, "confirm_count": args.confirm}
+    days = await _orphan_days(http, args)
+    if days is None:
+        return 1
+    if not args.delete:
+        return await _print_json(http, "POST", "/admin/orphans/delete", {"older_than_days": days, "dry_run": True})
+    body = {"older_than_days": days, "confirm_count": args.confirm}
     async with http.post("/admin/orphans/delete", json=body) as response:
         if response.status != 200:
             return await _failed(response)

@@ -7,9 +7,11 @@ import json
 import os
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 
+from tests.conftest import start_server
 from tests.helpers import CHILD_TEST_TIMEOUT_S, SECRET, ServerUnderTest
 from tests.admin.test_http import DAY_MS, LONG_TTL_S, admin_token
 
@@ -58,3 +60,31 @@ async def test_admin_cli_metrics_export_and_orphans(server: ServerUnderTest, tmp
     assert code == 0 and json.loads(out.splitlines()[-1]) == {"done": True, "deleted": 1, "total": 1}
     assert await server.services.sessions.meta(orphan) is None
     assert await server.services.sessions.meta(fresh) is not None
+
+
+@pytest.mark.timeout(CHILD_TEST_TIMEOUT_S)
+async def test_admin_cli_orphans_default_to_the_servers_threshold_and_bad_input_is_one_line(
+    redis_process: Any, redis: Any, tmp_path: Path
+) -> None:
+    """Without --days the CLI counted 90-day orphans whatever the server's threshold (the
+    dashboard's); --days 0 was taken as "not given"; an unwritable --output or a --url that is
+    no address ended in a traceback."""
+    srv = await start_server(redis_process.url, tmp_path / "node", admin_orphan_days=30)
+    try:
+        old = await srv.create_session("alice")
+        srv.services.clock.shift_ms = 40 * DAY_MS
+        admin = admin_token(srv)
+        code, out, err = await cli("admin", "--url", srv.url, "orphans", token=admin)
+        assert code == 0, err
+        assert json.loads(out) == {"dry_run": True, "older_than_days": 30, "count": 1}
+        for args in (("orphans", "--days", "0"), ("export", "--orphans", "--days", "0"), ("export", "--days", "-3")):
+            code, _, err = await cli("admin", "--url", srv.url, *args, token=admin)
+            assert code == 2 and "is not a number of days in 1..36500" in err, (args, err)
+        missing = tmp_path / "no" / "such" / "folder" / "x.ndjson"
+        code, _, err = await cli("admin", "--url", srv.url, "export", "-o", str(missing), token=admin)
+        assert code == 1 and err.strip().count("\n") == 0 and "cannot write" in err, err
+        code, _, err = await cli("admin", "--url", "not-a-url", "metrics", token=admin)
+        assert code == 2 and "Traceback" not in err and "is not an http:// or https:// address" in err, err
+        assert await srv.services.sessions.meta(old) is not None
+    finally:
+        await srv.stop()
