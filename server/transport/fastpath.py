@@ -1050,7 +1050,11 @@ class LightEngineServer(engineio.AsyncServer):
             sid, environ = args[0], args[1]
             socket = self.sockets.get(sid)
             if socket is not None:
-                socket.queue.on_overflow = functools.partial(self._cut, socket)
+                # A weak reference: the socket's queue holding a callable that holds the socket
+                # was a cycle, freed only by a full collection: _let_go breaks it when a WebSocket
+                # closes, but a long-polling session's end goes through python-engineio's own
+                # close (~27 objects left per polling session; the fourth field audit).
+                socket.queue.on_overflow = functools.partial(self._cut_if_there, weakref.ref(socket))
             front: _FrontOpen | None = environ.get(FRONT_OPEN)
             if socket is not None and front is None and "transport=websocket" not in environ.get("QUERY_STRING", ""):
                 # Only a session opened by long-polling takes POSTs. A WebSocket's socket is left
@@ -1172,6 +1176,11 @@ class LightEngineServer(engineio.AsyncServer):
             for task in late:
                 task.cancel()
             await asyncio.gather(*late, return_exceptions=True)
+
+    def _cut_if_there(self, socket_ref: weakref.ref[AsyncSocket]) -> None:
+        socket = socket_ref()
+        if socket is not None:
+            self._cut(socket)
 
     def _cut(self, socket: AsyncSocket) -> None:
         """Disconnect a client whose queue outgrew the slow-client limit (one that stopped
