@@ -1230,6 +1230,11 @@ def _root_event(data: str | bytes) -> bool:
     return isinstance(data, str) and data[:1] in ("2", "5") and _Header.of(data).namespace == "/"
 
 
+def _disconnect_of_root(data: str | bytes) -> bool:
+    """Whether a Socket.IO message is a DISCONNECT of namespace ``/``."""
+    return isinstance(data, str) and data[:1] == "1" and _Header.of(data).namespace == "/"
+
+
 def _http_answer(answer: Mapping[str, Any]) -> bytes:
     """An Engine.IO answer dict (``status``, ``headers``, ``response``) as a closing HTTP/1.1 response."""
     body = answer.get("response") or b""
@@ -1427,6 +1432,8 @@ class SessionServer(socketio.AsyncServer):
         eio_sid = socket.sid
         if eio_sid in self._binary_packet or eio_sid in self._skipping:
             return False
+        if isinstance(message, str) and self._leaves(eio_sid, message[1:]):
+            return False  # never dropped: see _handle_eio_message
         sid = self.manager.sid_from_eio_sid(eio_sid, "/")
         over_rate, charge = self._over_rate, self._charge
         if sid is None or over_rate is None or charge is None or not over_rate(sid):
@@ -1653,6 +1660,10 @@ class SessionServer(socketio.AsyncServer):
         await super()._handle_eio_connect(eio_sid, environ)
         asyncio.get_running_loop().call_later(self.connect_timeout_s, self._connect_deadline, eio_sid)
 
+    def _leaves(self, eio_sid: str, data: str | bytes) -> bool:
+        """Whether ``data`` is a DISCONNECT of namespace "/" by a connection that is in it."""
+        return _disconnect_of_root(data) and self.manager.sid_from_eio_sid(eio_sid, "/") is not None
+
     def _connect_deadline(self, eio_sid: str) -> None:
         # An Engine.IO session that has not joined namespace "/" (never sent CONNECT, or was
         # refused) by now costs memory and a connection for nothing: close it.
@@ -1681,9 +1692,13 @@ class SessionServer(socketio.AsyncServer):
         pending = self._binary_packet.get(eio_sid)
         # Every message spends a token of its connection's rate: an event of namespace "/" in its
         # handler's guard, or in its refusal below; anything else (a CONNECT, an ACK, another
-        # namespace's event), which no guard sees, here. One over the rate is dropped unread.
+        # namespace's event), which no guard sees, here. One over the rate is dropped unread,
+        # except the DISCONNECT of a connection that is in namespace "/": dropped, the client
+        # believed it had left while it stayed subscribed and present to everyone else, and the
+        # CONNECT it sent next was refused as a second one (the fourth field audit). It costs
+        # nothing to repeat: once out of "/", another one is charged as anything else.
         unguarded = pending is None and not _root_event(data)
-        if unguarded and not self._charge_eio(eio_sid):
+        if unguarded and not self._charge_eio(eio_sid) and not self._leaves(eio_sid, data):
             return
         if pending is not None:
             total = self._binary_bytes.get(eio_sid, 0) + size

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import statistics
 import time
 from pathlib import Path
@@ -227,4 +228,38 @@ async def test_the_upgrade_probe_is_never_counted(redis_process: Any, redis: Any
         assert client.sio.connected
     finally:
         await client.close()
+        await srv.stop()
+
+
+@_STOCK_UNCHARGED
+async def test_leaving_the_namespace_over_the_rate_is_not_dropped(
+    redis_process: Any, redis: Any, tmp_path: Path
+) -> None:
+    """A DISCONNECT sent once the connection had spent its rate was dropped unread: the client
+    believed it had left while it stayed subscribed (present to everyone else), and its next
+    CONNECT was refused as a second one. Left, it may connect again."""
+    limits: dict[str, Any] = {"event_rate_per_s": 0.2, "event_burst": 2, "flood_refusals": 50, "flood_window_s": 60.0}
+    srv = await start_server(redis_process.url, tmp_path, **limits)
+    stack = contextlib.ExitStack()
+    try:
+        session_id = await srv.create_session("mallory")
+        token = srv.token("mallory")
+        ws, _ = await RawWebSocket.socketio(port_of(srv.url), token)
+        stack.callback(ws.close)
+        ws.send('421["subscribe_on_session",{"session_id":"' + session_id + '"}]')
+        assert (await ws.ack(1))["ok"] is True
+        ws.send('422["unsubscribe_from_session",{"session_id":"' + _SESSION + '"}]')
+        await ws.ack(2)
+        ws.send('423["unsubscribe_from_session",{"session_id":"' + _SESSION + '"}]')
+        assert (await ws.ack(3))["error"] == "rate_limited"  # the bucket is empty
+        metrics = srv.services.metrics
+        assert metrics.subscriptions_now == 1
+        ws.send("41")
+        async with asyncio.timeout(10):
+            while metrics.subscriptions_now:  # it left: its subscription is gone
+                await asyncio.sleep(0.02)
+        ws.send("40" + json.dumps({"token": token}))
+        assert (await ws.receive_until("40", timeout=10)).startswith("40{")
+    finally:
+        stack.close()
         await srv.stop()
