@@ -81,6 +81,7 @@ async def submit_clip(
     note: str,
     submission_id: str | None,
     address: str,
+    pressed_ago_ms: int = 0,
     day_cap: ClipsDayCap,
 ) -> dict[str, Any]:
     """Store a viewer's click; the answer never names other viewers. ``address`` (the client's)
@@ -101,6 +102,7 @@ async def submit_clip(
             cooldown_ms=int(settings.cooldown_s * 1000),
             max_clips=settings.max_per_session if may_add else 0,
             caps=caps,
+            pressed_ago_ms=pressed_ago_ms,
         )
 
     result = await day_cap.storing(claims, address, submit)

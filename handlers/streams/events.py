@@ -53,6 +53,7 @@ class StreamEvents:
             request.session_id,
             note=request.note,
             submission_id=request.submission_id,
+            pressed_ago_ms=request.pressed_ago_ms,
             address=conn.address,
             day_cap=self._day_cap,
         )

@@ -191,6 +191,7 @@ class StreamRoutes:
             session_id,
             note=payload.note,
             submission_id=payload.submission_id,
+            pressed_ago_ms=payload.pressed_ago_ms,
             address=client_address(request, trust_forwarded_for=self._s.trust_forwarded_for),
             day_cap=self._day_cap,
         )

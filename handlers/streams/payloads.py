@@ -84,6 +84,10 @@ SubmissionId = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9_\-]{8,64}$
 ClipId = Annotated[str, StringConstraints(pattern=UUID4_ANY_CASE_PATTERN), AfterValidator(str.lower)]
 StateAction = Literal["start", "pause", "resume", "end"]
 
+# The most a click may say it was pressed before it was sent (its clip placed that much earlier):
+# a minute covers a connection lost and back, and lets nobody place a clip further back.
+MAX_PRESSED_AGO_MS = 60_000
+
 
 class CreateStream(Payload):
     """``POST /api/streams``."""
@@ -108,6 +112,15 @@ class ClipRequest(Payload):
 
     note: Note = ""
     submission_id: SubmissionId | None = None
+    # How long before sending the viewer pressed: a click held by a connection that dropped
+    # was stored where it arrived, 5-20 s after the moment pressed (the fourth field audit).
+    pressed_ago_ms: int = Field(
+        default=0,
+        ge=0,
+        le=MAX_PRESSED_AGO_MS,
+        description="how long before this request the viewer pressed, ms (a click sent late): the clip is placed"
+        " at the moment pressed",
+    )
 
 
 class ClipEvent(SessionRef, ClipRequest):

@@ -582,8 +582,11 @@ class StreamSessions:
         cooldown_ms: int,
         max_clips: int,
         caps: ViewerCaps,
+        pressed_ago_ms: int = 0,
     ) -> Submission:
-        """Store one click (see ``submit.lua``); a known submission id returns its clip instead."""
+        """Store one click (see ``submit.lua``), at the moment it was pressed (``pressed_ago_ms``
+        before now, as the client says, bounded by the caller); a known submission id returns its
+        clip instead."""
         keys = [
             self._keys.session(session_id),
             self._keys.stream_clips(session_id),
@@ -605,6 +608,7 @@ class StreamSessions:
             caps.per_viewer,
             caps.guest_address,
             caps.per_address,
+            pressed_ago_ms,
         ]
         async with self._submitting:
             result = await self._log.run(self._submit, session_id, keys=keys, args=args, explain=_explained)

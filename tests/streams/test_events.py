@@ -137,6 +137,38 @@ async def test_clip_offsets_follow_the_server_clock(server: ServerUnderTest, cli
     assert "submitted_by" not in late["clip"]
 
 
+async def test_a_click_sent_late_is_placed_when_it_was_pressed(server: ServerUnderTest, clients: list[Client]) -> None:
+    """A click held while the viewer's connection was down was stored where it arrived (12 s
+    late in the audit), and one pressed before a Pause but arriving after it was refused: the
+    client says how long ago it was pressed (a minute at most), and the clip goes there."""
+    clock = server.services.clock
+    session_id, owner = await started(server, clients)
+    viewer = await connect(server, clients, "viewer-1")
+    other = await connect(server, clients, "viewer-2")
+    try:
+        clock.shift_ms = 30_000
+        held = await viewer.call("clip_submit", {"session_id": session_id, "pressed_ago_ms": 12_000})
+        for wrong in (-1, 60_001, "12000", 1.5, True):
+            refused = await other.call("clip_submit", {"session_id": session_id, "pressed_ago_ms": wrong})
+            assert refused["error"] == "invalid_payload", (wrong, refused)
+        clock.shift_ms = 40_000
+        assert (await owner.call("stream_set_state", {"session_id": session_id, "action": "pause"}))["ok"]
+        clock.shift_ms = 45_000  # pressed at 38 s, while live; arrives in the break
+        before_pause = await other.call("clip_submit", {"session_id": session_id, "pressed_ago_ms": 7_000})
+        clock.shift_ms = 50_000  # pressed at 45 s, in the break: still refused
+        in_break = await viewer.call("clip_submit", {"session_id": session_id, "pressed_ago_ms": 5_000})
+        status, over_http = await http(
+            server, "POST", f"/api/streams/{session_id}/clips", user="viewer-3", json={"pressed_ago_ms": 12_000}
+        )
+    finally:
+        clock.shift_ms = 0
+    assert abs(held["clip"]["offset_ms"] - 18_000) < 1_000, held
+    assert before_pause["ok"] is True and before_pause["clip"]["segment_index"] == 1, before_pause
+    assert abs(before_pause["clip"]["offset_ms"] - 38_000) < 1_000, before_pause
+    assert in_break["error"] == "invalid_state", in_break
+    assert status == 201 and abs(over_http["clip"]["offset_ms"] - 38_000) < 1_000, over_http
+
+
 async def test_clip_event_hides_who_clicked(server: ServerUnderTest, clients: list[Client]) -> None:
     session_id, _ = await started(server, clients)
     watcher = await server.subscriber(clients, session_id, user="viewer-2")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import csv
 import re
 from pathlib import Path
@@ -266,6 +267,58 @@ async def test_a_click_whose_answer_was_lost_is_stored_once(server: ServerUnderT
     assert dropper.dropped == 1
     assert await server.services.redis.hlen(server.services.keys.stream_clips(session_id)) == 1
     assert await server.services.redis.hget(server.services.keys.session(session_id), "clip_count") == "1"
+
+
+class ClickHolder:
+    """Forwards a page's Socket.IO traffic, but holds the first clip the page sends for
+    ``hold_s`` and then cuts that connection unanswered, as a tunnel would."""
+
+    def __init__(self, hold_s: float) -> None:
+        self.hold_s = hold_s
+        self.held = 0
+        self._tasks: list[asyncio.Task[None]] = []
+
+    async def install(self, page: Page) -> None:
+        await page.route_web_socket(re.compile(r"/socket\.io/"), self._route)
+
+    def _route(self, ws: WebSocketRoute) -> None:
+        server_side = ws.connect_to_server()
+
+        def from_page(message: str | bytes) -> None:
+            if self.held == 0 and isinstance(message, str) and '"clip_submit"' in message:
+                self.held += 1
+                self._tasks.append(asyncio.get_running_loop().create_task(self._cut_later(ws, server_side)))
+                return
+            server_side.send(message)
+
+        ws.on_message(from_page)
+        server_side.on_message(ws.send)
+
+    async def _cut_later(self, page_side: WebSocketRoute, server_side: WebSocketRoute) -> None:
+        await asyncio.sleep(self.hold_s)  # the tunnel: nothing gets through meanwhile
+        await AckDropper._cut(page_side, server_side)
+
+
+async def test_a_click_sent_after_the_connection_came_back_is_placed_when_pressed(
+    server: ServerUnderTest, tab: Tab
+) -> None:
+    """A click held by a connection that dropped was stored where it arrived, as late as the
+    outage was long (12.4 s in the audit): it says how long ago it was pressed."""
+    session_id = await create_stream(server, title="Tunnel")
+    await http(server, "POST", f"/api/streams/{session_id}/state", json={"action": "start"})
+    holder = ClickHolder(hold_s=2.0)
+    await holder.install(tab.page)
+    viewer = await live(tab, f"/watch/{session_id}")
+    await viewer.locator("#clip-button").click()
+    await expect(viewer.locator("#confirmation")).to_contain_text("Clipped! Segment 1")
+    assert holder.held == 1
+    keys = server.services.keys
+    clips = await server.services.redis.hvals(keys.stream_clips(session_id))
+    assert len(clips) == 1
+    clip = json.loads(clips[0])
+    started_at = int(await server.services.redis.hget(keys.session(session_id), "seg_started_at"))
+    late_by = clip["created_at"] - started_at - clip["offset_ms"]
+    assert late_by >= 1_800, clip  # placed at the press, the 2 s hold before it arrived
 
 
 async def test_dashboard_review_mark_edit_delete_and_exports(

@@ -24,6 +24,9 @@ const graphemes =
 const utf8 = new TextEncoder();
 const orphanBanner = new OrphanBanner();
 const RETRY_AFTER_TIMEOUT_MS = 1000;
+// The most a click may say it waited to be sent (handlers/streams/payloads.py): past it the clip
+// is placed a minute before it arrived.
+const MAX_PRESSED_AGO_MS = 60_000;
 // A cooldown the page honours at most (the server's is 3,600 s at most: SESSIONHUB_CLIPS_COOLDOWN_S).
 const MAX_COOLDOWN_S = 3600;
 
@@ -227,7 +230,16 @@ async function send() {
   const attempt = pending;
   updateButton();
   try {
-    const ack = await call(socket, "clip_submit", { session_id: sessionId, ...attempt }, undefined, {
+    // When it was pressed, not when it arrives: a click held while the connection was down
+    // (sent again once it is back) is placed at the moment the viewer saw.
+    const pressedAgo = Math.min(MAX_PRESSED_AGO_MS, Math.max(0, Math.round(performance.now() - attempt.pressedAt)));
+    const payload = {
+      session_id: sessionId,
+      submission_id: attempt.submission_id,
+      note: attempt.note,
+      pressed_ago_ms: pressedAgo,
+    };
+    const ack = await call(socket, "clip_submit", payload, undefined, {
       onSlow: () => {
         if (pending !== attempt) return;
         stillSending = true;
@@ -283,7 +295,7 @@ async function refreshState() {
 function onSubmit(event) {
   event.preventDefault();
   if (pending || reason() !== "") return;
-  pending = { submission_id: freshId(), note: ui.note.value.trim() };
+  pending = { submission_id: freshId(), note: ui.note.value.trim(), pressedAt: performance.now() };
   stillSending = false;
   confirm("");
   send();

@@ -20,6 +20,7 @@
 --   ARGV[13] most clips one viewer may store in the session
 --   ARGV[14] the guest's client address ('' for a signed-in viewer: no address cap)
 --   ARGV[15] most clips the guests of one address may store in the session
+--   ARGV[16] how long before now the viewer pressed, ms (a click sent late; bounded by the caller)
 -- Returns {offset, clip JSON, 0, 1 when it is the viewer's first clip in the session else 0} for
 -- a stored click, {0, clip JSON or '', 1} for a retry of a stored submission ('' when the
 -- owner deleted that clip since), or {false, code[, detail]}: session_not_found, invalid_state
@@ -44,6 +45,7 @@ local max_per_viewer = tonumber(ARGV[13])
 local address = ARGV[14]
 local max_per_address = tonumber(ARGV[15])
 local own_index_key = KEYS[10]
+local pressed_ago_ms = tonumber(ARGV[16] or '0')
 
 local s = redis.call('HMGET', session_key, 'kind', 'state', 'seg_index', 'seg_started_at', 'seg_closed_ms',
   'viewer_delay_s', 'clip_count', 'tag_salt')
@@ -65,16 +67,18 @@ if redis.call('SISMEMBER', blocked_key, viewer) == 1 then
 end
 
 -- The server's clock decides, and the viewer sees the stream `viewer_delay_s` behind live: the
--- click is about what was live at seen_at. Target: {segment index, its start, the closed
--- segments' length before it}.
-local delay_ms = tonumber(s[6] or '0') * 1000
+-- click is about what was live at seen_at, less what the client says it waited to send it (a
+-- connection lost and back). Target: {segment index, its start, the closed segments' length
+-- before it}.
+local delay_ms = tonumber(s[6] or '0') * 1000 + pressed_ago_ms
 local seen_at = now_ms - delay_ms
 local target = nil
 if s[2] == 'active' then
   target = {tonumber(s[3]), tonumber(s[4]), tonumber(s[5] or '0')}
 end
 -- Right after Pause or End (or a short break and Resume), a delayed viewer still watches the
--- segment that was closed: the click belongs to it, not to a refusal or to the new segment.
+-- segment that was closed, and a click pressed before them may arrive after: the click belongs
+-- to it, not to a refusal or to the new segment.
 if delay_ms > 0 and (target == nil or seen_at < target[2]) then
   local last = redis.call('LINDEX', segments_key, target and -2 or -1)
   if last then
