@@ -68,6 +68,11 @@ class KindRegistry:
     def __init__(self, directory: SessionDirectory) -> None:
         self._directory = directory
         self._kinds: dict[str, SessionKind] = {}
+        directory.owned_keys = self._owned_keys  # a session's size counts what its kind keeps
+
+    def _owned_keys(self, kind: str, session_id: str) -> list[str]:
+        registered = self._kinds.get(kind)
+        return registered.owned_keys(session_id) if registered is not None else []
 
     def register(self, kind: SessionKind) -> None:
         """Add ``kind``; a name registered twice is a wiring bug."""

@@ -21,7 +21,7 @@ import asyncio
 import datetime
 import json
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -124,6 +124,11 @@ class SessionDirectory:
         # wires it to the identity store's keep, so an identity made by a passing visit is kept
         # from then on, not forgotten after its guest idle time (storage/identity).
         self.on_owned: Callable[[str], Awaitable[object]] = _ignore_owner
+        # A kind's keys besides the record and log (its clips, chunks, history...), by kind
+        # name and session id: wired to the kinds' ``owned_keys`` (handlers.kinds), so a
+        # session's size counts them. The dashboard's storage counted the record and log only:
+        # a stream's clips, a voice session's chunk list, never (the fourth field audit).
+        self.owned_keys: Callable[[str, str], Sequence[str]] = _no_keys
         self._pending: set[asyncio.Task[int | None]] = set()
         self._closing = False
 
@@ -304,7 +309,7 @@ class SessionDirectory:
         # A failure is logged, never raised: bookkeeping must not refuse the lookup it follows.
         now_ms = self._clock.now_ms()
         try:
-            updated_ms, size = await self.measure(session_id)
+            updated_ms, size = await self.measure(session_id, kind)
             if size == 0:
                 return None  # the record is gone (deleted meanwhile): never index it again
             k = self._keys
@@ -337,7 +342,7 @@ class SessionDirectory:
         the storage totals and cost. Counts no access and no read; a failure is only logged.
         """
         try:
-            _, size = await self.measure(session_id)
+            _, size = await self.measure(session_id, kind)
             if size == 0:
                 return
             k = self._keys
@@ -359,14 +364,20 @@ class SessionDirectory:
         except REDIS_AWAY as exc:
             log.warning("admin size of %s failed: %s", session_id, exc)
 
-    async def measure(self, session_id: str, extra_keys: tuple[str, ...] = ()) -> tuple[int, int]:
-        """The session's last event time (0 without events) and stored size in bytes (0: no record)."""
+    async def measure(self, session_id: str, kind: str = "") -> tuple[int, int]:
+        """The session's last event time (0 without events) and stored size in bytes (0: no
+        record): its record, log and the ``kind``'s own keys (:attr:`owned_keys`)."""
         k = self._keys
-        stored = (k.session(session_id), k.log(session_id), k.log_meta(session_id), *extra_keys)
+        stored = (k.session(session_id), k.log(session_id), k.log_meta(session_id))
+        owned = self.owned_keys(kind, session_id) if kind else ()
         async with self._redis.pipeline(transaction=False) as pipe:
             pipe.xrevrange(k.log(session_id), count=1)
             for key in stored:
                 pipe.memory_usage(key, samples=0)  # every element: a sample can miss the one big field
+            for key in owned:
+                # Sampled (Redis's default, 5 elements): a stream's clips or a voice session's
+                # chunks may be thousands, and every element of each is a minute's touch too many.
+                pipe.memory_usage(key)
             last, *sizes = await pipe.execute()
         if not sizes[0]:
             return _event_ms(last), 0
@@ -380,6 +391,10 @@ class SessionDirectory:
                 pipe.hgetall(self._keys.session(session_id))
             records: list[dict[str, str]] = await pipe.execute()
         return [record for record in records if record.get("kind")]
+
+
+def _no_keys(kind: str, session_id: str) -> Sequence[str]:
+    return ()
 
 
 def _event_ms(entries: list[Any]) -> int:

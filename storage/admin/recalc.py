@@ -162,7 +162,7 @@ class AdminRecalc:
                     drift.removed += 1
                 continue
             drift.sessions += 1
-            updated_ms, size = await self._sessions.measure(session_id)
+            updated_ms, size = await self._sessions.measure(session_id, str(kind))
             created_ms = int(created_at or 0)
             if listed[i] is None:  # in no listing: the global one and its owner's get it back
                 drift.relisted += 1

@@ -67,6 +67,9 @@ class StreamAudiences:
             args=[etypes.SESSION_UPDATE, data, *[x for pair in fields.items() for x in pair]],
             now_ms=now_ms,
         )
+        # Counted now: nobody opens an audience session as such (viewers subscribe to it), so it
+        # stayed at 0 bytes in the storage totals until a recalculation.
+        await self._sessions.record_size(audience_id, AUDIENCE_KIND)
 
     async def mirror(
         self, audience_id: str, *, seq: int, state: str, previous: str, action: str, segment_index: int
