@@ -1,0 +1,148 @@
+"""The typed success answers of /openapi.json hold what a live server sends, family by family.
+
+Each test drives one route family through its answers (every typed route, each status, the
+shapes that differ: null, absent, a repeat) and holds every JSON answer to the schema the
+document gives it, with the document's components (jsonschema, Draft 2020-12). A route of the
+family whose answer is typed but that no answer reached fails the test: a route typed later is
+asked too.
+"""
+
+from __future__ import annotations
+
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+from jsonschema import Draft202012Validator
+from referencing import Registry, Resource
+from referencing.jsonschema import DRAFT202012
+
+from auth.claims import Permission
+from handlers.openapi_document import UNTYPED_ANSWER
+from handlers.voice.chunks import chunk_repository
+from tests.audio_samples import webm
+from tests.conftest import start_server
+from tests.helpers import ALL_PERMS, RedisProcess, ServerUnderTest
+from tests.test_openapi_valid import WEBHOOK_PATH, document_of
+from tests.voice.test_telegram import ALICE_TG, command
+from tests.voice.uploads import chunk_form
+
+JSON = "application/json"
+BASE = "urn:sessionhub"
+# The success answers still untyped (the routes PROTOCOL alone describes): at most this many.
+UNTYPED_AT_MOST = 36
+
+
+class Answers:
+    """A client of one server that holds every JSON answer to its document's schema."""
+
+    def __init__(self, http: aiohttp.ClientSession, spec: dict[str, Any]) -> None:
+        self.http = http
+        self.paths: dict[str, Any] = spec["paths"]
+        self.registry: Registry[Any] = Registry().with_resource(BASE, Resource.from_contents(spec, DRAFT202012))
+        self.checked: set[tuple[str, str, str]] = set()
+
+    def schema(self, method: str, template: str, status: int) -> dict[str, Any]:
+        response = self.paths[template][method]["responses"][str(status)]
+        schema: dict[str, Any] = response["content"][JSON]["schema"]
+        return schema
+
+    async def ask(self, method: str, template: str, status: int, *, path: str = "", **kw: Any) -> dict[str, Any]:
+        """Send the request; its answer must have ``status`` and hold to the documented schema."""
+        async with self.http.request(method, path or template, **kw) as response:
+            body = await response.json(content_type=None)
+            assert response.status == status, (method, path or template, body)
+        schema = self.schema(method, template, status)
+        assert schema.get("description") != UNTYPED_ANSWER, (method, template, status)
+        ref = schema.get("$ref")
+        validator = Draft202012Validator({"$ref": BASE + ref} if ref else schema, registry=self.registry)
+        errors = [f"{list(e.absolute_path)}: {e.message}" for e in validator.iter_errors(body)]
+        assert errors == [], (method, template, status, body)
+        self.checked.add((method, template, str(status)))
+        answer: dict[str, Any] = body
+        return answer
+
+    def typed(self, prefix: str) -> set[tuple[str, str, str]]:
+        """Every typed JSON success answer of the routes under ``prefix``."""
+        found = set()
+        for template, methods in self.paths.items():
+            for method, operation in methods.items():
+                for status, response in operation["responses"].items():
+                    schema = response.get("content", {}).get(JSON, {}).get("schema") or {}
+                    described = schema.get("description") == UNTYPED_ANSWER
+                    if template.startswith(prefix) and status.startswith("2") and schema and not described:
+                        found.add((method, template, status))
+        return found
+
+
+async def _answers(server: ServerUnderTest, user: str, perms: tuple[Permission, ...] = ALL_PERMS) -> Answers:
+    headers = {"Authorization": f"Bearer {server.token(user, perms=perms)}"}
+    http = aiohttp.ClientSession(base_url=server.url, headers=headers)
+    async with http.get("/openapi.json") as response:
+        spec = await response.json()
+    return Answers(http, spec)
+
+
+def test_the_untyped_answers_are_at_most_those_left() -> None:
+    spec = document_of(Path(tempfile.mkdtemp()), voice_telegram_webhook_path=WEBHOOK_PATH)
+    untyped = [
+        (method, path, status)
+        for path, methods in spec["paths"].items()
+        for method, operation in methods.items()
+        for status, response in operation["responses"].items()
+        for content in response.get("content", {}).values()
+        if content.get("schema", {}).get("description") == UNTYPED_ANSWER
+    ]
+    assert len(untyped) <= UNTYPED_AT_MOST, untyped
+
+
+async def test_voice_answers_hold_their_schemas(redis_process: RedisProcess, tmp_path: Path) -> None:
+    server = await start_server(
+        redis_process.url,
+        tmp_path,
+        voice_telegram_webhook_path=WEBHOOK_PATH,
+        voice_telegram_users=f"{ALICE_TG}:alice",
+    )
+    api = await _answers(server, "alice")
+    try:
+        none = await api.ask("post", "/voicebot/active_session", 200)
+        assert none == {"active_session": None}
+        created = await api.ask("post", "/voicebot/create_session", 201, json={"session_name": "Typed"})
+        session_id = created["session_id"]
+        await api.ask("post", "/voicebot/active_session", 200)
+        await api.ask("post", "/voicebot/activate_session", 200, json={"session_id": session_id})
+        await api.ask("get", "/voicebot/sessions", 200)
+        one = f"/voicebot/sessions/{session_id}"
+        view = await api.ask("get", "/voicebot/sessions/{session_id}", 200, path=one)
+        assert view["digest"] is None and view["closed_at"] is None and "orphaned" in view
+        material = {"kind": "text", "text": "a note"}
+        await api.ask("post", "/voicebot/materials", 201, json=material)
+        audio = webm(1500)
+        upload = "/voicebot/chunks"
+        await api.ask("post", upload, 201, data=chunk_form(session_id, audio))
+        await api.ask("post", upload, 200, data=chunk_form(session_id, audio))
+        chunks = f"/voicebot/sessions/{session_id}/chunks"
+        listed = await api.ask("get", "/voicebot/sessions/{session_id}/chunks", 200, path=chunks)
+        assert "transcript" not in listed["chunks"][0]
+        # Transcribed by the worker: the chunk gains its transcript fields.
+        await chunk_repository(server.services).annotate(
+            session_id, "ch000001", {"transcript": "hello", "transcript_error": ""}
+        )
+        listed = await api.ask("get", "/voicebot/sessions/{session_id}/chunks", 200, path=chunks)
+        assert listed["chunks"][0]["transcript"] == "hello"
+        await api.ask("post", upload, 200, data=chunk_form(session_id, audio))
+        for text in ("/session", "/start Bot", "/done", "/session", "/login"):
+            await api.ask("post", "/voicebot/bot/command", 200, json={"text": text})
+        hook = f"/telegram/{WEBHOOK_PATH}"
+        update = {"update_id": 1, "message": command("/start Hooked")}
+        reply = await api.ask("post", "/telegram/{webhook_path}", 200, path=hook, json=update)
+        assert reply["chat_id"] == ALICE_TG
+        await api.ask("delete", "/voicebot/sessions/{session_id}", 200, path=one)
+        assert api.typed("/voicebot/") | api.typed("/telegram/") <= api.checked | {
+            ("get", "/voicebot/fab/config", "200")
+        }
+    finally:
+        await api.http.close()
+        await server.stop()
+
