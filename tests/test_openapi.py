@@ -429,7 +429,7 @@ def test_every_json_answer_is_typed_or_says_where_its_fields_are(tmp_path: Path)
                     assert schema == {"type": "object", "description": UNTYPED_ANSWER}, (method, path, schema)
                     described.add((method, path))
     assert {("get", "/api/auth/me"), ("post", "/api/sessions"), ("post", "/voicebot/create_session")} <= typed, typed
-    assert ("get", "/api/streams/{session_id}/export") in typed and ("get", "/admin/metrics") in described
+    assert ("get", "/api/streams/{session_id}/export") in typed and ("get", "/api/me/sessions") in described
 
 
 def test_a_route_not_installed_is_not_documented(tmp_path: Path) -> None:

@@ -31,7 +31,7 @@ from tests.voice.uploads import chunk_form
 JSON = "application/json"
 BASE = "urn:sessionhub"
 # The success answers still untyped (the routes PROTOCOL alone describes): at most this many.
-UNTYPED_AT_MOST = 13
+UNTYPED_AT_MOST = 5
 
 
 class Answers:
@@ -234,6 +234,37 @@ async def test_listening_answers_hold_their_schemas(redis_process: RedisProcess,
         again = await api.ask("post", "/api/listening/clear", 200, json={"confirm": True, "request_id": "press-0001"})
         assert again["repeated"] is True
         assert api.typed("/api/listening") <= api.checked
+    finally:
+        await api.http.close()
+        await server.stop()
+
+
+async def test_admin_answers_hold_their_schemas(redis_process: RedisProcess, tmp_path: Path) -> None:
+    # A tiny large-session bound: every session raises an alert with its values.
+    server = await start_server(redis_process.url, tmp_path, admin_large_session_bytes=1)
+    api = await _answers(server, "boss", perms=(*ALL_PERMS, Permission.ADMIN))
+    try:
+        async with api.http.post("/api/sessions", json={"name": "Root"}) as r:
+            pattern_id = (await r.json())["id"]
+        async with api.http.post(f"/api/sessions/{pattern_id}/remix") as r:
+            assert r.status == 201, await r.text()
+        voice = await server.create_session("boss")
+        await api.ask("get", "/admin/metrics", 200)
+        page = await api.ask("get", "/admin/sessions", 200, path="/admin/sessions?limit=1")
+        assert page["next_cursor"] is not None
+        await api.ask("post", "/admin/recalculate", 200, json={})
+        one = "/admin/sessions/{session_id}"
+        detail = await api.ask("get", one, 200, path=f"/admin/sessions/{pattern_id}?events=5")
+        assert detail["remix"]["descendants"]["children"] and detail["events"]
+        remix = detail["remix"]["descendants"]["children"][0]["session_id"]
+        await api.ask("get", one, 200, path=f"/admin/sessions/{remix}")
+        alerts = await api.ask("get", "/admin/alerts", 200)
+        assert "large_sessions" in {alert["alert"] for alert in alerts["alerts"]}
+        await api.ask("post", "/admin/orphans/delete", 200, json={"older_than_days": 1, "dry_run": True})
+        await api.ask("delete", one, 200, path=f"/admin/sessions/{voice}", json={"confirm": voice})
+        audit = await api.ask("get", "/admin/audit", 200)
+        assert [entry["action"] for entry in audit["entries"]] == ["delete_session", "recalculate"]
+        assert api.typed("/admin/") <= api.checked
     finally:
         await api.http.close()
         await server.stop()
