@@ -4,7 +4,9 @@ from __future__ import annotations
 
 from aiohttp import web
 from pydantic import Field
+from pydantic.json_schema import SkipJsonSchema
 
+from handlers.answers import Answer
 from handlers.context import Services
 from handlers.http_common import bearer_claims, guarded
 from handlers.openapi_registry import Operation, document
@@ -17,6 +19,26 @@ class RecentQuery(QueryModel):
     limit: int = Field(default=20, ge=1)
 
 
+class RecentSession(Answer):
+    """A session of any kind, as the landing page lists it."""
+
+    session_id: str
+    kind: str
+    created_at: int
+    title: str
+    url: str
+    status: str | SkipJsonSchema[None] = Field(
+        default=None, description="a voice session's status, a stream's state; absent for the other kinds"
+    )
+
+
+class RecentSessions(Answer):
+    """``GET /api/me/sessions``: the caller's own sessions of every kind, newest first."""
+
+    sessions: list[RecentSession]
+    kinds: list[str] = Field(description="the kinds this server serves")
+
+
 OPERATIONS = (
     Operation(
         "get",
@@ -25,6 +47,7 @@ OPERATIONS = (
         tag="home",
         query=RecentQuery,
         statuses=(400, 503),
+        response=RecentSessions,
     ),
 )
 
@@ -45,5 +68,5 @@ class HomeRoutes:
         claims = bearer_claims(request, self._s.tokens, self._s.clock)
         limit = at_most("limit", parse_query(RecentQuery, request).limit, self._s.limits.list_limit)
         records = await self._s.sessions.recent(claims.sub, limit=limit)
-        entries = [entry for entry in map(self._s.kinds.summarise, records) if entry is not None]
-        return web.json_response({"sessions": entries, "kinds": self._s.kinds.names()})
+        entries = [RecentSession.model_validate(e) for e in map(self._s.kinds.summarise, records) if e is not None]
+        return web.json_response(RecentSessions(sessions=entries, kinds=self._s.kinds.names()).wire())

@@ -69,6 +69,12 @@ class PasskeyList(BaseModel):
     passkeys: list[PasskeyView]
 
 
+class PasskeyRemoved(BaseModel):
+    """A passkey forgotten."""
+
+    removed: int
+
+
 TAG = "auth"
 _rate = (429, 503)
 OPERATIONS = (
@@ -97,6 +103,7 @@ OPERATIONS = (
         "Remove one of the caller's passkeys",
         tag=TAG,
         statuses=(401, 404, 503),
+        response=PasskeyRemoved,
     ),
     Operation(
         "post",
@@ -232,7 +239,7 @@ class PasskeyRoutes:
             raise CodedError(ErrorCode.NOT_FOUND, "no such passkey of yours")
         if not await self._s.passkeys.of_user(claims.sub):
             await self._s.identities.mark_saved(claims.sub, False)
-        return web.json_response({"removed": 1})
+        return web.json_response(PasskeyRemoved(removed=1).model_dump())
 
     async def login_options(self, request: web.Request) -> web.Response:
         """Options for ``navigator.credentials.get``: any passkey of this site (discoverable)."""

@@ -16,6 +16,7 @@ from aiohttp import web
 
 from auth.claims import Claims
 from handlers.admin.access import admin_claims, take_admin_action
+from handlers.admin.answers import OrphanCount
 from handlers.admin.config import AdminConfig
 from handlers.admin.deletion import SessionDeleter
 from handlers.admin.requests import ExportQuery, OrphanDelete, parse_body, parse_query
@@ -100,7 +101,8 @@ class BulkRoutes:
         body = parse_body(OrphanDelete, await json_body(request, max_bytes=1024))
         count = await self._recalc.count_orphans(body.older_than_days)
         if body.dry_run:
-            return web.json_response({"dry_run": True, "older_than_days": body.older_than_days, "count": count})
+            counted = OrphanCount(dry_run=True, older_than_days=body.older_than_days, count=count)
+            return web.json_response(counted.wire())
         if body.confirm_count != count:
             raise CodedError(
                 ErrorCode.CONFLICT, "the number of orphans changed since the dry run; count again", count=count

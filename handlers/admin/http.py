@@ -13,6 +13,16 @@ from aiohttp import web
 from auth.claims import Claims
 from handlers.admin.access import admin_claims, take_admin_action
 from handlers.admin.alerts import Alerts
+from handlers.admin.answers import (
+    Alert,
+    AlertList,
+    AuditEntry,
+    AuditLog,
+    Recalculated,
+    SessionDeleted,
+    SessionPage,
+    SessionRow,
+)
 from handlers.admin.config import AdminConfig
 from handlers.admin.deletion import SessionDeleter
 from handlers.admin.nodes import NodeHeartbeat
@@ -128,9 +138,8 @@ class AdminRoutes:
             cursor=q.cursor or "",
         )
         rows, next_cursor, scanned = await self._store.page(query)
-        return web.json_response(
-            {"sessions": [self._row(row) for row in rows], "next_cursor": next_cursor, "scanned": scanned}
-        )
+        listed = [SessionRow.model_validate(self._row(row)) for row in rows]
+        return web.json_response(SessionPage(sessions=listed, next_cursor=next_cursor, scanned=scanned).wire())
 
     def _row(self, row: dict[str, Any]) -> dict[str, Any]:
         record = row.pop("record")
@@ -175,7 +184,7 @@ class AdminRoutes:
         await self._store.audit(
             actor=claims.sub, action="delete_session", target=session_id, detail=self._deleter.summary(deleted)
         )
-        return web.json_response({"deleted": session_id, "kind": deleted.kind, "offset": deleted.offset})
+        return web.json_response(SessionDeleted(deleted=session_id, kind=deleted.kind, offset=deleted.offset).wire())
 
     async def recalculate(self, request: web.Request) -> web.Response:
         """Rebuild the counters and indexes from the data; report the drift corrected."""
@@ -184,19 +193,21 @@ class AdminRoutes:
         await self._action_allowed(claims)
         drift = (await self._recalc.recalculate()).as_dict()
         await self._store.audit(actor=claims.sub, action="recalculate", target="*", detail=drift)
-        return web.json_response(drift)
+        return web.json_response(Recalculated.model_validate(drift).wire())
 
     async def audit(self, request: web.Request) -> web.Response:
         """The latest audit entries, newest first."""
         self._admin(request)
         q = parse_query(AuditQuery, request.query)
-        return web.json_response({"entries": await self._store.audit_entries(limit=q.limit)})
+        entries = [AuditEntry.model_validate(entry) for entry in await self._store.audit_entries(limit=q.limit)]
+        return web.json_response(AuditLog(entries=entries).wire())
 
     async def alerts(self, request: web.Request) -> web.Response:
         """The alerts raised now."""
         self._admin(request)
         parse_query(NoFields, request.query)
-        return web.json_response({"alerts": await self._alerts.check()})
+        alerts = [Alert.model_validate(alert) for alert in await self._alerts.check()]
+        return web.json_response(AlertList(alerts=alerts).wire())
 
 
 def seed_figures(total: dict[str, Any], cost: dict[str, float]) -> dict[str, Any]:

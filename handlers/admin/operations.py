@@ -4,6 +4,16 @@ from __future__ import annotations
 
 from functools import partial
 
+from handlers.admin.answers import (
+    AlertList,
+    AuditLog,
+    Metrics,
+    OrphanCount,
+    Recalculated,
+    SessionDeleted,
+    SessionDetail,
+    SessionPage,
+)
 from handlers.admin.requests import (
     AuditQuery,
     DeleteSession,
@@ -25,14 +35,29 @@ _admin = partial(Operation, tag=TAG, auth=Auth.ADMIN)
 
 
 OPERATIONS: tuple[Operation, ...] = (
-    _admin("get", "/admin/metrics", "Counts per kind and in total, cost, nodes, alerts", query=NoFields, statuses=BASE),
-    _admin("get", "/admin/sessions", "Sessions, sorted, filtered, by cursor", query=SessionsQuery, statuses=BASE),
+    _admin(
+        "get",
+        "/admin/metrics",
+        "Counts per kind and in total, cost, nodes, alerts",
+        query=NoFields,
+        statuses=BASE,
+        response=Metrics,
+    ),
+    _admin(
+        "get",
+        "/admin/sessions",
+        "Sessions, sorted, filtered, by cursor",
+        query=SessionsQuery,
+        statuses=BASE,
+        response=SessionPage,
+    ),
     _admin(
         "get",
         "/admin/sessions/{session_id}",
         "One session: record, events, lineage",
         query=DetailQuery,
         statuses=(*BASE, 404),
+        response=SessionDetail,
     ),
     _admin(
         "delete",
@@ -40,6 +65,7 @@ OPERATIONS: tuple[Operation, ...] = (
         "Delete a session (confirm repeats its id)",
         body=DeleteSession,
         statuses=(*ACTION, 404, 412),
+        response=SessionDeleted,
     ),
     _admin(
         "post",
@@ -48,9 +74,10 @@ OPERATIONS: tuple[Operation, ...] = (
         body=NoFields,
         body_required=False,
         statuses=ACTION,
+        response=Recalculated,
     ),
-    _admin("get", "/admin/audit", "The audit log, newest first", query=AuditQuery, statuses=BASE),
-    _admin("get", "/admin/alerts", "The alerts raised now", query=NoFields, statuses=BASE),
+    _admin("get", "/admin/audit", "The audit log, newest first", query=AuditQuery, statuses=BASE, response=AuditLog),
+    _admin("get", "/admin/alerts", "The alerts raised now", query=NoFields, statuses=BASE, response=AlertList),
     _admin(
         "get",
         "/admin/export",
@@ -70,6 +97,7 @@ OPERATIONS: tuple[Operation, ...] = (
         body=OrphanDelete,
         statuses=(*ACTION, 409),
         ok_types=(JSON, NDJSON),
+        response=OrphanCount,
     ),
     _admin(
         "get",

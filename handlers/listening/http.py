@@ -17,6 +17,7 @@ from auth.claims import Claims
 from handlers.context import Services
 from handlers.http_common import bearer_claims, client_address, guarded, json_body
 from handlers.listening import actions
+from handlers.listening.answers import HistoryCleared, ListeningDeleted
 from handlers.listening.day_cap import GuestDayCap
 from handlers.listening.payloads import (
     CURSOR_PATTERN,
@@ -162,14 +163,16 @@ class ListeningRoutes:
         history_id = await self._h.find(claims.sub)
         if history_id is None:
             raise CodedError(ErrorCode.NOT_FOUND, "no such listening session")
-        return web.json_response(await actions.delete(self._h, claims, history_id, listening_id))
+        deleted = ListeningDeleted.model_validate(await actions.delete(self._h, claims, history_id, listening_id))
+        return web.json_response(deleted.wire())
 
     async def clear(self, request: web.Request) -> web.Response:
         """Delete the whole history; the body must be ``{"confirm": true}``."""
         claims = self._claims(request)
         body = validate(ClearBody, await self._body(request))
         history_id = await self._h.ensure(claims.sub)
-        return web.json_response(await actions.clear(self._h, claims, history_id, body))
+        cleared = HistoryCleared.model_validate(await actions.clear(self._h, claims, history_id, body))
+        return web.json_response(cleared.wire())
 
     async def stats(self, request: web.Request) -> web.Response:
         """Totals, per item, per local day (``?tz``, ``?days`` 1..366), streaks, last 10."""

@@ -7,6 +7,16 @@ from __future__ import annotations
 
 from functools import partial
 
+from handlers.listening.answers import (
+    HistoryCleared,
+    ListeningDeleted,
+    ListeningExport,
+    ListeningHistory,
+    ListeningPage,
+    ListeningStats,
+    ReportAck,
+    UploadAck,
+)
 from handlers.listening.payloads import ClearBody, ExportQuery, PageQuery, ReportBody, StatsQuery, UploadBody
 from handlers.openapi_registry import CSV, JSON, Operation, attachment
 
@@ -22,8 +32,16 @@ OPERATIONS: tuple[Operation, ...] = (
         "/api/listening",
         "The caller's history session (made on first use), totals, open sessions",
         statuses=READ,
+        response=ListeningHistory,
     ),
-    _listening("post", "/api/listening/report", "A player's status report", body=ReportBody, statuses=WRITE),
+    _listening(
+        "post",
+        "/api/listening/report",
+        "A player's status report",
+        body=ReportBody,
+        statuses=WRITE,
+        response=ReportAck,
+    ),
     _listening(
         "post",
         "/api/listening/upload",
@@ -31,10 +49,22 @@ OPERATIONS: tuple[Operation, ...] = (
         body=UploadBody,
         statuses=WRITE,
         ok=(200, 201),
+        response=UploadAck,
     ),
-    _listening("get", "/api/listening/sessions", "Sessions, newest first, by cursor", query=PageQuery, statuses=READ),
     _listening(
-        "delete", "/api/listening/sessions/{id}", "Delete one listening session", statuses=(400, 403, 404, 409, 503)
+        "get",
+        "/api/listening/sessions",
+        "Sessions, newest first, by cursor",
+        query=PageQuery,
+        statuses=READ,
+        response=ListeningPage,
+    ),
+    _listening(
+        "delete",
+        "/api/listening/sessions/{id}",
+        "Delete one listening session",
+        statuses=(400, 403, 404, 409, 503),
+        response=ListeningDeleted,
     ),
     _listening(
         "post",
@@ -42,9 +72,15 @@ OPERATIONS: tuple[Operation, ...] = (
         "Delete the whole history ({confirm: true}; a request_id makes a resend that press)",
         body=ClearBody,
         statuses=WRITE,
+        response=HistoryCleared,
     ),
     _listening(
-        "get", "/api/listening/stats", "Totals, per item, per local day, streaks", query=StatsQuery, statuses=READ
+        "get",
+        "/api/listening/stats",
+        "Totals, per item, per local day, streaks",
+        query=StatsQuery,
+        statuses=READ,
+        response=ListeningStats,
     ),
     _listening(
         "get",
@@ -53,6 +89,7 @@ OPERATIONS: tuple[Operation, ...] = (
         query=ExportQuery,
         statuses=READ,
         ok_types=(JSON, CSV),
+        response=ListeningExport,
         ok_headers=(attachment("listening-history.<format>"),),
     ),
 )

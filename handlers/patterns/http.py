@@ -29,6 +29,7 @@ from handlers.patterns.requests import CreateBody, PatchBody, PutBody
 from handlers.patterns.state import DEFAULTS
 from handlers.patterns.views import (
     Created,
+    Health,
     Published,
     Remixed,
     Renamed,
@@ -146,7 +147,7 @@ class PatternRoutes:
 
     async def health(self, request: web.Request) -> web.Response:
         """The origin app's health probe."""
-        return web.json_response({"status": "ok"})
+        return web.json_response(Health(status="ok").model_dump())
 
     # --- edges -----------------------------------------------------------------------------
     async def _body(self, request: web.Request, *, json_only: bool) -> Any:

@@ -10,7 +10,7 @@ from functools import partial
 
 from handlers.openapi_registry import Auth, ErrorShape, Header, Operation
 from handlers.patterns.requests import CreateBody, PatchBody, PutBody
-from handlers.patterns.views import Created, Published, Remixed, Renamed, Replaced
+from handlers.patterns.views import Created, Health, Published, Remixed, Renamed, Replaced
 
 TAG = "patterns"
 IF_MATCH = Header("If-Match", 'the ETag of a read ("<epoch>:<offset>"); a stale one is refused with 412')
@@ -25,7 +25,7 @@ WRITE = (400, 403, 404, 412, 413, 429, 503)
 _pattern = partial(Operation, tag=TAG, auth=Auth.OPTIONAL, errors=ErrorShape.PATTERNS)
 
 OPERATIONS: tuple[Operation, ...] = (
-    _pattern("get", "/api/health", "The origin app's health probe", auth=Auth.NONE),
+    _pattern("get", "/api/health", "The origin app's health probe", auth=Auth.NONE, response=Health),
     _pattern(
         "post",
         "/api/sessions",

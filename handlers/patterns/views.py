@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict
 
@@ -54,6 +54,12 @@ class Renamed(Answer):
     id: str
     name: str | None
     updatedAt: int
+
+
+class Health(Answer):
+    """``GET /api/health``: the origin app's probe."""
+
+    status: Literal["ok"]
 
 
 def session_url(session_id: str) -> str:

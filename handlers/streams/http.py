@@ -19,6 +19,16 @@ from handlers.streams.actions import (
     submit_clip,
     viewer_url,
 )
+from handlers.streams.answers import (
+    BlockChanged,
+    BlockedViewers,
+    ClipDeleted,
+    ClipEdited,
+    ClipSubmitted,
+    StateChanged,
+    StoredClip,
+    ViewerCleared,
+)
 from handlers.streams.attribution import attributed, viewer_names
 from handlers.streams.day_cap import ClipsDayCap
 from handlers.streams.moments import KeptMoments, grouped_moments
@@ -177,7 +187,8 @@ class StreamRoutes:
         session_id = parse_session_id(request.match_info["session_id"])
         claims = self._claims(request)
         payload = validate(StateRequest, await self._body(request))
-        return web.json_response(await set_state(self._streams, claims, session_id, payload.action))
+        changed = StateChanged.model_validate(await set_state(self._streams, claims, session_id, payload.action))
+        return web.json_response(changed.wire())
 
     async def submit(self, request: web.Request) -> web.Response:
         """A viewer's Clip Moment over HTTP (201 when stored, 200 for a retry)."""
@@ -195,7 +206,7 @@ class StreamRoutes:
             address=client_address(request, trust_forwarded_for=self._s.trust_forwarded_for),
             day_cap=self._day_cap,
         )
-        return web.json_response(answer, status=201 if answer["created"] else 200)
+        return web.json_response(ClipSubmitted.model_validate(answer).wire(), status=201 if answer["created"] else 200)
 
     async def review(self, request: web.Request) -> web.StreamResponse:
         """Every clip, grouped by segment, with who clicked (the owner only)."""
@@ -294,7 +305,8 @@ class StreamRoutes:
         payload = validate(ClipEdit, await self._body(request))
         acting = await performer(self._streams, claims, session_id)
         clip = await self._streams.update_clip(session_id, clip_id, acting, clipped=payload.clipped, note=payload.note)
-        return web.json_response({"session_id": session_id, "clip": clip.for_owner()})
+        edited = ClipEdited(session_id=session_id, clip=StoredClip.model_validate(clip.for_owner()))
+        return web.json_response(edited.wire())
 
     async def delete(self, request: web.Request) -> web.Response:
         """Delete a clip (the owner only)."""
@@ -302,31 +314,35 @@ class StreamRoutes:
         claims = self._claims(request)  # before the clip id: the documented order of refusals
         clip_id = clip_id_of(request)
         clip = await self._streams.delete_clip(session_id, clip_id, await performer(self._streams, claims, session_id))
-        return web.json_response({"session_id": session_id, "clip_id": clip.clip_id, "deleted": True})
+        return web.json_response(ClipDeleted(session_id=session_id, clip_id=clip.clip_id, deleted=True).wire())
 
     async def clear(self, request: web.Request) -> web.Response:
         """Remove every clip of the viewer ``?by=`` (the owner only), with one ``clips_cleared`` event."""
         session_id = parse_session_id(request.match_info["session_id"])
         claims = self._claims(request)
         query = parse_query(ClearQuery, request)
-        return web.json_response(await clear_viewer(self._streams, claims, session_id, query.by))
+        cleared = ViewerCleared.model_validate(await clear_viewer(self._streams, claims, session_id, query.by))
+        return web.json_response(cleared.wire())
 
     async def blocked(self, request: web.Request) -> web.Response:
         """The viewers the owner blocked (the owner only)."""
         session_id = parse_session_id(request.match_info["session_id"])
         await owned(self._streams, self._claims(request), session_id)
-        return web.json_response({"session_id": session_id, "blocked": await self._streams.blocked(session_id)})
+        listed = BlockedViewers(session_id=session_id, blocked=await self._streams.blocked(session_id))
+        return web.json_response(listed.wire())
 
     async def block(self, request: web.Request) -> web.Response:
         """Block a viewer from clipping (the owner only; blocking twice changes nothing)."""
         session_id = parse_session_id(request.match_info["session_id"])
         claims = self._claims(request)
         payload = validate(ViewerRef, await self._body(request))
-        return web.json_response(await set_blocked(self._streams, claims, session_id, payload.user_id, blocked=True))
+        changed = await set_blocked(self._streams, claims, session_id, payload.user_id, blocked=True)
+        return web.json_response(BlockChanged.model_validate(changed).wire())
 
     async def unblock(self, request: web.Request) -> web.Response:
         """Let a blocked viewer clip again (the owner only)."""
         session_id = parse_session_id(request.match_info["session_id"])
         claims = self._claims(request)
         user_id = validate(ViewerRef, {"user_id": request.match_info["user_id"]}).user_id
-        return web.json_response(await set_blocked(self._streams, claims, session_id, user_id, blocked=False))
+        changed = await set_blocked(self._streams, claims, session_id, user_id, blocked=False)
+        return web.json_response(BlockChanged.model_validate(changed).wire())

@@ -8,7 +8,24 @@ from __future__ import annotations
 
 from functools import partial
 
-from handlers.streams.answers import OwnClips, Review, ReviewPage, ReviewSummary
+from handlers.streams.answers import (
+    BlockChanged,
+    BlockedViewers,
+    ClipDeleted,
+    ClipEdited,
+    ClipSubmitted,
+    Moments,
+    OwnClips,
+    Review,
+    ReviewPage,
+    ReviewSummary,
+    StateChanged,
+    StreamCreated,
+    StreamExport,
+    StreamList,
+    StreamView,
+    ViewerCleared,
+)
 from handlers.streams.payloads import ClipEdit, ClipRequest, CreateStream, StateRequest, ViewerRef
 from handlers.streams.queries import (
     ClearQuery,
@@ -41,15 +58,30 @@ OPERATIONS: tuple[Operation, ...] = (
         statuses=(400, 403, 413, 429, 503),
         ok=(201,),
         idempotent=True,
+        response=StreamCreated,
     ),
-    _stream("get", "/api/streams", "The caller's stream sessions, newest first", query=LimitQuery, statuses=(400, 503)),
-    _stream("get", "/api/streams/{session_id}", "One session with its segments", statuses=(400, 404, 503)),
+    _stream(
+        "get",
+        "/api/streams",
+        "The caller's stream sessions, newest first",
+        query=LimitQuery,
+        statuses=(400, 503),
+        response=StreamList,
+    ),
+    _stream(
+        "get",
+        "/api/streams/{session_id}",
+        "One session with its segments",
+        statuses=(400, 404, 503),
+        response=StreamView,
+    ),
     _stream(
         "post",
         "/api/streams/{session_id}/state",
         "start / pause / resume / end (the owner)",
         body=StateRequest,
         statuses=WRITE,
+        response=StateChanged,
     ),
     _stream(
         "post",
@@ -59,6 +91,7 @@ OPERATIONS: tuple[Operation, ...] = (
         body_required=False,
         statuses=WRITE,
         ok=(200, 201),
+        response=ClipSubmitted,
     ),
     _stream(
         "get",
@@ -98,6 +131,7 @@ OPERATIONS: tuple[Operation, ...] = (
         "Clips grouped into moments (the owner)",
         query=MomentsRouteQuery,
         statuses=OWNER_READ,
+        response=Moments,
     ),
     _stream(
         "patch",
@@ -105,12 +139,14 @@ OPERATIONS: tuple[Operation, ...] = (
         "Mark clipped or edit the note (the owner)",
         body=ClipEdit,
         statuses=WRITE,
+        response=ClipEdited,
     ),
     _stream(
         "delete",
         "/api/streams/{session_id}/clips/{clip_id}",
         "Delete a clip (the owner)",
         statuses=(400, 403, 404, 409, 503),
+        response=ClipDeleted,
     ),
     _stream(
         "delete",
@@ -118,9 +154,14 @@ OPERATIONS: tuple[Operation, ...] = (
         "Remove every clip of one viewer, ?by=<user_id> (the owner)",
         query=ClearQuery,
         statuses=(400, 403, 404, 503),
+        response=ViewerCleared,
     ),
     _stream(
-        "get", "/api/streams/{session_id}/blocked", "The viewers blocked from clipping (the owner)", statuses=OWNER_READ
+        "get",
+        "/api/streams/{session_id}/blocked",
+        "The viewers blocked from clipping (the owner)",
+        statuses=OWNER_READ,
+        response=BlockedViewers,
     ),
     _stream(
         "post",
@@ -128,12 +169,14 @@ OPERATIONS: tuple[Operation, ...] = (
         "Block a viewer from clipping (the owner)",
         body=ViewerRef,
         statuses=(400, 403, 404, 413, 503),
+        response=BlockChanged,
     ),
     _stream(
         "delete",
         "/api/streams/{session_id}/blocked/{user_id}",
         "Let a blocked viewer clip again (the owner)",
         statuses=(400, 403, 404, 503),
+        response=BlockChanged,
     ),
     _stream(
         "get",
@@ -142,6 +185,7 @@ OPERATIONS: tuple[Operation, ...] = (
         query=ExportQuery,
         statuses=(*OWNER_READ, 409, 429),
         ok_types=(CSV, JSON, TEXT),
+        response=StreamExport,
         ok_headers=(attachment("<title>-<what>[-part<n>].<suffix>"), EXPORT_PARTS),
     ),
 )

@@ -25,6 +25,7 @@ from handlers.ids import parse_session_ref
 from handlers.payloads import BotCommand, CreateSession, Material, validate
 from handlers.voice.access import updatable
 from handlers.voice.actions import brief, close, create_active
+from handlers.voice.answers import BotAnswer, MaterialAttached
 from handlers.rate_limit import within
 from protocol.errors import CodedError, ErrorCode
 from storage.idempotency import again_on_lost_reply
@@ -100,7 +101,7 @@ class BotRoutes:
             request_id=press_of(request.headers.get(HEADER, "")),
             session_id=derived_id(request, "session"),
         )
-        return web.json_response(result)
+        return web.json_response(BotAnswer.model_validate(result).wire())
 
     async def run_command(
         self,
@@ -209,7 +210,7 @@ class BotRoutes:
         material = validate(Material, body)
         ids = (derived_id(request, "material"), derived_id(request, "session"))
         body, status = await self.attach_material(claims, material, address=self._address(request), ids=ids)
-        return web.json_response(body, status=status)
+        return web.json_response(MaterialAttached.model_validate(body).wire(), status=status)
 
     async def attach_material(
         self, claims: Claims, material: Material, *, address: str, ids: tuple[str | None, str | None] = (None, None)

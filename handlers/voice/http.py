@@ -16,6 +16,15 @@ from handlers.payloads import ActivateSession, CreateSession, validate
 from handlers.query import LimitQuery, at_most, parse_query
 from handlers.voice.access import readable, updatable
 from handlers.voice.actions import brief, create_active, session_url
+from handlers.voice.answers import (
+    ActiveSession,
+    ListedVoiceSession,
+    VoiceActivated,
+    VoiceBrief,
+    VoiceCreated,
+    VoiceSessions,
+    VoiceSessionView,
+)
 from storage.voice.repository import VoiceSession
 
 
@@ -52,14 +61,15 @@ class VoiceRoutes:
         address = client_address(request, trust_forwarded_for=self._s.trust_forwarded_for)
         session_id = derived_id(request, "session")
         session = await create_active(self._s, claims, name, address=address, session_id=session_id)
-        return web.json_response({"success": True, **self._brief(session)}, status=201)
+        return web.json_response(VoiceCreated(success=True, **self._brief(session)).wire(), status=201)
 
     async def active_session(self, request: web.Request) -> web.Response:
         """The caller's active session, or null."""
         claims = self._claims(request)
         active_id = await self._s.voice.active_id(claims.sub)
         session = await self._s.voice.get(active_id) if active_id else None
-        return web.json_response({"active_session": self._brief(session) if session else None})
+        active = VoiceBrief(**self._brief(session)) if session else None
+        return web.json_response(ActiveSession(active_session=active).wire())
 
     async def activate_session(self, request: web.Request) -> web.Response:
         """Make a session the caller's active session (access checked)."""
@@ -70,7 +80,7 @@ class VoiceRoutes:
         session = await updatable(self._s.voice, claims, session_id)
         await self._s.voice.set_active(claims.sub, session.id)
         self._s.sessions.used(session.id)
-        return web.json_response({"success": True, **self._brief(session)})
+        return web.json_response(VoiceActivated(success=True, **self._brief(session)).wire())
 
     async def list_sessions(self, request: web.Request) -> web.Response:
         """The caller's sessions, newest first (``?limit=`` up to the configured maximum)."""
@@ -81,8 +91,8 @@ class VoiceRoutes:
         sessions = await self._s.voice.list_for_user(claims.sub, limit=limit)
         active_id = await self._s.voice.active_id(claims.sub)
         # A listing carries no digests or task lists: those can be large; the session itself has them.
-        listed = [{k: v for k, v in self._full(s).items() if k not in ("digest", "tasks")} for s in sessions]
-        return web.json_response({"sessions": listed, "active_session_id": active_id})
+        listed = [ListedVoiceSession.model_validate(self._full(s)) for s in sessions]
+        return web.json_response(VoiceSessions(sessions=listed, active_session_id=active_id).wire())
 
     async def get_session(self, request: web.Request) -> web.Response:
         """One session the caller may read; loading it is an access (``orphaned`` is from before)."""
@@ -92,7 +102,8 @@ class VoiceRoutes:
         access = await self._s.sessions.access(session_id)
         position = await self._s.log.position(session_id)
         body = {**self._full(session), "epoch": position.epoch, "offset": position.offset}
-        return web.json_response({**body, **(access.public() if access else {})})
+        view = VoiceSessionView.model_validate({**body, **(access.public() if access else {})})
+        return web.json_response(view.wire())
 
 
 def ignoring_client_identity(body: dict[str, Any]) -> dict[str, Any]:

@@ -7,6 +7,18 @@ from functools import partial
 from handlers.openapi_registry import MULTIPART, Auth, Header, Operation
 from handlers.payloads import ActivateSession, BotCommand, CreateSession, Material
 from handlers.query import LimitQuery
+from handlers.voice.answers import (
+    ActiveSession,
+    BotAnswer,
+    ChunkList,
+    ChunkUploaded,
+    MaterialAttached,
+    VoiceActivated,
+    VoiceCreated,
+    VoiceDeleted,
+    VoiceSessions,
+    VoiceSessionView,
+)
 from handlers.voice.audio_links import AudioLinkQuery
 from handlers.voice.chunk_form import ChunkMeta
 from handlers.voice.chunks import FabConfig
@@ -29,24 +41,44 @@ OPERATIONS: tuple[Operation, ...] = (
         statuses=(400, 403, 413, 429, 503),
         ok=(201,),
         idempotent=True,
+        response=VoiceCreated,
     ),
-    _voice("post", "/voicebot/active_session", "The caller's active session, or null", statuses=(503,)),
+    _voice(
+        "post",
+        "/voicebot/active_session",
+        "The caller's active session, or null",
+        statuses=(503,),
+        response=ActiveSession,
+    ),
     _voice(
         "post",
         "/voicebot/activate_session",
         "Make a session (id or link) the caller's active one",
         body=ActivateSession,
         statuses=(400, 403, 404, 413, 503),
+        response=VoiceActivated,
     ),
     _voice(
-        "get", "/voicebot/sessions", "The caller's sessions, newest first", query=LimitQuery, statuses=(400, 403, 503)
+        "get",
+        "/voicebot/sessions",
+        "The caller's sessions, newest first",
+        query=LimitQuery,
+        statuses=(400, 403, 503),
+        response=VoiceSessions,
     ),
-    _voice("get", "/voicebot/sessions/{session_id}", "One session the caller may read", statuses=READ),
+    _voice(
+        "get",
+        "/voicebot/sessions/{session_id}",
+        "One session the caller may read",
+        statuses=READ,
+        response=VoiceSessionView,
+    ),
     _voice(
         "delete",
         "/voicebot/sessions/{session_id}",
         "Delete a session with its materials, chunks and audio (the owner)",
         statuses=(*READ, 409),
+        response=VoiceDeleted,
     ),
     _voice(
         "post",
@@ -55,6 +87,7 @@ OPERATIONS: tuple[Operation, ...] = (
         body=BotCommand,
         statuses=WRITE,
         idempotent=True,
+        response=BotAnswer,
     ),
     _voice(
         "post",
@@ -64,6 +97,7 @@ OPERATIONS: tuple[Operation, ...] = (
         statuses=WRITE,
         ok=(201,),
         idempotent=True,
+        response=MaterialAttached,
     ),
     _voice(
         "post",
@@ -75,12 +109,14 @@ OPERATIONS: tuple[Operation, ...] = (
         statuses=WRITE,
         ok=(200, 201),
         idempotent=True,
+        response=ChunkUploaded,
     ),
     _voice(
         "get",
         "/voicebot/sessions/{session_id}/chunks",
         "The session's chunks in order, each with a short-lived audio link",
         statuses=READ,
+        response=ChunkList,
     ),
     _voice(
         "get",

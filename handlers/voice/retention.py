@@ -14,6 +14,7 @@ from handlers.context import Services
 from handlers.http_common import bearer_claims, guarded
 from handlers.ids import parse_session_id
 from handlers.voice.access import performer
+from handlers.voice.answers import VoiceDeleted
 
 
 class RetentionRoutes:
@@ -31,4 +32,4 @@ class RetentionRoutes:
         session_id = parse_session_id(request.match_info["session_id"])
         claims = bearer_claims(request, self._s.tokens, self._s.clock)
         freed = await delete_owing(self._s, session_id, lambda _: self._s.voice.delete(session_id, performer(claims)))
-        return web.json_response({"deleted": True, "session_id": session_id, "freed_bytes": freed})
+        return web.json_response(VoiceDeleted(deleted=True, session_id=session_id, freed_bytes=freed).wire())

@@ -29,6 +29,7 @@ from handlers.idempotency import replay
 from handlers.openapi_registry import JSON, TEXT, Auth, Header, Operation, document
 from handlers.payloads import FILE_ID_PATTERN, Material, validate
 from handlers.auth_cookie import public_base
+from handlers.voice.answers import TelegramReply
 from handlers.voice.bot import BotRoutes, reply_link
 from protocol.errors import CodedError, ErrorCode
 from storage.idempotency import IdempotentAnswers, InProgress, StoredAnswer
@@ -118,6 +119,7 @@ OPERATION = Operation(
     auth=Auth.NONE,
     statuses=(400, 401, 413, 503),
     ok_types=(JSON, TEXT),
+    response=TelegramReply,
     tag="voice",
 )
 
@@ -187,14 +189,10 @@ class TelegramWebhook:
             with contextlib.suppress(Exception):  # the claim expires on its own if Redis is gone
                 await self._answers.release("telegram", TELEGRAM_OWNER, update_id)
             raise
-        response = web.json_response(
-            {
-                "method": "sendMessage",
-                "chat_id": message.chat.id,
-                "text": text,
-                "reply_to_message_id": message.message_id,
-            }
+        reply = TelegramReply(
+            method="sendMessage", chat_id=message.chat.id, text=text, reply_to_message_id=message.message_id
         )
+        response = web.json_response(reply.wire())
         body = response.body
         assert isinstance(body, bytes)
         await self._answers.store(
