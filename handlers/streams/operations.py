@@ -168,7 +168,7 @@ OPERATIONS: tuple[Operation, ...] = (
         "/api/streams/{session_id}/blocked",
         "Block a viewer from clipping (the owner)",
         body=ViewerRef,
-        statuses=(400, 403, 404, 413, 503),
+        statuses=(400, 403, 404, 409, 413, 503),
         response=BlockChanged,
     ),
     _stream(
