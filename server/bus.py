@@ -235,6 +235,7 @@ class Bus:
         # The loop the bus runs on, kept once started: asking asyncio for it costs a getpid()
         # system call on Python 3.11, and a small room asks once per event.
         self._loop: asyncio.AbstractEventLoop | None = None
+        self._started = False  # start() has returned: from then on ``alive`` says how it goes
         self._soon: list[Room] = []  # small rooms whose round _write_all_soon writes next
         # Each connection's user's active voice session, on side channels (server.active_feed).
         self._feeds = ActiveFeeds(sides=self, keys=keys, read=read_active, resolve=resolve, metrics=metrics)
@@ -250,6 +251,11 @@ class Bus:
         """
         return self._alive and self._task is not None and not self._task.done() and self._pubsub.stalled_for() < STALL_S
 
+    @property
+    def starting(self) -> bool:
+        """True until :meth:`start` has returned (the node is starting)."""
+        return not self._started
+
     async def start(self) -> None:
         """Connect the pub/sub link and start listening."""
         self._loop = asyncio.get_running_loop()
@@ -259,6 +265,7 @@ class Bus:
         await self._pubsub.connect()
         self._alive = True
         self._task = asyncio.create_task(self._listen(), name="sessionhub-bus")
+        self._started = True
 
     async def stop(self) -> None:
         """Stop listening and release the pub/sub link.

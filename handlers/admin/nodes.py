@@ -33,11 +33,6 @@ _failed = LogThrottle(log)
 # A heartbeat older than this many intervals counts as stale; past STALE_DROP it is removed.
 STALE_INTERVALS = 3
 DROP_AFTER_S = 3600
-# A starting node's first heartbeat waits for its bus to listen, this long at most: written at
-# once, it said "bus not live" for one interval (5 s), a bus_down alert at every restart of a
-# rolling deploy. A bus still down past it is reported as such.
-STARTUP_GRACE_S = 10.0
-_GRACE_POLL_S = 0.05
 
 
 class NodeHeartbeat:
@@ -63,8 +58,14 @@ class NodeHeartbeat:
             await asyncio.wait_for(self._s.redis.hdel(self._s.keys.admin_nodes(), self.node_id), 2)
 
     def bus_live(self) -> bool:
-        """Whether this node's bus listener is up (a process without a bus has none to be down)."""
-        return bool(getattr(self._s.bus, "alive", True))
+        """Whether this node's bus listener is up (a process without a bus has none to be down).
+
+        A bus not started yet is not down: the first heartbeat is written as the node starts,
+        before its bus, and said "bus not live" for one interval (5 s), a bus_down alert at every
+        restart of a rolling deploy. A bus that fails to start ends the process, and its
+        heartbeat then goes stale."""
+        bus = self._s.bus
+        return bool(getattr(bus, "starting", False) or getattr(bus, "alive", True))
 
     async def beat(self) -> None:
         """Write this node's heartbeat now."""
@@ -79,10 +80,6 @@ class NodeHeartbeat:
         await self._s.redis.hset(self._s.keys.admin_nodes(), self.node_id, json.dumps(heartbeat))
 
     async def _beat_forever(self) -> None:
-        waited = 0.0
-        while not self.bus_live() and waited < STARTUP_GRACE_S:
-            await rest(_GRACE_POLL_S)
-            waited += _GRACE_POLL_S
         while not cancelled():
             try:
                 await self.beat()
