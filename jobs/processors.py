@@ -126,9 +126,13 @@ def _json(value: object) -> str:
 
 
 async def done_multiprompt(ctx: Services, job: Job) -> dict[str, Any]:
-    """After a Done: clear the performer's active pointer, then digest and collect every task."""
+    """After a Done: clear the performer's active pointer, then digest and collect every task.
+
+    Run again for late chunks (``late_chunks`` in the payload: a closed session took audio
+    recorded before its close) it digests again and leaves the pointer: nobody pressed Done."""
     session = await _session_or_fail(ctx, job)
-    cleared = await ctx.voice.clear_active_if(job.performer_id, job.session_id)
+    late = bool(job.payload.get("late_chunks"))
+    cleared = False if late else await ctx.voice.clear_active_if(job.performer_id, job.session_id)
     result, materials, chunks = await _build_digest(ctx, job)
     found = await _collect_tasks(session.tasks or [], texts_of(materials, chunks).items())
     now = ctx.clock.now_ms()

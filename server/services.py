@@ -206,6 +206,7 @@ def voice_config_from(settings: Settings) -> VoiceConfig:
         upload_deadline_s=settings.voice_upload_deadline_s,
         upload_quota_bytes=settings.voice_upload_quota_bytes,
         uploads_in_flight=settings.voice_uploads_in_flight,
+        late_chunks_s=settings.voice_late_chunks_s,
         chunks_per_day=settings.voice_chunks_per_day,
         disk_reserve_bytes=settings.voice_disk_reserve_bytes,
         materials_per_min=settings.voice_materials_per_min,

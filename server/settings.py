@@ -215,6 +215,8 @@ class Settings(BaseSettings):
     voice_upload_deadline_s: float = Field(default=120.0, gt=0, le=3600)
     voice_upload_quota_bytes: int = Field(default=1024 * 1024 * 1024, ge=1024)
     voice_uploads_in_flight: int = Field(default=8, ge=1, le=1000)
+    # How long after a session's close it still takes a chunk recorded before the close (0: none).
+    voice_late_chunks_s: int = Field(default=86_400, ge=0, le=30 * 86_400)
     # Free bytes an audio upload must leave on the blob folder's disk (0: no reserve): guests'
     # daily quotas add up over addresses, and a full disk takes Redis's append-only file with it.
     voice_disk_reserve_bytes: int = Field(default=1024 * 1024 * 1024, ge=0)

@@ -169,6 +169,8 @@ class Worker:
         """The processor's result, within the time limit, unless the claim is lost first."""
         if lost.is_set():  # taken over while it waited its turn in the batch
             raise ClaimLost
+        # Before the processor reads anything: a request coming after this queues a run of its own.
+        await self._jobs.started(delivery.job)
         work: asyncio.Future[dict[str, Any]] = asyncio.ensure_future(processor(self._s, delivery.job))
         taken: asyncio.Future[bool] = asyncio.ensure_future(lost.wait())
         try:

@@ -30,6 +30,11 @@ DEAD_LETTERS_MAX = 10_000
 # How long enqueue_once remembers a job id: as long as a press's answer is kept for its resends
 # (storage.voice.repository.REQUEST_TTL_MS), and no longer.
 QUEUED_MARK_MS = 24 * 3600 * 1000
+# How long a coalesced job keeps a second one from being queued, at most: the mark goes when the
+# job starts; this bounds what a job lost before it started (a trimmed stream) holds back.
+WAITING_MARK_MS = 3600 * 1000
+# The payload field naming a coalesced job's mark (the worker drops the mark as the job starts).
+COALESCE_FIELD = "coalesce"
 
 
 @dataclass(frozen=True, slots=True)
@@ -88,6 +93,23 @@ class JobQueue:
         queued = replace(job, enqueued_at=self._clock.now_ms())
         keys = [self._keys.jobs(), self._keys.jobs_queued(job.job_id)]
         return bool(await self._enqueue_once(keys=keys, args=[queued.to_json(), JOB_STREAM_MAXLEN, QUEUED_MARK_MS]))
+
+    async def enqueue_coalesced(self, job: Job, coalesce: str) -> bool:
+        """Queue ``job`` unless one queued under the name ``coalesce`` has not started yet (it
+        will see what this one would: a session's late chunks each ask for its processing once
+        more, and a run not yet started does them all); True when it was queued now.
+
+        The mark is dropped as the job starts (:meth:`started`), so a request that comes while
+        it runs queues the next run: the running one may have read the session already."""
+        marked = replace(job, payload={**job.payload, COALESCE_FIELD: coalesce}, enqueued_at=self._clock.now_ms())
+        keys = [self._keys.jobs(), self._keys.jobs_waiting(coalesce)]
+        return bool(await self._enqueue_once(keys=keys, args=[marked.to_json(), JOB_STREAM_MAXLEN, WAITING_MARK_MS]))
+
+    async def started(self, job: Job) -> None:
+        """A job starts: a coalesced one's mark goes, so the next request queues another run."""
+        coalesce = job.payload.get(COALESCE_FIELD)
+        if isinstance(coalesce, str) and coalesce:
+            await self._redis.delete(self._keys.jobs_waiting(coalesce))
 
     async def ensure_group(self) -> None:
         """Create the consumer group (from the stream's start) unless it exists."""

@@ -95,6 +95,11 @@ class Keys:
         """String with a TTL: a job of this id was queued (JobQueue.enqueue_once queues it once)."""
         return f"{self.prefix}:{{jobs}}:queued:{job_id}"
 
+    def jobs_waiting(self, coalesce: str) -> str:
+        """String with a TTL: a job queued under this name has not started yet (a coalesced
+        job, JobQueue.enqueue_coalesced: a second one is not queued while it waits)."""
+        return f"{self.prefix}:{{jobs}}:waiting:{coalesce}"
+
     def jobs_dead(self) -> str:
         """List of jobs that exhausted their attempts (the dead-letter list)."""
         return f"{self.prefix}:{{jobs}}:dead"

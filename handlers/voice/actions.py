@@ -195,6 +195,15 @@ async def close(
     }
 
 
+async def process_late_chunks(services: Services, claims: Claims, session_id: str) -> bool:
+    """A closed session took a late chunk (storage/voice/chunks.py): its post-processing ran at
+    Done without it, so the Done's job is queued again, on behalf of the uploader. One waiting
+    run does every late chunk that comes before it starts (``JobQueue.enqueue_coalesced``): a
+    phone back online with fifty queued chunks queues one run, not fifty. True when queued now."""
+    job = job_for(DONE_MULTIPROMPT, claims, session_id, {"late_chunks": True})
+    return await services.jobs.enqueue_coalesced(job, f"late_chunks:{session_id}")
+
+
 async def queue_once(
     services: Services,
     claims: Claims,

@@ -18,6 +18,7 @@ from handlers.idempotency import idempotent
 from handlers.ids import parse_session_id
 from handlers.query import one_value, parse_query
 from handlers.voice.access import performer, readable, updatable
+from handlers.voice.actions import process_late_chunks
 from handlers.voice.audio_links import AudioLinkQuery, AudioLinks
 from handlers.voice.chunk_form import FORM_OVERHEAD_BYTES, ChunkForm, ChunkMeta, read_chunk_form
 from handlers.voice.disk_reserve import DiskReserve
@@ -122,6 +123,8 @@ class ChunkRoutes:
             await reservation.cancel()  # refused, cut or failed: it stored nothing
             await self._give_back(counted)
             raise
+        if added.late:  # a retry too: its first try may have died before this step
+            await process_late_chunks(self._s, claims, form.meta.session_id)
         # A duplicate (the same audio again: a retry) costs nothing; a stored chunk its size.
         await reservation.settle(0 if added.duplicate else chunk.size_bytes)
         if added.duplicate:
@@ -129,6 +132,8 @@ class ChunkRoutes:
         self._s.sessions.used(form.meta.session_id)
         stored = await self._chunks.get(form.meta.session_id, added.chunk_id)
         body = {"chunk": stored, "duplicate": added.duplicate, "offset": added.offset, **_totals(added)}
+        if added.late:
+            body["late"] = True
         return web.json_response(body, status=200 if added.duplicate else 201)
 
     def _payers(self, request: web.Request, claims: Claims) -> list[str]:
@@ -261,7 +266,13 @@ class ChunkRoutes:
             form.blob.discard()
             raise
         try:
-            return await self._chunks.add(session_id, chunk, performer(claims), max_chunks=self._config.max_chunks)
+            return await self._chunks.add(
+                session_id,
+                chunk,
+                performer(claims),
+                max_chunks=self._config.max_chunks,
+                late_window_ms=self._config.late_chunks_s * 1000,
+            )
         except BaseException:
             if not await self._chunks.is_referenced(session_id, chunk.sha256):
                 await self._blobs.remove(session_id, chunk.sha256)

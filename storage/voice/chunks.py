@@ -2,6 +2,11 @@
 
 A chunk is stored once per session per sha256; each new one is a ``new_message`` event with the
 session's running totals (chunks, audio ms, bytes stored), so a page keeps them without a read.
+
+A closed session takes a *late* chunk: one its recorder started before the close (within
+:data:`LATE_CHUNK_SKEW_MS` of the recorder's clock), arriving up to the configured window after
+it (``SESSIONHUB_VOICE_LATE_CHUNKS_S``): a phone offline at the close, or a recorder that heard
+of the close only afterwards, keeps what it recorded.
 """
 
 from __future__ import annotations
@@ -17,6 +22,15 @@ from storage.events import EventLog
 from storage.keys import Keys
 from storage.scripts import event_script
 from storage.voice.repository import Performer
+
+# How far the recorder's clock (a chunk's start_ms) may run ahead of the server's when a late
+# chunk's start is compared with the session's closed_at: a chunk started up to this long after
+# the close is still taken as recorded before it. Phones keep network time to well within it.
+LATE_CHUNK_SKEW_MS = 5000
+# A late chunk's start may be at most this long before the session was made: a start further
+# back is no unix time (a client that counts from its recording's start, which the chunk form
+# allows) and says nothing about the close, so such a chunk is refused on a closed session.
+LATE_CHUNK_EARLIEST_MS = 86_400_000
 
 
 @dataclass(frozen=True, slots=True)
@@ -55,7 +69,8 @@ class NewChunk:
 
 @dataclass(frozen=True, slots=True)
 class ChunkAdded:
-    """Outcome of an upload: ``duplicate`` when the same audio was stored before (offset 0)."""
+    """Outcome of an upload: ``duplicate`` when the same audio was stored before (offset 0);
+    ``late`` when a closed session took it after its close (for a duplicate: it was stored so)."""
 
     chunk_id: str
     duplicate: bool
@@ -63,6 +78,7 @@ class ChunkAdded:
     chunk_count: int
     audio_ms: int
     storage_bytes: int
+    late: bool = False
 
 
 class VoiceChunks:
@@ -84,8 +100,11 @@ class VoiceChunks:
             k.voice_chunk_digests(session_id),
         ]
 
-    async def add(self, session_id: str, chunk: NewChunk, performer: Performer, *, max_chunks: int) -> ChunkAdded:
-        """Store a chunk (access, open state, dedupe and cap checked in the same step)."""
+    async def add(
+        self, session_id: str, chunk: NewChunk, performer: Performer, *, max_chunks: int, late_window_ms: int
+    ) -> ChunkAdded:
+        """Store a chunk (access, open state or a late chunk's times, dedupe and cap checked in the
+        same step); a closed session takes a late one up to ``late_window_ms`` after its close."""
         result = await self._log.run(
             self._add,
             session_id,
@@ -99,9 +118,12 @@ class VoiceChunks:
                 chunk.duration_ms,
                 max_chunks,
                 etypes.NEW_MESSAGE,
+                late_window_ms,
+                LATE_CHUNK_SKEW_MS,
+                LATE_CHUNK_EARLIEST_MS,
             ],
         )
-        offset, chunk_id, duplicate, count, audio_ms, stored = result
+        offset, chunk_id, duplicate, count, audio_ms, stored, late = result
         return ChunkAdded(
             chunk_id=str(chunk_id),
             duplicate=bool(int(duplicate)),
@@ -109,6 +131,7 @@ class VoiceChunks:
             chunk_count=int(count),
             audio_ms=int(audio_ms),
             storage_bytes=int(stored),
+            late=bool(int(late)),
         )
 
     async def list(self, session_id: str, *, limit: int) -> list[dict[str, Any]]:

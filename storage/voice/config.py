@@ -34,6 +34,9 @@ class VoiceConfig:
     material_quota_bytes: int = 16 * 1024 * 1024
     # Chunks one user (and, for guests, one address) may store per UTC day, whatever their bytes.
     chunks_per_day: int = 10_000
+    # How long after its close a session still takes a chunk recorded before the close (a phone
+    # offline at the close, a recorder that heard of it late): storage/voice/chunks.py.
+    late_chunks_s: int = 86_400
     # Uploads one user (or guest address) may have streaming at once on one node.
     uploads_in_flight: int = 8
     # Free bytes an upload must leave on the blob folder's disk (handlers/voice/disk_reserve.py).

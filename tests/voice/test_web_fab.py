@@ -159,31 +159,6 @@ async def test_rec_on_a_session_page_activates_it_and_the_list_follows_live(
         await lister.page.context.close()
 
 
-async def test_a_failed_close_returns_to_paused_with_the_error_shown(server: ServerUnderTest, tab: Tab) -> None:
-    await tab.use_token(server.token("alice"))
-    page = await tab.open("/")
-    await fab_ready(page)
-    await page.locator("#fab-new").click()
-    await expect(page.locator("#fab-status")).to_have_attribute("data-status", "recording")
-    session_id = await server.services.voice.active_id("alice")
-    assert session_id is not None
-    # Another device closes the session under the recorder: the FAB's Done cannot finish it.
-    from storage.voice.repository import Performer
-
-    await server.services.voice.done(session_id, Performer(user_id="alice", read_scope="own", may_update=True))
-    await page.locator("#fab-done").click()
-    await expect(page.locator("#fab-message")).to_have_attribute("data-kind", "error")
-    await expect(page.locator("#fab-rec")).to_have_text("Resume")
-    await expect(page.locator("#fab-done")).to_be_enabled()
-    # Paused: nothing to cut or pause any more.
-    await expect(page.locator("#fab-cut")).to_be_disabled()
-    await expect(page.locator("#fab-pause")).to_be_disabled()
-    # A new session can be started from here; the closed one is left alone.
-    await page.locator("#fab-new").click()
-    await expect(page.locator("#fab-status")).to_have_attribute("data-status", "recording")
-    assert await server.services.voice.active_id("alice") not in (None, session_id)
-
-
 async def test_a_failed_upload_survives_a_reload(server: ServerUnderTest, tab: Tab) -> None:
     await tab.use_token(server.token("alice"))
     page = await tab.open("/")

@@ -9,7 +9,8 @@
  * - New creates a session, makes it the active one and records into it (a paused session is
  *   left paused).
  * - Rec records into the active session; on `/session/<id>` it first activates that page
- *   session (the server checks access). While paused, Rec resumes.
+ *   session (the server checks access), unless that session is closed: then it says so and
+ *   changes nothing. While paused, Rec resumes.
  * - Cut ends the current chunk and uploads it (also done automatically every `max_chunk_ms`).
  * - Pause ends the current chunk, uploads it and releases the microphone.
  * - Done sets `final_uploading`, waits (bounded) for pending uploads, then closes the active
@@ -24,7 +25,9 @@
  * (`follow_active_session` at each connect answers where it stands, so a change missed while
  * offline is not lost; the server pushes every later change as `active_session`), and this
  * browser's tabs also announce the session they make active. A FAB busy with an action of its own
- * follows once it is done. A session that somebody else records (its status says
+ * follows once it is done. Its session closed elsewhere while it records, it stops at once and
+ * uploads what it recorded (the server takes chunks recorded before a close), then offers New.
+ * A session that somebody else records (its status says
  * so, and the server's recording lease keeps that true) offers no New, Rec or Done here: that
  * would start a second recording beside it, or close it under its recorder.
  * Each chunk is a complete file (a fresh MediaRecorder per chunk), kept in IndexedDB until the
@@ -269,16 +272,61 @@ function follow(sessionId, { open = true, status = null } = {}) {
 }
 
 /**
- * The FAB's session closed elsewhere (Done on another device, the bot's /done) while it was
- * paused here: nothing is left to resume or to close, and the microphone is already free. It
- * went on offering Resume and Done, both refused 'not allowed in the session's current state';
- * now it is idle on the closed session, and New is what it offers.
+ * The FAB's session closed elsewhere (Done on another device, the bot's /done). Paused here,
+ * nothing is left to resume or to close, and the microphone is already free: it went on offering
+ * Resume and Done, both refused 'not allowed in the session's current state'; now it is idle on
+ * the closed session, and New is what it offers. Recording here (or cutting), it went on
+ * recording, each cut refused with those words, and its chunks after the close refused too: now
+ * it stops at once, and what it recorded is uploaded (the server takes a chunk recorded before
+ * the close: PROTOCOL, late chunks). Returns whether it acted (and said so).
  */
 function closedElsewhere() {
-  if (state.mode !== "paused" || state.status !== "closed") return;
+  if (state.status !== "closed") return false;
+  if (state.mode === "recording") {
+    stopClosedRecording();
+    return true;
+  }
+  if (state.mode !== "paused") return false;
   state.mode = "idle";
   state.sessionOpen = false;
   say("This session was closed elsewhere: New starts another one.");
+  return true;
+}
+
+function stopClosedRecording() {
+  const stream = state.stream;
+  state.mode = "idle";
+  state.sessionOpen = false;
+  owed.delete(state.sessionId); // no status of this recorder's applies to a closed session
+  say("This session was closed on another device; what you recorded is kept in it. New starts another one.");
+  // The chunk being recorded is queued (its start was before the close: the server takes it).
+  endChunk()
+    .catch(() => {})
+    .finally(() => {
+      if (state.stream === stream) releaseStream(); // unless New has taken a new one meanwhile
+    });
+}
+
+/**
+ * A status or an action refused `invalid_state`: when the FAB's session was closed elsewhere and
+ * the FAB had not heard yet (the refusal came before the session's event), it hears it now, and
+ * says that rather than the refusal's words. Resolves to whether that was the case.
+ */
+async function closedMeanwhile(err) {
+  const sessionId = state.sessionId;
+  if (err?.code !== "invalid_state" || !sessionId) return false;
+  let session;
+  try {
+    session = await api(`/voicebot/sessions/${encodeURIComponent(sessionId)}`);
+  } catch {
+    return false;
+  }
+  if (sessionId !== state.sessionId || session.is_active || session.status !== "closed") return false;
+  state.status = "closed";
+  state.sessionOpen = false;
+  if (!closedElsewhere()) say("This session was closed elsewhere: New starts another one.");
+  render();
+  return true;
 }
 
 /** Tell this tab's and other tabs' pages which session is now active (`/session` and FABs follow it). */
@@ -328,8 +376,10 @@ function settle(sessionId, told, status) {
 
 /** A status set without waiting for it (Pause, Cut): a refusal is shown, no answer yet is not. */
 function tellLater(status, options) {
-  tell(status, options).catch((err) => {
-    if (!RETRYABLE.has(err.code)) say(err.message, "error");
+  tell(status, options).catch(async (err) => {
+    if (RETRYABLE.has(err.code)) return;
+    if (await closedMeanwhile(err)) return; // said in a person's words
+    say(err.message, "error");
   });
 }
 
@@ -533,6 +583,10 @@ async function record() {
   if (pausedWhileStarting) reassert();
 }
 
+function pageSessionClosed() {
+  return new ApiError("session_closed", "This session is closed; it records no more. New starts another one.");
+}
+
 /**
  * Another tab or device started recording into the session first, and this page had not heard
  * of it yet (a phone's Rec pressed as it woke, two presses at once): both recorded into it, and
@@ -567,13 +621,17 @@ const actions = {
       return;
     }
     if (state.pageSessionId) {
+      // A closed page session is said so, and not made the active one: the person's active
+      // session stays where it was (it moved to the closed one, by a press that then failed).
+      const page = await api(`/voicebot/sessions/${encodeURIComponent(state.pageSessionId)}`);
+      if (!page.is_active) throw pageSessionClosed();
       const activated = await api("/voicebot/activate_session", {
         method: "POST",
         body: { session_id: state.pageSessionId },
       });
       follow(activated.session_id, { open: activated.is_active });
       announceActive(activated.session_id);
-      if (!activated.is_active) throw new ApiError("invalid_state", "This session is closed; it records no more.");
+      if (!activated.is_active) throw pageSessionClosed(); // closed between the two calls
     }
     await record();
     say(moved ? "Your active session changed while you were offline: recording into it." : "");
@@ -678,9 +736,11 @@ async function run(action) {
       if (!state.recorder) releaseStream();
       state.mode = state.recorder ? "recording" : before === "recording" || before === "paused" ? "paused" : "idle";
     }
-    say(err?.message ?? String(err), "error");
+    // Refused because the session closed elsewhere meanwhile: said in a person's words.
+    if (!(await closedMeanwhile(err))) say(err?.message ?? String(err), "error");
   } finally {
     running = false;
+    closedElsewhere(); // heard while this action ran (a Rec that was starting, say)
     render();
     keepFocus(action, hadFocus);
     runNextClicked();
