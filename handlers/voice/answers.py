@@ -168,6 +168,11 @@ class ChunkUploaded(Answer):
     chunk_count: int
     audio_ms: int
     storage_bytes: int
+    late: bool = Field(
+        default=False,
+        description="present (true) only for a late chunk: one recorded before its session closed, taken after"
+        " the close (its post-processing runs again)",
+    )
 
 
 class ChunkList(Answer):
