@@ -165,13 +165,20 @@ def close_soon(transport: asyncio.BaseTransport) -> None:
 
 def answered_close_code(payload: bytes) -> int:
     """The code to close with in answer to a close frame carrying ``payload``: the peer's own
-    when it may be sent, 1000 for none, 1002 for a reserved, unassigned or truncated code."""
+    when it may be sent, 1000 for none, 1002 for a reserved, unassigned or truncated code, 1007
+    for a reason that is not UTF-8 (RFC 6455 section 5.5.1: it must be)."""
     if not payload:
         return CLOSE_NORMAL
     if len(payload) < 2:
         return CLOSE_PROTOCOL
     code = int(struct.unpack("!H", payload[:2])[0])
-    return code if code in _SENDABLE_CLOSE else CLOSE_PROTOCOL
+    if code not in _SENDABLE_CLOSE:
+        return CLOSE_PROTOCOL
+    try:
+        payload[2:].decode()
+    except UnicodeDecodeError:
+        return CLOSE_INVALID_DATA
+    return code
 
 
 def switching_protocols(accept: str) -> bytes:
@@ -290,6 +297,8 @@ class FrameParser:
                 if end - at < 10:
                     break
                 size = int.from_bytes(buffer[at + 2 : at + 10], "big")
+                if size >> 63:
+                    raise FrameError(CLOSE_PROTOCOL, "a 64-bit length must have its most significant bit clear")
                 head = 10
             if opcode >= OP_CLOSE and (size > 125 or not final):
                 raise FrameError(CLOSE_PROTOCOL, "a control frame must be final and at most 125 bytes")

@@ -26,6 +26,7 @@ from server.transport.leanws import (
     FrameParser,
     HandshakeError,
     accept_key,
+    answered_close_code,
 )
 from tests.helpers import Client, ServerUnderTest, fast_lane_only
 from tests.raw_wire import RawWebSocket, client_frame, http_exchange, port_of
@@ -72,6 +73,8 @@ def test_a_fragmented_message_with_a_ping_between_its_fragments() -> None:
         (client_frame(OP_TEXT, b"a", final=False) + client_frame(OP_TEXT, b"b"), CLOSE_PROTOCOL),
         (client_frame(OP_TEXT, b"x" * 1025), CLOSE_TOO_BIG),
         (client_frame(OP_TEXT, b"x" * 600, final=False) + client_frame(OP_CONTINUATION, b"x" * 600), CLOSE_TOO_BIG),
+        # A 64-bit length with its most significant bit set (RFC 6455 section 5.2): broken, not big.
+        (bytes([0x81, 0xFF]) + (1 << 63 | 5).to_bytes(8, "big") + b"\0\0\0\0hello", CLOSE_PROTOCOL),
     ],
 )
 def test_frames_that_break_the_rules_are_refused_with_their_close_code(wire: bytes, code: int) -> None:
@@ -135,6 +138,21 @@ def test_pings_between_fragments_count_as_pings() -> None:
     with pytest.raises(FrameError) as refused:
         parser.feed(client_frame(OP_TEXT, b"4", final=False) + (fragment + ping) * 40)
     assert refused.value.code == 1008
+
+
+@pytest.mark.parametrize(
+    ("payload", "code"),
+    [
+        (b"", 1000),
+        ((1001).to_bytes(2, "big") + "bye, ça va".encode(), 1001),
+        ((4000).to_bytes(2, "big"), 4000),
+        ((1005).to_bytes(2, "big"), 1002),  # reserved: never sent
+        (b"\x03", 1002),  # truncated
+        ((1000).to_bytes(2, "big") + b"\xff\xfe", 1007),  # a reason that is not UTF-8
+    ],
+)
+def test_a_close_frame_is_answered_with_its_code_or_why_not(payload: bytes, code: int) -> None:
+    assert answered_close_code(payload) == code
 
 
 def test_the_accept_key_of_rfc_6455() -> None:
