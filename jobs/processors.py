@@ -21,7 +21,7 @@ from jobs.transcription import NOT_CONFIGURED, Transcript, transcribe
 from jobs.voice_digest import MAX_TASKS, digest, iter_task_records, task_records, texts_of
 from protocol.events import JOB_PROGRESS
 from storage.jobs import Job
-from storage.voice.repository import VoiceSession
+from storage.voice.repository import KEEP_LAST_JOB, VoiceSession
 
 
 class PermanentJobError(Exception):
@@ -46,7 +46,7 @@ async def _session_or_fail(ctx: Services, job: Job) -> VoiceSession:
 
 async def _progress(ctx: Services, job: Job, step: str, done: int, total: int) -> None:
     data = {"job_id": job.job_id, "job_type": job.type, "step": step, "done": done, "total": total}
-    await ctx.log.append(ctx.scripts.append, job.session_id, JOB_PROGRESS, data)
+    await ctx.log.append_kept(ctx.scripts.append_kept, job.session_id, JOB_PROGRESS, data, **KEEP_LAST_JOB)
 
 
 async def _transcribe_chunks(ctx: Services, job: Job, chunks: list[dict[str, Any]]) -> str:

@@ -26,6 +26,7 @@ from jobs.processors import PermanentJobError, Processor
 from protocol.errors import CodedError
 from protocol.events import JOB_RESULT
 from storage.jobs import Delivery, JobQueue
+from storage.voice.repository import KEEP_LAST_JOB
 
 log = logging.getLogger(__name__)
 
@@ -205,4 +206,6 @@ class Worker:
         job = delivery.job
         data = {"job_id": job.job_id, "job_type": job.type, "status": status, **fields}
         with contextlib.suppress(CodedError):  # the session is gone; nobody is left to tell
-            await self._s.log.append(self._s.scripts.append, job.session_id, JOB_RESULT, data)
+            await self._s.log.append_kept(
+                self._s.scripts.append_kept, job.session_id, JOB_RESULT, data, **KEEP_LAST_JOB
+            )

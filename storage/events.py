@@ -472,6 +472,21 @@ class EventLog:
         )
         return int(result[0])
 
+    async def append_kept(
+        self, script: Script, session_id: str, etype: str, data: dict[str, Any], *, field: str, kind: str
+    ) -> int:
+        """Append one state-less event (``append_kept.lua``), and keep ``data`` with its time
+        (``at``) in ``field`` of the session's record when the session is of ``kind``: the latest
+        of its sort, for a reader that comes after the event."""
+        kept = json.dumps({**data, "at": self._clock.now_ms()}, separators=(",", ":"))
+        result = await self.run(
+            script,
+            session_id,
+            keys=[self._keys.session(session_id)],
+            args=[etype, json.dumps(data, separators=(",", ":")), field, kept, kind],
+        )
+        return int(result[0])
+
     async def position(self, session_id: str) -> Position:
         """The log's current position (``("", 0)`` for a log that never started)."""
         return Position.from_meta(await self._redis.hmget(self._keys.log_meta(session_id), *POSITION_FIELDS))

@@ -278,6 +278,7 @@ class Scripts:
     """The scripts every kind shares: create a record, update it, append a notice."""
 
     append: Script
+    append_kept: Script
     session_create: Script
     session_update: Script
 
@@ -286,6 +287,7 @@ class Scripts:
         """Register the shared scripts on ``redis``."""
         return cls(
             append=event_script(redis, "core/append.lua"),
+            append_kept=event_script(redis, "core/append_kept.lua"),
             session_create=event_script(redis, "core/session_create.lua"),
             session_update=event_script(redis, "core/session_update.lua"),
         )

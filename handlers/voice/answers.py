@@ -78,6 +78,10 @@ class VoiceSessionView(VoiceRecordFields):
 
     digest: dict[str, Any] | None = Field(description="post-processing's digest; null before the first")
     tasks: list[Any] | None = Field(description="post-processing's task list; null before the first")
+    last_job: dict[str, Any] | None = Field(
+        description="its last job step or outcome, as the job_progress or job_result event said it, with `at`"
+        " (unix ms); null before the first"
+    )
     url: str = Field(description=URL)
     epoch: str
     offset: int

@@ -46,6 +46,12 @@ TRANSITIONS: dict[str, frozenset[str]] = {
 _ALLOWED_FROM: dict[str, str] = {status: "," + ",".join(sorted(f)) + "," for status, f in TRANSITIONS.items()}
 
 
+# The session record's field keeping its last job step or outcome (``VoiceSession.last_job``).
+LAST_JOB_FIELD = "last_job"
+# ``EventLog.append_kept``'s field and kind for a job's step or outcome: a voice session keeps it.
+KEEP_LAST_JOB: dict[str, str] = {"field": LAST_JOB_FIELD, "kind": KIND}
+
+
 @dataclass(frozen=True, slots=True)
 class VoiceSession:
     """A voice session as stored."""
@@ -65,6 +71,9 @@ class VoiceSession:
     storage_bytes: int = 0
     digest: dict[str, Any] | None = None
     tasks: list[Any] | None = None
+    # Its last job step or outcome (a job_progress or job_result event's data, with ``at``): a
+    # page opened while it is processed said "No jobs yet" and offered "Process now".
+    last_job: dict[str, Any] | None = None
 
     @classmethod
     def from_hash(cls, fields: dict[str, str]) -> VoiceSession:
@@ -86,6 +95,7 @@ class VoiceSession:
             storage_bytes=int(fields.get("storage_bytes") or 0),
             digest=json.loads(fields["digest"]) if fields.get("digest") else None,
             tasks=json.loads(fields["tasks"]) if fields.get("tasks") else None,
+            last_job=json.loads(fields[LAST_JOB_FIELD]) if fields.get(LAST_JOB_FIELD) else None,
         )
 
     def public(self) -> dict[str, Any]:
@@ -105,6 +115,7 @@ class VoiceSession:
             "storage_bytes": self.storage_bytes,
             "digest": self.digest,
             "tasks": self.tasks,
+            "last_job": self.last_job,
         }
 
 

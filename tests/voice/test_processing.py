@@ -7,6 +7,7 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
+import aiohttp
 import pytest
 import pytest_asyncio
 from redis.asyncio import Redis
@@ -15,11 +16,14 @@ from handlers.voice.chunks import chunk_repository
 from jobs.processors import BUILT_IN
 from jobs.transcription import NOT_CONFIGURED, command_line
 from jobs.voice_digest import digest, extract_tasks
+from protocol.events import JOB_PROGRESS
 from server.worker import Worker
 from storage.jobs import Job
+from storage.voice.repository import KEEP_LAST_JOB
 from tests.audio_samples import ogg_opus, webm
 from tests.conftest import start_server
 from tests.helpers import Client, RedisProcess, ServerUnderTest
+from tests.patterns.test_events import new_pattern
 from tests.voice.uploads import chunk_form, upload
 
 SCRIPT = "import os, sys; print('TODO: listen to', os.path.getsize(sys.argv[1]), 'bytes')"
@@ -131,6 +135,30 @@ def test_command_line_placeholders() -> None:
 # --- the jobs, through a real worker ------------------------------------------------------------
 
 
+async def get_session_json(server: ServerUnderTest, token: str, session_id: str) -> tuple[int, Any]:
+    async with (
+        aiohttp.ClientSession(headers={"Authorization": f"Bearer {token}"}) as http,
+        http.get(f"{server.url}/voicebot/sessions/{session_id}") as response,
+    ):
+        return response.status, await response.json()
+
+
+async def test_only_a_voice_session_keeps_a_jobs_last_word(server: ServerUnderTest) -> None:
+    """The job step kept in the record is a voice session's field: another kind's record (a
+    pattern's state is split into its fields) is never written."""
+    services = server.services
+    voice = await server.create_session("alice")
+    step = {"job_id": "j1", "job_type": "done_multiprompt", "step": "transcribe", "done": 1, "total": 2}
+    await services.log.append_kept(services.scripts.append_kept, voice, JOB_PROGRESS, step, **KEEP_LAST_JOB)
+    session = await services.voice.get(voice)
+    assert session is not None and session.last_job is not None
+    assert {k: session.last_job[k] for k in step} == step
+    pattern = await new_pattern(server)
+    before = await services.redis.hgetall(services.keys.session(pattern))
+    await services.log.append_kept(services.scripts.append_kept, pattern, JOB_PROGRESS, step, **KEEP_LAST_JOB)
+    assert await services.redis.hgetall(services.keys.session(pattern)) == before
+
+
 async def test_post_process_digests_and_says_transcription_is_not_configured(
     server: ServerUnderTest, clients: list[Client]
 ) -> None:
@@ -158,6 +186,10 @@ async def test_post_process_digests_and_says_transcription_is_not_configured(
     assert [t["text"] for t in session.digest["texts"]] == ["agenda"]
     [update] = [e["data"] for e in watcher.named("session_update") if "digest" in e["data"]]
     assert update["digest"] == session.digest
+    # The record keeps the job's last word, for a page opened after it (or while it runs).
+    assert session.last_job is not None
+    assert {k: session.last_job[k] for k in ("job_id", "status")} == {"job_id": ack["job_id"], "status": "succeeded"}
+    assert isinstance(session.last_job["at"], int)
 
 
 async def test_done_transcribes_each_chunk_and_links_tasks_to_chunks(
@@ -188,6 +220,8 @@ async def test_done_transcribes_each_chunk_and_links_tasks_to_chunks(
     }
     steps = [(e["data"]["step"], e["data"]["done"]) for e in watcher.named("job_progress")]
     assert steps == [("transcribe", 1), ("transcribe", 2), ("digest", 1), ("tasks", 1)]
+    status, body = await get_session_json(server, token, session_id)
+    assert status == 200 and body["last_job"]["status"] == "succeeded", body
     session = await server.services.voice.get(session_id)
     assert session is not None and session.tasks is not None
     assert sorted((t["chunk_id"], t["source"], t["text"]) for t in session.tasks) == [

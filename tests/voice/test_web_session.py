@@ -10,6 +10,7 @@ import aiohttp
 from playwright.async_api import Browser, Page, Route, expect
 
 from auth.claims import GUEST_PERMISSIONS
+from storage.voice.repository import KEEP_LAST_JOB
 from tests.audio_samples import wav
 from tests.browser import SocketGate, Tab, new_tab
 from tests.helpers import Client, ServerUnderTest
@@ -182,6 +183,23 @@ async def test_job_results_are_listed(server: ServerUnderTest, tab: Tab) -> None
     await expect(items.first.locator(".job-status")).to_have_text("succeeded")
     await expect(items.first.locator(".job-type")).to_have_text("DONE_MULTIPROMPT")
     await expect(page.locator("#activity-empty")).to_be_hidden()
+
+
+async def test_a_page_opened_while_the_session_is_processed_says_so(server: ServerUnderTest, tab: Tab) -> None:
+    """Opened mid-transcription, the page said "No jobs yet" and "Not processed yet: Done or
+    'Process now' builds the digest" until the job's next step: the record keeps its last step."""
+    session_id = await server.create_session("alice", "Being transcribed")
+    services = server.services
+    step = {"job_id": "j1", "job_type": "done_multiprompt", "step": "transcribe", "done": 3, "total": 5}
+    await services.log.append_kept(services.scripts.append_kept, session_id, "job_progress", step, **KEEP_LAST_JOB)
+    await tab.use_token(server.token("alice"))
+    page = await open_live(tab, f"/session/{session_id}")
+    await expect(page.locator("#activity li .job-status")).to_have_text("transcribe 3/5")
+    await expect(page.locator("#activity-empty")).to_be_hidden()
+    await expect(page.locator("#digest-empty")).to_contain_text("Being processed (transcribe 3/5)")
+    done = {"job_id": "j1", "job_type": "done_multiprompt", "status": "failed", "attempts": 3, "error": "x"}
+    await services.log.append_kept(services.scripts.append_kept, session_id, "job_result", done, **KEEP_LAST_JOB)
+    await expect(page.locator("#digest-empty")).to_contain_text("Not processed yet")
 
 
 async def test_landing_page_gets_a_guest_token_and_creates_a_session(server: ServerUnderTest, tab: Tab) -> None:

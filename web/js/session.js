@@ -99,6 +99,8 @@ const ui = {
 const chunks = new Map(); // chunk_id -> chunk, as listed (with its player link) or announced
 let chunkRefresh = null;
 
+// The digest's place before the first processing (web/session.html says the same).
+const NOT_PROCESSED_TEXT = "Not processed yet: Done or “Process now” builds the digest.";
 let session = null; // the page session as last rendered
 let pageSubscription = null;
 const listed = new Set(); // session ids in "My voice sessions"
@@ -283,6 +285,10 @@ function fact(term, value) {
 function renderResults() {
   const digest = session.digest && typeof session.digest === "object" ? session.digest : null;
   ui.digestEmpty.hidden = Boolean(digest);
+  // Opened while its job runs, the page said "Not processed yet" and offered Process now.
+  ui.digestEmpty.textContent = processing()
+    ? `Being processed (${jobLine(session.last_job).status}): the digest appears here when it is done.`
+    : NOT_PROCESSED_TEXT;
   ui.digest.hidden = !digest;
   ui.digest.replaceChildren();
   ui.digestTexts.replaceChildren();
@@ -339,13 +345,10 @@ function apply(event) {
     render({ ...session, ...changed });
   } else if (event.type === "session_status" && typeof data.status === "string") {
     render({ ...session, status: data.status });
-  } else if (event.type === "job_result") {
-    addActivity(data, event.ts);
-  } else if (event.type === "job_progress") {
-    addActivity(
-      { job_type: data.job_type, status: `${data.step ?? "step"} ${data.done ?? ""}/${data.total ?? ""}` },
-      event.ts,
-    );
+  } else if (event.type === "job_result" || event.type === "job_progress") {
+    addActivity(jobLine(data), event.ts);
+    session = { ...session, last_job: data };
+    renderResults();
   } else if (event.type === "new_message" && data.chunk?.chunk_id) {
     chunks.set(data.chunk.chunk_id, { ...chunks.get(data.chunk.chunk_id), ...data.chunk });
     render({ ...session, chunk_count: data.chunk_count, audio_ms: data.audio_ms, storage_bytes: data.storage_bytes });
@@ -355,6 +358,18 @@ function apply(event) {
     chunks.set(data.chunk.chunk_id, { ...chunks.get(data.chunk.chunk_id), ...data.chunk });
     renderChunks();
   }
+}
+
+/** A job_result's data as it is, a job_progress's as its step ("transcribe 3/5"). */
+function jobLine(job) {
+  if (typeof job.status === "string") return job;
+  return { job_type: job.job_type, status: `${job.step ?? "step"} ${job.done ?? ""}/${job.total ?? ""}` };
+}
+
+/** Whether the session's last job is still at work (a step, or a retry to come). */
+function processing() {
+  const job = session?.last_job;
+  return Boolean(job && typeof job === "object" && (typeof job.status !== "string" || job.status === "retrying"));
 }
 
 function addActivity(job, ts) {
@@ -515,6 +530,10 @@ async function open(sessionId) {
 /** Show `loaded` (a session record) as the page session, with its recordings and live events. */
 function showLoaded(loaded) {
   render(loaded);
+  // The last job step the session kept: a page opened while it is processed says so at once, not
+  // "No jobs yet" until the next step's event.
+  const job = loaded.last_job;
+  if (job && typeof job === "object" && ui.activity.children.length === 0) addActivity(jobLine(job), job.at);
   orphanBanner.show(loaded.session_id, loaded);
   loadChunks().catch((err) => {
     // Live updates stopping says more than the listing failing (both race on a refused token).
