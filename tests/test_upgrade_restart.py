@@ -256,7 +256,14 @@ async def test_answers_on_old_records_have_the_shape_of_answers_on_new_ones(upgr
     for name, path in _reads(old).items():
         old_answer, new_answer = await _read(base, old, path), await _read(base, fresh, _reads(fresh)[name])
         old_shape, new_shape = shape(old_answer), shape(new_answer)
-        missing = sorted(set(new_shape) - set(old_shape))
+        # A field a record keeps from an event that happened before the upgrade (a voice
+        # session's last_job: its job ran on the old code) is null there, as the docs say of a
+        # record before its first such event: the field is there, what is under it is not.
+        missing = sorted(
+            p
+            for p in set(new_shape) - set(old_shape)
+            if not any(p.startswith(f"{field}.") and field in old_shape for field in NULL_ON_OLD_RECORDS)
+        )
         retyped = sorted(
             p
             for p in old_shape.keys() & new_shape.keys()
@@ -290,6 +297,11 @@ async def _read(base: str, world: World, who_path: tuple[str, str]) -> Any:
     who, path = who_path
     token = {"bob": world.account, "guest": world.guest.token, "admin": world.admin}[who]
     return ok(await call(base, "GET", path, token))
+
+
+# Fields of an answer kept from an event after it was made (see the shape test): null on a record
+# whose event came before the upgrade.
+NULL_ON_OLD_RECORDS = (".last_job",)
 
 
 def shape(value: Any, where: str = "", found: dict[str, set[str]] | None = None) -> dict[str, set[str]]:
