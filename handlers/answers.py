@@ -10,13 +10,28 @@ from __future__ import annotations
 
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, Field
 
 
 def _no_defaults(schema: dict[str, Any]) -> None:
     """An answer's default means "absent": no property publishes one."""
     for field in schema.get("properties", {}).values():
         field.pop("default", None)
+
+
+def orphaned_field(what: str = "session") -> Any:
+    """``orphaned`` of a page's load (``SessionDirectory.access``): absent only when ``what`` was
+    deleted while the answer was made."""
+    return Field(
+        default=False,
+        description=f"it was an orphan before this load, which revived it (absent only when the {what} was"
+        " deleted while the answer was made)",
+    )
+
+
+def orphan_days_field() -> Any:
+    """``orphan_days`` beside :func:`orphaned_field`."""
+    return Field(default=0, description="the days without access that make an orphan (as orphaned)")
 
 
 class Answer(BaseModel):

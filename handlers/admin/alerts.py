@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
-from typing import Any
+from typing import Any, Literal, get_args
 
 from redis.exceptions import RedisClusterException, RedisError, ResponseError
 
@@ -22,8 +22,9 @@ SPIKE_HISTORY_MAX_H = 24
 SPIKE_HISTORY_MIN_H = 6
 LARGEST_SHOWN = 5
 
-# Every alert a check may raise (``/metrics`` has a gauge for each, 0 when not raised).
-ALERT_NAMES = (
+# Every alert a check may raise (``/metrics`` has a gauge for each, 0 when not raised; the
+# answer's model names them: handlers.admin.answers).
+AlertName = Literal[
     "memory",
     "creation_rate",
     "large_sessions",
@@ -32,7 +33,8 @@ ALERT_NAMES = (
     "bus_down",
     "redis_unreachable",
     "no_replica",
-)
+]
+ALERT_NAMES: tuple[str, ...] = get_args(AlertName)
 REDIS_UNREACHABLE = "redis_unreachable"
 
 

@@ -11,6 +11,7 @@ from typing import Any, Literal
 
 from pydantic import ConfigDict, Field
 
+from handlers.admin.alerts import AlertName
 from handlers.answers import Answer
 
 
@@ -103,16 +104,7 @@ class Alert(Answer):
 
     model_config = ConfigDict(extra="allow")
 
-    alert: Literal[
-        "memory",
-        "creation_rate",
-        "large_sessions",
-        "dead_letters",
-        "jobs_stuck",
-        "bus_down",
-        "redis_unreachable",
-        "no_replica",
-    ]
+    alert: AlertName
     severity: Literal["warning", "critical"]
     message: str
 

@@ -11,7 +11,7 @@ from typing import Literal
 
 from pydantic import Field
 
-from handlers.answers import Answer
+from handlers.answers import Answer, orphan_days_field, orphaned_field
 
 
 class ListeningSessionView(Answer):
@@ -44,12 +44,8 @@ class ListeningHistory(Answer):
     total_ms: int
     count: int
     open: list[ListeningSessionView]
-    orphaned: bool = Field(
-        default=False,
-        description="it was an orphan before this load, which revived it (absent only when the history was"
-        " deleted while the answer was made)",
-    )
-    orphan_days: int = Field(default=0, description="the days without access that make an orphan (as orphaned)")
+    orphaned: bool = orphaned_field("history")
+    orphan_days: int = orphan_days_field()
 
 
 class ReportAck(Answer):

@@ -6,7 +6,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, Field, RootModel
 
-from handlers.answers import Answer
+from handlers.answers import Answer, orphan_days_field, orphaned_field
 
 
 class ViewerClip(BaseModel):
@@ -159,12 +159,8 @@ class StreamView(StreamRecord):
 
     epoch: str
     offset: int
-    orphaned: bool = Field(
-        default=False,
-        description="it was an orphan before this load, which revived it (absent only when the session was"
-        " deleted while the answer was made)",
-    )
-    orphan_days: int = Field(default=0, description="the days without access that make an orphan (as orphaned)")
+    orphaned: bool = orphaned_field()
+    orphan_days: int = orphan_days_field()
 
 
 class StateChanged(Answer):

@@ -8,7 +8,7 @@ from typing import Any, Literal
 from pydantic import Field
 from pydantic.json_schema import SkipJsonSchema
 
-from handlers.answers import Answer
+from handlers.answers import Answer, orphan_days_field, orphaned_field
 
 Status = Literal["ready", "recording", "cutting", "paused", "final_uploading", "closed", "error"]
 URL = "the session's page, /session/<id> (absolute under SESSIONHUB_PUBLIC_URL when set)"
@@ -85,12 +85,8 @@ class VoiceSessionView(VoiceRecordFields):
     url: str = Field(description=URL)
     epoch: str
     offset: int
-    orphaned: bool = Field(
-        default=False,
-        description="it was an orphan before this load, which revived it (absent only when the session was"
-        " deleted while the answer was made)",
-    )
-    orphan_days: int = Field(default=0, description="the days without access that make an orphan (as orphaned)")
+    orphaned: bool = orphaned_field()
+    orphan_days: int = orphan_days_field()
 
 
 class VoiceDeleted(Answer):

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import aiohttp
 import pytest
-from playwright.async_api import expect
+from playwright.async_api import Page, expect
 
 from tests.browser import Tab
 from tests.helpers import Client, ServerUnderTest
@@ -21,17 +21,24 @@ from tests.voice.test_web_fab_held import QUEUED, paused_on_a_new_session, recor
 pytestmark = pytest.mark.timeout(180)
 
 
+async def a_phone_holding_a_chunk(server: ServerUnderTest, tab: Tab) -> tuple[Page, str]:
+    """A phone page whose recording's chunk waits in its queue (uploads fail while it records,
+    its retries keep failing), and the session it was recorded into."""
+    await tab.use_token(server.token("alice"))
+    page = await tab.open("/")
+    await page.set_viewport_size({"width": 390, "height": 844})
+    await record_one_chunk_kept_back(page, unroute=False)
+    session_id = await server.services.voice.active_id("alice")
+    assert session_id is not None
+    return page, session_id
+
+
 async def test_a_recording_queued_offline_goes_into_its_session_closed_meanwhile(
     server: ServerUnderTest, tab: Tab
 ) -> None:
     """A phone records offline (its lease expires: the server pauses it), Done on the laptop; the
     phone back online with its queued chunk: it was refused, the server held none of it."""
-    await tab.use_token(server.token("alice"))
-    page = await tab.open("/")
-    await page.set_viewport_size({"width": 390, "height": 844})  # a phone
-    await record_one_chunk_kept_back(page, unroute=False)
-    session_id = await server.services.voice.active_id("alice")
-    assert session_id is not None
+    page, session_id = await a_phone_holding_a_chunk(server, tab)
     laptop = Client(server.url, server.token("alice"))
     await laptop.connect()
     try:
@@ -54,13 +61,7 @@ async def test_a_recording_queued_offline_goes_into_its_session_closed_meanwhile
 
 
 async def test_a_recording_its_session_no_longer_takes_is_kept_to_download(server: ServerUnderTest, tab: Tab) -> None:
-    await tab.use_token(server.token("alice"))
-    page = await tab.open("/")
-    await page.set_viewport_size({"width": 390, "height": 844})  # a phone
-    # Uploads fail while it records: the chunk waits in the queue (its retries keep failing).
-    await record_one_chunk_kept_back(page, unroute=False)
-    session_id = await server.services.voice.active_id("alice")
-    assert session_id is not None
+    page, session_id = await a_phone_holding_a_chunk(server, tab)
 
     async with aiohttp.ClientSession() as http:
         url = f"{server.url}/voicebot/sessions/{session_id}"
