@@ -122,6 +122,7 @@ function showName(name) {
 
 // The reading of who this is under way (or the last one, settled): see "sessionhub:identity".
 let loading = Promise.resolve();
+let lostCount = 0; // the times the identity was found lost (see read)
 
 function load() {
   loading = read();
@@ -139,7 +140,13 @@ async function read() {
   }
   try {
     const asked = heardCount;
+    const lostBefore = lostCount;
     const me = await api("/api/auth/me");
+    // The identity was found lost (a refusal elsewhere: the socket's, another request's) while
+    // this reading was on its way: its answer is older than that verdict, and drew the name over
+    // the lost notice, taking its way forward with it (a sign-in answered a moment before a
+    // revocation reached every check).
+    if (lostCount !== lostBefore) return;
     // A name the server pushed while this reading was on its way is at least as new as it.
     if (heard?.userId === me.user_id && heard.count > asked) me.name = heard.name;
     showMe(me);
@@ -198,6 +205,7 @@ function whatBecameOfIt(err) {
 
 function showLost(err) {
   if (!root) return;
+  lostCount += 1;
   root.dataset.state = "lost";
   const start = el(
     "button",
