@@ -156,7 +156,9 @@ async def test_viewer_catches_up_after_a_reconnect(server: ServerUnderTest, tab:
 
     await gate.cut()
     await expect(viewer.locator("#connection")).to_have_attribute("data-state", "offline")
-    await expect(viewer.locator("#clip-button")).to_be_disabled()
+    # Offline, the button still takes the moment, and says it is sent once the connection is back.
+    await expect(viewer.locator("#clip-reason")).to_contain_text("Offline: a clip pressed now is sent")
+    await expect(viewer.locator("#clip-button")).to_be_enabled()
     status, _ = await http(server, "POST", f"/api/streams/{session_id}/state", json={"action": "pause"})
     assert status == 200
     gate.release()
@@ -171,6 +173,30 @@ async def test_viewer_catches_up_after_a_reconnect(server: ServerUnderTest, tab:
     await viewer.locator("#clip-button").click()
     await expect(viewer.locator("#mine li")).to_have_count(1)
     assert await server.services.redis.hlen(server.services.keys.stream_clips(session_id)) == 1
+
+
+async def test_a_clip_pressed_offline_is_sent_once_back_placed_when_pressed(server: ServerUnderTest, tab: Tab) -> None:
+    """In a tunnel the button was disabled ("Reconnecting…"): the moment was lost. Pressed offline,
+    the clip waits and is sent once the connection is back, placed at the press."""
+    session_id = await create_stream(server, title="Tunnel")
+    await http(server, "POST", f"/api/streams/{session_id}/state", json={"action": "start"})
+    gate = SocketGate()
+    await gate.install(tab.page)
+    viewer = await live(tab, f"/watch/{session_id}")
+    await gate.cut()
+    await expect(viewer.locator("#connection")).to_have_attribute("data-state", "offline")
+    await viewer.locator("#note-input").fill("in the tunnel")
+    await viewer.locator("#clip-button").click()
+    await expect(viewer.locator("#clip-reason")).to_contain_text("your clip will be sent when the connection is back")
+    await asyncio.sleep(1.5)  # the tunnel: what is measured is this much time passing
+    gate.release()
+    await expect(viewer.locator("#confirmation")).to_contain_text("Clipped! Segment 1")
+    keys = server.services.keys
+    [stored] = await server.services.redis.hvals(keys.stream_clips(session_id))
+    clip = json.loads(stored)
+    started_at = int(await server.services.redis.hget(keys.session(session_id), "seg_started_at"))
+    assert clip["note"] == "in the tunnel"
+    assert clip["created_at"] - started_at - clip["offset_ms"] >= 1_300, clip
 
 
 async def test_dashboard_is_the_owners_and_bad_links_say_so(server: ServerUnderTest, tab: Tab) -> None:

@@ -27,6 +27,7 @@ const RETRY_AFTER_TIMEOUT_MS = 1000;
 // The most a click may say it waited to be sent (handlers/streams/payloads.py): past it the clip
 // is placed a minute before it arrived.
 const MAX_PRESSED_AGO_MS = 60_000;
+const OFFLINE_HINT = "Offline: a clip pressed now is sent once the connection is back, at the moment you pressed.";
 // A cooldown the page honours at most (the server's is 3,600 s at most: SESSIONHUB_CLIPS_COOLDOWN_S).
 const MAX_COOLDOWN_S = 3600;
 
@@ -110,7 +111,6 @@ function reason() {
   if (!session) return "Loading…";
   if (pending && !live) return "Offline: your clip will be sent when the connection is back.";
   if (pending) return stillSending ? "Still sending your clip…" : "Sending your clip…";
-  if (!live) return "Reconnecting…";
   if (blocked) return "The streamer has turned off clipping for you in this stream.";
   if (session.state !== "active") return REASONS[session.state] ?? `The stream is ${session.state}.`;
   const wait = cooldownLeftS();
@@ -138,7 +138,9 @@ function updateButton() {
   const why = reason();
   if (why && document.activeElement === ui.button) focusOwed = true;
   ui.button.disabled = why !== "";
-  ui.reason.textContent = why;
+  // Offline, a live stream's button still takes the moment (in a tunnel, on a train): it is sent
+  // once the connection is back, placed when pressed (send). It was disabled ("Reconnecting…").
+  ui.reason.textContent = why || (session && !live ? OFFLINE_HINT : "");
   ui.card.dataset.state = session?.state ?? "";
   if (!why && focusOwed) {
     focusOwed = false;
@@ -231,8 +233,19 @@ async function send() {
   updateButton();
   try {
     // When it was pressed, not when it arrives: a click held while the connection was down
-    // (sent again once it is back) is placed at the moment the viewer saw.
-    const pressedAgo = Math.min(MAX_PRESSED_AGO_MS, Math.max(0, Math.round(performance.now() - attempt.pressedAt)));
+    // (sent again once it is back) is placed at the moment the viewer saw. Older than the server
+    // places, it would land where it is not: said, not sent (unless a try of it may have landed).
+    const waited = Math.max(0, Math.round(performance.now() - attempt.pressedAt));
+    if (waited > MAX_PRESSED_AGO_MS && !attempt.tried) {
+      pending = null;
+      confirm(
+        "Not clipped: the connection was away more than a minute after you pressed, too long to place it.",
+        "error",
+      );
+      return;
+    }
+    attempt.tried = true;
+    const pressedAgo = Math.min(MAX_PRESSED_AGO_MS, waited);
     const payload = {
       session_id: sessionId,
       submission_id: attempt.submission_id,
@@ -298,6 +311,7 @@ function onSubmit(event) {
   pending = { submission_id: freshId(), note: ui.note.value.trim(), pressedAt: performance.now() };
   stillSending = false;
   confirm("");
+  updateButton(); // offline, send() waits for the connection: the button says the clip waits
   send();
 }
 
