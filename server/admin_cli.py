@@ -151,28 +151,16 @@ async def _export(http: aiohttp.ClientSession, args: argparse.Namespace) -> int:
         return 0
 
 
-async def _orphan_days(http: aiohttp.ClientSession, args: argparse.Namespace) -> int | None:
-    """``--days``, else the server's own orphan threshold (``SESSIONHUB_ADMIN_ORPHAN_DAYS``): a
-    fixed 90 here counted other orphans than the dashboard's."""
-    if args.days is not None:
-        return int(args.days)
-    async with http.get("/admin/metrics") as response:
-        if response.status != 200:
-            await _failed(response)
-            return None
-        return int((await response.json())["orphan_days"])
-
-
 async def _orphans(http: aiohttp.ClientSession, args: argparse.Namespace) -> int:
     if args.delete and args.confirm is None:
         print("sessionhub admin: --delete needs --confirm <the count of a dry run>", file=sys.stderr)
         return 2
-    days = await _orphan_days(http, args)
-    if days is None:
-        return 1
+    # Without --days the server's own orphan threshold applies (SESSIONHUB_ADMIN_ORPHAN_DAYS): a
+    # fixed 90 here counted other orphans than the dashboard's.
+    days = {} if args.days is None else {"older_than_days": args.days}
     if not args.delete:
-        return await _print_json(http, "POST", "/admin/orphans/delete", {"older_than_days": days, "dry_run": True})
-    body = {"older_than_days": days, "confirm_count": args.confirm}
+        return await _print_json(http, "POST", "/admin/orphans/delete", {**days, "dry_run": True})
+    body = {**days, "confirm_count": args.confirm}
     async with http.post("/admin/orphans/delete", json=body) as response:
         if response.status != 200:
             return await _failed(response)

@@ -99,24 +99,25 @@ class BulkRoutes:
         """A dry run answers the count; a deletion must repeat it, then streams its progress."""
         claims = admin_claims(request, self._s)
         body = parse_body(OrphanDelete, await json_body(request, max_bytes=1024))
-        count = await self._recalc.count_orphans(body.older_than_days)
+        days = body.older_than_days or self._store.orphan_days  # as the export's default
+        count = await self._recalc.count_orphans(days)
         if body.dry_run:
-            counted = OrphanCount(dry_run=True, older_than_days=body.older_than_days, count=count)
+            counted = OrphanCount(dry_run=True, older_than_days=days, count=count)
             return web.json_response(counted.wire())
         if body.confirm_count != count:
             raise CodedError(
                 ErrorCode.CONFLICT, "the number of orphans changed since the dry run; count again", count=count
             )
         await self._action_allowed(claims)
-        ids = await self._recalc.orphan_ids(body.older_than_days)
+        ids = await self._recalc.orphan_ids(days)
         response = web.StreamResponse(headers={"Content-Type": "application/x-ndjson", "Cache-Control": "no-store"})
         await response.prepare(request)
-        deleted = await self._delete_each(ids, body.older_than_days, claims, response)
+        deleted = await self._delete_each(ids, days, claims, response)
         await self._store.audit(
             actor=claims.sub,
             action="delete_orphans",
             target="*",
-            detail={"older_than_days": body.older_than_days, "confirmed": count, "deleted": deleted},
+            detail={"older_than_days": days, "confirmed": count, "deleted": deleted},
         )
         await response.write(_line({"done": True, "deleted": deleted, "total": len(ids)}))
         await response.write_eof()

@@ -116,7 +116,9 @@ class OrphanDelete(AdminModel):
         }
     )
 
-    older_than_days: int = Field(ge=1, le=36_500)
+    older_than_days: int | None = Field(
+        default=None, ge=1, le=36_500, description="default: the orphan threshold (SESSIONHUB_ADMIN_ORPHAN_DAYS)"
+    )
     dry_run: bool = False
     confirm_count: int | None = Field(default=None, ge=0, le=10_000_000)
 

@@ -1432,7 +1432,7 @@ class SessionServer(socketio.AsyncServer):
         eio_sid = socket.sid
         if eio_sid in self._binary_packet or eio_sid in self._skipping:
             return False
-        if isinstance(message, str) and self._leaves(eio_sid, message[1:]):
+        if isinstance(message, str) and message[1:2] == "1" and self._leaves(eio_sid, message[1:]):
             return False  # never dropped: see _handle_eio_message
         sid = self.manager.sid_from_eio_sid(eio_sid, "/")
         over_rate, charge = self._over_rate, self._charge

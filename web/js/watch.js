@@ -24,8 +24,8 @@ const graphemes =
 const utf8 = new TextEncoder();
 const orphanBanner = new OrphanBanner();
 const RETRY_AFTER_TIMEOUT_MS = 1000;
-// The most a click may say it waited to be sent (handlers/streams/payloads.py): past it the clip
-// is placed a minute before it arrived.
+// The most a click may say it waited to be sent (handlers/streams/payloads.py): one that waited
+// longer is not sent, and the page says why (send).
 const MAX_PRESSED_AGO_MS = 60_000;
 const OFFLINE_HINT = "Offline: a clip pressed now is sent once the connection is back, at the moment you pressed.";
 // A cooldown the page honours at most (the server's is 3,600 s at most: SESSIONHUB_CLIPS_COOLDOWN_S).
