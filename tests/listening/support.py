@@ -18,6 +18,8 @@ from tests.helpers import Client, RedisProcess, ServerUnderTest
 DAY_MS = 86_400_000
 # Tokens outlive every clock move a test makes.
 TOKEN_TTL_S = 30 * 86400
+# How often a playing player reports in these tests: well under the default 60 s of silence.
+PLAYER_STEP_MS = 30_000
 
 
 @dataclass(slots=True)
@@ -86,6 +88,20 @@ class Listener:
         payload.update(fields)
         ack: dict[str, Any] = await self.client.call("listening_report", payload)
         return ack
+
+    async def keep_playing(self, clock: FrozenClock, item_id: str, ms: int) -> None:
+        """Play on for ``ms`` as a player does: a ``playing`` report at least every 30 s.
+
+        One move of the clock past the 60 s of silence with a session open races the sweeper
+        (it looks every 50 ms): when it looks before the next report, the session is finalized
+        as a crash (a CI run saw a pause after 10 silent minutes answered 'none').
+        """
+        while ms > 0:
+            step = min(ms, PLAYER_STEP_MS)
+            clock.shift_ms += step
+            ms -= step
+            ack = await self.report(item_id, "playing")
+            assert ack["action"] in ("extended", "throttled"), ack
 
     def log_events(self) -> list[tuple[str, Any]]:
         return [(n, d) for n, d in self.client.events if n.startswith("listening_")]

@@ -52,8 +52,8 @@ async def test_resume_within_the_window_extends_after_it_starts_anew(
 ) -> None:
     alice = await listener(lserver, clients)
     await alice.report("book-1", "playing", position_s=10.0)
-    clock.shift_ms += 10 * MIN
-    await alice.report("book-1", "paused", position_s=610.0)
+    await alice.keep_playing(clock, "book-1", 10 * MIN)
+    assert (await alice.report("book-1", "paused", position_s=610.0))["action"] == "finalized"
     clock.shift_ms += 4 * MIN + 59_000
     resumed = await alice.report("book-1", "playing", position_s=610.0)
     assert resumed["action"] == "resumed"
@@ -106,10 +106,10 @@ async def test_switching_items_finalizes_the_previous_first(
 ) -> None:
     alice = await listener(lserver, clients)
     await alice.report("book-1", "playing", item={"title": "First book", "artist": "Ann"})
-    clock.shift_ms += 2 * MIN
+    await alice.keep_playing(clock, "book-1", 2 * MIN)
     switched = await alice.report("book-2", "playing", item={"title": "Second book"})
     assert switched["action"] == "started"
-    clock.shift_ms += MIN
+    await alice.keep_playing(clock, "book-2", MIN)
     # Back to the first item within the window: the device played book 2 in between, so the
     # first range is not stretched over it.
     back = await alice.report("book-1", "playing")
@@ -121,7 +121,8 @@ async def test_switching_items_finalizes_the_previous_first(
         ("book-1", 2 * MIN, False),
     ]
     assert rows[2]["title"] == "First book" and rows[2]["artist"] == "Ann"
-    await alice.client.wait_for(lambda: len(alice.log_events()) == 5)
+    # Three starts, two finalizations, and the extensions of a player reporting as it plays.
+    await alice.client.wait_for(lambda: len(alice.log_events()) == 5 + 4 + 2)
     reasons = [d["data"].get("reason") for n, d in alice.log_events() if d["data"].get("action") == "finalized"]
     assert reasons == ["switched", "switched"]
 
@@ -133,7 +134,7 @@ async def test_a_tap_of_another_item_and_straight_back_does_not_split_the_book(
     looked for only with nothing open on the device), one more tap-length play deleted in turn."""
     alice = await listener(lserver, clients)
     await alice.report("book", "playing")
-    clock.shift_ms += 2 * MIN
+    await alice.keep_playing(clock, "book", 2 * MIN)
     tapped = await alice.report("other", "playing")  # the wrong row, by mistake
     assert tapped["action"] == "started"
     clock.shift_ms += 300
