@@ -58,7 +58,10 @@ The contract, i.e. everything relied on beyond the libraries' documented API (a 
   time; the request handler (``request.protocol``) keeps bytes read after an upgrade
   request in ``_message_tail``, lets go of a connection whose ``transport`` is set to None,
   and tracks it in ``_manager`` (``connection_lost``); a response whose ``prepare`` raises
-  ``ConnectionResetError`` ends its handler without writing (see :func:`_take_over`).
+  ``ConnectionResetError`` ends its handler without writing (see :func:`_take_over`); its
+  ``_waiter`` is a pending future exactly while it waits for the connection's next request, and
+  ``close()`` lets it finish the request being handled and then close
+  (``server.transport.front.HalfClosing``).
 - asyncio (3.11): a selector socket transport keeps its read callback, a bound method of
   itself, in ``_read_ready_cb`` (a reference cycle that outlives the connection; see
   :func:`_unlink_transport`); its write flow control calls ``pause_writing`` only while

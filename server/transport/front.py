@@ -164,6 +164,55 @@ class Front:
     handed: dict[asyncio.Protocol, str] = field(default_factory=dict)
 
 
+class HalfClosing(asyncio.Protocol):
+    """aiohttp's handler of a connection handed on, which answers a client that half-closed.
+
+    A client may send its whole request and then shut its sending side (``shutdown(SHUT_WR)``,
+    ``nc -N``, some scripts and proxies). aiohttp's handler closes the connection at that end of
+    input, so the request was applied and its answer never sent: the client saw a write fail
+    and could not tell it from one refused. Here an end of input while a request is being
+    handled keeps the connection open for writing: aiohttp answers that request and then
+    closes (``RequestHandler.close``: no further request is read). An end of input while the
+    connection waits for its next request closes it at once, as aiohttp does.
+
+    Whether it waits is aiohttp's private ``_waiter`` (a pending future while waiting for a
+    request: the fast lane's contract, ``server.transport.fastpath``); without it the end of
+    input closes the connection, as aiohttp does. Every other call is passed on.
+    """
+
+    __slots__ = ("_inner",)
+
+    def __init__(self, inner: asyncio.Protocol) -> None:
+        self._inner = inner
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self._inner.connection_made(transport)
+
+    def data_received(self, data: bytes) -> None:
+        self._inner.data_received(data)
+
+    def eof_received(self) -> bool | None:
+        inner = self._inner
+        waiter: Any = getattr(inner, "_waiter", _UNKNOWN)
+        close = getattr(inner, "close", None)
+        if waiter is _UNKNOWN or close is None or (waiter is not None and not waiter.done()):
+            return inner.eof_received()  # waiting for a request (or unknown): closed at once
+        close()  # answer the request being handled, read no other
+        return True
+
+    def pause_writing(self) -> None:
+        self._inner.pause_writing()
+
+    def resume_writing(self) -> None:
+        self._inner.resume_writing()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._inner.connection_lost(exc)
+
+
+_UNKNOWN = object()
+
+
 class FrontProtocol(asyncio.Protocol):
     """One new connection until its first bytes say where it goes (see the module docstring)."""
 
@@ -219,9 +268,10 @@ class FrontProtocol(asyncio.Protocol):
         if self._place:
             front.handed[handler] = self._place
             self._place = ""
-        transport.set_protocol(handler)
-        handler.connection_made(transport)
-        handler.data_received(data)
+        protocol = HalfClosing(handler)
+        transport.set_protocol(protocol)
+        protocol.connection_made(transport)
+        protocol.data_received(data)
 
     def eof_received(self) -> bool | None:
         return None  # closes the connection: it never sent a request
