@@ -59,9 +59,10 @@ The contract, i.e. everything relied on beyond the libraries' documented API (a 
   request in ``_message_tail``, lets go of a connection whose ``transport`` is set to None,
   and tracks it in ``_manager`` (``connection_lost``); a response whose ``prepare`` raises
   ``ConnectionResetError`` ends its handler without writing (see :func:`_take_over`); its
-  ``_waiter`` is a pending future exactly while it waits for the connection's next request, and
-  ``close()`` lets it finish the request being handled and then close
-  (``server.transport.front.HalfClosing``).
+  ``_waiter`` is a pending future exactly while it waits for the connection's next request,
+  ``_current_request`` the request being handled (or None) and ``_messages`` the parsed
+  requests not handled yet, as ``(message, payload)`` pairs; ``close()`` lets it finish the
+  request being handled and then close (``server.transport.front.HalfClosing``).
 - asyncio (3.11): a selector socket transport keeps its read callback, a bound method of
   itself, in ``_read_ready_cb`` (a reference cycle that outlives the connection; see
   :func:`_unlink_transport`); its write flow control calls ``pause_writing`` only while

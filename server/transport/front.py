@@ -175,30 +175,48 @@ class HalfClosing(asyncio.Protocol):
     closes (``RequestHandler.close``: no further request is read). An end of input while the
     connection waits for its next request closes it at once, as aiohttp does.
 
-    Whether it waits is aiohttp's private ``_waiter`` (a pending future while waiting for a
-    request: the fast lane's contract, ``server.transport.fastpath``); without it the end of
-    input closes the connection, as aiohttp does. Every other call is passed on.
+    A request whose body the end of input cut short is not waited for: the connection closes at
+    once and its handler's read fails (a ``400`` logged), as with aiohttp. What is being handled is read
+    from aiohttp's private parts (the fast lane's contract, ``server.transport.fastpath``);
+    without them the end of input closes the connection, as aiohttp does. Every other call is
+    passed on.
     """
 
-    __slots__ = ("_inner",)
+    __slots__ = ("_engine_path", "_inner", "_transport")
 
-    def __init__(self, inner: asyncio.Protocol) -> None:
+    def __init__(self, inner: asyncio.Protocol, engine_path: str) -> None:
         self._inner = inner
+        self._engine_path = engine_path
+        self._transport: asyncio.BaseTransport | None = None
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self._transport = transport
         self._inner.connection_made(transport)
 
     def data_received(self, data: bytes) -> None:
         self._inner.data_received(data)
 
     def eof_received(self) -> bool | None:
-        inner = self._inner
-        waiter: Any = getattr(inner, "_waiter", _UNKNOWN)
-        close = getattr(inner, "close", None)
-        if waiter is _UNKNOWN or close is None or (waiter is not None and not waiter.done()):
-            return inner.eof_received()  # waiting for a request (or unknown): closed at once
-        close()  # answer the request being handled, read no other
+        inner: Any = self._inner
+        if not _handling(inner) or not self._may_answer(inner):
+            return self._inner.eof_received()  # closed at once, as aiohttp does
+        inner.close()  # answer the request being handled, read no other
+        # A request taken off the queue an instant ago is not aiohttp's current request yet: its
+        # body is looked at once its handling has started (the next turn of the loop).
+        asyncio.get_running_loop().call_soon(self._close_unless_answerable)
         return True
+
+    def _may_answer(self, handler: Any) -> bool:
+        """Every body whole, and no Engine.IO request: a long poll's answer carries events, and
+        its client, gone (its end of input looks the same), must not make the session believe
+        them delivered. The poll's connection closes and the session ends, as before."""
+        current = handler._current_request
+        return _bodies_whole(handler) and (current is None or current.path.rstrip("/") != self._engine_path.rstrip("/"))
+
+    def _close_unless_answerable(self) -> None:
+        transport = self._transport
+        if transport is not None and not transport.is_closing() and not self._may_answer(self._inner):
+            transport.close()  # a body that will never come whole (its read fails now), a poll
 
     def pause_writing(self) -> None:
         self._inner.pause_writing()
@@ -207,10 +225,32 @@ class HalfClosing(asyncio.Protocol):
         self._inner.resume_writing()
 
     def connection_lost(self, exc: Exception | None) -> None:
+        self._transport = None
         self._inner.connection_lost(exc)
 
 
 _UNKNOWN = object()
+
+
+def _handling(handler: Any) -> bool:
+    """Whether ``handler`` (aiohttp's) has a request in hand: not waiting for its next one, and
+    its private parts are the ones known (another aiohttp: no, aiohttp's own behaviour)."""
+    parts = (getattr(handler, name, _UNKNOWN) for name in ("_waiter", "_current_request", "_messages"))
+    if any(part is _UNKNOWN for part in parts) or not callable(getattr(handler, "close", None)):
+        return False
+    waiter = handler._waiter
+    return waiter is None or waiter.done()
+
+
+def _bodies_whole(handler: Any) -> bool:
+    """Whether every request ``handler`` holds (the current one, the queued ones) has its body
+    whole: a body the end of input cut short is not waited for (``400`` at once, not after the
+    body's 10 s)."""
+    bodies = [payload for _, payload in handler._messages]
+    current = handler._current_request
+    if current is not None:
+        bodies.append(current.content)
+    return all(body.is_eof() for body in bodies)
 
 
 class FrontProtocol(asyncio.Protocol):
@@ -268,7 +308,7 @@ class FrontProtocol(asyncio.Protocol):
         if self._place:
             front.handed[handler] = self._place
             self._place = ""
-        protocol = HalfClosing(handler)
+        protocol = HalfClosing(handler, front.path)
         transport.set_protocol(protocol)
         protocol.connection_made(transport)
         protocol.data_received(data)
