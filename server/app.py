@@ -25,6 +25,7 @@ from handlers.http_common import FRONT_HOOKS, defer_continue, session_use_middle
 from handlers.head_requests import head_requests
 from handlers.home import HomeRoutes
 from handlers.jwks_watch import JwksWatch
+from handlers.unread_bodies import close_after_unread_bodies
 from handlers.paced_bodies import paced_bodies
 from handlers.write_deadline import WRITE_DEADLINE_KEY, WriteDeadline
 from handlers.passkeys_http import PasskeyRoutes
@@ -200,6 +201,7 @@ def build_app(settings: Settings, *, services: Services) -> web.Application:
     app[IDLE_TIMEOUT_KEY] = settings.http_idle_timeout_s
     app[WRITE_DEADLINE_KEY] = write_deadline
     app.middlewares.append(paced_bodies)  # outermost: every route's large answer, errors' included
+    app.middlewares.append(close_after_unread_bodies)  # what paced_bodies writes keeps its close
     app.middlewares.append(session_use_middleware(services.sessions))
     sio.attach(app, SOCKETIO_PATH.strip("/"))
     add_routes(app, services, sio, bus, capabilities(settings))

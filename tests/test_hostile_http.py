@@ -209,3 +209,42 @@ async def test_an_endless_body_is_read_no_longer_than_the_linger_after_its_answe
         writer.close()
     # The linger is 2 s; aiohttp's own 10. Far from both: a busy machine does not move it past 6.
     assert closed - answered < 6, closed - answered
+
+
+@pytest.mark.parametrize("path", ["/voicebot/active_session", "/voicebot/create_session"])
+async def test_an_answer_before_the_body_arrived_whole_says_the_connection_closes(
+    server: ServerUnderTest, path: str
+) -> None:
+    """A body that says 999,999 bytes and sends one is refused at once (413), and the connection
+    is closed after its linger: the answer says so, so that a pooled client does not send its next
+    request on it (the audit's aiohttp pool got a disconnect instead of an answer)."""
+    head = post_head(path, server.token("alice"), 999_999).replace(b"Connection: close\r\n", b"")
+    reader, writer = await asyncio.open_connection("127.0.0.1", port_of(server.url))
+    try:
+        writer.write(head + b"{")
+        answer = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 10)
+    finally:
+        writer.close()
+    assert answer.startswith(b"HTTP/1.1 413"), answer
+    assert b"\r\nConnection: close\r\n" in answer, answer
+
+    # And a pooled client sends its next request on a new connection.
+    async with aiohttp.ClientSession(headers={"Authorization": f"Bearer {server.token('alice')}"}) as http:
+        async with http.post(f"{server.url}/voicebot/create_session", data=b"{" + b" " * 300_000 + b"}") as r:
+            assert r.status == 413
+        async with http.post(f"{server.url}/voicebot/create_session", json={"session_name": "next"}) as r:
+            assert r.status == 201, await r.text()
+
+
+async def test_a_refusal_of_a_body_that_arrived_whole_keeps_the_connection(server: ServerUnderTest) -> None:
+    """A small body sent with its head (one segment) is whole before the handler runs: refused
+    unread (a forged token here), it is dropped and the connection stays open for the next."""
+    body = json.dumps({"session_name": "whole"}).encode()
+    head = post_head("/voicebot/create_session", "forged", len(body)).replace(b"Connection: close\r\n", b"")
+    reader, writer = await asyncio.open_connection("127.0.0.1", port_of(server.url))
+    try:
+        writer.write(head + body)
+        answer = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 10)
+        assert answer.startswith(b"HTTP/1.1 401") and b"Connection: close" not in answer, answer
+    finally:
+        writer.close()
