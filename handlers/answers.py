@@ -13,7 +13,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field
 
 
-def _no_defaults(schema: dict[str, Any]) -> None:
+def no_defaults(schema: dict[str, Any]) -> None:
     """An answer's default means "absent": no property publishes one."""
     for field in schema.get("properties", {}).values():
         field.pop("default", None)
@@ -37,7 +37,7 @@ def orphan_days_field() -> Any:
 class Answer(BaseModel):
     """A success body: its fields in the order they are sent."""
 
-    model_config = ConfigDict(json_schema_extra=_no_defaults)
+    model_config = ConfigDict(json_schema_extra=no_defaults)
 
     def wire(self) -> dict[str, Any]:
         """The body as sent: every field given, in declaration order; the absent ones left out."""

@@ -428,10 +428,10 @@ def test_every_json_answer_is_typed_or_says_where_its_fields_are(tmp_path: Path)
                 else:
                     assert schema == {"type": "object", "description": UNTYPED_ANSWER}, (method, path, schema)
                     described.add((method, path))
-    assert {("get", "/api/auth/me"), ("post", "/api/sessions"), ("post", "/voicebot/create_session")} <= typed, typed
-    # The pattern API's whole session (its state as the origin app's clients read it) and this
-    # document itself (an OpenAPI document) are the answers left to PROTOCOL.
-    assert described == {("get", "/api/sessions/{session_id}"), ("get", "/openapi.json")}
+    typed_too = {("get", "/api/auth/me"), ("post", "/api/sessions"), ("get", "/api/sessions/{session_id}")}
+    assert typed_too | {("post", "/voicebot/create_session")} <= typed, typed
+    # This document itself (an OpenAPI document) is the answer left to PROTOCOL.
+    assert described == {("get", "/openapi.json")}
 
 
 def test_a_route_not_installed_is_not_documented(tmp_path: Path) -> None:

@@ -9,6 +9,7 @@ from __future__ import annotations
 from functools import partial
 
 from handlers.openapi_registry import Auth, ErrorShape, Header, Operation
+from handlers.patterns.answers import PatternSession
 from handlers.patterns.requests import CreateBody, PatchBody, PutBody
 from handlers.patterns.views import Created, Health, Published, Remixed, Renamed, Replaced
 
@@ -46,6 +47,7 @@ OPERATIONS: tuple[Operation, ...] = (
         auth=Auth.NONE,
         statuses=(400, 404, 503),
         ok_headers=(ETAG,),
+        response=PatternSession,
     ),
     _pattern(
         "put",

@@ -79,7 +79,7 @@ NUMBER_DIGITS = 14
 # what follows them (a name shown as something it is not).
 _CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029\u202a-\u202e\u2066-\u2069]")
 _SCRIPT_URL = re.compile(r"javascript\s*:", re.IGNORECASE)
-_TEXT_PATTERN = r"^(?![\s\S]*[jJ][aA][vV][aA][sS][cC][rR][iI][pP][tT]\s*:)[^\x00-\x1f\x7f-\x9f\u2028\u2029<>]*$"
+TEXT_PATTERN = r"^(?![\s\S]*[jJ][aA][vV][aA][sS][cC][rR][iI][pP][tT]\s*:)[^\x00-\x1f\x7f-\x9f\u2028\u2029<>]*$"
 
 
 def _number(low: float, high: float) -> Any:
@@ -133,7 +133,7 @@ def bounded_text(max_length: int) -> Any:
 
     # No control characters, no < or >, no "javascript:" (the schema's pattern is a JavaScript
     # regular expression, as JSON Schema's are); trimmed, so the schema's length is the stricter.
-    schema = {"type": "string", "maxLength": max_length, "pattern": _TEXT_PATTERN}
+    schema = {"type": "string", "maxLength": max_length, "pattern": TEXT_PATTERN}
     return Annotated[str, PlainValidator(check), WithJsonSchema(schema)]
 
 
@@ -155,6 +155,9 @@ Transpose = _whole(-24, 24)
 Tempo = _number(60, 180)
 Swing = _number(0, 100)
 PlaybackMode = Literal["oneshot", "gate"]
+LockPitch = _whole(-24, 24)
+LockVolume = _number(0, 2)
+Version = _whole(1, 1_000_000)
 
 
 def no_null_defaults(schema: dict[str, Any]) -> None:
@@ -176,8 +179,8 @@ class ParameterLock(Strict):
     """A step's override of pitch (semitones) and volume (multiplier); ``tie`` holds the note
     from the step before instead of striking a new one."""
 
-    pitch: _whole(-24, 24) | None = None  # type: ignore[valid-type]
-    volume: _number(0, 2) | None = None  # type: ignore[valid-type]
+    pitch: LockPitch | None = None  # type: ignore[valid-type]
+    volume: LockVolume | None = None  # type: ignore[valid-type]
     tie: StrictBool | None = None
 
     def to_json(self) -> dict[str, Any] | None:
@@ -308,7 +311,7 @@ class PatternState(Strict):
     effects: Effects = Field(default=None)  # type: ignore[assignment]
     scale: Scale = Field(default=None)  # type: ignore[assignment]
     loopRegion: LoopRegion | None = None
-    version: _whole(1, 1_000_000) = Field(default=None)  # type: ignore[valid-type]
+    version: Version = Field(default=None)  # type: ignore[valid-type]
 
     @field_validator("tracks")
     @classmethod
