@@ -69,7 +69,7 @@ def bearer_claims(request: web.Request, tokens: TokenService, clock: Clock) -> C
 async def json_body(request: web.Request, *, max_bytes: int, optional: bool = False) -> dict[str, Any]:
     """The request's JSON object body, bounded in size (``payload_too_large``)."""
     if request.content_length is not None and request.content_length > max_bytes:
-        raise CodedError(ErrorCode.PAYLOAD_TOO_LARGE, f"the body is limited to {max_bytes} bytes")
+        raise CodedError(ErrorCode.PAYLOAD_TOO_LARGE, f"the body is limited to {max_bytes} bytes", max_bytes=max_bytes)
     raw = await read_body(request, max_bytes)
     if not raw.strip():
         if optional:
@@ -145,7 +145,9 @@ async def read_body(request: web.Request, max_bytes: int) -> bytes:
                 chunks.append(chunk)
                 size += len(chunk)
                 if size > max_bytes:
-                    raise CodedError(ErrorCode.PAYLOAD_TOO_LARGE, f"the body is limited to {max_bytes} bytes")
+                    raise CodedError(
+                        ErrorCode.PAYLOAD_TOO_LARGE, f"the body is limited to {max_bytes} bytes", max_bytes=max_bytes
+                    )
     except TimeoutError:
         message = f"the body did not arrive within {BODY_READ_TIMEOUT_S:g} s"
         raise CodedError(ErrorCode.INVALID_PAYLOAD, message) from None

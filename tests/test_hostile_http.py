@@ -46,6 +46,7 @@ async def test_a_body_over_the_cap_is_still_refused(server: ServerUnderTest) -> 
         port_of(server.url), post_head("/voicebot/create_session", server.token("alice"), len(body)) + body
     )
     assert status == 413 and json.loads(answer)["error"] == "payload_too_large"
+    assert json.loads(answer)["max_bytes"] == server.services.limits.max_payload_bytes  # as every route's 413
 
 
 async def test_deeply_nested_json_is_400_not_500(server: ServerUnderTest) -> None:
