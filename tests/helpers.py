@@ -321,9 +321,13 @@ class Client:
     def named(self, event: str) -> list[Any]:
         return [data for name, data in self.events if name == event]
 
-    async def wait_for(self, predicate: Callable[[], bool], timeout: float = 5) -> None:
+    async def wait_for(self, predicate: Callable[[], bool], timeout: float = ANSWER_BOUND_S) -> None:
         """Until ``predicate()`` holds: checked on each event this client receives, and every
-        ``WAIT_POLL_S`` besides, for a predicate on something else (the server's state)."""
+        ``WAIT_POLL_S`` besides, for a predicate on something else (the server's state).
+
+        A bound, not a wait (as ``ANSWER_BOUND_S``): what a loaded machine delays an answer by,
+        it delays an event or a sweeper's round by too. A test that needs it quick says so with
+        its own ``timeout``."""
         deadline = asyncio.get_running_loop().time() + timeout
         while not predicate():
             remaining = deadline - asyncio.get_running_loop().time()

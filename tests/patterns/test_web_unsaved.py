@@ -30,7 +30,7 @@ async def test_a_name_typed_and_not_yet_entered_outlives_a_reload(server: Server
     await page.reload(wait_until="domcontentloaded")
     await expect(page.locator("#connection")).to_have_attribute("data-state", "live")
     await expect(page.locator("#pattern-name")).to_have_value("Late night groove")
-    for _ in range(50):  # the op reaches the store
+    for _ in range(150):  # the op reaches the store (15 s at most: a bound, not a wait)
         if await stored_name(server, session_id) == "Late night groove":
             break
         await page.wait_for_timeout(100)
@@ -60,7 +60,7 @@ async def test_a_step_set_offline_outlives_a_reload_before_it_was_saved(server: 
     gate.release()  # back online: the reloaded page connects
     await expect(page.locator("#connection")).to_have_attribute("data-state", "live")
     await expect(step(page, "t1", 6)).to_have_attribute("aria-pressed", "true")
-    for _ in range(50):
+    for _ in range(150):  # 15 s, as ANSWER_BOUND_S: a bound, not a wait
         if (await stored_steps(server, session_id))[6]:
             break
         await page.wait_for_timeout(100)
@@ -121,7 +121,7 @@ async def test_a_tab_back_in_view_leaves_a_hidden_tabs_unsaved_edits_kept(server
     await shown.reload(wait_until="domcontentloaded")
     await expect(shown.locator("#connection")).to_have_attribute("data-state", "live")
     await expect(step(shown, "t1", 6)).to_have_attribute("aria-pressed", "true")
-    for _ in range(50):
+    for _ in range(150):  # 15 s, as ANSWER_BOUND_S: a bound, not a wait
         if (await stored_steps(server, session_id))[6]:
             break
         await shown.wait_for_timeout(100)
