@@ -165,21 +165,23 @@ class Front:
 
 
 class HalfClosing(asyncio.Protocol):
-    """aiohttp's handler of a connection handed on, which answers a client that half-closed.
+    """aiohttp's handler of a connection handed on, which answers a write whose client half-closed.
 
     A client may send its whole request and then shut its sending side (``shutdown(SHUT_WR)``,
     ``nc -N``, some scripts and proxies). aiohttp's handler closes the connection at that end of
-    input, so the request was applied and its answer never sent: the client saw a write fail
-    and could not tell it from one refused. Here an end of input while a request is being
-    handled keeps the connection open for writing: aiohttp answers that request and then
-    closes (``RequestHandler.close``: no further request is read). An end of input while the
-    connection waits for its next request closes it at once, as aiohttp does.
+    input, so a write was applied and its answer never sent: the client could not tell it from
+    one refused. Here an end of input while a write (``POST``, ``PUT``, ``PATCH``, ``DELETE``)
+    is being handled keeps the connection open for writing: aiohttp answers it and then closes
+    (``RequestHandler.close``: no further request is read).
 
-    A request whose body the end of input cut short is not waited for: the connection closes at
-    once and its handler's read fails (a ``400`` logged), as with aiohttp. What is being handled is read
-    from aiohttp's private parts (the fast lane's contract, ``server.transport.fastpath``);
-    without them the end of input closes the connection, as aiohttp does. Every other call is
-    passed on.
+    Everything else closes at once, as aiohttp does, because a client that closed the whole
+    connection sends the same end of input: a read (a long export must stop for a client gone,
+    not read on until a write fails; a read is safe to ask again), an Engine.IO request (a long
+    poll's answer carries events that its session must not believe delivered), a connection
+    waiting for its next request, and a request whose body that end cut short (its read fails
+    now, a ``400`` logged, not after the body's 10 s). What is being handled is read from
+    aiohttp's private parts (the fast lane's contract, ``server.transport.fastpath``); without
+    them the end of input closes the connection, as aiohttp does. Every other call is passed on.
     """
 
     __slots__ = ("_engine_path", "_inner", "_transport")
@@ -207,16 +209,18 @@ class HalfClosing(asyncio.Protocol):
         return True
 
     def _may_answer(self, handler: Any) -> bool:
-        """Every body whole, and no Engine.IO request: a long poll's answer carries events, and
-        its client, gone (its end of input looks the same), must not make the session believe
-        them delivered. The poll's connection closes and the session ends, as before."""
+        """Every body whole, and the request in hand a write that is no Engine.IO request (one
+        taken off the queue an instant ago is not in hand yet: looked at again next turn)."""
         current = handler._current_request
-        return _bodies_whole(handler) and (current is None or current.path.rstrip("/") != self._engine_path.rstrip("/"))
+        if current is None:
+            return _bodies_whole(handler)
+        engine = current.path.rstrip("/") == self._engine_path.rstrip("/")
+        return current.method in _WRITES and not engine and _bodies_whole(handler)
 
     def _close_unless_answerable(self) -> None:
         transport = self._transport
         if transport is not None and not transport.is_closing() and not self._may_answer(self._inner):
-            transport.close()  # a body that will never come whole (its read fails now), a poll
+            transport.close()  # a read, a poll, a body that will never come whole
 
     def pause_writing(self) -> None:
         self._inner.pause_writing()
@@ -230,6 +234,7 @@ class HalfClosing(asyncio.Protocol):
 
 
 _UNKNOWN = object()
+_WRITES = frozenset({"POST", "PUT", "PATCH", "DELETE"})
 
 
 def _handling(handler: Any) -> bool:

@@ -1,11 +1,13 @@
-"""A client that sends its whole request and then shuts its sending side gets its answer.
+"""A client that sends its whole write and then shuts its sending side gets its answer.
 
 ``shutdown(SHUT_WR)`` after a request is how ``nc -N`` and some scripts and proxies say "that was
 all": aiohttp closed the connection at that end of input, so a create was applied and its
 answer never sent (the client could not tell it from a refusal, and a retry made a second).
-``server.transport.front.HalfClosing`` keeps the connection open for writing while a request is
-being handled, and closes it after the answer; a connection waiting for its next request is
-still closed at once.
+``server.transport.front.HalfClosing`` keeps the connection open for writing while a write is
+being handled, and closes it after the answer. A read, and a connection waiting for its next
+request, are still closed at once: a client that closed the whole connection sends the same end
+of input, and a long answer (an export) must stop for it
+(``tests/listening/test_export_stream.py``).
 """
 
 from __future__ import annotations
