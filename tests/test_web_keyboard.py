@@ -121,3 +121,26 @@ async def test_the_admins_delete_hands_the_focus_to_what_happened(server: Server
     await page.keyboard.press("Enter")
     await expect(page.locator("#detail-notice")).to_have_text(f"Deleted {doomed}.")
     await expect(page.locator("#detail-notice")).to_be_focused()
+
+
+async def test_the_players_play_pause_and_stop_hand_the_focus_on(server: ServerUnderTest, tab: Tab) -> None:
+    """Each of the three disables itself once it has done its work, which dropped the focus."""
+    await tab.use_token(server.token("alice"))
+    page = await tab.open("/player")
+    await expect(page.locator("#connection")).to_have_attribute("data-state", "live")
+    row = page.locator('li[data-item-id="demo-audiobook-1"]')
+    await expect(row.locator("button.play")).to_be_enabled()
+    await row.locator("button.play").focus()
+    for key, state, focused in (
+        ("Enter", "playing", "pause"),
+        ("Space", "paused", "play"),
+        ("Enter", "playing", "pause"),
+    ):
+        await page.keyboard.press(key)
+        await expect(row).to_have_attribute("data-state", state)
+        await expect(row.locator(f"button.{focused}")).to_be_focused()
+    await page.keyboard.press("Tab")
+    await expect(row.locator("button.stop")).to_be_focused()
+    await page.keyboard.press("Enter")
+    await expect(row).to_have_attribute("data-state", "stopped")
+    await expect(row.locator("button.play")).to_be_focused()
