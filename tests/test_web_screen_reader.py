@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from playwright.async_api import expect
+from playwright.async_api import Page, expect
 
 from tests.browser import Tab
 from tests.helpers import Client, ServerUnderTest
@@ -104,3 +104,47 @@ async def test_the_recorders_done_is_not_named_as_the_session_pages_done(server:
     await expect(page.get_by_role("button", name="Done", exact=True)).to_have_count(1)
     await expect(page.locator("#fab-done")).to_have_accessible_name("Done: close the recording session")
     await expect(page.locator("#fab-new")).to_have_accessible_name("New recording session")
+
+
+async def speaks_later(page: Page, selector: str) -> None:
+    """The live region is in the accessibility tree, empty, before it has anything to say: one
+    un-hidden and filled in the same moment is skipped by some screen readers."""
+    region = page.locator(selector)
+    await expect(region).to_have_text("")
+    await expect(region).to_match_aria_snapshot("- status")
+    await expect(region).to_be_hidden()  # empty, it shows nothing (no blank box)
+
+
+async def test_live_regions_are_in_place_before_they_speak(
+    server: ServerUnderTest, tab: Tab, clients: list[Client]
+) -> None:
+    from tests.patterns.test_web import new_pattern, open_live
+
+    stream_id, _owner = await started(server, clients)
+    await tab.use_token(server.token("alice"))
+    page = await tab.open(f"/streams/{stream_id}")
+    await expect(page.locator("#connection")).to_have_attribute("data-state", "live")
+    for selector in ("#notice", "#export-status"):
+        await speaks_later(page, selector)
+    await tab.open("/history")
+    await expect(page.locator("#connection")).to_have_attribute("data-state", "live")
+    await speaks_later(page, "#export-status")
+
+    page = await open_live(tab, f"/s/{await new_pattern(server)}")
+    await speaks_later(page, "#toast")
+    await page.locator("#publish").click()
+    await expect(page.locator("#toast")).to_contain_text("Published")
+
+    session_id = await server.create_session("alice", name="Said")
+    page = await tab.open(f"/session/{session_id}")
+    await expect(page.locator("#connection")).to_have_attribute("data-state", "live")
+    await speaks_later(page, "#notice")
+    await speaks_later(page, "#fab-message")
+    await page.locator("#done-button").click()
+    await expect(page.locator("#notice")).to_contain_text("Session closed")
+
+    page = await tab.open(f"/watch/{stream_id}")
+    await expect(page.locator("#connection")).to_have_attribute("data-state", "live")
+    await speaks_later(page, "#confirmation")
+    await page.locator("#clip-button").click()
+    await expect(page.locator("#confirmation")).to_contain_text("Clipped!")

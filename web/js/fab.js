@@ -148,8 +148,7 @@ function build() {
   ui.message = document.createElement("p");
   ui.message.id = "fab-message";
   ui.message.className = "fab-message";
-  ui.message.setAttribute("role", "status");
-  ui.message.hidden = true;
+  ui.message.setAttribute("role", "status"); // never hidden: see app.css, live regions
   // The pictogram's label and the word beside it change silently: the state is said here, once
   // per change (see announceState).
   ui.announce = document.createElement("p");
@@ -252,7 +251,9 @@ function announceState() {
 function say(text, kind = "info") {
   ui.message.textContent = text;
   ui.message.dataset.kind = kind;
-  ui.message.hidden = !text;
+  // The room the page keeps for a FAB saying something (app.css): Chromium does not restyle a
+  // :has(:empty) when the text goes, so the attribute says it.
+  ui.message.toggleAttribute("data-said", text !== "");
 }
 
 /** What the last action said is over (Pause, Cut): "Recording into a new session." stayed under a

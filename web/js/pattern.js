@@ -548,13 +548,14 @@ async function onNew() {
 
 // --- rendering ----------------------------------------------------------------------------
 
+// The toast is a live region, never hidden: one shown and filled in the same moment is skipped by
+// some screen readers. Empty, it takes no room (app.css).
 function toast(text) {
   const box = $("toast");
   box.textContent = text;
-  box.hidden = false;
   clearTimeout(toast.timer);
   toast.timer = setTimeout(() => {
-    box.hidden = true;
+    box.textContent = "";
   }, 4000);
 }
 

@@ -418,7 +418,6 @@ function showNotice(text, { kind = "info", source = "done" } = {}) {
   ui.notice.textContent = text;
   ui.notice.dataset.kind = kind;
   ui.notice.dataset.source = source;
-  ui.notice.hidden = !text;
 }
 
 /**
@@ -553,7 +552,7 @@ function showLoaded(loaded) {
   orphanBanner.show(loaded.session_id, loaded);
   loadChunks().catch((err) => {
     // Live updates stopping says more than the listing failing (both race on a refused token).
-    if (ui.notice.dataset.source === "live" && !ui.notice.hidden) return;
+    if (ui.notice.dataset.source === "live" && ui.notice.textContent) return;
     showNotice(`Recordings could not be listed: ${err.message}`, { kind: "error", source: "chunks" });
   });
   pageSubscription = subscribeSession(pageSocket(), session.session_id, {

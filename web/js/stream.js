@@ -106,7 +106,6 @@ function notice(content, kind = "info") {
   const parts = [content].flat().filter((part) => part !== "");
   ui.notice.replaceChildren(...parts);
   ui.notice.dataset.kind = kind;
-  ui.notice.hidden = parts.length === 0;
 }
 
 function el(tag, className, text) {
@@ -1205,8 +1204,7 @@ async function downloadShowingProgress(path, which) {
 }
 
 function exportStatus(text) {
-  ui.exportStatus.textContent = text;
-  ui.exportStatus.hidden = !text;
+  ui.exportStatus.textContent = text; // never hidden: a region shown as it is filled goes unsaid
 }
 
 // --- start ----------------------------------------------------------------------------------

@@ -200,7 +200,6 @@ function updateCounter() {
 function confirm(text, kind = "info") {
   ui.confirmation.textContent = text;
   ui.confirmation.dataset.kind = kind;
-  ui.confirmation.hidden = !text;
 }
 
 function ownItem() {
