@@ -148,3 +148,51 @@ async def test_live_regions_are_in_place_before_they_speak(
     await speaks_later(page, "#confirmation")
     await page.locator("#clip-button").click()
     await expect(page.locator("#confirmation")).to_contain_text("Clipped!")
+
+
+async def test_the_admins_scrolling_tables_and_detail_link_are_named(server: ServerUnderTest, tab: Tab) -> None:
+    """Three scrolling tables were Tab stops named nothing; the detail's link was named "open";
+    the sign-in form sat in the alert, read out whole as the page opened."""
+    from tests.admin.test_http import LONG_TTL_S, admin_token
+
+    page = await tab.open("/admin")
+    alert = page.get_by_role("alert")
+    await expect(alert).to_contain_text("Sign in")
+    await expect(alert.locator("form, input, button")).to_have_count(0)  # the message only
+    await expect(page.get_by_role("textbox", name="Admin token")).to_be_visible()
+
+    session_id = await server.create_session("bob", name="named")
+    await tab.use_token(admin_token(server), ttl_s=LONG_TTL_S)
+    page = await tab.open("/admin")
+    for name in ("By kind table", "Nodes table", "Sessions table"):
+        region = page.get_by_role("region", name=name, exact=True)
+        await expect(region).to_have_attribute("tabindex", "0")
+        await expect(region.get_by_role("table")).to_have_count(1)
+    await page.locator(f'#sessions tr[data-id="{session_id}"] .row-open').click()
+    link = page.get_by_role("link", name=f"Open session {session_id}'s page", exact=True)
+    await expect(link).to_have_text("open")  # the visible word first: "click open" still finds it
+
+
+async def test_the_api_docs_schemas_are_named_tab_stops_only_where_they_scroll(
+    server: ServerUnderTest, tab: Tab
+) -> None:
+    """The 24 body schemas were all Tab stops named nothing, scrolling or not."""
+    for width in (1280, 390):
+        await tab.page.set_viewport_size({"width": width, "height": 844})
+        page = await tab.open("/api-docs")
+        await expect(page.locator('#operations[data-ready="true"]')).to_be_attached()
+        schemas = page.locator("pre.admin-json")
+        await expect(schemas.first).to_be_visible()
+        found = await schemas.evaluate_all(
+            """(pres) => pres.map((pre) => ({
+                scrolls: pre.scrollHeight > pre.clientHeight || pre.scrollWidth > pre.clientWidth,
+                tabIndex: pre.tabIndex, role: pre.getAttribute("role"), name: pre.getAttribute("aria-label"),
+            }))"""
+        )
+        assert any(schema["scrolls"] for schema in found) and not all(schema["scrolls"] for schema in found)
+        for schema in found:
+            if schema["scrolls"]:
+                assert schema["tabIndex"] == 0 and schema["role"] == "region", schema
+                assert schema["name"].startswith("Schema of the "), schema
+            else:
+                assert schema["tabIndex"] == -1 and schema["role"] is None, schema
