@@ -1124,8 +1124,9 @@ function bindInputs() {
   $("play").addEventListener("click", () => {
     if (player.playing) player.stop();
     else player.start();
+    // The word says what a press does; no aria-pressed beside it: a screen reader said "Stop,
+    // toggle button, pressed", a pressed Stop.
     $("play").textContent = player.playing ? "Stop" : "Play";
-    $("play").setAttribute("aria-pressed", String(player.playing));
   });
   $("invite").addEventListener("click", onInvite);
   $("publish").addEventListener("click", onPublish);
