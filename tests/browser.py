@@ -150,6 +150,36 @@ async def lose_first_answer(page: Page, url: str) -> list[str | None]:
     return keys
 
 
+# Every text a page's live regions (role status or alert, aria-live) were given, by region id:
+# one entry per change of a region in a mutation batch, so text written again counts again (a
+# screen reader may say it again). Installed before the page loads (`listen_to_live_regions`).
+_LIVE_TEXTS = """
+window.__liveTexts = {};
+new MutationObserver((records) => {
+  const changed = new Set();
+  for (const record of records) {
+    const node = record.target.nodeType === 1 ? record.target : record.target.parentElement;
+    const region = node?.closest?.("[role=status], [role=alert], [aria-live]");
+    if (region?.id && !changed.has(region)) {
+      changed.add(region);
+      (window.__liveTexts[region.id] ??= []).push(region.textContent);
+    }
+  }
+}).observe(document, { subtree: true, childList: true, characterData: true });
+"""
+
+
+async def listen_to_live_regions(page: Page) -> None:
+    """Log what the page's live regions are given from the next load on (see ``live_texts``)."""
+    await page.add_init_script(_LIVE_TEXTS)
+
+
+async def live_texts(page: Page, region_id: str) -> list[str]:
+    """The texts live region ``region_id`` was given, in order (its changes to "" left out)."""
+    texts: list[str] = await page.evaluate("(id) => window.__liveTexts[id] ?? []", region_id)
+    return [text for text in texts if text]
+
+
 class LeaveQuestions:
     """The questions a page asks as it is left (``beforeunload``), each answered "stay on the
     page": ``asked`` once one was, ``types`` of every one so far."""

@@ -6,9 +6,11 @@ Tabs away."""
 
 from __future__ import annotations
 
+import re
+
 from playwright.async_api import Dialog, expect
 
-from tests.browser import Tab
+from tests.browser import Tab, listen_to_live_regions, live_texts
 from tests.helpers import Client, ServerUnderTest
 from tests.streams.helpers import create_stream, started
 
@@ -121,3 +123,60 @@ async def test_the_admins_delete_hands_the_focus_to_what_happened(server: Server
     await page.keyboard.press("Enter")
     await expect(page.locator("#detail-notice")).to_have_text(f"Deleted {doomed}.")
     await expect(page.locator("#detail-notice")).to_be_focused()
+
+
+async def test_the_players_play_pause_and_stop_hand_the_focus_on(server: ServerUnderTest, tab: Tab) -> None:
+    """Each of the three disables itself once it has done its work, which dropped the focus."""
+    await tab.use_token(server.token("alice"))
+    page = await tab.open("/player")
+    await expect(page.locator("#connection")).to_have_attribute("data-state", "live")
+    row = page.locator('li[data-item-id="demo-audiobook-1"]')
+    await expect(row.locator("button.play")).to_be_enabled()
+    await row.locator("button.play").focus()
+    for key, state, focused in (
+        ("Enter", "playing", "pause"),
+        ("Space", "paused", "play"),
+        ("Enter", "playing", "pause"),
+    ):
+        await page.keyboard.press(key)
+        await expect(row).to_have_attribute("data-state", state)
+        await expect(row.locator(f"button.{focused}")).to_be_focused()
+    await page.keyboard.press("Tab")
+    await expect(row.locator("button.stop")).to_be_focused()
+    await page.keyboard.press("Enter")
+    await expect(row).to_have_attribute("data-state", "stopped")
+    await expect(row.locator("button.play")).to_be_focused()
+
+
+async def test_the_watch_page_says_each_change_once(server: ServerUnderTest, tab: Tab, clients: list[Client]) -> None:
+    """The stream coming back live emptied the clip reason (said nothing); the cooldown rewrote
+    its live text four times a second; the note's counter was live and queued every keystroke; the
+    button's name read its emoji aloud."""
+    session_id, owner = await started(server, clients)
+    await tab.use_token(server.token("bob"))
+    await listen_to_live_regions(tab.page)
+    page = await tab.open(f"/watch/{session_id}")
+    await expect(page.locator("#connection")).to_have_attribute("data-state", "live")
+    button = page.get_by_role("button", name="Clip Moment", exact=True)
+    await expect(button).to_be_enabled()
+    said = page.locator("#clip-said")
+    await expect(said).to_have_attribute("role", "status")  # in place before anything is said
+    await expect(said).to_have_text("")  # what the page shows as it loads is not said
+
+    async def stream(action: str, text: str) -> None:
+        ack = await owner.call("stream_set_state", {"session_id": session_id, "action": action})
+        assert ack["ok"] is True, ack
+        await expect(said).to_have_text(text)
+
+    await stream("pause", "The stream is paused: clips are off during the break.")
+    await stream("resume", "The stream is live again.")
+    await page.locator("#note-input").fill("what a jump")
+    await button.focus()
+    await page.keyboard.press("Enter")
+    await expect(said).to_have_text(re.compile(r"^Cooldown: you can clip again in \d s\.$"))
+    await expect(button).to_be_enabled()  # after the 2 s cooldown (rewritten on screen meanwhile)
+    await stream("pause", "The stream is paused: clips are off during the break.")
+    texts = await live_texts(page, "clip-said")
+    assert len(texts) == 4 and texts[2].startswith("Cooldown"), texts  # the cooldown said once
+    assert await live_texts(page, "note-counter") == []
+    assert await page.locator("#note-counter").get_attribute("aria-live") is None

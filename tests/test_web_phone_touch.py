@@ -232,3 +232,17 @@ async def test_the_session_name_field_has_room_for_a_name_on_a_phone(
     await page.locator("#new-session").tap()
     await page.wait_for_url("**/session/*")
     await expect(page.locator("#session-name")).to_have_text("Dentist call")
+
+
+async def test_the_admins_detail_link_is_a_fingers_size(server: ServerUnderTest, phone: Tab) -> None:
+    """The detail's "open" link was a word in a line of text, 20 px tall, beside the kind badge."""
+    from tests.admin.test_http import LONG_TTL_S, admin_token
+
+    session_id = await server.create_session("bob", name="tapped")
+    await phone.use_token(admin_token(server), ttl_s=LONG_TTL_S)
+    page = await phone.open("/admin")
+    await page.locator(f'#sessions tr[data-id="{session_id}"] .row-open').tap()
+    link = page.locator("#detail-link")
+    await expect(link).to_be_visible()
+    box = await link.bounding_box()
+    assert box is not None and box["height"] >= FINGER_PX and box["width"] >= FINGER_PX, box

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from playwright.async_api import expect
+from playwright.async_api import Page, expect
 
 from tests.browser import Tab
 from tests.helpers import Client, ServerUnderTest
@@ -104,3 +104,95 @@ async def test_the_recorders_done_is_not_named_as_the_session_pages_done(server:
     await expect(page.get_by_role("button", name="Done", exact=True)).to_have_count(1)
     await expect(page.locator("#fab-done")).to_have_accessible_name("Done: close the recording session")
     await expect(page.locator("#fab-new")).to_have_accessible_name("New recording session")
+
+
+async def speaks_later(page: Page, selector: str) -> None:
+    """The live region is in the accessibility tree, empty, before it has anything to say: one
+    un-hidden and filled in the same moment is skipped by some screen readers."""
+    region = page.locator(selector)
+    await expect(region).to_have_text("")
+    await expect(region).to_match_aria_snapshot("- status")
+    await expect(region).to_be_hidden()  # empty, it shows nothing (no blank box)
+
+
+async def test_live_regions_are_in_place_before_they_speak(
+    server: ServerUnderTest, tab: Tab, clients: list[Client]
+) -> None:
+    from tests.patterns.test_web import new_pattern, open_live
+
+    stream_id, _owner = await started(server, clients)
+    await tab.use_token(server.token("alice"))
+    page = await tab.open(f"/streams/{stream_id}")
+    await expect(page.locator("#connection")).to_have_attribute("data-state", "live")
+    for selector in ("#notice", "#export-status"):
+        await speaks_later(page, selector)
+    await tab.open("/history")
+    await expect(page.locator("#connection")).to_have_attribute("data-state", "live")
+    await speaks_later(page, "#export-status")
+
+    page = await open_live(tab, f"/s/{await new_pattern(server)}")
+    await speaks_later(page, "#toast")
+    await page.locator("#publish").click()
+    await expect(page.locator("#toast")).to_contain_text("Published")
+
+    session_id = await server.create_session("alice", name="Said")
+    page = await tab.open(f"/session/{session_id}")
+    await expect(page.locator("#connection")).to_have_attribute("data-state", "live")
+    await speaks_later(page, "#notice")
+    await speaks_later(page, "#fab-message")
+    await page.locator("#done-button").click()
+    await expect(page.locator("#notice")).to_contain_text("Session closed")
+
+    page = await tab.open(f"/watch/{stream_id}")
+    await expect(page.locator("#connection")).to_have_attribute("data-state", "live")
+    await speaks_later(page, "#confirmation")
+    await page.locator("#clip-button").click()
+    await expect(page.locator("#confirmation")).to_contain_text("Clipped!")
+
+
+async def test_the_admins_scrolling_tables_and_detail_link_are_named(server: ServerUnderTest, tab: Tab) -> None:
+    """Three scrolling tables were Tab stops named nothing; the detail's link was named "open";
+    the sign-in form sat in the alert, read out whole as the page opened."""
+    from tests.admin.test_http import LONG_TTL_S, admin_token
+
+    page = await tab.open("/admin")
+    alert = page.get_by_role("alert")
+    await expect(alert).to_contain_text("Sign in")
+    await expect(alert.locator("form, input, button")).to_have_count(0)  # the message only
+    await expect(page.get_by_role("textbox", name="Admin token")).to_be_visible()
+
+    session_id = await server.create_session("bob", name="named")
+    await tab.use_token(admin_token(server), ttl_s=LONG_TTL_S)
+    page = await tab.open("/admin")
+    for name in ("By kind table", "Nodes table", "Sessions table"):
+        region = page.get_by_role("region", name=name, exact=True)
+        await expect(region).to_have_attribute("tabindex", "0")
+        await expect(region.get_by_role("table")).to_have_count(1)
+    await page.locator(f'#sessions tr[data-id="{session_id}"] .row-open').click()
+    link = page.get_by_role("link", name=f"Open session {session_id}'s page", exact=True)
+    await expect(link).to_have_text("open")  # the visible word first: "click open" still finds it
+
+
+async def test_the_api_docs_schemas_are_named_tab_stops_only_where_they_scroll(
+    server: ServerUnderTest, tab: Tab
+) -> None:
+    """The 24 body schemas were all Tab stops named nothing, scrolling or not."""
+    for width in (1280, 390):
+        await tab.page.set_viewport_size({"width": width, "height": 844})
+        page = await tab.open("/api-docs")
+        await expect(page.locator('#operations[data-ready="true"]')).to_be_attached()
+        schemas = page.locator("pre.admin-json")
+        await expect(schemas.first).to_be_visible()
+        found = await schemas.evaluate_all(
+            """(pres) => pres.map((pre) => ({
+                scrolls: pre.scrollHeight > pre.clientHeight || pre.scrollWidth > pre.clientWidth,
+                tabIndex: pre.tabIndex, role: pre.getAttribute("role"), name: pre.getAttribute("aria-label"),
+            }))"""
+        )
+        assert any(schema["scrolls"] for schema in found) and not all(schema["scrolls"] for schema in found)
+        for schema in found:
+            if schema["scrolls"]:
+                assert schema["tabIndex"] == 0 and schema["role"] == "region", schema
+                assert schema["name"].startswith("Schema of the "), schema
+            else:
+                assert schema["tabIndex"] == -1 and schema["role"] is None, schema

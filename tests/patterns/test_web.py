@@ -286,11 +286,15 @@ async def test_orphan_banner_shows_once_and_dismisses(server: ServerUnderTest, t
 async def test_play_moves_the_playhead_and_stop_clears_it(server: ServerUnderTest, tab: Tab) -> None:
     session_id = await new_pattern(server)
     page = await open_live(tab, f"/s/{session_id}")
-    await page.locator("#play").click()
-    await expect(page.locator("#play")).to_have_attribute("aria-pressed", "true")
+    await page.get_by_role("button", name="Play", exact=True).click()
+    # The word says what a press does, and nothing else says it again (a pressed "Stop").
+    stop = page.get_by_role("button", name="Stop", exact=True)
+    await expect(stop).to_be_visible()
+    await expect(stop).not_to_have_attribute("aria-pressed", re.compile("."))
     await expect(page.locator(".step.playing").first).to_be_visible()
-    await page.locator("#play").click()
-    await expect(page.locator("#play")).to_have_text("Play")
+    await stop.click()
+    await expect(page.get_by_role("button", name="Play", exact=True)).to_be_visible()
+    await expect(page.locator("#play")).not_to_have_attribute("aria-pressed", re.compile("."))
     await expect(page.locator(".step.playing")).to_have_count(0)
 
 

@@ -128,3 +128,34 @@ async def test_delete_asks_first_and_the_focus_goes_on_to_the_next_clip(
     await expect(page.locator('.segment[data-index="1"] .clips-title')).to_be_focused()
     assert await server.services.redis.hlen(stored) == 0
     assert not tab.errors, tab.errors
+
+
+async def test_clear_their_clips_hands_the_focus_to_the_next_clip_left(
+    server: ServerUnderTest, tab: Tab, clients: list[Client]
+) -> None:
+    """Clear their clips removed its own line (and the viewer's others) under the keyboard's
+    focus, which dropped to the page: it goes on to the nearest clip left."""
+    clock = server.services.clock
+    session_id, _owner = await started(server, clients)
+    try:
+        for n, user in enumerate(("v1", "v1", "v2")):  # the next line is the same viewer's
+            clock.shift_ms = 10_000 * n
+            await clip(await connect(server, clients, user), session_id, f"clip {n + 1}")
+    finally:
+        clock.shift_ms = 0
+    await tab.use_token(server.token("alice"))
+    page = await live(tab, f"/streams/{session_id}")
+    dialogs = Dialogs(page)
+    clips = page.locator('.segment[data-index="1"] .review-clip')
+    await expect(clips.locator(".note")).to_have_text(["clip 1", "clip 2", "clip 3"])
+    await expect(clips.locator(".clip-clear")).to_have_count(3)
+
+    await clips.nth(0).locator(".clip-clear").focus()
+    await dialogs.press(page, "Enter", answer=True)
+    await expect(page.locator("#notice")).to_contain_text("Removed 2 clips of")
+    await expect(clips.locator(".note")).to_have_text(["clip 3"])
+    await expect(clips.nth(0).locator(".clip-clear")).to_be_focused()
+    # The segment's last viewer cleared: to its clip list.
+    await dialogs.press(page, "Space", answer=True)
+    await expect(clips).to_have_count(0)
+    await expect(page.locator('.segment[data-index="1"] .clips-title')).to_be_focused()

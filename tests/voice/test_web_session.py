@@ -12,7 +12,7 @@ from playwright.async_api import Browser, Page, Route, expect
 from auth.claims import GUEST_PERMISSIONS
 from storage.voice.repository import KEEP_LAST_JOB
 from tests.audio_samples import wav
-from tests.browser import SocketGate, Tab, new_tab
+from tests.browser import SocketGate, Tab, listen_to_live_regions, live_texts, new_tab
 from tests.helpers import Client, ServerUnderTest
 from tests.voice.uploads import chunk_form, upload
 
@@ -58,6 +58,37 @@ async def test_page_follows_done_from_another_client(server: ServerUnderTest, ta
     assert await page.evaluate("window.__sameDocument") is True
     # Opening a page session never makes it the active one.
     assert await server.services.voice.active_id("alice") is None
+
+
+async def test_the_page_sessions_status_set_elsewhere_is_said_once_per_change(
+    server: ServerUnderTest, tab: Tab, clients: list[Client]
+) -> None:
+    """The status was a pictogram's label and a plain word: a recording another device started in
+    this session reached no screen reader. Said once per change (a cut is none); the FAB, which
+    follows no session here, says nothing of it."""
+    session_id = await server.create_session("alice", "Standup")
+    await tab.use_token(server.token("alice"))
+    await listen_to_live_regions(tab.page)
+    page = await open_live(tab, f"/session/{session_id}")
+    await expect(page.locator("#status-pictogram")).to_have_attribute("data-status", "ready")
+    said = page.locator("#status-said")
+    await expect(said).to_have_attribute("role", "status")
+    await expect(said).to_have_text("")  # what the page shows as it opens is not said
+    recorder = Client(server.url, server.token("alice"))
+    clients.append(recorder)
+    await recorder.connect()
+    for status, heard in (
+        ("recording", "Recording"),
+        ("cutting", "Recording"),
+        ("recording", "Recording"),
+        ("paused", "Paused"),
+    ):
+        ack = await recorder.call("set_session_status", {"session_id": session_id, "status": status})
+        assert ack["ok"] is True, ack
+        await expect(page.locator("#status-pictogram")).to_have_attribute("data-status", status)
+        await expect(said).to_have_text(f"Session status: {heard}")
+    assert await live_texts(page, "status-said") == ["Session status: Recording", "Session status: Paused"]
+    assert await live_texts(page, "fab-announce") == []
 
 
 async def test_done_button_closes_the_page_session(server: ServerUnderTest, tab: Tab) -> None:

@@ -312,6 +312,8 @@ async function showDetail(sessionId) {
     $("detail-id").textContent = detail.session_id;
     $("detail-kind").textContent = detail.kind;
     $("detail-link").href = detail.url || "/";
+    // Named for what it opens (it was just "open"), the visible word first for voice control.
+    $("detail-link").setAttribute("aria-label", `Open session ${detail.session_id}'s page`);
     $("detail-position").textContent =
       `epoch ${detail.epoch || "—"}, offset ${detail.offset}, ${formatBytes(detail.size_bytes)}`;
     const ancestors = detail.remix.ancestors.map(

@@ -21,12 +21,33 @@ function who(op) {
   return "bearer token";
 }
 
-function renderBody(spec, body) {
+// A schema taller than its box scrolls, and a keyboard must reach it to scroll it: then it is a
+// Tab stop, named for what it shows (it was one of 24 unnamed Tab stops, scrolling or not). One
+// that fits is no Tab stop. Looked at again whenever its size changes (a phone turned).
+const scrollers = typeof ResizeObserver === "undefined" ? null : new ResizeObserver(fitScrollers);
+
+function fitScrollers(entries) {
+  for (const { target } of entries) {
+    const scrolls = target.scrollHeight > target.clientHeight || target.scrollWidth > target.clientWidth;
+    if (scrolls) {
+      target.tabIndex = 0;
+      target.setAttribute("role", "region");
+      target.setAttribute("aria-label", target.dataset.name);
+    } else {
+      target.removeAttribute("tabindex");
+      target.removeAttribute("role");
+      target.removeAttribute("aria-label");
+    }
+  }
+}
+
+function renderBody(spec, body, operation) {
   const parts = [element("h3", `Body${body.required ? "" : " (optional)"}`)];
   for (const [media, content] of Object.entries(body.content)) {
     parts.push(element("p", media, "muted"));
     const schema = element("pre", JSON.stringify(resolved(spec, content.schema), null, 2), "admin-json");
-    schema.tabIndex = 0; // it scrolls: a keyboard must reach it
+    schema.dataset.name = `Schema of the ${operation} body (${media})`;
+    scrollers?.observe(schema);
     parts.push(schema);
   }
   return parts;
@@ -49,7 +70,7 @@ function renderOperation(spec, path, method, op) {
     }
     section.append(element("h3", "Parameters"), list);
   }
-  if (op.requestBody) section.append(...renderBody(spec, op.requestBody));
+  if (op.requestBody) section.append(...renderBody(spec, op.requestBody, section.dataset.operation));
   const statuses = element("ul");
   for (const [status, response] of Object.entries(op.responses)) {
     const types = Object.keys(response.content || {}).join(", ");

@@ -148,9 +148,14 @@ function build() {
   ui.message = document.createElement("p");
   ui.message.id = "fab-message";
   ui.message.className = "fab-message";
-  ui.message.setAttribute("role", "status");
-  ui.message.hidden = true;
-  root.append(head, buttons, ui.message, buildHeld());
+  ui.message.setAttribute("role", "status"); // never hidden: see app.css, live regions
+  // The pictogram's label and the word beside it change silently: the state is said here, once
+  // per change (see announceState).
+  ui.announce = document.createElement("p");
+  ui.announce.id = "fab-announce";
+  ui.announce.className = "visually-hidden";
+  ui.announce.setAttribute("role", "status");
+  root.append(head, buttons, ui.message, ui.announce, buildHeld());
   document.body.append(root);
   keepRoomFor(root);
 }
@@ -208,6 +213,8 @@ function render() {
   ui.pictogram.dataset.status = status;
   ui.pictogram.setAttribute("aria-label", `Recorder status: ${label}`);
   ui.label.textContent = !state.sessionId ? "No active session" : recordedElsewhere() ? "Recording elsewhere" : label;
+  ui.root.dataset.sessionId = state.sessionId ?? "";
+  announceState();
   ui.pendingBadge.textContent = state.pending ? `${state.pending} upload${state.pending > 1 ? "s" : ""} pending` : "";
   ui.pendingBadge.hidden = state.pending === 0;
   const { mode } = state;
@@ -218,10 +225,35 @@ function render() {
   ui.buttons.rec.setAttribute("aria-label", mode === "paused" ? "Resume recording" : "Rec: record");
 }
 
+// The state last said to assistive tech: undefined until first known once the FAB has started,
+// and that first one is not said (a page load would announce what the page shows anyway).
+let announced;
+let started = false;
+
+/** The state in words for assistive tech, or null while it is not known (an action under way, a
+ * session whose status has not come yet). A cut is no change: the recording goes on. */
+function spokenState() {
+  if (!state.sessionId) return "No active session";
+  if (state.mode === "busy" || (state.mode === "idle" && state.status === null)) return null;
+  if (recordedElsewhere()) return "Recording elsewhere";
+  const status = shownStatus() === "cutting" ? "recording" : shownStatus();
+  return STATUS_LABELS[status] ?? status;
+}
+
+/** Say the recorder's state once per change (Rec, Pause, Done here, or another device's). */
+function announceState() {
+  const spoken = spokenState();
+  if (!started || spoken === null || spoken === announced) return;
+  if (announced !== undefined) ui.announce.textContent = `Recorder: ${spoken}`;
+  announced = spoken;
+}
+
 function say(text, kind = "info") {
   ui.message.textContent = text;
   ui.message.dataset.kind = kind;
-  ui.message.hidden = !text;
+  // The room the page keeps for a FAB saying something (app.css): Chromium does not restyle a
+  // :has(:empty) when the text goes, so the attribute says it.
+  ui.message.toggleAttribute("data-said", text !== "");
 }
 
 /** What the last action said is over (Pause, Cut): "Recording into a new session." stayed under a
@@ -1121,6 +1153,7 @@ async function start() {
       queue.recover();
     }
   }
+  started = true;
   render();
 }
 

@@ -471,8 +471,7 @@ async function exportFile(format) {
 }
 
 function exportStatus(text) {
-  ui.exportStatus.textContent = text;
-  ui.exportStatus.hidden = !text;
+  ui.exportStatus.textContent = text; // never hidden: a region shown as it is filled goes unsaid
 }
 
 async function main() {

@@ -548,13 +548,14 @@ async function onNew() {
 
 // --- rendering ----------------------------------------------------------------------------
 
+// The toast is a live region, never hidden: one shown and filled in the same moment is skipped by
+// some screen readers. Empty, it takes no room (app.css).
 function toast(text) {
   const box = $("toast");
   box.textContent = text;
-  box.hidden = false;
   clearTimeout(toast.timer);
   toast.timer = setTimeout(() => {
-    box.hidden = true;
+    box.textContent = "";
   }, 4000);
 }
 
@@ -840,8 +841,35 @@ function fitRow(row, track) {
   }
 }
 
+// A row removed under the keyboard's focus (its own ✕, or another player deleting the track)
+// took the focus with it to the page. It goes to the same control of the row that took the
+// removed one's place (the next, else the previous), or to Add track when no row is left.
+const ROW_CONTROLS = [".delete-track", ".clear-track", ".mute", ".solo", ".volume", ".step-count", ".track-name"];
+
+function focusInRow(grid) {
+  const active = document.activeElement;
+  const row = active?.closest?.(".track-row");
+  if (!row || row.parentElement !== grid) return null;
+  const step = active.matches(".step") ? Number(active.dataset.step) : null;
+  const control = ROW_CONTROLS.find((selector) => active.matches(selector)) ?? ".delete-track";
+  return { row, step, control, next: row.nextElementSibling, previous: row.previousElementSibling };
+}
+
+function handRowFocusOn(held) {
+  if (!held || held.row.isConnected) return;
+  const row = [held.next, held.previous].find((near) => near?.isConnected && near.matches(".track-row"));
+  if (!row) {
+    $("add-track").focus();
+    return;
+  }
+  const steps = row.querySelectorAll(".step");
+  const target = held.step === null ? row.querySelector(held.control) : steps[Math.min(held.step, steps.length - 1)];
+  target?.focus();
+}
+
 function renderGrid(state) {
   const grid = $("grid");
+  const held = focusInRow(grid);
   reconcile(grid, state.tracks, (track) => track.id, buildRow, fitRow);
   if (state.tracks.length === 0) grid.append(element("p", { className: "muted", textContent: "No tracks yet." }));
   for (const track of state.tracks) {
@@ -862,6 +890,7 @@ function renderGrid(state) {
   }
   for (const el of grid.querySelectorAll("input, select, button")) el.disabled = readOnly;
   for (const el of grid.querySelectorAll(".step")) el.disabled = false; // focusable; clicks ignored when read-only
+  handRowFocusOn(held);
   const cursorColours = distinctColours(players.values());
   for (const p of players.values()) {
     if (!p.cursor || (socket && p.id === socket.id)) continue;
@@ -1095,8 +1124,9 @@ function bindInputs() {
   $("play").addEventListener("click", () => {
     if (player.playing) player.stop();
     else player.start();
+    // The word says what a press does; no aria-pressed beside it: a screen reader said "Stop,
+    // toggle button, pressed", a pressed Stop.
     $("play").textContent = player.playing ? "Stop" : "Play";
-    $("play").setAttribute("aria-pressed", String(player.playing));
   });
   $("invite").addEventListener("click", onInvite);
   $("publish").addEventListener("click", onPublish);

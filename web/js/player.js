@@ -101,7 +101,23 @@ function stopTone() {
   }
 }
 
+// A button pressed by keyboard is disabled by what it did (Play while its item plays, Pause and
+// Stop once it has stopped), and a disabled button drops the focus to the page: the next Tab
+// started from the top. The focus goes to what that row offers next.
+const FOCUS_NEXT = { play: ["pause", "stop"], pause: ["play", "stop"], stop: ["play"] };
+
+function handFocusOn(focused) {
+  if (!focused?.disabled || !focused.closest(".player-item")) return;
+  const kind = Object.keys(FOCUS_NEXT).find((name) => focused.classList.contains(name));
+  const row = focused.closest(".player-item");
+  FOCUS_NEXT[kind]
+    .map((name) => row.querySelector(`button.${name}`))
+    .find((button) => !button.disabled)
+    ?.focus();
+}
+
 function render() {
+  const focused = document.activeElement;
   for (const item of ITEMS) {
     const { row } = rows.get(item.item_id);
     const playing = current?.item === item;
@@ -110,6 +126,7 @@ function render() {
     row.querySelector(".pause").disabled = !playing;
     row.querySelector(".stop").disabled = !playing && rows.get(item.item_id).state !== "paused";
   }
+  handFocusOn(focused);
   ui.now.textContent = current ? `Playing: ${current.item.title} — ${current.item.artist}` : "Nothing playing.";
   ui.now.dataset.state = current ? "playing" : "idle";
 }

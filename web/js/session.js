@@ -73,6 +73,7 @@ const ui = {
   closedAt: $("closed-at"),
   pictogram: $("status-pictogram"),
   statusLabel: $("status-label"),
+  statusSaid: $("status-said"),
   doneCount: $("done-count"),
   sessionId: $("session-id"),
   done: $("done-button"),
@@ -128,6 +129,20 @@ function formatTime(ms) {
   return typeof ms === "number" ? new Date(ms).toLocaleString() : "—";
 }
 
+// The status as last said to assistive tech: {sessionId, status}. The first one the page shows is
+// not said (it is on the page), nor a cut (the recording goes on), nor what the FAB follows: its
+// recorder says its session's state itself, and saying it here too said everything twice.
+let statusSaid = null;
+
+function announceStatus(sessionId, status) {
+  const heard = status === "cutting" ? "recording" : status;
+  const before = statusSaid;
+  statusSaid = { sessionId, status: heard };
+  if (before?.sessionId !== sessionId || before.status === heard) return;
+  if (document.getElementById("sessionhub-fab")?.dataset.sessionId === sessionId) return;
+  ui.statusSaid.textContent = `Session status: ${STATUS_LABELS[heard] ?? heard}`;
+}
+
 function render(next) {
   session = next;
   const name = session.session_name || "Untitled session";
@@ -139,6 +154,7 @@ function render(next) {
   ui.pictogram.dataset.status = status;
   ui.pictogram.setAttribute("aria-label", `Status: ${label}`);
   ui.statusLabel.textContent = label;
+  announceStatus(session.session_id, status);
   ui.doneCount.textContent = String(session.done_count ?? 0);
   ui.state.textContent = session.is_active ? "Open" : "Closed";
   ui.state.dataset.active = String(Boolean(session.is_active));
@@ -402,7 +418,6 @@ function showNotice(text, { kind = "info", source = "done" } = {}) {
   ui.notice.textContent = text;
   ui.notice.dataset.kind = kind;
   ui.notice.dataset.source = source;
-  ui.notice.hidden = !text;
 }
 
 /**
@@ -537,7 +552,7 @@ function showLoaded(loaded) {
   orphanBanner.show(loaded.session_id, loaded);
   loadChunks().catch((err) => {
     // Live updates stopping says more than the listing failing (both race on a refused token).
-    if (ui.notice.dataset.source === "live" && !ui.notice.hidden) return;
+    if (ui.notice.dataset.source === "live" && ui.notice.textContent) return;
     showNotice(`Recordings could not be listed: ${err.message}`, { kind: "error", source: "chunks" });
   });
   pageSubscription = subscribeSession(pageSocket(), session.session_id, {

@@ -106,7 +106,6 @@ function notice(content, kind = "info") {
   const parts = [content].flat().filter((part) => part !== "");
   ui.notice.replaceChildren(...parts);
   ui.notice.dataset.kind = kind;
-  ui.notice.hidden = parts.length === 0;
 }
 
 function el(tag, className, text) {
@@ -403,7 +402,7 @@ function updateClip(li, clip) {
     clear.type = "button";
     clear.addEventListener("click", () => {
       const now = viewer();
-      if (now && viewerOf(now)) moderate("clip_clear_viewer", viewerOf(now), now);
+      if (now && viewerOf(now)) moderate("clip_clear_viewer", viewerOf(now), now, clear);
     });
     li.append(block, clear);
     nameClipButtons(li, clip);
@@ -470,19 +469,30 @@ async function learnViewers() {
 
 // --- deleting a clip ---------------------------------------------------------------------------
 
-// The clip whose Delete had the focus as it was deleted, and its neighbours as last drawn: once its
-// line is gone, the focus goes to the next clip's Delete, else the previous one's, else the
-// segment's clip list (its heading), instead of dropping to the page.
-let deleteFocus = null; // {clipId, next, previous, index}
+// The clip whose Delete (or Clear their clips) had the focus as it was deleted, and its neighbours
+// as last drawn: once its line is gone, the focus goes to the nearest following clip still listed
+// (the same button, else its Delete), else the nearest preceding one, else the segment's clip list
+// (its heading), instead of dropping to the page. A clear removes the viewer's other clips with
+// it, so the neighbours are every line around it, nearest first.
+let deleteFocus = null; // {clipId, button, next: [key], previous: [key], index}
+
+function focusOnDelete(button, clip) {
+  if (button !== document.activeElement) return;
+  const kind = button.matches(".clip-clear") ? ".clip-clear" : ".clip-delete";
+  deleteFocus = { clipId: clip.clip_id, button: kind, next: [], previous: [], index: clip.segment_index };
+}
 
 async function deleteClip(button, clip) {
   const who = whoClipped(clip);
   if (!window.confirm(`Delete the clip at ${hms(clip.offset_ms)} by ${who}? This cannot be undone.`)) return;
   const li = button.closest(".review-clip");
-  if (button === document.activeElement) deleteFocus = { clipId: clip.clip_id, index: clip.segment_index };
-  if (!(await update(clip.clip_id, null)) && li.isConnected && deleteFocus?.clipId === clip.clip_id) {
-    deleteFocus = null; // refused: the clip stays, and so does the focus
-  }
+  focusOnDelete(button, clip);
+  if (!(await update(clip.clip_id, null)) && li.isConnected) keepFocusOn(clip);
+}
+
+/** The deletion was refused: the clip stays, and so does the focus. */
+function keepFocusOn(clip) {
+  if (deleteFocus?.clipId === clip.clip_id) deleteFocus = null;
 }
 
 function clipLine(clipId) {
@@ -493,25 +503,31 @@ function clipLine(clipId) {
 function noteDeleteNeighbours() {
   const li = deleteFocus && clipLine(deleteFocus.clipId);
   if (!li) return;
-  deleteFocus.next = li.nextElementSibling?.dataset.key;
-  deleteFocus.previous = li.previousElementSibling?.dataset.key;
+  deleteFocus.next = [];
+  for (let line = li.nextElementSibling; line; line = line.nextElementSibling) deleteFocus.next.push(line.dataset.key);
+  deleteFocus.previous = [];
+  for (let line = li.previousElementSibling; line; line = line.previousElementSibling) {
+    deleteFocus.previous.push(line.dataset.key);
+  }
 }
 
 /** After a drawing: the deleted clip's line gone, its Delete's focus goes to a neighbour's. */
 function settleDeleteFocus() {
   if (!deleteFocus || clipLine(deleteFocus.clipId)) return;
-  const { next, previous, index } = deleteFocus;
+  const { button, next, previous, index } = deleteFocus;
   deleteFocus = null;
   const active = document.activeElement;
   if (active !== null && active !== document.body && active.isConnected) return; // they moved on
-  const line = clipLine(next) ?? clipLine(previous);
+  const line = [...next, ...previous].map(clipLine).find((found) => found);
   const section = ui.segments.querySelector(`.segment[data-index="${index}"]`);
-  (line?.querySelector(".clip-delete") ?? section?.querySelector(".clips-title"))?.focus();
+  const target = line?.querySelector(button) ?? line?.querySelector(".clip-delete");
+  (target ?? section?.querySelector(".clips-title"))?.focus();
 }
 
-async function moderate(event, viewer, clip) {
+async function moderate(event, viewer, clip, button = null) {
   const who = whoClipped(clip);
   if (event === "clip_clear_viewer" && !window.confirm(`Remove every clip of ${who}?`)) return;
+  if (button) focusOnDelete(button, clip);
   const offline = sayIfOffline("it");
   try {
     const ack = await call(socket, event, { session_id: sessionId, user_id: viewer });
@@ -519,6 +535,7 @@ async function moderate(event, viewer, clip) {
     if (event === "stream_block_viewer") notice([bdi(who), " may no longer clip this stream."]);
     else notice([`Removed ${ack.removed} clip${ack.removed === 1 ? "" : "s"} of `, bdi(who), "."]);
   } catch (err) {
+    keepFocusOn(clip);
     notice(["Could not moderate ", bdi(who), `: ${err.message}`], "error");
   } finally {
     if (offline) owed -= 1;
@@ -1187,8 +1204,7 @@ async function downloadShowingProgress(path, which) {
 }
 
 function exportStatus(text) {
-  ui.exportStatus.textContent = text;
-  ui.exportStatus.hidden = !text;
+  ui.exportStatus.textContent = text; // never hidden: a region shown as it is filled goes unsaid
 }
 
 // --- start ----------------------------------------------------------------------------------

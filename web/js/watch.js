@@ -45,6 +45,7 @@ const ui = {
   counter: $("note-counter"),
   button: $("clip-button"),
   reason: $("clip-reason"),
+  said: $("clip-said"),
   confirmation: $("confirmation"),
   mine: $("mine"),
   mineEmpty: $("mine-empty"),
@@ -114,8 +115,38 @@ function reason() {
   if (blocked) return "The streamer has turned off clipping for you in this stream.";
   if (session.state !== "active") return REASONS[session.state] ?? `The stream is ${session.state}.`;
   const wait = cooldownLeftS();
-  if (wait > 0) return `Cooldown: you can clip again in ${wait} s.`;
+  if (wait > 0) return `${COOLDOWN}${wait} s.`;
   return "";
+}
+
+// What a screen reader is told, in #clip-said: the visible reason (#clip-reason) rewrites its
+// countdown four times a second, and as a live region it queued "…again in 2 s", "…in 1 s" behind
+// every clip; the stream coming back live only emptied it, which says nothing. Said once per
+// change: a cooldown as it starts, a state change of the stream, a reason to wait; not what the
+// page shows as it loads and first connects (`said` undefined until then) nor the moment's
+// "Sending your clip…".
+const COOLDOWN = "Cooldown: you can clip again in ";
+const BACK_LIVE = { paused: "The stream is live again.", created: "The stream is live: clips are on." };
+let said;
+let stateSaid = null; // the stream's state as of the last thing said
+let stateNews = ""; // the stream came back live: said until something else is
+
+function sayWhy(why) {
+  if (said === undefined) {
+    if (!live) return; // still connecting as the page loads: not "Offline"
+    said = why; // the page's first state is on the page, not news
+    stateSaid = session?.state ?? null;
+    return;
+  }
+  if (session && stateSaid !== null && session.state !== stateSaid) stateNews = BACK_LIVE[stateSaid] ?? "";
+  if (session) stateSaid = session.state;
+  if (pending && live && !stillSending) return;
+  if (why.startsWith(COOLDOWN) && said.startsWith(COOLDOWN)) return;
+  const text = why || (!live ? OFFLINE_HINT : session?.state === "active" ? stateNews : "");
+  if (text !== stateNews) stateNews = "";
+  if (text === said) return;
+  said = text;
+  ui.said.textContent = text;
 }
 
 function render() {
@@ -141,6 +172,7 @@ function updateButton() {
   // Offline, a live stream's button still takes the moment (in a tunnel, on a train): it is sent
   // once the connection is back, placed when pressed (send). It was disabled ("Reconnecting…").
   ui.reason.textContent = why || (session && !live ? OFFLINE_HINT : "");
+  if (session) sayWhy(why);
   ui.card.dataset.state = session?.state ?? "";
   if (!why && focusOwed) {
     focusOwed = false;
@@ -168,7 +200,6 @@ function updateCounter() {
 function confirm(text, kind = "info") {
   ui.confirmation.textContent = text;
   ui.confirmation.dataset.kind = kind;
-  ui.confirmation.hidden = !text;
 }
 
 function ownItem() {
