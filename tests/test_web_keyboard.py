@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import re
 
-from playwright.async_api import Dialog, expect
+from playwright.async_api import Dialog, WebSocketRoute, expect
 
 from tests.browser import Tab, listen_to_live_regions, live_texts
 from tests.helpers import Client, ServerUnderTest
@@ -39,6 +39,49 @@ async def test_the_stream_dashboards_state_buttons_hand_the_focus_on(server: Ser
     await page.keyboard.press("Enter")
     await expect(state).to_have_text("Ended")
     await expect(state).to_be_focused()  # no action is left: the focus says where things stand
+
+
+async def test_a_state_drawn_before_its_actions_answer_still_hands_the_focus_on(
+    server: ServerUnderTest, tab: Tab
+) -> None:
+    """The stream's new state may be drawn before the action's answer is read (a full run on a
+    busy machine saw it): the buttons were still disabled, nothing was offered, and the focus
+    went to the state instead of Pause. Here the test holds each answer to ``stream_set_state``
+    back until the state event behind it has reached the page."""
+    session_id = await create_stream(server, title="Answer late")
+    ids: set[str] = set()
+
+    def route(ws: WebSocketRoute) -> None:
+        server_side = ws.connect_to_server()
+        held: list[str | bytes] = []
+
+        def to_server(message: str | bytes) -> None:
+            if isinstance(message, str) and (found := re.match(r'42(\d+)\["stream_set_state"', message)):
+                ids.add(found.group(1))
+            server_side.send(message)
+
+        def to_page(message: str | bytes) -> None:
+            if isinstance(message, str) and (found := re.match(r"43(\d+)", message)) and found.group(1) in ids:
+                held.append(message)  # the answer waits for the event behind it
+                return
+            ws.send(message)
+            if isinstance(message, str) and message.startswith("42") and held:
+                ws.send(held.pop(0))
+
+        ws.on_message(to_server)
+        server_side.on_message(to_page)
+
+    await tab.page.route_web_socket(re.compile(r"/socket\.io/"), route)
+    await tab.use_token(server.token("alice"))
+    page = await tab.open(f"/streams/{session_id}")
+    await expect(page.locator("#connection")).to_have_attribute("data-state", "live")
+    state = page.locator("#stream-state")
+    await page.locator("#action-start").focus()
+    for key, shown, focused in (("Enter", "Live", "#action-pause"), ("Space", "Paused", "#action-resume")):
+        await page.keyboard.press(key)
+        await expect(state).to_have_text(shown)
+        await expect(page.locator(focused)).to_be_focused()
+    assert len(ids) == 2  # both answers were held behind their events
 
 
 async def test_the_session_pages_done_and_process_keep_the_focus(server: ServerUnderTest, tab: Tab) -> None:

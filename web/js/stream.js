@@ -136,7 +136,9 @@ function renderHeader() {
   // An ended stream has no action left: no empty box where the buttons were.
   document.querySelector(".state-actions").hidden = valid.length === 0;
   if (focusFrom !== null) {
-    settleActionFocus();
+    // While the action's call runs its buttons are disabled: the focus is settled when it is
+    // answered (a state drawn before its ack found nothing offered and put the focus on the state).
+    if (acting === 0) settleActionFocus();
     if (session.state !== focusFrom) focusFrom = null; // our change has arrived and is shown
   }
 }
@@ -145,6 +147,7 @@ function renderHeader() {
 // (Start gives way to Pause): either drops the keyboard's focus to the page, and the next action
 // was a page of Tabs away. The state the press started from, while the focus is to be kept.
 let focusFrom = null;
+let acting = 0; // state actions whose calls run
 
 /**
  * The focus the page dropped goes back to `pressed` while it is offered, else to the next action
@@ -177,6 +180,7 @@ async function onAction(event) {
   const hadFocus = pressed === document.activeElement;
   if (hadFocus) focusFrom = session.state;
   for (const button of buttons) button.disabled = true;
+  acting += 1;
   const label = pressed.textContent.trim();
   const offline = sayIfOffline(label);
   if (!offline) notice("");
@@ -188,6 +192,7 @@ async function onAction(event) {
     focusFrom = null; // nothing changes: the focus goes back to the button, enabled again below
   } finally {
     if (offline) owed -= 1;
+    acting -= 1;
     for (const button of buttons) button.disabled = false;
     if (hadFocus) settleActionFocus(pressed);
   }
