@@ -106,12 +106,12 @@ async def test_the_recorders_done_is_not_named_as_the_session_pages_done(server:
     await expect(page.locator("#fab-new")).to_have_accessible_name("New recording session")
 
 
-async def speaks_later(page: Page, selector: str) -> None:
+async def speaks_later(page: Page, selector: str, role: str = "status") -> None:
     """The live region is in the accessibility tree, empty, before it has anything to say: one
     un-hidden and filled in the same moment is skipped by some screen readers."""
     region = page.locator(selector)
     await expect(region).to_have_text("")
-    await expect(region).to_match_aria_snapshot("- status")
+    await expect(region).to_match_aria_snapshot(f"- {role}")
     await expect(region).to_be_hidden()  # empty, it shows nothing (no blank box)
 
 
@@ -129,9 +129,13 @@ async def test_live_regions_are_in_place_before_they_speak(
     await tab.open("/history")
     await expect(page.locator("#connection")).to_have_attribute("data-state", "live")
     await speaks_later(page, "#export-status")
+    await tab.open("/player")
+    await expect(page.locator("#connection")).to_have_attribute("data-state", "live")
+    await speaks_later(page, "#player-notice", "alert")
 
     page = await open_live(tab, f"/s/{await new_pattern(server)}")
-    await speaks_later(page, "#toast")
+    for selector in ("#toast", "#pattern-name-error", "#tempo-error", ".track-row .track-name-error >> nth=0"):
+        await speaks_later(page, selector)
     await page.locator("#publish").click()
     await expect(page.locator("#toast")).to_contain_text("Published")
 

@@ -635,7 +635,6 @@ function nameMessage(field) {
 function sayName(field, text) {
   const message = nameMessage(field);
   if (message.textContent !== text) message.textContent = text; // a live region: said once
-  message.hidden = !text;
   if (text) field.setAttribute("aria-describedby", message.id);
   else {
     field.removeAttribute("aria-describedby");
@@ -728,8 +727,7 @@ function onTempoLeft(event) {
 function sayTempo(text) {
   const field = $("tempo");
   const message = $("tempo-error");
-  message.textContent = text;
-  message.hidden = !text;
+  message.textContent = text; // never hidden: a region shown as it is filled goes unsaid
   if (text) field.setAttribute("aria-describedby", "tempo-error");
   else {
     field.removeAttribute("aria-describedby");
@@ -782,7 +780,7 @@ function buildRow() {
       element("input", { type: "range", className: "volume", min: "0", max: "1", step: "0.05", ariaLabel: "Volume" }),
       element("select", { className: "step-count" }),
     ),
-    element("span", { className: "field-error track-name-error", role: "status", hidden: true }),
+    element("span", { className: "field-error track-name-error", role: "status" }),
     element("div", { className: "steps", role: "group" }),
     element(
       "div",

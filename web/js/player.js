@@ -54,8 +54,7 @@ function deviceId() {
 }
 
 function notice(text) {
-  ui.notice.textContent = text;
-  ui.notice.hidden = !text;
+  ui.notice.textContent = text; // never hidden: a region shown as it is filled goes unsaid
 }
 
 function position(item) {
