@@ -6,7 +6,7 @@ from __future__ import annotations
 import asyncio
 import re
 
-from playwright.async_api import Dialog, Page, expect
+from playwright.async_api import Dialog, Locator, Page, expect
 
 from tests.browser import Tab
 from tests.helpers import Client, ServerUnderTest
@@ -90,19 +90,8 @@ async def test_delete_asks_first_and_the_focus_goes_on_to_the_next_clip(
 ) -> None:
     """Delete removed a viewer's clip at once, next to Edit note, and the keyboard's focus
     dropped to the page with its line."""
-    clock = server.services.clock
-    session_id, _owner = await started(server, clients)
-    try:
-        for n, user in enumerate(("v1", "v2", "v3")):
-            clock.shift_ms = 10_000 * n
-            await clip(await connect(server, clients, user), session_id, f"clip {n + 1}")
-    finally:
-        clock.shift_ms = 0
-    await tab.use_token(server.token("alice"))
-    page = await live(tab, f"/streams/{session_id}")
+    session_id, page, clips = await three_clips_reviewed(server, clients, tab, ("v1", "v2", "v3"))
     dialogs = Dialogs(page)
-    clips = page.locator('.segment[data-index="1"] .review-clip')
-    await expect(clips.locator(".note")).to_have_text(["clip 1", "clip 2", "clip 3"])
     stored = server.services.keys.stream_clips(session_id)
 
     # Asked first; "Cancel" deletes nothing, and the focus stays.
@@ -135,19 +124,9 @@ async def test_clear_their_clips_hands_the_focus_to_the_next_clip_left(
 ) -> None:
     """Clear their clips removed its own line (and the viewer's others) under the keyboard's
     focus, which dropped to the page: it goes on to the nearest clip left."""
-    clock = server.services.clock
-    session_id, _owner = await started(server, clients)
-    try:
-        for n, user in enumerate(("v1", "v1", "v2")):  # the next line is the same viewer's
-            clock.shift_ms = 10_000 * n
-            await clip(await connect(server, clients, user), session_id, f"clip {n + 1}")
-    finally:
-        clock.shift_ms = 0
-    await tab.use_token(server.token("alice"))
-    page = await live(tab, f"/streams/{session_id}")
+    # The next line is the same viewer's.
+    _session_id, page, clips = await three_clips_reviewed(server, clients, tab, ("v1", "v1", "v2"))
     dialogs = Dialogs(page)
-    clips = page.locator('.segment[data-index="1"] .review-clip')
-    await expect(clips.locator(".note")).to_have_text(["clip 1", "clip 2", "clip 3"])
     await expect(clips.locator(".clip-clear")).to_have_count(3)
 
     await clips.nth(0).locator(".clip-clear").focus()
@@ -159,3 +138,23 @@ async def test_clear_their_clips_hands_the_focus_to_the_next_clip_left(
     await dialogs.press(page, "Space", answer=True)
     await expect(clips).to_have_count(0)
     await expect(page.locator('.segment[data-index="1"] .clips-title')).to_be_focused()
+
+
+async def three_clips_reviewed(
+    server: ServerUnderTest, clients: list[Client], tab: Tab, viewers: tuple[str, str, str]
+) -> tuple[str, Page, Locator]:
+    """A live stream whose viewers clipped 10 s apart ("clip 1".."clip 3"), open on its owner's
+    dashboard: the stream, the page and the first segment's clip lines."""
+    clock = server.services.clock
+    session_id, _owner = await started(server, clients)
+    try:
+        for n, user in enumerate(viewers):
+            clock.shift_ms = 10_000 * n
+            await clip(await connect(server, clients, user), session_id, f"clip {n + 1}")
+    finally:
+        clock.shift_ms = 0
+    await tab.use_token(server.token("alice"))
+    page = await live(tab, f"/streams/{session_id}")
+    clips = page.locator('.segment[data-index="1"] .review-clip')
+    await expect(clips.locator(".note")).to_have_text(["clip 1", "clip 2", "clip 3"])
+    return session_id, page, clips
