@@ -154,5 +154,7 @@ class PatternSession(Answer):
     )
     remixCount: int = Field(ge=0)
     immutable: bool = Field(description="a published copy: read-only")
-    orphaned: bool = Field(description="the load before this one was longer ago than the orphan days")
+    orphaned: bool = Field(
+        description="the access before this load (a load, an edit, any use) was longer ago than the orphan days"
+    )
     state: StoredPatternState
