@@ -17,6 +17,7 @@ from pydantic import BaseModel
 from auth.claims import GUEST_PERMISSIONS, Claims, Permission
 from handlers import auth_cookie
 from handlers.context import Services
+from handlers.device_label import device_label
 from handlers.http_common import bearer_claims, client_address, guarded, json_body
 from handlers.openapi_registry import Auth, Operation, document
 from handlers.payloads import ONE_TIME_TOKEN_CHARS, OneTimeLogin, validate
@@ -29,6 +30,8 @@ DAY_S = 86_400
 
 
 USED = "this link was used already or has expired"
+# A device's label: its User-Agent, at most this long (PROTOCOL: "its first 120 characters").
+DEVICE_LABEL_CHARS = 120
 
 
 class TokenAnswer(BaseModel):
@@ -363,7 +366,7 @@ class AuthRoutes:
         self, request: web.Request, user_id: str, grant: dict[str, Any], *, status: int
     ) -> web.Response:
         """Open a device of ``user_id`` in this browser: its token, and its refresh cookie."""
-        label = request.headers.get("User-Agent", "")[:120]
+        label = device_label(request, DEVICE_LABEL_CHARS)
         family_id, credential = await self._s.identities.open_family(user_id, label=label, grant=grant)
         profile = await self._s.identities.profile(user_id)
         token, exp = self._mint(user_id, grant, name=profile.name, admin=profile.admin, fam=family_id)

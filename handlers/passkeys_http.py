@@ -27,14 +27,17 @@ from auth.relying_party import RelyingParty
 from handlers import auth_cookie
 from handlers.auth_http import AuthRoutes, TokenAnswer, grant_of
 from handlers.context import Services
+from handlers.device_label import device_label
 from handlers.http_common import bearer_claims, client_address, guarded, json_body
 from handlers.openapi_registry import Auth, Operation, document
-from handlers.payloads import Payload, validate
+from handlers.payloads import PLAIN_PATTERN, Payload, validate
 from handlers.rate_limit import within
 from protocol.errors import CodedError, ErrorCode
 from storage.identity.passkeys import Passkey, passkey_id_of
 
 MAX_CEREMONY_BYTES = 16 * 1024
+# A passkey's label: the person's, or the User-Agent it was made in, one line of plain text.
+PASSKEY_LABEL_CHARS = 60
 _SPENT = "this passkey request was used already or has expired"
 
 
@@ -43,7 +46,7 @@ class Ceremony(Payload):
 
     challenge_id: Annotated[str, Field(min_length=16, max_length=64)]
     credential: dict[str, Any]
-    label: Annotated[str, Field(max_length=60)] = ""
+    label: Annotated[str, Field(max_length=PASSKEY_LABEL_CHARS, pattern=PLAIN_PATTERN)] = ""
 
 
 class CeremonyOptions(BaseModel):
@@ -223,7 +226,7 @@ class PasskeyRoutes:
             sign_count=verified.sign_count,
             created_ms=now_ms,
             last_used_ms=now_ms,
-            label=body.label or request.headers.get("User-Agent", "")[:60],
+            label=body.label or device_label(request, PASSKEY_LABEL_CHARS),
             grant=grant_of(claims),
         )
         await self._s.passkeys.add(passkey)

@@ -241,3 +241,15 @@ async def test_a_public_url_unfit_for_passkeys_refuses_to_start(redis_process: R
         await start_server(redis_process.url, tmp_path, public_url="http://hub.example.org")
     srv = await start_server(redis_process.url, tmp_path, public_url="http://hub.example.org", passkeys=False)
     await srv.stop()
+
+
+async def test_a_passkeys_own_label_is_plain_text(pserver: ServerUnderTest, http: aiohttp.ClientSession) -> None:
+    """As a name (a passkey's label is listed beside the devices')."""
+    first = Caller(http, pserver.url)
+    await first.guest()
+    for label in ("Laptop \u202egnp.exe", "two\nlines"):
+        refused = await first.call(
+            "POST", "/api/auth/passkeys/register", json={"challenge_id": "c" * 16, "credential": {}, "label": label}
+        )
+        assert (refused.status, refused.body["error"]) == (400, "invalid_payload"), refused.body
+        assert "label" in refused.body["message"]
