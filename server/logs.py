@@ -30,6 +30,31 @@ EXTRA_FIELDS = (
 )
 
 
+# What a line must not hold as it is: line breaks and the other controls (C0, DEL, C1; a path's
+# percent-encoded CR LF wrote a whole forged line into the request log), the line and paragraph
+# separators, the bidi controls that reorder how the rest of the line reads, and lone surrogates
+# (a header's bytes that were not UTF-8). Each is written as an escape: ``\x0a``, ``\u202e``.
+_NOT_ONE_LINE = re.compile("[\x00-\x1f\x7f-\x9f\u2028\u2029\u202a-\u202e\u2066-\u2069\ud800-\udfff]")
+
+
+def _escaped(found: re.Match[str]) -> str:
+    code = ord(found.group())
+    return f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}"
+
+
+def one_line(text: str) -> str:
+    """``text`` as one line of the log: what :data:`_NOT_ONE_LINE` names, escaped."""
+    return text if _NOT_ONE_LINE.search(text) is None else _NOT_ONE_LINE.sub(_escaped, text)
+
+
+class TextFormatter(logging.Formatter):
+    """A record as one line of text (its traceback, if any, on the lines after it): whatever the
+    message quotes of a client (a path, a name) cannot start a line of its own."""
+
+    def formatMessage(self, record: logging.LogRecord) -> str:
+        return one_line(super().formatMessage(record))
+
+
 class JsonFormatter(logging.Formatter):
     """One JSON object per record: time, level, logger, message, the known extras, any error."""
 
@@ -38,11 +63,12 @@ class JsonFormatter(logging.Formatter):
             "ts": datetime.datetime.fromtimestamp(record.created, tz=datetime.UTC).isoformat(timespec="milliseconds"),
             "level": record.levelname,
             "logger": record.name,
-            "message": record.getMessage(),
+            "message": one_line(record.getMessage()),
         }
         for name in EXTRA_FIELDS:
             if hasattr(record, name):
-                line[name] = getattr(record, name)
+                value = getattr(record, name)
+                line[name] = one_line(value) if isinstance(value, str) else value
         if record.exc_info:
             line["error"] = self.formatException(record.exc_info)
         return json.dumps(line, ensure_ascii=False, default=str)
@@ -65,7 +91,7 @@ def configure(level: str, log_format: str) -> None:
     if log_format == "json":
         handler.setFormatter(JsonFormatter())
     else:
-        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+        handler.setFormatter(TextFormatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
     logging.basicConfig(level=level.upper(), handlers=[handler], force=True)
 
 

@@ -5,11 +5,12 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import sys
 
 import aiohttp
 import pytest
 
-from server.logs import JsonFormatter
+from server.logs import JsonFormatter, TextFormatter
 from tests.helpers import ServerUnderTest
 from tests.admin.test_http import admin_token
 
@@ -56,3 +57,48 @@ async def test_a_clients_malformed_request_is_one_warning_without_traceback(
     records = [r for r in caplog.records if r.name == "aiohttp.server"]
     assert len(records) == 2
     assert all(r.levelname == "WARNING" and not r.exc_info and "malformed request" in r.getMessage() for r in records)
+
+
+async def test_a_path_cannot_forge_a_log_line(server: ServerUnderTest, caplog: pytest.LogCaptureFixture) -> None:
+    """A percent-encoded CR LF in a path is decoded in ``request.path``: the text log wrote it as
+    is, a whole forged line of the client's choosing (and a U+202E reordered the rest)."""
+    caplog.set_level(logging.INFO, logger="sessionhub.request")
+    forged = "%0a2026-11-27%2009:09:09,999%20ERROR%20sessionhub:%20admin%20token%20leaked%0d%e2%80%ae"
+    async with aiohttp.ClientSession(base_url=server.url) as http:
+        async with http.get(f"/api/streams/x{forged}") as response:
+            assert response.status == 400  # not a session id
+    [record] = [r for r in caplog.records if r.name == "sessionhub.request" and "leaked" in r.getMessage()]
+    text = TextFormatter("%(asctime)s %(levelname)s %(name)s: %(message)s").format(record)
+    assert "\n" not in text and "\r" not in text and "\u202e" not in text
+    assert "/api/streams/x\\x0a2026-11-27 09:09:09,999 ERROR" in text and text.endswith("leaked\\x0d\\u202e 400")
+    line = JsonFormatter().format(record)
+    assert "\u202e" not in line and json.loads(line)["path"].endswith("leaked\\x0d\\u202e")
+
+
+def test_a_traceback_still_spans_its_lines() -> None:
+    try:
+        raise ValueError("from\nhere")
+    except ValueError:
+        record = logging.LogRecord("x", logging.ERROR, "", 0, "failed: %s", ("a\nb",), sys.exc_info())
+    text = TextFormatter("%(levelname)s %(message)s").format(record)
+    first, *rest = text.split("\n")
+    assert first == "ERROR failed: a\\x0ab" and rest[0] == "Traceback (most recent call last):"
+
+
+async def test_a_files_answer_is_logged_with_the_status_it_was_sent_with(
+    server: ServerUnderTest, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A static file's answer settles its status as it is sent: a file that is not there was
+    logged 200 (and its 404 sent), a condition met as 200 (and its 304 sent)."""
+    caplog.set_level(logging.INFO, logger="sessionhub.request")
+    async with aiohttp.ClientSession(base_url=server.url) as http:
+        async with http.get("/static/nope.js") as missing:
+            assert missing.status == 404
+        async with http.get("/static/js/identity.js", headers={"Accept-Encoding": "identity"}) as found:
+            assert found.status == 200
+            etag = found.headers["ETag"]
+        headers = {"Accept-Encoding": "identity", "If-None-Match": etag}
+        async with http.get("/static/js/identity.js", headers=headers) as unchanged:
+            assert unchanged.status == 304
+    logged = [(r.path, r.status) for r in caplog.records if r.name == "sessionhub.request"]  # type: ignore[attr-defined]
+    assert logged == [("/static/nope.js", 404), ("/static/js/identity.js", 200), ("/static/js/identity.js", 304)]
