@@ -28,10 +28,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import errno
 import logging
 import socket
 import struct
 import time
+import weakref
 from collections.abc import Callable
 
 from aiohttp import web
@@ -114,6 +116,8 @@ class WriteDeadline:
         self.clock = clock
         self.watched: dict[asyncio.BaseTransport, _Watched] = {}
         self.cuts = 0  # for tests and logs
+        # Connections the kernel's write timeout ended (see lost), while anything holds them.
+        self.timed_out: weakref.WeakSet[asyncio.BaseTransport] = weakref.WeakSet()
         self._timer: asyncio.Handle | None = None  # the next check, or the rest of this one
         self._checking: list[tuple[asyncio.BaseTransport, _Watched]] = []
         self._checked_s = 0.0
@@ -146,6 +150,27 @@ class WriteDeadline:
         """:meth:`watch` ``transport`` if bytes wait for its client now (a look at the socket)."""
         if transport is not None and transport not in self.watched and _progress(transport)[0]:
             self.watch(transport, on_stall)
+
+    def lost(self, transport: asyncio.BaseTransport | None, exc: BaseException | None) -> bool:
+        """``transport``'s connection was lost with ``exc``: True, counted as one of this
+        watch's cuts, when the kernel's write timeout ended it (``ETIMEDOUT``: its client had
+        taken nothing for that long), for the lanes to say "slow client" as for their own cuts.
+
+        The timeout this watch arms (see :meth:`_stalled`) counts from the kernel's first probe
+        into the client's shut window, which may be long before this watch began (a 4 MiB send
+        queue filling first): on a loaded machine whose loop was held, the kernel ended such a
+        connection before this watch's own cut, and the lanes said "transport close".
+        """
+        if transport is None or not (isinstance(exc, OSError) and exc.errno == errno.ETIMEDOUT):
+            return False
+        self.watched.pop(transport, None)
+        self.timed_out.add(transport)
+        self._said(1)
+        return True
+
+    def timed_out_on(self, transport: asyncio.BaseTransport | None) -> bool:
+        """Whether ``transport``'s connection was ended by the kernel's write timeout (:meth:`lost`)."""
+        return transport is not None and transport in self.timed_out
 
     def closing(self, transport: asyncio.BaseTransport | None) -> None:
         """``transport`` was just closed by the server (asyncio lets go of its socket once its own

@@ -10,12 +10,14 @@ from __future__ import annotations
 import asyncio
 import json
 import socket
+import time
 from pathlib import Path
 from typing import Any
 
 import aiohttp
+import pytest
 
-from handlers.write_deadline import WRITE_DEADLINE_KEY
+from handlers.write_deadline import WRITE_DEADLINE_KEY, WriteDeadline
 from server.app import BUS_KEY, SIO_KEY
 from server.transport.contract import Packet
 from server.transport.stock import StockSessionServer
@@ -85,6 +87,28 @@ async def test_a_stock_websocket_that_stops_reading_between_pings_is_cut_once_it
         closed = {labels: n for (name, labels), n in scraped.items() if name == "sessionhub_connections_closed_total"}
         assert value(scraped, "sessionhub_connections_closed_total", reason="slow client") == 1, (closed, sent)
         await handler_returned(srv, client_port(stalled.raw))
+
+
+@pytest.mark.parametrize("held_s", [2.0, 3.2])
+async def test_a_loop_held_past_the_kernels_timeout_still_says_slow_client(
+    redis_process: Any, redis: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, held_s: float
+) -> None:
+    """CI, on a machine loaded past its cores: the deadline arms the kernel's write timeout, which
+    counts from the kernel's first probe into the shut window (long before the watch began: the
+    4 MiB send queue filled first), so with the loop held the kernel ended the connection before
+    the deadline's own cut, and it was reported "transport close", no slow client, no cut. The
+    loop is held here as that machine held it, once, from 0.3 s after the WebSocket is watched."""
+    watch = WriteDeadline.watch
+
+    def held_once(self: WriteDeadline, transport: Any, on_stall: Any = None) -> None:
+        if on_stall is not None and not self.watched:
+            asyncio.get_running_loop().call_later(0.3, time.sleep, held_s)
+        watch(self, transport, on_stall)
+
+    monkeypatch.setattr(WriteDeadline, "watch", held_once)
+    await test_a_stock_websocket_that_stops_reading_between_pings_is_cut_once_its_bytes_pile_up(
+        redis_process, redis, tmp_path
+    )
 
 
 async def test_a_silent_stock_websocket_whose_writer_waits_on_a_burst_is_freed_when_its_session_ends(

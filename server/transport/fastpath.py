@@ -657,8 +657,11 @@ class EngineWebSocket(LeanWebSocket):
         self.start()
         return False
 
-    def handle_lost_transport(self, transport: asyncio.BaseTransport) -> None:
+    def handle_lost_transport(self, transport: asyncio.BaseTransport, exc: Exception | None) -> None:
         self.server.outbound.discharge(self)
+        deadline = self.server.write_deadline
+        if deadline is not None and deadline.lost(transport, exc):  # the kernel's timeout came first
+            self.server.slow_cut.add(self.socket.sid)  # its disconnect then says "slow client"
         # Called from inside the transport's own connection_lost step, which still uses it.
         asyncio.get_running_loop().call_soon(_unlink_transport, transport)
 

@@ -482,8 +482,9 @@ class LeanWebSocket(asyncio.Protocol):
     def handle_closed(self) -> None:
         """The connection is over and no handler of it is running."""
 
-    def handle_lost_transport(self, transport: asyncio.BaseTransport) -> None:
-        """The connection's transport, just after its ``connection_lost``: nothing uses it any more."""
+    def handle_lost_transport(self, transport: asyncio.BaseTransport, exc: Exception | None) -> None:
+        """The connection's transport, just after its ``connection_lost`` (with ``exc``): nothing
+        uses it any more."""
 
     # --- writing ---------------------------------------------------------------------------
     def write_frame(self, data: bytes) -> bool:
@@ -601,7 +602,7 @@ class LeanWebSocket(asyncio.Protocol):
         if isinstance(transport, _Gathered):
             transport = transport.transport
         if transport is not None:
-            self.handle_lost_transport(transport)
+            self.handle_lost_transport(transport, exc)
         self._parser.release()  # an unfinished frame is not kept past its connection
         self._inbox.clear()  # what was not handled yet is dropped with the connection
         if self._consumer is None and not self._running:

@@ -709,6 +709,8 @@ class StockSessionServer(socketio.AsyncServer):
         if timer is not None and timer is not asyncio.current_task():
             timer.cancel()
         self.places.leave(eio_sid)
+        if reason == self.eio.reason.TRANSPORT_CLOSE and self.websockets.timed_out(eio_sid):
+            reason = SLOW_CLIENT  # ended by the kernel's write timeout the deadline armed
         self.websockets.ended(eio_sid)
         self.garbage.ended()
         self.backlogs.pop(eio_sid, None)
@@ -938,4 +940,5 @@ class StockSessionServer(socketio.AsyncServer):
         return StockSite(
             runner, host, port, observers=observers, places=self.http_places,
             on_refused=lambda reason: self._on_refused(reason), descriptor_reserve=self.descriptor_reserve,
+            lost=self.websockets.deadline.lost if self.websockets.deadline is not None else None,
         )  # fmt: skip

@@ -97,6 +97,12 @@ class WebSocketDeadlines:
         unasked looks alive to Engine.IO; what it leaves unread is what tells."""
         self._look(eio_sid)
 
+    def timed_out(self, eio_sid: str) -> bool:
+        """Whether the session's WebSocket was ended by the kernel's write timeout (the deadline
+        arms it; on a loaded machine it may come before the deadline's own cut)."""
+        ws = self.serving.get(eio_sid)
+        return ws is not None and self.deadline is not None and self.deadline.timed_out_on(ws.transport)
+
     def ended(self, eio_sid: str) -> None:
         """The session ended (its disconnect event): what its client has not taken yet gets the
         deadline. Engine.IO's handler waits for its writer, which waits for a drain: without

@@ -40,20 +40,29 @@ class PlacedProtocol(asyncio.Protocol):
     """aiohttp's handler of one connection counted on its address: every call passed on, and the
     place given back once, when the connection closes or is handed over (:meth:`give_back`)."""
 
-    __slots__ = ("_inner", "_place", "_places")
+    __slots__ = ("_inner", "_lost", "_place", "_places", "_transport")
 
-    def __init__(self, inner: asyncio.Protocol, places: ConnectionPlaces, place: str) -> None:
+    def __init__(
+        self,
+        inner: asyncio.Protocol,
+        places: ConnectionPlaces | None,
+        place: str,
+        lost: Callable[[asyncio.BaseTransport | None, BaseException | None], object] | None = None,
+    ) -> None:
         self._inner = inner
         self._places = places
         self._place = place
+        self._lost = lost  # told how each connection ended (the write deadline's `lost`)
+        self._transport: asyncio.BaseTransport | None = None
 
     def give_back(self) -> None:
         """The connection no longer counts on its address (closed, or a WebSocket now)."""
-        if self._place:
+        if self._place and self._places is not None:
             self._places.give_back(self._place)
             self._place = ""
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self._transport = transport
         self._inner.connection_made(transport)
 
     def data_received(self, data: bytes) -> None:
@@ -70,6 +79,9 @@ class PlacedProtocol(asyncio.Protocol):
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.give_back()
+        if self._lost is not None:
+            self._lost(self._transport, exc)
+        self._transport = None
         self._inner.connection_lost(exc)
 
 
@@ -95,8 +107,10 @@ class StockSite(web.BaseSite):
         places: ConnectionPlaces | None = None,
         on_refused: Callable[[str], None] | None = None,
         descriptor_reserve: int | None = None,
+        lost: Callable[[asyncio.BaseTransport | None, BaseException | None], object] | None = None,
     ) -> None:
         super().__init__(runner)
+        self.lost = lost
         self.runner = runner
         self.host = host
         self.requested_port = port
@@ -121,11 +135,13 @@ class StockSite(web.BaseSite):
         await super().start()
         http = self.runner.server
         assert http is not None, "runner.setup() first"
-        places = self.places
+        places, lost = self.places, self.lost
 
         def protocol(place: str) -> asyncio.Protocol:
             handler = http()
-            return PlacedProtocol(handler, places, place) if place and places is not None else handler
+            if (place and places is not None) or lost is not None:
+                return PlacedProtocol(handler, places, place, lost)
+            return handler
 
         # Bound by asyncio, never served by it (its factory is never called): the acceptors take
         # every connection. reuse_address as aiohttp's TCPSite (asyncio's default on POSIX).
