@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import math
 from pathlib import Path
 from typing import Any
 
@@ -111,6 +112,10 @@ async def test_connections_per_address_are_capped(redis_process: Any, redis: Any
             await client.connect()
         status, body = await http_exchange(port, POLLING_OPEN)
         assert status == 429 and json.loads(body)["error"] == "rate_limited"
+        # When: by then every connection of the address that went silent (a crowd behind one NAT
+        # whose network dropped) has been ended by the ping timeout; it said nothing before.
+        eio = srv.app[SIO_KEY].eio  # type: ignore[attr-defined]
+        assert json.loads(body)["retry_after_s"] == math.ceil(eio.ping_interval + eio.ping_timeout) > 0
         # An X-Forwarded-For is not trusted unless told (trust_forwarded_for): no way around the cap.
         forwarded = POLLING_OPEN.replace(b"Host: x", b"Host: x\r\nX-Forwarded-For: 10.0.0.9")
         assert (await http_exchange(port, forwarded))[0] == 429

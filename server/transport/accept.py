@@ -41,6 +41,7 @@ import asyncio
 import contextlib
 import errno
 import logging
+import math
 import os
 import re
 import resource
@@ -53,6 +54,7 @@ from email.utils import formatdate
 from aiohttp.http import SERVER_SOFTWARE
 
 from handlers.http_common import REQUEST_ID_HEADER, FixedAnswer, FrontAnswer, limited_unit, request_id_from
+from protocol.errors import CodedError, ErrorCode
 
 log = logging.getLogger(__name__)
 
@@ -131,6 +133,19 @@ def descriptor_ceiling(reserve: int) -> int:
     if soft == resource.RLIM_INFINITY:
         return 1 << 62
     return max(soft - reserve, soft // 2)
+
+
+def address_full(silent_gone_s: float) -> CodedError:
+    """The refusal of a new Socket.IO session from an address holding its most: ``rate_limited``
+    with ``retry_after_s``, by when every connection of it that went silent has been ended by
+    the ping timeout (``silent_gone_s``: the ping interval and timeout). A crowd behind one NAT
+    whose network dropped silently came back to a cap full of its own ghosts, which it cannot
+    close, and was told nothing of when they would go."""
+    return CodedError(
+        ErrorCode.RATE_LIMITED,
+        "too many connections from this address; those that went silent end within the ping timeout",
+        retry_after_s=math.ceil(silent_gone_s),
+    )
 
 
 def refusal_response(date: str) -> bytes:

@@ -113,7 +113,7 @@ from handlers.log_throttle import LogThrottle
 from handlers.write_deadline import WriteDeadline
 from protocol import order, wire_json
 from protocol.errors import CodedError, ErrorCode
-from server.transport.accept import LISTEN_BACKLOG, Acceptor, ConnectionPlaces, accept_on
+from server.transport.accept import LISTEN_BACKLOG, Acceptor, ConnectionPlaces, accept_on, address_full
 from server.transport.contract import (
     Commit,
     Committed,
@@ -949,8 +949,7 @@ class LightEngineServer(engineio.AsyncServer):
             # handshake runs up to there without yielding, so concurrent ones cannot overshoot.
             if self._per_address.get(address, 0) >= self.max_per_address:
                 self.on_refused("per_address_limit")
-                error = CodedError(ErrorCode.RATE_LIMITED, "too many connections from this address")
-                return to_http(error)
+                return to_http(address_full(self.ping_interval + self.ping_timeout))
         if request.method == "GET" and request.query.get("transport") == "websocket":
             refusal = opening_refusal(request.headers, http_11=request.version == HttpVersion11)
             if refusal is not None:

@@ -105,7 +105,7 @@ from handlers.write_deadline import WriteDeadline
 from protocol import wire_json
 from protocol.errors import CodedError, ErrorCode
 from server.random_ids import IDS
-from server.transport.accept import ConnectionPlaces
+from server.transport.accept import ConnectionPlaces, address_full
 from server.transport.contract import Commit, ListeningSite, Outlet, Packet, end_sessions_at_shutdown
 from server.transport.leanws import opening_refusal
 from server.transport.messages import (
@@ -534,7 +534,7 @@ class StockSessionServer(socketio.AsyncServer):
             address = client_address(request, trust_forwarded_for=self.trust_forwarded_for)
             if self.places.full(address):
                 self._on_refused("per_address_limit")
-                return to_http(CodedError(ErrorCode.RATE_LIMITED, "too many connections from this address"))
+                return to_http(address_full(self.eio.ping_interval + self.eio.ping_timeout))
         if request.method == "GET" and request.query.get("transport") == "websocket":
             refused = opening_refusal(request.headers, http_11=request.version == HttpVersion11)
             if refused is not None:
