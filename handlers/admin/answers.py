@@ -95,8 +95,12 @@ class NodeFigures(Answer):
     bus_live: bool
     stale: bool = Field(description="its heartbeat stopped")
     age_ms: int
-    clients: int | None = Field(description="connected Socket.IO clients; null from a node that does not report them")
-    subscriptions: int | None = Field(description="their subscriptions; null from a node that does not report them")
+    clients: int | None = Field(
+        description="connected Socket.IO clients; null from a node that does not report them, or a stale one"
+    )
+    subscriptions: int | None = Field(
+        description="their subscriptions; null from a node that does not report them, or a stale one"
+    )
 
 
 class Alert(Answer):

@@ -113,9 +113,12 @@ class NodeHeartbeat:
                     "bus_live": live,
                     "stale": stale,
                     "age_ms": max(age_ms, 0),
-                    # None from a node that does not report them yet (an older version mid-deploy)
-                    "clients": _count(beat.get("clients")),
-                    "subscriptions": _count(beat.get("subscriptions")),
+                    # None from a node that does not report them yet (an older version mid-deploy),
+                    # and from one whose heartbeat stopped: a node killed kept its last counts for
+                    # the hour it is listed, and the nodes' clients added up to more than were
+                    # connected (its clients had moved to the others)
+                    "clients": None if stale else _count(beat.get("clients")),
+                    "subscriptions": None if stale else _count(beat.get("subscriptions")),
                 }
             )
         return found

@@ -386,3 +386,20 @@ async def test_every_kind_made_through_its_api_is_in_the_admin_indexes_at_once(
     assert kinds == sorted(["voice", "stream", "stream_audience", "pattern"]), listed
     _, drift = await call(http, "POST", "/admin/recalculate", token)
     assert (drift["added"], drift["drift"]) == (0, False), drift
+
+
+async def test_a_node_whose_heartbeat_stopped_reports_no_clients(server: ServerUnderTest) -> None:
+    """A node killed left its last heartbeat, listed (stale) for an hour with the clients it had
+    then: the nodes' clients added up to more than were connected once those moved elsewhere."""
+    keys, redis = server.services.keys, server.services.redis
+    old_ms = server.services.clock.now_ms() - 10 * 60_000
+    beat = {"bus_live": True, "ts": old_ms, "pid": 1, "clients": 255, "subscriptions": 1250}
+    await redis.hset(keys.admin_nodes(), "killed:1:abc", json.dumps(beat))
+    async with aiohttp.ClientSession() as http:
+        headers = {"Authorization": f"Bearer {admin_token(server)}"}
+        async with http.get(server.url + "/admin/metrics", headers=headers) as answer:
+            nodes = {node["node"]: node for node in (await answer.json())["nodes"]}
+    killed = nodes.pop("killed:1:abc")
+    assert killed["stale"] is True and (killed["clients"], killed["subscriptions"]) == (None, None)
+    [live] = nodes.values()
+    assert live["stale"] is False and isinstance(live["clients"], int)
