@@ -153,7 +153,8 @@ class PatternEvents:
             )
         except CodedError as exc:
             if exc.code is ErrorCode.SESSION_FULL:
-                raise CodedError(exc.code, f"at most {self._config.max_players} players; you can still watch") from None
+                message = f"at most {self._config.max_players} players; you can still watch"
+                raise CodedError(exc.code, message, **exc.details) from None  # retry_after_s kept
             raise _worded(exc) from None
         # The socket closing is a leave: the others see this player go at once, not after the TTL.
         conn.farewells[farewell] = partial(self._patterns.presence, request.session_id, "leave", conn.sid)

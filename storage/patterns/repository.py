@@ -13,6 +13,7 @@ step that checks, changes and appends the event. The state arrives here already 
 from __future__ import annotations
 
 import json
+import math
 import uuid
 from dataclasses import dataclass
 from typing import Any
@@ -385,6 +386,7 @@ class PatternSessions:
                 etypes.PATTERN_PRESENCE,
                 replaces,
             ],
+            explain=_full_until,
         )
         return Presence(offset=int(result[0]), present=int(result[1]))
 
@@ -485,3 +487,11 @@ def _state_fields(state: dict[str, Any]) -> list[str]:
     """The state's fields as flat name, value pairs: split (``layout.split``), so that the first
     live op after a whole-state write pays no conversion; whole when it cannot be split."""
     return layout.split(state) or ["state", _compact(state)]
+
+
+def _full_until(code: ErrorCode, detail: str) -> CodedError | None:
+    """A full session's refusal with ``retry_after_s``: until the first present player's place
+    may free (it expires unless it beats again; presence.lua says in ms)."""
+    if code is not ErrorCode.SESSION_FULL or not detail.isdigit():
+        return None
+    return CodedError(code, retry_after_s=max(math.ceil(int(detail) / 1000), 1))

@@ -313,6 +313,14 @@ async def test_the_eleventh_player_is_refused_and_may_still_watch(
     ]
     assert [a["ok"] for a in acks] == [True] * 10 + [False]
     assert acks[10]["error"] == "session_full"
+    # When a place may free: the first player's presence runs out unless it beats again.
+    ttl_s = 30  # SESSIONHUB_PATTERNS_PRESENCE_TTL_S, its default
+    assert 0 < acks[10]["retry_after_s"] <= ttl_s, acks[10]
+    server.services.clock.shift_ms += 20_000  # the other ten beat; the first went silent
+    for p in players[1:10]:
+        assert (await p.call("pattern_heartbeat", {"session_id": session_id}))["ok"] is True
+    later = await players[10].call("pattern_join", {"session_id": session_id, "name": "P10", "colour": "#000000"})
+    assert later["error"] == "session_full" and later["retry_after_s"] <= ttl_s - 20, later
     await players[0].call("pattern_op", {"session_id": session_id, "seq": 1, "op": {"type": "set_tempo", "tempo": 111}})
     await players[10].wait_for(lambda: bool(ops_seen(players[10])))
 

@@ -17,7 +17,8 @@
 --   ARGV[14] join: the id this player had before a reconnect ('' for none); that entry is
 --            dropped when it belongs to the same user, so a reconnect does not show twice
 -- Returns {offset (0 when nothing was logged), players present} or {false, code}:
--- session_not_found, session_full (join), not_found (beat from a player not present).
+-- session_not_found, session_full (join; with the ms until a present player's place may free),
+-- not_found (beat from a player not present).
 local session_key = KEYS[3]
 local players_key = KEYS[4]
 local kind = ARGV[6]
@@ -40,13 +41,18 @@ if redis.call('HEXISTS', session_key, 'state_offset') == 0 then
 end
 
 local present = 0
+local soonest = nil -- the earliest expiry of a player present: when a place may free
 local all = redis.call('HGETALL', players_key)
 for i = 1, #all, 2 do
-  if tonumber(cjson.decode(all[i + 1]).expires_at) <= now_ms then
+  local expiry = tonumber(cjson.decode(all[i + 1]).expires_at)
+  if expiry <= now_ms then
     redis.call('HDEL', players_key, all[i])
     append_event(event_type, cjson.encode({action = 'leave', player_id = all[i], reason = 'timeout'}))
   else
     present = present + 1
+    if soonest == nil or expiry < soonest then
+      soonest = expiry
+    end
   end
 end
 
@@ -71,7 +77,9 @@ if action == 'join' then
     end
   end
   if not stored and present >= max_players then
-    return {false, 'session_full'}
+    -- With the ms until the first present player expires unless it beats again (a player of
+    -- this person's own that went silent, say, when they come back without `replaces`).
+    return {false, 'session_full', tostring(math.max((soonest or now_ms) - now_ms, 0))}
   end
   player.expires_at = expires_at
   player.cursor = cjson.null
