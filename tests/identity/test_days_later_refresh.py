@@ -98,6 +98,25 @@ async def test_a_guest_that_saved_a_passkey_keeps_its_devices_for_the_refresh_li
     assert (await page.refresh()).body.get("reason") == "expired"
 
 
+async def test_a_guest_saved_before_its_devices_were_kept_keeps_them_from_its_next_visit(
+    dserver: ServerUnderTest, http: aiohttp.ClientSession
+) -> None:
+    """An upgrade: a guest saved with a passkey by a release whose ``mark_saved`` extended only
+    the profile (its devices kept the guest's 30 days from their last use). Its next visit, on
+    any device, keeps them all for the refresh lifetime: the laptop left unused since is not
+    signed out 30 days later (an upgrade audit)."""
+    laptop, user_id = await _guest(dserver, http)
+    link = (await laptop.call("POST", "/api/auth/link")).body["url"].split("token=", 1)[1]
+    phone = Browser(http, dserver.url)
+    assert (await phone.post("/api/auth/one_time", json={"token": link})).status == 200
+    await dserver.services.redis.hset(dserver.services.keys.user_profile(user_id), "saved", 1)  # as it was
+    days_later(dserver, 20)
+    assert (await phone.refresh()).status == 200  # the phone in use; the laptop left
+    days_later(dserver, 20)  # 40 days after the laptop's last use
+    back = await laptop.refresh()
+    assert back.status == 200 and back.body["user_id"] == user_id, back.body
+
+
 @pytest.mark.parametrize(("days", "status"), [(179, 200), (181, 401)])
 async def test_an_accounts_device_lasts_the_refresh_lifetime_on_the_servers_clock(
     dserver: ServerUnderTest, days: int, status: int
