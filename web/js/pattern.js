@@ -576,7 +576,7 @@ function render() {
   if (!doc) return;
   document.title = `${doc.name || "Untitled Session"} · sessionhub`;
   const nameInput = $("pattern-name");
-  if (document.activeElement !== nameInput) nameInput.value = doc.name ?? "";
+  if (!editing(nameInput)) nameInput.value = doc.name ?? "";
   renderLineage();
   renderTransport(doc.state);
   renderGrid(doc.state);
@@ -724,6 +724,30 @@ function onTempoLeft(event) {
   render(); // the refused text goes; the message beside it still says why
 }
 
+// Fields the person changed since their last `change` (Enter, a slider let go, the focus leaving
+// with new text): what they hold is the person's and not an edit yet, so a value from the session
+// must not overwrite it. Any other field shows the session's value, the focused one too: a tempo
+// another player set just after this one's Enter stayed in this field (focus was the test) while
+// the other's played, and stayed after the focus left, nothing drawing the field again.
+const unsent = new WeakSet();
+
+/** Whether `field` holds the person's own value: typed or dragged, or refused text to correct. */
+function editing(field) {
+  if (document.activeElement !== field) return false;
+  return unsent.has(field) || field.getAttribute("aria-invalid") === "true";
+}
+
+function watchEditing() {
+  const editor = $("editor");
+  editor.addEventListener("input", (event) => unsent.add(event.target));
+  // Captured: before the field's own handler makes the edit, whose render then shows it as sent.
+  editor.addEventListener("change", (event) => unsent.delete(event.target), true);
+  // Left with no `change` (its text typed back as it was): meanwhile the session may have moved.
+  editor.addEventListener("focusout", (event) => {
+    if (unsent.delete(event.target)) render();
+  });
+}
+
 function sayTempo(text) {
   const field = $("tempo");
   const message = $("tempo-error");
@@ -737,10 +761,14 @@ function sayTempo(text) {
 
 function renderTransport(state) {
   const tempo = $("tempo");
-  if (document.activeElement !== tempo) tempo.value = String(state.tempo);
+  if (!editing(tempo)) tempo.value = String(state.tempo);
   const swing = $("swing");
-  if (document.activeElement !== swing) swing.value = String(state.swing);
-  $("swing-value").textContent = `${state.swing}%`;
+  if (!editing(swing)) swing.value = String(state.swing);
+  showSwing(); // the slider's own value while it is dragged
+}
+
+function showSwing() {
+  $("swing-value").textContent = `${$("swing").value}%`;
 }
 
 function element(tag, props = {}, ...children) {
@@ -873,12 +901,12 @@ function renderGrid(state) {
   for (const track of state.tracks) {
     const row = grid.querySelector(`.track-row[data-track="${CSS.escape(track.id)}"]`);
     const name = row.querySelector(".track-name");
-    if (document.activeElement !== name) name.value = track.name;
+    if (!editing(name)) name.value = track.name;
     name.title = track.name; // the whole name where a phone's narrow column cuts it short
     row.querySelector(".mute").setAttribute("aria-pressed", String(track.muted));
     row.querySelector(".solo").setAttribute("aria-pressed", String(track.soloed));
     const volume = row.querySelector(".volume");
-    if (document.activeElement !== volume) volume.value = String(track.volume);
+    if (!editing(volume)) volume.value = String(track.volume);
     row.querySelector(".step-count").value = String(track.stepCount);
     row.querySelectorAll(".step").forEach((cell, i) => {
       cell.setAttribute("aria-pressed", String(track.steps[i] === true));
@@ -922,9 +950,9 @@ function renderStepLock(state) {
   const lock = track.parameterLocks[selected.step] ?? {};
   $("step-lock-title").textContent = `${track.name} · step ${selected.step + 1}`;
   const pitch = $("lock-pitch");
-  if (document.activeElement !== pitch) pitch.value = String(lock.pitch ?? 0);
+  if (!editing(pitch)) pitch.value = String(lock.pitch ?? 0);
   const volume = $("lock-volume");
-  if (document.activeElement !== volume) volume.value = String(lock.volume ?? 1);
+  if (!editing(volume)) volume.value = String(lock.volume ?? 1);
   $("lock-volume-value").textContent = `${Math.round((lock.volume ?? 1) * 100)}%`;
   $("lock-tie").setAttribute("aria-pressed", String(lock.tie === true));
   for (const el of panel.querySelectorAll("input, button")) el.disabled = readOnly;
@@ -1089,6 +1117,7 @@ function onGridPoint(event) {
 }
 
 function bindInputs() {
+  watchEditing();
   const grid = $("grid");
   grid.addEventListener("click", onGridClick);
   grid.addEventListener("change", onGridChange);
@@ -1105,6 +1134,7 @@ function bindInputs() {
   bindStepLock();
   $("tempo").addEventListener("change", onTempoChange);
   $("tempo").addEventListener("focusout", onTempoLeft);
+  $("swing").addEventListener("input", showSwing);
   $("swing").addEventListener("change", (e) => edit({ type: "set_swing", swing: Math.round(Number(e.target.value)) }));
   $("pattern-name").addEventListener("change", (e) => {
     if (refuseName(e.target, view()?.name ?? "")) return;
