@@ -12,6 +12,7 @@ import { $, call, connect, getToken, knownIdentity, showConnection, subscribeSes
 import { reconcile } from "./keyed.js";
 import { OrphanBanner } from "./orphan_banner.js";
 import { Player } from "./pattern_audio.js";
+import { HELD_MAX, HeldOps, MadeOrder } from "./pattern_held.js";
 import { freshId } from "./ids.js";
 import { STEP_COUNTS, applyOp, clone, newTrack } from "./pattern_state.js";
 
@@ -44,6 +45,11 @@ let confirmed = null; // {state, name}: the server's, as of `position`
 let position = null; // {epoch, offset} of `confirmed`
 let pending = []; // [{seq, op, acked}]: sent live, not yet seen in the log
 let offline = []; // ops made while not live, waiting for the connection or the auto-save
+const made = new MadeOrder(); // every op's place in the order the person made them
+const held = new HeldOps(made); // refused rate_limited, and those made after: sent at the server's pace
+let heldUntil = 0; // Date.now() before which no held op goes
+let releasing = false; // the held ops are being sent, one at a time
+let heldSaid = false; // the person was told their edits go at the server's pace
 let seq = 0;
 let live = false;
 let socket = null;
@@ -62,9 +68,13 @@ const orphanBanner = new OrphanBanner();
 function view() {
   if (!confirmed) return null;
   const doc = clone(confirmed);
-  for (const item of pending) applyOp(doc, item.op);
-  for (const op of offline) applyOp(doc, op);
+  for (const op of unconfirmed()) applyOp(doc, op);
   return doc;
+}
+
+/** This page's ops the log has not confirmed, in the order the person made them. */
+function unconfirmed() {
+  return made.sorted([...pending.map((item) => item.op), ...held.ops, ...offline]);
 }
 
 function etag() {
@@ -74,7 +84,10 @@ function etag() {
 function edit(op) {
   if (readOnly || !confirmed) return;
   orphanBanner.edited(); // editing makes it active again
-  if (live && offline.length === 0) {
+  made.of(op);
+  if (held.length || releasing) {
+    hold(op); // after the edits that wait for the server's rate
+  } else if (live && offline.length === 0) {
     send(op);
   } else {
     offline.push(op);
@@ -90,13 +103,15 @@ function edit(op) {
 const CLIENT_ID = freshId();
 const sentAs = new WeakMap(); // op -> the seq it was first sent with
 
+/** Send `op` live; resolves once its answer is dealt with. */
 function send(op) {
   const item = { seq: sentAs.get(op) ?? ++seq, op, acked: false };
   sentAs.set(op, item.seq);
   pending.push(item);
-  call(socket, "pattern_op", { session_id: sessionId, client_id: CLIENT_ID, seq: item.seq, op }).then(
+  return call(socket, "pattern_op", { session_id: sessionId, client_id: CLIENT_ID, seq: item.seq, op }).then(
     (ack) => {
       item.acked = true;
+      if (held.precede(op)) hold(op); // made again after the held op it depends on
       if (!ack.duplicate) return;
       // Applied at its first try: the log (the snapshot caught up on) holds it, and it is not
       // logged again, so no event of it comes to take it off the pending.
@@ -105,11 +120,59 @@ function send(op) {
     },
     (err) => {
       pending = pending.filter((p) => p !== item);
-      if (err.code === "disconnected" || err.code === "timeout") offline.push(op);
+      if (err.code === "rate_limited") hold(op, err.details?.retry_after_s ?? 1);
+      // Its track is one a held op adds: made again after it, no refusal to speak of.
+      else if (err.code === "not_found" && held.precede(op)) hold(op);
+      else if (err.code === "disconnected" || err.code === "timeout") offline.push(op);
       else if (!nameRefused(op, err)) toast(err.message || "That change was refused.");
       render();
     },
   );
+}
+
+// --- edits past the server's rate ----------------------------------------------------------
+
+/**
+ * Hold `op` until the server's rate lets it in (`waitS` from now at least), then send it again
+ * as a new op: a rate_limited op was not applied, and its first seq, below those of the ops
+ * applied after it, would be answered `duplicate`. The person is told once, calmly.
+ */
+function hold(op, waitS = 0) {
+  sentAs.delete(op);
+  held.add(op, [...pending.map((item) => item.op), ...offline]);
+  heldUntil = Math.max(heldUntil, Date.now() + waitS * 1000);
+  if (!heldSaid) toast("Lots of changes at once: they are being sent at the pace the server takes them.");
+  heldSaid = true;
+  // Past the bound, one save of the whole state carries them all instead.
+  if (held.length > HELD_MAX) park();
+  else releaseHeld();
+}
+
+/**
+ * Send the held ops, each once the one before was answered: sent together, all but one would be
+ * refused again (and refusals in numbers end the connection as a flood).
+ */
+async function releaseHeld() {
+  if (releasing) return;
+  releasing = true;
+  try {
+    while (held.length) {
+      const waitMs = heldUntil - Date.now();
+      if (waitMs > 0) await new Promise((resolve) => setTimeout(resolve, waitMs));
+      else if (live) await send(held.shift());
+      else park();
+    }
+  } finally {
+    releasing = false;
+    heldSaid = false;
+    render();
+  }
+}
+
+/** The held ops go with the offline ones: by the auto-save, or live when the connection is back. */
+function park() {
+  offline = made.sorted([...offline, ...held.drain()]);
+  scheduleSave();
 }
 
 function onLogEvent(event) {
@@ -208,7 +271,10 @@ function flushOffline() {
   if (saving) return;
   const ops = offline;
   offline = [];
-  ops.forEach(send);
+  for (const op of ops) {
+    if (held.length || releasing) hold(op);
+    else send(op);
+  }
 }
 
 function parseEtag(tag) {
@@ -254,7 +320,7 @@ function writeUnsaved(kept) {
 function stashUnsaved() {
   if (!sessionId || readOnly || !confirmed) return;
   commitTyping();
-  const ops = [...pending.map((item) => item.op), ...offline];
+  const ops = unconfirmed();
   const kept = readUnsaved();
   if (ops.length) kept[TAB_ID] = { ops, at: Date.now() };
   else delete kept[TAB_ID];
@@ -283,7 +349,10 @@ function adoptUnsaved() {
   for (const entry of Object.values(kept)) {
     for (const op of Array.isArray(entry?.ops) ? entry.ops : []) {
       const before = JSON.stringify(doc);
-      if (op && typeof op === "object" && applyOp(doc, op) && JSON.stringify(doc) !== before) offline.push(op);
+      if (op && typeof op === "object" && applyOp(doc, op) && JSON.stringify(doc) !== before) {
+        made.of(op);
+        offline.push(op);
+      }
     }
   }
   if (offline.length) scheduleSave();
@@ -473,7 +542,7 @@ async function settled() {
     clearTimeout(saveTimer);
     save();
   }
-  const unsettled = () => pending.some((p) => !p.acked) || offline.length > 0 || saving;
+  const unsettled = () => pending.some((p) => !p.acked) || offline.length > 0 || saving || held.length > 0 || releasing;
   if (!unsettled()) return true;
   toast("Saving your latest changes first…");
   const until = Date.now() + SETTLE_MS;
