@@ -964,7 +964,7 @@ function handRowFocusOn(held) {
 
 function renderGrid(state) {
   const grid = $("grid");
-  const held = focusInRow(grid);
+  const focus = focusInRow(grid);
   reconcile(grid, state.tracks, (track) => track.id, buildRow, fitRow);
   if (state.tracks.length === 0) grid.append(element("p", { className: "muted", textContent: "No tracks yet." }));
   for (const track of state.tracks) {
@@ -985,7 +985,7 @@ function renderGrid(state) {
   }
   for (const el of grid.querySelectorAll("input, select, button")) el.disabled = readOnly;
   for (const el of grid.querySelectorAll(".step")) el.disabled = false; // focusable; clicks ignored when read-only
-  handRowFocusOn(held);
+  handRowFocusOn(focus);
   const cursorColours = distinctColours(players.values());
   for (const p of players.values()) {
     if (!p.cursor || (socket && p.id === socket.id)) continue;
