@@ -741,22 +741,43 @@ function onNameLeft(field, saved) {
 }
 
 /**
- * A name the server refused all the same (its rule changed, or a page of an older rule): the
- * field shows the saved name again and says why beside it, not in a toast of the validator's words.
+ * A name the server refused (whatever the reason: its text rule, the pattern at its size limit, a
+ * full session): the field shows the saved name again and says why beside it, not in a toast of
+ * the validator's words. Only `invalid_payload` did so: a name refused `payload_too_large` stayed
+ * in the field as if saved. A rename whose track another player deleted is said in a toast: its
+ * row is gone, or about to go.
  */
 function nameRefused(op, err) {
-  if (err.code !== "invalid_payload" || !["set_name", "rename_track"].includes(op.type)) return false;
+  if (!["set_name", "rename_track"].includes(op.type)) return false;
   const doc = view();
-  const field =
-    op.type === "set_name"
-      ? $("pattern-name")
-      : document.querySelector(`.track-row[data-track="${CSS.escape(String(op.trackId))}"] .track-name`);
   const track = doc?.state.tracks.find((t) => t.id === op.trackId);
-  if (!field || (op.type === "rename_track" && !track)) return false;
-  const longest = /at most (\d+) characters/.exec(err.message ?? "");
+  const field = op.type === "set_name" ? $("pattern-name") : track && trackNameField(track.id);
+  if (op.type === "rename_track" && (err.code === "not_found" || !field)) {
+    toast(renameLost(op.name));
+    return true;
+  }
   field.value = op.type === "set_name" ? (doc?.name ?? "") : track.name;
-  sayName(field, `Not saved: ${longest ? `names are at most ${longest[1]} characters` : NAME_RULE}.`);
+  sayName(field, `Not saved: ${nameRefusal(err)}.`);
   return true;
+}
+
+/** Why the server refused a name, in plain words (no full stop). */
+function nameRefusal(err) {
+  if (err.code === "invalid_payload") {
+    const longest = /at most (\d+) characters/.exec(err.message ?? "");
+    return longest ? `names are at most ${longest[1]} characters` : NAME_RULE;
+  }
+  return (err.message || "the server refused it").replace(/\.$/, "");
+}
+
+function trackNameField(trackId) {
+  return document.querySelector(`.track-row[data-track="${CSS.escape(String(trackId))}"] .track-name`);
+}
+
+/** A rename that could not be: its track was deleted by another player meanwhile. */
+function renameLost(name) {
+  const what = name ? `“${name}”` : "its new name";
+  return `Another player deleted the track you were renaming, so ${what} was not saved.`;
 }
 
 function capitalised(text) {
