@@ -85,6 +85,25 @@ async def test_a_track_name_refused_at_the_size_limit_puts_the_saved_name_back(
     assert stored["state"]["tracks"][0]["name"] == "Kick"
 
 
+async def test_a_track_name_being_typed_as_another_player_deletes_the_track_is_said_lost(
+    server: ServerUnderTest, tab: Tab, clients: list[Client]
+) -> None:
+    tracks = [track("t1"), track("t2", name="Snare", sampleId="snare")]
+    session_id = await new_pattern(server, state={"tracks": tracks})
+    page = await open_live(tab, f"/s/{session_id}")
+    name = page.locator('.track-row[data-track="t1"] .track-name')
+    await name.fill("Big Kick")  # typed, not entered
+
+    other = Client(server.url, server.token("other-player"))
+    clients.append(other)
+    await other.connect()
+    op = {"type": "delete_track", "trackId": "t1"}
+    assert (await other.call("pattern_op", {"session_id": session_id, "seq": 1, "op": op}))["ok"] is True
+
+    await expect(page.locator('.track-row[data-track="t1"]')).to_have_count(0)
+    await expect(page.locator("#toast")).to_have_text(GONE)
+
+
 class HeldGate(SocketGate):
     """A SocketGate that can hold back what the server sends, and pass it on, in order, later."""
 

@@ -780,6 +780,17 @@ function renameLost(name) {
   return `Another player deleted the track you were renaming, so ${what} was not saved.`;
 }
 
+/**
+ * A track name being typed whose track is no longer in `state` (another player deleted it): its
+ * row goes, and the person is told, instead of the text vanishing under their fingers.
+ */
+function sayRenameLost(state) {
+  const field = document.activeElement;
+  if (!field?.classList?.contains("track-name") || !editing(field)) return;
+  const row = field.closest(".track-row");
+  if (row && !state.tracks.some((t) => t.id === row.dataset.track)) toast(renameLost(field.value.trim()));
+}
+
 function capitalised(text) {
   return text.charAt(0).toUpperCase() + text.slice(1);
 }
@@ -986,6 +997,7 @@ function handRowFocusOn(held) {
 function renderGrid(state) {
   const grid = $("grid");
   const focus = focusInRow(grid);
+  sayRenameLost(state);
   reconcile(grid, state.tracks, (track) => track.id, buildRow, fitRow);
   if (state.tracks.length === 0) grid.append(element("p", { className: "muted", textContent: "No tracks yet." }));
   for (const track of state.tracks) {
