@@ -241,6 +241,8 @@ async function save() {
         confirmed = { state: answer.body.session.state, name: answer.body.session.name };
         position = parseEtag(answer.body.etag) ?? position;
         continue;
+      } else if (answer.status === 0) {
+        toast(KEPT_OFFLINE);
       } else {
         toast(answer.body?.message ?? answer.body?.error ?? "Could not save.");
       }
@@ -260,6 +262,11 @@ function alreadyMade(state, op) {
   if (op.type === "add_track") return state.tracks.some((t) => t.id === op.track.id);
   return false;
 }
+
+// Unreachable, the page keeps its edits (`offline`; in localStorage if it goes meanwhile) and
+// sends them once the connection is back (flushOffline as it subscribes again). Said so: "The
+// server cannot be reached." alone read as if they were lost.
+const KEPT_OFFLINE = "Offline: your changes are kept on this page and will be sent when the connection is back.";
 
 const UNKEPT = "another player deleted its track meanwhile, or the pattern already holds 16 tracks.";
 
