@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from playwright.async_api import expect
+from playwright.async_api import Browser, expect
 
-from tests.browser import SocketGate, Tab
+from tests.browser import SocketGate, Tab, new_tab
 from tests.helpers import Client, ServerUnderTest
 from tests.patterns.test_http import track
 from tests.patterns.test_web import new_pattern, open_live, step, stored_steps
@@ -65,3 +65,31 @@ async def test_an_offline_delete_of_a_track_deleted_meanwhile_is_no_dropped_chan
     assert (await stored_steps(server, session_id))[5] is True
     assert await page.locator("#toast").is_hidden()  # now, not once a toast has gone (4 s)
     gate.release()
+
+
+async def test_an_edit_the_auto_save_cannot_send_offline_is_said_kept_and_is_sent_back_online(
+    server: ServerUnderTest, tab: Tab, browser: Browser
+) -> None:
+    """Offline, the auto-save's failure said only "The server cannot be reached.", though the
+    edit was kept and sent once the connection was back."""
+    tracks = [track("t1", steps=[False] * 16)]
+    session_id = await new_pattern(server, state={"tracks": tracks})
+    page = await open_live(tab, f"/s/{session_id}")
+    await page.context.set_offline(True)
+    await expect(page.locator("#connection")).not_to_have_attribute("data-state", "live")
+
+    await step(page, "t1", 5).click()
+    await expect(page.locator("#toast")).to_have_text(
+        "Offline: your changes are kept on this page and will be sent when the connection is back."
+    )
+    assert (await stored_steps(server, session_id))[5] is False
+
+    await page.context.set_offline(False)
+    await expect(page.locator("#connection")).to_have_attribute("data-state", "live")
+    other = await new_tab(browser, server)  # the edit went live as the page subscribed again
+    try:
+        watcher = await open_live(other, f"/s/{session_id}")
+        await expect(step(watcher, "t1", 5)).to_have_attribute("aria-pressed", "true")
+    finally:
+        await other.page.context.close()
+    assert (await stored_steps(server, session_id))[5] is True

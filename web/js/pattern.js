@@ -12,6 +12,7 @@ import { $, call, connect, getToken, knownIdentity, showConnection, subscribeSes
 import { reconcile } from "./keyed.js";
 import { OrphanBanner } from "./orphan_banner.js";
 import { Player } from "./pattern_audio.js";
+import { HELD_MAX, HeldOps, MadeOrder } from "./pattern_held.js";
 import { freshId } from "./ids.js";
 import { STEP_COUNTS, applyOp, clone, newTrack } from "./pattern_state.js";
 
@@ -44,6 +45,11 @@ let confirmed = null; // {state, name}: the server's, as of `position`
 let position = null; // {epoch, offset} of `confirmed`
 let pending = []; // [{seq, op, acked}]: sent live, not yet seen in the log
 let offline = []; // ops made while not live, waiting for the connection or the auto-save
+const made = new MadeOrder(); // every op's place in the order the person made them
+const held = new HeldOps(made); // refused rate_limited, and those made after: sent at the server's pace
+let heldUntil = 0; // Date.now() before which no held op goes
+let releasing = false; // the held ops are being sent, one at a time
+let heldSaid = false; // the person was told their edits go at the server's pace
 let seq = 0;
 let live = false;
 let socket = null;
@@ -62,9 +68,13 @@ const orphanBanner = new OrphanBanner();
 function view() {
   if (!confirmed) return null;
   const doc = clone(confirmed);
-  for (const item of pending) applyOp(doc, item.op);
-  for (const op of offline) applyOp(doc, op);
+  for (const op of unconfirmed()) applyOp(doc, op);
   return doc;
+}
+
+/** This page's ops the log has not confirmed, in the order the person made them. */
+function unconfirmed() {
+  return made.sorted([...pending.map((item) => item.op), ...held.ops, ...offline]);
 }
 
 function etag() {
@@ -74,7 +84,10 @@ function etag() {
 function edit(op) {
   if (readOnly || !confirmed) return;
   orphanBanner.edited(); // editing makes it active again
-  if (live && offline.length === 0) {
+  made.of(op);
+  if (held.length || releasing) {
+    hold(op); // after the edits that wait for the server's rate
+  } else if (live && offline.length === 0) {
     send(op);
   } else {
     offline.push(op);
@@ -90,13 +103,15 @@ function edit(op) {
 const CLIENT_ID = freshId();
 const sentAs = new WeakMap(); // op -> the seq it was first sent with
 
+/** Send `op` live; resolves once its answer is dealt with. */
 function send(op) {
   const item = { seq: sentAs.get(op) ?? ++seq, op, acked: false };
   sentAs.set(op, item.seq);
   pending.push(item);
-  call(socket, "pattern_op", { session_id: sessionId, client_id: CLIENT_ID, seq: item.seq, op }).then(
+  return call(socket, "pattern_op", { session_id: sessionId, client_id: CLIENT_ID, seq: item.seq, op }).then(
     (ack) => {
       item.acked = true;
+      if (held.precede(op)) hold(op); // made again after the held op it depends on
       if (!ack.duplicate) return;
       // Applied at its first try: the log (the snapshot caught up on) holds it, and it is not
       // logged again, so no event of it comes to take it off the pending.
@@ -105,11 +120,59 @@ function send(op) {
     },
     (err) => {
       pending = pending.filter((p) => p !== item);
-      if (err.code === "disconnected" || err.code === "timeout") offline.push(op);
+      if (err.code === "rate_limited") hold(op, err.details?.retry_after_s ?? 1);
+      // Its track is one a held op adds: made again after it, no refusal to speak of.
+      else if (err.code === "not_found" && held.precede(op)) hold(op);
+      else if (err.code === "disconnected" || err.code === "timeout") offline.push(op);
       else if (!nameRefused(op, err)) toast(err.message || "That change was refused.");
       render();
     },
   );
+}
+
+// --- edits past the server's rate ----------------------------------------------------------
+
+/**
+ * Hold `op` until the server's rate lets it in (`waitS` from now at least), then send it again
+ * as a new op: a rate_limited op was not applied, and its first seq, below those of the ops
+ * applied after it, would be answered `duplicate`. The person is told once, calmly.
+ */
+function hold(op, waitS = 0) {
+  sentAs.delete(op);
+  held.add(op, [...pending.map((item) => item.op), ...offline]);
+  heldUntil = Math.max(heldUntil, Date.now() + waitS * 1000);
+  if (!heldSaid) toast("Lots of changes at once: they are being sent at the pace the server takes them.");
+  heldSaid = true;
+  // Past the bound, one save of the whole state carries them all instead.
+  if (held.length > HELD_MAX) park();
+  else releaseHeld();
+}
+
+/**
+ * Send the held ops, each once the one before was answered: sent together, all but one would be
+ * refused again (and refusals in numbers end the connection as a flood).
+ */
+async function releaseHeld() {
+  if (releasing) return;
+  releasing = true;
+  try {
+    while (held.length) {
+      const waitMs = heldUntil - Date.now();
+      if (waitMs > 0) await new Promise((resolve) => setTimeout(resolve, waitMs));
+      else if (live) await send(held.shift());
+      else park();
+    }
+  } finally {
+    releasing = false;
+    heldSaid = false;
+    render();
+  }
+}
+
+/** The held ops go with the offline ones: by the auto-save, or live when the connection is back. */
+function park() {
+  offline = made.sorted([...offline, ...held.drain()]);
+  scheduleSave();
 }
 
 function onLogEvent(event) {
@@ -178,6 +241,8 @@ async function save() {
         confirmed = { state: answer.body.session.state, name: answer.body.session.name };
         position = parseEtag(answer.body.etag) ?? position;
         continue;
+      } else if (answer.status === 0) {
+        toast(KEPT_OFFLINE);
       } else {
         toast(answer.body?.message ?? answer.body?.error ?? "Could not save.");
       }
@@ -198,6 +263,11 @@ function alreadyMade(state, op) {
   return false;
 }
 
+// Unreachable, the page keeps its edits (`offline`; in localStorage if it goes meanwhile) and
+// sends them once the connection is back (flushOffline as it subscribes again). Said so: "The
+// server cannot be reached." alone read as if they were lost.
+const KEPT_OFFLINE = "Offline: your changes are kept on this page and will be sent when the connection is back.";
+
 const UNKEPT = "another player deleted its track meanwhile, or the pattern already holds 16 tracks.";
 
 function plural(count, noun) {
@@ -208,7 +278,10 @@ function flushOffline() {
   if (saving) return;
   const ops = offline;
   offline = [];
-  ops.forEach(send);
+  for (const op of ops) {
+    if (held.length || releasing) hold(op);
+    else send(op);
+  }
 }
 
 function parseEtag(tag) {
@@ -254,7 +327,7 @@ function writeUnsaved(kept) {
 function stashUnsaved() {
   if (!sessionId || readOnly || !confirmed) return;
   commitTyping();
-  const ops = [...pending.map((item) => item.op), ...offline];
+  const ops = unconfirmed();
   const kept = readUnsaved();
   if (ops.length) kept[TAB_ID] = { ops, at: Date.now() };
   else delete kept[TAB_ID];
@@ -283,7 +356,10 @@ function adoptUnsaved() {
   for (const entry of Object.values(kept)) {
     for (const op of Array.isArray(entry?.ops) ? entry.ops : []) {
       const before = JSON.stringify(doc);
-      if (op && typeof op === "object" && applyOp(doc, op) && JSON.stringify(doc) !== before) offline.push(op);
+      if (op && typeof op === "object" && applyOp(doc, op) && JSON.stringify(doc) !== before) {
+        made.of(op);
+        offline.push(op);
+      }
     }
   }
   if (offline.length) scheduleSave();
@@ -473,7 +549,7 @@ async function settled() {
     clearTimeout(saveTimer);
     save();
   }
-  const unsettled = () => pending.some((p) => !p.acked) || offline.length > 0 || saving;
+  const unsettled = () => pending.some((p) => !p.acked) || offline.length > 0 || saving || held.length > 0 || releasing;
   if (!unsettled()) return true;
   toast("Saving your latest changes first…");
   const until = Date.now() + SETTLE_MS;
@@ -576,7 +652,7 @@ function render() {
   if (!doc) return;
   document.title = `${doc.name || "Untitled Session"} · sessionhub`;
   const nameInput = $("pattern-name");
-  if (document.activeElement !== nameInput) nameInput.value = doc.name ?? "";
+  if (!editing(nameInput)) nameInput.value = doc.name ?? "";
   renderLineage();
   renderTransport(doc.state);
   renderGrid(doc.state);
@@ -672,22 +748,54 @@ function onNameLeft(field, saved) {
 }
 
 /**
- * A name the server refused all the same (its rule changed, or a page of an older rule): the
- * field shows the saved name again and says why beside it, not in a toast of the validator's words.
+ * A name the server refused (whatever the reason: its text rule, the pattern at its size limit, a
+ * full session): the field shows the saved name again and says why beside it, not in a toast of
+ * the validator's words. Only `invalid_payload` did so: a name refused `payload_too_large` stayed
+ * in the field as if saved. A rename whose track another player deleted is said in a toast: its
+ * row is gone, or about to go.
  */
 function nameRefused(op, err) {
-  if (err.code !== "invalid_payload" || !["set_name", "rename_track"].includes(op.type)) return false;
+  if (!["set_name", "rename_track"].includes(op.type)) return false;
   const doc = view();
-  const field =
-    op.type === "set_name"
-      ? $("pattern-name")
-      : document.querySelector(`.track-row[data-track="${CSS.escape(String(op.trackId))}"] .track-name`);
   const track = doc?.state.tracks.find((t) => t.id === op.trackId);
-  if (!field || (op.type === "rename_track" && !track)) return false;
-  const longest = /at most (\d+) characters/.exec(err.message ?? "");
+  const field = op.type === "set_name" ? $("pattern-name") : track && trackNameField(track.id);
+  if (op.type === "rename_track" && (err.code === "not_found" || !field)) {
+    toast(renameLost(op.name));
+    return true;
+  }
   field.value = op.type === "set_name" ? (doc?.name ?? "") : track.name;
-  sayName(field, `Not saved: ${longest ? `names are at most ${longest[1]} characters` : NAME_RULE}.`);
+  sayName(field, `Not saved: ${nameRefusal(err)}.`);
   return true;
+}
+
+/** Why the server refused a name, in plain words (no full stop). */
+function nameRefusal(err) {
+  if (err.code === "invalid_payload") {
+    const longest = /at most (\d+) characters/.exec(err.message ?? "");
+    return longest ? `names are at most ${longest[1]} characters` : NAME_RULE;
+  }
+  return (err.message || "the server refused it").replace(/\.$/, "");
+}
+
+function trackNameField(trackId) {
+  return document.querySelector(`.track-row[data-track="${CSS.escape(String(trackId))}"] .track-name`);
+}
+
+/** A rename that could not be: its track was deleted by another player meanwhile. */
+function renameLost(name) {
+  const what = name ? `“${name}”` : "its new name";
+  return `Another player deleted the track you were renaming, so ${what} was not saved.`;
+}
+
+/**
+ * A track name being typed whose track is no longer in `state` (another player deleted it): its
+ * row goes, and the person is told, instead of the text vanishing under their fingers.
+ */
+function sayRenameLost(state) {
+  const field = document.activeElement;
+  if (!field?.classList?.contains("track-name") || !editing(field)) return;
+  const row = field.closest(".track-row");
+  if (row && !state.tracks.some((t) => t.id === row.dataset.track)) toast(renameLost(field.value.trim()));
 }
 
 function capitalised(text) {
@@ -724,6 +832,30 @@ function onTempoLeft(event) {
   render(); // the refused text goes; the message beside it still says why
 }
 
+// Fields the person changed since their last `change` (Enter, a slider let go, the focus leaving
+// with new text): what they hold is the person's and not an edit yet, so a value from the session
+// must not overwrite it. Any other field shows the session's value, the focused one too: a tempo
+// another player set just after this one's Enter stayed in this field (focus was the test) while
+// the other's played, and stayed after the focus left, nothing drawing the field again.
+const unsent = new WeakSet();
+
+/** Whether `field` holds the person's own value: typed or dragged, or refused text to correct. */
+function editing(field) {
+  if (document.activeElement !== field) return false;
+  return unsent.has(field) || field.getAttribute("aria-invalid") === "true";
+}
+
+function watchEditing() {
+  const editor = $("editor");
+  editor.addEventListener("input", (event) => unsent.add(event.target));
+  // Captured: before the field's own handler makes the edit, whose render then shows it as sent.
+  editor.addEventListener("change", (event) => unsent.delete(event.target), true);
+  // Left with no `change` (its text typed back as it was): meanwhile the session may have moved.
+  editor.addEventListener("focusout", (event) => {
+    if (unsent.delete(event.target)) render();
+  });
+}
+
 function sayTempo(text) {
   const field = $("tempo");
   const message = $("tempo-error");
@@ -737,10 +869,14 @@ function sayTempo(text) {
 
 function renderTransport(state) {
   const tempo = $("tempo");
-  if (document.activeElement !== tempo) tempo.value = String(state.tempo);
+  if (!editing(tempo)) tempo.value = String(state.tempo);
   const swing = $("swing");
-  if (document.activeElement !== swing) swing.value = String(state.swing);
-  $("swing-value").textContent = `${state.swing}%`;
+  if (!editing(swing)) swing.value = String(state.swing);
+  showSwing(); // the slider's own value while it is dragged
+}
+
+function showSwing() {
+  $("swing-value").textContent = `${$("swing").value}%`;
 }
 
 function element(tag, props = {}, ...children) {
@@ -867,18 +1003,19 @@ function handRowFocusOn(held) {
 
 function renderGrid(state) {
   const grid = $("grid");
-  const held = focusInRow(grid);
+  const focus = focusInRow(grid);
+  sayRenameLost(state);
   reconcile(grid, state.tracks, (track) => track.id, buildRow, fitRow);
   if (state.tracks.length === 0) grid.append(element("p", { className: "muted", textContent: "No tracks yet." }));
   for (const track of state.tracks) {
     const row = grid.querySelector(`.track-row[data-track="${CSS.escape(track.id)}"]`);
     const name = row.querySelector(".track-name");
-    if (document.activeElement !== name) name.value = track.name;
+    if (!editing(name)) name.value = track.name;
     name.title = track.name; // the whole name where a phone's narrow column cuts it short
     row.querySelector(".mute").setAttribute("aria-pressed", String(track.muted));
     row.querySelector(".solo").setAttribute("aria-pressed", String(track.soloed));
     const volume = row.querySelector(".volume");
-    if (document.activeElement !== volume) volume.value = String(track.volume);
+    if (!editing(volume)) volume.value = String(track.volume);
     row.querySelector(".step-count").value = String(track.stepCount);
     row.querySelectorAll(".step").forEach((cell, i) => {
       cell.setAttribute("aria-pressed", String(track.steps[i] === true));
@@ -888,7 +1025,7 @@ function renderGrid(state) {
   }
   for (const el of grid.querySelectorAll("input, select, button")) el.disabled = readOnly;
   for (const el of grid.querySelectorAll(".step")) el.disabled = false; // focusable; clicks ignored when read-only
-  handRowFocusOn(held);
+  handRowFocusOn(focus);
   const cursorColours = distinctColours(players.values());
   for (const p of players.values()) {
     if (!p.cursor || (socket && p.id === socket.id)) continue;
@@ -922,9 +1059,9 @@ function renderStepLock(state) {
   const lock = track.parameterLocks[selected.step] ?? {};
   $("step-lock-title").textContent = `${track.name} · step ${selected.step + 1}`;
   const pitch = $("lock-pitch");
-  if (document.activeElement !== pitch) pitch.value = String(lock.pitch ?? 0);
+  if (!editing(pitch)) pitch.value = String(lock.pitch ?? 0);
   const volume = $("lock-volume");
-  if (document.activeElement !== volume) volume.value = String(lock.volume ?? 1);
+  if (!editing(volume)) volume.value = String(lock.volume ?? 1);
   $("lock-volume-value").textContent = `${Math.round((lock.volume ?? 1) * 100)}%`;
   $("lock-tie").setAttribute("aria-pressed", String(lock.tie === true));
   for (const el of panel.querySelectorAll("input, button")) el.disabled = readOnly;
@@ -1089,6 +1226,7 @@ function onGridPoint(event) {
 }
 
 function bindInputs() {
+  watchEditing();
   const grid = $("grid");
   grid.addEventListener("click", onGridClick);
   grid.addEventListener("change", onGridChange);
@@ -1105,6 +1243,7 @@ function bindInputs() {
   bindStepLock();
   $("tempo").addEventListener("change", onTempoChange);
   $("tempo").addEventListener("focusout", onTempoLeft);
+  $("swing").addEventListener("input", showSwing);
   $("swing").addEventListener("change", (e) => edit({ type: "set_swing", swing: Math.round(Number(e.target.value)) }));
   $("pattern-name").addEventListener("change", (e) => {
     if (refuseName(e.target, view()?.name ?? "")) return;
