@@ -389,16 +389,29 @@ function onPresence(data) {
   else if (data.action === "cursor" && players.has(data.player_id)) players.get(data.player_id).cursor = data.cursor;
 }
 
-let joinedAs = null; // our player id (socket id) when we last joined
+// Our player id (socket id) when we last joined, kept for this tab across reloads: a reload
+// whose old connection went silent (not closed) is that player coming back (`replaces`), not
+// an eleventh one refused while its own ghost holds the place.
+const JOINED_KEY = () => `sessionhub.pattern.player.${sessionId}`;
+let joinedAs = null;
+let fullSaid = false; // "this session is full" said, and no place had freed since
 
 async function join() {
+  joinedAs ??= sessionStorage.getItem(JOINED_KEY());
   const payload = { session_id: sessionId, name: me.name, colour: me.colour };
   if (joinedAs && joinedAs !== socket.id) payload.replaces = joinedAs; // a reconnect: drop the old us
   try {
     const ack = await call(socket, "pattern_join", payload);
     joinedAs = ack.player_id;
+    sessionStorage.setItem(JOINED_KEY(), joinedAs);
+    if (fullSaid) toast("A place freed: you are playing now.");
+    fullSaid = false;
   } catch (err) {
-    if (err.code === "session_full") toast("This session is full: you can watch and listen.");
+    // A watcher asks again at each heartbeat (it is not present): said once, not every 10 s.
+    if (err.code === "session_full" && !fullSaid) {
+      toast("This session is full: you can watch and listen, and you will join when a place frees.");
+      fullSaid = true;
+    }
   }
 }
 

@@ -1,0 +1,57 @@
+"""A full pattern session on the page: the watcher is told once, and joins when a place frees.
+
+The page asks to join again at each heartbeat while it only watches (it is not present): each
+refusal toasted "This session is full" again, every 10 s, and nothing said it would join.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+
+from playwright.async_api import expect
+
+from tests.browser import Tab, listen_to_live_regions, live_texts
+from tests.helpers import Client, ServerUnderTest
+from tests.patterns.test_events import player
+from tests.patterns.test_web import new_pattern
+from tests.test_metrics import scrape, until, value
+
+FULL = "This session is full: you can watch and listen, and you will join when a place frees."
+FREED = "A place freed: you are playing now."
+HEARTBEAT_MS = 10_000  # web/js/pattern.js
+
+
+def _refused(server: ServerUnderTest, times: int) -> Callable[[], Awaitable[bool]]:
+    """Whether the server refused ``times`` joins as full, at least."""
+
+    async def probe() -> bool:
+        scraped = await scrape(server)
+        return value(scraped, "sessionhub_socket_events_total", event="pattern_join", outcome="session_full") >= times
+
+    return probe
+
+
+async def test_a_watcher_of_a_full_session_is_told_once_and_joins_when_a_place_frees(
+    server: ServerUnderTest, tab: Tab, clients: list[Client]
+) -> None:
+    session_id = await new_pattern(server)
+    players = [await player(server, clients, session_id, f"u{i}") for i in range(10)]
+    for i, p in enumerate(players):
+        ack = await p.call("pattern_join", {"session_id": session_id, "name": f"P{i}", "colour": "#000000"})
+        assert ack["ok"] is True, ack
+    await tab.page.clock.install()
+    await listen_to_live_regions(tab.page)
+    page = await tab.open(f"/s/{session_id}")
+    await expect(page.locator("#connection")).to_have_attribute("data-state", "live")
+    await until(_refused(server, 1), timeout_s=15)
+    for times in (2, 3):  # two heartbeats more, each refused
+        await page.clock.run_for(HEARTBEAT_MS)
+        await until(_refused(server, times), timeout_s=15)
+    assert await live_texts(page, "toast") == [FULL]
+    await players[0].call("pattern_leave", {"session_id": session_id})
+    await page.clock.run_for(HEARTBEAT_MS)
+
+    async def joined() -> bool:
+        return await live_texts(page, "toast") == [FULL, FREED]
+
+    await until(joined, timeout_s=15)
