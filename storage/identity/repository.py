@@ -45,6 +45,8 @@ MAX_NAME_CHARS = 60
 DEFAULT_NAME = "Guest"
 # How the ids of guests (POST /api/auth/guest) begin: one whose profile has gone is still one.
 GUEST_PREFIX = "guest-"
+# A profile's mark: every device of the identity was extended as it is kept now (see touch).
+DEVICES_KEPT = "devices_kept"
 
 
 @dataclass(frozen=True, slots=True)
@@ -242,6 +244,7 @@ class Identities:
         key = self._keys.user_profile(user_id)
         async with self._redis.pipeline(transaction=True) as pipe:
             pipe.hset(key, "saved", int(saved))
+            pipe.hset(key, DEVICES_KEPT, 1)  # owns_now below (see touch)
             pipe.hsetnx(key, "created_ms", self._clock.now_ms())
             pipe.hsetnx(key, "name", "Guest")
             await pipe.execute()
@@ -386,13 +389,23 @@ class Identities:
         return outcome, user_id, current, fresh
 
     async def touch(self, user_id: str, family_id: str, now_ms: int) -> None:
-        """A device was used: extend it and its identity (as long as ``keep`` says)."""
+        """A device was used: extend it and its identity (as long as ``keep`` says).
+
+        A guest kept for the refresh lifetime has every device of its extended once, at the
+        first use of any of them (``devices_kept``): one saved with a passkey by a release before
+        :meth:`mark_saved` extended its devices (or made an admin, which extends none) kept each
+        device's guest idle time from its last use, so the laptop left unused after an upgrade
+        was signed out 30 days later though the identity lived."""
         ttl_s = await self.keep(user_id)
         async with self._redis.pipeline(transaction=False) as pipe:
             pipe.zadd(self._keys.user_families(user_id), {family_id: now_ms})
             pipe.expire(self._keys.user_families(user_id), ttl_s)
             await pipe.execute()
-        await self._keep_family(family_id, ttl_s)
+        kept_guest = ttl_s == self.config.refresh_ttl_s and user_id.startswith(GUEST_PREFIX)
+        if kept_guest and await self._redis.hsetnx(self._keys.user_profile(user_id), DEVICES_KEPT, 1):
+            await self.owns_now(user_id)
+        else:
+            await self._keep_family(family_id, ttl_s)
 
     async def _keep_family(self, family_id: str, ttl_s: int) -> None:
         """Extend a device's family (if it still exists) ``ttl_s`` from now: its TTL and its
