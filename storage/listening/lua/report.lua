@@ -113,6 +113,10 @@ end
 keep_meta()
 
 if previous then
+  previous.resume = {
+    at_ms = now_ms, ended_at = previous.ended_at, written_at = previous.written_at,
+    end_position_s = previous.end_position_s,
+  }
   add_time(previous, now_ms - previous.ended_at)
   previous.ended_at = now_ms
   previous.written_at = now_ms
