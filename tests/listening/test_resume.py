@@ -111,3 +111,60 @@ async def test_a_resume_of_the_minimum_or_more_covers_the_pause(
     assert paused["action"] == "finalized" and paused["listening"]["id"] == before["id"]
     assert paused["listening"]["duration_ms"] == 20_000 + 120_000 + 1000
     assert (await stats(lserver))["total_ms"] == 141_000
+
+
+async def test_a_session_ended_by_the_silence_sweep_is_never_resumed(
+    lserver: ServerUnderTest, clients: list[Client], clock: FrozenClock
+) -> None:
+    alice = await listener(lserver, clients)
+    await alice.report("book-1", "playing")
+    clock.shift_ms += 20_000
+    await alice.report("book-1", "playing")  # the last write: 20 s in
+    clock.shift_ms += SILENCE_MS  # the tab was closed
+    await alice.client.wait_for(lambda: silent_events(alice) == 1)
+    [crashed] = await sessions(lserver)
+    assert (crashed["duration_ms"], crashed["open"]) == (20_000, False)
+
+    clock.shift_ms += 120_000  # reopened 3 minutes after the last write: within the window
+    again = await alice.report("book-1", "playing")
+    assert again["action"] == "started" and again["listening"]["id"] != crashed["id"], again
+    clock.shift_ms += 10_000
+    await alice.report("book-1", "paused")
+    rows = await sessions(lserver)
+    assert [(r["id"], r["duration_ms"]) for r in rows] == [(again["listening"]["id"], 10_000), (crashed["id"], 20_000)]
+    assert (await stats(lserver))["total_ms"] == 30_000
+    # No older session resumes in its place: the crashed one stays the device's last.
+    clock.shift_ms += 10 * 60_000
+    await alice.report("book-1", "playing")
+    clock.shift_ms += 20_000
+    await alice.report("book-1", "playing")
+    clock.shift_ms += SILENCE_MS
+    await alice.client.wait_for(lambda: silent_events(alice) == 2)
+    clock.shift_ms += 1000
+    third = await alice.report("book-1", "playing")
+    assert third["action"] == "started", third
+
+
+async def test_an_upload_after_a_crash_becomes_the_devices_last_and_resumes(
+    lserver: ServerUnderTest, clients: list[Client], clock: FrozenClock
+) -> None:
+    """The documented rule for uploads stays: the device's latest finished session resumes,
+    and an upload's end is the player's own pause, not a crash."""
+    alice = await listener(lserver, clients)
+    await alice.report("book-1", "playing")
+    clock.shift_ms += 20_000
+    crashed = await alice.report("book-1", "playing")
+    clock.shift_ms += SILENCE_MS
+    await alice.client.wait_for(lambda: silent_events(alice) == 1)
+    end = crashed["listening"]["ended_at"]
+    body = {
+        "item_id": "book-1",
+        "device_id": alice.device_id,
+        "client_id": "off-1",
+        "started_at": end,
+        "ended_at": end + 30_000,
+    }
+    uploaded = await alice.client.call("listening_upload", {"session_id": alice.history_id, **body})
+    assert uploaded["action"] == "uploaded", uploaded
+    resumed = await alice.report("book-1", "playing")
+    assert resumed["action"] == "resumed" and resumed["listening"]["id"] == uploaded["listening"]["id"], resumed

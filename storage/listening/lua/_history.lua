@@ -17,10 +17,10 @@
 --   ARGV[8]   event type of a removal
 -- Every listening script takes these after core/_event.lua's KEYS[1..2], ARGV[1..5]; its own
 -- arguments start at ARGV[9].
--- A record (JSON in `records`) holds the session as clients see it plus a field for the
+-- A record (JSON in `records`) holds the session as clients see it plus two fields for the
 -- scripts alone, never sent out: `resume`, while a resumed session is open, what it was before
 -- the resume ({at_ms, ended_at, written_at, end_position_s}: a resume that ends under the
--- minimum is undone).
+-- minimum is undone); `resumable = false` on a session the silence sweep ended.
 local history_key = KEYS[3]
 local records_key = KEYS[4]
 local by_start_key = KEYS[5]
@@ -110,7 +110,7 @@ end
 local function shown(rec)
   local copy = {}
   for name, value in pairs(rec) do
-    if name ~= 'resume' then
+    if name ~= 'resume' and name ~= 'resumable' then
       copy[name] = value
     end
   end
@@ -139,7 +139,9 @@ end
 
 -- Closes an open session at `at_ms`: under `min_ms` from its start it was an accidental tap and
 -- is deleted; under `min_ms` from its resume, the resume is undone; else its range ends at
--- `at_ms`. Returns the action and the event offset.
+-- `at_ms`. A session the sweep ends (`silent`: a crash, a closed tab) is never resumed: the
+-- time until the player came back was not a pause (seed 003). Returns the action and the event
+-- offset.
 local function finalize(rec, at_ms, position, reason, min_ms)
   redis.call('HDEL', open_key, rec.device_id)
   if at_ms - rec.started_at < min_ms then
@@ -152,6 +154,9 @@ local function finalize(rec, at_ms, position, reason, min_ms)
     rec.written_at = at_ms
     if position then
       rec.end_position_s = position
+    end
+    if reason == 'silent' then
+      rec.resumable = false
     end
   end
   rec.open = false
