@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator
+from typing import Any
 
 import aiohttp
 import pytest
@@ -280,6 +281,49 @@ async def test_a_pause_pressed_offline_is_reported_once_the_connection_is_back(
     ):
         listed = (await response.json())["sessions"]
     assert [(s["item_id"], s["open"], s["duration_ms"]) for s in listed] == [("demo-audiobook-1", False, 30_000)]
+
+
+async def listed_sessions(server: ServerUnderTest) -> list[dict[str, Any]]:
+    async with (
+        aiohttp.ClientSession() as http,
+        http.get(f"{server.url}/api/listening/sessions", headers=auth(server)) as response,
+    ):
+        return list((await response.json())["sessions"])
+
+
+async def test_playing_on_offline_past_the_silence_is_uploaded_once_back(
+    browser: Browser, lserver: ServerUnderTest, clock: FrozenClock, tabs: list[Tab]
+) -> None:
+    """The page kept "Playing" while its reports failed; the sweeper ended the session at the last
+    report, the page's next report started a new one, and the two minutes between were lost."""
+    player, gate = await player_behind_a_gate(browser, lserver, tabs)
+    row = player.locator('li[data-item-id="demo-audiobook-1"]')
+    await click_and_wait(player, "demo-audiobook-1", "play", "started")
+    started_at = clock.now_ms()
+    clock.shift_ms += 20_000
+    await expect(row).to_have_attribute("data-reported-until", str(started_at + 20_000))  # a heartbeat wrote
+    await gate.cut()
+    await expect(player.locator("#connection")).to_have_attribute("data-state", "offline")
+    clock.shift_ms += 2 * 60_000  # past the server's 60 s of silence: the sweeper ends the session
+    async with asyncio.timeout(10):
+        while (await listed_sessions(lserver))[0]["open"]:
+            await asyncio.sleep(0.05)
+    await expect(player.locator("#now-playing")).to_have_attribute("data-state", "playing")
+    back_at = clock.now_ms()
+    gate.release()
+    await expect(row).to_have_attribute("data-offline-upload", "uploaded")
+    listed = await listed_sessions(lserver)
+    assert [(s["source"], s["started_at"], s["ended_at"], s["open"]) for s in listed] == [
+        ("live", back_at, back_at, True),
+        ("upload", started_at + 20_000, back_at, False),
+        ("live", started_at, started_at + 20_000, False),
+    ], listed
+    [gap] = [s for s in listed if s["source"] == "upload"]
+    assert gap["client_id"] == f"gap-{listed[2]['id']}" and gap["title"] == "The Quiet Hour"
+    # Once: the heartbeats that follow extend the new session and upload nothing more.
+    clock.shift_ms += 10_000
+    await expect(row).to_have_attribute("data-reported-until", str(back_at + 10_000))
+    assert len(await listed_sessions(lserver)) == 3
 
 
 async def test_a_session_deleted_offline_says_so_in_its_row_at_once(

@@ -38,7 +38,7 @@ const ui = { items: $("items"), now: $("now-playing"), notice: $("player-notice"
 
 let socket = null;
 let historyId = null;
-let current = null; // {item, startedMs (page clock), basePosition}
+let current = null; // {item, startedMs (page clock), heard: {id, endedAt} (server clock) or null}
 let heartbeat = null;
 let audio = null; // {context, oscillator, gain}
 const positions = new Map(); // item_id -> seconds already played
@@ -161,13 +161,56 @@ function unheard(err) {
   return !(err instanceof ApiError) || ["timeout", "disconnected", "unavailable"].includes(err.code);
 }
 
-/** Once the connection is back: the pauses and stops owed, then the item playing now. */
+// Played while the server heard nothing (offline, or a tab's timers held back): once it has
+// ended the session at its last report (the sweep: a crash, for all it knows), the next report
+// starts a new one and that span was in neither. This play went on all the while, so the span
+// from the end the server last acknowledged to the new session's start (both on the server's
+// clock) is uploaded, once: its client id is the ended session's, so a resend is a duplicate.
+const gaps = new Map(); // client_id -> upload payload not answered yet
+
+/** A `playing` ack for the play `stretch`: a new session while it played means a gap to upload. */
+function heard(stretch, ack) {
+  const session = ack.listening;
+  if (!session || ack.action === "deleted") return;
+  const before = stretch.heard;
+  stretch.heard = { id: session.id, endedAt: session.ended_at };
+  rows.get(stretch.item.item_id).row.dataset.reportedUntil = String(session.ended_at);
+  if (before && before.id !== session.id && before.endedAt < session.started_at) {
+    const item = stretch.item;
+    const clientId = `gap-${before.id}`;
+    gaps.set(clientId, {
+      item_id: item.item_id,
+      device_id: deviceId(),
+      client_id: clientId,
+      started_at: before.endedAt,
+      ended_at: session.started_at,
+      item: { title: item.title, artist: item.artist, album: item.album, duration_s: item.duration_s },
+    });
+    uploadGap(clientId);
+  }
+}
+
+async function uploadGap(clientId) {
+  const body = gaps.get(clientId);
+  if (!body || !socket?.connected || !historyId) return;
+  try {
+    const ack = await call(socket, "listening_upload", { session_id: historyId, ...body });
+    gaps.delete(clientId);
+    rows.get(body.item_id).row.dataset.offlineUpload = ack.action;
+  } catch (err) {
+    if (!unheard(err)) gaps.delete(clientId); // refused (a conflict): sending it again changes nothing
+  }
+}
+
+/** Once the connection is back: the pauses and stops owed, then the item playing now, then the
+ * spans played offline that wait for an answer. */
 function reportOwed() {
   for (const { item, status, at } of [...owed.values()]) {
     owed.delete(item.item_id);
     if (performance.now() - at < OWED_FOR_MS) send(item, status);
   }
   if (current) send(current.item, "playing");
+  for (const clientId of [...gaps.keys()]) uploadGap(clientId);
 }
 
 async function play(item) {
@@ -178,21 +221,23 @@ async function play(item) {
     settle(current.item, "paused");
     stopTone();
   }
-  current = { item, startedMs: performance.now() };
+  current = { item, startedMs: performance.now(), heard: null };
   startTone(item.hz);
   render();
   clearInterval(heartbeat);
   // Each heartbeat says how reporting goes: one that gets through after an offline spell takes
   // the failure away (it stayed on screen while play was reported again).
-  heartbeat = setInterval(
-    () =>
-      current &&
-      report(current.item, "playing").then(
-        () => notice(""),
+  heartbeat = setInterval(() => {
+    const stretch = current;
+    stretch &&
+      report(stretch.item, "playing").then(
+        (ack) => {
+          notice("");
+          heard(stretch, ack);
+        },
         (err) => notice(`Report failed: ${err.message}`),
-      ),
-    HEARTBEAT_MS,
-  );
+      );
+  }, HEARTBEAT_MS);
   await send(item, "playing");
 }
 
@@ -211,11 +256,13 @@ async function halt(item, status) {
 
 async function send(item, status) {
   const at = performance.now();
+  const stretch = current;
   try {
     const ack = await report(item, status);
     notice("");
     const row = rows.get(item.item_id).row;
     row.dataset.lastAction = ack.action;
+    if (status === "playing" && stretch?.item === item) heard(stretch, ack);
   } catch (err) {
     if (status !== "playing" && unheard(err) && current?.item !== item) {
       owed.set(item.item_id, { item, status, at });

@@ -17,6 +17,10 @@
 --   ARGV[8]   event type of a removal
 -- Every listening script takes these after core/_event.lua's KEYS[1..2], ARGV[1..5]; its own
 -- arguments start at ARGV[9].
+-- A record (JSON in `records`) holds the session as clients see it plus two fields for the
+-- scripts alone, never sent out: `resume`, while a resumed session is open, what it was before
+-- the resume ({at_ms, ended_at, written_at, end_position_s}: a resume that ends under the
+-- minimum is undone); `resumable = false` on a session the silence sweep ended.
 local history_key = KEYS[3]
 local records_key = KEYS[4]
 local by_start_key = KEYS[5]
@@ -102,23 +106,58 @@ local function remove(rec)
   end
 end
 
+-- The record as clients see it: without the fields kept for the scripts alone.
+local function shown(rec)
+  local copy = {}
+  for name, value in pairs(rec) do
+    if name ~= 'resume' and name ~= 'resumable' then
+      copy[name] = value
+    end
+  end
+  return copy
+end
+
 local function session_changed(action, reason, rec)
-  return append_event(session_event, cjson.encode({action = action, reason = reason, session = rec}))
+  return append_event(session_event, cjson.encode({action = action, reason = reason, session = shown(rec)}))
+end
+
+-- A resume that ends under `min_ms` after it began was an accidental tap on a paused session:
+-- the session goes back to what it was before it (its end, position and totals), as a tap
+-- that started a session is deleted. Measured from the session's start, it would never fire.
+local function undo_resume(rec, at_ms, min_ms)
+  local before = rec.resume
+  rec.resume = nil
+  if not before or at_ms - before.at_ms >= min_ms then
+    return false
+  end
+  add_time(rec, before.ended_at - rec.ended_at)
+  rec.ended_at = before.ended_at
+  rec.written_at = before.written_at
+  rec.end_position_s = before.end_position_s
+  return true
 end
 
 -- Closes an open session at `at_ms`: under `min_ms` from its start it was an accidental tap and
--- is deleted, else its range ends at `at_ms`. Returns the action and the event offset.
+-- is deleted; under `min_ms` from its resume, the resume is undone; else its range ends at
+-- `at_ms`. A session the sweep ends (`silent`: a crash, a closed tab) is never resumed: the
+-- time until the player came back was not a pause (seed 003). Returns the action and the event
+-- offset.
 local function finalize(rec, at_ms, position, reason, min_ms)
   redis.call('HDEL', open_key, rec.device_id)
   if at_ms - rec.started_at < min_ms then
     remove(rec)
     return 'deleted', append_event(removed_event, cjson.encode({id = rec.id, item_id = rec.item_id, reason = 'short'}))
   end
-  add_time(rec, at_ms - rec.ended_at)
-  rec.ended_at = at_ms
-  rec.written_at = at_ms
-  if position then
-    rec.end_position_s = position
+  if not undo_resume(rec, at_ms, min_ms) then
+    add_time(rec, at_ms - rec.ended_at)
+    rec.ended_at = at_ms
+    rec.written_at = at_ms
+    if position then
+      rec.end_position_s = position
+    end
+    if reason == 'silent' then
+      rec.resumable = false
+    end
   end
   rec.open = false
   save(rec)

@@ -86,12 +86,13 @@ end
 -- Only the device's last session may resume (and only when nothing else is open on the
 -- device, or only a tap that the switch deletes: it never becomes the device's last, so a tap
 -- of another item and straight back does not split the book): resuming an older one would
--- stretch its range over what the device played since.
+-- stretch its range over what the device played since. One the sweep ended (a crash, a closed
+-- tab) is not resumed either (`resumable = false`, _history.lua): its silence was no pause.
 local previous = nil
 if not current or now_ms - current.started_at < min_ms then
   previous = load(redis.call('HGET', last_key, device))
-  if not (previous and previous.item_id == item and now_ms >= previous.ended_at
-      and now_ms - previous.ended_at < window_ms) then
+  if not (previous and previous.item_id == item and previous.resumable ~= false
+      and now_ms >= previous.ended_at and now_ms - previous.ended_at < window_ms) then
     previous = nil
   end
 end
@@ -113,6 +114,10 @@ end
 keep_meta()
 
 if previous then
+  previous.resume = {
+    at_ms = now_ms, ended_at = previous.ended_at, written_at = previous.written_at,
+    end_position_s = previous.end_position_s,
+  }
   add_time(previous, now_ms - previous.ended_at)
   previous.ended_at = now_ms
   previous.written_at = now_ms
