@@ -21,6 +21,10 @@ pytestmark = pytest.mark.timeout(CHILD_TEST_TIMEOUT_S)  # each case starts a chi
 
 def run(*args: str, data_dir: Path, **env: str) -> subprocess.CompletedProcess[str]:
     base = {"PATH": "/usr/bin:/bin", "SESSIONHUB_DATA_DIR": str(data_dir), "SESSIONHUB_JWT_SECRET": SECRET}
+    if "PORT" not in env and "SESSIONHUB_PORT" not in env:
+        # A free port, not 8080: a refusal expected after the listen (a data directory, Redis)
+        # was "cannot listen on 127.0.0.1:8080" while anything else on the machine held it.
+        base["SESSIONHUB_PORT"] = "0"
     return subprocess.run(
         [sys.executable, "-m", "server", *args],
         cwd=ROOT,
@@ -202,7 +206,12 @@ def test_no_redis_server_to_embed_says_what_to_install(tmp_path: Path) -> None:
     done = subprocess.run(
         [sys.executable, "-c", program],
         cwd=ROOT,
-        env={"PATH": str(tmp_path), "SESSIONHUB_DATA_DIR": str(tmp_path), "SESSIONHUB_JWT_SECRET": SECRET},
+        env={
+            "PATH": str(tmp_path),
+            "SESSIONHUB_DATA_DIR": str(tmp_path),
+            "SESSIONHUB_JWT_SECRET": SECRET,
+            "SESSIONHUB_PORT": "0",
+        },
         capture_output=True,
         text=True,
         timeout=CHILD_TEST_TIMEOUT_S / 2,

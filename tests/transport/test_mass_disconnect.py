@@ -64,12 +64,13 @@ async def seconds_per_disconnect(lane: str, clients: int) -> float:
 async def test_disconnect_cost_does_not_grow_with_the_number_of_clients(lane: str) -> None:
     # Taken in turns, so that a busy spell of the machine falls on both sizes (one run of the
     # whole suite beside other work failed it with the small ones all measured first); a cost
-    # growing with the clients (O(N^2): 8x) is over the bound in every pair.
+    # growing with the clients (O(N^2): 8x) is over the bound in every pair. 4x, not 3x: one
+    # run beside other work measured 3.1x (the large runs' garbage collections costing more).
     small, large = float("inf"), float("inf")
     for _ in range(4):
         small = min(small, await seconds_per_disconnect(lane, 1_000))
         large = min(large, await seconds_per_disconnect(lane, 8_000))
-    assert large < 3 * small, f"{large * 1e6:.1f} us per disconnect among 8,000 vs {small * 1e6:.1f} us among 1,000"
+    assert large < 4 * small, f"{large * 1e6:.1f} us per disconnect among 8,000 vs {small * 1e6:.1f} us among 1,000"
 
 
 @pytest.mark.parametrize("lane", LANES)
