@@ -8,8 +8,10 @@ header must carry it. Telegram users map to sessionhub users through
 
 Replies go back in the webhook response as a ``sendMessage`` method call. Updates the bot has
 nothing to say to (edits, callback queries, bots, service messages) get an empty 200: Telegram
-must not retry them. Telegram adds fields to its updates over time, so unknown fields are
-ignored here (types and sizes of the fields read are still checked strictly).
+must not retry them. The bot acts in private chats only: in a group, supergroup or channel a
+command is told to write privately and anything else is ignored. Telegram adds fields to its
+updates over time, so unknown fields are ignored here (types and sizes of the fields read are
+still checked strictly).
 """
 
 from __future__ import annotations
@@ -44,6 +46,9 @@ NOT_LINKED = (
     "This Telegram account is not linked to a sessionhub user; ask the administrator to add it."
 )
 UNKNOWN_COMMAND = "Неизвестная команда. Commands: /start, /session [id | link], /done, /login"
+# A group's members would all see (and could open) what the bot answers there: a sign-in link
+# above all, which makes whoever opens it the person who asked.
+PRIVATE_ONLY = "Напишите мне в личные сообщения. Message the bot privately: it acts in private chats only."
 UNSUPPORTED = "Этот тип сообщения не поддерживается. Send text, a voice message, a photo or a document."
 SLOW_DOWN = "Слишком много сообщений; подождите минуту. Too many messages; wait a minute."
 REFUSALS = {
@@ -69,6 +74,8 @@ class TgUser(_Telegram):
 
 class TgChat(_Telegram):
     id: int
+    # "private", "group", "supergroup" or "channel" (Telegram always sends it; others may come).
+    type: str = Field(max_length=32)
 
 
 class TgFile(_Telegram):
@@ -124,6 +131,41 @@ OPERATION = Operation(
 )
 
 
+# The fields of Telegram's service messages (members joining, pins, title changes, ...): nothing
+# a person sent the bot, so nothing to store or answer.
+SERVICE_FIELDS = frozenset(
+    {
+        "new_chat_members",
+        "left_chat_member",
+        "new_chat_title",
+        "new_chat_photo",
+        "delete_chat_photo",
+        "group_chat_created",
+        "supergroup_chat_created",
+        "channel_chat_created",
+        "message_auto_delete_timer_changed",
+        "migrate_to_chat_id",
+        "migrate_from_chat_id",
+        "pinned_message",
+        "users_shared",
+        "chat_shared",
+        "write_access_allowed",
+        "proximity_alert_triggered",
+        "boost_added",
+        "chat_background_set",
+        "forum_topic_created",
+        "forum_topic_edited",
+        "forum_topic_closed",
+        "forum_topic_reopened",
+        "general_forum_topic_hidden",
+        "general_forum_topic_unhidden",
+        "video_chat_scheduled",
+        "video_chat_started",
+        "video_chat_ended",
+        "video_chat_participants_invited",
+    }
+)
+
 # Telegram update ids are the bot's own sequence: one owner for all of them.
 TELEGRAM_OWNER = "telegram"
 _ADDRESSED = re.compile(r"^/[A-Za-z0-9_]+@([A-Za-z0-9_]+)")
@@ -165,10 +207,15 @@ class TelegramWebhook:
     async def update(self, request: web.Request) -> web.Response:
         """Handle one update; the reply, if any, is the response body."""
         self._check_secret(request)
-        update = validate(TgUpdate, await json_body(request, max_bytes=MAX_UPDATE_BYTES))
+        raw = await json_body(request, max_bytes=MAX_UPDATE_BYTES)
+        update = validate(TgUpdate, raw)
         message = update.message  # edits are not replayed: a material is never changed after the fact
         if message is None or message.sender is None or message.sender.is_bot or self._for_another_bot(message):
             return _nothing()
+        if SERVICE_FIELDS & raw["message"].keys():
+            return _nothing()
+        if message.chat.type != "private":
+            return _in_group(message)
         # Telegram redelivers an update it got no answer for (and a proxy may deliver one twice
         # at once): one update_id is handled once; a repeat gets the first reply, or nothing
         # while the first is still being handled.
@@ -217,7 +264,7 @@ class TelegramWebhook:
         # Telegram user as one client, not all of them as one.
         address = f"telegram:{sender.id}"
         try:
-            if message.text is not None and message.text.lstrip().startswith("/"):
+            if _is_command(message):
                 return await self._command(claims, message, address, base, update_id)
             material = _material(message)
             if material is None:
@@ -258,6 +305,22 @@ class TelegramWebhook:
                 return UNKNOWN_COMMAND
             raise
         return str(result["reply"])
+
+
+def _in_group(message: TgMessage) -> web.Response:
+    """A group, supergroup or channel: a command is told to come to a private chat (nothing runs,
+    so no sign-in link, no session name, no reply naming an account is ever posted where every
+    member reads it); any other message is not for the bot."""
+    if not _is_command(message):
+        return _nothing()
+    reply = TelegramReply(
+        method="sendMessage", chat_id=message.chat.id, text=PRIVATE_ONLY, reply_to_message_id=message.message_id
+    )
+    return web.json_response(reply.wire())
+
+
+def _is_command(message: TgMessage) -> bool:
+    return message.text is not None and message.text.lstrip().startswith("/")
 
 
 def _material(message: TgMessage) -> Material | None:
