@@ -66,6 +66,11 @@ class Keys:
         announcement on :meth:`active_session_channel` carries it."""
         return f"{self.prefix}:{{u:{user_id}}}:active_session:seq"
 
+    def active_session_taken(self, user_id: str, request_id: str) -> str:
+        """String with a TTL: the session one ``/done`` press (its request id) took from the
+        user's active pointer, so that its resend closes that session again (``active_take.lua``)."""
+        return f"{self.prefix}:{{u:{user_id}}}:active_session:taken:{request_id}"
+
     def active_session_channel(self, user_id: str) -> str:
         """Pub/sub channel announcing each change of the user's active session (in the user's
         slot: the script that changes the pointer publishes it, sharded on a cluster), and each

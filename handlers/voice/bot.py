@@ -8,6 +8,7 @@ open session is active; ``/done`` closes the active session and clears it.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import re
@@ -170,10 +171,24 @@ class BotRoutes:
         return {"reply": f"Активная сессия: {reply_link(base, session.id)}", "active_session": brief(self._s, session)}
 
     async def _done(self, claims: Claims, request_id: str, address: str, base: str) -> dict[str, Any]:
-        active_id = await self._s.voice.active_id(claims.sub)
-        if active_id is None or await self._s.voice.get(active_id) is None:
+        # Taken from the pointer and cleared in one step: of two /done at once only one closes
+        # (reading the pointer, then closing, let both close it and queue two jobs).
+        voice = self._s.voice
+        active_id, taken_now = await voice.take_active(claims.sub, request_id)
+        if active_id is None:
             return {"reply": NO_ACTIVE_SESSION, "active_session": None}
-        closed = await close(self._s, claims, active_id, request_id=request_id, address=address)
+        try:
+            closed = await close(self._s, claims, active_id, request_id=request_id, address=address)
+        except CodedError as exc:
+            if exc.code is ErrorCode.SESSION_NOT_FOUND:  # deleted: the pointer named nothing any more
+                return {"reply": NO_ACTIVE_SESSION, "active_session": None}
+            await voice.restore_active(claims.sub, active_id)  # a refused /done changes nothing
+            raise
+        except Exception:
+            with contextlib.suppress(Exception):  # Redis gone: a resend of the press closes it
+                await voice.restore_active(claims.sub, active_id)
+            raise
+        closed["active_session_cleared"] = closed["active_session_cleared"] or taken_now
         # "closed" is the session_done ack (PROTOCOL), its "ok" included.
         answer = {"reply": f"Сессия закрыта: {reply_link(base, active_id)}", "active_session": None}
         return {**answer, "closed": {"ok": True, **closed}}
