@@ -32,6 +32,7 @@ from protocol.errors import CodedError, ErrorCode
 from storage.idempotency import again_on_lost_reply
 from storage.voice.quota import Reservation, UploadQuota
 from storage.voice.repository import VoiceSession
+from storage.voice.route_lock import RouteLock
 
 NO_ACTIVE_SESSION = "Активная сессия не найдена..."
 _COMMAND = re.compile(r"^/([a-z_]+)(?:@\w+)?(?:\s+(.*))?$", re.DOTALL)
@@ -73,6 +74,7 @@ class BotRoutes:
         # the audio's gigabyte a day let one address's guests (free to mint, 60 materials a
         # minute each) put ~1 GiB a day into Redis.
         self._material_quota = UploadQuota(services.redis, services.keys, config.material_quota_bytes, materials=True)
+        self._routing = RouteLock(services.redis, services.keys)
 
     def register(self, app: web.Application) -> None:
         """Attach the routes to ``app``."""
@@ -300,8 +302,14 @@ class BotRoutes:
             except CodedError as exc:
                 if exc.code is not ErrorCode.INVALID_STATE:
                     raise  # closed meanwhile: a new session takes the material, as with none open
-        session = await create_active(self._s, claims, "", address=address, session_id=session_id)
-        return self._attached(session, record, await self._attach(session.id, record), created=True)
+        # Materials arriving together with none open (a forwarded batch on parallel connections)
+        # each read "none" before any made one: one at a time decides, the others find its session.
+        async with self._routing.held(claims.sub):
+            session = await self._open_active(claims)
+            created = session is None
+            if session is None:
+                session = await create_active(self._s, claims, "", address=address, session_id=session_id)
+        return self._attached(session, record, await self._attach(session.id, record), created=created)
 
     async def _open_active(self, claims: Claims) -> VoiceSession | None:
         active_id = await self._s.voice.active_id(claims.sub)
