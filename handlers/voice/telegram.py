@@ -78,11 +78,20 @@ class TgChat(_Telegram):
     type: str = Field(max_length=32)
 
 
+# What a material keeps of a caption (handlers.payloads.Material's text). Captions are not bounded
+# here: Telegram Premium allows longer ones than 1024 characters, and an update refused 400 is
+# redelivered until Telegram gives up, the material lost (the body's 256 KiB bound them).
+CAPTION_CHARS = 4096
+# A material's duration_s range (Material): a longer audio (Telegram sends audio files of days)
+# is taken without one, as one without a duration is.
+MAX_DURATION_S = 86400
+
+
 class TgFile(_Telegram):
     """A voice, audio or document attachment."""
 
     file_id: str = Field(pattern=FILE_ID_PATTERN)
-    duration: int | None = Field(default=None, ge=0, le=86400)
+    duration: int | None = None
 
 
 class TgPhotoSize(_Telegram):
@@ -93,7 +102,7 @@ class TgPhotoSize(_Telegram):
 
 class TgReplied(_Telegram):
     text: str | None = Field(default=None, max_length=4096)
-    caption: str | None = Field(default=None, max_length=1024)
+    caption: str | None = None
 
 
 class TgMessage(_Telegram):
@@ -101,7 +110,7 @@ class TgMessage(_Telegram):
     sender: TgUser | None = Field(default=None, alias="from")
     chat: TgChat
     text: str | None = Field(default=None, max_length=4096)
-    caption: str | None = Field(default=None, max_length=1024)
+    caption: str | None = None
     voice: TgFile | None = None
     audio: TgFile | None = None
     document: TgFile | None = None
@@ -288,7 +297,7 @@ class TelegramWebhook:
 
     async def _command(self, claims: Claims, message: TgMessage, address: str, base: str, update_id: str) -> str:
         replied = message.reply_to_message
-        quoted = (replied.text or replied.caption) if replied else None
+        quoted = (replied.text or (replied.caption or "")[:CAPTION_CHARS]) if replied else None
         try:
             result: dict[str, Any] = await self._bot.run_command(
                 claims,
@@ -325,18 +334,14 @@ def _is_command(message: TgMessage) -> bool:
 
 def _material(message: TgMessage) -> Material | None:
     """The material a message carries, or None for kinds the bot does not take."""
-    caption = message.caption or ""
+    caption = (message.caption or "")[:CAPTION_CHARS]
     if message.voice or message.audio:
         attached = message.voice or message.audio
         assert attached is not None
+        duration_s = attached.duration if attached.duration and 0 < attached.duration <= MAX_DURATION_S else 0
         return validate(
             Material,
-            {
-                "kind": "voice",
-                "file_id": attached.file_id,
-                "duration_s": float(attached.duration or 0),
-                "text": caption,
-            },
+            {"kind": "voice", "file_id": attached.file_id, "duration_s": float(duration_s), "text": caption},
         )
     if message.photo:
         largest = max(message.photo, key=lambda p: p.width * p.height)
