@@ -30,6 +30,7 @@ from handlers.http_common import add_secret_route, guarded, json_body
 from handlers.idempotency import replay
 from handlers.openapi_registry import JSON, TEXT, Auth, Header, Operation, document
 from handlers.payloads import FILE_ID_PATTERN, Material, validate
+from handlers.rate_limit import within
 from handlers.auth_cookie import public_base
 from handlers.voice.answers import TelegramReply
 from handlers.voice.bot import BotRoutes, reply_link
@@ -50,12 +51,10 @@ UNKNOWN_COMMAND = "Неизвестная команда. Commands: /start, /ses
 # above all, which makes whoever opens it the person who asked.
 PRIVATE_ONLY = "Напишите мне в личные сообщения. Message the bot privately: it acts in private chats only."
 UNSUPPORTED = "Этот тип сообщения не поддерживается. Send text, a voice message, a photo or a document."
-SLOW_DOWN = "Слишком много сообщений; подождите минуту. Too many messages; wait a minute."
 REFUSALS = {
     ErrorCode.SESSION_NOT_FOUND: "Сессия не найдена. Session not found.",
     ErrorCode.FORBIDDEN: "Нет доступа к этой сессии. You have no access to this session.",
     ErrorCode.INVALID_SESSION_ID: "Это не ссылка на сессию. That is not a session id or link.",
-    ErrorCode.RATE_LIMITED: SLOW_DOWN,
     ErrorCode.INVALID_STATE: "Сессия закрыта. The session is closed.",
     ErrorCode.LIMIT_REACHED: (
         "Сессия заполнена; начните новую: /start. The session is full; start a new one with /start."
@@ -133,7 +132,7 @@ OPERATION = Operation(
     body=TgUpdate,
     headers=(Header("X-Telegram-Bot-Api-Secret-Token", "SESSIONHUB_VOICE_TELEGRAM_SECRET_TOKEN (401 without it)"),),
     auth=Auth.NONE,
-    statuses=(400, 401, 413, 503),
+    statuses=(400, 401, 413, 429, 503),
     ok_types=(JSON, TEXT),
     response=TelegramReply,
     tag="voice",
@@ -265,8 +264,12 @@ class TelegramWebhook:
         user_id = self._config.telegram_users.get(str(sender.id))
         if user_id is None:
             return NOT_LINKED
-        if not await self._s.limiter.hit("telegram", str(sender.id), limit=MESSAGES_PER_MIN, window_s=60):
-            return SLOW_DOWN
+        # Past it, rate_limited goes out as 429 with Retry-After (not a chat reply, which would be
+        # stored as the update's answer and replayed to Telegram's redeliveries: the message lost).
+        message_limit = f"at most {MESSAGES_PER_MIN} messages a minute"
+        await within(
+            self._s.limiter, "telegram", str(sender.id), limit=MESSAGES_PER_MIN, window_s=60, message=message_limit
+        )
         claims = self._claims(user_id, sender.id)
         # Every update comes from Telegram's servers: the per-address create limit counts each
         # Telegram user as one client, not all of them as one.
@@ -281,6 +284,8 @@ class TelegramWebhook:
             verb = "Новая сессия" if body["created_session"] else "Добавлено в сессию"
             return f"{verb}: {reply_link(base, body['session_id'])}"
         except CodedError as exc:
+            if exc.code is ErrorCode.RATE_LIMITED:
+                raise  # answered 429: Telegram delivers the update again later
             return REFUSALS.get(exc.code, f"Ошибка / error: {exc.message}")
 
     def _claims(self, user_id: str, telegram_id: int) -> Claims:
