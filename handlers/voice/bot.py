@@ -35,7 +35,8 @@ from storage.voice.repository import VoiceSession
 from storage.voice.route_lock import RouteLock
 
 NO_ACTIVE_SESSION = "Активная сессия не найдена..."
-_COMMAND = re.compile(r"^/([a-z_]+)(?:@\w+)?(?:\s+(.*))?$", re.DOTALL)
+# In any case: a phone's keyboard capitalises the first letter (``/Done``).
+_COMMAND = re.compile(r"^/([A-Za-z_]+)(?:@\w+)?(?:\s+(.*))?$", re.DOTALL)
 # What ``_find_reference`` looks for in a quoted message: a session path or a bare id, and a link's
 # scheme before the path. Each is fixed-width or short; the old single pattern
 # ``(?:https?://\S+?)?/session/…`` backtracked: its lazy ``\S+?`` rescanned the rest of the word
@@ -130,7 +131,7 @@ class BotRoutes:
         match = _COMMAND.match(text.strip())
         if match is None:
             raise CodedError(ErrorCode.INVALID_PAYLOAD, "text must start with a command")
-        name, argument = match.group(1), (match.group(2) or "").strip()
+        name, argument = match.group(1).lower(), (match.group(2) or "").strip()
         base = base_url or self._s.public_url.rstrip("/")
         if name == "login":
             return {"command": "/login", **await self._login(claims, base)}

@@ -87,3 +87,10 @@ async def test_a_message_without_a_chat_type_is_refused(bot: ServerUnderTest) ->
     status, body = await send(bot, msg)
     assert (status, body["error"]) == (400, "invalid_payload")
     assert await login_links(bot) == []
+
+
+async def test_a_capitalised_command_in_a_private_chat_runs(bot: ServerUnderTest) -> None:
+    status, reply = await send(bot, command("/Start Mine"))
+    assert status == 200 and reply["text"].startswith("Новая сессия"), reply
+    status, reply = await send(bot, command("/Done@Strato_Voice_Bot"))
+    assert status == 200 and reply["text"].startswith("Сессия закрыта"), reply
