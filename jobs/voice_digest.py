@@ -73,10 +73,12 @@ def iter_task_records(source_id: str, source: str, text: str) -> Iterator[dict[s
 
 
 def texts_of(materials: list[dict[str, Any]], chunks: list[dict[str, Any]]) -> dict[str, tuple[str, str]]:
-    """Every text a task can come from: ``id -> (source, text)`` (text materials, transcripts)."""
+    """Every text a task can come from: ``id -> (source, text)`` (text materials, the captions of
+    the others, transcripts)."""
     texts: dict[str, tuple[str, str]] = {}
     for material in materials:
-        if material.get("kind") == "text" and material.get("text"):
+        # A caption (a photo's, a voice note's, a document's) is text the person wrote too.
+        if material.get("text"):
             texts[str(material["material_id"])] = ("material", str(material["text"]))
     for chunk in chunks:
         if chunk.get("transcript"):

@@ -17,6 +17,8 @@ from storage.voice.config import parse_user_map
 
 
 MIN_JWT_SECRET_BYTES = 32
+# The Telegram webhook's path and secret token: long enough that nobody guesses them.
+MIN_WEBHOOK_SECRET_CHARS = 16
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
 
 
@@ -347,6 +349,23 @@ class Settings(BaseSettings):
             raise ValueError("SESSIONHUB_JWT_PUBLIC_KEY is required with SESSIONHUB_JWT_ALGORITHM=RS256")
         if self.voice_blob_store == "s3" and not self.voice_s3_bucket:
             raise ValueError("SESSIONHUB_VOICE_S3_BUCKET is required with SESSIONHUB_VOICE_BLOB_STORE=s3")
+        return self
+
+    @model_validator(mode="after")
+    def _webhook_guarded(self) -> Settings:
+        # The webhook acts as every mapped user (a /login link included) for whoever reaches it:
+        # the path and the secret header are all that tell Telegram from anyone else.
+        path, secret = self.voice_telegram_webhook_path, self.voice_telegram_secret_token
+        if path and len(path) < MIN_WEBHOOK_SECRET_CHARS:
+            raise ValueError(
+                f"SESSIONHUB_VOICE_TELEGRAM_WEBHOOK_PATH must be at least {MIN_WEBHOOK_SECRET_CHARS} characters "
+                "(an unguessable one: anyone who finds it acts as every mapped Telegram user)"
+            )
+        if path and len(secret) < MIN_WEBHOOK_SECRET_CHARS:
+            raise ValueError(
+                f"SESSIONHUB_VOICE_TELEGRAM_SECRET_TOKEN of at least {MIN_WEBHOOK_SECRET_CHARS} characters is "
+                "required with SESSIONHUB_VOICE_TELEGRAM_WEBHOOK_PATH (pass it to setWebhook as secret_token)"
+            )
         return self
 
     @model_validator(mode="after")

@@ -66,6 +66,16 @@ class Keys:
         announcement on :meth:`active_session_channel` carries it."""
         return f"{self.prefix}:{{u:{user_id}}}:active_session:seq"
 
+    def active_session_taken(self, user_id: str, request_id: str) -> str:
+        """String with a TTL: the session one ``/done`` press (its request id) took from the
+        user's active pointer, so that its resend closes that session again (``active_take.lua``)."""
+        return f"{self.prefix}:{{u:{user_id}}}:active_session:taken:{request_id}"
+
+    def material_routing(self, user_id: str) -> str:
+        """String with a TTL: the lock one material holds while it finds or creates the user's
+        open active session (storage/voice/route_lock.py)."""
+        return f"{self.prefix}:{{u:{user_id}}}:active_session:routing"
+
     def active_session_channel(self, user_id: str) -> str:
         """Pub/sub channel announcing each change of the user's active session (in the user's
         slot: the script that changes the pointer publishes it, sharded on a cluster), and each

@@ -117,6 +117,23 @@ def test_settings_out_of_range_are_one_line(tmp_path: Path) -> None:
         ({"SESSIONHUB_JWT_ALGORITHM": "RS256"}, "SESSIONHUB_JWT_PUBLIC_KEY"),
         ({"SESSIONHUB_LOG_LEVEL": "bogus"}, "SESSIONHUB_LOG_LEVEL"),
         ({"SESSIONHUB_VOICE_TELEGRAM_USERS": "bad"}, "SESSIONHUB_VOICE_TELEGRAM_USERS"),
+        # Found by an audit: a webhook without a secret token answered anyone as every mapped
+        # user (a /login link included), and a short path is guessed.
+        ({"SESSIONHUB_VOICE_TELEGRAM_WEBHOOK_PATH": "hook-0123456789abcdef"}, "SESSIONHUB_VOICE_TELEGRAM_SECRET_TOKEN"),
+        (
+            {
+                "SESSIONHUB_VOICE_TELEGRAM_WEBHOOK_PATH": "hook-0123456789abcdef",
+                "SESSIONHUB_VOICE_TELEGRAM_SECRET_TOKEN": "short",
+            },
+            "SESSIONHUB_VOICE_TELEGRAM_SECRET_TOKEN",
+        ),
+        (
+            {
+                "SESSIONHUB_VOICE_TELEGRAM_WEBHOOK_PATH": "hook_Xy12",
+                "SESSIONHUB_VOICE_TELEGRAM_SECRET_TOKEN": "secret-0123456789abcdef",
+            },
+            "SESSIONHUB_VOICE_TELEGRAM_WEBHOOK_PATH",
+        ),
         ({"SESSIONHUB_VOICE_BLOB_STORE": "s3"}, "SESSIONHUB_VOICE_S3_BUCKET"),
         ({"SESSIONHUB_PROCESSORS": "nonexistent_mod:fn"}, "SESSIONHUB_PROCESSORS"),
         ({"SESSIONHUB_PROCESSORS": "jobs.processors"}, "SESSIONHUB_PROCESSORS"),

@@ -8,7 +8,7 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-from tests.test_openapi_valid import WEBHOOK_PATH, document_of
+from tests.test_openapi_valid import WEBHOOK, WEBHOOK_PATH, document_of
 from tests.test_protocol_doc import PROTOCOL
 
 _METHODS = ("GET", "POST", "PUT", "PATCH", "DELETE")
@@ -26,7 +26,7 @@ def _template(path: str) -> str:
 
 
 def _served(tmp_path: Path) -> set[tuple[str, str]]:
-    spec = document_of(tmp_path, voice_telegram_webhook_path=WEBHOOK_PATH)
+    spec = document_of(tmp_path, **WEBHOOK)
     return {(m.upper(), _template(p)) for p, ops in spec["paths"].items() for m in ops if m.upper() in _METHODS}
 
 

@@ -26,7 +26,7 @@ from tests.audio_samples import webm
 from tests.conftest import start_server
 from tests.helpers import ALL_PERMS, Client, RedisProcess, ServerUnderTest
 from tests.patterns.test_http import full_state, track
-from tests.test_openapi_valid import WEBHOOK_PATH, document_of
+from tests.test_openapi_valid import WEBHOOK, WEBHOOK_PATH, WEBHOOK_SECRET, document_of
 from tests.voice.test_telegram import ALICE_TG, command
 from tests.voice.uploads import chunk_form
 
@@ -143,7 +143,7 @@ async def _answers(server: ServerUnderTest, user: str, perms: tuple[Permission, 
 
 
 def test_the_untyped_answers_are_at_most_those_left() -> None:
-    spec = document_of(Path(tempfile.mkdtemp()), voice_telegram_webhook_path=WEBHOOK_PATH)
+    spec = document_of(Path(tempfile.mkdtemp()), **WEBHOOK)
     untyped = [
         (method, path, status)
         for path, methods in spec["paths"].items()
@@ -159,7 +159,7 @@ async def test_voice_answers_hold_their_schemas(redis_process: RedisProcess, tmp
     server = await start_server(
         redis_process.url,
         tmp_path,
-        voice_telegram_webhook_path=WEBHOOK_PATH,
+        **WEBHOOK,
         voice_telegram_users=f"{ALICE_TG}:alice",
     )
     api = await _answers(server, "alice")
@@ -194,7 +194,8 @@ async def test_voice_answers_hold_their_schemas(redis_process: RedisProcess, tmp
             await api.ask("post", "/voicebot/bot/command", 200, json={"text": text})
         hook = f"/telegram/{WEBHOOK_PATH}"
         update = {"update_id": 1, "message": command("/start Hooked")}
-        reply = await api.ask("post", "/telegram/{webhook_path}", 200, path=hook, json=update)
+        secret = {"X-Telegram-Bot-Api-Secret-Token": WEBHOOK_SECRET}
+        reply = await api.ask("post", "/telegram/{webhook_path}", 200, path=hook, json=update, headers=secret)
         assert reply["chat_id"] == ALICE_TG
         await api.ask("delete", "/voicebot/sessions/{session_id}", 200, path=one)
         assert api.typed("/voicebot/") | api.typed("/telegram/") <= api.checked | {

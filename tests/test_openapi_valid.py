@@ -19,7 +19,10 @@ from server.identity import token_service
 from server.services import build_services, connect_redis
 from tests import helpers
 
-WEBHOOK_PATH = "hook-0123456789"
+WEBHOOK_PATH = "hook-0123456789abcdef"
+WEBHOOK_SECRET = "secret-0123456789abcdef"
+# The settings of a node with the Telegram webhook (its secret token is required with its path).
+WEBHOOK: dict[str, Any] = {"voice_telegram_webhook_path": WEBHOOK_PATH, "voice_telegram_secret_token": WEBHOOK_SECRET}
 
 
 def document_of(tmp: Path, **overrides: Any) -> dict[str, Any]:
@@ -34,5 +37,5 @@ def document_of(tmp: Path, **overrides: Any) -> dict[str, Any]:
 
 
 def test_the_document_passes_the_openapi_validator(tmp_path: Path) -> None:
-    spec = document_of(tmp_path, voice_telegram_webhook_path=WEBHOOK_PATH)
+    spec = document_of(tmp_path, **WEBHOOK)
     assert [error.message for error in OpenAPIV31SpecValidator(spec).iter_errors()] == []

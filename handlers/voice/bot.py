@@ -8,6 +8,7 @@ open session is active; ``/done`` closes the active session and clears it.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import re
@@ -31,9 +32,11 @@ from protocol.errors import CodedError, ErrorCode
 from storage.idempotency import again_on_lost_reply
 from storage.voice.quota import Reservation, UploadQuota
 from storage.voice.repository import VoiceSession
+from storage.voice.route_lock import RouteLock
 
 NO_ACTIVE_SESSION = "Активная сессия не найдена..."
-_COMMAND = re.compile(r"^/([a-z_]+)(?:@\w+)?(?:\s+(.*))?$", re.DOTALL)
+# In any case: a phone's keyboard capitalises the first letter (``/Done``).
+_COMMAND = re.compile(r"^/([A-Za-z_]+)(?:@\w+)?(?:\s+(.*))?$", re.DOTALL)
 # What ``_find_reference`` looks for in a quoted message: a session path or a bare id, and a link's
 # scheme before the path. Each is fixed-width or short; the old single pattern
 # ``(?:https?://\S+?)?/session/…`` backtracked: its lazy ``\S+?`` rescanned the rest of the word
@@ -72,6 +75,7 @@ class BotRoutes:
         # the audio's gigabyte a day let one address's guests (free to mint, 60 materials a
         # minute each) put ~1 GiB a day into Redis.
         self._material_quota = UploadQuota(services.redis, services.keys, config.material_quota_bytes, materials=True)
+        self._routing = RouteLock(services.redis, services.keys)
 
     def register(self, app: web.Application) -> None:
         """Attach the routes to ``app``."""
@@ -127,7 +131,7 @@ class BotRoutes:
         match = _COMMAND.match(text.strip())
         if match is None:
             raise CodedError(ErrorCode.INVALID_PAYLOAD, "text must start with a command")
-        name, argument = match.group(1), (match.group(2) or "").strip()
+        name, argument = match.group(1).lower(), (match.group(2) or "").strip()
         base = base_url or self._s.public_url.rstrip("/")
         if name == "login":
             return {"command": "/login", **await self._login(claims, base)}
@@ -170,10 +174,24 @@ class BotRoutes:
         return {"reply": f"Активная сессия: {reply_link(base, session.id)}", "active_session": brief(self._s, session)}
 
     async def _done(self, claims: Claims, request_id: str, address: str, base: str) -> dict[str, Any]:
-        active_id = await self._s.voice.active_id(claims.sub)
-        if active_id is None or await self._s.voice.get(active_id) is None:
+        # Taken from the pointer and cleared in one step: of two /done at once only one closes
+        # (reading the pointer, then closing, let both close it and queue two jobs).
+        voice = self._s.voice
+        active_id, taken_now = await voice.take_active(claims.sub, request_id)
+        if active_id is None:
             return {"reply": NO_ACTIVE_SESSION, "active_session": None}
-        closed = await close(self._s, claims, active_id, request_id=request_id, address=address)
+        try:
+            closed = await close(self._s, claims, active_id, request_id=request_id, address=address)
+        except CodedError as exc:
+            if exc.code is ErrorCode.SESSION_NOT_FOUND:  # deleted: the pointer named nothing any more
+                return {"reply": NO_ACTIVE_SESSION, "active_session": None}
+            await voice.restore_active(claims.sub, active_id)  # a refused /done changes nothing
+            raise
+        except Exception:
+            with contextlib.suppress(Exception):  # Redis gone: a resend of the press closes it
+                await voice.restore_active(claims.sub, active_id)
+            raise
+        closed["active_session_cleared"] = closed["active_session_cleared"] or taken_now
         # "closed" is the session_done ack (PROTOCOL), its "ok" included.
         answer = {"reply": f"Сессия закрыта: {reply_link(base, active_id)}", "active_session": None}
         return {**answer, "closed": {"ok": True, **closed}}
@@ -285,8 +303,14 @@ class BotRoutes:
             except CodedError as exc:
                 if exc.code is not ErrorCode.INVALID_STATE:
                     raise  # closed meanwhile: a new session takes the material, as with none open
-        session = await create_active(self._s, claims, "", address=address, session_id=session_id)
-        return self._attached(session, record, await self._attach(session.id, record), created=True)
+        # Materials arriving together with none open (a forwarded batch on parallel connections)
+        # each read "none" before any made one: one at a time decides, the others find its session.
+        async with self._routing.held(claims.sub):
+            session = await self._open_active(claims)
+            created = session is None
+            if session is None:
+                session = await create_active(self._s, claims, "", address=address, session_id=session_id)
+        return self._attached(session, record, await self._attach(session.id, record), created=created)
 
     async def _open_active(self, claims: Claims) -> VoiceSession | None:
         active_id = await self._s.voice.active_id(claims.sub)

@@ -1,15 +1,17 @@
 """A Telegram-compatible webhook: updates become the bot commands and materials of seed 002.
 
 ``POST /telegram/<SESSIONHUB_VOICE_TELEGRAM_WEBHOOK_PATH>`` (registered only when that path is
-set; it is a secret of its own, as Telegram advises). When
-``SESSIONHUB_VOICE_TELEGRAM_SECRET_TOKEN`` is set, the ``X-Telegram-Bot-Api-Secret-Token``
-header must carry it. Telegram users map to sessionhub users through
+set; it is a secret of its own, as Telegram advises). The ``X-Telegram-Bot-Api-Secret-Token``
+header must carry ``SESSIONHUB_VOICE_TELEGRAM_SECRET_TOKEN``, which the settings require with a
+path (both at least 16 characters). Telegram users map to sessionhub users through
 ``SESSIONHUB_VOICE_TELEGRAM_USERS``; anyone else is told their account is not linked.
 
 Replies go back in the webhook response as a ``sendMessage`` method call. Updates the bot has
 nothing to say to (edits, callback queries, bots, service messages) get an empty 200: Telegram
-must not retry them. Telegram adds fields to its updates over time, so unknown fields are
-ignored here (types and sizes of the fields read are still checked strictly).
+must not retry them. The bot acts in private chats only: in a group, supergroup or channel a
+command is told to write privately and anything else is ignored. Telegram adds fields to its
+updates over time, so unknown fields are ignored here (types and sizes of the fields read are
+still checked strictly).
 """
 
 from __future__ import annotations
@@ -28,6 +30,7 @@ from handlers.http_common import add_secret_route, guarded, json_body
 from handlers.idempotency import replay
 from handlers.openapi_registry import JSON, TEXT, Auth, Header, Operation, document
 from handlers.payloads import FILE_ID_PATTERN, Material, validate
+from handlers.rate_limit import within
 from handlers.auth_cookie import public_base
 from handlers.voice.answers import TelegramReply
 from handlers.voice.bot import BotRoutes, reply_link
@@ -44,13 +47,14 @@ NOT_LINKED = (
     "This Telegram account is not linked to a sessionhub user; ask the administrator to add it."
 )
 UNKNOWN_COMMAND = "Неизвестная команда. Commands: /start, /session [id | link], /done, /login"
+# A group's members would all see (and could open) what the bot answers there: a sign-in link
+# above all, which makes whoever opens it the person who asked.
+PRIVATE_ONLY = "Напишите мне в личные сообщения. Message the bot privately: it acts in private chats only."
 UNSUPPORTED = "Этот тип сообщения не поддерживается. Send text, a voice message, a photo or a document."
-SLOW_DOWN = "Слишком много сообщений; подождите минуту. Too many messages; wait a minute."
 REFUSALS = {
     ErrorCode.SESSION_NOT_FOUND: "Сессия не найдена. Session not found.",
     ErrorCode.FORBIDDEN: "Нет доступа к этой сессии. You have no access to this session.",
     ErrorCode.INVALID_SESSION_ID: "Это не ссылка на сессию. That is not a session id or link.",
-    ErrorCode.RATE_LIMITED: SLOW_DOWN,
     ErrorCode.INVALID_STATE: "Сессия закрыта. The session is closed.",
     ErrorCode.LIMIT_REACHED: (
         "Сессия заполнена; начните новую: /start. The session is full; start a new one with /start."
@@ -69,13 +73,24 @@ class TgUser(_Telegram):
 
 class TgChat(_Telegram):
     id: int
+    # "private", "group", "supergroup" or "channel" (Telegram always sends it; others may come).
+    type: str = Field(max_length=32)
+
+
+# What a material keeps of a caption (handlers.payloads.Material's text). Captions are not bounded
+# here: Telegram Premium allows longer ones than 1024 characters, and an update refused 400 is
+# redelivered until Telegram gives up, the material lost (the body's 256 KiB bound them).
+CAPTION_CHARS = 4096
+# A material's duration_s range (Material): a longer audio (Telegram sends audio files of days)
+# is taken without one, as one without a duration is.
+MAX_DURATION_S = 86400
 
 
 class TgFile(_Telegram):
     """A voice, audio or document attachment."""
 
     file_id: str = Field(pattern=FILE_ID_PATTERN)
-    duration: int | None = Field(default=None, ge=0, le=86400)
+    duration: int | None = None
 
 
 class TgPhotoSize(_Telegram):
@@ -86,7 +101,7 @@ class TgPhotoSize(_Telegram):
 
 class TgReplied(_Telegram):
     text: str | None = Field(default=None, max_length=4096)
-    caption: str | None = Field(default=None, max_length=1024)
+    caption: str | None = None
 
 
 class TgMessage(_Telegram):
@@ -94,7 +109,7 @@ class TgMessage(_Telegram):
     sender: TgUser | None = Field(default=None, alias="from")
     chat: TgChat
     text: str | None = Field(default=None, max_length=4096)
-    caption: str | None = Field(default=None, max_length=1024)
+    caption: str | None = None
     voice: TgFile | None = None
     audio: TgFile | None = None
     document: TgFile | None = None
@@ -115,14 +130,49 @@ OPERATION = Operation(
     "/telegram/{webhook_path}",
     "A Telegram update; the reply is a sendMessage call in the body (empty for ignored updates)",
     body=TgUpdate,
-    headers=(Header("X-Telegram-Bot-Api-Secret-Token", "required when SESSIONHUB_VOICE_TELEGRAM_SECRET_TOKEN is set"),),
+    headers=(Header("X-Telegram-Bot-Api-Secret-Token", "SESSIONHUB_VOICE_TELEGRAM_SECRET_TOKEN (401 without it)"),),
     auth=Auth.NONE,
-    statuses=(400, 401, 413, 503),
+    statuses=(400, 401, 413, 429, 503),
     ok_types=(JSON, TEXT),
     response=TelegramReply,
     tag="voice",
 )
 
+
+# The fields of Telegram's service messages (members joining, pins, title changes, ...): nothing
+# a person sent the bot, so nothing to store or answer.
+SERVICE_FIELDS = frozenset(
+    {
+        "new_chat_members",
+        "left_chat_member",
+        "new_chat_title",
+        "new_chat_photo",
+        "delete_chat_photo",
+        "group_chat_created",
+        "supergroup_chat_created",
+        "channel_chat_created",
+        "message_auto_delete_timer_changed",
+        "migrate_to_chat_id",
+        "migrate_from_chat_id",
+        "pinned_message",
+        "users_shared",
+        "chat_shared",
+        "write_access_allowed",
+        "proximity_alert_triggered",
+        "boost_added",
+        "chat_background_set",
+        "forum_topic_created",
+        "forum_topic_edited",
+        "forum_topic_closed",
+        "forum_topic_reopened",
+        "general_forum_topic_hidden",
+        "general_forum_topic_unhidden",
+        "video_chat_scheduled",
+        "video_chat_started",
+        "video_chat_ended",
+        "video_chat_participants_invited",
+    }
+)
 
 # Telegram update ids are the bot's own sequence: one owner for all of them.
 TELEGRAM_OWNER = "telegram"
@@ -155,20 +205,24 @@ class TelegramWebhook:
             document(app, (OPERATION,))
 
     def _check_secret(self, request: web.Request) -> None:
+        # Required with the webhook (server/settings.py): never open to whoever finds the path.
         expected = self._config.telegram_secret_token
-        if not expected:
-            return
         given = request.headers.get("X-Telegram-Bot-Api-Secret-Token", "")
-        if not hmac.compare_digest(given.encode(), expected.encode()):
+        if not expected or not hmac.compare_digest(given.encode(), expected.encode()):
             raise CodedError(ErrorCode.UNAUTHORIZED, "bad or missing X-Telegram-Bot-Api-Secret-Token")
 
     async def update(self, request: web.Request) -> web.Response:
         """Handle one update; the reply, if any, is the response body."""
         self._check_secret(request)
-        update = validate(TgUpdate, await json_body(request, max_bytes=MAX_UPDATE_BYTES))
+        raw = await json_body(request, max_bytes=MAX_UPDATE_BYTES)
+        update = validate(TgUpdate, raw)
         message = update.message  # edits are not replayed: a material is never changed after the fact
         if message is None or message.sender is None or message.sender.is_bot or self._for_another_bot(message):
             return _nothing()
+        if SERVICE_FIELDS & raw["message"].keys():
+            return _nothing()
+        if message.chat.type != "private":
+            return _in_group(message)
         # Telegram redelivers an update it got no answer for (and a proxy may deliver one twice
         # at once): one update_id is handled once; a repeat gets the first reply, or nothing
         # while the first is still being handled.
@@ -210,14 +264,18 @@ class TelegramWebhook:
         user_id = self._config.telegram_users.get(str(sender.id))
         if user_id is None:
             return NOT_LINKED
-        if not await self._s.limiter.hit("telegram", str(sender.id), limit=MESSAGES_PER_MIN, window_s=60):
-            return SLOW_DOWN
+        # Past it, rate_limited goes out as 429 with Retry-After (not a chat reply, which would be
+        # stored as the update's answer and replayed to Telegram's redeliveries: the message lost).
+        message_limit = f"at most {MESSAGES_PER_MIN} messages a minute"
+        await within(
+            self._s.limiter, "telegram", str(sender.id), limit=MESSAGES_PER_MIN, window_s=60, message=message_limit
+        )
         claims = self._claims(user_id, sender.id)
         # Every update comes from Telegram's servers: the per-address create limit counts each
         # Telegram user as one client, not all of them as one.
         address = f"telegram:{sender.id}"
         try:
-            if message.text is not None and message.text.lstrip().startswith("/"):
+            if _is_command(message):
                 return await self._command(claims, message, address, base, update_id)
             material = _material(message)
             if material is None:
@@ -226,6 +284,8 @@ class TelegramWebhook:
             verb = "Новая сессия" if body["created_session"] else "Добавлено в сессию"
             return f"{verb}: {reply_link(base, body['session_id'])}"
         except CodedError as exc:
+            if exc.code is ErrorCode.RATE_LIMITED:
+                raise  # answered 429: Telegram delivers the update again later
             return REFUSALS.get(exc.code, f"Ошибка / error: {exc.message}")
 
     def _claims(self, user_id: str, telegram_id: int) -> Claims:
@@ -241,7 +301,7 @@ class TelegramWebhook:
 
     async def _command(self, claims: Claims, message: TgMessage, address: str, base: str, update_id: str) -> str:
         replied = message.reply_to_message
-        quoted = (replied.text or replied.caption) if replied else None
+        quoted = (replied.text or (replied.caption or "")[:CAPTION_CHARS]) if replied else None
         try:
             result: dict[str, Any] = await self._bot.run_command(
                 claims,
@@ -260,20 +320,32 @@ class TelegramWebhook:
         return str(result["reply"])
 
 
+def _in_group(message: TgMessage) -> web.Response:
+    """A group, supergroup or channel: a command is told to come to a private chat (nothing runs,
+    so no sign-in link, no session name, no reply naming an account is ever posted where every
+    member reads it); any other message is not for the bot."""
+    if not _is_command(message):
+        return _nothing()
+    reply = TelegramReply(
+        method="sendMessage", chat_id=message.chat.id, text=PRIVATE_ONLY, reply_to_message_id=message.message_id
+    )
+    return web.json_response(reply.wire())
+
+
+def _is_command(message: TgMessage) -> bool:
+    return message.text is not None and message.text.lstrip().startswith("/")
+
+
 def _material(message: TgMessage) -> Material | None:
     """The material a message carries, or None for kinds the bot does not take."""
-    caption = message.caption or ""
+    caption = (message.caption or "")[:CAPTION_CHARS]
     if message.voice or message.audio:
         attached = message.voice or message.audio
         assert attached is not None
+        duration_s = attached.duration if attached.duration and 0 < attached.duration <= MAX_DURATION_S else 0
         return validate(
             Material,
-            {
-                "kind": "voice",
-                "file_id": attached.file_id,
-                "duration_s": float(attached.duration or 0),
-                "text": caption,
-            },
+            {"kind": "voice", "file_id": attached.file_id, "duration_s": float(duration_s), "text": caption},
         )
     if message.photo:
         largest = max(message.photo, key=lambda p: p.width * p.height)

@@ -196,6 +196,8 @@ class VoiceSessions:
         self._material_add = event_script(redis, "voice/material_add.lua")
         self._active_set = plain_script(redis, "voice/active_set.lua")
         self._active_clear = plain_script(redis, "voice/active_clear.lua")
+        self._active_take = plain_script(redis, "voice/active_take.lua")
+        self._active_restore = plain_script(redis, "voice/active_restore.lua")
         self._delete = event_script(redis, "voice/session_delete.lua")
         self._request_claim = plain_script(redis, "voice/request_claim.lua")
 
@@ -283,6 +285,20 @@ class VoiceSessions:
         channel = self._keys.active_session_channel(user_id)
         cleared = await self._active_clear(keys=self._active_keys(user_id), args=[session_id, channel])
         return bool(cleared)
+
+    async def take_active(self, user_id: str, request_id: str = "") -> tuple[str | None, bool]:
+        """The user's active session for a ``/done``, cleared in the same step (``active_take.lua``):
+        ``(session id or None, taken now)``. Of two presses at once one takes it, the other gets
+        None; a resend of a ``request_id`` gets what that press took (``False``: taken before)."""
+        keys = [*self._active_keys(user_id), self._keys.active_session_taken(user_id, request_id)]
+        channel = self._keys.active_session_channel(user_id)
+        session_id, now = await self._active_take(keys=keys, args=[channel, request_id, REQUEST_TTL_MS])
+        return (str(session_id) or None), bool(int(now))
+
+    async def restore_active(self, user_id: str, session_id: str) -> bool:
+        """Make ``session_id`` active again if none is (a ``/done`` whose close failed)."""
+        channel = self._keys.active_session_channel(user_id)
+        return bool(await self._active_restore(keys=self._active_keys(user_id), args=[session_id, channel]))
 
     def _active_keys(self, user_id: str) -> list[str]:
         return [self._keys.active_session(user_id), self._keys.active_session_seq(user_id)]

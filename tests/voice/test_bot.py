@@ -265,3 +265,15 @@ async def test_a_done_retried_with_its_idempotency_key_after_its_answer_was_lost
         assert resp.status == 200, await resp.text()
     third = await voice.get(session_id)
     assert third is not None and third.done_count == 2
+
+
+async def test_commands_in_any_case(bot: Bot, server: ServerUnderTest) -> None:
+    """A phone's keyboard capitalises the first letter: ``/Done`` is ``/done``, not unknown."""
+    started = await bot.say("/Start Capitalised")
+    session_id = started["active_session"]["session_id"]
+    assert started["command"] == "/start" and started["active_session"]["session_name"] == "Capitalised"
+    assert (await bot.say("/SESSION@Strato_Voice_Bot"))["active_session"]["session_id"] == session_id
+    assert (await bot.say("/LogIn"))["login_url"].startswith(f"{server.url}/tg_auth?token=")
+    closed = await bot.say("/Done")
+    assert closed["command"] == "/done" and closed["closed"]["done_count"] == 1
+    assert await server.services.voice.active_id("alice") is None

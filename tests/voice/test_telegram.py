@@ -233,9 +233,7 @@ async def test_a_malformed_mapped_user_id_fails_at_start(
     redis: Redis, redis_process: RedisProcess, tmp_path: Path
 ) -> None:
     with pytest.raises(ValueError, match="not a valid user id"):
-        await start_server(
-            redis_process.url, tmp_path, voice_telegram_webhook_path=PATH, voice_telegram_users="1:bad user{x}"
-        )
+        await start_server(redis_process.url, tmp_path, **bot_settings("1:bad user{x}"))
 
 
 async def test_the_secret_path_is_in_no_log_line_and_no_metric(
