@@ -15,6 +15,7 @@ from typing import Any
 
 import aiohttp
 from jsonschema import Draft202012Validator
+from redis.asyncio import Redis
 from referencing import Registry, Resource
 from referencing.jsonschema import DRAFT202012
 
@@ -155,7 +156,7 @@ def test_the_untyped_answers_are_at_most_those_left() -> None:
     assert len(untyped) <= UNTYPED_AT_MOST, untyped
 
 
-async def test_voice_answers_hold_their_schemas(redis_process: RedisProcess, tmp_path: Path) -> None:
+async def test_voice_answers_hold_their_schemas(redis_process: RedisProcess, redis: Redis, tmp_path: Path) -> None:
     server = await start_server(
         redis_process.url,
         tmp_path,
@@ -206,7 +207,7 @@ async def test_voice_answers_hold_their_schemas(redis_process: RedisProcess, tmp
         await server.stop()
 
 
-async def test_stream_answers_hold_their_schemas(redis_process: RedisProcess, tmp_path: Path) -> None:
+async def test_stream_answers_hold_their_schemas(redis_process: RedisProcess, redis: Redis, tmp_path: Path) -> None:
     server = await start_server(redis_process.url, tmp_path, clips_cooldown_s=0)
     api = await _answers(server, "alice")
     bob = {"Authorization": f"Bearer {server.token('bob')}"}
@@ -262,7 +263,7 @@ async def test_stream_answers_hold_their_schemas(redis_process: RedisProcess, tm
         await server.stop()
 
 
-async def test_listening_answers_hold_their_schemas(redis_process: RedisProcess, tmp_path: Path) -> None:
+async def test_listening_answers_hold_their_schemas(redis_process: RedisProcess, redis: Redis, tmp_path: Path) -> None:
     server = await start_server(redis_process.url, tmp_path)
     api = await _answers(server, "alice")
     try:
@@ -298,7 +299,7 @@ async def test_listening_answers_hold_their_schemas(redis_process: RedisProcess,
         await server.stop()
 
 
-async def test_admin_answers_hold_their_schemas(redis_process: RedisProcess, tmp_path: Path) -> None:
+async def test_admin_answers_hold_their_schemas(redis_process: RedisProcess, redis: Redis, tmp_path: Path) -> None:
     # A tiny large-session bound: every session raises an alert with its values.
     server = await start_server(redis_process.url, tmp_path, admin_large_session_bytes=1)
     api = await _answers(server, "boss", perms=(*ALL_PERMS, Permission.ADMIN))
@@ -329,7 +330,7 @@ async def test_admin_answers_hold_their_schemas(redis_process: RedisProcess, tmp
         await server.stop()
 
 
-async def test_the_other_answers_hold_their_schemas(redis_process: RedisProcess, tmp_path: Path) -> None:
+async def test_the_other_answers_hold_their_schemas(redis_process: RedisProcess, redis: Redis, tmp_path: Path) -> None:
     """The pattern API's probe, the landing page's list, a passkey's removal."""
     server = await start_server(redis_process.url, tmp_path)
     api = await _answers(server, "alice")
@@ -374,7 +375,7 @@ async def _live(server: ServerUnderTest, session_id: str, ops: list[dict[str, An
         await client.close()
 
 
-async def test_pattern_answers_hold_their_schemas(redis_process: RedisProcess, tmp_path: Path) -> None:
+async def test_pattern_answers_hold_their_schemas(redis_process: RedisProcess, redis: Redis, tmp_path: Path) -> None:
     """The whole session through its shapes: new, every state field set (PUT, PATCH, live ops),
     a remix of a named and of an unnamed parent, a published copy, a parent gone, an orphan."""
     server = await start_server(redis_process.url, tmp_path, patterns_creates_per_min=100, patterns_orphan_days=1)
