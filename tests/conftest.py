@@ -27,9 +27,14 @@ from storage.clock import Clock
 from tests.browser import browser, full_browser, tab  # noqa: F401 - the Playwright fixtures, shared with every test module
 from tests.helpers import Client, RedisProcess, ServerUnderTest, test_settings
 
-# The listening tests' fixtures (clock, lserver), the identity tests' (iserver) and the cluster
-# tests' (cluster, nodes, made), found by every test module.
-pytest_plugins = ["tests.listening.support", "tests.identity.support", "tests.cluster_fixtures"]
+# The listening tests' fixtures (clock, lserver), the identity tests' (iserver), the cluster
+# tests' (cluster, nodes, made) and the chat bot's (bot), found by every test module.
+pytest_plugins = [
+    "tests.listening.support",
+    "tests.identity.support",
+    "tests.cluster_fixtures",
+    "tests.voice.bot_support",
+]
 
 
 @pytest.fixture(scope="session")

@@ -7,21 +7,34 @@ its label said 70 %."""
 
 from __future__ import annotations
 
-from playwright.async_api import Browser, expect
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from playwright.async_api import Browser, Page, expect
 
 from tests.browser import Tab, new_tab
 from tests.helpers import ServerUnderTest
 from tests.patterns.test_web import api, new_pattern, open_live
 
 
-async def test_tempo_and_swing_entered_show_the_later_players_value(
-    server: ServerUnderTest, tab: Tab, browser: Browser
-) -> None:
+@asynccontextmanager
+async def two_players(server: ServerUnderTest, tab: Tab, browser: Browser) -> AsyncIterator[tuple[str, Page, Page]]:
+    """A new pattern open live in ``tab`` (the laptop) and in a second browser (the phone)."""
     session_id = await new_pattern(server)
     other = await new_tab(browser, server)
     try:
         laptop = await open_live(tab, f"/s/{session_id}")
         phone = await open_live(other, f"/s/{session_id}")
+        yield session_id, laptop, phone
+        assert not other.errors, other.errors
+    finally:
+        await other.page.context.close()
+
+
+async def test_tempo_and_swing_entered_show_the_later_players_value(
+    server: ServerUnderTest, tab: Tab, browser: Browser
+) -> None:
+    async with two_players(server, tab, browser) as (session_id, laptop, phone):
         tempo, phone_tempo = laptop.locator("#tempo"), phone.locator("#tempo")
 
         await tempo.fill("100")
@@ -43,19 +56,12 @@ async def test_tempo_and_swing_entered_show_the_later_players_value(
         await expect(swing).to_have_value("70")
         stored = await api(server, "GET", f"/api/sessions/{session_id}")
         assert (stored["state"]["tempo"], stored["state"]["swing"]) == (150, 70), stored["state"]
-        assert not other.errors, other.errors
-    finally:
-        await other.page.context.close()
 
 
 async def test_a_tempo_being_typed_is_not_overwritten_and_is_sent_as_the_focus_leaves(
     server: ServerUnderTest, tab: Tab, browser: Browser
 ) -> None:
-    session_id = await new_pattern(server)
-    other = await new_tab(browser, server)
-    try:
-        laptop = await open_live(tab, f"/s/{session_id}")
-        phone = await open_live(other, f"/s/{session_id}")
+    async with two_players(server, tab, browser) as (_, laptop, phone):
         tempo = laptop.locator("#tempo")
         await tempo.fill("110")  # typed, not entered
 
@@ -69,6 +75,3 @@ async def test_a_tempo_being_typed_is_not_overwritten_and_is_sent_as_the_focus_l
         await tempo.press("Tab")  # leaving the field enters what was typed
         await expect(phone.locator("#tempo")).to_have_value("110")
         await expect(tempo).to_have_value("110")
-        assert not other.errors, other.errors
-    finally:
-        await other.page.context.close()

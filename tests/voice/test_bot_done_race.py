@@ -4,30 +4,18 @@ from __future__ import annotations
 
 import asyncio
 import uuid
-from collections.abc import AsyncIterator
-from pathlib import Path
 from typing import Any
 
 import aiohttp
 import pytest
-import pytest_asyncio
-from redis.asyncio import Redis
 
 from handlers.voice.actions import JOBS_PER_MIN
 from handlers.voice.bot import NO_ACTIVE_SESSION
-from tests.conftest import start_server
-from tests.helpers import RedisProcess, ServerUnderTest
+from tests.helpers import ServerUnderTest
 from tests.test_faults_voice_retries import queued
-from tests.voice.test_telegram import ALICE_TG, bot_settings, command, post, _ids
+from tests.voice.test_telegram import command, post, _ids
 
 TRIALS = 5
-
-
-@pytest_asyncio.fixture
-async def bot(redis: Redis, redis_process: RedisProcess, tmp_path: Path) -> AsyncIterator[ServerUnderTest]:
-    srv = await start_server(redis_process.url, tmp_path, **bot_settings(f"{ALICE_TG}:alice"))
-    yield srv
-    await srv.stop()
 
 
 async def bot_done(server: ServerUnderTest, key: str | None) -> dict[str, Any]:

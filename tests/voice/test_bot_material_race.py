@@ -3,27 +3,15 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
-from pathlib import Path
 from typing import Any
 
 import aiohttp
-import pytest_asyncio
-from redis.asyncio import Redis
 
-from tests.conftest import start_server
-from tests.helpers import RedisProcess, ServerUnderTest
-from tests.voice.test_telegram import ALICE_TG, _ids, bot_settings, message, post
+from tests.helpers import ServerUnderTest
+from tests.voice.test_telegram import _ids, message, post
 
 TRIALS = 3
 BATCH = 5
-
-
-@pytest_asyncio.fixture
-async def bot(redis: Redis, redis_process: RedisProcess, tmp_path: Path) -> AsyncIterator[ServerUnderTest]:
-    srv = await start_server(redis_process.url, tmp_path, **bot_settings(f"{ALICE_TG}:alice"))
-    yield srv
-    await srv.stop()
 
 
 async def forwarded(server: ServerUnderTest, file_id: str) -> str:
