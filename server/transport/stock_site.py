@@ -37,8 +37,10 @@ from server.transport.accept import LISTEN_BACKLOG, Acceptor, ConnectionPlaces, 
 
 
 class PlacedProtocol(asyncio.Protocol):
-    """aiohttp's handler of one connection counted on its address: every call passed on, and the
-    place given back once, when the connection closes or is handed over (:meth:`give_back`)."""
+    """aiohttp's handler of one connection, counted on its address and watched for how it ends:
+    every call passed on, the place given back once, when the connection closes or is handed over
+    (:meth:`give_back`), and ``lost`` told the error the connection was lost with (the write
+    deadline's, to tell a connection the kernel's timeout ended; aiohttp keeps it to itself)."""
 
     __slots__ = ("_inner", "_lost", "_place", "_places", "_transport")
 
