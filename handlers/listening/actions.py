@@ -67,7 +67,12 @@ async def report(
     ``address`` in ``cap``)."""
     meta = _meta(body)
     played = Report(
-        item_id=body.item_id, status=body.status, device_id=body.device_id, position_s=body.position_s, meta=meta
+        item_id=body.item_id,
+        status=body.status,
+        device_id=body.device_id,
+        position_s=body.position_s,
+        meta=meta,
+        ago_ms=body.ago_ms,
     )
 
     async def write(may_add: bool) -> Outcome:

@@ -54,6 +54,17 @@ class ReportBody(Payload):
     device_id: DeviceId = "default"
     position_s: float | None = Field(default=None, ge=0, le=MAX_POSITION_S, allow_inf_nan=False)
     item: ItemMeta | None = None
+    ago_ms: int = Field(
+        default=0,
+        ge=0,
+        le=MAX_UPLOAD_SPAN_MS,
+        description="a pause or stop sent late (pressed offline): how many ms before this report it was "
+        "pressed, on the player's own clock; the session ends then. Only with paused or stopped",
+    )
+
+    def model_post_init(self, context: object) -> None:
+        if self.ago_ms and self.status == "playing":
+            raise ValueError("ago_ms is for a pause or stop, not playing")
 
 
 class ReportEvent(ReportBody):

@@ -96,6 +96,9 @@ class Report:
     device_id: str
     position_s: float | None = None
     meta: dict[str, Any] | None = None
+    # A pause or stop pressed this long before it was sent (offline, sent once back): the
+    # session ends then, not when the report arrived.
+    ago_ms: int = 0
 
 
 @dataclass(frozen=True, slots=True)

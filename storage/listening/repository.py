@@ -183,6 +183,7 @@ class ListeningHistories:
                 rules.max_devices,
                 rules.max_items,
                 rules.max_sessions if may_add else 0,
+                report.ago_ms,
             ],
         )
         outcome = _outcome(result)

@@ -178,3 +178,81 @@ async def test_two_nodes_keep_one_users_reports_atomic_and_ordered(
         for client in clients:  # an open WebSocket would hold the server's shutdown
             await client.close()
         await second.stop()
+
+
+async def test_a_pause_sent_late_ends_the_session_when_it_was_pressed(
+    lserver: ServerUnderTest, clients: list[Client], clock: FrozenClock
+) -> None:
+    """A pause pressed offline and sent 40 s later, once back, ended the session when it arrived:
+    40 s that nobody listened to were added to the history."""
+    alice = await listener(lserver, clients)
+    await alice.report("book-1", "playing")
+    clock.shift_ms += 20_000
+    await alice.report("book-1", "playing")  # heard: the session reaches 20 s
+    clock.shift_ms += 50_000  # offline: pressed 10 s after that report, sent 40 s after the press
+    ack = await alice.report("book-1", "paused", ago_ms=40_000)
+    assert ack["action"] == "finalized" and ack["listening"]["ended_at"] - ack["listening"]["started_at"] == 30_000
+    [row] = await sessions(lserver)
+    assert (row["open"], row["duration_ms"]) == (False, 30_000)
+    # Pressed before what the player last reported (a clock far off): never before that report.
+    await alice.report("book-2", "playing")
+    clock.shift_ms += 5000
+    await alice.report("book-2", "playing")
+    clock.shift_ms += 1000
+    ack = await alice.report("book-2", "stopped", ago_ms=3_600_000)
+    assert ack["listening"]["ended_at"] - ack["listening"]["started_at"] == 5000
+
+
+async def test_a_pause_heard_after_the_sweep_ends_the_session_at_the_press_once(
+    lserver: ServerUnderTest, clients: list[Client], clock: FrozenClock, passes: SweepPasses
+) -> None:
+    """The player played on offline for 2 minutes, then its person pressed pause; the silence
+    sweep had ended the session at the last report, and the pause, sent once back, was answered
+    `none`: the two minutes were in no session."""
+    alice = await listener(lserver, clients)
+    await alice.report("book-1", "playing")
+    clock.shift_ms += 20_000
+    await alice.report("book-1", "playing")
+    clock.shift_ms += 5 * MIN
+    await alice.client.wait_for(
+        lambda: any(d["data"].get("reason") == "silent" for n, d in alice.log_events() if n == "listening_session")
+    )
+    [row] = await sessions(lserver)
+    assert (row["open"], row["duration_ms"]) == (False, 20_000)
+    # Pressed 2 min after the last report, 3 min ago.
+    ack = await alice.report("book-1", "paused", ago_ms=3 * MIN, position_s=140.0)
+    assert ack["action"] == "finalized" and ack["changed"] is True
+    [row] = await sessions(lserver)
+    assert (row["open"], row["duration_ms"], row["end_position_s"]) == (False, 20_000 + 2 * MIN, 140.0)
+    assert "heard_late" not in row and "resumable" not in row
+    # The same pause sent again (its answer lost) changes nothing more.
+    clock.shift_ms += 1000
+    again = await alice.report("book-1", "paused", ago_ms=3 * MIN + 1000)
+    assert (again["action"], again["changed"]) == ("none", False)
+    [row] = await sessions(lserver)
+    assert row["duration_ms"] == 20_000 + 2 * MIN
+    # Still not resumable: the time until the player came back was no pause.
+    assert (await alice.report("book-1", "playing"))["action"] == "started"
+
+
+async def test_a_late_pause_never_reaches_into_what_the_device_plays_since(
+    lserver: ServerUnderTest, clients: list[Client], clock: FrozenClock, passes: SweepPasses
+) -> None:
+    alice = await listener(lserver, clients)
+    await alice.report("book-1", "playing")
+    clock.shift_ms += 20_000
+    await alice.report("book-1", "playing")
+    clock.shift_ms += 2 * MIN
+    await alice.client.wait_for(
+        lambda: any(d["data"].get("reason") == "silent" for n, d in alice.log_events() if n == "listening_session")
+    )
+    started = (await alice.report("song-2", "playing"))["listening"]["started_at"]
+    clock.shift_ms += 10_000
+    # A pause of book-1 pressed 5 s ago, after song-2 began: book-1 ends where song-2 began.
+    ack = await alice.report("book-1", "paused", ago_ms=5000)
+    assert ack["listening"]["ended_at"] == started
+    # A playing report never says ago_ms, and a refused one changes nothing.
+    refused = await alice.report("song-2", "playing", ago_ms=1000)
+    assert (refused["ok"], refused["error"]) == (False, "invalid_payload"), refused
+    newest = (await sessions(lserver))[0]
+    assert (newest["item_id"], newest["open"]) == ("song-2", True)

@@ -257,30 +257,68 @@ async def test_the_player_says_it_is_offline_and_stops_saying_so_once_reports_ge
     await expect(notice).to_be_hidden()
 
 
-async def test_a_pause_pressed_offline_is_reported_once_the_connection_is_back(
-    browser: Browser, lserver: ServerUnderTest, clock: FrozenClock, tabs: list[Tab]
+@pytest.mark.parametrize(
+    ("heard_ms", "listened_ms", "offline_ms", "source"),
+    [
+        (0, 30_000, 40_000, "live"),  # heard within the silence: the open session ends at the press
+        (20_000, 2 * 60_000, 5 * 60_000, "live"),  # after the sweep ended it at 20 s: it reaches the press
+        (0, 2 * 60_000, 5 * 60_000, "upload"),  # the sweep deleted it (under a second): uploaded
+    ],
+)
+async def test_a_pause_pressed_offline_ends_the_session_at_the_press_however_late_it_is_heard(
+    browser: Browser,
+    lserver: ServerUnderTest,
+    clock: FrozenClock,
+    tabs: list[Tab],
+    heard_ms: int,
+    listened_ms: int,
+    offline_ms: int,
+    source: str,
 ) -> None:
-    """It was dropped ("Report failed: You are offline."): the history said the book was playing
-    until the sweeper ended it at its last heartbeat, and a short one was deleted as a tap."""
-    player, gate = await player_behind_a_gate(browser, lserver, tabs)
+    """A pause pressed offline was dropped ("Report failed: You are offline."); then sent once
+    back, it ended the session when it arrived (the time offline after the press counted as
+    listened); past the server's 60 s of silence it was not sent at all, and what was played
+    offline before it was in no session. The page's clock and the server's move together here,
+    as real time does."""
+    tab = await new_tab(browser, lserver)
+    await tab.use_token(lserver.token("alice", ttl_s=TOKEN_TTL_S), ttl_s=TOKEN_TTL_S)
+    tabs.append(tab)
+    gate = SocketGate()
+    await gate.install(tab.page)
+    await tab.page.clock.install()
+    player = await tab.open("/player")
+    await expect(player.locator("#connection")).to_have_attribute("data-state", "live")
+    row = player.locator('li[data-item-id="demo-audiobook-1"]')
     await click_and_wait(player, "demo-audiobook-1", "play", "started")
-    clock.shift_ms += 30_000
+    started_at = clock.now_ms()
+    if heard_ms:
+        clock.shift_ms += heard_ms
+        await player.clock.fast_forward(heard_ms)
+        await expect(row).to_have_attribute("data-reported-until", str(started_at + heard_ms))
     await gate.cut()
     await expect(player.locator("#connection")).to_have_attribute("data-state", "offline")
-    row = player.locator('li[data-item-id="demo-audiobook-1"]')
+    clock.shift_ms += listened_ms - heard_ms  # played on, offline, then paused
+    await player.clock.fast_forward(listened_ms - heard_ms)
     await row.locator("button.pause").click()
     notice = player.locator("#player-notice")
     await expect(notice).to_have_text("You are offline. The pause is sent once the connection is back.")
     await expect(row).to_have_attribute("data-last-action", "started")
+    clock.shift_ms += offline_ms - listened_ms  # still offline after the press
+    await player.clock.fast_forward(offline_ms - listened_ms)
+    if offline_ms > 60_000:  # past the silence: the sweeper ends the session first
+        async with asyncio.timeout(10):
+            while any(s["open"] for s in await listed_sessions(lserver)):
+                await asyncio.sleep(0.05)
     gate.release()
-    await expect(row).to_have_attribute("data-last-action", "finalized")
+    if source == "live":
+        await expect(row).to_have_attribute("data-last-action", "finalized")
+    else:
+        await expect(row).to_have_attribute("data-offline-upload", "uploaded")
     await expect(notice).to_be_hidden()
-    async with (
-        aiohttp.ClientSession() as http,
-        http.get(f"{lserver.url}/api/listening/sessions", headers=auth(lserver)) as response,
-    ):
-        listed = (await response.json())["sessions"]
-    assert [(s["item_id"], s["open"], s["duration_ms"]) for s in listed] == [("demo-audiobook-1", False, 30_000)]
+    [session] = await listed_sessions(lserver)
+    assert (session["source"], session["started_at"], session["open"]) == (source, started_at, False), session
+    # The press, on the server's clock, within what the page's own timers took to send it.
+    assert abs(session["ended_at"] - (started_at + listened_ms)) < 3000, session
 
 
 async def listed_sessions(server: ServerUnderTest) -> list[dict[str, Any]]:

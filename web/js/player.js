@@ -63,7 +63,8 @@ function position(item) {
   return base;
 }
 
-async function report(item, status) {
+/** `pressedAt` (page clock): a pause or stop sent late, which the server ends when pressed. */
+async function report(item, status, pressedAt = null) {
   if (!socket?.connected) throw new Error("You are offline.");
   if (!historyId) throw new Error("Your history is not open yet.");
   const payload = {
@@ -74,6 +75,7 @@ async function report(item, status) {
     position_s: Math.round(Math.min(position(item), item.duration_s) * 10) / 10,
     item: { title: item.title, artist: item.artist, album: item.album, duration_s: item.duration_s },
   };
+  if (pressedAt !== null) payload.ago_ms = Math.max(0, Math.round(performance.now() - pressedAt));
   return call(socket, "listening_report", payload);
 }
 
@@ -148,13 +150,14 @@ function yieldToAnotherTab() {
 }
 
 // A pause or stop the server did not hear (pressed offline, or its answer lost with the
-// connection), by item: sent again once the connection is back. It was dropped with "Report
+// connection), by item: sent again once the connection is back, saying how long ago it was
+// pressed (`ago_ms`), so that the session ends at the press: it was dropped with "Report
 // failed", and the history said the item was playing until the sweeper ended it at its last
-// heartbeat (a short session deleted as an accidental tap). Only within the server's silence
-// time: past it the sweeper has ended the session where the player last reported, as it does
-// for any player gone silent, and a late pause changes nothing.
+// heartbeat; then, sent at its arrival, it counted the time offline after the press; past the
+// server's silence it was lost, and so was what was played offline before it. Kept a day (the
+// most the server takes).
 const owed = new Map(); // item_id -> {item, status, at}
-const OWED_FOR_MS = 60_000;
+const OWED_FOR_MS = 86_400_000;
 
 /** The report's failure says the server did not hear it (may be heard once sent again). */
 function unheard(err) {
@@ -168,26 +171,51 @@ function unheard(err) {
 // clock) is uploaded, once: its client id is the ended session's, so a resend is a duplicate.
 const gaps = new Map(); // client_id -> upload payload not answered yet
 
+// An ack that wrote (started, resumed, extended) says the server's time then (the session's
+// `ended_at`): with this page's clock at that ack it places a moment of this page on the
+// server's clock.
+const WROTE = ["started", "resumed", "extended"];
+
 /** A `playing` ack for the play `stretch`: a new session while it played means a gap to upload. */
 function heard(stretch, ack) {
   const session = ack.listening;
   if (!session || ack.action === "deleted") return;
   const before = stretch.heard;
-  stretch.heard = { id: session.id, endedAt: session.ended_at };
+  const anchor = WROTE.includes(ack.action)
+    ? { serverMs: session.ended_at, pageMs: performance.now() }
+    : before?.id === session.id
+      ? before.anchor
+      : null;
+  stretch.heard = { id: session.id, endedAt: session.ended_at, anchor };
   rows.get(stretch.item.item_id).row.dataset.reportedUntil = String(session.ended_at);
   if (before && before.id !== session.id && before.endedAt < session.started_at) {
-    const item = stretch.item;
-    const clientId = `gap-${before.id}`;
-    gaps.set(clientId, {
-      item_id: item.item_id,
-      device_id: deviceId(),
-      client_id: clientId,
-      started_at: before.endedAt,
-      ended_at: session.started_at,
-      item: { title: item.title, artist: item.artist, album: item.album, duration_s: item.duration_s },
-    });
-    uploadGap(clientId);
+    addGap(stretch.item, before, session.started_at);
   }
+}
+
+/** The span from `heard`'s end to `endedAt` (server clock), played while the server heard
+ * nothing, is uploaded once (the client id is the session's that ended before it). */
+function addGap(item, heardBefore, endedAt) {
+  const clientId = `gap-${heardBefore.id}`;
+  gaps.set(clientId, {
+    item_id: item.item_id,
+    device_id: deviceId(),
+    client_id: clientId,
+    started_at: heardBefore.endedAt,
+    ended_at: endedAt,
+    item: { title: item.title, artist: item.artist, album: item.album, duration_s: item.duration_s },
+  });
+  uploadGap(clientId);
+}
+
+/** A pause sent late was answered `none`: the silence sweep ended the session at its last
+ * report and, shorter than the minimum then, deleted it (offline from the start). What was
+ * played until the press is uploaded instead, placed on the server's clock by the last write. */
+function uploadUntilPress(item, heardBefore, pressedAt) {
+  const anchor = heardBefore?.anchor;
+  if (!anchor) return;
+  const pressed = Math.round(anchor.serverMs + (pressedAt - anchor.pageMs));
+  if (pressed > heardBefore.endedAt) addGap(item, heardBefore, pressed);
 }
 
 async function uploadGap(clientId) {
@@ -205,9 +233,9 @@ async function uploadGap(clientId) {
 /** Once the connection is back: the pauses and stops owed, then the item playing now, then the
  * spans played offline that wait for an answer. */
 function reportOwed() {
-  for (const { item, status, at } of [...owed.values()]) {
+  for (const { item, status, at, heardBefore } of [...owed.values()]) {
     owed.delete(item.item_id);
-    if (performance.now() - at < OWED_FOR_MS) send(item, status);
+    if (performance.now() - at < OWED_FOR_MS) send(item, status, at, heardBefore);
   }
   if (current) send(current.item, "playing");
   for (const clientId of [...gaps.keys()]) uploadGap(clientId);
@@ -242,6 +270,7 @@ async function play(item) {
 }
 
 async function halt(item, status) {
+  const heardBefore = current?.item === item ? current.heard : null;
   if (current?.item === item) {
     settle(item, status);
     current = null;
@@ -251,21 +280,24 @@ async function halt(item, status) {
     settle(item, status);
   }
   render();
-  await send(item, status);
+  await send(item, status, null, heardBefore);
 }
 
-async function send(item, status) {
-  const at = performance.now();
+/** `pressedAt` and `heardBefore` (what the server last acknowledged of this play): a pause or
+ * stop owed since then, sent now. */
+async function send(item, status, pressedAt = null, heardBefore = null) {
+  const at = pressedAt ?? performance.now();
   const stretch = current;
   try {
-    const ack = await report(item, status);
+    const ack = await report(item, status, pressedAt);
     notice("");
     const row = rows.get(item.item_id).row;
     row.dataset.lastAction = ack.action;
     if (status === "playing" && stretch?.item === item) heard(stretch, ack);
+    if (pressedAt !== null && ack.action === "none") uploadUntilPress(item, heardBefore, pressedAt);
   } catch (err) {
     if (status !== "playing" && unheard(err) && current?.item !== item) {
-      owed.set(item.item_id, { item, status, at });
+      owed.set(item.item_id, { item, status, at, heardBefore });
       notice(`${err.message} The ${status === "paused" ? "pause" : "stop"} is sent once the connection is back.`);
       return;
     }

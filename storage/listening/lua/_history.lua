@@ -20,7 +20,8 @@
 -- A record (JSON in `records`) holds the session as clients see it plus two fields for the
 -- scripts alone, never sent out: `resume`, while a resumed session is open, what it was before
 -- the resume ({at_ms, ended_at, written_at, end_position_s}: a resume that ends under the
--- minimum is undone); `resumable = false` on a session the silence sweep ended.
+-- minimum is undone); `resumable = false` on a session the silence sweep ended; `heard_late`
+-- once a pause pressed before that sweep, heard after it, extended the session (report.lua).
 local history_key = KEYS[3]
 local records_key = KEYS[4]
 local by_start_key = KEYS[5]
@@ -110,7 +111,7 @@ end
 local function shown(rec)
   local copy = {}
   for name, value in pairs(rec) do
-    if name ~= 'resume' and name ~= 'resumable' then
+    if name ~= 'resume' and name ~= 'resumable' and name ~= 'heard_late' then
       copy[name] = value
     end
   end

@@ -16,6 +16,8 @@
 --   ARGV[18]  most devices playing at once
 --   ARGV[19]  most distinct items per history
 --   ARGV[20]  most sessions per history
+--   ARGV[21]  for a pause or stop: how long before this report, in ms, it was pressed (a report
+--             sent again once the connection came back), else 0
 -- Returns {offset, action, record JSON or '', the item's stored metadata JSON or ''} where
 -- action is 'started', 'resumed', 'extended', 'throttled', 'finalized', 'deleted' or 'none'
 -- (offset 0: nothing changed), or {false, code}. The metadata rides along so that the ack of a
@@ -32,6 +34,7 @@ local min_ms = tonumber(ARGV[17])
 local max_devices = tonumber(ARGV[18])
 local max_items = tonumber(ARGV[19])
 local max_sessions = tonumber(ARGV[20])
+local ago_ms = tonumber(ARGV[21])
 
 local function answer(offset, action, rec_json)
   return {offset, action, rec_json, rec_json ~= '' and redis.call('HGET', meta_key, item) or ''}
@@ -53,11 +56,39 @@ local function keep_meta()
   end
 end
 
+-- A pause or stop pressed `ago_ms` before it arrived (offline, or its answer lost) ends the
+-- session when it was pressed, not when it arrived: the time between was not listened to. Never
+-- before the session's last write (what the player reported then was heard), nor after now.
 if status ~= 'playing' then
+  local pressed_ms = now_ms - ago_ms
   if current and current.item_id == item then
     keep_meta()
-    local action, offset = finalize(current, now_ms, position, status, min_ms)
+    local at_ms = math.max(pressed_ms, current.ended_at)
+    local action, offset = finalize(current, at_ms, position, status, min_ms)
     return answer(offset, action, action == 'finalized' and cjson.encode(current) or '')
+  end
+  -- Pressed before the silence sweep ended the session at its last report (the player played
+  -- on, offline, until the press): the session reaches the press, once (`heard_late`, a field
+  -- for the scripts alone), and never into a session the device opened since.
+  local last = ago_ms > 0 and load(redis.call('HGET', last_key, device)) or nil
+  if last and last.item_id == item and last.resumable == false and not last.heard_late then
+    local until_ms = pressed_ms
+    if current then
+      until_ms = math.min(until_ms, current.started_at)
+    end
+    if until_ms > last.ended_at then
+      keep_meta()
+      add_time(last, until_ms - last.ended_at)
+      last.ended_at = until_ms
+      last.written_at = now_ms
+      last.heard_late = true
+      if position then
+        last.end_position_s = position
+      end
+      save(last)
+      note_span(last)
+      return answer(session_changed('finalized', status, last), 'finalized', cjson.encode(last))
+    end
   end
   return answer(0, 'none', '')
 end
