@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import AfterValidator, Field, StringConstraints
+from pydantic import AfterValidator, ConfigDict, Field, StringConstraints
 
 from handlers.ids import UUID4_ANY_CASE_PATTERN
 from handlers.payloads import Payload, RequestId
@@ -46,8 +46,16 @@ class ItemMeta(Payload):
     duration_s: float | None = Field(default=None, ge=0, le=MAX_POSITION_S, allow_inf_nan=False)
 
 
+def _ago_only_when_stopping(schema: dict[str, Any]) -> None:
+    """Say in the published schema what ``model_post_init`` refuses: ``ago_ms`` with ``playing``."""
+    schema["if"] = {"properties": {"status": {"const": "playing"}}, "required": ["status"]}
+    schema["then"] = {"properties": {"ago_ms": {"const": 0}}}
+
+
 class ReportBody(Payload):
     """``POST /api/listening/report``."""
+
+    model_config = ConfigDict(json_schema_extra=_ago_only_when_stopping)
 
     item_id: ItemId
     status: Literal["playing", "paused", "stopped"]
