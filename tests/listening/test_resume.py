@@ -168,3 +168,33 @@ async def test_an_upload_after_a_crash_becomes_the_devices_last_and_resumes(
     assert uploaded["action"] == "uploaded", uploaded
     resumed = await alice.report("book-1", "playing")
     assert resumed["action"] == "resumed" and resumed["listening"]["id"] == uploaded["listening"]["id"], resumed
+
+
+@pytest.mark.parametrize("laptop_still_playing", [False, True])
+async def test_a_pause_another_device_played_through_is_not_covered_by_a_resume(
+    lserver: ServerUnderTest, clients: list[Client], clock: FrozenClock, laptop_still_playing: bool
+) -> None:
+    """The phone paused the book, the laptop played it for 12 s, the phone resumed within the
+    window: the phone's session covered its pause, the laptop's 12 s were counted twice (74 s of
+    history for 47 s played)."""
+    phone = await listener(lserver, clients, device_id="phone")
+    laptop = Listener(client=phone.client, history_id=phone.history_id, device_id="laptop")
+    await play_20_s_and_pause(phone, clock)
+    clock.shift_ms += 5000
+    await laptop.report("book-1", "playing", position_s=120.0)
+    clock.shift_ms += 12_000
+    await laptop.report("book-1", "playing", position_s=132.0)
+    if not laptop_still_playing:
+        await laptop.report("book-1", "paused", position_s=132.0)
+    clock.shift_ms += 5000
+    resumed = await phone.report("book-1", "playing", position_s=132.0)
+    assert resumed["action"] == "started", resumed
+    clock.shift_ms += 10_000
+    await phone.report("book-1", "paused", position_s=142.0)
+    if laptop_still_playing:
+        await laptop.report("book-1", "paused", position_s=147.0)
+    played = 20_000 + 12_000 + 10_000 + (15_000 if laptop_still_playing else 0)
+    assert (await stats(lserver))["total_ms"] == played
+    # Alone, a pause is still covered by a resume within the window (seed 003).
+    clock.shift_ms += 60_000
+    assert (await phone.report("book-1", "playing", position_s=142.0))["action"] == "resumed"

@@ -321,6 +321,37 @@ async def test_a_pause_pressed_offline_ends_the_session_at_the_press_however_lat
     assert abs(session["ended_at"] - (started_at + listened_ms)) < 3000, session
 
 
+async def test_a_book_paused_on_one_device_plays_on_from_there_on_another(
+    browser: Browser, lserver: ServerUnderTest, clock: FrozenClock, tabs: list[Tab]
+) -> None:
+    """Every device (and every reopened page) started each item at 0:00, whatever had been heard:
+    positions lived in the page only, and the rows showed none."""
+    phone_tab = await new_tab(browser, lserver)
+    await phone_tab.use_token(lserver.token("alice", ttl_s=TOKEN_TTL_S), ttl_s=TOKEN_TTL_S)
+    tabs.append(phone_tab)
+    await phone_tab.page.clock.install()
+    phone = await phone_tab.open("/player")
+    await expect(phone.locator("#connection")).to_have_attribute("data-state", "live")
+    book = phone.locator('li[data-item-id="demo-audiobook-1"]')
+    await expect(book.locator(".position")).to_have_text("")
+    await click_and_wait(phone, "demo-audiobook-1", "play", "started")
+    clock.shift_ms += 50_000  # within the silence (the page's timers fire once in a jump)
+    await phone.clock.fast_forward(50_000)
+    await click_and_wait(phone, "demo-audiobook-1", "pause", "finalized")
+    await expect(book.locator(".position")).to_have_text("Resumes at 0:50")
+
+    laptop = await open_tab(browser, lserver, tabs, "/player")
+    laptop_book = laptop.locator('li[data-item-id="demo-audiobook-1"]')
+    await expect(laptop_book.locator(".position")).to_have_text("Resumes at 0:50")
+    await expect(laptop.locator('li[data-item-id="demo-song-3"] .position')).to_have_text("")  # never heard
+    clock.shift_ms += 10 * 60_000  # past the resume window: a new session, from 0:50
+    await click_and_wait(laptop, "demo-audiobook-1", "play", "started")
+    await expect(laptop_book.locator(".position")).to_have_text("")  # playing: the row says so
+    newest = (await listed_sessions(lserver))[0]
+    assert newest["device_id"] != (await listed_sessions(lserver))[1]["device_id"]
+    assert 50.0 <= newest["start_position_s"] < 52.0, newest
+
+
 async def listed_sessions(server: ServerUnderTest) -> list[dict[str, Any]]:
     async with (
         aiohttp.ClientSession() as http,

@@ -4,7 +4,7 @@
  * every few seconds; the server coalesces those to one write per throttle interval.
  * Server data reaches the DOM through textContent only.
  */
-import { $, ApiError, call, connect, showConnection } from "./client.js";
+import { $, ApiError, api, call, connect, showConnection } from "./client.js";
 import { freshId } from "./ids.js";
 
 const ITEMS = [
@@ -126,6 +126,7 @@ function render() {
     row.querySelector(".play").disabled = playing;
     row.querySelector(".pause").disabled = !playing;
     row.querySelector(".stop").disabled = !playing && rows.get(item.item_id).state !== "paused";
+    showPosition(item);
   }
   handFocusOn(focused);
   ui.now.textContent = current ? `Playing: ${current.item.title} — ${current.item.artist}` : "Nothing playing.";
@@ -135,6 +136,44 @@ function render() {
 function settle(item, state) {
   positions.set(item.item_id, state === "stopped" ? 0 : position(item));
   rows.get(item.item_id).state = state;
+  showPosition(item);
+}
+
+function clockText(seconds) {
+  const whole = Math.floor(seconds);
+  const [h, m, s] = [Math.floor(whole / 3600), Math.floor(whole / 60) % 60, whole % 60];
+  return `${h ? `${h}:${String(m).padStart(2, "0")}` : m}:${String(s).padStart(2, "0")}`;
+}
+
+/** "Resumes at 12:34" under a row whose item was heard part of the way. */
+function showPosition(item) {
+  const at = current?.item === item ? 0 : (positions.get(item.item_id) ?? 0); // playing: the row says so
+  const el = rows.get(item.item_id).row.querySelector(".position");
+  el.textContent = at >= 1 ? `Resumes at ${clockText(at)}` : "";
+  el.dataset.seconds = String(Math.round(at));
+}
+
+// Where each item was left, on any device: the newest session of the item ends there (its
+// `end_position_s`), so a book paused on the phone plays on from there on the laptop, and a page
+// opened again plays on from where it was. Read when the connection opens and when the tab is
+// shown again (the person picked up this device), for the items not playing here and with no
+// pause of this page still owed (those are this page's own word, newer than what it would read).
+async function readPositions() {
+  await Promise.all(
+    ITEMS.map(async (item) => {
+      if (current?.item === item || owed.has(item.item_id)) return;
+      try {
+        const query = new URLSearchParams({ item_id: item.item_id, limit: "1" });
+        const [newest] = (await api(`/api/listening/sessions?${query}`)).sessions;
+        if (!newest || current?.item === item || owed.has(item.item_id)) return;
+        const at = newest.end_position_s ?? 0;
+        positions.set(item.item_id, at < item.duration_s - 1 ? at : 0); // heard to the end: from the start
+        showPosition(item);
+      } catch {
+        // unread: the position this page knows stays (a position is a convenience, not a record)
+      }
+    }),
+  );
 }
 
 /** Another tab of this browser plays now: this one stops without a report (that tab's play
@@ -328,7 +367,9 @@ function build() {
     const artist = document.createElement("span");
     artist.className = "muted";
     artist.textContent = ` ${item.artist}`;
-    text.append(title, artist);
+    const at = document.createElement("span");
+    at.className = "position muted";
+    text.append(title, artist, at);
     const controls = document.createElement("div");
     controls.className = "player-controls";
     controls.append(
@@ -354,11 +395,15 @@ async function main() {
       showConnection(ui.connection, "live");
       render();
       reportOwed();
+      readPositions();
     } catch (err) {
       notice(`Cannot open your history: ${err.message}`);
     }
   });
   if (TABS) TABS.onmessage = (event) => event.data?.type === "playing" && yieldToAnotherTab();
+  document.addEventListener("visibilitychange", () => {
+    if (document.visibilityState === "visible" && historyId) readPositions();
+  });
   // A closed tab stops reporting; the server's sweeper ends its session at the last report.
   window.addEventListener("pagehide", () => {
     if (current) report(current.item, "paused").catch(() => {});

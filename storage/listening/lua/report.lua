@@ -119,11 +119,26 @@ end
 -- of another item and straight back does not split the book): resuming an older one would
 -- stretch its range over what the device played since. One the sweep ended (a crash, a closed
 -- tab) is not resumed either (`resumable = false`, _history.lua): its silence was no pause.
+-- Nor does one whose pause another device played through: covering that pause would count the
+-- same minutes twice (the book paused on the phone and played on the laptop meanwhile); a
+-- session started since, or one open now on another device, says it did. This device's tap
+-- open now (deleted by the switch below) is not one.
+local function played_elsewhere_since(ended_at)
+  local tap = current and current.id or ''
+  for _, id in ipairs(redis.call('ZRANGEBYSCORE', by_start_key, '(' .. ended_at, '+inf', 'LIMIT', 0, 2)) do
+    if id ~= tap then
+      return true
+    end
+  end
+  return redis.call('HLEN', open_key) > (current and 1 or 0)
+end
+
 local previous = nil
 if not current or now_ms - current.started_at < min_ms then
   previous = load(redis.call('HGET', last_key, device))
   if not (previous and previous.item_id == item and previous.resumable ~= false
-      and now_ms >= previous.ended_at and now_ms - previous.ended_at < window_ms) then
+      and now_ms >= previous.ended_at and now_ms - previous.ended_at < window_ms
+      and not played_elsewhere_since(previous.ended_at)) then
     previous = nil
   end
 end
