@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
-from collections.abc import Callable, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import replace
 from functools import partial
 
@@ -38,6 +40,7 @@ from handlers.metrics import METRICS_KEY
 from handlers.bodyless import bodyless_cap
 from handlers.route_errors import route_errors
 from handlers.socket_router import SocketRouter
+from storage.clock import follow_redis, keep_following
 from handlers.subscriptions import SubscriptionEvents
 from handlers.user_events import UserEvents
 from handlers.voice import capability as voice
@@ -224,7 +227,19 @@ def build_app(settings: Settings, *, services: Services) -> web.Application:
     app.on_cleanup.append(stop_bus)
     CleanupRetry(services, interval_s=settings.cleanup_retry_s).register(app)
     GuestSweeper(services, interval_s=settings.cleanup_retry_s).register(app)
+    app.cleanup_ctx.append(_on_redis_time)
     return app
+
+
+async def _on_redis_time(app: web.Application) -> AsyncIterator[None]:
+    """The node's clock follows its Redis' (``storage.clock``) for the app's lifetime."""
+    services = app[SERVICES_KEY]
+    with contextlib.suppress(Exception):  # Redis away at start: the bus says so; the loop retries
+        await follow_redis(services.clock, services.redis)
+    task = asyncio.create_task(keep_following(services.clock, services.redis))
+    yield
+    task.cancel()
+    await asyncio.gather(task, return_exceptions=True)
 
 
 def front_site(runner: web.AppRunner, host: str, port: int) -> ListeningSite:

@@ -44,6 +44,7 @@ from server.settings import Settings
 from server.transport import choose_lane
 from server.transport.accept import descriptor_ceiling
 from server.worker import Worker
+from storage.clock import follow_redis, keep_following
 from storage.server_version import too_old
 
 log = logging.getLogger("sessionhub")
@@ -332,7 +333,7 @@ async def _work_while(settings: Settings, stop: asyncio.Event, url: str, *, foll
                     else:
                         print(f"sessionhub worker {worker.consumer} running", flush=True)
                     first = False
-                url = await _work_until(worker, stop, settings, url if follow else None)
+                url = await _work_until(worker, services, stop, settings, url if follow else None)
         except RedisUnreachable as exc:
             if follow and not first:
                 log.warning("worker: Redis at %s does not answer; waiting for serve to record another", _redacted(url))
@@ -346,9 +347,15 @@ async def _work_while(settings: Settings, stop: asyncio.Event, url: str, *, foll
                 url = _read_recorded_url(settings) or url
 
 
-async def _work_until(worker: Worker, stop: asyncio.Event, settings: Settings, followed: str | None) -> str:
+async def _work_until(
+    worker: Worker, services: Services, stop: asyncio.Event, settings: Settings, followed: str | None
+) -> str:
     """Run ``worker`` until ``stop``, or until ``redis.url`` names another server; returns that URL."""
     worker_stop = asyncio.Event()
+    clock, redis = services.clock, services.redis
+    with contextlib.suppress(Exception):  # Redis away: the worker's own calls say so
+        await follow_redis(clock, redis)  # its jobs' times on Redis' clock, as the nodes' (storage.clock)
+    following = asyncio.create_task(keep_following(clock, redis))
     task = asyncio.create_task(worker.run(worker_stop))
     try:
         while not stop.is_set():
@@ -362,7 +369,8 @@ async def _work_until(worker: Worker, stop: asyncio.Event, settings: Settings, f
     finally:
         worker_stop.set()
         task.cancel()
-        await asyncio.gather(task, return_exceptions=True)
+        following.cancel()
+        await asyncio.gather(task, following, return_exceptions=True)
 
 
 async def _next_url(settings: Settings, current: str, stop: asyncio.Event) -> str:

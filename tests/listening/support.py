@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
@@ -13,6 +14,7 @@ import pytest_asyncio
 from redis.asyncio import Redis
 
 from storage.clock import Clock
+from storage.listening.repository import ListeningHistories
 from tests.helpers import Client, RedisProcess, ServerUnderTest
 
 DAY_MS = 86_400_000
@@ -33,6 +35,41 @@ class FrozenClock(Clock):
 
     def now_s(self) -> float:
         return (self.base_ms + self.shift_ms) / 1000
+
+
+class SweepPasses:
+    """Counts the sweep passes every node's sweeper completes (observed, not replaced), so that a
+    test can wait for the sweeper to have looked at the clock it set instead of sleeping."""
+
+    def __init__(self) -> None:
+        self.done = 0
+        self._changed = asyncio.Event()
+
+    def completed(self) -> None:
+        self.done += 1
+        self._changed.set()
+
+    async def more(self, count: int, timeout_s: float = 10) -> None:
+        """Wait for ``count`` more passes to complete (the first may have begun before the call)."""
+        want = self.done + count
+        async with asyncio.timeout(timeout_s):
+            while self.done < want:
+                self._changed.clear()
+                await self._changed.wait()
+
+
+@pytest.fixture
+def passes(monkeypatch: pytest.MonkeyPatch) -> SweepPasses:
+    counter = SweepPasses()
+    sweep_due = ListeningHistories.sweep_due
+
+    async def counted(self: ListeningHistories, *, limit: int = 100) -> tuple[int, int]:
+        result = await sweep_due(self, limit=limit)
+        counter.completed()
+        return result
+
+    monkeypatch.setattr(ListeningHistories, "sweep_due", counted)
+    return counter
 
 
 def noon_zone(ms: int) -> str:

@@ -7,49 +7,12 @@ from pathlib import Path
 from typing import Any
 
 import aiohttp
-import pytest
 
-from storage.listening.repository import ListeningHistories
 from tests.helpers import Client, RedisProcess, ServerUnderTest
-from tests.listening.support import FrozenClock, auth, listener, start_on_clock
+from tests.listening.support import FrozenClock, SweepPasses, auth, listener, start_on_clock
 from tests.listening.test_report import sessions
 
 MIN = 60_000
-
-
-class SweepPasses:
-    """Counts the sweep passes every node's sweeper completes (observed, not replaced), so that a
-    test can wait for the sweeper to have looked at the clock it set instead of sleeping."""
-
-    def __init__(self) -> None:
-        self.done = 0
-        self._changed = asyncio.Event()
-
-    def completed(self) -> None:
-        self.done += 1
-        self._changed.set()
-
-    async def more(self, count: int, timeout_s: float = 10) -> None:
-        """Wait for ``count`` more passes to complete (the first may have begun before the call)."""
-        want = self.done + count
-        async with asyncio.timeout(timeout_s):
-            while self.done < want:
-                self._changed.clear()
-                await self._changed.wait()
-
-
-@pytest.fixture
-def passes(monkeypatch: pytest.MonkeyPatch) -> SweepPasses:
-    counter = SweepPasses()
-    sweep_due = ListeningHistories.sweep_due
-
-    async def counted(self: ListeningHistories, *, limit: int = 100) -> tuple[int, int]:
-        result = await sweep_due(self, limit=limit)
-        counter.completed()
-        return result
-
-    monkeypatch.setattr(ListeningHistories, "sweep_due", counted)
-    return counter
 
 
 async def test_a_silent_player_is_finalized_at_its_last_update(

@@ -51,8 +51,11 @@ local offset = 0
 -- A segment is open exactly while the session is active; every move out of active closes it.
 if found[5] and found[5] ~= '' then
   local started_at = tonumber(found[5])
-  local closed_ms = tonumber(found[6] or '0') + (now_ms - started_at)
-  local segment = {index = seg_index, started_at = started_at, ended_at = now_ms, length_ms = now_ms - started_at}
+  -- Never before it began: the two times may come from two nodes (each keeps Redis' time, to
+  -- within a few ms: storage/clock.py), and a negative length put clips before the stream.
+  local ended_at = math.max(now_ms, started_at)
+  local closed_ms = tonumber(found[6] or '0') + (ended_at - started_at)
+  local segment = {index = seg_index, started_at = started_at, ended_at = ended_at, length_ms = ended_at - started_at}
   redis.call('LSET', segments_key, -1, cjson.encode(segment))
   redis.call('HSET', session_key, 'seg_started_at', '', 'seg_closed_ms', closed_ms)
   offset = append_event(closed_event, cjson.encode({segment = segment, closed_ms = closed_ms}))
