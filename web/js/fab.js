@@ -312,6 +312,15 @@ function follow(sessionId, { open = true, status = null } = {}) {
  * it stops at once, and what it recorded is uploaded (the server takes a chunk recorded before
  * the close: PROTOCOL, late chunks). Returns whether it acted (and said so).
  */
+// Sessions the page this recorder is on closed with its own Done (session.js): their close is
+// not news from elsewhere.
+const doneHere = new Set();
+window.addEventListener("sessionhub:done-here", (event) => doneHere.add(event.detail?.session_id));
+
+function closedWhere() {
+  return doneHere.has(state.sessionId) ? "with Done on this page" : "elsewhere";
+}
+
 function closedElsewhere() {
   if (state.status !== "closed") return false;
   if (state.mode === "recording") {
@@ -321,7 +330,7 @@ function closedElsewhere() {
   if (state.mode !== "paused") return false;
   state.mode = "idle";
   state.sessionOpen = false;
-  say("This session was closed elsewhere: New starts another one.");
+  say(`This session was closed ${closedWhere()}: New starts another one.`);
   return true;
 }
 
@@ -330,7 +339,8 @@ function stopClosedRecording() {
   state.mode = "idle";
   state.sessionOpen = false;
   owed.delete(state.sessionId); // no status of this recorder's applies to a closed session
-  say("This session was closed on another device; what you recorded is kept in it. New starts another one.");
+  const where = doneHere.has(state.sessionId) ? "with Done on this page" : "on another device";
+  say(`This session was closed ${where}; what you recorded is kept in it. New starts another one.`);
   // The chunk being recorded is queued (its start was before the close: the server takes it).
   endChunk()
     .catch(() => {})
@@ -356,7 +366,7 @@ async function closedMeanwhile(err) {
   if (sessionId !== state.sessionId || session.is_active || session.status !== "closed") return false;
   state.status = "closed";
   state.sessionOpen = false;
-  if (!closedElsewhere()) say("This session was closed elsewhere: New starts another one.");
+  if (!closedElsewhere()) say(`This session was closed ${closedWhere()}: New starts another one.`);
   render();
   return true;
 }

@@ -506,6 +506,9 @@ async function onDone() {
 
 async function closeSession() {
   sayIfOffline("Done", "done");
+  // The recorder on this page hears the close as any other client does: told it is this page's
+  // Done, it does not say the session "was closed elsewhere".
+  window.dispatchEvent(new CustomEvent("sessionhub:done-here", { detail: { session_id: session.session_id } }));
   try {
     // Sent, never answered (a stalled network, a lost connection): maybe closed, maybe not. A
     // second press would count, and queue its job, again; this press is sent again instead, as
