@@ -251,6 +251,16 @@ class PatternRoutes:
             await self._patterns.creation_failed(counted)  # only accepted creations count
             raise
 
+    async def _writable(self, session_id: str) -> None:
+        """404 for no such session, 403 for a published one: answered before the body is
+        validated, so a client is told it may not change the session rather than how its
+        change is wrong (the write's own script checks both again, atomically)."""
+        writable = await self._patterns.writable(session_id)
+        if writable is None:
+            raise ApiError(404, "Session not found")
+        if not writable:
+            raise ApiError(403, IMMUTABLE_ERROR, message=IMMUTABLE_MESSAGE, immutable=True)
+
     async def _existing(self, session_id: str, *, touch: bool = False) -> tuple[PatternRecord, Position]:
         loaded = await self._patterns.load(session_id, touch=touch)
         if loaded is None:
@@ -282,7 +292,9 @@ class PatternRoutes:
     async def put(self, request: web.Request) -> web.Response:
         """Replace the whole state (``If-Match`` guards against clobbering live edits)."""
         session_id = parse_id(request)
-        body = PutBody.parse(await self._body(request, json_only=False))
+        raw = await self._body(request, json_only=False)
+        await self._writable(session_id)
+        body = PutBody.parse(raw)
         state = body.state.to_json()
         now = self._s.clock.now_ms()
         position = await self._replace(
@@ -294,7 +306,9 @@ class PatternRoutes:
     async def patch(self, request: web.Request) -> web.Response:
         """Rename and/or replace the state; the name trimmed, empty meaning none."""
         session_id = parse_id(request)
-        body = PatchBody.parse(await self._body(request, json_only=False))
+        raw = await self._body(request, json_only=False)
+        await self._writable(session_id)
+        body = PatchBody.parse(raw)
         state = body.state.to_json() if body.state is not None else None
         keep = body.state.kept_when_absent() if body.state is not None else ()
         name = (body.name or None,) if "name" in body.model_fields_set else None

@@ -162,7 +162,8 @@ def youtube_chapters(markers: Sequence[Marker], *, total_ms: int | None, moments
 
     YouTube's rules: the first chapter starts at 0:00, there are at least three, in ascending
     order, each at least 10 seconds long. A row closer than that to the chapter before it joins
-    that chapter; a last chapter shorter than 10 s before the known end is dropped. When fewer
+    that chapter (the first row within 10 s of 0:00 names the 0:00 chapter, else ``Start``); a
+    last chapter shorter than 10 s before the known end is dropped. When fewer
     than three chapters remain, ``invalid_state`` says why.
     """
     return "".join(youtube_chapters_chunks(markers, total_ms=total_ms, moments=moments))
@@ -178,9 +179,11 @@ def youtube_chapters_chunks(markers: Sequence[Marker], *, total_ms: int | None, 
             yield ""
         for number, m in enumerate(ordered[start : start + SLICE], start=start + 1):
             start_ms = m.stream_offset_ms // 1000 * 1000
+            label = m.label.translate(_YOUTUBE_REFUSED) or (f"Moment {number}" if moments else f"Clip {number}")
             if start_ms - chapters[-1][0] >= YOUTUBE_MIN_CHAPTER_MS:
-                label = m.label.translate(_YOUTUBE_REFUSED)
-                chapters.append((start_ms, label or (f"Moment {number}" if moments else f"Clip {number}")))
+                chapters.append((start_ms, label))
+            elif number == 1:
+                chapters[0] = (0, label)  # the first moment names the opening chapter it joins
     if total_ms is not None and len(chapters) > 1 and total_ms - chapters[-1][0] < YOUTUBE_MIN_CHAPTER_MS:
         chapters.pop()
     if len(chapters) < YOUTUBE_MIN_CHAPTERS:

@@ -234,6 +234,12 @@ class PatternSessions:
         """True while a pattern session with that id is stored."""
         return bool(await self._redis.hget(self._keys.session(session_id), "kind") == KIND)
 
+    async def writable(self, session_id: str) -> bool | None:
+        """None when no pattern session with that id is stored, else whether it may be changed
+        (False: a published one)."""
+        kind, immutable = await self._redis.hmget(self._keys.session(session_id), "kind", "immutable")
+        return None if kind != KIND else immutable != "1"
+
     async def name_if_stored(self, session_id: str) -> tuple[bool, str | None]:
         """Whether a pattern session with that id is stored, and then its name (None: unnamed)."""
         kind, name = await self._redis.hmget(self._keys.session(session_id), "kind", "name")

@@ -382,6 +382,29 @@ async def test_publish_makes_an_immutable_copy(http: aiohttp.ClientSession) -> N
     assert source_body["immutable"] is False
 
 
+async def test_a_write_to_a_published_or_unknown_session_is_refused_before_its_body_is_validated(
+    http: aiohttp.ClientSession,
+) -> None:
+    """PROTOCOL's order: that the session may not be changed (404, 403) comes before how the
+    change is wrong (400): a client told "Validation failed" would fix its body and try again."""
+    source = await create(http, {"name": "Snapshot", "state": full_state()})
+    async with http.post(f"/api/sessions/{source}/publish") as response:
+        published = (await response.json())["id"]
+    incomplete = {"state": {"tracks": [], "tempo": 100}}
+    for method, body in (("PUT", incomplete), ("PATCH", incomplete), ("PATCH", {"name": "<b>"}), ("PATCH", {})):
+        async with http.request(method, f"/api/sessions/{published}", json=body) as response:
+            assert (response.status, (await response.json())["error"]) == (403, "Session is published"), (method, body)
+        async with http.request(method, f"/api/sessions/{UUID_GONE}", json=body) as response:
+            assert (response.status, await response.json()) == (404, {"error": "Session not found"}), (method, body)
+    # A body that is no JSON at all is still refused as such: there is nothing to check it against.
+    async with http.put(
+        f"/api/sessions/{published}", data=b"{", headers={"Content-Type": "application/json"}
+    ) as response:
+        assert (response.status, await response.json()) == (400, {"error": "Invalid JSON"})
+    _, copy, _ = await fetch(http, published)
+    assert (copy["name"], copy["state"]["tempo"]) == ("Snapshot", 120)
+
+
 async def test_hundred_concurrent_remixes_count_exactly(
     redis_process: RedisProcess, redis: Any, tmp_path: Path
 ) -> None:

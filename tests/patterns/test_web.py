@@ -195,8 +195,20 @@ async def test_a_published_session_is_read_only_with_a_remix_button(server: Serv
     await expect(page.locator("#readonly-banner")).to_be_visible()
     await expect(page.locator("#tempo")).to_be_disabled()
     await expect(page.locator("#add-track")).to_be_disabled()
-    await step(page, "t1", 2).click()
+    # Its steps say they take no change, look it (no accent blue), and no hint tells how to.
+    await expect(page.locator("#grid .step[aria-disabled='true']")).to_have_count(16)
+    on_colour = await step(page, "t1", 0).evaluate("el => getComputedStyle(el).backgroundColor")
+    assert on_colour != "rgb(30, 111, 217)", on_colour  # --accent: an editable on step
+    await expect(page.locator("#grid-keys")).to_be_hidden()
+    assert await page.locator("#grid").get_attribute("aria-describedby") is None
+    # Playwright holds back clicks on aria-disabled elements; a finger does not.
+    await step(page, "t1", 2).click(force=True)
+    # A tap says why it changed nothing, once.
+    await expect(page.locator("#toast")).to_have_text("This is a published snapshot: Remix to edit.")
+    await page.evaluate("document.getElementById('toast').textContent = ''")
+    await step(page, "t1", 2).press("Space")
     await page.wait_for_timeout(300)
+    await expect(page.locator("#toast")).to_have_text("")
     await expect(step(page, "t1", 2)).to_have_attribute("aria-pressed", "false")
     assert (await stored_steps(server, published))[2] is False
     await page.locator("#readonly-remix").click()
@@ -204,6 +216,9 @@ async def test_a_published_session_is_read_only_with_a_remix_button(server: Serv
     await expect(page).not_to_have_url(re.compile(published))
     await expect(page.locator("#readonly-banner")).to_be_hidden()
     await expect(page.locator("#tempo")).to_be_enabled()
+    await expect(page.locator("#grid .step[aria-disabled]")).to_have_count(0)
+    await expect(page.locator("#grid-keys")).to_be_visible()
+    await expect(page.locator("#grid")).to_have_attribute("aria-describedby", "grid-keys")
 
 
 async def test_not_found_page_offers_create_new_and_go_home(server: ServerUnderTest, tab: Tab) -> None:

@@ -68,8 +68,83 @@ async def test_dashboard_exports_csv_for_excel_and_breaks_kept(
     saved = tmp_path / "excel.csv"
     await (await download_info.value).save_as(saved)
     assert saved.read_bytes().startswith(b"\xef\xbb\xbfsegment_index,")
-    await page.locator("#format-select").select_option("json")
+    await page.locator("#format-select").select_option("premiere")
     await page.locator("#timeline-select").select_option("kept")
     async with page.expect_download() as download_info:
         await page.locator("#export-button").click()
-    assert (await download_info.value).suggested_filename.endswith("-clips.json")
+    assert (await download_info.value).suggested_filename.endswith("-clips-premiere-markers.csv")
+
+
+async def test_export_form_shows_only_the_options_the_format_uses(
+    server: ServerUnderTest, tab: Tab, clients: list[Client]
+) -> None:
+    """Frame rate and Timeline did nothing for CSV, JSON or plain text, yet were offered: each is
+    shown for the formats that use it (handlers/streams/export.py), and at 390 px a label stays on
+    the line of its select ("Of" ended one line, its select began the next)."""
+    session_id, _ = await started(server, clients)
+    await tab.use_token(server.token("alice"))
+    await tab.page.set_viewport_size({"width": 390, "height": 844})
+    page = await _live(tab, f"/streams/{session_id}")
+    fps, timeline = page.locator("#fps-select"), page.locator("#timeline-select")
+    uses = {
+        "csv": (False, False),
+        "csv-excel": (False, False),
+        "json": (False, False),
+        "txt": (False, False),
+        "youtube": (False, True),
+        "premiere": (True, True),
+        "resolve": (True, True),
+        "edl": (True, True),
+    }
+    for format_name, (with_fps, with_timeline) in uses.items():
+        await page.locator("#format-select").select_option(format_name)
+        for control, used in ((fps, with_fps), (timeline, with_timeline)):
+            await (expect(control).to_be_visible() if used else expect(control).to_be_hidden())
+    # By keyboard: the format chosen with the arrow keys brings its options into the Tab order.
+    await page.locator("#format-select").select_option("csv")
+    await page.locator("#only-select").focus()
+    await page.keyboard.press("Tab")
+    await expect(page.locator("#export-button")).to_be_focused()
+    await page.locator("#format-select").focus()
+    await page.keyboard.press("End")  # CMX3600 EDL
+    await page.locator("#only-select").focus()
+    await page.keyboard.press("Tab")
+    await expect(fps).to_be_focused()
+    await page.keyboard.press("Tab")
+    await expect(timeline).to_be_focused()
+    for name in ("format", "of", "only", "fps", "timeline"):
+        label = await page.locator(f"label[for='{name}-select']").bounding_box()
+        select = await page.locator(f"#{name}-select").bounding_box()
+        assert label is not None and select is not None
+        middle = label["y"] + label["height"] / 2
+        assert select["y"] <= middle <= select["y"] + select["height"], (name, label, select)
+        assert select["x"] + select["width"] <= 390, (name, select)
+    # What a format ignores is not sent either.
+    async with page.expect_request(lambda r: "/export?" in r.url) as sent:
+        await page.locator("#format-select").select_option("txt")
+        await page.locator("#export-button").click()
+    query = (await sent.value).url.split("?", 1)[1]
+    assert "fps=" not in query and "timeline=" not in query, query
+
+
+async def test_own_clips_from_another_device_show_when_the_page_is_back_in_view(
+    server: ServerUnderTest, tab: Tab, clients: list[Client]
+) -> None:
+    """A clip the viewer made on their other device reached this page by no event (the audience
+    log carries no clip): "Your clips" showed it only after a reload. It is read again when the
+    page comes back into view, as a phone picked up again after clipping on the laptop does."""
+    session_id, _ = await started(server, clients)
+    await tab.use_token(server.token("viewer-1"))
+    page = await _live(tab, f"/watch/{session_id}")
+    await expect(page.locator("#mine li")).to_have_count(0)
+    laptop = await connect(server, clients, "viewer-1")
+    assert (await laptop.call("clip_submit", {"session_id": session_id, "note": "from the laptop"}))["ok"] is True
+    await page.wait_for_timeout(300)
+    await expect(page.locator("#mine li")).to_have_count(0)  # nothing live tells this page
+    await page.evaluate(
+        """() => {
+          Object.defineProperty(document, "visibilityState", { configurable: true, get: () => "visible" });
+          document.dispatchEvent(new Event("visibilitychange"));
+        }"""
+    )
+    await expect(page.locator("#mine li .note")).to_have_text(["from the laptop"])

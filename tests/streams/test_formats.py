@@ -48,7 +48,8 @@ Segment 2
 1:01:40
 """
 
-YOUTUBE = """0:00 Start
+# The first row, 5 s in, is too close to 0:00 for a chapter of its own: it names the first one.
+YOUTUBE = """0:00 Nice, "clean" shot
 1:12 =cmd|' /C calc'!A0
 1:03:15 Clip 3
 """
@@ -96,6 +97,22 @@ def test_plain_text() -> None:
 
 def test_youtube_chapters() -> None:
     assert formats.youtube_chapters(ROWS, total_ms=None, moments=False) == YOUTUBE
+
+
+def test_youtube_chapters_keep_the_first_moment_at_0_00() -> None:
+    """A moment in the first 10 s names the 0:00 chapter (it was lost in an automatic "Start");
+    one from 10 s on is a chapter of its own after "Start"; YouTube's rules hold either way."""
+    boss = [marker(1, 6_000, 6_000, "🔥🔥 boss down 👑", "v", 0, False), marker(1, 9_000, 9_000, "gg", "v", 0, False)]
+    later = [marker(1, ms, ms, f"at {ms // 1000}", "v", 0, False) for ms in (18_000, 31_000)]
+    assert formats.youtube_chapters(boss + later, total_ms=None, moments=True) == (
+        "0:00 🔥🔥 boss down 👑\n0:18 at 18\n0:31 at 31\n"
+    )
+    unnamed = [marker(1, 0, 0, "", "v", 0, False), *later]
+    assert formats.youtube_chapters(unnamed, total_ms=None, moments=True) == "0:00 Moment 1\n0:18 at 18\n0:31 at 31\n"
+    at_ten = [marker(1, 10_000, 10_000, "ten", "v", 0, False), *later[1:]]
+    assert formats.youtube_chapters(at_ten, total_ms=None, moments=False) == "0:00 Start\n0:10 ten\n0:31 at 31\n"
+    with pytest.raises(CodedError):  # still two chapters: 0:00 (named by the first) and 0:18
+        formats.youtube_chapters(boss + later[:1], total_ms=None, moments=True)
 
 
 def test_youtube_refuses_what_cannot_make_chapters() -> None:

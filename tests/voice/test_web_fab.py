@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import re
 from pathlib import Path
 
 from playwright.async_api import Browser, Page, expect
@@ -207,10 +208,26 @@ async def test_digest_and_tasks_show_on_the_session_page(server: ServerUnderTest
     while await worker.run_once(block_ms=1):
         pass
     await expect(page.locator("#digest")).to_be_visible()
-    await expect(page.locator("#digest")).to_contain_text("not configured")
+    # The person's words: no job type, no operator's setting (the digest in the API keeps them).
+    await expect(page.locator("#digest div").filter(has_text="Transcription")).to_have_text(
+        "TranscriptionNot set up on this server"
+    )
     await expect(page.locator("#digest-texts li")).to_have_text(["TODO: <b>ship</b> it"])
     await expect(page.locator("#task-list li")).to_have_text(["<b>ship</b> it"])
-    await expect(page.locator("#activity")).to_contain_text("DONE_MULTIPROMPT")
+    # One line for the job, its outcome replacing its steps ("tasks 1/1", "digest 1/1").
+    await expect(page.locator("#activity li")).to_have_count(1)
+    await expect(page.locator("#activity li .job-type")).to_have_text("Summary")
+    await expect(page.locator("#activity li .job-status")).to_have_text("done")
+    assert "SESSIONHUB_" not in await page.locator("#session").inner_text()
+    stored = await server.services.voice.get(session_id)
+    assert (
+        stored is not None and stored.digest is not None and "SESSIONHUB_VOICE_TRANSCRIBE_COMMAND" in str(stored.digest)
+    )
+    # Closed, Done may be pressed again (seed 002) but is no longer the primary thing to do.
+    done = page.locator("#done-button")
+    await expect(done).to_have_text("Done again")
+    await expect(done).to_be_enabled()
+    await expect(done).not_to_have_class(re.compile(r"\bprimary\b"))
 
 
 async def test_chunks_are_cut_automatically_at_the_configured_length(

@@ -209,11 +209,16 @@ async def test_job_results_are_listed(server: ServerUnderTest, tab: Tab) -> None
         data = {"job_id": "j1", "job_type": "DONE_MULTIPROMPT", "status": status}
         await services.log.append(services.scripts.append, session_id, "job_result", data)
 
+    # One line per job in the person's words; another job is a line of its own, above.
     items = page.locator("#activity li")
-    await expect(items).to_have_count(2)
-    await expect(items.first.locator(".job-status")).to_have_text("succeeded")
-    await expect(items.first.locator(".job-type")).to_have_text("DONE_MULTIPROMPT")
+    await expect(items).to_have_count(1)
+    await expect(items.first.locator(".job-status")).to_have_text("done")
+    await expect(items.first.locator(".job-type")).to_have_text("Summary")
     await expect(page.locator("#activity-empty")).to_be_hidden()
+    other = {"job_id": "j2", "job_type": "MY_PLUGIN_JOB", "status": "failed"}
+    await services.log.append(services.scripts.append, session_id, "job_result", other)
+    await expect(items.locator(".job-type")).to_have_text(["My plugin job", "Summary"])
+    await expect(items.locator(".job-status")).to_have_text(["failed", "done"])
 
 
 async def test_a_page_opened_while_the_session_is_processed_says_so(server: ServerUnderTest, tab: Tab) -> None:
@@ -225,9 +230,9 @@ async def test_a_page_opened_while_the_session_is_processed_says_so(server: Serv
     await services.log.append_kept(services.scripts.append_kept, session_id, "job_progress", step, **KEEP_LAST_JOB)
     await tab.use_token(server.token("alice"))
     page = await open_live(tab, f"/session/{session_id}")
-    await expect(page.locator("#activity li .job-status")).to_have_text("transcribe 3/5")
+    await expect(page.locator("#activity li .job-status")).to_have_text("transcribing 3 of 5")
     await expect(page.locator("#activity-empty")).to_be_hidden()
-    await expect(page.locator("#digest-empty")).to_contain_text("Being processed (transcribe 3/5)")
+    await expect(page.locator("#digest-empty")).to_contain_text("Being processed (transcribing 3 of 5)")
     done = {"job_id": "j1", "job_type": "done_multiprompt", "status": "failed", "attempts": 3, "error": "x"}
     await services.log.append_kept(services.scripts.append_kept, session_id, "job_result", done, **KEEP_LAST_JOB)
     await expect(page.locator("#digest-empty")).to_contain_text("Not processed yet")

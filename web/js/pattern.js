@@ -1037,7 +1037,13 @@ function renderGrid(state) {
     });
   }
   for (const el of grid.querySelectorAll("input, select, button")) el.disabled = readOnly;
-  for (const el of grid.querySelectorAll(".step")) el.disabled = false; // focusable; clicks ignored when read-only
+  // Steps stay focusable (a published pattern's steps are read, their parameters shown) but say
+  // they take no change: aria-disabled, drawn as the other controls are (app.css).
+  for (const el of grid.querySelectorAll(".step")) {
+    el.disabled = false;
+    if (readOnly) el.setAttribute("aria-disabled", "true");
+    else el.removeAttribute("aria-disabled");
+  }
   handRowFocusOn(focus);
   const cursorColours = distinctColours(players.values());
   for (const p of players.values()) {
@@ -1165,9 +1171,17 @@ function trackOf(el) {
   return row ? view().state.tracks.find((t) => t.id === row.dataset.track) : null;
 }
 
+// Said once a page: a published pattern's step tapped or pressed (Space, Enter) changes nothing.
+const READ_ONLY_SAID = "This is a published snapshot: Remix to edit.";
+let readOnlySaid = false;
+
 function onGridClick(event) {
   const el = event.target;
   const track = trackOf(el);
+  if (track && readOnly && el.classList.contains("step") && !readOnlySaid) {
+    readOnlySaid = true;
+    toast(READ_ONLY_SAID);
+  }
   if (!track || readOnly) return;
   if (el.classList.contains("step")) {
     const step = Number(el.dataset.step);
@@ -1326,6 +1340,10 @@ async function load(id) {
   position = parseEtag(answer.headers.get("ETag"));
   readOnly = meta.immutable === true;
   $("readonly-banner").hidden = !readOnly;
+  // How to turn steps on or off: neither shown nor read out on a pattern that takes no change.
+  $("grid-keys").hidden = readOnly;
+  if (readOnly) $("grid").removeAttribute("aria-describedby");
+  else $("grid").setAttribute("aria-describedby", "grid-keys");
   orphanBanner.show(id, { orphaned: meta.orphaned });
   for (const id2 of ["pattern-name", "tempo", "swing", "add-sample", "add-track"]) $(id2).disabled = readOnly;
   $("publish").hidden = readOnly; // a published copy is published already

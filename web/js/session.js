@@ -24,6 +24,20 @@ const STATUS_LABELS = {
   error: "Error",
 };
 
+// What each built-in job is, in the person's words (a job type is the operator's name for it).
+const JOB_NAMES = {
+  done_multiprompt: "Summary",
+  post_process_session: "Digest",
+  create_tasks_from_chunks: "Tasks",
+};
+// A job's outcome and its steps (job_result's status, job_progress's step), in plain words.
+const JOB_OUTCOMES = { succeeded: "done", retrying: "trying again", failed: "failed" };
+const JOB_STEPS = { transcribe: "transcribing", digest: "summary written", tasks: "tasks collected" };
+// The digest's `transcription` when the server has no transcription command (PROTOCOL:
+// "`not configured: …`"): the setting it names is the operator's, not the person's.
+const NOT_CONFIGURED = "not configured";
+const NOT_CONFIGURED_TEXT = "Not set up on this server";
+
 // Fields a session_update may change; anything else in its data is not page state.
 const SESSION_FIELDS = [
   "session_name",
@@ -325,7 +339,7 @@ function renderResults() {
             ])
           : "—",
       ),
-      fact("Transcription", String(digest.transcription ?? "—")),
+      fact("Transcription", transcriptionText(digest.transcription)),
     );
     for (const text of Array.isArray(digest.texts) ? digest.texts : []) {
       const item = document.createElement("li");
@@ -376,10 +390,33 @@ function apply(event) {
   }
 }
 
-/** A job_result's data as it is, a job_progress's as its step ("transcribe 3/5"). */
+/** The digest's transcription outcome as the person reads it. */
+function transcriptionText(transcription) {
+  const text = String(transcription ?? "—");
+  return text.startsWith(NOT_CONFIGURED) ? NOT_CONFIGURED_TEXT : text;
+}
+
+/** A job type in words: a built-in's name, another's type as a phrase ("MY_JOB": "My job"). */
+function jobName(type) {
+  const key = String(type ?? "").toLowerCase();
+  const phrase = key.replaceAll("_", " ").trim();
+  return JOB_NAMES[key] ?? (phrase ? phrase[0].toUpperCase() + phrase.slice(1) : "Job");
+}
+
+/**
+ * A job_result's or job_progress's data as one line: `{job_id, name, state, status}`, where
+ * `state` is the outcome or step ("succeeded", "transcribe") and `status` says it in words
+ * ("done", "transcribing 3 of 5"; a one-step count is not said).
+ */
 function jobLine(job) {
-  if (typeof job.status === "string") return job;
-  return { job_type: job.job_type, status: `${job.step ?? "step"} ${job.done ?? ""}/${job.total ?? ""}` };
+  const base = { job_id: job.job_id, name: jobName(job.job_type) };
+  if (typeof job.status === "string") {
+    return { ...base, state: job.status, status: JOB_OUTCOMES[job.status] ?? job.status.replaceAll("_", " ") };
+  }
+  const step = String(job.step ?? "step");
+  const words = JOB_STEPS[step] ?? step.replaceAll("_", " ");
+  const count = Number(job.total) > 1 ? ` ${job.done ?? 0} of ${job.total}` : "";
+  return { ...base, state: step, status: `${words}${count}` };
 }
 
 /** Whether the session's last job is still at work (a step, or a retry to come). */
@@ -388,18 +425,22 @@ function processing() {
   return Boolean(job && typeof job === "object" && (typeof job.status !== "string" || job.status === "retrying"));
 }
 
+/** One line per job, its latest step or outcome: a job's steps replace its line, not add to it. */
 function addActivity(job, ts) {
-  const item = document.createElement("li");
+  const jobId = String(job.job_id ?? "");
+  const known = jobId ? [...ui.activity.children].find((item) => item.dataset.jobId === jobId) : undefined;
+  const item = known ?? document.createElement("li");
+  if (jobId) item.dataset.jobId = jobId;
   const kind = document.createElement("span");
   kind.className = "job-type";
-  kind.textContent = String(job.job_type ?? "job");
+  kind.textContent = job.name;
   const outcome = document.createElement("span");
   outcome.className = "job-status";
-  outcome.dataset.status = String(job.status ?? "");
-  outcome.textContent = String(job.status ?? "");
+  outcome.dataset.status = String(job.state ?? "");
+  outcome.textContent = job.status;
   const time = document.createElement("time");
   time.textContent = formatTime(ts);
-  item.append(kind, outcome, time);
+  item.replaceChildren(kind, outcome, time);
   ui.activity.prepend(item);
   while (ui.activity.children.length > ACTIVITY_LIMIT) ui.activity.lastElementChild.remove();
   ui.activityEmpty.hidden = true;
@@ -447,6 +488,11 @@ function updateDoneButton() {
   // when the recorder is gone: the status then leaves "recording").
   const recording = session?.status === "recording" || session?.status === "cutting";
   ui.doneHint.hidden = !recording;
+  // Closed, Done may be pressed again (seed 002: it counts, and builds the summary again), but it
+  // is no longer the thing to do: a plain button that says what it does then.
+  const closed = session?.is_active === false;
+  ui.done.classList.toggle("primary", !closed);
+  ui.done.textContent = closed ? "Done again" : "Done";
   ui.done.disabled = !(live && session) || recording || ui.done.dataset.sending === "true";
   ui.process.disabled = !(live && session) || ui.process.dataset.sending === "true";
 }

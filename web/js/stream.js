@@ -1137,6 +1137,19 @@ function filenameOf(response) {
   return match ? match[1] : "export.txt";
 }
 
+// The export options each format uses (handlers/streams/export.py): a frame rate for the editors'
+// timecodes, a timeline for everything placed on the VOD (chapters too). The others ignore them:
+// not shown for those, nor sent.
+const EXPORT_OPTIONS = {
+  fps: new Set(["premiere", "resolve", "edl"]),
+  timeline: new Set(["youtube", "premiere", "resolve", "edl"]),
+};
+
+function showExportOptions() {
+  const chosen = $("format-select").value;
+  for (const [option, formats] of Object.entries(EXPORT_OPTIONS)) $(`${option}-field`).hidden = !formats.has(chosen);
+}
+
 async function onExport(event) {
   event.preventDefault();
   ui.exportError.hidden = true;
@@ -1144,13 +1157,14 @@ async function onExport(event) {
   const query = new URLSearchParams({
     format: chosen === "csv-excel" ? "csv" : chosen,
     bom: chosen === "csv-excel" ? "1" : "0",
-    timeline: $("timeline-select").value,
     of: $("of-select").value,
     only: $("only-select").value,
-    fps: $("fps-select").value,
     window_s: String(Math.min(600, Math.max(1, Number.parseInt(ui.window.value, 10) || 10))),
     sort: ui.sort.value,
   });
+  for (const [option, formats] of Object.entries(EXPORT_OPTIONS)) {
+    if (formats.has(chosen)) query.set(option, $(`${option}-select`).value);
+  }
   // A long export on a slow network shows it is under way, and is not asked for twice meanwhile.
   await whileBusy([ui.exportButton], () => exportParts(query));
 }
@@ -1220,6 +1234,8 @@ async function main() {
   ui.window.addEventListener("change", scheduleMoments);
   ui.sort.addEventListener("change", scheduleMoments);
   ui.exportForm.addEventListener("submit", onExport);
+  $("format-select").addEventListener("change", showExportOptions);
+  showExportOptions(); // a reload may keep the format chosen before
   sessionId = idFromPath("streams");
   try {
     session = await api(`/api/streams/${encodeURIComponent(sessionId ?? "")}`);

@@ -258,6 +258,15 @@ async function loadMine() {
   }
 }
 
+/**
+ * Back in view, the page reads its own clips again: a clip the viewer made on another device
+ * reaches this one by no event (the audience log carries no clip, by design: PROTOCOL, "The
+ * audience session"), so a phone picked up again after clipping on a laptop shows it.
+ */
+function onVisible() {
+  if (document.visibilityState === "visible" && live) loadMine();
+}
+
 async function send() {
   if (!pending || !socket?.connected) return; // the next subscribe sends it
   const attempt = pending;
@@ -379,6 +388,7 @@ function connectionChanged(state) {
 
 async function main() {
   ui.form.addEventListener("submit", onSubmit);
+  document.addEventListener("visibilitychange", onVisible);
   // A clip clicked but not stored yet (its connection went before the answer) lives only in this
   // page, which sends it again once the connection is back: leaving asks first, as it would be
   // lost without a word.
