@@ -52,6 +52,9 @@ async def played_in_the_car(http: aiohttp.ClientSession, server: ServerUnderTest
         assert r.status == 201
 
 
+HEARTBEAT_MS = 2000  # web/js/player.js
+
+
 async def click_and_wait(player: Page, item_id: str, button: str, action: str) -> None:
     row = player.locator(f'li[data-item-id="{item_id}"]')
     await row.locator(f"button.{button}").click()
@@ -335,8 +338,8 @@ async def test_a_book_paused_on_one_device_plays_on_from_there_on_another(
     book = phone.locator('li[data-item-id="demo-audiobook-1"]')
     await expect(book.locator(".position")).to_have_text("")
     await click_and_wait(phone, "demo-audiobook-1", "play", "started")
-    clock.shift_ms += 50_000  # within the silence (the page's timers fire once in a jump)
-    await phone.clock.fast_forward(50_000)
+    clock.shift_ms += 50_000
+    await phone.clock.run_for(50_000)  # its heartbeats all fire: a page that ran all along
     await click_and_wait(phone, "demo-audiobook-1", "pause", "finalized")
     await expect(book.locator(".position")).to_have_text("Resumes at 0:50")
 
@@ -393,6 +396,53 @@ async def test_playing_on_offline_past_the_silence_is_uploaded_once_back(
     clock.shift_ms += 10_000
     await expect(row).to_have_attribute("data-reported-until", str(back_at + 10_000))
     assert len(await listed_sessions(lserver)) == 3
+
+
+async def test_a_machine_asleep_is_not_uploaded_as_listening(
+    browser: Browser, lserver: ServerUnderTest, clock: FrozenClock, tabs: list[Tab]
+) -> None:
+    """A laptop closed for two minutes with /player playing: the server swept the session at its
+    last report, the page's first heartbeat on waking started a new one, and the page uploaded
+    the two minutes asleep as listened (a night asleep: up to 24 h)."""
+    tab = await new_tab(browser, lserver)
+    await tab.use_token(lserver.token("alice", ttl_s=TOKEN_TTL_S), ttl_s=TOKEN_TTL_S)
+    tabs.append(tab)
+    await tab.page.clock.install()
+    player = await tab.open("/player")
+    await expect(player.locator("#connection")).to_have_attribute("data-state", "live")
+    row = player.locator('li[data-item-id="demo-audiobook-1"]')
+    await click_and_wait(player, "demo-audiobook-1", "play", "started")
+    started_at = clock.now_ms()
+    clock.shift_ms += 20_000
+    await player.clock.fast_forward(20_000)
+    await expect(row).to_have_attribute("data-reported-until", str(started_at + 20_000))
+    # Asleep: the wall clock moves on, the page's own clock and timers do not (as in a suspend).
+    wall = await player.evaluate("Date.now()")
+    await player.clock.set_system_time((wall + 120_000) / 1000)  # a number is in seconds
+    clock.shift_ms += 120_000
+    async with asyncio.timeout(10):
+        while (await listed_sessions(lserver))[0]["open"]:
+            await asyncio.sleep(0.05)
+    woke_at = clock.now_ms()
+    # Awake: the page's timers run again (its connection may be found dead and made again).
+    for _ in range(30):
+        await player.clock.run_for(HEARTBEAT_MS)
+        if await row.get_attribute("data-reported-until") == str(woke_at):
+            break
+    await expect(row).to_have_attribute("data-reported-until", str(woke_at))
+    # A heartbeat answered after any upload the page sent on waking (one connection, in order).
+    clock.shift_ms += 10_000
+    for _ in range(30):
+        await player.clock.run_for(HEARTBEAT_MS)
+        if await row.get_attribute("data-reported-until") == str(woke_at + 10_000):
+            break
+    await expect(row).to_have_attribute("data-reported-until", str(woke_at + 10_000))
+    listed = await listed_sessions(lserver)
+    assert [(s["source"], s["started_at"], s["ended_at"]) for s in listed] == [
+        ("live", woke_at, woke_at + 10_000),
+        ("live", started_at, started_at + 20_000),
+    ], listed
+    assert await row.get_attribute("data-offline-upload") is None
 
 
 async def test_a_session_deleted_offline_says_so_in_its_row_at_once(

@@ -63,8 +63,8 @@ function position(item) {
   return base;
 }
 
-/** `pressedAt` (page clock): a pause or stop sent late, which the server ends when pressed. */
-async function report(item, status, pressedAt = null) {
+/** `agoMs`: a pause or stop sent late, pressed that long ago; the server ends the session then. */
+async function report(item, status, agoMs = null) {
   if (!socket?.connected) throw new Error("You are offline.");
   if (!historyId) throw new Error("Your history is not open yet.");
   const payload = {
@@ -75,7 +75,7 @@ async function report(item, status, pressedAt = null) {
     position_s: Math.round(Math.min(position(item), item.duration_s) * 10) / 10,
     item: { title: item.title, artist: item.artist, album: item.album, duration_s: item.duration_s },
   };
-  if (pressedAt !== null) payload.ago_ms = Math.max(0, Math.round(performance.now() - pressedAt));
+  if (agoMs !== null) payload.ago_ms = Math.min(OWED_FOR_MS, Math.max(0, Math.round(agoMs)));
   return call(socket, "listening_report", payload);
 }
 
@@ -195,7 +195,9 @@ function yieldToAnotherTab() {
 // heartbeat; then, sent at its arrival, it counted the time offline after the press; past the
 // server's silence it was lost, and so was what was played offline before it. Kept a day (the
 // most the server takes).
-const owed = new Map(); // item_id -> {item, status, at}
+// The time since the press is read on the wall clock (`Date.now()`): the page's own clock stops
+// while the machine sleeps, and a pause pressed before a night asleep would end at the morning.
+const owed = new Map(); // item_id -> {item, status, press: {page, wall}, heardBefore}
 const OWED_FOR_MS = 86_400_000;
 
 /** The report's failure says the server did not hear it (may be heard once sent again). */
@@ -228,8 +230,28 @@ function heard(stretch, ack) {
   stretch.heard = { id: session.id, endedAt: session.ended_at, anchor };
   rows.get(stretch.item.item_id).row.dataset.reportedUntil = String(session.ended_at);
   if (before && before.id !== session.id && before.endedAt < session.started_at) {
-    addGap(stretch.item, before, session.started_at);
+    // Stopped meanwhile (a machine asleep, a frozen tab): it played until it stopped, not on.
+    const stopped = stretch.stoppedAt === null ? null : onServerClock(before, stretch.stoppedAt);
+    const end = stopped === null ? session.started_at : Math.min(session.started_at, stopped);
+    if (end > before.endedAt) addGap(stretch.item, before, end);
   }
+  if (before?.id !== session.id) stretch.stoppedAt = null;
+}
+
+// A heartbeat this late on the wall clock: the page did not run meanwhile (the machine slept, the
+// browser froze the tab), and nothing played. Its tick before is where the play stopped; the
+// span the server heard nothing of is uploaded only up to there (it counted a night asleep), and
+// the position does not count the stop either.
+const STOPPED_AFTER_MS = 5 * HEARTBEAT_MS;
+
+function tick(stretch) {
+  const now = { page: performance.now(), wall: Date.now() };
+  const last = stretch.tick;
+  if (now.wall - last.wall > STOPPED_AFTER_MS) {
+    stretch.stoppedAt ??= last.page;
+    stretch.startedMs += Math.max(0, now.page - last.page - HEARTBEAT_MS); // the page's clock ran on
+  }
+  stretch.tick = now;
 }
 
 /** The span from `heard`'s end to `endedAt` (server clock), played while the server heard
@@ -247,14 +269,18 @@ function addGap(item, heardBefore, endedAt) {
   uploadGap(clientId);
 }
 
+/** A moment of this page (its clock) on the server's, by the last ack that wrote. */
+function onServerClock(heardBefore, pageMs) {
+  const anchor = heardBefore?.anchor;
+  return anchor ? Math.round(anchor.serverMs + (pageMs - anchor.pageMs)) : null;
+}
+
 /** A pause sent late was answered `none`: the silence sweep ended the session at its last
  * report and, shorter than the minimum then, deleted it (offline from the start). What was
  * played until the press is uploaded instead, placed on the server's clock by the last write. */
 function uploadUntilPress(item, heardBefore, pressedAt) {
-  const anchor = heardBefore?.anchor;
-  if (!anchor) return;
-  const pressed = Math.round(anchor.serverMs + (pressedAt - anchor.pageMs));
-  if (pressed > heardBefore.endedAt) addGap(item, heardBefore, pressed);
+  const pressed = onServerClock(heardBefore, pressedAt);
+  if (pressed !== null && pressed > heardBefore.endedAt) addGap(item, heardBefore, pressed);
 }
 
 async function uploadGap(clientId) {
@@ -272,9 +298,9 @@ async function uploadGap(clientId) {
 /** Once the connection is back: the pauses and stops owed, then the item playing now, then the
  * spans played offline that wait for an answer. */
 function reportOwed() {
-  for (const { item, status, at, heardBefore } of [...owed.values()]) {
+  for (const { item, status, press, heardBefore } of [...owed.values()]) {
     owed.delete(item.item_id);
-    if (performance.now() - at < OWED_FOR_MS) send(item, status, at, heardBefore);
+    if (Date.now() - press.wall < OWED_FOR_MS) send(item, status, press, heardBefore);
   }
   if (current) send(current.item, "playing");
   for (const clientId of [...gaps.keys()]) uploadGap(clientId);
@@ -288,7 +314,13 @@ async function play(item) {
     settle(current.item, "paused");
     stopTone();
   }
-  current = { item, startedMs: performance.now(), heard: null };
+  current = {
+    item,
+    startedMs: performance.now(),
+    heard: null,
+    tick: { page: performance.now(), wall: Date.now() },
+    stoppedAt: null,
+  };
   startTone(item.hz);
   render();
   clearInterval(heartbeat);
@@ -296,6 +328,7 @@ async function play(item) {
   // the failure away (it stayed on screen while play was reported again).
   heartbeat = setInterval(() => {
     const stretch = current;
+    if (stretch) tick(stretch);
     stretch &&
       report(stretch.item, "playing").then(
         (ack) => {
@@ -322,21 +355,21 @@ async function halt(item, status) {
   await send(item, status, null, heardBefore);
 }
 
-/** `pressedAt` and `heardBefore` (what the server last acknowledged of this play): a pause or
- * stop owed since then, sent now. */
-async function send(item, status, pressedAt = null, heardBefore = null) {
-  const at = pressedAt ?? performance.now();
+/** `owedPress` ({page, wall}: when it was pressed) and `heardBefore` (what the server last
+ * acknowledged of this play): a pause or stop owed since then, sent now. */
+async function send(item, status, owedPress = null, heardBefore = null) {
+  const press = owedPress ?? { page: performance.now(), wall: Date.now() };
   const stretch = current;
   try {
-    const ack = await report(item, status, pressedAt);
+    const ack = await report(item, status, owedPress && Date.now() - owedPress.wall);
     notice("");
     const row = rows.get(item.item_id).row;
     row.dataset.lastAction = ack.action;
     if (status === "playing" && stretch?.item === item) heard(stretch, ack);
-    if (pressedAt !== null && ack.action === "none") uploadUntilPress(item, heardBefore, pressedAt);
+    if (owedPress && ack.action === "none") uploadUntilPress(item, heardBefore, owedPress.page);
   } catch (err) {
     if (status !== "playing" && unheard(err) && current?.item !== item) {
-      owed.set(item.item_id, { item, status, at, heardBefore });
+      owed.set(item.item_id, { item, status, press, heardBefore });
       notice(`${err.message} The ${status === "paused" ? "pause" : "stop"} is sent once the connection is back.`);
       return;
     }
