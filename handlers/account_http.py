@@ -199,12 +199,13 @@ class AccountRoutes:
         return web.json_response(Revoked(revoked=1).model_dump())
 
     async def logout_all(self, request: web.Request) -> web.Response:
-        """Sign every device out and end the links made before; other nodes refuse their tokens
-        within the revocation poll."""
+        """Sign every device out, end the links made before, and the guest tokens bound to no
+        device; other nodes refuse their tokens within the revocation poll."""
         auth_cookie.require_page_request(request, self._s.public_url)
         claims = self._claims(request)
         _, revoked = await self._s.identities.revoke_all(claims.sub)
         self._s.tokens.revoked_families |= set(revoked)
+        self._s.tokens.signed_out_users |= {claims.sub}
         response = web.json_response(Revoked(revoked=len(revoked)).model_dump())
         auth_cookie.clear_credential(response)
         return response

@@ -26,6 +26,7 @@ import base64
 import hashlib
 import hmac
 import json
+import math
 import re
 import secrets
 from collections.abc import Iterable
@@ -75,6 +76,23 @@ class IdentityConfig:
 REVOKED_LOG_MAX = 10_000
 # Entries read from the log per round trip.
 REVOKED_READ_BATCH = 1000
+# How an entry of the revoked set and log that is a user's "sign out everywhere" begins (a family
+# id is hex): ``u:<when, ms>:<user id>``. A node of the release before takes it for a family id
+# no token carries, and passes it by.
+SIGNED_OUT_MARK = "u:"
+
+
+def signed_out_entry(user_id: str, at_ms: int) -> str:
+    """The revoked set's entry saying that ``user_id`` signed out everywhere at ``at_ms``."""
+    return f"{SIGNED_OUT_MARK}{at_ms}:{user_id}"
+
+
+def parse_signed_out(entry: str) -> tuple[str, int] | None:
+    """``(user id, when ms)`` of a :func:`signed_out_entry`; None for a family id."""
+    if not entry.startswith(SIGNED_OUT_MARK):
+        return None
+    at_ms, _, user_id = entry[len(SIGNED_OUT_MARK) :].partition(":")
+    return (user_id, int(at_ms)) if at_ms.isdigit() and user_id else None
 
 
 @dataclass(frozen=True, slots=True)
@@ -505,12 +523,17 @@ class Identities:
         """Sign ``user_id`` out everywhere: when (ms), and the family ids revoked.
 
         First the time is kept (``link_ttl_s``, as long as a link may live: a link made before
-        it is refused), then every device listed is revoked. In that order: a device a link's
+        it is refused) and logged for every node (a token bound to no device issued before it is
+        refused), then every device listed is revoked. In that order: a device a link's
         redemption lists after the list was read is one whose redemption, checking the time
         after listing it, sees it (handlers/auth_http.py).
         """
         now_ms = self._clock.now_ms()
         await self._redis.set(self._keys.user_signed_out(user_id), now_ms, ex=self.config.link_ttl_s)
+        # Past its access_ttl_s no token bound to no device issued before it lives; nor does one a
+        # node renewed before it heard of the sign-out (a poll later, and a second of iat's).
+        until_ms = now_ms + (self.config.access_ttl_s + math.ceil(self.config.revocation_poll_s) + 1) * 1000
+        await self._log_revoked([signed_out_entry(user_id, now_ms)], until_ms=until_ms, before_log=False)
         ids = cast(list[str], await self._redis.zrange(self._keys.user_families(user_id), 0, -1))
         revoked = [family_id for family_id in ids if await self.revoke(user_id, family_id)]
         return now_ms, revoked
@@ -540,7 +563,7 @@ class Identities:
         await self._log_revoked(family_ids, until_ms=until_ms, before_log=True)
 
     async def _log_revoked(self, entries: list[str], *, until_ms: int, before_log: bool) -> None:
-        """Add ``entries`` (family ids) to the revoked set
+        """Add ``entries`` (family ids, or a user's :func:`signed_out_entry`) to the revoked set
         and log until ``until_ms``; also to the set of the release before the log (``before_log``)."""
         keys, now_ms = self._keys, self._clock.now_ms()
         await self._revoked_add(
