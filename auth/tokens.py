@@ -60,6 +60,9 @@ class TokenService:
         self.jwks = jwks
         # Family ids of signed-out devices, kept current by the node (handlers.revocation_watch).
         self.revoked_families: frozenset[str] = frozenset()
+        # Users who signed out everywhere, while a guest token bound to no device issued before
+        # may live: such tokens of theirs are refused (the same watch keeps it current).
+        self.signed_out_users: frozenset[str] = frozenset()
         self._required = ("exp", "sub", *(("iss",) if config.issuer else ()), *(("aud",) if config.audience else ()))
         # HS256, the common case, skips PyJWT's layers (auth.hs256); RS256 stays with PyJWT.
         self._hs256 = (
@@ -179,4 +182,13 @@ class TokenService:
             raise CodedError(ErrorCode.UNAUTHORIZED, "invalid token") from exc
         if claims.fam and claims.fam in self.revoked_families:
             raise CodedError(ErrorCode.UNAUTHORIZED, "this device was signed out")
+        if claims.guest and not claims.fam and claims.sub in self.signed_out_users and external is None:
+            # A guest token bound to no device ends when its user signs out everywhere. Every one
+            # of that user's is refused, not only those whose iat is before: none is issued after
+            # (one comes only from renewing another), but a node that has not heard of the
+            # sign-out yet may still renew one, and the renewed one would carry a later iat. The
+            # mark lasts until every token issued before it, or renewed meanwhile, has expired.
+            # Tokens bound to a device end with it; the operator's (``sessionhub token``: no
+            # device, not a guest) and an external provider's are not a browser's and are kept.
+            raise CodedError(ErrorCode.UNAUTHORIZED, "this identity was signed out everywhere")
         return claims

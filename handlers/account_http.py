@@ -199,11 +199,13 @@ class AccountRoutes:
         return web.json_response(Revoked(revoked=1).model_dump())
 
     async def logout_all(self, request: web.Request) -> web.Response:
-        """Sign every device out; other nodes refuse their tokens within the revocation poll."""
+        """Sign every device out, end the links made before, and the guest tokens bound to no
+        device; other nodes refuse their tokens within the revocation poll."""
         auth_cookie.require_page_request(request, self._s.public_url)
         claims = self._claims(request)
-        revoked = await self._s.identities.revoke_all(claims.sub)
+        _, revoked = await self._s.identities.revoke_all(claims.sub)
         self._s.tokens.revoked_families |= set(revoked)
+        self._s.tokens.signed_out_users |= {claims.sub}
         response = web.json_response(Revoked(revoked=len(revoked)).model_dump())
         auth_cookie.clear_credential(response)
         return response
@@ -233,7 +235,17 @@ class AccountRoutes:
         )
         ttl_s = self._s.limits.login_link_ttl_s
         exp = int(self._s.clock.now_s()) + ttl_s
-        record = {"sub": claims.sub, "exp": exp, "device_link": True, "grant": grant_of(claims)}
+        # The device that made it (``fam``) and when (``made_ms``): signing that device out, or
+        # signing out everywhere, ends the link (handlers/auth_http.py, link_ended).
+        made_ms = self._s.clock.now_ms()
+        record = {
+            "sub": claims.sub,
+            "exp": exp,
+            "device_link": True,
+            "grant": grant_of(claims),
+            "fam": claims.fam,
+            "made_ms": made_ms,
+        }
         token = await self._s.login_tokens.issue(record, ttl_s=ttl_s)
         url = f"{auth_cookie.public_base(request, self._s.public_url)}/tg_auth?token={token}"
         if target is not None:

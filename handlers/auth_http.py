@@ -30,6 +30,7 @@ DAY_S = 86_400
 
 
 USED = "this link was used already or has expired"
+ENDED = "this link was ended: the device that made it, or every device of its identity, was signed out"
 # A device's label: its User-Agent, at most this long (PROTOCOL: "its first 120 characters").
 DEVICE_LABEL_CHARS = 120
 
@@ -289,6 +290,8 @@ class AuthRoutes:
             raise CodedError(ErrorCode.UNAUTHORIZED, USED, reason="used")
         if not claims.get("device_link") and int(claims["exp"]) <= int(self._s.clock.now_s()):
             raise CodedError(ErrorCode.UNAUTHORIZED, "the token that asked for this login link has expired")
+        if await self._link_ended(claims):
+            raise CodedError(ErrorCode.UNAUTHORIZED, ENDED, reason="signed_out")
         profile = await self._s.identities.profile(claims["sub"])
         return web.json_response(LinkOwner(user_id=claims["sub"], name=profile.name).model_dump())
 
@@ -298,13 +301,16 @@ class AuthRoutes:
         comes from the user's profile). A bot link is refused once its asking token has expired.
         """
         body = await self._link_body(request)
-        tokens = self._s.login_tokens
-        attempt = body.attempt or ""
+        device = self._s.identities.new_family_id()
         known = len(body.token) in ONE_TIME_TOKEN_CHARS
-        redeemed = await tokens.redeem(body.token, attempt) if known else None
+        redeemed = await self._s.login_tokens.redeem(body.token, body.attempt or "", device=device) if known else None
         if redeemed is None:
             raise CodedError(ErrorCode.UNAUTHORIZED, USED, reason="used")
         claims = redeemed.claims
+        # The maker is judged when the link is taken: the same redemption sent again finds it
+        # signed out by that redemption when the link was opened in the maker's own browser.
+        if await self._link_ended(claims, maker=not redeemed.again):
+            raise CodedError(ErrorCode.UNAUTHORIZED, ENDED, reason="signed_out")
         if claims.get("device_link"):
             grant = claims["grant"]
         elif int(claims["exp"]) <= int(self._s.clock.now_s()):
@@ -315,16 +321,33 @@ class AuthRoutes:
                 "guest": bool(claims.get("guest", False)),
                 "telegram_user_id": claims.get("telegram_user_id", ""),
             }
-        # The same page sending its redemption again: the device its first try opened never
-        # reached it (the answer was lost), so that one is signed out and this one opened.
-        if redeemed.replaces and await self._s.identities.revoke(claims["sub"], redeemed.replaces):
-            self._s.tokens.revoked_families |= {redeemed.replaces}
-        await self._replace_own_device(request, claims["sub"])
-        response = await self.new_device(request, claims["sub"], grant, status=200)
-        await tokens.opened(body.token, attempt, TokenAnswer.model_validate_json(response.text or "{}").device_id)
+        # The same page sending its redemption again (its answer lost, or sent while the first
+        # was on its way) opens the device the first one chose, once: the same device, the same
+        # cookie (Identities.open_family), however many race.
+        await self._replace_own_device(request, claims["sub"], keep=redeemed.device)
+        response = await self.new_device(request, claims["sub"], grant, status=200, family_id=redeemed.device)
+        # Checked again once the device is listed: a sign-out everywhere that listed the devices
+        # before this one was, came after the check above and set its time first, which this
+        # sees (Identities.revoke_all). So no device a link opens outlives a sign-out it raced.
+        # Not the maker again: a link made by this very browser signed its maker out just above.
+        if await self._link_ended(claims, maker=False):
+            if await self._s.identities.revoke(claims["sub"], redeemed.device):
+                self._s.tokens.revoked_families |= {redeemed.device}
+            raise CodedError(ErrorCode.UNAUTHORIZED, ENDED, reason="signed_out")
         return response
 
-    async def _replace_own_device(self, request: web.Request, user_id: str) -> None:
+    async def _link_ended(self, claims: dict[str, Any], *, maker: bool = True) -> bool:
+        """Whether a sign-out ended this link: its user signed out everywhere after it was made,
+        or (``maker``) the device that made it (a device link's ``fam``) is signed out or gone. A
+        link of the release before carries neither: any sign-out everywhere it may predate ends it."""
+        user_id, made_ms = str(claims["sub"]), int(claims.get("made_ms") or 0)
+        signed_out_ms = await self._s.identities.signed_out_at(user_id)
+        if signed_out_ms and made_ms <= signed_out_ms:
+            return True
+        family = str(claims.get("fam") or "") if maker else ""
+        return bool(family) and not await self._s.identities.family_live(user_id, family)
+
+    async def _replace_own_device(self, request: web.Request, user_id: str, *, keep: str) -> None:
         """A browser that is already a device of ``user_id`` (its own device link opened in the
         same browser) is signed out as that device: the new device's cookie replaces its cookie,
         so no browser held it any more, and it stayed listed beside the new one for the refresh
@@ -332,8 +355,10 @@ class AuthRoutes:
         browser's other tabs take up the new device's token (web/js/client.js)."""
         credential = auth_cookie.presented(request)
         family = credential.partition(".")[0] if credential else ""
-        if not family or await self._s.identities.family_user(family) != user_id:
-            return  # no device, or another person's: theirs is not this link's to end
+        if not family or family == keep or await self._s.identities.family_user(family) != user_id:
+            # No device, or another person's (theirs is not this link's to end), or the one this
+            # redemption opens (the first answer of a redemption sent again did arrive).
+            return
         if await self._s.identities.revoke(user_id, family):
             self._s.tokens.revoked_families |= {family}
 
@@ -363,11 +388,14 @@ class AuthRoutes:
 
     # --- minting -----------------------------------------------------------------------
     async def new_device(
-        self, request: web.Request, user_id: str, grant: dict[str, Any], *, status: int
+        self, request: web.Request, user_id: str, grant: dict[str, Any], *, status: int, family_id: str | None = None
     ) -> web.Response:
-        """Open a device of ``user_id`` in this browser: its token, and its refresh cookie."""
+        """Open a device of ``user_id`` in this browser: its token, and its refresh cookie (under
+        ``family_id`` when chosen beforehand: opened once, see Identities.open_family)."""
         label = device_label(request, DEVICE_LABEL_CHARS)
-        family_id, credential = await self._s.identities.open_family(user_id, label=label, grant=grant)
+        family_id, credential = await self._s.identities.open_family(
+            user_id, label=label, grant=grant, family_id=family_id
+        )
         profile = await self._s.identities.profile(user_id)
         token, exp = self._mint(user_id, grant, name=profile.name, admin=profile.admin, fam=family_id)
         guest = bool(grant.get("guest", False))

@@ -140,5 +140,13 @@ class Connections:
             return []
         return [sid for sid, c in self._by_sid.items() if c.claims.fam and c.claims.fam in family_ids]
 
+    def of_bare_guests(self, user_ids: frozenset[str]) -> list[str]:
+        """Sids of the connections of these users whose token is a guest's bound to no device."""
+        if not user_ids:
+            return []
+        return [
+            sid for sid, c in self._by_sid.items() if c.claims.sub in user_ids and c.claims.guest and not c.claims.fam
+        ]
+
     def __len__(self) -> int:
         return len(self._by_sid)

@@ -96,7 +96,7 @@ OPERATIONS = (
         "Finish adding a passkey",
         tag=TAG,
         body=Ceremony,
-        statuses=(400, 401, 403, 413, *_rate),
+        statuses=(400, 401, 403, 409, 413, *_rate),
         ok=(201,),
         response=PasskeyView,
     ),
@@ -229,7 +229,8 @@ class PasskeyRoutes:
             label=body.label or device_label(request, PASSKEY_LABEL_CHARS),
             grant=grant_of(claims),
         )
-        await self._s.passkeys.add(passkey)
+        if not await self._s.passkeys.add(passkey):
+            raise CodedError(ErrorCode.CONFLICT, "this passkey is registered already", reason="registered")
         await self._s.identities.mark_saved(claims.sub, True)
         view = PasskeyView(passkey_id=passkey.passkey_id, label=passkey.label, created_at=now_ms, last_used_at=now_ms)
         return web.json_response(view.model_dump(), status=201)

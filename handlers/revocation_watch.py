@@ -20,7 +20,7 @@ from handlers.connection import Connections
 from handlers.context import Services
 from handlers.log_throttle import LogThrottle
 from storage.failures import REDIS_AWAY
-from storage.identity.repository import Position
+from storage.identity.repository import Position, parse_signed_out
 
 log = logging.getLogger(__name__)
 # An unexpected failure of a round is logged once with its traceback, then counted (the loop
@@ -40,7 +40,9 @@ class RevocationWatch:
         self._sio = sio
         self.interval_s = interval_s
         self._position: Position | None = None  # None: read the whole set next
-        self._until: dict[str, int] = {}  # family id -> until when (ms) its tokens are refused
+        # family id (or a user's sign-out everywhere, repository.signed_out_entry) -> until when
+        # (ms) its tokens are refused
+        self._until: dict[str, int] = {}
         self._next_expiry_ms = NO_EXPIRY_MS  # the earliest until of _until
 
     def register(self, app: web.Application) -> None:
@@ -95,9 +97,25 @@ class RevocationWatch:
             self._next_expiry_ms = min(self._until.values(), default=NO_EXPIRY_MS)
             changed = True
         if changed:
-            self._s.tokens.revoked_families = frozenset(self._until)
-        for sid in self._connections.of_families(new):
+            self._adopt()
+        users = frozenset(user for user, _ in filter(None, map(parse_signed_out, new)))
+        await self._sign_out(self._connections.of_families(new), "this device was signed out")
+        await self._sign_out(self._connections.of_bare_guests(users), "this identity was signed out everywhere")
+
+    def _adopt(self) -> None:
+        """Hand the token service the devices signed out and the users signed out everywhere."""
+        families, users = set(), set()
+        for entry in self._until:
+            user = parse_signed_out(entry)
+            if user is None:
+                families.add(entry)
+            else:
+                users.add(user[0])
+        self._s.tokens.revoked_families = frozenset(families)
+        self._s.tokens.signed_out_users = frozenset(users)
+
+    async def _sign_out(self, sids: list[str], why: str) -> None:
+        for sid in sids:
             # Told first, so that a page can say why instead of retrying with a dead token.
-            message = {"error": "unauthorized", "message": "this device was signed out"}
-            await self._sio.emit(SIGNED_OUT_EVENT, message, to=sid)
+            await self._sio.emit(SIGNED_OUT_EVENT, {"error": "unauthorized", "message": why}, to=sid)
             await self._sio.disconnect(sid)

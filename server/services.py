@@ -170,6 +170,7 @@ def identity_config_from(settings: Settings) -> IdentityConfig:
         # A revoked device's tokens are refused as long as the longest-lived one it may hold.
         access_ttl_s=max(settings.guest_token_ttl_s, settings.login_token_ttl_s),
         revocation_poll_s=settings.revocation_poll_s,
+        link_ttl_s=settings.login_link_ttl_s,
     )
 
 

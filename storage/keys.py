@@ -153,6 +153,11 @@ class Keys:
         """String with a TTL: a node is deleting what this gone guest owned (one node at a time)."""
         return f"{self.prefix}:{{u:{user_id}}}:sweep_lease"
 
+    def user_signed_out(self, user_id: str) -> str:
+        """String with a TTL: when (ms, the server's clock) the user last signed out everywhere;
+        a one-time link made before it is refused (handlers/auth_http.py)."""
+        return f"{self.prefix}:{{u:{user_id}}}:signed_out"
+
     def user_passkeys(self, user_id: str) -> str:
         """Hash passkey id -> JSON (credential id, public key, sign count, times, label, grant)."""
         return f"{self.prefix}:{{u:{user_id}}}:passkeys"
@@ -190,14 +195,11 @@ class Keys:
         return f"{self.prefix}:auth:opened:{token_hash}"
 
     def login_token(self, token_hash: str) -> str:
-        """One-time login token (stored by hash, never in clear)."""
+        """One-time login token (stored by hash, never in clear): its claims until redeemed; once
+        redeemed with an attempt id, for a short TTL, the hash of that id, the claims and the
+        device the redemption opens, so that the same page resending the same redemption (its
+        answer lost) gets that device again instead of ``used`` (storage/login_tokens.py)."""
         return f"{self.prefix}:login:{token_hash}"
-
-    def login_redeemed(self, token_hash: str) -> str:
-        """String with a short TTL: a redeemed one-time token's claims, the hash of the attempt id
-        its redeeming page sent and the device it opened, so that the same page resending the
-        same redemption (its answer lost) gets a device instead of ``used``."""
-        return f"{self.prefix}:login_redeemed:{token_hash}"
 
     # --- patterns ----------------------------------------------------------------------
     def pattern_players(self, session_id: str) -> str:

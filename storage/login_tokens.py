@@ -1,9 +1,8 @@
-"""One-time login tokens (seed 002 ``/login``): stored by hash, redeemed at most once."""
+"""One-time login tokens (seed 002 ``/login``, device links): stored by hash, redeemed at most once."""
 
 from __future__ import annotations
 
 import hashlib
-import hmac
 import json
 import secrets
 from dataclasses import dataclass
@@ -12,6 +11,7 @@ from typing import Any
 from redis.asyncio import Redis
 
 from storage.keys import Keys
+from storage.scripts import plain_script, refused
 
 # How long a redeemed token's redemption may be sent again by the page that sent it (with the
 # same attempt id): as long as a refresh's answer may be sent again (the rotation grace).
@@ -24,6 +24,7 @@ class LoginTokens:
     def __init__(self, *, redis: Redis, keys: Keys) -> None:
         self._redis = redis
         self._keys = keys
+        self._redeem = plain_script(redis, "identity/link_redeem.lua")
 
     async def issue(self, claims: dict[str, Any], *, ttl_s: int) -> str:
         """A fresh token for ``claims``, valid for ``ttl_s`` seconds.
@@ -40,53 +41,35 @@ class LoginTokens:
     async def peek(self, token: str) -> dict[str, Any] | None:
         """The claims behind ``token``, which stays redeemable (None when used or expired)."""
         raw = await self._redis.get(self._keys.login_token(_digest(token)))
-        return json.loads(raw) if raw else None
+        claims: dict[str, Any] | None = json.loads(raw) if raw else None
+        return None if claims is None or "redeemed" in claims else claims
 
-    async def redeem(self, token: str, attempt: str = "") -> Redemption | None:
-        """The claims behind ``token``, once: a second redemption (or an expired token) gets None.
+    async def redeem(self, token: str, attempt: str, *, device: str) -> Redemption | None:
+        """The claims behind ``token``, once, and the device the redemption opens: ``device`` for
+        the first one; None for a second redemption, or an expired or unknown token.
 
         With an ``attempt`` (an id the redeeming page chose and sent with the token), the same
-        attempt redeeming again within :data:`RESEND_GRACE_S` (the page's first answer was lost)
-        gets the claims again, with the device the first one opened (``replaces``), which the
-        caller signs out as it opens another: the page never got its cookie. Another attempt, or
-        none, is refused as before: the link's token alone does not open a second device.
+        attempt redeeming again within :data:`RESEND_GRACE_S` (the page's first answer was lost,
+        or it sent the redemption again while the first was on its way) gets the claims again
+        and the first one's device, chosen in the same atomic step that took the link: however
+        many of them race, they open one device. Another attempt, or none, is refused as before.
         """
-        digest = _digest(token)
-        raw = await self._redis.getdel(self._keys.login_token(digest))
-        if raw:
-            if attempt:
-                # A second step: a process dying between the two leaves the token used and no
-                # resend possible, as before this existed; nothing is opened twice.
-                first = {"attempt": _digest(attempt), "claims": raw, "device": ""}
-                await self._redis.set(self._keys.login_redeemed(digest), json.dumps(first), ex=RESEND_GRACE_S)
-            return Redemption(json.loads(raw), replaces=None)
-        if not attempt:
+        args = [_digest(attempt) if attempt else "", device, RESEND_GRACE_S]
+        result = await self._redeem(keys=[self._keys.login_token(_digest(token))], args=args)
+        if refused(result):
             return None
-        found = await self._redis.get(self._keys.login_redeemed(digest))
-        mark: dict[str, str] = json.loads(found) if found else {}
-        if not mark or not hmac.compare_digest(str(mark["attempt"]), _digest(attempt)):
-            return None
-        return Redemption(json.loads(mark["claims"]), replaces=str(mark["device"]))
-
-    async def opened(self, token: str, attempt: str, device: str) -> None:
-        """Note the device a redemption with ``attempt`` opened (a resend signs it out)."""
-        if not attempt:
-            return
-        key = self._keys.login_redeemed(_digest(token))
-        found = await self._redis.get(key)
-        if found:
-            mark = json.loads(found)
-            mark["device"] = device
-            await self._redis.set(key, json.dumps(mark), xx=True, keepttl=True)
+        outcome, raw, opened = result
+        return Redemption(json.loads(raw), device=str(opened), again=outcome == "again")
 
 
 @dataclass(frozen=True, slots=True)
 class Redemption:
-    """A redeemed token's claims; ``replaces``: None for the first redemption, else the device
-    the first one opened ('' if it had not noted one yet)."""
+    """A redeemed token's claims, the device the redemption opens, and whether it is the same
+    page's redemption sent again (``again``: that device may be open already)."""
 
     claims: dict[str, Any]
-    replaces: str | None
+    device: str
+    again: bool = False
 
 
 def _digest(token: str) -> str:

@@ -218,7 +218,9 @@ class BotRoutes:
             window_s=60,
             message="too many login links; wait a minute",
         )
-        token = await self._s.login_tokens.issue(claims.to_payload(), ttl_s=ttl_s)
+        # When it was made: the user signing out everywhere ends it (handlers/auth_http.py).
+        record = {**claims.to_payload(), "made_ms": self._s.clock.now_ms()}
+        token = await self._s.login_tokens.issue(record, ttl_s=ttl_s)
         url = f"{base_url}/tg_auth?token={token}"
         return {"reply": url, "login_url": url, "expires_in_s": ttl_s}
 

@@ -16,6 +16,7 @@ from redis.asyncio import Redis
 
 from storage.clock import Clock
 from storage.keys import Keys
+from storage.scripts import plain_script
 
 CHALLENGE_TTL_S = 300
 
@@ -53,6 +54,7 @@ class Passkeys:
         self._redis = redis
         self._keys = keys
         self._clock = clock
+        self._release = plain_script(redis, "identity/passkey_release.lua")
 
     async def challenge(self, *, challenge: bytes, purpose: str, user_id: str = "") -> str:
         """Keep a ceremony's challenge for ``CHALLENGE_TTL_S``; its id for the client."""
@@ -71,12 +73,22 @@ class Passkeys:
             return None
         return bytes.fromhex(value["challenge"]), value["user_id"]
 
-    async def add(self, passkey: Passkey) -> None:
-        """Register a passkey for its user."""
-        async with self._redis.pipeline(transaction=False) as pipe:
-            pipe.hset(self._keys.user_passkeys(passkey.user_id), passkey.passkey_id, passkey.record())
-            pipe.set(self._keys.passkey_owner(passkey.passkey_id), passkey.user_id)
-            await pipe.execute()
+    async def add(self, passkey: Passkey) -> bool:
+        """Register a passkey for its user; False when its credential id is registered already
+        (WebAuthn section 7.1, step 22), by anyone: the first registration keeps it.
+
+        The owner is claimed first, in one step (``SET NX``): of two users racing with one
+        credential id, one gets it. A claim of this very user's that has no record (a
+        registration cut off between the two writes) is finished instead of refused.
+        """
+        owner_key = self._keys.passkey_owner(passkey.passkey_id)
+        passkeys_key = self._keys.user_passkeys(passkey.user_id)
+        if not await self._redis.set(owner_key, passkey.user_id, nx=True):
+            owner = await self._redis.get(owner_key)
+            if owner != passkey.user_id or await self._redis.hexists(passkeys_key, passkey.passkey_id):
+                return False
+        await self._redis.hset(passkeys_key, passkey.passkey_id, passkey.record())
+        return True
 
     async def of_user(self, user_id: str) -> list[Passkey]:
         """The user's passkeys, oldest first."""
@@ -102,5 +114,5 @@ class Passkeys:
         """Forget one of the user's passkeys; False when it is not theirs."""
         removed = await self._redis.hdel(self._keys.user_passkeys(user_id), passkey_id)
         if removed:
-            await self._redis.delete(self._keys.passkey_owner(passkey_id))
+            await self._release(keys=[self._keys.passkey_owner(passkey_id)], args=[user_id])
         return bool(removed)

@@ -26,6 +26,7 @@ import base64
 import hashlib
 import hmac
 import json
+import math
 import re
 import secrets
 from collections.abc import Iterable
@@ -65,6 +66,9 @@ class IdentityConfig:
     rotation_grace_s: float = 60.0
     spent_max: int = 64
     max_devices: int = 50
+    # How long a one-time link lives (SESSIONHUB_LOGIN_LINK_TTL_S): a sign-out everywhere is kept
+    # that long, so that a link made before it is refused.
+    link_ttl_s: int = 600
 
 
 # The revocation log keeps about this many entries (each a family id and a time): a node that
@@ -72,6 +76,23 @@ class IdentityConfig:
 REVOKED_LOG_MAX = 10_000
 # Entries read from the log per round trip.
 REVOKED_READ_BATCH = 1000
+# How an entry of the revoked set and log that is a user's "sign out everywhere" begins (a family
+# id is hex): ``u:<when, ms>:<user id>``. A node of the release before takes it for a family id
+# no token carries, and passes it by.
+SIGNED_OUT_MARK = "u:"
+
+
+def signed_out_entry(user_id: str, at_ms: int) -> str:
+    """The revoked set's entry saying that ``user_id`` signed out everywhere at ``at_ms``."""
+    return f"{SIGNED_OUT_MARK}{at_ms}:{user_id}"
+
+
+def parse_signed_out(entry: str) -> tuple[str, int] | None:
+    """``(user id, when ms)`` of a :func:`signed_out_entry`; None for a family id."""
+    if not entry.startswith(SIGNED_OUT_MARK):
+        return None
+    at_ms, _, user_id = entry[len(SIGNED_OUT_MARK) :].partition(":")
+    return (user_id, int(at_ms)) if at_ms.isdigit() and user_id else None
 
 
 @dataclass(frozen=True, slots=True)
@@ -172,6 +193,7 @@ class Identities:
         self._rotation_key = rotation_key
         self._rotate = plain_script(redis, "identity/rotate.lua")
         self._revoke = plain_script(redis, "identity/revoke.lua")
+        self._family_open = plain_script(redis, "identity/family_open.lua")
         self._family_keep = plain_script(redis, "identity/family_keep.lua")
         self._rename = plain_script(redis, "identity/rename.lua")
         self._revoked_add = plain_script(redis, "identity/revoked_add.lua")
@@ -309,11 +331,23 @@ class Identities:
         token_hash = hashlib.sha256(token.encode()).hexdigest()
         return bool(await self._redis.set(self._keys.device_opened_by(token_hash), "1", nx=True, ex=max(ttl_s, 1)))
 
-    async def open_family(self, user_id: str, *, label: str, grant: dict[str, Any]) -> tuple[str, str]:
+    @staticmethod
+    def new_family_id() -> str:
+        """A fresh device (family) id, for a device opened under an id chosen beforehand."""
+        return secrets.token_hex(12)
+
+    async def open_family(
+        self, user_id: str, *, label: str, grant: dict[str, Any], family_id: str | None = None
+    ) -> tuple[str, str]:
         """A new device for ``user_id``: its family id and its first credential.
 
-        ``grant`` (perms, guest, telegram_user_id) is what tokens minted from it may carry.
+        ``grant`` (perms, guest, telegram_user_id) is what tokens minted from it may carry. With
+        a ``family_id`` chosen beforehand (a link's redemption, which a page may send again), the
+        device is opened once: opened again, nothing is written and the same first credential is
+        answered (derived from the id with the rotation key), so every answer is that device.
         """
+        if family_id is not None:
+            return await self._open_chosen(user_id, family_id, label=label, grant=grant)
         family_id, secret = secrets.token_hex(12), secrets.token_urlsafe(32)
         now_ms = self._clock.now_ms()
         ttl_s = await self.keep(user_id)
@@ -336,6 +370,40 @@ class Identities:
             await pipe.execute()
         await self._cap_devices(user_id)
         return family_id, f"{family_id}.{secret}"
+
+    async def _open_chosen(self, user_id: str, family_id: str, *, label: str, grant: dict[str, Any]) -> tuple[str, str]:
+        if not FAMILY_ID.match(family_id):
+            raise ValueError(f"not a family id: {family_id!r}")
+        secret = self._first_secret(family_id)
+        now_ms = self._clock.now_ms()
+        ttl_s = await self.keep(user_id)
+        fields = {
+            "user": user_id,
+            "secret": _digest(secret),
+            "created_ms": now_ms,
+            "last_used_ms": now_ms,
+            "rotated_ms": now_ms,
+            "label": label[:120],
+            "grant": json.dumps(grant),
+            "expires_ms": now_ms + ttl_s * 1000,
+            "kept_ms": now_ms,
+        }
+        flat = [part for pair in fields.items() for part in pair]
+        if await self._family_open(keys=[self._keys.family(family_id)], args=[ttl_s, *flat]):
+            async with self._redis.pipeline(transaction=False) as pipe:
+                pipe.zadd(self._keys.user_families(user_id), {family_id: now_ms})
+                pipe.expire(self._keys.user_families(user_id), ttl_s)
+                await pipe.execute()
+            await self._cap_devices(user_id)
+        return family_id, f"{family_id}.{secret}"
+
+    def _first_secret(self, family_id: str) -> str:
+        """The first secret of a device opened under a chosen id: the same for every opening of
+        it (an HMAC only this server can make), random without a rotation key."""
+        if self._rotation_key is None:
+            return secrets.token_urlsafe(32)
+        mac = hmac.new(self._rotation_key, f"open:{family_id}".encode(), hashlib.sha256).digest()
+        return base64.urlsafe_b64encode(mac).decode().rstrip("=")
 
     async def rotate(self, credential: str) -> Rotation:
         """Trade a credential for the next one (see :class:`Rotation`); revokes on reuse."""
@@ -451,28 +519,65 @@ class Identities:
             await self._forget(user_id, [family_id])
         return bool(done)
 
-    async def revoke_all(self, user_id: str) -> list[str]:
-        """Sign every device of ``user_id`` out; the family ids revoked."""
+    async def revoke_all(self, user_id: str) -> tuple[int, list[str]]:
+        """Sign ``user_id`` out everywhere: when (ms), and the family ids revoked.
+
+        First the time is kept (``link_ttl_s``, as long as a link may live: a link made before
+        it is refused) and logged for every node (a token bound to no device issued before it is
+        refused), then every device listed is revoked. In that order: a device a link's
+        redemption lists after the list was read is one whose redemption, checking the time
+        after listing it, sees it (handlers/auth_http.py).
+        """
+        now_ms = self._clock.now_ms()
+        await self._redis.set(self._keys.user_signed_out(user_id), now_ms, ex=self.config.link_ttl_s)
+        # Past its access_ttl_s no token bound to no device issued before it lives; nor does one a
+        # node renewed before it heard of the sign-out (a poll later, and a second of iat's).
+        until_ms = now_ms + (self.config.access_ttl_s + math.ceil(self.config.revocation_poll_s) + 1) * 1000
+        await self._log_revoked([signed_out_entry(user_id, now_ms)], until_ms=until_ms, before_log=False)
         ids = cast(list[str], await self._redis.zrange(self._keys.user_families(user_id), 0, -1))
         revoked = [family_id for family_id in ids if await self.revoke(user_id, family_id)]
-        return revoked
+        return now_ms, revoked
+
+    async def signed_out_at(self, user_id: str) -> int:
+        """When (ms) ``user_id`` last signed out everywhere, as long as a link may live; 0 if not."""
+        at_ms = await self._redis.get(self._keys.user_signed_out(user_id))
+        return int(at_ms) if at_ms else 0
+
+    async def family_live(self, user_id: str, family_id: str) -> bool:
+        """Whether ``family_id`` is a device of ``user_id`` that is not signed out nor gone."""
+        if not FAMILY_ID.match(family_id):
+            return False
+        raw = cast(dict[str, str], await self._redis.hgetall(self._keys.family(family_id)))
+        return (
+            bool(raw)
+            and raw.get("user") == user_id
+            and raw.get("revoked") != "1"
+            and not _past(raw, self._clock.now_ms())
+        )
 
     async def _forget(self, user_id: str, family_ids: list[str]) -> None:
-        # Access tokens of these families live at most access_ttl_s more: refuse them that long.
-        until_ms = self._clock.now_ms() + self.config.access_ttl_s * 1000
+        # Access tokens of these families live at most access_ttl_s more: refused that long.
         if user_id:
             await self._redis.zrem(self._keys.user_families(user_id), *family_ids)
+        until_ms = self._clock.now_ms() + self.config.access_ttl_s * 1000
+        await self._log_revoked(family_ids, until_ms=until_ms, before_log=True)
+
+    async def _log_revoked(self, entries: list[str], *, until_ms: int, before_log: bool) -> None:
+        """Add ``entries`` (family ids, or a user's :func:`signed_out_entry`) to the revoked set
+        and log until ``until_ms``; also to the set of the release before the log (``before_log``)."""
         keys, now_ms = self._keys, self._clock.now_ms()
         await self._revoked_add(
             keys=[keys.revoked_families(), keys.revoked_log(), keys.revoked_head()],
-            args=[until_ms, now_ms, secrets.token_hex(8), REVOKED_LOG_MAX, *family_ids],
+            args=[until_ms, now_ms, secrets.token_hex(8), REVOKED_LOG_MAX, *entries],
         )
+        if not before_log:
+            return
         # Also where a node of the version before the log reads (the whole set, every poll):
         # while both versions run, a device signed out on a new node is refused on an old one.
         # Kept pruned here, since only those nodes pruned it. (Drop once no such node runs.)
         async with self._redis.pipeline(transaction=False) as pipe:
             pipe.zremrangebyscore(keys.revoked_families_before_log(), "-inf", now_ms)
-            pipe.zadd(keys.revoked_families_before_log(), dict.fromkeys(family_ids, until_ms))
+            pipe.zadd(keys.revoked_families_before_log(), dict.fromkeys(entries, until_ms))
             await pipe.execute()
 
     async def _cap_devices(self, user_id: str) -> None:

@@ -48,7 +48,15 @@ async function identityToLose(owner) {
   }
 }
 
-function usedUp() {
+/** A refused link: ended by a sign-out (`reason: "signed_out"`), else used or expired. */
+function usedUp(err) {
+  if (err?.details?.reason === "signed_out") {
+    refused(
+      "This link was ended by a sign-out",
+      "The device that made it, or every device of that identity, was signed out since. Ask for a new link on a signed-in device.",
+    );
+    return;
+  }
   refused(
     "This link was already used or has expired",
     "A sign-in link works once and for a few minutes. Ask for a new one: “Link another device” on a signed-in device, or /login in the bot.",
@@ -67,7 +75,7 @@ function redeem() {
   signInWithLoginToken(loginToken, { onRetry }).then(
     () => location.replace(next),
     (err) => {
-      if (err.code === "unauthorized") usedUp();
+      if (err.code === "unauthorized") usedUp(err);
       else if (err.status === 0)
         refused(
           "Signing in failed",
@@ -84,7 +92,7 @@ async function start() {
   try {
     owner = await peekLoginToken(loginToken);
   } catch (err) {
-    if (err.code === "unauthorized") return usedUp();
+    if (err.code === "unauthorized") return usedUp(err);
     return redeem(); // the look failed (a server from before it, say): the exchange says the rest
   }
   const me = await identityToLose(owner);
