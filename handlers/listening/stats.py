@@ -19,9 +19,15 @@ from storage.listening.model import ListeningSession
 _TZ_NAME = re.compile(r"[A-Za-z][A-Za-z0-9_+\-]*(/[A-Za-z0-9_+\-]+){0,2}")
 
 
+# Files of a system's zone folder that are no zone a browser names: `localtime` is this
+# machine's own zone (accepted, it answered in the server's zone, not the listener's), and
+# `posixrules` a copy of some zone kept for POSIX TZ strings.
+NOT_ZONES = frozenset({"localtime", "posixrules"})
+
+
 @cache
 def _zone_names() -> frozenset[str]:
-    return frozenset(zoneinfo.available_timezones())
+    return frozenset(zoneinfo.available_timezones()) - NOT_ZONES
 
 
 def time_zone(name: str) -> zoneinfo.ZoneInfo:

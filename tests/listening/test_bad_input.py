@@ -142,7 +142,17 @@ async def test_a_token_that_may_not_read_its_history_neither_finds_nor_writes_it
 
 
 @pytest.mark.parametrize(
-    "tz", ["Mars/Olympus_Mons", "../../etc/passwd", "", "Europe/Berlin\n", "UTC" * 30, "/usr/share/zoneinfo/UTC"]
+    "tz",
+    [
+        "Mars/Olympus_Mons",
+        "../../etc/passwd",
+        "",
+        "Europe/Berlin\n",
+        "UTC" * 30,
+        "/usr/share/zoneinfo/UTC",
+        "localtime",  # the server machine's own zone, never the listener's
+        "posixrules",
+    ],
 )
 async def test_time_zones_that_do_not_exist(reading_server: ServerUnderTest, tz: str) -> None:
     server = reading_server  # refused queries: the module's shared server

@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+from datetime import datetime, timedelta
+from datetime import time as dt_time
+from zoneinfo import ZoneInfo
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -648,3 +651,38 @@ async def test_the_history_connects_while_its_first_reads_are_under_way(
     await expect(page.locator("#connection")).to_have_attribute("data-state", "live", timeout=30_000)
     assert not held_out, "the connection waited for the history's first answer"
     assert len(reads) == 1, reads  # the live refresh after the snapshot may read it again, later
+
+
+async def test_a_history_left_open_past_midnight_shows_the_new_day(
+    browser: Browser, lserver: ServerUnderTest, clock: FrozenClock, tabs: list[Tab]
+) -> None:
+    """The page read its days once: left open overnight it kept yesterday as today (its chart's
+    last bar, its streak) until the history changed."""
+    zone = noon_zone(clock.now_ms())
+    local = datetime.fromtimestamp(clock.now_ms() / 1000, ZoneInfo(zone))
+    midnight = datetime.combine(local.date() + timedelta(days=1), dt_time(0), tzinfo=ZoneInfo(zone))
+    clock.shift_ms += int(midnight.timestamp() * 1000) - clock.now_ms() - 20_000  # 20 s before midnight
+    tab = await new_tab(browser, lserver, timezone_id=zone)
+    await tab.use_token(lserver.token("alice", ttl_s=TOKEN_TTL_S), ttl_s=TOKEN_TTL_S)
+    tabs.append(tab)
+    await tab.page.clock.install(time=clock.now_ms() / 1000)
+    history = await tab.open("/history")
+    await expect(history.locator("#connection")).to_have_attribute("data-state", "live")
+    bars = history.locator("#chart rect.bar")
+    await expect(bars).to_have_count(30)
+    # The page's first read, then the one its subscription's snapshot asks for: both done.
+    for _ in range(40):
+        await history.clock.run_for(250)
+        if await history.locator("body").get_attribute("data-loaded") == "2":
+            break
+    await expect(history.locator("body")).to_have_attribute("data-loaded", "2")
+    today = await bars.last.get_attribute("data-date")
+    # Past midnight, both clocks; nothing else happens (the connection stays up: no snapshot).
+    clock.shift_ms += 30_000
+    await history.clock.fast_forward(30_000)
+    for _ in range(20):  # the midnight timer, then the read it asks for
+        await history.clock.run_for(500)
+        if await bars.last.get_attribute("data-date") != today:
+            break
+    tomorrow = await bars.last.get_attribute("data-date")
+    assert tomorrow is not None and today is not None and tomorrow > today, (today, tomorrow)

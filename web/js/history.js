@@ -357,6 +357,30 @@ function refreshSoon() {
   refreshTimer = setTimeout(refresh, REFRESH_DELAY_MS);
 }
 
+// A page left open past midnight kept yesterday as "today" (its chart, its streak) until the next
+// change of the history: at each local midnight it reads again. A timer set for a day ahead may
+// fire late (a machine asleep): the day is checked whenever the tab is shown again, too.
+let shownDay = new Date().toDateString();
+
+function readAtMidnight() {
+  const now = new Date();
+  const midnight = new Date(now.getFullYear(), now.getMonth(), now.getDate() + 1);
+  setTimeout(
+    () => {
+      newDay();
+      readAtMidnight();
+    },
+    Math.max(1000, midnight - now + 1000), // a second past it: never the day before, at a DST change included
+  );
+}
+
+function newDay() {
+  const today = new Date().toDateString();
+  if (today === shownDay) return;
+  shownDay = today;
+  refreshSoon();
+}
+
 function renderOpen(open) {
   ui.nowPlaying.hidden = open.length === 0;
   ui.nowPlaying.textContent = open.length ? `Playing now on ${plural(open.length, "device")}.` : "";
@@ -520,6 +544,8 @@ async function main() {
   } catch (err) {
     showError(`Could not load the history: ${err.message}`, { ofLoad: true });
   }
+  readAtMidnight();
+  document.addEventListener("visibilitychange", () => document.visibilityState === "visible" && newDay());
   subscribeSession(socket, historyId, {
     onSnapshot: (session) => {
       renderOpen(session.open ?? []);
