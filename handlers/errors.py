@@ -16,6 +16,7 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 from handlers.log_throttle import LogThrottle
 from handlers.metrics import Metrics
 from protocol.errors import CodedError, ErrorCode
+from storage.failures import disk_refusal
 
 log = logging.getLogger(__name__)
 
@@ -30,6 +31,14 @@ _MOVING = (AskError, TryAgainError, ClusterError, RedisClusterException)
 # The ``reason`` of an ``unavailable`` answered because Redis is out of memory.
 REDIS_FULL = "redis_full"
 REDIS_FULL_MESSAGE = "the store is full (Redis maxmemory reached); writes are refused until memory is freed"
+
+
+# The ``reason`` of an ``unavailable`` answered because Redis cannot write to its disk (it answers
+# MISCONF: its append-only file or snapshot failed, often a full disk). Room is made by an
+# operator, not at once: the wait is the other storage refusals'.
+REDIS_DISK = "redis_disk_error"
+REDIS_DISK_MESSAGE = "the store cannot write to its disk; nothing was stored, try again later"
+REDIS_DISK_RETRY_AFTER_S = 60
 
 
 # The ``reason`` of an ``unavailable`` answered because the server's disk (blob folder) is full.
@@ -64,6 +73,13 @@ def classify(exc: BaseException) -> CodedError:
         # still work; a client should retry later, and an operator must free memory.
         _throttle.exception("Redis is full (maxmemory reached)", exc)
         return CodedError(ErrorCode.UNAVAILABLE, REDIS_FULL_MESSAGE, reason=REDIS_FULL)
+    refusal = disk_refusal(exc)
+    if refusal is not None:
+        # Not a bug of ours either: every write meets it alike, so one warning for them all.
+        _throttle.exception(f"Redis cannot write to its disk ({refusal})", exc, expected=True, cause=REDIS_DISK)
+        return CodedError(
+            ErrorCode.UNAVAILABLE, REDIS_DISK_MESSAGE, reason=REDIS_DISK, retry_after_s=REDIS_DISK_RETRY_AFTER_S
+        )
     if isinstance(exc, OSError) and exc.errno in _NO_ROOM:
         _throttle.exception("the server's storage is full", exc)
         return CodedError(ErrorCode.UNAVAILABLE, STORAGE_FULL_MESSAGE, reason=STORAGE_FULL)
