@@ -29,8 +29,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import ctypes
-import ctypes.util
 import errno
 import fcntl
 import logging
@@ -40,14 +38,14 @@ import shutil
 import signal
 import socket
 import subprocess
-import sys
-from collections.abc import Callable, Collection
+from collections.abc import Collection
 from pathlib import Path
 from typing import IO
 
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
+from server.child_process import die_with_parent
 from storage.failures import disk_refusal
 
 log = logging.getLogger(__name__)
@@ -67,7 +65,6 @@ RECORD_RETRY_S = 2.0
 LOCK_FILE = "serve.lock"
 PID_FILE = "redis.pid"
 URL_FILE = "redis.url"
-_PR_SET_PDEATHSIG = 1
 # The embedded Redis's default maxmemory, as a share of the memory available: an append-only
 # file rewrite forks Redis, and the copy-on-write pages of a busy fork can come near its size
 # again; the rest is for the server processes and the system.
@@ -175,22 +172,6 @@ class DataDirLock:
             handle.close()
 
 
-def _die_with_parent() -> Callable[[], None] | None:
-    """A ``preexec_fn`` asking Linux to SIGTERM the child when its parent dies; None elsewhere."""
-    if not sys.platform.startswith("linux"):
-        return None
-    libc = ctypes.CDLL(ctypes.util.find_library("c") or None, use_errno=True)  # loaded before fork
-    parent = os.getpid()
-
-    def preexec() -> None:
-        libc.prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
-        # The parent may have died between fork and prctl: then nobody would ever send the signal.
-        if os.getppid() != parent:
-            os._exit(1)
-
-    return preexec
-
-
 def _is_redis_in(pid: int, folder: Path) -> bool:
     """True when ``pid`` is a live (not zombie) process working in ``folder``.
 
@@ -274,7 +255,7 @@ class EmbeddedRedis:
             [self._binary, str(self._config)],
             stdin=subprocess.DEVNULL,
             stdout=subprocess.DEVNULL,
-            preexec_fn=_die_with_parent(),
+            preexec_fn=die_with_parent(signal.SIGTERM),
             # Out of the terminal's process group: a Ctrl-C (SIGINT to the whole foreground
             # group) must stop the server first, which then stops this Redis itself (stop());
             # otherwise Redis quits under a server still shutting down, and its bus, lease
