@@ -13,6 +13,7 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import OutOfMemoryError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
+from handlers.disk_room import DISK_FULL
 from handlers.log_throttle import LogThrottle
 from handlers.metrics import Metrics
 from protocol.errors import CodedError, ErrorCode
@@ -123,10 +124,18 @@ def error_body(error: CodedError) -> dict[str, Any]:
     return {**error.details, "error": error.code.value, "message": message}
 
 
+def _count(metrics: Metrics | None, source: str, exc: BaseException) -> None:
+    """Count a Redis failure, and a write the disk refused for want of room, on ``metrics``."""
+    if metrics is None:
+        return
+    metrics.redis_error(source, exc)
+    if isinstance(exc, OSError) and exc.errno in _NO_ROOM:
+        metrics.disk_refusals.labels(DISK_FULL).inc()
+
+
 def to_ack(exc: BaseException, *, metrics: Metrics | None = None) -> dict[str, Any]:
     """The error ack for ``exc`` (a Redis failure is counted on ``metrics``)."""
-    if metrics is not None:
-        metrics.redis_error("socket", exc)
+    _count(metrics, "socket", exc)
     return {"ok": False, **error_body(classify(exc))}
 
 
@@ -142,7 +151,6 @@ def retry_after(error: CodedError) -> dict[str, str]:
 def to_http(exc: BaseException, *, metrics: Metrics | None = None) -> web.Response:
     """The JSON error response for ``exc``, with the status its code carries (a Redis failure
     is counted on ``metrics``)."""
-    if metrics is not None:
-        metrics.redis_error("http", exc)
+    _count(metrics, "http", exc)
     error = classify(exc)
     return web.json_response(error_body(error), status=error.code.http_status, headers=retry_after(error))

@@ -34,6 +34,7 @@ AlertName = Literal[
     "redis_unreachable",
     "redis_disk_error",
     "no_replica",
+    "disk",
 ]
 ALERT_NAMES: tuple[str, ...] = get_args(AlertName)
 REDIS_UNREACHABLE = "redis_unreachable"
@@ -79,6 +80,7 @@ class Alerts:
             self.jobs,
             lambda: self._buses(node_list),
             self.replicas,
+            self.disk,
         ]
         for check in checks:
             try:
@@ -151,6 +153,15 @@ class Alerts:
         if refusing:
             alert["severity"] = "critical"
         return [alert]
+
+    async def disk(self) -> list[dict[str, Any]]:
+        """A disk of this node (the audio folder's, the data folder's) with less free than the
+        upload reserve, or a reserve larger than the whole disk: uploads are being refused, and
+        a disk filling further fails the embedded Redis's file."""
+        return [
+            {**_alert("disk", shortfall.message(), **shortfall.values()), "severity": "critical"}
+            for shortfall in self._s.disk.shortfalls()
+        ]
 
     async def creation_rate(self) -> list[dict[str, Any]]:
         """Sessions created in the last hour far above the hourly average of the hours before it.
