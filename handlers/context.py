@@ -15,6 +15,7 @@ from redis.asyncio import Redis
 
 from auth.relying_party import RelyingParty
 from auth.tokens import TokenService
+from handlers.disk_room import DiskRoom
 from handlers.kinds import KindRegistry
 from handlers.metrics import Metrics
 from handlers.storage_guard import StorageGuard
@@ -148,6 +149,7 @@ class Services:
     bus: Subscriptions
     metrics: Metrics
     storage_guard: StorageGuard
+    disk: DiskRoom  # the audio and data folders' disks against the upload reserve
     public_url: str
     trust_forwarded_for: int  # trusted proxies in front (0: none); handlers.http_common.address_of
     web_dir: Path

@@ -13,9 +13,11 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import OutOfMemoryError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
+from handlers.disk_room import DISK_FULL
 from handlers.log_throttle import LogThrottle
 from handlers.metrics import Metrics
 from protocol.errors import CodedError, ErrorCode
+from storage.failures import disk_refusal
 
 log = logging.getLogger(__name__)
 
@@ -30,6 +32,14 @@ _MOVING = (AskError, TryAgainError, ClusterError, RedisClusterException)
 # The ``reason`` of an ``unavailable`` answered because Redis is out of memory.
 REDIS_FULL = "redis_full"
 REDIS_FULL_MESSAGE = "the store is full (Redis maxmemory reached); writes are refused until memory is freed"
+
+
+# The ``reason`` of an ``unavailable`` answered because Redis cannot write to its disk (it answers
+# MISCONF: its append-only file or snapshot failed, often a full disk). Room is made by an
+# operator, not at once: the wait is the other storage refusals'.
+REDIS_DISK = "redis_disk_error"
+REDIS_DISK_MESSAGE = "the store cannot write to its disk; nothing was stored, try again later"
+REDIS_DISK_RETRY_AFTER_S = 60
 
 
 # The ``reason`` of an ``unavailable`` answered because the server's disk (blob folder) is full.
@@ -64,6 +74,13 @@ def classify(exc: BaseException) -> CodedError:
         # still work; a client should retry later, and an operator must free memory.
         _throttle.exception("Redis is full (maxmemory reached)", exc)
         return CodedError(ErrorCode.UNAVAILABLE, REDIS_FULL_MESSAGE, reason=REDIS_FULL)
+    refusal = disk_refusal(exc)
+    if refusal is not None:
+        # Not a bug of ours either: every write meets it alike, so one warning for them all.
+        _throttle.exception(f"Redis cannot write to its disk ({refusal})", exc, expected=True, cause=REDIS_DISK)
+        return CodedError(
+            ErrorCode.UNAVAILABLE, REDIS_DISK_MESSAGE, reason=REDIS_DISK, retry_after_s=REDIS_DISK_RETRY_AFTER_S
+        )
     if isinstance(exc, OSError) and exc.errno in _NO_ROOM:
         _throttle.exception("the server's storage is full", exc)
         return CodedError(ErrorCode.UNAVAILABLE, STORAGE_FULL_MESSAGE, reason=STORAGE_FULL)
@@ -107,10 +124,18 @@ def error_body(error: CodedError) -> dict[str, Any]:
     return {**error.details, "error": error.code.value, "message": message}
 
 
+def _count(metrics: Metrics | None, source: str, exc: BaseException) -> None:
+    """Count a Redis failure, and a write the disk refused for want of room, on ``metrics``."""
+    if metrics is None:
+        return
+    metrics.redis_error(source, exc)
+    if isinstance(exc, OSError) and exc.errno in _NO_ROOM:
+        metrics.disk_refusals.labels(DISK_FULL).inc()
+
+
 def to_ack(exc: BaseException, *, metrics: Metrics | None = None) -> dict[str, Any]:
     """The error ack for ``exc`` (a Redis failure is counted on ``metrics``)."""
-    if metrics is not None:
-        metrics.redis_error("socket", exc)
+    _count(metrics, "socket", exc)
     return {"ok": False, **error_body(classify(exc))}
 
 
@@ -126,7 +151,6 @@ def retry_after(error: CodedError) -> dict[str, str]:
 def to_http(exc: BaseException, *, metrics: Metrics | None = None) -> web.Response:
     """The JSON error response for ``exc``, with the status its code carries (a Redis failure
     is counted on ``metrics``)."""
-    if metrics is not None:
-        metrics.redis_error("http", exc)
+    _count(metrics, "http", exc)
     error = classify(exc)
     return web.json_response(error_body(error), status=error.code.http_status, headers=retry_after(error))

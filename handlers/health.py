@@ -12,6 +12,7 @@ from pydantic import BaseModel
 
 from handlers.http_common import FIXED_ANSWERS, FixedAnswer
 from handlers.openapi_registry import Auth, Operation, document
+from storage.failures import disk_refusal
 from storage.memory import without_replica
 
 
@@ -26,8 +27,9 @@ class Readiness(Liveness):
 
     redis: bool
     bus: bool
-    # Why the node is not fully serving although its parts answer: "redis_full: ..." (writes
-    # refused) or "no_replica: ..." (changes not confirmed under replica durability).
+    # Why the node is not fully serving although its parts answer: "redis_full: ..." or
+    # "redis_disk_error: ..." (writes refused) or "no_replica: ..." (changes not confirmed under
+    # replica durability).
     degraded: str | None = None
 
 
@@ -44,8 +46,8 @@ OPERATIONS = (
         "get",
         "/readyz",
         "Readiness: 200 when Redis answers and the bus listens, else 503 (also when Redis refuses"
-        " writes, full, or, under SESSIONHUB_DURABILITY=replica, a primary has no replica in sync:"
-        " `degraded` says which)",
+        " writes, full or unable to write its disk, or, under SESSIONHUB_DURABILITY=replica, a primary"
+        " has no replica in sync: `degraded` says which)",
         tag="health",
         auth=Auth.NONE,
         ok=(200, 503),  # both with the probe's own body
@@ -104,14 +106,19 @@ class HealthRoutes:
 
     async def readyz(self, request: web.Request) -> web.Response:
         """200 when Redis answers a PING and the bus listener is alive, else 503."""
+        degraded = None
         try:
             await self._redis_ping()
             redis_ok = True
-        except Exception:  # any failure to reach Redis means not ready
-            redis_ok = False
+        except Exception as exc:  # any failure to reach Redis means not ready
+            # A Redis that cannot write its disk refuses PING too (MISCONF): it answers, and
+            # reads go on, but every write is refused until it can write again.
+            refusal = disk_refusal(exc)
+            redis_ok = refusal is not None
+            if refusal is not None:
+                degraded = f"redis_disk_error: Redis cannot write to its disk ({refusal}); writes are refused"
         bus_ok = self._bus_alive()
-        degraded = None
-        if redis_ok:
+        if redis_ok and degraded is None:
             # Read together: each is bounded (a primary that hangs), and a probe gives up early.
             full, alone = await asyncio.gather(self._full(), self._unreplicated())
             degraded = full or alone

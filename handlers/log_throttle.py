@@ -39,13 +39,15 @@ class LogThrottle:
         self._clock = clock
         self._seen: dict[str, _Seen] = {}
 
-    def exception(self, message: str, exc: BaseException, *, expected: bool = False) -> bool:
+    def exception(self, message: str, exc: BaseException, *, expected: bool = False, cause: str = "") -> bool:
         """Log ``exc`` under ``message`` if its cause is new (True), else count it (False).
 
         ``expected``: a fault of the world, not of the code (Redis away, a cluster moving), which
         the client is answered a retryable error for: a WARNING line saying what, no traceback.
-        An ordinary reshard wrote a 25-line ERROR traceback per cause and node."""
-        cause = cause_of(exc)
+        An ordinary reshard wrote a 25-line ERROR traceback per cause and node.
+        ``cause``: one name for a fault that every call site meets alike (a Redis refusing all
+        writes), instead of one line per place that met it."""
+        cause = cause or cause_of(exc)
         level = logging.WARNING if expected else self._level
         now = self._clock()
         seen = self._seen.get(cause)

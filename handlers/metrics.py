@@ -276,6 +276,13 @@ class Metrics:
             ["what"],
             registry=r,
         )
+        self.disk_refusals = Counter(
+            "sessionhub_disk_refusals",
+            "Audio uploads refused 503 storage_full for want of disk room, by cause: reserve (less free than"
+            " SESSIONHUB_VOICE_DISK_RESERVE_BYTES), disk_full (the disk refused the file)",
+            ["cause"],
+            registry=r,
+        )
         # Counted per fan-out round (frames x members) and per ack or emit, never per member:
         # the fan-out loop is the hot path.
         self.messages_sent = TalliedCounter(

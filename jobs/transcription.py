@@ -6,15 +6,26 @@ appended when neither placeholder appears. The command's standard output (UTF-8,
 64 KiB, trimmed) is the transcript. A non-zero exit or a run longer than
 ``SESSIONHUB_VOICE_TRANSCRIBE_TIMEOUT_S`` marks that chunk's ``transcript_error``; the other
 chunks go on. With no command set, nothing runs and the job says so.
+
+The command never outlives its run: it gets a process group of its own, killed whole when the
+run times out or the job is cancelled (a worker stopping), and on Linux it is killed when the
+process that started it dies (``PR_SET_PDEATHSIG``), so a ``kill -9`` of ``serve`` does not leave
+it running while the job is handed to another worker, which runs it again. A command that starts
+programs of its own should ``exec`` the last one (a wrapper script): the kernel's signal reaches
+the command's own process only.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
 import shlex
+import signal
 from dataclasses import dataclass
 from pathlib import Path
+
+from server.child_process import die_with_parent
 
 MAX_TRANSCRIPT_BYTES = 64 * 1024
 NOT_CONFIGURED = "not configured: no transcription command is set (SESSIONHUB_VOICE_TRANSCRIBE_COMMAND)"
@@ -44,17 +55,29 @@ async def transcribe(template: str, path: Path, mime: str, *, timeout_s: float) 
             stdin=asyncio.subprocess.DEVNULL,
             stdout=asyncio.subprocess.PIPE,
             stderr=asyncio.subprocess.PIPE,
+            start_new_session=True,  # its own process group: killed whole below
+            # Forked from the event loop's thread, which lives as long as the process.
+            preexec_fn=die_with_parent(signal.SIGKILL),
         )
     except OSError as exc:
         return Transcript(error=f"cannot run the transcription command: {exc.strerror or exc}")
     try:
         out, err = await asyncio.wait_for(process.communicate(), timeout_s)
     except TimeoutError:
-        with contextlib.suppress(ProcessLookupError):
-            process.kill()
-        await process.wait()
         return Transcript(error=f"the transcription command ran longer than {timeout_s:g} s")
+    finally:
+        await _end(process)
     if process.returncode != 0:
         detail = err.decode("utf-8", "replace").strip()[-300:]
         return Transcript(error=f"the transcription command exited with {process.returncode}: {detail}")
     return Transcript(text=out[:MAX_TRANSCRIPT_BYTES].decode("utf-8", "replace").strip())
+
+
+async def _end(process: asyncio.subprocess.Process) -> None:
+    """Kill the command's process group (what it started too) while it still runs (a timeout, or
+    the job cancelled), and reap it, even while being cancelled."""
+    if process.returncode is not None:
+        return  # exited and reaped: its pid, and group id, may be another's by now
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(process.pid, signal.SIGKILL)
+    await asyncio.shield(process.wait())

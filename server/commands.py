@@ -102,7 +102,13 @@ async def _embedded(settings: Settings) -> AsyncIterator[str]:
         maxmemory_bytes=default_maxmemory_bytes() if maxmemory is None else maxmemory,
     )
     try:
-        yield await embedded.start()
+        try:
+            url = await embedded.start()
+        except OSError as exc:  # its config cannot be written (a full disk, a read-only folder)
+            raise StartupError(
+                f"cannot start the embedded Redis in {settings.data_dir}: {exc.strerror or exc}"
+            ) from None
+        yield url
     finally:
         await embedded.stop()
         lock.release()

@@ -29,8 +29,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import ctypes
-import ctypes.util
 import errno
 import fcntl
 import logging
@@ -40,13 +38,15 @@ import shutil
 import signal
 import socket
 import subprocess
-import sys
-from collections.abc import Callable, Collection
+from collections.abc import Collection
 from pathlib import Path
 from typing import IO
 
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
+
+from server.child_process import die_with_parent
+from storage.failures import disk_refusal
 
 log = logging.getLogger(__name__)
 
@@ -58,10 +58,13 @@ RESTART_MAX_S = 10.0
 # Ports drawn from the kernel for the embedded Redis before giving up on finding one outside
 # the ports to avoid (each draw is a port free at that moment, rarely the same twice).
 PORT_PICKS = 16
+# A record (redis.pid, redis.url) the disk refused at start is written again this often until
+# it is: a `serve` restarted on a full disk runs (its in-process workers need no record), and a
+# `sessionhub worker` on the folder finds the Redis once there is room.
+RECORD_RETRY_S = 2.0
 LOCK_FILE = "serve.lock"
 PID_FILE = "redis.pid"
 URL_FILE = "redis.url"
-_PR_SET_PDEATHSIG = 1
 # The embedded Redis's default maxmemory, as a share of the memory available: an append-only
 # file rewrite forks Redis, and the copy-on-write pages of a busy fork can come near its size
 # again; the rest is for the server processes and the system.
@@ -154,10 +157,12 @@ class DataDirLock:
                 raise
             message = f"the data folder {self.path.parent} is in use by another sessionhub serve (pid {holder})"
             raise DataDirBusy(message) from None
-        handle.seek(0)
-        handle.truncate()
-        handle.write(f"{os.getpid()}\n")
-        handle.flush()
+        # The pid is only what a refused second serve names: a full disk does not refuse the lock.
+        with contextlib.suppress(OSError):
+            handle.seek(0)
+            handle.truncate()
+            handle.write(f"{os.getpid()}\n")
+            handle.flush()
         self._file = handle
 
     def release(self) -> None:
@@ -165,22 +170,6 @@ class DataDirLock:
         handle, self._file = self._file, None
         if handle is not None:
             handle.close()
-
-
-def _die_with_parent() -> Callable[[], None] | None:
-    """A ``preexec_fn`` asking Linux to SIGTERM the child when its parent dies; None elsewhere."""
-    if not sys.platform.startswith("linux"):
-        return None
-    libc = ctypes.CDLL(ctypes.util.find_library("c") or None, use_errno=True)  # loaded before fork
-    parent = os.getpid()
-
-    def preexec() -> None:
-        libc.prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
-        # The parent may have died between fork and prctl: then nobody would ever send the signal.
-        if os.getppid() != parent:
-            os._exit(1)
-
-    return preexec
 
 
 def _is_redis_in(pid: int, folder: Path) -> bool:
@@ -215,6 +204,9 @@ class EmbeddedRedis:
         self._port = 0
         self._process: subprocess.Popen[bytes] | None = None
         self._supervisor: asyncio.Task[None] | None = None
+        # Records the disk refused, by file name, and the task writing them once there is room.
+        self._owed: dict[str, str] = {}
+        self._recorder: asyncio.Task[None] | None = None
         self.restarts = 0  # how many times the child died and was started again
 
     @property
@@ -253,6 +245,8 @@ class EmbeddedRedis:
             f"{self._maxmemory_bytes} bytes" if self._maxmemory_bytes else "none",
         )
         self._supervisor = asyncio.create_task(self._supervise())
+        if self._owed:
+            self._recorder = asyncio.create_task(self._record_when_room())
         return self.url
 
     def _spawn(self) -> None:
@@ -261,7 +255,7 @@ class EmbeddedRedis:
             [self._binary, str(self._config)],
             stdin=subprocess.DEVNULL,
             stdout=subprocess.DEVNULL,
-            preexec_fn=_die_with_parent(),
+            preexec_fn=die_with_parent(signal.SIGTERM),
             # Out of the terminal's process group: a Ctrl-C (SIGINT to the whole foreground
             # group) must stop the server first, which then stops this Redis itself (stop());
             # otherwise Redis quits under a server still shutting down, and its bus, lease
@@ -319,9 +313,38 @@ class EmbeddedRedis:
         )
 
     def _record(self, name: str, value: str) -> None:
+        """Write ``value`` to ``<data_dir>/name``; one the disk refuses (full) is owed, said once.
+
+        A ``serve`` restarted on a full disk must come up: its operator needs it to see what
+        fills the disk, and Redis reads (and writes again once there is room) meanwhile."""
         path = self._data_dir / name
-        path.touch(mode=0o600)
-        path.write_text(value + "\n", encoding="utf-8")
+        try:
+            path.touch(mode=0o600)
+            path.write_text(value + "\n", encoding="utf-8")
+        except OSError as exc:
+            path.unlink(missing_ok=True)  # never half a URL for a worker to read
+            if not self._owed:
+                log.warning(
+                    "cannot record the embedded Redis (%s, %s) in %s (%s): serving without the record; a"
+                    " `sessionhub worker` on this folder finds this Redis once the disk has room",
+                    PID_FILE,
+                    URL_FILE,
+                    self._data_dir,
+                    exc.strerror or exc,
+                )
+            self._owed[name] = value
+        else:
+            self._owed.pop(name, None)
+
+    async def _record_when_room(self) -> None:
+        """Write the owed records every :data:`RECORD_RETRY_S` until the disk takes them."""
+        while self._owed:
+            await asyncio.sleep(RECORD_RETRY_S)
+            for name, value in list(self._owed.items()):
+                if self._process is None:  # stopped meanwhile
+                    return
+                self._record(name, value)
+        log.warning("recorded the embedded Redis in %s at last", self._data_dir / URL_FILE)
 
     async def _stop_orphan(self) -> None:
         """Stop a redis-server left running on this folder by a ``serve`` that died (never two on one AOF)."""
@@ -357,6 +380,10 @@ class EmbeddedRedis:
                     await client.ping()
                     return
                 except (OSError, RedisError) as exc:  # refused while starting, LOADING while reading the AOF
+                    # A Redis whose disk refuses its append-only file answers PING with MISCONF:
+                    # it is up, serves reads, and writes again once there is room.
+                    if disk_refusal(exc) is not None:
+                        return
                     if loop.time() > deadline:
                         raise RuntimeError(f"redis-server did not answer within {START_TIMEOUT_S}s") from exc
                 await asyncio.sleep(0.05)
@@ -367,6 +394,11 @@ class EmbeddedRedis:
         """SIGTERM and wait: Redis fsyncs its append-only file before it exits."""
         process, self._process = self._process, None
         supervisor, self._supervisor = self._supervisor, None
+        if self._recorder is not None:
+            self._recorder.cancel()
+            await asyncio.gather(self._recorder, return_exceptions=True)
+            self._recorder = None
+        self._owed.clear()
         (self._data_dir / URL_FILE).unlink(missing_ok=True)
         if supervisor is not None:
             supervisor.cancel()  # its thread waiting on the child ends when the child does, below

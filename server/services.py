@@ -16,6 +16,7 @@ from redis.maint_notifications import MaintNotificationsConfig
 from auth.relying_party import RelyingParty
 from auth.tokens import TokenService
 from handlers.context import Limits, NoSubscriptions, Services, Subscriptions
+from handlers.disk_room import DiskRoom
 from handlers.kinds import KindRegistry
 from handlers.metrics import Metrics
 from handlers.storage_guard import StorageGuard
@@ -266,6 +267,7 @@ def build_services(
         rotation_key=tokens.derived_key("refresh-rotation"),
     )
     sessions.on_owned = identities.owns_now
+    voice = VoiceSessions(store, config=voice_config_from(settings))
     return Services(
         redis=redis,
         keys=keys,
@@ -274,7 +276,7 @@ def build_services(
         log=event_log,
         sessions=sessions,
         kinds=KindRegistry(sessions),
-        voice=VoiceSessions(store, config=voice_config_from(settings)),
+        voice=voice,
         jobs=JobQueue(redis=redis, keys=keys, clock=clock),
         limiter=RateLimiter(redis=redis, keys=keys, clock=clock),
         login_tokens=LoginTokens(redis=redis, keys=keys),
@@ -293,6 +295,11 @@ def build_services(
             ratio=settings.storage_guard_ratio,
             budget_bytes=settings.admin_memory_budget_bytes,
             refresh_ms=settings.storage_guard_refresh_ms,
+        ),
+        disk=DiskRoom(
+            {"audio": voice.config.blob_dir, "data": settings.data_dir},
+            settings.voice_disk_reserve_bytes,
+            refusals=metrics.disk_refusals,
         ),
         public_url=settings.public_url,
         trust_forwarded_for=settings.forwarded_hops,

@@ -8,6 +8,26 @@ revocation watch, the deletion follow-ups: a cluster gone for a few seconds stop
 
 from __future__ import annotations
 
-from redis.exceptions import RedisClusterException, RedisError
+from redis.exceptions import RedisClusterException, RedisError, ResponseError
 
 REDIS_AWAY: tuple[type[Exception], ...] = (RedisError, RedisClusterException, OSError)
+
+
+# What Redis answers every write (and PING) with while it cannot persist: its append-only file
+# refused a write (a full disk, a quota, an I/O error) or, with ``stop-writes-on-bgsave-error``, its
+# last snapshot failed. Reads go on; writes come back by themselves once Redis writes again.
+MISCONF = "MISCONF"
+
+
+def disk_refusal(exc: BaseException) -> str | None:
+    """Redis's own words when ``exc`` is its refusal to write for want of a disk (``MISCONF``),
+    else None. A pipeline's error names the command before Redis's reply, a script's adds where
+    it was called: the reply is found inside either."""
+    if not isinstance(exc, ResponseError):
+        return None
+    text = str(exc)
+    start = text.find(MISCONF + " ")
+    if start < 0:
+        return None
+    words = text[start + len(MISCONF) + 1 :]
+    return words.split("',)", 1)[0].split(" script: ", 1)[0].strip().rstrip(".")

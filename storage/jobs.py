@@ -46,6 +46,7 @@ class Job:
     performer_id: str
     telegram_user_id: str = ""
     payload: dict[str, Any] = field(default_factory=dict)
+    # Attempts made before this one: failed, or interrupted (the worker died holding it).
     attempts: int = 0
     job_id: str = field(default_factory=lambda: str(uuid.uuid4()))
     enqueued_at: int = 0
@@ -59,6 +60,13 @@ class Job:
     def from_json(cls, text: str) -> Job:
         """Inverse of :meth:`to_json`."""
         return cls(**json.loads(text))
+
+
+def _interrupted(job: Job, delivered: int) -> Job:
+    """``job`` as handed to a worker for the ``delivered``-th time: each delivery before this one
+    was an attempt too (its worker died, or its disk or Redis failed it, before it could say how
+    it went), so ``attempts`` counts them with the failed ones stored in the job itself."""
+    return replace(job, attempts=job.attempts + max(delivered - 1, 0))
 
 
 @dataclass(frozen=True, slots=True)
@@ -146,12 +154,25 @@ class JobQueue:
         )
         # Redis 6.2 answers [cursor, entries], 7.0+ adds a third element (deleted ids).
         entries = [e for e in claimed[1] if e[1]]
-        if not entries:
-            reply: Any = await self._redis.xreadgroup(
-                self._keys.jobs_group(), consumer, {self._keys.jobs(): ">"}, count=count, block=block_ms
-            )
-            entries = [e for _, stream_entries in reply for e in stream_entries]
+        if entries:
+            return [
+                Delivery(entry_id=entry_id, job=_interrupted(Job.from_json(fields["job"]), delivered))
+                for (entry_id, fields), delivered in zip(entries, await self._deliveries(entries), strict=True)
+            ]
+        reply: Any = await self._redis.xreadgroup(
+            self._keys.jobs_group(), consumer, {self._keys.jobs(): ">"}, count=count, block=block_ms
+        )
+        entries = [e for _, stream_entries in reply for e in stream_entries]
         return [Delivery(entry_id=entry_id, job=Job.from_json(fields["job"])) for entry_id, fields in entries]
+
+    async def _deliveries(self, entries: list[Any]) -> list[int]:
+        """How many times each reclaimed entry was handed to a worker, this time included (its
+        pending entry's delivery counter: XAUTOCLAIM counts one, a heartbeat's XCLAIM none)."""
+        async with self._redis.pipeline(transaction=False) as pipe:
+            for entry_id, _ in entries:
+                pipe.xpending_range(self._keys.jobs(), self._keys.jobs_group(), min=entry_id, max=entry_id, count=1)
+            pending: list[Any] = await pipe.execute()
+        return [int(found[0]["times_delivered"]) if found else 1 for found in pending]
 
     async def extend(self, consumer: str, delivery: Delivery) -> bool:
         """Reset the idle time of a job ``consumer`` still runs; False when it holds it no more."""

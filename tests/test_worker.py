@@ -132,6 +132,41 @@ async def test_a_job_held_by_a_dead_worker_is_reclaimed(server: ServerUnderTest)
     assert session is not None
 
 
+async def test_a_reclaimed_job_counts_the_attempt_its_dead_worker_made(
+    server: ServerUnderTest, clients: list[Client]
+) -> None:
+    """A job handed to a new worker after its first died holding it said ``"attempts": 1``, as
+    if the first run had never started (a transcription it ran half-way included)."""
+    session_id = await server.create_session("alice")
+    watcher = await server.subscriber(clients, session_id)
+    jobs = server.services.jobs
+    await jobs.ensure_group()
+    await jobs.enqueue(Job(type="POST_PROCESS_SESSION", session_id=session_id, performer_id="alice"))
+    for crashed in ("crashed-worker", "crashed-again"):  # each takes it and dies
+        taken = await jobs.claim(crashed, count=1, block_ms=1, visibility_ms=1)
+        while not taken:  # reclaimed once idle longer than the visibility timeout
+            taken = await jobs.claim(crashed, count=1, block_ms=1, visibility_ms=1)
+    seen: list[int] = []
+
+    async def records(ctx: Services, job: Job) -> dict[str, Any]:
+        seen.append(job.attempts)
+        raise RuntimeError("the disk is full")
+
+    survivor = make_worker(server, {"POST_PROCESS_SESSION": records}, visibility_ms=1, max_attempts=4)
+    while not await survivor.run_once(block_ms=1):
+        pass
+    await watcher.wait_for(lambda: bool(watcher.named("job_result")))
+    first = watcher.named("job_result")[0]["data"]
+    assert (first["status"], first["attempts"]) == ("retrying", 3), first
+    assert seen == [2]  # the two interrupted runs came before this one
+    while not await survivor.run_once(block_ms=1):  # once its back-off has passed
+        pass
+    await watcher.wait_for(lambda: len(watcher.named("job_result")) == 2)
+    last = watcher.named("job_result")[1]["data"]
+    assert (last["status"], last["attempts"]) == ("failed", 4), last  # max_attempts counts them too
+    assert seen == [2, 3]
+
+
 def test_processors_can_be_plugged_in() -> None:
     processors = load_processors("tests.test_worker:_extra_processors")
     assert set(processors) == set(BUILT_IN) | {"EXTRA"}

@@ -12,7 +12,7 @@ from handlers.admin.nodes import NodeHeartbeat
 from handlers.context import Services
 from storage.admin.repository import AdminStore
 from storage.events import Durability
-from storage.failures import REDIS_AWAY
+from storage.failures import REDIS_AWAY, disk_refusal
 from storage.memory import memory_figures, replication_infos, without_replica
 
 HOUR_MS = 3_600_000
@@ -32,10 +32,13 @@ AlertName = Literal[
     "jobs_stuck",
     "bus_down",
     "redis_unreachable",
+    "redis_disk_error",
     "no_replica",
+    "disk",
 ]
 ALERT_NAMES: tuple[str, ...] = get_args(AlertName)
 REDIS_UNREACHABLE = "redis_unreachable"
+REDIS_DISK_ERROR = "redis_disk_error"
 
 
 def _alert(name: str, message: str, **values: Any) -> dict[str, Any]:
@@ -44,6 +47,15 @@ def _alert(name: str, message: str, **values: Any) -> dict[str, Any]:
 
 def _unreachable(message: str) -> dict[str, Any]:
     return {**_alert(REDIS_UNREACHABLE, message), "severity": "critical"}
+
+
+def _disk_error(refusal: str) -> dict[str, Any]:
+    message = (
+        f"Redis cannot write to its disk ({refusal}): every write is refused (503 unavailable,"
+        " reason redis_disk_error) until it can; reads go on. Free room on its disk (deleting sessions"
+        " needs writes: remove other files first)"
+    )
+    return {**_alert(REDIS_DISK_ERROR, message, redis_says=refusal), "severity": "critical"}
 
 
 class Alerts:
@@ -62,19 +74,35 @@ class Alerts:
         does not answer leaves the others' checks to say what they can."""
         found = await self.memory()
         checks: list[Callable[[], Awaitable[list[dict[str, Any]]]]] = [
+            self.redis_disk,
             self.creation_rate,
             self.large_sessions,
             self.jobs,
             lambda: self._buses(node_list),
             self.replicas,
+            self.disk,
         ]
         for check in checks:
             try:
                 found += await check()
             except REDIS_AWAY as exc:
-                if not any(alert["alert"] == REDIS_UNREACHABLE for alert in found):
+                refusal = disk_refusal(exc)  # Redis answers: it refuses a write (said by redis_disk)
+                if refusal is None and not any(alert["alert"] == REDIS_UNREACHABLE for alert in found):
                     found.append(_unreachable(f"Redis did not answer: {exc}"))
         return found
+
+    async def redis_disk(self) -> list[dict[str, Any]]:
+        """Redis refusing every write because it cannot write to its disk (MISCONF: its
+        append-only file or its snapshot failed, a full disk most often). PING is refused in
+        that state and only then, so it asks without writing anything."""
+        try:
+            await self._s.redis.ping()
+        except REDIS_AWAY as exc:
+            refusal = disk_refusal(exc)
+            if refusal is None:
+                raise
+            return [_disk_error(refusal)]
+        return []
 
     async def _buses(self, node_list: list[dict[str, Any]] | None) -> list[dict[str, Any]]:
         return self.buses(node_list if node_list is not None else await self._nodes.nodes())
@@ -125,6 +153,15 @@ class Alerts:
         if refusing:
             alert["severity"] = "critical"
         return [alert]
+
+    async def disk(self) -> list[dict[str, Any]]:
+        """A disk of this node (the audio folder's, the data folder's) with less free than the
+        upload reserve, or a reserve larger than the whole disk: uploads are being refused, and
+        a disk filling further fails the embedded Redis's file."""
+        return [
+            {**_alert("disk", shortfall.message(), **shortfall.values()), "severity": "critical"}
+            for shortfall in self._s.disk.shortfalls()
+        ]
 
     async def creation_rate(self) -> list[dict[str, Any]]:
         """Sessions created in the last hour far above the hourly average of the hours before it.

@@ -23,7 +23,7 @@ from handlers.background import STOP_WAIT_S, cancelled, rest, stop_if_cancelled
 
 from handlers.context import Services
 from handlers.log_throttle import LogThrottle
-from storage.failures import REDIS_AWAY
+from storage.failures import REDIS_AWAY, disk_refusal
 
 log = logging.getLogger(__name__)
 # An unexpected failure of a round is logged once with its traceback, then counted (the loop
@@ -67,8 +67,8 @@ class NodeHeartbeat:
         bus = self._s.bus
         return bool(getattr(bus, "starting", False) or getattr(bus, "alive", True))
 
-    async def beat(self) -> None:
-        """Write this node's heartbeat now."""
+    def heartbeat(self) -> str:
+        """This node's heartbeat now, as written."""
         metrics = self._s.metrics
         heartbeat = {
             "bus_live": self.bus_live(),
@@ -77,7 +77,11 @@ class NodeHeartbeat:
             "clients": metrics.clients_now,
             "subscriptions": metrics.subscriptions_now,
         }
-        await self._s.redis.hset(self._s.keys.admin_nodes(), self.node_id, json.dumps(heartbeat))
+        return json.dumps(heartbeat)
+
+    async def beat(self) -> None:
+        """Write this node's heartbeat now."""
+        await self._s.redis.hset(self._s.keys.admin_nodes(), self.node_id, self.heartbeat())
 
     async def _beat_forever(self) -> None:
         while not cancelled():
@@ -91,9 +95,20 @@ class NodeHeartbeat:
             await rest(self.interval_s)
 
     async def nodes(self) -> list[dict[str, Any]]:
-        """Every node's last heartbeat (this node's written now), ``stale`` when it stopped beating."""
-        await self.beat()
+        """Every node's last heartbeat (this node's written now), ``stale`` when it stopped beating.
+
+        A Redis that cannot write its disk (MISCONF) refuses the write, not the read: the nodes
+        are listed all the same, this one with its heartbeat of now (the dashboard failed whole)."""
+        refused = False
+        try:
+            await self.beat()
+        except REDIS_AWAY as exc:
+            if disk_refusal(exc) is None:
+                raise
+            refused = True
         raw: Any = await self._s.redis.hgetall(self._s.keys.admin_nodes())
+        if refused:
+            raw[self.node_id] = self.heartbeat()
         now = self._s.clock.now_ms()
         found: list[dict[str, Any]] = []
         for node_id, text in sorted(raw.items()):
@@ -104,7 +119,8 @@ class NodeHeartbeat:
             except (ValueError, KeyError, TypeError):
                 continue
             if age_ms > DROP_AFTER_S * 1000:
-                await self._s.redis.hdel(self._s.keys.admin_nodes(), node_id)
+                if not refused:  # dropped at a later read, once Redis writes again
+                    await self._s.redis.hdel(self._s.keys.admin_nodes(), node_id)
                 continue
             stale = age_ms > STALE_INTERVALS * self.interval_s * 1000
             found.append(

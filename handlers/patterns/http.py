@@ -19,7 +19,7 @@ from pydantic import ValidationError
 
 from handlers.cleanups import delete_owing
 from handlers.context import Services
-from handlers.errors import REDIS_FULL, REDIS_FULL_MESSAGE, classify
+from handlers.errors import REDIS_DISK, REDIS_FULL, classify
 from handlers.http_common import client_address, read_body
 from handlers.idempotency import address_owner, derived_id, idempotent
 from handlers.metrics import Metrics
@@ -85,11 +85,13 @@ def answering(handler: Route, metrics: Metrics | None = None) -> Route:
                 metrics.redis_error("http", exc)
             coded = classify(exc)  # logs it, once per cause
             if coded.code is ErrorCode.UNAVAILABLE:
-                headers = {"Retry-After": str(UNAVAILABLE_RETRY_AFTER_S)}
+                wait_s = int(coded.details.get("retry_after_s", UNAVAILABLE_RETRY_AFTER_S))
+                headers = {"Retry-After": str(wait_s)}
                 answer: dict[str, Any] = {"error": "Service unavailable"}
-                # Redis at its maxmemory: said as every other route says it (PROTOCOL).
-                if coded.details.get("reason") == REDIS_FULL:
-                    answer.update(reason=REDIS_FULL, message=REDIS_FULL_MESSAGE)
+                # Redis at its maxmemory, or unable to write its disk: said as every other route
+                # says it (PROTOCOL).
+                if coded.details.get("reason") in (REDIS_FULL, REDIS_DISK):
+                    answer.update(reason=coded.details["reason"], message=coded.message)
                 return web.json_response(answer, status=503, headers=headers)
             return web.json_response({"error": "Internal server error"}, status=500)
 

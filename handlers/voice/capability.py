@@ -29,6 +29,7 @@ def install(services: Services, router: SocketRouter, app: web.Application) -> N
     bot = BotRoutes(services)
     bot.register(app)
     ChunkRoutes(services).register(app)
+    services.disk.register(app)  # a disk already short of the upload reserve is said at start
     RetentionRoutes(services).register(app)
     TelegramWebhook(services, bot).register(app)
     document(app, OPERATIONS)

@@ -21,6 +21,7 @@ from handlers.voice.access import performer, readable, updatable
 from handlers.voice.actions import process_late_chunks
 from handlers.voice.audio_links import AudioLinkQuery, AudioLinks
 from handlers.voice.chunk_form import FORM_OVERHEAD_BYTES, ChunkForm, ChunkMeta, read_chunk_form
+from handlers import disk_room
 from handlers.voice.disk_reserve import DiskReserve
 from handlers.rate_limit import within
 from protocol.errors import CodedError, ErrorCode
@@ -67,7 +68,11 @@ class ChunkRoutes:
         self._blobs = services.voice.blobs
         self._quota = UploadQuota(services.redis, services.keys, self._config.upload_quota_bytes)
         self._in_flight: dict[str, int] = {}  # payer -> uploads streaming on this node
-        self._disk = DiskReserve(self._config.blob_dir, self._config.disk_reserve_bytes)
+        self._disk = DiskReserve(
+            self._config.blob_dir,
+            self._config.disk_reserve_bytes,
+            on_refused=lambda: services.disk.refuse(disk_room.RESERVE),
+        )
         self._links = AudioLinks(
             redis=services.redis, keys=services.keys, clock=services.clock, ttl_s=self._config.audio_link_ttl_s
         )

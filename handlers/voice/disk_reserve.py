@@ -23,6 +23,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Protocol
 
+from handlers.disk_room import existing
 from handlers.errors import STORAGE_FULL
 from protocol.errors import CodedError, ErrorCode
 
@@ -40,14 +41,6 @@ class Usage(Protocol):
     def free(self) -> int: ...
 
 
-def _existing(folder: Path) -> Path:
-    """The folder, or its nearest existing parent (the blob folder is made at the first upload)."""
-    for candidate in (folder, *folder.parents):
-        if candidate.exists():
-            return candidate
-    return folder
-
-
 class DiskReserve:
     """Whether an upload of ``incoming_bytes`` leaves ``reserve_bytes`` free on ``folder``'s disk."""
 
@@ -58,11 +51,13 @@ class DiskReserve:
         *,
         usage: Callable[[Path], Usage] = shutil.disk_usage,
         monotonic: Callable[[], float] = time.monotonic,
+        on_refused: Callable[[], None] = lambda: None,
     ) -> None:
         self._folder = folder
         self.reserve_bytes = reserve_bytes
         self._usage = usage
         self._monotonic = monotonic
+        self._on_refused = on_refused  # counted (sessionhub_disk_refusals_total{cause="reserve"})
         self._free = 0
         self._read_at = float("-inf")
 
@@ -70,7 +65,7 @@ class DiskReserve:
         now = self._monotonic()
         if now - self._read_at >= REFRESH_S:
             try:
-                self._free = self._usage(_existing(self._folder)).free
+                self._free = self._usage(existing(self._folder)).free
             except OSError:
                 return self.reserve_bytes + (1 << 62)  # unreadable: the write itself will tell
             self._read_at = now
@@ -83,5 +78,6 @@ class DiskReserve:
             return
         free = self._free_now()
         if free - incoming_bytes < self.reserve_bytes:
+            self._on_refused()
             raise CodedError(ErrorCode.UNAVAILABLE, MESSAGE, reason=STORAGE_FULL, retry_after_s=RETRY_AFTER_S)
         self._free = free - incoming_bytes  # until the next reading, which sees what was written
