@@ -9,7 +9,12 @@ stayed for good. :class:`UnrecordedBlobs` removes both, for the local store only
 folder holds nothing but uploads' temporary files, which ``BlobStore.sweep_incoming`` sweeps):
 
 - a chunk file (``<session_id>/<sha256>``) that the session's chunk digests do not name;
-- a session folder (``<session_id>``) whose session does not exist: its files, then the folder.
+- a session folder (``<session_id>``) whose session does not exist: its files, then the folder,
+  only once its newest file is :data:`NO_SESSION_GRACE_S` old (a week), and never while the store
+  holds no session at all. Such a folder is what a Redis that lost its data leaves (an emptied
+  or truncated append-only file, a server pointed at a new Redis by mistake): the operator may
+  yet restore that Redis from a backup, whose records name these files. Each pass that finds
+  such folders says so in the log, once a pass.
 
 Only files last written more than ``grace_s`` ago are taken, ``grace_s`` being an upload's body
 deadline plus :data:`~storage.voice.blobs.INCOMING_GRACE_S`: an upload in flight (on any node
@@ -31,6 +36,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import os
 import re
 import time
@@ -43,6 +49,8 @@ from redis.asyncio import Redis
 
 from storage.keys import Keys
 
+log = logging.getLogger(__name__)
+
 # The names the server gives (handlers.ids: a canonical UUID v4; a blob: its sha256 in hex).
 _SESSION_NAME = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$")
 _BLOB_NAME = re.compile(r"^[0-9a-f]{64}$")
@@ -53,6 +61,9 @@ FILES_PER_PASS = 2000
 # Why a file was removed (the label of sessionhub_blob_files_removed_total).
 NO_SESSION = "no_session"
 NO_RECORD = "no_record"
+# How long a folder whose session does not exist is kept after its newest file was written: time
+# for an operator to restore a Redis that lost data (see the module's doc).
+NO_SESSION_GRACE_S = 7 * 86_400.0
 
 
 @dataclass(slots=True)
@@ -115,6 +126,15 @@ class BlobFolder:
         except FileNotFoundError:  # its folder went with its session meanwhile
             taken.unlink(missing_ok=True)
 
+    def newest_write(self, session_id: str) -> float:
+        """When the folder's newest file was last written (``time.time()``), 0 when it has none."""
+        newest = 0.0
+        with contextlib.suppress(FileNotFoundError, NotADirectoryError):
+            for entry in os.scandir(self._root / session_id):
+                with contextlib.suppress(FileNotFoundError):
+                    newest = max(newest, entry.stat(follow_symlinks=False).st_mtime)
+        return newest
+
     def remove_folder(self, session_id: str) -> bool:
         """Remove the folder when it holds nothing (a file younger than the grace keeps it)."""
         try:
@@ -132,26 +152,49 @@ class UnrecordedBlobs:
         self._redis = redis
         self._keys = keys
         self.grace_s = grace_s
+        self.no_session_grace_s = max(grace_s, NO_SESSION_GRACE_S)
         self._due: list[str] = []  # folders not yet looked into in this round over the folder
+        self.kept_without_session = 0  # folders of sessions that do not exist, kept in the last round
+        self._kept_round = 0  # ... so far in this round over the folder
+        self._store_empty = False
 
     async def sweep(self) -> Swept:
         """One pass: the next folders of the round (a new listing once the last round is done)."""
         swept = Swept()
         if not self._due:
             self._due = await asyncio.to_thread(self._folder.session_folders)
+        # A store with no session at all is a Redis that lost its data, or a new one: the files
+        # are all that is left of those sessions, and none is removed as sessionless.
+        self._store_empty = not await self._redis.exists(self._keys.all_sessions())
         checked = 0
         for _ in range(FOLDERS_PER_PASS):
             if not self._due or checked >= FILES_PER_PASS:
                 break
             checked += await self._sweep_folder(self._due.pop(), swept)
+        if not self._due:  # a round over the whole folder ended: said when its count changed
+            kept, self._kept_round = self._kept_round, 0
+            if kept and kept != self.kept_without_session:
+                log.warning(
+                    "%d audio folder(s) of sessions that do not exist are kept: removed once their newest file "
+                    "is a week old, never while the store holds no session (a Redis that lost its data: "
+                    "restore it from a backup)",
+                    kept,
+                )
+            self.kept_without_session = kept
         return swept
 
     async def _sweep_folder(self, session_id: str, swept: Swept) -> int:
         """Remove the folder's unrecorded old files (and the folder, with no session); how many
         files were looked at."""
         cutoff = time.time() - self.grace_s
-        old = await asyncio.to_thread(self._folder.old_blobs, session_id, cutoff)
         exists = bool(await self._redis.exists(self._keys.session(session_id)))
+        if not exists and (
+            self._store_empty
+            or await asyncio.to_thread(self._folder.newest_write, session_id) > time.time() - self.no_session_grace_s
+        ):
+            self._kept_round += 1
+            return 1
+        old = await asyncio.to_thread(self._folder.old_blobs, session_id, cutoff)
         for sha256 in await self._unrecorded(session_id, old) if exists else old:
             if await self._remove(session_id, sha256, cutoff):
                 if exists:

@@ -14,11 +14,13 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import logging
 import os
 import time
 import uuid
 from pathlib import Path
 
+import pytest
 from redis.asyncio import Redis
 
 from storage.keys import Keys
@@ -33,6 +35,7 @@ from tests.voice.uploads import chunk_form, get_json, upload
 
 DEADLINE_S = 30.0
 STALE_S = DEADLINE_S + INCOMING_GRACE_S
+WEEK_S = unrecorded_blobs.NO_SESSION_GRACE_S
 
 
 def planted(folder: Path, age_s: float, name: str | None = None) -> Path:
@@ -82,8 +85,11 @@ async def test_files_without_records_and_folders_without_sessions_go_and_nothing
     unrecorded = planted(folder, STALE_S + 60)  # stored, then the process was killed
     in_flight = planted(folder, STALE_S - 60)  # stored, its record about to be written
     foreign = planted(folder, STALE_S + 60, name="notes.txt")  # no name the server gives
-    stray = blob_dir / str(uuid.uuid4())  # a session that does not exist
-    stray_files = [planted(stray, STALE_S + 60), planted(stray, STALE_S + 86400)]
+    stray = blob_dir / str(uuid.uuid4())  # a session that does not exist, for over a week
+    stray_files = [planted(stray, WEEK_S + 60), planted(stray, WEEK_S + 86400)]
+    # No session, its newest file a day old: kept a week (a Redis restored from a backup names it).
+    recent = blob_dir / str(uuid.uuid4())
+    recent_files = [planted(recent, WEEK_S + 60), planted(recent, 86400)]
     arriving = blob_dir / str(uuid.uuid4())  # no session, but a file too young to judge
     arriving_file = planted(arriving, 0)
     not_ours = planted(blob_dir / "lost+found", STALE_S + 86400)
@@ -92,7 +98,7 @@ async def test_files_without_records_and_folders_without_sessions_go_and_nothing
     try:
         assert await gone(unrecorded) and await gone(stray)
         await asyncio.sleep(0.5)  # a few more passes
-        survivors = [*kept, in_flight, foreign, arriving_file, not_ours]
+        survivors = [*kept, in_flight, foreign, arriving_file, not_ours, *recent_files]
         assert all(path.exists() for path in survivors), [str(p) for p in survivors if not p.exists()]
         assert not any(path.exists() for path in stray_files)
         assert (removed(server, "no_record"), removed(server, "no_session")) == (1, 2)
@@ -124,7 +130,7 @@ async def test_two_nodes_sweeping_one_folder_at_once_remove_each_file_once(
             planted(blob_dir / session_id, STALE_S + 60)
         stray = blob_dir / str(uuid.uuid4())
         for _ in range(40):
-            planted(stray, STALE_S + 60)
+            planted(stray, WEEK_S + 60)
         nodes = [
             UnrecordedBlobs(root=blob_dir, redis=server.services.redis, keys=server.services.keys, grace_s=STALE_S)
             for _ in range(2)
@@ -146,11 +152,35 @@ async def test_two_nodes_sweeping_one_folder_at_once_remove_each_file_once(
 async def test_a_pass_looks_into_a_bounded_batch_of_folders(redis: Redis, tmp_path: Path) -> None:
     batch = unrecorded_blobs.FOLDERS_PER_PASS
     for _ in range(batch + 3):
-        planted(tmp_path / str(uuid.uuid4()), STALE_S + 60)
+        planted(tmp_path / str(uuid.uuid4()), WEEK_S + 60)
+    await redis.zadd(Keys().all_sessions(), {str(uuid.uuid4()): 1})  # the store holds sessions
     sweeper = UnrecordedBlobs(root=tmp_path, redis=redis, keys=Keys(), grace_s=STALE_S)
     assert (await sweeper.sweep()).folders == batch
     assert (await sweeper.sweep()).folders == 3
     assert [p for p in tmp_path.iterdir() if p.name != ".incoming"] == []
+
+
+async def test_a_store_that_lost_its_sessions_keeps_every_folder_and_says_so(
+    redis: Redis, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A Redis that came back empty (a lost append-only file, a new Redis by mistake): the files
+    are all that is left of its sessions, kept for a restore from a backup, however old."""
+    await redis.delete(Keys().all_sessions())
+    folders = [tmp_path / str(uuid.uuid4()) for _ in range(3)]
+    files = [planted(folder, WEEK_S * 10) for folder in folders]
+    sweeper = UnrecordedBlobs(root=tmp_path, redis=redis, keys=Keys(), grace_s=STALE_S)
+    with caplog.at_level(logging.WARNING, logger="storage.voice.unrecorded_blobs"):
+        swept = await sweeper.sweep()
+        assert (swept.no_session, swept.folders) == (0, 0)
+        assert all(path.exists() for path in files)
+        assert "3 audio folder(s) of sessions that do not exist are kept" in caplog.text
+        caplog.clear()
+        await sweeper.sweep()  # the same three: not said again every pass
+        assert "are kept" not in caplog.text
+    # Once the store holds sessions again, the week-old folders of none of them go.
+    await redis.zadd(Keys().all_sessions(), {str(uuid.uuid4()): 1})
+    assert (await sweeper.sweep()).folders == 3
+    assert not any(folder.exists() for folder in folders)
 
 
 def test_a_file_an_upload_put_back_in_place_since_it_was_judged_old_is_not_taken(tmp_path: Path) -> None:
