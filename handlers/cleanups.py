@@ -9,8 +9,10 @@ the two steps) -- is finished by :class:`CleanupRetry`, which every node runs. `
 is safe to repeat. A note whose session still exists is a deletion that never happened: it
 is dropped and nothing is touched. The same loop removes what a killed process's chunk uploads
 left in the blob folder's ``.incoming`` (``storage.voice.blobs.BlobStore.sweep_incoming``), at
-start and at each pass. Every deletion of a whole session goes through
-:func:`delete_owing`: an operator's (``handlers.admin.deletion``), a voice owner's
+start and at each pass, and then, with the local store, a bounded batch of the blob folder's files
+that no record names: a chunk file whose record was never written (the process killed between the
+two), a folder whose session does not exist (``storage.voice.unrecorded_blobs``). Every deletion
+of a whole session goes through :func:`delete_owing`: an operator's (``handlers.admin.deletion``), a voice owner's
 (``handlers.voice.retention``) and a pattern's (``handlers.patterns.http``).
 """
 
@@ -30,8 +32,11 @@ from handlers.log_throttle import LogThrottle
 from protocol.errors import CodedError
 from storage.failures import REDIS_AWAY
 from storage.voice.blobs import INCOMING_GRACE_S
+from storage.voice.unrecorded_blobs import NO_RECORD, NO_SESSION, UnrecordedBlobs
 
 log = logging.getLogger(__name__)
+# The label of sessionhub_blob_files_removed_total for an upload's temporary file left behind.
+INCOMING = "incoming"
 # An unexpected failure of a round is logged once with its traceback, then counted (the loop
 # goes on at its interval, which may be short).
 _failed = LogThrottle(log)
@@ -117,6 +122,14 @@ class CleanupRetry:
     def __init__(self, services: Services, *, interval_s: float) -> None:
         self._s = services
         self.interval_s = interval_s
+        config = services.voice.config
+        # What an upload may still be doing with a file: streaming it, then storing and recording it.
+        self._stale_s = config.upload_deadline_s + INCOMING_GRACE_S
+        self._unrecorded = (
+            UnrecordedBlobs(root=config.blob_dir, redis=services.redis, keys=services.keys, grace_s=self._stale_s)
+            if config.s3 is None  # a bucket's objects are not on this disk
+            else None
+        )
 
     def register(self, app: web.Application) -> None:
         """Run the retries for the app's lifetime."""
@@ -131,9 +144,11 @@ class CleanupRetry:
 
     async def _retry_forever(self) -> None:
         await self._sweep_incoming()  # what a process killed before this start left
+        await self._sweep_unrecorded()
         while not cancelled():
             await asyncio.sleep(self.interval_s)
             await self._sweep_incoming()
+            await self._sweep_unrecorded()
             try:
                 settled = await retry_owed(self._s)
                 if settled:
@@ -147,9 +162,8 @@ class CleanupRetry:
     async def _sweep_incoming(self) -> None:
         """Remove the temporary files of uploads no process is writing any more (their
         process was killed): older than the body's deadline and the grace after it."""
-        stale_s = self._s.voice.config.upload_deadline_s + INCOMING_GRACE_S
         try:
-            removed = await asyncio.to_thread(self._s.voice.blobs.sweep_incoming, stale_s)
+            removed = await asyncio.to_thread(self._s.voice.blobs.sweep_incoming, self._stale_s)
         except OSError as exc:  # the folder unreadable for a moment: the next pass tries again
             log.warning("temporary upload files: %s", exc)
             return
@@ -158,3 +172,29 @@ class CleanupRetry:
             return
         if removed:
             log.info("removed %d temporary file(s) of uploads cut off by a killed process", removed)
+        self._s.metrics.blob_files_removed.labels(INCOMING).inc(removed)
+
+    async def _sweep_unrecorded(self) -> None:
+        """Remove a batch of the blob folder's files no record names (older than the uploads' grace)."""
+        if self._unrecorded is None:
+            return
+        try:
+            swept = await self._unrecorded.sweep()
+        except REDIS_AWAY as exc:  # Redis away, or the folder unreadable, for a moment: the next pass tries again
+            stop_if_cancelled(exc)
+            log.warning("unrecorded audio files: %s", exc)
+            return
+        except Exception as exc:  # a bug must not end the loop that finishes deletions too
+            _failed.exception("sweeping unrecorded audio files failed", exc)
+            return
+        removed = self._s.metrics.blob_files_removed
+        removed.labels(NO_RECORD).inc(swept.no_record)
+        removed.labels(NO_SESSION).inc(swept.no_session)
+        if swept.no_record:
+            log.info("removed %d audio file(s) no chunk names (their upload's process was killed)", swept.no_record)
+        if swept.no_session or swept.folders:
+            log.info(
+                "removed %d audio file(s) and %d folder(s) of sessions that do not exist",
+                swept.no_session,
+                swept.folders,
+            )

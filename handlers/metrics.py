@@ -283,6 +283,14 @@ class Metrics:
             ["cause"],
             registry=r,
         )
+        self.blob_files_removed = Counter(
+            "sessionhub_blob_files_removed",
+            "Files the cleanup pass removed from the blob folder, by why: incoming (an upload's "
+            "temporary file its killed process left), no_record (a chunk file no chunk names), "
+            "no_session (a file of a session that does not exist)",
+            ["why"],
+            registry=r,
+        )
         # Counted per fan-out round (frames x members) and per ack or emit, never per member:
         # the fan-out loop is the hot path.
         self.messages_sent = TalliedCounter(

@@ -48,7 +48,7 @@ import {
   subscribeSession,
 } from "./client.js";
 import { sendPress, unanswered } from "./resend.js";
-import { UploadQueue } from "./upload_queue.js";
+import { serverWaitMs, UploadQueue } from "./upload_queue.js";
 
 const MIME_TYPES = [
   "audio/webm;codecs=opus",
@@ -712,7 +712,9 @@ const actions = {
         if (!unanswered(err)) throw err;
       });
       if (!(await queue.settled(DONE_WAIT_MS))) {
-        throw new ApiError("uploads_pending", "Some chunks are not uploaded yet; they are kept and retried.");
+        // Why, when the server said (a full disk): "not uploaded yet" alone hid it.
+        const why = uploadTrouble || "Some chunks are not uploaded yet; they are kept and retried.";
+        throw new ApiError("uploads_pending", why);
       }
       // Unanswered (a stalled network, a lost connection), this press is sent again as itself
       // (its request id) until answered, never as a second Done, which would count again.
@@ -1071,6 +1073,30 @@ function watchActive() {
   window.addEventListener("focus", connectOnceSignedIn);
 }
 
+// What the FAB last said of an upload being retried (until one goes through, or is refused).
+let uploadTrouble = "";
+
+/** Why an upload is tried again later, and when, in a person's words (the server's reason first). */
+function uploadTroubleWords(err, delayMs) {
+  const seconds = Math.round(delayMs / 1000);
+  const when = seconds >= 90 ? `${Math.round(seconds / 60)} min` : `${seconds} s`;
+  if (err?.details?.reason === "storage_full") {
+    return `The server's disk is full: your recording is kept on this device and sent when there is room (next try in ${when}).`;
+  }
+  if (err?.code === "rate_limited") {
+    return `The server takes no more uploads for now: your recording is kept on this device and sent in ${when}.`;
+  }
+  if (serverWaitMs(err)) {
+    return `The server cannot take uploads now: your recording is kept on this device and sent in ${when}.`;
+  }
+  return `Upload failed; retrying in ${seconds} s.`;
+}
+
+function unsayUploadTrouble() {
+  if (uploadTrouble && ui.message.textContent === uploadTrouble) say("");
+  uploadTrouble = "";
+}
+
 function adoptPageToken() {
   const tag = document.querySelector('script[type="module"][src*="/static/js/fab.js"][data-token]');
   const token = tag?.dataset.token;
@@ -1124,14 +1150,13 @@ async function start() {
       render();
     },
     // The kept-recordings note says what became of it (kept, to download): nothing more here,
-    // but an 'Upload failed; retrying' said before would now be untrue.
-    onRefused: () => {
-      if (/^Upload failed/.test(ui.message.textContent)) say("");
+    // but why an upload is being retried, said before, would now be untrue.
+    onRefused: unsayUploadTrouble,
+    onRetry: (err, delayMs) => {
+      uploadTrouble = uploadTroubleWords(err, delayMs);
+      say(uploadTrouble, "error");
     },
-    onRetry: (_err, delayMs) => say(`Upload failed; retrying in ${Math.round(delayMs / 1000)} s.`, "error"),
-    onUploaded: () => {
-      if (ui.message.dataset.kind === "error" && /^Upload failed/.test(ui.message.textContent)) say("");
-    },
+    onUploaded: unsayUploadTrouble,
   });
   try {
     const config = await fetch("/voicebot/fab/config").then((r) => r.json());

@@ -2,7 +2,9 @@
  * Chunk uploads that survive failures and page reloads: every recorded chunk is written to
  * IndexedDB first and removed only once the server has acknowledged it (201, or 200 for a
  * duplicate). Failures that may pass (network, 401, 408, 429, 5xx) are retried with
- * exponential back-off. A refusal that will not pass (400, 403, 404, 409, 413: its session closed
+ * exponential back-off; one that says how long to wait (`retry_after_s`: the server's disk is
+ * full, a rate limit) is not sent again before that (bounded), whatever chunks are added
+ * meanwhile: the browser coming back online, an identity change or Done try at once. A refusal that will not pass (400, 403, 404, 409, 413: its session closed
  * or deleted meanwhile, say by Done on another device) keeps the chunk, marked `refused`: it is
  * never sent again, and the person can download it (the audio exists nowhere else), then remove
  * it. Uploads run one at a time, oldest first.
@@ -39,6 +41,9 @@ const STALE_PARTIAL_MS = 5000;
 const RETRY_BASE_MS = 1000;
 const RETRY_MAX_MS = 30_000;
 const TRANSIENT = new Set([401, 408, 425, 429]);
+// The longest a refusal's `retry_after_s` is waited for: a day's cap says "at the day's end", and
+// a chunk recorded since should not wait that long once there is room (tried again this often).
+const SERVER_WAIT_MAX_MS = 300_000;
 
 function openDb() {
   return new Promise((resolve, reject) => {
@@ -183,6 +188,12 @@ async function send(item) {
   }
 }
 
+/** How long a refusal asks to wait before the next try (its `retry_after_s`, bounded), in ms; 0 for none. */
+export function serverWaitMs(err) {
+  const seconds = Number(err?.details?.retry_after_s);
+  return Number.isFinite(seconds) && seconds > 0 ? Math.min(SERVER_WAIT_MAX_MS, seconds * 1000) : 0;
+}
+
 /** The `refused` marks of the kept chunks the server refused for good, oldest first. */
 function refusals(items) {
   return items.filter((item) => item.refused).map((item) => item.refused);
@@ -200,17 +211,18 @@ export class UploadQueue {
     this.running = false;
     this.timer = null;
     this.attempt = 0;
+    this.notBefore = 0; // Date.now() before which the server asked not to be sent anything
     this.pending = 0;
     this.held = 0; // chunks kept, not sent: another identity's (see the header), or refused
     this.refused = []; // the `refused` marks ({status, code, message}) of the kept refused chunks
     this.gone = false; // this browser's identity is gone: nothing can be uploaded until it is back
     this.waiters = [];
     // Back online: upload now rather than after the back-off (up to 30 s) a failed try set.
-    globalThis.addEventListener?.("online", () => this.kick());
+    globalThis.addEventListener?.("online", () => this.kick({ now: true }));
     // This browser is somebody again (a sign-in, a device link): held chunks may be theirs.
-    globalThis.addEventListener?.("sessionhub:identity", () => this.kick());
+    globalThis.addEventListener?.("sessionhub:identity", () => this.kick({ now: true }));
     // ... or nobody (signed out elsewhere): what waits is held, and said so, at once.
-    globalThis.addEventListener?.("sessionhub:identity-lost", () => this.kick());
+    globalThis.addEventListener?.("sessionhub:identity-lost", () => this.kick({ now: true }));
     // Another page of this browser records: what it leaves (a tab closed mid-recording) is taken
     // over by this page as it goes, not by the next page to load, whenever that comes.
     this.outliving = new Set();
@@ -330,9 +342,18 @@ export class UploadQueue {
     await this.count();
   }
 
-  /** Upload everything stored (also what a previous page load left behind). */
-  async kick() {
+  /**
+   * Upload everything stored (also what a previous page load left behind). While the server's
+   * `retry_after_s` runs, only `now` (the browser back online, another identity, Done) sends:
+   * a chunk cut every minute on a full disk no longer hammers it with a try each.
+   */
+  async kick({ now = false } = {}) {
     if (this.running) return;
+    const wait = this.notBefore - Date.now();
+    if (!now && wait > 0) {
+      if (this.timer === null) this.timer = setTimeout(() => this.kick({ now: true }), wait);
+      return;
+    }
     clearTimeout(this.timer);
     this.timer = null;
     this.running = true;
@@ -357,6 +378,7 @@ export class UploadQueue {
       try {
         const ack = await send(item);
         this.attempt = 0;
+        this.notBefore = 0;
         await inStore(db, "readwrite", (store) => store.delete(item.id));
         this.hooks.onUploaded?.(ack, item);
       } catch (err) {
@@ -374,10 +396,13 @@ export class UploadQueue {
           this.setPending(0, items.length);
           return;
         }
-        const delay = Math.min(RETRY_MAX_MS, RETRY_BASE_MS * 2 ** this.attempt);
+        // The server's own wait when it says one (a full disk: 60 s), never less than the back-off.
+        const asked = serverWaitMs(err);
+        const delay = Math.max(asked, Math.min(RETRY_MAX_MS, RETRY_BASE_MS * 2 ** this.attempt));
         this.attempt += 1;
+        this.notBefore = asked ? Date.now() + delay : 0;
         this.hooks.onRetry?.(err, delay);
-        this.timer = setTimeout(() => this.kick(), delay);
+        this.timer = setTimeout(() => this.kick({ now: true }), delay);
         return;
       }
     }
@@ -423,7 +448,7 @@ export class UploadQueue {
   /** Resolves true once nothing is pending, false after `timeoutMs`. */
   async settled(timeoutMs) {
     if ((await this.count()) === 0) return true;
-    this.kick();
+    this.kick({ now: true }); // a person's Done: one try now, whatever wait the server asked
     return new Promise((resolve) => {
       const done = (value) => {
         clearTimeout(timer);
