@@ -203,6 +203,17 @@ class AccountRoutes:
         device; other nodes refuse their tokens within the revocation poll."""
         auth_cookie.require_page_request(request, self._s.public_url)
         claims = self._claims(request)
+        # A token that outlives it (the operator's, an external provider's) could sign out again
+        # and again: each call writes the revocation log every node reads, and flooded it (3,000
+        # calls in 6 s pushed real devices' sign-outs out of its window).
+        await within(
+            self._s.limiter,
+            "logout-all",
+            claims.sub,
+            limit=self._s.limits.signins_per_min,
+            window_s=60,
+            message="too many sign-outs everywhere; wait a minute",
+        )
         _, revoked = await self._s.identities.revoke_all(claims.sub)
         self._s.tokens.revoked_families |= set(revoked)
         self._s.tokens.signed_out_users |= {claims.sub}

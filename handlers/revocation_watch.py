@@ -98,7 +98,7 @@ class RevocationWatch:
             changed = True
         if changed:
             self._adopt()
-        users = frozenset(user for user, _ in filter(None, map(parse_signed_out, new)))
+        users = frozenset(filter(None, map(parse_signed_out, new)))
         await self._sign_out(self._connections.of_families(new), "this device was signed out")
         await self._sign_out(self._connections.of_bare_guests(users), "this identity was signed out everywhere")
 
@@ -110,7 +110,7 @@ class RevocationWatch:
             if user is None:
                 families.add(entry)
             else:
-                users.add(user[0])
+                users.add(user)
         self._s.tokens.revoked_families = frozenset(families)
         self._s.tokens.signed_out_users = frozenset(users)
 

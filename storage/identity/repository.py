@@ -82,17 +82,15 @@ REVOKED_READ_BATCH = 1000
 SIGNED_OUT_MARK = "u:"
 
 
-def signed_out_entry(user_id: str, at_ms: int) -> str:
-    """The revoked set's entry saying that ``user_id`` signed out everywhere at ``at_ms``."""
-    return f"{SIGNED_OUT_MARK}{at_ms}:{user_id}"
+def signed_out_entry(user_id: str) -> str:
+    """The revoked set's entry saying that ``user_id`` signed out everywhere: one per user (a
+    second sign-out moves its end), so the set holds no more of them than there are users."""
+    return f"{SIGNED_OUT_MARK}{user_id}"
 
 
-def parse_signed_out(entry: str) -> tuple[str, int] | None:
-    """``(user id, when ms)`` of a :func:`signed_out_entry`; None for a family id."""
-    if not entry.startswith(SIGNED_OUT_MARK):
-        return None
-    at_ms, _, user_id = entry[len(SIGNED_OUT_MARK) :].partition(":")
-    return (user_id, int(at_ms)) if at_ms.isdigit() and user_id else None
+def parse_signed_out(entry: str) -> str | None:
+    """The user id of a :func:`signed_out_entry`; None for a family id (hex, never ``u:``)."""
+    return entry[len(SIGNED_OUT_MARK) :] or None if entry.startswith(SIGNED_OUT_MARK) else None
 
 
 @dataclass(frozen=True, slots=True)
@@ -533,7 +531,7 @@ class Identities:
         # Past its access_ttl_s no token bound to no device issued before it lives; nor does one a
         # node renewed before it heard of the sign-out (a poll later, and a second of iat's).
         until_ms = now_ms + (self.config.access_ttl_s + math.ceil(self.config.revocation_poll_s) + 1) * 1000
-        await self._log_revoked([signed_out_entry(user_id, now_ms)], until_ms=until_ms, before_log=False)
+        await self._log_revoked([signed_out_entry(user_id)], until_ms=until_ms, before_log=False)
         ids = cast(list[str], await self._redis.zrange(self._keys.user_families(user_id), 0, -1))
         revoked = [family_id for family_id in ids if await self.revoke(user_id, family_id)]
         return now_ms, revoked

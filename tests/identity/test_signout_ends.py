@@ -208,6 +208,26 @@ async def test_sign_out_everywhere_ends_a_guests_tokens_bound_to_no_device(
     assert (await Browser(http, iserver.url, token=other["token"]).call("GET", "/api/auth/me")).status == 200
 
 
+async def test_a_token_that_outlives_sign_out_cannot_flood_the_revocation_log(
+    iserver: ServerUnderTest, http: aiohttp.ClientSession
+) -> None:
+    """An operator's token (never refused after) called logout_all 3,000 times in 6 s, each call
+    a new entry every node reads, kept a day: the log's window filled in 20 s, pushing real
+    devices' sign-outs out of it (audit "hostile3", finding 1)."""
+    operator = Browser(http, iserver.url, token=iserver.token("operator-bot"))
+    limit = iserver.services.limits.signins_per_min
+    answers = [
+        await operator.post("/api/auth/logout_all", json={}, headers={"Authorization": f"Bearer {operator.token}"})
+        for _ in range(limit + 3)
+    ]
+    assert [a.status for a in answers] == [200] * limit + [429] * 3, [a.status for a in answers]
+    assert answers[-1].body["error"] == "rate_limited" and answers[-1].body["retry_after_s"] > 0
+    # One entry per user in the set every node holds, however many times it signed out.
+    keys = iserver.services.keys
+    members = await iserver.services.redis.zrange(keys.revoked_families(), 0, -1)
+    assert [m for m in members if "operator-bot" in m] == ["u:operator-bot"], members
+
+
 async def test_every_node_refuses_the_bare_token_within_the_poll(
     iserver: ServerUnderTest, redis_process: RedisProcess, tmp_path: Path, http: aiohttp.ClientSession
 ) -> None:
