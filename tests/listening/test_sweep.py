@@ -9,7 +9,7 @@ from typing import Any
 import aiohttp
 
 from tests.helpers import Client, RedisProcess, ServerUnderTest
-from tests.listening.support import FrozenClock, SweepPasses, auth, listener, start_on_clock
+from tests.listening.support import FrozenClock, Listener, SweepPasses, auth, listener, start_on_clock
 from tests.listening.test_report import sessions
 
 MIN = 60_000
@@ -219,3 +219,56 @@ async def test_a_late_pause_never_reaches_into_what_the_device_plays_since(
     assert (refused["ok"], refused["error"]) == (False, "invalid_payload"), refused
     newest = (await sessions(lserver))[0]
     assert (newest["item_id"], newest["open"]) == ("song-2", True)
+
+
+async def test_a_late_pause_never_covers_another_devices_play_nor_more_than_a_day(
+    lserver: ServerUnderTest, clients: list[Client], clock: FrozenClock, passes: SweepPasses
+) -> None:
+    """The phone's session, swept, then the laptop played the book 4 s, then the phone's late
+    pause: the phone's session was stretched over the laptop's (the same minutes twice); and a
+    late pause three days after the last report stretched it 72 h (audit "hostile3", 2 and 3)."""
+    phone = await listener(lserver, clients, device_id="phone")
+    laptop = Listener(client=phone.client, history_id=phone.history_id, device_id="laptop")
+    await phone.report("book", "playing")
+    clock.shift_ms += 20_000
+    await phone.report("book", "playing")
+    clock.shift_ms += 2 * MIN
+    await phone.client.wait_for(
+        lambda: any(d["data"].get("reason") == "silent" for n, d in phone.log_events() if n == "listening_session")
+    )
+    laptop_start = (await laptop.report("book", "playing"))["listening"]["started_at"]
+    clock.shift_ms += 4000
+    await laptop.report("book", "paused")
+    ack = await phone.report("book", "paused", ago_ms=1)
+    assert ack["listening"]["ended_at"] == laptop_start, ack  # up to the laptop's play, not over it
+    # Another device playing now (since before the sweep): the late pause adds nothing.
+    tablet = Listener(client=phone.client, history_id=phone.history_id, device_id="tablet")
+    other = Listener(client=phone.client, history_id=phone.history_id, device_id="watch")
+    await tablet.report("song", "playing")
+    await other.report("book", "playing")
+    clock.shift_ms += 20_000
+    await other.report("book", "playing")
+    clock.shift_ms += 30_000
+    await tablet.report("song", "playing")  # the tablet keeps playing; the watch goes silent
+    clock.shift_ms += 40_000
+    await other.client.wait_for(
+        lambda: sum(d["data"].get("reason") == "silent" for n, d in other.log_events() if n == "listening_session") >= 2
+    )
+    ended = await other.report("book", "paused", ago_ms=1)
+    assert ended["action"] == "none", ended
+    # Three days on, a late pause reaches no further than a day past the last report.
+    await tablet.report("song", "paused")
+    days = Listener(client=phone.client, history_id=phone.history_id, device_id="car")
+    await days.report("podcast", "playing")
+    clock.shift_ms += 10_000
+    last = (await days.report("podcast", "playing"))["listening"]["ended_at"]
+    clock.shift_ms += 3 * 86_400_000
+    await days.client.wait_for(
+        lambda: any(
+            d["data"].get("reason") == "silent" and d["data"]["session"]["device_id"] == "car"
+            for n, d in days.log_events()
+            if n == "listening_session"
+        )
+    )
+    late = await days.report("podcast", "paused", ago_ms=1)
+    assert late["listening"]["ended_at"] == last + 86_400_000, late

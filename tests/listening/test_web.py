@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import re
 from datetime import datetime, timedelta
 from datetime import time as dt_time
 from zoneinfo import ZoneInfo
@@ -446,6 +447,46 @@ async def test_a_machine_asleep_is_not_uploaded_as_listening(
         ("live", started_at, started_at + 20_000),
     ], listed
     assert await row.get_attribute("data-offline-upload") is None
+
+
+async def test_a_pause_pressed_offline_after_a_night_asleep_ends_before_the_night(
+    browser: Browser, lserver: ServerUnderTest, clock: FrozenClock, tabs: list[Tab]
+) -> None:
+    """Playing, offline, the laptop slept two hours; on waking (still offline) the person pressed
+    Pause: sent once back, it said the press was a minute ago, and the session the sweep had
+    ended at its last report was stretched over the whole night (audit "hostile3", 3)."""
+    tab = await new_tab(browser, lserver)
+    await tab.use_token(lserver.token("alice", ttl_s=TOKEN_TTL_S), ttl_s=TOKEN_TTL_S)
+    tabs.append(tab)
+    gate = SocketGate()
+    await gate.install(tab.page)
+    await tab.page.clock.install()
+    player = await tab.open("/player")
+    await expect(player.locator("#connection")).to_have_attribute("data-state", "live")
+    row = player.locator('li[data-item-id="demo-audiobook-1"]')
+    await click_and_wait(player, "demo-audiobook-1", "play", "started")
+    started_at = clock.now_ms()
+    clock.shift_ms += 20_000
+    await player.clock.fast_forward(20_000)
+    await expect(row).to_have_attribute("data-reported-until", str(started_at + 20_000))
+    await gate.cut()
+    await expect(player.locator("#connection")).to_have_attribute("data-state", "offline")
+    wall = await player.evaluate("Date.now()")
+    await player.clock.set_system_time((wall + 2 * 3_600_000) / 1000)  # asleep two hours
+    clock.shift_ms += 2 * 3_600_000
+    async with asyncio.timeout(10):
+        while (await listed_sessions(lserver))[0]["open"]:
+            await asyncio.sleep(0.05)
+    await player.clock.run_for(HEARTBEAT_MS)  # awake, still offline: a heartbeat finds the stop
+    await row.locator("button.pause").click()
+    await expect(player.locator("#player-notice")).to_contain_text("The pause is sent once the connection is back.")
+    gate.release()
+    await expect(player.locator("#connection")).to_have_attribute("data-state", "live")
+    await expect(row).to_have_attribute("data-last-action", re.compile("finalized|none"))
+    listed = await listed_sessions(lserver)
+    assert [(s["source"], s["started_at"], s["ended_at"]) for s in listed] == [
+        ("live", started_at, started_at + 20_000)
+    ], listed
 
 
 async def test_a_session_deleted_offline_says_so_in_its_row_at_once(

@@ -231,11 +231,11 @@ function heard(stretch, ack) {
   rows.get(stretch.item.item_id).row.dataset.reportedUntil = String(session.ended_at);
   if (before && before.id !== session.id && before.endedAt < session.started_at) {
     // Stopped meanwhile (a machine asleep, a frozen tab): it played until it stopped, not on.
-    const stopped = stretch.stoppedAt === null ? null : onServerClock(before, stretch.stoppedAt);
+    const stopped = stretch.stopped === null ? null : onServerClock(before, stretch.stopped.page);
     const end = stopped === null ? session.started_at : Math.min(session.started_at, stopped);
     if (end > before.endedAt) addGap(stretch.item, before, end);
   }
-  if (before?.id !== session.id) stretch.stoppedAt = null;
+  if (before?.id !== session.id) stretch.stopped = null;
 }
 
 // A heartbeat this late on the wall clock: the page did not run meanwhile (the machine slept, the
@@ -248,7 +248,7 @@ function tick(stretch) {
   const now = { page: performance.now(), wall: Date.now() };
   const last = stretch.tick;
   if (now.wall - last.wall > STOPPED_AFTER_MS) {
-    stretch.stoppedAt ??= last.page;
+    stretch.stopped ??= last;
     stretch.startedMs += Math.max(0, now.page - last.page - HEARTBEAT_MS); // the page's clock ran on
   }
   stretch.tick = now;
@@ -319,7 +319,7 @@ async function play(item) {
     startedMs: performance.now(),
     heard: null,
     tick: { page: performance.now(), wall: Date.now() },
-    stoppedAt: null,
+    stopped: null, // {page, wall} of the last heartbeat before the page stopped
   };
   startTone(item.hz);
   render();
@@ -343,6 +343,9 @@ async function play(item) {
 
 async function halt(item, status) {
   const heardBefore = current?.item === item ? current.heard : null;
+  // Stopped before the press (asleep, frozen) and not heard since: the play ended there, and a
+  // pause sent late says so (the night asleep was not listened to).
+  const stoppedAt = current?.item === item ? current.stopped : null;
   if (current?.item === item) {
     settle(item, status);
     current = null;
@@ -352,13 +355,13 @@ async function halt(item, status) {
     settle(item, status);
   }
   render();
-  await send(item, status, null, heardBefore);
+  await send(item, status, null, heardBefore, stoppedAt);
 }
 
 /** `owedPress` ({page, wall}: when it was pressed) and `heardBefore` (what the server last
  * acknowledged of this play): a pause or stop owed since then, sent now. */
-async function send(item, status, owedPress = null, heardBefore = null) {
-  const press = owedPress ?? { page: performance.now(), wall: Date.now() };
+async function send(item, status, owedPress = null, heardBefore = null, stoppedAt = null) {
+  const press = owedPress ?? stoppedAt ?? { page: performance.now(), wall: Date.now() };
   const stretch = current;
   try {
     const ack = await report(item, status, owedPress && Date.now() - owedPress.wall);

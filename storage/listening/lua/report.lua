@@ -69,12 +69,21 @@ if status ~= 'playing' then
   end
   -- Pressed before the silence sweep ended the session at its last report (the player played
   -- on, offline, until the press): the session reaches the press, once (`heard_late`, a field
-  -- for the scripts alone), and never into a session the device opened since.
+  -- for the scripts alone), at most a day on (as an upload: the player's word alone), and never
+  -- into what was played since, on this device or another (the same minutes counted twice), nor
+  -- past anything another device plays now.
   local last = ago_ms > 0 and load(redis.call('HGET', last_key, device)) or nil
   if last and last.item_id == item and last.resumable == false and not last.heard_late then
-    local until_ms = pressed_ms
+    local until_ms = math.min(pressed_ms, last.ended_at + 86400000)
     if current then
       until_ms = math.min(until_ms, current.started_at)
+    end
+    local since = redis.call('ZRANGEBYSCORE', by_start_key, '(' .. last.ended_at, '+inf', 'WITHSCORES', 'LIMIT', 0, 1)
+    if #since > 0 then
+      until_ms = math.min(until_ms, tonumber(since[2]))
+    end
+    if redis.call('HLEN', open_key) > (current and 1 or 0) then
+      until_ms = last.ended_at
     end
     if until_ms > last.ended_at then
       keep_meta()
