@@ -101,3 +101,35 @@ async def test_the_dashboard_says_a_clip_it_deleted_is_gone(
     await expect(deletes.first).to_be_focused()
     await asyncio.sleep(1.5)  # longer than the clip news gathers
     assert await live_texts(page, "clip-news") == []
+
+
+async def test_the_clip_button_keeps_the_focus_through_its_cooldown(
+    server: ServerUnderTest, tab: Tab, clients: list[Client]
+) -> None:
+    """Clip Moment was disabled for its 2 s cooldown, which dropped the keyboard's focus to the
+    page under a screen reader user: it stays on the button now, a press during the cooldown
+    clips nothing and says the cooldown again."""
+    session_id, _owner = await started(server, clients)
+    await listen_to_live_regions(tab.page)
+    await tab.use_token(server.token("bob"))
+    page = await tab.open(f"/watch/{session_id}")
+    await expect(page.locator("#connection")).to_have_attribute("data-state", "live")
+    button = page.locator("#clip-button")
+    await expect(button).to_be_enabled()
+    await button.focus()
+    await page.keyboard.press("Enter")
+    await expect(page.locator("#clip-reason")).to_contain_text("Cooldown")
+    # Read at once, not waited for: the focus used to come back only once the cooldown was over.
+    assert await page.evaluate("document.activeElement?.id") == "clip-button"
+    await expect(button).to_have_attribute("aria-disabled", "true")
+
+    await page.keyboard.press("Enter")  # during the cooldown: refused, said again
+    cooldowns = [text for text in await told(page, "clip-said", 2) if text.startswith("Cooldown")]
+    assert len(cooldowns) == 2, cooldowns
+    await expect(button).to_be_focused()
+    await expect(page.locator("#mine li")).to_have_count(1)
+
+    await expect(button).not_to_have_attribute("aria-disabled", "true")  # after the 2 s
+    await expect(button).to_be_focused()
+    await page.keyboard.press("Enter")
+    await expect(page.locator("#mine li")).to_have_count(2)
