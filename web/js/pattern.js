@@ -9,7 +9,7 @@
  * textContent, value and dataset only.
  */
 import { $, call, connect, getToken, knownIdentity, showConnection, subscribeSession, whileBusy } from "./client.js";
-import { reconcile } from "./keyed.js";
+import { reconcile, setText } from "./keyed.js";
 import { OrphanBanner } from "./orphan_banner.js";
 import { Player } from "./pattern_audio.js";
 import { HELD_MAX, HeldOps, MadeOrder } from "./pattern_held.js";
@@ -664,6 +664,7 @@ function render() {
   const doc = view();
   if (!doc) return;
   document.title = `${doc.name || "Untitled Session"} · sessionhub`;
+  setText($("pattern-heading"), doc.name || "Untitled Session"); // a rename's, others' too
   const nameInput = $("pattern-name");
   if (!editing(nameInput)) nameInput.value = doc.name ?? "";
   renderLineage();
