@@ -976,6 +976,7 @@ function fitRow(row, track) {
   if (row.dataset.labelled !== track.name) {
     row.dataset.labelled = track.name;
     steps.setAttribute("aria-label", `${track.name} step buttons`);
+    row.querySelector(".track-name").setAttribute("aria-label", `Name of track ${track.name}`);
     countSelect.setAttribute("aria-label", `${track.name} steps`);
     // Every row has these: a screen reader names the track too, after the control's own word.
     row.querySelector(".mute").setAttribute("aria-label", `Mute ${track.name}`);
