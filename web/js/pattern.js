@@ -9,10 +9,11 @@
  * textContent, value and dataset only.
  */
 import { $, call, connect, getToken, knownIdentity, showConnection, subscribeSession, whileBusy } from "./client.js";
-import { reconcile } from "./keyed.js";
+import { reconcile, setText } from "./keyed.js";
 import { OrphanBanner } from "./orphan_banner.js";
 import { Player } from "./pattern_audio.js";
 import { HELD_MAX, HeldOps, MadeOrder } from "./pattern_held.js";
+import { PatternNews, opNews, stateNews } from "./pattern_news.js";
 import { freshId } from "./ids.js";
 import { STEP_COUNTS, applyOp, clone, newTrack } from "./pattern_state.js";
 
@@ -61,6 +62,11 @@ let cursorTimer = null;
 let cursorNext;
 const me = { name: "", colour: "" };
 const player = new Player(() => view()?.state, showPlayhead);
+const news = new PatternNews($("pattern-news"));
+// Every socket id this page has had (one a connection): an op or a presence of one of them is this
+// page's own, a replay after a reconnection included, and no news.
+const ownClients = new Set();
+let replacedUser = null; // the user whose player just left `replaced`: its join next is no news
 const orphanBanner = new OrphanBanner();
 
 // --- the document --------------------------------------------------------------------------
@@ -180,13 +186,18 @@ function onLogEvent(event) {
   const data = event.data ?? {};
   switch (event.type) {
     case "pattern_op":
+      if (!ownClients.has(data.client)) tellOthers(opNews(playerName(data.client), data.op, confirmed.state));
       applyOp(confirmed, data.op, data);
       if (socket && data.client === socket.id) pending = pending.filter((p) => p.seq !== data.seq);
       break;
-    case "pattern_state":
+    case "pattern_state": {
+      // Diffed as the page shows it: this page's own edits, in its view before and after, are no news.
+      const before = view();
       if (data.state) confirmed.state = data.state;
       if ("name" in data) confirmed.name = data.name;
+      tellOthers(stateNews(userName(data.by), before, view()));
       break;
+    }
     case "pattern_meta":
       meta.remixCount = data.remixCount;
       break;
@@ -384,9 +395,44 @@ function watchLeaving() {
 // --- presence -----------------------------------------------------------------------------
 
 function onPresence(data) {
-  if (data.action === "join") players.set(data.player.id, data.player);
-  else if (data.action === "leave") players.delete(data.player_id);
-  else if (data.action === "cursor" && players.has(data.player_id)) players.get(data.player_id).cursor = data.cursor;
+  if (data.action === "join") {
+    const { id, name, user } = data.player;
+    if (!players.has(id) && !ownClients.has(id) && user !== replacedUser) news.add([{ who: name, kind: "joined" }]);
+    replacedUser = null;
+    players.set(id, data.player);
+  } else if (data.action === "leave") {
+    const gone = players.get(data.player_id);
+    // A player coming back on a new connection replaces its old entry: neither is news.
+    if (data.reason === "replaced") replacedUser = gone?.user ?? null;
+    else if (gone && !ownClients.has(data.player_id)) news.add([{ who: gone.name, kind: "left" }]);
+    players.delete(data.player_id);
+  } else if (data.action === "cursor" && players.has(data.player_id)) players.get(data.player_id).cursor = data.cursor;
+}
+
+function playerName(clientId) {
+  return players.get(clientId)?.name || "Another player";
+}
+
+/** The name of a player present as `userId` (an HTTP save names its user, not its connection). */
+function userName(userId) {
+  const theirs = [...players.values()].find((p) => p.user === userId && !ownClients.has(p.id));
+  return theirs?.name || "Another player";
+}
+
+/**
+ * Other players' changes, told (pattern_news.js). One removing the track that holds this person's
+ * focus is said at once: the focus goes on to the next track (handRowFocusOn), and without a word
+ * the person found themselves elsewhere. A track name being typed there is said by its toast.
+ */
+function tellOthers(items) {
+  const active = document.activeElement;
+  const focused = active?.closest?.(".track-row")?.dataset.track;
+  const gathered = items.filter((item) => {
+    if (item.kind !== "removed" || item.trackId !== focused) return true;
+    if (!editing(active)) news.now(`${item.who} removed track ${item.name}, where your focus was.`);
+    return false;
+  });
+  news.add(gathered);
 }
 
 // Our player id (socket id) when we last joined, kept for this tab across reloads: a reload
@@ -664,6 +710,7 @@ function render() {
   const doc = view();
   if (!doc) return;
   document.title = `${doc.name || "Untitled Session"} · sessionhub`;
+  setText($("pattern-heading"), doc.name || "Untitled Session"); // a rename's, others' too
   const nameInput = $("pattern-name");
   if (!editing(nameInput)) nameInput.value = doc.name ?? "";
   renderLineage();
@@ -975,6 +1022,7 @@ function fitRow(row, track) {
   if (row.dataset.labelled !== track.name) {
     row.dataset.labelled = track.name;
     steps.setAttribute("aria-label", `${track.name} step buttons`);
+    row.querySelector(".track-name").setAttribute("aria-label", `Name of track ${track.name}`);
     countSelect.setAttribute("aria-label", `${track.name} steps`);
     // Every row has these: a screen reader names the track too, after the control's own word.
     row.querySelector(".mute").setAttribute("aria-label", `Mute ${track.name}`);
@@ -1370,6 +1418,7 @@ function goLive(name = "") {
     onSnapshot,
     onEvent: onLogEvent,
     onSubscribed: () => {
+      ownClients.add(socket.id);
       live = true;
       showConnection($("connection"), "live");
       join();

@@ -23,6 +23,7 @@ import {
 } from "./client.js";
 import { STATE_LABELS, hms, idFromPath } from "./clip_format.js";
 import { reconcile, setText } from "./keyed.js";
+import { NewsBatch } from "./news.js";
 import { OrphanBanner } from "./orphan_banner.js";
 import { connectedAgain, unanswered } from "./resend.js";
 
@@ -35,6 +36,10 @@ const VALID_ACTIONS = { created: ["start", "end"], active: ["pause", "end"], pau
 const ACTION_CONFIRM = { end: "End the stream session? Viewers can no longer clip, and this is final." };
 // The state each action moves the stream to.
 const ACTION_TARGET = { start: "active", pause: "paused", resume: "active", end: "ended" };
+// A viewer's clip is told a second after it arrives, with those that came meanwhile; during a
+// raid, one telling every 5 s at most ("240 new clips"): a screen reader said nothing of them.
+const CLIP_NEWS_GATHER_MS = 1000;
+const CLIP_NEWS_GAP_MS = 5000;
 
 const ui = {
   loading: $("loading"),
@@ -56,6 +61,7 @@ const ui = {
   copy: $("copy-link"),
   feed: $("feed"),
   feedEmpty: $("feed-empty"),
+  clipNews: $("clip-news"),
   segments: $("segments"),
   window: $("window-input"),
   sort: $("sort-select"),
@@ -268,6 +274,15 @@ function updateFeedItem(li, clip) {
   // The clip's arrival number in the session (its seq): it stays the clip's after deletions.
   setText(li.querySelector(".seq"), `#${clip.seq}`);
 }
+
+/** What a screen reader is told of the clips that arrived ("New clip at 0:00:02: big play"). */
+function tellClips(added) {
+  if (added.length > 1) return `${added.length.toLocaleString("en")} new clips`;
+  const [clip] = added;
+  return `New clip at ${hms(clip.offset_ms)}${clip.note ? `: ${clip.note}` : ""}`;
+}
+
+const clipNews = new NewsBatch(ui.clipNews, tellClips, { gatherMs: CLIP_NEWS_GATHER_MS, gapMs: CLIP_NEWS_GAP_MS });
 
 function renderFeed() {
   const latest = [...feedClips.values()].sort((a, b) => b.seq - a.seq).slice(0, FEED_LIMIT);
@@ -492,7 +507,8 @@ async function deleteClip(button, clip) {
   if (!window.confirm(`Delete the clip at ${hms(clip.offset_ms)} by ${who}? This cannot be undone.`)) return;
   const li = button.closest(".review-clip");
   focusOnDelete(button, clip);
-  if (!(await update(clip.clip_id, null)) && li.isConnected) keepFocusOn(clip);
+  // The focus goes on to a neighbour's Delete, which a screen reader says: not that the clip went.
+  if (!(await update(clip.clip_id, null, "Clip deleted.")) && li.isConnected) keepFocusOn(clip);
 }
 
 /** The deletion was refused: the clip stays, and so does the focus. */
@@ -616,12 +632,13 @@ function noteForm(clip) {
   return form;
 }
 
-async function update(clipId, change) {
+async function update(clipId, change, done = "") {
   const offline = sayIfOffline("the change");
   try {
     if (change === null) await call(socket, "clip_delete", { session_id: sessionId, clip_id: clipId });
     else await call(socket, "clip_update", { session_id: sessionId, clip_id: clipId, ...change });
-    if (offline) notice("Back online: the change is done.");
+    if (offline) notice(`Back online: ${done ? done.charAt(0).toLowerCase() + done.slice(1) : "the change is done."}`);
+    else if (done) notice(done);
     return true;
   } catch (err) {
     notice(`Could not change the clip: ${err.message}`, "error");
@@ -1109,6 +1126,8 @@ function onEvent(event) {
     return;
   }
   orphanBanner.edited(); // a logged change (a state action, a viewer's clip): active again
+  // Told once each, as it comes (a reconnect's replay included): not the clips the page opens with.
+  if (event.type === "clip_added") clipNews.add(event.data ?? {});
   for (const events of inFlight) events.push(event);
   if (reviewOffset === null) buffered.push(event);
   else if (event.offset > reviewOffset) apply(event);

@@ -13,6 +13,7 @@ import { $, api, call, connect, showConnection, STREAM_CONNECTION_TEXT, subscrib
 import { STATE_LABELS, hms, idFromPath } from "./clip_format.js";
 import { freshId } from "./ids.js";
 import { reconcile, setText } from "./keyed.js";
+import { say } from "./news.js";
 import { OrphanBanner } from "./orphan_banner.js";
 
 const NOTE_MAX = 100;
@@ -160,15 +161,25 @@ function render() {
   updateButton();
 }
 
-// A button disabled under the keyboard's focus (its own click starts the cooldown) drops the
-// focus to the page: it is given back when the button can be pressed again, so that the next
-// moment is one Enter away, not a page of Tabs.
+// A button disabled under the keyboard's focus drops the focus to the page: while a press's own
+// wait lasts (its clip being sent, then the cooldown) the button is only aria-disabled, keeps the
+// focus and refuses a press itself (onSubmit), saying why again. Disabled for a longer reason (the
+// stream paused, the viewer blocked), the focus it drops is given back when the button can be
+// pressed again, so that the next moment is one Enter away, not a page of Tabs.
 let focusOwed = false;
+
+/** Whether the button waits on its own last press: its clip on its way, or the cooldown after it. */
+function pressWaits(why) {
+  return pending !== null || why.startsWith(COOLDOWN);
+}
 
 function updateButton() {
   const why = reason();
-  if (why && document.activeElement === ui.button) focusOwed = true;
-  ui.button.disabled = why !== "";
+  const waits = why !== "" && pressWaits(why);
+  if (why && !waits && document.activeElement === ui.button) focusOwed = true;
+  ui.button.disabled = why !== "" && !waits;
+  if (waits) ui.button.setAttribute("aria-disabled", "true");
+  else ui.button.removeAttribute("aria-disabled");
   // Offline, a live stream's button still takes the moment (in a tunnel, on a train): it is sent
   // once the connection is back, placed when pressed (send). It was disabled ("Reconnecting…").
   ui.reason.textContent = why || (session && !live ? OFFLINE_HINT : "");
@@ -345,9 +356,19 @@ async function refreshState() {
   }
 }
 
+/** A press the button refuses (aria-disabled: its last press still waits): why, said again. */
+function sayRefused(why) {
+  said = why;
+  say(ui.said, why);
+}
+
 function onSubmit(event) {
   event.preventDefault();
-  if (pending || reason() !== "") return;
+  const why = reason();
+  if (why !== "") {
+    sayRefused(why);
+    return;
+  }
   pending = { submission_id: freshId(), note: ui.note.value.trim(), pressedAt: performance.now() };
   stillSending = false;
   confirm("");
