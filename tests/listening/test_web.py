@@ -300,12 +300,12 @@ async def test_a_pause_pressed_offline_ends_the_session_at_the_press_however_lat
     started_at = clock.now_ms()
     if heard_ms:
         clock.shift_ms += heard_ms
-        await player.clock.fast_forward(heard_ms)
+        await player.clock.run_for(heard_ms)  # its heartbeats all fire: a page that runs on
         await expect(row).to_have_attribute("data-reported-until", str(started_at + heard_ms))
     await gate.cut()
     await expect(player.locator("#connection")).to_have_attribute("data-state", "offline")
     clock.shift_ms += listened_ms - heard_ms  # played on, offline, then paused
-    await player.clock.fast_forward(listened_ms - heard_ms)
+    await player.clock.run_for(listened_ms - heard_ms)
     await row.locator("button.pause").click()
     notice = player.locator("#player-notice")
     await expect(notice).to_have_text("You are offline. The pause is sent once the connection is back.")
@@ -324,8 +324,10 @@ async def test_a_pause_pressed_offline_ends_the_session_at_the_press_however_lat
     await expect(notice).to_be_hidden()
     [session] = await listed_sessions(lserver)
     assert (session["source"], session["started_at"], session["open"]) == (source, started_at, False), session
-    # The press, on the server's clock, within what the page's own timers took to send it.
-    assert abs(session["ended_at"] - (started_at + listened_ms)) < 3000, session
+    # The press, on the server's clock: the page's clock also runs with the real time the test
+    # takes (waits for the sweep included), the server's only as the test moves it; the arrival
+    # would be minutes off.
+    assert abs(session["ended_at"] - (started_at + listened_ms)) < 15_000, session
 
 
 async def test_a_book_paused_on_one_device_plays_on_from_there_on_another(
