@@ -28,6 +28,9 @@ FOLLOW_TOLERANCE_MS = 25
 WARN_OFF_BY_MS = 1000
 # Readings per round: the one with the shortest round trip is kept.
 READINGS = 3
+# A round whose best round trip is longer says nothing (its error is half of it: a Redis busy
+# with a script or a fork answered 1.5 s late and moved every node's clock 0.75 s back).
+MAX_TRIP_MS = 100.0
 
 
 @dataclass(slots=True)
@@ -55,9 +58,10 @@ class Clock:
         return time.monotonic()
 
 
-async def redis_offset_ms(clock: Clock, redis: Any) -> int:
+async def redis_offset_ms(clock: Clock, redis: Any) -> int | None:
     """How far ``clock``'s host is behind Redis' ``TIME``, in ms (negative: ahead), read
-    :data:`READINGS` times and taken from the reading with the shortest round trip."""
+    :data:`READINGS` times and taken from the reading with the shortest round trip; None when
+    even that one took over :data:`MAX_TRIP_MS`."""
     best: tuple[float, float] | None = None  # (round trip, offset), in ms
     for _ in range(READINGS):
         before = clock.host_s()
@@ -68,13 +72,13 @@ async def redis_offset_ms(clock: Clock, redis: Any) -> int:
         if best is None or trip < best[0]:
             best = (trip, offset)
     assert best is not None
-    return round(best[1])
+    return round(best[1]) if best[0] <= MAX_TRIP_MS else None
 
 
 async def follow_redis(clock: Clock, redis: Any) -> None:
     """Set ``clock.offset_ms`` from Redis' clock when it differs by more than the tolerance."""
     offset = await redis_offset_ms(clock, redis)
-    if abs(offset - clock.offset_ms) <= FOLLOW_TOLERANCE_MS:
+    if offset is None or abs(offset - clock.offset_ms) <= FOLLOW_TOLERANCE_MS:
         return
     if abs(offset) >= WARN_OFF_BY_MS:
         log.warning(

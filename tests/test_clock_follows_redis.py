@@ -7,6 +7,7 @@ segment before it began (a negative length, negative offsets in every export).""
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from dataclasses import dataclass
 from pathlib import Path
@@ -90,3 +91,28 @@ async def test_a_segment_closed_by_a_clock_behind_its_start_never_has_a_negative
     finally:
         await b.stop()
         await a.stop()
+
+
+class SlowTime:
+    """A Redis whose TIME answers arrive ``delay_s`` late (busy with a script or a fork)."""
+
+    def __init__(self, redis: Any, delay_s: float) -> None:
+        self._redis, self._delay_s = redis, delay_s
+
+    async def time(self) -> Any:
+        answer = await self._redis.time()
+        await asyncio.sleep(self._delay_s)
+        return answer
+
+
+async def test_a_slow_answer_moves_no_clock(redis: Any) -> None:
+    """TIME answered 1.5 s late moved the node's clock 0.75 s back (half the round trip), then
+    forward again at the next good reading: stored times went backwards (audit "hostile3", 5)."""
+    clock = Clock()
+    await follow_redis(clock, SlowTime(redis, 1.5))
+    assert clock.offset_ms == 0
+    skewed = SkewedClock(skew_ms=70_000)
+    await follow_redis(skewed, SlowTime(redis, 0.2))  # a real skew, but no reading to trust: kept
+    assert skewed.offset_ms == 0
+    await follow_redis(skewed, redis)
+    assert abs(skewed.now_ms() - clock.now_ms()) < 50
