@@ -400,7 +400,11 @@ class AuthRoutes:
         token, exp = self._mint(user_id, grant, name=profile.name, admin=profile.admin, fam=family_id)
         guest = bool(grant.get("guest", False))
         response = self._answer(token, user_id, exp, profile.name, status=status, device=family_id, guest=guest)
-        self._set_cookie(response, request, credential)
+        # No credential: the device was opened before and has rotated its cookie since (a link's
+        # redemption sent again by a page that did get the first answer): the browser keeps the
+        # cookie it holds; the first one again would be refused as a copy, signing it out.
+        if credential:
+            self._set_cookie(response, request, credential)
         return response
 
     def _mint(self, user_id: str, grant: dict[str, Any], *, name: str, admin: bool, fam: str) -> tuple[str, int]:

@@ -95,6 +95,15 @@ async def test_a_redemption_resent_by_its_page_signs_in_as_the_device_the_lost_a
     assert third.status == 200 and third.body["device_id"] == again.body["device_id"], third.body
     assert (await page.refresh()).status == 200
     assert sorted(await _devices(iserver, user_id)) == sorted([*before, *lost])
+    # Refreshed twice since, and sent once more: the cookie it holds stays (the first again was
+    # refused as a copied cookie at the next refresh, signing the device out; audit hostile3, 4).
+    assert (await page.refresh()).status == 200
+    fourth = await page.post("/api/auth/one_time", json=press)
+    assert fourth.status == 200 and fourth.body["device_id"] == again.body["device_id"], fourth.body
+    assert not fourth.cookie, fourth.body
+    for _ in range(2):
+        assert (await page.refresh()).status == 200
+    assert sorted(await _devices(iserver, user_id)) == sorted([*before, *lost])
 
 
 async def test_redemptions_of_one_attempt_sent_at_once_open_one_device(

@@ -342,7 +342,9 @@ class Identities:
         ``grant`` (perms, guest, telegram_user_id) is what tokens minted from it may carry. With
         a ``family_id`` chosen beforehand (a link's redemption, which a page may send again), the
         device is opened once: opened again, nothing is written and the same first credential is
-        answered (derived from the id with the rotation key), so every answer is that device.
+        answered (derived from the id with the rotation key), so every answer is that device;
+        an empty credential once the device has rotated it (its browser had the first answer and
+        keeps the cookie it holds now).
         """
         if family_id is not None:
             return await self._open_chosen(user_id, family_id, label=label, grant=grant)
@@ -387,7 +389,10 @@ class Identities:
             "kept_ms": now_ms,
         }
         flat = [part for pair in fields.items() for part in pair]
-        if await self._family_open(keys=[self._keys.family(family_id)], args=[ttl_s, *flat]):
+        opened = await self._family_open(keys=[self._keys.family(family_id)], args=[ttl_s, fields["secret"], *flat])
+        if opened == -1:  # opened and used since: not the lost first answer's page
+            return family_id, ""
+        if opened == 1:
             async with self._redis.pipeline(transaction=False) as pipe:
                 pipe.zadd(self._keys.user_families(user_id), {family_id: now_ms})
                 pipe.expire(self._keys.user_families(user_id), ttl_s)
