@@ -170,6 +170,7 @@ function passkeySignIn() {
     { id: "identity-passkey-signin", class: "button", type: "button" },
     "Sign in with a passkey",
   );
+  let said = null; // the last refusal said beside the button: one at a time
   button.addEventListener("click", async () => {
     try {
       await signInWithPasskey();
@@ -180,10 +181,26 @@ function passkeySignIn() {
         button.replaceWith(el("span", { role: "alert", class: "muted" }, NO_PASSKEYS));
         return;
       }
-      button.after(el("span", { role: "alert", class: "muted" }, ` ${err.message}`));
+      said?.remove();
+      said = el("span", { id: "identity-passkey-refused", role: "alert", class: "muted" }, ` ${signInRefusal(err)}`);
+      button.after(said);
     }
   });
   return button;
+}
+
+/**
+ * A passkey sign-in that failed, in words for people: the browser's DOMException text and the
+ * server's detail are neither ("Response sign count of 2 was not greater than current count…").
+ */
+function signInRefusal(err) {
+  if (err?.name === "NotAllowedError" || err?.name === "AbortError") return "No passkey was chosen.";
+  if (err instanceof ApiError && err.details?.reason === "unknown")
+    return "This passkey is not known here any more (it was removed); try another or a device link.";
+  if (err instanceof ApiError && (err.details?.reason === "refused" || err.details?.reason === "challenge"))
+    return "This passkey was refused; try another or a device link.";
+  if (err instanceof ApiError) return err.message; // the server's own words (unreachable, busy)
+  return "This browser could not use a passkey here; try a device link.";
 }
 
 function showNone() {
@@ -574,10 +591,26 @@ async function savePasskey() {
     await addPasskey();
     status.textContent = "Passkey added: sign in with it on any device to be you there.";
   } catch (err) {
-    status.textContent = `No passkey added: ${err.message}`;
+    status.textContent = `No passkey added. ${addRefusal(err)}`;
   }
   listPasskeys().catch(() => {}); // the status above has said what happened
   keptChanged().catch(() => {}); // as it was shown: the next reading says it
+}
+
+/**
+ * Why no passkey was added, in words for people: the browser's DOMException text ("The user
+ * attempted to register an authenticator that contains one of the credentials already registered
+ * with the relying party.") is not.
+ */
+function addRefusal(err) {
+  // The authenticator holds one of this identity's passkeys already (the options exclude them).
+  if (err?.name === "InvalidStateError") return "This passkey is already saved for this identity.";
+  if (err?.name === "NotAllowedError" || err?.name === "AbortError") return "It was cancelled or timed out.";
+  if (err instanceof ApiError && err.details?.reason === "registered")
+    return "This passkey is already saved for an identity here.";
+  if (err instanceof ApiError && err.code === "invalid_payload") return "The passkey was not accepted; try again.";
+  if (err instanceof ApiError) return err.message; // the server's own words (unreachable, busy)
+  return "This browser could not make a passkey here.";
 }
 
 async function removePasskey(passkeyId) {
