@@ -47,10 +47,15 @@ class TokenAnswer(BaseModel):
 
 
 class LinkOwner(BaseModel):
-    """Whose identity a one-time link signs a browser in as."""
+    """Whose identity a one-time link signs a browser in as, or why it no longer can."""
 
-    user_id: str
+    usable: bool = True
+    user_id: str = ""  # "" when not usable
     name: str = ""
+    # Why not usable: "used" (used, expired or unknown), "signed_out" (ended by a sign-out) or
+    # "expired" (a bot link whose asking token has expired since); "" when usable.
+    reason: str = ""
+    link: str = ""  # "device" (made by a device) or "bot" (a chat bot's /login); "" when unknown
 
 
 class CredentialPresence(BaseModel):
@@ -283,17 +288,20 @@ class AuthRoutes:
 
     async def peek(self, request: web.Request) -> web.Response:
         """Whose identity a one-time link opens, leaving it unused: the page asks before a link
-        replaces an identity of this browser that would leave its sessions behind."""
+        replaces an identity of this browser that would leave its sessions behind. A link that
+        cannot be used is an answer here (``usable: false`` and why), not a refusal: the page
+        meets ended links as a matter of course, and a refusal is a console error in a browser."""
         body = await self._link_body(request)
         claims = await self._s.login_tokens.peek(body.token) if len(body.token) in ONE_TIME_TOKEN_CHARS else None
         if claims is None:
-            raise CodedError(ErrorCode.UNAUTHORIZED, USED, reason="used")
-        if not claims.get("device_link") and int(claims["exp"]) <= int(self._s.clock.now_s()):
-            raise CodedError(ErrorCode.UNAUTHORIZED, "the token that asked for this login link has expired")
+            return web.json_response(LinkOwner(usable=False, reason="used").model_dump())
+        link = "device" if claims.get("device_link") else "bot"
+        if link == "bot" and int(claims["exp"]) <= int(self._s.clock.now_s()):
+            return web.json_response(LinkOwner(usable=False, reason="expired", link=link).model_dump())
         if await self._link_ended(claims):
-            raise CodedError(ErrorCode.UNAUTHORIZED, ENDED, reason="signed_out")
+            return web.json_response(LinkOwner(usable=False, reason="signed_out", link=link).model_dump())
         profile = await self._s.identities.profile(claims["sub"])
-        return web.json_response(LinkOwner(user_id=claims["sub"], name=profile.name).model_dump())
+        return web.json_response(LinkOwner(user_id=claims["sub"], name=profile.name, link=link).model_dump())
 
     async def one_time(self, request: web.Request) -> web.Response:
         """Redeem a one-time link (a device link, or a chat bot's ``/login``): this browser becomes a
@@ -309,8 +317,9 @@ class AuthRoutes:
         claims = redeemed.claims
         # The maker is judged when the link is taken: the same redemption sent again finds it
         # signed out by that redemption when the link was opened in the maker's own browser.
+        link = "device" if claims.get("device_link") else "bot"
         if await self._link_ended(claims, maker=not redeemed.again):
-            raise CodedError(ErrorCode.UNAUTHORIZED, ENDED, reason="signed_out")
+            raise CodedError(ErrorCode.UNAUTHORIZED, ENDED, reason="signed_out", link=link)
         if claims.get("device_link"):
             grant = claims["grant"]
         elif int(claims["exp"]) <= int(self._s.clock.now_s()):
@@ -333,7 +342,7 @@ class AuthRoutes:
         if await self._link_ended(claims, maker=False):
             if await self._s.identities.revoke(claims["sub"], redeemed.device):
                 self._s.tokens.revoked_families |= {redeemed.device}
-            raise CodedError(ErrorCode.UNAUTHORIZED, ENDED, reason="signed_out")
+            raise CodedError(ErrorCode.UNAUTHORIZED, ENDED, reason="signed_out", link=link)
         return response
 
     async def _link_ended(self, claims: dict[str, Any], *, maker: bool = True) -> bool:

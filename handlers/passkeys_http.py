@@ -8,6 +8,7 @@ The challenge is single-use and expires (``storage.identity.passkeys``).
 from __future__ import annotations
 
 import json
+import logging
 from typing import Annotated, Any
 
 import webauthn
@@ -39,6 +40,7 @@ MAX_CEREMONY_BYTES = 16 * 1024
 # A passkey's label: the person's, or the User-Agent it was made in, one line of plain text.
 PASSKEY_LABEL_CHARS = 60
 _SPENT = "this passkey request was used already or has expired"
+log = logging.getLogger(__name__)
 
 
 class Ceremony(Payload):
@@ -187,8 +189,10 @@ class PasskeyRoutes:
             rp_id=rp.rp_id,
             rp_name=rp.name,
             user_id=claims.sub.encode(),
-            user_name=claims.sub,
-            user_display_name=profile.name or claims.name or "Guest",
+            # What the browser lists when it asks which passkey to use: two of one browser's
+            # identities must read apart (both "Guest", named by their ids, they did not).
+            user_name=passkey_user_name(claims.sub, profile.name or claims.name),
+            user_display_name=passkey_user_name(claims.sub, profile.name or claims.name),
             exclude_credentials=existing,
             authenticator_selection=AuthenticatorSelectionCriteria(
                 resident_key=ResidentKeyRequirement.REQUIRED, user_verification=UserVerificationRequirement.PREFERRED
@@ -215,7 +219,9 @@ class PasskeyRoutes:
                 expected_origin=rp.origin,
             )
         except WebAuthnException as exc:
-            raise CodedError(ErrorCode.INVALID_PAYLOAD, f"the passkey was not accepted: {exc}") from None
+            # py_webauthn's words are for the operator, not for the person (nor a prober).
+            log.info("passkey registration refused for %s: %s", claims.sub, exc)
+            raise CodedError(ErrorCode.INVALID_PAYLOAD, "the passkey was not accepted") from None
         credential_id = bytes_to_base64url(verified.credential_id)
         now_ms = self._s.clock.now_ms()
         passkey = Passkey(
@@ -279,12 +285,24 @@ class PasskeyRoutes:
                 credential_current_sign_count=passkey.sign_count,
             )
         except WebAuthnException as exc:
-            raise CodedError(ErrorCode.UNAUTHORIZED, f"the passkey was not accepted: {exc}", reason="refused") from None
+            log.info("passkey sign-in refused (passkey %s): %s", passkey.passkey_id, exc)
+            raise CodedError(ErrorCode.UNAUTHORIZED, "this passkey was refused", reason="refused") from None
         await self._s.passkeys.used(passkey, verified.new_sign_count)
         return await self._auth.new_device(request, passkey.user_id, passkey.grant, status=200)
 
     def _address(self, request: web.Request) -> str:
         return client_address(request, trust_forwarded_for=self._s.trust_forwarded_for)
+
+
+def passkey_user_name(user_id: str, name: str) -> str:
+    """The name a passkey of ``user_id`` is listed by in the browser: the identity's chosen name,
+    else, for a guest, "Guest · " and the first 6 characters of its id after ``guest-`` (which a
+    person can tell apart, and find in the identity panel, which shows the id); else the id."""
+    if name and name != "Guest":
+        return name
+    if user_id.startswith("guest-"):
+        return f"Guest · {user_id.removeprefix('guest-')[:6]}"
+    return user_id
 
 
 def _options(challenge_id: str, options: Any) -> web.Response:

@@ -61,15 +61,18 @@ async def _bot_link(server: ServerUnderTest, http: aiohttp.ClientSession, token:
 
 
 async def _ended(server: ServerUnderTest, http: aiohttp.ClientSession, token: str) -> None:
-    """The link is refused as ended by a sign-out, by the look and by the redemption alike."""
+    """The link is said ended by a sign-out by the look (an answer), and refused so by the redemption."""
     stranger = Browser(http, server.url)
-    for path in ("/api/auth/one_time/peek", "/api/auth/one_time"):
-        refused = await stranger.post(path, json={"token": token, "attempt": "stranger-0001"})
-        assert (refused.status, refused.body["error"], refused.body.get("reason")) == (
-            401,
-            "unauthorized",
-            "signed_out",
-        ), (path, refused.body)
+    looked = await stranger.post("/api/auth/one_time/peek", json={"token": token})
+    assert (looked.status, looked.body["usable"], looked.body["reason"]) == (200, False, "signed_out"), looked.body
+    assert looked.body["user_id"] == ""  # whose it was is not told once it is ended
+    refused = await stranger.post("/api/auth/one_time", json={"token": token, "attempt": "stranger-0001"})
+    assert (refused.status, refused.body["error"], refused.body.get("reason")) == (
+        401,
+        "unauthorized",
+        "signed_out",
+    ), refused.body
+    assert refused.body["link"] == looked.body["link"] in ("device", "bot")
     assert stranger.credential is None and stranger.token == ""
 
 

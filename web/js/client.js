@@ -119,6 +119,7 @@ function onThisClock(token, expiresAt) {
  * it is tried, and the server decides. Only a `guest` token is ever replaced by a new guest.
  */
 export function keepToken(token, { expiresAt, guest = false } = {}) {
+  localStorage.removeItem(SIGNED_OUT_KEY); // somebody again, by the person's choice (a pasted token)
   const record = { token, guest, obtained_at: Date.now() / 1000 };
   if (typeof expiresAt === "number" && Number.isFinite(expiresAt)) record.expires_at = onThisClock(token, expiresAt);
   localStorage.setItem(TOKEN_KEY, JSON.stringify(record));
@@ -198,6 +199,28 @@ const LEAVING_KEY = "sessionhub.leaving";
 // Long enough for any sign-out's request and push; a later refusal of that user is another matter.
 const LEAVING_FOR_MS = 60_000;
 
+/**
+ * localStorage key of `{at}` (ms): this browser was signed out on purpose (Sign out, Sign out
+ * everywhere) and has kept no identity since. While it is there no page, in any tab, now or on a
+ * later visit, makes the browser a new guest by itself (a page that makes one on a first visit
+ * would: the sign-out cleared the cookie, and the browser looked new): the person chooses
+ * (Start as a new guest, a device link, a passkey), and keeping an identity removes it.
+ */
+export const SIGNED_OUT_KEY = "sessionhub.signed_out";
+
+/** Whether this browser was signed out on purpose and is nobody since (see SIGNED_OUT_KEY). */
+export function signedOutOnPurpose() {
+  return localStorage.getItem(SIGNED_OUT_KEY) !== null && storedToken() === null && knownIdentity() === null;
+}
+
+const SIGNED_OUT_MESSAGE =
+  "You signed out on this browser. Start as a new guest, or sign in with a passkey or a device link.";
+
+/** The refusal of a page's call while this browser is signed out on purpose: nothing was sent. */
+function signedOutError() {
+  return new ApiError("signed_out", SIGNED_OUT_MESSAGE, 401, { reason: "signed_out" });
+}
+
 /** Whether a tab of this browser has just signed `userId` out on purpose (see LEAVING_KEY). */
 function leftOnPurpose(userId) {
   try {
@@ -250,6 +273,7 @@ const PAGE_HEADERS = { "Content-Type": "application/json", "X-Sessionhub-Client"
 function rememberIdentity(body) {
   lostHere = null;
   localStorage.removeItem(LEAVING_KEY); // an identity again: a refusal from now on is about it
+  localStorage.removeItem(SIGNED_OUT_KEY);
   const record = {
     token: body.token,
     expires_at: onThisClock(body.token, body.expires_at),
@@ -357,6 +381,9 @@ async function holdsCredential() {
 async function refreshOnce(orNewGuest) {
   const gone = alreadyLost();
   if (gone) throw gone;
+  // Signed out on purpose: nobody until the person chooses, whichever page asks (nothing to ask
+  // the server either: the sign-out cleared the cookie).
+  if (signedOutOnPurpose()) throw signedOutError();
   if (storedToken() === null && knownIdentity() === null && !(await holdsCredential())) {
     // A first visit: nobody to restore. Asked, not tried: a refused refresh is a console error.
     if (orNewGuest) return startNewGuest();
@@ -467,6 +494,7 @@ export async function signInWithLoginToken(loginToken, { onRetry = () => {} } = 
     guest: false,
     obtained_at: Date.now() / 1000,
   };
+  localStorage.removeItem(SIGNED_OUT_KEY);
   localStorage.setItem(TOKEN_KEY, JSON.stringify(record));
   return body.user_id;
 }
@@ -516,6 +544,8 @@ export async function signOut({ everywhere = false } = {}) {
   if (userId) localStorage.setItem(LEAVING_KEY, JSON.stringify({ user_id: userId, at: Date.now() }));
   try {
     const body = await signOutRequest(everywhere);
+    // First, so that the browser's other tabs, told by the storage events that follow, find it.
+    localStorage.setItem(SIGNED_OUT_KEY, JSON.stringify({ at: Date.now() }));
     localStorage.removeItem(TOKEN_KEY);
     localStorage.removeItem(IDENTITY_KEY);
     return body;

@@ -19,6 +19,7 @@ import {
   rememberKeptFor,
   rememberName,
   restoreIdentity,
+  signedOutOnPurpose,
   signInWithPasskey,
   signOut,
   startNewGuest,
@@ -91,6 +92,12 @@ function mount() {
 function followOtherTab() {
   const known = knownIdentity();
   const state = root.dataset.state;
+  // Signed out on purpose in another tab: this tab leaves what it showed of the person, as that
+  // tab did (to the start page), instead of showing it under "nobody" until a reload.
+  if (signedOutOnPurpose() && (state === "known" || hiddenFor)) {
+    location.assign("/");
+    return;
+  }
   if (known?.lost) {
     if (state !== "lost") load();
   } else if (known === null ? state !== "none" : known.user_id !== root.dataset.userId || state !== "known") {
@@ -163,6 +170,7 @@ function passkeySignIn() {
     { id: "identity-passkey-signin", class: "button", type: "button" },
     "Sign in with a passkey",
   );
+  let said = null; // the last refusal said beside the button: one at a time
   button.addEventListener("click", async () => {
     try {
       await signInWithPasskey();
@@ -173,15 +181,59 @@ function passkeySignIn() {
         button.replaceWith(el("span", { role: "alert", class: "muted" }, NO_PASSKEYS));
         return;
       }
-      button.after(el("span", { role: "alert", class: "muted" }, ` ${err.message}`));
+      said?.remove();
+      said = el("span", { id: "identity-passkey-refused", role: "alert", class: "muted" }, ` ${signInRefusal(err)}`);
+      button.after(said);
     }
   });
   return button;
 }
 
+/**
+ * A passkey sign-in that failed, in words for people: the browser's DOMException text and the
+ * server's detail are neither ("Response sign count of 2 was not greater than current count…").
+ */
+function signInRefusal(err) {
+  if (err?.name === "NotAllowedError" || err?.name === "AbortError") return "No passkey was chosen.";
+  if (err instanceof ApiError && err.details?.reason === "unknown")
+    return "This passkey is not known here any more (it was removed); try another or a device link.";
+  if (err instanceof ApiError && (err.details?.reason === "refused" || err.details?.reason === "challenge"))
+    return "This passkey was refused; try another or a device link.";
+  if (err instanceof ApiError) return err.message; // the server's own words (unreachable, busy)
+  return "This browser could not use a passkey here; try a device link.";
+}
+
 function showNone() {
   root.dataset.state = "none";
+  delete root.dataset.userId; // nobody: the identity shown before is not named any more
+  if (signedOutOnPurpose()) return showSignedOut();
   root.replaceChildren(el("span", { class: "muted" }, "No identity yet "), passkeySignIn());
+}
+
+/**
+ * This browser was signed out on purpose: it stays nobody, on every page and later visit, until
+ * the person chooses how to go on (client.js SIGNED_OUT_KEY).
+ */
+function showSignedOut() {
+  root.replaceChildren(
+    el(
+      "span",
+      { id: "identity-signed-out", class: "notice", role: "status" },
+      "You signed out on this browser. ",
+      passkeySignIn(),
+      " ",
+      startOverButton(),
+      el("span", { class: "muted" }, " Or open a device link made on a device where you are signed in."),
+    ),
+  );
+}
+
+function startOverButton() {
+  return el(
+    "button",
+    { id: "identity-start-over", class: "button", type: "button", onclick: () => startOver() },
+    "Start as a new guest",
+  );
 }
 
 /**
@@ -206,12 +258,10 @@ function whatBecameOfIt(err) {
 function showLost(err) {
   if (!root) return;
   lostCount += 1;
+  // The page showed the person (their sessions, their history): it shows them no more.
+  if (root.dataset.state === "known") hideTheirData(root.dataset.userId);
   root.dataset.state = "lost";
-  const start = el(
-    "button",
-    { id: "identity-start-over", class: "button", type: "button", onclick: () => startOver() },
-    "Start as a new guest",
-  );
+  const start = startOverButton();
   const notice = el(
     "span",
     { id: "identity-lost", class: "notice", role: "alert" },
@@ -229,6 +279,48 @@ async function startOver() {
   location.reload();
 }
 
+let hiddenFor = null; // whose data the page hid when their identity went (see hideTheirData)
+
+/**
+ * The identity this page showed is gone from this browser (signed out from another device, its
+ * sign-in refused for good): what the page shows of them (`<main>`: their sessions, history,
+ * exports, Delete) is hidden, not left on a shared screen until a reload. The page goes on
+ * underneath (its connection waits for an identity); the same person back shows it again, anyone
+ * else reloads it.
+ */
+function hideTheirData(userId) {
+  const main = document.querySelector("main:not(#identity-gone)");
+  if (!main || hiddenFor) return;
+  hiddenFor = userId;
+  main.hidden = true;
+  main.after(
+    el(
+      "main",
+      { id: "identity-gone", class: "page" },
+      el(
+        "section",
+        { class: "panel page-error" },
+        el("h1", {}, "Not signed in on this device"),
+        el("p", {}, "What this page showed is hidden: this browser is no longer signed in as who it was."),
+      ),
+    ),
+  );
+}
+
+/** `me` is this browser again: the page it hid shows again for the same person, else reloads. */
+function showTheirData(me) {
+  if (!hiddenFor) return true;
+  if (me.user_id !== hiddenFor) {
+    location.reload();
+    return false;
+  }
+  hiddenFor = null;
+  document.getElementById("identity-gone")?.remove();
+  const main = document.querySelector("main");
+  if (main) main.hidden = false;
+  return true;
+}
+
 let shown = null; // the identity the control shows (`/api/auth/me`'s answer)
 let ownConnection = null; // the connection this control opened (a page without one of its own)
 
@@ -244,6 +336,7 @@ function followOnOwnConnection() {
 }
 
 function showMe(me) {
+  if (!showTheirData(me)) return;
   shown = me;
   rememberKeptFor(me.user_id, me.forgotten_after_s);
   followOnOwnConnection();
@@ -498,10 +591,26 @@ async function savePasskey() {
     await addPasskey();
     status.textContent = "Passkey added: sign in with it on any device to be you there.";
   } catch (err) {
-    status.textContent = `No passkey added: ${err.message}`;
+    status.textContent = `No passkey added. ${addRefusal(err)}`;
   }
   listPasskeys().catch(() => {}); // the status above has said what happened
   keptChanged().catch(() => {}); // as it was shown: the next reading says it
+}
+
+/**
+ * Why no passkey was added, in words for people: the browser's DOMException text ("The user
+ * attempted to register an authenticator that contains one of the credentials already registered
+ * with the relying party.") is not.
+ */
+function addRefusal(err) {
+  // The authenticator holds one of this identity's passkeys already (the options exclude them).
+  if (err?.name === "InvalidStateError") return "This passkey is already saved for this identity.";
+  if (err?.name === "NotAllowedError" || err?.name === "AbortError") return "It was cancelled or timed out.";
+  if (err instanceof ApiError && err.details?.reason === "registered")
+    return "This passkey is already saved for an identity here.";
+  if (err instanceof ApiError && err.code === "invalid_payload") return "The passkey was not accepted; try again.";
+  if (err instanceof ApiError) return err.message; // the server's own words (unreachable, busy)
+  return "This browser could not make a passkey here.";
 }
 
 async function removePasskey(passkeyId) {

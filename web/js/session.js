@@ -65,6 +65,9 @@ const ERROR_TEXT = {
   // This browser's identity is gone (signed out elsewhere): the message says how; the identity
   // notice above offers the way back. Not "Something went wrong": nothing broke.
   identity_lost: ["Not signed in on this device", ""],
+  // Signed out on purpose in this browser: nobody, until the person chooses (the identity notice
+  // above offers how); the message says so.
+  signed_out: ["Signed out", ""],
   unavailable: ["Server unreachable", "The server cannot be reached. Check the connection and reload the page."],
 };
 

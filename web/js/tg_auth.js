@@ -8,11 +8,22 @@
  * good (its identity lives only in this browser's cookie, which the link replaces): the page
  * asks first, and redeems the link only when the person says so.
  */
-import { api, bdi, hasToken, knownIdentity, peekLoginToken, signInWithLoginToken } from "./client.js";
+import {
+  ApiError,
+  api,
+  bdi,
+  hasToken,
+  knownIdentity,
+  passkeysSupported,
+  peekLoginToken,
+  signInWithLoginToken,
+  signInWithPasskey,
+} from "./client.js";
 
 const heading = document.getElementById("login-heading");
 const status = document.getElementById("login-status");
 const question = document.getElementById("login-confirm");
+const other = document.getElementById("login-other"); // what else the person can do
 const params = new URLSearchParams(location.search);
 const loginToken = params.get("token");
 // The page the link was made on (a stream's dashboard, say), opened once signed in: a path of
@@ -22,12 +33,48 @@ const next = NEXT_PATH.test(params.get("next") ?? "") ? params.get("next") : "/s
 // The link works once; keep it out of the history and of any later Referer.
 history.replaceState(null, "", "/tg_auth");
 
-function refused(title, message) {
+function refused(title, message, { passkey = false } = {}) {
   // Signing in is over without success: the heading and the tab's title say so, not "Signing in…".
   heading.textContent = title;
   document.title = `${title} · sessionhub`;
   status.textContent = message;
   document.body.dataset.state = "refused";
+  other.replaceChildren(...whatElse(passkey));
+}
+
+/**
+ * What the person can do instead: a passkey sign-in when the words offer one, and the active
+ * session only for a browser that is somebody (without an identity it opens nothing).
+ */
+function whatElse(passkey) {
+  const offers = [];
+  if (passkey && passkeysSupported()) offers.push(passkeyButton(), " ");
+  const somebody = hasToken() || (knownIdentity() !== null && typeof knownIdentity().lost !== "string");
+  const away = document.createElement("a");
+  away.href = somebody ? "/session" : "/";
+  away.textContent = somebody ? "Open my active session" : "Back to the start page";
+  offers.push(away);
+  return offers;
+}
+
+function passkeyButton() {
+  const button = document.createElement("button");
+  button.id = "login-passkey";
+  button.className = "button primary";
+  button.type = "button";
+  button.textContent = "Sign in with a passkey";
+  button.addEventListener("click", async () => {
+    try {
+      await signInWithPasskey();
+      location.replace(next);
+    } catch (err) {
+      status.textContent =
+        err instanceof ApiError && err.details?.reason === "off"
+          ? "Passkeys are not set up on this server: ask for a new link."
+          : "No passkey signed you in. Try another, or ask for a new link.";
+    }
+  });
+  return button;
 }
 
 /**
@@ -48,12 +95,25 @@ async function identityToLose(owner) {
   }
 }
 
-/** A refused link: ended by a sign-out (`reason: "signed_out"`), else used or expired. */
-function usedUp(err) {
-  if (err?.details?.reason === "signed_out") {
+/**
+ * A link that cannot be used (`reason`, `link`: the look's answer, or a refusal's details): ended
+ * by a sign-out, else used or expired. Its advice is one the person can follow: after a sign-out
+ * everywhere no device is signed in to make a new link, and a bot's link was made by no device.
+ */
+function usedUp({ reason, link } = {}) {
+  if (reason === "signed_out" && link === "bot") {
     refused(
       "This link was ended by a sign-out",
-      "The device that made it, or every device of that identity, was signed out since. Ask for a new link on a signed-in device.",
+      "Every device of that identity was signed out after the bot sent it. Send /login to the bot again for a new link, or sign in with a passkey.",
+      { passkey: true },
+    );
+    return;
+  }
+  if (reason === "signed_out") {
+    refused(
+      "This link was ended by a sign-out",
+      "The device that made it, or every device of that identity, was signed out since. Sign in with a passkey, or ask for a new link on a device still signed in.",
+      { passkey: true },
     );
     return;
   }
@@ -75,7 +135,7 @@ function redeem() {
   signInWithLoginToken(loginToken, { onRetry }).then(
     () => location.replace(next),
     (err) => {
-      if (err.code === "unauthorized") usedUp(err);
+      if (err.code === "unauthorized") usedUp(err.details);
       else if (err.status === 0)
         refused(
           "Signing in failed",
@@ -92,9 +152,11 @@ async function start() {
   try {
     owner = await peekLoginToken(loginToken);
   } catch (err) {
-    if (err.code === "unauthorized") return usedUp(err);
+    if (err.code === "unauthorized") return usedUp(err.details); // a server from before `usable`
     return redeem(); // the look failed (a server from before it, say): the exchange says the rest
   }
+  // A link that cannot be used is the look's answer, not a refusal (which logs a console error).
+  if (owner.usable === false) return usedUp(owner);
   const me = await identityToLose(owner);
   if (me) ask(me);
   else redeem();

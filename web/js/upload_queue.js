@@ -158,7 +158,7 @@ async function whoAmI() {
 
 /** A refusal that says nobody can upload now: this browser's identity is gone. */
 function identityGone(err) {
-  return err instanceof ApiError && (err.code === "identity_lost" || err.code === "no_identity");
+  return err instanceof ApiError && ["identity_lost", "no_identity", "signed_out"].includes(err.code);
 }
 
 async function send(item) {
