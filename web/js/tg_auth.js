@@ -51,6 +51,7 @@ function whatElse(passkey) {
   if (passkey && passkeysSupported()) offers.push(passkeyButton(), " ");
   const somebody = hasToken() || (knownIdentity() !== null && typeof knownIdentity().lost !== "string");
   const away = document.createElement("a");
+  away.className = "button"; // a finger's size on a phone, as the page's other choices
   away.href = somebody ? "/session" : "/";
   away.textContent = somebody ? "Open my active session" : "Back to the start page";
   offers.push(away);
