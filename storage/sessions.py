@@ -227,6 +227,8 @@ class SessionDirectory:
         failure here is logged, never answered (the next refresh of a device keeps them too)."""
         try:
             await self.on_owned(user_id)
+        except REDIS_AWAY as exc:  # Redis away or refusing writes (a full disk): said in one line
+            log.warning("could not keep the identity of %s, who owns something now: %s", user_id, exc)
         except Exception:
             log.exception("could not keep the identity of %s, who owns something now", user_id)
 
