@@ -49,8 +49,8 @@ def command_line(template: str, path: Path, mime: str) -> list[str]:
 
 async def transcribe(template: str, path: Path, mime: str, *, timeout_s: float) -> Transcript:
     """Run the command on one file."""
-    try:
-        process = await asyncio.create_subprocess_exec(
+    starting = asyncio.ensure_future(
+        asyncio.create_subprocess_exec(
             *command_line(template, path, mime),
             stdin=asyncio.subprocess.DEVNULL,
             stdout=asyncio.subprocess.PIPE,
@@ -59,14 +59,29 @@ async def transcribe(template: str, path: Path, mime: str, *, timeout_s: float) 
             # Forked from the event loop's thread, which lives as long as the process.
             preexec_fn=die_with_parent(signal.SIGKILL),
         )
+    )
+    try:
+        # Shielded: a start cancelled before its pipes were connected waits forever for them
+        # (CPython 3.11 closes the transport and awaits pipes it never had; a CI run hung there,
+        # on a busy machine). Cancelled meanwhile, the start completes, and the group is ended.
+        process = await asyncio.shield(starting)
+    except asyncio.CancelledError:
+        with contextlib.suppress(Exception):
+            await _end(await starting)
+        raise
     except OSError as exc:
         return Transcript(error=f"cannot run the transcription command: {exc.strerror or exc}")
+    # Read behind a shield: a timeout or a cancellation kills the process group first (_end),
+    # which closes the pipes, and the reading then ends by itself. Cancelled directly, the read
+    # waited on pipes the command's own children still held open (a CI run hung on one).
+    reading = asyncio.ensure_future(process.communicate())
     try:
-        out, err = await asyncio.wait_for(process.communicate(), timeout_s)
+        out, err = await asyncio.wait_for(asyncio.shield(reading), timeout_s)
     except TimeoutError:
         return Transcript(error=f"the transcription command ran longer than {timeout_s:g} s")
     finally:
         await _end(process)
+        reading.cancel()  # done by now (the pipes closed with the group); never left running
     if process.returncode != 0:
         detail = err.decode("utf-8", "replace").strip()[-300:]
         return Transcript(error=f"the transcription command exited with {process.returncode}: {detail}")
