@@ -82,6 +82,23 @@ REVOKED_READ_BATCH = 1000
 SIGNED_OUT_MARK = "u:"
 
 
+def _new_family(
+    user_id: str, secret: str, *, label: str, grant: dict[str, Any], now_ms: int, ttl_s: int
+) -> dict[Any, Any]:
+    """The fields of a device (refresh family) opened now with its first ``secret``."""
+    return {
+        "user": user_id,
+        "secret": _digest(secret),
+        "created_ms": now_ms,
+        "last_used_ms": now_ms,
+        "rotated_ms": now_ms,
+        "label": label[:120],
+        "grant": json.dumps(grant),
+        "expires_ms": now_ms + ttl_s * 1000,
+        "kept_ms": now_ms,
+    }
+
+
 def signed_out_entry(user_id: str) -> str:
     """The revoked set's entry saying that ``user_id`` signed out everywhere: one per user (a
     second sign-out moves its end), so the set holds no more of them than there are users."""
@@ -351,17 +368,7 @@ class Identities:
         family_id, secret = secrets.token_hex(12), secrets.token_urlsafe(32)
         now_ms = self._clock.now_ms()
         ttl_s = await self.keep(user_id)
-        fields: dict[Any, Any] = {
-            "user": user_id,
-            "secret": _digest(secret),
-            "created_ms": now_ms,
-            "last_used_ms": now_ms,
-            "rotated_ms": now_ms,
-            "label": label[:120],
-            "grant": json.dumps(grant),
-            "expires_ms": now_ms + ttl_s * 1000,
-            "kept_ms": now_ms,
-        }
+        fields = _new_family(user_id, secret, label=label, grant=grant, now_ms=now_ms, ttl_s=ttl_s)
         async with self._redis.pipeline(transaction=False) as pipe:
             pipe.hset(self._keys.family(family_id), mapping=fields)
             pipe.expire(self._keys.family(family_id), ttl_s)
@@ -377,17 +384,7 @@ class Identities:
         secret = self._first_secret(family_id)
         now_ms = self._clock.now_ms()
         ttl_s = await self.keep(user_id)
-        fields = {
-            "user": user_id,
-            "secret": _digest(secret),
-            "created_ms": now_ms,
-            "last_used_ms": now_ms,
-            "rotated_ms": now_ms,
-            "label": label[:120],
-            "grant": json.dumps(grant),
-            "expires_ms": now_ms + ttl_s * 1000,
-            "kept_ms": now_ms,
-        }
+        fields = _new_family(user_id, secret, label=label, grant=grant, now_ms=now_ms, ttl_s=ttl_s)
         flat = [part for pair in fields.items() for part in pair]
         opened = await self._family_open(keys=[self._keys.family(family_id)], args=[ttl_s, fields["secret"], *flat])
         if opened == -1:  # opened and used since: not the lost first answer's page

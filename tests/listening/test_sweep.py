@@ -15,6 +15,22 @@ from tests.listening.test_report import sessions
 MIN = 60_000
 
 
+def silent_sweeps(who: Listener) -> int:
+    """The silence sweep's finalizations ``who``'s connection has heard so far."""
+    return sum(d["data"].get("reason") == "silent" for n, d in who.log_events() if n == "listening_session")
+
+
+async def played_20_s_then_swept(who: Listener, clock: FrozenClock, item_id: str) -> None:
+    """``who`` plays ``item_id`` 20 s (a write at its end), then goes silent until the sweep
+    finalizes it at that write."""
+    before = silent_sweeps(who)
+    await who.report(item_id, "playing")
+    clock.shift_ms += 20_000
+    await who.report(item_id, "playing")
+    clock.shift_ms += 2 * MIN
+    await who.client.wait_for(lambda: silent_sweeps(who) > before)
+
+
 async def test_a_silent_player_is_finalized_at_its_last_update(
     lserver: ServerUnderTest, clients: list[Client], clock: FrozenClock, redis: Any, passes: SweepPasses
 ) -> None:
@@ -202,13 +218,7 @@ async def test_a_late_pause_never_reaches_into_what_the_device_plays_since(
     lserver: ServerUnderTest, clients: list[Client], clock: FrozenClock, passes: SweepPasses
 ) -> None:
     alice = await listener(lserver, clients)
-    await alice.report("book-1", "playing")
-    clock.shift_ms += 20_000
-    await alice.report("book-1", "playing")
-    clock.shift_ms += 2 * MIN
-    await alice.client.wait_for(
-        lambda: any(d["data"].get("reason") == "silent" for n, d in alice.log_events() if n == "listening_session")
-    )
+    await played_20_s_then_swept(alice, clock, "book-1")
     started = (await alice.report("song-2", "playing"))["listening"]["started_at"]
     clock.shift_ms += 10_000
     # A pause of book-1 pressed 5 s ago, after song-2 began: book-1 ends where song-2 began.
@@ -229,13 +239,7 @@ async def test_a_late_pause_never_covers_another_devices_play_nor_more_than_a_da
     late pause three days after the last report stretched it 72 h (audit "hostile3", 2 and 3)."""
     phone = await listener(lserver, clients, device_id="phone")
     laptop = Listener(client=phone.client, history_id=phone.history_id, device_id="laptop")
-    await phone.report("book", "playing")
-    clock.shift_ms += 20_000
-    await phone.report("book", "playing")
-    clock.shift_ms += 2 * MIN
-    await phone.client.wait_for(
-        lambda: any(d["data"].get("reason") == "silent" for n, d in phone.log_events() if n == "listening_session")
-    )
+    await played_20_s_then_swept(phone, clock, "book")
     laptop_start = (await laptop.report("book", "playing"))["listening"]["started_at"]
     clock.shift_ms += 4000
     await laptop.report("book", "paused")

@@ -236,13 +236,18 @@ async def test_escape_puts_the_delete_all_question_away_and_focus_back_on_its_bu
     await expect(opener).to_be_focused()
 
 
-async def player_behind_a_gate(browser: Browser, lserver: ServerUnderTest, tabs: list[Tab]) -> tuple[Page, SocketGate]:
-    """/player, live, its connection behind a gate the test cuts and releases."""
+async def player_behind_a_gate(
+    browser: Browser, lserver: ServerUnderTest, tabs: list[Tab], *, page_clock: bool = False
+) -> tuple[Page, SocketGate]:
+    """/player, live, its connection behind a gate the test cuts and releases; with
+    ``page_clock``, on a clock the test moves (Playwright's, installed before the page loads)."""
     tab = await new_tab(browser, lserver)
     await tab.use_token(lserver.token("alice", ttl_s=TOKEN_TTL_S), ttl_s=TOKEN_TTL_S)
     tabs.append(tab)
     gate = SocketGate()
     await gate.install(tab.page)
+    if page_clock:
+        await tab.page.clock.install()
     player = await tab.open("/player")
     await expect(player.locator("#connection")).to_have_attribute("data-state", "live")
     return player, gate
@@ -287,14 +292,7 @@ async def test_a_pause_pressed_offline_ends_the_session_at_the_press_however_lat
     listened); past the server's 60 s of silence it was not sent at all, and what was played
     offline before it was in no session. The page's clock and the server's move together here,
     as real time does."""
-    tab = await new_tab(browser, lserver)
-    await tab.use_token(lserver.token("alice", ttl_s=TOKEN_TTL_S), ttl_s=TOKEN_TTL_S)
-    tabs.append(tab)
-    gate = SocketGate()
-    await gate.install(tab.page)
-    await tab.page.clock.install()
-    player = await tab.open("/player")
-    await expect(player.locator("#connection")).to_have_attribute("data-state", "live")
+    player, gate = await player_behind_a_gate(browser, lserver, tabs, page_clock=True)
     row = player.locator('li[data-item-id="demo-audiobook-1"]')
     await click_and_wait(player, "demo-audiobook-1", "play", "started")
     started_at = clock.now_ms()
@@ -457,14 +455,7 @@ async def test_a_pause_pressed_offline_after_a_night_asleep_ends_before_the_nigh
     """Playing, offline, the laptop slept two hours; on waking (still offline) the person pressed
     Pause: sent once back, it said the press was a minute ago, and the session the sweep had
     ended at its last report was stretched over the whole night (audit "hostile3", 3)."""
-    tab = await new_tab(browser, lserver)
-    await tab.use_token(lserver.token("alice", ttl_s=TOKEN_TTL_S), ttl_s=TOKEN_TTL_S)
-    tabs.append(tab)
-    gate = SocketGate()
-    await gate.install(tab.page)
-    await tab.page.clock.install()
-    player = await tab.open("/player")
-    await expect(player.locator("#connection")).to_have_attribute("data-state", "live")
+    player, gate = await player_behind_a_gate(browser, lserver, tabs, page_clock=True)
     row = player.locator('li[data-item-id="demo-audiobook-1"]')
     await click_and_wait(player, "demo-audiobook-1", "play", "started")
     started_at = clock.now_ms()
