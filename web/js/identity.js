@@ -174,7 +174,7 @@ function passkeySignIn() {
   button.addEventListener("click", async () => {
     try {
       await signInWithPasskey();
-      location.reload();
+      reloadOnce();
     } catch (err) {
       if (err instanceof ApiError && err.details?.reason === "off") {
         // Not a person's error to read ("…need SESSIONHUB_PUBLIC_URL"): the way is closed, say so.
@@ -276,6 +276,16 @@ function showLost(err) {
 async function startOver() {
   forgetIdentity();
   await startNewGuest();
+  reloadOnce();
+}
+
+// Two ways may ask for a reload at once (Start over's own, and the new identity's arrival on a
+// page that hid another's data): the second aborted the first's navigation. One is enough.
+let reloading = false;
+
+function reloadOnce() {
+  if (reloading) return;
+  reloading = true;
   location.reload();
 }
 
@@ -311,7 +321,7 @@ function hideTheirData(userId) {
 function showTheirData(me) {
   if (!hiddenFor) return true;
   if (me.user_id !== hiddenFor) {
-    location.reload();
+    reloadOnce();
     return false;
   }
   hiddenFor = null;
