@@ -107,6 +107,18 @@ local function remove(rec)
   end
 end
 
+-- A session's range moved to end at `end_ms` (written now), its totals with it, and stored.
+local function stretch(rec, end_ms, position)
+  add_time(rec, end_ms - rec.ended_at)
+  rec.ended_at = end_ms
+  rec.written_at = now_ms
+  if position then
+    rec.end_position_s = position
+  end
+  save(rec)
+  note_span(rec)
+end
+
 -- The record as clients see it: without the fields kept for the scripts alone.
 local function shown(rec)
   local copy = {}

@@ -87,15 +87,8 @@ if status ~= 'playing' then
     end
     if until_ms > last.ended_at then
       keep_meta()
-      add_time(last, until_ms - last.ended_at)
-      last.ended_at = until_ms
-      last.written_at = now_ms
       last.heard_late = true
-      if position then
-        last.end_position_s = position
-      end
-      save(last)
-      note_span(last)
+      stretch(last, until_ms, position)
       return answer(session_changed('finalized', status, last), 'finalized', cjson.encode(last))
     end
   end
@@ -112,14 +105,7 @@ if current and current.item_id == item then
   if now_ms - current.written_at < throttle_ms and not (short and now_ms - current.started_at >= min_ms) then
     return answer(0, 'throttled', cjson.encode(current))
   end
-  add_time(current, now_ms - current.ended_at)
-  current.ended_at = now_ms
-  current.written_at = now_ms
-  if position then
-    current.end_position_s = position
-  end
-  save(current)
-  note_span(current)
+  stretch(current, now_ms, position)
   return answer(session_changed('extended', nil, current), 'extended', cjson.encode(current))
 end
 
@@ -173,15 +159,8 @@ if previous then
     at_ms = now_ms, ended_at = previous.ended_at, written_at = previous.written_at,
     end_position_s = previous.end_position_s,
   }
-  add_time(previous, now_ms - previous.ended_at)
-  previous.ended_at = now_ms
-  previous.written_at = now_ms
   previous.open = true
-  if position then
-    previous.end_position_s = position
-  end
-  save(previous)
-  note_span(previous)
+  stretch(previous, now_ms, position)
   redis.call('HSET', open_key, device, previous.id)
   return answer(session_changed('resumed', nil, previous), 'resumed', cjson.encode(previous))
 end
