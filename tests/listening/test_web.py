@@ -333,12 +333,7 @@ async def test_a_book_paused_on_one_device_plays_on_from_there_on_another(
 ) -> None:
     """Every device (and every reopened page) started each item at 0:00, whatever had been heard:
     positions lived in the page only, and the rows showed none."""
-    phone_tab = await new_tab(browser, lserver)
-    await phone_tab.use_token(lserver.token("alice", ttl_s=TOKEN_TTL_S), ttl_s=TOKEN_TTL_S)
-    tabs.append(phone_tab)
-    await phone_tab.page.clock.install()
-    phone = await phone_tab.open("/player")
-    await expect(phone.locator("#connection")).to_have_attribute("data-state", "live")
+    phone, _ = await player_behind_a_gate(browser, lserver, tabs, page_clock=True)
     book = phone.locator('li[data-item-id="demo-audiobook-1"]')
     await expect(book.locator(".position")).to_have_text("")
     await click_and_wait(phone, "demo-audiobook-1", "play", "started")
@@ -408,12 +403,7 @@ async def test_a_machine_asleep_is_not_uploaded_as_listening(
     """A laptop closed for two minutes with /player playing: the server swept the session at its
     last report, the page's first heartbeat on waking started a new one, and the page uploaded
     the two minutes asleep as listened (a night asleep: up to 24 h)."""
-    tab = await new_tab(browser, lserver)
-    await tab.use_token(lserver.token("alice", ttl_s=TOKEN_TTL_S), ttl_s=TOKEN_TTL_S)
-    tabs.append(tab)
-    await tab.page.clock.install()
-    player = await tab.open("/player")
-    await expect(player.locator("#connection")).to_have_attribute("data-state", "live")
+    player, _ = await player_behind_a_gate(browser, lserver, tabs, page_clock=True)
     row = player.locator('li[data-item-id="demo-audiobook-1"]')
     await click_and_wait(player, "demo-audiobook-1", "play", "started")
     started_at = clock.now_ms()
