@@ -23,6 +23,7 @@ from redis.asyncio import Redis
 
 from tests.browser import Tab
 from tests.conftest import start_server
+from tests.voice.test_web_fab_closed_elsewhere import recording_on_a_new_session
 from tests.helpers import RedisProcess, ServerUnderTest
 from tests.voice.test_web_fab_held import until_chunks
 from tests.voice.test_web_session_follow import until_audio_is_kept
@@ -48,13 +49,7 @@ async def server(redis: Redis, redis_process: RedisProcess, tmp_path: Path) -> A
 async def recording(tab: Tab, server: ServerUnderTest) -> tuple[Page, str]:
     await tab.use_token(server.token("alice"))
     page = await tab.open("/")
-    await expect(page.locator("#fab-new")).to_be_enabled()
-    await page.locator("#fab-new").click()
-    await expect(page.locator("#fab-status")).to_have_attribute("data-status", "recording")
-    session_id = await server.services.voice.active_id("alice")
-    assert session_id is not None
-    await until_audio_is_kept(page)
-    return page, session_id
+    return page, await recording_on_a_new_session(page, server)
 
 
 def uploads_seen(page: Page) -> list[float]:
