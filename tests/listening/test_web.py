@@ -354,6 +354,74 @@ async def test_a_book_paused_on_one_device_plays_on_from_there_on_another(
     assert 50.0 <= newest["start_position_s"] < 52.0, newest
 
 
+async def test_a_read_of_positions_slower_than_a_play_and_pause_here_does_not_undo_them(
+    browser: Browser, lserver: ServerUnderTest, clock: FrozenClock, tabs: list[Tab]
+) -> None:
+    """Seen in CI: the read of where each item was left, begun as the page connected and answered
+    late (a busy machine), landed after the person's own play and pause and put the book back to
+    what the server had said before them ("Resumes at 0:02" for a book just paused at 0:50)."""
+    async with aiohttp.ClientSession() as http:  # heard in the car to 0:30 first
+        for status, position_s in (("playing", 10.0), ("paused", 30.0)):
+            body = {"item_id": "demo-audiobook-1", "status": status, "device_id": "car", "position_s": position_s}
+            async with http.post(f"{lserver.url}/api/listening/report", json=body, headers=auth(lserver)) as r:
+                assert r.status == 200, await r.text()
+            clock.shift_ms += 20_000
+    clock.shift_ms += 10 * 60_000  # past the resume window
+    tab = await new_tab(browser, lserver)
+    await tab.use_token(lserver.token("alice", ttl_s=TOKEN_TTL_S), ttl_s=TOKEN_TTL_S)
+    tabs.append(tab)
+    answered: asyncio.Future[tuple[Route, Any]] = asyncio.get_running_loop().create_future()
+
+    async def answer_late(route: Route) -> None:
+        if "demo-audiobook-1" not in route.request.url or answered.done():
+            await route.continue_()
+        else:  # the server's answer as of now, given to the page only when the test says
+            answered.set_result((route, await route.fetch()))
+
+    await tab.page.route("**/api/listening/sessions?*", answer_late)
+    await tab.page.clock.install()
+    phone = await tab.open("/player")
+    await expect(phone.locator("#connection")).to_have_attribute("data-state", "live")
+    route, stale = await asyncio.wait_for(answered, 30)
+    book = phone.locator('li[data-item-id="demo-audiobook-1"]')
+    await click_and_wait(phone, "demo-audiobook-1", "play", "started")
+    clock.shift_ms += 50_000
+    await phone.clock.run_for(50_000)
+    await click_and_wait(phone, "demo-audiobook-1", "pause", "finalized")
+    await expect(book.locator(".position")).to_have_text("Resumes at 0:50")
+    await route.fulfill(response=stale)  # it said 0:30
+    await expect(phone.locator("body")).to_have_attribute("data-position-reads", "0")  # under way: none
+    await expect(book.locator(".position")).to_have_text("Resumes at 0:50")
+    await expect(phone.locator('li[data-item-id="demo-song-3"] .position')).to_have_text("")  # never heard
+
+
+async def test_a_read_of_positions_while_a_pause_is_unanswered_does_not_undo_it(
+    browser: Browser, lserver: ServerUnderTest, clock: FrozenClock, tabs: list[Tab]
+) -> None:
+    """The other way CI found: a read answered before the server had this page's pause (a
+    reconnection sends the pause owed and reads positions at once) put the book back to the last
+    heartbeat the server had heard."""
+    phone, gate = await player_behind_a_gate(browser, lserver, tabs, page_clock=True)
+    book = phone.locator('li[data-item-id="demo-audiobook-1"]')
+    await click_and_wait(phone, "demo-audiobook-1", "play", "started")
+    started_at = clock.now_ms()
+    clock.shift_ms += 10_000
+    await phone.clock.run_for(10_000)
+    await expect(book).to_have_attribute("data-reported-until", str(started_at + 10_000))  # heard to 0:10
+    gate.mute()  # a stalled network: what the page sends now waits
+    clock.shift_ms += 30_000
+    await phone.clock.run_for(30_000)
+    await book.locator("button.pause").click()
+    await gate.until_kept("listening_report", 16)  # the heartbeats and the pause
+    await expect(book.locator(".position")).to_have_text("Resumes at 0:40")
+    await phone.evaluate("document.dispatchEvent(new Event('visibilitychange'))")  # picked up again
+    await expect(phone.locator("body")).to_have_attribute("data-position-reads", "0")
+    await expect(book.locator(".position")).to_have_text("Resumes at 0:40")
+    gate.unmute()
+    await expect(book).to_have_attribute("data-last-action", "finalized")
+    await expect(book.locator(".position")).to_have_text("Resumes at 0:40")
+
+
 async def listed_sessions(server: ServerUnderTest) -> list[dict[str, Any]]:
     async with (
         aiohttp.ClientSession() as http,

@@ -42,6 +42,13 @@ let current = null; // {item, startedMs (page clock), heard: {id, endedAt} (serv
 let heartbeat = null;
 let audio = null; // {context, oscillator, gain}
 const positions = new Map(); // item_id -> seconds already played
+// item_id -> how many times this page played or settled it, or had a pause or stop answered: a
+// read of positions that began before one of those is older than what the page knows, and is
+// not applied (seen in CI: a read answered late put "Resumes at 0:02" on a book just paused at
+// 0:50). item_id -> pauses and stops sent and not answered yet: the server may not have them.
+const changes = new Map();
+const unanswered = new Map();
+let positionReads = 0; // under way
 const rows = new Map(); // item_id -> {row, state}
 
 function deviceId() {
@@ -133,7 +140,18 @@ function render() {
   ui.now.dataset.state = current ? "playing" : "idle";
 }
 
+function changed(item) {
+  changes.set(item.item_id, (changes.get(item.item_id) ?? 0) + 1);
+}
+
+/** This page knows better than a read of the server: it plays the item, or owes or awaits the
+ * answer to a pause or stop of it. */
+function ownWord(item) {
+  return current?.item === item || owed.has(item.item_id) || (unanswered.get(item.item_id) ?? 0) > 0;
+}
+
 function settle(item, state) {
+  changed(item);
   positions.set(item.item_id, state === "stopped" ? 0 : position(item));
   rows.get(item.item_id).state = state;
   showPosition(item);
@@ -156,16 +174,19 @@ function showPosition(item) {
 // Where each item was left, on any device: the newest session of the item ends there (its
 // `end_position_s`), so a book paused on the phone plays on from there on the laptop, and a page
 // opened again plays on from where it was. Read when the connection opens and when the tab is
-// shown again (the person picked up this device), for the items not playing here and with no
-// pause of this page still owed (those are this page's own word, newer than what it would read).
+// shown again (the person picked up this device), for the items this page has no word of its
+// own on (`ownWord`: newer than what it would read), applied only if it still has none.
 async function readPositions() {
+  document.body.dataset.positionReads = String(++positionReads);
   await Promise.all(
     ITEMS.map(async (item) => {
-      if (current?.item === item || owed.has(item.item_id)) return;
+      if (ownWord(item)) return;
+      const before = changes.get(item.item_id) ?? 0;
       try {
         const query = new URLSearchParams({ item_id: item.item_id, limit: "1" });
         const [newest] = (await api(`/api/listening/sessions?${query}`)).sessions;
-        if (!newest || current?.item === item || owed.has(item.item_id)) return;
+        const since = (changes.get(item.item_id) ?? 0) !== before; // played or paused here meanwhile
+        if (!newest || since || ownWord(item)) return;
         const at = newest.end_position_s ?? 0;
         positions.set(item.item_id, at < item.duration_s - 1 ? at : 0); // heard to the end: from the start
         showPosition(item);
@@ -174,6 +195,7 @@ async function readPositions() {
       }
     }),
   );
+  document.body.dataset.positionReads = String(--positionReads); // 0: every read applied or set aside
 }
 
 /** Another tab of this browser plays now: this one stops without a report (that tab's play
@@ -307,6 +329,7 @@ function reportOwed() {
 }
 
 async function play(item) {
+  changed(item);
   owed.delete(item.item_id); // played again: the session goes on (a pause now would end it)
   TABS?.postMessage({ type: "playing", item_id: item.item_id });
   if (current && current.item !== item) {
@@ -363,6 +386,8 @@ async function halt(item, status) {
 async function send(item, status, owedPress = null, heardBefore = null, stoppedAt = null) {
   const press = owedPress ?? stoppedAt ?? { page: performance.now(), wall: Date.now() };
   const stretch = current;
+  const ends = status !== "playing";
+  if (ends) unanswered.set(item.item_id, (unanswered.get(item.item_id) ?? 0) + 1);
   try {
     const ack = await report(item, status, owedPress && Date.now() - owedPress.wall);
     notice("");
@@ -377,6 +402,11 @@ async function send(item, status, owedPress = null, heardBefore = null, stoppedA
       return;
     }
     notice(`Report failed: ${err.message}`);
+  } finally {
+    if (ends) {
+      unanswered.set(item.item_id, unanswered.get(item.item_id) - 1);
+      changed(item); // a read under way may have been answered before the server had it
+    }
   }
 }
 
