@@ -13,6 +13,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import unicodedata
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -27,6 +28,12 @@ YOUTUBE_MIN_CHAPTER_MS = 10_000
 EDL_START_FRAMES_H = 1
 # CMX3600's event number field has three digits: a file holds at most 999 events.
 EDL_MAX_EVENTS = 999
+# CMX3600 is ASCII (editors read it as such: UTF-8 shows as mojibake, some refuse the file):
+# typographic punctuation has an ASCII form, letters lose their accents (NFKD), and whatever has
+# none (emoji, other scripts) is left out.
+_TO_ASCII = str.maketrans(
+    {"\u2018": "'", "\u2019": "'", "\u201c": '"', "\u201d": '"', "\u2013": "-", "\u2014": "-", "\u2026": "..."}
+)
 # YouTube refuses a description that holds either: look-alike angle quotes keep the meaning.
 _YOUTUBE_REFUSED = str.maketrans({"<": "\u2039", ">": "\u203a"})
 # Rows rendered per piece of a file: a few ms of work at most between two turns of the loop.
@@ -225,6 +232,13 @@ def _describe(m: Marker) -> str:
     return f"segment {m.segment_index} at {timecode.hms(m.offset_ms)}{clicks}"
 
 
+def _ascii(text: str) -> str:
+    """``text`` as CMX3600 can hold it (``_TO_ASCII``), spaces collapsed; empty when nothing of it
+    can be written."""
+    decomposed = unicodedata.normalize("NFKD", text.translate(_TO_ASCII))
+    return " ".join(decomposed.encode("ascii", "ignore").decode("ascii").split())
+
+
 def _edl_title(title: str, fps: str) -> list[str]:
     return [f"TITLE: {title}", "FCM: DROP FRAME" if timecode.is_drop_frame(fps) else "FCM: NON-DROP FRAME", ""]
 
@@ -263,12 +277,12 @@ def cmx3600(title: str, markers: Sequence[Marker], *, fps: str) -> str:
 
 def cmx3600_chunks(title: str, markers: Sequence[Marker], *, fps: str) -> Iterator[str]:
     """:func:`cmx3600` in pieces."""
-    yield _lines(_edl_title(title, fps))
+    yield _lines(_edl_title(_ascii(title) or "Stream", fps))
     for start in range(0, len(markers), SLICE):
         lines: list[str] = []
         for number, m in enumerate(markers[start : start + SLICE], start=start + 1):
             at = _record_in(m, fps)
             color = "GREEN" if m.clipped else "YELLOW"
-            label = m.label or f"Clip {number}"
+            label = _ascii(m.label) or f"Clip {number}"
             lines += [_edl_event(number, "AX", at, fps), f"* LOC: {timecode.smpte(at, fps)} {color:<7} {label}"]
         yield _lines(lines)

@@ -8,6 +8,8 @@ with ``* LOC:`` locators; SMPTE non-drop-frame timecode.
 
 from __future__ import annotations
 
+import dataclasses
+
 import pytest
 
 from handlers.streams import formats, timecode
@@ -137,6 +139,20 @@ def test_resolve_marker_edl() -> None:
 
 def test_cmx3600_with_locators() -> None:
     assert formats.cmx3600("Raid night", ROWS, fps="30") == CMX3600_30
+
+
+def test_cmx3600_is_ascii_as_editors_read_it() -> None:
+    """Notes and titles went out in UTF-8 ("Überraschung 配信", "boss down 🔥"): an editor reading
+    the EDL as the ASCII it is showed mojibake in every locator."""
+    notes = ["Café “clean” shot \u2013 ok…", "boss down 🔥", "🔥🔥", "配信"]
+    rows = [dataclasses.replace(ROWS[0], label=note) for note in notes]
+    edl = formats.cmx3600("Überraschung 配信", rows, fps="30")
+    edl.encode("ascii")  # nothing else in it
+    assert edl.splitlines()[0] == "TITLE: Uberraschung"
+    located = [line.split(None, 4)[4] for line in edl.splitlines() if line.startswith("* LOC:")]
+    assert located == ['Cafe "clean" shot - ok...', "boss down", "Clip 3", "Clip 4"]
+    assert formats.cmx3600("配信", rows, fps="30").splitlines()[0] == "TITLE: Stream"
+    assert "|M:boss down 🔥 |D:1" in formats.resolve_markers("x", rows, fps="30")  # Resolve reads UTF-8
 
 
 @pytest.mark.parametrize(
