@@ -94,20 +94,25 @@ async def upload(
     """Store an offline player's finished session (idempotent by ``client_id``; a guest's
     counted for ``address`` in ``cap``)."""
     now_ms = clock.now_ms()
-    if body.ended_at > now_ms + UPLOAD_CLOCK_SKEW_MS:
+    # With the player's clock as it sent (`sent_at`), its times are moved onto this server's: a
+    # phone whose clock ran minutes ahead had what it played refused as "in the future" (and one
+    # behind filed it too early). The move counts the upload's time in transit as played later.
+    shift = 0 if body.sent_at is None else now_ms - body.sent_at
+    started_at, sent_end = body.started_at + shift, body.ended_at + shift
+    if sent_end > now_ms + UPLOAD_CLOCK_SKEW_MS:
         raise CodedError(ErrorCode.INVALID_PAYLOAD, "ended_at is in the future")
-    if body.started_at < now_ms - UPLOAD_MAX_AGE_MS:
+    if started_at < now_ms - UPLOAD_MAX_AGE_MS:
         raise CodedError(ErrorCode.INVALID_PAYLOAD, "started_at is more than a year ago")
     # A device clock a little ahead is clamped, not refused: its session ended "now".
-    ended_at = min(body.ended_at, now_ms)
-    if ended_at <= body.started_at:
+    ended_at = min(sent_end, now_ms)
+    if ended_at <= started_at:
         raise CodedError(ErrorCode.INVALID_PAYLOAD, "started_at is in the future")
     meta = _meta(body)
     finished = Upload(
         item_id=body.item_id,
         device_id=body.device_id,
         client_id=body.client_id,
-        started_at=body.started_at,
+        started_at=started_at,
         ended_at=ended_at,
         meta=meta,
     )

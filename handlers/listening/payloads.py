@@ -90,10 +90,19 @@ class UploadBody(Payload):
     started_at: int = Field(ge=0)
     ended_at: int = Field(ge=0)
     item: ItemMeta | None = None
+    sent_at: int | None = Field(
+        default=None,
+        ge=0,
+        description="the player's clock as it sends this upload (unix ms): the server places started_at "
+        "and ended_at on its own clock by the difference, so a device clock set minutes or days wrong "
+        "uploads what it played at the right time",
+    )
 
     def model_post_init(self, context: object) -> None:
         if self.ended_at <= self.started_at:
             raise ValueError("ended_at must be after started_at")
+        if self.sent_at is not None and self.sent_at < self.ended_at:
+            raise ValueError("sent_at must not be before ended_at (both on the player's clock)")
         if self.ended_at - self.started_at > MAX_UPLOAD_SPAN_MS:
             raise ValueError("an uploaded session may last at most 24 hours")
 

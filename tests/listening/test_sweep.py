@@ -113,6 +113,44 @@ async def test_offline_upload_is_idempotent_and_checked(
     ]
 
 
+async def test_an_upload_from_a_device_whose_clock_is_wrong_is_placed_by_when_it_was_sent(
+    lserver: ServerUnderTest, clients: list[Client], clock: FrozenClock
+) -> None:
+    """A phone whose clock ran three minutes ahead had what it had just played offline refused
+    ("ended_at is in the future"), and one a day behind filed it a day early: with ``sent_at``
+    (its clock as it sends) the server places the session on its own clock."""
+    alice = await listener(lserver, clients)
+    now = clock.now_ms()
+    for client_id, wrong_by in (("ahead", 3 * MIN), ("behind", -24 * 60 * MIN)):
+        phone_now = now + wrong_by
+        upload = {
+            "session_id": alice.history_id,
+            "item_id": f"pod-{client_id}",
+            "device_id": f"phone-{client_id}",
+            "client_id": client_id,
+            "started_at": phone_now - 30 * MIN,
+            "ended_at": phone_now - 2 * MIN,
+            "sent_at": phone_now,
+        }
+        stored = await alice.client.call("listening_upload", upload)
+        assert stored["ok"] and stored["action"] == "uploaded", stored
+        assert (stored["listening"]["started_at"], stored["listening"]["ended_at"]) == (now - 30 * MIN, now - 2 * MIN)
+        clock.shift_ms += 1_000  # sent again a second later: the first answer stands
+        again = await alice.client.call("listening_upload", {**upload, "sent_at": phone_now + 1_000})
+        assert again["duplicate"] is True and again["listening"]["id"] == stored["listening"]["id"]
+        now = clock.now_ms()
+    sent_before_it_ended = {**upload, "client_id": "odd", "sent_at": upload["ended_at"] - 1}
+    assert (await alice.client.call("listening_upload", sent_before_it_ended))["error"] == "invalid_payload"
+    async with aiohttp.ClientSession() as http:  # the HTTP twin takes it too
+        now = clock.now_ms()
+        body = {"item_id": "pod-http", "device_id": "watch", "client_id": "h1", "sent_at": now + 10 * MIN}
+        body |= {"started_at": now + 5 * MIN, "ended_at": now + 9 * MIN}
+        async with http.post(f"{lserver.url}/api/listening/upload", json=body, headers=auth(lserver)) as r:
+            answer = await r.json()
+            assert r.status == 201, answer
+            assert answer["listening"]["ended_at"] == now - MIN, answer
+
+
 async def test_two_nodes_keep_one_users_reports_atomic_and_ordered(
     lserver: ServerUnderTest,
     clients: list[Client],
