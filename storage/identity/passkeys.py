@@ -79,16 +79,16 @@ class Passkeys:
 
         The owner is claimed first, in one step (``SET NX``): of two users racing with one
         credential id, one gets it. A claim of this very user's that has no record (a
-        registration cut off between the two writes) is finished instead of refused.
+        registration cut off between the two writes) is finished instead of refused, by one
+        ceremony: the record is written only where there is none (``HSETNX``), so of the user's
+        ceremonies racing to finish it one does, and the others are told it is registered.
         """
         owner_key = self._keys.passkey_owner(passkey.passkey_id)
         passkeys_key = self._keys.user_passkeys(passkey.user_id)
         if not await self._redis.set(owner_key, passkey.user_id, nx=True):
-            owner = await self._redis.get(owner_key)
-            if owner != passkey.user_id or await self._redis.hexists(passkeys_key, passkey.passkey_id):
+            if await self._redis.get(owner_key) != passkey.user_id:
                 return False
-        await self._redis.hset(passkeys_key, passkey.passkey_id, passkey.record())
-        return True
+        return bool(await self._redis.hsetnx(passkeys_key, passkey.passkey_id, passkey.record()))
 
     async def of_user(self, user_id: str) -> list[Passkey]:
         """The user's passkeys, oldest first."""

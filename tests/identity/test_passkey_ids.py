@@ -169,6 +169,31 @@ async def test_two_users_racing_for_one_credential_id_one_gets_it(
     assert signed_in.status == 200 and signed_in.body["user_id"] == winner_id
 
 
+async def test_one_user_finishing_ceremonies_for_one_credential_at_once_gets_one_201(
+    pserver: ServerUnderTest, http: aiohttp.ClientSession
+) -> None:
+    """A registration cut off between its two writes (a killed node) leaves the credential claimed
+    for its user with no passkey; two tabs of that person registering the authenticator again at
+    once then both answered 201, the second record over the first. It is made once; the other
+    ceremonies are told it is registered."""
+    from storage.identity.passkeys import passkey_id_of
+
+    for attempt in range(3):
+        browser = Browser(http, pserver.url)
+        user_id = (await browser.guest()).body["user_id"]
+        credential_id = f"credential-cut-off-{attempt}".encode()
+        key = SoftAuthenticator(pserver.url, credential_id)
+        owner_key = pserver.services.keys.passkey_owner(passkey_id_of(_b64u(credential_id)))
+        await pserver.services.redis.set(owner_key, user_id)  # the first write of the cut-off one
+        tries = [await browser.call("POST", "/api/auth/passkeys/register/options") for _ in range(4)]
+        bodies = [{"challenge_id": t.body["challenge_id"], "credential": key.create(t.body["options"])} for t in tries]
+        answers = await asyncio.gather(
+            *(browser.call("POST", "/api/auth/passkeys/register", json=body) for body in bodies)
+        )
+        assert sorted(a.status for a in answers) == [201, 409, 409, 409], [a.body for a in answers]
+        assert len(await _passkeys(browser)) == 1
+
+
 def test_protocol_names_the_refusal() -> None:
     doc = " ".join(PROTOCOL.read_text(encoding="utf-8").split())
     assert '`409 conflict` with `reason: "registered"`' in doc
