@@ -25,6 +25,13 @@ ACTIVE_SESSION: Final = "active_session"
 # The user's new display name (PATCH /api/auth/me), to the user's connections that follow the
 # active session or the user (both follow the user's channel): {"user_id", "name"}.
 USER_RENAMED: Final = "user_renamed"
+# A clip the user stored in a stream session (on any of their devices), to the user's connections
+# that follow the active session or the user (the user's channel): {"session_id", "clip"} (the clip
+# as viewers see it). Their /watch pages of that stream show it in "Your clips" at once.
+OWN_CLIP: Final = "own_clip"
+# The node's link to the user's channel came back: an own_clip may have been missed meanwhile, so
+# the user's pages read their own clips again: {} (no field).
+OWN_CLIPS_RESYNC: Final = "own_clips_resync"
 
 # Log entries of pattern sessions.
 PATTERN_CREATED: Final = "pattern_created"

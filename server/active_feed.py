@@ -20,6 +20,14 @@ writes (a failover to a lagging replica), and then its pointer is what every mem
 A channel confirmed again after the pub/sub link dropped may have missed changes: every member
 is sent the pointer read anew.
 
+The channel carries the clips the user stores in stream sessions too (``{"own_clip": {"session_id",
+"clip"}}``, published after the clip's step): each is sent at once to every connection of the
+user following here (whether it follows the active session or the renames only), as an
+``own_clip`` event, so the user's other /watch pages show it live. Nobody else follows the
+channel: a viewer's note never reaches another viewer. A channel confirmed again after the link
+dropped sends them ``own_clips_resync`` (a clip announced meanwhile reached nobody): the pages
+read their own clips again.
+
 The user's channel also carries the user's renames (``{"user_id", "name"}``, published by the
 rename script): each is sent at once to every connection of the user following here, as a
 ``user_renamed`` event. A connection may follow the renames alone (``follow_user``: every page's
@@ -53,7 +61,7 @@ from typing import Any, Protocol
 
 from handlers.metrics import Metrics
 from protocol.errors import CodedError, ErrorCode
-from protocol.events import ACTIVE_SESSION, USER_RENAMED
+from protocol.events import ACTIVE_SESSION, OWN_CLIP, OWN_CLIPS_RESYNC, USER_RENAMED
 from server.transport.contract import Outlet, Packet
 from storage.failures import REDIS_AWAY
 from storage.keys import Keys
@@ -116,6 +124,7 @@ class _Feed:
             return
         self.feeds.catch_up(self, [sid for sid in self.sent if sid not in self.joining])
         self.feeds.catch_up_name(self)
+        self.feeds.own_clips_resync(self)
 
 
 class ActiveFeeds:
@@ -236,6 +245,9 @@ class ActiveFeeds:
         """Send a change to every member that has nothing as new (see the module docstring)."""
         try:
             change = json.loads(data)
+            if "own_clip" in change:  # a clip the user stored, not an active-session change
+                self._own_clip(feed, change["own_clip"])
+                return
             if "name" in change:  # a rename, not an active-session change
                 self._renamed(feed, change)
                 return
@@ -284,6 +296,23 @@ class ActiveFeeds:
         for sid in feed.sent:
             self._send(sid, packet)
         for sid in feed.named:
+            self._send(sid, packet)
+
+    def _own_clip(self, feed: _Feed, announced: dict[str, Any]) -> None:
+        """A clip the user stored, to every member (the renames-only ones and the joining ones
+        too: it was announced after their subscription, so none of them has it from a read).
+        No count and no order to keep here: a page keeps a clip once, by its id."""
+        if not isinstance(announced, dict) or not isinstance(announced.get("session_id"), str):
+            raise TypeError("own_clip")
+        packet = Packet(OWN_CLIP, json.dumps(announced, separators=(",", ":")))
+        for sid in (*feed.sent, *feed.named):
+            self._send(sid, packet)
+
+    def own_clips_resync(self, feed: _Feed) -> None:
+        """The channel is subscribed again after the link dropped: a clip announced meanwhile
+        reached nobody here, so every member is told to read its own clips again."""
+        packet = Packet(OWN_CLIPS_RESYNC, "{}")
+        for sid in (*feed.sent, *feed.named):
             self._send(sid, packet)
 
     def catch_up(self, feed: _Feed, sids: list[str]) -> None:

@@ -79,8 +79,9 @@ class Keys:
     def active_session_channel(self, user_id: str) -> str:
         """Pub/sub channel announcing each change of the user's active session (in the user's
         slot: the script that changes the pointer publishes it, sharded on a cluster), and each
-        change of the user's display name (``identity/rename.lua``): the user's channel, which a
-        node subscribes while a connection of the user there follows it (server/active_feed.py)."""
+        change of the user's display name (``identity/rename.lua``) and each clip the user stored
+        in a stream session (``streams/own_clip_announce.lua``): the user's channel, which a node
+        subscribes while a connection of the user there follows it (server/active_feed.py)."""
         return f"{self.prefix}:{{u:{user_id}}}:active_session:changes"
 
     # --- global ------------------------------------------------------------------------

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from auth.claims import Claims, Permission
+from handlers.streams.answers import OwnClip, ViewerClip
 from handlers.streams.day_cap import ClipsDayCap
 from handlers.streams.settings import ClipSettings
 from handlers.context import Services
@@ -107,6 +108,11 @@ async def submit_clip(
 
     result = await day_cap.storing(claims, address, submit)
     clip = result.clip.for_viewer() if result.clip is not None else None
+    if clip is not None and result.clip is not None and result.clip.submitted_by == claims.sub:
+        # The viewer's other pages (a phone and a laptop, two tabs) show it at once; a retry is
+        # announced again (a page keeps a clip once, by its id), which heals a lost first one.
+        announcement = OwnClip(session_id=session_id, clip=ViewerClip.model_validate(clip))
+        await streams.announce_own_clip(claims.sub, announcement.model_dump_json())
     return {
         "session_id": session_id,
         "clip": clip,

@@ -35,6 +35,15 @@ class OwnClips(BaseModel):
     clips: list[ViewerClip]
 
 
+class OwnClip(BaseModel):
+    """The ``own_clip`` server event: a clip the user stored (on any of their devices), sent on the
+    user's channel to their own following connections only (docs/PROTOCOL.md, "Your clips on every
+    device"), never to another viewer."""
+
+    session_id: str = Field(description="the stream session the clip is in")
+    clip: ViewerClip
+
+
 class OwnerClip(ViewerClip):
     """A clip as its stream's owner sees it: who clicked, by user id and by display name."""
 

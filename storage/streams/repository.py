@@ -171,6 +171,7 @@ class StreamSessions:
         self._own_build = plain_script(redis, "streams/own_index_build.lua")
         self._clips_read = plain_script(redis, "streams/clips_read.lua")
         self._settle = plain_script(redis, "streams/clips_settle.lua")
+        self._own_announce = plain_script(redis, "streams/own_clip_announce.lua")
         self.audiences = StreamAudiences(store)
         self.review = ReviewIndex(store)
         self._cache = ClipsCache(cached_clips)
@@ -635,6 +636,20 @@ class StreamSessions:
                 await self._sessions.owned_by(viewer_id)
         except REDIS_AWAY as exc:
             log.warning("could not index stream session %s among %s's clipped: %s", session_id, viewer_id, exc)
+
+    async def announce_own_clip(self, viewer_id: str, announcement: str) -> None:
+        """Tell the viewer's other pages of a clip they stored (``own_clip_announce.lua``, on the
+        viewer's own channel: nobody else's connections follow it). ``announcement`` is the
+        ``own_clip`` payload's JSON, ``{"session_id", "clip"}``, the clip as viewers see it. The
+        click is stored and answered whatever happens here: a lost announcement heals on the
+        other pages' next (re)subscription, which reads the own clips again."""
+        try:
+            await self._own_announce(
+                keys=[self._keys.active_session_channel(viewer_id)],
+                args=['{"own_clip":' + announcement + "}"],
+            )
+        except REDIS_AWAY as exc:
+            log.warning("could not announce a clip to %s's other pages: %s", viewer_id, exc)
 
     async def update_clip(
         self, session_id: str, clip_id: str, performer_id: str, *, clipped: bool | None, note: str | None

@@ -125,26 +125,3 @@ async def test_export_form_shows_only_the_options_the_format_uses(
         await page.locator("#export-button").click()
     query = (await sent.value).url.split("?", 1)[1]
     assert "fps=" not in query and "timeline=" not in query, query
-
-
-async def test_own_clips_from_another_device_show_when_the_page_is_back_in_view(
-    server: ServerUnderTest, tab: Tab, clients: list[Client]
-) -> None:
-    """A clip the viewer made on their other device reached this page by no event (the audience
-    log carries no clip): "Your clips" showed it only after a reload. It is read again when the
-    page comes back into view, as a phone picked up again after clipping on the laptop does."""
-    session_id, _ = await started(server, clients)
-    await tab.use_token(server.token("viewer-1"))
-    page = await _live(tab, f"/watch/{session_id}")
-    await expect(page.locator("#mine li")).to_have_count(0)
-    laptop = await connect(server, clients, "viewer-1")
-    assert (await laptop.call("clip_submit", {"session_id": session_id, "note": "from the laptop"}))["ok"] is True
-    await page.wait_for_timeout(300)
-    await expect(page.locator("#mine li")).to_have_count(0)  # nothing live tells this page
-    await page.evaluate(
-        """() => {
-          Object.defineProperty(document, "visibilityState", { configurable: true, get: () => "visible" });
-          document.dispatchEvent(new Event("visibilitychange"));
-        }"""
-    )
-    await expect(page.locator("#mine li .note")).to_have_text(["from the laptop"])

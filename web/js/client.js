@@ -831,11 +831,20 @@ const FOLLOW_USER_RETRY_MS = 2000;
  * Follow the user's renames on `socket` (`follow_user`, at each connect): every page's identity
  * badge shows a rename made on another device at once. Its answer carries the name as it stands,
  * so a rename made while the page loaded (after it read its name, before this follow) shows too.
+ * The same follow brings the clips the user makes on their other devices (`own_clip`, see
+ * watch.js). Sent first at each connect: the server answers a connection's events in order, so a
+ * page's subscriptions sent after it are answered once it follows.
  */
 function followUser(socket) {
   const id = socket.id;
   call(socket, "follow_user", {}, ACK_TIMEOUT_MS, { resend: false }).then(
-    (ack) => renamed({ user_id: ack.user_id, name: ack.name }),
+    (ack) => {
+      renamed({ user_id: ack.user_id, name: ack.name });
+      // What the user's channel brings (a clip made on another device: `own_clip`) reaches this
+      // connection from now on: a page that read its own things before (a follow asked again
+      // after a refusal) reads them again (watch.js).
+      window.dispatchEvent(new CustomEvent("sessionhub:followed", { detail: { socket } }));
+    },
     (err) => {
       if (err?.code === "unavailable" || err?.code === "timeout")
         setTimeout(() => socket.connected && socket.id === id && followUser(socket), FOLLOW_USER_RETRY_MS);

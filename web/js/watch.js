@@ -7,7 +7,10 @@
  * every (re)subscription, so a reload or another device shows them as the streamer left them
  * (edited, deleted), and again when the audience log says the streamer changed this viewer's
  * clips (`clips_changed` naming the viewer's tag); `viewer_blocked` naming it turns clipping
- * off or on. Text goes in via textContent only.
+ * off or on. A clip this person makes on another device or in another tab comes at once on the
+ * user's own channel (`own_clip`, which the connection follows at each connect: client.js), never
+ * another viewer's; it is kept once by its id, whichever of it, this page's own ack and a reading
+ * comes first. Text goes in via textContent only.
  */
 import { $, api, call, connect, showConnection, STREAM_CONNECTION_TEXT, subscribeSession } from "./client.js";
 import { STATE_LABELS, hms, idFromPath } from "./clip_format.js";
@@ -82,6 +85,7 @@ let cooldownUntil = 0; // performance.now() ms
 const mine = new Map(); // clip id -> clip: the viewer's own, as last read or acked
 const ackedDuring = new Set(); // per reading of the own clips under way: the clips acked meanwhile
 let mineAsked = 0;
+const gone = new Set(); // clip ids the streamer removed (clips_changed): a late own_clip brings none back
 let viewerTag = null; // this viewer's tag in the session (GET …/clips/mine): events name them by it
 let blocked = false; // the streamer blocked this viewer from clipping
 
@@ -237,7 +241,7 @@ function renderMine() {
 }
 
 function addMine(clip) {
-  if (!clip) return;
+  if (!clip || gone.has(clip.clip_id)) return;
   viewerTag = clip.viewer_tag ?? viewerTag;
   mine.set(clip.clip_id, clip);
   for (const acked of ackedDuring) acked.set(clip.clip_id, clip);
@@ -270,9 +274,17 @@ async function loadMine() {
 }
 
 /**
- * Back in view, the page reads its own clips again: a clip the viewer made on another device
- * reaches this one by no event (the audience log carries no clip, by design: PROTOCOL, "The
- * audience session"), so a phone picked up again after clipping on a laptop shows it.
+ * A clip this person made on another device or in another tab (`own_clip`, on the user's own
+ * channel: the audience log carries no clip, by design, PROTOCOL "The audience session"). One of
+ * another stream is not this page's.
+ */
+function onOwnClip(data) {
+  if (data?.session_id === sessionId && data.clip?.clip_id) addMine(data.clip);
+}
+
+/**
+ * Back in view, the page reads its own clips again: a phone asleep may have missed what its
+ * connection was told (a system that froze the page). Live, `own_clip` has brought them already.
  */
 function onVisible() {
   if (document.visibilityState === "visible" && live) loadMine();
@@ -384,6 +396,7 @@ function apply(event) {
     if (session.state !== "active" && ui.confirmation.dataset.kind === "info") confirm("");
     render();
   } else if (event.type === "clips_changed" && event.data?.viewer_tag === viewerTag) {
+    if (event.data.change === "removed") for (const id of event.data.clip_ids ?? []) gone.add(id);
     loadMine(); // the streamer edited, deleted or cleared this viewer's clips: read them as they are
   } else if (event.type === "viewer_blocked" && event.data?.viewer_tag === viewerTag) {
     blocked = event.data.blocked === true;
@@ -428,6 +441,14 @@ async function main() {
     render();
     orphanBanner.show(sessionId, session);
     socket = connect({ onState: (state) => connectionChanged(state) });
+    socket.on("own_clip", onOwnClip);
+    // The server's link to the user's channel came back: a clip made meanwhile reached nobody.
+    socket.on("own_clips_resync", () => live && loadMine());
+    // A follow answered after the subscription (asked again after a refusal): what came between
+    // the reading and it reached this page by no own_clip.
+    window.addEventListener("sessionhub:followed", (event) => {
+      if (event.detail?.socket === socket && live) loadMine();
+    });
     subscription = subscribeSession(socket, session.audience_id, {
       onSnapshot: (snapshot) => {
         session = { ...session, state: snapshot.state };

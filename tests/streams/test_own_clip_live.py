@@ -1,0 +1,95 @@
+"""A viewer's clip reaches their other devices live (``own_clip`` on the user's own channel), and
+nobody else: not another viewer, not the streamer's connection (PROTOCOL, "Your clips on every
+device")."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.conftest import start_server
+from tests.helpers import Client, ServerUnderTest
+from tests.streams.helpers import connect, http, started
+
+
+@pytest.fixture
+async def quick(redis_process: Any, tmp_path: Path) -> AsyncIterator[ServerUnderTest]:
+    """A server without a clip cooldown."""
+    server = await start_server(redis_process.url, tmp_path, clips_cooldown_s=0)
+    try:
+        yield server
+    finally:
+        await server.stop()
+
+
+async def following(server: ServerUnderTest, clients: list[Client], user: str) -> Client:
+    """A connection of ``user`` that follows the user, as every page does at each connect."""
+    client = await connect(server, clients, user)
+    ack = await client.call("follow_user", {})
+    assert ack["ok"] is True, ack
+    return client
+
+
+def own(client: Client, session_id: str) -> list[dict[str, Any]]:
+    """The clips the connection was told of in ``session_id``."""
+    return [dict(e["clip"]) for e in client.named("own_clip") if e["session_id"] == session_id]
+
+
+async def test_a_clip_reaches_the_viewers_other_devices_and_nobody_else(
+    quick: ServerUnderTest, clients: list[Client]
+) -> None:
+    session_id, owner = await started(quick, clients)
+    assert (await owner.call("follow_user", {}))["ok"] is True  # alice follows her own channel
+    laptop = await following(quick, clients, "bob")
+    tablet = await following(quick, clients, "bob")  # a second open page of bob's
+    carol = await following(quick, clients, "carol")
+    phone = await following(quick, clients, "bob")
+
+    ack = await phone.call(
+        "clip_submit", {"session_id": session_id, "note": "bob's secret", "submission_id": "tap-0001"}
+    )
+    assert ack["ok"] is True, ack
+    stored = ack["clip"]
+    for device in (laptop, tablet, phone):  # the submitting connection is told too, beside its ack
+        await device.wait_for(lambda device=device: own(device, session_id) == [stored])
+    assert laptop.named("own_clip") == [{"session_id": session_id, "clip": stored}]
+    assert "submitted_by" not in stored
+
+    # Over HTTP too; and a retry of the same click is announced again, as the same clip.
+    status, body = await http(quick, "POST", f"/api/streams/{session_id}/clips", user="bob", json={"note": "by http"})
+    assert status == 201, body
+    again = await phone.call("clip_submit", {"session_id": session_id, "note": "x", "submission_id": "tap-0001"})
+    assert again["ok"] is True and again["created"] is False, again
+    await laptop.wait_for(lambda: len(own(laptop, session_id)) == 3)
+    assert [c["clip_id"] for c in own(laptop, session_id)] == [
+        stored["clip_id"],
+        body["clip"]["clip_id"],
+        stored["clip_id"],
+    ]
+
+    # Carol clips after bob: her own announcement comes to her once bob's would have (one Redis,
+    # one pub/sub link, in publish order), and bob's never does. Nor does bob hear of hers.
+    mine = await carol.call("clip_submit", {"session_id": session_id, "note": "carol's"})
+    assert mine["ok"] is True, mine
+    await carol.wait_for(lambda: own(carol, session_id) == [mine["clip"]])
+    await laptop.wait_for(lambda: len(laptop.named("own_clip")) >= 3)
+    for name, client in (("carol", carol), ("alice", owner)):
+        notes = [c["note"] for c in own(client, session_id)]
+        assert "bob's secret" not in notes and "by http" not in notes, (name, notes)
+    assert owner.named("own_clip") == []
+    assert all(c["note"] != "carol's" for c in own(laptop, session_id) + own(phone, session_id))
+
+
+async def test_a_viewer_who_does_not_follow_hears_nothing(quick: ServerUnderTest, clients: list[Client]) -> None:
+    """Only a connection that follows the user is sent its clips (a page follows at each connect)."""
+    session_id, _ = await started(quick, clients)
+    quiet = await connect(quick, clients, "bob")  # connected, follows nothing
+    laptop = await following(quick, clients, "bob")
+    phone = await connect(quick, clients, "bob")
+    ack = await phone.call("clip_submit", {"session_id": session_id, "note": "n"})
+    assert ack["ok"] is True, ack
+    await laptop.wait_for(lambda: own(laptop, session_id) == [ack["clip"]])
+    assert quiet.named("own_clip") == []

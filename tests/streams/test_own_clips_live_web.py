@@ -1,0 +1,105 @@
+"""A person with the same stream open on two devices (a phone and a laptop signed in as the same
+user) sees a clip made on one in "Your clips" on the other at once: live, once, in order, never
+beside its own page's entry twice; another viewer's page never shows it; the streamer deleting it
+takes it off both (PROTOCOL, "Your clips on every device")."""
+
+from __future__ import annotations
+
+from playwright.async_api import Browser, Page, expect
+
+from tests.browser import Tab, new_tab
+from tests.helpers import Client, ServerUnderTest
+from tests.streams.helpers import connect, started
+
+
+async def live(tab: Tab, path: str) -> Page:
+    page = await tab.open(path)
+    await expect(page.locator("#connection")).to_have_attribute("data-state", "live")
+    return page
+
+
+async def press(page: Page, note: str) -> None:
+    await page.locator("#note-input").fill(note)
+    await page.locator("#clip-button").click()
+    await expect(page.locator("#confirmation")).to_contain_text("Clipped!")
+
+
+async def test_a_clip_made_on_one_device_shows_live_on_the_other_once_and_in_order(
+    server: ServerUnderTest, tab: Tab, browser: Browser, clients: list[Client]
+) -> None:
+    clock = server.services.clock
+    session_id, owner = await started(server, clients)
+    await tab.use_token(server.token("bob"))
+    phone = await live(tab, f"/watch/{session_id}")
+    tabs = [tab]
+    try:
+        laptop_tab = await new_tab(browser, server)  # another device of bob's: its own storage and token
+        tabs.append(laptop_tab)
+        await laptop_tab.use_token(server.token("bob"))
+        laptop = await live(laptop_tab, f"/watch/{session_id}")
+        carol_tab = await new_tab(browser, server)  # another viewer, watching the same stream
+        tabs.append(carol_tab)
+        await carol_tab.use_token(server.token("carol"))
+        carol = await live(carol_tab, f"/watch/{session_id}")
+        await expect(laptop.locator("#mine-empty")).to_be_visible()
+
+        await press(phone, "from the phone")
+        # On the laptop at once (no reload, no visibility change), and once on the phone (its
+        # ack and its own announcement are the same clip).
+        await expect(laptop.locator("#mine li .note")).to_have_text(["from the phone"])
+        await expect(laptop.locator("#mine-empty")).to_be_hidden()
+        await expect(phone.locator("#mine li .note")).to_have_text(["from the phone"])
+
+        try:
+            clock.shift_ms = 5_000  # past bob's cooldown: the laptop clips back
+            await press(laptop, "from the laptop")
+            clock.shift_ms = 10_000
+            third = await connect(server, clients, "bob")  # a third device: no page, a client
+            ack = await third.call("clip_submit", {"session_id": session_id, "note": "from the third"})
+            assert ack["ok"] is True, ack
+        finally:
+            clock.shift_ms = 0
+        newest_first = ["from the third", "from the laptop", "from the phone"]
+        await expect(phone.locator("#mine li .note")).to_have_text(newest_first)
+        await expect(laptop.locator("#mine li .note")).to_have_text(newest_first)
+
+        # Carol's page shows her clip, and only hers: bob's notes never reached it.
+        await press(carol, "carol's")
+        await expect(carol.locator("#mine li .note")).to_have_text(["carol's"])
+        await expect(phone.locator("#mine li .note")).to_have_text(newest_first)
+
+        # The streamer deletes the phone's clip: gone from both of bob's pages.
+        stored = await owner.call("clip_delete", {"session_id": session_id, "clip_id": await first_id(laptop)})
+        assert stored["ok"] is True, stored
+        for page in (phone, laptop):
+            await expect(page.locator("#mine li .note")).to_have_text(newest_first[:2])
+        await expect(carol.locator("#mine li .note")).to_have_text(["carol's"])
+        for opened in tabs:
+            assert not opened.errors, opened.errors
+    finally:
+        for opened in tabs[1:]:
+            await opened.page.context.close()
+
+
+async def first_id(page: Page) -> str:
+    """The id of the oldest clip "Your clips" lists (the last line)."""
+    clip_id = await page.locator("#mine li").last.get_attribute("data-clip-id")
+    assert clip_id, "no clip listed"
+    return clip_id
+
+
+async def test_a_page_that_missed_clips_while_offline_reads_them_when_back(
+    server: ServerUnderTest, tab: Tab, clients: list[Client]
+) -> None:
+    """No replay of own_clip: a page back from offline reads its own clips (at its resubscription)."""
+    session_id, _ = await started(server, clients)
+    await tab.use_token(server.token("bob"))
+    page = await live(tab, f"/watch/{session_id}")
+    await page.context.set_offline(True)
+    await expect(page.locator("#connection")).not_to_have_attribute("data-state", "live")
+    phone = await connect(server, clients, "bob")
+    ack = await phone.call("clip_submit", {"session_id": session_id, "note": "while you were away"})
+    assert ack["ok"] is True, ack
+    await page.context.set_offline(False)
+    await expect(page.locator("#connection")).to_have_attribute("data-state", "live")
+    await expect(page.locator("#mine li .note")).to_have_text(["while you were away"])
