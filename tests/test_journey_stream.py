@@ -18,6 +18,7 @@ from playwright.async_api import Browser, Dialog, expect
 
 from tests.browser import TOKEN_KEY
 from tests.helpers import ServerUnderTest
+from tests.streams.dashboard import downloaded
 from tests.journeys import DAY_MS, LIVE, device, device_link, fits, live, readable
 
 pytestmark = pytest.mark.timeout(180)
@@ -110,10 +111,8 @@ async def test_a_streamers_evening_on_two_devices_and_the_morning_after(
 
         # The export of what was marked, from the phone.
         await phone.locator("#only-select").select_option("clipped")
-        async with phone.expect_download() as download_info:
-            await phone.locator("#export-button").tap()
         saved = tmp_path / "marked.csv"
-        await (await download_info.value).save_as(saved)
+        await (await downloaded(phone, tap=True)).save_as(saved)
         rows = list(csv.reader(saved.read_text(encoding="utf-8").splitlines()))
         assert [row[:3] for row in rows[1:]] == [["2", rows[1][1], "chat went wild"]], rows
         assert re.fullmatch(r"0:00:\d\d", rows[1][1]), rows

@@ -3,11 +3,14 @@ moment's line keeps its parts apart in the text itself."""
 
 from __future__ import annotations
 
+import asyncio
 from pathlib import Path
 
-from playwright.async_api import Page, expect
+import pytest
+from playwright.async_api import Page, Route, expect
 
 from tests.browser import Tab
+from tests.streams.dashboard import downloaded, press_export
 from tests.streams.helpers import connect, started
 from tests.helpers import Client, ServerUnderTest
 
@@ -63,16 +66,63 @@ async def test_dashboard_exports_csv_for_excel_and_breaks_kept(
     await tab.use_token(server.token("alice"))
     page = await _live(tab, f"/streams/{session_id}")
     await page.locator("#format-select").select_option("csv-excel")
-    async with page.expect_download() as download_info:
-        await page.locator("#export-button").click()
     saved = tmp_path / "excel.csv"
-    await (await download_info.value).save_as(saved)
+    await (await downloaded(page)).save_as(saved)
     assert saved.read_bytes().startswith(b"\xef\xbb\xbfsegment_index,")
     await page.locator("#format-select").select_option("premiere")
     await page.locator("#timeline-select").select_option("kept")
-    async with page.expect_download() as download_info:
-        await page.locator("#export-button").click()
-    assert (await download_info.value).suggested_filename.endswith("-clips-premiere-markers.csv")
+    assert (await downloaded(page)).suggested_filename.endswith("-clips-premiere-markers.csv")
+
+
+# Where the page stood when Download was pressed, and a redraw of the review landing between the
+# press and its release when the review was not drawn as it stands (a loaded machine's timing,
+# made certain): the moments regrouped push the form down 51 px (the CI run: a second export,
+# right after a clip's regrouping, gave no download within 10 s).
+SHIFT_WHEN_PRESSED_EARLY = """() => {
+  const segments = document.getElementById("segments");
+  document.getElementById("export-button").addEventListener("pointerdown", () => {
+    window.__pressedWhile = `${segments.dataset.review}/${segments.dataset.moments}`;
+    if (window.__pressedWhile !== "settled/settled") {
+      segments.append(Object.assign(document.createElement("div"), { style: "height: 51px" }));
+    }
+  });
+}"""
+
+
+async def test_download_is_pressed_once_the_review_stands_still(
+    server: ServerUnderTest, tab: Tab, clients: list[Client]
+) -> None:
+    """A press whose release a redraw of the review moved off Download is no click: no export
+    is asked for and the page says nothing (Playwright's click returns all the same). The tests
+    press it once the page says its review and moments are drawn (tests/streams/dashboard.py)."""
+    session_id, _ = await started(server, clients)
+    viewer = await connect(server, clients, "v1")
+    assert (await viewer.call("clip_submit", {"session_id": session_id, "note": "gg"}))["ok"] is True
+    release = asyncio.Event()
+
+    async def hold_moments(route: Route) -> None:
+        await asyncio.wait_for(release.wait(), timeout=60)  # bounded: the test releases them
+        await route.continue_()
+
+    await tab.use_token(server.token("alice"))
+    page = tab.page
+    await page.route("**/api/streams/*/moments?*", hold_moments)
+    exports: list[str] = []
+    page.on("request", lambda request: exports.append(request.url) if "/export?" in request.url else None)
+    await _live(tab, f"/streams/{session_id}")
+    await expect(page.locator("#segments")).to_have_attribute("data-review", "settled")  # drawn without them
+    await page.evaluate(SHIFT_WHEN_PRESSED_EARLY)
+    await page.locator("#format-select").select_option("csv")
+    # The moments still on their way: Download is not pressed.
+    with pytest.raises(AssertionError, match="data-moments"):
+        await downloaded(page, settle_timeout_ms=1_500)
+    assert await page.evaluate("window.__pressedWhile ?? null") is None
+    assert exports == []
+    release.set()
+    download = await downloaded(page)
+    assert download.suggested_filename.endswith("-clips.csv")
+    assert await page.evaluate("window.__pressedWhile") == "settled/settled"
+    assert len(exports) == 1
 
 
 async def test_export_form_shows_only_the_options_the_format_uses(
@@ -122,6 +172,6 @@ async def test_export_form_shows_only_the_options_the_format_uses(
     # What a format ignores is not sent either.
     async with page.expect_request(lambda r: "/export?" in r.url) as sent:
         await page.locator("#format-select").select_option("txt")
-        await page.locator("#export-button").click()
+        await press_export(page)
     query = (await sent.value).url.split("?", 1)[1]
     assert "fps=" not in query and "timeline=" not in query, query

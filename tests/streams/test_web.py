@@ -12,6 +12,7 @@ from typing import Any
 from playwright.async_api import Browser, Dialog, Page, WebSocketRoute, expect
 
 from tests.browser import LeaveQuestions, SocketGate, Tab, lose_first_answer, new_tab
+from tests.streams.dashboard import downloaded, press_export
 from tests.streams.helpers import create_stream, http, started
 from tests.conftest import start_server
 from auth.claims import Permission
@@ -101,9 +102,7 @@ async def test_streamer_and_viewer_from_start_to_csv(
             await expect(dash.locator(f"#action-{action}")).to_be_hidden()
 
         await dash.locator("#format-select").select_option("csv")
-        async with dash.expect_download() as download_info:
-            await dash.locator("#export-button").click()
-        download = await download_info.value
+        download = await downloaded(dash)
         assert download.suggested_filename == "speedrun-night-clips.csv"
         saved = tmp_path / "export.csv"
         await download.save_as(saved)
@@ -118,10 +117,8 @@ async def test_streamer_and_viewer_from_start_to_csv(
 
         await dash.locator("#format-select").select_option("edl")
         await dash.locator("#fps-select").select_option("29.97DF")
-        async with dash.expect_download() as download_info:
-            await dash.locator("#export-button").click()
         edl_file = tmp_path / "export.edl"
-        await (await download_info.value).save_as(edl_file)
+        await (await downloaded(dash)).save_as(edl_file)
         edl = edl_file.read_text(encoding="utf-8").splitlines()
         assert edl[1] == "FCM: DROP FRAME"
         located = [line for line in edl if line.endswith(XSS_NOTE)]  # the clip at 1:4x of the VOD
@@ -219,9 +216,7 @@ async def test_an_export_is_saved_under_the_titles_own_letters(server: ServerUnd
     page = await tab.open(f"/streams/{session_id}")
     await expect(page.locator("#stream-title")).to_have_text("Überraschung 配信")
     await page.locator("#format-select").select_option("csv")
-    async with page.expect_download() as download_info:
-        await page.locator("#export-button").click()
-    download = await download_info.value
+    download = await downloaded(page)
     assert download.suggested_filename == "überraschung-配信-clips.csv"
 
 
@@ -391,14 +386,12 @@ async def test_dashboard_review_mark_edit_delete_and_exports(
 
     await page.locator("#format-select").select_option("youtube")
     await page.locator("#only-select").select_option("clipped")
-    await page.locator("#export-button").click()
+    await press_export(page)
     await expect(page.locator("#export-error")).to_contain_text("at least 3 chapters")
 
     await page.locator("#format-select").select_option("resolve")
     await page.locator("#only-select").select_option("all")
-    async with page.expect_download() as download_info:
-        await page.locator("#export-button").click()
-    download = await download_info.value
+    download = await downloaded(page)
     assert download.suggested_filename == "review-me-clips-resolve-markers.edl"
     saved = tmp_path / "markers.edl"
     await download.save_as(saved)
