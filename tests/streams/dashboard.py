@@ -1,13 +1,14 @@
 """The stream dashboard's export, pressed as a person would: once the page stands still.
 
-The export form sits under the review (web/stream.html), which is drawn again at times no test
+The export form sat under the review (web/stream.html), which is drawn again at times no test
 action waits for: its first drawing after the page opens, and the moments regrouped 0.4 s after
 each clip (web/js/stream.js, scheduleMoments), tens to hundreds of pixels each. A press that
-lands on Download just before such a drawing has its release land beside the button: the browser
-sends the click to what holds both, the form is not submitted, and Playwright's click, which checks
-only where the press lands, returns as if it had clicked. A loaded CI machine then waited 10 s for
-a download that was never asked for. The page says when its review is drawn as it stands
-(``#segments`` ``data-review`` and ``data-moments``, "settled"): pressed after that, nothing moves.
+landed on Download just before such a drawing had its release land beside the button: the browser
+sent the click to what held both, the form was not submitted, and Playwright's click, which checks
+only where the press lands, returned as if it had clicked. A loaded CI machine then waited 10 s
+for a download that was never asked for. The form now sits above the moments (a person's pointer
+had the same trouble); the tests still press once the page says its review is drawn as it stands
+(``#segments`` ``data-review`` and ``data-moments``, "settled"), which is what a person sees.
 """
 
 from __future__ import annotations

@@ -4,6 +4,8 @@ moment's line keeps its parts apart in the text itself."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import re
 from pathlib import Path
 
 import pytest
@@ -123,6 +125,78 @@ async def test_download_is_pressed_once_the_review_stands_still(
     assert download.suggested_filename.endswith("-clips.csv")
     assert await page.evaluate("window.__pressedWhile") == "settled/settled"
     assert len(exports) == 1
+
+
+async def test_the_review_drawn_and_regrouped_does_not_move_download_or_cancel(
+    server: ServerUnderTest, tab: Tab, clients: list[Client]
+) -> None:
+    """Download sat under the review, which is drawn when the page opens and regrouped 0.4 s
+    after every clip: it moved 50 to 350 px under a person's pointer, and a press whose release
+    landed beside it downloaded nothing and said nothing. The export sits above the moments."""
+    session_id, _ = await started(server, clients)
+    release = asyncio.Event()
+
+    async def hold_moments(route: Route) -> None:
+        await asyncio.wait_for(release.wait(), timeout=60)  # bounded: the test releases them
+        await route.continue_()
+
+    await tab.use_token(server.token("alice"))
+    await tab.page.set_viewport_size({"width": 390, "height": 844})
+    await tab.page.route("**/api/streams/*/moments?*", hold_moments)
+    page = await _live(tab, f"/streams/{session_id}")
+    await expect(page.locator("#segments")).to_have_attribute("data-review", "settled")
+    button = page.locator("#export-button")
+    before = await button.bounding_box()
+    viewers = [await connect(server, clients, f"v{i}") for i in range(3)]
+    for i, viewer in enumerate(viewers):
+        server.services.clock.shift_ms += 30_000  # three moments, three rows
+        assert (await viewer.call("clip_submit", {"session_id": session_id, "note": f"n{i}"}))["ok"] is True
+    await expect(page.locator("#feed li")).to_have_count(3)
+    release.set()
+    await expect(page.locator("#segments")).to_have_attribute("data-moments", "settled")
+    await expect(page.locator("#segments .review-clip")).to_have_count(3)
+    assert await button.bounding_box() == before
+
+
+async def test_a_long_export_says_for_how_long_and_can_be_cancelled(
+    server: ServerUnderTest, tab: Tab, clients: list[Client]
+) -> None:
+    """An export the server (or a proxy) never answered said "Preparing the export…" for good,
+    Download disabled: it says how long it has been preparing, and Cancel ends it."""
+    session_id, _ = await started(server, clients)
+    asked = asyncio.Event()
+    done = asyncio.Event()
+
+    async def never_answered(route: Route) -> None:
+        asked.set()
+        await asyncio.wait_for(done.wait(), timeout=60)  # bounded: the test ends it
+        with contextlib.suppress(Exception):  # the page cancelled it: nothing left to answer
+            await route.abort()
+
+    await tab.use_token(server.token("alice"))
+    await tab.page.clock.install()
+    await tab.page.route("**/api/streams/*/export?*", never_answered)
+    page = await _live(tab, f"/streams/{session_id}")
+    status, cancel, download = (
+        page.locator("#export-status"),
+        page.locator("#export-cancel"),
+        page.locator("#export-button"),
+    )
+    await expect(cancel).to_be_hidden()
+    await press_export(page)
+    await asyncio.wait_for(asked.wait(), 30)
+    await expect(status).to_have_text("Preparing the export…")
+    await expect(download).to_be_disabled()
+    await page.clock.run_for(10_000)
+    await expect(status).to_have_text(re.compile(r"Preparing the export… \(1\d s so far\)"))
+    await cancel.focus()
+    await page.keyboard.press("Enter")
+    await expect(status).to_have_text("Export cancelled.")
+    await expect(page.locator("#export-error")).to_be_hidden()
+    await expect(cancel).to_be_hidden()
+    await expect(download).to_be_enabled()
+    await expect(download).to_be_focused()  # the keyboard's place, not the page's top
+    done.set()
 
 
 async def test_export_form_shows_only_the_options_the_format_uses(

@@ -11,13 +11,36 @@ from __future__ import annotations
 
 import asyncio
 
-from playwright.async_api import Route, expect
+from playwright.async_api import Locator, Page, Route, expect
 
 from tests.browser import Tab
 from tests.helpers import Client, ServerUnderTest
 from tests.streams.helpers import connect, http, started, store_clips, stored_clip
 
 STORED = 250
+
+
+# Marks the keyboard-focusable element beside ``target`` (the next, else the previous) in the
+# page's order: the test then moves the focus onto ``target`` with the keyboard from there.
+_MARK_NEIGHBOUR = """(target) => {
+  const focusable = [...document.querySelectorAll("a[href], button, input, select, textarea, [tabindex]")]
+    .filter((el) => el.tabIndex >= 0 && !el.disabled && el.getClientRects().length > 0);
+  const at = focusable.indexOf(target);
+  const next = focusable[at + 1];
+  const neighbour = next ?? focusable[at - 1];
+  neighbour.setAttribute("data-test-neighbour", next ? "next" : "previous");
+  return neighbour.getAttribute("data-test-neighbour");
+}"""
+
+
+async def focus_by_shift_tab(page: Page, target: Locator) -> None:
+    """Reach ``target`` by the keyboard from the control beside it: a reviewer's way to it."""
+    side = await target.evaluate(_MARK_NEIGHBOUR)
+    neighbour = page.locator("[data-test-neighbour]")
+    await neighbour.focus()
+    await page.keyboard.press("Shift+Tab" if side == "next" else "Tab")
+    await expect(target).to_be_focused()
+    await neighbour.evaluate("el => el.removeAttribute('data-test-neighbour')")
 
 
 async def test_a_big_streams_review_pages_by_keyboard_on_a_phone(
@@ -79,11 +102,9 @@ async def test_a_big_streams_review_pages_by_keyboard_on_a_phone(
     await expect(segment.locator(".clips-title")).to_have_text(f"Clips ({STORED + 1})")
     await expect(page.locator("#clip-count")).to_have_text(str(STORED + 1))
 
-    # By keyboard: the button is the segment's last control (Shift+Tab from the export's first
-    # field reaches it), Enter; the focus goes to the first clip of the new page.
-    await page.locator("#format-select").focus()
-    await page.keyboard.press("Shift+Tab")
-    await expect(more).to_be_focused()
+    # By keyboard: the button is the segment's last control (Shift+Tab from the next segment's
+    # first reaches it), Enter; the focus goes to the first clip of the new page.
+    await focus_by_shift_tab(page, more)
     await page.keyboard.press("Enter")
     await expect(rows).to_have_count(201)
     await expect(rows.nth(101)).to_be_focused()
@@ -94,9 +115,7 @@ async def test_a_big_streams_review_pages_by_keyboard_on_a_phone(
     # The last page: every clip once, the deleted one not, the late live one last; no button.
     width = await more.evaluate("b => b.getBoundingClientRect().width")
     assert width >= 300, width  # the line's width on a phone
-    await page.locator("#format-select").focus()
-    await page.keyboard.press("Shift+Tab")
-    await expect(more).to_be_focused()
+    await focus_by_shift_tab(page, more)
     await page.keyboard.press("Enter")
     await expect(rows).to_have_count(STORED + 1)
     await expect(more).to_be_hidden()
@@ -135,9 +154,7 @@ async def test_a_segment_past_the_first_five_shows_its_clips_on_request(
     await expect(sixth.locator(".clips-shown")).to_have_text("Showing 0 of 3 clips")
     await expect(more).to_have_accessible_name("Show clips, segment 6")
     assert await more.evaluate("b => b.getBoundingClientRect().width") >= 300
-    await page.locator("#format-select").focus()
-    await page.keyboard.press("Shift+Tab")
-    await expect(more).to_be_focused()
+    await focus_by_shift_tab(page, more)
     await page.keyboard.press("Enter")
     await expect(sixth.locator(".review-clip .note")).to_have_text(["s6 n5", "s6 n11", "s6 n17"])
     await expect(sixth.locator(".review-clip").first).to_be_focused()

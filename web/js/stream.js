@@ -69,6 +69,7 @@ const ui = {
   exportError: $("export-error"),
   exportStatus: $("export-status"),
   exportButton: $("export-button"),
+  exportCancel: $("export-cancel"),
   connection: $("connection"),
 };
 
@@ -1184,27 +1185,63 @@ async function onExport(event) {
   for (const [option, formats] of Object.entries(EXPORT_OPTIONS)) {
     if (formats.has(chosen)) query.set(option, $(`${option}-select`).value);
   }
-  // A long export on a slow network shows it is under way, and is not asked for twice meanwhile.
-  await whileBusy([ui.exportButton], () => exportParts(query));
+  // A long export on a slow network shows it is under way, and is not asked for twice meanwhile;
+  // it can be cancelled (a server or proxy that stalls left it under way for good).
+  const cancel = new AbortController();
+  exporting = cancel;
+  ui.exportCancel.hidden = false;
+  try {
+    await whileBusy([ui.exportButton], () => exportParts(query, cancel.signal));
+  } finally {
+    exporting = null;
+    if (document.activeElement === ui.exportCancel) ui.exportButton.focus(); // Cancel goes away
+    ui.exportCancel.hidden = true;
+  }
 }
 
-async function exportParts(query) {
-  exportStatus("Preparing the export…");
+// The export under way (its AbortController), which Cancel ends.
+let exporting = null;
+// The server reads and renders every row before the file's first byte (a stream of many clips
+// takes a while): meanwhile the status says for how long, every few seconds (a live region reads
+// out each change: not one a second).
+const PREPARING_SAY_EVERY_MS = 5000;
+
+async function exportParts(query, signal) {
+  let preparing = "Preparing the export";
+  const began = performance.now();
+  exportStatus(`${preparing}…`);
+  const ticker = setInterval(() => {
+    if (!preparing) return;
+    const seconds = Math.round((performance.now() - began) / 1000);
+    exportStatus(`${preparing}… (${seconds} s so far)`);
+  }, PREPARING_SAY_EVERY_MS);
   try {
     // An EDL holds at most 999 events: past that the server splits it, and each part is a file.
     let parts = 1;
     for (let part = 1; part <= parts; part += 1) {
       query.set("part", String(part));
       const which = parts > 1 ? ` part ${part} of ${parts}` : "";
-      if (parts > 1) exportStatus(`Preparing${which}…`);
-      const response = await downloadShowingProgress(`/api/streams/${sessionId}/export?${query}`, which);
+      if (parts > 1) {
+        preparing = `Preparing${which}`;
+        exportStatus(`${preparing}…`);
+      }
+      const path = `/api/streams/${sessionId}/export?${query}`;
+      const response = await downloadShowingProgress(path, which, signal, () => {
+        preparing = null; // the file arrives: its progress is said instead
+      });
       parts = Number.parseInt(response.headers.get("X-Export-Parts") ?? "1", 10) || 1;
     }
     exportStatus(parts > 1 ? `Export downloaded (${parts} files).` : "Export downloaded.");
   } catch (err) {
+    if (signal.aborted) {
+      exportStatus("Export cancelled.");
+      return;
+    }
     exportStatus("");
     ui.exportError.textContent = `Export failed: ${err.message}`;
     ui.exportError.hidden = false;
+  } finally {
+    clearInterval(ticker);
   }
 }
 
@@ -1217,8 +1254,9 @@ function megabytes(bytes) {
   return (bytes / 1_000_000).toFixed(1);
 }
 
-async function downloadShowingProgress(path, which) {
-  const response = await authorizedFetch(path);
+async function downloadShowingProgress(path, which, signal, answered) {
+  const response = await authorizedFetch(path, { signal });
+  answered();
   const total = Number.parseInt(response.headers.get("Content-Length") ?? "", 10) || 0;
   const pieces = [];
   let received = 0;
@@ -1253,6 +1291,7 @@ async function main() {
   ui.window.addEventListener("change", scheduleMoments);
   ui.sort.addEventListener("change", scheduleMoments);
   ui.exportForm.addEventListener("submit", onExport);
+  ui.exportCancel.addEventListener("click", () => exporting?.abort());
   $("format-select").addEventListener("change", showExportOptions);
   showExportOptions(); // a reload may keep the format chosen before
   sessionId = idFromPath("streams");
