@@ -108,9 +108,11 @@ async def submit_clip(
 
     result = await day_cap.storing(claims, address, submit)
     clip = result.clip.for_viewer() if result.clip is not None else None
-    if clip is not None and result.clip is not None and result.clip.submitted_by == claims.sub:
-        # The viewer's other pages (a phone and a laptop, two tabs) show it at once; a retry is
-        # announced again (a page keeps a clip once, by its id), which heals a lost first one.
+    if result.created and clip is not None and result.clip is not None and result.clip.submitted_by == claims.sub:
+        # The viewer's other pages (a phone and a laptop, two tabs) show it at once. Only as it is
+        # stored: retries are answered past the clip cooldown (they store nothing), and a user's
+        # many connections each re-sending one clip made every retry a message to all of them (a
+        # square's worth). A lost announcement heals at the other pages' next (re)subscription.
         announcement = OwnClip(session_id=session_id, clip=ViewerClip.model_validate(clip))
         await streams.announce_own_clip(claims.sub, announcement.model_dump_json())
     return {

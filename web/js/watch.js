@@ -397,6 +397,8 @@ function apply(event) {
     render();
   } else if (event.type === "clips_changed" && event.data?.viewer_tag === viewerTag) {
     if (event.data.change === "removed") for (const id of event.data.clip_ids ?? []) gone.add(id);
+    // A clear names no clip: every clip this page lists went (one made meanwhile is read anew).
+    if (event.data.change === "cleared") for (const id of mine.keys()) gone.add(id);
     loadMine(); // the streamer edited, deleted or cleared this viewer's clips: read them as they are
   } else if (event.type === "viewer_blocked" && event.data?.viewer_tag === viewerTag) {
     blocked = event.data.blocked === true;
