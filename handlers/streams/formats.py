@@ -28,11 +28,41 @@ YOUTUBE_MIN_CHAPTER_MS = 10_000
 EDL_START_FRAMES_H = 1
 # CMX3600's event number field has three digits: a file holds at most 999 events.
 EDL_MAX_EVENTS = 999
+# A moment's notes in one label (its clicks' notes, in order).
+NOTES_JOINED = " / "
 # CMX3600 is ASCII (editors read it as such: UTF-8 shows as mojibake, some refuse the file):
-# typographic punctuation has an ASCII form, letters lose their accents (NFKD), and whatever has
-# none (emoji, other scripts) is left out.
+# letters lose their accents (NFKD), what has an ASCII spelling takes it (after NFKD: "½" is then
+# 1, U+2044, 2, whose fraction slash would else vanish into "12"; a minus sign, U+2212, would
+# vanish), and whatever has none (emoji, other scripts) is left out.
 _TO_ASCII = str.maketrans(
-    {"\u2018": "'", "\u2019": "'", "\u201c": '"', "\u201d": '"', "\u2013": "-", "\u2014": "-", "\u2026": "..."}
+    {
+        "\u2018": "'",
+        "\u2019": "'",
+        "\u201c": '"',
+        "\u201d": '"',
+        "\u2013": "-",
+        "\u2014": "-",
+        "\u2212": "-",
+        "\u2026": "...",
+        "\u2044": "/",
+        "\u00d7": "x",
+        "\u00b0": " deg",
+        "\u20ac": "EUR",
+        "\u00a3": "GBP",
+        "\u00df": "ss",
+        "\u00c6": "AE",
+        "\u00e6": "ae",
+        "\u0152": "OE",
+        "\u0153": "oe",
+        "\u00d8": "O",
+        "\u00f8": "o",
+        "\u0141": "L",
+        "\u0142": "l",
+        "\u0110": "D",
+        "\u0111": "d",
+        "\u00de": "Th",
+        "\u00fe": "th",
+    }
 )
 # YouTube refuses a description that holds either: look-alike angle quotes keep the meaning.
 _YOUTUBE_REFUSED = str.maketrans({"<": "\u2039", ">": "\u203a"})
@@ -234,9 +264,14 @@ def _describe(m: Marker) -> str:
 
 def _ascii(text: str) -> str:
     """``text`` as CMX3600 can hold it (``_TO_ASCII``), spaces collapsed; empty when nothing of it
-    can be written."""
-    decomposed = unicodedata.normalize("NFKD", text.translate(_TO_ASCII))
-    return " ".join(decomposed.encode("ascii", "ignore").decode("ascii").split())
+    can be written. A moment's notes each on their own: one of emoji alone is left out, not
+    written as its separator (a raid's "🔥 / 🔥 / 🔥" was "/ /")."""
+    notes = []
+    for note in text.split(NOTES_JOINED):
+        decomposed = unicodedata.normalize("NFKD", note).translate(_TO_ASCII)
+        if written := " ".join(decomposed.encode("ascii", "ignore").decode("ascii").split()):
+            notes.append(written)
+    return NOTES_JOINED.join(notes)
 
 
 def _edl_title(title: str, fps: str) -> list[str]:

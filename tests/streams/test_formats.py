@@ -152,6 +152,15 @@ def test_cmx3600_is_ascii_as_editors_read_it() -> None:
     located = [line.split(None, 4)[4] for line in edl.splitlines() if line.startswith("* LOC:")]
     assert located == ['Cafe "clean" shot - ok...', "boss down", "Clip 3", "Clip 4"]
     assert formats.cmx3600("配信", rows, fps="30").splitlines()[0] == "TITLE: Stream"
+    # A moment's notes each on its own; what has an ASCII spelling keeps its meaning.
+    notes = ["🔥", "🔥🔥", "½ time", "score \u22123", "Ærø", "2\u00d7speed", "90°", "€5", "Straße", "Łódź"]
+    moment = dataclasses.replace(ROWS[0], label=formats.NOTES_JOINED.join(notes), count=len(notes))
+    [located] = [line for line in formats.cmx3600("x", [moment], fps="30").splitlines() if line.startswith("* LOC")]
+    assert located.split(None, 4)[4] == ("1/2 time / score -3 / AEro / 2xspeed / 90 deg / EUR5 / Strasse / Lodz"), (
+        located
+    )
+    raid = dataclasses.replace(ROWS[0], label=formats.NOTES_JOINED.join(["🔥"] * 3), count=3)
+    assert formats.cmx3600("x", [raid], fps="30").splitlines()[-1].endswith("YELLOW  Clip 1")
     assert "|M:boss down 🔥 |D:1" in formats.resolve_markers("x", rows, fps="30")  # Resolve reads UTF-8
 
 
