@@ -3,15 +3,16 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import ipaddress
 import itertools
 import json
 import logging
 import re
 import secrets
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Coroutine
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 from aiohttp import HttpVersion11, web
 from multidict import CIMultiDict, CIMultiDictProxy
@@ -375,3 +376,29 @@ def client_gone(request: web.Request) -> bool:
     """Whether the request's connection is closed or closing: nobody reads an answer."""
     transport = request.transport
     return transport is None or transport.is_closing()
+
+
+T = TypeVar("T")
+
+# How often a long answer's preparation looks whether its client is still there.
+CLIENT_CHECK_S = 0.25
+
+
+async def unless_client_leaves(request: web.Request, work: Coroutine[Any, Any, T]) -> T:
+    """``work``'s result, or ``ConnectionResetError`` (answered 499 by :func:`guarded`) once the
+    client has gone, ``work`` cancelled: aiohttp runs a handler to its end after its client left
+    (its handler cancellation is off), and an export a person cancelled went on preparing for
+    seconds, holding one of their export slots (the next Download was refused "at most 2")."""
+    task = asyncio.ensure_future(work)
+    try:
+        while True:
+            done, _ = await asyncio.wait({task}, timeout=CLIENT_CHECK_S)
+            if done:
+                return task.result()
+            if client_gone(request):
+                raise ConnectionResetError("the client left before its answer was ready")
+    finally:
+        if not task.done():
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task

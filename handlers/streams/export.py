@@ -28,7 +28,7 @@ from handlers.streams.settings import ClipSettings
 from handlers.streams.slices import encoded, filtered, mapped, released, sent, sorted_in_slices
 from handlers.context import Services
 from handlers.per_user_slots import PerUserSlots
-from handlers.http_common import bearer_claims, guarded
+from handlers.http_common import bearer_claims, guarded, unless_client_leaves
 from handlers.ids import parse_session_id
 from handlers.query import parse_query
 from protocol.errors import CodedError, ErrorCode
@@ -189,7 +189,7 @@ def moment_marker(moment: Moment, created_at: int) -> Marker:
         segment_index=moment.segment_index,
         offset_ms=moment.first_offset_ms,
         stream_offset_ms=moment.first_stream_offset_ms,
-        label=" / ".join(moment.notes),
+        label=formats.NOTES_JOINED.join(moment.notes),
         submitted_by="",
         created_at=created_at,
         count=moment.count,
@@ -240,13 +240,8 @@ class ExportRoutes:
         query = parse_query(ExportQuery, request)
         fmt = FORMATS[query.format]
         with self._slots.slot(claims.sub):
-            collected = export = await self._collect(query, session_id, claims)
-            if fmt.timeline:  # a stable sort, as sorted() was: equal offsets keep their order
-                export = replace(export, markers=await sorted_in_slices(export.markers, key=_stream_offset))
-            export = one_part(export, fmt, query.part)
-            # Excel reads a CSV without the BOM (?bom=1) in the machine's legacy code page.
-            bom = ["\ufeff"] if fmt.csv and query.bom == "1" else []
-            body = await encoded(chain(bom, fmt.render(export)))
+            # Given up (and its slot freed) as soon as its client has gone: a Cancel on the page.
+            collected, export, body = await unless_client_leaves(request, self._prepare(query, session_id, claims))
             what = ("clipped-" if export.clipped_only else "") + ("moments" if export.moments else "clips")
             if export.parts > 1:
                 what += f"-part{export.part}"
@@ -263,6 +258,17 @@ class ExportRoutes:
             await released(export.markers)
             await released(collected.markers)
             return response
+
+    async def _prepare(self, query: ExportQuery, session_id: str, claims: Claims) -> tuple[Export, Export, list[bytes]]:
+        """The rows collected, the export of them as the file holds them, and the file's bytes."""
+        fmt = FORMATS[query.format]
+        collected = export = await self._collect(query, session_id, claims)
+        if fmt.timeline:  # a stable sort, as sorted() was: equal offsets keep their order
+            export = replace(export, markers=await sorted_in_slices(export.markers, key=_stream_offset))
+        export = one_part(export, fmt, query.part)
+        # Excel reads a CSV without the BOM (?bom=1) in the machine's legacy code page.
+        bom = ["\ufeff"] if fmt.csv and query.bom == "1" else []
+        return collected, export, await encoded(chain(bom, fmt.render(export)))
 
     async def _collect(self, query: ExportQuery, session_id: str, claims: Claims) -> Export:
         await owned(self._streams, claims, session_id)

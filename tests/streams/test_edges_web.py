@@ -13,7 +13,7 @@ from playwright.async_api import Page, Route, expect
 
 from tests.browser import Tab
 from tests.streams.dashboard import downloaded, press_export
-from tests.streams.helpers import connect, started
+from tests.streams.helpers import connect, started, store_clips, stored_clip
 from tests.helpers import Client, ServerUnderTest
 
 FLAG = "\U0001f1eb\U0001f1f7"  # one flag: two code points, four UTF-16 units
@@ -196,6 +196,40 @@ async def test_a_long_export_says_for_how_long_and_can_be_cancelled(
     await expect(cancel).to_be_hidden()
     await expect(download).to_be_enabled()
     await expect(download).to_be_focused()  # the keyboard's place, not the page's top
+    done.set()
+
+
+async def test_a_split_export_cancelled_between_its_parts_says_what_was_downloaded(
+    server: ServerUnderTest, tab: Tab, clients: list[Client]
+) -> None:
+    """An EDL of 1,500 clips comes in two files: cancelled while the second was prepared, the
+    page said only "Export cancelled." though the first was saved (pressed again, it came twice)."""
+    session_id, _ = await started(server, clients)
+    clips = [
+        stored_clip(seq, segment_index=1, offset_ms=seq * 1_000, note="n", clipped=False) for seq in range(1, 1501)
+    ]
+    await store_clips(server, session_id, clips)
+    done = asyncio.Event()
+
+    async def hold_the_second(route: Route) -> None:
+        if "part=2" not in route.request.url:
+            await route.continue_()
+            return
+        await asyncio.wait_for(done.wait(), timeout=60)  # bounded: the test ends it
+        with contextlib.suppress(Exception):  # the page cancelled it
+            await route.abort()
+
+    await tab.use_token(server.token("alice"))
+    await tab.page.route("**/api/streams/*/export?*", hold_the_second)
+    page = await _live(tab, f"/streams/{session_id}")
+    await page.locator("#format-select").select_option("edl")
+    status = page.locator("#export-status")
+    first = await downloaded(page)
+    assert first.suggested_filename.endswith("-clips-part1-cmx3600.edl"), first.suggested_filename
+    await expect(status).to_have_text("Preparing part 2 of 2…")
+    await page.locator("#export-cancel").click()
+    await expect(status).to_have_text("Export cancelled (part 1 of 2 downloaded).")
+    await expect(page.locator("#export-button")).to_be_enabled()
     done.set()
 
 

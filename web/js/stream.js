@@ -1208,7 +1208,9 @@ const PREPARING_SAY_EVERY_MS = 5000;
 
 async function exportParts(query, signal) {
   let preparing = "Preparing the export";
-  const began = performance.now();
+  let began = performance.now();
+  let saved = 0; // files of a split export already downloaded
+  let parts = 1;
   exportStatus(`${preparing}…`);
   const ticker = setInterval(() => {
     if (!preparing) return;
@@ -1217,12 +1219,12 @@ async function exportParts(query, signal) {
   }, PREPARING_SAY_EVERY_MS);
   try {
     // An EDL holds at most 999 events: past that the server splits it, and each part is a file.
-    let parts = 1;
     for (let part = 1; part <= parts; part += 1) {
       query.set("part", String(part));
       const which = parts > 1 ? ` part ${part} of ${parts}` : "";
       if (parts > 1) {
         preparing = `Preparing${which}`;
+        began = performance.now();
         exportStatus(`${preparing}…`);
       }
       const path = `/api/streams/${sessionId}/export?${query}`;
@@ -1230,11 +1232,14 @@ async function exportParts(query, signal) {
         preparing = null; // the file arrives: its progress is said instead
       });
       parts = Number.parseInt(response.headers.get("X-Export-Parts") ?? "1", 10) || 1;
+      saved = part;
     }
     exportStatus(parts > 1 ? `Export downloaded (${parts} files).` : "Export downloaded.");
   } catch (err) {
     if (signal.aborted) {
-      exportStatus("Export cancelled.");
+      // The parts saved stay saved: said, so that a person knows what they have.
+      const kept = saved ? ` (${saved === 1 ? "part 1" : `parts 1 to ${saved}`} of ${parts} downloaded)` : "";
+      exportStatus(`Export cancelled${kept}.`);
       return;
     }
     exportStatus("");
