@@ -85,9 +85,9 @@ class Passkeys:
         """
         owner_key = self._keys.passkey_owner(passkey.passkey_id)
         passkeys_key = self._keys.user_passkeys(passkey.user_id)
-        if not await self._redis.set(owner_key, passkey.user_id, nx=True):
-            if await self._redis.get(owner_key) != passkey.user_id:
-                return False
+        claimed = await self._redis.set(owner_key, passkey.user_id, nx=True)
+        if not claimed and await self._redis.get(owner_key) != passkey.user_id:
+            return False
         return bool(await self._redis.hsetnx(passkeys_key, passkey.passkey_id, passkey.record()))
 
     async def of_user(self, user_id: str) -> list[Passkey]:
