@@ -99,14 +99,18 @@ async def upload(
     # behind filed it too early). The move counts the upload's time in transit as played later.
     shift = 0 if body.sent_at is None else now_ms - body.sent_at
     started_at, sent_end = body.started_at + shift, body.ended_at + shift
-    if sent_end > now_ms + UPLOAD_CLOCK_SKEW_MS:
-        raise CodedError(ErrorCode.INVALID_PAYLOAD, "ended_at is in the future")
-    if started_at < now_ms - UPLOAD_MAX_AGE_MS:
-        raise CodedError(ErrorCode.INVALID_PAYLOAD, "started_at is more than a year ago")
     # A device clock a little ahead is clamped, not refused: its session ended "now".
     ended_at = min(sent_end, now_ms)
-    if ended_at <= started_at:
-        raise CodedError(ErrorCode.INVALID_PAYLOAD, "started_at is in the future")
+    # Times refused are said by the store, after it has looked for the client_id: a resend of
+    # an upload stored (a lost answer, sent again a year on, or with its clock moved since) is
+    # answered as the repeat it is, as the protocol says, not refused.
+    refused = ""
+    if sent_end > now_ms + UPLOAD_CLOCK_SKEW_MS:
+        refused = "ended_at is in the future"
+    elif started_at < now_ms - UPLOAD_MAX_AGE_MS:
+        refused = "started_at is more than a year ago"
+    elif ended_at <= started_at:
+        refused = "started_at is in the future"
     meta = _meta(body)
     finished = Upload(
         item_id=body.item_id,
@@ -118,7 +122,7 @@ async def upload(
     )
 
     async def write(may_add: bool) -> Outcome:
-        return await histories.upload(history_id, writer(claims), finished, may_add=may_add)
+        return await histories.upload(history_id, writer(claims), finished, may_add=may_add, refused=refused)
 
     outcome = await cap.adding(claims, address, write)
     ack = outcome_ack(history_id, outcome, meta)

@@ -194,9 +194,13 @@ class ListeningHistories:
             await self._redis.zadd(self._keys.listening_due(), {history_id: due})
         return outcome
 
-    async def upload(self, history_id: str, user_id: str, upload: Upload, *, may_add: bool = True) -> Outcome:
+    async def upload(
+        self, history_id: str, user_id: str, upload: Upload, *, may_add: bool = True, refused: str = ""
+    ) -> Outcome:
         """Store an offline player's finished session once per ``client_id``; ``may_add`` as
-        in :meth:`report` (a repeat, or a session under the minimum, is answered either way)."""
+        in :meth:`report` (a repeat, or a session under the minimum, is answered either way).
+        ``refused``: why the caller refuses its times, ``invalid_payload`` with those words
+        unless it repeats a stored ``client_id`` (answered as the repeat it is)."""
         result = await self._run(
             self._upload,
             history_id,
@@ -212,6 +216,7 @@ class ListeningHistories:
                 self.rules.max_items,
                 self.rules.max_sessions if may_add else 0,
                 self.rules.min_ms,
+                refused,
             ],
             more_keys=(self._keys.listening_cleared_clients(history_id),),
         )
@@ -392,7 +397,10 @@ _CAPS = {
 
 
 def _explained(code: ErrorCode, detail: str) -> CodedError | None:
-    """A refusal ``{false, 'limit_reached', '<cap>:<limit>'}`` in words, naming the cap."""
+    """A refusal ``{false, 'limit_reached', '<cap>:<limit>'}`` in words, naming the cap; an
+    upload's times refused by its caller (``{false, 'invalid_payload', <why>}``) in its words."""
+    if code is ErrorCode.INVALID_PAYLOAD and detail:
+        return CodedError(code, detail)
     cap, _, limit = detail.partition(":")
     if code is not ErrorCode.LIMIT_REACHED or cap not in _CAPS or not limit.isdigit():
         return None

@@ -151,6 +151,45 @@ async def test_an_upload_from_a_device_whose_clock_is_wrong_is_placed_by_when_it
             assert answer["listening"]["ended_at"] == now - MIN, answer
 
 
+async def test_a_resend_of_a_stored_upload_is_a_repeat_whatever_its_times_are_now(
+    lserver: ServerUnderTest, clients: list[Client], clock: FrozenClock
+) -> None:
+    """An upload stored near the year's limit, its answer lost, sent again later: refused
+    "started_at is more than a year ago" where the protocol says a repeat answers duplicate
+    (the times were checked before the client_id was looked for)."""
+    alice = await listener(lserver, clients)
+    now = clock.now_ms()
+    year = 366 * 24 * 60 * MIN
+    upload = {
+        "session_id": alice.history_id,
+        "item_id": "pod-old",
+        "device_id": "car",
+        "client_id": "car-old-1",
+        "started_at": now - year + 2 * MIN,
+        "ended_at": now - year + 30 * MIN,
+    }
+    stored = await alice.client.call("listening_upload", upload)
+    assert stored["ok"] and stored["action"] == "uploaded", stored
+    clock.shift_ms += 5 * MIN
+    again = await alice.client.call("listening_upload", upload)
+    assert again["ok"] is True and again["duplicate"] is True, again
+    assert again["listening"]["id"] == stored["listening"]["id"]
+    future = {**upload, "client_id": "car-future", "started_at": now + 10 * MIN, "ended_at": now + 20 * MIN}
+    moved = {**upload, "client_id": "car-old-2"}
+    for refused, message in ((future, "ended_at is in the future"), (moved, "started_at is more than a year ago")):
+        answer = await alice.client.call("listening_upload", refused)
+        assert (answer["error"], answer["message"]) == ("invalid_payload", message), answer
+    async with aiohttp.ClientSession() as http:  # the HTTP twin: a repeat's 200
+        body = {k: v for k, v in upload.items() if k != "session_id"}
+        async with http.post(f"{lserver.url}/api/listening/upload", json=body, headers=auth(lserver)) as r:
+            assert r.status == 200 and (await r.json())["duplicate"] is True
+        async with http.post(
+            f"{lserver.url}/api/listening/upload", json={**body, "client_id": "h-old"}, headers=auth(lserver)
+        ) as r:
+            assert r.status == 400 and (await r.json())["error"] == "invalid_payload"
+    assert [r["client_id"] for r in await sessions(lserver) if r["source"] == "upload"] == ["car-old-1"]
+
+
 async def test_two_nodes_keep_one_users_reports_atomic_and_ordered(
     lserver: ServerUnderTest,
     clients: list[Client],

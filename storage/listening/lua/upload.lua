@@ -4,13 +4,16 @@
 --   ARGV[9]   device id
 --   ARGV[10]  item id
 --   ARGV[11]  started_at, ms
---   ARGV[12]  ended_at, ms (the caller checked started_at < ended_at <= now)
+--   ARGV[12]  ended_at, ms (the caller checked started_at < ended_at <= now, unless ARGV[19])
 --   ARGV[13]  client id
 --   ARGV[14]  id for the new session
 --   ARGV[15]  item metadata JSON, or ''
 --   ARGV[16]  most distinct items per history
 --   ARGV[17]  most sessions per history
 --   ARGV[18]  minimum session length, ms
+--   ARGV[19]  why the caller refuses the upload's times ('' for none): a repeat of a stored
+--             client_id is still answered as the repeat it is (its times were checked when it
+--             was stored; a resend a year later, or whose player's clock moved, would be refused)
 --   KEYS[13]  the client ids a clear put aside (clear.lua): one of them is an upload cleared
 -- Returns {offset, 'uploaded' | 'duplicate' | 'deleted', record JSON or '', the item's stored
 -- metadata JSON or ''} or {false, code}. 'deleted': shorter than the minimum, dropped like a
@@ -25,6 +28,7 @@ local meta_json = ARGV[15]
 local max_items = tonumber(ARGV[16])
 local max_sessions = tonumber(ARGV[17])
 local min_ms = tonumber(ARGV[18])
+local times_refused = ARGV[19]
 
 local function answer(offset, action, rec_json)
   return {offset, action, rec_json, rec_json ~= '' and redis.call('HGET', meta_key, item) or ''}
@@ -43,6 +47,9 @@ end
 -- Stored before a clear and sent again after it: that upload, cleared (nothing brought back).
 if redis.call('HEXISTS', KEYS[13], client_id) == 1 then
   return answer(0, 'duplicate', '')
+end
+if times_refused ~= '' then
+  return {false, 'invalid_payload', times_refused}
 end
 if ended_at - started_at < min_ms then
   return answer(0, 'deleted', '')
