@@ -108,7 +108,7 @@ async def submit_clip(
 
     result = await day_cap.storing(claims, address, submit)
     clip = result.clip.for_viewer() if result.clip is not None else None
-    if result.created and clip is not None and result.clip is not None and result.clip.submitted_by == claims.sub:
+    if result.created and clip is not None:  # stored now: the caller's own click
         # The viewer's other pages (a phone and a laptop, two tabs) show it at once. Only as it is
         # stored: retries are answered past the clip cooldown (they store nothing), and a user's
         # many connections each re-sending one clip made every retry a message to all of them (a

@@ -76,16 +76,17 @@ async def test_dashboard_exports_csv_for_excel_and_breaks_kept(
     assert (await downloaded(page)).suggested_filename.endswith("-clips-premiere-markers.csv")
 
 
-# Where the page stood when Download was pressed, and a redraw of the review landing between the
-# press and its release when the review was not drawn as it stands (a loaded machine's timing,
-# made certain): the moments regrouped push the form down 51 px (the CI run: a second export,
-# right after a clip's regrouping, gave no download within 10 s).
+# Where the page stood when Download was pressed, and a redraw landing between the press and its
+# release when the review was not drawn as it stands (a loaded machine's timing, made certain):
+# the form is pushed down 51 px, as the moments regrouped above it did when it sat under them
+# (the CI run: a second export, right after a clip's regrouping, gave no download within 10 s).
 SHIFT_WHEN_PRESSED_EARLY = """() => {
   const segments = document.getElementById("segments");
+  const form = document.getElementById("export-form");
   document.getElementById("export-button").addEventListener("pointerdown", () => {
     window.__pressedWhile = `${segments.dataset.review}/${segments.dataset.moments}`;
     if (window.__pressedWhile !== "settled/settled") {
-      segments.append(Object.assign(document.createElement("div"), { style: "height: 51px" }));
+      form.before(Object.assign(document.createElement("div"), { style: "height: 51px" }));
     }
   });
 }"""
