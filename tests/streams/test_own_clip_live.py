@@ -12,6 +12,7 @@ import pytest
 
 from tests.conftest import start_server
 from tests.helpers import Client, ServerUnderTest
+from storage.streams.repository import StreamSessions, ViewerCaps
 from tests.streams.helpers import connect, http, started
 
 
@@ -92,3 +93,45 @@ async def test_a_viewer_who_does_not_follow_hears_nothing(quick: ServerUnderTest
     assert ack["ok"] is True, ack
     await laptop.wait_for(lambda: own(laptop, session_id) == [ack["clip"]])
     assert quiet.named("own_clip") == []
+
+
+async def test_the_nodes_link_back_tells_each_following_connection_to_read_its_clips_again(
+    quick: ServerUnderTest, clients: list[Client], redis: Any
+) -> None:
+    """A clip announced while this node's pub/sub link was down (a Redis restart, a failover)
+    reached nobody here: the link coming back sends ``own_clips_resync`` once to every connection
+    that follows its user (the badge's follow and the active session's alike), none to one that
+    follows nothing, and the clips read then hold the one announced to nobody."""
+    session_id, _ = await started(quick, clients)
+    badge = await following(quick, clients, "bob")
+    fab = await connect(quick, clients, "bob")
+    assert (await fab.call("follow_active_session", {}))["ok"] is True
+    carol = await following(quick, clients, "carol")
+    quiet = await connect(quick, clients, "bob")
+    ack = await badge.call("clip_submit", {"session_id": session_id, "note": "heard live"})
+    assert ack["ok"] is True, ack
+    await fab.wait_for(lambda: len(own(fab, session_id)) == 1)  # the channel is live for both
+
+    # Stored as a click stores it, announced to nobody: what a lost announcement leaves.
+    missed = await StreamSessions(quick.services.store).submit(
+        session_id,
+        viewer_id="bob",
+        submission_id="lost-0001",
+        note="announced to nobody",
+        cooldown_ms=0,
+        max_clips=100,
+        caps=ViewerCaps(per_viewer=100, per_address=100, guest_address=""),
+    )
+    assert missed.created and missed.clip is not None
+    assert await redis.client_kill_filter(_type="pubsub") >= 1
+    for client in (badge, fab, carol):
+        await client.wait_for(lambda client=client: len(client.named("own_clips_resync")) == 1)
+    # Told once each (a connection following both ways is one member) and the others nothing.
+    status, mine = await http(quick, "GET", f"/api/streams/{session_id}/clips/mine", user="bob")
+    assert status == 200, mine
+    assert [c["note"] for c in mine["clips"]] == ["announced to nobody", "heard live"]
+    ack = await carol.call("clip_submit", {"session_id": session_id, "note": "after the link is back"})
+    assert ack["ok"] is True, ack
+    await carol.wait_for(lambda: len(own(carol, session_id)) == 1)  # live again after the resync
+    assert [len(c.named("own_clips_resync")) for c in (badge, fab, carol)] == [1, 1, 1]
+    assert quiet.named("own_clips_resync") == [] and quiet.named("own_clip") == []
