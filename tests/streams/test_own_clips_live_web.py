@@ -5,8 +5,11 @@ takes it off both (PROTOCOL, "Your clips on every device")."""
 
 from __future__ import annotations
 
+from typing import Any
+
 from playwright.async_api import Browser, Page, expect
 
+from storage.streams.repository import StreamSessions, ViewerCaps
 from tests.browser import Tab, new_tab
 from tests.helpers import Client, ServerUnderTest
 from tests.streams.helpers import connect, started
@@ -103,3 +106,29 @@ async def test_a_page_that_missed_clips_while_offline_reads_them_when_back(
     await page.context.set_offline(False)
     await expect(page.locator("#connection")).to_have_attribute("data-state", "live")
     await expect(page.locator("#mine li .note")).to_have_text(["while you were away"])
+
+
+async def test_a_page_reads_its_clips_again_when_the_nodes_link_comes_back(
+    server: ServerUnderTest, tab: Tab, clients: list[Client], redis: Any
+) -> None:
+    """The page stays connected while the node's pub/sub link to Redis drops and comes back: a
+    clip announced meanwhile reached nobody, and the page's "Your clips" shows it once told."""
+    session_id, _ = await started(server, clients)
+    await tab.use_token(server.token("bob"))
+    page = await live(tab, f"/watch/{session_id}")
+    await expect(page.locator("#mine-empty")).to_be_visible()
+    # Stored as a click stores it, announced to nobody: what a lost announcement leaves.
+    missed = await StreamSessions(server.services.store).submit(
+        session_id,
+        viewer_id="bob",
+        submission_id="lost-0001",
+        note="announced to nobody",
+        cooldown_ms=0,
+        max_clips=100,
+        caps=ViewerCaps(per_viewer=100, per_address=100),
+    )
+    assert missed.created
+    assert await redis.client_kill_filter(_type="pubsub") >= 1
+    await expect(page.locator("#mine li .note")).to_have_text(["announced to nobody"])
+    await expect(page.locator("#connection")).to_have_attribute("data-state", "live")  # never left
+    assert not tab.errors, tab.errors
