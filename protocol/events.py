@@ -62,8 +62,9 @@ CLIPS_CLEARED: Final = "clips_cleared"
 # and on its audience session's).
 VIEWER_BLOCKED: Final = "viewer_blocked"
 # On a stream's audience session: the owner edited, deleted or cleared one viewer's clips; data
-# {"viewer_tag", "change": "updated" | "removed" | "cleared", "clip_ids"}. That viewer's page reads
-# its own clips again; nobody else's note goes to the audience.
+# {"viewer_tag", "change": "updated" | "removed" | "cleared", "clip_ids"}, and for "cleared"
+# "up_to_seq" (the clip seq the clear reached). That viewer's page reads its own clips again;
+# nobody else's note goes to the audience.
 CLIPS_CHANGED: Final = "clips_changed"
 
 # Log entries of listening histories.

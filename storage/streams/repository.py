@@ -718,7 +718,9 @@ class StreamSessions:
             if not after:
                 break
         if removed:
-            await self._tell_audience(audience_id, tag, "cleared", [])
+            # The clip seq the clear reached: an own_clip of a clip up to it that reaches a page
+            # after this hint (another channel, another link) is of a clip cleared (watch.js).
+            await self._tell_audience(audience_id, tag, "cleared", [], up_to_seq=int(upto))
         return ClearedClips(removed=removed, offset=offset)
 
     async def set_blocked(self, session_id: str, viewer_id: str, performer_id: str, *, blocked: bool) -> bool:
@@ -735,7 +737,14 @@ class StreamSessions:
         return str(result[1]) == "1"
 
     async def _tell_audience(
-        self, audience_id: str, viewer_tag: str, change: str, clip_ids: list[str], *, blocked: bool | None = None
+        self,
+        audience_id: str,
+        viewer_tag: str,
+        change: str,
+        clip_ids: list[str],
+        *,
+        blocked: bool | None = None,
+        up_to_seq: int | None = None,
     ) -> None:
         """Tell the viewer (by tag, on the audience log their page follows) that the owner changed
         their clips (``change``) or their block (``blocked``). The owner's step is committed:
@@ -746,6 +755,8 @@ class StreamSessions:
         if blocked is None:
             event_type = etypes.CLIPS_CHANGED
             data: dict[str, Any] = {"viewer_tag": viewer_tag, "change": change, "clip_ids": clip_ids}
+            if up_to_seq is not None:
+                data["up_to_seq"] = up_to_seq
         else:
             event_type, data = etypes.VIEWER_BLOCKED, {"viewer_tag": viewer_tag, "blocked": blocked}
         try:

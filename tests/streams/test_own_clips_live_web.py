@@ -9,6 +9,7 @@ from typing import Any
 
 from playwright.async_api import Browser, Page, expect
 
+from handlers.streams.answers import OwnClip, ViewerClip
 from storage.streams.repository import StreamSessions, ViewerCaps
 from tests.browser import Tab, new_tab
 from tests.helpers import Client, ServerUnderTest
@@ -131,4 +132,32 @@ async def test_a_page_reads_its_clips_again_when_the_nodes_link_comes_back(
     assert await redis.client_kill_filter(_type="pubsub") >= 1
     await expect(page.locator("#mine li .note")).to_have_text(["announced to nobody"])
     await expect(page.locator("#connection")).to_have_attribute("data-state", "live")  # never left
+    assert not tab.errors, tab.errors
+
+
+async def test_a_clip_cleared_before_its_own_clip_arrives_is_not_shown(
+    server: ServerUnderTest, tab: Tab, clients: list[Client]
+) -> None:
+    """The clear's hint (the audience log) and a clip's own_clip (the user's channel) come by two
+    links: a clip the page never listed, stored just before the streamer cleared the viewer, can
+    be announced after the page read its clips again. It stays off "Your clips"; a later one shows."""
+    session_id, owner = await started(server, clients)
+    await tab.use_token(server.token("bob"))
+    page = await live(tab, f"/watch/{session_id}")
+    await expect(page.locator("#mine-empty")).to_be_visible()
+    streams = StreamSessions(server.services.store)
+    caps = ViewerCaps(per_viewer=100, per_address=100)
+    stored = await streams.submit(
+        session_id, viewer_id="bob", submission_id="late-0001", note="cleared", cooldown_ms=0, max_clips=100, caps=caps
+    )
+    assert stored.clip is not None
+    async with page.expect_response(lambda r: r.url.endswith("/clips/mine")):  # the page read them after the hint
+        cleared = await owner.call("clip_clear_viewer", {"session_id": session_id, "user_id": "bob"})
+        assert cleared["removed"] == 1, cleared
+    late = OwnClip(session_id=session_id, clip=ViewerClip.model_validate(stored.clip.for_viewer()))
+    await streams.announce_own_clip("bob", late.model_dump_json())
+    phone = await connect(server, clients, "bob")  # announced after the late one, on the same channel
+    ack = await phone.call("clip_submit", {"session_id": session_id, "note": "after the clear"})
+    assert ack["ok"] is True, ack
+    await expect(page.locator("#mine li .note")).to_have_text(["after the clear"])
     assert not tab.errors, tab.errors

@@ -86,6 +86,9 @@ const mine = new Map(); // clip id -> clip: the viewer's own, as last read or ac
 const ackedDuring = new Set(); // per reading of the own clips under way: the clips acked meanwhile
 let mineAsked = 0;
 const gone = new Set(); // clip ids the streamer removed (clips_changed): a late own_clip brings none back
+// The highest clip seq a clear of this viewer reached: a clip up to it went, even one this page
+// never listed (its own_clip, on another channel than the clear's hint, arriving after it).
+let clearedUpTo = -1;
 let viewerTag = null; // this viewer's tag in the session (GET …/clips/mine): events name them by it
 let blocked = false; // the streamer blocked this viewer from clipping
 
@@ -241,7 +244,7 @@ function renderMine() {
 }
 
 function addMine(clip) {
-  if (!clip || gone.has(clip.clip_id)) return;
+  if (!clip || gone.has(clip.clip_id) || clip.seq <= clearedUpTo) return;
   viewerTag = clip.viewer_tag ?? viewerTag;
   mine.set(clip.clip_id, clip);
   for (const acked of ackedDuring) acked.set(clip.clip_id, clip);
@@ -398,7 +401,10 @@ function apply(event) {
   } else if (event.type === "clips_changed" && event.data?.viewer_tag === viewerTag) {
     if (event.data.change === "removed") for (const id of event.data.clip_ids ?? []) gone.add(id);
     // A clear names no clip: every clip this page lists went (one made meanwhile is read anew).
-    if (event.data.change === "cleared") for (const id of mine.keys()) gone.add(id);
+    if (event.data.change === "cleared") {
+      for (const id of mine.keys()) gone.add(id);
+      if (Number.isInteger(event.data.up_to_seq)) clearedUpTo = Math.max(clearedUpTo, event.data.up_to_seq);
+    }
     loadMine(); // the streamer edited, deleted or cleared this viewer's clips: read them as they are
   } else if (event.type === "viewer_blocked" && event.data?.viewer_tag === viewerTag) {
     blocked = event.data.blocked === true;
