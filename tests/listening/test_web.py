@@ -544,6 +544,86 @@ async def test_a_pause_pressed_offline_after_a_night_asleep_ends_before_the_nigh
     ], listed
 
 
+async def asleep_then_awake_offline(
+    player: Page, gate: SocketGate, lserver: ServerUnderTest, clock: FrozenClock, *, awake_ms: int
+) -> tuple[int, int]:
+    """Playing (heard 20 s), offline, asleep two hours, then awake and playing on offline for
+    ``awake_ms``: the play's start and the waking, on the server's clock."""
+    row = player.locator('li[data-item-id="demo-audiobook-1"]')
+    await click_and_wait(player, "demo-audiobook-1", "play", "started")
+    started_at = clock.now_ms()
+    clock.shift_ms += 20_000
+    await player.clock.fast_forward(20_000)
+    await expect(row).to_have_attribute("data-reported-until", str(started_at + 20_000))
+    await gate.cut()
+    await expect(player.locator("#connection")).to_have_attribute("data-state", "offline")
+    wall = await player.evaluate("Date.now()")
+    await player.clock.set_system_time((wall + 2 * 3_600_000) / 1000)  # asleep two hours
+    clock.shift_ms += 2 * 3_600_000
+    async with asyncio.timeout(10):
+        while (await listed_sessions(lserver))[0]["open"]:
+            await asyncio.sleep(0.05)
+    woke_at = clock.now_ms()
+    await player.clock.run_for(HEARTBEAT_MS)  # awake, still offline: a heartbeat finds the stop
+    clock.shift_ms += awake_ms
+    await player.clock.run_for(awake_ms)  # played on, offline: every report fails
+    return started_at, woke_at
+
+
+def near(value: int, expected: int) -> bool:
+    """Placed on the server's clock from the page's: the page's runs on with real time while the
+    test holds the server's, so a loaded machine's seconds may lie between."""
+    return abs(value - expected) <= 10_000
+
+
+async def test_what_played_after_waking_offline_is_kept_when_a_pause_ends_it(
+    browser: Browser, lserver: ServerUnderTest, clock: FrozenClock, tabs: list[Tab]
+) -> None:
+    """Asleep two hours, then five minutes played offline, then Pause: the pause (sent late) ended
+    the session before the night, and the five minutes after waking were in no session."""
+    player, gate = await player_behind_a_gate(browser, lserver, tabs, page_clock=True)
+    row = player.locator('li[data-item-id="demo-audiobook-1"]')
+    started_at, woke_at = await asleep_then_awake_offline(player, gate, lserver, clock, awake_ms=5 * 60_000)
+    await row.locator("button.pause").click()
+    await expect(player.locator("#player-notice")).to_contain_text("The pause is sent once the connection is back.")
+    gate.release()
+    await expect(row).to_have_attribute("data-offline-upload", "uploaded")
+    listed = await listed_sessions(lserver)
+    assert [(s["source"], s["open"]) for s in listed] == [("upload", False), ("live", False)], listed
+    upload, before = listed
+    assert (before["started_at"], before["ended_at"]) == (started_at, started_at + 20_000), listed
+    assert near(upload["started_at"], woke_at) and near(upload["ended_at"] - upload["started_at"], 5 * 60_000), listed
+    assert upload["client_id"].startswith("awake-"), upload
+    # Once: the page sending what it owes again (a reconnect) stores nothing more.
+    await gate.cut()
+    gate.release()
+    await expect(player.locator("#connection")).to_have_attribute("data-state", "live")
+    assert len(await listed_sessions(lserver)) == 2
+
+
+async def test_what_played_after_waking_offline_is_kept_when_the_reports_get_through_again(
+    browser: Browser, lserver: ServerUnderTest, clock: FrozenClock, tabs: list[Tab]
+) -> None:
+    """Asleep two hours, then three minutes played offline, then back online still playing: the
+    next report started a new session, and the three minutes between the waking and it were lost."""
+    player, gate = await player_behind_a_gate(browser, lserver, tabs, page_clock=True)
+    row = player.locator('li[data-item-id="demo-audiobook-1"]')
+    started_at, woke_at = await asleep_then_awake_offline(player, gate, lserver, clock, awake_ms=3 * 60_000)
+    back_at = clock.now_ms()
+    gate.release()
+    await expect(player.locator("#connection")).to_have_attribute("data-state", "live")
+    await expect(row).to_have_attribute("data-offline-upload", "uploaded")
+    listed = await listed_sessions(lserver)
+    assert [(s["source"], s["open"]) for s in listed] == [("live", True), ("upload", False), ("live", False)], listed
+    now, upload, before = listed
+    assert now["started_at"] == back_at and (before["started_at"], before["ended_at"]) == (
+        started_at,
+        started_at + 20_000,
+    ), listed
+    # Up to the new session's start, never into it (the server refuses an overlap).
+    assert near(upload["started_at"], woke_at) and upload["ended_at"] == back_at, listed
+
+
 async def test_a_session_deleted_offline_says_so_in_its_row_at_once(
     browser: Browser, lserver: ServerUnderTest, clock: FrozenClock, tabs: list[Tab]
 ) -> None:

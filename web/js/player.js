@@ -219,7 +219,7 @@ function yieldToAnotherTab() {
 // most the server takes).
 // The time since the press is read on the wall clock (`Date.now()`): the page's own clock stops
 // while the machine sleeps, and a pause pressed before a night asleep would end at the morning.
-const owed = new Map(); // item_id -> {item, status, press: {page, wall}, heardBefore}
+const owed = new Map(); // item_id -> {item, status, press: {page, wall}, heardBefore, awake}
 const OWED_FOR_MS = 86_400_000;
 
 /** The report's failure says the server did not hear it (may be heard once sent again). */
@@ -256,8 +256,21 @@ function heard(stretch, ack) {
     const stopped = stretch.stopped === null ? null : onServerClock(before, stretch.stopped.page);
     const end = stopped === null ? session.started_at : Math.min(session.started_at, stopped);
     if (end > before.endedAt) addGap(stretch.item, before, end);
+    // And from each waking on, until this session began: placed on the server's clock by this
+    // answer (the wall clock ran through the sleep, the page's may not have).
+    const answeredAt = Date.now();
+    for (const span of endAwake(stretch, null)) {
+      const from = session.ended_at - (answeredAt - span.from.wall);
+      const to = span.to === null ? session.started_at : session.ended_at - (answeredAt - span.to.wall);
+      const [start, stop] = [Math.max(from, end), Math.min(to, session.started_at)];
+      if (stop - start >= AWAKE_MIN_MS) addUpload(stretch.item, awakeId(span), start, stop);
+    }
   }
-  if (before?.id !== session.id) stretch.stopped = null;
+  // A write holds the play up to now: nothing before it is still unheard.
+  if (before?.id !== session.id || WROTE.includes(ack.action)) {
+    stretch.stopped = null;
+    stretch.awake = [];
+  }
 }
 
 // A heartbeat this late on the wall clock: the page did not run meanwhile (the machine slept, the
@@ -270,23 +283,63 @@ function tick(stretch) {
   const now = { page: performance.now(), wall: Date.now() };
   const last = stretch.tick;
   if (now.wall - last.wall > STOPPED_AFTER_MS) {
-    stretch.stopped ??= last;
+    if (stretch.stopped === null) stretch.stopped = last;
+    else endAwake(stretch, last, false); // asleep again, still unheard: the span awake ended there
+    stretch.awake.push({ from: now, to: null });
     stretch.startedMs += Math.max(0, now.page - last.page - HEARTBEAT_MS); // the page's clock ran on
   }
   stretch.tick = now;
 }
 
+// Played after the machine woke while the server heard nothing (offline, or a pause pressed before
+// a heartbeat got through): the server's session ends where the play stopped (the sleep), so each
+// span awake since (`stretch.awake`, {from, to} on the page's clocks) is uploaded on its own, once,
+// once the session before it is closed. One shorter than this is the seconds a woken machine takes
+// to connect again: a session of them would only split the history.
+const AWAKE_MIN_MS = STOPPED_AFTER_MS;
+
+/** The spans awake, the open one ended at `at` ({page, wall}; null: left open): taken out of the
+ * stretch unless `take` is false. */
+function endAwake(stretch, at, take = true) {
+  const open = stretch.awake.at(-1);
+  if (open && open.to === null && at !== null) open.to = at;
+  if (!take) return [];
+  const spans = stretch.awake;
+  stretch.awake = [];
+  return spans;
+}
+
+/** An upload's client id for a span awake: the same at every resend (this device, its waking). */
+function awakeId(span) {
+  return `awake-${deviceId()}-${span.from.wall}`;
+}
+
+/** The spans awake uploaded on the wall clock (`sent_at` puts them on the server's). */
+function uploadAwake(item, spans) {
+  for (const span of spans) {
+    if (span.to.wall - span.from.wall >= AWAKE_MIN_MS)
+      addUpload(item, awakeId(span), span.from.wall, span.to.wall, true);
+  }
+}
+
 /** The span from `heard`'s end to `endedAt` (server clock), played while the server heard
  * nothing, is uploaded once (the client id is the session's that ended before it). */
 function addGap(item, heardBefore, endedAt) {
-  const clientId = `gap-${heardBefore.id}`;
+  addUpload(item, `gap-${heardBefore.id}`, heardBefore.endedAt, endedAt);
+}
+
+/** Upload `item` played from `startedAt` to `endedAt` (the server's clock, or this page's wall
+ * clock when `onWallClock`), once, sent again until answered. */
+function addUpload(item, clientId, startedAt, endedAt, onWallClock = false) {
+  if (endedAt <= startedAt) return;
   gaps.set(clientId, {
     item_id: item.item_id,
     device_id: deviceId(),
     client_id: clientId,
-    started_at: heardBefore.endedAt,
-    ended_at: endedAt,
+    started_at: Math.round(startedAt),
+    ended_at: Math.round(endedAt),
     item: { title: item.title, artist: item.artist, album: item.album, duration_s: item.duration_s },
+    onWallClock,
   });
   uploadGap(clientId);
 }
@@ -308,8 +361,11 @@ function uploadUntilPress(item, heardBefore, pressedAt) {
 async function uploadGap(clientId) {
   const body = gaps.get(clientId);
   if (!body || !socket?.connected || !historyId) return;
+  const { onWallClock, ...upload } = body;
+  // The wall clock as it sends: the server moves the times by its own less this.
+  if (onWallClock) upload.sent_at = Math.max(Date.now(), upload.ended_at);
   try {
-    const ack = await call(socket, "listening_upload", { session_id: historyId, ...body });
+    const ack = await call(socket, "listening_upload", { session_id: historyId, ...upload });
     gaps.delete(clientId);
     rows.get(body.item_id).row.dataset.offlineUpload = ack.action;
   } catch (err) {
@@ -320,9 +376,9 @@ async function uploadGap(clientId) {
 /** Once the connection is back: the pauses and stops owed, then the item playing now, then the
  * spans played offline that wait for an answer. */
 function reportOwed() {
-  for (const { item, status, press, heardBefore } of [...owed.values()]) {
+  for (const { item, status, press, heardBefore, awake } of [...owed.values()]) {
     owed.delete(item.item_id);
-    if (Date.now() - press.wall < OWED_FOR_MS) send(item, status, press, heardBefore);
+    if (Date.now() - press.wall < OWED_FOR_MS) send(item, status, press, heardBefore, null, awake);
   }
   if (current) send(current.item, "playing");
   for (const clientId of [...gaps.keys()]) uploadGap(clientId);
@@ -343,6 +399,7 @@ async function play(item) {
     heard: null,
     tick: { page: performance.now(), wall: Date.now() },
     stopped: null, // {page, wall} of the last heartbeat before the page stopped
+    awake: [], // the spans played since it woke, unheard ({from, to}: {page, wall}; to null: on)
   };
   startTone(item.hz);
   render();
@@ -369,6 +426,7 @@ async function halt(item, status) {
   // Stopped before the press (asleep, frozen) and not heard since: the play ended there, and a
   // pause sent late says so (the night asleep was not listened to).
   const stoppedAt = current?.item === item ? current.stopped : null;
+  const awake = current?.item === item ? endAwake(current, { page: performance.now(), wall: Date.now() }) : [];
   if (current?.item === item) {
     settle(item, status);
     current = null;
@@ -378,26 +436,30 @@ async function halt(item, status) {
     settle(item, status);
   }
   render();
-  await send(item, status, null, heardBefore, stoppedAt);
+  await send(item, status, null, heardBefore, stoppedAt, awake);
 }
 
 /** `owedPress` ({page, wall}: when it was pressed) and `heardBefore` (what the server last
- * acknowledged of this play): a pause or stop owed since then, sent now. */
-async function send(item, status, owedPress = null, heardBefore = null, stoppedAt = null) {
+ * acknowledged of this play): a pause or stop owed since then, sent now. `stoppedAt`: the play
+ * stopped there (asleep) and was not heard since, so the pause ends it there; `awake`: the
+ * spans played since waking, uploaded once it is answered. */
+async function send(item, status, owedPress = null, heardBefore = null, stoppedAt = null, awake = []) {
   const press = owedPress ?? stoppedAt ?? { page: performance.now(), wall: Date.now() };
+  const late = owedPress ?? stoppedAt;
   const stretch = current;
   const ends = status !== "playing";
   if (ends) unanswered.set(item.item_id, (unanswered.get(item.item_id) ?? 0) + 1);
   try {
-    const ack = await report(item, status, owedPress && Date.now() - owedPress.wall);
+    const ack = await report(item, status, late && Date.now() - late.wall);
     notice("");
     const row = rows.get(item.item_id).row;
     row.dataset.lastAction = ack.action;
     if (status === "playing" && stretch?.item === item) heard(stretch, ack);
-    if (owedPress && ack.action === "none") uploadUntilPress(item, heardBefore, owedPress.page);
+    if (late && ack.action === "none") uploadUntilPress(item, heardBefore, late.page);
+    if (status !== "playing") uploadAwake(item, awake);
   } catch (err) {
     if (status !== "playing" && unheard(err) && current?.item !== item) {
-      owed.set(item.item_id, { item, status, press, heardBefore });
+      owed.set(item.item_id, { item, status, press, heardBefore, awake });
       notice(`${err.message} The ${status === "paused" ? "pause" : "stop"} is sent once the connection is back.`);
       return;
     }
