@@ -624,6 +624,33 @@ async def test_what_played_after_waking_offline_is_kept_when_the_reports_get_thr
     assert near(upload["started_at"], woke_at) and upload["ended_at"] == back_at, listed
 
 
+async def test_another_item_played_after_waking_offline_leaves_the_night_out_of_the_first(
+    browser: Browser, lserver: ServerUnderTest, clock: FrozenClock, tabs: list[Tab]
+) -> None:
+    """Asleep two hours, three minutes played offline, then Play on another item: the server
+    closed the first item's session when the second's began, once back (the night counted to it,
+    had the sweep not ended it), and the three minutes after waking were in no session."""
+    player, gate = await player_behind_a_gate(browser, lserver, tabs, page_clock=True)
+    book = player.locator('li[data-item-id="demo-audiobook-1"]')
+    started_at, woke_at = await asleep_then_awake_offline(player, gate, lserver, clock, awake_ms=3 * 60_000)
+    await player.locator('li[data-item-id="demo-podcast-7"] button.play').click()
+    back_at = clock.now_ms()
+    gate.release()
+    await expect(book).to_have_attribute("data-offline-upload", "uploaded")
+    await expect(player.locator('li[data-item-id="demo-podcast-7"]')).to_have_attribute(
+        "data-reported-until", str(back_at)
+    )
+    listed = await listed_sessions(lserver)
+    assert [(s["item_id"], s["source"], s["open"]) for s in listed] == [
+        ("demo-podcast-7", "live", True),
+        ("demo-audiobook-1", "upload", False),
+        ("demo-audiobook-1", "live", False),
+    ], listed
+    _, upload, before = listed
+    assert (before["started_at"], before["ended_at"]) == (started_at, started_at + 20_000), listed
+    assert near(upload["started_at"], woke_at) and near(upload["ended_at"] - upload["started_at"], 3 * 60_000), listed
+
+
 async def test_a_session_deleted_offline_says_so_in_its_row_at_once(
     browser: Browser, lserver: ServerUnderTest, clock: FrozenClock, tabs: list[Tab]
 ) -> None:

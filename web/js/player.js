@@ -389,9 +389,17 @@ async function play(item) {
   owed.delete(item.item_id); // played again: the session goes on (a pause now would end it)
   TABS?.postMessage({ type: "playing", item_id: item.item_id });
   if (current && current.item !== item) {
+    const other = current;
     // The server closes the other item's session itself when this one starts.
-    settle(current.item, "paused");
+    settle(other.item, "paused");
     stopTone();
+    // Unless it stopped (asleep) and was not heard since: then it ended at the stop, not now (the
+    // night is not the other item's), and what played after waking is its own. Sent before this
+    // play's report, on the same connection (owed, offline: sent first once it is back).
+    if (other.stopped !== null) {
+      const awake = endAwake(other, { page: performance.now(), wall: Date.now() });
+      send(other.item, "paused", null, other.heard, other.stopped, awake);
+    }
   }
   current = {
     item,
