@@ -651,6 +651,143 @@ async def test_another_item_played_after_waking_offline_leaves_the_night_out_of_
     assert near(upload["started_at"], woke_at) and near(upload["ended_at"] - upload["started_at"], 3 * 60_000), listed
 
 
+async def test_a_stop_after_a_pause_owed_keeps_the_pause(
+    browser: Browser, lserver: ServerUnderTest, clock: FrozenClock, tabs: list[Tab]
+) -> None:
+    """Asleep, three minutes played offline, Pause, then Stop, still offline: the stop took the
+    pause's place with its own press, so the session the sweep ended was stretched over the night
+    (to the stop) and the three minutes after waking went nowhere (audit "session37", 1)."""
+    player, gate = await player_behind_a_gate(browser, lserver, tabs, page_clock=True)
+    row = player.locator('li[data-item-id="demo-audiobook-1"]')
+    started_at, woke_at = await asleep_then_awake_offline(player, gate, lserver, clock, awake_ms=3 * 60_000)
+    await row.locator("button.pause").click()
+    await player.clock.run_for(5_000)
+    await row.locator("button.stop").click()
+    gate.release()
+    await expect(row).to_have_attribute("data-offline-upload", "uploaded")
+    listed = await listed_sessions(lserver)
+    assert [s["source"] for s in listed] == ["upload", "live"], listed
+    upload, before = listed
+    assert (before["started_at"], before["ended_at"]) == (started_at, started_at + 20_000), listed
+    assert near(upload["started_at"], woke_at) and near(upload["ended_at"] - upload["started_at"], 3 * 60_000), listed
+
+
+async def test_a_pause_pressed_as_the_machine_wakes_leaves_the_night_out(
+    browser: Browser, lserver: ServerUnderTest, clock: FrozenClock, tabs: list[Tab]
+) -> None:
+    """Pressed before the page's first heartbeat after the sleep, the pause knew of no stop: sent
+    late with its own press, it stretched the swept session over the night (audit "session37", 2)."""
+    player, gate = await player_behind_a_gate(browser, lserver, tabs, page_clock=True)
+    row = player.locator('li[data-item-id="demo-audiobook-1"]')
+    await click_and_wait(player, "demo-audiobook-1", "play", "started")
+    started_at = clock.now_ms()
+    clock.shift_ms += 20_000
+    await player.clock.fast_forward(20_000)
+    await expect(row).to_have_attribute("data-reported-until", str(started_at + 20_000))
+    await gate.cut()
+    await expect(player.locator("#connection")).to_have_attribute("data-state", "offline")
+    wall = await player.evaluate("Date.now()")
+    await player.clock.set_system_time((wall + 2 * 3_600_000) / 1000)  # asleep two hours; no timer ran since
+    clock.shift_ms += 2 * 3_600_000
+    async with asyncio.timeout(10):
+        while (await listed_sessions(lserver))[0]["open"]:
+            await asyncio.sleep(0.05)
+    await row.locator("button.pause").click()
+    gate.release()
+    await expect(player.locator("#connection")).to_have_attribute("data-state", "live")
+    await expect(row).to_have_attribute("data-last-action", re.compile("finalized|none"))
+    listed = await listed_sessions(lserver)
+    assert [(s["source"], s["started_at"], s["ended_at"]) for s in listed] == [
+        ("live", started_at, started_at + 20_000)
+    ], listed
+
+
+async def test_play_again_offline_after_a_pause_keeps_both_plays(
+    browser: Browser, lserver: ServerUnderTest, clock: FrozenClock, tabs: list[Tab]
+) -> None:
+    """Asleep, three minutes played offline, Pause, then Play again and a minute more, still
+    offline: the pause owed was dropped with what played after waking, and the minute before the
+    connection came back was in no session either (audit "session37", 3)."""
+    player, gate = await player_behind_a_gate(browser, lserver, tabs, page_clock=True)
+    row = player.locator('li[data-item-id="demo-audiobook-1"]')
+    started_at, woke_at = await asleep_then_awake_offline(player, gate, lserver, clock, awake_ms=3 * 60_000)
+    await row.locator("button.pause").click()
+    clock.shift_ms += 30_000
+    await player.clock.run_for(30_000)
+    again_at = clock.now_ms()
+    await row.locator("button.play").click()
+    clock.shift_ms += 60_000
+    await player.clock.run_for(60_000)
+    back_at = clock.now_ms()
+    gate.release()
+    await expect(player.locator("#connection")).to_have_attribute("data-state", "live")
+    await expect(row).to_have_attribute("data-reported-until", str(back_at))
+    async with asyncio.timeout(10):
+        while len(listed := await listed_sessions(lserver)) < 4:
+            await asyncio.sleep(0.05)
+    assert [(s["source"], s["open"]) for s in listed] == [
+        ("live", True),
+        ("upload", False),
+        ("upload", False),
+        ("live", False),
+    ], listed
+    now, again, awake, before = listed
+    assert now["started_at"] == back_at and (before["started_at"], before["ended_at"]) == (
+        started_at,
+        started_at + 20_000,
+    ), listed
+    assert near(awake["started_at"], woke_at) and near(awake["ended_at"] - awake["started_at"], 3 * 60_000), listed
+    assert near(again["started_at"], again_at) and again["ended_at"] == back_at, listed
+
+
+async def test_a_play_begun_offline_is_uploaded_once_back(
+    browser: Browser, lserver: ServerUnderTest, clock: FrozenClock, tabs: list[Tab]
+) -> None:
+    """Played and paused with no connection at all (a train, a plane): the pause, sent once back,
+    found no session of the item and was answered `none`, and nothing of the play was kept."""
+    player, gate = await player_behind_a_gate(browser, lserver, tabs, page_clock=True)
+    row = player.locator('li[data-item-id="demo-audiobook-1"]')
+    await gate.cut()
+    await expect(player.locator("#connection")).to_have_attribute("data-state", "offline")
+    played_at = clock.now_ms()
+    await row.locator("button.play").click()
+    clock.shift_ms += 2 * 60_000
+    await player.clock.run_for(2 * 60_000)
+    await row.locator("button.pause").click()
+    gate.release()
+    await expect(row).to_have_attribute("data-offline-upload", "uploaded")
+    [upload] = await listed_sessions(lserver)
+    assert upload["source"] == "upload" and upload["item_id"] == "demo-audiobook-1", upload
+    assert near(upload["started_at"], played_at) and near(upload["ended_at"] - upload["started_at"], 2 * 60_000), upload
+
+
+async def test_a_tab_that_yields_after_waking_offline_keeps_what_it_played(
+    browser: Browser, lserver: ServerUnderTest, clock: FrozenClock, tabs: list[Tab]
+) -> None:
+    """Asleep, three minutes played offline in one tab, then Play in another tab of the browser:
+    the first stopped without a word, and the three minutes after waking went nowhere (audit
+    "session37", 4)."""
+    player, gate = await player_behind_a_gate(browser, lserver, tabs, page_clock=True)
+    book = player.locator('li[data-item-id="demo-audiobook-1"]')
+    started_at, woke_at = await asleep_then_awake_offline(player, gate, lserver, clock, awake_ms=3 * 60_000)
+    other = await player.context.new_page()
+    await other.goto(lserver.url + "/player", wait_until="domcontentloaded")
+    await expect(other.locator("#connection")).to_have_attribute("data-state", "live")
+    await other.locator('li[data-item-id="demo-podcast-7"] button.play').click()
+    await expect(player.locator("#now-playing")).to_have_text("Paused here: another tab of this browser is playing.")
+    gate.release()
+    await expect(book).to_have_attribute("data-offline-upload", "uploaded")
+    listed = await listed_sessions(lserver)
+    assert [(s["item_id"], s["source"]) for s in listed] == [
+        ("demo-podcast-7", "live"),
+        ("demo-audiobook-1", "upload"),
+        ("demo-audiobook-1", "live"),
+    ], listed
+    _, upload, before = listed
+    assert (before["started_at"], before["ended_at"]) == (started_at, started_at + 20_000), listed
+    assert near(upload["started_at"], woke_at) and near(upload["ended_at"] - upload["started_at"], 3 * 60_000), listed
+
+
 async def test_a_session_deleted_offline_says_so_in_its_row_at_once(
     browser: Browser, lserver: ServerUnderTest, clock: FrozenClock, tabs: list[Tab]
 ) -> None:

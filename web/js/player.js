@@ -202,6 +202,11 @@ async function readPositions() {
  * already ended this one's session on the server, or continues it for the same item). */
 function yieldToAnotherTab() {
   if (!current) return;
+  tick(current);
+  // What it played unheard is uploaded (sent now, or once back), up to a heartbeat before the
+  // other tab's play: never into the session that play's report began.
+  const now = { page: performance.now(), wall: Date.now() };
+  uploadAwake(current.item, endAwake(current, { page: now.page - HEARTBEAT_MS, wall: now.wall - HEARTBEAT_MS }));
   settle(current.item, "paused");
   current = null;
   clearInterval(heartbeat);
@@ -239,8 +244,9 @@ const gaps = new Map(); // client_id -> upload payload not answered yet
 // server's clock.
 const WROTE = ["started", "resumed", "extended"];
 
-/** A `playing` ack for the play `stretch`: a new session while it played means a gap to upload. */
-function heard(stretch, ack) {
+/** A `playing` ack for the play `stretch`, its report sent at `sentWall` (the wall clock): a new
+ * session while it played means a gap to upload. */
+function heard(stretch, ack, sentWall) {
   const session = ack.listening;
   if (!session || ack.action === "deleted") return;
   const before = stretch.heard;
@@ -251,18 +257,23 @@ function heard(stretch, ack) {
       : null;
   stretch.heard = { id: session.id, endedAt: session.ended_at, anchor };
   rows.get(stretch.item.item_id).row.dataset.reportedUntil = String(session.ended_at);
-  if (before && before.id !== session.id && before.endedAt < session.started_at) {
-    // Stopped meanwhile (a machine asleep, a frozen tab): it played until it stopped, not on.
-    const stopped = stretch.stopped === null ? null : onServerClock(before, stretch.stopped.page);
-    const end = stopped === null ? session.started_at : Math.min(session.started_at, stopped);
-    if (end > before.endedAt) addGap(stretch.item, before, end);
-    // And from each waking on, until this session began: placed on the server's clock by this
-    // answer (the wall clock ran through the sleep, the page's may not have).
-    const answeredAt = Date.now();
+  if (before?.id !== session.id) {
+    let floor = -Infinity; // what the server has of this play ends there
+    if (before) floor = session.started_at;
+    if (before && before.endedAt < session.started_at) {
+      // Stopped meanwhile (a machine asleep, a frozen tab): it played until it stopped, not on.
+      const stopped = stretch.stopped === null ? null : onServerClock(before, stretch.stopped.page);
+      floor = stopped === null ? session.started_at : Math.min(session.started_at, stopped);
+      if (floor > before.endedAt) addGap(stretch.item, before, floor);
+    }
+    // And what played unheard (from each waking, or from the play's start: the server heard
+    // nothing of it yet) until this session began, on the server's clock by this report: sent at
+    // `sentWall`, it arrived when the session began (the wall clock ran through any sleep, the
+    // page's may not have).
     for (const span of endAwake(stretch, null)) {
-      const from = session.ended_at - (answeredAt - span.from.wall);
-      const to = span.to === null ? session.started_at : session.ended_at - (answeredAt - span.to.wall);
-      const [start, stop] = [Math.max(from, end), Math.min(to, session.started_at)];
+      const from = session.ended_at - (sentWall - span.from.wall);
+      const to = span.to === null ? session.started_at : session.ended_at - (sentWall - span.to.wall);
+      const [start, stop] = [Math.max(from, floor), Math.min(to, session.started_at)];
       if (stop - start >= AWAKE_MIN_MS) addUpload(stretch.item, awakeId(span), start, stop);
     }
   }
@@ -283,19 +294,20 @@ function tick(stretch) {
   const now = { page: performance.now(), wall: Date.now() };
   const last = stretch.tick;
   if (now.wall - last.wall > STOPPED_AFTER_MS) {
-    if (stretch.stopped === null) stretch.stopped = last;
-    else endAwake(stretch, last, false); // asleep again, still unheard: the span awake ended there
+    stretch.stopped ??= last;
+    endAwake(stretch, last, false); // a span unheard before this sleep ended there
     stretch.awake.push({ from: now, to: null });
     stretch.startedMs += Math.max(0, now.page - last.page - HEARTBEAT_MS); // the page's clock ran on
   }
   stretch.tick = now;
 }
 
-// Played after the machine woke while the server heard nothing (offline, or a pause pressed before
-// a heartbeat got through): the server's session ends where the play stopped (the sleep), so each
-// span awake since (`stretch.awake`, {from, to} on the page's clocks) is uploaded on its own, once,
-// once the session before it is closed. One shorter than this is the seconds a woken machine takes
-// to connect again: a session of them would only split the history.
+// Played while the server heard nothing of it: after the machine woke (offline, or a pause pressed
+// before a heartbeat got through), and from a play's start until its first report is answered
+// (offline from the start). The server's session ends where the play stopped (the sleep), so each
+// such span (`stretch.awake`, {from, to} on the page's clocks) is uploaded on its own, once, once
+// the session before it is closed. One shorter than this is the seconds a woken machine takes to
+// connect again (or a report's way there and back): a session of them would only split the history.
 const AWAKE_MIN_MS = STOPPED_AFTER_MS;
 
 /** The spans awake, the open one ended at `at` ({page, wall}; null: left open): taken out of the
@@ -386,17 +398,26 @@ function reportOwed() {
 
 async function play(item) {
   changed(item);
-  owed.delete(item.item_id); // played again: the session goes on (a pause now would end it)
+  // Played again while connected: the session goes on, and a pause still owed would end this
+  // play (what it owes to upload goes now). Offline, the pause goes first once back, then this
+  // play's report: it ended the play before (and the spans it owes are not lost).
+  const prior = owed.get(item.item_id);
+  if (prior && socket?.connected) {
+    owed.delete(item.item_id);
+    uploadAwake(item, prior.awake);
+  }
   TABS?.postMessage({ type: "playing", item_id: item.item_id });
   if (current && current.item !== item) {
     const other = current;
+    tick(other); // a sleep not seen yet (the press came before a heartbeat after waking)
     // The server closes the other item's session itself when this one starts.
     settle(other.item, "paused");
     stopTone();
-    // Unless it stopped (asleep) and was not heard since: then it ended at the stop, not now (the
-    // night is not the other item's), and what played after waking is its own. Sent before this
+    // Unless it stopped (asleep) and was not heard since, or the server is not hearing it now:
+    // then it ended at the stop or now, not when this play's report arrives (the night or the time
+    // offline is not the other item's), and what played unheard is its own. Sent before this
     // play's report, on the same connection (owed, offline: sent first once it is back).
-    if (other.stopped !== null) {
+    if (other.stopped !== null || other.heard === null || !socket?.connected) {
       const awake = endAwake(other, { page: performance.now(), wall: Date.now() });
       send(other.item, "paused", null, other.heard, other.stopped, awake);
     }
@@ -407,7 +428,9 @@ async function play(item) {
     heard: null,
     tick: { page: performance.now(), wall: Date.now() },
     stopped: null, // {page, wall} of the last heartbeat before the page stopped
-    awake: [], // the spans played since it woke, unheard ({from, to}: {page, wall}; to null: on)
+    // The spans played unheard ({from, to}: {page, wall}; to null: on): from the start until the
+    // first report is answered, then from each waking.
+    awake: [{ from: { page: performance.now(), wall: Date.now() }, to: null }],
   };
   startTone(item.hz);
   render();
@@ -417,11 +440,12 @@ async function play(item) {
   heartbeat = setInterval(() => {
     const stretch = current;
     if (stretch) tick(stretch);
+    const sentWall = Date.now();
     stretch &&
       report(stretch.item, "playing").then(
         (ack) => {
           notice("");
-          heard(stretch, ack);
+          heard(stretch, ack, sentWall);
         },
         (err) => notice(`Report failed: ${err.message}`),
       );
@@ -430,6 +454,7 @@ async function play(item) {
 }
 
 async function halt(item, status) {
+  if (current?.item === item) tick(current); // a sleep not seen yet (pressed on waking)
   const heardBefore = current?.item === item ? current.heard : null;
   // Stopped before the press (asleep, frozen) and not heard since: the play ended there, and a
   // pause sent late says so (the night asleep was not listened to).
@@ -456,18 +481,22 @@ async function send(item, status, owedPress = null, heardBefore = null, stoppedA
   const late = owedPress ?? stoppedAt;
   const stretch = current;
   const ends = status !== "playing";
+  const sentWall = Date.now();
   if (ends) unanswered.set(item.item_id, (unanswered.get(item.item_id) ?? 0) + 1);
   try {
     const ack = await report(item, status, late && Date.now() - late.wall);
     notice("");
     const row = rows.get(item.item_id).row;
     row.dataset.lastAction = ack.action;
-    if (status === "playing" && stretch?.item === item) heard(stretch, ack);
+    if (status === "playing" && stretch?.item === item) heard(stretch, ack, sentWall);
     if (late && ack.action === "none") uploadUntilPress(item, heardBefore, late.page);
     if (status !== "playing") uploadAwake(item, awake);
   } catch (err) {
     if (status !== "playing" && unheard(err) && current?.item !== item) {
-      owed.set(item.item_id, { item, status, press, heardBefore, awake });
+      // A stop after a pause owed: the play ended at the pause, whose spans are still to upload.
+      const prior = owed.get(item.item_id);
+      const entry = { item, status, press, heardBefore, awake };
+      owed.set(item.item_id, prior ? { ...prior, status, awake: [...prior.awake, ...awake] } : entry);
       notice(`${err.message} The ${status === "paused" ? "pause" : "stop"} is sent once the connection is back.`);
       return;
     }
