@@ -16,6 +16,15 @@ from tests.helpers import Client, ServerUnderTest
 from tests.streams.helpers import connect, started
 
 
+# The page's reads of "Your clips" answered so far, once more than `arg` (the resource timing
+# entries of GET …/clips/mine that have ended).
+READS_DONE = """(arg) => {
+  const done = performance.getEntriesByType('resource')
+    .filter((e) => e.name.includes('/clips/mine') && e.responseEnd > 0).length;
+  return done > arg ? done : false;
+}"""
+
+
 async def live(tab: Tab, path: str) -> Page:
     page = await tab.open(path)
     await expect(page.locator("#connection")).to_have_attribute("data-state", "live")
@@ -151,9 +160,12 @@ async def test_a_clip_cleared_before_its_own_clip_arrives_is_not_shown(
         session_id, viewer_id="bob", submission_id="late-0001", note="cleared", cooldown_ms=0, max_clips=100, caps=caps
     )
     assert stored.clip is not None
-    async with page.expect_response(lambda r: r.url.endswith("/clips/mine")):  # the page read them after the hint
-        cleared = await owner.call("clip_clear_viewer", {"session_id": session_id, "user_id": "bob"})
-        assert cleared["removed"] == 1, cleared
+    # The page's reads of its clips done so far (the one at its connect): the hint makes one more.
+    reads = await page.wait_for_function(READS_DONE, arg=0)
+    done = await reads.json_value()
+    cleared = await owner.call("clip_clear_viewer", {"session_id": session_id, "user_id": "bob"})
+    assert cleared["removed"] == 1, cleared
+    await page.wait_for_function(READS_DONE, arg=done)  # read after the hint: the clear is known
     late = OwnClip(session_id=session_id, clip=ViewerClip.model_validate(stored.clip.for_viewer()))
     await streams.announce_own_clip("bob", late.model_dump_json())
     phone = await connect(server, clients, "bob")  # announced after the late one, on the same channel
