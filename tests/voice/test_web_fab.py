@@ -14,6 +14,7 @@ from handlers.voice.chunks import chunk_repository
 from tests.browser import Tab, new_tab
 from tests.conftest import start_server
 from tests.helpers import RedisProcess, ServerUnderTest
+from tests.voice.test_web_session_follow import until_audio_is_kept
 
 WATCH_STATUSES = """
 (selector) => {
@@ -169,6 +170,9 @@ async def test_a_failed_upload_survives_a_reload(server: ServerUnderTest, tab: T
     await expect(page.locator("#fab-status")).to_have_attribute("data-status", "recording")
     session_id = await server.services.voice.active_id("alice")
     assert session_id is not None
+    # 0.8 s of audio from the recorder's first piece: the status says "recording" (the server's
+    # word) while the microphone still opens, which a loaded machine makes last.
+    await until_audio_is_kept(page)
     await asyncio.sleep(0.8)
     await page.locator("#fab-pause").click()
     await expect(page.locator("#fab-pending")).to_have_text("1 upload pending")
