@@ -133,6 +133,7 @@ async def test_the_clip_button_has_the_focus_again_after_its_cooldown(
     await expect(button).to_be_enabled()  # after the 2 s cooldown
     await expect(button).to_be_focused()
     await page.keyboard.press("Enter")  # the next moment, one key away
+    await expect(page.locator("#mine li")).to_have_count(2)  # clipped, not refused (also "Cooldown")
     await expect(page.locator("#clip-reason")).to_contain_text("Cooldown")
 
 
