@@ -3,6 +3,7 @@ controls that name their track, and other players' changes told."""
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 from playwright.async_api import Browser, Page, expect
@@ -96,8 +97,15 @@ async def test_another_players_changes_are_told_in_a_few_words(
     ops: list[dict[str, Any]] = [{"type": "add_track", "track": track("t2", name="Snare")}]
     ops += [{"type": "set_step", "trackId": "t1", "step": n, "on": True} for n in (1, 2, 3, 5, 6)]
     ops += [{"type": "set_name", "name": "Jam one"}]
-    for seq, op in enumerate(ops, start=1):
-        assert (await bob.call("pattern_op", {"session_id": session_id, "seq": seq, "op": op}))["ok"] is True
+    # Sent at once (one connection: applied in order), so that all fall in one gathering of the
+    # news even on a machine slow to answer each.
+    acks = await asyncio.gather(
+        *(
+            bob.call("pattern_op", {"session_id": session_id, "seq": seq, "op": op})
+            for seq, op in enumerate(ops, start=1)
+        )
+    )
+    assert all(ack["ok"] is True for ack in acks), acks
     await expect(page.locator(".track-row")).to_have_count(2)
     assert (await told(page, "pattern-news", 2))[1:] == [
         "Bob added track Snare, renamed the pattern to “Jam one” and changed 5 steps."
