@@ -5,9 +5,10 @@ takes it off both (PROTOCOL, "Your clips on every device")."""
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
-from playwright.async_api import Browser, Page, expect
+from playwright.async_api import Browser, Page, Route, expect
 
 from handlers.streams.answers import OwnClip, ViewerClip
 from storage.streams.repository import StreamSessions, ViewerCaps
@@ -172,4 +173,44 @@ async def test_a_clip_cleared_before_its_own_clip_arrives_is_not_shown(
     ack = await phone.call("clip_submit", {"session_id": session_id, "note": "after the clear"})
     assert ack["ok"] is True, ack
     await expect(page.locator("#mine li .note")).to_have_text(["after the clear"])
+    assert not tab.errors, tab.errors
+
+
+async def test_a_clear_told_while_the_pages_first_read_is_under_way_is_not_missed(
+    server: ServerUnderTest, tab: Tab, clients: list[Client]
+) -> None:
+    """The page knows its viewer tag from its first read of its clips: a clear told before that
+    read's answer (read before the clear) was dropped as nobody's, and the answer showed the
+    cleared clip until the next reload."""
+    session_id, owner = await started(server, clients)
+    phone = await connect(server, clients, "bob")
+    ack = await phone.call("clip_submit", {"session_id": session_id, "note": "cleared soon"})
+    assert ack["ok"] is True, ack
+    await tab.use_token(server.token("bob"))
+    reads: list[asyncio.Event] = []
+    release = asyncio.Event()
+
+    async def hold_the_first(route: Route) -> None:
+        reads.append(asyncio.Event())
+        reads[-1].set()
+        answer = await route.fetch()  # read now, before the clear
+        if len(reads) == 1:
+            await release.wait()  # its answer comes after the clear's hint
+        await route.fulfill(response=answer)
+
+    await tab.page.route("**/clips/mine*", hold_the_first)
+    page = await tab.open(f"/watch/{session_id}")
+    async with asyncio.timeout(10):
+        while not reads:
+            await asyncio.sleep(0.02)
+    cleared = await owner.call("clip_clear_viewer", {"session_id": session_id, "user_id": "bob"})
+    assert cleared["removed"] == 1, cleared
+    try:
+        async with asyncio.timeout(10):  # the hint, its tag not known yet, reads again
+            while len(reads) < 2:
+                await asyncio.sleep(0.02)
+    finally:
+        release.set()
+    await expect(page.locator("#mine-empty")).to_be_visible()
+    await expect(page.locator("#mine li")).to_have_count(0)
     assert not tab.errors, tab.errors

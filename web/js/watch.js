@@ -256,6 +256,19 @@ function addMine(clip) {
  * be missing from it (read before the click was stored): kept. Only the last reading asked for
  * is drawn, so an older answer never brings back a clip a newer one found deleted.
  */
+// A change to some viewer's clips or block while this page does not know its own tag yet (its
+// first read under way): it may be this viewer's, and a read begun before it would show what the
+// streamer changed since. One more read, once, for those that come together (a raid's worth).
+let taglessRead = false; // one is set for 250 ms from now
+function readTagless() {
+  if (taglessRead) return;
+  taglessRead = true;
+  setTimeout(() => {
+    taglessRead = false;
+    loadMine();
+  }, 250);
+}
+
 async function loadMine() {
   const asked = ++mineAsked;
   const acked = new Map();
@@ -409,6 +422,8 @@ function apply(event) {
   } else if (event.type === "viewer_blocked" && event.data?.viewer_tag === viewerTag) {
     blocked = event.data.blocked === true;
     updateButton();
+  } else if (["clips_changed", "viewer_blocked"].includes(event.type) && viewerTag === null) {
+    readTagless();
   } else if (event.type === "session_deleted") {
     // It went on showing the stream live and its Clip button, answered 'no such session'.
     deleted();
