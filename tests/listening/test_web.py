@@ -788,6 +788,58 @@ async def test_a_tab_that_yields_after_waking_offline_keeps_what_it_played(
     assert near(upload["started_at"], woke_at) and near(upload["ended_at"] - upload["started_at"], 3 * 60_000), listed
 
 
+async def test_a_pause_owed_outlives_a_reload_and_a_closed_tab(
+    browser: Browser, lserver: ServerUnderTest, clock: FrozenClock, tabs: list[Tab]
+) -> None:
+    """Paused offline, then the page reloaded (or the tab closed while playing offline): what it
+    owed lived in the page only, so the session ended at its last report (the sweep) and the
+    book's place went back there. Kept in the browser, the next page sends it once connected."""
+    player, gate = await player_behind_a_gate(browser, lserver, tabs)
+    book = player.locator('li[data-item-id="demo-audiobook-1"]')
+    await click_and_wait(player, "demo-audiobook-1", "play", "started")
+    started_at = clock.now_ms()
+    clock.shift_ms += 20_000
+    await expect(book).to_have_attribute("data-reported-until", str(started_at + 20_000))  # a heartbeat wrote
+    await gate.cut()
+    await expect(player.locator("#connection")).to_have_attribute("data-state", "offline")
+    clock.shift_ms += 100_000  # played on offline
+    await book.locator("button.pause").click()
+    await expect(player.locator("#player-notice")).to_contain_text("The pause is sent once the connection is back.")
+    paused_at = clock.now_ms()
+    where = str(await book.locator(".position").text_content())
+    await player.reload(wait_until="domcontentloaded")
+    await expect(book.locator(".position")).to_have_text(where)  # its place, kept with the pause
+    gate.release()
+    await expect(player.locator("#connection")).to_have_attribute("data-state", "live")
+    await expect(book).to_have_attribute("data-last-action", "finalized")
+    [listed] = await listed_sessions(lserver)
+    # Ended at the press: less the seconds the page took to send it once back (real time).
+    assert listed["started_at"] == started_at and near(listed["ended_at"], paused_at), listed
+    minutes, seconds = re.search(r"(\d+):(\d\d)", where).groups()  # type: ignore[union-attr]
+    assert not listed["open"] and int(listed["end_position_s"]) == int(minutes) * 60 + int(seconds) > 0, (where, listed)
+
+    # Playing the podcast offline, the tab is closed: a new tab of the browser ends it at the close.
+    await click_and_wait(player, "demo-podcast-7", "play", "started")
+    podcast_at = clock.now_ms()
+    clock.shift_ms += 20_000
+    podcast_row = player.locator('li[data-item-id="demo-podcast-7"]')
+    await expect(podcast_row).to_have_attribute("data-reported-until", str(podcast_at + 20_000))
+    await gate.cut()
+    await expect(player.locator("#connection")).to_have_attribute("data-state", "offline")
+    clock.shift_ms += 90_000
+    closed_at = clock.now_ms()
+    other = await player.context.new_page()
+    await player.close(run_before_unload=False)
+    await gate.install(other)
+    await other.goto(lserver.url + "/player", wait_until="domcontentloaded")
+    gate.release()
+    podcast = other.locator('li[data-item-id="demo-podcast-7"]')
+    await expect(podcast).to_have_attribute("data-last-action", "finalized")
+    newest = (await listed_sessions(lserver))[0]
+    assert newest["item_id"] == "demo-podcast-7" and newest["started_at"] == podcast_at, newest
+    assert near(newest["ended_at"], closed_at) and not newest["open"], newest
+
+
 async def test_a_session_deleted_offline_says_so_in_its_row_at_once(
     browser: Browser, lserver: ServerUnderTest, clock: FrozenClock, tabs: list[Tab]
 ) -> None:

@@ -4,7 +4,7 @@
  * every few seconds; the server coalesces those to one write per throttle interval.
  * Server data reaches the DOM through textContent only.
  */
-import { $, ApiError, api, call, connect, showConnection } from "./client.js";
+import { $, ApiError, api, call, connect, currentUserId, showConnection } from "./client.js";
 import { freshId } from "./ids.js";
 
 const ITEMS = [
@@ -239,6 +239,57 @@ function unheard(err) {
 // clock) is uploaded, once: its client id is the ended session's, so a resend is a duplicate.
 const gaps = new Map(); // client_id -> upload payload not answered yet
 
+// The pauses and stops owed and the uploads not answered yet outlive the page (a reload, a closed
+// tab, a phone that dropped the page): kept in this browser for the identity they are of, and sent
+// by the next /player page of it once connected. What the page's own clock placed (a press on the
+// server's clock by the last ack) is not kept: a new page's clock starts again.
+const KEPT_KEY = "sessionhub.listening.owed";
+
+function keep() {
+  const pauses = [...owed.values()].map(({ item, status, press, awake }) => ({
+    item_id: item.item_id,
+    status,
+    pressed: press.wall,
+    position_s: positions.get(item.item_id) ?? 0, // where it was paused: a new page knows none
+    awake: awake.map((span) => [span.from.wall, span.to.wall]),
+  }));
+  try {
+    if (pauses.length || gaps.size) {
+      const kept = { user: currentUserId(), pauses, uploads: [...gaps.values()] };
+      localStorage.setItem(KEPT_KEY, JSON.stringify(kept));
+    } else localStorage.removeItem(KEPT_KEY);
+  } catch {
+    // Storage full or refused (a private window): what is owed lives as long as the page.
+  }
+}
+
+/** What an earlier page of this identity owed, taken back (its own uploads and pauses win). */
+function takeBack() {
+  let kept = null;
+  try {
+    kept = JSON.parse(localStorage.getItem(KEPT_KEY) ?? "null");
+  } catch {
+    return;
+  }
+  if (!kept || kept.user !== currentUserId()) return;
+  for (const upload of kept.uploads ?? []) if (!gaps.has(upload.client_id)) gaps.set(upload.client_id, upload);
+  for (const pause of kept.pauses ?? []) {
+    const item = ITEMS.find((candidate) => candidate.item_id === pause.item_id);
+    if (!item || owed.has(item.item_id) || !Number.isFinite(pause.pressed)) continue;
+    const awake = (pause.awake ?? []).map(([from, to]) => ({ from: { wall: from }, to: { wall: to } }));
+    owed.set(item.item_id, {
+      item,
+      status: pause.status,
+      press: { page: null, wall: pause.pressed },
+      heardBefore: null,
+      awake,
+    });
+    positions.set(item.item_id, Number.isFinite(pause.position_s) ? pause.position_s : 0);
+    settle(item, pause.status); // the page's own word: not read from the server until sent
+  }
+  render();
+}
+
 // An ack that wrote (started, resumed, extended) says the server's time then (the session's
 // `ended_at`): with this page's clock at that ack it places a moment of this page on the
 // server's clock.
@@ -353,6 +404,7 @@ function addUpload(item, clientId, startedAt, endedAt, onWallClock = false) {
     item: { title: item.title, artist: item.artist, album: item.album, duration_s: item.duration_s },
     onWallClock,
   });
+  keep();
   uploadGap(clientId);
 }
 
@@ -379,9 +431,13 @@ async function uploadGap(clientId) {
   try {
     const ack = await call(socket, "listening_upload", { session_id: historyId, ...upload });
     gaps.delete(clientId);
+    keep();
     rows.get(body.item_id).row.dataset.offlineUpload = ack.action;
   } catch (err) {
-    if (!unheard(err)) gaps.delete(clientId); // refused (a conflict): sending it again changes nothing
+    if (!unheard(err)) {
+      gaps.delete(clientId); // refused (a conflict): sending it again changes nothing
+      keep();
+    }
   }
 }
 
@@ -392,6 +448,7 @@ function reportOwed() {
     owed.delete(item.item_id);
     if (Date.now() - press.wall < OWED_FOR_MS) send(item, status, press, heardBefore, null, awake);
   }
+  keep(); // sent: one not heard again is owed again (kept again)
   if (current) send(current.item, "playing");
   for (const clientId of [...gaps.keys()]) uploadGap(clientId);
 }
@@ -404,6 +461,7 @@ async function play(item) {
   const prior = owed.get(item.item_id);
   if (prior && socket?.connected) {
     owed.delete(item.item_id);
+    keep();
     uploadAwake(item, prior.awake);
   }
   TABS?.postMessage({ type: "playing", item_id: item.item_id });
@@ -497,6 +555,7 @@ async function send(item, status, owedPress = null, heardBefore = null, stoppedA
       const prior = owed.get(item.item_id);
       const entry = { item, status, press, heardBefore, awake };
       owed.set(item.item_id, prior ? { ...prior, status, awake: [...prior.awake, ...awake] } : entry);
+      keep();
       notice(`${err.message} The ${status === "paused" ? "pause" : "stop"} is sent once the connection is back.`);
       return;
     }
@@ -551,6 +610,7 @@ function build() {
 
 async function main() {
   build();
+  takeBack();
   for (const el of ui.items.querySelectorAll("button")) el.disabled = true;
   socket = connect({ onState: (state) => showConnection(ui.connection, state) });
   socket.on("connect", async () => {
@@ -569,9 +629,22 @@ async function main() {
   document.addEventListener("visibilitychange", () => {
     if (document.visibilityState === "visible" && historyId) readPositions();
   });
-  // A closed tab stops reporting; the server's sweeper ends its session at the last report.
+  // A closed tab stops reporting; the server's sweeper ends its session at the last report. A tab
+  // closed offline (or asleep since, unheard) owes its pause: kept for the next page.
   window.addEventListener("pagehide", () => {
-    if (current) report(current.item, "paused").catch(() => {});
+    if (!current) return;
+    tick(current);
+    if (socket?.connected && current.stopped === null) {
+      report(current.item, "paused").catch(() => {});
+      return;
+    }
+    const now = { page: performance.now(), wall: Date.now() };
+    const { item, heard: heardBefore, stopped } = current;
+    const awake = endAwake(current, now);
+    settle(item, "paused"); // its position, kept with the pause
+    if (!owed.has(item.item_id))
+      owed.set(item.item_id, { item, status: "paused", press: stopped ?? now, heardBefore, awake });
+    keep();
   });
 }
 
