@@ -840,6 +840,43 @@ async def test_a_pause_owed_outlives_a_reload_and_a_closed_tab(
     assert near(newest["ended_at"], closed_at) and not newest["open"], newest
 
 
+async def test_a_pause_kept_by_a_closed_tab_survives_another_tabs_writes(
+    browser: Browser, lserver: ServerUnderTest, clock: FrozenClock, tabs: list[Tab]
+) -> None:
+    """Two /player tabs of the browser: one pauses offline and is closed; the other, open since
+    before, writes what it owes (nothing) at its next connect. Written whole, that took the first
+    one's pause out of the browser; a third tab must still find it and send it."""
+    player, gate = await player_behind_a_gate(browser, lserver, tabs)
+    second_gate = SocketGate()
+    second = await player.context.new_page()
+    await second_gate.install(second)
+    await second.goto(lserver.url + "/player", wait_until="domcontentloaded")
+    await expect(second.locator("#connection")).to_have_attribute("data-state", "live")
+    book = player.locator('li[data-item-id="demo-audiobook-1"]')
+    await click_and_wait(player, "demo-audiobook-1", "play", "started")
+    started_at = clock.now_ms()
+    clock.shift_ms += 20_000
+    await expect(book).to_have_attribute("data-reported-until", str(started_at + 20_000))
+    await gate.cut()
+    await expect(player.locator("#connection")).to_have_attribute("data-state", "offline")
+    clock.shift_ms += 60_000
+    paused_at = clock.now_ms()
+    await book.locator("button.pause").click()
+    await expect(player.locator("#player-notice")).to_contain_text("The pause is sent once the connection is back.")
+    await player.close(run_before_unload=False)
+    await second_gate.cut()  # the second tab connects again: it writes what it owes
+    await expect(second.locator("#connection")).to_have_attribute("data-state", "offline")
+    second_gate.release()
+    await expect(second.locator("#connection")).to_have_attribute("data-state", "live")
+    third = await second.context.new_page()
+    await third.goto(lserver.url + "/player", wait_until="domcontentloaded")
+    await expect(third.locator('li[data-item-id="demo-audiobook-1"]')).to_have_attribute(
+        "data-last-action", "finalized"
+    )
+    [listed] = await listed_sessions(lserver)
+    assert listed["started_at"] == started_at and near(listed["ended_at"], paused_at), listed
+
+
 async def test_a_session_deleted_offline_says_so_in_its_row_at_once(
     browser: Browser, lserver: ServerUnderTest, clock: FrozenClock, tabs: list[Tab]
 ) -> None:

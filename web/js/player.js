@@ -245,6 +245,20 @@ const gaps = new Map(); // client_id -> upload payload not answered yet
 // server's clock by the last ack) is not kept: a new page's clock starts again.
 const KEPT_KEY = "sessionhub.listening.owed";
 
+// What this page held or took back, by key: in the browser's store, an entry it does not know is
+// another tab's (open, or closed before this page loaded it), kept when this page writes.
+const handled = new Set();
+const pauseKey = (pause) => `${pause.item_id}@${pause.pressed}`;
+
+function readKept() {
+  try {
+    const kept = JSON.parse(localStorage.getItem(KEPT_KEY) ?? "null");
+    return kept && kept.user === currentUserId() ? kept : null;
+  } catch {
+    return null;
+  }
+}
+
 function keep() {
   const pauses = [...owed.values()].map(({ item, status, press, awake }) => ({
     item_id: item.item_id,
@@ -253,10 +267,15 @@ function keep() {
     position_s: positions.get(item.item_id) ?? 0, // where it was paused: a new page knows none
     awake: awake.map((span) => [span.from.wall, span.to.wall]),
   }));
+  const uploads = [...gaps.values()];
+  const others = readKept();
+  for (const pause of pauses) handled.add(pauseKey(pause));
+  for (const upload of uploads) handled.add(upload.client_id);
+  for (const pause of others?.pauses ?? []) if (!handled.has(pauseKey(pause))) pauses.push(pause);
+  for (const upload of others?.uploads ?? []) if (!handled.has(upload.client_id)) uploads.push(upload);
   try {
-    if (pauses.length || gaps.size) {
-      const kept = { user: currentUserId(), pauses, uploads: [...gaps.values()] };
-      localStorage.setItem(KEPT_KEY, JSON.stringify(kept));
+    if (pauses.length || uploads.length) {
+      localStorage.setItem(KEPT_KEY, JSON.stringify({ user: currentUserId(), pauses, uploads }));
     } else localStorage.removeItem(KEPT_KEY);
   } catch {
     // Storage full or refused (a private window): what is owed lives as long as the page.
@@ -265,15 +284,14 @@ function keep() {
 
 /** What an earlier page of this identity owed, taken back (its own uploads and pauses win). */
 function takeBack() {
-  let kept = null;
-  try {
-    kept = JSON.parse(localStorage.getItem(KEPT_KEY) ?? "null");
-  } catch {
-    return;
+  const kept = readKept();
+  if (!kept) return;
+  for (const upload of kept.uploads ?? []) {
+    handled.add(upload.client_id);
+    if (!gaps.has(upload.client_id)) gaps.set(upload.client_id, upload);
   }
-  if (!kept || kept.user !== currentUserId()) return;
-  for (const upload of kept.uploads ?? []) if (!gaps.has(upload.client_id)) gaps.set(upload.client_id, upload);
   for (const pause of kept.pauses ?? []) {
+    handled.add(pauseKey(pause));
     const item = ITEMS.find((candidate) => candidate.item_id === pause.item_id);
     if (!item || owed.has(item.item_id) || !Number.isFinite(pause.pressed)) continue;
     const awake = (pause.awake ?? []).map(([from, to]) => ({ from: { wall: from }, to: { wall: to } }));
