@@ -519,19 +519,7 @@ async def test_a_pause_pressed_offline_after_a_night_asleep_ends_before_the_nigh
     ended at its last report was stretched over the whole night (audit "hostile3", 3)."""
     player, gate = await player_behind_a_gate(browser, lserver, tabs, page_clock=True)
     row = player.locator('li[data-item-id="demo-audiobook-1"]')
-    await click_and_wait(player, "demo-audiobook-1", "play", "started")
-    started_at = clock.now_ms()
-    clock.shift_ms += 20_000
-    await player.clock.fast_forward(20_000)
-    await expect(row).to_have_attribute("data-reported-until", str(started_at + 20_000))
-    await gate.cut()
-    await expect(player.locator("#connection")).to_have_attribute("data-state", "offline")
-    wall = await player.evaluate("Date.now()")
-    await player.clock.set_system_time((wall + 2 * 3_600_000) / 1000)  # asleep two hours
-    clock.shift_ms += 2 * 3_600_000
-    async with asyncio.timeout(10):
-        while (await listed_sessions(lserver))[0]["open"]:
-            await asyncio.sleep(0.05)
+    started_at = await asleep_offline(player, gate, lserver, clock)
     await player.clock.run_for(HEARTBEAT_MS)  # awake, still offline: a heartbeat finds the stop
     await row.locator("button.pause").click()
     await expect(player.locator("#player-notice")).to_contain_text("The pause is sent once the connection is back.")
@@ -544,11 +532,9 @@ async def test_a_pause_pressed_offline_after_a_night_asleep_ends_before_the_nigh
     ], listed
 
 
-async def asleep_then_awake_offline(
-    player: Page, gate: SocketGate, lserver: ServerUnderTest, clock: FrozenClock, *, awake_ms: int
-) -> tuple[int, int]:
-    """Playing (heard 20 s), offline, asleep two hours, then awake and playing on offline for
-    ``awake_ms``: the play's start and the waking, on the server's clock."""
+async def asleep_offline(player: Page, gate: SocketGate, lserver: ServerUnderTest, clock: FrozenClock) -> int:
+    """Playing (heard 20 s), offline, asleep two hours (the sweep ended the session at its last
+    report; no timer of the page has run since): the play's start on the server's clock."""
     row = player.locator('li[data-item-id="demo-audiobook-1"]')
     await click_and_wait(player, "demo-audiobook-1", "play", "started")
     started_at = clock.now_ms()
@@ -563,6 +549,15 @@ async def asleep_then_awake_offline(
     async with asyncio.timeout(10):
         while (await listed_sessions(lserver))[0]["open"]:
             await asyncio.sleep(0.05)
+    return started_at
+
+
+async def asleep_then_awake_offline(
+    player: Page, gate: SocketGate, lserver: ServerUnderTest, clock: FrozenClock, *, awake_ms: int
+) -> tuple[int, int]:
+    """As :func:`asleep_offline`, then awake and playing on offline for ``awake_ms``: the play's
+    start and the waking, on the server's clock."""
+    started_at = await asleep_offline(player, gate, lserver, clock)
     woke_at = clock.now_ms()
     await player.clock.run_for(HEARTBEAT_MS)  # awake, still offline: a heartbeat finds the stop
     clock.shift_ms += awake_ms
@@ -574,6 +569,12 @@ def near(value: int, expected: int) -> bool:
     """Placed on the server's clock from the page's: the page's runs on with real time while the
     test holds the server's, so a loaded machine's seconds may lie between."""
     return abs(value - expected) <= 10_000
+
+
+def kept_apart(before: dict[str, Any], upload: dict[str, Any], started_at: int, woke_at: int, awake_ms: int) -> None:
+    """The play before the sleep ended at its last report, and what played awake is its own."""
+    assert (before["started_at"], before["ended_at"]) == (started_at, started_at + 20_000), before
+    assert near(upload["started_at"], woke_at) and near(upload["ended_at"] - upload["started_at"], awake_ms), upload
 
 
 async def test_what_played_after_waking_offline_is_kept_when_a_pause_ends_it(
@@ -591,8 +592,7 @@ async def test_what_played_after_waking_offline_is_kept_when_a_pause_ends_it(
     listed = await listed_sessions(lserver)
     assert [(s["source"], s["open"]) for s in listed] == [("upload", False), ("live", False)], listed
     upload, before = listed
-    assert (before["started_at"], before["ended_at"]) == (started_at, started_at + 20_000), listed
-    assert near(upload["started_at"], woke_at) and near(upload["ended_at"] - upload["started_at"], 5 * 60_000), listed
+    kept_apart(before, upload, started_at, woke_at, 5 * 60_000)
     assert upload["client_id"].startswith("awake-"), upload
     # Once: the page sending what it owes again (a reconnect) stores nothing more.
     await gate.cut()
@@ -647,8 +647,7 @@ async def test_another_item_played_after_waking_offline_leaves_the_night_out_of_
         ("demo-audiobook-1", "live", False),
     ], listed
     _, upload, before = listed
-    assert (before["started_at"], before["ended_at"]) == (started_at, started_at + 20_000), listed
-    assert near(upload["started_at"], woke_at) and near(upload["ended_at"] - upload["started_at"], 3 * 60_000), listed
+    kept_apart(before, upload, started_at, woke_at, 3 * 60_000)
 
 
 async def test_a_stop_after_a_pause_owed_keeps_the_pause(
@@ -668,8 +667,7 @@ async def test_a_stop_after_a_pause_owed_keeps_the_pause(
     listed = await listed_sessions(lserver)
     assert [s["source"] for s in listed] == ["upload", "live"], listed
     upload, before = listed
-    assert (before["started_at"], before["ended_at"]) == (started_at, started_at + 20_000), listed
-    assert near(upload["started_at"], woke_at) and near(upload["ended_at"] - upload["started_at"], 3 * 60_000), listed
+    kept_apart(before, upload, started_at, woke_at, 3 * 60_000)
 
 
 async def test_a_pause_pressed_as_the_machine_wakes_leaves_the_night_out(
@@ -679,19 +677,7 @@ async def test_a_pause_pressed_as_the_machine_wakes_leaves_the_night_out(
     late with its own press, it stretched the swept session over the night (audit "session37", 2)."""
     player, gate = await player_behind_a_gate(browser, lserver, tabs, page_clock=True)
     row = player.locator('li[data-item-id="demo-audiobook-1"]')
-    await click_and_wait(player, "demo-audiobook-1", "play", "started")
-    started_at = clock.now_ms()
-    clock.shift_ms += 20_000
-    await player.clock.fast_forward(20_000)
-    await expect(row).to_have_attribute("data-reported-until", str(started_at + 20_000))
-    await gate.cut()
-    await expect(player.locator("#connection")).to_have_attribute("data-state", "offline")
-    wall = await player.evaluate("Date.now()")
-    await player.clock.set_system_time((wall + 2 * 3_600_000) / 1000)  # asleep two hours; no timer ran since
-    clock.shift_ms += 2 * 3_600_000
-    async with asyncio.timeout(10):
-        while (await listed_sessions(lserver))[0]["open"]:
-            await asyncio.sleep(0.05)
+    started_at = await asleep_offline(player, gate, lserver, clock)  # no timer ran since
     await row.locator("button.pause").click()
     gate.release()
     await expect(player.locator("#connection")).to_have_attribute("data-state", "live")
@@ -784,8 +770,7 @@ async def test_a_tab_that_yields_after_waking_offline_keeps_what_it_played(
         ("demo-audiobook-1", "live"),
     ], listed
     _, upload, before = listed
-    assert (before["started_at"], before["ended_at"]) == (started_at, started_at + 20_000), listed
-    assert near(upload["started_at"], woke_at) and near(upload["ended_at"] - upload["started_at"], 3 * 60_000), listed
+    kept_apart(before, upload, started_at, woke_at, 3 * 60_000)
 
 
 async def test_a_pause_owed_outlives_a_reload_and_a_closed_tab(

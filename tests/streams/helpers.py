@@ -9,6 +9,7 @@ from typing import Any
 
 import aiohttp
 
+from storage.streams.records import Clip
 from storage.streams.repository import StreamSessions, ViewerCaps
 from tests.helpers import Client, ServerUnderTest
 
@@ -93,3 +94,19 @@ def submitter(streams: StreamSessions, session_id: str, note: str = "") -> Calla
         return made.clip.clip_id
 
     return submit
+
+
+async def stored_unannounced(server: ServerUnderTest, session_id: str, viewer_id: str, note: str) -> Clip:
+    """A click of ``viewer_id`` stored as ``clip_submit`` stores it, announced to nobody: what a
+    lost ``own_clip`` announcement leaves (the viewer's pages have not heard of it)."""
+    stored = await StreamSessions(server.services.store).submit(
+        session_id,
+        viewer_id=viewer_id,
+        submission_id=f"quiet-{uuid.uuid4().hex[:12]}",
+        note=note,
+        cooldown_ms=0,
+        max_clips=100,
+        caps=ViewerCaps(per_viewer=100, per_address=100),
+    )
+    assert stored.created and stored.clip is not None, stored
+    return stored.clip

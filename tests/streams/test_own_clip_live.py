@@ -12,8 +12,7 @@ import pytest
 
 from tests.conftest import start_server
 from tests.helpers import Client, ServerUnderTest
-from storage.streams.repository import StreamSessions, ViewerCaps
-from tests.streams.helpers import connect, http, started
+from tests.streams.helpers import connect, http, started, stored_unannounced
 
 
 @pytest.fixture
@@ -113,16 +112,7 @@ async def test_the_nodes_link_back_tells_each_following_connection_to_read_its_c
     await fab.wait_for(lambda: len(own(fab, session_id)) == 1)  # the channel is live for both
 
     # Stored as a click stores it, announced to nobody: what a lost announcement leaves.
-    missed = await StreamSessions(quick.services.store).submit(
-        session_id,
-        viewer_id="bob",
-        submission_id="lost-0001",
-        note="announced to nobody",
-        cooldown_ms=0,
-        max_clips=100,
-        caps=ViewerCaps(per_viewer=100, per_address=100, guest_address=""),
-    )
-    assert missed.created and missed.clip is not None
+    await stored_unannounced(quick, session_id, "bob", "announced to nobody")
     assert await redis.client_kill_filter(_type="pubsub") >= 1
     for client in (badge, fab, carol):
         await client.wait_for(lambda client=client: len(client.named("own_clips_resync")) == 1)

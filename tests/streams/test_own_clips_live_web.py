@@ -11,10 +11,10 @@ from typing import Any
 from playwright.async_api import Browser, Page, Route, expect
 
 from handlers.streams.answers import OwnClip, ViewerClip
-from storage.streams.repository import StreamSessions, ViewerCaps
+from storage.streams.repository import StreamSessions
 from tests.browser import Tab, new_tab
 from tests.helpers import Client, ServerUnderTest
-from tests.streams.helpers import connect, started
+from tests.streams.helpers import connect, started, stored_unannounced
 
 
 # The page's reads of "Your clips" answered so far, once more than `arg` (the resource timing
@@ -129,16 +129,7 @@ async def test_a_page_reads_its_clips_again_when_the_nodes_link_comes_back(
     page = await live(tab, f"/watch/{session_id}")
     await expect(page.locator("#mine-empty")).to_be_visible()
     # Stored as a click stores it, announced to nobody: what a lost announcement leaves.
-    missed = await StreamSessions(server.services.store).submit(
-        session_id,
-        viewer_id="bob",
-        submission_id="lost-0001",
-        note="announced to nobody",
-        cooldown_ms=0,
-        max_clips=100,
-        caps=ViewerCaps(per_viewer=100, per_address=100),
-    )
-    assert missed.created
+    await stored_unannounced(server, session_id, "bob", "announced to nobody")
     assert await redis.client_kill_filter(_type="pubsub") >= 1
     await expect(page.locator("#mine li .note")).to_have_text(["announced to nobody"])
     await expect(page.locator("#connection")).to_have_attribute("data-state", "live")  # never left
@@ -155,20 +146,15 @@ async def test_a_clip_cleared_before_its_own_clip_arrives_is_not_shown(
     await tab.use_token(server.token("bob"))
     page = await live(tab, f"/watch/{session_id}")
     await expect(page.locator("#mine-empty")).to_be_visible()
-    streams = StreamSessions(server.services.store)
-    caps = ViewerCaps(per_viewer=100, per_address=100)
-    stored = await streams.submit(
-        session_id, viewer_id="bob", submission_id="late-0001", note="cleared", cooldown_ms=0, max_clips=100, caps=caps
-    )
-    assert stored.clip is not None
+    clip = await stored_unannounced(server, session_id, "bob", "cleared")
     # The page's reads of its clips done so far (the one at its connect): the hint makes one more.
     reads = await page.wait_for_function(READS_DONE, arg=0)
     done = await reads.json_value()
     cleared = await owner.call("clip_clear_viewer", {"session_id": session_id, "user_id": "bob"})
     assert cleared["removed"] == 1, cleared
     await page.wait_for_function(READS_DONE, arg=done)  # read after the hint: the clear is known
-    late = OwnClip(session_id=session_id, clip=ViewerClip.model_validate(stored.clip.for_viewer()))
-    await streams.announce_own_clip("bob", late.model_dump_json())
+    late = OwnClip(session_id=session_id, clip=ViewerClip.model_validate(clip.for_viewer()))
+    await StreamSessions(server.services.store).announce_own_clip("bob", late.model_dump_json())
     phone = await connect(server, clients, "bob")  # announced after the late one, on the same channel
     ack = await phone.call("clip_submit", {"session_id": session_id, "note": "after the clear"})
     assert ack["ok"] is True, ack
