@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import re
+import time
 from datetime import datetime, timedelta
 from datetime import time as dt_time
 from zoneinfo import ZoneInfo
@@ -15,7 +17,7 @@ import pytest
 import pytest_asyncio
 from playwright.async_api import Browser, Page, Route, expect
 
-from tests.browser import LeaveQuestions, SocketGate, Tab, new_tab
+from tests.browser import TOKEN_KEY, LeaveQuestions, SocketGate, Tab, new_tab
 from tests.helpers import ServerUnderTest
 from tests.listening.support import TOKEN_TTL_S, FrozenClock, auth, noon_zone
 
@@ -860,6 +862,70 @@ async def test_a_pause_kept_by_a_closed_tab_survives_another_tabs_writes(
     )
     [listed] = await listed_sessions(lserver)
     assert listed["started_at"] == started_at and near(listed["ended_at"], paused_at), listed
+
+
+async def test_what_a_page_owes_stays_its_identitys_when_the_browser_signs_in_as_another(
+    browser: Browser, lserver: ServerUnderTest, clock: FrozenClock, tabs: list[Tab]
+) -> None:
+    """Alice's /player, offline, playing; the browser signed in as bob meanwhile (another tab),
+    then alice's tab was closed: what it owed was kept under bob's name, and bob's next page sent
+    alice's pause into bob's history. It stays alice's, for her next page."""
+    player, gate = await player_behind_a_gate(browser, lserver, tabs)
+    book = player.locator('li[data-item-id="demo-audiobook-1"]')
+    await click_and_wait(player, "demo-audiobook-1", "play", "started")
+    started_at = clock.now_ms()
+    clock.shift_ms += 20_000
+    await expect(book).to_have_attribute("data-reported-until", str(started_at + 20_000))
+    await gate.cut()
+    await expect(player.locator("#connection")).to_have_attribute("data-state", "offline")
+    clock.shift_ms += 60_000
+    closed_at = clock.now_ms()
+    alice = await player.evaluate(f"localStorage.getItem({json.dumps(TOKEN_KEY)})")
+    bob = json.dumps({"token": lserver.token("bob", ttl_s=TOKEN_TTL_S), "expires_at": int(time.time()) + TOKEN_TTL_S})
+    await player.evaluate("([key, record]) => localStorage.setItem(key, record)", [TOKEN_KEY, bob])
+    context = player.context
+    await player.close(run_before_unload=False)
+    bobs = await context.new_page()
+    await bobs.goto(lserver.url + "/player", wait_until="domcontentloaded")
+    await expect(bobs.locator("#connection")).to_have_attribute("data-state", "live")
+    await expect(bobs.locator("body")).to_have_attribute("data-position-reads", "0")
+    await bobs.evaluate("([key, record]) => localStorage.setItem(key, record)", [TOKEN_KEY, alice])
+    await bobs.close()
+    alices = await context.new_page()
+    await alices.goto(lserver.url + "/player", wait_until="domcontentloaded")
+    await expect(alices.locator('li[data-item-id="demo-audiobook-1"]')).to_have_attribute(
+        "data-last-action", "finalized"
+    )
+    [listed] = await listed_sessions(lserver)
+    assert listed["started_at"] == started_at and near(listed["ended_at"], closed_at), listed
+
+
+async def test_what_the_browser_kept_in_another_shape_never_stops_the_page(
+    browser: Browser, lserver: ServerUnderTest, tabs: list[Tab]
+) -> None:
+    """What the browser keeps is read as untrusted: a value of another shape (another version of
+    the page, a hand-edited store) threw while the page started, before it connected, and left
+    every button disabled."""
+    tab = await new_tab(browser, lserver)
+    tabs.append(tab)
+    await tab.use_token(lserver.token("alice", ttl_s=TOKEN_TTL_S), ttl_s=TOKEN_TTL_S)
+    good = {"item_id": "demo-audiobook-1", "status": "paused", "pressed": 1, "position_s": 3, "awake": []}
+    shapes = [
+        "not json",
+        {"user": "alice", "pauses": 5, "uploads": {"a": 1}},
+        {"user": "alice", "pauses": [None, 7, {"item_id": 3}], "uploads": [None, {"client_id": 5}]},
+        {"user": "alice", "pauses": [{**good, "awake": 9}, {**good, "awake": [[1, "x"]]}], "uploads": []},
+        {"user": "alice", "pauses": [{**good, "status": "exploded"}, {**good, "position_s": 1e308}], "uploads": []},
+    ]
+    for shape in shapes:
+        text = shape if isinstance(shape, str) else json.dumps(shape)
+        await tab.page.goto(lserver.url + "/help", wait_until="domcontentloaded")
+        for key in ("sessionhub.listening.owed:alice", "sessionhub.listening.owed"):  # this page's, an older one's
+            await tab.page.evaluate("([key, text]) => localStorage.setItem(key, text)", [key, text])
+        player = await tab.open("/player")
+        await expect(player.locator("#connection")).to_have_attribute("data-state", "live")
+        await expect(player.locator('li[data-item-id="demo-audiobook-1"] button.play')).to_be_enabled()
+        assert not tab.errors, (shape, tab.errors)
 
 
 async def test_a_session_deleted_offline_says_so_in_its_row_at_once(

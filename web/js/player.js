@@ -244,19 +244,49 @@ const gaps = new Map(); // client_id -> upload payload not answered yet
 // by the next /player page of it once connected. What the page's own clock placed (a press on the
 // server's clock by the last ack) is not kept: a new page's clock starts again.
 const KEPT_KEY = "sessionhub.listening.owed";
+// Whose history this page owes to: the identity it was opened as. Another identity taking the
+// browser meanwhile (a sign-in in another tab) gets none of it: kept under this one's name, sent
+// by a page of this identity only.
+// Read once the browser has a token (a first visit mints one as it connects).
+let pageUser = null;
+const owner = () => {
+  pageUser ??= currentUserId();
+  return pageUser;
+};
+const keptKey = () => `${KEPT_KEY}:${owner()}`;
+const mine = () => currentUserId() !== null && owner() === currentUserId();
 
 // What this page held or took back, by key: in the browser's store, an entry it does not know is
 // another tab's (open, or closed before this page loaded it), kept when this page writes.
 const handled = new Set();
 const pauseKey = (pause) => `${pause.item_id}@${pause.pressed}`;
 
+// What the browser keeps is read as untrusted text (another version of the page, a hand-edited
+// store): entries of another shape are left out, and at most this many of each.
+const KEPT_MAX = 200;
+
 function readKept() {
+  let kept = null;
   try {
-    const kept = JSON.parse(localStorage.getItem(KEPT_KEY) ?? "null");
-    return kept && kept.user === currentUserId() ? kept : null;
+    kept = JSON.parse(localStorage.getItem(keptKey()) ?? "null");
   } catch {
     return null;
   }
+  if (!kept || typeof kept !== "object" || kept.user !== owner()) return null;
+  const span = (pair) => Array.isArray(pair) && pair.length === 2 && pair.every(Number.isFinite);
+  const pauses = (Array.isArray(kept.pauses) ? kept.pauses : []).filter(
+    (pause) =>
+      pause &&
+      typeof pause.item_id === "string" &&
+      ["paused", "stopped"].includes(pause.status) &&
+      Number.isFinite(pause.pressed) &&
+      Array.isArray(pause.awake) &&
+      pause.awake.every(span),
+  );
+  const uploads = (Array.isArray(kept.uploads) ? kept.uploads : []).filter(
+    (upload) => upload && typeof upload.client_id === "string" && typeof upload.item_id === "string",
+  );
+  return { user: kept.user, pauses: pauses.slice(0, KEPT_MAX), uploads: uploads.slice(0, KEPT_MAX) };
 }
 
 function keep() {
@@ -275,8 +305,8 @@ function keep() {
   for (const upload of others?.uploads ?? []) if (!handled.has(upload.client_id)) uploads.push(upload);
   try {
     if (pauses.length || uploads.length) {
-      localStorage.setItem(KEPT_KEY, JSON.stringify({ user: currentUserId(), pauses, uploads }));
-    } else localStorage.removeItem(KEPT_KEY);
+      localStorage.setItem(keptKey(), JSON.stringify({ user: owner(), pauses, uploads }));
+    } else localStorage.removeItem(keptKey());
   } catch {
     // Storage full or refused (a private window): what is owed lives as long as the page.
   }
@@ -302,7 +332,8 @@ function takeBack() {
       heardBefore: null,
       awake,
     });
-    positions.set(item.item_id, Number.isFinite(pause.position_s) ? pause.position_s : 0);
+    const at = Number.isFinite(pause.position_s) ? pause.position_s : 0;
+    positions.set(item.item_id, Math.min(Math.max(0, at), item.duration_s));
     settle(item, pause.status); // the page's own word: not read from the server until sent
   }
   render();
@@ -442,7 +473,7 @@ function uploadUntilPress(item, heardBefore, pressedAt) {
 
 async function uploadGap(clientId) {
   const body = gaps.get(clientId);
-  if (!body || !socket?.connected || !historyId) return;
+  if (!body || !socket?.connected || !historyId || !mine()) return;
   const { onWallClock, ...upload } = body;
   // The wall clock as it sends: the server moves the times by its own less this.
   if (onWallClock) upload.sent_at = Math.max(Date.now(), upload.ended_at);
@@ -462,6 +493,7 @@ async function uploadGap(clientId) {
 /** Once the connection is back: the pauses and stops owed, then the item playing now, then the
  * spans played offline that wait for an answer. */
 function reportOwed() {
+  if (!mine()) return; // another identity now: what this page owes waits for a page of its own
   for (const { item, status, press, heardBefore, awake } of [...owed.values()]) {
     owed.delete(item.item_id);
     if (Date.now() - press.wall < OWED_FOR_MS) send(item, status, press, heardBefore, null, awake);
@@ -628,7 +660,11 @@ function build() {
 
 async function main() {
   build();
-  takeBack();
+  try {
+    takeBack();
+  } catch {
+    // What the browser kept could not be read: the page works without it.
+  }
   for (const el of ui.items.querySelectorAll("button")) el.disabled = true;
   socket = connect({ onState: (state) => showConnection(ui.connection, state) });
   socket.on("connect", async () => {
