@@ -15,7 +15,7 @@ from typing import Any
 import aiohttp
 import pytest
 import pytest_asyncio
-from playwright.async_api import Browser, Page, Route, expect
+from playwright.async_api import Browser, BrowserContext, Page, Route, expect
 
 from tests.browser import TOKEN_KEY, LeaveQuestions, SocketGate, Tab, new_tab
 from tests.helpers import ServerUnderTest
@@ -513,16 +513,20 @@ async def test_a_machine_asleep_is_not_uploaded_as_listening(
     assert await row.get_attribute("data-offline-upload") is None
 
 
+@pytest.mark.parametrize("heartbeat_first", [True, False], ids=["after a heartbeat", "as it wakes"])
 async def test_a_pause_pressed_offline_after_a_night_asleep_ends_before_the_night(
-    browser: Browser, lserver: ServerUnderTest, clock: FrozenClock, tabs: list[Tab]
+    browser: Browser, lserver: ServerUnderTest, clock: FrozenClock, tabs: list[Tab], heartbeat_first: bool
 ) -> None:
     """Playing, offline, the laptop slept two hours; on waking (still offline) the person pressed
     Pause: sent once back, it said the press was a minute ago, and the session the sweep had
-    ended at its last report was stretched over the whole night (audit "hostile3", 3)."""
+    ended at its last report was stretched over the whole night (audit "hostile3", 3). Pressed
+    before the page's first heartbeat after the sleep, the pause knew of no stop and did the same
+    (audit "session37", 2)."""
     player, gate = await player_behind_a_gate(browser, lserver, tabs, page_clock=True)
     row = player.locator('li[data-item-id="demo-audiobook-1"]')
     started_at = await asleep_offline(player, gate, lserver, clock)
-    await player.clock.run_for(HEARTBEAT_MS)  # awake, still offline: a heartbeat finds the stop
+    if heartbeat_first:
+        await player.clock.run_for(HEARTBEAT_MS)  # awake, still offline: a heartbeat finds the stop
     await row.locator("button.pause").click()
     await expect(player.locator("#player-notice")).to_contain_text("The pause is sent once the connection is back.")
     gate.release()
@@ -672,24 +676,6 @@ async def test_a_stop_after_a_pause_owed_keeps_the_pause(
     kept_apart(before, upload, started_at, woke_at, 3 * 60_000)
 
 
-async def test_a_pause_pressed_as_the_machine_wakes_leaves_the_night_out(
-    browser: Browser, lserver: ServerUnderTest, clock: FrozenClock, tabs: list[Tab]
-) -> None:
-    """Pressed before the page's first heartbeat after the sleep, the pause knew of no stop: sent
-    late with its own press, it stretched the swept session over the night (audit "session37", 2)."""
-    player, gate = await player_behind_a_gate(browser, lserver, tabs, page_clock=True)
-    row = player.locator('li[data-item-id="demo-audiobook-1"]')
-    started_at = await asleep_offline(player, gate, lserver, clock)  # no timer ran since
-    await row.locator("button.pause").click()
-    gate.release()
-    await expect(player.locator("#connection")).to_have_attribute("data-state", "live")
-    await expect(row).to_have_attribute("data-last-action", re.compile("finalized|none"))
-    listed = await listed_sessions(lserver)
-    assert [(s["source"], s["started_at"], s["ended_at"]) for s in listed] == [
-        ("live", started_at, started_at + 20_000)
-    ], listed
-
-
 async def test_play_again_offline_after_a_pause_keeps_both_plays(
     browser: Browser, lserver: ServerUnderTest, clock: FrozenClock, tabs: list[Tab]
 ) -> None:
@@ -775,6 +761,26 @@ async def test_a_tab_that_yields_after_waking_offline_keeps_what_it_played(
     kept_apart(before, upload, started_at, woke_at, 3 * 60_000)
 
 
+async def heard_then_offline(player: Page, gate: SocketGate, clock: FrozenClock, item_id: str) -> int:
+    """``item_id`` played and heard 20 s (a heartbeat wrote), then the connection cut: the play's
+    start on the server's clock."""
+    await click_and_wait(player, item_id, "play", "started")
+    started_at = clock.now_ms()
+    clock.shift_ms += 20_000
+    row = player.locator(f'li[data-item-id="{item_id}"]')
+    await expect(row).to_have_attribute("data-reported-until", str(started_at + 20_000))
+    await gate.cut()
+    await expect(player.locator("#connection")).to_have_attribute("data-state", "offline")
+    return started_at
+
+
+async def sent_by_a_new_page(context: BrowserContext, lserver: ServerUnderTest, item_id: str) -> None:
+    """A new /player page of the browser, which sends the pause of ``item_id`` kept there."""
+    page = await context.new_page()
+    await page.goto(lserver.url + "/player", wait_until="domcontentloaded")
+    await expect(page.locator(f'li[data-item-id="{item_id}"]')).to_have_attribute("data-last-action", "finalized")
+
+
 async def test_a_pause_owed_outlives_a_reload_and_a_closed_tab(
     browser: Browser, lserver: ServerUnderTest, clock: FrozenClock, tabs: list[Tab]
 ) -> None:
@@ -783,12 +789,7 @@ async def test_a_pause_owed_outlives_a_reload_and_a_closed_tab(
     book's place went back there. Kept in the browser, the next page sends it once connected."""
     player, gate = await player_behind_a_gate(browser, lserver, tabs)
     book = player.locator('li[data-item-id="demo-audiobook-1"]')
-    await click_and_wait(player, "demo-audiobook-1", "play", "started")
-    started_at = clock.now_ms()
-    clock.shift_ms += 20_000
-    await expect(book).to_have_attribute("data-reported-until", str(started_at + 20_000))  # a heartbeat wrote
-    await gate.cut()
-    await expect(player.locator("#connection")).to_have_attribute("data-state", "offline")
+    started_at = await heard_then_offline(player, gate, clock, "demo-audiobook-1")
     clock.shift_ms += 100_000  # played on offline
     await book.locator("button.pause").click()
     await expect(player.locator("#player-notice")).to_contain_text("The pause is sent once the connection is back.")
@@ -806,13 +807,7 @@ async def test_a_pause_owed_outlives_a_reload_and_a_closed_tab(
     assert not listed["open"] and int(listed["end_position_s"]) == int(minutes) * 60 + int(seconds) > 0, (where, listed)
 
     # Playing the podcast offline, the tab is closed: a new tab of the browser ends it at the close.
-    await click_and_wait(player, "demo-podcast-7", "play", "started")
-    podcast_at = clock.now_ms()
-    clock.shift_ms += 20_000
-    podcast_row = player.locator('li[data-item-id="demo-podcast-7"]')
-    await expect(podcast_row).to_have_attribute("data-reported-until", str(podcast_at + 20_000))
-    await gate.cut()
-    await expect(player.locator("#connection")).to_have_attribute("data-state", "offline")
+    podcast_at = await heard_then_offline(player, gate, clock, "demo-podcast-7")
     clock.shift_ms += 90_000
     closed_at = clock.now_ms()
     other = await player.context.new_page()
@@ -840,12 +835,7 @@ async def test_a_pause_kept_by_a_closed_tab_survives_another_tabs_writes(
     await second.goto(lserver.url + "/player", wait_until="domcontentloaded")
     await expect(second.locator("#connection")).to_have_attribute("data-state", "live")
     book = player.locator('li[data-item-id="demo-audiobook-1"]')
-    await click_and_wait(player, "demo-audiobook-1", "play", "started")
-    started_at = clock.now_ms()
-    clock.shift_ms += 20_000
-    await expect(book).to_have_attribute("data-reported-until", str(started_at + 20_000))
-    await gate.cut()
-    await expect(player.locator("#connection")).to_have_attribute("data-state", "offline")
+    started_at = await heard_then_offline(player, gate, clock, "demo-audiobook-1")
     clock.shift_ms += 60_000
     paused_at = clock.now_ms()
     await book.locator("button.pause").click()
@@ -855,11 +845,7 @@ async def test_a_pause_kept_by_a_closed_tab_survives_another_tabs_writes(
     await expect(second.locator("#connection")).to_have_attribute("data-state", "offline")
     second_gate.release()
     await expect(second.locator("#connection")).to_have_attribute("data-state", "live")
-    third = await second.context.new_page()
-    await third.goto(lserver.url + "/player", wait_until="domcontentloaded")
-    await expect(third.locator('li[data-item-id="demo-audiobook-1"]')).to_have_attribute(
-        "data-last-action", "finalized"
-    )
+    await sent_by_a_new_page(second.context, lserver, "demo-audiobook-1")
     [listed] = await listed_sessions(lserver)
     assert listed["started_at"] == started_at and near(listed["ended_at"], paused_at), listed
 
@@ -871,13 +857,7 @@ async def test_what_a_page_owes_stays_its_identitys_when_the_browser_signs_in_as
     then alice's tab was closed: what it owed was kept under bob's name, and bob's next page sent
     alice's pause into bob's history. It stays alice's, for her next page."""
     player, gate = await player_behind_a_gate(browser, lserver, tabs)
-    book = player.locator('li[data-item-id="demo-audiobook-1"]')
-    await click_and_wait(player, "demo-audiobook-1", "play", "started")
-    started_at = clock.now_ms()
-    clock.shift_ms += 20_000
-    await expect(book).to_have_attribute("data-reported-until", str(started_at + 20_000))
-    await gate.cut()
-    await expect(player.locator("#connection")).to_have_attribute("data-state", "offline")
+    started_at = await heard_then_offline(player, gate, clock, "demo-audiobook-1")
     clock.shift_ms += 60_000
     closed_at = clock.now_ms()
     alice = await player.evaluate(f"localStorage.getItem({json.dumps(TOKEN_KEY)})")
@@ -891,11 +871,7 @@ async def test_what_a_page_owes_stays_its_identitys_when_the_browser_signs_in_as
     await expect(bobs.locator("body")).to_have_attribute("data-position-reads", "0")
     await bobs.evaluate("([key, record]) => localStorage.setItem(key, record)", [TOKEN_KEY, alice])
     await bobs.close()
-    alices = await context.new_page()
-    await alices.goto(lserver.url + "/player", wait_until="domcontentloaded")
-    await expect(alices.locator('li[data-item-id="demo-audiobook-1"]')).to_have_attribute(
-        "data-last-action", "finalized"
-    )
+    await sent_by_a_new_page(context, lserver, "demo-audiobook-1")
     [listed] = await listed_sessions(lserver)
     assert listed["started_at"] == started_at and near(listed["ended_at"], closed_at), listed
 
