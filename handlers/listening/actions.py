@@ -73,6 +73,7 @@ async def report(
         position_s=body.position_s,
         meta=meta,
         ago_ms=body.ago_ms,
+        pause_id=body.pause_id or "",
     )
 
     async def write(may_add: bool) -> Outcome:

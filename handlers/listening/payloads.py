@@ -47,9 +47,10 @@ class ItemMeta(Payload):
 
 
 def _ago_only_when_stopping(schema: dict[str, Any]) -> None:
-    """Say in the published schema what ``model_post_init`` refuses: ``ago_ms`` with ``playing``."""
+    """Say in the published schema what ``model_post_init`` refuses: ``ago_ms`` or ``pause_id``
+    with ``playing``."""
     schema["if"] = {"properties": {"status": {"const": "playing"}}, "required": ["status"]}
-    schema["then"] = {"properties": {"ago_ms": {"const": 0}}}
+    schema["then"] = {"properties": {"ago_ms": {"const": 0}, "pause_id": {"const": None}}}
 
 
 class ReportBody(Payload):
@@ -69,10 +70,17 @@ class ReportBody(Payload):
         description="a pause or stop sent late (pressed offline): how many ms before this report it was "
         "pressed, on the player's own clock; the session ends then. Only with paused or stopped",
     )
+    pause_id: ClientId | None = Field(
+        default=None,
+        description="the press's own id, chosen by the player (the same for every send of one press): a "
+        "pause or stop sent again after it was applied changes nothing. Only with paused or stopped",
+    )
 
     def model_post_init(self, context: object) -> None:
         if self.ago_ms and self.status == "playing":
             raise ValueError("ago_ms is for a pause or stop, not playing")
+        if self.pause_id is not None and self.status == "playing":
+            raise ValueError("pause_id is for a pause or stop, not playing")
 
 
 class ReportEvent(ReportBody):

@@ -99,6 +99,9 @@ class Report:
     # A pause or stop pressed this long before it was sent (offline, sent once back): the
     # session ends then, not when the report arrived.
     ago_ms: int = 0
+    # A pause or stop's own id (the player's, the same for every send of one press; '' for none):
+    # sent again after it was applied, it changes nothing.
+    pause_id: str = ""
 
 
 @dataclass(frozen=True, slots=True)

@@ -184,6 +184,7 @@ class ListeningHistories:
                 rules.max_items,
                 rules.max_sessions if may_add else 0,
                 report.ago_ms,
+                report.pause_id,
             ],
         )
         outcome = _outcome(result)

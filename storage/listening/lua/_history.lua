@@ -17,11 +17,12 @@
 --   ARGV[8]   event type of a removal
 -- Every listening script takes these after core/_event.lua's KEYS[1..2], ARGV[1..5]; its own
 -- arguments start at ARGV[9].
--- A record (JSON in `records`) holds the session as clients see it plus two fields for the
+-- A record (JSON in `records`) holds the session as clients see it plus fields for the
 -- scripts alone, never sent out: `resume`, while a resumed session is open, what it was before
 -- the resume ({at_ms, ended_at, written_at, end_position_s}: a resume that ends under the
 -- minimum is undone); `resumable = false` on a session the silence sweep ended; `heard_late`
--- once a pause pressed before that sweep, heard after it, extended the session (report.lua).
+-- once a pause pressed before that sweep, heard after it, extended the session; `paused_by`, the
+-- ids of the last pauses that ended or extended it (report.lua).
 local history_key = KEYS[3]
 local records_key = KEYS[4]
 local by_start_key = KEYS[5]
@@ -123,7 +124,7 @@ end
 local function shown(rec)
   local copy = {}
   for name, value in pairs(rec) do
-    if name ~= 'resume' and name ~= 'resumable' and name ~= 'heard_late' then
+    if name ~= 'resume' and name ~= 'resumable' and name ~= 'heard_late' and name ~= 'paused_by' then
       copy[name] = value
     end
   end

@@ -18,6 +18,7 @@
 --   ARGV[20]  most sessions per history
 --   ARGV[21]  for a pause or stop: how long before this report, in ms, it was pressed (a report
 --             sent again once the connection came back), else 0
+--   ARGV[22]  for a pause or stop: its own id, the same for every send of one press, or ''
 -- Returns {offset, action, record JSON or '', the item's stored metadata JSON or ''} where
 -- action is 'started', 'resumed', 'extended', 'throttled', 'finalized', 'deleted' or 'none'
 -- (offset 0: nothing changed), or {false, code}. The metadata rides along so that the ack of a
@@ -35,6 +36,7 @@ local max_devices = tonumber(ARGV[18])
 local max_items = tonumber(ARGV[19])
 local max_sessions = tonumber(ARGV[20])
 local ago_ms = tonumber(ARGV[21])
+local pause_id = ARGV[22]
 
 local function answer(offset, action, rec_json)
   return {offset, action, rec_json, rec_json ~= '' and redis.call('HGET', meta_key, item) or ''}
@@ -59,10 +61,53 @@ end
 -- A pause or stop pressed `ago_ms` before it arrived (offline, or its answer lost) ends the
 -- session when it was pressed, not when it arrived: the time between was not listened to. Never
 -- before the session's last write (what the player reported then was heard), nor after now.
+-- A pause's id is kept on the session it ended or extended (the last few: a session resumed and
+-- paused again), so that the same press sent again (its answer lost, or kept by two tabs of the
+-- player and sent by both) changes nothing: arriving after the person played the item again, it
+-- would end that new play at its last report. Answered as the first send was (`finalized`), or
+-- `none` when the session was resumed since (the pause no longer stands).
+local PAUSE_IDS_KEPT = 8
+
+local function paused_by(rec)
+  if not rec or rec.item_id ~= item or type(rec.paused_by) ~= 'table' then
+    return false
+  end
+  for _, id in ipairs(rec.paused_by) do
+    if id == pause_id then
+      return true
+    end
+  end
+  return false
+end
+
+local function note_pause(rec)
+  if pause_id == '' then
+    return
+  end
+  local ids = type(rec.paused_by) == 'table' and rec.paused_by or {}
+  table.insert(ids, pause_id)
+  while #ids > PAUSE_IDS_KEPT do
+    table.remove(ids, 1)
+  end
+  rec.paused_by = ids
+end
+
 if status ~= 'playing' then
   local pressed_ms = now_ms - ago_ms
+  if pause_id ~= '' then
+    local last_rec = load(redis.call('HGET', last_key, device))
+    for _, rec in ipairs({current or false, last_rec or false}) do
+      if rec and paused_by(rec) then
+        if rec.open then
+          return answer(0, 'none', '')
+        end
+        return answer(0, 'finalized', cjson.encode(rec))
+      end
+    end
+  end
   if current and current.item_id == item then
     keep_meta()
+    note_pause(current)
     local at_ms = math.max(pressed_ms, current.ended_at)
     local action, offset = finalize(current, at_ms, position, status, min_ms)
     return answer(offset, action, action == 'finalized' and cjson.encode(current) or '')
@@ -88,6 +133,7 @@ if status ~= 'playing' then
     if until_ms > last.ended_at then
       keep_meta()
       last.heard_late = true
+      note_pause(last)
       stretch(last, until_ms, position)
       return answer(session_changed('finalized', status, last), 'finalized', cjson.encode(last))
     end
