@@ -850,6 +850,37 @@ async def test_a_pause_kept_by_a_closed_tab_survives_another_tabs_writes(
     assert listed["started_at"] == started_at and near(listed["ended_at"], paused_at), listed
 
 
+async def test_a_pause_kept_and_sent_by_two_tabs_ends_one_play_not_the_next(
+    browser: Browser, lserver: ServerUnderTest, clock: FrozenClock, tabs: list[Tab]
+) -> None:
+    """A tab closed after a pause pressed offline keeps the pause; two /player tabs opened since
+    both send it. The second, arriving after the person played the book again in the first, ended
+    that play at its last report. The pause's id (the same from every tab) makes it one press."""
+    player, gate = await player_behind_a_gate(browser, lserver, tabs)
+    await heard_then_offline(player, gate, clock, "demo-audiobook-1")
+    clock.shift_ms += 30_000
+    await player.locator('li[data-item-id="demo-audiobook-1"] button.pause').click()
+    await expect(player.locator("#player-notice")).to_contain_text("The pause is sent once the connection is back.")
+    context = player.context
+    await player.close(run_before_unload=False)
+    late_gate = SocketGate()
+    late_gate.holding = True  # a tab that loads what is kept, then stays offline a while
+    late = await context.new_page()
+    await late_gate.install(late)
+    await late.goto(lserver.url + "/player", wait_until="domcontentloaded")
+    await expect(late.locator('li[data-item-id="demo-audiobook-1"] .position')).not_to_have_text("0:00")
+    await sent_by_a_new_page(context, lserver, "demo-audiobook-1")
+    [first] = await listed_sessions(lserver)
+    assert not first["open"], first
+    now = context.pages[-1]
+    clock.shift_ms += 20_000
+    await click_and_wait(now, "demo-audiobook-1", "play", "resumed")  # the paused book goes on
+    late_gate.release()
+    await expect(late.locator('li[data-item-id="demo-audiobook-1"]')).to_have_attribute("data-last-action", "none")
+    [playing] = await listed_sessions(lserver)
+    assert playing["id"] == first["id"] and playing["open"], playing
+
+
 async def test_what_a_page_owes_stays_its_identitys_when_the_browser_signs_in_as_another(
     browser: Browser, lserver: ServerUnderTest, clock: FrozenClock, tabs: list[Tab]
 ) -> None:

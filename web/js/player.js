@@ -71,7 +71,12 @@ function position(item) {
 }
 
 /** `agoMs`: a pause or stop sent late, pressed that long ago; the server ends the session then. */
-async function report(item, status, agoMs = null) {
+// A pause or stop's own id, the same for every send of one press (its answer lost, or kept in the
+// browser and sent by two tabs): the server applies it once. A second send arriving after the
+// person played the item again ended that new play at its last report.
+const pauseId = (press) => `${deviceId()}.${Math.round(press.wall)}`;
+
+async function report(item, status, agoMs = null, press = null) {
   if (!socket?.connected) throw new Error("You are offline.");
   if (!historyId) throw new Error("Your history is not open yet.");
   const payload = {
@@ -83,6 +88,7 @@ async function report(item, status, agoMs = null) {
     item: { title: item.title, artist: item.artist, album: item.album, duration_s: item.duration_s },
   };
   if (agoMs !== null) payload.ago_ms = Math.min(OWED_FOR_MS, Math.max(0, Math.round(agoMs)));
+  if (status !== "playing") payload.pause_id = pauseId(press ?? { wall: Date.now() });
   return call(socket, "listening_report", payload);
 }
 
@@ -592,7 +598,7 @@ async function send(item, status, owedPress = null, heardBefore = null, stoppedA
   const sentWall = Date.now();
   if (ends) unanswered.set(item.item_id, (unanswered.get(item.item_id) ?? 0) + 1);
   try {
-    const ack = await report(item, status, late && Date.now() - late.wall);
+    const ack = await report(item, status, late && Date.now() - late.wall, press);
     notice("");
     const row = rows.get(item.item_id).row;
     row.dataset.lastAction = ack.action;
