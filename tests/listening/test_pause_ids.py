@@ -68,6 +68,9 @@ async def test_a_pause_whose_answer_was_lost_is_answered_the_same_and_a_resume_k
     [row] = await sessions(lserver)
     assert "paused_by" not in row and not row["open"]
     assert (await alice.report("book-1", "stopped", ago_ms=1, pause_id="web-a.2"))["listening"] == stopped["listening"]
+    # The first pause, resumed past and followed by another, no longer stands (audit contract3).
+    again = await alice.report("book-1", "paused", ago_ms=50_000, pause_id="web-a.1")
+    assert (again["action"], again["changed"]) == ("none", False), again
 
 
 async def test_a_pause_id_is_a_pauses_own_and_checked_at_the_edge(

@@ -64,8 +64,8 @@ end
 -- A pause's id is kept on the session it ended or extended (the last few: a session resumed and
 -- paused again), so that the same press sent again (its answer lost, or kept by two tabs of the
 -- player and sent by both) changes nothing: arriving after the person played the item again, it
--- would end that new play at its last report. Answered as the first send was (`finalized`), or
--- `none` when the session was resumed since (the pause no longer stands).
+-- would end that new play at its last report. Answered as the first send was (`finalized`) while
+-- it is the last pause the session heard, else `none` (resumed since: the pause no longer stands).
 local PAUSE_IDS_KEPT = 8
 
 local function paused_by(rec)
@@ -98,7 +98,8 @@ if status ~= 'playing' then
     local last_rec = load(redis.call('HGET', last_key, device))
     for _, rec in ipairs({current or false, last_rec or false}) do
       if rec and paused_by(rec) then
-        if rec.open then
+        -- Only the last pause the session heard still stands: one before it was resumed since.
+        if rec.open or rec.paused_by[#rec.paused_by] ~= pause_id then
           return answer(0, 'none', '')
         end
         return answer(0, 'finalized', cjson.encode(rec))
