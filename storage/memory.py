@@ -9,6 +9,8 @@ from typing import Any
 from redis.asyncio import Redis
 from redis.asyncio.cluster import RedisCluster
 
+from storage.cluster_map import fresh_map
+
 # The longest a read of the memory figures may take. A cluster client waits for a primary that
 # hangs (stopped, partitioned, failing over) up to its socket timeout, then tries again: a read
 # of every primary with one stopped took 55 s before it failed, and a connection whose peer is
@@ -49,12 +51,19 @@ async def primaries_info(redis: Redis, section: str, field: str, bound_s: float)
     """``INFO section`` of each primary; ``field``, always in a node's answer, tells one node's
     answer from a cluster client's answer of every node (a dict of them)."""
     if isinstance(redis, RedisCluster):
-        info = await asyncio.wait_for(redis.info(section, target_nodes=RedisCluster.PRIMARIES), bound_s)
+        info = await asyncio.wait_for(_every_primary(redis, section), bound_s)
     else:
         info = await asyncio.wait_for(redis.info(section), bound_s)
     if field in info:  # one node's answer
         return [info]
     return [part for part in info.values() if isinstance(part, dict)]
+
+
+async def _every_primary(redis: RedisCluster, section: str) -> Any:
+    # The primaries as the cluster has them now: a node that wrote nothing to a slot moved to a
+    # new primary, or since a node left, knew the old ones (storage/cluster_map.py).
+    await fresh_map(redis)
+    return await redis.info(section, target_nodes=RedisCluster.PRIMARIES)
 
 
 def without_replica(primaries: list[dict[str, Any]]) -> int:

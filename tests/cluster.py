@@ -248,6 +248,37 @@ class RedisCluster:
         for port in self.live_ports():
             wait_until(lambda port=port: self.owner_seen_by(port, slot) == to_port, what="the slot's new owner")
 
+    def add_master(self) -> int:
+        """Start one more node and join it as a master of no slots (``redis-cli --cluster
+        add-node``); its port. No replica: a test gives it slots with :meth:`move_slot`."""
+        port = self.ports[0]
+        while port in self.ports:
+            [port] = cluster_ports(1)
+        self.ports.append(port)
+        self.master_ports.append(port)
+        self._spawn(port)
+        wait_until(lambda: self._answers(port), what="the new node")
+        # A master whose last slot moves away stays one (else it turns into the new owner's
+        # replica, as Redis 7 does by default): an operator's node, drained to be removed.
+        self.client(port).config_set("cluster-allow-replica-migration", "no")
+        self.client(port).execute_command("CLUSTER", "MEET", "127.0.0.1", str(self.master_ports[0]))
+        node_id = self.node_id(port)
+        for other in self.live_ports():
+            wait_until(
+                lambda o=other: node_id in str(self.client(o).execute_command("CLUSTER", "NODES")), what="the meet"
+            )
+        wait_until(lambda: self.client(port).cluster("info")["cluster_state"] == "ok", what="the new node's map")
+        return port
+
+    def remove_node(self, port: int) -> None:
+        """``redis-cli --cluster del-node`` of a node that serves no slot: every other node forgets
+        it and it is reset, still running (as del-node leaves it)."""
+        node_id = self.node_id(port)
+        for other in self.live_ports():
+            if other != port:
+                self.client(other).execute_command("CLUSTER", "FORGET", node_id)
+        self.client(port).execute_command("CLUSTER", "RESET", "SOFT")
+
     def owner_seen_by(self, port: int, slot: int) -> int | None:
         for start, end, master, *_ in self.client(port).execute_command("CLUSTER", "SLOTS"):
             if int(start) <= slot <= int(end):

@@ -13,6 +13,7 @@ from typing import Any
 from redis.asyncio import Redis
 
 from storage.clock import Clock
+from storage.cluster_map import fresh_map
 from storage.keys import Keys
 from storage.scripts import plain_script
 from storage.sessions import SessionDirectory, admin_remove_keys, admin_set_keys
@@ -96,6 +97,7 @@ class AdminRecalc:
         admin: Any = await self._redis.hkeys(k.admin_kind_of())
         recorded = set()
         head, tail = k.session("\0").split("\0")
+        await fresh_map(self._redis, max_age_s=0)  # every master as the cluster has them now
         async for key in self._redis.scan_iter(match=k.session("*"), count=SCAN_COUNT):
             if key.startswith(head) and key.endswith(tail):
                 recorded.add(key[len(head) : -len(tail)])

@@ -1,0 +1,78 @@
+"""Reads that ask every primary (or every node) of a Redis Cluster read the slot map first.
+
+redis-py's cluster client reads its slot map -- which node serves which slots, and so which nodes
+are the primaries -- when it starts, and again only when one of its own commands meets a redirect
+(``MOVED``, ``ASK``) or a lost connection. A node that sent nothing to a slot that moved kept the
+old map: after a primary was added and given slots, its ``/readyz`` and ``/admin/alerts`` did not
+count that primary (without a replica, every change of its slots was answered ``unavailable`` under
+``SESSIONHUB_DURABILITY=replica`` while the node said it was ready) and an operator's recalculation
+did not scan it (its sessions were not put back, and nothing said so); after a node was removed
+from the cluster (``redis-cli --cluster del-node`` resets it and it runs on), healthy nodes counted
+it as a primary without a replica and answered ``503`` until some command of theirs met a
+redirect (audit "cluster2").
+
+So such a read asks for the map again first when this process last read it more than
+:data:`FRESH_S` ago: one ``CLUSTER SLOTS`` through redis-py's ``NodesManager.initialize`` (its
+public ``nodes_manager``, as ``server/channels.py`` and ``storage/events.py`` call it), shared by
+every read that waits meanwhile. A reading that fails leaves the map as it was: the read that
+follows goes on with it and answers, or fails, on its own.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import math
+import time
+import weakref
+
+from redis.asyncio.cluster import RedisCluster
+from redis.exceptions import RedisClusterException, RedisError
+
+log = logging.getLogger(__name__)
+
+# How old a map may be for a read of every primary: /readyz is probed every few seconds by a load
+# balancer, and one CLUSTER SLOTS per node every 2 s is nothing beside it.
+FRESH_S = 2.0
+# A reading's bound: a seed node that hangs is asked with the client's own timeouts, one by one.
+READ_TIMEOUT_S = 5.0
+
+
+class _Reading:
+    """When the map was last read (monotonic s) by this module, and the reading under way."""
+
+    __slots__ = ("at", "task")
+
+    def __init__(self) -> None:
+        self.at = -math.inf
+        self.task: asyncio.Task[None] | None = None
+
+
+_readings: weakref.WeakKeyDictionary[RedisCluster, _Reading] = weakref.WeakKeyDictionary()
+
+
+async def fresh_map(redis: object, max_age_s: float = FRESH_S) -> None:
+    """Read ``redis``'s slot map again unless this process read it within ``max_age_s`` (0: unless
+    a reading is under way now); nothing for a client of one Redis. A caller cancelled meanwhile
+    leaves the reading to finish for the others."""
+    if not isinstance(redis, RedisCluster):
+        return
+    reading = _readings.get(redis)
+    if reading is None:
+        reading = _readings[redis] = _Reading()
+    if reading.task is None:
+        if time.monotonic() - reading.at < max_age_s:
+            return
+        reading.task = asyncio.ensure_future(_read(redis, reading))
+    await asyncio.shield(reading.task)
+
+
+async def _read(redis: RedisCluster, reading: _Reading) -> None:
+    try:
+        async with asyncio.timeout(READ_TIMEOUT_S):
+            await redis.nodes_manager.initialize()
+    except (RedisError, RedisClusterException, OSError, TimeoutError) as exc:
+        log.debug("the cluster's slot map could not be read again (%s): the one known stays", exc)
+    finally:
+        reading.at = time.monotonic()
+        reading.task = None
