@@ -193,3 +193,27 @@ async def test_aof_durability_is_refused_at_start_by_a_redis_without_waitaof(
         assert refused.value.code is ErrorCode.UNAVAILABLE and "7.2" in refused.value.message
     finally:
         await srv.stop()
+
+
+async def test_a_pattern_save_applied_but_not_confirmed_is_the_documented_503(
+    redis_process: RedisProcess, tmp_path: Path
+) -> None:
+    """The pattern API answered a change applied but not confirmed durable with
+    ``503 {"error": <the log's words>}`` and no ``Retry-After`` (audit cluster2): not its table."""
+    from tests.patterns.test_http import create, fetch
+
+    maker = await start_server(redis_process.url, tmp_path / "maker")
+    async with aiohttp.ClientSession(base_url=maker.url) as http:
+        session_id = await create(http)
+    await maker.stop()
+    srv = await start_server(redis_process.url, tmp_path / "node", durability="replica", durability_timeout_ms=100)
+    try:
+        async with aiohttp.ClientSession(base_url=srv.url) as http:
+            async with http.patch(f"/api/sessions/{session_id}", json={"name": "Late"}) as response:
+                assert (response.status, response.headers.get("Retry-After")) == (503, "1")
+                body = await response.json()
+            assert body["error"] == "Service unavailable" and "not confirmed" in body["message"], body
+            status, doc, _ = await fetch(http, session_id)
+        assert status == 200 and doc["name"] == "Late", doc  # applied
+    finally:
+        await srv.stop()

@@ -78,6 +78,12 @@ def answering(handler: Route, metrics: Metrics | None = None) -> Route:
         except ValidationError as exc:
             return validation_failed(exc).response()
         except CodedError as exc:
+            if exc.code is ErrorCode.UNAVAILABLE:
+                # A change applied but not confirmed durable in time (SESSIONHUB_DURABILITY):
+                # the documented 503 with its Retry-After, and what happened in `message`.
+                headers = {"Retry-After": str(UNAVAILABLE_RETRY_AFTER_S)}
+                unconfirmed = {"error": "Service unavailable", "message": exc.message}
+                return web.json_response(unconfirmed, status=503, headers=headers)
             status, body = _CODED.get(exc.code, (exc.code.http_status, {"error": exc.message}))
             return web.json_response(body, status=status)
         except Exception as exc:
