@@ -11,11 +11,14 @@ from the cluster (``redis-cli --cluster del-node`` resets it and it runs on), he
 it as a primary without a replica and answered ``503`` until some command of theirs met a
 redirect (audit "cluster2").
 
-So such a read asks for the map again first when this process last read it more than
-:data:`FRESH_S` ago: one ``CLUSTER SLOTS`` through redis-py's ``NodesManager.initialize`` (its
-public ``nodes_manager``, as ``server/channels.py`` and ``storage/events.py`` call it), shared by
-every read that waits meanwhile. A reading that fails leaves the map as it was: the read that
-follows goes on with it and answers, or fails, on its own.
+So such a read first asks one node for the map (``CLUSTER SLOTS``) when this process last did more
+than :data:`FRESH_S` ago, shared by every read that waits meanwhile, and only when that names
+other primaries than the client knows (or the node does not answer) reads the map anew through
+redis-py's ``NodesManager.initialize`` (its public ``nodes_manager``, as ``server/channels.py``
+and ``storage/events.py`` call it): redis-py 8.1 marks every connection of every node for a
+reconnect at each such reading, which every 2 s would cost every command path a reconnect. A
+reading that fails leaves the map as it was: the read that follows goes on with it and answers,
+or fails, on its own.
 """
 
 from __future__ import annotations
@@ -25,6 +28,7 @@ import logging
 import math
 import time
 import weakref
+from typing import Any
 
 from redis.asyncio.cluster import RedisCluster
 from redis.exceptions import RedisClusterException, RedisError
@@ -70,9 +74,31 @@ async def fresh_map(redis: object, max_age_s: float = FRESH_S) -> None:
 async def _read(redis: RedisCluster, reading: _Reading) -> None:
     try:
         async with asyncio.timeout(READ_TIMEOUT_S):
-            await redis.nodes_manager.initialize()
+            if not await _same_primaries(redis):
+                await redis.nodes_manager.initialize()
     except (RedisError, RedisClusterException, OSError, TimeoutError) as exc:
         log.debug("the cluster's slot map could not be read again (%s): the one known stays", exc)
     finally:
         reading.at = time.monotonic()
         reading.task = None
+
+
+async def _same_primaries(redis: RedisCluster) -> bool:
+    """Whether one node's ``CLUSTER SLOTS`` names the primaries ``redis`` knows (False when it does
+    not answer: the reading of the whole map then asks the others). Names as redis-py makes them
+    (``host:port``, remapped), from the reply's shape that ``NodesManager.initialize`` reads."""
+    node = redis.get_default_node()
+    try:
+        sections: Any = await node.execute_command("CLUSTER SLOTS")
+    except (RedisError, OSError):
+        return False
+    named = set()
+    for section in sections:
+        host, port = _text(section[2][0]) or node.host, int(section[2][1])
+        host, port = redis.nodes_manager.remap_host_port(host, port)
+        named.add(f"{host}:{port}")
+    return named == {primary.name for primary in redis.get_primaries()}
+
+
+def _text(value: Any) -> str:
+    return value.decode() if isinstance(value, bytes) else str(value)

@@ -14,7 +14,10 @@ from pathlib import Path
 from typing import Any
 
 import aiohttp
+import pytest
+from redis.asyncio.cluster import NodesManager
 
+from storage.cluster_map import fresh_map
 from tests.cluster import RedisCluster
 from tests.conftest import start_server
 from tests.test_cluster import readiness, recalculated_without
@@ -37,11 +40,25 @@ async def verdict(url: str, status: int) -> dict[str, Any]:
 
 
 async def test_a_primary_added_or_removed_is_seen_by_a_node_that_wrote_nothing_to_it(
-    cluster: RedisCluster, tmp_path: Path
+    cluster: RedisCluster, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     server = await start_server(cluster.url, tmp_path / "node", redis_cluster=True, durability="replica")
     try:
         await verdict(server.url, 200)
+        # The whole map is read again only when it changed: redis-py then reconnects every
+        # connection of every node, which every 2 s would cost each command path a reconnect.
+        redis, readings = server.services.redis, 0
+        initialize = NodesManager.initialize
+
+        async def counted(manager: NodesManager, *args: Any, **kwargs: Any) -> Any:
+            nonlocal readings
+            readings += 1
+            return await initialize(manager, *args, **kwargs)
+
+        monkeypatch.setattr(NodesManager, "initialize", counted)
+        for _ in range(3):
+            await fresh_map(redis, max_age_s=0)
+        assert readings == 0
         keys = server.services.keys
         index_owner = cluster.owner(cluster.slot_of(keys.admin_kind_of()))
         lost = await server.create_session("alice")
@@ -51,6 +68,8 @@ async def test_a_primary_added_or_removed_is_seen_by_a_node_that_wrote_nothing_t
         home = cluster.owner(slot)
         added = cluster.add_master()
         cluster.move_slot(slot, added)  # the node sends nothing to it meanwhile
+        await fresh_map(redis, max_age_s=0)
+        assert readings >= 1
         drift = await recalculated_without(server, lost)
         assert (drift["added"], drift.get("relisted")) == (1, 1), drift
         assert await server.services.redis.hget(keys.admin_kind_of(), lost) == "voice"  # type: ignore[misc]
