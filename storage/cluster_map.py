@@ -88,6 +88,8 @@ async def _same_primaries(redis: RedisCluster) -> bool:
     not answer: the reading of the whole map then asks the others). Names as redis-py makes them
     (``host:port``, remapped), from the reply's shape that ``NodesManager.initialize`` reads."""
     node = redis.get_default_node()
+    if node is None:  # the client closed its nodes (every one gone): only a whole reading can tell
+        return False
     try:
         sections: Any = await node.execute_command("CLUSTER SLOTS")
     except (RedisError, OSError):
