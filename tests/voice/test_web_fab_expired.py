@@ -77,3 +77,27 @@ async def test_calls_refused_together_for_an_expired_token_are_each_sent_again_o
     await page.evaluate(THREE_AT_ONCE)
     server.services.clock.shift_ms += 2 * HOUR_MS
     assert await page.evaluate("() => window.__threeAtOnce()") == ["ok", "ok", "ok"]
+
+
+async def test_a_cut_after_the_access_token_ran_out_keeps_the_session_recording(
+    server: ServerUnderTest, tab: Tab
+) -> None:
+    """A recording longer than its access token (an hour by default): the next status call is
+    refused, the connection is made again, and the old one's close pauses the session
+    (`recorder_gone`). The recorder sent its Cut again without taking the lease back: refused
+    ("not allowed in the session's current state"), the session stayed paused under a recorder
+    still recording, and another tab offered Rec into it (audit "returning")."""
+    page = await tab.open("/")
+    await fab_ready(page)
+    await page.locator("#fab-new").click()
+    await expect(page.locator("#fab-status")).to_have_attribute("data-status", "recording")
+    server.services.clock.shift_ms += 2 * HOUR_MS
+    await page.locator("#fab-cut").click()
+    await expect(page.locator("#fab-status")).to_have_attribute("data-status", "recording", timeout=15_000)
+    statuses = await page.evaluate(MY_SESSIONS)
+    assert statuses == ["recording"], statuses
+    # Past the cut's own "recording" (1 s on): the session records, and nothing was refused.
+    await page.locator("#fab-pause").click()
+    await expect(page.locator("#fab-status")).to_have_attribute("data-status", "paused")
+    await expect(page.locator("#fab-message")).not_to_contain_text("not allowed")
+    assert await page.evaluate(MY_SESSIONS) == ["paused"]

@@ -416,10 +416,14 @@ function settle(sessionId, told, status) {
   render();
 }
 
-/** A status set without waiting for it (Pause, Cut): a refusal is shown, no answer yet is not. */
+/** A status set without waiting for it (Pause, Cut): a refusal is shown, no answer yet is not,
+ * nor a move refused once a later status of this recorder took its place (see `reassert`). */
 function tellLater(status, options) {
+  const sessionId = state.sessionId;
+  const seq = toldSeq + 1; // the one `tell` is about to make
   tell(status, options).catch(async (err) => {
     if (RETRYABLE.has(err.code)) return;
+    if (err.code === "invalid_state" && (owed.get(sessionId)?.seq ?? toldSeq) > seq) return;
     if (await closedMeanwhile(err)) return; // said in a person's words
     say(err.message, "error");
   });
@@ -952,12 +956,19 @@ function ensureSocket() {
  * reconnection, a recorder still recording says so again, and takes the lease on this one
  * (unchanged status: no event, but the lease moves). A status the server never acknowledged (a
  * Pause pressed offline) is sent again, so it is never left at `recording` while nobody records.
+ *
+ * A Cut (or its "recording" after) owed while recording gives way to that "recording": the
+ * session may be paused now (the lost connection's close), and a cut is refused there. So it was
+ * when a recording outlived its access token: the Cut that found the token expired made the
+ * connection again, was sent again and refused, and the session stayed paused under a recorder
+ * recording on (another tab then offered Rec into it).
  */
 function reassert() {
   // A pause heard while this FAB's recorder is starting (its "recording" answered, the microphone
   // not yet open) is answered once it records: else the session stayed paused under a recording.
   if (starting) pausedWhileStarting = true;
-  if (state.mode === "recording" && state.sessionId && !owed.has(state.sessionId))
+  const pending = owed.get(state.sessionId)?.status;
+  if (state.mode === "recording" && state.sessionId && (!pending || pending === "cutting" || pending === "recording"))
     tellLater("recording", { resume: true });
   sendOwed();
 }
