@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import re
+from pathlib import Path
+
 from playwright.async_api import Browser, expect
 
 from tests.browser import Tab, new_tab
-from tests.helpers import ServerUnderTest
+from tests.conftest import start_server
+from tests.helpers import RedisProcess, ServerUnderTest
 from tests.voice.test_web_session import XSS_NAME
 
 
@@ -43,3 +47,39 @@ async def test_recent_session_titles_are_text(server: ServerUnderTest, browser: 
         assert await page.evaluate("typeof window.__xss") == "undefined"
     finally:
         await unprotected.page.context.close()
+
+
+async def test_a_first_visits_recording_is_listed_at_once(server: ServerUnderTest, tab: Tab) -> None:
+    """The recorder's New on a first visit makes a guest and a session: the list read at load (no
+    identity then) said "No sessions yet." beside the recording until a reload (audit returning)."""
+    page = await tab.open("/")
+    await expect(page.locator("#recent-empty")).to_be_visible()
+    await expect(page.locator("#fab-new")).to_be_enabled()
+    await page.locator("#fab-new").click()
+    await expect(page.locator("#fab-status")).to_have_attribute("data-status", "recording")
+    await expect(page.locator("#recent-list li")).to_have_count(1)
+    await expect(page.locator("#recent-empty")).to_be_hidden()
+    await page.locator("#fab-pause").click()
+    await expect(page.locator("#fab-status")).to_have_attribute("data-status", "paused")
+    assert not tab.errors, tab.errors
+
+
+async def test_a_short_guest_retention_is_said_in_words(
+    redis_process: RedisProcess, browser: Browser, tmp_path: Path
+) -> None:
+    """A guest kept a minute was told "come back at least every 1 minutes" (audit returning)."""
+    server = await start_server(redis_process.url, tmp_path, guest_idle_s=60)
+    try:
+        tab = await new_tab(browser, server)
+        try:
+            page = await tab.open("/")
+            await page.locator("#session-name-input").fill("Short stay")
+            await page.locator("#new-session").click()
+            await expect(page).to_have_url(re.compile(r"/session/"))
+            await expect(page.locator("#identity")).to_have_attribute("data-state", "known")
+            await page.locator("#identity-name").click()
+            await expect(page.locator("#identity-retention")).to_contain_text("at least every 1 minute;")
+        finally:
+            await tab.page.context.close()
+    finally:
+        await server.stop()

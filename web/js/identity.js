@@ -532,10 +532,19 @@ async function act(button, what, action) {
   }
 }
 
-/** A duration for people: "30 days", "12 hours", "5 minutes". */
+/** A duration for people: "30 days", "12 hours", "5 minutes", "1 minute" (a short setting said
+ * "1 minutes"), "45 seconds". */
 function span(seconds) {
-  const [size, unit] = seconds >= 2 * 86400 ? [86400, "days"] : seconds >= 2 * 3600 ? [3600, "hours"] : [60, "minutes"];
-  return `${Math.round(seconds / size)} ${unit}`;
+  const [size, unit] =
+    seconds >= 2 * 86400
+      ? [86400, "day"]
+      : seconds >= 2 * 3600
+        ? [3600, "hour"]
+        : seconds >= 60
+          ? [60, "minute"]
+          : [1, "second"];
+  const count = Math.max(1, Math.round(seconds / size));
+  return `${count} ${unit}${count === 1 ? "" : "s"}`;
 }
 
 async function listPasskeys() {

@@ -67,13 +67,18 @@ function recentItem(entry) {
   return item;
 }
 
+let reads = 0; // a read older than the last one begun is not shown over it
+
 async function loadRecent() {
   if (!hasToken()) {
     recentEmpty.hidden = false; // a first visit: no identity yet, so nothing to list (and no guest minted)
     return;
   }
+  const read = ++reads;
   try {
     const { sessions } = await api("/api/me/sessions?limit=20");
+    if (read !== reads) return;
+    recentError.hidden = true;
     recentList.replaceChildren(...sessions.map(recentItem));
     recentEmpty.hidden = sessions.length > 0;
   } catch (err) {
@@ -84,3 +89,9 @@ async function loadRecent() {
 
 form.addEventListener("submit", createSession);
 loadRecent();
+// A first visit has no identity to list sessions of, and the recorder's New makes one and a session:
+// the list said "No sessions yet." beside the recording until a reload (audit "returning"). It is
+// read again when this browser's identity changes and when one of its tabs makes a session active.
+window.addEventListener("sessionhub:identity", () => loadRecent());
+if (typeof BroadcastChannel !== "undefined")
+  new BroadcastChannel("sessionhub-active").addEventListener("message", () => loadRecent());
