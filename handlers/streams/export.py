@@ -55,6 +55,8 @@ class Export:
     timeline_kept: bool = False
     part: int = 1
     parts: int = 1
+    # Moments sorted by their clicks, not in time: the segments interleave (no heading per segment).
+    by_count: bool = False
 
     @property
     def title(self) -> str:
@@ -99,7 +101,11 @@ FORMATS: dict[ExportFormat, Format] = {
         "application/json",
         lambda e: formats.as_json_chunks(e.head, "moments" if e.moments else "clips", e.items),
     ),
-    "txt": Format(".txt", "text/plain", lambda e: formats.text_chunks(e.session.title, e.markers, moments=e.moments)),
+    "txt": Format(
+        ".txt",
+        "text/plain",
+        lambda e: formats.text_chunks(e.session.title, e.markers, moments=e.moments, by_segment=not e.by_count),
+    ),
     "youtube": Format(
         "-youtube-chapters.txt",
         "text/plain",
@@ -201,7 +207,8 @@ def moment_marker(moment: Moment, created_at: int) -> Marker:
 def filename(title: str, what: str, suffix: str) -> str:
     """An ASCII file name from the title: ``my-stream-clips.csv`` (``Über`` gives ``uber``)."""
     plain = unicodedata.normalize("NFKD", title).encode("ascii", "ignore").decode("ascii")
-    slug = re.sub(r"[^A-Za-z0-9]+", "-", plain).strip("-").lower()[:60] or "stream"
+    # Cut, then trimmed: a cut that ends on a dash left "…a--clips.csv" (audit exports).
+    slug = re.sub(r"[^A-Za-z0-9]+", "-", plain).strip("-").lower()[:60].rstrip("-") or "stream"
     return f"{slug}-{what}{suffix}"
 
 
@@ -316,6 +323,7 @@ class ExportRoutes:
             head=head,
             items=items,
             timeline_kept=kept,
+            by_count=moments_wanted and sort == "count",
         )
 
 

@@ -179,19 +179,32 @@ def text(title: str, markers: Sequence[Marker], *, moments: bool) -> str:
     return "".join(text_chunks(title, markers, moments=moments))
 
 
-def text_chunks(title: str, markers: Sequence[Marker], *, moments: bool) -> Iterator[str]:
-    """:func:`text` in pieces."""
+def text_chunks(title: str, markers: Sequence[Marker], *, moments: bool, by_segment: bool = True) -> Iterator[str]:
+    """:func:`text` in pieces. Rows not in segment order (moments by their clicks) name their
+    segment on their own line: a heading per change read "Segment 1 … Segment 2 … Segment 1"."""
     yield title + "\n"
     segment = None
     for start in range(0, len(markers), SLICE):
-        lines: list[str] = []
+        lines: list[str] = [] if by_segment or start else [""]
         for m in markers[start : start + SLICE]:
-            if m.segment_index != segment:
+            if by_segment and m.segment_index != segment:
                 segment = m.segment_index
                 lines += ["", f"Segment {segment}"]
             count = f" ({m.count} {'click' if m.count == 1 else 'clicks'})" if moments else ""
-            lines.append(f"{timecode.hms(m.offset_ms)}{count} {m.label}".rstrip())
+            where = "" if by_segment else f"Segment {m.segment_index}, "
+            lines.append(f"{where}{timecode.hms(m.offset_ms)}{count} {m.label}".rstrip())
         yield _lines(lines)
+
+
+# A chapter's title at most: a moment of many clicks joins all their notes, and its chapter line
+# ran to thousands of characters (three made a file longer than YouTube's 5,000-character
+# description; audit exports).
+YOUTUBE_TITLE_MAX = 100
+
+
+def _chapter_title(label: str) -> str:
+    title = label.translate(_YOUTUBE_REFUSED)
+    return title if len(title) <= YOUTUBE_TITLE_MAX else title[: YOUTUBE_TITLE_MAX - 1].rstrip() + "…"
 
 
 def youtube_chapters(markers: Sequence[Marker], *, total_ms: int | None, moments: bool) -> str:
@@ -216,7 +229,7 @@ def youtube_chapters_chunks(markers: Sequence[Marker], *, total_ms: int | None, 
             yield ""
         for number, m in enumerate(ordered[start : start + SLICE], start=start + 1):
             start_ms = m.stream_offset_ms // 1000 * 1000
-            label = m.label.translate(_YOUTUBE_REFUSED) or (f"Moment {number}" if moments else f"Clip {number}")
+            label = _chapter_title(m.label) or (f"Moment {number}" if moments else f"Clip {number}")
             if start_ms - chapters[-1][0] >= YOUTUBE_MIN_CHAPTER_MS:
                 chapters.append((start_ms, label))
             elif number == 1:

@@ -255,3 +255,35 @@ def test_plain_text_of_moments_counts_one_click_as_one() -> None:
     """A moment of one click read "(1 clicks)"."""
     said = formats.text("Raid night", ROWS[:2], moments=True)
     assert "0:00:05 (1 click) Nice" in said and "(1 clicks)" not in said, said
+
+
+def test_plain_text_of_moments_by_their_clicks_names_each_rows_segment() -> None:
+    """Sorted by count, the segments interleave: a heading at each change read "Segment 1 …
+    Segment 2 … Segment 1" (audit exports)."""
+    by_count = [ROWS[1], ROWS[2], ROWS[0]]
+    said = "".join(formats.text_chunks("Raid night", by_count, moments=True, by_segment=False))
+    assert said == (
+        "Raid night\n\n"
+        "Segment 1, 0:01:12 (1 click) =cmd|' /C calc'!A0\n"
+        "Segment 2, 1:01:40 (1 click)\n"
+        'Segment 1, 0:00:05 (1 click) Nice, "clean" shot\n'
+    ), said
+
+
+def test_a_chapter_of_a_moment_of_many_notes_keeps_a_titles_length() -> None:
+    """A moment of 30 clicks joined every note into its chapter: three such lines made a file longer
+    than a YouTube description holds (5,000 characters; audit exports)."""
+    notes = formats.NOTES_JOINED.join(f"viewer {n} says " + "x" * 90 for n in range(30))
+    rows = [marker(1, ms, ms, notes, "v", 0, False) for ms in (0, 20_000, 40_000)]
+    said = formats.youtube_chapters(rows, total_ms=None, moments=True)
+    lines = said.splitlines()
+    assert len(lines) == 3 and len(said) < 400, said
+    assert all(len(line.split(" ", 1)[1]) == formats.YOUTUBE_TITLE_MAX and line.endswith("…") for line in lines)
+    assert lines[1].startswith("0:20 viewer 0 says xxx")
+
+
+def test_a_long_titles_file_name_is_cut_without_a_dangling_dash() -> None:
+    from handlers.streams.export import filename
+
+    assert filename("a" * 59 + " b", "clips", ".csv") == "a" * 59 + "-clips.csv"  # was "…a--clips.csv"
+    assert filename("Über ✨ night", "clips", ".csv") == "uber-night-clips.csv"

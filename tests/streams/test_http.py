@@ -229,3 +229,14 @@ async def test_exports_are_the_owners(server: ServerUnderTest, clients: list[Cli
     session_id, _ = await raid(server, clients)
     status, _, body = await download(server, session_id, "format=csv", user="viewer-1")
     assert status == 403 and json.loads(body)["error"] == "forbidden"
+
+
+async def test_moments_in_text_by_their_clicks_name_their_segments(
+    server: ServerUnderTest, clients: list[Client]
+) -> None:
+    session_id, _ = await raid(server, clients)
+    status, _, by_count = await download(server, session_id, "format=txt&of=moments&window_s=10&sort=count")
+    assert status == 200 and "\nSegment 1\n" not in by_count, by_count
+    assert [line.split(",")[0] for line in by_count.splitlines()[2:]] == ["Segment 1", "Segment 2"], by_count
+    status, _, in_time = await download(server, session_id, "format=txt&of=moments&window_s=10")
+    assert "\nSegment 1\n" in in_time and "\nSegment 2\n" in in_time, in_time
