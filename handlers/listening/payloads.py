@@ -10,9 +10,12 @@ from handlers.ids import UUID4_ANY_CASE_PATTERN
 from handlers.payloads import Payload, RequestId
 from handlers.query import QueryModel
 
-# Printable text: no C0/C1 control characters (they would end up in CSV exports and pages).
-_PRINTABLE = r"^[^\x00-\x1f\x7f-\x9f]*$"
-ItemId = Annotated[str, StringConstraints(min_length=1, max_length=200, pattern=r"^[^\x00-\x1f\x7f-\x9f]+$")]
+# One line of plain text: no C0/C1 control characters (they would end up in CSV exports and pages),
+# no line or paragraph separators, no bidi embeddings, overrides or isolates (a title
+# "x\u202eevil.mp3" read "x3pm.live" on /history; refused as in every other text: audit exports).
+_NOT_PLAIN = r"\x00-\x1f\x7f-\x9f\u2028\u2029\u202a-\u202e\u2066-\u2069"
+_PRINTABLE = rf"^[^{_NOT_PLAIN}]*$"
+ItemId = Annotated[str, StringConstraints(min_length=1, max_length=200, pattern=rf"^[^{_NOT_PLAIN}]+$")]
 DeviceId = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9_.:\-]{1,64}$")]
 ClientId = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9_.:\-]{1,128}$")]
 Text = Annotated[str, StringConstraints(max_length=300, pattern=_PRINTABLE)]

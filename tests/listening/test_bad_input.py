@@ -29,6 +29,11 @@ BAD_REPORTS: list[tuple[str, dict[str, Any]]] = [
     ("unknown metadata field", {"item_id": "b", "status": "playing", "item": {"title": "t", "html": "<b>"}}),
     ("huge title", {"item_id": "b", "status": "playing", "item": {"title": "t" * 301}}),
     ("title with a newline", {"item_id": "b", "status": "playing", "item": {"title": "a\nb"}}),
+    # Shown as "x3pm.live" on /history, and kept so in the exports (audit exports).
+    ("title with a bidi override", {"item_id": "b", "status": "playing", "item": {"title": "x\u202eevil.mp3"}}),
+    ("artist with an isolate", {"item_id": "b", "status": "playing", "item": {"artist": "iso\u2066x"}}),
+    ("album with a line separator", {"item_id": "b", "status": "playing", "item": {"album": "a\u2028b"}}),
+    ("item id with a bidi override", {"item_id": "b\u202ec", "status": "playing"}),
     ("script artwork", {"item_id": "b", "status": "playing", "item": {"artwork_url": "javascript:alert(1)"}}),
     # "/..." is this site's: a second slash or a backslash makes it another host's (protocol-relative).
     ("off-site artwork", {"item_id": "b", "status": "playing", "item": {"artwork_url": "//evil.example/x.png"}}),
