@@ -348,6 +348,13 @@ class Keys:
         """Hash: offline upload ``client_id`` -> listening session id (idempotent uploads)."""
         return f"{self.prefix}:{{{history_id}}}:l:clients"
 
+    def listening_pauses(self, history_id: str) -> str:
+        """Sorted set with a TTL: the pauses and stops the history heard with a ``pause_id``
+        (``device NUL item NUL pause_id``), by when they arrived (ms), a day and at most a thousand: the same press sent again (two tabs
+        that kept it) changes nothing, whatever its first send did and whatever happened since
+        (a delete, a clear, another item played)."""
+        return f"{self.prefix}:{{{history_id}}}:l:pauses"
+
     def listening_cleared_clients(self, history_id: str) -> str:
         """Hash with a TTL: the upload ``client_id``s a clear took out of ``listening_clients``,
         kept a day, so that an upload stored before the clear and resent after it (its answer

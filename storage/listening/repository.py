@@ -120,7 +120,12 @@ class ListeningHistories:
 
     def owned_keys(self, history_id: str) -> list[str]:
         """The history's keys besides its record and log (deleted with it by an operator)."""
-        return [*self._history_keys(history_id)[1:], self._keys.listening_cleared_clients(history_id)]
+        k = self._keys
+        return [
+            *self._history_keys(history_id)[1:],
+            k.listening_cleared_clients(history_id),
+            k.listening_pauses(history_id),
+        ]
 
     async def forget(self, history_id: str, *, owner_id: str) -> None:
         """After an operator deleted the history: the owner's pointer (if still this one) and the sweep queue.
@@ -186,6 +191,7 @@ class ListeningHistories:
                 report.ago_ms,
                 report.pause_id,
             ],
+            more_keys=(self._keys.listening_pauses(history_id),),
         )
         outcome = _outcome(result)
         if outcome.action in ("started", "resumed"):

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 from typing import Any
 
+import pytest
+
 from tests.helpers import Client, ServerUnderTest
-from tests.listening.support import FrozenClock, SweepPasses, listener
+from tests.listening.support import FrozenClock, Listener, SweepPasses, listener
 from tests.listening.test_report import sessions
 from tests.listening.test_sweep import played_20_s_then_swept
 
@@ -100,3 +102,93 @@ async def test_a_pause_id_is_a_pauses_own_and_checked_at_the_edge(
     clock.shift_ms += 5000
     assert (await alice.report("song-2", "paused", pause_id="web-a.9"))["action"] == "finalized"
     assert [row["open"] for row in await sessions(lserver)] == [False, False]
+
+
+async def _deleted(alice: Listener, session_id: str) -> None:
+    ack = await alice.client.call("listening_delete", {"session_id": alice.history_id, "id": session_id})
+    assert ack["ok"] is True, ack
+
+
+async def _cleared(alice: Listener, session_id: str) -> None:
+    ack = await alice.client.call("listening_clear", {"session_id": alice.history_id, "confirm": True})
+    assert ack["ok"] is True, ack
+
+
+@pytest.mark.parametrize("between", ["another item", "the session deleted", "the history cleared"])
+async def test_a_pause_sent_again_after_anything_leaves_the_next_play(
+    lserver: ServerUnderTest, clients: list[Client], clock: FrozenClock, between: str
+) -> None:
+    """The id kept on the session alone was lost with it, or not looked for where the session no
+    longer was the device's last of the item: the same press sent again then ended the next play
+    of the item at its last report (audit verify38)."""
+    alice = await listener(lserver, clients)
+    await alice.report("book-1", "playing")
+    await alice.keep_playing(clock, "book-1", 20_000)
+    first = await alice.report("book-1", "paused", pause_id="web-a.1")
+    assert first["action"] == "finalized"
+    if between == "another item":
+        await alice.report("song-2", "playing")
+        await alice.keep_playing(clock, "song-2", 5000)
+    elif between == "the session deleted":
+        await _deleted(alice, first["listening"]["id"])
+    else:
+        await _cleared(alice, first["listening"]["id"])
+    clock.shift_ms += 11 * 60_000  # past the resume window: a new play
+    again = await alice.report("book-1", "playing")
+    assert again["action"] == "started", again
+    await alice.keep_playing(clock, "book-1", 40_000)
+    late = await alice.report("book-1", "paused", ago_ms=12 * 60_000, pause_id="web-a.1")
+    assert (late["action"], late["changed"]) == ("none", False), late
+    [playing] = [row for row in await sessions(lserver) if row["id"] == again["listening"]["id"]]
+    assert playing["open"] and playing["duration_ms"] == 40_000, playing
+
+
+async def test_a_pause_whose_first_send_changed_nothing_changes_nothing_again(
+    lserver: ServerUnderTest, clients: list[Client], clock: FrozenClock
+) -> None:
+    """A play under the minimum (deleted by its pause) and a pause answered `none` kept no id: sent
+    again by another tab once the book played again, each ended that play (audit verify38)."""
+    alice = await listener(lserver, clients)
+    await alice.report("book-1", "playing")
+    clock.shift_ms += 500
+    assert (await alice.report("book-1", "paused", pause_id="web-a.tap"))["action"] == "deleted"
+    assert (await alice.report("book-1", "paused", ago_ms=1000, pause_id="web-a.none"))["action"] == "none"
+    again = await alice.report("book-1", "playing")
+    await alice.keep_playing(clock, "book-1", 30_000)
+    for pause_id in ("web-a.tap", "web-a.none"):
+        late = await alice.report("book-1", "paused", ago_ms=31_000, pause_id=pause_id)
+        assert (late["action"], late["changed"]) == ("none", False), (pause_id, late)
+    [row] = await sessions(lserver)
+    assert (row["id"], row["open"]) == (again["listening"]["id"], True), row
+
+
+async def test_a_pause_resumed_past_is_none_however_the_play_ended(
+    lserver: ServerUnderTest, clients: list[Client], clock: FrozenClock
+) -> None:
+    """Resumed, then ended by another item (not by a pause): the old pause sent again was answered
+    `finalized` as if it stood (audit verify38)."""
+    alice = await listener(lserver, clients)
+    await alice.report("book-1", "playing")
+    await alice.keep_playing(clock, "book-1", 20_000)
+    assert (await alice.report("book-1", "paused", pause_id="web-a.1"))["action"] == "finalized"
+    clock.shift_ms += 5000
+    assert (await alice.report("book-1", "playing"))["action"] == "resumed"
+    await alice.keep_playing(clock, "book-1", 30_000)
+    await alice.report("song-2", "playing")  # the book switched off
+    late = await alice.report("book-1", "paused", ago_ms=40_000, pause_id="web-a.1")
+    assert (late["action"], late["changed"]) == ("none", False), late
+
+
+async def test_the_pauses_heard_are_bounded(
+    lserver: ServerUnderTest, clients: list[Client], clock: FrozenClock
+) -> None:
+    alice = await listener(lserver, clients)
+    for n in range(1010):
+        await alice.report("book-1", "paused", pause_id=f"web-a.{n}")
+    key = lserver.services.keys.listening_pauses(alice.history_id)
+    redis = lserver.services.redis
+    assert await redis.zcard(key) == 1000
+    assert 0 < await redis.pttl(key) <= 86_400_000
+    # The oldest went first: its press is heard again as new (and changes nothing: nothing plays).
+    assert await redis.zscore(key, f"{alice.device_id}\0book-1\0web-a.0") is None
+    assert await redis.zscore(key, f"{alice.device_id}\0book-1\0web-a.1009") is not None

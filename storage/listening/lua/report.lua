@@ -4,6 +4,8 @@
 -- device's last session of this item when it ended within the window, or starts a new one;
 -- any other status finalizes the device's open session of this item at once.
 --   KEYS[1..12], ARGV[1..8]  see core/_event.lua and _history.lua
+--   KEYS[13]  the pauses heard: sorted set 'device NUL item NUL pause id' -> when it arrived (ms),
+--             with a TTL
 --   ARGV[9]   device id
 --   ARGV[10]  item id
 --   ARGV[11]  status: 'playing', 'paused' or 'stopped'
@@ -37,6 +39,7 @@ local max_items = tonumber(ARGV[19])
 local max_sessions = tonumber(ARGV[20])
 local ago_ms = tonumber(ARGV[21])
 local pause_id = ARGV[22]
+local pauses_key = KEYS[13]
 
 local function answer(offset, action, rec_json)
   return {offset, action, rec_json, rec_json ~= '' and redis.call('HGET', meta_key, item) or ''}
@@ -61,12 +64,17 @@ end
 -- A pause or stop pressed `ago_ms` before it arrived (offline, or its answer lost) ends the
 -- session when it was pressed, not when it arrived: the time between was not listened to. Never
 -- before the session's last write (what the player reported then was heard), nor after now.
--- A pause's id is kept on the session it ended or extended (the last few: a session resumed and
--- paused again), so that the same press sent again (its answer lost, or kept by two tabs of the
--- player and sent by both) changes nothing: arriving after the person played the item again, it
--- would end that new play at its last report. Answered as the first send was (`finalized`) while
--- it is the last pause the session heard, else `none` (resumed since: the pause no longer stands).
+-- A pause's id is heard once: the same press sent again (its answer lost, or kept by two tabs of
+-- the player and sent by both) changes nothing, whatever its first send did (ended, extended or
+-- deleted a session, or nothing) and whatever happened since (another item played, the session
+-- deleted, the history cleared): arriving after the person played the item again, it ended that
+-- new play at its last report. The ids heard are kept a day, at most PAUSES_KEPT of them; the
+-- session a pause ended or extended keeps it too (its last few), so that a resend is answered as
+-- the first send was (`finalized`, with the session) while that pause still stands, else `none`
+-- (a resume takes the ids off the session: its pause no longer stands).
 local PAUSE_IDS_KEPT = 8
+local PAUSES_KEPT = 1000
+local PAUSE_ID_KEPT_MS = 86400000
 
 local function paused_by(rec)
   if not rec or rec.item_id ~= item or type(rec.paused_by) ~= 'table' then
@@ -97,14 +105,20 @@ if status ~= 'playing' then
   if pause_id ~= '' then
     local last_rec = load(redis.call('HGET', last_key, device))
     for _, rec in ipairs({current or false, last_rec or false}) do
-      if rec and paused_by(rec) then
-        -- Only the last pause the session heard still stands: one before it was resumed since.
-        if rec.open or rec.paused_by[#rec.paused_by] ~= pause_id then
-          return answer(0, 'none', '')
-        end
+      -- Only the last pause the session heard still stands (one before it is another's press).
+      if rec and paused_by(rec) and not rec.open and rec.paused_by[#rec.paused_by] == pause_id then
         return answer(0, 'finalized', cjson.encode(rec))
       end
     end
+    -- One press of one device on one item: the same id from another is another press.
+    local heard = device .. '\0' .. item .. '\0' .. pause_id
+    if redis.call('ZSCORE', pauses_key, heard) then
+      return answer(0, 'none', '')
+    end
+    redis.call('ZADD', pauses_key, now_ms, heard)
+    redis.call('ZREMRANGEBYSCORE', pauses_key, '-inf', now_ms - PAUSE_ID_KEPT_MS)
+    redis.call('ZREMRANGEBYRANK', pauses_key, 0, -(PAUSES_KEPT + 1))
+    redis.call('PEXPIRE', pauses_key, PAUSE_ID_KEPT_MS)
   end
   if current and current.item_id == item then
     keep_meta()
@@ -207,6 +221,7 @@ if previous then
     end_position_s = previous.end_position_s,
   }
   previous.open = true
+  previous.paused_by = nil -- its pauses no longer stand (a resend is `none`)
   stretch(previous, now_ms, position)
   redis.call('HSET', open_key, device, previous.id)
   return answer(session_changed('resumed', nil, previous), 'resumed', cjson.encode(previous))
