@@ -350,9 +350,9 @@ class Keys:
 
     def listening_pauses(self, history_id: str) -> str:
         """Sorted set with a TTL: the pauses and stops the history heard with a ``pause_id``
-        (``device NUL item NUL pause_id``), by when they arrived (ms), a day and at most a thousand: the same press sent again (two tabs
-        that kept it) changes nothing, whatever its first send did and whatever happened since
-        (a delete, a clear, another item played)."""
+        (``device NUL item NUL pause_id``), by when they arrived (ms), a day and at most a
+        thousand: the same press sent again (two tabs that kept it) changes nothing, whatever its
+        first send did and whatever happened since (a delete, a clear, another item played)."""
         return f"{self.prefix}:{{{history_id}}}:l:pauses"
 
     def listening_cleared_clients(self, history_id: str) -> str:
