@@ -109,6 +109,35 @@ async def test_delayed_viewer_clicks_after_pause_and_end_belong_to_the_segment(
         clock.shift_ms = 0
 
 
+async def test_a_delayed_click_after_a_very_short_last_segment_belongs_to_the_one_it_saw(
+    server: ServerUnderTest, clients: list[Client]
+) -> None:
+    """Paused, resumed and ended within the delay (a mistaken Resume): a click the viewer pressed
+    at 1:30 of segment 1 was stored at 0:00 of segment 2, which it never saw (audit exports)."""
+    clock = server.services.clock
+    session_id, owner = await started(server, clients, viewer_delay_s=30)
+    try:
+        clock.shift_ms = 100_000
+        assert (await owner.call("stream_set_state", {"session_id": session_id, "action": "pause"}))["ok"]
+        clock.shift_ms = 102_000
+        assert (await owner.call("stream_set_state", {"session_id": session_id, "action": "resume"}))["ok"]
+        clock.shift_ms = 102_050
+        assert (await owner.call("stream_set_state", {"session_id": session_id, "action": "end"}))["ok"]
+        clock.shift_ms = 120_000  # viewers see 1:30 of segment 1
+        ack = await _clip(server, clients, session_id, "v1")
+        assert ack["ok"] is True, ack
+        assert ack["clip"]["segment_index"] == 1 and abs(ack["clip"]["offset_ms"] - 90_000) < 1_000, ack
+        assert ack["clip"]["stream_offset_ms"] == ack["clip"]["offset_ms"]
+        clock.shift_ms = 131_000  # viewers see the break before segment 2
+        ack = await _clip(server, clients, session_id, "v2")
+        assert ack["ok"] is True and ack["clip"]["segment_index"] == 2, ack
+        clock.shift_ms = 133_000  # the delay has passed the end
+        ack = await _clip(server, clients, session_id, "v3")
+        assert (ack["ok"], ack["error"]) == (False, "invalid_state"), ack
+    finally:
+        clock.shift_ms = 0
+
+
 async def _ended_with_a_break(server: ServerUnderTest, clients: list[Client], notes: list[str]) -> str:
     """Clips at 0:20, 0:40 of segment 1 (100 s), a 60 s break, then one per note at 0:20 of segment 2."""
     clock = server.services.clock

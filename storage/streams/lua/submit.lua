@@ -78,13 +78,26 @@ if s[2] == 'active' then
 end
 -- Right after Pause or End (or a short break and Resume), a delayed viewer still watches the
 -- segment that was closed, and a click pressed before them may arrive after: the click belongs
--- to it, not to a refusal or to the new segment.
+-- to it, not to a refusal or to the new segment. Back through the closed segments, a few: one
+-- shorter than the delay (Resume and End pressed in a breath) put a click seen in the segment
+-- before it at 0:00 of one the viewer never saw. A click seen in a break goes to the segment
+-- after it, at 0:00, as before.
 if delay_ms > 0 and (target == nil or seen_at < target[2]) then
-  local last = redis.call('LINDEX', segments_key, target and -2 or -1)
-  if last then
-    local seg = cjson.decode(last)
-    if type(seg.ended_at) == 'number' and seen_at <= seg.ended_at then
-      target = {seg.index, seg.started_at, tonumber(s[5] or '0') - seg.length_ms}
+  local closed_before = tonumber(s[5] or '0')
+  local from = target and -2 or -1
+  for at = from, from - 3, -1 do
+    local raw = redis.call('LINDEX', segments_key, at)
+    if not raw then
+      break
+    end
+    local seg = cjson.decode(raw)
+    if type(seg.ended_at) ~= 'number' or seen_at > seg.ended_at then
+      break
+    end
+    closed_before = closed_before - seg.length_ms
+    target = {seg.index, seg.started_at, closed_before}
+    if seen_at >= seg.started_at then
+      break
     end
   end
 end
