@@ -12,6 +12,12 @@ from tests.listening.test_report import sessions
 from tests.listening.test_sweep import played_20_s_then_swept
 
 
+async def changes_nothing(alice: Listener, status: str, ago_ms: int, pause_id: str) -> None:
+    """book-1's press ``pause_id`` sent again ``ago_ms`` late: answered ``none``, nothing changed."""
+    late = await alice.report("book-1", status, ago_ms=ago_ms, pause_id=pause_id)
+    assert (late["action"], late["changed"]) == ("none", False), late
+
+
 async def test_a_kept_pause_sent_again_after_the_book_played_again_leaves_the_new_play(
     lserver: ServerUnderTest, clients: list[Client], clock: FrozenClock, passes: SweepPasses
 ) -> None:
@@ -59,8 +65,7 @@ async def test_a_pause_whose_answer_was_lost_is_answered_the_same_and_a_resume_k
     resumed = await alice.report("book-1", "playing")
     assert resumed["action"] == "resumed" and resumed["listening"]["id"] == paused["listening"]["id"]
     await alice.keep_playing(clock, "book-1", 30_000)
-    late = await alice.report("book-1", "stopped", ago_ms=40_000, pause_id="web-a.1")
-    assert (late["action"], late["changed"]) == ("none", False), late
+    await changes_nothing(alice, "stopped", 40_000, "web-a.1")
     [row] = await sessions(lserver)
     assert row["open"] is True and row["ended_at"] == clock.now_ms(), row
     # Another press ends it, and is remembered too.
@@ -71,8 +76,7 @@ async def test_a_pause_whose_answer_was_lost_is_answered_the_same_and_a_resume_k
     assert "paused_by" not in row and not row["open"]
     assert (await alice.report("book-1", "stopped", ago_ms=1, pause_id="web-a.2"))["listening"] == stopped["listening"]
     # The first pause, resumed past and followed by another, no longer stands (audit contract3).
-    again = await alice.report("book-1", "paused", ago_ms=50_000, pause_id="web-a.1")
-    assert (again["action"], again["changed"]) == ("none", False), again
+    await changes_nothing(alice, "paused", 50_000, "web-a.1")
 
 
 async def test_a_pause_id_is_a_pauses_own_and_checked_at_the_edge(
@@ -137,8 +141,7 @@ async def test_a_pause_sent_again_after_anything_leaves_the_next_play(
     again = await alice.report("book-1", "playing")
     assert again["action"] == "started", again
     await alice.keep_playing(clock, "book-1", 40_000)
-    late = await alice.report("book-1", "paused", ago_ms=12 * 60_000, pause_id="web-a.1")
-    assert (late["action"], late["changed"]) == ("none", False), late
+    await changes_nothing(alice, "paused", 12 * 60_000, "web-a.1")
     [playing] = [row for row in await sessions(lserver) if row["id"] == again["listening"]["id"]]
     assert playing["open"] and playing["duration_ms"] == 40_000, playing
 
@@ -175,8 +178,7 @@ async def test_a_pause_resumed_past_is_none_however_the_play_ended(
     assert (await alice.report("book-1", "playing"))["action"] == "resumed"
     await alice.keep_playing(clock, "book-1", 30_000)
     await alice.report("song-2", "playing")  # the book switched off
-    late = await alice.report("book-1", "paused", ago_ms=40_000, pause_id="web-a.1")
-    assert (late["action"], late["changed"]) == ("none", False), late
+    await changes_nothing(alice, "paused", 40_000, "web-a.1")
 
 
 async def test_the_pauses_heard_are_bounded(

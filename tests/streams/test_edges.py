@@ -78,6 +78,11 @@ async def _clip(server: ServerUnderTest, clients: list[Client], session_id: str,
     return await viewer.call("clip_submit", {"session_id": session_id, "note": note})
 
 
+async def _acted(owner: Client, session_id: str, action: str) -> None:
+    """The owner's ``action`` on the stream (start, pause, resume, end), answered ok."""
+    assert (await owner.call("stream_set_state", {"session_id": session_id, "action": action}))["ok"]
+
+
 async def test_delayed_viewer_clicks_after_pause_and_end_belong_to_the_segment(
     server: ServerUnderTest, clients: list[Client]
 ) -> None:
@@ -85,7 +90,7 @@ async def test_delayed_viewer_clicks_after_pause_and_end_belong_to_the_segment(
     session_id, owner = await started(server, clients, viewer_delay_s=30)
     try:
         clock.shift_ms = 100_000
-        assert (await owner.call("stream_set_state", {"session_id": session_id, "action": "pause"}))["ok"]
+        await _acted(owner, session_id, "pause")
         clock.shift_ms = 120_000  # viewers see 1:30 of segment 1
         ack = await _clip(server, clients, session_id, "v1")
         assert ack["ok"] is True, ack
@@ -96,9 +101,9 @@ async def test_delayed_viewer_clicks_after_pause_and_end_belong_to_the_segment(
         ack = await _clip(server, clients, session_id, "v2")
         assert (ack["ok"], ack["error"], ack["state"]) == (False, "invalid_state", "paused")
         clock.shift_ms = 200_000
-        assert (await owner.call("stream_set_state", {"session_id": session_id, "action": "resume"}))["ok"]
+        await _acted(owner, session_id, "resume")
         clock.shift_ms = 260_000
-        assert (await owner.call("stream_set_state", {"session_id": session_id, "action": "end"}))["ok"]
+        await _acted(owner, session_id, "end")
         clock.shift_ms = 280_000  # viewers see 0:50 of segment 2
         ack = await _clip(server, clients, session_id, "v3")
         assert ack["ok"] is True, ack
@@ -118,11 +123,11 @@ async def test_a_delayed_click_after_a_very_short_last_segment_belongs_to_the_on
     session_id, owner = await started(server, clients, viewer_delay_s=30)
     try:
         clock.shift_ms = 100_000
-        assert (await owner.call("stream_set_state", {"session_id": session_id, "action": "pause"}))["ok"]
+        await _acted(owner, session_id, "pause")
         clock.shift_ms = 102_000
-        assert (await owner.call("stream_set_state", {"session_id": session_id, "action": "resume"}))["ok"]
+        await _acted(owner, session_id, "resume")
         clock.shift_ms = 102_050
-        assert (await owner.call("stream_set_state", {"session_id": session_id, "action": "end"}))["ok"]
+        await _acted(owner, session_id, "end")
         clock.shift_ms = 120_000  # viewers see 1:30 of segment 1
         ack = await _clip(server, clients, session_id, "v1")
         assert ack["ok"] is True, ack
