@@ -122,12 +122,9 @@ async def test_a_delayed_click_after_a_very_short_last_segment_belongs_to_the_on
     clock = server.services.clock
     session_id, owner = await started(server, clients, viewer_delay_s=30)
     try:
-        clock.shift_ms = 100_000
-        await _acted(owner, session_id, "pause")
-        clock.shift_ms = 102_000
-        await _acted(owner, session_id, "resume")
-        clock.shift_ms = 102_050
-        await _acted(owner, session_id, "end")
+        for at_ms, action in ((100_000, "pause"), (102_000, "resume"), (102_050, "end")):
+            clock.shift_ms = at_ms
+            await _acted(owner, session_id, action)
         clock.shift_ms = 120_000  # viewers see 1:30 of segment 1
         ack = await _clip(server, clients, session_id, "v1")
         assert ack["ok"] is True, ack
