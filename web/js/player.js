@@ -70,12 +70,13 @@ function position(item) {
   return base;
 }
 
-/** `agoMs`: a pause or stop sent late, pressed that long ago; the server ends the session then. */
 // A pause or stop's own id, the same for every send of one press (its answer lost, or kept in the
 // browser and sent by two tabs): the server applies it once. A second send arriving after the
 // person played the item again ended that new play at its last report.
 const pauseId = (press) => `${deviceId()}.${Math.round(press.wall)}`;
 
+/** `agoMs`: a pause or stop sent late, pressed that long ago; the server ends the session then.
+ * `press`: when it was pressed (its id), for a pause or stop. */
 async function report(item, status, agoMs = null, press = null) {
   if (!socket?.connected) throw new Error("You are offline.");
   if (!historyId) throw new Error("Your history is not open yet.");
