@@ -172,9 +172,12 @@ async def test_another_tab_of_the_browser_follows_a_sign_out_and_a_new_start(
         async with second.expect_navigation(wait_until="load"):
             await second.locator("#identity-signout").click()
         # Nobody, or the new guest the reloaded tab's page made for itself: never the one signed out.
+        # The tab goes to the start page meanwhile: a document not parsed yet has no badge (CI saw
+        # the predicate read `dataset` of null there, and the wait fail).
         await first.wait_for_function(
             "(gone) => { const me = document.getElementById('identity');"
-            " return me.dataset.state === 'none' || (me.dataset.state === 'known' && me.dataset.userId !== gone); }",
+            " return me !== null && (me.dataset.state === 'none'"
+            " || (me.dataset.state === 'known' && me.dataset.userId !== gone)); }",
             arg=guest,
         )
         assert not tab.errors, tab.errors
