@@ -13,7 +13,7 @@ redirect (audit "cluster2").
 
 So such a read first asks one node for the map (``CLUSTER SLOTS``) when this process last did more
 than :data:`FRESH_S` ago, shared by every read that waits meanwhile, and only when that names
-other primaries than the client knows (or the node does not answer) reads the map anew through
+other primaries than the client knows, twice in a row (a recalculation: once), reads the map anew through
 redis-py's ``NodesManager.initialize`` (its public ``nodes_manager``, as ``server/channels.py``
 and ``storage/events.py`` call it): redis-py 8.1 marks every connection of every node for a
 reconnect at each such reading, which every 2 s would cost every command path a reconnect. A
@@ -43,12 +43,14 @@ READ_TIMEOUT_S = 5.0
 
 
 class _Reading:
-    """When the map was last read (monotonic s) by this module, and the reading under way."""
+    """When the map was last checked (monotonic s) by this module, the check under way, and
+    whether the last check found other primaries than the client knows."""
 
-    __slots__ = ("at", "task")
+    __slots__ = ("at", "differed", "task")
 
     def __init__(self) -> None:
         self.at = -math.inf
+        self.differed = False
         self.task: asyncio.Task[None] | None = None
 
 
@@ -67,15 +69,23 @@ async def fresh_map(redis: object, max_age_s: float = FRESH_S) -> None:
     if reading.task is None:
         if time.monotonic() - reading.at < max_age_s:
             return
-        reading.task = asyncio.ensure_future(_read(redis, reading))
+        reading.task = asyncio.ensure_future(_read(redis, reading, at_once=max_age_s <= 0))
     await asyncio.shield(reading.task)
 
 
-async def _read(redis: RedisCluster, reading: _Reading) -> None:
+async def _read(redis: RedisCluster, reading: _Reading, *, at_once: bool) -> None:
+    """Read the whole map again when the primaries differ twice in a row (or once, ``at_once``):
+    in a failover, redis-py and the bus read it themselves as their commands fail, and a reading
+    of ours then (every connection marked for a reconnect) cut the bus's new shard link once more
+    (a follower 2 s behind the other in a fresh-clone run). A check that gets no answer changes
+    nothing: the read that follows fails, and redis-py reads the map on its own."""
     try:
         async with asyncio.timeout(READ_TIMEOUT_S):
-            if not await _same_primaries(redis):
+            same = await _same_primaries(redis)
+            if same is False and (at_once or reading.differed):
                 await redis.nodes_manager.initialize()
+                same = True
+            reading.differed = same is False
     except (RedisError, RedisClusterException, OSError, TimeoutError) as exc:
         log.debug("the cluster's slot map could not be read again (%s): the one known stays", exc)
     finally:
@@ -83,17 +93,17 @@ async def _read(redis: RedisCluster, reading: _Reading) -> None:
         reading.task = None
 
 
-async def _same_primaries(redis: RedisCluster) -> bool:
-    """Whether one node's ``CLUSTER SLOTS`` names the primaries ``redis`` knows (False when it does
-    not answer: the reading of the whole map then asks the others). Names as redis-py makes them
-    (``host:port``, remapped), from the reply's shape that ``NodesManager.initialize`` reads."""
+async def _same_primaries(redis: RedisCluster) -> bool | None:
+    """Whether one node's ``CLUSTER SLOTS`` names the primaries ``redis`` knows (None when it does
+    not answer, or the client closed its nodes). Names as redis-py makes them (``host:port``,
+    remapped), from the reply's shape that ``NodesManager.initialize`` reads."""
     node = redis.get_default_node()
-    if node is None:  # the client closed its nodes (every one gone): only a whole reading can tell
-        return False
+    if node is None:  # the client closed its nodes (every one gone)
+        return None
     try:
         sections: Any = await node.execute_command("CLUSTER SLOTS")
     except (RedisError, OSError):
-        return False
+        return None
     named = set()
     for section in sections:
         host, port = _text(section[2][0]) or node.host, int(section[2][1])

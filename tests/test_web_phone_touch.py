@@ -192,6 +192,9 @@ async def test_the_identity_panels_last_buttons_are_not_under_the_fab(
     await phone.page.set_viewport_size(size)
     page = await phone.open("/")
     await page.locator("#new-session").tap()  # a first visit: a guest, on a device of its own
+    # The landing page knows the new guest before it goes to the session: a tap there opened the
+    # panel on the page being left (the fresh-clone run timed out tapping through that navigation).
+    await page.wait_for_url("**/session/**")
     await expect(page.locator("#identity")).to_have_attribute("data-state", "known")
     await page.locator("#identity-name").tap()
     await page.locator("#identity-link").tap()
