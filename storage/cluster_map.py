@@ -58,19 +58,23 @@ _readings: weakref.WeakKeyDictionary[RedisCluster, _Reading] = weakref.WeakKeyDi
 
 
 async def fresh_map(redis: object, max_age_s: float = FRESH_S) -> None:
-    """Read ``redis``'s slot map again unless this process read it within ``max_age_s`` (0: unless
-    a reading is under way now); nothing for a client of one Redis. A caller cancelled meanwhile
-    leaves the reading to finish for the others."""
+    """Check ``redis``'s slot map unless this process did within ``max_age_s`` (0: now, and read
+    it again at the first difference); nothing for a client of one Redis. A caller cancelled
+    meanwhile leaves the check to finish for the others."""
     if not isinstance(redis, RedisCluster):
         return
     reading = _readings.get(redis)
     if reading is None:
         reading = _readings[redis] = _Reading()
-    if reading.task is None:
-        if time.monotonic() - reading.at < max_age_s:
+    at_once = max_age_s <= 0
+    for _ in range(2):  # a check under way may be one that leaves a first difference for later
+        if reading.task is None:
+            if time.monotonic() - reading.at < max_age_s:
+                return
+            reading.task = asyncio.ensure_future(_read(redis, reading, at_once=at_once))
+        await asyncio.shield(reading.task)
+        if not (at_once and reading.differed):
             return
-        reading.task = asyncio.ensure_future(_read(redis, reading, at_once=max_age_s <= 0))
-    await asyncio.shield(reading.task)
 
 
 async def _read(redis: RedisCluster, reading: _Reading, *, at_once: bool) -> None:
