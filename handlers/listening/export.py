@@ -47,6 +47,9 @@ CSV_COLUMNS = (
     "end_position_s",
     "source",
     "client_id",
+    # Last, so older readers' columns keep their places: ``true`` for a session still playing,
+    # whose ``ended_at`` / ``duration_ms`` are its last report so far (JSON's ``open``).
+    "open",
 )
 _JSON_SEPARATORS = (",", ":")
 
@@ -137,6 +140,8 @@ def _iso(ms: int) -> str:
 
 
 def _cell(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"  # as in the JSON export, not Python's True/False
     text = "" if value is None else str(value)
     # A cell starting like a formula would run in a spreadsheet: keep it text.
     return "'" + text if text[:1] in ("=", "+", "-", "@") else text

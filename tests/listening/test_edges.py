@@ -3,6 +3,8 @@ crash before the first throttled write, the metadata in acks, clocks that are a 
 
 from __future__ import annotations
 
+import csv
+import io
 from typing import Any
 
 import aiohttp
@@ -57,6 +59,21 @@ async def test_a_live_play_resumes_an_uploaded_session_within_the_window(
     assert ack["action"] == "resumed" and ack["listening"]["id"] == uploaded["listening"]["id"], ack
     [row] = await sessions(lserver)
     assert (row["started_at"], row["ended_at"], row["open"]) == (now - 10 * MIN, now, True)
+    # The CSV export says so too: its duration is the play so far, not a finished session's.
+    [exported] = await exported_csv(lserver)
+    assert (exported["id"], exported["open"], exported["duration_ms"]) == (row["id"], "true", str(row["duration_ms"]))
+    clock.shift_ms += MIN
+    assert (await alice.report("book-1", "paused"))["action"] == "finalized"
+    [exported] = await exported_csv(lserver)
+    assert (exported["open"], exported["duration_ms"]) == ("false", str(row["duration_ms"] + MIN))
+
+
+async def exported_csv(lserver: ServerUnderTest) -> list[dict[str, str]]:
+    async with aiohttp.ClientSession() as http:
+        url = f"{lserver.url}/api/listening/export"
+        async with http.get(url, params={"format": "csv"}, headers=auth(lserver)) as r:
+            assert r.status == 200
+            return list(csv.DictReader(io.StringIO(await r.text())))
 
 
 async def test_a_crash_within_the_first_throttle_interval_keeps_the_session(
