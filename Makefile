@@ -37,7 +37,7 @@ test:
 STOCK_TESTS = tests/transport tests/test_hostile_preauth.py tests/test_bus.py tests/test_bus_churn.py \
 	tests/test_ordering.py tests/streams/test_events.py tests/patterns/test_events.py tests/voice/test_events.py \
 	tests/voice/test_recording_lease.py tests/voice/test_active_push.py tests/listening/test_report.py \
-	tests/listening/test_kind.py tests/listening/test_bad_input.py tests/test_smoke.py tests/test_pipelined_events.py \
+	tests/listening/test_kind.py tests/listening/test_bad_input.py tests/test_smoke.py tests/test_pipelined_events.py tests/test_token_renewal.py \
 	tests/test_bad_input.py tests/test_error_messages.py tests/test_route_errors.py tests/test_hostile_values.py \
 	tests/test_wire_json.py tests/test_random_ids.py tests/test_hostile_sockets_stalled_http.py
 

@@ -106,7 +106,8 @@ class Connection:
     cut: str = ""
     # Values a capability derives from ``claims`` once per connection rather than once per
     # event (the voice scripts' performer: a frozen dataclass and three permission lookups, on
-    # every status change). Keyed by the deriving function; a connection's claims never change.
+    # every status change). Keyed by the deriving function; cleared when the claims change (only
+    # ``renew_token`` changes them, to a later token of the same identity).
     derived: dict[object, object] = field(default_factory=dict)
     # The retry identities (a pattern op's ``client_id``) this connection has used: each costs a
     # remembered key in Redis for an hour, so a connection may use only a few.

@@ -65,6 +65,12 @@ class FollowActive(Payload):
     """``{}``: ``follow_active_session`` takes no field (the user is the token's)."""
 
 
+class RenewToken(Payload):
+    """``{token}``: the connection's next access token (``renew_token``)."""
+
+    token: Annotated[str, StringConstraints(min_length=1, max_length=8192)]
+
+
 class SessionRef(Payload):
     """``{session_id}``: the id itself is checked first, by handlers.ids."""
 

@@ -159,6 +159,7 @@ class SocketRouter:
         changes: bool = False,
         pipelined: bool = False,
         submit: Submit | None = None,
+        token_checked: bool = True,
     ) -> None:
         """Register ``handler`` for ``event``.
 
@@ -169,7 +170,8 @@ class SocketRouter:
         ``EventLog.run`` and that writes nothing to its connection but its ack. ``submit``
         (a pipelined, session-scoped change only) is the handler without a task: it sends the
         commit at once and returns its :data:`Submission`, or None, having sent nothing, when
-        the handler must run (see :meth:`_submit`).
+        the handler must run (see :meth:`_submit`). ``token_checked=False`` lets the event
+        through on a connection whose token has expired (``renew_token``: what renews it).
         """
         bus = self._services.bus
         meter = self._services.metrics.event(event)
@@ -195,7 +197,8 @@ class SocketRouter:
                 payload = self._payload(data, extra, session_scoped)
                 if session_scoped:  # parsed; an unscoped event's field is the client's, unchecked
                     session_id = payload["session_id"]
-                self._check_token(connection)
+                if token_checked:
+                    self._check_token(connection)
                 if changes:
                     session_id = payload["session_id"]
                     hold = bus.hold(session_id)
@@ -372,7 +375,7 @@ class SocketRouter:
 
     def _check_token(self, connection: Connection) -> None:
         if connection.claims.exp <= self._services.clock.now_s():
-            raise CodedError(ErrorCode.UNAUTHORIZED, "token expired; reconnect with a fresh token")
+            raise CodedError(ErrorCode.UNAUTHORIZED, "token expired; renew_token, or reconnect with a new one")
 
     async def _unknown(self, event: str, sid: str, *args: Any) -> dict[str, Any]:
         # A client picks the name: counted and logged as "unknown", never as a label of its own.

@@ -42,6 +42,7 @@ from handlers.route_errors import route_errors
 from handlers.socket_router import SocketRouter
 from storage.clock import follow_redis, keep_following
 from handlers.subscriptions import SubscriptionEvents
+from handlers.token_renewal import TokenRenewal
 from handlers.user_events import UserEvents
 from handlers.voice import capability as voice
 from handlers.web_pages import WebPages
@@ -155,6 +156,7 @@ def add_routes(
     app.on_shutdown.insert(0, partial(_handlers_finished, router))
     SubscriptionEvents(services).register(router)
     UserEvents(services).register(router)
+    TokenRenewal(services).register(router)
     for install in installs:
         install(services, router, app)
     auth_routes = AuthRoutes(services)

@@ -162,6 +162,7 @@ async def test_every_events_success_ack_has_the_documented_fields(
     await _pattern(call, pattern["id"])
     await _stream(call, stream["session"]["session_id"])
     await _listening(call)
+    await call("renew_token", {"token": server.token("alice")})
     registered = set(_handlers(monkeypatch, tmp_path))
     assert registered - set(call.acks) == set(), "an event this test does not call: add it"
     documented = documented_events()

@@ -1,8 +1,8 @@
 """In Chromium: a page left open longer than its access token lives still does what it is asked.
 
 The token outlived by the open connection gets the next event refused (`unauthorized`, nothing
-done); the page reconnects with a fresh token and sends the event again, instead of showing
-"token expired; reconnect with a fresh token" and losing the click."""
+done); the page's connection takes a fresh token (`renew_token`, else it reconnects) and sends
+the event again, instead of showing "token expired" and losing the click."""
 
 from __future__ import annotations
 

@@ -14,10 +14,14 @@ import re
 from playwright.async_api import expect
 
 from tests.browser import Tab
-from tests.helpers import ServerUnderTest
+from tests.helpers import Client, ServerUnderTest
 from tests.voice.test_web_fab import fab_ready
 
 HOUR_MS = 3_600_000
+
+
+def seen(client: Client) -> list[str]:
+    return [event["data"]["status"] for event in client.named("session_status")]
 
 
 # The voice sessions of the page's identity, read with its own (renewed) token.
@@ -91,13 +95,59 @@ async def test_a_cut_after_the_access_token_ran_out_keeps_the_session_recording(
     await fab_ready(page)
     await page.locator("#fab-new").click()
     await expect(page.locator("#fab-status")).to_have_attribute("data-status", "recording")
-    server.services.clock.shift_ms += 2 * HOUR_MS
-    await page.locator("#fab-cut").click()
-    await expect(page.locator("#fab-status")).to_have_attribute("data-status", "recording", timeout=15_000)
-    statuses = await page.evaluate(MY_SESSIONS)
-    assert statuses == ["recording"], statuses
+    user_id = await page.locator("#identity").get_attribute("data-user-id")
+    session_id = await server.services.voice.active_id(str(user_id))
+    assert session_id is not None
+    # Another tab's view of the session (a token that outlives the test's two hours).
+    watcher = Client(server.url, server.token(str(user_id), ttl_s=6 * 3600))
+    try:
+        await watcher.connect()
+        await watcher.call("subscribe_on_session", {"session_id": session_id})
+        server.services.clock.shift_ms += 2 * HOUR_MS
+        await page.locator("#fab-cut").click()
+        await expect(page.locator("#fab-status")).to_have_attribute("data-status", "recording", timeout=15_000)
+        # The cut, then its own "recording" a second on.
+        await watcher.wait_for(lambda: seen(watcher)[-2:] == ["cutting", "recording"])
+        statuses = await page.evaluate(MY_SESSIONS)
+        assert statuses == ["recording"], statuses
+        # The recorder's connection took its next token in place (renew_token): it was not made
+        # again, so its lease did not end and the other tab never saw the session paused.
+        assert seen(watcher) == ["cutting", "recording"], seen(watcher)
+    finally:
+        await watcher.close()
     # Past the cut's own "recording" (1 s on): the session records, and nothing was refused.
     await page.locator("#fab-pause").click()
     await expect(page.locator("#fab-status")).to_have_attribute("data-status", "paused")
     await expect(page.locator("#fab-message")).not_to_contain_text("not allowed")
     assert await page.evaluate(MY_SESSIONS) == ["paused"]
+
+
+# A subscription asked for on a connection of this page's identity once its token expired at the
+# server: `subscribe_on_session` resends only at a connect, and a renewal in place makes none.
+SUBSCRIBE_LATE = """async (sessionId) => {
+  const client = await import("/static/js/client.js");
+  const socket = client.connect();
+  await new Promise((resolve) => (socket.connected ? resolve() : socket.once("connect", resolve)));
+  window.__subscribeLate = () =>
+    new Promise((resolve) => {
+      const id = socket.id;
+      client.subscribeSession(socket, sessionId, {
+        onSnapshot: (session) => resolve({ status: session.status, same: socket.id === id }),
+        onError: (err) => resolve({ error: err.code }),
+      });
+    });
+}"""
+
+
+async def test_a_subscription_asked_for_after_the_token_ran_out_is_made(server: ServerUnderTest, tab: Tab) -> None:
+    page = await tab.open("/")
+    await page.locator("#session-name-input").fill("first")
+    await page.locator("#new-session").click()
+    await page.wait_for_url(re.compile("/session/"))
+    user_id = await page.locator("#identity").get_attribute("data-user-id")
+    later = await server.create_session(str(user_id), name="later")
+    await page.evaluate(SUBSCRIBE_LATE, later)
+    server.services.clock.shift_ms += 2 * HOUR_MS
+    subscribed = await page.evaluate("() => window.__subscribeLate()")
+    # Renewed in place: the same connection, and the subscription sent again on it.
+    assert subscribed == {"status": "ready", "same": True}, subscribed

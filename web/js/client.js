@@ -731,7 +731,6 @@ export function showConnection(badge, state, words = {}) {
  * `onState(state, detail)` hears "connecting", "connected", "offline" and "unauthorized".
  */
 export function connect({ onState = () => {} } = {}) {
-  let sentToken = null;
   let renewals = 0;
   const socket = io({
     transports: ["websocket", "polling"],
@@ -740,11 +739,11 @@ export function connect({ onState = () => {} } = {}) {
     auth: (send) => {
       getToken().then(
         (token) => {
-          sentToken = token;
+          presented.set(socket, token);
           send({ token });
         },
         () => {
-          sentToken = null;
+          presented.delete(socket);
           send({});
         },
       );
@@ -764,7 +763,7 @@ export function connect({ onState = () => {} } = {}) {
   // started over, before this connection heard its old identity's sign-out).
   const movedOn = () => {
     const stored = storedToken()?.token;
-    return Boolean(stored) && stored !== sentToken;
+    return Boolean(stored) && stored !== presented.get(socket);
   };
   socket.on("disconnect", (reason) => {
     if (!waitingForIdentity) onState("offline", reason);
@@ -807,7 +806,7 @@ export function connect({ onState = () => {} } = {}) {
     }
     // A refused token is final for socket.io-client: renew (a guest token only) and retry here,
     // unless the identity is gone for good (asking again is refused again).
-    if (renewals < MAX_RENEWALS && !lostHere && dropRefused(sentToken)) {
+    if (renewals < MAX_RENEWALS && !lostHere && dropRefused(presented.get(socket))) {
       renewals += 1;
       onState("connecting");
       socket.connect();
@@ -863,9 +862,10 @@ function signedOutHere(data, onState) {
  * Emit `event` and resolve to its `{ok: true}` ack; reject with ApiError otherwise.
  *
  * An access token outlived by its connection (a page open longer than the token lives) gets its
- * next event refused `unauthorized` before the event does anything: the connection is then made
- * again with a fresh token and the event sent once more, so a person's click is not lost to it.
- * `resend: false` leaves that to the caller (a subscription resubscribes on every connect).
+ * next event refused `unauthorized` before the event does anything: the connection then takes a
+ * fresh token (`renew_token`, or made again) and the event is sent once more, so a person's click
+ * is not lost to it. `resend: false` leaves a resend after a connection made again to the caller
+ * (a subscription resubscribes on every connect); after a renewal in place it is sent here.
  *
  * `onSlow()` runs once when no answer has come after SLOW_MS while the connection looks up: the
  * page says it is still sending (offline, the page says so itself: see `isOffline`). An answer
@@ -887,9 +887,11 @@ export async function call(socket, event, payload, timeoutMs = ACK_TIMEOUT_MS, {
         throw err;
       }
       if (ack && ack.ok === true) return ack;
-      if (ack?.error === "unauthorized" && (socket.connected || renewals.has(socket))) {
-        const back = renew(socket, timeoutMs); // one for every call refused meanwhile
-        if (resend && attempt === 0 && (await back)) continue;
+      if (ack?.error === "unauthorized" && (socket.connected || renewals.has(socket)) && attempt === 0) {
+        const back = await renew(socket, timeoutMs); // one for every call refused meanwhile
+        // Renewed in place, no connect follows to send it again (a subscription's own resend):
+        // sent again here whatever `resend` says.
+        if (back === IN_PLACE || (resend && back)) continue;
       }
       throw new ApiError(
         ack?.error ?? "invalid_response",
@@ -938,15 +940,53 @@ export function isOffline(socket) {
 // each reconnect dropped the calls the others had resent: nothing a press asked for was done.
 const renewals = new WeakMap();
 
-/** Make `socket`'s connection again with a current token, once for every call refused meanwhile. */
+// What a renewal resolves to when the connection took its new token and stayed.
+const IN_PLACE = "in place";
+
+// The token each socket's connection goes by: the one its handshake presented, or the one it
+// renewed to since (`renew_token`).
+const presented = new WeakMap();
+
+/**
+ * Have `socket`'s connection go by a current token, once for every call refused meanwhile;
+ * resolves IN_PLACE (it stayed) or true (it was made again) once it does, false after `timeoutMs`.
+ */
 function renew(socket, timeoutMs) {
   let pending = renewals.get(socket);
   if (!pending) {
-    pending = reconnected(socket, timeoutMs).finally(() => renewals.delete(socket));
+    pending = renewInPlace(socket, timeoutMs).finally(() => renewals.delete(socket));
     renewals.set(socket, pending);
-    socket.disconnect().connect(); // the handshake presents a current token
   }
   return pending;
+}
+
+/**
+ * The connection takes the identity's next token (`renew_token`) and stays: made again, its
+ * close would end the recording lease it holds (every other tab saw the session paused, then
+ * recording), leave its pattern presence and read every subscription's replay again. Refused
+ * (another identity now, a server from before the event) or not answered, it is made again, and
+ * the handshake presents the current token.
+ */
+async function renewInPlace(socket, timeoutMs) {
+  const refused = presented.get(socket);
+  // The server refused it (expired on its clock, which may run ahead of this browser's): a new
+  // one is asked for, not the same one sent back.
+  if (refused !== undefined && storedToken()?.token === refused) dropRefused(refused);
+  const token = await getToken().catch(() => null);
+  if (token !== null && socket.connected) {
+    try {
+      const ack = await socket.timeout(timeoutMs).emitWithAck("renew_token", { token });
+      if (ack?.ok === true) {
+        presented.set(socket, token);
+        return IN_PLACE;
+      }
+    } catch {
+      // Not answered (disconnected, or timed out): made again below.
+    }
+  }
+  const back = reconnected(socket, timeoutMs);
+  socket.disconnect().connect(); // the handshake presents a current token
+  return back;
 }
 
 /** Resolves true once `socket` is connected again, false after `timeoutMs`. */
