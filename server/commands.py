@@ -45,6 +45,7 @@ from server.transport import choose_lane
 from server.transport.accept import descriptor_ceiling
 from server.worker import Worker
 from storage.clock import follow_redis, keep_following
+from storage.redis_fitness import evicting, refused_command
 from storage.server_version import too_old
 
 log = logging.getLogger("sessionhub")
@@ -140,9 +141,11 @@ async def _connected(settings: Settings, url: str, *, serving: bool = False) -> 
             if not (serving and isinstance(redis, RedisCluster) and await _a_seed_answers(url)):
                 raise RedisUnreachable(f"cannot reach Redis at {_redacted(url)}: {exc}") from exc
             log.warning("Redis Cluster at %s: %s; starting, not ready until it answers", _redacted(url), exc)
-        refused = await too_old(redis)
+        refused = await too_old(redis) or await refused_command(redis)
         if refused:
             raise StartupError(refused)
+        if serving and (warning := await evicting(redis)):
+            log.warning("%s", warning)
         yield redis
     finally:
         await redis.aclose()

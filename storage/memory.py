@@ -82,6 +82,24 @@ def replicas_online(info: dict[str, Any]) -> int:
     return online
 
 
+def evicting_policies(nodes: list[dict[str, Any]]) -> list[str]:
+    """The ``maxmemory-policy`` of each of ``nodes`` (:func:`memory_infos`) that may delete keys
+    of its own accord: a ``maxmemory`` set, under any policy but ``noeviction``. Such a Redis,
+    once full, deletes sessions, logs, devices and the records that make retries safe (a retried
+    pattern op applied twice, a session left without its log), where ``noeviction`` refuses the
+    write (the storage guard and ``redis_full`` say so first)."""
+    found = []
+    for info in nodes:
+        policy = str(info.get("maxmemory_policy", "noeviction"))
+        try:
+            limit = int(info.get("maxmemory") or 0)
+        except (TypeError, ValueError):
+            continue
+        if limit > 0 and policy != "noeviction":
+            found.append(policy)
+    return found
+
+
 async def memory_figures(redis: Redis, budget_bytes: int = 0, bound_s: float = READ_BOUND_S) -> MemoryFigures:
     """The memory figures of the fullest node (:func:`memory_infos`, bounded by ``bound_s``).
 

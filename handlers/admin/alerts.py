@@ -13,7 +13,8 @@ from handlers.context import Services
 from storage.admin.repository import AdminStore
 from storage.events import Durability
 from storage.failures import REDIS_AWAY, disk_refusal
-from storage.memory import memory_figures, replication_infos, without_replica
+from storage.memory import evicting_policies, memory_figures, memory_infos, replication_infos, without_replica
+from storage.redis_fitness import eviction_warning
 
 HOUR_MS = 3_600_000
 # The creation-rate alert compares the last hour with up to this many hours before it, and only
@@ -33,6 +34,7 @@ AlertName = Literal[
     "bus_down",
     "redis_unreachable",
     "redis_disk_error",
+    "redis_eviction",
     "no_replica",
     "disk",
 ]
@@ -75,6 +77,7 @@ class Alerts:
         found = await self.memory()
         checks: list[Callable[[], Awaitable[list[dict[str, Any]]]]] = [
             self.redis_disk,
+            self.eviction,
             self.creation_rate,
             self.large_sessions,
             self.jobs,
@@ -103,6 +106,24 @@ class Alerts:
                 raise
             return [_disk_error(refusal)]
         return []
+
+    async def eviction(self) -> list[dict[str, Any]]:
+        """A Redis that deletes keys of its own accord when full (a ``maxmemory`` under any
+        ``maxmemory-policy`` but ``noeviction``): sessions, logs and retry records may go without
+        a word. Said until the policy is changed, full or not: by then it is too late."""
+        try:
+            nodes = await memory_infos(self._s.redis, self._s.storage_guard.read_bound_s)
+        except (RedisError, RedisClusterException, OSError, TimeoutError):  # said by `memory`
+            return []
+        policies = evicting_policies(nodes)
+        if not policies:
+            return []
+        return [
+            {
+                **_alert("redis_eviction", eviction_warning(policies, len(nodes)), policies=sorted(set(policies))),
+                "severity": "critical",
+            }
+        ]
 
     async def _buses(self, node_list: list[dict[str, Any]] | None) -> list[dict[str, Any]]:
         return self.buses(node_list if node_list is not None else await self._nodes.nodes())
