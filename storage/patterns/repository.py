@@ -220,7 +220,7 @@ class PatternSessions:
         fields = dict(zip(flat[::2], flat[1::2], strict=True))
         # The ETag names the last change of state or name, not the log's end (presence, cursors).
         state_offset = int(fields.get("state_offset") or offset)
-        return PatternRecord.from_hash(fields), Position(epoch=str(epoch), offset=state_offset)
+        return PatternRecord.from_hash(fields), Position(epoch=str(epoch or ""), offset=state_offset)
 
     def owned_keys(self, session_id: str) -> list[str]:
         """The session's keys besides its record and log (deleted with it by an operator)."""
@@ -285,7 +285,7 @@ class PatternSessions:
             ],
             now_ms=now_ms,
         )
-        return Position(epoch=str(result[1]), offset=int(result[0]))
+        return Position(epoch=str(result[1] or ""), offset=int(result[0]))
 
     async def delete(self, session_id: str, *, author_id: str) -> None:
         """Delete the session (``forbidden`` for a published one) and drop it from the indexes
@@ -362,7 +362,7 @@ class PatternSessions:
                 sender.legacy_client_id,
             ],
         )
-        return Applied(position=Position(epoch=str(result[1]), offset=int(result[0])), duplicate=result[2] == "1")
+        return Applied(position=Position(epoch=str(result[1] or ""), offset=int(result[0])), duplicate=result[2] == "1")
 
     async def presence(
         self,

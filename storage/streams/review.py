@@ -95,7 +95,7 @@ class ReviewIndex:
             counts={index: int(n) for index, n in zip(segments, counts, strict=True)},
             last=[Clip.parse(t) for t in texts],
             total=int(total),
-            position=Position(epoch=str(epoch), offset=int(offset)),
+            position=Position(epoch=str(epoch or ""), offset=int(offset)),
         )
 
     async def page(self, session_id: str, segment: int, *, after: tuple[int, str] | None, limit: int) -> ReviewPage:
@@ -111,7 +111,7 @@ class ReviewIndex:
             clips=[Clip.parse(t) for t in texts],
             next_cursor=str(cursor).replace(" ", ".") or None,
             segment_count=int(count),
-            position=Position(epoch=str(epoch), offset=int(offset)),
+            position=Position(epoch=str(epoch or ""), offset=int(offset)),
         )
 
     async def catch_up(self, session_id: str) -> None:

@@ -550,3 +550,23 @@ async def test_another_users_client_id_cannot_make_ones_ops_look_retried(
     assert (await stored_state(server, session_id))["swing"] == 40
     again = await victim.call("pattern_op", swing(4, 40))  # its own retry still is one
     assert again["duplicate"] is True and again["offset"] == ack["offset"], again
+
+
+async def test_a_retried_op_whose_log_is_gone_is_answered_with_no_epoch_not_none(
+    server: ServerUnderTest, clients: list[Client]
+) -> None:
+    """A Redis that lost the log's metadata and kept the rest (an evicting Redis, a partial
+    restore): the retry's ack said `"epoch": "None"`, a position a client then resumed from. The
+    log gone is the empty epoch, as `session_resync` says it; so is the ETag."""
+    session_id = await new_pattern(server)
+    alice = await player(server, clients, session_id, "guest-1")
+    swing = {"type": "set_swing", "swing": 30}
+    op = {"session_id": session_id, "client_id": "page-of-guest-1", "seq": 1, "op": swing}
+    ack = await alice.call("pattern_op", op)
+    assert ack["ok"] and ack["epoch"], ack
+    await server.services.redis.delete(server.services.keys.log_meta(session_id))
+    again = await alice.call("pattern_op", op)
+    assert again["duplicate"] is True and again["epoch"] == "" and again["offset"] == ack["offset"], again
+    async with aiohttp.ClientSession() as http:
+        async with http.get(f"{server.url}/api/sessions/{session_id}") as answer:
+            assert answer.status == 200 and "None" not in answer.headers["ETag"], answer.headers["ETag"]
