@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+from dataclasses import dataclass
 from typing import Any
 
 from aiohttp import web
@@ -31,6 +32,14 @@ PROGRESS_EVERY = 50
 
 def _line(value: dict[str, Any]) -> bytes:
     return (json.dumps(value, separators=(",", ":")) + "\n").encode()
+
+
+@dataclass(slots=True)
+class _Progress:
+    """How far a deletion of orphans went (its audit entry says so, however it ended)."""
+
+    deleted: int = 0
+    completed: bool = False
 
 
 class BulkRoutes:
@@ -112,24 +121,28 @@ class BulkRoutes:
         ids = await self._recalc.orphan_ids(days)
         response = web.StreamResponse(headers={"Content-Type": "application/x-ndjson", "Cache-Control": "no-store"})
         await response.prepare(request)
-        deleted = await self._delete_each(ids, days, claims, response)
-        await self._store.audit(
-            actor=claims.sub,
-            action="delete_orphans",
-            target="*",
-            detail={"older_than_days": days, "confirmed": count, "deleted": deleted},
-        )
-        await response.write(_line({"done": True, "deleted": deleted, "total": len(ids)}))
+        progress = _Progress()
+        try:
+            await self._delete_each(ids, days, claims, response, progress)
+            progress.completed = True
+        finally:
+            # Written however it ended: a deletion the operator's connection cut (its next
+            # progress line fails), or the server's stop cancelled, had deleted sessions and left
+            # no trace in the audit log (audit "multinode").
+            detail = {"older_than_days": days, "confirmed": count, "deleted": progress.deleted}
+            if not progress.completed:
+                detail["completed"] = False
+            await self._store.audit(actor=claims.sub, action="delete_orphans", target="*", detail=detail)
+        await response.write(_line({"done": True, "deleted": progress.deleted, "total": len(ids)}))
         await response.write_eof()
         return response
 
     async def _delete_each(
-        self, ids: list[str], older_than_days: int, claims: Claims, response: web.StreamResponse
-    ) -> int:
-        deleted = 0
+        self, ids: list[str], older_than_days: int, claims: Claims, response: web.StreamResponse, progress: _Progress
+    ) -> None:
         for done, session_id in enumerate(ids, start=1):
             if done % PROGRESS_EVERY == 0:
-                await response.write(_line({"deleted": deleted, "done": done - 1, "total": len(ids)}))
+                await response.write(_line({"deleted": progress.deleted, "done": done - 1, "total": len(ids)}))
             # Accessed since the count (a user came back to it): no longer an orphan, kept.
             if not await self._recalc.still_orphan(session_id, older_than_days):
                 continue
@@ -138,7 +151,7 @@ class BulkRoutes:
                 await self._deleter.delete(
                     session_id, actor=claims.sub, known_kinds_only=False, orphan_bound_ms=bound_ms
                 )
-                deleted += 1
+                progress.deleted += 1
             except CodedError as exc:
                 if exc.code is ErrorCode.CONFLICT:
                     continue  # used since the index said orphan (the script re-checked): kept
@@ -146,4 +159,3 @@ class BulkRoutes:
                     raise
                 # Gone meanwhile (deleted by its owner): drop any index entry it left.
                 await self._s.sessions.unindex(session_id=session_id, owner_id="")
-        return deleted

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 from collections.abc import AsyncIterator
 from typing import Any
@@ -214,3 +215,39 @@ async def test_prometheus_endpoint_counts_requests_and_sessions(
     assert 'sessionhub_http_requests_total{method="GET",route="/admin/sessions/{session_id}",status="400"} 1.0' in text
     assert 'sessionhub_jobs{state="dead"} 0.0' in text
     assert 'sessionhub_alerts{alert="bus_down"} 0.0' in text
+
+
+async def test_a_deletion_of_orphans_cut_off_by_its_operator_is_in_the_audit_log(
+    server: ServerUnderTest, http: aiohttp.ClientSession
+) -> None:
+    """The operator's connection closed after the first progress line: the next one failed and
+    ended the deletion, having deleted sessions, and the audit log had no entry for it (audit
+    "multinode"). It now says how many went, and that it did not complete."""
+    token = admin_token(server)
+    total = 300
+    for _ in range(total):
+        await server.create_session("alice")
+    server.services.clock.shift_ms = 100 * DAY_MS
+    headers = {"Authorization": f"Bearer {token}"}
+    response = await http.post(
+        "/admin/orphans/delete", headers=headers, json={"older_than_days": 90, "confirm_count": total}
+    )
+    assert response.status == 200
+    first = json.loads(await response.content.readline())
+    assert first["done"] == 49 and first["total"] == total, first
+    response.close()  # the operator's connection goes
+
+    entries: list[Any] = []
+    for _ in range(200):  # until the server has noticed and written its entry (bounded)
+        _, audit = await call(http, "GET", "/admin/audit", token)
+        entries = [e for e in audit["entries"] if e["action"] == "delete_orphans"]
+        if entries:
+            break
+        await asyncio.sleep(0.05)
+    assert len(entries) == 1, audit
+    _, metrics = await call(http, "GET", "/admin/metrics", token)
+    left = metrics["total"]["sessions"]
+    detail = entries[0]["detail"]
+    assert detail["deleted"] == total - left and detail["deleted"] >= 50, (detail, left)
+    if left:  # cut before the end, as the operator meant
+        assert detail["completed"] is False, detail
