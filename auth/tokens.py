@@ -81,6 +81,11 @@ class TokenService:
         """Judge tokens' time claims on ``now_s`` (unix seconds): the clock that mints them."""
         self._now_s = now_s
 
+    @property
+    def config(self) -> TokenConfig:
+        """How this service signs and verifies (auth.key_fingerprint compares nodes by it)."""
+        return self._config
+
     def mint(
         self,
         *,

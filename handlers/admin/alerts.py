@@ -8,7 +8,7 @@ from typing import Any, Literal, get_args
 from redis.exceptions import RedisClusterException, RedisError, ResponseError
 
 from handlers.admin.config import AdminConfig
-from handlers.admin.nodes import NodeHeartbeat
+from handlers.admin.nodes import NodeHeartbeat, token_key_groups
 from handlers.context import Services
 from storage.admin.repository import AdminStore
 from storage.events import Durability
@@ -32,6 +32,7 @@ AlertName = Literal[
     "dead_letters",
     "jobs_stuck",
     "bus_down",
+    "token_keys_differ",
     "redis_unreachable",
     "redis_disk_error",
     "redis_eviction",
@@ -82,6 +83,7 @@ class Alerts:
             self.large_sessions,
             self.jobs,
             lambda: self._buses(node_list),
+            lambda: self._token_keys(node_list),
             self.replicas,
             self.disk,
         ]
@@ -124,6 +126,9 @@ class Alerts:
                 "severity": "critical",
             }
         ]
+
+    async def _token_keys(self, node_list: list[dict[str, Any]] | None) -> list[dict[str, Any]]:
+        return self.token_keys(node_list if node_list is not None else await self._nodes.nodes())
 
     async def _buses(self, node_list: list[dict[str, Any]] | None) -> list[dict[str, Any]]:
         return self.buses(node_list if node_list is not None else await self._nodes.nodes())
@@ -253,6 +258,22 @@ class Alerts:
                 _alert("jobs_stuck", f"a job has been running for over {self._config.job_stuck_s} s", oldest=stuck[0])
             )
         return found
+
+    @staticmethod
+    def token_keys(node_list: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        """Live nodes that verify access tokens differently (another SESSIONHUB_JWT_SECRET or
+        public key, algorithm, issuer or audience): each refuses the tokens the others mint."""
+        groups = token_key_groups(node_list)
+        if len(groups) < 2:
+            return []
+        message = (
+            f"{len(groups)} groups of live nodes verify access tokens with different keys (SESSIONHUB_JWT_SECRET"
+            " or SESSIONHUB_JWT_PUBLIC_KEY, the algorithm, issuer or audience; nodes without a secret each use"
+            " their data folder's development secret): a token minted by one is refused by the others, and"
+            " people moving between them are signed in again and again. Give every node the same settings"
+        )
+        nodes = [sorted(group) for group in groups.values()]
+        return [{**_alert("token_keys_differ", message, nodes=nodes), "severity": "critical"}]
 
     @staticmethod
     def buses(node_list: list[dict[str, Any]]) -> list[dict[str, Any]]:

@@ -101,6 +101,11 @@ class NodeFigures(Answer):
     subscriptions: int | None = Field(
         description="their subscriptions; null from a node that does not report them, or a stale one"
     )
+    token_keys: str | None = Field(
+        description="a fingerprint of how the node verifies access tokens (key, algorithm, issuer,"
+        " audience); live nodes that differ refuse each other's tokens (alert token_keys_differ);"
+        " null from a node that does not report it"
+    )
 
 
 class Alert(Answer):

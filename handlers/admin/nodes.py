@@ -19,6 +19,7 @@ from typing import Any
 
 from aiohttp import web
 
+from auth.key_fingerprint import fingerprint
 from handlers.background import STOP_WAIT_S, cancelled, rest, stop_if_cancelled
 
 from handlers.context import Services
@@ -42,6 +43,9 @@ class NodeHeartbeat:
         self._s = services
         self.interval_s = interval_s
         self.node_id = f"{socket.gethostname()[:40]}:{os.getpid()}:{secrets.token_hex(3)}"
+        # How this node verifies access tokens (auth.key_fingerprint): live nodes that differ
+        # refuse each other's tokens (Alerts.token_keys).
+        self.token_keys = fingerprint(services.tokens.config)
 
     def register(self, app: web.Application) -> None:
         """Run the heartbeat for the app's lifetime."""
@@ -76,6 +80,7 @@ class NodeHeartbeat:
             "pid": os.getpid(),
             "clients": metrics.clients_now,
             "subscriptions": metrics.subscriptions_now,
+            "token_keys": self.token_keys,
         }
         return json.dumps(heartbeat)
 
@@ -84,15 +89,32 @@ class NodeHeartbeat:
         await self._s.redis.hset(self._s.keys.admin_nodes(), self.node_id, self.heartbeat())
 
     async def _beat_forever(self) -> None:
+        told = False
         while not cancelled():
             try:
                 await self.beat()
+                if not told:
+                    told = True
+                    await self._say_if_token_keys_differ()
             except REDIS_AWAY as exc:
                 stop_if_cancelled(exc)
                 log.warning("node heartbeat failed: %s", exc)
             except Exception as exc:  # a bug or a client library's own error must not end the loop
                 _failed.exception("node heartbeat failed", exc)
             await rest(self.interval_s)
+
+    async def _say_if_token_keys_differ(self) -> None:
+        """Once, as the node starts: an error line when live nodes verify tokens differently
+        (the critical alert token_keys_differ says it for as long as it lasts)."""
+        groups = token_key_groups(await self.nodes())
+        others = [node for keys, nodes in groups.items() if keys != self.token_keys for node in nodes]
+        if others:
+            log.error(
+                "this node verifies access tokens with another key than %d live node(s) (%s): give every node"
+                " the same SESSIONHUB_JWT_SECRET (or public key), algorithm, issuer and audience; each refuses"
+                " the tokens the others mint",
+                len(others), ", ".join(sorted(others)[:5]),
+            )  # fmt: skip
 
     async def nodes(self) -> list[dict[str, Any]]:
         """Every node's last heartbeat (this node's written now), ``stale`` when it stopped beating.
@@ -135,6 +157,8 @@ class NodeHeartbeat:
                     # connected (its clients had moved to the others)
                     "clients": None if stale else _count(beat.get("clients")),
                     "subscriptions": None if stale else _count(beat.get("subscriptions")),
+                    # None from a node of before it was said (an older version mid-deploy)
+                    "token_keys": _text(beat.get("token_keys")),
                 }
             )
         return found
@@ -143,6 +167,21 @@ class NodeHeartbeat:
 def _count(value: Any) -> int | None:
     """A count from a heartbeat, None when absent or not a whole number."""
     return value if isinstance(value, int) and not isinstance(value, bool) else None
+
+
+def token_key_groups(node_list: list[dict[str, Any]]) -> dict[str, list[str]]:
+    """The live nodes (not stale) that report a token-key fingerprint, by fingerprint."""
+    groups: dict[str, list[str]] = {}
+    for node in node_list:
+        keys = node.get("token_keys")
+        if keys and not node.get("stale"):
+            groups.setdefault(keys, []).append(str(node["node"]))
+    return groups
+
+
+def _text(value: Any) -> str | None:
+    """A short text from a heartbeat, None when absent or not one."""
+    return value if isinstance(value, str) and len(value) <= 64 else None
 
 
 # The app's heartbeat (its node id names this node in /admin/metrics).
