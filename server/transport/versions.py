@@ -29,7 +29,9 @@ ENV_VAR = "SESSIONHUB_TRANSPORT"
 
 # distribution -> (lowest tested, first untested): the range the fast lane's contract (the
 # private names listed in server.transport.fastpath) was tested in. Widen a range only after
-# `make test` passes on the new version.
+# `make test` passes on the new version. Ranges are of major.minor: any patch release of a
+# tested minor runs the fast lane (a patch release keeps a library's internals; constraints.txt
+# pins the one CI runs, and the newest set of `make test-versions` runs the newest patch).
 TESTED: Mapping[str, tuple[tuple[int, int], tuple[int, int]]] = {
     "python-socketio": ((5, 18), (5, 19)),
     "python-engineio": ((4, 15), (4, 16)),

@@ -10,10 +10,9 @@ import asyncio
 import socket
 from pathlib import Path
 
-import pytest
 
 from server.transport.accept import FULL, Acceptor
-from tests.helpers import RedisProcess
+from tests.helpers import BOTH_LANES, RedisProcess
 from tests.test_processes import node
 
 LIMIT = 400  # the child's open-files limit (soft and hard): its ceiling is LIMIT - RESERVE
@@ -37,7 +36,7 @@ async def answer_of(reader: asyncio.StreamReader) -> bytes:
         return head + await reader.readexactly(length)
 
 
-@pytest.mark.parametrize("lane", ["fast", "stock"])
+@BOTH_LANES
 async def test_clients_hold_only_the_descriptors_below_the_reserve_and_the_server_keeps_working(
     redis_process: RedisProcess, tmp_path: Path, lane: str
 ) -> None:
