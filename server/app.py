@@ -10,6 +10,7 @@ from dataclasses import replace
 from functools import partial
 
 from aiohttp import web
+from redis.asyncio.cluster import RedisCluster
 
 from handlers.admin import capability as admin
 from handlers.admin.config import AdminConfig
@@ -48,6 +49,7 @@ from handlers.voice import capability as voice
 from handlers.web_pages import WebPages
 from server import logs
 from server.bus import Bus
+from server.data_loss_watch import DataLossWatch
 from server.services import limits_section
 from server.settings import Settings
 from server.transport import SocketServer, build_server, choose_lane
@@ -167,6 +169,11 @@ def add_routes(
         JwksWatch(services.tokens, services.tokens.jwks).register(app)
     interval_s = services.identities.config.revocation_poll_s
     RevocationWatch(services, connections, sio, interval_s=interval_s).register(app)
+    if not isinstance(services.redis, RedisCluster):
+        # Not on a cluster: a FLUSHALL there is one shard's, and the watch's command to the shard
+        # holding the secret, failing in a failover, made redis-py read the whole map again, which
+        # marks the bus's shard links for a reconnect (a follower fell behind in the motion tests).
+        DataLossWatch(services.log, bus).register(app)
     HomeRoutes(services).register(app)
     memory = partial(memory_infos, services.redis, MEMORY_READ_BOUND_S)
     replication = (

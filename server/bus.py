@@ -659,6 +659,15 @@ class Bus:
             else:
                 self._start_catch_up(room)
 
+    def lost_data(self) -> None:
+        """Redis lost its data under a link that stayed up (server.data_loss_watch): every live
+        room reads its log again, as after a link back to a restarted Redis. A log gone resyncs
+        its subscribers with the empty epoch, and their resubscribe finds the session gone."""
+        self._log.forget_id_key()
+        for room in list(self._rooms.values()):
+            if room.offset is not None and not room.catching_up:
+                self._start_catch_up(room)
+
     def _start_catch_up(self, room: Room) -> None:
         room.catching_up = True
         task = asyncio.create_task(self._catch_up(room))

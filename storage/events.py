@@ -356,6 +356,14 @@ class EventLog:
         self._id_key = str(found or "")
         return self._id_key
 
+    async def id_key_gone(self) -> bool:
+        """Whether Redis no longer holds the id-sealing secret this log read: emptied under a link
+        that stayed up (``FLUSHALL``, ``FLUSHDB``, keys evicted), which no reconnect announces.
+        False while none was read (a node that wrote nothing yet, or one that just forgot it)."""
+        if not self._id_key:
+            return False
+        return not await self._redis.exists(self._keys.log_id_key())
+
     def forget_id_key(self) -> None:
         """Read the id-sealing secret again before the next event: a Redis that came back empty
         lost it, the next node to write made another, and a node sealing with the old one issued

@@ -171,3 +171,30 @@ async def test_no_gap_and_no_duplicate_when_subscribing_during_a_burst(
         expected = list(range(start + 1, 202))
         await client.wait_for(lambda c=client, e=expected: c.offsets(session_id) == e)
         assert client.named("session_snapshot")[0]["offset"] == start
+
+
+async def test_a_redis_emptied_under_a_live_link_resyncs_the_subscribers(
+    server: ServerUnderTest, clients: list[Client], redis: Any, caplog: pytest.LogCaptureFixture
+) -> None:
+    """FLUSHALL on a running Redis closes no link: subscribers went on showing a session that
+    was gone, and nothing was logged (audit "redispressure"). Within the watch's interval they
+    are resynced with the empty epoch (the log gone), as after a Redis restarted empty, and their
+    resubscribe finds the session gone."""
+    caplog.set_level(logging.WARNING, logger="server.data_loss_watch")
+    session_id = await server.create_session("alice")
+    client = Client(server.url, server.token("alice"))
+    clients.append(client)
+    await client.connect()
+    await client.call("subscribe_on_session", {"session_id": session_id})
+    await toggle(server, session_id, 1)  # a write: this node holds the deployment's id secret
+    await client.wait_for(lambda: bool(client.offsets(session_id)))
+    await redis.flushall()
+    await client.wait_for(lambda: bool(client.named("session_resync")))
+    assert client.named("session_resync")[0]["epoch"] == "", client.named("session_resync")
+    ack = await client.call("subscribe_on_session", {"session_id": session_id})
+    assert ack["error"] == "session_not_found", ack
+    said = [r.getMessage() for r in caplog.records if "Redis lost its data without a restart" in r.getMessage()]
+    assert len(said) == 1, said
+    # The next write makes the secret again: nothing more is said.
+    await server.create_session("alice")
+    assert not await server.services.log.id_key_gone()

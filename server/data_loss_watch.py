@@ -1,0 +1,73 @@
+"""Notices a Redis emptied under a live link, and has every room read its log again.
+
+A Redis restarted empty closes the links, and the bus's reconnect makes every room catch up
+from its log (a log gone: ``session_resync`` with the empty epoch, then ``session_not_found``).
+A ``FLUSHALL`` or ``FLUSHDB`` on a running Redis, or keys evicted, closes nothing: subscribers
+went on showing a live recording of a session that was gone, while every write answered
+``session_not_found`` (audit "redispressure"). The deployment's id-sealing secret
+(storage.events) is the sign: one key every node reads, gone only when Redis lost data. One
+``EXISTS`` every few seconds per node looks for it. A single Redis only (server.app): on a
+cluster, a flush is one shard's, and a failover's lost writes are the bus's to notice.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import AsyncIterator
+
+from aiohttp import web
+
+from handlers.background import STOP_WAIT_S, cancelled, rest, stop_if_cancelled
+from handlers.log_throttle import LogThrottle
+from server.bus import Bus
+from storage.events import EventLog
+from storage.failures import REDIS_AWAY
+
+log = logging.getLogger(__name__)
+_failed = LogThrottle(log)
+
+# How often a node looks (a subscriber learns of the loss within about this).
+CHECK_S = 2.0
+
+
+class DataLossWatch:
+    """Looks for the deployment's id secret every ``interval_s``; its loss resyncs the rooms."""
+
+    def __init__(self, events: EventLog, bus: Bus, *, interval_s: float = CHECK_S) -> None:
+        self._events = events
+        self._bus = bus
+        self.interval_s = interval_s
+
+    def register(self, app: web.Application) -> None:
+        """Run the watch for the app's lifetime."""
+        app.cleanup_ctx.append(self._lifetime)
+
+    async def _lifetime(self, _: web.Application) -> AsyncIterator[None]:
+        task = asyncio.create_task(self._watch_forever())
+        yield
+        task.cancel()
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait({task}, timeout=STOP_WAIT_S)
+
+    async def _watch_forever(self) -> None:
+        while not cancelled():
+            try:
+                await self.check()
+            except REDIS_AWAY as exc:
+                stop_if_cancelled(exc)  # Redis away: the bus's reconnect takes it from there
+            except Exception as exc:  # a bug or a client library's own error must not end the loop
+                _failed.exception("data loss watch: a check failed", exc)
+            await rest(self.interval_s)
+
+    async def check(self) -> bool:
+        """Look once; True when Redis was found emptied (and the rooms told to read their logs)."""
+        if not await self._events.id_key_gone():
+            return False
+        log.warning(
+            "Redis lost its data without a restart (FLUSHALL, FLUSHDB or keys evicted): the deployment's"
+            " event-id secret is gone; every session followed here reads its log again"
+        )
+        self._bus.lost_data()
+        return True
