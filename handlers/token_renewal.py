@@ -30,7 +30,9 @@ EVENT = "renew_token"
 def same_identity(old: Claims, new: Claims) -> bool:
     """Whether ``new`` is the same identity as ``old``, a later token of it: everything that
     decides access is unchanged (the display name may differ: a rename since)."""
-    return replace(new, exp=old.exp, name=old.name) == old
+    if frozenset(new.perms) != frozenset(old.perms):  # the same permissions, in any order
+        return False
+    return replace(new, exp=old.exp, name=old.name, perms=old.perms) == old
 
 
 class TokenRenewal:

@@ -10,7 +10,7 @@ from __future__ import annotations
 from typing import Any
 
 from auth.claims import Permission
-from tests.helpers import Client, ServerUnderTest
+from tests.helpers import ALL_PERMS, Client, ServerUnderTest
 
 HOUR_MS = 3_600_000
 
@@ -84,8 +84,10 @@ async def test_only_a_later_token_of_the_same_identity_renews(server: ServerUnde
         ack = await client.call("renew_token", payload)
         assert ack["ok"] is False and ack["error"] == "invalid_payload", (payload, ack)
 
-    # A later token of the same device, its name changed since (a rename): renewed.
-    renewed = await client.call("renew_token", {"token": server.token("alice", fam=family_id, name="Alice B.")})
+    # A later token of the same device, its name changed since (a rename), its permissions listed
+    # in another order: renewed.
+    later = server.token("alice", perms=tuple(reversed(ALL_PERMS)), fam=family_id, name="Alice B.")
+    renewed = await client.call("renew_token", {"token": later})
     assert renewed["ok"], renewed
     assert (await client.call("follow_user", {}))["ok"]
 
