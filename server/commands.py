@@ -45,6 +45,7 @@ from server.transport import choose_lane
 from server.transport.accept import descriptor_ceiling
 from server.worker import Worker
 from storage.clock import follow_redis, keep_following
+from storage.keys import Keys
 from storage.redis_fitness import evicting, refused_command
 from storage.server_version import too_old
 
@@ -141,7 +142,7 @@ async def _connected(settings: Settings, url: str, *, serving: bool = False) -> 
             if not (serving and isinstance(redis, RedisCluster) and await _a_seed_answers(url)):
                 raise RedisUnreachable(f"cannot reach Redis at {_redacted(url)}: {exc}") from exc
             log.warning("Redis Cluster at %s: %s; starting, not ready until it answers", _redacted(url), exc)
-        refused = await too_old(redis) or await refused_command(redis)
+        refused = await too_old(redis) or await refused_command(redis, Keys(settings.key_prefix))
         if refused:
             raise StartupError(refused)
         if serving and (warning := await evicting(redis)):

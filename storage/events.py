@@ -359,10 +359,15 @@ class EventLog:
     async def id_key_gone(self) -> bool:
         """Whether Redis no longer holds the id-sealing secret this log read: emptied under a link
         that stayed up (``FLUSHALL``, ``FLUSHDB``, keys evicted), which no reconnect announces.
-        False while none was read (a node that wrote nothing yet, or one that just forgot it)."""
+        Gone, or another: a node that wrote first after the loss made a new one, and a look for
+        the key alone missed the loss on every other node (audit verify39). False while none was
+        read (a node that wrote nothing yet, or one that just forgot it)."""
         if not self._id_key:
             return False
-        return not await self._redis.exists(self._keys.log_id_key())
+        held = self._id_key
+        found = await self._redis.get(self._keys.log_id_key())
+        # Forgotten meanwhile (the bus's reconnect): the next write reads the key again.
+        return self._id_key == held and str(found or "") != held
 
     def forget_id_key(self) -> None:
         """Read the id-sealing secret again before the next event: a Redis that came back empty

@@ -390,6 +390,11 @@ class Keys:
         no character of a key, so it names no answer."""
         return f"{self.prefix}:{{idem:{owner}}}:{scope}#keys"
 
+    def probe_channel(self) -> str:
+        """Channel: published to and subscribed once by a process starting, to see that its Redis
+        user may (storage/redis_fitness.py); under the prefix, where an ACL limited to it allows."""
+        return f"{self.prefix}:probe"
+
     def log_id_key(self) -> str:
         """String: the secret sealing event ids to their place in a log (storage/events.py)."""
         return f"{self.prefix}:log_id_key"

@@ -22,20 +22,22 @@ from redis.asyncio import Redis
 from redis.asyncio.cluster import RedisCluster
 from redis.exceptions import RedisClusterException, RedisError, ResponseError
 
+from storage.keys import Keys
 from storage.memory import evicting_policies, memory_infos
 
 READ_BOUND_S = 5.0
-# The probes' own names: nothing of a session's, nothing kept.
+# The probe's script: it touches nothing (its channel is Keys.probe_channel).
 PROBE_SCRIPT = "return 1"
-PROBE_CHANNEL = "sessionhub:probe"
 
 
-async def refused_command(redis: Redis, *, bound_s: float = READ_BOUND_S) -> str:
+async def refused_command(redis: Redis, keys: Keys, *, bound_s: float = READ_BOUND_S) -> str:
     """Why ``redis`` will not serve sessionhub's commands ("" when it will, or cannot be told):
-    the first refused of the scripts' and pub/sub's."""
+    the first refused of the scripts' and pub/sub's (on a channel under the key prefix: a user
+    whose ACL allows only the deployment's prefix is refused nothing sessionhub does)."""
+    channel = keys.probe_channel()
     probes: list[tuple[str, Callable[[], Awaitable[object]]]] = [("SCRIPT LOAD / EVALSHA", lambda: _script(redis))]
     if not isinstance(redis, RedisCluster):  # a cluster's bus is sharded pub/sub on each shard's node
-        probes += [("PUBLISH", lambda: redis.publish(PROBE_CHANNEL, "")), ("SUBSCRIBE", lambda: _subscribe(redis))]
+        probes += [("PUBLISH", lambda: redis.publish(channel, "")), ("SUBSCRIBE", lambda: _subscribe(redis, channel))]
     for name, probe in probes:
         try:
             await asyncio.wait_for(probe(), bound_s)
@@ -55,13 +57,13 @@ async def _script(redis: Redis) -> None:
     await redis.evalsha(sha, 0)
 
 
-async def _subscribe(redis: Redis) -> None:
+async def _subscribe(redis: Redis, channel: str) -> None:
     pubsub = redis.pubsub()
     try:
-        await pubsub.subscribe(PROBE_CHANNEL)
+        await pubsub.subscribe(channel)
         # The refusal comes as the answer to the SUBSCRIBE, read here.
         await pubsub.get_message(timeout=1.0)
-        await pubsub.unsubscribe(PROBE_CHANNEL)
+        await pubsub.unsubscribe(channel)
     finally:
         await pubsub.aclose()
 

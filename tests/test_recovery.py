@@ -198,3 +198,25 @@ async def test_a_redis_emptied_under_a_live_link_resyncs_the_subscribers(
     # The next write makes the secret again: nothing more is said.
     await server.create_session("alice")
     assert not await server.services.log.id_key_gone()
+
+
+async def test_a_flush_is_noticed_by_a_node_after_another_made_a_new_secret(
+    server: ServerUnderTest, clients: list[Client], redis: Any, redis_process: Any, tmp_path: Any
+) -> None:
+    """A node that wrote first after the flush made a new id secret: the others looked for the
+    key alone, found one, and never told their subscribers (audit verify39)."""
+    other = await start_server(redis_process.url, tmp_path / "other")
+    try:
+        session_id = await server.create_session("alice")
+        client = Client(server.url, server.token("alice"))
+        clients.append(client)
+        await client.connect()
+        await client.call("subscribe_on_session", {"session_id": session_id})
+        await toggle(server, session_id, 1)  # this node holds the deployment's id secret
+        await client.wait_for(lambda: bool(client.offsets(session_id)))
+        await redis.flushall()
+        await other.create_session("bob")  # at once: a new secret, before this node's next look
+        await client.wait_for(lambda: bool(client.named("session_resync")))
+        assert client.named("session_resync")[0]["epoch"] == "", client.named("session_resync")
+    finally:
+        await other.stop()

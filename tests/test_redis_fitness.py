@@ -20,6 +20,7 @@ import pytest
 import pytest_asyncio
 from redis.asyncio import Redis
 
+from storage.keys import Keys
 from storage.redis_fitness import evicting, refused_command
 from tests.conftest import start_server
 from tests.helpers import CHILD_TEST_TIMEOUT_S, RedisProcess, ServerUnderTest, free_port
@@ -52,7 +53,7 @@ async def limited_user(admin: Redis, own_redis: RedisProcess, *rules: str) -> st
 async def refusal_of(url: str) -> str:
     client = Redis.from_url(url)
     try:
-        return await refused_command(client)
+        return await refused_command(client, Keys("sh"))
     finally:
         await client.aclose()
 
@@ -70,6 +71,11 @@ async def test_a_user_refused_the_scripts_or_pub_sub_is_named(admin: Redis, own_
     assert said.startswith("Redis refuses SUBSCRIBE"), said
     # What sessionhub does not need may be refused: the start goes on.
     assert await refusal_of(await limited_user(admin, own_redis, "-flushall", "-keys")) == ""
+    # A user limited to the deployment's prefix, keys and channels (a Redis shared with other
+    # apps): refused nothing sessionhub does. The probe's channel was outside it (audit verify39).
+    name = f"u{uuid.uuid4().hex[:12]}"
+    await admin.execute_command("ACL", "SETUSER", name, "on", ">pw", "~sh:*", "&sh:*", "+@all")
+    assert await refusal_of(own_redis.url.replace("redis://", f"redis://{name}:pw@")) == ""
 
 
 @pytest.mark.timeout(CHILD_TEST_TIMEOUT_S)  # a `serve` child starts

@@ -45,7 +45,7 @@ class NodeHeartbeat:
         self.node_id = f"{socket.gethostname()[:40]}:{os.getpid()}:{secrets.token_hex(3)}"
         # How this node verifies access tokens (auth.key_fingerprint): live nodes that differ
         # refuse each other's tokens (Alerts.token_keys).
-        self.token_keys = fingerprint(services.tokens.config)
+        self.token_keys = fingerprint(services.tokens.config, services.tokens.jwks)
 
     def register(self, app: web.Application) -> None:
         """Run the heartbeat for the app's lifetime."""

@@ -13,8 +13,11 @@ from pathlib import Path
 
 import aiohttp
 import pytest
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import rsa
 from redis.asyncio import Redis
 
+from auth.jwks import JwksKeys
 from auth.key_fingerprint import fingerprint
 from auth.tokens import TokenConfig
 from tests.admin.test_http import admin_token
@@ -33,6 +36,27 @@ def test_the_fingerprint_changes_with_what_decides_a_tokens_validity() -> None:
     ):
         assert fingerprint(other) != same, other
     assert len(same) == 16 and SECRET[:8] not in same
+    # A node that also takes an external provider's tokens verifies what the other refuses.
+    provider = JwksKeys("https://id.example/jwks.json", issuer="https://id.example", audience=None, refresh_s=300)
+    assert fingerprint(config, provider) != same
+
+
+def test_one_rsa_key_in_either_pem_form_has_one_fingerprint() -> None:
+    """SPKI on one node, PKCS#1 on another: the same key verifies the same tokens (the PEM text's
+    hash raised a critical alert for it: audit verify39)."""
+
+    def public_pem(key: rsa.RSAPrivateKey, form: serialization.PublicFormat) -> str:
+        return key.public_key().public_bytes(serialization.Encoding.PEM, form).decode()
+
+    def of(pem: str) -> str:
+        return fingerprint(TokenConfig(algorithm="RS256", verify_key=pem, signing_key=None))
+
+    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    spki = public_pem(key, serialization.PublicFormat.SubjectPublicKeyInfo)
+    pkcs1 = public_pem(key, serialization.PublicFormat.PKCS1)
+    assert spki != pkcs1 and of(spki) == of(pkcs1) == of(spki.replace("\n", "\r\n"))
+    another = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    assert of(public_pem(another, serialization.PublicFormat.SubjectPublicKeyInfo)) != of(spki)
 
 
 async def alerts_and_nodes(server: ServerUnderTest) -> tuple[list[dict[str, object]], list[dict[str, object]]]:
