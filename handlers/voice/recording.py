@@ -84,6 +84,9 @@ class RecordingKeeper:
         self._renew_ahead_s = self._renew_every_s * RENEW_AHEAD_SHARE
         self._sweep_every_s = min(max(lease_s / 4, 0.1), 2.0)
         self._task: asyncio.Task[None] | None = None
+        # Set as the node starts to stop, before it closes its connections: their closes then
+        # leave the leases to run out, as a crash does (see _closed).
+        self._node_stopping = False
 
     def holder(self, sid: str) -> str:
         """The lease holder string of a connection of this node."""
@@ -124,7 +127,15 @@ class RecordingKeeper:
 
     async def _closed(self, sid: str) -> None:
         self._verified.pop(sid, None)
-        for session_id in self._held.pop(sid, {}):
+        held = self._held.pop(sid, {})
+        if self._node_stopping:
+            # This node is stopping (a deploy), not the recorder leaving: it comes back through
+            # another node, or this one restarted, and takes its lease over (`resume`) while it
+            # lasts. Released here, the session was paused at once (recorder_gone) and every other
+            # tab saw it flicker, where a crash showed nothing (audit "restarts2"). A recorder
+            # that does not come back is paused by a sweep once the lease runs out.
+            return
+        for session_id in held:
             await self.leases.release(session_id, self.holder(sid))
 
     def ended(self, sid: str, session_id: str) -> None:
@@ -186,7 +197,12 @@ class RecordingKeeper:
         """Renew and sweep while ``app`` runs."""
         app[RECORDING_KEEPER] = self
         app.on_startup.append(self._start)
+        # First of the stop's steps: before the transport closes the connections.
+        app.on_shutdown.insert(0, self._stopping)
         app.on_cleanup.append(self._stop)
+
+    async def _stopping(self, _: web.Application) -> None:
+        self._node_stopping = True
 
     async def _start(self, _: web.Application) -> None:
         self._task = asyncio.create_task(self._run(), name="voice-recording-leases")

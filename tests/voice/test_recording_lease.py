@@ -523,3 +523,52 @@ async def until_closed(node: ServerUnderTest) -> None:
     async with asyncio.timeout(10):
         while node.services.metrics.clients_now > 0:
             await asyncio.sleep(0.01)
+
+
+async def test_a_node_stopping_leaves_its_recordings_to_their_recorders_coming_back(
+    redis: Redis, redis_process: RedisProcess, tmp_path: Path
+) -> None:
+    """A deploy (the node stopped, not killed) closed its connections, and each close ended its
+    lease and paused the session at once: every other tab saw the recording flicker paused, then
+    recording when the recorder came back through another node; a crash showed nothing (audit
+    "restarts2"). The stopping node now leaves the leases to run out: a recorder back within one
+    takes it over, and one that is not is paused by a sweep when it runs out."""
+    nodes = [
+        await start_server(redis_process.url, tmp_path / f"node{i}", voice_recording_lease_ms=LEASE_MS)
+        for i in range(2)
+    ]
+    stopping, staying = nodes
+    clients: list[Client] = []
+    try:
+        came_back = await stopping.create_session("alice")
+        left = await stopping.create_session("alice")
+        watcher = await staying.subscriber(clients, came_back)
+        for session_id in (came_back, left):
+            await recording_on(stopping, clients, session_id)
+        await watcher.wait_for(lambda: {"status": "recording", "previous": "ready"} in statuses(watcher))
+        await stopping.stop()
+        nodes.remove(stopping)
+
+        back = Client(staying.url, staying.token("alice"))
+        clients.append(back)
+        await back.connect()
+        resume = {"session_id": came_back, "status": "recording", "resume": True}
+        ack = await back.call("set_session_status", resume)
+        assert ack["ok"] and ack["changed"] is False, ack  # the lease was still there to take over
+
+        async def status_of(session_id: str) -> str:
+            found = await staying.services.voice.get(session_id)
+            assert found is not None
+            return found.status
+
+        # The recorder that did not come back: paused by the sweep, within a lease and a sweep.
+        async with asyncio.timeout(LEASE_MS / 1000 * 5):
+            while await status_of(left) != "paused":
+                await asyncio.sleep(0.02)
+        assert await status_of(came_back) == "recording"
+        assert [s["status"] for s in statuses(watcher)] == ["recording"], statuses(watcher)
+    finally:
+        for client in clients:
+            await client.close()
+        for node in nodes:
+            await node.stop()
