@@ -106,8 +106,13 @@ async def memory_figures(redis: Redis, budget_bytes: int = 0, bound_s: float = R
     ``budget_bytes`` is a configured budget per node; 0 takes each node's own ``maxmemory``.
     The answer is the node whose share of its budget is the largest.
     """
-    nodes = [
-        MemoryFigures(int(info["used_memory"]), budget_bytes or int(info.get("maxmemory") or 0))
-        for info in await memory_infos(redis, bound_s)
+    return fullest(await memory_infos(redis, bound_s), budget_bytes)
+
+
+def fullest(nodes: list[dict[str, Any]], budget_bytes: int = 0) -> MemoryFigures:
+    """The figures of the node of ``nodes`` (:func:`memory_infos`) whose share of its budget is
+    the largest (``budget_bytes`` per node; 0 takes each node's own ``maxmemory``)."""
+    figures = [
+        MemoryFigures(int(info["used_memory"]), budget_bytes or int(info.get("maxmemory") or 0)) for info in nodes
     ]
-    return max(nodes, key=lambda figures: figures.share, default=MemoryFigures(0, 0))
+    return max(figures, key=lambda each: each.share, default=MemoryFigures(0, 0))

@@ -24,10 +24,9 @@ from redis.exceptions import RedisClusterException, RedisError, ResponseError
 
 from storage.keys import Keys
 from storage.memory import evicting_policies, memory_infos
+from storage.scripts import plain_script
 
 READ_BOUND_S = 5.0
-# The probe's script: it touches nothing (its channel is Keys.probe_channel).
-PROBE_SCRIPT = "return 1"
 
 
 async def refused_command(redis: Redis, keys: Keys, *, bound_s: float = READ_BOUND_S) -> str:
@@ -53,8 +52,10 @@ async def refused_command(redis: Redis, keys: Keys, *, bound_s: float = READ_BOU
 
 
 async def _script(redis: Redis) -> None:
-    sha = await redis.script_load(PROBE_SCRIPT)
-    await redis.evalsha(sha, 0)
+    # Both, whatever Redis holds already: it loads every script again after a restart.
+    probe = plain_script(redis, "core/probe.lua")
+    await probe.load()
+    await probe()
 
 
 async def _subscribe(redis: Redis, channel: str) -> None:

@@ -179,6 +179,10 @@ class Script(AsyncScript):
             self.sha = await redis.script_load(self.script)
             return await redis.evalsha(self.sha, len(keys), *keys, *args)
 
+    async def load(self) -> None:
+        """Load the script into Redis now (``SCRIPT LOAD``), as a call does when Redis lacks it."""
+        self.sha = await self.registered_client.script_load(self.script)
+
     def submit(self, keys: Sequence[Any], args: Sequence[Any]) -> asyncio.Future[list[Any]] | None:
         """The checked call sent now over the registered client's lean link, without a task: the
         future of its one reply (an error reply is a value in it, not raised), or None when the

@@ -13,7 +13,7 @@ from handlers.context import Services
 from storage.admin.repository import AdminStore
 from storage.events import Durability
 from storage.failures import REDIS_AWAY, disk_refusal
-from storage.memory import evicting_policies, memory_figures, memory_infos, replication_infos, without_replica
+from storage.memory import evicting_policies, fullest, memory_infos, replication_infos, without_replica
 from storage.redis_fitness import eviction_warning
 
 HOUR_MS = 3_600_000
@@ -78,7 +78,6 @@ class Alerts:
         found = await self.memory()
         checks: list[Callable[[], Awaitable[list[dict[str, Any]]]]] = [
             self.redis_disk,
-            self.eviction,
             self.creation_rate,
             self.large_sessions,
             self.jobs,
@@ -109,23 +108,17 @@ class Alerts:
             return [_disk_error(refusal)]
         return []
 
-    async def eviction(self) -> list[dict[str, Any]]:
+    @staticmethod
+    def eviction(nodes: list[dict[str, Any]]) -> list[dict[str, Any]]:
         """A Redis that deletes keys of its own accord when full (a ``maxmemory`` under any
-        ``maxmemory-policy`` but ``noeviction``): sessions, logs and retry records may go without
-        a word. Said until the policy is changed, full or not: by then it is too late."""
-        try:
-            nodes = await memory_infos(self._s.redis, self._s.storage_guard.read_bound_s)
-        except (RedisError, RedisClusterException, OSError, TimeoutError):  # said by `memory`
-            return []
+        ``maxmemory-policy`` but ``noeviction``, on any of ``nodes``, INFO memory): sessions,
+        logs and retry records may go without a word. Said until the policy is changed, full or
+        not: by then it is too late."""
         policies = evicting_policies(nodes)
         if not policies:
             return []
-        return [
-            {
-                **_alert("redis_eviction", eviction_warning(policies, len(nodes)), policies=sorted(set(policies))),
-                "severity": "critical",
-            }
-        ]
+        message = eviction_warning(policies, len(nodes))
+        return [{**_alert("redis_eviction", message, policies=sorted(set(policies))), "severity": "critical"}]
 
     async def _token_keys(self, node_list: list[dict[str, Any]] | None) -> list[dict[str, Any]]:
         return self.token_keys(node_list if node_list is not None else await self._nodes.nodes())
@@ -159,14 +152,17 @@ class Alerts:
         guard = self._s.storage_guard
         try:
             # Bounded as the guard's own read: a primary that hangs (no socket timeout on a
-            # cluster) held /admin/alerts, and /admin/metrics, for good.
-            figures = await memory_figures(self._s.redis, self._config.memory_budget_bytes, guard.read_bound_s)
+            # cluster) held /admin/alerts, and /admin/metrics, for good. Read once for both
+            # alerts of it: each reading on its own waited that bound twice for a hung primary.
+            nodes = await memory_infos(self._s.redis, guard.read_bound_s)
         except (RedisError, RedisClusterException, OSError, TimeoutError):  # cluster: no node answers
             return [_unreachable("Redis did not answer INFO memory")]
+        found = self.eviction(nodes)
+        figures = fullest(nodes, self._config.memory_budget_bytes)
         used, budget = figures.used_bytes, figures.budget_bytes
         refusing = guard.over(used, budget)
         if not refusing and (budget <= 0 or used < budget * self._config.memory_alert_ratio):
-            return []
+            return found
         message = f"Redis uses {used / budget:.0%} of its memory budget"
         if refusing:
             message += (
@@ -178,7 +174,7 @@ class Alerts:
         alert["storage_refused"] = guard.refused  # by this node since it started
         if refusing:
             alert["severity"] = "critical"
-        return [alert]
+        return [alert, *found]
 
     async def disk(self) -> list[dict[str, Any]]:
         """A disk of this node (the audio folder's, the data folder's) with less free than the
