@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import getpass
 import json
 import os
 import re
@@ -173,14 +174,30 @@ async def _set_admin(settings: Settings, user_id: str, admin: bool) -> int:
     # Imported here: the CLI's parser imports this module, and must stay light (sessionhub --help).
     from server.commands import redis_for
     from server.services import identity_config_from
+    from storage.admin.repository import write_audit
 
     if not re.match(USER_ID_PATTERN, user_id):
         print(f"sessionhub admin: {user_id!r} is not a user id", file=sys.stderr)
         return 2
+    keys, clock = Keys(settings.key_prefix), Clock()
     async with redis_for(settings, may_embed=False) as redis:
-        identities = Identities(
-            redis=redis, keys=Keys(settings.key_prefix), clock=Clock(), config=identity_config_from(settings)
-        )
+        identities = Identities(redis=redis, keys=keys, clock=clock, config=identity_config_from(settings))
+        known = await identities.known(user_id)
         await identities.set_admin(user_id, admin)
-    print(f"{user_id}: admin {'granted' if admin else 'revoked'} (from the next token refresh)")
+        # Who ran it, as the system knows them: the audit log's actor of an operator's command.
+        actor = f"cli:{_os_user()}"
+        detail = {"known_user": known}
+        action = "grant_admin" if admin else "revoke_admin"
+        await write_audit(redis, keys, clock, actor=actor, action=action, target=user_id, detail=detail)
+    when = "from the next token refresh" if admin else "at once on /admin, elsewhere from the next token refresh"
+    print(f"{user_id}: admin {'granted' if admin else 'revoked'} ({when})")
+    if admin and not known:
+        print(f"sessionhub admin: no user {user_id!r} has signed in here yet (a typo?)", file=sys.stderr)
     return 0
+
+
+def _os_user() -> str:
+    try:
+        return getpass.getuser()
+    except (KeyError, OSError):  # no name for this uid (a container)
+        return str(os.getuid())

@@ -12,11 +12,20 @@ from handlers.rate_limit import within
 from protocol.errors import CodedError, ErrorCode
 
 
-def admin_claims(request: web.Request, services: Services) -> Claims:
-    """The caller's claims: ``unauthorized`` without a valid token, ``forbidden`` without ``admin``."""
+async def admin_claims(request: web.Request, services: Services) -> Claims:
+    """The caller's claims: ``unauthorized`` without a valid token, ``forbidden`` without ``admin``.
+
+    A device's token (``fam``: minted by a refresh) carries ``admin`` as the user's profile had it
+    then: it is checked against the profile now, so ``sessionhub admin revoke`` takes effect at
+    once, not when the token runs out (an hour of delete and export rights: audit "operatorday").
+    A token minted by ``sessionhub token`` has no device and no grant behind it: its word stands
+    until it expires, as the operator who minted it chose.
+    """
     claims = bearer_claims(request, services.tokens, services.clock)
     if Permission.ADMIN not in claims.perms:
         raise CodedError(ErrorCode.FORBIDDEN, "the admin permission is required")
+    if claims.fam and not await services.identities.admin_granted(claims.sub):
+        raise CodedError(ErrorCode.FORBIDDEN, "the admin permission was withdrawn")
     return claims
 
 

@@ -70,7 +70,7 @@ class BulkRoutes:
 
     async def export(self, request: web.Request) -> web.StreamResponse:
         """Every session, or only orphans, as a JSON-lines download."""
-        claims = admin_claims(request, self._s)
+        claims = await admin_claims(request, self._s)
         q = parse_query(ExportQuery, request.query)
         days = q.older_than_days or self._store.orphan_days
         ids = await self._recalc.orphan_ids(days) if q.scope == "orphans" else await self._recalc.all_ids()
@@ -106,7 +106,7 @@ class BulkRoutes:
 
     async def delete_orphans(self, request: web.Request) -> web.StreamResponse:
         """A dry run answers the count; a deletion must repeat it, then streams its progress."""
-        claims = admin_claims(request, self._s)
+        claims = await admin_claims(request, self._s)
         body = parse_body(OrphanDelete, await json_body(request, max_bytes=1024))
         days = body.older_than_days or self._store.orphan_days  # as the export's default
         count = await self._recalc.count_orphans(days)

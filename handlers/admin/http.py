@@ -80,15 +80,15 @@ class AdminRoutes:
         app.router.add_get("/admin/audit", guarded(self.audit))
         app.router.add_get("/admin/alerts", guarded(self.alerts))
 
-    def _admin(self, request: web.Request) -> Claims:
-        return admin_claims(request, self._s)
+    async def _admin(self, request: web.Request) -> Claims:
+        return await admin_claims(request, self._s)
 
     async def _action_allowed(self, claims: Claims) -> None:
         await take_admin_action(self._s, claims, per_min=self._config.actions_per_min)
 
     async def metrics(self, request: web.Request) -> web.Response:
         """Counts per kind and in total, cost estimate, nodes and alerts."""
-        self._admin(request)
+        await self._admin(request)
         parse_query(NoFields, request.query)
         counts = await self._store.counts(self._s.kinds.names())
         ops = await self._store.operations()
@@ -124,7 +124,7 @@ class AdminRoutes:
 
     async def sessions(self, request: web.Request) -> web.Response:
         """One page of sessions: ``{sessions, next_cursor, scanned}``."""
-        self._admin(request)
+        await self._admin(request)
         q = parse_query(self._sessions_query, request.query)
         query = ListQuery(
             sort=q.sort,
@@ -148,7 +148,7 @@ class AdminRoutes:
 
     async def detail(self, request: web.Request) -> web.Response:
         """One session: its record, admin figures, log position, latest events, remix tree."""
-        self._admin(request)
+        await self._admin(request)
         session_id = parse_session_id(request.match_info["session_id"])
         q = parse_query(DetailQuery, request.query)
         (row,) = await self._store.describe([session_id])
@@ -173,7 +173,7 @@ class AdminRoutes:
 
     async def delete(self, request: web.Request) -> web.Response:
         """Delete a session of any kind; the body repeats its id as the confirmation."""
-        claims = self._admin(request)
+        claims = await self._admin(request)
         session_id = parse_session_id(request.match_info["session_id"])
         body = parse_body(DeleteSession, await json_body(request, max_bytes=self._s.limits.max_payload_bytes))
         if body.confirm.strip().lower() != session_id:
@@ -188,7 +188,7 @@ class AdminRoutes:
 
     async def recalculate(self, request: web.Request) -> web.Response:
         """Rebuild the counters and indexes from the data; report the drift corrected."""
-        claims = self._admin(request)
+        claims = await self._admin(request)
         parse_body(NoFields, await json_body(request, max_bytes=1024, optional=True))
         await self._action_allowed(claims)
         drift = (await self._recalc.recalculate()).as_dict()
@@ -197,14 +197,14 @@ class AdminRoutes:
 
     async def audit(self, request: web.Request) -> web.Response:
         """The latest audit entries, newest first."""
-        self._admin(request)
+        await self._admin(request)
         q = parse_query(AuditQuery, request.query)
         entries = [AuditEntry.model_validate(entry) for entry in await self._store.audit_entries(limit=q.limit)]
         return web.json_response(AuditLog(entries=entries).wire())
 
     async def alerts(self, request: web.Request) -> web.Response:
         """The alerts raised now."""
-        self._admin(request)
+        await self._admin(request)
         parse_query(NoFields, request.query)
         alerts = [Alert.model_validate(alert) for alert in await self._alerts.check()]
         return web.json_response(AlertList(alerts=alerts).wire())

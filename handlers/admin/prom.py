@@ -106,7 +106,7 @@ class PrometheusRoutes:
     async def metrics(self, request: web.Request) -> web.Response:
         """Every figure in the Prometheus text exposition format."""
         if not self._config.metrics_public:
-            admin_claims(request, self._s)
+            await admin_claims(request, self._s)
         parse_query(NoFields, request.query)
         process_part = generate_latest(self._process_registry())
         store_registry = CollectorRegistry()

@@ -92,6 +92,24 @@ def day_start_ms(now_ms: int) -> int:
     return now_ms - now_ms % DAY_MS
 
 
+async def write_audit(
+    redis: Redis, keys: Keys, clock: Clock, *, actor: str, action: str, target: str, detail: dict[str, Any]
+) -> None:
+    """Append an entry to the admin audit log (also what ``sessionhub admin grant`` writes)."""
+    await redis.xadd(
+        keys.admin_audit(),
+        {
+            "ts": str(clock.now_ms()),
+            "actor": actor,
+            "action": action,
+            "target": target,
+            "detail": json.dumps(detail, separators=(",", ":")),
+        },
+        maxlen=AUDIT_MAXLEN,
+        approximate=True,
+    )
+
+
 class AdminStore:
     """Reads the admin indexes; deletes sessions for an operator; keeps the audit log."""
 
@@ -344,17 +362,8 @@ class AdminStore:
     # --- audit ------------------------------------------------------------------------
     async def audit(self, *, actor: str, action: str, target: str, detail: dict[str, Any]) -> None:
         """Record an admin action that changed data: who, what, when."""
-        await self._redis.xadd(
-            self._keys.admin_audit(),
-            {
-                "ts": str(self._clock.now_ms()),
-                "actor": actor,
-                "action": action,
-                "target": target,
-                "detail": json.dumps(detail, separators=(",", ":")),
-            },
-            maxlen=AUDIT_MAXLEN,
-            approximate=True,
+        await write_audit(
+            self._redis, self._keys, self._clock, actor=actor, action=action, target=target, detail=detail
         )
 
     async def audit_entries(self, *, limit: int) -> list[dict[str, Any]]:

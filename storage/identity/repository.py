@@ -262,6 +262,15 @@ class Identities:
         await self._rename(keys=keys, args=[name[:MAX_NAME_CHARS], user_id, self._keys.active_session_channel(user_id)])
         await self.keep(user_id)
 
+    async def known(self, user_id: str) -> bool:
+        """Whether the user has a profile here (signed in, as a guest or otherwise, at least once)."""
+        return bool(await self._redis.exists(self._keys.user_profile(user_id)))
+
+    async def admin_granted(self, user_id: str) -> bool:
+        """Whether the user holds the admin permission now (``sessionhub admin grant``): a token
+        minted before a revoke still says it until it expires."""
+        return bool(await self._redis.hget(self._keys.user_profile(user_id), "admin") == "1")
+
     async def set_admin(self, user_id: str, admin: bool) -> None:
         """Grant or withdraw the admin permission; tokens carry it from their next refresh."""
         key = self._keys.user_profile(user_id)

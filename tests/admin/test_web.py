@@ -261,3 +261,25 @@ def test_the_pages_owner_rule_is_the_servers() -> None:
     page_rule, server_rule = re.compile(found[1]), re.compile(USER_ID_PATTERN)
     probes = [chr(c) for c in range(32, 127)] + ["a" * 128, "a" * 129, "", "é", "bob smith"]
     assert [bool(page_rule.match(p)) for p in probes] == [bool(server_rule.match(p)) for p in probes]
+
+
+async def test_a_grant_shows_the_dashboard_at_once_and_a_revoke_closes_it(tab: Tab, server: ServerUnderTest) -> None:
+    """`sessionhub admin grant` reached the person's page only when its token ran out (an hour of
+    "403 — Forbidden", reloads or not), and `revoke` left an open dashboard its delete and export
+    rights for as long (audit "operatorday"). The refused page asks its refresh cookie for a new
+    token once; the admin routes read a device token's grant as it stands now."""
+    page = await tab.open("/")
+    await page.locator("#new-session").click()  # a first visit: the person becomes a guest, a device
+    await page.wait_for_url(re.compile("/session/"))
+    user_id = str(await page.locator("#identity").get_attribute("data-user-id"))
+    page = await tab.open("/admin")
+    await expect(page.locator("#forbidden h1")).to_have_text("403 — Forbidden")
+
+    await server.services.identities.set_admin(user_id, True)
+    page = await tab.open("/admin")
+    await expect(page.locator("#dashboard")).to_be_visible()
+    await expect(page.locator("#m-sessions")).to_have_text("1")
+
+    await server.services.identities.set_admin(user_id, False)
+    await expect(page.locator("#forbidden")).to_be_visible()  # at the dashboard's next refresh
+    await expect(page.locator("#dashboard")).to_be_hidden()

@@ -35,7 +35,22 @@ async def test_grant_and_revoke_reach_the_users_tokens_at_the_next_refresh(
     assert admin.status == 200
     code, out, _ = await cli("admin", "revoke", user_id)
     assert code == 0 and "revoked" in out
+    # The token minted before the revoke still says admin: the admin routes go by the grant as it
+    # stands now (it opened them for the rest of its hour: audit "operatorday").
+    assert Permission.ADMIN in iserver.tokens.verify(page.token).perms
+    refused = await page.call("GET", "/admin/metrics")
+    assert refused.status == 403 and "withdrawn" in refused.body["message"], refused.body
     await page.refresh()
     assert Permission.ADMIN not in iserver.tokens.verify(page.token).perms
+    # An operator's own token (`sessionhub token`: no device, no grant behind it) is not affected.
+    operator = {"Authorization": f"Bearer {iserver.token('root', perms=(Permission.ADMIN,))}"}
+    async with http.get(f"{iserver.url}/admin/audit", headers=operator) as answer:
+        assert answer.status == 200
+        entries = (await answer.json())["entries"]
+    # Both are in the audit log, with who ran them.
+    assert [(e["action"], e["target"]) for e in entries[:2]] == [("revoke_admin", user_id), ("grant_admin", user_id)]
+    assert all(e["actor"].startswith("cli:") and e["detail"] == {"known_user": True} for e in entries[:2]), entries
+    code, out, err = await cli("admin", "grant", "nobody-by-that-name")
+    assert code == 0 and "granted" in out and "a typo?" in err
     code, _, err = await cli("admin", "grant", "{bad id}")
     assert code == 2 and "not a user id" in err

@@ -161,6 +161,23 @@ function renderAudit(entries) {
   }
 }
 
+// Whether this page asked its refresh cookie for a new token after a refusal: once per load.
+let askedForGrant = false;
+
+/**
+ * Refused `forbidden`: a grant made since this page's token was minted (`sessionhub admin grant`)
+ * comes with its next token. Asked for once, now, not left to the token's expiry (an hour of
+ * "Forbidden" after the grant, reloads or not); true when a new token came.
+ */
+async function grantedSince() {
+  if (askedForGrant || knownIdentity() === null) return false;
+  askedForGrant = true;
+  return restoreIdentity({ orNewGuest: false }).then(
+    () => true,
+    () => false,
+  );
+}
+
 async function refresh() {
   if (refreshing) return;
   refreshing = true;
@@ -174,6 +191,11 @@ async function refresh() {
     focusDashboard = false;
     $("refreshed").textContent = `updated ${formatTime(metrics.generated_at)}`;
   } catch (error) {
+    if (error instanceof ApiError && error.code === "forbidden" && (await grantedSince())) {
+      refreshing = false;
+      await refresh();
+      return;
+    }
     if (error instanceof ApiError && (error.code === "forbidden" || error.code === "unauthorized"))
       showForbidden(error);
     else {
