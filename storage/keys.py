@@ -361,12 +361,11 @@ class Keys:
         lost) is that upload, cleared, not a session brought back."""
         return f"{self.prefix}:{{{history_id}}}:l:cleared_clients"
 
-    def listening_clear_request(self, history_id: str, request_id: str) -> str:
-        """String with a TTL: the answer a ``listening_clear`` gave for one client-chosen
-        ``request_id`` (only the history's owner writes it), so a resend of that press after a
-        lost ack is answered the same instead of deleting what was played since. In the
-        history's slot: clear.lua reads and writes it in its one step."""
-        return f"{self.prefix}:{{{history_id}}}:l:request:clear:{request_id}"
+    def listening_clear_requests(self, history_id: str) -> str:
+        """Sorted set: the answers ``listening_clear`` gave for client-chosen request ids (the
+        newest few, a day), so a resend of a press after a lost ack is answered the same instead
+        of deleting what was played since. One key per history, in its slot (clear.lua)."""
+        return f"{self.prefix}:{{{history_id}}}:l:requests:clear"
 
     def listening_due(self) -> str:
         """Sorted set of history ids with open sessions, scored by when the sweeper should look (ms)."""

@@ -175,3 +175,43 @@ async def test_an_upload_resent_after_a_clear_is_not_stored_again(
     assert 0 < await lserver.services.redis.pttl(aside) <= 24 * 3600 * 1000
     kind = lserver.services.kinds.get("listening")
     assert kind is not None and aside in kind.owned_keys(page.history_id)
+
+
+async def test_clears_of_new_request_ids_keep_one_bounded_key_and_http_ones_count_as_writes(
+    redis: Any, redis_process: Any, tmp_path: Any, clock: FrozenClock
+) -> None:
+    """Each press with a new request id kept its answer in a key of its own for a day: one guest
+    clearing its empty history in a loop filled Redis until everybody's writes were refused, and
+    HTTP clears were not counted as writes (audit "exhaust3"). The answers are one key per
+    history, the newest 16, and an HTTP clear spends the per-user write budget."""
+    from storage.listening.repository import CLEAR_REQUESTS_KEPT
+    from tests.listening.support import start_on_clock
+
+    server = await start_on_clock(redis_process.url, tmp_path, clock, listening_http_reports_per_min=30)
+    made: list[Client] = []
+    try:
+        page = await listener(server, made)
+        before = await redis.dbsize()
+        for n in range(40):
+            press = {"session_id": page.history_id, "confirm": True, "request_id": f"clear-press-{n:04d}"}
+            assert (await page.client.call("listening_clear", press))["ok"]
+        assert await redis.dbsize() - before <= 2  # the answers' key (and the upload ids put aside)
+        answers = server.services.keys.listening_clear_requests(page.history_id)
+        assert await redis.zcard(answers) == CLEAR_REQUESTS_KEPT
+        assert 0 < await redis.pttl(answers) <= 24 * HOUR
+        recent = {"session_id": page.history_id, "confirm": True, "request_id": "clear-press-0039"}
+        again = await page.client.call("listening_clear", recent)
+        assert again["ok"] and again["repeated"] is True, again
+
+        async with aiohttp.ClientSession() as http:
+            statuses = []
+            for n in range(31):
+                body = {"confirm": True, "request_id": f"http-press-{n:04d}"}
+                url = f"{server.url}/api/listening/clear"
+                async with http.post(url, json=body, headers=auth(server)) as answer:
+                    statuses.append(answer.status)
+        assert statuses[:30] == [200] * 30 and statuses[30] == 429, statuses
+    finally:
+        for client in made:
+            await client.close()
+        await server.stop()

@@ -160,6 +160,7 @@ class ListeningRoutes:
         listening_id = request.match_info["id"].lower()  # any case, as every id (handlers.ids)
         if not re.fullmatch(UUID4, listening_id):
             raise CodedError(ErrorCode.INVALID_PAYLOAD, "the listening session id must be a UUID v4")
+        await self._write_budget(claims)
         history_id = await self._h.find(claims.sub)
         if history_id is None:
             raise CodedError(ErrorCode.NOT_FOUND, "no such listening session")
@@ -170,6 +171,7 @@ class ListeningRoutes:
         """Delete the whole history; the body must be ``{"confirm": true}``."""
         claims = self._claims(request)
         body = validate(ClearBody, await self._body(request))
+        await self._write_budget(claims)  # every HTTP write is (PROTOCOL: HTTP)
         history_id = await self._h.ensure(claims.sub)
         cleared = HistoryCleared.model_validate(await actions.clear(self._h, claims, history_id, body))
         return web.json_response(cleared.wire())

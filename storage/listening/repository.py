@@ -36,6 +36,9 @@ from storage.store import Store
 SWEEP_LEASE_MS = 30_000
 # How long a clear's answer is kept for a resend of its request id (as a voice press's).
 REQUEST_TTL_MS = 24 * 3600 * 1000
+# The answers of clears with a request id kept per history, at most (the newest): a resend of a
+# press older than that clears again, which only a person clearing this often could meet.
+CLEAR_REQUESTS_KEPT = 16
 
 
 @dataclass(frozen=True, slots=True)
@@ -124,6 +127,7 @@ class ListeningHistories:
         return [
             *self._history_keys(history_id)[1:],
             k.listening_cleared_clients(history_id),
+            k.listening_clear_requests(history_id),
             k.listening_pauses(history_id),
         ]
 
@@ -241,10 +245,9 @@ class ListeningHistories:
             self._clear,
             history_id,
             user_id,
-            [etypes.LISTENING_CLEARED, request_id, REQUEST_TTL_MS],
-            # Without a request id the key is not read; it still names a key of the history's slot.
+            [etypes.LISTENING_CLEARED, request_id, REQUEST_TTL_MS, CLEAR_REQUESTS_KEPT],
             more_keys=(
-                self._keys.listening_clear_request(history_id, request_id or "-"),
+                self._keys.listening_clear_requests(history_id),
                 self._keys.listening_cleared_clients(history_id),
             ),
         )

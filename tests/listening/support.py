@@ -88,14 +88,15 @@ def noon_zone(ms: int) -> str:
     return f"Etc/GMT{'-' if offset > 0 else '+'}{abs(offset)}"
 
 
-async def start_on_clock(redis_url: str, data_dir: Path, clock: Clock) -> ServerUnderTest:
-    """``tests.conftest.start_server`` with the given clock (several servers may share one).
+async def start_on_clock(redis_url: str, data_dir: Path, clock: Clock, **overrides: object) -> ServerUnderTest:
+    """``tests.conftest.start_server`` with the given clock (several servers may share one), and
+    other ``overrides`` of the settings.
 
     The sweeper looks often, so that a crash sweep shows within a test's patience.
     """
     from tests.conftest import start_server
 
-    return await start_server(redis_url, data_dir, clock=clock, listening_sweep_interval_s=0.05)
+    return await start_server(redis_url, data_dir, clock=clock, listening_sweep_interval_s=0.05, **overrides)
 
 
 @pytest.fixture
