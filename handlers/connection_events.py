@@ -83,5 +83,9 @@ class ConnectionEvents:
         for name, farewell in connection.farewells.items() if connection else ():
             try:
                 await farewell()
+            except CodedError as exc:
+                # A session deleted meanwhile (by its owner, an operator) has nothing left to undo.
+                gone = exc.code is ErrorCode.SESSION_NOT_FOUND
+                log.log(logging.DEBUG if gone else logging.WARNING, "farewell %s of %s: %s", name, sid, exc)
             except Exception:  # one failed farewell must not keep the others; the TTL still ends it
                 log.warning("farewell %s of %s failed", name, sid, exc_info=True)

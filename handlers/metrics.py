@@ -47,6 +47,11 @@ from prometheus_client.metrics_core import Metric
 from prometheus_client.multiprocess import mark_process_dead
 from redis.exceptions import RedisError
 
+# The things the storage guard refuses (handlers.storage_guard callers), and the causes of an
+# audio upload refused for disk room (handlers.disk_room): each label shows at 0 from the start.
+STORAGE_GUARD_WHATS = ("pattern_create", "pattern_remix", "pattern_publish", "stream_create", "voice_create", "guest")
+DISK_REFUSAL_CAUSES = ("reserve", "disk_full")
+
 MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
 # The label of every event name that no handler registered (a client may send any name).
 UNKNOWN = "unknown"
@@ -283,6 +288,12 @@ class Metrics:
             ["cause"],
             registry=r,
         )
+        # Every known label at 0 from the start: an alert rule on them gets a 0, not "no data"
+        # (in multiprocess mode a counter without a sample is not even listed).
+        for what in STORAGE_GUARD_WHATS:
+            self.storage_refusals.labels(what)
+        for cause in DISK_REFUSAL_CAUSES:
+            self.disk_refusals.labels(cause)
         self.blob_files_removed = Counter(
             "sessionhub_blob_files_removed",
             "Files the cleanup pass removed from the blob folder, by why: incoming (an upload's "

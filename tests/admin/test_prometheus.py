@@ -88,7 +88,17 @@ async def test_a_scrape_of_one_process_counts_the_requests_of_every_process(
                 async with http.get(url + "/healthz") as response:
                     assert response.status == 200
         async with http.get(two_nodes[0] + "/metrics", headers={"Authorization": f"Bearer {token}"}) as response:
-            assert healthz_count(await response.text()) == base[0] + 8
+            text = await response.text()
+            assert healthz_count(text) == base[0] + 8
+    # The refusal counters an alert rule watches are there at 0 before the first refusal (a
+    # counter with no sample was left out of a multiprocess scrape: "no data").
+    for name, labels in (
+        ("sessionhub_storage_guard_refusals_total", 'what="guest"'),
+        ("sessionhub_storage_guard_refusals_total", 'what="voice_create"'),
+        ("sessionhub_disk_refusals_total", 'cause="reserve"'),
+        ("sessionhub_disk_refusals_total", 'cause="disk_full"'),
+    ):
+        assert re.search(rf"^{re.escape(name)}\{{{re.escape(labels)}\}} 0\.0$", text, re.M), (name, labels)
 
 
 def sample(text: str, name: str, labels: str = "") -> float:

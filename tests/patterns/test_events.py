@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import re
 from pathlib import Path
 from typing import Any
@@ -570,3 +571,25 @@ async def test_a_retried_op_whose_log_is_gone_is_answered_with_no_epoch_not_none
     async with aiohttp.ClientSession() as http:
         async with http.get(f"{server.url}/api/sessions/{session_id}") as answer:
             assert answer.status == 200 and "None" not in answer.headers["ETag"], answer.headers["ETag"]
+
+
+async def test_a_player_leaving_a_pattern_deleted_meanwhile_logs_no_failure(
+    server: ServerUnderTest, clients: list[Client], caplog: pytest.LogCaptureFixture
+) -> None:
+    """The page of a pattern an operator had just deleted closed: its presence's farewell met
+    `session_not_found`, an expected case, and logged a warning with a traceback (audit
+    "operatorday"). Nothing is left to undo, and nothing is said."""
+    caplog.set_level(logging.DEBUG, logger="handlers.connection_events")
+    session_id = await new_pattern(server)
+    alice = await player(server, clients, session_id, "guest-1")
+    joined = await alice.call("pattern_join", {"session_id": session_id, "name": "Ann", "colour": "#336699"})
+    assert joined["ok"], joined
+    await server.services.redis.delete(server.services.keys.session(session_id))  # deleted meanwhile
+    await alice.close()
+    said: list[logging.LogRecord] = []
+    for _ in range(500):  # until the farewell has run and said what it met (bounded)
+        said = [r for r in caplog.records if "farewell" in r.getMessage()]
+        if said:
+            break
+        await asyncio.sleep(0.02)
+    assert [(r.levelno, "session_not_found" in r.getMessage()) for r in said] == [(logging.DEBUG, True)], said
