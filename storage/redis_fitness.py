@@ -69,6 +69,28 @@ async def _subscribe(redis: Redis, channel: str) -> None:
         await pubsub.aclose()
 
 
+async def info_refused(redis: Redis, *, bound_s: float = READ_BOUND_S) -> str:
+    """What a Redis that refuses ``INFO`` turns off ("" when it answers, or cannot be told). Not a
+    refusal to start: sessionhub serves without it (a managed Redis may rename it), but the
+    operator must know what goes blind."""
+    try:
+        await asyncio.wait_for(memory_infos(redis, bound_s), bound_s)
+    except ResponseError as exc:
+        return info_refused_warning(str(exc))
+    except (RedisError, RedisClusterException, OSError, TimeoutError):
+        pass
+    return ""
+
+
+def info_refused_warning(said: str) -> str:
+    """What an operator is told of a Redis that refuses ``INFO`` (a start's line, an alert)."""
+    return (
+        f"Redis refuses INFO ({said}): the storage guard admits every create, the memory alerts and"
+        " redis_eviction cannot be raised, and the version is not checked; allow INFO to REDIS_URL's"
+        " user (ACL +info)"
+    )
+
+
 async def evicting(redis: Redis, *, bound_s: float = READ_BOUND_S) -> str:
     """:func:`eviction_warning` when a primary may evict ("" when none may, or INFO did not answer)."""
     try:

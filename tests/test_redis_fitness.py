@@ -21,7 +21,7 @@ import pytest_asyncio
 from redis.asyncio import Redis
 
 from storage.keys import Keys
-from storage.redis_fitness import evicting, refused_command
+from storage.redis_fitness import evicting, info_refused, refused_command
 from tests.conftest import start_server
 from tests.helpers import CHILD_TEST_TIMEOUT_S, RedisProcess, ServerUnderTest, free_port
 from tests.test_processes import ROOT, node_env
@@ -129,3 +129,31 @@ async def eviction_alert(server: ServerUnderTest) -> dict[str, object] | None:
             alerts = (await answer.json())["alerts"]
     found = [a for a in alerts if a["alert"] == "redis_eviction"]
     return {"severity": found[0]["severity"], "policies": found[0]["policies"]} if found else None
+
+
+async def test_a_user_refused_info_is_said_at_start_and_in_the_alerts_not_as_unreachable(
+    admin: Redis, own_redis: RedisProcess, tmp_path: Path
+) -> None:
+    """A hardened user (`-@dangerous`) loses INFO: the server started without a word, said
+    "Redis did not answer" (redis_unreachable, critical) though Redis had answered, and its
+    storage guard admitted every create (audit "operatorday")."""
+    url = await limited_user(admin, own_redis, "-info")
+    client = Redis.from_url(url)
+    try:
+        said = await info_refused(client)
+        assert said.startswith("Redis refuses INFO (") and "storage guard admits" in said, said
+        assert await refused_command(client, Keys("sh")) == ""  # not a refusal to start
+    finally:
+        await client.aclose()
+    assert await info_refused(admin) == ""
+
+    server = await start_server(url, tmp_path / "node")
+    try:
+        headers = {"Authorization": f"Bearer {server.token('root', perms=('admin',))}"}  # type: ignore[arg-type]
+        async with aiohttp.ClientSession() as http:
+            async with http.get(f"{server.url}/admin/alerts", headers=headers) as answer:
+                assert answer.status == 200, await answer.text()
+                names = {a["alert"]: a["severity"] for a in (await answer.json())["alerts"]}
+        assert names.get("redis_info_refused") == "warning" and "redis_unreachable" not in names, names
+    finally:
+        await server.stop()

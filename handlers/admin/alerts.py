@@ -14,7 +14,7 @@ from storage.admin.repository import AdminStore
 from storage.events import Durability
 from storage.failures import REDIS_AWAY, disk_refusal
 from storage.memory import evicting_policies, fullest, memory_infos, replication_infos, without_replica
-from storage.redis_fitness import eviction_warning
+from storage.redis_fitness import eviction_warning, info_refused_warning
 
 HOUR_MS = 3_600_000
 # The creation-rate alert compares the last hour with up to this many hours before it, and only
@@ -36,6 +36,7 @@ AlertName = Literal[
     "redis_unreachable",
     "redis_disk_error",
     "redis_eviction",
+    "redis_info_refused",
     "no_replica",
     "disk",
 ]
@@ -155,6 +156,8 @@ class Alerts:
             # cluster) held /admin/alerts, and /admin/metrics, for good. Read once for both
             # alerts of it: each reading on its own waited that bound twice for a hung primary.
             nodes = await memory_infos(self._s.redis, guard.read_bound_s)
+        except ResponseError as exc:  # it answered: it refuses INFO (an ACL without it), not unreachable
+            return [_alert("redis_info_refused", info_refused_warning(str(exc)))]
         except (RedisError, RedisClusterException, OSError, TimeoutError):  # cluster: no node answers
             return [_unreachable("Redis did not answer INFO memory")]
         found = self.eviction(nodes)
