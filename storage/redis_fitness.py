@@ -55,7 +55,7 @@ async def _script(redis: Redis) -> None:
     # Both, whatever Redis holds already: it loads every script again after a restart.
     probe = plain_script(redis, "core/probe.lua")
     await probe.load()
-    await probe()
+    await probe(args=["probe"])
 
 
 async def _subscribe(redis: Redis, channel: str) -> None:
