@@ -11,9 +11,9 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import getpass
 import json
 import os
+import pwd
 import re
 import sys
 from typing import TYPE_CHECKING, Any, TextIO
@@ -191,13 +191,15 @@ async def _set_admin(settings: Settings, user_id: str, admin: bool) -> int:
         await write_audit(redis, keys, clock, actor=actor, action=action, target=user_id, detail=detail)
     when = "from the next token refresh" if admin else "at once on /admin, elsewhere from the next token refresh"
     print(f"{user_id}: admin {'granted' if admin else 'revoked'} ({when})")
-    if admin and not known:
+    if not known:
         print(f"sessionhub admin: no user {user_id!r} has signed in here yet (a typo?)", file=sys.stderr)
     return 0
 
 
 def _os_user() -> str:
+    """The account running the command, by its uid: not $USER or $LOGNAME (getpass reads those
+    first), which anyone running it may set to any name (audit "verify39b")."""
     try:
-        return getpass.getuser()
-    except (KeyError, OSError):  # no name for this uid (a container)
+        return pwd.getpwuid(os.getuid()).pw_name
+    except KeyError:  # no name for this uid (a container)
         return str(os.getuid())

@@ -272,8 +272,15 @@ class Identities:
         return bool(await self._redis.hget(self._keys.user_profile(user_id), "admin") == "1")
 
     async def set_admin(self, user_id: str, admin: bool) -> None:
-        """Grant or withdraw the admin permission; tokens carry it from their next refresh."""
+        """Grant or withdraw the admin permission; tokens carry it from their next refresh.
+
+        A withdrawal changes only a profile that exists: a revoke of a mistyped id made a profile
+        kept for good (audit "verify39b")."""
         key = self._keys.user_profile(user_id)
+        if not admin:
+            if await self._redis.exists(key):  # one expiring in between is withdrawn by its expiry
+                await self._redis.hset(key, "admin", 0)
+            return
         async with self._redis.pipeline(transaction=True) as pipe:
             pipe.hset(key, "admin", int(admin))
             pipe.hsetnx(key, "created_ms", self._clock.now_ms())

@@ -283,3 +283,20 @@ async def test_a_grant_shows_the_dashboard_at_once_and_a_revoke_closes_it(tab: T
     await server.services.identities.set_admin(user_id, False)
     await expect(page.locator("#forbidden")).to_be_visible()  # at the dashboard's next refresh
     await expect(page.locator("#dashboard")).to_be_hidden()
+
+
+async def test_a_refused_admin_page_keeps_a_token_not_from_the_refresh_cookie(
+    tab: Tab, server: ServerUnderTest
+) -> None:
+    """A browser that was a guest, then signed in through a bot's link (a token with no device
+    behind it): its refused /admin asked the refresh cookie for a token, and the cookie's older
+    guest became the browser's identity on every page, without a word (audit "verify39b")."""
+    page = await tab.open("/")
+    await page.locator("#new-session").click()  # a guest, a device, a refresh cookie
+    await page.wait_for_url(re.compile("/session/"))
+    record = json.dumps({"token": server.token("bob"), "expires_at": 2_000_000_000, "guest": False})
+    await page.evaluate(f"localStorage.setItem('sessionhub.token', {json.dumps(record)})")  # the bot's link
+    page = await tab.open("/admin")
+    await expect(page.locator("#forbidden h1")).to_have_text("403 — Forbidden")
+    who = await page.evaluate("async () => (await import('/static/js/client.js')).currentUserId()")
+    assert who == "bob", who  # still the bot link's identity, not the cookie's older guest

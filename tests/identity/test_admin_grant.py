@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import pwd
 from collections.abc import AsyncIterator
 
 import aiohttp
@@ -26,6 +28,7 @@ async def test_grant_and_revoke_reach_the_users_tokens_at_the_next_refresh(
     page = Browser(http, iserver.url)
     user_id = (await page.guest()).body["user_id"]
     monkeypatch.setenv("REDIS_URL", redis_process.url)  # inherited by the CLI process
+    monkeypatch.setenv("USER", "somebody-else")  # what anyone may set: not who ran it
     code, out, err = await cli("admin", "grant", user_id)
     assert code == 0 and "granted" in out, err
     assert Permission.ADMIN not in iserver.tokens.verify(page.token).perms  # not before a refresh
@@ -49,7 +52,11 @@ async def test_grant_and_revoke_reach_the_users_tokens_at_the_next_refresh(
         entries = (await answer.json())["entries"]
     # Both are in the audit log, with who ran them.
     assert [(e["action"], e["target"]) for e in entries[:2]] == [("revoke_admin", user_id), ("grant_admin", user_id)]
-    assert all(e["actor"].startswith("cli:") and e["detail"] == {"known_user": True} for e in entries[:2]), entries
+    account = pwd.getpwuid(os.getuid()).pw_name  # the uid's, whatever $USER says
+    assert all(e["actor"] == f"cli:{account}" and e["detail"] == {"known_user": True} for e in entries[:2]), entries
+    code, out, err = await cli("admin", "revoke", "nobody-by-that-name")
+    assert code == 0 and "revoked" in out and "a typo?" in err
+    assert not await iserver.services.redis.exists(iserver.services.keys.user_profile("nobody-by-that-name"))
     code, out, err = await cli("admin", "grant", "nobody-by-that-name")
     assert code == 0 and "granted" in out and "a typo?" in err
     code, _, err = await cli("admin", "grant", "{bad id}")

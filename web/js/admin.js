@@ -8,6 +8,7 @@ import {
   ApiError,
   api,
   authorizedFetch,
+  hasDeviceToken,
   hasToken,
   keepToken,
   knownIdentity,
@@ -170,7 +171,9 @@ let askedForGrant = false;
  * "Forbidden" after the grant, reloads or not); true when a new token came.
  */
 async function grantedSince() {
-  if (askedForGrant || knownIdentity() === null) return false;
+  // Only a device's token: the refresh cookie of a browser signed in some other way since (a
+  // bot's link) holds an older identity, which it would bring back without a word.
+  if (askedForGrant || !hasDeviceToken()) return false;
   askedForGrant = true;
   return restoreIdentity({ orNewGuest: false }).then(
     () => true,

@@ -95,6 +95,15 @@ export function hasToken() {
 }
 
 /**
+ * Whether this browser's token is its refresh cookie's (a device's): only then is a new one of
+ * the same identity one refresh away. A token from elsewhere (a bot's sign-in link, one pasted
+ * on /admin) is not, and refreshing would bring back whatever identity the cookie holds.
+ */
+export function hasDeviceToken() {
+  return storedToken()?.device === true;
+}
+
+/**
  * `expiresAt` (unix s, on the server's clock) of `token`, moved onto this browser's clock: the
  * token's life as the server counted it (its `exp` less its `iat`) from now. A phone whose clock
  * runs ahead of the server's otherwise found every token expired at birth and renewed it on every
