@@ -361,6 +361,12 @@ class Keys:
         lost) is that upload, cleared, not a session brought back."""
         return f"{self.prefix}:{{{history_id}}}:l:cleared_clients"
 
+    def listening_clear_request_before(self, history_id: str, request_id: str) -> str:
+        """String with a TTL: the answer of one ``listening_clear`` press as nodes before
+        :meth:`listening_clear_requests` kept it (a key per request id). Only read now, by
+        clear.lua in a rolling upgrade; every one is gone a day after it was written."""
+        return f"{self.prefix}:{{{history_id}}}:l:request:clear:{request_id}"
+
     def listening_clear_requests(self, history_id: str) -> str:
         """Sorted set: the answers ``listening_clear`` gave for client-chosen request ids (the
         newest few, a day), so a resend of a press after a lost ack is answered the same instead

@@ -215,3 +215,20 @@ async def test_clears_of_new_request_ids_keep_one_bounded_key_and_http_ones_coun
         for client in made:
             await client.close()
         await server.stop()
+
+
+async def test_a_press_answered_by_a_node_of_before_is_still_that_press(
+    lserver: ServerUnderTest, clients: list[Client], clock: FrozenClock
+) -> None:
+    """In a rolling upgrade a press answered by a node that kept its answer in a key of its own,
+    its ack lost, resent to this node: cleared again, deleting what was played since (audit
+    "verify39b"). The old key is read (and expires a day after it was written)."""
+    page = await listener(lserver, clients)
+    redis, keys = lserver.services.redis, lserver.services.keys
+    before = keys.listening_clear_request_before(page.history_id, "clear-press-old1")
+    await redis.set(before, '{"offset":3,"removed":1}', px=24 * HOUR)  # as that node wrote it
+    assert (await page.client.call("listening_upload", _upload(page.history_id, clock.now_ms(), 0)))["ok"]
+    press = {"session_id": page.history_id, "confirm": True, "request_id": "clear-press-old1"}
+    again = await page.client.call("listening_clear", press)
+    assert again["ok"] and again["repeated"] is True and (again["offset"], again["removed"]) == (3, 1), again
+    assert len(await _stored(lserver, page.history_id)) == 1  # played since: kept

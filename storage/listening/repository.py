@@ -249,6 +249,8 @@ class ListeningHistories:
             more_keys=(
                 self._keys.listening_clear_requests(history_id),
                 self._keys.listening_cleared_clients(history_id),
+                # Without a request id the key is not read; it still names a key of the slot.
+                self._keys.listening_clear_request_before(history_id, request_id or "-"),
             ),
         )
         return Cleared(offset=int(result[0]), removed=int(result[1]), repeated=bool(result[2]))

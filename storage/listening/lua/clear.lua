@@ -4,6 +4,9 @@
 --   KEYS[13] the answers of the presses with a request id: a zset of
 --            'request id NUL offset NUL sessions removed' scored by when (one key per history)
 --   KEYS[14] the upload client ids put aside by clears (a hash with a TTL, see upload.lua)
+--   KEYS[15] the press's answer as nodes before the zset kept it (a string with a TTL, one per
+--            request id): read, never written, so that a press answered by such a node in a rolling
+--            upgrade and resent to this one is still that press (a day after it, gone by itself)
 --   ARGV[9]  event type of the clearing
 --   ARGV[10] the client's request id ('' when none was given)
 --   ARGV[11] how long the answer of a press with a request id is kept (ms)
@@ -31,6 +34,11 @@ if request_id ~= '' then
       local offset, removed = string.match(string.sub(entry, #prefix + 1), '^(%d+)%z(%d+)$')
       return {tonumber(offset), tonumber(removed), 1}
     end
+  end
+  local earlier = redis.call('GET', KEYS[15])
+  if earlier then
+    local answer = cjson.decode(earlier)
+    return {answer.offset, answer.removed, 1}
   end
 end
 local count = redis.call('HLEN', records_key)
