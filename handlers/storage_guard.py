@@ -154,6 +154,8 @@ class StorageGuard:
         try:
             figures = await memory_figures(self._redis, self._budget_bytes, self.read_bound_s)
         except (RedisError, RedisClusterException, OSError, TimeoutError) as exc:  # cluster: no node answers
-            _throttle.exception("storage guard: INFO memory failed; keeping the last figures", exc)
+            # Redis away or refusing INFO (an ACL without it: said at start and by an alert) is a
+            # fault of the world, a line without a traceback.
+            _throttle.exception("storage guard: INFO memory failed; keeping the last figures", exc, expected=True)
             return
         self._reading = MemoryReading(figures.used_bytes, figures.budget_bytes, read_at_ms=now_ms)
