@@ -271,6 +271,8 @@ async def test_a_grant_shows_the_dashboard_at_once_and_a_revoke_closes_it(tab: T
     page = await tab.open("/")
     await page.locator("#new-session").click()  # a first visit: the person becomes a guest, a device
     await page.wait_for_url(re.compile("/session/"))
+    # Read once the page has it: a page just navigated to may not have said whose it is yet.
+    await expect(page.locator("#identity")).to_have_attribute("data-user-id", re.compile("^guest-"))
     user_id = str(await page.locator("#identity").get_attribute("data-user-id"))
     page = await tab.open("/admin")
     await expect(page.locator("#forbidden h1")).to_have_text("403 — Forbidden")

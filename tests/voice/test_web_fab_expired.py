@@ -95,6 +95,8 @@ async def test_a_cut_after_the_access_token_ran_out_keeps_the_session_recording(
     await fab_ready(page)
     await page.locator("#fab-new").click()
     await expect(page.locator("#fab-status")).to_have_attribute("data-status", "recording")
+    # Read once the page has it: a page just navigated to may not have said whose it is yet.
+    await expect(page.locator("#identity")).to_have_attribute("data-user-id", re.compile("^guest-"))
     user_id = await page.locator("#identity").get_attribute("data-user-id")
     session_id = await server.services.voice.active_id(str(user_id))
     assert session_id is not None
@@ -144,6 +146,8 @@ async def test_a_subscription_asked_for_after_the_token_ran_out_is_made(server: 
     await page.locator("#session-name-input").fill("first")
     await page.locator("#new-session").click()
     await page.wait_for_url(re.compile("/session/"))
+    # Read once the page has it: a page just navigated to may not have said whose it is yet.
+    await expect(page.locator("#identity")).to_have_attribute("data-user-id", re.compile("^guest-"))
     user_id = await page.locator("#identity").get_attribute("data-user-id")
     later = await server.create_session(str(user_id), name="later")
     await page.evaluate(SUBSCRIBE_LATE, later)
