@@ -3,6 +3,15 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import logging
+from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine
+from typing import Any
+
+from aiohttp import web
+
+from handlers.log_throttle import LogThrottle
+from storage.failures import REDIS_AWAY
 
 # How long a stopping loop is waited for before shutdown goes on without it.
 STOP_WAIT_S = 5.0
@@ -46,3 +55,40 @@ async def rest(delay_s: float) -> None:
     if cancelled():
         raise asyncio.CancelledError
     await asyncio.sleep(delay_s)
+
+
+def for_app_lifetime(app: web.Application, loop: Callable[[], Coroutine[Any, Any, None]]) -> None:
+    """Run ``loop()`` for ``app``'s lifetime: started with it, cancelled as it stops, and waited for
+    up to STOP_WAIT_S."""
+
+    async def lifetime(_: web.Application) -> AsyncIterator[None]:
+        task = asyncio.create_task(loop())
+        yield
+        task.cancel()
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait({task}, timeout=STOP_WAIT_S)
+
+    app.cleanup_ctx.append(lifetime)
+
+
+async def every(
+    interval_s: Callable[[], float],
+    step: Callable[[], Awaitable[object]],
+    *,
+    what: str,
+    failed: LogThrottle,
+    away: logging.Logger | None,
+) -> None:
+    """Run ``step`` every ``interval_s()`` seconds until cancelled, whatever a round meets: Redis
+    away is one line on ``away`` (None: said elsewhere, e.g. by the bus), any other failure its
+    traceback once (``failed``), and the next round comes all the same."""
+    while not cancelled():
+        try:
+            await step()
+        except REDIS_AWAY as exc:
+            stop_if_cancelled(exc)
+            if away is not None:
+                away.warning("%s: %s", what, exc)
+        except Exception as exc:  # a bug or a client library's own error must not end the loop
+            failed.exception(f"{what}: a round failed", exc)
+        await rest(interval_s())

@@ -7,19 +7,15 @@ of the revocation, long before the tokens expire.
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import logging
-from collections.abc import AsyncIterator
 from typing import Any
 
 from aiohttp import web
 
-from handlers.background import STOP_WAIT_S, cancelled, rest, stop_if_cancelled
+from handlers.background import every, for_app_lifetime
 from handlers.connection import Connections
 from handlers.context import Services
 from handlers.log_throttle import LogThrottle
-from storage.failures import REDIS_AWAY
 from storage.identity.repository import Position, parse_signed_out
 
 log = logging.getLogger(__name__)
@@ -47,25 +43,10 @@ class RevocationWatch:
 
     def register(self, app: web.Application) -> None:
         """Run the watch for the app's lifetime."""
-        app.cleanup_ctx.append(self._lifetime)
-
-    async def _lifetime(self, _: web.Application) -> AsyncIterator[None]:
-        task = asyncio.create_task(self._watch_forever())
-        yield
-        task.cancel()
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait({task}, timeout=STOP_WAIT_S)
+        for_app_lifetime(app, self._watch_forever)
 
     async def _watch_forever(self) -> None:
-        while not cancelled():
-            try:
-                await self.poll()
-            except REDIS_AWAY as exc:
-                stop_if_cancelled(exc)
-                log.warning("revoked devices: %s", exc)
-            except Exception as exc:  # a bug or a client library's own error must not end the loop
-                _failed.exception("revoked devices: a poll failed", exc)
-            await rest(self.interval_s)
+        await every(lambda: self.interval_s, self.poll, what="revoked devices", failed=_failed, away=log)
 
     async def poll(self) -> None:
         """Adopt the revocations made since the last poll, then sign out the sockets of the

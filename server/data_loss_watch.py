@@ -12,18 +12,14 @@ cluster, a flush is one shard's, and a failover's lost writes are the bus's to n
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import logging
-from collections.abc import AsyncIterator
 
 from aiohttp import web
 
-from handlers.background import STOP_WAIT_S, cancelled, rest, stop_if_cancelled
+from handlers.background import every, for_app_lifetime
 from handlers.log_throttle import LogThrottle
 from server.bus import Bus
 from storage.events import EventLog
-from storage.failures import REDIS_AWAY
 
 log = logging.getLogger(__name__)
 _failed = LogThrottle(log)
@@ -41,25 +37,11 @@ class DataLossWatch:
         self.interval_s = interval_s
 
     def register(self, app: web.Application) -> None:
-        """Run the watch for the app's lifetime."""
-        app.cleanup_ctx.append(self._lifetime)
-
-    async def _lifetime(self, _: web.Application) -> AsyncIterator[None]:
-        task = asyncio.create_task(self._watch_forever())
-        yield
-        task.cancel()
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait({task}, timeout=STOP_WAIT_S)
+        """Run the watch for the app's lifetime (Redis away: the bus's reconnect takes it from there)."""
+        for_app_lifetime(app, self._watch_forever)
 
     async def _watch_forever(self) -> None:
-        while not cancelled():
-            try:
-                await self.check()
-            except REDIS_AWAY as exc:
-                stop_if_cancelled(exc)  # Redis away: the bus's reconnect takes it from there
-            except Exception as exc:  # a bug or a client library's own error must not end the loop
-                _failed.exception("data loss watch: a check failed", exc)
-            await rest(self.interval_s)
+        await every(lambda: self.interval_s, self.check, what="data loss watch", failed=_failed, away=None)
 
     async def check(self) -> bool:
         """Look once; True when Redis was found emptied (and the rooms told to read their logs)."""

@@ -8,9 +8,6 @@ then lost sessions, logs and the records that make retries safe.
 
 from __future__ import annotations
 
-import asyncio
-import subprocess
-import sys
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
@@ -23,13 +20,14 @@ from redis.asyncio import Redis
 from storage.keys import Keys
 from storage.redis_fitness import evicting, info_refused, refused_command
 from tests.conftest import start_server
-from tests.helpers import CHILD_TEST_TIMEOUT_S, RedisProcess, ServerUnderTest, free_port
-from tests.test_processes import ROOT, node_env
+from tests.helpers import CHILD_TEST_TIMEOUT_S, RedisProcess, ServerUnderTest
+from tests.test_processes import node_env
+from tests.test_redis_version import refused_start
 
 
 @pytest.fixture
 def own_redis(tmp_path: Path) -> Iterator[RedisProcess]:
-    """A redis-server of this test's own: its config is changed."""
+    """A redis-server of this test's own: its config and ACL users are changed."""
     process = RedisProcess(tmp_path / "redis")
     process.start()
     yield process
@@ -83,18 +81,8 @@ async def test_serve_refuses_a_user_without_the_scripts_with_one_line(
     admin: Redis, own_redis: RedisProcess, tmp_path: Path
 ) -> None:
     url = await limited_user(admin, own_redis, "-evalsha")
-    proc = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "server", "serve", "--port", str(free_port()),
-        cwd=ROOT, env=node_env(tmp_path / "data", url), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
-    )  # fmt: skip
-    try:
-        _, stderr = await asyncio.wait_for(proc.communicate(), 30)
-    finally:
-        if proc.returncode is None:  # it started: the old behaviour
-            proc.terminate()
-            await proc.wait()
-    lines = stderr.decode().strip().splitlines()
-    assert proc.returncode == 1, lines
+    code, lines = await refused_start(node_env(tmp_path / "data", url))
+    assert code == 1, lines
     assert len(lines) == 1 and lines[0].startswith("sessionhub: Redis refuses SCRIPT LOAD / EVALSHA"), lines
     assert ":pw@" not in lines[0]  # no password in the line
 

@@ -31,6 +31,22 @@ def test_versions_older_than_the_oldest_are_refused_and_others_let_through() -> 
     assert parse("7.0.15") == (7, 0) and parse("") is None
 
 
+async def refused_start(env: dict[str, str]) -> tuple[int | None, list[str]]:
+    """A `serve` child with ``env`` run until it exits (30 s at most: one that started is stopped,
+    the old behaviour of a start that should have been refused): its exit status and stderr lines."""
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "server", "serve", "--port", str(free_port()),
+        cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+    )  # fmt: skip
+    try:
+        _, stderr = await asyncio.wait_for(proc.communicate(), 30)
+    finally:
+        if proc.returncode is None:
+            proc.terminate()
+            await proc.wait()
+    return proc.returncode, stderr.decode().strip().splitlines()
+
+
 @pytest.mark.timeout(CHILD_TEST_TIMEOUT_S)  # a cluster and a `serve` child start
 async def test_serve_refuses_a_cluster_without_sharded_pub_sub_with_one_line(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
@@ -47,18 +63,8 @@ async def test_serve_refuses_a_cluster_without_sharded_pub_sub_with_one_line(
     monkeypatch.setenv("PATH", f"{binaries}:{os.environ['PATH']}")  # tests.cluster's redis-server
     with running_cluster(tmp_path / "cluster") as cluster:
         env = node_env(tmp_path / "data", cluster.url, SESSIONHUB_REDIS_CLUSTER="true")
-        proc = await asyncio.create_subprocess_exec(
-            sys.executable, "-m", "server", "serve", "--port", str(free_port()),
-            cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
-        )  # fmt: skip
-        try:
-            _, stderr = await asyncio.wait_for(proc.communicate(), 30)
-        finally:
-            if proc.returncode is None:  # it started: the old behaviour
-                proc.terminate()
-                await proc.wait()
-    lines = stderr.decode().strip().splitlines()
-    assert proc.returncode == 1
+        code, lines = await refused_start(env)
+    assert code == 1
     assert len(lines) == 1 and lines[0].startswith(
         "sessionhub: Redis Cluster 7.0+ is needed (sharded pub/sub: SPUBLISH/SSUBSCRIBE)"
     )
