@@ -47,10 +47,12 @@ from prometheus_client.metrics_core import Metric
 from prometheus_client.multiprocess import mark_process_dead
 from redis.exceptions import RedisError
 
+from handlers.disk_room import DISK_FULL, RESERVE
+
 # The things the storage guard refuses (handlers.storage_guard callers), and the causes of an
 # audio upload refused for disk room (handlers.disk_room): each label shows at 0 from the start.
 STORAGE_GUARD_WHATS = ("pattern_create", "pattern_remix", "pattern_publish", "stream_create", "voice_create", "guest")
-DISK_REFUSAL_CAUSES = ("reserve", "disk_full")
+DISK_REFUSAL_CAUSES = (RESERVE, DISK_FULL)
 
 MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
 # The label of every event name that no handler registered (a client may send any name).

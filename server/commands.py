@@ -46,7 +46,7 @@ from server.transport.accept import descriptor_ceiling
 from server.worker import Worker
 from storage.clock import follow_redis, keep_following
 from storage.keys import Keys
-from storage.redis_fitness import evicting, info_refused, refused_command
+from storage.redis_fitness import memory_warning, refused_command
 from storage.server_version import too_old
 
 log = logging.getLogger("sessionhub")
@@ -145,7 +145,7 @@ async def _connected(settings: Settings, url: str, *, serving: bool = False) -> 
         refused = await too_old(redis) or await refused_command(redis, Keys(settings.key_prefix))
         if refused:
             raise StartupError(refused)
-        if serving and (warning := await info_refused(redis) or await evicting(redis)):
+        if serving and (warning := await memory_warning(redis)):
             log.warning("%s", warning)
         yield redis
     finally:

@@ -5,9 +5,10 @@ from its log (a log gone: ``session_resync`` with the empty epoch, then ``sessio
 A ``FLUSHALL`` or ``FLUSHDB`` on a running Redis, or keys evicted, closes nothing: subscribers
 went on showing a live recording of a session that was gone, while every write answered
 ``session_not_found`` (audit "redispressure"). The deployment's id-sealing secret
-(storage.events) is the sign: one key every node reads, gone only when Redis lost data. One
-``EXISTS`` every few seconds per node looks for it. A single Redis only (server.app): on a
-cluster, a flush is one shard's, and a failover's lost writes are the bus's to notice.
+(storage.events) is the sign: one key every node reads, gone (or made anew by the first node to
+write after the loss) only when Redis lost data. One ``GET`` every few seconds per node looks.
+A single Redis only (server.app): on a cluster, a flush is one shard's, and a failover's lost
+writes are the bus's to notice.
 """
 
 from __future__ import annotations

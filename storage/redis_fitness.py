@@ -69,19 +69,6 @@ async def _subscribe(redis: Redis, channel: str) -> None:
         await pubsub.aclose()
 
 
-async def info_refused(redis: Redis, *, bound_s: float = READ_BOUND_S) -> str:
-    """What a Redis that refuses ``INFO`` turns off ("" when it answers, or cannot be told). Not a
-    refusal to start: sessionhub serves without it (a managed Redis may rename it), but the
-    operator must know what goes blind."""
-    try:
-        await asyncio.wait_for(memory_infos(redis, bound_s), bound_s)
-    except ResponseError as exc:
-        return info_refused_warning(str(exc))
-    except (RedisError, RedisClusterException, OSError, TimeoutError):
-        pass
-    return ""
-
-
 def info_refused_warning(said: str) -> str:
     """What an operator is told of a Redis that refuses ``INFO`` (a start's line, an alert)."""
     return (
@@ -91,10 +78,14 @@ def info_refused_warning(said: str) -> str:
     )
 
 
-async def evicting(redis: Redis, *, bound_s: float = READ_BOUND_S) -> str:
-    """:func:`eviction_warning` when a primary may evict ("" when none may, or INFO did not answer)."""
+async def memory_warning(redis: Redis, *, bound_s: float = READ_BOUND_S) -> str:
+    """What a start says of Redis's memory settings, from one bounded ``INFO memory``: that it
+    refuses ``INFO`` (sessionhub serves without it: a managed Redis may rename it, but what goes
+    blind is said), or that a primary may evict keys; "" when neither (or INFO did not answer)."""
     try:
         nodes = await memory_infos(redis, bound_s)
+    except ResponseError as exc:
+        return info_refused_warning(str(exc))
     except (RedisError, RedisClusterException, OSError, TimeoutError):
         return ""
     policies = evicting_policies(nodes)

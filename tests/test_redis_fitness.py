@@ -18,7 +18,7 @@ import pytest_asyncio
 from redis.asyncio import Redis
 
 from storage.keys import Keys
-from storage.redis_fitness import evicting, info_refused, refused_command
+from storage.redis_fitness import memory_warning, refused_command
 from tests.conftest import start_server
 from tests.helpers import CHILD_TEST_TIMEOUT_S, RedisProcess, ServerUnderTest
 from tests.test_processes import node_env
@@ -90,11 +90,11 @@ async def test_serve_refuses_a_user_without_the_scripts_with_one_line(
 async def test_an_evicting_redis_is_said_at_start_and_in_the_alerts(
     admin: Redis, own_redis: RedisProcess, tmp_path: Path
 ) -> None:
-    assert await evicting(admin) == ""  # no maxmemory: nothing is evicted, whatever the policy
+    assert await memory_warning(admin) == ""  # no maxmemory: nothing is evicted, whatever the policy
     await admin.config_set("maxmemory-policy", "allkeys-lru")
-    assert await evicting(admin) == ""
+    assert await memory_warning(admin) == ""
     await admin.config_set("maxmemory", str(512 * 1024 * 1024))
-    said = await evicting(admin)
+    said = await memory_warning(admin)
     assert said.startswith("Redis may delete sessionhub's keys when full: maxmemory-policy allkeys-lru"), said
     assert "set maxmemory-policy noeviction" in said
 
@@ -128,12 +128,12 @@ async def test_a_user_refused_info_is_said_at_start_and_in_the_alerts_not_as_unr
     url = await limited_user(admin, own_redis, "-info")
     client = Redis.from_url(url)
     try:
-        said = await info_refused(client)
+        said = await memory_warning(client)
         assert said.startswith("Redis refuses INFO (") and "storage guard admits" in said, said
         assert await refused_command(client, Keys("sh")) == ""  # not a refusal to start
     finally:
         await client.aclose()
-    assert await info_refused(admin) == ""
+    assert await memory_warning(admin) == ""
 
     server = await start_server(url, tmp_path / "node")
     try:

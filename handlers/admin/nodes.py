@@ -92,8 +92,9 @@ class NodeHeartbeat:
         told = False
         while not cancelled():
             try:
-                await self.beat()
-                if not told:
+                if told:
+                    await self.beat()
+                else:  # the first: its reading of the nodes writes this node's heartbeat too
                     told = True
                     await self._say_if_token_keys_differ()
             except REDIS_AWAY as exc:
