@@ -38,6 +38,9 @@ class Claims:
     guest: Annotated[bool, Strict()] = False  # "no" would be read as False, "yes" as True
     # The device (refresh family) the token was minted for: revoking the device refuses it.
     fam: Annotated[str, Field(max_length=64, pattern=r"^[0-9a-f]*$")] = ""
+    # When it was issued (0: not said). Read for one thing: a device token minted before its
+    # user's admin permission was withdrawn no longer carries it (auth.tokens).
+    iat: Annotated[float, Strict(), Field(ge=0, le=MAX_NUMERIC_DATE_S)] = 0
 
     def has(self, permission: Permission) -> bool:
         """True when the token grants ``permission`` (``admin`` grants all)."""

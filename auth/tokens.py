@@ -63,6 +63,9 @@ class TokenService:
         # Users who signed out everywhere, while a guest token bound to no device issued before
         # may live: such tokens of theirs are refused (the same watch keeps it current).
         self.signed_out_users: frozenset[str] = frozenset()
+        # Users whose admin permission was withdrawn -> when (s): their device tokens issued by
+        # then are refused if they say admin (the same watch keeps it current).
+        self.admin_withdrawn: dict[str, int] = {}
         self._required = ("exp", "sub", *(("iss",) if config.issuer else ()), *(("aud",) if config.audience else ()))
         # HS256, the common case, skips PyJWT's layers (auth.hs256); RS256 stays with PyJWT.
         self._hs256 = (
@@ -196,4 +199,9 @@ class TokenService:
             # Tokens bound to a device end with it; the operator's (``sessionhub token``: no
             # device, not a guest) and an external provider's are not a browser's and are kept.
             raise CodedError(ErrorCode.UNAUTHORIZED, "this identity was signed out everywhere")
+        if claims.fam and Permission.ADMIN in claims.perms and claims.iat <= self.admin_withdrawn.get(claims.sub, -1):
+            # Refused, not read without the permission: the device's refresh cookie gives a token
+            # as the user stands now, which a page asks for on this refusal. A token bound to no
+            # device (``sessionhub token``) has no grant behind it and is kept.
+            raise CodedError(ErrorCode.UNAUTHORIZED, "the admin permission was withdrawn; get a new token")
         return claims

@@ -8,7 +8,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from auth.claims import Claims
+from auth.claims import Claims, Permission
 
 # What a connection leaves behind to undo when it closes (a pattern player's presence).
 Farewell = Callable[[], Awaitable[object]]
@@ -147,6 +147,17 @@ class Connections:
             return []
         return [
             sid for sid, c in self._by_sid.items() if c.claims.sub in user_ids and c.claims.guest and not c.claims.fam
+        ]
+
+    def of_withdrawn_admins(self, withdrawn: dict[str, int]) -> list[str]:
+        """Sids of the connections whose device token says admin and was issued by the time
+        (s) its user's admin permission was withdrawn (``withdrawn``: user id -> that time)."""
+        if not withdrawn:
+            return []
+        return [
+            sid
+            for sid, c in self._by_sid.items()
+            if c.claims.fam and Permission.ADMIN in c.claims.perms and c.claims.iat <= withdrawn.get(c.claims.sub, -1)
         ]
 
     def __len__(self) -> int:

@@ -8,6 +8,7 @@ of the revocation, long before the tokens expire.
 from __future__ import annotations
 
 import logging
+from collections.abc import Iterable
 from typing import Any
 
 from aiohttp import web
@@ -16,7 +17,7 @@ from handlers.background import every, for_app_lifetime
 from handlers.connection import Connections
 from handlers.context import Services
 from handlers.log_throttle import LogThrottle
-from storage.identity.repository import Position, parse_signed_out
+from storage.identity.repository import Position, parse_admin_withdrawn, parse_signed_out
 
 log = logging.getLogger(__name__)
 # An unexpected failure of a round is logged once with its traceback, then counted (the loop
@@ -24,6 +25,9 @@ log = logging.getLogger(__name__)
 _failed = LogThrottle(log)
 
 SIGNED_OUT_EVENT = "signed_out"
+# Told to a connection whose token lost a permission (an operator withdrew the user's admin)
+# before it is closed: the client connects again with a token minted after it.
+PERMISSIONS_WITHDRAWN_EVENT = "permissions_withdrawn"
 NO_EXPIRY_MS = 2**63  # later than any revocation's end
 
 
@@ -82,21 +86,39 @@ class RevocationWatch:
         users = frozenset(filter(None, map(parse_signed_out, new)))
         await self._sign_out(self._connections.of_families(new), "this device was signed out")
         await self._sign_out(self._connections.of_bare_guests(users), "this identity was signed out everywhere")
+        withdrawn = _latest(filter(None, map(parse_admin_withdrawn, new)))
+        for sid in self._connections.of_withdrawn_admins(withdrawn):
+            message = "the admin permission was withdrawn; connect again with a new token"
+            await self._sio.emit(PERMISSIONS_WITHDRAWN_EVENT, {"error": "unauthorized", "message": message}, to=sid)
+            await self._sio.disconnect(sid)
 
     def _adopt(self) -> None:
-        """Hand the token service the devices signed out and the users signed out everywhere."""
-        families, users = set(), set()
+        """Hand the token service the devices signed out, the users signed out everywhere and
+        the admin permissions withdrawn."""
+        families, users, withdrawals = set(), set(), []
         for entry in self._until:
             user = parse_signed_out(entry)
-            if user is None:
-                families.add(entry)
-            else:
+            withdrawal = None if user else parse_admin_withdrawn(entry)
+            if user is not None:
                 users.add(user)
+            elif withdrawal is not None:
+                withdrawals.append(withdrawal)
+            else:
+                families.add(entry)
         self._s.tokens.revoked_families = frozenset(families)
         self._s.tokens.signed_out_users = frozenset(users)
+        self._s.tokens.admin_withdrawn = _latest(withdrawals)
 
     async def _sign_out(self, sids: list[str], why: str) -> None:
         for sid in sids:
             # Told first, so that a page can say why instead of retrying with a dead token.
             await self._sio.emit(SIGNED_OUT_EVENT, {"error": "unauthorized", "message": why}, to=sid)
             await self._sio.disconnect(sid)
+
+
+def _latest(withdrawals: Iterable[tuple[str, int]]) -> dict[str, int]:
+    """Each user's latest withdrawal (s): a token issued by then is refused its admin."""
+    latest: dict[str, int] = {}
+    for user, at_s in withdrawals:
+        latest[user] = max(latest.get(user, -1), at_s)
+    return latest

@@ -32,7 +32,7 @@ def same_identity(old: Claims, new: Claims) -> bool:
     decides access is unchanged (the display name may differ: a rename since)."""
     if frozenset(new.perms) != frozenset(old.perms):  # the same permissions, in any order
         return False
-    return replace(new, exp=old.exp, name=old.name, perms=old.perms) == old
+    return replace(new, exp=old.exp, name=old.name, perms=old.perms, iat=old.iat) == old
 
 
 class TokenRenewal:

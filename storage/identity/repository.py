@@ -77,9 +77,12 @@ REVOKED_LOG_MAX = 10_000
 # Entries read from the log per round trip.
 REVOKED_READ_BATCH = 1000
 # How an entry of the revoked set and log that is a user's "sign out everywhere" begins (a family
-# id is hex): ``u:<when, ms>:<user id>``. A node of the release before takes it for a family id
-# no token carries, and passes it by.
+# id is hex): ``u:<user id>``. A node of the release before takes it for a family id no token
+# carries, and passes it by.
 SIGNED_OUT_MARK = "u:"
+# How an entry that withdraws a user's admin permission begins: ``a:<when, s>:<user id>``. The
+# user's device tokens issued before then no longer carry it (auth.tokens). Passed by as above.
+ADMIN_WITHDRAWN_MARK = "a:"
 
 
 def _new_family(
@@ -108,6 +111,19 @@ def signed_out_entry(user_id: str) -> str:
 def parse_signed_out(entry: str) -> str | None:
     """The user id of a :func:`signed_out_entry`; None for a family id (hex, never ``u:``)."""
     return entry[len(SIGNED_OUT_MARK) :] or None if entry.startswith(SIGNED_OUT_MARK) else None
+
+
+def admin_withdrawn_entry(user_id: str, at_s: int) -> str:
+    """The revoked set's entry saying that ``user_id`` lost the admin permission at ``at_s``."""
+    return f"{ADMIN_WITHDRAWN_MARK}{at_s}:{user_id}"
+
+
+def parse_admin_withdrawn(entry: str) -> tuple[str, int] | None:
+    """The user id and time (s) of an :func:`admin_withdrawn_entry`; None for any other entry."""
+    if not entry.startswith(ADMIN_WITHDRAWN_MARK):
+        return None
+    at_s, _, user_id = entry[len(ADMIN_WITHDRAWN_MARK) :].partition(":")
+    return (user_id, int(at_s)) if at_s.isdigit() and user_id else None
 
 
 @dataclass(frozen=True, slots=True)
@@ -280,6 +296,7 @@ class Identities:
         if not admin:
             if await self._redis.exists(key):  # one expiring in between is withdrawn by its expiry
                 await self._redis.hset(key, "admin", 0)
+                await self._withdraw_admin(user_id)
             return
         async with self._redis.pipeline(transaction=True) as pipe:
             pipe.hset(key, "admin", int(admin))
@@ -287,6 +304,15 @@ class Identities:
             pipe.hsetnx(key, "saved", 1)
             pipe.persist(key)  # an operator's grant is not a guest's passing visit
             await pipe.execute()
+
+    async def _withdraw_admin(self, user_id: str) -> None:
+        """Tell every node that ``user_id``'s device tokens issued until now lose the admin
+        permission: without it they kept it (``read_all`` on every session and history, a
+        stream's moderation) until they expired, up to ``access_ttl_s`` (audit "operatorday").
+        Remembered as long as such a token lives, as a sign-out everywhere is."""
+        now_ms = self._clock.now_ms()
+        until_ms = now_ms + (self.config.access_ttl_s + math.ceil(self.config.revocation_poll_s) + 1) * 1000
+        await self._log_revoked([admin_withdrawn_entry(user_id, now_ms // 1000)], until_ms=until_ms, before_log=False)
 
     async def mark_saved(self, user_id: str, saved: bool) -> None:
         """Mark the identity saved (it holds a passkey) or not; a saved one never expires idle.

@@ -302,3 +302,43 @@ async def test_a_refused_admin_page_keeps_a_token_not_from_the_refresh_cookie(
     await expect(page.locator("#forbidden h1")).to_have_text("403 — Forbidden")
     who = await page.evaluate("async () => (await import('/static/js/client.js')).currentUserId()")
     assert who == "bob", who  # still the bot link's identity, not the cookie's older guest
+
+
+async def test_a_page_open_when_the_admin_is_withdrawn_connects_again_without_it(
+    tab: Tab, server: ServerUnderTest, clients: list[Client]
+) -> None:
+    """A revoke closes the connections of the user's earlier admin tokens (`permissions_withdrawn`,
+    then the server's disconnect, after which socket.io-client does not reconnect by itself): the
+    page connects again with the token its refresh cookie gives now, and stays live."""
+    page = await tab.open("/")
+    await page.locator("#new-session").click()
+    await page.wait_for_url(re.compile("/session/"))
+    await expect(page.locator("#identity")).to_have_attribute("data-user-id", re.compile("^guest-"))
+    user_id = str(await page.locator("#identity").get_attribute("data-user-id"))
+    session_path = page.url.removeprefix(server.url)
+    await server.services.identities.set_admin(user_id, True)
+    page = await tab.open("/admin")  # refused once, it asks the refresh cookie: an admin token
+    await expect(page.locator("#dashboard")).to_be_visible()
+    page = await tab.open(session_path)
+    await expect(page.locator("#connection")).to_have_attribute("data-state", "live")
+    assert await page.evaluate(STORED_ADMIN) is True
+
+    await server.services.identities.set_admin(user_id, False)
+    await page.wait_for_function(f"() => ({STORED_ADMIN})() === false", timeout=15_000)
+    await expect(page.locator("#connection")).to_have_attribute("data-state", "live")
+    # Live on the new connection: a change made elsewhere shows.
+    owner = Client(server.url, server.token(user_id))
+    clients.append(owner)
+    await owner.connect()
+    ack = await owner.call("session_done", {"session_id": session_path.rsplit("/", 1)[1]})
+    assert ack["ok"], ack
+    await expect(page.locator("#status-pictogram")).to_have_attribute("data-status", "closed")
+
+
+# Whether the page's stored access token says admin (its payload read, not verified).
+STORED_ADMIN = """() => {
+  const record = JSON.parse(localStorage.getItem("sessionhub.token") || "null");
+  if (!record) return null;
+  const part = record.token.split(".")[1].replace(/-/g, "+").replace(/_/g, "/");
+  return (JSON.parse(atob(part)).perms || []).includes("admin");
+}"""

@@ -5,14 +5,17 @@ from __future__ import annotations
 import os
 import pwd
 from collections.abc import AsyncIterator
+from typing import Any
 
 import aiohttp
 import pytest
 import pytest_asyncio
+import socketio
 
 from auth.claims import Permission
+from protocol.errors import CodedError
 from tests.admin.test_cli import cli
-from tests.helpers import RedisProcess, ServerUnderTest
+from tests.helpers import Client, RedisProcess, ServerUnderTest
 from tests.identity.support import Browser
 
 
@@ -39,10 +42,11 @@ async def test_grant_and_revoke_reach_the_users_tokens_at_the_next_refresh(
     code, out, _ = await cli("admin", "revoke", user_id)
     assert code == 0 and "revoked" in out
     # The token minted before the revoke still says admin: the admin routes go by the grant as it
-    # stands now (it opened them for the rest of its hour: audit "operatorday").
-    assert Permission.ADMIN in iserver.tokens.verify(page.token).perms
+    # stands now (it opened them for the rest of its hour: audit "operatorday"), and once the
+    # node has read the revoke (test_a_revoke_takes_the_admin_from_open_connections) the token
+    # itself is refused.
     refused = await page.call("GET", "/admin/metrics")
-    assert refused.status == 403 and "withdrawn" in refused.body["message"], refused.body
+    assert refused.status in (401, 403) and "withdrawn" in refused.body["message"], refused.body
     await page.refresh()
     assert Permission.ADMIN not in iserver.tokens.verify(page.token).perms
     # An operator's own token (`sessionhub token`: no device, no grant behind it) is not affected.
@@ -61,3 +65,67 @@ async def test_grant_and_revoke_reach_the_users_tokens_at_the_next_refresh(
     assert code == 0 and "granted" in out and "a typo?" in err
     code, _, err = await cli("admin", "grant", "{bad id}")
     assert code == 2 and "not a user id" in err
+
+
+async def test_a_revoke_takes_the_admin_from_open_connections_and_earlier_tokens(
+    iserver: ServerUnderTest, http: aiohttp.ClientSession, clients: list[Client]
+) -> None:
+    """A withdrawn admin kept ``read_all`` (every session, every listening history) on its open
+    sockets and its other routes until its token expired: up to an hour (the audit "operatorday"
+    left it). Now every node refuses the earlier admin tokens of a device once it reads the revoke,
+    and tells and closes their connections."""
+    page = Browser(http, iserver.url)
+    user_id = (await page.guest()).body["user_id"]
+    await iserver.services.identities.set_admin(user_id, True)
+    await page.refresh()
+    assert Permission.ADMIN in iserver.tokens.verify(page.token).perms
+    admin_token = page.token
+    alices = await iserver.create_session("alice")
+    watching = Client(iserver.url, admin_token)
+    clients.append(watching)
+    await watching.connect()
+    assert (await watching.call("subscribe_on_session", {"session_id": alices}))["ok"]  # read_all
+    assert (await page.call("GET", f"/voicebot/sessions/{alices}")).status == 200
+    # An operator's own token (no device) and another admin's are not touched.
+    operator = Client(iserver.url, iserver.token("root", perms=(Permission.ADMIN,)))
+    clients.append(operator)
+    await operator.connect()
+    assert (await operator.call("subscribe_on_session", {"session_id": alices}))["ok"]
+
+    await iserver.services.identities.set_admin(user_id, False)
+    await watching.wait_for(lambda: not watching.sio.connected)
+    told = watching.named("permissions_withdrawn")
+    assert told and told[0]["error"] == "unauthorized" and "withdrawn" in told[0]["message"], watching.events
+    assert operator.sio.connected and not operator.named("permissions_withdrawn")
+    # The earlier token is refused everywhere: a connect, a read, a renewal in place.
+    with pytest.raises(CodedError, match="withdrawn"):
+        iserver.tokens.verify(admin_token)
+    again = Client(iserver.url, admin_token)
+    clients.append(again)
+    refused: list[Any] = []
+    again.sio.on("connect_error", refused.append)
+    with pytest.raises(socketio.exceptions.ConnectionError):
+        await again.connect()
+    assert refused and refused[0]["data"]["error"] == "unauthorized", refused
+    assert "withdrawn" in refused[0]["data"]["message"], refused
+    read = await page.call("GET", f"/voicebot/sessions/{alices}")
+    assert read.status == 401 and "withdrawn" in read.body["message"], read.body
+    # The refresh cookie gives the user as they stand now: no admin, and Alice's session is hers.
+    await page.refresh()
+    assert Permission.ADMIN not in iserver.tokens.verify(page.token).perms
+    plain = Client(iserver.url, page.token)
+    clients.append(plain)
+    await plain.connect()
+    assert (await plain.call("subscribe_on_session", {"session_id": alices}))["error"] == "forbidden"
+    assert (await page.call("GET", f"/voicebot/sessions/{alices}")).status in (403, 404)
+
+    # Granted again: the tokens minted after it carry the admin. (The withdrawal covers those issued
+    # by its second: one minted within that second is refused until the next.)
+    await iserver.services.identities.set_admin(user_id, True)
+    iserver.services.clock.shift_ms += 1000
+    await page.refresh()
+    assert Permission.ADMIN in iserver.tokens.verify(page.token).perms
+    back = Client(iserver.url, page.token)
+    clients.append(back)
+    await back.connect()
+    assert (await back.call("subscribe_on_session", {"session_id": alices}))["ok"]

@@ -774,7 +774,22 @@ export function connect({ onState = () => {} } = {}) {
     const stored = storedToken()?.token;
     return Boolean(stored) && stored !== presented.get(socket);
   };
+  // The server took a permission back from this connection's token (an operator withdrew the
+  // user's admin): its disconnect follows, and the connection is made again with a token the
+  // refresh cookie gives as the user stands now (socket.io-client would not reconnect by itself).
+  let withdrawn = false;
+  socket.on("permissions_withdrawn", () => {
+    withdrawn = true;
+  });
   socket.on("disconnect", (reason) => {
+    if (withdrawn && reason === "io server disconnect") {
+      withdrawn = false;
+      dropRefused(presented.get(socket));
+      onState("connecting");
+      socket.connect();
+      return;
+    }
+    withdrawn = false;
     if (!waitingForIdentity) onState("offline", reason);
     else if (movedOn()) identityBack();
   });
