@@ -39,6 +39,8 @@ REQUEST_TTL_MS = 24 * 3600 * 1000
 # The answers of clears with a request id kept per history, at most (the newest): a resend of a
 # press older than that clears again, which only a person clearing this often could meet.
 CLEAR_REQUESTS_KEPT = 16
+# The client ids of deleted uploads kept (a day) so that a resend does not bring one back, at most.
+DELETED_UPLOADS_KEPT = 10_000
 
 
 @dataclass(frozen=True, slots=True)
@@ -235,7 +237,13 @@ class ListeningHistories:
 
     async def remove(self, history_id: str, user_id: str, session_id: str) -> int:
         """Delete one listening session; returns the event offset."""
-        result = await self._run(self._remove, history_id, user_id, [session_id])
+        result = await self._run(
+            self._remove,
+            history_id,
+            user_id,
+            [session_id, REQUEST_TTL_MS, DELETED_UPLOADS_KEPT],
+            more_keys=(self._keys.listening_cleared_clients(history_id),),
+        )
         return int(result[0])
 
     async def clear(self, history_id: str, user_id: str, request_id: str = "") -> Cleared:

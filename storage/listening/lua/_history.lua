@@ -94,12 +94,20 @@ local function insert(rec)
   note_span(rec)
 end
 
+-- Removes a session, and with the item's last session the item itself (its total and its
+-- metadata): kept, a history whose sessions were all taps or deleted still counted every item
+-- it ever held against the most distinct items, and refused every new one (audit "retention").
 local function remove(rec)
   redis.call('HDEL', records_key, rec.id)
   redis.call('ZREM', by_start_key, rec.id)
   redis.call('ZREM', by_item_key, item_member(rec))
   redis.call('HINCRBY', stats_key, 'count', -1)
   add_time(rec, rec.started_at - rec.ended_at)
+  local prefix = rec.item_id .. '\0'
+  if #redis.call('ZRANGEBYLEX', by_item_key, '[' .. prefix, '(' .. rec.item_id .. '\1', 'LIMIT', 0, 1) == 0 then
+    redis.call('ZREM', items_key, rec.item_id)
+    redis.call('HDEL', meta_key, rec.item_id)
+  end
   if redis.call('HGET', open_key, rec.device_id) == rec.id then
     redis.call('HDEL', open_key, rec.device_id)
   end
