@@ -76,6 +76,8 @@ class IdentityConfig:
 REVOKED_LOG_MAX = 10_000
 # Entries read from the log per round trip.
 REVOKED_READ_BATCH = 1000
+# The streams a user clipped in looked at, at most, to find one still there (Identities.keep).
+CLIPPED_CHECKED = 100
 # How an entry of the revoked set and log that is a user's "sign out everywhere" begins (a family
 # id is hex): ``u:<user id>``. A node of the release before takes it for a family id no token
 # carries, and passes it by.
@@ -345,8 +347,7 @@ class Identities:
             k.user_sessions(user_id),
             k.user_streams(user_id),
             k.listening_history(user_id),
-            k.user_clipped(user_id),
-        )
+        ) or await self._clipped_live(user_id)
         marks: Any = await self._redis.hmget(k.user_profile(user_id), ["saved", "admin", "guest"])
         saved, admin, guest = (mark == "1" for mark in marks)
         kept = saved or admin
@@ -365,6 +366,25 @@ class Identities:
                 pipe.zrem(k.guests_owning(), user_id)  # saved now: what it owns is kept with it
             await pipe.execute()
         return ttl_s
+
+    async def _clipped_live(self, user_id: str) -> bool:
+        """Whether the user has clips in a stream session that still exists. The index of the
+        streams they clipped in is written at a first clip and was never pruned: a stream
+        deleted (by its streamer, an operator, the guest sweep) kept an account that owned
+        nothing else "owning" for good, its devices kept months instead of the idle time (audit
+        "retention"). Looked at only when nothing else is owned; its gone streams are dropped."""
+        key = self._keys.user_clipped(user_id)
+        ids = cast(list[str], await self._redis.zrange(key, 0, CLIPPED_CHECKED - 1))
+        if not ids:
+            return False
+        async with self._redis.pipeline(transaction=False) as pipe:  # each stream in its own slot
+            for session_id in ids:
+                pipe.exists(self._keys.session(session_id))
+            found = await pipe.execute()
+        gone = [session_id for session_id, there in zip(ids, found, strict=True) if not there]
+        if gone:
+            await self._redis.zrem(key, *gone)
+        return len(gone) < len(ids) or bool(await self._redis.zcard(key))
 
     async def owns_now(self, user_id: str) -> None:
         """``user_id`` came to own something (a session, a clip): keep the identity and every
