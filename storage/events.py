@@ -356,13 +356,24 @@ class EventLog:
         self._id_key = str(found or "")
         return self._id_key
 
+    @property
+    def id_key_held(self) -> bool:
+        """Whether this node holds the id-sealing secret (read at a write, or by the watch)."""
+        return bool(self._id_key)
+
     async def id_key_gone(self) -> bool:
         """Whether Redis no longer holds the id-sealing secret this log read: emptied under a link
         that stayed up (``FLUSHALL``, ``FLUSHDB``, keys evicted), which no reconnect announces.
         Gone, or another: a node that wrote first after the loss made a new one, and a look for
-        the key alone missed the loss on every other node (audit verify39). False while none was
-        read (a node that wrote nothing yet, or one that just forgot it)."""
+        the key alone missed the loss on every other node (audit verify39). A node that has not
+        read it yet (one that only served subscribers: it writes no event) takes the one Redis
+        holds now as the one to watch; without it such a node never noticed a flush, and its
+        subscribers went on showing a session that was gone (audit "tlsredis"). False then, and
+        while Redis holds none."""
         if not self._id_key:
+            found = await self._redis.get(self._keys.log_id_key())
+            if found and not self._id_key:  # a write may have read it meanwhile: the same key
+                self._id_key = str(found)
             return False
         held = self._id_key
         found = await self._redis.get(self._keys.log_id_key())

@@ -220,3 +220,27 @@ async def test_a_flush_is_noticed_by_a_node_after_another_made_a_new_secret(
         assert client.named("session_resync")[0]["epoch"] == "", client.named("session_resync")
     finally:
         await other.stop()
+
+
+async def test_a_flush_is_noticed_by_a_node_that_only_serves_subscribers(
+    server: ServerUnderTest, clients: list[Client], redis: Any, redis_process: Any, tmp_path: Any
+) -> None:
+    """A node that had written no event had read no id secret, and its watch looked for none: its
+    subscribers went on showing a session that was gone after a FLUSHALL (audit "tlsredis")."""
+    writer = await start_server(redis_process.url, tmp_path / "writer")
+    try:
+        session_id = await writer.create_session("alice")
+        await toggle(writer, session_id, 1)  # the deployment's secret, made by the other node
+        client = Client(server.url, server.token("alice"))
+        clients.append(client)
+        await client.connect()
+        await client.call("subscribe_on_session", {"session_id": session_id})  # this node only reads
+        await toggle(writer, session_id, 2)
+        await client.wait_for(lambda: len(client.offsets(session_id)) >= 1)
+        # The watch has looked once since (it reads the secret at its first look).
+        await client.wait_for(lambda: server.services.log.id_key_held)
+        await redis.flushall()
+        await client.wait_for(lambda: bool(client.named("session_resync")))
+        assert client.named("session_resync")[0]["epoch"] == "", client.named("session_resync")
+    finally:
+        await writer.stop()
