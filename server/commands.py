@@ -11,6 +11,7 @@ import asyncio
 import contextlib
 import logging
 import os
+import re
 import signal
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -140,7 +141,7 @@ async def _connected(settings: Settings, url: str, *, serving: bool = False) -> 
             await asyncio.wait_for(redis.ping(), 5)
         except Exception as exc:
             if not (serving and isinstance(redis, RedisCluster) and await _a_seed_answers(url)):
-                raise RedisUnreachable(f"cannot reach Redis at {_redacted(url)}: {exc}") from exc
+                raise RedisUnreachable(f"cannot reach Redis at {_redacted(url)}: {_reason(exc)}") from exc
             log.warning("Redis Cluster at %s: %s; starting, not ready until it answers", _redacted(url), exc)
         refused = await too_old(redis) or await refused_command(redis, Keys(settings.key_prefix))
         if refused:
@@ -190,7 +191,24 @@ def _redacted_one(url: str) -> str:
     scheme, sep, rest = url.partition("://")
     if "@" in rest:
         rest = "***@" + rest.rsplit("@", 1)[1]
+    # redis-py also takes credentials as query parameters (``?password=``): said in clear before
+    # (audit "tlsredis").
+    rest = _SECRET_PARAMETER.sub(lambda m: m.group(1) + "***", rest)
     return scheme + sep + rest
+
+
+# A query parameter whose value is a secret (redis-py's password; a key file's path is not).
+_SECRET_PARAMETER = re.compile(r"([?&](?:password|pass|pwd|auth)=)[^&#]*", re.IGNORECASE)
+
+
+def _reason(exc: BaseException) -> str:
+    """An error's words, or its kind when it has none (a timeout's: an empty reason before)."""
+    text = str(exc).strip()
+    if text:
+        return text
+    if isinstance(exc, TimeoutError | asyncio.TimeoutError):
+        return "no answer within 5 s (a TLS URL to a plain port, or the reverse, looks like this)"
+    return type(exc).__name__
 
 
 async def _wait_for_signal() -> None:
@@ -343,7 +361,10 @@ async def _work_while(settings: Settings, stop: asyncio.Event, url: str, *, foll
                     else:
                         print(f"sessionhub worker {worker.consumer} running", flush=True)
                     first = False
-                url = await _work_until(worker, services, stop, settings, url if follow else None)
+                try:
+                    url = await _work_until(worker, services, stop, settings, url if follow else None)
+                finally:
+                    services.voice.blobs.close()  # the S3 store's threads: a reconnection builds anew
         except RedisUnreachable as exc:
             if follow and not first:
                 log.warning("worker: Redis at %s does not answer; waiting for serve to record another", _redacted(url))

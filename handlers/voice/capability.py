@@ -8,6 +8,7 @@ from aiohttp import web
 from handlers.context import Services
 from handlers.openapi_registry import document
 from handlers.socket_router import SocketRouter
+from handlers.voice.blob_store import BlobStoreLifetime
 from handlers.voice.bot import BotRoutes
 from handlers.voice.chunks import ChunkRoutes
 from handlers.voice.events import VoiceEvents
@@ -29,6 +30,7 @@ def install(services: Services, router: SocketRouter, app: web.Application) -> N
     bot = BotRoutes(services)
     bot.register(app)
     ChunkRoutes(services).register(app)
+    BlobStoreLifetime(services).register(app)
     services.disk.register(app)  # a disk already short of the upload reserve is said at start
     RetentionRoutes(services).register(app)
     TelegramWebhook(services, bot).register(app)

@@ -31,10 +31,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
+from storage.voice.s3_calls import S3Calls, client_config
+
 
 # How long past its body's deadline (SESSIONHUB_VOICE_UPLOAD_DEADLINE_S) an upload may still use
-# its temporary file: probed, then moved into place or sent to the bucket (boto3 tries 3 times,
-# each up to 5 s to connect and 30 s to read). A file unwritten for longer is no upload's.
+# its temporary file: probed, then moved into place or sent to the bucket (at most
+# S3_CALL_DEADLINE_S). A file unwritten for longer is no upload's.
 INCOMING_GRACE_S = 300.0
 # The temporary files' names (BlobStore.writer): only these are ever swept.
 _INCOMING_NAME = re.compile(r"^[0-9a-f]{32}$")
@@ -126,6 +128,10 @@ class Blobs(Protocol):
         """Remove the temporary files of uploads cut short (blocking: run it in a thread)."""
         ...
 
+    def close(self) -> None:
+        """Let go of what the store holds (its threads), once the process is done with it."""
+        ...
+
 
 class BlobStore:
     """Files under ``root/<session_id>/<sha256>``; temporary files under ``root/.incoming``."""
@@ -203,6 +209,9 @@ class BlobStore:
                     removed += 1
         return removed
 
+    def close(self) -> None:
+        """Nothing to let go of: files are read and written on the callers' threads."""
+
     def session_bytes(self, session_id: str) -> int:
         """Bytes on disk for the session (what retention frees)."""
         folder = self._root / session_id
@@ -226,23 +235,24 @@ class S3Settings:
 class S3BlobStore:
     """Blobs in an S3-compatible bucket, through boto3 (the maintained AWS SDK) in threads.
 
-    boto3 blocks, so each call runs in a worker thread (``asyncio.to_thread``); its client is
-    thread-safe and shared. A blob is at most ``SESSIONHUB_VOICE_MAX_CHUNK_BYTES``: one PUT.
+    boto3 blocks, so each call runs on a thread of the store's own bounded pool
+    (:class:`~storage.voice.s3_calls.S3Calls`: a bucket that hangs holds those threads, never
+    the ones pages are served from), with a deadline; its client is thread-safe and shared.
     """
 
-    def __init__(self, local_root: Path, settings: S3Settings) -> None:
+    def __init__(self, local_root: Path, settings: S3Settings, *, calls: S3Calls | None = None) -> None:
         import boto3  # only a node configured for S3 needs the library (extra "s3")
-        from botocore.config import Config
 
         self._local = BlobStore(local_root)  # temporary files while an upload streams in
         self._settings = settings
+        self._calls = calls or S3Calls()
         self._client = boto3.client(
             "s3",
             endpoint_url=settings.endpoint_url or None,
             region_name=settings.region,
             aws_access_key_id=settings.access_key_id or None,
             aws_secret_access_key=settings.secret_access_key or None,
-            config=Config(retries={"max_attempts": 3, "mode": "standard"}, connect_timeout=5, read_timeout=30),
+            config=client_config(),
         )
 
     def _key(self, session_id: str, sha256: str = "") -> str:
@@ -260,20 +270,20 @@ class S3BlobStore:
         writer.close()
         try:
             key = self._key(session_id, writer.sha256)
-            await asyncio.to_thread(self._client.upload_file, str(writer.temp_path), self._settings.bucket, key)
+            await self._calls.run(self._client.upload_file, str(writer.temp_path), self._settings.bucket, key)
         finally:
             writer.discard()
 
     async def remove(self, session_id: str, sha256: str) -> None:
         key = self._key(session_id, sha256)
-        await asyncio.to_thread(self._client.delete_object, Bucket=self._settings.bucket, Key=key)
+        await self._calls.run(self._client.delete_object, Bucket=self._settings.bucket, Key=key)
 
     async def prune(self, session_id: str) -> None:
         """Nothing to do: a bucket has no folders, and the racing blob was removed."""
 
     async def remove_session(self, session_id: str) -> None:
         """Delete every object under the session's prefix, a listing page (<= 1000) at a time."""
-        await asyncio.to_thread(self._remove_session, session_id)
+        await self._calls.run(self._remove_session, session_id)
 
     def _remove_session(self, session_id: str) -> None:
         paginator = self._client.get_paginator("list_objects_v2")
@@ -284,7 +294,7 @@ class S3BlobStore:
 
     async def fetch(self, session_id: str, sha256: str, byte_range: str | None) -> Fetched | None:
         """The object, or the range asked for (S3 answers ranges itself: players seek)."""
-        return await asyncio.to_thread(self._fetch, session_id, sha256, byte_range)
+        return await self._calls.run(self._fetch, session_id, sha256, byte_range)
 
     def _fetch(self, session_id: str, sha256: str, byte_range: str | None) -> Fetched | None:
         from botocore.exceptions import ClientError
@@ -315,7 +325,7 @@ class S3BlobStore:
         path = folder / sha256
         try:
             try:
-                await asyncio.to_thread(
+                await self._calls.run(
                     self._client.download_file, self._settings.bucket, self._key(session_id, sha256), str(path)
                 )
             except ClientError as exc:
@@ -326,6 +336,10 @@ class S3BlobStore:
             yield path
         finally:
             shutil.rmtree(folder, ignore_errors=True)
+
+    def close(self) -> None:
+        """Stop the store's threads (calls still running end on their own)."""
+        self._calls.close()
 
 
 def open_blobs(local_root: Path, s3: S3Settings | None) -> Blobs:
