@@ -131,6 +131,8 @@ def main(argv: list[str] | None = None) -> int:
 
         try:
             return admin_cli.run(settings, args)
+        except StartupError as exc:  # Redis unreachable or refusing: one line, as serve says it
+            return _refuse(str(exc), settings.log_format)
         except KeyboardInterrupt:
             return 130
     try:

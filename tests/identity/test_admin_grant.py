@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
 import pwd
 from collections.abc import AsyncIterator
@@ -129,3 +130,29 @@ async def test_a_revoke_takes_the_admin_from_open_connections_and_earlier_tokens
     clients.append(back)
     await back.connect()
     assert (await back.call("subscribe_on_session", {"session_id": alices}))["ok"]
+
+
+async def test_a_grant_against_a_redis_that_does_not_answer_says_so_on_one_line(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A Redis that accepts and never answers (a `rediss://` URL to a plain port, or the reverse,
+    looks like this): `admin grant` ended in an 88-line traceback, the reason was empty, and a
+    password given as redis-py's query parameter was printed in clear (audit "tlsredis")."""
+    accepted: list[asyncio.StreamWriter] = []
+
+    async def hold(_: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        accepted.append(writer)  # kept open, never answered
+
+    silent = await asyncio.start_server(hold, "127.0.0.1", 0)
+    port = silent.sockets[0].getsockname()[1]
+    try:
+        monkeypatch.setenv("REDIS_URL", f"redis://127.0.0.1:{port}/0?password=hunter2-secret")
+        code, _, err = await cli("admin", "grant", "someone")
+    finally:
+        for writer in accepted:
+            writer.close()
+        silent.close()
+        await silent.wait_closed()
+    assert code == 1, err
+    assert "Traceback" not in err and len(err.strip().splitlines()) == 1, err
+    assert "no answer within 5 s" in err and "hunter2-secret" not in err and "password=***" in err, err
