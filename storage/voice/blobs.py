@@ -28,10 +28,11 @@ import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import Any, Protocol
 
-from storage.voice.s3_calls import S3Calls, client_config
+from storage.voice.s3_calls import S3Calls, client_config, describe
 
 
 # How long past its body's deadline (SESSIONHUB_VOICE_UPLOAD_DEADLINE_S) an upload may still use
@@ -128,6 +129,10 @@ class Blobs(Protocol):
         """Remove the temporary files of uploads cut short (blocking: run it in a thread)."""
         ...
 
+    async def check(self) -> str | None:
+        """A warning line when the store cannot be used as configured (said at start), else None."""
+        ...
+
     def close(self) -> None:
         """Let go of what the store holds (its threads), once the process is done with it."""
         ...
@@ -209,6 +214,10 @@ class BlobStore:
                     removed += 1
         return removed
 
+    async def check(self) -> str | None:
+        """Nothing to say: the folder is made as needed, and a full disk is said elsewhere."""
+        return None
+
     def close(self) -> None:
         """Nothing to let go of: files are read and written on the callers' threads."""
 
@@ -230,6 +239,20 @@ class S3Settings:
     prefix: str = "voice/"
     access_key_id: str = ""  # empty: boto3's own chain (AWS_* variables, instance roles...)
     secret_access_key: str = ""
+
+
+# What S3 says of a key that is not there (get_object, and head_object under download_file).
+_MISSING = ("NoSuchKey", "404", "NotFound")
+# How long the start-up look at the bucket waits (the node starts meanwhile, it never waits).
+CHECK_DEADLINE_S = 5.0
+# head_bucket has no body: only its status says why.
+_HEAD_FAULTS = {
+    "404": "no such bucket",
+    "NoSuchBucket": "no such bucket",
+    "403": "access refused (check the credentials and the bucket's policy)",
+    "301": "the bucket is in another region (SESSIONHUB_VOICE_S3_REGION)",
+    "400": "the request was refused (check the region and the endpoint)",
+}
 
 
 class S3BlobStore:
@@ -306,7 +329,7 @@ class S3BlobStore:
             found = self._client.get_object(**options)
         except ClientError as exc:
             code = exc.response.get("Error", {}).get("Code", "")
-            if code in ("NoSuchKey", "404", "NotFound"):
+            if code in _MISSING:
                 return None
             if code == "InvalidRange":
                 return Fetched(status=416)
@@ -319,27 +342,45 @@ class S3BlobStore:
     @asynccontextmanager
     async def as_file(self, session_id: str, sha256: str) -> AsyncIterator[Path | None]:
         """A temporary local copy for the length of the ``async with`` (None when missing)."""
-        from botocore.exceptions import ClientError
-
         folder = Path(tempfile.mkdtemp(prefix="sessionhub-blob-"))
         path = folder / sha256
         try:
-            try:
-                await self._calls.run(
-                    self._client.download_file, self._settings.bucket, self._key(session_id, sha256), str(path)
-                )
-            except ClientError as exc:
-                if exc.response.get("Error", {}).get("Code", "") not in ("NoSuchKey", "404", "NotFound"):
-                    raise
-                yield None
-                return
-            yield path
+            found = await self._calls.run(self._download, self._key(session_id, sha256), path)
+            yield path if found else None
         finally:
             shutil.rmtree(folder, ignore_errors=True)
+
+    def _download(self, key: str, path: Path) -> bool:
+        from botocore.exceptions import ClientError
+
+        try:
+            self._client.download_file(self._settings.bucket, key, str(path))
+        except ClientError as exc:
+            if exc.response.get("Error", {}).get("Code", "") not in _MISSING:
+                raise
+            return False
+        return True
+
+    async def check(self) -> str | None:
+        """Whether the bucket answers (one ``head_bucket``, bounded): a warning line, or None."""
+        fault = await self._calls.probe(
+            CHECK_DEADLINE_S, partial(self._client.head_bucket, Bucket=self._settings.bucket), _head_fault
+        )
+        if fault is None:
+            return None
+        where = f"the S3 audio bucket {self._settings.bucket!r} at {self._settings.endpoint_url or 'AWS'}"
+        return f"{where}: {fault}; chunk uploads and plays are refused (503) until it answers"
 
     def close(self) -> None:
         """Stop the store's threads (calls still running end on their own)."""
         self._calls.close()
+
+
+def _head_fault(exc: BaseException) -> str:
+    """Why ``head_bucket`` failed, in words (it has no body: only its status says)."""
+    response = getattr(exc, "response", None)
+    code = str(response.get("Error", {}).get("Code", "")) if isinstance(response, dict) else ""
+    return _HEAD_FAULTS.get(code) or describe(exc)
 
 
 def open_blobs(local_root: Path, s3: S3Settings | None) -> Blobs:

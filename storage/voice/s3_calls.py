@@ -9,12 +9,18 @@ queued behind calls that may never end; and every call is bounded twice: by boto
 timeouts and retries (:func:`client_config`, so that the thread itself comes back), and by
 :data:`S3_CALL_DEADLINE_S` on the awaiting side (a call past it is answered ``unavailable``
 while its thread finishes on its own).
+
+A bucket that refuses (no such bucket, credentials refused) or cannot be reached is a fault of
+the world, not of the code: the call is answered ``unavailable`` with a retry hint, like one
+that ran out of time, and logged as one line (repeats counted), never a traceback.
 """
 
 from __future__ import annotations
 
 import asyncio
+import logging
 import threading
+import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, TypeVar
@@ -22,6 +28,8 @@ from typing import Any, TypeVar
 from protocol.errors import CodedError, ErrorCode
 
 T = TypeVar("T")
+
+log = logging.getLogger(__name__)
 
 # How many boto3 calls run at once per process (uploads, plays, transcription downloads, deletions).
 S3_THREADS = 8
@@ -35,6 +43,8 @@ S3_MAX_ATTEMPTS = 2
 S3_RETRY_AFTER_S = 5
 # The ``reason`` of an ``unavailable`` refusal for the bucket (PROTOCOL.md, error codes).
 BLOB_STORE = "blob_store"
+# A failing bucket fails every call alike: one line for the first, then a count at most this often.
+SAY_EVERY_S = 60.0
 
 
 def client_config() -> Any:
@@ -48,8 +58,27 @@ def client_config() -> Any:
     )
 
 
+def bucket_faults() -> tuple[type[BaseException], ...]:
+    """What boto3 raises when the bucket refuses or cannot be reached (not a bug of ours)."""
+    from boto3.exceptions import Boto3Error
+    from botocore.exceptions import BotoCoreError, ClientError
+    from s3transfer.exceptions import RetriesExceededError
+
+    return (BotoCoreError, ClientError, Boto3Error, RetriesExceededError)
+
+
+def describe(exc: BaseException) -> str:
+    """One line for a bucket fault: the S3 error code where there is one, else boto3's words."""
+    response = getattr(exc, "response", None)
+    if isinstance(response, dict):
+        error = response.get("Error", {})
+        status = response.get("ResponseMetadata", {}).get("HTTPStatusCode", "")
+        return f"{error.get('Code', '')} {error.get('Message', '')} (HTTP {status})".strip()
+    return f"{type(exc).__name__}: {exc}".replace("\n", " ")
+
+
 def busy() -> CodedError:
-    """The refusal of a call that found every thread taken."""
+    """The refusal of a call that found every thread taken, or outlasted its deadline."""
     return CodedError(
         ErrorCode.UNAVAILABLE,
         "the audio store is busy or does not answer; try again",
@@ -69,14 +98,31 @@ class S3Calls:
 
     def __init__(self, *, threads: int = S3_THREADS, deadline_s: float = S3_CALL_DEADLINE_S) -> None:
         self.deadline_s = deadline_s
+        self._faults = bucket_faults()
+        self._said_at_s = -SAY_EVERY_S
+        self._unsaid = 0
         self._pool = ThreadPoolExecutor(max_workers=threads, thread_name_prefix="sessionhub-s3")
         # Taken on the loop, given back by the thread when the call really ends (not when its
         # caller stops waiting): a call past its deadline still holds its thread.
         self._free = threading.BoundedSemaphore(threads)
 
     async def run(self, call: Callable[..., T], *args: Any, **kwargs: Any) -> T:
-        """``call(*args, **kwargs)`` on a thread of the pool; ``unavailable`` when none is free
-        or the call outlasts the deadline."""
+        """``call(*args, **kwargs)`` on a thread of the pool; ``unavailable`` when none is free,
+        the call outlasts the deadline, or the bucket refuses it or cannot be reached."""
+        return await self.run_within(self.deadline_s, call, *args, **kwargs)
+
+    async def run_within(self, deadline_s: float, call: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+        """:meth:`run` with its own deadline (a start-up check waits less than an upload)."""
+        try:
+            return await self._run(deadline_s, call, args, kwargs)
+        except TimeoutError:
+            self._say(f"no answer within {deadline_s:g} s")
+            raise busy() from None
+        except self._faults as exc:
+            self._say(describe(exc))
+            raise busy() from None
+
+    async def _run(self, deadline_s: float, call: Callable[..., T], args: tuple[Any, ...], kwargs: dict[str, Any]) -> T:
         if not self._free.acquire(blocking=False):
             raise busy()
         try:
@@ -87,16 +133,37 @@ class S3Calls:
         # Shielded: a caller that stops waiting (its deadline, its request cut) must not cancel
         # a call still queued for a thread, whose slot only the thread gives back.
         future.add_done_callback(_retrieved)
+        return await asyncio.wait_for(asyncio.shield(future), deadline_s)
+
+    async def probe(
+        self, deadline_s: float, call: Callable[[], object], explain: Callable[[BaseException], str] = lambda exc: ""
+    ) -> str | None:
+        """Run ``call``: None when it went through, else why not, in words (``explain`` of the
+        bucket's fault, else boto3's). Nothing is logged: the caller says it once."""
         try:
-            return await asyncio.wait_for(asyncio.shield(future), self.deadline_s)
+            await self._run(deadline_s, call, (), {})
         except TimeoutError:
-            raise busy() from None
+            return f"no answer within {deadline_s:g} s"
+        except CodedError:
+            return "every thread of the store is taken"
+        except self._faults as exc:
+            return explain(exc) or describe(exc)
+        return None
 
     def _release_after(self, call: Callable[..., T], args: tuple[Any, ...], kwargs: dict[str, Any]) -> T:
         try:
             return call(*args, **kwargs)
         finally:
             self._free.release()
+
+    def _say(self, what: str) -> None:
+        now_s = time.monotonic()
+        if now_s - self._said_at_s < SAY_EVERY_S:
+            self._unsaid += 1
+            return
+        more = f" ({self._unsaid} more since the last line)" if self._unsaid else ""
+        log.warning("the S3 audio bucket failed a call, answered 503: %s%s", what, more)
+        self._said_at_s, self._unsaid = now_s, 0
 
     def close(self) -> None:
         """Stop taking calls; threads still in a call end with it (the loop does not wait)."""

@@ -9,6 +9,7 @@ few threads: what cannot have one is refused ``503 unavailable`` at once, with a
 from __future__ import annotations
 
 import asyncio
+import logging
 import os
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -22,13 +23,15 @@ from redis.asyncio import Redis
 from protocol.errors import CodedError, ErrorCode
 from tests.audio_samples import webm
 from tests.conftest import start_server
-from tests.helpers import RedisProcess, ServerUnderTest
+from tests.helpers import RedisProcess, ServerUnderTest, free_port
 from tests.voice.s3_faults import HungEndpoint
+from tests.voice.test_s3_blobs import BUCKET, s3_endpoint  # noqa: F401 (a fixture)
 from tests.voice.uploads import chunk_form, upload
 
 pytest.importorskip("boto3", reason="the s3 extra (boto3) is part of the dev extras")
 
 KEYS = {"voice_s3_access_key_id": "test-key", "voice_s3_secret_access_key": "test-secret"}
+STORE_LOGGERS = ("handlers.voice.blob_store", "storage.voice.s3_calls")
 # asyncio's default executor (what pages and static files are read in): min(32, cpus + 4).
 DEFAULT_THREADS = min(32, (os.cpu_count() or 1) + 4)
 # More uploads than either pool has threads: before the fix they filled the default one.
@@ -95,7 +98,7 @@ async def test_pages_answer_while_uploads_hang_in_the_bucket(node: ServerUnderTe
 
     await hung.close()  # the bucket cuts them off: the held uploads fail too, none is stored
     for status, body in await asyncio.wait_for(asyncio.gather(*uploads), 60):
-        assert status >= 500, body
+        assert status == 503 and body["error"] == "unavailable", body
 
 
 async def test_a_call_the_bucket_holds_ends_at_its_deadline(hung: HungEndpoint, tmp_path: Path) -> None:
@@ -120,3 +123,45 @@ async def test_a_call_the_bucket_holds_ends_at_its_deadline(hung: HungEndpoint, 
     finally:
         await hung.close()
         store.close()
+
+
+@pytest.mark.parametrize("fault", ["no_bucket", "no_endpoint"])
+async def test_a_bucket_out_of_reach_is_said_at_start_and_uploads_are_503(
+    fault: str,
+    s3_endpoint: str,  # noqa: F811
+    redis: Redis,
+    redis_process: RedisProcess,
+    tmp_path: Path,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """Audit s3field, finding 2: the node started as if all were well, and every upload was
+    ``500 internal_error`` with a boto3 traceback in the log."""
+    caplog.set_level(logging.INFO)
+    bucket = "no-such-bucket" if fault == "no_bucket" else BUCKET
+    endpoint = s3_endpoint if fault == "no_bucket" else f"http://127.0.0.1:{free_port()}"
+    settings: dict[str, Any] = {
+        "voice_blob_store": "s3",
+        "voice_s3_bucket": bucket,
+        "voice_s3_endpoint_url": endpoint,
+        **KEYS,
+    }
+    srv = await start_server(redis_process.url, tmp_path, **settings)
+    try:
+
+        def said() -> list[str]:
+            return [
+                record.getMessage()
+                for record in caplog.records
+                if record.name in STORE_LOGGERS and record.levelno == logging.WARNING
+            ]
+
+        await _until(lambda: any(bucket in line and endpoint in line for line in said()))
+        session_id = await srv.create_session("alice")
+        status, body = await upload(srv, srv.token("alice"), chunk_form(session_id, webm(500)))
+        assert status == 503 and body["error"] == "unavailable" and body["retry_after_s"] > 0, body
+        assert body["reason"] == "blob_store", body
+        tracebacks = [record.getMessage() for record in caplog.records if record.exc_info]
+        assert not tracebacks, tracebacks
+        assert all("\n" not in line for line in said()), said()
+    finally:
+        await srv.stop()
