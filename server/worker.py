@@ -31,6 +31,8 @@ from storage.voice.repository import KEEP_LAST_JOB
 log = logging.getLogger(__name__)
 
 DEFAULT_JOB_TIMEOUT_S = 300.0
+# How long a worker waits, at its start or its stop, to forget the job group's idle consumers.
+RETIRE_WAIT_S = 2.0
 
 
 class JobTimeout(Exception):
@@ -113,6 +115,7 @@ class Worker:
                 if not grouped:
                     await self._jobs.ensure_group()
                     grouped = True
+                    await self._retire(None)  # the consumers of processes killed long ago
                 await self.run_once(block_ms=block_ms)
                 backoff_s = 0.1
             except asyncio.CancelledError:
@@ -122,6 +125,18 @@ class Worker:
                 log.warning("worker loop error: %s", exc)
                 await asyncio.sleep(backoff_s)
                 backoff_s = min(backoff_s * 2, 5.0)
+        if grouped:
+            await self._retire(self.consumer)  # stopping: this process's consumer goes with it
+
+    async def _retire(self, consumer: str | None) -> None:
+        """Forget the group's idle consumers (``JobQueue.retire``): bounded, and never in the
+        way of a start or a stop (a failure leaves them to the next worker)."""
+        try:
+            await asyncio.wait_for(self._jobs.retire(consumer), RETIRE_WAIT_S)
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:
+            log.info("worker: the job group's idle consumers were not forgotten: %s", exc)
 
     async def run_once(self, *, block_ms: int = 0, count: int = 10) -> int:
         """Claim and process one batch; returns how many jobs were handled."""

@@ -35,6 +35,9 @@ QUEUED_MARK_MS = 24 * 3600 * 1000
 WAITING_MARK_MS = 3600 * 1000
 # The payload field naming a coalesced job's mark (the worker drops the mark as the job starts).
 COALESCE_FIELD = "coalesce"
+# A consumer of the job group idle this long and holding no job is a process gone (killed: a
+# stopping worker forgets its own): forgotten at the next worker's start.
+IDLE_CONSUMER_FORGOTTEN_MS = 24 * 3600 * 1000
 
 
 @dataclass(frozen=True, slots=True)
@@ -126,6 +129,26 @@ class JobQueue:
         except ResponseError as exc:
             if "BUSYGROUP" not in str(exc):
                 raise
+
+    async def retire(self, consumer: str | None, *, idle_ms: int = IDLE_CONSUMER_FORGOTTEN_MS) -> int:
+        """Forget the group's consumers that hold no job: ``consumer`` (a worker stopping), and
+        any idle ``idle_ms`` (a process killed: its jobs were reclaimed by the others). Each
+        process that took a job left its consumer for good before: 1,000 restarts, 1,000 dead
+        workers listed (audit "retention"). A consumer still holding a job is kept, so nothing
+        pending is dropped; the number forgotten."""
+        stream, group = self._keys.jobs(), self._keys.jobs_group()
+        try:
+            found: Any = await self._redis.xinfo_consumers(stream, group)
+        except ResponseError:  # no stream or group yet: nothing to forget
+            return 0
+        gone = [
+            str(c["name"])
+            for c in found
+            if int(c["pending"]) == 0 and (c["name"] == consumer or int(c["idle"]) >= idle_ms)
+        ]
+        for name in gone:
+            await self._redis.xgroup_delconsumer(stream, group, name)
+        return len(gone)
 
     async def claim(self, consumer: str, *, count: int, block_ms: int, visibility_ms: int) -> list[Delivery]:
         """Jobs for ``consumer``: first any abandoned by a dead worker, then new ones.

@@ -300,3 +300,43 @@ async def test_a_worker_makes_its_group_again_when_redis_comes_back_without_it(
     finally:
         stop.set()
         await running
+
+
+async def test_a_stopping_worker_forgets_its_consumer_and_a_starting_one_those_long_idle(
+    server: ServerUnderTest,
+) -> None:
+    """Every process that took a job left its consumer in the group for good: 1,000 restarts,
+    1,000 dead workers in XINFO CONSUMERS (audit "retention"). A stopping worker forgets its own,
+    and a starting one those idle past the bound; one still holding a job is kept."""
+    jobs = server.services.jobs
+    await jobs.ensure_group()
+    # A killed process that holds a job (its consumer keeps it), and one that held none.
+    await jobs.enqueue(Job(type="NOPE", session_id="x", performer_id="alice"))
+    assert await jobs.claim("killed-holding", count=1, block_ms=1, visibility_ms=60_000)
+    keys = server.services.keys
+    await server.services.redis.xgroup_createconsumer(keys.jobs(), keys.jobs_group(), "killed-idle")
+    assert await consumers(server) == {"killed-holding", "killed-idle"}
+    assert await jobs.retire(None, idle_ms=0) == 1  # idle and holding nothing: forgotten
+    assert await consumers(server) == {"killed-holding"}
+
+    stop = asyncio.Event()
+    worker = make_worker(server, processors={})
+    running = asyncio.create_task(worker.run(stop, block_ms=10))
+    await jobs.enqueue(Job(type="NOPE", session_id="y", performer_id="alice"))
+    try:
+        deadline = asyncio.get_running_loop().time() + 15
+        while worker.consumer not in await consumers(server):  # it has taken the job (7.0 makes a
+            # consumer only then)
+            assert asyncio.get_running_loop().time() < deadline, await consumers(server)
+            await asyncio.sleep(0.02)
+    finally:
+        stop.set()
+        await running
+    assert await consumers(server) == {"killed-holding"}  # its own gone; the holder kept
+
+
+async def consumers(server: ServerUnderTest) -> set[str]:
+    found: list[dict[str, Any]] = await server.services.redis.xinfo_consumers(
+        server.services.keys.jobs(), server.services.keys.jobs_group()
+    )
+    return {str(c["name"]) for c in found}
