@@ -327,11 +327,13 @@ class Settings(BaseSettings):
                 raise ValueError(f"no module {module!r} to import (entry {entry!r})")
         return spec
 
-    @field_validator("public_url")
+    @field_validator("public_url", "voice_s3_endpoint_url")
     @classmethod
     def _absolute_url(cls, url: str) -> str:
-        # Every link the server hands out starts with it: a bare host or a path would make them
-        # relative to whatever page shows them, which browsers then resolve somewhere else.
+        # Every link the server hands out starts with the public URL: a bare host or a path would
+        # make them relative to whatever page shows them, which browsers then resolve somewhere
+        # else. The S3 endpoint without a scheme was a boto3 traceback at start, and with a wrong
+        # one (htp://) a node whose every upload failed; credentials in it would reach the log.
         if not url:
             return url
         parts = urlsplit(url)

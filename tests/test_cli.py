@@ -259,6 +259,23 @@ def test_a_public_url_browsers_would_refuse_is_one_line(tmp_path: Path) -> None:
     assert line["level"] == "ERROR" and "https" in line["message"]
 
 
+def test_an_s3_endpoint_that_is_no_http_url_is_one_line(tmp_path: Path) -> None:
+    """Without a scheme it was a 56-line traceback from boto3; with a wrong one the node started
+    and every upload failed (audit s3field, finding 3)."""
+    for url in ("minio.internal:9000", "htp://minio.internal:9000", "http://", "https://key:secret@minio.internal"):
+        one_line_refusal(
+            run(
+                "serve",
+                data_dir=tmp_path,
+                SESSIONHUB_VOICE_BLOB_STORE="s3",
+                SESSIONHUB_VOICE_S3_BUCKET="audio",
+                SESSIONHUB_VOICE_S3_ENDPOINT_URL=url,
+            ),
+            "SESSIONHUB_VOICE_S3_ENDPOINT_URL",
+            "not an absolute http(s) URL",
+        )
+
+
 def test_a_cluster_none_of_whose_seeds_answers_is_refused_at_start(tmp_path: Path) -> None:
     """A cluster node comes up while one shard fails over, but only when a seed answers: a
     REDIS_URL naming no live node is still a one-line refusal, not a node that waits for ever."""
