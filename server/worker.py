@@ -23,14 +23,19 @@ from typing import Any
 
 from handlers.context import Services
 from jobs.processors import PermanentJobError, Processor
-from protocol.errors import CodedError
+from protocol.errors import CodedError, ErrorCode
 from protocol.events import JOB_RESULT
+from storage.failures import REDIS_AWAY
 from storage.jobs import Delivery, JobQueue
 from storage.voice.repository import KEEP_LAST_JOB
 
 log = logging.getLogger(__name__)
 
 DEFAULT_JOB_TIMEOUT_S = 300.0
+# A job failed by a store that is away is tried again at most this far apart, and given up (dead-
+# lettered) only past the attempts' limit once it is this old (Worker._failed).
+OUTAGE_RETRY_MAX_MS = 5 * 60 * 1000
+OUTAGE_GIVE_UP_MS = 24 * 3600 * 1000
 # How long a worker waits, at its start or its stop, to forget the job group's idle consumers.
 RETIRE_WAIT_S = 2.0
 
@@ -205,14 +210,21 @@ class Worker:
     async def _failed(self, delivery: Delivery, exc: Exception) -> None:
         error = f"{type(exc).__name__}: {exc}"
         attempts = delivery.job.attempts + 1
-        if isinstance(exc, PermanentJobError) or attempts >= self._max_attempts:
+        # A store away (the blob store, Redis, a disk) is not the job's fault: its attempts go on
+        # past the limit, further and further apart, until the job is OUTAGE_GIVE_UP_MS old. Five
+        # attempts in 15 s dead-lettered a Done's processing for good in an S3 outage of 15 s
+        # (audit "s3field"), and nothing runs a dead letter again.
+        outage = _outage(exc) and self._s.clock.now_ms() - delivery.job.enqueued_at < OUTAGE_GIVE_UP_MS
+        if isinstance(exc, PermanentJobError) or (attempts >= self._max_attempts and not outage):
             await self._jobs.bury(delivery, error=error)
             self._s.metrics.jobs_dead.inc()
             job = delivery.job
             log.warning("job %s (%s) dead-lettered after %d attempts: %s", job.job_id, job.type, attempts, error)
             await self._publish(delivery, "failed", attempts=attempts, error=error)
             return
-        delay_ms = self._backoff_base_ms * 2 ** (attempts - 1)
+        delay_ms = self._backoff_base_ms * 2 ** min(attempts - 1, 30)
+        if outage:
+            delay_ms = min(delay_ms, OUTAGE_RETRY_MAX_MS)
         await self._jobs.retry_later(delivery, delay_ms=delay_ms, error=error)
         self._s.metrics.jobs_retried.inc()
         await self._publish(delivery, "retrying", attempts=attempts, error=error, retry_in_ms=delay_ms)
@@ -224,3 +236,11 @@ class Worker:
             await self._s.log.append_kept(
                 self._s.scripts.append_kept, job.session_id, JOB_RESULT, data, **KEEP_LAST_JOB
             )
+
+
+def _outage(exc: Exception) -> bool:
+    """Whether ``exc`` says a store is away for now (``unavailable``, Redis or the disk failing),
+    not that the job cannot be done."""
+    if isinstance(exc, CodedError):
+        return exc.code is ErrorCode.UNAVAILABLE
+    return isinstance(exc, REDIS_AWAY)

@@ -9,6 +9,7 @@ from handlers.context import Services
 from jobs.processors import BUILT_IN, load_processors
 from jobs.transcription import NOT_CONFIGURED
 from server.worker import Worker
+from protocol.errors import CodedError, ErrorCode
 from storage.jobs import Job
 from tests.helpers import Client, ServerUnderTest
 
@@ -340,3 +341,43 @@ async def consumers(server: ServerUnderTest) -> set[str]:
         server.services.keys.jobs(), server.services.keys.jobs_group()
     )
     return {str(c["name"]) for c in found}
+
+
+async def test_a_job_failed_by_a_store_away_is_tried_past_its_attempts_until_it_is_old(
+    server: ServerUnderTest,
+) -> None:
+    """An S3 outage of 15 s dead-lettered a Done's processing for good: five attempts in 15 s, and
+    nothing runs a dead letter again (audit "s3field"). A store away (``unavailable``, Redis or a
+    disk failing) is not the job's fault: it is tried on, no more than five minutes apart, until
+    it is a day old."""
+    session_id = await server.create_session("alice")
+    away = 6  # twice the attempts' limit
+    calls: list[int] = []
+
+    async def uploads(ctx: Services, job: Job) -> dict[str, Any]:
+        calls.append(job.attempts)
+        if len(calls) <= away:
+            raise CodedError(ErrorCode.UNAVAILABLE, "the blob store does not answer")
+        return {"done": True}
+
+    jobs = server.services.jobs
+    await jobs.enqueue(Job(type="UPLOADS", session_id=session_id, performer_id="alice"))
+    worker = make_worker(server, {"UPLOADS": uploads}, max_attempts=3, backoff_base_ms=1)
+    await jobs.ensure_group()
+    for _ in range(400):
+        await worker.run_once(block_ms=1)
+        if len(calls) > away:
+            break
+    assert calls == list(range(away + 1)) and (await jobs.counts())["dead"] == 0
+
+    # A day on, the same outage gives it up at its limit: not tried for ever.
+    calls.clear()
+    await jobs.enqueue(Job(type="UPLOADS", session_id=session_id, performer_id="alice"))
+    server.services.clock.shift_ms += 25 * 3600 * 1000
+    for _ in range(200):
+        await worker.run_once(block_ms=1)
+        if (await jobs.counts())["dead"]:
+            break
+    assert calls == [0, 1, 2]
+    [dead] = await jobs.dead()
+    assert dead.attempts == 3 and "blob store" in dead.last_error
