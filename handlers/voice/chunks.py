@@ -266,7 +266,7 @@ class ChunkRoutes:
         session_id = form.meta.session_id
         # The file goes into place first, so no subscriber hears of a chunk it cannot play yet.
         try:
-            await self._blobs.commit(form.blob, session_id)
+            await self._blobs.commit(form.blob, session_id, content_type=chunk.mime)
         except BaseException:  # a full disk, say: the temporary file must not stay behind
             form.blob.discard()
             raise

@@ -52,7 +52,7 @@ class BlobWriter:
 
     def __init__(self, temp_path: Path, max_bytes: int) -> None:
         self.temp_path = temp_path
-        self._max_bytes = max_bytes
+        self.max_bytes = max_bytes
         self._hash = hashlib.sha256()
         self.size = 0
         self._file = temp_path.open("wb")
@@ -60,9 +60,9 @@ class BlobWriter:
     def write(self, piece: bytes) -> None:
         """Append ``piece``; raises :class:`BlobTooLarge` (and discards) past the cap."""
         self.size += len(piece)
-        if self.size > self._max_bytes:
+        if self.size > self.max_bytes:
             self.discard()
-            raise BlobTooLarge(f"the file is limited to {self._max_bytes} bytes")
+            raise BlobTooLarge(f"the file is limited to {self.max_bytes} bytes")
         self._hash.update(piece)
         self._file.write(piece)
 
@@ -100,8 +100,9 @@ class Blobs(Protocol):
         """A local writer for a new blob of at most ``max_bytes`` (committed with :meth:`commit`)."""
         ...
 
-    async def commit(self, writer: BlobWriter, session_id: str) -> None:
-        """Put a finished blob in place (same content, same name: replacing is harmless)."""
+    async def commit(self, writer: BlobWriter, session_id: str, *, content_type: str = "") -> None:
+        """Put a finished blob in place (same content, same name: replacing is harmless);
+        ``content_type``: what the file was sniffed to be, kept where the backend keeps one."""
         ...
 
     async def remove(self, session_id: str, sha256: str) -> None:
@@ -154,8 +155,9 @@ class BlobStore:
         """Where the blob lives (ids are validated at the edge: a UUID and a hex digest)."""
         return self._root / session_id / sha256
 
-    async def commit(self, writer: BlobWriter, session_id: str) -> None:
-        """Move a finished blob into place (same content, same name: replacing is harmless)."""
+    async def commit(self, writer: BlobWriter, session_id: str, *, content_type: str = "") -> None:
+        """Move a finished blob into place (same content, same name: replacing is harmless; a
+        file keeps no type: the chunk's record says it)."""
         await asyncio.to_thread(self._commit, writer, session_id)
 
     def _commit(self, writer: BlobWriter, session_id: str) -> None:
@@ -288,12 +290,26 @@ class S3BlobStore:
         """The temporary files are local (the upload streams there before going to the bucket)."""
         return self._local.sweep_incoming(older_than_s)
 
-    async def commit(self, writer: BlobWriter, session_id: str) -> None:
-        """Upload the finished blob, then drop its temporary file."""
+    async def commit(self, writer: BlobWriter, session_id: str, *, content_type: str = "") -> None:
+        """Upload the finished blob in one PUT, then drop its temporary file."""
+        from boto3.s3.transfer import TransferConfig
+
         writer.close()
+        # One PUT whatever the size up to the cap: boto3 sends a multipart upload from 8 MiB, whose
+        # parts a cut-off upload leaves in the bucket, billed, until a lifecycle rule aborts them.
+        # In the calling thread (no threads of s3transfer's own): the store's pool is the bound.
+        one_put = TransferConfig(multipart_threshold=writer.max_bytes + 1, use_threads=False)
+        extra = {"ContentType": content_type} if content_type else None
         try:
             key = self._key(session_id, writer.sha256)
-            await self._calls.run(self._client.upload_file, str(writer.temp_path), self._settings.bucket, key)
+            await self._calls.run(
+                self._client.upload_file,
+                str(writer.temp_path),
+                self._settings.bucket,
+                key,
+                ExtraArgs=extra,
+                Config=one_put,
+            )
         finally:
             writer.discard()
 

@@ -8,6 +8,7 @@ session.
 
 from __future__ import annotations
 
+import io
 import sys
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
@@ -20,7 +21,7 @@ from redis.asyncio import Redis
 
 from handlers.voice.chunks import chunk_repository
 from storage.jobs import Job
-from tests.audio_samples import webm
+from tests.audio_samples import wav, webm
 from tests.conftest import start_server
 from tests.helpers import RedisProcess, ServerUnderTest, free_port
 from tests.voice.test_processing import SCRIPT, run_jobs
@@ -51,17 +52,21 @@ def s3_endpoint() -> Iterator[str]:
     server.stop()
 
 
-def objects(endpoint: str, prefix: str) -> list[str]:
+def s3_client(endpoint: str) -> Any:
     import boto3
 
-    client = boto3.client(
+    return boto3.client(
         "s3",
         endpoint_url=endpoint,
         region_name="us-east-1",
         aws_access_key_id=KEYS["voice_s3_access_key_id"],
         aws_secret_access_key=KEYS["voice_s3_secret_access_key"],
     )
-    return [item["Key"] for item in client.list_objects_v2(Bucket=BUCKET, Prefix=prefix).get("Contents", [])]
+
+
+def objects(endpoint: str, prefix: str) -> list[str]:
+    listing = s3_client(endpoint).list_objects_v2(Bucket=BUCKET, Prefix=prefix)
+    return [item["Key"] for item in listing.get("Contents", [])]
 
 
 @pytest_asyncio.fixture
@@ -123,3 +128,41 @@ async def test_audio_uploaded_on_one_node_is_served_and_transcribed_by_another(
     ):
         assert response.status == 200, await response.text()
     assert objects(s3_endpoint, prefix) == []  # the deletion went through the store too
+
+
+async def test_a_chunk_near_the_cap_goes_up_in_one_put_with_its_type(
+    redis: Redis, redis_process: RedisProcess, tmp_path: Path, s3_endpoint: str
+) -> None:
+    """Audit s3field, finding 8: a chunk of 8 MiB or more went up as a multipart upload (whose
+    parts a failing bucket may keep, billed), and no object had a content type."""
+    node = await start_server(
+        redis_process.url,
+        tmp_path,
+        voice_blob_store="s3",
+        voice_s3_bucket=BUCKET,
+        voice_s3_endpoint_url=s3_endpoint,
+        voice_s3_prefix=f"{tmp_path.name}/",
+        **KEYS,
+    )
+    try:
+        audio = wav(50_000, rate=96_000)
+        assert 8 * 1024 * 1024 < len(audio) < node.services.voice.config.max_chunk_bytes
+        session_id = await node.create_session("alice")
+        form = aiohttp.FormData()
+        for name, value in (
+            ("session_id", session_id),
+            ("start_ms", "0"),
+            ("end_ms", "50000"),
+            ("duration_ms", "50000"),
+        ):
+            form.add_field(name, value)
+        form.add_field("file", io.BytesIO(audio), filename="chunk.wav", content_type="audio/wav")  # big: not raw bytes
+        status, body = await upload(node, node.token("alice"), form)
+        assert status == 201, body
+        key = f"{tmp_path.name}/{session_id}/{body['chunk']['sha256']}"
+        stored = s3_client(s3_endpoint).head_object(Bucket=BUCKET, Key=key)
+        assert "-" not in stored["ETag"], stored["ETag"]  # a multipart upload's ETag is "<md5>-<parts>"
+        assert stored["ContentLength"] == len(audio)
+        assert stored["ContentType"] == body["chunk"]["mime"] == "audio/wav"
+    finally:
+        await node.stop()
