@@ -74,6 +74,7 @@ async def report(
         meta=meta,
         ago_ms=body.ago_ms,
         pause_id=body.pause_id or "",
+        continues=body.continues or "",
     )
 
     async def write(may_add: bool) -> Outcome:

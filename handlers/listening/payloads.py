@@ -51,9 +51,10 @@ class ItemMeta(Payload):
 
 def _ago_only_when_stopping(schema: dict[str, Any]) -> None:
     """Say in the published schema what ``model_post_init`` refuses: ``ago_ms`` or ``pause_id``
-    with ``playing``."""
+    with ``playing``, ``continues`` with a pause or stop."""
     schema["if"] = {"properties": {"status": {"const": "playing"}}, "required": ["status"]}
     schema["then"] = {"properties": {"ago_ms": {"const": 0}, "pause_id": {"const": None}}}
+    schema["else"] = {"properties": {"continues": {"const": None}}}
 
 
 class ReportBody(Payload):
@@ -79,11 +80,22 @@ class ReportBody(Payload):
         "pause or stop sent again after it was applied changes nothing. Only with paused or stopped",
     )
 
+    continues: ClientId | None = Field(
+        default=None,
+        description="with playing: the id of the listening session this play continues, on the player's "
+        "word that it played on without a stop since that session's last report was answered (its node "
+        "was down, the network gone, past the silence that ended it): that session is taken up again "
+        "over the silence, as one play, if it is the device's last, of this item, ended by the silence "
+        "(not paused), at most a day ago and nothing was played since; else it is ignored",
+    )
+
     def model_post_init(self, context: object) -> None:
         if self.ago_ms and self.status == "playing":
             raise ValueError("ago_ms is for a pause or stop, not playing")
         if self.pause_id is not None and self.status == "playing":
             raise ValueError("pause_id is for a pause or stop, not playing")
+        if self.continues is not None and self.status != "playing":
+            raise ValueError("continues is for playing, not a pause or stop")
 
 
 class ReportEvent(ReportBody):

@@ -102,6 +102,9 @@ class Report:
     # A pause or stop's own id (the player's, the same for every send of one press; '' for none):
     # sent again after it was applied, it changes nothing.
     pause_id: str = ""
+    # With `playing`: the session this play continues, on the player's word that it played on
+    # since that session's last report (its node was down past the silence): '' for none.
+    continues: str = ""
 
 
 @dataclass(frozen=True, slots=True)

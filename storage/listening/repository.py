@@ -196,6 +196,7 @@ class ListeningHistories:
                 rules.max_sessions if may_add else 0,
                 report.ago_ms,
                 report.pause_id,
+                report.continues,
             ],
             more_keys=(self._keys.listening_pauses(history_id),),
         )

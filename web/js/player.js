@@ -76,8 +76,9 @@ function position(item) {
 const pauseId = (press) => `${deviceId()}.${Math.round(press.wall)}`;
 
 /** `agoMs`: a pause or stop sent late, pressed that long ago; the server ends the session then.
- * `press`: when it was pressed (its id), for a pause or stop. */
-async function report(item, status, agoMs = null, press = null) {
+ * `press`: when it was pressed (its id), for a pause or stop. `stretch`: the play a `playing`
+ * reports (it says which session it continues). */
+async function report(item, status, agoMs = null, press = null, stretch = null) {
   if (!socket?.connected) throw new Error("You are offline.");
   if (!historyId) throw new Error("Your history is not open yet.");
   const payload = {
@@ -90,7 +91,19 @@ async function report(item, status, agoMs = null, press = null) {
   };
   if (agoMs !== null) payload.ago_ms = Math.min(OWED_FOR_MS, Math.max(0, Math.round(agoMs)));
   if (status !== "playing") payload.pause_id = pauseId(press ?? { wall: Date.now() });
+  const continues = status === "playing" ? continuing(stretch) : null;
+  if (continues) payload.continues = continues;
   return call(socket, "listening_report", payload);
+}
+
+/** The session a play continues: the last one the server answered for it, while the play has not
+ * stopped since (no sleep seen, nothing played unheard since a waking). The server's silence sweep
+ * ends that session when no report gets through for a minute (its node down, the network gone);
+ * said, the next report takes it up again over the silence, as one play, instead of a new session
+ * after an uploaded span (three entries for one play before). */
+function continuing(stretch) {
+  if (!stretch?.heard || stretch.stopped !== null || stretch.awake.length > 0) return null;
+  return stretch.heard.id;
 }
 
 function startTone(hz) {
@@ -557,7 +570,7 @@ async function play(item) {
     if (stretch) tick(stretch);
     const sentWall = Date.now();
     stretch &&
-      report(stretch.item, "playing").then(
+      report(stretch.item, "playing", null, null, stretch).then(
         (ack) => {
           notice("");
           heard(stretch, ack, sentWall);
@@ -599,7 +612,8 @@ async function send(item, status, owedPress = null, heardBefore = null, stoppedA
   const sentWall = Date.now();
   if (ends) unanswered.set(item.item_id, (unanswered.get(item.item_id) ?? 0) + 1);
   try {
-    const ack = await report(item, status, late && Date.now() - late.wall, press);
+    const playing = status === "playing" && stretch?.item === item ? stretch : null;
+    const ack = await report(item, status, late && Date.now() - late.wall, press, playing);
     notice("");
     const row = rows.get(item.item_id).row;
     row.dataset.lastAction = ack.action;

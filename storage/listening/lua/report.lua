@@ -21,6 +21,8 @@
 --   ARGV[21]  for a pause or stop: how long before this report, in ms, it was pressed (a report
 --             sent again once the connection came back), else 0
 --   ARGV[22]  for a pause or stop: its own id, the same for every send of one press, or ''
+--   ARGV[23]  for `playing`: the session this play continues, by the player's word (it played on
+--             without a stop since that session's last report was heard), or ''
 -- Returns {offset, action, record JSON or '', the item's stored metadata JSON or ''} where
 -- action is 'started', 'resumed', 'extended', 'throttled', 'finalized', 'deleted' or 'none'
 -- (offset 0: nothing changed), or {false, code}. The metadata rides along so that the ack of a
@@ -39,6 +41,7 @@ local max_items = tonumber(ARGV[19])
 local max_sessions = tonumber(ARGV[20])
 local ago_ms = tonumber(ARGV[21])
 local pause_id = ARGV[22]
+local continues = ARGV[23]
 local pauses_key = KEYS[13]
 
 local function answer(offset, action, rec_json)
@@ -189,10 +192,21 @@ local function played_elsewhere_since(ended_at)
   return redis.call('HLEN', open_key) > (current and 1 or 0)
 end
 
+-- A play that went on while the player could not report (its node down, the network gone) past
+-- the silence: the sweep ended its session at its last report, and the page, playing all along,
+-- says so (`continues`). That session is taken up again over the silence, as one play (before,
+-- it showed as three: the swept session, the span uploaded and a new one). On the player's word
+-- alone, as an upload is: at most a day on, and never over what was played since (this device's
+-- last session, of this item, not paused by its person: one the sweep ended).
+local CONTINUED_WITHIN_MS = 86400000
 local previous = nil
+local continued = false
 if not current or now_ms - current.started_at < min_ms then
   previous = load(redis.call('HGET', last_key, device))
-  if not (previous and previous.item_id == item and previous.resumable ~= false
+  continued = previous ~= nil and continues ~= '' and previous.id == continues and previous.item_id == item
+    and previous.resumable == false and not previous.heard_late and now_ms >= previous.ended_at
+    and now_ms - previous.ended_at <= CONTINUED_WITHIN_MS and not played_elsewhere_since(previous.ended_at)
+  if not continued and not (previous and previous.item_id == item and previous.resumable ~= false
       and now_ms >= previous.ended_at and now_ms - previous.ended_at < window_ms
       and not played_elsewhere_since(previous.ended_at)) then
     previous = nil
@@ -216,15 +230,20 @@ end
 keep_meta()
 
 if previous then
-  previous.resume = {
-    at_ms = now_ms, ended_at = previous.ended_at, written_at = previous.written_at,
-    end_position_s = previous.end_position_s,
-  }
+  if continued then
+    previous.resumable = nil -- played on: no silence ended it
+  else
+    previous.resume = {
+      at_ms = now_ms, ended_at = previous.ended_at, written_at = previous.written_at,
+      end_position_s = previous.end_position_s,
+    }
+  end
   previous.open = true
   previous.paused_by = nil -- its pauses no longer stand (a resend is `none`)
   stretch(previous, now_ms, position)
   redis.call('HSET', open_key, device, previous.id)
-  return answer(session_changed('resumed', nil, previous), 'resumed', cjson.encode(previous))
+  local offset = session_changed('resumed', continued and 'continued' or nil, previous)
+  return answer(offset, 'resumed', cjson.encode(previous))
 end
 
 local rec = {
