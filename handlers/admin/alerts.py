@@ -39,6 +39,7 @@ AlertName = Literal[
     "redis_info_refused",
     "no_replica",
     "disk",
+    "blob_store",
 ]
 ALERT_NAMES: tuple[str, ...] = get_args(AlertName)
 REDIS_UNREACHABLE = "redis_unreachable"
@@ -86,6 +87,7 @@ class Alerts:
             lambda: self._token_keys(node_list),
             self.replicas,
             self.disk,
+            self.blob_store,
         ]
         for check in checks:
             try:
@@ -187,6 +189,13 @@ class Alerts:
             {**_alert("disk", shortfall.message(), **shortfall.values()), "severity": "critical"}
             for shortfall in self._s.disk.shortfalls()
         ]
+
+    async def blob_store(self) -> list[dict[str, Any]]:
+        """The audio store (an S3 bucket) refused or did not answer this node's last call, and
+        none went through since: chunk uploads and plays are refused until it answers. Said
+        only in the log before (one line a minute), the dashboard showing all well."""
+        trouble = self._s.voice.blobs.trouble()
+        return [] if trouble is None else [{**_alert("blob_store", trouble), "severity": "critical"}]
 
     async def creation_rate(self) -> list[dict[str, Any]]:
         """Sessions created in the last hour far above the hourly average of the hours before it.

@@ -134,6 +134,11 @@ class Blobs(Protocol):
         """A warning line when the store cannot be used as configured (said at start), else None."""
         ...
 
+    def trouble(self) -> str | None:
+        """Why this process's last call to the store failed, while none went through since (the
+        operator's ``blob_store`` alert), else None."""
+        ...
+
     def close(self) -> None:
         """Let go of what the store holds (its threads), once the process is done with it."""
         ...
@@ -218,6 +223,10 @@ class BlobStore:
 
     async def check(self) -> str | None:
         """Nothing to say: the folder is made as needed, and a full disk is said elsewhere."""
+        return None
+
+    def trouble(self) -> str | None:
+        """Nothing to say: a full disk is the ``disk`` alert's."""
         return None
 
     def close(self) -> None:
@@ -382,8 +391,14 @@ class S3BlobStore:
         fault = await self._calls.probe(
             CHECK_DEADLINE_S, partial(self._client.head_bucket, Bucket=self._settings.bucket), _head_fault
         )
-        if fault is None:
-            return None
+        return None if fault is None else self._said(fault)
+
+    def trouble(self) -> str | None:
+        """The bucket's last refusal or silence on this process, while no call went through since."""
+        fault = self._calls.trouble
+        return None if fault is None else self._said(fault)
+
+    def _said(self, fault: str) -> str:
         where = f"the S3 audio bucket {self._settings.bucket!r} at {self._settings.endpoint_url or 'AWS'}"
         return f"{where}: {fault}; chunk uploads and plays are refused (503) until it answers"
 

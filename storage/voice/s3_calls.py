@@ -105,6 +105,9 @@ class S3Calls:
         # Taken on the loop, given back by the thread when the call really ends (not when its
         # caller stops waiting): a call past its deadline still holds its thread.
         self._free = threading.BoundedSemaphore(threads)
+        # Why the last call failed, while none has gone through since (the operator's alert):
+        # None when the last call went through, or before any.
+        self.trouble: str | None = None
 
     async def run(self, call: Callable[..., T], *args: Any, **kwargs: Any) -> T:
         """``call(*args, **kwargs)`` on a thread of the pool; ``unavailable`` when none is free,
@@ -114,13 +117,15 @@ class S3Calls:
     async def run_within(self, deadline_s: float, call: Callable[..., T], *args: Any, **kwargs: Any) -> T:
         """:meth:`run` with its own deadline (a start-up check waits less than an upload)."""
         try:
-            return await self._run(deadline_s, call, args, kwargs)
+            result = await self._run(deadline_s, call, args, kwargs)
         except TimeoutError:
             self._say(f"no answer within {deadline_s:g} s")
             raise busy() from None
         except self._faults as exc:
             self._say(describe(exc))
             raise busy() from None
+        self.trouble = None
+        return result
 
     async def _run(self, deadline_s: float, call: Callable[..., T], args: tuple[Any, ...], kwargs: dict[str, Any]) -> T:
         if not self._free.acquire(blocking=False):
@@ -143,12 +148,14 @@ class S3Calls:
         try:
             await self._run(deadline_s, call, (), {})
         except TimeoutError:
-            return f"no answer within {deadline_s:g} s"
+            self.trouble = f"no answer within {deadline_s:g} s"
         except CodedError:
             return "every thread of the store is taken"
         except self._faults as exc:
-            return explain(exc) or describe(exc)
-        return None
+            self.trouble = explain(exc) or describe(exc)
+        else:
+            self.trouble = None
+        return self.trouble
 
     def _release_after(self, call: Callable[..., T], args: tuple[Any, ...], kwargs: dict[str, Any]) -> T:
         try:
@@ -157,6 +164,7 @@ class S3Calls:
             self._free.release()
 
     def _say(self, what: str) -> None:
+        self.trouble = what
         now_s = time.monotonic()
         if now_s - self._said_at_s < SAY_EVERY_S:
             self._unsaid += 1

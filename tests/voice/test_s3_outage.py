@@ -20,12 +20,13 @@ import pytest
 import pytest_asyncio
 from redis.asyncio import Redis
 
+from auth.claims import Permission
 from protocol.errors import CodedError, ErrorCode
 from tests.audio_samples import webm
 from tests.conftest import start_server
 from tests.helpers import RedisProcess, ServerUnderTest, free_port
 from tests.voice.s3_faults import HungEndpoint
-from tests.voice.test_s3_blobs import BUCKET, s3_endpoint  # noqa: F401 (a fixture)
+from tests.voice.test_s3_blobs import BUCKET, s3_client, s3_endpoint  # noqa: F401 (a fixture)
 from tests.voice.uploads import chunk_form, upload
 
 pytest.importorskip("boto3", reason="the s3 extra (boto3) is part of the dev extras")
@@ -163,5 +164,21 @@ async def test_a_bucket_out_of_reach_is_said_at_start_and_uploads_are_503(
         tracebacks = [record.getMessage() for record in caplog.records if record.exc_info]
         assert not tracebacks, tracebacks
         assert all("\n" not in line for line in said()), said()
+        # The operator's dashboard says it too (only the log did: the alerts said all was well).
+        [alert] = [a for a in await alerts(srv) if a["alert"] == "blob_store"]
+        assert alert["severity"] == "critical" and bucket in alert["message"], alert
+        if fault == "no_bucket":  # made now: the next upload goes through, and the alert goes
+            s3_client(s3_endpoint).create_bucket(Bucket=bucket)
+            status, body = await upload(srv, srv.token("alice"), chunk_form(session_id, webm(500)))
+            assert status == 201, body
+            assert not [a for a in await alerts(srv) if a["alert"] == "blob_store"]
     finally:
         await srv.stop()
+
+
+async def alerts(server: ServerUnderTest) -> list[dict[str, Any]]:
+    headers = {"Authorization": f"Bearer {server.token('root', perms=(Permission.ADMIN,))}"}
+    async with aiohttp.ClientSession() as http, http.get(f"{server.url}/admin/alerts", headers=headers) as answer:
+        assert answer.status == 200, await answer.text()
+        found: list[dict[str, Any]] = (await answer.json())["alerts"]
+        return found
