@@ -179,3 +179,33 @@ async def test_without_passkeys_on_the_server_no_passkey_sign_in_leads_to_a_refu
         await expect(page.locator("#identity-start-over")).to_be_visible()  # the way forward stays
     finally:
         await tab.page.context.close()
+
+
+async def test_the_other_tabs_of_a_browser_signed_in_as_someone_else_follow_at_once(
+    iserver: ServerUnderTest, browser: Browser
+) -> None:
+    """A link's sign-in in one tab changed the other tabs' top bar, and nothing else: their pages
+    went on showing the old guest's session with its controls, over a connection that was still
+    the old guest's (a stream started as them from a tab that said it was the new person: audit
+    "manytabs"). The other tabs are loaded again as who the browser is now."""
+    phone_tab = await new_tab(browser, iserver)
+    laptop_tab = await new_tab(browser, iserver)
+    try:
+        phone = await guest_with_a_session(phone_tab, "Made on the phone")
+        phone_user = str(await phone.locator("#identity").get_attribute("data-user-id"))
+        laptop = await guest_with_a_session(laptop_tab, "Made on the laptop")
+        laptop_session = laptop.url.rsplit("/", 1)[1]
+        link = await device_link(phone, iserver)
+        other = await laptop.context.new_page()  # the same browser: its storage and cookie
+        await other.goto(iserver.url + link, wait_until="domcontentloaded")
+        await other.locator("#login-continue").click()
+        await expect(other.locator("#identity")).to_have_attribute("data-user-id", phone_user)
+
+        # The laptop's first tab is the phone's person now, its page too: the old guest's session
+        # is not theirs, and no connection of the old guest is left.
+        await expect(laptop.locator("#identity")).to_have_attribute("data-user-id", phone_user)
+        await expect(laptop.locator("#page-error")).to_have_attribute("data-code", "forbidden")
+        assert laptop.url.endswith(laptop_session)
+    finally:
+        await phone_tab.page.context.close()
+        await laptop_tab.page.context.close()

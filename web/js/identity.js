@@ -98,6 +98,14 @@ function followOtherTab() {
     location.assign("/");
     return;
   }
+  // Signed in as someone else in another tab: what this page shows (a session, a dashboard, its
+  // controls) is the other person's, whom this browser no longer is. Loaded again as who it is
+  // now, instead of its top bar saying one person while the page acted as the other (audit
+  // "manytabs").
+  if (known && !known.lost && state === "known" && root.dataset.userId && known.user_id !== root.dataset.userId) {
+    location.reload();
+    return;
+  }
   if (known?.lost) {
     if (state !== "lost") load();
   } else if (known === null ? state !== "none" : known.user_id !== root.dataset.userId || state !== "known") {
