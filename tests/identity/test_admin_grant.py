@@ -5,7 +5,9 @@ from __future__ import annotations
 import asyncio
 import os
 import pwd
+import time
 from collections.abc import AsyncIterator
+from pathlib import Path
 from typing import Any
 
 import aiohttp
@@ -16,7 +18,10 @@ import socketio
 from auth.claims import Permission
 from protocol.errors import CodedError
 from tests.admin.test_cli import cli
+from server import admin_cli
+from storage.clock import Clock
 from tests.helpers import Client, RedisProcess, ServerUnderTest
+from tests.helpers import test_settings as settings_for
 from tests.identity.support import Browser
 
 
@@ -156,3 +161,34 @@ async def test_a_grant_against_a_redis_that_does_not_answer_says_so_on_one_line(
     assert code == 1, err
     assert "Traceback" not in err and len(err.strip().splitlines()) == 1, err
     assert "no answer within 5 s" in err and "hunter2-secret" not in err and "password=***" in err, err
+
+
+async def test_a_revoke_from_a_host_whose_clock_is_behind_redis_still_withdraws_the_admin(
+    iserver: ServerUnderTest,
+    http: aiohttp.ClientSession,
+    clients: list[Client],
+    redis_process: RedisProcess,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Nodes mint ``iat`` on Redis' clock; a revoke run on a host two minutes behind it dated the
+    withdrawal two minutes early, and the admin tokens minted in between kept the admin (audit
+    verify40)."""
+    page = Browser(http, iserver.url)
+    user_id = (await page.guest()).body["user_id"]
+    await iserver.services.identities.set_admin(user_id, True)
+    await page.refresh()
+    watching = Client(iserver.url, page.token)
+    clients.append(watching)
+    await watching.connect()
+
+    class Behind(Clock):
+        def host_s(self) -> float:
+            return time.time() - 120
+
+    monkeypatch.setattr(admin_cli, "Clock", Behind)
+    assert await admin_cli._set_admin(settings_for(redis_process.url, tmp_path), user_id, False) == 0
+    await watching.wait_for(lambda: not watching.sio.connected)
+    assert watching.named("permissions_withdrawn"), watching.events
+    with pytest.raises(CodedError, match="withdrawn"):
+        iserver.tokens.verify(page.token)
