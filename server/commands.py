@@ -11,10 +11,10 @@ import asyncio
 import contextlib
 import logging
 import os
-import re
 import signal
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from urllib.parse import unquote
 
 from aiohttp import web
 from redis.asyncio import Redis
@@ -191,14 +191,22 @@ def _redacted_one(url: str) -> str:
     scheme, sep, rest = url.partition("://")
     if "@" in rest:
         rest = "***@" + rest.rsplit("@", 1)[1]
-    # redis-py also takes credentials as query parameters (``?password=``): said in clear before
-    # (audit "tlsredis").
-    rest = _SECRET_PARAMETER.sub(lambda m: m.group(1) + "***", rest)
+    # redis-py also takes credentials as query parameters (``?password=``, ``?ssl_password=``, and
+    # their names percent-encoded: it decodes them): said in clear before (audits "tlsredis",
+    # "verify40").
+    where, mark, query = rest.partition("?")
+    if mark:
+        pieces = []
+        for piece in query.split("&"):
+            name, equals, _ = piece.partition("=")
+            secret = any(word in unquote(name).lower() for word in _SECRET_WORDS)
+            pieces.append(f"{name}{equals}***" if equals and secret else piece)
+        rest = where + mark + "&".join(pieces)
     return scheme + sep + rest
 
 
-# A query parameter whose value is a secret (redis-py's password; a key file's path is not).
-_SECRET_PARAMETER = re.compile(r"([?&](?:password|pass|pwd|auth)=)[^&#]*", re.IGNORECASE)
+# A query parameter whose name holds one of these holds a secret (a password, a key's passphrase).
+_SECRET_WORDS = ("pass", "pwd", "secret", "auth", "token")
 
 
 def _reason(exc: BaseException) -> str:

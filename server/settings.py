@@ -338,10 +338,17 @@ class Settings(BaseSettings):
             return url
         parts = urlsplit(url)
         odd = parts.username is not None or parts.query or parts.fragment
+        try:
+            parts.port  # noqa: B018  # read for its check: a port that is no number or out of range raises
+        except ValueError:
+            odd = True
         if parts.scheme not in ("http", "https") or not parts.hostname or odd:
+            # Said without what it holds before the host: credentials refused here must not be
+            # printed by the refusal (audit verify40).
+            shown = f"{parts.scheme}://***@{url.rsplit('@', 1)[1]}" if "@" in url else url
             raise ValueError(
-                f"{url!r} is not an absolute http(s) URL without credentials, query or fragment "
-                "(e.g. https://hub.example.org)"
+                f"{shown!r} is not an absolute http(s) URL with a valid port and without credentials, query "
+                "or fragment (e.g. https://hub.example.org)"
             )
         return url
 

@@ -262,18 +262,26 @@ def test_a_public_url_browsers_would_refuse_is_one_line(tmp_path: Path) -> None:
 def test_an_s3_endpoint_that_is_no_http_url_is_one_line(tmp_path: Path) -> None:
     """Without a scheme it was a 56-line traceback from boto3; with a wrong one the node started
     and every upload failed (audit s3field, finding 3)."""
-    for url in ("minio.internal:9000", "htp://minio.internal:9000", "http://", "https://key:secret@minio.internal"):
-        one_line_refusal(
-            run(
-                "serve",
-                data_dir=tmp_path,
-                SESSIONHUB_VOICE_BLOB_STORE="s3",
-                SESSIONHUB_VOICE_S3_BUCKET="audio",
-                SESSIONHUB_VOICE_S3_ENDPOINT_URL=url,
-            ),
-            "SESSIONHUB_VOICE_S3_ENDPOINT_URL",
-            "not an absolute http(s) URL",
+    bad = (
+        "minio.internal:9000",
+        "htp://minio.internal:9000",
+        "http://",
+        "https://key:secret@minio.internal",
+        # A port that is no port: the node started, and every upload and play was refused (audit
+        # verify40); and the credentials refused must not be printed by the refusal.
+        "http://minio.internal:99999",
+        "http://minio.internal:x",
+    )
+    for url in bad:
+        done = run(
+            "serve",
+            data_dir=tmp_path,
+            SESSIONHUB_VOICE_BLOB_STORE="s3",
+            SESSIONHUB_VOICE_S3_BUCKET="audio",
+            SESSIONHUB_VOICE_S3_ENDPOINT_URL=url,
         )
+        one_line_refusal(done, "SESSIONHUB_VOICE_S3_ENDPOINT_URL", "not an absolute http(s) URL")
+        assert "secret" not in done.stderr, done.stderr
 
 
 def test_a_cluster_none_of_whose_seeds_answers_is_refused_at_start(tmp_path: Path) -> None:

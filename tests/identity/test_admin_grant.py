@@ -153,6 +153,9 @@ async def test_a_grant_against_a_redis_that_does_not_answer_says_so_on_one_line(
     try:
         monkeypatch.setenv("REDIS_URL", f"redis://127.0.0.1:{port}/0?password=hunter2-secret")
         code, _, err = await cli("admin", "grant", "someone")
+        # The same, its name percent-encoded (redis-py decodes it): printed in clear (audit verify40).
+        monkeypatch.setenv("REDIS_URL", f"redis://127.0.0.1:{port}/0?%70assword=hunter3-secret")
+        encoded_code, _, encoded_err = await cli("admin", "grant", "someone")
     finally:
         for writer in accepted:
             writer.close()
@@ -161,6 +164,7 @@ async def test_a_grant_against_a_redis_that_does_not_answer_says_so_on_one_line(
     assert code == 1, err
     assert "Traceback" not in err and len(err.strip().splitlines()) == 1, err
     assert "no answer within 5 s" in err and "hunter2-secret" not in err and "password=***" in err, err
+    assert encoded_code == 1 and "hunter3-secret" not in encoded_err and "%70assword=***" in encoded_err, encoded_err
 
 
 async def test_a_revoke_from_a_host_whose_clock_is_behind_redis_still_withdraws_the_admin(
