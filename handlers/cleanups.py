@@ -191,7 +191,11 @@ class CleanupRetry:
         removed.labels(NO_RECORD).inc(swept.no_record)
         removed.labels(NO_SESSION).inc(swept.no_session)
         if swept.no_record:
-            log.info("removed %d audio file(s) no chunk names (their upload's process was killed)", swept.no_record)
+            log.info(
+                "removed %d week-old audio file(s) no chunk names (their upload's process was killed, or Redis "
+                "was restored from an older backup)",
+                swept.no_record,
+            )
         if swept.no_session or swept.folders:
             log.info(
                 "removed %d audio file(s) and %d folder(s) of sessions that do not exist",

@@ -8,7 +8,9 @@ not exist (a deletion whose follow-up was lost with its note, an operator's copy
 stayed for good. :class:`UnrecordedBlobs` removes both, for the local store only (with S3 the
 folder holds nothing but uploads' temporary files, which ``BlobStore.sweep_incoming`` sweeps):
 
-- a chunk file (``<session_id>/<sha256>``) that the session's chunk digests do not name;
+- a chunk file (``<session_id>/<sha256>``) that the session's chunk digests do not name, once
+  it is :data:`NO_SESSION_GRACE_S` old (a week: a Redis restored from an older backup names
+  neither the files recorded since, and the operator may restore a later one);
 - a session folder (``<session_id>``) whose session does not exist: its files, then the folder,
   only once its newest file is :data:`NO_SESSION_GRACE_S` old (a week), and never while the store
   holds no session at all. Such a folder is what a Redis that lost its data leaves (an emptied
@@ -186,8 +188,12 @@ class UnrecordedBlobs:
     async def _sweep_folder(self, session_id: str, swept: Swept) -> int:
         """Remove the folder's unrecorded old files (and the folder, with no session); how many
         files were looked at."""
-        cutoff = time.time() - self.grace_s
         exists = bool(await self._redis.exists(self._keys.session(session_id)))
+        # A file no record names in a session that exists is a killed upload's, or one recorded
+        # after the backup a Redis was restored from: kept a week, as a folder without a session
+        # is. Taken after the upload's grace, such audio was gone eight minutes after a restore of
+        # the wrong backup (audit "restore"); a killed upload's file costs its disk that week.
+        cutoff = time.time() - (self.no_session_grace_s if exists else self.grace_s)
         if not exists and (
             self._store_empty
             or await asyncio.to_thread(self._folder.newest_write, session_id) > time.time() - self.no_session_grace_s

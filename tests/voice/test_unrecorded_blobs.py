@@ -82,8 +82,11 @@ async def test_files_without_records_and_folders_without_sessions_go_and_nothing
     finally:
         await server.stop()
     folder = blob_dir / session_id
-    unrecorded = planted(folder, STALE_S + 60)  # stored, then the process was killed
+    unrecorded = planted(folder, WEEK_S + 60)  # stored, then the process was killed, a week ago
     in_flight = planted(folder, STALE_S - 60)  # stored, its record about to be written
+    # Stored a day ago, and no record names it: a Redis restored from an older backup than the
+    # upload (audit "restore"). Kept a week: the operator may restore a later one.
+    restored_over = planted(folder, 86400)
     foreign = planted(folder, STALE_S + 60, name="notes.txt")  # no name the server gives
     stray = blob_dir / str(uuid.uuid4())  # a session that does not exist, for over a week
     stray_files = [planted(stray, WEEK_S + 60), planted(stray, WEEK_S + 86400)]
@@ -98,7 +101,7 @@ async def test_files_without_records_and_folders_without_sessions_go_and_nothing
     try:
         assert await gone(unrecorded) and await gone(stray)
         await asyncio.sleep(0.5)  # a few more passes
-        survivors = [*kept, in_flight, foreign, arriving_file, not_ours, *recent_files]
+        survivors = [*kept, in_flight, restored_over, foreign, arriving_file, not_ours, *recent_files]
         assert all(path.exists() for path in survivors), [str(p) for p in survivors if not p.exists()]
         assert not any(path.exists() for path in stray_files)
         assert (removed(server, "no_record"), removed(server, "no_session")) == (1, 2)
@@ -127,7 +130,7 @@ async def test_two_nodes_sweeping_one_folder_at_once_remove_each_file_once(
         session_id = await server.create_session("alice")
         kept = await recorded_chunks(server, session_id, 3)
         for _ in range(40):
-            planted(blob_dir / session_id, STALE_S + 60)
+            planted(blob_dir / session_id, WEEK_S + 60)
         stray = blob_dir / str(uuid.uuid4())
         for _ in range(40):
             planted(stray, WEEK_S + 60)
