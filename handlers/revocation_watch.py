@@ -66,8 +66,20 @@ class RevocationWatch:
         fresh = None if self._position is None else await self._s.identities.revoked_since(self._position)
         if fresh is None:
             fresh = await self._s.identities.revoked_all()
-            self._until = {}  # the set read is the whole truth (a Redis that lost some forgets them)
-            self._next_expiry_ms = NO_EXPIRY_MS
+            # Revocations this node knows, still in force, that Redis no longer holds: restored
+            # from an older backup, a failover to a replica behind, a flush. Forgotten here too
+            # before, signed-out devices and withdrawn admins were let in again (audit "restore"):
+            # kept, and applied again in Redis for every node.
+            forgotten = {e: until for e, until in known.items() if until > now_ms and e not in fresh.until}
+            self._until = dict(forgotten)
+            self._next_expiry_ms = min(forgotten.values(), default=NO_EXPIRY_MS)
+            if forgotten:
+                log.warning(
+                    "Redis no longer holds %d revocation(s) still in force (restored from an older backup? "
+                    "failed over to a replica behind?): applied again",
+                    len(forgotten),
+                )
+                await self._s.identities.reapply(forgotten)
         self._position = fresh.position
         new = frozenset(family for family in fresh.until if family not in known)
         changed = self._until is not known or bool(new)

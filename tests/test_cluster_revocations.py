@@ -133,13 +133,22 @@ async def test_a_node_behind_a_trimmed_or_replaced_log_reads_the_set_again(
     third = await revoke_many(watch, 8)
     await watch.poll()
     assert watch._s.tokens.revoked_families == frozenset([*first, *second, *between, *renumbered, *third])
-    # And every set lost with them: the node forgets what Redis forgot.
+    # And every set lost with them (a Redis restored from an older backup, a replica behind): the
+    # node forgot what Redis forgot, and let the signed-out devices in again (audit "restore").
+    # It keeps the revocations still in force, and applies them again in Redis for every node.
+    everything = frozenset([*first, *second, *between, *renumbered, *third])
     await client.delete(
         keys.revoked_log(), keys.revoked_head(), keys.revoked_families(), keys.revoked_families_before_log()
     )
+    for family_id in everything:
+        await client.hdel(keys.family(family_id), "revoked")  # the records as the backup had them
     fourth = await revoke_many(watch, 1)
     await watch.poll()
-    assert watch._s.tokens.revoked_families == frozenset(fourth)
+    assert watch._s.tokens.revoked_families == everything | frozenset(fourth)
+    other = watch_on(client, own_redis.url, tmp_path / "other")  # a node that starts now
+    await other.poll()
+    assert other._s.tokens.revoked_families == everything | frozenset(fourth)
+    assert all([await client.hget(keys.family(family_id), "revoked") == "1" for family_id in everything])
 
 
 async def test_a_node_of_the_version_before_the_log_sees_the_revocations_too(

@@ -600,6 +600,36 @@ class Identities:
         revoked = [family_id for family_id in ids if await self.revoke(user_id, family_id)]
         return now_ms, revoked
 
+    async def reapply(self, entries: dict[str, int]) -> None:
+        """Apply again revocations still in force that Redis no longer holds, each until its own
+        end (``entries``: a revoked set's entries -> until, ms): a Redis restored from an older
+        backup (or failed over to a replica behind, or flushed) brought back the devices signed
+        out since, the users' sessions ended everywhere and the admins withdrawn, and the nodes
+        that were refusing them forgot them at their next full read (audit "restore"). What they
+        ended in the records is ended again: the device's family revoked, every device a user
+        listed at the sign-out everywhere, the admin flag. Logged again, for every node."""
+        lasting = self.config.access_ttl_s + math.ceil(self.config.revocation_poll_s) + 1
+        for entry, until_ms in entries.items():
+            user = parse_signed_out(entry)
+            withdrawal = None if user else parse_admin_withdrawn(entry)
+            if user is not None:
+                at_ms = until_ms - lasting * 1000  # when it was signed out (revoke_all's until)
+                if at_ms > await self.signed_out_at(user):
+                    await self._redis.set(self._keys.user_signed_out(user), at_ms, ex=self.config.link_ttl_s)
+                for family_id in cast(list[str], await self._redis.zrange(self._keys.user_families(user), 0, -1)):
+                    await self._revoke(keys=[self._keys.family(family_id)], args=[user, self._clock.now_ms()])
+                    await self._log_revoked([family_id], until_ms=until_ms, before_log=True)
+            elif withdrawal is not None:
+                key = self._keys.user_profile(withdrawal[0])
+                if await self._redis.hget(key, "admin") == "1":
+                    await self._redis.hset(key, "admin", 0)
+            elif FAMILY_ID.match(entry):
+                owner = await self._redis.hget(self._keys.family(entry), "user")
+                if owner:
+                    await self._revoke(keys=[self._keys.family(entry)], args=[owner, self._clock.now_ms()])
+                    await self._redis.zrem(self._keys.user_families(str(owner)), entry)
+            await self._log_revoked([entry], until_ms=until_ms, before_log=user is None and withdrawal is None)
+
     async def signed_out_at(self, user_id: str) -> int:
         """When (ms) ``user_id`` last signed out everywhere, as long as a link may live; 0 if not."""
         at_ms = await self._redis.get(self._keys.user_signed_out(user_id))

@@ -1,0 +1,99 @@
+"""A Redis restored from an older backup under running nodes keeps the sign-outs made since.
+
+The backup's records bring back the devices signed out after it and the admins withdrawn after
+it, and the nodes that were refusing them forgot them at their next full read of the revoked set
+(audit "restore"). A node now keeps the revocations still in force and applies them again.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import shutil
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from pathlib import Path
+
+import aiohttp
+import pytest
+import pytest_asyncio
+
+from auth.claims import Permission
+from protocol.errors import CodedError
+from storage.clock import Clock
+from storage.identity.repository import split_credential
+from tests.conftest import start_server
+from tests.helpers import RedisProcess, ServerUnderTest
+from tests.identity.support import ACCESS_TTL_S, Browser
+
+
+@pytest.fixture
+def own_redis(tmp_path: Path) -> Iterator[RedisProcess]:
+    process = RedisProcess(tmp_path / "redis")
+    process.start()
+    yield process
+    process.stop()
+
+
+@pytest_asyncio.fixture
+async def node(own_redis: RedisProcess, tmp_path: Path) -> AsyncIterator[ServerUnderTest]:
+    srv = await start_server(
+        own_redis.url, tmp_path / "node", clock=Clock(), guest_token_ttl_s=ACCESS_TTL_S, revocation_poll_s=0.05
+    )
+    yield srv
+    await srv.stop()
+
+
+def refused(node: ServerUnderTest, token: str) -> bool:
+    try:
+        node.tokens.verify(token)
+    except CodedError:
+        return True
+    return False
+
+
+async def until(check: Callable[[], Awaitable[bool]], what: str) -> None:
+    """Until ``check()`` holds: a bound for a node that never gets there, not a wait."""
+    deadline = asyncio.get_running_loop().time() + 15
+    while not await check():
+        assert asyncio.get_running_loop().time() < deadline, what
+        await asyncio.sleep(0.05)
+
+
+async def test_sign_outs_and_withdrawn_admins_made_after_the_backup_stay(
+    node: ServerUnderTest, own_redis: RedisProcess, tmp_path: Path
+) -> None:
+    identities, redis = node.services.identities, node.services.redis
+    async with aiohttp.ClientSession(cookie_jar=aiohttp.DummyCookieJar()) as http:
+        phone, admin = Browser(http, node.url), Browser(http, node.url)
+        phone_user = (await phone.guest()).body["user_id"]
+        admin_user = (await admin.guest()).body["user_id"]
+        await identities.set_admin(admin_user, True)
+        await admin.refresh()
+        assert Permission.ADMIN in node.tokens.verify(admin.token).perms
+        await redis.execute_command("SAVE")  # the backup
+        backup = tmp_path / "backup.rdb"
+        shutil.copy(own_redis.dir / "dump.rdb", backup)
+
+        parts = split_credential(str(phone.credential))
+        assert parts is not None
+        family_key = node.services.keys.family(parts[0])
+
+        async def both_refused() -> bool:
+            return refused(node, phone.token) and refused(node, admin.token)
+
+        async def family_revoked() -> bool:
+            return bool(await redis.hget(family_key, "revoked") == "1")
+
+        assert await identities.revoke(phone_user, parts[0])  # the phone signed out
+        await identities.set_admin(admin_user, False)  # the admin withdrawn
+        await until(both_refused, "the node refuses both")
+
+        own_redis.stop()  # restored: the backup put back, the same Redis started on it
+        shutil.copy(backup, own_redis.dir / "dump.rdb")
+        own_redis.start()
+
+        # The node read the log gone back, kept what is still in force, and applied it again.
+        await until(family_revoked, "the phone's device revoked again in Redis")
+        assert await both_refused()
+        assert (await phone.refresh()).status == 401  # its cookie ends with its device again
+        refreshed = await admin.refresh()
+        assert refreshed.status == 200 and Permission.ADMIN not in node.tokens.verify(admin.token).perms
