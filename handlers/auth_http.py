@@ -458,5 +458,8 @@ _REFUSALS = {
 
 
 def _refusal(rotation: Rotation) -> CodedError:
-    reason = {"missing": "expired", "malformed": "invalid"}.get(rotation.outcome, rotation.outcome)
+    # An unknown secret of a device is "expired", as PROTOCOL says and the pages take as final:
+    # as "invalid" (malformed) every page load asked again, and was refused again (audit "restore").
+    reasons = {"missing": "expired", "invalid": "expired", "malformed": "invalid"}
+    reason = reasons.get(rotation.outcome, rotation.outcome)
     return CodedError(ErrorCode.UNAUTHORIZED, _REFUSALS.get(rotation.outcome, "not valid"), reason=reason)

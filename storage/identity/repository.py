@@ -76,6 +76,10 @@ class IdentityConfig:
 REVOKED_LOG_MAX = 10_000
 # Entries read from the log per round trip.
 REVOKED_READ_BATCH = 1000
+# Rotations a refresh credential may be ahead of the one Redis holds and still be brought up to it
+# (Identities._caught_up): a day of hourly rotations many times over; a secret this server did not
+# make costs this many HMACs to refuse.
+CATCH_UP_MAX = 1000
 # The streams a user clipped in looked at, at most, to find one still there (Identities.keep).
 CLIPPED_CHECKED = 100
 # How an entry of the revoked set and log that is a user's "sign out everywhere" begins (a family
@@ -474,6 +478,7 @@ class Identities:
             return Rotation("malformed")
         family_id, secret, previous = parts
         now_ms = self._clock.now_ms()
+        presented = secret
         outcome, user_id, current, fresh = await self._rotate_from(family_id, secret, now_ms)
         if outcome == "invalid" and previous is not None:
             # Unknown to Redis, yet made by a rotation from ``previous``: a Redis that lost that
@@ -481,6 +486,9 @@ class Identities:
             # an unknown secret gets here: one Redis remembers as rotated away is a reuse.
             outcome, user_id, current, fresh = await self._rotate_from(family_id, previous, now_ms)
             secret = previous
+        if outcome == "invalid" and await self._caught_up(family_id, presented, now_ms):
+            outcome, user_id, current, fresh = await self._rotate_from(family_id, presented, now_ms)
+            secret = presented
         if outcome == "reused":
             await self._forget(user_id, [family_id])
         if outcome not in ("rotated", "concurrent"):
@@ -498,8 +506,44 @@ class Identities:
         same each time; random without one)."""
         if self._rotation_key is None:
             return secrets.token_urlsafe(32)
-        mac = hmac.new(self._rotation_key, f"{family_id}:{_digest(secret)}".encode(), hashlib.sha256).digest()
+        return self._derived(self._rotation_key, family_id, _digest(secret))
+
+    @staticmethod
+    def _derived(key: bytes, family_id: str, digest: str) -> str:
+        mac = hmac.new(key, f"{family_id}:{digest}".encode(), hashlib.sha256).digest()
         return base64.urlsafe_b64encode(mac).decode().rstrip("=")
+
+    async def _caught_up(self, family_id: str, presented: str, now_ms: int) -> bool:
+        """Bring the family up to ``presented`` when it is a later secret of its chain than the
+        one Redis holds: True when it now holds it. Rotations are derived (:meth:`_next_secret`),
+        so from the hash Redis holds the secrets handed out after it follow, and only this server
+        made them: a Redis restored from an older backup (or failed over to a replica behind)
+        holds one rotations back, and every browser that rotated twice or more since was signed
+        out, a guest losing everything it made (audit "restore"; one rotation back was already
+        made good). The rotations are replayed, so the secrets they rotated away are spent again:
+        an older copy still comes back as a reuse. Never reached by a secret behind the one Redis
+        holds (it is spent, or unknown) or by one this server did not make."""
+        if self._rotation_key is None:
+            return False
+        stored = await self._redis.hget(self._keys.family(family_id), "secret")
+        if not stored:
+            return False
+        target, chain = _digest(presented), [str(stored)]
+        for _ in range(CATCH_UP_MAX):
+            following = _digest(self._derived(self._rotation_key, family_id, chain[-1]))
+            if following == target:
+                break
+            chain.append(following)
+        else:
+            return False
+        keys = [self._keys.family(family_id), self._keys.family_spent(family_id)]
+        for before, after in zip(chain, [*chain[1:], target], strict=True):
+            outcome, _, _ = await self._rotate(
+                keys=keys, args=[before, after, now_ms, self.config.refresh_ttl_s, 0, self.config.spent_max]
+            )
+            if outcome != "rotated":  # moved meanwhile (another node caught it up): as it stands
+                return bool(await self._redis.hget(keys[0], "secret") == target)
+        return True
 
     async def _rotate_from(self, family_id: str, secret: str, now_ms: int) -> tuple[str, str, str, str]:
         """Run the rotation script with ``secret`` presented: (outcome, user, the current secret's

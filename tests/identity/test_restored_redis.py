@@ -97,3 +97,31 @@ async def test_sign_outs_and_withdrawn_admins_made_after_the_backup_stay(
         assert (await phone.refresh()).status == 401  # its cookie ends with its device again
         refreshed = await admin.refresh()
         assert refreshed.status == 200 and Permission.ADMIN not in node.tokens.verify(admin.token).perms
+
+
+async def test_a_browser_that_rotated_its_cookie_since_the_backup_stays_signed_in(
+    node: ServerUnderTest, own_redis: RedisProcess, tmp_path: Path
+) -> None:
+    """Each refresh rotates the cookie; a Redis restored from a backup before two or more of them
+    knew none of the browser's secrets, and signed it out: a guest lost everything it made."""
+    redis = node.services.redis
+    async with aiohttp.ClientSession(cookie_jar=aiohttp.DummyCookieJar()) as http:
+        laptop = Browser(http, node.url)
+        user_id = (await laptop.guest()).body["user_id"]
+        await redis.execute_command("SAVE")
+        backup = tmp_path / "backup.rdb"
+        shutil.copy(own_redis.dir / "dump.rdb", backup)
+        backed_up = laptop.credential
+        for _ in range(3):  # a day of page loads after the backup
+            assert (await laptop.refresh()).status == 200
+
+        own_redis.stop()
+        shutil.copy(backup, own_redis.dir / "dump.rdb")
+        own_redis.start()
+
+        again = await laptop.refresh()
+        assert again.status == 200 and again.body["user_id"] == user_id, again.body
+        assert (await laptop.refresh()).status == 200  # and on from there
+        # The copy the backup knew as current was rotated away since: a reuse, as before the restore.
+        copy = await Browser(http, node.url, credential=backed_up).refresh()
+        assert (copy.status, copy.body["reason"]) == (401, "reused"), copy.body
