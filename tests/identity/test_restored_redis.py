@@ -125,3 +125,34 @@ async def test_a_browser_that_rotated_its_cookie_since_the_backup_stays_signed_i
         # The copy the backup knew as current was rotated away since: a reuse, as before the restore.
         copy = await Browser(http, node.url, credential=backed_up).refresh()
         assert (copy.status, copy.body["reason"]) == (401, "reused"), copy.body
+
+
+async def test_two_tabs_refreshing_at_once_through_the_catch_up_both_stay_signed_in(
+    node: ServerUnderTest, own_redis: RedisProcess, tmp_path: Path
+) -> None:
+    """The rotations replayed one at a time: the second of two refreshes presenting one cookie at
+    once met a secret the first had just spent, and the device was revoked as a reuse (audit
+    verify40b). Now one step: one rotates, the other is `concurrent`, as without a restore."""
+    redis = node.services.redis
+    async with aiohttp.ClientSession(cookie_jar=aiohttp.DummyCookieJar()) as http:
+        browser = Browser(http, node.url)
+        user_id = (await browser.guest()).body["user_id"]
+        await redis.execute_command("SAVE")
+        backup = tmp_path / "backup.rdb"
+        shutil.copy(own_redis.dir / "dump.rdb", backup)
+        for _ in range(8):  # under the refreshes' rate limit, with the two that follow
+            assert (await browser.refresh()).status == 200
+        own_redis.stop()
+        shutil.copy(backup, own_redis.dir / "dump.rdb")
+        own_redis.start()
+
+        tabs = [Browser(http, node.url, credential=browser.credential) for _ in range(2)]
+        answers = await asyncio.gather(*(tab.refresh() for tab in tabs))
+        assert [a.status for a in answers] == [200, 200], [a.body for a in answers]
+        assert {a.body["user_id"] for a in answers} == {user_id}
+        family_id = str(browser.credential).split(".", 1)[0]
+        assert await redis.hget(node.services.keys.family(family_id), "revoked") is None
+        for tab in tabs:  # each goes on with what it was answered
+            if tab.credential != browser.credential:
+                assert (await tab.refresh()).status == 200
+                break
