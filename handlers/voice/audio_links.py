@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import hashlib
 import hmac
-import re
 import secrets
 
 from pydantic import Field
@@ -27,7 +26,6 @@ class AudioLinkQuery(QueryModel):
 
     exp: str = Field(default="", description="expiry, unix seconds")
     sig: str = Field(default="", description="HMAC-SHA256, 64 hex digits")
-    h: str = Field(default="", description="the start of the chunk's sha256 the link was made for (signed)")
 
 
 class AudioLinks:
@@ -49,38 +47,22 @@ class AudioLinks:
             self._key = str(value).encode()
         return self._key
 
-    def _sign(self, key: bytes, session_id: str, chunk_id: str, exp_s: int, content: str) -> str:
-        # A link of the release before signed no content (``content`` empty): its message is
-        # unchanged, so such a link still plays while it lives (a rolling upgrade).
-        tail = f"/{content}" if content else ""
-        message = f"{session_id}/{chunk_id}/{exp_s}{tail}".encode()
+    def _sign(self, key: bytes, session_id: str, chunk_id: str, exp_s: int) -> str:
+        message = f"{session_id}/{chunk_id}/{exp_s}".encode()
         return hmac.new(key, message, hashlib.sha256).hexdigest()
 
-    async def link(self, session_id: str, chunk_id: str, sha256: str) -> tuple[str, int]:
-        """The signed path for the chunk whose audio is ``sha256``, and its expiry (unix s).
-
-        The chunk's content is signed too: chunk ids are counted, so a Redis restored from an older
-        backup hands out the same ids again for other audio, and a link made before played that
-        (audit "restore")."""
+    async def link(self, session_id: str, chunk_id: str) -> tuple[str, int]:
+        """The signed path and its expiry (unix s)."""
         exp_s = int(self._clock.now_s()) + self._ttl_s
-        content = sha256[:CONTENT_CHARS]
-        sig = self._sign(await self._secret(), session_id, chunk_id, exp_s, content)
-        return f"/voicebot/audio/{session_id}/{chunk_id}?exp={exp_s}&h={content}&sig={sig}", exp_s
+        sig = self._sign(await self._secret(), session_id, chunk_id, exp_s)
+        return f"/voicebot/audio/{session_id}/{chunk_id}?exp={exp_s}&sig={sig}", exp_s
 
-    async def check(self, session_id: str, chunk_id: str, link: AudioLinkQuery) -> str:
-        """Raise ``forbidden`` for a bad signature, ``unauthorized`` for an expired link; the start
-        of the sha256 it was made for ('' for a link of the release before, which signed none)."""
-        exp_raw, sig, content = link.exp, link.sig, link.h
-        if not exp_raw.isdigit() or len(exp_raw) > 12 or len(sig) != 64 or not _CONTENT.match(content):
+    async def check(self, session_id: str, chunk_id: str, exp_raw: str, sig: str) -> None:
+        """Raise ``forbidden`` for a bad signature, ``unauthorized`` for an expired link."""
+        if not exp_raw.isdigit() or len(exp_raw) > 12 or len(sig) != 64:
             raise CodedError(ErrorCode.FORBIDDEN, "not a valid audio link")
-        expected = self._sign(await self._secret(), session_id, chunk_id, int(exp_raw), content)
+        expected = self._sign(await self._secret(), session_id, chunk_id, int(exp_raw))
         if not hmac.compare_digest(expected, sig):
             raise CodedError(ErrorCode.FORBIDDEN, "not a valid audio link")
         if int(exp_raw) <= self._clock.now_s():
             raise CodedError(ErrorCode.UNAUTHORIZED, "the audio link has expired; reload the page")
-        return content
-
-
-# How much of the chunk's sha256 a link carries (64 bits: no other audio of a session shares it).
-CONTENT_CHARS = 16
-_CONTENT = re.compile(rf"^(?:[0-9a-f]{{{CONTENT_CHARS}}})?$")
