@@ -207,6 +207,7 @@ class SocketGate:
         # While muted, what pages send is kept here, in order, and reaches the server on unmute:
         # a network that stalls without a close, which a page cannot tell from a slow server.
         self.muted: list[tuple[WebSocketRoute, str | bytes]] | None = None
+        self.sent: list[str] = []  # every text frame the pages sent, in order
 
     async def install(self, page: Page) -> None:
         """Route the page's connections to ``/socket.io/`` (before the page loads)."""
@@ -231,6 +232,8 @@ class SocketGate:
         page_side.send(message)
 
     def _from_page(self, server_side: WebSocketRoute, message: str | bytes) -> None:
+        if isinstance(message, str):
+            self.sent.append(message)
         if self.muted is None:
             server_side.send(message)
         else:

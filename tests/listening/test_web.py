@@ -449,6 +449,9 @@ async def test_playing_on_offline_past_the_silence_stays_one_session_once_back(
     started_at = clock.now_ms()
     clock.shift_ms += 20_000
     await expect(row).to_have_attribute("data-reported-until", str(started_at + 20_000))  # a heartbeat wrote
+    # Said only after reports went unheard: a node of the release before refuses the field, and
+    # sent with every heartbeat it refused them all (audit "upgrade40").
+    assert not [m for m in gate.sent if "listening_report" in m and "continues" in m]
     await gate.cut()
     await expect(player.locator("#connection")).to_have_attribute("data-state", "offline")
     clock.shift_ms += 2 * 60_000  # past the server's 60 s of silence: the sweeper ends the session
@@ -463,9 +466,12 @@ async def test_playing_on_offline_past_the_silence_stays_one_session_once_back(
     assert [(s["source"], s["started_at"], s["ended_at"], s["open"]) for s in listed] == [
         ("live", started_at, back_at, True)
     ], listed
-    # The heartbeats that follow extend it, and nothing is uploaded.
+    # The heartbeats that follow extend it, and nothing is uploaded, nor said to continue.
+    said = len([m for m in gate.sent if "listening_report" in m and "continues" in m])
+    assert said >= 1
     clock.shift_ms += 10_000
     await expect(row).to_have_attribute("data-reported-until", str(back_at + 10_000))
+    assert len([m for m in gate.sent if "listening_report" in m and "continues" in m]) == said
     assert len(await listed_sessions(lserver)) == 1
     assert await row.get_attribute("data-offline-upload") is None
 

@@ -102,8 +102,20 @@ async function report(item, status, agoMs = null, press = null, stretch = null) 
  * said, the next report takes it up again over the silence, as one play, instead of a new session
  * after an uploaded span (three entries for one play before). */
 function continuing(stretch) {
-  if (!stretch?.heard || stretch.stopped !== null || stretch.awake.length > 0) return null;
+  // Said only after reports failed (`missed`): a node of the release before refuses the field,
+  // and sent with every heartbeat it refused them all (audit "upgrade40"); refused once, it is
+  // not said again on this play (`noContinues`).
+  if (!stretch?.heard || !stretch.missed || stretch.noContinues) return null;
+  if (stretch.stopped !== null || stretch.awake.length > 0) return null;
   return stretch.heard.id;
+}
+
+/** A `playing` report of `stretch` failed: the next one may say the play continues; refused for
+ * the field itself (a node of the release before), it is not said again. */
+function reportFailed(stretch, err) {
+  if (!stretch) return;
+  if (err?.code === "invalid_payload" && String(err?.message ?? "").includes("continues")) stretch.noContinues = true;
+  else stretch.missed = true;
 }
 
 function startTone(hz) {
@@ -376,6 +388,7 @@ function heard(stretch, ack, sentWall) {
       ? before.anchor
       : null;
   stretch.heard = { id: session.id, endedAt: session.ended_at, anchor };
+  stretch.missed = false; // heard again: nothing to say continues until a report fails
   rows.get(stretch.item.item_id).row.dataset.reportedUntil = String(session.ended_at);
   if (before?.id !== session.id) {
     let floor = -Infinity; // what the server has of this play ends there
@@ -575,7 +588,10 @@ async function play(item) {
           notice("");
           heard(stretch, ack, sentWall);
         },
-        (err) => notice(`Report failed: ${err.message}`),
+        (err) => {
+          reportFailed(stretch, err);
+          notice(`Report failed: ${err.message}`);
+        },
       );
   }, HEARTBEAT_MS);
   await send(item, "playing");
@@ -630,6 +646,7 @@ async function send(item, status, owedPress = null, heardBefore = null, stoppedA
       notice(`${err.message} The ${status === "paused" ? "pause" : "stop"} is sent once the connection is back.`);
       return;
     }
+    if (status === "playing" && stretch?.item === item) reportFailed(stretch, err);
     notice(`Report failed: ${err.message}`);
   } finally {
     if (ends) {
@@ -688,6 +705,10 @@ async function main() {
   }
   for (const el of ui.items.querySelectorAll("button")) el.disabled = true;
   socket = connect({ onState: (state) => showConnection(ui.connection, state) });
+  // Offline, the play's reports go unheard (the first report back may say it continues).
+  socket.on("disconnect", () => {
+    if (current) current.missed = true;
+  });
   socket.on("connect", async () => {
     try {
       historyId = (await call(socket, "listening_history", {})).session_id;
