@@ -26,6 +26,7 @@ import base64
 import hashlib
 import hmac
 import json
+import logging
 import math
 import re
 import secrets
@@ -38,6 +39,8 @@ from redis.asyncio import Redis
 from storage.clock import Clock
 from storage.keys import Keys
 from storage.scripts import plain_script
+
+log = logging.getLogger(__name__)
 
 FAMILY_ID = re.compile(r"^[0-9a-f]{24}$")
 _SECRET = re.compile(r"^[A-Za-z0-9_-]{40,64}$")
@@ -676,7 +679,14 @@ class Identities:
             elif withdrawal is not None:
                 key = self._keys.user_profile(withdrawal[0])
                 if await self._redis.hget(key, "admin") == "1":
+                    # A grant made after the withdrawal leaves no trace to weigh against it: said,
+                    # so that an operator who granted it back since grants it again.
                     await self._redis.hset(key, "admin", 0)
+                    log.warning(
+                        "the admin permission of %s, withdrawn after the backup Redis was restored from, "
+                        "is withdrawn again (granted back since? grant it again)",
+                        withdrawal[0],
+                    )
             elif FAMILY_ID.match(entry):
                 owner = await self._redis.hget(self._keys.family(entry), "user")
                 if owner:

@@ -59,7 +59,7 @@ async def until(check: Callable[[], Awaitable[bool]], what: str) -> None:
 
 
 async def test_sign_outs_and_withdrawn_admins_made_after_the_backup_stay(
-    node: ServerUnderTest, own_redis: RedisProcess, tmp_path: Path
+    node: ServerUnderTest, own_redis: RedisProcess, tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
     identities, redis = node.services.identities, node.services.redis
     async with aiohttp.ClientSession(cookie_jar=aiohttp.DummyCookieJar()) as http:
@@ -97,6 +97,9 @@ async def test_sign_outs_and_withdrawn_admins_made_after_the_backup_stay(
         assert (await phone.refresh()).status == 401  # its cookie ends with its device again
         refreshed = await admin.refresh()
         assert refreshed.status == 200 and Permission.ADMIN not in node.tokens.verify(admin.token).perms
+        # Said, naming the user: an operator who granted it back since grants it again.
+        said = [r.getMessage() for r in caplog.records if "withdrawn again" in r.getMessage()]
+        assert said and admin_user in said[0], said
 
 
 async def test_a_browser_that_rotated_its_cookie_since_the_backup_stays_signed_in(
