@@ -193,7 +193,8 @@ async def _set_admin(settings: Settings, user_id: str, admin: bool) -> int:
         detail = {"known_user": known}
         action = "grant_admin" if admin else "revoke_admin"
         await write_audit(redis, keys, clock, actor=actor, action=action, target=user_id, detail=detail)
-    when = "from the next token refresh" if admin else "its earlier tokens refused within a poll on every node of this release"
+    withdrawn = "its earlier tokens refused within a poll on every node of this release"
+    when = "from the next token refresh" if admin else withdrawn
     print(f"{user_id}: admin {'granted' if admin else 'revoked'} ({when})")
     if not known:
         print(f"sessionhub admin: no user {user_id!r} has signed in here yet (a typo?)", file=sys.stderr)
