@@ -11,6 +11,7 @@ import asyncio
 import shutil
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import aiohttp
 import pytest
@@ -42,6 +43,21 @@ async def node(own_redis: RedisProcess, tmp_path: Path) -> AsyncIterator[ServerU
     await srv.stop()
 
 
+async def backed_up(own_redis: RedisProcess, redis: Any, tmp_path: Path) -> Path:
+    """A backup of ``own_redis`` as an operator takes one: ``SAVE``, and its ``dump.rdb`` copied."""
+    await redis.execute_command("SAVE")
+    backup = tmp_path / "backup.rdb"
+    shutil.copy(own_redis.dir / "dump.rdb", backup)
+    return backup
+
+
+def restore(own_redis: RedisProcess, backup: Path) -> None:
+    """The backup put back under the running nodes: the same Redis stopped, started on it."""
+    own_redis.stop()
+    shutil.copy(backup, own_redis.dir / "dump.rdb")
+    own_redis.start()
+
+
 def refused(node: ServerUnderTest, token: str) -> bool:
     try:
         node.tokens.verify(token)
@@ -69,9 +85,7 @@ async def test_sign_outs_and_withdrawn_admins_made_after_the_backup_stay(
         await identities.set_admin(admin_user, True)
         await admin.refresh()
         assert Permission.ADMIN in node.tokens.verify(admin.token).perms
-        await redis.execute_command("SAVE")  # the backup
-        backup = tmp_path / "backup.rdb"
-        shutil.copy(own_redis.dir / "dump.rdb", backup)
+        backup = await backed_up(own_redis, redis, tmp_path)
 
         parts = split_credential(str(phone.credential))
         assert parts is not None
@@ -87,9 +101,7 @@ async def test_sign_outs_and_withdrawn_admins_made_after_the_backup_stay(
         await identities.set_admin(admin_user, False)  # the admin withdrawn
         await until(both_refused, "the node refuses both")
 
-        own_redis.stop()  # restored: the backup put back, the same Redis started on it
-        shutil.copy(backup, own_redis.dir / "dump.rdb")
-        own_redis.start()
+        restore(own_redis, backup)
 
         # The node read the log gone back, kept what is still in force, and applied it again.
         await until(family_revoked, "the phone's device revoked again in Redis")
@@ -111,22 +123,18 @@ async def test_a_browser_that_rotated_its_cookie_since_the_backup_stays_signed_i
     async with aiohttp.ClientSession(cookie_jar=aiohttp.DummyCookieJar()) as http:
         laptop = Browser(http, node.url)
         user_id = (await laptop.guest()).body["user_id"]
-        await redis.execute_command("SAVE")
-        backup = tmp_path / "backup.rdb"
-        shutil.copy(own_redis.dir / "dump.rdb", backup)
-        backed_up = laptop.credential
+        backup = await backed_up(own_redis, redis, tmp_path)
+        copy_then = laptop.credential
         for _ in range(3):  # a day of page loads after the backup
             assert (await laptop.refresh()).status == 200
 
-        own_redis.stop()
-        shutil.copy(backup, own_redis.dir / "dump.rdb")
-        own_redis.start()
+        restore(own_redis, backup)
 
         again = await laptop.refresh()
         assert again.status == 200 and again.body["user_id"] == user_id, again.body
         assert (await laptop.refresh()).status == 200  # and on from there
         # The copy the backup knew as current was rotated away since: a reuse, as before the restore.
-        copy = await Browser(http, node.url, credential=backed_up).refresh()
+        copy = await Browser(http, node.url, credential=copy_then).refresh()
         assert (copy.status, copy.body["reason"]) == (401, "reused"), copy.body
 
 
@@ -140,14 +148,10 @@ async def test_two_tabs_refreshing_at_once_through_the_catch_up_both_stay_signed
     async with aiohttp.ClientSession(cookie_jar=aiohttp.DummyCookieJar()) as http:
         browser = Browser(http, node.url)
         user_id = (await browser.guest()).body["user_id"]
-        await redis.execute_command("SAVE")
-        backup = tmp_path / "backup.rdb"
-        shutil.copy(own_redis.dir / "dump.rdb", backup)
+        backup = await backed_up(own_redis, redis, tmp_path)
         for _ in range(8):  # under the refreshes' rate limit, with the two that follow
             assert (await browser.refresh()).status == 200
-        own_redis.stop()
-        shutil.copy(backup, own_redis.dir / "dump.rdb")
-        own_redis.start()
+        restore(own_redis, backup)
 
         tabs = [Browser(http, node.url, credential=browser.credential) for _ in range(2)]
         answers = await asyncio.gather(*(tab.refresh() for tab in tabs))
