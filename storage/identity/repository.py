@@ -321,7 +321,7 @@ class Identities:
         stream's moderation) until they expired, up to ``access_ttl_s`` (audit "operatorday").
         Remembered as long as such a token lives, as a sign-out everywhere is."""
         now_ms = self._clock.now_ms()
-        until_ms = now_ms + (self.config.access_ttl_s + math.ceil(self.config.revocation_poll_s) + 1) * 1000
+        until_ms = now_ms + self._user_mark_lasting_ms()
         await self._log_revoked([admin_withdrawn_entry(user_id, now_ms // 1000)], until_ms=until_ms, before_log=False)
 
     async def mark_saved(self, user_id: str, saved: bool) -> None:
@@ -651,11 +651,17 @@ class Identities:
         await self._redis.set(self._keys.user_signed_out(user_id), now_ms, ex=self.config.link_ttl_s)
         # Past its access_ttl_s no token bound to no device issued before it lives; nor does one a
         # node renewed before it heard of the sign-out (a poll later, and a second of iat's).
-        until_ms = now_ms + (self.config.access_ttl_s + math.ceil(self.config.revocation_poll_s) + 1) * 1000
+        until_ms = now_ms + self._user_mark_lasting_ms()
         await self._log_revoked([signed_out_entry(user_id)], until_ms=until_ms, before_log=False)
         ids = cast(list[str], await self._redis.zrange(self._keys.user_families(user_id), 0, -1))
         revoked = [family_id for family_id in ids if await self.revoke(user_id, family_id)]
         return now_ms, revoked
+
+    def _user_mark_lasting_ms(self) -> int:
+        """How long a user's mark in the revoked set (a sign-out everywhere, an admin withdrawn)
+        lasts: every token issued before it has expired by then, and one a node renewed before it
+        heard of the mark (a poll later, and a second of iat's)."""
+        return (self.config.access_ttl_s + math.ceil(self.config.revocation_poll_s) + 1) * 1000
 
     async def reapply(self, entries: dict[str, int]) -> None:
         """Apply again revocations still in force that Redis no longer holds, each until its own
@@ -665,12 +671,11 @@ class Identities:
         that were refusing them forgot them at their next full read (audit "restore"). What they
         ended in the records is ended again: the device's family revoked, every device a user
         listed at the sign-out everywhere, the admin flag. Logged again, for every node."""
-        lasting = self.config.access_ttl_s + math.ceil(self.config.revocation_poll_s) + 1
         for entry, until_ms in entries.items():
             user = parse_signed_out(entry)
             withdrawal = None if user else parse_admin_withdrawn(entry)
             if user is not None:
-                at_ms = until_ms - lasting * 1000  # when it was signed out (revoke_all's until)
+                at_ms = until_ms - self._user_mark_lasting_ms()  # when it was signed out (revoke_all's until)
                 if at_ms > await self.signed_out_at(user):
                     await self._redis.set(self._keys.user_signed_out(user), at_ms, ex=self.config.link_ttl_s)
                 for family_id in cast(list[str], await self._redis.zrange(self._keys.user_families(user), 0, -1)):
