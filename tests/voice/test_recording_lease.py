@@ -121,7 +121,9 @@ async def test_a_renewed_lease_keeps_the_recording(two_nodes: list[ServerUnderTe
     due_key = first.services.keys.voice_recording_due()
     start = await first.services.redis.zscore(due_key, session_id)
     assert start is not None
-    deadline = time.monotonic() + 10
+    # A bound for a machine under load, not a figure: a CI run's loaded machine (load 3.4 on two
+    # cores) took longer than 10 s for the three looks.
+    deadline = time.monotonic() + 30
     while time.monotonic() < deadline:
         score = await first.services.redis.zscore(due_key, session_id)
         if score is not None and score > start + 2 * LEASE_MS:
