@@ -453,13 +453,21 @@ function pickMimeType() {
   return MIME_TYPES.find((type) => MediaRecorder.isTypeSupported(type));
 }
 
+const MICROPHONE_ASKED = "Waiting for the microphone: allow it in the browser's prompt to record.";
+const MICROPHONE_ASKED_AFTER_MS = 400;
+
 async function ensureStream() {
   if (state.stream) return;
   let stream;
+  // The browser may ask the person first: said while it waits, nothing has started yet.
+  const asking = setTimeout(() => say(MICROPHONE_ASKED), MICROPHONE_ASKED_AFTER_MS);
   try {
     stream = await navigator.mediaDevices.getUserMedia({ audio: true });
   } catch (err) {
     throw new ApiError("microphone", `The microphone is not available: ${err?.message ?? err}`);
+  } finally {
+    clearTimeout(asking);
+    if (ui.message.textContent === MICROPHONE_ASKED) say("");
   }
   state.stream = stream;
   for (const track of stream.getTracks()) track.addEventListener("ended", () => microphoneEnded(stream));
@@ -602,7 +610,16 @@ async function store(key, { sessionId, userId }, parts, mimeType, startedAt, end
 let starting = false;
 let pausedWhileStarting = false;
 
+/** The microphone, asked for before anything is told or made: the session said "recording" while
+ * the browser still asked the person (as long as they took to answer), and a refused microphone
+ * left a new, empty session behind, or a session showing "error". Refused, nothing changed. */
+async function openMicrophone() {
+  state.mimeType = pickMimeType();
+  await ensureStream();
+}
+
 async function record() {
+  await openMicrophone(); // at once when New or Rec has opened it already
   let ack;
   try {
     ack = await tell("recording");
@@ -616,8 +633,7 @@ async function record() {
   starting = true;
   pausedWhileStarting = false;
   try {
-    state.mimeType = pickMimeType();
-    await ensureStream();
+    await ensureStream(); // taken away since (the system ended it): asked for again
     startChunk();
   } catch (err) {
     tellLater("error");
@@ -651,6 +667,7 @@ function giveWay() {
 const actions = {
   async new() {
     checkMicrophoneAllowed();
+    await openMicrophone();
     const created = await api("/voicebot/create_session", { method: "POST", body: {}, idempotent: true });
     follow(created.session_id, { open: true, status: "ready" });
     announceActive(created.session_id);
@@ -660,6 +677,7 @@ const actions = {
 
   async rec() {
     checkMicrophoneAllowed();
+    await openMicrophone();
     const moved = await catchUp();
     if (state.mode === "paused") {
       await record();
