@@ -356,6 +356,7 @@ async def _first_recorded_url(settings: Settings, stop: asyncio.Event) -> str:
 async def _work_while(settings: Settings, stop: asyncio.Event, url: str, *, follow: bool, metrics: Metrics) -> None:
     """The worker on ``url``, reconnected to the recorded URL whenever it changes (``follow``)."""
     first = True
+    check_blobs = True  # once per process, as a node does at its start
     retry_s = WORKER_RETRY_FIRST_S
     while not stop.is_set():
         try:
@@ -369,9 +370,14 @@ async def _work_while(settings: Settings, stop: asyncio.Event, url: str, *, foll
                     else:
                         print(f"sessionhub worker {worker.consumer} running", flush=True)
                     first = False
+                checking = asyncio.create_task(_say_blob_store_trouble(services)) if check_blobs else None
+                check_blobs = False
                 try:
                     url = await _work_until(worker, services, stop, settings, url if follow else None)
                 finally:
+                    if checking is not None:
+                        checking.cancel()
+                        await asyncio.gather(checking, return_exceptions=True)
                     services.voice.blobs.close()  # the S3 store's threads: a reconnection builds anew
         except RedisUnreachable as exc:
             if follow and not first:
@@ -384,6 +390,15 @@ async def _work_while(settings: Settings, stop: asyncio.Event, url: str, *, foll
             retry_s = min(retry_s * 2, WORKER_RETRY_MAX_S)
             if follow:  # a serve started meanwhile may have recorded another server
                 url = _read_recorded_url(settings) or url
+
+
+async def _say_blob_store_trouble(services: Services) -> None:
+    """A worker reads and writes the voice blob store as the nodes do (a Done's audio): a bucket
+    that is missing, refuses the keys or does not answer is said at its start too, in the node's
+    one WARNING line. Before, a worker on its own said nothing until its jobs failed."""
+    warning = await services.voice.blobs.check()
+    if warning:
+        log.warning("worker: %s", warning)
 
 
 async def _work_until(

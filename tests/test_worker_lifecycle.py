@@ -14,7 +14,7 @@ from server.services import connect_redis
 from storage.clock import Clock
 from storage.jobs import Job, JobQueue
 from storage.keys import Keys
-from tests.helpers import CHILD_TEST_TIMEOUT_S, RedisProcess
+from tests.helpers import CHILD_TEST_TIMEOUT_S, RedisProcess, free_port
 from tests.test_processes import ROOT, node_env
 
 pytestmark = pytest.mark.timeout(CHILD_TEST_TIMEOUT_S)
@@ -77,6 +77,40 @@ async def test_a_worker_waits_for_serve_to_record_its_embedded_redis(tmp_path: P
         )
     try:
         await _until("no serve has recorded an embedded Redis", err, worker)
+    finally:
+        worker.send_signal(signal.SIGTERM)
+        code = await asyncio.to_thread(worker.wait, 30)
+    assert code == 0
+
+
+async def test_a_worker_says_at_its_start_that_the_bucket_is_out_of_reach(
+    tmp_path: Path, redis_process: RedisProcess
+) -> None:
+    """A worker of its own (no node in the process) said nothing of a bucket it cannot reach until
+    its jobs failed; a node says it at its start, and so does a worker now."""
+    pytest.importorskip("boto3", reason="the s3 extra (boto3) is part of the dev extras")
+    endpoint = f"http://127.0.0.1:{free_port()}"  # nothing listens there
+    out, err = tmp_path / "worker.out", tmp_path / "worker.err"
+    s3 = {
+        "SESSIONHUB_VOICE_BLOB_STORE": "s3",
+        "SESSIONHUB_VOICE_S3_BUCKET": "audio-of-the-worker",
+        "SESSIONHUB_VOICE_S3_ENDPOINT_URL": endpoint,
+        "SESSIONHUB_VOICE_S3_ACCESS_KEY_ID": "test-key",
+        "SESSIONHUB_VOICE_S3_SECRET_ACCESS_KEY": "test-secret",
+    }
+    with out.open("wb") as stdout, err.open("wb") as stderr:
+        worker = subprocess.Popen(
+            [sys.executable, "-m", "server", "worker"],
+            cwd=ROOT,
+            env=node_env(tmp_path / "w", redis_process.url, **s3),
+            stdout=stdout,
+            stderr=stderr,
+        )
+    try:
+        await _until("audio-of-the-worker", err, worker)
+        [line] = [line for line in err.read_text().splitlines() if "audio-of-the-worker" in line]
+        assert "worker:" in line and endpoint in line, line
+        assert "test-secret" not in err.read_text()
     finally:
         worker.send_signal(signal.SIGTERM)
         code = await asyncio.to_thread(worker.wait, 30)
