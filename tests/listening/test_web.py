@@ -1185,3 +1185,27 @@ async def test_a_history_left_open_past_midnight_shows_the_new_day(
             break
     tomorrow = await bars.last.get_attribute("data-date")
     assert tomorrow is not None and today is not None and tomorrow > today, (today, tomorrow)
+
+
+@pytest.mark.parametrize("played_ms", [8_000, 3_000])
+async def test_a_short_play_offline_from_its_start_is_kept_once_its_pause_is_sent(
+    browser: Browser, lserver: ServerUnderTest, tabs: list[Tab], played_ms: int
+) -> None:
+    """Offline from the start: Play, a few seconds, Pause. The page said the pause would be sent
+    once back; it was, answered `none` (the server had no session), and what was played was
+    dropped as shorter than a waking's 10 s, though the server keeps anything from 1 s (audit
+    "journeys3")."""
+    player, gate = await player_behind_a_gate(browser, lserver, tabs, page_clock=True)
+    row = player.locator('li[data-item-id="demo-audiobook-1"]')
+    await gate.cut()
+    await expect(player.locator("#connection")).to_have_attribute("data-state", "offline")
+    await row.locator("button.play").click()
+    await player.clock.run_for(played_ms)  # its reports wait, unsent
+    await row.locator("button.pause").click()
+    await expect(player.locator("#player-notice")).to_contain_text("The pause is sent once the connection is back.")
+    gate.release()
+    await expect(row).to_have_attribute("data-offline-upload", "uploaded")
+    [upload] = await listed_sessions(lserver)
+    assert (upload["source"], upload["open"]) == ("upload", False), upload
+    # The page's clock also runs on with real time between the two presses.
+    assert played_ms <= upload["ended_at"] - upload["started_at"] <= played_ms + 5_000, upload

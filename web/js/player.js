@@ -328,6 +328,9 @@ function keep() {
     pressed: press.wall,
     position_s: positions.get(item.item_id) ?? 0, // where it was paused: a new page knows none
     awake: awake.map((span) => [span.from.wall, span.to.wall]),
+    // Beside the pairs, which a page of the release before reads (and drops a pause whose pairs
+    // are not pairs): the first span is the play's start.
+    awake_from_start: awake[0]?.fromStart === true,
   }));
   const uploads = [...gaps.values()];
   const others = readKept();
@@ -356,7 +359,11 @@ function takeBack() {
     handled.add(pauseKey(pause));
     const item = ITEMS.find((candidate) => candidate.item_id === pause.item_id);
     if (!item || owed.has(item.item_id) || !Number.isFinite(pause.pressed)) continue;
-    const awake = (pause.awake ?? []).map(([from, to]) => ({ from: { wall: from }, to: { wall: to } }));
+    const awake = (pause.awake ?? []).map(([from, to], at) => ({
+      from: { wall: from },
+      to: { wall: to },
+      fromStart: at === 0 && pause.awake_from_start === true,
+    }));
     owed.set(item.item_id, {
       item,
       status: pause.status,
@@ -407,7 +414,7 @@ function heard(stretch, ack, sentWall) {
       const from = session.ended_at - (sentWall - span.from.wall);
       const to = span.to === null ? session.started_at : session.ended_at - (sentWall - span.to.wall);
       const [start, stop] = [Math.max(from, floor), Math.min(to, session.started_at)];
-      if (stop - start >= AWAKE_MIN_MS) addUpload(stretch.item, awakeId(span), start, stop);
+      if (stop - start >= awakeMinMs(span)) addUpload(stretch.item, awakeId(span), start, stop);
     }
   }
   // A write holds the play up to now: nothing before it is still unheard.
@@ -442,6 +449,17 @@ function tick(stretch) {
 // the session before it is closed. One shorter than this is the seconds a woken machine takes to
 // connect again (or a report's way there and back): a session of them would only split the history.
 const AWAKE_MIN_MS = STOPPED_AFTER_MS;
+// The span from a play's start that no report of it reached (offline from the start) is the play
+// itself: it is uploaded from the server's own minimum (`SESSIONHUB_LISTENING_MIN_SESSION_MS`, 1 s
+// by default; the server drops shorter ones as taps). Held to the waking's 10 s, an 8 s listen
+// played offline and paused was lost, though the page said its pause would be sent (audit
+// "journeys3").
+const PLAY_START_MIN_MS = 1000;
+
+/** The least a span played unheard must last to be uploaded. */
+function awakeMinMs(span) {
+  return span.fromStart ? PLAY_START_MIN_MS : AWAKE_MIN_MS;
+}
 
 /** The spans awake, the open one ended at `at` ({page, wall}; null: left open): taken out of the
  * stretch unless `take` is false. */
@@ -462,7 +480,7 @@ function awakeId(span) {
 /** The spans awake uploaded on the wall clock (`sent_at` puts them on the server's). */
 function uploadAwake(item, spans) {
   for (const span of spans) {
-    if (span.to.wall - span.from.wall >= AWAKE_MIN_MS)
+    if (span.to.wall - span.from.wall >= awakeMinMs(span))
       addUpload(item, awakeId(span), span.from.wall, span.to.wall, true);
   }
 }
@@ -571,7 +589,7 @@ async function play(item) {
     stopped: null, // {page, wall} of the last heartbeat before the page stopped
     // The spans played unheard ({from, to}: {page, wall}; to null: on): from the start until the
     // first report is answered, then from each waking.
-    awake: [{ from: { page: performance.now(), wall: Date.now() }, to: null }],
+    awake: [{ from: { page: performance.now(), wall: Date.now() }, to: null, fromStart: true }],
   };
   startTone(item.hz);
   render();
