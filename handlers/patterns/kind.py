@@ -6,7 +6,7 @@ from typing import Any
 
 from auth.claims import Claims
 from handlers.kinds import SessionKind, Snapshot
-from handlers.patterns.views import UNTITLED, full_view, parent_name_now, session_url
+from handlers.patterns.views import full_view, parent_name_now, session_url
 from storage.patterns.repository import KIND, PatternSessions
 from storage.sessions import SessionMeta
 
@@ -43,6 +43,4 @@ class PatternKind(SessionKind):
             await self._patterns.forget_child(parent_id, session_id)
 
     def summary(self, record: dict[str, str]) -> dict[str, Any]:
-        # The name the pattern's own page shows (and a remix's "remixed from"): the dashboard and the
-        # home page's list said "Untitled pattern" of what the page called "Untitled Session".
-        return {"title": record.get("name") or UNTITLED, "url": session_url(record.get("id", ""))}
+        return {"title": record.get("name") or "Untitled pattern", "url": session_url(record.get("id", ""))}

@@ -604,19 +604,6 @@ async def test_a_token_names_the_author_and_lists_the_pattern(
     assert (await stored_fields(server, session_id))["owner_id"] == ""
 
 
-async def test_an_unnamed_pattern_is_listed_by_the_name_its_page_shows(
-    server: ServerUnderTest, http: aiohttp.ClientSession
-) -> None:
-    """The page and a remix's "remixed from" say "Untitled Session"; the lists said "Untitled
-    pattern" of the same pattern (audit "journeys3")."""
-    token = server.token("bob")
-    async with http.post("/api/sessions", json={}, headers={"Authorization": f"Bearer {token}"}) as r:
-        session_id = (await r.json())["id"]
-    async with http.get("/api/me/sessions", headers={"Authorization": f"Bearer {token}"}) as r:
-        [listed] = (await r.json())["sessions"]
-    assert (listed["session_id"], listed["title"]) == (session_id, "Untitled Session"), listed
-
-
 async def test_redis_down_is_503_with_retry_after_and_counted(tmp_path: Path) -> None:
     own = RedisProcess(tmp_path / "redis")
     own.start()

@@ -263,7 +263,7 @@ async def test_patterns_opens_the_persons_untouched_pattern_before_making_anothe
     server: ServerUnderTest, tab: Tab
 ) -> None:
     """Each look at the nav's Patterns made an empty pattern, and "My recent sessions" filled with
-    "Untitled Session"s; one left as it came is opened again, and a new one made once it is used."""
+    "Untitled pattern"s; one left as it came is opened again, and a new one made once it is used."""
     page = await tab.open("/patterns")
     await expect(page).to_have_url(re.compile(rf"/s/{UUID}$"))
     first = page.url

@@ -579,7 +579,7 @@ async function createSession(path = "/api/sessions") {
 /**
  * The person's newest session, when it is a pattern nothing was ever done in (made by an earlier
  * look at "Patterns" and left as it came): opened again rather than another empty one made. Each
- * look made one, and "My recent sessions" filled with "Untitled Session"s. Null when there is none
+ * look made one, and "My recent sessions" filled with "Untitled pattern"s. Null when there is none
  * (or no identity to ask with): a new one is made.
  */
 async function untouchedPattern() {
