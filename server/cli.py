@@ -33,8 +33,8 @@ def _port(text: str) -> int:
         port = int(text)
     except ValueError:
         raise argparse.ArgumentTypeError(f"{text!r} is not a port number") from None
-    if not 0 < port < 65536:
-        raise argparse.ArgumentTypeError(f"{port} is not a port (1-65535)")
+    if not 0 <= port < 65536:  # 0: any free port, as PORT=0
+        raise argparse.ArgumentTypeError(f"{port} is not a port (0-65535)")
     return port
 
 
@@ -114,9 +114,13 @@ def main(argv: list[str] | None = None) -> int:
         settings = Settings()
     except ValidationError as exc:
         return _refuse(validation_message(exc), logs.format_from_environment())
-    if getattr(args, "host", None):
+    # Set when given, 0 and "" too (0: any free port, as PORT=0; an empty host is refused, as
+    # SESSIONHUB_HOST="" is): a falsy value was dropped, and the default served instead.
+    if getattr(args, "host", None) is not None:
+        if not args.host.strip():
+            return _refuse("--host: an empty host names no interface", logs.format_from_environment())
         settings.host = args.host
-    if getattr(args, "port", None):
+    if getattr(args, "port", None) is not None:
         settings.port = args.port
     logs.configure(settings.log_level, settings.log_format)
     if args.command == "serve":

@@ -134,7 +134,8 @@ class Settings(BaseSettings):
     # pool's size and 256 more (files, the bus, the lean link, a transcription's pipes).
     descriptor_reserve: int | None = Field(default=None, ge=0)
     # Young-generation threshold of the garbage collector (0 keeps CPython's; server/process.py).
-    gc_gen0_threshold: int = Field(default=10_000, ge=0)
+    # At most a C int: gc.set_threshold refuses more, and it runs once the port is already bound.
+    gc_gen0_threshold: int = Field(default=10_000, ge=0, le=2**31 - 1)
     # A garbage collection holding the event loop this long or longer is logged (0: none is).
     gc_pause_log_ms: float = Field(default=100.0, ge=0)
 

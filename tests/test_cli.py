@@ -105,6 +105,12 @@ def test_settings_out_of_range_are_one_line(tmp_path: Path) -> None:
         run("serve", data_dir=tmp_path, SESSIONHUB_PATTERNS_PRESENCE_TTL_S="3"), "SESSIONHUB_PATTERNS_PRESENCE_TTL_S"
     )
     one_line_refusal(run("serve", "--port", "99999", data_dir=tmp_path), "--port", code=2)
+    # Taken, then refused by the garbage collector once the port was bound: a traceback, exit 1.
+    one_line_refusal(
+        run("serve", data_dir=tmp_path, SESSIONHUB_GC_GEN0_THRESHOLD=str(2**31)), "SESSIONHUB_GC_GEN0_THRESHOLD"
+    )
+    # Dropped before, and the default host served instead (SESSIONHUB_HOST="" is refused).
+    one_line_refusal(run("serve", "--host", "", data_dir=tmp_path), "--host")
 
 
 @pytest.mark.parametrize(
@@ -177,12 +183,18 @@ def test_a_short_jwt_secret_is_refused_at_start(tmp_path: Path) -> None:
     )
 
 
-def test_port_0_serves_on_a_free_port_and_says_which(redis_process: RedisProcess, tmp_path: Path) -> None:
-    """It said "serving on http://127.0.0.1:0": the port asked for, not the one bound."""
+@pytest.mark.parametrize("by_option", [False, True], ids=["PORT=0", "--port 0"])
+def test_port_0_serves_on_a_free_port_and_says_which(
+    redis_process: RedisProcess, tmp_path: Path, by_option: bool
+) -> None:
+    """It said "serving on http://127.0.0.1:0": the port asked for, not the one bound. And
+    ``--port 0``, which README says is the same as ``PORT=0``, was refused (audit "docstruth")."""
     base = {"PATH": "/usr/bin:/bin", "SESSIONHUB_DATA_DIR": str(tmp_path), "SESSIONHUB_JWT_SECRET": SECRET}
-    env = {**base, "PORT": "0", "REDIS_URL": redis_process.url, "SESSIONHUB_INPROCESS_WORKERS": "0"}
+    env = {**base, "REDIS_URL": redis_process.url, "SESSIONHUB_INPROCESS_WORKERS": "0"}
+    env["PORT"] = "1" if by_option else "0"  # the option wins over PORT
+    options = ["--port", "0"] if by_option else []
     child = subprocess.Popen(
-        [sys.executable, "-m", "server", "serve"], cwd=ROOT, env=env, stdout=subprocess.PIPE, text=True
+        [sys.executable, "-m", "server", "serve", *options], cwd=ROOT, env=env, stdout=subprocess.PIPE, text=True
     )
     try:
         assert child.stdout is not None
