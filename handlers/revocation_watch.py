@@ -17,6 +17,7 @@ from handlers.background import every, for_app_lifetime
 from handlers.connection import Connections
 from handlers.context import Services
 from handlers.log_throttle import LogThrottle
+from protocol.events import PERMISSIONS_WITHDRAWN, SIGNED_OUT
 from storage.identity.repository import Position, parse_admin_withdrawn, parse_signed_out
 
 log = logging.getLogger(__name__)
@@ -24,10 +25,6 @@ log = logging.getLogger(__name__)
 # goes on at its interval, which may be short).
 _failed = LogThrottle(log)
 
-SIGNED_OUT_EVENT = "signed_out"
-# Told to a connection whose token lost a permission (an operator withdrew the user's admin)
-# before it is closed: the client connects again with a token minted after it.
-PERMISSIONS_WITHDRAWN_EVENT = "permissions_withdrawn"
 NO_EXPIRY_MS = 2**63  # later than any revocation's end
 
 
@@ -101,7 +98,7 @@ class RevocationWatch:
         withdrawn = _latest(filter(None, map(parse_admin_withdrawn, new)))
         for sid in self._connections.of_withdrawn_admins(withdrawn):
             message = "the admin permission was withdrawn; connect again with a new token"
-            await self._sio.emit(PERMISSIONS_WITHDRAWN_EVENT, {"error": "unauthorized", "message": message}, to=sid)
+            await self._sio.emit(PERMISSIONS_WITHDRAWN, {"error": "unauthorized", "message": message}, to=sid)
             await self._sio.disconnect(sid)
 
     def _adopt(self) -> None:
@@ -124,7 +121,7 @@ class RevocationWatch:
     async def _sign_out(self, sids: list[str], why: str) -> None:
         for sid in sids:
             # Told first, so that a page can say why instead of retrying with a dead token.
-            await self._sio.emit(SIGNED_OUT_EVENT, {"error": "unauthorized", "message": why}, to=sid)
+            await self._sio.emit(SIGNED_OUT, {"error": "unauthorized", "message": why}, to=sid)
             await self._sio.disconnect(sid)
 
 

@@ -18,6 +18,10 @@ MATERIAL_ADDED: Final = "material_added"
 # Server notices that are not log entries.
 SESSION_SNAPSHOT: Final = "session_snapshot"
 SESSION_RESYNC: Final = "session_resync"
+# Told to a connection before it is closed: its device was signed out; its token lost a
+# permission (an operator withdrew the user's admin: it connects again with a token minted after).
+SIGNED_OUT: Final = "signed_out"
+PERMISSIONS_WITHDRAWN: Final = "permissions_withdrawn"
 PROTOCOL_ERROR: Final = "protocol_error"
 # A change of the user's active voice session (seed 002), to connections that follow it
 # (follow_active_session): {"session_id", "seq"}.
