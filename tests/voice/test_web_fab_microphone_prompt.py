@@ -4,8 +4,9 @@ showing "error", behind."""
 
 from __future__ import annotations
 
-from playwright.async_api import expect
+from playwright.async_api import Page, expect
 
+from storage.voice.repository import VoiceSession
 from tests.browser import Tab
 from tests.helpers import ServerUnderTest
 from tests.voice.test_web_session_follow import until_audio_is_kept
@@ -31,15 +32,22 @@ navigator.mediaDevices.getUserMedia = async () => {
 """
 
 
-async def test_a_session_says_recording_only_once_the_microphone_is_open(server: ServerUnderTest, tab: Tab) -> None:
+async def rec_pressed(server: ServerUnderTest, tab: Tab, microphone: str) -> tuple[Page, str, VoiceSession]:
+    """Rec pressed on a session's page whose microphone answers as ``microphone`` says: the page,
+    the session, and the session as it was before."""
     await tab.use_token(server.token("alice"))
-    await tab.page.add_init_script(PROMPT_HELD)
+    await tab.page.add_init_script(microphone)
     session_id = await server.create_session("alice")
     before = await server.services.voice.get(session_id)
     assert before is not None
     page = await tab.open(f"/session/{session_id}")
     await expect(page.locator("#fab-rec")).to_be_enabled()
     await page.locator("#fab-rec").click()
+    return page, session_id, before
+
+
+async def test_a_session_says_recording_only_once_the_microphone_is_open(server: ServerUnderTest, tab: Tab) -> None:
+    page, session_id, before = await rec_pressed(server, tab, PROMPT_HELD)
     await page.wait_for_function("window.microphoneAsked === 1")
     # The prompt is up: nothing was told (before, "recording" was, and stayed while it was up).
     session = await server.services.voice.get(session_id)
@@ -68,14 +76,7 @@ async def test_a_refused_microphone_makes_no_session(server: ServerUnderTest, ta
 
 
 async def test_a_refused_microphone_leaves_the_session_as_it_was(server: ServerUnderTest, tab: Tab) -> None:
-    await tab.use_token(server.token("alice"))
-    await tab.page.add_init_script(PROMPT_REFUSED)
-    session_id = await server.create_session("alice")
-    before = await server.services.voice.get(session_id)
-    assert before is not None
-    page = await tab.open(f"/session/{session_id}")
-    await expect(page.locator("#fab-rec")).to_be_enabled()
-    await page.locator("#fab-rec").click()
+    page, session_id, before = await rec_pressed(server, tab, PROMPT_REFUSED)
     await expect(page.locator("#fab-message")).to_contain_text("The microphone is not available")
     await expect(page.locator("#fab-rec")).to_be_enabled()
     session = await server.services.voice.get(session_id)
