@@ -356,7 +356,6 @@ async def _first_recorded_url(settings: Settings, stop: asyncio.Event) -> str:
 async def _work_while(settings: Settings, stop: asyncio.Event, url: str, *, follow: bool, metrics: Metrics) -> None:
     """The worker on ``url``, reconnected to the recorded URL whenever it changes (``follow``)."""
     first = True
-    check_blobs = True  # once per process, as a node does at its start
     retry_s = WORKER_RETRY_FIRST_S
     while not stop.is_set():
         try:
@@ -364,14 +363,14 @@ async def _work_while(settings: Settings, stop: asyncio.Event, url: str, *, foll
                 retry_s = WORKER_RETRY_FIRST_S
                 services = build_services(settings, redis=redis, tokens=token_service(settings), metrics=metrics)
                 worker = _worker(services, settings)
+                # The store looked at once per process, as a node does at its start.
+                checking = asyncio.create_task(_say_blob_store_trouble(services)) if first else None
                 if first:
                     if settings.log_format == "json":
                         log.info("sessionhub worker %s running", worker.consumer)
                     else:
                         print(f"sessionhub worker {worker.consumer} running", flush=True)
                     first = False
-                checking = asyncio.create_task(_say_blob_store_trouble(services)) if check_blobs else None
-                check_blobs = False
                 try:
                     url = await _work_until(worker, services, stop, settings, url if follow else None)
                 finally:
