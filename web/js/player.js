@@ -477,12 +477,12 @@ function awakeId(span) {
   return `awake-${deviceId()}-${span.from.wall}`;
 }
 
-/** The spans awake uploaded on the wall clock (`sent_at` puts them on the server's). */
+/** The spans awake uploaded on the wall clock (`sent_at` puts them on the server's): each
+ * upload's first send, settled once answered or found unsent. */
 function uploadAwake(item, spans) {
-  for (const span of spans) {
-    if (span.to.wall - span.from.wall >= awakeMinMs(span))
-      addUpload(item, awakeId(span), span.from.wall, span.to.wall, true);
-  }
+  return spans
+    .filter((span) => span.to.wall - span.from.wall >= awakeMinMs(span))
+    .map((span) => addUpload(item, awakeId(span), span.from.wall, span.to.wall, true));
 }
 
 /** The span from `heard`'s end to `endedAt` (server clock), played while the server heard
@@ -492,9 +492,9 @@ function addGap(item, heardBefore, endedAt) {
 }
 
 /** Upload `item` played from `startedAt` to `endedAt` (the server's clock, or this page's wall
- * clock when `onWallClock`), once, sent again until answered. */
+ * clock when `onWallClock`), once, sent again until answered; returns its first send. */
 function addUpload(item, clientId, startedAt, endedAt, onWallClock = false) {
-  if (endedAt <= startedAt) return;
+  if (endedAt <= startedAt) return Promise.resolve();
   gaps.set(clientId, {
     item_id: item.item_id,
     device_id: deviceId(),
@@ -505,7 +505,7 @@ function addUpload(item, clientId, startedAt, endedAt, onWallClock = false) {
     onWallClock,
   });
   keep();
-  uploadGap(clientId);
+  return uploadGap(clientId);
 }
 
 /** A moment of this page (its clock) on the server's, by the last ack that wrote. */
@@ -550,8 +550,27 @@ function reportOwed() {
     if (Date.now() - press.wall < OWED_FOR_MS) send(item, status, press, heardBefore, null, awake);
   }
   keep(); // sent: one not heard again is owed again (kept again)
-  if (current) send(current.item, "playing");
+  if (current) reportPlaying(current);
   for (const clientId of [...gaps.keys()]) uploadGap(clientId);
+}
+
+/** The play under way, reported once the connection is back. One that no report got through of
+ * yet (played offline from its start) first uploads what it played, then reports: the report takes
+ * that uploaded session up again (`resumed`, as after a pause), one play on the history. Reported
+ * first, it began a session of its own and the minutes played offline were uploaded beside it: two
+ * entries for one play. Its heartbeats wait meanwhile (one would begin that session of its own). */
+async function reportPlaying(stretch) {
+  const [open] = stretch.awake;
+  if (stretch.heard === null && stretch.awake.length === 1 && open.fromStart && open.to === null) {
+    stretch.uploading = true;
+    try {
+      const now = { page: performance.now(), wall: Date.now() };
+      await Promise.all(uploadAwake(stretch.item, endAwake(stretch, now)));
+    } finally {
+      stretch.uploading = false;
+    }
+  }
+  if (current === stretch) send(stretch.item, "playing");
 }
 
 async function play(item) {
@@ -587,6 +606,7 @@ async function play(item) {
     heard: null,
     tick: { page: performance.now(), wall: Date.now() },
     stopped: null, // {page, wall} of the last heartbeat before the page stopped
+    uploading: false, // back online, what it played offline from its start is being uploaded
     // The spans played unheard ({from, to}: {page, wall}; to null: on): from the start until the
     // first report is answered, then from each waking.
     awake: [{ from: { page: performance.now(), wall: Date.now() }, to: null, fromStart: true }],
@@ -601,6 +621,7 @@ async function play(item) {
     if (stretch) tick(stretch);
     const sentWall = Date.now();
     stretch &&
+      !stretch.uploading &&
       report(stretch.item, "playing", null, null, stretch).then(
         (ack) => {
           notice("");
