@@ -20,7 +20,8 @@ The contract, i.e. everything relied on beyond the libraries' documented API (a 
   ``schedule_ping()``, ``handler.__self__`` being the socket; ``handle_post_request(environ)``
   being what ``handle_request`` awaits for a long-polling POST (the body in
   ``environ["wsgi.input"]``, ``CONTENT_LENGTH`` its length), its ``EngineIOError`` answered 400
-  once the session is closed (:func:`_post` takes its place per socket, with
+  once the session is closed while the session is still in ``sockets``, a normal return answered
+  200 (:func:`_post` takes its place per socket, with
   ``engineio.payload.Payload(encoded_payload=)``); the ``websocket`` driver entry
   built as ``(handler, server)`` and awaited with the environ, its result being the HTTP answer.
 - ``engineio.AsyncServer._handle_connect`` and ``handle_request`` leaving a socket whose
@@ -770,6 +771,14 @@ ADMIT_PER_TURN = 8
 _CUT_SHORT: Any = web.RequestKey("post_cut_short", bool) if hasattr(web, "RequestKey") else "sessionhub.cut_short"
 
 
+# Set on a long-polling POST refused after its session ended while its body was read (its
+# connect deadline passed, its long-poll's connection dropped): see _post.
+_SESSION_GONE: Any = (
+    web.RequestKey("post_session_gone", bool) if hasattr(web, "RequestKey") else "sessionhub.post_session_gone"
+)
+SESSION_GONE_MID_BODY = "the session ended while this body was read"
+
+
 def cut_short(request: web.Request) -> bool:
     """Whether a request Engine.IO answered was cancelled meanwhile: its answer must not be sent.
 
@@ -785,6 +794,26 @@ def cut_short(request: web.Request) -> bool:
 
 
 async def _post(socket_ref: weakref.ReferenceType[AsyncSocket], environ: dict[str, Any]) -> None:
+    """A long-polling POST (:func:`_read_post`), refused once its session ended meanwhile.
+
+    python-engineio (4.15) answers a POST whose handler raises ``EngineIOError`` only while the
+    session is still among its sockets; this lane takes an ended polling session out of them at
+    once (:meth:`LightEngineServer.end`). A body cut or late after its session ended (an
+    anonymous one past its connect deadline, a phone whose long-poll dropped) then failed
+    Engine.IO's handler itself: a 500 and an ERROR traceback per request, which anyone could
+    make without a token. Such a refusal returns instead, marked on the request, and
+    ``handle_request`` answers the documented 400 ``invalid_payload``; Engine.IO's 200 for it is
+    never sent."""
+    try:
+        await _read_post(socket_ref, environ)
+    except engineio.exceptions.EngineIOError:
+        socket = socket_ref()
+        if socket is not None and socket.server.sockets.get(socket.sid) is socket:
+            raise  # the session lives: Engine.IO ends it and answers 400
+        environ["aiohttp.request"][_SESSION_GONE] = True
+
+
+async def _read_post(socket_ref: weakref.ReferenceType[AsyncSocket], environ: dict[str, Any]) -> None:
     """A long-polling POST: python-engineio's ``AsyncSocket.handle_post_request``, except that a
     body that is not UTF-8 or not an Engine.IO payload (too many packets, a bad packet type) is
     refused, as the WebSocket closes with 1007 or 1002: ``EngineIOError`` has Engine.IO close the
@@ -975,6 +1004,8 @@ class LightEngineServer(engineio.AsyncServer):
                 running.discard(sid)
             if cut_short(request):
                 raise asyncio.CancelledError
+            if request.get(_SESSION_GONE):
+                return to_http(CodedError(ErrorCode.INVALID_PAYLOAD, SESSION_GONE_MID_BODY))
             if request.method == "GET" and request.transport is None:
                 # The client closed or reset this poll's connection while it waited: the packets
                 # it was answered with go nowhere. Its session ends, so that its client resumes

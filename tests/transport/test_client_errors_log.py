@@ -10,6 +10,7 @@ shutdown cutting a long-polling POST mid-body as a CancelledError WARNING traceb
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 from pathlib import Path
 
@@ -17,6 +18,7 @@ import aiohttp
 import pytest
 
 from server.app import SIO_KEY
+from server.transport import fastpath, stock
 from server.transport.stock import EngineLog
 from tests.conftest import start_server
 from tests.helpers import BOTH_LANES, RedisProcess
@@ -97,6 +99,49 @@ async def test_a_shutdown_cutting_a_long_polling_post_answers_it_nothing_and_log
         finally:
             writer.close()
     assert answer == b""  # dropped unanswered: its packets were never taken, not a 200
+    assert _loud(caplog) == []
+
+
+@LANES
+async def test_a_long_polling_post_whose_session_ends_mid_body_is_a_400_and_logs_no_error(
+    redis_process: RedisProcess,
+    redis: object,
+    tmp_path: Path,
+    caplog: pytest.LogCaptureFixture,
+    monkeypatch: pytest.MonkeyPatch,
+    lane: str,
+) -> None:
+    """An anonymous session's POST stalls mid-body; its connect deadline ends the session before
+    the body's own. The fast lane takes an ended session out of Engine.IO's sockets at once, and
+    python-engineio then failed its own handler: a 500 and an ERROR traceback per request, which
+    anyone could make without a token (audit "slowbodies")."""
+    caplog.set_level(logging.DEBUG)
+    for module in (fastpath, stock):
+        monkeypatch.setattr(module, "BODY_READ_TIMEOUT_S", 3.0)
+    server = await start_server(redis_process.url, tmp_path, transport=lane, connect_timeout_s=0.5)
+    try:
+        async with aiohttp.ClientSession() as http:
+            poller = await RawPoller.open(http, server.url)  # never CONNECTs
+            reader, writer = await asyncio.open_connection("127.0.0.1", port_of(server.url))
+            try:
+                target = poller.url.removeprefix(server.url)
+                head = f"POST {target} HTTP/1.1\r\nHost: x\r\nContent-Type: text/plain\r\nContent-Length: 100\r\n\r\n"
+                writer.write(head.encode() + b"40{}")
+                async with asyncio.timeout(15):
+                    answer = await reader.readuntil(b"\r\n\r\n")
+                    length = int(answer.lower().split(b"content-length:")[1].split(b"\r\n")[0])
+                    body = await reader.readexactly(length)
+                # The rest of what it announced, which a server lingering to read it waits for.
+                writer.write(b" " * 96)
+                await writer.drain()
+            finally:
+                writer.close()
+                await writer.wait_closed()
+            assert answer.split()[1] == b"400", answer
+            assert json.loads(body)["error"] == "invalid_payload", body
+            assert await poller.get() == ["HTTP 400"]  # the session is gone
+    finally:
+        await server.stop()
     assert _loud(caplog) == []
 
 
