@@ -20,6 +20,7 @@ from multidict import CIMultiDict, CIMultiDictProxy
 from auth.claims import Claims
 from auth.tokens import TokenService
 from handlers.errors import to_http
+from handlers.held_bytes import HELD_BYTES_KEY
 from handlers.metrics import METRICS_KEY
 from protocol.errors import CodedError, ErrorCode
 from storage.clock import Clock
@@ -127,6 +128,10 @@ async def continue_body(request: web.Request) -> None:
         request.writer.output_size = 0  # what aiohttp's own handler does: the answer starts after it
 
 
+# A body refused while it grows because the node holds too many unfinished ones: anonymous
+# clients stalling bodies by the hundred (handlers.held_bytes); an honest one may send it again.
+HELD_TOO_MUCH = "the server holds too many unfinished request bodies; send it again"
+
 # A client that closed its connection before its body's end: its fault, not the server's (a 400
 # in the request log and the metrics, no traceback), though nobody reads the answer.
 CUT_BODY = "the connection closed before the body arrived whole"
@@ -137,8 +142,12 @@ async def read_body(request: web.Request, max_bytes: int) -> bytes:
     # One read() returns what has arrived so far, not the body: a body split over TCP
     # segments must be read to its end (or until it is over the cap), and within a deadline,
     # or a client trickling its body holds the handler forever.
+    # What an unfinished body holds counts in the node's budget (handlers.held_bytes), as an
+    # unfinished WebSocket frame does; one that arrives whole in one read is never counted.
+    budget = request.config_dict.get(HELD_BYTES_KEY)
     chunks: list[bytes] = []
     size = 0
+    counted = 0
     await continue_body(request)
     try:
         async with asyncio.timeout(BODY_READ_TIMEOUT_S):
@@ -149,11 +158,19 @@ async def read_body(request: web.Request, max_bytes: int) -> bytes:
                     raise CodedError(
                         ErrorCode.PAYLOAD_TOO_LARGE, f"the body is limited to {max_bytes} bytes", max_bytes=max_bytes
                     )
+                if budget is not None and not request.content.at_eof():
+                    budget.held += size - counted
+                    counted = size
+                    if budget.over():
+                        raise CodedError(ErrorCode.INVALID_PAYLOAD, HELD_TOO_MUCH)
     except TimeoutError:
         message = f"the body did not arrive within {BODY_READ_TIMEOUT_S:g} s"
         raise CodedError(ErrorCode.INVALID_PAYLOAD, message) from None
     except ConnectionResetError:  # aiohttp's word for a client gone before its body's end
         raise CodedError(ErrorCode.INVALID_PAYLOAD, CUT_BODY) from None
+    finally:
+        if budget is not None:
+            budget.held -= counted
     return b"".join(chunks)
 
 

@@ -30,6 +30,7 @@ from handlers.home import HomeRoutes
 from handlers.jwks_watch import JwksWatch
 from handlers.unread_bodies import close_after_unread_bodies
 from handlers.paced_bodies import paced_bodies
+from handlers.held_bytes import HELD_BYTES_KEY, HeldBytes
 from handlers.write_deadline import WRITE_DEADLINE_KEY, WriteDeadline
 from handlers.passkeys_http import PasskeyRoutes
 from handlers.patterns import capability as patterns
@@ -92,7 +93,9 @@ def capabilities(settings: Settings) -> Sequence[Capability]:
     )
 
 
-def build_sio(settings: Settings, write_deadline: WriteDeadline | None = None) -> SocketServer:
+def build_sio(
+    settings: Settings, write_deadline: WriteDeadline | None = None, held_bytes: HeldBytes | None = None
+) -> SocketServer:
     """The Socket.IO server of the lane ``settings.transport`` chooses (``server.transport``):
     the fast one, or the stock one when the libraries are untested (``UnsupportedVersions``
     when ``fast`` was asked for then; ``serve`` logs why once it serves)."""
@@ -106,7 +109,7 @@ def build_sio(settings: Settings, write_deadline: WriteDeadline | None = None) -
         max_http_connections_per_address=settings.http_connections_per_address,
         descriptor_reserve=settings.kept_descriptors,
         trust_forwarded_for=settings.forwarded_hops,
-        partial_frames_budget_bytes=settings.partial_frames_budget_bytes,
+        held_bytes=held_bytes,
         outbound_budget_bytes=settings.outbound_budget_bytes,
         write_deadline=write_deadline,
         async_mode="aiohttp",
@@ -197,7 +200,10 @@ def build_app(settings: Settings, *, services: Services) -> web.Application:
     """
     logs.quiet_client_errors()  # a client's malformed request is no server ERROR
     write_deadline = WriteDeadline(settings.write_stall_timeout_s)
-    sio = build_sio(settings, write_deadline)
+    # One budget of bytes held for unfinished requests: the fast lane's frames and polling
+    # bodies, and the routes' bodies (handlers.held_bytes).
+    held_bytes = HeldBytes(settings.partial_frames_budget_bytes)
+    sio = build_sio(settings, write_deadline, held_bytes)
     services, bus = attach_bus(services, sio)
     # keepalive_timeout also closes a connection that sends nothing, or trickles its headers,
     # for that long (aiohttp starts the timer when the connection is made).
@@ -212,6 +218,7 @@ def build_app(settings: Settings, *, services: Services) -> web.Application:
     app[FRONT_HOOKS] = []
     app[IDLE_TIMEOUT_KEY] = settings.http_idle_timeout_s
     app[WRITE_DEADLINE_KEY] = write_deadline
+    app[HELD_BYTES_KEY] = held_bytes
     app.middlewares.append(paced_bodies)  # outermost: every route's large answer, errors' included
     app.middlewares.append(close_after_unread_bodies)  # what paced_bodies writes keeps its close
     app.middlewares.append(session_use_middleware(services.sessions))

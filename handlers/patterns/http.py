@@ -20,7 +20,7 @@ from pydantic import ValidationError
 from handlers.cleanups import delete_owing
 from handlers.context import Services
 from handlers.errors import REDIS_DISK, REDIS_FULL, classify
-from handlers.http_common import client_address, read_body
+from handlers.http_common import HELD_TOO_MUCH, client_address, read_body
 from handlers.idempotency import address_owner, derived_id, idempotent
 from handlers.metrics import Metrics
 from handlers.patterns.api_errors import ApiError, validation_failed
@@ -171,6 +171,8 @@ class PatternRoutes:
         except CodedError as exc:
             if exc.code is ErrorCode.PAYLOAD_TOO_LARGE:
                 raise ApiError(413, "Request body too large", maxBytes=limit) from None
+            if exc.message == HELD_TOO_MUCH:
+                raise ApiError(400, "Too many unfinished request bodies: send it again") from None
             raise ApiError(400, "Request body did not arrive in time") from None
         if not raw.strip():
             return None

@@ -31,7 +31,8 @@ def build_server(lane: Lane, **options: Any) -> SocketServer:
     ``max_payload_bytes``, ``slow_limit_bytes``, ``connect_timeout_s``,
     ``max_connections_per_address``, ``max_http_connections_per_address``,
     ``descriptor_reserve`` and ``trust_forwarded_for``, and
-    ``write_deadline`` (both lanes), and ``outbound_budget_bytes`` (the fast lane's only: the
+    ``write_deadline`` (both lanes), and ``held_bytes`` (the node's budget of unfinished
+    requests, ``handlers.held_bytes``) and ``outbound_budget_bytes`` (the fast lane's only: the
     stock lane cuts a poller past ``slow_limit_bytes``, a WebSocket at the write deadline)."""
     # Imported here: a lane's libraries are imported only once the lane is chosen.
     if lane == "fast":

@@ -100,6 +100,7 @@ from socketio import packet as sio_packet
 from handlers.admission import TurnGate
 from handlers.connection import BUDGET_KEY
 from handlers.errors import to_http
+from handlers.held_bytes import HeldBytes
 from handlers.http_common import (
     BODY_READ_TIMEOUT_S,
     FIXED_ANSWERS,
@@ -147,7 +148,6 @@ from server.transport.leanws import (
     FrameError,
     HandshakeError,
     LeanWebSocket,
-    PartialBudget,
     _Gathered,
     accept_key,
     opening_refusal,
@@ -894,7 +894,7 @@ class LightEngineServer(engineio.AsyncServer):
         self._async = {**driver, "websocket": DirectWebSocket}
         self.logger = EngineLog()
         self.slow_limit_bytes: int = 1 << 20
-        self.partial_frames: PartialBudget = PartialBudget(64 << 20)  # SessionServer sets the setting's value
+        self.partial_frames: HeldBytes = HeldBytes(64 << 20)  # SessionServer sets the node's
         # SessionServer sets the setting's value:
         self.outbound: OutboundBudget = OutboundBudget(256 << 20, self.slow_limit_bytes)
         self.max_per_address = 1 << 30
@@ -1341,7 +1341,7 @@ class SessionServer(socketio.AsyncServer):
         max_http_connections_per_address: int = 1 << 30,
         descriptor_reserve: int | None = None,
         trust_forwarded_for: int = 0,
-        partial_frames_budget_bytes: int = 64 << 20,
+        held_bytes: HeldBytes | None = None,
         outbound_budget_bytes: int = 256 << 20,
         write_deadline: WriteDeadline | None = None,
         **kwargs: Any,
@@ -1360,7 +1360,8 @@ class SessionServer(socketio.AsyncServer):
         self.max_payload_bytes = max_payload_bytes
         self.eio.slow_limit_bytes = slow_limit_bytes
         self.eio.max_per_address = max_connections_per_address
-        self.eio.partial_frames.limit = partial_frames_budget_bytes
+        if held_bytes is not None:  # the node's one budget, its routes' bodies counted in it too
+            self.eio.partial_frames = held_bytes
         self.eio.outbound = OutboundBudget(outbound_budget_bytes, slow_limit_bytes)
         self.eio.write_deadline = write_deadline
         self.eio.trust_forwarded_for = trust_forwarded_for

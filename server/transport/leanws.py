@@ -36,6 +36,7 @@ from typing import Any, cast
 
 from multidict import CIMultiDictProxy
 
+from handlers.held_bytes import HeldBytes
 from protocol import order, read_end
 from server.transport.outlet import ws_frame
 
@@ -205,21 +206,6 @@ class FrameError(ValueError):
         self.code = code
 
 
-class PartialBudget:
-    """Bytes held in unfinished frames and messages across every connection of a server.
-
-    One connection may hold up to a message's limit (1 MiB) of a frame it has not finished;
-    unauthenticated clients opening many such connections would pin that memory without end.
-    Past ``limit`` in total, a connection whose unfinished part grows is closed (1009).
-    """
-
-    __slots__ = ("held", "limit")
-
-    def __init__(self, limit: int) -> None:
-        self.limit = limit
-        self.held = 0
-
-
 class FrameParser:
     """Client frames in, whole messages and control frames out (RFC 6455 section 5)."""
 
@@ -235,7 +221,7 @@ class FrameParser:
         "more",
     )
 
-    def __init__(self, max_message_bytes: int, budget: PartialBudget | None = None) -> None:
+    def __init__(self, max_message_bytes: int, budget: HeldBytes | None = None) -> None:
         self._buffer = bytearray()
         # An unfinished fragmented message, as one buffer: a list of fragments cost a bytes
         # object and a slot per fragment, ~20x the payload of 2-byte fragments (the budget
@@ -426,7 +412,7 @@ class LeanWebSocket(asyncio.Protocol):
         *,
         max_message_bytes: int,
         slow_limit_bytes: int,
-        budget: PartialBudget | None = None,
+        budget: HeldBytes | None = None,
     ) -> None:
         self.transport: asyncio.Transport | None = transport
         # Kept: asking asyncio for the running loop costs a getpid() system call on Python 3.11,

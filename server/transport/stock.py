@@ -52,7 +52,8 @@ Limits, as on the fast lane (``tests/test_hostile_preauth.py``, ``tests/transpor
 
 What the stock lane leaves to the fast lane, which needs private parts for it (aiohttp's
 ``WebSocketResponse`` reads the frames, inside python-engineio's driver): unfinished WebSocket
-frames are not budgeted (``partial_frames_budget_bytes``), a client's close frame is answered
+frames are not budgeted (``held_bytes``, the node's budget, is taken and left to the routes'
+bodies), a client's close frame is answered
 with 1000 (the fast lane echoes a sendable code; aiohttp answers the reserved codes it knows with
 1002 as the fast lane does, but 1006 and codes of 5000 and over with 1000), and the outbound
 budget (``outbound_budget_bytes``): a WebSocket's unsent bytes are bounded by the write deadline
@@ -101,6 +102,7 @@ from handlers.http_common import (
     continue_body,
 )
 from handlers.log_throttle import LogThrottle
+from handlers.held_bytes import HeldBytes
 from handlers.write_deadline import WriteDeadline
 from protocol import wire_json
 from protocol.errors import CodedError, ErrorCode
@@ -458,7 +460,7 @@ class StockSessionServer(socketio.AsyncServer):
         max_http_connections_per_address: int = 1 << 30,
         descriptor_reserve: int | None = None,
         trust_forwarded_for: int = 0,
-        partial_frames_budget_bytes: int = 64 << 20,
+        held_bytes: HeldBytes | None = None,
         write_deadline: WriteDeadline | None = None,
         **kwargs: Any,
     ) -> None:
