@@ -1,6 +1,7 @@
 """Audio chunks of voice sessions: metadata in Redis (the files live in the blob store).
 
-A chunk is stored once per session per sha256; each new one is a ``new_message`` event with the
+A chunk is stored once per session per sha256 and start (a retry repeats both; the same audio at
+another start is a chunk of its own, its file shared); each new one is a ``new_message`` event with the
 session's running totals (chunks, audio ms, bytes stored), so a page keeps them without a read.
 
 A closed session takes a *late* chunk: one its recorder started before the close (within

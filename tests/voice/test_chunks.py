@@ -68,7 +68,7 @@ async def test_same_audio_twice_is_one_chunk(server: ServerUnderTest, clients: l
     token = server.token("alice")
     audio = ogg_opus(2000)
     first = await upload(server, token, chunk_form(session_id, audio))
-    again = await upload(server, token, chunk_form(session_id, audio, start_ms=5000, end_ms=6000))
+    again = await upload(server, token, chunk_form(session_id, audio))  # a retry: its first answer lost
 
     assert first[0] == 201 and again[0] == 200
     assert again[1]["duplicate"] is True and again[1]["chunk"] == first[1]["chunk"]
@@ -78,6 +78,34 @@ async def test_same_audio_twice_is_one_chunk(server: ServerUnderTest, clients: l
     # The same audio in another session is that session's own chunk.
     other = await server.create_session("alice")
     assert (await upload(server, token, chunk_form(other, audio)))[0] == 201
+
+
+async def test_the_same_audio_recorded_at_another_time_is_a_chunk_of_its_own(
+    server: ServerUnderTest, clients: list[Client]
+) -> None:
+    """Two seconds of silence at 0 s and at 5 s, byte for byte the same (a client sending raw WAV):
+    the second was answered as a duplicate of the first, and its stretch of the session was lost
+    (audit "retries2"). A retry repeats the start as well as the audio; each is applied once."""
+    session_id = await server.create_session("alice")
+    watcher = await server.subscriber(clients, session_id)
+    token = server.token("alice")
+    audio = ogg_opus(2000)
+    first = await upload(server, token, chunk_form(session_id, audio, start_ms=0, end_ms=2000))
+    later = await upload(server, token, chunk_form(session_id, audio, start_ms=5000, end_ms=7000))
+    assert (first[0], later[0]) == (201, 201), later
+    assert later[1]["duplicate"] is False and later[1]["chunk"]["chunk_id"] != first[1]["chunk"]["chunk_id"]
+    assert (later[1]["chunk_count"], later[1]["audio_ms"]) == (2, 4000)
+    for start_ms, answer in ((5000, later), (0, first)):  # each one's retry
+        retry = await upload(server, token, chunk_form(session_id, audio, start_ms=start_ms, end_ms=start_ms + 2000))
+        assert retry[0] == 200 and retry[1]["duplicate"] is True and retry[1]["chunk"] == answer[1]["chunk"], retry
+    assert len(blob_files(server)) == 1  # one file for both
+    await watcher.wait_for(lambda: len(watcher.named("new_message")) == 2)
+    status, listing = await get_json(server, f"/voicebot/sessions/{session_id}/chunks", token)
+    assert status == 200 and [chunk["start_ms"] for chunk in listing["chunks"]] == [0, 5000], listing
+    async with aiohttp.ClientSession() as http:
+        for chunk in listing["chunks"]:
+            async with http.get(server.url + chunk["audio_url"]) as response:
+                assert response.status == 200 and await response.read() == audio
 
 
 async def test_list_is_in_start_order_with_working_signed_players(server: ServerUnderTest) -> None:

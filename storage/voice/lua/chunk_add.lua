@@ -9,7 +9,8 @@
 --   KEYS[3]  the session hash
 --   KEYS[4]  the session's chunks hash (chunk id -> chunk JSON)
 --   KEYS[5]  the session's chunk order (sorted set scored by start ms)
---   KEYS[6]  the session's digest index (sha256 -> chunk id)
+--   KEYS[6]  the session's digest index (sha256 -> chunk id; sha256@start ms -> chunk id for a
+--            chunk of the same audio as an earlier one, recorded at another time)
 --   ARGV[6]  the performer's user id
 --   ARGV[7]  the performer's read scope: 'all', 'own' or 'none'
 --   ARGV[8]  '1' when the performer has the update permission
@@ -59,7 +60,19 @@ local closed_at = state[2] == 'closed' and tonumber(state[3]) or nil
 -- A retried upload whose first ack was lost is the same chunk, even after the session closed. A
 -- late one says so again: its first try may have stored it and died before its re-processing
 -- was queued (the caller queues it at most once).
+-- A retry repeats the chunk's start too: the same audio at another start is a chunk of its own
+-- (silence, a fixed tone: the raw PCM or WAV chunks of a client other than the browser's, whose
+-- WebM and Ogg carry their timecodes), indexed under sha256@start. Matched on the audio alone,
+-- it was answered as a duplicate of the first and its stretch of the session was lost.
+local digest_field = sha256
 local existing = redis.call('HGET', digests_key, sha256)
+if existing then
+  local first = cjson.decode(redis.call('HGET', chunks_key, existing) or '{}')
+  if tonumber(first.start_ms) ~= start_ms then
+    digest_field = sha256 .. '@' .. ARGV[11]
+    existing = redis.call('HGET', digests_key, digest_field)
+  end
+end
 if existing then
   local count, audio, bytes = totals()
   local was_late = 0
@@ -90,7 +103,7 @@ local chunk_id = string.format('ch%06d', seq)
 local stored = string.format('{"chunk_id":"%s","seq":%d,', chunk_id, seq) .. string.sub(chunk_json, 2)
 redis.call('HSET', chunks_key, chunk_id, stored)
 redis.call('ZADD', order_key, start_ms, chunk_id)
-redis.call('HSET', digests_key, sha256, chunk_id)
+redis.call('HSET', digests_key, digest_field, chunk_id)
 redis.call('HINCRBY', session_key, 'chunk_count', 1)
 redis.call('HINCRBY', session_key, 'audio_ms', duration_ms)
 redis.call('HINCRBY', session_key, 'storage_bytes', size_bytes)
