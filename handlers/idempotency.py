@@ -21,7 +21,6 @@ gives the key back whole (nothing was made: the retry is a new request).
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import contextvars
 import logging
 import re
@@ -33,9 +32,11 @@ from pydantic import ValidationError
 
 from handlers.context import Services
 from handlers.http_common import RouteHandler, bearer_claims, client_address
+from handlers.log_throttle import LogThrottle
 from handlers.openapi_registry import IDEMPOTENCY_KEY, REPLAYED
 from protocol.errors import CodedError, ErrorCode
 from storage.idempotency import (
+    CLAIM_TTL_S,
     MAX_ANSWERS_PER_CALLER,
     Claimed,
     IdempotentAnswers,
@@ -47,6 +48,7 @@ from storage.idempotency import derived_id as _derived
 from storage.ratelimit import DAY_S, Counted, Refused
 
 log = logging.getLogger(__name__)
+_unreleased = LogThrottle(log)
 
 # New keys (answers kept a day) the guests of one client address claim per UTC day, together:
 # SESSIONHUB_IDEMPOTENCY_KEYS_PER_DAY_PER_ADDRESS.
@@ -250,8 +252,13 @@ class _Run:
 
     async def _release(self, *, keep_generation: bool) -> None:
         # Redis gone: the claim runs out on its own (CLAIM_TTL_S), its index entry left as it is.
-        with contextlib.suppress(Exception):
+        # Said (once per cause, then counted): until then a resend is answered 409 "still running".
+        try:
             await self.answers.release(self.scope, self.owner, self.key, keep_generation=keep_generation)
+        except Exception as exc:
+            _unreleased.exception(
+                f"an Idempotency-Key was not given back; resends of it wait up to {CLAIM_TTL_S} s", exc, expected=True
+            )
 
 
 def _refused(exc: BaseException) -> bool:

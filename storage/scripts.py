@@ -138,6 +138,7 @@ class Script(AsyncScript):
 
     def __init__(self, redis: Redis, text: str, *, name: str, keys: Arity, args: Arity) -> None:
         super().__init__(redis, text)
+        self.text = text  # the body as str (redis-py's ``script`` may be bytes)
         self.name = name
         self.keys = keys
         self.args = args
@@ -175,9 +176,13 @@ class Script(AsyncScript):
                 return await self._lean.run_script(self.sha, keys, args)
             return await redis.evalsha(self.sha, len(keys), *keys, *args)
         except NoScriptError:
-            # A Redis that lost its scripts (restarted, flushed): what AsyncScript.__call__ does.
-            self.sha = await redis.script_load(self.script)
-            return await redis.evalsha(self.sha, len(keys), *keys, *args)
+            # A Redis that lacks the script (restarted, flushed, a replica just promoted: scripts
+            # are not replicated): the body itself, sent to the one that answered, which keeps it
+            # for the next EVALSHA. redis-py's way (AsyncScript.__call__) is SCRIPT LOAD, which a
+            # cluster client sends to every primary: with any one of them down (killed, until its
+            # replica takes over) every script not yet loaded failed on the healthy shards too,
+            # the give-back of an Idempotency-Key among them (audit "killmaster").
+            return await redis.eval(self.text, len(keys), *keys, *args)
 
     async def load(self) -> None:
         """Load the script into Redis now (``SCRIPT LOAD``), as a call does when Redis lacks it."""
