@@ -20,6 +20,7 @@ from playwright.async_api import Browser, BrowserContext, Locator, Page, Route, 
 from tests.browser import TOKEN_KEY, LeaveQuestions, SocketGate, Tab, new_tab
 from tests.helpers import ServerUnderTest
 from tests.listening.support import TOKEN_TTL_S, FrozenClock, auth, noon_zone
+from tests.streams.test_web import AckDropper
 
 XSS_TITLE = '<img src=x onerror="window.__xss=1">'
 
@@ -1233,3 +1234,42 @@ async def test_a_play_begun_offline_that_plays_on_once_back_is_one_entry(
     [play] = listed
     assert not play["open"], play
     assert near(play["started_at"], played_at) and near(play["ended_at"], back_at + 10_000), play
+
+
+async def test_a_delete_whose_answer_was_lost_is_not_said_to_have_failed(
+    browser: Browser, lserver: ServerUnderTest, clock: FrozenClock, tabs: list[Tab]
+) -> None:
+    """The connection dropped after the server deleted the session, before its answer: the page
+    said "Delete failed: The connection was lost…" of a session gone, and kept saying it after a
+    later delete succeeded (audit "retries3")."""
+    now = clock.now_ms()
+    async with aiohttp.ClientSession() as http:
+        for i in range(2):
+            body = {
+                "item_id": f"item-{i}",
+                "device_id": "car",
+                "client_id": f"c{i}",
+                "started_at": now - (i + 2) * 3_600_000,
+                "ended_at": now - (i + 1) * 3_600_000,
+                "item": {"title": f"Track {i}"},
+            }
+            async with http.post(f"{lserver.url}/api/listening/upload", json=body, headers=auth(lserver)) as r:
+                assert r.status == 201
+    first, _ = await listed_sessions(lserver)
+    tab = await new_tab(browser, lserver, timezone_id=noon_zone(clock.now_ms()))
+    await tab.use_token(lserver.token("alice", ttl_s=TOKEN_TTL_S), ttl_s=TOKEN_TTL_S)
+    tabs.append(tab)
+    dropper = AckDropper(f'"id":"{first["id"]}"')
+    await dropper.install(tab.page)
+    history = await tab.open("/history")
+    rows = history.locator("#sessions li.listening-row")
+    await expect(rows).to_have_count(2)
+    await rows.nth(0).locator("button.delete").click()
+    error = history.locator("#history-error")
+    await expect(error).to_contain_text("Delete not confirmed: the connection was lost before the server answered.")
+    assert dropper.dropped == 1
+    await expect(history.locator("#connection")).to_have_attribute("data-state", "live")
+    await expect(rows).to_have_count(1)  # deleted all the same
+    await rows.nth(0).locator("button.delete").click()
+    await expect(rows).to_have_count(0)
+    await expect(error).to_be_hidden()  # the earlier word no longer stands

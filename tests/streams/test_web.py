@@ -9,6 +9,8 @@ import re
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 from playwright.async_api import Browser, Dialog, Page, WebSocketRoute, expect
 
 from tests.browser import LeaveQuestions, SocketGate, Tab, lose_first_answer, new_tab
@@ -238,10 +240,12 @@ async def test_landing_page_links_to_streams(server: ServerUnderTest, tab: Tab) 
 
 
 class AckDropper:
-    """Forwards a page's Socket.IO traffic, but swallows the ack of the first stored clip and
-    then cuts that connection: the click reached the server, its answer never reached the page."""
+    """Forwards a page's Socket.IO traffic, but swallows the first ack that holds ``marker`` (by
+    default the first stored clip's) and then cuts that connection: the write reached the server,
+    its answer never reached the page."""
 
-    def __init__(self) -> None:
+    def __init__(self, marker: str = '"created":true') -> None:
+        self.marker = marker
         self.dropped = 0
         self._tasks: list[asyncio.Task[None]] = []
 
@@ -252,12 +256,7 @@ class AckDropper:
         server_side = ws.connect_to_server()
 
         def from_server(message: str | bytes) -> None:
-            if (
-                self.dropped == 0
-                and isinstance(message, str)
-                and message.startswith("43")
-                and '"created":true' in message
-            ):
+            if self.dropped == 0 and isinstance(message, str) and message.startswith("43") and self.marker in message:
                 self.dropped += 1
                 self._tasks.append(asyncio.get_running_loop().create_task(self._cut(ws, server_side)))
                 return
@@ -288,6 +287,52 @@ async def test_a_click_whose_answer_was_lost_is_stored_once(server: ServerUnderT
     assert dropper.dropped == 1
     assert await server.services.redis.hlen(server.services.keys.stream_clips(session_id)) == 1
     assert await server.services.redis.hget(server.services.keys.session(session_id), "clip_count") == "1"
+
+
+@pytest.mark.parametrize(
+    ("press", "marker"),
+    [("mark", '"clipped":true'), ("delete", '"deleted":true'), ("block", '"blocked":true')],
+)
+async def test_a_review_change_whose_answer_was_lost_is_sent_again_not_called_failed(
+    server: ServerUnderTest, tab: Tab, clients: list[Client], press: str, marker: str
+) -> None:
+    """The dashboard said "Could not change the clip: The connection was lost…" (or "Could not
+    moderate") while the server had marked, deleted or blocked, and never sent it again: a
+    streamer who believed it pressed Mark again and unmarked the clip (audit "retries3")."""
+    session_id = await create_stream(server, title="Review")
+    await http(server, "POST", f"/api/streams/{session_id}/state", json={"action": "start"})
+    viewer = Client(server.url, server.token("v1"))
+    clients.append(viewer)
+    await viewer.connect()
+    assert (await viewer.call("clip_submit", {"session_id": session_id, "note": "the clutch"}))["ok"] is True
+    dropper = AckDropper(marker)
+    await dropper.install(tab.page)
+    await tab.use_token(server.token("alice"))
+    page = await live(tab, f"/streams/{session_id}")
+    clip = page.locator(".review-clip")
+    await expect(clip).to_have_count(1)
+    if press == "mark":
+        await clip.locator(".clip-toggle").click()
+        await expect(page.locator("#clipped-count")).to_have_text("1")
+    elif press == "delete":
+        page.once("dialog", lambda dialog: _accept(dialog))  # "Delete the clip at …?"
+        await clip.locator(".clip-delete").click()
+        await expect(clip).to_have_count(0)
+    else:
+        await clip.locator(".clip-block").click()
+        await expect(page.locator("#notice")).to_contain_text("may no longer clip this stream")
+    await expect(page.locator("#connection")).to_have_attribute("data-state", "live")
+    assert dropper.dropped == 1
+    await expect(page.locator("#notice")).not_to_contain_text("Could not")
+    stored = await server.services.redis.hvals(server.services.keys.stream_clips(session_id))
+    if press == "mark":
+        assert [json.loads(one)["clipped"] for one in stored] == [True]  # marked once, not back off
+        await expect(clip).to_have_attribute("data-clipped", "true")
+    elif press == "delete":
+        assert stored == []
+    else:
+        status, blocked = await http(server, "GET", f"/api/streams/{session_id}/blocked")
+        assert status == 200 and blocked["blocked"] == ["v1"], blocked
 
 
 class ClickHolder:

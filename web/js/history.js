@@ -7,7 +7,7 @@
 import { $, api, call, connect, download, isOffline, showConnection, subscribeSession, whileBusy } from "./client.js";
 import { reconcile, setText } from "./keyed.js";
 import { OrphanBanner } from "./orphan_banner.js";
-import { sendPress } from "./resend.js";
+import { sendPress, unanswered } from "./resend.js";
 
 const SVG = "http://www.w3.org/2000/svg";
 const PAGE_SIZE = 20;
@@ -419,14 +419,20 @@ async function deleteOne(id) {
   }
   try {
     await call(socket, "listening_delete", { session_id: historyId, id });
+    if (!errorOfLoad) showError(""); // an earlier delete's word no longer stands
     // The row goes with the refresh: a keyboard user's focus moves to the row taking its place.
     if (row?.contains(document.activeElement)) (beside?.querySelector("button.delete") ?? ui.clear).focus();
   } catch (err) {
-    // Sent, never answered (a stalled network): maybe deleted, maybe not. Not a failure to report
-    // as one; pressing again is safe (a session deleted already is only "not found").
-    if (err.details?.unconfirmed)
+    // Sent, never answered (a stalled network, a connection lost before the answer): maybe
+    // deleted, maybe not. Not a failure to report as one (a lost connection said "Delete failed"
+    // of a session the server had deleted: audit "retries3"); pressing again is safe (a session
+    // deleted already is only "not found").
+    const why = err.details?.unconfirmed
+      ? "the server did not answer in time (the connection may be stalled)"
+      : "the connection was lost before the server answered";
+    if (unanswered(err))
       showError(
-        "Delete not confirmed: the server did not answer in time (the connection may be stalled). If the session is still listed once the connection is back, press its Delete again: that is safe, nothing is deleted twice.",
+        `Delete not confirmed: ${why}. If the session is still listed once the connection is back, press its Delete again: that is safe, nothing is deleted twice.`,
       );
     else showError(`Delete failed: ${err.message}`);
   } finally {
@@ -464,6 +470,7 @@ async function clearAll() {
         },
       );
       clearStatus("Your history was deleted.");
+      if (!errorOfLoad) showError(""); // an earlier delete's word no longer stands
     } catch (err) {
       clearStatus("");
       showError(`Delete failed: ${err.message}`);

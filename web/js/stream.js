@@ -212,14 +212,28 @@ async function onAction(event) {
  * (PROTOCOL, Sending a write again), which is the action done, not a failure.
  */
 async function sendAction(action, label) {
-  const payload = { session_id: sessionId, action };
+  const done = (err) => err.code === "invalid_state" && err.details?.state === ACTION_TARGET[action];
+  return (await sendUntilAnswered("stream_set_state", { session_id: sessionId, action }, label, done)).ack;
+}
+
+/**
+ * Send `event` until it is answered: one whose answer was lost (the connection dropped, or went
+ * silent, after the server had it) is sent again once the connection is back, the same change.
+ * Each one sent so is the same by nature when sent again (docs/PROTOCOL.md, "Sending a write
+ * again"); `doneBefore(err)` says whether a resend's refusal means the first send did it (a
+ * Delete answered `not_found`). Resolves to `{ack, resent}` (`ack` null when the first send did
+ * it); rejects with a refusal. A clip's mark, note or delete and a block said "Could not change
+ * the clip: The connection was lost…" while the server had done it, and were never sent again
+ * (audit "retries3"): the person, believing it, pressed Mark again and unmarked the clip.
+ */
+async function sendUntilAnswered(event, payload, what, doneBefore = () => false) {
   for (let attempt = 0; ; attempt += 1) {
     try {
-      return await call(socket, "stream_set_state", payload);
+      return { ack: await call(socket, event, payload), resent: attempt > 0 };
     } catch (err) {
-      if (attempt > 0 && err.code === "invalid_state" && err.details?.state === ACTION_TARGET[action]) return;
+      if (attempt > 0 && doneBefore(err)) return { ack: null, resent: true };
       if (!unanswered(err)) throw err;
-      notice(`${err.message} ${label} is being sent again once the connection is back: it is applied once.`, "error");
+      notice(`${err.message} ${what} is being sent again once the connection is back: it is applied once.`, "error");
       await connectedAgain(socket);
     }
   }
@@ -552,9 +566,12 @@ async function moderate(event, viewer, clip, button = null) {
   if (button) focusOnDelete(button, clip);
   const offline = sayIfOffline("it");
   try {
-    const ack = await call(socket, event, { session_id: sessionId, user_id: viewer });
+    const payload = { session_id: sessionId, user_id: viewer };
+    const { ack, resent } = await sendUntilAnswered(event, payload, "It");
     // The name is the viewer's own text: isolated, a right-to-left one keeps the words around it.
     if (event === "stream_block_viewer") notice([bdi(who), " may no longer clip this stream."]);
+    else if (resent)
+      notice(["Removed the clips of ", bdi(who), "."]); // the first send's count was lost
     else notice([`Removed ${ack.removed} clip${ack.removed === 1 ? "" : "s"} of `, bdi(who), "."]);
   } catch (err) {
     keepFocusOn(clip);
@@ -636,8 +653,10 @@ function noteForm(clip) {
 async function update(clipId, change, done = "") {
   const offline = sayIfOffline("the change");
   try {
-    if (change === null) await call(socket, "clip_delete", { session_id: sessionId, clip_id: clipId });
-    else await call(socket, "clip_update", { session_id: sessionId, clip_id: clipId, ...change });
+    const clip = { session_id: sessionId, clip_id: clipId };
+    if (change === null)
+      await sendUntilAnswered("clip_delete", clip, "The deletion", (err) => err.code === "not_found");
+    else await sendUntilAnswered("clip_update", { ...clip, ...change }, "The change");
     if (offline) notice(`Back online: ${done ? done.charAt(0).toLowerCase() + done.slice(1) : "the change is done."}`);
     else if (done) notice(done);
     return true;
