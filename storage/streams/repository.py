@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import math
 import secrets
 import uuid
 from collections.abc import Awaitable, Callable
@@ -122,7 +123,8 @@ def _explained(code: ErrorCode, detail: str, *, limit_of: str = "clips") -> Code
         return CodedError(code, f"the stream session is {detail}", state=detail)
     if code is ErrorCode.RATE_LIMITED:
         wait_s = round(int(detail) / 1000, 3)
-        return CodedError(code, f"wait {wait_s} s before clipping again", retry_after_s=wait_s)
+        # Said in whole seconds, rounded up (a person read "wait 1.957 s"); the field stays exact.
+        return CodedError(code, f"wait {math.ceil(wait_s)} s before clipping again", retry_after_s=wait_s)
     if code is ErrorCode.LIMIT_REACHED:
         return CodedError(code, f"this session holds its maximum of {detail} {limit_of}", limit=int(detail))
     if code is ErrorCode.QUOTA_EXCEEDED:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import asyncio
 from typing import Any
 
@@ -211,6 +212,8 @@ async def test_cooldown_per_viewer(server: ServerUnderTest, clients: list[Client
     assert (await viewer.call("clip_submit", {"session_id": session_id}))["ok"] is True
     refused = await viewer.call("clip_submit", {"session_id": session_id})
     assert refused["error"] == "rate_limited" and 0 < refused["retry_after_s"] <= 2
+    # Said to a person in whole seconds, rounded up (it read "wait 1.957 s": audit "retries3").
+    assert refused["message"] == f"wait {math.ceil(refused['retry_after_s'])} s before clipping again", refused
     server.services.clock.shift_ms = 2_001
     try:
         assert (await viewer.call("clip_submit", {"session_id": session_id}))["ok"] is True
