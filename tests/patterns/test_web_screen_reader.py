@@ -124,3 +124,36 @@ async def test_another_players_changes_are_told_in_a_few_words(
     assert (await told(page, "pattern-news", 5))[4:] == ["Another player renamed the pattern to “Jam two”."]
     await page.wait_for_timeout(2000)  # longer than the news gathers: nothing more is said
     assert len(await live_texts(page, "pattern-news")) == 5
+
+
+async def test_a_player_whose_connection_came_back_is_not_told_as_joining_and_leaving(
+    server: ServerUnderTest, tab: Tab, clients: list[Client]
+) -> None:
+    """A co-editor's connection dropped and came back: the new one joined before the old one's
+    leave (its close seen late), and the page told "Bob joined, changed 1 step and left." while
+    Bob was there all along (audit "retries3"). Only the step is news."""
+    session_id = await new_pattern(server)
+    await listen_to_live_regions(tab.page)
+    await tab.use_token(server.token("alice"))
+    page = await open_live(tab, f"/s/{session_id}")
+
+    async def bob_joins() -> Client:
+        bob = Client(server.url, server.token("bob"))
+        clients.append(bob)
+        await bob.connect()
+        assert (await bob.call("subscribe_on_session", {"session_id": session_id}))["ok"] is True
+        joined = await bob.call("pattern_join", {"session_id": session_id, "name": "Bob", "colour": "#1e6fd9"})
+        assert joined["ok"] is True, joined
+        return bob
+
+    first = await bob_joins()
+    assert await told(page, "pattern-news", 1) == ["Bob joined."]
+    await expect(page.locator("#players .avatar")).to_have_count(2)
+    again = await bob_joins()  # the new connection
+    await first.close()  # the old one's close, seen late
+    op = {"type": "set_step", "trackId": "t1", "step": 5, "on": True}
+    assert (await again.call("pattern_op", {"session_id": session_id, "seq": 1, "op": op}))["ok"] is True
+    assert (await told(page, "pattern-news", 2))[1:] == ["Bob changed 1 step."]
+    await expect(page.locator("#players .avatar")).to_have_count(2)
+    await page.wait_for_timeout(2000)  # longer than the news gathers: nothing more is said
+    assert len(await live_texts(page, "pattern-news")) == 2

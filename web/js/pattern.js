@@ -397,16 +397,28 @@ function watchLeaving() {
 function onPresence(data) {
   if (data.action === "join") {
     const { id, name, user } = data.player;
-    if (!players.has(id) && !ownClients.has(id) && user !== replacedUser) news.add([{ who: name, kind: "joined" }]);
+    // A player present already (another connection of theirs), or whose old connection's leave
+    // is still gathered (back within the gathering), is no news: a co-editor whose connection
+    // dropped and came back was told as "joined, changed 1 step and left" (audit "retries3").
+    const back = !players.has(id) && !ownClients.has(id) && user !== replacedUser;
+    if (back && !news.takeBack(user, "left") && !presentAs(user, id)) news.add([{ who: name, kind: "joined", user }]);
     replacedUser = null;
     players.set(id, data.player);
   } else if (data.action === "leave") {
     const gone = players.get(data.player_id);
     // A player coming back on a new connection replaces its old entry: neither is news.
     if (data.reason === "replaced") replacedUser = gone?.user ?? null;
-    else if (gone && !ownClients.has(data.player_id)) news.add([{ who: gone.name, kind: "left" }]);
+    else if (gone && !ownClients.has(data.player_id) && !presentAs(gone.user, data.player_id)) {
+      if (!news.takeBack(gone.user, "joined")) news.add([{ who: gone.name, kind: "left", user: gone.user }]);
+    }
     players.delete(data.player_id);
   } else if (data.action === "cursor" && players.has(data.player_id)) players.get(data.player_id).cursor = data.cursor;
+}
+
+/** Whether `user` is present on a connection other than `clientId` (not this page's own). */
+function presentAs(user, clientId) {
+  for (const [id, player] of players) if (id !== clientId && player.user === user && !ownClients.has(id)) return true;
+  return false;
 }
 
 function playerName(clientId) {

@@ -15,7 +15,7 @@ const NAMES_MAX = 3;
 
 // An item of news: {who, kind, ...}, kind "added" | "removed" | "cleared" (with the track's name),
 // "renamed" (from, to), "name" (to: the pattern's, "" for none), "tempo" (to), "steps" (count),
-// "joined" | "left".
+// "joined" | "left" (with the player's user).
 
 /**
  * What `op` by `who` changes, read against `state`, the state before it applies: news items, none
@@ -125,6 +125,15 @@ export class PatternNews {
 
   add(items) {
     for (const item of items) this.batch.add(item);
+  }
+
+  /** Take a gathered, not yet told `kind` ("joined" | "left") of `user` back: whether there was one.
+   * A player whose connection dropped and came back within the gathering is neither news. */
+  takeBack(user, kind) {
+    const at = this.batch.items.findIndex((item) => item.kind === kind && item.user === user);
+    if (at < 0) return false;
+    this.batch.items.splice(at, 1);
+    return true;
   }
 
   /** Said at once, not gathered: the track holding the person's focus is gone. */
