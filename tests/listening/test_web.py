@@ -15,7 +15,7 @@ from typing import Any
 import aiohttp
 import pytest
 import pytest_asyncio
-from playwright.async_api import Browser, BrowserContext, Locator, Page, Route, expect
+from playwright.async_api import Browser, BrowserContext, Locator, Page, Route, WebSocketRoute, expect
 
 from tests.browser import TOKEN_KEY, LeaveQuestions, SocketGate, Tab, new_tab
 from tests.helpers import ServerUnderTest
@@ -240,14 +240,20 @@ async def test_escape_puts_the_delete_all_question_away_and_focus_back_on_its_bu
 
 
 async def player_behind_a_gate(
-    browser: Browser, lserver: ServerUnderTest, tabs: list[Tab], *, page_clock: bool = False
+    browser: Browser,
+    lserver: ServerUnderTest,
+    tabs: list[Tab],
+    *,
+    page_clock: bool = False,
+    gate: SocketGate | None = None,
 ) -> tuple[Page, SocketGate]:
-    """/player, live, its connection behind a gate the test cuts and releases; with
-    ``page_clock``, on a clock the test moves (Playwright's, installed before the page loads)."""
+    """/player, live, its connection behind a gate the test cuts and releases (``gate``, or a
+    plain one); with ``page_clock``, on a clock the test moves (Playwright's, installed before
+    the page loads)."""
     tab = await new_tab(browser, lserver)
     await tab.use_token(lserver.token("alice", ttl_s=TOKEN_TTL_S), ttl_s=TOKEN_TTL_S)
     tabs.append(tab)
-    gate = SocketGate()
+    gate = gate or SocketGate()
     await gate.install(tab.page)
     if page_clock:
         await tab.page.clock.install()
@@ -1234,6 +1240,9 @@ async def test_a_play_begun_offline_that_plays_on_once_back_is_one_entry(
     [play] = listed
     assert not play["open"], play
     assert near(play["started_at"], played_at) and near(play["ended_at"], back_at + 10_000), play
+    # Its upload sent once (a second send was answered `duplicate`: audit "verify41").
+    assert len([m for m in gate.sent if '"listening_upload"' in m]) == 1
+    assert await row.get_attribute("data-offline-upload") == "uploaded"
 
 
 async def test_a_delete_whose_answer_was_lost_is_not_said_to_have_failed(
@@ -1273,3 +1282,57 @@ async def test_a_delete_whose_answer_was_lost_is_not_said_to_have_failed(
     await rows.nth(0).locator("button.delete").click()
     await expect(rows).to_have_count(0)
     await expect(error).to_be_hidden()  # the earlier word no longer stands
+
+
+class UploadsLost(SocketGate):
+    """A gate that drops the page's ``listening_upload`` frames while ``lose`` is set."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.lose = False
+        self.lost = 0
+
+    def _from_page(self, server_side: WebSocketRoute, message: str | bytes) -> None:
+        if self.lose and isinstance(message, str) and '"listening_upload"' in message:
+            self.lost += 1
+            return
+        super()._from_page(server_side, message)
+
+
+async def test_a_play_begun_offline_whose_link_drops_again_during_its_upload_loses_nothing(
+    browser: Browser, lserver: ServerUnderTest, clock: FrozenClock, tabs: list[Tab]
+) -> None:
+    """A train's link: back, then gone again before the upload of what played offline was
+    answered, then back 3 minutes later. The span was taken out as the upload went, and those 3
+    minutes were in no entry (audit "verify41"). It stays open until answered."""
+    gate = UploadsLost()
+    player, _ = await player_behind_a_gate(browser, lserver, tabs, page_clock=True, gate=gate)
+    row = player.locator('li[data-item-id="demo-audiobook-1"]')
+    await gate.cut()
+    await expect(player.locator("#connection")).to_have_attribute("data-state", "offline")
+    played_at = clock.now_ms()
+    await row.locator("button.play").click()
+    clock.shift_ms += 2 * 60_000
+    await player.clock.run_for(2 * 60_000)
+    gate.lose = True  # back: the upload it sends is lost on the way, then the link drops
+    gate.release()
+    async with asyncio.timeout(10):
+        while not gate.lost:
+            await asyncio.sleep(0.05)
+    await gate.cut()
+    gate.lose = False
+    await expect(player.locator("#connection")).to_have_attribute("data-state", "offline")
+    clock.shift_ms += 3 * 60_000  # plays on, offline
+    await player.clock.run_for(3 * 60_000)
+    back_at = clock.now_ms()
+    gate.release()
+    await expect(row).to_have_attribute("data-last-action", "resumed")
+    clock.shift_ms += 10_000
+    await player.clock.run_for(10_000)
+    await click_and_wait(player, "demo-audiobook-1", "pause", "finalized")
+    [play] = await listed_sessions(lserver)
+    assert near(play["started_at"], played_at) and near(play["ended_at"], back_at + 10_000), play
+    # Each return sends its upload once: the round of those waiting does not send it again.
+    uploads = [m for m in gate.sent if '"listening_upload"' in m]
+    assert (gate.lost, len(uploads)) == (1, 1), uploads
+    assert await row.get_attribute("data-offline-upload") == "uploaded"

@@ -522,7 +522,20 @@ function uploadUntilPress(item, heardBefore, pressedAt) {
   if (pressed !== null && pressed > heardBefore.endedAt) addGap(item, heardBefore, pressed);
 }
 
-async function uploadGap(clientId) {
+// The uploads under way, by client id: one asked for again meanwhile (a return's own upload, then
+// the round of all that wait) is that send, not a second one (answered `duplicate`).
+const sending = new Map(); // client_id -> its send
+
+/** Send the upload `clientId` waits with, once at a time; resolves once it is over. */
+function uploadGap(clientId) {
+  const under = sending.get(clientId);
+  if (under) return under;
+  const sent = sendUpload(clientId).finally(() => sending.delete(clientId));
+  sending.set(clientId, sent);
+  return sent;
+}
+
+async function sendUpload(clientId) {
   const body = gaps.get(clientId);
   if (!body || !socket?.connected || !historyId || !mine()) return;
   const { onWallClock, ...upload } = body;
@@ -564,8 +577,13 @@ async function reportPlaying(stretch) {
   if (stretch.heard === null && stretch.awake.length === 1 && open.fromStart && open.to === null) {
     stretch.uploading = true;
     try {
-      const now = { page: performance.now(), wall: Date.now() };
-      await Promise.all(uploadAwake(stretch.item, endAwake(stretch, now)));
+      const span = { ...open, to: { page: performance.now(), wall: Date.now() } };
+      await Promise.all(uploadAwake(stretch.item, [span]));
+      // Answered (stored, a duplicate, or refused): the server has it, and the span is done. Not
+      // answered (the connection went again): it stays open, uploaded up to the next return under
+      // the same id. Taken out at once, the minutes played until that return were lost (audit
+      // "verify41").
+      if (!gaps.has(awakeId(span)) && stretch.awake[0] === open) stretch.awake.shift();
     } finally {
       stretch.uploading = false;
     }
