@@ -870,6 +870,10 @@ async def _read_post(socket_ref: weakref.ReferenceType[AsyncSocket], environ: di
         budget.held -= counted
     if len(body) > cap:
         raise engineio.exceptions.ContentTooLongError()
+    if socket.server.sockets.get(socket.sid) is not socket:
+        # Its session ended while the body came (a ping timeout, the connect deadline): nothing
+        # takes its packets now, and a 200 would say they were delivered (audit "verify41").
+        raise engineio.exceptions.EngineIOError("the session ended while this body was read")
     try:
         packets = engine_packets(body)
     except Exception as exc:  # UnicodeDecodeError, ValueError, or whatever a bad packet raises

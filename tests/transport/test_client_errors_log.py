@@ -145,6 +145,45 @@ async def test_a_long_polling_post_whose_session_ends_mid_body_is_a_400_and_logs
     assert _loud(caplog) == []
 
 
+@LANES
+async def test_a_long_polling_post_finished_after_its_session_ended_is_a_400_not_a_200(
+    redis_process: RedisProcess, redis: object, tmp_path: Path, caplog: pytest.LogCaptureFixture, lane: str
+) -> None:
+    """The body arrives whole, but after its session ended (here its connect deadline): the fast
+    lane answered 200, saying its packets were delivered to a session nothing serves (audit
+    "verify41"). Both lanes answer 400 invalid_payload."""
+    caplog.set_level(logging.DEBUG)
+    server = await start_server(redis_process.url, tmp_path, transport=lane, connect_timeout_s=0.5)
+    sio = server.app[SIO_KEY]
+    try:
+        async with aiohttp.ClientSession() as http:
+            poller = await RawPoller.open(http, server.url)  # never CONNECTs
+            reader, writer = await asyncio.open_connection("127.0.0.1", port_of(server.url))
+            try:
+                target = poller.url.removeprefix(server.url)
+                body = b'40{"token":"x"}'
+                head = f"POST {target} HTTP/1.1\r\nHost: x\r\nContent-Type: text/plain\r\nContent-Length: {len(body)}\r\n\r\n"
+                writer.write(head.encode() + body[:4])
+                await writer.drain()
+                async with asyncio.timeout(10):
+                    while poller.eio_sid in sio.eio.sockets:  # the deadline ends it
+                        await asyncio.sleep(0.02)
+                writer.write(body[4:])  # the rest, now
+                await writer.drain()
+                async with asyncio.timeout(10):
+                    answer = await reader.readuntil(b"\r\n\r\n")
+                    length = int(answer.lower().split(b"content-length:")[1].split(b"\r\n")[0])
+                    refusal = await reader.readexactly(length)
+            finally:
+                writer.close()
+                await writer.wait_closed()
+            assert answer.split()[1] == b"400", answer
+            assert json.loads(refusal)["error"] == "invalid_payload", refusal
+    finally:
+        await server.stop()
+    assert _loud(caplog) == []
+
+
 async def _upgraded(url: str, token: str) -> RawWebSocket:
     """A long-polling session joined to namespace "/", then upgraded to a WebSocket."""
     async with aiohttp.ClientSession() as http:
