@@ -130,8 +130,9 @@ class ChunkRoutes:
             raise
         if added.late:  # a retry too: its first try may have died before this step
             await process_late_chunks(self._s, claims, form.meta.session_id)
-        # A duplicate (the same audio again: a retry) costs nothing; a stored chunk its size.
-        await reservation.settle(0 if added.duplicate else chunk.size_bytes)
+        # A duplicate (the same audio again: a retry) costs nothing; a stored chunk its size, but
+        # one whose file an earlier chunk of the same audio holds nothing more.
+        await reservation.settle(added.stored_bytes)
         if added.duplicate:
             await self._give_back(counted)
         self._s.sessions.used(form.meta.session_id)

@@ -80,6 +80,9 @@ class ChunkAdded:
     audio_ms: int
     storage_bytes: int
     late: bool = False
+    # What this chunk added to the session's storage: its file's size, but 0 for a duplicate and
+    # for one whose file an earlier chunk of the same audio holds (the quota settles at it).
+    stored_bytes: int = 0
 
 
 class VoiceChunks:
@@ -124,7 +127,7 @@ class VoiceChunks:
                 LATE_CHUNK_EARLIEST_MS,
             ],
         )
-        offset, chunk_id, duplicate, count, audio_ms, stored, late = result
+        offset, chunk_id, duplicate, count, audio_ms, stored, late, added = result
         return ChunkAdded(
             chunk_id=str(chunk_id),
             duplicate=bool(int(duplicate)),
@@ -133,6 +136,7 @@ class VoiceChunks:
             audio_ms=int(audio_ms),
             storage_bytes=int(stored),
             late=bool(int(late)),
+            stored_bytes=int(added),
         )
 
     async def list(self, session_id: str, *, limit: int) -> list[dict[str, Any]]:

@@ -94,7 +94,9 @@ async def test_the_same_audio_recorded_at_another_time_is_a_chunk_of_its_own(
     later = await upload(server, token, chunk_form(session_id, audio, start_ms=5000, end_ms=7000))
     assert (first[0], later[0]) == (201, 201), later
     assert later[1]["duplicate"] is False and later[1]["chunk"]["chunk_id"] != first[1]["chunk"]["chunk_id"]
-    assert (later[1]["chunk_count"], later[1]["audio_ms"]) == (2, 4000)
+    # Two chunks, one file: the session's storage counts it once (audit "verify41").
+    assert (later[1]["chunk_count"], later[1]["audio_ms"], later[1]["storage_bytes"]) == (2, 4000, len(audio))
+    assert later[1]["chunk"]["size_bytes"] == len(audio)
     for start_ms, answer in ((5000, later), (0, first)):  # each one's retry
         retry = await upload(server, token, chunk_form(session_id, audio, start_ms=start_ms, end_ms=start_ms + 2000))
         assert retry[0] == 200 and retry[1]["duplicate"] is True and retry[1]["chunk"] == answer[1]["chunk"], retry

@@ -129,6 +129,19 @@ async def test_the_daily_quota_refuses_with_quota_exceeded(tight: ServerUnderTes
     assert (await upload(tight, token, chunk_form(session_id, webm(500))))[0] in (200, 403)
 
 
+async def test_the_same_audio_at_other_starts_costs_the_quota_once(tight: ServerUnderTest) -> None:
+    """Silence recorded three times, byte for byte (raw WAV chunks): three chunks, one file. Each
+    was charged to the quota, and the third refused, though the disk held one file (audit
+    "verify41")."""
+    session_id = await tight.create_session("alice")
+    token = tight.token("alice")
+    for start_ms in (0, 5_000, 10_000):
+        status, body = await upload(
+            tight, token, chunk_form(session_id, AUDIO, start_ms=start_ms, end_ms=start_ms + 1000)
+        )
+        assert (status, body["duplicate"], body["storage_bytes"]) == (201, False, len(AUDIO)), body
+
+
 async def test_guests_from_one_address_share_a_quota(tight: ServerUnderTest) -> None:
     stored = 0
     for n in range(4):

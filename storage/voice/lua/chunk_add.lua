@@ -24,7 +24,9 @@
 --   ARGV[16] how long after the close a late chunk is still taken, ms (0: none is)
 --   ARGV[17] the recorder's clock skew allowed when its start is compared with closed_at, ms
 --   ARGV[18] how long before the session's created_at a late chunk's start may be, ms
--- Returns {offset, chunk_id, duplicate (0|1), chunk_count, audio_ms, storage_bytes, late (0|1)}
+-- Returns {offset, chunk_id, duplicate (0|1), chunk_count, audio_ms, storage_bytes, late (0|1),
+-- stored bytes (what this chunk adds to storage_bytes: 0 for a duplicate, and for a chunk whose
+-- file an earlier one of the same audio holds)}
 -- (late: taken by the closed session after its close; for a duplicate, stored after the close)
 -- or {false, code}: session_not_found, forbidden, invalid_state (closed, and not a late chunk
 -- taken), limit_reached.
@@ -82,7 +84,7 @@ if existing then
       was_late = 1
     end
   end
-  return {0, existing, 1, count, audio, bytes, was_late}
+  return {0, existing, 1, count, audio, bytes, was_late, 0}
 end
 local late = 0
 if state[1] ~= '1' then
@@ -106,11 +108,18 @@ redis.call('ZADD', order_key, start_ms, chunk_id)
 redis.call('HSET', digests_key, digest_field, chunk_id)
 redis.call('HINCRBY', session_key, 'chunk_count', 1)
 redis.call('HINCRBY', session_key, 'audio_ms', duration_ms)
-redis.call('HINCRBY', session_key, 'storage_bytes', size_bytes)
+-- The storage the session uses: a file shared with an earlier chunk of the same audio is there
+-- once (counted twice, the session's storage, the owner's quota and a delete's freed bytes said
+-- twice what the disk held: audit "verify41").
+local added_bytes = size_bytes
+if digest_field ~= sha256 then
+  added_bytes = 0
+end
+redis.call('HINCRBY', session_key, 'storage_bytes', added_bytes)
 redis.call('HSET', session_key, 'updated_at', now_ms)
 local count, audio, bytes = totals()
 local data = string.format('{"chunk":%s,"chunk_count":%d,"audio_ms":%d,"storage_bytes":%d', stored, count, audio, bytes)
 if late == 1 then
   data = data .. ',"late":true'
 end
-return {append_event(event_type, data .. '}'), chunk_id, 0, count, audio, bytes, late}
+return {append_event(event_type, data .. '}'), chunk_id, 0, count, audio, bytes, late, added_bytes}
