@@ -98,8 +98,12 @@ def build_sio(
 ) -> SocketServer:
     """The Socket.IO server of the lane ``settings.transport`` chooses (``server.transport``):
     the fast one, or the stock one when the libraries are untested (``UnsupportedVersions``
-    when ``fast`` was asked for then; ``serve`` logs why once it serves)."""
+    when ``fast`` was asked for then; ``serve`` logs why once it serves). ``held_bytes``: the
+    node's budget of unfinished requests, shared with its routes (one of the setting's size
+    when not given)."""
     lane, _ = choose_lane(settings.transport)
+    if held_bytes is None:
+        held_bytes = HeldBytes(settings.partial_frames_budget_bytes)
     sio = build_server(
         lane,
         max_payload_bytes=settings.max_payload_bytes,

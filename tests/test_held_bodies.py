@@ -16,11 +16,13 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 
 import aiohttp
+import pytest
 import pytest_asyncio
 
 from handlers.held_bytes import HELD_BYTES_KEY
-from server.app import SIO_KEY
+from server.app import SIO_KEY, build_sio
 from tests.conftest import start_server
+from tests import helpers
 from tests.helpers import RedisProcess, ServerUnderTest, serving_lane
 from tests.raw_wire import port_of
 
@@ -85,3 +87,13 @@ async def test_stalled_route_bodies_past_the_budget_are_refused_and_an_honest_on
     async with asyncio.timeout(10):
         while budget.held:
             await asyncio.sleep(0.02)
+
+
+@pytest.mark.skipif(serving_lane() == "stock", reason="the stock lane counts no frames: only the fast lane's budget")
+def test_a_socket_server_built_alone_takes_the_settings_budget(tmp_path: Path) -> None:
+    """``build_sio`` without the app's budget kept the fast lane's built-in 64 MiB, whatever
+    ``SESSIONHUB_PARTIAL_FRAMES_BUDGET_BYTES`` said (audit "verify41")."""
+    settings = helpers.test_settings(
+        "redis://127.0.0.1:1", tmp_path, transport="fast", partial_frames_budget_bytes=3 << 20
+    )
+    assert build_sio(settings).eio.partial_frames.limit == 3 << 20
