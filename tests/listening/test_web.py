@@ -262,6 +262,30 @@ async def player_behind_a_gate(
     return player, gate
 
 
+async def played_offline(player: Page, gate: SocketGate, clock: FrozenClock, played_ms: int) -> int:
+    """The connection cut, Play pressed on the first item, ``played_ms`` played offline (both
+    clocks moved); when it was pressed, on the server's clock."""
+    await gate.cut()
+    await expect(player.locator("#connection")).to_have_attribute("data-state", "offline")
+    played_at = clock.now_ms()
+    await player.locator('li[data-item-id="demo-audiobook-1"] button.play').click()
+    clock.shift_ms += played_ms
+    await player.clock.run_for(played_ms)
+    return played_at
+
+
+async def back_played_on_and_paused(player: Page, gate: SocketGate, clock: FrozenClock) -> int:
+    """The connection back while the first item plays: its report resumes the play, which goes
+    on 10 s and is paused; when the connection came back, on the server's clock."""
+    back_at = clock.now_ms()
+    gate.release()
+    await expect(player.locator('li[data-item-id="demo-audiobook-1"]')).to_have_attribute("data-last-action", "resumed")
+    clock.shift_ms += 10_000
+    await player.clock.run_for(10_000)
+    await click_and_wait(player, "demo-audiobook-1", "pause", "finalized")
+    return back_at
+
+
 async def test_the_player_says_it_is_offline_and_stops_saying_so_once_reports_get_through(
     browser: Browser, lserver: ServerUnderTest, tabs: list[Tab]
 ) -> None:
@@ -736,12 +760,7 @@ async def test_a_play_begun_offline_is_uploaded_once_back(
     found no session of the item and was answered `none`, and nothing of the play was kept."""
     player, gate = await player_behind_a_gate(browser, lserver, tabs, page_clock=True)
     row = player.locator('li[data-item-id="demo-audiobook-1"]')
-    await gate.cut()
-    await expect(player.locator("#connection")).to_have_attribute("data-state", "offline")
-    played_at = clock.now_ms()
-    await row.locator("button.play").click()
-    clock.shift_ms += 2 * 60_000
-    await player.clock.run_for(2 * 60_000)
+    played_at = await played_offline(player, gate, clock, 2 * 60_000)
     await row.locator("button.pause").click()
     gate.release()
     await expect(row).to_have_attribute("data-offline-upload", "uploaded")
@@ -1223,18 +1242,8 @@ async def test_a_play_begun_offline_that_plays_on_once_back_is_one_entry(
     takes that session up (`resumed`), as one play."""
     player, gate = await player_behind_a_gate(browser, lserver, tabs, page_clock=True)
     row = player.locator('li[data-item-id="demo-audiobook-1"]')
-    await gate.cut()
-    await expect(player.locator("#connection")).to_have_attribute("data-state", "offline")
-    played_at = clock.now_ms()
-    await row.locator("button.play").click()
-    clock.shift_ms += 2 * 60_000
-    await player.clock.run_for(2 * 60_000)
-    back_at = clock.now_ms()
-    gate.release()
-    await expect(row).to_have_attribute("data-last-action", "resumed")
-    clock.shift_ms += 10_000
-    await player.clock.run_for(10_000)
-    await click_and_wait(player, "demo-audiobook-1", "pause", "finalized")
+    played_at = await played_offline(player, gate, clock, 2 * 60_000)
+    back_at = await back_played_on_and_paused(player, gate, clock)
     listed = await listed_sessions(lserver)
     assert len(listed) == 1, listed
     [play] = listed
@@ -1254,16 +1263,7 @@ async def test_a_delete_whose_answer_was_lost_is_not_said_to_have_failed(
     now = clock.now_ms()
     async with aiohttp.ClientSession() as http:
         for i in range(2):
-            body = {
-                "item_id": f"item-{i}",
-                "device_id": "car",
-                "client_id": f"c{i}",
-                "started_at": now - (i + 2) * 3_600_000,
-                "ended_at": now - (i + 1) * 3_600_000,
-                "item": {"title": f"Track {i}"},
-            }
-            async with http.post(f"{lserver.url}/api/listening/upload", json=body, headers=auth(lserver)) as r:
-                assert r.status == 201
+            await played_in_the_car(http, lserver, i, now - (i + 2) * 3_600_000)
     first, _ = await listed_sessions(lserver)
     tab = await new_tab(browser, lserver, timezone_id=noon_zone(clock.now_ms()))
     await tab.use_token(lserver.token("alice", ttl_s=TOKEN_TTL_S), ttl_s=TOKEN_TTL_S)
@@ -1308,12 +1308,7 @@ async def test_a_play_begun_offline_whose_link_drops_again_during_its_upload_los
     gate = UploadsLost()
     player, _ = await player_behind_a_gate(browser, lserver, tabs, page_clock=True, gate=gate)
     row = player.locator('li[data-item-id="demo-audiobook-1"]')
-    await gate.cut()
-    await expect(player.locator("#connection")).to_have_attribute("data-state", "offline")
-    played_at = clock.now_ms()
-    await row.locator("button.play").click()
-    clock.shift_ms += 2 * 60_000
-    await player.clock.run_for(2 * 60_000)
+    played_at = await played_offline(player, gate, clock, 2 * 60_000)
     gate.lose = True  # back: the upload it sends is lost on the way, then the link drops
     gate.release()
     async with asyncio.timeout(10):
@@ -1324,12 +1319,7 @@ async def test_a_play_begun_offline_whose_link_drops_again_during_its_upload_los
     await expect(player.locator("#connection")).to_have_attribute("data-state", "offline")
     clock.shift_ms += 3 * 60_000  # plays on, offline
     await player.clock.run_for(3 * 60_000)
-    back_at = clock.now_ms()
-    gate.release()
-    await expect(row).to_have_attribute("data-last-action", "resumed")
-    clock.shift_ms += 10_000
-    await player.clock.run_for(10_000)
-    await click_and_wait(player, "demo-audiobook-1", "pause", "finalized")
+    back_at = await back_played_on_and_paused(player, gate, clock)
     [play] = await listed_sessions(lserver)
     assert near(play["started_at"], played_at) and near(play["ended_at"], back_at + 10_000), play
     # Each return sends its upload once: the round of those waiting does not send it again.

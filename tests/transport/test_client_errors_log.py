@@ -31,6 +31,26 @@ def _loud(caplog: pytest.LogCaptureFixture) -> list[str]:
     return [f"{r.levelname} {r.name}: {r.getMessage()}" for r in caplog.records if r.levelno >= logging.WARNING]
 
 
+async def _post_begun(
+    url: str, poller: RawPoller, length: int, first: bytes
+) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
+    """A long-polling POST of ``poller``'s session announcing ``length`` bytes, ``first`` of them sent."""
+    reader, writer = await asyncio.open_connection("127.0.0.1", port_of(url))
+    target = poller.url.removeprefix(url)
+    head = f"POST {target} HTTP/1.1\r\nHost: x\r\nContent-Type: text/plain\r\nContent-Length: {length}\r\n\r\n"
+    writer.write(head.encode() + first)
+    await writer.drain()
+    return reader, writer
+
+
+async def _answer(reader: asyncio.StreamReader) -> tuple[bytes, bytes]:
+    """An HTTP answer's head and body (bounded)."""
+    async with asyncio.timeout(15):
+        head = await reader.readuntil(b"\r\n\r\n")
+        length = int(head.lower().split(b"content-length:")[1].split(b"\r\n")[0])
+        return head, await reader.readexactly(length)
+
+
 @LANES
 async def test_a_clients_bad_requests_are_logged_at_info(
     redis_process: RedisProcess, redis: object, tmp_path: Path, caplog: pytest.LogCaptureFixture, lane: str
@@ -85,11 +105,8 @@ async def test_a_shutdown_cutting_a_long_polling_post_answers_it_nothing_and_log
     posting = sio._posting if lane == "stock" else sio.eio._posting  # sessions whose POST is being read
     async with aiohttp.ClientSession() as http:
         poller = await RawPoller.open(http, server.url)
-        reader, writer = await asyncio.open_connection("127.0.0.1", port_of(server.url))
+        reader, writer = await _post_begun(server.url, poller, 100, b"40{}")
         try:
-            target = poller.url.removeprefix(server.url)
-            head = f"POST {target} HTTP/1.1\r\nHost: x\r\nContent-Type: text/plain\r\nContent-Length: 100\r\n\r\n"
-            writer.write(head.encode() + b"40{}")
             async with asyncio.timeout(10):
                 while poller.eio_sid not in posting:
                     await asyncio.sleep(0.01)
@@ -122,15 +139,9 @@ async def test_a_long_polling_post_whose_session_ends_mid_body_is_a_400_and_logs
     try:
         async with aiohttp.ClientSession() as http:
             poller = await RawPoller.open(http, server.url)  # never CONNECTs
-            reader, writer = await asyncio.open_connection("127.0.0.1", port_of(server.url))
+            reader, writer = await _post_begun(server.url, poller, 100, b"40{}")
             try:
-                target = poller.url.removeprefix(server.url)
-                head = f"POST {target} HTTP/1.1\r\nHost: x\r\nContent-Type: text/plain\r\nContent-Length: 100\r\n\r\n"
-                writer.write(head.encode() + b"40{}")
-                async with asyncio.timeout(15):
-                    answer = await reader.readuntil(b"\r\n\r\n")
-                    length = int(answer.lower().split(b"content-length:")[1].split(b"\r\n")[0])
-                    body = await reader.readexactly(length)
+                answer, body = await _answer(reader)
                 # The rest of what it announced, which a server lingering to read it waits for.
                 writer.write(b" " * 96)
                 await writer.drain()
@@ -158,22 +169,15 @@ async def test_a_long_polling_post_finished_after_its_session_ended_is_a_400_not
     try:
         async with aiohttp.ClientSession() as http:
             poller = await RawPoller.open(http, server.url)  # never CONNECTs
-            reader, writer = await asyncio.open_connection("127.0.0.1", port_of(server.url))
+            body = b'40{"token":"x"}'
+            reader, writer = await _post_begun(server.url, poller, len(body), body[:4])
             try:
-                target = poller.url.removeprefix(server.url)
-                body = b'40{"token":"x"}'
-                head = f"POST {target} HTTP/1.1\r\nHost: x\r\nContent-Type: text/plain\r\nContent-Length: {len(body)}\r\n\r\n"
-                writer.write(head.encode() + body[:4])
-                await writer.drain()
                 async with asyncio.timeout(10):
                     while poller.eio_sid in sio.eio.sockets:  # the deadline ends it
                         await asyncio.sleep(0.02)
                 writer.write(body[4:])  # the rest, now
                 await writer.drain()
-                async with asyncio.timeout(10):
-                    answer = await reader.readuntil(b"\r\n\r\n")
-                    length = int(answer.lower().split(b"content-length:")[1].split(b"\r\n")[0])
-                    refusal = await reader.readexactly(length)
+                answer, refusal = await _answer(reader)
             finally:
                 writer.close()
                 await writer.wait_closed()
