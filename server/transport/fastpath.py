@@ -772,7 +772,7 @@ _CUT_SHORT: Any = web.RequestKey("post_cut_short", bool) if hasattr(web, "Reques
 
 
 # Set on a long-polling POST refused after its session ended while its body was read (its
-# connect deadline passed, its long-poll's connection dropped): see _post.
+# connect deadline passed, its long-poll's connection dropped, its ping timed out): see _post.
 _SESSION_GONE: Any = (
     web.RequestKey("post_session_gone", bool) if hasattr(web, "RequestKey") else "sessionhub.post_session_gone"
 )
@@ -801,7 +801,8 @@ async def _post(socket_ref: weakref.ReferenceType[AsyncSocket], environ: dict[st
     once (:meth:`LightEngineServer.end`). A body cut or late after its session ended (an
     anonymous one past its connect deadline, a phone whose long-poll dropped) then failed
     Engine.IO's handler itself: a 500 and an ERROR traceback per request, which anyone could
-    make without a token. Such a refusal returns instead, marked on the request, and
+    make without a token; one that arrived whole is refused too (:func:`_read_post`). Such a
+    refusal returns instead, marked on the request, and
     ``handle_request`` answers the documented 400 ``invalid_payload``; Engine.IO's 200 for it is
     never sent."""
     try:
@@ -873,7 +874,7 @@ async def _read_post(socket_ref: weakref.ReferenceType[AsyncSocket], environ: di
     if socket.server.sockets.get(socket.sid) is not socket:
         # Its session ended while the body came (a ping timeout, the connect deadline): nothing
         # takes its packets now, and a 200 would say they were delivered (audit "verify41").
-        raise engineio.exceptions.EngineIOError("the session ended while this body was read")
+        raise engineio.exceptions.EngineIOError(SESSION_GONE_MID_BODY)
     try:
         packets = engine_packets(body)
     except Exception as exc:  # UnicodeDecodeError, ValueError, or whatever a bad packet raises

@@ -26,15 +26,26 @@ export function unanswered(err) {
 
 /**
  * Emit `event` with `payload` and a fresh `request_id` until it is answered; resolves to the
- * ack, rejects with a refusal (an ApiError of another code). `onSlow` as `call`'s, for the first
- * try; `onResend(err)` each time an unanswered try is to be sent again.
+ * ack, rejects with a refusal (an ApiError of another code). Options as `sendUntilAnswered`'s.
  */
-export async function sendPress(socket, event, payload, { onSlow, onResend } = {}) {
-  const press = { ...payload, request_id: freshId() };
+export async function sendPress(socket, event, payload, options = {}) {
+  return (await sendUntilAnswered(socket, event, { ...payload, request_id: freshId() }, options)).ack;
+}
+
+/**
+ * Emit `event` with `payload`, the same, until it is answered: for a press with its own id, or a
+ * write the same by nature when sent again (docs/PROTOCOL.md, "Sending a write again"). Resolves
+ * to `{ack, resent}` (`ack` null when `doneBefore(err)` says a resend's refusal means the first
+ * send did it: a delete answered `not_found`); rejects with a refusal. `onSlow` as `call`'s, for
+ * the first try; `onResend(err)` each time an unanswered try is to be sent again.
+ */
+export async function sendUntilAnswered(socket, event, payload, { onSlow, onResend, doneBefore } = {}) {
   for (let attempt = 0; ; attempt += 1) {
     try {
-      return await call(socket, event, press, undefined, attempt === 0 ? { onSlow } : {});
+      const ack = await call(socket, event, payload, undefined, attempt === 0 ? { onSlow } : {});
+      return { ack, resent: attempt > 0 };
     } catch (err) {
+      if (attempt > 0 && doneBefore?.(err)) return { ack: null, resent: true };
       if (!unanswered(err)) throw err;
       onResend?.(err);
       await connectedAgain(socket);

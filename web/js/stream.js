@@ -12,7 +12,6 @@ import {
   api,
   authorizedFetch,
   bdi,
-  call,
   connect,
   isOffline,
   saveFile,
@@ -25,7 +24,7 @@ import { STATE_LABELS, hms, idFromPath } from "./clip_format.js";
 import { reconcile, setText } from "./keyed.js";
 import { NewsBatch } from "./news.js";
 import { OrphanBanner } from "./orphan_banner.js";
-import { connectedAgain, unanswered } from "./resend.js";
+import { sendUntilAnswered } from "./resend.js";
 
 const FEED_LIMIT = 50;
 const orphanBanner = new OrphanBanner();
@@ -213,30 +212,20 @@ async function onAction(event) {
  */
 async function sendAction(action, label) {
   const done = (err) => err.code === "invalid_state" && err.details?.state === ACTION_TARGET[action];
-  return (await sendUntilAnswered("stream_set_state", { session_id: sessionId, action }, label, done)).ack;
+  return (await sendAgainOnLoss("stream_set_state", { session_id: sessionId, action }, label, done)).ack;
 }
 
 /**
- * Send `event` until it is answered: one whose answer was lost (the connection dropped, or went
- * silent, after the server had it) is sent again once the connection is back, the same change.
- * Each one sent so is the same by nature when sent again (docs/PROTOCOL.md, "Sending a write
- * again"); `doneBefore(err)` says whether a resend's refusal means the first send did it (a
- * Delete answered `not_found`). Resolves to `{ack, resent}` (`ack` null when the first send did
- * it); rejects with a refusal. A clip's mark, note or delete and a block said "Could not change
- * the clip: The connection was lost…" while the server had done it, and were never sent again
- * (audit "retries3"): the person, believing it, pressed Mark again and unmarked the clip.
+ * Send `event` until it is answered (resend.js): one whose answer was lost (the connection
+ * dropped, or went silent, after the server had it) is sent again once the connection is back,
+ * the same change, and the page says so. A clip's mark, note or delete and a block said "Could
+ * not change the clip: The connection was lost…" while the server had done it, and were never
+ * sent again (audit "retries3"): the person, believing it, pressed Mark again and unmarked it.
  */
-async function sendUntilAnswered(event, payload, what, doneBefore = () => false) {
-  for (let attempt = 0; ; attempt += 1) {
-    try {
-      return { ack: await call(socket, event, payload), resent: attempt > 0 };
-    } catch (err) {
-      if (attempt > 0 && doneBefore(err)) return { ack: null, resent: true };
-      if (!unanswered(err)) throw err;
-      notice(`${err.message} ${what} is being sent again once the connection is back: it is applied once.`, "error");
-      await connectedAgain(socket);
-    }
-  }
+function sendAgainOnLoss(event, payload, what, doneBefore = undefined) {
+  const onResend = (err) =>
+    notice(`${err.message} ${what} is being sent again once the connection is back: it is applied once.`, "error");
+  return sendUntilAnswered(socket, event, payload, { onResend, doneBefore });
 }
 
 /**
@@ -567,7 +556,7 @@ async function moderate(event, viewer, clip, button = null) {
   const offline = sayIfOffline("it");
   try {
     const payload = { session_id: sessionId, user_id: viewer };
-    const { ack, resent } = await sendUntilAnswered(event, payload, "It");
+    const { ack, resent } = await sendAgainOnLoss(event, payload, "It");
     // The name is the viewer's own text: isolated, a right-to-left one keeps the words around it.
     if (event === "stream_block_viewer") notice([bdi(who), " may no longer clip this stream."]);
     else if (resent)
@@ -654,9 +643,8 @@ async function update(clipId, change, done = "") {
   const offline = sayIfOffline("the change");
   try {
     const clip = { session_id: sessionId, clip_id: clipId };
-    if (change === null)
-      await sendUntilAnswered("clip_delete", clip, "The deletion", (err) => err.code === "not_found");
-    else await sendUntilAnswered("clip_update", { ...clip, ...change }, "The change");
+    if (change === null) await sendAgainOnLoss("clip_delete", clip, "The deletion", (err) => err.code === "not_found");
+    else await sendAgainOnLoss("clip_update", { ...clip, ...change }, "The change");
     if (offline) notice(`Back online: ${done ? done.charAt(0).toLowerCase() + done.slice(1) : "the change is done."}`);
     else if (done) notice(done);
     return true;
