@@ -716,6 +716,9 @@ const CONNECTION_TEXT = {
   connected: "Connecting…", // connected, not yet subscribed: live once the page's subscribe is answered
   live: "Live",
   offline: "Offline — reconnecting…",
+  // Refused by the connections-per-address cap (a crowd behind one address): not offline, and
+  // the manager keeps trying, so the place a closed connection gives back is taken.
+  crowded: "Too many connections from this network — retrying…",
   unauthorized: "Not signed in",
 };
 
@@ -726,7 +729,7 @@ const CONNECTION_TEXT = {
 export const STREAM_CONNECTION_TEXT = { live: "Connected" };
 
 /**
- * Show a connection state ("connecting", "connected", "live", "offline", "unauthorized") on
+ * Show a connection state ("connecting", "connected", "live", "offline", "crowded", "unauthorized") on
  * `badge`; `words` overrides the text of some states.
  */
 export function showConnection(badge, state, words = {}) {
@@ -737,7 +740,7 @@ export function showConnection(badge, state, words = {}) {
 /**
  * Open the page's Socket.IO connection to this server.
  *
- * `onState(state, detail)` hears "connecting", "connected", "offline" and "unauthorized".
+ * `onState(state, detail)` hears "connecting", "connected", "offline", "crowded" and "unauthorized".
  */
 export function connect({ onState = () => {} } = {}) {
   let renewals = 0;
@@ -825,7 +828,9 @@ export function connect({ onState = () => {} } = {}) {
   socket.on("user_renamed", renamed);
   socket.on("connect_error", (err) => {
     if (err?.message !== "unauthorized") {
-      onState("offline", err?.message); // the manager retries by itself
+      // The manager retries by itself. A handshake refused 429 is the per-address cap: a
+      // WebSocket's refusal shows no status, but the long-polling one tried after it does.
+      onState(err?.description === 429 ? "crowded" : "offline", err?.message);
       return;
     }
     // A refused token is final for socket.io-client: renew (a guest token only) and retry here,
