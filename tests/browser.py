@@ -25,6 +25,7 @@ import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
+from typing import Any
 
 import pytest
 import pytest_asyncio
@@ -132,22 +133,47 @@ class Tab:
         return json.loads(raw) if raw else None
 
 
-async def lose_first_answer(page: Page, url: str) -> list[str | None]:
-    """Route ``url`` (a glob) so that the server runs the first request but its answer never
-    reaches the page (a reset); later ones pass. Returns the ``Idempotency-Key`` of each request
-    as it comes, for the test to compare."""
-    keys: list[str | None] = []
+@dataclass
+class LostAnswers:
+    """What :func:`lose_answers` saw: each request's ``Idempotency-Key``, as it came, and the
+    JSON answers the page never heard."""
+
+    keys: list[str | None] = field(default_factory=list)
+    lost: list[Any] = field(default_factory=list)
+
+
+# What a create says when no answer came at all (web/js/create_keys.js).
+UNCONFIRMED_CREATE = (
+    "No answer from the server, so it may have been made: press again, which is safe (nothing is made twice)."
+)
+
+
+async def lose_answers(page: Page, url: str, count: int = 1) -> LostAnswers:
+    """Route ``url`` (a glob) so that the server runs the first ``count`` POSTs but their
+    answers never reach the page (a reset); later ones, and other methods, pass."""
+    seen = LostAnswers()
 
     async def lose(route: Route) -> None:
-        keys.append(await route.request.header_value("Idempotency-Key"))
-        if len(keys) == 1:
-            await route.fetch()  # the server runs it; the page never hears of it
+        if route.request.method != "POST":
+            await route.continue_()
+            return
+        seen.keys.append(await route.request.header_value("Idempotency-Key"))
+        if len(seen.keys) <= count:
+            reached = await route.fetch()  # the server runs it; the page never hears of it
+            seen.lost.append(await reached.json())
             await route.abort("connectionreset")
         else:
             await route.continue_()
 
     await page.route(url, lose)
-    return keys
+    return seen
+
+
+async def lose_first_answer(page: Page, url: str) -> list[str | None]:
+    """Route ``url`` (a glob) so that the server runs the first request but its answer never
+    reaches the page (a reset); later ones pass. Returns the ``Idempotency-Key`` of each request
+    as it comes, for the test to compare."""
+    return (await lose_answers(page, url)).keys
 
 
 # Every text a page's live regions (role status or alert, aria-live) were given, by region id:

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import re
+
+import aiohttp
 from pathlib import Path
 
 from playwright.async_api import Browser, expect
 
-from tests.browser import Tab, new_tab
+from tests.browser import UNCONFIRMED_CREATE, Tab, lose_answers, new_tab
 from tests.conftest import start_server
 from tests.helpers import RedisProcess, ServerUnderTest
 from tests.voice.test_web_session import XSS_NAME
@@ -83,3 +85,25 @@ async def test_a_short_guest_retention_is_said_in_words(
             await tab.page.context.close()
     finally:
         await server.stop()
+
+
+async def test_a_new_voice_session_pressed_again_after_its_answers_were_lost_is_one(
+    server: ServerUnderTest, tab: Tab
+) -> None:
+    """The network gone past the page's two resends: "Could not create a session: The server
+    cannot be reached.", and the press again made a second session (audit lostcreates)."""
+    await tab.use_token(server.token("alice"))
+    page = await tab.open("/")
+    seen = await lose_answers(page, "**/voicebot/create_session", count=3)
+    await page.locator("#session-name-input").fill("Morning notes")
+    await page.locator("#new-session").click()
+    await expect(page.locator("#index-error")).to_have_text(UNCONFIRMED_CREATE)
+    await page.locator("#new-session").click()
+    made = seen.lost[0]["session_id"]
+    await expect(page).to_have_url(re.compile(f"/session/{made}$"))
+    assert len(seen.keys) == 4 and seen.keys[0] and len(set(seen.keys)) == 1
+    headers = {"Authorization": f"Bearer {server.token('alice')}"}
+    async with aiohttp.ClientSession() as http, http.get(f"{server.url}/api/me/sessions", headers=headers) as r:
+        mine = await r.json()
+    assert [s["session_id"] for s in mine["sessions"]] == [made], mine
+    tab.errors.clear()  # the lost answers are console errors by design

@@ -8,10 +8,11 @@ import re
 from typing import Any
 
 import aiohttp
+import pytest
 from playwright.async_api import Browser, Page, Response, WebSocket, expect
 
 from storage.patterns.repository import PatternSessions
-from tests.browser import SocketGate, Tab, lose_first_answer, new_tab
+from tests.browser import UNCONFIRMED_CREATE, SocketGate, Tab, lose_answers, lose_first_answer, new_tab
 from tests.helpers import Client, ServerUnderTest
 from tests.patterns.test_http import full_state, track
 from tests.patterns.test_keyboardia_model import sample, state_of
@@ -498,3 +499,59 @@ async def test_steps_and_the_recording_pictogram_under_a_contrast_theme_and_redu
     await page.emulate_media(reduced_motion="no-preference")
     blinking = await page.evaluate("() => getComputedStyle(document.querySelector('.pictogram')).animationName")
     assert blinking == "blink", blinking  # the check above can tell
+
+
+@pytest.mark.parametrize(
+    ("button", "route"), [("#new", "/api/sessions"), ("#remix", "/remix"), ("#publish", "/publish")]
+)
+async def test_a_create_pressed_again_after_its_answers_were_lost_gets_the_first_copy(
+    server: ServerUnderTest, tab: Tab, button: str, route: str
+) -> None:
+    """The server made it, but the network was gone past the page's two resends: the page said
+    "The server cannot be reached.", and the press again sent a new Idempotency-Key, making a
+    second pattern, remix or published copy (audit lostcreates). The key stays until answered."""
+    await tab.page.context.grant_permissions(["clipboard-read", "clipboard-write"], origin=server.url)
+    session_id = await new_pattern(server)
+    page = await open_live(tab, f"/s/{session_id}")
+    url = f"**{route}" if route == "/api/sessions" else f"**/api/sessions/{session_id}{route}"
+    seen = await lose_answers(page, url, count=3)  # the first send and the page's two resends
+    await page.locator(button).click()
+    await expect(page.locator("#toast")).to_have_text(UNCONFIRMED_CREATE)
+    await expect(page.locator(button)).to_be_enabled()
+    made = seen.lost[0]["id"]
+    assert [answer["id"] for answer in seen.lost] == [made] * 3  # the resends found the first
+
+    await page.locator(button).click()  # pressed again: answered with what the first made
+    if button == "#publish":
+        await expect(page.locator("#toast")).to_contain_text("Published!")
+        assert await page.evaluate("navigator.clipboard.readText()") == f"{server.url}/s/{made}"
+    else:
+        await expect(page).to_have_url(re.compile(f"/s/{made}$"))
+    assert len(seen.keys) == 4 and seen.keys[0] and len(set(seen.keys)) == 1
+    if button == "#remix":
+        assert (await api(server, "GET", f"/api/sessions/{session_id}"))["remixCount"] == 1
+    tab.errors.clear()  # the lost answers are console errors by design
+
+
+async def test_new_is_one_create_however_often_it_is_pressed_while_it_runs(server: ServerUnderTest, tab: Tab) -> None:
+    """On a slow network two presses of New made two empty patterns (audit lostcreates)."""
+    session_id = await new_pattern(server)
+    page = await open_live(tab, f"/s/{session_id}")
+    release = asyncio.Event()
+    posts: list[str] = []
+
+    async def slow(route: Any) -> None:
+        if route.request.method != "POST":
+            await route.continue_()
+            return
+        posts.append(route.request.url)
+        await release.wait()
+        await route.continue_()
+
+    await page.route("**/api/sessions", slow)
+    await page.locator("#new").click()
+    await expect(page.locator("#new")).to_be_disabled()
+    await page.locator("#new").click(force=True)  # a finger on a disabled button does nothing
+    release.set()
+    await expect(page).not_to_have_url(re.compile(session_id))
+    assert len(posts) == 1, posts

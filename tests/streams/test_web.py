@@ -13,7 +13,7 @@ import pytest
 
 from playwright.async_api import Browser, Dialog, Page, WebSocketRoute, expect
 
-from tests.browser import LeaveQuestions, SocketGate, Tab, lose_first_answer, new_tab
+from tests.browser import UNCONFIRMED_CREATE, LeaveQuestions, SocketGate, Tab, lose_answers, lose_first_answer, new_tab
 from tests.streams.dashboard import downloaded, press_export
 from tests.streams.helpers import create_stream, http, started
 from tests.conftest import start_server
@@ -630,6 +630,27 @@ async def test_a_create_whose_answer_was_lost_makes_one_stream(server: ServerUnd
     assert status == 200, mine
     assert [s["title"] for s in mine["sessions"]] == ["Speedrun night"]
     tab.errors.clear()  # the lost answer is a console error by design
+
+
+async def test_a_create_pressed_again_after_its_answers_were_lost_makes_one_stream(
+    server: ServerUnderTest, tab: Tab
+) -> None:
+    """The network gone past the page's two resends: the page said the server could not be
+    reached, and the press again made a second stream (audit lostcreates)."""
+    await tab.use_token(server.token("alice"))
+    dash = await tab.open("/streams")
+    seen = await lose_answers(dash, "**/api/streams", count=3)
+    await dash.locator("#title-input").fill("Speedrun night")
+    await dash.locator("#create-button").click()
+    await expect(dash.locator("#create-error")).to_have_text(UNCONFIRMED_CREATE)
+    await dash.locator("#create-button").click()
+    made = seen.lost[0]["session"]["session_id"]
+    await expect(dash).to_have_url(re.compile(f"/streams/{made}$"))
+    assert len(seen.keys) == 4 and seen.keys[0] and len(set(seen.keys)) == 1
+    status, mine = await http(server, "GET", "/api/streams")
+    assert status == 200, mine
+    assert [s["title"] for s in mine["sessions"]] == ["Speedrun night"]
+    tab.errors.clear()  # the lost answers are console errors by design
 
 
 async def test_leaving_with_a_clip_not_yet_sent_asks_first(server: ServerUnderTest, tab: Tab) -> None:

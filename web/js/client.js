@@ -5,6 +5,7 @@
  * from here, and only this module writes the token record.
  */
 import { io } from "../vendor/socket.io.esm.min.js";
+import { answersForGood, createKey, UNCONFIRMED_CREATE } from "./create_keys.js";
 import { freshId } from "./ids.js";
 
 /**
@@ -621,7 +622,8 @@ const LOST_ANSWER_STATUSES = new Set([409, 502, 503, 504]);
  * an Idempotency-Key (PROTOCOL, Retries) and sent again with it when its answer is lost.
  */
 export async function api(path, { method = "GET", body, idempotent = false } = {}) {
-  const key = idempotent ? freshId() : null;
+  const create = idempotent ? createKey(method, path, body) : null;
+  const key = create?.key ?? null;
   const waits = key ? [...LOST_ANSWER_RETRY_MS] : [];
   for (let attempt = 0; ; attempt += 1) {
     const token = await getToken();
@@ -634,20 +636,41 @@ export async function api(path, { method = "GET", body, idempotent = false } = {
     try {
       response = await request(path, { method, headers, body: body === undefined ? undefined : JSON.stringify(body) });
     } catch (err) {
+      // Its key stays: it never left, but an earlier press of the same create may have.
       if (offlineFirst && key) throw new ApiError("unavailable", OFFLINE_NOT_SENT);
-      if (!waits.length) throw err;
+      if (!waits.length) throw key ? unconfirmed(err) : err;
       await sleep(waits.shift());
       continue;
     }
     const data = await readJson(response);
-    if (response.ok) return data;
+    if (response.ok) {
+      create?.answered();
+      return data;
+    }
     if (waits.length && LOST_ANSWER_STATUSES.has(response.status)) {
       await sleep(waits.shift());
       continue;
     }
     if (response.status === 401 && attempt === 0 && dropRefused(token)) continue;
-    throw toError(response, data);
+    const error = toError(response, data);
+    if (!create) throw error;
+    if (answersForGood(response.status)) create.answered();
+    // Still running, or a proxy's 502-504 (the server's own 503 says why, and made nothing).
+    else if (response.status === 409 || (LOST_ANSWER_STATUSES.has(response.status) && !data?.error)) {
+      throw unconfirmed(error);
+    }
+    throw error;
   }
+}
+
+/** What a page says of a create that failed: "`prefix`: why", or, its answer lost, that it may have been made. */
+export function createFailure(prefix, err) {
+  return err?.details?.unconfirmed ? err.message : `${prefix}: ${err?.message}`;
+}
+
+/** A keyed create's error when no answer came: it may have been made, and pressing again is safe. */
+function unconfirmed(err) {
+  return new ApiError("unavailable", UNCONFIRMED_CREATE, err.status ?? 0, { unconfirmed: true });
 }
 
 function sleep(ms) {

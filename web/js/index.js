@@ -3,7 +3,7 @@
  * every kind. "New voice session" creates a session (which becomes the user's active one, per
  * seed 002) and opens its page. A visitor without a token gets a guest token first.
  */
-import { api, hasToken } from "./client.js";
+import { api, createFailure, hasToken } from "./client.js";
 
 const form = document.getElementById("new-session-form");
 const nameInput = document.getElementById("session-name-input");
@@ -28,7 +28,7 @@ async function createSession(event) {
     // development or staging instance is not.
     location.assign(`/session/${encodeURIComponent(created.session_id)}`);
   } catch (err) {
-    errorLine.textContent = `Could not create a session: ${err.message}`;
+    errorLine.textContent = createFailure("Could not create a session", err);
     errorLine.hidden = false;
     button.disabled = false;
   }

@@ -10,6 +10,7 @@
  */
 import { $, call, connect, getToken, knownIdentity, showConnection, subscribeSession, whileBusy } from "./client.js";
 import { reconcile, setText } from "./keyed.js";
+import { answersForGood, createKey, UNCONFIRMED_CREATE } from "./create_keys.js";
 import { OrphanBanner } from "./orphan_banner.js";
 import { Player } from "./pattern_audio.js";
 import { HELD_MAX, HeldOps, MadeOrder } from "./pattern_held.js";
@@ -575,17 +576,35 @@ async function request(path, method = "GET", body = undefined, extra = {}) {
 const CREATE_RETRY_MS = [500, 1500];
 
 async function createSession(path = "/api/sessions") {
-  const key = { "Idempotency-Key": freshId() };
-  let answer = await request(path, "POST", {}, key);
-  for (const waitMs of CREATE_RETRY_MS) {
-    if (![0, 409, 502, 503, 504].includes(answer.status)) break;
-    await new Promise((resolve) => setTimeout(resolve, waitMs));
-    answer = await request(path, "POST", {}, key);
-  }
+  const answer = await keyedPost(path);
   if (answer.status === 201) return answer.body;
   if (answer.status === 429) toast(`Too many new sessions; try again in ${answer.body.retryAfter} s.`);
-  else toast(answer.body?.message ?? answer.body?.error ?? "Something went wrong.");
+  else toast(createTrouble(answer) ?? "Something went wrong.");
   return null;
+}
+
+/**
+ * POST a create (a session, a remix, a published copy) with an Idempotency-Key, sent again with
+ * it while its answer is lost. The key stays with the request until it is answered
+ * (web/js/create_keys.js): pressed again after the page gave up, it gets the first copy too.
+ */
+async function keyedPost(path) {
+  const create = createKey("POST", path, {});
+  const headers = { "Idempotency-Key": create.key };
+  let answer = await request(path, "POST", {}, headers);
+  for (const waitMs of CREATE_RETRY_MS) {
+    if (answersForGood(answer.status)) break;
+    await new Promise((resolve) => setTimeout(resolve, waitMs));
+    answer = await request(path, "POST", {}, headers);
+  }
+  if (answersForGood(answer.status)) create.answered();
+  return answer;
+}
+
+/** What a create not made says: the server's reason, or, no answer having come, that it may have been. */
+function createTrouble(answer) {
+  if ([0, 409, 502, 503, 504].includes(answer.status)) return UNCONFIRMED_CREATE; // still running, or no answer
+  return answer.body?.message ?? answer.body?.error ?? null;
 }
 
 /**
@@ -656,11 +675,11 @@ async function onInvite() {
 
 async function onPublish() {
   const answer = await whileBusy([$("publish")], async () =>
-    (await settled()) ? request(`/api/sessions/${sessionId}/publish`, "POST", {}) : null,
+    (await settled()) ? keyedPost(`/api/sessions/${sessionId}/publish`) : null,
   );
   if (!answer) return;
   if (answer.status !== 201) {
-    toast(answer.body?.message ?? answer.body?.error ?? "Publishing failed.");
+    toast(createTrouble(answer) ?? "Publishing failed.");
     return;
   }
   const link = new URL(answer.body.url, location.origin).href;
@@ -689,7 +708,8 @@ async function onRemix() {
 }
 
 async function onNew() {
-  const created = await createSession();
+  // Disabled while it runs: a second press on a slow network made a second empty pattern.
+  const created = await whileBusy([$("new"), $("create-new")], () => createSession());
   if (created) location.assign(created.url);
 }
 

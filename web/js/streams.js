@@ -3,7 +3,7 @@
  * A visitor without a token gets a guest token first (client.js). Text reaches the DOM through
  * textContent only.
  */
-import { $, api, hasToken } from "./client.js";
+import { $, api, createFailure, hasToken } from "./client.js";
 
 const form = $("create-form");
 const button = $("create-button");
@@ -28,7 +28,7 @@ async function create(event) {
     const created = await api("/api/streams", { method: "POST", body, idempotent: true });
     location.assign(`/streams/${encodeURIComponent(created.session.session_id)}`);
   } catch (err) {
-    createError.textContent = `Could not create the session: ${err.message}`;
+    createError.textContent = createFailure("Could not create the session", err);
     createError.hidden = false;
     button.disabled = false;
   }
