@@ -148,19 +148,19 @@ UNCONFIRMED_CREATE = (
 )
 
 
-async def lose_answers(page: Page, url: str, count: int = 1) -> LostAnswers:
-    """Route ``url`` (a glob) so that the server runs the first ``count`` POSTs but their
-    answers never reach the page (a reset); later ones, and other methods, pass."""
+async def lose_answers(page: Page, url: str, count: int = 1, *, method: str = "POST") -> LostAnswers:
+    """Route ``url`` (a glob) so that the server runs the first ``count`` requests of ``method``
+    but their answers never reach the page (a reset); later ones, and other methods, pass."""
     seen = LostAnswers()
 
     async def lose(route: Route) -> None:
-        if route.request.method != "POST":
+        if route.request.method != method:
             await route.continue_()
             return
         seen.keys.append(await route.request.header_value("Idempotency-Key"))
         if len(seen.keys) <= count:
             reached = await route.fetch()  # the server runs it; the page never hears of it
-            seen.lost.append(await reached.json())
+            seen.lost.append(await reached.json() if reached.status != 204 else None)
             await route.abort("connectionreset")
         else:
             await route.continue_()

@@ -11,7 +11,7 @@ import pytest
 from playwright.async_api import expect
 
 from auth.claims import USER_ID_PATTERN, Permission
-from tests.browser import Tab
+from tests.browser import Tab, lose_answers
 from tests.helpers import Client, ServerUnderTest, to_window_start
 from tests.admin.test_http import DAY_MS, LONG_TTL_S, admin_token, new_pattern
 
@@ -143,6 +143,30 @@ async def test_filter_open_detail_and_delete_with_confirmation(tab: Tab, server:
     await expect(page.locator("#m-sessions")).to_have_text("1")
     await expect(page.locator("#audit li").first).to_contain_text("delete_session")
     assert await server.services.sessions.meta(doomed) is None
+
+
+async def test_a_delete_whose_answer_was_lost_says_so_and_pressed_again_is_done(
+    tab: Tab, server: ServerUnderTest
+) -> None:
+    """The session was deleted, its answer lost: the page said "The server cannot be reached.",
+    and pressed again, "no such session", the row still listed (audit lostcreates)."""
+    doomed = await server.create_session("bob", name="doomed")
+    await tab.use_token(admin_token(server), ttl_s=LONG_TTL_S)
+    page = await tab.open("/admin")
+    await page.click(f'#sessions tr[data-id="{doomed}"]')
+    await page.fill("#delete-confirm", doomed)
+    seen = await lose_answers(page, f"**/admin/sessions/{doomed}", method="DELETE")
+    await page.click("#delete-button")
+    notice = page.locator("#detail-notice")
+    await expect(notice).to_have_text(
+        f"No answer from the server, so {doomed} may have been deleted: press Delete again, which is safe."
+    )
+    assert await server.services.sessions.meta(doomed) is None  # it was
+    await page.click("#delete-button")
+    await expect(notice).to_have_text(f"Deleted {doomed} (it was gone already).")
+    await expect(page.locator("#sessions tr")).to_have_count(0)
+    assert len(seen.keys) == 2
+    tab.errors.clear()  # the lost answer is a console error by design
 
 
 async def test_sort_by_remix_count_and_see_the_remix_tree(tab: Tab, server: ServerUnderTest) -> None:

@@ -15,7 +15,7 @@ from playwright.async_api import Browser, CDPSession, Page, expect
 from redis.asyncio import Redis
 
 from auth.relying_party import RelyingParty
-from tests.browser import new_tab
+from tests.browser import lose_answers, new_tab
 from tests.helpers import RedisProcess, ServerUnderTest, free_port, to_window_start
 from tests.identity.support import Browser as Caller
 from tests.identity.test_web import in_page
@@ -253,3 +253,29 @@ async def test_a_passkeys_own_label_is_plain_text(pserver: ServerUnderTest, http
         )
         assert (refused.status, refused.body["error"]) == (400, "invalid_payload"), refused.body
         assert "label" in refused.body["message"]
+
+
+async def test_a_passkey_remove_whose_answer_was_lost_is_not_said_to_have_failed(
+    pserver: ServerUnderTest, browser: Browser
+) -> None:
+    """Removed, its answer lost: the page said "The passkey was not removed", its row stayed,
+    and Remove again said "no such passkey of yours" (audit lostcreates)."""
+    tab = await new_tab(browser, pserver)
+    try:
+        await authenticator(tab.page)
+        page = await tab.open("/streams")
+        await page.locator("#title-input").fill("Mine")
+        await page.locator("#create-button").click()  # a guest identity, made by the page
+        await page.wait_for_url("**/streams/*")
+        await page.locator("#identity-name").click()
+        await page.locator("#identity-add-passkey").click()
+        await expect(page.locator("#identity-passkeys li")).to_have_count(1)
+        seen = await lose_answers(page, "**/api/auth/passkeys/*", method="DELETE")
+        await page.locator("#identity-passkeys li button").click()
+        await expect(page.locator("#identity-error")).to_have_text(
+            "No answer from the server, so the passkey may have been removed: the list shows it once the connection is back."
+        )
+        await expect(page.locator("#identity-passkeys li")).to_have_count(0)  # read again: it was
+        assert len(seen.keys) == 1
+    finally:
+        await tab.page.context.close()

@@ -407,8 +407,15 @@ async function deleteSelected(event) {
   if (!selected || confirm !== selected) return;
   const notice = $("detail-notice");
   try {
-    await api(`/admin/sessions/${encodeURIComponent(selected)}`, { method: "DELETE", body: { confirm } });
-    notice.textContent = `Deleted ${selected}.`;
+    try {
+      await api(`/admin/sessions/${encodeURIComponent(selected)}`, { method: "DELETE", body: { confirm } });
+      notice.textContent = `Deleted ${selected}.`;
+    } catch (error) {
+      // Gone either way (PROTOCOL, "Sending a write again"): a delete sent again after its answer
+      // was lost, or another operator's. It said "no such session" and left the row listed.
+      if (!(error instanceof ApiError && error.status === 404)) throw error;
+      notice.textContent = `Deleted ${selected} (it was gone already).`;
+    }
     notice.dataset.kind = "";
     notice.hidden = false;
     const hadFocus = document.activeElement === $("delete-button");
@@ -423,6 +430,10 @@ async function deleteSelected(event) {
   } catch (error) {
     notice.dataset.kind = "error";
     handle(error, notice);
+    if (error instanceof ApiError && error.status === 0) {
+      // No answer: it may have been deleted. Said so, and pressing again is safe (a 404 above).
+      notice.textContent = `No answer from the server, so ${selected} may have been deleted: press Delete again, which is safe.`;
+    }
   }
 }
 

@@ -522,10 +522,17 @@ export async function addPasskey(label = "") {
   const credential = await navigator.credentials.create({
     publicKey: PublicKeyCredential.parseCreationOptionsFromJSON(options),
   });
-  return api("/api/auth/passkeys/register", {
-    method: "POST",
-    body: { challenge_id, credential: credential.toJSON(), label },
-  });
+  try {
+    return await api("/api/auth/passkeys/register", {
+      method: "POST",
+      body: { challenge_id, credential: credential.toJSON(), label },
+    });
+  } catch (err) {
+    // No answer: the server may have saved it (`unconfirmed`); a refusal saved nothing.
+    if (err instanceof ApiError && err.status === 0)
+      throw new ApiError(err.code, err.message, 0, { unconfirmed: true });
+    throw err;
+  }
 }
 
 /** Sign this browser in with a passkey: it becomes the passkey's user (a new device of theirs). */

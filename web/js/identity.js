@@ -529,7 +529,8 @@ async function act(button, what, action) {
   try {
     await action();
   } catch (err) {
-    error.textContent = `${what}: ${err.message}`;
+    // Unconfirmed (no answer came): its own words say what may have happened, not "was not".
+    error.textContent = err?.details?.unconfirmed ? err.message : `${what}: ${err.message}`;
     error.hidden = false;
   } finally {
     button.disabled = false;
@@ -618,10 +619,31 @@ async function savePasskey() {
     await addPasskey();
     status.textContent = "Passkey added: sign in with it on any device to be you there.";
   } catch (err) {
-    status.textContent = `No passkey added. ${addRefusal(err)}`;
+    // Its answer lost, the server may have saved it: "No passkey added" contradicted the list
+    // once it was read again (and Add again said "already saved").
+    status.textContent = err?.details?.unconfirmed
+      ? "No answer from the server, so the passkey may have been added: the list shows it once the connection is back."
+      : `No passkey added. ${addRefusal(err)}`;
   }
-  listPasskeys().catch(() => {}); // the status above has said what happened
-  keptChanged().catch(() => {}); // as it was shown: the next reading says it
+  passkeysChanged(); // the status above has said what happened
+}
+
+// After a passkey was added or removed, the list and the retention note are read again: at once,
+// and, while the server cannot be reached (the answer lost with the network), again after these
+// pauses, so that they show what the server holds once it is back.
+const RELIST_MS = [0, 2000, 5000, 10_000, 20_000];
+
+function passkeysChanged() {
+  const relist = async (waits) => {
+    await new Promise((resolve) => setTimeout(resolve, waits[0]));
+    try {
+      await listPasskeys();
+      keptChanged().catch(() => {}); // as it was shown: the next reading says it
+    } catch {
+      if (waits.length > 1) relist(waits.slice(1));
+    }
+  };
+  relist(RELIST_MS);
 }
 
 /**
@@ -641,9 +663,21 @@ function addRefusal(err) {
 }
 
 async function removePasskey(passkeyId) {
-  await api(`/api/auth/passkeys/${encodeURIComponent(passkeyId)}`, { method: "DELETE" });
-  await listPasskeys();
-  keptChanged().catch(() => {});
+  try {
+    await api(`/api/auth/passkeys/${encodeURIComponent(passkeyId)}`, { method: "DELETE" });
+  } catch (err) {
+    // Gone either way (PROTOCOL, "Sending a write again"): a remove sent again after its answer
+    // was lost said "no such passkey of yours", and the row stayed.
+    if (err instanceof ApiError && err.status === 404) return;
+    if (err instanceof ApiError && err.status === 0) {
+      const words =
+        "No answer from the server, so the passkey may have been removed: the list shows it once the connection is back.";
+      throw new ApiError(err.code, words, 0, { unconfirmed: true });
+    }
+    throw err;
+  } finally {
+    passkeysChanged();
+  }
 }
 
 async function rename(name) {
