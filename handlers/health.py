@@ -56,6 +56,11 @@ OPERATIONS = (
 )
 
 
+# The longest /readyz waits for Redis' PING: a Redis that answers nothing and closes nothing
+# (frozen, or cut off by the network) held every probe for as long as it was away -- a single
+# Redis's link has no read timeout (long blocking reads are the bus's) -- where a load balancer
+# wants a 503 it can act on (audit "frozenmaster").
+PING_BOUND_S = 2.0
 # The longest /readyz waits for the memory figures (``redis_full``): on a cluster they are read
 # from every primary, and one that hangs must not hold a probe (which gives up in a second or
 # so); past it the probe answers as when INFO is refused (below).
@@ -108,7 +113,7 @@ class HealthRoutes:
         """200 when Redis answers a PING and the bus listener is alive, else 503."""
         degraded = None
         try:
-            await self._redis_ping()
+            await asyncio.wait_for(self._redis_ping(), PING_BOUND_S)
             redis_ok = True
         except Exception as exc:  # any failure to reach Redis means not ready
             # A Redis that cannot write its disk refuses PING too (MISCONF): it answers, and

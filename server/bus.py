@@ -230,6 +230,7 @@ class Bus:
         self._commands: deque[tuple[str, str]] = deque()
         self._task: asyncio.Task[None] | None = None
         self._background: set[asyncio.Task[None]] = set()
+        self._id_key_look: asyncio.Task[None] | None = None  # see _look_at_id_key
         self._alive = False
         self._hold_ids = itertools.count(1)
         # The loop the bus runs on, kept once started: asking asyncio for it costs a getpid()
@@ -283,6 +284,10 @@ class Bus:
                 await asyncio.wait({task}, timeout=STOP_RETRY_S)
             if not task.done():
                 log.error("the bus listener did not stop within %.0f s; closing its link under it", STOP_WAIT_S)
+        look, self._id_key_look = self._id_key_look, None
+        if look is not None:
+            look.cancel()
+            await asyncio.wait({look}, timeout=STOP_WAIT_S)
         self._feeds.close()
         await self._pubsub.aclose()
         self._alive = False
@@ -555,9 +560,38 @@ class Bus:
     def _link_works(self) -> None:
         if not self._alive:
             self._metrics.bus_reconnects.inc()
-            # Redis may have come back empty, without the deployment's id secret (EventLog).
-            self._log.forget_id_key()
+            if self._pubsub.sharded:
+                # One shard's link came back, maybe while another shard still has no master,
+                # the one holding the secret among them: forgotten, every event write on every
+                # shard read it again from there and was refused with it until that shard's
+                # failover ended (audit "frozenmaster"). It is kept, and looked at.
+                self._look_at_id_key()
+            else:
+                # Redis may have come back empty, without the deployment's id secret (EventLog).
+                self._log.forget_id_key()
         self._alive = True
+
+    def _look_at_id_key(self) -> None:
+        """Forget the id secret once Redis is seen holding another one, or none (its shard came
+        back empty, and the next node to write makes a new one). A look that fails (that shard
+        still without a master) is tried again until one answers, the secret kept meanwhile:
+        only a shard that lost its data can have lost it, and that is what the look finds."""
+        if self._id_key_look is not None and not self._id_key_look.done():
+            return
+        self._id_key_look = asyncio.create_task(self._look_until_seen(), name="sessionhub-bus-id-key")
+
+    async def _look_until_seen(self) -> None:
+        pause_s = BACKOFF_MIN_S
+        while not cancelled():  # redis-py may swallow the stop's cancellation (handlers.background)
+            try:
+                if await self._log.id_key_gone():
+                    self._log.forget_id_key()
+                return
+            except REDIS_AWAY as exc:
+                stop_if_cancelled(exc)
+                log.debug("bus: the event-id secret could not be looked at: %s; again in %.2f s", exc, pause_s)
+            await asyncio.sleep(pause_s)
+            pause_s = min(pause_s * 2, BACKOFF_MAX_S)
 
     def _on_message(self, message: dict[str, Any]) -> None:
         kind = message["type"]

@@ -16,6 +16,7 @@ from typing import Any
 
 from redis.asyncio import Redis
 
+from storage.failures import SHARD_AWAY
 from storage.scripts import plain_script
 
 # What looking at one entry gives: (how many things it finished, e.g. sessions closed; when the
@@ -60,3 +61,46 @@ class DueSweep:
         if failure is not None:
             raise failure
         return len(ids), finished
+
+
+class LaterEntries:
+    """Due-set entries whose ZADD met their shard away, written by the node's next sweep.
+
+    On Redis Cluster a due set is one key, on one shard. While that shard had no master (a
+    failover's seconds), every recording start and every listening play, on every shard, was
+    refused ``unavailable`` with it, though their own sessions' shards answered (audit
+    "frozenmaster"). The change goes ahead instead, and its entry waits here until a sweep of
+    this node writes it (every few seconds; the first after the shard is back). A node that
+    stops before that leaves the entry unwritten: that session is then not swept (a recording
+    lease left to run out keeps showing "recording"; a play left silent stays open) until its
+    next start or play writes one. Only a node's failure during another's failover does that.
+    """
+
+    def __init__(self, redis: Redis) -> None:
+        self._redis = redis
+        self._kept: dict[tuple[str, str], int] = {}  # (due set, member) -> due (ms)
+
+    def __len__(self) -> int:
+        return len(self._kept)
+
+    async def add(self, due_key: str, member: str, due_ms: int) -> None:
+        """``ZADD due_key due_ms member`` now, or, its shard away, by the next :meth:`write`."""
+        try:
+            await self._redis.zadd(due_key, {member: due_ms})
+        except SHARD_AWAY:
+            self.keep(due_key, member, due_ms)
+
+    def keep(self, due_key: str, member: str, due_ms: int) -> None:
+        """Keep an entry to write later (the latest due of a member kept twice)."""
+        self._kept[due_key, member] = max(due_ms, self._kept.get((due_key, member), due_ms))
+
+    async def write(self) -> int:
+        """Write the kept entries, first to last; those not written stay kept, and the first
+        failure is raised (the sweep's round says it and tries again). How many were written."""
+        written = 0
+        for (due_key, member), due_ms in list(self._kept.items()):
+            await self._redis.zadd(due_key, {member: due_ms})
+            if self._kept.get((due_key, member)) == due_ms:  # not kept again meanwhile
+                del self._kept[due_key, member]
+            written += 1
+        return written

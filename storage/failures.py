@@ -8,9 +8,28 @@ revocation watch, the deletion follow-ups: a cluster gone for a few seconds stop
 
 from __future__ import annotations
 
-from redis.exceptions import RedisClusterException, RedisError, ResponseError
+from redis.exceptions import (
+    ClusterDownError,
+    ConnectionError,
+    RedisClusterException,
+    RedisError,
+    ResponseError,
+    TimeoutError,
+    TryAgainError,
+)
 
 REDIS_AWAY: tuple[type[Exception], ...] = (RedisError, RedisClusterException, OSError)
+
+# What a command meets while the shard its key hashes to has no master (killed or frozen, until
+# its replica takes over) or is out of reach; not another refusal (a full Redis, a wrong type).
+SHARD_AWAY: tuple[type[Exception], ...] = (
+    ConnectionError,
+    TimeoutError,
+    ClusterDownError,
+    TryAgainError,
+    RedisClusterException,
+    OSError,
+)
 
 
 # What Redis answers every write (and PING) with while it cannot persist: its append-only file

@@ -1,13 +1,30 @@
-"""Fixed-window rate limits shared by every node (counters live in Redis)."""
+"""Fixed-window rate limits shared by every node (counters live in Redis).
+
+On Redis Cluster a counter lives on the shard its key hashes to, not its request's session's:
+while that shard has no master (a failover's seconds), every request it counted was refused
+``unavailable``, on every shard -- a whole address's writes, whichever sessions they went to
+(audit "frozenmaster"). There a counter that cannot be reached counts nothing and lets the
+request through: a limit is a bound on abuse, and one left open for a failover's seconds bounds
+less, briefly, where refusing stopped everyone. A single Redis away fails the request anyway.
+"""
 
 from __future__ import annotations
 
+import logging
+import time
 from dataclasses import dataclass
 
 from redis.asyncio import Redis
+from redis.asyncio.cluster import RedisCluster
 
 from storage.clock import Clock
+from storage.failures import SHARD_AWAY
 from storage.keys import Keys
+
+log = logging.getLogger(__name__)
+
+# A counter not reached is said at most this often (s): a failover refuses many at once.
+UNCOUNTED_LOG_EVERY_S = 30.0
 
 DAY_S = 86_400
 # Anonymous session creations of every kind (patterns with their remixes and publishes, guests'
@@ -25,6 +42,10 @@ class Counted:
     key: str
 
 
+# A hit let through uncounted (its counter's shard away, on a cluster): nothing to give back.
+UNCOUNTED = Counted("")
+
+
 @dataclass(frozen=True, slots=True)
 class Refused:
     """A hit :meth:`RateLimiter.take` did not count: the seconds until its window ends."""
@@ -39,6 +60,17 @@ class RateLimiter:
         self._redis = redis
         self._keys = keys
         self._clock = clock
+        self._open_when_away = isinstance(redis, RedisCluster)  # see the module's docstring
+        self._said_at = -UNCOUNTED_LOG_EVERY_S
+
+    def _uncounted(self, key: str, exc: Exception) -> None:
+        """A counter's shard did not answer: on a cluster, say so (now and then) and let it pass."""
+        if not self._open_when_away:
+            raise exc
+        if time.monotonic() - self._said_at >= UNCOUNTED_LOG_EVERY_S:
+            self._said_at = time.monotonic()
+            log.warning("a rate counter's shard does not answer (%s): requests it counts pass uncounted meanwhile", exc)
+        log.debug("rate counter %s not counted: %s", key, exc)
 
     async def hit(self, bucket: str, subject: str, *, limit: int, window_s: int) -> bool:
         """Record one hit; True when it is within the limit."""
@@ -51,10 +83,14 @@ class RateLimiter:
         window_ms = window_s * 1000
         window = now_ms // window_ms
         key = self._keys.rate(bucket, subject, window)
-        async with self._redis.pipeline(transaction=True) as pipe:
-            pipe.incr(key)
-            pipe.expire(key, window_s * 2)
-            count, _ = await pipe.execute()
+        try:
+            async with self._redis.pipeline(transaction=True) as pipe:
+                pipe.incr(key)
+                pipe.expire(key, window_s * 2)
+                count, _ = await pipe.execute()
+        except SHARD_AWAY as exc:
+            self._uncounted(key, exc)
+            return 0
         if int(count) <= limit:
             return 0
         return seconds_left(now_ms, window_ms)
@@ -66,8 +102,12 @@ class RateLimiter:
         now_ms = self._clock.now_ms()
         window_ms = window_s * 1000
         key = self._keys.rate(bucket, subject, now_ms // window_ms)
-        if await take_one(self._redis, key, limit=limit, ttl_s=window_s * 2):
-            return Counted(key)
+        try:
+            if await take_one(self._redis, key, limit=limit, ttl_s=window_s * 2):
+                return Counted(key)
+        except SHARD_AWAY as exc:
+            self._uncounted(key, exc)
+            return UNCOUNTED
         return Refused(seconds_left(now_ms, window_ms))
 
     def counter_key(self, bucket: str, subject: str, *, window_s: int) -> str:
@@ -84,10 +124,14 @@ class RateLimiter:
         now_ms = self._clock.now_ms()
         window_ms = window_s * 1000
         key = self._keys.rate(bucket, subject, now_ms // window_ms)
-        async with self._redis.pipeline(transaction=True) as pipe:
-            pipe.incrby(key, want)
-            pipe.expire(key, window_s * 2)
-            count, _ = await pipe.execute()
+        try:
+            async with self._redis.pipeline(transaction=True) as pipe:
+                pipe.incrby(key, want)
+                pipe.expire(key, window_s * 2)
+                count, _ = await pipe.execute()
+        except SHARD_AWAY as exc:
+            self._uncounted(key, exc)
+            return UNCOUNTED, want
         over = min(want, int(count) - limit)
         if over > 0:
             await self._redis.decrby(key, over)
@@ -98,7 +142,8 @@ class RateLimiter:
     async def give_back(self, counted: Counted) -> None:
         """Uncount a hit :meth:`take` counted (to the window it was counted in, even if that
         window has turned since: a give-back to the new one would be one too many there)."""
-        await self._redis.decr(counted.key)
+        if counted is not UNCOUNTED:
+            await self._redis.decr(counted.key)
 
 
 async def take_one(redis: Redis, key: str, *, limit: int, ttl_s: int) -> bool:

@@ -14,7 +14,7 @@ from collections.abc import Awaitable, Callable
 
 from auth.claims import Claims
 from protocol.errors import CodedError, ErrorCode
-from storage.ratelimit import DAY_S, Counted, Refused, RateLimiter
+from storage.ratelimit import DAY_S, UNCOUNTED, Counted, Refused, RateLimiter
 from storage.streams.repository import Submission
 
 # Counted per client address (an IPv6 client by its /64) per UTC day, guests only.
@@ -84,6 +84,8 @@ class ClipsDayCap:
         if isinstance(taken, Refused):
             return taken
         counted, count = taken
+        if counted is UNCOUNTED:
+            return counted  # its counter's shard away (storage.ratelimit): nothing to reserve
         if len(reserve) >= RESERVES_MAX:
             reserve.clear()  # yesterday's keys with them
         reserve[counted.key] = reserve.get(counted.key, 0) + count - 1
@@ -91,4 +93,6 @@ class ClipsDayCap:
 
     def _give_back(self, counted: Counted) -> None:
         """Back to this node's reserve of that day (not to Redis: the next click takes it)."""
+        if counted is UNCOUNTED:
+            return
         self._reserve[counted.key] = self._reserve.get(counted.key, 0) + 1

@@ -17,7 +17,7 @@ from redis.asyncio import Redis
 
 from protocol import events as etypes
 from protocol.errors import CodedError, ErrorCode
-from storage.due import DueSweep
+from storage.due import DueSweep, LaterEntries
 from storage.events import Position
 from storage.listening.model import (
     KIND,
@@ -87,6 +87,7 @@ class ListeningHistories:
         self._sweep = _history_script(redis, "listening/sweep.lua")
         self._snapshot = plain_script(redis, "listening/snapshot.lua")
         self._due = DueSweep(redis, claim_ms=SWEEP_LEASE_MS)
+        self._due_later = LaterEntries(redis)  # entries whose shard was away: the next sweep's
         self._pointer_clear = plain_script(redis, "core/pointer_clear.lua")
 
     # --- the history session --------------------------------------------------------------
@@ -204,8 +205,10 @@ class ListeningHistories:
         if outcome.action in ("started", "resumed"):
             # Plain ZADD (not LT): a sweep holding this entry under lease must see it changed
             # and keep it (see due_settle.lua).
+            # The set's shard away (a failover on Redis Cluster), the play is answered all the
+            # same and its entry written by this node's next sweep (storage.due.LaterEntries).
             due = self._clock.now_ms() + rules.silence_ms
-            await self._redis.zadd(self._keys.listening_due(), {history_id: due})
+            await self._due_later.add(self._keys.listening_due(), history_id, due)
         return outcome
 
     async def upload(
@@ -276,6 +279,8 @@ class ListeningHistories:
             result = await self._run(self._sweep, history_id, "", [self.rules.silence_ms, self.rules.min_ms])
             return int(result[0]), int(result[1]) if result[1] else None
 
+        if self._due_later:
+            await self._due_later.write()
         return await self._due.sweep(self._keys.listening_due(), self._clock.now_ms(), limit, look)
 
     # --- reads ------------------------------------------------------------------------------

@@ -24,7 +24,7 @@ from redis.asyncio import Redis
 
 from protocol import events as etypes
 from storage.clock import Clock
-from storage.due import DueSweep
+from storage.due import DueSweep, LaterEntries
 from storage.events import EventLog
 from storage.keys import Keys
 from storage.scripts import event_script, plain_script
@@ -45,6 +45,7 @@ class RecordingLeases:
         self._end = event_script(redis, "voice/recording_end.lua")
         self._renew = plain_script(redis, "voice/recording_renew.lua")
         self._due = DueSweep(redis, claim_ms=SWEEP_CLAIM_MS)
+        self._due_later = LaterEntries(redis)  # entries whose shard was away: the next sweep's
 
     def due_entry(self, session_id: str) -> tuple[Any, ...]:
         """The command that puts the session in the sweeper's set, due when a lease taken now
@@ -54,6 +55,12 @@ class RecordingLeases:
         # claim's score, so that node's settle keeps it (due_settle.lua) instead of removing it.
         due = self._clock.now_ms() + self.lease_ms
         return ("ZADD", self._keys.voice_recording_due(), due, session_id)
+
+    async def enter_due(self, session_id: str) -> None:
+        """Put the session in the sweeper's set, due when a lease taken now would run out, before
+        the lease is taken; the set's shard away (a failover on Redis Cluster), by this node's next
+        sweep instead, and the recording goes ahead (storage.due.LaterEntries)."""
+        await self._due_later.add(self._keys.voice_recording_due(), session_id, self._clock.now_ms() + self.lease_ms)
 
     async def renew(self, session_id: str, holder: str) -> bool:
         """Extend ``holder``'s lease; False when it holds it no more (stop renewing)."""
@@ -104,6 +111,8 @@ class RecordingLeases:
             # A lease still held is looked at again when it would run out.
             return int(int(offset) > 0), now + int(remaining) if int(remaining) > 0 else None
 
+        if self._due_later:
+            await self._due_later.write()
         return await self._due.sweep(self._keys.voice_recording_due(), now, limit, look)
 
     async def _run_end(self, session_id: str, mode: str, holder: str) -> list[Any]:
