@@ -16,6 +16,7 @@ from redis.asyncio import Redis
 from tests.audio_samples import webm
 from tests.conftest import start_server
 from tests.helpers import RedisProcess, ServerUnderTest
+from tests.patterns.test_http import full_state
 from tests.voice.test_telegram import bot_settings, command, message, post
 from tests.voice.uploads import chunk_form, upload
 
@@ -137,6 +138,36 @@ async def test_pattern_create_and_remix_with_a_key(server: ServerUnderTest) -> N
     published = [await _post(server, f"/api/sessions/{first[1]['id']}/publish", None, publish_key) for _ in range(2)]
     assert published[0][0] == published[1][0] == 201, published
     assert published[0][1]["id"] == published[1][1]["id"] and published[1][2] == "true"
+
+
+async def test_a_pattern_save_sent_again_with_its_key_is_answered_as_the_first(server: ServerUnderTest) -> None:
+    """An auto-save applied whose answer was lost, sent again as it was (its If-Match, now stale
+    by its own change): without a key it is 412, which a page cannot tell from another player's
+    change; with the first's key it is the first's 200, and nothing is applied again."""
+    created = await _post(server, "/api/sessions", {}, {})
+    url = f"{server.url}/api/sessions/{created[1]['id']}"
+    state = full_state()
+    async with aiohttp.ClientSession() as http:
+
+        async def send(method: str, body: Any, headers: dict[str, str]) -> tuple[int, Any, str | None, str]:
+            async with http.request(method, url, json=body, headers=headers) as r:
+                return r.status, await r.json(), r.headers.get("Idempotent-Replayed"), r.headers.get("ETag", "")
+
+        async with http.get(url) as r:
+            etag = r.headers["ETag"]
+        keyed = {"If-Match": etag, "Idempotency-Key": str(uuid.uuid4())}
+        put, put_again = [await send("PUT", {"state": state}, keyed) for _ in range(2)]
+        assert put[0] == put_again[0] == 200 and put[1] == put_again[1], (put, put_again)
+        assert put[2] is None and put_again[2] == "true"
+        assert (await send("PUT", {"state": state}, {"If-Match": etag}))[0] == 412  # the same, without the key
+
+        keyed = {"If-Match": put[3], "Idempotency-Key": str(uuid.uuid4())}
+        patch, patch_again = [await send("PATCH", {"name": "Renamed"}, keyed) for _ in range(2)]
+        assert patch[0] == patch_again[0] == 200 and patch[1] == patch_again[1], (patch, patch_again)
+        assert patch_again[2] == "true"
+        async with http.get(url) as r:
+            stored = await r.json()
+    assert stored["name"] == "Renamed" and stored["state"]["tempo"] == state["tempo"]
 
 
 async def test_a_key_is_kept_per_route(server: ServerUnderTest) -> None:

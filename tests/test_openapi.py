@@ -394,8 +394,11 @@ def _retried_routes() -> set[tuple[str, str]]:
     """The routes docs/PROTOCOL.md's "Retries" section names as taking Idempotency-Key."""
     text = (ROOT / "docs" / "PROTOCOL.md").read_text(encoding="utf-8")
     section = text[text.index("## Retries: `Idempotency-Key`") :]
-    named = re.findall(r"`(?:POST )?(/[^`]+)`", section[: section.index(" take an")])
-    return {("POST", path.replace("{id}", "{session_id}")) for path in named}
+    routes, method = set(), "POST"
+    for named_method, path in re.findall(r"`(?:(POST|PUT|PATCH) )?(/[^`]+)`", section[: section.index(" take an")]):
+        method = named_method or method  # a route without a method has the one named before it
+        routes.add((method, path.replace("{id}", "{session_id}")))
+    return routes
 
 
 def test_the_routes_that_take_an_idempotency_key_say_so(tmp_path: Path) -> None:
@@ -414,7 +417,7 @@ def test_the_routes_that_take_an_idempotency_key_say_so(tmp_path: Path) -> None:
             for status, response in operation["responses"].items():
                 if status.startswith("2"):
                     assert "Idempotent-Replayed" in response.get("headers", {}), (method, path, status)
-    assert len(_retried_routes()) == 8
+    assert len(_retried_routes()) == 10
     assert keyed == _retried_routes()
 
 

@@ -145,8 +145,12 @@ class PatternRoutes:
         create = idempotent(self.create, self._s, "pattern_create", owner_of=anyone)
         app.router.add_post("/api/sessions", answering(create, metrics))
         app.router.add_get("/api/sessions/{session_id}", answering(self.get, metrics))
-        app.router.add_put("/api/sessions/{session_id}", answering(self.put, metrics))
-        app.router.add_patch("/api/sessions/{session_id}", answering(self.patch, metrics))
+        # Keyed too: an auto-save whose answer was lost is sent again with its key, and answered
+        # as the first was, not 412 by its own change (nor applied again over a newer edit).
+        put = idempotent(self.put, self._s, "pattern_put", owner_of=anyone)
+        app.router.add_put("/api/sessions/{session_id}", answering(put, metrics))
+        patch = idempotent(self.patch, self._s, "pattern_patch", owner_of=anyone)
+        app.router.add_patch("/api/sessions/{session_id}", answering(patch, metrics))
         app.router.add_delete("/api/sessions/{session_id}", answering(self.delete, metrics))
         remix = idempotent(self.remix, self._s, "pattern_remix", owner_of=anyone)
         app.router.add_post("/api/sessions/{session_id}/remix", answering(remix, metrics))

@@ -58,6 +58,7 @@ OPERATIONS: tuple[Operation, ...] = (
         statuses=WRITE,
         ok_headers=(ETAG,),
         response=Replaced,
+        idempotent=True,
     ),
     _pattern(
         "patch",
@@ -68,6 +69,7 @@ OPERATIONS: tuple[Operation, ...] = (
         statuses=WRITE,
         ok_headers=(ETAG,),
         response=Renamed,
+        idempotent=True,
     ),
     _pattern(
         "delete",

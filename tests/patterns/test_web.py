@@ -555,3 +555,43 @@ async def test_new_is_one_create_however_often_it_is_pressed_while_it_runs(serve
     release.set()
     await expect(page).not_to_have_url(re.compile(session_id))
     assert len(posts) == 1, posts
+
+
+async def test_an_auto_save_whose_answer_was_lost_is_not_applied_again_over_a_newer_edit(
+    server: ServerUnderTest, tab: Tab, clients: list[Client]
+) -> None:
+    """Offline, the page auto-saved step 5 on; the save was applied and its answer lost. Another
+    player then turned step 5 off. Back online, the page sent its kept edits again as new ops
+    and turned it back on: the other player's change was lost (audit lostcreates)."""
+    session_id = await new_pattern(server, state={"tracks": [track("t1", steps=[False] * 16)]})
+    gate = SocketGate()
+    await gate.install(tab.page)
+    page = await open_live(tab, f"/s/{session_id}")
+    await gate.cut()  # offline: the edit waits for the auto-save
+    await expect(page.locator("#connection")).not_to_have_attribute("data-state", "live")
+    seen = await lose_answers(page, f"**/api/sessions/{session_id}", method="PUT")
+
+    await step(page, "t1", 5).click()
+    for _ in range(150):  # bounded: the auto-save goes 2 s after the edit
+        if (await stored_steps(server, session_id))[5]:
+            break
+        await page.wait_for_timeout(100)
+    assert (await stored_steps(server, session_id))[5] is True  # applied; its answer lost
+    await expect(page.locator("#toast")).to_contain_text("Offline: your changes are kept")
+
+    other = Client(server.url, server.token("other-player"))
+    clients.append(other)
+    await other.connect()
+    op = {"type": "set_step", "trackId": "t1", "step": 5, "on": False}
+    assert (await other.call("pattern_op", {"session_id": session_id, "seq": 1, "op": op}))["ok"] is True
+
+    gate.release()
+    await expect(page.locator("#connection")).to_have_attribute("data-state", "live")
+    for _ in range(150):  # bounded: the save is sent again as the page subscribes again
+        if len(seen.keys) == 2:
+            break
+        await page.wait_for_timeout(100)
+    assert len(seen.keys) == 2 and seen.keys[0] and seen.keys[0] == seen.keys[1]  # sent again, as it was
+    await expect(step(page, "t1", 5)).to_have_attribute("aria-pressed", "false")
+    assert (await stored_steps(server, session_id))[5] is False  # the newer edit stands
+    tab.errors.clear()  # the lost answer is a console error by design

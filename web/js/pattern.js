@@ -58,6 +58,9 @@ let socket = null;
 let readOnly = false;
 let saveTimer = null;
 let saving = false;
+// An auto-save sent whose answer never came ({key, ifMatch, state, count}: its first `count` ops
+// of `offline`): it may have been applied. It is sent again, as it was, before anything else.
+let lostSave = null;
 let players = new Map();
 let cursorTimer = null;
 let cursorNext;
@@ -232,9 +235,13 @@ function scheduleSave() {
 }
 
 async function save() {
-  if (saving || offline.length === 0 || readOnly) return;
+  if (saving || (offline.length === 0 && !lostSave) || readOnly) return;
   saving = true;
   try {
+    if (lostSave && !(await settleLostSave())) {
+      toast(KEPT_OFFLINE);
+      return;
+    }
     for (let attempt = 0; attempt < 3 && offline.length; attempt += 1) {
       const sent = offline.slice();
       const doc = clone(confirmed);
@@ -242,7 +249,9 @@ async function save() {
       // track added past the 16): it is dropped, and the player is told rather than left to
       // find it gone.
       const dropped = sent.filter((op) => !applyOp(doc, op) && !alreadyMade(doc.state, op)).length;
-      const answer = await request(`/api/sessions/${sessionId}`, "PUT", { state: doc.state }, { "If-Match": etag() });
+      const ifMatch = etag();
+      const key = freshId();
+      const answer = await putState(doc.state, ifMatch, key);
       if (answer.status === 200) {
         confirmed.state = doc.state;
         position = parseEtag(answer.headers.get("ETag")) ?? position;
@@ -254,6 +263,7 @@ async function save() {
         position = parseEtag(answer.body.etag) ?? position;
         continue;
       } else if (answer.status === 0) {
+        lostSave = { key, ifMatch, state: doc.state, count: sent.length };
         toast(KEPT_OFFLINE);
       } else {
         toast(answer.body?.message ?? answer.body?.error ?? "Could not save.");
@@ -263,8 +273,37 @@ async function save() {
   } finally {
     saving = false;
     render();
-    if (offline.length && live) flushOffline();
+    if (offline.length && live && !lostSave) flushOffline();
   }
+}
+
+function putState(state, ifMatch, key) {
+  return request(`/api/sessions/${sessionId}`, "PUT", { state }, { "If-Match": ifMatch, "Idempotency-Key": key });
+}
+
+/**
+ * Send the save whose answer was lost again, as it was (its key, its If-Match, its state): a
+ * `200` says it is applied (the first time, replayed, or now), and its edits are saved; another
+ * answer (`412`: another player's change came first, and it was not applied) leaves them to be
+ * saved over the current state as ever. Sent as new edits instead, those it had applied were
+ * applied twice, the second time over another player's newer change (audit lostcreates). False
+ * while there is still no answer.
+ */
+async function settleLostSave() {
+  const lost = lostSave;
+  const answer = await putState(lost.state, lost.ifMatch, lost.key);
+  if (answer.status === 0) return false;
+  lostSave = null;
+  if (answer.status === 200) {
+    offline = offline.slice(lost.count);
+    // Replayed, it was applied when sent: what came since (other players' changes) stands in
+    // `confirmed` already, or comes with the next snapshot. Applied now, it is the state.
+    if (answer.headers.get("Idempotent-Replayed") !== "true") {
+      confirmed.state = lost.state;
+      position = parseEtag(answer.headers.get("ETag")) ?? position;
+    }
+  }
+  return true;
 }
 
 /** Whether `op`, which did not apply to `state`, is there already: a track it deletes is gone, one
@@ -288,6 +327,10 @@ function plural(count, noun) {
 
 function flushOffline() {
   if (saving) return;
+  if (lostSave) {
+    save(); // the save whose answer was lost first: its edits may be applied already
+    return;
+  }
   const ops = offline;
   offline = [];
   for (const op of ops) {
