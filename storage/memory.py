@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from redis.asyncio import Redis
-from redis.asyncio.cluster import RedisCluster
+from redis.asyncio.cluster import ClusterNode, RedisCluster
 
 from storage.cluster_map import fresh_map
 
@@ -64,6 +64,25 @@ async def _every_primary(redis: RedisCluster, section: str) -> Any:
     # new primary, or since a node left, knew the old ones (storage/cluster_map.py).
     await fresh_map(redis)
     return await redis.info(section, target_nodes=RedisCluster.PRIMARIES)
+
+
+async def silent_primaries(redis: Redis, bound_s: float = READ_BOUND_S) -> list[str]:
+    """The primaries of a cluster (``host:port``, as the client's map has them) that do not answer
+    a ``PING`` within ``bound_s``; none on a single Redis, which is the one that does not answer.
+    What an operator looks for first when a read of every primary failed: which one."""
+    if not isinstance(redis, RedisCluster):
+        return []
+    primaries = redis.get_primaries()
+
+    async def answers(node: ClusterNode) -> bool:
+        try:
+            await asyncio.wait_for(redis.ping(target_nodes=node), bound_s)
+        except Exception:  # down, frozen, refusing: not answering, whatever its words
+            return False
+        return True
+
+    answered = await asyncio.gather(*(answers(node) for node in primaries))
+    return sorted(node.name for node, ok in zip(primaries, answered, strict=True) if not ok)
 
 
 def without_replica(primaries: list[dict[str, Any]]) -> int:

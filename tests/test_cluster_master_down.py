@@ -20,6 +20,7 @@ import pytest
 
 from storage.idempotency import IdempotentAnswers
 from storage.ratelimit import UNCOUNTED
+from tests.admin.test_http import admin_token
 from tests.cluster import RedisCluster
 from tests.conftest import start_server
 from tests.helpers import Client, ServerUnderTest
@@ -193,5 +194,26 @@ async def test_a_rate_counter_whose_shard_has_no_master_lets_its_requests_pass_u
         taken = await limiter.take("t", subject, limit=1, window_s=60)
         assert taken is UNCOUNTED
         await limiter.give_back(taken)  # nothing to give back, and no error
+    finally:
+        await server.stop()
+
+
+async def test_the_alert_of_a_master_that_does_not_answer_names_it(cluster: RedisCluster, tmp_path: Path) -> None:
+    """``redis_unreachable`` said "Redis did not answer INFO memory", leaving the operator to
+    find which of the masters it was (audit "frozenmaster")."""
+    for port in cluster.master_ports:
+        cluster.client(port).config_set("cluster-require-full-coverage", "no")
+    server = await start_server(cluster.url, tmp_path, redis_cluster=True)
+    try:
+        victim = cluster.master_ports[2]
+        cluster.kill(victim)
+        headers = {"Authorization": f"Bearer {admin_token(server)}"}
+        async with aiohttp.ClientSession() as http, http.get(f"{server.url}/admin/alerts", headers=headers) as r:
+            assert r.status == 200, await r.text()
+            alerts = (await r.json())["alerts"]
+        unreachable = [alert for alert in alerts if alert["alert"] == "redis_unreachable"]
+        assert len(unreachable) == 1, alerts
+        assert unreachable[0]["primaries"] == [f"127.0.0.1:{victim}"], unreachable
+        assert f"127.0.0.1:{victim}" in unreachable[0]["message"]
     finally:
         await server.stop()

@@ -13,7 +13,14 @@ from handlers.context import Services
 from storage.admin.repository import AdminStore
 from storage.events import Durability
 from storage.failures import REDIS_AWAY, disk_refusal
-from storage.memory import evicting_policies, fullest, memory_infos, replication_infos, without_replica
+from storage.memory import (
+    evicting_policies,
+    fullest,
+    memory_infos,
+    replication_infos,
+    silent_primaries,
+    without_replica,
+)
 from storage.redis_fitness import eviction_warning, info_refused_warning
 
 HOUR_MS = 3_600_000
@@ -98,6 +105,18 @@ class Alerts:
                     found.append(_unreachable(f"Redis did not answer: {exc}"))
         return found
 
+    async def _unreachable_primaries(self, message: str) -> dict[str, Any]:
+        """``redis_unreachable``, naming the primaries of a cluster that do not answer a PING:
+        "did not answer" alone left an operator to find which of the masters it was."""
+        try:
+            silent = await silent_primaries(self._s.redis, self._s.storage_guard.read_bound_s)
+        except (RedisError, RedisClusterException, OSError, TimeoutError):  # not even the map
+            silent = []
+        if not silent:
+            return _unreachable(message)
+        alert = _unreachable(f"{message}; primaries not answering: {', '.join(silent)}")
+        return {**alert, "primaries": silent}
+
     async def redis_disk(self) -> list[dict[str, Any]]:
         """Redis refusing every write because it cannot write to its disk (MISCONF: its
         append-only file or its snapshot failed, a full disk most often). PING is refused in
@@ -161,7 +180,7 @@ class Alerts:
         except ResponseError as exc:  # it answered: it refuses INFO (an ACL without it), not unreachable
             return [_alert("redis_info_refused", info_refused_warning(str(exc)))]
         except (RedisError, RedisClusterException, OSError, TimeoutError):  # cluster: no node answers
-            return [_unreachable("Redis did not answer INFO memory")]
+            return [await self._unreachable_primaries("Redis did not answer INFO memory")]
         found = self.eviction(nodes)
         figures = fullest(nodes, self._config.memory_budget_bytes)
         used, budget = figures.used_bytes, figures.budget_bytes
