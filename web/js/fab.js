@@ -65,6 +65,9 @@ const ASLEEP_GAP_MS = 10_000;
 const CUTTING_SHOWN_MS = 1000;
 const DONE_WAIT_MS = 20_000;
 // Status refusals that may pass: the status is kept and sent again on the next connection.
+// What a FAB recording while its connection is down says, until it is back.
+const OFFLINE_RECORDING =
+  "Offline: still recording on this device, kept here and uploaded once the connection is back; others see it paused until then.";
 const RETRYABLE = new Set(["timeout", "disconnected", "unavailable", "unauthorized"]);
 const BUTTONS = [
   ["new", "New"],
@@ -208,6 +211,7 @@ function offered() {
 }
 
 function render() {
+  if (ui.message.dataset.kind === "offline" && !state.recorder) say(""); // not recording any more
   const status = shownStatus();
   const label = STATUS_LABELS[status] ?? status;
   ui.pictogram.dataset.status = status;
@@ -960,9 +964,14 @@ function ensureSocket() {
   socket.on("active_session", onActiveSession);
   socket.on("connect", () => {
     connectedOnce = true;
+    if (ui.message.dataset.kind === "offline") say("");
   });
   socket.on("disconnect", () => {
     caughtUp = false;
+    // The server pauses a recording whose recorder's connection went: every other client shows
+    // it paused, while this one records on (its audio kept here, and uploaded once back). It
+    // said "Recording" and nothing else, as if all were well (audit "phonelife").
+    if (state.recorder) say(OFFLINE_RECORDING, "offline");
   });
   // The network back before the socket noticed it had gone: what is owed is sent now.
   window.addEventListener("online", sendOwed);
