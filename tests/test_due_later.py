@@ -7,9 +7,11 @@ stopped and started again stands in for the shard here."""
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
+import pytest_asyncio
 from redis.asyncio import Redis
 from redis.exceptions import ConnectionError as RedisConnectionError
 
@@ -17,42 +19,45 @@ from storage.due import LaterEntries
 from tests.helpers import RedisProcess
 
 
-async def test_an_entry_not_written_while_redis_was_away_is_written_once_it_is_back(tmp_path: Path) -> None:
-    own = RedisProcess(tmp_path / "redis")
-    own.start()
-    redis = Redis.from_url(own.url, socket_connect_timeout=1, socket_timeout=1)
-    later = LaterEntries(redis)
+@pytest_asyncio.fixture
+async def own(tmp_path: Path) -> AsyncIterator[tuple[RedisProcess, Redis]]:
+    """A redis-server of the test's own, to stop and start, and a client of it."""
+    process = RedisProcess(tmp_path / "redis")
+    process.start()
+    redis = Redis.from_url(process.url, socket_connect_timeout=1, socket_timeout=1)
     try:
-        await later.add("due", "written-now", 100)
-        assert len(later) == 0 and await redis.zscore("due", "written-now") == 100
-
-        own.stop()
-        await later.add("due", "session-a", 200)  # no error: kept for later
-        await later.add("due", "session-a", 150)  # kept twice: its latest due stays
-        await later.add("due", "session-b", 300)
-        assert len(later) == 2
-
-        own.start()
-        assert await later.write() == 2
-        assert len(later) == 0
-        assert await redis.zscore("due", "session-a") == 200
-        assert await redis.zscore("due", "session-b") == 300
+        yield process, redis
     finally:
         await redis.aclose()
-        own.stop()
+        process.stop()
 
 
-async def test_a_write_that_fails_again_keeps_what_it_did_not_write(tmp_path: Path) -> None:
-    own = RedisProcess(tmp_path / "redis")
-    own.start()
-    redis = Redis.from_url(own.url, socket_connect_timeout=1, socket_timeout=1)
+async def test_an_entry_not_written_while_redis_was_away_is_written_once_it_is_back(
+    own: tuple[RedisProcess, Redis],
+) -> None:
+    process, redis = own
     later = LaterEntries(redis)
-    try:
-        own.stop()
-        await later.add("due", "session-a", 200)
-        with pytest.raises(RedisConnectionError):
-            await later.write()
-        assert len(later) == 1
-    finally:
-        await redis.aclose()
-        own.stop()
+    await later.add("due", "written-now", 100)
+    assert len(later) == 0 and await redis.zscore("due", "written-now") == 100
+
+    process.stop()
+    await later.add("due", "session-a", 200)  # no error: kept for later
+    await later.add("due", "session-a", 150)  # kept twice: its latest due stays
+    await later.add("due", "session-b", 300)
+    assert len(later) == 2
+
+    process.start()
+    assert await later.write() == 2
+    assert len(later) == 0
+    assert await redis.zscore("due", "session-a") == 200
+    assert await redis.zscore("due", "session-b") == 300
+
+
+async def test_a_write_that_fails_again_keeps_what_it_did_not_write(own: tuple[RedisProcess, Redis]) -> None:
+    process, redis = own
+    later = LaterEntries(redis)
+    process.stop()
+    await later.add("due", "session-a", 200)
+    with pytest.raises(RedisConnectionError):
+        await later.write()
+    assert len(later) == 1
