@@ -595,3 +595,28 @@ async def test_an_auto_save_whose_answer_was_lost_is_not_applied_again_over_a_ne
     await expect(step(page, "t1", 5)).to_have_attribute("aria-pressed", "false")
     assert (await stored_steps(server, session_id))[5] is False  # the newer edit stands
     tab.errors.clear()  # the lost answer is a console error by design
+
+
+async def test_a_copy_pressed_again_after_an_edit_is_a_copy_of_the_pattern_as_it_is_now(
+    server: ServerUnderTest, tab: Tab
+) -> None:
+    """Publish's answers lost, then an edit, then Publish again: the first copy, without the
+    edit, came back as "Published!" (audit verify42). The kept key is the copy of a version."""
+    await tab.page.context.grant_permissions(["clipboard-read", "clipboard-write"], origin=server.url)
+    session_id = await new_pattern(server, state={"tracks": [track("t1", steps=[False] * 16)]})
+    page = await open_live(tab, f"/s/{session_id}")
+    seen = await lose_answers(page, f"**/api/sessions/{session_id}/publish", count=3)
+    await page.locator("#publish").click()
+    await expect(page.locator("#toast")).to_have_text(UNCONFIRMED_CREATE)
+    await expect(page.locator("#publish")).to_be_enabled()
+    first = seen.lost[0]["id"]
+
+    await step(page, "t1", 3).click()  # an edit after the copy that may have been made
+    await expect(step(page, "t1", 3)).to_have_attribute("aria-pressed", "true")
+    await page.locator("#publish").click()
+    await expect(page.locator("#toast")).to_contain_text("Published!")
+    link = await page.evaluate("navigator.clipboard.readText()")
+    assert link != f"{server.url}/s/{first}", "the copy from before the edit came back"
+    assert (await stored_steps(server, link.rsplit("/", 1)[1]))[3] is True
+    assert seen.keys[3] != seen.keys[0]  # another copy: another key
+    tab.errors.clear()  # the lost answers are console errors by design

@@ -9,8 +9,8 @@ import re
 from playwright.async_api import Browser, Route, expect
 
 from storage.patterns.repository import PatternSessions
-from tests.browser import SocketGate, Tab, new_tab
-from tests.helpers import ServerUnderTest
+from tests.browser import SocketGate, Tab, lose_answers, new_tab
+from tests.helpers import Client, ServerUnderTest
 from tests.patterns.test_http import track
 from tests.patterns.test_web import new_pattern, open_live, step, stored_steps
 
@@ -127,3 +127,43 @@ async def test_a_tab_back_in_view_leaves_a_hidden_tabs_unsaved_edits_kept(server
         await shown.wait_for_timeout(100)
     assert (await stored_steps(server, session_id))[6] is True
     assert not second.errors, second.errors
+
+
+async def test_an_auto_save_whose_answer_was_lost_is_sent_again_as_it_was_by_the_next_load(
+    server: ServerUnderTest, tab: Tab, clients: list[Client]
+) -> None:
+    """The same, but the tab closed before it was back: the next load made the kept edit again
+    as a new one, over the other player's newer change (audit verify42)."""
+    session_id = await new_pattern(server, state={"tracks": [track("t1", steps=[False] * 16)]})
+    gate = SocketGate()
+    await gate.install(tab.page)
+    page = await open_live(tab, f"/s/{session_id}")
+    await gate.cut()
+    await expect(page.locator("#connection")).not_to_have_attribute("data-state", "live")
+    seen = await lose_answers(page, f"**/api/sessions/{session_id}", method="PUT")
+    await step(page, "t1", 5).click()
+    for _ in range(150):  # bounded: the auto-save goes 2 s after the edit
+        if (await stored_steps(server, session_id))[5]:
+            break
+        await page.wait_for_timeout(100)
+    await expect(page.locator("#toast")).to_contain_text("Offline: your changes are kept")
+
+    other = Client(server.url, server.token("other-player"))
+    clients.append(other)
+    await other.connect()
+    op = {"type": "set_step", "trackId": "t1", "step": 5, "on": False}
+    assert (await other.call("pattern_op", {"session_id": session_id, "seq": 1, "op": op}))["ok"] is True
+
+    await page.evaluate(HIDE)  # going: its unconfirmed edits (and the lost save) are kept
+    await page.close()
+    again = Tab(page=await tab.page.context.new_page(), base_url=server.url)
+    resent = await lose_answers(again.page, f"**/api/sessions/{session_id}", count=0, method="PUT")
+    reopened = await open_live(again, f"/s/{session_id}")
+    for _ in range(150):  # bounded: the adopted save goes 2 s after the load
+        if resent.keys:
+            break
+        await reopened.wait_for_timeout(100)
+    assert resent.keys == [seen.keys[0]], (resent.keys, seen.keys)  # sent again, as it was
+    await expect(step(reopened, "t1", 5)).to_have_attribute("aria-pressed", "false")
+    assert (await stored_steps(server, session_id))[5] is False  # the newer edit stands
+    tab.errors.clear()  # the lost answer is a console error by design

@@ -384,7 +384,11 @@ function stashUnsaved() {
   commitTyping();
   const ops = unconfirmed();
   const kept = readUnsaved();
-  if (ops.length) kept[TAB_ID] = { ops, at: Date.now() };
+  // A save whose answer was lost goes with them, to be sent again as it was by the page that
+  // takes them over (settleLostSave): made again as new edits, those it applied were applied
+  // twice, over another player's newer change (audit verify42).
+  const lost = lostSave && { ...lostSave, ops: offline.slice(0, lostSave.count) };
+  if (ops.length) kept[TAB_ID] = { ops, at: Date.now(), ...(lost ? { lost } : {}) };
   else delete kept[TAB_ID];
   writeUnsaved(kept);
 }
@@ -409,7 +413,16 @@ function adoptUnsaved() {
   if (readOnly) return;
   const doc = clone(confirmed);
   for (const entry of Object.values(kept)) {
-    for (const op of Array.isArray(entry?.ops) ? entry.ops : []) {
+    let ops = Array.isArray(entry?.ops) ? entry.ops : [];
+    const lost = entry?.lost;
+    if (!lostSave && !offline.length && lost && Array.isArray(lost.ops) && typeof lost.key === "string") {
+      // Its save sent again first, as it was: its edits wait for that answer (applied: dropped).
+      lostSave = { key: lost.key, ifMatch: lost.ifMatch, state: lost.state, count: lost.ops.length };
+      for (const op of lost.ops) made.of(op);
+      offline.push(...lost.ops);
+      ops = withoutThose(ops, lost.ops);
+    }
+    for (const op of ops) {
       const before = JSON.stringify(doc);
       if (op && typeof op === "object" && applyOp(doc, op) && JSON.stringify(doc) !== before) {
         made.of(op);
@@ -418,6 +431,18 @@ function adoptUnsaved() {
     }
   }
   if (offline.length) scheduleSave();
+}
+
+/** `ops` without one of each of `those` (told apart by their JSON). */
+function withoutThose(ops, those) {
+  const left = new Map();
+  for (const op of those) left.set(JSON.stringify(op), (left.get(JSON.stringify(op)) ?? 0) + 1);
+  return ops.filter((op) => {
+    const key = JSON.stringify(op);
+    const count = left.get(key) ?? 0;
+    if (count > 0) left.set(key, count - 1);
+    return count === 0;
+  });
 }
 
 function watchLeaving() {
@@ -629,14 +654,18 @@ async function createSession(path = "/api/sessions") {
 /**
  * POST a create (a session, a remix, a published copy) with an Idempotency-Key, sent again with
  * it while its answer is lost. The key stays with the request until it is answered
- * (web/js/create_keys.js): pressed again after the page gave up, it gets the first copy too.
+ * (web/js/create_keys.js): pressed again after the page gave up, it gets the first copy too. A
+ * copy's key is the copy of the pattern as it is (its state's digest; the log position moves
+ * with presence and remix counts too): pressed again after an edit, the first copy, without
+ * that edit, came back and was said "Published!" (audit verify42).
  */
 async function keyedPost(path) {
-  const create = createKey("POST", path, {});
+  const copies = path !== "/api/sessions";
+  const create = createKey("POST", path, copies ? { of: digest(JSON.stringify(confirmed?.state ?? null)) } : {});
   const headers = { "Idempotency-Key": create.key };
   let answer = await request(path, "POST", {}, headers);
   for (const waitMs of CREATE_RETRY_MS) {
-    if (answersForGood(answer.status)) break;
+    if (!unanswered(answer) && !soonAgain(answer)) break;
     await new Promise((resolve) => setTimeout(resolve, waitMs));
     answer = await request(path, "POST", {}, headers);
   }
@@ -644,9 +673,37 @@ async function keyedPost(path) {
   return answer;
 }
 
+/** A short digest of `text` (53 bits, cyrb53): tells versions of a pattern apart in a key's name. */
+function digest(text) {
+  let h1 = 0xdeadbeef;
+  let h2 = 0x41c6ce57;
+  for (let i = 0; i < text.length; i += 1) {
+    const code = text.charCodeAt(i);
+    h1 = Math.imul(h1 ^ code, 2654435761);
+    h2 = Math.imul(h2 ^ code, 1597334677);
+  }
+  h1 = Math.imul(h1 ^ (h1 >>> 16), 2246822507) ^ Math.imul(h2 ^ (h2 >>> 13), 3266489909);
+  h2 = Math.imul(h2 ^ (h2 >>> 16), 2246822507) ^ Math.imul(h1 ^ (h1 >>> 13), 3266489909);
+  return (4294967296 * (2097151 & h2) + (h1 >>> 0)).toString(36);
+}
+
+/** Whether no answer came for a create: none at all, `409` while the first still runs, a proxy's
+ * `502`-`504` (no body of the server's). The server's own `503` says why (a full storage was said
+ * to be "no answer": audit verify42). */
+function unanswered(answer) {
+  if (answer.status === 503 && answer.body?.error) return false;
+  return [0, 409, 502, 503, 504].includes(answer.status);
+}
+
+/** A `503` of the server's own that asks to be sent again within a second or two (Redis away for
+ * a moment, a change not yet confirmed durable), not one that asks for a minute (a full storage). */
+function soonAgain(answer) {
+  return answer.status === 503 && Number(answer.headers.get("Retry-After") ?? 1) <= 2;
+}
+
 /** What a create not made says: the server's reason, or, no answer having come, that it may have been. */
 function createTrouble(answer) {
-  if ([0, 409, 502, 503, 504].includes(answer.status)) return UNCONFIRMED_CREATE; // still running, or no answer
+  if (unanswered(answer)) return UNCONFIRMED_CREATE;
   return answer.body?.message ?? answer.body?.error ?? null;
 }
 
