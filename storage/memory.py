@@ -75,10 +75,18 @@ async def silent_primaries(redis: Redis, bound_s: float = READ_BOUND_S) -> list[
     primaries = redis.get_primaries()
 
     async def answers(node: ClusterNode) -> bool:
+        # A connection of its own, bounded by its socket's timeouts: the cluster client's PING,
+        # cut short by a timer, was retried by the client inside the cancellation, and a frozen
+        # master held the request for as long as that took (20 s and more).
+        bounded = {**node.connection_kwargs, "socket_timeout": bound_s, "socket_connect_timeout": bound_s}
+        connection = node.connection_class(**bounded)
         try:
-            await asyncio.wait_for(redis.ping(target_nodes=node), bound_s)
+            await connection.send_command("PING")
+            await connection.read_response()
         except Exception:  # down, frozen, refusing: not answering, whatever its words
             return False
+        finally:
+            await connection.disconnect()
         return True
 
     answered = await asyncio.gather(*(answers(node) for node in primaries))

@@ -103,19 +103,24 @@ class Alerts:
                 refusal = disk_refusal(exc)  # Redis answers: it refuses a write (said by redis_disk)
                 if refusal is None and not any(alert["alert"] == REDIS_UNREACHABLE for alert in found):
                     found.append(_unreachable(f"Redis did not answer: {exc}"))
-        return found
+        # Last: the other checks run as soon as they would have (a cluster client's reading of its
+        # map, started by another call's timeout, may wait on the same master meanwhile).
+        return [await self._named(alert) if alert["alert"] == REDIS_UNREACHABLE else alert for alert in found]
 
-    async def _unreachable_primaries(self, message: str) -> dict[str, Any]:
-        """``redis_unreachable``, naming the primaries of a cluster that do not answer a PING:
+    async def _named(self, alert: dict[str, Any]) -> dict[str, Any]:
+        """``redis_unreachable`` naming the primaries of a cluster that do not answer a PING:
         "did not answer" alone left an operator to find which of the masters it was."""
         try:
             silent = await silent_primaries(self._s.redis, self._s.storage_guard.read_bound_s)
         except (RedisError, RedisClusterException, OSError, TimeoutError):  # not even the map
             silent = []
         if not silent:
-            return _unreachable(message)
-        alert = _unreachable(f"{message}; primaries not answering: {', '.join(silent)}")
-        return {**alert, "primaries": silent}
+            return alert
+        return {
+            **alert,
+            "message": f"{alert['message']}; primaries not answering: {', '.join(silent)}",
+            "primaries": silent,
+        }
 
     async def redis_disk(self) -> list[dict[str, Any]]:
         """Redis refusing every write because it cannot write to its disk (MISCONF: its
@@ -180,7 +185,7 @@ class Alerts:
         except ResponseError as exc:  # it answered: it refuses INFO (an ACL without it), not unreachable
             return [_alert("redis_info_refused", info_refused_warning(str(exc)))]
         except (RedisError, RedisClusterException, OSError, TimeoutError):  # cluster: no node answers
-            return [await self._unreachable_primaries("Redis did not answer INFO memory")]
+            return [_unreachable("Redis did not answer INFO memory")]
         found = self.eviction(nodes)
         figures = fullest(nodes, self._config.memory_budget_bytes)
         used, budget = figures.used_bytes, figures.budget_bytes
