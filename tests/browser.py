@@ -160,7 +160,12 @@ async def lose_answers(page: Page, url: str, count: int = 1, *, method: str = "P
         seen.keys.append(await route.request.header_value("Idempotency-Key"))
         if len(seen.keys) <= count:
             reached = await route.fetch()  # the server runs it; the page never hears of it
-            seen.lost.append(await reached.json() if reached.status != 204 else None)
+            body = await reached.text()
+            seen.lost.append(
+                json.loads(body)
+                if body and reached.headers.get("content-type", "").startswith("application/json")
+                else body
+            )
             await route.abort("connectionreset")
         else:
             await route.continue_()

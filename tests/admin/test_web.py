@@ -169,6 +169,38 @@ async def test_a_delete_whose_answer_was_lost_says_so_and_pressed_again_is_done(
     tab.errors.clear()  # the lost answer is a console error by design
 
 
+async def test_an_orphan_delete_and_a_recalculate_whose_answers_were_lost_say_they_may_have_run(
+    tab: Tab, server: ServerUnderTest
+) -> None:
+    """The server deleted the orphans (or recalculated), the answer was lost: the page said "The
+    server cannot be reached.", as if nothing was done (audit verify42b)."""
+    await server.create_session("alice")
+    await server.create_session("bob")
+    server.services.clock.shift_ms = 100 * DAY_MS
+    await tab.use_token(admin_token(server), ttl_s=LONG_TTL_S)
+    page = await tab.open("/admin")
+    await expect(page.locator("#m-orphaned")).to_have_text("2")
+    await page.fill("#orphan-days", "1")
+    await page.locator("#orphans-form [type=submit]").first.click()
+    await expect(page.locator("#orphans-confirm")).to_have_text("Delete 2 orphan(s)")
+    status = page.locator("#bulk-status")
+    deleted = await lose_answers(page, "**/admin/orphans/delete")
+    await page.locator("#orphans-confirm").click()
+    await expect(status).to_have_text(
+        "No answer from the server, so the orphans may have been deleted: count them again to see."
+    )
+    assert len(deleted.keys) == 1
+    await expect(page.locator("#m-orphaned")).to_have_text("0")  # read again: they were
+
+    recalculated = await lose_answers(page, "**/admin/recalculate")
+    await page.locator("#recalculate").click()
+    await expect(status).to_have_text(
+        "No answer from the server, so it may have run: pressing Recalculate again is harmless."
+    )
+    assert len(recalculated.keys) == 1
+    tab.errors.clear()  # the lost answers are console errors by design
+
+
 async def test_sort_by_remix_count_and_see_the_remix_tree(tab: Tab, server: ServerUnderTest) -> None:
     async with aiohttp.ClientSession(base_url=server.url) as http:
         root = await new_pattern(http)

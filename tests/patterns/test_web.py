@@ -620,3 +620,22 @@ async def test_a_copy_pressed_again_after_an_edit_is_a_copy_of_the_pattern_as_it
     assert (await stored_steps(server, link.rsplit("/", 1)[1]))[3] is True
     assert seen.keys[3] != seen.keys[0]  # another copy: another key
     tab.errors.clear()  # the lost answers are console errors by design
+
+
+async def test_a_remix_link_whose_answers_were_lost_then_remix_pressed_gets_the_first_copy(
+    server: ServerUnderTest, tab: Tab
+) -> None:
+    """A remix link's create was keyed on no state (the page not loaded yet), Remix on the loaded
+    page on its state: pressed after the link's answers were lost, it made a second copy
+    (audit verify42b)."""
+    session_id = await new_pattern(server)
+    seen = await lose_answers(tab.page, f"**/api/sessions/{session_id}/remix", count=3)
+    page = await tab.open(f"/s/{session_id}/remix")
+    await expect(page.locator("#toast")).to_have_text(UNCONFIRMED_CREATE)
+    await expect(page.locator("#connection")).to_have_attribute("data-state", "live")
+    await page.reload()  # the URL is the original's now: no remix again
+    await expect(page.locator("#connection")).to_have_attribute("data-state", "live")
+    await page.locator("#remix").click()  # "press again, which is safe"
+    await expect(page).to_have_url(re.compile(f"/s/{seen.lost[0]['id']}$"))
+    assert (await api(server, "GET", f"/api/sessions/{session_id}"))["remixCount"] == 1
+    tab.errors.clear()  # the lost answers are console errors by design

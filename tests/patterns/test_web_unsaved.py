@@ -6,10 +6,10 @@ from __future__ import annotations
 
 import re
 
-from playwright.async_api import Browser, Route, expect
+from playwright.async_api import Browser, Page, Route, expect
 
 from storage.patterns.repository import PatternSessions
-from tests.browser import SocketGate, Tab, lose_answers, new_tab
+from tests.browser import LostAnswers, SocketGate, Tab, lose_answers, new_tab
 from tests.helpers import Client, ServerUnderTest
 from tests.patterns.test_http import track
 from tests.patterns.test_web import new_pattern, open_live, step, stored_steps
@@ -129,41 +129,81 @@ async def test_a_tab_back_in_view_leaves_a_hidden_tabs_unsaved_edits_kept(server
     assert not second.errors, second.errors
 
 
-async def test_an_auto_save_whose_answer_was_lost_is_sent_again_as_it_was_by_the_next_load(
-    server: ServerUnderTest, tab: Tab, clients: list[Client]
-) -> None:
-    """The same, but the tab closed before it was back: the next load made the kept edit again
-    as a new one, over the other player's newer change (audit verify42)."""
-    session_id = await new_pattern(server, state={"tracks": [track("t1", steps=[False] * 16)]})
+async def offline_with_a_lost_save(
+    tab: Tab, server: ServerUnderTest, session_id: str, cell: int
+) -> tuple[Page, LostAnswers]:
+    """``tab`` opened on the pattern, offline, its edit of ``cell`` auto-saved: applied, its
+    answer lost."""
     gate = SocketGate()
     await gate.install(tab.page)
     page = await open_live(tab, f"/s/{session_id}")
     await gate.cut()
     await expect(page.locator("#connection")).not_to_have_attribute("data-state", "live")
     seen = await lose_answers(page, f"**/api/sessions/{session_id}", method="PUT")
-    await step(page, "t1", 5).click()
+    await step(page, "t1", cell).click()
     for _ in range(150):  # bounded: the auto-save goes 2 s after the edit
-        if (await stored_steps(server, session_id))[5]:
+        if (await stored_steps(server, session_id))[cell]:
             break
         await page.wait_for_timeout(100)
     await expect(page.locator("#toast")).to_contain_text("Offline: your changes are kept")
+    return page, seen
 
+
+async def turned_off_by_another_player(
+    server: ServerUnderTest, clients: list[Client], session_id: str, *cells: int
+) -> None:
     other = Client(server.url, server.token("other-player"))
     clients.append(other)
     await other.connect()
-    op = {"type": "set_step", "trackId": "t1", "step": 5, "on": False}
-    assert (await other.call("pattern_op", {"session_id": session_id, "seq": 1, "op": op}))["ok"] is True
+    for seq, cell in enumerate(cells, start=1):
+        op = {"type": "set_step", "trackId": "t1", "step": cell, "on": False}
+        assert (await other.call("pattern_op", {"session_id": session_id, "seq": seq, "op": op}))["ok"] is True
 
-    await page.evaluate(HIDE)  # going: its unconfirmed edits (and the lost save) are kept
-    await page.close()
-    again = Tab(page=await tab.page.context.new_page(), base_url=server.url)
-    resent = await lose_answers(again.page, f"**/api/sessions/{session_id}", count=0, method="PUT")
+
+async def reopened_after(closing: list[Page], tab: Tab, session_id: str, saves: int) -> tuple[Page, LostAnswers]:
+    """Close ``closing`` (hidden first: their unconfirmed edits are kept), open the pattern again
+    in the same browser, and wait (bounded) for its first ``saves`` auto-saves."""
+    for page in closing:
+        await page.evaluate(HIDE)
+        await page.close()
+    again = Tab(page=await tab.page.context.new_page(), base_url=tab.base_url)
+    resent = await lose_answers(again.page, "**/api/sessions/*", count=0, method="PUT")
     reopened = await open_live(again, f"/s/{session_id}")
-    for _ in range(150):  # bounded: the adopted save goes 2 s after the load
-        if resent.keys:
+    for _ in range(150):  # bounded: the adopted saves go 2 s after the load
+        if len(resent.keys) >= saves:
             break
         await reopened.wait_for_timeout(100)
+    return reopened, resent
+
+
+async def test_an_auto_save_whose_answer_was_lost_is_sent_again_as_it_was_by_the_next_load(
+    server: ServerUnderTest, tab: Tab, clients: list[Client]
+) -> None:
+    """The same, but the tab closed before it was back: the next load made the kept edit again
+    as a new one, over the other player's newer change (audit verify42)."""
+    session_id = await new_pattern(server, state={"tracks": [track("t1", steps=[False] * 16)]})
+    page, seen = await offline_with_a_lost_save(tab, server, session_id, 5)
+    await turned_off_by_another_player(server, clients, session_id, 5)
+    reopened, resent = await reopened_after([page], tab, session_id, saves=1)
     assert resent.keys == [seen.keys[0]], (resent.keys, seen.keys)  # sent again, as it was
     await expect(step(reopened, "t1", 5)).to_have_attribute("aria-pressed", "false")
     assert (await stored_steps(server, session_id))[5] is False  # the newer edit stands
     tab.errors.clear()  # the lost answer is a console error by design
+
+
+async def test_the_lost_saves_of_two_closed_tabs_are_each_sent_again_as_they_were(
+    server: ServerUnderTest, tab: Tab, clients: list[Client]
+) -> None:
+    """Two tabs, each with a lost save: only the first was taken over as a save, the second's
+    edit made again as a new one, over the other player's newer change (audit verify42b)."""
+    session_id = await new_pattern(server, state={"tracks": [track("t1", steps=[False] * 16)]})
+    first, seen_first = await offline_with_a_lost_save(tab, server, session_id, 5)
+    second_tab = Tab(page=await tab.page.context.new_page(), base_url=server.url)
+    second, seen_second = await offline_with_a_lost_save(second_tab, server, session_id, 7)
+    await turned_off_by_another_player(server, clients, session_id, 5, 7)
+    reopened, resent = await reopened_after([first, second], tab, session_id, saves=2)
+    assert sorted(resent.keys[:2]) == sorted([seen_first.keys[0], seen_second.keys[0]]), resent.keys
+    await expect(step(reopened, "t1", 7)).to_have_attribute("aria-pressed", "false")
+    stored = await stored_steps(server, session_id)
+    assert stored[5] is False and stored[7] is False  # the newer edits stand
+    tab.errors.clear()  # the lost answers are console errors by design

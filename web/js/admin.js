@@ -533,7 +533,18 @@ async function deleteOrphans() {
     await Promise.all([loadPage(null), refresh()]);
   } catch (error) {
     handle(error, status);
+    // The answer lost (the connection reset, or cut mid-stream): the server may have deleted them
+    // all. "The server cannot be reached." read as nothing done (audit verify42b).
+    if (answerLost(error)) {
+      status.textContent = "No answer from the server, so the orphans may have been deleted: count them again to see.";
+      Promise.all([loadPage(null), refresh()]).catch(() => {});
+    }
   }
+}
+
+/** Whether `error` is an answer that never came (no connection, or one cut mid-answer). */
+function answerLost(error) {
+  return (error instanceof ApiError && error.status === 0) || error instanceof TypeError;
 }
 
 async function recalculate() {
@@ -546,6 +557,10 @@ async function recalculate() {
     await refresh();
   } catch (error) {
     handle(error, status);
+    if (answerLost(error)) {
+      status.textContent = "No answer from the server, so it may have run: pressing Recalculate again is harmless.";
+      refresh().catch(() => {});
+    }
   }
 }
 

@@ -58,9 +58,10 @@ let socket = null;
 let readOnly = false;
 let saveTimer = null;
 let saving = false;
-// An auto-save sent whose answer never came ({key, ifMatch, state, count}: its first `count` ops
-// of `offline`): it may have been applied. It is sent again, as it was, before anything else.
-let lostSave = null;
+// Auto-saves sent whose answers never came ({key, ifMatch, state, ops}: `ops` the edits of
+// `offline` each saved): they may have been applied. Each is sent again, as it was, before
+// anything else (this tab's, and those of tabs gone whose edits this one took over).
+let lostSaves = [];
 let players = new Map();
 let cursorTimer = null;
 let cursorNext;
@@ -235,12 +236,14 @@ function scheduleSave() {
 }
 
 async function save() {
-  if (saving || (offline.length === 0 && !lostSave) || readOnly) return;
+  if (saving || (offline.length === 0 && !lostSaves.length) || readOnly) return;
   saving = true;
   try {
-    if (lostSave && !(await settleLostSave())) {
-      toast(KEPT_OFFLINE);
-      return;
+    while (lostSaves.length) {
+      if (!(await settleLostSave(lostSaves[0]))) {
+        toast(KEPT_OFFLINE);
+        return;
+      }
     }
     for (let attempt = 0; attempt < 3 && offline.length; attempt += 1) {
       const sent = offline.slice();
@@ -263,7 +266,7 @@ async function save() {
         position = parseEtag(answer.body.etag) ?? position;
         continue;
       } else if (answer.status === 0) {
-        lostSave = { key, ifMatch, state: doc.state, count: sent.length };
+        lostSaves.push({ key, ifMatch, state: doc.state, ops: sent });
         toast(KEPT_OFFLINE);
       } else {
         toast(answer.body?.message ?? answer.body?.error ?? "Could not save.");
@@ -273,7 +276,7 @@ async function save() {
   } finally {
     saving = false;
     render();
-    if (offline.length && live && !lostSave) flushOffline();
+    if (offline.length && live && !lostSaves.length) flushOffline();
   }
 }
 
@@ -289,13 +292,12 @@ function putState(state, ifMatch, key) {
  * applied twice, the second time over another player's newer change (audit lostcreates). False
  * while there is still no answer.
  */
-async function settleLostSave() {
-  const lost = lostSave;
+async function settleLostSave(lost) {
   const answer = await putState(lost.state, lost.ifMatch, lost.key);
   if (answer.status === 0) return false;
-  lostSave = null;
+  lostSaves = lostSaves.filter((other) => other !== lost);
   if (answer.status === 200) {
-    offline = offline.slice(lost.count);
+    offline = offline.filter((op) => !lost.ops.includes(op));
     // Replayed, it was applied when sent: what came since (other players' changes) stands in
     // `confirmed` already, or comes with the next snapshot. Applied now, it is the state.
     if (answer.headers.get("Idempotent-Replayed") !== "true") {
@@ -327,8 +329,8 @@ function plural(count, noun) {
 
 function flushOffline() {
   if (saving) return;
-  if (lostSave) {
-    save(); // the save whose answer was lost first: its edits may be applied already
+  if (lostSaves.length) {
+    save(); // the saves whose answers were lost first: their edits may be applied already
     return;
   }
   const ops = offline;
@@ -387,8 +389,8 @@ function stashUnsaved() {
   // A save whose answer was lost goes with them, to be sent again as it was by the page that
   // takes them over (settleLostSave): made again as new edits, those it applied were applied
   // twice, over another player's newer change (audit verify42).
-  const lost = lostSave && { ...lostSave, ops: offline.slice(0, lostSave.count) };
-  if (ops.length) kept[TAB_ID] = { ops, at: Date.now(), ...(lost ? { lost } : {}) };
+  const lost = lostSaves.map(({ key, ifMatch, state, ops: saved }) => ({ key, ifMatch, state, ops: saved }));
+  if (ops.length) kept[TAB_ID] = { ops, at: Date.now(), ...(lost.length ? { lost } : {}) };
   else delete kept[TAB_ID];
   writeUnsaved(kept);
 }
@@ -414,13 +416,15 @@ function adoptUnsaved() {
   const doc = clone(confirmed);
   for (const entry of Object.values(kept)) {
     let ops = Array.isArray(entry?.ops) ? entry.ops : [];
-    const lost = entry?.lost;
-    if (!lostSave && !offline.length && lost && Array.isArray(lost.ops) && typeof lost.key === "string") {
+    for (const lost of Array.isArray(entry?.lost) ? entry.lost : []) {
+      if (typeof lost?.key !== "string" || !Array.isArray(lost.ops)) continue;
       // Its save sent again first, as it was: its edits wait for that answer (applied: dropped).
-      lostSave = { key: lost.key, ifMatch: lost.ifMatch, state: lost.state, count: lost.ops.length };
-      for (const op of lost.ops) made.of(op);
-      offline.push(...lost.ops);
-      ops = withoutThose(ops, lost.ops);
+      // Every tab's: one taken over as new edits was applied twice (audit verify42b).
+      const saved = lost.ops.filter((op) => op && typeof op === "object");
+      lostSaves.push({ key: lost.key, ifMatch: lost.ifMatch, state: lost.state, ops: saved });
+      for (const op of saved) made.of(op);
+      offline.push(...saved);
+      ops = withoutThose(ops, saved);
     }
     for (const op of ops) {
       const before = JSON.stringify(doc);
@@ -643,8 +647,8 @@ async function request(path, method = "GET", body = undefined, extra = {}) {
 // the same Idempotency-Key, so the retry gets the first copy instead of making a second one.
 const CREATE_RETRY_MS = [500, 1500];
 
-async function createSession(path = "/api/sessions") {
-  const answer = await keyedPost(path);
+async function createSession(path = "/api/sessions", state = confirmed?.state) {
+  const answer = await keyedPost(path, state);
   if (answer.status === 201) return answer.body;
   if (answer.status === 429) toast(`Too many new sessions; try again in ${answer.body.retryAfter} s.`);
   else toast(createTrouble(answer) ?? "Something went wrong.");
@@ -659,9 +663,9 @@ async function createSession(path = "/api/sessions") {
  * with presence and remix counts too): pressed again after an edit, the first copy, without
  * that edit, came back and was said "Published!" (audit verify42).
  */
-async function keyedPost(path) {
+async function keyedPost(path, state = confirmed?.state) {
   const copies = path !== "/api/sessions";
-  const create = createKey("POST", path, copies ? { of: digest(JSON.stringify(confirmed?.state ?? null)) } : {});
+  const create = createKey("POST", path, copies ? { of: digest(JSON.stringify(state ?? null)) } : {});
   const headers = { "Idempotency-Key": create.key };
   let answer = await request(path, "POST", {}, headers);
   for (const waitMs of CREATE_RETRY_MS) {
@@ -1498,7 +1502,13 @@ async function remixOnLoad(id) {
   // The link becomes the original's first, so neither Back from the copy nor a reload makes
   // another copy.
   history.replaceState(null, "", `/s/${id}`);
-  const created = await createSession(`/api/sessions/${id}/remix`);
+  // The copy's key names the state it copies, as Remix's does on the loaded page: keyed on no
+  // state, a Remix pressed there after this one's answers were lost made a second copy.
+  const original = await request(`/api/sessions/${encodeURIComponent(id)}`);
+  const created = await createSession(
+    `/api/sessions/${id}/remix`,
+    original.status === 200 ? original.body.state : null,
+  );
   if (!created) return false; // the toast said why; the original is shown
   sessionStorage.setItem(TOAST_KEY, "Remixed! You're now editing a copy.");
   location.assign(created.url); // a new history entry: Back returns to the original
