@@ -118,19 +118,20 @@ class VoiceEvents:
         session_id, status, resume = status_request(data)
         recording = status in RECORDING_STATUSES
         leases = self._recording.leases
+        due_entry = None
         if recording:
             # In the sweeper's set before the lease exists: no lease is ever out of its sight.
             # Only for sessions the caller may change, so strangers cannot fill the set; a
             # connection that took this session's lease before passed the script's own check
             # then (the owner of a session never changes, nor a connection's claims), so its
             # recorder toggling between recording and paused pays that read once per
-            # connection, not on every start: pausing ends the lease, not that. (Later starts
-            # send the entry ahead of the script, in its write: submit_status.) The set's shard
-            # away, the entry is written by this node's next sweep, and the recording starts:
+            # connection, not on every start: pausing ends the lease, not that. The entry goes
+            # ahead of the script (in its write on a lean link); on a cluster it is written on
+            # its own, and its shard away, by this node's next sweep, the recording starting:
             # refused, every recorder of every shard waited for that one shard's failover.
             if not self._recording.recorded_before(conn.sid, session_id):
                 await updatable(self._s.voice, conn.claims, session_id)
-            await leases.enter_due(session_id)
+            due_entry = await leases.due_ahead(session_id)
         try:
             change = await self._s.voice.set_status(
                 session_id,
@@ -139,6 +140,7 @@ class VoiceEvents:
                 holder=self._recording.holder(conn.sid),
                 lease_ms=leases.lease_ms,
                 resume=resume,
+                ahead=due_entry,
             )
         except NotConfirmed:
             # Applied, only not confirmed durable: the lease it took is this connection's, so

@@ -21,6 +21,7 @@ from collections.abc import Awaitable, Sequence
 from typing import Any
 
 from redis.asyncio import Redis
+from redis.asyncio.cluster import RedisCluster
 
 from protocol import events as etypes
 from storage.clock import Clock
@@ -56,11 +57,17 @@ class RecordingLeases:
         due = self._clock.now_ms() + self.lease_ms
         return ("ZADD", self._keys.voice_recording_due(), due, session_id)
 
-    async def enter_due(self, session_id: str) -> None:
-        """Put the session in the sweeper's set, due when a lease taken now would run out, before
-        the lease is taken; the set's shard away (a failover on Redis Cluster), by this node's next
-        sweep instead, and the recording goes ahead (storage.due.LaterEntries)."""
-        await self._due_later.add(self._keys.voice_recording_due(), session_id, self._clock.now_ms() + self.lease_ms)
+    async def due_ahead(self, session_id: str) -> tuple[Any, ...] | None:
+        """The sweeper's entry of a recording start, before its lease is taken. On a single Redis,
+        :meth:`due_entry`, for the status script's caller to send ahead of it (in the same write
+        on a lean link: one round trip). On a cluster the set is on a shard of its own: written
+        now, or, that shard away (a failover), by this node's next sweep, and the recording goes
+        ahead (storage.due.LaterEntries); None then, nothing to send ahead."""
+        if not isinstance(self._redis, RedisCluster):
+            return self.due_entry(session_id)
+        due = self._clock.now_ms() + self.lease_ms
+        await self._due_later.add(self._keys.voice_recording_due(), session_id, due)
+        return None
 
     async def renew(self, session_id: str, holder: str) -> bool:
         """Extend ``holder``'s lease; False when it holds it no more (stop renewing)."""
