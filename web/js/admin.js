@@ -12,6 +12,7 @@ import {
   hasToken,
   keepToken,
   knownIdentity,
+  noAnswer,
   restoreIdentity,
   saveFile,
 } from "./client.js";
@@ -430,7 +431,7 @@ async function deleteSelected(event) {
   } catch (error) {
     notice.dataset.kind = "error";
     handle(error, notice);
-    if (error instanceof ApiError && error.status === 0) {
+    if (noAnswer(error)) {
       // No answer: it may have been deleted. Said so, and pressing again is safe (a 404 above).
       notice.textContent = `No answer from the server, so ${selected} may have been deleted: press Delete again, which is safe.`;
     }
@@ -544,7 +545,7 @@ async function deleteOrphans() {
 
 /** Whether `error` is an answer that never came (no connection, or one cut mid-answer). */
 function answerLost(error) {
-  return (error instanceof ApiError && error.status === 0) || error instanceof TypeError;
+  return noAnswer(error) || error instanceof TypeError; // a stream cut mid-answer: a TypeError
 }
 
 async function recalculate() {

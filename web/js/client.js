@@ -56,6 +56,12 @@ export class ApiError extends Error {
   }
 }
 
+/** Whether `err` is a call that got no answer (the server unreachable, or the connection lost
+ * before the answer came): whatever it asked may have been done. */
+export function noAnswer(err) {
+  return err instanceof ApiError && err.status === 0;
+}
+
 /** The fields of an error body or ack beyond the ones ApiError names. */
 function extraFields(body, named) {
   if (!body || typeof body !== "object" || Array.isArray(body)) return {};
@@ -529,8 +535,7 @@ export async function addPasskey(label = "") {
     });
   } catch (err) {
     // No answer: the server may have saved it (`unconfirmed`); a refusal saved nothing.
-    if (err instanceof ApiError && err.status === 0)
-      throw new ApiError(err.code, err.message, 0, { unconfirmed: true });
+    if (noAnswer(err)) throw new ApiError(err.code, err.message, 0, { unconfirmed: true });
     throw err;
   }
 }

@@ -15,6 +15,7 @@ import {
   hasToken,
   IDENTITY_KEY,
   knownIdentity,
+  noAnswer,
   passkeysSupported,
   rememberKeptFor,
   rememberName,
@@ -669,7 +670,7 @@ async function removePasskey(passkeyId) {
     // Gone either way (PROTOCOL, "Sending a write again"): a remove sent again after its answer
     // was lost said "no such passkey of yours", and the row stayed.
     if (err instanceof ApiError && err.status === 404) return;
-    if (err instanceof ApiError && err.status === 0) {
+    if (noAnswer(err)) {
       const words =
         "No answer from the server, so the passkey may have been removed: the list shows it once the connection is back.";
       throw new ApiError(err.code, words, 0, { unconfirmed: true });
