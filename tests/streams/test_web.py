@@ -34,6 +34,19 @@ async def live(tab: Tab, path: str) -> Page:
     return page
 
 
+async def started_with_a_clip(
+    server: ServerUnderTest, clients: list[Client], title: str, note: str
+) -> tuple[str, Client]:
+    """A stream of alice's, started, and a viewer (v1) who clipped ``note`` in it."""
+    session_id = await create_stream(server, title=title)
+    await http(server, "POST", f"/api/streams/{session_id}/state", json={"action": "start"})
+    viewer = Client(server.url, server.token("v1"))
+    clients.append(viewer)
+    await viewer.connect()
+    assert (await viewer.call("clip_submit", {"session_id": session_id, "note": note}))["ok"] is True
+    return session_id
+
+
 async def test_streamer_and_viewer_from_start_to_csv(
     server: ServerUnderTest, tab: Tab, browser: Browser, tmp_path: Path
 ) -> None:
@@ -299,12 +312,7 @@ async def test_a_review_change_whose_answer_was_lost_is_sent_again_not_called_fa
     """The dashboard said "Could not change the clip: The connection was lost…" (or "Could not
     moderate") while the server had marked, deleted or blocked, and never sent it again: a
     streamer who believed it pressed Mark again and unmarked the clip (audit "retries3")."""
-    session_id = await create_stream(server, title="Review")
-    await http(server, "POST", f"/api/streams/{session_id}/state", json={"action": "start"})
-    viewer = Client(server.url, server.token("v1"))
-    clients.append(viewer)
-    await viewer.connect()
-    assert (await viewer.call("clip_submit", {"session_id": session_id, "note": "the clutch"}))["ok"] is True
+    session_id = await started_with_a_clip(server, clients, "Review", "the clutch")
     dropper = AckDropper(marker)
     await dropper.install(tab.page)
     await tab.use_token(server.token("alice"))
@@ -532,12 +540,7 @@ async def test_a_note_being_edited_survives_live_redraws_of_the_review(
 ) -> None:
     """The review is redrawn on every clip and every moments reload: a note being typed is drawn
     again with its text and keeps the focus (a redraw used to drop the form and what was typed)."""
-    session_id = await create_stream(server, title="Busy stream")
-    await http(server, "POST", f"/api/streams/{session_id}/state", json={"action": "start"})
-    viewer = Client(server.url, server.token("v1"))
-    clients.append(viewer)
-    await viewer.connect()
-    assert (await viewer.call("clip_submit", {"session_id": session_id, "note": "first"}))["ok"] is True
+    session_id = await started_with_a_clip(server, clients, "Busy stream", "first")
     await tab.use_token(server.token("alice"))
     page = await live(tab, f"/streams/{session_id}")
     clips = page.locator('.segment[data-index="1"] .review-clip')
