@@ -95,6 +95,9 @@ POLL_S = 0.02
 # Pauses between failed listener rounds, doubling up to a short cap and reset by any round that
 # works: a link that keeps dropping must be retried promptly (rooms wait for their SUBSCRIBE),
 # and a dead Redis refuses a reconnect at once, so even the cap is no busy loop.
+# After a cluster link came back, when (and how often, until it answers) the bus looks whether
+# the event-id secret is still in Redis (see Bus._look_at_id_key): past a failover's seconds.
+ID_KEY_LOOK_S = 10.0
 BACKOFF_MIN_S = 0.02
 BACKOFF_MAX_S = 0.5
 # A room whose catch-up failed (Redis unreachable, a bug) tries again after this pause.
@@ -581,17 +584,19 @@ class Bus:
         self._id_key_look = asyncio.create_task(self._look_until_seen(), name="sessionhub-bus-id-key")
 
     async def _look_until_seen(self) -> None:
-        pause_s = BACKOFF_MIN_S
+        # Not at once, nor often: a command failing on a shard without a master makes the cluster
+        # client read its map anew, which sends the bus's channels to be subscribed again and
+        # restarts their wait. Looked at every few tenths of a second, a node following a session
+        # of the dead shard never stayed stalled long enough to say it was not ready.
         while not cancelled():  # redis-py may swallow the stop's cancellation (handlers.background)
+            await asyncio.sleep(ID_KEY_LOOK_S)
             try:
                 if await self._log.id_key_gone():
                     self._log.forget_id_key()
                 return
             except REDIS_AWAY as exc:
                 stop_if_cancelled(exc)
-                log.debug("bus: the event-id secret could not be looked at: %s; again in %.2f s", exc, pause_s)
-            await asyncio.sleep(pause_s)
-            pause_s = min(pause_s * 2, BACKOFF_MAX_S)
+                log.debug("bus: the event-id secret could not be looked at: %s; again in %.0f s", exc, ID_KEY_LOOK_S)
 
     def _on_message(self, message: dict[str, Any]) -> None:
         kind = message["type"]
