@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import socket
 import struct
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -72,8 +71,9 @@ async def subscribed(port: int, token: str, session_id: str) -> tuple[RawSocketI
 
 
 def client_port(raw: RawSocketIO) -> int:
-    sock: socket.socket = raw.writer.get_extra_info("socket")
-    return int(sock.getsockname()[1])
+    """The raw client's own port. Read from what the transport noted when it connected: once the
+    server resets the connection, the transport closes its socket, whose getsockname() then fails."""
+    return int(raw.writer.get_extra_info("sockname")[1])
 
 
 @dataclass(frozen=True, slots=True)
