@@ -252,6 +252,12 @@ class Metrics:
         self.backfilled = Counter(
             "sessionhub_bus_backfilled_events", "Events the bus read from the log to fill a gap", registry=r
         )
+        self.history_lost = Counter(
+            "sessionhub_history_lost_sessions",
+            "Sessions followed by this process whose history Redis lost (emptied, flushed, keys evicted, or"
+            " writes a failover discarded): their subscribers were told to resync",
+            registry=r,
+        )
         self.redis_errors = Counter(
             "sessionhub_redis_errors",
             "Redis failures turned into a wire error or a reconnect, by source and class",
@@ -328,6 +334,9 @@ class Metrics:
         # Plain counts of this process, for its node heartbeat (a gauge's value is not public API).
         self.clients_now = 0
         self.subscriptions_now = 0
+        # ... and of the histories Redis lost: how many, and when last (ms), for the history_lost alert.
+        self.history_lost_now = 0
+        self.history_lost_at_ms = 0
 
     def counter_tally(self, child: Counter) -> CounterTally:
         """A tally of ``child`` (a hooked counter or its label child), flushed at every collect."""
@@ -372,6 +381,12 @@ class Metrics:
     def session_created(self, kind: str) -> None:
         """This process created a session of ``kind`` (a registered kind's name)."""
         self.sessions_created.labels(kind or UNKNOWN).inc()
+
+    def lost_history(self, now_ms: int) -> None:
+        """Redis lost the history of a session this process follows (server.bus said so in its log)."""
+        self.history_lost.inc()
+        self.history_lost_now += 1
+        self.history_lost_at_ms = now_ms
 
     def storage_refused(self, what: str) -> None:
         """The storage guard refused to store something new (``what``: a fixed word of the route)."""

@@ -757,6 +757,8 @@ class Bus:
         """
         rewritten = room.epoch if log_epoch is None else log_epoch
         log.warning("session %s: epoch %s was rewritten (Redis lost writes); new epoch", room.session_id, rewritten)
+        if not room.rewritten:  # counted once (the resync that follows says it no more)
+            self._metrics.lost_history(self._clock.now_ms())
         room.rewritten = True
         task = asyncio.create_task(self._reset(room, rewritten, room.epoch))
         self._background.add(task)
@@ -790,6 +792,7 @@ class Bus:
                 epoch,
                 offset,
             )
+            self._metrics.lost_history(self._clock.now_ms())
         else:
             log.info("session %s: resync to epoch %s offset %d", room.session_id, epoch, offset)
         if epoch != room.epoch and room.epoch:

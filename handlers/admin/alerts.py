@@ -24,6 +24,8 @@ from storage.memory import (
 from storage.redis_fitness import eviction_warning, info_refused_warning
 
 HOUR_MS = 3_600_000
+# A node's last sight of a history Redis lost is said for this long (then its log has it).
+HISTORY_LOST_SHOWN_MS = 24 * HOUR_MS
 # The creation-rate alert compares the last hour with up to this many hours before it, and only
 # once the store holds sessions from at least SPIKE_HISTORY_MIN_H of them.
 SPIKE_HISTORY_MAX_H = 24
@@ -47,6 +49,7 @@ AlertName = Literal[
     "no_replica",
     "disk",
     "blob_store",
+    "history_lost",
 ]
 ALERT_NAMES: tuple[str, ...] = get_args(AlertName)
 REDIS_UNREACHABLE = "redis_unreachable"
@@ -92,6 +95,7 @@ class Alerts:
             self.jobs,
             lambda: self._buses(node_list),
             lambda: self._token_keys(node_list),
+            lambda: self._history_lost(node_list),
             self.replicas,
             self.disk,
             self.blob_store,
@@ -306,6 +310,29 @@ class Alerts:
         )
         nodes = [sorted(group) for group in groups.values()]
         return [{**_alert("token_keys_differ", message, nodes=nodes), "severity": "critical"}]
+
+    async def _history_lost(self, node_list: list[dict[str, Any]] | None) -> list[dict[str, Any]]:
+        nodes = node_list if node_list is not None else await self._nodes.nodes()
+        return self.history_lost(nodes, self._s.clock.now_ms())
+
+    @staticmethod
+    def history_lost(node_list: list[dict[str, Any]], now_ms: int) -> list[dict[str, Any]]:
+        """Nodes that saw Redis lose the history of sessions they follow, in the last day: a Redis
+        restarted without its data, flushed, evicting, or a failover to a replica that lagged.
+        Their subscribers were told to resync, and nothing but each node's log said so."""
+        found = []
+        for node in node_list:
+            at = node.get("history_lost_at")
+            if not node.get("history_lost") or not at or now_ms - at > HISTORY_LOST_SHOWN_MS:
+                continue
+            message = (
+                f"node {node['node']}: Redis lost the history of {node['history_lost']} session(s) it follows"
+                f" since it started, the last {max(now_ms - at, 0) // 60_000} min ago (Redis restarted without its"
+                " data, flushed, evicting keys, or a failover to a replica that lagged): their clients were told"
+                " to resync; the node's log names the sessions"
+            )
+            found.append(_alert("history_lost", message, node=node["node"], sessions=node["history_lost"], last_at=at))
+        return found
 
     @staticmethod
     def buses(node_list: list[dict[str, Any]]) -> list[dict[str, Any]]:

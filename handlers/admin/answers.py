@@ -106,6 +106,10 @@ class NodeFigures(Answer):
         " audience); live nodes that differ refuse each other's tokens (alert token_keys_differ);"
         " null from a node that does not report it"
     )
+    history_lost: int = Field(
+        description="sessions it followed whose history Redis lost since the node started (alert history_lost)"
+    )
+    history_lost_at: int | None = Field(description="when it last saw one (ms); null when none")
 
 
 class Alert(Answer):

@@ -81,6 +81,8 @@ class NodeHeartbeat:
             "clients": metrics.clients_now,
             "subscriptions": metrics.subscriptions_now,
             "token_keys": self.token_keys,
+            "history_lost": metrics.history_lost_now,
+            "history_lost_at": metrics.history_lost_at_ms,
         }
         return json.dumps(heartbeat)
 
@@ -160,6 +162,9 @@ class NodeHeartbeat:
                     "subscriptions": None if stale else _count(beat.get("subscriptions")),
                     # None from a node of before it was said (an older version mid-deploy)
                     "token_keys": _text(beat.get("token_keys")),
+                    # Kept from a stale node too: what Redis lost is lost whether the node lives on.
+                    "history_lost": _count(beat.get("history_lost")) or 0,
+                    "history_lost_at": _count(beat.get("history_lost_at")) or None,
                 }
             )
         return found
