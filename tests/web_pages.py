@@ -75,6 +75,12 @@ async def _session(server: ServerUnderTest, clients: list[Client]) -> Visit:
     return Visit(f"/session/{session_id}", (LIVE, "#session-name"), server.token("alice"))
 
 
+async def _sessions(server: ServerUnderTest, clients: list[Client]) -> Visit:
+    """/session without an id: the person's voice sessions, each a link."""
+    await server.create_session("alice", name="Morning stand-up")
+    return Visit("/session", (".my-session > a",), server.token("alice"))
+
+
 async def _history(server: ServerUnderTest, clients: list[Client]) -> Visit:
     return Visit("/history", (LIVE, ".day-chart-svg"), server.token("alice"))
 
@@ -109,6 +115,7 @@ PAGES: dict[str, Callable[[ServerUnderTest, list[Client]], Awaitable[Visit]]] = 
     "pattern": _pattern,
     "pattern-not-found": _pattern_not_found,
     "session": _session,
+    "sessions": _sessions,
     "history": _history,
     "player": _player,
     "admin": _admin,

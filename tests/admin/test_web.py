@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import re
+from typing import Any
 from pathlib import Path
 
 import aiohttp
@@ -11,7 +12,7 @@ import pytest
 from playwright.async_api import expect
 
 from auth.claims import USER_ID_PATTERN, Permission
-from tests.browser import Tab, lose_answers
+from tests.browser import Tab, listen_to_live_regions, live_texts, lose_answers
 from tests.helpers import Client, ServerUnderTest, to_window_start
 from tests.admin.test_http import DAY_MS, LONG_TTL_S, admin_token, new_pattern
 
@@ -64,6 +65,37 @@ async def test_a_refused_dashboard_stops_asking(tab: Tab, server: ServerUnderTes
     await page.clock.run_for(10_000)  # five refreshes' worth
     await expect(page.locator("#forbidden")).to_be_visible()
     assert len(asked) == 1, asked
+
+
+async def test_a_screen_reader_hears_a_refresh_fail_and_come_back_not_every_new_time(
+    tab: Tab, server: ServerUnderTest
+) -> None:
+    """The time a refresh writes was a status region: a screen reader said "updated 14:58:27",
+    then ":29", ":31", every 2 s for as long as the page stayed open, over every other message
+    (audit "a11ykeys"). Now it hears a refresh failing, once, and working again, once."""
+    await listen_to_live_regions(tab.page)
+    await tab.page.clock.install()  # the page's timers, moved by the test
+    await tab.use_token(admin_token(server), ttl_s=LONG_TTL_S)
+    page = await tab.open("/admin")
+    await expect(page.locator("#refreshed")).to_contain_text("updated")
+    for _ in range(3):
+        await page.clock.run_for(2_000)  # a refresh's worth each
+    assert await live_texts(page, "refreshed") == []
+    assert await live_texts(page, "refresh-said") == []
+
+    async def away(route: Any) -> None:
+        await route.fulfill(status=503, json={"error": "unavailable", "message": "Redis is away"})
+
+    await page.route("**/admin/metrics", away)
+    for _ in range(3):
+        await page.clock.run_for(2_000)
+    await expect(page.locator("#refreshed")).to_contain_text("refresh failed")
+    await page.unroute("**/admin/metrics")
+    for _ in range(2):
+        await page.clock.run_for(2_000)
+    await expect(page.locator("#refreshed")).to_contain_text("updated")
+    said = await live_texts(page, "refresh-said")
+    assert len(said) == 2 and said[0].startswith("Refresh failed") and said[1].startswith("Refreshing again"), said
 
 
 async def test_a_visitor_without_a_token_gets_the_403_page_and_can_paste_an_admin_token(

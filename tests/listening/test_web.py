@@ -225,14 +225,19 @@ async def test_escape_puts_the_delete_all_question_away_and_focus_back_on_its_bu
     history = await open_tab(browser, lserver, tabs, "/history")
     opener = history.locator("#clear")
     question = history.locator("#clear-confirm")
-    for focused in ("#clear", "#clear-yes"):  # the opener keeps focus; Tab reaches the question
+    for focused in ("#clear", "#clear-yes"):
         await opener.focus()
         await history.keyboard.press("Enter")
         await expect(question).to_be_visible()
+        # Focus lands in the question, on its safe answer, and the opener says it is open: the
+        # question appeared unsaid, focus left on the button (audit "a11ykeys").
+        await expect(history.locator("#clear-no")).to_be_focused()
+        await expect(opener).to_have_attribute("aria-expanded", "true")
         await history.locator(focused).focus()
         await history.keyboard.press("Escape")
         await expect(question).to_be_hidden()
         await expect(opener).to_be_focused()
+        await expect(opener).to_have_attribute("aria-expanded", "false")
     await history.keyboard.press("Enter")
     await history.locator("#clear-no").click()  # Cancel gives focus back too
     await expect(question).to_be_hidden()

@@ -182,6 +182,16 @@ async function grantedSince() {
   );
 }
 
+// The time a refresh writes changes every REFRESH_MS: spoken (a status region), it buried every
+// other message of the page. A screen reader hears only a refresh failing and then working again.
+let refreshFailing = false;
+function sayRefresh(text) {
+  const failing = text.startsWith("Refresh failed");
+  if (failing === refreshFailing) return;
+  refreshFailing = failing;
+  $("refresh-said").textContent = text;
+}
+
 async function refresh() {
   if (refreshing) return;
   refreshing = true;
@@ -194,6 +204,7 @@ async function refresh() {
     if (focusDashboard) $("dashboard-title").focus();
     focusDashboard = false;
     $("refreshed").textContent = `updated ${formatTime(metrics.generated_at)}`;
+    sayRefresh("Refreshing again: the figures are current.");
   } catch (error) {
     if (error instanceof ApiError && error.code === "forbidden" && (await grantedSince())) {
       refreshing = false;
@@ -204,6 +215,7 @@ async function refresh() {
       showForbidden(error);
     else {
       $("refreshed").textContent = `refresh failed: ${error.message}`;
+      sayRefresh(`Refresh failed: ${error.message}`);
       if (!$("dashboard").hidden) await refreshAlertsOnly();
     }
   } finally {

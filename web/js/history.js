@@ -441,9 +441,18 @@ async function deleteOne(id) {
   }
 }
 
+/** Ask "Delete all history…": focus goes to Cancel, the safe answer, so a keyboard or screen
+ * reader user lands in the question (it appeared unsaid, focus left on the button). */
+function openClearConfirm() {
+  ui.clearConfirm.hidden = false;
+  ui.clear.setAttribute("aria-expanded", "true");
+  ui.clearNo.focus();
+}
+
 /** Put the "Delete all history…" question away; focus goes back to the button that asked it. */
 function closeClearConfirm() {
   ui.clearConfirm.hidden = true;
+  ui.clear.setAttribute("aria-expanded", "false");
   ui.clear.focus();
 }
 
@@ -510,7 +519,7 @@ async function main() {
     loadSessions({ append: true }).catch((err) => showError(err.message, { ofLoad: true })),
   );
   ui.filterClear.addEventListener("click", () => setFilter(null));
-  ui.clear.addEventListener("click", () => (ui.clearConfirm.hidden = false));
+  ui.clear.addEventListener("click", openClearConfirm);
   ui.clearNo.addEventListener("click", closeClearConfirm);
   // Escape answers Cancel, whether focus is on the opener or on the question's buttons.
   ui.clear.closest("section").addEventListener("keydown", (event) => {
