@@ -779,6 +779,11 @@ export function showConnection(badge, state, words = {}) {
  */
 export function connect({ onState = () => {} } = {}) {
   let renewals = 0;
+  // Why the last handshake went without a token, when that may pass (see tokenFailedForNow),
+  // and the pause before the next try of one.
+  let noTokenForNow = null;
+  let tokenRetryMs = TOKEN_RETRY_FIRST_MS;
+  let tokenRetry = null;
   const socket = io({
     transports: ["websocket", "polling"],
     tryAllTransports: true,
@@ -786,10 +791,12 @@ export function connect({ onState = () => {} } = {}) {
     auth: (send) => {
       getToken().then(
         (token) => {
+          noTokenForNow = null;
           presented.set(socket, token);
           send({ token });
         },
-        () => {
+        (err) => {
+          noTokenForNow = tokenFailedForNow(err) ? err : null;
           presented.delete(socket);
           send({});
         },
@@ -798,6 +805,7 @@ export function connect({ onState = () => {} } = {}) {
   });
   socket.on("connect", () => {
     renewals = 0;
+    tokenRetryMs = TOKEN_RETRY_FIRST_MS;
     // At each connect: what the page was not told while away (a rename elsewhere) comes with it.
     followUser(socket);
     onState("connected");
@@ -868,6 +876,19 @@ export function connect({ onState = () => {} } = {}) {
       onState(err?.description === 429 ? "crowded" : "offline", err?.message);
       return;
     }
+    // No token to present because the refresh failed for now (the server's Redis away, a 503, the
+    // refresh rate-limited, no answer): not "Not signed in" for good, which left a page open past
+    // its token's life stuck until reloaded, every press meanwhile never sent (audit "longopen").
+    // Offline, and the handshake is tried again after a pause, doubling up to a bound.
+    if (noTokenForNow !== null && !lostHere) {
+      onState("offline", noTokenForNow.message);
+      clearTimeout(tokenRetry);
+      tokenRetry = setTimeout(() => {
+        if (!socket.connected && !waitingForIdentity) socket.connect();
+      }, tokenRetryMs);
+      tokenRetryMs = Math.min(tokenRetryMs * 2, TOKEN_RETRY_MAX_MS);
+      return;
+    }
     // A refused token is final for socket.io-client: renew (a guest token only) and retry here,
     // unless the identity is gone for good (asking again is refused again).
     if (renewals < MAX_RENEWALS && !lostHere && dropRefused(presented.get(socket))) {
@@ -881,6 +902,18 @@ export function connect({ onState = () => {} } = {}) {
   });
   onState("connecting");
   return socket;
+}
+
+// A handshake that went without a token because the refresh failed for now is tried again after
+// this pause, doubled at each failure up to the bound.
+const TOKEN_RETRY_FIRST_MS = 1000;
+const TOKEN_RETRY_MAX_MS = 10_000;
+
+/** Whether getting a token failed for a reason that passes (no answer, the server's 5xx, a 429),
+ * not because the identity is gone or was never there (a 4xx answer). */
+function tokenFailedForNow(err) {
+  const status = err?.status ?? 0;
+  return status === 0 || status >= 500 || status === 429 || err?.code === "rate_limited";
 }
 
 function renamed(data) {
@@ -956,6 +989,12 @@ export async function call(socket, event, payload, timeoutMs = ACK_TIMEOUT_MS, {
         // Renewed in place, no connect follows to send it again (a subscription's own resend):
         // sent again here whatever `resend` says.
         if (back === IN_PLACE || (resend && back)) continue;
+        // Not back yet (the refresh failing for now, Redis away: connect() tries again): the
+        // event was refused before it did anything, so it is a call the connection dropped, which
+        // pages send again once it is back, not a refusal to show in the server's words.
+        if (!back && !socket.connected && !lostHere) {
+          throw new ApiError("disconnected", "The connection was lost before the server answered.");
+        }
       }
       throw new ApiError(
         ack?.error ?? "invalid_response",

@@ -28,6 +28,9 @@ const graphemes =
 const utf8 = new TextEncoder();
 const orphanBanner = new OrphanBanner();
 const RETRY_AFTER_TIMEOUT_MS = 1000;
+// A clip refused `unavailable` (the server's Redis away) is sent again, as the same clip, after
+// this pause, until its press is MAX_PRESSED_AGO_MS old.
+const RETRY_AFTER_UNAVAILABLE_MS = 2000;
 // The most a click may say it waited to be sent (handlers/streams/payloads.py): one that waited
 // longer is not sent, and the page says why (send).
 const MAX_PRESSED_AGO_MS = 60_000;
@@ -360,13 +363,21 @@ async function send() {
       if (err.details?.unconfirmed)
         confirm(`${err.message} Your clip is being sent again, as the same clip: it is never stored twice.`, "error");
       setTimeout(send, RETRY_AFTER_TIMEOUT_MS);
+    } else if (err.code === "unavailable" && performance.now() - attempt.pressedAt < MAX_PRESSED_AGO_MS) {
+      // The server could not store it now (its Redis away): dropped, the viewer had to press
+      // again and the clip landed at that later moment (audit "longopen"). Sent again as the same
+      // clip (its submission id), placed at the press, while it can still be placed there.
+      confirm("The server cannot store clips right now: your clip is being sent again, as the same clip.", "error");
+      setTimeout(send, RETRY_AFTER_UNAVAILABLE_MS);
     } else {
       pending = null;
       stillSending = false;
       if (err.code === "invalid_state") refreshState();
       if (err.code === "forbidden") loadMine(); // blocked meanwhile: the page learns it and says so
       if (err.code === "rate_limited") cooldownUntil = performance.now() + retryAfterMs(err);
-      confirm(`Not clipped: ${err.message}`, "error");
+      if (err.code === "unavailable")
+        confirm("Not clipped: the server could not store clips for a minute. Press again once it can.", "error");
+      else confirm(`Not clipped: ${err.message}`, "error");
     }
   } finally {
     updateButton();
