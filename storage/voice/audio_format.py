@@ -220,11 +220,18 @@ def _ogg_duration_ms(data: bytes) -> int | None:
     granules = [g for g, s, _ in pages if s == serial and g >= 0]
     if not granules or rate <= 0:
         return None
-    duration_ms: int = max(0, round((max(granules) - skip) * 1000 / rate))
-    return duration_ms
+    return _at_most_a_day(
+        max(0, round((max(granules) - skip) * 1000 / rate)), "Ogg duration (its last granule position)"
+    )
 
 
 # --- WAV --------------------------------------------------------------------------------
+
+
+# The fewest bytes a second of WAV audio takes: 8 kHz telephony at 8 bits is 8,000; the most
+# compressed codecs a WAV carries (G.729 and the like) about 1,000. A header saying fewer (a
+# byte rate of 1 made a 100 KB file "27.8 hours") states no real audio.
+MIN_WAV_BYTE_RATE = 1000
 
 
 def _wav_duration_ms(data: bytes) -> int | None:
@@ -237,7 +244,18 @@ def _wav_duration_ms(data: bytes) -> int | None:
         elif chunk_id == b"data":
             if not byte_rate:
                 return None
-            duration_ms: int = round(min(size, len(data) - pos - 8) * 1000 / byte_rate)
-            return duration_ms
+            if byte_rate < MIN_WAV_BYTE_RATE:
+                raise ImpossibleDuration(
+                    f"the WAV duration cannot be read: its byte rate ({byte_rate} a second) is no real audio's"
+                )
+            return _at_most_a_day(round(min(size, len(data) - pos - 8) * 1000 / byte_rate), "WAV duration")
         pos += 8 + size + (size & 1)
     return None
+
+
+def _at_most_a_day(duration_ms: int, what: str) -> int:
+    """``duration_ms``, unless it is longer than any chunk (a container that lies about it: a
+    160-byte Ogg stated three million years, which overflowed the session's audio total)."""
+    if duration_ms > MAX_DURATION_MS:
+        raise ImpossibleDuration(f"the {what} ({duration_ms:.3g} ms) is longer than a day")
+    return duration_ms

@@ -6,25 +6,48 @@ import asyncio
 
 import pytest
 
-from tests.audio_samples import webm
+import struct
+
+from tests.audio_samples import ogg_opus, wav, webm
 from tests.helpers import ServerUnderTest
 from tests.raw_wire import port_of
 from tests.voice.test_chunks import blob_files
 from tests.voice.uploads import chunk_form, upload
 
 
+def ogg_stating(granule: int) -> bytes:
+    """An Ogg/Opus stream of 500 ms whose last page states ``granule`` as its position."""
+    data = bytearray(ogg_opus(500))
+    last = data.rfind(b"OggS")
+    struct.pack_into("<q", data, last + 6, granule)  # the granule position, after magic, version and type
+    return bytes(data)
+
+
+def wav_stating(byte_rate: int) -> bytes:
+    """A second of WAV whose header states ``byte_rate`` bytes a second."""
+    data = bytearray(wav(1000))
+    struct.pack_into("<I", data, 28, byte_rate)  # fmt: format, channels, sample rate, then the byte rate
+    return bytes(data)
+
+
 @pytest.mark.parametrize(
     "audio",
     [
+        # A container lying about its length: a 160-byte Ogg stated 3 million years, a WAV of a byte
+        # a second 4.4 hours a second of silence; 96 of them overflowed the session's audio total,
+        # and every upload after was a 500 (audit "botflow").
+        ogg_stating(2**62),
+        ogg_stating(48_000 * 90_000_000 // 1000),  # 25 hours of 48 kHz
+        wav_stating(1),
         webm(500, with_duration=float("inf")),
         webm(500, with_duration=1e300),
         webm(500, with_duration=float("nan")),
         webm(500, timecode_scale_ns=2**63),
         webm(500, with_duration=5e9),  # 5e9 ticks of 1 ms: 58 days
     ],
-    ids=["inf", "1e300", "nan", "scale-2^63", "58-days"],
+    ids=["ogg-2^62", "ogg-25-hours", "wav-1-byte-a-second", "inf", "1e300", "nan", "scale-2^63", "58-days"],
 )
-async def test_a_webm_with_an_impossible_duration_is_a_clear_400(server: ServerUnderTest, audio: bytes) -> None:
+async def test_a_container_with_an_impossible_duration_is_a_clear_400(server: ServerUnderTest, audio: bytes) -> None:
     session_id = await server.create_session("alice")
     status, body = await upload(server, server.token("alice"), chunk_form(session_id, audio))
     assert (status, body["error"]) == (400, "invalid_payload"), body
