@@ -8,6 +8,8 @@ returning a ``{job_type: processor}`` mapping).
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import asyncio
 import importlib
 import json
@@ -84,14 +86,25 @@ async def _materials(ctx: Services, session_id: str) -> list[dict[str, Any]]:
     return materials
 
 
-async def _build_digest(ctx: Services, job: Job) -> tuple[dict[str, Any], list[dict[str, Any]], list[dict[str, Any]]]:
-    """Transcribe (when configured), then digest; returns the digest, the materials and the chunks."""
+@dataclass(frozen=True, slots=True)
+class _Digest:
+    """A digest built by a job, and when the job read the session for it (ms)."""
+
+    result: dict[str, Any]
+    materials: list[dict[str, Any]]
+    chunks: list[dict[str, Any]]
+    read_at: int
+
+
+async def _build_digest(ctx: Services, job: Job) -> _Digest:
+    """Transcribe (when configured), then digest; the digest, the materials and the chunks."""
+    read_at = ctx.clock.now_ms()  # before the reads: a chunk added after it is another job's to see
     materials = await _materials(ctx, job.session_id)
     chunks = await chunk_repository(ctx).list(job.session_id, limit=ctx.voice.config.max_chunks)
     transcription = await _transcribe_chunks(ctx, job, chunks)
     result = digest(materials, chunks, transcription=transcription)
     await _progress(ctx, job, "digest", 1, 1)
-    return result, materials, chunks
+    return _Digest(result, materials, chunks, read_at)
 
 
 async def _collect_tasks(
@@ -133,13 +146,19 @@ async def done_multiprompt(ctx: Services, job: Job) -> dict[str, Any]:
     session = await _session_or_fail(ctx, job)
     late = bool(job.payload.get("late_chunks"))
     cleared = False if late else await ctx.voice.clear_active_if(job.performer_id, job.session_id)
-    result, materials, chunks = await _build_digest(ctx, job)
-    found = await _collect_tasks(session.tasks or [], texts_of(materials, chunks).items())
+    built = await _build_digest(ctx, job)
+    result = built.result
+    found = await _collect_tasks(session.tasks or [], texts_of(built.materials, built.chunks).items())
     now = ctx.clock.now_ms()
-    await ctx.voice.record_outcome(
-        job.session_id, {"digest": _json(result), "processed_at": str(now)}, {"digest": result, "processed_at": now}
+    stored = await ctx.voice.record_digest(
+        job.session_id,
+        built.read_at,
+        {"digest": _json(result), "processed_at": str(now)},
+        {"digest": result, "processed_at": now},
     )
-    tasks = await _store_tasks(ctx, job, found)
+    # Superseded: a run that read the session later (a late chunk's) stored its digest and tasks,
+    # which hold all of this one's; written over, they lost that chunk (audit "botflow").
+    tasks = await _store_tasks(ctx, job, found) if stored else found
     return {
         "done_count": session.done_count,
         "active_session_cleared": cleared,
@@ -147,19 +166,22 @@ async def done_multiprompt(ctx: Services, job: Job) -> dict[str, Any]:
         "audio_ms": result["audio_ms"],
         "task_count": len(tasks),
         "transcription": result["transcription"],
+        **({} if stored else {"superseded": True}),
     }
 
 
 async def post_process_session(ctx: Services, job: Job) -> dict[str, Any]:
     """Transcribe (when configured) and digest the session; the digest lands on the record."""
     session = await _session_or_fail(ctx, job)
-    result, _, _ = await _build_digest(ctx, job)
+    built = await _build_digest(ctx, job)
+    result = built.result
     position = await ctx.log.position(job.session_id)
     end = session.closed_at or ctx.clock.now_ms()
     summary = {"events": position.offset, "done_count": session.done_count, "open_ms": max(0, end - session.created_at)}
     now = ctx.clock.now_ms()
-    await ctx.voice.record_outcome(
+    stored = await ctx.voice.record_digest(
         job.session_id,
+        built.read_at,
         {"digest": _json(result), "processed_at": str(now)},
         {"digest": result, "processed_at": now, "summary": summary},
     )
@@ -168,6 +190,7 @@ async def post_process_session(ctx: Services, job: Job) -> dict[str, Any]:
         "chunk_count": result["chunk_count"],
         "audio_ms": result["audio_ms"],
         "transcription": result["transcription"],
+        **({} if stored else {"superseded": True}),
     }
 
 

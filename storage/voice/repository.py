@@ -199,6 +199,7 @@ class VoiceSessions:
         self._active_take = plain_script(redis, "voice/active_take.lua")
         self._active_restore = plain_script(redis, "voice/active_restore.lua")
         self._delete = event_script(redis, "voice/session_delete.lua")
+        self._outcome_if_newer = event_script(redis, "voice/outcome_if_newer.lua")
         self._request_claim = plain_script(redis, "voice/request_claim.lua")
 
     async def create(
@@ -484,6 +485,32 @@ class VoiceSessions:
             args=[etypes.SESSION_UPDATE, json.dumps(data, separators=(",", ":")), *pairs],
         )
         return int(result[0])
+
+    async def record_digest(
+        self, session_id: str, read_at_ms: int, fields: dict[str, str], data: dict[str, Any]
+    ) -> bool:
+        """Store a processing job's digest as :meth:`record_outcome` does, unless a job that read the
+        session after ``read_at_ms`` stored its own (two runs finishing out of order: the later
+        read's digest stays). False, nothing written, then."""
+        pairs = [item for pair in fields.items() for item in pair]
+        result = await self._log.run(
+            self._outcome_if_newer,
+            session_id,
+            keys=[self._keys.session(session_id)],
+            args=[
+                etypes.SESSION_UPDATE,
+                json.dumps(data, separators=(",", ":")),
+                DIGEST_READ_AT,
+                str(read_at_ms),
+                *pairs,
+            ],
+        )
+        return not (len(result) > 1 and result[1] == SUPERSEDED)
+
+
+# The record field saying when the stored digest's job read the session (ms): not in any answer.
+DIGEST_READ_AT = "digest_read_at"
+SUPERSEDED = "superseded"
 
 
 def _fields(session: VoiceSession) -> list[str]:
