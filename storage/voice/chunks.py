@@ -19,6 +19,7 @@ from typing import Any
 from redis.asyncio import Redis
 
 from protocol import events as etypes
+from protocol.errors import CodedError, ErrorCode
 from storage.events import EventLog
 from storage.keys import Keys
 from storage.scripts import event_script
@@ -108,7 +109,14 @@ class VoiceChunks:
         self, session_id: str, chunk: NewChunk, performer: Performer, *, max_chunks: int, late_window_ms: int
     ) -> ChunkAdded:
         """Store a chunk (access, open state or a late chunk's times, dedupe and cap checked in the
-        same step); a closed session takes a late one up to ``late_window_ms`` after its close."""
+        same step); a closed session takes a late one up to ``late_window_ms`` after its close.
+        A full session is ``limit_reached`` with ``limit``, as a full one of materials is."""
+
+        def full(code: ErrorCode, _: str) -> CodedError | None:
+            if code is ErrorCode.LIMIT_REACHED:
+                return CodedError(code, f"a voice session holds at most {max_chunks} audio chunks", limit=max_chunks)
+            return None
+
         result = await self._log.run(
             self._add,
             session_id,
@@ -126,6 +134,7 @@ class VoiceChunks:
                 LATE_CHUNK_SKEW_MS,
                 LATE_CHUNK_EARLIEST_MS,
             ],
+            explain=full,
         )
         offset, chunk_id, duplicate, count, audio_ms, stored, late, added = result
         return ChunkAdded(

@@ -214,6 +214,8 @@ async def test_chunk_count_cap(small: ServerUnderTest) -> None:
         assert (await upload(small, token, chunk_form(session_id, webm(ms))))[0] == 201
     status, body = await upload(small, token, chunk_form(session_id, webm(300)))
     assert (status, body["error"]) == (409, "limit_reached")
+    # Named with its limit, as a full session of materials is (a bot cannot tell otherwise).
+    assert body["limit"] == 2 and body["message"] == "a voice session holds at most 2 audio chunks", body
     assert len(blob_files(small)) == 2
 
 
