@@ -115,6 +115,12 @@ class VoiceChunks:
         def full(code: ErrorCode, _: str) -> CodedError | None:
             if code is ErrorCode.LIMIT_REACHED:
                 return CodedError(code, f"a voice session holds at most {max_chunks} audio chunks", limit=max_chunks)
+            if code is ErrorCode.INVALID_STATE:  # said apart from the generic words: a bot can tell
+                return CodedError(
+                    code,
+                    "the session is not recording audio: it is closed (Done) or inactive; a closed session takes"
+                    f" only a chunk recorded before its close, within {late_window_ms // 1000} s of it",
+                )
             return None
 
         result = await self._log.run(

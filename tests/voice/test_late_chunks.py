@@ -102,6 +102,8 @@ async def test_a_chunk_recorded_after_the_close_is_refused(server: ServerUnderTe
 
     assert after[0] == 409 and after[1]["error"] == "invalid_state"
     assert relative[0] == 409 and relative[1]["error"] == "invalid_state"
+    # Said in words a bot can act on, not the generic "not allowed in the current state" (audit "botflow").
+    assert "closed (Done)" in after[1]["message"] and "recorded before its close" in after[1]["message"], after
     session = await server.services.voice.get(session_id)
     assert session is not None and session.chunk_count == 1
     assert blob_files(server) == files and await queued_jobs(server) == []
