@@ -14,6 +14,7 @@ import asyncio
 import importlib
 import json
 from collections.abc import Awaitable, Callable, Iterable
+from contextvars import ContextVar
 from typing import Any
 
 from handlers.context import Services
@@ -46,7 +47,22 @@ async def _session_or_fail(ctx: Services, job: Job) -> VoiceSession:
     return session
 
 
+# What the worker running this job hears of each progress step (server.worker: its time limit
+# then counts from the step, so a long job that is getting on is not cut as a hung one). Set in the
+# context the worker runs the processor in; a plugged-in processor reports its steps with
+# :func:`report_progress`.
+PROGRESSED: ContextVar[Callable[[], None] | None] = ContextVar("sessionhub_job_progressed", default=None)
+
+
+def report_progress() -> None:
+    """Tell the worker running the current job that it got on (its time limit starts again)."""
+    heard = PROGRESSED.get()
+    if heard is not None:
+        heard()
+
+
 async def _progress(ctx: Services, job: Job, step: str, done: int, total: int) -> None:
+    report_progress()
     data = {"job_id": job.job_id, "job_type": job.type, "step": step, "done": done, "total": total}
     await ctx.log.append_kept(ctx.scripts.append_kept, job.session_id, JOB_PROGRESS, data, **KEEP_LAST_JOB)
 

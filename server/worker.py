@@ -1,6 +1,7 @@
 """The job runner: claims jobs, runs their processor, acknowledges, retries, dead-letters.
 
-A processor runs under a time limit (``timeout_s``: past it, it is cancelled and the attempt
+A processor runs under a time limit (``timeout_s``, counted from its start, then from each of
+its progress steps, ``jobs.processors.report_progress``: past it, it is cancelled and the attempt
 fails and retries like any other failure). While a batch is in hand, a heartbeat extends the
 claim of every job of it not finished yet (the one running and those waiting their turn) every
 third of the visibility timeout, so a job that is slow but alive is never reclaimed and run a
@@ -16,13 +17,14 @@ from __future__ import annotations
 import asyncio
 from asyncio import FIRST_COMPLETED
 import contextlib
+import contextvars
 import logging
 import os
 import socket
 from typing import Any
 
 from handlers.context import Services
-from jobs.processors import PermanentJobError, Processor
+from jobs.processors import PROGRESSED, PermanentJobError, Processor
 from protocol.errors import CodedError, ErrorCode
 from protocol.events import JOB_RESULT
 from storage.failures import REDIS_AWAY
@@ -200,16 +202,38 @@ class Worker:
             raise ClaimLost
         # Before the processor reads anything: a request coming after this queues a run of its own.
         await self._jobs.started(delivery.job)
-        work: asyncio.Future[dict[str, Any]] = asyncio.ensure_future(processor(self._s, delivery.job))
+        loop = asyncio.get_running_loop()
+        # The time limit counts from the job's start, then from its last progress step: a whole
+        # job of many steps (a long recording transcribed chunk by chunk) was cut at the limit
+        # while getting on, every attempt, and dead-lettered half done (audit "botflow").
+        deadline = loop.time() + self._timeout_s
+
+        def progressed() -> None:
+            nonlocal deadline
+            deadline = loop.time() + self._timeout_s
+
+        context = contextvars.copy_context()
+        context.run(PROGRESSED.set, progressed)
+
+        async def processed() -> dict[str, Any]:
+            return await processor(self._s, delivery.job)
+
+        work: asyncio.Future[dict[str, Any]] = loop.create_task(processed(), context=context)
         taken: asyncio.Future[bool] = asyncio.ensure_future(lost.wait())
         try:
             racers: list[asyncio.Future[Any]] = [work, taken]
-            done, _ = await asyncio.wait(racers, timeout=self._timeout_s, return_when=FIRST_COMPLETED)
-            if work in done:
-                return work.result()
-            if taken in done:
-                raise ClaimLost
-            raise JobTimeout(f"the processor ran longer than {self._timeout_s:g} s and was cancelled")
+            while True:
+                left = deadline - loop.time()
+                done, _ = await asyncio.wait(racers, timeout=max(left, 0), return_when=FIRST_COMPLETED)
+                if work in done:
+                    return work.result()
+                if taken in done:
+                    raise ClaimLost
+                if deadline <= loop.time():
+                    break
+            raise JobTimeout(
+                f"the processor ran longer than {self._timeout_s:g} s without a progress step and was cancelled"
+            )
         finally:
             work.cancel()
             taken.cancel()

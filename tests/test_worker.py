@@ -6,7 +6,7 @@ import asyncio
 from typing import Any
 
 from handlers.context import Services
-from jobs.processors import BUILT_IN, load_processors
+from jobs.processors import BUILT_IN, load_processors, report_progress
 from jobs.transcription import NOT_CONFIGURED
 from server.worker import Worker
 from protocol.errors import CodedError, ErrorCode
@@ -239,8 +239,34 @@ async def test_a_hanging_processor_is_cancelled_and_retried(server: ServerUnderT
     assert started == [0, 1] and cancelled == [0]
     results = [e["data"] for e in watcher.named("job_result")]
     assert [r["status"] for r in results] == ["retrying", "succeeded"]
-    assert results[0]["error"] == "JobTimeout: the processor ran longer than 0.3 s and was cancelled"
+    said = "JobTimeout: the processor ran longer than 0.3 s without a progress step and was cancelled"
+    assert results[0]["error"] == said
     assert (await server.services.jobs.counts()) == {"queued": 0, "delayed": 0, "dead": 0}
+
+
+async def test_a_long_job_that_reports_progress_is_not_cut_at_the_time_limit(
+    server: ServerUnderTest, clients: list[Client]
+) -> None:
+    """The limit covered the whole job: a long recording's processing, transcribed chunk by chunk,
+    was cut at it while getting on, every attempt, and dead-lettered half done (audit "botflow").
+    It now counts from the last progress step."""
+    session_id = await server.create_session("alice")
+    watcher = await server.subscriber(clients, session_id)
+    steps: list[int] = []
+
+    async def long_but_getting_on(ctx: Services, job: Job) -> dict[str, Any]:
+        for step in range(5):  # 2 s in all, each step well within the 1 s limit
+            await asyncio.sleep(0.4)
+            report_progress()
+            steps.append(step)
+        return {"steps": len(steps)}
+
+    await server.services.jobs.enqueue(Job(type="LONG", session_id=session_id, performer_id="alice"))
+    worker = make_worker(server, {"LONG": long_but_getting_on}, timeout_s=1.0)
+    await drain(worker, server)
+    await watcher.wait_for(lambda: bool(watcher.named("job_result")))
+    [result] = [e["data"] for e in watcher.named("job_result")]
+    assert (result["status"], result["attempts"], result["result"]) == ("succeeded", 1, {"steps": 5}), result
 
 
 async def test_jobs_longer_than_the_visibility_timeout_run_once(server: ServerUnderTest) -> None:
