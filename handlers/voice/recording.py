@@ -31,7 +31,9 @@ log = logging.getLogger(__name__)
 # A round failing for another cause than Redis away: its traceback once, then counted.
 _failed = LogThrottle(log)
 
-RECORDING_STATUSES = frozenset({"recording", "cutting"})
+# A recorder's Done holds the lease through its final upload too: a recorder gone then left the
+# session showing "final upload" for good, and every other device's Rec refused (audit "botflow").
+RECORDING_STATUSES = frozenset({"recording", "cutting", "final_uploading"})
 SWEEP_BATCH = 100
 # Leases renewed at once, at most: their calls share a write and a read (one round trip for a
 # batch on a lean link, instead of one each), and what is in flight stays bounded. Sending a

@@ -89,6 +89,26 @@ async def test_the_recorders_connection_going_pauses_the_session_for_every_subsc
     assert not await first.services.redis.exists(first.services.keys.voice_recording_lease(session_id))
 
 
+async def test_a_recorder_gone_during_its_dones_final_upload_pauses_the_session_and_rec_works_elsewhere(
+    prompt_nodes: list[ServerUnderTest], clients: list[Client]
+) -> None:
+    """Done sets final_uploading while the last chunk goes up; a recorder gone then (its tab
+    closed, its phone dead) left the session showing the final upload for good, and Rec from
+    every other device refused invalid_state (audit "botflow")."""
+    first, second = prompt_nodes
+    session_id = await first.create_session("alice")
+    watcher = await second.subscriber(clients, session_id)
+    recorder = await recording_on(first, clients, session_id)
+    ack = await recorder.call("set_session_status", {"session_id": session_id, "status": "final_uploading"})
+    assert ack["ok"] and ack["status"] == "final_uploading", ack
+    await recorder.close()
+    await watcher.wait_for(lambda: statuses(watcher)[-1]["status"] == "paused", timeout=PROMPT_LEASE_MS / 1000 * 0.8)
+    assert statuses(watcher)[-1] == {"status": "paused", "previous": "final_uploading", "reason": "recorder_gone"}
+    # Another device takes the recording up.
+    other = await recording_on(second, clients, session_id)
+    assert other.sio.connected
+
+
 async def test_a_lease_nobody_renews_runs_out_and_any_node_pauses_the_session(
     two_nodes: list[ServerUnderTest], clients: list[Client]
 ) -> None:

@@ -1,6 +1,6 @@
 -- Ends a recording nobody makes any more: the connection that held the session's recording
 -- lease went away (`release`), or the lease ran out because nobody renewed it, e.g. its node
--- was killed (`sweep`). A session still recording or cutting moves to `paused`, announced as
+-- was killed (`sweep`). A session still recording, cutting or in its final upload moves to `paused`, announced as
 -- the ordinary session_status event (with a `reason`).
 --   KEYS[1..2], ARGV[1..5]  see _event.lua
 --   KEYS[3]  the session hash
@@ -26,7 +26,7 @@ elseif current then
   return {0, math.max(redis.call('PTTL', lease_key), 1)}
 end
 local status = redis.call('HGET', session_key, 'status')
-if status ~= 'recording' and status ~= 'cutting' then
+if status ~= 'recording' and status ~= 'cutting' and status ~= 'final_uploading' then
   return {0, 0}
 end
 redis.call('HSET', session_key, 'status', 'paused', 'updated_at', now_ms)

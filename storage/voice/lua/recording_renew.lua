@@ -14,7 +14,7 @@ if redis.call('GET', lease_key) ~= holder then
   return 0
 end
 local status = redis.call('HGET', session_key, 'status')
-if status ~= 'recording' and status ~= 'cutting' then
+if status ~= 'recording' and status ~= 'cutting' and status ~= 'final_uploading' then
   redis.call('DEL', lease_key)
   return 0
 end

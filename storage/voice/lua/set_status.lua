@@ -13,7 +13,7 @@
 --   ARGV[12] the lease holder (node and connection), or '' to leave the lease alone
 --   ARGV[13] the lease's time to live, ms
 --   ARGV[14] '1' when the recorder resumes its own recording (its connection came back)
--- With a holder, entering recording/cutting gives it the lease and any other status ends the
+-- With a holder, entering recording/cutting/final_uploading gives it the lease and any other status ends the
 -- lease, in the same step as the change: no moment shows a recording without a lease. When the
 -- status stays, the lease moves only to a recorder that resumes (it takes its lease over from
 -- its own gone connection) or when nobody holds it: another recorder's Rec, refused as
@@ -42,7 +42,8 @@ if found[2] ~= performer then
   return {false, 'forbidden', ''}
 end
 local previous = found[3]
-local recording = status == 'recording' or status == 'cutting'
+-- the statuses a recorder holds the lease in: handlers/voice/recording.py RECORDING_STATUSES
+local recording = status == 'recording' or status == 'cutting' or status == 'final_uploading'
 local function take_lease()
   if holder == '' then
     return 0
