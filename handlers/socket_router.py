@@ -76,6 +76,9 @@ _FLOOD_NOTICE = {
     "reason": FLOOD,
     "message": "too many events over the rate for too long; disconnected",
 }
+# How long a long-polling connection being cut has to poll its last acks and the notice: a
+# client polls again as soon as a poll is answered; one that polls no more loses them.
+CUT_FLUSH_S = 5.0
 
 
 def _rate_limited(connection: Connection | None, data: Any) -> dict[str, Any]:
@@ -108,6 +111,10 @@ class EventRegistry(Protocol):
 
     async def disconnect(self, sid: str, namespace: str | None = None, ignore_queue: bool = False) -> None:
         """Disconnect a client, its TCP connection included."""
+        ...
+
+    async def flushed(self, sid: str, bound_s: float) -> bool:
+        """Return once what was sent to ``sid`` has left (a long-poll took it), or False after ``bound_s``."""
         ...
 
 
@@ -354,6 +361,9 @@ class SocketRouter:
         # reads that ack, then why, then the disconnect.
         try:
             await self._sio.emit(PROTOCOL_ERROR, _FLOOD_NOTICE, to=sid)
+            # Long-polling, its acks and the notice wait for its next poll, and the disconnect
+            # dropped them: it never learned which writes were applied, nor why it was cut.
+            await self._sio.flushed(sid, CUT_FLUSH_S)
             await self._sio.disconnect(sid)
         except Exception:  # the connection may already be gone; nothing else to undo
             log.warning("cutting a flooding connection failed", exc_info=True, extra={"sid": sid})

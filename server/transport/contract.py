@@ -157,6 +157,11 @@ class SocketServer(Protocol):
         """Send ``event`` to the connection ``to`` (python-socketio's public ``emit``)."""
         ...
 
+    async def flushed(self, sid: str, bound_s: float) -> bool:
+        """Return once what was sent to ``sid`` has left (a long-polling client's poll took it:
+        ``server.transport.flushing``), or False after ``bound_s``."""
+        ...
+
     async def shutdown(self) -> None:
         """Stop the server's background work (Engine.IO's ping-timeout task; python-socketio's
         own ``shutdown``), at the app's shutdown."""

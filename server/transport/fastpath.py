@@ -125,6 +125,7 @@ from server.transport.contract import (
     ws_frame,
 )
 from server.transport.engine import LightQueue
+from server.transport.flushing import polled_out
 from server.transport.front import Front, FrontProtocol, Upgrader, UpgradeRequest
 from server.transport.messages import MAX_ATTACHMENTS as MAX_ATTACHMENTS
 from server.transport.messages import (
@@ -1674,6 +1675,10 @@ class SessionServer(socketio.AsyncServer):
         """Serve on ``app``, ending every Engine.IO session when ``app`` shuts down."""
         super().attach(app, socketio_path)
         end_sessions_at_shutdown(app, self.eio.sockets)
+
+    async def flushed(self, sid: str, bound_s: float) -> bool:
+        """See ``server.transport.contract.SocketServer.flushed``."""
+        return await polled_out(self.eio.sockets, self.manager.eio_sid_from_sid(sid, "/"), bound_s)
 
     async def disconnect(self, sid: str, namespace: str | None = None, ignore_queue: bool = False) -> None:
         """Disconnect a client, its Engine.IO session and TCP connection included.

@@ -109,6 +109,7 @@ from protocol.errors import CodedError, ErrorCode
 from server.random_ids import IDS
 from server.transport.accept import ConnectionPlaces, address_full
 from server.transport.contract import Commit, ListeningSite, Outlet, Packet, end_sessions_at_shutdown
+from server.transport.flushing import polled_out
 from server.transport.leanws import opening_refusal
 from server.transport.messages import (
     MAX_ATTACHMENTS,
@@ -914,6 +915,10 @@ class StockSessionServer(socketio.AsyncServer):
         app.router.add_post(path, self.handle_request)
         app.router.add_route("OPTIONS", path, self.handle_request)
         end_sessions_at_shutdown(app, self.eio.sockets)
+
+    async def flushed(self, sid: str, bound_s: float) -> bool:
+        """See ``server.transport.contract.SocketServer.flushed``."""
+        return await polled_out(self.eio.sockets, self.manager.eio_sid_from_sid(sid, "/"), bound_s)
 
     async def disconnect(self, sid: str, namespace: str | None = None, ignore_queue: bool = False) -> None:
         """Disconnect a client, its Engine.IO session included (``/`` is the only namespace).
