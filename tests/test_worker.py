@@ -133,20 +133,27 @@ async def test_a_job_held_by_a_dead_worker_is_reclaimed(server: ServerUnderTest)
     assert session is not None
 
 
-async def test_a_reclaimed_job_counts_the_attempt_its_dead_worker_made(
-    server: ServerUnderTest, clients: list[Client]
-) -> None:
-    """A job handed to a new worker after its first died holding it said ``"attempts": 1``, as
-    if the first run had never started (a transcription it ran half-way included)."""
+async def _held_by_two_dead_workers(server: ServerUnderTest, clients: list[Client]) -> Client:
+    """A POST_PROCESS_SESSION job of a new session that two workers took and died running; a
+    client subscribed to the session (its job_result events)."""
     session_id = await server.create_session("alice")
     watcher = await server.subscriber(clients, session_id)
     jobs = server.services.jobs
     await jobs.ensure_group()
     await jobs.enqueue(Job(type="POST_PROCESS_SESSION", session_id=session_id, performer_id="alice"))
-    for crashed in ("crashed-worker", "crashed-again"):  # each takes it and dies
+    for crashed in ("crashed-worker", "crashed-again"):  # each takes it and dies running it
         taken = await jobs.claim(crashed, count=1, block_ms=1, visibility_ms=1)
         while not taken:  # reclaimed once idle longer than the visibility timeout
             taken = await jobs.claim(crashed, count=1, block_ms=1, visibility_ms=1)
+    return watcher
+
+
+async def test_a_reclaimed_job_counts_the_attempt_its_dead_worker_made(
+    server: ServerUnderTest, clients: list[Client]
+) -> None:
+    """A job handed to a new worker after its first died holding it said ``"attempts": 1``, as
+    if the first run had never started (a transcription it ran half-way included)."""
+    watcher = await _held_by_two_dead_workers(server, clients)
     seen: list[int] = []
 
     async def records(ctx: Services, job: Job) -> dict[str, Any]:
@@ -174,15 +181,7 @@ async def test_a_job_whose_worker_died_during_each_of_its_runs_is_dead_lettered_
     """A job that crashes the process running it was handed to the next worker, and the next, for
     as long as it was queued: 17 runs in 50 s with max_attempts 2, each taking a node and its
     clients down (audit "botflow"). PROTOCOL: such a job ends in the dead letters."""
-    session_id = await server.create_session("alice")
-    watcher = await server.subscriber(clients, session_id)
-    jobs = server.services.jobs
-    await jobs.ensure_group()
-    await jobs.enqueue(Job(type="POST_PROCESS_SESSION", session_id=session_id, performer_id="alice"))
-    for crashed in ("crashed-worker", "crashed-again"):  # each takes it and dies running it
-        taken = await jobs.claim(crashed, count=1, block_ms=1, visibility_ms=1)
-        while not taken:  # reclaimed once idle longer than the visibility timeout
-            taken = await jobs.claim(crashed, count=1, block_ms=1, visibility_ms=1)
+    watcher = await _held_by_two_dead_workers(server, clients)
     ran: list[int] = []
 
     async def crashes(ctx: Services, job: Job) -> dict[str, Any]:
@@ -196,7 +195,7 @@ async def test_a_job_whose_worker_died_during_each_of_its_runs_is_dead_lettered_
     [result] = [event["data"] for event in watcher.named("job_result")]
     assert result["status"] == "failed" and "stopped during each of its last 2 runs" in result["error"], result
     assert ran == []  # not run a third time
-    counts = await jobs.counts()
+    counts = await server.services.jobs.counts()
     assert counts["dead"] == 1 and counts["queued"] == 0, counts
 
 
