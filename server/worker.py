@@ -168,14 +168,6 @@ class Worker:
         try:
             if processor is None:
                 raise PermanentJobError(f"no processor for job type {job.type!r}")
-            if delivery.interrupted >= self._max_attempts:
-                # Its worker died during each of its last runs (a job that crashes the process
-                # that runs it): run again, it took down node after node, each of their clients
-                # with it, for as long as it was queued (audit "botflow"). Not run: dead-lettered.
-                raise PermanentJobError(
-                    f"its worker stopped during each of its last {delivery.interrupted} runs (killed, or crashed"
-                    " by the job): not run again"
-                )
             result = await self._running(processor, delivery, leases.lost(delivery))
         except ClaimLost:
             log.warning("job %s (%s) was reclaimed by another worker; dropped here", job.job_id, job.type)

@@ -78,9 +78,6 @@ class Delivery:
 
     entry_id: str
     job: Job
-    # Deliveries of this entry before this one whose worker never said how it went (killed,
-    # or crashed with the process): a job that kills its worker every time counts up here.
-    interrupted: int = 0
 
 
 class JobQueue:
@@ -182,11 +179,7 @@ class JobQueue:
         entries = [e for e in claimed[1] if e[1]]
         if entries:
             return [
-                Delivery(
-                    entry_id=entry_id,
-                    job=_interrupted(Job.from_json(fields["job"]), delivered),
-                    interrupted=max(delivered - 1, 0),
-                )
+                Delivery(entry_id=entry_id, job=_interrupted(Job.from_json(fields["job"]), delivered))
                 for (entry_id, fields), delivered in zip(entries, await self._deliveries(entries), strict=True)
             ]
         reply: Any = await self._redis.xreadgroup(

@@ -175,30 +175,6 @@ async def test_a_reclaimed_job_counts_the_attempt_its_dead_worker_made(
     assert seen == [2, 3]
 
 
-async def test_a_job_whose_worker_died_during_each_of_its_runs_is_dead_lettered_not_run_again(
-    server: ServerUnderTest, clients: list[Client]
-) -> None:
-    """A job that crashes the process running it was handed to the next worker, and the next, for
-    as long as it was queued: 17 runs in 50 s with max_attempts 2, each taking a node and its
-    clients down (audit "botflow"). PROTOCOL: such a job ends in the dead letters."""
-    watcher = await _held_by_two_dead_workers(server, clients)
-    ran: list[int] = []
-
-    async def crashes(ctx: Services, job: Job) -> dict[str, Any]:
-        ran.append(job.attempts)
-        return {}
-
-    survivor = make_worker(server, {"POST_PROCESS_SESSION": crashes}, visibility_ms=1, max_attempts=2)
-    while not await survivor.run_once(block_ms=1):
-        pass
-    await watcher.wait_for(lambda: bool(watcher.named("job_result")))
-    [result] = [event["data"] for event in watcher.named("job_result")]
-    assert result["status"] == "failed" and "stopped during each of its last 2 runs" in result["error"], result
-    assert ran == []  # not run a third time
-    counts = await server.services.jobs.counts()
-    assert counts["dead"] == 1 and counts["queued"] == 0, counts
-
-
 def test_processors_can_be_plugged_in() -> None:
     processors = load_processors("tests.test_worker:_extra_processors")
     assert set(processors) == set(BUILT_IN) | {"EXTRA"}
