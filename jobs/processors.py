@@ -8,11 +8,10 @@ returning a ``{job_type: processor}`` mapping).
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import asyncio
 import importlib
 import json
+from dataclasses import dataclass
 from collections.abc import Awaitable, Callable, Iterable
 from contextvars import ContextVar
 from typing import Any
@@ -164,7 +163,6 @@ async def done_multiprompt(ctx: Services, job: Job) -> dict[str, Any]:
     cleared = False if late else await ctx.voice.clear_active_if(job.performer_id, job.session_id)
     built = await _build_digest(ctx, job)
     result = built.result
-    found = await _collect_tasks(session.tasks or [], texts_of(built.materials, built.chunks).items())
     now = ctx.clock.now_ms()
     stored = await ctx.voice.record_digest(
         job.session_id,
@@ -172,9 +170,13 @@ async def done_multiprompt(ctx: Services, job: Job) -> dict[str, Any]:
         {"digest": _json(result), "processed_at": str(now)},
         {"digest": result, "processed_at": now},
     )
-    # Superseded: a run that read the session later (a late chunk's) stored its digest and tasks,
-    # which hold all of this one's; written over, they lost that chunk (audit "botflow").
-    tasks = await _store_tasks(ctx, job, found) if stored else found
+    # The tasks found here join the ones stored now, read again just before: another run may have
+    # stored its own since this one read the session (a late chunk's, whose task the older tasks
+    # written over it lost), or stored a digest without tasks (post_process_session, whose
+    # superseding digest left this Done with no tasks at all: audit "verify43").
+    fresh = await ctx.voice.get(job.session_id)
+    known = (fresh.tasks if fresh is not None else session.tasks) or []
+    tasks = await _store_tasks(ctx, job, await _collect_tasks(known, texts_of(built.materials, built.chunks).items()))
     return {
         "done_count": session.done_count,
         "active_session_cleared": cleared,
