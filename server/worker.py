@@ -50,6 +50,10 @@ class ClaimLost(Exception):
     """Another worker took the job over (our heartbeat came too late): it is theirs now."""
 
 
+class NotRunAgain(PermanentJobError):
+    """The job's worker died during each of its last runs: it is dead-lettered, not run."""
+
+
 class _Leases:
     """The claims of one batch, kept alive by :meth:`keep` until each job is released."""
 
@@ -168,6 +172,15 @@ class Worker:
         try:
             if processor is None:
                 raise PermanentJobError(f"no processor for job type {job.type!r}")
+            if delivery.interrupted >= self._max_attempts:
+                # Its worker died during each of its last runs (a job that crashes the process
+                # that runs it): run again, it took down node after node, and each node's clients
+                # with it, for as long as it was queued (audit "botflow"). Only runs that started
+                # count, so the jobs a dead worker's batch still held unrun are run as usual.
+                raise NotRunAgain(
+                    f"its worker stopped during each of its last {delivery.interrupted} runs (killed, or crashed"
+                    " by the job): not run again"
+                )
             result = await self._running(processor, delivery, leases.lost(delivery))
         except ClaimLost:
             log.warning("job %s (%s) was reclaimed by another worker; dropped here", job.job_id, job.type)
@@ -193,7 +206,7 @@ class Worker:
         if lost.is_set():  # taken over while it waited its turn in the batch
             raise ClaimLost
         # Before the processor reads anything: a request coming after this queues a run of its own.
-        await self._jobs.started(delivery.job)
+        await self._jobs.started(delivery)
         loop = asyncio.get_running_loop()
         # The time limit counts from the job's start, then from its last progress step: a whole
         # job of many steps (a long recording transcribed chunk by chunk) was cut at the limit
@@ -233,14 +246,15 @@ class Worker:
 
     async def _failed(self, delivery: Delivery, exc: Exception) -> None:
         error = f"{type(exc).__name__}: {exc}"
-        attempts = delivery.job.attempts + 1
+        ran = not isinstance(exc, NotRunAgain)
+        attempts = delivery.job.attempts + int(ran)
         # A store away (the blob store, Redis, a disk) is not the job's fault: its attempts go on
         # past the limit, further and further apart, until the job is OUTAGE_GIVE_UP_MS old. Five
         # attempts in 15 s dead-lettered a Done's processing for good in an S3 outage of 15 s
         # (audit "s3field"), and nothing runs a dead letter again.
         outage = _outage(exc) and self._s.clock.now_ms() - delivery.job.enqueued_at < OUTAGE_GIVE_UP_MS
         if isinstance(exc, PermanentJobError) or (attempts >= self._max_attempts and not outage):
-            await self._jobs.bury(delivery, error=error)
+            await self._jobs.bury(delivery, error=error, ran=ran)
             self._s.metrics.jobs_dead.inc()
             job = delivery.job
             log.warning("job %s (%s) dead-lettered after %d attempts: %s", job.job_id, job.type, attempts, error)

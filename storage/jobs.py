@@ -65,11 +65,16 @@ class Job:
         return cls(**json.loads(text))
 
 
-def _interrupted(job: Job, delivered: int) -> Job:
-    """``job`` as handed to a worker for the ``delivered``-th time: each delivery before this one
-    was an attempt too (its worker died, or its disk or Redis failed it, before it could say how
-    it went), so ``attempts`` counts them with the failed ones stored in the job itself."""
-    return replace(job, attempts=job.attempts + max(delivered - 1, 0))
+# How long a job entry's count of started runs is kept: far longer than any run of it, and bounded,
+# so the count of an entry gone without an outcome (trimmed from the stream) does not stay.
+RUNS_MARK_MS = 7 * 24 * 3600 * 1000
+
+
+def _interrupted(job: Job, runs: int) -> Job:
+    """``job`` handed out again after ``runs`` runs of it started and never said how they went
+    (their worker died, or its disk or Redis failed it): each was an attempt too, so ``attempts``
+    counts them with the failed ones stored in the job itself."""
+    return replace(job, attempts=job.attempts + runs)
 
 
 @dataclass(frozen=True, slots=True)
@@ -78,6 +83,10 @@ class Delivery:
 
     entry_id: str
     job: Job
+    # Runs of this entry that started before this delivery and never said how they went (killed,
+    # or crashed with the process). Counted as runs start, not as the entry is handed out: a
+    # worker takes a batch, and the jobs of it still waiting their turn when it died never ran.
+    interrupted: int = 0
 
 
 class JobQueue:
@@ -116,11 +125,17 @@ class JobQueue:
         keys = [self._keys.jobs(), self._keys.jobs_waiting(coalesce)]
         return bool(await self._enqueue_once(keys=keys, args=[marked.to_json(), JOB_STREAM_MAXLEN, WAITING_MARK_MS]))
 
-    async def started(self, job: Job) -> None:
-        """A job starts: a coalesced one's mark goes, so the next request queues another run."""
-        coalesce = job.payload.get(COALESCE_FIELD)
-        if isinstance(coalesce, str) and coalesce:
-            await self._redis.delete(self._keys.jobs_waiting(coalesce))
+    async def started(self, delivery: Delivery) -> None:
+        """A job starts: its entry counts one more run until an outcome is stored, and a coalesced
+        one's mark goes, so the next request queues another run."""
+        runs = self._keys.jobs_runs(delivery.entry_id)
+        async with self._redis.pipeline(transaction=True) as pipe:
+            pipe.incr(runs)
+            pipe.pexpire(runs, RUNS_MARK_MS)
+            coalesce = delivery.job.payload.get(COALESCE_FIELD)
+            if isinstance(coalesce, str) and coalesce:
+                pipe.delete(self._keys.jobs_waiting(coalesce))
+            await pipe.execute()
 
     async def ensure_group(self) -> None:
         """Create the consumer group (from the stream's start) unless it exists."""
@@ -179,8 +194,8 @@ class JobQueue:
         entries = [e for e in claimed[1] if e[1]]
         if entries:
             return [
-                Delivery(entry_id=entry_id, job=_interrupted(Job.from_json(fields["job"]), delivered))
-                for (entry_id, fields), delivered in zip(entries, await self._deliveries(entries), strict=True)
+                Delivery(entry_id=entry_id, job=_interrupted(Job.from_json(fields["job"]), runs), interrupted=runs)
+                for (entry_id, fields), runs in zip(entries, await self._runs(entries), strict=True)
             ]
         reply: Any = await self._redis.xreadgroup(
             self._keys.jobs_group(), consumer, {self._keys.jobs(): ">"}, count=count, block=block_ms
@@ -188,14 +203,11 @@ class JobQueue:
         entries = [e for _, stream_entries in reply for e in stream_entries]
         return [Delivery(entry_id=entry_id, job=Job.from_json(fields["job"])) for entry_id, fields in entries]
 
-    async def _deliveries(self, entries: list[Any]) -> list[int]:
-        """How many times each reclaimed entry was handed to a worker, this time included (its
-        pending entry's delivery counter: XAUTOCLAIM counts one, a heartbeat's XCLAIM none)."""
-        async with self._redis.pipeline(transaction=False) as pipe:
-            for entry_id, _ in entries:
-                pipe.xpending_range(self._keys.jobs(), self._keys.jobs_group(), min=entry_id, max=entry_id, count=1)
-            pending: list[Any] = await pipe.execute()
-        return [int(found[0]["times_delivered"]) if found else 1 for found in pending]
+    async def _runs(self, entries: list[Any]) -> list[int]:
+        """How many runs of each reclaimed entry started and never said how they went. Not Redis's
+        delivery count: that counts the jobs of a dead worker's batch it never reached, too."""
+        found: list[str | None] = await self._redis.mget([self._keys.jobs_runs(entry_id) for entry_id, _ in entries])  # type: ignore[assignment]  # decode_responses=True
+        return [int(runs) if runs else 0 for runs in found]
 
     async def extend(self, consumer: str, delivery: Delivery) -> bool:
         """Reset the idle time of a job ``consumer`` still runs; False when it holds it no more."""
@@ -207,6 +219,7 @@ class JobQueue:
         async with self._redis.pipeline(transaction=True) as pipe:
             pipe.xack(self._keys.jobs(), self._keys.jobs_group(), delivery.entry_id)
             pipe.xdel(self._keys.jobs(), delivery.entry_id)
+            pipe.delete(self._keys.jobs_runs(delivery.entry_id))
             await pipe.execute()
 
     async def retry_later(self, delivery: Delivery, *, delay_ms: int, error: str) -> Job:
@@ -216,17 +229,20 @@ class JobQueue:
             pipe.zadd(self._keys.jobs_delayed(), {job.to_json(): self._clock.now_ms() + delay_ms})
             pipe.xack(self._keys.jobs(), self._keys.jobs_group(), delivery.entry_id)
             pipe.xdel(self._keys.jobs(), delivery.entry_id)
+            pipe.delete(self._keys.jobs_runs(delivery.entry_id))
             await pipe.execute()
         return job
 
-    async def bury(self, delivery: Delivery, *, error: str) -> Job:
-        """Move a job that ran out of attempts to the dead-letter list (the newest ``dead_max`` kept)."""
-        job = replace(delivery.job, attempts=delivery.job.attempts + 1, last_error=error[:500])
+    async def bury(self, delivery: Delivery, *, error: str, ran: bool = True) -> Job:
+        """Move a job that ran out of attempts to the dead-letter list (the newest ``dead_max``
+        kept); ``ran`` is False for one dead-lettered without this delivery running it."""
+        job = replace(delivery.job, attempts=delivery.job.attempts + int(ran), last_error=error[:500])
         async with self._redis.pipeline(transaction=True) as pipe:
             pipe.lpush(self._keys.jobs_dead(), job.to_json())
             pipe.ltrim(self._keys.jobs_dead(), 0, self.dead_max - 1)
             pipe.xack(self._keys.jobs(), self._keys.jobs_group(), delivery.entry_id)
             pipe.xdel(self._keys.jobs(), delivery.entry_id)
+            pipe.delete(self._keys.jobs_runs(delivery.entry_id))
             await pipe.execute()
         return job
 

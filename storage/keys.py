@@ -111,6 +111,11 @@ class Keys:
         job, JobQueue.enqueue_coalesced: a second one is not queued while it waits)."""
         return f"{self.prefix}:{{jobs}}:waiting:{coalesce}"
 
+    def jobs_runs(self, entry_id: str) -> str:
+        """Counter with a TTL: how many runs of the job stream entry ``entry_id`` started and never
+        said how they went (their worker died): JobQueue.started counts one, an outcome drops it."""
+        return f"{self.prefix}:{{jobs}}:runs:{entry_id}"
+
     def jobs_dead(self) -> str:
         """List of jobs that exhausted their attempts (the dead-letter list)."""
         return f"{self.prefix}:{{jobs}}:dead"

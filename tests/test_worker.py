@@ -141,11 +141,19 @@ async def _held_by_two_dead_workers(server: ServerUnderTest, clients: list[Clien
     jobs = server.services.jobs
     await jobs.ensure_group()
     await jobs.enqueue(Job(type="POST_PROCESS_SESSION", session_id=session_id, performer_id="alice"))
-    for crashed in ("crashed-worker", "crashed-again"):  # each takes it and dies running it
-        taken = await jobs.claim(crashed, count=1, block_ms=1, visibility_ms=1)
-        while not taken:  # reclaimed once idle longer than the visibility timeout
-            taken = await jobs.claim(crashed, count=1, block_ms=1, visibility_ms=1)
+    await _die_running(server, ("crashed-worker", "crashed-again"), batch=1)
     return watcher
+
+
+async def _die_running(server: ServerUnderTest, workers: tuple[str, ...], *, batch: int) -> None:
+    """Each of ``workers`` takes a batch of ``batch`` queued jobs, starts the first, and dies."""
+    jobs = server.services.jobs
+    for crashed in workers:
+        taken = await jobs.claim(crashed, count=batch, block_ms=1, visibility_ms=1)
+        while not taken:  # reclaimed once idle longer than the visibility timeout
+            taken = await jobs.claim(crashed, count=batch, block_ms=1, visibility_ms=1)
+        assert len(taken) == batch
+        await jobs.started(taken[0])
 
 
 async def test_a_reclaimed_job_counts_the_attempt_its_dead_worker_made(
@@ -173,6 +181,58 @@ async def test_a_reclaimed_job_counts_the_attempt_its_dead_worker_made(
     last = watcher.named("job_result")[1]["data"]
     assert (last["status"], last["attempts"]) == ("failed", 4), last  # max_attempts counts them too
     assert seen == [2, 3]
+
+
+async def test_a_job_whose_worker_died_during_each_of_its_runs_is_dead_lettered_not_run_again(
+    server: ServerUnderTest, clients: list[Client]
+) -> None:
+    """A job that crashes the process running it was handed to the next worker, and the next, for
+    as long as it was queued: 17 runs in 50 s with max_attempts 2, each taking a node and its
+    clients down (audit "botflow"). PROTOCOL: such a job ends in the dead letters, unrun."""
+    watcher = await _held_by_two_dead_workers(server, clients)
+    ran: list[int] = []
+
+    async def records(ctx: Services, job: Job) -> dict[str, Any]:
+        ran.append(job.attempts)
+        return {}
+
+    survivor = make_worker(server, {"POST_PROCESS_SESSION": records}, visibility_ms=1, max_attempts=2)
+    while not await survivor.run_once(block_ms=1):
+        pass
+    await watcher.wait_for(lambda: bool(watcher.named("job_result")))
+    [result] = [event["data"] for event in watcher.named("job_result")]
+    assert (result["status"], result["attempts"]) == ("failed", 2), result  # the two runs made, no third
+    assert "stopped during each of its last 2 runs" in result["error"], result
+    assert ran == []
+    counts = await server.services.jobs.counts()
+    assert counts["dead"] == 1 and counts["queued"] == 0, counts
+
+
+async def test_the_jobs_a_dead_workers_batch_never_reached_are_run_not_dead_lettered(
+    server: ServerUnderTest, clients: list[Client]
+) -> None:
+    """A worker takes jobs in batches. Counted by Redis's deliveries, the jobs of a dead worker's
+    batch still waiting their turn counted as runs interrupted too, and were dead-lettered with
+    the job that killed it, never run (audit "verify43"). Only runs that started count."""
+    sessions = [await server.create_session("alice") for _ in range(3)]
+    jobs = server.services.jobs
+    await jobs.ensure_group()
+    for session_id in sessions:
+        await jobs.enqueue(Job(type="POST_PROCESS_SESSION", session_id=session_id, performer_id="alice"))
+    await _die_running(server, ("crashed-worker", "crashed-again"), batch=3)  # the first job, twice
+    ran: list[tuple[str, int]] = []
+
+    async def records(ctx: Services, job: Job) -> dict[str, Any]:
+        ran.append((job.session_id, job.attempts))
+        return {}
+
+    survivor = make_worker(server, {"POST_PROCESS_SESSION": records}, visibility_ms=1, max_attempts=2)
+    while not await survivor.run_once(block_ms=1):
+        pass
+    assert ran == [(sessions[1], 0), (sessions[2], 0)], ran  # never run before: no attempt made
+    [dead] = await jobs.dead()
+    assert (dead.session_id, dead.attempts) == (sessions[0], 2), dead
+    assert (await jobs.counts())["queued"] == 0
 
 
 def test_processors_can_be_plugged_in() -> None:
