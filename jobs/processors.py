@@ -74,8 +74,11 @@ async def _transcribe_chunks(ctx: Services, job: Job, chunks: list[dict[str, Any
     repository = chunk_repository(ctx)
     blobs = ctx.voice.blobs  # local or S3: a Done on any node transcribes every chunk
     todo = [c for c in chunks if not c.get("transcript")]
+    # Counted over all the session's chunks: a retry, or a run after a late chunk, has fewer left
+    # to transcribe, and said "1/7", then "1/6", as if the work had shrunk instead of got on.
+    already = len(chunks) - len(todo)
     failed = 0
-    for done, chunk in enumerate(todo, start=1):
+    for done, chunk in enumerate(todo, start=already + 1):
         async with blobs.as_file(job.session_id, str(chunk["sha256"])) as path:
             if path is None:
                 outcome = Transcript(error="the chunk's audio is missing from the blob store")
@@ -87,7 +90,7 @@ async def _transcribe_chunks(ctx: Services, job: Job, chunks: list[dict[str, Any
         await repository.annotate(job.session_id, str(chunk["chunk_id"]), fields)
         chunk.update(fields)
         failed += bool(outcome.error)
-        await _progress(ctx, job, "transcribe", done, len(todo))
+        await _progress(ctx, job, "transcribe", done, len(chunks))
     return f"{len(chunks) - failed} of {len(chunks)} chunks transcribed" + (f", {failed} failed" if failed else "")
 
 

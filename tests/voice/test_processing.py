@@ -236,6 +236,28 @@ async def test_done_transcribes_each_chunk_and_links_tasks_to_chunks(
     assert again is not None and again.tasks is not None and len(again.tasks) == 3
 
 
+async def test_progress_counts_the_chunks_transcribed_before(
+    transcriber: ServerUnderTest, clients: list[Client]
+) -> None:
+    """A run that finds chunks already transcribed (a retry, a late chunk's run) counted only those
+    left: "1/7", then "1/6", as if the work had shrunk (audit "botflow")."""
+    server = transcriber
+    session_id = await server.create_session("alice")
+    token = server.token("alice")
+    for i in range(3):
+        form = chunk_form(session_id, webm(500 + i), start_ms=i * 1000, end_ms=i * 1000 + 500)
+        assert (await upload(server, token, form))[0] == 201
+    await chunk_repository(server.services).annotate(
+        session_id, "ch000001", {"transcript": "done before", "transcript_error": ""}
+    )
+    watcher = await server.subscriber(clients, session_id)
+    await server.services.jobs.enqueue(Job(type="POST_PROCESS_SESSION", session_id=session_id, performer_id="alice"))
+    await run_jobs(server)
+    await watcher.wait_for(lambda: bool(watcher.named("job_result")))
+    steps = [(e["data"]["step"], e["data"]["done"], e["data"]["total"]) for e in watcher.named("job_progress")]
+    assert steps[:2] == [("transcribe", 2, 3), ("transcribe", 3, 3)], steps
+
+
 @pytest.mark.parametrize(
     ("command", "timeout_s", "error"),
     [
