@@ -17,7 +17,7 @@ from contextvars import ContextVar
 from typing import Any
 
 from handlers.context import Services
-from handlers.voice.actions import CREATE_TASKS_FROM_CHUNKS, DONE_MULTIPROMPT, POST_PROCESS_SESSION
+from handlers.voice.actions import ACTIVE_SEQ_FIELD, CREATE_TASKS_FROM_CHUNKS, DONE_MULTIPROMPT, POST_PROCESS_SESSION
 from handlers.voice.chunks import chunk_repository
 from jobs.transcription import NOT_CONFIGURED, Transcript, transcribe
 from jobs.voice_digest import MAX_TASKS, digest, iter_task_records, task_records, texts_of
@@ -163,7 +163,11 @@ async def done_multiprompt(ctx: Services, job: Job) -> dict[str, Any]:
     recorded before its close) it digests again and leaves the pointer: nobody pressed Done."""
     session = await _session_or_fail(ctx, job)
     late = bool(job.payload.get("late_chunks"))
-    cleared = False if late else await ctx.voice.clear_active_if(job.performer_id, job.session_id)
+    cleared = False
+    if not late:
+        since = job.payload.get(ACTIVE_SEQ_FIELD)  # absent from a job queued by an older server
+        unchanged_since = since if isinstance(since, int) and not isinstance(since, bool) else None
+        cleared, _ = await ctx.voice.clear_active_if(job.performer_id, job.session_id, unchanged_since=unchanged_since)
     built = await _build_digest(ctx, job)
     result = built.result
     now = ctx.clock.now_ms()

@@ -36,8 +36,7 @@ async def test_done_job_runs_and_its_outcome_is_published(server: ServerUnderTes
     watcher = await server.subscriber(clients, session_id)
     await server.services.voice.set_active("alice", session_id)
     ack = await watcher.call("session_done", {"session_id": session_id})
-    # The handler already cleared the pointer; make it point here again to see the job's own cleanup.
-    await server.services.voice.set_active("alice", session_id)
+    assert await server.services.voice.active_id("alice") is None  # the Done cleared it at once
     await drain(make_worker(server), server)
     await watcher.wait_for(lambda: bool(watcher.named("job_result")))
     result = watcher.named("job_result")[0]["data"]
@@ -48,7 +47,7 @@ async def test_done_job_runs_and_its_outcome_is_published(server: ServerUnderTes
         "attempts": 1,
         "result": {
             "done_count": 1,
-            "active_session_cleared": True,
+            "active_session_cleared": False,  # nothing left to clear
             "chunk_count": 0,
             "audio_ms": 0,
             "task_count": 0,
@@ -57,6 +56,32 @@ async def test_done_job_runs_and_its_outcome_is_published(server: ServerUnderTes
     }
     assert await server.services.voice.active_id("alice") is None
     assert (await server.services.jobs.counts()) == {"queued": 0, "delayed": 0, "dead": 0}
+
+
+async def test_a_done_job_leaves_the_session_chosen_again_after_the_done(
+    server: ServerUnderTest, clients: list[Client]
+) -> None:
+    """The Done's job clears the performer's active pointer (seed 002) when it still names the
+    session: it cleared one the person had chosen again after the Done (the bot's /session <id>),
+    which seed 002 says changes only by explicit actions (audit "botflow"). A job queued by an
+    older server (no change count in its payload) still clears it as before."""
+    voice = server.services.voice
+    session_id = await server.create_session("alice")
+    watcher = await server.subscriber(clients, session_id)
+    await voice.set_active("alice", session_id)
+    await watcher.call("session_done", {"session_id": session_id})
+    await voice.set_active("alice", session_id)  # chosen again, after the Done
+    await drain(make_worker(server), server)
+    await watcher.wait_for(lambda: bool(watcher.named("job_result")))
+    assert watcher.named("job_result")[0]["data"]["result"]["active_session_cleared"] is False
+    assert await voice.active_id("alice") == session_id
+    await server.services.jobs.enqueue(
+        Job(type="DONE_MULTIPROMPT", session_id=session_id, performer_id="alice", payload={"done_count": 1})
+    )
+    await drain(make_worker(server), server)
+    await watcher.wait_for(lambda: len(watcher.named("job_result")) == 2)
+    assert watcher.named("job_result")[1]["data"]["result"]["active_session_cleared"] is True
+    assert await voice.active_id("alice") is None
 
 
 async def test_post_process_records_a_summary(server: ServerUnderTest, clients: list[Client]) -> None:

@@ -16,6 +16,8 @@ from storage.jobs import Job
 from storage.voice.repository import VoiceSession
 
 DONE_MULTIPROMPT = "DONE_MULTIPROMPT"
+# A Done job's payload field: the user's active pointer's change count right after the Done.
+ACTIVE_SEQ_FIELD = "active_seq"
 POST_PROCESS_SESSION = "POST_PROCESS_SESSION"
 CREATE_TASKS_FROM_CHUNKS = "CREATE_TASKS_FROM_CHUNKS"
 
@@ -178,8 +180,10 @@ async def close(
     job_id = press_job_id(session_id, "done", claims.sub, request_id)
     result = await services.voice.done(session_id, performer(claims), job_id=job_id, request_id=request_id)
     # Cleared on a resend too: a first press cut off before this step left the pointer set.
-    cleared = await services.voice.clear_active_if(claims.sub, session_id)
-    payload = {"done_count": result.done_count}
+    cleared, seq = await services.voice.clear_active_if(claims.sub, session_id)
+    # The job clears the pointer again (seed 002) only while nobody changed it since: one who
+    # chose this session again after the Done (the bot's /session) keeps it.
+    payload = {"done_count": result.done_count, ACTIVE_SEQ_FIELD: seq}
     job = job_for(DONE_MULTIPROMPT, claims, session_id, payload, job_id=result.job_id or job_id)
     if request_id:
         await services.jobs.enqueue_once(job)

@@ -280,12 +280,16 @@ class VoiceSessions:
         channel = self._keys.active_session_channel(user_id)
         await self._active_set(keys=self._active_keys(user_id), args=[session_id, channel])
 
-    async def clear_active_if(self, user_id: str, session_id: str) -> bool:
+    async def clear_active_if(
+        self, user_id: str, session_id: str, *, unchanged_since: int | None = None
+    ) -> tuple[bool, int]:
         """Clear the user's active session only when it still is ``session_id`` (announced as
-        :meth:`set_active` announces)."""
+        :meth:`set_active` announces) and, given ``unchanged_since``, the pointer's change count
+        is still that: ``(cleared, the change count after)``."""
         channel = self._keys.active_session_channel(user_id)
-        cleared = await self._active_clear(keys=self._active_keys(user_id), args=[session_id, channel])
-        return bool(cleared)
+        since = "" if unchanged_since is None else str(unchanged_since)
+        cleared, seq = await self._active_clear(keys=self._active_keys(user_id), args=[session_id, channel, since])
+        return bool(cleared), int(seq)
 
     async def take_active(self, user_id: str, request_id: str = "") -> tuple[str | None, bool]:
         """The user's active session for a ``/done``, cleared in the same step (``active_take.lua``):

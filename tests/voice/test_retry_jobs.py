@@ -37,7 +37,7 @@ async def test_a_resent_done_counts_once_and_queues_one_job(
     assert session is not None and session.done_count == 1
     jobs = await queued_jobs(redis, server)
     assert [(j["type"], j["job_id"], j["payload"]) for j in jobs] == [
-        ("DONE_MULTIPROMPT", first["job_id"], {"done_count": 1})
+        ("DONE_MULTIPROMPT", first["job_id"], {"done_count": 1, "active_seq": 2})  # set, then cleared
     ]
 
     # Another press (a new id, or no id) is another close action: counted and queued again.
