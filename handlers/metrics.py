@@ -269,6 +269,9 @@ class Metrics:
         )
         self.jobs_retried = Counter("sessionhub_jobs_retried", "Failed job attempts scheduled again", registry=r)
         self.jobs_dead = Counter("sessionhub_jobs_dead_lettered", "Jobs moved to the dead-letter list", registry=r)
+        self.jobs_dropped = Counter(
+            "sessionhub_jobs_dropped", "Jobs dropped unrun because their session was deleted", registry=r
+        )
         self.opened = Counter("sessionhub_connections_opened", "Socket.IO clients admitted", registry=r)
         self.closed = Counter(
             "sessionhub_connections_closed", "Admitted Socket.IO clients gone away, by reason", ["reason"], registry=r

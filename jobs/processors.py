@@ -30,6 +30,12 @@ class PermanentJobError(Exception):
     """A failure that retrying cannot fix: the job goes straight to the dead letters."""
 
 
+class SessionGone(Exception):
+    """The job's session was deleted: nothing is left to do, and nobody to tell. Not a failure:
+    the job is dropped, not dead-lettered (a person who deleted a session right after its Done
+    raised the operator's ``dead_letters`` alert, and a guest could keep it raised at will)."""
+
+
 # A processor gets the same dependency bundle as every handler.
 Processor = Callable[[Services, Job], Awaitable[dict[str, Any]]]
 
@@ -42,7 +48,7 @@ TEXTS_PER_SLICE = 8
 async def _session_or_fail(ctx: Services, job: Job) -> VoiceSession:
     session = await ctx.voice.get(job.session_id)
     if session is None:
-        raise PermanentJobError("the session no longer exists")
+        raise SessionGone("the session no longer exists")
     return session
 
 

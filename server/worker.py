@@ -24,7 +24,7 @@ import socket
 from typing import Any
 
 from handlers.context import Services
-from jobs.processors import PROGRESSED, PermanentJobError, Processor
+from jobs.processors import PROGRESSED, PermanentJobError, Processor, SessionGone
 from protocol.errors import CodedError, ErrorCode
 from protocol.events import JOB_RESULT
 from storage.failures import REDIS_AWAY
@@ -185,6 +185,13 @@ class Worker:
         except ClaimLost:
             log.warning("job %s (%s) was reclaimed by another worker; dropped here", job.job_id, job.type)
             return  # neither ack nor retry: the worker that holds it now decides
+        except SessionGone:
+            # Deleted since it was queued: done with, and no event (the session's log is gone).
+            leases.release(delivery)
+            await self._jobs.ack(delivery)
+            self._s.metrics.jobs_dropped.inc()
+            log.info("job %s (%s) dropped: its session %s was deleted", job.job_id, job.type, job.session_id)
+            return
         except Exception as exc:  # any processor failure is a failed attempt
             leases.release(delivery)
             await self._failed(delivery, exc)
