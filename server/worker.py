@@ -40,6 +40,8 @@ OUTAGE_RETRY_MAX_MS = 5 * 60 * 1000
 OUTAGE_GIVE_UP_MS = 24 * 3600 * 1000
 # How long a worker waits, at its start or its stop, to forget the job group's idle consumers.
 RETIRE_WAIT_S = 2.0
+# How long a stopping worker waits to take back the run of the job it was running.
+UNSTART_WAIT_S = 1.0
 
 
 class JobTimeout(Exception):
@@ -214,6 +216,18 @@ class Worker:
             raise ClaimLost
         # Before the processor reads anything: a request coming after this queues a run of its own.
         await self._jobs.started(delivery)
+        try:
+            return await self._timed(processor, delivery, lost)
+        except asyncio.CancelledError:
+            # The worker is stopping (SIGTERM, a deploy): the job is left to another worker, and
+            # this run is not one its job cut short. Counted, a job interrupted by a few restarts
+            # was dead-lettered unrun as one that kills its worker.
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(self._jobs.unstarted(delivery), UNSTART_WAIT_S)
+            raise
+
+    async def _timed(self, processor: Processor, delivery: Delivery, lost: asyncio.Event) -> dict[str, Any]:
+        """The processor's run, cut at the time limit (counted from its last progress step)."""
         loop = asyncio.get_running_loop()
         # The time limit counts from the job's start, then from its last progress step: a whole
         # job of many steps (a long recording transcribed chunk by chunk) was cut at the limit

@@ -137,6 +137,13 @@ class JobQueue:
                 pipe.delete(self._keys.jobs_waiting(coalesce))
             await pipe.execute()
 
+    async def unstarted(self, delivery: Delivery) -> None:
+        """Take back the run :meth:`started` counted: its worker stopped it on purpose (a deploy,
+        Ctrl-C), which is no death of the job's making. Only the claim's holder calls it."""
+        runs = self._keys.jobs_runs(delivery.entry_id)
+        if int(await self._redis.decr(runs)) <= 0:
+            await self._redis.delete(runs)
+
     async def ensure_group(self) -> None:
         """Create the consumer group (from the stream's start) unless it exists."""
         try:

@@ -260,6 +260,42 @@ async def test_the_jobs_a_dead_workers_batch_never_reached_are_run_not_dead_lett
     assert (await jobs.counts())["queued"] == 0
 
 
+async def test_a_run_stopped_with_its_worker_on_purpose_is_not_counted(server: ServerUnderTest) -> None:
+    """A worker stopping (SIGTERM, a deploy) leaves its running job to another worker. Counted as
+    an interrupted run, a long job caught by a few deploys was dead-lettered unrun, as one that
+    kills its worker."""
+    session_id = await server.create_session("alice")
+    jobs = server.services.jobs
+    await jobs.ensure_group()
+    await jobs.enqueue(Job(type="POST_PROCESS_SESSION", session_id=session_id, performer_id="alice"))
+    running = asyncio.Event()
+    seen: list[int] = []
+
+    async def long_job(ctx: Services, job: Job) -> dict[str, Any]:
+        seen.append(job.attempts)
+        running.set()
+        await asyncio.Event().wait()  # until cancelled
+        return {}
+
+    for _ in range(2):  # two deploys, each during the job
+        running.clear()
+        stopping = make_worker(server, {"POST_PROCESS_SESSION": long_job}, visibility_ms=1, max_attempts=2)
+        task = asyncio.create_task(stopping.run(asyncio.Event(), block_ms=1))
+        await asyncio.wait_for(running.wait(), 10)
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+
+    async def records(ctx: Services, job: Job) -> dict[str, Any]:
+        seen.append(job.attempts)
+        return {}
+
+    survivor = make_worker(server, {"POST_PROCESS_SESSION": records}, visibility_ms=1, max_attempts=2)
+    while not await survivor.run_once(block_ms=1):
+        pass
+    assert seen == [0, 0, 0], seen  # run each time, and never as a run its job cut short
+    assert await jobs.counts() == {"queued": 0, "delayed": 0, "dead": 0}
+
+
 def test_processors_can_be_plugged_in() -> None:
     processors = load_processors("tests.test_worker:_extra_processors")
     assert set(processors) == set(BUILT_IN) | {"EXTRA"}
