@@ -29,6 +29,10 @@ LEASE_MS = 1200
 # their bound (four fifths of it) leaves a loaded machine seconds for the line's end to be seen,
 # the lease let go and the pause heard on the other node (a fifth of 1.2 s, 0.96 s, did not).
 PROMPT_LEASE_MS = 6000
+# The lease of the node-stopping test: the one taken over must outlast, renewed every third of it,
+# the event loop's stalls on a loaded machine while the other one runs out (at 1.2 s, renewed every
+# 0.4 s, the one taken over ran out too on a slow CI host: a stall of 0.8 s).
+STOPPING_LEASE_MS = 3000
 OWNER = Performer(user_id="alice", read_scope="own", may_update=True)
 
 
@@ -556,7 +560,7 @@ async def test_a_node_stopping_leaves_its_recordings_to_their_recorders_coming_b
     "restarts2"). The stopping node now leaves the leases to run out: a recorder back within one
     takes it over, and one that is not is paused by a sweep when it runs out."""
     nodes = [
-        await start_server(redis_process.url, tmp_path / f"node{i}", voice_recording_lease_ms=LEASE_MS)
+        await start_server(redis_process.url, tmp_path / f"node{i}", voice_recording_lease_ms=STOPPING_LEASE_MS)
         for i in range(2)
     ]
     stopping, staying = nodes
@@ -584,7 +588,7 @@ async def test_a_node_stopping_leaves_its_recordings_to_their_recorders_coming_b
             return found.status
 
         # The recorder that did not come back: paused by the sweep, within a lease and a sweep.
-        async with asyncio.timeout(LEASE_MS / 1000 * 5):
+        async with asyncio.timeout(STOPPING_LEASE_MS / 1000 * 5):
             while await status_of(left) != "paused":
                 await asyncio.sleep(0.02)
         assert await status_of(came_back) == "recording"
