@@ -208,6 +208,19 @@ async def test_a_reclaimed_job_counts_the_attempt_its_dead_worker_made(
     assert seen == [2, 3]
 
 
+async def _survivor_runs(server: ServerUnderTest, seen: list[int]) -> None:
+    """A worker (max_attempts 2) takes one batch of what is queued or left by dead workers, and
+    runs each job by noting the attempts it had."""
+
+    async def records(ctx: Services, job: Job) -> dict[str, Any]:
+        seen.append(job.attempts)
+        return {}
+
+    survivor = make_worker(server, {"POST_PROCESS_SESSION": records}, visibility_ms=1, max_attempts=2)
+    while not await survivor.run_once(block_ms=1):
+        pass
+
+
 async def test_a_job_whose_worker_died_during_each_of_its_runs_is_dead_lettered_not_run_again(
     server: ServerUnderTest, clients: list[Client]
 ) -> None:
@@ -216,14 +229,7 @@ async def test_a_job_whose_worker_died_during_each_of_its_runs_is_dead_lettered_
     clients down (audit "botflow"). PROTOCOL: such a job ends in the dead letters, unrun."""
     watcher = await _held_by_two_dead_workers(server, clients)
     ran: list[int] = []
-
-    async def records(ctx: Services, job: Job) -> dict[str, Any]:
-        ran.append(job.attempts)
-        return {}
-
-    survivor = make_worker(server, {"POST_PROCESS_SESSION": records}, visibility_ms=1, max_attempts=2)
-    while not await survivor.run_once(block_ms=1):
-        pass
+    await _survivor_runs(server, ran)
     await watcher.wait_for(lambda: bool(watcher.named("job_result")))
     [result] = [event["data"] for event in watcher.named("job_result")]
     assert (result["status"], result["attempts"]) == ("failed", 2), result  # the two runs made, no third
@@ -284,14 +290,7 @@ async def test_a_run_stopped_with_its_worker_on_purpose_is_not_counted(server: S
         await asyncio.wait_for(running.wait(), 10)
         task.cancel()
         await asyncio.gather(task, return_exceptions=True)
-
-    async def records(ctx: Services, job: Job) -> dict[str, Any]:
-        seen.append(job.attempts)
-        return {}
-
-    survivor = make_worker(server, {"POST_PROCESS_SESSION": records}, visibility_ms=1, max_attempts=2)
-    while not await survivor.run_once(block_ms=1):
-        pass
+    await _survivor_runs(server, seen)
     assert seen == [0, 0, 0], seen  # run each time, and never as a run its job cut short
     assert await jobs.counts() == {"queued": 0, "delayed": 0, "dead": 0}
 
