@@ -52,10 +52,6 @@ class ClaimLost(Exception):
     """Another worker took the job over (our heartbeat came too late): it is theirs now."""
 
 
-class NotRunAgain(PermanentJobError):
-    """The job's worker died during each of its last runs: it is dead-lettered, not run."""
-
-
 class _Leases:
     """The claims of one batch, kept alive by :meth:`keep` until each job is released."""
 
@@ -174,15 +170,6 @@ class Worker:
         try:
             if processor is None:
                 raise PermanentJobError(f"no processor for job type {job.type!r}")
-            if delivery.interrupted >= self._max_attempts:
-                # Its worker died during each of its last runs (a job that crashes the process
-                # that runs it): run again, it took down node after node, and each node's clients
-                # with it, for as long as it was queued (audit "botflow"). Only runs that started
-                # count, so the jobs a dead worker's batch still held unrun are run as usual.
-                raise NotRunAgain(
-                    f"its worker stopped during each of its last {delivery.interrupted} runs (killed, or crashed"
-                    " by the job): not run again"
-                )
             result = await self._running(processor, delivery, leases.lost(delivery))
         except ClaimLost:
             log.warning("job %s (%s) was reclaimed by another worker; dropped here", job.job_id, job.type)
@@ -220,8 +207,8 @@ class Worker:
             return await self._timed(processor, delivery, lost)
         except asyncio.CancelledError:
             # The worker is stopping (SIGTERM, a deploy): the job is left to another worker, and
-            # this run is not one its job cut short. Counted, a job interrupted by a few restarts
-            # was dead-lettered unrun as one that kills its worker.
+            # this run is not one its job cut short. Counted, a long job caught by a few deploys
+            # used up its attempts, and failing once more then was dead-lettered for good.
             with contextlib.suppress(Exception):
                 await asyncio.wait_for(self._jobs.unstarted(delivery), UNSTART_WAIT_S)
             raise
@@ -267,15 +254,14 @@ class Worker:
 
     async def _failed(self, delivery: Delivery, exc: Exception) -> None:
         error = f"{type(exc).__name__}: {exc}"
-        ran = not isinstance(exc, NotRunAgain)
-        attempts = delivery.job.attempts + int(ran)
+        attempts = delivery.job.attempts + 1
         # A store away (the blob store, Redis, a disk) is not the job's fault: its attempts go on
         # past the limit, further and further apart, until the job is OUTAGE_GIVE_UP_MS old. Five
         # attempts in 15 s dead-lettered a Done's processing for good in an S3 outage of 15 s
         # (audit "s3field"), and nothing runs a dead letter again.
         outage = _outage(exc) and self._s.clock.now_ms() - delivery.job.enqueued_at < OUTAGE_GIVE_UP_MS
         if isinstance(exc, PermanentJobError) or (attempts >= self._max_attempts and not outage):
-            await self._jobs.bury(delivery, error=error, ran=ran)
+            await self._jobs.bury(delivery, error=error)
             self._s.metrics.jobs_dead.inc()
             job = delivery.job
             log.warning("job %s (%s) dead-lettered after %d attempts: %s", job.job_id, job.type, attempts, error)

@@ -83,10 +83,6 @@ class Delivery:
 
     entry_id: str
     job: Job
-    # Runs of this entry that started before this delivery and never said how they went (killed,
-    # or crashed with the process). Counted as runs start, not as the entry is handed out: a
-    # worker takes a batch, and the jobs of it still waiting their turn when it died never ran.
-    interrupted: int = 0
 
 
 class JobQueue:
@@ -201,7 +197,7 @@ class JobQueue:
         entries = [e for e in claimed[1] if e[1]]
         if entries:
             return [
-                Delivery(entry_id=entry_id, job=_interrupted(Job.from_json(fields["job"]), runs), interrupted=runs)
+                Delivery(entry_id=entry_id, job=_interrupted(Job.from_json(fields["job"]), runs))
                 for (entry_id, fields), runs in zip(entries, await self._runs(entries), strict=True)
             ]
         reply: Any = await self._redis.xreadgroup(
@@ -211,8 +207,9 @@ class JobQueue:
         return [Delivery(entry_id=entry_id, job=Job.from_json(fields["job"])) for entry_id, fields in entries]
 
     async def _runs(self, entries: list[Any]) -> list[int]:
-        """How many runs of each reclaimed entry started and never said how they went. Not Redis's
-        delivery count: that counts the jobs of a dead worker's batch it never reached, too."""
+        """How many runs of each reclaimed entry started and never said how they went. Counted as
+        runs start, not Redis's delivery count: a worker takes a batch, and the jobs of a dead
+        worker's batch still waiting their turn never ran (they counted as attempts made)."""
         found: list[str | None] = await self._redis.mget([self._keys.jobs_runs(entry_id) for entry_id, _ in entries])  # type: ignore[assignment]  # decode_responses=True
         return [int(runs) if runs else 0 for runs in found]
 
@@ -240,10 +237,9 @@ class JobQueue:
             await pipe.execute()
         return job
 
-    async def bury(self, delivery: Delivery, *, error: str, ran: bool = True) -> Job:
-        """Move a job that ran out of attempts to the dead-letter list (the newest ``dead_max``
-        kept); ``ran`` is False for one dead-lettered without this delivery running it."""
-        job = replace(delivery.job, attempts=delivery.job.attempts + int(ran), last_error=error[:500])
+    async def bury(self, delivery: Delivery, *, error: str) -> Job:
+        """Move a job that ran out of attempts to the dead-letter list (the newest ``dead_max`` kept)."""
+        job = replace(delivery.job, attempts=delivery.job.attempts + 1, last_error=error[:500])
         async with self._redis.pipeline(transaction=True) as pipe:
             pipe.lpush(self._keys.jobs_dead(), job.to_json())
             pipe.ltrim(self._keys.jobs_dead(), 0, self.dead_max - 1)

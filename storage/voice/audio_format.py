@@ -234,26 +234,29 @@ def _ogg_duration_ms(data: bytes) -> int | None:
 MIN_WAV_BYTE_RATE = 1000
 
 
-def _wav_duration_ms(data: bytes) -> int:
-    """The ``data`` chunk's length over the ``fmt`` byte rate. A WAV with no ``fmt`` before its
-    ``data``, or no ``data`` at all (a bare 12-byte header), holds no audio anyone can play: it
-    was stored with the uploader's duration, a recording of nothing that counted as minutes."""
+def _wav_duration_ms(data: bytes) -> int | None:
+    """The ``data`` chunk's length over the ``fmt`` byte rate; None when the walk cannot tell (a
+    ``data`` before its ``fmt``, an odd chunk written without its pad byte): the uploader's
+    duration stands. A bare header with no chunk at all holds no audio anyone can play: it was
+    stored with the uploader's duration, a recording of nothing that counted as minutes."""
+    if len(data) < 20:
+        raise ImpossibleDuration("the WAV duration cannot be read: it has no chunk after its header (no audio)")
     pos = 12
     byte_rate = 0
     while pos + 8 <= len(data):
         chunk_id, size = data[pos : pos + 4], struct.unpack_from("<I", data, pos + 4)[0]
-        if chunk_id == b"fmt " and size >= 16 and pos + 20 <= len(data):
+        if chunk_id == b"fmt " and size >= 12 and pos + 20 <= len(data):
             byte_rate = struct.unpack_from("<I", data, pos + 16)[0]
         elif chunk_id == b"data":
             if not byte_rate:
-                raise ImpossibleDuration("the WAV duration cannot be read: no format chunk comes before its audio")
+                return None
             if byte_rate < MIN_WAV_BYTE_RATE:
                 raise ImpossibleDuration(
                     f"the WAV duration cannot be read: its byte rate ({byte_rate} a second) is no real audio's"
                 )
             return _at_most_a_day(round(min(size, len(data) - pos - 8) * 1000 / byte_rate), "WAV duration")
         pos += 8 + size + (size & 1)
-    raise ImpossibleDuration("the WAV duration cannot be read: it has no data chunk (no audio, or cut before it)")
+    return None
 
 
 def _at_most_a_day(duration_ms: int, what: str) -> int:
