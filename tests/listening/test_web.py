@@ -619,16 +619,23 @@ async def asleep_then_awake_offline(
     return started_at, woke_at
 
 
-def near(value: int, expected: int) -> bool:
+def near(value: int, expected: int, within_ms: int = 10_000) -> bool:
     """Placed on the server's clock from the page's: the page's runs on with real time while the
     test holds the server's, so a loaded machine's seconds may lie between."""
-    return abs(value - expected) <= 10_000
+    return abs(value - expected) <= within_ms
+
+
+# Where an upload made after a night asleep is placed: hours from anything it could be taken for,
+# and its placement crosses the most real time of the page's (13.4 s on a loaded CI host).
+PLACED_WITHIN_MS = 60_000
 
 
 def kept_apart(before: dict[str, Any], upload: dict[str, Any], started_at: int, woke_at: int, awake_ms: int) -> None:
     """The play before the sleep ended at its last report, and what played awake is its own."""
     assert (before["started_at"], before["ended_at"]) == (started_at, started_at + 20_000), before
-    assert near(upload["started_at"], woke_at) and near(upload["ended_at"] - upload["started_at"], awake_ms), upload
+    assert near(upload["started_at"], woke_at, PLACED_WITHIN_MS) and near(
+        upload["ended_at"] - upload["started_at"], awake_ms
+    ), upload
 
 
 async def test_what_played_after_waking_offline_is_kept_when_a_pause_ends_it(
@@ -675,7 +682,7 @@ async def test_what_played_after_waking_offline_is_kept_when_the_reports_get_thr
         started_at + 20_000,
     ), listed
     # Up to the new session's start, never into it (the server refuses an overlap).
-    assert near(upload["started_at"], woke_at) and upload["ended_at"] == back_at, listed
+    assert near(upload["started_at"], woke_at, PLACED_WITHIN_MS) and upload["ended_at"] == back_at, listed
 
 
 async def test_another_item_played_after_waking_offline_leaves_the_night_out_of_the_first(
@@ -752,7 +759,9 @@ async def test_play_again_offline_after_a_pause_keeps_both_plays(
     ], listed
     again, awake, before = listed
     assert (before["started_at"], before["ended_at"]) == (started_at, started_at + 20_000), listed
-    assert near(awake["started_at"], woke_at) and near(awake["ended_at"] - awake["started_at"], 3 * 60_000), listed
+    assert near(awake["started_at"], woke_at, PLACED_WITHIN_MS) and near(
+        awake["ended_at"] - awake["started_at"], 3 * 60_000
+    ), listed
     # The play again, offline from its start, is one entry with what it plays since the connection
     # came back: its first report took its upload up again.
     assert near(again["started_at"], again_at) and again["ended_at"] == back_at, listed
