@@ -499,6 +499,37 @@ async def test_a_slot_map_that_names_a_demoted_master_does_not_take_the_subscrip
         await client.aclose()
 
 
+async def test_the_slot_map_is_read_without_waiting_on_a_master_that_answers_nothing(cluster: RedisCluster) -> None:
+    """A master cut off answers no ``ROLE`` and is left alone a while; meanwhile the map is read
+    again after every refused try. redis-py asks the nodes in a random order, and a reading that
+    asked the silent master first waited on it: a follower-only node got the first event after a
+    failover 2.2 s after the other node (a CI run). Every reading asks it last."""
+    from redis.asyncio.cluster import RedisCluster as AsyncCluster
+
+    from server.channels import Channels
+
+    client = AsyncCluster.from_url(cluster.url)  # no reply timeout: a wait on the silent node is long
+    channels = Channels(client)
+    silent = cluster.master_ports[0]
+    try:
+        await client.initialize()
+        node = client.get_node("127.0.0.1", silent)
+        assert node is not None
+        cluster.freeze(silent)
+        with pytest.raises(ConnectionError):
+            await channels._check_master(node)  # left alone a while from now
+        for _ in range(12):  # each asks the silent node first by a chance of 1 in 3 without the fix
+            channels._mark_stale()
+            started = time.monotonic()
+            while not channels._map_read():
+                assert time.monotonic() - started < 1.0, "the map's reading waited on the silent master"
+                await asyncio.sleep(0.01)
+    finally:
+        cluster.thaw(silent)
+        await channels.aclose()
+        await client.aclose()
+
+
 async def test_serve_started_while_the_shard_of_slot_0_fails_over_comes_up(
     cluster: RedisCluster, tmp_path: Path
 ) -> None:

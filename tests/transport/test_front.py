@@ -284,7 +284,13 @@ async def test_a_head_trickled_in_is_closed_at_the_idle_timeout_from_the_connect
             with contextlib.suppress(ConnectionError):
                 writer.write(bytes([byte]))
             await asyncio.wait({closed}, timeout=0.1)
-        assert await asyncio.wait_for(closed, 5) == b""  # closed, with no answer
+        try:
+            answer = await asyncio.wait_for(closed, 5)
+        except ConnectionResetError:
+            # A byte sent as the server closed is still unread there, and the kernel resets the
+            # connection instead of closing it: closed too, and with nothing sent back.
+            answer = b""
+        assert answer == b""  # closed, with no answer
         assert loop.time() - started < 1.6
         writer.close()
     finally:
