@@ -206,6 +206,41 @@ async def test_metadata_is_stored_once_and_kept(
     )
 
 
+async def test_a_report_with_some_of_the_items_metadata_keeps_the_rest(
+    lserver: ServerUnderTest, clients: list[Client], clock: FrozenClock
+) -> None:
+    """Every ``item`` field is optional: a report or upload that brings only some (a duration
+    learnt later) replaced the whole of the stored metadata, and the title and artist went from
+    every session of the item, those of other devices too (audit "listenhonest" F3)."""
+    alice = await listener(lserver, clients)
+    now = clock.now_ms()
+    car = {
+        "session_id": alice.history_id,
+        "item_id": "bk",
+        "device_id": "car",
+        "client_id": "car-1",
+        "started_at": now - 30 * MIN,
+        "ended_at": now - 20 * MIN,
+        "item": {"title": "Dune", "artist": "Frank Herbert"},
+    }
+    assert (await alice.client.call("listening_upload", car))["ok"] is True
+    ack = await alice.report("bk", "playing", item={"duration_s": 3600})
+    assert (ack["listening"]["title"], ack["listening"]["artist"]) == ("Dune", "Frank Herbert")
+    clock.shift_ms += 5000
+    await alice.report("bk", "paused", item={"artist": "F. Herbert"})  # a field changed: that one only
+    later = {**car, "client_id": "car-2", "started_at": now - 10 * MIN, "ended_at": now - 9 * MIN}
+    assert (await alice.client.call("listening_upload", {**later, "item": {"album": "Dune I"}}))["ok"] is True
+    rows = await sessions(lserver)
+    assert len(rows) == 3
+    for row in rows:
+        assert (row["title"], row["artist"], row["album"], row["item_duration_s"]) == (
+            "Dune",
+            "F. Herbert",
+            "Dune I",
+            3600,
+        ), row
+
+
 async def test_a_session_playing_now_shows_its_items_metadata_everywhere(
     lserver: ServerUnderTest, clients: list[Client]
 ) -> None:

@@ -113,6 +113,36 @@ async def test_offline_upload_is_idempotent_and_checked(
     ]
 
 
+async def test_an_upload_inside_the_devices_open_session_long_after_it_began_is_refused(
+    lserver: ServerUnderTest, clients: list[Client], clock: FrozenClock
+) -> None:
+    """The open session runs until now; overlaps were looked for among sessions begun within the
+    longest span written so far (20 s here) before the upload, and the one playing since 40 s
+    earlier was missed: the upload was stored, the open session grew over it, and its seconds
+    were counted twice (audit "listenhonest" F1)."""
+    alice = await listener(lserver, clients)
+    began = clock.now_ms()
+    await alice.report("book", "playing")
+    clock.shift_ms += 20_000
+    assert (await alice.report("book", "playing"))["action"] == "extended"  # written: 20 s long
+    clock.shift_ms += 25_000
+    inside = {
+        "session_id": alice.history_id,
+        "item_id": "song",
+        "device_id": alice.device_id,
+        "client_id": "phone-offline-1",
+        "started_at": began + 40_000,
+        "ended_at": began + 44_000,
+    }
+    assert (await alice.client.call("listening_upload", inside))["error"] == "conflict"
+    clock.shift_ms += 5_000
+    await alice.report("book", "paused")
+    rows = await sessions(lserver)
+    assert [(r["item_id"], r["duration_ms"]) for r in rows] == [("book", 50_000)]
+    # Another device's upload of the same minutes is its own: stored.
+    assert (await alice.client.call("listening_upload", {**inside, "device_id": "car"}))["ok"] is True
+
+
 async def test_an_upload_from_a_device_whose_clock_is_wrong_is_placed_by_when_it_was_sent(
     lserver: ServerUnderTest, clients: list[Client], clock: FrozenClock
 ) -> None:

@@ -94,6 +94,31 @@ local function insert(rec)
   note_span(rec)
 end
 
+-- The fields of an item's metadata that a report or upload brings (`meta_json`, '' for none)
+-- laid over those stored: every field is optional, and a player that sends some (a duration
+-- learnt later) left the item with only those, its title and artist gone from every session.
+local function merge_meta(item_id, meta_json)
+  if meta_json == '' then
+    return
+  end
+  local stored_json = redis.call('HGET', meta_key, item_id)
+  if not stored_json then
+    redis.call('HSET', meta_key, item_id, meta_json)
+    return
+  end
+  local stored = cjson.decode(stored_json)
+  local changed = false
+  for name, value in pairs(cjson.decode(meta_json)) do
+    if stored[name] ~= value then
+      stored[name] = value
+      changed = true
+    end
+  end
+  if changed then
+    redis.call('HSET', meta_key, item_id, cjson.encode(stored))
+  end
+end
+
 -- Removes a session, and with the item's last session the item itself (its total and its
 -- metadata): kept, a history whose sessions were all taps or deleted still counted every item
 -- it ever held against the most distinct items, and refused every new one (audit "retention").

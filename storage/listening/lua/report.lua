@@ -55,13 +55,11 @@ end
 
 local current = load(redis.call('HGET', open_key, device))
 
--- Metadata a report brings replaces the item's when it differs, whatever the report does with
+-- Metadata a report brings is laid over the item's (merge_meta), whatever the report does with
 -- the session (a player that learns the title after it started, an extension, a pause): only
 -- a start or a resume stored it, and the history kept the first title for good.
 local function keep_meta()
-  if meta_json ~= '' and redis.call('HGET', meta_key, item) ~= meta_json then
-    redis.call('HSET', meta_key, item, meta_json)
-  end
+  merge_meta(item, meta_json)
 end
 
 -- A pause or stop pressed `ago_ms` before it arrived (offline, or its answer lost) ends the

@@ -55,7 +55,14 @@ if ended_at - started_at < min_ms then
   return answer(0, 'deleted', '')
 end
 
--- Any session overlapping [started_at, ended_at) starts before ended_at and at most the
+-- The device's open session runs until now, whatever its last written end: the longest span
+-- below is of written ends, and missed one that began longer than that before the upload (the
+-- open session then grew over it, the same seconds counted twice).
+local playing = load(redis.call('HGET', open_key, device))
+if playing and playing.started_at < ended_at then
+  return {false, 'conflict'}
+end
+-- Any other session overlapping [started_at, ended_at) starts before ended_at and at most the
 -- longest span before started_at.
 local max_span = tonumber(redis.call('HGET', stats_key, 'max_span_ms') or '0')
 local nearby = redis.call('ZRANGEBYSCORE', by_start_key, started_at - max_span, '(' .. ended_at)
@@ -76,9 +83,7 @@ end
 if redis.call('HLEN', records_key) >= max_sessions then
   return {false, 'limit_reached', 'sessions:' .. max_sessions}
 end
-if meta_json ~= '' and redis.call('HGET', meta_key, item) ~= meta_json then
-  redis.call('HSET', meta_key, item, meta_json)
-end
+merge_meta(item, meta_json)
 local rec = {
   id = new_id, item_id = item, device_id = device, source = 'upload', open = false,
   started_at = started_at, ended_at = ended_at, written_at = now_ms, client_id = client_id,
