@@ -379,6 +379,20 @@ class Settings(BaseSettings):
         return self
 
     @model_validator(mode="after")
+    def _listening_writes_beat_the_silence(self) -> Settings:
+        # A throttled report writes nothing, so a player reporting all along writes only every
+        # throttle plus its own period: with a throttle near the silence, the sweep took the
+        # gaps between writes for a closed tab and cut a continuous play into pieces, most of it
+        # lost (audit "listenhonest" F2). Half the silence leaves the player the other half.
+        if self.listening_throttle_s * 2 > self.listening_silence_s:
+            raise ValueError(
+                f"SESSIONHUB_LISTENING_THROTTLE_S ({self.listening_throttle_s:g}) must be at most half of "
+                f"SESSIONHUB_LISTENING_SILENCE_S ({self.listening_silence_s:g}): a player reporting all along "
+                "writes only once per throttle, and a session without a write for the silence is ended"
+            )
+        return self
+
+    @model_validator(mode="after")
     def _passkeys_can_work(self) -> Settings:
         # Checked with the settings, not when the app is built: `serve` then refuses in one line
         # before it starts anything (the embedded Redis included).

@@ -156,6 +156,12 @@ def test_settings_out_of_range_are_one_line(tmp_path: Path) -> None:
         ({"SESSIONHUB_DATA_DIR": "/proc/version/var"}, "SESSIONHUB_DATA_DIR"),
         ({"SESSIONHUB_VOICE_BLOB_DIR": "/proc/version"}, "SESSIONHUB_VOICE_BLOB_DIR"),
         ({"SESSIONHUB_LOG_FORMAT": "yaml"}, "SESSIONHUB_LOG_FORMAT"),
+        # Found by an audit: each in its range, together a continuous play swept into pieces.
+        (
+            {"SESSIONHUB_LISTENING_THROTTLE_S": "10", "SESSIONHUB_LISTENING_SILENCE_S": "5"},
+            "SESSIONHUB_LISTENING_SILENCE_S (5)",
+        ),
+        ({"SESSIONHUB_LISTENING_THROTTLE_S": "31"}, "SESSIONHUB_LISTENING_THROTTLE_S (31)"),
     ],
 )
 def test_settings_the_server_could_not_use_are_one_line_before_anything_starts(
