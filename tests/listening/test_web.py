@@ -137,6 +137,61 @@ async def test_history_page_escapes_deletes_and_clears(
     await expect(history.locator("#total")).to_have_text("0 s")
 
 
+async def test_the_rows_of_one_book_on_a_phone_are_told_apart_and_a_double_tap_deletes_once(
+    browser: Browser, lserver: ServerUnderTest, clock: FrozenClock, tabs: list[Tab]
+) -> None:
+    """Audit "listenhonest": a Delete tapped twice deleted, then said "Delete failed" (its second
+    call answered ``not_found``); the Deletes of one book's sessions all had one name; and a title
+    of one long word (a file's URL) widened /history on a 390 px phone to 1,267 px."""
+    from tests.test_web_phone_long import WIDE
+    from tests.web_pages import PHONE
+
+    now = clock.now_ms()
+    long_title = "https://cdn.example.org/podcasts/" + "episode_part_one_final_v2_" * 4 + ".mp3"
+    async with aiohttp.ClientSession() as http:
+        for i, (title, device) in enumerate((("Same Book", "car"), ("Same Book", "phone"), (long_title, "car"))):
+            body = {
+                "item_id": f"item-{i // 2}",
+                "device_id": device,
+                "client_id": f"c{i}",
+                "started_at": now - (i + 2) * 3_600_000,
+                "ended_at": now - (i + 1) * 3_600_000,
+                "item": {"title": title},
+            }
+            async with http.post(f"{lserver.url}/api/listening/upload", json=body, headers=auth(lserver)) as r:
+                assert r.status == 201
+    history = await open_tab(browser, lserver, tabs, "/history")
+    await history.set_viewport_size(PHONE)
+    rows = history.locator("#sessions li.listening-row")
+    await expect(rows.locator(".title")).to_have_text(["Same Book", "Same Book", long_title])
+    assert await history.evaluate(WIDE) == {"wide": [], "width": PHONE["width"]}
+    labels = [await rows.nth(i).locator("button.delete").get_attribute("aria-label") for i in range(3)]
+    assert len(set(labels)) == 3 and all(label and label.startswith("Delete session of ") for label in labels), labels
+
+    # Every word the alert line says, kept: a later success clears it.
+    await history.evaluate(
+        """() => {
+          window.__said = [];
+          const line = document.getElementById("history-error");
+          new MutationObserver(() => window.__said.push(line.textContent)).observe(line, {
+            childList: true, characterData: true, subtree: true,
+          });
+        }"""
+    )
+    # Two taps before the first is answered.
+    await rows.nth(0).locator("button.delete").evaluate("(button) => { button.click(); button.click(); }")
+    await expect(rows).to_have_count(2)
+    await expect(rows.locator(".title")).to_have_text(["Same Book", long_title])
+    # Then another row's Delete: its answer comes after those of the taps (one connection's events
+    # are answered in order), so by the time its row goes, a second tap's answer has come too.
+    await rows.nth(0).locator("button.delete").click()
+    await expect(rows).to_have_count(1)
+    async with aiohttp.ClientSession() as http:
+        async with http.get(f"{lserver.url}/api/listening/sessions", headers=auth(lserver)) as r:
+            assert [row["title"] for row in (await r.json())["sessions"]] == [long_title]
+    assert [said for said in await history.evaluate("window.__said") if said] == []
+
+
 async def test_a_guest_can_try_the_player(tab: Tab, server: ServerUnderTest) -> None:
     """No sign-in: the page takes a guest token and its reports land in the guest's history."""
     page = await tab.open("/player")

@@ -272,7 +272,12 @@ function updateSessionRow(li, s) {
   li.dataset.open = String(s.open);
   setText(li.querySelector(".title"), s.title);
   setText(li.querySelector(".artist"), s.artist ? ` ${s.artist}` : "");
-  li.querySelector(".delete").setAttribute("aria-label", `Delete session of ${s.title}`);
+  // Its time and device too: the rows of one book had one name, and a screen reader could not
+  // tell which of them a Delete was for (audit "listenhonest" F6).
+  li.querySelector(".delete").setAttribute(
+    "aria-label",
+    `Delete session of ${s.title}, ${formatWhen(s.started_at)}, ${deviceName(s.device_id)}`,
+  );
   const meta = li.querySelector(".meta-line");
   const drawn = JSON.stringify([s.started_at, s.duration_ms, s.open, s.device_id]);
   if (meta.dataset.drawn === drawn) return;
@@ -406,7 +411,12 @@ window.addEventListener("beforeunload", (event) => {
   event.returnValue = ""; // older Chromium shows the prompt only with this set
 });
 
+// The sessions whose delete is under way: a second tap meanwhile sends nothing more.
+const deleting = new Set();
+
 async function deleteOne(id) {
+  if (deleting.has(id)) return;
+  deleting.add(id);
   const row = ui.sessions.querySelector(`li[data-id="${CSS.escape(id)}"]`);
   const beside = row?.nextElementSibling ?? row?.previousElementSibling;
   const status = row?.querySelector(".row-status");
@@ -418,7 +428,13 @@ async function deleteOne(id) {
     status.hidden = false;
   }
   try {
-    await call(socket, "listening_delete", { session_id: historyId, id });
+    try {
+      await call(socket, "listening_delete", { session_id: historyId, id });
+    } catch (err) {
+      // Gone already (pressed again once the first delete was answered, or on another device
+      // meanwhile): what was asked for is so. It said "Delete failed" of a deleted session.
+      if (err.code !== "not_found") throw err;
+    }
     if (!errorOfLoad) showError(""); // an earlier delete's word no longer stands
     // The row goes with the refresh: a keyboard user's focus moves to the row taking its place.
     if (row?.contains(document.activeElement)) (beside?.querySelector("button.delete") ?? ui.clear).focus();
@@ -436,6 +452,7 @@ async function deleteOne(id) {
       );
     else showError(`Delete failed: ${err.message}`);
   } finally {
+    deleting.delete(id);
     if (offline) owed -= 1;
     if (status) status.hidden = true; // deleted, its row goes with the refresh
   }
