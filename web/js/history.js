@@ -99,7 +99,7 @@ function itemRow() {
   const li = document.createElement("li");
   const pick = document.createElement("button");
   pick.type = "button";
-  pick.className = "link-button";
+  pick.className = "link-button item-pick";
   pick.addEventListener("click", () => setFilter(shownItems.get(li.dataset.key)));
   const artist = document.createElement("span");
   artist.className = "muted";
