@@ -110,6 +110,10 @@ class JobQueue:
         keys = [self._keys.jobs(), self._keys.jobs_queued(job.job_id)]
         return bool(await self._enqueue_once(keys=keys, args=[queued.to_json(), JOB_STREAM_MAXLEN, QUEUED_MARK_MS]))
 
+    async def was_queued(self, job_id: str) -> bool:
+        """Whether a job of ``job_id`` was queued by :meth:`enqueue_once` within its mark's time."""
+        return bool(await self._redis.exists(self._keys.jobs_queued(job_id)))
+
     async def enqueue_coalesced(self, job: Job, coalesce: str) -> bool:
         """Queue ``job`` unless one queued under the name ``coalesce`` has not started yet (it
         will see what this one would: a session's late chunks each ask for its processing once

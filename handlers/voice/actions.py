@@ -179,12 +179,20 @@ async def close(
     )  # a refused done changes nothing
     job_id = press_job_id(session_id, "done", claims.sub, request_id)
     result = await services.voice.done(session_id, performer(claims), job_id=job_id, request_id=request_id)
-    # Cleared on a resend too: a first press cut off before this step left the pointer set.
-    cleared, seq = await services.voice.clear_active_if(claims.sub, session_id)
-    # The job clears the pointer again (seed 002) only while nobody changed it since: one who
-    # chose this session again after the Done (the bot's /session) keeps it.
-    payload = {"done_count": result.done_count, ACTIVE_SEQ_FIELD: seq}
-    job = job_for(DONE_MULTIPROMPT, claims, session_id, payload, job_id=result.job_id or job_id)
+    job_id = result.job_id or job_id
+    payload: dict[str, Any] = {"done_count": result.done_count}
+    if result.repeated and await services.jobs.was_queued(job_id):
+        # The first send of this press got as far as its job, so it cleared the pointer before:
+        # one set since is the person's choice (the bot's /session after the Done), which a
+        # resend of the press (a lost ack) took away. No job is queued again either.
+        cleared = False
+    else:
+        # Cleared on a resend too: a first press cut off before this step left the pointer set.
+        cleared, seq = await services.voice.clear_active_if(claims.sub, session_id)
+        # The job clears the pointer again (seed 002) only while nobody changed it since: one
+        # who chose this session again after the Done (the bot's /session) keeps it.
+        payload[ACTIVE_SEQ_FIELD] = seq
+    job = job_for(DONE_MULTIPROMPT, claims, session_id, payload, job_id=job_id)
     if request_id:
         await services.jobs.enqueue_once(job)
     else:

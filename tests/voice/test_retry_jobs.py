@@ -53,6 +53,26 @@ async def test_a_resent_done_counts_once_and_queues_one_job(
     assert ack["ok"] and (ack["done_count"], ack["repeated"]) == (4, False), ack
 
 
+async def test_a_resent_done_leaves_the_session_chosen_again_after_the_press(
+    server: ServerUnderTest, clients: list[Client], redis: Any
+) -> None:
+    """Done, its ack lost, the session chosen again (the bot's ``/session``), then the page's
+    resend of that Done: the resend cleared the pointer again (audit "verify44" F4). The first
+    send had cleared it; what is set since is the person's choice."""
+    voice = server.services.voice
+    session_id = await server.create_session("alice")
+    await voice.set_active("alice", session_id)
+    alice = await connected(server, clients, "alice")
+    press = {"session_id": session_id, "request_id": "press-lost-ack-01"}
+    first = await alice.call("session_done", press)
+    assert first["ok"] and first["active_session_cleared"] is True, first
+    await voice.set_active("alice", session_id)  # chosen again
+    again = await alice.call("session_done", press)
+    assert again["ok"] and again["repeated"] is True and again["active_session_cleared"] is False, again
+    assert await voice.active_id("alice") == session_id
+    assert [j["job_id"] for j in await queued_jobs(redis, server)] == [first["job_id"]]
+
+
 @pytest.mark.parametrize(
     "event, extra",
     [("post_process_session", {}), ("create_tasks_from_chunks", {"chunk_ids": ["c1", "c2", "c1"]})],
