@@ -7,13 +7,17 @@ from typing import Annotated
 
 from pydantic import WithJsonSchema
 
+from handlers.wording import worded
 from protocol.errors import CodedError, ErrorCode
 
 UUID4_PATTERN = r"^[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$"
 _UUID4 = re.compile(UUID4_PATTERN)
 # What is taken (docs/PROTOCOL.md, ids): hex in either case, answered in the canonical lower-case
 # form; the published patterns (path, query, body) say so, so an upper-case id is inside them.
-UUID4_ANY_CASE_PATTERN = r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-4[0-9a-fA-F]{3}-[89abAB][0-9a-fA-F]{3}-[0-9a-fA-F]{12}$"
+UUID4_ANY_CASE_PATTERN = worded(
+    r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-4[0-9a-fA-F]{3}-[89abAB][0-9a-fA-F]{3}-[0-9a-fA-F]{12}$",
+    "a UUID v4, such as 0b7e6f3c-1d2a-4c5b-9e8f-a1b2c3d4e5f6",
+)
 UUID4_ANY_CASE = {"type": "string", "pattern": UUID4_ANY_CASE_PATTERN, "description": "a UUID v4 (any case)"}
 # A payload's session id: any string to the model, so that parse_session_id answers a bad one with
 # its own code (invalid_session_id, not invalid_payload); the published schema says the rule.

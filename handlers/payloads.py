@@ -16,6 +16,7 @@ from pydantic import (
 )
 
 from handlers.ids import SESSION_REF_PATTERN, SessionIdText, SessionRefText
+from handlers.wording import words_for, worded
 from protocol.errors import CodedError, ErrorCode
 from storage.voice.repository import STATUSES
 
@@ -23,7 +24,9 @@ from storage.voice.repository import STATUSES
 # huge number is a bad payload rather than a Redis error.
 MAX_OFFSET = (1 << 63) - 1
 
-ChunkId = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9_\-]{1,64}$")]
+ChunkId = Annotated[
+    str, StringConstraints(pattern=worded(r"^[A-Za-z0-9_\-]{1,64}$", "1 to 64 letters, digits, _ or -"))
+]
 # Control characters (C0, DEL, C1), line and paragraph separators, and the invisible characters
 # that reorder text (bidi embeddings, overrides, isolates): a name is one line of plain text,
 # shown in lists and chat replies where an override would disguise what follows it.
@@ -102,7 +105,9 @@ class Subscribe(SessionRef):
 
 # A client-chosen id for one press of Done, Process or Tasks (as a clip's submission_id): a
 # resend of that press with the same id is answered as the first, never counted or queued again.
-RequestId = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9_\-]{8,64}$")]
+RequestId = Annotated[
+    str, StringConstraints(pattern=worded(r"^[A-Za-z0-9_\-]{8,64}$", "8 to 64 letters, digits, _ or -"))
+]
 
 
 class VoiceAction(SessionRef):
@@ -216,6 +221,9 @@ def validate(model: type[M], data: object, *, whole: str = "payload") -> M:
     except ValidationError as exc:
         first = exc.errors()[0]
         where = ".".join(str(p) for p in first.get("loc", ())) or whole
-        raise CodedError(ErrorCode.INVALID_PAYLOAD, f"{where}: {first.get('msg', 'invalid')}") from exc
+        said = first.get("msg", "invalid")
+        if first.get("type") == "string_pattern_mismatch":
+            said = words_for(first.get("ctx", {}).get("pattern")) or said  # not the regex itself
+        raise CodedError(ErrorCode.INVALID_PAYLOAD, f"{where}: {said}") from exc
     except ValueError as exc:
         raise CodedError(ErrorCode.INVALID_PAYLOAD, str(exc)) from exc

@@ -9,15 +9,36 @@ from pydantic import AfterValidator, ConfigDict, Field, StringConstraints
 from handlers.ids import UUID4_ANY_CASE_PATTERN
 from handlers.payloads import Payload, RequestId
 from handlers.query import QueryModel
+from handlers.wording import worded
 
 # One line of plain text: no C0/C1 control characters (they would end up in CSV exports and pages),
 # no line or paragraph separators, no bidi embeddings, overrides or isolates (a title
 # "x\u202eevil.mp3" read "x3pm.live" on /history; refused as in every other text: audit exports).
 _NOT_PLAIN = r"\x00-\x1f\x7f-\x9f\u2028\u2029\u202a-\u202e\u2066-\u2069"
-_PRINTABLE = rf"^[^{_NOT_PLAIN}]*$"
-ItemId = Annotated[str, StringConstraints(min_length=1, max_length=200, pattern=rf"^[^{_NOT_PLAIN}]+$")]
-DeviceId = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9_.:\-]{1,64}$")]
-ClientId = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9_.:\-]{1,128}$")]
+_ONE_LINE = "one line of plain text: no control characters, line breaks or bidi controls"
+_PRINTABLE = worded(rf"^[^{_NOT_PLAIN}]*$", _ONE_LINE)
+
+
+def _not_blank(value: str) -> str:
+    # Spaces only showed as a blank row on /history, its Delete named "Delete session of    ".
+    if not value.strip():
+        raise ValueError("needs a character other than spaces")
+    return value
+
+
+ItemId = Annotated[
+    str,
+    StringConstraints(min_length=1, max_length=200, pattern=worded(rf"^[^{_NOT_PLAIN}]+$", _ONE_LINE)),
+    AfterValidator(_not_blank),
+]
+DeviceId = Annotated[
+    str,
+    StringConstraints(pattern=worded(r"^[A-Za-z0-9_.:\-]{1,64}$", "1 to 64 letters, digits or _ . : - (no spaces)")),
+]
+ClientId = Annotated[
+    str,
+    StringConstraints(pattern=worded(r"^[A-Za-z0-9_.:\-]{1,128}$", "1 to 128 letters, digits or _ . : - (no spaces)")),
+]
 Text = Annotated[str, StringConstraints(max_length=300, pattern=_PRINTABLE)]
 UUID4 = r"[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}"
 # Taken in any case, as every id is (handlers.ids), and used in its canonical lower-case form.
@@ -26,7 +47,14 @@ ListeningId = Annotated[str, StringConstraints(pattern=UUID4_ANY_CASE_PATTERN), 
 # backslash as a slash), so a path's second character is neither. No backslash anywhere.
 _URL_CHAR = r"[^\s\x00-\x1f\x7f\\]"
 ArtworkUrl = Annotated[
-    str, StringConstraints(max_length=2000, pattern=rf"^(https?://{_URL_CHAR}*|/([^/\s\x00-\x1f\x7f\\]{_URL_CHAR}*)?)$")
+    str,
+    StringConstraints(
+        max_length=2000,
+        pattern=worded(
+            rf"^(https?://{_URL_CHAR}*|/([^/\s\x00-\x1f\x7f\\]{_URL_CHAR}*)?)$",
+            "an http(s) URL, or a path of this site, with no spaces or backslashes",
+        ),
+    ),
 ]
 
 # A later instant than any listening session (year 2286): the bound of ``from``/``to``.

@@ -39,7 +39,20 @@ BAD_REPORTS: list[tuple[str, dict[str, Any]]] = [
     ("off-site artwork", {"item_id": "b", "status": "playing", "item": {"artwork_url": "//evil.example/x.png"}}),
     ("backslash artwork", {"item_id": "b", "status": "playing", "item": {"artwork_url": "/\\evil.example/x.png"}}),
     ("negative item length", {"item_id": "b", "status": "playing", "item": {"duration_s": -5}}),
+    # A blank row on /history, its Delete named "Delete session of    " (audit "listenhonest" F8).
+    ("item id of spaces only", {"item_id": "   ", "status": "playing"}),
 ]
+
+
+# What a person is told of a value of the wrong form: its rule in words, not the regular
+# expression (audit "listenhonest" F7).
+WORDED = {
+    "device id with spaces": "device_id: 1 to 64 letters, digits or _ . : - (no spaces)",
+    "title with a newline": "item.title: one line of plain text: no control characters, line breaks or bidi controls",
+    "item id with a bidi override": "item_id: one line of plain text: no control characters, line breaks or bidi controls",
+    "off-site artwork": "item.artwork_url: an http(s) URL, or a path of this site, with no spaces or backslashes",
+    "item id of spaces only": "item_id: Value error, needs a character other than spaces",
+}
 
 
 async def log_offset(server: ServerUnderTest, history_id: str) -> int:
@@ -54,6 +67,9 @@ async def test_bad_reports_are_refused_and_change_nothing(
     before = await log_offset(lserver, alice.history_id)
     ack = await alice.client.call("listening_report", {"session_id": alice.history_id, **fields})
     assert ack["ok"] is False and ack["error"] == "invalid_payload", ack
+    assert "pattern" not in ack["message"], ack
+    if case in WORDED:
+        assert ack["message"] == WORDED[case], ack
     async with aiohttp.ClientSession() as http:
         async with http.post(f"{lserver.url}/api/listening/report", json=fields, headers=auth(lserver)) as r:
             assert r.status == 400 and (await r.json())["error"] == "invalid_payload"
