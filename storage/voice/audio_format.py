@@ -9,7 +9,7 @@ the duration is read from the container for the formats a browser's MediaRecorde
   MediaRecorder writes live streams (unknown-size segment and clusters, no Duration), hence the
   block scan.
 - Ogg (Opus or Vorbis): the last page's granule position (minus Opus's pre-skip) over the rate.
-- WAV (PCM): the ``data`` size over the ``fmt`` byte rate.
+- WAV (PCM): the ``data`` size over the ``fmt`` byte rate (a streamed file's 0: the bytes to its end).
 
 MP4, AAC (ADTS) and MP3 are recognised and stored, but their duration is not read here
 (``duration_ms`` None): the uploader's figure stands for them.
@@ -254,7 +254,12 @@ def _wav_duration_ms(data: bytes) -> int | None:
                 raise ImpossibleDuration(
                     f"the WAV duration cannot be read: its byte rate ({byte_rate} a second) is no real audio's"
                 )
-            return _at_most_a_day(round(min(size, len(data) - pos - 8) * 1000 / byte_rate), "WAV duration")
+            rest = len(data) - pos - 8
+            # A writer that streams (a recorder that cannot seek back) leaves the data size at 0,
+            # or at 0xFFFFFFFF, and the audio runs to the end of the file: a second of it was
+            # stored as 0 ms. A stated size longer than the bytes there is cut to them.
+            stated = rest if size == 0 else min(size, rest)
+            return _at_most_a_day(round(stated * 1000 / byte_rate), "WAV duration")
         pos += 8 + size + (size & 1)
     return None
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import struct
+
 import pytest
 
 from storage.voice.audio_format import probe_bytes
@@ -34,6 +36,16 @@ def test_ogg_opus_duration_from_granules() -> None:
 def test_wav_duration() -> None:
     info = probe_bytes(wav(750))
     assert info is not None and (info.mime, info.duration_ms) == ("audio/wav", 750)
+
+
+@pytest.mark.parametrize("stated", [0, 0xFFFFFFFF])
+def test_a_streamed_wav_runs_to_the_end_of_its_file(stated: int) -> None:
+    """A recorder that streams cannot seek back to write the data size: it leaves 0 (or the
+    largest size), and the audio is what follows. A second of it was stored as 0 ms."""
+    data = bytearray(wav(1000))
+    struct.pack_into("<I", data, 40, stated)  # the data chunk's size, after the 16-byte fmt
+    info = probe_bytes(bytes(data))
+    assert info is not None and info.duration_ms == 1000
 
 
 @pytest.mark.parametrize(
