@@ -22,7 +22,7 @@ from storage.streams.records import Clip
 from storage.streams.repository import StreamSessions, ViewerCaps
 from tests.helpers import Client, ServerUnderTest
 from tests.streams.helpers import started, store_clips, stored_clip, submitter
-from tests.streams.test_big_reads import LONGEST_MS, bounded_page, slow_commands
+from tests.streams.test_big_reads import LONGEST_MS, bounded_page, slow_commands, slow_commands_of
 
 __all__ = ["slow_commands"]  # the fixture, used here by name
 
@@ -89,7 +89,7 @@ async def test_own_reads_and_clears_of_100000_clips_run_no_long_command(
         assert [c.clip_id for c in many.clips] == [str(c["clip_id"]) for c in reversed(raider[-200:])]
         assert (await streams.clear_viewer(session_id, "fan", "alice")).removed == 10
         assert (await streams.clear_viewer(session_id, "raider", "alice")).removed == 20_000
-        seen.append([e["command"] for e in await redis.slowlog_get(1000)])
+        seen.append(await slow_commands_of(redis, session_id))
         assert await redis.hlen(store.keys.stream_clips(session_id)) == 79_990
         assert (await streams.own_clips(session_id, "raider", limit=200)).clips == []
         if not seen[-1]:
