@@ -141,3 +141,34 @@ async def test_a_name_the_server_refuses_anyway_puts_the_saved_name_back(server:
     await page.reload()
     await expect(page.locator("#connection")).to_have_attribute("data-state", "live")
     await expect(name).to_have_value("Funky Beat")
+
+
+async def test_a_name_of_emoji_within_the_limit_is_saved_whole(server: ServerUnderTest, tab: Tab) -> None:
+    """The server counts a name's characters (32 for a track, 100 for the pattern); the page cut
+    what was entered at 32 and 100 UTF-16 units, in which each of these emoji takes two: one
+    letter taken off a name of 31 🎵 saved 16 of them, with no word (audit "patternjam")."""
+    from tests.patterns.test_http import full_state, track
+
+    session_id = await new_pattern(server, name="a" + "🎸" * 99, state=full_state(tracks=[track(name="a" + "🎵" * 31)]))
+    sent, arrived = name_ops(tab)
+    page = await open_live(tab, f"/s/{session_id}")
+    name, track_name = page.locator("#pattern-name"), page.locator(".track-name").first
+    await expect(track_name).to_have_value("a" + "🎵" * 31)
+    for field in (track_name, name):  # the "a" taken off, as a person does
+        await field.focus()
+        await field.press("Home")
+        await field.press("Delete")
+        await field.press("Enter")
+        await next_op(arrived)
+    assert [op.get("name") for op in sent] == ["🎵" * 31, "🎸" * 99], sent
+    stored = await api(server, "GET", f"/api/sessions/{session_id}")
+    assert (stored["name"], stored["state"]["tracks"][0]["name"]) == ("🎸" * 99, "🎵" * 31)
+    # One more than the server takes is said, and not sent; as many as it takes can be typed.
+    await track_name.fill("x" * 33)
+    await expect(page.locator(".track-name-error").first).to_have_text("Names are at most 32 characters.")
+    await track_name.press("Enter")
+    await track_name.fill("🎵" * 32)
+    await expect(track_name).to_have_value("🎵" * 32)
+    await track_name.press("Enter")
+    await next_op(arrived)
+    assert [op.get("name") for op in sent[2:]] == ["🎵" * 32], sent

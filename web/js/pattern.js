@@ -889,7 +889,16 @@ const NAME_SCRIPT_URL = /javascript\s*:/i;
 const NAME_RULE = "names can't contain < or >, control characters or “javascript:”";
 
 /** Why the server would refuse `text` (trimmed) as a name, in plain words; "" when it takes it. */
-function nameProblem(text) {
+// The most characters of a name, as the server counts them (code points). A field's maxLength
+// counts UTF-16 units, in which an emoji takes two: it is twice this, and a longer name is said.
+const NAME_MAX = { pattern: 100, track: 32 };
+
+function nameMax(field) {
+  return field.id === "pattern-name" ? NAME_MAX.pattern : NAME_MAX.track;
+}
+
+function nameProblem(text, max) {
+  if (Array.from(text).length > max) return `names are at most ${max} characters`;
   if (/[<>]/.test(text)) return "names can't contain < or >";
   if (NAME_SCRIPT_URL.test(text)) return "names can't contain “javascript:”";
   if (NAME_CONTROL.test(text)) return "names can't contain control characters";
@@ -916,7 +925,7 @@ function sayName(field, text) {
 
 /** As a name is typed: a refused one is said at once, and the message goes once the text is fine. */
 function onNameInput(field) {
-  const problem = nameProblem(field.value.trim());
+  const problem = nameProblem(field.value.trim(), nameMax(field));
   if (problem) {
     sayName(field, `${capitalised(problem)}.`);
     field.setAttribute("aria-invalid", "true");
@@ -928,8 +937,15 @@ function onNameInput(field) {
  * field keeps the focus and the text to correct; once the focus has left, it shows the saved name
  * again, and the message beside it still says why.
  */
+/** `text` cut to `max` characters as the server counts them (code points): a UTF-16 cut kept half
+ * the emoji of a name within the server's limit, and split one in two (a name then refused). */
+function upTo(text, max) {
+  const chars = Array.from(text);
+  return chars.length > max ? chars.slice(0, max).join("") : text;
+}
+
 function refuseName(field, saved) {
-  const problem = nameProblem(field.value.trim());
+  const problem = nameProblem(field.value.trim(), nameMax(field));
   if (!problem) return false;
   sayName(field, `Not saved: ${problem}.`);
   if (document.activeElement === field) field.setAttribute("aria-invalid", "true");
@@ -1103,7 +1119,7 @@ function buildRow() {
       element("input", {
         type: "text",
         className: "track-name",
-        maxLength: 32,
+        maxLength: 2 * NAME_MAX.track,
         enterKeyHint: "done", // Enter (a phone's key) commits the rename
         ariaLabel: "Track name",
       }),
@@ -1388,7 +1404,7 @@ function onGridChange(event) {
   if (!track || readOnly) return;
   if (el.classList.contains("track-name")) {
     if (refuseName(el, track.name)) return;
-    const name = el.value.trim().slice(0, 32);
+    const name = upTo(el.value.trim(), NAME_MAX.track);
     if (name && name !== track.name) edit({ type: "rename_track", trackId: track.id, name });
     else el.value = track.name;
   } else if (el.classList.contains("volume")) {
@@ -1458,7 +1474,7 @@ function bindInputs() {
   $("swing").addEventListener("change", (e) => edit({ type: "set_swing", swing: Math.round(Number(e.target.value)) }));
   $("pattern-name").addEventListener("change", (e) => {
     if (refuseName(e.target, view()?.name ?? "")) return;
-    const name = e.target.value.trim().slice(0, 100);
+    const name = upTo(e.target.value.trim(), NAME_MAX.pattern);
     edit({ type: "set_name", name: name || null });
   });
   $("pattern-name").addEventListener("input", (e) => onNameInput(e.target));
