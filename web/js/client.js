@@ -1116,13 +1116,18 @@ function isLogEvent(sessionId, data) {
   );
 }
 
+// A subscribe answered `unavailable` is asked again after this pause, doubled each time up to the most.
+const SUBSCRIBE_RETRY_MS = 1000;
+const SUBSCRIBE_RETRY_MAX_MS = 15_000;
+
 /**
  * Follow one session's events on `socket` across reconnects, in order, each exactly once.
  *
  * Tracks the last applied `(epoch, offset)` and the id of the event there: events at or below
  * it are dropped, a reconnect resubscribes from it (the server replays what was missed, after
  * checking that the event at that offset is still the one we saw), and a `session_resync`, a
- * new epoch or an unrecovered resubscribe start over from a `session_snapshot`.
+ * new epoch or an unrecovered resubscribe start over from a `session_snapshot`. A subscribe
+ * answered `unavailable` (Redis away a moment) is asked again after a pause, not given up.
  *
  * handlers (all optional): `onSnapshot(session, snapshot)`, `onEvent(event)`,
  * `onSubscribed(ack)`, `onError(apiError)`. Returns `{close()}`.
@@ -1136,8 +1141,12 @@ export function subscribeSession(socket, sessionId, handlers = {}) {
   let generation = 0; // acks of requests sent before a disconnect are stale
   let snapshotSeen = false;
   let closed = false;
+  let retryTimer = null; // a subscribe answered `unavailable`, asked again after a pause
+  let retryMs = 0;
 
   function subscribe(mode) {
+    clearTimeout(retryTimer);
+    retryTimer = null;
     if (mode === "fresh") {
       epoch = null;
       offset = null;
@@ -1165,6 +1174,15 @@ export function subscribeSession(socket, sessionId, handlers = {}) {
     // The server answers an unrecoverable resume with a snapshot; ask again if it did not.
     if (ack?.recovered === false && !snapshotSeen) queued = "fresh";
     if (err?.code === "timeout" && !queued) queued = "resume";
+    if (ack) retryMs = 0;
+    if (err?.code === "unavailable" && !queued && !closed) {
+      // Redis away for a moment (a restart, a failover): asked again after a pause, growing to
+      // SUBSCRIBE_RETRY_MAX_MS, for as long as the connection stays up. Answered once and left,
+      // the page showed what it had until it was reloaded, its live updates stopped for good.
+      retryMs = Math.min(retryMs ? retryMs * 2 : SUBSCRIBE_RETRY_MS, SUBSCRIBE_RETRY_MAX_MS);
+      retryTimer = setTimeout(() => subscribe("resume"), retryMs);
+      return;
+    }
     if (queued) {
       const mode = queued;
       queued = null;
@@ -1210,6 +1228,8 @@ export function subscribeSession(socket, sessionId, handlers = {}) {
     generation += 1;
     inFlight = false;
     queued = null;
+    clearTimeout(retryTimer); // the "connect" listener resubscribes
+    retryTimer = null;
   };
 
   socket.onAny(onAny);
@@ -1220,6 +1240,7 @@ export function subscribeSession(socket, sessionId, handlers = {}) {
   return {
     close() {
       closed = true;
+      clearTimeout(retryTimer);
       socket.offAny(onAny);
       socket.off("connect", onConnect);
       socket.off("disconnect", onDisconnect);
