@@ -87,6 +87,28 @@ async def test_a_browser_that_is_nobody_yet_signs_in_with_a_link_at_once(
         await second.page.context.close()
 
 
+async def test_a_device_linked_after_the_page_loaded_is_listed_when_the_panel_opens(
+    iserver: ServerUnderTest, browser: Browser
+) -> None:
+    """The panel listed the devices read when the page loaded: the phone linked from it was not
+    there, even closed and opened again, and could not be signed out from it (audit "returning")."""
+    first = await new_tab(browser, iserver)
+    second = await new_tab(browser, iserver)
+    try:
+        laptop = await guest_with_a_session(first, "Made on the laptop")
+        link = await device_link(laptop, iserver)  # with the panel open
+        await expect(laptop.locator("#identity-devices li")).to_have_count(1)
+        phone = await second.open(link)
+        await expect(phone.locator("#identity")).to_have_attribute("data-state", "known")
+        await laptop.locator("#identity-name").click()  # closed
+        await expect(laptop.locator("#identity-panel")).to_have_count(0)
+        await laptop.locator("#identity-name").click()
+        await expect(laptop.locator("#identity-devices li")).to_have_count(2)
+    finally:
+        await first.page.context.close()
+        await second.page.context.close()
+
+
 async def test_a_link_made_on_a_page_opens_that_page_on_the_other_device(
     iserver: ServerUnderTest, browser: Browser
 ) -> None:

@@ -381,6 +381,22 @@ function openPanel(me, opener) {
   root.append(panel);
   renderPanel(me);
   listPasskeys().catch(() => {});
+  listDevices().catch(() => {});
+}
+
+/**
+ * The devices as the server knows them now: the panel was drawn from the identity read when the
+ * page loaded, and a device linked since was missing from it until a reload, with no way to sign
+ * it out from here (audit "returning" F3).
+ */
+async function listDevices() {
+  const me = await api("/api/auth/me");
+  const list = document.getElementById("identity-devices");
+  if (me.user_id !== shown?.user_id || !list) return;
+  shown = { ...shown, devices: me.devices };
+  const fresh = el("ul", { id: "identity-devices" });
+  for (const device of me.devices) fresh.append(deviceRow(device));
+  list.replaceWith(fresh);
 }
 
 function closePanel({ focusOpener = false } = {}) {
