@@ -69,6 +69,9 @@ const DONE_WAIT_MS = 20_000;
 const OFFLINE_RECORDING =
   "Offline: still recording on this device, kept here and uploaded once the connection is back; others see it paused until then.";
 const RETRYABLE = new Set(["timeout", "disconnected", "unavailable", "unauthorized"]);
+// What a FAB recording when its device is signed out (here or elsewhere) says once stopped.
+const SIGNED_OUT_RECORDING =
+  "This device was signed out: recording stopped. What it recorded is kept on this device; you can download it.";
 const BUTTONS = [
   ["new", "New"],
   ["rec", "Rec"],
@@ -975,6 +978,13 @@ function ensureSocket() {
   });
   // The network back before the socket noticed it had gone: what is owed is sent now.
   window.addEventListener("online", sendOwed);
+  // Signed out (this device revoked, or every device from another): nobody to record for. The
+  // microphone stayed on, the FAB saying "Offline: still recording…" beside "Not signed in",
+  // for audio that could never upload (audit "returning" F2). It stops, its chunk kept here.
+  window.addEventListener("sessionhub:identity-lost", () => {
+    if (!state.recorder) return;
+    run("pause").then(() => say(SIGNED_OUT_RECORDING, "error"));
+  });
   return socket;
 }
 
