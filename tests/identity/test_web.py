@@ -18,6 +18,7 @@ from playwright.async_api import Browser, BrowserContext, Page, expect
 from redis.asyncio import Redis
 
 from tests.browser import TOKEN_KEY, Tab, new_tab
+from tests.identity.support import accept_dialogs
 from tests.helpers import RedisProcess, ServerUnderTest
 
 # Each test here is a journey across several pages and two browsers: pytest's 60 s hang guard
@@ -198,6 +199,7 @@ async def sign_out_everywhere_journey(iserver: ServerUnderTest, first: Tab, seco
     # Signing out reloads this page. Wait for the reloaded page, as the person does: a context
     # closed while its page was still reloading hung Chromium's close (CI, s43), and a page that
     # still showed the person after the reload would be a bug of its own.
+    accept_dialogs(page)
     async with page.expect_navigation(wait_until="load"):
         await page.locator("#identity-signout-all").click()
     # Nobody, or (once the stream page's socket asked for one) a new guest: never the person.

@@ -14,6 +14,7 @@ import pytest
 from playwright.async_api import Browser, Page, Request, Route, expect
 
 from tests.browser import TOKEN_KEY, Tab, new_tab
+from tests.identity.support import accept_dialogs
 from tests.helpers import ServerUnderTest
 
 pytestmark = pytest.mark.timeout(180)
@@ -170,6 +171,7 @@ async def test_another_tab_of_the_browser_follows_a_sign_out_and_a_new_start(
 
         await second.locator("#identity-name").click()
         async with second.expect_navigation(wait_until="load"):
+            accept_dialogs(second)
             await second.locator("#identity-signout").click()
         # Nobody, or the new guest the reloaded tab's page made for itself: never the one signed out.
         # The tab goes to the start page meanwhile: a document not parsed yet has no badge (CI saw
@@ -212,6 +214,7 @@ async def test_a_sign_out_under_way_in_one_tab_is_no_identity_lost_in_another(
 
         await second.route("**/api/auth/logout", hold)
         await second.locator("#identity-name").click()
+        accept_dialogs(second)
         await second.locator("#identity-signout").click()
         # The first tab heard `signed_out`, and is refused, while the sign-out is still under way.
         await expect(first.locator("#connection")).to_have_attribute("data-state", "unauthorized")

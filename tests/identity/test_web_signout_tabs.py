@@ -12,6 +12,7 @@ import pytest
 from playwright.async_api import Browser, expect
 
 from tests.browser import new_tab
+from tests.identity.support import accept_dialogs
 from tests.helpers import ServerUnderTest
 from tests.identity.test_web_link import guest_with_a_session
 
@@ -38,6 +39,7 @@ async def test_a_browser_signed_out_everywhere_makes_no_guest_in_another_tab_unt
 
         await first.locator("#identity-name").click()
         async with first.expect_navigation(wait_until="load"):
+            accept_dialogs(first)
             await first.locator("#identity-signout-all").click()
 
         # The tab left open leaves the person's session (to the start page, as the first did).

@@ -9,6 +9,7 @@ import pytest
 from playwright.async_api import Browser, expect
 
 from tests.browser import new_tab
+from tests.identity.support import accept_dialogs
 from tests.helpers import ServerUnderTest
 from tests.identity.test_web_link import guest_with_a_session
 
@@ -49,6 +50,7 @@ async def test_signing_out_on_a_page_of_ones_own_leads_to_the_start_page_as_nobo
         page = await guest_with_a_session(tab, "Mine")
         await page.locator("#identity-name").click()
         async with page.expect_navigation(wait_until="load"):
+            accept_dialogs(page)
             await page.locator("#identity-signout").click()
         await expect(page).to_have_url(iserver.url + "/")
         await expect(page.locator("#identity")).to_have_attribute("data-state", "none")

@@ -261,6 +261,9 @@ function whatBecameOfIt(err) {
     typeof known?.kept_for_s === "number" ? `within ${span(known.kept_for_s)}` : "for as long as guests are kept";
   if (wasGuest && err.details?.reason === "expired")
     return `A guest none of whose devices comes back ${within} is deleted with what it made. If another device of yours still uses it, sign in here with a device link from there.`;
+  // A guest has no passkey to sign in with: only a device still signed in as it can bring it back.
+  if (wasGuest)
+    return `What this guest made stays with it: if another device of yours is still signed in as it, sign in here with a device link from there. A guest no device uses is deleted with what it made ${within}.`;
   return "Your streams and sessions stay with the old identity; sign in with a device link or passkey to get it back.";
 }
 
@@ -530,8 +533,31 @@ function deviceName(userAgent) {
 
 function signOutButton(id, text, everywhere) {
   const button = el("button", { id, class: "button", type: "button" }, text);
-  button.addEventListener("click", () => act(button, "You are still signed in", () => leave(everywhere)));
+  button.addEventListener("click", () => {
+    const warning = strandingWarning(everywhere);
+    if (warning && !window.confirm(warning)) return;
+    act(button, "You are still signed in", () => leave(everywhere));
+  });
   return button;
+}
+
+/**
+ * What signing out would cost a guest with no passkey when no other device stays signed in as
+ * it: nothing could sign in as that identity again, and what it made is deleted once the guests'
+ * time runs out. It was done at one press, then said a device link or passkey would bring it back
+ * (audit "returning" F1). "" when the person keeps a way back.
+ */
+function strandingWarning(everywhere) {
+  const me = shown;
+  if (!me?.guest || typeof me.forgotten_after_s !== "number") return ""; // a passkey signs it in again
+  const others = (me.devices ?? []).filter((device) => !device.current).length;
+  if (!everywhere && others > 0) return ""; // another device can make a device link
+  return (
+    `You are a guest without a passkey: once ${everywhere ? "every device is" : "this device is"} signed out, ` +
+    `no device can sign in as this identity again, and what you made with it (voice sessions, streams, ` +
+    `listening history) is deleted after ${span(me.forgotten_after_s)}. To keep it, add a passkey first` +
+    `${everywhere ? "" : " or link another device"}. Sign out anyway?`
+  );
 }
 
 /**
