@@ -59,6 +59,23 @@ async def played_in_the_car(http: aiohttp.ClientSession, server: ServerUnderTest
         assert r.status == 201
 
 
+async def uploaded_hourly(server: ServerUnderTest, now: int, plays: list[tuple[str, str, str]]) -> None:
+    """Each ``(item id, title, device)`` played for an hour, uploaded: the first ending an hour
+    before ``now``, each next one an hour before that."""
+    async with aiohttp.ClientSession() as http:
+        for i, (item_id, title, device) in enumerate(plays):
+            body = {
+                "item_id": item_id,
+                "device_id": device,
+                "client_id": f"c{i}",
+                "started_at": now - (i + 2) * 3_600_000,
+                "ended_at": now - (i + 1) * 3_600_000,
+                "item": {"title": title},
+            }
+            async with http.post(f"{server.url}/api/listening/upload", json=body, headers=auth(server)) as r:
+                assert r.status == 201
+
+
 HEARTBEAT_MS = 2000  # web/js/player.js
 
 
@@ -107,18 +124,7 @@ async def test_history_page_escapes_deletes_and_clears(
     browser: Browser, lserver: ServerUnderTest, clock: FrozenClock, tabs: list[Tab]
 ) -> None:
     now = clock.now_ms()
-    async with aiohttp.ClientSession() as http:
-        for i, title in enumerate((XSS_TITLE, "Second")):
-            body = {
-                "item_id": f"item-{i}",
-                "device_id": "car",
-                "client_id": f"c{i}",
-                "started_at": now - (i + 2) * 3_600_000,
-                "ended_at": now - (i + 1) * 3_600_000,
-                "item": {"title": title},
-            }
-            async with http.post(f"{lserver.url}/api/listening/upload", json=body, headers=auth(lserver)) as r:
-                assert r.status == 201
+    await uploaded_hourly(lserver, now, [("item-0", XSS_TITLE, "car"), ("item-1", "Second", "car")])
     history = await open_tab(browser, lserver, tabs, "/history")
     rows = history.locator("#sessions li.listening-row")
     await expect(rows.locator(".title")).to_have_text([XSS_TITLE, "Second"])
@@ -148,18 +154,8 @@ async def test_the_rows_of_one_book_on_a_phone_are_told_apart_and_a_double_tap_d
 
     now = clock.now_ms()
     long_title = "https://cdn.example.org/podcasts/" + "episode_part_one_final_v2_" * 4 + ".mp3"
-    async with aiohttp.ClientSession() as http:
-        for i, (title, device) in enumerate((("Same Book", "car"), ("Same Book", "phone"), (long_title, "car"))):
-            body = {
-                "item_id": f"item-{i // 2}",
-                "device_id": device,
-                "client_id": f"c{i}",
-                "started_at": now - (i + 2) * 3_600_000,
-                "ended_at": now - (i + 1) * 3_600_000,
-                "item": {"title": title},
-            }
-            async with http.post(f"{lserver.url}/api/listening/upload", json=body, headers=auth(lserver)) as r:
-                assert r.status == 201
+    plays = [("item-0", "Same Book", "car"), ("item-0", "Same Book", "phone"), ("item-1", long_title, "car")]
+    await uploaded_hourly(lserver, now, plays)
     history = await open_tab(browser, lserver, tabs, "/history")
     await history.set_viewport_size(PHONE)
     rows = history.locator("#sessions li.listening-row")
