@@ -397,9 +397,13 @@ async function listDevices() {
   const list = document.getElementById("identity-devices");
   if (me.user_id !== shown?.user_id || !list) return;
   shown = { ...shown, devices: me.devices };
-  const fresh = el("ul", { id: "identity-devices" });
-  for (const device of me.devices) fresh.append(deviceRow(device));
-  list.replaceWith(fresh);
+  list.replaceWith(deviceList(me.devices));
+}
+
+function deviceList(devices) {
+  const list = el("ul", { id: "identity-devices" });
+  for (const device of devices) list.append(deviceRow(device));
+  return list;
 }
 
 function closePanel({ focusOpener = false } = {}) {
@@ -425,8 +429,7 @@ function renderPanel(me) {
     event.preventDefault();
     act(save, "The name was not saved", () => rename(nameInput.value));
   });
-  const devices = el("ul", { id: "identity-devices" });
-  for (const device of me.devices) devices.append(deviceRow(device));
+  const devices = deviceList(me.devices);
   panel.replaceChildren(
     el(
       "p",

@@ -937,13 +937,6 @@ function onNameInput(field) {
  * field keeps the focus and the text to correct; once the focus has left, it shows the saved name
  * again, and the message beside it still says why.
  */
-/** `text` cut to `max` characters as the server counts them (code points): a UTF-16 cut kept half
- * the emoji of a name within the server's limit, and split one in two (a name then refused). */
-function upTo(text, max) {
-  const chars = Array.from(text);
-  return chars.length > max ? chars.slice(0, max).join("") : text;
-}
-
 function refuseName(field, saved) {
   const problem = nameProblem(field.value.trim(), nameMax(field));
   if (!problem) return false;
@@ -1404,7 +1397,7 @@ function onGridChange(event) {
   if (!track || readOnly) return;
   if (el.classList.contains("track-name")) {
     if (refuseName(el, track.name)) return;
-    const name = upTo(el.value.trim(), NAME_MAX.track);
+    const name = el.value.trim(); // refuseName said a longer one, unsent (a cut lost emoji)
     if (name && name !== track.name) edit({ type: "rename_track", trackId: track.id, name });
     else el.value = track.name;
   } else if (el.classList.contains("volume")) {
@@ -1474,7 +1467,7 @@ function bindInputs() {
   $("swing").addEventListener("change", (e) => edit({ type: "set_swing", swing: Math.round(Number(e.target.value)) }));
   $("pattern-name").addEventListener("change", (e) => {
     if (refuseName(e.target, view()?.name ?? "")) return;
-    const name = upTo(e.target.value.trim(), NAME_MAX.pattern);
+    const name = e.target.value.trim(); // refuseName said a longer one, unsent
     edit({ type: "set_name", name: name || null });
   });
   $("pattern-name").addEventListener("input", (e) => onNameInput(e.target));
