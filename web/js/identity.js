@@ -663,6 +663,9 @@ async function savePasskey() {
   const status = document.getElementById("identity-passkey-status");
   try {
     await addPasskey();
+    // Kept for good now, at once: a sign-out pressed before keptChanged's read is answered must
+    // not ask as if nothing could sign in as it again (strandingWarning).
+    if (shown) shown = { ...shown, forgotten_after_s: null };
     status.textContent = "Passkey added: sign in with it on any device to be you there.";
   } catch (err) {
     // Its answer lost, the server may have saved it: "No passkey added" contradicted the list
