@@ -301,6 +301,9 @@ class Client:
     url: str
     token: str | None
     events: list[tuple[str, Any]] = field(default_factory=list)
+    # When each of ``events`` arrived (``time.monotonic()``), for tests that time a delivery
+    # without depending on when their own polling loop got to look.
+    arrived_s: list[float] = field(default_factory=list)
     sio: socketio.AsyncClient = field(default_factory=lambda: socketio.AsyncClient(reconnection=False))
     _changed: asyncio.Event = field(default_factory=asyncio.Event)
 
@@ -308,7 +311,12 @@ class Client:
         @self.sio.on("*")
         async def _any(event: str, data: Any = None) -> None:
             self.events.append((event, data))
+            self.arrived_s.append(time.monotonic())
             self._changed.set()
+
+    def clear_events(self) -> None:
+        self.events.clear()
+        self.arrived_s.clear()
 
     async def connect(self, transports: list[str] | None = None) -> Client:
         auth = {"token": self.token} if self.token is not None else None

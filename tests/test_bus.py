@@ -106,7 +106,7 @@ async def test_a_member_whose_snapshot_is_ahead_of_the_room_gets_no_repeat(
         await asyncio.sleep(0.05)
         repeats += len([o for o in late.offsets(session_id) if o <= ack["offset"]])
         await late.call("unsubscribe_from_session", {"session_id": session_id})
-        late.events.clear()
+        late.clear_events()
     assert repeats == 0
 
 

@@ -247,8 +247,11 @@ async def _failover(
             if promoted_s is None and await asyncio.to_thread(_role, cluster, replica) == "master":
                 promoted_s = elapsed
             for index, watcher in enumerate(watchers):
-                if index not in resumed_s and _resumed(watcher, session_id, epoch, written_before):
-                    resumed_s[index] = elapsed
+                arrived = _resumed_at(watcher, session_id, epoch, written_before)
+                if index not in resumed_s and arrived is not None:
+                    # When it arrived, not when this loop looked (a CI run's loop, held up on a
+                    # loaded host, saw both followers "resume" 6 s after the first write).
+                    resumed_s[index] = arrived - killed_at
             if promoted_s is None:
                 not_ready_seen = not_ready_seen or await probed(following) != 200
             await asyncio.sleep(0.02)
@@ -298,14 +301,14 @@ def _role(cluster: RedisCluster, port: int) -> str | None:
         return None
 
 
-def _resumed(watcher: Client, session_id: str, epoch: str, written_before: int) -> bool:
-    """Whether the follower got an event written after the kill (or was told to resync)."""
-    for name, data in reversed(watcher.events):
+def _resumed_at(watcher: Client, session_id: str, epoch: str, written_before: int) -> float | None:
+    """When the follower got its first event written after the kill (or was told to resync)."""
+    for (name, data), arrived in zip(watcher.events, watcher.arrived_s, strict=True):
         if not isinstance(data, dict) or data.get("session_id") != session_id:
             continue
         if name == "session_resync" or data.get("epoch") != epoch or data.get("offset", 0) > written_before:
-            return True
-    return False
+            return arrived
+    return None
 
 
 async def test_with_replica_durability_a_failover_loses_no_acked_event(
@@ -368,7 +371,7 @@ async def _resumption(watcher: Client, session_id: str, epoch: str, writer: Writ
     """Seconds until ``watcher`` gets an event written after now (bounded)."""
     started = time.monotonic()
     written_before = max(writer.acked) + 1
-    while not _resumed(watcher, session_id, epoch, written_before):
+    while _resumed_at(watcher, session_id, epoch, written_before) is None:
         assert time.monotonic() - started < 10, "the follower did not resume after the move"
         await asyncio.sleep(0.01)
     return time.monotonic() - started
