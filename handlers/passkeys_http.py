@@ -74,6 +74,12 @@ class PasskeyList(BaseModel):
     passkeys: list[PasskeyView]
 
 
+class PasskeysOffered(BaseModel):
+    """Whether this server offers passkeys at all: a page asks before offering a sign-in with one."""
+
+    enabled: bool
+
+
 class PasskeyRemoved(BaseModel):
     """A passkey forgotten."""
 
@@ -84,6 +90,14 @@ TAG = "auth"
 _rate = (429, 503)
 OPERATIONS = (
     Operation("get", "/api/auth/passkeys", "The caller's passkeys", tag=TAG, statuses=(401, 503), response=PasskeyList),
+    Operation(
+        "get",
+        "/api/auth/passkeys/offered",
+        "Whether this server offers passkeys (asked by anyone, signed in or not)",
+        tag=TAG,
+        auth=Auth.NONE,
+        response=PasskeysOffered,
+    ),
     Operation(
         "post",
         "/api/auth/passkeys/register/options",
@@ -142,6 +156,7 @@ class PasskeyRoutes:
     def register(self, app: web.Application) -> None:
         """Attach the routes to ``app``."""
         app.router.add_get("/api/auth/passkeys", guarded(self.list))
+        app.router.add_get("/api/auth/passkeys/offered", guarded(self.offered))
         app.router.add_post("/api/auth/passkeys/register/options", guarded(self.register_options))
         app.router.add_post("/api/auth/passkeys/register", guarded(self.register_finish))
         app.router.add_delete("/api/auth/passkeys/{passkey_id}", guarded(self.remove))
@@ -175,6 +190,12 @@ class PasskeyRoutes:
             for p in await self._s.passkeys.of_user(claims.sub)
         ]
         return web.json_response(PasskeyList(enabled=self._s.passkey_rp is not None, passkeys=views).model_dump())
+
+    async def offered(self, request: web.Request) -> web.Response:
+        """Whether passkeys are on here: a person signed out (nobody) is offered a sign-in with one
+        only where it can work (before, the button showed on a server without them, and its press
+        said only then that the way was closed)."""
+        return web.json_response(PasskeysOffered(enabled=self._s.passkey_rp is not None).model_dump())
 
     async def register_options(self, request: web.Request) -> web.Response:
         """Options for ``navigator.credentials.create``: a discoverable credential for this user."""

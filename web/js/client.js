@@ -522,6 +522,21 @@ export function passkeysSupported() {
   );
 }
 
+let offered = null; // this page's one question to the server: do you offer passkeys?
+
+/**
+ * Resolves to true when this browser can use passkeys and the server offers them (a server
+ * without SESSIONHUB_PUBLIC_URL does not). Unanswered (offline), true: the press says if not.
+ */
+export function passkeysOffered() {
+  if (!passkeysSupported()) return Promise.resolve(false);
+  offered ??= request("/api/auth/passkeys/offered", { credentials: "omit" })
+    .then((response) => (response.ok ? response.json() : { enabled: true }))
+    .then((body) => body.enabled !== false)
+    .catch(() => true);
+  return offered;
+}
+
 /** Keep this identity with a new passkey (the browser asks the person); resolves to its view. */
 export async function addPasskey(label = "") {
   const { challenge_id, options } = await api("/api/auth/passkeys/register/options", { method: "POST" });

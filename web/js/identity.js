@@ -16,6 +16,7 @@ import {
   IDENTITY_KEY,
   knownIdentity,
   noAnswer,
+  passkeysOffered,
   passkeysSupported,
   rememberKeptFor,
   rememberName,
@@ -174,11 +175,17 @@ async function read() {
 
 function passkeySignIn() {
   if (!passkeysSupported()) return "";
+  // Shown once the server says it offers passkeys: a server without them offered this way in,
+  // and said only at the press that it was closed.
   const button = el(
     "button",
-    { id: "identity-passkey-signin", class: "button", type: "button" },
+    { id: "identity-passkey-signin", class: "button", type: "button", hidden: "" },
     "Sign in with a passkey",
   );
+  passkeysOffered().then((on) => {
+    button.hidden = !on;
+    button.dataset.offered = String(on); // answered: hidden now means off, not not yet known
+  });
   let said = null; // the last refusal said beside the button: one at a time
   button.addEventListener("click", async () => {
     try {
