@@ -211,6 +211,19 @@ async def live_texts(page: Page, region_id: str) -> list[str]:
     return [text for text in texts if text]
 
 
+def accept_dialogs(page: Page) -> list[str]:
+    """Accept every dialog ``page`` opens from now on (a guest's sign-out, a session's Delete ask
+    first), noting each one's message."""
+    said: list[str] = []
+
+    async def accept(dialog: Dialog) -> None:
+        said.append(dialog.message)
+        await dialog.accept()
+
+    page.on("dialog", accept)
+    return said
+
+
 class LeaveQuestions:
     """The questions a page asks as it is left (``beforeunload``), each answered "stay on the
     page": ``asked`` once one was, ``types`` of every one so far."""

@@ -84,16 +84,3 @@ class Browser:
     async def refresh(self) -> Answer:
         """Restore this browser's identity from its cookie."""
         return await self.post("/api/auth/refresh", json={})
-
-
-def accept_dialogs(page: Any) -> list[str]:
-    """Accept every dialog ``page`` opens from now on (a guest's sign-out asks first: nothing would
-    sign in as it again), noting each one's message."""
-    said: list[str] = []
-
-    async def accept(dialog: Any) -> None:
-        said.append(dialog.message)
-        await dialog.accept()
-
-    page.on("dialog", accept)
-    return said

@@ -17,8 +17,7 @@ import pytest_asyncio
 from playwright.async_api import Browser, BrowserContext, Page, expect
 from redis.asyncio import Redis
 
-from tests.browser import TOKEN_KEY, Tab, new_tab
-from tests.identity.support import accept_dialogs
+from tests.browser import TOKEN_KEY, Tab, accept_dialogs, new_tab
 from tests.helpers import RedisProcess, ServerUnderTest
 
 # Each test here is a journey across several pages and two browsers: pytest's 60 s hang guard

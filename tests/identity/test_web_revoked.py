@@ -13,8 +13,7 @@ import re
 import pytest
 from playwright.async_api import Browser, Page, Request, Route, expect
 
-from tests.browser import TOKEN_KEY, Tab, new_tab
-from tests.identity.support import accept_dialogs
+from tests.browser import TOKEN_KEY, Tab, accept_dialogs, new_tab
 from tests.helpers import ServerUnderTest
 
 pytestmark = pytest.mark.timeout(180)

@@ -11,8 +11,7 @@ from __future__ import annotations
 import pytest
 from playwright.async_api import Browser, expect
 
-from tests.browser import new_tab
-from tests.identity.support import accept_dialogs
+from tests.browser import accept_dialogs, new_tab
 from tests.helpers import ServerUnderTest
 from tests.identity.test_web_link import guest_with_a_session
 

@@ -15,9 +15,9 @@ from typing import Any
 import aiohttp
 import pytest
 import pytest_asyncio
-from playwright.async_api import Browser, BrowserContext, Locator, Page, Route, WebSocketRoute, expect
+from playwright.async_api import Browser, BrowserContext, Dialog, Locator, Page, Route, WebSocketRoute, expect
 
-from tests.browser import TOKEN_KEY, LeaveQuestions, SocketGate, Tab, new_tab
+from tests.browser import TOKEN_KEY, LeaveQuestions, SocketGate, Tab, accept_dialogs, new_tab
 from tests.helpers import ServerUnderTest
 from tests.listening.support import TOKEN_TTL_S, FrozenClock, auth, noon_zone
 from tests.streams.test_web import AckDropper
@@ -130,8 +130,27 @@ async def test_history_page_escapes_deletes_and_clears(
     await expect(rows.locator(".title")).to_have_text([XSS_TITLE, "Second"])
     assert await history.evaluate("window.__xss") is None
 
+    # A row's Delete asks first, naming the session; dismissed, nothing is deleted.
+    asked: list[str] = []
+    dismissed = asyncio.Event()
+
+    async def dismiss(dialog: Dialog) -> None:
+        asked.append(dialog.message)
+        await dialog.dismiss()
+        dismissed.set()
+
+    history.once("dialog", dismiss)
+    await rows.nth(1).locator("button.delete").click()
+    await asyncio.wait_for(dismissed.wait(), timeout=10)
+    assert re.fullmatch(r"Delete session of Second, .+, car\? It cannot be undone\.", asked[0]), asked
+    await expect(rows).to_have_count(2)
+    async with aiohttp.ClientSession() as http:
+        async with http.get(f"{lserver.url}/api/listening/sessions", headers=auth(lserver)) as r:
+            assert len((await r.json())["sessions"]) == 2
+    said = accept_dialogs(history)
     await rows.nth(1).locator("button.delete").click()
     await expect(rows).to_have_count(1)
+    assert said == asked
     await history.locator("#clear").click()
     await expect(history.locator("#clear-confirm")).to_be_visible()
     await history.locator("#clear-no").click()
@@ -174,7 +193,8 @@ async def test_the_rows_of_one_book_on_a_phone_are_told_apart_and_a_double_tap_d
           });
         }"""
     )
-    # Two taps before the first is answered.
+    # Two taps before the first is answered (each asks first: accepted).
+    asked = accept_dialogs(history)
     await rows.nth(0).locator("button.delete").evaluate("(button) => { button.click(); button.click(); }")
     await expect(rows).to_have_count(2)
     await expect(rows.locator(".title")).to_have_text(["Same Book", long_title])
@@ -186,6 +206,7 @@ async def test_the_rows_of_one_book_on_a_phone_are_told_apart_and_a_double_tap_d
         async with http.get(f"{lserver.url}/api/listening/sessions", headers=auth(lserver)) as r:
             assert [row["title"] for row in (await r.json())["sessions"]] == [long_title]
     assert [said for said in await history.evaluate("window.__said") if said] == []
+    assert len(asked) == 2, asked  # the double tap asked once: its second tap sent nothing
 
 
 async def test_a_guest_can_try_the_player(tab: Tab, server: ServerUnderTest) -> None:
@@ -1062,6 +1083,11 @@ async def test_a_session_deleted_offline_says_so_in_its_row_at_once(
     await expect(rows).to_have_count(1)
     await gate.cut()
     await expect(history.locator("#connection")).to_have_attribute("data-state", "offline")
+
+    async def accept(dialog: Dialog) -> None:
+        await dialog.accept()  # the Delete's question (leaving's is LeaveQuestions')
+
+    history.once("dialog", accept)
     await rows.locator("button.delete").click()
     await expect(rows.locator(".row-status[role=status]")).to_have_text(
         "Offline: deleted when the connection is back…", timeout=5000
@@ -1336,6 +1362,7 @@ async def test_a_delete_whose_answer_was_lost_is_not_said_to_have_failed(
     dropper = AckDropper(f'"id":"{first["id"]}"')
     await dropper.install(tab.page)
     history = await tab.open("/history")
+    accept_dialogs(history)
     rows = history.locator("#sessions li.listening-row")
     await expect(rows).to_have_count(2)
     await rows.nth(0).locator("button.delete").click()

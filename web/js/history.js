@@ -416,8 +416,13 @@ const deleting = new Set();
 
 async function deleteOne(id) {
   if (deleting.has(id)) return;
-  deleting.add(id);
   const row = ui.sessions.querySelector(`li[data-id="${CSS.escape(id)}"]`);
+  // Asked first, as Delete all is: one tap beside another row's took a session for good, with
+  // no way back (audit "listenhonest"). The question names the session, as its button's label.
+  const named = row?.querySelector("button.delete")?.getAttribute("aria-label") ?? "Delete this session";
+  if (!window.confirm(`${named}? It cannot be undone.`)) return;
+  if (deleting.has(id)) return; // a tap pressed again while it asked
+  deleting.add(id);
   const beside = row?.nextElementSibling ?? row?.previousElementSibling;
   const status = row?.querySelector(".row-status");
   const offline = isOffline(socket);
