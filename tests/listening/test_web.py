@@ -252,6 +252,7 @@ async def test_a_live_refresh_keeps_the_pages_shown_and_the_focus(
     await expect(rows.first.locator(".title")).to_have_text("Track 99")
     focused = history.locator("#sessions li.listening-row:has(button.delete:focus)")
     await expect(focused).to_have_attribute("data-id", target_id or "")
+    accept_dialogs(history)  # the Delete's question
     await history.keyboard.press("Enter")  # deletes the row the person had reached
     await expect(rows).to_have_count(25)
     await expect(history.locator(f'#sessions li[data-id="{target_id}"]')).to_have_count(0)
