@@ -31,6 +31,27 @@ ItemId = Annotated[
     StringConstraints(min_length=1, max_length=200, pattern=worded(rf"^[^{_NOT_PLAIN}]+$", _ONE_LINE)),
     AfterValidator(_not_blank),
 ]
+# The id a report or an upload writes: also nothing unseen that would make it another item than
+# the one it reads as. A byte-order mark (a player reading its ids from a file that begins with
+# one), a zero-width space or word joiner, or a space at either end made "book-1" a second book,
+# with its own totals and a row that looked the same (audit "listenhonest"). Stored ids are still
+# looked up as they are (``ItemId``): one written before this rule stays reachable.
+_INVISIBLE = r"\ufeff\u200b\u2060"
+_NEW_ID_WORDS = (
+    "one line of plain text: no control characters, line breaks, bidi controls or invisible characters "
+    "(U+FEFF, U+200B, U+2060), and no space at its start or end"
+)
+NewItemId = Annotated[
+    str,
+    StringConstraints(
+        min_length=1,
+        max_length=200,
+        pattern=worded(
+            rf"^[^ {_NOT_PLAIN}{_INVISIBLE}]([^{_NOT_PLAIN}{_INVISIBLE}]*[^ {_NOT_PLAIN}{_INVISIBLE}])?$", _NEW_ID_WORDS
+        ),
+    ),
+    AfterValidator(_not_blank),
+]
 DeviceId = Annotated[
     str,
     StringConstraints(pattern=worded(r"^[A-Za-z0-9_.:\-]{1,64}$", "1 to 64 letters, digits or _ . : - (no spaces)")),
@@ -90,7 +111,7 @@ class ReportBody(Payload):
 
     model_config = ConfigDict(json_schema_extra=_ago_only_when_stopping)
 
-    item_id: ItemId
+    item_id: NewItemId
     status: Literal["playing", "paused", "stopped"]
     device_id: DeviceId = "default"
     position_s: float | None = Field(default=None, ge=0, le=MAX_POSITION_S, allow_inf_nan=False)
@@ -135,7 +156,7 @@ class ReportEvent(ReportBody):
 class UploadBody(Payload):
     """``POST /api/listening/upload``: one finished session of an offline player."""
 
-    item_id: ItemId
+    item_id: NewItemId
     device_id: DeviceId
     client_id: ClientId
     started_at: int = Field(ge=0)

@@ -41,17 +41,30 @@ BAD_REPORTS: list[tuple[str, dict[str, Any]]] = [
     ("negative item length", {"item_id": "b", "status": "playing", "item": {"duration_s": -5}}),
     # A blank row on /history, its Delete named "Delete session of    " (audit "listenhonest" F8).
     ("item id of spaces only", {"item_id": "   ", "status": "playing"}),
+    # Unseen, each made another item than the one it reads as (audit "listenhonest").
+    ("item id after a byte-order mark", {"item_id": "\ufeffbook-1", "status": "playing"}),
+    ("item id with a zero-width space", {"item_id": "book\u200b-1", "status": "playing"}),
+    ("item id with a word joiner", {"item_id": "book-1\u2060", "status": "playing"}),
+    ("item id with a leading space", {"item_id": " book-1", "status": "playing"}),
+    ("item id with a trailing space", {"item_id": "book-1 ", "status": "playing"}),
+    ("item id of ideographic spaces only", {"item_id": "\u3000\u3000", "status": "playing"}),
 ]
 
 
+NEW_ID_WORDS = (
+    "one line of plain text: no control characters, line breaks, bidi controls or invisible characters "
+    "(U+FEFF, U+200B, U+2060), and no space at its start or end"
+)
 # What a person is told of a value of the wrong form: its rule in words, not the regular
 # expression (audit "listenhonest" F7).
 WORDED = {
     "device id with spaces": "device_id: 1 to 64 letters, digits or _ . : - (no spaces)",
     "title with a newline": "item.title: one line of plain text: no control characters, line breaks or bidi controls",
-    "item id with a bidi override": "item_id: one line of plain text: no control characters, line breaks or bidi controls",
+    "item id with a bidi override": "item_id: " + NEW_ID_WORDS,
     "off-site artwork": "item.artwork_url: an http(s) URL, or a path of this site, with no spaces or backslashes",
-    "item id of spaces only": "item_id: Value error, needs a character other than spaces",
+    "item id of spaces only": "item_id: " + NEW_ID_WORDS,
+    "item id of ideographic spaces only": "item_id: Value error, needs a character other than spaces",
+    "item id after a byte-order mark": "item_id: " + NEW_ID_WORDS,
 }
 
 
