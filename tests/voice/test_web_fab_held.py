@@ -15,7 +15,7 @@ import pytest
 from playwright.async_api import Browser, Page, Route, expect
 from playwright.async_api import TimeoutError as PlaywrightTimeoutError
 
-from tests.browser import TOKEN_KEY, Tab, new_tab
+from tests.browser import TOKEN_KEY, Tab, accept_dialogs, new_tab
 from tests.helpers import ServerUnderTest
 from tests.voice.test_web_session_follow import until_audio_is_kept
 
@@ -222,6 +222,43 @@ async def test_a_recorder_loaded_after_the_page_heard_of_the_sign_out_says_what_
         await expect(held).to_contain_text("1 recording made here is kept on this device")
         await expect(held).to_contain_text("it uploads once you sign in again")
         assert await page.evaluate(QUEUED) == 1
+        assert not tab.errors, tab.errors
+    finally:
+        await tab.page.context.close()
+
+
+async def test_a_recording_of_a_guest_signed_out_for_good_is_not_promised_an_upload(
+    iserver: ServerUnderTest, browser: Browser
+) -> None:
+    """A guest with no passkey and no other device signs out, asked first that nothing could sign
+    in as it again. The recorder went on saying its held recording "uploads once you sign in
+    again as the identity that made it (a device link or passkey)": neither could ever happen
+    (audit "returning"). It says the recording cannot be uploaded, and offers the file."""
+    tab = await new_tab(browser, iserver)
+    try:
+        page = await tab.open("/")
+        await record_one_chunk_kept_back(page, unroute=False)  # held until the sign-out
+        asked = accept_dialogs(page)
+        await page.locator("#identity-name").click()
+        async with page.expect_navigation(wait_until="load"):
+            await page.locator("#identity-signout-all").click()
+        assert len(asked) == 1 and "no device can sign in as this identity again" in asked[0], asked
+        held = page.locator("#fab-held")
+        await expect(held).to_contain_text(
+            "1 recording made here as a guest that was signed out from its last device is kept on this device: "
+            "no device can sign in as that guest again, so it cannot be uploaded."
+        )
+        await expect(held).not_to_contain_text("sign in again as")
+        assert await page.evaluate(QUEUED) == 1
+        async with page.expect_download():
+            await page.locator("#fab-held-download").click()
+        # Signed out with a way back (here: the mark of the asked sign-out taken away), the
+        # recording waits for that identity, and is still shown after the sign-out (it was not).
+        await page.evaluate('localStorage.removeItem("sessionhub.stranded")')
+        page = await tab.open("/session")
+        held = page.locator("#fab-held")
+        await expect(held).to_contain_text("1 recording made here is kept on this device")
+        await expect(held).to_contain_text("it uploads once you sign in again")
         assert not tab.errors, tab.errors
     finally:
         await tab.page.context.close()

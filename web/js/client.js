@@ -575,12 +575,43 @@ export async function signInWithPasskey() {
   return body.user_id;
 }
 
-/** Sign this device out (`everywhere`: every device of this user); the page then has no identity. */
-export async function signOut({ everywhere = false } = {}) {
+/**
+ * localStorage key of the ids of the guests this browser signed out for good: no passkey, and no
+ * other device left signed in as it (the person was asked first). Nothing can sign in as such a
+ * guest again, so what waits here for it (the FAB's held recordings) is said to be stranded, not
+ * to upload "once you sign in again". The last STRANDED_KEPT, newest last.
+ */
+export const STRANDED_KEY = "sessionhub.stranded";
+const STRANDED_KEPT = 20;
+
+/** Whether `userId` is a guest this browser signed out for good (see STRANDED_KEY). */
+export function strandedIdentity(userId) {
+  // Signed in as it after all (a link made before the sign-out): not stranded.
+  return Boolean(userId) && userId !== currentUserId() && strandedIds().includes(userId);
+}
+
+function strandedIds() {
+  try {
+    const ids = JSON.parse(localStorage.getItem(STRANDED_KEY) ?? "[]");
+    return Array.isArray(ids) ? ids.filter((id) => typeof id === "string") : [];
+  } catch {
+    return [];
+  }
+}
+
+/**
+ * Sign this device out (`everywhere`: every device of this user); the page then has no identity.
+ * `stranding`: the person was told nothing could sign in as this guest again, and went on.
+ */
+export async function signOut({ everywhere = false, stranding = false } = {}) {
   const userId = knownIdentity()?.user_id;
   if (userId) localStorage.setItem(LEAVING_KEY, JSON.stringify({ user_id: userId, at: Date.now() }));
   try {
     const body = await signOutRequest(everywhere);
+    if (stranding && userId) {
+      const ids = [...strandedIds().filter((id) => id !== userId), userId].slice(-STRANDED_KEPT);
+      localStorage.setItem(STRANDED_KEY, JSON.stringify(ids));
+    }
     // First, so that the browser's other tabs, told by the storage events that follow, find it.
     localStorage.setItem(SIGNED_OUT_KEY, JSON.stringify({ at: Date.now() }));
     localStorage.removeItem(TOKEN_KEY);

@@ -45,6 +45,7 @@ import {
   hasToken,
   knownIdentity,
   saveFile,
+  signedOutOnPurpose,
   subscribeSession,
 } from "./client.js";
 import { sendPress, unanswered } from "./resend.js";
@@ -909,12 +910,22 @@ function renderHeld(held) {
   ui.held.hidden = held === 0;
   if (held === 0) return;
   const refused = Math.min(queue.refused.length, held);
-  const waiting = held - refused;
+  const stranded = Math.min(queue.stranded, held - refused);
+  const waiting = held - refused - stranded;
   const said = [];
   if (refused > 0) {
     const whys = [...new Set(queue.refused.map((mark) => REFUSED_WHY[mark.code] ?? mark.message))];
     const [these, it] = refused === 1 ? ["1 recording", "It is"] : [`${refused} recordings`, "They are"];
     said.push(`${these} could not be uploaded (${whys.join("; ")}). ${it} kept on this device.`);
+  }
+  if (stranded > 0) {
+    // Its guest was signed out from its last device, with no passkey: no sign-in brings it back,
+    // and "uploads once you sign in again" promised what cannot happen (audit "returning").
+    const [these, are, they] = stranded === 1 ? ["1 recording", "is", "it"] : [`${stranded} recordings`, "are", "they"];
+    said.push(
+      `${these} made here as a guest that was signed out from its last device ${are} kept on this device: ` +
+        `no device can sign in as that guest again, so ${they} cannot be uploaded.`,
+    );
   }
   if (waiting > 0) {
     const [these, are, they, upload, them] =
@@ -1220,11 +1231,13 @@ async function start() {
       if (active && followed === before) follow(active.session_id, { open: Boolean(active.is_active) });
       queue.kick(); // chunks a previous page load left behind
       queue.recover(); // and the chunk it was recording when it went
-    } else if (knownIdentity() !== null) {
+    } else if (knownIdentity() !== null || signedOutOnPurpose()) {
       // No token, but this browser had an identity (its token dropped when it was signed out
       // elsewhere): what it recorded is said held at once, or uploaded if the identity is
       // restored. Not left to the page's `sessionhub:identity-lost`, which may have been heard
       // before this module loaded. No guest is minted: a browser that had one is never given one.
+      // Signed out here on purpose, the same: the page after the sign-out showed nothing of the
+      // recordings still kept on the device.
       queue.kick();
       queue.recover(); // a chunk left mid-recording is held with the rest
     }

@@ -546,7 +546,7 @@ function signOutButton(id, text, everywhere) {
   button.addEventListener("click", () => {
     const warning = strandingWarning(everywhere);
     if (warning && !window.confirm(warning)) return;
-    act(button, "You are still signed in", () => leave(everywhere));
+    act(button, "You are still signed in", () => leave(everywhere, warning !== ""));
   });
   return button;
 }
@@ -780,8 +780,8 @@ async function showLink() {
   }
 }
 
-async function leave(everywhere) {
-  await signOut({ everywhere });
+async function leave(everywhere, stranding) {
+  await signOut({ everywhere, stranding });
   // Signed out, to the start page (it mints nothing). Reloaded, a page of what the person owned
   // (a session, a stream's dashboard, their history) made a new guest for itself at once, which
   // was then refused the very page: "No access to this session: it belongs to another user."

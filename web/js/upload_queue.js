@@ -24,7 +24,7 @@
  * chunk is *held*: kept, never sent to be refused, offered for download, and uploaded as soon
  * as the browser is its owner again (a device link or passkey back to that identity).
  */
-import { ApiError, authorizedFetch, currentUserId, getToken, tokenUser } from "./client.js";
+import { ApiError, authorizedFetch, currentUserId, getToken, strandedIdentity, tokenUser } from "./client.js";
 
 const DB_NAME = "sessionhub-fab";
 const STORE = "uploads";
@@ -194,6 +194,12 @@ export function serverWaitMs(err) {
   return Number.isFinite(seconds) && seconds > 0 ? Math.min(SERVER_WAIT_MAX_MS, seconds * 1000) : 0;
 }
 
+/** How many of the kept chunks wait for a guest this browser signed out for good (client.js
+ * STRANDED_KEY): nothing will ever upload them. */
+function strandedCount(items) {
+  return items.filter((item) => !item.refused && strandedIdentity(item.user_id)).length;
+}
+
 /** The `refused` marks of the kept chunks the server refused for good, oldest first. */
 function refusals(items) {
   return items.filter((item) => item.refused).map((item) => item.refused);
@@ -215,6 +221,7 @@ export class UploadQueue {
     this.pending = 0;
     this.held = 0; // chunks kept, not sent: another identity's (see the header), or refused
     this.refused = []; // the `refused` marks ({status, code, message}) of the kept refused chunks
+    this.stranded = 0; // of the held, how many wait for a guest signed out for good (strandedCount)
     this.gone = false; // this browser's identity is gone: nothing can be uploaded until it is back
     this.waiters = [];
     // Back online: upload now rather than after the back-off (up to 30 s) a failed try set.
@@ -372,6 +379,7 @@ export class UploadQueue {
       const me = items.length ? await whoAmI() : null;
       this.gone = items.length > 0 && me === null;
       const ours = this.gone ? [] : items.filter((item) => sendable(item, me));
+      this.stranded = strandedCount(items);
       this.setPending(ours.length, items.length - ours.length, refusals(items));
       if (ours.length === 0) return;
       const item = ours[0];
@@ -414,6 +422,7 @@ export class UploadQueue {
     const items = await inStore(db, "readonly", (store) => store.getAll());
     const me = currentUserId();
     const ours = this.gone || me === null ? [] : items.filter((item) => sendable(item, me));
+    this.stranded = strandedCount(items);
     this.setPending(ours.length, items.length - ours.length, refusals(items));
     return this.pending;
   }
