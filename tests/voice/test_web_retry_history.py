@@ -7,7 +7,7 @@ from __future__ import annotations
 import aiohttp
 from playwright.async_api import expect
 
-from tests.browser import Tab
+from tests.browser import Tab, accept_dialogs
 from tests.helpers import ServerUnderTest
 from tests.test_web_stalled_actions import GIVEN_UP_MS, NOT_CONFIRMED, live, stall_out, stalled
 
@@ -45,6 +45,7 @@ async def test_a_stalled_delete_says_it_was_not_confirmed_and_whether_to_press_a
     error = history.locator("#history-error")
 
     gate.mute()
+    accept_dialogs(history)  # the Delete's question
     await rows.locator("button.delete").click()
     await gate.until_kept("listening_delete")
     await stall_out(history)
