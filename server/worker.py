@@ -21,6 +21,7 @@ import contextvars
 import logging
 import os
 import socket
+import time
 from typing import Any
 
 from handlers.context import Services
@@ -42,6 +43,10 @@ OUTAGE_GIVE_UP_MS = 24 * 3600 * 1000
 RETIRE_WAIT_S = 2.0
 # How long a stopping worker waits to take back the run of the job it was running.
 UNSTART_WAIT_S = 1.0
+# A reclaimed job's run counts as a death of its worker once that worker has not been heard from
+# for this long (and twice the visibility timeout), while the reclaiming worker has had Redis all
+# that time (Worker._deaths).
+DEATH_SILENCE_MIN_MS = 30_000
 
 
 class JobTimeout(Exception):
@@ -74,6 +79,10 @@ class _Leases:
         """Extend every held claim each interval, until cancelled."""
         while self._held:
             await asyncio.sleep(self._interval_s)
+            try:
+                await self._jobs.heard_from(self._consumer)  # alive: its runs are no deaths
+            except Exception as exc:
+                log.warning("worker %s heartbeat failed: %s", self._consumer, exc)
             for delivery in list(self._held.values()):
                 try:
                     still_ours = await self._jobs.extend(self._consumer, delivery)
@@ -98,6 +107,7 @@ class Worker:
         visibility_ms: int,
         timeout_s: float = DEFAULT_JOB_TIMEOUT_S,
         consumer: str | None = None,
+        death_silence_ms: int | None = None,
     ) -> None:
         self._s = services
         self._jobs = services.jobs
@@ -109,6 +119,12 @@ class Worker:
         # A third of the visibility timeout: two heartbeats may be late before a reclaim is possible.
         self._heartbeat_s = max(visibility_ms / 3, 10) / 1000
         self.consumer = consumer or f"{socket.gethostname()}-{os.getpid()}-{id(self):x}"
+        # A run's worker silent this long is dead: a live one is heard from every heartbeat.
+        self._death_silence_ms = death_silence_ms or max(2 * visibility_ms, DEATH_SILENCE_MIN_MS)
+        # Since when this worker has reached Redis without a failure (monotonic s; None: it has not
+        # since its last failure). Only a worker that has heard from Redis all through a silence
+        # may call it a death: one just back from an outage finds every live worker silent too.
+        self._reachable_since: float | None = time.monotonic()
 
     async def run(self, stop: asyncio.Event, *, block_ms: int = 1000) -> None:
         """Process jobs until ``stop`` is set; Redis outages are waited out.
@@ -127,9 +143,12 @@ class Worker:
                     await self._retire(None)  # the consumers of processes killed long ago
                 await self.run_once(block_ms=block_ms)
                 backoff_s = 0.1
+                if self._reachable_since is None:
+                    self._reachable_since = time.monotonic()
             except asyncio.CancelledError:
                 raise
             except Exception as exc:  # keep the worker alive through outages and bugs
+                self._reachable_since = None
                 self._s.metrics.redis_error("worker", exc)
                 log.warning("worker loop error: %s", exc)
                 await asyncio.sleep(backoff_s)
@@ -167,6 +186,8 @@ class Worker:
     async def _handle(self, delivery: Delivery, leases: _Leases) -> None:
         job = delivery.job
         processor = self._processors.get(job.type)
+        if delivery.reclaimed and await self._buried_as_deadly(delivery, leases):
+            return
         try:
             if processor is None:
                 raise PermanentJobError(f"no processor for job type {job.type!r}")
@@ -189,6 +210,32 @@ class Worker:
         await self._jobs.ack(delivery)
         await self._publish(delivery, "succeeded", attempts=job.attempts + 1, result=result)
 
+    def reachable_for_ms(self) -> float:
+        """How long this worker has reached Redis without a failure, ms (0 after a failure, until
+        it reaches it again)."""
+        since = self._reachable_since
+        return 0.0 if since is None else (time.monotonic() - since) * 1000
+
+    async def _buried_as_deadly(self, delivery: Delivery, leases: _Leases) -> bool:
+        """Dead-letter, unrun, a job whose worker died during ``max_attempts`` of its runs: run
+        again, it takes down worker after worker (a crash of the process, memory run out), and
+        with them every other job. Only deaths count, not a live worker's lost claim nor a Redis
+        outage (JobQueue.deaths); and only a worker that has reached Redis all through the
+        silence that makes a death may count them. True when it was buried."""
+        if self.reachable_for_ms() < self._death_silence_ms:
+            return False
+        deaths = await self._jobs.deaths(delivery, silent_ms=self._death_silence_ms, besides=self.consumer)
+        if deaths < self._max_attempts:
+            return False
+        leases.release(delivery)
+        job = delivery.job
+        error = f"its worker stopped (killed, or out of memory) during each of {deaths} runs: not run again"
+        buried = await self._jobs.bury(delivery, error=error, ran=False)
+        self._s.metrics.jobs_dead.inc()
+        log.error("job %s (%s) dead-lettered unrun: %s", job.job_id, job.type, error)
+        await self._publish(delivery, "failed", attempts=buried.attempts, error=error)
+        return True
+
     async def _running(self, processor: Processor, delivery: Delivery, lost: asyncio.Event) -> dict[str, Any]:
         """:meth:`_run`, counted in the running-jobs gauge while it runs."""
         self._s.metrics.jobs_running.inc()
@@ -202,7 +249,7 @@ class Worker:
         if lost.is_set():  # taken over while it waited its turn in the batch
             raise ClaimLost
         # Before the processor reads anything: a request coming after this queues a run of its own.
-        await self._jobs.started(delivery)
+        await self._jobs.started(delivery, self.consumer)
         try:
             return await self._timed(processor, delivery, lost)
         except asyncio.CancelledError:
@@ -210,7 +257,7 @@ class Worker:
             # this run is not one its job cut short. Counted, a long job caught by a few deploys
             # used up its attempts, and failing once more then was dead-lettered for good.
             with contextlib.suppress(Exception):
-                await asyncio.wait_for(self._jobs.unstarted(delivery), UNSTART_WAIT_S)
+                await asyncio.wait_for(self._jobs.unstarted(delivery, self.consumer), UNSTART_WAIT_S)
             raise
 
     async def _timed(self, processor: Processor, delivery: Delivery, lost: asyncio.Event) -> dict[str, Any]:

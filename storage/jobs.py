@@ -83,6 +83,8 @@ class Delivery:
 
     entry_id: str
     job: Job
+    # Taken over from a worker that held it (XAUTOCLAIM), not read new: its runs may have died.
+    reclaimed: bool = False
 
 
 class JobQueue:
@@ -125,24 +127,48 @@ class JobQueue:
         keys = [self._keys.jobs(), self._keys.jobs_waiting(coalesce)]
         return bool(await self._enqueue_once(keys=keys, args=[marked.to_json(), JOB_STREAM_MAXLEN, WAITING_MARK_MS]))
 
-    async def started(self, delivery: Delivery) -> None:
-        """A job starts: its entry counts one more run until an outcome is stored, and a coalesced
-        one's mark goes, so the next request queues another run."""
-        runs = self._keys.jobs_runs(delivery.entry_id)
+    async def started(self, delivery: Delivery, consumer: str) -> None:
+        """A job starts: its entry counts one more run until an outcome is stored (and whose run,
+        ``consumer``'s), and a coalesced one's mark goes, so the next request queues another run."""
+        runs, run_by = self._keys.jobs_runs(delivery.entry_id), self._keys.jobs_run_by(delivery.entry_id)
         async with self._redis.pipeline(transaction=True) as pipe:
             pipe.incr(runs)
             pipe.pexpire(runs, RUNS_MARK_MS)
+            pipe.hincrby(run_by, consumer, 1)
+            pipe.pexpire(run_by, RUNS_MARK_MS)
             coalesce = delivery.job.payload.get(COALESCE_FIELD)
             if isinstance(coalesce, str) and coalesce:
                 pipe.delete(self._keys.jobs_waiting(coalesce))
             await pipe.execute()
 
-    async def unstarted(self, delivery: Delivery) -> None:
+    async def unstarted(self, delivery: Delivery, consumer: str) -> None:
         """Take back the run :meth:`started` counted: its worker stopped it on purpose (a deploy,
         Ctrl-C), which is no death of the job's making. Only the claim's holder calls it."""
-        runs = self._keys.jobs_runs(delivery.entry_id)
+        runs, run_by = self._keys.jobs_runs(delivery.entry_id), self._keys.jobs_run_by(delivery.entry_id)
         if int(await self._redis.decr(runs)) <= 0:
             await self._redis.delete(runs)
+        if int(await self._redis.hincrby(run_by, consumer, -1)) <= 0:
+            await self._redis.hdel(run_by, consumer)
+
+    async def heard_from(self, consumer: str) -> None:
+        """``consumer`` is alive now (at each claim, and each heartbeat of a job it runs). Redis's
+        own idle time of a consumer does not do: a read that finds nothing new leaves it as it was."""
+        await self._redis.hset(self._keys.jobs_alive(), consumer, self._clock.now_ms())
+
+    async def deaths(self, delivery: Delivery, *, silent_ms: int, besides: str) -> int:
+        """How many runs of ``delivery``'s entry died with their worker: runs whose worker (not
+        ``besides``, the asking one) has not been heard from (:meth:`heard_from`) for ``silent_ms``
+        or more. A live worker is heard from every second or so while it waits for jobs, and every
+        third of the visibility timeout while it runs one; a Redis reachable all that time (the
+        caller's to know) would have heard from it. A run whose worker lost its claim alive
+        (stalled, cut off, Redis away) is no death: that worker is heard from again."""
+        run_by: dict[str, str] = await self._redis.hgetall(self._keys.jobs_run_by(delivery.entry_id))  # type: ignore[assignment]  # decode_responses=True
+        counted = {consumer: int(runs) for consumer, runs in run_by.items() if consumer != besides and int(runs) > 0}
+        if not counted:
+            return 0
+        seen: list[str | None] = await self._redis.hmget(self._keys.jobs_alive(), list(counted))  # type: ignore[assignment]  # decode_responses=True
+        since_ms = self._clock.now_ms() - silent_ms
+        return sum(runs for runs, at in zip(counted.values(), seen, strict=True) if not at or int(at) <= since_ms)
 
     async def ensure_group(self) -> None:
         """Create the consumer group (from the stream's start) unless it exists."""
@@ -170,6 +196,13 @@ class JobQueue:
         ]
         for name in gone:
             await self._redis.xgroup_delconsumer(stream, group, name)
+        # The marks of workers gone as long: one per process that ever ran, else.
+        marks: dict[str, str] = await self._redis.hgetall(self._keys.jobs_alive())  # type: ignore[assignment]  # decode_responses=True
+        old = [name for name, at in marks.items() if self._clock.now_ms() - int(at) >= idle_ms]
+        if consumer is not None:
+            old.append(consumer)
+        if old:
+            await self._redis.hdel(self._keys.jobs_alive(), *old)
         return len(gone)
 
     async def claim(self, consumer: str, *, count: int, block_ms: int, visibility_ms: int) -> list[Delivery]:
@@ -181,6 +214,7 @@ class JobQueue:
         jobs queued since are run) and the read repeated. Made only at a worker's start, it was
         never made again: every job queued after such a restart waited for a node restart.
         """
+        await self.heard_from(consumer)
         try:
             return await self._claim(consumer, count=count, block_ms=block_ms, visibility_ms=visibility_ms)
         except ResponseError as exc:
@@ -201,7 +235,7 @@ class JobQueue:
         entries = [e for e in claimed[1] if e[1]]
         if entries:
             return [
-                Delivery(entry_id=entry_id, job=_interrupted(Job.from_json(fields["job"]), runs))
+                Delivery(entry_id=entry_id, job=_interrupted(Job.from_json(fields["job"]), runs), reclaimed=True)
                 for (entry_id, fields), runs in zip(entries, await self._runs(entries), strict=True)
             ]
         reply: Any = await self._redis.xreadgroup(
@@ -227,7 +261,7 @@ class JobQueue:
         async with self._redis.pipeline(transaction=True) as pipe:
             pipe.xack(self._keys.jobs(), self._keys.jobs_group(), delivery.entry_id)
             pipe.xdel(self._keys.jobs(), delivery.entry_id)
-            pipe.delete(self._keys.jobs_runs(delivery.entry_id))
+            pipe.delete(self._keys.jobs_runs(delivery.entry_id), self._keys.jobs_run_by(delivery.entry_id))
             await pipe.execute()
 
     async def retry_later(self, delivery: Delivery, *, delay_ms: int, error: str) -> Job:
@@ -237,19 +271,20 @@ class JobQueue:
             pipe.zadd(self._keys.jobs_delayed(), {job.to_json(): self._clock.now_ms() + delay_ms})
             pipe.xack(self._keys.jobs(), self._keys.jobs_group(), delivery.entry_id)
             pipe.xdel(self._keys.jobs(), delivery.entry_id)
-            pipe.delete(self._keys.jobs_runs(delivery.entry_id))
+            pipe.delete(self._keys.jobs_runs(delivery.entry_id), self._keys.jobs_run_by(delivery.entry_id))
             await pipe.execute()
         return job
 
-    async def bury(self, delivery: Delivery, *, error: str) -> Job:
-        """Move a job that ran out of attempts to the dead-letter list (the newest ``dead_max`` kept)."""
-        job = replace(delivery.job, attempts=delivery.job.attempts + 1, last_error=error[:500])
+    async def bury(self, delivery: Delivery, *, error: str, ran: bool = True) -> Job:
+        """Move a job that ran out of attempts to the dead-letter list (the newest ``dead_max``
+        kept); ``ran``: this delivery was an attempt (else it is buried unrun)."""
+        job = replace(delivery.job, attempts=delivery.job.attempts + (1 if ran else 0), last_error=error[:500])
         async with self._redis.pipeline(transaction=True) as pipe:
             pipe.lpush(self._keys.jobs_dead(), job.to_json())
             pipe.ltrim(self._keys.jobs_dead(), 0, self.dead_max - 1)
             pipe.xack(self._keys.jobs(), self._keys.jobs_group(), delivery.entry_id)
             pipe.xdel(self._keys.jobs(), delivery.entry_id)
-            pipe.delete(self._keys.jobs_runs(delivery.entry_id))
+            pipe.delete(self._keys.jobs_runs(delivery.entry_id), self._keys.jobs_run_by(delivery.entry_id))
             await pipe.execute()
         return job
 

@@ -116,6 +116,17 @@ class Keys:
         said how they went (their worker died): JobQueue.started counts one, an outcome drops it."""
         return f"{self.prefix}:{{jobs}}:runs:{entry_id}"
 
+    def jobs_run_by(self, entry_id: str) -> str:
+        """Hash with a TTL: consumer -> how many runs of the job stream entry ``entry_id`` it
+        started and never said how they went (JobQueue.started, beside ``jobs_runs``): whose runs
+        they were, to tell a run's death from a live worker's lost claim."""
+        return f"{self.prefix}:{{jobs}}:runby:{entry_id}"
+
+    def jobs_alive(self) -> str:
+        """Hash: worker (consumer) -> when it was last heard from, unix ms (JobQueue.heard_from, at
+        every claim and every heartbeat of a running job): a run's worker silent long is dead."""
+        return f"{self.prefix}:{{jobs}}:alive"
+
     def jobs_dead(self) -> str:
         """List of jobs that exhausted their attempts (the dead-letter list)."""
         return f"{self.prefix}:{{jobs}}:dead"

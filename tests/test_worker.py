@@ -178,7 +178,7 @@ async def _die_running(server: ServerUnderTest, workers: tuple[str, ...], *, bat
         while not taken:  # reclaimed once idle longer than the visibility timeout
             taken = await jobs.claim(crashed, count=batch, block_ms=1, visibility_ms=1)
         assert len(taken) == batch
-        await jobs.started(taken[0])
+        await jobs.started(taken[0], crashed)
 
 
 async def test_a_reclaimed_job_counts_the_attempt_its_dead_worker_made(
@@ -275,6 +275,108 @@ async def test_a_run_stopped_with_its_worker_on_purpose_is_not_counted(server: S
     await _survivor_runs(server, seen)
     assert seen == [0, 0, 0], seen  # run each time, and never as a run its job cut short
     assert await jobs.counts() == {"queued": 0, "delayed": 0, "dead": 0}
+
+
+# How long a run's worker must be silent to be dead, in the tests below (30 s by default).
+SILENCE_MS = 300
+
+
+async def _silent_for(server: ServerUnderTest, consumers: tuple[str, ...], ms: int) -> None:
+    """Until each of ``consumers`` has not been heard from for ``ms`` (bounded)."""
+    alive = server.services.keys.jobs_alive()
+    async with asyncio.timeout(10):
+        while True:
+            marks = await server.services.redis.hmget(alive, list(consumers))
+            assert all(marks), marks  # each was heard from as it claimed the job
+            if all(server.services.clock.now_ms() - int(at) >= ms for at in marks):
+                return
+            await asyncio.sleep(0.02)
+
+
+async def _reachable_for(worker: Worker, ms: int) -> None:
+    """Until ``worker`` has reached Redis for ``ms`` (it has since it was made, without a failure)."""
+    async with asyncio.timeout(10):
+        while not worker.reachable_for_ms() >= ms:
+            await asyncio.sleep(0.02)
+
+
+async def test_a_job_whose_workers_died_running_it_is_dead_lettered_unrun(
+    server: ServerUnderTest, clients: list[Client]
+) -> None:
+    """A job that kills its worker (the process crashes, runs out of memory) was taken up by the
+    next worker, which it killed too, and so on for as long as it was queued: node after node
+    down, every other job with them (audit "botflow" 1). Once its workers died during
+    ``max_attempts`` of its runs it is dead-lettered, unrun, and its session is told."""
+    survivor = make_worker(
+        server, {"POST_PROCESS_SESSION": _never_run}, visibility_ms=1, max_attempts=2, death_silence_ms=SILENCE_MS
+    )
+    watcher = await _held_by_two_dead_workers(server, clients)
+    await _silent_for(server, ("crashed-worker", "crashed-again"), SILENCE_MS)
+    await _reachable_for(survivor, SILENCE_MS)
+    while not await survivor.run_once(block_ms=1):
+        pass
+    await watcher.wait_for(lambda: bool(watcher.named("job_result")))
+    [result] = [event["data"] for event in watcher.named("job_result")]
+    assert (result["status"], result["attempts"]) == ("failed", 2), result
+    assert "its worker stopped (killed, or out of memory) during each of 2 runs" in result["error"], result
+    jobs = server.services.jobs
+    assert await jobs.counts() == {"queued": 0, "delayed": 0, "dead": 1}
+    [dead] = await jobs.dead()
+    assert dead.attempts == 2 and dead.last_error == result["error"]
+
+
+async def _never_run(ctx: Services, job: Job) -> dict[str, Any]:
+    raise AssertionError("a job whose workers died running it was run again")
+
+
+async def test_a_run_whose_worker_lost_its_claim_alive_is_no_death(
+    server: ServerUnderTest, clients: list[Client]
+) -> None:
+    """A worker stalled past the visibility timeout (or cut off from Redis for a while) loses its
+    claim, and the job is run by another: that run is no death once the worker is heard from
+    again. Counted as one, such a job was dead-lettered unrun (audit "verify44")."""
+    ran: list[int] = []
+
+    async def records(ctx: Services, job: Job) -> dict[str, Any]:
+        ran.append(job.attempts)
+        return {}
+
+    survivor = make_worker(
+        server, {"POST_PROCESS_SESSION": records}, visibility_ms=1, max_attempts=2, death_silence_ms=SILENCE_MS
+    )
+    await _held_by_two_dead_workers(server, clients)
+    await _silent_for(server, ("crashed-worker", "crashed-again"), SILENCE_MS)
+    await _reachable_for(survivor, SILENCE_MS)
+    # The second worker was only stalled: it reads the group again (and finds nothing new).
+    assert await server.services.jobs.claim("crashed-again", count=1, block_ms=1, visibility_ms=600_000) == []
+    while not await survivor.run_once(block_ms=1):
+        pass
+    assert ran == [2]  # run, its two interrupted runs counted as attempts
+    assert await server.services.jobs.counts() == {"queued": 0, "delayed": 0, "dead": 0}
+
+
+async def test_a_worker_just_back_does_not_call_the_silence_of_others_a_death(
+    server: ServerUnderTest, clients: list[Client]
+) -> None:
+    """A worker that has not reached Redis for as long as the silence that makes a death (it just
+    started, or Redis was just away: every live worker was silent then too) runs the job."""
+    ran: list[int] = []
+
+    async def records(ctx: Services, job: Job) -> dict[str, Any]:
+        ran.append(job.attempts)
+        return {}
+
+    await _held_by_two_dead_workers(server, clients)
+    silence_ms = 2000  # far longer than the few ms from the survivor's start to its look
+    await _silent_for(server, ("crashed-worker", "crashed-again"), silence_ms)
+    survivor = make_worker(
+        server, {"POST_PROCESS_SESSION": records}, visibility_ms=1, max_attempts=2, death_silence_ms=silence_ms
+    )
+    while not await survivor.run_once(block_ms=1):
+        pass
+    assert survivor.reachable_for_ms() < silence_ms  # else this test says nothing
+    assert ran == [2]
+    assert await server.services.jobs.counts() == {"queued": 0, "delayed": 0, "dead": 0}
 
 
 def test_processors_can_be_plugged_in() -> None:
