@@ -14,7 +14,7 @@ import {
   bdi,
   hasToken,
   knownIdentity,
-  passkeysSupported,
+  passkeysOffered,
   peekLoginToken,
   signInWithLoginToken,
   signInWithPasskey,
@@ -33,13 +33,25 @@ const next = NEXT_PATH.test(params.get("next") ?? "") ? params.get("next") : "/s
 // The link works once; keep it out of the history and of any later Referer.
 history.replaceState(null, "", "/tg_auth");
 
-function refused(title, message, { passkey = false } = {}) {
+/**
+ * `withPasskey`: the words to say instead of `message` where a passkey is a way in (this browser
+ * can use one and the server offers them), with its button. A server without passkeys was
+ * advised "Sign in with a passkey" of, and its button said so only when pressed.
+ */
+function refused(title, message, { withPasskey = "" } = {}) {
   // Signing in is over without success: the heading and the tab's title say so, not "Signing in…".
   heading.textContent = title;
   document.title = `${title} · sessionhub`;
   status.textContent = message;
   document.body.dataset.state = "refused";
-  other.replaceChildren(...whatElse(passkey));
+  other.replaceChildren(...whatElse(false));
+  if (!withPasskey) return;
+  passkeysOffered().then((on) => {
+    document.body.dataset.passkeys = on ? "offered" : "off"; // answered
+    if (!on || document.body.dataset.state !== "refused") return;
+    status.textContent = withPasskey;
+    other.replaceChildren(...whatElse(true));
+  });
 }
 
 /**
@@ -48,7 +60,7 @@ function refused(title, message, { passkey = false } = {}) {
  */
 function whatElse(passkey) {
   const offers = [];
-  if (passkey && passkeysSupported()) offers.push(passkeyButton(), " ");
+  if (passkey) offers.push(passkeyButton(), " ");
   const somebody = hasToken() || (knownIdentity() !== null && typeof knownIdentity().lost !== "string");
   const away = document.createElement("a");
   away.className = "button"; // a finger's size on a phone, as the page's other choices
@@ -103,19 +115,17 @@ async function identityToLose(owner) {
  */
 function usedUp({ reason, link } = {}) {
   if (reason === "signed_out" && link === "bot") {
-    refused(
-      "This link was ended by a sign-out",
-      "Every device of that identity was signed out after the bot sent it. Send /login to the bot again for a new link, or sign in with a passkey.",
-      { passkey: true },
-    );
+    const why = "Every device of that identity was signed out after the bot sent it.";
+    refused("This link was ended by a sign-out", `${why} Send /login to the bot again for a new link.`, {
+      withPasskey: `${why} Send /login to the bot again for a new link, or sign in with a passkey.`,
+    });
     return;
   }
   if (reason === "signed_out") {
-    refused(
-      "This link was ended by a sign-out",
-      "The device that made it, or every device of that identity, was signed out since. Sign in with a passkey, or ask for a new link on a device still signed in.",
-      { passkey: true },
-    );
+    const why = "The device that made it, or every device of that identity, was signed out since.";
+    refused("This link was ended by a sign-out", `${why} Ask for a new link on a device still signed in.`, {
+      withPasskey: `${why} Sign in with a passkey, or ask for a new link on a device still signed in.`,
+    });
     return;
   }
   refused(
