@@ -82,7 +82,8 @@ async def test_a_device_signed_out_with_its_page_open_asks_for_its_identity_no_m
         await page.set_viewport_size({"width": 390, "height": 844})
         notice = await page.locator("#identity-lost").evaluate(
             "(e) => { const box = e.getBoundingClientRect();"
-            " const inside = [...e.querySelectorAll('button')].every((b) => {"
+            " const shown = [...e.querySelectorAll('button')].filter((b) => b.getClientRects().length > 0);"
+            " const inside = shown.length > 0 && shown.every((b) => {"
             " const r = b.getBoundingClientRect(); return r.left >= box.left && r.right <= box.right"
             " && r.top >= box.top && r.bottom <= box.bottom; });"
             " return {rects: e.getClientRects().length, inside, wide: document.documentElement.scrollWidth}; }"
