@@ -22,6 +22,7 @@ from handlers.streams import formats, timecode
 from handlers.streams.attribution import attributed, viewer_label, viewer_names
 from handlers.streams.actions import owned
 from handlers.streams.formats import Marker
+from handlers.streams.seen import seen_or_empty
 from handlers.streams.moments import Moment, grouped_moments
 from handlers.streams.queries import ExportFormat, ExportQuery
 from handlers.streams.settings import ClipSettings
@@ -180,7 +181,7 @@ def clip_marker(clip: Clip, names: dict[str, str]) -> Marker:
         segment_index=clip.segment_index,
         offset_ms=clip.offset_ms,
         stream_offset_ms=clip.stream_offset_ms,
-        label=clip.note,
+        label=seen_or_empty(clip.note),  # one stored before such notes were taken as none
         submitted_by=clip.submitted_by,
         created_at=clip.created_at,
         count=1,

@@ -207,6 +207,11 @@ def _chapter_title(label: str) -> str:
     return title if len(title) <= YOUTUBE_TITLE_MAX else title[: YOUTUBE_TITLE_MAX - 1].rstrip() + "…"
 
 
+# A YouTube description holds at most this many characters (counted as JavaScript counts them,
+# UTF-16 units): the chapters are spaced out until they fit.
+YOUTUBE_DESCRIPTION_MAX = 5000
+
+
 def youtube_chapters(markers: Sequence[Marker], *, total_ms: int | None, moments: bool) -> str:
     """YouTube chapters on the VOD with the breaks cut out (stream offsets).
 
@@ -214,7 +219,10 @@ def youtube_chapters(markers: Sequence[Marker], *, total_ms: int | None, moments
     order, each at least 10 seconds long. A row closer than that to the chapter before it joins
     that chapter (the first row within 10 s of 0:00 names the 0:00 chapter, else ``Start``); a
     last chapter shorter than 10 s before the known end is dropped. When fewer
-    than three chapters remain, ``invalid_state`` says why.
+    than three chapters remain, ``invalid_state`` says why. Chapters that together are longer
+    than a description holds (``YOUTUBE_DESCRIPTION_MAX``) are spaced further apart, the least
+    apart that fits, as 10 s is: a 3-hour stream of 1,882 clips made 696 chapters, 10,567
+    characters, pasted into no description (audit "streamreview").
     """
     return "".join(youtube_chapters_chunks(markers, total_ms=total_ms, moments=moments))
 
@@ -222,20 +230,26 @@ def youtube_chapters(markers: Sequence[Marker], *, total_ms: int | None, moments
 def youtube_chapters_chunks(markers: Sequence[Marker], *, total_ms: int | None, moments: bool) -> Iterator[str]:
     """:func:`youtube_chapters` in pieces: empty ones while the rows are read, then the file
     (or ``invalid_state``, before any text)."""
-    chapters: list[tuple[int, str]] = [(0, "Start")]
+    rows: list[tuple[int, str]] = []
     ordered = sorted(markers, key=lambda m: m.stream_offset_ms)
     for start in range(0, len(ordered), SLICE):
         if start:
             yield ""
         for number, m in enumerate(ordered[start : start + SLICE], start=start + 1):
-            start_ms = m.stream_offset_ms // 1000 * 1000
             label = _chapter_title(m.label) or (f"Moment {number}" if moments else f"Clip {number}")
-            if start_ms - chapters[-1][0] >= YOUTUBE_MIN_CHAPTER_MS:
-                chapters.append((start_ms, label))
-            elif number == 1:
-                chapters[0] = (0, label)  # the first moment names the opening chapter it joins
-    if total_ms is not None and len(chapters) > 1 and total_ms - chapters[-1][0] < YOUTUBE_MIN_CHAPTER_MS:
-        chapters.pop()
+            rows.append((m.stream_offset_ms // 1000 * 1000, label))
+    chapters = _chapters(rows, total_ms, YOUTUBE_MIN_CHAPTER_MS)
+    if _description_size(chapters) > YOUTUBE_DESCRIPTION_MAX:
+        # The fewest seconds apart that fit (fewer chapters as they grow further apart).
+        low_s, high_s = YOUTUBE_MIN_CHAPTER_MS // 1000, max(rows[-1][0] // 1000, YOUTUBE_MIN_CHAPTER_MS // 1000) + 1
+        while low_s < high_s:
+            yield ""
+            mid_s = (low_s + high_s) // 2
+            if _description_size(_chapters(rows, total_ms, mid_s * 1000)) <= YOUTUBE_DESCRIPTION_MAX:
+                high_s = mid_s
+            else:
+                low_s = mid_s + 1
+        chapters = _chapters(rows, total_ms, low_s * 1000)
     if len(chapters) < YOUTUBE_MIN_CHAPTERS:
         raise CodedError(
             ErrorCode.INVALID_STATE,
@@ -244,7 +258,29 @@ def youtube_chapters_chunks(markers: Sequence[Marker], *, total_ms: int | None, 
             reason="too_few_chapters",
             chapters=len(chapters),
         )
-    yield "".join(f"{timecode.youtube(at)} {label}\n" for at, label in chapters)
+    yield _description(chapters)
+
+
+def _chapters(rows: Sequence[tuple[int, str]], total_ms: int | None, apart_ms: int) -> list[tuple[int, str]]:
+    """The chapters of ``rows`` (start, title; in order) at least ``apart_ms`` apart."""
+    chapters: list[tuple[int, str]] = [(0, "Start")]
+    for number, (start_ms, label) in enumerate(rows, start=1):
+        if start_ms - chapters[-1][0] >= apart_ms:
+            chapters.append((start_ms, label))
+        elif number == 1:
+            chapters[0] = (0, label)  # the first moment names the opening chapter it joins
+    if total_ms is not None and len(chapters) > 1 and total_ms - chapters[-1][0] < YOUTUBE_MIN_CHAPTER_MS:
+        chapters.pop()
+    return chapters
+
+
+def _description(chapters: Sequence[tuple[int, str]]) -> str:
+    return "".join(f"{timecode.youtube(at)} {label}\n" for at, label in chapters)
+
+
+def _description_size(chapters: Sequence[tuple[int, str]]) -> int:
+    """Its length as YouTube's page counts it (UTF-16 units: an emoji counts two)."""
+    return len(_description(chapters).encode("utf-16-le")) // 2
 
 
 def premiere_markers(markers: Sequence[Marker], *, fps: str) -> str:

@@ -12,6 +12,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any, Literal
 
+from handlers.streams.seen import shows_anything
 from storage.streams.repository import Clip
 from storage.streams.slices import SORT_SLICE, sorted_in_slices
 
@@ -61,7 +62,7 @@ def _moment(group: list[Clip]) -> Moment:
         first_offset_ms=first.offset_ms,
         median_offset_ms=_median([c.offset_ms for c in group]),
         first_stream_offset_ms=first.stream_offset_ms,
-        notes=tuple(c.note for c in group if c.note),
+        notes=tuple(c.note for c in group if shows_anything(c.note)),
         clip_ids=tuple(c.clip_id for c in group),
         clipped=any(c.clipped for c in group),
     )

@@ -11,6 +11,7 @@ from pydantic import AfterValidator, BeforeValidator, ConfigDict, Field, StringC
 from auth.claims import USER_ID_PATTERN
 from handlers.ids import UUID4_ANY_CASE_PATTERN
 from handlers.payloads import Payload, SessionRef
+from handlers.streams.seen import seen_or_empty, shows_anything
 
 NOTE_MAX_CHARS = 100
 # Behind the character count: one character as a person sees it may be any number of code points
@@ -59,18 +60,28 @@ _PLAIN = "[^\x00-\x1f\x7f-\x9f\u2028\u2029\u202a-\u202e\u2066-\u2069]*"
 _PLAIN_SCHEMA = Field(json_schema_extra={"pattern": f"^{_PLAIN}$"})
 _PLAIN_NOT_BLANK_SCHEMA = Field(json_schema_extra={"pattern": f"^(?=[\\s\\S]*\\S){_PLAIN}$"})
 
-# Checked as sent, then trimmed, then measured: "at most 100 characters" is about what is stored and shown.
+
+def _seen_title(value: str) -> str:
+    if not shows_anything(value):
+        raise ValueError("a title needs a character that shows (not only invisible ones)")
+    return value
+
+
+# Checked as sent, then trimmed, then measured: "at most 100 characters" is about what is stored and
+# shown. A note that shows nothing (invisible characters alone) is stored as no note (handlers.streams.seen).
 Note = Annotated[
     str,
     StringConstraints(strip_whitespace=True),
     BeforeValidator(_plain_text),  # after the trim in this list, so it runs before it (it wraps it)
     AfterValidator(_note_size),
+    AfterValidator(seen_or_empty),
     _PLAIN_SCHEMA,
 ]
 Title = Annotated[
     str,
     StringConstraints(strip_whitespace=True, min_length=1, max_length=TITLE_MAX_CHARS),
     BeforeValidator(_plain_text),
+    AfterValidator(_seen_title),
     _PLAIN_NOT_BLANK_SCHEMA,
 ]
 Game = Annotated[

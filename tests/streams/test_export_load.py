@@ -138,7 +138,8 @@ async def test_exporting_a_raid_never_holds_the_loop(server: ServerUnderTest, cl
             stop.set()
             took = await acks
             assert r.status == 200, (path, r.status, body[:200])
-            assert len(body) > 50_000, path  # the raid is in it
+            # The raid is in it (YouTube's chapters spaced out to fit a description's 5,000 characters).
+            assert len(body) > 50_000 or (path.endswith("youtube") and 4_000 < len(body.decode()) <= 5_000), path
             held = f"{path}: the loop was held by {worst.cpu_s * 1000:.0f} ms of work ({worst.wall_s * 1000:.0f} ms)"
             assert worst.cpu_s < WORST_GAP_CPU_S, held
             assert took, path  # the other client was answered meanwhile

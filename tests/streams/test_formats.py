@@ -9,6 +9,7 @@ with ``* LOC:`` locators; SMPTE non-drop-frame timecode.
 from __future__ import annotations
 
 import dataclasses
+import itertools
 
 import pytest
 
@@ -287,3 +288,56 @@ def test_a_long_titles_file_name_is_cut_without_a_dangling_dash() -> None:
 
     assert filename("a" * 59 + " b", "clips", ".csv") == "a" * 59 + "-clips.csv"  # was "…a--clips.csv"
     assert filename("Über ✨ night", "clips", ".csv") == "uber-night-clips.csv"
+
+
+def test_chapters_of_a_long_busy_stream_are_spaced_out_to_fit_a_description() -> None:
+    """A 3-hour stream of 1,882 clips made 696 chapters, 10,567 characters: no YouTube description
+    holds it (5,000). They are spaced out, the least that fits, and still keep YouTube's rules."""
+    rows = [marker(1, ms, ms, f"clip {ms // 1000} 🔥", "v", 0, False) for ms in range(0, 3 * 3_600_000, 5_740)]
+    assert len(rows) == 1_882
+    said = formats.youtube_chapters(rows, total_ms=3 * 3_600_000, moments=False)
+    assert len(said.encode("utf-16-le")) // 2 <= formats.YOUTUBE_DESCRIPTION_MAX, len(said)
+    starts = [timecode_s(line.split(" ", 1)[0]) for line in said.splitlines()]
+    gaps = [b - a for a, b in itertools.pairwise(starts)]
+    assert starts[0] == 0 and min(gaps) >= 10 and len(starts) >= 3, said
+    # The least spacing that fits: one second less does not.
+    apart_ms = min(gaps) * 1000
+    tighter = formats._chapters(
+        [(m.stream_offset_ms // 1000 * 1000, m.label) for m in rows], 3 * 3_600_000, apart_ms - 1000
+    )
+    assert len(formats._description(tighter).encode("utf-16-le")) // 2 > formats.YOUTUBE_DESCRIPTION_MAX
+    # A stream whose chapters fit is as before: 10 s apart.
+    few = rows[::40]
+    assert formats.youtube_chapters(few, total_ms=None, moments=False).count("\n") == len(few)
+
+
+def timecode_s(text: str) -> int:
+    """Seconds of a YouTube timestamp ("1:02:03", "2:03")."""
+    seconds = 0
+    for part in text.split(":"):
+        seconds = seconds * 60 + int(part)
+    return seconds
+
+
+def test_a_note_of_invisible_characters_alone_is_no_note() -> None:
+    """Notes of a zero-width space, a left-to-right mark, a byte-order mark or an Arabic letter mark
+    alone were stored and exported as chapters and markers with no visible title (audit
+    "streamreview"). Such a note is taken as none; one stored before is exported as none."""
+    from pydantic import ValidationError
+
+    from handlers.streams.export import clip_marker
+    from handlers.streams.payloads import ClipRequest, CreateStream
+
+    for unseen in ("\u200b", "\u200e", "\ufeff", "\u061c", "\u200b \u3164"):
+        assert ClipRequest.model_validate({"note": unseen}).note == ""
+        with pytest.raises(ValidationError, match="a title needs a character that shows"):
+            CreateStream.model_validate({"title": unseen})
+    assert ClipRequest.model_validate({"note": "\u200bgg"}).note == "\u200bgg"  # something shows
+    stored = Clip(
+        clip_id="c", segment_index=1, offset_ms=20_000, stream_offset_ms=20_000, note="\u200b",
+        submitted_by="v", viewer_tag="t", seq=1, clipped=False, created_at=NEW_YEAR_MS,
+    )  # fmt: skip
+    rows = [clip_marker(stored, {}), marker(1, 40_000, 40_000, "b", "v", 0, False)]
+    assert formats.youtube_chapters(rows, total_ms=None, moments=False) == "0:00 Start\n0:20 Clip 1\n0:40 b\n"
+    [moment] = group_moments([stored], window_s=10)
+    assert moment.notes == ()
