@@ -43,6 +43,13 @@ TOUCH_MEMORY = 10_000
 # Sessions whose kind and owner a node remembers for subscriptions (see SessionDirectory.known).
 KNOWN_MEMORY = 10_000
 DAY_MS = 86_400_000
+# A kind whose sessions each have a part, a session of its own deleted with it -> the record
+# field naming that part. A stream and its audience (storage/streams/audience.py): the kinds'
+# names, not imported, as storage.streams imports this module.
+PARTS = {"stream": "audience_id"}
+# Each of a session and its part is accessed when the other is (SessionDirectory._record): the
+# record field naming the other one, by kind.
+COMPANIONS = {**PARTS, "stream_audience": "stream_id"}
 
 
 def _ignore(kind: str) -> None:
@@ -306,8 +313,30 @@ class SessionDirectory:
         orphaned = self._clock.now_ms() - previous_ms >= self.orphan_ms
         return Access(previous_ms=previous_ms, orphaned=orphaned, orphan_days=self.orphan_days)
 
-    async def _record(self, session_id: str, kind: str, *, created_ms: int) -> int | None:
-        """Touch the admin indexes; the access time before this one, or None when nothing was recorded."""
+    async def _record(self, session_id: str, kind: str, *, created_ms: int, companion: bool = True) -> int | None:
+        """Touch the admin indexes; the access time before this one, or None when nothing was recorded.
+
+        A session that is a part of another (a stream and its audience, :data:`COMPANIONS`) is
+        touched with it: used alone, the audience of a stream its owner kept using became an
+        orphan, and deleting orphans took it from under the stream's viewers ("Stream deleted");
+        a stream its viewers kept watching, an orphan, was deleted with them watching (audit
+        "operator")."""
+        previous = await self._record_one(session_id, kind, created_ms=created_ms)
+        field = COMPANIONS.get(kind)
+        if companion and field is not None and previous is not None:
+            try:
+                other: Any = await self._redis.hget(self._keys.session(session_id), field)
+                found: Any = [None, None]
+                if other:
+                    found = await self._redis.hmget(self._keys.session(str(other)), "kind", "created_at")
+            except REDIS_AWAY as exc:
+                log.warning("admin touch of the companion of %s failed: %s", session_id, exc)
+                return previous
+            if found[0]:
+                await self._record_one(str(other), str(found[0]), created_ms=int(found[1] or 0))
+        return previous
+
+    async def _record_one(self, session_id: str, kind: str, *, created_ms: int) -> int | None:
         # A failure is logged, never raised: bookkeeping must not refuse the lookup it follows.
         now_ms = self._clock.now_ms()
         try:

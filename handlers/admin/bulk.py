@@ -140,18 +140,26 @@ class BulkRoutes:
     async def _delete_each(
         self, ids: list[str], older_than_days: int, claims: Claims, response: web.StreamResponse, progress: _Progress
     ) -> None:
+        went_with: set[str] = set()  # counted orphans that went with a session deleted before them
         for done, session_id in enumerate(ids, start=1):
             if done % PROGRESS_EVERY == 0:
                 await response.write(_line({"deleted": progress.deleted, "done": done - 1, "total": len(ids)}))
+            # An orphan stream's audience (an orphan with it) goes with the stream: deleted, as
+            # counted. It was left out, and the page said 5 of 6 deleted where all 6 were gone.
+            if session_id in went_with and not await self._s.redis.exists(self._s.keys.session(session_id)):
+                progress.deleted += 1
+                continue
             # Accessed since the count (a user came back to it): no longer an orphan, kept.
             if not await self._recalc.still_orphan(session_id, older_than_days):
                 continue
             bound_ms = self._s.clock.now_ms() - older_than_days * 86_400_000
             try:
-                await self._deleter.delete(
+                deleted = await self._deleter.delete(
                     session_id, actor=claims.sub, known_kinds_only=False, orphan_bound_ms=bound_ms
                 )
                 progress.deleted += 1
+                if deleted.companion:
+                    went_with.add(deleted.companion)
             except CodedError as exc:
                 if exc.code is ErrorCode.CONFLICT:
                     continue  # used since the index said orphan (the script re-checked): kept

@@ -18,6 +18,7 @@ from handlers.cleanups import delete_owing
 from handlers.context import Services
 from protocol.errors import CodedError, ErrorCode
 from storage.admin.repository import AdminStore
+from storage.sessions import PARTS
 
 
 @dataclass(frozen=True, slots=True)
@@ -27,6 +28,8 @@ class Deleted:
     kind: str
     owner_id: str
     offset: int
+    # The session that is a part of this one and went with it (a stream's audience), or "".
+    companion: str = ""
 
 
 class SessionDeleter:
@@ -61,7 +64,8 @@ class SessionDeleter:
                 ),
                 record=record,
             )
-        return Deleted(kind=record["kind"], owner_id=record.get("owner_id", ""), offset=offset)
+        part = record.get(PARTS.get(record["kind"], ""), "")
+        return Deleted(kind=record["kind"], owner_id=record.get("owner_id", ""), offset=offset, companion=part)
 
     @staticmethod
     def summary(deleted: Deleted) -> dict[str, Any]:

@@ -113,3 +113,57 @@ async def test_the_deletion_rechecks_a_candidate_used_after_the_count(
         assert outcome["deleted"] == outcome["count"] - 1
     finally:
         server.services.clock.shift_ms = 0
+
+
+async def _stream_and_audience(http: aiohttp.ClientSession, server: ServerUnderTest) -> tuple[str, str]:
+    async with http.post("/api/streams", json={"title": "Live"}, headers=_bearer(server)) as response:
+        assert response.status == 201, await response.text()
+        session = (await response.json())["session"]
+    return str(session["session_id"]), str(session["audience_id"])
+
+
+async def test_a_stream_and_its_audience_are_used_together(
+    server: ServerUnderTest, http: aiohttp.ClientSession, clients: list[Client]
+) -> None:
+    """A stream's audience (what viewer pages follow) was used on its own: the audience of a stream
+    its owner kept using became an orphan, and deleting orphans took it away, every viewer then
+    told "Stream deleted"; a stream its viewers kept watching was an orphan too (audit
+    "operator"). Each is used when the other is."""
+    token = admin_token(server)
+    owned, owned_audience = await _stream_and_audience(http, server)
+    watched, watched_audience = await _stream_and_audience(http, server)
+    server.services.clock.shift_ms = 100 * DAY_MS
+    try:
+        async with http.get(f"/api/streams/{owned}", headers=_bearer(server)) as response:
+            assert response.status == 200  # its owner looks at it
+        viewer = Client(server.url, server.token("bob", ttl_s=LONG_TTL_S))
+        clients.append(viewer)
+        await viewer.connect()
+        ack = await viewer.call("subscribe_on_session", {"session_id": watched_audience})
+        assert ack["ok"] is True, ack  # a viewer's page follows the other
+        await server.services.sessions.settle()
+        outcome = await _delete_orphans(http, token)
+        for kept in (owned, owned_audience, watched, watched_audience):
+            assert await server.services.sessions.meta(kept) is not None, kept
+        assert outcome["deleted"] == outcome["count"]
+    finally:
+        server.services.clock.shift_ms = 0
+
+
+async def test_an_abandoned_stream_goes_with_its_audience_as_counted(
+    server: ServerUnderTest, http: aiohttp.ClientSession
+) -> None:
+    """An abandoned stream and its audience are two orphans; the audience goes with the stream.
+    Counted apart, the deletion said 5 of 6 deleted for three streams, all six gone (audit
+    "operator"): an operator reads that as one kept, used meanwhile."""
+    token = admin_token(server)
+    made = [await _stream_and_audience(http, server) for _ in range(3)]
+    server.services.clock.shift_ms = 100 * DAY_MS
+    try:
+        outcome = await _delete_orphans(http, token)
+        for stream, audience in made:
+            assert await server.services.sessions.meta(stream) is None
+            assert await server.services.sessions.meta(audience) is None
+        assert outcome["count"] >= 6 and outcome["deleted"] == outcome["count"] == outcome["total"], outcome
+    finally:
+        server.services.clock.shift_ms = 0

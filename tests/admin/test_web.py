@@ -430,3 +430,35 @@ STORED_ADMIN = """() => {
   const part = record.token.split(".")[1].replace(/-/g, "+").replace(/_/g, "/");
   return (JSON.parse(atob(part)).perms || []).includes("admin");
 }"""
+
+
+async def test_the_orphans_days_are_the_servers_and_count_as_the_card_does(
+    browser: Any, redis_process: Any, redis: Any, tmp_path: Path
+) -> None:
+    """With SESSIONHUB_ADMIN_ORPHAN_DAYS=30 the Orphaned card counted 30-day orphans while the
+    deletion's days field said 90: its dry run counted others (audit "operator")."""
+    from tests.browser import new_tab
+    from tests.conftest import start_server
+
+    srv = await start_server(redis_process.url, tmp_path / "node", admin_orphan_days=30)
+    try:
+        await srv.create_session("alice")
+        srv.services.clock.shift_ms = 40 * DAY_MS  # an orphan at 30 days, not at 90
+        tab = await new_tab(browser, srv)
+        try:
+            await tab.use_token(admin_token(srv), ttl_s=LONG_TTL_S)
+            page = await tab.open("/admin")
+            await expect(page.locator("#m-orphaned")).to_have_text("1")
+            await expect(page.locator("#orphan-days")).to_have_value("30")
+            await page.locator("#orphans-form button[type=submit]").click()
+            await expect(page.locator("#bulk-status")).to_have_text("1 orphan(s) not accessed for 30 days.")
+            # Typed by the operator, the field is theirs: a refresh does not put 30 back.
+            await page.locator("#orphan-days").fill("120")
+            await srv.create_session("bob")  # the dashboard refreshes
+            await expect(page.locator("#m-sessions")).to_have_text("2")
+            await expect(page.locator("#orphan-days")).to_have_value("120")
+        finally:
+            await tab.page.context.close()
+    finally:
+        srv.services.clock.shift_ms = 0
+        await srv.stop()

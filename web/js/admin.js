@@ -88,6 +88,10 @@ function handle(error, where) {
 
 function renderMetrics(metrics) {
   const total = metrics.total;
+  // The orphans' days as this server counts them (SESSIONHUB_ADMIN_ORPHAN_DAYS), until the operator
+  // types their own: the field said 90 whatever the setting, and its count disagreed with the card's.
+  const days = $("orphan-days");
+  if (!days.dataset.edited && Number.isInteger(metrics.orphan_days)) days.value = String(metrics.orphan_days);
   $("m-sessions").textContent = total.sessions;
   $("m-active").textContent = total.active;
   $("m-today").textContent = total.created_today;
@@ -689,6 +693,9 @@ function start() {
   $("export-orphans").addEventListener("click", () => exportSessions("orphans"));
   $("recalculate").addEventListener("click", recalculate);
   $("orphans-form").addEventListener("submit", countOrphans);
+  $("orphan-days").addEventListener("input", () => {
+    $("orphan-days").dataset.edited = "true";
+  });
   $("orphans-confirm").addEventListener("click", deleteOrphans);
   $("token-form").addEventListener("submit", useToken);
   const zone = Intl.DateTimeFormat().resolvedOptions().timeZone;
