@@ -283,6 +283,11 @@ class AdminStore:
             return False
         if query.owner and row["owner_id"] != query.owner:
             return False
+        # The owner's sessions are those of their own list, whatever the sort: a part of another
+        # session (a stream's audience) only when its kind is asked for. They came and went with
+        # the sort (in by size or access, out by creation: audit "operator").
+        if query.owner and row["kind"] in UNLISTED_KINDS and query.kind not in UNLISTED_KINDS:
+            return False
         if query.state == "active" and row["accessed_at"] < now - ACTIVE_MS:
             return False
         if query.state == "orphaned" and not row["orphaned"]:
@@ -314,7 +319,9 @@ class AdminStore:
                 {
                     "session_id": session_ids[i],
                     "kind": record["kind"],
-                    "owner_id": record.get("owner_id", ""),
+                    # A pattern's record names no owner (anyone with its link edits it), but its
+                    # author's list holds it: the author is its owner here, as in that list.
+                    "owner_id": record.get("owner_id") or record.get("author_id", ""),
                     "created_at": created,
                     "accessed_at": last_access,
                     "updated_at": int(updated[i] if updated[i] is not None else created),

@@ -181,6 +181,26 @@ async def test_an_owner_filter_finds_the_audience_sessions_of_their_streams(
     assert [row["session_id"] for row in streams["sessions"]] == [alices]
 
 
+async def test_an_owner_filter_lists_their_own_list_whatever_the_sort(
+    server: ServerUnderTest, http: aiohttp.ClientSession
+) -> None:
+    """Filtered by owner, the patterns the user made were never listed (a pattern's record names no
+    owner: its author) and their streams' audiences came and went with the sort (audit "operator")."""
+    token = admin_token(server)
+    voice = await server.create_session("alice")
+    stream = await create_stream(server, user="alice")
+    headers = {"Authorization": f"Bearer {server.token('alice', ttl_s=LONG_TTL_S)}"}
+    async with http.post("/api/sessions", json={}, headers=headers) as response:
+        assert response.status == 201, await response.text()
+        pattern = str((await response.json())["id"])
+    await new_pattern(http)  # nobody's
+    for sort in ("created", "accessed", "updated", "size", "remixes"):
+        _, hers = await call(http, "GET", "/admin/sessions", token, owner="alice", sort=sort)
+        listed = {row["session_id"]: row for row in hers["sessions"]}
+        assert set(listed) == {voice, stream, pattern}, (sort, hers)
+        assert listed[pattern]["owner_id"] == "alice" and listed[pattern]["kind"] == "pattern"
+
+
 async def test_listing_filters_by_kind_state_and_creation_range(
     server: ServerUnderTest, http: aiohttp.ClientSession
 ) -> None:
