@@ -25,7 +25,7 @@ async def admin_claims(request: web.Request, services: Services) -> Claims:
     if Permission.ADMIN not in claims.perms:
         raise CodedError(ErrorCode.FORBIDDEN, "the admin permission is required")
     if claims.fam and not await services.identities.admin_granted(claims.sub):
-        raise CodedError(ErrorCode.FORBIDDEN, "the admin permission was withdrawn")
+        raise CodedError(ErrorCode.FORBIDDEN, "the admin permission was withdrawn", reason="withdrawn")
     return claims
 
 

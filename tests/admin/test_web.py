@@ -373,6 +373,9 @@ async def test_a_grant_shows_the_dashboard_at_once_and_a_revoke_closes_it(tab: T
     await server.services.identities.set_admin(user_id, False)
     await expect(page.locator("#forbidden")).to_be_visible()  # at the dashboard's next refresh
     await expect(page.locator("#dashboard")).to_be_hidden()
+    # Told what happened, not asked for "a token with the admin permission" (audit "operator").
+    await expect(page.locator("#forbidden h1")).to_have_text("Admin permission withdrawn")
+    await expect(page.locator("#forbidden-message")).to_contain_text("An operator has withdrawn the admin permission")
 
 
 async def test_a_refused_admin_page_keeps_a_token_not_from_the_refresh_cookie(

@@ -66,7 +66,16 @@ function showForbidden(error) {
   $("loading").hidden = true;
   $("dashboard").hidden = true;
   $("forbidden").hidden = false;
-  if (error.code === "unauthorized") {
+  // This page showed the dashboard, so its identity was an admin: now refused, it was withdrawn
+  // (the page's new token, asked of its refresh cookie, then says "required", not "withdrawn").
+  if ((dashboardShown && error.code === "forbidden") || error.details?.reason === "withdrawn") {
+    // An admin whose permission an operator withdrew, with the page open: told so, not asked
+    // for "a token with the admin permission" as if they had never had one (audit "operator").
+    $("forbidden-title").textContent = "Admin permission withdrawn";
+    document.title = "Admin permission withdrawn · sessionhub";
+    $("forbidden-message").textContent =
+      "An operator has withdrawn the admin permission of this identity: this dashboard is closed. Ask an operator to grant it again (sessionhub admin grant), then load this page again.";
+  } else if (error.code === "unauthorized") {
     // Nobody signed in yet is not refused anything: the heading (the first thing a screen
     // reader says of this alert) and the tab's title ask them to sign in.
     $("forbidden-title").textContent = "Sign in";
@@ -86,7 +95,10 @@ function handle(error, where) {
 
 // --- metrics, alerts, audit -------------------------------------------------------------
 
+let dashboardShown = false; // the dashboard's figures were shown in this page at least once
+
 function renderMetrics(metrics) {
+  dashboardShown = true;
   const total = metrics.total;
   // The orphans' days as this server counts them (SESSIONHUB_ADMIN_ORPHAN_DAYS), until the operator
   // types their own: the field said 90 whatever the setting, and its count disagreed with the card's.
