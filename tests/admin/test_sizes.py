@@ -3,9 +3,14 @@
 
 from __future__ import annotations
 
+import asyncio
+
+import pytest
+
+import storage.sessions as sessions_module
 from storage.streams.repository import StreamSessions
 from tests.helpers import Client, ServerUnderTest
-from tests.streams.helpers import started, submitter
+from tests.streams.helpers import connect, started, submitter
 
 
 async def test_a_streams_size_counts_its_clips_and_its_audience_is_counted(
@@ -28,3 +33,26 @@ async def test_a_streams_size_counts_its_clips_and_its_audience_is_counted(
     await services.sessions.touch(session_id, "stream", created_ms=0, force=True)
     size = int(await redis.zscore(keys.admin_size(), session_id))
     assert size >= record_and_log + clips_bytes * 0.8, (size, record_and_log, clips_bytes)
+
+
+async def test_the_last_clips_of_a_burst_are_measured_though_nobody_comes_back(
+    server: ServerUnderTest, clients: list[Client], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A stream's size was measured at most once a minute, at a use: its clips all came within
+    its first minute, nobody opened it after, and its size stayed as measured then (28% low) for
+    good (audit "operator"). A use within the interval asks one more touch at its end."""
+    monkeypatch.setattr(sessions_module, "TOUCH_INTERVAL_MS", 300)
+    viewers = [await connect(server, clients, f"viewer-{n}") for n in range(3)]
+    session_id, _ = await started(server, clients)
+    services = server.services
+    keys, redis = services.keys, services.redis
+    await services.sessions.touch(session_id, "stream", created_ms=0, force=True)
+    before = int(await redis.zscore(keys.admin_size(), session_id))
+    for viewer in viewers:  # a burst: the first use may touch, the others fall within its interval
+        ack = await viewer.call("clip_submit", {"session_id": session_id, "note": "n" * 90})
+        assert ack["ok"] is True, ack
+    _, measured = await services.sessions.measure(session_id, "stream")
+    assert measured > before
+    async with asyncio.timeout(10):  # the trailing touch, a few hundred ms on
+        while int(await redis.zscore(keys.admin_size(), session_id)) != measured:
+            await asyncio.sleep(0.05)
