@@ -99,6 +99,7 @@ class Channels:
         self._heard: dict[str, float] = {}  # monotonic time each link last brought something
         self._pinged: dict[str, float] = {}  # and when it was last sent a PING
         self._unanswered: dict[str, float] = {}  # nodes that did not answer ROLE, until when to skip them
+        self._last_silent: str | None = None  # the last node found silent: asked last by every reading
         self._retry_at = 0.0  # monotonic time of the next try for lost channels
         self._turn = 0
         # Both kinds: channels asked for and not yet confirmed, with when they were asked for.
@@ -232,7 +233,7 @@ class Channels:
             if quiet_s >= LINK_SILENT_S:
                 log.warning("bus: %s answered nothing for %.1f s; its channels move to their owners", name, quiet_s)
                 await self._drop_link(name)
-                self._suspect = name
+                self._suspect = self._last_silent = name
             elif quiet_s >= LINK_QUIET_S and now - self._pinged.get(name, 0.0) >= LINK_QUIET_S:
                 self._pinged[name] = now
                 try:
@@ -360,14 +361,17 @@ class Channels:
         return False
 
     def _silent_node(self) -> str | None:
-        """The node left alone for not answering ROLE, if one still is.
+        """The node left alone for not answering ROLE, if one still is, else the last node found
+        silent.
 
         The map is read again after each refused try while that node stays left alone; redis-py
         asks the nodes in a random order, and a reading that asked the silent node first waited
-        on it to its timeout (2.2 s of lag in a CI run), so it keeps being asked last."""
+        on it to its timeout (2.2 s of lag in a CI run), so it keeps being asked last; and once it
+        is no longer left alone too (2.7 s of lag in another: the pause ran out before the map
+        named the promoted replica). Asking a node that answers last costs nothing."""
         now = time.monotonic()
         waiting = [(until, name) for name, until in self._unanswered.items() if until > now]
-        return max(waiting)[1] if waiting else None
+        return max(waiting)[1] if waiting else self._last_silent
 
     async def _read_map(self, suspect: str | None) -> None:
         """The slot map, read anew; ``suspect`` (a silent node) asked last, where redis-py can."""
@@ -395,7 +399,7 @@ class Channels:
                 role = await node.execute_command("ROLE")
         except TimeoutError:
             self._unanswered[node.name] = time.monotonic() + UNANSWERED_PAUSE_S
-            self._suspect = node.name
+            self._suspect = self._last_silent = node.name
             raise ConnectionError(f"{node.name} did not answer ROLE within {ROLE_TIMEOUT_S} s") from None
         if _text(role[0]) != "master":
             raise ConnectionError(f"{node.name} is a {_text(role[0])} now: the slot map is out of date")
