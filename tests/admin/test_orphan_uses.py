@@ -41,18 +41,12 @@ async def _pattern(http: aiohttp.ClientSession) -> str:
         return str((await response.json())["id"])
 
 
-async def _stream(http: aiohttp.ClientSession, server: ServerUnderTest) -> str:
-    async with http.post("/api/streams", json={"title": "Live"}, headers=_bearer(server)) as response:
-        assert response.status == 201, await response.text()
-        return str((await response.json())["session"]["session_id"])
-
-
 async def test_api_and_event_uses_count_as_accesses(
     server: ServerUnderTest, http: aiohttp.ClientSession, clients: list[Client]
 ) -> None:
     token = admin_token(server)
     loaded, saved, edited = await _pattern(http), await _pattern(http), await _pattern(http)
-    stream = await _stream(http, server)
+    stream, _ = await _stream_and_audience(http, server)
     async with http.get("/api/listening", headers=_bearer(server)) as response:
         history = str((await response.json())["session_id"])
     voice = await server.create_session("alice")
