@@ -75,6 +75,7 @@ async def test_another_device_is_named_and_signed_out_only_once_confirmed(
     page, user_id = await a_guest_with_a_phone(tab, server)
     questions = Questions(page)
     await page.locator("#identity-name").click()
+    await expect(page.locator("#identity-devices")).to_have_attribute("data-state", "current")
     rows = page.locator("#identity-devices li")
     await expect(rows).to_have_count(2)
     phone = page.locator("#identity-devices li", has_text="Safari on iPhone")
@@ -116,6 +117,28 @@ async def test_another_device_is_named_and_signed_out_only_once_confirmed(
     await page.locator("#identity-name").click()
     await expect(rows).to_have_count(1)
     await expect(rows).to_contain_text("This device")
+
+
+async def test_the_devices_read_again_keep_the_rows_and_the_focus_in_them(server: ServerUnderTest, tab: Tab) -> None:
+    """The panel reads the devices again as it opens; rows that read the same stay as they are.
+
+    The whole list was replaced when that answer came: a device's button the person had just
+    reached lost the keyboard's focus, and an element found a moment before was gone (a CI run).
+    """
+    page, _ = await a_guest_with_a_phone(tab, server)
+    # Opened and the phone's button reached at once, before the panel's own read is answered.
+    await page.evaluate(
+        """() => {
+            document.getElementById("identity-name").click();
+            window.heldName = document.querySelector("#identity-devices .device-name");
+            document.querySelector("#identity-devices button").focus();
+            window.heldButton = document.activeElement;
+        }"""
+    )
+    await expect(page.locator("#identity-devices")).to_have_attribute("data-state", "current")
+    assert await page.evaluate("() => window.heldName.isConnected && window.heldButton.isConnected")
+    assert await page.evaluate("() => document.activeElement === window.heldButton")
+    await expect(page.locator("#identity-devices li")).to_have_count(2)
 
 
 async def test_enter_in_the_name_field_saves_the_name(server: ServerUnderTest, tab: Tab) -> None:

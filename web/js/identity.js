@@ -404,7 +404,29 @@ async function listDevices() {
   const list = document.getElementById("identity-devices");
   if (me.user_id !== shown?.user_id || !list) return;
   shown = { ...shown, devices: me.devices };
-  list.replaceWith(deviceList(me.devices));
+  refreshRows(list, deviceList(me.devices));
+}
+
+/**
+ * The list brought up to date row by row: a row that reads the same is kept as it is. Replacing
+ * the whole list while it was on screen took the keyboard's focus off a device's button the
+ * person had just reached, and left whatever they held in it detached (a CI run's test saw the
+ * phone's name, found a moment before, gone from the page).
+ */
+function refreshRows(list, fresh) {
+  const focused = list.contains(document.activeElement) ? document.activeElement.closest("li") : null;
+  const rows = [...fresh.children];
+  // Only a row that changed is touched: a row taken out and put back loses the focus too.
+  rows.forEach((row, at) => {
+    const old = list.children[at];
+    if (!old) list.append(row);
+    else if (!old.isEqualNode(row)) old.replaceWith(row);
+  });
+  while (list.children.length > rows.length) list.lastElementChild.remove();
+  // A changed row under the focus (its "last used" moved on): the focus goes to its new button.
+  if (focused && !focused.isConnected)
+    list.querySelector(`li[data-device="${CSS.escape(focused.dataset.device)}"] button`)?.focus();
+  list.dataset.state = "current"; // as the server knows them now, not as the page's load found them
 }
 
 function deviceList(devices) {
