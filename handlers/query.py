@@ -69,8 +69,11 @@ def query_values(model: type[BaseModel], query: Mapping[str, str]) -> dict[str, 
         if raw is None:
             continue
         if _takes_int(field):
-            if not (raw.isascii() and raw.isdigit() and len(raw) <= MAX_DIGITS):
+            digits = raw.removeprefix("-")
+            if not (digits.isascii() and digits.isdigit() and len(digits) <= MAX_DIGITS):
                 raise CodedError(ErrorCode.INVALID_PAYLOAD, f"{key} must be a whole number")
+            # A negative number is a whole number: the model's bound says what is allowed
+            # ("limit=-5 must be a whole number" read as if "-5" were not one).
             values[key] = int(raw)
         else:
             values[key] = raw

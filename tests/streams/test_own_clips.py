@@ -143,6 +143,20 @@ async def test_bad_requests_are_refused_and_change_nothing(
     assert (answered, body["error"]) == (403, "forbidden")
 
 
+async def test_a_negative_limit_is_told_its_bound_as_zero_is(server: ServerUnderTest) -> None:
+    """A "-5" is a whole number: it was refused as if it were not one ("must be a whole number")."""
+    session_id = await create_stream(server)
+    answers = [
+        await http(server, "GET", f"/api/streams/{session_id}/clips/mine?limit={limit}", user="bob")
+        for limit in ("0", "-5", "-", "--5")
+    ]
+    (zero, negative, dash, dashes) = [body for _, body in answers]
+    assert [status for status, _ in answers] == [400] * 4
+    assert negative["message"] == zero["message"], (negative, zero)
+    assert "whole number" not in negative["message"], negative
+    assert dash["message"] == dashes["message"] == "limit must be a whole number", (dash, dashes)
+
+
 async def test_a_retried_click_indexes_the_session_among_the_viewers_when_the_first_try_could_not(
     quick: ServerUnderTest, clients: list[Client], redis: Any
 ) -> None:
