@@ -404,18 +404,18 @@ async function listDevices() {
   const list = document.getElementById("identity-devices");
   if (me.user_id !== shown?.user_id || !list) return;
   shown = { ...shown, devices: me.devices };
-  refreshRows(list, deviceList(me.devices));
+  refreshRows(list, [...deviceList(me.devices).children], "device", document.getElementById("identity-link"));
 }
 
 /**
- * The list brought up to date row by row: a row that reads the same is kept as it is. Replacing
- * the whole list while it was on screen took the keyboard's focus off a device's button the
- * person had just reached, and left whatever they held in it detached (a CI run's test saw the
- * phone's name, found a moment before, gone from the page).
+ * A list brought up to date row by row: a row that reads the same is kept as it is. Replacing
+ * the whole list while it was on screen took the keyboard's focus off a button the person had
+ * just reached, and left whatever they held in it detached (a CI run's test saw the phone's name,
+ * found a moment before, gone from the page). Rows are keyed by their `data-<key>`.
  */
-function refreshRows(list, fresh) {
+function refreshRows(list, rows, key, fallback) {
   const focused = list.contains(document.activeElement) ? document.activeElement.closest("li") : null;
-  const rows = [...fresh.children];
+  const place = focused ? [...list.children].indexOf(focused) : -1;
   // Only a row that changed is touched: a row taken out and put back loses the focus too.
   rows.forEach((row, at) => {
     const old = list.children[at];
@@ -423,9 +423,13 @@ function refreshRows(list, fresh) {
     else if (!old.isEqualNode(row)) old.replaceWith(row);
   });
   while (list.children.length > rows.length) list.lastElementChild.remove();
-  // A changed row under the focus (its "last used" moved on): the focus goes to its new button.
-  if (focused && !focused.isConnected)
-    list.querySelector(`li[data-device="${CSS.escape(focused.dataset.device)}"] button`)?.focus();
+  // The row under the focus changed (its "last used" moved on): the focus goes to its new button;
+  // it went (removed): to the row now in its place, else to what the list's owner names.
+  if (focused && !focused.isConnected) {
+    const same = [...list.children].find((row) => row.dataset[key] === focused.dataset[key]);
+    const near = same ?? list.children[Math.min(place, list.children.length - 1)];
+    (near?.querySelector("button") ?? fallback)?.focus();
+  }
   list.dataset.state = "current"; // as the server knows them now, not as the page's load found them
 }
 
@@ -643,17 +647,17 @@ async function listPasskeys() {
     status.textContent = enabled ? "This browser cannot use passkeys." : NO_PASSKEYS;
     return;
   }
-  list.replaceChildren(
-    ...passkeys.map((key) =>
-      el(
-        "li",
-        { "data-passkey": key.passkey_id },
-        // Its label is the User-Agent that added it: named as the devices above are.
-        `${key.label ? deviceName(key.label) : "Passkey"} · added ${when(key.created_at)} `,
-        removeButton(key.passkey_id),
-      ),
+  const rows = passkeys.map((key) =>
+    el(
+      "li",
+      { "data-passkey": key.passkey_id },
+      // Its label is the User-Agent that added it: named as the devices above are.
+      `${key.label ? deviceName(key.label) : "Passkey"} · added ${when(key.created_at)} `,
+      removeButton(key.passkey_id),
     ),
   );
+  // A passkey removed by keyboard: the focus goes to the next one's Remove, or to Add.
+  refreshRows(list, rows, "passkey", document.getElementById("identity-add-passkey"));
 }
 
 function removeButton(passkeyId) {
