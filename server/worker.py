@@ -300,7 +300,8 @@ class Worker:
             await asyncio.gather(work, taken, return_exceptions=True)
 
     async def _failed(self, delivery: Delivery, exc: Exception) -> None:
-        error = f"{type(exc).__name__}: {exc}"
+        error = f"{type(exc).__name__}: {exc}"  # the operator's: the log and the dead letter
+        said = _said(exc, error)  # the session's subscribers'
         attempts = delivery.job.attempts + 1
         # A store away (the blob store, Redis, a disk) is not the job's fault: its attempts go on
         # past the limit, further and further apart, until the job is OUTAGE_GIVE_UP_MS old. Five
@@ -312,14 +313,14 @@ class Worker:
             self._s.metrics.jobs_dead.inc()
             job = delivery.job
             log.warning("job %s (%s) dead-lettered after %d attempts: %s", job.job_id, job.type, attempts, error)
-            await self._publish(delivery, "failed", attempts=attempts, error=error)
+            await self._publish(delivery, "failed", attempts=attempts, error=said)
             return
         delay_ms = self._backoff_base_ms * 2 ** min(attempts - 1, 30)
         if outage:
             delay_ms = min(delay_ms, OUTAGE_RETRY_MAX_MS)
         await self._jobs.retry_later(delivery, delay_ms=delay_ms, error=error)
         self._s.metrics.jobs_retried.inc()
-        await self._publish(delivery, "retrying", attempts=attempts, error=error, retry_in_ms=delay_ms)
+        await self._publish(delivery, "retrying", attempts=attempts, error=said, retry_in_ms=delay_ms)
 
     async def _publish(self, delivery: Delivery, status: str, **fields: Any) -> None:
         job = delivery.job
@@ -328,6 +329,23 @@ class Worker:
             await self._s.log.append_kept(
                 self._s.scripts.append_kept, job.session_id, JOB_RESULT, data, **KEEP_LAST_JOB
             )
+
+
+# What a session's subscribers are told of a failure whose words are not meant for them: any
+# exception of a processor, whose text may name paths, hosts or a plugged-in processor's
+# internals (audit "jobsreal": "RuntimeError: …" went to every tab watching the session).
+UNEXPECTED_FAILURE = "the processing failed on the server (its operator's log says why)"
+
+
+def _said(exc: Exception, error: str) -> str:
+    """The words a failed attempt's ``job_result`` carries: the failure's own where they are
+    written for people (a time limit, a store away, a processor's deliberate refusal), else
+    :data:`UNEXPECTED_FAILURE`. The whole text stays in the log and the dead letter."""
+    if isinstance(exc, JobTimeout | PermanentJobError | CodedError):
+        return error
+    if isinstance(exc, REDIS_AWAY):
+        return "the server could not reach its storage"
+    return UNEXPECTED_FAILURE
 
 
 def _outage(exc: Exception) -> bool:

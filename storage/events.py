@@ -497,17 +497,26 @@ class EventLog:
         return int(result[0])
 
     async def append_kept(
-        self, script: Script, session_id: str, etype: str, data: dict[str, Any], *, field: str, kind: str
+        self,
+        script: Script,
+        session_id: str,
+        etype: str,
+        data: dict[str, Any],
+        *,
+        field: str,
+        kind: str,
+        unless_job: str = "",
     ) -> int:
         """Append one state-less event (``append_kept.lua``), and keep ``data`` with its time
         (``at``) in ``field`` of the session's record when the session is of ``kind``: the latest
-        of its sort, for a reader that comes after the event."""
+        of its sort, for a reader that comes after the event. ``unless_job``: neither when the
+        field keeps a step or outcome of that job already (0 is returned)."""
         kept = json.dumps({**data, "at": self._clock.now_ms()}, separators=(",", ":"))
         result = await self.run(
             script,
             session_id,
             keys=[self._keys.session(session_id)],
-            args=[etype, json.dumps(data, separators=(",", ":")), field, kept, kind],
+            args=[etype, json.dumps(data, separators=(",", ":")), field, kept, kind, unless_job],
         )
         return int(result[0])
 

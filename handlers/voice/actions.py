@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import uuid
 from dataclasses import replace
 from typing import Any
@@ -12,14 +13,23 @@ from handlers.context import Services
 from handlers.voice.access import performer
 from handlers.rate_limit import created_today, within
 from protocol.errors import CodedError, ErrorCode
+from protocol.events import JOB_PROGRESS
+from storage.failures import REDIS_AWAY
 from storage.jobs import Job
-from storage.voice.repository import VoiceSession
+from storage.voice.repository import KEEP_LAST_JOB, VoiceSession
+
+log = logging.getLogger(__name__)
+
+# What a queued job's announcement may meet: its session deleted meanwhile, Redis away.
+UNANNOUNCED: tuple[type[Exception], ...] = (CodedError, *REDIS_AWAY)
 
 DONE_MULTIPROMPT = "DONE_MULTIPROMPT"
 # A Done job's payload field: the user's active pointer's change count right after the Done.
 ACTIVE_SEQ_FIELD = "active_seq"
 POST_PROCESS_SESSION = "POST_PROCESS_SESSION"
 CREATE_TASKS_FROM_CHUNKS = "CREATE_TASKS_FROM_CHUNKS"
+# The job_progress step of a job queued and not yet taken up by a worker.
+JOB_QUEUED_STEP = "queued"
 
 
 def job_for(kind: str, claims: Claims, session_id: str, payload: dict[str, Any], *, job_id: str = "") -> Job:
@@ -193,10 +203,11 @@ async def close(
         # who chose this session again after the Done (the bot's /session) keeps it.
         payload[ACTIVE_SEQ_FIELD] = seq
     job = job_for(DONE_MULTIPROMPT, claims, session_id, payload, job_id=job_id)
-    if request_id:
-        await services.jobs.enqueue_once(job)
-    else:
+    if not request_id:
         await services.jobs.enqueue(job)
+        await announce_queued(services, job)
+    elif await services.jobs.enqueue_once(job):
+        await announce_queued(services, job)
     return {
         "session_id": session_id,
         "done_count": result.done_count,
@@ -213,7 +224,27 @@ async def process_late_chunks(services: Services, claims: Claims, session_id: st
     run does every late chunk that comes before it starts (``JobQueue.enqueue_coalesced``): a
     phone back online with fifty queued chunks queues one run, not fifty. True when queued now."""
     job = job_for(DONE_MULTIPROMPT, claims, session_id, {"late_chunks": True})
-    return await services.jobs.enqueue_coalesced(job, f"late_chunks:{session_id}")
+    queued = await services.jobs.enqueue_coalesced(job, f"late_chunks:{session_id}")
+    if queued:
+        await announce_queued(services, job)
+    return queued
+
+
+async def announce_queued(services: Services, job: Job) -> None:
+    """Tell the session's clients (and keep in its ``last_job``) that ``job`` waits for a worker.
+
+    Nothing was said until a worker took the job up: with every worker busy or none running, the
+    page said "No jobs yet" and "Not processed yet" after a Done, and invited a Process now that
+    queued the same work twice (audit "jobsreal"). Said after the job is queued, and not at all
+    when a worker has said more of it already (``append_kept.lua``'s job id). The announcement
+    is no part of the press: a failure of it leaves the job queued and the press answered."""
+    data = {"job_id": job.job_id, "job_type": job.type, "step": JOB_QUEUED_STEP, "done": 0, "total": 0}
+    try:
+        await services.log.append_kept(
+            services.scripts.append_kept, job.session_id, JOB_PROGRESS, data, **KEEP_LAST_JOB, unless_job=job.job_id
+        )
+    except UNANNOUNCED as exc:
+        log.warning("job %s queued, not announced to session %s: %s", job.job_id, job.session_id, exc)
 
 
 async def queue_once(
@@ -230,10 +261,14 @@ async def queue_once(
     it never was (``JobQueue.enqueue_once``: a first press cut off between the two steps)."""
     if request_id is None:
         await services.jobs.enqueue(job)
+        await announce_queued(services, job)
         return {**answer, "repeated": False}
     stored = await services.voice.claim_request(session_id, action, claims.sub, request_id, answer)
     if stored is not None:
-        await services.jobs.enqueue_once(replace(job, job_id=str(stored["job_id"])))
+        first = replace(job, job_id=str(stored["job_id"]))
+        if await services.jobs.enqueue_once(first):
+            await announce_queued(services, first)
         return {**stored, "repeated": True}
-    await services.jobs.enqueue_once(job)
+    if await services.jobs.enqueue_once(job):
+        await announce_queued(services, job)
     return {**answer, "repeated": False}

@@ -115,7 +115,14 @@ async def test_done_closes_counts_clears_active_and_queues_job(
     assert [e["data"]["done_count"] for e in watcher.named("session_update")] == [1, 2]
     assert {e["data"]["closed_at"] for e in watcher.named("session_update")} == {first.closed_at}
     assert [e["data"] for e in watcher.named("session_status")] == [{"status": "closed", "previous": "ready"}]
-    assert watcher.offsets(session_id) == [2, 3, 4]
+    # Each Done's job is said to wait for a worker (no worker runs here), and kept as the last job.
+    await watcher.wait_for(lambda: len(watcher.named("job_progress")) == 2)
+    announced = [(e["data"]["job_id"], e["data"]["step"]) for e in watcher.named("job_progress")]
+    assert announced == [(j["job_id"], "queued") for j in jobs], announced
+    kept = await voice.get(session_id)
+    assert kept is not None and kept.last_job is not None
+    assert (kept.last_job["job_id"], kept.last_job["step"]) == (jobs[1]["job_id"], "queued")
+    assert watcher.offsets(session_id) == [2, 3, 4, 5, 6]
 
 
 async def test_done_leaves_another_active_session_alone(server: ServerUnderTest, clients: list[Client]) -> None:

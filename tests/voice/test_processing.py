@@ -178,7 +178,7 @@ async def test_post_process_digests_and_says_transcription_is_not_configured(
     assert result["status"] == "succeeded" and result["job_id"] == ack["job_id"]
     assert result["result"]["transcription"] == NOT_CONFIGURED
     progress = [(e["data"]["step"], e["data"]["done"], e["data"]["total"]) for e in watcher.named("job_progress")]
-    assert progress == [("digest", 1, 1)]
+    assert progress == [("queued", 0, 0), ("digest", 1, 1)]  # said queued as the press was answered
     session = await server.services.voice.get(session_id)
     assert session is not None and session.digest is not None
     assert (session.digest["chunk_count"], session.digest["audio_ms"]) == (2, 2000)
@@ -219,7 +219,7 @@ async def test_done_transcribes_each_chunk_and_links_tasks_to_chunks(
         "ch000002": f"TODO: listen to {len(audio[1])} bytes",
     }
     steps = [(e["data"]["step"], e["data"]["done"]) for e in watcher.named("job_progress")]
-    assert steps == [("transcribe", 1), ("transcribe", 2), ("digest", 1), ("tasks", 1)]
+    assert steps == [("queued", 0), ("transcribe", 1), ("transcribe", 2), ("digest", 1), ("tasks", 1)]
     status, body = await get_session_json(server, token, session_id)
     assert status == 200 and body["last_job"]["status"] == "succeeded", body
     session = await server.services.voice.get(session_id)

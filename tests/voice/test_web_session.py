@@ -235,7 +235,9 @@ async def test_a_page_opened_while_the_session_is_processed_says_so(server: Serv
     await expect(page.locator("#digest-empty")).to_contain_text("Being processed (transcribing 3 of 5)")
     done = {"job_id": "j1", "job_type": "done_multiprompt", "status": "failed", "attempts": 3, "error": "x"}
     await services.log.append_kept(services.scripts.append_kept, session_id, "job_result", done, **KEEP_LAST_JOB)
-    await expect(page.locator("#digest-empty")).to_contain_text("Not processed yet")
+    # Failed: said so, with its reason and the way on (it said "Not processed yet", as if
+    # nothing had been tried).
+    await expect(page.locator("#digest-empty")).to_have_text("Processing failed (x). “Process now” tries again.")
 
 
 async def test_landing_page_gets_a_guest_token_and_creates_a_session(server: ServerUnderTest, tab: Tab) -> None:
@@ -350,10 +352,13 @@ async def test_reconnect_replays_what_was_missed(server: ServerUnderTest, tab: T
     assert (await other.call("session_done", {"session_id": session_id}))["ok"] is True
     gate.release()
 
-    await expect(page.locator("#connection")).to_have_attribute("data-missed", "2")
+    # The Done's update, its status, and its job said queued (no worker runs here).
+    await expect(page.locator("#connection")).to_have_attribute("data-missed", "3")
     await expect(page.locator("#connection")).to_have_attribute("data-recovered", "true")
     await expect(page.locator("#status-pictogram")).to_have_attribute("data-status", "closed")
     await expect(page.locator("#done-count")).to_have_text("1")
+    await expect(page.locator("#activity li .job-status")).to_have_text("waiting to start")
+    await expect(page.locator("#digest-empty")).to_contain_text("Waiting to be processed")
     assert navigations == []
 
 

@@ -32,7 +32,12 @@ const JOB_NAMES = {
 };
 // A job's outcome and its steps (job_result's status, job_progress's step), in plain words.
 const JOB_OUTCOMES = { succeeded: "done", retrying: "trying again", failed: "failed" };
-const JOB_STEPS = { transcribe: "transcribing", digest: "summary written", tasks: "tasks collected" };
+const JOB_STEPS = {
+  queued: "waiting to start", // queued, no worker has taken it up yet (every one busy, or none running)
+  transcribe: "transcribing",
+  digest: "summary written",
+  tasks: "tasks collected",
+};
 // The digest's `transcription` when the server has no transcription command (PROTOCOL:
 // "`not configured: …`"): the setting it names is the operator's, not the person's.
 const NOT_CONFIGURED = "not configured";
@@ -318,10 +323,9 @@ function fact(term, value) {
 function renderResults() {
   const digest = session.digest && typeof session.digest === "object" ? session.digest : null;
   ui.digestEmpty.hidden = Boolean(digest);
-  // Opened while its job runs, the page said "Not processed yet" and offered Process now.
-  ui.digestEmpty.textContent = processing()
-    ? `Being processed (${jobLine(session.last_job).status}): the digest appears here when it is done.`
-    : NOT_PROCESSED_TEXT;
+  // Opened while its job runs, the page said "Not processed yet" and offered Process now; so it
+  // did while the job waited for a worker, and after it failed (as if nothing had been tried).
+  ui.digestEmpty.textContent = digestWaiting(session.last_job);
   ui.digest.hidden = !digest;
   ui.digest.replaceChildren();
   ui.digestTexts.replaceChildren();
@@ -381,6 +385,8 @@ function apply(event) {
   } else if (event.type === "job_result" || event.type === "job_progress") {
     addActivity(jobLine(data), event.ts);
     session = { ...session, last_job: data };
+    // "Processing queued." said of a press: its outcome, below, says more now.
+    if (data.status === "succeeded" || data.status === "failed") clearNotice("process");
     renderResults();
   } else if (event.type === "new_message" && data.chunk?.chunk_id) {
     chunks.set(data.chunk.chunk_id, { ...chunks.get(data.chunk.chunk_id), ...data.chunk });
@@ -422,6 +428,21 @@ function jobLine(job) {
   return { ...base, state: step, status: `${words}${count}` };
 }
 
+/** What the digest's place says before there is one: where its last job is, or how it ended. */
+function digestWaiting(job) {
+  if (processing()) {
+    const line = jobLine(job);
+    return line.state === "queued"
+      ? "Waiting to be processed: its turn comes when the server has a worker free; the digest appears here when it is done."
+      : `Being processed (${line.status}): the digest appears here when it is done.`;
+  }
+  if (job && typeof job === "object" && job.status === "failed") {
+    const why = typeof job.error === "string" && job.error ? ` (${job.error})` : "";
+    return `Processing failed${why}. “Process now” tries again.`;
+  }
+  return NOT_PROCESSED_TEXT;
+}
+
 /** Whether the session's last job is still at work (a step, or a retry to come). */
 function processing() {
   const job = session?.last_job;
@@ -458,6 +479,11 @@ function showError(err) {
 }
 
 /** A one-line notice under the actions; `source` lets a later success clear its own kind. */
+/** The notice gone, when it is still one of `source`'s. */
+function clearNotice(source) {
+  if (ui.notice.dataset.source === source) showNotice("", { source: "" });
+}
+
 function showNotice(text, { kind = "info", source = "done" } = {}) {
   ui.notice.textContent = text;
   ui.notice.dataset.kind = kind;

@@ -9,13 +9,23 @@
 --   ARGV[8]  the record's field that keeps it
 --   ARGV[9]  what it keeps (the data with its time)
 --   ARGV[10] the kind of session that keeps it
--- Returns {offset} or {false, 'session_not_found'}.
+--   ARGV[11] a job id, or '': nothing is appended nor kept when the field keeps a step or outcome
+--            of that job already (a job announced as queued once a worker has said more of it)
+-- Returns {offset}, {0} when ARGV[11] left it out, or {false, 'session_not_found'}.
 local session_key = KEYS[3]
 
 if redis.call('EXISTS', session_key) == 0 then
   return {false, 'session_not_found'}
 end
 if redis.call('HGET', session_key, 'kind') == ARGV[10] then
+  local job_id = ARGV[11]
+  if job_id ~= nil and job_id ~= '' then
+    local kept = redis.call('HGET', session_key, ARGV[8])
+    local ok, said = pcall(cjson.decode, kept or 'null')
+    if ok and type(said) == 'table' and said['job_id'] == job_id then
+      return {0}
+    end
+  end
   redis.call('HSET', session_key, ARGV[8], ARGV[9])
 end
 return {append_event(ARGV[6], ARGV[7])}
