@@ -87,6 +87,15 @@ class Delivery:
     reclaimed: bool = False
 
 
+@dataclass(frozen=True, slots=True)
+class Backlog:
+    """The jobs waiting for a worker (JobQueue.backlog)."""
+
+    waiting: int  # queued, never delivered to a worker
+    oldest_ms: int | None  # when the oldest of them was queued (its stream id's time), if any
+    overdue: int  # parked retries past their time by the asked margin
+
+
 class JobQueue:
     """Producer and consumer side of the job queue."""
 
@@ -292,6 +301,34 @@ class JobQueue:
         """The newest dead-lettered jobs."""
         texts: list[str] = await self._redis.lrange(self._keys.jobs_dead(), 0, limit - 1)  # type: ignore[assignment]  # decode_responses=True
         return [Job.from_json(t) for t in texts]
+
+    async def backlog(self, *, overdue_ms: int) -> Backlog:
+        """The jobs no worker has taken up: queued and never delivered (or all of the stream before
+        any worker made the group), and parked retries due ``overdue_ms`` ago or more (a worker
+        brings them back: with none running they stay). Entries delivered and held are another
+        matter (``XPENDING``)."""
+        stream = self._keys.jobs()
+        try:
+            groups: list[dict[str, Any]] = await self._redis.xinfo_groups(stream)
+        except ResponseError:  # no stream yet: nothing was ever queued
+            groups = []
+        group = next((g for g in groups if g.get("name") == self._keys.jobs_group()), None)
+        # Acknowledged entries are deleted (ack): the stream holds the held ones and the waiting.
+        start = "-" if group is None else f"({group['last-delivered-id']}"
+        async with self._redis.pipeline(transaction=False) as pipe:
+            pipe.xlen(stream)
+            pipe.xrange(stream, min=start, max="+", count=1)
+            pipe.zcount(self._keys.jobs_delayed(), "-inf", self._clock.now_ms() - overdue_ms)
+            length, first, overdue = await pipe.execute()
+        held = 0 if group is None else int(group.get("pending") or 0)
+        oldest = int(str(first[0][0]).split("-", 1)[0]) if first else None
+        return Backlog(waiting=max(int(length) - held, 0), oldest_ms=oldest, overdue=int(overdue))
+
+    async def workers(self) -> dict[str, int]:
+        """Every worker known (consumer -> when it was last heard from, unix ms; ``heard_from``):
+        a live worker is heard from at each claim, every second or so."""
+        heard: dict[str, str] = await self._redis.hgetall(self._keys.jobs_alive())  # type: ignore[assignment]  # decode_responses=True
+        return {consumer: int(at) for consumer, at in heard.items()}
 
     async def counts(self) -> dict[str, int]:
         """Queue depth figures for operators."""
