@@ -59,6 +59,22 @@ async def _session_or_fail(ctx: Services, job: Job) -> VoiceSession:
 PROGRESSED: ContextVar[Callable[[], None] | None] = ContextVar("sessionhub_job_progressed", default=None)
 
 
+# How long the running job has until the worker's time limit cuts it (seconds; None outside a
+# worker). A step bounded by a time of its own (a chunk's transcription) ends within it: cut by
+# the job's limit instead, it failed the whole job, every attempt alike (audit "jobsreal", with
+# SESSIONHUB_JOB_TIMEOUT_S under SESSIONHUB_VOICE_TRANSCRIBE_TIMEOUT_S), where its own limit
+# fails only that chunk and the job goes on.
+TIME_LEFT: ContextVar[Callable[[], float] | None] = ContextVar("sessionhub_job_time_left", default=None)
+# The part of the job's time left a step may take, leaving the rest to record its outcome.
+STEP_SHARE = 0.8
+
+
+def step_time_s(own_s: float) -> float:
+    """A step's time limit: its own ``own_s``, or less when the job's time limit comes sooner."""
+    left = TIME_LEFT.get()
+    return own_s if left is None else max(min(own_s, left() * STEP_SHARE), 0.001)
+
+
 def report_progress() -> None:
     """Tell the worker running the current job that it got on (its time limit starts again)."""
     heard = PROGRESSED.get()
@@ -89,9 +105,8 @@ async def _transcribe_chunks(ctx: Services, job: Job, chunks: list[dict[str, Any
             if path is None:
                 outcome = Transcript(error="the chunk's audio is missing from the blob store")
             else:
-                outcome = await transcribe(
-                    config.transcribe_command, path, str(chunk["mime"]), timeout_s=config.transcribe_timeout_s
-                )
+                limit_s = step_time_s(config.transcribe_timeout_s)
+                outcome = await transcribe(config.transcribe_command, path, str(chunk["mime"]), timeout_s=limit_s)
         fields = {"transcript": outcome.text, "transcript_error": outcome.error}
         await repository.annotate(job.session_id, str(chunk["chunk_id"]), fields)
         chunk.update(fields)

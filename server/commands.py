@@ -23,7 +23,7 @@ from redis.asyncio.cluster import RedisCluster
 
 from handlers.context import Services
 from handlers.metrics import Metrics
-from jobs.processors import load_processors
+from jobs.processors import STEP_SHARE, load_processors
 from protocol.errors import CodedError
 from server.app import build_app, front_site
 from server.cli import StartupError
@@ -227,6 +227,20 @@ async def _wait_for_signal() -> None:
     await stop.wait()
 
 
+def _warn_of_job_timeout(settings: Settings) -> None:
+    """Said once by a process that runs workers."""
+    if settings.voice_transcribe_command and settings.job_timeout_s <= settings.voice_transcribe_timeout_s:
+        # Not refused (it works): each chunk's transcription is bounded by the job's time limit
+        # instead (jobs.processors.step_time_s), so a slow one fails that chunk only.
+        log.warning(
+            "SESSIONHUB_JOB_TIMEOUT_S (%g s) is not over SESSIONHUB_VOICE_TRANSCRIBE_TIMEOUT_S (%g s):"
+            " a chunk's transcription is cut at %g s, sooner than its own limit",
+            settings.job_timeout_s,
+            settings.voice_transcribe_timeout_s,
+            settings.job_timeout_s * STEP_SHARE,
+        )
+
+
 def _worker(services: Services, settings: Settings) -> Worker:
     return Worker(
         services=services,
@@ -281,6 +295,8 @@ async def serve(settings: Settings) -> None:
         sweep = YoungSweep().start() if settings.gc_gen0_threshold > 0 else None
         watch_pauses(settings.gc_pause_log_ms)
         stop_workers = asyncio.Event()
+        if settings.inprocess_workers:
+            _warn_of_job_timeout(settings)
         workers = [
             asyncio.create_task(_worker(services, settings).run(stop_workers))
             for _ in range(settings.inprocess_workers)
@@ -366,6 +382,7 @@ async def _work_while(settings: Settings, stop: asyncio.Event, url: str, *, foll
                 # The store looked at once per process, as a node does at its start.
                 checking = asyncio.create_task(_say_blob_store_trouble(services)) if first else None
                 if first:
+                    _warn_of_job_timeout(settings)
                     if settings.log_format == "json":
                         log.info("sessionhub worker %s running", worker.consumer)
                     else:

@@ -25,7 +25,7 @@ import time
 from typing import Any
 
 from handlers.context import Services
-from jobs.processors import PROGRESSED, PermanentJobError, Processor, SessionGone
+from jobs.processors import PROGRESSED, TIME_LEFT, PermanentJobError, Processor, SessionGone
 from protocol.errors import CodedError, ErrorCode
 from protocol.events import JOB_RESULT
 from storage.failures import REDIS_AWAY
@@ -274,6 +274,7 @@ class Worker:
 
         context = contextvars.copy_context()
         context.run(PROGRESSED.set, progressed)
+        context.run(TIME_LEFT.set, lambda: deadline - loop.time())
 
         async def processed() -> dict[str, Any]:
             return await processor(self._s, delivery.job)

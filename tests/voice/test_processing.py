@@ -284,3 +284,40 @@ async def test_a_failing_transcriber_marks_the_chunk_and_the_job_goes_on(
         assert error in chunk["transcript_error"] and chunk["transcript"] == ""
     finally:
         await server.stop()
+
+
+async def test_a_job_time_limit_under_the_transcriptions_fails_a_slow_chunk_not_the_job(
+    redis: Redis, redis_process: RedisProcess, tmp_path: Path, clients: list[Client]
+) -> None:
+    """With SESSIONHUB_JOB_TIMEOUT_S under SESSIONHUB_VOICE_TRANSCRIBE_TIMEOUT_S, a slow chunk was
+    cut by the job's limit: every attempt alike, and the Done dead-lettered with nothing kept
+    (audit "jobsreal"). Its transcription is bounded by the job's time left instead."""
+    slow = f'{sys.executable} -c "import time; time.sleep(60)" {{path}}'
+    server = await transcribing_server(redis_process, tmp_path, slow, voice_transcribe_timeout_s=120)
+    try:
+        session_id = await server.create_session("alice")
+        token = server.token("alice")
+        assert (await upload(server, token, chunk_form(session_id, webm(600), start_ms=0, end_ms=600)))[0] == 201
+        watcher = await server.subscriber(clients, session_id)
+        await watcher.call("session_done", {"session_id": session_id})
+        await server.services.jobs.ensure_group()
+        worker = Worker(
+            services=server.services,
+            processors=dict(BUILT_IN),
+            max_attempts=2,
+            backoff_base_ms=1,
+            visibility_ms=60_000,
+            timeout_s=1.0,
+        )
+        for _ in range(5):
+            if not await worker.run_once(block_ms=1):
+                break
+        await watcher.wait_for(lambda: bool(watcher.named("job_result")))
+        [result] = [e["data"] for e in watcher.named("job_result")]
+        assert result["status"] == "succeeded", result
+        assert result["result"]["transcription"] == "0 of 1 chunks transcribed, 1 failed", result
+        session = await server.services.voice.get(session_id)
+        assert session is not None and session.digest is not None and session.tasks is not None
+        assert (await server.services.jobs.counts())["dead"] == 0
+    finally:
+        await server.stop()
