@@ -54,6 +54,11 @@ PATH_PARAMETERS: dict[str, dict[str, Any]] = {
     "device_id": {"type": "string", "pattern": "^[0-9a-fA-F]{24}$", "description": "a device id (GET /api/auth/me)"},
     "passkey_id": {"type": "string", "pattern": "^[0-9a-fA-F]{32}$", "description": "a passkey id"},
     "user_id": {"type": "string", "pattern": USER_ID_PATTERN, "description": "a user id (a clip's submitted_by)"},
+    "job_id": {
+        "type": "string",
+        "pattern": "^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$",
+        "description": "a job id (a UUID, any version and case), as GET /admin/jobs/dead lists it",
+    },
 }
 # The pattern API (Keyboardia's) takes any 8-4-4-4-12 hex UUID in either case as a well-formed id
 # (handlers/patterns/http.py parse_id): one no pattern has is 404, not 400. Ids it makes are v4.

@@ -1,6 +1,7 @@
-"""``sessionhub admin metrics | export | orphans | grant | revoke``: administration without a browser.
+"""``sessionhub admin metrics | export | orphans | dead-letters | grant | revoke``: administration
+without a browser.
 
-``metrics``, ``export`` and ``orphans`` talk to a running server over HTTP (``--url``, default
+``metrics``, ``export``, ``orphans`` and ``dead-letters`` talk to a running server over HTTP (``--url``, default
 this configuration's address) with ``--token`` / ``SESSIONHUB_ADMIN_TOKEN``, or a five-minute
 admin token minted from the configured signing key. ``grant`` and ``revoke`` write the admin
 permission of a user into Redis (``REDIS_URL``, or the embedded Redis of a running ``serve``):
@@ -17,7 +18,7 @@ import pwd
 import re
 import sys
 from typing import TYPE_CHECKING, Any, TextIO
-from urllib.parse import urlsplit
+from urllib.parse import quote, urlsplit
 
 from auth.claims import USER_ID_PATTERN, Permission
 from server.identity import token_service
@@ -52,7 +53,7 @@ def _base_url(text: str) -> str:
 
 def add_parser(sub: Any) -> None:
     """Add ``admin`` and its commands to the ``sessionhub`` parser."""
-    admin = sub.add_parser("admin", help="admin metrics, export and orphans over HTTP")
+    admin = sub.add_parser("admin", help="admin metrics, export, orphans and dead letters over HTTP")
     admin.add_argument("--url", type=_base_url, help="the server (default: SESSIONHUB_PUBLIC_URL or http://HOST:PORT)")
     admin.add_argument("--token", help="an admin token (default: SESSIONHUB_ADMIN_TOKEN, or one minted here)")
     commands = admin.add_subparsers(dest="admin_command", required=True)
@@ -69,6 +70,7 @@ def add_parser(sub: Any) -> None:
     )
     orphans.add_argument("--delete", action="store_true")
     orphans.add_argument("--confirm", type=int, help="the count of a dry run (required with --delete)")
+    _add_dead_letters(commands)
     for name, text in (("grant", "give a user the admin permission"), ("revoke", "take the admin permission back")):
         command = commands.add_parser(name, help=f"{text} (from the user's next token refresh)")
         command.add_argument("user", help="the user id (shown under the name on every page)")
@@ -101,6 +103,8 @@ async def _dispatch(args: argparse.Namespace, url: str, token: str) -> int:
                 return await _print_json(http, "GET", "/admin/metrics")
             if args.admin_command == "export":
                 return await _export(http, args)
+            if args.admin_command == "dead-letters":
+                return await _dead_letters(http, args)
             return await _orphans(http, args)
         except aiohttp.ClientError as exc:
             print(f"sessionhub admin: {url}: {exc}", file=sys.stderr)
@@ -167,6 +171,42 @@ async def _orphans(http: aiohttp.ClientSession, args: argparse.Namespace) -> int
             return await _failed(response)
         async for line in response.content:
             print(line.decode().rstrip(), flush=True)
+    return 0
+
+
+def _add_dead_letters(commands: Any) -> None:
+    dead = commands.add_parser(
+        "dead-letters", help="list dead-lettered jobs (JSON lines, newest first); retry or discard them"
+    )
+    dead.add_argument("--limit", type=int, default=100, help="how many to list (1..100, default 100)")
+    dead.add_argument("--offset", type=int, default=0, help="how many of the newest to skip")
+    action = dead.add_mutually_exclusive_group()
+    action.add_argument("--retry", metavar="JOB_ID", help="queue this job again, from its first attempt")
+    action.add_argument("--discard", metavar="JOB_ID", help="drop this dead letter")
+    action.add_argument("--discard-all", action="store_true", help="drop every dead letter (with --confirm N)")
+    dead.add_argument("--confirm", type=int, help="with --discard-all: the count of dead letters listed")
+
+
+async def _dead_letters(http: aiohttp.ClientSession, args: argparse.Namespace) -> int:
+    # Ids go into the path quoted: a typo is refused by the server (400), not sent elsewhere.
+    if args.retry:
+        return await _print_json(http, "POST", f"/admin/jobs/dead/{quote(args.retry, safe='')}/retry")
+    if args.discard:
+        return await _print_json(http, "DELETE", f"/admin/jobs/dead/{quote(args.discard, safe='')}")
+    if args.discard_all:
+        if args.confirm is None:
+            print("sessionhub admin: --discard-all needs --confirm <the count listed>", file=sys.stderr)
+            return 2
+        return await _print_json(http, "DELETE", f"/admin/jobs/dead?confirm={args.confirm}")
+    params = {"limit": str(args.limit), "offset": str(args.offset)}
+    async with http.get("/admin/jobs/dead", params=params) as response:
+        if response.status != 200:
+            return await _failed(response)
+        page = await response.json()
+    for letter in page["dead_letters"]:
+        print(json.dumps(letter, separators=(",", ":")))
+    more = "" if page["next_offset"] is None else f"; more from --offset {page['next_offset']}"
+    print(f"{page['total']} dead letter(s) in all{more}", file=sys.stderr)
     return 0
 
 

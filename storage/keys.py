@@ -475,3 +475,9 @@ class Keys:
     def admin_stats(self) -> str:
         """Hash of figures only a recalculation can know (``deepest_remix``, ``deepest_remix_at``)."""
         return f"{self.prefix}:{{admin}}:stats"
+
+    def jobs_dead_settled(self, job_id: str) -> str:
+        """String with a TTL: how an operator settled the dead letter ``job_id`` (``retried`` or
+        ``discarded``; storage/dead_letters.py), so a press repeated after its answer was lost is
+        answered as the first was, and changes nothing. In ``{jobs}``: the same script moves it."""
+        return f"{self.prefix}:{{jobs}}:dead_settled:{job_id}"

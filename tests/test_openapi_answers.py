@@ -23,6 +23,7 @@ from auth.claims import Permission
 from handlers.openapi_document import UNTYPED_ANSWER
 from handlers.voice.chunks import chunk_repository
 from storage.identity.passkeys import Passkey, passkey_id_of
+from storage.jobs import Job
 from tests.audio_samples import webm
 from tests.conftest import start_server
 from tests.helpers import ALL_PERMS, Client, RedisProcess, ServerUnderTest
@@ -322,8 +323,20 @@ async def test_admin_answers_hold_their_schemas(redis_process: RedisProcess, red
         assert "large_sessions" in {alert["alert"] for alert in alerts["alerts"]}
         await api.ask("post", "/admin/orphans/delete", 200, json={"older_than_days": 1, "dry_run": True})
         await api.ask("delete", one, 200, path=f"/admin/sessions/{voice}", json={"confirm": voice})
+        dead = [Job(type=kind, session_id=pattern_id, performer_id="boss") for kind in ("GONE", "KEPT")]
+        for job in dead:
+            await redis.lpush(server.services.keys.jobs_dead(), job.to_json())
+        await api.ask("get", "/admin/jobs/dead", 200, path="/admin/jobs/dead?limit=1")
+        await api.ask("post", "/admin/jobs/dead/{job_id}/retry", 200, path=f"/admin/jobs/dead/{dead[0].job_id}/retry")
+        await api.ask("delete", "/admin/jobs/dead/{job_id}", 200, path=f"/admin/jobs/dead/{dead[0].job_id}")
+        await api.ask("delete", "/admin/jobs/dead", 200, path="/admin/jobs/dead?confirm=1")
         audit = await api.ask("get", "/admin/audit", 200)
-        assert [entry["action"] for entry in audit["entries"]] == ["delete_session", "recalculate"]
+        assert [entry["action"] for entry in audit["entries"]] == [
+            "discard_dead_letters",
+            "retry_dead_letter",
+            "delete_session",
+            "recalculate",
+        ]
         assert api.typed("/admin/") <= api.checked
     finally:
         await api.http.close()

@@ -40,6 +40,7 @@ AlertName = Literal[
     "large_sessions",
     "dead_letters",
     "jobs_stuck",
+    "jobs_waiting",
     "bus_down",
     "token_keys_differ",
     "redis_unreachable",
@@ -54,6 +55,10 @@ AlertName = Literal[
 ALERT_NAMES: tuple[str, ...] = get_args(AlertName)
 REDIS_UNREACHABLE = "redis_unreachable"
 REDIS_DISK_ERROR = "redis_disk_error"
+
+
+# A worker heard from (a claim, every second or so while it runs) this recently is running.
+WORKER_HEARD_MS = 60_000
 
 
 def _alert(name: str, message: str, **values: Any) -> dict[str, Any]:
@@ -281,7 +286,9 @@ class Alerts:
         counts = await self._s.jobs.counts()
         if counts["dead"] >= self._config.dead_letter_alert:
             dead = counts["dead"]
-            found.append(_alert("dead_letters", f"{dead} job(s) in the dead-letter list", dead=dead))
+            # Where to act on them: the alert stays until the list is under the threshold.
+            text = f"{dead} job(s) in the dead-letter list: retry or discard them under Dead letters on /admin"
+            found.append(_alert("dead_letters", f"{text} (or sessionhub admin dead-letters)", dead=dead))
         keys = self._s.keys
         try:
             stuck = await self._s.redis.xpending_range(
@@ -290,10 +297,43 @@ class Alerts:
         except ResponseError:
             stuck = []  # no consumer group yet: no job was ever claimed
         if stuck:
-            found.append(
-                _alert("jobs_stuck", f"a job has been running for over {self._config.job_stuck_s} s", oldest=stuck[0])
+            # Held without a heartbeat (a running job's claim is renewed every third of the
+            # visibility timeout): its worker stopped or stalls. It said "running" of a job whose
+            # worker had been killed (audit "jobsreal").
+            held = stuck[0]
+            consumer = held.get("consumer")
+            worker = consumer.decode() if isinstance(consumer, bytes) else str(consumer)
+            message = (
+                f"a job held by worker {worker} has had no heartbeat for over"
+                f" {self._config.job_stuck_s} s: that worker stopped or stalls; another takes the job over"
+                " once SESSIONHUB_JOB_VISIBILITY_MS has passed"
             )
-        return found
+            found.append(_alert("jobs_stuck", message, oldest=held))
+        return found + await self.jobs_waiting()
+
+    async def jobs_waiting(self) -> list[dict[str, Any]]:
+        """Jobs no worker has taken up for longer than the stuck threshold: no worker running, or
+        too few. Only a Prometheus gauge said it (audit "jobsreal": a Done queued with no worker
+        for a quarter of an hour raised nothing), while people's pages said "waiting"."""
+        limit_ms = self._config.job_stuck_s * 1000
+        now = self._s.clock.now_ms()
+        backlog = await self._s.jobs.backlog(overdue_ms=limit_ms)
+        waited_ms = 0 if backlog.oldest_ms is None else now - backlog.oldest_ms
+        if waited_ms < limit_ms and backlog.overdue == 0:
+            return []
+        heard = [at for at in (await self._s.jobs.workers()).values() if now - at <= WORKER_HEARD_MS]
+        who = (
+            f"{len(heard)} worker(s) heard from in the last minute: too few for the load, or stalled"
+            if heard
+            else "no worker heard from in the last minute: start `sessionhub worker`, or give"
+            " SESSIONHUB_INPROCESS_WORKERS a number over 0"
+        )
+        waiting = backlog.waiting + backlog.overdue
+        message = (
+            f"{waiting} job(s) waiting for a worker for over {self._config.job_stuck_s} s (the oldest"
+            f" {max(waited_ms, limit_ms) // 1000} s); {who}"
+        )
+        return [_alert("jobs_waiting", message, waiting=waiting, oldest_waited_ms=waited_ms, workers=len(heard))]
 
     @staticmethod
     def token_keys(node_list: list[dict[str, Any]]) -> list[dict[str, Any]]:

@@ -237,7 +237,10 @@ class AuditEntry(Answer):
     id: str
     ts: int
     actor: str
-    action: str = Field(description="delete_session, recalculate, delete_orphans")
+    action: str = Field(
+        description="delete_session, recalculate, delete_orphans, retry_dead_letter, discard_dead_letter,"
+        " discard_dead_letters, grant_admin, revoke_admin"
+    )
     target: str
     detail: dict[str, Any]
 
@@ -260,3 +263,40 @@ class OrphanCount(Answer):
     dry_run: Literal[True]
     older_than_days: int
     count: int
+
+
+class DeadLetter(Answer):
+    """A job that ran out of attempts (its payload is not shown)."""
+
+    job_id: str
+    type: str
+    session_id: str
+    performer_id: str
+    attempts: int = Field(description="attempts made, failed or interrupted")
+    enqueued_at: int = Field(description="when its last attempt was queued (ms)")
+    last_error: str = Field(description="the last attempt's error, at most 500 characters")
+
+
+class DeadLetterPage(Answer):
+    """``GET /admin/jobs/dead``: newest first."""
+
+    dead_letters: list[DeadLetter]
+    total: int = Field(description="dead letters in the list (it keeps the newest 10,000)")
+    next_offset: int | None = Field(description="the offset of the next page; null at the end")
+    alert_at: int = Field(
+        description="the count that raises the dead_letters alert (SESSIONHUB_ADMIN_DEAD_LETTER_ALERT)"
+    )
+
+
+class DeadLetterSettled(Answer):
+    """``POST /admin/jobs/dead/{job_id}/retry`` and ``DELETE /admin/jobs/dead/{job_id}``."""
+
+    job_id: str
+    outcome: Literal["retried", "discarded"] = Field(description="what happened to it (by this press or an earlier)")
+    again: bool = Field(description="an earlier press had done it already: nothing changed now")
+
+
+class DeadLettersDiscarded(Answer):
+    """``DELETE /admin/jobs/dead``."""
+
+    discarded: int = Field(description="dead letters dropped (0: the list was empty already)")

@@ -11,6 +11,7 @@ from aiohttp import web
 from handlers.admin.alerts import Alerts
 from handlers.admin.bulk import BulkRoutes
 from handlers.admin.config import AdminConfig
+from handlers.admin.dead_letters import DeadLetterRoutes
 from handlers.admin.deletion import SessionDeleter
 from handlers.admin.http import AdminRoutes
 from handlers.admin.nodes import NodeHeartbeat
@@ -26,6 +27,7 @@ from handlers.socket_router import SocketRouter
 from handlers.web_pages import add_page
 from storage.admin.repository import AdminStore
 from storage.admin.recalc import AdminRecalc
+from storage.dead_letters import DeadLetters
 from storage.patterns.remix_tree import RemixTree
 
 
@@ -62,6 +64,8 @@ def install(services: Services, router: SocketRouter, app: web.Application, *, c
         sessions_query=sessions_query,
     ).register(app)  # fmt: skip
     BulkRoutes(services, store=store, recalc=recalc, config=config, deleter=deleter).register(app)
+    letters = DeadLetters(redis=services.redis, keys=services.keys, clock=services.clock)
+    DeadLetterRoutes(services, store=store, letters=letters, config=config).register(app)
     PrometheusRoutes(services, store=store, config=config, alerts=alerts).register(app)
     OpenApiRoutes(services.web_dir, services.limits.list_limit).register(app)
     document(app, tuple(replace(op, query=sessions_query) if op.query is SessionsQuery else op for op in OPERATIONS))

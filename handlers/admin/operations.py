@@ -7,6 +7,9 @@ from functools import partial
 from handlers.admin.answers import (
     AlertList,
     AuditLog,
+    DeadLetterPage,
+    DeadLettersDiscarded,
+    DeadLetterSettled,
     Metrics,
     OrphanCount,
     Recalculated,
@@ -16,6 +19,8 @@ from handlers.admin.answers import (
 )
 from handlers.admin.requests import (
     AuditQuery,
+    DeadLettersClear,
+    DeadLettersQuery,
     DeleteSession,
     DetailQuery,
     ExportQuery,
@@ -98,6 +103,38 @@ OPERATIONS: tuple[Operation, ...] = (
         statuses=(*ACTION, 409),
         ok_types=(JSON, NDJSON),
         response=OrphanCount,
+    ),
+    _admin(
+        "get",
+        "/admin/jobs/dead",
+        "Dead-lettered jobs, newest first, by offset",
+        query=DeadLettersQuery,
+        statuses=BASE,
+        response=DeadLetterPage,
+    ),
+    _admin(
+        "post",
+        "/admin/jobs/dead/{job_id}/retry",
+        "Queue a dead letter's job again (a repeat answers again: true)",
+        body=NoFields,
+        body_required=False,
+        statuses=(*ACTION, 404, 409),
+        response=DeadLetterSettled,
+    ),
+    _admin(
+        "delete",
+        "/admin/jobs/dead/{job_id}",
+        "Discard one dead letter (a repeat answers again: true)",
+        statuses=(*BASE, 404, 429),
+        response=DeadLetterSettled,
+    ),
+    _admin(
+        "delete",
+        "/admin/jobs/dead",
+        "Discard every dead letter (confirm repeats their count)",
+        query=DeadLettersClear,
+        statuses=(*BASE, 409, 429),
+        response=DeadLettersDiscarded,
     ),
     _admin(
         "get",

@@ -152,3 +152,26 @@ def parse_body(model: type[M], values: dict[str, Any], *, whole: str = "body") -
         first = exc.errors()[0]
         where = ".".join(str(part) for part in first["loc"]) or whole
         raise CodedError(ErrorCode.INVALID_PAYLOAD, f"{where}: {first['msg']}"[:200]) from exc
+
+
+# A job id: a UUID, v4 (a random job) or v5 (a press's job, handlers.voice.actions.press_job_id).
+_JOB_ID_PATTERN = r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$"
+
+
+class DeadLettersQuery(AdminModel):
+    """``GET /admin/jobs/dead`` query: a page of the dead-letter list, newest first."""
+
+    limit: int = Field(default=50, ge=1, le=100)
+    offset: int = Field(default=0, ge=0, le=10_000, description="entries to skip, counted from the newest")
+
+
+class DeadLetterId(AdminModel):
+    """The ``{job_id}`` of ``/admin/jobs/dead/{job_id}``: taken in any case, answered lower-case."""
+
+    job_id: Annotated[str, StringConstraints(pattern=_JOB_ID_PATTERN, to_lower=True)]
+
+
+class DeadLettersClear(AdminModel):
+    """``DELETE /admin/jobs/dead`` query: the count of dead letters the operator saw, repeated."""
+
+    confirm: int = Field(ge=0, le=10_000_000, description="the list's total as last read (409 when it differs)")

@@ -1,7 +1,8 @@
 /**
  * The admin dashboard: metric cards and alerts refreshed every few seconds, the sessions table
  * with filters, sort and cursor paging, one session's detail with deletion, bulk export and
- * orphan deletion with progress, and the audit log. Everything shown is set with textContent.
+ * orphan deletion with progress, the dead-letter list (retry, discard), and the audit log.
+ * Everything shown is set with textContent.
  */
 import {
   $,
@@ -140,6 +141,7 @@ function renderAlerts(list) {
     alerts.append(item);
   }
   $("alerts-none").hidden = list.length > 0;
+  followDeadAlert(list);
 }
 
 /** The figures could not be read (Redis away): the alerts still say why, when the server can. */
@@ -593,6 +595,185 @@ async function recalculate() {
   }
 }
 
+// --- dead letters -----------------------------------------------------------------------
+
+const DEAD_PAGE = 25;
+let deadShown = []; // the dead letters listed, newest first
+let deadNext = null; // the offset of the next page, null at the end
+let deadTotal = null; // the list's total as last read
+let deadLoading = false;
+let pendingDeadCount = null; // the count "Discard all" asks to confirm
+
+function jobLabel(letter) {
+  return `${letter.type || "untyped"} job ${letter.job_id.slice(0, 8)}`;
+}
+
+function deadStatus(text, kind = "") {
+  const status = $("dead-status");
+  status.dataset.kind = kind;
+  status.textContent = text;
+  return status;
+}
+
+function deadButton(action, letter) {
+  const button = document.createElement("button");
+  button.type = "button";
+  button.className = action === "discard" ? "button small danger" : "button small";
+  button.textContent = action === "retry" ? "Retry" : "Discard";
+  button.dataset.action = action;
+  // Every row has the same two buttons: their names say which job they act on.
+  button.setAttribute("aria-label", `${button.textContent} ${jobLabel(letter)}`);
+  button.addEventListener("click", () => settleDeadLetter(action, letter, button));
+  return button;
+}
+
+function renderDeadLetter(letter) {
+  const item = document.createElement("li");
+  item.className = "dead-letter";
+  item.dataset.job = letter.job_id;
+  const type = document.createElement("strong");
+  type.className = "dead-type";
+  type.textContent = letter.type || "(no type)";
+  item.append(type);
+  if (letter.session_id) {
+    const session = document.createElement("a");
+    session.href = "#detail";
+    session.dataset.action = "session";
+    session.className = "tap-link dead-session";
+    session.textContent = `session ${letter.session_id}`;
+    session.addEventListener("click", (event) => {
+      event.preventDefault();
+      showDetail(letter.session_id);
+    });
+    item.append(session);
+  }
+  const meta = document.createElement("p");
+  meta.className = "dead-meta muted";
+  meta.textContent = `${letter.attempts} attempt(s) · queued ${formatTime(letter.enqueued_at)} · by ${letter.performer_id || "—"} · job ${letter.job_id}`;
+  const error = document.createElement("p");
+  error.className = "dead-error";
+  error.textContent = letter.last_error || "(no error recorded)";
+  const buttons = document.createElement("div");
+  buttons.className = "dead-buttons";
+  buttons.append(deadButton("retry", letter), deadButton("discard", letter));
+  item.append(meta, error, buttons);
+  return item;
+}
+
+function renderDeadLetters() {
+  const list = $("dead-list");
+  // A list read again under the keyboard keeps its place: the same control of the same job.
+  const focused = list.contains(document.activeElement) ? document.activeElement : null;
+  const keep = focused && { job: focused.closest("[data-job]")?.dataset.job, action: focused.dataset.action };
+  list.replaceChildren(...deadShown.map(renderDeadLetter));
+  $("dead-summary").textContent =
+    deadTotal === 0 ? "No dead letters." : `${deadTotal} dead letter(s); the newest ${deadShown.length} shown.`;
+  $("dead-more").hidden = deadNext === null;
+  $("dead-discard-all").hidden = !deadTotal;
+  $("dead-discard-all").textContent = `Discard all ${deadTotal}`;
+  if (pendingDeadCount !== deadTotal) {
+    pendingDeadCount = null;
+    $("dead-discard-confirm").hidden = true;
+  }
+  if (keep?.job) {
+    const row = [...list.children].find((item) => item.dataset.job === keep.job);
+    row?.querySelector(`[data-action="${keep.action}"]`)?.focus();
+  }
+}
+
+async function loadDeadLetters(more = false) {
+  if (deadLoading) return;
+  deadLoading = true;
+  try {
+    const offset = more ? deadShown.length : 0;
+    const limit = more ? DEAD_PAGE : Math.min(100, Math.max(DEAD_PAGE, deadShown.length));
+    const page = await api(`/admin/jobs/dead?limit=${limit}&offset=${offset}`);
+    // A job buried between two pages shifts the next one: an entry listed twice is shown once.
+    const seen = new Set(more ? deadShown.map((letter) => letter.job_id) : []);
+    const fresh = page.dead_letters.filter((letter) => !seen.has(letter.job_id));
+    deadShown = more ? [...deadShown, ...fresh] : fresh;
+    deadNext = page.next_offset;
+    deadTotal = page.total;
+    renderDeadLetters();
+  } catch (error) {
+    handle(error, deadStatus("", "error"));
+  } finally {
+    deadLoading = false;
+  }
+}
+
+async function settleDeadLetter(action, letter, button) {
+  const label = jobLabel(letter);
+  const retry = action === "retry";
+  const hadFocus = document.activeElement === button;
+  const row = button.closest("[data-job]");
+  for (const each of row.querySelectorAll("button")) each.disabled = true;
+  deadStatus(retry ? `Retrying ${label}…` : `Discarding ${label}…`);
+  try {
+    const path = `/admin/jobs/dead/${encodeURIComponent(letter.job_id)}`;
+    const answer = await (retry ? api(`${path}/retry`, { method: "POST" }) : api(path, { method: "DELETE" }));
+    const done = answer.outcome === "retried" ? "queued again" : "discarded";
+    deadStatus(answer.again ? `${label} was ${done} already.` : `${label} ${done}.`);
+  } catch (error) {
+    handle(error, deadStatus("", "error"));
+    if (noAnswer(error)) {
+      const word = retry ? "Retry" : "Discard";
+      deadStatus(
+        `No answer from the server, so ${label} may be ${retry ? "queued again" : "discarded"}: press ${word} again, which is safe.`,
+        "error",
+      );
+    }
+  }
+  await loadDeadLetters();
+  // The pressed button went with its row: the keyboard goes to what happened.
+  if (hadFocus && !document.body.contains(button)) {
+    const status = $("dead-status");
+    status.tabIndex = -1;
+    status.focus();
+  }
+  refresh().catch(() => {});
+}
+
+function askDiscardAll() {
+  pendingDeadCount = deadTotal;
+  const confirmButton = $("dead-discard-confirm");
+  confirmButton.textContent = `Yes, discard all ${deadTotal} dead letter(s)`;
+  confirmButton.hidden = false;
+  confirmButton.focus();
+}
+
+async function discardAllDeadLetters() {
+  const count = pendingDeadCount;
+  if (count === null) return;
+  pendingDeadCount = null;
+  $("dead-discard-confirm").hidden = true;
+  deadStatus(`Discarding ${count} dead letter(s)…`);
+  try {
+    const answer = await api(`/admin/jobs/dead?confirm=${count}`, { method: "DELETE" });
+    deadStatus(`Discarded ${answer.discarded} dead letter(s).`);
+  } catch (error) {
+    handle(error, deadStatus("", "error"));
+    if (error instanceof ApiError && error.code === "conflict")
+      deadStatus(
+        "The number of dead letters changed since they were listed: the list is read again; look, then press Discard all again.",
+        "error",
+      );
+    else if (noAnswer(error))
+      deadStatus("No answer from the server, so they may have been discarded: the list is read again.", "error");
+  }
+  await loadDeadLetters();
+  const status = $("dead-status");
+  status.tabIndex = -1;
+  status.focus();
+  refresh().catch(() => {});
+}
+
+/** The alert counts dead letters every refresh: a count other than the one listed reads them again. */
+function followDeadAlert(list) {
+  const alert = list.find((each) => each.alert === "dead_letters");
+  if (alert && deadTotal !== null && alert.dead !== deadTotal) loadDeadLetters();
+}
+
 // --- token ------------------------------------------------------------------------------
 
 let checkingToken = false;
@@ -710,12 +891,18 @@ function start() {
   });
   $("orphans-confirm").addEventListener("click", deleteOrphans);
   $("token-form").addEventListener("submit", useToken);
+  $("dead-refresh").addEventListener("click", () => loadDeadLetters());
+  $("dead-more").addEventListener("click", () => loadDeadLetters(true));
+  $("dead-discard-all").addEventListener("click", askDiscardAll);
+  $("dead-discard-confirm").addEventListener("click", discardAllDeadLetters);
   const zone = Intl.DateTimeFormat().resolvedOptions().timeZone;
   $("time-zone").textContent = `Times and days are in this browser's time zone${zone ? ` (${zone})` : ""}.`;
   identified().then((known) => {
     if (!known) return showForbidden(new ApiError("unauthorized", "no identity", 401));
     refresh().then(() => {
-      if (!$("dashboard").hidden) loadPage(null);
+      if ($("dashboard").hidden) return;
+      loadPage(null);
+      loadDeadLetters();
     });
     refreshTimer = setInterval(refresh, REFRESH_MS);
   });

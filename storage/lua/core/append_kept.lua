@@ -10,7 +10,8 @@
 --   ARGV[9]  what it keeps (the data with its time)
 --   ARGV[10] the kind of session that keeps it
 --   ARGV[11] a job id, or '': nothing is appended nor kept when the field keeps a step or outcome
---            of that job already (a job announced as queued once a worker has said more of it)
+--            of that job already (a job announced as queued once a worker has said more of it),
+--            but for its failure (a dead letter an operator queued again, under the same id)
 -- Returns {offset}, {0} when ARGV[11] left it out, or {false, 'session_not_found'}.
 local session_key = KEYS[3]
 
@@ -22,7 +23,7 @@ if redis.call('HGET', session_key, 'kind') == ARGV[10] then
   if job_id ~= nil and job_id ~= '' then
     local kept = redis.call('HGET', session_key, ARGV[8])
     local ok, said = pcall(cjson.decode, kept or 'null')
-    if ok and type(said) == 'table' and said['job_id'] == job_id then
+    if ok and type(said) == 'table' and said['job_id'] == job_id and said['status'] ~= 'failed' then
       return {0}
     end
   end

@@ -1,0 +1,115 @@
+"""``/admin/jobs/dead``: the dead-letter list for an operator: list it, retry or discard a job,
+discard them all.
+
+A retry or a discard pressed again after its answer was lost is answered as the first was
+(``again``: true) and changes nothing (storage/dead_letters.py); only a press that changed the list
+counts against the admin action rate and is written to the audit log, as a session's deletion is.
+A job id never in the list is ``not_found`` before the rate counts.
+"""
+
+from __future__ import annotations
+
+from aiohttp import web
+
+from auth.claims import Claims
+from handlers.admin.access import admin_claims, take_admin_action
+from handlers.admin.answers import DeadLetter, DeadLetterPage, DeadLettersDiscarded, DeadLetterSettled
+from handlers.admin.config import AdminConfig
+from handlers.admin.requests import DeadLetterId, DeadLettersClear, DeadLettersQuery, NoFields, parse_body, parse_query
+from handlers.context import Services
+from handlers.http_common import guarded, json_body
+from handlers.voice.actions import announce_queued
+from protocol.errors import CodedError, ErrorCode
+from storage.admin.repository import AdminStore
+from storage.dead_letters import DeadLetters, Settled
+from storage.jobs import Job
+
+
+class DeadLetterRoutes:
+    """``GET``/``DELETE /admin/jobs/dead``, ``POST /admin/jobs/dead/{job_id}/retry``,
+    ``DELETE /admin/jobs/dead/{job_id}``."""
+
+    def __init__(self, services: Services, *, store: AdminStore, letters: DeadLetters, config: AdminConfig) -> None:
+        self._s = services
+        self._store = store
+        self._letters = letters
+        self._config = config
+
+    def register(self, app: web.Application) -> None:
+        """Attach the routes to ``app``."""
+        app.router.add_get("/admin/jobs/dead", guarded(self.page))
+        app.router.add_delete("/admin/jobs/dead", guarded(self.discard_all))
+        app.router.add_post("/admin/jobs/dead/{job_id}/retry", guarded(self.retry))
+        app.router.add_delete("/admin/jobs/dead/{job_id}", guarded(self.discard))
+
+    async def _action_allowed(self, claims: Claims) -> None:
+        await take_admin_action(self._s, claims, per_min=self._config.actions_per_min)
+
+    async def page(self, request: web.Request) -> web.Response:
+        """A page of dead letters, newest first."""
+        await admin_claims(request, self._s)
+        q = parse_query(DeadLettersQuery, request.query)
+        found = await self._letters.page(offset=q.offset, limit=q.limit)
+        answer = DeadLetterPage(
+            dead_letters=[DeadLetter.model_validate(letter, from_attributes=True) for letter in found.letters],
+            total=found.total,
+            next_offset=found.next_offset,
+            alert_at=self._config.dead_letter_alert,
+        )
+        return web.json_response(answer.wire())
+
+    async def retry(self, request: web.Request) -> web.Response:
+        """Queue a dead letter's job again, from its first attempt."""
+        claims = await admin_claims(request, self._s)
+        job_id = self._job_id(request)
+        parse_body(NoFields, await json_body(request, max_bytes=1024, optional=True))
+        await self._known(job_id)
+        await self._action_allowed(claims)
+        settled = await self._letters.retry(job_id)
+        if settled.letter is not None:  # its session's pages say it waits again, not "failed"
+            letter = settled.letter
+            job = Job(type=letter.type, session_id=letter.session_id, performer_id=letter.performer_id, job_id=job_id)
+            await announce_queued(self._s, job)
+        return web.json_response(await self._settled(claims, settled, "retried"))
+
+    async def discard(self, request: web.Request) -> web.Response:
+        """Drop one dead letter."""
+        claims = await admin_claims(request, self._s)
+        job_id = self._job_id(request)
+        await self._known(job_id)
+        await self._action_allowed(claims)
+        settled = await self._letters.discard(job_id)
+        return web.json_response(await self._settled(claims, settled, "discarded"))
+
+    async def discard_all(self, request: web.Request) -> web.Response:
+        """Drop every dead letter; ``confirm`` repeats the count the operator saw."""
+        claims = await admin_claims(request, self._s)
+        q = parse_query(DeadLettersClear, request.query)
+        await self._action_allowed(claims)
+        dropped = await self._letters.discard_all(confirm=q.confirm)
+        if dropped:
+            detail = {"confirmed": q.confirm, "discarded": dropped}
+            await self._store.audit(actor=claims.sub, action="discard_dead_letters", target="*", detail=detail)
+        return web.json_response(DeadLettersDiscarded(discarded=dropped).wire())
+
+    @staticmethod
+    def _job_id(request: web.Request) -> str:
+        return parse_body(DeadLetterId, {"job_id": request.match_info["job_id"]}, whole="job_id").job_id
+
+    async def _known(self, job_id: str) -> None:
+        """``not_found`` for an id neither in the list nor settled lately, before the rate counts
+        (a typo costs no action); the script checks again as it changes the list."""
+        if not await self._letters.find(job_id) and not await self._letters.settled(job_id):
+            raise CodedError(ErrorCode.NOT_FOUND, f"no dead letter {job_id}")
+
+    async def _settled(self, claims: Claims, settled: Settled, outcome: str) -> dict[str, object]:
+        """The answer, with the audit entry of a press that changed the list."""
+        if settled.letter is not None:
+            action = "retry_dead_letter" if outcome == "retried" else "discard_dead_letter"
+            letter = settled.letter
+            detail = {"type": letter.type, "session_id": letter.session_id, "attempts": letter.attempts}
+            await self._store.audit(actor=claims.sub, action=action, target=settled.job_id, detail=detail)
+        shown = settled.earlier if settled.again else outcome
+        return DeadLetterSettled.model_validate(
+            {"job_id": settled.job_id, "outcome": shown, "again": settled.again}
+        ).wire()

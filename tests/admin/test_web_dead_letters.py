@@ -1,0 +1,108 @@
+"""The /admin page's dead letters in real Chromium: listed, retried and discarded by keyboard, at a
+phone's width and a desktop's, with a job's own error text shown as text."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+import pytest
+from playwright.async_api import expect
+
+from storage.jobs import Job
+from tests.admin.test_dead_letters import bury, dead_ids, queued_jobs
+from tests.admin.test_http import LONG_TTL_S, admin_token
+from tests.browser import Tab
+from tests.helpers import ServerUnderTest
+from tests.test_web_phone_touch import FINGER_PX, TARGETS, phone  # noqa: F401 - the phone fixture
+
+HOSTILE = '<img src=x onerror="window.__owned=1"><b>bold</b> ' + "x" * 300
+
+
+async def hostile_letter(server: ServerUnderTest) -> Job:
+    """A dead letter whose type and error are markup (a processor's exception text is anything)."""
+    (job,) = await bury(server, "<i>TYPE</i>")
+    entry = await server.services.redis.lindex(server.services.keys.jobs_dead(), 0)
+    assert entry is not None
+    edited = replace(Job.from_json(str(entry)), last_error=HOSTILE).to_json()
+    await server.services.redis.lset(server.services.keys.jobs_dead(), 0, edited)
+    return job
+
+
+@pytest.mark.parametrize("width", [390, 1280])
+async def test_the_card_lists_them_and_a_keyboard_retries_and_discards(
+    tab: Tab, server: ServerUnderTest, width: int
+) -> None:
+    retried, discarded = await bury(server, "RETRY_ME", "DISCARD_ME")
+    page = tab.page
+    await page.set_viewport_size({"width": width, "height": 900})
+    await tab.use_token(admin_token(server), ttl_s=LONG_TTL_S)
+    await tab.open("/admin")
+    rows = page.locator("#dead-list li.dead-letter")
+    await expect(rows).to_have_count(2)
+    await expect(page.locator("#dead-summary")).to_have_text("2 dead letter(s); the newest 2 shown.")
+    await expect(page.locator('#alerts li[data-alert="dead_letters"]')).to_contain_text("Dead letters on /admin")
+    # Nothing wider than the window: no sideways scroll at a phone's width.
+    assert await page.evaluate("document.documentElement.scrollWidth <= window.innerWidth")
+
+    retry = page.get_by_role("button", name=f"Retry RETRY_ME job {retried.job_id[:8]}")
+    await retry.focus()
+    await page.keyboard.press("Enter")
+    await expect(page.locator("#dead-status")).to_have_text(f"RETRY_ME job {retried.job_id[:8]} queued again.")
+    await expect(page.locator("#dead-status")).to_be_focused()
+    await expect(rows).to_have_count(1)
+    assert [job.job_id for job in await queued_jobs(server)] == [retried.job_id]
+
+    discard = page.get_by_role("button", name=f"Discard DISCARD_ME job {discarded.job_id[:8]}")
+    await discard.focus()
+    await page.keyboard.press("Space")
+    await expect(page.locator("#dead-status")).to_have_text(f"DISCARD_ME job {discarded.job_id[:8]} discarded.")
+    await expect(rows).to_have_count(0)
+    await expect(page.locator("#dead-summary")).to_have_text("No dead letters.")
+    await expect(page.locator('#alerts li[data-alert="dead_letters"]')).to_have_count(0)
+    assert await dead_ids(server) == []
+
+
+async def test_discard_all_asks_for_the_count_then_empties_the_list(tab: Tab, server: ServerUnderTest) -> None:
+    await bury(server, "A", "B", "C")
+    page = tab.page
+    await page.set_viewport_size({"width": 390, "height": 900})
+    await tab.use_token(admin_token(server), ttl_s=LONG_TTL_S)
+    await tab.open("/admin")
+    await expect(page.locator("#dead-list li")).to_have_count(3)
+    await page.locator("#dead-discard-all").focus()
+    await page.keyboard.press("Enter")
+    confirm = page.locator("#dead-discard-confirm")
+    await expect(confirm).to_be_focused()
+    await expect(confirm).to_have_text("Yes, discard all 3 dead letter(s)")
+    await page.keyboard.press("Enter")
+    await expect(page.locator("#dead-status")).to_have_text("Discarded 3 dead letter(s).")
+    await expect(page.locator("#dead-list li")).to_have_count(0)
+    assert await dead_ids(server) == []
+
+
+async def test_a_jobs_own_text_is_shown_as_text(tab: Tab, server: ServerUnderTest) -> None:
+    job = await hostile_letter(server)
+    page = tab.page
+    await page.set_viewport_size({"width": 390, "height": 900})
+    await tab.use_token(admin_token(server), ttl_s=LONG_TTL_S)
+    await tab.open("/admin")
+    row = page.locator(f'#dead-list li[data-job="{job.job_id}"]')
+    await expect(row.locator(".dead-error")).to_have_text(HOSTILE)
+    await expect(row.locator("strong.dead-type")).to_have_text("<i>TYPE</i>")
+    assert await row.locator("img, b, i").count() == 0
+    assert await page.evaluate("window.__owned === undefined")
+    assert await page.evaluate("document.documentElement.scrollWidth <= window.innerWidth")
+
+
+async def test_on_a_touch_phone_each_control_is_a_fingers_size(
+    server: ServerUnderTest,
+    phone: Tab,  # noqa: F811
+) -> None:
+    await bury(server, "TAPPED")
+    await phone.use_token(admin_token(server), ttl_s=LONG_TTL_S)
+    page = await phone.open("/admin")
+    await expect(page.locator("#dead-list li")).to_have_count(1)
+    targets = await page.evaluate(TARGETS)
+    small = [t for t in targets if t["width"] < FINGER_PX or t["height"] < FINGER_PX]
+    assert small == []
+    assert await page.evaluate("document.documentElement.scrollWidth <= window.innerWidth")
