@@ -8,6 +8,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+# Room for a PUT body's wrapper (`{"state": …}`) and encoders' differences: a state live edits
+# leave behind can always be saved with PUT.
+STATE_BODY_MARGIN_BYTES = 64
+
 
 @dataclass(frozen=True, slots=True)
 class PatternConfig:
@@ -21,3 +25,8 @@ class PatternConfig:
     max_players: int
     presence_ttl_s: int
     cursor_interval_ms: int
+
+    @property
+    def max_state_bytes(self) -> int:
+        """The most a stored state may take as compact JSON: what a PUT body can carry back."""
+        return self.max_body_bytes - STATE_BODY_MARGIN_BYTES

@@ -24,9 +24,6 @@ from protocol.errors import CodedError, ErrorCode
 from storage.patterns.repository import OpSender, PatternSessions
 
 PlayerName = bounded_text(32)
-# Room for a PUT body's wrapper (`{"state": …}`) and encoders' differences: a state live edits
-# leave behind can always be saved with PUT.
-STATE_BODY_MARGIN_BYTES = 64
 # Distinct op client_id values one connection may use (a page keeps one for its life; each is an
 # hour-long key in Redis, so one per op would be a key per op).
 CLIENT_IDS_PER_CONNECTION = 4
@@ -117,7 +114,7 @@ class PatternEvents:
             player_id=conn.sid,
             seq=request.seq,
             max_players=self._config.max_players,
-            max_state_bytes=self._config.max_body_bytes - STATE_BODY_MARGIN_BYTES,
+            max_state_bytes=self._config.max_state_bytes,
         )
         try:
             applied = await self._patterns.apply(

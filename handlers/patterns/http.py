@@ -43,6 +43,7 @@ from handlers.patterns.views import (
 from protocol import wire_json
 from protocol.errors import CodedError, ErrorCode
 from storage.events import Position
+from storage.patterns.layout import compact_size
 from storage.idempotency import again_on_lost_reply
 from storage.patterns.repository import CreationCount, CreationWait, Lineage, PatternRecord, PatternSessions
 
@@ -281,12 +282,21 @@ class PatternRoutes:
             raise ApiError(404, "Session not found")
         return loaded
 
+    def _fits(self, state: dict[str, Any]) -> None:
+        """413 for a state that, as stored (its defaults filled in), is more than a PUT body can
+        carry back. The body alone was measured: one just under the limit, stored with the
+        fields it left out, could not be saved again, even unchanged (audit "patternphone")."""
+        size = compact_size(state)
+        if size > self._config.max_state_bytes:
+            raise ApiError(413, "Request body too large", maxBytes=self._config.max_body_bytes, stateBytes=size)
+
     # --- routes ----------------------------------------------------------------------------
     async def create(self, request: web.Request) -> web.Response:
         """``{name?, state?}`` or a bare state; a body not declared as JSON gives a default session."""
         body = CreateBody.parse(await self._body(request, json_only=True))
         given = body.initial_state()
         state = given.initial() if given is not None else copy.deepcopy(DEFAULTS)
+        self._fits(state)
         record = await self._made(request) or await self._create(request, "pattern_create", state=state, name=body.name)
         body_out = Created(id=record.id, url=session_url(record.id), createdAt=record.created_at)
         return web.json_response(body_out.model_dump(), status=201)
@@ -310,6 +320,7 @@ class PatternRoutes:
         await self._writable(session_id)
         body = PutBody.parse(raw)
         state = body.state.to_json()
+        self._fits(state)
         now = self._s.clock.now_ms()
         position = await self._replace(
             request, session_id, state=state, name=None, now_ms=now, keep=body.state.kept_when_absent()
@@ -324,6 +335,8 @@ class PatternRoutes:
         await self._writable(session_id)
         body = PatchBody.parse(raw)
         state = body.state.to_json() if body.state is not None else None
+        if state is not None:
+            self._fits(state)
         keep = body.state.kept_when_absent() if body.state is not None else ()
         name = (body.name or None,) if "name" in body.model_fields_set else None
         now = self._s.clock.now_ms()

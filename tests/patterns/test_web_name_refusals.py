@@ -37,6 +37,15 @@ async def server(redis: Redis, redis_process: RedisProcess, tmp_path: Path) -> A
     await srv.stop()
 
 
+@pytest_asyncio.fixture
+async def roomy(redis: Redis, redis_process: RedisProcess, tmp_path: Path) -> AsyncIterator[ServerUnderTest]:
+    """A server with the default size limit: two tracks are stored in more than 2 KiB (each
+    track's 128 steps and locks), which a save could not carry back, so none is made."""
+    srv = await start_server(redis_process.url, tmp_path)
+    yield srv
+    await srv.stop()
+
+
 def with_locks(count: int) -> dict[str, Any]:
     """One track, stored as is (128 steps and locks), with its first `count` steps locked."""
     locks: list[Any] = [LOCK] * count + [None] * (128 - count)
@@ -86,15 +95,15 @@ async def test_a_track_name_refused_at_the_size_limit_puts_the_saved_name_back(
 
 
 async def test_a_track_name_being_typed_as_another_player_deletes_the_track_is_said_lost(
-    server: ServerUnderTest, tab: Tab, clients: list[Client]
+    roomy: ServerUnderTest, tab: Tab, clients: list[Client]
 ) -> None:
     tracks = [track("t1"), track("t2", name="Snare", sampleId="snare")]
-    session_id = await new_pattern(server, state={"tracks": tracks})
+    session_id = await new_pattern(roomy, state={"tracks": tracks})
     page = await open_live(tab, f"/s/{session_id}")
     name = page.locator('.track-row[data-track="t1"] .track-name')
     await name.fill("Big Kick")  # typed, not entered
 
-    other = Client(server.url, server.token("other-player"))
+    other = Client(roomy.url, roomy.token("other-player"))
     clients.append(other)
     await other.connect()
     op = {"type": "delete_track", "trackId": "t1"}
@@ -135,12 +144,12 @@ class HeldGate(SocketGate):
 
 
 async def test_a_rename_entered_as_another_player_deletes_the_track_is_said_lost(
-    server: ServerUnderTest, tab: Tab, clients: list[Client]
+    roomy: ServerUnderTest, tab: Tab, clients: list[Client]
 ) -> None:
     """The rename left before the page heard of the delete, and was refused `not_found`: the
     toast said "no track with that id (it may have been deleted)"."""
     tracks = [track("t1"), track("t2", name="Snare", sampleId="snare")]
-    session_id = await new_pattern(server, state={"tracks": tracks})
+    session_id = await new_pattern(roomy, state={"tracks": tracks})
     gate = HeldGate()
     await gate.install(tab.page)
     page = await open_live(tab, f"/s/{session_id}")
@@ -148,7 +157,7 @@ async def test_a_rename_entered_as_another_player_deletes_the_track_is_said_lost
     await expect(name).to_have_value("Kick")
 
     gate.hold_in()  # the delete's event, and the rename's answer, wait
-    other = Client(server.url, server.token("other-player"))
+    other = Client(roomy.url, roomy.token("other-player"))
     clients.append(other)
     await other.connect()
     op = {"type": "delete_track", "trackId": "t1"}

@@ -255,7 +255,7 @@ if operation == 'field' then
   if old then
     delta = #value_json - #old
   end
-  if bytes + delta > max_state_bytes then
+  if delta > 0 and bytes + delta > max_state_bytes then
     return {false, 'payload_too_large'}
   end
   redis.call('HSET', session_key, name, value_json)
@@ -280,7 +280,7 @@ if operation == 'add_track' then
   if count > 0 then
     delta = delta + 1
   end
-  if bytes + delta > max_state_bytes then
+  if delta > 0 and bytes + delta > max_state_bytes then
     return {false, 'payload_too_large'}
   end
   write_track(track.id, head, bits, chunks)
@@ -344,7 +344,7 @@ if operation == 'track_field' then
   head[target] = cjson.decode(value_json)
   local encoded = cjson.encode(head)
   local delta = #encoded - #head_json
-  if bytes + delta > max_state_bytes then
+  if delta > 0 and bytes + delta > max_state_bytes then
     return {false, 'payload_too_large'}
   end
   redis.call('HSET', session_key, 'st:t:' .. track_id, encoded)
@@ -377,7 +377,7 @@ if operation == 'step' or operation == 'toggle_step' then
   if now == '1' then
     delta = -1
   end
-  if bytes + delta > max_state_bytes then
+  if delta > 0 and bytes + delta > max_state_bytes then
     return {false, 'payload_too_large'}
   end
   redis.call('HSET', session_key, steps_key, string.sub(bits, 1, step - 1) .. now .. string.sub(bits, step + 1))
@@ -407,7 +407,7 @@ if operation == 'lock' then
   end
   local encoded = cjson.encode(items)
   local delta = #encoded - (old and #old or null_chunk_len(k))
-  if bytes + delta > max_state_bytes then
+  if delta > 0 and bytes + delta > max_state_bytes then
     return {false, 'payload_too_large'}
   end
   if any then
