@@ -47,6 +47,7 @@ let confirmed = null; // {state, name}: the server's, as of `position`
 let position = null; // {epoch, offset} of `confirmed`
 let pending = []; // [{seq, op, acked}]: sent live, not yet seen in the log
 let offline = []; // ops made while not live, waiting for the connection or the auto-save
+let deleted = false; // the session was deleted while this page had it (showDeleted)
 const made = new MadeOrder(); // every op's place in the order the person made them
 const held = new HeldOps(made); // refused rate_limited, and those made after: sent at the server's pace
 let heldUntil = 0; // Date.now() before which no held op goes
@@ -211,7 +212,7 @@ function onLogEvent(event) {
       break;
     case "pattern_deleted":
     case "session_deleted": // an operator deleted it (DELETE /admin/sessions/<id>, an orphan sweep)
-      showNotFound();
+      showDeleted();
       return;
     default:
       return;
@@ -260,6 +261,9 @@ async function save() {
         position = parseEtag(answer.headers.get("ETag")) ?? position;
         offline = offline.slice(sent.length);
         if (dropped) toast(`${plural(dropped, "change")} made offline could not be kept: ${UNKEPT}`);
+      } else if (answer.status === 404) {
+        showDeleted(); // deleted meanwhile: these edits can be kept with the rest of it
+        return;
       } else if (answer.status === 412) {
         // Someone edited meanwhile: take their state and put our edits on top of it.
         confirmed = { state: answer.body.session.state, name: answer.body.session.name };
@@ -382,7 +386,7 @@ function writeUnsaved(kept) {
 
 /** The page is going (or hidden, and may be discarded): keep what the server has not confirmed. */
 function stashUnsaved() {
-  if (!sessionId || readOnly || !confirmed) return;
+  if (!sessionId || readOnly || !confirmed || deleted) return;
   commitTyping();
   const ops = unconfirmed();
   const kept = readUnsaved();
@@ -647,8 +651,8 @@ async function request(path, method = "GET", body = undefined, extra = {}) {
 // the same Idempotency-Key, so the retry gets the first copy instead of making a second one.
 const CREATE_RETRY_MS = [500, 1500];
 
-async function createSession(path = "/api/sessions", state = confirmed?.state) {
-  const answer = await keyedPost(path, state);
+async function createSession(path = "/api/sessions", state = confirmed?.state, body = {}) {
+  const answer = await keyedPost(path, state, body);
   if (answer.status === 201) return answer.body;
   if (answer.status === 429) toast(`Too many new sessions; try again in ${answer.body.retryAfter} s.`);
   else toast(createTrouble(answer) ?? "Something went wrong.");
@@ -663,15 +667,16 @@ async function createSession(path = "/api/sessions", state = confirmed?.state) {
  * with presence and remix counts too): pressed again after an edit, the first copy, without
  * that edit, came back and was said "Published!" (audit verify42).
  */
-async function keyedPost(path, state = confirmed?.state) {
-  const copies = path !== "/api/sessions";
+async function keyedPost(path, state = confirmed?.state, body = {}) {
+  // A copy (a remix, a published one, a deleted pattern kept) is keyed by what it copies.
+  const copies = path !== "/api/sessions" || "state" in body;
   const create = createKey("POST", path, copies ? { of: digest(JSON.stringify(state ?? null)) } : {});
   const headers = { "Idempotency-Key": create.key };
-  let answer = await request(path, "POST", {}, headers);
+  let answer = await request(path, "POST", body, headers);
   for (const waitMs of CREATE_RETRY_MS) {
     if (!unanswered(answer) && !soonAgain(answer)) break;
     await new Promise((resolve) => setTimeout(resolve, waitMs));
-    answer = await request(path, "POST", {}, headers);
+    answer = await request(path, "POST", body, headers);
   }
   if (answersForGood(answer.status)) create.answered();
   return answer;
@@ -840,6 +845,35 @@ function showNotFound() {
   orphanBanner.hide();
   $("readonly-banner").hidden = true;
   player.stop();
+}
+
+/**
+ * The pattern was deleted while this page had it (anyone holding the link may delete it): said
+ * so, and what was on screen, this page's unsaved edits included, can be kept as a new pattern
+ * of this person's. It said "This session doesn't exist. Check the link — it may have been
+ * mistyped", and the pattern and any offline edits were gone (audit "patternphone").
+ */
+function showDeleted() {
+  const kept = view();
+  const name = confirmed?.name ?? null;
+  showNotFound();
+  deleted = true; // nothing is kept for a session that is gone (its edits go with the copy, if kept)
+  if (sessionId) writeUnsaved({});
+  if (!kept) return;
+  $("not-found-title").textContent = "This pattern was deleted";
+  $("not-found-text").textContent =
+    "Someone with its link deleted it. What you had on screen, your last changes included, can be kept as a new pattern of yours.";
+  const keep = $("keep-copy");
+  keep.hidden = false;
+  $("create-new").classList.remove("primary");
+  keep.onclick = async () => {
+    const created = await whileBusy([keep], () =>
+      createSession("/api/sessions", kept.state, { name, state: kept.state }),
+    );
+    if (!created) return; // the toast said why; the pattern is still held here
+    location.assign(created.url);
+  };
+  keep.focus();
 }
 
 function render() {
@@ -1576,7 +1610,8 @@ function goLive(name = "") {
       if (offline.length) flushOffline();
     },
     onError: (err) => {
-      if (err.code === "session_not_found") showNotFound();
+      // Gone while this page had it (deleted as it was offline): what it shows can be kept.
+      if (err.code === "session_not_found") showDeleted();
     },
   });
   setInterval(() => {
