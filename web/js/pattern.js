@@ -66,7 +66,7 @@ let lostSaves = [];
 let players = new Map();
 let cursorTimer = null;
 let cursorNext;
-const me = { name: "", colour: "" };
+const me = { name: "", colour: "", user: "" }; // user: the token's subject, "" without one
 const player = new Player(() => view()?.state, showPlayhead);
 const news = new PatternNews($("pattern-news"));
 // Every socket id this page has had (one a connection): an op or a presence of one of them is this
@@ -192,7 +192,7 @@ function onLogEvent(event) {
   const data = event.data ?? {};
   switch (event.type) {
     case "pattern_op":
-      if (!ownClients.has(data.client)) tellOthers(opNews(playerName(data.client), data.op, confirmed.state));
+      if (!mine(data.client)) tellOthers(opNews(playerName(data.client), data.op, confirmed.state));
       applyOp(confirmed, data.op, data);
       if (socket && data.client === socket.id) pending = pending.filter((p) => p.seq !== data.seq);
       break;
@@ -201,7 +201,7 @@ function onLogEvent(event) {
       const before = view();
       if (data.state) confirmed.state = data.state;
       if ("name" in data) confirmed.name = data.name;
-      tellOthers(stateNews(userName(data.by), before, view()));
+      if (!me.user || data.by !== me.user) tellOthers(stateNews(userName(data.by), before, view()));
       break;
     }
     case "pattern_meta":
@@ -477,7 +477,7 @@ function onPresence(data) {
     // A player present already (another connection of theirs), or whose old connection's leave
     // is still gathered (back within the gathering), is no news: a co-editor whose connection
     // dropped and came back was told as "joined, changed 1 step and left" (audit "retries3").
-    const back = !players.has(id) && !ownClients.has(id) && user !== replacedUser;
+    const back = !players.has(id) && !ownClients.has(id) && user !== replacedUser && !(me.user && user === me.user);
     if (back && !news.takeBack(user, "left") && !presentAs(user, id)) news.add([{ who: name, kind: "joined", user }]);
     replacedUser = null;
     players.set(id, data.player);
@@ -485,11 +485,20 @@ function onPresence(data) {
     const gone = players.get(data.player_id);
     // A player coming back on a new connection replaces its old entry: neither is news.
     if (data.reason === "replaced") replacedUser = gone?.user ?? null;
-    else if (gone && !ownClients.has(data.player_id) && !presentAs(gone.user, data.player_id)) {
+    else if (gone && !mine(data.player_id) && !presentAs(gone.user, data.player_id)) {
       if (!news.takeBack(gone.user, "joined")) news.add([{ who: gone.name, kind: "left", user: gone.user }]);
     }
     players.delete(data.player_id);
   } else if (data.action === "cursor" && players.has(data.player_id)) players.get(data.player_id).cursor = data.cursor;
+}
+
+/**
+ * Whether connection `clientId` is this person's: this page's, or another tab or device of theirs
+ * (the same user). Their own other tab was told to them as another player ("Player 760 joined",
+ * "Player 760 set the tempo…" of their own edits: audit "patternphone").
+ */
+function mine(clientId) {
+  return ownClients.has(clientId) || Boolean(me.user && players.get(clientId)?.user === me.user);
 }
 
 /** Whether `user` is present on a connection other than `clientId` (not this page's own). */
@@ -562,16 +571,30 @@ function moveCursor(cursor) {
   }, CURSOR_MS);
 }
 
-function identity() {
-  const stored = sessionStorage.getItem("sessionhub.pattern.me");
-  if (stored) return JSON.parse(stored);
+/**
+ * The name and colour this person shows as: one per person on this browser (every tab of theirs
+ * alike: each tab made its own, and the person's second tab showed as a stranger), kept per user.
+ */
+function identity(userId) {
+  const key = userId ? `sessionhub.pattern.me.${userId}` : "sessionhub.pattern.me";
+  const store = userId ? localStorage : sessionStorage;
+  try {
+    const stored = JSON.parse(store.getItem(key) ?? "null");
+    if (stored?.name && stored?.colour) return stored;
+  } catch {
+    // unreadable: made again
+  }
   // The person's display name (set in the identity panel) when they chose one.
   const chosen = knownIdentity()?.name;
   const made = {
     name: chosen && chosen !== "Guest" ? chosen : `Player ${Math.floor(Math.random() * 900 + 100)}`,
     colour: COLOURS[Math.floor(Math.random() * COLOURS.length)],
   };
-  sessionStorage.setItem("sessionhub.pattern.me", JSON.stringify(made));
+  try {
+    store.setItem(key, JSON.stringify(made));
+  } catch {
+    // storage refused (full, private window): this tab's own
+  }
   return made;
 }
 
@@ -580,13 +603,19 @@ function identity() {
  * token says "Guest", which would name every guest in the jam alike ("Player 417" tells them apart).
  */
 async function displayName() {
+  const claims = await tokenClaims();
+  const name = typeof claims.name === "string" ? claims.name.trim().slice(0, 40) : "";
+  return name === "Guest" ? "" : name;
+}
+
+/** The claims of this page's token ({} without one): who this person is, as the server knows. */
+async function tokenClaims() {
   try {
     const payload = (await getToken()).split(".")[1].replace(/-/g, "+").replace(/_/g, "/");
     const claims = JSON.parse(new TextDecoder().decode(Uint8Array.from(atob(payload), (c) => c.charCodeAt(0))));
-    const name = typeof claims.name === "string" ? claims.name.trim().slice(0, 40) : "";
-    return name === "Guest" ? "" : name;
+    return claims && typeof claims === "object" ? claims : {};
   } catch {
-    return "";
+    return {};
   }
 }
 
@@ -606,17 +635,24 @@ function initials(name) {
 }
 
 /**
- * Each player's colour, none shared: players keep the colour they chose unless an earlier one
- * (by player id) has it, then they take the first free one. Every page computes the same.
+ * Each person's colour, none shared: players keep the colour they chose unless an earlier one
+ * (by player id) has it, then they take the first free one; one person's connections share theirs.
+ * Every page computes the same.
  */
 function distinctColours(list) {
   const taken = new Set();
   const chosen = new Map();
+  const people = new Map(); // user -> colour: one person's tabs and devices show as one, alike
   for (const p of [...list].sort((a, b) => String(a.id).localeCompare(String(b.id)))) {
+    if (p.user && people.has(p.user)) {
+      chosen.set(p.id, people.get(p.user));
+      continue;
+    }
     let colour = /^#[0-9a-fA-F]{6}$/.test(p.colour) ? p.colour.toLowerCase() : "";
     if (!colour || taken.has(colour)) colour = COLOURS.find((c) => !taken.has(c)) ?? (colour || "#667085");
     taken.add(colour);
     chosen.set(p.id, colour);
+    if (p.user) people.set(p.user, colour);
   }
   return chosen;
 }
@@ -1171,7 +1207,7 @@ function buildRow() {
   );
 }
 
-function fitRow(row, track) {
+function fitRow(row, track, index) {
   row.dataset.track = track.id;
   row.querySelector(".track-name-error").id = `track-name-error-${track.id}`;
   const steps = row.querySelector(".steps");
@@ -1198,19 +1234,22 @@ function fitRow(row, track) {
     if (focused !== null) cells[Math.min(focused, cells.length - 1)]?.focus();
     delete row.dataset.labelled;
   }
-  if (row.dataset.labelled !== track.name) {
-    row.dataset.labelled = track.name;
-    steps.setAttribute("aria-label", `${track.name} step buttons`);
-    row.querySelector(".track-name").setAttribute("aria-label", `Name of track ${track.name}`);
-    countSelect.setAttribute("aria-label", `${track.name} steps`);
+  // A name of spaces only (another client's, or the API's, may be) is no name: the track is called
+  // by its place, or every control of it was named " step 1", "Mute " (audit "patternphone").
+  const label = String(track.name ?? "").trim() || `Track ${index + 1}`;
+  if (row.dataset.labelled !== label) {
+    row.dataset.labelled = label;
+    steps.setAttribute("aria-label", `${label} step buttons`);
+    row.querySelector(".track-name").setAttribute("aria-label", `Name of track ${label}`);
+    countSelect.setAttribute("aria-label", `${label} steps`);
     // Every row has these: a screen reader names the track too, after the control's own word.
-    row.querySelector(".mute").setAttribute("aria-label", `Mute ${track.name}`);
-    row.querySelector(".solo").setAttribute("aria-label", `Solo ${track.name}`);
-    row.querySelector(".volume").setAttribute("aria-label", `${track.name} volume`);
-    row.querySelector(".clear-track").setAttribute("aria-label", `Clear ${track.name}`);
-    row.querySelector(".delete-track").setAttribute("aria-label", `Delete track ${track.name}`);
+    row.querySelector(".mute").setAttribute("aria-label", `Mute ${label}`);
+    row.querySelector(".solo").setAttribute("aria-label", `Solo ${label}`);
+    row.querySelector(".volume").setAttribute("aria-label", `${label} volume`);
+    row.querySelector(".clear-track").setAttribute("aria-label", `Clear ${label}`);
+    row.querySelector(".delete-track").setAttribute("aria-label", `Delete track ${label}`);
     steps.querySelectorAll(".step").forEach((cell, i) => {
-      cell.setAttribute("aria-label", `${track.name} step ${i + 1}`);
+      cell.setAttribute("aria-label", `${label} step ${i + 1}`);
     });
   }
 }
@@ -1582,14 +1621,15 @@ async function load(id) {
   $("publish").hidden = readOnly; // a published copy is published already
   adoptUnsaved();
   const myName = await displayName();
+  const myUser = (await tokenClaims()).sub;
   show("editor");
   render();
   watchLeaving();
-  goLive(myName);
+  goLive(myName, typeof myUser === "string" ? myUser : "");
 }
 
-function goLive(name = "") {
-  Object.assign(me, identity());
+function goLive(name = "", user = "") {
+  Object.assign(me, identity(user), { user });
   if (name) me.name = name;
   socket = connect({
     onState: (state) => {
