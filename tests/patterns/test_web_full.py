@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
 
-from playwright.async_api import expect
+from playwright.async_api import Page, expect
 
 from tests.browser import Tab, listen_to_live_regions, live_texts
 from tests.helpers import Client, ServerUnderTest
@@ -18,7 +18,12 @@ from tests.test_metrics import scrape, until, value
 
 FULL = "This session is full: you can watch and listen, and you will join when a place frees."
 FREED = "A place freed: you are playing now."
+REFUSED = "Not changed: this session is full, so you can watch and listen until a place frees."
 HEARTBEAT_MS = 10_000  # web/js/pattern.js
+
+
+async def _said(page: Page, text: str) -> bool:
+    return text in await live_texts(page, "toast")
 
 
 def _refused(server: ServerUnderTest, times: int) -> Callable[[], Awaitable[bool]]:
@@ -48,10 +53,18 @@ async def test_a_watcher_of_a_full_session_is_told_once_and_joins_when_a_place_f
         await page.clock.run_for(HEARTBEAT_MS)
         await until(_refused(server, times), timeout_s=15)
     assert await live_texts(page, "toast") == [FULL]
+    # Said for as long as it watches, not only by a toast gone in 4 s; a tap is refused in the
+    # page's words (it said the server's own sentence, "the session is full: its present players…").
+    banner = page.locator("#full-banner")
+    await expect(banner).to_be_visible()
+    await page.locator('.step[data-track="t1"][data-step="2"]').click()
+    await until(lambda: _said(page, REFUSED), timeout_s=15)
+    await expect(page.locator('.step[data-track="t1"][data-step="2"]')).to_have_attribute("aria-pressed", "false")
     await players[0].call("pattern_leave", {"session_id": session_id})
     await page.clock.run_for(HEARTBEAT_MS)
 
     async def joined() -> bool:
-        return await live_texts(page, "toast") == [FULL, FREED]
+        return await live_texts(page, "toast") == [FULL, REFUSED, FREED]
 
     await until(joined, timeout_s=15)
+    await expect(banner).to_be_hidden()

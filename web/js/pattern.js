@@ -115,6 +115,9 @@ function edit(op) {
 const CLIENT_ID = freshId();
 const sentAs = new WeakMap(); // op -> the seq it was first sent with
 
+// An edit of a watcher (the session full: its present players edit), in the page's words.
+const FULL_REFUSED = "Not changed: this session is full, so you can watch and listen until a place frees.";
+
 /** Send `op` live; resolves once its answer is dealt with. */
 function send(op) {
   const item = { seq: sentAs.get(op) ?? ++seq, op, acked: false };
@@ -136,6 +139,7 @@ function send(op) {
       // Its track is one a held op adds: made again after it, no refusal to speak of.
       else if (err.code === "not_found" && held.precede(op)) hold(op);
       else if (err.code === "disconnected" || err.code === "timeout") offline.push(op);
+      else if (err.code === "session_full") toast(FULL_REFUSED);
       else if (!nameRefused(op, err)) toast(err.message || "That change was refused.");
       render();
     },
@@ -550,11 +554,15 @@ async function join() {
     sessionStorage.setItem(JOINED_KEY(), joinedAs);
     if (fullSaid) toast("A place freed: you are playing now.");
     fullSaid = false;
+    $("full-banner").hidden = true;
   } catch (err) {
-    // A watcher asks again at each heartbeat (it is not present): said once, not every 10 s.
+    // A watcher asks again at each heartbeat (it is not present): said once, not every 10 s; the
+    // banner stays while it watches (a toast alone was gone in 4 s, and a tap then said only the
+    // server's own sentence: audit "patternphone").
     if (err.code === "session_full" && !fullSaid) {
       toast("This session is full: you can watch and listen, and you will join when a place frees.");
       fullSaid = true;
+      $("full-banner").hidden = false;
     }
   }
 }
