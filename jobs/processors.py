@@ -65,14 +65,18 @@ PROGRESSED: ContextVar[Callable[[], None] | None] = ContextVar("sessionhub_job_p
 # SESSIONHUB_JOB_TIMEOUT_S under SESSIONHUB_VOICE_TRANSCRIBE_TIMEOUT_S), where its own limit
 # fails only that chunk and the job goes on.
 TIME_LEFT: ContextVar[Callable[[], float] | None] = ContextVar("sessionhub_job_time_left", default=None)
-# The part of the job's time left a step may take, leaving the rest to record its outcome.
-STEP_SHARE = 0.8
+# The time a step leaves of the job's, to record its outcome and say its progress: half of what is
+# left, at most this (a loaded host took over 0.2 s of a 1 s limit to kill a command and say so).
+STEP_RESERVE_MAX_S = 5.0
 
 
 def step_time_s(own_s: float) -> float:
     """A step's time limit: its own ``own_s``, or less when the job's time limit comes sooner."""
     left = TIME_LEFT.get()
-    return own_s if left is None else max(min(own_s, left() * STEP_SHARE), 0.001)
+    if left is None:
+        return own_s
+    time_left = left()
+    return max(min(own_s, time_left - min(time_left / 2, STEP_RESERVE_MAX_S)), 0.001)
 
 
 def report_progress() -> None:

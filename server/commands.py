@@ -23,7 +23,7 @@ from redis.asyncio.cluster import RedisCluster
 
 from handlers.context import Services
 from handlers.metrics import Metrics
-from jobs.processors import STEP_SHARE, load_processors
+from jobs.processors import STEP_RESERVE_MAX_S, load_processors
 from protocol.errors import CodedError
 from server.app import build_app, front_site
 from server.cli import StartupError
@@ -237,7 +237,7 @@ def _warn_of_job_timeout(settings: Settings) -> None:
             " a chunk's transcription is cut at %g s, sooner than its own limit",
             settings.job_timeout_s,
             settings.voice_transcribe_timeout_s,
-            settings.job_timeout_s * STEP_SHARE,
+            settings.job_timeout_s - min(settings.job_timeout_s / 2, STEP_RESERVE_MAX_S),
         )
 
 

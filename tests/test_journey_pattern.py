@@ -100,7 +100,8 @@ async def test_a_jam_across_a_laptop_and_a_phone_with_an_offline_spell_a_remix_a
         )
         assert deleted in (200, 204), deleted
         await expect(phone.locator("#not-found")).to_be_visible()
-        await expect(phone.locator("#not-found h1")).to_have_text("This session doesn't exist")
+        await expect(phone.locator("#not-found h1")).to_have_text("This pattern was deleted")
+        await expect(phone.get_by_role("button", name="Keep it as a new pattern")).to_be_visible()
         await expect(phone.locator("#create-new")).to_be_visible()
         await expect(phone.locator("#go-home")).to_have_attribute("href", "/")
         await expect(phone.locator("#connection")).to_be_hidden()

@@ -307,13 +307,13 @@ async def test_a_job_time_limit_under_the_transcriptions_fails_a_slow_chunk_not_
             max_attempts=2,
             backoff_base_ms=1,
             visibility_ms=60_000,
-            timeout_s=1.0,
+            timeout_s=2.0,
         )
         for _ in range(5):
             if not await worker.run_once(block_ms=1):
                 break
         await watcher.wait_for(lambda: bool(watcher.named("job_result")))
-        [result] = [e["data"] for e in watcher.named("job_result")]
+        [result] = [e["data"] for e in watcher.named("job_result")]  # no attempt cut by the job's limit
         assert result["status"] == "succeeded", result
         assert result["result"]["transcription"] == "0 of 1 chunks transcribed, 1 failed", result
         session = await server.services.voice.get(session_id)
