@@ -506,17 +506,27 @@ class EventLog:
         field: str,
         kind: str,
         unless_job: str = "",
+        retried_at_ms: int | None = None,
     ) -> int:
         """Append one state-less event (``append_kept.lua``), and keep ``data`` with its time
         (``at``) in ``field`` of the session's record when the session is of ``kind``: the latest
         of its sort, for a reader that comes after the event. ``unless_job``: neither when the
-        field keeps a step or outcome of that job already (0 is returned)."""
+        field keeps a step or outcome of that job already (0 is returned), but for its failure
+        kept before ``retried_at_ms`` (a dead letter queued again then)."""
         kept = json.dumps({**data, "at": self._clock.now_ms()}, separators=(",", ":"))
         result = await self.run(
             script,
             session_id,
             keys=[self._keys.session(session_id)],
-            args=[etype, json.dumps(data, separators=(",", ":")), field, kept, kind, unless_job],
+            args=[
+                etype,
+                json.dumps(data, separators=(",", ":")),
+                field,
+                kept,
+                kind,
+                unless_job,
+                "" if retried_at_ms is None else retried_at_ms,
+            ],
         )
         return int(result[0])
 

@@ -65,11 +65,12 @@ class DeadLetterRoutes:
         parse_body(NoFields, await json_body(request, max_bytes=1024, optional=True))
         await self._known(job_id)
         await self._action_allowed(claims)
+        retried_at = self._s.clock.now_ms()
         settled = await self._letters.retry(job_id)
         if settled.letter is not None:  # its session's pages say it waits again, not "failed"
             letter = settled.letter
             job = Job(type=letter.type, session_id=letter.session_id, performer_id=letter.performer_id, job_id=job_id)
-            await announce_queued(self._s, job)
+            await announce_queued(self._s, job, retried_at_ms=retried_at)
         return web.json_response(await self._settled(claims, settled, "retried"))
 
     async def discard(self, request: web.Request) -> web.Response:

@@ -230,18 +230,26 @@ async def process_late_chunks(services: Services, claims: Claims, session_id: st
     return queued
 
 
-async def announce_queued(services: Services, job: Job) -> None:
+async def announce_queued(services: Services, job: Job, *, retried_at_ms: int | None = None) -> None:
     """Tell the session's clients (and keep in its ``last_job``) that ``job`` waits for a worker.
 
     Nothing was said until a worker took the job up: with every worker busy or none running, the
     page said "No jobs yet" and "Not processed yet" after a Done, and invited a Process now that
     queued the same work twice (audit "jobsreal"). Said after the job is queued, and not at all
-    when a worker has said more of it already (``append_kept.lua``'s job id). The announcement
-    is no part of the press: a failure of it leaves the job queued and the press answered."""
+    when a worker has said more of it already (``append_kept.lua``'s job id); ``retried_at_ms``:
+    a dead letter queued again then, whose failure kept before it is replaced (one after it, a
+    worker's that failed it again at once, stays). The announcement is no part of the press: a
+    failure of it leaves the job queued and the press answered."""
     data = {"job_id": job.job_id, "job_type": job.type, "step": JOB_QUEUED_STEP, "done": 0, "total": 0}
     try:
         await services.log.append_kept(
-            services.scripts.append_kept, job.session_id, JOB_PROGRESS, data, **KEEP_LAST_JOB, unless_job=job.job_id
+            services.scripts.append_kept,
+            job.session_id,
+            JOB_PROGRESS,
+            data,
+            **KEEP_LAST_JOB,
+            unless_job=job.job_id,
+            retried_at_ms=retried_at_ms,
         )
     except UNANNOUNCED as exc:
         log.warning("job %s queued, not announced to session %s: %s", job.job_id, job.session_id, exc)

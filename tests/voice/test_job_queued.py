@@ -13,6 +13,7 @@ from typing import Any
 
 from handlers.voice.actions import announce_queued
 from server.worker import UNEXPECTED_FAILURE
+from storage.dead_letters import DeadLetters
 from storage.jobs import Job
 from tests.helpers import Client, ServerUnderTest
 from tests.test_worker import drain, make_worker
@@ -85,3 +86,30 @@ async def test_a_processors_own_error_text_goes_to_the_operator_not_to_the_sessi
     assert secret not in str(await server.services.voice.get(session_id))
     [dead] = await server.services.jobs.dead()
     assert dead.last_error == f"RuntimeError: {secret}"  # the operator's, whole
+
+
+async def test_a_failure_that_came_first_is_not_put_back_to_waiting(
+    server: ServerUnderTest, clients: list[Client]
+) -> None:
+    """A job failed by a worker before its announcement got there (a type no processor runs: at
+    once), and a dead letter queued again and failed again as fast: the page said "waiting" for
+    good over "failed" (audit "verify47"). Only a failure from before a retry is replaced."""
+    session_id = await server.create_session("alice")
+    job = Job(type="NO_SUCH_TYPE", session_id=session_id, performer_id="alice")
+    await server.services.jobs.enqueue(job)
+    await drain(make_worker(server, {}), server)
+    await announce_queued(server.services, job)  # late
+    failed = await server.services.voice.get(session_id)
+    assert failed is not None and failed.last_job is not None and failed.last_job["status"] == "failed"
+
+    retried_at = server.services.clock.now_ms()
+    assert failed.last_job["at"] <= retried_at
+    services = server.services
+    settled = await DeadLetters(redis=services.redis, keys=services.keys, clock=services.clock).retry(job.job_id)
+    assert settled.letter is not None
+    await drain(make_worker(server, {}), server)  # failed again at once
+    again = await server.services.voice.get(session_id)
+    assert again is not None and again.last_job is not None and again.last_job["status"] == "failed"
+    await announce_queued(server.services, job, retried_at_ms=retried_at)  # late: nothing changes
+    after = await server.services.voice.get(session_id)
+    assert after is not None and after.last_job == again.last_job
