@@ -392,3 +392,33 @@ async def test_a_catch_up_larger_than_the_state_gets_the_state(server: ServerUnd
         },
     )
     assert again["recovered"] is True and again["missed"] == 1, again
+
+
+async def test_a_slash_in_a_name_is_counted_once_by_every_op(server: ServerUnderTest, clients: list[Client]) -> None:
+    """Lua's cjson writes '/' as '\\/': each op that wrote a track's head or a pattern field again
+    made the kept size a byte larger per slash, and a state at the cap refused ops that changed
+    nothing of its size (audit "verify47")."""
+    state = {
+        "tracks": [track("t1", name="Kick/Snare", steps=[False] * 128, parameterLocks=[None] * 128)],
+        "tempo": 120,
+        "swing": 0,
+        "version": 1,
+    }
+    session_id = await new_pattern(server, {"name": "a/b", "state": state})
+    expected = await get_state(server, session_id)
+    alice = await player(server, clients, session_id, "alice")
+    ops: list[dict[str, Any]] = [
+        {"type": "set_track_volume", "trackId": "t1", "volume": 0.5},
+        {"type": "set_track_volume", "trackId": "t1", "volume": 0.5},
+        {"type": "set_lock", "trackId": "t1", "step": 3, "lock": {"pitch": 2}},
+        {"type": "rename_track", "trackId": "t1", "name": "Hat/Clap//"},
+        {"type": "add_track", "track": track("t2", name="A/B", steps=[True] * 128, parameterLocks=[None] * 128)},
+        {"type": "set_track_volume", "trackId": "t2", "volume": 0.25},
+    ]
+    for seq, op in enumerate(ops):
+        ack = await alice.call("pattern_op", {"session_id": session_id, "seq": seq, "op": op})
+        assert ack["ok"] is True, (op, ack)
+        expected = applied(expected, op)
+        fields = await fields_of(server, session_id)
+        assert int(fields[layout.BYTES]) == layout.compact_size(expected), op
+        assert await get_state(server, session_id) == expected, op
