@@ -18,6 +18,7 @@ the command's own process only.
 from __future__ import annotations
 
 import asyncio
+import logging
 import contextlib
 import os
 import shlex
@@ -29,6 +30,8 @@ from server.child_process import die_with_parent
 
 MAX_TRANSCRIPT_BYTES = 64 * 1024
 NOT_CONFIGURED = "not configured: no transcription command is set (SESSIONHUB_VOICE_TRANSCRIBE_COMMAND)"
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True, slots=True)
@@ -70,7 +73,8 @@ async def transcribe(template: str, path: Path, mime: str, *, timeout_s: float) 
             await _end(await starting)
         raise
     except OSError as exc:
-        return Transcript(error=f"cannot run the transcription command: {exc.strerror or exc}")
+        log.warning("the transcription command %r cannot be run: %s", template, exc)
+        return Transcript(error=f"cannot run the transcription command: {exc.strerror or 'refused'}")
     # Read behind a shield: a timeout or a cancellation kills the process group first (_end),
     # which closes the pipes, and the reading then ends by itself. Cancelled directly, the read
     # waited on pipes the command's own children still held open (a CI run hung on one).
@@ -78,13 +82,18 @@ async def transcribe(template: str, path: Path, mime: str, *, timeout_s: float) 
     try:
         out, err = await asyncio.wait_for(asyncio.shield(reading), timeout_s)
     except TimeoutError:
-        return Transcript(error=f"the transcription command ran longer than {timeout_s:g} s")
+        return Transcript(error=f"the transcription command ran longer than {round(timeout_s, 1):g} s")
     finally:
         await _end(process)
         reading.cancel()  # done by now (the pipes closed with the group); never left running
     if process.returncode != 0:
+        # Its own words (stderr: paths, hosts, what it was given) are the operator's, in the log:
+        # the chunk's transcript_error goes to every client of the session (audit "verify47").
         detail = err.decode("utf-8", "replace").strip()[-300:]
-        return Transcript(error=f"the transcription command exited with {process.returncode}: {detail}")
+        log.warning("the transcription command exited with %s on %s: %s", process.returncode, path.name, detail)
+        return Transcript(
+            error=f"the transcription command exited with {process.returncode} (the server's log says why)"
+        )
     return Transcript(text=out[:MAX_TRANSCRIPT_BYTES].decode("utf-8", "replace").strip())
 
 

@@ -6,7 +6,7 @@ import json
 import uuid
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypedDict
 
 from protocol import events as etypes
 from protocol.errors import CodedError, ErrorCode
@@ -48,8 +48,17 @@ _ALLOWED_FROM: dict[str, str] = {status: "," + ",".join(sorted(f)) + "," for sta
 
 # The session record's field keeping its last job step or outcome (``VoiceSession.last_job``).
 LAST_JOB_FIELD = "last_job"
+
+
 # ``EventLog.append_kept``'s field and kind for a job's step or outcome: a voice session keeps it.
-KEEP_LAST_JOB: dict[str, str] = {"field": LAST_JOB_FIELD, "kind": KIND}
+class KeptField(TypedDict):
+    """``EventLog.append_kept``'s ``field`` and ``kind``, given as ``**KEEP_LAST_JOB``."""
+
+    field: str
+    kind: str
+
+
+KEEP_LAST_JOB: KeptField = {"field": LAST_JOB_FIELD, "kind": KIND}
 
 
 @dataclass(frozen=True, slots=True)

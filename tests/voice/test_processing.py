@@ -261,7 +261,11 @@ async def test_progress_counts_the_chunks_transcribed_before(
 @pytest.mark.parametrize(
     ("command", "timeout_s", "error"),
     [
-        (f'{sys.executable} -c "import sys; sys.exit(3)"', 30.0, "exited with 3"),
+        (
+            f"{sys.executable} -c \"import sys; sys.stderr.write('cannot open /srv/secret on 10.0.0.7'); sys.exit(3)\"",
+            30.0,
+            "exited with 3",
+        ),
         (f'{sys.executable} -c "import time; time.sleep(30)"', 0.5, "longer than 0.5 s"),
         ("/nonexistent/transcriber", 30.0, "cannot run"),
     ],
@@ -282,6 +286,8 @@ async def test_a_failing_transcriber_marks_the_chunk_and_the_job_goes_on(
         assert session.digest["transcription"] == "0 of 1 chunks transcribed, 1 failed"
         chunk = await chunk_repository(server.services).get(session_id, "ch000001")
         assert error in chunk["transcript_error"] and chunk["transcript"] == ""
+        # The command's own words go to the log, not to the session's clients (audit "verify47").
+        assert "/srv/secret" not in chunk["transcript_error"], chunk
     finally:
         await server.stop()
 
