@@ -35,6 +35,15 @@ async def test_a_pattern_deleted_while_offline_keeps_what_was_on_screen_as_a_new
     await expect(page.locator("#not-found")).not_to_contain_text("mistyped")
     keep = page.get_by_role("button", name="Keep it as a new pattern")
     await expect(keep).to_be_focused()  # by keyboard: Enter keeps it
+    # Each button's words on one line (at 390 px three in a row broke them: "Sessio / n").
+    lines = await page.evaluate(
+        """() => [...document.querySelectorAll("#not-found .row .button")].map((button) => {
+            const range = document.createRange();
+            range.selectNodeContents(button);
+            return new Set([...range.getClientRects()].map((rect) => Math.round(rect.top))).size;
+        })"""
+    )
+    assert lines == [1, 1, 1], lines
     await page.keyboard.press("Enter")
     await expect(page).to_have_url(re.compile(rf"/s/{UUID}$"))
     await expect(page.locator("#editor")).to_be_visible()
