@@ -94,6 +94,22 @@ async def test_a_jobs_own_text_is_shown_as_text(tab: Tab, server: ServerUnderTes
     assert await page.evaluate("document.documentElement.scrollWidth <= window.innerWidth")
 
 
+async def test_an_entry_that_is_no_job_offers_no_buttons_that_cannot_work(tab: Tab, server: ServerUnderTest) -> None:
+    """Its Retry and Discard only answered "no route DELETE /admin/jobs/dead/" (audit "verify47")."""
+    await bury(server, "GOOD")
+    await server.services.redis.lpush(server.services.keys.jobs_dead(), "not a job")
+    page = tab.page
+    await tab.use_token(admin_token(server), ttl_s=LONG_TTL_S)
+    await tab.open("/admin")
+    rows = page.locator("#dead-list li")
+    await expect(rows).to_have_count(2)
+    await expect(rows.nth(0).locator("button")).to_have_count(0)
+    await expect(rows.nth(0).locator(".dead-buttons")).to_have_text(
+        "Not a job this release can read: only Discard all removes it."
+    )
+    await expect(rows.nth(1).locator("button")).to_have_count(2)
+
+
 async def test_on_a_touch_phone_each_control_is_a_fingers_size(
     server: ServerUnderTest,
     phone: Tab,  # noqa: F811

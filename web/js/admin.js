@@ -655,7 +655,10 @@ function renderDeadLetter(letter) {
   error.textContent = letter.last_error || "(no error recorded)";
   const buttons = document.createElement("div");
   buttons.className = "dead-buttons";
-  buttons.append(deadButton("retry", letter), deadButton("discard", letter));
+  // An entry that is no job of this release (no id: not even JSON) can be neither retried nor
+  // discarded by its id: its buttons only said "no route" (audit "verify47").
+  if (letter.job_id) buttons.append(deadButton("retry", letter), deadButton("discard", letter));
+  else buttons.textContent = "Not a job this release can read: only Discard all removes it.";
   item.append(meta, error, buttons);
   return item;
 }
