@@ -573,6 +573,23 @@ async def test_a_stopping_worker_forgets_its_consumer_and_a_starting_one_those_l
     assert await consumers(server) == {"killed-holding"}  # its own gone; the holder kept
 
 
+async def test_a_worker_cancelled_as_it_stops_is_no_longer_counted_as_running(server: ServerUnderTest) -> None:
+    """`sessionhub worker` on SIGTERM cancels its run (to take back a job it runs): its alive mark
+    stayed, and `jobs_waiting` said "1 worker(s) heard from: too few" for a minute with none
+    running (audit "verify47")."""
+    jobs = server.services.jobs
+    worker = make_worker(server, processors={})
+    running = asyncio.create_task(worker.run(asyncio.Event(), block_ms=10))
+    deadline = asyncio.get_running_loop().time() + 15
+    while worker.consumer not in await jobs.workers():
+        assert asyncio.get_running_loop().time() < deadline
+        await asyncio.sleep(0.02)
+    running.cancel()
+    await asyncio.gather(running, return_exceptions=True)
+    assert running.cancelled()
+    assert worker.consumer not in await jobs.workers()
+
+
 async def consumers(server: ServerUnderTest) -> set[str]:
     found: list[dict[str, Any]] = await server.services.redis.xinfo_consumers(
         server.services.keys.jobs(), server.services.keys.jobs_group()
