@@ -135,8 +135,11 @@ class Worker:
         """
         grouped = False
         backoff_s = 0.1
+        me = asyncio.current_task()
         try:
-            while not stop.is_set():
+            # A cancellation a library call swallowed (a connection closed under it, turned into
+            # its own error) still ends the loop: the task says it is being cancelled.
+            while not stop.is_set() and not (me is not None and me.cancelling()):
                 try:
                     if not grouped:
                         await self._jobs.ensure_group()

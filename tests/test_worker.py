@@ -578,16 +578,20 @@ async def test_a_worker_cancelled_as_it_stops_is_no_longer_counted_as_running(se
     stayed, and `jobs_waiting` said "1 worker(s) heard from: too few" for a minute with none
     running (audit "verify47")."""
     jobs = server.services.jobs
-    worker = make_worker(server, processors={})
-    running = asyncio.create_task(worker.run(asyncio.Event(), block_ms=10))
-    deadline = asyncio.get_running_loop().time() + 15
-    while worker.consumer not in await jobs.workers():
-        assert asyncio.get_running_loop().time() < deadline
-        await asyncio.sleep(0.02)
-    running.cancel()
-    await asyncio.gather(running, return_exceptions=True)
-    assert running.cancelled()
-    assert worker.consumer not in await jobs.workers()
+    for stopped in (True, False):  # as `sessionhub worker` stops it (stop set, then cancelled); cancelled alone
+        worker = make_worker(server, processors={})
+        stop = asyncio.Event()
+        running = asyncio.create_task(worker.run(stop, block_ms=10))
+        deadline = asyncio.get_running_loop().time() + 15
+        while worker.consumer not in await jobs.workers():
+            assert asyncio.get_running_loop().time() < deadline
+            await asyncio.sleep(0.02)
+        if stopped:
+            stop.set()
+        running.cancel()
+        async with asyncio.timeout(10):  # a cancellation a call swallowed ended it too
+            await asyncio.gather(running, return_exceptions=True)
+        assert worker.consumer not in await jobs.workers()
 
 
 async def consumers(server: ServerUnderTest) -> set[str]:
