@@ -122,10 +122,6 @@ class DeadLetters:
         end = offset + len(letters)
         return DeadLetterPage(letters=letters, total=int(total), next_offset=end if end < int(total) else None)
 
-    async def count(self) -> int:
-        """How many dead letters the list holds."""
-        return int(await self._redis.llen(self._keys.jobs_dead()))
-
     async def find(self, job_id: str) -> str:
         """The entry text of ``job_id`` (the newest, should it be there twice), or ''."""
         needle = f'"job_id":{json.dumps(job_id)}'  # Job.to_json's compact separators
@@ -138,10 +134,11 @@ class DeadLetters:
                 break
         return ""
 
-    async def retry(self, job_id: str) -> Settled:
+    async def retry(self, job_id: str, *, entry: str | None = None) -> Settled:
         """Queue the dead letter ``job_id`` again (``dead_retry.lua``); ``not_found`` when it was
-        never in the list, ``conflict`` when it was discarded."""
-        entry = await self.find(job_id)
+        never in the list, ``conflict`` when it was discarded. ``entry``: its text as
+        :meth:`find` read it just before (a full list is 20 reads: not made twice)."""
+        entry = await self.find(job_id) if entry is None else entry
         job = retried_job(entry, now_ms=self._clock.now_ms()).to_json() if entry else ""
         keys = [self._keys.jobs_dead(), self._keys.jobs(), self._keys.jobs_dead_settled(job_id)]
         result = await self._retry(keys=keys, args=[entry, job, JOB_STREAM_MAXLEN, SETTLED_MARK_MS])
@@ -150,10 +147,10 @@ class DeadLetters:
             return Settled(job_id=job_id, again=True, earlier="retried")
         return Settled(job_id=job_id, again=False, letter=DeadLetter.from_text(entry))
 
-    async def discard(self, job_id: str) -> Settled:
+    async def discard(self, job_id: str, *, entry: str | None = None) -> Settled:
         """Drop the dead letter ``job_id`` (``dead_discard.lua``); ``not_found`` when it was never
-        in the list (or was settled longer ago than the mark is kept)."""
-        entry = await self.find(job_id)
+        in the list (or was settled longer ago than the mark is kept). ``entry``: as for :meth:`retry`."""
+        entry = await self.find(job_id) if entry is None else entry
         keys = [self._keys.jobs_dead(), self._keys.jobs_dead_settled(job_id)]
         answer = checked(await self._discard(keys=keys, args=[entry, SETTLED_MARK_MS]), _worded(job_id))
         if answer[1]:

@@ -63,10 +63,10 @@ class DeadLetterRoutes:
         claims = await admin_claims(request, self._s)
         job_id = self._job_id(request)
         parse_body(NoFields, await json_body(request, max_bytes=1024, optional=True))
-        await self._known(job_id)
+        entry = await self._known(job_id)
         await self._action_allowed(claims)
         retried_at = self._s.clock.now_ms()
-        settled = await self._letters.retry(job_id)
+        settled = await self._letters.retry(job_id, entry=entry)
         if settled.letter is not None:  # its session's pages say it waits again, not "failed"
             letter = settled.letter
             job = Job(type=letter.type, session_id=letter.session_id, performer_id=letter.performer_id, job_id=job_id)
@@ -77,9 +77,9 @@ class DeadLetterRoutes:
         """Drop one dead letter."""
         claims = await admin_claims(request, self._s)
         job_id = self._job_id(request)
-        await self._known(job_id)
+        entry = await self._known(job_id)
         await self._action_allowed(claims)
-        settled = await self._letters.discard(job_id)
+        settled = await self._letters.discard(job_id, entry=entry)
         return web.json_response(await self._settled(claims, settled, "discarded"))
 
     async def discard_all(self, request: web.Request) -> web.Response:
@@ -97,11 +97,14 @@ class DeadLetterRoutes:
     def _job_id(request: web.Request) -> str:
         return parse_body(DeadLetterId, {"job_id": request.match_info["job_id"]}, whole="job_id").job_id
 
-    async def _known(self, job_id: str) -> None:
-        """``not_found`` for an id neither in the list nor settled lately, before the rate counts
-        (a typo costs no action); the script checks again as it changes the list."""
-        if not await self._letters.find(job_id) and not await self._letters.settled(job_id):
+    async def _known(self, job_id: str) -> str:
+        """The entry of ``job_id`` ('' when settled lately); ``not_found`` for an id neither in
+        the list nor settled lately, before the rate counts (a typo costs no action). The script
+        checks the entry again as it changes the list."""
+        entry = await self._letters.find(job_id)
+        if not entry and not await self._letters.settled(job_id):
             raise CodedError(ErrorCode.NOT_FOUND, f"no dead letter {job_id}")
+        return entry
 
     async def _settled(self, claims: Claims, settled: Settled, outcome: str) -> dict[str, object]:
         """The answer, with the audit entry of a press that changed the list."""
