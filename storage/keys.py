@@ -455,6 +455,15 @@ class Keys:
         """Hash kind -> total stored bytes of that kind's sessions."""
         return f"{self.prefix}:{{admin}}:bytes"
 
+    def admin_files(self) -> str:
+        """Sorted set of session ids scored by the bytes of the files they keep outside Redis
+        (a voice session's audio, on disk or in S3); a session with none is not in it."""
+        return f"{self.prefix}:{{admin}}:files"
+
+    def admin_file_bytes(self) -> str:
+        """Hash kind -> total bytes of the files that kind's sessions keep outside Redis."""
+        return f"{self.prefix}:{{admin}}:file_bytes"
+
     def admin_ops(self) -> str:
         """Hash ``reads:<yyyymm>`` / ``writes:<yyyymm>`` -> operations counted that month."""
         return f"{self.prefix}:{{admin}}:ops"

@@ -43,6 +43,11 @@ TOUCH_MEMORY = 10_000
 # Sessions whose kind and owner a node remembers for subscriptions (see SessionDirectory.known).
 KNOWN_MEMORY = 10_000
 DAY_MS = 86_400_000
+# The record field in which a kind counts the bytes of the files it keeps outside Redis: a voice
+# session's audio, on disk or in S3 (storage/voice/lua/chunk_add.lua keeps it, each file once).
+# The admin figures keep them apart from the sizes in Redis (seed 001's "large sessions" are of
+# what Redis holds), and the storage cost counts both: the audio is most of what a server keeps.
+FILES_FIELD = "storage_bytes"
 # A kind whose sessions each have a part, a session of its own deleted with it -> the record
 # field naming that part. A stream and its audience (storage/streams/audience.py): the kinds'
 # names, not imported, as storage.streams imports this module.
@@ -82,9 +87,36 @@ def admin_set_keys(keys: Keys, kind: str) -> list[str]:
 
 
 def admin_remove_keys(keys: Keys, kind: str) -> list[str]:
-    """The keys of ``admin/remove.lua`` for a session of ``kind``: set.lua's, and the kinds' byte
-    totals."""
-    return [*admin_set_keys(keys, kind), keys.admin_bytes()]
+    """The keys of ``admin/remove.lua`` for a session of ``kind``: set.lua's, the kinds' byte
+    totals, and the files' bytes per session and per kind."""
+    return [*admin_set_keys(keys, kind), keys.admin_bytes(), keys.admin_files(), keys.admin_file_bytes()]
+
+
+def admin_touch_keys(keys: Keys, kind: str) -> list[str]:
+    """The keys of ``admin/touch.lua`` for a session of ``kind``."""
+    return [
+        keys.admin_kind_of(),
+        keys.admin_accessed(kind),
+        keys.admin_accessed("*"),
+        keys.admin_updated(),
+        keys.admin_size(),
+        keys.admin_bytes(),
+        keys.admin_ops(),
+        keys.admin_created(kind),
+        keys.admin_created("*"),
+        keys.admin_remixes(),
+        keys.admin_files(),
+        keys.admin_file_bytes(),
+    ]
+
+
+@dataclass(frozen=True, slots=True)
+class Measured:
+    """What :meth:`SessionDirectory.measure` found of one session."""
+
+    updated_ms: int  # its last event's time (0 without events)
+    size: int  # what Redis holds for it, bytes (0: no record)
+    files: int  # the bytes of the files it keeps outside Redis (FILES_FIELD)
 
 
 @dataclass(frozen=True, slots=True)
@@ -374,26 +406,24 @@ class SessionDirectory:
         # A failure is logged, never raised: bookkeeping must not refuse the lookup it follows.
         now_ms = self._clock.now_ms()
         try:
-            updated_ms, size = await self.measure(session_id, kind)
-            if size == 0:
+            found = await self.measure(session_id, kind)
+            if found.size == 0:
                 return None  # the record is gone (deleted meanwhile): never index it again
             k = self._keys
             # In the session's own record too, for the orphan deletion's atomic re-check.
             await self._accessed_script(keys=[k.session(session_id)], args=[now_ms])
             recorded, previous = await self._admin_touch(
-                keys=[
-                    k.admin_kind_of(),
-                    k.admin_accessed(kind),
-                    k.admin_accessed("*"),
-                    k.admin_updated(),
-                    k.admin_size(),
-                    k.admin_bytes(),
-                    k.admin_ops(),
-                    k.admin_created(kind),
-                    k.admin_created("*"),
-                    k.admin_remixes(),
+                keys=admin_touch_keys(k, kind),
+                args=[
+                    session_id,
+                    kind,
+                    now_ms,
+                    found.updated_ms or "",
+                    found.size,
+                    month_field("reads", now_ms),
+                    created_ms,
+                    found.files,
                 ],
-                args=[session_id, kind, now_ms, updated_ms or "", size, month_field("reads", now_ms), created_ms],
             )
         except REDIS_AWAY as exc:
             log.warning("admin touch of %s failed: %s", session_id, exc)
@@ -407,35 +437,24 @@ class SessionDirectory:
         the storage totals and cost. Counts no access and no read; a failure is only logged.
         """
         try:
-            _, size = await self.measure(session_id, kind)
-            if size == 0:
+            found = await self.measure(session_id, kind)
+            if found.size == 0:
                 return
-            k = self._keys
             await self._admin_touch(
-                keys=[
-                    k.admin_kind_of(),
-                    k.admin_accessed(kind),
-                    k.admin_accessed("*"),
-                    k.admin_updated(),
-                    k.admin_size(),
-                    k.admin_bytes(),
-                    k.admin_ops(),
-                    k.admin_created(kind),
-                    k.admin_created("*"),
-                    k.admin_remixes(),
-                ],
-                args=[session_id, kind, "", "", size, "", self._clock.now_ms()],
+                keys=admin_touch_keys(self._keys, kind),
+                args=[session_id, kind, "", "", found.size, "", self._clock.now_ms(), found.files],
             )
         except REDIS_AWAY as exc:
             log.warning("admin size of %s failed: %s", session_id, exc)
 
-    async def measure(self, session_id: str, kind: str = "") -> tuple[int, int]:
-        """The session's last event time (0 without events) and stored size in bytes (0: no
-        record): its record, log and the ``kind``'s own keys (:attr:`owned_keys`)."""
+    async def measure(self, session_id: str, kind: str = "") -> Measured:
+        """The session's last event time, its size in Redis (its record, log and the ``kind``'s
+        own keys: :attr:`owned_keys`) and its files' bytes outside Redis (:data:`FILES_FIELD`)."""
         k = self._keys
         stored = (k.session(session_id), k.log(session_id), k.log_meta(session_id))
         owned = self.owned_keys(kind, session_id) if kind else ()
         async with self._redis.pipeline(transaction=False) as pipe:
+            pipe.hget(k.session(session_id), FILES_FIELD)
             pipe.xrevrange(k.log(session_id), count=1)
             for key in stored:
                 pipe.memory_usage(key, samples=0)  # every element: a sample can miss the one big field
@@ -443,10 +462,10 @@ class SessionDirectory:
                 # Sampled (Redis's default, 5 elements): a stream's clips or a voice session's
                 # chunks may be thousands, and every element of each is a minute's touch too many.
                 pipe.memory_usage(key)
-            last, *sizes = await pipe.execute()
+            files, last, *sizes = await pipe.execute()
         if not sizes[0]:
-            return _event_ms(last), 0
-        return _event_ms(last), sum(int(size or 0) for size in sizes)
+            return Measured(updated_ms=_event_ms(last), size=0, files=0)
+        return Measured(updated_ms=_event_ms(last), size=sum(int(size or 0) for size in sizes), files=_whole(files))
 
     async def recent(self, owner_id: str, *, limit: int) -> list[dict[str, str]]:
         """The user's sessions of every kind, newest first, as stored records."""
@@ -460,6 +479,14 @@ class SessionDirectory:
 
 def _no_keys(kind: str, session_id: str) -> Sequence[str]:
     return ()
+
+
+def _whole(value: Any) -> int:
+    """A record's count field as a number: 0 when absent or not a whole number."""
+    try:
+        return max(int(value or 0), 0)
+    except (TypeError, ValueError):
+        return 0
 
 
 def _event_ms(entries: list[Any]) -> int:

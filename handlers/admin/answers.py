@@ -45,8 +45,9 @@ class KindFigures(Answer):
     active: int = Field(description="accessed in the last 24 hours")
     created_today: int
     orphaned: int
-    storage_bytes: int
+    storage_bytes: int = Field(description="what Redis holds for them")
     average_bytes: int
+    file_bytes: int = Field(description="their files kept outside Redis: voice audio, on disk or in S3")
     monthly_cost: Cost
 
 
@@ -57,8 +58,9 @@ class TotalFigures(Answer):
     active: int
     created_today: int
     orphaned: int
-    storage_bytes: int
+    storage_bytes: int = Field(description="what Redis holds for them")
     average_bytes: int
+    file_bytes: int = Field(description="their files kept outside Redis: voice audio, on disk or in S3")
     operations_this_month: Operations
     deepest_remix: DeepestRemix
     monthly_cost: Cost
@@ -228,6 +230,8 @@ class Recalculated(Answer):
     deepest_remix: int
     bytes_before: dict[str, int] = Field(description="the byte totals by kind before")
     bytes_after: dict[str, int] = Field(description="the byte totals by kind after")
+    file_bytes_before: dict[str, int] = Field(description="the totals of the files kept outside Redis, by kind, before")
+    file_bytes_after: dict[str, int] = Field(description="the same totals after")
     drift: bool
 
 

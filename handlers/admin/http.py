@@ -97,14 +97,17 @@ class AdminRoutes:
         kinds = {
             name: {
                 **figures,
-                "monthly_cost": self._store.monthly_cost(figures["storage_bytes"], {}, rates, month_fraction=fraction),
+                "monthly_cost": self._store.monthly_cost(
+                    figures["storage_bytes"] + figures["file_bytes"], {}, rates, month_fraction=fraction
+                ),
             }
             for name, figures in counts.items()
             if name != "*"
         }
         node_list = await self._nodes.nodes()
         total = counts["*"]
-        cost = self._store.monthly_cost(total["storage_bytes"], ops, rates, month_fraction=fraction)
+        stored = total["storage_bytes"] + total["file_bytes"]
+        cost = self._store.monthly_cost(stored, ops, rates, month_fraction=fraction)
         return web.json_response(
             {
                 "generated_at": self._s.clock.now_ms(),

@@ -149,7 +149,8 @@ class PrometheusRoutes:
             ("sessionhub_sessions", "sessions", "Sessions stored, by kind"),
             ("sessionhub_sessions_active", "active", "Sessions accessed in the last 24 hours, by kind"),
             ("sessionhub_sessions_orphaned", "orphaned", "Sessions not accessed for the orphan threshold, by kind"),
-            ("sessionhub_storage_bytes", "storage_bytes", "Stored bytes of the sessions, by kind"),
+            ("sessionhub_storage_bytes", "storage_bytes", "Bytes Redis holds for the sessions, by kind"),
+            ("sessionhub_file_bytes", "file_bytes", "Bytes of the sessions' audio files (disk or S3), by kind"),
         ):
             family = GaugeMetricFamily(name, text, labels=["kind"])
             for kind, figures in counts.items():

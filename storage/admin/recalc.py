@@ -36,6 +36,9 @@ class Drift:
     bytes_before: dict[str, int] = field(default_factory=dict)
     bytes_after: dict[str, int] = field(default_factory=dict)
     indexed_sizes: dict[str, int] = field(default_factory=dict)  # per kind, the sizes the index held
+    file_bytes_before: dict[str, int] = field(default_factory=dict)  # the kinds' files' totals, as held
+    file_bytes_after: dict[str, int] = field(default_factory=dict)  # and as the records count them now
+    indexed_files: dict[str, int] = field(default_factory=dict)  # per kind, the files' bytes the index held
     parents: dict[str, str] = field(default_factory=dict)  # session -> the session it was remixed from
     child_created: dict[str, int] = field(default_factory=dict)  # those sessions' creation times (ms)
     with_children: set[str] = field(default_factory=set)  # sessions that have a children index
@@ -45,7 +48,10 @@ class Drift:
 
     def bytes_drift(self) -> bool:
         kinds = set(self.bytes_before) | set(self.indexed_sizes)
-        return any(self.bytes_before.get(kind, 0) != self.indexed_sizes.get(kind, 0) for kind in kinds)
+        if any(self.bytes_before.get(kind, 0) != self.indexed_sizes.get(kind, 0) for kind in kinds):
+            return True
+        kinds = set(self.file_bytes_before) | set(self.indexed_files)
+        return any(self.file_bytes_before.get(kind, 0) != self.indexed_files.get(kind, 0) for kind in kinds)
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -60,6 +66,8 @@ class Drift:
             "deepest_remix": self.deepest_remix,
             "bytes_before": self.bytes_before,
             "bytes_after": self.bytes_after,
+            "file_bytes_before": self.file_bytes_before,
+            "file_bytes_after": self.file_bytes_after,
             # Byte totals drifted when they disagree with the sizes the index held (not with the
             # sizes measured now: those change as sessions grow).
             "drift": bool(
@@ -109,25 +117,31 @@ class AdminRecalc:
         drift = Drift()
         k = self._keys
         drift.bytes_before = {key: int(v) for key, v in (await self._redis.hgetall(k.admin_bytes())).items()}  # type: ignore[misc]
+        files_before: Any = await self._redis.hgetall(k.admin_file_bytes())
         totals: dict[str, int] = {}
+        file_totals: dict[str, int] = {}
         ids = await self._all_ids()
         for start in range(0, len(ids), BATCH):
-            await self._batch(ids[start : start + BATCH], drift, totals)
+            await self._batch(ids[start : start + BATCH], drift, totals, file_totals)
         await self._children(drift)
         drift.deepest_remix = deepest(drift.parents)
         await self._redis.hset(
             k.admin_stats(), mapping={"deepest_remix": drift.deepest_remix, "deepest_remix_at": self._clock.now_ms()}
         )
         async with self._redis.pipeline(transaction=True) as pipe:
-            pipe.delete(k.admin_bytes())
+            pipe.delete(k.admin_bytes(), k.admin_file_bytes())
             if totals:
                 pipe.hset(k.admin_bytes(), mapping={kind: str(total) for kind, total in totals.items()})
+            if file_totals:
+                pipe.hset(k.admin_file_bytes(), mapping={kind: str(total) for kind, total in file_totals.items()})
             await pipe.execute()
         drift.bytes_after = {kind: total for kind, total in totals.items()}
         drift.bytes_before = {kind: v for kind, v in drift.bytes_before.items() if v or kind in totals}
+        drift.file_bytes_after = dict(file_totals)
+        drift.file_bytes_before = {str(kind): int(v) for kind, v in files_before.items() if int(v)}
         return drift
 
-    async def _batch(self, ids: list[str], drift: Drift, totals: dict[str, int]) -> None:
+    async def _batch(self, ids: list[str], drift: Drift, totals: dict[str, int], file_totals: dict[str, int]) -> None:
         k = self._keys
         async with self._redis.pipeline(transaction=False) as pipe:
             for session_id in ids:
@@ -147,7 +161,8 @@ class AdminRecalc:
             pipe.zmscore(k.admin_accessed("*"), ids)
             pipe.zmscore(k.admin_size(), ids)
             pipe.zmscore(k.admin_remixes(), ids)
-            *per_session, listed, kinds, created, accessed, sizes, remixes = await pipe.execute()
+            pipe.zmscore(k.admin_files(), ids)
+            *per_session, listed, kinds, created, accessed, sizes, remixes, files = await pipe.execute()
         records, children = per_session[::2], per_session[1::2]
         for i, session_id in enumerate(ids):
             kind, created_at, last_accessed, remixed_from, remix_count, owner_id = records[i]
@@ -160,11 +175,14 @@ class AdminRecalc:
                 if kinds[i] is not None:
                     gone_kind = str(kinds[i])
                     drift.indexed_sizes[gone_kind] = drift.indexed_sizes.get(gone_kind, 0) + int(sizes[i] or 0)
+                    if files[i]:
+                        drift.indexed_files[gone_kind] = drift.indexed_files.get(gone_kind, 0) + int(files[i])
                     await self._remove(keys=self._remove_keys(gone_kind), args=[session_id, gone_kind])
                     drift.removed += 1
                 continue
             drift.sessions += 1
-            updated_ms, size = await self._sessions.measure(session_id, str(kind))
+            found = await self._sessions.measure(session_id, str(kind))
+            updated_ms, size = found.updated_ms, found.size
             created_ms = int(created_at or 0)
             if listed[i] is None:  # in no listing: the global one and its owner's get it back
                 drift.relisted += 1
@@ -175,18 +193,20 @@ class AdminRecalc:
             if kinds[i] is not None:
                 indexed_kind = str(kinds[i])
                 drift.indexed_sizes[indexed_kind] = drift.indexed_sizes.get(indexed_kind, 0) + int(sizes[i] or 0)
+                if files[i]:
+                    drift.indexed_files[indexed_kind] = drift.indexed_files.get(indexed_kind, 0) + int(files[i])
             if kinds[i] is None:
                 drift.added += 1
             elif kinds[i] != kind or int(created[i] or 0) != created_ms:
                 drift.corrected += 1
-            elif int(sizes[i] or 0) != size:
+            elif int(sizes[i] or 0) != size or int(files[i] or 0) != found.files:
                 drift.resized += 1
             if kinds[i] is not None and (remixes[i] is None or int(remixes[i]) != int(remix_count or 0)):
                 drift.remixes_corrected += 1
             if kinds[i] is not None and kinds[i] != kind:
                 await self._remove(keys=self._remove_keys(kinds[i]), args=[session_id, kinds[i]])
             await self._set(
-                keys=admin_set_keys(k, kind),
+                keys=[*admin_set_keys(k, kind), k.admin_files()],
                 args=[
                     session_id,
                     kind,
@@ -195,9 +215,12 @@ class AdminRecalc:
                     max(updated_ms, created_ms),
                     size,
                     int(remix_count or 0),
+                    found.files,
                 ],
             )
             totals[kind] = totals.get(kind, 0) + size
+            if found.files:
+                file_totals[kind] = file_totals.get(kind, 0) + found.files
 
     async def _children(self, drift: Drift) -> None:
         """Make each session's children index name its remixes (``remixed_from`` links) that exist.

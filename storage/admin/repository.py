@@ -135,7 +135,7 @@ class AdminStore:
         now = self._clock.now_ms()
         k = self._keys
         known: list[str] = list(kinds)
-        for extra in await self._redis.hkeys(k.admin_bytes()):
+        for extra in [*await self._redis.hkeys(k.admin_bytes()), *await self._redis.hkeys(k.admin_file_bytes())]:
             if extra not in known:
                 known.append(str(extra))
         scopes = [*known, "*"]
@@ -146,11 +146,16 @@ class AdminStore:
                 pipe.zcount(k.admin_created(scope), day_start_ms(now), "+inf")
                 pipe.zcount(k.admin_accessed(scope), "-inf", f"({now - self.orphan_ms}")
             pipe.hgetall(k.admin_bytes())
-            *values, byte_totals = await pipe.execute()
+            pipe.hgetall(k.admin_file_bytes())
+            *values, byte_totals, file_totals = await pipe.execute()
+
+        def total(totals: dict[str, str], scope: str) -> int:
+            return sum(int(v) for v in totals.values()) if scope == "*" else int(totals.get(scope) or 0)
+
         result: dict[str, dict[str, int]] = {}
         for i, scope in enumerate(scopes):
             sessions, active, today, orphaned = (int(v) for v in values[i * 4 : i * 4 + 4])
-            stored = sum(int(v) for v in byte_totals.values()) if scope == "*" else int(byte_totals.get(scope) or 0)
+            stored = total(byte_totals, scope)
             result[scope] = {
                 "sessions": sessions,
                 "active": active,
@@ -158,6 +163,7 @@ class AdminStore:
                 "orphaned": orphaned,
                 "storage_bytes": stored,
                 "average_bytes": stored // sessions if sessions else 0,
+                "file_bytes": total(file_totals, scope),
             }
         return result
 
