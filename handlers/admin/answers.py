@@ -147,7 +147,8 @@ class SessionRow(Answer):
     created_at: int
     accessed_at: int
     updated_at: int
-    size_bytes: int
+    size_bytes: int = Field(description="what Redis holds for it, as of its last touch")
+    file_bytes: int = Field(description="its files kept outside Redis (a voice session's audio), as of its last touch")
     remix_count: int
     remixed_from: str | None
     active: bool = Field(description="accessed in the last 24 hours")

@@ -31,7 +31,7 @@ _RANGE_RULE = "created_from must not be after created_to (400 otherwise)"
 class SessionsQuery(AdminModel):
     """``GET /admin/sessions`` query: sort, order, filters, page size and cursor."""
 
-    sort: Literal["created", "updated", "accessed", "size", "remixes"] = "created"
+    sort: Literal["created", "updated", "accessed", "size", "files", "remixes"] = "created"
     order: Literal["asc", "desc"] = "desc"
     kind: KindName | None = None
     state: Literal["active", "orphaned"] | None = Field(default=None, description=_STATE_RULE)

@@ -249,6 +249,8 @@ class AdminStore:
             key = k.admin_updated()
         elif query.sort == "remixes":
             key = k.admin_remixes()
+        elif query.sort == "files":
+            key = k.admin_files()  # only the sessions that keep files (a voice session's audio)
         else:
             key = k.admin_size()
         return key, low, high
@@ -311,9 +313,10 @@ class AdminStore:
             pipe.zmscore(k.admin_accessed("*"), session_ids)
             pipe.zmscore(k.admin_updated(), session_ids)
             pipe.zmscore(k.admin_size(), session_ids)
+            pipe.zmscore(k.admin_files(), session_ids)
             for session_id in session_ids:
                 pipe.hgetall(k.session(session_id))
-            accessed, updated, sizes, *records = await pipe.execute()
+            accessed, updated, sizes, files, *records = await pipe.execute()
         rows: list[dict[str, Any] | None] = []
         for i, record in enumerate(records):
             if not record.get("kind"):
@@ -332,6 +335,7 @@ class AdminStore:
                     "accessed_at": last_access,
                     "updated_at": int(updated[i] if updated[i] is not None else created),
                     "size_bytes": int(sizes[i] or 0),
+                    "file_bytes": int(files[i] or 0),
                     "remix_count": int(record.get("remix_count") or 0),
                     "remixed_from": record.get("remixed_from") or None,
                     "active": last_access >= now - ACTIVE_MS,

@@ -110,3 +110,33 @@ async def test_a_voice_sessions_audio_files_are_in_the_storage_figures_and_leave
         after = await figures()
         assert (after["kinds"]["voice"]["file_bytes"], after["total"]["file_bytes"]) == (0, 0)
         assert await redis.zscore(keys.admin_files(), session_id) is None
+
+
+async def test_the_sessions_with_the_most_audio_are_listed_first_by_files(
+    server: ServerUnderTest, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An operator whose disk fills asks which sessions hold the audio: ``sort=files`` lists the
+    sessions that keep files, most first, each row with its ``file_bytes`` beside its size."""
+    monkeypatch.setattr(sessions_module, "TOUCH_INTERVAL_MS", 300)
+    token = admin_token(server)
+    sizes = {}
+    for seconds in (2, 20, 8):
+        session_id = await server.create_session("alice")
+        audio = webm(seconds * 1_000)
+        status, body = await upload(server, server.token("alice"), chunk_form(session_id, audio))
+        assert status == 201, body
+        sizes[session_id] = len(audio)
+    await server.create_session("alice")  # no audio: not in this listing
+    expected = sorted(sizes, key=lambda sid: -sizes[sid])
+    async with aiohttp.ClientSession(base_url=server.url) as http:
+        async with asyncio.timeout(10):  # each upload's use, measured after it
+            while True:
+                status, listed = await call(http, "GET", "/admin/sessions", token, sort="files")
+                assert status == 200, listed
+                rows = listed["sessions"]
+                if [(row["session_id"], row["file_bytes"]) for row in rows] == [(sid, sizes[sid]) for sid in expected]:
+                    break
+                await asyncio.sleep(0.05)
+        assert all(0 < row["size_bytes"] < row["file_bytes"] for row in rows[:2])
+        status, listed = await call(http, "GET", "/admin/sessions", token, sort="files", order="asc", limit=1)
+        assert status == 200 and listed["sessions"][0]["session_id"] == expected[-1], listed

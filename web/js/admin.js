@@ -351,6 +351,7 @@ function renderSessions(rows) {
     cell(tr, formatTime(row.accessed_at));
     cell(tr, row.orphaned ? "Orphaned" : "Active").classList.add("status-cell");
     cell(tr, formatBytes(row.size_bytes));
+    cell(tr, row.file_bytes ? formatBytes(row.file_bytes) : "—");
     cell(tr, row.remix_count);
     tr.addEventListener("click", () => showDetail(row.session_id));
     body.append(tr);
@@ -373,7 +374,8 @@ async function showDetail(sessionId) {
     // Named for what it opens (it was just "open"), the visible word first for voice control.
     $("detail-link").setAttribute("aria-label", `Open session ${detail.session_id}'s page`);
     $("detail-position").textContent =
-      `epoch ${detail.epoch || "—"}, offset ${detail.offset}, ${formatBytes(detail.size_bytes)}`;
+      `epoch ${detail.epoch || "—"}, offset ${detail.offset}, ${formatBytes(detail.size_bytes)}` +
+      (detail.file_bytes ? ` in Redis, ${formatBytes(detail.file_bytes)} of audio files` : "");
     const ancestors = detail.remix.ancestors.map(
       (a) => a.session_id.slice(0, 8) + (a.exists === "yes" ? "" : " (deleted)"),
     );
