@@ -185,6 +185,11 @@ def _add_dead_letters(commands: Any) -> None:
     action.add_argument("--discard", metavar="JOB_ID", help="drop this dead letter")
     action.add_argument("--discard-all", action="store_true", help="drop every dead letter (with --confirm N)")
     dead.add_argument("--confirm", type=int, help="with --discard-all: the count of dead letters listed")
+    dead.add_argument(
+        "--newest",
+        default="",
+        help="with --discard-all: the newest entry as listed (the listing prints it); refused if another is newest now",
+    )
 
 
 async def _dead_letters(http: aiohttp.ClientSession, args: argparse.Namespace) -> int:
@@ -197,7 +202,8 @@ async def _dead_letters(http: aiohttp.ClientSession, args: argparse.Namespace) -
         if args.confirm is None:
             print("sessionhub admin: --discard-all needs --confirm <the count listed>", file=sys.stderr)
             return 2
-        return await _print_json(http, "DELETE", f"/admin/jobs/dead?confirm={args.confirm}")
+        query = f"confirm={args.confirm}" + (f"&newest={quote(args.newest, safe='')}" if args.newest else "")
+        return await _print_json(http, "DELETE", f"/admin/jobs/dead?{query}")
     params = {"limit": str(args.limit), "offset": str(args.offset)}
     async with http.get("/admin/jobs/dead", params=params) as response:
         if response.status != 200:
@@ -207,6 +213,10 @@ async def _dead_letters(http: aiohttp.ClientSession, args: argparse.Namespace) -
         print(json.dumps(letter, separators=(",", ":")))
     more = "" if page["next_offset"] is None else f"; more from --offset {page['next_offset']}"
     print(f"{page['total']} dead letter(s) in all{more}", file=sys.stderr)
+    if page["total"]:
+        # Both, so that a letter buried after this listing is not discarded unseen.
+        clear = f"--discard-all --confirm {page['total']} --newest {page['newest']}"
+        print(f"to discard them all as listed: sessionhub admin dead-letters {clear}", file=sys.stderr)
     return 0
 
 

@@ -10,6 +10,7 @@ answered as the first was (``retried`` / ``discarded``, ``again``) instead of qu
 
 from __future__ import annotations
 
+import hashlib
 import json
 from dataclasses import dataclass, replace
 from typing import Any
@@ -66,13 +67,21 @@ def _whole(value: Any) -> int:
     return value if isinstance(value, int) and not isinstance(value, bool) else 0
 
 
+def fingerprint(text: str | None) -> str:
+    """What names the list's newest entry to a discard of all (``dead_clear.lua`` reckons it
+    alike): the first 16 hex digits of its text's SHA-1; '' for an empty list."""
+    return hashlib.sha1(text.encode()).hexdigest()[:16] if text else ""  # a name, no secret
+
+
 @dataclass(frozen=True, slots=True)
 class DeadLetterPage:
-    """A page of the list: ``total`` entries in all, ``next_offset`` None at the end."""
+    """A page of the list: ``total`` entries in all, ``next_offset`` None at the end, ``newest``
+    the fingerprint of the list's newest entry (whatever the page)."""
 
     letters: list[DeadLetter]
     total: int
     next_offset: int | None
+    newest: str
 
 
 @dataclass(frozen=True, slots=True)
@@ -117,10 +126,16 @@ class DeadLetters:
         async with self._redis.pipeline(transaction=True) as pipe:
             pipe.lrange(self._keys.jobs_dead(), offset, offset + limit - 1)
             pipe.llen(self._keys.jobs_dead())
-            texts, total = await pipe.execute()
+            pipe.lindex(self._keys.jobs_dead(), 0)
+            texts, total, head = await pipe.execute()
         letters = [DeadLetter.from_text(text) for text in texts]
         end = offset + len(letters)
-        return DeadLetterPage(letters=letters, total=int(total), next_offset=end if end < int(total) else None)
+        return DeadLetterPage(
+            letters=letters,
+            total=int(total),
+            next_offset=end if end < int(total) else None,
+            newest=fingerprint(head),
+        )
 
     async def find(self, job_id: str) -> str:
         """The entry text of ``job_id`` (the newest, should it be there twice), or ''."""
@@ -162,10 +177,11 @@ class DeadLetters:
         mark: str | None = await self._redis.get(self._keys.jobs_dead_settled(job_id))  # type: ignore[assignment]  # decode_responses=True
         return mark or ""
 
-    async def discard_all(self, *, confirm: int) -> int:
-        """Empty the list when it holds ``confirm`` entries (``dead_clear.lua``): the number dropped
-        (0 when it was empty already); ``conflict`` with the count now otherwise."""
-        result = await self._clear(keys=[self._keys.jobs_dead()], args=[confirm])
+    async def discard_all(self, *, confirm: int, newest: str = "") -> int:
+        """Empty the list when it holds ``confirm`` entries and, with ``newest``, its newest entry
+        is the one of that fingerprint (``dead_clear.lua``): the number dropped (0 when it was
+        empty already); ``conflict`` with the count and fingerprint now otherwise."""
+        result = await self._clear(keys=[self._keys.jobs_dead()], args=[confirm, newest])
         if refused(result):
             checked(result, _recount)
         return int(result)
@@ -183,8 +199,12 @@ def _worded(job_id: str) -> Explain:
 
 
 def _recount(code: ErrorCode, detail: str) -> CodedError | None:
-    if code is ErrorCode.CONFLICT and detail.isdigit():
+    count, _, newest = detail.partition(" ")
+    if code is ErrorCode.CONFLICT and count.isdigit():
         return CodedError(
-            code, "the number of dead letters changed since they were counted; count again", count=int(detail)
+            code,
+            "the dead letters changed since they were listed (another count, or another newest); list them again",
+            count=int(count),
+            newest=newest,
         )
     return None

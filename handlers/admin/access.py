@@ -3,6 +3,10 @@ the rate of admin actions that change data."""
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
 from aiohttp import web
 
 from auth.claims import Claims, Permission
@@ -10,6 +14,8 @@ from handlers.context import Services
 from handlers.http_common import bearer_claims
 from handlers.rate_limit import within
 from protocol.errors import CodedError, ErrorCode
+from storage.failures import REDIS_AWAY
+from storage.ratelimit import Refused
 
 
 async def admin_claims(request: web.Request, services: Services) -> Claims:
@@ -29,7 +35,45 @@ async def admin_claims(request: web.Request, services: Services) -> Claims:
     return claims
 
 
+ACTION_BUCKET = "admin_action"
+ACTION_LIMITED = "too many admin actions; wait a minute"
+
+
 async def take_admin_action(services: Services, claims: Claims, *, per_min: int) -> None:
     """Count one data-changing admin action of ``claims``; ``rate_limited`` past ``per_min``."""
-    message = "too many admin actions; wait a minute"
-    await within(services.limiter, "admin_action", claims.sub, limit=per_min, window_s=60, message=message)
+    await within(services.limiter, ACTION_BUCKET, claims.sub, limit=per_min, window_s=60, message=ACTION_LIMITED)
+
+
+class ActionCount:
+    """One admin action counted by :func:`admin_action`; :meth:`changed_nothing` frees it."""
+
+    def __init__(self) -> None:
+        self.counted = True
+
+    def changed_nothing(self) -> None:
+        """The press changed nothing (refused by its own check, or done by an earlier press):
+        its place in the minute's actions is given back."""
+        self.counted = False
+
+
+@asynccontextmanager
+async def admin_action(services: Services, claims: Claims, *, per_min: int) -> AsyncIterator[ActionCount]:
+    """Count one admin action of ``claims`` around a block that may turn out to change nothing:
+    ``rate_limited`` past ``per_min`` (before the block runs), and the count given back when the
+    block says so or fails. A discard-all refused for a changed count, or a retry pressed again,
+    used up the operator's minute as a real action did (audit "adminhostile": thirty refused
+    presses and the right one was refused ``429``)."""
+    taken = await services.limiter.take(ACTION_BUCKET, claims.sub, limit=per_min, window_s=60)
+    if isinstance(taken, Refused):
+        raise CodedError(ErrorCode.RATE_LIMITED, ACTION_LIMITED, retry_after_s=taken.retry_after_s)
+    count = ActionCount()
+    try:
+        yield count
+    except BaseException:
+        count.changed_nothing()
+        raise
+    finally:
+        if not count.counted:
+            # A give-back that Redis refuses costs the operator one action of this minute.
+            with contextlib.suppress(*REDIS_AWAY):
+                await services.limiter.give_back(taken)

@@ -288,6 +288,9 @@ class DeadLetterPage(Answer):
     dead_letters: list[DeadLetter]
     total: int = Field(description="dead letters in the list (it keeps the newest 10,000)")
     next_offset: int | None = Field(description="the offset of the next page; null at the end")
+    newest: str = Field(
+        description="names the list's newest entry (16 hex digits; '' when empty): a discard of all repeats it"
+    )
     alert_at: int = Field(
         description="the count that raises the dead_letters alert (SESSIONHUB_ADMIN_DEAD_LETTER_ALERT)"
     )

@@ -3,8 +3,9 @@ discard them all.
 
 A retry or a discard pressed again after its answer was lost is answered as the first was
 (``again``: true) and changes nothing (storage/dead_letters.py); only a press that changed the list
-counts against the admin action rate and is written to the audit log, as a session's deletion is.
-A job id never in the list is ``not_found`` before the rate counts.
+counts against the admin action rate and is written to the audit log, as a session's deletion is:
+a press refused by its own check (a discard of all for a list that changed) or answered ``again``
+gives its count back. A job id never in the list is ``not_found`` before the rate counts.
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ from __future__ import annotations
 from aiohttp import web
 
 from auth.claims import Claims
-from handlers.admin.access import admin_claims, take_admin_action
+from handlers.admin.access import admin_action, admin_claims
 from handlers.admin.answers import DeadLetter, DeadLetterPage, DeadLettersDiscarded, DeadLetterSettled
 from handlers.admin.config import AdminConfig
 from handlers.admin.requests import DeadLetterId, DeadLettersClear, DeadLettersQuery, NoFields, parse_body, parse_query
@@ -42,9 +43,6 @@ class DeadLetterRoutes:
         app.router.add_post("/admin/jobs/dead/{job_id}/retry", guarded(self.retry))
         app.router.add_delete("/admin/jobs/dead/{job_id}", guarded(self.discard))
 
-    async def _action_allowed(self, claims: Claims) -> None:
-        await take_admin_action(self._s, claims, per_min=self._config.actions_per_min)
-
     async def page(self, request: web.Request) -> web.Response:
         """A page of dead letters, newest first."""
         await admin_claims(request, self._s)
@@ -54,6 +52,7 @@ class DeadLetterRoutes:
             dead_letters=[DeadLetter.model_validate(letter, from_attributes=True) for letter in found.letters],
             total=found.total,
             next_offset=found.next_offset,
+            newest=found.newest,
             alert_at=self._config.dead_letter_alert,
         )
         return web.json_response(answer.wire())
@@ -64,9 +63,11 @@ class DeadLetterRoutes:
         job_id = self._job_id(request)
         parse_body(NoFields, await json_body(request, max_bytes=1024, optional=True))
         entry = await self._known(job_id)
-        await self._action_allowed(claims)
-        retried_at = self._s.clock.now_ms()
-        settled = await self._letters.retry(job_id, entry=entry)
+        async with admin_action(self._s, claims, per_min=self._config.actions_per_min) as action:
+            retried_at = self._s.clock.now_ms()
+            settled = await self._letters.retry(job_id, entry=entry)
+            if settled.letter is None:
+                action.changed_nothing()
         if settled.letter is not None:  # its session's pages say it waits again, not "failed"
             letter = settled.letter
             job = Job(type=letter.type, session_id=letter.session_id, performer_id=letter.performer_id, job_id=job_id)
@@ -78,18 +79,23 @@ class DeadLetterRoutes:
         claims = await admin_claims(request, self._s)
         job_id = self._job_id(request)
         entry = await self._known(job_id)
-        await self._action_allowed(claims)
-        settled = await self._letters.discard(job_id, entry=entry)
+        async with admin_action(self._s, claims, per_min=self._config.actions_per_min) as action:
+            settled = await self._letters.discard(job_id, entry=entry)
+            if settled.letter is None:
+                action.changed_nothing()
         return web.json_response(await self._settled(claims, settled, "discarded"))
 
     async def discard_all(self, request: web.Request) -> web.Response:
-        """Drop every dead letter; ``confirm`` repeats the count the operator saw."""
+        """Drop every dead letter; ``confirm`` repeats the count the operator saw, ``newest`` the
+        list's newest entry as they saw it."""
         claims = await admin_claims(request, self._s)
         q = parse_query(DeadLettersClear, request.query)
-        await self._action_allowed(claims)
-        dropped = await self._letters.discard_all(confirm=q.confirm)
+        async with admin_action(self._s, claims, per_min=self._config.actions_per_min) as action:
+            dropped = await self._letters.discard_all(confirm=q.confirm, newest=q.newest)
+            if not dropped:
+                action.changed_nothing()
         if dropped:
-            detail = {"confirmed": q.confirm, "discarded": dropped}
+            detail = {"confirmed": q.confirm, "newest": q.newest, "discarded": dropped}
             await self._store.audit(actor=claims.sub, action="discard_dead_letters", target="*", detail=detail)
         return web.json_response(DeadLettersDiscarded(discarded=dropped).wire())
 

@@ -175,3 +175,9 @@ class DeadLettersClear(AdminModel):
     """``DELETE /admin/jobs/dead`` query: the count of dead letters the operator saw, repeated."""
 
     confirm: int = Field(ge=0, le=10_000_000, description="the list's total as last read (409 when it differs)")
+    newest: str = Field(
+        default="",
+        pattern=r"^([0-9a-f]{16})?$",
+        description="the list's newest as last read (409 when another entry is the newest now); without it, the"
+        " count alone is checked",
+    )

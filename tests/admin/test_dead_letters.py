@@ -15,6 +15,7 @@ import pytest_asyncio
 
 from auth.claims import Permission
 from handlers.context import Services
+from server.settings import Settings
 from storage.jobs import Job
 from tests.admin.test_cli import cli
 from tests.admin.test_http import admin_token, call
@@ -23,6 +24,7 @@ from tests.helpers import CHILD_TEST_TIMEOUT_S, ServerUnderTest
 from tests.test_worker import drain, make_worker
 
 DEAD = "/admin/jobs/dead"
+ACTIONS_PER_MIN = Settings.model_fields["admin_actions_per_min"].default  # the servers under test keep it
 NEVER = "6f1d2c3b-4a5e-4f60-8a7b-9c0d1e2f3a4b"
 
 
@@ -183,6 +185,52 @@ async def test_discard_all_needs_the_count_confirmed(server: ServerUnderTest, ht
     assert (await audit_actions(server)).count("discard_dead_letters") == 1
 
 
+async def test_discard_all_refuses_a_list_that_changed_behind_the_same_count(
+    server: ServerUnderTest, http: aiohttp.ClientSession
+) -> None:
+    """The count alone was the confirmation: one operator discarded a letter while a new job died,
+    and another's "Discard all 2" dropped the new one unseen, with nothing in the audit log to
+    find it by (audit "adminhostile"). The newest entry as listed is confirmed too."""
+    first, second = await bury(server, "SEEN_1", "SEEN_2")
+    token = admin_token(server)
+    status, page = await call(http, "GET", DEAD, token)
+    assert status == 200 and page["total"] == 2 and len(page["newest"]) == 16, page
+    assert (await call(http, "DELETE", f"{DEAD}/{first.job_id}", token))[0] == 200  # another operator
+    (unseen,) = await bury(server, "UNSEEN")  # and a job that died meanwhile: two again
+    status, answer = await call(http, "DELETE", DEAD, token, confirm=2, newest=page["newest"])
+    assert (status, answer["error"], answer["count"]) == (409, "conflict", 2), answer
+    assert answer["newest"] != page["newest"], answer
+    assert await dead_ids(server) == [unseen.job_id, second.job_id]
+    status, again = await call(http, "GET", DEAD, token)  # listed again, the new one seen
+    assert again["newest"] == answer["newest"] and again["dead_letters"][0]["job_id"] == unseen.job_id
+    status, answer = await call(http, "DELETE", DEAD, token, confirm=2, newest=again["newest"])
+    assert (status, answer) == (200, {"discarded": 2})
+    status, answer = await call(http, "DELETE", DEAD, token, confirm=2, newest="not-hex")
+    assert (status, answer["error"]) == (400, "invalid_payload"), answer
+    status, page = await call(http, "GET", DEAD, token)
+    assert (page["total"], page["newest"]) == (0, "")
+
+
+async def test_presses_that_change_nothing_leave_the_minutes_actions_alone(
+    server: ServerUnderTest, http: aiohttp.ClientSession
+) -> None:
+    """Thirty discard-alls refused for a wrong count, or presses answered ``again``, used up the
+    operator's thirty actions a minute: the right discard-all was then refused 429 (audit
+    "adminhostile"). Only a press that changes the list counts."""
+    (kept, dropped) = await bury(server, "KEPT", "DROPPED")
+    token = admin_token(server)
+    assert (await call(http, "DELETE", f"{DEAD}/{dropped.job_id}", token))[0] == 200  # one action
+    for _ in range(ACTIONS_PER_MIN + 5):
+        status, answer = await call(http, "DELETE", DEAD, token, confirm=7)
+        assert (status, answer["error"]) == (409, "conflict"), answer
+        status, answer = await call(http, "DELETE", f"{DEAD}/{dropped.job_id}", token)
+        assert (status, answer["again"]) == (200, True), answer
+    status, answer = await call(http, "DELETE", DEAD, token, confirm=1)
+    assert (status, answer) == (200, {"discarded": 1})
+    assert await dead_ids(server) == [] and (await audit_actions(server)).count("discard_dead_letters") == 1
+    assert kept.job_id not in await dead_ids(server)
+
+
 async def test_bad_ids_and_unknown_ids_change_nothing(server: ServerUnderTest, http: aiohttp.ClientSession) -> None:
     (job,) = await bury(server, "STAYS")
     token = admin_token(server)
@@ -257,6 +305,12 @@ async def test_the_cli_lists_retries_and_discards(server: ServerUnderTest) -> No
     assert code == 2 and "--confirm" in err
     code, _, err = await cli(*base, "--discard-all", "--confirm", "7", token=token)
     assert code == 1 and "409" in err
-    code, out, err = await cli(*base, "--discard-all", "--confirm", "1", token=token)
+    code, out, err = await cli(*base, token=token)  # the listing says how to discard what it listed
+    assert code == 0, err
+    [command] = [line for line in err.splitlines() if "--discard-all" in line]
+    newest = command.rsplit("--newest ", 1)[1]
+    code, _, err = await cli(*base, "--discard-all", "--confirm", "1", "--newest", "0" * 16, token=token)
+    assert code == 1 and "409" in err
+    code, out, err = await cli(*base, "--discard-all", "--confirm", "1", "--newest", newest, token=token)
     assert code == 0 and json.loads(out) == {"discarded": 1}, err
     assert await dead_ids(server) == [] and [job.job_id for job in await queued_jobs(server)] == [retried.job_id]

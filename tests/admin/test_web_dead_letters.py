@@ -3,16 +3,20 @@ phone's width and a desktop's, with a job's own error text shown as text."""
 
 from __future__ import annotations
 
+import asyncio
 from dataclasses import replace
+from pathlib import Path
 
+import aiohttp
 import pytest
-from playwright.async_api import expect
+from playwright.async_api import Browser, expect
 
 from storage.jobs import Job
 from tests.admin.test_dead_letters import bury, dead_ids, queued_jobs
 from tests.admin.test_http import LONG_TTL_S, admin_token
-from tests.browser import Tab
-from tests.helpers import ServerUnderTest
+from tests.browser import Tab, new_tab
+from tests.conftest import start_server
+from tests.helpers import RedisProcess, ServerUnderTest
 from tests.test_web_phone_touch import FINGER_PX, TARGETS, phone  # noqa: F401 - the phone fixture
 
 HOSTILE = '<img src=x onerror="window.__owned=1"><b>bold</b> ' + "x" * 300
@@ -122,3 +126,44 @@ async def test_on_a_touch_phone_each_control_is_a_fingers_size(
     small = [t for t in targets if t["width"] < FINGER_PX or t["height"] < FINGER_PX]
     assert small == []
     assert await page.evaluate("document.documentElement.scrollWidth <= window.innerWidth")
+
+
+async def test_a_press_while_the_store_is_away_leaves_its_row_usable(browser: Browser, tmp_path: Path) -> None:
+    """A Retry pressed while Redis was away failed, and the list could not be read again either:
+    the row's buttons stayed disabled after Redis came back (20 s on, the dashboard long
+    recovered), and the keyboard's focus fell to the page, while the status said "try again"
+    (audit "adminhostile"). The row is usable again at once, the focus on what was pressed."""
+    own = RedisProcess(tmp_path / "redis", appendonly=True)  # the letter outlives the restart
+    own.start()
+    node = await start_server(own.url, tmp_path / "node")
+    tab = await new_tab(browser, node)
+    try:
+        (job,) = await bury(node, "AWAY")
+        page = tab.page
+        await tab.use_token(admin_token(node), ttl_s=LONG_TTL_S)
+        await tab.open("/admin")
+        retry = page.get_by_role("button", name=f"Retry AWAY job {job.job_id[:8]}")
+        discard = page.get_by_role("button", name=f"Discard AWAY job {job.job_id[:8]}")
+        await expect(retry).to_be_enabled()
+        own.stop()
+        await retry.focus()
+        await page.keyboard.press("Enter")
+        await expect(page.locator("#dead-status")).to_have_attribute("data-kind", "error")
+        await expect(retry).to_be_enabled()
+        await expect(discard).to_be_enabled()
+        await expect(retry).to_be_focused()
+        own.start()
+        headers = {"Authorization": f"Bearer {admin_token(node)}"}
+        async with aiohttp.ClientSession(headers=headers) as http, asyncio.timeout(15):
+            while True:  # the node reaches Redis again
+                async with http.get(f"{node.url}/admin/jobs/dead") as response:
+                    if response.status == 200:
+                        break
+                await asyncio.sleep(0.05)
+        await page.keyboard.press("Enter")  # the press the status asked for, from where the keyboard is
+        await expect(page.locator("#dead-status")).to_have_text(f"AWAY job {job.job_id[:8]} queued again.")
+        assert [queued.job_id for queued in await queued_jobs(node)] == [job.job_id]
+    finally:
+        await tab.page.context.close()
+        await node.stop()
+        own.stop()

@@ -606,7 +606,9 @@ let deadShown = []; // the dead letters listed, newest first
 let deadNext = null; // the offset of the next page, null at the end
 let deadTotal = null; // the list's total as last read
 let deadLoading = false;
+let deadNewest = ""; // names the list's newest entry as last read: Discard all repeats it
 let pendingDeadCount = null; // the count "Discard all" asks to confirm
+let pendingDeadNewest = ""; // and the newest entry it was counted with
 
 function jobLabel(letter) {
   return `${letter.type || "untyped"} job ${letter.job_id.slice(0, 8)}`;
@@ -678,7 +680,7 @@ function renderDeadLetters() {
   $("dead-more").hidden = deadNext === null;
   $("dead-discard-all").hidden = !deadTotal;
   $("dead-discard-all").textContent = `Discard all ${deadTotal}`;
-  if (pendingDeadCount !== deadTotal) {
+  if (pendingDeadCount !== deadTotal || pendingDeadNewest !== deadNewest) {
     pendingDeadCount = null;
     $("dead-discard-confirm").hidden = true;
   }
@@ -701,6 +703,7 @@ async function loadDeadLetters(more = false) {
     deadShown = more ? [...deadShown, ...fresh] : fresh;
     deadNext = page.next_offset;
     deadTotal = page.total;
+    deadNewest = page.newest || "";
     renderDeadLetters();
   } catch (error) {
     handle(error, deadStatus("", "error"));
@@ -732,8 +735,14 @@ async function settleDeadLetter(action, letter, button) {
     }
   }
   await loadDeadLetters();
-  // The pressed button went with its row: the keyboard goes to what happened.
-  if (hadFocus && !document.body.contains(button)) {
+  if (document.body.contains(button)) {
+    // Not read again (no answer: the server or its store away): the row is as it was, its
+    // buttons usable for the press the status asks for. They stayed disabled until the operator
+    // thought of "Refresh list", and the focus fell to the page (audit "adminhostile").
+    for (const each of row.querySelectorAll("button")) each.disabled = false;
+    if (hadFocus) button.focus();
+  } else if (hadFocus) {
+    // The pressed button went with its row: the keyboard goes to what happened.
     const status = $("dead-status");
     status.tabIndex = -1;
     status.focus();
@@ -743,6 +752,7 @@ async function settleDeadLetter(action, letter, button) {
 
 function askDiscardAll() {
   pendingDeadCount = deadTotal;
+  pendingDeadNewest = deadNewest;
   const confirmButton = $("dead-discard-confirm");
   confirmButton.textContent = `Yes, discard all ${deadTotal} dead letter(s)`;
   confirmButton.hidden = false;
@@ -756,13 +766,16 @@ async function discardAllDeadLetters() {
   $("dead-discard-confirm").hidden = true;
   deadStatus(`Discarding ${count} dead letter(s)…`);
   try {
-    const answer = await api(`/admin/jobs/dead?confirm=${count}`, { method: "DELETE" });
+    // The newest entry too: the count alone let a letter buried since (another discarded
+    // meanwhile) go unseen (audit "adminhostile").
+    const newest = encodeURIComponent(pendingDeadNewest);
+    const answer = await api(`/admin/jobs/dead?confirm=${count}&newest=${newest}`, { method: "DELETE" });
     deadStatus(`Discarded ${answer.discarded} dead letter(s).`);
   } catch (error) {
     handle(error, deadStatus("", "error"));
     if (error instanceof ApiError && error.code === "conflict")
       deadStatus(
-        "The number of dead letters changed since they were listed: the list is read again; look, then press Discard all again.",
+        "The dead letters changed since they were listed: the list is read again; look, then press Discard all again.",
         "error",
       );
     else if (noAnswer(error))
