@@ -12,7 +12,16 @@
  * another viewer's; it is kept once by its id, whichever of it, this page's own ack and a reading
  * comes first. Text goes in via textContent only.
  */
-import { $, api, call, connect, showConnection, STREAM_CONNECTION_TEXT, subscribeSession } from "./client.js";
+import {
+  $,
+  api,
+  call,
+  connect,
+  currentUserId,
+  showConnection,
+  STREAM_CONNECTION_TEXT,
+  subscribeSession,
+} from "./client.js";
 import { STATE_LABELS, hms, idFromPath } from "./clip_format.js";
 import { freshId } from "./ids.js";
 import { reconcile, setText } from "./keyed.js";
@@ -37,6 +46,15 @@ const MAX_PRESSED_AGO_MS = 60_000;
 const OFFLINE_HINT = "Offline: a clip pressed now is sent once the connection is back, at the moment you pressed.";
 // A cooldown the page honours at most (the server's is 3,600 s at most: SESSIONHUB_CLIPS_COOLDOWN_S).
 const MAX_COOLDOWN_S = 3600;
+// The characters a note may not hold (handlers/streams/payloads.py _NOT_PLAIN): controls, line
+// and paragraph separators, and the invisible ones that reorder text. Pasted with a note (from a
+// chat, a web page), they were refused in words about "U+202E" while the field kept them unseen,
+// so every press failed alike (audit "streamphone"): the page takes them out before it sends.
+const NOT_PLAIN = /[\p{Cc}\u2028\u2029\u202a-\u202e\u2066-\u2069]/gu; // \p{Cc}: C0, DEL, C1
+// The clip waiting for the connection, kept in this browser: a tab closed (a phone's tab
+// switcher asks nothing) or reloaded before it was sent lost the moment without a word (audit
+// "streamphone"). Per stream; sent when the page opens again while it can still be placed.
+const WAITING_KEY = "sessionhub.watch.waiting.";
 
 const ui = {
   loading: $("loading"),
@@ -82,7 +100,8 @@ let session = null;
 let socket = null;
 let subscription = null;
 let live = false;
-let pending = null; // {submission_id, note}: sent, not answered yet
+let pending = null; // {submission_id, note, pressedAt, pressedWallMs}: sent, not answered yet
+let connectionState = "connecting"; // the connection's last state (client.js connect's onState)
 let stillSending = false; // the pending clip's answer is late (a stalled network): said so
 let cooldownUntil = 0; // performance.now() ms
 const mine = new Map(); // clip id -> clip: the viewer's own, as last read or acked
@@ -121,6 +140,8 @@ function cooldownLeftS() {
 /** Why the button is disabled right now, or "" when a click would be taken. */
 function reason() {
   if (!session) return "Loading…";
+  if (pending && connectionState === "unauthorized")
+    return "Not signed in: your clip is sent once you sign in again on this page, if within a minute of your press.";
   if (pending && !live) return "Offline: your clip will be sent when the connection is back.";
   if (pending) return stillSending ? "Still sending your clip…" : "Sending your clip…";
   if (blocked) return "The streamer has turned off clipping for you in this stream.";
@@ -208,14 +229,78 @@ function characters(text) {
 
 function updateCounter() {
   const chars = characters(ui.note.value);
+  let full = chars.length >= NOTE_MAX;
   if (chars.length > NOTE_MAX || utf8.encode(ui.note.value).length > NOTE_MAX_BYTES) {
     const kept = chars.slice(0, NOTE_MAX);
     while (utf8.encode(kept.join("")).length > NOTE_MAX_BYTES) kept.pop();
     ui.note.value = kept.join("");
+    // Cut short of 100 by the bytes behind them (emoji, marks): the counter said "80/100" as if
+    // there were room, and nothing said the paste was cut (audit "streamphone").
+    say(
+      ui.said,
+      kept.length < NOTE_MAX
+        ? `Your note was cut to ${kept.length} characters: these take more room than plain letters, and the note is full.`
+        : `Your note was cut to ${NOTE_MAX} characters, the most a note holds.`,
+    );
     chars.length = kept.length;
+    full = true;
   }
-  ui.counter.textContent = `${chars.length}/${NOTE_MAX}`;
-  ui.counter.dataset.full = String(chars.length >= NOTE_MAX);
+  ui.counter.textContent =
+    full && chars.length < NOTE_MAX ? `${chars.length}/${NOTE_MAX} · full` : `${chars.length}/${NOTE_MAX}`;
+  ui.counter.dataset.full = String(full);
+}
+
+/** The note as it may be sent: the characters a note may not hold taken out (a tab is a space). */
+function plainNote(text) {
+  return text.replace(/\t/g, " ").replace(NOT_PLAIN, "");
+}
+
+/** Keep ``pending`` in this browser until it is answered (see WAITING_KEY); null forgets it. */
+function keepWaiting(clip) {
+  try {
+    if (clip === null) localStorage.removeItem(WAITING_KEY + sessionId);
+    else {
+      const { submission_id, note, pressedWallMs } = clip;
+      const kept = { submission_id, note, pressedWallMs, user: currentUserId() };
+      localStorage.setItem(WAITING_KEY + sessionId, JSON.stringify(kept));
+    }
+  } catch {
+    // Storage full or refused (private mode): the leave prompt still guards it.
+  }
+}
+
+/**
+ * A clip this browser pressed in an earlier page of this stream and never heard back about: sent
+ * now (as the same clip: its submission id, placed at its press) when it can still be placed and
+ * the same person is signed in; else said, and forgotten.
+ */
+function waitingFromBefore() {
+  let kept = null;
+  try {
+    kept = JSON.parse(localStorage.getItem(WAITING_KEY + sessionId) || "null");
+  } catch {
+    kept = null;
+  }
+  if (!kept || typeof kept.submission_id !== "string" || !Number.isFinite(kept.pressedWallMs)) return;
+  const ago = Date.now() - kept.pressedWallMs;
+  if (kept.user !== currentUserId() || ago < 0) {
+    keepWaiting(null);
+    return;
+  }
+  if (ago > MAX_PRESSED_AGO_MS) {
+    keepWaiting(null);
+    const at = new Date(kept.pressedWallMs).toLocaleTimeString();
+    confirm(`A clip you pressed at ${at} was not sent before the page closed, and is too old to place now.`, "error");
+    return;
+  }
+  pending = {
+    submission_id: kept.submission_id,
+    note: typeof kept.note === "string" ? kept.note : "",
+    pressedAt: performance.now() - ago,
+    pressedWallMs: kept.pressedWallMs,
+    tried: true, // it may have landed before the page closed: sent again whatever its age
+  };
+  confirm("A clip you pressed before this page closed is being sent now, at the moment you pressed.");
 }
 
 function confirm(text, kind = "info") {
@@ -320,6 +405,7 @@ async function send() {
     const waited = Math.max(0, Math.round(performance.now() - attempt.pressedAt));
     if (waited > MAX_PRESSED_AGO_MS && !attempt.tried) {
       pending = null;
+      keepWaiting(null);
       confirm(
         "Not clipped: the connection was away more than a minute after you pressed, too long to place it.",
         "error",
@@ -342,6 +428,7 @@ async function send() {
       },
     });
     pending = null;
+    keepWaiting(null);
     stillSending = false;
     orphanBanner.edited(); // a clip is a change to the stream: active again
     cooldownUntil = performance.now() + ack.cooldown_s * 1000;
@@ -351,8 +438,12 @@ async function send() {
     } else {
       confirm("That clip was already saved, and the streamer has removed it since.");
     }
-    ui.note.value = "";
-    updateCounter();
+    // Only the note that went: one typed while it was on its way is the next moment's (it was
+    // wiped by this answer: audit "streamphone").
+    if (ui.note.value.trim() === attempt.note) {
+      ui.note.value = "";
+      updateCounter();
+    }
   } catch (err) {
     if (pending !== attempt) return;
     if (err.code === "disconnected") {
@@ -371,6 +462,7 @@ async function send() {
       setTimeout(send, RETRY_AFTER_UNAVAILABLE_MS);
     } else {
       pending = null;
+      keepWaiting(null);
       stillSending = false;
       if (err.code === "invalid_state") refreshState();
       if (err.code === "forbidden") loadMine(); // blocked meanwhile: the page learns it and says so
@@ -404,11 +496,32 @@ function sayRefused(why) {
 function onSubmit(event) {
   event.preventDefault();
   const why = reason();
+  if (pending && why !== "") {
+    // A second moment while the first still waits: one clip waits at a time. It said the first
+    // one's "will be sent when the connection is back", as if this one were taken too (audit
+    // "streamphone"). Its note stays in the box.
+    const text =
+      "Not clipped: your last clip still waits to be sent, and one clip can wait at a time. Your note stays in the box.";
+    confirm(text, "error");
+    sayRefused(text);
+    return;
+  }
   if (why !== "") {
     sayRefused(why);
     return;
   }
-  pending = { submission_id: freshId(), note: ui.note.value.trim(), pressedAt: performance.now() };
+  const plain = plainNote(ui.note.value);
+  if (plain !== ui.note.value) {
+    ui.note.value = plain; // what it looked like, without what it could not hold
+    updateCounter();
+  }
+  pending = {
+    submission_id: freshId(),
+    note: plain.trim(),
+    pressedAt: performance.now(),
+    pressedWallMs: Date.now(),
+  };
+  keepWaiting(pending);
   stillSending = false;
   confirm("");
   updateButton(); // offline, send() waits for the connection: the button says the clip waits
@@ -445,10 +558,12 @@ function apply(event) {
 function deleted() {
   subscription?.close();
   pending = null;
+  keepWaiting(null);
   showError({ code: "session_deleted" });
 }
 
 function connectionChanged(state) {
+  connectionState = state;
   live = state === "live";
   showConnection(ui.connection, state, STREAM_CONNECTION_TEXT);
   updateButton();
@@ -471,6 +586,7 @@ async function main() {
     sessionId = idFromPath("watch");
     session = await api(`/api/streams/${encodeURIComponent(sessionId ?? "")}`);
     sessionId = session.session_id;
+    waitingFromBefore();
     show(ui.card);
     render();
     orphanBanner.show(sessionId, session);
