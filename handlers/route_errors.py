@@ -72,7 +72,9 @@ async def route_errors(request: web.Request, handler: Handler) -> web.StreamResp
     refused = request.match_info.http_exception
     if refused is None:
         return await handler(request)
-    route = f"{request.method} {path}"
+    # The path as sent: decoded, "/admin%2Fmetrics" read "no route GET /admin/metrics", naming a
+    # route that exists (audit "adminhostile").
+    route = f"{request.method} {request.rel_url.raw_path}"
     allowed = sorted(refused.allowed_methods) if isinstance(refused, web.HTTPMethodNotAllowed) else None
     if answers_as_keyboardia(request):
         message = f"no route {route}" if allowed is None else f"no route {route}; it takes {', '.join(allowed)}"

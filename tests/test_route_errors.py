@@ -4,6 +4,7 @@ the pattern API's paths and the ``/api`` paths of no family of sessionhub's in K
 from __future__ import annotations
 
 import aiohttp
+import yarl
 import pytest
 import pytest_asyncio
 
@@ -37,6 +38,15 @@ async def test_unknown_routes_answer_json_404(server: ServerUnderTest, path: str
         assert response.content_type == "application/json", path
         body = await response.json()
         assert body["error"] == "not_found" and path in body["message"], body
+
+
+async def test_a_404_names_the_path_as_sent(server: ServerUnderTest) -> None:
+    """Decoded, ``/admin%2Fmetrics`` was answered "no route GET /admin/metrics": a route that
+    exists (audit "adminhostile")."""
+    url = yarl.URL(server.url + "/admin%2Fmetrics", encoded=True)
+    async with aiohttp.ClientSession() as http, http.get(url) as response:
+        assert response.status == 404
+        assert (await response.json())["message"] == "no route GET /admin%2Fmetrics"
 
 
 @pytest.mark.parametrize(
