@@ -8,7 +8,7 @@ from urllib.parse import quote
 
 import segno
 from aiohttp import web
-from pydantic import BaseModel, Field
+from pydantic import AfterValidator, BaseModel, Field
 
 from auth.claims import Claims
 from handlers import auth_cookie
@@ -20,14 +20,23 @@ from handlers.payloads import PLAIN_PATTERN, Payload, validate
 from handlers.query import QueryModel, parse_query
 from handlers.rate_limit import within
 from protocol.errors import CodedError, ErrorCode
+from protocol.seen_text import seen_size
 from storage.identity.repository import MAX_NAME_CHARS
+
+
+# The largest name (MAX_NAME_CHARS characters of 20 bytes each) sent with every character
+# \u-escaped (an astral one as a surrogate pair: 12 bytes for 4), and the JSON around it.
+RENAME_BODY_BYTES = 4096
 
 
 class Rename(Payload):
     """``PATCH /api/auth/me``."""
 
     # One line of plain text, as every name: shown in the streamer's review and exports.
-    name: Annotated[str, Field(min_length=1, max_length=MAX_NAME_CHARS, pattern=PLAIN_PATTERN)]
+    # Characters as seen: 60 code points refused a 29-letter Hindi name (audit "localeworld").
+    name: Annotated[
+        str, Field(min_length=1, pattern=PLAIN_PATTERN), AfterValidator(seen_size(MAX_NAME_CHARS, "a name"))
+    ]
 
 
 class DeviceView(BaseModel):
@@ -185,7 +194,8 @@ class AccountRoutes:
         """Set the display name; the user's following connections, on every node, are told at
         once (``user_renamed``, announced by the store's rename script)."""
         claims = self._claims(request)
-        body = validate(Rename, await json_body(request, max_bytes=1024))
+        # A name's 1,200 bytes of UTF-8 (60 characters as seen), sent \u-escaped as JSON may be.
+        body = validate(Rename, await json_body(request, max_bytes=RENAME_BODY_BYTES))
         await self._s.identities.rename(claims.sub, body.name.strip() or "Guest")
         return web.json_response((await self._me(claims)).model_dump())
 

@@ -6,6 +6,7 @@ import re
 from typing import Annotated, Literal, TypeVar
 
 from pydantic import (
+    AfterValidator,
     BaseModel,
     BeforeValidator,
     ConfigDict,
@@ -18,6 +19,7 @@ from pydantic import (
 from handlers.ids import SESSION_REF_PATTERN, SessionIdText, SessionRefText
 from handlers.wording import words_for, worded
 from protocol.errors import CodedError, ErrorCode
+from protocol.seen_text import seen_size
 from storage.voice.repository import STATUSES
 
 # Offsets are Redis stream ids, unsigned 64-bit; far beyond any real log, and bounded so that a
@@ -50,10 +52,12 @@ def _plain_as_sent(value: object) -> object:
     return plain_text(value) if isinstance(value, str) else value
 
 
+SESSION_NAME_MAX_CHARS = 200
 SessionName = Annotated[
     str,
-    StringConstraints(max_length=200, strip_whitespace=True),
+    StringConstraints(strip_whitespace=True),
     BeforeValidator(_plain_as_sent),  # after, so it wraps the trim: it sees the text as sent
+    AfterValidator(seen_size(SESSION_NAME_MAX_CHARS, "a session name")),  # characters as seen
     Field(json_schema_extra={"pattern": PLAIN_PATTERN}),
 ]
 

@@ -21,6 +21,7 @@ from typing import Any
 
 from handlers.streams import timecode
 from protocol.errors import CodedError, ErrorCode
+from protocol.seen_text import cut_whole
 
 YOUTUBE_MIN_CHAPTERS = 3
 YOUTUBE_MIN_CHAPTER_MS = 10_000
@@ -204,7 +205,9 @@ YOUTUBE_TITLE_MAX = 100
 
 def _chapter_title(label: str) -> str:
     title = label.translate(_YOUTUBE_REFUSED)
-    return title if len(title) <= YOUTUBE_TITLE_MAX else title[: YOUTUBE_TITLE_MAX - 1].rstrip() + "…"
+    # Cut at a whole character: a cut in code points ended in half a flag (a lone regional
+    # letter) or a family's first two members and a joiner (audit "localeworld").
+    return title if len(title) <= YOUTUBE_TITLE_MAX else cut_whole(title, YOUTUBE_TITLE_MAX - 1).rstrip() + "…"
 
 
 # A YouTube description holds at most this many characters (counted as JavaScript counts them,

@@ -5,13 +5,13 @@ from __future__ import annotations
 import re
 from typing import Annotated, Literal
 
-import regex
 from pydantic import AfterValidator, BeforeValidator, ConfigDict, Field, StringConstraints
 
 from auth.claims import USER_ID_PATTERN
 from handlers.ids import UUID4_ANY_CASE_PATTERN
 from handlers.payloads import Payload, SessionRef
 from handlers.streams.seen import seen_or_empty, shows_anything
+from protocol.seen_text import seen_size
 
 NOTE_MAX_CHARS = 100
 # Behind the character count: one character as a person sees it may be any number of code points
@@ -35,26 +35,6 @@ def _plain_text(value: object) -> object:
     return value
 
 
-# A user-perceived character: an extended grapheme cluster (Unicode UAX #29), as the /watch page's
-# counter (Intl.Segmenter) counts them.
-_GRAPHEME = regex.compile(r"\X")
-
-
-def grapheme_count(value: str) -> int:
-    """How many characters a person sees in ``value`` (extended grapheme clusters)."""
-    return len(_GRAPHEME.findall(value))
-
-
-def _note_size(value: str) -> str:
-    """At most ``NOTE_MAX_CHARS`` characters as seen, and ``NOTE_MAX_BYTES`` in UTF-8."""
-    if len(value.encode("utf-8", "surrogatepass")) > NOTE_MAX_BYTES:
-        raise ValueError(f"a note holds at most {NOTE_MAX_BYTES} bytes of UTF-8")
-    # Code points bound clusters from above: the usual short note skips the segmentation.
-    if len(value) > NOTE_MAX_CHARS and grapheme_count(value) > NOTE_MAX_CHARS:
-        raise ValueError(f"a note holds at most {NOTE_MAX_CHARS} characters")
-    return value
-
-
 # _NOT_PLAIN for the OpenAPI document (a JavaScript regular expression, as JSON Schema's are).
 _PLAIN = "[^\x00-\x1f\x7f-\x9f\u2028\u2029\u202a-\u202e\u2066-\u2069]*"
 _PLAIN_SCHEMA = Field(json_schema_extra={"pattern": f"^{_PLAIN}$"})
@@ -73,21 +53,23 @@ Note = Annotated[
     str,
     StringConstraints(strip_whitespace=True),
     BeforeValidator(_plain_text),  # after the trim in this list, so it runs before it (it wraps it)
-    AfterValidator(_note_size),
+    AfterValidator(seen_size(NOTE_MAX_CHARS, "a note", max_bytes=NOTE_MAX_BYTES)),
     AfterValidator(seen_or_empty),
     _PLAIN_SCHEMA,
 ]
 Title = Annotated[
     str,
-    StringConstraints(strip_whitespace=True, min_length=1, max_length=TITLE_MAX_CHARS),
+    StringConstraints(strip_whitespace=True, min_length=1),
     BeforeValidator(_plain_text),
+    AfterValidator(seen_size(TITLE_MAX_CHARS, "a title")),  # characters as seen (protocol.seen_text)
     AfterValidator(_seen_title),
     _PLAIN_NOT_BLANK_SCHEMA,
 ]
 Game = Annotated[
     str,
-    StringConstraints(strip_whitespace=True, max_length=GAME_MAX_CHARS),
+    StringConstraints(strip_whitespace=True),
     BeforeValidator(_plain_text),
+    AfterValidator(seen_size(GAME_MAX_CHARS, "a game")),
     _PLAIN_SCHEMA,
 ]
 SubmissionId = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9_\-]{8,64}$")]

@@ -36,6 +36,7 @@ from typing import Any, cast
 
 from redis.asyncio import Redis
 
+from protocol.seen_text import cut_seen
 from storage.clock import Clock
 from storage.keys import Keys
 from storage.scripts import plain_script
@@ -285,7 +286,8 @@ class Identities:
         """Set the display name (kept as long as the profile is), announced to the user's
         connections that follow the user's channel (a ``user_renamed`` event) in the same step."""
         keys = [self._keys.user_profile(user_id)]
-        await self._rename(keys=keys, args=[name[:MAX_NAME_CHARS], user_id, self._keys.active_session_channel(user_id)])
+        kept = cut_seen(name, MAX_NAME_CHARS)  # whole characters: never half a flag or a syllable
+        await self._rename(keys=keys, args=[kept, user_id, self._keys.active_session_channel(user_id)])
         await self.keep(user_id)
 
     async def known(self, user_id: str) -> bool:

@@ -26,6 +26,10 @@ import {
   signOut,
   startNewGuest,
 } from "./client.js";
+import { limitText } from "./text_fit.js";
+
+// A display name's most characters as seen (storage/identity/repository.py MAX_NAME_CHARS).
+const NAME_MAX = 60;
 
 function el(tag, attrs = {}, ...children) {
   const node = document.createElement(tag);
@@ -452,8 +456,15 @@ function renderPanel(me) {
     id: "identity-name-input",
     type: "text", // styled as every text field: a fingertip's target on a phone
     value: me.name || "",
-    maxlength: "60",
     "aria-label": "Display name",
+  });
+  const nameNote = el("p", { id: "identity-name-note", class: "muted", role: "status" });
+  limitText(nameInput, {
+    chars: NAME_MAX,
+    what: "A name",
+    say: (text) => {
+      nameNote.textContent = text;
+    },
   });
   const save = el("button", { class: "button", type: "submit" }, "Save name");
   // A form: Enter in the field saves, as the button does (it did nothing before).
@@ -472,6 +483,7 @@ function renderPanel(me) {
     ),
     retentionNote(me),
     nameForm,
+    nameNote,
     el("h2", {}, "Your devices"),
     devices,
     el(

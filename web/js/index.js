@@ -4,6 +4,7 @@
  * seed 002) and opens its page. A visitor without a token gets a guest token first.
  */
 import { api, createFailure, hasToken } from "./client.js";
+import { limitText } from "./text_fit.js";
 
 const form = document.getElementById("new-session-form");
 const nameInput = document.getElementById("session-name-input");
@@ -12,6 +13,16 @@ const errorLine = document.getElementById("index-error");
 const recentList = document.getElementById("recent-list");
 const recentEmpty = document.getElementById("recent-empty");
 const recentError = document.getElementById("recent-error");
+const nameNote = document.getElementById("session-name-note");
+
+// 200 characters as seen, as the server counts a session name (handlers/payloads.py).
+limitText(nameInput, {
+  chars: 200,
+  what: "A session name",
+  say: (text) => {
+    nameNote.textContent = text;
+  },
+});
 
 async function createSession(event) {
   event.preventDefault();

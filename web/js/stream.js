@@ -25,6 +25,7 @@ import { reconcile, setText } from "./keyed.js";
 import { NewsBatch } from "./news.js";
 import { OrphanBanner } from "./orphan_banner.js";
 import { sendUntilAnswered } from "./resend.js";
+import { limitText } from "./text_fit.js";
 
 const FEED_LIMIT = 50;
 const orphanBanner = new OrphanBanner();
@@ -333,6 +334,7 @@ function whoClipped(clip) {
 // half typed: the next load of the dashboard opens those editors again with their text.
 const editing = new Map();
 const NOTE_MAX = 100;
+const NOTE_MAX_BYTES = 2000; // behind the 100 characters (handlers/streams/payloads.py)
 
 function editsKey() {
   return `sessionhub.stream-note-edits.${sessionId}`;
@@ -608,8 +610,10 @@ function noteForm(clip) {
   const input = el("input");
   input.type = "text";
   input.enterKeyHint = "done"; // Enter saves the note (the form's submit)
-  input.maxLength = NOTE_MAX;
   input.value = editing.get(clip.clip_id) ?? clip.note;
+  // 100 characters as seen, as the server counts a note: maxLength counted UTF-16 units, and cut a
+  // note of 100 emoji at 50 (audit "localeworld").
+  limitText(input, { chars: NOTE_MAX, bytes: NOTE_MAX_BYTES, what: "A note", say: (text) => notice(text) });
   input.setAttribute("aria-label", "Note");
   input.addEventListener("input", () => {
     editing.set(clip.clip_id, input.value);

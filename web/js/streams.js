@@ -4,6 +4,7 @@
  * textContent only.
  */
 import { $, api, createFailure, hasToken } from "./client.js";
+import { limitText } from "./text_fit.js";
 
 const form = $("create-form");
 const button = $("create-button");
@@ -11,6 +12,13 @@ const createError = $("create-error");
 const list = $("stream-list");
 const listEmpty = $("list-empty");
 const listError = $("list-error");
+
+// Characters as seen, as the server counts them (handlers/streams/payloads.py).
+const sayCut = (text) => {
+  $("create-note").textContent = text;
+};
+limitText($("title-input"), { chars: 200, what: "A title", say: sayCut });
+limitText($("game-input"), { chars: 100, what: "A game", say: sayCut });
 
 const STATE_LABELS = { created: "Not started", active: "Live", paused: "Paused", ended: "Ended" };
 
