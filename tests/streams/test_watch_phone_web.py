@@ -45,7 +45,9 @@ async def test_a_note_typed_while_a_clip_waits_is_kept_and_a_second_press_is_sai
     note = page.locator("#note-input")
     await note.fill("the first moment")
     await page.locator("#clip-button").click()
-    await expect(page.locator("#clip-reason")).to_have_text("Offline: your clip will be sent when the connection is back.")
+    await expect(page.locator("#clip-reason")).to_have_text(
+        "Offline: your clip will be sent when the connection is back."
+    )
     await note.fill("the next moment")
     await note.press("Enter")  # the button is aria-disabled while a clip waits: a press still lands
     await expect(page.locator("#confirmation")).to_have_text(
