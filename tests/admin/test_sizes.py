@@ -140,3 +140,21 @@ async def test_the_sessions_with_the_most_audio_are_listed_first_by_files(
         assert all(0 < row["size_bytes"] < row["file_bytes"] for row in rows[:2])
         status, listed = await call(http, "GET", "/admin/sessions", token, sort="files", order="asc", limit=1)
         assert status == 200 and listed["sessions"][0]["session_id"] == expected[-1], listed
+
+
+async def test_a_files_entry_a_node_of_the_release_before_left_is_taken_out_by_a_recalculation(
+    server: ServerUnderTest,
+) -> None:
+    """A node of the release before deletes a session without the files' index (its remove.lua
+    knows no such key): the entry stayed, a page of ``sort=files`` was spent on it, and a
+    recalculation never looked at it (audit "verify48")."""
+    token = admin_token(server)
+    gone = "0f5b1b8e-9d1c-4c7e-8a51-2c4f1d3e5a6b"
+    redis, keys = server.services.redis, server.services.keys
+    await redis.zadd(keys.admin_files(), {gone: 4096})  # what such a deletion leaves
+    async with aiohttp.ClientSession(base_url=server.url) as http:
+        status, recalculated = await call(http, "POST", "/admin/recalculate", token, {})
+        assert status == 200 and recalculated["drift"] is True and recalculated["removed"] >= 1, recalculated
+        status, listed = await call(http, "GET", "/admin/sessions", token, sort="files")
+        assert (status, listed["sessions"], listed["next_cursor"]) == (200, [], None), listed
+    assert await redis.zscore(keys.admin_files(), gone) is None
