@@ -126,3 +126,55 @@ async def test_invisible_characters_are_taken_out_and_a_note_cut_for_its_bytes_s
     await page.locator("#clip-button").click()
     await expect(page.locator("#confirmation")).to_contain_text("Clipped!")
     assert await notes(server, session_id) == ["gg wp nice"]
+
+
+async def test_a_waiting_clip_is_never_sent_as_the_next_person_signed_in(
+    server: ServerUnderTest, tab: Tab, clients: list[Client]
+) -> None:
+    """Bob's clip waited for the connection; Carol signed in on the same browser, and when the
+    connection came back the page said "Clipped!": the clip was stored as Carol's (audit "verify48")."""
+    session_id, _ = await started(server, clients)
+    await tab.use_token(server.token("bob"))
+    page = await live(tab, f"/watch/{session_id}")
+    await offline(page)
+    await page.locator("#note-input").fill("bob's moment")
+    await page.locator("#clip-button").click()
+    record = {"token": server.token("carol"), "expires_at": 4_000_000_000, "guest": False}
+    await page.evaluate("(record) => localStorage.setItem('sessionhub.token', JSON.stringify(record))", record)
+    await page.context.set_offline(False)
+    await expect(page.locator("#confirmation")).to_have_text(
+        "Not clipped: that clip was pressed by the person signed in before, so it is not sent as you."
+    )
+    await expect(page.locator("#connection")).to_have_attribute("data-state", "live")
+    assert await notes(server, session_id) == []
+    await page.locator("#note-input").fill("carol's own")  # Carol's own press is hers
+    await page.locator("#clip-button").click()
+    await expect(page.locator("#confirmation")).to_contain_text("Clipped!")
+    assert await notes(server, session_id) == ["carol's own"]
+
+
+async def test_two_tabs_clips_waiting_when_both_close_are_both_sent(
+    server: ServerUnderTest, tab: Tab, clients: list[Client]
+) -> None:
+    """One entry per stream in the browser: a second tab's press overwrote the first's, and an
+    answered clip took the other tab's with it (audit "verify48")."""
+    session_id, _ = await started(server, clients)
+    await tab.use_token(server.token("bob"))
+    first = await live(tab, f"/watch/{session_id}")
+    context = first.context
+    second = await context.new_page()
+    await second.goto(f"{tab.base_url}/watch/{session_id}", wait_until="domcontentloaded")
+    await expect(second.locator("#connection")).to_have_attribute("data-state", "live")
+    await context.set_offline(True)
+    for page, note in ((first, "from the first tab"), (second, "from the second tab")):
+        await expect(page.locator("#connection")).not_to_have_attribute("data-state", "live")
+        await page.locator("#note-input").fill(note)
+        await page.locator("#clip-button").click()
+        await expect(page.locator("#clip-reason")).to_contain_text("Offline: your clip will be sent")
+    for page in (first, second):
+        await page.close(run_before_unload=False)
+    await context.set_offline(False)
+    again = await context.new_page()
+    await again.goto(f"{tab.base_url}/watch/{session_id}", wait_until="domcontentloaded")
+    await expect(again.locator("#mine li .note")).to_have_count(2)  # the second once the cooldown ended
+    assert sorted(await notes(server, session_id)) == ["from the first tab", "from the second tab"]

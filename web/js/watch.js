@@ -100,7 +100,8 @@ let session = null;
 let socket = null;
 let subscription = null;
 let live = false;
-let pending = null; // {submission_id, note, pressedAt, pressedWallMs}: sent, not answered yet
+// {submission_id, note, pressedAt, pressedWallMs, user}: sent, not answered yet; `user` pressed it
+let pending = null;
 let connectionState = "connecting"; // the connection's last state (client.js connect's onState)
 let stillSending = false; // the pending clip's answer is late (a stalled network): said so
 let cooldownUntil = 0; // performance.now() ms
@@ -255,52 +256,86 @@ function plainNote(text) {
   return text.replace(/\t/g, " ").replace(NOT_PLAIN, "");
 }
 
-/** Keep ``pending`` in this browser until it is answered (see WAITING_KEY); null forgets it. */
+/** Where `clip` is kept in this browser: one entry per clip, so that two tabs of one stream
+ * neither overwrite nor forget each other's (audit "verify48"). */
+function waitingKey(clip) {
+  return `${WAITING_KEY}${sessionId}.${clip.submission_id}`;
+}
+
+/** Keep `clip` in this browser until it is answered (see WAITING_KEY). */
 function keepWaiting(clip) {
   try {
-    if (clip === null) localStorage.removeItem(WAITING_KEY + sessionId);
-    else {
-      const { submission_id, note, pressedWallMs } = clip;
-      const kept = { submission_id, note, pressedWallMs, user: currentUserId() };
-      localStorage.setItem(WAITING_KEY + sessionId, JSON.stringify(kept));
-    }
+    const { submission_id, note, pressedWallMs, user } = clip;
+    localStorage.setItem(waitingKey(clip), JSON.stringify({ submission_id, note, pressedWallMs, user }));
   } catch {
     // Storage full or refused (private mode): the leave prompt still guards it.
   }
 }
 
+/** `clip` answered (or given up): this browser forgets it, and only it. */
+function forgetWaiting(clip) {
+  try {
+    localStorage.removeItem(waitingKey(clip));
+  } catch {
+    // nothing kept
+  }
+}
+
+let restored = []; // clips of pages closed before their answer, still to send, oldest first
+
 /**
- * A clip this browser pressed in an earlier page of this stream and never heard back about: sent
- * now (as the same clip: its submission id, placed at its press) when it can still be placed and
- * the same person is signed in; else said, and forgotten.
+ * The clips this browser pressed in earlier pages of this stream and never heard back about: sent
+ * now, one after the other (as the same clips: their submission ids, placed at their presses),
+ * those the person signed in now pressed, while they can still be placed; an older one is said,
+ * and forgotten. Another person's are left for them, until they are too old for anyone.
  */
 function waitingFromBefore() {
-  let kept = null;
+  const prefix = `${WAITING_KEY}${sessionId}.`;
+  const user = currentUserId();
+  const late = [];
+  const kept = [];
   try {
-    kept = JSON.parse(localStorage.getItem(WAITING_KEY + sessionId) || "null");
+    for (const key of Object.keys(localStorage)) {
+      if (!key.startsWith(prefix)) continue;
+      let clip = null;
+      try {
+        clip = JSON.parse(localStorage.getItem(key) || "null");
+      } catch {
+        clip = null;
+      }
+      const ago = Date.now() - (clip?.pressedWallMs ?? Number.NaN);
+      if (typeof clip?.submission_id !== "string" || !(ago >= 0) || ago > MAX_PRESSED_AGO_MS) {
+        localStorage.removeItem(key);
+        if (clip?.user === user && ago > MAX_PRESSED_AGO_MS) late.push(clip);
+      } else if (clip.user === user) kept.push(clip);
+    }
   } catch {
-    kept = null;
+    return; // storage refused: nothing kept to send
   }
-  if (!kept || typeof kept.submission_id !== "string" || !Number.isFinite(kept.pressedWallMs)) return;
-  const ago = Date.now() - kept.pressedWallMs;
-  if (kept.user !== currentUserId() || ago < 0) {
-    keepWaiting(null);
-    return;
+  if (late.length) {
+    const at = late.map((clip) => new Date(clip.pressedWallMs).toLocaleTimeString()).join(", ");
+    const what = late.length === 1 ? `A clip you pressed at ${at} was` : `Clips you pressed at ${at} were`;
+    confirm(`${what} not sent before the page closed, and too old to place now.`, "error");
   }
-  if (ago > MAX_PRESSED_AGO_MS) {
-    keepWaiting(null);
-    const at = new Date(kept.pressedWallMs).toLocaleTimeString();
-    confirm(`A clip you pressed at ${at} was not sent before the page closed, and is too old to place now.`, "error");
-    return;
-  }
+  restored = kept.sort((a, b) => a.pressedWallMs - b.pressedWallMs);
+  nextRestored();
+}
+
+/** The next clip of a closed page made the one this page sends; false when there is none. */
+function nextRestored() {
+  if (pending || restored.length === 0) return false;
+  const clip = restored.shift();
   pending = {
-    submission_id: kept.submission_id,
-    note: typeof kept.note === "string" ? kept.note : "",
-    pressedAt: performance.now() - ago,
-    pressedWallMs: kept.pressedWallMs,
+    submission_id: clip.submission_id,
+    note: typeof clip.note === "string" ? clip.note : "",
+    pressedAt: performance.now() - (Date.now() - clip.pressedWallMs),
+    pressedWallMs: clip.pressedWallMs,
+    user: clip.user,
+    restored: true,
     tried: true, // it may have landed before the page closed: sent again whatever its age
   };
-  confirm("A clip you pressed before this page closed is being sent now, at the moment you pressed.");
+  confirm("A clip you pressed before a page closed is being sent now, at the moment you pressed.");
+  return true;
 }
 
 function confirm(text, kind = "info") {
@@ -398,6 +433,16 @@ async function send() {
   if (!pending || !socket?.connected) return; // the next subscribe sends it
   const attempt = pending;
   updateButton();
+  if (attempt.user !== currentUserId()) {
+    // Pressed by the person signed in then: another one signed in since (on the sign-in the page
+    // asked for, or in another tab) would have sent it as theirs (audit "verify48").
+    pending = null;
+    forgetWaiting(attempt);
+    confirm("Not clipped: that clip was pressed by the person signed in before, so it is not sent as you.", "error");
+    updateButton();
+    if (nextRestored()) send();
+    return;
+  }
   try {
     // When it was pressed, not when it arrives: a click held while the connection was down
     // (sent again once it is back) is placed at the moment the viewer saw. Older than the server
@@ -405,7 +450,7 @@ async function send() {
     const waited = Math.max(0, Math.round(performance.now() - attempt.pressedAt));
     if (waited > MAX_PRESSED_AGO_MS && !attempt.tried) {
       pending = null;
-      keepWaiting(null);
+      forgetWaiting(attempt);
       confirm(
         "Not clipped: the connection was away more than a minute after you pressed, too long to place it.",
         "error",
@@ -428,7 +473,7 @@ async function send() {
       },
     });
     pending = null;
-    keepWaiting(null);
+    forgetWaiting(attempt);
     stillSending = false;
     orphanBanner.edited(); // a clip is a change to the stream: active again
     cooldownUntil = performance.now() + ack.cooldown_s * 1000;
@@ -460,9 +505,18 @@ async function send() {
       // clip (its submission id), placed at the press, while it can still be placed there.
       confirm("The server cannot store clips right now: your clip is being sent again, as the same clip.", "error");
       setTimeout(send, RETRY_AFTER_UNAVAILABLE_MS);
+    } else if (
+      err.code === "rate_limited" &&
+      attempt.restored &&
+      performance.now() - attempt.pressedAt + retryAfterMs(err) < MAX_PRESSED_AGO_MS
+    ) {
+      // A closed page's second clip, sent right after its first: the cooldown between them
+      // passed while the pages were closed. Sent once it ends, still placed at its press.
+      confirm("Your next clip from before is sent once the cooldown ends, at the moment you pressed.");
+      setTimeout(send, retryAfterMs(err));
     } else {
       pending = null;
-      keepWaiting(null);
+      forgetWaiting(attempt);
       stillSending = false;
       if (err.code === "invalid_state") refreshState();
       if (err.code === "forbidden") loadMine(); // blocked meanwhile: the page learns it and says so
@@ -473,6 +527,7 @@ async function send() {
     }
   } finally {
     updateButton();
+    if (nextRestored()) send(); // the next clip of a closed page, once this one is answered
   }
 }
 
@@ -520,6 +575,7 @@ function onSubmit(event) {
     note: plain.trim(),
     pressedAt: performance.now(),
     pressedWallMs: Date.now(),
+    user: currentUserId(),
   };
   keepWaiting(pending);
   stillSending = false;
@@ -557,8 +613,9 @@ function apply(event) {
 /** The stream is gone: no more clips, no more live updates. */
 function deleted() {
   subscription?.close();
+  for (const clip of [pending, ...restored]) if (clip) forgetWaiting(clip);
   pending = null;
-  keepWaiting(null);
+  restored = [];
   showError({ code: "session_deleted" });
 }
 
