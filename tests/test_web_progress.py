@@ -75,6 +75,13 @@ async def test_a_history_export_shows_its_progress(server: ServerUnderTest, tab:
     await expect(page.locator("#export-json")).to_be_enabled()
     await expect(page.locator("#export-csv")).to_be_focused()
     assert held.seen == 1
+    async with page.expect_download() as downloading:  # and the one for Excel, its BOM first
+        await page.locator("#export-excel").click()
+        held.released.set()
+    saved = await (await downloading.value).path()
+    assert saved.read_bytes().startswith(b"\xef\xbb\xbfid,item_id,")
+    assert (await downloading.value).suggested_filename == "listening-history.csv"
+    await expect(status).to_have_text("CSV for Excel export downloaded.")
 
 
 # Well under the 10 s a socket call waits for the connection: the page must say so before that.

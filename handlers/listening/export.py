@@ -62,9 +62,10 @@ class ListeningExports:
         self._slots = PerUserSlots("exports", EXPORTS_PER_USER, EXPORT_RETRY_AFTER_S)
 
     async def respond(
-        self, request: web.Request, *, user_id: str, history_id: str | None, fmt: str
+        self, request: web.Request, *, user_id: str, history_id: str | None, fmt: str, bom: bool = False
     ) -> web.StreamResponse:
-        """Stream ``history_id`` (None: an empty export) to ``request`` as ``fmt`` (json or csv)."""
+        """Stream ``history_id`` (None: an empty export) to ``request`` as ``fmt`` (json or csv; a
+        CSV first with a UTF-8 BOM when ``bom``, for Excel)."""
         with self._slots.slot(user_id):
             response = web.StreamResponse(
                 headers={"Content-Disposition": f'attachment; filename="listening-history.{fmt}"'}
@@ -73,7 +74,9 @@ class ListeningExports:
             response.charset = "utf-8"
             await response.prepare(request)
             chunks = (
-                _json_chunks(user_id, self._rows(history_id)) if fmt == "json" else _csv_chunks(self._rows(history_id))
+                _json_chunks(user_id, self._rows(history_id))
+                if fmt == "json"
+                else _csv_chunks(self._rows(history_id), bom=bom)
             )
             try:
                 await _send(request, response, chunks)
@@ -118,8 +121,8 @@ async def _json_chunks(user_id: str, pages: AsyncIterator[list[dict[str, Any]]])
     yield "]}"
 
 
-async def _csv_chunks(pages: AsyncIterator[list[dict[str, Any]]]) -> AsyncGenerator[str, None]:
-    yield _csv_text([CSV_COLUMNS])
+async def _csv_chunks(pages: AsyncIterator[list[dict[str, Any]]], *, bom: bool) -> AsyncGenerator[str, None]:
+    yield ("\ufeff" if bom else "") + _csv_text([CSV_COLUMNS])
     async for rows in pages:
         yield _csv_text([_csv_row(row) for row in rows])
 

@@ -228,9 +228,11 @@ class ListeningRoutes:
     async def export(self, request: web.Request) -> web.StreamResponse:
         """The caller's whole history as ``?format=json`` (default) or ``csv``, streamed as a download."""
         claims = self._claims(request)
-        fmt = parse_query(ExportQuery, request).format
+        query = parse_query(ExportQuery, request)
         history_id = await self._h.find(claims.sub)
-        return await self._exports.respond(request, user_id=claims.sub, history_id=history_id, fmt=fmt)
+        return await self._exports.respond(
+            request, user_id=claims.sub, history_id=history_id, fmt=query.format, bom=query.bom == "1"
+        )
 
 
 def _cursor(raw: str | None) -> tuple[int, str] | None:

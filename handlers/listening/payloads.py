@@ -245,3 +245,7 @@ class ExportQuery(QueryModel):
     """``GET /api/listening/export``."""
 
     format: Literal["json", "csv"] = "json"
+    # As the stream exports' (handlers/streams/queries.py): Excel reads a CSV without a BOM in the
+    # machine's legacy code page, and Arabic, Hindi or Japanese titles came out garbled (audit
+    # "localeworld").
+    bom: Literal["0", "1"] = Field(default="0", description="1: a CSV starts with a UTF-8 BOM (for Excel)")

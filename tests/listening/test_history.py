@@ -151,6 +151,10 @@ async def test_export_as_csv_and_json(lserver: ServerUnderTest, clock: FrozenClo
     rows = list(csv.DictReader(io.StringIO(text)))
     assert [r["title"] for r in rows] == ["Plain, with comma", '\'=HYPERLINK("http://evil")']
     assert rows[1]["duration_ms"] == str(HOUR) and rows[1]["started_at_utc"] == "2026-11-02T10:00:00.000Z"
+    # For Excel, the same CSV after a UTF-8 byte-order mark: without it Excel reads the file in
+    # the machine's old code page, and titles not in Latin letters come out garbled.
+    status, excel = await get(lserver, "/api/listening/export", format="csv", bom="1")
+    assert (status, excel) == (200, "\ufeff" + text)
     status, body = await get(lserver, "/api/listening/export", format="json")
     assert status == 200 and [s["item_id"] for s in body["sessions"]] == ["y", "x"]
     assert (await get(lserver, "/api/listening/export", format="xml"))[0] == 400

@@ -43,6 +43,7 @@ const ui = {
   clearNo: $("clear-no"),
   clearStatus: $("clear-status"),
   exportCsv: $("export-csv"),
+  exportExcel: $("export-excel"),
   exportJson: $("export-json"),
   exportStatus: $("export-status"),
 };
@@ -518,14 +519,19 @@ function clearStatus(text) {
 
 async function exportAs(format) {
   // A long export on a slow network shows it is under way, and is not asked for twice meanwhile.
-  await whileBusy([ui.exportCsv, ui.exportJson], () => exportFile(format));
+  await whileBusy([ui.exportCsv, ui.exportExcel, ui.exportJson], () => exportFile(format));
 }
 
 async function exportFile(format) {
-  exportStatus(`Preparing the ${format.toUpperCase()} export…`);
+  // "excel": the CSV with a UTF-8 BOM, without which Excel reads it in the machine's old code page
+  // and garbles every title not in Latin letters (audit "localeworld").
+  const excel = format === "excel";
+  const named = excel ? "CSV for Excel" : format.toUpperCase();
+  exportStatus(`Preparing the ${named} export…`);
   try {
-    await download(`/api/listening/export?format=${format}`, `listening-history.${format}`);
-    exportStatus(`${format.toUpperCase()} export downloaded.`);
+    const query = excel ? "format=csv&bom=1" : `format=${format}`;
+    await download(`/api/listening/export?${query}`, `listening-history.${excel ? "csv" : format}`);
+    exportStatus(`${named} export downloaded.`);
   } catch (err) {
     exportStatus("");
     showError(`Export failed: ${err.message}`);
@@ -549,6 +555,7 @@ async function main() {
   });
   ui.clearYes.addEventListener("click", clearAll);
   ui.exportCsv.addEventListener("click", () => exportAs("csv"));
+  ui.exportExcel.addEventListener("click", () => exportAs("excel"));
   ui.exportJson.addEventListener("click", () => exportAs("json"));
   // A phone turned (portrait, landscape) or a window resized: the chart is drawn at its new width.
   new ResizeObserver(() => {
