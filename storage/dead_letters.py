@@ -42,6 +42,7 @@ class DeadLetter:
     attempts: int
     enqueued_at: int
     last_error: str
+    buried_at: int | None = None  # when it was buried (ms); None for one buried by an older release
 
     @classmethod
     def from_text(cls, text: str) -> DeadLetter:
@@ -129,6 +130,10 @@ class DeadLetters:
             pipe.lindex(self._keys.jobs_dead(), 0)
             texts, total, head = await pipe.execute()
         letters = [DeadLetter.from_text(text) for text in texts]
+        ids = [letter.job_id for letter in letters if letter.job_id]
+        buried: Any = await self._redis.zmscore(self._keys.jobs_dead_at(), ids) if ids else []
+        when = {job_id: int(score) for job_id, score in zip(ids, buried, strict=True) if score is not None}
+        letters = [replace(letter, buried_at=when.get(letter.job_id)) for letter in letters]
         end = offset + len(letters)
         return DeadLetterPage(
             letters=letters,

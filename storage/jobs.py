@@ -291,6 +291,10 @@ class JobQueue:
         async with self._redis.pipeline(transaction=True) as pipe:
             pipe.lpush(self._keys.jobs_dead(), job.to_json())
             pipe.ltrim(self._keys.jobs_dead(), 0, self.dead_max - 1)
+            # When, beside the job (its JSON is what a retry queues again, and an older worker
+            # reads it: a field it does not know would fail it); as many kept as the list holds.
+            pipe.zadd(self._keys.jobs_dead_at(), {job.job_id: self._clock.now_ms()})
+            pipe.zremrangebyrank(self._keys.jobs_dead_at(), 0, -self.dead_max - 1)
             pipe.xack(self._keys.jobs(), self._keys.jobs_group(), delivery.entry_id)
             pipe.xdel(self._keys.jobs(), delivery.entry_id)
             pipe.delete(self._keys.jobs_runs(delivery.entry_id), self._keys.jobs_run_by(delivery.entry_id))

@@ -131,6 +131,11 @@ class Keys:
         """List of jobs that exhausted their attempts (the dead-letter list)."""
         return f"{self.prefix}:{{jobs}}:dead"
 
+    def jobs_dead_at(self) -> str:
+        """Sorted set of dead-lettered job ids scored by when they were buried (ms), the newest
+        ``JobQueue.dead_max`` kept: an operator reads how long a failure has waited for them."""
+        return f"{self.prefix}:{{jobs}}:dead_at"
+
     def rate(self, bucket: str, subject: str, window: int) -> str:
         """Fixed-window rate-limit counter for ``subject`` in ``bucket``."""
         return f"{self.prefix}:rate:{bucket}:{subject}:{window}"

@@ -27,6 +27,9 @@ async def test_the_dead_letter_list_keeps_the_newest_jobs_only(server: ServerUnd
     dead = await server.services.jobs.dead(limit=100)
     assert [job.job_id for job in dead] == [job.job_id for job in jobs][::-1][:3]  # newest first
     assert (await server.services.jobs.counts())["dead"] == 3
+    # Their burial times as many as the list keeps: the newest, bounded as the list is.
+    kept: list[str] = await server.services.redis.zrange(server.services.keys.jobs_dead_at(), 0, -1)  # type: ignore[assignment]
+    assert sorted(kept) == sorted(job.job_id for job in dead)
 
 
 async def test_a_job_of_a_session_deleted_before_it_ran_is_dropped_not_dead_lettered(

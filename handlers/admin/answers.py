@@ -280,6 +280,7 @@ class DeadLetter(Answer):
     attempts: int = Field(description="attempts made, failed or interrupted")
     enqueued_at: int = Field(description="when its last attempt was queued (ms)")
     last_error: str = Field(description="the last attempt's error, at most 500 characters")
+    buried_at: int | None = Field(description="when it was dead-lettered (ms); null: not recorded (an older release)")
 
 
 class DeadLetterPage(Answer):

@@ -314,3 +314,18 @@ async def test_the_cli_lists_retries_and_discards(server: ServerUnderTest) -> No
     code, out, err = await cli(*base, "--discard-all", "--confirm", "1", "--newest", newest, token=token)
     assert code == 0 and json.loads(out) == {"discarded": 1}, err
     assert await dead_ids(server) == [] and [job.job_id for job in await queued_jobs(server)] == [retried.job_id]
+
+
+async def test_each_dead_letter_says_when_it_was_buried(server: ServerUnderTest, http: aiohttp.ClientSession) -> None:
+    """The list said when a job's last attempt was queued, not when it failed for good: an
+    operator could not tell a failure of this morning from one of last month."""
+    before = server.services.clock.now_ms()
+    (job,) = await bury(server, "WHEN")
+    after = server.services.clock.now_ms()
+    older = Job(type="OLD", session_id="", performer_id="alice").to_json()
+    await server.services.redis.rpush(server.services.keys.jobs_dead(), older)  # buried by a release before
+    status, page = await call(http, "GET", DEAD, admin_token(server))
+    assert status == 200, page
+    buried = {letter["type"]: letter["buried_at"] for letter in page["dead_letters"]}
+    assert before <= buried["WHEN"] <= after and buried["OLD"] is None, buried
+    assert page["dead_letters"][0]["job_id"] == job.job_id

@@ -44,6 +44,7 @@ async def test_the_card_lists_them_and_a_keyboard_retries_and_discards(
     rows = page.locator("#dead-list li.dead-letter")
     await expect(rows).to_have_count(2)
     await expect(page.locator("#dead-summary")).to_have_text("2 dead letter(s); the newest 2 shown.")
+    await expect(rows.first.locator(".dead-meta")).to_contain_text("failed for good")  # when, not when queued
     await expect(page.locator('#alerts li[data-alert="dead_letters"]')).to_contain_text("Dead letters on /admin")
     # Nothing wider than the window: no sideways scroll at a phone's width.
     assert await page.evaluate("document.documentElement.scrollWidth <= window.innerWidth")

@@ -655,7 +655,10 @@ function renderDeadLetter(letter) {
   }
   const meta = document.createElement("p");
   meta.className = "dead-meta muted";
-  meta.textContent = `${letter.attempts} attempt(s) · queued ${formatTime(letter.enqueued_at)} · by ${letter.performer_id || "—"} · job ${letter.job_id}`;
+  const when = letter.buried_at
+    ? `failed for good ${formatTime(letter.buried_at)}`
+    : `queued ${formatTime(letter.enqueued_at)}`;
+  meta.textContent = `${letter.attempts} attempt(s) · ${when} · by ${letter.performer_id || "—"} · job ${letter.job_id}`;
   const error = document.createElement("p");
   error.className = "dead-error";
   error.textContent = letter.last_error || "(no error recorded)";
