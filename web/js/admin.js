@@ -110,7 +110,8 @@ function renderMetrics(metrics) {
   $("m-today").textContent = total.created_today;
   $("m-orphaned").textContent = total.orphaned;
   $("m-storage").textContent = formatBytes(total.storage_bytes);
-  $("m-files").textContent = formatBytes(total.file_bytes ?? 0);
+  // A node of the release before gives no such figure (an upgrade under way): unknown, not 0.
+  $("m-files").textContent = total.file_bytes === undefined ? "—" : formatBytes(total.file_bytes);
   $("m-cost").textContent = `$${total.monthly_cost.total.toFixed(2)}`;
   const remix = total.deepest_remix;
   $("m-remix").textContent = remix.as_of === null ? "— (recalculate)" : String(remix.depth);
@@ -125,7 +126,7 @@ function renderMetrics(metrics) {
       cell(row, value);
     cell(row, formatBytes(figures.storage_bytes));
     cell(row, formatBytes(figures.average_bytes));
-    cell(row, formatBytes(figures.file_bytes ?? 0));
+    cell(row, figures.file_bytes === undefined ? "—" : formatBytes(figures.file_bytes));
     body.append(row);
     if (![...select.options].some((option) => option.value === kind)) select.append(new Option(kind, kind));
   }
