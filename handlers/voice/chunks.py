@@ -58,6 +58,26 @@ def chunk_repository(services: Services) -> VoiceChunks:
     return VoiceChunks(redis=services.redis, keys=services.keys, log=services.log)
 
 
+# The recorder's clock against the server's (its own `Date.now()` when it sent the upload), at
+# most this far either way: a phone's clock set a day wrong says nothing a late chunk can use.
+SENT_AT_HEADER = "X-Sent-At"
+RECORDER_CLOCK_MAX_MS = 86_400_000
+
+
+def recorder_behind_ms(request: web.Request, now_ms: int) -> int:
+    """How far the recorder's clock runs behind the server's, from ``X-Sent-At`` (its clock when
+    it sent this upload; 0 without one): a late chunk's start, on the recorder's clock, is
+    compared with the close on the server's. A phone an hour ahead had every chunk it recorded
+    offline before a Done pressed elsewhere refused as "after the close" (audit "voicephone").
+    The network's time counts as the recorder's lag: at most the upload's first bytes' trip. A
+    header, not a form field: a server of the release before ignores it (a field it refuses)."""
+    raw = request.headers.get(SENT_AT_HEADER, "")
+    if not raw.isdigit() or len(raw) > 16:
+        return 0
+    behind = now_ms - int(raw)
+    return behind if abs(behind) <= RECORDER_CLOCK_MAX_MS else 0
+
+
 class ChunkRoutes:
     """``POST /voicebot/chunks``, ``GET /voicebot/sessions/{id}/chunks``, ``GET /voicebot/audio/…``."""
 
@@ -90,6 +110,7 @@ class ChunkRoutes:
     async def upload(self, request: web.Request) -> web.Response:
         """Store one audio chunk of an open session the caller may change."""
         claims = self._claims(request)
+        behind_ms = recorder_behind_ms(request, self._s.clock.now_ms())
         limit = self._config.max_chunk_bytes
         # Decided from the headers when they say it, before a byte of the body is read.
         if request.content_length is not None and request.content_length > limit + FORM_OVERHEAD_BYTES:
@@ -123,7 +144,7 @@ class ChunkRoutes:
                 except BaseException:
                     form.blob.discard()
                     raise
-                added = await self._store(form, chunk, claims)
+                added = await self._store(form, chunk, claims, behind_ms=behind_ms)
         except BaseException:
             await reservation.cancel()  # refused, cut or failed: it stored nothing
             await self._give_back(counted)
@@ -263,7 +284,7 @@ class ChunkRoutes:
             uploaded_at=self._s.clock.now_ms(),
         )
 
-    async def _store(self, form: ChunkForm, chunk: NewChunk, claims: Claims) -> ChunkAdded:
+    async def _store(self, form: ChunkForm, chunk: NewChunk, claims: Claims, *, behind_ms: int) -> ChunkAdded:
         session_id = form.meta.session_id
         # The file goes into place first, so no subscriber hears of a chunk it cannot play yet.
         try:
@@ -278,6 +299,7 @@ class ChunkRoutes:
                 performer(claims),
                 max_chunks=self._config.max_chunks,
                 late_window_ms=self._config.late_chunks_s * 1000,
+                recorder_behind_ms=behind_ms,
             )
         except BaseException:
             if not await self._chunks.is_referenced(session_id, chunk.sha256):

@@ -106,11 +106,20 @@ class VoiceChunks:
         ]
 
     async def add(
-        self, session_id: str, chunk: NewChunk, performer: Performer, *, max_chunks: int, late_window_ms: int
+        self,
+        session_id: str,
+        chunk: NewChunk,
+        performer: Performer,
+        *,
+        max_chunks: int,
+        late_window_ms: int,
+        recorder_behind_ms: int = 0,
     ) -> ChunkAdded:
         """Store a chunk (access, open state or a late chunk's times, dedupe and cap checked in the
         same step); a closed session takes a late one up to ``late_window_ms`` after its close.
-        A full session is ``limit_reached`` with ``limit``, as a full one of materials is."""
+        ``recorder_behind_ms``: how far the recorder's clock runs behind the server's, so that a
+        late chunk's start is compared with the close on one clock. A full session is
+        ``limit_reached`` with ``limit``, as a full one of materials is."""
 
         def full(code: ErrorCode, _: str) -> CodedError | None:
             if code is ErrorCode.LIMIT_REACHED:
@@ -137,8 +146,10 @@ class VoiceChunks:
                 max_chunks,
                 etypes.NEW_MESSAGE,
                 late_window_ms,
-                LATE_CHUNK_SKEW_MS,
-                LATE_CHUNK_EARLIEST_MS,
+                # start + behind < closed_at + skew, and start + behind >= created_at - earliest,
+                # as the script compares the start (on the recorder's clock) unmoved.
+                LATE_CHUNK_SKEW_MS - recorder_behind_ms,
+                LATE_CHUNK_EARLIEST_MS + recorder_behind_ms,
             ],
             explain=full,
         )

@@ -176,3 +176,27 @@ async def test_a_zero_window_takes_no_late_chunk(redis: Any, redis_process: Any,
         assert refused[0] == 409 and refused[1]["error"] == "invalid_state"
     finally:
         await server.stop()
+
+
+async def test_a_recorder_whose_clock_runs_an_hour_off_has_its_chunks_compared_on_the_servers_clock(
+    server: ServerUnderTest,
+) -> None:
+    """A phone an hour ahead recorded offline while Done was pressed on the laptop: every chunk,
+    stamped on its clock, started "an hour after the close" and was refused (audit "voicephone").
+    The upload says the phone's clock as it sends (``X-Sent-At``): the start is compared with the
+    close on one clock. A chunk really started after the close is still refused."""
+    session_id, closed_at = await closed_session(server)
+    token = server.token("alice")
+    hour = 3_600_000
+    cases = ((hour, 3000, 201), (-hour, 3000, 201), (hour, -20_000, 409))
+    for length_ms, (ahead, started_before_close, wanted) in zip((700, 800, 900), cases, strict=True):
+        phone_now = server.services.clock.now_ms() + ahead
+        form = recorded(closed_at + ahead - started_before_close, webm(length_ms), session_id)
+        status, body = await upload(server, token, form, headers={"X-Sent-At": str(phone_now)})
+        assert status == wanted, (ahead, started_before_close, body)
+    # Without the header (a client of the release before), the hour-ahead stamp is refused, as it was.
+    form = recorded(closed_at + hour - 3000, webm(999), session_id)
+    assert (await upload(server, token, form))[0] == 409
+    for bad in ("soon", "-5", "9" * 20):  # an X-Sent-At that says nothing is no correction
+        form = recorded(closed_at + hour - 3000, webm(998), session_id)
+        assert (await upload(server, token, form, headers={"X-Sent-At": bad}))[0] == 409

@@ -175,7 +175,11 @@ async function send(item) {
   const path = `/voicebot/chunks?session_id=${encodeURIComponent(item.session_id)}`;
   let response;
   try {
-    response = await authorizedFetch(path, { method: "POST", body: form });
+    // This device's clock as it sends: the server compares a chunk's start (on this clock) with a
+    // close (on its own) by the difference. A phone an hour ahead had every chunk it recorded
+    // offline before a Done pressed elsewhere refused as "after the close" (audit "voicephone").
+    const headers = { "X-Sent-At": String(Date.now()) };
+    response = await authorizedFetch(path, { method: "POST", body: form, headers });
   } catch (err) {
     const status = err instanceof ApiError ? err.status : 0;
     if (identityGone(err) || !status || status >= 500 || TRANSIENT.has(status)) throw err;
