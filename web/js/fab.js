@@ -741,11 +741,12 @@ const actions = {
       await tell("final_uploading").catch((err) => {
         if (!unanswered(err)) throw err;
       });
-      if (!(await queue.settled(DONE_WAIT_MS))) {
-        // Why, when the server said (a full disk): "not uploaded yet" alone hid it.
-        const why = uploadTrouble || "Some chunks are not uploaded yet; they are kept and retried.";
-        throw new ApiError("uploads_pending", why);
-      }
+      // Not all sent within DONE_WAIT_MS (a slow network, a server asking to wait): closed all
+      // the same, as pressed. It went back to Paused, said "not uploaded yet" with nothing left
+      // to send once they were, and never said to press Done again (audit "voicephone"). The
+      // chunks left are kept and sent on: the closed session takes them (late chunks, recorded
+      // before its close) and processes them again.
+      const left = (await queue.settled(DONE_WAIT_MS)) ? 0 : queue.pending;
       // Unanswered (a stalled network, a lost connection), this press is sent again as itself
       // (its request id) until answered, never as a second Done, which would count again.
       const sessionId = state.sessionId;
@@ -767,7 +768,11 @@ const actions = {
         state.status = "closed";
         state.sessionOpen = false;
       }
-      say(`Session closed (Done × ${ack.done_count}).`);
+      if (left === 0) say(`Session closed (Done × ${ack.done_count}).`);
+      else
+        say(
+          `Session closed (Done × ${ack.done_count}). ${left} recording(s) still uploading: each is added to it as it arrives, and it is processed again.${uploadTrouble ? ` ${uploadTrouble}` : ""}`,
+        );
     } catch (err) {
       // Paused for real: the recorder stops (its chunk stays queued) and the microphone is freed.
       await endChunk().catch(() => {});

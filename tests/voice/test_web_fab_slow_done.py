@@ -1,0 +1,33 @@
+"""Done on a network too slow to finish its uploads in the FAB's wait: the session is closed as
+pressed, and what was still uploading follows into it (late chunks), said so (audit
+"voicephone": it went back to Paused, said "not uploaded yet" once nothing was left to send, and
+never said to press Done again)."""
+
+from __future__ import annotations
+
+from playwright.async_api import expect
+
+from tests.browser import Tab
+from tests.helpers import ServerUnderTest
+from tests.test_web_progress import Held
+from tests.voice.test_web_fab_offline import recording, server_has
+
+PAST_THE_WAIT_MS = 25_000  # web/js/fab.js DONE_WAIT_MS is 20 s
+
+
+async def test_done_on_a_slow_network_closes_and_the_last_recording_follows(server: ServerUnderTest, tab: Tab) -> None:
+    await tab.page.clock.install()  # the FAB's wait for its uploads, moved by the test
+    page, session_id = await recording(tab, server)
+    held = Held()
+    await held.install(page, "**/voicebot/chunks*")  # a network that takes its time
+    await page.locator("#fab-done").click()
+    await expect(page.locator("#fab-status")).to_have_attribute("data-status", "final_uploading")
+    await page.clock.fast_forward(PAST_THE_WAIT_MS)
+    await expect(page.locator("#fab-message")).to_have_text(
+        "Session closed (Done × 1). 1 recording(s) still uploading: each is added to it as it arrives,"
+        " and it is processed again."
+    )
+    await server_has(server, session_id, "closed", 0)
+    held.released.set()  # the upload arrives after the close: the closed session takes it
+    await server_has(server, session_id, "closed", 1)
+    await expect(page.locator("#fab-new")).to_be_enabled()
