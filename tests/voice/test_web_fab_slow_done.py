@@ -31,3 +31,23 @@ async def test_done_on_a_slow_network_closes_and_the_last_recording_follows(serv
     held.released.set()  # the upload arrives after the close: the closed session takes it
     await server_has(server, session_id, "closed", 1)
     await expect(page.locator("#fab-new")).to_be_enabled()
+
+
+async def test_a_sign_in_that_runs_out_mid_recording_says_to_sign_in_again(server: ServerUnderTest, tab: Tab) -> None:
+    """A token that cannot renew itself (minted by an operator: no refresh cookie) ran out while
+    recording: the FAB said "Upload failed; retrying in 30 s." while the kept chunks piled up, and
+    never what would help (audit "voicephone")."""
+    await tab.use_token(server.token("alice", ttl_s=60))
+    page = await tab.open("/")
+    await expect(page.locator("#fab-new")).to_be_enabled()
+    await page.locator("#fab-new").click()
+    await expect(page.locator("#fab-status")).to_have_attribute("data-status", "recording")
+    clock = server.services.clock
+    clock.shift_ms += 120_000  # the token has run out on the server's clock
+    try:
+        await page.locator("#fab-cut").click()  # a chunk to upload
+        await expect(page.locator("#fab-message")).to_have_text(
+            "Your sign-in has run out: your recording is kept on this device and sent once you sign in again."
+        )
+    finally:
+        clock.shift_ms -= 120_000

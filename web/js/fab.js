@@ -1153,6 +1153,12 @@ function uploadTroubleWords(err, delayMs) {
   if (serverWaitMs(err)) {
     return `The server cannot take uploads now: your recording is kept on this device and sent in ${when}.`;
   }
+  if (err?.status === 401 || err?.code === "unauthorized") {
+    // A sign-in that ran out and cannot renew itself (a token without a refresh cookie): "Upload
+    // failed; retrying" said nothing of what would help, while the kept chunks piled up (audit
+    // "voicephone").
+    return "Your sign-in has run out: your recording is kept on this device and sent once you sign in again.";
+  }
   return `Upload failed; retrying in ${seconds} s.`;
 }
 
