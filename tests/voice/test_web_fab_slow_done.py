@@ -24,7 +24,7 @@ async def test_done_on_a_slow_network_closes_and_the_last_recording_follows(serv
     await expect(page.locator("#fab-status")).to_have_attribute("data-status", "final_uploading")
     await page.clock.fast_forward(PAST_THE_WAIT_MS)
     await expect(page.locator("#fab-message")).to_have_text(
-        "Session closed (Done × 1). 1 recording(s) still uploading: each is added to it as it arrives,"
+        "Session closed (Done \u00d7 1). 1 recording(s) still uploading: each is added to it as it arrives,"
         " and it is processed again."
     )
     await server_has(server, session_id, "closed", 0)
