@@ -176,7 +176,7 @@ async def test_a_failed_upload_survives_a_reload(server: ServerUnderTest, tab: T
     await asyncio.sleep(0.8)
     await page.locator("#fab-pause").click()
     await expect(page.locator("#fab-pending")).to_have_text("1 upload pending")
-    await expect(page.locator("#fab-message")).to_contain_text("retrying")
+    await expect(page.locator("#fab-message")).to_contain_text("tried again shortly")
     session = await server.services.voice.get(session_id)
     assert session is not None and session.chunk_count == 0
 

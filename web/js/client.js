@@ -815,7 +815,10 @@ export const STREAM_CONNECTION_TEXT = { live: "Connected" };
  */
 export function showConnection(badge, state, words = {}) {
   badge.dataset.state = state;
-  badge.textContent = words[state] ?? CONNECTION_TEXT[state] ?? CONNECTION_TEXT.connecting;
+  const text = words[state] ?? CONNECTION_TEXT[state] ?? CONNECTION_TEXT.connecting;
+  // The badge is a live region: the same words written again were said again, six times for one
+  // network drop while the socket retried (audit "voicephone").
+  if (badge.textContent !== text) badge.textContent = text;
 }
 
 /**

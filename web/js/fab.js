@@ -257,7 +257,8 @@ function announceState() {
 }
 
 function say(text, kind = "info") {
-  ui.message.textContent = text;
+  // A live region: the same words again (a retry's) are not said again.
+  if (ui.message.textContent !== text) ui.message.textContent = text;
   ui.message.dataset.kind = kind;
   // The room the page keeps for a FAB saying something (app.css): Chromium does not restyle a
   // :has(:empty) when the text goes, so the attribute says it.
@@ -1159,7 +1160,9 @@ function uploadTroubleWords(err, delayMs) {
     // "voicephone").
     return "Your sign-in has run out: your recording is kept on this device and sent once you sign in again.";
   }
-  return `Upload failed; retrying in ${seconds} s.`;
+  // No countdown in it: each retry's new number was said anew by a screen reader, five times in
+  // 25 s offline (audit "voicephone"); the same words are said once.
+  return "Upload failed: your recording is kept on this device and tried again shortly.";
 }
 
 function unsayUploadTrouble() {
