@@ -1419,3 +1419,55 @@ async def test_a_play_begun_offline_whose_link_drops_again_during_its_upload_los
     uploads = [m for m in gate.sent if '"listening_upload"' in m]
     assert (gate.lost, len(uploads)) == (1, 1), uploads
     assert await row.get_attribute("data-offline-upload") == "uploaded"
+
+
+async def test_a_stop_records_where_the_play_stopped(
+    browser: Browser, lserver: ServerUnderTest, clock: FrozenClock, tabs: list[Tab]
+) -> None:
+    """The page rewound at Stop, and its report said where the rewind put it: every stopped play
+    ended at 0:00 in the history, and another device started the book over (audit
+    "playerhonest"). Stop ends the play where it is, and keeps the place."""
+    player, _ = await player_behind_a_gate(browser, lserver, tabs, page_clock=True)
+    book = player.locator('li[data-item-id="demo-audiobook-1"]')
+    await book.locator("button.play").click()
+    await expect(book).to_have_attribute("data-last-action", "started")
+    clock.shift_ms += 42_000
+    await player.clock.run_for(42_000)
+    await book.locator("button.stop").click()
+    await expect(book).to_have_attribute("data-last-action", "finalized")
+    [listed] = await listed_sessions(lserver)
+    assert not listed["open"] and 40 <= listed["end_position_s"] <= 44, listed
+    await expect(book.locator(".position")).to_have_text("Resumes at 0:42")
+
+
+async def test_an_item_played_to_its_end_stops_there_and_plays_again_from_the_start(
+    browser: Browser, lserver: ServerUnderTest, clock: FrozenClock, tabs: list[Tab]
+) -> None:
+    """A 4-minute song went on "playing" past its end for as long as the page stayed open, and
+    its history with it (audit "playerhonest")."""
+    async with aiohttp.ClientSession() as http:  # heard in the car to 3:54 first
+        for status, position_s in (("playing", 230.0), ("paused", 234.0)):
+            body = {"item_id": "demo-song-3", "status": status, "device_id": "car", "position_s": position_s}
+            async with http.post(f"{lserver.url}/api/listening/report", json=body, headers=auth(lserver)) as r:
+                assert r.status == 200, await r.text()
+            clock.shift_ms += 4_000
+    clock.shift_ms += 10 * 60_000  # past the resume window
+    player, _ = await player_behind_a_gate(browser, lserver, tabs, page_clock=True)
+    song = player.locator('li[data-item-id="demo-song-3"]')  # 240 s
+    await expect(song.locator(".position")).to_have_text("Resumes at 3:54")
+    await song.locator("button.play").click()
+    await expect(song).to_have_attribute("data-last-action", "started")
+    for _ in range(4):  # its last six seconds, and a little more: a heartbeat (2 s) at a time
+        clock.shift_ms += 2_000
+        await player.clock.run_for(2_000)
+    await expect(song).to_have_attribute("data-state", "stopped")  # at 4:00, its end
+    await expect(song).to_have_attribute("data-last-action", "finalized")
+    await expect(song.locator(".position")).to_have_text("Heard to the end: plays from the start")
+    here = (await listed_sessions(lserver))[0]
+    assert not here["open"] and here["end_position_s"] == 240, here
+    await song.locator("button.play").click()  # from the start (within 5 minutes: the same play, resumed)
+    await expect(song).to_have_attribute("data-state", "playing")
+    await expect(song).to_have_attribute("data-last-action", re.compile("^(started|resumed)$"))
+    assert (
+        await player.evaluate("document.querySelector('li[data-item-id=\"demo-song-3\"] .position').textContent") == ""
+    )

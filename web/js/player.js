@@ -184,7 +184,11 @@ function ownWord(item) {
 
 function settle(item, state) {
   changed(item);
-  positions.set(item.item_id, state === "stopped" ? 0 : position(item));
+  // Stop keeps the place as Pause does: it ends the play at once (a play after it is a new
+  // session), not the place. It rewound, and its report said where the rewind put it: every
+  // stopped play ended at 0:00 in the history, and other devices started the book over (audit
+  // "playerhonest").
+  positions.set(item.item_id, position(item));
   rows.get(item.item_id).state = state;
   showPosition(item);
 }
@@ -199,7 +203,8 @@ function clockText(seconds) {
 function showPosition(item) {
   const at = current?.item === item ? 0 : (positions.get(item.item_id) ?? 0); // playing: the row says so
   const el = rows.get(item.item_id).row.querySelector(".position");
-  el.textContent = at >= 1 ? `Resumes at ${clockText(at)}` : "";
+  const ended = at >= item.duration_s - 1;
+  el.textContent = ended ? "Heard to the end: plays from the start" : at >= 1 ? `Resumes at ${clockText(at)}` : "";
   el.dataset.seconds = String(Math.round(at));
 }
 
@@ -593,6 +598,8 @@ async function reportPlaying(stretch) {
 
 async function play(item) {
   changed(item);
+  // Heard to its end: played again from the start (as a place read from the server is).
+  if ((positions.get(item.item_id) ?? 0) >= item.duration_s - 1) positions.set(item.item_id, 0);
   // Played again while connected: the session goes on, and a pause still owed would end this
   // play (what it owes to upload goes now). Offline, the pause goes first once back, then this
   // play's report: it ended the play before (and the spans it owes are not lost).
@@ -637,6 +644,13 @@ async function play(item) {
   heartbeat = setInterval(() => {
     const stretch = current;
     if (stretch) tick(stretch);
+    if (stretch && position(stretch.item) >= stretch.item.duration_s) {
+      // At its end the item stops, as a player's does: a 4-minute song went on "playing" for
+      // ever, and its history with it (audit "playerhonest").
+      positions.set(stretch.item.item_id, stretch.item.duration_s - (performance.now() - stretch.startedMs) / 1000);
+      halt(stretch.item, "stopped");
+      return;
+    }
     const sentWall = Date.now();
     stretch &&
       !stretch.uploading &&
