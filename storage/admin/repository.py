@@ -134,8 +134,13 @@ class AdminStore:
         await self._sessions.settle()  # this node's pending touches first
         now = self._clock.now_ms()
         k = self._keys
+        # The byte totals first: a kind no longer registered that still holds bytes is listed too.
+        async with self._redis.pipeline(transaction=False) as pipe:
+            pipe.hgetall(k.admin_bytes())
+            pipe.hgetall(k.admin_file_bytes())
+            byte_totals, file_totals = await pipe.execute()
         known: list[str] = list(kinds)
-        for extra in [*await self._redis.hkeys(k.admin_bytes()), *await self._redis.hkeys(k.admin_file_bytes())]:
+        for extra in [*byte_totals, *file_totals]:
             if extra not in known:
                 known.append(str(extra))
         scopes = [*known, "*"]
@@ -145,9 +150,7 @@ class AdminStore:
                 pipe.zcount(k.admin_accessed(scope), now - ACTIVE_MS, "+inf")
                 pipe.zcount(k.admin_created(scope), day_start_ms(now), "+inf")
                 pipe.zcount(k.admin_accessed(scope), "-inf", f"({now - self.orphan_ms}")
-            pipe.hgetall(k.admin_bytes())
-            pipe.hgetall(k.admin_file_bytes())
-            *values, byte_totals, file_totals = await pipe.execute()
+            values = await pipe.execute()
 
         def total(totals: dict[str, str], scope: str) -> int:
             return sum(int(v) for v in totals.values()) if scope == "*" else int(totals.get(scope) or 0)

@@ -26,15 +26,13 @@ import { STATE_LABELS, hms, idFromPath } from "./clip_format.js";
 import { freshId } from "./ids.js";
 import { reconcile, setText } from "./keyed.js";
 import { say } from "./news.js";
+import { characters, fitted } from "./text_fit.js";
 import { OrphanBanner } from "./orphan_banner.js";
 
 const NOTE_MAX = 100;
 // The server's rule (PROTOCOL.md): 100 characters as a person sees them (grapheme clusters, as
 // the server's \X counts), and at most 2,000 bytes of UTF-8 behind that.
 const NOTE_MAX_BYTES = 2000;
-const graphemes =
-  typeof Intl.Segmenter === "function" ? new Intl.Segmenter(undefined, { granularity: "grapheme" }) : null;
-const utf8 = new TextEncoder();
 const orphanBanner = new OrphanBanner();
 const RETRY_AFTER_TIMEOUT_MS = 1000;
 // A clip refused `unavailable` (the server's Redis away) is sent again, as the same clip, after
@@ -53,7 +51,7 @@ const MAX_COOLDOWN_S = 3600;
 const NOT_PLAIN = /[\p{Cc}\u2028\u2029\u202a-\u202e\u2066-\u2069]/gu; // \p{Cc}: C0, DEL, C1
 // The clip waiting for the connection, kept in this browser: a tab closed (a phone's tab
 // switcher asks nothing) or reloaded before it was sent lost the moment without a word (audit
-// "streamphone"). Per stream; sent when the page opens again while it can still be placed.
+// "streamphone"). One entry per clip; sent when the page opens again while it can still be placed.
 const WAITING_KEY = "sessionhub.watch.waiting.";
 
 const ui = {
@@ -224,26 +222,20 @@ function updateButton() {
   }
 }
 
-function characters(text) {
-  return graphemes ? Array.from(graphemes.segment(text), (part) => part.segment) : Array.from(text);
-}
-
 function updateCounter() {
-  const chars = characters(ui.note.value);
+  const kept = fitted(ui.note.value, NOTE_MAX, NOTE_MAX_BYTES);
+  const chars = characters(kept);
   let full = chars.length >= NOTE_MAX;
-  if (chars.length > NOTE_MAX || utf8.encode(ui.note.value).length > NOTE_MAX_BYTES) {
-    const kept = chars.slice(0, NOTE_MAX);
-    while (utf8.encode(kept.join("")).length > NOTE_MAX_BYTES) kept.pop();
-    ui.note.value = kept.join("");
+  if (kept !== ui.note.value) {
+    ui.note.value = kept;
     // Cut short of 100 by the bytes behind them (emoji, marks): the counter said "80/100" as if
     // there were room, and nothing said the paste was cut (audit "streamphone").
     say(
       ui.said,
-      kept.length < NOTE_MAX
-        ? `Your note was cut to ${kept.length} characters: these take more room than plain letters, and the note is full.`
+      chars.length < NOTE_MAX
+        ? `Your note was cut to ${chars.length} characters: these take more room than plain letters, and the note is full.`
         : `Your note was cut to ${NOTE_MAX} characters, the most a note holds.`,
     );
-    chars.length = kept.length;
     full = true;
   }
   ui.counter.textContent =
