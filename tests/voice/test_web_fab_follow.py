@@ -24,11 +24,15 @@ async def press_new(page: Page) -> None:
 
 
 async def shows_a_recording_elsewhere(page: Page, timeout_ms: int = AT_ONCE_MS) -> None:
-    """The FAB shows the other recorder's session, and offers nothing that would start a second one."""
+    """The FAB shows the other recorder's session, and offers nothing that would start a second
+    one: Pause alone, which pauses the other recorder (test_web_fab_paused_elsewhere.py)."""
     await expect(page.locator("#fab-status")).to_have_attribute("data-status", "recording", timeout=timeout_ms)
     await expect(page.locator(".fab-label")).to_have_text("Recording elsewhere")
-    for action in ("new", "rec", "cut", "pause", "done"):
+    for action in ("new", "rec", "cut", "done"):
         await expect(page.locator(f"#fab-{action}")).to_be_disabled()
+    await expect(page.locator("#fab-pause")).to_have_attribute(
+        "aria-label", "Pause the recording on the other tab or device"
+    )
 
 
 async def test_another_tabs_recording_shows_at_once_and_offers_no_second_one(server: ServerUnderTest, tab: Tab) -> None:

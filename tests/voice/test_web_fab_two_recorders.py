@@ -65,7 +65,9 @@ async def test_a_second_rec_on_a_session_recording_elsewhere_records_nothing(
         await expect(phone.locator("#fab-rec")).to_be_enabled()  # it has not heard
         await phone.locator("#fab-rec").click()
         await expect(phone.locator("#fab-message")).to_contain_text("already being recorded on another")
-        await expect(phone.locator("#fab-pause")).to_be_disabled()  # no second recorder
+        # No second recorder: the phone shows the laptop's, whose recording it may only pause.
+        await expect(phone.locator(".fab-label")).to_have_text("Recording elsewhere")
+        await expect(phone.locator("#fab-cut")).to_be_disabled()
         await expect(laptop.locator("#fab-status")).to_have_attribute("data-status", "recording")
         # The phone's refused "recording" left the lease with the laptop: nothing paused, then
         # taken again (it took the lease, and had to give it back by connecting anew).

@@ -202,7 +202,9 @@ function recordedElsewhere() {
 /** The actions the FAB offers in its present mode (its enabled buttons). */
 function offered() {
   const { mode } = state;
-  if (recordedElsewhere()) return { new: false, rec: false, cut: false, pause: false, done: false };
+  // Another tab or device records: this one may pause it (a phone left recording in a pocket,
+  // a tab left open at home), and nothing else: its recorder stops when it hears the pause.
+  if (recordedElsewhere()) return { new: false, rec: false, cut: false, pause: true, done: false };
   const canRecordInto = Boolean(state.pageSessionId || (state.sessionId && state.sessionOpen));
   return {
     new: mode === "idle" || mode === "paused", // a paused session stays as it is
@@ -219,7 +221,8 @@ function render() {
   const status = shownStatus();
   const label = STATUS_LABELS[status] ?? status;
   ui.pictogram.dataset.status = status;
-  ui.pictogram.setAttribute("aria-label", `Recorder status: ${label}`);
+  // Said as shown: a screen reader heard "Recording" where the FAB showed "Recording elsewhere".
+  ui.pictogram.setAttribute("aria-label", `Recorder status: ${recordedElsewhere() ? "Recording elsewhere" : label}`);
   ui.label.textContent = !state.sessionId ? "No active session" : recordedElsewhere() ? "Recording elsewhere" : label;
   ui.root.dataset.sessionId = state.sessionId ?? "";
   announceState();
@@ -231,6 +234,9 @@ function render() {
   ui.buttons.rec.textContent = mode === "paused" ? "Resume" : "Rec";
   // The accessible name starts with the visible word, so a voice command "click Rec" finds it.
   ui.buttons.rec.setAttribute("aria-label", mode === "paused" ? "Resume recording" : "Rec: record");
+  if (recordedElsewhere())
+    ui.buttons.pause.setAttribute("aria-label", "Pause the recording on the other tab or device");
+  else ui.buttons.pause.removeAttribute("aria-label");
 }
 
 // The state last said to assistive tech: undefined until first known once the FAB has started,
@@ -291,6 +297,7 @@ function follow(sessionId, { open = true, status = null } = {}) {
         onEvent: (event) => {
           if (event.type === "session_status") state.status = event.data?.status ?? state.status;
           if (event.type === "session_status" && event.data?.reason === "recorder_gone") reassert();
+          else if (event.type === "session_status" && event.data?.status === "paused") pausedElsewhere(event.offset);
           if (event.type === "session_update" && "is_active" in (event.data ?? {}))
             state.sessionOpen = Boolean(event.data.is_active);
           // Deleted by its owner (session_update deleted) or by an operator (session_deleted).
@@ -358,6 +365,49 @@ function stopClosedRecording() {
     });
 }
 
+// Per session, the offset of this recorder's latest status change the server acknowledged: a
+// `paused` event at or below it is this recorder's own past (its echo can come after the ack,
+// and after a Resume pressed quickly), not a pause pressed elsewhere.
+const ownOffsets = new Map();
+// Sessions paused with the session page's own button (session.js): said as that, not "elsewhere".
+const pausedHere = new Set();
+window.addEventListener("sessionhub:pause-here", (event) => {
+  if (state.mode === "recording" && event.detail?.session_id === state.sessionId) pausedHere.add(state.sessionId);
+});
+// A pause from elsewhere heard while this recorder was starting: it stops once it records.
+let pausedElsewhereWhileStarting = false;
+
+/**
+ * The session was paused by another tab or device (its FAB's Pause, the session page's) while
+ * this FAB recorded into it. It went on recording under a session that said "paused": the person
+ * who pressed Pause on the laptop heard the phone in their pocket go on recording, and each of its
+ * cuts was refused. Now it stops as its own Pause does: the chunk being recorded is kept and
+ * uploaded, the microphone is freed, and Resume records again here.
+ */
+function pausedElsewhere(offset) {
+  if (typeof offset === "number" && offset <= (ownOffsets.get(state.sessionId) ?? 0)) return;
+  if (starting) pausedElsewhereWhileStarting = true;
+  if (state.mode !== "recording") return;
+  stopPausedRecording();
+}
+
+function stopPausedRecording() {
+  const stream = state.stream;
+  const sessionId = state.sessionId;
+  state.mode = "paused";
+  const where = pausedHere.has(sessionId) ? "with the button on this page" : "on another tab or device";
+  pausedHere.delete(sessionId);
+  say(`Paused ${where}; what you recorded is kept. Resume records again here.`);
+  // Said once more as this recorder's own word: a "recording" or "cutting" of its own still on
+  // its way (or owed since a drop) would otherwise land after the pause and record again.
+  tellLater("paused");
+  endChunk()
+    .catch(() => {})
+    .finally(() => {
+      if (state.stream === stream) releaseStream(); // unless Resume has taken it again meanwhile
+    });
+}
+
 /**
  * A status or an action refused `invalid_state`: when the FAB's session was closed elsewhere and
  * the FAB had not heard yet (the refusal came before the session's event), it hears it now, and
@@ -408,6 +458,7 @@ async function send(sessionId, told) {
     const payload = { session_id: sessionId, status: told.status };
     if (told.resume) payload.resume = true; // this recorder's own recording: its lease comes here
     const ack = await call(ensureSocket(), "set_session_status", payload);
+    if (ack.changed && ack.offset > (ownOffsets.get(sessionId) ?? 0)) ownOffsets.set(sessionId, ack.offset);
     settle(sessionId, told, ack.status);
     return ack;
   } catch (err) {
@@ -641,6 +692,7 @@ async function record() {
   if (ack?.changed === false && (ack.previous === "recording" || ack.previous === "cutting")) giveWay();
   starting = true;
   pausedWhileStarting = false;
+  pausedElsewhereWhileStarting = false;
   try {
     await ensureStream(); // taken away since (the system ended it): asked for again
     startChunk();
@@ -651,7 +703,8 @@ async function record() {
     starting = false;
   }
   state.mode = "recording";
-  if (pausedWhileStarting) reassert();
+  if (pausedElsewhereWhileStarting) stopPausedRecording();
+  else if (pausedWhileStarting) reassert();
 }
 
 function pageSessionClosed() {
@@ -721,6 +774,13 @@ const actions = {
       const cutting = (owed.get(state.sessionId)?.status ?? state.status) === "cutting";
       if (state.mode === "recording" && cutting) tellLater("recording");
     }, CUTTING_SHOWN_MS);
+  },
+
+  /** Pause another tab's or device's recording into this session (Pause while it records elsewhere). */
+  async pauseElsewhere() {
+    settled();
+    await tell("paused");
+    say("Paused: the tab or device that was recording stops, and keeps what it recorded. Rec records here.");
   },
 
   async pause() {
@@ -805,10 +865,12 @@ async function run(action) {
   running = true;
   const hadFocus = ui.root.contains(document.activeElement);
   const before = state.mode;
+  // Decided before the mode turns busy (a busy FAB records nothing elsewhere, as far as it shows).
+  const name = action === "pause" && recordedElsewhere() ? "pauseElsewhere" : action;
   if (action !== "cut" && action !== "done") state.mode = "busy"; // a cut keeps recording
   render();
   try {
-    await actions[action]();
+    await actions[name]();
     if (state.mode === "busy") state.mode = before;
   } catch (err) {
     if (action !== "done") {

@@ -100,6 +100,7 @@ const ui = {
   sessionId: $("session-id"),
   done: $("done-button"),
   doneHint: $("done-hint"),
+  pause: $("pause-button"),
   notice: $("notice"),
   activity: $("activity"),
   activityEmpty: $("activity-empty"),
@@ -517,6 +518,10 @@ function updateDoneButton() {
   // when the recorder is gone: the status then leaves "recording").
   const recording = session?.status === "recording" || session?.status === "cutting";
   ui.doneHint.hidden = !recording;
+  // Whoever records (a phone left recording in a pocket, a tab left open at home) is paused from
+  // here: its recorder stops when it hears the pause, and keeps what it recorded.
+  ui.pause.hidden = !recording;
+  ui.pause.disabled = !(live && session) || ui.pause.dataset.sending === "true";
   // Closed, Done may be pressed again (seed 002: it counts, and builds the summary again), but it
   // is no longer the thing to do: a plain button that says what it does then.
   const closed = session?.is_active === false;
@@ -570,6 +575,26 @@ async function processSession() {
 /** What the page says while it sends a press of `what` again (resend.js): it is the same press. */
 function resending(what, effect) {
   return `${what} is being sent again once the connection is back, as the same press: it is never ${effect} twice.`;
+}
+
+async function onPause() {
+  if (!socket || !session) return;
+  await whileDisabled(ui.pause, pauseRecording);
+  // Paused, the button hides and Done is the thing to press next.
+  if (ui.pause.hidden && document.activeElement === document.body && !ui.done.disabled) ui.done.focus();
+}
+
+async function pauseRecording() {
+  const sessionId = session.session_id;
+  sayIfOffline("Pause", "pause");
+  // This page's recorder hears the pause as any other does: told it is this page's, it says so.
+  window.dispatchEvent(new CustomEvent("sessionhub:pause-here", { detail: { session_id: sessionId } }));
+  try {
+    await call(socket, "set_session_status", { session_id: sessionId, status: "paused" });
+    showNotice("Paused: the recorder stops and keeps what it recorded. Done closes the session.", { source: "pause" });
+  } catch (err) {
+    showNotice(`Pause failed: ${err.message}`, { kind: "error", source: "pause" });
+  }
 }
 
 async function onDone() {
@@ -791,6 +816,7 @@ function followPushed() {
 
 async function main() {
   ui.done.addEventListener("click", onDone);
+  ui.pause.addEventListener("click", onPause);
   ui.process.addEventListener("click", onProcess);
   // "New voice session" starts one here, with the page's recorder (the FAB's New); the link to
   // the start page stays for a page without it.
