@@ -21,9 +21,13 @@ from handlers.patterns.state import StepIndex, Strict, TrackId, bounded_text
 from handlers.payloads import SessionRef, validate
 from handlers.socket_router import SocketRouter
 from protocol.errors import CodedError, ErrorCode
+from storage.identity.repository import MAX_NAME_CHARS
 from storage.patterns.repository import OpSender, PatternSessions
 
-PlayerName = bounded_text(32)
+# A player is named as their account is (60 characters as seen): presence took 32 code points, and
+# a person whose account name was longer was refused at every join, an editor nobody saw listed
+# (audit "patternworld").
+PlayerName = bounded_text(MAX_NAME_CHARS)
 # Distinct op client_id values one connection may use (a page keeps one for its life; each is an
 # hour-long key in Redis, so one per op would be a key per op).
 CLIENT_IDS_PER_CONNECTION = 4

@@ -26,6 +26,8 @@ from pydantic import (
     model_serializer,
 )
 
+from protocol.seen_text import BYTES_PER_CHARACTER, grapheme_count
+
 STEPS = 128
 MAX_TRACKS = 16
 STEP_COUNTS = frozenset({*range(3, 17), 18, 20, 21, 24, 27, 28, 32, 36, 48, 64, 96, 128})
@@ -114,13 +116,23 @@ def _whole(low: int, high: int) -> Any:
 
 
 def bounded_text(max_length: int) -> Any:
-    """A trimmed string of at most ``max_length`` characters with no markup, control characters or script URLs."""
+    """A trimmed string of at most ``max_length`` characters as people see them (grapheme
+    clusters, with ``BYTES_PER_CHARACTER`` bytes of UTF-8 each behind them) with no markup,
+    control characters or script URLs.
+
+    Counted in code points, a Hindi track name of 24 letters was "over 32 characters" and five
+    family emoji were refused, while the page's field cut a flag in half (audit "patternworld"):
+    the names a person types are counted as the account's name, a stream title and a clip's note
+    are (protocol/seen_text.py)."""
+    max_bytes = max_length * BYTES_PER_CHARACTER
 
     def check(value: object) -> str:
         if not isinstance(value, str):
             raise ValueError("must be a string")
         text = value.strip()
-        if len(text) > max_length:
+        if len(text) > max_bytes or len(text.encode("utf-8", "surrogatepass")) > max_bytes:
+            raise ValueError(f"must be at most {max_bytes} bytes of UTF-8")
+        if len(text) > max_length and grapheme_count(text) > max_length:
             raise ValueError(f"must be at most {max_length} characters")
         if _CONTROL.search(text) or "<" in text or ">" in text or _SCRIPT_URL.search(text):
             raise ValueError("must not contain markup, control characters or script URLs")
@@ -133,7 +145,14 @@ def bounded_text(max_length: int) -> Any:
 
     # No control characters, no < or >, no "javascript:" (the schema's pattern is a JavaScript
     # regular expression, as JSON Schema's are); trimmed, so the schema's length is the stricter.
-    schema = {"type": "string", "maxLength": max_length, "pattern": TEXT_PATTERN}
+    # JSON Schema's maxLength counts code points: the bytes bound them (a character as seen is
+    # what the description says, and what the check counts).
+    schema = {
+        "type": "string",
+        "maxLength": max_bytes,
+        "pattern": TEXT_PATTERN,
+        "description": f"at most {max_length} characters as seen (grapheme clusters) and {max_bytes} bytes of UTF-8",
+    }
     return Annotated[str, PlainValidator(check), WithJsonSchema(schema)]
 
 

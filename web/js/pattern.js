@@ -8,7 +8,17 @@
  * 412, so an offline edit never erases a live one. Server data reaches the DOM through
  * textContent, value and dataset only.
  */
-import { $, call, connect, getToken, knownIdentity, showConnection, subscribeSession, whileBusy } from "./client.js";
+import {
+  $,
+  bdi,
+  call,
+  connect,
+  getToken,
+  knownIdentity,
+  showConnection,
+  subscribeSession,
+  whileBusy,
+} from "./client.js";
 import { reconcile, setText } from "./keyed.js";
 import { answersForGood, createKey, UNCONFIRMED_CREATE } from "./create_keys.js";
 import { OrphanBanner } from "./orphan_banner.js";
@@ -17,6 +27,7 @@ import { HELD_MAX, HeldOps, MadeOrder } from "./pattern_held.js";
 import { PatternNews, opNews, stateNews } from "./pattern_news.js";
 import { freshId } from "./ids.js";
 import { STEP_COUNTS, applyOp, clone, newTrack } from "./pattern_state.js";
+import { BYTES_PER_CHARACTER, characters, fitted } from "./text_fit.js";
 
 const SAVE_DEBOUNCE_MS = 2000;
 const HEARTBEAT_MS = 10_000;
@@ -563,6 +574,12 @@ async function join() {
       toast("This session is full: you can watch and listen, and you will join when a place frees.");
       fullSaid = true;
       $("full-banner").hidden = false;
+    } else if (err.code === "invalid_payload" && me.name) {
+      // Never an editor nobody sees listed: a name presence refused (one the server of another
+      // release counts otherwise) was refused at every beat, unsaid. Joined without it, said once.
+      toast("Your name could not be shown to the other players here: they see you as “Guest”.");
+      me.name = "";
+      join();
     }
   }
 }
@@ -612,8 +629,25 @@ function identity(userId) {
  */
 async function displayName() {
   const claims = await tokenClaims();
-  const name = typeof claims.name === "string" ? claims.name.trim().slice(0, 40) : "";
+  const name = typeof claims.name === "string" ? presenceName(claims.name) : "";
   return name === "Guest" ? "" : name;
+}
+
+// The most characters of a player's name (handlers/patterns/events.py): the account name's.
+const PLAYER_NAME_MAX = 60;
+
+/**
+ * `name` as presence takes it: whole characters, at most the account name's 60 (it was cut at 40
+ * UTF-16 units, half a flag kept), without what the names' text rule refuses (an account name may
+ * hold "<3"; a name kept on this browser by an earlier release may be anything).
+ */
+function presenceName(name) {
+  const plain = String(name ?? "")
+    .replace(new RegExp(NAME_CONTROL.source, "g"), "")
+    .replace(/[<>]/g, "")
+    .replace(new RegExp(NAME_SCRIPT_URL.source, "gi"), "")
+    .trim();
+  return fitted(plain, PLAYER_NAME_MAX).trim();
 }
 
 /** The claims of this page's token ({} without one): who this person is, as the server knows. */
@@ -636,7 +670,7 @@ function initials(name) {
   const letters = words.length > 1 ? [words[0], words.at(-1)] : words;
   return (
     letters
-      .map((word) => [...word][0])
+      .map((word) => characters(word)[0]) // a whole flag or family, never half of one
       .join("")
       .toUpperCase() || "?"
   );
@@ -967,16 +1001,21 @@ const NAME_SCRIPT_URL = /javascript\s*:/i;
 const NAME_RULE = "names can't contain < or >, control characters or “javascript:”";
 
 /** Why the server would refuse `text` (trimmed) as a name, in plain words; "" when it takes it. */
-// The most characters of a name, as the server counts them (code points). A field's maxLength
-// counts UTF-16 units, in which an emoji takes two: it is twice this, and a longer name is said.
+// The most characters of a name, as the server counts them: characters as people see them, 20
+// bytes of UTF-8 each (handlers/patterns/state.py). A field's maxLength counts UTF-16 units and
+// cut silently, half a flag kept (audit "patternworld"): it is the byte cap, a guard against a
+// paste of megabytes, and a longer name is said, not cut.
 const NAME_MAX = { pattern: 100, track: 32 };
+const utf8 = new TextEncoder();
 
 function nameMax(field) {
   return field.id === "pattern-name" ? NAME_MAX.pattern : NAME_MAX.track;
 }
 
 function nameProblem(text, max) {
-  if (Array.from(text).length > max) return `names are at most ${max} characters`;
+  if (characters(text).length > max) return `names are at most ${max} characters`;
+  if (utf8.encode(text).length > max * BYTES_PER_CHARACTER)
+    return `names are at most ${max} characters, fewer of long ones like these (emoji, marks)`;
   if (/[<>]/.test(text)) return "names can't contain < or >";
   if (NAME_SCRIPT_URL.test(text)) return "names can't contain “javascript:”";
   if (NAME_CONTROL.test(text)) return "names can't contain control characters";
@@ -1190,7 +1229,8 @@ function buildRow() {
       element("input", {
         type: "text",
         className: "track-name",
-        maxLength: 2 * NAME_MAX.track,
+        maxLength: NAME_MAX.track * BYTES_PER_CHARACTER,
+        dir: "auto", // an Arabic name reads from the right
         enterKeyHint: "done", // Enter (a phone's key) commits the rename
         ariaLabel: "Track name",
       }),
@@ -1350,7 +1390,7 @@ function renderStepLock(state) {
   panel.hidden = !track;
   if (!track) return;
   const lock = track.parameterLocks[selected.step] ?? {};
-  $("step-lock-title").textContent = `${track.name} · step ${selected.step + 1}`;
+  $("step-lock-title").replaceChildren(bdi(track.name), ` · step ${selected.step + 1}`);
   const pitch = $("lock-pitch");
   if (!editing(pitch)) pitch.value = String(lock.pitch ?? 0);
   const volume = $("lock-volume");
@@ -1639,6 +1679,7 @@ async function load(id) {
 function goLive(name = "", user = "") {
   Object.assign(me, identity(user), { user });
   if (name) me.name = name;
+  me.name = presenceName(me.name) || `Player ${Math.floor(Math.random() * 900 + 100)}`;
   socket = connect({
     onState: (state) => {
       if (state !== "connected") {
