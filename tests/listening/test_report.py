@@ -276,3 +276,30 @@ async def test_http_report_is_the_same_action(lserver: ServerUnderTest, clock: F
             assert (await r.json())["action"] == "finalized"
     [row] = await sessions(lserver)
     assert row["duration_ms"] == 2000
+
+
+async def test_a_switch_ends_the_other_item_where_its_play_had_reached(
+    lserver: ServerUnderTest, clients: list[Client], clock: FrozenClock
+) -> None:
+    """A switch reports only the new item's position, and a `playing` within the throttle
+    interval is not written: the other item's session kept the place of its last write, up to
+    5 s behind, and another device resumed it there (audit "playerhonest"). Its place is now its
+    last written one moved on by the time it played since, at most the item's duration."""
+    alice = await listener(lserver, clients)
+    await alice.report("book-1", "playing", position_s=100.0, item={"title": "A book", "duration_s": 3600})
+    clock.shift_ms += 4_000  # written: the first report past the minimum
+    assert (await alice.report("book-1", "playing", position_s=104.0))["action"] == "extended"
+    clock.shift_ms += 3_500
+    assert (await alice.report("book-1", "playing", position_s=107.5))["action"] == "throttled"  # not written
+    clock.shift_ms += 1_200
+    await alice.report("book-2", "playing", position_s=0.0)
+    rows = {r["item_id"]: r for r in await sessions(lserver)}
+    assert rows["book-1"]["end_position_s"] == 108.7, rows["book-1"]  # 104 + 4.7 s played
+    # Near its end: never past the duration the player said.
+    await alice.report("song", "playing", position_s=170.0, item={"title": "A song", "duration_s": 176})
+    clock.shift_ms += 4_000
+    assert (await alice.report("song", "playing", position_s=174.0))["action"] == "extended"
+    clock.shift_ms += 4_000
+    await alice.report("book-2", "playing", position_s=5.0)
+    rows = {r["item_id"]: r for r in await sessions(lserver)}
+    assert rows["song"]["end_position_s"] == 176.0, rows["song"]  # 174 + 4 s, held at its end

@@ -222,8 +222,26 @@ if not previous and redis.call('HLEN', records_key) >= max_sessions then
   return {false, 'limit_reached', 'sessions:' .. max_sessions}
 end
 
+-- The other item's place when this one started: its last written position moved on by the wall
+-- time since that write, as it played (an open session is one playing). A switch reports only
+-- this item's position, and `playing` reports within the throttle interval are not written, so
+-- the old session kept a place up to 5 s behind, where another device then resumed it (audit
+-- "playerhonest"). At most the item's duration when its player said one.
+local function switched_position(rec)
+  if type(rec.end_position_s) ~= 'number' or not rec.written_at or now_ms <= rec.written_at then
+    return nil
+  end
+  local moved = rec.end_position_s + (now_ms - rec.written_at) / 1000
+  local meta_json = redis.call('HGET', meta_key, rec.item_id)
+  local duration = meta_json and cjson.decode(meta_json).duration_s
+  if type(duration) == 'number' and moved > duration then
+    moved = math.max(duration, rec.end_position_s)
+  end
+  return math.floor(moved * 1000 + 0.5) / 1000
+end
+
 if current then
-  finalize(current, now_ms, nil, 'switched', min_ms)
+  finalize(current, now_ms, switched_position(current), 'switched', min_ms)
 end
 keep_meta()
 
