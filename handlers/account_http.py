@@ -20,7 +20,7 @@ from handlers.payloads import PLAIN_PATTERN, Payload, validate
 from handlers.query import QueryModel, parse_query
 from handlers.rate_limit import within
 from protocol.errors import CodedError, ErrorCode
-from protocol.seen_text import seen_size
+from protocol.seen_text import seen_size, shows_anything
 from storage.identity.repository import MAX_NAME_CHARS
 
 
@@ -29,13 +29,24 @@ from storage.identity.repository import MAX_NAME_CHARS
 RENAME_BODY_BYTES = 4096
 
 
+def _seen_name(value: str) -> str:
+    # Ten zero-width joiners or a lone accent were a name: the streamer's review, dashboard and
+    # exports then showed the viewer with no name at all, not "viewer <tag>" (audit "anonhostile").
+    if not shows_anything(value):
+        raise ValueError("a name needs a character that shows (not only invisible ones)")
+    return value
+
+
 class Rename(Payload):
     """``PATCH /api/auth/me``."""
 
     # One line of plain text, as every name: shown in the streamer's review and exports.
     # Characters as seen: 60 code points refused a 29-letter Hindi name (audit "localeworld").
     name: Annotated[
-        str, Field(min_length=1, pattern=PLAIN_PATTERN), AfterValidator(seen_size(MAX_NAME_CHARS, "a name"))
+        str,
+        Field(min_length=1, pattern=PLAIN_PATTERN),
+        AfterValidator(seen_size(MAX_NAME_CHARS, "a name")),
+        AfterValidator(_seen_name),
     ]
 
 

@@ -10,6 +10,7 @@ it (a "character" may be any number of code points).
 
 from __future__ import annotations
 
+import unicodedata
 from collections.abc import Callable
 
 import regex
@@ -18,6 +19,22 @@ _GRAPHEME = regex.compile(r"\X")
 # Bytes of UTF-8 a limit of N characters allows: 20 per character, as a clip's note (100 and
 # 2,000). 100 flags or 80 families fit; a "zalgo" letter of hundreds of marks does not.
 BYTES_PER_CHARACTER = 20
+
+
+# Letters and symbols drawn as blank space, used for names that look empty.
+_BLANK_LETTERS = frozenset("\u115f\u1160\u3164\uffa0\u2800")
+# Format characters (zero-width space and joiner, direction marks, a byte-order mark) and marks
+# that only change the letter before them (an accent, a vowel sign): alone, nothing is seen.
+_NOT_SEEN_ALONE = frozenset(("Cf", "Mn", "Me"))
+
+
+def shows_anything(text: str) -> bool:
+    """Whether ``text`` has a character a person sees: a note or a name of invisible characters
+    alone (a zero-width space, a direction mark, the blank letters some fonts draw as nothing,
+    a lone accent) is no note and no name (audits "streamreview", "anonhostile")."""
+    return any(
+        not ch.isspace() and ch not in _BLANK_LETTERS and unicodedata.category(ch) not in _NOT_SEEN_ALONE for ch in text
+    )
 
 
 def grapheme_count(value: str) -> int:

@@ -42,6 +42,20 @@ async def test_a_name_of_60_characters_as_seen_is_taken_whole_and_61_are_refused
     assert "a name holds at most 1200 bytes" in str(answer["message"])
 
 
+async def test_a_name_of_invisible_characters_alone_is_refused_and_nothing_changes(server: ServerUnderTest) -> None:
+    """Ten zero-width joiners, a lone accent, blank Braille or the Hangul filler were taken as a
+    name: the streamer's review and exports then showed the viewer with no name at all (audit
+    "anonhostile"). A letter with its accent, or an emoji sequence, is a name."""
+    assert (await rename(server, "Ann"))[0] == 200
+    for name in ("\u200d" * 10, "\u0301", "\u2800", "\u3164", "\u200b\u200e\ufeff"):
+        status, answer = await rename(server, name)
+        assert (status, answer["error"]) == (400, "invalid_payload"), (name, answer)
+        assert "a name needs a character that shows" in str(answer["message"])
+        assert (await server.services.identities.profile("alice")).name == "Ann"
+    for name in ("e\u0301", FAMILY, "\u0905\u0902"):
+        assert (await rename(server, name))[0] == 200, name
+
+
 async def test_titles_games_and_session_names_count_characters_as_seen(
     server: ServerUnderTest, clients: list[Client]
 ) -> None:

@@ -8,15 +8,9 @@ title, where an empty note is named "Clip N" (audit "streamreview").
 
 from __future__ import annotations
 
-import unicodedata
+from protocol.seen_text import shows_anything
 
-# Letters and symbols drawn as blank space, used for names that look empty.
-_BLANK_LETTERS = frozenset("\u115f\u1160\u3164\uffa0\u2800")
-
-
-def shows_anything(text: str) -> bool:
-    """Whether ``text`` has a character a person sees."""
-    return any(not ch.isspace() and ch not in _BLANK_LETTERS and unicodedata.category(ch) != "Cf" for ch in text)
+__all__ = ["seen_or_empty", "shows_anything"]
 
 
 def seen_or_empty(text: str) -> str:

@@ -72,7 +72,8 @@ def recorder_behind_ms(request: web.Request, now_ms: int) -> int:
     The network's time counts as the recorder's lag: at most the upload's first bytes' trip. A
     header, not a form field: a server of the release before ignores it (a field it refuses)."""
     raw = request.headers.get(SENT_AT_HEADER, "")
-    if not raw.isdigit() or len(raw) > 16:
+    # ASCII digits only: str.isdigit() takes "²" and "¹²³", which int() refuses (a 500).
+    if not (raw.isascii() and raw.isdigit()) or len(raw) > 16:
         return 0
     behind = now_ms - int(raw)
     return behind if abs(behind) <= RECORDER_CLOCK_MAX_MS else 0
@@ -203,6 +204,8 @@ class ChunkRoutes:
         but for the bytes it stored): concurrent uploads never store more than the quota."""
         limit = self._config.max_chunk_bytes
         length = request.content_length
+        if length == 0:  # no form at all: said so, not "the daily quota is used up"
+            raise CodedError(ErrorCode.INVALID_PAYLOAD, "the upload is empty: send the chunk as a multipart form")
         # The file is part of the body: it can store no more than the body's length, nor past
         # the chunk cap. A body that says it carries more audio than is left is refused now.
         wanted = limit if length is None else min(length, limit)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 
+import aiohttp
 import pytest
 
 import struct
@@ -94,3 +95,15 @@ async def test_the_query_session_must_match_the_form(server: ServerUnderTest) ->
     assert (status, body["error"]) == (400, "invalid_payload"), body
     status, body = await upload(server, token, chunk_form(mine, webm(500)), params={"session_id": mine})
     assert status == 201, body
+
+
+async def test_an_empty_upload_is_said_empty_not_over_quota(server: ServerUnderTest) -> None:
+    """A POST with no body was refused `403 quota_exceeded`, "the daily upload quota is used up",
+    to a user who had uploaded nothing (audit "anonhostile")."""
+    import aiohttp
+
+    headers = {"Authorization": f"Bearer {server.token('alice')}", "Content-Type": "multipart/form-data; boundary=x"}
+    async with aiohttp.ClientSession() as http, http.post(f"{server.url}/voicebot/chunks", headers=headers) as r:
+        body = await r.json()
+        assert (r.status, body["error"]) == (400, "invalid_payload"), body
+        assert "empty" in body["message"], body

@@ -197,6 +197,8 @@ async def test_a_recorder_whose_clock_runs_an_hour_off_has_its_chunks_compared_o
     # Without the header (a client of the release before), the hour-ahead stamp is refused, as it was.
     form = recorded(closed_at + hour - 3000, webm(999), session_id)
     assert (await upload(server, token, form))[0] == 409
-    for bad in ("soon", "-5", "9" * 20):  # an X-Sent-At that says nothing is no correction
+    # An X-Sent-At that says nothing is no correction: superscript digits were a 500 (audit
+    # "anonhostile": str.isdigit() takes them, int() does not).
+    for bad in ("soon", "-5", "9" * 20, "\u00b2", "\u00b9\u00b2\u00b3"):
         form = recorded(closed_at + hour - 3000, webm(998), session_id)
         assert (await upload(server, token, form, headers={"X-Sent-At": bad}))[0] == 409
