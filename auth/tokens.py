@@ -202,6 +202,10 @@ class TokenService:
         if claims.fam and Permission.ADMIN in claims.perms and claims.iat <= self.admin_withdrawn.get(claims.sub, -1):
             # Refused, not read without the permission: the device's refresh cookie gives a token
             # as the user stands now, which a page asks for on this refusal. A token bound to no
-            # device (``sessionhub token``) has no grant behind it and is kept.
-            raise CodedError(ErrorCode.UNAUTHORIZED, "the admin permission was withdrawn; get a new token")
+            # device (``sessionhub token``) has no grant behind it and is kept. ``reason`` as the
+            # admin routes' 403 says it, which this refusal answers first once the poll has it: a
+            # pasted token's /admin said "Sign in" instead of "Admin permission withdrawn".
+            raise CodedError(
+                ErrorCode.UNAUTHORIZED, "the admin permission was withdrawn; get a new token", reason="withdrawn"
+            )
         return claims

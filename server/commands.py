@@ -21,6 +21,7 @@ from redis.asyncio import Redis
 from redis.asyncio.cluster import RedisCluster
 
 
+from handlers.admin.nodes import NODES_KEY
 from handlers.context import Services
 from handlers.metrics import Metrics
 from jobs.processors import STEP_RESERVE_MAX_S, load_processors
@@ -291,6 +292,7 @@ async def serve(settings: Settings) -> None:
             await runner.cleanup()
             services.metrics.close()
             raise StartupError(f"cannot listen on {settings.host}:{settings.port}: {exc.strerror or exc}") from None
+        await app[NODES_KEY].listening_on(settings.host, site.port)  # a node restarted here replaces its dead self
         tune_gc(settings.gc_gen0_threshold)  # after start-up: what exists now is frozen
         sweep = YoungSweep().start() if settings.gc_gen0_threshold > 0 else None
         watch_pauses(settings.gc_pause_log_ms)

@@ -112,6 +112,15 @@ class NodeFigures(Answer):
         description="sessions it followed whose history Redis lost since the node started (alert history_lost)"
     )
     history_lost_at: int | None = Field(description="when it last saw one (ms); null when none")
+    address: str | None = Field(
+        default=None,
+        description="the host:port it listens on (an IPv6 host in brackets); null from a node that does not say it",
+    )
+    replaces: list[str] = Field(
+        default_factory=list,
+        description="dead nodes of the same host that listened on its address before it (a restart in their"
+        " place): not listed nor alerted themselves; kept here 10 minutes after their last heartbeat",
+    )
 
 
 class Alert(Answer):

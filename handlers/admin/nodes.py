@@ -3,6 +3,8 @@ many clients and subscriptions it serves (from its ``Metrics``).
 
 The dashboard lists the nodes and raises an alert for a node whose bus is down or whose
 heartbeat stopped (a node that died leaves its last heartbeat behind, which then goes stale).
+Each heartbeat says the address the node listens on: a dead node whose address a node of the
+same host began to listen on after its last heartbeat was replaced (restarted), not down.
 """
 
 from __future__ import annotations
@@ -31,9 +33,14 @@ log = logging.getLogger(__name__)
 # goes on at its interval, which may be short).
 _failed = LogThrottle(log)
 
-# A heartbeat older than this many intervals counts as stale; past STALE_DROP it is removed.
+# A heartbeat older than this many intervals counts as stale; past DROP_AFTER_S it is removed.
 STALE_INTERVALS = 3
 DROP_AFTER_S = 3600
+# A node replaced by a later one on its address (restarted) is not listed, and no alert: its
+# successor's row names it (``replaces``) for this long after its last heartbeat, then it is dropped.
+REPLACED_KEPT_S = 600
+# How long writing the heartbeat that first says the node's address may hold up its start.
+ADDRESS_BEAT_BOUND_S = 2.0
 
 
 class NodeHeartbeat:
@@ -43,6 +50,10 @@ class NodeHeartbeat:
         self._s = services
         self.interval_s = interval_s
         self.node_id = f"{socket.gethostname()[:40]}:{os.getpid()}:{secrets.token_hex(3)}"
+        # Where it listens (host:port) and since when (ms), once serving: None until then, and in
+        # a process that serves no port of its own (an in-process test server, unless told).
+        self.address: str | None = None
+        self.listening_since_ms: int | None = None
         # How this node verifies access tokens (auth.key_fingerprint): live nodes that differ
         # refuse each other's tokens (Alerts.token_keys).
         self.token_keys = fingerprint(services.tokens.config, services.tokens.jwks)
@@ -60,6 +71,14 @@ class NodeHeartbeat:
         with contextlib.suppress(*REDIS_AWAY, TimeoutError):
             # Bounded: a stuck Redis must not hold up a shutdown (the entry then goes stale).
             await asyncio.wait_for(self._s.redis.hdel(self._s.keys.admin_nodes(), self.node_id), 2)
+
+    async def listening_on(self, host: str, port: int) -> None:
+        """Say in this node's heartbeat, written now, the address it began to listen on (the
+        port bound: 0 asks for any). A node replaces a dead one listed on the same address."""
+        self.address = listen_address(host, port)
+        self.listening_since_ms = self._s.clock.now_ms()
+        with contextlib.suppress(*REDIS_AWAY, TimeoutError):  # the next heartbeat says it
+            await asyncio.wait_for(self.beat(), ADDRESS_BEAT_BOUND_S)
 
     def bus_live(self) -> bool:
         """Whether this node's bus listener is up (a process without a bus has none to be down).
@@ -83,6 +102,8 @@ class NodeHeartbeat:
             "token_keys": self.token_keys,
             "history_lost": metrics.history_lost_now,
             "history_lost_at": metrics.history_lost_at_ms,
+            "address": self.address,
+            "listening_since": self.listening_since_ms,
         }
         return json.dumps(heartbeat)
 
@@ -120,7 +141,8 @@ class NodeHeartbeat:
             )  # fmt: skip
 
     async def nodes(self) -> list[dict[str, Any]]:
-        """Every node's last heartbeat (this node's written now), ``stale`` when it stopped beating.
+        """Every node's last heartbeat (this node's written now), ``stale`` when it stopped beating;
+        a node replaced by a later one on its address is named by that one (``replaces``) instead.
 
         A Redis that cannot write its disk (MISCONF) refuses the write, not the read: the nodes
         are listed all the same, this one with its heartbeat of now (the dashboard failed whole)."""
@@ -134,40 +156,96 @@ class NodeHeartbeat:
         raw: Any = await self._s.redis.hgetall(self._s.keys.admin_nodes())
         if refused:
             raw[self.node_id] = self.heartbeat()
+        beats = _parsed(raw)
         now = self._s.clock.now_ms()
+        successors = _successors(beats)
         found: list[dict[str, Any]] = []
-        for node_id, text in sorted(raw.items()):
-            try:
-                beat = json.loads(text)
-                age_ms = now - int(beat["ts"])
-                live = bool(beat["bus_live"])
-            except (ValueError, KeyError, TypeError):
-                continue
-            if age_ms > DROP_AFTER_S * 1000:
+        for node_id, beat in sorted(beats.items()):
+            age_ms = now - int(beat["ts"])
+            replaced = node_id in successors
+            if age_ms > (REPLACED_KEPT_S if replaced else DROP_AFTER_S) * 1000:
                 if not refused:  # dropped at a later read, once Redis writes again
                     await self._s.redis.hdel(self._s.keys.admin_nodes(), node_id)
                 continue
+            if replaced:  # not down: restarted, said on its successor's row (``replaces``)
+                continue
             stale = age_ms > STALE_INTERVALS * self.interval_s * 1000
-            found.append(
-                {
-                    "node": node_id,
-                    "bus_live": live,
-                    "stale": stale,
-                    "age_ms": max(age_ms, 0),
-                    # None from a node that does not report them yet (an older version mid-deploy),
-                    # and from one whose heartbeat stopped: a node killed kept its last counts for
-                    # the hour it is listed, and the nodes' clients added up to more than were
-                    # connected (its clients had moved to the others)
-                    "clients": None if stale else _count(beat.get("clients")),
-                    "subscriptions": None if stale else _count(beat.get("subscriptions")),
-                    # None from a node of before it was said (an older version mid-deploy)
-                    "token_keys": _text(beat.get("token_keys")),
-                    # Kept from a stale node too: what Redis lost is lost whether the node lives on.
-                    "history_lost": _count(beat.get("history_lost")) or 0,
-                    "history_lost_at": _count(beat.get("history_lost_at")) or None,
-                }
-            )
+            replaces = [old for old, new in successors.items() if new == node_id]
+            replaces.sort(key=lambda old: -int(beats[old]["ts"]))  # the last one first
+            found.append(_figures(node_id, beat, age_ms=age_ms, stale=stale, replaces=replaces))
         return found
+
+
+def listen_address(host: str, port: int) -> str:
+    """``host:port`` (an IPv6 host in brackets)."""
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+
+
+def _parsed(raw: dict[str, str]) -> dict[str, dict[str, Any]]:
+    """The heartbeats that can be read, by node id (a torn or foreign value is left out)."""
+    beats: dict[str, dict[str, Any]] = {}
+    for node_id, text in raw.items():
+        try:
+            beat = json.loads(text)
+            int(beat["ts"])
+            bool(beat["bus_live"])
+        except (ValueError, KeyError, TypeError):
+            continue
+        if isinstance(beat, dict):
+            beats[node_id] = beat
+    return beats
+
+
+def _successors(beats: dict[str, dict[str, Any]]) -> dict[str, str]:
+    """Node id -> the node that replaced it: the newest of the same host (the node id's first
+    part) that began to listen on its address after its last heartbeat. Two processes of one host
+    cannot both listen on one address, so the earlier one has stopped, whatever its record says;
+    a node of another host on the same address (``0.0.0.0:8080`` everywhere) replaces nothing.
+    A node whose heartbeat says no address (an older version mid-deploy) neither is nor has one."""
+    by_place: dict[tuple[str, str], list[tuple[int, str]]] = {}
+    for node_id, beat in beats.items():
+        address, since = _text(beat.get("address")), _count(beat.get("listening_since"))
+        if address is not None and since is not None:
+            by_place.setdefault((_host_of(node_id), address), []).append((since, node_id))
+    found: dict[str, str] = {}
+    for node_id, beat in beats.items():
+        place = (_host_of(node_id), _text(beat.get("address")) or "")
+        ts = int(beat["ts"])
+        later = [(since, other) for since, other in by_place.get(place, []) if since > ts and other != node_id]
+        if later:
+            found[node_id] = max(later)[1]
+    return found
+
+
+def _host_of(node_id: str) -> str:
+    """The host name a node id starts with (``host:pid:random``)."""
+    return node_id.split(":", 1)[0]
+
+
+def _figures(node_id: str, beat: dict[str, Any], *, age_ms: int, stale: bool, replaces: list[str]) -> dict[str, Any]:
+    """A node as ``/admin/metrics`` lists it, from its last heartbeat."""
+    return {
+        "node": node_id,
+        "bus_live": bool(beat["bus_live"]),
+        "stale": stale,
+        "age_ms": max(age_ms, 0),
+        # None from a node that does not report them yet (an older version mid-deploy), and from
+        # one whose heartbeat stopped: a node killed kept its last counts for the hour it is
+        # listed, and the nodes' clients added up to more than were connected (its clients had
+        # moved to the others)
+        "clients": None if stale else _count(beat.get("clients")),
+        "subscriptions": None if stale else _count(beat.get("subscriptions")),
+        # None from a node of before it was said (an older version mid-deploy)
+        "token_keys": _text(beat.get("token_keys")),
+        # Kept from a stale node too: what Redis lost is lost whether the node lives on.
+        "history_lost": _count(beat.get("history_lost")) or 0,
+        "history_lost_at": _count(beat.get("history_lost_at")) or None,
+        # None from a node of before it was said, or not serving a port yet
+        "address": _text(beat.get("address")),
+        # The nodes it was started in place of (their heartbeat stopped before it listened on
+        # their address), newest first: restarted, not down; each shown here for REPLACED_KEPT_S.
+        "replaces": replaces,
+    }
 
 
 def _count(value: Any) -> int | None:

@@ -165,10 +165,14 @@ class PrometheusRoutes:
 
 
 def _alerts_family(raised: list[dict[str, Any]]) -> Metric:
-    """``sessionhub_alerts{alert}``: 1 for each alert raised now, 0 for the others."""
+    """``sessionhub_alerts{alert}``: 1 for each alert raised now, 0 for the others.
+
+    1 however many times it is raised (``bus_down`` once per node down): a rule written as
+    ``== 1`` stopped firing when a second node died."""
     alerts = GaugeMetricFamily("sessionhub_alerts", "Alerts raised now (1) or not (0), by alert", labels=["alert"])
+    names = {a["alert"] for a in raised}
     for alert in ALERT_NAMES:
-        alerts.add_metric([alert], sum(1 for a in raised if a["alert"] == alert))
+        alerts.add_metric([alert], 1 if alert in names else 0)
     return alerts
 
 

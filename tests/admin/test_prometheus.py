@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import re
 import sys
@@ -136,3 +137,22 @@ async def test_per_event_figures_of_one_process_are_in_the_scrape_of_another_at_
     assert sample(text, "sessionhub_fanout_seconds_count") >= 1
     # the connect, two acks of subscribing and status changes, the snapshot, the six events
     assert sample(text, "sessionhub_socket_messages_sent_total") >= 2 * len(statuses)
+
+
+async def test_an_alert_raised_for_several_nodes_is_1_not_their_count(server: ServerUnderTest) -> None:
+    """``sessionhub_alerts{alert}`` is 1 when raised, as its HELP and PROTOCOL say: with two nodes
+    dead it said 2 (3, then 4, as more died: audit "multinode"), and a rule ``== 1`` went quiet."""
+    now_ms = server.services.clock.now_ms()
+    for node_id in ("gone-a:11:aaaaaa", "gone-b:12:bbbbbb"):  # heartbeats stopped a minute ago
+        beat = {"bus_live": True, "ts": now_ms - 60_000, "pid": 1, "clients": 0, "subscriptions": 0}
+        await server.services.redis.hset(server.services.keys.admin_nodes(), node_id, json.dumps(beat))
+    headers = {"Authorization": f"Bearer {admin_token(server)}"}
+    async with aiohttp.ClientSession(base_url=server.url, headers=headers) as http:
+        async with http.get("/admin/alerts") as answer:
+            alerts = (await answer.json())["alerts"]
+        async with http.get("/metrics") as answer:
+            assert answer.status == 200
+            text = await answer.text()
+    assert sorted(a["node"] for a in alerts if a["alert"] == "bus_down") == ["gone-a:11:aaaaaa", "gone-b:12:bbbbbb"]
+    assert re.search(r'^sessionhub_alerts\{alert="bus_down"\} 1\.0$', text, re.M), text
+    assert re.search(r'^sessionhub_alerts\{alert="jobs_stuck"\} 0\.0$', text, re.M), text

@@ -12,9 +12,13 @@ import pytest
 from playwright.async_api import expect
 
 from auth.claims import USER_ID_PATTERN, Permission
+from handlers.admin.nodes import NODES_KEY
 from tests.browser import Tab, listen_to_live_regions, live_texts, lose_answers
 from tests.helpers import Client, ServerUnderTest, to_window_start
 from tests.admin.test_http import DAY_MS, LONG_TTL_S, admin_token, new_pattern
+from tests.admin.test_withdrawn_token import polled_withdrawal
+
+REFRESH_MS = 2000  # admin.js's refresh interval
 
 
 async def test_an_admin_sees_the_counts_change_live_when_a_session_is_created_elsewhere(
@@ -274,13 +278,39 @@ async def test_the_nodes_table_shows_each_nodes_clients_and_subscriptions(tab: T
         await expect(row).to_have_count(1)
         await expect(row.locator('[data-field="clients"]')).to_have_text("1")
         await expect(row.locator('[data-field="subscriptions"]')).to_have_text("1")
-        await expect(row.locator("td").nth(1)).to_have_text("live")
+        await expect(row.locator('[data-field="bus"]')).to_have_text("live")
         await expect(page.locator("#nodes-none")).to_be_hidden()
         await client.close()  # the page polls: the figures follow
         await expect(row.locator('[data-field="clients"]')).to_have_text("0")
         await expect(row.locator('[data-field="subscriptions"]')).to_have_text("0")
     finally:
         await client.close()
+
+
+@pytest.mark.parametrize("width", [390, 1280])
+async def test_the_nodes_table_shows_each_nodes_address_and_the_dead_node_it_replaced(
+    tab: Tab, server: ServerUnderTest, width: int
+) -> None:
+    """A node restarted on its address names the dead process it replaced, on its own row: no row
+    "down" of its own (audit "multinode": 8 dead rows beside 3 serving, none with an address)."""
+    port = int(server.url.rsplit(":", 1)[1])
+    heartbeat = server.app[NODES_KEY]
+    await heartbeat.listening_on("127.0.0.1", port)
+    assert heartbeat.listening_since_ms is not None
+    dead = f"{heartbeat.node_id.split(':', 1)[0]}:4242:abcdef"
+    beat = {"bus_live": True, "ts": heartbeat.listening_since_ms - 5_000, "address": f"127.0.0.1:{port}"}
+    await server.services.redis.hset(server.services.keys.admin_nodes(), dead, json.dumps(beat))
+    await tab.use_token(admin_token(server), ttl_s=LONG_TTL_S)
+    page = tab.page
+    await page.set_viewport_size({"width": width, "height": 800})
+    await tab.open("/admin")
+    row = page.locator("#nodes tr")
+    await expect(row).to_have_count(1)
+    await expect(row.locator('[data-field="address"]')).to_have_text(f"127.0.0.1:{port}")
+    await expect(row.locator('[data-field="bus"]')).to_have_text("live")
+    await expect(row.locator(".admin-node-replaces")).to_have_text(f"restarted: replaces {dead}")
+    await expect(page.locator("#alerts li[data-alert=bus_down]")).to_have_count(0)
+    assert await page.evaluate("document.documentElement.scrollWidth <= window.innerWidth")
 
 
 async def test_a_keyboard_opens_a_sessions_detail(tab: Tab, server: ServerUnderTest) -> None:
@@ -376,6 +406,52 @@ async def test_a_grant_shows_the_dashboard_at_once_and_a_revoke_closes_it(tab: T
     # Told what happened, not asked for "a token with the admin permission" (audit "operator").
     await expect(page.locator("#forbidden h1")).to_have_text("Admin permission withdrawn")
     await expect(page.locator("#forbidden-message")).to_contain_text("An operator has withdrawn the admin permission")
+
+
+async def test_a_pasted_token_whose_admin_is_withdrawn_says_withdrawn_not_sign_in(
+    tab: Tab, server: ServerUnderTest
+) -> None:
+    """A device's admin token pasted on /admin (the page cannot renew it), then `sessionhub admin
+    revoke`: once the node's revocation poll had the withdrawal, every route refused the token
+    `401` before the admin check could say `403 withdrawn`, and the page flipped to "Sign in"
+    (audit "multinode"). The `401` says `reason: "withdrawn"`, and the page says so."""
+    user = "ops-ann"
+    await server.services.identities.set_admin(user, True)
+    await tab.page.clock.install()  # the dashboard's refresh runs when the test says
+    await tab.use_token(server.token(user, perms=(Permission.ADMIN,), ttl_s=LONG_TTL_S, fam="d1ce"), ttl_s=LONG_TTL_S)
+    page = await tab.open("/admin")
+    await expect(page.locator("#dashboard")).to_be_visible()
+
+    await server.services.identities.set_admin(user, False)
+    await polled_withdrawal(server, user)  # the next refresh is refused 401, not 403
+    await page.clock.run_for(REFRESH_MS)
+    await expect(page.locator("#dashboard")).to_be_hidden()
+    await expect(page.locator("#forbidden h1")).to_have_text("Admin permission withdrawn")
+    await expect(page.locator("#forbidden-message")).to_contain_text("An operator has withdrawn the admin permission")
+    await expect(page).to_have_title("Admin permission withdrawn · sessionhub")
+
+
+async def test_a_device_page_whose_admin_is_withdrawn_after_the_poll_says_withdrawn(
+    tab: Tab, server: ServerUnderTest
+) -> None:
+    """The same, signed in through this browser's refresh cookie: the `401` makes the page ask the
+    cookie for a new token, which no longer says admin and is refused `403` "required"; the page
+    had shown the dashboard, so it says the permission was withdrawn, not "403 — Forbidden"."""
+    page = await tab.open("/")
+    await page.locator("#new-session").click()  # a guest, a device, a refresh cookie
+    await page.wait_for_url(re.compile("/session/"))
+    await expect(page.locator("#identity")).to_have_attribute("data-user-id", re.compile("^guest-"))
+    user_id = str(await page.locator("#identity").get_attribute("data-user-id"))
+    await server.services.identities.set_admin(user_id, True)
+    await page.clock.install()
+    page = await tab.open("/admin")  # refused once, it asks the refresh cookie: an admin token
+    await expect(page.locator("#dashboard")).to_be_visible()
+
+    await server.services.identities.set_admin(user_id, False)
+    await polled_withdrawal(server, user_id)
+    await page.clock.run_for(REFRESH_MS)
+    await expect(page.locator("#forbidden h1")).to_have_text("Admin permission withdrawn")
+    assert await page.evaluate(STORED_ADMIN) is False  # the cookie's new token, without admin
 
 
 async def test_a_refused_admin_page_keeps_a_token_not_from_the_refresh_cookie(

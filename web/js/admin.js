@@ -69,6 +69,8 @@ function showForbidden(error) {
   $("forbidden").hidden = false;
   // This page showed the dashboard, so its identity was an admin: now refused, it was withdrawn
   // (the page's new token, asked of its refresh cookie, then says "required", not "withdrawn").
+  // A token not from the refresh cookie (pasted) is not renewed: once every node has heard of the
+  // revoke it is refused `401` with `reason: "withdrawn"`, before the admin check's `403` says so.
   if ((dashboardShown && error.code === "forbidden") || error.details?.reason === "withdrawn") {
     // An admin whose permission an operator withdrew, with the page open: told so, not asked
     // for "a token with the admin permission" as if they had never had one (audit "operator").
@@ -156,16 +158,25 @@ async function refreshAlertsOnly() {
   }
 }
 
-// One row per serve node: its bus, and the clients and subscriptions it serves (from its heartbeat;
-// "—" for a node that does not report them).
+// One row per serve node: the address it listens on, its bus, and the clients and subscriptions it
+// serves (from its heartbeat; "—" for a node that does not report them). A node restarted on the
+// same address names the dead processes it replaced (no longer rows of their own, nor alerts).
 function renderNodes(nodes) {
   const body = $("nodes");
   body.replaceChildren();
   for (const node of nodes) {
     const row = document.createElement("tr");
     row.dataset.node = node.node;
-    cell(row, node.node);
-    cell(row, node.bus_live && !node.stale ? "live" : "down");
+    const name = cell(row, node.node);
+    const replaces = node.replaces ?? []; // absent from a node of the release before
+    if (replaces.length > 0) {
+      const note = document.createElement("small");
+      note.className = "admin-node-replaces";
+      note.textContent = `restarted: replaces ${replaces.join(", ")}`;
+      name.append(note);
+    }
+    cell(row, node.address ?? "—").dataset.field = "address";
+    cell(row, node.bus_live && !node.stale ? "live" : "down").dataset.field = "bus";
     cell(row, node.clients ?? "—").dataset.field = "clients";
     cell(row, node.subscriptions ?? "—").dataset.field = "subscriptions";
     cell(row, `${(node.age_ms / 1000).toFixed(1)} s ago`);
