@@ -199,6 +199,7 @@ class Settings(BaseSettings):
     patterns_max_body_bytes: int = Field(default=64 * 1024, ge=1024)
     patterns_orphan_days: int = Field(default=90, ge=1)
     patterns_max_players: int = Field(default=10, ge=1, le=1000)
+    patterns_places_per_user: int = Field(default=3, ge=1, le=1000)
     patterns_presence_ttl_s: int = Field(default=30, ge=5, le=3600)
     patterns_cursor_interval_ms: int = Field(default=100, ge=0, le=10_000)
 

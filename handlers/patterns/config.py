@@ -23,6 +23,9 @@ class PatternConfig:
     max_body_bytes: int
     orphan_days: int
     max_players: int
+    # Places one user holds at once (their tabs and devices): one guest token's ten connections
+    # took every place of a pattern (audit "anonhostile").
+    places_per_user: int
     presence_ttl_s: int
     cursor_interval_ms: int
 

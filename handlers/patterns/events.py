@@ -151,11 +151,16 @@ class PatternEvents:
                 ttl_ms=self._config.presence_ttl_s * 1000,
                 max_players=self._config.max_players,
                 replaces=request.replaces or "",
+                places_per_user=self._config.places_per_user,
             )
         except CodedError as exc:
             if exc.code is ErrorCode.SESSION_FULL:
                 message = f"at most {self._config.max_players} players; you can still watch"
                 raise CodedError(exc.code, message, **exc.details) from None  # retry_after_s kept
+            if exc.code is ErrorCode.LIMIT_REACHED:
+                places = self._config.places_per_user
+                message = f"you play here from {places} tabs or devices already; this one can still watch"
+                raise CodedError(exc.code, message, **exc.details) from None  # limit kept
             raise _worded(exc) from None
         # The socket closing is a leave: the others see this player go at once, not after the TTL.
         conn.farewells[farewell] = partial(self._patterns.presence, request.session_id, "leave", conn.sid)

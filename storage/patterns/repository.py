@@ -375,6 +375,7 @@ class PatternSessions:
         max_players: int = 0,
         cursor_interval_ms: int = 0,
         replaces: str = "",
+        places_per_user: int = 0,
     ) -> Presence:
         """Join, beat (with an optional cursor JSON) or leave; see ``lua/patterns/presence.lua``."""
         result = await self._log.run(
@@ -391,6 +392,7 @@ class PatternSessions:
                 cursor_interval_ms,
                 etypes.PATTERN_PRESENCE,
                 replaces,
+                places_per_user,
             ],
             explain=_full_until,
         )
@@ -497,7 +499,10 @@ def _state_fields(state: dict[str, Any]) -> list[str]:
 
 def _full_until(code: ErrorCode, detail: str) -> CodedError | None:
     """A full session's refusal with ``retry_after_s``: until the first present player's place
-    may free (it expires unless it beats again; presence.lua says in ms)."""
+    may free (it expires unless it beats again; presence.lua says in ms). A user at their places'
+    limit: with that ``limit``."""
+    if code is ErrorCode.LIMIT_REACHED and detail.isdigit():
+        return CodedError(code, limit=int(detail))
     if code is not ErrorCode.SESSION_FULL or not detail.isdigit():
         return None
     return CodedError(code, retry_after_s=max(math.ceil(int(detail) / 1000), 1))

@@ -593,3 +593,33 @@ async def test_a_player_leaving_a_pattern_deleted_meanwhile_logs_no_failure(
             break
         await asyncio.sleep(0.02)
     assert [(r.levelno, "session_not_found" in r.getMessage()) for r in said] == [(logging.DEBUG, True)], said
+
+
+async def test_one_user_holds_at_most_three_places_and_leaves_the_rest_to_others(
+    server: ServerUnderTest, clients: list[Client]
+) -> None:
+    """One guest token's ten connections took every place of a pattern, and nobody else could
+    join or edit (audit "anonhostile"). A user holds SESSIONHUB_PATTERNS_PLACES_PER_USER (3):
+    their fourth tab watches, and joins once one of the others has left."""
+    session_id = await new_pattern(server)
+    mine = [await player(server, clients, session_id, "squatter") for _ in range(10)]
+    join = {"session_id": session_id, "name": "S", "colour": "#000000"}
+    acks = [await p.call("pattern_join", join) for p in mine]
+    assert [a["ok"] for a in acks] == [True] * 3 + [False] * 7, acks
+    assert {(a["error"], a["limit"]) for a in acks[3:]} == {("limit_reached", 3)}, acks[3]
+    assert "3 tabs or devices" in acks[3]["message"]
+    # Everyone else can still play and edit.
+    others = [await player(server, clients, session_id, f"u{i}") for i in range(7)]
+    for i, p in enumerate(others):
+        assert (await p.call("pattern_join", {**join, "name": f"P{i}"}))["ok"] is True
+    ack = await others[0].call(
+        "pattern_op", {"session_id": session_id, "seq": 1, "op": {"type": "set_tempo", "tempo": 99}}
+    )
+    assert ack["ok"] is True, ack
+    # A reconnect that replaces one of the user's own places is no fourth one.
+    again = await mine[3].call("pattern_join", {**join, "replaces": acks[0]["player_id"]})
+    assert again["ok"] is True, again
+    # One of theirs leaves: another of theirs takes its place.
+    await mine[1].call("pattern_leave", {"session_id": session_id})
+    assert (await mine[4].call("pattern_join", join))["ok"] is True
+    assert (await mine[5].call("pattern_join", join))["error"] == "limit_reached"

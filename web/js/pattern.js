@@ -554,6 +554,7 @@ function tellOthers(items) {
 const JOINED_KEY = () => `sessionhub.pattern.player.${sessionId}`;
 let joinedAs = null;
 let fullSaid = false; // "this session is full" said, and no place had freed since
+let placesSaid = false; // "you play here from N tabs or devices already" said, and none left since
 
 async function join() {
   joinedAs ??= sessionStorage.getItem(JOINED_KEY());
@@ -563,8 +564,9 @@ async function join() {
     const ack = await call(socket, "pattern_join", payload);
     joinedAs = ack.player_id;
     sessionStorage.setItem(JOINED_KEY(), joinedAs);
-    if (fullSaid) toast("A place freed: you are playing now.");
+    if (fullSaid || placesSaid) toast("A place freed: you are playing now.");
     fullSaid = false;
+    placesSaid = false;
     $("full-banner").hidden = true;
   } catch (err) {
     // A watcher asks again at each heartbeat (it is not present): said once, not every 10 s; the
@@ -574,6 +576,11 @@ async function join() {
       toast("This session is full: you can watch and listen, and you will join when a place frees.");
       fullSaid = true;
       $("full-banner").hidden = false;
+    } else if (err.code === "limit_reached" && !placesSaid) {
+      // This person plays here from their other tabs or devices already (the server's words say
+      // how many): this page watches, and joins at a heartbeat once one of them has left.
+      toast(`${capitalised(err.message)}.`);
+      placesSaid = true;
     } else if (err.code === "invalid_payload" && me.name) {
       // Never an editor nobody sees listed: a name presence refused (one the server of another
       // release counts otherwise) was refused at every beat, unsaid. Joined without it, said once.

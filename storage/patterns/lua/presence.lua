@@ -16,9 +16,11 @@
 --   ARGV[13] event type (pattern_presence)
 --   ARGV[14] join: the id this player had before a reconnect ('' for none); that entry is
 --            dropped when it belongs to the same user, so a reconnect does not show twice
+--   ARGV[15] join: most places one user holds (their tabs and devices), 0 for no limit
 -- Returns {offset (0 when nothing was logged), players present} or {false, code}:
 -- session_not_found, session_full (join; with the ms until a present player's place may free),
--- not_found (beat from a player not present).
+-- limit_reached (join; with the places one user may hold: one guest token's ten connections
+-- took every place, and nobody else could join or edit), not_found (beat from a player not present).
 local session_key = KEYS[3]
 local players_key = KEYS[4]
 local kind = ARGV[6]
@@ -30,6 +32,8 @@ local max_players = tonumber(ARGV[11])
 local cursor_interval_ms = tonumber(ARGV[12])
 local event_type = ARGV[13]
 local replaced_id = ARGV[14]
+local places_per_user = tonumber(ARGV[15]) or 0
+local joining_user = action == 'join' and cjson.decode(payload).user or nil
 
 if redis.call('HGET', session_key, 'kind') ~= kind then
   return {false, 'session_not_found'}
@@ -41,15 +45,20 @@ if redis.call('HEXISTS', session_key, 'state_offset') == 0 then
 end
 
 local present = 0
+local mine = 0 -- places the joining user holds through other connections
 local soonest = nil -- the earliest expiry of a player present: when a place may free
 local all = redis.call('HGETALL', players_key)
 for i = 1, #all, 2 do
-  local expiry = tonumber(cjson.decode(all[i + 1]).expires_at)
+  local entry = cjson.decode(all[i + 1])
+  local expiry = tonumber(entry.expires_at)
   if expiry <= now_ms then
     redis.call('HDEL', players_key, all[i])
     append_event(event_type, cjson.encode({action = 'leave', player_id = all[i], reason = 'timeout'}))
   else
     present = present + 1
+    if joining_user ~= nil and entry.user == joining_user and all[i] ~= player_id and all[i] ~= replaced_id then
+      mine = mine + 1
+    end
     if soonest == nil or expiry < soonest then
       soonest = expiry
     end
@@ -75,6 +84,9 @@ if action == 'join' then
       append_event(event_type, cjson.encode({action = 'leave', player_id = replaced_id, reason = 'replaced'}))
       present = present - 1
     end
+  end
+  if not stored and places_per_user > 0 and mine >= places_per_user then
+    return {false, 'limit_reached', tostring(places_per_user)}
   end
   if not stored and present >= max_players then
     -- With the ms until the first present player expires unless it beats again (a player of
