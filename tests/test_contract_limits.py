@@ -29,7 +29,8 @@ def _limits(spec: dict[str, Any]) -> dict[str, int]:
 
 
 async def _ids(http: aiohttp.ClientSession, srv: ServerUnderTest, headers: dict[str, str]) -> dict[str, str]:
-    """A session for each path parameter a listing names (a stream: the only one)."""
+    """A session for each path parameter a listing names: a stream's, and a voice session's for
+    the voice routes (its chat materials)."""
     async with http.post(srv.url + "/api/streams", json={"title": "limits"}, headers=headers) as answer:
         assert answer.status == 201
         stream = await answer.json()
@@ -37,7 +38,10 @@ async def _ids(http: aiohttp.ClientSession, srv: ServerUnderTest, headers: dict[
     # Started: it has a segment, whose review pages by a limit too.
     async with http.post(f"{srv.url}/api/streams/{session_id}/state", json={"action": "start"}, headers=headers) as a:
         assert a.status == 200
-    return {"session_id": session_id}
+    async with http.post(srv.url + "/voicebot/create_session", json={}, headers=headers) as answer:
+        assert answer.status == 201
+        voice_id = (await answer.json())["session_id"]
+    return {"session_id": session_id, "voice_session_id": voice_id}
 
 
 @pytest.mark.parametrize("list_limit", [200, 30])
@@ -57,7 +61,8 @@ async def test_the_documented_maximum_of_every_limit_is_the_servers(
             assert limits["/admin/audit"] == 500 and limits["/admin/sessions"] == 100
             ids = await _ids(http, srv, headers)
             for path, highest in limits.items():
-                url = srv.url + path.format(**ids)
+                voice = path.startswith("/voicebot/sessions/{session_id}")
+                url = srv.url + path.format(session_id=ids["voice_session_id" if voice else "session_id"])
                 # A listing that needs more than a limit (one segment's review) gets it.
                 needs = {"segment": "1"} if path.endswith("/review/clips") else {}
                 async with http.get(url, params={**needs, "limit": str(highest)}, headers=headers) as answer:

@@ -178,6 +178,9 @@ async def test_voice_answers_hold_their_schemas(redis_process: RedisProcess, red
         assert view["digest"] is None and view["closed_at"] is None and "orphaned" in view
         material = {"kind": "text", "text": "a note"}
         await api.ask("post", "/voicebot/materials", 201, json=material)
+        materials = f"/voicebot/sessions/{session_id}/materials"
+        page = await api.ask("get", "/voicebot/sessions/{session_id}/materials", 200, path=materials)
+        assert [m["text"] for m in page["materials"]] == ["a note"] and page["next"] is None
         audio = webm(1500)
         upload = "/voicebot/chunks"
         await api.ask("post", upload, 201, data=chunk_form(session_id, audio))

@@ -14,6 +14,7 @@ from handlers.voice.chunks import ChunkRoutes
 from handlers.voice.events import VoiceEvents
 from handlers.voice.http import VoiceRoutes
 from handlers.voice.kind import VoiceKind
+from handlers.voice.materials import MaterialRoutes
 from handlers.voice.operations import OPERATIONS
 from handlers.voice.recording import RecordingKeeper
 from handlers.voice.retention import RetentionRoutes
@@ -30,6 +31,7 @@ def install(services: Services, router: SocketRouter, app: web.Application) -> N
     bot = BotRoutes(services)
     bot.register(app)
     ChunkRoutes(services).register(app)
+    MaterialRoutes(services).register(app)
     BlobStoreLifetime(services).register(app)
     services.disk.register(app)  # a disk already short of the upload reserve is said at start
     RetentionRoutes(services).register(app)

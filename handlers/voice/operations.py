@@ -22,6 +22,7 @@ from handlers.voice.answers import (
 from handlers.voice.audio_links import AudioLinkQuery
 from handlers.voice.chunk_form import ChunkMeta
 from handlers.voice.chunks import FabConfig
+from handlers.voice.materials import MaterialList, MaterialsQuery
 
 TAG = "voice"
 # The media types the server stores a chunk as (storage/voice/audio_format.py recognises them).
@@ -117,6 +118,14 @@ OPERATIONS: tuple[Operation, ...] = (
         "The session's chunks in order, each with a short-lived audio link",
         statuses=READ,
         response=ChunkList,
+    ),
+    _voice(
+        "get",
+        "/voicebot/sessions/{session_id}/materials",
+        "The session's chat materials in arrival order, a page at a time",
+        query=MaterialsQuery,
+        statuses=READ,
+        response=MaterialList,
     ),
     _voice(
         "get",

@@ -473,6 +473,11 @@ class VoiceSessions:
         texts: Any = await self._redis.lrange(self._keys.materials(session_id), 0, limit - 1)
         return [json.loads(t) for t in texts]
 
+    async def material_page(self, session_id: str, *, start: int, count: int) -> list[dict[str, Any]]:
+        """``count`` of the session's materials from the ``start``-th, oldest first (one read)."""
+        texts: Any = await self._redis.lrange(self._keys.materials(session_id), start, start + count - 1)
+        return [json.loads(t) for t in texts]
+
     async def material_pages(
         self, session_id: str, *, limit: int, page_size: int
     ) -> AsyncIterator[list[dict[str, Any]]]:

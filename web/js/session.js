@@ -110,6 +110,9 @@ const ui = {
   chunksEmpty: $("chunks-empty"),
   chunkList: $("chunk-list"),
   process: $("process-button"),
+  materialsEmpty: $("materials-empty"),
+  materialList: $("material-list"),
+  materialsMore: $("materials-more"),
   digestEmpty: $("digest-empty"),
   digest: $("digest"),
   digestTexts: $("digest-texts"),
@@ -121,6 +124,8 @@ const ui = {
 };
 
 const chunks = new Map(); // chunk_id -> chunk, as listed (with its player link) or announced
+const materials = new Map(); // material_id -> material, as listed or announced (material_added)
+let materialsNext = null; // the `after` of the next page of materials, null when all are listed
 let chunkRefresh = null;
 
 // The digest's place before the first processing (web/session.html says the same).
@@ -308,6 +313,81 @@ function refreshChunksSoon() {
   chunkRefresh = setTimeout(() => loadChunks().catch(() => {}), 300);
 }
 
+// --- materials from the chat -----------------------------------------------------------------
+// The bot answers each with "Добавлено в сессию: <link>", and this page showed none of them until
+// a Done built the digest (audit "telegram"): listed at load, a page at a time, and each one
+// added as its `material_added` event comes.
+
+const MATERIAL_KINDS = {
+  text: "Text",
+  voice: "Voice note",
+  audio: "Audio",
+  photo: "Photo",
+  document: "Document",
+  video: "Video",
+  video_note: "Round video",
+};
+
+function materialItem() {
+  const item = document.createElement("li");
+  item.className = "chunk material";
+  const head = document.createElement("div");
+  head.className = "chunk-head";
+  const title = document.createElement("span");
+  title.className = "chunk-title";
+  const detail = document.createElement("span");
+  detail.className = "muted chunk-detail";
+  const text = document.createElement("p");
+  text.className = "material-text";
+  head.append(title, detail);
+  item.append(head, text);
+  return item;
+}
+
+function updateMaterial(item, material) {
+  item.dataset.materialId = String(material.material_id);
+  item.dataset.kind = String(material.kind ?? "");
+  const kind = MATERIAL_KINDS[material.kind] ?? String(material.kind ?? "Material");
+  const length = Number(material.duration_s) > 0 ? ` · ${formatDuration(Number(material.duration_s) * 1000)}` : "";
+  setText(item.querySelector(".chunk-title"), `${kind}${length}`);
+  setText(item.querySelector(".chunk-detail"), formatTime(material.added_at));
+  const text = item.querySelector(".material-text");
+  setText(text, typeof material.text === "string" ? material.text : "");
+  text.hidden = !text.textContent;
+}
+
+function renderMaterials() {
+  const ordered = [...materials.values()].sort((a, b) => (Number(a.added_at) || 0) - (Number(b.added_at) || 0));
+  reconcile(ui.materialList, ordered, (material) => material.material_id, materialItem, updateMaterial);
+  ui.materialsEmpty.hidden = ordered.length > 0;
+  ui.materialsMore.hidden = materialsNext === null;
+}
+
+/** The page of materials after the first `after`, merged with those announced meanwhile (one
+ * stored while the page was read is announced, and may not be on it). */
+async function loadMaterials(after = 0) {
+  const sessionId = session.session_id;
+  const path = `/voicebot/sessions/${encodeURIComponent(sessionId)}/materials?after=${after}&limit=100`;
+  const page = await api(path);
+  if (session?.session_id !== sessionId) return; // the page moved to another session meanwhile
+  for (const material of page.materials) materials.set(material.material_id, material);
+  materialsNext = typeof page.next === "number" ? page.next : null;
+  renderMaterials();
+}
+
+async function onMoreMaterials() {
+  if (materialsNext === null || !session) return;
+  ui.materialsMore.disabled = true;
+  try {
+    await loadMaterials(materialsNext);
+  } catch (err) {
+    showNotice(`More materials could not be listed: ${err.message}`, { kind: "error", source: "materials" });
+  } finally {
+    ui.materialsMore.disabled = false;
+    if (!ui.materialsMore.hidden && document.activeElement === document.body) ui.materialsMore.focus();
+  }
+}
+
 // --- digest and tasks ---------------------------------------------------------------------
 
 /** A term and its value: a string, or strings and nodes (people's names as bdi). */
@@ -394,6 +474,9 @@ function apply(event) {
     render({ ...session, chunk_count: data.chunk_count, audio_ms: data.audio_ms, storage_bytes: data.storage_bytes });
     renderChunks();
     refreshChunksSoon();
+  } else if (event.type === "material_added" && typeof data.material_id === "string") {
+    materials.set(data.material_id, data);
+    renderMaterials();
   } else if (event.type === "chunk_updated" && data.chunk?.chunk_id) {
     chunks.set(data.chunk.chunk_id, { ...chunks.get(data.chunk.chunk_id), ...data.chunk });
     renderChunks();
@@ -658,6 +741,13 @@ function showLoaded(loaded) {
     if (ui.notice.dataset.source === "live" && ui.notice.textContent) return;
     showNotice(`Recordings could not be listed: ${err.message}`, { kind: "error", source: "chunks" });
   });
+  materials.clear();
+  materialsNext = null;
+  renderMaterials();
+  loadMaterials().catch((err) => {
+    if (ui.notice.dataset.source === "live" && ui.notice.textContent) return;
+    showNotice(`Chat materials could not be listed: ${err.message}`, { kind: "error", source: "materials" });
+  });
   pageSubscription = subscribeSession(pageSocket(), session.session_id, {
     onSnapshot: (snapshot) => render(snapshot),
     onEvent: apply,
@@ -817,6 +907,7 @@ function followPushed() {
 async function main() {
   ui.done.addEventListener("click", onDone);
   ui.pause.addEventListener("click", onPause);
+  ui.materialsMore.addEventListener("click", onMoreMaterials);
   ui.process.addEventListener("click", onProcess);
   // "New voice session" starts one here, with the page's recorder (the FAB's New); the link to
   // the start page stays for a page without it.

@@ -1,0 +1,101 @@
+"""What was sent to a session through the chat bot, on its page (audit "telegram").
+
+The bot answers each material with "Добавлено в сессию: <link>", and the page that link opens
+showed none of it (not live, not on a reload) until a Done built the digest, and then only a count
+and the texts: `GET /voicebot/sessions/{id}/materials` lists them, a page at a time, and the page
+shows them, each new one as its `material_added` event comes."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import aiohttp
+from playwright.async_api import expect
+
+from tests.browser import Tab
+from tests.helpers import ServerUnderTest
+
+
+async def send(server: ServerUnderTest, material: dict[str, Any], user: str = "alice") -> dict[str, Any]:
+    headers = {"Authorization": f"Bearer {server.token(user)}"}
+    async with (
+        aiohttp.ClientSession() as http,
+        http.post(f"{server.url}/voicebot/materials", json=material, headers=headers) as response,
+    ):
+        assert response.status == 201, await response.text()
+        answer: dict[str, Any] = await response.json()
+        return answer
+
+
+async def listed(server: ServerUnderTest, session_id: str, query: str = "", user: str = "alice") -> tuple[int, Any]:
+    headers = {"Authorization": f"Bearer {server.token(user)}"}
+    url = f"{server.url}/voicebot/sessions/{session_id}/materials{query}"
+    async with aiohttp.ClientSession() as http, http.get(url, headers=headers) as response:
+        return response.status, await response.json()
+
+
+async def test_materials_are_listed_a_page_at_a_time_to_who_may_read_them(server: ServerUnderTest) -> None:
+    first = await send(server, {"kind": "text", "text": "купить молоко"})
+    session_id = first["session_id"]
+    for i in range(4):
+        await send(server, {"kind": "text", "text": f"note {i}"})
+    await send(server, {"kind": "voice", "file_id": "AwACAgIAAxkBAAIB", "duration_s": 40})
+    status, page = await listed(server, session_id, "?limit=4")
+    assert status == 200, page
+    assert [m["text"] for m in page["materials"]] == ["купить молоко", "note 0", "note 1", "note 2"]
+    assert page["next"] == 4
+    status, rest = await listed(server, session_id, "?after=4&limit=4")
+    assert [(m["kind"], m["text"]) for m in rest["materials"]] == [("text", "note 3"), ("voice", "")]
+    assert rest["materials"][1]["duration_s"] == 40 and rest["next"] is None
+    assert (await listed(server, session_id, user="bob"))[0] == 403  # not bob's
+    assert (await listed(server, session_id, "?limit=0"))[0] == 400
+    assert (await listed(server, session_id, "?after=-1"))[0] == 400
+    assert (await listed(server, "0" * 32))[0] in (400, 404)
+
+
+async def test_the_session_page_shows_what_the_bot_added_live_and_after_a_reload(
+    server: ServerUnderTest, tab: Tab
+) -> None:
+    first = await send(server, {"kind": "text", "text": "первая заметка"})
+    session_id = first["session_id"]
+    await tab.use_token(server.token("alice"))
+    page = await tab.open(f"/session/{session_id}")
+    items = page.locator("#material-list li")
+    await expect(items).to_have_count(1)
+    await expect(items.first.locator(".material-text")).to_have_text("первая заметка")
+    await expect(page.locator("#materials-empty")).to_be_hidden()
+
+    await send(server, {"kind": "voice", "file_id": "AwACAgIAAxkBAAIC", "duration_s": 40})
+    await send(server, {"kind": "photo", "file_id": "AgACAgIAAxkBAAID", "text": "<b>доска</b> ‏مرحبا"})
+    await expect(items).to_have_count(3)  # live, no reload
+    await expect(items.nth(1).locator(".chunk-title")).to_have_text("Voice note · 0:40.0")
+    await expect(items.nth(1).locator(".material-text")).to_be_hidden()
+    await expect(items.nth(2).locator(".chunk-title")).to_have_text("Photo")
+    await expect(items.nth(2).locator(".material-text")).to_have_text("<b>доска</b> ‏مرحبا")  # as text
+    assert await page.locator("#material-list b").count() == 0
+
+    await page.reload()
+    await expect(items).to_have_count(3)
+    await expect(items.nth(2).locator(".material-text")).to_have_text("<b>доска</b> ‏مرحبا")
+
+
+async def test_a_session_with_more_than_a_page_of_materials_shows_more_on_request(
+    server: ServerUnderTest, tab: Tab
+) -> None:
+    first = await send(server, {"kind": "text", "text": "note 0"})
+    session_id = first["session_id"]
+    now = server.services.clock.now_ms()
+    for i in range(1, 103):  # past the minute's 60 materials a person sends: stored as the route stores them
+        material = {"material_id": f"m{i:04d}", "kind": "text", "text": f"note {i}", "file_id": None}
+        material |= {"duration_s": None, "added_by": "alice", "added_at": now + i}
+        await server.services.voice.add_material(session_id, material, max_count=10_000)
+    await tab.use_token(server.token("alice"))
+    page = await tab.open(f"/session/{session_id}")
+    items = page.locator("#material-list li")
+    await expect(items).to_have_count(100)
+    more = page.locator("#materials-more")
+    await expect(more).to_be_visible()
+    await more.click()
+    await expect(items).to_have_count(103)
+    await expect(items.last.locator(".material-text")).to_have_text("note 102")
+    await expect(more).to_be_hidden()
