@@ -100,8 +100,6 @@ async def test_the_query_session_must_match_the_form(server: ServerUnderTest) ->
 async def test_an_empty_upload_is_said_empty_not_over_quota(server: ServerUnderTest) -> None:
     """A POST with no body was refused `403 quota_exceeded`, "the daily upload quota is used up",
     to a user who had uploaded nothing (audit "anonhostile")."""
-    import aiohttp
-
     headers = {"Authorization": f"Bearer {server.token('alice')}", "Content-Type": "multipart/form-data; boundary=x"}
     async with aiohttp.ClientSession() as http, http.post(f"{server.url}/voicebot/chunks", headers=headers) as r:
         body = await r.json()
