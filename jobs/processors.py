@@ -19,21 +19,16 @@ from typing import Any
 from handlers.context import Services
 from handlers.voice.actions import ACTIVE_SEQ_FIELD, CREATE_TASKS_FROM_CHUNKS, DONE_MULTIPROMPT, POST_PROCESS_SESSION
 from handlers.voice.chunks import chunk_repository
+
+# Re-exported (``as``): the worker and plugged-in processors import them from here.
+from jobs.failures import PermanentJobError as PermanentJobError, SessionGone as SessionGone
+from handlers.voice.fetch_order import TELEGRAM_FETCH
+from jobs.telegram_fetch import telegram_fetch
 from jobs.transcription import NOT_CONFIGURED, Transcript, transcribe
 from jobs.voice_digest import MAX_TASKS, digest, iter_task_records, task_records, texts_of
 from protocol.events import JOB_PROGRESS
 from storage.jobs import Job
 from storage.voice.repository import KEEP_LAST_JOB, VoiceSession
-
-
-class PermanentJobError(Exception):
-    """A failure that retrying cannot fix: the job goes straight to the dead letters."""
-
-
-class SessionGone(Exception):
-    """The job's session was deleted: nothing is left to do, and nobody to tell. Not a failure:
-    the job is dropped, not dead-lettered (a person who deleted a session right after its Done
-    raised the operator's ``dead_letters`` alert, and a guest could keep it raised at will)."""
 
 
 # A processor gets the same dependency bundle as every handler.
@@ -261,6 +256,7 @@ BUILT_IN: dict[str, Processor] = {
     DONE_MULTIPROMPT: done_multiprompt,
     POST_PROCESS_SESSION: post_process_session,
     CREATE_TASKS_FROM_CHUNKS: create_tasks_from_chunks,
+    TELEGRAM_FETCH: telegram_fetch,
 }
 
 

@@ -218,6 +218,9 @@ def voice_config_from(settings: Settings) -> VoiceConfig:
         telegram_secret_token=settings.voice_telegram_secret_token,
         telegram_bot_username=settings.voice_telegram_bot_username,
         telegram_users=parse_user_map(settings.voice_telegram_users),
+        telegram_bot_token=settings.voice_telegram_bot_token.get_secret_value(),
+        telegram_api_url=settings.voice_telegram_api_url.rstrip("/"),
+        telegram_fetch_backoff_ms=settings.job_backoff_base_ms,
         transcribe_command=settings.voice_transcribe_command,
         transcribe_timeout_s=settings.voice_transcribe_timeout_s,
     )

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import importlib.util
+import re
 from pathlib import Path
 from typing import Literal
 
 from urllib.parse import urlsplit
 
-from pydantic import AliasChoices, Field, field_validator, model_validator
+from pydantic import AliasChoices, Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from auth.relying_party import RelyingParty
@@ -19,6 +20,8 @@ from storage.voice.config import parse_user_map
 MIN_JWT_SECRET_BYTES = 32
 # The Telegram webhook's path and secret token: long enough that nobody guesses them.
 MIN_WEBHOOK_SECRET_CHARS = 16
+# A Telegram bot token as BotFather gives it: the bot's id, a colon, the secret part.
+_BOT_TOKEN = re.compile(r"^[0-9]{1,20}:[A-Za-z0-9_-]{20,128}$")
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
 
 
@@ -235,6 +238,12 @@ class Settings(BaseSettings):
     voice_telegram_secret_token: str = Field(default="", pattern=r"^[A-Za-z0-9_\-]{0,256}$")
     voice_telegram_bot_username: str = Field(default="", pattern=r"^@?[A-Za-z0-9_]{0,64}$")
     voice_telegram_users: str = ""
+    # The bot's token (BotFather's ``<digits>:<secret>``): with it, voice notes and audio sent to
+    # the bot are fetched through the Bot API and stored as audio chunks. A secret: never logged,
+    # nor shown in a refused start (SecretStr).
+    voice_telegram_bot_token: SecretStr = SecretStr("")
+    # Where the Bot API answers (a local Bot API server, or a test's fake on a loopback port).
+    voice_telegram_api_url: str = Field(default="https://api.telegram.org", pattern=r"^https?://[^\s/?#]+(/[^\s?#]*)?$")
     voice_transcribe_command: str = ""
     voice_transcribe_timeout_s: float = Field(default=120.0, gt=0, le=3600)
 
@@ -311,6 +320,15 @@ class Settings(BaseSettings):
     def _a_user_map(cls, spec: str) -> str:
         parse_user_map(spec)  # its ValueError names the malformed entry
         return spec
+
+    @field_validator("voice_telegram_bot_token")
+    @classmethod
+    def _a_bot_token(cls, token: SecretStr) -> SecretStr:
+        # The value itself is never part of the refusal: it is a secret.
+        value = token.get_secret_value()
+        if value and not _BOT_TOKEN.match(value):
+            raise ValueError("is not a Telegram bot token (<digits>:<35 or so of A-Z a-z 0-9 _ ->, from @BotFather)")
+        return token
 
     @field_validator("processors")
     @classmethod

@@ -22,9 +22,11 @@ import logging
 import os
 import socket
 import time
+from dataclasses import replace
 from typing import Any
 
 from handlers.context import Services
+from jobs.failures import RetryLater
 from jobs.processors import PROGRESSED, TIME_LEFT, PermanentJobError, Processor, SessionGone
 from protocol.errors import CodedError, ErrorCode
 from protocol.events import JOB_RESULT
@@ -204,6 +206,18 @@ class Worker:
         except ClaimLost:
             log.warning("job %s (%s) was reclaimed by another worker; dropped here", job.job_id, job.type)
             return  # neither ack nor retry: the worker that holds it now decides
+        except RetryLater as exc:
+            # Not yet (a service asked to wait): parked for its delay, no failed attempt, and said
+            # to be waiting, not done.
+            leases.release(delivery)
+            payload = dict(exc.payload) if exc.payload is not None else job.payload
+            parked = replace(job, payload=payload, last_error=str(exc)[:500])
+            await self._jobs.park(delivery, parked, delay_ms=exc.delay_ms)
+            self._s.metrics.jobs_retried.inc()
+            log.info("job %s (%s) runs again in %d ms: %s", job.job_id, job.type, exc.delay_ms, exc)
+            said = str(exc)
+            await self._publish(delivery, "retrying", attempts=job.attempts + 1, error=said, retry_in_ms=exc.delay_ms)
+            return
         except SessionGone:
             # Deleted since it was queued: done with, and no event (the session's log is gone).
             leases.release(delivery)

@@ -276,13 +276,18 @@ class JobQueue:
     async def retry_later(self, delivery: Delivery, *, delay_ms: int, error: str) -> Job:
         """Park a failed attempt until ``delay_ms`` from now, atomically with its ack."""
         job = replace(delivery.job, attempts=delivery.job.attempts + 1, last_error=error[:500])
+        await self.park(delivery, job, delay_ms=delay_ms)
+        return job
+
+    async def park(self, delivery: Delivery, job: Job, *, delay_ms: int) -> None:
+        """Park ``job`` (the delivery's, its id kept; its payload or attempts perhaps moved on)
+        until ``delay_ms`` from now, atomically with the delivery's ack."""
         async with self._redis.pipeline(transaction=True) as pipe:
             pipe.zadd(self._keys.jobs_delayed(), {job.to_json(): self._clock.now_ms() + delay_ms})
             pipe.xack(self._keys.jobs(), self._keys.jobs_group(), delivery.entry_id)
             pipe.xdel(self._keys.jobs(), delivery.entry_id)
             pipe.delete(self._keys.jobs_runs(delivery.entry_id), self._keys.jobs_run_by(delivery.entry_id))
             await pipe.execute()
-        return job
 
     async def bury(self, delivery: Delivery, *, error: str, ran: bool = True) -> Job:
         """Move a job that ran out of attempts to the dead-letter list (the newest ``dead_max``

@@ -6,6 +6,7 @@ import asyncio
 from typing import Any
 
 from handlers.context import Services
+from jobs.failures import RetryLater
 from jobs.processors import BUILT_IN, load_processors, report_progress
 from jobs.transcription import NOT_CONFIGURED
 from server.worker import Worker
@@ -134,6 +135,39 @@ async def test_failing_job_retries_then_is_dead_lettered(server: ServerUnderTest
     await watcher.wait_for(lambda: len(watcher.named("job_result")) == 3)
     assert [e["data"]["status"] for e in watcher.named("job_result")] == ["retrying", "retrying", "failed"]
     assert [e["data"].get("retry_in_ms") for e in watcher.named("job_result")][:2] == [1, 2]
+
+
+async def test_a_job_that_says_not_yet_waits_and_is_not_said_done(
+    server: ServerUnderTest, clients: list[Client]
+) -> None:
+    """A processor that must wait (Telegram's 429 retry_after) raises RetryLater: the job is
+    parked with the payload it gives, runs again, counts no failed attempt (past max_attempts),
+    and its session hears "retrying", never "succeeded" for a try that did nothing."""
+    session_id = await server.create_session("alice")
+    watcher = await server.subscriber(clients, session_id)
+    seen: list[tuple[int, int]] = []
+
+    async def patient(ctx: Services, job: Job) -> dict[str, Any]:
+        tries = int(job.payload.get("tries", 0))
+        seen.append((tries, job.attempts))
+        if tries < 4:
+            raise RetryLater("the service asked to wait", delay_ms=1, payload={"tries": tries + 1})
+        return {"tries": tries}
+
+    await server.services.jobs.enqueue(Job(type="PATIENT", session_id=session_id, performer_id="alice"))
+    worker = make_worker(server, {"PATIENT": patient}, max_attempts=2)
+    await server.services.jobs.ensure_group()
+    for _ in range(200):
+        await worker.run_once(block_ms=1)
+        if len(seen) == 5 and not any((await server.services.jobs.counts()).values()):
+            break
+    assert [tries for tries, _ in seen] == [0, 1, 2, 3, 4]  # 5 runs with max_attempts=2: none failed
+    await watcher.wait_for(lambda: len(watcher.named("job_result")) == 5)
+    results = [e["data"] for e in watcher.named("job_result")]
+    assert [r["status"] for r in results] == ["retrying"] * 4 + ["succeeded"]
+    assert results[0]["error"] == "the service asked to wait" and results[0]["retry_in_ms"] == 1
+    assert results[4]["result"] == {"tries": 4}
+    assert await server.services.jobs.dead() == []
 
 
 async def test_unknown_job_type_goes_straight_to_dead_letters(server: ServerUnderTest) -> None:

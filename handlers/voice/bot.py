@@ -35,6 +35,12 @@ from storage.voice.repository import VoiceSession
 from storage.voice.route_lock import RouteLock
 
 NO_ACTIVE_SESSION = "Активная сессия не найдена..."
+# Said after "Активная сессия: <link>" when that session is closed: seed 002 makes it active all
+# the same, and routes a material to a new session when the active one is not open.
+ACTIVE_IS_CLOSED = (
+    "Сессия закрыта: новые материалы начнут новую сессию. "
+    "The session is closed: what you send next starts a new session (/start names one)."
+)
 # In any case: a phone's keyboard capitalises the first letter (``/Done``).
 _COMMAND = re.compile(r"^/([A-Za-z_]+)(?:@\w+)?(?:\s+(.*))?$", re.DOTALL)
 # What ``_find_reference`` looks for in a quoted message: a session path or a bare id, and a link's
@@ -171,7 +177,10 @@ class BotRoutes:
             if found is None:
                 return {"reply": NO_ACTIVE_SESSION, "active_session": None}
             session = found
-        return {"reply": f"Активная сессия: {reply_link(base, session.id)}", "active_session": brief(self._s, session)}
+        reply = f"Активная сессия: {reply_link(base, session.id)}"
+        if not session.is_active:  # a person who chose it must not find their next note elsewhere
+            reply = f"{reply}\n{ACTIVE_IS_CLOSED}"
+        return {"reply": reply, "active_session": brief(self._s, session)}
 
     async def _done(self, claims: Claims, request_id: str, address: str, base: str) -> dict[str, Any]:
         # Taken from the pointer and cleared in one step: of two /done at once only one closes
@@ -233,13 +242,20 @@ class BotRoutes:
         return web.json_response(MaterialAttached.model_validate(body).wire(), status=status)
 
     async def attach_material(
-        self, claims: Claims, material: Material, *, address: str, ids: tuple[str | None, str | None] = (None, None)
+        self,
+        claims: Claims,
+        material: Material,
+        *,
+        address: str,
+        ids: tuple[str | None, str | None] = (None, None),
+        added_at: int | None = None,
     ) -> tuple[dict[str, Any], int]:
         """Route a material as seed 002 says (shared by this route and chat adapters).
 
         ``ids`` are a keyed request's derived ids (handlers/idempotency.py) of the material and of
         the session it may create: a retry after its node died stores the material once and
-        answers the session made before."""
+        answers the session made before. ``added_at`` (ms, default now): the caller's own record
+        of when (a chat adapter's file fetch dates its chunk by it)."""
         material_id, session_id = ids
         record = {
             "material_id": material_id or str(uuid.uuid4()),
@@ -248,7 +264,7 @@ class BotRoutes:
             "file_id": material.file_id,
             "duration_s": material.duration_s,
             "added_by": claims.sub,
-            "added_at": self._s.clock.now_ms(),
+            "added_at": self._s.clock.now_ms() if added_at is None else added_at,
         }
         # Checked before anything is stored (a refused material creates no session either). A
         # retry with the same Idempotency-Key (or Telegram update) is answered before this runs,

@@ -19,6 +19,7 @@ from __future__ import annotations
 import contextlib
 import hmac
 import re
+import uuid
 from typing import Any
 
 from aiohttp import web
@@ -34,6 +35,7 @@ from handlers.rate_limit import within
 from handlers.auth_cookie import public_base
 from handlers.voice.answers import TelegramReply
 from handlers.voice.bot import BotRoutes, reply_link
+from handlers.voice.fetch_order import FetchOrder, queue_fetch
 from protocol.errors import CodedError, ErrorCode
 from storage.idempotency import IdempotentAnswers, InProgress, StoredAnswer
 
@@ -90,7 +92,17 @@ class TgFile(_Telegram):
     """A voice, audio or document attachment."""
 
     file_id: str = Field(pattern=FILE_ID_PATTERN)
+    # The same for every bot and every copy of the file (file_id is not): what a fetch is known by.
+    file_unique_id: str = Field(default="", max_length=256)
     duration: int | None = None
+
+
+class TgEntity(_Telegram):
+    """A marked span of a message's text (``bot_command``, ``url``, ``bold``, ...)."""
+
+    type: str = Field(max_length=64)
+    offset: int
+    length: int
 
 
 class TgPhotoSize(_Telegram):
@@ -109,6 +121,9 @@ class TgMessage(_Telegram):
     sender: TgUser | None = Field(default=None, alias="from")
     chat: TgChat
     text: str | None = Field(default=None, max_length=4096)
+    # Not bounded in count: a long text may mark hundreds of spans, and an update refused 400 is
+    # redelivered until Telegram gives up (the body's 256 KiB bound them).
+    entities: list[TgEntity] | None = None
     caption: str | None = None
     voice: TgFile | None = None
     audio: TgFile | None = None
@@ -177,6 +192,12 @@ SERVICE_FIELDS = frozenset(
 # Telegram update ids are the bot's own sequence: one owner for all of them.
 TELEGRAM_OWNER = "telegram"
 _ADDRESSED = re.compile(r"^/[A-Za-z0-9_]+@([A-Za-z0-9_]+)")
+# A command's shape as Telegram marks one (a ``bot_command`` entity): for a sender that gives no
+# entities. "/etc/hosts …", "/ 2 = …" and "/done." are no commands but notes.
+_COMMAND_TOKEN = re.compile(r"^/[A-Za-z0-9_]{1,32}(?:@\w+)?(?:\s|$)")
+# The ids of what one update stores (its material, the session it may make): a redelivery of an
+# update whose first handling stored them and then failed stores nothing twice.
+_UPDATE_IDS = uuid.UUID("3f1c9a52-7e64-4d0b-8a2f-5b9e1c7d3a40")
 
 
 def _nothing() -> web.Response:
@@ -257,6 +278,8 @@ class TelegramWebhook:
     def _for_another_bot(self, message: TgMessage) -> bool:
         """A command addressed ``/done@OtherBot`` (a group with several bots) is not ours to act on."""
         name = self._config.telegram_bot_username
+        if not _is_command(message):
+            return False
         addressed = _ADDRESSED.match((message.text or "").lstrip())
         return bool(name and addressed and addressed.group(1).lower() != name.lower().lstrip("@"))
 
@@ -280,13 +303,32 @@ class TelegramWebhook:
             material = _material(message)
             if material is None:
                 return UNSUPPORTED
-            body, _ = await self._bot.attach_material(claims, material, address=address)
+            added_at = self._s.clock.now_ms()
+            ids = (_update_id(update_id, "material"), _update_id(update_id, "session"))
+            body, _ = await self._bot.attach_material(claims, material, address=address, ids=ids, added_at=added_at)
+            await self._fetch_later(claims, message, body, added_at)
             verb = "Новая сессия" if body["created_session"] else "Добавлено в сессию"
             return f"{verb}: {reply_link(base, body['session_id'])}"
         except CodedError as exc:
             if exc.code is ErrorCode.RATE_LIMITED:
                 raise  # answered 429: Telegram delivers the update again later
             return REFUSALS.get(exc.code, f"Ошибка / error: {exc.message}")
+
+    async def _fetch_later(self, claims: Claims, message: TgMessage, body: dict[str, Any], added_at: int) -> None:
+        """With a bot token, queue the fetch of a voice note's or an audio's file (it becomes an
+        audio chunk: jobs/telegram_fetch.py); without one, the material keeps its file_id alone."""
+        attached = message.voice or message.audio
+        if attached is None or not self._config.telegram_bot_token:
+            return
+        order = FetchOrder(
+            material_id=str(body["material_id"]),
+            file_id=attached.file_id,
+            file_unique_id=attached.file_unique_id,
+            added_at=added_at,
+            duration_s=float(attached.duration or 0),
+            index=int(body["count"]) - 1,
+        )
+        await queue_fetch(self._s, claims, str(body["session_id"]), order)
 
     def _claims(self, user_id: str, telegram_id: int) -> Claims:
         # Validated like a token's claims: a malformed mapped user id fails here, not in Redis.
@@ -333,7 +375,18 @@ def _in_group(message: TgMessage) -> web.Response:
 
 
 def _is_command(message: TgMessage) -> bool:
-    return message.text is not None and message.text.lstrip().startswith("/")
+    """A bot command: Telegram marks one with a ``bot_command`` entity at offset 0; a sender that
+    gives no entities, by :data:`_COMMAND_TOKEN`'s shape. Any other text is a note, "/" or not."""
+    text = message.text
+    if text is None:
+        return False
+    if message.entities is not None:
+        return any(e.type == "bot_command" and e.offset == 0 for e in message.entities)
+    return bool(_COMMAND_TOKEN.match(text))
+
+
+def _update_id(update_id: str, what: str) -> str:
+    return str(uuid.uuid5(_UPDATE_IDS, f"{what}|{update_id}"))
 
 
 def _material(message: TgMessage) -> Material | None:

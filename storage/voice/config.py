@@ -47,6 +47,13 @@ class VoiceConfig:
     telegram_bot_username: str = ""
     # Telegram user id -> sessionhub user id.
     telegram_users: dict[str, str] = field(default_factory=dict)
+    # The bot's token: with it, a voice note's or an audio's file is fetched through the Bot API
+    # and stored as an audio chunk (jobs/telegram_fetch.py); without it, only its file_id is kept.
+    # Never logged nor shown (repr=False): it is the bot.
+    telegram_bot_token: str = field(default="", repr=False)
+    telegram_api_url: str = "https://api.telegram.org"
+    # A failed fetch (the network, Telegram's 5xx) is tried again after this * 2^(n-1) ms.
+    telegram_fetch_backoff_ms: int = 1000
     transcribe_command: str = ""
     transcribe_timeout_s: float = 120.0
 

@@ -12,7 +12,7 @@ from protocol import events as etypes
 from protocol.errors import CodedError, ErrorCode
 from storage.events import POSITION_FIELDS, Position, Submitted
 from storage.lean_redis import read_together
-from storage.scripts import event_script, plain_script
+from storage.scripts import checked, event_script, plain_script
 from storage.store import Store
 from storage.voice.blobs import open_blobs
 from storage.voice.config import VoiceConfig
@@ -203,6 +203,7 @@ class VoiceSessions:
         self._set_status = event_script(redis, "voice/set_status.lua")
         self._done = event_script(redis, "voice/done.lua")
         self._material_add = event_script(redis, "voice/material_add.lua")
+        self._material_note = plain_script(redis, "voice/material_note.lua")
         self._active_set = plain_script(redis, "voice/active_set.lua")
         self._active_clear = plain_script(redis, "voice/active_clear.lua")
         self._active_take = plain_script(redis, "voice/active_take.lua")
@@ -467,6 +468,15 @@ class VoiceSessions:
             explain=full,
         )
         return int(result[0]), int(result[1])
+
+    async def note_material(self, session_id: str, material_id: str, fields: dict[str, Any], *, hint: int = -1) -> int:
+        """Merge ``fields`` into a stored material (``material_note.lua``; ``hint``: its index in
+        the list when known); its index. ``session_not_found`` or ``not_found`` when it is gone."""
+        result = await self._material_note(
+            keys=[self._keys.session(session_id), self._keys.materials(session_id)],
+            args=[material_id, hint, json.dumps(fields, separators=(",", ":"), ensure_ascii=False)],
+        )
+        return int(checked(result)[0])
 
     async def materials(self, session_id: str, *, limit: int) -> list[dict[str, Any]]:
         """The session's materials, oldest first."""

@@ -99,3 +99,23 @@ async def test_a_session_with_more_than_a_page_of_materials_shows_more_on_reques
     await expect(items).to_have_count(103)
     await expect(items.last.locator(".material-text")).to_have_text("note 102")
     await expect(more).to_be_hidden()
+
+
+async def test_a_voice_notes_audio_says_where_it_is(server: ServerUnderTest, tab: Tab) -> None:
+    """With the bot's token a voice note's file is fetched (jobs/telegram_fetch.py), and its
+    material says what became of it: in the recordings, or why not."""
+    first = await send(server, {"kind": "voice", "file_id": "AwACAgIAAxkBAAIE", "duration_s": 3})
+    session_id = first["session_id"]
+    second = await send(server, {"kind": "voice", "file_id": "AwACAgIAAxkBAAIF", "duration_s": 4})
+    voice = server.services.voice
+    await voice.note_material(session_id, first["material_id"], {"audio": "stored", "chunk_id": "ch000001"})
+    await voice.note_material(session_id, second["material_id"], {"audio": "failed", "audio_error": "file is too big"})
+    await tab.use_token(server.token("alice"))
+    page = await tab.open(f"/session/{session_id}")
+    items = page.locator("#material-list li")
+    await expect(items).to_have_count(2)
+    await expect(items.nth(0).locator(".chunk-detail")).to_contain_text("in the recordings")
+    await expect(items.nth(1).locator(".chunk-detail")).to_contain_text("not fetched")
+    await expect(items.nth(1).locator(".material-error")).to_have_text(
+        "Its audio could not be fetched from Telegram: file is too big."
+    )

@@ -350,10 +350,22 @@ function updateMaterial(item, material) {
   const kind = MATERIAL_KINDS[material.kind] ?? String(material.kind ?? "Material");
   const length = Number(material.duration_s) > 0 ? ` · ${formatDuration(Number(material.duration_s) * 1000)}` : "";
   setText(item.querySelector(".chunk-title"), `${kind}${length}`);
-  setText(item.querySelector(".chunk-detail"), formatTime(material.added_at));
+  // A voice note's audio, fetched from Telegram with the bot's token: in the recordings above, or
+  // why not (its fetch failed for good).
+  const audio = material.audio === "stored" ? "in the recordings" : material.audio === "failed" ? "not fetched" : "";
+  setText(item.querySelector(".chunk-detail"), [formatTime(material.added_at), audio].filter(Boolean).join(" · "));
   const text = item.querySelector(".material-text");
   setText(text, typeof material.text === "string" ? material.text : "");
   text.hidden = !text.textContent;
+  let why = item.querySelector(".material-error");
+  if (material.audio === "failed") {
+    if (!why) {
+      why = document.createElement("p");
+      why.className = "muted material-error";
+      item.append(why);
+    }
+    setText(why, `Its audio could not be fetched from Telegram: ${material.audio_error || "no reason given"}.`);
+  } else why?.remove();
 }
 
 function renderMaterials() {
@@ -469,6 +481,9 @@ function apply(event) {
     // "Processing queued." said of a press: its outcome, below, says more now.
     if (data.status === "succeeded" || data.status === "failed") clearNotice("process");
     renderResults();
+    // A voice note's fetch ended (its material now says where its audio is): listed again.
+    if (data.job_type === "TELEGRAM_FETCH" && (data.status === "succeeded" || data.status === "failed"))
+      loadMaterials().catch(() => {});
   } else if (event.type === "new_message" && data.chunk?.chunk_id) {
     chunks.set(data.chunk.chunk_id, { ...chunks.get(data.chunk.chunk_id), ...data.chunk });
     render({ ...session, chunk_count: data.chunk_count, audio_ms: data.audio_ms, storage_bytes: data.storage_bytes });

@@ -1,0 +1,474 @@
+"""Voice notes sent to the bot become audio chunks: fetched through a fake Telegram Bot API (a real
+aiohttp server on a loopback port), stored once, transcribed on Done, late after a Done."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import sys
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import pytest
+import pytest_asyncio
+from aiohttp import web
+from redis.asyncio import Redis
+
+from handlers.voice.chunks import chunk_repository
+from jobs.processors import BUILT_IN
+from handlers.voice.fetch_order import TELEGRAM_FETCH
+from server.worker import Worker
+from storage.jobs import Job
+from tests.audio_samples import ogg_opus
+from tests.conftest import start_server
+from tests.helpers import Client, RedisProcess, ServerUnderTest
+from tests.voice.test_processing import SCRIPT
+from tests.voice.test_telegram import ALICE_TG, bot_settings, command, message, post
+
+TOKEN = "123456789:AAFakeTokenForTheTestsOnly_abcdefXYZ"
+VOICE_MS = 3000
+BOUND_S = 20.0
+
+Answer = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+
+@dataclass
+class FakeTelegram:
+    """A Bot API serving getFile and the files; ``answers`` go first, then the file as it is."""
+
+    files: dict[str, bytes] = field(default_factory=dict)  # file_id -> bytes
+    answers: list[Answer] = field(default_factory=list)  # the next getFile answers, in order
+    calls: list[tuple[float, str]] = field(default_factory=list)  # (monotonic time, path)
+    hold: asyncio.Event | None = None  # set: downloads wait for it
+    downloading: asyncio.Event = field(default_factory=asyncio.Event)
+    size: dict[str, int] = field(default_factory=dict)  # file_id -> the file_size getFile says
+    downloads: dict[str, Answer] = field(default_factory=dict)  # file path -> its own answer
+    url: str = ""
+
+    def got(self, kind: str) -> list[float]:
+        return [at for at, path in self.calls if kind in path]
+
+    async def get_file(self, request: web.Request) -> web.StreamResponse:
+        self.calls.append((time.monotonic(), request.path))
+        if request.match_info["token"] != TOKEN:
+            return web.json_response({"ok": False, "error_code": 401, "description": "Unauthorized"}, status=401)
+        if self.answers:
+            return await self.answers.pop(0)(request)
+        file_id = (await request.json())["file_id"]
+        if file_id not in self.files:
+            return web.json_response(
+                {"ok": False, "error_code": 400, "description": "Bad Request: wrong file_id"}, status=400
+            )
+        result = {"file_id": file_id, "file_unique_id": "u" + file_id, "file_path": f"voice/{file_id}.oga"}
+        return web.json_response(
+            {"ok": True, "result": {**result, "file_size": self.size.get(file_id, len(self.files[file_id]))}}
+        )
+
+    async def file(self, request: web.Request) -> web.StreamResponse:
+        self.calls.append((time.monotonic(), request.path))
+        if request.match_info["path"] in self.downloads:
+            return await self.downloads[request.match_info["path"]](request)
+        file_id = request.match_info["path"].removeprefix("voice/").removesuffix(".oga")
+        if request.match_info["token"] != TOKEN or file_id not in self.files:
+            return web.Response(status=404)
+        self.downloading.set()
+        if self.hold is not None:
+            await asyncio.wait_for(self.hold.wait(), BOUND_S)
+        return web.Response(body=self.files[file_id], content_type="application/octet-stream")
+
+
+@pytest_asyncio.fixture
+async def telegram() -> AsyncIterator[FakeTelegram]:
+    fake = FakeTelegram()
+    app = web.Application()
+    app.router.add_post("/bot{token}/getFile", fake.get_file)
+    app.router.add_get("/file/bot{token}/{path:.+}", fake.file)
+    runner = web.AppRunner(app, access_log=None, shutdown_timeout=1)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    fake.url = f"http://127.0.0.1:{site._server.sockets[0].getsockname()[1]}"  # type: ignore[union-attr]
+    yield fake
+    if fake.hold is not None:
+        fake.hold.set()
+    await runner.cleanup()
+
+
+async def fetching_bot(
+    redis_process: RedisProcess, tmp_path: Path, fake: FakeTelegram, **extra: Any
+) -> ServerUnderTest:
+    settings: dict[str, Any] = {
+        "voice_telegram_bot_token": TOKEN,
+        "voice_telegram_api_url": fake.url,
+        "voice_transcribe_command": f'{sys.executable} -c "{SCRIPT}" {{path}}',
+        "job_backoff_base_ms": 50,
+        **extra,
+    }
+    return await start_server(redis_process.url, tmp_path, **bot_settings(**settings))
+
+
+@pytest_asyncio.fixture
+async def bot(
+    redis: Redis, redis_process: RedisProcess, tmp_path: Path, telegram: FakeTelegram
+) -> AsyncIterator[ServerUnderTest]:
+    srv = await fetching_bot(redis_process, tmp_path, telegram)
+    yield srv
+    await srv.stop()
+
+
+def worker_of(server: ServerUnderTest) -> Worker:
+    return Worker(
+        services=server.services, processors=dict(BUILT_IN), max_attempts=3, backoff_base_ms=1, visibility_ms=60_000
+    )
+
+
+async def drive(server: ServerUnderTest, done: Callable[[], Awaitable[bool]], *, worker: Worker | None = None) -> None:
+    """Run jobs until ``done()`` holds, within BOUND_S."""
+    await server.services.jobs.ensure_group()
+    worker = worker or worker_of(server)
+    deadline = time.monotonic() + BOUND_S
+    while not await done():
+        assert time.monotonic() < deadline, "not done within the bound"
+        await worker.run_once(block_ms=20)
+
+
+def voice_note(file_id: str, duration_s: int = VOICE_MS // 1000, **extra: Any) -> dict[str, Any]:
+    voice = {"file_id": file_id, "file_unique_id": "u" + file_id, "duration": duration_s, "mime_type": "audio/ogg"}
+    return message(voice={**voice, **extra})
+
+
+async def chunks_of(server: ServerUnderTest, session_id: str) -> list[dict[str, Any]]:
+    return await chunk_repository(server.services).list(session_id, limit=100)
+
+
+async def started(server: ServerUnderTest) -> str:
+    status, _ = await post(server, {"update_id": _next(), "message": command("/start")})
+    assert status == 200
+    session_id = await server.services.voice.active_id("alice")
+    assert session_id
+    return session_id
+
+
+_counter = iter(range(50_000, 10**9))
+
+
+def _next() -> int:
+    return next(_counter)
+
+
+async def send(server: ServerUnderTest, msg: dict[str, Any], update_id: int | None = None) -> dict[str, Any]:
+    status, reply = await post(server, {"update_id": update_id or _next(), "message": msg})
+    assert status == 200, reply
+    assert isinstance(reply, dict)
+    return reply
+
+
+async def queued(server: ServerUnderTest, kind: str) -> list[Job]:
+    entries = await server.services.redis.xrange(server.services.keys.jobs())
+    return [job for _, fields in entries if (job := Job.from_json(fields["job"])).type == kind]
+
+
+async def material(server: ServerUnderTest, session_id: str) -> dict[str, Any]:
+    [voice] = [m for m in await server.services.voice.materials(session_id, limit=100) if m["kind"] == "voice"]
+    return voice
+
+
+def waiting(status: int, description: str, **parameters: Any) -> Answer:
+    async def answer(_: web.Request) -> web.StreamResponse:
+        body: dict[str, Any] = {"ok": False, "error_code": status, "description": description}
+        if parameters:
+            body["parameters"] = parameters
+        return web.json_response(body, status=status)
+
+    return answer
+
+
+# --- the journey -------------------------------------------------------------------------------
+
+
+async def test_a_voice_note_becomes_one_chunk_played_listed_and_transcribed_on_done(
+    bot: ServerUnderTest, telegram: FakeTelegram
+) -> None:
+    audio = ogg_opus(VOICE_MS)
+    telegram.files["voice-1"] = audio
+    session_id = await started(bot)
+    watcher = Client(bot.url, bot.token("alice"))
+    try:
+        await watcher.connect()
+        await watcher.call("subscribe_on_session", {"session_id": session_id})
+        reply = await send(bot, voice_note("voice-1"))
+        assert reply["text"].startswith("Добавлено в сессию")
+        as_sent = await material(bot, session_id)
+
+        await drive(bot, lambda: _has_chunks(bot, session_id, 1))
+        # Live, as the FAB's chunks are: a new_message with the chunk and the session's totals.
+        await watcher.wait_for(lambda: len(watcher.named("new_message")) == 1)
+        event = watcher.named("new_message")[0]["data"]
+    finally:
+        await watcher.close()
+    [chunk] = await chunks_of(bot, session_id)
+    assert event["chunk"] == chunk and event["chunk_count"] == 1
+    assert (chunk["mime"], chunk["duration_ms"], chunk["duration_source"]) == ("audio/ogg", VOICE_MS, "ogg")
+    assert chunk["size_bytes"] == len(audio) and chunk["uploaded_by"] == "alice"
+    session = await bot.services.voice.get(session_id)
+    assert session is not None and (session.chunk_count, session.audio_ms, session.storage_bytes) == (
+        1,
+        VOICE_MS,
+        len(audio),
+    )
+    # The owner's daily quota counted it.
+    used = await bot.services.redis.get(bot.services.keys.upload_bytes("u:alice"))
+    assert used is not None and int(used) >= len(audio)
+    noted = await material(bot, session_id)
+    # Kept on the material, which is otherwise as it was (its times still whole milliseconds).
+    assert noted == {**as_sent, "audio": "stored", "chunk_id": chunk["chunk_id"]}
+    assert isinstance(noted["added_at"], int) and chunk["end_ms"] == noted["added_at"]
+    assert len(telegram.got("getFile")) == 1 and len(telegram.got("/file/")) == 1
+    # Playable: the chunk list's signed link serves the very bytes.
+    async with (
+        aiohttp.ClientSession() as http,
+        http.get(
+            f"{bot.url}/voicebot/sessions/{session_id}/chunks",
+            headers={"Authorization": f"Bearer {bot.token('alice')}"},
+        ) as listed,
+    ):
+        link = (await listed.json())["chunks"][0]["audio_url"]
+        async with http.get(f"{bot.url}{link}") as played:
+            assert played.status == 200 and await played.read() == audio
+
+    await send(bot, command("/done"))
+    await drive(bot, lambda: _digested(bot, session_id, 1))
+    session = await bot.services.voice.get(session_id)
+    assert session is not None and session.digest is not None
+    assert session.digest["transcription"] == "1 of 1 chunks transcribed"
+    assert session.digest["transcripts"] == [
+        {"chunk_id": chunk["chunk_id"], "text": f"TODO: listen to {len(audio)} bytes"}
+    ]
+    assert [t["text"] for t in session.tasks or []] == [f"listen to {len(audio)} bytes"]
+
+
+async def _has_chunks(server: ServerUnderTest, session_id: str, count: int) -> bool:
+    return len(await chunks_of(server, session_id)) >= count
+
+
+async def _digested(server: ServerUnderTest, session_id: str, chunks: int) -> bool:
+    session = await server.services.voice.get(session_id)
+    digest = session.digest if session else None
+    return bool(digest and digest["chunk_count"] == chunks and digest["transcription"].startswith(f"{chunks} of"))
+
+
+async def test_the_same_update_twice_and_the_job_run_twice_store_one_chunk(
+    bot: ServerUnderTest, telegram: FakeTelegram
+) -> None:
+    telegram.files["voice-2"] = ogg_opus(1000)
+    session_id = await started(bot)
+    note, update_id = voice_note("voice-2", 1), _next()
+    first = await send(bot, note, update_id)
+    again = await send(bot, note, update_id)  # Telegram's redelivery
+    assert first == again
+    assert len(await queued(bot, TELEGRAM_FETCH)) == 1
+    [job] = await queued(bot, TELEGRAM_FETCH)
+    # The job run again (a worker that died holding it, a second node): the same chunk.
+    await bot.services.jobs.enqueue(job)
+    await drive(bot, lambda: _no_jobs_left(bot))
+    assert len(telegram.got("/file/")) == 2
+    [chunk] = await chunks_of(bot, session_id)
+    session = await bot.services.voice.get(session_id)
+    assert session is not None and (session.chunk_count, session.storage_bytes) == (1, chunk["size_bytes"])
+    assert len(await bot.services.voice.materials(session_id, limit=10)) == 1
+
+
+async def _no_jobs_left(server: ServerUnderTest) -> bool:
+    counts = await server.services.jobs.counts()
+    return counts["queued"] == 0 and counts["delayed"] == 0
+
+
+# --- Telegram's answers -------------------------------------------------------------------------
+
+
+async def test_a_429_is_waited_as_telegram_says_then_the_file_is_stored(
+    bot: ServerUnderTest, telegram: FakeTelegram
+) -> None:
+    telegram.files["voice-3"] = ogg_opus(1000)
+    telegram.answers.append(waiting(429, "Too Many Requests: retry after 1", retry_after=1))
+    session_id = await started(bot)
+    await send(bot, voice_note("voice-3", 1))
+
+    await drive(bot, lambda: _has_chunks(bot, session_id, 1))
+    first, second = telegram.got("getFile")
+    assert second - first >= 1.0  # not before Telegram's retry_after
+    assert (await material(bot, session_id))["audio"] == "stored"
+
+
+async def test_two_5xx_then_the_file_is_stored_and_the_token_is_never_said(
+    bot: ServerUnderTest, telegram: FakeTelegram, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.DEBUG)
+    telegram.files["voice-4"] = ogg_opus(1000)
+    telegram.answers += [waiting(502, "Bad Gateway"), waiting(500, "Internal Server Error")]
+    session_id = await started(bot)
+    await send(bot, voice_note("voice-4", 1))
+
+    await drive(bot, lambda: _has_chunks(bot, session_id, 1))
+    assert len(telegram.got("getFile")) == 3
+    events = await bot.services.redis.xrange(bot.services.keys.log(session_id))
+    said = json.dumps([fields for _, fields in events]) + caplog.text
+    assert "answered 502" in said and TOKEN.split(":")[1] not in said
+
+
+@pytest.mark.parametrize(
+    ("answer", "why"),
+    [
+        (waiting(404, "Not Found"), "answered 404"),
+        (waiting(400, "Bad Request: file is too big"), "file is too big"),
+    ],
+)
+async def test_a_file_telegram_refuses_fails_for_good_once(
+    bot: ServerUnderTest, telegram: FakeTelegram, answer: Answer, why: str
+) -> None:
+    telegram.files["voice-5"] = ogg_opus(1000)
+    telegram.answers.append(answer)
+    await _fails_for_good(bot, telegram, "voice-5", why)
+
+
+async def test_a_file_over_20_mb_is_not_fetched(bot: ServerUnderTest, telegram: FakeTelegram) -> None:
+    telegram.files["voice-6"] = ogg_opus(1000)
+    telegram.size["voice-6"] = 21 * 1024 * 1024  # as getFile says it
+    await _fails_for_good(bot, telegram, "voice-6", "at most 20971520")
+    assert telegram.got("/file/") == []
+
+
+async def test_a_download_past_20_mb_is_cut_while_it_streams(bot: ServerUnderTest, telegram: FakeTelegram) -> None:
+    sent = {"bytes": 0}
+
+    async def endless(request: web.Request) -> web.StreamResponse:
+        # No length said, and no file_size from getFile: only the stream itself can be cut.
+        response = web.StreamResponse()
+        await response.prepare(request)
+        piece = b"\x00" * (1024 * 1024)
+        try:
+            for _ in range(64):
+                await response.write(piece)
+                sent["bytes"] += len(piece)
+        except (ConnectionError, RuntimeError):
+            pass
+        return response
+
+    async def no_size(request: web.Request) -> web.StreamResponse:
+        result = {"file_id": "voice-7", "file_unique_id": "u7", "file_path": "voice/big.oga"}
+        return web.json_response({"ok": True, "result": result})
+
+    telegram.answers.append(no_size)
+    telegram.downloads["voice/big.oga"] = endless
+    await _fails_for_good(bot, telegram, "voice-7", "more than 20971520 bytes")
+    assert sent["bytes"] < 64 * 1024 * 1024
+
+
+async def _fails_for_good(bot: ServerUnderTest, telegram: FakeTelegram, file_id: str, why: str) -> None:
+    session_id = await started(bot)
+    await send(bot, voice_note(file_id, 1))
+    await drive(bot, lambda: _no_jobs_left(bot))
+    calls = len(telegram.calls)
+    worker = worker_of(bot)
+    for _ in range(5):  # nothing comes back to try it again
+        await worker.run_once(block_ms=20)
+    assert len(telegram.calls) == calls and len(telegram.got("getFile")) == 1
+    assert await chunks_of(bot, session_id) == []
+    noted = await material(bot, session_id)
+    assert noted["audio"] == "failed" and why in noted["audio_error"], noted
+    [dead] = await bot.services.jobs.dead()
+    assert dead.type == TELEGRAM_FETCH and why in dead.last_error
+    last_job = (await bot.services.voice.get(session_id)).last_job  # type: ignore[union-attr]
+    assert last_job is not None and last_job["status"] == "failed" and why in last_job["error"]
+
+
+# --- a Done while the fetch is held ---------------------------------------------------------------
+
+
+async def test_a_done_while_the_fetch_is_held_takes_the_chunk_late_and_processes_again(
+    bot: ServerUnderTest, telegram: FakeTelegram
+) -> None:
+    audio = ogg_opus(2000)
+    telegram.files["voice-8"] = audio
+    telegram.hold = asyncio.Event()
+    session_id = await started(bot)
+    await send(bot, voice_note("voice-8", 2))
+    await bot.services.jobs.ensure_group()
+    fetching, stop = worker_of(bot), asyncio.Event()
+    fetcher = asyncio.create_task(fetching.run(stop, block_ms=20))
+    try:
+        await asyncio.wait_for(telegram.downloading.wait(), BOUND_S)
+        reply = await send(bot, command("/done"))
+        assert reply["text"].startswith("Сессия закрыта")
+        # Another worker processes the Done meanwhile: no audio yet.
+        other = worker_of(bot)
+        await drive(bot, lambda: _digest_with(bot, session_id, 0), worker=other)
+        telegram.hold.set()
+        await drive(bot, lambda: _digested(bot, session_id, 1), worker=other)
+    finally:
+        stop.set()
+        await asyncio.wait_for(fetcher, BOUND_S)
+    [chunk] = await chunks_of(bot, session_id)
+    assert chunk["size_bytes"] == len(audio)
+    session = await bot.services.voice.get(session_id)
+    assert session is not None and session.status == "closed" and session.closed_at is not None
+    assert chunk["uploaded_at"] > session.closed_at  # it came after the close, and was taken
+    assert session.digest is not None and session.digest["transcription"] == "1 of 1 chunks transcribed"
+
+
+async def _digest_with(server: ServerUnderTest, session_id: str, chunks: int) -> bool:
+    session = await server.services.voice.get(session_id)
+    return bool(session and session.digest and session.digest["chunk_count"] == chunks)
+
+
+# --- without a token ----------------------------------------------------------------------------
+
+
+async def test_without_a_token_nothing_is_fetched(
+    redis: Redis, redis_process: RedisProcess, tmp_path: Path, telegram: FakeTelegram
+) -> None:
+    telegram.files["voice-9"] = ogg_opus(1000)
+    srv = await fetching_bot(redis_process, tmp_path, telegram, voice_telegram_bot_token="")
+    try:
+        session_id = await started(srv)
+        await send(srv, voice_note("voice-9", 1))
+        assert await queued(srv, TELEGRAM_FETCH) == []
+        await drive(srv, lambda: _no_jobs_left(srv))
+        assert telegram.calls == [] and await chunks_of(srv, session_id) == []
+        assert "audio" not in await material(srv, session_id)
+    finally:
+        await srv.stop()
+
+
+async def test_an_audio_file_is_fetched_as_a_voice_note_is(bot: ServerUnderTest, telegram: FakeTelegram) -> None:
+    telegram.files["audio-1"] = ogg_opus(1000)
+    session_id = await started(bot)
+    audio = {"file_id": "audio-1", "file_unique_id": "ua1", "duration": 1, "title": "lecture", "mime_type": "audio/ogg"}
+    await send(bot, message(audio=audio, caption="лекция"))
+    await drive(bot, lambda: _has_chunks(bot, session_id, 1))
+    assert (await material(bot, session_id))["text"] == "лекция"
+
+
+async def test_a_path_out_of_the_bots_folder_is_refused(bot: ServerUnderTest, telegram: FakeTelegram) -> None:
+    async def escaping(_: web.Request) -> web.StreamResponse:
+        result = {"file_id": "voice-10", "file_unique_id": "u10", "file_path": "voice/../../etc/passwd"}
+        return web.json_response({"ok": True, "result": result})
+
+    telegram.files["voice-10"] = ogg_opus(1000)
+    telegram.answers.append(escaping)
+    await _fails_for_good(bot, telegram, "voice-10", "no path")
+    assert telegram.got("/file/") == []
+
+
+def test_the_token_is_no_part_of_the_voice_configs_repr(tmp_path: Path) -> None:
+    from storage.voice.config import VoiceConfig
+
+    assert TOKEN not in repr(VoiceConfig(telegram_bot_token=TOKEN))
+
+
+__all__ = ["ALICE_TG"]
