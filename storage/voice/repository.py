@@ -152,6 +152,17 @@ class StatusChange:
     holds: bool = False
 
 
+PAUSED_ELSEWHERE = "paused_elsewhere"
+
+
+def _paused_elsewhere(code: ErrorCode, detail: str) -> CodedError | None:
+    """A recorder's resume refused: a person paused the session while it was away (set_status.lua)."""
+    if code is not ErrorCode.INVALID_STATE or detail != PAUSED_ELSEWHERE:
+        return None
+    message = "the session was paused on another tab or device while this recorder was away: press Resume to record"
+    return CodedError(code, message, reason=PAUSED_ELSEWHERE)
+
+
 def status_change(status: str, result: list[Any]) -> StatusChange:
     """The outcome of the status script's checked answer for a request to move to ``status``."""
     holds = len(result) > 2 and int(result[2]) == 1
@@ -339,7 +350,9 @@ class VoiceSessions:
         it. ``ahead``: a write Redis runs first (``EventLog.run``).
         """
         keys, args = self._status_call(session_id, status, performer, holder, lease_ms, resume)
-        result = await self._log.run(self._set_status, session_id, keys=keys, args=args, ahead=ahead)
+        result = await self._log.run(
+            self._set_status, session_id, keys=keys, args=args, ahead=ahead, explain=_paused_elsewhere
+        )
         return status_change(status, result)
 
     def submit_status(
@@ -356,7 +369,9 @@ class VoiceSessions:
         """:meth:`set_status` sent now without a task (``EventLog.submit``): its reply read
         with :func:`status_change`; None, having sent nothing, when it must be awaited."""
         keys, args = self._status_call(session_id, status, performer, holder, lease_ms, resume)
-        return self._log.submit(self._set_status, session_id, keys=keys, args=args, ahead=ahead)
+        return self._log.submit(
+            self._set_status, session_id, keys=keys, args=args, ahead=ahead, explain=_paused_elsewhere
+        )
 
     def _status_call(
         self, session_id: str, status: str, performer: Performer, holder: str, lease_ms: int, resume: bool

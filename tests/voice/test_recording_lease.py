@@ -598,3 +598,55 @@ async def test_a_node_stopping_leaves_its_recordings_to_their_recorders_coming_b
             await client.close()
         for node in nodes:
             await node.stop()
+
+
+async def test_a_recorder_back_resumes_the_servers_pause_but_not_a_persons(
+    server: ServerUnderTest, clients: list[Client]
+) -> None:
+    """A phone whose connection went silent came back and set `recording` again (`resume`) over
+    the Pause pressed on the laptop meanwhile, and recorded on (audit "verify49"). The server's
+    own pause (its recorder gone) is resumed by the recorder back; a person's is not: refused
+    `invalid_state`, `reason: "paused_elsewhere"`, and nothing changes."""
+    resume = {"status": "recording", "resume": True}
+    pause = {"status": "paused"}
+
+    async def status_of(session_id: str) -> str:
+        found = await server.services.voice.get(session_id)
+        assert found is not None
+        return found.status
+
+    # 1. The laptop's Pause while the phone's connection is silent (not yet known gone).
+    silent = await server.create_session("alice")
+    await recording_on(server, clients, silent)
+    laptop = await server.subscriber(clients, silent)
+    assert (await laptop.call("set_session_status", {"session_id": silent, **pause}))["changed"] is True
+    back = Client(server.url, server.token("alice"))
+    clients.append(back)
+    await back.connect()
+    refused = await back.call("set_session_status", {"session_id": silent, **resume})
+    assert (refused["error"], refused.get("reason")) == ("invalid_state", "paused_elsewhere"), refused
+    assert await status_of(silent) == "paused"
+
+    # 2. The recorder's connection closed: the server paused it, and the recorder back resumes it.
+    dropped = await server.create_session("alice")
+    phone = await recording_on(server, clients, dropped)
+    await phone.close()
+    for _ in range(200):
+        if await status_of(dropped) == "paused":
+            break
+        await asyncio.sleep(0.02)
+    ack = await back.call("set_session_status", {"session_id": dropped, **resume})
+    assert ack["ok"] and ack["changed"] is True, ack
+
+    # 3. The server's pause, then a person's Pause on top of it (nothing to change): it stands.
+    phone = await recording_on(server, clients, (both := await server.create_session("alice")))
+    await phone.close()
+    for _ in range(200):
+        if await status_of(both) == "paused":
+            break
+        await asyncio.sleep(0.02)
+    assert (await laptop.call("set_session_status", {"session_id": both, **pause}))["changed"] is False
+    refused = await back.call("set_session_status", {"session_id": both, **resume})
+    assert refused.get("reason") == "paused_elsewhere", refused
+    # A Resume pressed (no `resume`: a person's own Rec) records again, as always.
+    assert (await back.call("set_session_status", {"session_id": both, "status": "recording"}))["ok"] is True

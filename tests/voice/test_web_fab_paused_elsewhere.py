@@ -16,7 +16,7 @@ import re
 import pytest
 from playwright.async_api import Browser, Page, WebSocketRoute, expect
 
-from tests.browser import Tab, new_tab
+from tests.browser import SocketGate, Tab, new_tab
 from tests.helpers import Client, ServerUnderTest
 from tests.voice.test_web_fab_held import until_chunks
 from tests.voice.test_web_fab_microphone_lost import KEEP_STREAMS
@@ -220,3 +220,37 @@ async def test_the_echo_of_its_own_pause_after_a_resume_does_not_stop_the_record
     await expect(page.locator("#fab-status")).to_have_attribute("data-status", "recording")
     await expect(page.locator("#fab-message")).not_to_contain_text("Paused")
     await expect(page.locator("#fab-pause")).to_be_enabled()
+
+
+async def test_a_pause_pressed_while_the_phone_was_away_stands_when_it_comes_back(
+    server: ServerUnderTest, tab: Tab
+) -> None:
+    """The phone's connection went silent, the laptop pressed Pause, and the phone, back, set
+    `recording` again and recorded on over it (audit "verify49"). Its resume is refused now
+    (tests/voice/test_recording_lease.py), and it stops as if it had heard the pause."""
+    gate = SocketGate()
+    await gate.install(tab.page)
+    await tab.use_token(server.token("alice"))
+    await tab.page.add_init_script(KEEP_STREAMS)
+    session_id = await server.create_session("alice")
+    await server.services.voice.set_active("alice", session_id)
+    page = await tab.open("/")
+    await recording_phone(page, session_id)
+
+    # The phone's network goes (silent: the server may not know yet, or may have paused the
+    # session itself, its recorder gone); the laptop presses Pause meanwhile.
+    await gate.cut()
+    laptop = Client(server.url, server.token("alice"))
+    await laptop.connect()
+    try:
+        ack = await laptop.call("set_session_status", {"session_id": session_id, "status": "paused"})
+        assert ack["ok"] is True, ack
+    finally:
+        await laptop.close()
+    gate.release()  # the phone is back: it resumed its recording over the pause
+
+    await expect_stopped_by_a_pause(page, "on another tab or device")
+    await until_chunks(server, session_id, 1)  # what it recorded is kept
+    await status_becomes(server, session_id, "paused")
+    session = await server.services.voice.get(session_id)
+    assert session is not None and session.status == "paused"

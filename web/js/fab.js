@@ -483,6 +483,12 @@ function tellLater(status, options) {
   const seq = toldSeq + 1; // the one `tell` is about to make
   tell(status, options).catch(async (err) => {
     if (RETRYABLE.has(err.code)) return;
+    // Back after a drop, this recorder's resume was refused: a person paused the session while
+    // it was away (the laptop's Pause while the phone's connection was silent). It stops here.
+    if (err.code === "invalid_state" && err.details?.reason === "paused_elsewhere") {
+      if (state.sessionId === sessionId && state.mode === "recording") stopPausedRecording();
+      return;
+    }
     if (err.code === "invalid_state" && (owed.get(sessionId)?.seq ?? toldSeq) > seq) return;
     if (await closedMeanwhile(err)) return; // said in a person's words
     say(err.message, "error");

@@ -29,6 +29,8 @@ local status = redis.call('HGET', session_key, 'status')
 if status ~= 'recording' and status ~= 'cutting' and status ~= 'final_uploading' then
   return {0, 0}
 end
-redis.call('HSET', session_key, 'status', 'paused', 'updated_at', now_ms)
+-- `paused_by`: the server paused it, not a person: the recorder that comes back resumes it
+-- (set_status.lua), where a person's Pause meanwhile stands.
+redis.call('HSET', session_key, 'status', 'paused', 'updated_at', now_ms, 'paused_by', 'recorder_gone')
 local data = cjson.encode({status = 'paused', previous = status, reason = 'recorder_gone'})
 return {append_event(event_type, data), 0}

@@ -13,6 +13,11 @@
 --   ARGV[12] the lease holder (node and connection), or '' to leave the lease alone
 --   ARGV[13] the lease's time to live, ms
 --   ARGV[14] '1' when the recorder resumes its own recording (its connection came back)
+-- A session the server paused because its recorder went (`paused_by` 'recorder_gone', set by
+-- recording_end.lua) is resumed by that recorder when it comes back; one a person paused meanwhile
+-- (another tab's or device's Pause) is not: that resume is refused {false, 'invalid_state',
+-- 'paused_elsewhere'}, and the recorder stops. A phone whose connection went silent came back and
+-- recorded on over the Pause pressed on the laptop (audit "verify49").
 -- With a holder, entering recording/cutting/final_uploading gives it the lease and any other status ends the
 -- lease, in the same step as the change: no moment shows a recording without a lease. When the
 -- status stays, the lease moves only to a recorder that resumes (it takes its lease over from
@@ -33,7 +38,7 @@ local lease_ms = ARGV[13]
 local resume = ARGV[14]
 
 -- kind, owner and status in one read (this runs for every status change)
-local found = redis.call('HMGET', session_key, 'kind', 'owner_id', 'status')
+local found = redis.call('HMGET', session_key, 'kind', 'owner_id', 'status', 'paused_by')
 local refused = owner_access_refusal(found[1], found[2], 'voice', performer, read_scope, may_update)
 if refused then
   return {false, refused, ''}
@@ -55,6 +60,12 @@ local function take_lease()
   redis.call('DEL', lease_key)
   return 0
 end
+if status == 'paused' and previous == 'paused' and found[4] then
+  redis.call('HDEL', session_key, 'paused_by') -- a person's pause now, whoever paused before
+end
+if resume == '1' and status == 'recording' and previous == 'paused' and found[4] ~= 'recorder_gone' then
+  return {false, 'invalid_state', 'paused_elsewhere'}
+end
 if previous == status then
   if not recording or resume == '1' then
     return {0, previous, take_lease()}
@@ -70,4 +81,7 @@ if not string.find(allowed_from, ',' .. previous .. ',', 1, true) then
 end
 local holds = take_lease()
 redis.call('HSET', session_key, 'status', status, 'updated_at', now_text)
+if found[4] then
+  redis.call('HDEL', session_key, 'paused_by')
+end
 return {append_event(event_type, '{"status":' .. json_string(status) .. ',"previous":' .. json_string(previous) .. '}'), previous, holds}
