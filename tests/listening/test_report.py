@@ -303,3 +303,50 @@ async def test_a_switch_ends_the_other_item_where_its_play_had_reached(
     await alice.report("book-2", "playing", position_s=5.0)
     rows = {r["item_id"]: r for r in await sessions(lserver)}
     assert rows["song"]["end_position_s"] == 176.0, rows["song"]  # 174 + 4 s, held at its end
+
+
+async def test_a_seek_is_written_at_once_and_a_switch_counts_from_the_last_place_reported(
+    lserver: ServerUnderTest, clients: list[Client], clock: FrozenClock
+) -> None:
+    """A seek back within the throttle interval was not written, and a switch then moved the
+    stale place on: the book ended 80 s ahead of the listener. A report without a place restarted
+    the switch's count and left the place behind (audit "verify49")."""
+    alice = await listener(lserver, clients)
+    await alice.report("book-1", "playing", position_s=100.0)
+    clock.shift_ms += 4_000
+    assert (await alice.report("book-1", "playing", position_s=104.0))["action"] == "extended"
+    clock.shift_ms += 1_000
+    sought = await alice.report("book-1", "playing", position_s=20.0)  # a seek back, 1 s after a write
+    assert sought["action"] == "extended", sought
+    clock.shift_ms += 2_000
+    assert (await alice.report("book-1", "playing", position_s=22.0))["action"] == "throttled"  # as played
+    clock.shift_ms += 1_500
+    await alice.report("book-2", "playing", position_s=0.0)
+    rows = {r["item_id"]: r for r in await sessions(lserver)}
+    assert rows["book-1"]["end_position_s"] == 23.5, rows["book-1"]  # 20 + 3.5 s played since
+
+    # A player that says its place only now and then: a report without one moves the range, not
+    # the place's clock.
+    await alice.report("book-3", "playing", position_s=50.0)
+    clock.shift_ms += 6_000
+    assert (await alice.report("book-3", "playing"))["action"] == "extended"  # no place said
+    clock.shift_ms += 2_000
+    await alice.report("book-2", "playing")
+    rows = {r["item_id"]: r for r in await sessions(lserver)}
+    assert rows["book-3"]["end_position_s"] == 58.0, rows["book-3"]  # 50 + 8 s, not 50 + 2 s
+    assert "position_at" not in rows["book-3"]  # the scripts' own
+
+
+async def test_a_resumed_session_plays_on_from_where_it_was_paused(
+    lserver: ServerUnderTest, clients: list[Client], clock: FrozenClock
+) -> None:
+    alice = await listener(lserver, clients)
+    await alice.report("book-1", "playing", position_s=10.0)
+    clock.shift_ms += 5_000
+    await alice.report("book-1", "paused", position_s=15.0)
+    clock.shift_ms += 60_000  # a minute's pause, within the window
+    assert (await alice.report("book-1", "playing"))["action"] == "resumed"
+    clock.shift_ms += 4_000
+    await alice.report("book-2", "playing")
+    rows = {r["item_id"]: r for r in await sessions(lserver)}
+    assert rows["book-1"]["end_position_s"] == 19.0, rows["book-1"]  # 15 + 4 s, the pause not counted

@@ -142,12 +142,15 @@ local function remove(rec)
 end
 
 -- A session's range moved to end at `end_ms` (written now), its totals with it, and stored.
+-- `position_at` (for the scripts alone) is when its place was last reported: a report without one
+-- moves the range, not the place (a switch's estimate of the place counts from it).
 local function stretch(rec, end_ms, position)
   add_time(rec, end_ms - rec.ended_at)
   rec.ended_at = end_ms
   rec.written_at = now_ms
   if position then
     rec.end_position_s = position
+    rec.position_at = end_ms
   end
   save(rec)
   note_span(rec)
@@ -157,7 +160,8 @@ end
 local function shown(rec)
   local copy = {}
   for name, value in pairs(rec) do
-    if name ~= 'resume' and name ~= 'resumable' and name ~= 'heard_late' and name ~= 'paused_by' then
+    if name ~= 'resume' and name ~= 'resumable' and name ~= 'heard_late' and name ~= 'paused_by'
+        and name ~= 'position_at' then
       copy[name] = value
     end
   end
@@ -181,6 +185,7 @@ local function undo_resume(rec, at_ms, min_ms)
   rec.ended_at = before.ended_at
   rec.written_at = before.written_at
   rec.end_position_s = before.end_position_s
+  rec.position_at = before.position_at
   return true
 end
 
@@ -201,6 +206,7 @@ local function finalize(rec, at_ms, position, reason, min_ms)
     rec.written_at = at_ms
     if position then
       rec.end_position_s = position
+      rec.position_at = at_ms
     end
     if reason == 'silent' then
       rec.resumable = false

@@ -157,6 +157,25 @@ if status ~= 'playing' then
   return answer(0, 'none', '')
 end
 
+-- Where the open session's play has reached by now, from its last reported place moved on by the
+-- wall time since (an open session is one playing), or nil when it reported none.
+local function reached(rec)
+  local at = rec.position_at or rec.written_at
+  if type(rec.end_position_s) ~= 'number' or not at then
+    return nil
+  end
+  return rec.end_position_s + math.max(now_ms - at, 0) / 1000
+end
+
+-- A `playing` whose place is not where the play would have reached (a seek, back or on): written
+-- whatever the throttle, so that the session's place is the person's (a seek back 80 s within
+-- the throttle interval, then a switch, left the place 80 s ahead: audit "verify49").
+local SEEK_TOLERANCE_S = 3
+local function sought(rec)
+  local expected = reached(rec)
+  return position ~= nil and expected ~= nil and math.abs(position - expected) > SEEK_TOLERANCE_S
+end
+
 if current and current.item_id == item then
   -- Coalescing: a player reports several times a second; the range moves every throttle_ms.
   -- Except the first write past the minimum length: a player that crashes before the
@@ -164,7 +183,8 @@ if current and current.item_id == item then
   -- by the sweep; seed 003 wants it kept, ending slightly early.
   keep_meta()
   local short = current.ended_at - current.started_at < min_ms
-  if now_ms - current.written_at < throttle_ms and not (short and now_ms - current.started_at >= min_ms) then
+  if now_ms - current.written_at < throttle_ms and not (short and now_ms - current.started_at >= min_ms)
+      and not sought(current) then
     return answer(0, 'throttled', cjson.encode(current))
   end
   stretch(current, now_ms, position)
@@ -228,10 +248,10 @@ end
 -- the old session kept a place up to 5 s behind, where another device then resumed it (audit
 -- "playerhonest"). At most the item's duration when its player said one.
 local function switched_position(rec)
-  if type(rec.end_position_s) ~= 'number' or not rec.written_at or now_ms <= rec.written_at then
+  local moved = reached(rec)
+  if moved == nil then
     return nil
   end
-  local moved = rec.end_position_s + (now_ms - rec.written_at) / 1000
   local meta_json = redis.call('HGET', meta_key, rec.item_id)
   local duration = meta_json and cjson.decode(meta_json).duration_s
   if type(duration) == 'number' and moved > duration then
@@ -256,6 +276,9 @@ if previous then
   end
   previous.open = true
   previous.paused_by = nil -- its pauses no longer stand (a resend is `none`)
+  if not continued then
+    previous.position_at = now_ms -- it plays on from where it was paused, not from before the pause
+  end
   stretch(previous, now_ms, position)
   redis.call('HSET', open_key, device, previous.id)
   local offset = session_changed('resumed', continued and 'continued' or nil, previous)
@@ -265,7 +288,7 @@ end
 local rec = {
   id = new_id, item_id = item, device_id = device, source = 'live', open = true,
   started_at = now_ms, ended_at = now_ms, written_at = now_ms,
-  start_position_s = position, end_position_s = position,
+  start_position_s = position, end_position_s = position, position_at = position and now_ms or nil,
 }
 insert(rec)
 redis.call('HSET', open_key, device, new_id)
