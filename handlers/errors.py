@@ -50,6 +50,10 @@ STORAGE_FULL_MESSAGE = "the server's storage is full; nothing was stored, try ag
 _NO_ROOM = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EFBIG})
 
 
+# How long a client waits before retrying a request Redis did not answer or a moving slot refused.
+AWAY_RETRY_S = 1
+
+
 def _torn_connection(exc: BaseException) -> bool:
     """An AttributeError raised inside redis-py itself: a connection torn down under a command
     that was using it. A cluster client re-reading its slot map after a failover disconnects
@@ -84,12 +88,15 @@ def classify(exc: BaseException) -> CodedError:
     if isinstance(exc, OSError) and exc.errno in _NO_ROOM:
         _throttle.exception("the server's storage is full", exc)
         return CodedError(ErrorCode.UNAVAILABLE, STORAGE_FULL_MESSAGE, reason=STORAGE_FULL)
+    # With a second to wait (the Retry-After header of HTTP): a client retrying at once hit the
+    # same moving slot or failover, and a 503 without it said nothing of when (audit "clusterlive").
     if isinstance(exc, RedisConnectionError | RedisTimeoutError) or _torn_connection(exc):
         _throttle.exception("Redis does not answer", exc, expected=True)
-        return CodedError(ErrorCode.UNAVAILABLE, "a dependency does not answer; try again")
+        return CodedError(ErrorCode.UNAVAILABLE, "a dependency does not answer; try again", retry_after_s=AWAY_RETRY_S)
     if isinstance(exc, _MOVING):
         _throttle.exception("the Redis cluster is moving", exc, expected=True)
-        return CodedError(ErrorCode.UNAVAILABLE, "the data is moving between Redis nodes; try again")
+        message = "the data is moving between Redis nodes; try again"
+        return CodedError(ErrorCode.UNAVAILABLE, message, retry_after_s=AWAY_RETRY_S)
     _throttle.exception("internal error", exc)
     return CodedError(ErrorCode.INTERNAL_ERROR, "internal error")
 

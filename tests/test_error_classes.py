@@ -4,7 +4,9 @@ ours `internal_error`."""
 from __future__ import annotations
 
 import logging
+from pathlib import Path
 
+import aiohttp
 import pytest
 from redis.asyncio.connection import Connection
 from redis.exceptions import ClusterDownError, MovedError
@@ -13,6 +15,8 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from handlers.errors import classify
 from protocol.errors import ErrorCode
+from tests.conftest import start_server
+from tests.helpers import RedisProcess
 
 
 async def test_a_connection_torn_down_under_a_command_is_unavailable() -> None:
@@ -66,3 +70,22 @@ def test_a_bug_is_still_an_error_with_its_traceback(caplog: pytest.LogCaptureFix
         assert classify(_raised(KeyError("a bug of ours"))).code is ErrorCode.INTERNAL_ERROR
     records = [record for record in caplog.records if record.name == "handlers.errors"]
     assert len(records) == 1 and records[0].levelno == logging.ERROR and records[0].exc_info is not None
+
+
+async def test_redis_away_is_a_503_that_says_when_to_try_again(tmp_path: Path) -> None:
+    """A 503 while Redis did not answer (or a slot moved) carried no Retry-After: a client
+    retrying at once met the same outage, and an HTTP client could not tell when (audit
+    "clusterlive"). It says a second now, in the header and the body."""
+    own = RedisProcess(tmp_path / "redis")
+    own.start()
+    node = await start_server(own.url, tmp_path / "node")
+    try:
+        headers = {"Authorization": f"Bearer {node.token('alice')}"}
+        own.stop()
+        async with aiohttp.ClientSession() as http, http.get(f"{node.url}/voicebot/sessions", headers=headers) as r:
+            body = await r.json()
+            assert (r.status, body["error"], body.get("retry_after_s")) == (503, "unavailable", 1), body
+            assert r.headers.get("Retry-After") == "1"
+    finally:
+        await node.stop()
+        own.stop()

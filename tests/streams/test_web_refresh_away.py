@@ -22,7 +22,7 @@ from tests.helpers import ServerUnderTest
 from tests.streams.helpers import create_stream, http
 
 HOUR_MS = 3_600_000
-AWAY = {"error": "unavailable", "message": "a dependency does not answer; try again"}
+AWAY = {"error": "unavailable", "message": "a dependency does not answer; try again", "retry_after_s": 1}
 
 
 async def _watching(server: ServerUnderTest, tab: Tab) -> tuple[str, Page]:
