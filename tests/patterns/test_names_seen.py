@@ -74,6 +74,11 @@ async def test_a_long_account_name_is_listed_to_the_other_players(server: Server
             await expect(page.locator(f'#players .avatar[title="{LONG_NAME}"]')).to_have_text("MR")
             # A whole flag, not half of one ("🇯A").
             await expect(page.locator(f'#players .avatar[title="{JAPAN} 相子 Aiko"]')).to_have_text(f"{JAPAN}A")
+            # Wide characters stay inside the circle (two family emoji overflowed it: audit "verify49").
+            assert (
+                await page.locator("#players .avatar").first.evaluate("(el) => getComputedStyle(el).overflow")
+                == "hidden"
+            )
     finally:
         await maria.page.context.close()
         await jun.page.context.close()

@@ -119,3 +119,30 @@ async def test_a_voice_notes_audio_says_where_it_is(server: ServerUnderTest, tab
     await expect(items.nth(1).locator(".material-error")).to_have_text(
         "Its audio could not be fetched from Telegram: file is too big."
     )
+
+
+async def test_long_hostile_and_day_long_materials_read_well_on_a_phone(server: ServerUnderTest, tab: Tab) -> None:
+    """Audit "verify49": a caption of 4,096 characters was 3,000 px of a phone's page, a reversed
+    ("RLO") caption showed reversed, and a day-long voice note read "1440:00.0"."""
+    first = await send(server, {"kind": "photo", "file_id": "AgACAgIAAxkBAAIG", "text": "word " * 800})
+    session_id = first["session_id"]
+    await send(server, {"kind": "text", "text": "\u202eolleh"})
+    await send(server, {"kind": "voice", "file_id": "AwACAgIAAxkBAAIH", "duration_s": 86400})
+    await tab.page.set_viewport_size({"width": 390, "height": 844})
+    await tab.use_token(server.token("alice"))
+    page = await tab.open(f"/session/{session_id}")
+    items = page.locator("#material-list li")
+    await expect(items).to_have_count(3)
+    long = items.nth(0)
+    more = long.locator(".material-more")
+    await expect(more).to_have_text("Show all (4000 characters)")
+    box = await long.bounding_box()
+    assert box is not None and box["height"] < 400, box
+    await more.focus()
+    await page.keyboard.press("Enter")
+    await expect(more).to_have_text("Show less")
+    await expect(more).to_have_attribute("aria-expanded", "true")
+    await expect(long.locator(".material-text")).to_have_text(("word " * 800).strip())
+    await expect(items.nth(1).locator(".material-text")).to_have_text("olleh")  # the override taken out
+    await expect(items.nth(2).locator(".chunk-title")).to_have_text("Voice note · 24:00:00.0")
+    assert await page.evaluate("document.documentElement.scrollWidth") <= 390

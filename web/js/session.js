@@ -13,6 +13,7 @@ import { $, api, ApiError, bdi, call, connect, isOffline, showConnection, subscr
 import { reconcile, setText } from "./keyed.js";
 import { OrphanBanner } from "./orphan_banner.js";
 import { sendPress } from "./resend.js";
+import { characters } from "./text_fit.js";
 
 const STATUS_LABELS = {
   ready: "Ready",
@@ -200,9 +201,11 @@ function render(next) {
 
 function formatDuration(ms) {
   const totalS = Math.max(0, Math.round((Number(ms) || 0) / 100) / 10);
-  const minutes = Math.floor(totalS / 60);
-  const seconds = (totalS - minutes * 60).toFixed(1).padStart(4, "0");
-  return `${minutes}:${seconds}`;
+  const hours = Math.floor(totalS / 3600);
+  const minutes = Math.floor((totalS - hours * 3600) / 60);
+  const seconds = (totalS - hours * 3600 - minutes * 60).toFixed(1).padStart(4, "0");
+  // An hour and more as H:MM:SS.s (a day-long voice note read "1440:00.0").
+  return hours > 0 ? `${hours}:${String(minutes).padStart(2, "0")}:${seconds}` : `${minutes}:${seconds}`;
 }
 
 function formatBytes(bytes) {
@@ -318,6 +321,10 @@ function refreshChunksSoon() {
 // a Done built the digest (audit "telegram"): listed at load, a page at a time, and each one
 // added as its `material_added` event comes.
 
+// How much of a long text or caption the list shows before "Show all"; the bidi controls taken out.
+const MATERIAL_SHOWN_CHARS = 280;
+const BIDI_CONTROLS = /[\u202a-\u202e\u2066-\u2069]/g;
+
 const MATERIAL_KINDS = {
   text: "Text",
   voice: "Voice note",
@@ -355,8 +362,30 @@ function updateMaterial(item, material) {
   const audio = material.audio === "stored" ? "in the recordings" : material.audio === "failed" ? "not fetched" : "";
   setText(item.querySelector(".chunk-detail"), [formatTime(material.added_at), audio].filter(Boolean).join(" · "));
   const text = item.querySelector(".material-text");
-  setText(text, typeof material.text === "string" ? material.text : "");
+  // Without the bidi overrides a caption may carry (a reversed "RLO" text showed reversed): each
+  // caption is its own paragraph in its own direction (app.css) already.
+  const words = typeof material.text === "string" ? material.text.replace(BIDI_CONTROLS, "") : "";
+  const long = characters(words).length > MATERIAL_SHOWN_CHARS;
+  const whole = item.dataset.whole === "true";
+  setText(text, long && !whole ? `${characters(words).slice(0, MATERIAL_SHOWN_CHARS).join("").trimEnd()}…` : words);
   text.hidden = !text.textContent;
+  let more = item.querySelector(".material-more");
+  if (long) {
+    if (!more) {
+      // A caption of 4,096 characters was 3,000 px of a phone's page: its start, and the rest on request.
+      more = document.createElement("button");
+      more.type = "button";
+      more.className = "button small material-more";
+      more.addEventListener("click", () => {
+        item.dataset.whole = item.dataset.whole === "true" ? "false" : "true";
+        updateMaterial(item, materials.get(item.dataset.materialId) ?? material);
+      });
+      text.after(more);
+    }
+    const count = characters(words).length;
+    setText(more, whole ? "Show less" : `Show all (${count} characters)`);
+    more.setAttribute("aria-expanded", String(whole));
+  } else more?.remove();
   let why = item.querySelector(".material-error");
   if (material.audio === "failed") {
     if (!why) {
