@@ -243,7 +243,12 @@ async def _set_admin(settings: Settings, user_id: str, admin: bool) -> int:
         detail = {"known_user": known}
         action = "grant_admin" if admin else "revoke_admin"
         await write_audit(redis, keys, clock, actor=actor, action=action, target=user_id, detail=detail)
-    withdrawn = "its earlier tokens refused within a poll on every node of this release"
+    # A token `sessionhub token` minted has no device and no grant behind it: it is kept until it
+    # expires (the CLI said every earlier token was refused: audit "verify49").
+    withdrawn = (
+        "its devices' earlier tokens refused within a poll on every node of this release;"
+        " a token minted with `sessionhub token` keeps its rights until it expires"
+    )
     when = "from the next token refresh" if admin else withdrawn
     print(f"{user_id}: admin {'granted' if admin else 'revoked'} ({when})")
     if not known:

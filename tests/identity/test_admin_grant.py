@@ -47,6 +47,8 @@ async def test_grant_and_revoke_reach_the_users_tokens_at_the_next_refresh(
     assert admin.status == 200
     code, out, _ = await cli("admin", "revoke", user_id)
     assert code == 0 and "revoked" in out
+    # What it says of the tokens is what happens below: a device's are refused, a minted one kept.
+    assert "devices' earlier tokens refused" in out and "`sessionhub token` keeps its rights" in out, out
     # The token minted before the revoke still says admin: the admin routes go by the grant as it
     # stands now (it opened them for the rest of its hour: audit "operatorday"), and once the
     # node has read the revoke (test_a_revoke_takes_the_admin_from_open_connections) the token
