@@ -651,7 +651,8 @@ const PLAYER_NAME_MAX = 60;
 function presenceName(name) {
   const plain = String(name ?? "")
     .replace(new RegExp(NAME_CONTROL.source, "g"), "")
-    .replace(/[<>]/g, "")
+    .replace(/</g, "‹") // look-alikes the rule takes: "Bob <3" stays recognisable as "Bob ‹3"
+    .replace(/>/g, "›")
     .replace(new RegExp(NAME_SCRIPT_URL.source, "gi"), "")
     .trim();
   return fitted(plain, PLAYER_NAME_MAX).trim();
@@ -675,9 +676,12 @@ function initials(name) {
     .split(/\s+/)
     .filter(Boolean);
   const letters = words.length > 1 ? [words[0], words.at(-1)] : words;
+  // Each word's first letter, digit or emoji (not a bracket or a quote: "‹b›x" is "B"), a whole
+  // flag or family, never half of one.
+  const first = (word) => characters(word).find((c) => /[\p{L}\p{N}\p{Extended_Pictographic}\p{RI}]/u.test(c));
   return (
     letters
-      .map((word) => characters(word)[0]) // a whole flag or family, never half of one
+      .map((word) => first(word) ?? characters(word)[0])
       .join("")
       .toUpperCase() || "?"
   );
