@@ -4,8 +4,22 @@
  * anywhere (the page follows the user's history session and refreshes on each event).
  * Server data reaches the DOM through textContent and attributes only.
  */
-import { $, api, call, connect, download, isOffline, showConnection, subscribeSession, whileBusy } from "./client.js";
+import {
+  $,
+  api,
+  call,
+  connect,
+  download,
+  forgetIdentity,
+  isOffline,
+  knownIdentity,
+  showConnection,
+  startNewGuest,
+  subscribeSession,
+  whileBusy,
+} from "./client.js";
 import { reconcile, setText } from "./keyed.js";
+import { DEVICE_KEY, listeningDeviceOf } from "./listening_device.js";
 import { OrphanBanner } from "./orphan_banner.js";
 import { sendPress, unanswered } from "./resend.js";
 
@@ -46,6 +60,12 @@ const ui = {
   exportExcel: $("export-excel"),
   exportJson: $("export-json"),
   exportStatus: $("export-status"),
+  gone: $("history-gone"),
+  goneTitle: $("history-gone-title"),
+  goneMessage: $("history-gone-message"),
+  goneNext: $("history-gone-next"),
+  goneStatus: $("history-gone-status"),
+  startOver: $("history-start-over"),
 };
 
 const timeZone = Intl.DateTimeFormat().resolvedOptions().timeZone || "UTC";
@@ -54,6 +74,7 @@ const timeZone = Intl.DateTimeFormat().resolvedOptions().timeZone || "UTC";
 // better than no statistics at all.
 let statsZone = timeZone;
 let socket = null;
+let subscription = null;
 let historyId = null;
 let filterItem = null; // {item_id, title}
 let cursor = null;
@@ -229,14 +250,30 @@ ui.chart.addEventListener("click", (e) => {
   pickDay(Math.floor(((e.clientX - box.left) / box.width) * chartDays.length));
 });
 
-const DEVICE_KEY = "sessionhub.listening.device"; // web/js/player.js
+// The player's device id made from this browser's signed-in device, when this browser keeps none
+// (its storage cleared, the cookie kept): its plays are this browser's still (listening_device.js).
+let signedInDevice = null;
+
+/** Learn the signed-in device's player id when this browser keeps none, and name its rows so. */
+async function learnThisDevice() {
+  if (localStorage.getItem(DEVICE_KEY)) return;
+  try {
+    const me = await api("/api/auth/me");
+    if (typeof me.device_id !== "string" || !me.device_id) return;
+    signedInDevice = listeningDeviceOf(me.device_id);
+  } catch {
+    return; // the rows keep "Another browser": nothing worse than before
+  }
+  for (const meta of ui.sessions.querySelectorAll(".meta-line")) delete meta.dataset.drawn;
+  reconcile(ui.sessions, shownSessions, (row) => row.id, sessionRow, updateSessionRow);
+}
 
 /**
  * A device's name for people: the id is the player's, random for a browser (`web-…`), so it
  * is not shown as a name; an id an app chose itself (say "kitchen-speaker") is.
  */
 function deviceName(id) {
-  if (id === localStorage.getItem(DEVICE_KEY)) return "This browser";
+  if (id === localStorage.getItem(DEVICE_KEY) || id === signedInDevice) return "This browser";
   if (/^web-[0-9a-f]{8}$/.test(id)) return "Another browser";
   if (id === "default") return "Unnamed device";
   return id;
@@ -331,6 +368,7 @@ async function readSessions({ append = false, keepShown = true } = {}) {
 }
 
 async function refresh() {
+  if (gone) return; // nothing left to read: it would only be refused
   try {
     await readAll();
   } catch (err) {
@@ -407,7 +445,7 @@ function setFilter(item) {
 // dropped them without a word (as the stream dashboard's changes, web/js/stream.js).
 let owed = 0;
 window.addEventListener("beforeunload", (event) => {
-  if (owed === 0) return;
+  if (owed === 0 || gone) return; // a history deleted meanwhile: nothing is owed to it any more
   event.preventDefault();
   event.returnValue = ""; // older Chromium shows the prompt only with this set
 });
@@ -542,6 +580,84 @@ function exportStatus(text) {
   ui.exportStatus.textContent = text; // never hidden: a region shown as it is filled goes unsaid
 }
 
+// --- the history deleted ------------------------------------------------------------------
+// A history deleted while the page was open (an operator's deletion, the guest sweep, its owner
+// elsewhere) stayed on screen, "Live", with totals, Delete and an Export answered 401 unsaid
+// (audit "returning" F1). The guest sweep deletes a forgotten guest's sessions as an operator's
+// deletion does: its `session_deleted` names the sweep as the actor (`retention:<user id>`,
+// handlers/guest_retention.py).
+const SWEEP_ACTOR = "retention:";
+let gone = null; // why the history is gone ("forgotten", "operator", "owner", "away"), or null
+
+/** Why the history went, from one of its events, or null: the event deletes nothing. */
+function whyGone(event) {
+  if (event.type === "session_update" && event.data?.deleted === true) return "owner";
+  if (event.type !== "session_deleted") return null;
+  return String(event.data?.actor ?? "").startsWith(SWEEP_ACTOR) ? "forgotten" : "operator";
+}
+
+/** A duration for people, as the identity panel says it: "30 days", "12 hours", "1 minute". */
+function span(seconds) {
+  const [size, unit] =
+    seconds >= 2 * 86400
+      ? [86400, "day"]
+      : seconds >= 2 * 3600
+        ? [3600, "hour"]
+        : seconds >= 60
+          ? [60, "minute"]
+          : [1, "second"];
+  const count = Math.max(1, Math.round(seconds / size));
+  return `${count} ${unit}${count === 1 ? "" : "s"}`;
+}
+
+const WHAT_WENT = "its sessions, its totals and what the player reported";
+const NEXT_PLAY = "What you play next starts a new history.";
+
+function goneText(why) {
+  if (why === "forgotten") {
+    // How long, in the identity panel's words while it could say it (client.js rememberKeptFor).
+    const keptFor = knownIdentity()?.kept_for_s;
+    const within = typeof keptFor === "number" ? `within ${span(keptFor)}` : "within the time guests are kept";
+    return `No device of this guest came back ${within}, so the guest was forgotten, and its listening history was deleted with it: ${WHAT_WENT}. It cannot be brought back.`;
+  }
+  if (why === "operator") return `Your listening history was deleted on the server, with ${WHAT_WENT}. ${NEXT_PLAY}`;
+  if (why === "away")
+    return `Your listening history was deleted while this page was not connected, with ${WHAT_WENT}. ${NEXT_PLAY}`;
+  return `Your listening history was deleted, with ${WHAT_WENT}. ${NEXT_PLAY}`;
+}
+
+/** Say the history is gone, and take away what showed it (totals, sessions, Delete, Export). */
+function historyGone(why) {
+  if (gone) return;
+  gone = why;
+  subscription?.close();
+  clearTimeout(refreshTimer);
+  const shown = [...document.querySelectorAll("main > section:not(#history-gone), #orphan-banner")];
+  const focusInside = shown.some((part) => part.contains(document.activeElement));
+  for (const part of shown) part.hidden = true;
+  ui.connection.hidden = true; // not "Live" over a history that is no more
+  ui.goneMessage.textContent = goneText(why);
+  // A forgotten guest has no way back: a new guest is the next step. Anyone else plays on.
+  ui.startOver.hidden = why !== "forgotten";
+  ui.goneNext.hidden = why === "forgotten";
+  ui.gone.hidden = false;
+  document.body.dataset.historyGone = why;
+  if (focusInside) ui.goneTitle.focus(); // its button went: the keyboard lands on what happened
+}
+
+async function startOver() {
+  await whileBusy([ui.startOver], async () => {
+    ui.goneStatus.textContent = "Starting as a new guest…";
+    try {
+      forgetIdentity();
+      await startNewGuest();
+      location.reload();
+    } catch (err) {
+      ui.goneStatus.textContent = `A new guest could not be started: ${err.message}`;
+    }
+  });
+}
+
 async function main() {
   ui.more.addEventListener("click", () =>
     loadSessions({ append: true }).catch((err) => showError(err.message, { ofLoad: true })),
@@ -568,6 +684,7 @@ async function main() {
   socket = connect({ onState: (state) => showConnection(ui.connection, state) });
   const listening = api("/api/listening");
   const shown = readAll(listening);
+  learnThisDevice();
   // Awaited below; a failure of it before then (the statistics refused while the history is
   // still on its way) must not count as a rejection nobody handles (a console error).
   shown.catch(() => {});
@@ -591,12 +708,18 @@ async function main() {
   }
   readAtMidnight();
   document.addEventListener("visibilitychange", () => document.visibilityState === "visible" && newDay());
-  subscribeSession(socket, historyId, {
+  ui.startOver.addEventListener("click", startOver);
+  subscription = subscribeSession(socket, historyId, {
     onSnapshot: (session) => {
       renderOpen(session.open ?? []);
       refreshSoon();
     },
     onEvent: (event) => {
+      const why = whyGone(event);
+      if (why) {
+        historyGone(why);
+        return;
+      }
       orphanBanner.edited(); // listened to, removed or cleared: active again
       if (
         event.type === "listening_session" ||
@@ -607,7 +730,10 @@ async function main() {
       }
     },
     onSubscribed: () => showConnection(ui.connection, "live"),
-    onError: (err) => showError(`Live updates stopped: ${err.message}`),
+    // Subscribed again (a reconnect) after the history was deleted and its log expired: the
+    // deletion's event was missed, not the feed broken.
+    onError: (err) =>
+      err.code === "session_not_found" ? historyGone("away") : showError(`Live updates stopped: ${err.message}`),
   });
 }
 

@@ -6,6 +6,7 @@
  */
 import { $, ApiError, api, call, connect, currentUserId, showConnection } from "./client.js";
 import { freshId } from "./ids.js";
+import { DEVICE_KEY, listeningDeviceOf } from "./listening_device.js";
 
 const ITEMS = [
   {
@@ -27,7 +28,6 @@ const ITEMS = [
   { item_id: "demo-song-3", title: "Four Forty", artist: "Tone Band", album: "Sine Waves", duration_s: 240, hz: 440 },
 ];
 const HEARTBEAT_MS = 2000;
-const DEVICE_KEY = "sessionhub.listening.device";
 // The tabs of one browser are one device (one id in localStorage), and the server keeps one item
 // playing per device: two tabs playing two items switched each other's item off at every
 // heartbeat, leaving 2 s fragments of one and nothing of the other. A tab that starts playing
@@ -50,6 +50,19 @@ const changes = new Map();
 const unanswered = new Map();
 let positionReads = 0; // under way
 const rows = new Map(); // item_id -> {row, state}
+
+/** The id made from the signed-in device kept, unless this browser has one already. */
+async function adoptDeviceId() {
+  if (localStorage.getItem(DEVICE_KEY)) return;
+  try {
+    const me = await api("/api/auth/me");
+    const device = typeof me.device_id === "string" ? me.device_id : "";
+    // A bare token names no device: a random id, as before. A play pressed meanwhile made one.
+    if (device && !localStorage.getItem(DEVICE_KEY)) localStorage.setItem(DEVICE_KEY, listeningDeviceOf(device));
+  } catch {
+    // Not answered: a random id at the first report, as before.
+  }
+}
 
 function deviceId() {
   let id = localStorage.getItem(DEVICE_KEY);
@@ -775,6 +788,8 @@ async function main() {
     // What the browser kept could not be read: the page works without it.
   }
   for (const el of ui.items.querySelectorAll("button")) el.disabled = true;
+  // Asked at once, with the connection; its buttons wait for it (see "connect" below).
+  const adopted = adoptDeviceId();
   socket = connect({ onState: (state) => showConnection(ui.connection, state) });
   // Offline, the play's reports go unheard (the first report back may say it continues).
   socket.on("disconnect", () => {
@@ -783,6 +798,7 @@ async function main() {
   socket.on("connect", async () => {
     try {
       historyId = (await call(socket, "listening_history", {})).session_id;
+      await adopted; // the device id the first report carries
       document.body.dataset.historyId = historyId;
       showConnection(ui.connection, "live");
       render();

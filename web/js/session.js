@@ -62,11 +62,22 @@ const SESSION_FIELDS = [
 
 const ERROR_TEXT = {
   session_not_found: ["Session not found", "There is no session with this link. It may have been mistyped."],
-  forbidden: ["No access to this session", "This session belongs to another user."],
+  // Maybe the person's own, opened on a browser where they are not signed in (a bookmark on a
+  // new laptop), which made a guest of its own: their way back is said (audit "returning" F4).
+  forbidden: [
+    "No access to this session",
+    "This session belongs to another identity. If it is yours, sign in here with a device link made on a device where you are signed in (there: your name at the top of a page, then “Link another device”), or with a passkey (here: the name at the top of this page).",
+  ],
   invalid_session_id: ["Invalid session link", "The link does not contain a valid session id."],
   unauthorized: ["Not signed in", "Your sign-in is missing or has expired. Sign in again to open this session."],
   deleted: ["Session deleted", "This session was deleted by its owner, with its recordings."],
   deleted_by_operator: ["Session deleted", "This session was deleted on the server, with its recordings."],
+  // The guest sweep's deletion (its `session_deleted` actor `retention:<user id>`): not someone
+  // else's doing, as "deleted on the server" read (audit "returning" F2).
+  deleted_with_guest: [
+    "Session deleted",
+    "No device of this guest came back within its idle time, so the guest was forgotten, and this session was deleted with it, with its recordings.",
+  ],
   deleted_while_away: ["Session deleted", "This session was deleted while this page was not connected."],
   // This browser's identity is gone (signed out elsewhere): the message says how; the identity
   // notice above offers the way back. Not "Something went wrong": nothing broke.
@@ -496,9 +507,11 @@ function apply(event) {
     ui.connection.hidden = true;
     showError(new ApiError("deleted", ""));
   } else if (event.type === "session_deleted") {
-    // An operator's delete (DELETE /admin/sessions/<id>) or an orphan sweep, not its owner's.
+    // An operator's delete (DELETE /admin/sessions/<id>) or an orphan sweep, not its owner's; or
+    // the guest sweep's, which names itself as the actor (handlers/guest_retention.py).
     ui.connection.hidden = true;
-    showError(new ApiError("deleted_by_operator", ""));
+    const swept = String(data.actor ?? "").startsWith("retention:");
+    showError(new ApiError(swept ? "deleted_with_guest" : "deleted_by_operator", ""));
   } else if (event.type === "session_update") {
     const changed = Object.fromEntries(SESSION_FIELDS.filter((key) => key in data).map((key) => [key, data[key]]));
     render({ ...session, ...changed });

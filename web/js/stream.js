@@ -14,9 +14,12 @@ import {
   bdi,
   connect,
   isOffline,
+  knownIdentity,
+  passkeysOffered,
   saveFile,
   showConnection,
   STREAM_CONNECTION_TEXT,
+  signInWithPasskey,
   subscribeSession,
   whileBusy,
 } from "./client.js";
@@ -47,6 +50,9 @@ const ui = {
   errorTitle: $("page-error-title"),
   errorMessage: $("page-error-message"),
   errorLink: $("page-error-link"),
+  errorSignIn: $("page-error-signin"),
+  errorPasskey: $("page-error-passkey"),
+  errorSignInStatus: $("page-error-signin-status"),
   card: $("dashboard"),
   review: $("review"),
   title: $("stream-title"),
@@ -1120,21 +1126,92 @@ function scheduleRender() {
   });
 }
 
-/** The stream is gone (its deletion's event, or a reconnect answered 'no such session'). */
-function deleted() {
+/**
+ * The stream is gone (its deletion's event, or a reconnect answered 'no such session'). The guest
+ * sweep deletes a forgotten guest's streams as an operator's deletion does, its event naming the
+ * sweep as the actor (`retention:<user id>`, handlers/guest_retention.py): said as such, not as
+ * a deletion "on the server" a person read as someone else's doing (audit "returning" F2).
+ */
+function deleted(event = null) {
   subscription?.close();
   clearTimeout(momentsTimer);
+  if (String(event?.data?.actor ?? "").startsWith("retention:")) {
+    showError(
+      "Stream deleted",
+      `No device of this guest came back ${keptWithin()}, so the guest was forgotten, and this stream was deleted with it, with its clips.`,
+      { href: "/", text: "Back to the start page" },
+    );
+    return;
+  }
   showError("Stream deleted", "This stream session has been deleted, with its clips.", {
     href: "/streams",
     text: "Back to my streams",
   });
 }
 
+/** "within 30 days": how long a guest is kept, as the identity panel last said it. */
+function keptWithin() {
+  const seconds = knownIdentity()?.kept_for_s;
+  if (typeof seconds !== "number") return "within the time guests are kept";
+  const [size, unit] =
+    seconds >= 2 * 86400
+      ? [86400, "day"]
+      : seconds >= 2 * 3600
+        ? [3600, "hour"]
+        : seconds >= 60
+          ? [60, "minute"]
+          : [1, "second"];
+  const count = Math.max(1, Math.round(seconds / size));
+  return `within ${count} ${unit}${count === 1 ? "" : "s"}`;
+}
+
+/**
+ * Someone else's dashboard: maybe the streamer's own, opened on a browser where they are not
+ * signed in (a bookmark on a new laptop, a phone whose site data was cleared), which made a guest
+ * of its own. Their way back is said, with the passkey sign-in when the server offers it.
+ */
+function notYours() {
+  showError(
+    "This is not your stream",
+    "Only the streamer can open its dashboard. If it is yours, sign in here with a device link made on a device where you are signed in, or with a passkey.",
+    { href: `/watch/${encodeURIComponent(sessionId)}`, text: "Open the viewer page instead" },
+  );
+  ui.errorSignIn.hidden = false;
+  ui.errorPasskey.addEventListener("click", signInHere);
+  passkeysOffered().then((on) => {
+    ui.errorPasskey.hidden = !on;
+  });
+}
+
+async function signInHere() {
+  await whileBusy([ui.errorPasskey], async () => {
+    ui.errorSignInStatus.textContent = "";
+    try {
+      await signInWithPasskey();
+      location.reload(); // as its streamer, the dashboard opens
+    } catch (err) {
+      ui.errorSignInStatus.textContent = passkeyRefusal(err);
+    }
+  });
+}
+
+/** A passkey sign-in that failed, in the identity panel's words (web/js/identity.js). */
+function passkeyRefusal(err) {
+  const reason = err?.details?.reason;
+  if (err?.name === "NotAllowedError" || err?.name === "AbortError") return "No passkey was chosen.";
+  if (reason === "off") return "Passkeys are not set up on this server.";
+  if (reason === "unknown")
+    return "This passkey is not known here any more (it was removed); try another or a device link.";
+  if (reason === "refused" || reason === "challenge") return "This passkey was refused; try another or a device link.";
+  if (err?.code) return err.message; // the server's own words (unreachable, busy)
+  return "This browser could not use a passkey here; try a device link.";
+}
+
 function onEvent(event) {
   if (event.type === "session_deleted") {
     // An operator deleted the stream (DELETE /admin/sessions/<id>): the dashboard went on showing
     // it live, every button answered 'no such session'.
-    deleted();
+    deleted(event);
     return;
   }
   orphanBanner.edited(); // a logged change (a state action, a viewer's clip): active again
@@ -1320,10 +1397,7 @@ async function main() {
   sessionId = session.session_id;
   restoreEdits();
   if (!session.is_owner) {
-    showError("This is not your stream", "Only the streamer can open its dashboard.", {
-      href: `/watch/${encodeURIComponent(sessionId)}`,
-      text: "Open the viewer page instead",
-    });
+    notYours();
     return;
   }
   ui.link.value = new URL(`/watch/${sessionId}`, location.origin).href;
