@@ -22,6 +22,7 @@ import { reconcile, setText } from "./keyed.js";
 import { DEVICE_KEY, listeningDeviceOf } from "./listening_device.js";
 import { OrphanBanner } from "./orphan_banner.js";
 import { sendPress, unanswered } from "./resend.js";
+import { durationWords } from "./text_fit.js";
 
 const SVG = "http://www.w3.org/2000/svg";
 const PAGE_SIZE = 20;
@@ -596,20 +597,6 @@ function whyGone(event) {
   return String(event.data?.actor ?? "").startsWith(SWEEP_ACTOR) ? "forgotten" : "operator";
 }
 
-/** A duration for people, as the identity panel says it: "30 days", "12 hours", "1 minute". */
-function span(seconds) {
-  const [size, unit] =
-    seconds >= 2 * 86400
-      ? [86400, "day"]
-      : seconds >= 2 * 3600
-        ? [3600, "hour"]
-        : seconds >= 60
-          ? [60, "minute"]
-          : [1, "second"];
-  const count = Math.max(1, Math.round(seconds / size));
-  return `${count} ${unit}${count === 1 ? "" : "s"}`;
-}
-
 const WHAT_WENT = "its sessions, its totals and what the player reported";
 const NEXT_PLAY = "What you play next starts a new history.";
 
@@ -617,7 +604,7 @@ function goneText(why) {
   if (why === "forgotten") {
     // How long, in the identity panel's words while it could say it (client.js rememberKeptFor).
     const keptFor = knownIdentity()?.kept_for_s;
-    const within = typeof keptFor === "number" ? `within ${span(keptFor)}` : "within the time guests are kept";
+    const within = typeof keptFor === "number" ? `within ${durationWords(keptFor)}` : "within the time guests are kept";
     return `No device of this guest came back ${within}, so the guest was forgotten, and its listening history was deleted with it: ${WHAT_WENT}. It cannot be brought back.`;
   }
   if (why === "operator") return `Your listening history was deleted on the server, with ${WHAT_WENT}. ${NEXT_PLAY}`;

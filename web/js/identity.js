@@ -26,7 +26,7 @@ import {
   signOut,
   startNewGuest,
 } from "./client.js";
-import { limitText } from "./text_fit.js";
+import { durationWords, limitText } from "./text_fit.js";
 
 // A display name's most characters as seen (storage/identity/repository.py MAX_NAME_CHARS).
 const NAME_MAX = 60;
@@ -269,7 +269,9 @@ function whatBecameOfIt(err) {
   const wasGuest = String(known?.user_id ?? "").startsWith("guest-") && known?.kept_for_s !== null;
   // In days, as the identity panel said while it could (`rememberKeptFor`): that panel is gone now.
   const within =
-    typeof known?.kept_for_s === "number" ? `within ${span(known.kept_for_s)}` : "for as long as guests are kept";
+    typeof known?.kept_for_s === "number"
+      ? `within ${durationWords(known.kept_for_s)}`
+      : "for as long as guests are kept";
   if (wasGuest && err.details?.reason === "expired")
     return `A guest none of whose devices comes back ${within} is deleted with what it made. If another device of yours still uses it, sign in here with a device link from there.`;
   // A guest has no passkey to sign in with: only a device still signed in as it can bring it back.
@@ -603,7 +605,7 @@ function strandingWarning(everywhere) {
   return (
     `You are a guest without a passkey: once ${everywhere ? "every device is" : "this device is"} signed out, ` +
     `no device can sign in as this identity again, and what you made with it (voice sessions, streams, ` +
-    `listening history) is deleted after ${span(me.forgotten_after_s)}. To keep it, add a passkey first` +
+    `listening history) is deleted after ${durationWords(me.forgotten_after_s)}. To keep it, add a passkey first` +
     `${everywhere ? "" : " or link another device"}. Sign out anyway?`
   );
 }
@@ -630,21 +632,6 @@ async function act(button, what, action) {
     const lost = document.activeElement === null || document.activeElement === document.body;
     if (hadFocus && lost && button.isConnected) button.focus();
   }
-}
-
-/** A duration for people: "30 days", "12 hours", "5 minutes", "1 minute" (a short setting said
- * "1 minutes"), "45 seconds". */
-function span(seconds) {
-  const [size, unit] =
-    seconds >= 2 * 86400
-      ? [86400, "day"]
-      : seconds >= 2 * 3600
-        ? [3600, "hour"]
-        : seconds >= 60
-          ? [60, "minute"]
-          : [1, "second"];
-  const count = Math.max(1, Math.round(seconds / size));
-  return `${count} ${unit}${count === 1 ? "" : "s"}`;
 }
 
 async function listPasskeys() {
@@ -684,7 +671,7 @@ function retentionNote(me) {
   return el(
     "p",
     { id: "identity-retention" },
-    `What you make here is kept while you come back at least every ${span(me.forgotten_after_s)}; after that, it is deleted with your guest identity. Add a passkey to keep it for good.`,
+    `What you make here is kept while you come back at least every ${durationWords(me.forgotten_after_s)}; after that, it is deleted with your guest identity. Add a passkey to keep it for good.`,
   );
 }
 

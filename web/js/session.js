@@ -347,18 +347,11 @@ const MATERIAL_KINDS = {
 };
 
 function materialItem() {
-  const item = document.createElement("li");
-  item.className = "chunk material";
-  const head = document.createElement("div");
-  head.className = "chunk-head";
-  const title = document.createElement("span");
-  title.className = "chunk-title";
-  const detail = document.createElement("span");
-  detail.className = "muted chunk-detail";
+  const item = chunkItem(); // its title and detail line, as a recording's
+  item.classList.add("material");
   const text = document.createElement("p");
   text.className = "material-text";
-  head.append(title, detail);
-  item.append(head, text);
+  item.append(text);
   return item;
 }
 

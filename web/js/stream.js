@@ -28,7 +28,7 @@ import { reconcile, setText } from "./keyed.js";
 import { NewsBatch } from "./news.js";
 import { OrphanBanner } from "./orphan_banner.js";
 import { sendUntilAnswered } from "./resend.js";
-import { limitText } from "./text_fit.js";
+import { durationWords, limitText } from "./text_fit.js";
 
 const FEED_LIMIT = 50;
 const orphanBanner = new OrphanBanner();
@@ -1153,16 +1153,7 @@ function deleted(event = null) {
 function keptWithin() {
   const seconds = knownIdentity()?.kept_for_s;
   if (typeof seconds !== "number") return "within the time guests are kept";
-  const [size, unit] =
-    seconds >= 2 * 86400
-      ? [86400, "day"]
-      : seconds >= 2 * 3600
-        ? [3600, "hour"]
-        : seconds >= 60
-          ? [60, "minute"]
-          : [1, "second"];
-  const count = Math.max(1, Math.round(seconds / size));
-  return `within ${count} ${unit}${count === 1 ? "" : "s"}`;
+  return `within ${durationWords(seconds)}`;
 }
 
 /**

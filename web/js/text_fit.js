@@ -13,6 +13,22 @@ const segmenter =
 const utf8 = new TextEncoder();
 export const BYTES_PER_CHARACTER = 20;
 
+/** A duration for people: "30 days", "12 hours", "5 minutes", "1 minute" (a short setting said
+ * "1 minutes"), "45 seconds". Shared by the identity panel and the pages that say how long a
+ * guest is kept. */
+export function durationWords(seconds) {
+  const [size, unit] =
+    seconds >= 2 * 86400
+      ? [86400, "day"]
+      : seconds >= 2 * 3600
+        ? [3600, "hour"]
+        : seconds >= 60
+          ? [60, "minute"]
+          : [1, "second"];
+  const count = Math.max(1, Math.round(seconds / size));
+  return `${count} ${unit}${count === 1 ? "" : "s"}`;
+}
+
 /** The characters of `text` as a person sees them. */
 export function characters(text) {
   return segmenter ? Array.from(segmenter.segment(text), (part) => part.segment) : Array.from(text);
