@@ -110,8 +110,13 @@ async def _fetch_and_store(ctx: Services, job: Job, order: FetchOrder, files: Bo
     async with aiohttp.ClientSession(trust_env=False) as http:
         located = await files.locate(http, order.file_id)
         quota = UploadQuota(ctx.redis, ctx.keys, ctx.voice.config.upload_quota_bytes)
+        # A file whose size Telegram said is reserved whole or not at all: one that does not fit
+        # held all the room left through its download, and the person's next note was refused
+        # for good, "quota used up" (audit "tgfetch"). One of unknown size takes what is left,
+        # capped as it streams.
+        size = located.file_size
         reservation = await quota.reserve(
-            [f"u:{job.performer_id}"], wanted=located.file_size or files.max_bytes, least=1
+            [f"u:{job.performer_id}"], wanted=size or files.max_bytes, least=size if size else 1
         )
         if reservation is None:
             raise FetchFailed(f"the daily upload quota ({quota.limit_bytes} bytes) is used up")

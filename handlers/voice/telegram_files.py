@@ -16,6 +16,8 @@ from __future__ import annotations
 
 import json
 import re
+import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -31,9 +33,16 @@ MAX_ANSWER_BYTES = 64 * 1024
 # A retry_after beyond this is waited this long (a flood-control answer of hours would otherwise
 # hold the material for as long).
 RETRY_AFTER_MAX_S = 3600
-CALL_TIMEOUT = aiohttp.ClientTimeout(total=30, sock_connect=10, sock_read=20)
+# The worker runs its jobs one after another: a call that hangs holds everyone's Done behind it
+# (a getFile hanging 20 s and a file trickling at 20 bytes a second held another person's voice
+# note and /done 131 s: audit "tgfetch"). getFile answers in well under a second.
+CALL_TIMEOUT = aiohttp.ClientTimeout(total=10, sock_connect=5, sock_read=10)
 # 20 MB at a slow 200 KB/s, and no read silent for longer than sock_read.
-DOWNLOAD_TIMEOUT = aiohttp.ClientTimeout(total=120, sock_connect=10, sock_read=30)
+DOWNLOAD_TIMEOUT = aiohttp.ClientTimeout(total=120, sock_connect=10, sock_read=15)
+# ... and a download slower than this on average, once it has had MIN_RATE_AFTER_S to start, is
+# cut and tried again later (FetchLater): Telegram serves files at megabytes a second.
+MIN_RATE_BYTES_S = 32 * 1024
+MIN_RATE_AFTER_S = 5.0
 PIECE_BYTES = 64 * 1024
 # A file path as getFile gives it ("voice/file_12.oga"): no way out of the bot's folder.
 _FILE_PATH = re.compile(r"^[A-Za-z0-9_-][A-Za-z0-9_./-]{0,255}$")
@@ -89,7 +98,7 @@ class BotFiles:
         except (aiohttp.ClientError, TimeoutError) as exc:
             raise self._failed(exc, "getFile did not answer") from None
         answer = _json(body) if len(body) <= MAX_ANSWER_BYTES else None
-        _raise_for(status, answer, headers.get("Retry-After"), "getFile")
+        _raise_for(status, answer, headers.get("Retry-After"), "getFile", self.redact)
         result = answer.get("result") if isinstance(answer, dict) and answer.get("ok") is True else None
         if not isinstance(result, dict):
             raise FetchLater(f"getFile answered {status} with no file in it")
@@ -112,13 +121,19 @@ class BotFiles:
             async with http.get(url, timeout=DOWNLOAD_TIMEOUT, allow_redirects=False) as reply:
                 if reply.status != 200:
                     body = await reply.content.read(MAX_ANSWER_BYTES)
-                    _raise_for(reply.status, _json(body), reply.headers.get("Retry-After"), "the file download")
+                    _raise_for(
+                        reply.status, _json(body), reply.headers.get("Retry-After"), "the file download", self.redact
+                    )
                     raise FetchLater(f"the file download answered {reply.status}")
                 length = reply.content_length
                 if length is not None and length > writer.max_bytes:
                     raise FetchFailed(f"the file is {length} bytes: at most {writer.max_bytes} are taken")
+                started = time.monotonic()
                 async for piece in reply.content.iter_chunked(PIECE_BYTES):
                     writer.write(piece)
+                    took = time.monotonic() - started
+                    if took > MIN_RATE_AFTER_S and writer.size < MIN_RATE_BYTES_S * took:
+                        raise FetchLater(f"the file download was too slow ({writer.size} bytes in {took:.0f} s)")
         except BlobTooLarge:
             raise FetchFailed(f"the file is more than {writer.max_bytes} bytes: not taken") from None
         except (aiohttp.ClientError, TimeoutError) as exc:
@@ -132,15 +147,17 @@ def _json(body: bytes) -> Any:
         return None
 
 
-def _raise_for(status: int, answer: Any, retry_after: str | None, what: str) -> None:
-    """Raise what a non-success answer means; nothing for a 200."""
+def _raise_for(status: int, answer: Any, retry_after: str | None, what: str, redact: Callable[[str], str]) -> None:
+    """Raise what a non-success answer means; nothing for a 200. Telegram's ``description`` is
+    said without the token (a server that echoes it put it on the page, the log and the dead
+    letters: audit "tgfetch"). A redirect is never followed: one is no file, now or later."""
     if status == 200:
         return
-    description = str(answer.get("description", ""))[:200] if isinstance(answer, dict) else ""
+    description = redact(str(answer.get("description", "")))[:200] if isinstance(answer, dict) else ""
     said = f"{what} answered {status}" + (f" ({description})" if description else "")
     if status == 429:
         raise FetchLater(said, retry_after_s=_retry_after_s(answer, retry_after))
-    if status in _GIVE_UP or (400 <= status < 500 and status not in (408, 425)):
+    if status in _GIVE_UP or 300 <= status < 400 or (400 <= status < 500 and status not in (408, 425)):
         raise FetchFailed(said)
     raise FetchLater(said)
 

@@ -472,3 +472,95 @@ def test_the_token_is_no_part_of_the_voice_configs_repr(tmp_path: Path) -> None:
 
 
 __all__ = ["ALICE_TG"]
+
+
+# --- audit "tgfetch" --------------------------------------------------------------------------------
+
+
+async def test_telegrams_words_never_carry_the_token_and_a_redirect_fails_for_good(
+    bot: ServerUnderTest, telegram: FakeTelegram
+) -> None:
+    """A Bot API that echoes the token in its `description` put it on the page, the log and the
+    dead letters; a redirect (never followed) was tried eight times."""
+
+    async def echoing(request: web.Request) -> web.StreamResponse:
+        body = {"ok": False, "error_code": 400, "description": f"Bad Request: bot{TOKEN} has no such file"}
+        return web.json_response(body, status=400)
+
+    telegram.answers.append(echoing)
+    await _fails_for_good(bot, telegram, "voice-e1", "bot<token> has no such file")
+    [dead] = await bot.services.jobs.dead()
+    assert TOKEN not in dead.last_error
+
+    async def moved(request: web.Request) -> web.StreamResponse:
+        return web.Response(status=302, headers={"Location": "http://elsewhere.invalid/"})
+
+    telegram.files["voice-e2"] = ogg_opus(1000)
+    telegram.downloads["voice/voice-e2.oga"] = moved
+    session_id = await started(bot)
+    await send(bot, voice_note("voice-e2", 1))
+    await drive(bot, lambda: _no_jobs_left(bot))
+    assert len(telegram.got("/file/")) == 1  # not tried again
+    noted = await material(bot, session_id)
+    assert noted["audio"] == "failed" and "302" in noted["audio_error"], noted
+
+
+async def test_a_file_the_quota_cannot_hold_holds_none_of_it(
+    redis: Redis, redis_process: RedisProcess, tmp_path: Path, telegram: FakeTelegram
+) -> None:
+    """A file bigger than the quota left reserved all that was left through its download, and the
+    person's next note was refused for good meanwhile (audit "tgfetch")."""
+    quota = 200_000
+    srv = await fetching_bot(redis_process, tmp_path, telegram, voice_upload_quota_bytes=quota)
+    try:
+        telegram.files["voice-q1"] = ogg_opus(1000)
+        telegram.size["voice-q1"] = quota + 1  # as getFile says it: more than the day allows
+        telegram.files["voice-q2"] = ogg_opus(1200)
+        session_id = await started(srv)
+        await send(srv, voice_note("voice-q1", 1))
+        await send(srv, voice_note("voice-q2", 1))
+        await drive(srv, lambda: _no_jobs_left(srv))
+        assert not any(path.endswith("/voice/voice-q1.oga") for _, path in telegram.calls)  # never downloaded
+        chunks = await chunks_of(srv, session_id)
+        assert len(chunks) == 1, chunks  # the second note, stored
+        noted = [m for m in await srv.services.voice.materials(session_id, limit=10) if m["kind"] == "voice"]
+        assert [m.get("audio") for m in noted] == ["failed", "stored"], noted
+        used = await srv.services.redis.get(srv.services.keys.upload_bytes("u:alice"))
+        # The stored audio and the materials' own bytes: nothing left held for the one refused.
+        assert chunks[0]["size_bytes"] <= int(used or 0) < chunks[0]["size_bytes"] + 2_000, used
+    finally:
+        await srv.stop()
+
+
+async def test_a_download_that_trickles_is_cut_and_tried_again(bot: ServerUnderTest, telegram: FakeTelegram) -> None:
+    """A file served at a few bytes a second held the one worker, and every other person's Done,
+    for the whole download limit (131 s in the audit); it is cut once clearly too slow."""
+    audio = ogg_opus(1000)
+    telegram.files["voice-t1"] = audio
+    tries = {"n": 0}
+
+    async def trickle(request: web.Request) -> web.StreamResponse:
+        tries["n"] += 1
+        if tries["n"] > 1:  # the next try is served whole
+            return web.Response(body=audio, content_type="application/octet-stream")
+        response = web.StreamResponse()
+        await response.prepare(request)
+        try:
+            for byte in audio[:400]:
+                await response.write(bytes([byte]))
+                await asyncio.sleep(0.02)
+        except (ConnectionError, RuntimeError):
+            pass
+        return response
+
+    telegram.downloads["voice/voice-t1.oga"] = trickle
+    session_id = await started(bot)
+    await send(bot, voice_note("voice-t1", 1))
+    began = time.monotonic()
+    await drive(bot, lambda: _chunk_count(bot, session_id, 1))
+    assert tries["n"] == 2 and time.monotonic() - began < BOUND_S
+    assert (await material(bot, session_id))["audio"] == "stored"
+
+
+async def _chunk_count(server: ServerUnderTest, session_id: str, count: int) -> bool:
+    return len(await chunks_of(server, session_id)) >= count

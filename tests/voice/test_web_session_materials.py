@@ -146,3 +146,30 @@ async def test_long_hostile_and_day_long_materials_read_well_on_a_phone(server: 
     await expect(items.nth(1).locator(".material-text")).to_have_text("olleh")  # the override taken out
     await expect(items.nth(2).locator(".chunk-title")).to_have_text("Voice note · 24:00:00.0")
     assert await page.evaluate("document.documentElement.scrollWidth") <= 390
+
+
+async def test_a_voice_notes_fetch_is_not_said_as_the_digests_processing(server: ServerUnderTest, tab: Tab) -> None:
+    """A fetch from Telegram that failed made "Digest and tasks" say "Processing failed … Process
+    now tries again", where nothing was processed and Process now fetches nothing (audit "tgfetch")."""
+    from protocol.events import JOB_RESULT
+    from storage.voice.repository import KEEP_LAST_JOB
+
+    first = await send(server, {"kind": "voice", "file_id": "AwACAgIAAxkBAAII", "duration_s": 2})
+    session_id = first["session_id"]
+
+    async def fetch_said(status: str) -> None:
+        data = {"job_id": f"j-{status}", "job_type": "TELEGRAM_FETCH", "status": status, "attempts": 1}
+        if status == "failed":
+            data["error"] = "PermanentJobError: getFile answered 401"
+        services = server.services
+        await services.log.append_kept(services.scripts.append_kept, session_id, JOB_RESULT, data, **KEEP_LAST_JOB)
+
+    await fetch_said("failed")
+    await tab.use_token(server.token("alice"))
+    page = await tab.open(f"/session/{session_id}")
+    waiting = page.locator("#digest-empty")
+    await expect(waiting).to_have_text("Not processed yet: Done or “Process now” builds the digest.")
+    await expect(page.locator("#connection")).to_have_attribute("data-state", "live")
+    await fetch_said("retrying")  # live, as a 429 is waited
+    await expect(page.locator('#activity li[data-job-id="j-retrying"]')).to_have_count(1)
+    await expect(waiting).to_have_text("Not processed yet: Done or “Process now” builds the digest.")

@@ -451,7 +451,7 @@ function renderResults() {
   ui.digestEmpty.hidden = Boolean(digest);
   // Opened while its job runs, the page said "Not processed yet" and offered Process now; so it
   // did while the job waited for a worker, and after it failed (as if nothing had been tried).
-  ui.digestEmpty.textContent = digestWaiting(session.last_job);
+  ui.digestEmpty.textContent = digestWaiting(digestJob(session.last_job));
   ui.digest.hidden = !digest;
   ui.digest.replaceChildren();
   ui.digestTexts.replaceChildren();
@@ -512,10 +512,12 @@ function apply(event) {
     render({ ...session, status: data.status });
   } else if (event.type === "job_result" || event.type === "job_progress") {
     addActivity(jobLine(data), event.ts);
-    session = { ...session, last_job: data };
-    // "Processing queued." said of a press: its outcome, below, says more now.
-    if (data.status === "succeeded" || data.status === "failed") clearNotice("process");
-    renderResults();
+    if (!NOT_DIGEST_JOBS.has(data.job_type)) {
+      session = { ...session, last_job: data };
+      // "Processing queued." said of a press: its outcome, below, says more now.
+      if (data.status === "succeeded" || data.status === "failed") clearNotice("process");
+      renderResults();
+    }
     // A voice note's fetch ended (its material now says where its audio is): listed again.
     if (data.job_type === "TELEGRAM_FETCH" && (data.status === "succeeded" || data.status === "failed"))
       loadMaterials().catch(() => {});
@@ -577,9 +579,18 @@ function digestWaiting(job) {
   return NOT_PROCESSED_TEXT;
 }
 
-/** Whether the session's last job is still at work (a step, or a retry to come). */
+// Jobs that build no digest: a voice note's fetch from Telegram said "Processing failed … Process
+// now tries again" where nothing was processed, and Process now fetches nothing (audit "tgfetch").
+const NOT_DIGEST_JOBS = new Set(["TELEGRAM_FETCH"]);
+
+/** The session's last job, if it is one that builds the digest (else none: the digest's own state). */
+function digestJob(job) {
+  return job && typeof job === "object" && !NOT_DIGEST_JOBS.has(job.job_type) ? job : null;
+}
+
+/** Whether the session's last digest job is still at work (a step, or a retry to come). */
 function processing() {
-  const job = session?.last_job;
+  const job = digestJob(session?.last_job);
   return Boolean(job && typeof job === "object" && (typeof job.status !== "string" || job.status === "retrying"));
 }
 
