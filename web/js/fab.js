@@ -69,6 +69,9 @@ const DONE_WAIT_MS = 20_000;
 // What a FAB recording while its connection is down says, until it is back.
 const OFFLINE_RECORDING =
   "Offline: still recording on this device, kept here and uploaded once the connection is back; others see it paused until then.";
+// What a FAB says once its uploads are refused for a sign-in that ran out and cannot renew itself.
+const SIGN_IN_RAN_OUT =
+  "Your sign-in has run out: your recording is kept on this device and sent once you sign in again.";
 const RETRYABLE = new Set(["timeout", "disconnected", "unavailable", "unauthorized"]);
 // What a FAB recording when its device is signed out (here or elsewhere) says once stopped.
 const SIGNED_OUT_RECORDING =
@@ -1059,7 +1062,9 @@ function ensureSocket() {
     // The server pauses a recording whose recorder's connection went: every other client shows
     // it paused, while this one records on (its audio kept here, and uploaded once back). It
     // said "Recording" and nothing else, as if all were well (audit "phonelife").
-    if (state.recorder) say(OFFLINE_RECORDING, "offline");
+    // Not over a sign-in that ran out: the connection drops for that too (its token refused), and
+    // "once the connection is back" promised what no connection would bring (a loaded CI run).
+    if (state.recorder && ui.message.textContent !== SIGN_IN_RAN_OUT) say(OFFLINE_RECORDING, "offline");
   });
   // The network back before the socket noticed it had gone: what is owed is sent now.
   window.addEventListener("online", sendOwed);
@@ -1226,7 +1231,7 @@ function uploadTroubleWords(err, delayMs) {
     // A sign-in that ran out and cannot renew itself (a token without a refresh cookie): "Upload
     // failed; retrying" said nothing of what would help, while the kept chunks piled up (audit
     // "voicephone").
-    return "Your sign-in has run out: your recording is kept on this device and sent once you sign in again.";
+    return SIGN_IN_RAN_OUT;
   }
   // No countdown in it: each retry's new number was said anew by a screen reader, five times in
   // 25 s offline (audit "voicephone"); the same words are said once.
