@@ -8,34 +8,17 @@ said "deleted", as an operator's deletion, where the guest had been forgotten.""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
-from pathlib import Path
 
-import pytest_asyncio
-from redis.asyncio import Redis
 from playwright.async_api import Browser, Page, expect
 
-from storage.clock import Clock
 from tests.browser import Tab, new_tab
 from tests.identity.test_passkeys import pserver as pserver
-from tests.helpers import RedisProcess, ServerUnderTest
-from tests.listening.test_web_history_deleted import ACCESS_TTL_S, IDLE_S, guest_page, swept
+from tests.helpers import ServerUnderTest
+from tests.listening.test_web_history_deleted import guest_page, swept
+from tests.listening.test_web_history_deleted import server as server
 from tests.streams.helpers import create_stream
 
 TABS_AT_MOST = 40
-
-
-@pytest_asyncio.fixture
-async def server(redis: Redis, redis_process: RedisProcess, tmp_path: Path) -> AsyncIterator[ServerUnderTest]:
-    """A server whose guests idle out after an hour, on a clock the test moves (Redis flushed first:
-    the sweep forgets every gone guest there)."""
-    from tests.conftest import start_server
-
-    srv = await start_server(
-        redis_process.url, tmp_path, clock=Clock(), guest_token_ttl_s=ACCESS_TTL_S, guest_idle_s=IDLE_S
-    )
-    yield srv
-    await srv.stop()
 
 
 async def tab_to(page: Page, selector: str) -> None:

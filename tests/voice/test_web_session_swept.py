@@ -8,31 +8,14 @@ session belongs to another user", without the owner's way back."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
-from pathlib import Path
 
-import pytest_asyncio
-from redis.asyncio import Redis
 from playwright.async_api import expect
 
-from storage.clock import Clock
 from tests.browser import Tab
-from tests.helpers import RedisProcess, ServerUnderTest
-from tests.listening.test_web_history_deleted import ACCESS_TTL_S, IDLE_S, guest_page, swept
+from tests.helpers import ServerUnderTest
+from tests.listening.test_web_history_deleted import guest_page, swept
+from tests.listening.test_web_history_deleted import server as server
 from tests.streams.helpers import http
-
-
-@pytest_asyncio.fixture
-async def server(redis: Redis, redis_process: RedisProcess, tmp_path: Path) -> AsyncIterator[ServerUnderTest]:
-    """A server whose guests idle out after an hour, on a clock the test moves (Redis flushed first:
-    the sweep forgets every gone guest there)."""
-    from tests.conftest import start_server
-
-    srv = await start_server(
-        redis_process.url, tmp_path, clock=Clock(), guest_token_ttl_s=ACCESS_TTL_S, guest_idle_s=IDLE_S
-    )
-    yield srv
-    await srv.stop()
 
 
 async def test_a_session_open_as_the_guest_sweep_deletes_it_says_the_guest_was_forgotten(
