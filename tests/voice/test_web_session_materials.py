@@ -7,13 +7,18 @@ shows them, each new one as its `material_added` event comes."""
 
 from __future__ import annotations
 
+import asyncio
+import json
+import re
 from typing import Any
 
 import aiohttp
-from playwright.async_api import expect
+from playwright.async_api import WebSocketRoute, expect
 
+from tests.audio_samples import wav
 from tests.browser import Tab
 from tests.helpers import ServerUnderTest
+from tests.voice.uploads import chunk_form, upload
 
 
 async def send(server: ServerUnderTest, material: dict[str, Any], user: str = "alice") -> dict[str, Any]:
@@ -77,6 +82,56 @@ async def test_the_session_page_shows_what_the_bot_added_live_and_after_a_reload
     await page.reload()
     await expect(items).to_have_count(3)
     await expect(items.nth(2).locator(".material-text")).to_have_text("<b>доска</b> ‏مرحبا")
+
+
+async def test_what_is_stored_before_the_page_follows_the_session_is_not_missed(
+    server: ServerUnderTest, tab: Tab
+) -> None:
+    """The page lists the materials and recordings and follows the session's events at the same
+    time; a note stored after the list was read and before the subscription's snapshot was
+    announced to no one, and the page never showed it (a loaded CI run saw it). The page's
+    subscribe is held here until a note and a recording are stored."""
+    first = await send(server, {"kind": "text", "text": "первая заметка"})
+    session_id = first["session_id"]
+    let_through = asyncio.Event()
+    held: set[asyncio.Task[None]] = set()
+
+    def route(ws: WebSocketRoute) -> None:
+        server_side = ws.connect_to_server()
+
+        async def later(message: str) -> None:
+            await let_through.wait()
+            server_side.send(message)
+
+        def to_server(message: str | bytes) -> None:
+            found = re.match(r"42\d*(\[.*)", message) if isinstance(message, str) else None
+            if found and json.loads(found.group(1))[:2] == ["subscribe_on_session", {"session_id": session_id}]:
+                task = asyncio.get_running_loop().create_task(later(message))
+                held.add(task)
+                task.add_done_callback(held.discard)
+                return
+            server_side.send(message)
+
+        ws.on_message(to_server)
+        server_side.on_message(ws.send)
+
+    await tab.page.route_web_socket(re.compile(r"/socket\.io/"), route)
+    await tab.use_token(server.token("alice"))
+    page = await tab.open(f"/session/{session_id}")
+    items = page.locator("#material-list li")
+    await expect(items).to_have_count(1)
+    await send(server, {"kind": "text", "text": "вторая, пока страница не слушала"})
+    await send(server, {"kind": "text", "text": "третья"})
+    recording = chunk_form(session_id, wav(1000), duration_ms=1000, filename="a.wav")
+    assert (await upload(server, server.token("alice"), recording))[0] == 201
+    await expect(page.locator("#chunk-list li")).to_have_count(0)
+    let_through.set()
+    await expect(page.locator("#connection")).to_have_attribute("data-state", "live")
+    await expect(items).to_have_count(3)
+    await expect(items.nth(1).locator(".material-text")).to_have_text("вторая, пока страница не слушала")
+    await expect(page.locator("#chunk-list li")).to_have_count(1)
+    await send(server, {"kind": "text", "text": "четвёртая, живьём"})
+    await expect(items).to_have_count(4)
 
 
 async def test_a_session_with_more_than_a_page_of_materials_shows_more_on_request(
