@@ -99,7 +99,7 @@ async def test_what_is_stored_before_the_page_follows_the_session_is_not_missed(
     def route(ws: WebSocketRoute) -> None:
         server_side = ws.connect_to_server()
 
-        async def later(message: str) -> None:
+        async def later(message: str | bytes) -> None:
             await let_through.wait()
             server_side.send(message)
 
