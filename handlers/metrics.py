@@ -272,6 +272,11 @@ class Metrics:
         self.jobs_dropped = Counter(
             "sessionhub_jobs_dropped", "Jobs dropped unrun because their session was deleted", registry=r
         )
+        self.jobs_declined = Counter(
+            "sessionhub_jobs_declined",
+            "Jobs failed for a person's input (a file too big or gone, a quota used up): said, not dead-lettered",
+            registry=r,
+        )
         self.opened = Counter("sessionhub_connections_opened", "Socket.IO clients admitted", registry=r)
         self.closed = Counter(
             "sessionhub_connections_closed", "Admitted Socket.IO clients gone away, by reason", ["reason"], registry=r

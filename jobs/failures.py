@@ -7,6 +7,14 @@ class PermanentJobError(Exception):
     """A failure that retrying cannot fix: the job goes straight to the dead letters."""
 
 
+class Declined(PermanentJobError):
+    """A job that cannot be done because of what a person gave it (a file too big, one the chat
+    platform no longer has, a daily quota used up): told to the session as ``failed``, with these
+    words, and then done with, not dead-lettered. No operator can do anything about it, and a
+    dead letter raised their ``dead_letters`` alert (audit "tgfetch"): the person is told where
+    they look (the processor keeps it where they read it, e.g. on the material)."""
+
+
 class RetryLater(Exception):
     """Not yet: the job is parked for ``delay_ms`` (a service it calls asked to wait, or is away)
     and run again, with ``payload`` in place of its own when given (the tries it has made so far).

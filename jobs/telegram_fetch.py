@@ -16,7 +16,10 @@ What Telegram says decides what follows (:class:`~handlers.voice.telegram_files.
 ``FetchFailed``): a network failure, a 5xx or a 429 queues the job again, after Telegram's
 ``retry_after`` or a back-off, at most :data:`FETCH_ATTEMPTS` times; a failure for good (a 400,
 403 or 404, a file too big) is kept on the material (``audio: "failed"``, ``audio_error``) and the
-job fails (``job_result`` ``failed``, dead-lettered) without another try.
+job fails (``job_result`` ``failed``) without another try: dead-lettered when only the operator can
+change it (the token refused, a wrong API address; run again once fixed), declined when it is the
+file's or the person's (too big, gone, not audio, their quota), which no operator can do anything
+about and which raised their ``dead_letters`` alert (audit "tgfetch").
 """
 
 from __future__ import annotations
@@ -34,7 +37,7 @@ from handlers.voice.actions import process_late_chunks
 from handlers.voice.chunks import chunk_repository
 from handlers.voice.fetch_order import FetchOrder
 from handlers.voice.telegram_files import TELEGRAM_FILE_MAX_BYTES, BotFiles, FetchFailed, FetchLater, TelegramFile
-from jobs.failures import PermanentJobError, RetryLater, SessionGone
+from jobs.failures import Declined, PermanentJobError, RetryLater, SessionGone
 from protocol.errors import CodedError, ErrorCode
 from storage.jobs import Job
 from storage.voice.audio_format import ImpossibleDuration, probe
@@ -74,7 +77,8 @@ async def telegram_fetch(ctx: Services, job: Job) -> dict[str, Any]:
         await _later(ctx, job, order, exc)
     except FetchFailed as exc:
         await _note(ctx, job, order, {"audio": "failed", "audio_error": str(exc)})
-        raise PermanentJobError(f"the voice message could not be fetched from Telegram: {exc}") from None
+        said = f"the voice message could not be fetched from Telegram: {exc}"
+        raise (PermanentJobError(said) if exc.operators else Declined(said)) from None
     await _note(ctx, job, order, {"audio": "stored", "chunk_id": added.chunk_id})
     if added.late:  # a duplicate too: its first run may have died before this step
         await process_late_chunks(ctx, _claims(ctx, job), job.session_id)

@@ -26,7 +26,7 @@ from dataclasses import replace
 from typing import Any
 
 from handlers.context import Services
-from jobs.failures import RetryLater
+from jobs.failures import Declined, RetryLater
 from jobs.processors import PROGRESSED, TIME_LEFT, PermanentJobError, Processor, SessionGone
 from protocol.errors import CodedError, ErrorCode
 from protocol.events import JOB_RESULT
@@ -217,6 +217,15 @@ class Worker:
             log.info("job %s (%s) runs again in %d ms: %s", job.job_id, job.type, exc.delay_ms, exc)
             said = str(exc)
             await self._publish(delivery, "retrying", attempts=job.attempts + 1, error=said, retry_in_ms=exc.delay_ms)
+            return
+        except Declined as exc:
+            # The person's input cannot be done (their file, their quota): said to the session,
+            # and done with; nothing for the operator's dead letters.
+            leases.release(delivery)
+            await self._jobs.ack(delivery)
+            self._s.metrics.jobs_declined.inc()
+            log.info("job %s (%s) declined: %s", job.job_id, job.type, exc)
+            await self._publish(delivery, "failed", attempts=job.attempts + 1, error=str(exc))
             return
         except SessionGone:
             # Deleted since it was queued: done with, and no event (the session's log is gone).

@@ -249,13 +249,15 @@ class BotRoutes:
         address: str,
         ids: tuple[str | None, str | None] = (None, None),
         added_at: int | None = None,
+        fetching: bool = False,
     ) -> tuple[dict[str, Any], int]:
         """Route a material as seed 002 says (shared by this route and chat adapters).
 
         ``ids`` are a keyed request's derived ids (handlers/idempotency.py) of the material and of
         the session it may create: a retry after its node died stores the material once and
         answers the session made before. ``added_at`` (ms, default now): the caller's own record
-        of when (a chat adapter's file fetch dates its chunk by it)."""
+        of when (a chat adapter's file fetch dates its chunk by it). ``fetching``: the adapter
+        fetches the file next (``"audio": "fetching"`` until the fetch says what became of it)."""
         material_id, session_id = ids
         record = {
             "material_id": material_id or str(uuid.uuid4()),
@@ -266,6 +268,8 @@ class BotRoutes:
             "added_by": claims.sub,
             "added_at": self._s.clock.now_ms() if added_at is None else added_at,
         }
+        if fetching:
+            record["audio"] = "fetching"
         # Checked before anything is stored (a refused material creates no session either). A
         # retry with the same Idempotency-Key (or Telegram update) is answered before this runs,
         # so it is never refused or counted twice.

@@ -305,7 +305,10 @@ class TelegramWebhook:
                 return UNSUPPORTED
             added_at = self._s.clock.now_ms()
             ids = (_update_id(update_id, "material"), _update_id(update_id, "session"))
-            body, _ = await self._bot.attach_material(claims, material, address=address, ids=ids, added_at=added_at)
+            fetching = bool((message.voice or message.audio) and self._config.telegram_bot_token)
+            body, _ = await self._bot.attach_material(
+                claims, material, address=address, ids=ids, added_at=added_at, fetching=fetching
+            )
             await self._fetch_later(claims, message, body, added_at)
             verb = "Новая сессия" if body["created_session"] else "Добавлено в сессию"
             return f"{verb}: {reply_link(base, body['session_id'])}"

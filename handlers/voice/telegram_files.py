@@ -50,7 +50,16 @@ _GIVE_UP = frozenset({400, 401, 403, 404})
 
 
 class FetchFailed(Exception):
-    """The file cannot be fetched, now or later (its words are for the person: no token in them)."""
+    """The file cannot be fetched, now or later (its words are for the person: no token in them).
+
+    ``operators``: only the server's operator can change it (Telegram refused the bot's token, the
+    API address answers a redirect or a 404): the job is dead-lettered, to be run again once that
+    is fixed. Otherwise it is the file's or the person's (too big, gone, not audio, a quota): the
+    job is declined, said on the material, and nothing is raised to the operator."""
+
+    def __init__(self, message: str, *, operators: bool = False) -> None:
+        super().__init__(message)
+        self.operators = operators
 
 
 class FetchLater(Exception):
@@ -157,8 +166,10 @@ def _raise_for(status: int, answer: Any, retry_after: str | None, what: str, red
     said = f"{what} answered {status}" + (f" ({description})" if description else "")
     if status == 429:
         raise FetchLater(said, retry_after_s=_retry_after_s(answer, retry_after))
-    if status in _GIVE_UP or 300 <= status < 400 or (400 <= status < 500 and status not in (408, 425)):
+    if status == 400:  # "Bad Request: file is too big", "…: invalid file_id": the file's
         raise FetchFailed(said)
+    if status in _GIVE_UP or 300 <= status < 400 or (400 <= status < 500 and status not in (408, 425)):
+        raise FetchFailed(said, operators=True)  # the token refused, a wrong API address
     raise FetchLater(said)
 
 

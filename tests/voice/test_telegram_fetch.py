@@ -204,6 +204,7 @@ async def test_a_voice_note_becomes_one_chunk_played_listed_and_transcribed_on_d
         reply = await send(bot, voice_note("voice-1"))
         assert reply["text"].startswith("Добавлено в сессию")
         as_sent = await material(bot, session_id)
+        assert as_sent["audio"] == "fetching"  # said from the start (the page says "being fetched")
 
         await drive(bot, lambda: _has_chunks(bot, session_id, 1))
         # Live, as the FAB's chunks are: a new_message with the chunk and the session's totals.
@@ -322,18 +323,21 @@ async def test_two_5xx_then_the_file_is_stored_and_the_token_is_never_said(
 
 
 @pytest.mark.parametrize(
-    ("answer", "why"),
+    ("answer", "why", "operators"),
     [
-        (waiting(404, "Not Found"), "answered 404"),
-        (waiting(400, "Bad Request: file is too big"), "file is too big"),
+        (waiting(400, "Bad Request: file is too big"), "file is too big", False),
+        (waiting(404, "Not Found"), "answered 404", True),  # a wrong API address
+        (waiting(401, "Unauthorized"), "answered 401", True),  # the token refused
     ],
 )
 async def test_a_file_telegram_refuses_fails_for_good_once(
-    bot: ServerUnderTest, telegram: FakeTelegram, answer: Answer, why: str
+    bot: ServerUnderTest, telegram: FakeTelegram, answer: Answer, why: str, operators: bool
 ) -> None:
+    """Dead-lettered (to be run again) only when the operator can change it; the file's own
+    failure is said on the material and raised no alert: only the person can do anything about it."""
     telegram.files["voice-5"] = ogg_opus(1000)
     telegram.answers.append(answer)
-    await _fails_for_good(bot, telegram, "voice-5", why)
+    await _fails_for_good(bot, telegram, "voice-5", why, operators=operators)
 
 
 async def test_a_file_over_20_mb_is_not_fetched(bot: ServerUnderTest, telegram: FakeTelegram) -> None:
@@ -369,7 +373,12 @@ async def test_a_download_past_20_mb_is_cut_while_it_streams(bot: ServerUnderTes
     assert sent["bytes"] < 64 * 1024 * 1024
 
 
-async def _fails_for_good(bot: ServerUnderTest, telegram: FakeTelegram, file_id: str, why: str) -> None:
+async def _fails_for_good(
+    bot: ServerUnderTest, telegram: FakeTelegram, file_id: str, why: str, *, operators: bool = False
+) -> None:
+    """The fetch fails once, said on the material and to the session; dead-lettered only when
+    ``operators`` (the operator's to fix), else declined (the file's or the person's)."""
+    declined_before = bot.services.metrics.jobs_declined._value.get()
     session_id = await started(bot)
     await send(bot, voice_note(file_id, 1))
     await drive(bot, lambda: _no_jobs_left(bot))
@@ -381,10 +390,15 @@ async def _fails_for_good(bot: ServerUnderTest, telegram: FakeTelegram, file_id:
     assert await chunks_of(bot, session_id) == []
     noted = await material(bot, session_id)
     assert noted["audio"] == "failed" and why in noted["audio_error"], noted
-    [dead] = await bot.services.jobs.dead()
-    assert dead.type == TELEGRAM_FETCH and why in dead.last_error
+    if operators:
+        [dead] = await bot.services.jobs.dead()
+        assert dead.type == TELEGRAM_FETCH and why in dead.last_error
+    else:
+        assert await bot.services.jobs.dead() == []
+        assert bot.services.metrics.jobs_declined._value.get() == declined_before + 1
     last_job = (await bot.services.voice.get(session_id)).last_job  # type: ignore[union-attr]
     assert last_job is not None and last_job["status"] == "failed" and why in last_job["error"]
+    return session_id
 
 
 # --- a Done while the fetch is held ---------------------------------------------------------------
@@ -488,9 +502,9 @@ async def test_telegrams_words_never_carry_the_token_and_a_redirect_fails_for_go
         return web.json_response(body, status=400)
 
     telegram.answers.append(echoing)
-    await _fails_for_good(bot, telegram, "voice-e1", "bot<token> has no such file")
-    [dead] = await bot.services.jobs.dead()
-    assert TOKEN not in dead.last_error
+    echoed = await _fails_for_good(bot, telegram, "voice-e1", "bot<token> has no such file")
+    last_job = (await bot.services.voice.get(echoed)).last_job  # type: ignore[union-attr]
+    assert last_job is not None and TOKEN not in json.dumps(last_job)
 
     async def moved(request: web.Request) -> web.StreamResponse:
         return web.Response(status=302, headers={"Location": "http://elsewhere.invalid/"})
@@ -503,6 +517,8 @@ async def test_telegrams_words_never_carry_the_token_and_a_redirect_fails_for_go
     assert len(telegram.got("/file/")) == 1  # not tried again
     noted = await material(bot, session_id)
     assert noted["audio"] == "failed" and "302" in noted["audio_error"], noted
+    [dead] = await bot.services.jobs.dead()  # the API address is the operator's to fix
+    assert "302" in dead.last_error and TOKEN not in dead.last_error
 
 
 async def test_a_file_the_quota_cannot_hold_holds_none_of_it(

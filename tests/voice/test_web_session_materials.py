@@ -165,10 +165,13 @@ async def test_a_voice_notes_audio_says_where_it_is(server: ServerUnderTest, tab
     voice = server.services.voice
     await voice.note_material(session_id, first["material_id"], {"audio": "stored", "chunk_id": "ch000001"})
     await voice.note_material(session_id, second["material_id"], {"audio": "failed", "audio_error": "file is too big"})
+    third = await send(server, {"kind": "voice", "file_id": "AwACAgIAAxkBAAIJ", "duration_s": 5})
+    await voice.note_material(session_id, third["material_id"], {"audio": "fetching"})  # as the webhook stores it
     await tab.use_token(server.token("alice"))
     page = await tab.open(f"/session/{session_id}")
     items = page.locator("#material-list li")
-    await expect(items).to_have_count(2)
+    await expect(items).to_have_count(3)
+    await expect(items.nth(2).locator(".chunk-detail")).to_contain_text("being fetched from Telegram")
     await expect(items.nth(0).locator(".chunk-detail")).to_contain_text("in the recordings")
     await expect(items.nth(1).locator(".chunk-detail")).to_contain_text("not fetched")
     await expect(items.nth(1).locator(".material-error")).to_have_text(

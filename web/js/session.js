@@ -337,6 +337,12 @@ function refreshChunksSoon() {
 const MATERIAL_SHOWN_CHARS = 280;
 const BIDI_CONTROLS = /[\u202a-\u202e\u2066-\u2069]/g;
 
+const MATERIAL_AUDIO = {
+  fetching: "being fetched from Telegram",
+  stored: "in the recordings",
+  failed: "not fetched",
+};
+
 const MATERIAL_KINDS = {
   text: "Text",
   voice: "Voice note",
@@ -362,9 +368,9 @@ function updateMaterial(item, material) {
   const kind = MATERIAL_KINDS[material.kind] ?? String(material.kind ?? "Material");
   const length = Number(material.duration_s) > 0 ? ` · ${formatDuration(Number(material.duration_s) * 1000)}` : "";
   setText(item.querySelector(".chunk-title"), `${kind}${length}`);
-  // A voice note's audio, fetched from Telegram with the bot's token: in the recordings above, or
-  // why not (its fetch failed for good).
-  const audio = material.audio === "stored" ? "in the recordings" : material.audio === "failed" ? "not fetched" : "";
+  // A voice note's audio, fetched from Telegram with the bot's token: being fetched, in the
+  // recordings above, or why not (its fetch failed for good).
+  const audio = Object.hasOwn(MATERIAL_AUDIO, material.audio) ? MATERIAL_AUDIO[material.audio] : "";
   setText(item.querySelector(".chunk-detail"), [formatTime(material.added_at), audio].filter(Boolean).join(" · "));
   const text = item.querySelector(".material-text");
   // Without the bidi overrides a caption may carry (a reversed "RLO" text showed reversed): each
