@@ -16,12 +16,15 @@ still checked strictly).
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import hmac
+import logging
 import re
 import uuid
 from typing import Any
 
+import aiohttp
 from aiohttp import web
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -36,6 +39,7 @@ from handlers.auth_cookie import public_base
 from handlers.voice.answers import TelegramReply
 from handlers.voice.bot import BotRoutes, reply_link
 from handlers.voice.fetch_order import FetchOrder, queue_fetch
+from handlers.voice.telegram_files import BotFiles
 from protocol.errors import CodedError, ErrorCode
 from storage.idempotency import IdempotentAnswers, InProgress, StoredAnswer
 
@@ -52,6 +56,13 @@ UNKNOWN_COMMAND = "Неизвестная команда. Commands: /start, /ses
 # A group's members would all see (and could open) what the bot answers there: a sign-in link
 # above all, which makes whoever opens it the person who asked.
 PRIVATE_ONLY = "Напишите мне в личные сообщения. Message the bot privately: it acts in private chats only."
+# Said once a minute at most to a chat over a rate limit (the update itself is answered 429 and
+# redelivered by Telegram later): over it, the chat was silent, and a person sending a batch of
+# voice notes saw some answered and the rest not, with no word of why (audit "telegram").
+SLOW_DOWN = (
+    "Слишком много сообщений за минуту: остальные будут добавлены чуть позже, ничего не потеряно. "
+    "Too many messages this minute: the rest are added in a minute or so, nothing is lost."
+)
 UNSUPPORTED = "Этот тип сообщения не поддерживается. Send text, a voice message, a photo or a document."
 REFUSALS = {
     ErrorCode.SESSION_NOT_FOUND: "Сессия не найдена. Session not found.",
@@ -197,6 +208,7 @@ _ADDRESSED = re.compile(r"^/[A-Za-z0-9_]+@([A-Za-z0-9_]+)")
 _COMMAND_TOKEN = re.compile(r"^/[A-Za-z0-9_]{1,32}(?:@\w+)?(?:\s|$)")
 # The ids of what one update stores (its material, the session it may make): a redelivery of an
 # update whose first handling stored them and then failed stores nothing twice.
+log = logging.getLogger(__name__)
 _UPDATE_IDS = uuid.UUID("3f1c9a52-7e64-4d0b-8a2f-5b9e1c7d3a40")
 
 
@@ -213,6 +225,7 @@ class TelegramWebhook:
         self._bot = bot
         self._config = services.voice.config
         self._answers = IdempotentAnswers(services.redis, services.keys)
+        self._saying: set[asyncio.Task[None]] = set()  # words to chats under way (_slow_down)
         for user_id in self._config.telegram_users.values():
             # A mapped id that could never be a token's subject is a configuration error: say so now.
             if not re.match(USER_ID_PATTERN, user_id):
@@ -260,9 +273,11 @@ class TelegramWebhook:
                 # Telegram addressed the webhook to: this server as the world reaches it.
                 base = public_base(request, self._s.public_url)
                 text = (await self._reply(message, message.sender, base, update_id))[:4096]
-        except Exception:
+        except Exception as exc:
             with contextlib.suppress(Exception):  # the claim expires on its own if Redis is gone
                 await self._answers.release("telegram", TELEGRAM_OWNER, update_id)
+            if isinstance(exc, CodedError) and exc.code is ErrorCode.RATE_LIMITED:
+                self._slow_down(message.chat.id)
             raise
         reply = TelegramReply(
             method="sendMessage", chat_id=message.chat.id, text=text, reply_to_message_id=message.message_id
@@ -274,6 +289,28 @@ class TelegramWebhook:
             "telegram", TELEGRAM_OWNER, update_id, StoredAnswer(200, "application/json", body.decode())
         )
         return response
+
+    def _slow_down(self, chat_id: int) -> None:
+        """Tell the chat, once a minute at most and with the bot's token only, that its updates
+        over the limit come later (:data:`SLOW_DOWN`); sent beside the 429, not before it."""
+        token = self._config.telegram_bot_token
+        if not token:
+            return
+        files = BotFiles(api_url=self._config.telegram_api_url, token=token)
+
+        async def say() -> None:
+            try:
+                if not await self._s.limiter.hit("telegram_slow_down", str(chat_id), limit=1, window_s=60):
+                    return
+                async with aiohttp.ClientSession(trust_env=False) as http:
+                    if not await files.tell(http, chat_id, SLOW_DOWN):
+                        log.info("the rate limit's word to a Telegram chat was not taken")
+            except Exception as exc:  # a word unsaid (Redis away) changes nothing stored
+                log.info("the rate limit's word to a Telegram chat was not sent: %s", type(exc).__name__)
+
+        task = asyncio.get_running_loop().create_task(say())
+        self._saying.add(task)
+        task.add_done_callback(self._saying.discard)
 
     def _for_another_bot(self, message: TgMessage) -> bool:
         """A command addressed ``/done@OtherBot`` (a group with several bots) is not ours to act on."""

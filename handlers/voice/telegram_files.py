@@ -1,4 +1,5 @@
-"""Telegram's Bot API, the one part of it the server calls: a file's download.
+"""Telegram's Bot API, the parts of it the server calls: a file's download, and a message the
+webhook's answer cannot carry (:meth:`BotFiles.tell`).
 
 ``getFile`` names the file's path on Telegram's file server, then
 ``<api>/file/bot<token>/<file_path>`` serves its bytes, which stream into the blob store's
@@ -122,6 +123,17 @@ class BotFiles:
             # Telegram leaves the path out of a file too big for bots to download.
             raise FetchFailed("Telegram gave no path to download the file by (too big for a bot, or gone)")
         return TelegramFile(file_path=path, file_size=size)
+
+    async def tell(self, http: aiohttp.ClientSession, chat_id: int, text: str) -> bool:
+        """``sendMessage`` of ``text`` to ``chat_id`` (10 s at most); whether Telegram took it.
+        Never raises: a word to the person that does not arrive changes nothing stored."""
+        url = f"{self._api_url}/bot{self._token}/sendMessage"
+        try:
+            body = {"chat_id": chat_id, "text": text}
+            async with http.post(url, json=body, timeout=CALL_TIMEOUT, allow_redirects=False) as reply:
+                return reply.status == 200
+        except (aiohttp.ClientError, TimeoutError, ValueError):
+            return False
 
     async def download(self, http: aiohttp.ClientSession, file: TelegramFile, writer: BlobWriter) -> None:
         """Stream the file into ``writer`` (its cap is checked as the bytes come, not after)."""

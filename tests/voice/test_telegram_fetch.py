@@ -49,6 +49,7 @@ class FakeTelegram:
     size: dict[str, int] = field(default_factory=dict)  # file_id -> the file_size getFile says
     downloads: dict[str, Answer] = field(default_factory=dict)  # file path -> its own answer
     url: str = ""
+    told: list[dict[str, Any]] = field(default_factory=list)  # sendMessage bodies
 
     def got(self, kind: str) -> list[float]:
         return [at for at, path in self.calls if kind in path]
@@ -69,6 +70,12 @@ class FakeTelegram:
             {"ok": True, "result": {**result, "file_size": self.size.get(file_id, len(self.files[file_id]))}}
         )
 
+    async def send_message(self, request: web.Request) -> web.StreamResponse:
+        if request.match_info["token"] != TOKEN:
+            return web.json_response({"ok": False, "error_code": 401, "description": "Unauthorized"}, status=401)
+        self.told.append(await request.json())
+        return web.json_response({"ok": True, "result": {"message_id": len(self.told)}})
+
     async def file(self, request: web.Request) -> web.StreamResponse:
         self.calls.append((time.monotonic(), request.path))
         if request.match_info["path"] in self.downloads:
@@ -87,6 +94,7 @@ async def telegram() -> AsyncIterator[FakeTelegram]:
     fake = FakeTelegram()
     app = web.Application()
     app.router.add_post("/bot{token}/getFile", fake.get_file)
+    app.router.add_post("/bot{token}/sendMessage", fake.send_message)
     app.router.add_get("/file/bot{token}/{path:.+}", fake.file)
     runner = web.AppRunner(app, access_log=None, shutdown_timeout=1)
     await runner.setup()
@@ -580,3 +588,35 @@ async def test_a_download_that_trickles_is_cut_and_tried_again(bot: ServerUnderT
 
 async def _chunk_count(server: ServerUnderTest, session_id: str, count: int) -> bool:
     return len(await chunks_of(server, session_id)) >= count
+
+
+# --- over the rate limit ---------------------------------------------------------------------------
+
+
+async def test_a_chat_over_the_rate_limit_is_told_once_a_minute_that_the_rest_come_later(
+    bot: ServerUnderTest, telegram: FakeTelegram
+) -> None:
+    """Over the webhook's limit an update is answered 429 (Telegram delivers it again later), and
+    the chat was silent: a batch of voice notes had some answered, the rest not, with no word."""
+    from handlers.voice.telegram import SLOW_DOWN
+
+    for _ in range(60):
+        await bot.services.limiter.hit("telegram", str(ALICE_TG), limit=60, window_s=60)
+    status, _ = await post(bot, {"update_id": _next(), "message": voice_note("voice-r1", 1)})
+    assert status == 429
+    deadline = time.monotonic() + BOUND_S
+    while not telegram.told:
+        assert time.monotonic() < deadline, "the chat was not told"
+        await asyncio.sleep(0.02)
+    assert telegram.told == [{"chat_id": ALICE_TG, "text": SLOW_DOWN}]
+    for _ in range(2):  # the same minute: not again
+        assert (await post(bot, {"update_id": _next(), "message": voice_note("voice-r2", 1)}))[0] == 429
+
+    bot.services.clock.shift_ms += 60_000  # the next minute, and the limit filled again
+    for _ in range(60):
+        await bot.services.limiter.hit("telegram", str(ALICE_TG), limit=60, window_s=60)
+    assert (await post(bot, {"update_id": _next(), "message": voice_note("voice-r3", 1)}))[0] == 429
+    while len(telegram.told) < 2:
+        assert time.monotonic() < deadline, "the chat was not told in the next minute"
+        await asyncio.sleep(0.02)
+    assert len(telegram.told) == 2
