@@ -134,6 +134,11 @@ class StatusRequest(SessionRef):
     # session's recording lease over from its own gone connection. Without it, a recording
     # status the session already has leaves the lease with whoever holds it.
     resume: bool = False
+    # The recorder's own id (the FAB's, the same across its reconnections): a resume, or an own
+    # pause, finding another recorder's lease is refused `recording_elsewhere`.
+    recorder: str | None = Field(default=None, pattern=r"^[A-Za-z0-9_-]{8,64}$")
+    # A recorder's pause of its own recording only: nothing changes while another records.
+    own: bool = False
 
 
 class CreateSession(Payload):

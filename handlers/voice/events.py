@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, NamedTuple
 
 from handlers.admission import TurnGate
 from handlers.connection import Connection
@@ -34,10 +34,19 @@ FOLLOWS_PER_TURN = 8
 _STATUS_SET = frozenset(STATUSES)
 
 
-def status_request(data: dict[str, Any]) -> tuple[str, str, bool]:
-    """``set_session_status``'s (session id, status, resume): what a recorder sends, ``{session_id,
-    status}`` with a known status, is taken as is; anything else is validated by the model
-    (same errors).
+class StatusAsked(NamedTuple):
+    """What a ``set_session_status`` asks (see :class:`~handlers.payloads.StatusRequest`)."""
+
+    session_id: str
+    status: str
+    resume: bool = False
+    recorder: str | None = None
+    own: bool = False
+
+
+def status_request(data: dict[str, Any]) -> StatusAsked:
+    """What a ``set_session_status`` asks: what a recorder sends, ``{session_id, status}`` with a
+    known status, is taken as is; anything else is validated by the model (same errors).
 
     This runs for every status change; the router has already checked and canonicalised the
     id, and the model's other checks (no other field, a string among :data:`STATUSES`) are the
@@ -45,9 +54,9 @@ def status_request(data: dict[str, Any]) -> tuple[str, str, bool]:
     """
     status = data.get("status")
     if type(status) is str and status in _STATUS_SET and data.keys() == _STATUS_FIELDS:
-        return data["session_id"], status, False
+        return StatusAsked(data["session_id"], status)
     request = validate(StatusRequest, data)
-    return request.session_id, request.status, request.resume
+    return StatusAsked(request.session_id, request.status, request.resume, request.recorder, request.own)
 
 
 class VoiceEvents:
@@ -115,7 +124,7 @@ class VoiceEvents:
         Recording or cutting makes this connection the session's recording lease holder: when it
         goes, the session is paused (handlers/voice/recording.py).
         """
-        session_id, status, resume = status_request(data)
+        session_id, status, resume, recorder, own = status_request(data)
         recording = status in RECORDING_STATUSES
         leases = self._recording.leases
         due_entry = None
@@ -137,9 +146,10 @@ class VoiceEvents:
                 session_id,
                 status,
                 connection_performer(conn),
-                holder=self._recording.holder(conn.sid),
+                holder=self._recording.holder(conn, recorder),
                 lease_ms=leases.lease_ms,
                 resume=resume,
+                own=own,
                 ahead=due_entry,
             )
         except NotConfirmed:
@@ -155,7 +165,7 @@ class VoiceEvents:
         now, and what reads its answer once its reply is in; None, having sent nothing, when
         it must be awaited -- a recording this connection starts on this session for the first
         time (the owner is read first), a link that cannot take it now."""
-        session_id, status, resume = status_request(data)
+        session_id, status, resume, recorder, own = status_request(data)
         recording = status in RECORDING_STATUSES
         if recording and not self._recording.recorded_before(conn.sid, session_id):
             return None
@@ -164,9 +174,10 @@ class VoiceEvents:
             session_id,
             status,
             connection_performer(conn),
-            holder=self._recording.holder(conn.sid),
+            holder=self._recording.holder(conn, recorder),
             lease_ms=leases.lease_ms,
             resume=resume,
+            own=own,
             ahead=leases.due_entry(session_id) if recording else None,
         )
         if sent is None:

@@ -80,6 +80,8 @@ class RecordingKeeper:
         # and go (pausing ends one): what let it record, the session's owner and the connection's
         # claims, does not change (handlers/voice/events.py, set_status).
         self._verified: dict[str, set[str]] = {}
+        # sid -> the recorder id its statuses named (part of its holder string; see holder).
+        self._recorders: dict[str, str] = {}
         lease_s = self.leases.lease_ms / 1000
         # Renewed three times per lease: one slow round trip does not lose it.
         self._renew_every_s = lease_s / 3
@@ -90,9 +92,18 @@ class RecordingKeeper:
         # leave the leases to run out, as a crash does (see _closed).
         self._node_stopping = False
 
-    def holder(self, sid: str) -> str:
-        """The lease holder string of a connection of this node."""
-        return f"{self._node}:{sid}"
+    def holder(self, conn: Connection, recorder: str | None = None) -> str:
+        """The lease holder string of a connection of this node: with the recorder's own id
+        (the FAB's, kept across its reconnections) from the first status that named one; the
+        connection keeps that one (a lease's release and renewals must name it as it was taken)."""
+        if recorder and conn.sid not in self._recorders:
+            self._recorders[conn.sid] = recorder
+            conn.farewells["voice:recording"] = partial(self._closed, conn.sid)  # forgets it
+        return self._holder(conn.sid)
+
+    def _holder(self, sid: str) -> str:
+        recorder = self._recorders.get(sid)
+        return f"{self._node}:{sid}:{recorder}" if recorder else f"{self._node}:{sid}"
 
     def recorded_before(self, sid: str, session_id: str) -> bool:
         """True when connection ``sid`` took ``session_id``'s lease before (it was let change the
@@ -130,6 +141,8 @@ class RecordingKeeper:
     async def _closed(self, sid: str) -> None:
         self._verified.pop(sid, None)
         held = self._held.pop(sid, {})
+        holder = self._holder(sid)
+        self._recorders.pop(sid, None)
         if self._node_stopping:
             # This node is stopping (a deploy), not the recorder leaving: it comes back through
             # another node, or this one restarted, and takes its lease over (`resume`) while it
@@ -138,7 +151,7 @@ class RecordingKeeper:
             # that does not come back is paused by a sweep once the lease runs out.
             return
         for session_id in held:
-            await self.leases.release(session_id, self.holder(sid))
+            await self.leases.release(session_id, holder)
 
     def ended(self, sid: str, session_id: str) -> None:
         """Connection ``sid`` moved ``session_id`` to a status that is not recording: that change
@@ -180,7 +193,7 @@ class RecordingKeeper:
         failure: Exception | None = None
         for start in range(0, len(leases), RENEW_BATCH):
             batch = leases[start : start + RENEW_BATCH]
-            renewed = await self.leases.renew_many([(session_id, self.holder(sid)) for sid, session_id, _ in batch])
+            renewed = await self.leases.renew_many([(session_id, self._holder(sid)) for sid, session_id, _ in batch])
             next_due = self.now() + self._renew_every_s
             for (sid, session_id, take), outcome in zip(batch, renewed, strict=True):
                 if not self._current(sid, session_id, take):

@@ -153,14 +153,23 @@ class StatusChange:
 
 
 PAUSED_ELSEWHERE = "paused_elsewhere"
+RECORDING_ELSEWHERE = "recording_elsewhere"
+
+_ELSEWHERE_SAID = {
+    PAUSED_ELSEWHERE: (
+        "the session was paused on another tab or device while this recorder was away: press Resume to record"
+    ),
+    RECORDING_ELSEWHERE: "another tab or device records this session now: what this recorder recorded is kept",
+}
 
 
 def _paused_elsewhere(code: ErrorCode, detail: str) -> CodedError | None:
-    """A recorder's resume refused: a person paused the session while it was away (set_status.lua)."""
-    if code is not ErrorCode.INVALID_STATE or detail != PAUSED_ELSEWHERE:
+    """A recorder's resume refused: a person paused the session while it was away, or another
+    recorder took it up meanwhile (its own pause refused for the same reason; set_status.lua)."""
+    message = _ELSEWHERE_SAID.get(detail)
+    if code is not ErrorCode.INVALID_STATE or message is None:
         return None
-    message = "the session was paused on another tab or device while this recorder was away: press Resume to record"
-    return CodedError(code, message, reason=PAUSED_ELSEWHERE)
+    return CodedError(code, message, reason=detail)
 
 
 def status_change(status: str, result: list[Any]) -> StatusChange:
@@ -338,6 +347,7 @@ class VoiceSessions:
         holder: str = "",
         lease_ms: int = 0,
         resume: bool = False,
+        own: bool = False,
         ahead: tuple[Any, ...] | None = None,
     ) -> StatusChange:
         """Move the status pictogram: the owner only, and only along the transition table.
@@ -347,9 +357,10 @@ class VoiceSessions:
         cutting gives it the session's recording lease for ``lease_ms`` and any other status
         ends the lease, in the same step; a recording status the session already has moves the
         lease only on ``resume`` (the recorder's own connection came back) or when nobody holds
-        it. ``ahead``: a write Redis runs first (``EventLog.run``).
+        it. ``own``: a recorder's pause of its own recording only (refused while another records).
+        ``ahead``: a write Redis runs first (``EventLog.run``).
         """
-        keys, args = self._status_call(session_id, status, performer, holder, lease_ms, resume)
+        keys, args = self._status_call(session_id, status, performer, holder, lease_ms, resume, own)
         result = await self._log.run(
             self._set_status, session_id, keys=keys, args=args, ahead=ahead, explain=_paused_elsewhere
         )
@@ -364,23 +375,32 @@ class VoiceSessions:
         holder: str = "",
         lease_ms: int = 0,
         resume: bool = False,
+        own: bool = False,
         ahead: tuple[Any, ...] | None = None,
     ) -> Submitted | None:
         """:meth:`set_status` sent now without a task (``EventLog.submit``): its reply read
         with :func:`status_change`; None, having sent nothing, when it must be awaited."""
-        keys, args = self._status_call(session_id, status, performer, holder, lease_ms, resume)
+        keys, args = self._status_call(session_id, status, performer, holder, lease_ms, resume, own)
         return self._log.submit(
             self._set_status, session_id, keys=keys, args=args, ahead=ahead, explain=_paused_elsewhere
         )
 
     def _status_call(
-        self, session_id: str, status: str, performer: Performer, holder: str, lease_ms: int, resume: bool
+        self,
+        session_id: str,
+        status: str,
+        performer: Performer,
+        holder: str,
+        lease_ms: int,
+        resume: bool,
+        own: bool = False,
     ) -> tuple[list[str], list[Any]]:
         allowed = _ALLOWED_FROM.get(status)
         if allowed is None:
             raise CodedError(ErrorCode.INVALID_STATE, f"status {status!r} cannot be set directly")
         keys = [self._keys.session(session_id), self._keys.voice_recording_lease(session_id)]
-        args = [*performer.args(), status, allowed, etypes.SESSION_STATUS, holder, lease_ms, "1" if resume else ""]
+        flags = ["1" if resume else "", "1" if own else ""]
+        args = [*performer.args(), status, allowed, etypes.SESSION_STATUS, holder, lease_ms, *flags]
         return keys, args
 
     async def done(

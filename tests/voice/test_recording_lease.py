@@ -650,3 +650,52 @@ async def test_a_recorder_back_resumes_the_servers_pause_but_not_a_persons(
     assert refused.get("reason") == "paused_elsewhere", refused
     # A Resume pressed (no `resume`: a person's own Rec) records again, as always.
     assert (await back.call("set_session_status", {"session_id": both, "status": "recording"}))["ok"] is True
+
+
+async def test_a_recorder_back_leaves_another_recorder_that_took_the_session_up_recording(
+    server: ServerUnderTest, clients: list[Client]
+) -> None:
+    """The phone's connection went silent; on the laptop the person pressed Pause, then Rec. The
+    phone, back, resumed (`resume`) and took the laptop's lease, then said the old pause it heard
+    once more and paused the laptop (audit "verify50"). Recorders that name themselves are told
+    apart now: the phone's resume and its own pause are refused `recording_elsewhere`, and the
+    laptop records on, holding the lease."""
+    session_id = await server.create_session("alice")
+    phone = Client(server.url, server.token("alice"))
+    laptop = Client(server.url, server.token("alice"))
+    clients.extend([phone, laptop])
+    for client in (phone, laptop):
+        await client.connect()
+
+    async def status(client: Client, **fields: object) -> dict[str, object]:
+        answer: dict[str, object] = await client.call("set_session_status", {"session_id": session_id, **fields})
+        return answer
+
+    assert (await status(phone, status="recording", recorder="phone-recorder-1"))["changed"] is True
+    # The phone goes silent (the server does not know yet); the laptop pauses, then records.
+    assert (await status(laptop, status="paused", recorder="laptop-recorder-1"))["changed"] is True
+    assert (await status(laptop, status="recording", recorder="laptop-recorder-1"))["changed"] is True
+    lease = server.services.keys.voice_recording_lease(session_id)
+    laptops = await server.services.redis.get(lease)
+    assert laptops is not None and str(laptops).endswith(":laptop-recorder-1")
+
+    back = Client(server.url, server.token("alice"))  # the phone's new connection
+    clients.append(back)
+    await back.connect()
+    refused = await status(back, status="recording", resume=True, recorder="phone-recorder-1")
+    assert (refused["error"], refused.get("reason")) == ("invalid_state", "recording_elsewhere"), refused
+    refused = await status(back, status="paused", own=True, recorder="phone-recorder-1")
+    assert refused.get("reason") == "recording_elsewhere", refused
+    found = await server.services.voice.get(session_id)
+    assert found is not None and found.status == "recording"
+    assert await server.services.redis.get(lease) == laptops  # still the laptop's
+
+    # The same recorder back takes its own lease over, as before.
+    again = Client(server.url, server.token("alice"))
+    clients.append(again)
+    await again.connect()
+    assert (await status(again, status="recording", resume=True, recorder="laptop-recorder-1"))["ok"] is True
+    assert str(await server.services.redis.get(lease)).endswith(":laptop-recorder-1")
+    assert await server.services.redis.get(lease) != laptops  # its new connection's
+    # A person's Pause on another device (no `own`) pauses whoever records, as before.
+    assert (await status(back, status="paused", recorder="phone-recorder-1"))["changed"] is True

@@ -11,6 +11,7 @@ Pause does: what it recorded is kept and uploaded, the microphone is freed, Resu
 from __future__ import annotations
 
 import asyncio
+import json
 import re
 
 import pytest
@@ -254,3 +255,45 @@ async def test_a_pause_pressed_while_the_phone_was_away_stands_when_it_comes_bac
     await status_becomes(server, session_id, "paused")
     session = await server.services.voice.get(session_id)
     assert session is not None and session.status == "paused"
+
+
+async def test_a_phone_back_leaves_the_laptop_that_took_the_session_up_recording(
+    server: ServerUnderTest, tab: Tab
+) -> None:
+    """The phone's connection went silent; on the laptop the person pressed Pause, then Rec and
+    talked. The phone, back, took the laptop's lease and, hearing the old pause, said it once more:
+    the laptop stopped, "paused on another tab or device", though nobody had pressed Pause (audit
+    "verify50"). The phone stops and leaves the laptop recording."""
+    gate = SocketGate()
+    await gate.install(tab.page)
+    await tab.use_token(server.token("alice"))
+    await tab.page.add_init_script(KEEP_STREAMS)
+    session_id = await server.create_session("alice")
+    await server.services.voice.set_active("alice", session_id)
+    page = await tab.open("/")
+    await recording_phone(page, session_id)
+
+    await gate.cut()
+    laptop = Client(server.url, server.token("alice"))
+    await laptop.connect()
+    try:
+        for status in ("paused", "recording"):  # the laptop's Pause, then its own Rec
+            payload = {"session_id": session_id, "status": status, "recorder": "laptop-recorder-1"}
+            ack = await laptop.call("set_session_status", payload)
+            assert ack["ok"] is True and ack["changed"] is True, ack
+        lease = await server.services.redis.get(server.services.keys.voice_recording_lease(session_id))
+        logged = await server.services.redis.xlen(server.services.keys.log(session_id))
+        gate.release()  # the phone is back
+
+        message = page.locator("#fab-message")
+        await expect(message).to_contain_text(re.compile(r"Another tab or device records|Paused on another tab"))
+        await page.wait_for_function(MICROPHONE_FREE, timeout=10_000)
+        await until_chunks(server, session_id, 1)  # what the phone recorded is kept, uploaded after it stopped
+        session = await server.services.voice.get(session_id)
+        assert session is not None and session.status == "recording"  # the laptop records on
+        assert await server.services.redis.get(server.services.keys.voice_recording_lease(session_id)) == lease
+        entries = await server.services.redis.xrange(server.services.keys.log(session_id))
+        later = [json.loads(entry["e"]) for _, entry in entries[logged:]]
+        assert [e for e in later if e["type"] == "session_status"] == [], later
+    finally:
+        await laptop.close()

@@ -48,6 +48,7 @@ import {
   signedOutOnPurpose,
   subscribeSession,
 } from "./client.js";
+import { freshId } from "./ids.js";
 import { sendPress, unanswered } from "./resend.js";
 import { serverWaitMs, UploadQueue } from "./upload_queue.js";
 
@@ -368,6 +369,11 @@ function stopClosedRecording() {
     });
 }
 
+// This recorder's own id, the same across its reconnections: back after a drop, its resume (or
+// its word of a pause heard meanwhile) is refused `recording_elsewhere` where another tab or
+// device took the session up, instead of taking that recorder's lease or pausing it.
+const RECORDER_ID = freshId();
+
 // Per session, the offset of this recorder's latest status change the server acknowledged: a
 // `paused` event at or below it is this recorder's own past (its echo can come after the ack,
 // and after a Resume pressed quickly), not a pause pressed elsewhere.
@@ -394,16 +400,22 @@ function pausedElsewhere(offset) {
   stopPausedRecording();
 }
 
-function stopPausedRecording() {
+function stopPausedRecording({ recordingElsewhere = false } = {}) {
   const stream = state.stream;
   const sessionId = state.sessionId;
   state.mode = "paused";
   const where = pausedHere.has(sessionId) ? "with the button on this page" : "on another tab or device";
   pausedHere.delete(sessionId);
-  say(`Paused ${where}; what you recorded is kept. Resume records again here.`);
-  // Said once more as this recorder's own word: a "recording" or "cutting" of its own still on
-  // its way (or owed since a drop) would otherwise land after the pause and record again.
-  tellLater("paused");
+  if (recordingElsewhere) {
+    say("Another tab or device records this session now; what you recorded here is kept.");
+  } else {
+    say(`Paused ${where}; what you recorded is kept. Resume records again here.`);
+    // Said once more as this recorder's own word: a "recording" or "cutting" of its own still on
+    // its way (or owed since a drop) would otherwise land after the pause and record again. Its
+    // own only: heard late (a replay after a drop), the pause may have been followed by another
+    // device's recording, which this must not pause (refused `recording_elsewhere`).
+    tellLater("paused", { own: true });
+  }
   endChunk()
     .catch(() => {})
     .finally(() => {
@@ -447,9 +459,9 @@ function announceActive(sessionId) {
  * and sent again on the next connection. Resolves to the ack; rejects with ApiError (a refusal,
  * or no answer yet: then it stays owed).
  */
-function tell(status, { resume = false } = {}) {
+function tell(status, { resume = false, own = false } = {}) {
   if (!state.sessionId) return Promise.resolve(null);
-  const told = { status, seq: ++toldSeq, resume };
+  const told = { status, seq: ++toldSeq, resume, own };
   owed.set(state.sessionId, told);
   render();
   return send(state.sessionId, told);
@@ -458,8 +470,9 @@ function tell(status, { resume = false } = {}) {
 async function send(sessionId, told) {
   told.sending = true;
   try {
-    const payload = { session_id: sessionId, status: told.status };
+    const payload = { session_id: sessionId, status: told.status, recorder: RECORDER_ID };
     if (told.resume) payload.resume = true; // this recorder's own recording: its lease comes here
+    if (told.own) payload.own = true; // its own recording only: not another's that took it up
     const ack = await call(ensureSocket(), "set_session_status", payload);
     if (ack.changed && ack.offset > (ownOffsets.get(sessionId) ?? 0)) ownOffsets.set(sessionId, ack.offset);
     settle(sessionId, told, ack.status);
@@ -490,6 +503,13 @@ function tellLater(status, options) {
     // it was away (the laptop's Pause while the phone's connection was silent). It stops here.
     if (err.code === "invalid_state" && err.details?.reason === "paused_elsewhere") {
       if (state.sessionId === sessionId && state.mode === "recording") stopPausedRecording();
+      return;
+    }
+    // Back after a drop, another tab or device had taken the session up (a Pause pressed there,
+    // then Rec): this recorder stops, and leaves that one recording.
+    if (err.code === "invalid_state" && err.details?.reason === "recording_elsewhere") {
+      if (state.sessionId === sessionId && state.mode === "recording")
+        stopPausedRecording({ recordingElsewhere: true });
       return;
     }
     if (err.code === "invalid_state" && (owed.get(sessionId)?.seq ?? toldSeq) > seq) return;

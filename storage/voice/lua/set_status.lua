@@ -13,6 +13,14 @@
 --   ARGV[12] the lease holder (node and connection), or '' to leave the lease alone
 --   ARGV[13] the lease's time to live, ms
 --   ARGV[14] '1' when the recorder resumes its own recording (its connection came back)
+--   ARGV[15] '1' for a recorder's `paused` of its own recording only (`own`): the FAB stopping
+--            because it heard a pause pressed elsewhere says so once more, and that word must
+--            not pause another recorder that took the session up meanwhile
+-- A holder is "<node>:<sid>" or "<node>:<sid>:<recorder>", the recorder being the FAB's own id,
+-- the same across its reconnections. A resume, or an own pause, finding the lease held by another
+-- recorder is refused {false, 'invalid_state', 'recording_elsewhere'}: the phone back after the
+-- laptop paused it and then recorded itself took the laptop's lease, and its late word of the old
+-- pause paused the laptop (audit "verify50"). Holders without a recorder compare as before.
 -- A session the server paused because its recorder went (`paused_by` 'recorder_gone', set by
 -- recording_end.lua) is resumed by that recorder when it comes back; one a person paused meanwhile
 -- (another tab's or device's Pause) is not: that resume is refused {false, 'invalid_state',
@@ -36,6 +44,21 @@ local lease_key = KEYS[4]
 local holder = ARGV[12]
 local lease_ms = ARGV[13]
 local resume = ARGV[14]
+local own = ARGV[15]
+
+local function recorder_of(lease_holder)
+  return string.match(lease_holder, '^[^:]*:[^:]*:(.+)$')
+end
+
+-- Whether another recorder than this request's holds the lease now (unknown: it does not).
+local function another_records()
+  local current = redis.call('GET', lease_key)
+  if not current or current == holder then
+    return false
+  end
+  local theirs, mine = recorder_of(current), recorder_of(holder)
+  return theirs ~= nil and mine ~= nil and theirs ~= mine
+end
 
 -- kind, owner and status in one read (this runs for every status change)
 local found = redis.call('HMGET', session_key, 'kind', 'owner_id', 'status', 'paused_by')
@@ -65,6 +88,12 @@ if status == 'paused' and previous == 'paused' and found[4] then
 end
 if resume == '1' and status == 'recording' and previous == 'paused' and found[4] ~= 'recorder_gone' then
   return {false, 'invalid_state', 'paused_elsewhere'}
+end
+local was_recording = previous == 'recording' or previous == 'cutting' or previous == 'final_uploading'
+if was_recording and holder ~= '' and ((resume == '1' and recording) or (own == '1' and status == 'paused')) then
+  if another_records() then
+    return {false, 'invalid_state', 'recording_elsewhere'}
+  end
 end
 if previous == status then
   if not recording or resume == '1' then
