@@ -252,6 +252,11 @@ async def create_tasks_from_chunks(ctx: Services, job: Job) -> dict[str, Any]:
     return {"tasks": found, "missing": [cid for cid in chunk_ids if cid not in texts], "scanned": len(chunk_ids)}
 
 
+# Jobs that wait on the network, not on the CPU (a Telegram file's download), run beside the rest
+# of their batch instead of one after another: six stalled downloads held the single worker, and
+# another person's Done, 90 s (audit "verify50").
+SIDE_BY_SIDE: frozenset[str] = frozenset({TELEGRAM_FETCH})
+
 BUILT_IN: dict[str, Processor] = {
     DONE_MULTIPROMPT: done_multiprompt,
     POST_PROCESS_SESSION: post_process_session,

@@ -27,7 +27,7 @@ from typing import Any
 
 from handlers.context import Services
 from jobs.failures import Declined, RetryLater
-from jobs.processors import PROGRESSED, TIME_LEFT, PermanentJobError, Processor, SessionGone
+from jobs.processors import PROGRESSED, SIDE_BY_SIDE, TIME_LEFT, PermanentJobError, Processor, SessionGone
 from protocol.errors import CodedError, ErrorCode
 from protocol.events import JOB_RESULT
 from storage.failures import REDIS_AWAY
@@ -186,10 +186,23 @@ class Worker:
             return 0
         leases = _Leases(self._jobs, self.consumer, deliveries, self._heartbeat_s)
         heartbeat = asyncio.create_task(leases.keep())
+        # Jobs that wait on the network run beside the others (SIDE_BY_SIDE), the rest one after
+        # another; the batch ends when all of them have.
+        beside = [
+            asyncio.create_task(self._handle(delivery, leases))
+            for delivery in deliveries
+            if delivery.job.type in SIDE_BY_SIDE
+        ]
         try:
             for delivery in deliveries:
-                await self._handle(delivery, leases)
+                if delivery.job.type not in SIDE_BY_SIDE:
+                    await self._handle(delivery, leases)
+            if beside:
+                await asyncio.gather(*beside)
         finally:
+            for task in beside:
+                task.cancel()  # stopping: left to another worker, as a job run in line is
+            await asyncio.gather(*beside, return_exceptions=True)
             heartbeat.cancel()
             await asyncio.gather(heartbeat, return_exceptions=True)
         return len(deliveries)

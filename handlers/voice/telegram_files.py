@@ -38,8 +38,9 @@ RETRY_AFTER_MAX_S = 3600
 # (a getFile hanging 20 s and a file trickling at 20 bytes a second held another person's voice
 # note and /done 131 s: audit "tgfetch"). getFile answers in well under a second.
 CALL_TIMEOUT = aiohttp.ClientTimeout(total=10, sock_connect=5, sock_read=10)
-# 20 MB at a slow 200 KB/s, and no read silent for longer than sock_read.
-DOWNLOAD_TIMEOUT = aiohttp.ClientTimeout(total=120, sock_connect=10, sock_read=15)
+# 20 MB at a slow 200 KB/s, and no read silent for longer than sock_read (Telegram's file server
+# answers at once: a body silent 15 s held the worker 15 s per stalled file, one after another).
+DOWNLOAD_TIMEOUT = aiohttp.ClientTimeout(total=120, sock_connect=10, sock_read=5)
 # ... and a download slower than this on average, once it has had MIN_RATE_AFTER_S to start, is
 # cut and tried again later (FetchLater): Telegram serves files at megabytes a second.
 MIN_RATE_BYTES_S = 32 * 1024

@@ -443,6 +443,40 @@ async def test_a_done_while_the_fetch_is_held_takes_the_chunk_late_and_processes
     assert session.digest is not None and session.digest["transcription"] == "1 of 1 chunks transcribed"
 
 
+async def test_a_stalled_download_does_not_hold_the_jobs_beside_it(
+    bot: ServerUnderTest, telegram: FakeTelegram
+) -> None:
+    """The worker ran its batch one job after another: six downloads stalled 15 s each held the
+    single worker, and another person's Done, 90 s (audit "verify50"). A fetch runs beside the
+    rest of its batch now: the Done is processed while the download is still held."""
+    telegram.files["voice-s1"] = ogg_opus(1000)
+    telegram.hold = asyncio.Event()
+    session_id = await started(bot)
+    await send(bot, voice_note("voice-s1", 1))
+    other = await bot.create_session("bob")  # another person's session, closed with Done
+    bob = Client(bot.url, bot.token("bob"))
+    await bob.connect()
+    try:
+        assert (await bob.call("session_done", {"session_id": other}))["ok"] is True
+    finally:
+        await bob.close()
+    await bot.services.jobs.ensure_group()
+    batch = asyncio.create_task(worker_of(bot).run_once(block_ms=20))
+    try:
+        deadline = time.monotonic() + BOUND_S
+        while not await _digest_with(bot, other, 0):
+            assert time.monotonic() < deadline, "the Done was not processed"
+            await asyncio.sleep(0.02)
+        assert telegram.downloading.is_set() and not batch.done()  # the download is still held
+        logged = [json.loads(f["e"]) for _, f in await bot.services.redis.xrange(bot.services.keys.log(session_id))]
+        fetch_results = [e for e in logged if e["type"] == "job_result" and e["data"]["job_type"] == TELEGRAM_FETCH]
+        assert fetch_results == []  # not cut and retried before the Done ran: still under way
+    finally:
+        telegram.hold.set()
+        await asyncio.wait_for(batch, BOUND_S)
+    await drive(bot, lambda: _has_chunks(bot, session_id, 1))
+
+
 async def _digest_with(server: ServerUnderTest, session_id: str, chunks: int) -> bool:
     session = await server.services.voice.get(session_id)
     return bool(session and session.digest and session.digest["chunk_count"] == chunks)
