@@ -8,6 +8,7 @@ minted here from the family's grant and the user's profile (name, admin mark).
 from __future__ import annotations
 
 import contextlib
+import logging
 import uuid
 from typing import Any
 
@@ -24,6 +25,8 @@ from handlers.payloads import ONE_TIME_TOKEN_CHARS, OneTimeLogin, validate
 from handlers.rate_limit import within
 from protocol.errors import CodedError, ErrorCode
 from storage.identity.repository import Rotation, split_credential
+
+log = logging.getLogger(__name__)
 
 # The day's window of the guests' per-address limit (UTC days: windows are counted from the epoch).
 DAY_S = 86_400
@@ -228,6 +231,8 @@ class AuthRoutes:
             message="too many refreshes; wait a minute",
         )
         rotation = await self._s.identities.rotate(credential)
+        if rotation.outcome == "missing" and parts is not None and (lost := self._lost_device(request, parts[0])):
+            return await self.new_device(request, lost.sub, grant_of(lost), status=200, family_id=parts[0])
         if rotation.outcome not in ("rotated", "concurrent"):
             self._s.tokens.revoked_families |= {rotation.family_id} if rotation.outcome == "reused" else set()
             raise _refusal(rotation)
@@ -242,6 +247,27 @@ class AuthRoutes:
         if rotation.credential is not None:
             self._set_cookie(response, request, rotation.credential)
         return response
+
+    def _lost_device(self, request: web.Request, family_id: str) -> Claims | None:
+        """The claims of a valid access token of the device ``family_id`` that Redis no longer
+        knows, when the refresh carries one, else None.
+
+        A device opened in the last second a Redis lost (a machine crash under ``appendfsync
+        everysec``, a restore from an older snapshot) kept working on its token, and its refresh
+        was refused "expired" for good: an hour later the guest was locked out of everything it
+        had made (audit "lastsecond"). A token this server signed for that very device, neither
+        expired nor signed out (a sign-out revokes the device's tokens), proves the device: it is
+        opened again under its id. A family that exists (a wrong secret) is never this case."""
+        if "Authorization" not in request.headers:
+            return None
+        try:
+            claims = bearer_claims(request, self._s.tokens, self._s.clock)
+        except CodedError:
+            return None
+        if claims.fam != family_id:
+            return None
+        log.warning("device %s of %s not in Redis (writes lost?): opened again by its token", family_id, claims.sub)
+        return claims
 
     async def _refresh_bearer(self, request: web.Request) -> web.Response:
         # A page from before refresh cookies renews its guest token here, and gets its cookie.

@@ -163,3 +163,43 @@ async def test_two_tabs_refreshing_at_once_through_the_catch_up_both_stay_signed
             if tab.credential != browser.credential:
                 assert (await tab.refresh()).status == 200
                 break
+
+
+async def test_a_guest_made_after_the_backup_is_opened_again_by_its_token(
+    node: ServerUnderTest, own_redis: RedisProcess, tmp_path: Path
+) -> None:
+    """A guest made in the second a Redis lost (a crash under `appendfsync everysec`; here a
+    restore from a backup made just before) worked on its token, and its refresh was refused
+    "expired" for good: an hour later it was locked out of what it had made meanwhile (audit
+    "lastsecond"). Its refresh, with its token, opens its device again under its id; without a
+    token, with another device's token, or once signed out, nothing is opened."""
+    redis = node.services.redis
+    async with aiohttp.ClientSession(cookie_jar=aiohttp.DummyCookieJar()) as http:
+        backup = await backed_up(own_redis, redis, tmp_path)
+        phone, other = Browser(http, node.url), Browser(http, node.url)
+        user = (await phone.guest()).body["user_id"]
+        await other.guest()
+        made = await phone.call("POST", "/voicebot/create_session", json={"session_name": "made in the lost second"})
+        assert made.status == 201, made.body
+        restore(own_redis, backup)
+        family = str(split_credential(str(phone.credential))[0])  # type: ignore[index]
+
+        assert (await phone.refresh()).status == 401  # the cookie alone: "expired", as before
+        foreign = await phone.post("/api/auth/refresh", json={}, headers={"Authorization": f"Bearer {other.token}"})
+        assert foreign.status == 401  # another device's token proves nothing of this one
+        reopened = await phone.post("/api/auth/refresh", json={}, headers={"Authorization": f"Bearer {phone.token}"})
+        assert reopened.status == 200, reopened.body
+        assert (reopened.body["user_id"], reopened.body["device_id"], reopened.body["guest"]) == (user, family, True)
+        assert reopened.cookie  # a fresh cookie for the same device
+        assert (await phone.refresh()).status == 200  # and it rotates from now on, alone
+        devices = await phone.call("GET", "/api/auth/me")
+        assert devices.status == 200 and family in [d["device_id"] for d in devices.body["devices"]], devices.body
+
+        # Signed out, the device is not opened again by the token it had.
+        token = phone.token
+        assert (
+            await phone.post("/api/auth/logout", json={}, headers={"Authorization": f"Bearer {token}"})
+        ).status == 200
+        phone.credential = f"{family}.whatever"
+        again = await phone.post("/api/auth/refresh", json={}, headers={"Authorization": f"Bearer {token}"})
+        assert again.status == 401

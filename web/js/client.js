@@ -407,8 +407,11 @@ async function refreshOnce(orNewGuest) {
   }
   const legacy = storedToken();
   // A guest token from before the cookies still proves who it is: the server then sets the cookie.
-  const bearer =
-    legacy?.guest === true && !legacy.device && isFresh(legacy) ? { Authorization: `Bearer ${legacy.token}` } : {};
+  // A device's token not yet run out goes along too: should Redis have lost the device (its last
+  // second lost in a crash), the server opens it again by its token instead of saying "expired".
+  const unexpired = legacy !== null && typeof legacy.expires_at === "number" && legacy.expires_at > Date.now() / 1000;
+  const sent = (legacy?.guest === true && !legacy.device && isFresh(legacy)) || (legacy?.device && unexpired);
+  const bearer = sent ? { Authorization: `Bearer ${legacy.token}` } : {};
   const { response, body } = await refreshPost(bearer);
   if (response.ok) return rememberIdentity(body);
   const error = toError(response, body);
