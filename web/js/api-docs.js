@@ -1,4 +1,9 @@
-/** Renders /openapi.json as a list of operations by tag: parameters, body schema, statuses (as text). */
+/**
+ * Renders /openapi.json as a list of operations by tag: parameters, body schema, statuses (as text).
+ * The outline is a heading per group (h2), a heading per route under it (h3) and one per part of
+ * a route (h4), with a contents of the groups at the top: the routes were h2s as their groups
+ * were, and a keyboard paged through some sixty screens to find one.
+ */
 
 function element(tag, text, className) {
   const node = document.createElement(tag);
@@ -42,7 +47,7 @@ function fitScrollers(entries) {
 }
 
 function renderBody(spec, body, operation) {
-  const parts = [element("h3", `Body${body.required ? "" : " (optional)"}`)];
+  const parts = [element("h4", `Body${body.required ? "" : " (optional)"}`)];
   for (const [media, content] of Object.entries(body.content)) {
     parts.push(element("p", media, "muted"));
     const schema = element("pre", JSON.stringify(resolved(spec, content.schema), null, 2), "admin-json");
@@ -56,7 +61,7 @@ function renderBody(spec, body, operation) {
 function renderOperation(spec, path, method, op) {
   const section = element("section", undefined, "panel");
   section.dataset.operation = `${method.toUpperCase()} ${path}`;
-  section.append(element("h2", `${method.toUpperCase()} ${path}`));
+  section.append(element("h3", `${method.toUpperCase()} ${path}`));
   section.append(element("p", `${op.summary} · ${who(op)}`, "muted"));
   if (op.parameters.length) {
     const list = element("ul");
@@ -68,7 +73,7 @@ function renderOperation(spec, path, method, op) {
         ),
       );
     }
-    section.append(element("h3", "Parameters"), list);
+    section.append(element("h4", "Parameters"), list);
   }
   if (op.requestBody) section.append(...renderBody(spec, op.requestBody, section.dataset.operation));
   const statuses = element("ul");
@@ -76,7 +81,7 @@ function renderOperation(spec, path, method, op) {
     const types = Object.keys(response.content || {}).join(", ");
     statuses.append(element("li", `${status}: ${response.description}${types ? ` (${types})` : ""}`));
   }
-  section.append(element("h3", "Responses"), statuses);
+  section.append(element("h4", "Responses"), statuses);
   return section;
 }
 
@@ -94,13 +99,37 @@ async function start() {
     }
   }
   const container = document.getElementById("operations");
+  const contents = document.getElementById("api-contents-list");
+  const ids = new Set();
   for (const [tag, sections] of byTag) {
-    const group = element("div");
+    const group = element("div", undefined, "api-group");
     group.dataset.tag = tag;
-    group.append(element("h2", tag), ...sections);
+    const heading = element("h2", tag);
+    heading.id = groupId(tag, ids);
+    heading.tabIndex = -1; // a contents link's target takes the focus: Tab reads on from there
+    group.append(heading, ...sections);
     container.append(group);
+    contents.append(contentsEntry(heading, sections.length));
   }
+  document.getElementById("api-contents").hidden = byTag.size === 0;
   container.dataset.ready = "true";
+}
+
+/** An id for a group's heading, from its tag, unlike any given before ("group-voice"). */
+function groupId(tag, ids) {
+  const base = `group-${tag.toLowerCase().replace(/[^a-z0-9]+/g, "-")}`;
+  let id = base;
+  for (let n = 2; ids.has(id) || document.getElementById(id); n += 1) id = `${base}-${n}`;
+  ids.add(id);
+  return id;
+}
+
+function contentsEntry(heading, count) {
+  const link = element("a", heading.textContent, "tap-link"); // a finger's size on a touch screen
+  link.href = `#${heading.id}`;
+  const item = element("li");
+  item.append(link, element("span", ` (${count} route${count === 1 ? "" : "s"})`, "muted"));
+  return item;
 }
 
 start();

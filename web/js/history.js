@@ -52,6 +52,7 @@ const ui = {
   filter: $("filter"),
   filterName: $("filter-name"),
   filterClear: $("filter-clear"),
+  filterSaid: $("filter-said"),
   clear: $("clear"),
   clearConfirm: $("clear-confirm"),
   clearYes: $("clear-yes"),
@@ -123,7 +124,14 @@ function itemRow() {
   const pick = document.createElement("button");
   pick.type = "button";
   pick.className = "link-button item-pick";
-  pick.addEventListener("click", () => setFilter(shownItems.get(li.dataset.key)));
+  // A toggle (aria-pressed) named for what it does: its name was the item's title alone, and a
+  // press filtered the list below without a word. Pressed again, it shows every session.
+  pick.setAttribute("aria-pressed", "false");
+  pick.setAttribute("aria-controls", "sessions");
+  pick.addEventListener("click", () => {
+    const item = shownItems.get(li.dataset.key);
+    setFilter(item && filterItem?.item_id !== item.item_id ? item : null);
+  });
   const artist = document.createElement("span");
   artist.className = "muted";
   const total = document.createElement("span");
@@ -136,6 +144,10 @@ function updateItemRow(li, item) {
   shownItems.set(item.item_id, item);
   const [pick, artist, total] = li.children;
   setText(pick, item.title);
+  // The visible title inside the name: a voice command "click <title>" still finds it.
+  const name = `Show only ${item.title}'s sessions`;
+  if (pick.getAttribute("aria-label") !== name) pick.setAttribute("aria-label", name);
+  pick.setAttribute("aria-pressed", String(filterItem?.item_id === item.item_id));
   setText(artist, item.artist ? ` ${item.artist}` : "");
   setText(total, formatDuration(item.total_ms));
 }
@@ -438,7 +450,24 @@ function setFilter(item) {
   if (!item && ui.filter.contains(document.activeElement)) ui.sessionsTitle.focus();
   ui.filter.hidden = !item;
   ui.filterName.textContent = item ? item.title : "";
-  loadSessions({ keepShown: false }).catch((err) => showError(err.message, { ofLoad: true }));
+  for (const li of ui.items.children) {
+    li.firstElementChild.setAttribute("aria-pressed", String(Boolean(item) && String(item.item_id) === li.dataset.key));
+  }
+  loadSessions({ keepShown: false })
+    .then(() => {
+      // Said once the list shows it (a screen reader heard nothing as the list changed), and
+      // only for the last filter pressed: a quicker second press wins.
+      if (filterItem === item) ui.filterSaid.textContent = filterSaid(item);
+    })
+    .catch((err) => showError(err.message, { ofLoad: true }));
+}
+
+/** What the session list shows now, for the status region: "Showing 1 session of Track 2." */
+function filterSaid(item) {
+  const count = shownSessions.length;
+  const older = cursor ? "; Load more shows older ones" : "";
+  if (item) return `Showing ${cursor ? "the newest " : ""}${plural(count, "session")} of ${item.title}${older}.`;
+  return cursor ? `Showing all sessions, the newest ${count}${older}.` : `Showing all ${plural(count, "session")}.`;
 }
 
 // Deletes pressed offline and not answered yet (a row's Delete, Delete all): they live only in

@@ -786,8 +786,11 @@ async function showLink() {
     // is left out.
     const here = NEXT_PATH.test(location.pathname) ? `?next=${encodeURIComponent(location.pathname)}` : "";
     const link = await api(`/api/auth/link${here}`, { method: "POST" });
-    const qr = el("div", { class: "identity-qr", "aria-label": "QR code of the link" });
+    // One image, named: a name on a div without a role is not read, and segno's SVG has no
+    // title, so a screen reader said "image" and nothing more.
+    const qr = el("div", { class: "identity-qr", role: "img", "aria-label": "QR code of the device link" });
     qr.innerHTML = link.qr_svg; // SVG made by the server from the link (segno), no user text in it
+    qr.querySelector("svg")?.setAttribute("aria-hidden", "true"); // Chromium still listed it, unnamed
     const minutes = Math.round(link.expires_in_s / 60);
     out.replaceChildren(
       el("p", { class: "muted" }, `Open this on the other device within ${minutes} min; it works once.`),

@@ -254,7 +254,8 @@ function chunkItem() {
 function updateChunk(item, chunk, index) {
   item.dataset.chunkId = String(chunk.chunk_id);
   item.dataset.durationMs = String(chunk.duration_ms ?? 0);
-  setText(item.querySelector(".chunk-title"), `#${index + 1} · ${formatDuration(chunk.duration_ms)}`);
+  const length = formatDuration(chunk.duration_ms);
+  setText(item.querySelector(".chunk-title"), `#${index + 1} · ${length}`);
   setText(
     item.querySelector(".chunk-detail"),
     [chunk.speaker, formatBytes(chunk.size_bytes), formatTime(chunk.start_ms)].filter(Boolean).join(" · "),
@@ -265,6 +266,9 @@ function updateChunk(item, chunk, index) {
       player = chunkPlayer();
       item.querySelector(".chunk-head").after(player);
     }
+    // Named after its line: three players were three unnamed "Audio" with "play" buttons alike.
+    const name = `Recording #${index + 1}, ${length}`;
+    if (player.getAttribute("aria-label") !== name) player.setAttribute("aria-label", name);
     offerLink(player, chunk.audio_url);
   }
   let transcript = item.querySelector(".transcript");
