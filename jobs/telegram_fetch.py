@@ -52,6 +52,8 @@ log = logging.getLogger(__name__)
 FETCH_ATTEMPTS = 8
 # The longest back-off between two tries (a retry_after is waited as Telegram says, up to an hour).
 FETCH_BACKOFF_MAX_MS = 10 * 60 * 1000
+# What a file whose size Telegram did not say holds of the day's quota while it downloads.
+UNKNOWN_SIZE_HELD = 1024 * 1024
 # The claims a late chunk's re-processing is queued with (the bot acts with these for its users).
 _BOT_PERMISSIONS = (Permission.READ_OWN, Permission.CREATE, Permission.UPDATE)
 _CLAIMS_TTL_S = 300
@@ -116,12 +118,13 @@ async def _fetch_and_store(ctx: Services, job: Job, order: FetchOrder, files: Bo
         quota = UploadQuota(ctx.redis, ctx.keys, ctx.voice.config.upload_quota_bytes)
         # A file whose size Telegram said is reserved whole or not at all: one that does not fit
         # held all the room left through its download, and the person's next note was refused
-        # for good, "quota used up" (audit "tgfetch"). One of unknown size takes what is left,
-        # capped as it streams.
+        # for good, "quota used up" (audit "tgfetch"). One of unknown size holds UNKNOWN_SIZE_HELD
+        # while it downloads and the rest once it is down (refused then if the day cannot hold
+        # it): holding 20 MiB, a process killed mid-download left them counted for the day
+        # (audit "verify50"), where a kill now leaves at most that much.
         size = located.file_size
-        reservation = await quota.reserve(
-            [f"u:{job.performer_id}"], wanted=size or files.max_bytes, least=size if size else 1
-        )
+        wanted = size or min(UNKNOWN_SIZE_HELD, files.max_bytes)
+        reservation = await quota.reserve([f"u:{job.performer_id}"], wanted=wanted, least=size if size else 1)
         if reservation is None:
             raise FetchFailed(f"the daily upload quota ({quota.limit_bytes} bytes) is used up")
         try:

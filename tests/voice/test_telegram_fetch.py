@@ -654,3 +654,37 @@ async def test_a_chat_over_the_rate_limit_is_told_once_a_minute_that_the_rest_co
         assert time.monotonic() < deadline, "the chat was not told in the next minute"
         await asyncio.sleep(0.02)
     assert len(telegram.told) == 2
+
+
+async def test_a_file_of_unknown_size_holds_little_of_the_quota_while_it_downloads(
+    bot: ServerUnderTest, telegram: FakeTelegram
+) -> None:
+    """Without a `file_size` the fetch held 20 MiB of the day's quota through its download, and a
+    process killed then left them counted for the day (audit "verify50"): 1 MiB now, and the file's
+    own size once it is down."""
+    from jobs.telegram_fetch import UNKNOWN_SIZE_HELD
+
+    audio = ogg_opus(1500)
+
+    async def no_size(request: web.Request) -> web.StreamResponse:
+        result = {"file_id": "voice-u1", "file_unique_id": "uu1", "file_path": "voice/voice-u1.oga"}
+        return web.json_response({"ok": True, "result": result})
+
+    telegram.files["voice-u1"] = audio
+    telegram.answers.append(no_size)
+    telegram.hold = asyncio.Event()
+    session_id = await started(bot)
+    await send(bot, voice_note("voice-u1", 1))
+    used_key = bot.services.keys.upload_bytes("u:alice")
+    before = int(await bot.services.redis.get(used_key) or 0)
+    await bot.services.jobs.ensure_group()
+    batch = asyncio.create_task(worker_of(bot).run_once(block_ms=20))
+    try:
+        await asyncio.wait_for(telegram.downloading.wait(), BOUND_S)
+        held = int(await bot.services.redis.get(used_key) or 0) - before
+        assert 0 < held <= UNKNOWN_SIZE_HELD, held
+    finally:
+        telegram.hold.set()
+        await asyncio.wait_for(batch, BOUND_S)
+    await drive(bot, lambda: _has_chunks(bot, session_id, 1))
+    assert int(await bot.services.redis.get(used_key) or 0) - before == len(audio)

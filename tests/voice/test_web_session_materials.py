@@ -181,16 +181,19 @@ async def test_a_voice_notes_audio_says_where_it_is(server: ServerUnderTest, tab
 
 async def test_long_hostile_and_day_long_materials_read_well_on_a_phone(server: ServerUnderTest, tab: Tab) -> None:
     """Audit "verify49": a caption of 4,096 characters was 3,000 px of a phone's page, a reversed
-    ("RLO") caption showed reversed, and a day-long voice note read "1440:00.0"."""
+    ("RLO") caption showed reversed, and a day-long voice note read "1440:00.0"; a letter under 1,000
+    marks made the page 6,739 px wide (audit "verify50")."""
     first = await send(server, {"kind": "photo", "file_id": "AgACAgIAAxkBAAIG", "text": "word " * 800})
     session_id = first["session_id"]
     await send(server, {"kind": "text", "text": "\u202eolleh"})
     await send(server, {"kind": "voice", "file_id": "AwACAgIAAxkBAAIH", "duration_s": 86400})
+    await send(server, {"kind": "text", "text": "z" + "\u0301" * 1000 + " next"})  # "Zalgo" (audit "verify50")
     await tab.page.set_viewport_size({"width": 390, "height": 844})
     await tab.use_token(server.token("alice"))
     page = await tab.open(f"/session/{session_id}")
     items = page.locator("#material-list li")
-    await expect(items).to_have_count(3)
+    await expect(items).to_have_count(4)
+    await expect(items.nth(3).locator(".material-text")).to_have_text("z" + "\u0301" * 6 + " next")
     long = items.nth(0)
     more = long.locator(".material-more")
     await expect(more).to_have_text("Show all (4000 characters)")

@@ -340,6 +340,10 @@ function refreshChunksSoon() {
 // How much of a long text or caption the list shows before "Show all"; the bidi controls taken out.
 const MATERIAL_SHOWN_CHARS = 280;
 const BIDI_CONTROLS = /[\u202a-\u202e\u2066-\u2069]/g;
+// Marks piled on one letter past what any script writes ("Zalgo" text): a letter with 1,000 of
+// them made one character the shortening cannot cut, and a phone's page 6,739 px wide (audit
+// "verify50"). Six are kept.
+const MARKS_PILED = /(\p{M}{6})\p{M}+/gu;
 
 const MATERIAL_AUDIO = {
   fetching: "being fetched from Telegram",
@@ -379,7 +383,8 @@ function updateMaterial(item, material) {
   const text = item.querySelector(".material-text");
   // Without the bidi overrides a caption may carry (a reversed "RLO" text showed reversed): each
   // caption is its own paragraph in its own direction (app.css) already.
-  const words = typeof material.text === "string" ? material.text.replace(BIDI_CONTROLS, "") : "";
+  const words =
+    typeof material.text === "string" ? material.text.replace(BIDI_CONTROLS, "").replace(MARKS_PILED, "$1") : "";
   const long = characters(words).length > MATERIAL_SHOWN_CHARS;
   const whole = item.dataset.whole === "true";
   setText(text, long && !whole ? `${characters(words).slice(0, MATERIAL_SHOWN_CHARS).join("").trimEnd()}…` : words);
