@@ -291,8 +291,13 @@ function follow(sessionId, { open = true, status = null } = {}) {
     state.sessionId = sessionId;
     state.status = status;
     if (sessionId) {
+      let epoch = null; // the session history's epoch this FAB saw last
       subscription = subscribeSession(ensureSocket(), sessionId, {
-        onSnapshot: (session) => {
+        onSnapshot: (session, snapshot) => {
+          // A new epoch: the history went back (Redis lost its last writes), and the chunks
+          // acknowledged just before may be gone with it: sent again, stored once.
+          if (epoch !== null && snapshot?.epoch !== epoch) queue?.resendRecent(sessionId).catch(() => {});
+          epoch = snapshot?.epoch ?? epoch;
           state.status = session.status;
           state.sessionOpen = Boolean(session.is_active);
           closedElsewhere();

@@ -209,6 +209,12 @@ function refusals(items) {
   return items.filter((item) => item.refused).map((item) => item.refused);
 }
 
+// How long an uploaded chunk stays in memory after its answer: should the server's Redis lose its
+// last writes (a crash under `appendfsync everysec`), the session's history goes back, and these
+// are sent again (the server stores each once: the same audio at the same start is a duplicate).
+// Before, a chunk acknowledged in that second was gone from the session and from this browser.
+const RECENT_KEPT_MS = 15_000;
+
 export class UploadQueue {
   /**
    * hooks (optional): `onChange(pendingCount, heldCount)` (`refused`: which of the held were
@@ -228,6 +234,7 @@ export class UploadQueue {
     this.stranded = 0; // of the held, how many wait for a guest signed out for good (strandedCount)
     this.gone = false; // this browser's identity is gone: nothing can be uploaded until it is back
     this.waiters = [];
+    this.recent = []; // {item, at}: chunks uploaded in the last RECENT_KEPT_MS (resendRecent)
     // Back online: upload now rather than after the back-off (up to 30 s) a failed try set.
     globalThis.addEventListener?.("online", () => this.kick({ now: true }));
     // This browser is somebody again (a sign-in, a device link): held chunks may be theirs.
@@ -345,6 +352,23 @@ export class UploadQueue {
     return recovered;
   }
 
+  /**
+   * Upload again the chunks of `sessionId` answered in the last RECENT_KEPT_MS: the session's
+   * history went back (a new epoch: its Redis lost its last writes), and those may be lost with
+   * it. Resolves to how many were queued again.
+   */
+  async resendRecent(sessionId) {
+    const now = Date.now();
+    const again = this.recent.filter((kept) => now - kept.at <= RECENT_KEPT_MS && kept.item.session_id === sessionId);
+    this.recent = this.recent.filter((kept) => !again.includes(kept) && now - kept.at <= RECENT_KEPT_MS);
+    if (again.length === 0) return 0;
+    const db = await this.db;
+    for (const { item } of again) await inStore(db, "readwrite", (store) => store.put(item));
+    this.kick({ now: true });
+    await this.count();
+    return again.length;
+  }
+
   /** Persist a chunk, then upload it (with whatever is still waiting before it). */
   async add(item) {
     const db = await this.db;
@@ -392,6 +416,8 @@ export class UploadQueue {
         this.attempt = 0;
         this.notBefore = 0;
         await inStore(db, "readwrite", (store) => store.delete(item.id));
+        const now = Date.now();
+        this.recent = [...this.recent.filter((kept) => now - kept.at <= RECENT_KEPT_MS), { item, at: now }];
         this.hooks.onUploaded?.(ack, item);
       } catch (err) {
         if (err instanceof Refused) {
