@@ -19,7 +19,7 @@ from pydantic import (
 from handlers.ids import SESSION_REF_PATTERN, SessionIdText, SessionRefText
 from handlers.wording import words_for, worded
 from protocol.errors import CodedError, ErrorCode
-from protocol.seen_text import seen_size
+from protocol.seen_text import seen_size, shows_anything
 from storage.voice.repository import STATUSES
 
 # Offsets are Redis stream ids, unsigned 64-bit; far beyond any real log, and bounded so that a
@@ -193,8 +193,10 @@ class Material(Payload):
     duration_s: float | None = Field(default=None, ge=0, le=86400)
 
     def model_post_init(self, context: object) -> None:
-        if self.kind == "text" and not self.text.strip():
-            raise ValueError("a text material needs text")
+        # Text that shows nothing (zero-width spaces, a lone accent) is no text: it was stored and
+        # listed as an empty row (audit "verify50").
+        if self.kind == "text" and not shows_anything(self.text):
+            raise ValueError("a text material needs text that shows (not only invisible characters)")
         if self.kind != "text" and not self.file_id:
             raise ValueError(f"a {self.kind} material needs file_id")
 

@@ -41,6 +41,7 @@ from handlers.voice.bot import BotRoutes, reply_link
 from handlers.voice.fetch_order import FetchOrder, queue_fetch
 from handlers.voice.telegram_files import BotFiles
 from protocol.errors import CodedError, ErrorCode
+from protocol.seen_text import shows_anything
 from storage.idempotency import IdempotentAnswers, InProgress, StoredAnswer
 
 MAX_UPDATE_BYTES = 256 * 1024
@@ -445,6 +446,6 @@ def _material(message: TgMessage) -> Material | None:
         return validate(Material, {"kind": "photo", "file_id": largest.file_id, "text": caption})
     if message.document:
         return validate(Material, {"kind": "document", "file_id": message.document.file_id, "text": caption})
-    if message.text and message.text.strip():
+    if message.text and shows_anything(message.text):  # invisible characters alone: no text
         return validate(Material, {"kind": "text", "text": message.text})
     return None

@@ -79,3 +79,14 @@ async def test_a_slash_note_in_a_group_is_ignored_as_any_note(bot: ServerUnderTe
     assert status == 200 and reply is None
     status, reply = await send(bot, {**command("/done"), "chat": group})
     assert status == 200 and reply["text"].startswith("Напишите мне в личные сообщения")
+
+
+async def test_a_message_of_invisible_characters_adds_nothing(bot: ServerUnderTest) -> None:
+    """Zero-width spaces alone were stored as a text material, an empty row (audit "verify50")."""
+    from handlers.voice.telegram import UNSUPPORTED
+
+    await _reply(bot, command("/start"))
+    session_id = await bot.services.voice.active_id("alice")
+    assert session_id
+    assert await _reply(bot, message(text="\u200b\u200b\u200b")) == UNSUPPORTED
+    assert await bot.services.voice.materials(session_id, limit=10) == []

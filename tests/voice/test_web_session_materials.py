@@ -54,6 +54,17 @@ async def test_materials_are_listed_a_page_at_a_time_to_who_may_read_them(server
     assert rest["materials"][1]["duration_s"] == 40 and rest["next"] is None
     assert (await listed(server, session_id, user="bob"))[0] == 403  # not bob's
     assert (await listed(server, session_id, "?limit=0"))[0] == 400
+    # Text of invisible characters alone is no text (it was listed as an empty row: audit "verify50").
+    headers = {"Authorization": f"Bearer {server.token('alice')}"}
+    for invisible in ("\u200b\u200b\u200b", "\u0301", "\u2800 \u200d"):
+        async with (
+            aiohttp.ClientSession() as http,
+            http.post(
+                f"{server.url}/voicebot/materials", json={"kind": "text", "text": invisible}, headers=headers
+            ) as r,
+        ):
+            assert r.status == 400, await r.text()
+    assert (await listed(server, session_id))[1]["materials"][-1]["kind"] == "voice"  # nothing added
     assert (await listed(server, session_id, "?after=-1"))[0] == 400
     assert (await listed(server, "0" * 32))[0] in (400, 404)
 
