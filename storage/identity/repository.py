@@ -593,6 +593,12 @@ class Identities:
         kept_guest = ttl_s == self.config.refresh_ttl_s and user_id.startswith(GUEST_PREFIX)
         if kept_guest and await self._redis.hsetnx(self._keys.user_profile(user_id), DEVICES_KEPT, 1):
             await self.owns_now(user_id)
+        elif ttl_s == self.config.guest_idle_s:
+            # An identity kept for its idle time from any visit keeps every device of it that
+            # long: a guest's phone unused for 30 days was signed out on day 31 though its laptop
+            # had kept the guest alive on day 25 (audit "daysdevices"). Up to max_devices.
+            families: Any = await self._redis.zrange(self._keys.user_families(user_id), 0, -1)
+            await asyncio.gather(*(self._keep_family(f, ttl_s) for f in {family_id, *families}))
         else:
             await self._keep_family(family_id, ttl_s)
 

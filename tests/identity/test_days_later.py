@@ -126,3 +126,26 @@ async def test_a_guest_back_after_31_days_is_told_its_sign_in_has_expired(
 
 def sweeper(server: ServerUnderTest) -> GuestSweeper:
     return server.app[GUEST_SWEEPER]
+
+
+async def test_a_guests_device_unused_for_a_month_stays_while_another_keeps_the_guest(
+    dserver: ServerUnderTest, http: aiohttp.ClientSession
+) -> None:
+    """A guest's phone made things and linked a laptop; only the laptop came back (day 25). On
+    day 31 the guest lived and kept everything, and the phone was told its sign-in had expired
+    (audit "daysdevices"): each device was kept its idle time from its own last use."""
+    phone, ids = await owning_guest(dserver, http)
+    link = await phone.call("POST", "/api/auth/link")
+    assert link.status == 201, link.body
+    laptop = Browser(http, dserver.url)
+    linked = await laptop.post("/api/auth/one_time", json={"token": link.body["url"].split("token=", 1)[1]})
+    assert linked.status == 200 and linked.body["user_id"] == ids["user"]
+    days_later(dserver, 25)
+    assert (await laptop.refresh()).status == 200  # the laptop's visit
+    days_later(dserver, 6)  # day 31: the phone unused for 31 days, the guest seen 6 days ago
+    swept = await sweeper(dserver).sweep()
+    assert swept.guests_forgotten == 0 and swept.sessions_deleted == 0, swept
+    back = await phone.refresh()
+    assert back.status == 200 and back.body["user_id"] == ids["user"], back.body
+    devices = await phone.call("GET", "/api/auth/me")
+    assert len(devices.body["devices"]) == 2, devices.body
