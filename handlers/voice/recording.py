@@ -96,7 +96,10 @@ class RecordingKeeper:
         """The lease holder string of a connection of this node: with the recorder's own id
         (the FAB's, kept across its reconnections) from the first status that named one; the
         connection keeps that one (a lease's release and renewals must name it as it was taken)."""
-        if recorder and conn.sid not in self._recorders:
+        # Not once the connection holds a lease under its name without one: renewed and released
+        # under another name, that lease ran out and paused a connection still recording (a raw
+        # client naming itself partway: audit "verify51").
+        if recorder and conn.sid not in self._recorders and not self._held.get(conn.sid):
             self._recorders[conn.sid] = recorder
             conn.farewells["voice:recording"] = partial(self._closed, conn.sid)  # forgets it
         return self._holder(conn.sid)

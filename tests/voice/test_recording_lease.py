@@ -732,3 +732,27 @@ async def test_a_lease_that_ran_out_while_its_renewal_was_late_is_taken_again_by
         for client in clients:
             await client.close()
         await node.stop()
+
+
+async def test_a_connection_naming_its_recorder_after_it_took_a_lease_keeps_that_lease(
+    redis: Redis, redis_process: RedisProcess, tmp_path: Path
+) -> None:
+    """A raw client that recorded without a `recorder` and then named one had its lease renewed
+    under the new name: the renewals failed, and the session was paused `recorder_gone` with the
+    connection open (audit "verify51"). The name it took the lease under stays its name."""
+    node = await start_server(redis_process.url, tmp_path / "node", voice_recording_lease_ms=600_000)
+    clients: list[Client] = []
+    try:
+        session_id = await node.create_session("alice")
+        recorder = await recording_on(node, clients, session_id)  # no recorder named
+        lease = node.services.keys.voice_recording_lease(session_id)
+        taken_by = await redis.get(lease)
+        named = {"session_id": session_id, "status": "recording", "recorder": "named-late-1"}
+        assert (await recorder.call("set_session_status", named))["ok"] is True
+        await redis.pexpire(lease, 60_000)
+        await node.app[RECORDING_KEEPER].renew_all()
+        assert await redis.get(lease) == taken_by and await redis.pttl(lease) > 60_000  # renewed, as it was
+    finally:
+        for client in clients:
+            await client.close()
+        await node.stop()
