@@ -55,3 +55,26 @@ async def test_a_title_the_server_refuses_is_said_beside_the_title(tab: Tab, ser
         page, title, "title-error", "Give the stream a title with a character that shows, not only invisible ones."
     )
     await expect(page).to_have_url(f"{server.url}/streams")
+
+
+async def test_an_empty_title_and_a_delay_out_of_range_are_said_beside_their_fields(
+    tab: Tab, server: ServerUnderTest
+) -> None:
+    """The browser's own checks (`required`, `min`/`max`/`step`) stopped the form first: a bubble
+    gone in a moment, the field not marked, these words never shown (audit "verify51")."""
+    await tab.page.set_viewport_size({"width": 390, "height": 844})
+    await tab.use_token(server.token("alice"))
+    page = await tab.open("/streams")
+    title, delay = page.locator("#title-input"), page.locator("#delay-input")
+    await title.focus()
+    await page.keyboard.press("Enter")  # nothing typed
+    await refused_beside(page, title, "title-error", "Give the stream a title.")
+    await title.fill("Friday raid")
+    for wrong in ("700", "-5", "1.5"):
+        await delay.fill(wrong)
+        await delay.press("Enter")
+        await refused_beside(page, delay, "delay-error", "The viewer delay is 0 to 600 whole seconds.")
+    await expect(page).to_have_url(f"{server.url}/streams")  # nothing created
+    await delay.fill("30")
+    await delay.press("Enter")
+    await page.wait_for_url(f"{server.url}/streams/*")
