@@ -475,10 +475,9 @@ function tell(status, { resume = false, own = false } = {}) {
 async function send(sessionId, told) {
   told.sending = true;
   try {
-    const payload = { session_id: sessionId, status: told.status, recorder: RECORDER_ID };
+    const payload = { session_id: sessionId, status: told.status };
     if (told.resume) payload.resume = true; // this recorder's own recording: its lease comes here
-    if (told.own) payload.own = true; // its own recording only: not another's that took it up
-    const ack = await call(ensureSocket(), "set_session_status", payload);
+    const ack = await callStatus(payload, told.own);
     if (ack.changed && ack.offset > (ownOffsets.get(sessionId) ?? 0)) ownOffsets.set(sessionId, ack.offset);
     settle(sessionId, told, ack.status);
     return ack;
@@ -487,6 +486,23 @@ async function send(sessionId, told) {
     throw err;
   } finally {
     told.sending = false;
+  }
+}
+
+// A node of the release before this page's refuses the fields it does not know (`recorder`,
+// `own`) as `invalid_payload`, and a page of this release recorded nothing through it during a
+// rolling upgrade or after a rollback (audit "upgrade50"): asked again without them, and not sent
+// to it again on this connection (the next one may reach another node).
+let olderNode = false;
+
+async function callStatus(payload, own) {
+  const named = olderNode ? payload : { ...payload, recorder: RECORDER_ID, ...(own ? { own: true } : {}) };
+  try {
+    return await call(ensureSocket(), "set_session_status", named);
+  } catch (err) {
+    if (named === payload || err.code !== "invalid_payload" || !/\b(recorder|own)\b/.test(err.message ?? "")) throw err;
+    olderNode = true;
+    return call(ensureSocket(), "set_session_status", payload);
   }
 }
 
@@ -1073,6 +1089,9 @@ async function removeHeld() {
 function ensureSocket() {
   if (socket) return socket;
   socket = connect();
+  socket.on("connect", () => {
+    olderNode = false; // first: reassert below sends with the fields again
+  });
   socket.on("connect", reassert);
   // The user's active session, followed on every connection (after a reconnection the answer
   // says where it stands now: a change made meanwhile is not lost), then pushed on each change.
