@@ -4,16 +4,18 @@
 from __future__ import annotations
 
 import asyncio
+from pathlib import Path
 from typing import Any
 
 import aiohttp
 import pytest
+from redis.asyncio import Redis
 
 import storage.sessions as sessions_module
 from storage.streams.repository import StreamSessions
 from tests.admin.test_http import admin_token, call
 from tests.audio_samples import webm
-from tests.helpers import Client, ServerUnderTest
+from tests.helpers import Client, RedisProcess, ServerUnderTest
 from tests.streams.helpers import connect, started, submitter
 from tests.voice.uploads import chunk_form, upload
 
@@ -158,3 +160,32 @@ async def test_a_files_entry_a_node_of_the_release_before_left_is_taken_out_by_a
         status, listed = await call(http, "GET", "/admin/sessions", token, sort="files")
         assert (status, listed["sessions"], listed["next_cursor"]) == (200, [], None), listed
     assert await redis.zscore(keys.admin_files(), gone) is None
+
+
+async def test_a_node_stopping_measures_the_last_clips_of_a_burst_before_it_goes(
+    redis: Redis, redis_process: RedisProcess, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A node restarted within a minute of a burst cancelled the burst's last measure, and the
+    session's size stayed low for good in every figure (audit "adminphone"). The stop makes it."""
+    from tests.conftest import start_server
+
+    monkeypatch.setattr(sessions_module, "TOUCH_INTERVAL_MS", 600_000)  # no trailing touch before the stop
+    node = await start_server(redis_process.url, tmp_path / "node")
+    clients: list[Client] = []
+    try:
+        viewers = [await connect(node, clients, f"viewer-{n}") for n in range(3)]
+        session_id, _ = await started(node, clients)
+        services = node.services
+        keys = services.keys
+        await services.sessions.touch(session_id, "stream", created_ms=0, force=True)
+        before = int(await redis.zscore(keys.admin_size(), session_id))
+        for viewer in viewers:
+            ack = await viewer.call("clip_submit", {"session_id": session_id, "note": "n" * 90})
+            assert ack["ok"] is True, ack
+        measured = (await services.sessions.measure(session_id, "stream")).size
+        assert measured > before
+    finally:
+        for client in clients:
+            await client.close()
+        await node.stop()
+    assert int(await redis.zscore(keys.admin_size(), session_id)) == measured
