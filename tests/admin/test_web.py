@@ -541,3 +541,18 @@ async def test_the_orphans_days_are_the_servers_and_count_as_the_card_does(
     finally:
         srv.services.clock.shift_ms = 0
         await srv.stop()
+
+
+async def test_a_recalculate_that_measured_sizes_anew_says_so(tab: Tab, server: ServerUnderTest) -> None:
+    """Totals measured anew from 1.7 MB to 3.0 MB were said "no drift": read as nothing changed
+    (audit "adminphone"). The page says what the sizes went from and to."""
+    session_id = await server.create_session("alice")
+    await server.services.sessions.touch(session_id, "voice", created_ms=0, force=True)
+    await server.services.redis.hset(server.services.keys.session(session_id), "grown", "x" * 20_000)  # unmeasured
+    await tab.use_token(admin_token(server), ttl_s=LONG_TTL_S)
+    page = await tab.open("/admin")
+    await page.locator("#recalculate").click()
+    status = page.locator("#bulk-status")
+    await expect(status).to_contain_text("Recalculated ")
+    await expect(status).to_contain_text(re.compile(r"sizes measured anew: Redis \S+ \S+ → \S+ \S+"))
+    await expect(status).not_to_contain_text("no drift")
