@@ -556,3 +556,34 @@ async def test_a_recalculate_that_measured_sizes_anew_says_so(tab: Tab, server: 
     await expect(status).to_contain_text("Recalculated ")
     await expect(status).to_contain_text(re.compile(r"sizes measured anew: Redis \S+ \S+ → \S+ \S+"))
     await expect(status).not_to_contain_text("no drift")
+
+
+async def test_figures_a_refresh_could_not_renew_are_said_stale_where_they_are_read(
+    tab: Tab, server: ServerUnderTest
+) -> None:
+    """With Redis away, a phone showed the last figures as current: the top bar's "refresh failed"
+    was scrolled out of sight (audit "adminphone"). A note above the cards, kept in sight while
+    scrolling, says since when they are, and goes once a refresh works."""
+    await tab.page.set_viewport_size({"width": 390, "height": 844})
+    await tab.page.clock.install()
+    await tab.use_token(admin_token(server), ttl_s=LONG_TTL_S)
+    page = await tab.open("/admin")
+    await expect(page.locator("#m-sessions")).not_to_be_empty()
+    note = page.locator("#stale-note")
+    await expect(note).to_be_hidden()
+
+    async def away(route: Any) -> None:
+        await route.fulfill(status=503, json={"error": "unavailable", "message": "Redis is away"})
+
+    await page.route("**/admin/metrics", away)
+    await page.clock.run_for(2_000)
+    await expect(note).to_be_visible()
+    await expect(note).to_contain_text("These figures are from")
+    await expect(note).to_contain_text("Redis is away")
+    await expect(page.locator("#cards")).to_have_attribute("data-stale", "true")
+    await page.locator("#sessions").scroll_into_view_if_needed()  # far down the page
+    await expect(note).to_be_in_viewport()
+    await page.unroute("**/admin/metrics")
+    await page.clock.run_for(2_000)
+    await expect(note).to_be_hidden()
+    await expect(page.locator("#cards")).not_to_have_attribute("data-stale", "true")

@@ -224,6 +224,8 @@ function sayRefresh(text) {
   $("refresh-said").textContent = text;
 }
 
+let lastUpdated = null; // the generated_at of the figures shown (null before the first)
+
 async function refresh() {
   if (refreshing) return;
   refreshing = true;
@@ -236,6 +238,9 @@ async function refresh() {
     if (focusDashboard) $("dashboard-title").focus();
     focusDashboard = false;
     $("refreshed").textContent = `updated ${formatTime(metrics.generated_at)}`;
+    lastUpdated = metrics.generated_at;
+    $("stale-note").hidden = true;
+    delete $("cards").dataset.stale;
     sayRefresh("Refreshing again: the figures are current.");
   } catch (error) {
     if (error instanceof ApiError && error.code === "forbidden" && (await grantedSince())) {
@@ -247,6 +252,13 @@ async function refresh() {
       showForbidden(error);
     else {
       $("refreshed").textContent = `refresh failed: ${error.message}`;
+      if (lastUpdated !== null) {
+        // The figures shown are the last ones read: said so beside them, not only in the top bar.
+        $("stale-note").textContent =
+          `These figures are from ${formatTime(lastUpdated)}: the refresh failed (${error.message}). Trying again…`;
+        $("stale-note").hidden = false;
+        $("cards").dataset.stale = "true";
+      }
       sayRefresh(`Refresh failed: ${error.message}`);
       if (!$("dashboard").hidden) await refreshAlertsOnly();
     }
