@@ -99,3 +99,32 @@ async def test_two_identities_passkeys_in_one_browser_read_apart(pserver: Server
         assert not tab.errors, tab.errors
     finally:
         await tab.page.context.close()
+
+
+async def test_a_guest_kept_with_a_passkey_is_not_called_a_guest(pserver: ServerUnderTest, browser: Browser) -> None:  # noqa: F811
+    """Saved with a passkey, the identity was still "Guest" in the top bar, "You are a guest" in
+    the panel, asked to "Keep this identity: add a passkey" above its passkey (audit "daysdevices")."""
+    tab = await new_tab(browser, pserver)
+    try:
+        await authenticator(tab.page)
+        page = await tab.open("/")
+        await page.locator("#session-name-input").fill("Mine")
+        await page.locator("#new-session").click()
+        await expect(page).to_have_url(re.compile(r"/session/"))
+        await expect(page.locator("#identity")).to_have_attribute("data-state", "known")
+        await page.locator("#identity-name").click()
+        await expect(page.locator("#identity-panel")).to_contain_text("You are a guest")
+        await page.locator("#identity-add-passkey").click()
+        await expect(page.locator("#identity-passkey-status")).to_contain_text("Passkey added")
+
+        page = await tab.open("/")  # another visit
+        await expect(page.locator("#identity")).to_have_attribute("data-state", "known")
+        await expect(page.locator("#identity-name")).to_have_text("Signed in")
+        await page.locator("#identity-name").click()
+        panel = page.locator("#identity-panel")
+        await expect(panel).to_contain_text("Signed in: a passkey keeps who you are")
+        await expect(panel).not_to_contain_text("You are a guest")
+        await expect(page.locator("#identity-add-passkey")).to_have_text("Add another passkey")
+        assert not tab.errors, tab.errors
+    finally:
+        await tab.page.context.close()

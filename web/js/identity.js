@@ -128,6 +128,8 @@ function followOtherTab() {
  * and "Guest" would say this browser is someone it is not.
  */
 function label(name, me = shown) {
+  // A guest kept with a passkey is no passing guest: its default name ("Guest") is not said.
+  if (me?.saved === true && (!name || name === "Guest")) return "Signed in";
   return name || (me && me.guest === false ? me.user_id : "Guest");
 }
 
@@ -480,7 +482,11 @@ function renderPanel(me) {
     el(
       "p",
       { class: "muted" },
-      me.guest ? "You are a guest: this browser keeps who you are." : "Signed in.",
+      me.guest && !me.saved
+        ? "You are a guest: this browser keeps who you are."
+        : me.saved
+          ? "Signed in: a passkey keeps who you are, on this device or any other."
+          : "Signed in.",
       ` Id: ${me.user_id}`,
     ),
     retentionNote(me),
@@ -506,7 +512,7 @@ function renderPanel(me) {
       el(
         "button",
         { id: "identity-add-passkey", class: "button", type: "button", onclick: () => savePasskey() },
-        "Keep this identity: add a passkey",
+        me.saved ? "Add another passkey" : "Keep this identity: add a passkey",
       ),
       " ",
       passkeySignIn(),
