@@ -59,6 +59,13 @@ async def test_the_card_lists_them_and_a_keyboard_retries_and_discards(
 
     discard = page.get_by_role("button", name=f"Discard DISCARD_ME job {discarded.job_id[:8]}")
     await discard.focus()
+    await page.keyboard.press("Space")  # asks first: a discard cannot be undone (audit "adminphone")
+    await expect(page.locator("#dead-status")).to_have_text(
+        f'Discard DISCARD_ME job {discarded.job_id[:8]} for good? Press "Confirm discard" again; it cannot be undone.'
+    )
+    confirm = page.get_by_role("button", name=f"Confirm discard DISCARD_ME job {discarded.job_id[:8]}")
+    await expect(confirm).to_be_focused()
+    assert len(await dead_ids(server)) == 1  # nothing discarded yet
     await page.keyboard.press("Space")
     await expect(page.locator("#dead-status")).to_have_text(f"DISCARD_ME job {discarded.job_id[:8]} discarded.")
     await expect(rows).to_have_count(0)

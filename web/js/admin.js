@@ -696,8 +696,37 @@ function deadButton(action, letter) {
   button.dataset.action = action;
   // Every row has the same two buttons: their names say which job they act on.
   button.setAttribute("aria-label", `${button.textContent} ${jobLabel(letter)}`);
-  button.addEventListener("click", () => settleDeadLetter(action, letter, button));
+  button.addEventListener("click", () => {
+    // A discard cannot be undone, and its button sits beside Retry: a tap meant for Retry on a
+    // phone dropped the job for good (audit "adminphone"). The first press asks; the second,
+    // within DISCARD_ARMED_MS, discards.
+    if (action === "discard" && button.dataset.armed !== "true") {
+      armDiscard(button, letter);
+      return;
+    }
+    clearTimeout(disarmTimers.get(button));
+    settleDeadLetter(action, letter, button);
+  });
   return button;
+}
+
+const DISCARD_ARMED_MS = 8_000;
+const disarmTimers = new WeakMap();
+
+function armDiscard(button, letter) {
+  const label = jobLabel(letter);
+  button.dataset.armed = "true";
+  button.textContent = "Confirm discard";
+  button.setAttribute("aria-label", `Confirm discard ${label}`);
+  deadStatus(`Discard ${label} for good? Press "Confirm discard" again; it cannot be undone.`);
+  disarmTimers.set(
+    button,
+    setTimeout(() => {
+      delete button.dataset.armed;
+      button.textContent = "Discard";
+      button.setAttribute("aria-label", `Discard ${label}`);
+    }, DISCARD_ARMED_MS),
+  );
 }
 
 function renderDeadLetter(letter) {
