@@ -587,3 +587,20 @@ async def test_figures_a_refresh_could_not_renew_are_said_stale_where_they_are_r
     await page.clock.run_for(2_000)
     await expect(note).to_be_hidden()
     await expect(page.locator("#cards")).not_to_have_attribute("data-stale", "true")
+
+
+async def test_a_table_wider_than_a_phone_says_it_scrolls_sideways(tab: Tab, server: ServerUnderTest) -> None:
+    """On a phone the Sessions table showed 3 of its 10 columns, and nothing said the rest were a
+    swipe away (audit "adminphone"); on a desktop, where it fits, nothing is said."""
+    await server.create_session("alice")
+    await tab.page.set_viewport_size({"width": 390, "height": 844})
+    await tab.use_token(admin_token(server), ttl_s=LONG_TTL_S)
+    page = await tab.open("/admin")
+    await expect(page.locator("#sessions tr")).to_have_count(1)
+    region = page.get_by_role("region", name="Sessions table")
+    hint = page.locator("#sessions-title-hint")
+    await expect(hint).to_be_visible()
+    await expect(hint).to_have_text("Scroll the table sideways for its other columns.")
+    await expect(region).to_have_accessible_description("Scroll the table sideways for its other columns.")
+    await page.set_viewport_size({"width": 1600, "height": 900})
+    await expect(hint).to_be_hidden()

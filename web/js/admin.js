@@ -1002,9 +1002,36 @@ function scrollFocusIntoTables() {
   }
 }
 
+/**
+ * A table wider than its region says so above it: on a phone the Sessions table showed 3 of its
+ * 10 columns, and nothing said the rest were a swipe away (audit "adminphone"). Looked at as
+ * each region's size or content changes.
+ */
+function hintWideTables() {
+  const look = (region) => {
+    const wide = region.scrollWidth > region.clientWidth + 1;
+    let hint = region.previousElementSibling?.classList.contains("table-hint") ? region.previousElementSibling : null;
+    if (wide && hint === null) {
+      hint = document.createElement("p");
+      hint.className = "muted table-hint";
+      hint.id = `${region.querySelector("table")?.getAttribute("aria-labelledby") ?? "table"}-hint`;
+      hint.textContent = "Scroll the table sideways for its other columns.";
+      region.before(hint);
+      region.setAttribute("aria-describedby", hint.id);
+    }
+    if (hint) hint.hidden = !wide;
+    region.dataset.wide = String(wide);
+  };
+  for (const region of document.querySelectorAll(".table-scroll")) {
+    new ResizeObserver(() => look(region)).observe(region);
+    new MutationObserver(() => look(region)).observe(region, { childList: true, subtree: true });
+  }
+}
+
 function start() {
   setUpSortHeaders();
   scrollFocusIntoTables();
+  hintWideTables();
   $("filters").addEventListener("submit", (event) => {
     event.preventDefault();
     loadPage(null);
