@@ -21,6 +21,11 @@ class Keys:
         """Hash holding the session record."""
         return f"{self.prefix}:{{{session_id}}}:session"
 
+    def session_gone(self, session_id: str) -> str:
+        """Why a deleted session is gone ("retention" or "operator"), kept a while for the
+        links to it that come back (handlers/session_gone.py)."""
+        return f"{self.prefix}:{{{session_id}}}:gone"
+
     def log(self, session_id: str) -> str:
         """Capped stream of the session's events; entry ids are ``<offset>-0``."""
         return f"{self.prefix}:{{{session_id}}}:log"

@@ -16,6 +16,7 @@ from typing import Any
 
 from handlers.cleanups import delete_owing
 from handlers.context import Services
+from handlers.session_gone import mark_gone
 from protocol.errors import CodedError, ErrorCode
 from storage.admin.repository import AdminStore
 from storage.sessions import PARTS
@@ -54,16 +55,18 @@ class SessionDeleter:
             raise CodedError(ErrorCode.SESSION_NOT_FOUND, "no such session")
         if kind is None:  # a kind this server does not serve: its record and log only
             offset = await self._store.delete(session_id, extra_keys=[], actor=actor, orphan_bound_ms=orphan_bound_ms)
+            await mark_gone(self._s, session_id, actor)
         else:
             extra = kind.owned_keys(session_id)
-            offset = await delete_owing(
-                self._s,
-                session_id,
-                lambda _: self._store.delete(
+
+            async def deleting(_: dict[str, str]) -> int:
+                deleted = await self._store.delete(
                     session_id, extra_keys=extra, actor=actor, orphan_bound_ms=orphan_bound_ms
-                ),
-                record=record,
-            )
+                )
+                await mark_gone(self._s, session_id, actor)  # before the follow-ups, which may be cut off
+                return deleted
+
+            offset = await delete_owing(self._s, session_id, deleting, record=record)
         part = record.get(PARTS.get(record["kind"], ""), "")
         return Deleted(kind=record["kind"], owner_id=record.get("owner_id", ""), offset=offset, companion=part)
 

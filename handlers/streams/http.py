@@ -44,6 +44,7 @@ from handlers.ids import parse_session_id
 from handlers.payloads import validate
 from handlers.query import LimitQuery, at_most, parse_query
 from handlers.rate_limit import created_today, within
+from handlers.session_gone import explained
 from protocol.errors import CodedError, ErrorCode
 from storage.streams.repository import Clip, StreamSession, StreamSessions
 
@@ -177,7 +178,7 @@ class StreamRoutes:
         claims = self._claims(request)
         session, position = await self._streams.snapshot(session_id)
         if session is None:
-            raise CodedError(ErrorCode.SESSION_NOT_FOUND, "no such session")
+            raise await explained(self._s, session_id, CodedError(ErrorCode.SESSION_NOT_FOUND, "no such session"))
         access = await self._s.sessions.access(session_id)
         body = {**full(self._s, session, claims), "epoch": position.epoch, "offset": position.offset}
         return web.json_response({**body, **(access.public() if access else {})})

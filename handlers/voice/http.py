@@ -14,6 +14,7 @@ from handlers.idempotency import derived_id, idempotent
 from handlers.ids import parse_session_id, parse_session_ref
 from handlers.payloads import ActivateSession, CreateSession, validate
 from handlers.query import LimitQuery, at_most, parse_query
+from handlers.session_gone import explained
 from handlers.voice.access import readable, updatable
 from handlers.voice.actions import brief, create_active, session_url
 from handlers.voice.answers import (
@@ -25,6 +26,7 @@ from handlers.voice.answers import (
     VoiceSessions,
     VoiceSessionView,
 )
+from protocol.errors import CodedError
 from storage.voice.repository import VoiceSession
 
 
@@ -98,7 +100,10 @@ class VoiceRoutes:
         """One session the caller may read; loading it is an access (``orphaned`` is from before)."""
         session_id = parse_session_id(request.match_info["session_id"])
         claims = self._claims(request)
-        session = await readable(self._s.voice, claims, session_id)
+        try:
+            session = await readable(self._s.voice, claims, session_id)
+        except CodedError as exc:
+            raise await explained(self._s, session_id, exc) from None
         access = await self._s.sessions.access(session_id)
         position = await self._s.log.position(session_id)
         body = {**self._full(session), "epoch": position.epoch, "offset": position.offset}

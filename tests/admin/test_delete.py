@@ -34,11 +34,17 @@ async def keys_naming(server: ServerUnderTest, session_id: str) -> dict[str, int
     return {key: int(await redis.pttl(key)) for key in found}
 
 
-async def assert_nothing_left(server: ServerUnderTest, session_id: str) -> None:
-    """Only the log and its meta remain, expiring (a resuming client learns of the deletion), and no
-    index holds the id."""
+async def assert_nothing_left(server: ServerUnderTest, session_id: str, *, marked: bool = False) -> None:
+    """Only the log and its meta remain, expiring (a resuming client learns of the deletion), and,
+    for an operator's deletion (``marked``; others may leave it too), the mark of why it went (a
+    link opened later is told: handlers/session_gone.py), expiring in 30 days; no index holds the id."""
+    from handlers.session_gone import GONE_KEPT_S
+
     keys, redis = server.services.keys, server.services.redis
     left = await keys_naming(server, session_id)
+    gone = left.pop(keys.session_gone(session_id), None)
+    assert gone is not None or not marked, left
+    assert gone is None or 0 < gone <= GONE_KEPT_S * 1000, gone
     assert set(left) == {keys.log(session_id), keys.log_meta(session_id)}, left
     assert all(0 < ttl <= DAY_MS for ttl in left.values()), left
     for index in (keys.all_sessions(), keys.admin_created("*"), keys.admin_accessed("*"), keys.admin_remixes()):
@@ -89,6 +95,7 @@ async def test_admin_delete_of_a_voice_session_removes_its_audio_user_list_and_a
     status, answer = await call(http, "DELETE", f"/admin/sessions/{session_id}", token, {"confirm": session_id})
     assert status == 200, answer
     await assert_voice_forgotten(server, session_id, "alice")
+    await assert_nothing_left(server, session_id, marked=True)  # why it went, for a link opened later
     assert len([path for path in blob_files(server) if kept in path]) == 2  # another's stays
     assert await server.services.voice.active_id("bob") == kept
 

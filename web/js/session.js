@@ -643,7 +643,10 @@ function addActivity(job, ts) {
 }
 
 function showError(err) {
-  const [title, text] = ERROR_TEXT[err?.code] ?? ["Something went wrong", ""];
+  // A session gone by the guest sweep or an operator says so to a link opened later, not "may
+  // have been mistyped" (its `reason`: handlers/session_gone.py; audit "daysdevices").
+  const gone = err?.code === "session_not_found" ? ERROR_TEXT[err.details?.reason] : undefined;
+  const [title, text] = gone ?? ERROR_TEXT[err?.code] ?? ["Something went wrong", ""];
   ui.errorTitle.textContent = title;
   ui.errorMessage.textContent = text || err?.message || String(err);
   ui.error.dataset.code = err?.code ?? "error";

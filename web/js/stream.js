@@ -1382,6 +1382,12 @@ async function main() {
   try {
     session = await api(`/api/streams/${encodeURIComponent(sessionId ?? "")}`);
   } catch (err) {
+    // Deleted with its guest or by an operator: said so to a link opened later (audit "daysdevices").
+    const reason = err.details?.reason;
+    if (reason === "deleted_with_guest" || reason === "deleted_by_operator") {
+      deleted(reason === "deleted_with_guest" ? { data: { actor: "retention:" } } : null);
+      return;
+    }
     showError(err.code === "session_not_found" ? "Stream not found" : "Cannot open this stream", err.message);
     return;
   }

@@ -118,7 +118,8 @@ function show(section) {
 }
 
 function showError(err) {
-  const [title, text] = ERROR_TEXT[err?.code] ?? ["Something went wrong", ""];
+  const gone = err?.details?.reason === "deleted_with_guest" || err?.details?.reason === "deleted_by_operator";
+  const [title, text] = (gone && ERROR_TEXT.session_deleted) || ERROR_TEXT[err?.code] || ["Something went wrong", ""];
   ui.errorTitle.textContent = title;
   ui.errorMessage.textContent = text || err?.message || String(err);
   ui.error.dataset.code = err?.code ?? "error";
