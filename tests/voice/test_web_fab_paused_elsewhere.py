@@ -297,3 +297,27 @@ async def test_a_phone_back_leaves_the_laptop_that_took_the_session_up_recording
         assert [e for e in later if e["type"] == "session_status"] == [], later
     finally:
         await laptop.close()
+
+
+async def test_a_pause_the_server_has_not_heard_says_so_until_it_has(server: ServerUnderTest, tab: Tab) -> None:
+    """On a stalled connection the FAB said "Paused" and freed the microphone while the server,
+    and every other device, showed the session recording for 38 s until the socket timed out
+    (audit "voicefield"). It says the pause has not reached the server, until it has."""
+    gate = SocketGate()
+    await gate.install(tab.page)
+    await tab.use_token(server.token("alice"))
+    await tab.page.add_init_script(KEEP_STREAMS)
+    session_id = await server.create_session("alice")
+    await server.services.voice.set_active("alice", session_id)
+    page = await tab.open("/")
+    await recording_phone(page, session_id)
+    gate.mute()  # the network stalls: no close, no error
+    await page.locator("#fab-pause").click()
+    await gate.until_kept("set_session_status")
+    message = page.locator("#fab-message")
+    await expect(message).to_contain_text("the server has not heard it yet")
+    session = await server.services.voice.get(session_id)
+    assert session is not None and session.status == "recording"  # as every other device sees it
+    gate.unmute()
+    await status_becomes(server, session_id, "paused")
+    await expect(message).to_have_text("Paused: every device shows it now.")

@@ -510,16 +510,36 @@ function settle(sessionId, told, status) {
   if (owed.get(sessionId) !== told) return; // a later status is on its way
   owed.delete(sessionId);
   if (sessionId === state.sessionId && status) state.status = status;
+  // The Pause said not heard yet has been (sent again once the connection answered).
+  if (ui.message.textContent === PAUSE_NOT_CONFIRMED)
+    say(status === "paused" ? "Paused: every device shows it now." : "");
   render();
 }
 
-/** A status set without waiting for it (Pause, Cut): a refusal is shown, no answer yet is not,
- * nor a move refused once a later status of this recorder took its place (see `reassert`). */
+// A Pause the server has not answered within this long is said to be not there yet: on a stalled
+// connection the FAB said "Paused" and freed the microphone, while every other device showed the
+// session recording for 38 s, until the socket timed out (audit "voicefield").
+const PAUSE_UNANSWERED_MS = 3_000;
+const PAUSE_NOT_CONFIRMED =
+  "Paused here, but the server has not heard it yet: other devices may still show this session recording. It is sent again as soon as the connection answers.";
+
+/** A status set without waiting for it (Pause, Cut): a refusal is shown, no answer yet is not
+ * (but a Pause unanswered for a while is), nor a move refused once a later status of this
+ * recorder took its place (see `reassert`). */
 function tellLater(status, options) {
   const sessionId = state.sessionId;
   const seq = toldSeq + 1; // the one `tell` is about to make
-  tell(status, options).catch(async (err) => {
+  const unanswered =
+    status === "paused"
+      ? setTimeout(() => {
+          if (owed.get(sessionId)?.seq === seq && state.mode !== "recording") say(PAUSE_NOT_CONFIRMED, "offline");
+        }, PAUSE_UNANSWERED_MS)
+      : null;
+  const told = tell(status, options);
+  told.then(() => clearTimeout(unanswered)).catch(() => {});
+  told.catch(async (err) => {
     if (RETRYABLE.has(err.code)) return;
+    clearTimeout(unanswered);
     // Back after a drop, this recorder's resume was refused: a person paused the session while
     // it was away (the laptop's Pause while the phone's connection was silent). It stops here.
     if (err.code === "invalid_state" && err.details?.reason === "paused_elsewhere") {
