@@ -44,3 +44,33 @@ async def test_a_recording_fab_whose_connection_drops_says_it_records_on_and_oth
     await expect(message).not_to_have_text(OFFLINE_RECORDING)
     gate.release()
     await expect(page.locator("#fab-status")).to_have_attribute("data-status", "paused")
+
+
+async def test_an_upload_failing_offline_does_not_take_turns_with_the_offline_words(
+    server: ServerUnderTest, tab: Tab
+) -> None:
+    """Offline, each chunk's failed upload put "Upload failed: your recording is kept on this
+    device…" over "Offline: still recording…", the two taking turns, each read out again
+    (audit "voicefield"). Offline says it all: it stays."""
+    await tab.use_token(server.token("alice"))
+    gate = SocketGate()
+    await gate.install(tab.page)
+    page = await tab.open("/")
+    await page.locator("#fab-new").click()
+    await expect(page.locator("#fab-status")).to_have_attribute("data-status", "recording")
+    message = page.locator("#fab-message")
+    failed: list[str] = []
+    page.on("requestfailed", lambda request: failed.append(request.url) if "/voicebot/chunks" in request.url else None)
+    await page.context.set_offline(True)
+    await gate.cut()
+    await expect(message).to_have_text(OFFLINE_RECORDING)
+    await page.locator("#fab-cut").click()  # a chunk to upload, offline
+    for _ in range(300):  # its first try and its retry failed: the first one's words were said by then
+        if len(failed) >= 2:
+            break
+        await page.wait_for_timeout(50)
+    assert len(failed) >= 2, failed
+    await expect(message).to_have_text(OFFLINE_RECORDING)
+    await page.context.set_offline(False)
+    gate.release()
+    await expect(message).not_to_have_text(OFFLINE_RECORDING)

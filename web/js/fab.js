@@ -1364,6 +1364,9 @@ async function start() {
     onRefused: unsayUploadTrouble,
     onRetry: (err, delayMs) => {
       uploadTrouble = uploadTroubleWords(err, delayMs);
+      // Offline, a failed upload is what "Offline: … uploaded once the connection is back"
+      // already says: the two took turns, each read out again (audit "voicefield").
+      if (ui.message.textContent === OFFLINE_RECORDING && !navigator.onLine) return;
       say(uploadTrouble, "error");
     },
     onUploaded: unsayUploadTrouble,
