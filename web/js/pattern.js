@@ -149,12 +149,30 @@ function send(op) {
       if (err.code === "rate_limited") hold(op, err.details?.retry_after_s ?? 1);
       // Its track is one a held op adds: made again after it, no refusal to speak of.
       else if (err.code === "not_found" && held.precede(op)) hold(op);
-      else if (err.code === "disconnected" || err.code === "timeout") offline.push(op);
-      else if (err.code === "session_full") toast(FULL_REFUSED);
+      else if (err.code === "disconnected" || err.code === "timeout") {
+        offline.push(op);
+        if (err.code === "timeout") stalled();
+      } else if (err.code === "session_full") toast(FULL_REFUSED);
       else if (!nameRefused(op, err)) toast(err.message || "That change was refused.");
       render();
     },
   );
+}
+
+/**
+ * An edit unanswered for the ack timeout on a connection that says it is up: it stalled (a frozen
+ * network keeps the socket open and lets nothing through). The page said "Live" for 45 s, until
+ * the socket's ping timeout, while the person's taps reached nobody and nothing saved them (audit
+ * "patternfield"). It is taken as offline now: the edits are saved over HTTP, and the connection
+ * is made again (its subscription resumes, and what is kept is sent once it is live).
+ */
+function stalled() {
+  if (!live) return;
+  live = false;
+  scheduleSave();
+  // As a dropped transport: the badge says offline, the manager connects again.
+  if (socket?.io?.engine) socket.io.engine.close();
+  else showConnection($("connection"), "offline");
 }
 
 // --- edits past the server's rate ----------------------------------------------------------
