@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from handlers.context import Services
 from protocol.errors import CodedError, ErrorCode
+from storage.failures import REDIS_AWAY
 
 # How long the mark is kept: as long as a guest is kept idle, so a bookmark of its things opened
 # any time in the month after is told. About 60 bytes a session.
@@ -29,7 +30,7 @@ async def mark_gone(services: Services, session_id: str, actor: str) -> None:
     why = "retention" if actor.startswith("retention:") else "operator"
     try:
         await services.redis.set(services.keys.session_gone(session_id), why, ex=GONE_KEPT_S)
-    except Exception:  # a deletion is not undone for want of its mark: the link says "not found"
+    except REDIS_AWAY:  # a deletion is not undone for want of its mark: the link says "not found"
         return
 
 

@@ -34,12 +34,12 @@ MAX_ANSWER_BYTES = 64 * 1024
 # A retry_after beyond this is waited this long (a flood-control answer of hours would otherwise
 # hold the material for as long).
 RETRY_AFTER_MAX_S = 3600
-# The worker runs its jobs one after another: a call that hangs holds everyone's Done behind it
-# (a getFile hanging 20 s and a file trickling at 20 bytes a second held another person's voice
-# note and /done 131 s: audit "tgfetch"). getFile answers in well under a second.
+# A call that hangs holds the end of its worker batch, and the jobs of the next (a getFile hanging
+# 20 s and a file trickling at 20 bytes a second held another person's voice note and /done 131 s
+# when fetches ran one after another: audit "tgfetch"). getFile answers in well under a second.
 CALL_TIMEOUT = aiohttp.ClientTimeout(total=10, sock_connect=5, sock_read=10)
 # 20 MB at a slow 200 KB/s, and no read silent for longer than sock_read (Telegram's file server
-# answers at once: a body silent 15 s held the worker 15 s per stalled file, one after another).
+# answers at once: a body silent 15 s held the worker 15 s per stalled file: audit "verify50").
 DOWNLOAD_TIMEOUT = aiohttp.ClientTimeout(total=120, sock_connect=10, sock_read=5)
 # ... and a download slower than this on average, once it has had MIN_RATE_AFTER_S to start, is
 # cut and tried again later (FetchLater): Telegram serves files at megabytes a second.

@@ -9,10 +9,9 @@ is a restore of a backup taken just before the chunk was answered."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from pathlib import Path
 
-import pytest
 import pytest_asyncio
 from playwright.async_api import Browser, expect
 from redis.exceptions import RedisError
@@ -23,18 +22,11 @@ from tests.browser import new_tab
 from tests.conftest import start_server
 from tests.helpers import RedisProcess, ServerUnderTest
 from tests.identity.test_restored_redis import backed_up, restore
+from tests.identity.test_restored_redis import own_redis as own_redis  # a fixture, shared
 from tests.voice.test_web_fab_held import until_chunks
 from tests.voice.test_web_session_follow import until_audio_is_kept
 
 BOUND_S = 20.0
-
-
-@pytest.fixture
-def own_redis(tmp_path: Path) -> Iterator[RedisProcess]:
-    process = RedisProcess(tmp_path / "redis")
-    process.start()
-    yield process
-    process.stop()
 
 
 @pytest_asyncio.fixture
