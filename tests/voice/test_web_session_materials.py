@@ -13,7 +13,7 @@ import re
 from typing import Any
 
 import aiohttp
-from playwright.async_api import WebSocketRoute, expect
+from playwright.async_api import Route, WebSocketRoute, expect
 
 from tests.audio_samples import wav
 from tests.browser import Tab
@@ -245,3 +245,39 @@ async def test_a_voice_notes_fetch_is_not_said_as_the_digests_processing(server:
     await fetch_said("retrying")  # live, as a 429 is waited
     await expect(page.locator('#activity li[data-job-id="j-retrying"]')).to_have_count(1)
     await expect(waiting).to_have_text("Not processed yet: Done or “Process now” builds the digest.")
+
+
+async def test_a_first_page_read_again_late_does_not_bring_show_more_back(server: ServerUnderTest, tab: Tab) -> None:
+    """The page reads the first page of materials again on its subscription's snapshot; answered
+    after "Show more" had listed the rest, it put "Show more" back (a loaded make test saw it)."""
+    first = await send(server, {"kind": "text", "text": "note 0"})
+    session_id = first["session_id"]
+    now = server.services.clock.now_ms()
+    for i in range(1, 103):
+        material = {"material_id": f"m{i:04d}", "kind": "text", "text": f"note {i}", "file_id": None}
+        material |= {"duration_s": None, "added_by": "alice", "added_at": now + i}
+        await server.services.voice.add_material(session_id, material, max_count=10_000)
+    firsts: list[Route] = []
+    more_listed = asyncio.Event()
+
+    async def hold_the_second_first_page(route: Route) -> None:
+        firsts.append(route)
+        if len(firsts) == 2:  # the snapshot's read again: answered once "Show more" has listed the rest
+            await more_listed.wait()
+        await route.continue_()
+
+    await tab.page.route(re.compile(r"/materials\?after=0&"), hold_the_second_first_page)
+    await tab.use_token(server.token("alice"))
+    page = await tab.open(f"/session/{session_id}")
+    items = page.locator("#material-list li")
+    await expect(items).to_have_count(100)
+    await expect(page.locator("#connection")).to_have_attribute("data-state", "live")
+    more = page.locator("#materials-more")
+    await more.click()
+    await expect(items).to_have_count(103)
+    await expect(more).to_be_hidden()
+    assert len(firsts) == 2, len(firsts)
+    async with page.expect_response(re.compile(r"/materials\?after=0&")):
+        more_listed.set()
+    await expect(items).to_have_count(103)
+    await expect(more).to_be_hidden()

@@ -139,6 +139,7 @@ const chunks = new Map(); // chunk_id -> chunk, as listed (with its player link)
 const materials = new Map(); // material_id -> material, as listed or announced (material_added)
 let materialsNext = null; // the `after` of the next page of materials, null when all are listed
 let materialsRead = false; // a page of them was read (until then materialsNext says nothing)
+let materialsEnd = 0; // how far from the first the pages read reach (the furthest page's end)
 let chunkRefresh = null;
 
 // The digest's place before the first processing (web/session.html says the same).
@@ -432,10 +433,17 @@ async function loadMaterials(after = 0) {
   const page = await api(path);
   if (session?.session_id !== sessionId) return null; // the page moved to another session meanwhile
   for (const material of page.materials) materials.set(material.material_id, material);
-  materialsNext = typeof page.next === "number" ? page.next : null;
+  const next = typeof page.next === "number" ? page.next : null;
+  // Only the furthest page read says where "More" starts: a first page read again on a snapshot,
+  // answered after "More" had listed the rest, put "More" back (a loaded make test saw it).
+  const end = after + page.materials.length;
+  if (!materialsRead || end >= materialsEnd) {
+    materialsEnd = end;
+    materialsNext = next;
+  }
   materialsRead = true;
   renderMaterials();
-  return materialsNext;
+  return next;
 }
 
 /** The pages of materials listed so far, read again from the first (one read, for a list that
@@ -835,6 +843,7 @@ function showLoaded(loaded) {
   materials.clear();
   materialsNext = null;
   materialsRead = false;
+  materialsEnd = 0;
   renderMaterials();
   loadMaterials().catch((err) => {
     if (ui.notice.dataset.source === "live" && ui.notice.textContent) return;
